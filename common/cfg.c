@@ -1,0 +1,496 @@
+#include "cfg.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+enum cfg_type {
+    T_STR,   /* free text */
+    T_URL,   /* text that must be an http(s) URL, or empty */
+    T_LONG,  /* integer within [min, max] */
+    T_BOOL,  /* 0/1, true/false, yes/no, on/off */
+    T_LEVEL, /* log level name */
+    T_RATE,  /* "10/s,burst=20" into s3_rate and s3_burst */
+    T_AUTO01 /* "auto", "0" or "1" into an int (-1 for auto) */
+};
+
+struct cfg_entry {
+    const char *flag;
+    const char *var;
+    enum cfg_type type;
+    size_t off;
+    long min, max;
+    const char *def;
+    bool secret;
+    const char *help;
+};
+
+#define F(field) offsetof(struct cfg, field)
+#define KB       1024L
+#define MB       (1024L * 1024L)
+
+/* clang-format off */
+static const struct cfg_entry table[] = {
+    {"redis-url", "PIXQ_REDIS_URL", T_STR, F(redis_url), 0, 0, "redis://127.0.0.1:6379/0", false,
+     "redis://[user:password@]host:port/db or unix:///path/redis.sock"},
+    {"queue", "PIXQ_QUEUE", T_STR, F(queue), 0, 0, "default", false,
+     "queue names served, comma-separated, highest priority first"},
+    {"aws-access-key-id", "AWS_ACCESS_KEY_ID", T_STR, F(aws_access_key_id), 0, 0, "", true,
+     "S3 access key id"},
+    {"aws-secret-access-key", "AWS_SECRET_ACCESS_KEY", T_STR, F(aws_secret_access_key), 0, 0, "",
+     true, "S3 secret access key"},
+    {"aws-session-token", "AWS_SESSION_TOKEN", T_STR, F(aws_session_token), 0, 0, "", true,
+     "S3 session token (temporary credentials)"},
+    {"aws-region", "AWS_REGION", T_STR, F(aws_region), 0, 0, "us-east-1", false,
+     "default region of destination buckets"},
+    {"s3-endpoint", "PIXQ_S3_ENDPOINT", T_URL, F(s3_endpoint), 0, 0, "", false,
+     "endpoint of an S3-compatible store (empty: AWS)"},
+    {"s3-path-style", "PIXQ_S3_PATH_STYLE", T_AUTO01, F(s3_path_style), 0, 0, "auto", false,
+     "path-style addressing: auto (on with a custom endpoint), 0 or 1"},
+    {"default-bucket", "PIXQ_DEFAULT_BUCKET", T_STR, F(default_bucket), 0, 0, "", false,
+     "bucket for saves without s3_destination"},
+    {"s3-default-acl", "PIXQ_S3_DEFAULT_ACL", T_STR, F(s3_default_acl), 0, 0, "public-read", false,
+     "x-amz-acl sent with every upload unless the job's headers override it (empty: none)"},
+    {"s3-rate", "PIXQ_S3_RATE", T_RATE, 0, 0, 0, "10/s,burst=20", false,
+     "default PUT rate and burst per destination bucket"},
+    {"postback-secret", "PIXQ_POSTBACK_SECRET", T_STR, F(postback_secret), 0, 0, "", true,
+     "HMAC key that signs postbacks"},
+    {"allow-private-networks", "PIXQ_ALLOW_PRIVATE_NETWORKS", T_BOOL, F(allow_private_networks),
+     0, 1, "0", false, "let src and postback_url reach loopback and private addresses"},
+    {"log-level", "PIXQ_LOG_LEVEL", T_LEVEL, F(log_level), 0, 0, "info", false,
+     "debug, info, warn or error"},
+    {"max-src-bytes", "PIXQ_MAX_SRC_BYTES", T_LONG, F(max_src_bytes), KB, 2048 * MB, "50331648",
+     false, "largest source download, bytes"},
+    {"max-output-bytes", "PIXQ_MAX_OUTPUT_BYTES", T_LONG, F(max_output_bytes), KB, 2048 * MB,
+     "104857600", false, "largest encoded output, bytes"},
+    {"max-job-bytes", "PIXQ_MAX_JOB_BYTES", T_LONG, F(max_job_bytes), 256, 16 * MB, "250000", false,
+     "largest job JSON, bytes"},
+    {"max-json-depth", "PIXQ_MAX_JSON_DEPTH", T_LONG, F(max_json_depth), 4, 1000, "32", false,
+     "deepest nesting of job JSON"},
+    {"max-functions", "PIXQ_MAX_FUNCTIONS", T_LONG, F(max_functions), 1, 10000, "100", false,
+     "most functions in one job's tree"},
+    {"max-pixels", "PIXQ_MAX_PIXELS", T_LONG, F(max_pixels), 1, 1000000000L, "50000000", false,
+     "most pixels in a source or output image"},
+    {"connect-timeout-ms", "PIXQ_CONNECT_TIMEOUT_MS", T_LONG, F(connect_timeout_ms), 100, 120000,
+     "5000", false, "TCP+TLS connect timeout for every HTTP request"},
+    {"download-timeout-ms", "PIXQ_DOWNLOAD_TIMEOUT_MS", T_LONG, F(download_timeout_ms), 100,
+     3600000, "60000", false, "whole-transfer timeout for a source download"},
+    {"s3-timeout-ms", "PIXQ_S3_TIMEOUT_MS", T_LONG, F(s3_timeout_ms), 100, 3600000, "60000", false,
+     "whole-request timeout for one S3 request"},
+    {"postback-timeout-ms", "PIXQ_POSTBACK_TIMEOUT_MS", T_LONG, F(postback_timeout_ms), 100,
+     600000, "15000", false, "whole-request timeout for a postback (Blitline: 15 s)"},
+    {"default-quality", "PIXQ_DEFAULT_QUALITY", T_LONG, F(default_quality), 1, 100, "75", false,
+     "JPEG/WebP quality when a save gives none"},
+    {"result-ttl-s", "PIXQ_RESULT_TTL_S", T_LONG, F(result_ttl_s), 1, 30 * 86400L, "86400", false,
+     "how long pixq:{Q}:result:<id> is kept, seconds"},
+    {"dead-max", "PIXQ_DEAD_MAX", T_LONG, F(dead_max), 1, 10000000L, "10000", false,
+     "most entries kept in pixq:{Q}:dead"},
+    {"reserve-timeout-ms", "PIXQ_RESERVE_TIMEOUT_MS", T_LONG, F(reserve_timeout_ms), 10, 60000,
+     "1000", false, "longest blocking wait for a job before the worker looks around again"},
+    {"redis-timeout-ms", "PIXQ_REDIS_TIMEOUT_MS", T_LONG, F(redis_timeout_ms), 100, 600000, "5000",
+     false, "connect and reply timeout for Redis, on top of any blocking wait"},
+};
+/* clang-format on */
+
+#define N_ENTRIES (sizeof table / sizeof table[0])
+
+static const struct cfg_entry *find_entry(const char *key)
+{
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        if (strcmp(key, table[i].flag) == 0 || strcmp(key, table[i].var) == 0) {
+            return &table[i];
+        }
+    }
+    return NULL;
+}
+
+static int parse_long(const char *s, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0') {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* "10/s,burst=20", "2.5/s", "10/s, burst=0". */
+static int parse_rate(const char *s, double *rate, long *burst)
+{
+    char *end;
+    errno = 0;
+    double r = strtod(s, &end);
+    if (errno != 0 || end == s || !isfinite(r) || r <= 0 || r > 1e6 || strncmp(end, "/s", 2) != 0) {
+        return -1;
+    }
+    end += 2;
+    long b = *burst;
+    if (*end == ',') {
+        end++;
+        while (*end == ' ') {
+            end++;
+        }
+        if (strncmp(end, "burst=", 6) != 0 || parse_long(end + 6, &b) < 0 || b < 0 || b > 1000000) {
+            return -1;
+        }
+    } else if (*end != '\0') {
+        return -1;
+    }
+    *rate = r;
+    *burst = b;
+    return 0;
+}
+
+static int set_string(struct cfg *c, const struct cfg_entry *en, const char *value, struct err *e)
+{
+    size_t n = strlen(value);
+    if (n >= CFG_STR_MAX) {
+        return err_set(e, "%s: value longer than %d bytes", en->var, CFG_STR_MAX - 1);
+    }
+    if (en->type == T_URL && n > 0 && strncmp(value, "http://", 7) != 0 &&
+        strncmp(value, "https://", 8) != 0) {
+        return err_set(e, "%s: must be an http:// or https:// URL", en->var);
+    }
+    memcpy((char *)c + en->off, value, n + 1);
+    return 0;
+}
+
+static int set_long(struct cfg *c, const struct cfg_entry *en, const char *value, struct err *e)
+{
+    long v;
+    if (parse_long(value, &v) < 0) {
+        return err_set(e, "%s: '%s' is not a whole number", en->var, value);
+    }
+    if (v < en->min || v > en->max) {
+        return err_set(e, "%s: %ld is out of range [%ld, %ld]", en->var, v, en->min, en->max);
+    }
+    *(long *)((char *)c + en->off) = v;
+    return 0;
+}
+
+static int set_typed(struct cfg *c, const struct cfg_entry *en, const char *value, struct err *e)
+{
+    char *field = (char *)c + en->off;
+    switch (en->type) {
+    case T_STR:
+    case T_URL:
+        return set_string(c, en, value, e);
+    case T_LONG:
+        return set_long(c, en, value, e);
+    case T_BOOL:
+        if (parse_bool(value, (bool *)field) < 0) {
+            return err_set(e, "%s: '%s' is not a boolean (0/1, true/false)", en->var, value);
+        }
+        return 0;
+    case T_LEVEL: {
+        enum log_level lv;
+        if (log_parse_level(value, &lv) < 0) {
+            return err_set(e, "%s: '%s' is not debug, info, warn or error", en->var, value);
+        }
+        *(int *)field = (int)lv;
+        return 0;
+    }
+    case T_RATE:
+        if (parse_rate(value, &c->s3_rate, &c->s3_burst) < 0) {
+            return err_set(e, "%s: '%s' is not of the form '10/s,burst=20'", en->var, value);
+        }
+        return 0;
+    case T_AUTO01:
+        if (strcmp(value, "auto") == 0) {
+            *(int *)field = -1;
+            return 0;
+        }
+        bool b;
+        if (parse_bool(value, &b) < 0) {
+            return err_set(e, "%s: '%s' is not auto, 0 or 1", en->var, value);
+        }
+        *(int *)field = b ? 1 : 0;
+        return 0;
+    }
+    return err_set(e, "%s: unknown type", en->var);
+}
+
+void cfg_defaults(struct cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        int rc = set_typed(c, &table[i], table[i].def, NULL);
+        (void)rc; /* the defaults are constants checked by the unit tests */
+    }
+}
+
+int cfg_set(struct cfg *c, const char *key, const char *value, struct err *e)
+{
+    const struct cfg_entry *en = find_entry(key);
+    if (en == NULL) {
+        return 1;
+    }
+    return set_typed(c, en, value, e);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1])) {
+        s[--n] = '\0';
+    }
+    return s;
+}
+
+static char *unquote(char *v)
+{
+    size_t n = strlen(v);
+    if (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0]) {
+        v[n - 1] = '\0';
+        return v + 1;
+    }
+    return v;
+}
+
+static int load_line(struct cfg *c, char *line, const char *path, int lineno, struct err *e)
+{
+    char *s = trim(line);
+    if (*s == '\0' || *s == '#') {
+        return 0;
+    }
+    if (strncmp(s, "export ", 7) == 0) {
+        s = trim(s + 7);
+    }
+    char *eq = strchr(s, '=');
+    if (eq == NULL) {
+        return err_set(e, "%s:%d: expected KEY=value", path, lineno);
+    }
+    *eq = '\0';
+    int rc = cfg_set(c, trim(s), unquote(trim(eq + 1)), e);
+    if (rc == 1) {
+        return err_set(e, "%s:%d: unknown setting '%s'", path, lineno, trim(s));
+    }
+    if (rc < 0) {
+        return err_wrap(e, "%s:%d", path, lineno);
+    }
+    return 0;
+}
+
+int cfg_load_file(struct cfg *c, const char *path, struct err *e)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return err_set(e, "cannot open config file %s: %s", path, strerror(errno));
+    }
+    char line[CFG_STR_MAX + 128];
+    int lineno = 0;
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            rc = err_set(e, "%s:%d: line too long", path, lineno);
+            break;
+        }
+        rc = load_line(c, line, path, lineno, e);
+    }
+    fclose(f);
+    return rc;
+}
+
+int cfg_load_env(struct cfg *c, const char *(*get)(const char *name), struct err *e)
+{
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        const char *v = get(table[i].var);
+        if (v != NULL && set_typed(c, &table[i], v, e) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Finds `--config FILE` / `--config=FILE` in argv, or PIXQ_CONFIG. */
+static const char *config_path(int argc, char **argv, const char *(*get)(const char *name))
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            break;
+        }
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            return argv[i + 1];
+        }
+        if (strncmp(argv[i], "--config=", 9) == 0) {
+            return argv[i] + 9;
+        }
+    }
+    return get("PIXQ_CONFIG");
+}
+
+/* Applies argv[*i] if it is a setting flag, consuming its value; returns 1 if it is not one. */
+static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *e)
+{
+    const char *arg = argv[*i];
+    if (strncmp(arg, "--", 2) != 0) {
+        return 1;
+    }
+    char name[128];
+    const char *eq = strchr(arg, '=');
+    size_t n = eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+    if (n >= sizeof name) {
+        return 1;
+    }
+    memcpy(name, arg + 2, n);
+    name[n] = '\0';
+    if (strcmp(name, "config") == 0) {
+        *i += eq == NULL ? 1 : 0;
+        return 0;
+    }
+    const struct cfg_entry *en = find_entry(name);
+    if (en == NULL || strchr(name, '_') != NULL) {
+        return 1;
+    }
+    const char *value = eq != NULL ? eq + 1 : NULL;
+    if (value == NULL && en->type == T_BOOL) {
+        value = "1";
+    } else if (value == NULL) {
+        if (*i + 1 >= argc) {
+            return err_set(e, "--%s needs a value", name);
+        }
+        value = argv[++*i];
+    }
+    return set_typed(c, en, value, e);
+}
+
+int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const char *name),
+             struct err *e)
+{
+    cfg_defaults(c);
+    const char *path = config_path(*argc, argv, get);
+    if (path != NULL && cfg_load_file(c, path, e) < 0) {
+        return -1;
+    }
+    if (cfg_load_env(c, get, e) < 0) {
+        return -1;
+    }
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < *argc) {
+                argv[out++] = argv[i++];
+            }
+            break;
+        }
+        int rc = apply_flag(c, *argc, argv, &i, e);
+        if (rc < 0) {
+            return -1;
+        }
+        if (rc == 1) {
+            argv[out++] = argv[i];
+        }
+    }
+    *argc = out;
+    argv[out] = NULL;
+    return 0;
+}
+
+void cfg_redact_url(const char *url, char *out, size_t cap)
+{
+    const char *scheme = strstr(url, "://");
+    const char *start = scheme != NULL ? scheme + 3 : url;
+    const char *end = start + strcspn(start, "/");
+    const char *at = NULL;
+    for (const char *p = start; p < end; p++) {
+        at = *p == '@' ? p : at;
+    }
+    if (at == NULL) {
+        snprintf(out, cap, "%s", url);
+        return;
+    }
+    const char *colon = memchr(start, ':', (size_t)(at - start));
+    const char *keep = colon != NULL ? colon + 1 : start; /* the user name stays visible */
+    snprintf(out, cap, "%.*s***%s", (int)(keep - url), url, at);
+}
+
+static void format_value(const struct cfg *c, const struct cfg_entry *en, char *out, size_t cap)
+{
+    const char *field = (const char *)c + en->off;
+    switch (en->type) {
+    case T_STR:
+    case T_URL:
+        if (en->secret) {
+            snprintf(out, cap, "%s", *field != '\0' ? "(set)" : "");
+        } else if (en->off == offsetof(struct cfg, redis_url)) {
+            cfg_redact_url(field, out, cap);
+        } else {
+            snprintf(out, cap, "%s", field);
+        }
+        return;
+    case T_LONG:
+        snprintf(out, cap, "%ld", *(const long *)field);
+        return;
+    case T_BOOL:
+        snprintf(out, cap, "%d", *(const bool *)field ? 1 : 0);
+        return;
+    case T_LEVEL: {
+        static const char *const names[] = {"debug", "info", "warn", "error"};
+        snprintf(out, cap, "%s", names[*(const int *)field]);
+        return;
+    }
+    case T_RATE:
+        snprintf(out, cap, "%g/s,burst=%ld", c->s3_rate, c->s3_burst);
+        return;
+    case T_AUTO01: {
+        int v = *(const int *)field;
+        snprintf(out, cap, "%s", v < 0 ? "auto" : v ? "1" : "0");
+        return;
+    }
+    }
+}
+
+void cfg_print(const struct cfg *c, FILE *out)
+{
+    char value[CFG_STR_MAX + 16];
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        format_value(c, &table[i], value, sizeof value);
+        fprintf(out, "%s=%s\n", table[i].var, value);
+    }
+}
+
+bool cfg_s3_path_style(const struct cfg *c)
+{
+    if (c->s3_path_style >= 0) {
+        return c->s3_path_style == 1;
+    }
+    return c->s3_endpoint[0] != '\0';
+}
+
+void cfg_usage(FILE *out)
+{
+    fprintf(out, "Settings (flag, environment variable, default):\n");
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        fprintf(out, "  --%-24s %-28s [%s]\n      %s\n", table[i].flag, table[i].var, table[i].def,
+                table[i].help);
+    }
+}

@@ -1,0 +1,85 @@
+/* cfg: pixq's configuration, one table for every setting.
+ *
+ * Each setting has a flag name (`--redis-url`), an environment variable (`PIXQ_REDIS_URL`), a type
+ * with bounds, a default and a secret mark. Sources apply in this order, later ones winning:
+ * defaults, the `KEY=value` file named by `--config FILE` (or PIXQ_CONFIG), the environment, then
+ * flags. Every value is validated when it is set; the result is read-only afterwards. */
+#ifndef PIXQ_CFG_H
+#define PIXQ_CFG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "err.h"
+
+#define CFG_STR_MAX 1024 /* bytes for a string setting, with NUL */
+
+struct cfg {
+    char redis_url[CFG_STR_MAX];
+    char queue[CFG_STR_MAX]; /* comma-separated, highest priority first */
+    char aws_access_key_id[CFG_STR_MAX];
+    char aws_secret_access_key[CFG_STR_MAX];
+    char aws_session_token[CFG_STR_MAX];
+    char aws_region[CFG_STR_MAX];
+    char s3_endpoint[CFG_STR_MAX]; /* "" means AWS */
+    int s3_path_style;             /* -1 auto: path-style with a custom endpoint, else vhost */
+    char default_bucket[CFG_STR_MAX];
+    char s3_default_acl[CFG_STR_MAX]; /* x-amz-acl on every PUT unless the job overrides; "" none */
+    double s3_rate;                   /* PUT/s per bucket, from PIXQ_S3_RATE */
+    long s3_burst;                    /* tokens, from PIXQ_S3_RATE */
+    char postback_secret[CFG_STR_MAX];
+    bool allow_private_networks;
+    int log_level; /* enum log_level */
+    long max_src_bytes;
+    long max_output_bytes;
+    long max_job_bytes;
+    long max_json_depth;
+    long max_functions;
+    long max_pixels;
+    long connect_timeout_ms;
+    long download_timeout_ms;
+    long s3_timeout_ms;
+    long postback_timeout_ms;
+    long default_quality;
+    long result_ttl_s;
+    long dead_max;
+    long reserve_timeout_ms;
+    long redis_timeout_ms;
+};
+
+/* Fills `c` with every default. */
+void cfg_defaults(struct cfg *c);
+
+/* Sets one setting by flag name ("redis-url") or variable ("PIXQ_REDIS_URL") from text.
+ * Returns 0, 1 if `key` names no setting (then `c` is unchanged), or -1 if the value is invalid
+ * (the message names the setting; a secret's value is never echoed). */
+int cfg_set(struct cfg *c, const char *key, const char *value, struct err *e);
+
+/* Reads `KEY=value` lines from `path` (blank lines and `#` comments allowed; a value may be quoted
+ * with " or '). Unknown keys are an error. Returns 0 or -1. */
+int cfg_load_file(struct cfg *c, const char *path, struct err *e);
+
+/* Applies every variable of the table found through `get` (getenv, or a test's lookup).
+ * Returns 0 or -1. */
+int cfg_load_env(struct cfg *c, const char *(*get)(const char *name), struct err *e);
+
+/* The whole start-up sequence: defaults, file, environment, flags. Flags are `--name value` or
+ * `--name=value`, plus `--config FILE`; boolean flags may stand alone. Arguments that are not
+ * settings are kept, in order, in argv[1..*argc-1] for the program to parse. Returns 0 or -1. */
+int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const char *name),
+             struct err *e);
+
+/* Prints the effective configuration, one `VARIABLE=value` line per setting, secrets replaced
+ * with "(set)" and the password in PIXQ_REDIS_URL with "***". */
+void cfg_print(const struct cfg *c, FILE *out);
+
+/* Writes `url` with any password replaced by "***" into `out` (`cap` bytes). */
+void cfg_redact_url(const char *url, char *out, size_t cap);
+
+/* Whether S3 requests use path-style addressing, resolving the automatic default. */
+bool cfg_s3_path_style(const struct cfg *c);
+
+/* Prints the settings with their variables, defaults and meaning (for --help). */
+void cfg_usage(FILE *out);
+
+#endif

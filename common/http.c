@@ -1,0 +1,211 @@
+#include "http.h"
+
+#include <curl/curl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+#define MAX_HEAD_BYTES (64 * 1024) /* response header bytes kept */
+
+struct http {
+    CURL *curl;
+};
+
+struct sink {
+    struct buf *b;
+    bool overflow;
+};
+
+struct http *http_create(struct err *e)
+{
+    struct http *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        err_set(e, "out of memory");
+        return NULL;
+    }
+    h->curl = curl_easy_init();
+    if (h->curl == NULL) {
+        free(h);
+        err_set(e, "curl_easy_init failed");
+        return NULL;
+    }
+    return h;
+}
+
+void http_destroy(struct http *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    curl_easy_cleanup(h->curl);
+    free(h);
+}
+
+void http_response_init(struct http_response *r)
+{
+    memset(r, 0, sizeof *r);
+    buf_init(&r->body, 0);
+    buf_init(&r->head, MAX_HEAD_BYTES);
+}
+
+void http_response_finish(struct http_response *r)
+{
+    buf_finish(&r->body);
+    buf_finish(&r->head);
+}
+
+static size_t write_cb(char *p, size_t size, size_t n, void *user)
+{
+    struct sink *s = user;
+    if (buf_append(s->b, p, size * n) < 0) {
+        s->overflow = true;
+        return 0; /* makes curl stop with CURLE_WRITE_ERROR */
+    }
+    return size * n;
+}
+
+static size_t header_cb(char *p, size_t size, size_t n, void *user)
+{
+    struct buf *b = user;
+    /* a new status line starts a new response (after a redirect or 100-continue) */
+    if (size * n > 5 && strncmp(p, "HTTP/", 5) == 0) {
+        buf_reset(b);
+    }
+    buf_append(b, p, size * n); /* overflow only loses headers, never the request */
+    return size * n;
+}
+
+static struct curl_slist *build_headers(const struct http_request *req, struct err *e)
+{
+    struct curl_slist *list = NULL;
+    /* curl would send "Expect: 100-continue" for large bodies: one round trip lost */
+    list = curl_slist_append(list, "Expect:");
+    for (size_t i = 0; list != NULL && i < req->n_headers; i++) {
+        char line[8192];
+        int n = snprintf(line, sizeof line, "%s: %s", req->headers[i].name, req->headers[i].value);
+        if (n < 0 || (size_t)n >= sizeof line) {
+            curl_slist_free_all(list);
+            err_set(e, "header %s too long", req->headers[i].name);
+            return NULL;
+        }
+        if (req->headers[i].value[0] == '\0') {
+            snprintf(line, sizeof line, "%s;", req->headers[i].name); /* curl's empty value */
+        }
+        struct curl_slist *next = curl_slist_append(list, line);
+        if (next == NULL) {
+            curl_slist_free_all(list);
+            list = NULL;
+        } else {
+            list = next;
+        }
+    }
+    if (list == NULL) {
+        err_set(e, "out of memory");
+    }
+    return list;
+}
+
+static void set_method(CURL *c, const struct http_request *req)
+{
+    if (strcmp(req->method, "HEAD") == 0) {
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        return;
+    }
+    if (strcmp(req->method, "GET") == 0) {
+        return;
+    }
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    if (strcmp(req->method, "POST") != 0) {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
+    }
+}
+
+static void set_options(CURL *c, const struct http_request *req, struct curl_slist *headers,
+                        struct sink *body, struct buf *head, char *errbuf)
+{
+    curl_easy_reset(c); /* keeps the connection cache: keep-alive across requests */
+    curl_easy_setopt(c, CURLOPT_URL, req->url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "pixq/0.1");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, head);
+    if (req->max_redirects > 0) {
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(c, CURLOPT_MAXREDIRS, (long)req->max_redirects);
+    }
+    set_method(c, req);
+}
+
+static int transport_error(CURLcode rc, const struct sink *body, size_t max_body,
+                           const char *errbuf, struct err *e)
+{
+    if (body->overflow || rc == CURLE_FILESIZE_EXCEEDED) {
+        return err_set(e, "response larger than the limit of %zu bytes", max_body);
+    }
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        return err_set(e, "timed out (%s)", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    }
+    return err_set(e, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+}
+
+int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
+                 struct err *e)
+{
+    struct curl_slist *headers = build_headers(req, e);
+    if (headers == NULL) {
+        return -1;
+    }
+    buf_reset(&resp->body);
+    buf_reset(&resp->head);
+    resp->body.max = req->max_body > 0 ? req->max_body : SIZE_MAX - 1;
+    resp->status = 0;
+    resp->ip[0] = '\0';
+    struct sink body = {.b = &resp->body};
+    char errbuf[CURL_ERROR_SIZE] = "";
+    set_options(h->curl, req, headers, &body, &resp->head, errbuf);
+    CURLcode rc = curl_easy_perform(h->curl);
+    curl_slist_free_all(headers);
+    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+    char *ip = NULL;
+    if (curl_easy_getinfo(h->curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip != NULL) {
+        snprintf(resp->ip, sizeof resp->ip, "%s", ip);
+    }
+    if (rc != CURLE_OK) {
+        return transport_error(rc, &body, req->max_body, errbuf, e);
+    }
+    return 0;
+}
+
+bool http_response_header(const struct http_response *r, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name);
+    const char *p = r->head.data;
+    while (p != NULL && *p != '\0') {
+        const char *eol = strstr(p, "\r\n");
+        size_t len = eol != NULL ? (size_t)(eol - p) : strlen(p);
+        if (len > n && p[n] == ':' && strncasecmp(p, name, n) == 0) {
+            const char *v = p + n + 1;
+            while (*v == ' ' || *v == '\t') {
+                v++;
+            }
+            snprintf(out, cap, "%.*s", (int)(len - (size_t)(v - p)), v);
+            return true;
+        }
+        p = eol != NULL ? eol + 2 : NULL;
+    }
+    return false;
+}

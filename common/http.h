@@ -1,0 +1,65 @@
+/* http: HTTP requests through one reused libcurl handle (keep-alive across requests).
+ *
+ * Every response body has a cap enforced while reading, every request a connect and a total
+ * timeout. Call curl_global_init() once in main() before http_create(). */
+#ifndef PIXQ_HTTP_H
+#define PIXQ_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "err.h"
+
+#define HTTP_MAX_HEADERS 64 /* most request headers of one request */
+
+struct http_header {
+    const char *name;
+    const char *value;
+};
+
+struct http_request {
+    const char *method; /* "GET", "PUT", "POST", "HEAD" */
+    const char *url;
+    const struct http_header *headers;
+    size_t n_headers;
+    const void *body; /* request body for PUT/POST, or NULL */
+    size_t body_len;
+    long connect_timeout_ms;
+    long timeout_ms;      /* whole request */
+    size_t max_body;      /* most response-body bytes accepted */
+    int max_redirects;    /* 0: do not follow redirects */
+};
+
+struct http_response {
+    long status;      /* HTTP status, 0 if no response */
+    struct buf body;  /* response body */
+    struct buf head;  /* raw response headers of the last response */
+    char ip[64];      /* peer address, when known */
+};
+
+struct http;
+
+/* Creates a client with its own curl handle. Returns NULL if curl could not start. */
+struct http *http_create(struct err *e);
+
+/* Frees the client; NULL is allowed. */
+void http_destroy(struct http *h);
+
+/* Prepares `r` for http_perform(). */
+void http_response_init(struct http_response *r);
+
+/* Frees what the response holds. */
+void http_response_finish(struct http_response *r);
+
+/* Sends the request and reads the response into `resp` (initialised by the caller; reset here).
+ * Returns 0 when a response arrived (any status), or -1 on a transport failure (the message says
+ * which: timeout, connection refused, reset, body larger than the cap...). */
+int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
+                 struct err *e);
+
+/* Copies the value of response header `name` (case-insensitive) into `out`; returns false if it
+ * is absent. */
+bool http_response_header(const struct http_response *r, const char *name, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,534 @@
+#include "job.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "id.h"
+
+/* ---------------------------------------------------------------- parameters */
+
+static json_object *param(json_object *params, const char *name)
+{
+    json_object *v = NULL;
+    if (params == NULL || !json_object_is_type(params, json_type_object) ||
+        !json_object_object_get_ex(params, name, &v)) {
+        return NULL;
+    }
+    return v; /* NULL for a JSON null too */
+}
+
+bool job_param_present(json_object *params, const char *name)
+{
+    return param(params, name) != NULL;
+}
+
+static int bad_type(struct err *e, const char *fn, const char *name, const char *want)
+{
+    return err_set(e, "Invalid parameter '%s' for function '%s': expected %s", name, fn, want);
+}
+
+/* The number in `v` (a JSON number or a numeric string), or -1 if it is neither. */
+static int number_of(json_object *v, double *out)
+{
+    if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+        *out = json_object_get_double(v);
+        return isfinite(*out) ? 0 : -1;
+    }
+    if (!json_object_is_type(v, json_type_string)) {
+        return -1;
+    }
+    const char *s = json_object_get_string(v);
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    while (isspace((unsigned char)*end)) {
+        end++;
+    }
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(d)) {
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+int job_param_double(json_object *params, const char *fn, const char *name, double def, double min,
+                     double max, double *out, struct err *e)
+{
+    json_object *v = param(params, name);
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    double d;
+    if (number_of(v, &d) < 0) {
+        return bad_type(e, fn, name, "a number");
+    }
+    if (d < min || d > max) {
+        return err_set(e, "Invalid parameter '%s' for function '%s': %g is out of range [%g, %g]",
+                       name, fn, d, min, max);
+    }
+    *out = d;
+    return 0;
+}
+
+int job_param_long(json_object *params, const char *fn, const char *name, long def, long min,
+                   long max, long *out, struct err *e)
+{
+    json_object *v = param(params, name);
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    double d;
+    if (number_of(v, &d) < 0) {
+        return bad_type(e, fn, name, "a whole number");
+    }
+    d = trunc(d); /* Blitline's worker used to_i: "100.7" is 100 */
+    if (d < (double)min || d > (double)max) {
+        return err_set(e, "Invalid parameter '%s' for function '%s': %.0f is out of range [%ld, %ld]",
+                       name, fn, d, min, max);
+    }
+    *out = (long)d;
+    return 0;
+}
+
+int job_param_bool(json_object *params, const char *fn, const char *name, bool def, bool *out,
+                   struct err *e)
+{
+    json_object *v = param(params, name);
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (json_object_is_type(v, json_type_boolean)) {
+        *out = json_object_get_boolean(v);
+        return 0;
+    }
+    if (json_object_is_type(v, json_type_int)) {
+        int64_t i = json_object_get_int64(v);
+        if (i == 0 || i == 1) {
+            *out = i == 1;
+            return 0;
+        }
+    }
+    if (json_object_is_type(v, json_type_string)) {
+        const char *s = json_object_get_string(v);
+        if (strcasecmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, "false") == 0 || strcmp(s, "0") == 0 || *s == '\0') {
+            *out = false;
+            return 0;
+        }
+    }
+    return bad_type(e, fn, name, "true or false");
+}
+
+int job_param_string(json_object *params, const char *fn, const char *name, const char *def,
+                     const char **out, struct err *e)
+{
+    json_object *v = param(params, name);
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array)) {
+        return bad_type(e, fn, name, "a string");
+    }
+    *out = json_object_get_string(v);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the function tree */
+
+struct tree_ctx {
+    struct job *job;
+    size_t max_functions;
+    size_t n_functions;
+    struct err *e;
+};
+
+static json_object *member(json_object *obj, const char *name)
+{
+    json_object *v = NULL;
+    if (obj == NULL || !json_object_object_get_ex(obj, name, &v)) {
+        return NULL;
+    }
+    return v;
+}
+
+static const char *string_member(json_object *obj, const char *name)
+{
+    json_object *v = member(obj, name);
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+/* Lower-case extension of the last path segment of `key`, without the dot; "" if none. */
+static void key_extension(const char *key, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *slash = strrchr(key, '/');
+    const char *base = slash != NULL ? slash + 1 : key;
+    const char *dot = strrchr(base, '.');
+    if (dot == NULL || dot[1] == '\0' || strlen(dot + 1) >= cap) {
+        return;
+    }
+    size_t i = 0;
+    for (const char *p = dot + 1; *p != '\0'; p++) {
+        out[i++] = (char)tolower((unsigned char)*p);
+    }
+    out[i] = '\0';
+}
+
+/* Output format: destination key's extension, then force_type, then extension, then jpg. */
+static void resolve_format(struct job_save *s, json_object *save, json_object *dest)
+{
+    const char *candidates[] = {
+        string_member(dest, "force_type"),
+        string_member(save, "force_type"),
+        string_member(save, "extension"),
+    };
+    if (s->key != NULL) {
+        key_extension(s->key, s->format, sizeof s->format);
+    }
+    for (size_t i = 0; s->format[0] == '\0' && i < 3; i++) {
+        if (candidates[i] != NULL && candidates[i][0] != '\0') {
+            char tmp[sizeof s->format + 2];
+            snprintf(tmp, sizeof tmp, ".%s", candidates[i][0] == '.' ? candidates[i] + 1 : candidates[i]);
+            key_extension(tmp, s->format, sizeof s->format);
+        }
+    }
+    if (s->format[0] == '\0') {
+        snprintf(s->format, sizeof s->format, "jpg");
+    }
+}
+
+static int parse_destination(struct job_save *s, json_object *dest, struct err *e)
+{
+    if (dest == NULL) {
+        return 0;
+    }
+    if (!json_object_is_type(dest, json_type_object)) {
+        return err_set(e, "s3_destination of '%s' must be an object", s->image_identifier);
+    }
+    json_object *bucket = member(dest, "bucket");
+    if (bucket != NULL && json_object_is_type(bucket, json_type_object)) {
+        s->bucket = string_member(bucket, "name");
+        s->location = string_member(bucket, "location");
+    } else if (bucket != NULL && json_object_is_type(bucket, json_type_string)) {
+        s->bucket = json_object_get_string(bucket);
+    }
+    s->key = string_member(dest, "key");
+    if (s->bucket == NULL || s->key == NULL || s->key[0] == '\0') {
+        return err_set(e, "s3_destination of '%s' needs a bucket and a key", s->image_identifier);
+    }
+    s->headers = member(dest, "headers");
+    if (s->headers != NULL && !json_object_is_type(s->headers, json_type_object)) {
+        return err_set(e, "s3_destination.headers of '%s' must be an object", s->image_identifier);
+    }
+    return 0;
+}
+
+static int parse_save_options(struct job_save *s, json_object *save, double v, struct err *e)
+{
+    const char *fn = "save";
+    if (job_param_long(save, fn, "quality", 0, 1, 100, &s->quality, e) < 0 ||
+        job_param_bool(save, fn, "skip", false, &s->skip, e) < 0 ||
+        job_param_bool(save, fn, "save_metadata", false, &s->save_metadata, e) < 0 ||
+        job_param_bool(save, fn, "save_profiles", v >= 1.20, &s->save_profiles, e) < 0 ||
+        job_param_string(save, fn, "interlace", NULL, &s->interlace, e) < 0) {
+        return -1;
+    }
+    json_object *q = member(save, "png_quantize");
+    if (q != NULL && json_object_is_type(q, json_type_int)) {
+        s->png_quantize = json_object_get_int64(q) != 0;
+        return 0;
+    }
+    return job_param_bool(save, fn, "png_quantize", false, &s->png_quantize, e);
+}
+
+/* Parses a save block into a new *out (owned by the function, even when this fails). */
+static int parse_save(struct tree_ctx *t, const char *fn, json_object *save, struct job_save **out)
+{
+    if (!json_object_is_type(save, json_type_object)) {
+        return err_set(t->e, "save of function '%s' must be an object", fn);
+    }
+    struct job_save *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return err_set(t->e, "out of memory");
+    }
+    *out = s;
+    s->index = (int)t->job->n_saves++;
+    s->image_identifier = string_member(save, "image_identifier");
+    if (s->image_identifier == NULL || s->image_identifier[0] == '\0') {
+        return err_set(t->e, "Save must have an image_identifier (function '%s')", fn);
+    }
+    if (parse_destination(s, member(save, "s3_destination"), t->e) < 0 ||
+        parse_save_options(s, save, t->job->v, t->e) < 0) {
+        return -1;
+    }
+    resolve_format(s, save, member(save, "s3_destination"));
+    return 0;
+}
+
+static int parse_functions(struct tree_ctx *t, json_object *arr, struct job_fn **out, size_t *n);
+
+static int parse_fn(struct tree_ctx *t, json_object *obj, struct job_fn *f)
+{
+    if (!json_object_is_type(obj, json_type_object)) {
+        return err_set(t->e, "each function must be an object");
+    }
+    if (++t->n_functions > t->max_functions) {
+        return err_set(t->e, "too many functions (at most %zu)", t->max_functions);
+    }
+    f->name = string_member(obj, "name");
+    if (f->name == NULL || f->name[0] == '\0') {
+        return err_set(t->e, "a function has no name");
+    }
+    f->params = member(obj, "params");
+    if (f->params != NULL && !json_object_is_type(f->params, json_type_object)) {
+        return err_set(t->e, "params of function '%s' must be an object", f->name);
+    }
+    json_object *save = member(obj, "save");
+    if (save != NULL && parse_save(t, f->name, save, &f->save) < 0) {
+        return -1;
+    }
+    json_object *kids = member(obj, "functions");
+    if (kids == NULL) {
+        return 0;
+    }
+    return parse_functions(t, kids, &f->children, &f->n_children);
+}
+
+static int parse_functions(struct tree_ctx *t, json_object *arr, struct job_fn **out, size_t *n)
+{
+    if (!json_object_is_type(arr, json_type_array)) {
+        return err_set(t->e, "functions must be an array");
+    }
+    size_t len = json_object_array_length(arr);
+    if (len > t->max_functions) {
+        return err_set(t->e, "too many functions (at most %zu)", t->max_functions);
+    }
+    *out = calloc(len > 0 ? len : 1, sizeof **out);
+    if (*out == NULL) {
+        return err_set(t->e, "out of memory");
+    }
+    *n = len;
+    for (size_t i = 0; i < len; i++) {
+        if (parse_fn(t, json_object_array_get_idx(arr, i), &(*out)[i]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void free_functions(struct job_fn *fns, size_t n)
+{
+    if (fns == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free_functions(fns[i].children, fns[i].n_children);
+        free(fns[i].save);
+    }
+    free(fns);
+}
+
+/* ---------------------------------------------------------------- the job */
+
+static json_object *parse_document(const char *text, size_t len, const struct job_limits *lim,
+                                   struct err *e)
+{
+    if (len > lim->max_bytes) {
+        err_set(e, "job is %zu bytes, more than the limit of %zu", len, lim->max_bytes);
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new_ex(lim->max_depth);
+    if (tok == NULL) {
+        err_set(e, "out of memory");
+        return NULL;
+    }
+    json_object *root = json_tokener_parse_ex(tok, text, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    while (root != NULL && end < len && isspace((unsigned char)text[end])) {
+        end++;
+    }
+    if (root == NULL || jerr != json_tokener_success || end != len) {
+        err_set(e, "job is not valid JSON: %s",
+                jerr == json_tokener_success ? "trailing data" : json_tokener_error_desc(jerr));
+        json_object_put(root);
+        return NULL;
+    }
+    if (!json_object_is_type(root, json_type_object)) {
+        err_set(e, "job must be a JSON object");
+        json_object_put(root);
+        return NULL;
+    }
+    return root;
+}
+
+static bool valid_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= JOB_ID_MAX) {
+        return false;
+    }
+    for (; *s != '\0'; s++) {
+        if (!isalnum((unsigned char)*s) && strchr("-_.:", *s) == NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads job_id; an absent one is assigned later, a malformed one makes the job invalid. */
+static int read_id(struct job *j, struct err *e)
+{
+    json_object *v = member(j->root, "job_id");
+    if (v == NULL) {
+        return 0;
+    }
+    const char *s = json_object_get_string(v);
+    if ((!json_object_is_type(v, json_type_string) && !json_object_is_type(v, json_type_int)) ||
+        !valid_id(s)) {
+        return err_set(e, "job_id must be 1-%d characters of A-Z a-z 0-9 - _ . :", JOB_ID_MAX - 1);
+    }
+    snprintf(j->id, sizeof j->id, "%s", s);
+    return 0;
+}
+
+static int read_postback(struct job *j, struct err *e)
+{
+    json_object *url = member(j->root, "postback_url");
+    if (url != NULL && !json_object_is_type(url, json_type_string)) {
+        return err_set(e, "postback_url must be a string");
+    }
+    j->postback_url = url != NULL && json_object_get_string_len(url) > 0
+                          ? json_object_get_string(url)
+                          : NULL;
+    j->postback_headers = member(j->root, "postback_headers");
+    if (j->postback_headers == NULL) {
+        return 0;
+    }
+    if (!json_object_is_type(j->postback_headers, json_type_object)) {
+        return err_set(e, "postback_headers must be an object");
+    }
+    json_object_object_foreach(j->postback_headers, k, hv)
+    {
+        if (!json_object_is_type(hv, json_type_string)) {
+            return err_set(e, "postback_headers.%s must be a string", k);
+        }
+    }
+    return 0;
+}
+
+static int read_envelope(struct job *j, struct err *e)
+{
+    j->v = 1.21; /* pixq's decision: an absent v behaves as 1.21 */
+    if (job_param_double(j->root, "job", "v", 1.21, 0, 100, &j->v, e) < 0 ||
+        job_param_bool(j->root, "job", "suppress_auto_orient", false, &j->suppress_auto_orient,
+                       e) < 0) {
+        return -1;
+    }
+    j->src = member(j->root, "src");
+    if (j->src == NULL || (!json_object_is_type(j->src, json_type_string) &&
+                           !json_object_is_type(j->src, json_type_object))) {
+        return err_set(e, "No source for processing: src must be a URL or an object");
+    }
+    return 0;
+}
+
+static int read_tree(struct job *j, const struct job_limits *lim, struct err *e)
+{
+    json_object *fns = member(j->root, "functions");
+    if (fns == NULL || !json_object_is_type(fns, json_type_array) ||
+        json_object_array_length(fns) == 0) {
+        return err_set(e, "Functions are required, or we aren't doing anything (null op)");
+    }
+    struct tree_ctx t = {.job = j, .max_functions = lim->max_functions, .e = e};
+    return parse_functions(&t, fns, &j->functions, &j->n_functions);
+}
+
+struct job *job_parse(const char *text, size_t len, const struct job_limits *lim, struct err *e)
+{
+    json_object *root = parse_document(text, len, lim, e);
+    if (root == NULL) {
+        return NULL;
+    }
+    struct job *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        json_object_put(root);
+        err_set(e, "out of memory");
+        return NULL;
+    }
+    j->root = root;
+    struct err why = {{0}};
+    if (read_id(j, &why) == 0 && read_postback(j, &why) == 0 && read_envelope(j, &why) == 0) {
+        read_tree(j, lim, &why);
+    }
+    snprintf(j->error, sizeof j->error, "%s", why.msg);
+    return j;
+}
+
+void job_destroy(struct job *j)
+{
+    if (j == NULL) {
+        return;
+    }
+    free_functions(j->functions, j->n_functions);
+    json_object_put(j->root);
+    free(j);
+}
+
+int job_assign_id(struct job *j, struct buf *payload, struct err *e)
+{
+    char id[ID_JOB_LEN];
+    if (id_job(id) < 0) {
+        return err_set(e, "cannot generate a job id: no randomness");
+    }
+    snprintf(j->id, sizeof j->id, "%s", id);
+    j->id_assigned = true;
+    json_object_object_add(j->root, "job_id", json_object_new_string(id));
+    const char *text = json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    buf_reset(payload);
+    if (text == NULL || buf_puts(payload, text) < 0) {
+        return err_set(e, "cannot serialise the job with its new id");
+    }
+    return 0;
+}
+
+static void collect_identifiers(json_object *fns, json_object *out, int depth)
+{
+    if (fns == NULL || !json_object_is_type(fns, json_type_array) || depth > 64) {
+        return;
+    }
+    size_t n = json_object_array_length(fns);
+    for (size_t i = 0; i < n; i++) {
+        json_object *f = json_object_array_get_idx(fns, i);
+        const char *id = string_member(member(f, "save"), "image_identifier");
+        if (id != NULL) {
+            json_object_array_add(out, json_object_new_string(id));
+        }
+        collect_identifiers(member(f, "functions"), out, depth + 1);
+    }
+}
+
+void job_identifiers(const struct job *j, json_object *out)
+{
+    collect_identifiers(member(j->root, "functions"), out, 0);
+}
+
+const char *job_src_url(const struct job *j)
+{
+    return j->src != NULL && json_object_is_type(j->src, json_type_string)
+               ? json_object_get_string(j->src)
+               : NULL;
+}

@@ -1,0 +1,102 @@
+/* job: the Blitline job model, parsed with json-c.
+ *
+ * A job is the JSON a producer pushed. job_parse() keeps the parsed document and builds a tree of
+ * `struct job_fn` whose strings and objects are borrowed from it, so they live as long as the
+ * job. A payload that is not a JSON object (or breaks the size and depth limits) cannot be
+ * answered at all and yields NULL; a JSON object with a bad function tree yields a job whose
+ * `error` says what is wrong, so that the worker can still post the failure back.
+ *
+ * Parameters are read with job_param_*(), which accept JSON numbers and booleans and their
+ * string forms ("800", "true") and name the function and parameter in every error. */
+#ifndef PIXQ_JOB_H
+#define PIXQ_JOB_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "err.h"
+
+#define JOB_ID_MAX 128 /* bytes for a job id, with NUL */
+
+struct job_limits {
+    size_t max_bytes;     /* longest payload */
+    int max_depth;        /* deepest JSON nesting */
+    size_t max_functions; /* most functions in the whole tree */
+};
+
+/* Where and how one output is saved (a function's `save` block). */
+struct job_save {
+    const char *image_identifier; /* required */
+    const char *bucket;           /* s3_destination.bucket(.name); NULL: the default bucket */
+    const char *location;         /* s3_destination.bucket.location; NULL: default region */
+    const char *key;              /* s3_destination.key; NULL: generated */
+    json_object *headers;         /* s3_destination.headers, or NULL */
+    char format[16];              /* lower-case extension without the dot: "jpg", "png" */
+    long quality;                 /* 0: the deployment's default */
+    bool skip;                    /* no output, only metadata */
+    bool save_metadata;           /* keep EXIF and other metadata */
+    bool save_profiles;           /* keep the ICC profile while stripping the rest */
+    const char *interlace;        /* ImageMagick interlace name, or NULL */
+    bool png_quantize;
+    int index; /* 0-based position among the job's saves, in document order */
+};
+
+struct job_fn {
+    const char *name;
+    json_object *params; /* the params object, or NULL */
+    struct job_save *save;
+    struct job_fn *children;
+    size_t n_children;
+};
+
+struct job {
+    json_object *root; /* owned */
+    char id[JOB_ID_MAX];
+    bool id_assigned; /* the payload had no job_id and job_assign_id() made one */
+    json_object *src; /* string or object */
+    const char *postback_url;
+    json_object *postback_headers;
+    bool suppress_auto_orient;
+    double v;
+    struct job_fn *functions;
+    size_t n_functions; /* top level */
+    size_t n_saves;
+    char error[ERR_MSG_MAX]; /* non-empty: the job is invalid, this says why */
+};
+
+/* Parses a payload. Returns NULL (reason in `e`) if it is not a usable JSON object; otherwise a
+ * job to release with job_destroy(), valid when `error` is empty. */
+struct job *job_parse(const char *text, size_t len, const struct job_limits *lim, struct err *e);
+
+/* Frees the job and its document; NULL is allowed. */
+void job_destroy(struct job *j);
+
+/* Gives a job without a job_id a new one and writes the payload to keep (the original with
+ * "job_id" added) into `payload`. Returns 0 or -1. */
+int job_assign_id(struct job *j, struct buf *payload, struct err *e);
+
+/* Appends every image_identifier of the function tree, in document order, to the JSON array
+ * `out`; works on the raw document so that it also serves invalid jobs. */
+void job_identifiers(const struct job *j, json_object *out);
+
+/* The src as a URL string, or NULL if it is an object. */
+const char *job_src_url(const struct job *j);
+
+/* ---- parameters: `fn` and `name` only serve the error message. A missing or JSON-null
+ * parameter gives `def` and returns 0; a present one must parse and lie in [min, max]. */
+int job_param_long(json_object *params, const char *fn, const char *name, long def, long min,
+                   long max, long *out, struct err *e);
+int job_param_double(json_object *params, const char *fn, const char *name, double def, double min,
+                     double max, double *out, struct err *e);
+int job_param_bool(json_object *params, const char *fn, const char *name, bool def, bool *out,
+                   struct err *e);
+/* A string parameter (numbers are given back in their JSON text); borrowed from the job. */
+int job_param_string(json_object *params, const char *fn, const char *name, const char *def,
+                     const char **out, struct err *e);
+
+/* Whether `params` has `name` with a non-null value. */
+bool job_param_present(json_object *params, const char *name);
+
+#endif

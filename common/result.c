@@ -1,0 +1,130 @@
+#include "result.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct result {
+    json_object *doc;     /* {"results": results} */
+    json_object *results; /* borrowed from doc */
+    json_object *meta;    /* original_meta */
+    json_object *images;
+    json_object *errors; /* created on the first error; owned until attached */
+    json_object *failed;
+};
+
+struct result *result_create(const char *job_id)
+{
+    struct result *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return NULL;
+    }
+    r->doc = json_object_new_object();
+    r->results = json_object_new_object();
+    r->meta = json_object_new_object();
+    r->images = json_object_new_array();
+    r->errors = json_object_new_array();
+    r->failed = json_object_new_array();
+    json_object_object_add(r->doc, "results", r->results);
+    json_object_object_add(r->results, "original_meta", r->meta);
+    json_object_object_add(r->results, "images", r->images);
+    json_object_object_add(r->results, "job_id", json_object_new_string(job_id));
+    return r;
+}
+
+void result_destroy(struct result *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    json_object_put(r->doc);
+    json_object_put(r->errors);
+    json_object_put(r->failed);
+    free(r);
+}
+
+void result_set_original_size(struct result *r, long width, long height)
+{
+    json_object_object_add(r->meta, "width", json_object_new_int64(width));
+    json_object_object_add(r->meta, "height", json_object_new_int64(height));
+}
+
+void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
+                      long width, long height)
+{
+    json_object *img = json_object_new_object();
+    json_object *meta = json_object_new_object();
+    json_object_object_add(img, "image_identifier", json_object_new_string(image_identifier));
+    json_object_object_add(img, "s3_url", json_object_new_string(s3_url));
+    json_object_object_add(meta, "width", json_object_new_int64(width));
+    json_object_object_add(meta, "height", json_object_new_int64(height));
+    json_object_object_add(img, "meta", meta);
+    json_object_array_add(r->images, img);
+}
+
+void result_add_error(struct result *r, const char *message)
+{
+    json_object_array_add(r->errors, json_object_new_string(message));
+}
+
+static int contains(json_object *arr, const char *s)
+{
+    size_t n = json_object_array_length(arr);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(json_object_get_string(json_object_array_get_idx(arr, i)), s) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void result_add_failed(struct result *r, const char *image_identifier)
+{
+    if (!contains(r->failed, image_identifier)) {
+        json_object_array_add(r->failed, json_object_new_string(image_identifier));
+    }
+}
+
+static int uploaded(const struct result *r, const char *id)
+{
+    size_t n = json_object_array_length(r->images);
+    for (size_t i = 0; i < n; i++) {
+        json_object *v = NULL;
+        json_object_object_get_ex(json_object_array_get_idx(r->images, i), "image_identifier", &v);
+        if (v != NULL && strcmp(json_object_get_string(v), id) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void result_fail_remaining(struct result *r, json_object *ids)
+{
+    size_t n = json_object_array_length(ids);
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
+        if (!uploaded(r, id)) {
+            result_add_failed(r, id);
+        }
+    }
+}
+
+size_t result_error_count(const struct result *r)
+{
+    return json_object_array_length(r->errors);
+}
+
+/* Attaches or detaches an optional array so that it appears only when non-empty. */
+static void sync_optional(json_object *results, const char *name, json_object *arr)
+{
+    json_object_object_del(results, name);
+    if (json_object_array_length(arr) > 0) {
+        json_object_object_add(results, name, json_object_get(arr));
+    }
+}
+
+const char *result_json(struct result *r)
+{
+    sync_optional(r->results, "errors", r->errors);
+    sync_optional(r->results, "failed_image_identifiers", r->failed);
+    return json_object_to_json_string_ext(r->doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}

@@ -1,0 +1,44 @@
+/* result: the Blitline result document, the body of every postback and of pixq:{Q}:result:<id>.
+ *
+ *   {"results": {"original_meta": {...}, "images": [...], "job_id": "...",
+ *                "errors": [...], "failed_image_identifiers": [...]}}
+ *
+ * `errors` and `failed_image_identifiers` appear only when something failed (Blitline v1.21). */
+#ifndef PIXQ_RESULT_H
+#define PIXQ_RESULT_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+struct result;
+
+/* Starts an empty result for `job_id` (original_meta {}, images []). NULL if out of memory. */
+struct result *result_create(const char *job_id);
+
+/* Frees the result; NULL is allowed. */
+void result_destroy(struct result *r);
+
+/* Sets original_meta.width and .height (the source before auto-orient). */
+void result_set_original_size(struct result *r, long width, long height);
+
+/* Adds an uploaded output: {"image_identifier", "s3_url", "meta": {"width", "height"}}. */
+void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
+                      long width, long height);
+
+/* Adds an error message (to `errors`). */
+void result_add_error(struct result *r, const char *message);
+
+/* Adds an identifier to `failed_image_identifiers`, once. */
+void result_add_failed(struct result *r, const char *image_identifier);
+
+/* Adds every identifier of the JSON array `ids` that was not uploaded to
+ * `failed_image_identifiers` (a job-level failure: Blitline lists all of them). */
+void result_fail_remaining(struct result *r, json_object *ids);
+
+/* Number of errors so far. */
+size_t result_error_count(const struct result *r);
+
+/* The document as compact JSON, owned by `r` and valid until it changes. */
+const char *result_json(struct result *r);
+
+#endif

@@ -1,0 +1,400 @@
+#include "rq.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "hash.h"
+#include "log.h"
+
+extern const char lua_finish[];
+extern const char lua_adopt[];
+
+static const char *const script_text[RQ_SCRIPT_COUNT] = {lua_finish, lua_adopt};
+static const char *const script_name[RQ_SCRIPT_COUNT] = {"finish", "adopt"};
+
+#define MAX_ARGS 64 /* most arguments of one script call */
+
+struct rq {
+    redisContext *ctx; /* NULL while disconnected */
+    struct rq_url url;
+    long timeout_ms;
+    bool io_error;
+    char sha[RQ_SCRIPT_COUNT][2 * SHA_DIGEST_LENGTH + 1];
+};
+
+/* ---------------------------------------------------------------- URL parsing */
+
+static int hexval(int c)
+{
+    if (isdigit(c)) {
+        return c - '0';
+    }
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Copies `n` bytes of `s` into `out` (`cap` bytes), decoding %XX. */
+static int pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n) {
+                return -1;
+            }
+            int hi = hexval((unsigned char)s[i + 1]);
+            int lo = hexval((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0) {
+                return -1;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (o + 1 >= cap) {
+            return -1;
+        }
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static int parse_userinfo(const char *s, size_t n, struct rq_url *out, struct err *e)
+{
+    const char *colon = memchr(s, ':', n);
+    if (colon == NULL) {
+        /* redis://password@host is accepted as a password for the default user */
+        if (pct_decode(s, n, out->password, sizeof out->password) < 0) {
+            return err_set(e, "PIXQ_REDIS_URL: bad password encoding");
+        }
+        return 0;
+    }
+    size_t ulen = (size_t)(colon - s);
+    if (pct_decode(s, ulen, out->user, sizeof out->user) < 0 ||
+        pct_decode(colon + 1, n - ulen - 1, out->password, sizeof out->password) < 0) {
+        return err_set(e, "PIXQ_REDIS_URL: bad user or password encoding");
+    }
+    return 0;
+}
+
+static int parse_db(const char *s, int *db, struct err *e)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 0 || v > 10000) {
+        return err_set(e, "PIXQ_REDIS_URL: bad database number '%s'", s);
+    }
+    *db = (int)v;
+    return 0;
+}
+
+static int parse_hostport(const char *s, size_t n, struct rq_url *out, struct err *e)
+{
+    const char *colon = memchr(s, ':', n);
+    size_t hlen = colon != NULL ? (size_t)(colon - s) : n;
+    if (hlen == 0 || hlen >= sizeof out->host) {
+        return err_set(e, "PIXQ_REDIS_URL: missing or too long host");
+    }
+    memcpy(out->host, s, hlen);
+    out->host[hlen] = '\0';
+    out->port = 6379;
+    if (colon == NULL) {
+        return 0;
+    }
+    char port[16];
+    size_t plen = n - hlen - 1;
+    if (plen == 0 || plen >= sizeof port) {
+        return err_set(e, "PIXQ_REDIS_URL: bad port");
+    }
+    memcpy(port, colon + 1, plen);
+    port[plen] = '\0';
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (*end != '\0' || p < 1 || p > 65535) {
+        return err_set(e, "PIXQ_REDIS_URL: bad port '%s'", port);
+    }
+    out->port = (int)p;
+    return 0;
+}
+
+static int parse_unix(const char *rest, struct rq_url *out, struct err *e)
+{
+    const char *q = strchr(rest, '?');
+    size_t n = q != NULL ? (size_t)(q - rest) : strlen(rest);
+    if (n == 0 || n >= sizeof out->unix_path || rest[0] != '/') {
+        return err_set(e, "PIXQ_REDIS_URL: unix:// needs an absolute socket path");
+    }
+    memcpy(out->unix_path, rest, n);
+    out->unix_path[n] = '\0';
+    if (q == NULL) {
+        return 0;
+    }
+    if (strncmp(q, "?db=", 4) != 0) {
+        return err_set(e, "PIXQ_REDIS_URL: only ?db=N is understood after a socket path");
+    }
+    return parse_db(q + 4, &out->db, e);
+}
+
+int rq_parse_url(const char *url, struct rq_url *out, struct err *e)
+{
+    memset(out, 0, sizeof *out);
+    if (strncmp(url, "unix://", 7) == 0) {
+        return parse_unix(url + 7, out, e);
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        return err_set(e, "PIXQ_REDIS_URL: must start with redis:// or unix://");
+    }
+    const char *auth = url + 8;
+    const char *slash = strchr(auth, '/');
+    const char *end = slash != NULL ? slash : auth + strlen(auth);
+    const char *at = NULL;
+    for (const char *p = auth; p < end; p++) {
+        at = *p == '@' ? p : at;
+    }
+    const char *hp = auth;
+    if (at != NULL) {
+        if (parse_userinfo(auth, (size_t)(at - auth), out, e) < 0) {
+            return -1;
+        }
+        hp = at + 1;
+    }
+    if (parse_hostport(hp, (size_t)(end - hp), out, e) < 0) {
+        return -1;
+    }
+    if (slash != NULL && slash[1] != '\0') {
+        return parse_db(slash + 1, &out->db, e);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- connection */
+
+static struct timeval ms_to_tv(long ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return tv;
+}
+
+static void drop(struct rq *r)
+{
+    if (r->ctx != NULL) {
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+}
+
+/* Checks a reply of a set-up command; frees it. */
+static int expect_ok(redisContext *c, redisReply *rep, const char *what, struct err *e)
+{
+    if (rep == NULL) {
+        return err_set(e, "redis %s: %s", what, c->errstr[0] ? c->errstr : "no reply");
+    }
+    int rc = 0;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        rc = err_set(e, "redis %s refused: %.200s", what, rep->str);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+static int authenticate(struct rq *r, struct err *e)
+{
+    const struct rq_url *u = &r->url;
+    redisReply *rep;
+    if (u->password[0] == '\0') {
+        return 0;
+    }
+    if (u->user[0] != '\0') {
+        rep = redisCommand(r->ctx, "AUTH %s %s", u->user, u->password);
+    } else {
+        rep = redisCommand(r->ctx, "AUTH %s", u->password);
+    }
+    return expect_ok(r->ctx, rep, "AUTH", e);
+}
+
+static int connect_now(struct rq *r, struct err *e)
+{
+    struct timeval tv = ms_to_tv(r->timeout_ms);
+    if (r->url.unix_path[0] != '\0') {
+        r->ctx = redisConnectUnixWithTimeout(r->url.unix_path, tv);
+    } else {
+        r->ctx = redisConnectWithTimeout(r->url.host, r->url.port, tv);
+    }
+    if (r->ctx == NULL || r->ctx->err != 0) {
+        err_set(e, "cannot connect to redis at %s:%d: %s",
+                r->url.unix_path[0] ? r->url.unix_path : r->url.host, r->url.port,
+                r->ctx != NULL ? r->ctx->errstr : "out of memory");
+        drop(r);
+        return -1;
+    }
+    redisSetTimeout(r->ctx, tv);
+    if (authenticate(r, e) < 0 ||
+        (r->url.db != 0 &&
+         expect_ok(r->ctx, redisCommand(r->ctx, "SELECT %d", r->url.db), "SELECT", e) < 0)) {
+        drop(r);
+        return -1;
+    }
+    r->io_error = false;
+    return 0;
+}
+
+static void compute_shas(struct rq *r)
+{
+    for (int i = 0; i < RQ_SCRIPT_COUNT; i++) {
+        unsigned char d[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)script_text[i], strlen(script_text[i]), d);
+        hash_hex(d, sizeof d, r->sha[i]);
+    }
+}
+
+struct rq *rq_create(const char *url, long timeout_ms, struct err *e)
+{
+    struct rq *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        err_set(e, "out of memory");
+        return NULL;
+    }
+    r->timeout_ms = timeout_ms;
+    if (rq_parse_url(url, &r->url, e) < 0 || connect_now(r, e) < 0) {
+        free(r);
+        return NULL;
+    }
+    compute_shas(r);
+    return r;
+}
+
+void rq_destroy(struct rq *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    drop(r);
+    free(r);
+}
+
+bool rq_disconnected(const struct rq *r)
+{
+    return r->ctx == NULL || r->io_error;
+}
+
+/* Turns a raw reply into the rq convention: error replies and I/O failures become NULL. */
+static redisReply *check_reply(struct rq *r, redisReply *rep, struct err *e)
+{
+    if (rep == NULL) {
+        err_set(e, "redis: %s", r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+        r->io_error = true;
+        drop(r);
+        return NULL;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        err_set(e, "redis: %.400s", rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+static int ensure_connected(struct rq *r, struct err *e)
+{
+    if (r->ctx != NULL) {
+        return 0;
+    }
+    return connect_now(r, e);
+}
+
+redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
+                        const size_t *lens, struct err *e)
+{
+    if (ensure_connected(r, e) < 0) {
+        return NULL;
+    }
+    if (extra_timeout_ms > 0) {
+        redisSetTimeout(r->ctx, ms_to_tv(r->timeout_ms + extra_timeout_ms));
+    }
+    redisReply *rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    if (extra_timeout_ms > 0 && r->ctx != NULL && rep != NULL) {
+        redisSetTimeout(r->ctx, ms_to_tv(r->timeout_ms));
+    }
+    return check_reply(r, rep, e);
+}
+
+redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...)
+{
+    if (ensure_connected(r, e) < 0) {
+        return NULL;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(r->ctx, fmt, ap);
+    va_end(ap);
+    return check_reply(r, rep, e);
+}
+
+static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
+                           const char **args, const size_t *arglens, struct err *e)
+{
+    const char *argv[MAX_ARGS + 3];
+    size_t lens[MAX_ARGS + 3];
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    int n = 0;
+    argv[n] = "EVALSHA";
+    lens[n++] = 7;
+    argv[n] = r->sha[s];
+    lens[n++] = strlen(r->sha[s]);
+    argv[n] = nk;
+    lens[n++] = strlen(nk);
+    for (int i = 0; i < nkeys; i++, n++) {
+        argv[n] = keys[i];
+        lens[n] = strlen(keys[i]);
+    }
+    for (int i = 0; i < nargs; i++, n++) {
+        argv[n] = args[i];
+        lens[n] = arglens != NULL ? arglens[i] : strlen(args[i]);
+    }
+    return rq_commandv(r, 0, n, argv, lens, e);
+}
+
+redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
+                      const char **args, const size_t *arglens, struct err *e)
+{
+    if (nkeys < 0 || nargs < 0 || nkeys + nargs > MAX_ARGS) {
+        err_set(e, "redis script %s: too many arguments", script_name[s]);
+        return NULL;
+    }
+    struct err local;
+    redisReply *rep = evalsha(r, s, nkeys, keys, nargs, args, arglens, &local);
+    if (rep != NULL) {
+        return rep;
+    }
+    if (strstr(local.msg, "NOSCRIPT") == NULL) {
+        err_set(e, "%s", local.msg);
+        return NULL;
+    }
+    LOG_DEBUG("redis_script_load", "script=%s", script_name[s]);
+    rep = rq_command(r, e, "SCRIPT LOAD %s", script_text[s]);
+    if (rep == NULL) {
+        return NULL;
+    }
+    freeReplyObject(rep);
+    return evalsha(r, s, nkeys, keys, nargs, args, arglens, e);
+}
+
+int rq_key(char *out, size_t cap, const char *queue, const char *suffix)
+{
+    int n = snprintf(out, cap, "pixq:{%s}:%s", queue, suffix);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+const char *rq_script_source(enum rq_script s)
+{
+    return script_text[s];
+}

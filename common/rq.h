@@ -1,0 +1,71 @@
+/* rq: pixq's Redis connection: URL parsing, (re)connection, key names and Lua scripts.
+ *
+ * One `struct rq` is one synchronous hiredis connection, used by one thread. When a command fails
+ * on I/O the connection is dropped and the next command reconnects, so a caller that retries
+ * with back-off rides out a Redis restart. Replies are hiredis `redisReply *`: the caller frees
+ * the top-level reply with freeReplyObject(). */
+#ifndef PIXQ_RQ_H
+#define PIXQ_RQ_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+#define RQ_HOST_MAX 256
+#define RQ_KEY_MAX  512 /* bytes for a key name, with NUL */
+
+/* A parsed PIXQ_REDIS_URL. */
+struct rq_url {
+    char host[RQ_HOST_MAX]; /* TCP host; empty for a unix socket */
+    int port;
+    char unix_path[RQ_HOST_MAX];
+    char user[128]; /* ACL user; empty for the default user */
+    char password[256];
+    int db;
+};
+
+/* The Lua scripts of common/lua/, one per atomic state change. */
+enum rq_script {
+    RQ_SCRIPT_FINISH, /* finish.lua: ack a job, store its result, bury it on failure */
+    RQ_SCRIPT_ADOPT,  /* adopt.lua: swap a reserved payload for one carrying its new job_id */
+    RQ_SCRIPT_COUNT,
+};
+
+struct rq;
+
+/* Parses redis://[user:password@]host[:port][/db] or unix:///path/to/sock[?db=N]. User and
+ * password may be %-encoded. Returns 0 or -1 (the message never contains the password). */
+int rq_parse_url(const char *url, struct rq_url *out, struct err *e);
+
+/* Connects to `url` with `timeout_ms` for connecting and for each reply. Returns NULL on a bad
+ * URL or on failure to connect, authenticate or select the database. */
+struct rq *rq_create(const char *url, long timeout_ms, struct err *e);
+
+/* Closes the connection; NULL is allowed. */
+void rq_destroy(struct rq *r);
+
+/* Runs a command given as an argument vector (binary-safe). `extra_timeout_ms` is added to the
+ * reply timeout for blocking commands. Returns the reply (never an error reply: those become
+ * NULL with the server's message in `e`), or NULL. */
+redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
+                        const size_t *lens, struct err *e);
+
+/* printf-style command (hiredis format: %s, %b with pointer+length). As rq_commandv. */
+redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...);
+
+/* Runs a Lua script with EVALSHA, loading it when the server answers NOSCRIPT. As rq_commandv. */
+redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
+                      const char **args, const size_t *arglens, struct err *e);
+
+/* Whether the last command failed on I/O (the connection was dropped). */
+bool rq_disconnected(const struct rq *r);
+
+/* Writes the key "pixq:{queue}:suffix" into `out`. Returns 0, or -1 if it does not fit. */
+int rq_key(char *out, size_t cap, const char *queue, const char *suffix);
+
+/* The source text of a script, for tests. */
+const char *rq_script_source(enum rq_script s);
+
+#endif

@@ -1,0 +1,261 @@
+#include "s3.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hash.h"
+#include "sigv4.h"
+
+#define URL_MAX      4096         /* bytes for an object URL */
+#define MAX_ERR_BODY (64 * 1024) /* bytes of an error body read */
+#define S3_HEADERS   (HTTP_MAX_HEADERS - 8)
+
+/* The parts of a request that the URL and the signature share. */
+struct target {
+    struct buf url;
+    char host[512];  /* authority as sent in Host */
+    size_t path_off; /* where the path starts in url */
+};
+
+bool s3_valid_bucket(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 3 || n > 63 || !isalnum((unsigned char)name[0]) ||
+        !isalnum((unsigned char)name[n - 1])) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (!(islower(ch) || isdigit(ch) || ch == '.' || ch == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Splits the configured endpoint (or AWS's for `region`) into scheme and authority. */
+static void endpoint_parts(const struct s3_config *c, const char *region, char *scheme,
+                           size_t scap, char *host, size_t hcap)
+{
+    if (c->endpoint == NULL || c->endpoint[0] == '\0') {
+        snprintf(scheme, scap, "https");
+        if (strcmp(region, "us-east-1") == 0) {
+            snprintf(host, hcap, "s3.amazonaws.com");
+        } else {
+            snprintf(host, hcap, "s3.%s.amazonaws.com", region);
+        }
+        return;
+    }
+    const char *sep = strstr(c->endpoint, "://");
+    snprintf(scheme, scap, "%.*s", (int)(sep - c->endpoint), c->endpoint);
+    const char *auth = sep + 3;
+    size_t n = strcspn(auth, "/");
+    snprintf(host, hcap, "%.*s", (int)n, auth);
+}
+
+static int build_target(const struct s3_config *c, const struct s3_object *o, struct target *t,
+                        struct err *e)
+{
+    if (!s3_valid_bucket(o->bucket)) {
+        return err_set(e, "invalid bucket name '%.100s'", o->bucket);
+    }
+    const char *region = o->region != NULL && o->region[0] ? o->region : c->region;
+    char scheme[16], base[256];
+    endpoint_parts(c, region, scheme, sizeof scheme, base, sizeof base);
+    /* a dotted bucket breaks TLS name checks under virtual-host addressing */
+    bool path_style = c->path_style || (strchr(o->bucket, '.') && strcmp(scheme, "https") == 0);
+    if (path_style) {
+        snprintf(t->host, sizeof t->host, "%s", base);
+    } else {
+        snprintf(t->host, sizeof t->host, "%s.%s", o->bucket, base);
+    }
+    buf_init(&t->url, URL_MAX);
+    int rc = buf_printf(&t->url, "%s://%s", scheme, t->host);
+    t->path_off = t->url.len;
+    if (path_style) {
+        rc = rc < 0 ? rc : buf_printf(&t->url, "/%s", o->bucket);
+    }
+    rc = rc < 0 ? rc : buf_puts(&t->url, "/");
+    rc = rc < 0 ? rc : sigv4_uri_encode(&t->url, o->key, true);
+    if (rc < 0) {
+        buf_finish(&t->url);
+        return err_set(e, "object URL longer than %d bytes", URL_MAX);
+    }
+    return 0;
+}
+
+int s3_object_url(const struct s3_config *c, const struct s3_object *o, struct buf *out,
+                  struct err *e)
+{
+    struct target t;
+    if (build_target(c, o, &t, e) < 0) {
+        return -1;
+    }
+    buf_reset(out);
+    int rc = buf_append(out, t.url.data, t.url.len);
+    buf_finish(&t.url);
+    return rc < 0 ? err_set(e, "object URL too long") : 0;
+}
+
+/* Reads <Code>...</Code> from an S3 XML error body. */
+static void error_code(const struct buf *body, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *p = body->data != NULL ? strstr(body->data, "<Code>") : NULL;
+    if (p == NULL) {
+        return;
+    }
+    p += 6;
+    const char *end = strstr(p, "</Code>");
+    if (end != NULL && (size_t)(end - p) < cap) {
+        snprintf(out, cap, "%.*s", (int)(end - p), p);
+    }
+}
+
+struct s3_call {
+    const char *method;
+    const void *body;
+    size_t len;
+    const struct http_header *extra;
+    size_t n_extra;
+    size_t max_body;
+    time_t now;
+};
+
+struct signed_headers {
+    struct sigv4_header sig[HTTP_MAX_HEADERS];
+    struct http_header http[HTTP_MAX_HEADERS];
+    size_t n;
+    char payload_hash[HASH_SHA256_HEX];
+    char amz_date[SIGV4_AMZ_DATE_LEN];
+    char authz[SIGV4_AUTHZ_MAX];
+};
+
+static void add_header(struct signed_headers *s, const char *name, const char *value)
+{
+    s->sig[s->n] = (struct sigv4_header){name, value};
+    s->http[s->n] = (struct http_header){name, value};
+    s->n++;
+}
+
+static int sign_request(const struct s3_config *c, const struct s3_object *o,
+                        const struct s3_call *call, const struct target *t,
+                        struct signed_headers *s, struct err *e)
+{
+    if (call->n_extra > S3_HEADERS) {
+        return err_set(e, "too many headers (%zu)", call->n_extra);
+    }
+    hash_sha256_hex(call->body != NULL ? call->body : "", call->len, s->payload_hash);
+    sigv4_amz_date(call->now, s->amz_date);
+    s->n = 0;
+    add_header(s, "host", t->host);
+    add_header(s, "x-amz-content-sha256", s->payload_hash);
+    add_header(s, "x-amz-date", s->amz_date);
+    if (c->session_token != NULL && c->session_token[0] != '\0') {
+        add_header(s, "x-amz-security-token", c->session_token);
+    }
+    for (size_t i = 0; i < call->n_extra; i++) {
+        add_header(s, call->extra[i].name, call->extra[i].value);
+    }
+    const struct sigv4_request req = {
+        .method = call->method,
+        .path = t->url.data + t->path_off,
+        .query = NULL,
+        .headers = s->sig,
+        .n_headers = s->n,
+        .payload_hash = s->payload_hash,
+    };
+    const struct sigv4_key key = {
+        .access_key = c->access_key,
+        .secret_key = c->secret_key,
+        .region = o->region != NULL && o->region[0] ? o->region : c->region,
+        .service = "s3",
+    };
+    if (sigv4_sign(&req, &key, s->amz_date, SIGV4_S3, s->authz, NULL, NULL, e) < 0) {
+        return -1;
+    }
+    s->http[s->n++] = (struct http_header){"Authorization", s->authz};
+    return 0;
+}
+
+static int s3_request(struct http *h, const struct s3_config *c, const struct s3_object *o,
+                      const struct s3_call *call, struct http_response *resp,
+                      struct s3_reply *reply, struct err *e)
+{
+    memset(reply, 0, sizeof *reply);
+    struct target t;
+    if (build_target(c, o, &t, e) < 0) {
+        return -1;
+    }
+    struct signed_headers s;
+    int rc = sign_request(c, o, call, &t, &s, e);
+    if (rc == 0) {
+        const struct http_request req = {
+            .method = call->method,
+            .url = t.url.data,
+            .headers = s.http,
+            .n_headers = s.n,
+            .body = call->body,
+            .body_len = call->len,
+            .connect_timeout_ms = c->connect_timeout_ms,
+            .timeout_ms = c->timeout_ms,
+            .max_body = call->max_body,
+        };
+        rc = http_perform(h, &req, resp, e);
+    }
+    if (rc < 0) {
+        err_wrap(e, "S3 %s %s", call->method, t.url.data);
+        buf_finish(&t.url);
+        return -1;
+    }
+    reply->status = resp->status;
+    http_response_header(resp, "x-amz-bucket-region", reply->region, sizeof reply->region);
+    if (resp->status / 100 != 2) {
+        error_code(&resp->body, reply->code, sizeof reply->code);
+        err_set(e, "S3 %s %s: HTTP %ld%s%s", call->method, t.url.data, resp->status,
+                reply->code[0] ? " " : "", reply->code);
+        rc = -1;
+    }
+    buf_finish(&t.url);
+    return rc;
+}
+
+int s3_put(struct http *h, const struct s3_config *c, const struct s3_object *o, const void *body,
+           size_t len, const struct http_header *headers, size_t n_headers, time_t now,
+           struct s3_reply *reply, struct err *e)
+{
+    const struct s3_call call = {"PUT", body, len, headers, n_headers, MAX_ERR_BODY, now};
+    struct http_response resp;
+    http_response_init(&resp);
+    int rc = s3_request(h, c, o, &call, &resp, reply, e);
+    http_response_finish(&resp);
+    return rc;
+}
+
+int s3_get(struct http *h, const struct s3_config *c, const struct s3_object *o, size_t max_bytes,
+           time_t now, struct buf *out, struct s3_reply *reply, struct err *e)
+{
+    const struct s3_call call = {"GET", NULL, 0, NULL, 0, max_bytes, now};
+    struct http_response resp;
+    http_response_init(&resp);
+    int rc = s3_request(h, c, o, &call, &resp, reply, e);
+    if (rc == 0) {
+        buf_finish(out);
+        *out = resp.body;
+        buf_init(&resp.body, 0);
+    }
+    http_response_finish(&resp);
+    return rc;
+}
+
+int s3_head(struct http *h, const struct s3_config *c, const struct s3_object *o, time_t now,
+            struct s3_reply *reply, struct err *e)
+{
+    const struct s3_call call = {"HEAD", NULL, 0, NULL, 0, MAX_ERR_BODY, now};
+    struct http_response resp;
+    http_response_init(&resp);
+    int rc = s3_request(h, c, o, &call, &resp, reply, e);
+    http_response_finish(&resp);
+    return rc;
+}

@@ -1,0 +1,65 @@
+/* s3: the S3 client: addressing, SigV4 signing and object requests over `struct http`.
+ *
+ * Addressing follows the configuration: virtual-host (`https://bucket.s3.region.amazonaws.com/key`)
+ * on AWS, path-style (`<endpoint>/bucket/key`) with a custom endpoint or when asked. Every request
+ * carries x-amz-content-sha256 and is signed afresh with the current time. */
+#ifndef PIXQ_S3_H
+#define PIXQ_S3_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "buf.h"
+#include "err.h"
+#include "http.h"
+
+struct s3_config {
+    const char *endpoint; /* "" or NULL: AWS */
+    bool path_style;
+    const char *region; /* default region */
+    const char *access_key;
+    const char *secret_key;
+    const char *session_token; /* "" or NULL: none */
+    long connect_timeout_ms;
+    long timeout_ms;
+};
+
+struct s3_object {
+    const char *bucket;
+    const char *region; /* NULL: the configured default */
+    const char *key;    /* without a leading '/' */
+};
+
+/* What S3 answered. */
+struct s3_reply {
+    long status;      /* HTTP status; 0 when no response came */
+    char code[64];    /* S3 error code from the XML body ("SlowDown"), or "" */
+    char region[64];  /* x-amz-bucket-region, or "" */
+};
+
+/* Writes the object's URL (the one requests go to and postbacks report) into `out`.
+ * Returns 0, or -1 if the bucket name cannot be used. */
+int s3_object_url(const struct s3_config *c, const struct s3_object *o, struct buf *out,
+                  struct err *e);
+
+/* PUTs `len` bytes as the object with the given extra headers (Content-Type, x-amz-acl,
+ * Cache-Control, x-amz-meta-*...), signed at `now`. Returns 0 when S3 answered 2xx; otherwise -1
+ * with `reply` filled in (status 0 for a transport failure) and the reason in `e`. */
+int s3_put(struct http *h, const struct s3_config *c, const struct s3_object *o, const void *body,
+           size_t len, const struct http_header *headers, size_t n_headers, time_t now,
+           struct s3_reply *reply, struct err *e);
+
+/* GETs the object into `out` (at most `max_bytes`), signed at `now`. As s3_put. */
+int s3_get(struct http *h, const struct s3_config *c, const struct s3_object *o, size_t max_bytes,
+           time_t now, struct buf *out, struct s3_reply *reply, struct err *e);
+
+/* HEADs the object, signed at `now`. As s3_put (404 is a failure with status 404). */
+int s3_head(struct http *h, const struct s3_config *c, const struct s3_object *o, time_t now,
+            struct s3_reply *reply, struct err *e);
+
+/* Whether `name` is a bucket name S3 accepts (3-63 of a-z 0-9 . -, starting and ending with a
+ * letter or digit). */
+bool s3_valid_bucket(const char *name);
+
+#endif

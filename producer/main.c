@@ -1,0 +1,43 @@
+/* pixq: the command line. `pixq submit` validates jobs, gives each a job_id, enqueues them and
+ * optionally waits for their results. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "submit.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: pixq [--config FILE] [--SETTING VALUE]... COMMAND [ARGS]\n\n"
+                 "commands:\n"
+                 "  submit FILE|- [--wait] [--timeout SECONDS]\n"
+                 "      validate a job (or a JSON array of jobs), give each a job_id, push it\n"
+                 "      onto pixq:{QUEUE}:jobs and print the ids; --wait prints each result\n\n");
+    cfg_usage(out);
+}
+
+static const char *env_lookup(const char *name)
+{
+    return getenv(name);
+}
+
+int main(int argc, char **argv)
+{
+    struct cfg cfg;
+    struct err e = {{0}};
+    if (cfg_load(&cfg, &argc, argv, env_lookup, &e) < 0) {
+        fprintf(stderr, "pixq: %s\n", e.msg);
+        return 2;
+    }
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "submit") == 0) {
+        return submit_main(&cfg, argc - 1, argv + 1);
+    }
+    fprintf(stderr, "pixq: unknown command '%s' (see --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,975 @@
+"""pixq's integration-test harness (Python standard library only).
+
+Each test of a PixqTestCase gets its own world, built in setUp and torn down by cleanups that run
+even when the test fails:
+
+* a temporary directory (removed afterwards unless PIXQ_TEST_KEEP=1);
+* its own redis-server and s3rver, on free loopback ports, with their data and logs in that
+  directory (s3rver from deploy/s3rver, installed by scripts/bootstrap);
+* a source HTTP server (SourceServer) that serves bytes from a dict, counts requests per path and
+  can stall chosen paths;
+* a postback receiver (PostbackReceiver) that records every request, with wait helpers;
+* a RESP client (Redis) connected to the test's redis-server;
+* the worker under test (start_worker), started with the environment of worker_env(); its
+  stdout and stderr go to a log file in the temporary directory. At the end it gets SIGTERM and
+  must exit 0; a worker that had to be killed, crashed, or whose log has a sanitizer report,
+  fails the test.
+
+When a test fails, the logs of the worker, the CLI runs and the servers are printed to stderr.
+
+Paths come from the command line (see main(): --worker, --pixq, --data, as meson passes them) or
+from PIXQ_TEST_WORKER, PIXQ_TEST_CLI and PIXQ_TEST_DATA. PIXQ_TEST_TIMEOUT_SCALE multiplies every
+timeout (slow machines, sanitizer builds). Traffic goes to 127.0.0.1 only.
+"""
+
+import argparse
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+S3RVER_BIN = REPO_ROOT / "deploy" / "s3rver" / "node_modules" / ".bin" / "s3rver"
+STACK_SH = REPO_ROOT / "deploy" / "stack.sh"
+LOOPBACK = "127.0.0.1"
+
+SANITIZER_MARKERS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    ": runtime error: ",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+
+
+class Config:
+    """Where the programs under test and the data are; filled by main() or the environment."""
+
+    def __init__(self):
+        self.worker = os.environ.get("PIXQ_TEST_WORKER")
+        self.pixq = os.environ.get("PIXQ_TEST_CLI")
+        self.data = Path(os.environ.get("PIXQ_TEST_DATA", str(REPO_ROOT / "tests" / "data")))
+        self.timeout_scale = float(os.environ.get("PIXQ_TEST_TIMEOUT_SCALE", "1") or "1")
+        self.keep = os.environ.get("PIXQ_TEST_KEEP") == "1"
+        self.verbose = os.environ.get("PIXQ_TEST_VERBOSE") == "1"
+
+
+CONFIG = Config()
+
+
+def scaled(seconds):
+    """A timeout in seconds, multiplied by PIXQ_TEST_TIMEOUT_SCALE."""
+    return seconds * CONFIG.timeout_scale
+
+
+_corpus_cache = {}
+
+
+def corpus(name):
+    """The bytes of tests/data/corpus/<name> (cached)."""
+    if name not in _corpus_cache:
+        _corpus_cache[name] = (CONFIG.data / "corpus" / name).read_bytes()
+    return _corpus_cache[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, what="condition", check=None, interval=0.02):
+    """Poll predicate() until it returns a true value, and return that value.
+
+    check, if given, is called between polls and may raise (e.g. "the worker died").
+    Raises AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if check is not None:
+            check()
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.2)
+
+
+def tail(path, lines=200):
+    """The last `lines` lines of a text file, or a note that it does not exist."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            content = f.read().splitlines()
+    except OSError as e:
+        return "(%s: %s)" % (path, e.strerror)
+    cut = content[-lines:]
+    head = "... (%d earlier lines)\n" % (len(content) - len(cut)) if len(content) > len(cut) else ""
+    return head + "\n".join(cut)
+
+
+def clean_env():
+    """os.environ without pixq/AWS settings or proxies of the outer shell: tests set their own."""
+    env = {}
+    for k, v in os.environ.items():
+        if k.startswith(("PIXQ_", "AWS_")) or k.lower() in (
+            "http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "no_proxy"
+        ):
+            continue
+        env[k] = v
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+# urllib without any proxy from the environment: tests talk to 127.0.0.1 only.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_request(url, method="GET", data=None, headers=None, timeout=10):
+    """One HTTP request to a loopback URL: returns (status, headers dict, body bytes).
+    HTTP error statuses are returned, not raised."""
+    assert url.startswith("http://127.0.0.1:"), url
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with _opener.open(req, timeout=timeout) as r:
+            return r.status, dict(r.headers.items()), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers.items()), e.read()
+
+
+def identify(data):
+    """Decode an image with ImageMagick's identify; return (format, width, height) of its first
+    frame, e.g. ("JPEG", 200, 125)."""
+    r = subprocess.run(
+        ["identify", "-format", "%m %w %h\n", "-"],
+        input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+    )
+    if r.returncode != 0:
+        raise AssertionError("identify could not decode %d bytes: %s"
+                             % (len(data), r.stderr.decode(errors="replace").strip()))
+    fmt, w, h = r.stdout.decode().splitlines()[0].split()
+    return fmt, int(w), int(h)
+
+
+# ---------------------------------------------------------------------------------------------
+# RESP client
+
+
+class RespError(Exception):
+    """An error reply from Redis (-ERR ...)."""
+
+
+class Redis:
+    """A tiny synchronous RESP2 client: execute(*args) sends one command and returns its reply.
+
+    Bulk strings come back as str (UTF-8, undecodable bytes kept as surrogates) unless the client
+    was made with decode=False; nil is None; arrays are lists; error replies raise RespError."""
+
+    def __init__(self, host, port, timeout=10.0, decode=True):
+        self.host, self.port, self.timeout, self.decode = host, port, timeout, decode
+        self._sock = None
+        self._file = None
+
+    def connect(self):
+        if self._sock is None:
+            self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            self._file = self._sock.makefile("rb")
+        return self
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = self._file = None
+
+    @staticmethod
+    def _encode(args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if isinstance(a, str):
+                a = a.encode("utf-8")
+            elif isinstance(a, (int, float)):
+                a = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        return b"".join(out)
+
+    def _read_reply(self):
+        line = self._file.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RespError(rest.decode(errors="replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self._file.read(n + 2)
+            if len(data) != n + 2:
+                raise ConnectionError("short bulk reply")
+            data = data[:-2]
+            return data.decode("utf-8", "surrogateescape") if self.decode else data
+        if kind == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            items = []
+            for _ in range(n):
+                try:
+                    items.append(self._read_reply())
+                except RespError as e:  # an error inside an array (EXEC) is a value
+                    items.append(e)
+            return items
+        raise ConnectionError("bad RESP reply: %r" % line)
+
+    def execute(self, *args):
+        """Send one command; return its reply."""
+        self.connect()
+        self._sock.sendall(self._encode(args))
+        return self._read_reply()
+
+    # The commands tests use, for readability.
+    def ping(self):
+        return self.execute("PING")
+
+    def lpush(self, key, *values):
+        return self.execute("LPUSH", key, *values)
+
+    def rpush(self, key, *values):
+        return self.execute("RPUSH", key, *values)
+
+    def llen(self, key):
+        return self.execute("LLEN", key)
+
+    def lrange(self, key, start=0, stop=-1):
+        return self.execute("LRANGE", key, start, stop)
+
+    def lindex(self, key, index):
+        return self.execute("LINDEX", key, index)
+
+    def get(self, key):
+        return self.execute("GET", key)
+
+    def set(self, key, value):
+        return self.execute("SET", key, value)
+
+    def delete(self, *keys):
+        return self.execute("DEL", *keys)
+
+    def exists(self, *keys):
+        return self.execute("EXISTS", *keys)
+
+    def type(self, key):
+        return self.execute("TYPE", key)
+
+    def keys(self, pattern):
+        """KEYS: for tests only, never in pixq itself."""
+        return self.execute("KEYS", pattern)
+
+    def hgetall(self, key):
+        flat = self.execute("HGETALL", key)
+        return dict(zip(flat[::2], flat[1::2]))
+
+    def zrange(self, key, start=0, stop=-1, withscores=False):
+        args = ["ZRANGE", key, start, stop] + (["WITHSCORES"] if withscores else [])
+        return self.execute(*args)
+
+    def ttl(self, key):
+        return self.execute("TTL", key)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP servers of the tests' own
+
+
+def _read_body(handler):
+    """The request body, from Content-Length or chunked transfer encoding."""
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                break
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+        return b"".join(chunks)
+    n = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(n) if n > 0 else b""
+
+
+class _Server:
+    """A ThreadingHTTPServer on 127.0.0.1:<free port>, served from a daemon thread."""
+
+    def __init__(self, handler_class):
+        self.httpd = http.server.ThreadingHTTPServer((LOOPBACK, 0), handler_class)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def base_url(self):
+        return "http://%s:%d" % (LOOPBACK, self.port)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(5)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections end after this
+
+    def log_message(self, fmt, *args):  # keep test output clean; servers record what matters
+        pass
+
+    def reply(self, status, body=b"", content_type="text/plain", head_only=False, extra=None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(body)
+
+
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+    ".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/tiff", ".json": "application/json",
+}
+
+
+class _SourceHandler(_Handler):
+    def do_GET(self):
+        self.server.owner._serve(self, head_only=False)
+
+    def do_HEAD(self):
+        self.server.owner._serve(self, head_only=True)
+
+
+class SourceServer(_Server):
+    """Serves source images: files maps a path ("/autumn.jpg") to bytes.
+
+    requests(path) counts the GET/HEAD requests per path (query strings ignored). stall(path)
+    makes requests for path wait, without answering, until release() or stop() (or
+    `stall_seconds`); status[path] = code answers that path with an error status instead."""
+
+    def __init__(self, files=None, stall_seconds=120):
+        self.files = dict(files or {})
+        self.status = {}
+        self.stall_seconds = stall_seconds
+        self._lock = threading.Lock()
+        self._counts = {}
+        self._stalled = set()
+        self._release = threading.Event()
+        super().__init__(_SourceHandler)
+
+    def add(self, path, data):
+        self.files[path] = data
+        return self.url(path)
+
+    def url(self, path):
+        return self.base_url() + path
+
+    def requests(self, path=None):
+        """How many requests path received; all paths' counts as a dict without a path."""
+        with self._lock:
+            return dict(self._counts) if path is None else self._counts.get(path, 0)
+
+    def stall(self, path):
+        with self._lock:
+            self._stalled.add(path)
+        self._release.clear()
+
+    def release(self):
+        with self._lock:
+            self._stalled.clear()
+        self._release.set()
+
+    def stop(self):
+        self.release()
+        super().stop()
+
+    def _serve(self, handler, head_only):
+        path = handler.path.split("?", 1)[0]
+        with self._lock:
+            self._counts[path] = self._counts.get(path, 0) + 1
+            stalled = path in self._stalled
+        if stalled:
+            self._release.wait(self.stall_seconds)
+        if path in self.status:
+            handler.reply(self.status[path], b"error\n", head_only=head_only)
+        elif path in self.files:
+            ext = os.path.splitext(path)[1].lower()
+            handler.reply(200, self.files[path], CONTENT_TYPES.get(ext, "application/octet-stream"),
+                          head_only=head_only)
+        else:
+            handler.reply(404, b"not found\n", head_only=head_only)
+
+
+class Postback:
+    """One request the postback receiver got."""
+
+    def __init__(self, method, path, headers, body):
+        self.method = method
+        self.path = path
+        self.headers = headers  # dict, lower-case names
+        self.body = body  # bytes
+        self.time = time.monotonic()
+        try:
+            self.json = json.loads(body.decode("utf-8"))
+        except ValueError:
+            self.json = None
+
+    @property
+    def results(self):
+        """body["results"] of a JSON postback, or None."""
+        return self.json.get("results") if isinstance(self.json, dict) else None
+
+    @property
+    def job_id(self):
+        r = self.results
+        return r.get("job_id") if isinstance(r, dict) else None
+
+    def __repr__(self):
+        return "Postback(%s %s %s)" % (self.method, self.path, self.body[:300])
+
+
+class _PostbackHandler(_Handler):
+    def _record(self):
+        self.server.owner._record(self)
+
+    do_POST = do_PUT = do_GET = _record
+
+
+class PostbackReceiver(_Server):
+    """Records every request (method, path, headers, body, parsed JSON) and answers
+    `status` (200), or the statuses queued with answer_with(...) first, one per request."""
+
+    def __init__(self):
+        self.status = 200
+        self._queued = []
+        self._records = []
+        self._cond = threading.Condition()
+        super().__init__(_PostbackHandler)
+
+    def url(self, path="/pb"):
+        return self.base_url() + path
+
+    def answer_with(self, *statuses):
+        """Answer the next requests with these statuses, in order, then with `status`."""
+        with self._cond:
+            self._queued.extend(statuses)
+
+    @property
+    def postbacks(self):
+        with self._cond:
+            return list(self._records)
+
+    def _record(self, handler):
+        body = _read_body(handler)
+        pb = Postback(handler.command, handler.path,
+                      {k.lower(): v for k, v in handler.headers.items()}, body)
+        with self._cond:
+            self._records.append(pb)
+            status = self._queued.pop(0) if self._queued else self.status
+            self._cond.notify_all()
+        handler.reply(status, b"{}" if status < 300 else b"error", "application/json")
+
+    def wait_for_postback(self, timeout=30, path=None, job_id=None, predicate=None, check=None):
+        """The first recorded postback that matches path, job_id and predicate, waiting up to
+        timeout seconds for it. check() is called while waiting and may raise."""
+
+        def match(pb):
+            return ((path is None or pb.path == path)
+                    and (job_id is None or pb.job_id == job_id)
+                    and (predicate is None or predicate(pb)))
+
+        return self.wait_for_postbacks(1, timeout, match, check)[0]
+
+    def wait_for_postbacks(self, count, timeout=30, match=None, check=None):
+        """The first `count` recorded postbacks for which match(pb) is true (all if None)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [pb for pb in self._records if match is None or match(pb)]
+                if len(found) >= count:
+                    return found[:count]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        "timed out after %.1fs waiting for %d postback(s); received: %r"
+                        % (timeout, count, self._records))
+                self._cond.wait(min(left, 0.1))
+                if check is not None:
+                    self._cond.release()
+                    try:
+                        check()
+                    finally:
+                        self._cond.acquire()
+
+
+# ---------------------------------------------------------------------------------------------
+# real servers: redis-server and s3rver
+
+
+class _Daemon:
+    """A server subprocess with its output in a log file; stop() kills it (test data only)."""
+
+    proc = None
+    log_path = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+
+class RedisServer(_Daemon):
+    """redis-server on a free loopback port, no persistence, files in `directory`."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "redis.log"
+        self.port = None
+
+    def start(self, timeout=20):
+        if shutil.which("redis-server") is None:
+            raise AssertionError("redis-server is not installed: run scripts/bootstrap")
+        for _ in range(5):
+            self.port = free_port()
+            conf = self.dir / "redis.conf"
+            conf.write_text(
+                "bind 127.0.0.1\nport %d\nprotected-mode yes\ndaemonize no\n"
+                'dir "%s"\nlogfile ""\nsave ""\nappendonly no\n' % (self.port, self.dir))
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    ["redis-server", str(conf)], stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, cwd=self.dir)
+            if self._wait_ready(timeout):
+                return self
+            self.stop()  # the port was taken between the probe and the bind: try another
+        raise AssertionError("redis-server did not start:\n" + tail(self.log_path, 30))
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + scaled(timeout)
+        while time.monotonic() < deadline and self.alive():
+            try:
+                client = Redis(LOOPBACK, self.port, timeout=1)
+                try:
+                    if client.ping() == "PONG":
+                        return True
+                finally:
+                    client.close()
+            except (OSError, RespError):
+                pass
+            time.sleep(0.02)
+        return False
+
+    def url(self, db=0):
+        return "redis://%s:%d/%d" % (LOOPBACK, self.port, db)
+
+
+class S3rverServer(_Daemon):
+    """s3rver (deploy/s3rver, npm) on a port the OS chooses, data in `directory`; the buckets
+    are created at start."""
+
+    LISTENING = re.compile(r"S3rver listening on 127\.0\.0\.1:(\d+)")
+
+    def __init__(self, directory, buckets=("pixq-test",)):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "s3rver.log"
+        self.buckets = tuple(buckets)
+        self.port = None
+
+    def start(self, timeout=30):
+        if not os.access(S3RVER_BIN, os.X_OK):
+            raise AssertionError("%s is missing: run scripts/bootstrap (npm ci in deploy/s3rver)"
+                                 % S3RVER_BIN)
+        args = [str(S3RVER_BIN), "-d", str(self.dir / "data"), "-a", LOOPBACK, "-p", "0"]
+        for b in self.buckets:
+            args += ["--configure-bucket", b]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self.dir)
+        try:
+            self.port = int(wait_until(self._listening_port, scaled(timeout), "s3rver to listen",
+                                       check=self._check_alive))
+            for b in self.buckets:
+                wait_until(lambda b=b: self.get_object(b, "")[0] == 200, scaled(timeout),
+                           "s3rver bucket %s" % b, check=self._check_alive)
+        except AssertionError as e:
+            self.stop()
+            raise AssertionError("%s\n%s" % (e, tail(self.log_path, 30))) from None
+        return self
+
+    def _listening_port(self):
+        try:
+            m = self.LISTENING.search(self.log_path.read_text(errors="replace"))
+        except OSError:
+            return None
+        return m.group(1) if m else None
+
+    def _check_alive(self):
+        if not self.alive():
+            raise AssertionError("s3rver exited with status %s" % self.proc.returncode)
+
+    def endpoint(self):
+        return "http://%s:%d" % (LOOPBACK, self.port)
+
+    def object_url(self, bucket, key):
+        """Path-style URL of an object: http://127.0.0.1:<port>/<bucket>/<key>."""
+        return "%s/%s/%s" % (self.endpoint(), bucket, urllib.parse.quote(key, safe="/~"))
+
+    def get_object(self, bucket, key):
+        """Anonymous GET: (status, headers, body)."""
+        return http_request(self.object_url(bucket, key))
+
+    def put_object(self, bucket, key, data, content_type="application/octet-stream"):
+        """Anonymous PUT (s3rver accepts it): the status."""
+        return http_request(self.object_url(bucket, key), "PUT", data,
+                            {"Content-Type": content_type})[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# the programs under test
+
+
+class Program:
+    """A pixq program started as a subprocess, output in a log file."""
+
+    def __init__(self, name, argv, env, log_path):
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def check_alive(self):
+        """Raise AssertionError if the program has exited."""
+        if self.proc.poll() is not None:
+            raise AssertionError("%s (pid %d) exited with status %s; its log:\n%s"
+                                 % (self.name, self.pid, self.proc.returncode,
+                                    tail(self.log_path, 60)))
+
+    def terminate(self, timeout=20):
+        """SIGTERM, wait; SIGKILL if it is still there. Returns (exit status, was killed)."""
+        killed = False
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                killed = True
+        self._log.close()
+        return self.proc.returncode, killed
+
+    def sanitizer_report(self):
+        """The first line of the log that a sanitizer wrote, or None."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if any(m in line for m in SANITIZER_MARKERS):
+                return line
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the test case
+
+
+class PixqTestCase(unittest.TestCase):
+    """Base class: every test gets its own servers, clients and temporary directory.
+
+    Class attributes to override: queue, buckets (the first is PIXQ_DEFAULT_BUCKET),
+    start_worker_in_setup, worker_env_extra, worker_exit_statuses, worker_stop_timeout."""
+
+    queue = "default"
+    buckets = ("pixq-test",)
+    start_worker_in_setup = True
+    worker_env_extra = {}
+    worker_exit_statuses = (0,)  # what the worker may exit with after SIGTERM
+    worker_stop_timeout = 20  # seconds a worker has to exit after SIGTERM
+
+    maxDiff = None
+
+    # -- set-up and tear-down ------------------------------------------------------------------
+
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="pixq-it-"))
+        self.addCleanup(self._remove_tmp)
+        self.addCleanup(self._dump_logs_if_failed)
+        self.programs = []  # running programs, stopped at the end
+        self.programs_ever = []  # every program started, for the failure log
+        self.cli_logs = []
+
+        self.redis_server = RedisServer(self.tmp / "redis")
+        self.addCleanup(self.redis_server.stop)
+        self.redis_server.start()
+        self.s3 = S3rverServer(self.tmp / "s3rver", self.buckets)
+        self.addCleanup(self.s3.stop)
+        self.s3.start()
+        self.src = SourceServer()
+        self.addCleanup(self.src.stop)
+        self.postbacks = PostbackReceiver()
+        self.addCleanup(self.postbacks.stop)
+        self.redis = Redis(LOOPBACK, self.redis_server.port)
+        self.addCleanup(self.redis.close)
+        # Registered last, so run first: programs end before the servers they talk to.
+        self.addCleanup(self._stop_programs)
+
+        self.worker = self.start_worker() if self.start_worker_in_setup else None
+
+    def _stop_programs(self):
+        problems = []
+        for prog in reversed(self.programs):
+            status, killed = prog.terminate(scaled(self.worker_stop_timeout))
+            report = prog.sanitizer_report()
+            if killed:
+                problems.append("%s (pid %d) ignored SIGTERM for %.0fs and was killed"
+                                % (prog.name, prog.pid, scaled(self.worker_stop_timeout)))
+            elif status not in self.worker_exit_statuses:
+                problems.append("%s (pid %d) exited with status %s after SIGTERM (expected %s)"
+                                % (prog.name, prog.pid, status, self.worker_exit_statuses))
+            if report:
+                problems.append("%s (pid %d) log has a sanitizer report: %s"
+                                % (prog.name, prog.pid, report))
+        self.programs = []
+        if problems:
+            self._force_dump = True
+            raise AssertionError("\n".join(problems))
+
+    def _failed(self):
+        """Whether this test has failed so far (its body, setUp or a cleanup that already ran)."""
+        if getattr(self, "_force_dump", False) or CONFIG.verbose:
+            return True
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is None:
+            return True
+        for test, _ in getattr(result, "errors", []) + getattr(result, "failures", []):
+            if getattr(test, "test_case", test) is self:  # a subTest names its test_case
+                return True
+        return False
+
+    def _dump_logs_if_failed(self):
+        if not self._failed():
+            return
+        out = ["", "=" * 30 + " logs of %s (in %s) " % (self.id(), self.tmp) + "=" * 30]
+        for prog in getattr(self, "programs_ever", []):
+            out += ["--- %s log (%s)" % (prog.name, prog.log_path), tail(prog.log_path, 400)]
+        for name, path in self.cli_logs:
+            out += ["--- %s" % name, tail(path, 100)]
+        if hasattr(self, "s3"):
+            out += ["--- s3rver log (last 40 lines)", tail(self.s3.log_path, 40)]
+        if hasattr(self, "redis_server"):
+            out += ["--- redis log (last 20 lines)", tail(self.redis_server.log_path, 20)]
+        if hasattr(self, "postbacks"):
+            out += ["--- postbacks received: %r" % self.postbacks.postbacks]
+        if hasattr(self, "src"):
+            out += ["--- source requests: %r" % self.src.requests()]
+        out += ["=" * 80, ""]
+        sys.stderr.write("\n".join(out))
+        sys.stderr.flush()
+
+    def _remove_tmp(self):
+        if CONFIG.keep:
+            sys.stderr.write("PIXQ_TEST_KEEP=1: kept %s\n" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- the programs under test ---------------------------------------------------------------
+
+    def worker_env(self, **extra):
+        """The environment of the worker and the CLI for this test's servers."""
+        env = clean_env()
+        env.update({
+            "PIXQ_REDIS_URL": self.redis_server.url(),
+            "PIXQ_QUEUE": self.queue,
+            "PIXQ_S3_ENDPOINT": self.s3.endpoint(),
+            "AWS_ACCESS_KEY_ID": "S3RVER",
+            "AWS_SECRET_ACCESS_KEY": "S3RVER",
+            "AWS_REGION": "us-east-1",
+            "PIXQ_DEFAULT_BUCKET": self.buckets[0],
+            "PIXQ_ALLOW_PRIVATE_NETWORKS": "1",
+            "PIXQ_LOG_LEVEL": "debug",
+        })
+        env.update(self.worker_env_extra)
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def start_worker(self, *args, **env):
+        """Start one more worker (pixq-worker [args]) with worker_env(**env); it is stopped with
+        SIGTERM at the end of the test. Returns its Program."""
+        if not CONFIG.worker or not os.access(CONFIG.worker, os.X_OK):
+            raise AssertionError("no worker binary (--worker or PIXQ_TEST_WORKER): %r"
+                                 % CONFIG.worker)
+        n = len(self.programs_ever) + 1
+        prog = Program("worker-%d" % n, [CONFIG.worker, *args], self.worker_env(**env),
+                       self.tmp / ("worker-%d.log" % n))
+        self.programs.append(prog)
+        self.programs_ever.append(prog)
+        return prog
+
+    def run_pixq(self, *args, input=None, timeout=60, env=None):
+        """Run the CLI (pixq [args]) to completion with worker_env(); returns CompletedProcess
+        with str stdout and stderr (both also kept for the failure log)."""
+        if not CONFIG.pixq or not os.access(CONFIG.pixq, os.X_OK):
+            raise AssertionError("no pixq CLI binary (--pixq or PIXQ_TEST_CLI): %r" % CONFIG.pixq)
+        n = len(self.cli_logs) + 1
+        r = subprocess.run([CONFIG.pixq, *args], input=input, env=self.worker_env(**(env or {})),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=scaled(timeout))
+        path = self.tmp / ("pixq-%d.log" % n)
+        path.write_text("$ pixq %s\nexit status %d\n--- stdout\n%s--- stderr\n%s"
+                        % (" ".join(args), r.returncode, r.stdout, r.stderr))
+        self.cli_logs.append(("pixq %s (exit %d)" % (" ".join(args), r.returncode), path))
+        return r
+
+    def check_workers(self):
+        """Raise if any worker started by this test has exited."""
+        for prog in self.programs:
+            prog.check_alive()
+
+    # -- Redis keys and jobs -------------------------------------------------------------------
+
+    def key(self, name):
+        """pixq:{<queue>}:<name>"""
+        return "pixq:{%s}:%s" % (self.queue, name)
+
+    def push_job(self, job):
+        """LPUSH a job (a dict, dumped as JSON, or a raw string) onto pixq:{queue}:jobs."""
+        payload = job if isinstance(job, str) else json.dumps(job)
+        return self.redis.lpush(self.key("jobs"), payload)
+
+    def make_job(self, src, key=None, function="resize_to_fit", params=None, identifier="thumb",
+                 job_id=None, postback_path="/pb", bucket=None):
+        """A one-function Blitline job: `src` (URL), one function whose save goes to
+        s3_destination bucket/key (or to no destination if key is None)."""
+        fn = {"name": function}
+        if params is not None:
+            fn["params"] = params
+        save = {"image_identifier": identifier}
+        if key is not None:
+            save["s3_destination"] = {"bucket": bucket or self.buckets[0], "key": key}
+        fn["save"] = save
+        job = {"application_id": "test", "src": src,
+               "postback_url": self.postbacks.url(postback_path), "functions": [fn]}
+        if job_id is not None:
+            job["job_id"] = job_id
+        return job
+
+    def wait_for_postback(self, timeout=30, **match):
+        """The first postback matching path/job_id/predicate, watching that the workers live."""
+        return self.postbacks.wait_for_postback(scaled(timeout), check=self.check_workers,
+                                                **match)
+
+    def wait_until(self, predicate, timeout=30, what="condition"):
+        """Poll predicate() (watching the workers) until it is true; return its value."""
+        return wait_until(predicate, scaled(timeout), what, check=self.check_workers)
+
+    def read_result(self, job_id, timeout=10):
+        """The result JSON stored at pixq:{queue}:result:<job_id> (a list), parsed."""
+        key = self.key("result:" + job_id)
+        self.wait_until(lambda: self.redis.exists(key), timeout, "%s to exist" % key)
+        kind = self.redis.type(key)
+        self.assertEqual(kind, "list", "%s should be a list" % key)
+        raw = self.redis.lindex(key, 0)
+        return json.loads(raw)
+
+    def assert_queue_drained(self, timeout=10):
+        """pixq:{queue}:jobs ends empty and no pixq:{queue}:active:* key remains."""
+        jobs, active = self.key("jobs"), self.key("active:*")
+        self.wait_until(
+            lambda: self.redis.llen(jobs) == 0 and not self.redis.keys(active), timeout,
+            "%s to be empty and no %s key" % (jobs, active))
+
+    # -- S3 ------------------------------------------------------------------------------------
+
+    def s3_url(self, key, bucket=None):
+        return self.s3.object_url(bucket or self.buckets[0], key)
+
+    def s3_object(self, key, bucket=None):
+        """The bytes of an object in s3rver (anonymous GET); fails the test if it is absent."""
+        status, _, body = self.s3.get_object(bucket or self.buckets[0], key)
+        self.assertEqual(status, 200, "GET %s answered %d: %r" % (self.s3_url(key, bucket),
+                                                                  status, body[:300]))
+        return body
+
+    def assert_image(self, data, fmt, width, height):
+        """data decodes (ImageMagick) as fmt ("JPEG", "PNG", "WEBP") of width x height."""
+        self.assertEqual(identify(data), (fmt, width, height))
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def main(argv=None):
+    """Parse --worker, --pixq, --data, --timeout-scale; hand the rest to unittest.main()."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--worker")
+    parser.add_argument("--pixq")
+    parser.add_argument("--data")
+    parser.add_argument("--timeout-scale", type=float)
+    opts, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if opts.worker:
+        CONFIG.worker = opts.worker
+    if opts.pixq:
+        CONFIG.pixq = opts.pixq
+    if opts.data:
+        CONFIG.data = Path(opts.data)
+    if opts.timeout_scale:
+        CONFIG.timeout_scale = opts.timeout_scale
+    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2)

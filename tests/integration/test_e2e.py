@@ -1,0 +1,211 @@
+#!/usr/bin/python3
+"""End-to-end tests: real redis-server, real s3rver, the real pixq-worker and pixq CLI.
+
+Each test pushes Blitline jobs the way any producer would (LPUSH on pixq:{default}:jobs, or
+`pixq submit`), then checks what a user sees: the postback, the objects in S3 (decoded, so their
+real format and size), the result key, and that the queue ends empty.
+
+Run by meson (suite integration), or by hand:
+    /usr/bin/python3 tests/integration/test_e2e.py --worker build/worker/pixq-worker \\
+        --pixq build/producer/pixq --data tests/data [-k jpeg]
+"""
+
+import json
+import sys
+
+sys.dont_write_bytecode = True
+import harness  # noqa: E402
+from harness import PixqTestCase, corpus, free_port  # noqa: E402
+
+POSTBACK_TIMEOUT_S = 30
+THUMB = {"width": 200}  # resize_to_fit's params in every job here
+
+# name on the source server, corpus file, original size, identify format
+SOURCES = {
+    "jpeg": ("/autumn.jpg", "autumn-2560x1600.jpg", (2560, 1600), "JPEG"),
+    "png": ("/cascade.png", "cascade-3840x2160.png", (3840, 2160), "PNG"),
+    "webp": ("/truchet.webp", "truchet-4096x4096.webp", (4096, 4096), "WEBP"),
+}
+
+
+class E2ETestCase(PixqTestCase):
+    """Shared steps of the end-to-end tests."""
+
+    def serve(self, kind):
+        """Put a corpus image on the source server; return its URL."""
+        path, name, _, _ = SOURCES[kind]
+        return self.src.add(path, corpus(name))
+
+    def assert_success_postback(self, pb, job_id, original, images):
+        """A Blitline success postback: POST, JSON, exactly
+        {"results": {"job_id", "original_meta": {width, height}, "images": [...]}}.
+        job_id None means "any non-empty string" (the worker assigned it). Returns the job id."""
+        self.assertEqual(pb.method, "POST")
+        self.assertTrue(pb.headers.get("content-type", "").startswith("application/json"),
+                        pb.headers)
+        self.assertIsInstance(pb.json, dict, pb.body[:500])
+        self.assertEqual(list(pb.json), ["results"])
+        results = pb.json["results"]
+        self.assertNotIn("errors", results)
+        got_id = results.get("job_id")
+        self.assertIsInstance(got_id, str)
+        self.assertTrue(got_id)
+        if job_id is not None:
+            self.assertEqual(got_id, job_id)
+        self.assertEqual(results, {
+            "job_id": got_id,
+            "original_meta": {"width": original[0], "height": original[1]},
+            "images": images,
+        })
+        return got_id
+
+    def expected_image(self, key, size, identifier="thumb"):
+        return {"image_identifier": identifier, "s3_url": self.s3_url(key),
+                "meta": {"width": size[0], "height": size[1]}}
+
+    def assert_finished(self, job_id, postback_json):
+        """The result key holds the postback's JSON; the queue is empty with nothing active."""
+        self.assertEqual(self.read_result(job_id), postback_json)
+        self.assert_queue_drained()
+
+    def run_resize(self, kind, key, out_size, job_id=None, out_format=None,
+                   function="resize_to_fit", params=None):
+        """Push one job for a corpus image and check everything a user sees."""
+        path, _, original, fmt = SOURCES[kind]
+        if params is None and function == "resize_to_fit":
+            params = THUMB
+        job = self.make_job(self.serve(kind), key, function=function, params=params,
+                            job_id=job_id)
+        self.push_job(job)
+
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S)
+        got_id = self.assert_success_postback(pb, job_id, original,
+                                              [self.expected_image(key, out_size)])
+        self.assert_image(self.s3_object(key), out_format or fmt, *out_size)
+        self.assertGreaterEqual(self.src.requests(path), 1)
+        self.assert_finished(got_id, pb.json)
+        return got_id
+
+
+class ResizeTest(E2ETestCase):
+    """(a) resize_to_fit width 200 for each source format, and no_op with a format change."""
+
+    def test_jpeg_with_job_id(self):
+        self.run_resize("jpeg", "out/autumn.jpg", (200, 125), job_id="e2e-jpeg-7Qx3")
+
+    def test_png_without_job_id(self):
+        job_id = self.run_resize("png", "out/cascade.png", (200, 113))
+        # the worker assigned an id; it is the one the result key is under (checked above)
+        self.assertNotEqual(job_id, "")
+
+    def test_webp_with_job_id(self):
+        self.run_resize("webp", "out/truchet.webp", (200, 200), job_id="e2e-webp-Zk41")
+
+    def test_no_op_jpeg_to_png(self):
+        self.run_resize("jpeg", "out/autumn-noop.png", (2560, 1600), job_id="e2e-noop-1",
+                        out_format="PNG", function="no_op")
+
+
+class FailureTest(E2ETestCase):
+    """(b) a source nobody serves, (c) a payload that is not JSON: the worker carries on."""
+
+    def push_good_job_and_check(self, job_id):
+        self.push_job(self.make_job(self.serve("jpeg"), "out/after.jpg", params=THUMB,
+                                    job_id=job_id, postback_path="/pb/good"))
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/good")
+        self.assert_success_postback(pb, job_id, (2560, 1600),
+                                     [self.expected_image("out/after.jpg", (200, 125))])
+        self.assert_image(self.s3_object("out/after.jpg"), "JPEG", 200, 125)
+        self.assert_finished(job_id, pb.json)
+
+    def test_unreachable_src(self):
+        src = "http://127.0.0.1:%d/autumn.jpg" % free_port()  # nothing listens there
+        self.push_job(self.make_job(src, "out/never.jpg", params=THUMB, job_id="e2e-unreachable",
+                                    postback_path="/pb/bad"))
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/bad")
+        self.assertEqual(pb.method, "POST")
+        self.assertTrue(pb.headers.get("content-type", "").startswith("application/json"))
+        results = pb.json["results"]
+        self.assertEqual(results["job_id"], "e2e-unreachable")
+        self.assertIsInstance(results.get("errors"), list, results)
+        self.assertTrue(results["errors"], results)
+        first = results["errors"][0]
+        self.assertTrue(first.startswith("Image processing failed."), first)
+        self.assertIn(src, first)
+        self.assertEqual(results["failed_image_identifiers"], ["thumb"])
+        self.assertEqual(results["images"], [])
+        self.assertEqual(results["original_meta"], {})
+        self.assertEqual(self.s3.get_object("pixq-test", "out/never.jpg")[0], 404)
+
+        pid = self.worker.pid
+        self.worker.check_alive()
+        self.push_good_job_and_check("e2e-after-unreachable")
+        self.assertEqual(self.worker.pid, pid)
+        self.worker.check_alive()
+
+    def test_bad_json_goes_to_dead(self):
+        dead = self.key("dead")
+        self.push_job("{not json")
+        self.wait_until(lambda: self.redis.llen(dead) >= 1, 30, "an entry in %s" % dead)
+        self.assertEqual(self.redis.type(dead), "list")
+        entries = self.redis.lrange(dead)
+        self.assertEqual(len(entries), 1, entries)
+        entry = json.loads(entries[0])
+        self.assertIsInstance(entry, dict)
+        self.assertIsInstance(entry.get("error"), str, entry)
+        self.assertTrue(entry["error"], entry)
+        self.assertEqual(entry.get("job"), "{not json")
+        self.worker.check_alive()
+
+        self.push_good_job_and_check("e2e-after-bad-json")
+        self.worker.check_alive()
+        # nobody could be told about the bad payload: the only postback is the good job's
+        self.assertEqual([pb.path for pb in self.postbacks.postbacks], ["/pb/good"])
+
+
+class CliTest(E2ETestCase):
+    """(d) pixq submit, from a file with --wait and from standard input."""
+
+    def write_job(self, job):
+        path = self.tmp / "job.json"
+        path.write_text(json.dumps(job, indent=2))
+        return str(path)
+
+    @staticmethod
+    def split_output(stdout):
+        """(job id: the first line, the rest of stdout)."""
+        first, _, rest = stdout.partition("\n")
+        return first.strip(), rest
+
+    def test_submit_file_wait(self):
+        job = self.make_job(self.serve("jpeg"), "out/cli.jpg", params=THUMB)
+        r = self.run_pixq("submit", self.write_job(job), "--wait", timeout=90)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job_id, rest = self.split_output(r.stdout)
+        self.assertTrue(job_id)
+        self.assertNotIn(" ", job_id)
+        result = json.loads(rest)
+        expected_images = [self.expected_image("out/cli.jpg", (200, 125))]
+        self.assertEqual(result, {"results": {"job_id": job_id,
+                                              "original_meta": {"width": 2560, "height": 1600},
+                                              "images": expected_images}})
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, job_id=job_id)
+        self.assertEqual(pb.json, result)
+        self.assert_image(self.s3_object("out/cli.jpg"), "JPEG", 200, 125)
+        self.assert_queue_drained()
+
+    def test_submit_stdin(self):
+        job = self.make_job(self.serve("png"), "out/cli-stdin.png", params=THUMB)
+        r = self.run_pixq("submit", "-", input=json.dumps(job))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job_id, _ = self.split_output(r.stdout)
+        self.assertTrue(job_id)
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, job_id=job_id)
+        self.assert_success_postback(pb, job_id, (3840, 2160),
+                                     [self.expected_image("out/cli-stdin.png", (200, 113))])
+        self.assert_image(self.s3_object("out/cli-stdin.png"), "PNG", 200, 113)
+        self.assert_finished(job_id, pb.json)
+
+
+if __name__ == "__main__":
+    harness.main()

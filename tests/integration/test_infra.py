@@ -1,0 +1,290 @@
+#!/usr/bin/python3
+"""Tests of the test infrastructure itself: harness.py and deploy/stack.sh.
+
+They need no pixq program (a stand-in shell script plays the worker), so they pass on their own
+and tell a harness problem apart from a worker problem."""
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from contextlib import redirect_stderr
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+import harness  # noqa: E402
+from harness import CONFIG, LOOPBACK, STACK_SH, PixqTestCase, Redis  # noqa: E402
+
+# A stand-in worker: records its environment, exits 0 on SIGTERM (or ignores it with IGNORE=1).
+FAKE_WORKER = """#!/bin/sh
+if [ "${IGNORE_TERM:-0}" = 1 ]; then trap '' TERM; else trap 'exit 0' TERM; fi
+env > "$ENV_OUT.tmp" && mv "$ENV_OUT.tmp" "$ENV_OUT"
+while :; do sleep 0.05; done
+"""
+
+
+def pid_gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie still answers kill(0): look at its state.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
+
+
+class HarnessTest(PixqTestCase):
+    start_worker_in_setup = False
+
+    def test_redis_client(self):
+        r = self.redis
+        self.assertEqual(r.ping(), "PONG")
+        self.assertEqual(r.lpush(self.key("jobs"), "a", "b\r\nc"), 2)
+        self.assertEqual(r.llen(self.key("jobs")), 2)
+        self.assertEqual(r.lrange(self.key("jobs")), ["b\r\nc", "a"])
+        self.assertEqual(r.keys("pixq:{default}:*"), ["pixq:{default}:jobs"])
+        self.assertEqual(r.type(self.key("jobs")), "list")
+        self.assertIsNone(r.get("missing"))
+        self.assertEqual(r.set("k", "v\u00e9"), "OK")
+        self.assertEqual(r.get("k"), "v\u00e9")
+        self.assertEqual(r.execute("HSET", "h", "f", 1), 1)
+        self.assertEqual(r.hgetall("h"), {"f": "1"})
+        with self.assertRaises(harness.RespError):
+            r.execute("LPUSH", "k", "x")  # WRONGTYPE
+        self.assertEqual(r.ping(), "PONG")  # still in sync after an error
+
+    def test_s3rver_roundtrip_and_identify(self):
+        jpeg = harness.corpus("autumn-2560x1600.jpg")
+        self.assertEqual(self.s3.put_object("pixq-test", "in/a b.jpg", jpeg, "image/jpeg"), 200)
+        self.assertEqual(self.s3_object("in/a b.jpg"), jpeg)
+        self.assert_image(self.s3_object("in/a b.jpg"), "JPEG", 2560, 1600)
+        self.assertEqual(self.s3.get_object("pixq-test", "nothing")[0], 404)
+        self.assertEqual(self.s3.get_object("no-such-bucket", "x")[0], 404)
+        self.assertTrue(self.s3_url("out/x.png").startswith("http://127.0.0.1:"))
+        self.assert_image(harness.corpus("cascade-3840x2160.png"), "PNG", 3840, 2160)
+        self.assert_image(harness.corpus("truchet-4096x4096.webp"), "WEBP", 4096, 4096)
+
+    def test_source_server(self):
+        url = self.src.add("/a.jpg", b"JPEGDATA")
+        status, headers, body = harness.http_request(url)
+        self.assertEqual((status, headers["Content-Type"], body), (200, "image/jpeg", b"JPEGDATA"))
+        self.assertEqual(harness.http_request(url + "?x=1", "HEAD")[0], 200)
+        self.assertEqual(harness.http_request(self.src.url("/none"))[0], 404)
+        self.src.status["/a.jpg"] = 503
+        self.assertEqual(harness.http_request(url)[0], 503)
+        del self.src.status["/a.jpg"]
+        self.assertEqual(self.src.requests("/a.jpg"), 3)
+        self.assertEqual(self.src.requests("/none"), 1)
+
+        self.src.stall("/a.jpg")
+        got = []
+        t = threading.Thread(target=lambda: got.append(harness.http_request(url, timeout=30)))
+        t.start()
+        harness.wait_until(lambda: self.src.requests("/a.jpg") == 4, 10, "the stalled request")
+        time.sleep(0.2)
+        self.assertEqual(got, [])  # still stalled
+        self.src.release()
+        t.join(10)
+        self.assertEqual(got[0][2], b"JPEGDATA")
+
+    def test_postback_receiver(self):
+        url = self.postbacks.url("/pb/1")
+        body = json.dumps({"results": {"job_id": "j1", "images": []}}).encode()
+        status = harness.http_request(url, "POST", body, {"Content-Type": "application/json",
+                                                          "X-Extra": "yes"})[0]
+        self.assertEqual(status, 200)
+        pb = self.wait_for_postback(5, path="/pb/1")
+        self.assertEqual((pb.method, pb.path, pb.job_id), ("POST", "/pb/1", "j1"))
+        self.assertEqual(pb.headers["content-type"], "application/json")
+        self.assertEqual(pb.headers["x-extra"], "yes")
+
+        # chunked body, and a queued error status
+        self.postbacks.answer_with(500)
+        with socket.create_connection((LOOPBACK, self.postbacks.port), timeout=10) as s:
+            s.sendall(b"POST /pb/2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                      b"b\r\n{\"results\":\r\n11\r\n{\"job_id\":\"j2\"}}\r\n0\r\n\r\n")
+            self.assertIn(b" 500 ", s.makefile("rb").readline())
+        self.assertEqual(self.wait_for_postback(5, job_id="j2").path, "/pb/2")
+        with self.assertRaises(AssertionError):
+            self.postbacks.wait_for_postback(0.2, path="/never")
+
+    def test_helpers(self):
+        job = self.make_job(self.src.url("/a.jpg"), "out/a.jpg", job_id="id1")
+        self.assertEqual(job["functions"][0]["save"]["s3_destination"],
+                         {"bucket": "pixq-test", "key": "out/a.jpg"})
+        self.assertEqual(job["postback_url"], self.postbacks.url("/pb"))
+        self.push_job(job)
+        self.push_job("{not json")
+        self.assertEqual(self.redis.lrange(self.key("jobs")), ["{not json", json.dumps(job)])
+        self.redis.delete(self.key("jobs"))
+        self.assert_queue_drained(2)
+        self.redis.rpush(self.key("result:id1"), '{"results":{"job_id":"id1"}}')
+        self.assertEqual(self.read_result("id1"), {"results": {"job_id": "id1"}})
+        self.redis.rpush(self.key("active:w1"), "x")
+        with self.assertRaises(AssertionError):
+            self.assert_queue_drained(0.3)
+
+
+class CleanupTest(unittest.TestCase):
+    """A PixqTestCase tears everything down, whether its test passes or fails."""
+
+    def setUp(self):
+        self.saved_worker = CONFIG.worker
+        self.addCleanup(setattr, CONFIG, "worker", self.saved_worker)
+        fd, path = tempfile.mkstemp(prefix="pixq-fake-worker-")
+        os.write(fd, FAKE_WORKER.encode())
+        os.close(fd)
+        os.chmod(path, 0o755)
+        self.addCleanup(os.unlink, path)
+        CONFIG.worker = path
+        self.env_out = path + ".env"
+        self.addCleanup(lambda: os.path.exists(self.env_out) and os.unlink(self.env_out))
+
+    def run_inner(self, body, **attrs):
+        seen = {}
+        env_out = self.env_out
+
+        class Inner(PixqTestCase):
+            worker_env_extra = {"ENV_OUT": env_out}
+
+            def test_it(self):
+                seen.update(tmp=self.tmp, redis=self.redis_server.proc.pid,
+                            s3=self.s3.proc.pid, worker=self.worker.pid,
+                            http=(self.src.port, self.postbacks.port))
+                harness.wait_until(lambda: os.path.exists(env_out), 10, "the fake worker")
+                body(self)
+
+        for k, v in attrs.items():
+            setattr(Inner, k, v)
+        result = unittest.TestResult()
+        stderr = io.StringIO()
+        with redirect_stderr(stderr):
+            Inner("test_it").run(result)
+        return seen, result, stderr.getvalue()
+
+    def assert_all_gone(self, seen):
+        for name in ("redis", "s3", "worker"):
+            harness.wait_until(lambda: pid_gone(seen[name]), 5, "%s to be gone" % name)
+        self.assertFalse(Path(seen["tmp"]).exists())
+        for port in seen["http"]:
+            with self.assertRaises(OSError):
+                socket.create_connection((LOOPBACK, port), timeout=1).close()
+
+    def test_passing_test_cleans_up(self):
+        seen, result, err = self.run_inner(lambda t: None)
+        self.assertTrue(result.wasSuccessful(), result.errors + result.failures)
+        self.assert_all_gone(seen)
+        self.assertEqual(err, "")
+        env = dict(line.split("=", 1) for line in Path(self.env_out).read_text().splitlines()
+                   if "=" in line)
+        self.assertEqual(env["PIXQ_QUEUE"], "default")
+        self.assertEqual(env["AWS_ACCESS_KEY_ID"], "S3RVER")
+        self.assertEqual(env["PIXQ_ALLOW_PRIVATE_NETWORKS"], "1")
+        self.assertTrue(env["PIXQ_REDIS_URL"].startswith("redis://127.0.0.1:"))
+        self.assertTrue(env["PIXQ_S3_ENDPOINT"].startswith("http://127.0.0.1:"))
+
+    def test_failing_test_cleans_up_and_prints_logs(self):
+        def fail(t):
+            t.fail("on purpose")
+
+        seen, result, err = self.run_inner(fail)
+        self.assertEqual(len(result.failures), 1)
+        self.assert_all_gone(seen)
+        self.assertIn("worker-1 log", err)
+        self.assertIn("s3rver log", err)
+
+    def test_worker_that_ignores_sigterm_fails_the_test(self):
+        seen, result, err = self.run_inner(lambda t: None,
+                                           worker_env_extra={"ENV_OUT": self.env_out,
+                                                             "IGNORE_TERM": "1"},
+                                           worker_stop_timeout=1)
+        self.assertFalse(result.wasSuccessful())
+        self.assertIn("ignored SIGTERM", "".join(e[1] for e in result.failures))
+        self.assertIn("worker-1 log", err)
+        self.assert_all_gone(seen)
+
+    def test_worker_that_dies_is_noticed(self):
+        def kill_worker(t):
+            os.kill(t.worker.pid, signal.SIGKILL)
+            t.wait_for_postback(10, path="/never")
+
+        seen, result, err = self.run_inner(kill_worker)
+        # once by the wait (it watches the worker), once by the tear-down (its exit status)
+        self.assertEqual(len(result.failures), 2)
+        self.assertIn("exited with status -9", result.failures[0][1])
+        self.assertIn("exited with status -9 after SIGTERM", result.failures[1][1])
+        self.assert_all_gone(seen)
+
+
+class StackShTest(unittest.TestCase):
+    """deploy/stack.sh start/status/stop."""
+
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="pixq-stack-"))
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.addCleanup(self.stack, "stop")
+
+    def stack(self, cmd, **env):
+        e = harness.clean_env()
+        e.update(env)
+        return subprocess.run([str(STACK_SH), cmd, str(self.dir)], env=e, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+
+    def test_start_status_stop(self):
+        r = self.stack("start", PIXQ_STACK_BUCKETS="first-bkt, second-bkt")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        env = dict(line.split("=", 1)
+                   for line in (self.dir / "stack.env").read_text().splitlines())
+        self.assertEqual(sorted(env), sorted([
+            "PIXQ_REDIS_URL", "PIXQ_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION", "PIXQ_DEFAULT_BUCKET"]))
+        self.assertEqual((env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"],
+                          env["AWS_REGION"], env["PIXQ_DEFAULT_BUCKET"]),
+                         ("S3RVER", "S3RVER", "us-east-1", "first-bkt"))
+        m = re.fullmatch(r"redis://127\.0\.0\.1:(\d+)/0", env["PIXQ_REDIS_URL"])
+        self.assertIsNotNone(m, env["PIXQ_REDIS_URL"])
+        client = Redis(LOOPBACK, int(m.group(1)))
+        self.addCleanup(client.close)
+        self.assertEqual(client.ping(), "PONG")
+        self.assertEqual(client.execute("CONFIG", "GET", "bind"), ["bind", "127.0.0.1"])
+        endpoint = env["PIXQ_S3_ENDPOINT"]
+        self.assertRegex(endpoint, r"^http://127\.0\.0\.1:\d+$")
+        for b in ("first-bkt", "second-bkt"):
+            self.assertEqual(harness.http_request(endpoint + "/" + b)[0], 200)
+        self.assertEqual(r.stdout, (self.dir / "stack.env").read_text())
+
+        self.assertEqual(self.stack("status").returncode, 0)
+        again = self.stack("start")  # already running: same stack
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(again.stdout, r.stdout)
+
+        pids = [int((self.dir / f).read_text()) for f in ("redis.pid", "s3rver.pid")]
+        stop = self.stack("stop")
+        self.assertEqual(stop.returncode, 0, stop.stderr)
+        for pid in pids:
+            self.assertTrue(pid_gone(pid), pid)
+        self.assertFalse((self.dir / "stack.env").exists())
+        self.assertNotEqual(self.stack("status").returncode, 0)
+        self.assertEqual(self.stack("stop").returncode, 0)  # idempotent
+
+    def test_stop_of_nothing(self):
+        self.assertEqual(self.stack("stop").returncode, 0)
+        self.assertEqual(subprocess.run([str(STACK_SH), "stop", str(self.dir / "none")],
+                                        timeout=30).returncode, 0)
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,55 @@
+/* check: the unit tests' tiny harness.
+ *
+ * CHECK(cond) records a failure with its location and goes on; CHECK_STR and CHECK_INT show both
+ * values. A test program ends with `return check_summary("name");`, which prints
+ * "name: N passed, N failed" and returns the exit status meson expects. */
+#ifndef PIXQ_CHECK_H
+#define PIXQ_CHECK_H
+
+#include <stdio.h>
+#include <string.h>
+
+static int check_passed;
+static int check_failed;
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (cond) {                                                                        \
+            check_passed++;                                                                \
+        } else {                                                                           \
+            check_failed++;                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);       \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_STR(got, want)                                                               \
+    do {                                                                                   \
+        const char *g_ = (got), *w_ = (want);                                              \
+        if (g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0) {                             \
+            check_passed++;                                                                \
+        } else {                                                                           \
+            check_failed++;                                                                \
+            fprintf(stderr, "%s:%d: %s\n  got:  %s\n  want: %s\n", __FILE__, __LINE__, #got, \
+                    g_ ? g_ : "(null)", w_ ? w_ : "(null)");                               \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_INT(got, want)                                                               \
+    do {                                                                                   \
+        long long g_ = (long long)(got), w_ = (long long)(want);                           \
+        if (g_ == w_) {                                                                    \
+            check_passed++;                                                                \
+        } else {                                                                           \
+            check_failed++;                                                                \
+            fprintf(stderr, "%s:%d: %s: got %lld, want %lld\n", __FILE__, __LINE__, #got, g_, \
+                    w_);                                                                   \
+        }                                                                                  \
+    } while (0)
+
+static inline int check_summary(const char *name)
+{
+    printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);
+    return check_failed == 0 && check_passed > 0 ? 0 : 1;
+}
+
+#endif

@@ -1,0 +1,172 @@
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "check.h"
+
+/* A fake environment for cfg_load_env(). */
+static const char *const *fake_env;
+
+static const char *lookup(const char *name)
+{
+    for (const char *const *p = fake_env; p != NULL && *p != NULL; p += 2) {
+        if (strcmp(p[0], name) == 0) {
+            return p[1];
+        }
+    }
+    return NULL;
+}
+
+static void test_defaults(void)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    CHECK_STR(c.redis_url, "redis://127.0.0.1:6379/0");
+    CHECK_STR(c.queue, "default");
+    CHECK_STR(c.aws_region, "us-east-1");
+    CHECK_INT(c.s3_path_style, -1);
+    CHECK(!cfg_s3_path_style(&c));
+    CHECK(c.s3_rate == 10.0);
+    CHECK_INT(c.s3_burst, 20);
+    CHECK_INT(c.allow_private_networks, 0);
+    CHECK_INT(c.max_job_bytes, 250000);
+    CHECK_INT(c.default_quality, 75);
+    CHECK_INT(c.max_pixels, 50000000);
+}
+
+static void test_good_values(void)
+{
+    struct cfg c;
+    struct err e;
+    cfg_defaults(&c);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "2.5/s,burst=0", &e), 0);
+    CHECK(c.s3_rate == 2.5);
+    CHECK_INT(c.s3_burst, 0);
+    CHECK_INT(cfg_set(&c, "s3-rate", "100/s", &e), 0);
+    CHECK(c.s3_rate == 100.0);
+    CHECK_INT(c.s3_burst, 0);
+    CHECK_INT(cfg_set(&c, "PIXQ_ALLOW_PRIVATE_NETWORKS", "true", &e), 0);
+    CHECK_INT(c.allow_private_networks, 1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://127.0.0.1:4568", &e), 0);
+    CHECK(cfg_s3_path_style(&c));
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_PATH_STYLE", "0", &e), 0);
+    CHECK(!cfg_s3_path_style(&c));
+    CHECK_INT(cfg_set(&c, "PIXQ_LOG_LEVEL", "debug", &e), 0);
+    CHECK_INT(c.log_level, 0);
+    CHECK_INT(cfg_set(&c, "NOT_A_SETTING", "x", &e), 1);
+}
+
+static void test_bad_values(void)
+{
+    struct cfg c;
+    struct err e;
+    cfg_defaults(&c);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "fast", &e), -1);
+    CHECK(strstr(e.msg, "PIXQ_S3_RATE") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "0/s", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/s,burst=-1", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "101", &e), -1);
+    CHECK(strstr(e.msg, "out of range") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "7x", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_ALLOW_PRIVATE_NETWORKS", "maybe", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_LOG_LEVEL", "loud", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "ftp://x", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_PATH_STYLE", "sometimes", &e), -1);
+    CHECK_INT(c.default_quality, 75); /* a refused value leaves the setting alone */
+    /* a secret's value never appears in an error */
+    char longval[CFG_STR_MAX + 10];
+    memset(longval, 'S', sizeof longval - 1);
+    longval[sizeof longval - 1] = '\0';
+    CHECK_INT(cfg_set(&c, "AWS_SECRET_ACCESS_KEY", longval, &e), -1);
+    CHECK(strstr(e.msg, "SSSS") == NULL);
+}
+
+static void test_precedence(void)
+{
+    char path[] = "/tmp/pixq-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    const char text[] = "# comment\nPIXQ_QUEUE=fromfile\nexport PIXQ_DEFAULT_QUALITY=\"60\"\n"
+                        "PIXQ_MAX_PIXELS=1000\n\nPIXQ_DEFAULT_BUCKET='b1'\n";
+    CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
+    close(fd);
+    const char *env[] = {"PIXQ_QUEUE", "fromenv", "PIXQ_MAX_PIXELS", "2000", "PIXQ_CONFIG", path,
+                         NULL};
+    fake_env = env;
+    char *argv[] = {"prog", "--max-pixels", "3000", "submit", "--allow-private-networks", "x.json",
+                    "--queue=fromflag", NULL};
+    int argc = 7;
+    struct cfg c;
+    struct err e = {{0}};
+    CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), 0);
+    CHECK_STR(c.queue, "fromflag");       /* flag beats env beats file */
+    CHECK_INT(c.max_pixels, 3000);        /* flag beats env */
+    CHECK_INT(c.default_quality, 60);     /* only in the file */
+    CHECK_STR(c.default_bucket, "b1");    /* quotes removed */
+    CHECK_INT(c.allow_private_networks, 1); /* bare boolean flag */
+    CHECK_INT(argc, 3);
+    CHECK_STR(argv[1], "submit");
+    CHECK_STR(argv[2], "x.json");
+    unlink(path);
+    fake_env = NULL;
+}
+
+static void test_bad_file(void)
+{
+    char path[] = "/tmp/pixq-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    const char text[] = "PIXQ_QUEUE=ok\nPIXQ_NOPE=1\n";
+    CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
+    close(fd);
+    struct cfg c;
+    struct err e;
+    cfg_defaults(&c);
+    CHECK_INT(cfg_load_file(&c, path, &e), -1);
+    CHECK(strstr(e.msg, ":2: unknown setting 'PIXQ_NOPE'") != NULL);
+    unlink(path);
+    CHECK_INT(cfg_load_file(&c, "/nonexistent/pixq.env", &e), -1);
+    char *argv[] = {"prog", "--default-quality", NULL};
+    int argc = 2;
+    CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), -1);
+    CHECK(strstr(e.msg, "needs a value") != NULL);
+}
+
+static void test_print_hides_secrets(void)
+{
+    struct cfg c;
+    struct err e;
+    cfg_defaults(&c);
+    cfg_set(&c, "AWS_SECRET_ACCESS_KEY", "topsecretkey", &e);
+    cfg_set(&c, "PIXQ_POSTBACK_SECRET", "hmacsecret", &e);
+    cfg_set(&c, "PIXQ_REDIS_URL", "redis://user:redispass@10.0.0.1:6380/2", &e);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cfg_print(&c, f);
+    fclose(f);
+    CHECK(strstr(text, "topsecretkey") == NULL);
+    CHECK(strstr(text, "hmacsecret") == NULL);
+    CHECK(strstr(text, "redispass") == NULL);
+    CHECK(strstr(text, "AWS_SECRET_ACCESS_KEY=(set)\n") != NULL);
+    CHECK(strstr(text, "PIXQ_REDIS_URL=redis://user:***@10.0.0.1:6380/2\n") != NULL);
+    CHECK(strstr(text, "PIXQ_S3_RATE=10/s,burst=20\n") != NULL);
+    free(text);
+    char out[256];
+    cfg_redact_url("redis://:pw@h:1/0", out, sizeof out);
+    CHECK_STR(out, "redis://:***@h:1/0");
+    cfg_redact_url("redis://pwonly@h:1/0", out, sizeof out);
+    CHECK_STR(out, "redis://***@h:1/0");
+    cfg_redact_url("redis://h:1/0", out, sizeof out);
+    CHECK_STR(out, "redis://h:1/0");
+}
+
+int main(void)
+{
+    test_defaults();
+    test_good_values();
+    test_bad_values();
+    test_precedence();
+    test_bad_file();
+    test_print_hides_secrets();
+    return check_summary("cfg");
+}

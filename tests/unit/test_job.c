@@ -1,0 +1,207 @@
+#include <stdlib.h>
+
+#include "check.h"
+#include "job.h"
+
+static const struct job_limits limits = {250000, 32, 100};
+
+static struct job *parse(const char *text)
+{
+    struct err e = {{0}};
+    struct job *j = job_parse(text, strlen(text), &limits, &e);
+    if (j == NULL) {
+        fprintf(stderr, "  (parse failed: %s)\n", e.msg);
+    }
+    return j;
+}
+
+static void test_full_job(void)
+{
+    struct job *j = parse(
+        "{\"application_id\":\"a\",\"job_id\":\"abc-1\",\"src\":\"http://x/a.jpg\","
+        "\"postback_url\":\"http://pb/\",\"postback_headers\":{\"X-T\":\"1\"},\"v\":\"1.21\","
+        "\"functions\":[{\"name\":\"resize_to_fit\",\"params\":{\"width\":\"100\"},"
+        "\"save\":{\"image_identifier\":\"t\",\"quality\":\"90\",\"s3_destination\":"
+        "{\"bucket\":{\"name\":\"bk\",\"location\":\"eu-west-1\"},\"key\":\"a/b.PNG\","
+        "\"headers\":{\"Cache-Control\":\"x\"}}},"
+        "\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"u\","
+        "\"extension\":\".webp\",\"skip\":\"true\"}}]}]}");
+    CHECK(j != NULL);
+    if (j == NULL) {
+        return;
+    }
+    CHECK_STR(j->error, "");
+    CHECK_STR(j->id, "abc-1");
+    CHECK_STR(job_src_url(j), "http://x/a.jpg");
+    CHECK_STR(j->postback_url, "http://pb/");
+    CHECK(j->v > 1.2 && j->v < 1.22);
+    CHECK_INT(j->n_functions, 1);
+    CHECK_INT(j->n_saves, 2);
+    const struct job_fn *f = &j->functions[0];
+    CHECK_STR(f->name, "resize_to_fit");
+    long width = 0;
+    struct err e;
+    CHECK_INT(job_param_long(f->params, f->name, "width", 0, 0, 1000, &width, &e), 0);
+    CHECK_INT(width, 100); /* a number given as a string */
+    CHECK_STR(f->save->bucket, "bk");
+    CHECK_STR(f->save->location, "eu-west-1");
+    CHECK_STR(f->save->key, "a/b.PNG");
+    CHECK_STR(f->save->format, "png"); /* from the key, lower-cased */
+    CHECK_INT(f->save->quality, 90);
+    CHECK(f->save->save_profiles); /* v >= 1.20 keeps ICC profiles */
+    CHECK(!f->save->save_metadata);
+    CHECK_INT(f->n_children, 1);
+    CHECK_STR(f->children[0].save->format, "webp");
+    CHECK(f->children[0].save->skip);
+    CHECK_INT(f->children[0].save->index, 1);
+    json_object *ids = json_object_new_array();
+    job_identifiers(j, ids);
+    CHECK_STR(json_object_to_json_string_ext(ids, JSON_C_TO_STRING_PLAIN), "[\"t\",\"u\"]");
+    json_object_put(ids);
+    job_destroy(j);
+}
+
+static void test_format_order(void)
+{
+    struct job *j = parse(
+        "{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"a\"}},"
+        "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"b\",\"extension\":\"png\"}},"
+        "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"c\",\"extension\":\".png\","
+        "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"noext\",\"force_type\":\"gif\"}}},"
+        "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"d\",\"extension\":\".png\","
+        "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"x.jpeg\"}}}]}");
+    CHECK(j != NULL && j->error[0] == '\0');
+    if (j == NULL) {
+        return;
+    }
+    CHECK_STR(j->functions[0].save->format, "jpg");  /* default */
+    CHECK_STR(j->functions[1].save->format, "png");  /* extension without a dot */
+    CHECK_STR(j->functions[2].save->format, "gif");  /* force_type beats extension */
+    CHECK_STR(j->functions[3].save->format, "jpeg"); /* the key's extension wins */
+    CHECK(j->functions[0].save->bucket == NULL);
+    CHECK_STR(j->id, ""); /* no job_id: assigned later */
+    struct buf payload;
+    buf_init(&payload, 0);
+    struct err e;
+    CHECK_INT(job_assign_id(j, &payload, &e), 0);
+    CHECK_INT(strlen(j->id), 23);
+    CHECK(strstr(payload.data, j->id) != NULL);
+    struct job *again = parse(payload.data);
+    CHECK(again != NULL && strcmp(again->id, j->id) == 0);
+    job_destroy(again);
+    buf_finish(&payload);
+    job_destroy(j);
+}
+
+static void expect_invalid(const char *text, const char *fragment)
+{
+    struct job *j = parse(text);
+    CHECK(j != NULL);
+    if (j != NULL) {
+        CHECK(strstr(j->error, fragment) != NULL);
+        if (strstr(j->error, fragment) == NULL) {
+            fprintf(stderr, "  error was: '%s', wanted '%s'\n", j->error, fragment);
+        }
+    }
+    job_destroy(j);
+}
+
+static void expect_unusable(const char *text, const char *fragment)
+{
+    struct err e = {{0}};
+    struct job *j = job_parse(text, strlen(text), &limits, &e);
+    CHECK(j == NULL);
+    CHECK(strstr(e.msg, fragment) != NULL);
+    job_destroy(j);
+}
+
+static void test_errors(void)
+{
+    expect_unusable("{not json", "not valid JSON");
+    expect_unusable("[1,2]", "must be a JSON object");
+    expect_unusable("{\"a\":1} trailing", "not valid JSON");
+    expect_unusable("", "not valid JSON");
+    char deep[200];
+    memset(deep, '[', 40);
+    deep[40] = '\0';
+    char doc[300];
+    snprintf(doc, sizeof doc, "{\"src\":%s", deep);
+    expect_unusable(doc, "not valid JSON");
+    expect_invalid("{\"functions\":[{\"name\":\"no_op\"}]}", "No source");
+    expect_invalid("{\"src\":\"u\"}", "Functions are required");
+    expect_invalid("{\"src\":\"u\",\"functions\":[]}", "Functions are required");
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"params\":{}}]}", "has no name");
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{}}]}",
+                   "Save must have an image_identifier");
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"params\":[1]}]}",
+                   "params of function 'no_op' must be an object");
+    expect_invalid("{\"src\":\"u\",\"job_id\":\"a b\",\"functions\":[{\"name\":\"no_op\"}]}",
+                   "job_id must be");
+    expect_invalid("{\"src\":\"u\",\"postback_url\":5,\"functions\":[{\"name\":\"no_op\"}]}",
+                   "postback_url must be a string");
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":"
+                   "{\"image_identifier\":\"x\",\"quality\":\"high\"}}]}",
+                   "Invalid parameter 'quality'");
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":"
+                   "{\"image_identifier\":\"x\",\"s3_destination\":{\"bucket\":\"b\"}}}]}",
+                   "needs a bucket and a key");
+    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2};
+    const char *three = "{\"src\":\"u\",\"functions\":[{\"name\":\"a\"},{\"name\":\"b\","
+                        "\"functions\":[{\"name\":\"c\"}]}]}";
+    struct err e;
+    struct job *j = job_parse(three, strlen(three), &tight, &e);
+    CHECK(j != NULL && strstr(j->error, "too many functions") != NULL);
+    job_destroy(j);
+    struct job_limits small = {10, 32, 100};
+    CHECK(job_parse(three, strlen(three), &small, &e) == NULL);
+    CHECK(strstr(e.msg, "more than the limit") != NULL);
+}
+
+static void test_params(void)
+{
+    json_object *p = json_tokener_parse(
+        "{\"n\":5,\"s\":\"7\",\"f\":\"2.5\",\"t\":\"TRUE\",\"b\":false,\"one\":1,\"bad\":\"x7\","
+        "\"neg\":-3,\"nan\":\"nan\",\"nul\":null,\"obj\":{},\"big\":1e300}");
+    struct err e;
+    long l;
+    double d;
+    bool b;
+    const char *s;
+    CHECK_INT(job_param_long(p, "fn", "n", 0, 0, 10, &l, &e), 0);
+    CHECK_INT(l, 5);
+    CHECK_INT(job_param_long(p, "fn", "s", 0, 0, 10, &l, &e), 0);
+    CHECK_INT(l, 7);
+    CHECK_INT(job_param_long(p, "fn", "missing", 42, 0, 10, &l, &e), 0);
+    CHECK_INT(l, 42);
+    CHECK_INT(job_param_long(p, "fn", "nul", 3, 0, 10, &l, &e), 0);
+    CHECK_INT(l, 3);
+    CHECK_INT(job_param_long(p, "fn", "bad", 0, 0, 10, &l, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'bad' for function 'fn': expected a whole number");
+    CHECK_INT(job_param_long(p, "fn", "neg", 0, 0, 10, &l, &e), -1);
+    CHECK(strstr(e.msg, "out of range") != NULL);
+    CHECK_INT(job_param_long(p, "fn", "big", 0, 0, 10, &l, &e), -1);
+    CHECK_INT(job_param_double(p, "fn", "f", 0, 0, 10, &d, &e), 0);
+    CHECK(d == 2.5);
+    CHECK_INT(job_param_double(p, "fn", "nan", 0, 0, 10, &d, &e), -1);
+    CHECK_INT(job_param_bool(p, "fn", "t", false, &b, &e), 0);
+    CHECK(b);
+    CHECK_INT(job_param_bool(p, "fn", "b", true, &b, &e), 0);
+    CHECK(!b);
+    CHECK_INT(job_param_bool(p, "fn", "one", false, &b, &e), 0);
+    CHECK(b);
+    CHECK_INT(job_param_bool(p, "fn", "bad", false, &b, &e), -1);
+    CHECK_INT(job_param_string(p, "fn", "n", NULL, &s, &e), 0);
+    CHECK_STR(s, "5");
+    CHECK_INT(job_param_string(p, "fn", "obj", NULL, &s, &e), -1);
+    CHECK(job_param_present(p, "n") && !job_param_present(p, "nul") && !job_param_present(p, "zz"));
+    json_object_put(p);
+}
+
+int main(void)
+{
+    test_full_job();
+    test_format_order();
+    test_errors();
+    test_params();
+    return check_summary("job");
+}

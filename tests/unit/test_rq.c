@@ -1,0 +1,61 @@
+#include "check.h"
+#include "rq.h"
+
+static void test_urls(void)
+{
+    struct rq_url u;
+    struct err e;
+    CHECK_INT(rq_parse_url("redis://127.0.0.1:6379/0", &u, &e), 0);
+    CHECK_STR(u.host, "127.0.0.1");
+    CHECK_INT(u.port, 6379);
+    CHECK_INT(u.db, 0);
+    CHECK_STR(u.password, "");
+    CHECK_INT(rq_parse_url("redis://alice:p%40ss@redis.internal:7000/3", &u, &e), 0);
+    CHECK_STR(u.user, "alice");
+    CHECK_STR(u.password, "p@ss");
+    CHECK_STR(u.host, "redis.internal");
+    CHECK_INT(u.port, 7000);
+    CHECK_INT(u.db, 3);
+    CHECK_INT(rq_parse_url("redis://:secret@h", &u, &e), 0);
+    CHECK_STR(u.user, "");
+    CHECK_STR(u.password, "secret");
+    CHECK_INT(u.port, 6379);
+    CHECK_INT(rq_parse_url("redis://onlypass@h:1", &u, &e), 0);
+    CHECK_STR(u.password, "onlypass");
+    CHECK_INT(rq_parse_url("unix:///run/redis.sock?db=2", &u, &e), 0);
+    CHECK_STR(u.unix_path, "/run/redis.sock");
+    CHECK_INT(u.db, 2);
+    CHECK_INT(rq_parse_url("http://h:1", &u, &e), -1);
+    CHECK_INT(rq_parse_url("redis://h:99999", &u, &e), -1);
+    CHECK_INT(rq_parse_url("redis://h:1/x", &u, &e), -1);
+    CHECK_INT(rq_parse_url("redis://u:bad%zzpass@h", &u, &e), -1);
+    CHECK(strstr(e.msg, "bad%zzpass") == NULL); /* never echoes the password */
+    CHECK_INT(rq_parse_url("unix://relative.sock", &u, &e), -1);
+}
+
+static void test_keys(void)
+{
+    char k[RQ_KEY_MAX];
+    CHECK_INT(rq_key(k, sizeof k, "default", "jobs"), 0);
+    CHECK_STR(k, "pixq:{default}:jobs");
+    CHECK_INT(rq_key(k, 10, "default", "jobs"), -1);
+}
+
+static void test_scripts_declare_keys(void)
+{
+    /* every script documents its keys and uses only KEYS[], never a built key name */
+    for (int s = 0; s < RQ_SCRIPT_COUNT; s++) {
+        const char *src = rq_script_source((enum rq_script)s);
+        CHECK(strstr(src, "-- KEYS[1]") != NULL);
+        CHECK(strstr(src, "'pixq:") == NULL && strstr(src, "\"pixq:") == NULL);
+        CHECK(strstr(src, "..") == NULL); /* no string concatenation building keys */
+    }
+}
+
+int main(void)
+{
+    test_urls();
+    test_keys();
+    test_scripts_declare_keys();
+    return check_summary("rq");
+}

@@ -1,0 +1,96 @@
+/* pixq-worker: takes Blitline-style jobs from Redis, processes them with MagickWand, uploads the
+ * outputs to S3 and posts the results back. See README.md and DESIGN.md. */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "image.h"
+#include "log.h"
+#include "worker.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: pixq-worker [--config FILE] [--SETTING VALUE]... [--print-config]\n\n"
+                 "Serves the queues named by PIXQ_QUEUE until SIGTERM or SIGINT.\n\n");
+    cfg_usage(out);
+}
+
+static const char *env_lookup(const char *name)
+{
+    return getenv(name);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Handles the worker's own flags; returns -1 to exit with `*status`. */
+static int parse_own_flags(int argc, char **argv, bool *print_config, int *status)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            *status = 0;
+            return -1;
+        }
+        if (strcmp(argv[i], "--print-config") == 0) {
+            *print_config = true;
+            continue;
+        }
+        fprintf(stderr, "pixq-worker: unknown argument '%s' (see --help)\n", argv[i]);
+        *status = 2;
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cfg cfg;
+    struct err e = {{0}};
+    if (cfg_load(&cfg, &argc, argv, env_lookup, &e) < 0) {
+        fprintf(stderr, "pixq-worker: %s\n", e.msg);
+        return 2;
+    }
+    bool print_config = false;
+    int status = 0;
+    if (parse_own_flags(argc, argv, &print_config, &status) < 0) {
+        return status;
+    }
+    if (print_config) {
+        cfg_print(&cfg, stdout);
+        return 0;
+    }
+    log_threshold = (enum log_level)cfg.log_level;
+    install_signals();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct worker *w = worker_create(&cfg, &stop_requested, &e);
+    if (w == NULL) {
+        fprintf(stderr, "pixq-worker: %s\n", e.msg);
+        curl_global_cleanup();
+        return 1;
+    }
+    worker_run(w);
+    worker_destroy(w);
+    img_shutdown();
+    curl_global_cleanup();
+    return 0;
+}
