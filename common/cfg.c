@@ -469,13 +469,24 @@ static void format_value(const struct cfg *c, const struct cfg_entry *en, char *
     }
 }
 
-void cfg_print(const struct cfg *c, FILE *out)
+void cfg_each(const struct cfg *c, void (*fn)(const char *var, const char *value, void *user),
+              void *user)
 {
     char value[CFG_STR_MAX + 16];
     for (size_t i = 0; i < N_ENTRIES; i++) {
         format_value(c, &table[i], value, sizeof value);
-        fprintf(out, "%s=%s\n", table[i].var, value);
+        fn(table[i].var, value, user);
     }
+}
+
+static void print_line(const char *var, const char *value, void *user)
+{
+    fprintf(user, "%s=%s\n", var, value);
+}
+
+void cfg_print(const struct cfg *c, FILE *out)
+{
+    cfg_each(c, print_line, out);
 }
 
 bool cfg_s3_path_style(const struct cfg *c)

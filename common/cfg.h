@@ -73,6 +73,10 @@ int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const cha
  * with "(set)" and the password in PIXQ_REDIS_URL with "***". */
 void cfg_print(const struct cfg *c, FILE *out);
 
+/* Calls `fn` with each setting's variable and its value as cfg_print() shows it. */
+void cfg_each(const struct cfg *c, void (*fn)(const char *var, const char *value, void *user),
+              void *user);
+
 /* Writes `url` with any password replaced by "***" into `out` (`cap` bytes). */
 void cfg_redact_url(const char *url, char *out, size_t cap);
 

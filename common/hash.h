@@ -1,6 +1,7 @@
 /* hash: digests and MACs (OpenSSL underneath), and hex encoding.
  *
- * All output buffers are caller-owned and fixed-size; hex output is lowercase and NUL-terminated. */
+ * All output buffers are caller-owned and fixed-size; hex output is lowercase and NUL-terminated.
+ */
 #ifndef PIXQ_HASH_H
 #define PIXQ_HASH_H
 

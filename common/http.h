@@ -26,16 +26,16 @@ struct http_request {
     const void *body; /* request body for PUT/POST, or NULL */
     size_t body_len;
     long connect_timeout_ms;
-    long timeout_ms;      /* whole request */
-    size_t max_body;      /* most response-body bytes accepted */
-    int max_redirects;    /* 0: do not follow redirects */
+    long timeout_ms;   /* whole request */
+    size_t max_body;   /* most response-body bytes accepted */
+    int max_redirects; /* 0: do not follow redirects */
 };
 
 struct http_response {
-    long status;      /* HTTP status, 0 if no response */
-    struct buf body;  /* response body */
-    struct buf head;  /* raw response headers of the last response */
-    char ip[64];      /* peer address, when known */
+    long status;     /* HTTP status, 0 if no response */
+    struct buf body; /* response body */
+    struct buf head; /* raw response headers of the last response */
+    char ip[64];     /* peer address, when known */
 };
 
 struct http;

@@ -90,7 +90,8 @@ int job_param_long(json_object *params, const char *fn, const char *name, long d
     }
     d = trunc(d); /* Blitline's worker used to_i: "100.7" is 100 */
     if (d < (double)min || d > (double)max) {
-        return err_set(e, "Invalid parameter '%s' for function '%s': %.0f is out of range [%ld, %ld]",
+        return err_set(e,
+                       "Invalid parameter '%s' for function '%s': %.0f is out of range [%ld, %ld]",
                        name, fn, d, min, max);
     }
     *out = (long)d;
@@ -200,7 +201,8 @@ static void resolve_format(struct job_save *s, json_object *save, json_object *d
     for (size_t i = 0; s->format[0] == '\0' && i < 3; i++) {
         if (candidates[i] != NULL && candidates[i][0] != '\0') {
             char tmp[sizeof s->format + 2];
-            snprintf(tmp, sizeof tmp, ".%s", candidates[i][0] == '.' ? candidates[i] + 1 : candidates[i]);
+            snprintf(tmp, sizeof tmp, ".%s",
+                     candidates[i][0] == '.' ? candidates[i] + 1 : candidates[i]);
             key_extension(tmp, s->format, sizeof s->format);
         }
     }
@@ -411,9 +413,8 @@ static int read_postback(struct job *j, struct err *e)
     if (url != NULL && !json_object_is_type(url, json_type_string)) {
         return err_set(e, "postback_url must be a string");
     }
-    j->postback_url = url != NULL && json_object_get_string_len(url) > 0
-                          ? json_object_get_string(url)
-                          : NULL;
+    j->postback_url =
+        url != NULL && json_object_get_string_len(url) > 0 ? json_object_get_string(url) : NULL;
     j->postback_headers = member(j->root, "postback_headers");
     if (j->postback_headers == NULL) {
         return 0;
@@ -434,8 +435,8 @@ static int read_envelope(struct job *j, struct err *e)
 {
     j->v = 1.21; /* pixq's decision: an absent v behaves as 1.21 */
     if (job_param_double(j->root, "job", "v", 1.21, 0, 100, &j->v, e) < 0 ||
-        job_param_bool(j->root, "job", "suppress_auto_orient", false, &j->suppress_auto_orient,
-                       e) < 0) {
+        job_param_bool(j->root, "job", "suppress_auto_orient", false, &j->suppress_auto_orient, e) <
+            0) {
         return -1;
     }
     j->src = member(j->root, "src");
@@ -497,7 +498,8 @@ int job_assign_id(struct job *j, struct buf *payload, struct err *e)
     snprintf(j->id, sizeof j->id, "%s", id);
     j->id_assigned = true;
     json_object_object_add(j->root, "job_id", json_object_new_string(id));
-    const char *text = json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text = json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PLAIN |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
     buf_reset(payload);
     if (text == NULL || buf_puts(payload, text) < 0) {
         return err_set(e, "cannot serialise the job with its new id");

@@ -31,11 +31,11 @@ void log_event(enum log_level level, const char *event, const char *fields, ...)
  * `out` of `cap` bytes; returns `out`. Long values are cut with "...". */
 const char *log_quote(const char *s, char *out, unsigned cap);
 
-#define LOG_AT(lvl, event, ...)                                                            \
-    do {                                                                                   \
-        if ((lvl) >= log_threshold) {                                                      \
-            log_event((lvl), (event), __VA_ARGS__);                                        \
-        }                                                                                  \
+#define LOG_AT(lvl, event, ...)                                                                    \
+    do {                                                                                           \
+        if ((lvl) >= log_threshold) {                                                              \
+            log_event((lvl), (event), __VA_ARGS__);                                                \
+        }                                                                                          \
     } while (0)
 
 #define LOG_DEBUG(event, ...) LOG_AT(LOG_LEVEL_DEBUG, event, __VA_ARGS__)

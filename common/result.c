@@ -126,5 +126,6 @@ const char *result_json(struct result *r)
 {
     sync_optional(r->results, "errors", r->errors);
     sync_optional(r->results, "failed_image_identifiers", r->failed);
-    return json_object_to_json_string_ext(r->doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    return json_object_to_json_string_ext(r->doc,
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }

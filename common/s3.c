@@ -7,7 +7,7 @@
 #include "hash.h"
 #include "sigv4.h"
 
-#define URL_MAX      4096         /* bytes for an object URL */
+#define URL_MAX      4096        /* bytes for an object URL */
 #define MAX_ERR_BODY (64 * 1024) /* bytes of an error body read */
 #define S3_HEADERS   (HTTP_MAX_HEADERS - 8)
 
@@ -35,8 +35,8 @@ bool s3_valid_bucket(const char *name)
 }
 
 /* Splits the configured endpoint (or AWS's for `region`) into scheme and authority. */
-static void endpoint_parts(const struct s3_config *c, const char *region, char *scheme,
-                           size_t scap, char *host, size_t hcap)
+static void endpoint_parts(const struct s3_config *c, const char *region, char *scheme, size_t scap,
+                           char *host, size_t hcap)
 {
     if (c->endpoint == NULL || c->endpoint[0] == '\0') {
         snprintf(scheme, scap, "https");

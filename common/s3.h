@@ -33,9 +33,9 @@ struct s3_object {
 
 /* What S3 answered. */
 struct s3_reply {
-    long status;      /* HTTP status; 0 when no response came */
-    char code[64];    /* S3 error code from the XML body ("SlowDown"), or "" */
-    char region[64];  /* x-amz-bucket-region, or "" */
+    long status;     /* HTTP status; 0 when no response came */
+    char code[64];   /* S3 error code from the XML body ("SlowDown"), or "" */
+    char region[64]; /* x-amz-bucket-region, or "" */
 };
 
 /* Writes the object's URL (the one requests go to and postbacks report) into `out`.

@@ -82,7 +82,8 @@ static int add_job(const struct cfg *cfg, json_object *obj, struct batch *b, siz
 {
     const struct job_limits lim = {(size_t)cfg->max_job_bytes, (int)cfg->max_json_depth,
                                    (size_t)cfg->max_functions};
-    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
     struct err e = {{0}};
     struct job *j = job_parse(text, strlen(text), &lim, &e);
     if (j == NULL || j->error[0] != '\0') {
@@ -180,7 +181,8 @@ static int wait_result(struct rq *r, const char *queue, const char *id, time_t d
     struct err e = {{0}};
     redisReply *rep = rq_commandv(r, (left > 0 ? left : 1) * 1000, 6, argv, NULL, &e);
     if (rep == NULL || rep->type != REDIS_REPLY_STRING) {
-        fprintf(stderr, "pixq submit: no result for %s: %s\n", id, rep == NULL ? e.msg : "timed out");
+        fprintf(stderr, "pixq submit: no result for %s: %s\n", id,
+                rep == NULL ? e.msg : "timed out");
         freeReplyObject(rep);
         return -1;
     }

@@ -1,7 +1,8 @@
 /* embed: write a C source that holds each input file as a NUL-terminated string constant.
  *
  * usage: embed OUT.c NAME=FILE [NAME=FILE ...]
- * Each NAME becomes `const char NAME[]` holding FILE's bytes. Used at build time for Lua scripts. */
+ * Each NAME becomes `const char NAME[]` holding FILE's bytes. Used at build time for Lua scripts.
+ */
 #include <stdio.h>
 #include <string.h>
 

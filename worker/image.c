@@ -111,7 +111,7 @@ struct format {
 };
 
 static const struct format formats[] = {
-    {"jpg", "JPEG", "image/jpeg"}, {"jpeg", "JPEG", "image/jpeg"}, {"png", "PNG", "image/png"},
+    {"jpg", "JPEG", "image/jpeg"},  {"jpeg", "JPEG", "image/jpeg"}, {"png", "PNG", "image/png"},
     {"webp", "WEBP", "image/webp"}, {"gif", "GIF", "image/gif"},
 };
 
@@ -133,14 +133,10 @@ static InterlaceType interlace_named(const char *name)
         const char *name;
         InterlaceType type;
     } names[] = {
-        {"NoInterlace", NoInterlace},
-        {"LineInterlace", LineInterlace},
-        {"PlaneInterlace", PlaneInterlace},
-        {"PartitionInterlace", PartitionInterlace},
-        {"JPEGInterlace", JPEGInterlace},
-        {"GIFInterlace", GIFInterlace},
-        {"PNGInterlace", PNGInterlace},
-        {"UndefinedInterlace", UndefinedInterlace},
+        {"NoInterlace", NoInterlace},       {"LineInterlace", LineInterlace},
+        {"PlaneInterlace", PlaneInterlace}, {"PartitionInterlace", PartitionInterlace},
+        {"JPEGInterlace", JPEGInterlace},   {"GIFInterlace", GIFInterlace},
+        {"PNGInterlace", PNGInterlace},     {"UndefinedInterlace", UndefinedInterlace},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(name, names[i].name) == 0) {
@@ -187,15 +183,14 @@ static int apply_save_options(MagickWand *w, const struct job_save *save, const 
         return img_fail(w, "set interlace", e);
     }
     if (save->png_quantize && strcmp(magick, "PNG") == 0 &&
-        MagickQuantizeImage(w, 256, sRGBColorspace, 0, MagickFalse, MagickFalse) ==
-            MagickFalse) {
+        MagickQuantizeImage(w, 256, sRGBColorspace, 0, MagickFalse, MagickFalse) == MagickFalse) {
         return img_fail(w, "png_quantize", e);
     }
     return 0;
 }
 
-int img_encode(MagickWand *w, const struct job_save *save, long default_quality,
-               size_t max_bytes, struct img_output *out, struct err *e)
+int img_encode(MagickWand *w, const struct job_save *save, long default_quality, size_t max_bytes,
+               struct img_output *out, struct err *e)
 {
     memset(out, 0, sizeof *out);
     const char *magick;

@@ -45,8 +45,8 @@ bool img_format_for(const char *ext, const char **magick, const char **content_t
 /* Encodes the wand's image as `save` asks (format, quality, metadata, interlace, png_quantize);
  * `default_quality` applies when the save gives none. The wand is changed (stripped, quantized):
  * pass a clone if it is used again. Returns 0 or -1. */
-int img_encode(MagickWand *w, const struct job_save *save, long default_quality,
-               size_t max_bytes, struct img_output *out, struct err *e);
+int img_encode(MagickWand *w, const struct job_save *save, long default_quality, size_t max_bytes,
+               struct img_output *out, struct err *e);
 
 /* Releases what img_encode() produced; safe on a zeroed or finished output. */
 void img_output_finish(struct img_output *out);

@@ -31,6 +31,12 @@ static const char *env_lookup(const char *name)
     return getenv(name);
 }
 
+static void log_setting(const char *var, const char *value, void *user)
+{
+    char q[CFG_STR_MAX + 16];
+    LOG_INFO("config", "%s=%s", var, log_quote(value, q, sizeof q));
+}
+
 static void install_signals(void)
 {
     struct sigaction sa;
@@ -80,6 +86,7 @@ int main(int argc, char **argv)
         return 0;
     }
     log_threshold = (enum log_level)cfg.log_level;
+    cfg_each(&cfg, log_setting, NULL);
     install_signals();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct worker *w = worker_create(&cfg, &stop_requested, &e);

@@ -19,8 +19,8 @@ void op_fit_size(long w, long h, long W, long H, long *out_w, long *out_h)
     *out_h = nh < 1 ? 1 : nh;
 }
 
-static int resize_checked(MagickWand *w, long nw, long nh, const struct op_ctx *ctx,
-                          const char *fn, struct err *e)
+static int resize_checked(MagickWand *w, long nw, long nh, const struct op_ctx *ctx, const char *fn,
+                          struct err *e)
 {
     if (nw > ctx->max_pixels / nh) {
         return err_set(e, "%s would make a %ldx%ld image, more than the limit of %ld pixels", fn,

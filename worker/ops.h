@@ -16,8 +16,7 @@ struct op_ctx {
     long max_pixels; /* largest image an operation may produce */
 };
 
-typedef int (*op_fn)(MagickWand *w, json_object *params, const struct op_ctx *ctx,
-                     struct err *e);
+typedef int (*op_fn)(MagickWand *w, json_object *params, const struct op_ctx *ctx, struct err *e);
 
 struct op {
     const char *name;

@@ -47,8 +47,8 @@ static int save_output(struct walk *wk, MagickWand *w, const struct job_save *sa
     MagickWand *copy = CloneMagickWand(w); /* encoding strips metadata: keep w intact */
     struct proc_output *o = &wk->out->outputs[wk->out->n_outputs];
     o->save = save;
-    int rc = img_encode(copy, save, wk->opts->default_quality, wk->opts->max_output_bytes,
-                        &o->img, e);
+    int rc =
+        img_encode(copy, save, wk->opts->default_quality, wk->opts->max_output_bytes, &o->img, e);
     DestroyMagickWand(copy);
     if (rc == 0) {
         wk->out->n_outputs++;

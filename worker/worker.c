@@ -351,8 +351,8 @@ static int upload_one(struct worker *w, struct task *t, const struct proc_output
         return -1;
     }
     long t0 = now_ms();
-    int rc = s3_put(w->http, &w->s3, &obj, o->img.blob, o->img.len, hs.h, hs.n, time(NULL),
-                    &reply, e);
+    int rc =
+        s3_put(w->http, &w->s3, &obj, o->img.blob, o->img.len, hs.h, hs.n, time(NULL), &reply, e);
     LOG_DEBUG("s3_put", "job_id=%s bucket=%s status=%ld bytes=%zu ms=%ld", t->job->id, obj.bucket,
               reply.status, o->img.len, now_ms() - t0);
     return rc;
@@ -395,8 +395,7 @@ static void process(struct worker *w, struct task *t)
         fail_job(t, e.msg);
         goto out;
     }
-    LOG_DEBUG("processed", "job_id=%s outputs=%zu ms=%ld", t->job->id, pr.n_outputs,
-              now_ms() - t0);
+    LOG_DEBUG("processed", "job_id=%s outputs=%zu ms=%ld", t->job->id, pr.n_outputs, now_ms() - t0);
     result_set_original_size(t->result, pr.orig_width, pr.orig_height);
     upload_all(w, t, &pr);
 out:
@@ -449,7 +448,8 @@ static void post_back(struct worker *w, struct task *t, const char *body)
     }
     char q[ERR_MSG_MAX + 16];
     if (rc < 0) {
-        LOG_WARN("postback_failed", "job_id=%s error=%s", t->job->id, log_quote(e.msg, q, sizeof q));
+        LOG_WARN("postback_failed", "job_id=%s error=%s", t->job->id,
+                 log_quote(e.msg, q, sizeof q));
     } else {
         LOG_DEBUG("postback_sent", "job_id=%s status=%ld", t->job->id, resp.status);
     }
@@ -469,7 +469,8 @@ static char *dead_envelope(const struct buf *payload, const char *job_id, const 
     json_object_object_add(d, "error", json_object_new_string(error));
     json_object_object_add(d, "attempts", json_object_new_int(1));
     json_object_object_add(d, "failed_at", json_object_new_int64(wall_ms()));
-    char *s = strdup(json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    char *s = strdup(
+        json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(d);
     return s;
 }
@@ -486,8 +487,9 @@ static int settle(struct worker *w, const struct buf *payload, const char *job_i
     snprintf(ttl, sizeof ttl, "%ld", w->cfg->result_ttl_s);
     snprintf(dead_max, sizeof dead_max, "%ld", w->cfg->dead_max);
     const char *keys[] = {w->active_key, result_key, w->dead_key, w->stats_key};
-    const char *args[] = {payload->data, result_json, ttl, dead != NULL ? dead : "", dead_max,
-                          dead != NULL ? "failed" : "succeeded"};
+    const char *args[] = {payload->data, result_json,
+                          ttl,           dead != NULL ? dead : "",
+                          dead_max,      dead != NULL ? "failed" : "succeeded"};
     size_t lens[6] = {payload->len};
     for (int i = 1; i < 6; i++) {
         lens[i] = strlen(args[i]);
@@ -552,9 +554,8 @@ static void complete(struct worker *w, struct task *t, long t0)
 {
     const char *json = result_json(t->result);
     post_back(w, t, json);
-    char *dead = t->first_error[0] != '\0' ? dead_envelope(&t->payload, t->job->id,
-                                                           t->first_error)
-                                           : NULL;
+    char *dead =
+        t->first_error[0] != '\0' ? dead_envelope(&t->payload, t->job->id, t->first_error) : NULL;
     int settled = settle(w, &t->payload, t->job->id, json, dead);
     free(dead);
     char q[ERR_MSG_MAX + 16];

@@ -90,19 +90,19 @@ static void test_precedence(void)
                         "PIXQ_MAX_PIXELS=1000\n\nPIXQ_DEFAULT_BUCKET='b1'\n";
     CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
     close(fd);
-    const char *env[] = {"PIXQ_QUEUE", "fromenv", "PIXQ_MAX_PIXELS", "2000", "PIXQ_CONFIG", path,
-                         NULL};
+    const char *env[] = {"PIXQ_QUEUE", "fromenv", "PIXQ_MAX_PIXELS", "2000", "PIXQ_CONFIG",
+                         path,         NULL};
     fake_env = env;
-    char *argv[] = {"prog", "--max-pixels", "3000", "submit", "--allow-private-networks", "x.json",
-                    "--queue=fromflag", NULL};
+    char *argv[] = {"prog",   "--max-pixels",     "3000", "submit", "--allow-private-networks",
+                    "x.json", "--queue=fromflag", NULL};
     int argc = 7;
     struct cfg c;
     struct err e = {{0}};
     CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), 0);
-    CHECK_STR(c.queue, "fromflag");       /* flag beats env beats file */
-    CHECK_INT(c.max_pixels, 3000);        /* flag beats env */
-    CHECK_INT(c.default_quality, 60);     /* only in the file */
-    CHECK_STR(c.default_bucket, "b1");    /* quotes removed */
+    CHECK_STR(c.queue, "fromflag");         /* flag beats env beats file */
+    CHECK_INT(c.max_pixels, 3000);          /* flag beats env */
+    CHECK_INT(c.default_quality, 60);       /* only in the file */
+    CHECK_STR(c.default_bucket, "b1");      /* quotes removed */
     CHECK_INT(c.allow_private_networks, 1); /* bare boolean flag */
     CHECK_INT(argc, 3);
     CHECK_STR(argv[1], "submit");

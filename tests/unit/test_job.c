@@ -17,15 +17,15 @@ static struct job *parse(const char *text)
 
 static void test_full_job(void)
 {
-    struct job *j = parse(
-        "{\"application_id\":\"a\",\"job_id\":\"abc-1\",\"src\":\"http://x/a.jpg\","
-        "\"postback_url\":\"http://pb/\",\"postback_headers\":{\"X-T\":\"1\"},\"v\":\"1.21\","
-        "\"functions\":[{\"name\":\"resize_to_fit\",\"params\":{\"width\":\"100\"},"
-        "\"save\":{\"image_identifier\":\"t\",\"quality\":\"90\",\"s3_destination\":"
-        "{\"bucket\":{\"name\":\"bk\",\"location\":\"eu-west-1\"},\"key\":\"a/b.PNG\","
-        "\"headers\":{\"Cache-Control\":\"x\"}}},"
-        "\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"u\","
-        "\"extension\":\".webp\",\"skip\":\"true\"}}]}]}");
+    struct job *j =
+        parse("{\"application_id\":\"a\",\"job_id\":\"abc-1\",\"src\":\"http://x/a.jpg\","
+              "\"postback_url\":\"http://pb/\",\"postback_headers\":{\"X-T\":\"1\"},\"v\":\"1.21\","
+              "\"functions\":[{\"name\":\"resize_to_fit\",\"params\":{\"width\":\"100\"},"
+              "\"save\":{\"image_identifier\":\"t\",\"quality\":\"90\",\"s3_destination\":"
+              "{\"bucket\":{\"name\":\"bk\",\"location\":\"eu-west-1\"},\"key\":\"a/b.PNG\","
+              "\"headers\":{\"Cache-Control\":\"x\"}}},"
+              "\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"u\","
+              "\"extension\":\".webp\",\"skip\":\"true\"}}]}]}");
     CHECK(j != NULL);
     if (j == NULL) {
         return;

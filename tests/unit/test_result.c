@@ -60,10 +60,10 @@ static void test_partial_failure(void)
     json_object *doc = json_tokener_parse(result_json(r));
     json_object *results = json_object_object_get(doc, "results");
     CHECK_INT(json_object_array_length(json_object_object_get(results, "images")), 1);
-    CHECK_STR(json_object_to_json_string_ext(
-                  json_object_object_get(results, "failed_image_identifiers"),
-                  JSON_C_TO_STRING_PLAIN),
-              "[\"bad\"]");
+    CHECK_STR(
+        json_object_to_json_string_ext(json_object_object_get(results, "failed_image_identifiers"),
+                                       JSON_C_TO_STRING_PLAIN),
+        "[\"bad\"]");
     json_object_put(doc);
     /* calling result_json twice gives the same document */
     char first[2048];
