@@ -877,6 +877,16 @@ class PixqTestCase(unittest.TestCase):
         self.cli_logs.append(("pixq %s (exit %d)" % (" ".join(args), r.returncode), path))
         return r
 
+    def kill_worker(self, prog, sig=signal.SIGKILL):
+        """Send sig to a worker (a crash, for recovery tests), wait for it to end, and take it
+        off the list checked at tear-down. Returns its exit status."""
+        prog.proc.send_signal(sig)
+        prog.proc.wait(scaled(self.worker_stop_timeout))
+        if prog in self.programs:
+            self.programs.remove(prog)
+        prog.terminate()  # closes its log
+        return prog.proc.returncode
+
     def check_workers(self):
         """Raise if any worker started by this test has exited."""
         for prog in self.programs:

@@ -24,9 +24,11 @@ sys.dont_write_bytecode = True
 import harness  # noqa: E402
 from harness import CONFIG, LOOPBACK, STACK_SH, PixqTestCase, Redis  # noqa: E402
 
-# A stand-in worker: records its environment, exits 0 on SIGTERM (or ignores it with IGNORE=1).
+# A stand-in worker: writes $SAY to its log, records its environment in $ENV_OUT, exits 0 on
+# SIGTERM (or ignores SIGTERM with IGNORE_TERM=1).
 FAKE_WORKER = """#!/bin/sh
 if [ "${IGNORE_TERM:-0}" = 1 ]; then trap '' TERM; else trap 'exit 0' TERM; fi
+[ -n "${SAY:-}" ] && echo "$SAY" >&2
 env > "$ENV_OUT.tmp" && mv "$ENV_OUT.tmp" "$ENV_OUT"
 while :; do sleep 0.05; done
 """
@@ -214,6 +216,28 @@ class CleanupTest(unittest.TestCase):
         self.assertFalse(result.wasSuccessful())
         self.assertIn("ignored SIGTERM", "".join(e[1] for e in result.failures))
         self.assertIn("worker-1 log", err)
+        self.assert_all_gone(seen)
+
+    def test_sanitizer_report_fails_the_test(self):
+        seen, result, err = self.run_inner(lambda t: None, worker_env_extra={
+            "ENV_OUT": self.env_out, "SAY": "==1==ERROR: LeakSanitizer: detected memory leaks"})
+        self.assertEqual(len(result.failures), 1)
+        self.assertIn("sanitizer report", result.failures[0][1])
+        self.assert_all_gone(seen)
+
+    def test_kill_worker_on_purpose(self):
+        def crash_and_restart(t):
+            first = t.worker
+            t.assertEqual(t.kill_worker(first), -signal.SIGKILL)
+            t.assertFalse(first.alive())
+            os.unlink(env_out)
+            t.worker = t.start_worker()
+            harness.wait_until(lambda: os.path.exists(env_out), 10, "the second fake worker")
+            t.check_workers()
+
+        env_out = self.env_out
+        seen, result, err = self.run_inner(crash_and_restart)
+        self.assertTrue(result.wasSuccessful(), result.errors + result.failures)
         self.assert_all_gone(seen)
 
     def test_worker_that_dies_is_noticed(self):
