@@ -1,64 +1,10 @@
 #include "ops.h"
 
-#include <math.h>
 #include <string.h>
+#include <strings.h>
 
 #include "image.h"
 #include "job.h"
-
-#define MAX_SIDE 65535L /* largest width or height a parameter may ask for, pixels */
-
-void op_fit_size(long w, long h, long W, long H, long *out_w, long *out_h)
-{
-    double sw = W > 0 ? (double)W / (double)w : INFINITY;
-    double sh = H > 0 ? (double)H / (double)h : INFINITY;
-    double s = sw < sh ? sw : sh;
-    long nw = (long)floor((double)w * s + 0.5);
-    long nh = (long)floor((double)h * s + 0.5);
-    *out_w = nw < 1 ? 1 : nw;
-    *out_h = nh < 1 ? 1 : nh;
-}
-
-static int resize_checked(MagickWand *w, long nw, long nh, const struct op_ctx *ctx, const char *fn,
-                          struct err *e)
-{
-    if (nw > ctx->max_pixels / nh) {
-        return err_set(e, "%s would make a %ldx%ld image, more than the limit of %ld pixels", fn,
-                       nw, nh, ctx->max_pixels);
-    }
-    if (MagickResizeImage(w, (size_t)nw, (size_t)nh, UndefinedFilter, 1.0) == MagickFalse) {
-        return img_fail(w, fn, e);
-    }
-    return 0;
-}
-
-/* resize_to_fit: scale keeping the aspect ratio to fit inside width x height (either may be
- * omitted); scales up unless only_shrink_larger. */
-static int op_resize_to_fit(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
-{
-    const char *fn = "resize_to_fit";
-    long W, H;
-    bool only_shrink;
-    if (job_param_long(p, fn, "width", 0, 0, MAX_SIDE, &W, e) < 0 ||
-        job_param_long(p, fn, "height", 0, 0, MAX_SIDE, &H, e) < 0 ||
-        job_param_bool(p, fn, "only_shrink_larger", false, &only_shrink, e) < 0) {
-        return -1;
-    }
-    if (W == 0 && H == 0) {
-        return err_set(e, "Invalid parameter 'width' for function '%s': width or height required",
-                       fn);
-    }
-    long iw = (long)MagickGetImageWidth(w), ih = (long)MagickGetImageHeight(w);
-    if (only_shrink && (W == 0 || iw < W) && (H == 0 || ih < H)) {
-        return 0;
-    }
-    long nw, nh;
-    op_fit_size(iw, ih, W, H, &nw, &nh);
-    if (nw == iw && nh == ih) {
-        return 0;
-    }
-    return resize_checked(w, nw, nh, ctx, fn, e);
-}
 
 /* no_op: the output is the input (convert, copy or metadata only). */
 static int op_no_op(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
@@ -66,19 +12,71 @@ static int op_no_op(MagickWand *w, json_object *p, const struct op_ctx *ctx, str
     return 0;
 }
 
-/* clang-format off */
-static const struct op ops[] = {
-    {"no_op",         op_no_op},
-    {"resize_to_fit", op_resize_to_fit},
+static const struct op ops_core[] = {
+    {"no_op", op_no_op},
+    {NULL, NULL},
 };
-/* clang-format on */
+
+/* Every table of operations; each ends with a NULL name. */
+static const struct op *const tables[] = {ops_core, ops_geometry, ops_color, ops_draw};
 
 const struct op *op_find(const char *name)
 {
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-        if (strcmp(name, ops[i].name) == 0) {
-            return &ops[i];
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
+        for (const struct op *o = tables[t]; o->name != NULL; o++) {
+            if (strcmp(name, o->name) == 0) {
+                return o;
+            }
         }
     }
     return NULL;
+}
+
+/* clang-format off */
+static const struct {
+    const char *name;
+    GravityType gravity;
+} gravities[] = {
+    {"NorthWestGravity", NorthWestGravity}, {"NorthGravity", NorthGravity},
+    {"NorthEastGravity", NorthEastGravity}, {"WestGravity", WestGravity},
+    {"CenterGravity", CenterGravity},       {"EastGravity", EastGravity},
+    {"SouthWestGravity", SouthWestGravity}, {"SouthGravity", SouthGravity},
+    {"SouthEastGravity", SouthEastGravity},
+};
+/* clang-format on */
+
+int op_gravity(json_object *params, const char *fn, const char *name, GravityType *out,
+               struct err *e)
+{
+    const char *s;
+    if (job_param_string(params, fn, name, "CenterGravity", &s, e) < 0) {
+        return -1;
+    }
+    *out = CenterGravity; /* Blitline: an unknown gravity is Center */
+    for (size_t i = 0; i < sizeof gravities / sizeof gravities[0]; i++) {
+        size_t short_len = strlen(gravities[i].name) - strlen("Gravity");
+        if (strcasecmp(s, gravities[i].name) == 0 ||
+            (strlen(s) == short_len && strncasecmp(s, gravities[i].name, short_len) == 0)) {
+            *out = gravities[i].gravity;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+PixelWand *op_color(json_object *params, const char *fn, const char *name, const char *def,
+                    struct err *e)
+{
+    const char *s;
+    if (job_param_string(params, fn, name, def, &s, e) < 0) {
+        return NULL;
+    }
+    PixelWand *p = NewPixelWand();
+    if (strlen(s) > 64 || PixelSetColor(p, s) == MagickFalse) {
+        DestroyPixelWand(p);
+        err_set(e, "Invalid parameter '%s' for function '%s': '%.64s' is not a colour", name, fn,
+                s);
+        return NULL;
+    }
+    return p;
 }

@@ -11,9 +11,18 @@
 
 #include "err.h"
 
+#define OP_MAX_SIDE 65535L /* largest width or height a parameter may ask for, pixels */
+
+/* Loads another image a function names (composite, tile, append...): `src` is a URL string,
+ * "&identifier", or an object {"name": "s3"|"canvas", ...}. Returns a new wand (the caller
+ * destroys it) or NULL with the reason in `e`. */
+typedef MagickWand *(*op_load_fn)(void *user, json_object *src, struct err *e);
+
 /* What every operation may need besides its parameters. */
 struct op_ctx {
     long max_pixels; /* largest image an operation may produce */
+    op_load_fn load; /* NULL: the operation cannot load other images */
+    void *load_user;
 };
 
 typedef int (*op_fn)(MagickWand *w, json_object *params, const struct op_ctx *ctx, struct err *e);
@@ -23,8 +32,24 @@ struct op {
     op_fn run;
 };
 
+/* The operation tables, one per file, each ending with {NULL, NULL}. */
+extern const struct op ops_geometry[];
+extern const struct op ops_color[];
+extern const struct op ops_draw[];
+
 /* The operation called `name`, or NULL. */
 const struct op *op_find(const char *name);
+
+/* Reads a gravity parameter ("NorthWestGravity"... or "NorthWest"); absent or unknown names
+ * are CenterGravity, as in Blitline. Returns 0, or -1 if the value is not a string. */
+int op_gravity(json_object *params, const char *fn, const char *name, GravityType *out,
+               struct err *e);
+
+/* Reads a colour parameter ("#rrggbb", "#rrggbbaa", "transparent", ImageMagick names) with
+ * default `def`. Returns a PixelWand to destroy with DestroyPixelWand(), or NULL with an error
+ * naming the function and the parameter. */
+PixelWand *op_color(json_object *params, const char *fn, const char *name, const char *def,
+                    struct err *e);
 
 /* Sizes from Blitline's resize_to_fit rule for a w x h image into at most W x H (0 = free):
  * scale = min of the given W/w and H/h, each side rounded half up, at least 1. Exposed for

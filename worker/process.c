@@ -99,7 +99,11 @@ int proc_run(const struct job *j, const void *src, size_t len, const struct proc
         return -1;
     }
     int rc = j->suppress_auto_orient ? 0 : img_auto_orient(w, e);
-    struct walk wk = {.opts = o, .ctx = {.max_pixels = o->max_pixels}, .out = out};
+    struct walk wk = {
+        .opts = o,
+        .ctx = {.max_pixels = o->max_pixels, .load = o->load, .load_user = o->load_user},
+        .out = out,
+    };
     if (rc == 0) {
         rc = walk_tree(&wk, w, j->functions, j->n_functions, e);
     }

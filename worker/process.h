@@ -11,11 +11,14 @@
 #include "err.h"
 #include "image.h"
 #include "job.h"
+#include "ops.h"
 
 struct proc_opts {
     long max_pixels;
     long default_quality;
     size_t max_output_bytes;
+    op_load_fn load; /* how functions load other images; NULL: they cannot */
+    void *load_user;
 };
 
 struct proc_output {
