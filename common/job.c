@@ -344,8 +344,9 @@ static void free_functions(struct job_fn *fns, size_t n)
 
 /* ---------------------------------------------------------------- the job */
 
-static json_object *parse_document(const char *text, size_t len, const struct job_limits *lim,
-                                   struct err *e)
+/* The parsed payload of type `want` (an object, or an array for a batch), or NULL. */
+static json_object *parse_payload(const char *text, size_t len, const struct job_limits *lim,
+                                  json_type want, struct err *e)
 {
     if (len > lim->max_bytes) {
         err_set(e, "job is %zu bytes, more than the limit of %zu", len, lim->max_bytes);
@@ -369,12 +370,51 @@ static json_object *parse_document(const char *text, size_t len, const struct jo
         json_object_put(root);
         return NULL;
     }
-    if (!json_object_is_type(root, json_type_object)) {
-        err_set(e, "job must be a JSON object");
+    if (!json_object_is_type(root, want)) {
+        err_set(e, want == json_type_object ? "job must be a JSON object"
+                                            : "a batch of jobs must be a JSON array");
         json_object_put(root);
         return NULL;
     }
     return root;
+}
+
+static json_object *parse_document(const char *text, size_t len, const struct job_limits *lim,
+                                   struct err *e)
+{
+    return parse_payload(text, len, lim, json_type_object, e);
+}
+
+bool job_is_batch(const char *text, size_t len)
+{
+    size_t i = 0;
+    while (i < len && isspace((unsigned char)text[i])) {
+        i++;
+    }
+    return i < len && text[i] == '[';
+}
+
+int job_split_batch(const char *text, size_t len, const struct job_limits *lim, job_each_fn each,
+                    void *user, struct err *e)
+{
+    json_object *root = parse_payload(text, len, lim, json_type_array, e);
+    if (root == NULL) {
+        return -1;
+    }
+    size_t n = json_object_array_length(root);
+    int rc = n > JOB_MAX_BATCH
+                 ? err_set(e, "a batch holds %zu jobs, more than the limit of %d", n, JOB_MAX_BATCH)
+                 : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *job =
+            json_object_to_json_string_ext(json_object_array_get_idx(root, i),
+                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (each(user, job, strlen(job)) < 0) {
+            rc = err_set(e, "job %zu of the batch could not be queued", i);
+        }
+    }
+    json_object_put(root);
+    return rc < 0 ? -1 : (int)n;
 }
 
 static bool valid_id(const char *s)
@@ -434,10 +474,18 @@ static int read_postback(struct job *j, struct err *e)
 static int read_envelope(struct job *j, struct err *e)
 {
     j->v = 1.21; /* pixq's decision: an absent v behaves as 1.21 */
-    if (job_param_double(j->root, "job", "v", 1.21, 0, 100, &j->v, e) < 0 ||
-        job_param_bool(j->root, "job", "suppress_auto_orient", false, &j->suppress_auto_orient, e) <
-            0) {
+    const char *fn = "job";
+    if (job_param_double(j->root, fn, "v", 1.21, 0, 100, &j->v, e) < 0 ||
+        job_param_bool(j->root, fn, "suppress_auto_orient", false, &j->suppress_auto_orient, e) <
+            0 ||
+        job_param_bool(j->root, fn, "get_exif", false, &j->get_exif, e) < 0 ||
+        job_param_bool(j->root, fn, "extended_metadata", false, &j->extended_metadata, e) < 0 ||
+        job_param_string(j->root, fn, "hash", NULL, &j->hash, e) < 0) {
         return -1;
+    }
+    if (j->hash != NULL && strcmp(j->hash, "md5") != 0 && strcmp(j->hash, "sha256") != 0 &&
+        strcmp(j->hash, "crc32") != 0) {
+        return err_set(e, "hash must be \"md5\", \"sha256\" or \"crc32\", not '%.40s'", j->hash);
     }
     j->src = member(j->root, "src");
     if (j->src == NULL || (!json_object_is_type(j->src, json_type_string) &&
@@ -447,15 +495,138 @@ static int read_envelope(struct job *j, struct err *e)
     return 0;
 }
 
-static int read_tree(struct job *j, const struct job_limits *lim, struct err *e)
+static int read_tree(struct job *j, size_t max_functions, size_t *n_functions, struct err *e)
 {
     json_object *fns = member(j->root, "functions");
     if (fns == NULL || !json_object_is_type(fns, json_type_array) ||
         json_object_array_length(fns) == 0) {
         return err_set(e, "Functions are required, or we aren't doing anything (null op)");
     }
-    struct tree_ctx t = {.job = j, .max_functions = lim->max_functions, .e = e};
-    return parse_functions(&t, fns, &j->functions, &j->n_functions);
+    struct tree_ctx t = {
+        .job = j, .max_functions = max_functions, .n_functions = *n_functions, .e = e};
+    int rc = parse_functions(&t, fns, &j->functions, &j->n_functions);
+    *n_functions = t.n_functions;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- pre_process */
+
+/* The context of one parse: limits, and the functions counted over the nested jobs too. */
+struct parse_ctx {
+    const struct job_limits *lim;
+    size_t n_functions;
+};
+
+static struct job *job_new(json_object *root)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (j != NULL) {
+        j->root = root;
+    }
+    return j;
+}
+
+static int read_job(struct job *j, struct parse_ctx *p, bool nested, struct err *e);
+
+/* pre_process.move_original: {"s3_destination": {bucket, key, headers}}. */
+static int read_move(struct job_pre *step, json_object *spec, struct err *e)
+{
+    struct job_save *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return err_set(e, "out of memory");
+    }
+    step->move = s;
+    s->image_identifier = "move_original";
+    s->save_metadata = true; /* the untouched original */
+    json_object *dest =
+        json_object_is_type(spec, json_type_object) ? member(spec, "s3_destination") : NULL;
+    if (dest == NULL) {
+        return err_set(e, "pre_process move_original needs an s3_destination");
+    }
+    if (parse_destination(s, dest, e) < 0) {
+        return -1;
+    }
+    key_extension(s->key, s->format, sizeof s->format);
+    return 0;
+}
+
+/* pre_process.job: a whole job, without pre_process of its own. */
+static int read_nested(struct job *parent, struct job_pre *step, json_object *spec,
+                       struct parse_ctx *p, struct err *e)
+{
+    if (!json_object_is_type(spec, json_type_object)) {
+        return err_set(e, "pre_process job must be an object");
+    }
+    step->job = job_new(json_object_get(spec));
+    if (step->job == NULL) {
+        json_object_put(spec);
+        return err_set(e, "out of memory");
+    }
+    snprintf(step->job->id, sizeof step->job->id, "%s", parent->id);
+    if (read_job(step->job, p, true, e) < 0) {
+        return err_wrap(e, "pre_process job");
+    }
+    return 0;
+}
+
+static int read_step(struct job *j, json_object *step, struct parse_ctx *p, struct err *e)
+{
+    if (!json_object_is_type(step, json_type_object) || json_object_object_length(step) != 1) {
+        return err_set(e, "each pre_process step must be an object with one key");
+    }
+    if (j->n_pre == JOB_MAX_PRE) {
+        return err_set(e, "too many pre_process steps (at most %d)", JOB_MAX_PRE);
+    }
+    struct job_pre *pre = &j->pre[j->n_pre++];
+    json_object_object_foreach(step, name, spec)
+    {
+        if (strcmp(name, "job") == 0) {
+            return read_nested(j, pre, spec, p, e);
+        }
+        if (strcmp(name, "move_original") == 0 || strcmp(name, "convert_original") == 0) {
+            return read_move(pre, spec, e);
+        }
+        return err_set(e, "pre_process '%.100s' is not supported", name);
+    }
+    return 0;
+}
+
+static int read_pre_process(struct job *j, struct parse_ctx *p, bool nested, struct err *e)
+{
+    json_object *pre = member(j->root, "pre_process");
+    if (pre == NULL) {
+        return 0;
+    }
+    if (nested) {
+        return err_set(e, "a pre_process job cannot have a pre_process of its own");
+    }
+    bool one = json_object_is_type(pre, json_type_object);
+    if (!one && !json_object_is_type(pre, json_type_array)) {
+        return err_set(e, "pre_process must be an object or an array of objects");
+    }
+    j->pre = calloc(JOB_MAX_PRE, sizeof *j->pre);
+    if (j->pre == NULL) {
+        return err_set(e, "out of memory");
+    }
+    size_t n = one ? 1 : json_object_array_length(pre);
+    for (size_t i = 0; i < n; i++) {
+        if (read_step(j, one ? pre : json_object_array_get_idx(pre, i), p, e) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int read_job(struct job *j, struct parse_ctx *p, bool nested, struct err *e)
+{
+    if (!nested && read_id(j, e) < 0) {
+        return -1;
+    }
+    if (read_postback(j, e) < 0 || read_envelope(j, e) < 0 ||
+        read_pre_process(j, p, nested, e) < 0) {
+        return -1;
+    }
+    return read_tree(j, p->lim->max_functions, &p->n_functions, e);
 }
 
 struct job *job_parse(const char *text, size_t len, const struct job_limits *lim, struct err *e)
@@ -464,17 +635,15 @@ struct job *job_parse(const char *text, size_t len, const struct job_limits *lim
     if (root == NULL) {
         return NULL;
     }
-    struct job *j = calloc(1, sizeof *j);
+    struct job *j = job_new(root);
     if (j == NULL) {
         json_object_put(root);
         err_set(e, "out of memory");
         return NULL;
     }
-    j->root = root;
     struct err why = {{0}};
-    if (read_id(j, &why) == 0 && read_postback(j, &why) == 0 && read_envelope(j, &why) == 0) {
-        read_tree(j, lim, &why);
-    }
+    struct parse_ctx p = {.lim = lim};
+    read_job(j, &p, false, &why);
     snprintf(j->error, sizeof j->error, "%s", why.msg);
     return j;
 }
@@ -484,6 +653,11 @@ void job_destroy(struct job *j)
     if (j == NULL) {
         return;
     }
+    for (size_t i = 0; i < j->n_pre; i++) {
+        job_destroy(j->pre[i].job);
+        free(j->pre[i].move);
+    }
+    free(j->pre);
     free_functions(j->functions, j->n_functions);
     json_object_put(j->root);
     free(j);
@@ -497,6 +671,11 @@ int job_assign_id(struct job *j, struct buf *payload, struct err *e)
     }
     snprintf(j->id, sizeof j->id, "%s", id);
     j->id_assigned = true;
+    for (size_t i = 0; i < j->n_pre; i++) {
+        if (j->pre[i].job != NULL) {
+            snprintf(j->pre[i].job->id, sizeof j->pre[i].job->id, "%s", id);
+        }
+    }
     json_object_object_add(j->root, "job_id", json_object_new_string(id));
     const char *text = json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PLAIN |
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE);

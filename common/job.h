@@ -18,7 +18,9 @@
 #include "buf.h"
 #include "err.h"
 
-#define JOB_ID_MAX 128 /* bytes for a job id, with NUL */
+#define JOB_ID_MAX    128  /* bytes for a job id, with NUL */
+#define JOB_MAX_PRE   16   /* most pre_process steps of one job */
+#define JOB_MAX_BATCH 1000 /* most jobs in one JSON-array payload */
 
 struct job_limits {
     size_t max_bytes;     /* longest payload */
@@ -51,18 +53,32 @@ struct job_fn {
     size_t n_children;
 };
 
+struct job;
+
+/* One pre_process step (BLITLINE.md 2.5): exactly one of the two is set. */
+struct job_pre {
+    struct job *job;       /* "job": a nested job run first, its saves kept for "&identifier" */
+    struct job_save *move; /* "move_original" (or "convert_original"): where the untouched src is
+                            * copied; `format` is the key's extension, "" to keep the source's */
+};
+
 struct job {
-    json_object *root; /* owned */
+    json_object *root; /* owned (a nested job holds a reference to its part of the document) */
     char id[JOB_ID_MAX];
     bool id_assigned; /* the payload had no job_id and job_assign_id() made one */
     json_object *src; /* string or object */
     const char *postback_url;
     json_object *postback_headers;
     bool suppress_auto_orient;
+    bool get_exif;          /* original_meta.original_exif */
+    bool extended_metadata; /* original_meta.all_exif and filesize */
+    const char *hash;       /* "md5", "sha256", "crc32", or NULL */
     double v;
     struct job_fn *functions;
     size_t n_functions; /* top level */
     size_t n_saves;
+    struct job_pre *pre; /* pre_process steps in order */
+    size_t n_pre;
     char error[ERR_MSG_MAX]; /* non-empty: the job is invalid, this says why */
 };
 
@@ -70,11 +86,26 @@ struct job {
  * job to release with job_destroy(), valid when `error` is empty. */
 struct job *job_parse(const char *text, size_t len, const struct job_limits *lim, struct err *e);
 
+/* Whether a payload is a batch: a JSON array of jobs (its first non-blank byte is '['), as
+ * Blitline accepted and any Redis client may push. */
+bool job_is_batch(const char *text, size_t len);
+
+/* Called by job_split_batch() with the compact JSON text of one element; returns 0, or -1 to
+ * stop. */
+typedef int (*job_each_fn)(void *user, const char *job, size_t len);
+
+/* Splits a batch into its jobs: calls `each` with every element of the array, in order, so that
+ * the caller can queue them as separate jobs (an element that is not an object is passed on too:
+ * it fails on its own). The whole payload obeys `lim` (size, depth) and holds at most
+ * JOB_MAX_BATCH elements. Returns the number of elements, or -1 with the reason in `e`. */
+int job_split_batch(const char *text, size_t len, const struct job_limits *lim, job_each_fn each,
+                    void *user, struct err *e);
+
 /* Frees the job and its document; NULL is allowed. */
 void job_destroy(struct job *j);
 
-/* Gives a job without a job_id a new one and writes the payload to keep (the original with
- * "job_id" added) into `payload`. Returns 0 or -1. */
+/* Gives a job without a job_id a new one (its pre_process jobs share it) and writes the payload to
+ * keep (the original with "job_id" added) into `payload`. Returns 0 or -1. */
 int job_assign_id(struct job *j, struct buf *payload, struct err *e);
 
 /* Appends every image_identifier of the function tree, in document order, to the JSON array

@@ -48,6 +48,16 @@ void result_set_original_size(struct result *r, long width, long height)
     json_object_object_add(r->meta, "height", json_object_new_int64(height));
 }
 
+void result_set_original_meta(struct result *r, json_object *meta)
+{
+    if (meta == NULL || !json_object_is_type(meta, json_type_object)) {
+        json_object_put(meta);
+        return;
+    }
+    r->meta = meta;
+    json_object_object_add(r->results, "original_meta", meta);
+}
+
 void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
                       long width, long height)
 {

@@ -21,6 +21,9 @@ void result_destroy(struct result *r);
 /* Sets original_meta.width and .height (the source before auto-orient). */
 void result_set_original_size(struct result *r, long width, long height);
 
+/* Replaces original_meta with `meta` (a JSON object; ownership passes to `r`). */
+void result_set_original_meta(struct result *r, json_object *meta);
+
 /* Adds an uploaded output: {"image_identifier", "s3_url", "meta": {"width", "height"}}. */
 void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
                       long width, long height);

@@ -93,6 +93,21 @@ MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *widt
     return w;
 }
 
+MagickWand *img_solid(long width, long height, const PixelWand *color, struct err *e)
+{
+    MagickWand *w = NewMagickWand();
+    if (MagickNewImage(w, (size_t)width, (size_t)height, color) == MagickFalse) {
+        img_fail(w, "canvas", e);
+        return DestroyMagickWand(w);
+    }
+    if (PixelGetAlpha(color) < 1.0 &&
+        MagickSetImageAlphaChannel(w, ActivateAlphaChannel) == MagickFalse) {
+        img_fail(w, "canvas alpha", e);
+        return DestroyMagickWand(w);
+    }
+    return w;
+}
+
 int img_auto_orient(MagickWand *w, struct err *e)
 {
     if (MagickGetImageOrientation(w) <= TopLeftOrientation) {
@@ -112,8 +127,19 @@ struct format {
 
 static const struct format formats[] = {
     {"jpg", "JPEG", "image/jpeg"},  {"jpeg", "JPEG", "image/jpeg"}, {"png", "PNG", "image/png"},
-    {"webp", "WEBP", "image/webp"}, {"gif", "GIF", "image/gif"},
+    {"webp", "WEBP", "image/webp"}, {"gif", "GIF", "image/gif"},    {"bmp", "BMP", "image/bmp"},
+    {"tif", "TIFF", "image/tiff"},  {"tiff", "TIFF", "image/tiff"},
 };
+
+const char *img_content_type(const char *magick)
+{
+    for (size_t i = 0; magick != NULL && i < sizeof formats / sizeof formats[0]; i++) {
+        if (strcmp(magick, formats[i].magick) == 0) {
+            return formats[i].mime;
+        }
+    }
+    return "application/octet-stream";
+}
 
 bool img_format_for(const char *ext, const char **magick, const char **content_type)
 {
@@ -178,8 +204,10 @@ static int apply_save_options(MagickWand *w, const struct job_save *save, const 
     if (lossy && MagickSetImageCompressionQuality(w, (size_t)q) == MagickFalse) {
         return img_fail(w, "set quality", e);
     }
-    if (save->interlace != NULL &&
-        MagickSetImageInterlaceScheme(w, interlace_named(save->interlace)) == MagickFalse) {
+    /* the encoders read the wand's (image_info) scheme, the image's is kept for consistency */
+    InterlaceType il = save->interlace != NULL ? interlace_named(save->interlace) : NoInterlace;
+    if (MagickSetInterlaceScheme(w, il) == MagickFalse ||
+        MagickSetImageInterlaceScheme(w, il) == MagickFalse) {
         return img_fail(w, "set interlace", e);
     }
     if (save->png_quantize && strcmp(magick, "PNG") == 0 &&

@@ -35,12 +35,20 @@ int img_fail(MagickWand *w, const char *what, struct err *e);
 MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *width, long *height,
                        struct err *e);
 
+/* A new `width` x `height` image filled with `color` (which may be transparent: the image then
+ * has an alpha channel). Returns a wand to destroy, or NULL. */
+MagickWand *img_solid(long width, long height, const PixelWand *color, struct err *e);
+
 /* Rotates/flips the image upright according to its EXIF orientation. */
 int img_auto_orient(MagickWand *w, struct err *e);
 
 /* ImageMagick format and MIME type for an output extension ("jpg" -> "JPEG", "image/jpeg");
  * returns false for formats pixq does not write. */
 bool img_format_for(const char *ext, const char **magick, const char **content_type);
+
+/* The MIME type of an ImageMagick format name ("JPEG" -> "image/jpeg"), or
+ * "application/octet-stream" for a format pixq does not write (or NULL). */
+const char *img_content_type(const char *magick);
 
 /* Encodes the wand's image as `save` asks (format, quality, metadata, interlace, png_quantize);
  * `default_quality` applies when the save gives none. The wand is changed (stripped, quantized):

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "source.h"
 
 struct walk {
     const struct proc_opts *opts;
@@ -27,6 +28,11 @@ static int check_tree(const struct job_fn *fns, size_t n, struct err *e)
 
 int proc_check(const struct job *j, struct err *e)
 {
+    for (size_t i = 0; i < j->n_pre; i++) {
+        if (j->pre[i].job != NULL && proc_check(j->pre[i].job, e) < 0) {
+            return -1;
+        }
+    }
     return check_tree(j->functions, j->n_functions, e);
 }
 
@@ -87,28 +93,26 @@ static int walk_tree(struct walk *wk, MagickWand *parent, const struct job_fn *f
     return 0;
 }
 
-int proc_run(const struct job *j, const void *src, size_t len, const struct proc_opts *o,
+int proc_run(const struct job *j, struct src_image *src, const struct proc_opts *o,
              struct proc_result *out, struct err *e)
 {
     memset(out, 0, sizeof *out);
     if (proc_check(j, e) < 0) {
         return -1;
     }
-    MagickWand *w = img_decode(src, len, o->max_pixels, &out->orig_width, &out->orig_height, e);
-    if (w == NULL) {
+    out->original_meta = src_describe(j, src, e);
+    if (out->original_meta == NULL) {
         return -1;
     }
-    int rc = j->suppress_auto_orient ? 0 : img_auto_orient(w, e);
+    if (!j->suppress_auto_orient && img_auto_orient(src->wand, e) < 0) {
+        return -1;
+    }
     struct walk wk = {
         .opts = o,
         .ctx = {.max_pixels = o->max_pixels, .load = o->load, .load_user = o->load_user},
         .out = out,
     };
-    if (rc == 0) {
-        rc = walk_tree(&wk, w, j->functions, j->n_functions, e);
-    }
-    DestroyMagickWand(w);
-    return rc;
+    return walk_tree(&wk, src->wand, j->functions, j->n_functions, e);
 }
 
 void proc_result_finish(struct proc_result *r)
@@ -117,6 +121,116 @@ void proc_result_finish(struct proc_result *r)
         img_output_finish(&r->outputs[i].img);
     }
     free(r->outputs);
+    json_object_put(r->original_meta);
+    r->original_meta = NULL;
     r->outputs = NULL;
     r->n_outputs = 0;
+}
+
+/* ---------------------------------------------------------------- pre_process */
+
+/* Keeps every output of a pre_process job for "&identifier" and sends on those with a
+ * destination. */
+static int keep_outputs(const struct job *pre, const struct proc_result *pr, struct src_refs *refs,
+                        const struct proc_sink *sink, struct err *e)
+{
+    for (size_t i = 0; i < pr->n_outputs; i++) {
+        const struct proc_output *o = &pr->outputs[i];
+        if (src_refs_add(refs, o->save->image_identifier, o->img.blob, o->img.len, e) < 0) {
+            return -1;
+        }
+        if (o->save->bucket != NULL && sink->output(sink->user, pre, o, e) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int run_pre_job(const struct job *pre, const struct src_loader *l, struct src_refs *refs,
+                       const struct proc_opts *o, const struct proc_sink *sink, struct err *e)
+{
+    struct src_image im;
+    struct proc_result pr = {0};
+    int rc = src_open(l, pre->src, &im, e);
+    if (rc == 0) {
+        rc = proc_run(pre, &im, o, &pr, e);
+    }
+    if (rc == 0) {
+        rc = keep_outputs(pre, &pr, refs, sink, e);
+    }
+    proc_result_finish(&pr);
+    src_image_finish(&im);
+    return rc < 0 ? err_wrap(e, "pre_process job") : 0;
+}
+
+/* Whether move_original must re-encode: the destination names a format other than the
+ * source's (a canvas has no bytes: always encoded, as PNG without an extension). */
+static int move_needs_encoding(const struct job_save *dest, const struct src_image *src,
+                               bool *encode, struct err *e)
+{
+    const char *magick = NULL, *mime = NULL;
+    if (dest->format[0] != '\0' && !img_format_for(dest->format, &magick, &mime)) {
+        return err_set(e, "Unsupported output format '%s' for move_original", dest->format);
+    }
+    if (src->bytes.len == 0) {
+        *encode = true;
+        return 0;
+    }
+    char *cur = MagickGetImageFormat(src->wand);
+    *encode = dest->format[0] != '\0' && (cur == NULL || strcmp(cur, magick) != 0);
+    MagickRelinquishMemory(cur);
+    return 0;
+}
+
+static int move_original(const struct job_save *dest, const struct src_image *src,
+                         const struct proc_opts *o, const struct proc_sink *sink, struct err *e)
+{
+    bool encode = false;
+    if (move_needs_encoding(dest, src, &encode, e) < 0) {
+        return -1;
+    }
+    if (!encode) {
+        char *cur = MagickGetImageFormat(src->wand);
+        int rc =
+            sink->move(sink->user, dest, src->bytes.data, src->bytes.len, img_content_type(cur), e);
+        MagickRelinquishMemory(cur);
+        return rc;
+    }
+    struct job_save as = *dest;
+    if (as.format[0] == '\0') {
+        snprintf(as.format, sizeof as.format, "png");
+    }
+    MagickWand *copy = CloneMagickWand(src->wand);
+    struct img_output out;
+    int rc = img_encode(copy, &as, o->default_quality, o->max_output_bytes, &out, e);
+    DestroyMagickWand(copy);
+    if (rc == 0) {
+        rc = sink->move(sink->user, &as, out.blob, out.len, out.content_type, e);
+    }
+    img_output_finish(&out);
+    return rc;
+}
+
+int proc_pre_process(const struct job *j, const struct src_loader *l, struct src_refs *refs,
+                     const struct proc_opts *o, const struct proc_sink *sink,
+                     struct src_image *main_src, struct err *e)
+{
+    memset(main_src, 0, sizeof *main_src);
+    buf_init(&main_src->bytes, 0);
+    for (size_t i = 0; i < j->n_pre; i++) {
+        const struct job_pre *step = &j->pre[i];
+        if (step->job != NULL) {
+            if (run_pre_job(step->job, l, refs, o, sink, e) < 0) {
+                return -1;
+            }
+            continue;
+        }
+        if (main_src->wand == NULL && src_open(l, j->src, main_src, e) < 0) {
+            return -1;
+        }
+        if (move_original(step->move, main_src, o, sink, e) < 0) {
+            return err_wrap(e, "move_original");
+        }
+    }
+    return 0;
 }

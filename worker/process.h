@@ -12,6 +12,7 @@
 #include "image.h"
 #include "job.h"
 #include "ops.h"
+#include "source.h"
 
 struct proc_opts {
     long max_pixels;
@@ -27,22 +28,47 @@ struct proc_output {
 };
 
 struct proc_result {
-    long orig_width, orig_height; /* the source before auto-orient */
+    json_object *original_meta; /* owned; NULL until the source was described */
     struct proc_output *outputs;
     size_t n_outputs;
 };
 
-/* Checks that every function of the tree exists. Returns 0, or -1 with Blitline's message
- * "Unknown function named 'X'". */
+/* Where what pre_process makes goes: the worker uploads it, pixq-apply writes files. */
+struct proc_sink {
+    /* One output of a pre_process job whose save has an s3_destination. Returns 0, or -1 to
+     * fail the job. */
+    int (*output)(void *user, const struct job *pre, const struct proc_output *o, struct err *e);
+    /* move_original: `len` bytes of `content_type` go to `dest`. Returns 0 or -1 (fails the
+     * job). */
+    int (*move)(void *user, const struct job_save *dest, const void *data, size_t len,
+                const char *content_type, struct err *e);
+    void *user;
+};
+
+/* Checks that every function of the tree (and of its pre_process jobs) exists. Returns 0, or -1
+ * with Blitline's message "Unknown function named 'X'". */
 int proc_check(const struct job *j, struct err *e);
 
-/* Decodes `len` bytes of source, auto-orients it (unless the job says not to), walks the tree
- * and encodes each save into `out` (initialised here; release with proc_result_finish(), also
- * after a failure, which may leave the sizes set). Returns 0 or -1. */
-int proc_run(const struct job *j, const void *src, size_t len, const struct proc_opts *o,
+/* Describes a loaded source (original_meta), auto-orients it (unless the job says not to),
+ * walks the tree and encodes each save into `out` (initialised here; release with
+ * proc_result_finish(), also after a failure, which may leave original_meta set). The source's
+ * wand is changed (oriented). Returns 0 or -1. */
+int proc_run(const struct job *j, struct src_image *src, const struct proc_opts *o,
              struct proc_result *out, struct err *e);
 
-/* Releases the outputs. */
+/* Runs the job's pre_process steps in order (BLITLINE.md 2.5). A nested job runs in full
+ * (src_open, proc_run): every output is kept in `refs` (which `l` should also name, so that
+ * later steps and the main job can use "&identifier") and those with an s3_destination go to
+ * sink->output. move_original loads the job's src into `main_src` (initialised here; release
+ * with src_image_finish()) and sends its untouched bytes to sink->move, converted when the
+ * destination key's extension names another format; the caller processes that `main_src`
+ * rather than loading the src again (main_src->wand is NULL when no step loaded it).
+ * Returns 0, or -1 with the reason in `e`. */
+int proc_pre_process(const struct job *j, const struct src_loader *l, struct src_refs *refs,
+                     const struct proc_opts *o, const struct proc_sink *sink,
+                     struct src_image *main_src, struct err *e);
+
+/* Releases the outputs and original_meta. */
 void proc_result_finish(struct proc_result *r);
 
 #endif

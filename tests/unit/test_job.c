@@ -197,11 +197,131 @@ static void test_params(void)
     json_object_put(p);
 }
 
+static void test_metadata_options(void)
+{
+    struct job *j = parse("{\"src\":\"u\",\"get_exif\":\"true\",\"extended_metadata\":true,"
+                          "\"hash\":\"crc32\",\"functions\":[{\"name\":\"no_op\"}]}");
+    CHECK(j != NULL && j->error[0] == '\0');
+    if (j != NULL) {
+        CHECK(j->get_exif && j->extended_metadata);
+        CHECK_STR(j->hash, "crc32");
+        CHECK(!j->suppress_auto_orient);
+        CHECK_INT(j->n_pre, 0);
+    }
+    job_destroy(j);
+    expect_invalid("{\"src\":\"u\",\"hash\":\"sha1\",\"functions\":[{\"name\":\"no_op\"}]}",
+                   "hash must be");
+    expect_invalid("{\"src\":\"u\",\"get_exif\":\"maybe\",\"functions\":[{\"name\":\"no_op\"}]}",
+                   "Invalid parameter 'get_exif'");
+}
+
+/* pre_process: one object or an array; nested jobs share the id and the function limit. */
+static void test_pre_process(void)
+{
+    struct job *j =
+        parse("{\"src\":\"&pre\",\"pre_process\":[{\"move_original\":{\"s3_destination\":"
+              "{\"bucket\":\"bk\",\"key\":\"orig/a.PNG\",\"headers\":{\"X\":\"1\"}}}},"
+              "{\"job\":{\"src\":\"http://x/m.png\",\"functions\":[{\"name\":\"resize_to_fit\","
+              "\"params\":{\"width\":10},\"save\":{\"image_identifier\":\"pre\"}}]}},"
+              "{\"convert_original\":{\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"noext\"}}}],"
+              "\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"main\"}}]}");
+    CHECK(j != NULL && j->error[0] == '\0');
+    if (j == NULL) {
+        return;
+    }
+    CHECK_INT(j->n_pre, 3);
+    CHECK(j->pre[0].move != NULL && j->pre[0].job == NULL);
+    CHECK_STR(j->pre[0].move->bucket, "bk");
+    CHECK_STR(j->pre[0].move->format, "png");
+    CHECK(j->pre[0].move->headers != NULL);
+    CHECK(j->pre[1].job != NULL && j->pre[1].move == NULL);
+    CHECK_STR(job_src_url(j->pre[1].job), "http://x/m.png");
+    CHECK_STR(j->pre[1].job->functions[0].save->image_identifier, "pre");
+    CHECK_STR(j->pre[2].move->format, ""); /* no extension: keep the source's format */
+    json_object *ids = json_object_new_array();
+    job_identifiers(j, ids); /* the main tree's identifiers only */
+    CHECK_STR(json_object_to_json_string_ext(ids, JSON_C_TO_STRING_PLAIN), "[\"main\"]");
+    json_object_put(ids);
+    struct buf payload;
+    buf_init(&payload, 0);
+    struct err e;
+    CHECK_INT(job_assign_id(j, &payload, &e), 0);
+    CHECK(j->id[0] != '\0');
+    CHECK_STR(j->pre[1].job->id, j->id); /* the nested job shares the id */
+    buf_finish(&payload);
+    job_destroy(j);
+}
+
+static void test_pre_process_errors(void)
+{
+    const char *tail = ",\"functions\":[{\"name\":\"no_op\"}]}";
+    char doc[1024];
+    static const char *const cases[][2] = {
+        {"{\"peek\":true}", "pre_process 'peek' is not supported"},
+        {"[{\"job\":{\"src\":\"u\"}}]", "pre_process job: Functions are required"},
+        {"{\"job\":5}", "pre_process job must be an object"},
+        {"{\"move_original\":{}}", "needs an s3_destination"},
+        {"{\"move_original\":{\"s3_destination\":{\"bucket\":\"b\"}}}", "needs a bucket and a key"},
+        {"[{\"job\":{},\"move_original\":{}}]", "one key"},
+        {"\"x\"", "pre_process must be an object or an array"},
+        {"{\"job\":{\"src\":\"u\",\"pre_process\":{\"peek\":1},\"functions\":[{\"name\":\"a\"}]}}",
+         "cannot have a pre_process of its own"},
+        {"{\"job\":{\"src\":\"u\",\"functions\":[{\"name\":\"a\",\"save\":{}}]}}",
+         "Save must have an image_identifier"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(doc, sizeof doc, "{\"src\":\"u\",\"pre_process\":%s%s", cases[i][0], tail);
+        expect_invalid(doc, cases[i][1]);
+    }
+    /* the function limit counts the nested jobs' functions too */
+    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2};
+    const char *three = "{\"src\":\"u\",\"pre_process\":{\"job\":{\"src\":\"u\",\"functions\":"
+                        "[{\"name\":\"a\"},{\"name\":\"b\"}]}},\"functions\":[{\"name\":\"c\"}]}";
+    struct err e;
+    struct job *j = job_parse(three, strlen(three), &tight, &e);
+    CHECK(j != NULL && strstr(j->error, "too many functions") != NULL);
+    job_destroy(j);
+}
+
+static int collect(void *user, const char *job, size_t len)
+{
+    json_object *arr = user;
+    json_object_array_add(arr, json_object_new_string_len(job, (int)len));
+    return json_object_array_length(arr) > 2 ? -1 : 0; /* the third job "fails to queue" */
+}
+
+static void test_batch(void)
+{
+    CHECK(job_is_batch(" \n[{}]", 6));
+    CHECK(!job_is_batch("{\"a\":[1]}", 9));
+    CHECK(!job_is_batch("   ", 3));
+    const char *two = "[{\"src\":\"a\",\"v\":1.20},\n 7]";
+    json_object *got = json_object_new_array();
+    struct err e = {{0}};
+    CHECK_INT(job_split_batch(two, strlen(two), &limits, collect, got, &e), 2);
+    CHECK_STR(json_object_to_json_string_ext(got, JSON_C_TO_STRING_PLAIN),
+              "[\"{\\\"src\\\":\\\"a\\\",\\\"v\\\":1.20}\",\"7\"]");
+    json_object_put(got);
+    got = json_object_new_array();
+    const char *three = "[{},{},{}]";
+    CHECK_INT(job_split_batch(three, strlen(three), &limits, collect, got, &e), -1);
+    CHECK(strstr(e.msg, "job 2 of the batch") != NULL);
+    json_object_put(got);
+    CHECK_INT(job_split_batch("{}", 2, &limits, collect, NULL, &e), -1);
+    CHECK(strstr(e.msg, "must be a JSON array") != NULL);
+    CHECK_INT(job_split_batch("[1,", 3, &limits, collect, NULL, &e), -1);
+    CHECK(strstr(e.msg, "not valid JSON") != NULL);
+}
+
 int main(void)
 {
     test_full_job();
     test_format_order();
     test_errors();
     test_params();
+    test_metadata_options();
+    test_pre_process();
+    test_pre_process_errors();
+    test_batch();
     return check_summary("job");
 }

@@ -72,10 +72,29 @@ static void test_partial_failure(void)
     result_destroy(r);
 }
 
+/* original_meta replaced by what the worker described (EXIF, hash...), keeping its place. */
+static void test_original_meta(void)
+{
+    struct result *r = result_create("j");
+    result_set_original_meta(
+        r, json_tokener_parse("{\"width\":400,\"height\":300,\"date_created\":\"2014:08:02 "
+                              "20:17:55\",\"lat\":52.5,\"hash\":2432290274}"));
+    result_set_original_meta(r, NULL);                        /* ignored */
+    result_set_original_meta(r, json_object_new_string("x")); /* not an object: ignored, freed */
+    result_add_image(r, "o", "http://h/b/o.jpg", 300, 400);
+    CHECK_STR(result_json(r),
+              "{\"results\":{\"original_meta\":{\"width\":400,\"height\":300,"
+              "\"date_created\":\"2014:08:02 20:17:55\",\"lat\":52.5,\"hash\":2432290274},"
+              "\"images\":[{\"image_identifier\":\"o\",\"s3_url\":\"http://h/b/o.jpg\","
+              "\"meta\":{\"width\":300,\"height\":400}}],\"job_id\":\"j\"}}");
+    result_destroy(r);
+}
+
 int main(void)
 {
     test_success_shape();
     test_failure_shape();
     test_partial_failure();
+    test_original_meta();
     return check_summary("result");
 }

@@ -1,0 +1,438 @@
+#!/usr/bin/python3
+"""Blitline compatibility, end to end: real redis-server, s3rver, the real pixq-worker.
+
+SampleJobsTest runs every sample job of tests/data/jobs/blitline (BLITLINE.md section 9) with its
+`src` pointed at the test's source server (an {"name": "s3"} source: put into s3rver first; the
+canvas job's composite `src` too), its destination buckets at s3rver and its postback at the
+test's receiver, then checks the postback (Blitline's shape, BLITLINE.md 6.2), the result key and
+every stored object, decoded. The other classes cover what the samples do not: error texts,
+s3_destination headers, postback_headers, a failed upload among good ones, pre_process, source
+metadata, and a JSON array of jobs pushed by a plain Redis client.
+
+Run by meson (suite integration), or by hand:
+    /usr/bin/python3 tests/integration/test_blitline.py --worker build/worker/pixq-worker \\
+        --data tests/data [-k Sample]
+"""
+
+import copy
+import json
+import re
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True
+import harness  # noqa: E402
+from harness import CONFIG, PixqTestCase, corpus  # noqa: E402
+
+POSTBACK_TIMEOUT_S = 60
+DEST_BUCKET = "blitline-out"  # where s3_destination buckets are rewritten to
+SRC_BUCKET = "blitline-src"  # where {"name": "s3"} sources are put
+PHOTO = ("/boys.jpeg", "autumn-2560x1600.jpg", (2560, 1600))  # what every URL src serves
+OVERLAY = "/grad_vignette_index.png"  # the canvas job's composite src: alpha-200x150.png
+
+
+def image_file(name):
+    """The bytes of tests/data/images/<name>."""
+    return (CONFIG.data / "images" / name).read_bytes()
+
+
+def sample(name):
+    """A sample job of tests/data/jobs/blitline, parsed."""
+    return json.loads((CONFIG.data / "jobs" / "blitline" / name).read_text())
+
+
+def pixels(data, points):
+    """[(r, g, b, a)] (0-255) of the decoded image at each (x, y)."""
+    fmt = "\\n".join(",".join("%%[fx:int(255*p{%d,%d}.%s+0.5)]" % (x, y, c) for c in "rgba")
+                     for x, y in points)
+    r = subprocess.run(["convert", "-", "-format", fmt, "info:"], input=data,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=True)
+    return [tuple(int(v) for v in line.split(",")) for line in r.stdout.decode().split()]
+
+
+def identify_escape(data, escape):
+    r = subprocess.run(["identify", "-format", escape, "-"], input=data, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60, check=True)
+    return r.stdout.decode().strip()
+
+
+class BlitlineTestCase(PixqTestCase):
+    """Shared steps: rewrite a job to the local servers, submit it, check what comes back."""
+
+    buckets = ("pixq-test", DEST_BUCKET, SRC_BUCKET)
+
+    def serve_photo(self):
+        return self.src.add(PHOTO[0], corpus(PHOTO[1]))
+
+    def rewrite(self, job, job_id):
+        """The job with its src, destinations and postback on the local servers."""
+        job = copy.deepcopy(job)
+        job["job_id"] = job_id
+        job["postback_url"] = self.postbacks.url("/pb/" + job_id)
+        src = job.get("src")
+        if isinstance(src, str):
+            job["src"] = self.serve_photo()
+        elif isinstance(src, dict) and src.get("name") == "s3":
+            self.assertEqual(self.s3.put_object(SRC_BUCKET, src["key"], corpus(PHOTO[1]),
+                                                "image/jpeg"), 200)
+            src["bucket"] = SRC_BUCKET
+        for fn in self.walk(job.get("functions", [])):
+            params = fn.get("params") or {}
+            if isinstance(params.get("src"), str) and params["src"].startswith("http"):
+                params["src"] = self.src.add(OVERLAY, image_file("alpha-200x150.png"))
+            dest = (fn.get("save") or {}).get("s3_destination")
+            if dest is not None:
+                dest["bucket"] = DEST_BUCKET
+        return job
+
+    def walk(self, functions):
+        for fn in functions:
+            yield fn
+            yield from self.walk(fn.get("functions") or [])
+
+    def submit(self, job):
+        """Push the job; return its postback (checked to be a JSON POST)."""
+        self.push_job(job)
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/" + job["job_id"])
+        self.assertEqual(pb.method, "POST")
+        self.assertTrue(pb.headers.get("content-type", "").startswith("application/json"),
+                        pb.headers)
+        self.assertIsInstance(pb.json, dict, pb.body[:500])
+        self.assertEqual(list(pb.json), ["results"])
+        return pb
+
+    def assert_success(self, pb, job_id, identifiers, original=PHOTO[2], exact_meta=True):
+        """Blitline's success payload: exactly job_id, original_meta, images (no errors);
+        original_meta is exactly {width, height} unless exact_meta is false (a source with
+        EXIF adds date_created, lat, lng)."""
+        results = pb.json["results"]
+        self.assertEqual(set(results), {"job_id", "original_meta", "images"}, results)
+        self.assertEqual(results["job_id"], job_id)
+        meta = results["original_meta"]
+        if not exact_meta:
+            meta = {k: meta.get(k) for k in ("width", "height")}
+        self.assertEqual(meta, {"width": original[0], "height": original[1]})
+        self.assertEqual([i["image_identifier"] for i in results["images"]], identifiers)
+        for img in results["images"]:
+            self.assertEqual(set(img), {"image_identifier", "s3_url", "meta"}, img)
+            self.assertEqual(set(img["meta"]), {"width", "height"}, img)
+        self.assertEqual(self.read_result(job_id), pb.json)
+        self.assert_queue_drained()
+        return results["images"]
+
+    def fetch(self, image, fmt, size=None, content_type=None):
+        """GET the object an `images` entry names; check its format, size (default: the
+        entry's meta) and Content-Type. Returns its bytes."""
+        url = image["s3_url"]
+        self.assertTrue(url.startswith(self.s3.endpoint() + "/"), url)
+        status, headers, body = harness.http_request(url)
+        self.assertEqual(status, 200, "GET %s: %d %r" % (url, status, body[:200]))
+        size = size or (image["meta"]["width"], image["meta"]["height"])
+        self.assert_image(body, fmt, *size)
+        self.assertEqual((image["meta"]["width"], image["meta"]["height"]), tuple(size))
+        ctype = {k.lower(): v for k, v in headers.items()}.get("content-type")
+        self.assertEqual(ctype, content_type or "image/" + fmt.lower(), url)
+        return body
+
+    def assert_default_key(self, image, job_id, n, ext):
+        """A save without destination: <default bucket>/<YYYYMMDDHH>/<job_id>/<id>-<n>.<ext>."""
+        want = r"^%s/pixq-test/\d{10}/%s/%s-%d\.%s$" % (
+            re.escape(self.s3.endpoint()), re.escape(job_id),
+            re.escape(image["image_identifier"]), n, ext)
+        self.assertRegex(image["s3_url"], want)
+
+    def assert_near(self, got, want, tolerance, what=""):
+        self.assertTrue(all(abs(a - b) <= tolerance for a, b in zip(got, want)),
+                        "%s: %r is not within %d of %r" % (what, got, tolerance, want))
+
+    def assert_failure(self, pb, job_id, error, failed):
+        """Blitline's failure payload: original_meta {}, no images, errors, failed ids."""
+        results = pb.json["results"]
+        self.assertEqual(results["job_id"], job_id)
+        self.assertEqual(results["original_meta"], {})
+        self.assertEqual(results["images"], [])
+        self.assertEqual(len(results["errors"]), 1, results)
+        self.assertTrue(results["errors"][0].startswith("Image processing failed. "), results)
+        self.assertIn(error, results["errors"][0])
+        self.assertEqual(results["failed_image_identifiers"], failed)
+        self.assertEqual(self.read_result(job_id), pb.json)
+        self.assert_queue_drained()
+
+
+class SampleJobsTest(BlitlineTestCase):
+    """The ten sample jobs Blitline published, with the documented results."""
+
+    def run_sample(self, name):
+        job_id = "sample-" + name.split("_")[0]
+        job = self.rewrite(sample(name), job_id)
+        return job_id, job, self.submit(job)
+
+    def test_01_simple_thumbnail(self):
+        # resize_to_fit 500 (autosharpen), no destination: the default bucket
+        job_id, _, pb = self.run_sample("01_simple_thumbnail.json")
+        images = self.assert_success(pb, job_id, ["MY_CLIENT_ID"])
+        self.assert_default_key(images[0], job_id, 0, "jpg")
+        self.fetch(images[0], "JPEG", (500, 313))
+
+    def test_03_s3_destination_blur(self):
+        # blur with no params, a key without extension (JPEG) and with spaces
+        job_id, job, pb = self.run_sample("03_s3_destination_blur.json")
+        images = self.assert_success(pb, job_id, ["YOUR_IMAGE_IDENTIFIER"])
+        self.assertEqual(images[0]["s3_url"],
+                         self.s3.object_url(DEST_BUCKET, "key value to save image as"))
+        self.fetch(images[0], "JPEG", (2560, 1600))
+
+    def test_06_s3_source_resize_to_fill(self):
+        job_id, _, pb = self.run_sample("06_s3_source_resize_to_fill.json")
+        images = self.assert_success(pb, job_id, ["MY_CLIENT_ID"])
+        self.assert_default_key(images[0], job_id, 0, "jpg")
+        self.fetch(images[0], "JPEG", (200, 200))
+        self.assertEqual(self.src.requests(), {})  # read from s3rver, not from a URL
+
+    def test_09_crop_gravity_png_quantize(self):
+        # crop width 100 (no height: the full height), North gravity; .png with png_quantize
+        job_id, _, pb = self.run_sample("09_crop_gravity_png_quantize.json")
+        images = self.assert_success(pb, job_id, ["MY_CLIENT_ID"])
+        self.assert_default_key(images[0], job_id, 0, "png")
+        body = self.fetch(images[0], "PNG", (100, 1600))
+        self.assertEqual(identify_escape(body, "%[png:IHDR.color_type]"), "3 (Indexed)")
+
+    def test_11_crop_then_two_fills_nested(self):
+        job_id, _, pb = self.run_sample("11_crop_then_two_fills_nested.json")
+        images = self.assert_success(
+            pb, job_id, ["external_sample_1", "external_sample_2", "external_sample_3"])
+        for n, (image, side) in enumerate(zip(images, (240, 100, 50))):
+            self.assert_default_key(image, job_id, n, "jpg")
+            self.fetch(image, "JPEG", (side, side))
+
+    def test_12_fit_pad_annotate_kerning(self):
+        # fit 550x600 (the photo is larger: fitted to 550x344), pad 25 px South in #bc0001,
+        # annotate at SouthEast; quality 100
+        job_id, _, pb = self.run_sample("12_fit_pad_annotate_kerning.json")
+        images = self.assert_success(pb, job_id, ["MY_CLIENT_ID"])
+        body = self.fetch(images[0], "JPEG", (550, 369))
+        self.assertEqual(identify_escape(body, "%Q"), "100")
+        band, photo = pixels(body, [(5, 366), (275, 100)])
+        self.assert_near(band[:3], (0xbc, 0x00, 0x01), 6, "the padding band")
+        self.assertGreater(abs(photo[0] - 0xbc) + abs(photo[1]) + abs(photo[2] - 1), 30)
+
+    def test_15_pad_resize_to_fit(self):
+        # fit into 600x400 (600x375) and pad to 600x400 with #aa0000, image at the West
+        job_id, _, pb = self.run_sample("15_pad_resize_to_fit.json")
+        images = self.assert_success(pb, job_id, ["MY_CLIENT_ID"])
+        body = self.fetch(images[0], "JPEG", (600, 400))
+        top, bottom = pixels(body, [(300, 2), (300, 397)])
+        self.assert_near(top[:3], (0xaa, 0, 0), 12, "top band")
+        self.assert_near(bottom[:3], (0xaa, 0, 0), 12, "bottom band")
+
+    def test_16_canvas_composite_png(self):
+        # a red 500x500 canvas, alpha-200x150.png composited at the centre (offset 150,175)
+        job_id, _, pb = self.run_sample("16_canvas_composite_png.json")
+        images = self.assert_success(pb, job_id, ["MY_CLIENT_ID"], original=(500, 500))
+        body = self.fetch(images[0], "PNG", (500, 500))
+        corner, clear, band = pixels(body, [(5, 5), (300, 185), (300, 245)])
+        self.assert_near(corner, (255, 0, 0, 255), 2, "canvas")
+        self.assert_near(clear, (255, 0, 0, 255), 2, "transparent part of the overlay")
+        self.assert_near(band, (127, 0, 128, 255), 4, "half-transparent blue over red")
+        self.assertEqual(self.src.requests(OVERLAY), 1)
+
+    def test_18_png8_quantize(self):
+        job_id, _, pb = self.run_sample("18_png8_quantize.json")
+        images = self.assert_success(pb, job_id, ["MY_CLIENT_ID"])
+        body = self.fetch(images[0], "PNG", (100, 63))
+        self.assertEqual(identify_escape(body, "%[png:IHDR.color_type]"), "3 (Indexed)")
+
+    def test_19_rotate_extension_override(self):
+        # rotate 5 degrees clockwise: the canvas grows to ImageMagick's bounding box, the size
+        # `convert -rotate 5` gives (Blitline's worker called the same ImageMagick rotate)
+        job_id, _, pb = self.run_sample("19_rotate_extension_override.json")
+        images = self.assert_success(pb, job_id, ["MY_CLIENT_ID"])
+        r = subprocess.run(["convert", "-", "-rotate", "5", "-format", "%w %h", "info:"],
+                           input=corpus(PHOTO[1]), stdout=subprocess.PIPE, check=True, timeout=120)
+        want = tuple(int(v) for v in r.stdout.split())
+        self.assert_default_key(images[0], job_id, 0, "jpg")
+        self.fetch(images[0], "JPEG", want)
+
+
+class ErrorsTest(BlitlineTestCase):
+    """The documented error texts reach the postback; the worker carries on."""
+
+    def one(self, job_id, functions, src=None):
+        job = {"application_id": "test", "src": src or self.serve_photo(), "job_id": job_id,
+               "postback_url": self.postbacks.url("/pb/" + job_id), "functions": functions}
+        return self.submit(job)
+
+    def test_unknown_function(self):
+        pb = self.one("err-unknown", [{"name": "blu3r", "params": {},
+                                       "save": {"image_identifier": "MY_CLIENT_ID"}}])
+        self.assert_failure(pb, "err-unknown",
+                            "Image processing failed. Unknown function named 'blu3r'",
+                            ["MY_CLIENT_ID"])
+        self.assertEqual(pb.json["results"]["errors"],
+                         ["Image processing failed. Unknown function named 'blu3r'"])
+        self.assertEqual(self.src.requests(), {})  # refused before downloading anything
+
+    def test_missing_image_identifier(self):
+        pb = self.one("err-noid", [{"name": "resize_to_fit", "params": {"width": 10},
+                                    "save": {"extension": ".png"},
+                                    "functions": [{"name": "no_op",
+                                                   "save": {"image_identifier": "child"}}]}])
+        self.assert_failure(pb, "err-noid", "Save must have an image_identifier", ["child"])
+
+    def test_bad_parameter_type(self):
+        pb = self.one("err-param", [{"name": "resize_to_fit", "params": {"width": "wide"},
+                                     "save": {"image_identifier": "a"}}])
+        self.assert_failure(pb, "err-param",
+                            "Invalid parameter 'width' for function 'resize_to_fit'", ["a"])
+
+    def test_composite_src_cannot_be_fetched(self):
+        missing = self.src.url("/missing-overlay.png")
+        pb = self.one("err-composite", [{"name": "composite", "params": {"src": missing},
+                                         "save": {"image_identifier": "c"}}])
+        self.assert_failure(pb, "err-composite", missing, ["c"])
+        self.assertIn("Failed to download", pb.json["results"]["errors"][0])
+
+    def test_missing_reference(self):
+        pb = self.one("err-ref", [{"name": "no_op", "save": {"image_identifier": "r"}}],
+                      src="&nothing")
+        self.assert_failure(pb, "err-ref",
+                            "Image reference 'nothing' not found. Preprocessing probably failed.",
+                            ["r"])
+
+    def test_s3_source_missing(self):
+        pb = self.one("err-s3", [{"name": "no_op", "save": {"image_identifier": "s"}}],
+                      src={"name": "s3", "bucket": SRC_BUCKET, "key": "nothing/here.jpg"})
+        self.assert_failure(pb, "err-s3", "Failed to download from s3 (", ["s"])
+        # and the worker goes on with the next job
+        pb = self.one("after-errors", [{"name": "no_op", "save": {"image_identifier": "ok"}}])
+        self.assert_success(pb, "after-errors", ["ok"])
+
+
+class DestinationsTest(BlitlineTestCase):
+    """s3_destination headers, postback_headers, and one failed upload among good ones."""
+
+    def test_headers_merged_and_removed(self):
+        job = {"src": self.serve_photo(), "job_id": "hdr-1",
+               "postback_url": self.postbacks.url("/pb/hdr-1"),
+               "postback_headers": {"X-Blitline-Signature": "sig-123", "Authorization": "Bearer t"},
+               "functions": [{"name": "resize_to_fit", "params": {"width": 64}, "save": {
+                   "image_identifier": "h", "s3_destination": {
+                       "bucket": DEST_BUCKET, "key": "h/one.webp",
+                       "headers": {"Cache-Control": "public, max-age=31536000",
+                                   "x-amz-meta-owner": "pixq", "x-amz-acl": ""}}}}]}
+        pb = self.submit(job)
+        self.assertEqual(pb.headers.get("x-blitline-signature"), "sig-123")
+        self.assertEqual(pb.headers.get("authorization"), "Bearer t")
+        images = self.assert_success(pb, "hdr-1", ["h"])
+        self.assertEqual(images[0]["s3_url"], self.s3.object_url(DEST_BUCKET, "h/one.webp"))
+        self.fetch(images[0], "WEBP", (64, 40))
+        _, headers, _ = harness.http_request(images[0]["s3_url"])
+        headers = {k.lower(): v for k, v in headers.items()}
+        self.assertEqual(headers.get("cache-control"), "public, max-age=31536000")
+        self.assertEqual(headers.get("x-amz-meta-owner"), "pixq")
+
+    def test_failed_upload_does_not_stop_the_others(self):
+        job = {"src": self.serve_photo(), "job_id": "partial-1",
+               "postback_url": self.postbacks.url("/pb/partial-1"),
+               "functions": [
+                   {"name": "resize_to_fit", "params": {"width": 32},
+                    "save": {"image_identifier": "bad", "s3_destination": {
+                        "bucket": "no-such-bucket", "key": "x/bad.jpg"}}},
+                   {"name": "resize_to_fit", "params": {"width": 48},
+                    "save": {"image_identifier": "good", "s3_destination": {
+                        "bucket": DEST_BUCKET, "key": "x/good.png"}}}]}
+        pb = self.submit(job)
+        results = pb.json["results"]
+        self.assertEqual(results["original_meta"], {"width": 2560, "height": 1600})
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["good"])
+        self.assertEqual(results["failed_image_identifiers"], ["bad"])
+        self.assertEqual(len(results["errors"]), 1, results)
+        self.assertNotIn("Image processing failed", results["errors"][0])
+        self.fetch(results["images"][0], "PNG", (48, 30))
+        self.assertEqual(self.read_result("partial-1"), pb.json)
+        self.assert_queue_drained()
+
+
+class SourcesTest(BlitlineTestCase):
+    """pre_process (job, &identifier, move_original) and original_meta from the source."""
+
+    def test_pre_process_job_reference_and_move_original(self):
+        self.src.add("/quadrants.png", image_file("quadrants-64x64.png"))
+        job = {"src": "&small", "job_id": "pre-1",
+               "postback_url": self.postbacks.url("/pb/pre-1"),
+               "pre_process": [
+                   {"job": {"src": self.src.url("/quadrants.png"), "functions": [
+                       {"name": "resize_to_fit", "params": {"width": 32},
+                        "save": {"image_identifier": "small", "extension": ".png"}},
+                       {"name": "no_op", "save": {"image_identifier": "kept", "s3_destination": {
+                           "bucket": DEST_BUCKET, "key": "pre/kept.png"}}}]}},
+                   {"move_original": {"s3_destination": {
+                       "bucket": DEST_BUCKET, "key": "orig/small.jpg",
+                       "headers": {"x-amz-meta-kind": "original"}}}}],
+               "functions": [{"name": "no_op", "save": {
+                   "image_identifier": "main", "s3_destination": {
+                       "bucket": DEST_BUCKET, "key": "main/out.png"}}}]}
+        pb = self.submit(job)
+        # the pre_process output with a destination is uploaded and reported; "small" is not
+        images = self.assert_success(pb, "pre-1", ["kept", "main"], original=(32, 32))
+        self.fetch(images[0], "PNG", (64, 64))
+        body = self.fetch(images[1], "PNG", (32, 32))
+        self.assert_near(pixels(body, [(4, 4)])[0], (255, 0, 0, 255), 2, "the reference")
+        # move_original copied the job's src (the PNG "&small"), converted to the key's JPEG
+        status, headers, moved = self.s3.get_object(DEST_BUCKET, "orig/small.jpg")
+        self.assertEqual(status, 200)
+        self.assert_image(moved, "JPEG", 32, 32)
+        headers = {k.lower(): v for k, v in headers.items()}
+        self.assertEqual(headers.get("content-type"), "image/jpeg")
+        self.assertEqual(headers.get("x-amz-meta-kind"), "original")
+        self.assertEqual(self.src.requests("/quadrants.png"), 1)
+
+    def test_move_original_converts(self):
+        src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
+        job = {"src": src, "job_id": "move-1", "postback_url": self.postbacks.url("/pb/move-1"),
+               "pre_process": {"move_original": {"s3_destination": {
+                   "bucket": DEST_BUCKET, "key": "orig/o.png"}}},
+               "functions": [{"name": "no_op", "save": {"image_identifier": "o"}}]}
+        pb = self.submit(job)
+        self.assert_success(pb, "move-1", ["o"], original=(400, 300), exact_meta=False)
+        status, headers, body = self.s3.get_object(DEST_BUCKET, "orig/o.png")
+        self.assertEqual(status, 200)
+        self.assert_image(body, "PNG", 400, 300)  # untouched: not auto-oriented
+        self.assertEqual(self.src.requests("/orient6.jpg"), 1)  # fetched once for both
+
+    def test_original_meta_from_exif_and_hash(self):
+        src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
+        job = {"src": src, "job_id": "meta-1", "postback_url": self.postbacks.url("/pb/meta-1"),
+               "hash": "md5", "get_exif": True,
+               "functions": [{"name": "no_op", "save": {"image_identifier": "o"}}]}
+        pb = self.submit(job)
+        results = pb.json["results"]
+        meta = results["original_meta"]
+        self.assertEqual((meta["width"], meta["height"]), (400, 300))
+        self.assertEqual(meta["date_created"], "2014:08:02 20:17:55")
+        self.assertAlmostEqual(meta["lat"], 52.520094444, places=6)
+        self.assertAlmostEqual(meta["lng"], -13.41, places=6)
+        self.assertEqual(meta["hash"], "4fd6ab448e1b5fe096713552b9f7dcc8")
+        self.assertEqual(meta["original_exif"]["Orientation"], "6")
+        self.assertEqual(results["images"][0]["meta"], {"width": 300, "height": 400})
+        self.fetch(results["images"][0], "JPEG", (300, 400))
+
+
+class ArrayTest(BlitlineTestCase):
+    """A JSON array pushed by a plain Redis client is several jobs (BLITLINE.md 1.1)."""
+
+    def test_array_of_jobs(self):
+        src = self.serve_photo()
+        jobs = [{"src": src, "job_id": "arr-%d" % i,
+                 "postback_url": self.postbacks.url("/pb/arr-%d" % i),
+                 "functions": [{"name": "resize_to_fit", "params": {"width": 10 * i},
+                                "save": {"image_identifier": "a%d" % i}}]} for i in (1, 2)]
+        self.push_job(json.dumps(jobs))
+        for i in (1, 2):
+            pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/arr-%d" % i)
+            images = self.assert_success(pb, "arr-%d" % i, ["a%d" % i])
+            self.assertEqual(images[0]["meta"]["width"], 10 * i)
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""Makes the small test images of tests/data/images with ImageMagick's convert.
+
+The images are committed; this script records how they were made (re-run it only to change them:
+the JPEG encoder's output may differ between ImageMagick versions, and the cases' expectations
+were taken from the committed files).
+
+    /usr/bin/python3 tests/tools/make_images.py [tests/data/images]
+
+| file | what it is for |
+|---|---|
+| autumn-320x200.jpg | a small photo (tests/data/corpus/autumn-2560x1600.jpg scaled down): most function cases |
+| orient6-400x300.jpg | stored 400x300 with EXIF Orientation 6 (shown 300x400), DateTimeOriginal, DateTime and GPS: auto-orient and original_meta. Stored top-left quarter red, top-right blue, bottom half green |
+| alpha-200x150.png | RGBA: left half opaque red, right half fully transparent, a half-transparent blue band (#0000ff80) across the middle (y 60-89; over the red half it is blended to #7f0080, opaque): alpha handling, background_color, png_quantize |
+| grey-160x120.png | an 8-bit greyscale horizontal gradient, black to white |
+| tall-1536x2048.jpg | the size of Blitline's documented example (resize_to_fit width 100 gives 100x133) |
+| quadrants-64x64.png | four 32x32 quadrants red, green, blue, white (NW, NE, SW, SE): exact pixel checks |
+| icc-exif-120x80.jpg | the small photo with an ICC profile (description "pixq test profile", made here) and EXIF (Orientation 1, DateTime): save_metadata and save_profiles |
+"""
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "data"
+
+
+def convert(*args):
+    subprocess.run(["convert", *args], check=True)
+
+
+def ifd(entries, offset, next_ifd=0):
+    """A big-endian TIFF IFD at `offset`: entries are (tag, type, count, bytes). Returns bytes."""
+    data_at = offset + 2 + 12 * len(entries) + 4
+    head, tail = [struct.pack(">H", len(entries))], []
+    for tag, typ, count, value in sorted(entries):
+        if len(value) <= 4:
+            head.append(struct.pack(">HHI", tag, typ, count) + value.ljust(4, b"\0"))
+        else:
+            head.append(struct.pack(">HHII", tag, typ, count, data_at))
+            value += b"\0" * (len(value) % 2)
+            tail.append(value)
+            data_at += len(value)
+    head.append(struct.pack(">I", next_ifd))
+    return b"".join(head) + b"".join(tail)
+
+
+def ascii_(s):
+    b = s.encode() + b"\0"
+    return (2, len(b), b)
+
+
+def rationals(*pairs):
+    return (5, len(pairs), b"".join(struct.pack(">II", n, d) for n, d in pairs))
+
+
+def exif_segment(orientation, date_original, date, lat, lat_ref, lng, lng_ref):
+    """An APP1 Exif segment with IFD0 (Orientation, DateTime), an Exif IFD (DateTimeOriginal) and
+    a GPS IFD (latitude, longitude as degrees/minutes/seconds rationals)."""
+    exif_ifd = [(0x9003,) + ascii_(date_original)]
+    gps_ifd = [(1,) + ascii_(lat_ref), (2,) + rationals(*lat),
+               (3,) + ascii_(lng_ref), (4,) + rationals(*lng)]
+    ifd0 = [(0x0112, 3, 1, struct.pack(">H", orientation)), (0x0132,) + ascii_(date),
+            (0x8769, 4, 1, b"\0\0\0\0"), (0x8825, 4, 1, b"\0\0\0\0")]
+    size0 = len(ifd(ifd0, 8))
+    exif_at = 8 + size0
+    size_exif = len(ifd(exif_ifd, exif_at))
+    gps_at = exif_at + size_exif
+    ifd0 = ifd0[:2] + [(0x8769, 4, 1, struct.pack(">I", exif_at)),
+                       (0x8825, 4, 1, struct.pack(">I", gps_at))]
+    tiff = b"MM\0\x2a" + struct.pack(">I", 8) + ifd(ifd0, 8) + ifd(exif_ifd, exif_at) + \
+        ifd(gps_ifd, gps_at)
+    body = b"Exif\0\0" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+
+
+def icc_profile(description):
+    """A minimal ICC v2 display profile: header, desc, wtpt and cprt tags (enough for
+    ImageMagick and lcms to read its description)."""
+    desc_text = description.encode() + b"\0"
+    desc = (b"desc" + b"\0" * 4 + struct.pack(">I", len(desc_text)) + desc_text +
+            struct.pack(">IIHB", 0, 0, 0, 0) + b"\0" * 67)
+    fixed = lambda v: struct.pack(">i", int(round(v * 65536)))  # noqa: E731
+    wtpt = b"XYZ " + b"\0" * 4 + fixed(0.9642) + fixed(1.0) + fixed(0.8249)
+    cprt = b"text" + b"\0" * 4 + b"public domain\0"
+    tags = [(b"desc", desc), (b"wtpt", wtpt), (b"cprt", cprt)]
+    at = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        data += b"\0" * (-(at + len(data)) % 4)
+        table += sig + struct.pack(">II", at + len(data), len(body))
+        data += body
+    data += b"\0" * (-len(data) % 4)
+    size = 128 + 4 + len(table) + len(data)
+    header = (struct.pack(">I", size) + b"none" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " +
+              b"\0" * 12 + b"acspAPPL" + b"\0" * 24 + fixed(0.9642) + fixed(1.0) + fixed(0.8249) +
+              b"\0" * 48)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def insert_exif(path, segment):
+    data = path.read_bytes()
+    assert data[:2] == b"\xff\xd8"
+    path.write_bytes(data[:2] + segment + data[2:])
+
+
+def main():
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else DATA / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = DATA / "corpus"
+    convert(str(corpus / "autumn-2560x1600.jpg"), "-resize", "320x200", "-strip", "-quality", "90",
+            str(out / "autumn-320x200.jpg"))
+
+    o6 = out / "orient6-400x300.jpg"
+    convert("-size", "400x300", "xc:#00c000", "-fill", "#ff0000", "-draw", "rectangle 0,0 199,149",
+            "-fill", "#0000ff", "-draw", "rectangle 200,0 399,149", "-strip", "-quality", "92",
+            str(o6))
+    insert_exif(o6, exif_segment(6, "2014:08:02 20:17:55", "2015:01:01 10:00:00",
+                                 [(52, 1), (31, 1), (1234, 100)], "N",
+                                 [(13, 1), (24, 1), (36, 1)], "W"))
+
+    convert("-size", "200x150", "xc:none", "-fill", "#ff0000", "-draw", "rectangle 0,0 99,149",
+            "-fill", "#0000ff80", "-draw", "rectangle 0,60 199,89", "-define",
+            "png:color-type=6", str(out / "alpha-200x150.png"))
+    convert("-size", "120x160", "gradient:black-white", "-rotate", "-90", "-colorspace", "Gray",
+            "-depth", "8", str(out / "grey-160x120.png"))
+    convert("-size", "1536x2048", "gradient:#3060a0-#e0c080", "-strip", "-quality", "60",
+            str(out / "tall-1536x2048.jpg"))
+    icc = out / "pixq-test.icc"
+    icc.write_bytes(icc_profile("pixq test profile"))
+    ie = out / "icc-exif-120x80.jpg"
+    convert(str(out / "autumn-320x200.jpg"), "-resize", "120x80", "-strip", "-profile", str(icc),
+            "-quality", "90", str(ie))
+    icc.unlink()
+    insert_exif(ie, exif_segment(1, "2016:05:04 03:02:01", "2016:05:04 03:02:01",
+                                 [(0, 1), (0, 1), (0, 1)], "N", [(0, 1), (0, 1), (0, 1)], "E"))
+    convert("-size", "32x32", "xc:#ff0000", "xc:#00ff00", "+append", "(", "-size", "32x32",
+            "xc:#0000ff", "xc:#ffffff", "+append", ")", "-append", "-strip",
+            str(out / "quadrants-64x64.png"))
+
+
+if __name__ == "__main__":
+    main()

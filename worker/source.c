@@ -1,0 +1,363 @@
+#include "source.h"
+
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "image.h"
+#include "ops.h"
+
+/* ---------------------------------------------------------------- references */
+
+struct src_ref {
+    char *identifier;
+    struct buf bytes;
+};
+
+struct src_refs {
+    struct src_ref items[SRC_MAX_REFS];
+    size_t n;
+};
+
+struct src_refs *src_refs_create(void)
+{
+    return calloc(1, sizeof(struct src_refs));
+}
+
+void src_refs_destroy(struct src_refs *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->items[i].identifier);
+        buf_finish(&r->items[i].bytes);
+    }
+    free(r);
+}
+
+static struct src_ref *ref_find(const struct src_refs *r, const char *identifier)
+{
+    for (size_t i = 0; r != NULL && i < r->n; i++) {
+        if (strcmp(r->items[i].identifier, identifier) == 0) {
+            return (struct src_ref *)&r->items[i];
+        }
+    }
+    return NULL;
+}
+
+int src_refs_add(struct src_refs *r, const char *identifier, const void *data, size_t len,
+                 struct err *e)
+{
+    struct src_ref *ref = ref_find(r, identifier);
+    if (ref == NULL) {
+        if (r->n == SRC_MAX_REFS) {
+            return err_set(e, "too many pre_process images (at most %d)", SRC_MAX_REFS);
+        }
+        ref = &r->items[r->n];
+        ref->identifier = strdup(identifier);
+        buf_init(&ref->bytes, 0);
+        if (ref->identifier == NULL) {
+            return err_set(e, "out of memory");
+        }
+        r->n++;
+    }
+    buf_reset(&ref->bytes);
+    if (buf_append(&ref->bytes, data, len) < 0) {
+        return err_set(e, "out of memory");
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+/* {"name": "canvas", "width", "height", "color"}: a solid image. */
+static MagickWand *new_canvas(json_object *src, long max_pixels, struct err *e)
+{
+    const char *fn = "canvas";
+    long w, h;
+    if (job_param_long(src, fn, "width", SRC_CANVAS_SIDE, 1, 65535, &w, e) < 0 ||
+        job_param_long(src, fn, "height", SRC_CANVAS_SIDE, 1, 65535, &h, e) < 0) {
+        return NULL;
+    }
+    if (w > max_pixels / h) {
+        err_set(e, "canvas of %ldx%ld is more than the limit of %ld pixels", w, h, max_pixels);
+        return NULL;
+    }
+    PixelWand *color = op_color(src, fn, "color", SRC_CANVAS_COLOR, e);
+    if (color == NULL) {
+        return NULL;
+    }
+    MagickWand *wand = img_solid(w, h, color, e);
+    DestroyPixelWand(color);
+    return wand;
+}
+
+/* The kind of an object src: "s3", "canvas"... ("" if it has no name). */
+static const char *src_kind(json_object *src)
+{
+    json_object *name = NULL;
+    if (!json_object_object_get_ex(src, "name", &name) ||
+        !json_object_is_type(name, json_type_string)) {
+        return "";
+    }
+    return json_object_get_string(name);
+}
+
+/* Fills out->bytes for a URL, s3 or reference src. */
+static int src_bytes(const struct src_loader *l, json_object *src, struct buf *out, struct err *e)
+{
+    const char *s = json_object_is_type(src, json_type_string) ? json_object_get_string(src) : NULL;
+    if (s != NULL && s[0] == '&') {
+        const struct src_ref *ref = ref_find(l->refs, s + 1);
+        if (ref == NULL) {
+            return err_set(e, "Image reference '%.200s' not found. Preprocessing probably failed.",
+                           s + 1);
+        }
+        buf_reset(out);
+        return buf_append(out, ref->bytes.data, ref->bytes.len) < 0 ? err_set(e, "out of memory")
+                                                                    : 0;
+    }
+    if (s == NULL && !json_object_is_type(src, json_type_object)) {
+        return err_set(e, "src must be a URL, \"&identifier\" or an object");
+    }
+    if (s == NULL && strcmp(src_kind(src), "s3") != 0) {
+        return err_set(e, "src of type '%.100s' is not supported", src_kind(src));
+    }
+    if (l->fetch == NULL) {
+        return err_set(e, "cannot load '%.200s' here", s != NULL ? s : "s3");
+    }
+    return l->fetch(l->fetch_user, src, out, e);
+}
+
+/* Decodes out->bytes into out->wand. */
+static int decode(const struct src_loader *l, struct src_image *out, struct err *e)
+{
+    out->wand =
+        img_decode(out->bytes.data, out->bytes.len, l->max_pixels, &out->width, &out->height, e);
+    return out->wand != NULL ? 0 : -1;
+}
+
+int src_open_bytes(const struct src_loader *l, struct buf *bytes, struct src_image *out,
+                   struct err *e)
+{
+    memset(out, 0, sizeof *out);
+    out->bytes = *bytes;
+    buf_init(bytes, 0);
+    return decode(l, out, e);
+}
+
+int src_open(const struct src_loader *l, json_object *src, struct src_image *out, struct err *e)
+{
+    memset(out, 0, sizeof *out);
+    buf_init(&out->bytes, 0);
+    if (src == NULL) {
+        return err_set(e, "No source for processing");
+    }
+    if (json_object_is_type(src, json_type_object) && strcmp(src_kind(src), "canvas") == 0) {
+        out->wand = new_canvas(src, l->max_pixels, e);
+        if (out->wand == NULL) {
+            return -1;
+        }
+        out->width = (long)MagickGetImageWidth(out->wand);
+        out->height = (long)MagickGetImageHeight(out->wand);
+        return 0;
+    }
+    if (src_bytes(l, src, &out->bytes, e) < 0) {
+        return -1;
+    }
+    return decode(l, out, e);
+}
+
+void src_image_finish(struct src_image *im)
+{
+    if (im->wand != NULL) {
+        im->wand = DestroyMagickWand(im->wand);
+    }
+    buf_finish(&im->bytes);
+}
+
+MagickWand *src_load(void *user, json_object *src, struct err *e)
+{
+    struct src_image im;
+    if (src_open(user, src, &im, e) < 0) {
+        src_image_finish(&im);
+        return NULL;
+    }
+    MagickWand *w = im.wand;
+    im.wand = NULL;
+    src_image_finish(&im);
+    return w;
+}
+
+/* ---------------------------------------------------------------- original_meta */
+
+/* "52/1, 31/1, 1234/100" (degrees, minutes, seconds as rationals) and "N"/"S" -> decimal. */
+static int gps_decimal(const char *dms, const char *ref, double *out)
+{
+    double part[3] = {0, 0, 0};
+    const char *p = dms;
+    int i = 0;
+    for (; i < 3 && *p != '\0'; i++) {
+        char *end;
+        double num = strtod(p, &end), den = 1;
+        if (end == p) {
+            break;
+        }
+        p = end;
+        if (*p == '/') {
+            den = strtod(p + 1, &end);
+            p = end;
+        }
+        part[i] = den != 0 ? num / den : 0;
+        p += strspn(p, ", ");
+    }
+    double d = part[0] + part[1] / 60 + part[2] / 3600;
+    if (i == 0 || !isfinite(d)) {
+        return -1;
+    }
+    *out = ref != NULL && (ref[0] == 'S' || ref[0] == 'W') ? -d : d;
+    return 0;
+}
+
+/* The value of an EXIF property ("exif:DateTime"), or NULL; free with MagickRelinquishMemory. */
+static char *exif_value(MagickWand *w, const char *name)
+{
+    char *v = MagickGetImageProperty(w, name);
+    if (v != NULL && v[0] == '\0') {
+        MagickRelinquishMemory(v);
+        return NULL;
+    }
+    return v;
+}
+
+static void add_gps(json_object *meta, MagickWand *w, const char *key, const char *tag,
+                    const char *ref_tag)
+{
+    char *dms = exif_value(w, tag);
+    char *ref = exif_value(w, ref_tag);
+    double d;
+    if (dms != NULL && gps_decimal(dms, ref, &d) == 0) {
+        json_object_object_add(meta, key, json_object_new_double(d));
+    }
+    MagickRelinquishMemory(dms);
+    MagickRelinquishMemory(ref);
+}
+
+/* date_created, lat, lng. */
+static void add_exif_basics(json_object *meta, MagickWand *w)
+{
+    char *date = exif_value(w, "exif:DateTimeOriginal");
+    if (date == NULL) {
+        date = exif_value(w, "exif:DateTime");
+    }
+    if (date != NULL) {
+        json_object_object_add(meta, "date_created", json_object_new_string(date));
+        MagickRelinquishMemory(date);
+    }
+    add_gps(meta, w, "lat", "exif:GPSLatitude", "exif:GPSLatitudeRef");
+    add_gps(meta, w, "lng", "exif:GPSLongitude", "exif:GPSLongitudeRef");
+}
+
+/* Every exif:* property: into `obj` as name -> value and/or into `arr` as [name, value]. */
+static void add_exif_all(MagickWand *w, json_object *obj, json_object *arr)
+{
+    size_t n = 0;
+    char *probe = MagickGetImageProperty(w, "exif:*"); /* makes ImageMagick parse the EXIF */
+    MagickRelinquishMemory(probe);
+    char **names = MagickGetImageProperties(w, "exif:*", &n);
+    for (size_t i = 0; names != NULL && i < n && i < SRC_EXIF_MAX_ITEMS; i++) {
+        char *v = MagickGetImageProperty(w, names[i]);
+        const char *name = names[i] + strlen("exif:");
+        if (v != NULL && obj != NULL) {
+            json_object_object_add(obj, name, json_object_new_string(v));
+        }
+        if (v != NULL && arr != NULL) {
+            json_object *pair = json_object_new_array();
+            json_object_array_add(pair, json_object_new_string(name));
+            json_object_array_add(pair, json_object_new_string(v));
+            json_object_array_add(arr, pair);
+        }
+        MagickRelinquishMemory(v);
+    }
+    for (size_t i = 0; names != NULL && i < n; i++) {
+        MagickRelinquishMemory(names[i]);
+    }
+    MagickRelinquishMemory(names);
+}
+
+/* CRC-32 (IEEE 802.3, as zlib's crc32()). */
+static uint32_t crc32_of(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) {
+            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+        }
+    }
+    return c ^ 0xffffffffu;
+}
+
+static json_object *md5_hex(const void *p, size_t n)
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    if (EVP_Digest(p, n, d, &len, EVP_md5(), NULL) != 1) {
+        return NULL;
+    }
+    hash_hex(d, len, hex);
+    return json_object_new_string(hex);
+}
+
+/* original_meta.hash as Blitline gave it: md5/sha256 hex, crc32 an integer. */
+static int add_hash(json_object *meta, const char *kind, const struct buf *b, struct err *e)
+{
+    const unsigned char *p = (const unsigned char *)(b->data != NULL ? b->data : "");
+    json_object *v = NULL;
+    if (strcmp(kind, "md5") == 0) {
+        v = md5_hex(p, b->len);
+    } else if (strcmp(kind, "sha256") == 0) {
+        char hex[HASH_SHA256_HEX];
+        hash_sha256_hex(p, b->len, hex);
+        v = json_object_new_string(hex);
+    } else if (strcmp(kind, "crc32") == 0) {
+        v = json_object_new_int64((int64_t)crc32_of(p, b->len));
+    } else {
+        return err_set(e, "hash must be \"md5\", \"sha256\" or \"crc32\", not '%.40s'", kind);
+    }
+    if (v == NULL) {
+        return err_set(e, "cannot compute the %s hash", kind);
+    }
+    json_object_object_add(meta, "hash", v);
+    return 0;
+}
+
+json_object *src_describe(const struct job *j, const struct src_image *im, struct err *e)
+{
+    json_object *meta = json_object_new_object();
+    json_object_object_add(meta, "width", json_object_new_int64(im->width));
+    json_object_object_add(meta, "height", json_object_new_int64(im->height));
+    add_exif_basics(meta, im->wand);
+    if (j->get_exif) {
+        json_object *exif = json_object_new_object();
+        add_exif_all(im->wand, exif, NULL);
+        json_object_object_add(meta, "original_exif", exif);
+    }
+    if (j->extended_metadata) {
+        json_object *all = json_object_new_array();
+        add_exif_all(im->wand, NULL, all);
+        json_object_object_add(meta, "all_exif", all);
+        json_object_object_add(meta, "filesize", json_object_new_int64((int64_t)im->bytes.len));
+    }
+    if (j->hash != NULL && add_hash(meta, j->hash, &im->bytes, e) < 0) {
+        json_object_put(meta);
+        return NULL;
+    }
+    return meta;
+}

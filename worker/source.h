@@ -1,0 +1,82 @@
+/* source: where a job's images come from, and what is known about them (original_meta).
+ *
+ * A `src` (the job's, or a composite/tile/append/watermark parameter's) is one of:
+ *   - a URL string, or {"name": "s3", "bucket", "key"}: bytes fetched by the caller's callback
+ *     (HTTP and S3 in the worker, tests/data files in pixq-apply);
+ *   - "&identifier": an image saved by a pre_process job, kept in a `struct src_refs`;
+ *   - {"name": "canvas", "width", "height", "color"}: a solid image (10x10 #ffffff by default).
+ * The canvas and reference logic lives here so that the worker and pixq-apply share it. */
+#ifndef PIXQ_SOURCE_H
+#define PIXQ_SOURCE_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <wand/MagickWand.h>
+
+#include "buf.h"
+#include "err.h"
+#include "job.h"
+
+#define SRC_CANVAS_SIDE    10        /* default canvas width and height, pixels */
+#define SRC_CANVAS_COLOR   "#ffffff" /* default canvas colour */
+#define SRC_MAX_REFS       256       /* most images pre_process jobs may keep */
+#define SRC_EXIF_MAX_ITEMS 512       /* most EXIF entries reported in original_meta */
+
+/* Fetches the encoded bytes of a URL string or an {"name": "s3"} object into `out` (emptied
+ * first). Returns 0, or -1 with a Blitline-style message in `e` ("Failed to download ..."). */
+typedef int (*src_fetch_fn)(void *user, json_object *src, struct buf *out, struct err *e);
+
+/* Images saved by pre_process jobs, by image_identifier (encoded bytes, copied). */
+struct src_refs;
+
+/* An empty store, or NULL if out of memory. */
+struct src_refs *src_refs_create(void);
+
+/* Frees the store; NULL is allowed. */
+void src_refs_destroy(struct src_refs *r);
+
+/* Keeps a copy of `len` bytes under `identifier`; a later image with the same identifier
+ * replaces the earlier one. Returns 0 or -1 (out of memory, too many). */
+int src_refs_add(struct src_refs *r, const char *identifier, const void *data, size_t len,
+                 struct err *e);
+
+/* How sources are loaded. */
+struct src_loader {
+    src_fetch_fn fetch;          /* URL and s3 sources; NULL: they cannot be loaded */
+    void *fetch_user;            /* passed to `fetch` */
+    const struct src_refs *refs; /* "&identifier" sources; NULL: none exist */
+    long max_pixels;             /* largest source, checked before decoding */
+};
+
+/* A loaded source. */
+struct src_image {
+    MagickWand *wand;   /* first frame, decoded, not yet auto-oriented; owned */
+    struct buf bytes;   /* the encoded bytes (empty for a canvas) */
+    long width, height; /* as decoded, before auto-orient */
+};
+
+/* Loads `src` into `out` (initialised here; release with src_image_finish(), also after a
+ * failure). Returns 0, or -1 with the reason: Blitline's "Image reference 'X' not found.
+ * Preprocessing probably failed.", a download error, or a decoding error. */
+int src_open(const struct src_loader *l, json_object *src, struct src_image *out, struct err *e);
+
+/* As src_open() for bytes already fetched: takes the contents of `bytes` (left empty). */
+int src_open_bytes(const struct src_loader *l, struct buf *bytes, struct src_image *out,
+                   struct err *e);
+
+/* Releases a loaded source; safe on a zeroed or finished one. */
+void src_image_finish(struct src_image *im);
+
+/* op_load_fn over a `const struct src_loader *` (passed as `user`): loads an image a function
+ * names. Returns a wand the caller destroys, or NULL with the reason in `e`. */
+MagickWand *src_load(void *user, json_object *src, struct err *e);
+
+/* Builds original_meta for a loaded source (call before auto-orient): width and height,
+ * date_created and lat/lng from EXIF, and as the job asks, original_exif (get_exif),
+ * all_exif + filesize (extended_metadata) and hash (md5, sha256 hex; crc32 integer) of the
+ * bytes. Returns a new object (the caller owns it), or NULL with the reason in `e` (a bad `hash`
+ * name). */
+json_object *src_describe(const struct job *j, const struct src_image *im, struct err *e);
+
+#endif
