@@ -95,6 +95,26 @@ static const struct cfg_entry table[] = {
      "1000", false, "longest blocking wait for a job before the worker looks around again"},
     {"redis-timeout-ms", "PIXQ_REDIS_TIMEOUT_MS", T_LONG, F(redis_timeout_ms), 100, 600000, "5000",
      false, "connect and reply timeout for Redis, on top of any blocking wait"},
+    {"lease-ms", "PIXQ_LEASE_MS", T_LONG, F(lease_ms), 1000, 3600000, "20000", false,
+     "a worker silent for this long is dead and its job goes back to the queue"},
+    {"heartbeat-ms", "PIXQ_HEARTBEAT_MS", T_LONG, F(heartbeat_ms), 100, 1200000, "5000", false,
+     "how often a worker renews its lease (at most a third of the lease)"},
+    {"reap-interval-ms", "PIXQ_REAP_INTERVAL_MS", T_LONG, F(reap_interval_ms), 100, 600000, "5000",
+     false, "how often each worker looks for expired leases"},
+    {"max-recoveries", "PIXQ_MAX_RECOVERIES", T_LONG, F(max_recoveries), 1, 100, "3", false,
+     "crashes of its worker after which a job is a poison pill and goes to dead"},
+    {"max-attempts", "PIXQ_MAX_ATTEMPTS", T_LONG, F(max_attempts), 1, 100, "3", false,
+     "runs of a job whose source failed transiently (timeout, reset, 5xx) before it fails"},
+    {"retry-base-ms", "PIXQ_RETRY_BASE_MS", T_LONG, F(retry_base_ms), 1, 3600000, "1000", false,
+     "first retry delay; doubles per attempt, with full jitter"},
+    {"retry-max-ms", "PIXQ_RETRY_MAX_MS", T_LONG, F(retry_max_ms), 1, 86400000L, "60000", false,
+     "longest retry delay"},
+    {"dead-max-age-s", "PIXQ_DEAD_MAX_AGE_S", T_LONG, F(dead_max_age_s), 60, 3650 * 86400L,
+     "15552000", false, "oldest entry kept in pixq:{Q}:dead, seconds (180 days)"},
+    {"shutdown-timeout-ms", "PIXQ_SHUTDOWN_TIMEOUT_MS", T_LONG, F(shutdown_timeout_ms), 0, 3600000,
+     "25000", false, "on SIGTERM, how long the current job may finish before it is given back"},
+    {"promote-batch", "PIXQ_PROMOTE_BATCH", T_LONG, F(promote_batch), 1, 100000, "500", false,
+     "most delayed payloads moved to the queue in one step"},
 };
 /* clang-format on */
 
@@ -383,6 +403,19 @@ static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *
     return set_typed(c, en, value, e);
 }
 
+/* Checks that settings agree with each other. */
+static int cross_check(const struct cfg *c, struct err *e)
+{
+    if (c->heartbeat_ms * 3 > c->lease_ms) {
+        return err_set(e, "PIXQ_HEARTBEAT_MS (%ld) must be at most a third of PIXQ_LEASE_MS (%ld)",
+                       c->heartbeat_ms, c->lease_ms);
+    }
+    if (c->retry_base_ms > c->retry_max_ms) {
+        return err_set(e, "PIXQ_RETRY_BASE_MS must not exceed PIXQ_RETRY_MAX_MS");
+    }
+    return 0;
+}
+
 int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const char *name),
              struct err *e)
 {
@@ -412,7 +445,7 @@ int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const cha
     }
     *argc = out;
     argv[out] = NULL;
-    return 0;
+    return cross_check(c, e);
 }
 
 void cfg_redact_url(const char *url, char *out, size_t cap)

@@ -45,6 +45,16 @@ struct cfg {
     long dead_max;
     long reserve_timeout_ms;
     long redis_timeout_ms;
+    long lease_ms;
+    long heartbeat_ms;
+    long reap_interval_ms;
+    long max_recoveries;
+    long max_attempts;
+    long retry_base_ms;
+    long retry_max_ms;
+    long dead_max_age_s;
+    long shutdown_timeout_ms;
+    long promote_batch;
 };
 
 /* Fills `c` with every default. */

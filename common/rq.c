@@ -12,13 +12,19 @@
 #include "hash.h"
 #include "log.h"
 
-extern const char lua_finish[];
-extern const char lua_adopt[];
+extern const char lua_finish[], lua_adopt[], lua_heartbeat[], lua_expired[], lua_reap[],
+    lua_promote[], lua_requeue[], lua_delay[], lua_begin[], lua_dead_retry[], lua_split[];
 
-static const char *const script_text[RQ_SCRIPT_COUNT] = {lua_finish, lua_adopt};
-static const char *const script_name[RQ_SCRIPT_COUNT] = {"finish", "adopt"};
+static const char *const script_text[RQ_SCRIPT_COUNT] = {
+    lua_finish,  lua_adopt, lua_heartbeat, lua_expired,    lua_reap,  lua_promote,
+    lua_requeue, lua_delay, lua_begin,     lua_dead_retry, lua_split,
+};
+static const char *const script_name[RQ_SCRIPT_COUNT] = {
+    "finish",  "adopt", "heartbeat", "expired",    "reap",  "promote",
+    "requeue", "delay", "begin",     "dead_retry", "split",
+};
 
-#define MAX_ARGS 64 /* most arguments of one script call */
+#define MAX_ARGS 4096 /* most keys plus arguments of one script call */
 
 struct rq {
     redisContext *ctx; /* NULL while disconnected */
@@ -341,17 +347,21 @@ redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...)
 static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
                            const char **args, const size_t *arglens, struct err *e)
 {
-    const char *argv[MAX_ARGS + 3];
-    size_t lens[MAX_ARGS + 3];
+    size_t total = (size_t)nkeys + (size_t)nargs + 3;
+    const char **argv = malloc(total * sizeof *argv);
+    size_t *lens = malloc(total * sizeof *lens);
+    if (argv == NULL || lens == NULL) {
+        free(argv);
+        free(lens);
+        err_set(e, "out of memory");
+        return NULL;
+    }
     char nk[16];
     snprintf(nk, sizeof nk, "%d", nkeys);
-    int n = 0;
-    argv[n] = "EVALSHA";
-    lens[n++] = 7;
-    argv[n] = r->sha[s];
-    lens[n++] = strlen(r->sha[s]);
-    argv[n] = nk;
-    lens[n++] = strlen(nk);
+    argv[0] = "EVALSHA";
+    argv[1] = r->sha[s];
+    argv[2] = nk;
+    int n = 3;
     for (int i = 0; i < nkeys; i++, n++) {
         argv[n] = keys[i];
         lens[n] = strlen(keys[i]);
@@ -360,7 +370,13 @@ static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char
         argv[n] = args[i];
         lens[n] = arglens != NULL ? arglens[i] : strlen(args[i]);
     }
-    return rq_commandv(r, 0, n, argv, lens, e);
+    for (int i = 0; i < 3; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+    redisReply *rep = rq_commandv(r, 0, n, argv, lens, e);
+    free(argv);
+    free(lens);
+    return rep;
 }
 
 redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
@@ -397,4 +413,9 @@ int rq_key(char *out, size_t cap, const char *queue, const char *suffix)
 const char *rq_script_source(enum rq_script s)
 {
     return script_text[s];
+}
+
+const char *rq_script_name(enum rq_script s)
+{
+    return script_name[s];
 }

@@ -16,6 +16,9 @@
 #define RQ_HOST_MAX 256
 #define RQ_KEY_MAX  512 /* bytes for a key name, with NUL */
 
+/* What delay.lua pushes onto a queue to wake a blocked worker: not a job. */
+#define RQ_WAKE_TOKEN "{\"pixq_wake\":true}"
+
 /* A parsed PIXQ_REDIS_URL. */
 struct rq_url {
     char host[RQ_HOST_MAX]; /* TCP host; empty for a unix socket */
@@ -28,8 +31,17 @@ struct rq_url {
 
 /* The Lua scripts of common/lua/, one per atomic state change. */
 enum rq_script {
-    RQ_SCRIPT_FINISH, /* finish.lua: ack a job, store its result, bury it on failure */
-    RQ_SCRIPT_ADOPT,  /* adopt.lua: swap a reserved payload for one carrying its new job_id */
+    RQ_SCRIPT_FINISH,     /* finish.lua: ack a job, store its result, bury it on failure */
+    RQ_SCRIPT_ADOPT,      /* adopt.lua: swap a reserved payload for one carrying its new job_id */
+    RQ_SCRIPT_HEARTBEAT,  /* heartbeat.lua: register or renew a worker's lease */
+    RQ_SCRIPT_EXPIRED,    /* expired.lua: workers whose lease ran out */
+    RQ_SCRIPT_REAP,       /* reap.lua: give a worker's jobs back to the queue */
+    RQ_SCRIPT_PROMOTE,    /* promote.lua: move due delayed work onto the queue */
+    RQ_SCRIPT_REQUEUE,    /* requeue.lua: schedule a reserved job to run again later */
+    RQ_SCRIPT_DELAY,      /* delay.lua: enqueue a payload after a delay */
+    RQ_SCRIPT_BEGIN,      /* begin.lua: count a run of a job, remember when it was first seen */
+    RQ_SCRIPT_DEAD_RETRY, /* dead_retry.lua: put dead jobs back on the queue */
+    RQ_SCRIPT_SPLIT,      /* split.lua: replace a reserved batch with its jobs */
     RQ_SCRIPT_COUNT,
 };
 
@@ -67,5 +79,8 @@ int rq_key(char *out, size_t cap, const char *queue, const char *suffix);
 
 /* The source text of a script, for tests. */
 const char *rq_script_source(enum rq_script s);
+
+/* The script's file name without ".lua" ("finish"). */
+const char *rq_script_name(enum rq_script s);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cfg.h"
 #include "submit.h"
 
@@ -12,9 +13,14 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: pixq [--config FILE] [--SETTING VALUE]... COMMAND [ARGS]\n\n"
                  "commands:\n"
-                 "  submit FILE|- [--wait] [--timeout SECONDS]\n"
+                 "  submit FILE|- [--wait] [--timeout SECONDS] [--delay MS]\n"
                  "      validate a job (or a JSON array of jobs), give each a job_id, push it\n"
-                 "      onto pixq:{QUEUE}:jobs and print the ids; --wait prints each result\n\n");
+                 "      onto pixq:{QUEUE}:jobs and print the ids; --wait prints each result;\n"
+                 "      --delay MS runs them after MS milliseconds\n"
+                 "  stats [--json]\n"
+                 "      queue depth, delayed and dead jobs, live workers and their jobs, counters\n"
+                 "  dead list [--limit N] [--json] | dead retry all|JOB_ID | dead purge [JOB_ID]\n"
+                 "      inspect, re-run or drop the jobs that failed for good\n\n");
     cfg_usage(out);
 }
 
@@ -37,6 +43,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "submit") == 0) {
         return submit_main(&cfg, argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "stats") == 0) {
+        return stats_main(&cfg, argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "dead") == 0) {
+        return dead_main(&cfg, argc - 1, argv + 1);
     }
     fprintf(stderr, "pixq: unknown command '%s' (see --help)\n", argv[1]);
     return 2;

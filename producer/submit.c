@@ -19,6 +19,7 @@ struct submit_opts {
     const char *path;
     bool wait;
     long timeout_s;
+    long delay_ms; /* 0: enqueue now */
 };
 
 struct batch {
@@ -63,6 +64,13 @@ static int parse_opts(int argc, char **argv, struct submit_opts *o)
                 fprintf(stderr, "pixq submit: --timeout takes 1 to 86400 seconds\n");
                 return -1;
             }
+        } else if (strcmp(argv[i], "--delay") == 0 && i + 1 < argc) {
+            char *end;
+            o->delay_ms = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || o->delay_ms < 0 || o->delay_ms > 30L * 86400 * 1000) {
+                fprintf(stderr, "pixq submit: --delay takes 0 to 2592000000 milliseconds\n");
+                return -1;
+            }
         } else if (o->path == NULL && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0)) {
             o->path = argv[i];
         } else {
@@ -71,7 +79,7 @@ static int parse_opts(int argc, char **argv, struct submit_opts *o)
         }
     }
     if (o->path == NULL) {
-        fprintf(stderr, "usage: pixq submit FILE|- [--wait] [--timeout SECONDS]\n");
+        fprintf(stderr, "usage: pixq submit FILE|- [--wait] [--timeout SECONDS] [--delay MS]\n");
         return -1;
     }
     return 0;
@@ -168,6 +176,27 @@ static int enqueue(struct rq *r, const char *queue, const struct batch *b)
     return 0;
 }
 
+/* Enqueues each job to run after `delay_ms` (delay.lua: wakes a worker when it is the earliest). */
+static int enqueue_delayed(struct rq *r, const char *queue, const struct batch *b, long delay_ms)
+{
+    char delayed[RQ_KEY_MAX], jobs[RQ_KEY_MAX], delay[32];
+    rq_key(delayed, sizeof delayed, queue, "delayed");
+    rq_key(jobs, sizeof jobs, queue, "jobs");
+    snprintf(delay, sizeof delay, "%ld", delay_ms);
+    const char *keys[] = {delayed, jobs};
+    for (size_t i = 0; i < b->n; i++) {
+        const char *args[] = {b->payloads[i], delay, RQ_WAKE_TOKEN};
+        struct err e = {{0}};
+        redisReply *rep = rq_script(r, RQ_SCRIPT_DELAY, 2, keys, 3, args, NULL, &e);
+        if (rep == NULL) {
+            fprintf(stderr, "pixq submit: %s\n", e.msg);
+            return -1;
+        }
+        freeReplyObject(rep);
+    }
+    return 0;
+}
+
 /* Waits for one result without consuming it (BLMOVE of a list onto itself). 1 if the result
  * reports errors, 0 if not, -1 on timeout or failure. */
 static int wait_result(struct rq *r, const char *queue, const char *id, time_t deadline)
@@ -214,7 +243,7 @@ int submit_main(const struct cfg *cfg, int argc, char **argv)
     }
     char queue[CFG_STR_MAX];
     snprintf(queue, sizeof queue, "%.*s", (int)strcspn(cfg->queue, ","), cfg->queue);
-    if (enqueue(r, queue, &b) < 0) {
+    if ((o.delay_ms > 0 ? enqueue_delayed(r, queue, &b, o.delay_ms) : enqueue(r, queue, &b)) < 0) {
         goto out;
     }
     for (size_t i = 0; i < b.n; i++) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cfg.h"
 #include "image.h"
@@ -48,6 +49,27 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* Creates the worker, waiting out a Redis that is not up yet (with back-off, until stopped). */
+static struct worker *start_worker(const struct cfg *cfg)
+{
+    long backoff_ms = 100;
+    while (!stop_requested) {
+        struct err e = {{0}};
+        struct worker *w = worker_create(cfg, &stop_requested, &e);
+        if (w != NULL) {
+            return w;
+        }
+        char q[ERR_MSG_MAX + 16];
+        LOG_WARN("start_failed", "error=%s retry_ms=%ld", log_quote(e.msg, q, sizeof q),
+                 backoff_ms);
+        struct timespec ts = {.tv_sec = backoff_ms / 1000,
+                              .tv_nsec = (backoff_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+    }
+    return NULL;
+}
+
 /* Handles the worker's own flags; returns -1 to exit with `*status`. */
 static int parse_own_flags(int argc, char **argv, bool *print_config, int *status)
 {
@@ -89,11 +111,10 @@ int main(int argc, char **argv)
     cfg_each(&cfg, log_setting, NULL);
     install_signals();
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    struct worker *w = worker_create(&cfg, &stop_requested, &e);
+    struct worker *w = start_worker(&cfg);
     if (w == NULL) {
-        fprintf(stderr, "pixq-worker: %s\n", e.msg);
         curl_global_cleanup();
-        return 1;
+        return 0; /* stopped before Redis could be reached */
     }
     worker_run(w);
     worker_destroy(w);

@@ -1,6 +1,9 @@
-/* run: what happens to one job between reserving and settling it: fetch the source, process it,
- * upload the outputs, build the result, post it back. No queue logic here: worker.c decides what
- * happens to the job in Redis.
+/* run: what happens to one job between reserving and settling it: run its pre_process steps,
+ * fetch the source (HTTP, S3, a canvas or a pre_process image), process it, upload the outputs
+ * (Content-Type from the format, x-amz-acl by default, s3_destination.headers merged over them, an
+ * empty value removing one), build the result, post it back with the job's postback_headers. No
+ * queue logic here: worker.c decides what happens to the job in Redis. (A payload that is a JSON
+ * array of jobs is split by the caller with job_split_batch() before any of this.)
  *
  * Failures never abort: they become Blitline errors in the result ("Image processing failed. ..."
  * for the whole job, the S3 message for one output), and the first of them is copied into
@@ -15,11 +18,22 @@
 #include "process.h"
 #include "result.h"
 #include "s3.h"
+#include "source.h"
+
+/* How a run ended, for the caller's retry decision. */
+enum run_status {
+    RUN_DONE,             /* the result says it all (success, or a failure retrying won't fix) */
+    RUN_SOURCE_TRANSIENT, /* a source download failed in a way that may pass: timeout, reset,
+                             refused, HTTP 5xx/429/408 */
+    RUN_SOURCE_FAILED,    /* a source download failed for good (4xx, too large) */
+};
 
 struct runner {
     const struct cfg *cfg;
-    struct http *http; /* borrowed */
+    enum run_status fetch_status; /* the worst source download failure of the current run */
+    struct http *http;            /* borrowed */
     struct s3_config s3;
+    struct src_loader loader; /* refs set while a job runs */
     struct proc_opts popts;
 };
 
@@ -27,9 +41,12 @@ struct runner {
 void run_init(struct runner *r, const struct cfg *cfg, struct http *http);
 
 /* Runs a parsed job (valid or not) and records everything in `res`; `first_error` (ERR_MSG_MAX
- * bytes, empty on entry) receives the first failure. */
-void run_job(struct runner *r, const struct job *job, struct result *res,
-             char first_error[ERR_MSG_MAX]);
+ * bytes, empty on entry) receives the first failure. A failed upload of one output is recorded
+ * (errors, failed_image_identifiers) and the other outputs still go. Returns whether a source
+ * download failed, and how, so that the caller may run the job again later instead of posting
+ * the failure back. */
+enum run_status run_job(struct runner *r, const struct job *job, struct result *res,
+                        char first_error[ERR_MSG_MAX]);
 
 /* Records a job-level failure that happened outside run_job(). */
 void run_fail(const struct job *job, struct result *res, char first_error[ERR_MSG_MAX],

@@ -32,6 +32,9 @@ static void test_defaults(void)
     CHECK_INT(c.max_job_bytes, 250000);
     CHECK_INT(c.default_quality, 75);
     CHECK_INT(c.max_pixels, 50000000);
+    CHECK_INT(c.lease_ms, 20000);
+    CHECK_INT(c.max_recoveries, 3);
+    CHECK_INT(c.shutdown_timeout_ms, 25000);
 }
 
 static void test_good_values(void)
@@ -129,6 +132,10 @@ static void test_bad_file(void)
     int argc = 2;
     CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), -1);
     CHECK(strstr(e.msg, "needs a value") != NULL);
+    char *argv2[] = {"prog", "--lease-ms", "3000", "--heartbeat-ms=2000", NULL};
+    argc = 4;
+    CHECK_INT(cfg_load(&c, &argc, argv2, lookup, &e), -1); /* settings must agree */
+    CHECK(strstr(e.msg, "at most a third of PIXQ_LEASE_MS") != NULL);
 }
 
 static void test_print_hides_secrets(void)

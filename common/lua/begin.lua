@@ -1,0 +1,19 @@
+-- begin.lua: note that a job starts running (once per run, before any side effect).
+--
+-- KEYS[1] pixq:{Q}:job:<id>   hash: first_seen (ms), runs
+-- KEYS[2] pixq:{Q}:stats
+-- ARGV[1] TTL of the job hash, seconds
+--
+-- Returns {first_seen ms, runs}. first_seen stays the same when the job runs again (a crash
+-- recovery or a retry), so that whatever is derived from it (default S3 keys) is the same too; a
+-- run after the first counts in stats as a rerun.
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSETNX', KEYS[1], 'first_seen', now)
+local runs = redis.call('HINCRBY', KEYS[1], 'runs', 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+if runs > 1 then
+    redis.call('HINCRBY', KEYS[2], 'reruns', 1)
+end
+return {tonumber(redis.call('HGET', KEYS[1], 'first_seen')), runs}

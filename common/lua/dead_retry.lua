@@ -1,0 +1,35 @@
+-- dead_retry.lua: put dead jobs back on the queue (`pixq dead retry`).
+--
+-- KEYS[1] pixq:{Q}:dead
+-- KEYS[2] pixq:{Q}:jobs
+-- KEYS[3] pixq:{Q}:stats
+-- ARGV[1] "all", or a job id: which entries to retry
+--
+-- Each entry's original payload ("job") goes to the producer end of `jobs`, like a new
+-- submission; entries without a payload are left alone. A poison pill (reap.lua's
+-- {"pixq_poison": payload, ...}, buried as it was reserved) is retried as the payload it wraps:
+-- re-queued as is, the next worker would bury it again without running it. Returns the number
+-- retried.
+
+local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+local n = 0
+for i = #entries, 1, -1 do
+    local ok, d = pcall(cjson.decode, entries[i])
+    if ok and type(d) == 'table' and type(d.job) == 'string' and
+        (ARGV[1] == 'all' or d.job_id == ARGV[1]) then
+        local job = d.job
+        if string.sub(job, 1, 15) == '{"pixq_poison":' then
+            local okp, p = pcall(cjson.decode, job)
+            if okp and type(p) == 'table' and type(p.pixq_poison) == 'string' then
+                job = p.pixq_poison
+            end
+        end
+        redis.call('LREM', KEYS[1], 1, entries[i])
+        redis.call('LPUSH', KEYS[2], job)
+        n = n + 1
+    end
+end
+if n > 0 then
+    redis.call('HINCRBY', KEYS[3], 'dead_retried', n)
+end
+return n

@@ -1,0 +1,29 @@
+-- promote.lua: move delayed work that is due onto the queue.
+--
+-- KEYS[1] pixq:{Q}:delayed   sorted set: payload -> due time (ms, Redis clock)
+-- KEYS[2] pixq:{Q}:jobs
+-- KEYS[3] pixq:{Q}:stats
+-- ARGV[1] most payloads moved in one call
+--
+-- Due payloads go to the consumer end of `jobs`, earliest due taken first.
+-- Returns {moved, ms until the next payload is due (-1 if none is left)}.
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for i = #due, 1, -1 do
+    redis.call('RPUSH', KEYS[2], due[i])
+    redis.call('ZREM', KEYS[1], due[i])
+end
+if #due > 0 then
+    redis.call('HINCRBY', KEYS[3], 'promoted', #due)
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #nxt == 0 then
+    return {#due, -1}
+end
+local wait = tonumber(nxt[2]) - now
+if wait < 0 then
+    wait = 0
+end
+return {#due, wait}

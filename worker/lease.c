@@ -1,0 +1,228 @@
+#include "lease.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rq.h"
+
+#define TICK_MS          50   /* the thread's longest sleep between checks */
+#define REAP_BATCH       16   /* most expired workers reaped per pass */
+#define ERROR_BACKOFF_MS 1000 /* wait after a Redis error before the next try */
+
+struct lease {
+    const struct cfg *cfg;
+    volatile sig_atomic_t *stop;
+    struct rq *rq; /* the thread's own connection */
+    pthread_t thread;
+    atomic_bool quit;
+    atomic_bool lost;
+    char wid[300];
+    char workers_key[RQ_KEY_MAX];
+    char active_key[RQ_KEY_MAX];
+    char jobs_key[RQ_KEY_MAX];
+    char recov_key[RQ_KEY_MAX];
+    char stats_key[RQ_KEY_MAX];
+    char queue[CFG_STR_MAX];
+};
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs heartbeat.lua; returns 1 held, 0 lost, -1 on a Redis error. */
+static int beat(struct lease *l, const char *mode)
+{
+    char lease_ms[32];
+    snprintf(lease_ms, sizeof lease_ms, "%ld", l->cfg->lease_ms);
+    const char *keys[] = {l->workers_key};
+    const char *args[] = {l->wid, lease_ms, mode};
+    struct err e = {{0}};
+    redisReply *r = rq_script(l->rq, RQ_SCRIPT_HEARTBEAT, 1, keys, 3, args, NULL, &e);
+    if (r == NULL) {
+        char q[ERR_MSG_MAX + 16];
+        LOG_WARN("redis_error", "step=heartbeat error=%s", log_quote(e.msg, q, sizeof q));
+        return -1;
+    }
+    int held = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return held;
+}
+
+/* Runs reap.lua for one worker; returns the jobs given back, or -1. */
+static long reap_one(struct lease *l, const char *wid, const char *mode)
+{
+    char active[RQ_KEY_MAX], suffix[RQ_KEY_MAX], max[32];
+    snprintf(suffix, sizeof suffix, "active:%.300s", wid);
+    rq_key(active, sizeof active, l->queue, suffix);
+    snprintf(max, sizeof max, "%ld", l->cfg->max_recoveries);
+    const char *keys[] = {l->workers_key, active, l->jobs_key, l->recov_key, l->stats_key};
+    const char *args[] = {wid, mode, max};
+    struct err e = {{0}};
+    redisReply *r = rq_script(l->rq, RQ_SCRIPT_REAP, 5, keys, 3, args, NULL, &e);
+    if (r == NULL) {
+        char q[ERR_MSG_MAX + 16];
+        LOG_WARN("redis_error", "step=reap worker=%s error=%s", wid, log_quote(e.msg, q, sizeof q));
+        return -1;
+    }
+    long n = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Finds workers whose lease ran out and gives their jobs back. Returns 0 or -1. */
+static int reap_expired(struct lease *l)
+{
+    char batch[16];
+    snprintf(batch, sizeof batch, "%d", REAP_BATCH);
+    const char *keys[] = {l->workers_key};
+    const char *args[] = {batch};
+    struct err e = {{0}};
+    redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 1, keys, 1, args, NULL, &e);
+    if (r == NULL) {
+        char q[ERR_MSG_MAX + 16];
+        LOG_WARN("redis_error", "step=expired error=%s", log_quote(e.msg, q, sizeof q));
+        return -1;
+    }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const char *wid = r->element[i]->str;
+        long n = reap_one(l, wid, "crash");
+        if (n >= 0) {
+            LOG_WARN("worker_reaped", "worker=%s jobs_returned=%ld by=%s", wid, n, l->wid);
+        }
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Past the shutdown deadline: give the running job back to the head of the queue and exit, so
+ * that it is run once, by someone else, rather than cut off half way by a SIGKILL. */
+static void give_back_and_exit(struct lease *l)
+{
+    long n = reap_one(l, l->wid, "graceful");
+    LOG_WARN("shutdown_deadline", "worker=%s jobs_returned=%ld timeout_ms=%ld", l->wid, n,
+             l->cfg->shutdown_timeout_ms);
+    fflush(stderr);
+    _exit(n >= 0 ? 0 : 1);
+}
+
+/* One heartbeat: renew, and if the lease was taken, note it and register again. */
+static long renew(struct lease *l, long now)
+{
+    int held = beat(l, "beat");
+    if (held == 0) {
+        atomic_store(&l->lost, true);
+        LOG_WARN("lease_lost", "worker=%s", l->wid);
+        held = beat(l, "register");
+    }
+    return held < 0 ? now + ERROR_BACKOFF_MS : now + l->cfg->heartbeat_ms;
+}
+
+static void *run_thread(void *arg)
+{
+    struct lease *l = arg;
+    long now = now_ms();
+    long next_beat = now + l->cfg->heartbeat_ms;
+    long next_reap = now; /* reap once at start-up: a restarted fleet recovers at once */
+    long deadline = 0;
+    while (!atomic_load(&l->quit)) {
+        now = now_ms();
+        if (*l->stop && deadline == 0) {
+            deadline = now + l->cfg->shutdown_timeout_ms;
+        }
+        if (deadline != 0 && now >= deadline) {
+            give_back_and_exit(l);
+        }
+        if (now >= next_beat) {
+            next_beat = renew(l, now);
+        }
+        if (now >= next_reap) {
+            int rc = reap_expired(l);
+            next_reap = now + (rc < 0 ? ERROR_BACKOFF_MS : l->cfg->reap_interval_ms);
+        }
+        sleep_ms(TICK_MS);
+    }
+    return NULL;
+}
+
+static int make_keys(struct lease *l, const char *queue, const char *wid, struct err *e)
+{
+    char active[RQ_KEY_MAX];
+    snprintf(l->wid, sizeof l->wid, "%s", wid);
+    snprintf(l->queue, sizeof l->queue, "%s", queue);
+    snprintf(active, sizeof active, "active:%.300s", wid);
+    if (rq_key(l->workers_key, RQ_KEY_MAX, queue, "workers") < 0 ||
+        rq_key(l->active_key, RQ_KEY_MAX, queue, active) < 0 ||
+        rq_key(l->jobs_key, RQ_KEY_MAX, queue, "jobs") < 0 ||
+        rq_key(l->recov_key, RQ_KEY_MAX, queue, "recov") < 0 ||
+        rq_key(l->stats_key, RQ_KEY_MAX, queue, "stats") < 0) {
+        return err_set(e, "queue name too long");
+    }
+    return 0;
+}
+
+struct lease *lease_start(const struct cfg *cfg, const char *queue, const char *wid,
+                          volatile sig_atomic_t *stop, struct err *e)
+{
+    struct lease *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        err_set(e, "out of memory");
+        return NULL;
+    }
+    l->cfg = cfg;
+    l->stop = stop;
+    atomic_init(&l->quit, false);
+    atomic_init(&l->lost, false);
+    if (make_keys(l, queue, wid, e) < 0) {
+        goto fail;
+    }
+    l->rq = rq_create(cfg->redis_url, cfg->redis_timeout_ms, e);
+    if (l->rq == NULL) {
+        goto fail;
+    }
+    if (beat(l, "register") != 1) {
+        err_set(e, "cannot register the worker in %s", l->workers_key);
+        goto fail;
+    }
+    if (pthread_create(&l->thread, NULL, run_thread, l) != 0) {
+        err_set(e, "cannot start the heartbeat thread");
+        goto fail;
+    }
+    return l;
+fail:
+    rq_destroy(l->rq);
+    free(l);
+    return NULL;
+}
+
+bool lease_take_lost(struct lease *l)
+{
+    return atomic_exchange(&l->lost, false);
+}
+
+void lease_stop(struct lease *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    atomic_store(&l->quit, true);
+    pthread_join(l->thread, NULL);
+    long n = reap_one(l, l->wid, "graceful"); /* also removes the worker from the fleet */
+    LOG_INFO("worker_unregistered", "worker=%s jobs_returned=%ld", l->wid, n);
+    rq_destroy(l->rq);
+    free(l);
+}

@@ -1,0 +1,35 @@
+/* lease: a worker's liveness in Redis, kept by a thread of its own.
+ *
+ * The worker is registered in pixq:{Q}:workers with a deadline (Redis clock) that the thread
+ * renews every heartbeat. The same thread reaps, every reap interval, the workers whose deadline
+ * passed: their reserved jobs go back to the queue (reap.lua). If this worker's own lease was
+ * taken (it stalled longer than the lease), the thread notes it (lease_lost) and registers again.
+ * After a stop is requested, the thread also enforces the shutdown deadline: past it, the job
+ * still running is given back to the head of the queue and the process exits.
+ *
+ * The thread has its own Redis connection; the worker's main thread never waits for it. */
+#ifndef PIXQ_LEASE_H
+#define PIXQ_LEASE_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "cfg.h"
+#include "err.h"
+
+struct lease;
+
+/* Registers worker `wid` of `queue` and starts the thread. `stop` is the process's stop flag.
+ * Returns NULL with the reason in `e`. */
+struct lease *lease_start(const struct cfg *cfg, const char *queue, const char *wid,
+                          volatile sig_atomic_t *stop, struct err *e);
+
+/* Whether the lease was taken from this worker since the last call (then the job it holds is
+ * no longer its own). */
+bool lease_take_lost(struct lease *l);
+
+/* Stops the thread, gives back anything left on the worker's active list and unregisters the
+ * worker. NULL is allowed. */
+void lease_stop(struct lease *l);
+
+#endif
