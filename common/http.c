@@ -1,5 +1,6 @@
 #include "http.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cfg.h"
 #include "log.h"
 
 #define MAX_HEAD_BYTES (64 * 1024) /* response header bytes kept */
@@ -18,6 +20,13 @@ struct http {
 struct sink {
     struct buf *b;
     bool overflow;
+};
+
+/* The guard of one request, as curl's callbacks see it. */
+struct guard_ctx {
+    const struct netguard *guard;
+    bool refused;
+    char why[ERR_MSG_MAX]; /* the first refusal */
 };
 
 struct http *http_create(struct err *e)
@@ -79,8 +88,33 @@ static size_t header_cb(char *p, size_t size, size_t n, void *user)
     return size * n;
 }
 
+bool http_header_valid(const char *name, const char *value)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (name[0] == '\0') {
+        return false;
+    }
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        if (!isalnum(*p) && strchr(tchar, *p) == NULL) {
+            return false;
+        }
+    }
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        if ((*p < ' ' && *p != '\t') || *p == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static struct curl_slist *build_headers(const struct http_request *req, struct err *e)
 {
+    for (size_t i = 0; i < req->n_headers; i++) {
+        if (!http_header_valid(req->headers[i].name, req->headers[i].value)) {
+            err_set(e, "header '%.100s' has a forbidden character", req->headers[i].name);
+            return NULL;
+        }
+    }
     struct curl_slist *list = NULL;
     /* curl would send "Expect: 100-continue" for large bodies: one round trip lost */
     list = curl_slist_append(list, "Expect:");
@@ -125,6 +159,63 @@ static void set_method(CURL *c, const struct http_request *req)
     }
 }
 
+static void refuse(struct guard_ctx *g, const char *why)
+{
+    if (!g->refused) {
+        snprintf(g->why, sizeof g->why, "%s", why);
+    }
+    g->refused = true;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: every address curl is about to connect to, before it does. */
+static curl_socket_t open_socket_cb(void *user, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct guard_ctx *g = user;
+    struct netguard_addr addr;
+    struct err e = {{0}};
+    if (purpose != CURLSOCKTYPE_IPCXN || netguard_from_sockaddr(&a->addr, a->addrlen, &addr) < 0) {
+        refuse(g, "only IPv4 and IPv6 connections are allowed");
+        return CURL_SOCKET_BAD;
+    }
+    if (netguard_check(g->guard, &addr, &e) < 0) {
+        refuse(g, e.msg);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* CURLOPT_PREREQFUNCTION: the peer of every request, also on a reused connection (which the
+ * open-socket check never saw). */
+static int prereq_cb(void *user, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    struct guard_ctx *g = user;
+    struct netguard_addr addr;
+    struct err e = {{0}};
+    if (primary_ip == NULL || netguard_parse_addr(primary_ip, &addr) < 0) {
+        refuse(g, "the peer's address is unknown");
+        return CURL_PREREQFUNC_ABORT;
+    }
+    if (netguard_check(g->guard, &addr, &e) < 0) {
+        refuse(g, e.msg);
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+/* A request on a job's behalf: its addresses checked, no proxy, no content decoding. */
+static void set_guard(CURL *c, struct guard_ctx *g)
+{
+    if (g->guard == NULL) {
+        return;
+    }
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, g);
+    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, prereq_cb);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, g);
+    curl_easy_setopt(c, CURLOPT_PROXY, ""); /* a proxy would be the only address checked */
+    curl_easy_setopt(c, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+}
+
 static void set_options(CURL *c, const struct http_request *req, struct curl_slist *headers,
                         struct sink *body, struct buf *head, char *errbuf)
 {
@@ -143,11 +234,32 @@ static void set_options(CURL *c, const struct http_request *req, struct curl_sli
     curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, head);
+    if (req->fresh_connect) {
+        curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    }
     if (req->max_redirects > 0) {
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(c, CURLOPT_MAXREDIRS, (long)req->max_redirects);
     }
+    if (req->low_speed_bytes_per_s > 0 && req->low_speed_time_s > 0) {
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, req->low_speed_bytes_per_s);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, req->low_speed_time_s);
+    }
     set_method(c, req);
+}
+
+/* The refusal, naming the hop when a redirect led there. */
+static int refusal_error(CURL *c, const struct guard_ctx *g, struct err *e)
+{
+    char *last = NULL;
+    long hops = 0;
+    if (curl_easy_getinfo(c, CURLINFO_REDIRECT_COUNT, &hops) != CURLE_OK || hops == 0 ||
+        curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &last) != CURLE_OK || last == NULL) {
+        return err_set(e, "%s", g->why);
+    }
+    char shown[512];
+    cfg_redact_url(last, shown, sizeof shown);
+    return err_set(e, "%s (redirected to %.300s)", g->why, shown);
 }
 
 static int transport_error(CURLcode rc, const struct sink *body, size_t max_body,
@@ -162,27 +274,44 @@ static int transport_error(CURLcode rc, const struct sink *body, size_t max_body
     return err_set(e, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
 }
 
-int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
-                 struct err *e)
+static void reset_response(const struct http_request *req, struct http_response *resp)
 {
-    struct curl_slist *headers = build_headers(req, e);
-    if (headers == NULL) {
-        return -1;
-    }
     buf_reset(&resp->body);
     buf_reset(&resp->head);
     resp->body.max = req->max_body > 0 ? req->max_body : SIZE_MAX - 1;
     resp->status = 0;
     resp->ip[0] = '\0';
+    resp->refused = false;
+}
+
+int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
+                 struct err *e)
+{
+    reset_response(req, resp);
+    if (req->guard != NULL && netguard_check_url(req->guard, req->url, e) < 0) {
+        resp->refused = true;
+        return -1;
+    }
+    struct curl_slist *headers = build_headers(req, e);
+    if (headers == NULL) {
+        return -1;
+    }
     struct sink body = {.b = &resp->body};
+    struct guard_ctx guard = {.guard = req->guard};
     char errbuf[CURL_ERROR_SIZE] = "";
     set_options(h->curl, req, headers, &body, &resp->head, errbuf);
+    set_guard(h->curl, &guard);
     CURLcode rc = curl_easy_perform(h->curl);
     curl_slist_free_all(headers);
     curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp->status);
     char *ip = NULL;
     if (curl_easy_getinfo(h->curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip != NULL) {
         snprintf(resp->ip, sizeof resp->ip, "%s", ip);
+    }
+    if (rc != CURLE_OK && guard.refused &&
+        (rc == CURLE_COULDNT_CONNECT || rc == CURLE_ABORTED_BY_CALLBACK)) {
+        resp->refused = true;
+        return refusal_error(h->curl, &guard, e);
     }
     if (rc != CURLE_OK) {
         return transport_error(rc, &body, req->max_body, errbuf, e);

@@ -1,7 +1,12 @@
 /* http: HTTP requests through one reused libcurl handle (keep-alive across requests).
  *
  * Every response body has a cap enforced while reading, every request a connect and a total
- * timeout. Call curl_global_init() once in main() before http_create(). */
+ * timeout. Only http and https are spoken, on redirects too. A request made on a job's behalf
+ * (a source, a postback) carries a netguard policy: its URL must be http(s), and every address
+ * it connects to (each DNS answer, each redirect hop, a reused connection too) must pass the
+ * policy before a byte is sent; such requests ignore proxy variables of the environment and never
+ * decode a Content-Encoding. No header with a control character (CR, LF, NUL...) is ever sent.
+ * Call curl_global_init() once in main() before http_create(). */
 #ifndef PIXQ_HTTP_H
 #define PIXQ_HTTP_H
 
@@ -10,6 +15,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "netguard.h"
 
 #define HTTP_MAX_HEADERS 64 /* most request headers of one request */
 
@@ -26,9 +32,14 @@ struct http_request {
     const void *body; /* request body for PUT/POST, or NULL */
     size_t body_len;
     long connect_timeout_ms;
-    long timeout_ms;   /* whole request */
-    size_t max_body;   /* most response-body bytes accepted */
-    int max_redirects; /* 0: do not follow redirects */
+    long timeout_ms;              /* whole request */
+    size_t max_body;              /* most response-body bytes accepted */
+    int max_redirects;            /* 0: do not follow redirects */
+    bool fresh_connect;           /* open a new connection instead of reusing a cached one */
+    const struct netguard *guard; /* NULL: any address (S3 at the configured endpoint); else
+                                   * the URL and every address connected to must pass it */
+    long low_speed_bytes_per_s;   /* with low_speed_time_s: a slower transfer fails; 0: off */
+    long low_speed_time_s;
 };
 
 struct http_response {
@@ -36,6 +47,8 @@ struct http_response {
     struct buf body; /* response body */
     struct buf head; /* raw response headers of the last response */
     char ip[64];     /* peer address, when known */
+    bool refused;    /* the request's guard refused the URL or an address (the message says
+                      * which): retrying cannot help */
 };
 
 struct http;
@@ -54,9 +67,15 @@ void http_response_finish(struct http_response *r);
 
 /* Sends the request and reads the response into `resp` (initialised by the caller; reset here).
  * Returns 0 when a response arrived (any status), or -1 on a transport failure (the message says
- * which: timeout, connection refused, reset, body larger than the cap...). */
+ * which: timeout, connection refused, reset, body larger than the cap, "address 10.0.0.1 is not
+ * allowed (private)" with `resp->refused` set...). Messages never contain a URL's password. */
 int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
                  struct err *e);
+
+/* Whether a header can be sent as it is: the name a token of RFC 9110 (letters, digits and
+ * !#$%&'*+-.^_`|~), the value free of control characters but TAB (no CR or LF that would start
+ * another header, no NUL that would cut it). */
+bool http_header_valid(const char *name, const char *value);
 
 /* Copies the value of response header `name` (case-insensitive) into `out`; returns false if it
  * is absent. */

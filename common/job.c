@@ -8,7 +8,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http.h"
 #include "id.h"
+#include "s3.h"
 
 /* ---------------------------------------------------------------- parameters */
 
@@ -146,6 +148,153 @@ int job_param_string(json_object *params, const char *fn, const char *name, cons
     return 0;
 }
 
+/* ---------------------------------------------------------------- guards */
+
+/* The length of the UTF-8 sequence at `p` and its code point, or 0 if it is not valid (overlong,
+ * surrogate, beyond U+10FFFF, truncated). */
+static size_t utf8_char(const unsigned char *p, uint32_t *cp)
+{
+    static const uint32_t min_of[5] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t n = p[0] < 0x80             ? 1
+               : (p[0] & 0xe0) == 0xc0 ? 2
+               : (p[0] & 0xf0) == 0xe0 ? 3
+               : (p[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
+    if (n == 0) {
+        return 0;
+    }
+    uint32_t c = n == 1 ? p[0] : p[0] & (0x7fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        c = (c << 6) | (p[i] & 0x3fu);
+    }
+    if (c < min_of[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+        return 0;
+    }
+    *cp = c;
+    return n;
+}
+
+/* Whether `s` is UTF-8 without control characters (C0, DEL, C1). */
+static bool clean_text(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0') {
+        uint32_t c;
+        size_t n = utf8_char(p, &c);
+        if (n == 0 || c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
+            return false;
+        }
+        p += n;
+    }
+    return true;
+}
+
+/* `s` for a message: at most 60 bytes, control characters and non-ASCII bytes as '?'. */
+static const char *shown(const char *s, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; s[i] != '\0' && i + 1 < cap && i < 60; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+    }
+    out[i] = '\0';
+    return out;
+}
+
+int job_check_headers(json_object *headers, const char *what, struct err *e)
+{
+    if (!json_object_is_type(headers, json_type_object)) {
+        return err_set(e, "%s must be an object", what);
+    }
+    if (json_object_object_length(headers) > JOB_MAX_HEADERS) {
+        return err_set(e, "%s has more than %d headers", what, JOB_MAX_HEADERS);
+    }
+    char q[64];
+    json_object_object_foreach(headers, name, v)
+    {
+        if (!json_object_is_type(v, json_type_string)) {
+            return err_set(e, "%s.%s must be a string", what, shown(name, q, sizeof q));
+        }
+        const char *value = json_object_get_string(v);
+        bool nul = (size_t)json_object_get_string_len(v) != strlen(value); /* "\u0000" */
+        if (nul || !http_header_valid(name, value)) {
+            return err_set(e,
+                           "%s: header '%s' has a forbidden character (CR, LF, another control "
+                           "character, or a name that is not a token)",
+                           what, shown(name, q, sizeof q));
+        }
+        if (strlen(value) > JOB_HEADER_VALUE_MAX) {
+            return err_set(e, "%s: header '%s' is longer than %d bytes", what, name,
+                           JOB_HEADER_VALUE_MAX);
+        }
+    }
+    return 0;
+}
+
+/* An AWS region name ("us-east-1"): letters, digits and '-'. */
+static bool valid_region(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32) {
+        return false;
+    }
+    for (; *s != '\0'; s++) {
+        if (!isalnum((unsigned char)*s) && *s != '-') {
+            return false;
+        }
+    }
+    return true;
+}
+
+int job_check_s3_key(const char *location, const char *key, struct err *e)
+{
+    char q[64];
+    if (location != NULL && location[0] != '\0' && !valid_region(location)) {
+        return err_set(e, "bucket location '%s' is not a region name",
+                       shown(location, q, sizeof q));
+    }
+    size_t n = key != NULL ? strlen(key) : 0;
+    if (n == 0 || n > JOB_S3_KEY_MAX) {
+        return err_set(e, "key must be 1 to %d bytes, not %zu", JOB_S3_KEY_MAX, n);
+    }
+    if (!clean_text(key)) {
+        return err_set(e, "key '%s' is not UTF-8 without control characters",
+                       shown(key, q, sizeof q));
+    }
+    return 0;
+}
+
+int job_check_s3_object(const char *bucket, const char *location, const char *key, struct err *e)
+{
+    char q[64];
+    if (bucket == NULL || !s3_valid_bucket(bucket)) {
+        return err_set(e, "bucket name '%s' is not valid (3-63 characters of a-z 0-9 . -)",
+                       bucket != NULL ? shown(bucket, q, sizeof q) : "");
+    }
+    return job_check_s3_key(location, key, e);
+}
+
+static size_t count_saves(const struct job_fn *fns, size_t n)
+{
+    size_t saves = 0;
+    for (size_t i = 0; i < n; i++) {
+        saves += (fns[i].save != NULL ? 1 : 0) + count_saves(fns[i].children, fns[i].n_children);
+    }
+    return saves;
+}
+
+size_t job_count_saves(const struct job *j)
+{
+    size_t saves = count_saves(j->functions, j->n_functions);
+    for (size_t i = 0; i < j->n_pre; i++) {
+        saves += j->pre[i].job != NULL ? job_count_saves(j->pre[i].job) : 1;
+    }
+    return saves;
+}
+
 /* ---------------------------------------------------------------- the function tree */
 
 struct tree_ctx {
@@ -230,11 +379,17 @@ static int parse_destination(struct job_save *s, json_object *dest, struct err *
     if (s->bucket == NULL || s->key == NULL || s->key[0] == '\0') {
         return err_set(e, "s3_destination of '%s' needs a bucket and a key", s->image_identifier);
     }
+    if ((size_t)json_object_get_string_len(member(dest, "key")) != strlen(s->key)) {
+        return err_set(e, "s3_destination of '%s': key has a NUL character", s->image_identifier);
+    }
+    if (job_check_s3_key(s->location, s->key, e) < 0) {
+        return err_wrap(e, "s3_destination of '%s'", s->image_identifier);
+    }
     s->headers = member(dest, "headers");
     if (s->headers != NULL && !json_object_is_type(s->headers, json_type_object)) {
         return err_set(e, "s3_destination.headers of '%s' must be an object", s->image_identifier);
     }
-    return 0;
+    return s->headers != NULL ? job_check_headers(s->headers, "s3_destination.headers", e) : 0;
 }
 
 static int parse_save_options(struct job_save *s, json_object *save, double v, struct err *e)
@@ -270,6 +425,12 @@ static int parse_save(struct tree_ctx *t, const char *fn, json_object *save, str
     s->image_identifier = string_member(save, "image_identifier");
     if (s->image_identifier == NULL || s->image_identifier[0] == '\0') {
         return err_set(t->e, "Save must have an image_identifier (function '%s')", fn);
+    }
+    if (strlen(s->image_identifier) > JOB_IDENTIFIER_MAX || !clean_text(s->image_identifier)) {
+        return err_set(t->e,
+                       "image_identifier of function '%s' must be UTF-8 without control "
+                       "characters, at most %d bytes",
+                       fn, JOB_IDENTIFIER_MAX);
     }
     if (parse_destination(s, member(save, "s3_destination"), t->e) < 0 ||
         parse_save_options(s, save, t->job->v, t->e) < 0) {
@@ -459,16 +620,7 @@ static int read_postback(struct job *j, struct err *e)
     if (j->postback_headers == NULL) {
         return 0;
     }
-    if (!json_object_is_type(j->postback_headers, json_type_object)) {
-        return err_set(e, "postback_headers must be an object");
-    }
-    json_object_object_foreach(j->postback_headers, k, hv)
-    {
-        if (!json_object_is_type(hv, json_type_string)) {
-            return err_set(e, "postback_headers.%s must be a string", k);
-        }
-    }
-    return 0;
+    return job_check_headers(j->postback_headers, "postback_headers", e);
 }
 
 static int read_envelope(struct job *j, struct err *e)

@@ -18,9 +18,13 @@
 #include "buf.h"
 #include "err.h"
 
-#define JOB_ID_MAX    128  /* bytes for a job id, with NUL */
-#define JOB_MAX_PRE   16   /* most pre_process steps of one job */
-#define JOB_MAX_BATCH 1000 /* most jobs in one JSON-array payload */
+#define JOB_ID_MAX           128  /* bytes for a job id, with NUL */
+#define JOB_MAX_PRE          16   /* most pre_process steps of one job */
+#define JOB_MAX_BATCH        1000 /* most jobs in one JSON-array payload */
+#define JOB_MAX_HEADERS      24   /* most postback_headers, or headers of one s3_destination */
+#define JOB_HEADER_VALUE_MAX 4096 /* bytes of one header value from a job */
+#define JOB_S3_KEY_MAX       1024 /* bytes of an S3 key (S3's own limit) */
+#define JOB_IDENTIFIER_MAX   512  /* bytes of an image_identifier */
 
 struct job_limits {
     size_t max_bytes;     /* longest payload */
@@ -114,6 +118,26 @@ void job_identifiers(const struct job *j, json_object *out);
 
 /* The src as a URL string, or NULL if it is an object. */
 const char *job_src_url(const struct job *j);
+
+/* ---- guards, also for what the worker reads outside job_parse() (sources in parameters). */
+
+/* Checks a headers object from a job (`what` names it in the message: "postback_headers"):
+ * at most JOB_MAX_HEADERS string values of at most JOB_HEADER_VALUE_MAX bytes, every name and
+ * value sendable (http_header_valid(): no CR, LF or other control character). Returns 0 or -1. */
+int job_check_headers(json_object *headers, const char *what, struct err *e);
+
+/* Checks where an S3 object a job names lives: a region-like location ("us-west-2", or NULL) and
+ * a key of 1 to JOB_S3_KEY_MAX bytes of UTF-8 without control characters. (job_parse() checks
+ * every s3_destination so; bucket names are the worker's to check, with its allow-list.) Returns
+ * 0 or -1. */
+int job_check_s3_key(const char *location, const char *key, struct err *e);
+
+/* job_check_s3_key(), and a bucket name S3 accepts (s3_valid_bucket()). Returns 0 or -1. */
+int job_check_s3_object(const char *bucket, const char *location, const char *key, struct err *e);
+
+/* The number of outputs a job asks for: its saves, its pre_process jobs' saves and each
+ * move_original. */
+size_t job_count_saves(const struct job *j);
 
 /* ---- parameters: `fn` and `name` only serve the error message. A missing or JSON-null
  * parameter gives `def` and returns 0; a present one must parse and lie in [min, max]. */

@@ -313,6 +313,91 @@ static void test_batch(void)
     CHECK(strstr(e.msg, "not valid JSON") != NULL);
 }
 
+/* A job whose one save has `dest` as s3_destination and `pb` as postback_headers. */
+static void expect_guard(const char *dest, const char *pb, const char *fragment)
+{
+    char text[4096];
+    snprintf(text, sizeof text,
+             "{\"src\":\"u\",\"postback_headers\":%s,\"functions\":[{\"name\":\"no_op\","
+             "\"save\":{\"image_identifier\":\"i\",\"s3_destination\":%s}}]}",
+             pb, dest);
+    if (fragment == NULL) {
+        struct job *j = parse(text);
+        CHECK(j != NULL && j->error[0] == '\0');
+        if (j != NULL && j->error[0] != '\0') {
+            fprintf(stderr, "  unexpected error: '%s'\n", j->error);
+        }
+        job_destroy(j);
+        return;
+    }
+    expect_invalid(text, fragment);
+}
+
+static void test_guards(void)
+{
+    const char *ok_dest = "{\"bucket\":\"b\",\"key\":\"k.png\"}";
+    expect_guard(ok_dest, "{\"Authorization\":\"Bearer x\",\"X-Tab\":\"a\\tb\"}", NULL);
+    expect_guard(ok_dest, "{\"X-A\":\"1\\r\\nX-B: 2\"}",
+                 "postback_headers: header 'X-A' has a forbidden character");
+    expect_guard(ok_dest, "{\"X-A\\r\\nX-B\":\"1\"}", "header 'X-A??X-B' has a forbidden");
+    expect_guard(ok_dest, "{\"X-A\":\"1\\u0000\"}", "forbidden character");
+    expect_guard(ok_dest, "{\"X A\":\"1\"}", "forbidden character");
+    expect_guard(ok_dest, "{\"X-A\":1}", "postback_headers.X-A must be a string");
+    expect_guard(ok_dest, "[]", "postback_headers must be an object");
+    expect_guard("{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"Cache-Control\":\"a\\nb\"}}", "{}",
+                 "s3_destination.headers: header 'Cache-Control' has a forbidden character");
+    expect_guard("{\"bucket\":\"b\",\"key\":\"a\\u0001\"}", "{}",
+                 "s3_destination of 'i': key 'a?' is not UTF-8 without control characters");
+    expect_guard("{\"bucket\":\"b\",\"key\":\"a\\u0000b\"}", "{}", "key has a NUL character");
+    expect_guard("{\"bucket\":\"b\",\"key\":\"caf\\u00e9/\\u65e5\\u672c.png\"}", "{}", NULL);
+    expect_guard("{\"bucket\":{\"name\":\"b\",\"location\":\"eu-west-1\"},\"key\":\"k\"}", "{}",
+                 NULL);
+    expect_guard("{\"bucket\":{\"name\":\"b\",\"location\":\"x.evil/\"},\"key\":\"k\"}", "{}",
+                 "bucket location 'x.evil/' is not a region name");
+    char many[2048];
+    size_t n = (size_t)snprintf(many, sizeof many, "{");
+    for (int i = 0; i <= JOB_MAX_HEADERS; i++) {
+        n += (size_t)snprintf(many + n, sizeof many - n, "%s\"H%d\":\"v\"", i ? "," : "", i);
+    }
+    snprintf(many + n, sizeof many - n, "}");
+    expect_guard(ok_dest, many, "more than 24 headers");
+
+    struct err e = {{0}};
+    char key[JOB_S3_KEY_MAX + 2];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    CHECK(job_check_s3_key(NULL, key, &e) < 0);
+    CHECK(strstr(e.msg, "not 1025") != NULL);
+    key[JOB_S3_KEY_MAX] = '\0';
+    CHECK(job_check_s3_key(NULL, key, &e) == 0);
+    CHECK(job_check_s3_key(NULL, "", &e) < 0);
+    CHECK(job_check_s3_key(NULL, "a\xc3\x28", &e) < 0);         /* bad continuation */
+    CHECK(job_check_s3_key(NULL, "a\xc0\xaf", &e) < 0);         /* overlong '/' */
+    CHECK(job_check_s3_key(NULL, "a\xed\xa0\x80", &e) < 0);     /* surrogate */
+    CHECK(job_check_s3_key(NULL, "a\xf4\x90\x80\x80", &e) < 0); /* beyond U+10FFFF */
+    CHECK(job_check_s3_key(NULL, "a\xc2\x85", &e) < 0);         /* U+0085, a C1 control */
+    CHECK(job_check_s3_key(NULL, "a\x7f", &e) < 0);
+    CHECK(job_check_s3_key(NULL, "\xf0\x9f\x96\xbc.png", &e) == 0); /* U+1F5BC */
+    CHECK(job_check_s3_object("pixq-test", NULL, "k", &e) == 0);
+    CHECK(job_check_s3_object("Bad_Bucket", NULL, "k", &e) < 0);
+    CHECK(strstr(e.msg, "bucket name 'Bad_Bucket' is not valid") != NULL);
+    CHECK(job_check_s3_object(NULL, NULL, "k", &e) < 0);
+
+    struct job *j =
+        parse("{\"src\":\"u\",\"pre_process\":[{\"move_original\":{\"s3_destination\":"
+              "{\"bucket\":\"b\",\"key\":\"o.png\"}}},{\"job\":{\"src\":\"u\","
+              "\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"p\"}}]}}],"
+              "\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"a\"},"
+              "\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"b\"}},"
+              "{\"name\":\"no_op\"}]}]}");
+    CHECK(j != NULL && j->error[0] == '\0');
+    CHECK_INT(j != NULL ? job_count_saves(j) : 0, 4);
+    job_destroy(j);
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":"
+                   "{\"image_identifier\":\"a\\nb\"}}]}",
+                   "image_identifier of function 'no_op' must be UTF-8 without control");
+}
+
 int main(void)
 {
     test_full_job();
@@ -323,5 +408,6 @@ int main(void)
     test_pre_process();
     test_pre_process_errors();
     test_batch();
+    test_guards();
     return check_summary("job");
 }

@@ -1,0 +1,979 @@
+#!/usr/bin/python3
+"""Hostile input, network and job side: what a stranger's job may make the worker reach, ask it
+to do, and read from it. (Hostile images are tests/integration/test_hostile_images.py.)
+
+Every case runs the real pixq-worker as deployed: PIXQ_ALLOW_PRIVATE_NETWORKS=0, with
+PIXQ_ALLOWED_NETWORKS naming only 127.0.0.9, where this test's source server and postback
+receiver listen. Everything else on this machine (127.0.0.1, 127.0.0.2, ::1, which serve the same
+image, so that a guard that let a request through would make the job succeed) and every private
+range must be refused. S3 (s3rver on 127.0.0.1) is the deployment's own endpoint and is not
+guarded. Each case asserts the worker's answer (the error in the postback, the `dead` entry, or
+the log line when no postback can be sent), that nothing reached the forbidden server, and then
+that the same worker still processes a good job.
+
+Also here: signed postbacks (checked with Python's hmac), Redis AUTH with a password and with an
+ACL user, and a full run whose logs, postbacks, stats and dead entries must not contain any of
+the configured secrets.
+
+Run by meson (suite integration), or by hand:
+    /usr/bin/python3 tests/integration/test_hostile.py --worker build/worker/pixq-worker \\
+        --pixq build/producer/pixq --data tests/data [-k Redirect]
+"""
+
+import gzip
+import hashlib
+import hmac
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.dont_write_bytecode = True
+import harness  # noqa: E402
+from harness import (  # noqa: E402
+    CONFIG,
+    LOOPBACK,
+    PixqTestCase,
+    PostbackReceiver,
+    Redis,
+    RedisServer,
+    RespError,
+    SourceServer,
+    scaled,
+)
+
+ALLOWED = "127.0.0.9"  # the one private address jobs may reach: this test's servers
+FORBIDDEN_V4 = "127.0.0.2"  # loopback, not allowed: serves the same image
+TIMEOUT_S = 40
+
+
+def image_bytes():
+    return (CONFIG.data / "images" / "autumn-320x200.jpg").read_bytes()
+
+
+def ipv6_loopback_works():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# a source server with the tricks hostile sources play
+
+
+class _TrickHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 60
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def do_GET(self):
+        self.server.owner.serve(self)
+
+
+class TrickServer(harness._Server):
+    """Serves, on `host`, the paths a test sets up:
+
+    redirect(path, location): answers 302 with that Location;
+    files[path] = bytes: answers 200 with them;
+    chunked_forever(path): a chunked response that never ends (counts what it sent);
+    trickle(path): declares 100000 bytes and sends one a second;
+    gzip_bomb(path): 10 MB of zeros gzip-compressed, sent with Content-Encoding: gzip.
+
+    requests[path] lists the request headers of each request (lower-case names)."""
+
+    def __init__(self, host=ALLOWED):
+        self.files = {}
+        self.redirects = {}
+        self.kinds = {}
+        self.requests = {}
+        self.sent = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        super().__init__(_TrickHandler, host)
+
+    def url(self, path):
+        return self.base_url() + path
+
+    def redirect(self, path, location):
+        self.redirects[path] = location
+        return self.url(path)
+
+    def special(self, path, kind):
+        self.kinds[path] = kind
+        return self.url(path)
+
+    def stop(self):
+        self.stopping.set()
+        super().stop()
+
+    def serve(self, h):
+        path = h.path.split("?", 1)[0]
+        with self.lock:
+            self.requests.setdefault(path, []).append({k.lower(): v for k, v in h.headers.items()})
+        try:
+            self._answer(h, path)
+        except (BrokenPipeError, ConnectionResetError):
+            h.close_connection = True
+
+    def _answer(self, h, path):
+        if path in self.redirects:
+            self._reply(h, 302, b"moved\n", {"Location": self.redirects[path]})
+        elif path in self.files:
+            self._reply(h, 200, self.files[path], {"Content-Type": "image/jpeg"})
+        elif self.kinds.get(path) == "chunked":
+            self._chunked_forever(h, path)
+        elif self.kinds.get(path) == "trickle":
+            self._trickle(h)
+        elif self.kinds.get(path) == "gzip":
+            body = gzip.compress(b"\0" * (10 * 1024 * 1024))
+            self._reply(h, 200, body, {"Content-Type": "image/png", "Content-Encoding": "gzip"})
+        else:
+            self._reply(h, 404, b"not found\n", {})
+
+    @staticmethod
+    def _reply(h, status, body, headers):
+        h.send_response(status)
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _chunked_forever(self, h, path):
+        h.send_response(200)
+        h.send_header("Content-Type", "image/png")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        chunk = b"\x89PNG" + b"\0" * (64 * 1024 - 4)
+        frame = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        while not self.stopping.is_set():
+            h.wfile.write(frame)
+            with self.lock:
+                self.sent[h.path] = self.sent.get(h.path, 0) + len(chunk)
+            if self.sent[h.path] > 512 * 1024 * 1024:
+                break  # a guard that never stops reading fails the test, not the machine
+
+    def _trickle(self, h):
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", "100000")
+        h.end_headers()
+        h.wfile.flush()
+        for _ in range(120):
+            if self.stopping.wait(1.0):
+                return
+            h.wfile.write(b"\xff")
+            h.wfile.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis with AUTH
+
+
+class AuthRedis(Redis):
+    """The harness's RESP client, authenticating (AUTH [user] password) on connect."""
+
+    def __init__(self, host, port, password, username=None, **kw):
+        super().__init__(host, port, **kw)
+        self.password, self.username = password, username
+
+    def connect(self):
+        if self._sock is None:
+            super().connect()
+            args = [self.username, self.password] if self.username else [self.password]
+            self.execute("AUTH", *args)
+        return self
+
+
+class AuthRedisServer(RedisServer):
+    """redis-server that requires a password (requirepass) or an ACL user (the default user
+    switched off); url() carries the credentials as PIXQ_REDIS_URL does."""
+
+    def __init__(self, directory, password, username=None):
+        super().__init__(directory)
+        self.password, self.username = password, username
+
+    def _write_conf(self):
+        conf = super()._write_conf()
+        with open(conf, "a") as f:
+            if self.username:
+                f.write("user default off\nuser %s on >%s ~* &* +@all\n"
+                        % (self.username, self.password))
+            else:
+                f.write("requirepass %s\n" % self.password)
+        return conf
+
+    def client(self, timeout=10.0):
+        return AuthRedis(LOOPBACK, self.port, self.password, self.username, timeout=timeout)
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + scaled(timeout)
+        while time.monotonic() < deadline and self.alive():
+            try:
+                c = self.client(timeout=1)
+                try:
+                    if c.ping() == "PONG":
+                        return True
+                finally:
+                    c.close()
+            except (OSError, RespError):
+                pass
+            time.sleep(0.02)
+        return False
+
+    def url(self, db=0):
+        user = urllib.parse.quote(self.username or "", safe="")
+        return "redis://%s:%s@%s:%d/%d" % (user, urllib.parse.quote(self.password, safe=""),
+                                          LOOPBACK, self.port, db)
+
+
+# ---------------------------------------------------------------------------------------------
+# the test case
+
+
+class HostileTestCase(PixqTestCase):
+    """A worker that may reach public addresses and ALLOWED only; sources and postbacks on
+    ALLOWED, the same image also served on forbidden loopback addresses."""
+
+    start_worker_in_setup = False
+    buckets = ("pixq-test", "other-bucket")
+    guard_env = {
+        "PIXQ_ALLOW_PRIVATE_NETWORKS": "0",
+        "PIXQ_ALLOWED_NETWORKS": ALLOWED + "/32",
+        "PIXQ_MAX_ATTEMPTS": "1",
+        "PIXQ_CONNECT_TIMEOUT_MS": "3000",
+    }
+
+    def setUp(self):
+        super().setUp()
+        self.image = image_bytes()
+        self.loop_src = self.src  # the harness's, on 127.0.0.1: not allowed
+        self.loop_src.add("/ok.jpg", self.image)
+        self.loop_postbacks = self.postbacks  # on 127.0.0.1: not allowed
+        self.src = SourceServer(host=ALLOWED)
+        self.addCleanup(self.src.stop)
+        self.src.add("/ok.jpg", self.image)
+        self.postbacks = PostbackReceiver(host=ALLOWED)
+        self.addCleanup(self.postbacks.stop)
+        self.tricks = TrickServer(ALLOWED)
+        self.addCleanup(self.tricks.stop)
+        self.tricks.files["/ok.jpg"] = self.image
+        self.addCleanup(self._stop_programs)  # programs end before the servers above
+        self.good_jobs = 0
+
+    def start(self, **extra):
+        env = dict(self.guard_env)
+        env.update({k: str(v) for k, v in extra.items()})
+        self.worker = self.start_worker(**env)
+        return self.worker
+
+    # -- jobs and answers ----------------------------------------------------------------------
+
+    def job(self, name, src=None, **fields):
+        """A one-resize job with job_id hostile-<name>, posting back to ALLOWED."""
+        job = {
+            "job_id": "hostile-" + name,
+            "src": src if src is not None else self.src.url("/ok.jpg"),
+            "postback_url": self.postbacks.url("/pb"),
+            "functions": [{"name": "resize_to_fit", "params": {"width": 40},
+                           "save": {"image_identifier": "thumb",
+                                    "s3_destination": {"bucket": "pixq-test",
+                                                       "key": "out/%s.jpg" % name}}}],
+        }
+        job.update(fields)
+        return job
+
+    def dead_entries(self):
+        return [json.loads(d) for d in self.redis.lrange(self.key("dead"), 0, -1)]
+
+    def dead_entry(self, job_id=None, timeout=TIMEOUT_S):
+        def find():
+            for d in self.dead_entries():
+                if job_id is None or d.get("job_id") == job_id:
+                    return d
+            return None
+        return self.wait_until(find, timeout, "a dead entry for %s" % job_id)
+
+    def expect_failure(self, job, fragment, timeout=TIMEOUT_S):
+        """Push `job`; its postback carries an error with `fragment`, and so does its dead
+        entry. Returns the postback."""
+        self.push_job(job)
+        job_id = job["job_id"]
+        pb = self.wait_for_postback(timeout, job_id=job_id)
+        errors = pb.results.get("errors") or []
+        self.assertTrue(any(fragment in e for e in errors),
+                        "no error with %r in the postback: %r" % (fragment, errors))
+        self.assertTrue(all(e.startswith("Image processing failed.") for e in errors), errors)
+        dead = self.dead_entry(job_id)
+        self.assertIn(fragment, dead["error"])
+        return pb
+
+    def assert_still_serving(self):
+        """The same worker processes a good job: postback without errors, object in S3."""
+        self.good_jobs += 1
+        name = "good-%d" % self.good_jobs
+        self.push_job(self.job(name))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-" + name)
+        self.assertNotIn("errors", pb.results, pb.body[:500])
+        self.assert_image(self.s3_object("out/%s.jpg" % name), "JPEG", 40, 25)
+        self.check_workers()
+
+    def assert_refused(self, src, fragment, server=None, path="/ok.jpg"):
+        """A job from `src` fails with `fragment` and `server` saw no request for `path`."""
+        name = "src-%d" % (abs(hash(src)) % 10**8)
+        t0 = time.monotonic()
+        self.expect_failure(self.job(name, src), fragment)
+        if server is not None:
+            self.assertEqual(server.requests(path), 0, "the forbidden server was reached")
+        return time.monotonic() - t0
+
+
+class SourceAddressTest(HostileTestCase):
+    """src on addresses the worker must not reach."""
+
+    def test_loopback_other_address(self):
+        self.start()
+        other = SourceServer(host=FORBIDDEN_V4)
+        self.addCleanup(other.stop)
+        other.add("/ok.jpg", self.image)
+        self.assert_refused(other.url("/ok.jpg"),
+                            "Failed to download %s: address %s is not allowed (loopback)"
+                            % (other.url("/ok.jpg"), FORBIDDEN_V4), other)
+        self.assert_still_serving()
+
+    def test_loopback_127_0_0_1(self):
+        self.start()
+        self.assert_refused(self.loop_src.url("/ok.jpg"),
+                            "address 127.0.0.1 is not allowed (loopback)", self.loop_src)
+        self.assert_still_serving()
+
+    def test_ipv6_loopback(self):
+        if not ipv6_loopback_works():
+            self.skipTest("no IPv6 loopback on this machine")
+        self.start()
+        v6 = SourceServer(host="::1")
+        self.addCleanup(v6.stop)
+        v6.add("/ok.jpg", self.image)
+        self.assert_refused(v6.url("/ok.jpg"), "address ::1 is not allowed (loopback)", v6)
+        self.assert_still_serving()
+
+    def test_private_10(self):
+        self.start()
+        took = self.assert_refused("http://10.11.12.13/ok.jpg",
+                                   "address 10.11.12.13 is not allowed (private)")
+        self.assertLess(took, scaled(3), "refused before connecting, not by a timeout")
+        self.assert_still_serving()
+
+    def test_cloud_metadata(self):
+        self.start()
+        self.assert_refused("http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+                            "address 169.254.169.254 is not allowed (link-local)")
+        self.assert_still_serving()
+
+    def test_localhost_name(self):
+        self.start()
+        self.assert_refused("http://localhost:%d/ok.jpg" % self.loop_src.port,
+                            "is not allowed (loopback)", self.loop_src)
+        self.assert_still_serving()
+
+    def test_public_looking_name_resolving_to_loopback(self):
+        self.start()
+        self.assert_refused("http://pixq-test.localhost:%d/ok.jpg" % self.loop_src.port,
+                            "is not allowed (loopback)", self.loop_src)
+        self.assert_still_serving()
+
+    def test_odd_ipv4_spellings(self):
+        """Decimal, hex and short forms of 127.0.0.1: what is checked is the address connected
+        to, not the text."""
+        self.start()
+        port = self.loop_src.port
+        for i, host in enumerate(("2130706433", "0x7f.0.0.1", "127.1", "0177.0.0.1")):
+            with self.subTest(host=host):
+                self.expect_failure(self.job("odd-%d" % i, "http://%s:%d/ok.jpg" % (host, port)),
+                                    "address 127.0.0.1 is not allowed (loopback)")
+        self.assertEqual(self.loop_src.requests("/ok.jpg"), 0)
+        self.assert_still_serving()
+
+    def test_other_ranges(self):
+        """One job per range, all refused before connecting, each naming its range."""
+        self.start()
+        cases = [
+            ("100.64.0.1", "carrier-grade NAT"), ("172.16.5.4", "private"),
+            ("192.168.1.1", "private"), ("0.0.0.0", "unspecified"),
+            ("224.0.0.1", "multicast"), ("255.255.255.255", "broadcast"),
+            ("198.18.0.1", "reserved"), ("240.0.0.1", "reserved"),
+            ("[::]", "unspecified"), ("[fd12:3456::1]", "unique-local"),
+            ("[fe80::1]", "link-local"), ("[ff02::1]", "multicast"),
+            ("[::ffff:127.0.0.1]", "loopback"), ("[::ffff:169.254.169.254]", "link-local"),
+            ("[64:ff9b::a9fe:a9fe]", "link-local"), ("[2002:a00:1::1]", "private"),
+        ]
+        jobs = []
+        for i, (host, cls) in enumerate(cases):
+            job = self.job("range-%d" % i, "http://%s/ok.jpg" % host)
+            jobs.append((job, host, cls))
+            self.push_job(job)
+        for job, host, cls in jobs:
+            with self.subTest(host=host):
+                pb = self.wait_for_postback(TIMEOUT_S, job_id=job["job_id"])
+                text = " ".join(pb.results.get("errors") or [])
+                self.assertIn("is not allowed (%s)" % cls, text)
+                self.assertIn(host.strip("[]").split("%")[0].lower(), text)
+                self.assertIn("is not allowed (%s)" % cls, self.dead_entry(job["job_id"])["error"])
+        self.assert_still_serving()
+
+    def test_composite_and_tile_sources(self):
+        """Sources inside function parameters go through the same guard."""
+        self.start()
+        job = self.job("composite")
+        job["functions"] = [{"name": "composite", "params": {"src": "http://10.0.0.1/logo.png"},
+                             "save": {"image_identifier": "c"}}]
+        self.expect_failure(job, "address 10.0.0.1 is not allowed (private)")
+        job = self.job("tile")
+        job["functions"] = [{"name": "tile",
+                             "params": {"src": self.loop_src.url("/ok.jpg")},
+                             "save": {"image_identifier": "t"}}]
+        self.expect_failure(job, "address 127.0.0.1 is not allowed (loopback)")
+        self.assertEqual(self.loop_src.requests("/ok.jpg"), 0)
+        self.assert_still_serving()
+
+    def test_s3_endpoint_is_not_a_source(self):
+        """S3 on 127.0.0.1 is the deployment's and unguarded for S3 requests, but a job cannot
+        fetch from it as a plain URL, not even over the live keep-alive connection the upload
+        left."""
+        self.start()
+        self.assert_still_serving()  # an upload: a connection to s3rver stays open
+        url = self.s3_url("out/good-1.jpg")
+        self.expect_failure(self.job("s3-as-url", url),
+                            "address 127.0.0.1 is not allowed (loopback)")
+        self.assert_still_serving()
+
+    def test_schemes(self):
+        self.start()
+        for i, src in enumerate(("file:///etc/passwd", "ftp://%s/ok.jpg" % ALLOWED,
+                                 "gopher://127.0.0.1:6379/_INFO", "dict://127.0.0.1:6379/info",
+                                 "//%s/ok.jpg" % ALLOWED, "%s/ok.jpg" % ALLOWED)):
+            with self.subTest(src=src):
+                self.expect_failure(self.job("scheme-%d" % i, src),
+                                    "only http:// and https:// URLs are allowed")
+        self.assert_still_serving()
+
+    def test_password_in_url_stays_out_of_errors(self):
+        self.start()
+        src = "http://user:hunter2-in-url@10.1.1.1/ok.jpg"
+        pb = self.expect_failure(self.job("userinfo", src), "address 10.1.1.1 is not allowed")
+        self.assertNotIn(b"hunter2-in-url", pb.body)
+        self.assertIn("user:***@10.1.1.1", " ".join(pb.results["errors"]))
+        self.assertNotIn("hunter2-in-url", self.dead_entry("hostile-userinfo")["error"])
+
+
+class RedirectTest(HostileTestCase):
+    """Every hop is checked; at most PIXQ_MAX_REDIRECTS (3) are followed."""
+
+    def test_redirect_to_loopback(self):
+        self.start()
+        other = SourceServer(host=FORBIDDEN_V4)
+        self.addCleanup(other.stop)
+        other.add("/ok.jpg", self.image)
+        src = self.tricks.redirect("/r", other.url("/ok.jpg"))
+        pb = self.expect_failure(self.job("redir-loop", src),
+                                 "address %s is not allowed (loopback)" % FORBIDDEN_V4)
+        self.assertIn("redirected to %s" % other.url("/ok.jpg"), pb.results["errors"][0])
+        self.assertEqual(other.requests("/ok.jpg"), 0)
+        self.assertEqual(len(self.tricks.requests["/r"]), 1)
+        self.assert_still_serving()
+
+    def test_redirect_to_other_port_by_name(self):
+        self.start()
+        src = self.tricks.redirect("/r", "http://localhost:%d/ok.jpg" % self.loop_src.port)
+        self.expect_failure(self.job("redir-name", src), "is not allowed (loopback)")
+        self.assertEqual(self.loop_src.requests("/ok.jpg"), 0)
+        self.assert_still_serving()
+
+    def test_redirect_to_metadata_and_ipv6(self):
+        self.start()
+        src = self.tricks.redirect("/r1", "http://169.254.169.254/latest/meta-data/")
+        self.expect_failure(self.job("redir-meta", src), "169.254.169.254 is not allowed")
+        src = self.tricks.redirect("/r2", "http://[::1]:%d/ok.jpg" % self.loop_src.port)
+        self.expect_failure(self.job("redir-v6", src), "address ::1 is not allowed (loopback)")
+        self.assert_still_serving()
+
+    def test_redirect_to_other_scheme(self):
+        self.start()
+        src = self.tricks.redirect("/r", "file:///etc/passwd")
+        pb = self.expect_failure(self.job("redir-file", src), "Failed to download")
+        self.assertIn("file", pb.results["errors"][0].lower())
+        self.assertNotIn("root:", pb.body.decode())
+        self.assert_still_serving()
+
+    def test_redirect_limit(self):
+        self.start()
+        t = self.tricks
+        t.redirect("/a4", t.url("/a3"))
+        t.redirect("/a3", t.url("/a2"))
+        t.redirect("/a2", t.url("/a1"))
+        t.redirect("/a1", t.url("/ok.jpg"))
+        # three redirects are followed...
+        self.push_job(self.job("three", t.url("/a3")))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-three")
+        self.assertNotIn("errors", pb.results, pb.body[:400])
+        # ...four are not
+        self.expect_failure(self.job("four", t.url("/a4")), "Maximum (3) redirects followed")
+        self.assert_still_serving()
+
+
+class TransferTest(HostileTestCase):
+    """The byte cap while reading, the low-speed limit, no content decoding."""
+
+    def test_chunked_source_larger_than_cap(self):
+        self.start(PIXQ_MAX_SRC_BYTES=1048576)
+        src = self.tricks.special("/endless.png", "chunked")
+        self.expect_failure(self.job("chunked", src),
+                            "response larger than the limit of 1048576 bytes")
+        sent = self.tricks.sent.get("/endless.png", 0)
+        self.assertLess(sent, 64 * 1024 * 1024, "the worker read far past its cap")
+        self.assert_still_serving()
+
+    def test_trickling_source(self):
+        self.start(PIXQ_LOW_SPEED_BYTES_PER_S=1024, PIXQ_LOW_SPEED_TIME_S=2,
+                   PIXQ_DOWNLOAD_TIMEOUT_MS=120000)
+        src = self.tricks.special("/slow.jpg", "trickle")
+        t0 = time.monotonic()
+        self.expect_failure(self.job("trickle", src), "Operation too slow")
+        self.assertLess(time.monotonic() - t0, scaled(30), "cut by the low-speed limit, not the "
+                        "120 s download timeout")
+        self.assert_still_serving()
+
+    def test_no_content_decoding(self):
+        """A gzip bomb: sent compressed, never inflated (the request asks for no encoding)."""
+        self.start(PIXQ_MAX_SRC_BYTES=1048576)
+        src = self.tricks.special("/bomb.png", "gzip")
+        pb = self.expect_failure(self.job("gzip", src), "Image processing failed.")
+        self.assertNotIn("larger than the limit", pb.body.decode())
+        headers = self.tricks.requests["/bomb.png"][0]
+        self.assertNotIn("accept-encoding", headers)
+        self.assert_still_serving()
+
+    def test_environment_proxy_is_ignored(self):
+        """A proxy variable in the environment would make the proxy the only address checked:
+        job requests do not use it."""
+        proxy = SourceServer()  # on 127.0.0.1; a proxy request would arrive as a GET
+        self.addCleanup(proxy.stop)
+        # S3 (on 127.0.0.1) is the operator's and may use a proxy: keep it direct here
+        self.start(http_proxy=proxy.base_url(), HTTP_PROXY=proxy.base_url(),
+                   NO_PROXY=LOOPBACK, no_proxy=LOOPBACK)
+        self.assert_still_serving()
+        self.assertEqual(proxy.requests(), {})
+        self.assertEqual(self.src.requests("/ok.jpg"), 1)
+
+
+class PostbackAddressTest(HostileTestCase):
+
+    def test_postback_to_private_address(self):
+        """A literal private address: the job fails before anything is fetched, the failure is
+        in `dead` and the log; nothing is sent anywhere."""
+        self.start()
+        job = self.job("pb-private", postback_url="http://10.0.0.7/pb")
+        self.push_job(job)
+        dead = self.dead_entry("hostile-pb-private")
+        self.assertIn("postback_url http://10.0.0.7/pb: address 10.0.0.7 is not allowed "
+                      "(private)", dead["error"])
+        self.wait_until(lambda: self.worker.log_events("postback_failed"), 10, "the log line")
+        self.assertIn("10.0.0.7 is not allowed", self.worker.log_events("postback_failed")[0]
+                      ["error"])
+        self.assertEqual(self.src.requests("/ok.jpg"), 0, "nothing fetched for it")
+        self.assert_still_serving()
+
+    def test_postback_to_loopback_name(self):
+        """A name that resolves to loopback: refused when it resolves; the job's result is
+        kept in Redis and the refusal logged."""
+        self.start()
+        url = "http://localhost:%d/pb" % self.loop_postbacks.port
+        self.push_job(self.job("pb-name", postback_url=url))
+        result = self.read_result("hostile-pb-name", timeout=TIMEOUT_S)
+        self.assertEqual(result["results"]["job_id"], "hostile-pb-name")
+        self.wait_until(lambda: self.worker.log_events("postback_failed"), 10, "the log line")
+        self.assertIn("is not allowed (loopback)",
+                      self.worker.log_events("postback_failed")[0]["error"])
+        self.assertEqual(self.loop_postbacks.postbacks, [])
+        self.assert_still_serving()
+
+    def test_postback_scheme(self):
+        self.start()
+        self.push_job(self.job("pb-scheme", postback_url="file:///tmp/pb"))
+        dead = self.dead_entry("hostile-pb-scheme")
+        self.assertIn("only http:// and https:// URLs are allowed", dead["error"])
+        self.assert_still_serving()
+
+
+class JobLimitTest(HostileTestCase):
+    """Payloads that cannot be answered go to `dead` (no postback_url can be trusted from
+    them); valid JSON that asks too much fails with its postback."""
+
+    def assert_unparseable(self, payload, fragment):
+        self.push_job(payload)
+        dead = self.wait_until(
+            lambda: [d for d in self.dead_entries() if fragment in d["error"]], TIMEOUT_S,
+            "a dead entry with %r" % fragment)[0]
+        self.assertNotIn("job_id", dead)
+        self.assertEqual(self.postbacks.postbacks, [])
+        events = self.worker.log_events("job_unparseable")
+        self.assertTrue(any(fragment in ev.get("error", "") for ev in events), events)
+
+    def test_malformed_json(self):
+        self.start()
+        self.assert_unparseable('{"src": "http://x/a.jpg", "functions": [', "not valid JSON")
+        self.assert_still_serving()
+
+    def test_10_mb_json(self):
+        self.start()
+        job = self.job("huge")
+        job["padding"] = "x" * (10 * 1024 * 1024)
+        self.assert_unparseable(json.dumps(job), "more than the limit of 250000")
+        self.assert_still_serving()
+
+    def test_10000_deep_json(self):
+        self.start()
+        self.assert_unparseable('{"src":' + "[" * 10000 + "]" * 10000 + "}", "not valid JSON")
+        self.assert_still_serving()
+
+    def test_too_many_functions(self):
+        self.start()
+        job = self.job("many-fns")
+        job["functions"] = [{"name": "no_op"}] * 101
+        self.expect_failure(job, "too many functions (at most 100)")
+        self.assert_still_serving()
+
+    def test_too_many_saves(self):
+        self.start(PIXQ_MAX_SAVES=3)
+        job = self.job("many-saves")
+        job["functions"] = [{"name": "no_op", "save": {"image_identifier": "s%d" % i}}
+                            for i in range(4)]
+        self.expect_failure(job, "too many saves (4, at most 3)")
+        self.assert_still_serving()
+
+    def test_parameters_out_of_range(self):
+        self.start()
+        cases = [
+            ("resize_to_fit", {"width": 100000}, "100000 is out of range"),
+            ("resize", {"width": 100000, "height": 100000}, "out of range"),
+            ("resize", {"width": -5, "height": 10}, "-5 is out of range"),
+            ("resize", {"scale_factor": 5000}, "over the limit of 50000000 pixels"),
+            ("resize_to_fill", {"width": 65535, "height": 65535}, "over the limit"),
+            ("crop", {"width": -1, "height": 10}, "out of range"),
+            ("resize_to_fit", {"width": "NaN"}, "expected a whole number"),
+            ("resize_to_fit", {"width": "Infinity"}, "expected a whole number"),
+            ("resize_to_fit", {"width": "1e400"}, "expected a whole number"),
+            ("rotate", {"amount": "nan"}, "expected a number"),
+            ("pad", {"size": 100000}, "out of range"),
+        ]
+        jobs = []
+        for i, (fn, params, fragment) in enumerate(cases):
+            job = self.job("param-%d" % i)
+            job["functions"][0]["name"] = fn
+            job["functions"][0]["params"] = params
+            jobs.append((job, fragment))
+            self.push_job(job)
+        # JSON's own NaN and Infinity tokens, which json-c accepts
+        raw = json.dumps(self.job("param-nan-token")).replace('"width": 40', '"width": NaN')
+        self.push_job(raw)
+        jobs.append(({"job_id": "hostile-param-nan-token"}, "expected a whole number"))
+        raw = json.dumps(self.job("param-inf-token")).replace('"width": 40', '"width": -Infinity')
+        self.push_job(raw)
+        jobs.append(({"job_id": "hostile-param-inf-token"}, "expected a whole number"))
+        for job, fragment in jobs:
+            with self.subTest(job=job["job_id"]):
+                pb = self.wait_for_postback(TIMEOUT_S, job_id=job["job_id"])
+                text = " ".join(pb.results.get("errors") or [])
+                self.assertIn(fragment, text)
+                self.assertIn(fragment, self.dead_entry(job["job_id"])["error"])
+        self.assert_still_serving()
+
+
+class HeaderTest(HostileTestCase):
+    """No CR, LF or other control character reaches a header: the job fails clearly (its
+    failure is still posted back, without the bad header)."""
+
+    def test_crlf_in_postback_header_value(self):
+        self.start()
+        job = self.job("pb-crlf", postback_headers={"X-Token": "abc",
+                                                    "X-Evil": "1\r\nX-Injected: yes"})
+        pb = self.expect_failure(job, "postback_headers: header 'X-Evil' has a forbidden "
+                                      "character")
+        self.assertNotIn("x-injected", pb.headers)
+        self.assertNotIn("x-evil", pb.headers)
+        self.assertEqual(pb.headers.get("x-token"), "abc")
+        self.assert_still_serving()
+
+    def test_crlf_in_postback_header_name(self):
+        self.start()
+        job = self.job("pb-crlf-name", postback_headers={"X-A\r\nX-Injected": "yes"})
+        pb = self.expect_failure(job, "header 'X-A??X-Injected' has a forbidden character")
+        self.assertNotIn("x-injected", pb.headers)
+        self.assert_still_serving()
+
+    def test_crlf_in_s3_header(self):
+        self.start()
+        job = self.job("s3-crlf")
+        job["functions"][0]["save"]["s3_destination"]["headers"] = {
+            "Cache-Control": "max-age=60\r\nx-amz-acl: private"}
+        self.expect_failure(job, "s3_destination.headers: header 'Cache-Control' has a "
+                                 "forbidden character")
+        status, _, _ = self.s3.get_object("pixq-test", "out/s3-crlf.jpg")
+        self.assertEqual(status, 404)
+        self.assert_still_serving()
+
+    def test_other_control_characters(self):
+        self.start()
+        cases = [({"X-Nul": "a\u0000b"}, "X-Nul"), ({"X-Del": "a\u007fb"}, "X-Del"),
+                 ({"X-Lf": "a\nb"}, "X-Lf"), ({"X Space": "1"}, "X Space"),
+                 ({"X-Colon:": "1"}, "X-Colon:"), ({"": "1"}, "''")]
+        for i, (headers, name) in enumerate(cases):
+            with self.subTest(name=name):
+                job = self.job("ctl-%d" % i, postback_headers=headers)
+                pb = self.expect_failure(job, "has a forbidden character")
+                self.assertEqual(set(pb.headers) & {k.lower() for k in headers}, set())
+        job = self.job("ctl-s3")
+        job["functions"][0]["save"]["s3_destination"]["headers"] = {"x-amz-meta-a": "\u0001"}
+        self.expect_failure(job, "forbidden character")
+        self.assert_still_serving()
+
+
+class S3TargetTest(HostileTestCase):
+    """PIXQ_S3_BUCKETS, bucket names, keys and locations."""
+
+    def test_bucket_outside_allow_list(self):
+        self.start(PIXQ_S3_BUCKETS="pixq-test")
+        job = self.job("other-bucket")
+        job["functions"][0]["save"]["s3_destination"]["bucket"] = "other-bucket"
+        self.expect_failure(job, "s3_destination of 'thumb': bucket 'other-bucket' is not "
+                                 "allowed")
+        status, _, _ = self.s3.get_object("other-bucket", "out/other-bucket.jpg")
+        self.assertEqual(status, 404)
+        self.assertEqual(self.src.requests("/ok.jpg"), 0, "refused before fetching")
+        self.assert_still_serving()
+
+    def test_s3_source_outside_allow_list(self):
+        self.start(PIXQ_S3_BUCKETS="pixq-test")
+        self.assertEqual(self.s3.put_object("other-bucket", "secret.jpg", self.image), 200)
+        job = self.job("s3-src", {"name": "s3", "bucket": "other-bucket", "key": "secret.jpg"})
+        self.expect_failure(job, "Failed to download from s3: bucket 'other-bucket' is not "
+                                 "allowed")
+        # the same object is readable when its bucket is allowed: the refusal is the guard's
+        self.assertEqual(self.s3.put_object("pixq-test", "in.jpg", self.image), 200)
+        job = self.job("s3-src-ok", {"name": "s3", "bucket": "pixq-test", "key": "in.jpg"})
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-s3-src-ok")
+        self.assertNotIn("errors", pb.results, pb.body[:400])
+        self.assert_still_serving()
+
+    def test_bad_bucket_names_keys_and_locations(self):
+        self.start()
+        long_key = "k/" + "a" * 1023
+        cases = [
+            ({"bucket": "Bad_Bucket", "key": "a.jpg"}, "bucket name 'Bad_Bucket' is not valid"),
+            ({"bucket": "ab", "key": "a.jpg"}, "bucket name 'ab' is not valid"),
+            ({"bucket": "pixq-test", "key": long_key}, "key must be 1 to 1024 bytes, not 1025"),
+            ({"bucket": "pixq-test", "key": "a\u0001b.jpg"}, "not UTF-8 without control"),
+            ({"bucket": "pixq-test", "key": "a\u0085b.jpg"}, "not UTF-8 without control"),
+            ({"bucket": "pixq-test", "key": "a\u0000b.jpg"}, "key has a NUL character"),
+            ({"bucket": {"name": "pixq-test", "location": "x.evil.example/"}, "key": "a.jpg"},
+             "bucket location 'x.evil.example/' is not a region name"),
+        ]
+        for i, (dest, fragment) in enumerate(cases):
+            with self.subTest(fragment=fragment):
+                job = self.job("key-%d" % i)
+                job["functions"][0]["save"]["s3_destination"] = dest
+                self.expect_failure(job, fragment)
+        # raw bytes that are not UTF-8
+        raw = json.dumps(self.job("key-latin1")).replace("out/key-latin1.jpg", "caf\\u00e9")
+        raw = raw.encode().replace(b"caf\\u00e9", b"caf\xe9.jpg")
+        self.redis.lpush(self.key("jobs"), raw)
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-key-latin1")
+        self.assertIn("not UTF-8 without control", " ".join(pb.results["errors"]))
+        self.assert_still_serving()
+
+
+# ---------------------------------------------------------------------------------------------
+# signatures
+
+
+def verify(pb, secret, max_age_s=300):
+    """What a receiver does (README): recompute, compare in constant time, check the age."""
+    ts = pb.headers["x-pixq-timestamp"]
+    sig = pb.headers["x-pixq-signature"]
+    mac = hmac.new(secret.encode(), ts.encode() + b"." + pb.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(sig, "v1=" + mac) and abs(time.time() - int(ts)) <= max_age_s
+
+
+class SignatureTest(HostileTestCase):
+    SECRET = "pb-secret-7f3a9c"
+
+    def test_postbacks_are_signed(self):
+        self.start(PIXQ_POSTBACK_SECRET=self.SECRET)
+        self.push_job(self.job("signed"))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-signed")
+        self.assertNotIn("errors", pb.results)
+        self.assertTrue(verify(pb, self.SECRET), pb.headers)
+        self.assertLessEqual(abs(int(pb.headers["x-pixq-timestamp"]) - pb.wall), 5)
+        self.assertFalse(verify(pb, self.SECRET + "x"))
+        # a failure is signed too, and a job cannot supply its own signature
+        job = self.job("signed-fail", "http://10.9.9.9/a.jpg",
+                       postback_headers={"X-Pixq-Signature": "v1=forged",
+                                         "X-Pixq-Timestamp": "1"})
+        pb = self.expect_failure(job, "address 10.9.9.9 is not allowed")
+        self.assertTrue(verify(pb, self.SECRET), pb.headers)
+        self.assertNotEqual(pb.headers["x-pixq-signature"], "v1=forged")
+        self.assert_still_serving()
+
+    def test_receiver_in_shell_with_openssl(self):
+        """The README's shell recipe gives the same signature."""
+        self.start(PIXQ_POSTBACK_SECRET=self.SECRET)
+        self.push_job(self.job("openssl"))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-openssl")
+        body = self.tmp / "body.json"
+        body.write_bytes(pb.body)
+        ts = pb.headers["x-pixq-timestamp"]
+        out = subprocess.run(
+            ["sh", "-c", '{ printf "%s." "$TS"; cat "$BODY"; } | '
+             'openssl dgst -sha256 -hmac "$SECRET" -r | cut -d" " -f1'],
+            env={"TS": ts, "BODY": str(body), "SECRET": self.SECRET, "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE, check=True, text=True).stdout.strip()
+        self.assertEqual("v1=" + out, pb.headers["x-pixq-signature"])
+
+    def test_unsigned_without_secret(self):
+        self.start()
+        self.push_job(self.job("unsigned"))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-unsigned")
+        self.assertNotIn("x-pixq-signature", pb.headers)
+        self.assertNotIn("x-pixq-timestamp", pb.headers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis AUTH and secrets
+
+
+class RedisAuthTest(HostileTestCase):
+    """PIXQ_REDIS_URL with a password (requirepass) or an ACL user and password."""
+
+    def use_auth_redis(self, password, username=None):
+        server = AuthRedisServer(self.tmp / ("redis-auth-%s" % (username or "pass")), password,
+                                 username)
+        self.addCleanup(server.stop)
+        server.start()
+        self.redis = server.client()
+        self.addCleanup(self.redis.close)
+        return server
+
+    def check_round_trip(self, server):
+        self.start(PIXQ_REDIS_URL=server.url())
+        self.assert_still_serving()
+        r = self.run_pixq("stats", "--json", env={"PIXQ_REDIS_URL": server.url()})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["counters"].get("succeeded"), 1, r.stdout)
+        self.assertNotIn(server.password, r.stdout + r.stderr)
+
+    def test_requirepass(self):
+        server = self.use_auth_redis("redis-pass-4e1b")
+        self.check_round_trip(server)
+        # without the password the server refuses, and the message does not leak the URL's
+        bad = server.url().replace("redis-pass-4e1b", "wrong-pass-9d")
+        r = self.run_pixq("stats", env={"PIXQ_REDIS_URL": bad})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("AUTH", r.stderr)
+        self.assertNotIn("wrong-pass-9d", r.stdout + r.stderr)
+
+    def test_acl_user(self):
+        server = self.use_auth_redis("acl-pass-83c2", username="pixq")
+        self.check_round_trip(server)
+        self.assertIn("pixq", self.redis.execute("ACL", "WHOAMI"))
+        # the default user is off: a URL without the user name cannot work
+        bad = "redis://:acl-pass-83c2@127.0.0.1:%d/0" % server.port
+        r = self.run_pixq("stats", env={"PIXQ_REDIS_URL": bad})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertNotIn("acl-pass-83c2", r.stdout + r.stderr)
+
+    def test_worker_with_wrong_password_keeps_trying_quietly(self):
+        server = self.use_auth_redis("right-pass-51")
+        worker = self.start(PIXQ_REDIS_URL=server.url().replace("right-pass-51", "wrong-pass-52"))
+        self.wait_until(lambda: worker.log_events("start_failed"), 20, "a start_failed line")
+        text = worker.log_path.read_text(errors="replace")
+        self.assertIn("AUTH", text)
+        self.assertNotIn("wrong-pass-52", text)
+        self.assertIn("PIXQ_REDIS_URL=redis://:***@", text)
+
+
+class SecretsTest(HostileTestCase):
+    """A full run with every secret set: good jobs, failing jobs, failing uploads, the CLI.
+    None of the secrets appears in logs, postbacks, stats, dead entries or results."""
+
+    REDIS_PASSWORD = "rds-SECRET-5b7e0c"
+    POSTBACK_SECRET = "pb-SECRET-a41f9d"
+    SESSION_TOKEN = "tok-SECRET-0c6e22"
+    BAD_KEY_ID = "AKIASECRETID9F3Q"
+    BAD_SECRET_KEY = "sak-SECRET-77d0b1"
+
+    def test_no_secret_in_any_output(self):
+        server = AuthRedisServer(self.tmp / "redis-secret", self.REDIS_PASSWORD, "pixq")
+        self.addCleanup(server.stop)
+        server.start()
+        self.redis = server.client()
+        self.addCleanup(self.redis.close)
+        env = {"PIXQ_REDIS_URL": server.url(), "PIXQ_POSTBACK_SECRET": self.POSTBACK_SECRET,
+               "AWS_SESSION_TOKEN": self.SESSION_TOKEN}
+        # worker 1: good credentials (s3rver's), a good job and failures of every kind
+        w1 = self.start(**env)
+        self.assert_still_serving()
+        self.expect_failure(self.job("s-refused", "http://10.0.0.1/a.jpg"), "not allowed")
+        self.expect_failure(self.job("s-404", self.src.url("/missing.jpg")), "HTTP 404")
+        self.expect_failure(self.job("s-crlf", postback_headers={"A": "b\r\nc: d"}),
+                            "forbidden character")
+        self.kill_worker(w1, sig=15)
+        # worker 2: credentials S3 refuses, so every upload fails with an S3 error
+        w2 = self.start(AWS_ACCESS_KEY_ID=self.BAD_KEY_ID,
+                        AWS_SECRET_ACCESS_KEY=self.BAD_SECRET_KEY, **env)
+        self.push_job(self.job("s-upload"))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-s-upload")
+        self.assertIn("InvalidAccessKeyId", " ".join(pb.results["errors"]))
+        self.kill_worker(w2, sig=15)
+        # the CLI
+        outputs = []
+        for args in (("stats",), ("stats", "--json"), ("dead", "list", "--json"),
+                     ("dead", "list")):
+            r = self.run_pixq(*args, env=dict(env, AWS_ACCESS_KEY_ID=self.BAD_KEY_ID,
+                                              AWS_SECRET_ACCESS_KEY=self.BAD_SECRET_KEY))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            outputs.append(r.stdout + r.stderr)
+        printed = subprocess.run([CONFIG.worker, "--print-config"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, timeout=30,
+                                 env=self.worker_env(**env, AWS_ACCESS_KEY_ID=self.BAD_KEY_ID,
+                                                     AWS_SECRET_ACCESS_KEY=self.BAD_SECRET_KEY))
+        outputs.append(printed.stdout)
+        self.assertIn("PIXQ_POSTBACK_SECRET=(set)", printed.stdout)
+        # everything a user or an operator can see
+        outputs += [w.log_path.read_text(errors="replace") for w in (w1, w2)]
+        outputs += [pb.body.decode(errors="replace") + repr(pb.headers)
+                    for pb in self.postbacks.postbacks]
+        for key in ("dead", "stats"):
+            outputs.append(repr(self.redis.execute("DUMP", self.key(key))))
+        outputs += [repr(self.redis.lrange(self.key("dead"), 0, -1))]
+        outputs += [repr(self.redis.lrange(k, 0, -1)) for k in self.redis.keys(self.key("result:*"))]
+        self.assertGreaterEqual(len(self.dead_entries()), 4)
+        everything = "\n".join(outputs)
+        for secret in (self.REDIS_PASSWORD, self.POSTBACK_SECRET, self.SESSION_TOKEN,
+                       self.BAD_KEY_ID, self.BAD_SECRET_KEY):
+            with self.subTest(secret=secret):
+                self.assertNotIn(secret, everything)
+                self.assertNotIn(urllib.parse.quote(secret, safe=""), everything)
+
+
+if __name__ == "__main__":
+    harness.main()
