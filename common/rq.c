@@ -13,15 +13,18 @@
 #include "log.h"
 
 extern const char lua_finish[], lua_adopt[], lua_heartbeat[], lua_expired[], lua_reap[],
-    lua_promote[], lua_requeue[], lua_delay[], lua_begin[], lua_dead_retry[], lua_split[];
+    lua_promote[], lua_requeue[], lua_delay[], lua_begin[], lua_dead_retry[], lua_split[],
+    lua_rl_acquire[], lua_rl_feedback[], lua_rl_show[], lua_park[], lua_upload_done[];
 
 static const char *const script_text[RQ_SCRIPT_COUNT] = {
-    lua_finish,  lua_adopt, lua_heartbeat, lua_expired,    lua_reap,  lua_promote,
-    lua_requeue, lua_delay, lua_begin,     lua_dead_retry, lua_split,
+    lua_finish,      lua_adopt,   lua_heartbeat, lua_expired,     lua_reap,  lua_promote,
+    lua_requeue,     lua_delay,   lua_begin,     lua_dead_retry,  lua_split, lua_rl_acquire,
+    lua_rl_feedback, lua_rl_show, lua_park,      lua_upload_done,
 };
 static const char *const script_name[RQ_SCRIPT_COUNT] = {
-    "finish",  "adopt", "heartbeat", "expired",    "reap",  "promote",
-    "requeue", "delay", "begin",     "dead_retry", "split",
+    "finish",      "adopt",   "heartbeat", "expired",     "reap",  "promote",
+    "requeue",     "delay",   "begin",     "dead_retry",  "split", "rl_acquire",
+    "rl_feedback", "rl_show", "park",      "upload_done",
 };
 
 #define MAX_ARGS 4096 /* most keys plus arguments of one script call */
@@ -31,6 +34,7 @@ struct rq {
     struct rq_url url;
     long timeout_ms;
     bool io_error;
+    unsigned long io_errors; /* commands lost to I/O failures since the start */
     char sha[RQ_SCRIPT_COUNT][2 * SHA_DIGEST_LENGTH + 1];
 };
 
@@ -297,6 +301,7 @@ static redisReply *check_reply(struct rq *r, redisReply *rep, struct err *e)
     if (rep == NULL) {
         err_set(e, "redis: %s", r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
         r->io_error = true;
+        r->io_errors++;
         drop(r);
         return NULL;
     }
@@ -313,7 +318,16 @@ static int ensure_connected(struct rq *r, struct err *e)
     if (r->ctx != NULL) {
         return 0;
     }
-    return connect_now(r, e);
+    if (connect_now(r, e) < 0) {
+        r->io_errors++;
+        return -1;
+    }
+    return 0;
+}
+
+unsigned long rq_io_errors(const struct rq *r)
+{
+    return r->io_errors;
 }
 
 redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,

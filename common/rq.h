@@ -31,17 +31,22 @@ struct rq_url {
 
 /* The Lua scripts of common/lua/, one per atomic state change. */
 enum rq_script {
-    RQ_SCRIPT_FINISH,     /* finish.lua: ack a job, store its result, bury it on failure */
-    RQ_SCRIPT_ADOPT,      /* adopt.lua: swap a reserved payload for one carrying its new job_id */
-    RQ_SCRIPT_HEARTBEAT,  /* heartbeat.lua: register or renew a worker's lease */
-    RQ_SCRIPT_EXPIRED,    /* expired.lua: workers whose lease ran out */
-    RQ_SCRIPT_REAP,       /* reap.lua: give a worker's jobs back to the queue */
-    RQ_SCRIPT_PROMOTE,    /* promote.lua: move due delayed work onto the queue */
-    RQ_SCRIPT_REQUEUE,    /* requeue.lua: schedule a reserved job to run again later */
-    RQ_SCRIPT_DELAY,      /* delay.lua: enqueue a payload after a delay */
-    RQ_SCRIPT_BEGIN,      /* begin.lua: count a run of a job, remember when it was first seen */
-    RQ_SCRIPT_DEAD_RETRY, /* dead_retry.lua: put dead jobs back on the queue */
-    RQ_SCRIPT_SPLIT,      /* split.lua: replace a reserved batch with its jobs */
+    RQ_SCRIPT_FINISH,      /* finish.lua: ack a job, store its result, bury it on failure */
+    RQ_SCRIPT_ADOPT,       /* adopt.lua: swap a reserved payload for one carrying its new job_id */
+    RQ_SCRIPT_HEARTBEAT,   /* heartbeat.lua: register or renew a worker's lease */
+    RQ_SCRIPT_EXPIRED,     /* expired.lua: workers whose lease ran out */
+    RQ_SCRIPT_REAP,        /* reap.lua: give a worker's jobs back to the queue */
+    RQ_SCRIPT_PROMOTE,     /* promote.lua: move due delayed work onto the queue */
+    RQ_SCRIPT_REQUEUE,     /* requeue.lua: schedule a reserved job to run again later */
+    RQ_SCRIPT_DELAY,       /* delay.lua: enqueue a payload after a delay */
+    RQ_SCRIPT_BEGIN,       /* begin.lua: count a run of a job, remember when it was first seen */
+    RQ_SCRIPT_DEAD_RETRY,  /* dead_retry.lua: put dead jobs back on the queue */
+    RQ_SCRIPT_SPLIT,       /* split.lua: replace a reserved batch with its jobs */
+    RQ_SCRIPT_RL_ACQUIRE,  /* rl_acquire.lua: take tokens from a bucket's shared rate limit */
+    RQ_SCRIPT_RL_FEEDBACK, /* rl_feedback.lua: lower a bucket's rate after S3 throttling */
+    RQ_SCRIPT_RL_SHOW,     /* rl_show.lua: a bucket's limiter state, read only */
+    RQ_SCRIPT_PARK,        /* park.lua: park throttled outputs and release their job */
+    RQ_SCRIPT_UPLOAD_DONE, /* upload_done.lua: record how a parked output ended */
     RQ_SCRIPT_COUNT,
 };
 
@@ -73,6 +78,10 @@ redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **ke
 
 /* Whether the last command failed on I/O (the connection was dropped). */
 bool rq_disconnected(const struct rq *r);
+
+/* How many commands failed on I/O (or could not connect) since rq_create(): a caller compares
+ * two readings to learn whether a sequence of commands was cut short. */
+unsigned long rq_io_errors(const struct rq *r);
 
 /* Writes the key "pixq:{queue}:suffix" into `out`. Returns 0, or -1 if it does not fit. */
 int rq_key(char *out, size_t cap, const char *queue, const char *suffix);

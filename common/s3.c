@@ -98,19 +98,37 @@ int s3_object_url(const struct s3_config *c, const struct s3_object *o, struct b
     return rc < 0 ? err_set(e, "object URL too long") : 0;
 }
 
-/* Reads <Code>...</Code> from an S3 XML error body. */
-static void error_code(const struct buf *body, char *out, size_t cap)
+/* Reads <Tag>...</Tag> (Code, Region) from an S3 XML error body; leaves `out` alone if absent. */
+static void xml_field(const struct buf *body, const char *tag, char *out, size_t cap)
 {
-    out[0] = '\0';
-    const char *p = body->data != NULL ? strstr(body->data, "<Code>") : NULL;
+    char open[32], close[32];
+    snprintf(open, sizeof open, "<%s>", tag);
+    snprintf(close, sizeof close, "</%s>", tag);
+    const char *p = body->data != NULL ? strstr(body->data, open) : NULL;
     if (p == NULL) {
         return;
     }
-    p += 6;
-    const char *end = strstr(p, "</Code>");
+    p += strlen(open);
+    const char *end = strstr(p, close);
     if (end != NULL && (size_t)(end - p) < cap) {
         snprintf(out, cap, "%.*s", (int)(end - p), p);
     }
+}
+
+/* Whether cached connections may have been dropped by S3 for idleness: then the request opens a
+ * new one instead of finding out through a reset. Notes the request's time. */
+static bool stale_connection(const struct s3_config *c)
+{
+    if (c->last_used_ms == NULL) {
+        return false;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long now = (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    bool stale =
+        *c->last_used_ms != 0 && c->max_idle_ms > 0 && now - *c->last_used_ms > c->max_idle_ms;
+    *c->last_used_ms = now;
+    return stale;
 }
 
 struct s3_call {
@@ -201,6 +219,7 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
             .connect_timeout_ms = c->connect_timeout_ms,
             .timeout_ms = c->timeout_ms,
             .max_body = call->max_body,
+            .fresh_connect = stale_connection(c),
         };
         rc = http_perform(h, &req, resp, e);
     }
@@ -212,7 +231,10 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
     reply->status = resp->status;
     http_response_header(resp, "x-amz-bucket-region", reply->region, sizeof reply->region);
     if (resp->status / 100 != 2) {
-        error_code(&resp->body, reply->code, sizeof reply->code);
+        xml_field(&resp->body, "Code", reply->code, sizeof reply->code);
+        if (reply->region[0] == '\0') {
+            xml_field(&resp->body, "Region", reply->region, sizeof reply->region);
+        }
         err_set(e, "S3 %s %s: HTTP %ld%s%s", call->method, t.url.data, resp->status,
                 reply->code[0] ? " " : "", reply->code);
         rc = -1;

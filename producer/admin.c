@@ -8,6 +8,7 @@
 
 #include "job.h"
 #include "rq.h"
+#include "s3.h"
 
 #define MAX_WORKERS_SHOWN 1000 /* live workers listed by `pixq stats` */
 
@@ -347,6 +348,171 @@ int dead_main(const struct cfg *cfg, int argc, char **argv)
     int rc = list    ? dead_list(&a, limit, json)
              : retry ? dead_retry(&a, argv[2])
                      : dead_purge(&a, argc == 3 ? argv[2] : NULL);
+    rq_destroy(a.rq);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- pixq limit */
+
+static void limit_usage(void)
+{
+    fprintf(stderr, "usage: pixq limit show [--json]\n"
+                    "       pixq limit set BUCKET RATE BURST\n"
+                    "       pixq limit reset BUCKET\n");
+}
+
+/* A rate given in thousandths, as a JSON number with three decimals at most. */
+static json_object *rate_value(long long milli)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%lld.%03lld", milli / 1000, milli % 1000);
+    return json_object_new_double_s((double)milli / 1000, text);
+}
+
+/* rl_show.lua for one limiter key, as a JSON object. */
+static json_object *limit_state(struct admin *a, const struct cfg *cfg, const char *key)
+{
+    char rate[32], burst[32], min_rate[32];
+    snprintf(rate, sizeof rate, "%g", cfg->s3_rate);
+    snprintf(burst, sizeof burst, "%ld", cfg->s3_burst);
+    snprintf(min_rate, sizeof min_rate, "%g", cfg->s3_min_rate);
+    const char *keys[] = {key};
+    const char *args[] = {rate, burst, min_rate};
+    struct err e = {{0}};
+    redisReply *r = rq_script(a->rq, RQ_SCRIPT_RL_SHOW, 1, keys, 3, args, NULL, &e);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 8) {
+        freeReplyObject(r);
+        return NULL;
+    }
+    const char *open = strchr(key, '{');
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "bucket",
+                           json_object_new_string_len(open + 1, (int)strlen(open + 1) - 1));
+    json_object_object_add(o, "rate", rate_value(r->element[0]->integer));
+    json_object_object_add(o, "burst", json_object_new_int64(r->element[1]->integer));
+    json_object_object_add(o, "effective_rate", rate_value(r->element[2]->integer));
+    json_object_object_add(o, "backlog_ms", json_object_new_int64(r->element[3]->integer));
+    json_object_object_add(o, "throttle_signals", json_object_new_int64(r->element[4]->integer));
+    json_object_object_add(o, "decreases", json_object_new_int64(r->element[5]->integer));
+    json_object_object_add(o, "region", json_object_new_string(r->element[6]->str));
+    json_object_object_add(o, "override", json_object_new_boolean(r->element[7]->integer == 1));
+    freeReplyObject(r);
+    return o;
+}
+
+/* Every limiter hash (SCAN pixq:rl:{*}), as a JSON array. */
+static json_object *limit_list(struct admin *a, const struct cfg *cfg)
+{
+    json_object *list = json_object_new_array();
+    char cursor[32] = "0";
+    do {
+        struct err e = {{0}};
+        redisReply *r = rq_command(a->rq, &e, "SCAN %s MATCH pixq:rl:{* COUNT 1000", cursor);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            json_object *o = limit_state(a, cfg, r->element[1]->element[i]->str);
+            if (o != NULL) {
+                json_object_array_add(list, o);
+            }
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return list;
+}
+
+static int limit_show(struct admin *a, const struct cfg *cfg, bool json)
+{
+    json_object *list = limit_list(a, cfg);
+    if (json) {
+        printf("%s\n", json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN));
+    } else {
+        printf("%-40s %10s %6s %10s %10s %8s %s\n", "bucket", "rate/s", "burst", "effective",
+               "backlog_ms", "throttle", "region");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+            json_object *o = json_object_array_get_idx(list, i);
+            printf("%-40s %10.3f %6s %10.3f %10s %8s %s%s\n",
+                   json_object_get_string(json_object_object_get(o, "bucket")),
+                   json_object_get_double(json_object_object_get(o, "rate")),
+                   json_object_get_string(json_object_object_get(o, "burst")),
+                   json_object_get_double(json_object_object_get(o, "effective_rate")),
+                   json_object_get_string(json_object_object_get(o, "backlog_ms")),
+                   json_object_get_string(json_object_object_get(o, "throttle_signals")),
+                   json_object_get_string(json_object_object_get(o, "region")),
+                   json_object_get_boolean(json_object_object_get(o, "override")) ? " (override)"
+                                                                                  : "");
+        }
+    }
+    json_object_put(list);
+    return 0;
+}
+
+static int limit_set(struct admin *a, const char *bucket, const char *rate, const char *burst)
+{
+    char *end1, *end2;
+    double r = strtod(rate, &end1);
+    long b = strtol(burst, &end2, 10);
+    if (*rate == '\0' || *burst == '\0' || *end1 != '\0' || *end2 != '\0' || !(r > 0 && r <= 1e6) ||
+        b < 0 || b > 1000000 || !s3_valid_bucket(bucket)) {
+        limit_usage();
+        return 2;
+    }
+    char key[RQ_KEY_MAX];
+    snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
+    struct err e = {{0}};
+    redisReply *rep = rq_command(a->rq, &e, "HSET %s rate %s burst %ld", key, rate, b);
+    if (rep != NULL) {
+        freeReplyObject(rq_command(a->rq, &e, "PERSIST %s", key));
+    }
+    freeReplyObject(rep);
+    if (rep == NULL) {
+        fprintf(stderr, "pixq: %s\n", e.msg);
+        return 1;
+    }
+    printf("%s: %g PUT/s, burst %ld (fleet-wide, now)\n", bucket, r, b);
+    return 0;
+}
+
+static int limit_reset(struct admin *a, const char *bucket)
+{
+    if (!s3_valid_bucket(bucket)) {
+        limit_usage();
+        return 2;
+    }
+    char key[RQ_KEY_MAX];
+    snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
+    struct err e = {{0}};
+    redisReply *rep = rq_command(a->rq, &e, "HDEL %s rate burst", key);
+    if (rep == NULL) {
+        fprintf(stderr, "pixq: %s\n", e.msg);
+        return 1;
+    }
+    freeReplyObject(rep);
+    printf("%s: back to the default rate\n", bucket);
+    return 0;
+}
+
+int limit_main(const struct cfg *cfg, int argc, char **argv)
+{
+    const char *cmd = argc >= 2 ? argv[1] : "";
+    bool show =
+        strcmp(cmd, "show") == 0 && (argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0));
+    bool set = strcmp(cmd, "set") == 0 && argc == 5;
+    bool reset = strcmp(cmd, "reset") == 0 && argc == 3;
+    if (!show && !set && !reset) {
+        limit_usage();
+        return 2;
+    }
+    struct admin a;
+    if (open_admin(cfg, &a) < 0) {
+        return 1;
+    }
+    int rc = show  ? limit_show(&a, cfg, argc == 3)
+             : set ? limit_set(&a, argv[2], argv[3], argv[4])
+                   : limit_reset(&a, argv[2]);
     rq_destroy(a.rq);
     return rc;
 }

@@ -12,4 +12,8 @@ int stats_main(const struct cfg *cfg, int argc, char **argv);
  * `pixq dead purge [JOB_ID]`. argv[0] is "dead". Returns the exit status. */
 int dead_main(const struct cfg *cfg, int argc, char **argv);
 
+/* `pixq limit show [--json]`, `pixq limit set BUCKET RATE BURST`, `pixq limit reset BUCKET`:
+ * the per-bucket upload limits shared by the fleet. argv[0] is "limit". */
+int limit_main(const struct cfg *cfg, int argc, char **argv);
+
 #endif

@@ -20,7 +20,9 @@ static void usage(FILE *out)
                  "  stats [--json]\n"
                  "      queue depth, delayed and dead jobs, live workers and their jobs, counters\n"
                  "  dead list [--limit N] [--json] | dead retry all|JOB_ID | dead purge [JOB_ID]\n"
-                 "      inspect, re-run or drop the jobs that failed for good\n\n");
+                 "      inspect, re-run or drop the jobs that failed for good\n"
+                 "  limit show [--json] | limit set BUCKET RATE BURST | limit reset BUCKET\n"
+                 "      the upload rate limits per S3 bucket, shared by the whole fleet\n\n");
     cfg_usage(out);
 }
 
@@ -49,6 +51,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "dead") == 0) {
         return dead_main(&cfg, argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "limit") == 0) {
+        return limit_main(&cfg, argc - 1, argv + 1);
     }
     fprintf(stderr, "pixq: unknown command '%s' (see --help)\n", argv[1]);
     return 2;

@@ -1,0 +1,52 @@
+-- rl_acquire.lua: take tokens from one S3 bucket's shared rate limit (GCRA on Redis's clock).
+--
+-- KEYS[1] pixq:rl:{<bucket>}   hash: tat (µs), optional overrides rate (tokens/s) and burst,
+--                              adaptive state w_max and last_fail (µs), region
+-- ARGV[1] default rate, tokens/s (PIXQ_S3_RATE)
+-- ARGV[2] default burst
+-- ARGV[3] cost, tokens
+-- ARGV[4] longest wait to reserve, ms: a caller whose slot is further away reserves nothing
+-- ARGV[5] lowest effective rate, tokens/s
+-- ARGV[6] idle expiry of the hash, ms (not applied while an operator override is set)
+--
+-- The effective rate is the configured one, or lower after a throttling answer (rl_feedback.lua):
+-- it follows CUBIC from the decrease, C = 0.4, beta = 0.7, as the AWS SDKs' adaptive mode does.
+-- Returns {status, wait ms, region or "", effective rate in tokens per 1000 s, decreases}: status
+-- 0 = go now; 1 = the slot `wait` ms from now is reserved for the caller; 2 = nothing reserved, the
+-- slot would be `wait` ms away. `decreases` dates the reservation: after a decrease (rl_feedback)
+-- reserved slots are void.
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'burst', 'w_max', 'last_fail', 'region',
+                     'decreases')
+local rate = tonumber(h[2]) or tonumber(ARGV[1])
+local burst = tonumber(h[3]) or tonumber(ARGV[2])
+local eff = rate
+if h[4] and h[5] then
+    local w_max = tonumber(h[4])
+    local dt = (now - tonumber(h[5])) / 1000000
+    local k = (w_max * (1 - 0.7) / 0.4) ^ (1 / 3)
+    eff = 0.4 * (dt - k) ^ 3 + w_max
+end
+eff = math.max(tonumber(ARGV[5]), math.min(rate, eff))
+local interval = 1000000 / eff
+local tat = math.max(tonumber(h[1]) or 0, now)
+local new_tat = tat + interval * tonumber(ARGV[3])
+local wait = new_tat - interval * (burst + 1) - now
+local status = 0
+if wait > 0 then
+    status = 1
+    if wait > tonumber(ARGV[4]) * 1000 then
+        status = 2
+    end
+else
+    wait = 0
+end
+if status < 2 then
+    redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat))
+end
+if not h[2] and not h[3] then
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[6]))
+end
+return {status, math.ceil(wait / 1000), h[6] or '', math.floor(eff * 1000), tonumber(h[7]) or 0}

@@ -1,0 +1,39 @@
+-- rl_feedback.lua: tell a bucket's shared limit that S3 answered with throttling (503 SlowDown,
+-- 429), so that the whole fleet slows down.
+--
+-- KEYS[1] pixq:rl:{<bucket>}
+-- ARGV[1] default rate, tokens/s
+-- ARGV[2] cool-down, ms: signals within it of the last decrease are one congestion episode
+-- ARGV[3] lowest effective rate, tokens/s
+--
+-- The first signal of an episode sets w_max to the current effective rate and last_fail and
+-- last_decrease to now; rl_acquire.lua then derives a rate of 0.7 w_max that grows back along the
+-- CUBIC curve from last_fail. A signal within the cool-down does not decrease again, but it moves
+-- last_fail to now: the rate stays at the bottom of the curve while S3 keeps throttling, and the
+-- next signal after the cool-down decreases from there (0.7, 0.49, 0.34... of the first rate).
+-- A decrease also drops the slots reserved ahead at the old rate (tat = now).
+-- Returns 1 if the rate was lowered, 0 if the signal fell within the current episode.
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local h = redis.call('HMGET', KEYS[1], 'rate', 'w_max', 'last_fail', 'last_decrease')
+redis.call('HINCRBY', KEYS[1], 'throttle_signals', 1)
+if h[4] and now - tonumber(h[4]) < tonumber(ARGV[2]) * 1000 then
+    redis.call('HSET', KEYS[1], 'last_fail', string.format('%.0f', now))
+    return 0
+end
+local rate = tonumber(h[1]) or tonumber(ARGV[1])
+local eff = rate
+if h[2] and h[3] then
+    local w_max = tonumber(h[2])
+    local dt = (now - tonumber(h[3])) / 1000000
+    local k = (w_max * (1 - 0.7) / 0.4) ^ (1 / 3)
+    eff = 0.4 * (dt - k) ^ 3 + w_max
+end
+eff = math.max(tonumber(ARGV[3]), math.min(rate, eff))
+local stamp = string.format('%.0f', now)
+-- slots reserved ahead at the old rate are dropped (tat = now): their holders see `decreases`
+-- change and take new slots at the new rate instead of sending at the old pace
+redis.call('HSET', KEYS[1], 'w_max', eff, 'last_fail', stamp, 'last_decrease', stamp, 'tat', stamp)
+redis.call('HINCRBY', KEYS[1], 'decreases', 1)
+return 1

@@ -1,0 +1,26 @@
+-- upload_done.lua: record how one parked output ended, once.
+--
+-- KEYS[1] pixq:{Q}:job:<id>
+-- KEYS[2] pixq:{Q}:blob:<id>:<n>
+-- ARGV[1] n, the output's number
+-- ARGV[2] "img" with ARGV[3] the image entry JSON and ARGV[4] the object JSON (uploaded), or
+--         "err" with ARGV[3] the error and ARGV[4] the image_identifier (failed for good)
+--
+-- The blob is deleted and `pending` goes down by one, unless output n was already recorded (a
+-- task run twice): then nothing changes. Returns the outputs still pending (0: the caller
+-- completes the job), or -1 if the job hash is gone (expired).
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[2])
+    return -1
+end
+if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2]) == 0 then
+    return tonumber(redis.call('HGET', KEYS[1], 'pending'))
+end
+if ARGV[2] == 'img' then
+    redis.call('HSET', KEYS[1], 'img:' .. ARGV[1], ARGV[3], 'obj:' .. ARGV[1], ARGV[4])
+else
+    redis.call('HSET', KEYS[1], 'err:' .. ARGV[1], ARGV[3], 'fail:' .. ARGV[1], ARGV[4])
+end
+redis.call('DEL', KEYS[2])
+return redis.call('HINCRBY', KEYS[1], 'pending', -1)

@@ -1,0 +1,53 @@
+#!/usr/bin/python3
+"""bench-smoke: run each benchmark with tiny counts and check that it prints its figures (not
+their values: a smoke test on a shared CI machine cannot judge performance).
+
+    /usr/bin/python3 tests/bench/smoke.py tests/bench/run BUILD_DIR
+"""
+
+import re
+import subprocess
+import sys
+
+NUM = r"[0-9]+(?:\.[0-9]+)?"
+
+# benchmark -> (arguments, patterns its output must match)
+CHECKS = {
+    "limiter": (["--smoke"], [
+        r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
+        r"limiter accuracy, rl_acquire\.lua called directly",
+        r"limiter accuracy, real pixq-workers, measured at the S3 stub",
+    ] + [r"(?m)^%d +\d+ +%s +%s +%s +\d+ +\d+" % (n, NUM, NUM, NUM) for n in (1, 2, 4)] + [
+        r"(?m)^  round trip: +PING %s us +EVALSHA rl_acquire %s us \(adaptive path %s us\) +"
+        r"ratio %s$" % (NUM, NUM, NUM, NUM),
+        r"(?m)^  in Redis: +PING %s us +EVALSHA rl_acquire %s us \(adaptive path %s us\) +"
+        r"ratio %s$" % (NUM, NUM, NUM, NUM),
+    ]),
+}
+
+
+def main():
+    run, build = sys.argv[1], sys.argv[2]
+    failed = 0
+    for name, (args, patterns) in CHECKS.items():
+        r = subprocess.run([run, "--build", build, name] + args, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=300)
+        sys.stdout.write("$ run %s %s (exit %d)\n%s" % (name, " ".join(args), r.returncode,
+                                                       r.stdout))
+        if r.returncode != 0:
+            sys.stdout.write("stderr:\n%s" % r.stderr)
+            failed += 1
+            continue
+        rows = {n: len(re.findall(r"(?m)^%d +\d+ " % n, r.stdout)) for n in (1, 2, 4)}
+        missing = [p for p in patterns if not re.search(p, r.stdout)]
+        if name == "limiter" and any(v != 2 for v in rows.values()):
+            missing.append("a row per worker count in both accuracy tables: %r" % rows)
+        for p in missing:
+            sys.stdout.write("MISSING in the output of %s: %s\n" % (name, p))
+        failed += bool(missing)
+    print("bench-smoke: %d benchmark(s), %d failed" % (len(CHECKS), failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+#include "upload.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define MAX_REGION_HOPS 2 /* wrong-region answers followed for one upload */
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (ms > 0 && nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static const char *task_string(json_object *task, const char *name)
+{
+    json_object *v = NULL;
+    json_object_object_get_ex(task, name, &v);
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+static long task_long(json_object *task, const char *name, long def)
+{
+    json_object *v = NULL;
+    json_object_object_get_ex(task, name, &v);
+    return v != NULL ? (long)json_object_get_int64(v) : def;
+}
+
+struct s3_object up_object(json_object *task)
+{
+    struct s3_object o = {task_string(task, "bucket"), task_string(task, "region"),
+                          task_string(task, "key")};
+    return o;
+}
+
+static void limiter_key(const char *bucket, char *out, size_t cap)
+{
+    snprintf(out, cap, "pixq:rl:{%s}", bucket);
+}
+
+/* ---------------------------------------------------------------- the limiter */
+
+struct slot {
+    int status; /* 0 go, 1 reserved in wait_ms, 2 nothing reserved, wait_ms away */
+    long wait_ms;
+    char region[64];
+    long epoch; /* the bucket's `decreases` when the slot was given */
+};
+
+/* rl_acquire.lua for one token. A Redis failure lets the upload go (S3 itself still pushes back).
+ */
+static void acquire(const struct uploader *u, const char *bucket, struct slot *s)
+{
+    memset(s, 0, sizeof *s);
+    if (u->rq == NULL) {
+        return;
+    }
+    const struct cfg *c = u->cfg;
+    char key[RQ_KEY_MAX], rate[32], burst[32], horizon[32], min_rate[32], ttl[32];
+    limiter_key(bucket, key, sizeof key);
+    snprintf(rate, sizeof rate, "%g", c->s3_rate);
+    snprintf(burst, sizeof burst, "%ld", c->s3_burst);
+    snprintf(horizon, sizeof horizon, "%ld", c->s3_horizon_ms);
+    snprintf(min_rate, sizeof min_rate, "%g", c->s3_min_rate);
+    snprintf(ttl, sizeof ttl, "%ld", c->rl_idle_ttl_s * 1000);
+    const char *keys[] = {key};
+    const char *args[] = {rate, burst, "1", horizon, min_rate, ttl};
+    struct err e = {{0}};
+    redisReply *r = rq_script(u->rq, RQ_SCRIPT_RL_ACQUIRE, 1, keys, 6, args, NULL, &e);
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 5) {
+        s->status = (int)r->element[0]->integer;
+        s->wait_ms = (long)r->element[1]->integer;
+        s->epoch = (long)r->element[4]->integer;
+        snprintf(s->region, sizeof s->region, "%s", r->element[2]->str ? r->element[2]->str : "");
+    } else {
+        char q[ERR_MSG_MAX + 16];
+        LOG_WARN("limiter_unavailable", "bucket=%s error=%s", bucket,
+                 log_quote(e.msg, q, sizeof q));
+    }
+    freeReplyObject(r);
+}
+
+/* rl_feedback.lua: S3 throttled this bucket. */
+static void slow_down(const struct uploader *u, const char *bucket)
+{
+    if (u->rq == NULL) {
+        return;
+    }
+    char key[RQ_KEY_MAX], rate[32], cooldown[32], min_rate[32];
+    limiter_key(bucket, key, sizeof key);
+    snprintf(rate, sizeof rate, "%g", u->cfg->s3_rate);
+    snprintf(cooldown, sizeof cooldown, "%ld", u->cfg->s3_cooldown_ms);
+    snprintf(min_rate, sizeof min_rate, "%g", u->cfg->s3_min_rate);
+    const char *keys[] = {key};
+    const char *args[] = {rate, cooldown, min_rate};
+    struct err e = {{0}};
+    redisReply *r = rq_script(u->rq, RQ_SCRIPT_RL_FEEDBACK, 1, keys, 3, args, NULL, &e);
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        LOG_INFO("bucket_slowed", "bucket=%s", bucket);
+    }
+    freeReplyObject(r);
+}
+
+static void remember_region(const struct uploader *u, const char *bucket, const char *region)
+{
+    if (u->rq == NULL) {
+        return;
+    }
+    char key[RQ_KEY_MAX];
+    limiter_key(bucket, key, sizeof key);
+    struct err e = {{0}};
+    freeReplyObject(rq_command(u->rq, &e, "HSET %s region %s", key, region));
+}
+
+/* ---------------------------------------------------------------- sending */
+
+/* The task's headers as an array for s3_put (borrowed from the task). */
+static size_t task_headers(json_object *task, struct http_header *h, size_t cap)
+{
+    json_object *hs = NULL;
+    size_t n = 0;
+    json_object_object_get_ex(task, "headers", &hs);
+    if (hs == NULL || !json_object_is_type(hs, json_type_object)) {
+        return 0;
+    }
+    json_object_object_foreach(hs, name, v)
+    {
+        if (n < cap) {
+            h[n++] = (struct http_header){name, json_object_get_string(v)};
+        }
+    }
+    return n;
+}
+
+/* A wrong-region answer: S3 says where the bucket lives. */
+static bool wrong_region(const struct s3_reply *r)
+{
+    bool redirect = r->status == 301 ||
+                    (r->status == 400 && (strcmp(r->code, "AuthorizationHeaderMalformed") == 0 ||
+                                          strcmp(r->code, "PermanentRedirect") == 0));
+    return redirect && r->region[0] != '\0';
+}
+
+/* PUTs, following wrong-region answers (re-signed for the bucket's region). */
+static int put(const struct uploader *u, json_object *task, struct s3_object *o, const void *data,
+               size_t len, struct s3_reply *reply, struct err *e)
+{
+    struct http_header h[HTTP_MAX_HEADERS - 8];
+    size_t nh = task_headers(task, h, sizeof h / sizeof h[0]);
+    char region[64];
+    for (int hop = 0;; hop++) {
+        long t0 = now_ms();
+        int rc = s3_put(u->http, u->s3, o, data, len, h, nh, time(NULL), reply, e);
+        LOG_DEBUG("s3_put", "bucket=%s key_bytes=%zu status=%ld code=%s bytes=%zu ms=%ld",
+                  o->bucket, strlen(o->key), reply->status, reply->code, len, now_ms() - t0);
+        if (rc == 0 || !wrong_region(reply) || hop == MAX_REGION_HOPS) {
+            return rc;
+        }
+        snprintf(region, sizeof region, "%s", reply->region);
+        LOG_INFO("bucket_region", "bucket=%s region=%s", o->bucket, region);
+        remember_region(u, o->bucket, region);
+        json_object_object_add(task, "region", json_object_new_string(region));
+        o->region = task_string(task, "region");
+    }
+}
+
+static bool is_throttle(const struct s3_reply *r)
+{
+    return r->status == 503 || r->status == 429 || strcmp(r->code, "SlowDown") == 0;
+}
+
+/* 5xx, throttling, RequestTimeout and transport failures (status 0: reset, timeout) may pass. */
+static bool is_retryable(const struct s3_reply *r)
+{
+    return r->status == 0 || r->status >= 500 || is_throttle(r) ||
+           strcmp(r->code, "RequestTimeout") == 0;
+}
+
+/* Full-jitter exponential back-off for the attempt that just failed. */
+static long backoff_ms(const struct cfg *c, long attempt)
+{
+    long cap = c->s3_retry_base_ms;
+    for (long i = 1; i < attempt && cap < c->s3_retry_max_ms; i++) {
+        cap *= 2;
+    }
+    cap = cap > c->s3_retry_max_ms ? c->s3_retry_max_ms : cap;
+    static unsigned seed;
+    if (seed == 0) {
+        seed = (unsigned)time(NULL) ^ (unsigned)now_ms();
+    }
+    return (long)(rand_r(&seed) % (unsigned)(cap + 1));
+}
+
+/* The host of an object URL, for "<host> temporarily unavailable". */
+static void url_host(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    p = p != NULL ? p + 3 : url;
+    snprintf(out, cap, "%.*s", (int)strcspn(p, "/"), p);
+}
+
+/* After a failed PUT: park for another attempt, or fail for good. */
+static enum up_outcome after_failure(const struct uploader *u, json_object *task,
+                                     const struct s3_reply *r, const char *url, long *delay_ms,
+                                     struct err *e)
+{
+    long attempt = task_long(task, "attempt", 1);
+    if (is_throttle(r)) {
+        slow_down(u, task_string(task, "bucket"));
+    }
+    if (!is_retryable(r)) {
+        return UP_FAILED;
+    }
+    if (attempt < u->cfg->s3_max_attempts) {
+        *delay_ms = backoff_ms(u->cfg, attempt);
+        json_object_object_add(task, "attempt", json_object_new_int64(attempt + 1));
+        json_object_object_add(task, "reserved", json_object_new_boolean(0));
+        return UP_PARK;
+    }
+    char host[256], why[ERR_MSG_MAX];
+    url_host(url, host, sizeof host);
+    snprintf(why, sizeof why, "%.200s", r->code[0] ? r->code : e->msg);
+    err_set(e, "%s temporarily unavailable (%s)", host, why);
+    return UP_FAILED;
+}
+
+static long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The bucket's `decreases` counter: a slot reserved before the last decrease is void. Returns
+ * -2 when it cannot be read (then no reservation is trusted). */
+static long current_epoch(const struct uploader *u, const char *bucket)
+{
+    if (u->rq == NULL || bucket == NULL) {
+        return -2;
+    }
+    char key[RQ_KEY_MAX];
+    limiter_key(bucket, key, sizeof key);
+    struct err e = {{0}};
+    redisReply *r = rq_command(u->rq, &e, "HGET %s decreases", key);
+    long epoch = -2;
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        epoch = strtol(r->str, NULL, 10);
+    } else if (r != NULL && r->type == REDIS_REPLY_NIL) {
+        epoch = 0;
+    }
+    freeReplyObject(r);
+    return epoch;
+}
+
+/* Whether the task holds a slot reserved when it was parked that is still good: a slot missed by
+ * more than PIXQ_S3_LOCAL_WAIT_MS (the task came late off the queue) is not used, since sending
+ * late would bunch it with the slots after it. Clears the reservation either way. */
+static bool holds_slot(const struct uploader *u, json_object *task)
+{
+    json_object *reserved = NULL;
+    json_object_object_get_ex(task, "reserved", &reserved);
+    bool held = reserved != NULL && json_object_get_boolean(reserved);
+    long slot_at = task_long(task, "slot_at", 0);
+    json_object_object_add(task, "reserved", json_object_new_boolean(0));
+    if (!held) {
+        return false;
+    }
+    long late = wall_ms() - slot_at;
+    if (late > u->cfg->s3_local_wait_ms) {
+        LOG_DEBUG("slot_missed", "bucket=%s late_ms=%ld", task_string(task, "bucket"), late);
+        return false;
+    }
+    return current_epoch(u, task_string(task, "bucket")) == task_long(task, "epoch", -1);
+}
+
+/* Takes the task's slot: go now (0), or park until it (1). */
+static int wait_for_slot(const struct uploader *u, json_object *task, struct s3_object *o,
+                         long *delay_ms)
+{
+    if (holds_slot(u, task)) {
+        return 0; /* the slot was taken when the task was parked: it is now */
+    }
+    struct slot s;
+    acquire(u, o->bucket, &s);
+    if (o->region == NULL && s.region[0] != '\0') {
+        json_object_object_add(task, "region", json_object_new_string(s.region));
+        o->region = task_string(task, "region");
+    }
+    if (s.status == 0 || (s.status == 1 && s.wait_ms <= u->cfg->s3_local_wait_ms)) {
+        sleep_ms(s.wait_ms);
+        return 0;
+    }
+    json_object_object_add(task, "reserved", json_object_new_boolean(s.status == 1));
+    json_object_object_add(task, "slot_at", json_object_new_int64(wall_ms() + s.wait_ms));
+    json_object_object_add(task, "epoch", json_object_new_int64(s.epoch));
+    *delay_ms = s.wait_ms;
+    return 1;
+}
+
+enum up_outcome up_send(const struct uploader *u, json_object *task, const void *data, size_t len,
+                        struct buf *url, long *delay_ms, struct err *e)
+{
+    struct s3_object o = up_object(task);
+    *delay_ms = 0;
+    if (o.bucket == NULL || o.key == NULL) {
+        err_set(e, "upload task without a bucket or key");
+        return UP_FAILED;
+    }
+    if (wait_for_slot(u, task, &o, delay_ms) == 1) {
+        return UP_PARK;
+    }
+    struct s3_reply reply;
+    if (put(u, task, &o, data, len, &reply, e) == 0) {
+        return s3_object_url(u->s3, &o, url, e) == 0 ? UP_DONE : UP_FAILED;
+    }
+    struct buf where;
+    buf_init(&where, 0);
+    s3_object_url(u->s3, &o, &where, NULL);
+    enum up_outcome out = after_failure(u, task, &reply, where.data ? where.data : "", delay_ms, e);
+    buf_finish(&where);
+    return out;
+}
+
+/* ---------------------------------------------------------------- wait_for_s3 */
+
+static int count_unreadable(const struct uploader *u, json_object *objs, bool *readable)
+{
+    int left = 0;
+    size_t n = json_object_array_length(objs);
+    for (size_t i = 0; i < n; i++) {
+        if (readable[i]) {
+            continue;
+        }
+        struct s3_object o = up_object(json_object_array_get_idx(objs, i));
+        struct s3_reply reply;
+        struct err e = {{0}};
+        readable[i] = o.bucket != NULL && o.key != NULL &&
+                      s3_head(u->http, u->s3, &o, time(NULL), &reply, &e) == 0;
+        left += !readable[i];
+    }
+    return left;
+}
+
+int up_wait_for_s3(const struct uploader *u, json_object *objs, const char *job_id)
+{
+    size_t n = objs != NULL ? json_object_array_length(objs) : 0;
+    bool *readable = calloc(n > 0 ? n : 1, sizeof *readable);
+    if (readable == NULL) {
+        return (int)n;
+    }
+    long t0 = now_ms();
+    int left = count_unreadable(u, objs, readable);
+    while (left > 0 && now_ms() - t0 < u->cfg->wait_for_s3_max_ms) {
+        long rest = u->cfg->wait_for_s3_max_ms - (now_ms() - t0);
+        sleep_ms(rest < u->cfg->wait_for_s3_interval_ms ? rest : u->cfg->wait_for_s3_interval_ms);
+        left = count_unreadable(u, objs, readable);
+    }
+    free(readable);
+    LOG_INFO("wait_for_s3", "job_id=%s objects=%zu unreadable=%d ms=%ld", job_id, n, left,
+             now_ms() - t0);
+    return left;
+}
