@@ -9,15 +9,20 @@
 #include <strings.h>
 
 #include "log.h"
+#include "netguard.h"
+#include "s3.h"
 
 enum cfg_type {
-    T_STR,   /* free text */
-    T_URL,   /* text that must be an http(s) URL, or empty */
-    T_LONG,  /* integer within [min, max] */
-    T_BOOL,  /* 0/1, true/false, yes/no, on/off */
-    T_LEVEL, /* log level name */
-    T_RATE,  /* "10/s,burst=20" into s3_rate and s3_burst */
-    T_AUTO01 /* "auto", "0" or "1" into an int (-1 for auto) */
+    T_STR,    /* free text */
+    T_URL,    /* text that must be an http(s) URL, or empty */
+    T_LONG,   /* integer within [min, max] */
+    T_BOOL,   /* 0/1, true/false, yes/no, on/off */
+    T_LEVEL,  /* log level name */
+    T_RATE,   /* "10/s,burst=20" into s3_rate and s3_burst */
+    T_AUTO01, /* "auto", "0" or "1" into an int (-1 for auto) */
+    T_DOUBLE, /* positive decimal number */
+    T_NETS,   /* comma-separated CIDRs (netguard), or empty */
+    T_BUCKETS /* comma-separated S3 bucket names, or empty */
 };
 
 struct cfg_entry {
@@ -115,6 +120,61 @@ static const struct cfg_entry table[] = {
      "25000", false, "on SIGTERM, how long the current job may finish before it is given back"},
     {"promote-batch", "PIXQ_PROMOTE_BATCH", T_LONG, F(promote_batch), 1, 100000, "500", false,
      "most delayed payloads moved to the queue in one step"},
+    {"s3-max-attempts", "PIXQ_S3_MAX_ATTEMPTS", T_LONG, F(s3_max_attempts), 1, 100, "5", false,
+     "tries of one upload through throttling, 5xx, resets and timeouts before it fails"},
+    {"s3-retry-base-ms", "PIXQ_S3_RETRY_BASE_MS", T_LONG, F(s3_retry_base_ms), 1, 3600000, "200",
+     false, "first upload retry delay; doubles per attempt, with full jitter"},
+    {"s3-retry-max-ms", "PIXQ_S3_RETRY_MAX_MS", T_LONG, F(s3_retry_max_ms), 1, 86400000L, "20000",
+     false, "longest upload retry delay"},
+    {"s3-local-wait-ms", "PIXQ_S3_LOCAL_WAIT_MS", T_LONG, F(s3_local_wait_ms), 0, 600000, "100",
+     false, "longest a worker waits for its upload slot before parking the output in Redis"},
+    {"s3-horizon-ms", "PIXQ_S3_HORIZON_MS", T_LONG, F(s3_horizon_ms), 1000, 86400000L, "600000",
+     false, "furthest upload slot reserved ahead; beyond it an output is parked unreserved"},
+    {"s3-min-rate", "PIXQ_S3_MIN_RATE", T_DOUBLE, F(s3_min_rate), 0, 0, "0.5", false,
+     "lowest rate the adaptive limiter slows a bucket to, PUT/s"},
+    {"s3-cooldown-ms", "PIXQ_S3_COOLDOWN_MS", T_LONG, F(s3_cooldown_ms), 0, 600000, "1000", false,
+     "throttling answers within this of a decrease count as the same congestion episode"},
+    {"s3-idle-ms", "PIXQ_S3_IDLE_MS", T_LONG, F(s3_idle_ms), 1000, 3600000, "20000", false,
+     "an S3 connection idle this long is not reused (S3 closes idle ones at about 20 s)"},
+    {"rl-idle-ttl-s", "PIXQ_RL_IDLE_TTL_S", T_LONG, F(rl_idle_ttl_s), 60, 365 * 86400L, "86400",
+     false, "a bucket's limiter state unused this long expires (unless it has an override)"},
+    {"blob-ttl-s", "PIXQ_BLOB_TTL_S", T_LONG, F(blob_ttl_s), 60, 30 * 86400L, "86400", false,
+     "how long a parked output and its job's state are kept at most"},
+    {"wait-for-s3-interval-ms", "PIXQ_WAIT_FOR_S3_INTERVAL_MS", T_LONG,
+     F(wait_for_s3_interval_ms), 10, 600000, "2000", false,
+     "wait_for_s3: pause between checks that the uploaded objects are readable"},
+    {"wait-for-s3-max-ms", "PIXQ_WAIT_FOR_S3_MAX_MS", T_LONG, F(wait_for_s3_max_ms), 0, 3600000,
+     "10000", false, "wait_for_s3: longest wait before posting back regardless"},
+    {"postback-retry", "PIXQ_POSTBACK_RETRY", T_BOOL, F(postback_retry), 0, 1, "0", false,
+     "retry failed postbacks of every job (1, 3, 15, 600 s), not only those with retry_postback"},
+    /* hostile input: what a job may reach and ask for */
+    {"allowed-networks", "PIXQ_ALLOWED_NETWORKS", T_NETS, F(allowed_networks), 0, 0, "", false,
+     "networks (comma-separated CIDRs) that src and postback_url may reach although private"},
+    {"max-redirects", "PIXQ_MAX_REDIRECTS", T_LONG, F(max_redirects), 0, 20, "3", false,
+     "redirects followed for a source download, each checked like the first request"},
+    {"low-speed-bytes-per-s", "PIXQ_LOW_SPEED_BYTES_PER_S", T_LONG, F(low_speed_bytes_per_s), 0,
+     1000000000L, "1024", false,
+     "a download or postback slower than this for PIXQ_LOW_SPEED_TIME_S is cut (0: never)"},
+    {"low-speed-time-s", "PIXQ_LOW_SPEED_TIME_S", T_LONG, F(low_speed_time_s), 1, 3600, "10",
+     false, "seconds below PIXQ_LOW_SPEED_BYTES_PER_S after which a transfer is cut"},
+    {"max-saves", "PIXQ_MAX_SAVES", T_LONG, F(max_saves), 1, 10000, "50", false,
+     "most saves (outputs) in one job, pre_process included"},
+    {"s3-buckets", "PIXQ_S3_BUCKETS", T_BUCKETS, F(s3_buckets), 0, 0, "", false,
+     "the only buckets jobs may write to and read from, comma-separated (empty: any)"},
+    /* hostile input: the image guard (worker/image.c) */
+    {"image-formats", "PIXQ_IMAGE_FORMATS", T_STR, F(image_formats), 0, 0, "jpeg,png,gif,webp",
+     false, "source formats accepted (by content), comma-separated: jpeg, png, gif, webp, tiff, "
+     "heic, avif"},
+    {"max-frames", "PIXQ_MAX_FRAMES", T_LONG, F(max_frames), 1, 100000, "100", false,
+     "most frames (or pages) in a source image"},
+    {"magick-memory-mb", "PIXQ_MAGICK_MEMORY_MB", T_LONG, F(magick_memory_mb), 16, 1048576, "256",
+     false, "ImageMagick's pixel memory, MiB (can only lower its policy.xml)"},
+    {"magick-map-mb", "PIXQ_MAGICK_MAP_MB", T_LONG, F(magick_map_mb), 16, 1048576, "512", false,
+     "ImageMagick's memory-mapped pixel cache, MiB (can only lower its policy.xml)"},
+    {"magick-disk-mb", "PIXQ_MAGICK_DISK_MB", T_LONG, F(magick_disk_mb), 0, 1048576, "1024", false,
+     "ImageMagick's pixel cache on disk, MiB (can only lower its policy.xml)"},
+    {"magick-time-s", "PIXQ_MAGICK_TIME_S", T_LONG, F(magick_time_s), 1, 86400, "60", false,
+     "longest ImageMagick may work on one source and what is made of it, seconds"},
 };
 /* clang-format on */
 
@@ -186,6 +246,28 @@ static int parse_rate(const char *s, double *rate, long *burst)
     return 0;
 }
 
+/* Validates the items of a T_NETS or T_BUCKETS list; other types pass. */
+static int check_list(const struct cfg_entry *en, const char *value, struct err *e)
+{
+    if (en->type == T_NETS) {
+        struct netguard g;
+        return netguard_init(&g, false, value, e) < 0 ? err_wrap(e, "%s", en->var) : 0;
+    }
+    if (en->type != T_BUCKETS) {
+        return 0;
+    }
+    for (const char *p = value; *p != '\0';) {
+        char name[128];
+        size_t n = strcspn(p, ",");
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+        p += p[n] == ',' ? n + 1 : n;
+        if (n >= sizeof name || !s3_valid_bucket(name)) {
+            return err_set(e, "%s: '%s' is not a valid bucket name", en->var, name);
+        }
+    }
+    return 0;
+}
+
 static int set_string(struct cfg *c, const struct cfg_entry *en, const char *value, struct err *e)
 {
     size_t n = strlen(value);
@@ -195,6 +277,9 @@ static int set_string(struct cfg *c, const struct cfg_entry *en, const char *val
     if (en->type == T_URL && n > 0 && strncmp(value, "http://", 7) != 0 &&
         strncmp(value, "https://", 8) != 0) {
         return err_set(e, "%s: must be an http:// or https:// URL", en->var);
+    }
+    if (check_list(en, value, e) < 0) {
+        return -1;
     }
     memcpy((char *)c + en->off, value, n + 1);
     return 0;
@@ -219,9 +304,20 @@ static int set_typed(struct cfg *c, const struct cfg_entry *en, const char *valu
     switch (en->type) {
     case T_STR:
     case T_URL:
+    case T_NETS:
+    case T_BUCKETS:
         return set_string(c, en, value, e);
     case T_LONG:
         return set_long(c, en, value, e);
+    case T_DOUBLE: {
+        char *end;
+        double d = strtod(value, &end);
+        if (end == value || *end != '\0' || !isfinite(d) || d <= 0 || d > 1e6) {
+            return err_set(e, "%s: '%s' is not a positive number", en->var, value);
+        }
+        *(double *)field = d;
+        return 0;
+    }
     case T_BOOL:
         if (parse_bool(value, (bool *)field) < 0) {
             return err_set(e, "%s: '%s' is not a boolean (0/1, true/false)", en->var, value);
@@ -472,6 +568,8 @@ static void format_value(const struct cfg *c, const struct cfg_entry *en, char *
     switch (en->type) {
     case T_STR:
     case T_URL:
+    case T_NETS:
+    case T_BUCKETS:
         if (en->secret) {
             snprintf(out, cap, "%s", *field != '\0' ? "(set)" : "");
         } else if (en->off == offsetof(struct cfg, redis_url)) {
@@ -482,6 +580,9 @@ static void format_value(const struct cfg *c, const struct cfg_entry *en, char *
         return;
     case T_LONG:
         snprintf(out, cap, "%ld", *(const long *)field);
+        return;
+    case T_DOUBLE:
+        snprintf(out, cap, "%g", *(const double *)field);
         return;
     case T_BOOL:
         snprintf(out, cap, "%d", *(const bool *)field ? 1 : 0);
@@ -520,6 +621,23 @@ static void print_line(const char *var, const char *value, void *user)
 void cfg_print(const struct cfg *c, FILE *out)
 {
     cfg_each(c, print_line, out);
+}
+
+bool cfg_bucket_allowed(const struct cfg *c, const char *bucket)
+{
+    if (c->s3_buckets[0] == '\0' ||
+        (c->default_bucket[0] != '\0' && strcmp(bucket, c->default_bucket) == 0)) {
+        return true;
+    }
+    size_t n = strlen(bucket);
+    for (const char *p = c->s3_buckets; *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, bucket, n) == 0) {
+            return true;
+        }
+        p += p[len] == ',' ? len + 1 : len;
+    }
+    return false;
 }
 
 bool cfg_s3_path_style(const struct cfg *c)

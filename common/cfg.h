@@ -55,6 +55,33 @@ struct cfg {
     long dead_max_age_s;
     long shutdown_timeout_ms;
     long promote_batch;
+    long s3_max_attempts;
+    long s3_retry_base_ms;
+    long s3_retry_max_ms;
+    long s3_local_wait_ms;
+    long s3_horizon_ms;
+    double s3_min_rate;
+    long s3_cooldown_ms;
+    long s3_idle_ms;
+    long rl_idle_ttl_s;
+    long blob_ttl_s;
+    long wait_for_s3_interval_ms;
+    long wait_for_s3_max_ms;
+    bool postback_retry;
+    char allowed_networks[CFG_STR_MAX]; /* CIDRs src/postbacks may reach although private */
+    long max_redirects;                 /* redirects followed for a source */
+    long low_speed_bytes_per_s;         /* with low_speed_time_s: slower transfers are cut */
+    long low_speed_time_s;
+    long max_saves;               /* most outputs of one job */
+    char s3_buckets[CFG_STR_MAX]; /* buckets jobs may use, comma-separated; "" any */
+
+    /* the image guard (worker/image.c) */
+    char image_formats[CFG_STR_MAX]; /* source formats accepted, comma-separated */
+    long max_frames;                 /* most frames (pages) in a source */
+    long magick_memory_mb;           /* ImageMagick resource limits, MiB */
+    long magick_map_mb;
+    long magick_disk_mb;
+    long magick_time_s; /* longest ImageMagick works on one source and its outputs, s */
 };
 
 /* Fills `c` with every default. */
@@ -89,6 +116,10 @@ void cfg_each(const struct cfg *c, void (*fn)(const char *var, const char *value
 
 /* Writes `url` with any password replaced by "***" into `out` (`cap` bytes). */
 void cfg_redact_url(const char *url, char *out, size_t cap);
+
+/* Whether a job may write to or read from `bucket`: PIXQ_S3_BUCKETS is empty, names it, or it
+ * is PIXQ_DEFAULT_BUCKET. */
+bool cfg_bucket_allowed(const struct cfg *c, const char *bucket);
 
 /* Whether S3 requests use path-style addressing, resolving the automatic default. */
 bool cfg_s3_path_style(const struct cfg *c);

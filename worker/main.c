@@ -49,6 +49,21 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* Starts ImageMagick behind the image guard (formats, security policy, limits). Returns -1 if
+ * it cannot: the worker must not start without it (fail closed). */
+static int start_images(const struct cfg *cfg)
+{
+    struct img_config ic;
+    struct err e = {{0}};
+    if (img_config_from(cfg, &ic, &e) < 0 || img_start(&ic, &e) < 0) {
+        char q[ERR_MSG_MAX + 16];
+        LOG_ERROR("image_guard_failed", "error=%s", log_quote(e.msg, q, sizeof q));
+        fprintf(stderr, "pixq-worker: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* Creates the worker, waiting out a Redis that is not up yet (with back-off, until stopped). */
 static struct worker *start_worker(const struct cfg *cfg)
 {
@@ -110,6 +125,9 @@ int main(int argc, char **argv)
     log_threshold = (enum log_level)cfg.log_level;
     cfg_each(&cfg, log_setting, NULL);
     install_signals();
+    if (start_images(&cfg) < 0) {
+        return 1;
+    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct worker *w = start_worker(&cfg);
     if (w == NULL) {

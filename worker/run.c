@@ -6,11 +6,12 @@
 #include <strings.h>
 #include <time.h>
 
+#include "hash.h"
 #include "log.h"
 #include "process.h"
+#include "upload.h"
 
 #define MAX_POSTBACK_BODY 65536 /* bytes of a postback response read */
-#define SRC_REDIRECTS     5     /* redirects followed for a source */
 #define MAX_OUT_HEADERS   32    /* headers on one upload */
 
 /* One job while it runs. */
@@ -74,14 +75,18 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
         .connect_timeout_ms = w->cfg->connect_timeout_ms,
         .timeout_ms = w->cfg->download_timeout_ms,
         .max_body = (size_t)w->cfg->max_src_bytes,
-        .max_redirects = SRC_REDIRECTS,
+        .max_redirects = (int)w->cfg->max_redirects,
+        .guard = &w->guard,
+        .low_speed_bytes_per_s = w->cfg->low_speed_bytes_per_s,
+        .low_speed_time_s = w->cfg->low_speed_time_s,
     };
     struct http_response resp;
     http_response_init(&resp);
     int rc = http_perform(w->http, &req, &resp, e);
     if (rc < 0) {
         bool too_big = resp.body.len >= req.max_body || strstr(e->msg, "larger than") != NULL;
-        note_fetch_failure(w, too_big ? RUN_SOURCE_FAILED : RUN_SOURCE_TRANSIENT);
+        bool final = too_big || resp.refused || strstr(e->msg, "redirects followed") != NULL;
+        note_fetch_failure(w, final ? RUN_SOURCE_FAILED : RUN_SOURCE_TRANSIENT);
     } else if (resp.status / 100 != 2) {
         bool transient = resp.status >= 500 || resp.status == 429 || resp.status == 408;
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
@@ -94,7 +99,21 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
     }
     http_response_finish(&resp);
     if (rc < 0) {
-        return err_wrap(e, "Failed to download %.300s", url);
+        char shown[512];
+        cfg_redact_url(url, shown, sizeof shown); /* a password in the URL stays out of errors */
+        return err_wrap(e, "Failed to download %.300s", shown);
+    }
+    return 0;
+}
+
+/* An s3 src names a valid object in a bucket the deployment lets jobs read. */
+static int check_s3_src(struct runner *w, const struct s3_object *o, struct err *e)
+{
+    if (job_check_s3_object(o->bucket, o->region, o->key, e) < 0) {
+        return err_wrap(e, "Failed to download from s3");
+    }
+    if (!cfg_bucket_allowed(w->cfg, o->bucket)) {
+        return err_set(e, "Failed to download from s3: bucket '%.100s' is not allowed", o->bucket);
     }
     return 0;
 }
@@ -116,6 +135,10 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
     }
     if (o.bucket == NULL || o.key == NULL) {
         return err_set(e, "an s3 src needs a bucket and a key");
+    }
+    if (check_s3_src(w, &o, e) < 0) {
+        note_fetch_failure(w, RUN_SOURCE_FAILED);
+        return -1;
     }
     struct s3_reply reply;
     if (s3_get(w->http, &w->s3, &o, (size_t)w->cfg->max_src_bytes, time(NULL), out, &reply, e) <
@@ -146,15 +169,10 @@ struct header_set {
     size_t n;
 };
 
-static bool header_safe(const char *s)
-{
-    return strpbrk(s, "\r\n") == NULL;
-}
-
 /* Sets a header, replacing one of the same name; an empty value removes it. */
 static int header_put(struct header_set *s, const char *name, const char *value, struct err *e)
 {
-    if (!header_safe(name) || !header_safe(value) || name[0] == '\0' || strchr(name, ':')) {
+    if (!http_header_valid(name, value)) { /* job_parse() refused such jobs already */
         return err_set(e, "header '%.100s' has a forbidden character", name);
     }
     for (size_t i = 0; i < s->n; i++) {
@@ -209,64 +227,119 @@ static void default_key(const struct job *j, const struct job_save *s, char *out
 }
 
 /* What one upload sends. */
-struct upload {
-    const struct job_save *save;
-    const void *data;
-    size_t len;
-    const char *content_type;
-};
 
 /* PUTs one object where its save says (or to the default bucket); `url` receives its URL. */
-static int upload_one(struct runner *w, struct run_state *t, const struct upload *u,
-                      struct buf *url, struct err *e)
+/* Builds the upload task of one output (see upload.h); NULL with the reason in `e`. */
+static json_object *build_task(struct runner *w, struct run_state *t, const struct proc_output *o,
+                               struct err *e)
 {
     char key[2048];
-    struct s3_object obj = {u->save->bucket, u->save->location, u->save->key};
+    const struct job_save *save = o->save;
+    struct s3_object obj = {save->bucket, save->location, save->key};
     if (obj.bucket == NULL) {
         if (w->cfg->default_bucket[0] == '\0') {
-            return err_set(e, "'%s' has no s3_destination and PIXQ_DEFAULT_BUCKET is not set",
-                           u->save->image_identifier);
+            err_set(e, "'%s' has no s3_destination and PIXQ_DEFAULT_BUCKET is not set",
+                    save->image_identifier);
+            return NULL;
         }
         obj.bucket = w->cfg->default_bucket;
-        default_key(t->job, u->save, key, sizeof key);
+        default_key(t->job, save, key, sizeof key);
         obj.key = key;
     }
     struct header_set hs;
-    struct s3_reply reply;
-    if (upload_headers(w, u->save, u->content_type, &hs, e) < 0 ||
-        s3_object_url(&w->s3, &obj, url, e) < 0) {
-        return -1;
+    if (upload_headers(w, save, o->img.content_type, &hs, e) < 0) {
+        return NULL;
     }
-    long t0 = now_ms();
-    int rc = s3_put(w->http, &w->s3, &obj, u->data, u->len, hs.h, hs.n, time(NULL), &reply, e);
-    LOG_DEBUG("s3_put", "job_id=%s bucket=%s status=%ld bytes=%zu ms=%ld", t->job->id, obj.bucket,
-              reply.status, u->len, now_ms() - t0);
-    return rc;
+    json_object *task = json_object_new_object();
+    json_object *headers = json_object_new_object();
+    for (size_t i = 0; i < hs.n; i++) {
+        json_object_object_add(headers, hs.h[i].name, json_object_new_string(hs.h[i].value));
+    }
+    json_object_object_add(task, "job_id", json_object_new_string(t->job->id));
+    json_object_object_add(task, "n", json_object_new_int(save->index));
+    json_object_object_add(task, "image_identifier",
+                           json_object_new_string(save->image_identifier));
+    json_object_object_add(task, "bucket", json_object_new_string(obj.bucket));
+    if (obj.region != NULL) {
+        json_object_object_add(task, "region", json_object_new_string(obj.region));
+    }
+    json_object_object_add(task, "key", json_object_new_string(obj.key));
+    json_object_object_add(task, "headers", headers);
+    json_object_object_add(task, "width", json_object_new_int64(o->img.width));
+    json_object_object_add(task, "height", json_object_new_int64(o->img.height));
+    json_object_object_add(task, "attempt", json_object_new_int(1));
+    return task;
 }
 
-/* Uploads one output and records it: in `images`, or as a failed output (the others go on). */
+/* Keeps an output whose upload must wait: its task and a copy of its bytes. */
+static int park_output(struct runner *w, json_object *task, const struct proc_output *o,
+                       long delay_ms, struct err *e)
+{
+    if (w->n_parked == w->cap_parked) {
+        size_t cap = w->cap_parked == 0 ? 4 : w->cap_parked * 2;
+        struct run_parked *p = realloc(w->parked, cap * sizeof *p);
+        if (p == NULL) {
+            return err_set(e, "out of memory");
+        }
+        w->parked = p;
+        w->cap_parked = cap;
+    }
+    struct run_parked *p = &w->parked[w->n_parked];
+    p->data = malloc(o->img.len);
+    if (p->data == NULL) {
+        return err_set(e, "out of memory");
+    }
+    memcpy(p->data, o->img.blob, o->img.len);
+    p->len = o->img.len;
+    p->task = json_object_get(task);
+    p->delay_ms = delay_ms;
+    w->n_parked++;
+    return 0;
+}
+
+/* Notes an uploaded object for wait_for_s3. */
+static void note_object(struct runner *w, json_object *task)
+{
+    struct s3_object o = up_object(task);
+    json_object *obj = json_object_new_object();
+    json_object_object_add(obj, "bucket", json_object_new_string(o.bucket));
+    if (o.region != NULL) {
+        json_object_object_add(obj, "region", json_object_new_string(o.region));
+    }
+    json_object_object_add(obj, "key", json_object_new_string(o.key));
+    json_object_array_add(w->objs, obj);
+}
+
 static void upload_output(struct run_state *t, const struct proc_output *o)
 {
-    const struct upload u = {o->save, o->img.blob, o->img.len, o->img.content_type};
+    struct runner *w = t->runner;
     struct buf url;
     buf_init(&url, 0);
     struct err e = {{0}};
-    if (upload_one(t->runner, t, &u, &url, &e) < 0) {
+    long delay = 0;
+    json_object *task = build_task(w, t, o, &e);
+    enum up_outcome out =
+        task == NULL ? UP_FAILED : up_send(&w->up, task, o->img.blob, o->img.len, &url, &delay, &e);
+    if (out == UP_PARK && park_output(w, task, o, delay, &e) < 0) {
+        out = UP_FAILED;
+    }
+    if (out == UP_FAILED) {
         char q[ERR_MSG_MAX + 16];
         LOG_WARN("upload_failed", "job_id=%s image_identifier=%s error=%s", t->job->id,
                  o->save->image_identifier, log_quote(e.msg, q, sizeof q));
         fail_output(t, o->save->image_identifier, e.msg);
-    } else {
+    } else if (out == UP_DONE) {
+        note_object(w, task);
         result_add_image(t->result, o->save->image_identifier, url.data, o->img.width,
                          o->img.height);
+    } else {
+        LOG_INFO("upload_parked", "job_id=%s image_identifier=%s delay_ms=%ld", t->job->id,
+                 o->save->image_identifier, delay);
     }
+    json_object_put(task);
     buf_finish(&url);
 }
 
-/* ---------------------------------------------------------------- pre_process */
-
-/* proc_sink.output: a pre_process job's output with a destination is uploaded and reported
- * like the main job's. */
 static int sink_output(void *user, const struct job *pre, const struct proc_output *o,
                        struct err *e)
 {
@@ -275,16 +348,31 @@ static int sink_output(void *user, const struct job *pre, const struct proc_outp
 }
 
 /* proc_sink.move: move_original's copy of the source; a failure fails the job. */
+/* move_original: the untouched (or converted) source goes to its destination now; waiting for a
+ * slot blocks here, since the job cannot go on without it. */
 static int sink_move(void *user, const struct job_save *dest, const void *data, size_t len,
                      const char *content_type, struct err *e)
 {
     struct run_state *t = user;
-    const struct upload u = {dest, data, len, content_type};
+    struct proc_output o = {.save = dest};
+    o.img.blob = (unsigned char *)data;
+    o.img.len = len;
+    o.img.content_type = content_type;
+    json_object *task = build_task(t->runner, t, &o, e);
+    enum up_outcome out = UP_FAILED;
     struct buf url;
     buf_init(&url, 0);
-    int rc = upload_one(t->runner, t, &u, &url, e);
+    for (long delay = 0; task != NULL;) {
+        out = up_send(&t->runner->up, task, data, len, &url, &delay, e);
+        if (out != UP_PARK) {
+            break;
+        }
+        struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    json_object_put(task);
     buf_finish(&url);
-    return rc;
+    return out == UP_DONE ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------- one job */
@@ -337,33 +425,68 @@ out:
 }
 
 /* Content-Type: application/json, then the job's postback_headers merged over it. A header
- * that cannot be sent (CR/LF in it, too many) is left out: the postback still goes. */
+ * that cannot be sent (CR/LF in it, too many) is left out: job_parse() made such a job fail with
+ * a clear error, and that failure still has to be posted back. */
 static void postback_headers(const struct job *j, struct header_set *s)
 {
     struct err e = {{0}};
     s->n = 0;
     header_put(s, "Content-Type", "application/json", &e);
-    if (j->postback_headers == NULL) {
+    if (j->postback_headers == NULL ||
+        !json_object_is_type(j->postback_headers, json_type_object)) {
         return;
     }
     json_object_object_foreach(j->postback_headers, name, v)
     {
-        if (header_put(s, name, json_object_get_string(v), &e) < 0) {
-            char q[ERR_MSG_MAX + 16];
-            LOG_WARN("postback_header_dropped", "job_id=%s error=%s", j->id,
-                     log_quote(e.msg, q, sizeof q));
+        const char *value = json_object_get_string(v);
+        if (!json_object_is_type(v, json_type_string) ||
+            (size_t)json_object_get_string_len(v) != strlen(value) || /* "\u0000" */
+            header_put(s, name, value, &e) < 0) {
+            LOG_DEBUG("postback_header_dropped", "job_id=%s", j->id);
         }
     }
 }
 
-static void post_back(struct runner *w, const struct job *job, const char *body)
+/* X-Pixq-Timestamp: <unix seconds> and X-Pixq-Signature: v1=<hex HMAC-SHA256 of
+ * "<timestamp>.<body>" under `secret`>, over whatever the job's headers said; nothing when the
+ * secret is empty. The strings are written into `ts` and `sig`, which must outlive the header
+ * set. Returns 0 or -1. */
+static int sign_postback(struct header_set *s, const char *secret, time_t now, const char *body,
+                         char ts[32], char sig[8 + HASH_SHA256_HEX], struct err *e)
+{
+    if (secret[0] == '\0') {
+        return 0;
+    }
+    struct buf msg;
+    buf_init(&msg, 0);
+    snprintf(ts, 32, "%lld", (long long)now);
+    if (buf_printf(&msg, "%s.", ts) < 0 || buf_puts(&msg, body) < 0) {
+        buf_finish(&msg);
+        return err_set(e, "out of memory");
+    }
+    uint8_t mac[HASH_SHA256_LEN];
+    hash_hmac_sha256(secret, strlen(secret), msg.data, msg.len, mac);
+    buf_finish(&msg);
+    memcpy(sig, "v1=", 3);
+    hash_hex(mac, sizeof mac, sig + 3);
+    if (header_put(s, "X-Pixq-Timestamp", ts, e) < 0 ||
+        header_put(s, "X-Pixq-Signature", sig, e) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int post_back(struct runner *w, const struct job *job, const char *body)
 {
     const char *url = job->postback_url;
     if (url == NULL) {
-        return;
+        return 0;
     }
     struct header_set hs;
     postback_headers(job, &hs);
+    struct err e = {{0}};
+    char ts[32], sig[8 + HASH_SHA256_HEX];
+    int rc = sign_postback(&hs, w->cfg->postback_secret, time(NULL), body, ts, sig, &e);
     struct http_request req = {
         .method = "POST",
         .url = url,
@@ -374,11 +497,13 @@ static void post_back(struct runner *w, const struct job *job, const char *body)
         .connect_timeout_ms = w->cfg->connect_timeout_ms,
         .timeout_ms = w->cfg->postback_timeout_ms,
         .max_body = MAX_POSTBACK_BODY,
+        .guard = &w->guard,
+        .low_speed_bytes_per_s = w->cfg->low_speed_bytes_per_s,
+        .low_speed_time_s = w->cfg->low_speed_time_s,
     };
     struct http_response resp;
     http_response_init(&resp);
-    struct err e = {{0}};
-    int rc = http_perform(w->http, &req, &resp, &e);
+    rc = rc < 0 ? rc : http_perform(w->http, &req, &resp, &e);
     if (rc == 0 && resp.status / 100 != 2) {
         rc = err_set(&e, "postback answered HTTP %ld", resp.status);
     }
@@ -389,6 +514,66 @@ static void post_back(struct runner *w, const struct job *job, const char *body)
         LOG_DEBUG("postback_sent", "job_id=%s status=%ld", job->id, resp.status);
     }
     http_response_finish(&resp);
+    return rc < 0 ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- the job guard */
+
+/* A save with an s3_destination goes to a valid bucket that the deployment lets jobs write to
+ * (saves without one go to PIXQ_DEFAULT_BUCKET). */
+static int check_save(const struct cfg *c, const struct job_save *s, struct err *e)
+{
+    if (s == NULL || s->bucket == NULL) {
+        return 0;
+    }
+    if (job_check_s3_object(s->bucket, s->location, s->key, e) < 0) {
+        return err_wrap(e, "s3_destination of '%.100s'", s->image_identifier);
+    }
+    if (!cfg_bucket_allowed(c, s->bucket)) {
+        return err_set(e, "s3_destination of '%.100s': bucket '%.100s' is not allowed",
+                       s->image_identifier, s->bucket);
+    }
+    return 0;
+}
+
+static int check_saves(const struct cfg *c, const struct job_fn *fns, size_t n, struct err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (check_save(c, fns[i].save, e) < 0 ||
+            check_saves(c, fns[i].children, fns[i].n_children, e) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_destinations(const struct cfg *c, const struct job *j, struct err *e)
+{
+    for (size_t i = 0; i < j->n_pre; i++) {
+        int rc = j->pre[i].job != NULL ? check_destinations(c, j->pre[i].job, e)
+                                       : check_save(c, j->pre[i].move, e);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return check_saves(c, j->functions, j->n_functions, e);
+}
+
+/* What a valid job may ask for in this deployment, checked before anything is fetched: the
+ * number of outputs, where they go, and a postback_url that can be reached at all (an http(s)
+ * URL; a literal address must pass the network guard, a name is checked when it resolves). */
+static int guard_job(struct runner *w, const struct job *j, struct err *e)
+{
+    size_t saves = job_count_saves(j);
+    if (saves > (size_t)w->cfg->max_saves) {
+        return err_set(e, "too many saves (%zu, at most %ld)", saves, w->cfg->max_saves);
+    }
+    if (j->postback_url != NULL && netguard_check_url(&w->guard, j->postback_url, e) < 0) {
+        char shown[512];
+        cfg_redact_url(j->postback_url, shown, sizeof shown);
+        return err_wrap(e, "postback_url %.300s", shown);
+    }
+    return check_destinations(w->cfg, j, e);
 }
 
 void run_fail(const struct job *job, struct result *res, char first_error[ERR_MSG_MAX],
@@ -403,23 +588,38 @@ enum run_status run_job(struct runner *r, const struct job *job, struct result *
 {
     struct run_state t = {r, job, res, first_error};
     r->fetch_status = RUN_DONE;
+    run_release(r);
     if (job->error[0] != '\0') {
         fail_job(&t, job->error);
         return RUN_DONE;
     }
+    struct err e = {{0}};
+    if (guard_job(r, job, &e) < 0) {
+        fail_job(&t, e.msg);
+        return RUN_DONE;
+    }
     process(r, &t);
+    if (r->n_parked > 0) {
+        return RUN_PARKED;
+    }
     return first_error[0] != '\0' ? r->fetch_status : RUN_DONE;
 }
 
-void run_postback(struct runner *r, const struct job *job, const char *body)
+int run_postback(struct runner *r, const struct job *job, const char *body)
 {
-    post_back(r, job, body);
+    return post_back(r, job, body);
 }
 
 void run_init(struct runner *r, const struct cfg *c, struct http *http)
 {
     r->cfg = c;
     r->http = http;
+    struct err e = {{0}};
+    if (netguard_init(&r->guard, c->allow_private_networks, c->allowed_networks, &e) < 0) {
+        /* cfg validated the list at start-up; should it not parse, only public addresses pass */
+        char q[ERR_MSG_MAX + 16];
+        LOG_ERROR("allowed_networks_ignored", "error=%s", log_quote(e.msg, q, sizeof q));
+    }
     r->s3 = (struct s3_config){
         .endpoint = c->s3_endpoint,
         .path_style = cfg_s3_path_style(c),
@@ -429,7 +629,11 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
         .session_token = c->aws_session_token,
         .connect_timeout_ms = c->connect_timeout_ms,
         .timeout_ms = c->s3_timeout_ms,
+        .max_idle_ms = c->s3_idle_ms,
+        .last_used_ms = &r->s3_last_used_ms,
     };
+    r->up = (struct uploader){.cfg = c, .http = http, .s3 = &r->s3};
+    r->objs = json_object_new_array();
     r->loader = (struct src_loader){
         .fetch = fetch_bytes,
         .fetch_user = r,
@@ -442,4 +646,30 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
         .load = src_load,
         .load_user = &r->loader,
     };
+}
+
+void run_set_redis(struct runner *r, struct rq *rq)
+{
+    r->up.rq = rq;
+}
+
+void run_release(struct runner *r)
+{
+    for (size_t i = 0; i < r->n_parked; i++) {
+        json_object_put(r->parked[i].task);
+        free(r->parked[i].data);
+    }
+    r->n_parked = 0;
+    json_object_put(r->objs);
+    r->objs = json_object_new_array();
+}
+
+void run_finish(struct runner *r)
+{
+    run_release(r);
+    free(r->parked);
+    r->parked = NULL;
+    r->cap_parked = 0;
+    json_object_put(r->objs);
+    r->objs = NULL;
 }

@@ -19,6 +19,7 @@
 #include "result.h"
 #include "s3.h"
 #include "source.h"
+#include "upload.h"
 
 /* How a run ended, for the caller's retry decision. */
 enum run_status {
@@ -26,6 +27,15 @@ enum run_status {
     RUN_SOURCE_TRANSIENT, /* a source download failed in a way that may pass: timeout, reset,
                              refused, HTTP 5xx/429/408 */
     RUN_SOURCE_FAILED,    /* a source download failed for good (4xx, too large) */
+    RUN_PARKED,           /* some outputs wait for their upload slot: see runner.parked */
+};
+
+/* An output whose upload waits in Redis: its task (upload.h) and its encoded bytes. */
+struct run_parked {
+    json_object *task;
+    unsigned char *data;
+    size_t len;
+    long delay_ms; /* when the task is due */
 };
 
 struct runner {
@@ -35,6 +45,12 @@ struct runner {
     struct s3_config s3;
     struct src_loader loader; /* refs set while a job runs */
     struct proc_opts popts;
+    struct uploader up;
+    long s3_last_used_ms;      /* for not reusing S3 connections past PIXQ_S3_IDLE_MS */
+    struct netguard guard;     /* what sources and postbacks may reach */
+    struct run_parked *parked; /* outputs of the last run waiting for upload */
+    size_t n_parked, cap_parked;
+    json_object *objs; /* objects uploaded by the last run: [{"bucket","region","key"}] */
 };
 
 /* Prepares `r` from the configuration (which must outlive it) and an HTTP client. */
@@ -48,12 +64,22 @@ void run_init(struct runner *r, const struct cfg *cfg, struct http *http);
 enum run_status run_job(struct runner *r, const struct job *job, struct result *res,
                         char first_error[ERR_MSG_MAX]);
 
+/* Lets uploads use the fleet's shared rate limits through `rq` (the worker's connection). */
+void run_set_redis(struct runner *r, struct rq *rq);
+
+/* Drops what the last run left (parked outputs, uploaded objects). */
+void run_release(struct runner *r);
+
+/* Frees everything the runner holds. */
+void run_finish(struct runner *r);
+
 /* Records a job-level failure that happened outside run_job(). */
 void run_fail(const struct job *job, struct result *res, char first_error[ERR_MSG_MAX],
               const char *why);
 
-/* POSTs `body` to the job's postback_url (if any) with its postback_headers; failures are logged.
- */
-void run_postback(struct runner *r, const struct job *job, const char *body);
+/* POSTs `body` to the job's postback_url (if any) with its postback_headers, signed when a secret
+ * is configured. Returns 0 when delivered (2xx) or when the job has no postback_url, -1 when it
+ * failed (logged). */
+int run_postback(struct runner *r, const struct job *job, const char *body);
 
 #endif

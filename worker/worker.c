@@ -17,6 +17,7 @@
 #include "result.h"
 #include "rq.h"
 #include "run.h"
+#include "upload.h"
 
 #define BACKOFF_MIN_MS  100  /* first wait after a Redis failure */
 #define BACKOFF_MAX_MS  5000 /* longest wait between Redis retries */
@@ -141,6 +142,7 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
         goto fail;
     }
     run_init(&w->runner, cfg, w->http);
+    run_set_redis(&w->runner, w->rq);
     img_init();
     return w;
 fail:
@@ -154,6 +156,7 @@ void worker_destroy(struct worker *w)
         return;
     }
     lease_stop(w->lease);
+    run_finish(&w->runner);
     rq_destroy(w->rq);
     http_destroy(w->http);
     free(w);
@@ -164,10 +167,24 @@ const char *worker_id(const struct worker *w)
     return w->id;
 }
 
+/* pixq:{Q}:<what>:<job_id>, or pixq:{Q}:<what>:<job_id>:<n> when n >= 0. */
+static void job_key(struct worker *w, const char *job_id, const char *what, int n, char *out,
+                    size_t cap)
+{
+    char suffix[JOB_ID_MAX + 48];
+    if (n < 0) {
+        snprintf(suffix, sizeof suffix, "%s:%s", what, job_id);
+    } else {
+        snprintf(suffix, sizeof suffix, "%s:%s:%d", what, job_id, n);
+    }
+    rq_key(out, cap, w->queue, suffix);
+}
+
 /* ---------------------------------------------------------------- settling in Redis */
 
 /* The dead-letter entry: {"job": payload, "job_id", "error", "attempts", "failed_at" (ms)}. */
-static char *dead_envelope(const char *payload, size_t len, const char *job_id, const char *error)
+static char *dead_envelope(const char *payload, size_t len, const char *job_id, const char *error,
+                           long attempts)
 {
     json_object *d = json_object_new_object();
     json_object_object_add(d, "job", json_object_new_string_len(payload, (int)len));
@@ -175,7 +192,7 @@ static char *dead_envelope(const char *payload, size_t len, const char *job_id, 
         json_object_object_add(d, "job_id", json_object_new_string(job_id));
     }
     json_object_object_add(d, "error", json_object_new_string(error));
-    json_object_object_add(d, "attempts", json_object_new_int(1));
+    json_object_object_add(d, "attempts", json_object_new_int64(attempts));
     json_object_object_add(d, "failed_at", json_object_new_int64(wall_ms()));
     char *s = strdup(
         json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -228,7 +245,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
 
 static void bury_unparseable(struct worker *w, const struct buf *payload, const char *why)
 {
-    char *dead = dead_envelope(payload->data, payload->len, NULL, why);
+    char *dead = dead_envelope(payload->data, payload->len, NULL, why, 1);
     char q[ERR_MSG_MAX + 16];
     LOG_ERROR("job_unparseable", "bytes=%zu error=%s", payload->len, log_quote(why, q, sizeof q));
     if (dead != NULL) {
@@ -283,16 +300,79 @@ static long begin_run(struct worker *w, const struct job *j, struct err *e)
 
 /* Claims the job's one postback (HSETNX on pixq:{Q}:job:<id>). True if this run should send it;
  * when Redis cannot answer, sends it (at least once beats never). */
-static bool claim_postback(struct worker *w, const struct job *j)
+/* The job's postback bookkeeping in pixq:{Q}:job:<id>: `posted` is set once it was delivered. */
+static bool postback_delivered(struct worker *w, const char *job_id)
 {
-    char key[RQ_KEY_MAX], suffix[JOB_ID_MAX + 8];
-    snprintf(suffix, sizeof suffix, "job:%s", j->id);
-    rq_key(key, sizeof key, w->queue, suffix);
+    char key[RQ_KEY_MAX];
+    job_key(w, job_id, "job", -1, key, sizeof key);
     struct err e = {{0}};
-    redisReply *r = rq_command(w->rq, &e, "HSETNX %s posted %ld", key, wall_ms());
-    bool claim = r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer == 1;
+    redisReply *r = rq_command(w->rq, &e, "HEXISTS %s posted", key);
+    bool done = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
-    return claim;
+    return done;
+}
+
+static void mark_delivered(struct worker *w, const char *job_id)
+{
+    char key[RQ_KEY_MAX];
+    job_key(w, job_id, "job", -1, key, sizeof key);
+    struct err e = {{0}};
+    freeReplyObject(rq_command(w->rq, &e, "HSET %s posted %ld", key, wall_ms()));
+}
+
+/* Posts the result unless it was delivered already (a rerun), and records the delivery. A
+ * postback is marked only once delivered, so a worker dying with it in flight leaves it to the
+ * rerun: at least once. Returns 0 delivered (or nothing to deliver), -1 failed. */
+static int post_once(struct worker *w, const struct job *job, const char *json)
+{
+    if (job->postback_url == NULL) {
+        return 0;
+    }
+    if (postback_delivered(w, job->id)) {
+        LOG_INFO("postback_skipped", "job_id=%s reason=already_sent", job->id);
+        return 0;
+    }
+    if (run_postback(&w->runner, job, json) < 0) {
+        return -1;
+    }
+    mark_delivered(w, job->id);
+    return 0;
+}
+
+/* Blitline's retry_postback schedule, seconds after each failed attempt. */
+static const long postback_retry_s[] = {1, 3, 15, 600};
+#define POSTBACK_RETRIES ((long)(sizeof postback_retry_s / sizeof postback_retry_s[0]))
+
+static bool wants_postback_retry(struct worker *w, const struct job *j)
+{
+    bool retry = false;
+    struct err e;
+    return w->cfg->postback_retry ||
+           (job_param_bool(j->root, "job", "retry_postback", false, &retry, &e) == 0 && retry);
+}
+
+/* Schedules postback attempt `attempt` (1-based) of a settled job: {"pixq_postback": {"job",
+ * "job_id", "attempt"}}; the body is the stored result:<id>. delay.lua puts it on Redis's clock. */
+static void schedule_postback(struct worker *w, const char *job_text, const char *job_id,
+                              long attempt)
+{
+    json_object *env = json_object_new_object(), *task = json_object_new_object();
+    json_object_object_add(task, "job", json_object_new_string(job_text));
+    json_object_object_add(task, "job_id", json_object_new_string(job_id));
+    json_object_object_add(task, "attempt", json_object_new_int64(attempt));
+    json_object_object_add(env, "pixq_postback", task);
+    const char *text = json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
+    char delay[32];
+    snprintf(delay, sizeof delay, "%ld", postback_retry_s[attempt - 1] * 1000);
+    const char *keys[] = {w->delayed_key, w->jobs_key};
+    const char *args[] = {text, delay, RQ_WAKE_TOKEN};
+    struct err e = {{0}};
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_DELAY, 2, keys, 3, args, NULL, &e);
+    LOG_INFO("postback_retry", "job_id=%s attempt=%ld in_ms=%s scheduled=%d", job_id, attempt + 1,
+             delay, r != NULL);
+    freeReplyObject(r);
+    json_object_put(env);
 }
 
 /* Whether the payload is still on this worker's active list. After a lease loss it may not be
@@ -309,33 +389,388 @@ static bool still_reserved(struct worker *w, const struct task *t)
     return held;
 }
 
+static long job_attempt(const struct job *j);
+
+/* ---------------------------------------------------------------- parked uploads */
+
+static char *task_envelope(json_object *task)
+{
+    json_object *env = json_object_new_object();
+    json_object_object_add(env, "pixq_upload", json_object_get(task));
+    char *s = strdup(json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(env);
+    return s;
+}
+
+/* The arguments of one park.lua call (see its header): 4 fixed keys and args, then per parked
+ * output a blob key and three args. */
+struct park_call {
+    size_t n;
+    const char **keys, **args;
+    size_t *lens;
+    char (*blob_keys)[RQ_KEY_MAX];
+    char (*delays)[32];
+    char **envs;
+};
+
+static void park_call_free(struct park_call *c)
+{
+    for (size_t i = 0; c->envs != NULL && i < c->n; i++) {
+        free(c->envs[i]);
+    }
+    free(c->envs);
+    free(c->delays);
+    free(c->blob_keys);
+    free(c->lens);
+    free(c->args);
+    free(c->keys);
+}
+
+static int park_call_init(struct park_call *c, size_t n)
+{
+    c->n = n;
+    c->keys = calloc(4 + n, sizeof *c->keys);
+    c->args = calloc(4 + 3 * n, sizeof *c->args);
+    c->lens = calloc(4 + 3 * n, sizeof *c->lens);
+    c->blob_keys = calloc(n + 1, RQ_KEY_MAX);
+    c->delays = calloc(n + 1, 32);
+    c->envs = calloc(n + 1, sizeof *c->envs);
+    return c->keys && c->args && c->lens && c->blob_keys && c->delays && c->envs ? 0 : -1;
+}
+
+/* Fills the per-output keys and args from the runner's parked outputs. */
+static int park_call_outputs(struct worker *w, const char *job_id, struct park_call *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        const struct run_parked *p = &w->runner.parked[i];
+        int n = json_object_get_int(json_object_object_get(p->task, "n"));
+        job_key(w, job_id, "blob", n, c->blob_keys[i], RQ_KEY_MAX);
+        c->envs[i] = task_envelope(p->task);
+        if (c->envs[i] == NULL) {
+            return -1;
+        }
+        snprintf(c->delays[i], 32, "%ld", p->delay_ms);
+        c->keys[4 + i] = c->blob_keys[i];
+        c->args[4 + 3 * i] = c->envs[i];
+        c->lens[4 + 3 * i] = strlen(c->envs[i]);
+        c->args[5 + 3 * i] = c->delays[i];
+        c->lens[5 + 3 * i] = strlen(c->delays[i]);
+        c->args[6 + 3 * i] = (const char *)p->data;
+        c->lens[6 + 3 * i] = p->len;
+    }
+    return 0;
+}
+
+/* park.lua: the job leaves the active list; its parked outputs wait in Redis. */
+static void park_job(struct worker *w, struct task *t)
+{
+    struct park_call c = {0};
+    char job_hash[RQ_KEY_MAX], ttl[32];
+    struct err e = {{0}};
+    redisReply *r = NULL;
+    job_key(w, t->job->id, "job", -1, job_hash, sizeof job_hash);
+    snprintf(ttl, sizeof ttl, "%ld", w->cfg->blob_ttl_s);
+    const char *objs = json_object_to_json_string_ext(w->runner.objs, JSON_C_TO_STRING_PLAIN);
+    const char *fixed_keys[] = {w->active_key, job_hash, w->delayed_key, w->stats_key};
+    const char *fixed_args[] = {t->payload.data, result_json(t->result), ttl, objs};
+    if (park_call_init(&c, w->runner.n_parked) == 0 && park_call_outputs(w, t->job->id, &c) == 0) {
+        for (size_t i = 0; i < 4; i++) {
+            c.keys[i] = fixed_keys[i];
+            c.args[i] = fixed_args[i];
+            c.lens[i] = i == 0 ? t->payload.len : strlen(fixed_args[i]);
+        }
+        r = rq_script(w->rq, RQ_SCRIPT_PARK, (int)(4 + c.n), c.keys, (int)(4 + 3 * c.n), c.args,
+                      c.lens, &e);
+    }
+    char q[ERR_MSG_MAX + 16];
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
+        LOG_INFO("job_parked", "job_id=%s outputs=%zu", t->job->id, c.n);
+        for (size_t i = 0; i < c.n; i++) {
+            long wake = now_ms() + w->runner.parked[i].delay_ms;
+            w->next_promote_at = wake < w->next_promote_at ? wake : w->next_promote_at;
+        }
+    } else {
+        LOG_WARN("park_failed", "job_id=%s error=%s", t->job->id,
+                 log_quote(r == NULL ? (e.msg[0] ? e.msg : "out of memory") : "lease lost", q,
+                           sizeof q));
+    }
+    freeReplyObject(r);
+    park_call_free(&c);
+}
+
+/* upload_done.lua: records how parked output n ended. Returns the outputs still pending, or -1. */
+static long record_upload(struct worker *w, const char *job_id, int n, const char *kind,
+                          const char *a, const char *b)
+{
+    char job_hash[RQ_KEY_MAX], blob[RQ_KEY_MAX], nbuf[16];
+    job_key(w, job_id, "job", -1, job_hash, sizeof job_hash);
+    job_key(w, job_id, "blob", n, blob, sizeof blob);
+    snprintf(nbuf, sizeof nbuf, "%d", n);
+    const char *keys[] = {job_hash, blob};
+    const char *args[] = {nbuf, kind, a, b};
+    struct err e = {{0}};
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_UPLOAD_DONE, 2, keys, 4, args, NULL, &e);
+    long pending = r != NULL && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
+    freeReplyObject(r);
+    return pending;
+}
+
+struct field_entry {
+    long n;
+    const char *value;
+};
+
+static int by_n(const void *a, const void *b)
+{
+    long x = ((const struct field_entry *)a)->n, y = ((const struct field_entry *)b)->n;
+    return (x > y) - (x < y);
+}
+
+/* Appends the values of the hash fields "<prefix>:<n>" to `arr`, in n order (parsed as JSON
+ * when `parse`, else as strings). */
+static void add_fields(const redisReply *h, const char *prefix, json_object *arr, bool parse)
+{
+    size_t plen = strlen(prefix), count = 0;
+    struct field_entry *v = calloc(h->elements / 2 + 1, sizeof *v);
+    for (size_t i = 0; v != NULL && i + 1 < h->elements; i += 2) {
+        const char *f = h->element[i]->str;
+        char *end;
+        if (strncmp(f, prefix, plen) == 0 && f[plen] == ':') {
+            long n = strtol(f + plen + 1, &end, 10);
+            if (*end == '\0') {
+                v[count++] = (struct field_entry){n, h->element[i + 1]->str};
+            }
+        }
+    }
+    qsort(v, count, sizeof *v, by_n);
+    for (size_t i = 0; i < count; i++) {
+        json_object_array_add(arr, parse ? json_tokener_parse(v[i].value)
+                                         : json_object_new_string(v[i].value));
+    }
+    free(v);
+}
+
+static void deliver(struct worker *w, struct task *t, const struct job *job, const char *json,
+                    const char *first_error, long t0);
+static bool requeue(struct worker *w, struct task *t, const char *next, long delay,
+                    const char *counter, struct err *e);
+
+/* Adds the parked outputs' outcomes (hash `h`) to the result document and `objs_out`. */
+static void assemble_parked(const redisReply *h, json_object *results, json_object *objs_out,
+                            const char *objs)
+{
+    const char *names[] = {"images", "errors", "failed_image_identifiers"};
+    const char *prefixes[] = {"img", "err", "fail"};
+    for (int i = 0; i < 3; i++) {
+        json_object *arr = json_object_object_get(results, names[i]);
+        if (arr == NULL) {
+            arr = json_object_new_array();
+            json_object_object_add(results, names[i], arr);
+        }
+        add_fields(h, prefixes[i], arr, i == 0);
+        if (i > 0 && json_object_array_length(arr) == 0) {
+            json_object_object_del(results, names[i]); /* present only when something failed */
+        }
+    }
+    json_object *before = objs != NULL ? json_tokener_parse(objs) : NULL;
+    for (size_t i = 0; before != NULL && i < json_object_array_length(before); i++) {
+        json_object_array_add(objs_out, json_object_get(json_object_array_get_idx(before, i)));
+    }
+    json_object_put(before);
+    add_fields(h, "obj", objs_out, true);
+}
+
+static const char *first_string(json_object *arr)
+{
+    return arr != NULL && json_object_array_length(arr) > 0
+               ? json_object_get_string(json_object_array_get_idx(arr, 0))
+               : "";
+}
+
+/* The parked job's last output is settled: assemble its result from the job hash and deliver. */
+static void complete_parked(struct worker *w, struct task *t, const char *job_id, long t0)
+{
+    char job_hash[RQ_KEY_MAX];
+    job_key(w, job_id, "job", -1, job_hash, sizeof job_hash);
+    struct err e = {{0}};
+    redisReply *h = rq_command(w->rq, &e, "HGETALL %s", job_hash);
+    const char *payload = NULL, *base = NULL, *objs = NULL;
+    for (size_t i = 0; h != NULL && h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
+        const char *f = h->element[i]->str, *v = h->element[i + 1]->str;
+        payload = strcmp(f, "payload") == 0 ? v : payload;
+        base = strcmp(f, "base") == 0 ? v : base;
+        objs = strcmp(f, "objs") == 0 ? v : objs;
+    }
+    struct job *job = payload != NULL ? job_parse(payload, strlen(payload), &w->limits, &e) : NULL;
+    json_object *doc = base != NULL ? json_tokener_parse(base) : NULL;
+    json_object *results = doc != NULL ? json_object_object_get(doc, "results") : NULL;
+    if (job == NULL || results == NULL) {
+        LOG_ERROR("parked_job_lost", "job_id=%s reason=state_unreadable", job_id);
+        const struct settlement s = {NULL, "", NULL, ""};
+        settle(w, &t->payload, &s);
+    } else {
+        run_release(&w->runner); /* the objects of this job only, for wait_for_s3 */
+        assemble_parked(h, results, w->runner.objs, objs);
+        const char *first = first_string(json_object_object_get(results, "errors"));
+        deliver(w, t, job,
+                json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
+                                                        JSON_C_TO_STRING_NOSLASHESCAPE),
+                first, t0);
+    }
+    json_object_put(doc);
+    job_destroy(job);
+    freeReplyObject(h);
+}
+
+/* Fetches a parked output's bytes; false if the blob is gone (expired). */
+static bool load_blob(struct worker *w, const char *job_id, int n, struct buf *out)
+{
+    char key[RQ_KEY_MAX];
+    job_key(w, job_id, "blob", n, key, sizeof key);
+    struct err e = {{0}};
+    redisReply *r = rq_command(w->rq, &e, "GET %s", key);
+    bool ok = r != NULL && r->type == REDIS_REPLY_STRING && buf_append(out, r->str, r->len) == 0;
+    freeReplyObject(r);
+    return ok;
+}
+
+/* Records a parked output that is now uploaded: its image entry for the postback and its object
+ * for wait_for_s3. Returns what record_upload() returns. */
+static long record_uploaded(struct worker *w, json_object *task, const char *job_id, int n,
+                            const char *url)
+{
+    json_object *img = json_object_new_object(), *meta = json_object_new_object(),
+                *obj = json_object_new_object();
+    json_object_object_add(img, "image_identifier",
+                           json_object_get(json_object_object_get(task, "image_identifier")));
+    json_object_object_add(img, "s3_url", json_object_new_string(url));
+    json_object_object_add(meta, "width", json_object_get(json_object_object_get(task, "width")));
+    json_object_object_add(meta, "height", json_object_get(json_object_object_get(task, "height")));
+    json_object_object_add(img, "meta", meta);
+    const char *names[] = {"bucket", "region", "key"};
+    for (int i = 0; i < 3; i++) {
+        json_object *v = json_object_object_get(task, names[i]);
+        if (v != NULL) {
+            json_object_object_add(obj, names[i], json_object_get(v));
+        }
+    }
+    const int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
+    long pending = record_upload(w, job_id, n, "img", json_object_to_json_string_ext(img, flags),
+                                 json_object_to_json_string_ext(obj, flags));
+    json_object_put(img);
+    json_object_put(obj);
+    return pending;
+}
+
+/* Sends a parked output; returns the outputs of its job still pending, -1 if the job state is
+ * gone, or -2 if the task went back to `delayed`. */
+static long send_parked(struct worker *w, struct task *t, json_object *task, const char *job_id,
+                        int n)
+{
+    const char *id = json_object_get_string(json_object_object_get(task, "image_identifier"));
+    struct buf blob, url;
+    buf_init(&blob, 0);
+    buf_init(&url, 0);
+    struct err e = {{0}};
+    long delay = 0, pending;
+    enum up_outcome out = UP_FAILED;
+    if (!load_blob(w, job_id, n, &blob)) {
+        err_set(&e, "the encoded output '%.200s' expired before it could be uploaded", id);
+    } else {
+        out = up_send(&w->runner.up, task, blob.data, blob.len, &url, &delay, &e);
+    }
+    if (out == UP_PARK) {
+        char *next = task_envelope(task);
+        pending = next != NULL && requeue(w, t, next, delay, "throttled", &e) ? -2 : -1;
+        free(next);
+    } else if (out == UP_DONE) {
+        pending = record_uploaded(w, task, job_id, n, url.data);
+    } else {
+        char q[ERR_MSG_MAX + 16];
+        LOG_WARN("upload_failed", "job_id=%s image_identifier=%s error=%s", job_id, id,
+                 log_quote(e.msg, q, sizeof q));
+        pending = record_upload(w, job_id, n, "err", e.msg, id);
+    }
+    buf_finish(&blob);
+    buf_finish(&url);
+    return pending;
+}
+
+/* An upload task (park.lua): {"pixq_upload": task}. */
+static void handle_upload(struct worker *w, struct task *t, json_object *env)
+{
+    long t0 = now_ms();
+    json_object *task = json_object_object_get(env, "pixq_upload");
+    json_object *idv = json_object_object_get(task, "job_id");
+    const char *job_id = idv != NULL ? json_object_get_string(idv) : "";
+    int n = json_object_get_int(json_object_object_get(task, "n"));
+    long pending = send_parked(w, t, task, job_id, n);
+    if (pending == -2) {
+        return; /* back in delayed */
+    }
+    if (pending != 0) {
+        if (pending < 0) {
+            LOG_WARN("parked_job_lost", "job_id=%s reason=state_expired", job_id);
+        }
+        const struct settlement s = {NULL, "", NULL, ""};
+        settle(w, &t->payload, &s);
+        return;
+    }
+    complete_parked(w, t, job_id, t0);
+}
+
 /* ---------------------------------------------------------------- one job */
+
+/* Whether the job asked to wait until its objects can be read (Blitline's wait_for_s3). */
+static bool job_wants_wait_for_s3(const struct job *j)
+{
+    bool wait = false;
+    struct err e;
+    return job_param_bool(j->root, "job", "wait_for_s3", false, &wait, &e) == 0 && wait;
+}
+
+/* Posts a finished job's result back (once) and settles it: the common end of a job, whether its
+ * last output was uploaded by the worker that ran it or by the one that ran a parked upload.
+ * `payload` is what this worker holds on its active list (the job, or an upload task). */
+static void deliver(struct worker *w, struct task *t, const struct job *job, const char *json,
+                    const char *first_error, long t0)
+{
+    bool failed = first_error[0] != '\0';
+    if (job_wants_wait_for_s3(job)) {
+        up_wait_for_s3(&w->runner.up, w->runner.objs, job->id);
+    }
+    int posted = 0;
+    if (lease_take_lost(w->lease) && !still_reserved(w, t)) {
+        LOG_WARN("lease_lost", "job_id=%s step=before_postback", job->id);
+    } else {
+        posted = post_once(w, job, json);
+    }
+    long attempts = job_attempt(job);
+    json_object_object_del(job->root, "pixq_attempt"); /* a retried dead job starts afresh */
+    const char *text = json_object_to_json_string_ext(
+        job->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *dead = failed ? dead_envelope(text, strlen(text), job->id, first_error, attempts) : NULL;
+    const struct settlement s = {job->id, json, dead, failed ? "failed" : "succeeded"};
+    int settled = settle(w, &t->payload, &s);
+    free(dead);
+    if (posted < 0 && settled == 1 && wants_postback_retry(w, job)) {
+        schedule_postback(w, text, job->id, 1);
+    }
+    char q[ERR_MSG_MAX + 16];
+    if (settled == 0) {
+        LOG_WARN("lease_lost", "job_id=%s step=finish", job->id);
+    } else if (failed) {
+        LOG_WARN("job_failed", "job_id=%s ms=%ld error=%s", job->id, now_ms() - t0,
+                 log_quote(first_error, q, sizeof q));
+    } else {
+        LOG_INFO("job_done", "job_id=%s ms=%ld", job->id, now_ms() - t0);
+    }
+}
 
 static void complete(struct worker *w, struct task *t, long t0)
 {
-    const char *json = result_json(t->result);
-    bool failed = t->first_error[0] != '\0';
-    if (lease_take_lost(w->lease) && !still_reserved(w, t)) {
-        LOG_WARN("lease_lost", "job_id=%s step=before_postback", t->job->id);
-    } else if (claim_postback(w, t->job)) {
-        run_postback(&w->runner, t->job, json);
-    } else {
-        LOG_INFO("postback_skipped", "job_id=%s reason=already_sent", t->job->id);
-    }
-    char *dead =
-        failed ? dead_envelope(t->payload.data, t->payload.len, t->job->id, t->first_error) : NULL;
-    const struct settlement s = {t->job->id, json, dead, failed ? "failed" : "succeeded"};
-    int settled = settle(w, &t->payload, &s);
-    free(dead);
-    char q[ERR_MSG_MAX + 16];
-    if (settled == 0) {
-        LOG_WARN("lease_lost", "job_id=%s step=finish", t->job->id);
-    } else if (failed) {
-        LOG_WARN("job_failed", "job_id=%s ms=%ld errors=%zu error=%s", t->job->id, now_ms() - t0,
-                 result_error_count(t->result), log_quote(t->first_error, q, sizeof q));
-    } else {
-        LOG_INFO("job_done", "job_id=%s ms=%ld", t->job->id, now_ms() - t0);
-    }
+    deliver(w, t, t->job, result_json(t->result), t->first_error, t0);
 }
 
 /* Parses the payload into t->job; NULL payloads are buried. Returns 0 to go on. */
@@ -374,6 +809,35 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
     complete(w, t, t0);
 }
 
+/* A postback retry (schedule_postback): post the stored result again, or schedule the next try. */
+static void handle_postback(struct worker *w, struct task *t, json_object *env)
+{
+    json_object *task = json_object_object_get(env, "pixq_postback");
+    const char *text = json_object_get_string(json_object_object_get(task, "job"));
+    long attempt = (long)json_object_get_int64(json_object_object_get(task, "attempt"));
+    struct err e = {{0}};
+    struct job *job = text != NULL ? job_parse(text, strlen(text), &w->limits, &e) : NULL;
+    char key[RQ_KEY_MAX];
+    redisReply *r = NULL;
+    if (job != NULL) {
+        job_key(w, job->id, "result", -1, key, sizeof key);
+        r = rq_command(w->rq, &e, "LINDEX %s 0", key);
+    }
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        LOG_WARN("postback_given_up", "reason=result_gone attempt=%ld", attempt + 1);
+    } else if (post_once(w, job, r->str) < 0) {
+        if (attempt < POSTBACK_RETRIES) {
+            schedule_postback(w, text, job->id, attempt + 1);
+        } else {
+            LOG_ERROR("postback_given_up", "job_id=%s attempts=%ld", job->id, attempt + 1);
+        }
+    }
+    freeReplyObject(r);
+    job_destroy(job);
+    const struct settlement s = {NULL, "", NULL, ""};
+    settle(w, &t->payload, &s);
+}
+
 /* Pixq's own entries on the queue (wake-up tokens, poison pills); true if it was one. */
 static bool handle_internal(struct worker *w, struct task *t)
 {
@@ -391,11 +855,19 @@ static bool handle_internal(struct worker *w, struct task *t)
     json_object *inner = NULL;
     bool poison = env != NULL && json_object_object_get_ex(env, "pixq_poison", &inner) &&
                   json_object_is_type(inner, json_type_string);
+    bool upload = env != NULL && json_object_object_get_ex(env, "pixq_upload", &inner) &&
+                  json_object_is_type(inner, json_type_object);
+    bool postback = env != NULL && json_object_object_get_ex(env, "pixq_postback", &inner) &&
+                    json_object_is_type(inner, json_type_object);
     if (poison) {
         handle_poison(w, t, env);
+    } else if (upload) {
+        handle_upload(w, t, env);
+    } else if (postback) {
+        handle_postback(w, t, env);
     }
     json_object_put(env);
-    return poison;
+    return poison || upload || postback;
 }
 
 /* ---------------------------------------------------------------- batches and retries */
@@ -513,30 +985,42 @@ static long retry_delay_ms(struct worker *w, const struct job *j, enum run_statu
 
 /* Schedules the job to run again in `delay` ms, with its attempt count raised (requeue.lua).
  * No postback is sent for this attempt. */
+/* requeue.lua: the reserved payload leaves the active list; `next` runs in `delay` ms. */
+static bool requeue(struct worker *w, struct task *t, const char *next, long delay,
+                    const char *counter, struct err *e)
+{
+    char ms[32];
+    snprintf(ms, sizeof ms, "%ld", delay);
+    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key};
+    const char *args[] = {t->payload.data, next, ms, counter};
+    size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter)};
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_REQUEUE, 3, keys, 4, args, lens, e);
+    bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0;
+    if (ok) {
+        long wake = now_ms() + (long)r->integer;
+        w->next_promote_at = wake < w->next_promote_at ? wake : w->next_promote_at;
+    } else if (r != NULL) {
+        err_set(e, "lease lost");
+    }
+    freeReplyObject(r);
+    return ok;
+}
+
 static void retry_later(struct worker *w, struct task *t, long delay)
 {
     long attempt = job_attempt(t->job);
     json_object_object_add(t->job->root, "pixq_attempt", json_object_new_int64(attempt + 1));
     const char *next = json_object_to_json_string_ext(
         t->job->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    char ms[32];
-    snprintf(ms, sizeof ms, "%ld", delay);
-    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key};
-    const char *args[] = {t->payload.data, next, ms, "retried"};
-    size_t lens[] = {t->payload.len, strlen(next), strlen(ms), 7};
     struct err e = {{0}};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_REQUEUE, 3, keys, 4, args, lens, &e);
     char q[ERR_MSG_MAX + 16];
-    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
-        long wake = now_ms() + (long)r->integer;
-        w->next_promote_at = wake < w->next_promote_at ? wake : w->next_promote_at;
+    if (requeue(w, t, next, delay, "retried", &e)) {
         LOG_INFO("job_retry", "job_id=%s attempt=%ld delay_ms=%ld error=%s", t->job->id,
                  attempt + 1, delay, log_quote(t->first_error, q, sizeof q));
     } else {
         LOG_WARN("job_retry_failed", "job_id=%s error=%s", t->job->id,
-                 log_quote(r == NULL ? e.msg : "lease lost", q, sizeof q));
+                 log_quote(e.msg, q, sizeof q));
     }
-    freeReplyObject(r);
 }
 
 static void handle(struct worker *w, struct task *t)
@@ -550,6 +1034,10 @@ static void handle(struct worker *w, struct task *t)
     long run = begin_run(w, t->job, &e);
     LOG_INFO("job_start", "job_id=%s queue=%s run=%ld", t->job->id, w->queue, run);
     enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
+    if (st == RUN_PARKED) {
+        park_job(w, t);
+        return;
+    }
     long delay = st != RUN_DONE ? retry_delay_ms(w, t->job, st) : -1;
     if (delay >= 0) {
         retry_later(w, t, delay);
@@ -607,6 +1095,21 @@ static int take_stranded(struct worker *w, struct buf *payload, struct err *e)
     return got < 0 ? err_set(e, "out of memory") : got;
 }
 
+/* LMOVE (not blocking) one job into the active list: 1 with it, 0 if none is queued, -1. */
+static int take_now(struct worker *w, struct buf *payload, struct err *e)
+{
+    redisReply *r = rq_command(w->rq, e, "LMOVE %s %s RIGHT LEFT", w->jobs_key, w->active_key);
+    if (r == NULL) {
+        return -1;
+    }
+    int got = 0;
+    if (r->type == REDIS_REPLY_STRING) {
+        got = buf_append(payload, r->str, r->len) == 0 ? 1 : -1;
+    }
+    freeReplyObject(r);
+    return got < 0 ? err_set(e, "out of memory") : got;
+}
+
 /* BLMOVE one job into the active list, blocking at most until the next promotion is due.
  * Returns 1 with the payload, 0 on timeout, -1 on error. */
 static int reserve(struct worker *w, struct buf *payload, struct err *e)
@@ -619,11 +1122,15 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
     }
     long block = w->next_promote_at - now_ms();
     if (w->due_soon) {
-        /* Redis may end the wait up to a tick late: stop a tick early, sleep the rest here */
+        /* Redis may end the wait up to a tick late: stop a tick early and, rather than block,
+         * take what is already queued (without waiting) or sleep the rest here */
         block -= REDIS_TICK_MS;
         if (block < MIN_BLOCK_MS) {
-            nap(w, w->next_promote_at - now_ms());
-            return 0;
+            int got = take_now(w, payload, e);
+            if (got == 0) {
+                nap(w, w->next_promote_at - now_ms());
+            }
+            return got;
         }
     }
     block = block < MIN_BLOCK_MS ? MIN_BLOCK_MS : block;
@@ -665,7 +1172,10 @@ int worker_run(struct worker *w)
         }
         if (got == 1) {
             lease_take_lost(w->lease); /* a loss before this job concerns none of ours */
+            unsigned long io_before = rq_io_errors(w->rq);
             handle(w, &t);
+            /* a command lost to Redis may have left the job (or a stray) on our list */
+            w->check_active = w->check_active || rq_io_errors(w->rq) != io_before;
         }
         result_destroy(t.result);
         job_destroy(t.job);

@@ -5,11 +5,15 @@ even when the test fails:
 
 * a temporary directory (removed afterwards unless PIXQ_TEST_KEEP=1);
 * its own redis-server and s3rver, on free loopback ports, with their data and logs in that
-  directory (s3rver from deploy/s3rver, installed by scripts/bootstrap);
-* a source HTTP server (SourceServer) that serves bytes from a dict, counts requests per path and
-  can stall chosen paths;
-* a postback receiver (PostbackReceiver) that records every request, with wait helpers;
-* a RESP client (Redis) connected to the test's redis-server;
+  directory (s3rver from deploy/s3rver, installed by scripts/bootstrap); with s3_server = "stub",
+  the fault-injecting S3 of s3stub.py instead of s3rver;
+* a source HTTP server (SourceServer) that serves bytes from a dict, counts and times requests per
+  path, and can stall chosen paths, slow them down or answer them with scripted error statuses;
+* a postback receiver (PostbackReceiver) that records every request, with wait helpers, and can
+  hold requests unanswered (a receiver that never acknowledged them);
+* a RESP client (Redis) connected to the test's redis-server (redis_appendonly = True gives the
+  server an AOF, appendfsync everysec, and redis_server.restart() restarts it on the same port and
+  directory);
 * the worker under test (start_worker), started with the environment of worker_env(); its
   stdout and stderr go to a log file in the temporary directory. At the end it gets SIGTERM and
   must exit 0; a worker that had to be killed, crashed, or whose log has a sanitizer report,
@@ -19,7 +23,8 @@ When a test fails, the logs of the worker, the CLI runs and the servers are prin
 
 Paths come from the command line (see main(): --worker, --pixq, --data, as meson passes them) or
 from PIXQ_TEST_WORKER, PIXQ_TEST_CLI and PIXQ_TEST_DATA. PIXQ_TEST_TIMEOUT_SCALE multiplies every
-timeout (slow machines, sanitizer builds). Traffic goes to 127.0.0.1 only.
+timeout (slow machines, sanitizer builds). Traffic goes to 127.0.0.1 only (or, for a server a
+test starts with `host=`, to another loopback address).
 """
 
 import argparse
@@ -27,6 +32,7 @@ import http.server
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -325,11 +331,18 @@ def _read_body(handler):
     return handler.rfile.read(n) if n > 0 else b""
 
 
-class _Server:
-    """A ThreadingHTTPServer on 127.0.0.1:<free port>, served from a daemon thread."""
+class _ThreadingHTTPServer6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
-    def __init__(self, handler_class):
-        self.httpd = http.server.ThreadingHTTPServer((LOOPBACK, 0), handler_class)
+
+class _Server:
+    """A ThreadingHTTPServer on 127.0.0.1:<free port>, served from a daemon thread. `host` may
+    name another loopback address ("127.0.0.9", "::1") for tests that tell addresses apart."""
+
+    def __init__(self, handler_class, host=LOOPBACK):
+        self.host = host
+        server_class = _ThreadingHTTPServer6 if ":" in host else http.server.ThreadingHTTPServer
+        self.httpd = server_class((host, 0), handler_class)
         self.httpd.daemon_threads = True
         self.httpd.owner = self
         self.port = self.httpd.server_address[1]
@@ -339,7 +352,8 @@ class _Server:
         self._thread.start()
 
     def base_url(self):
-        return "http://%s:%d" % (LOOPBACK, self.port)
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "http://%s:%d" % (host, self.port)
 
     def stop(self):
         self.httpd.shutdown()
@@ -355,14 +369,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def reply(self, status, body=b"", content_type="text/plain", head_only=False, extra=None):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if not head_only:
-            self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if not head_only:
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (a killed worker): no noise
 
 
 CONTENT_TYPES = {
@@ -382,19 +399,25 @@ class _SourceHandler(_Handler):
 class SourceServer(_Server):
     """Serves source images: files maps a path ("/autumn.jpg") to bytes.
 
-    requests(path) counts the GET/HEAD requests per path (query strings ignored). stall(path)
-    makes requests for path wait, without answering, until release() or stop() (or
-    `stall_seconds`); status[path] = code answers that path with an error status instead."""
+    requests(path) counts the GET/HEAD requests per path (query strings ignored) and
+    request_times(path) says when they arrived (time.time(), the clock Redis's TIME uses on this
+    host). stall(path) makes requests for path wait, without answering, until release() or stop()
+    (or `stall_seconds`); status[path] = code answers that path with an error status instead;
+    answer_with(path, 503, 503) answers the next requests for path with those statuses, one each,
+    before serving it normally again; delay[path] = seconds answers that path late."""
 
-    def __init__(self, files=None, stall_seconds=120):
+    def __init__(self, files=None, stall_seconds=120, host=LOOPBACK):
         self.files = dict(files or {})
         self.status = {}
+        self.delay = {}
         self.stall_seconds = stall_seconds
         self._lock = threading.Lock()
         self._counts = {}
+        self._times = {}
+        self._scripted = {}
         self._stalled = set()
         self._release = threading.Event()
-        super().__init__(_SourceHandler)
+        super().__init__(_SourceHandler, host)
 
     def add(self, path, data):
         self.files[path] = data
@@ -407,6 +430,16 @@ class SourceServer(_Server):
         """How many requests path received; all paths' counts as a dict without a path."""
         with self._lock:
             return dict(self._counts) if path is None else self._counts.get(path, 0)
+
+    def request_times(self, path):
+        """When each request for path arrived (time.time()), in order."""
+        with self._lock:
+            return list(self._times.get(path, ()))
+
+    def answer_with(self, path, *statuses):
+        """Answer the next requests for path with these statuses, in order, then as before."""
+        with self._lock:
+            self._scripted.setdefault(path, []).extend(statuses)
 
     def stall(self, path):
         with self._lock:
@@ -426,10 +459,17 @@ class SourceServer(_Server):
         path = handler.path.split("?", 1)[0]
         with self._lock:
             self._counts[path] = self._counts.get(path, 0) + 1
+            self._times.setdefault(path, []).append(time.time())
             stalled = path in self._stalled
+            scripted = self._scripted.get(path)
+            scripted = scripted.pop(0) if scripted else None
         if stalled:
             self._release.wait(self.stall_seconds)
-        if path in self.status:
+        if self.delay.get(path):
+            time.sleep(self.delay[path])
+        if scripted is not None:
+            handler.reply(scripted, b"scripted error\n", head_only=head_only)
+        elif path in self.status:
             handler.reply(self.status[path], b"error\n", head_only=head_only)
         elif path in self.files:
             ext = os.path.splitext(path)[1].lower()
@@ -448,6 +488,7 @@ class Postback:
         self.headers = headers  # dict, lower-case names
         self.body = body  # bytes
         self.time = time.monotonic()
+        self.wall = time.time()
         try:
             self.json = json.loads(body.decode("utf-8"))
         except ValueError:
@@ -476,14 +517,34 @@ class _PostbackHandler(_Handler):
 
 class PostbackReceiver(_Server):
     """Records every request (method, path, headers, body, parsed JSON) and answers
-    `status` (200), or the statuses queued with answer_with(...) first, one per request."""
+    `status` (200), or the statuses queued with answer_with(...) first, one per request.
 
-    def __init__(self):
+    hold_next(n): the next n requests are read but neither recorded nor answered (a receiver that
+    crashed while handling them: for the sender they were never delivered) until drop_held()
+    closes their connections without an answer; `held` lists them."""
+
+    def __init__(self, host=LOOPBACK):
         self.status = 200
         self._queued = []
         self._records = []
+        self._to_hold = 0
+        self.held = []
+        self._drop = threading.Event()
         self._cond = threading.Condition()
-        super().__init__(_PostbackHandler)
+        super().__init__(_PostbackHandler, host)
+
+    def hold_next(self, n=1):
+        with self._cond:
+            self._to_hold += n
+            self._drop.clear()
+
+    def drop_held(self):
+        """Close the held requests' connections without answering them."""
+        self._drop.set()
+
+    def stop(self):
+        self._drop.set()
+        super().stop()
 
     def url(self, path="/pb"):
         return self.base_url() + path
@@ -502,6 +563,16 @@ class PostbackReceiver(_Server):
         body = _read_body(handler)
         pb = Postback(handler.command, handler.path,
                       {k.lower(): v for k, v in handler.headers.items()}, body)
+        with self._cond:
+            hold = self._to_hold > 0
+            if hold:
+                self._to_hold -= 1
+                self.held.append(pb)
+                self._cond.notify_all()
+        if hold:
+            self._drop.wait(120)
+            handler.close_connection = True
+            return
         with self._cond:
             self._records.append(pb)
             status = self._queued.pop(0) if self._queued else self.status
@@ -541,6 +612,97 @@ class PostbackReceiver(_Server):
                         self._cond.acquire()
 
 
+class TcpProxy:
+    """A TCP relay from 127.0.0.1:<free port> to 127.0.0.1:<target_port>, for network-failure
+    tests: point a program at the proxy instead of the server.
+
+    swallow = True drops whatever the server sends to the clients (the server did the work, its
+    answer never arrives); cut() closes every relayed connection (both ends see the connection
+    end); new connections are relayed as before. stop() ends everything."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.swallow = False
+        self._lock = threading.Lock()
+        self._pairs = []
+        self._stopped = False
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((LOOPBACK, 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def redis_url(self, db=0):
+        return "redis://%s:%d/%d" % (LOOPBACK, self.port, db)
+
+    def connections(self):
+        with self._lock:
+            return len(self._pairs)
+
+    def _accept_loop(self):
+        while not self._stopped:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection((LOOPBACK, self.target_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            pair = (client, upstream)
+            with self._lock:
+                self._pairs.append(pair)
+            threading.Thread(target=self._pump, args=(pair,), daemon=True).start()
+
+    def _pump(self, pair):
+        client, upstream = pair
+        try:
+            while not self._stopped:
+                readable, _, _ = select.select([client, upstream], [], [], 0.2)
+                for s in readable:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if s is client:
+                        upstream.sendall(data)
+                    elif not self.swallow:
+                        client.sendall(data)
+        except (OSError, ValueError):
+            return
+        finally:
+            self._close(pair)
+
+    def _close(self, pair):
+        with self._lock:
+            if pair in self._pairs:
+                self._pairs.remove(pair)
+        for s in pair:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def cut(self):
+        """Close every connection relayed now."""
+        with self._lock:
+            pairs = list(self._pairs)
+        for pair in pairs:
+            self._close(pair)
+
+    def stop(self):
+        self._stopped = True
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        self.cut()
+
+
 # ---------------------------------------------------------------------------------------------
 # real servers: redis-server and s3rver
 
@@ -567,31 +729,72 @@ class _Daemon:
 
 
 class RedisServer(_Daemon):
-    """redis-server on a free loopback port, no persistence, files in `directory`."""
+    """redis-server on a free loopback port, files in `directory`. No persistence, or with
+    appendonly=True an append-only file synced every second (what deploy/ recommends), so that
+    restart() brings the data back."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, appendonly=False):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "redis.log"
         self.port = None
+        self.appendonly = appendonly
+
+    def _write_conf(self):
+        conf = self.dir / "redis.conf"
+        persistence = ("appendonly yes\nappendfsync everysec\n" if self.appendonly
+                       else "appendonly no\n")
+        conf.write_text(
+            "bind 127.0.0.1\nport %d\nprotected-mode yes\ndaemonize no\n"
+            'dir "%s"\nlogfile ""\nsave ""\n%s' % (self.port, self.dir, persistence))
+        return conf
+
+    def _spawn(self):
+        conf = self._write_conf()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["redis-server", str(conf)], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, cwd=self.dir)
 
     def start(self, timeout=20):
         if shutil.which("redis-server") is None:
             raise AssertionError("redis-server is not installed: run scripts/bootstrap")
         for _ in range(5):
             self.port = free_port()
-            conf = self.dir / "redis.conf"
-            conf.write_text(
-                "bind 127.0.0.1\nport %d\nprotected-mode yes\ndaemonize no\n"
-                'dir "%s"\nlogfile ""\nsave ""\nappendonly no\n' % (self.port, self.dir))
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    ["redis-server", str(conf)], stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, cwd=self.dir)
+            self._spawn()
             if self._wait_ready(timeout):
                 return self
             self.stop()  # the port was taken between the probe and the bind: try another
         raise AssertionError("redis-server did not start:\n" + tail(self.log_path, 30))
+
+    def shutdown(self, sig=signal.SIGTERM, timeout=20):
+        """Stop the server with `sig` (SIGTERM: a clean shutdown that flushes the AOF; SIGKILL:
+        a crash) and wait for it to exit."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(scaled(timeout))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self, down_seconds=0.0, sig=signal.SIGTERM, timeout=20):
+        """shutdown(sig), stay down `down_seconds`, start again on the same port and directory
+        (with appendonly=True the data comes back from the AOF). Returns when it answers PING."""
+        self.shutdown(sig, timeout)
+        if down_seconds > 0:
+            time.sleep(down_seconds)
+        for _ in range(50):  # the port may linger for a moment
+            self._spawn()
+            if self._wait_ready(timeout):
+                return self
+            self.stop()
+            time.sleep(0.1)
+        raise AssertionError("redis-server did not restart on port %d:\n%s"
+                             % (self.port, tail(self.log_path, 30)))
 
     def _wait_ready(self, timeout):
         deadline = time.monotonic() + scaled(timeout)
@@ -714,6 +917,26 @@ class Program:
         self._log.close()
         return self.proc.returncode, killed
 
+    LOG_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+    def log_events(self, event=None):
+        """The key=value lines of the log (pixq's log format) as dicts, those of one event name
+        only if given; quoted values are unquoted."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        events = []
+        for line in text.splitlines():
+            fields = {}
+            for k, v in self.LOG_FIELD.findall(line):
+                if v.startswith('"') and v.endswith('"') and len(v) >= 2:
+                    v = re.sub(r'\\(.)', r'\1', v[1:-1])
+                fields[k] = v
+            if "event" in fields and (event is None or fields["event"] == event):
+                events.append(fields)
+        return events
+
     def sanitizer_report(self):
         """The first line of the log that a sanitizer wrote, or None."""
         try:
@@ -734,10 +957,15 @@ class PixqTestCase(unittest.TestCase):
     """Base class: every test gets its own servers, clients and temporary directory.
 
     Class attributes to override: queue, buckets (the first is PIXQ_DEFAULT_BUCKET),
-    start_worker_in_setup, worker_env_extra, worker_exit_statuses, worker_stop_timeout."""
+    redis_appendonly, s3_server, start_worker_in_setup, worker_env_extra, worker_exit_statuses,
+    worker_stop_timeout."""
 
     queue = "default"
     buckets = ("pixq-test",)
+    redis_appendonly = False  # True: the test's redis-server keeps an AOF (see RedisServer)
+    # "s3rver", or "stub": the in-memory fault-injecting S3 of s3stub.py, in the test process
+    # (self.s3 is then an S3Stub: faults, records(), counts(); see make_s3)
+    s3_server = "s3rver"
     start_worker_in_setup = True
     worker_env_extra = {}
     worker_exit_statuses = (0,)  # what the worker may exit with after SIGTERM
@@ -755,10 +983,10 @@ class PixqTestCase(unittest.TestCase):
         self.programs_ever = []  # every program started, for the failure log
         self.cli_logs = []
 
-        self.redis_server = RedisServer(self.tmp / "redis")
+        self.redis_server = RedisServer(self.tmp / "redis", appendonly=self.redis_appendonly)
         self.addCleanup(self.redis_server.stop)
         self.redis_server.start()
-        self.s3 = S3rverServer(self.tmp / "s3rver", self.buckets)
+        self.s3 = self.make_s3()
         self.addCleanup(self.s3.stop)
         self.s3.start()
         self.src = SourceServer()
@@ -771,6 +999,15 @@ class PixqTestCase(unittest.TestCase):
         self.addCleanup(self._stop_programs)
 
         self.worker = self.start_worker() if self.start_worker_in_setup else None
+
+    def make_s3(self):
+        """The test's S3 server, not started yet: s3rver, or with s3_server = "stub" an
+        s3stub.S3Stub holding self.buckets, its requests logged to s3stub.log in the temporary
+        directory. Workers get its endpoint and credentials from worker_env()."""
+        if self.s3_server == "stub":
+            import s3stub  # noqa: E402 (beside this file)
+            return s3stub.S3Stub(buckets=self.buckets, log_path=self.tmp / "s3stub.log")
+        return S3rverServer(self.tmp / "s3rver", self.buckets)
 
     def _stop_programs(self):
         problems = []
@@ -845,7 +1082,9 @@ class PixqTestCase(unittest.TestCase):
             "PIXQ_ALLOW_PRIVATE_NETWORKS": "1",
             "PIXQ_LOG_LEVEL": "debug",
         })
-        env.update(self.worker_env_extra)
+        if hasattr(self.s3, "credentials"):  # the stub checks signatures with its own keys
+            env.update(self.s3.credentials())
+        env.update({k: str(v) for k, v in self.worker_env_extra.items()})
         env.update({k: str(v) for k, v in extra.items()})
         return env
 

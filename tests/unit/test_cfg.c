@@ -167,6 +167,42 @@ static void test_print_hides_secrets(void)
     CHECK_STR(out, "redis://h:1/0");
 }
 
+/* The settings of the network and job guards. */
+static void test_guard_settings(void)
+{
+    struct cfg c;
+    struct err e = {{0}};
+    cfg_defaults(&c);
+    CHECK_STR(c.allowed_networks, "");
+    CHECK_INT(c.max_redirects, 3);
+    CHECK_INT(c.low_speed_bytes_per_s, 1024);
+    CHECK_INT(c.low_speed_time_s, 10);
+    CHECK_INT(c.max_saves, 50);
+    CHECK_STR(c.s3_buckets, "");
+    CHECK(cfg_bucket_allowed(&c, "any-bucket"));
+    CHECK_INT(cfg_set(&c, "PIXQ_ALLOWED_NETWORKS", "127.0.0.1/32, 10.20.0.0/16,fd00::/8", &e), 0);
+    CHECK_INT(cfg_set(&c, "PIXQ_ALLOWED_NETWORKS", "10.0.0.1/8", &e), -1);
+    CHECK(strstr(e.msg, "PIXQ_ALLOWED_NETWORKS") != NULL && strstr(e.msg, "host bits") != NULL);
+    CHECK_INT(cfg_set(&c, "allowed-networks", "example.com", &e), -1);
+    CHECK_STR(c.allowed_networks, "127.0.0.1/32, 10.20.0.0/16,fd00::/8"); /* unchanged */
+    CHECK_INT(cfg_set(&c, "PIXQ_MAX_REDIRECTS", "21", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_MAX_REDIRECTS", "0", &e), 0);
+    CHECK_INT(cfg_set(&c, "PIXQ_LOW_SPEED_TIME_S", "0", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_MAX_SAVES", "0", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "pixq-test,other.bucket", &e), 0);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "ok-bucket,Bad_Bucket", &e), -1);
+    CHECK(strstr(e.msg, "'Bad_Bucket' is not a valid bucket name") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "aaa,,bbb", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_BUCKET", "tmp-bucket", &e), 0);
+    CHECK(cfg_bucket_allowed(&c, "pixq-test"));
+    CHECK(cfg_bucket_allowed(&c, "other.bucket"));
+    CHECK(cfg_bucket_allowed(&c, "tmp-bucket"));
+    CHECK(!cfg_bucket_allowed(&c, "pixq-tes"));
+    CHECK(!cfg_bucket_allowed(&c, "pixq-test2"));
+    CHECK(!cfg_bucket_allowed(&c, "other"));
+    CHECK(!cfg_bucket_allowed(&c, ""));
+}
+
 int main(void)
 {
     test_defaults();
@@ -175,5 +211,6 @@ int main(void)
     test_precedence();
     test_bad_file();
     test_print_hides_secrets();
+    test_guard_settings();
     return check_summary("cfg");
 }

@@ -1,0 +1,755 @@
+#!/usr/bin/python3
+"""The Lua scripts of common/lua/, each branch, against a real redis-server.
+
+Every script is read from its .lua file and run with EVAL, exactly as the worker and the CLI send
+it (they use EVALSHA of the same text). Keys follow pixq's layout for queue "t"; times are checked
+against Redis's own clock (TIME), the one the scripts use. One redis-server serves the whole file
+(started in a temporary directory, FLUSHALL before each test).
+
+    /usr/bin/python3 tests/integration/test_lua.py [-k reap]
+"""
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+import harness  # noqa: E402
+from harness import LOOPBACK, REPO_ROOT, Redis, RedisServer  # noqa: E402
+
+LUA_DIR = REPO_ROOT / "common" / "lua"
+Q = "t"
+WAKE = '{"pixq_wake":true}'  # RQ_WAKE_TOKEN in common/rq.h
+
+
+def key(name):
+    return "pixq:{%s}:%s" % (Q, name)
+
+
+JOBS, WORKERS, DELAYED, DEAD, STATS, RECOV = (key(n) for n in (
+    "jobs", "workers", "delayed", "dead", "stats", "recov"))
+
+
+def active(wid):
+    return key("active:" + wid)
+
+
+class LuaTestCase(unittest.TestCase):
+    """One redis-server for the class; helpers to run a script and read the clock."""
+
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = Path(tempfile.mkdtemp(prefix="pixq-lua-"))
+        cls.server = RedisServer(cls.tmp / "redis")
+        try:
+            cls.server.start()
+        except BaseException:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
+        cls.r = Redis(LOOPBACK, cls.server.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.r.close()
+        cls.server.stop()
+        if harness.CONFIG.keep:
+            sys.stderr.write("PIXQ_TEST_KEEP=1: kept %s\n" % cls.tmp)
+        else:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.r.execute("FLUSHALL")
+
+    def run_script(self, name, keys, args):
+        """EVAL common/lua/<name>.lua with KEYS and ARGV."""
+        source = (LUA_DIR / (name + ".lua")).read_text()
+        return self.r.execute("EVAL", source, len(keys), *keys, *args)
+
+    def now_ms(self):
+        sec, usec = self.r.execute("TIME")
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def stats(self):
+        return {k: int(v) for k, v in self.r.hgetall(STATS).items()}
+
+    def zscore(self, k, member):
+        v = self.r.execute("ZSCORE", k, member)
+        return None if v is None else float(v)
+
+    def assert_near(self, value, expected, slack_ms=1000):
+        """value is expected, up to the time the test itself took (Redis's clock moved on)."""
+        self.assertGreaterEqual(value, expected - 5, "%s < %s" % (value, expected))
+        self.assertLessEqual(value, expected + slack_ms,
+                             "%s > %s + %d" % (value, expected, slack_ms))
+
+
+class ScriptFilesTest(LuaTestCase):
+    def test_every_script_has_a_header_and_is_tested(self):
+        names = sorted(p.stem for p in LUA_DIR.glob("*.lua"))
+        self.assertEqual(names, sorted(TESTED), "a script without tests here, or a test of a "
+                         "script that is gone")
+        for name in names:
+            text = (LUA_DIR / (name + ".lua")).read_text()
+            self.assertTrue(text.startswith("-- %s.lua: " % name), name)
+            header = [l for l in text.splitlines() if l.startswith("--")]
+            code = "\n".join(l for l in text.splitlines() if not l.startswith("--"))
+            self.assertTrue(any("Returns" in l for l in header), name)
+            # every key and argument used is declared in the header; no key names are built
+            # inside a script (Redis Cluster: all keys declared)
+            for kind in ("KEYS", "ARGV"):
+                for n in set(re.findall(r"%s\[(\d+)\]" % kind, code)):
+                    self.assertTrue(any("%s[%s]" % (kind, n) in l for l in header),
+                                    "%s.lua uses %s[%s] without declaring it" % (name, kind, n))
+            self.assertNotIn("pixq:", code, name)
+            self.r.execute("SCRIPT", "LOAD", text)  # compiles
+
+
+class HeartbeatTest(LuaTestCase):
+    def test_register_adds_with_deadline(self):
+        t0 = self.now_ms()
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 3000, "register"]), 1)
+        self.assert_near(self.zscore(WORKERS, "w1"), t0 + 3000)
+
+    def test_register_again_after_being_reaped(self):
+        self.run_script("heartbeat", [WORKERS], ["w1", 3000, "register"])
+        self.r.execute("ZREM", WORKERS, "w1")
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 5000, "register"]), 1)
+        self.assertIsNotNone(self.zscore(WORKERS, "w1"))
+
+    def test_beat_renews_a_held_lease(self):
+        self.r.execute("ZADD", WORKERS, 1, "w1")  # long expired but not reaped yet: still held
+        t0 = self.now_ms()
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 20000, "beat"]), 1)
+        self.assert_near(self.zscore(WORKERS, "w1"), t0 + 20000)
+
+    def test_beat_of_a_reaped_worker_is_lost_and_adds_nothing(self):
+        self.r.execute("ZADD", WORKERS, 123, "other")
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 20000, "beat"]), 0)
+        self.assertIsNone(self.zscore(WORKERS, "w1"))
+        self.assertEqual(self.r.zrange(WORKERS, withscores=True), ["other", "123"])
+
+
+class ExpiredTest(LuaTestCase):
+    def test_lists_only_expired_workers_up_to_the_limit(self):
+        now = self.now_ms()
+        self.r.execute("ZADD", WORKERS, now - 10000, "old1", now - 5000, "old2", now - 1000,
+                       "old3", now + 60000, "alive")
+        self.assertEqual(self.run_script("expired", [WORKERS], [16]), ["old1", "old2", "old3"])
+        self.assertEqual(self.run_script("expired", [WORKERS], [2]), ["old1", "old2"])
+        # read only
+        self.assertEqual(self.r.execute("ZCARD", WORKERS), 4)
+
+    def test_none_expired(self):
+        self.assertEqual(self.run_script("expired", [WORKERS], [16]), [])
+        self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "alive")
+        self.assertEqual(self.run_script("expired", [WORKERS], [16]), [])
+
+
+class ReapTest(LuaTestCase):
+    def reap(self, wid, mode="crash", max_recoveries=3):
+        return self.run_script("reap", [WORKERS, active(wid), JOBS, RECOV, STATS],
+                               [wid, mode, max_recoveries])
+
+    @staticmethod
+    def sha1(payload):
+        return hashlib.sha1(payload.encode()).hexdigest()
+
+    def test_crash_of_a_live_worker_does_nothing(self):
+        self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.reap("w1"), -1)
+        self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
+        self.assertEqual(self.r.llen(JOBS), 0)
+        self.assertIsNotNone(self.zscore(WORKERS, "w1"))
+        self.assertEqual(self.stats(), {})
+
+    def test_crash_moves_jobs_to_the_consumer_end(self):
+        self.r.execute("ZADD", WORKERS, self.now_ms() - 1, "w1", self.now_ms() + 60000, "w2")
+        self.r.lpush(JOBS, "waiting-2", "waiting-1")  # the consumer takes from the right
+        self.r.lpush(active("w1"), "job-old", "job-new")  # BLMOVE ... RIGHT LEFT: newest left
+        self.assertEqual(self.reap("w1"), 2)
+        # they run next, before anything that was waiting; the newest reserved first
+        self.assertEqual(self.r.lrange(JOBS), ["waiting-1", "waiting-2", "job-old", "job-new"])
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertIsNone(self.zscore(WORKERS, "w1"))
+        self.assertIsNotNone(self.zscore(WORKERS, "w2"))
+        self.assertEqual(self.r.hgetall(RECOV), {self.sha1("job-old"): "1",
+                                                 self.sha1("job-new"): "1"})
+        self.assertEqual(self.stats(), {"recovered": 2})
+
+    def test_crash_of_an_unregistered_worker_gives_back_its_list(self):
+        self.r.lpush(active("ghost"), "job-a")
+        self.assertEqual(self.reap("ghost"), 1)
+        self.assertEqual(self.r.lrange(JOBS), ["job-a"])
+
+    def test_crash_with_nothing_reserved(self):
+        self.r.execute("ZADD", WORKERS, 1, "w1")
+        self.assertEqual(self.reap("w1"), 0)
+        self.assertIsNone(self.zscore(WORKERS, "w1"))
+        self.assertEqual(self.r.llen(JOBS), 0)
+        self.assertEqual(self.stats(), {})
+
+    def test_recovery_count_rises_then_poisons_at_the_limit(self):
+        payload = '{"job_id":"p1","src":"x"}'
+        for n in (1, 2):
+            self.r.execute("ZADD", WORKERS, 1, "w%d" % n)
+            self.r.lpush(active("w%d" % n), payload)
+            self.assertEqual(self.reap("w%d" % n), 1)
+            self.assertEqual(self.r.execute("RPOP", JOBS), payload)  # the next worker takes it
+            self.assertEqual(self.r.execute("HGET", RECOV, self.sha1(payload)), str(n))
+        self.r.execute("ZADD", WORKERS, 1, "w3")
+        self.r.lpush(active("w3"), payload)
+        self.assertEqual(self.reap("w3"), 1)
+        raw = self.r.execute("RPOP", JOBS)
+        # workers recognise pixq's own entries by their first bytes (worker.c handle_internal)
+        self.assertTrue(raw.startswith('{"pixq_poison":'), raw)
+        self.assertEqual(json.loads(raw), {"pixq_poison": payload,
+                                           "error": "the job crashed its worker 3 times"})
+        self.assertEqual(self.r.hgetall(RECOV), {})  # the count is dropped with the pill
+        self.assertEqual(self.stats(), {"recovered": 2, "poisoned": 1})
+
+    def test_limit_of_one_poisons_at_the_first_crash(self):
+        self.r.execute("ZADD", WORKERS, 1, "w1")
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.reap("w1", max_recoveries=1), 1)
+        self.assertEqual(json.loads(self.r.lindex(JOBS, -1)),
+                         {"pixq_poison": "job-a", "error": "the job crashed its worker 1 times"})
+
+    def test_graceful_gives_back_even_a_live_lease_without_counting(self):
+        self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")
+        self.r.lpush(JOBS, "waiting")
+        self.r.lpush(active("w1"), "job-a")
+        self.r.execute("HSET", RECOV, self.sha1("job-a"), 2)
+        self.assertEqual(self.reap("w1", "graceful", 0), 1)
+        self.assertEqual(self.r.lrange(JOBS), ["waiting", "job-a"])  # head of the queue
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertIsNone(self.zscore(WORKERS, "w1"))
+        self.assertEqual(self.r.hgetall(RECOV), {self.sha1("job-a"): "2"})  # not counted
+        self.assertEqual(self.stats(), {"requeued_on_stop": 1})
+
+    def test_graceful_with_nothing_reserved_unregisters(self):
+        self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")
+        self.assertEqual(self.reap("w1", "graceful", 0), 0)
+        self.assertIsNone(self.zscore(WORKERS, "w1"))
+        self.assertEqual(self.stats(), {})
+
+
+class PromoteTest(LuaTestCase):
+    def promote(self, batch=500):
+        return self.run_script("promote", [DELAYED, JOBS, STATS], [batch])
+
+    def test_nothing_delayed(self):
+        self.assertEqual(self.promote(), [0, -1])
+        self.assertEqual(self.r.llen(JOBS), 0)
+        self.assertEqual(self.stats(), {})
+
+    def test_nothing_due_tells_the_next_due_time(self):
+        now = self.now_ms()
+        self.r.execute("ZADD", DELAYED, now + 5000, "later", now + 3000, "sooner")
+        moved, wait = self.promote()
+        self.assertEqual(moved, 0)
+        self.assertTrue(1900 <= wait <= 3000, wait)
+        self.assertEqual(self.r.llen(JOBS), 0)
+        self.assertEqual(self.stats(), {})
+
+    def test_moves_due_work_earliest_first_and_keeps_the_rest(self):
+        now = self.now_ms()
+        self.r.lpush(JOBS, "waiting")
+        self.r.execute("ZADD", DELAYED, now - 100, "b", now - 300, "a", now - 200, "ab",
+                       now + 4000, "future")
+        moved, wait = self.promote()
+        self.assertEqual(moved, 3)
+        self.assertTrue(3000 <= wait <= 4000, wait)
+        # consumers take from the right: the earliest due comes out first, before "waiting"
+        taken = [self.r.execute("RPOP", JOBS) for _ in range(4)]
+        self.assertEqual(taken, ["a", "ab", "b", "waiting"])
+        self.assertEqual(self.r.zrange(DELAYED), ["future"])
+        self.assertEqual(self.stats(), {"promoted": 3})
+
+    def test_batch_limit_takes_the_earliest(self):
+        now = self.now_ms()
+        self.r.execute("ZADD", DELAYED, now - 30, "c", now - 10, "d", now - 50, "a", now - 40, "b")
+        moved, wait = self.promote(batch=2)
+        self.assertEqual(moved, 2)
+        self.assertEqual(wait, 0)  # more is due already
+        self.assertEqual([self.r.execute("RPOP", JOBS) for _ in range(2)], ["a", "b"])
+        self.assertEqual(self.promote(batch=2), [2, -1])
+        self.assertEqual([self.r.execute("RPOP", JOBS) for _ in range(2)], ["c", "d"])
+
+
+class RequeueTest(LuaTestCase):
+    def requeue(self, wid, payload, new, delay, counter="retried"):
+        return self.run_script("requeue", [active(wid), DELAYED, STATS],
+                               [payload, new, delay, counter])
+
+    def test_ok_moves_the_rewritten_payload_to_delayed(self):
+        self.r.lpush(active("w1"), "job-a")
+        t0 = self.now_ms()
+        wait = self.requeue("w1", "job-a", "job-a-attempt-2", 2000)
+        self.assertTrue(1000 <= wait <= 2000, wait)
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assert_near(self.zscore(DELAYED, "job-a-attempt-2"), t0 + 2000)
+        self.assertIsNone(self.zscore(DELAYED, "job-a"))
+        self.assertEqual(self.stats(), {"retried": 1})
+
+    def test_returns_the_wait_of_the_earliest_delayed(self):
+        self.r.execute("ZADD", DELAYED, self.now_ms() + 500, "sooner")
+        self.r.lpush(active("w1"), "job-a")
+        wait = self.requeue("w1", "job-a", "job-a", 60000, "throttled")
+        self.assertTrue(0 <= wait <= 500, wait)
+        self.assertEqual(self.stats(), {"throttled": 1})
+
+    def test_lost_writes_nothing(self):
+        self.r.lpush(active("w1"), "someone-else")
+        self.assertEqual(self.requeue("w1", "job-a", "job-a-2", 1000), -1)
+        self.assertEqual(self.r.lrange(active("w1")), ["someone-else"])
+        self.assertEqual(self.r.execute("ZCARD", DELAYED), 0)
+        self.assertEqual(self.stats(), {"lease_lost": 1})
+
+
+class DelayTest(LuaTestCase):
+    def delay(self, payload, ms):
+        return self.run_script("delay", [DELAYED, JOBS], [payload, ms, WAKE])
+
+    def test_first_delayed_payload_wakes_a_worker(self):
+        t0 = self.now_ms()
+        due = self.delay("job-a", 500)
+        self.assert_near(due, t0 + 500)
+        self.assertEqual(self.zscore(DELAYED, "job-a"), due)
+        self.assertEqual(self.r.lrange(JOBS), [WAKE])
+
+    def test_later_payload_does_not_wake_an_earlier_one_does(self):
+        self.delay("job-a", 5000)
+        self.r.delete(JOBS)
+        self.delay("job-later", 10000)
+        self.assertEqual(self.r.llen(JOBS), 0)  # no new earliest: the sleeper's timer holds
+        self.delay("job-sooner", 1000)
+        self.assertEqual(self.r.lrange(JOBS), [WAKE])  # a new earliest: wake up to re-plan
+        self.assertEqual(self.r.zrange(DELAYED), ["job-sooner", "job-a", "job-later"])
+
+    def test_wake_token_goes_to_the_consumer_end(self):
+        self.r.lpush(JOBS, "waiting")
+        self.delay("job-a", 100)
+        self.assertEqual(self.r.execute("RPOP", JOBS), WAKE)
+
+
+class BeginTest(LuaTestCase):
+    def begin(self, job_id, ttl=3600):
+        return self.run_script("begin", [key("job:" + job_id), STATS], [ttl])
+
+    def test_first_run(self):
+        t0 = self.now_ms()
+        first_seen, runs = self.begin("j1")
+        self.assert_near(first_seen, t0)
+        self.assertEqual(runs, 1)
+        self.assertEqual(self.r.hgetall(key("job:j1")),
+                         {"first_seen": str(first_seen), "runs": "1"})
+        self.assertTrue(3500 <= self.r.ttl(key("job:j1")) <= 3600)
+        self.assertEqual(self.stats(), {})
+
+    def test_rerun_keeps_first_seen_and_counts(self):
+        first_seen, _ = self.begin("j1")
+        self.r.execute("HSET", key("job:j1"), "posted", 1)
+        self.assertEqual(self.begin("j1", ttl=7200), [first_seen, 2])
+        self.assertEqual(self.begin("j1"), [first_seen, 3])
+        self.assertEqual(self.r.execute("HGET", key("job:j1"), "posted"), "1")
+        self.assertEqual(self.stats(), {"reruns": 2})
+
+
+class FinishTest(LuaTestCase):
+    def finish(self, wid, payload, result="", dead="", counter="succeeded", job_id="j1",
+               ttl=600, dead_max=100, dead_age_ms=86400000):
+        return self.run_script(
+            "finish", [active(wid), key("result:" + job_id), DEAD, STATS, RECOV],
+            [payload, result, ttl, dead, dead_max, counter, dead_age_ms])
+
+    def dead_entry(self, job_id, failed_at, error="boom"):
+        return json.dumps({"job": '{"job_id":"%s"}' % job_id, "job_id": job_id, "error": error,
+                           "attempts": 1, "failed_at": failed_at})
+
+    def test_ok_acks_stores_the_result_and_clears_the_recovery_count(self):
+        self.r.lpush(active("w1"), "job-a")
+        self.r.execute("HSET", RECOV, hashlib.sha1(b"job-a").hexdigest(), 2, "other", 1)
+        self.assertEqual(self.finish("w1", "job-a", result='{"results":{}}'), 1)
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertEqual(self.r.lrange(key("result:j1")), ['{"results":{}}'])
+        self.assertTrue(500 <= self.r.ttl(key("result:j1")) <= 600)
+        self.assertEqual(self.r.hgetall(RECOV), {"other": "1"})
+        self.assertEqual(self.r.llen(DEAD), 0)
+        self.assertEqual(self.stats(), {"succeeded": 1})
+
+    def test_result_is_replaced_not_appended(self):
+        self.r.rpush(key("result:j1"), "older run")
+        self.r.lpush(active("w1"), "job-a")
+        self.finish("w1", "job-a", result="new")
+        self.assertEqual(self.r.lrange(key("result:j1")), ["new"])
+
+    def test_only_this_payload_leaves_the_active_list(self):
+        self.r.lpush(active("w1"), "job-b", "job-a")
+        self.finish("w1", "job-a", result="r")
+        self.assertEqual(self.r.lrange(active("w1")), ["job-b"])
+
+    def test_lost_writes_nothing_but_the_counter(self):
+        dead = self.dead_entry("j1", self.now_ms())
+        self.assertEqual(self.finish("w1", "job-a", result="r", dead=dead, counter="failed"), 0)
+        self.assertEqual(self.r.exists(key("result:j1"), DEAD), 0)
+        self.assertEqual(self.stats(), {"lease_lost": 1})
+
+    def test_no_result_and_no_counter(self):
+        self.r.lpush(active("w1"), WAKE)
+        self.assertEqual(self.finish("w1", WAKE, result="", counter="", job_id=""), 1)
+        self.assertEqual(self.r.keys("pixq:{t}:result:*"), [])
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertEqual(self.stats(), {})
+
+    def test_failure_is_buried_newest_first(self):
+        now = self.now_ms()
+        for i in (1, 2):
+            self.r.lpush(active("w1"), "job-%d" % i)
+            entry = self.dead_entry("j%d" % i, now)
+            self.assertEqual(self.finish("w1", "job-%d" % i, result="r%d" % i, dead=entry,
+                                         counter="failed", job_id="j%d" % i), 1)
+        dead = [json.loads(e) for e in self.r.lrange(DEAD)]
+        self.assertEqual([d["job_id"] for d in dead], ["j2", "j1"])
+        self.assertEqual(dead[0], {"job": '{"job_id":"j2"}', "job_id": "j2", "error": "boom",
+                                   "attempts": 1, "failed_at": now})
+        self.assertEqual(self.r.lrange(key("result:j2")), ["r2"])  # failures have results too
+        self.assertEqual(self.stats(), {"failed": 2, "dead": 2})
+
+    def test_dead_list_is_trimmed_to_its_count(self):
+        now = self.now_ms()
+        for i in range(5):
+            self.r.lpush(active("w1"), "job-%d" % i)
+            self.finish("w1", "job-%d" % i, result="r", dead=self.dead_entry("j%d" % i, now),
+                        counter="failed", job_id="j%d" % i, dead_max=3)
+        self.assertEqual([json.loads(e)["job_id"] for e in self.r.lrange(DEAD)],
+                         ["j4", "j3", "j2"])
+        self.assertEqual(self.stats()["dead"], 5)
+
+    def test_dead_list_is_trimmed_by_age_from_the_oldest_end(self):
+        now = self.now_ms()
+        day = 86400000
+        # oldest at the right (LPUSH order): two too old, then one recent
+        self.r.rpush(DEAD, self.dead_entry("recent", now - 1000),
+                     self.dead_entry("old2", now - 2 * day), self.dead_entry("old1", now - 3 * day))
+        self.r.lpush(active("w1"), "job-n")
+        self.finish("w1", "job-n", result="r", dead=self.dead_entry("new", now),
+                    counter="failed", job_id="new", dead_age_ms=day)
+        self.assertEqual([json.loads(e)["job_id"] for e in self.r.lrange(DEAD)],
+                         ["new", "recent"])
+
+    def test_age_trim_stops_at_an_entry_it_cannot_read(self):
+        now = self.now_ms()
+        self.r.rpush(DEAD, self.dead_entry("recent", now), "not json",
+                     self.dead_entry("old", now - 10 ** 9))
+        self.r.lpush(active("w1"), "job-n")
+        self.finish("w1", "job-n", result="r", dead=self.dead_entry("new", now),
+                    counter="failed", job_id="new", dead_age_ms=1000)
+        self.assertEqual(self.r.llen(DEAD), 3)  # "old" went, "not json" stopped the trim
+        self.assertEqual(self.r.lindex(DEAD, -1), "not json")
+
+    def test_successes_do_not_trim_the_dead_list(self):
+        self.r.rpush(DEAD, self.dead_entry("old", 1))
+        self.r.lpush(active("w1"), "job-a")
+        self.finish("w1", "job-a", result="r", dead_age_ms=1000)
+        self.assertEqual(self.r.llen(DEAD), 1)
+
+
+class AdoptTest(LuaTestCase):
+    def adopt(self, wid, old, new):
+        return self.run_script("adopt", [active(wid)], [old, new])
+
+    def test_ok_swaps_the_payload(self):
+        self.r.lpush(active("w1"), '{"src":"x"}')
+        self.assertEqual(self.adopt("w1", '{"src":"x"}', '{"src":"x","job_id":"J"}'), 1)
+        self.assertEqual(self.r.lrange(active("w1")), ['{"src":"x","job_id":"J"}'])
+
+    def test_lost_pushes_nothing(self):
+        self.assertEqual(self.adopt("w1", '{"src":"x"}', '{"src":"x","job_id":"J"}'), 0)
+        self.assertEqual(self.r.exists(active("w1")), 0)
+
+
+class SplitTest(LuaTestCase):
+    def split(self, wid, batch, *jobs):
+        return self.run_script("split", [active(wid), JOBS, STATS], [batch, *jobs])
+
+    def test_ok_queues_the_jobs_in_order_to_run_next(self):
+        batch = '[{"job_id":"a"},{"job_id":"b"},{"job_id":"c"}]'
+        self.r.lpush(active("w1"), batch)
+        self.r.lpush(JOBS, "waiting")
+        self.assertEqual(self.split("w1", batch, "a", "b", "c"), 3)
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        taken = [self.r.execute("RPOP", JOBS) for _ in range(4)]
+        self.assertEqual(taken, ["a", "b", "c", "waiting"])
+        self.assertEqual(self.stats(), {"batches_split": 1})
+
+    def test_lost_queues_nothing(self):
+        self.assertEqual(self.split("w1", "[1,2]", "1", "2"), -1)
+        self.assertEqual(self.r.llen(JOBS), 0)
+        self.assertEqual(self.stats(), {"lease_lost": 1})
+
+
+class DeadRetryTest(LuaTestCase):
+    def fill(self):
+        entries = [
+            {"job": '{"job_id":"a"}', "job_id": "a", "error": "e", "attempts": 1, "failed_at": 3},
+            {"job": '{"job_id":"b"}', "job_id": "b", "error": "e", "attempts": 1, "failed_at": 2},
+            {"job_id": "nojob", "error": "no payload", "failed_at": 1},
+            {"job": "{not json", "error": "unparseable", "attempts": 1, "failed_at": 0},
+        ]
+        for e in reversed(entries):  # newest first, as finish.lua leaves them
+            self.r.lpush(DEAD, json.dumps(e))
+        self.r.execute("RPUSH", DEAD, "garbage")
+        return entries
+
+    def retry(self, which):
+        return self.run_script("dead_retry", [DEAD, JOBS, STATS], [which])
+
+    def test_all(self):
+        self.fill()
+        self.r.lpush(JOBS, "waiting")
+        self.assertEqual(self.retry("all"), 3)
+        # like new submissions, at the producer end, oldest death first
+        self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"a"}', '{"job_id":"b"}', "{not json",
+                                               "waiting"])
+        left = self.r.lrange(DEAD)
+        self.assertEqual(len(left), 2)
+        self.assertEqual(json.loads(left[0])["job_id"], "nojob")
+        self.assertEqual(left[1], "garbage")
+        self.assertEqual(self.stats(), {"dead_retried": 3})
+
+    def test_by_id(self):
+        self.fill()
+        self.assertEqual(self.retry("b"), 1)
+        self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"b"}'])
+        self.assertEqual([json.loads(e).get("job_id") for e in self.r.lrange(DEAD)[:3]],
+                         ["a", "nojob", None])
+        self.assertEqual(self.stats(), {"dead_retried": 1})
+
+    def test_none(self):
+        self.fill()
+        self.assertEqual(self.retry("zzz"), 0)
+        self.assertEqual(self.r.llen(JOBS), 0)
+        self.assertEqual(self.r.llen(DEAD), 5)
+        self.assertEqual(self.stats(), {})
+        self.r.delete(DEAD)
+        self.assertEqual(self.retry("all"), 0)
+
+    def test_a_poison_pill_is_retried_as_the_job_it_wraps(self):
+        # reap.lua wraps a job that crashed its workers; the worker buries the wrapper as it
+        # reserved it. Retrying must run the job again, not re-deliver the pill (which the
+        # worker would bury at once, without running it).
+        job = '{"job_id":"p","src":"x/y"}'
+        pill = json.dumps({"pixq_poison": job, "error": "the job crashed its worker 3 times"},
+                          separators=(",", ":"))
+        self.r.lpush(DEAD, json.dumps({"job": pill, "job_id": "p", "error": "crashed",
+                                       "attempts": 1, "failed_at": 1}))
+        self.assertEqual(self.retry("p"), 1)
+        self.assertEqual(self.r.lrange(JOBS), [job])
+
+
+class ParkTest(LuaTestCase):
+    """park.lua: a job's throttled outputs go to delayed (with their bytes as blobs)."""
+
+    def park(self, wid, payload, tasks, job_id="j1", ttl=600):
+        keys = [active(wid), key("job:" + job_id), DELAYED, STATS]
+        keys += [key("blob:%s:%d" % (job_id, n)) for n in range(len(tasks))]
+        args = [payload, '{"base":1}', ttl, '["obj0"]']
+        for task, delay, blob in tasks:
+            args += [task, delay, blob]
+        return self.run_script("park", keys, args)
+
+    def test_ok_parks_every_output_and_releases_the_job(self):
+        self.r.lpush(active("w1"), "job-a")
+        t0 = self.now_ms()
+        n = self.park("w1", "job-a", [("task-0", 100, "bytes-0"), ("task-1", 5000, "bytes\r\n1")])
+        self.assertEqual(n, 2)
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertEqual(self.r.hgetall(key("job:j1")), {
+            "payload": "job-a", "base": '{"base":1}', "objs": '["obj0"]', "pending": "2"})
+        self.assertTrue(500 <= self.r.ttl(key("job:j1")) <= 600)
+        self.assertEqual(self.r.get(key("blob:j1:0")), "bytes-0")
+        self.assertEqual(self.r.get(key("blob:j1:1")), "bytes\r\n1")
+        self.assertTrue(500 <= self.r.ttl(key("blob:j1:1")) <= 600)
+        self.assert_near(self.zscore(DELAYED, "task-0"), t0 + 100)
+        self.assert_near(self.zscore(DELAYED, "task-1"), t0 + 5000)
+        self.assertEqual(self.stats(), {"throttled": 2})
+
+    def test_lost_parks_nothing(self):
+        self.assertEqual(self.park("w1", "job-a", [("task-0", 100, "bytes-0")]), -1)
+        self.assertEqual(self.r.exists(key("job:j1"), key("blob:j1:0"), DELAYED), 0)
+        self.assertEqual(self.stats(), {"lease_lost": 1})
+
+
+class UploadDoneTest(LuaTestCase):
+    """upload_done.lua: one parked output settled, once."""
+
+    def done(self, n, kind, a, b, job_id="j1"):
+        keys = [key("job:" + job_id), key("blob:%s:%d" % (job_id, n))]
+        return self.run_script("upload_done", keys, [n, kind, a, b])
+
+    def park_two(self):
+        self.r.execute("HSET", key("job:j1"), "payload", "job-a", "pending", 2)
+        self.r.set(key("blob:j1:0"), "bytes-0")
+        self.r.set(key("blob:j1:1"), "bytes-1")
+
+    def test_outputs_settle_one_by_one(self):
+        self.park_two()
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
+        self.assertEqual(self.r.exists(key("blob:j1:0")), 0)
+        self.assertEqual(self.r.exists(key("blob:j1:1")), 1)
+        self.assertEqual(self.done(1, "err", "host temporarily unavailable", "thumb"), 0)
+        h = self.r.hgetall(key("job:j1"))
+        self.assertEqual({k: v for k, v in h.items() if ":" in k}, {
+            "done:0": "img", "img:0": '{"image":0}', "obj:0": '{"obj":0}',
+            "done:1": "err", "err:1": "host temporarily unavailable", "fail:1": "thumb"})
+        self.assertEqual(h["pending"], "0")
+        self.assertEqual(self.r.exists(key("blob:j1:1")), 0)
+
+    def test_a_task_run_twice_counts_once(self):
+        self.park_two()
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
+        self.r.set(key("blob:j1:0"), "bytes-0 again")  # even if the blob were back
+        self.assertEqual(self.done(0, "err", "late failure", "thumb"), 1)
+        h = self.r.hgetall(key("job:j1"))
+        self.assertEqual((h["pending"], h["done:0"]), ("1", "img"))
+        self.assertNotIn("err:0", h)
+
+    def test_expired_job_drops_the_blob(self):
+        self.r.set(key("blob:j1:0"), "bytes-0")
+        self.assertEqual(self.done(0, "img", "{}", "{}"), -1)
+        self.assertEqual(self.r.exists(key("blob:j1:0"), key("job:j1")), 0)
+
+
+RL = "pixq:rl:{bucket-a}"
+
+
+class RateLimitTest(LuaTestCase):
+    """rl_acquire.lua, rl_feedback.lua, rl_show.lua: GCRA per bucket with CUBIC slow-down."""
+
+    def acquire_full(self, rate=10, burst=2, cost=1, max_wait_ms=60000, min_rate=0.5,
+                     idle_ms=3600000):
+        return self.run_script("rl_acquire", [RL], [rate, burst, cost, max_wait_ms, min_rate,
+                                                    idle_ms])
+
+    def acquire(self, **kw):
+        """status, wait, region, effective rate (without the epoch, see test_decrease_voids...)"""
+        return self.acquire_full(**kw)[:4]
+
+    def feedback(self, rate=10, cooldown_ms=1000, min_rate=0.5):
+        return self.run_script("rl_feedback", [RL], [rate, cooldown_ms, min_rate])
+
+    def show(self, rate=10, burst=2, min_rate=0.5):
+        return self.run_script("rl_show", [RL], [rate, burst, min_rate])
+
+    def now_us(self):
+        sec, usec = self.r.execute("TIME")
+        return int(sec) * 1000000 + int(usec)
+
+    def test_burst_then_reserved_slots_at_the_rate(self):
+        for _ in range(3):  # burst + 1 at once
+            self.assertEqual(self.acquire(), [0, 0, "", 10000])
+        status, wait, region, eff = self.acquire()
+        self.assertEqual((status, region, eff), (1, "", 10000))
+        self.assertTrue(90 <= wait <= 100, wait)  # the next slot, 1/rate away
+        status, wait, _, _ = self.acquire()
+        self.assertEqual(status, 1)
+        self.assertTrue(190 <= wait <= 200, wait)  # reserved: the one after
+        self.assertTrue(3500000 <= self.r.execute("PTTL", RL) <= 3600000)
+
+    def test_slot_beyond_the_longest_wait_reserves_nothing(self):
+        for _ in range(3):
+            self.acquire()
+        tat = self.r.execute("HGET", RL, "tat")
+        status, wait, _, _ = self.acquire(max_wait_ms=50)
+        self.assertEqual(status, 2)
+        self.assertTrue(50 < wait <= 100, wait)
+        self.assertEqual(self.r.execute("HGET", RL, "tat"), tat)
+
+    def test_cost_takes_several_tokens(self):
+        self.assertEqual(self.acquire(cost=3)[0], 0)
+        status, wait, _, _ = self.acquire(cost=1)
+        self.assertEqual(status, 1)
+        self.assertTrue(90 <= wait <= 100, wait)
+
+    def test_operator_override_and_region(self):
+        self.r.execute("HSET", RL, "rate", 4, "burst", 0, "region", "eu-west-1")
+        self.assertEqual(self.acquire(rate=1000, burst=50), [0, 0, "eu-west-1", 4000])
+        status, wait, _, _ = self.acquire(rate=1000, burst=50)
+        self.assertEqual(status, 1)
+        self.assertTrue(240 <= wait <= 250, wait)
+        self.assertEqual(self.r.execute("PTTL", RL), -1)  # overrides do not expire
+
+    def test_throttling_slows_the_fleet_once_per_episode_and_recovers(self):
+        self.assertEqual(self.feedback(rate=100), 1)
+        self.assertEqual(self.feedback(rate=100), 0)  # same episode: within the cool-down
+        h = self.r.hgetall(RL)
+        self.assertEqual((h["throttle_signals"], h["decreases"]), ("2", "1"))
+        self.assertEqual(float(h["w_max"]), 100)
+        eff = self.acquire(rate=100)[3] / 1000.0
+        self.assertTrue(69 <= eff <= 71, eff)  # beta 0.7 right after the decrease
+        # 10 s later the CUBIC curve is past w_max again: back to the configured rate
+        self.r.execute("HSET", RL, "last_fail", self.now_us() - 10 * 1000000)
+        self.assertEqual(self.acquire(rate=100)[3], 100000)
+        # a signal within the cool-down of the last decrease holds the rate at the bottom of
+        # the curve (last_fail moves to now) without a second decrease
+        self.r.execute("HSET", RL, "last_decrease", self.now_us() - 500 * 1000)
+        self.assertEqual(self.feedback(rate=100, cooldown_ms=1000), 0)
+        eff = self.acquire(rate=100)[3] / 1000.0
+        self.assertTrue(69 <= eff <= 71, eff)
+        self.assertEqual(self.r.execute("HGET", RL, "decreases"), "1")
+        # a new episode after the cool-down lowers again, from the current rate: 0.7 * 70
+        past = self.now_us() - 2 * 1000000
+        self.r.execute("HSET", RL, "last_decrease", past)
+        self.assertEqual(self.feedback(rate=100, cooldown_ms=1000), 1)
+        self.assertEqual(self.r.execute("HGET", RL, "decreases"), "2")
+        eff = self.acquire(rate=100)[3] / 1000.0
+        self.assertTrue(47 <= eff <= 51, eff)
+
+    def test_decrease_voids_reserved_slots(self):
+        for _ in range(20):
+            self.acquire_full(rate=10, burst=0)  # slots reserved up to ~2 s ahead
+        status, wait, _, _, epoch = self.acquire_full(rate=10, burst=0)
+        self.assertEqual((status, epoch), (1, 0))
+        self.assertTrue(wait >= 1900, wait)
+        self.assertEqual(self.feedback(rate=10), 1)
+        # tat is back to now: the next caller waits for one interval at the new rate, not 2 s,
+        # and learns the new epoch, so holders of older reservations take new slots
+        status, wait, _, eff, epoch = self.acquire_full(rate=10, burst=0)
+        self.assertEqual(epoch, 1)
+        self.assertTrue(wait <= 1000 * 1000 / eff + 5, (wait, eff))
+
+    def test_rate_never_falls_below_the_floor(self):
+        self.r.execute("HSET", RL, "w_max", 1, "last_fail", self.now_us())
+        self.assertEqual(self.acquire(rate=100, min_rate=0.5)[3], 700)
+        self.assertEqual(self.acquire(rate=100, min_rate=2)[3], 2000)
+
+    def test_show_is_read_only(self):
+        self.assertEqual(self.show(), [10000, 2, 10000, 0, 0, 0, "", 0])
+        self.assertEqual(self.r.exists(RL), 0)
+        self.feedback()
+        for _ in range(5):
+            self.acquire()  # at 7/s after the decrease
+        rate, burst, eff, backlog, signals, decreases, region, override = self.show()
+        self.assertEqual((rate, burst, signals, decreases, region, override),
+                         (10000, 2, 1, 1, "", 0))
+        self.assertTrue(6900 <= eff <= 7100, eff)
+        self.assertTrue(600 <= backlog <= 720, backlog)  # 5 slots of 1/7 s each
+        self.r.execute("HSET", RL, "burst", 7)
+        self.assertEqual(self.show()[1::6], [7, 1])
+
+
+TESTED = ("adopt", "begin", "dead_retry", "delay", "expired", "finish", "heartbeat", "park",
+          "promote", "reap", "requeue", "rl_acquire", "rl_feedback", "rl_show", "split",
+          "upload_done")
+
+
+if __name__ == "__main__":
+    harness.main()

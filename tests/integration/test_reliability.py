@@ -1,0 +1,633 @@
+#!/usr/bin/python3
+"""Never lose a job: crash recovery, chaos, Redis restarts, graceful stop, poison pills, delayed
+jobs, network failures, and retries, with the real pixq-worker against real servers.
+
+The workers run with short leases (PIXQ_LEASE_MS=3000, PIXQ_HEARTBEAT_MS=1000,
+PIXQ_REAP_INTERVAL_MS=500) so that recovery takes seconds. Jobs are tiny (a 64x64 PNG resized to
+32 px, one save) unless a test needs them slow, which the source server does on request (stall,
+delay, scripted errors).
+
+A job is "settled once" when pixq:{Q}:result:<id> holds exactly one result, and "posted once" when
+exactly one postback for it reached the receiver. The chaos test prints a line to stderr with its
+duration, kills, duplicate postbacks and the stats counters (reruns, recovered, lease_lost...).
+
+    /usr/bin/python3 tests/integration/test_reliability.py --worker build-rel/worker/pixq-worker \\
+        --pixq build-rel/producer/pixq --data tests/data [ChaosTest] [-k kill]
+"""
+
+import collections
+import json
+import random
+import signal
+import sys
+import time
+
+sys.dont_write_bytecode = True
+import harness  # noqa: E402
+from harness import CONFIG, PixqTestCase, scaled  # noqa: E402
+
+LEASE_MS, HEARTBEAT_MS, REAP_MS = 3000, 1000, 500
+SHORT_LEASES = {"PIXQ_LEASE_MS": LEASE_MS, "PIXQ_HEARTBEAT_MS": HEARTBEAT_MS,
+                "PIXQ_REAP_INTERVAL_MS": REAP_MS}
+TINY = "/tiny.png"
+
+
+def tiny_png():
+    return (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
+
+
+class ReliabilityCase(PixqTestCase):
+    """Workers started by the tests themselves, with short leases."""
+
+    start_worker_in_setup = False
+    worker_env_extra = dict(SHORT_LEASES)
+
+    def setUp(self):
+        super().setUp()
+        self.src.add(TINY, tiny_png())
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def tiny_job(self, job_id, path=TINY, postback_path="/pb", **extra):
+        job = self.make_job(self.src.url(path), "out/%s.png" % job_id, params={"width": 32},
+                            job_id=job_id, postback_path=postback_path)
+        job.update(extra)
+        return job
+
+    def push_jobs(self, jobs):
+        """LPUSH many jobs at once; returns their payloads (the exact bytes on the queue)."""
+        payloads = [json.dumps(j) for j in jobs]
+        for i in range(0, len(payloads), 100):
+            self.redis.lpush(self.key("jobs"), *payloads[i:i + 100])
+        return payloads
+
+    def results(self, job_id):
+        return self.redis.lrange(self.key("result:" + job_id))
+
+    def stats(self):
+        return {k: int(v) for k, v in self.redis.hgetall(self.key("stats")).items()}
+
+    def postbacks_of(self, job_id):
+        return [pb for pb in self.postbacks.postbacks if pb.job_id == job_id]
+
+    def assert_success(self, job_id):
+        """One result, one postback, both the same success for job_id."""
+        results = self.results(job_id)
+        self.assertEqual(len(results), 1, "results of %s: %r" % (job_id, results))
+        result = json.loads(results[0])["results"]
+        self.assertNotIn("errors", result, result)
+        self.assertEqual(result["job_id"], job_id)
+        self.assertEqual(result["images"][0]["meta"], {"width": 32, "height": 32})
+        pbs = self.postbacks_of(job_id)
+        self.assertEqual(len(pbs), 1, "postbacks of %s: %r" % (job_id, pbs))
+        self.assertEqual(pbs[0].results, result)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def worker_id(self, prog, timeout=20):
+        """The worker id a worker logged at start (worker_start event)."""
+        ev = self.wait_until(lambda: prog.log_events("worker_start"), timeout,
+                             "%s to start" % prog.name)
+        return ev[0]["worker"]
+
+    def live_workers(self):
+        return self.redis.zrange(self.key("workers"))
+
+    def active_of(self, wid):
+        return self.redis.lrange(self.key("active:" + wid))
+
+    def wait_exit(self, prog, timeout):
+        """Wait for a worker to exit on its own; returns (status, seconds waited)."""
+        t0 = time.monotonic()
+        prog.proc.wait(scaled(timeout))
+        waited = time.monotonic() - t0
+        if prog in self.programs:
+            self.programs.remove(prog)
+        prog.terminate()  # closes its log
+        return prog.proc.returncode, waited
+
+
+class KillTest(ReliabilityCase):
+    """A worker SIGKILLed in the middle of a job: another one completes the job within lease +
+    reap interval."""
+
+    def test_killed_workers_job_is_completed_by_another(self):
+        a = self.start_worker()
+        wid_a = self.worker_id(a)
+        self.src.stall("/slow.png")
+        self.src.add("/slow.png", tiny_png())
+        job = self.tiny_job("kill-1", path="/slow.png")
+        payload = self.push_jobs([job])[0]
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "worker A to fetch")
+        self.assertEqual(self.active_of(wid_a), [payload])
+        b = self.start_worker()
+        wid_b = self.worker_id(b)
+        self.wait_until(lambda: wid_b in self.live_workers(), 20, "worker B to register")
+
+        t_kill = time.monotonic()
+        self.kill_worker(a, signal.SIGKILL)
+        self.src.release()  # from now on the source answers at once
+        pb = self.wait_for_postback(timeout=20, job_id="kill-1")
+        elapsed = pb.time - t_kill
+        bound = (LEASE_MS + REAP_MS) / 1000.0
+        sys.stderr.write("\nkill test: killed to postback %.2fs (lease %.1fs + reap %.1fs)\n"
+                         % (elapsed, LEASE_MS / 1000.0, REAP_MS / 1000.0))
+        self.assertLess(elapsed, scaled(bound + 0.5),
+                        "recovery took %.2fs, lease + reap interval is %.1fs" % (elapsed, bound))
+
+        self.wait_until(lambda: self.results("kill-1"), 10, "the result")
+        self.assert_success("kill-1")
+        self.assertEqual(self.src.requests("/slow.png"), 2)
+        self.assertNotIn(wid_a, self.live_workers())
+        self.assert_queue_drained()
+        stats = self.stats()
+        self.assertEqual(stats.get("recovered"), 1, stats)
+        self.assertEqual(stats.get("reruns"), 1, stats)
+        self.assertEqual(stats.get("succeeded"), 1, stats)
+        reaped = b.log_events("worker_reaped")
+        self.assertEqual([(e["worker"], e["jobs_returned"]) for e in reaped], [(wid_a, "1")])
+
+
+class ChaosTest(ReliabilityCase):
+    """300 jobs, 3 workers, one of them SIGKILLed and replaced every 1 to 2 s: every job ends with
+    exactly one result and at least one postback; duplicates are counted and reported."""
+
+    JOBS = 300
+    WORKERS = 3
+    DEADLINE_S = 110
+    worker_env_extra = dict(SHORT_LEASES, PIXQ_LOG_LEVEL="info")
+
+    def test_chaos(self):
+        rng = random.Random()
+        seed = rng.randrange(1 << 30)
+        rng.seed(seed)
+        ids = ["chaos-%03d" % i for i in range(self.JOBS)]
+        # sources that take 50 to 200 ms: the run lasts long enough for a dozen kills or more,
+        # which land at any step of a job (fetch, processing, upload, postback, settle)
+        paths = []
+        for n, delay in enumerate((0.05, 0.1, 0.15, 0.2)):
+            paths.append("/chaos-%d.png" % n)
+            self.src.add(paths[-1], tiny_png())
+            self.src.delay[paths[-1]] = delay
+        t0 = time.monotonic()
+        self.push_jobs([self.tiny_job(i, path=paths[n % len(paths)]) for n, i in enumerate(ids)])
+        fleet = [self.start_worker() for _ in range(self.WORKERS)]
+        kills = 0
+        next_kill = time.monotonic() + rng.uniform(1, 2)
+        deadline = t0 + scaled(self.DEADLINE_S)
+        pending = set(ids)
+        while pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pending = {i for i in pending if not self.redis.exists(self.key("result:" + i))}
+            for prog in fleet:
+                prog.check_alive()
+            if pending and time.monotonic() >= next_kill:
+                victim = rng.randrange(len(fleet))
+                self.kill_worker(fleet[victim], signal.SIGKILL)
+                fleet[victim] = self.start_worker()
+                kills += 1
+                next_kill = time.monotonic() + rng.uniform(1, 2)
+        elapsed = time.monotonic() - t0
+        self.assertFalse(pending, "after %.0fs (seed %d, %d kills), %d job(s) have no result: %s"
+                         % (elapsed, seed, kills, len(pending), sorted(pending)[:20]))
+        self.assert_queue_drained(timeout=(LEASE_MS + REAP_MS) / 1000.0 + 5)
+
+        per_job = collections.Counter(pb.job_id for pb in self.postbacks.postbacks)
+        missing = [i for i in ids if per_job[i] == 0]
+        duplicates = sum(n - 1 for n in per_job.values() if n > 1)
+        stats = self.stats()
+        failed = []
+        for i in ids:
+            results = self.results(i)
+            self.assertEqual(len(results), 1, "%s has %d results" % (i, len(results)))
+            body = json.loads(results[0])["results"]
+            self.assertEqual(body["job_id"], i)
+            if "errors" in body:
+                failed.append((i, body["errors"]))
+        sys.stderr.write(
+            "\nchaos: %d jobs, %d workers, %d kills, %.1fs (seed %d); postbacks %d, duplicate "
+            "postbacks %d, missing %d; failed jobs %d; stats %s\n"
+            % (self.JOBS, self.WORKERS, kills, elapsed, seed, sum(per_job.values()),
+               duplicates, len(missing), len(failed), json.dumps(stats, sort_keys=True)))
+        self.assertEqual(missing, [], "jobs without a postback (seed %d)" % seed)
+        self.assertEqual(set(per_job), set(ids), "postbacks for unknown jobs")
+        # a job only fails here if it crashed its workers max_recoveries times (a poison pill)
+        self.assertEqual(len(failed), stats.get("poisoned", 0), failed)
+        for _, errors in failed:
+            self.assertIn("crashed its worker", errors[0])
+        self.assertEqual(stats.get("succeeded", 0) + stats.get("failed", 0), self.JOBS, stats)
+        self.assertGreaterEqual(kills, 1)
+
+
+class RedisRestartTest(ReliabilityCase):
+    """Redis with an AOF restarted in the middle of a run: no job is lost, workers resume."""
+
+    redis_appendonly = True
+
+    def test_restart_in_the_middle_of_a_run(self):
+        self.run_with_restart(signal.SIGTERM)
+
+    def test_crash_and_restart_in_the_middle_of_a_run(self):
+        # SIGKILL: commands in flight lose their answers; what Redis wrote to the AOF before it
+        # died (the process, not the machine) comes back
+        self.run_with_restart(signal.SIGKILL)
+
+    def run_with_restart(self, sig):
+        self.src.delay[TINY] = 0.05  # ~50 jobs last a few seconds
+        ids = ["restart-%02d" % i for i in range(50)]
+        self.push_jobs([self.tiny_job(i) for i in ids])
+        fleet = [self.start_worker() for _ in range(2)]
+        self.wait_until(lambda: sum(bool(self.redis.exists(self.key("result:" + i)))
+                                    for i in ids) >= 10, 60, "10 results")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=1.5, sig=sig)
+        done_before = sum(bool(self.redis.exists(self.key("result:" + i))) for i in ids)
+        self.assertLess(done_before, len(ids), "the run ended before the restart")
+        self.wait_until(lambda: all(self.redis.exists(self.key("result:" + i)) for i in ids),
+                        60, "every job's result")
+        for prog in fleet:
+            prog.check_alive()
+            self.assertTrue(prog.log_events("redis_error"), "%s never saw Redis go" % prog.name)
+        self.assert_queue_drained(timeout=10)
+        per_job = collections.Counter(pb.job_id for pb in self.postbacks.postbacks)
+        missing = [i for i in ids if per_job[i] == 0]
+        self.assertEqual(missing, [])
+        for i in ids:
+            self.assertEqual(len(self.results(i)), 1, i)
+            self.assertNotIn("errors", json.loads(self.results(i)[0])["results"], i)
+        sys.stderr.write("\nredis restart (%s): %d done before the restart; duplicate postbacks "
+                         "%d; stats %s\n" % (signal.Signals(sig).name, done_before,
+                                             sum(per_job.values()) - len(ids),
+                                             json.dumps(self.stats(), sort_keys=True)))
+        # the same workers carry on
+        self.push_jobs([self.tiny_job("after-restart")])
+        self.wait_for_postback(timeout=20, job_id="after-restart")
+        self.assertEqual(len(self.live_workers()), 2)
+
+    def test_worker_started_before_redis_waits_for_it(self):
+        self.redis.close()
+        self.redis_server.shutdown()
+        w = self.start_worker()
+        time.sleep(1.0)
+        w.check_alive()
+        self.assertTrue(w.log_events("start_failed"), "the worker did not notice Redis is down")
+        self.redis_server.restart()
+        self.push_jobs([self.tiny_job("late-redis")])
+        self.wait_for_postback(timeout=20, job_id="late-redis")
+        self.wait_until(lambda: self.results("late-redis"), 10, "the result")
+        self.assert_success("late-redis")
+
+    def test_reply_lost_on_the_network_does_not_strand_the_job(self):
+        # The worker reaches Redis through a relay. BLMOVE runs on the server (the job moves to
+        # the worker's active list) but the answer is lost and the connection drops: the worker
+        # reconnects and must still run the job it holds, not leave it stranded on its active
+        # list while its lease stays alive.
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
+        w = self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        time.sleep(0.3)  # blocked in BLMOVE
+        proxy.swallow = True
+        payload = self.push_jobs([self.tiny_job("lost-reply")])[0]
+        self.wait_until(lambda: self.active_of(wid) == [payload], 10,
+                        "the job to move to the worker's active list")
+        time.sleep(0.2)
+        proxy.cut()
+        proxy.swallow = False
+        self.wait_until(lambda: self.results("lost-reply"), (LEASE_MS + REAP_MS) / 1000.0 + 10,
+                        "the job to be run")
+        self.assert_success("lost-reply")
+        self.assert_queue_drained()
+        w.check_alive()
+
+
+class GracefulStopTest(ReliabilityCase):
+    """SIGTERM during a job: it completes, or it goes back to the head of the queue; never both,
+    never neither."""
+
+    def start_stalled_job(self, job_id, timeout_ms):
+        w = self.start_worker(PIXQ_SHUTDOWN_TIMEOUT_MS=timeout_ms)
+        wid = self.worker_id(w)
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        payload = self.push_jobs([self.tiny_job(job_id, path="/slow.png")])[0]
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        self.assertEqual(self.active_of(wid), [payload])
+        return w, wid, payload
+
+    def test_job_finishes_within_the_deadline(self):
+        w, wid, _ = self.start_stalled_job("stop-a", 10000)
+        w.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        after = self.push_jobs([self.tiny_job("after-stop")])[0]  # not taken: stops reserving
+        time.sleep(0.5)
+        self.src.release()
+        status, waited = self.wait_exit(w, 15)
+        self.assertEqual(status, 0)
+        self.assertLess(waited, 8)
+        self.assert_success("stop-a")
+        self.assertEqual(self.src.requests("/slow.png"), 1)
+        self.assertEqual(self.redis.lrange(self.key("jobs")), [after])
+        self.assertEqual(self.results("after-stop"), [])
+        self.assertEqual(self.redis.keys(self.key("active:*")), [])
+        self.assertNotIn(wid, self.live_workers())  # unregistered on the way out
+        stats = self.stats()
+        self.assertEqual(stats.get("succeeded"), 1, stats)
+        self.assertNotIn("requeued_on_stop", stats)
+        self.assertTrue(w.log_events("worker_unregistered"))
+
+    def test_job_past_the_deadline_goes_back_to_the_head_of_the_queue(self):
+        w, wid, payload = self.start_stalled_job("stop-b", 1000)
+        filler = self.push_jobs([self.tiny_job("queued-behind")])[0]
+        t_term = time.monotonic()
+        w.proc.send_signal(signal.SIGTERM)
+        status, _ = self.wait_exit(w, 15)
+        waited = time.monotonic() - t_term
+        self.assertEqual(status, 0)
+        self.assertGreaterEqual(waited, 0.9)
+        self.assertLess(waited, scaled(3.0))
+        # back at the consumer end (it runs next), not finished, not posted
+        self.assertEqual(self.redis.lrange(self.key("jobs")), [filler, payload])
+        self.assertEqual(self.results("stop-b"), [])
+        self.assertEqual(self.postbacks.postbacks, [])
+        self.assertEqual(self.redis.keys(self.key("active:*")), [])
+        self.assertNotIn(wid, self.live_workers())
+        self.assertEqual(self.stats().get("requeued_on_stop"), 1)
+        self.assertTrue(w.log_events("shutdown_deadline"))
+
+        self.src.release()
+        self.start_worker()
+        self.wait_until(lambda: self.results("stop-b") and self.results("queued-behind"), 20,
+                        "both jobs to finish")
+        self.wait_for_postback(timeout=10, job_id="queued-behind")
+        self.assert_success("stop-b")
+        self.assert_success("queued-behind")
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks],
+                         ["stop-b", "queued-behind"])
+        self.assert_queue_drained()
+        self.assertNotIn("recovered", self.stats())  # a graceful give-back is no crash
+
+
+class PoisonTest(ReliabilityCase):
+    """A job that crashes its worker max_recoveries (3) times goes to dead with the reason and a
+    failed postback, without running again; `pixq dead retry` runs it again."""
+
+    def test_poison_pill(self):
+        self.src.add("/crash.png", tiny_png())
+        self.src.stall("/crash.png")
+        payload = self.push_jobs([self.tiny_job("poison-1", path="/crash.png")])[0]
+        w = self.start_worker()
+        for crash in (1, 2, 3):
+            wid = self.worker_id(w)
+            self.wait_until(lambda: self.src.requests("/crash.png") == crash, 20,
+                            "run %d to fetch" % crash)
+            self.assertEqual(self.active_of(wid), [payload])
+            nxt = self.start_worker()
+            self.kill_worker(w, signal.SIGKILL)
+            w = nxt
+        pb = self.wait_for_postback(timeout=20, job_id="poison-1")
+        errors = pb.results.get("errors")
+        self.assertEqual(errors, ["Image processing failed. the job crashed its worker 3 times"])
+        self.assertEqual(pb.results.get("failed_image_identifiers"), ["thumb"])
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 10, "a dead entry")
+        dead = json.loads(self.redis.lindex(self.key("dead"), 0))
+        self.assertEqual(dead["job_id"], "poison-1")
+        self.assertIn("crashed its worker 3 times", dead["error"])
+        self.assertIsInstance(dead["failed_at"], int)
+        self.assertEqual(len(self.results("poison-1")), 1)
+        self.assertEqual(json.loads(self.results("poison-1")[0]), pb.json)
+        self.assertEqual(self.src.requests("/crash.png"), 3)  # never ran a 4th time
+        self.assert_queue_drained()
+        stats = self.stats()
+        self.assertEqual((stats.get("recovered"), stats.get("poisoned"), stats.get("dead")),
+                         (2, 1, 1), stats)
+        self.assertEqual(self.redis.hgetall(self.key("recov")), {})
+
+        # the operator fixes the cause and retries: the job runs again and its new result is
+        # posted back
+        self.src.release()
+        r = self.run_pixq("dead", "retry", "poison-1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.postbacks.wait_for_postbacks(2, scaled(20), lambda p: p.job_id == "poison-1",
+                                          check=self.check_workers)
+        self.assertNotIn("errors", self.postbacks_of("poison-1")[1].results)
+        self.assertEqual(self.src.requests("/crash.png"), 4)
+        self.assertEqual(self.redis.llen(self.key("dead")), 0)
+
+
+class DelayedTest(ReliabilityCase):
+    """`pixq submit --delay 500`: the job starts within 100 ms after its due time.
+
+    Due time: the score delay.lua gave the job in pixq:{Q}:delayed (Redis's clock, ms: TIME at
+    submission + 500), read right after `pixq submit` returns. Start: the moment the worker's
+    request for the job's source reaches the source server (time.time() on this host, the same
+    clock Redis reads), which the worker sends right after it logs job_start; the job_start
+    line's own timestamp (ms) is checked too. Lateness must be in [0, 100] ms."""
+
+    LATE_MS = 100
+
+    def submit_delayed(self, job, delay_ms):
+        path = self.tmp / ("%s.json" % job["job_id"])
+        path.write_text(json.dumps(job))
+        r = self.run_pixq("submit", str(path), "--delay", str(delay_ms))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), job["job_id"])
+        flat = self.redis.zrange(self.key("delayed"), withscores=True)
+        scores = {json.loads(m)["job_id"]: float(s) / 1000.0 for m, s in zip(flat[::2], flat[1::2])
+                  if m.startswith("{")}
+        self.assertIn(job["job_id"], scores, "not (or no longer) in delayed: %r" % flat)
+        return scores[job["job_id"]]
+
+    def lateness(self, w, job_id, path, due):
+        self.wait_until(lambda: self.results(job_id), 20, "%s to finish" % job_id)
+        started = self.src.request_times(path)[0]
+        logged = [e for e in w.log_events("job_start") if e.get("job_id") == job_id]
+        self.assertEqual(len(logged), 1)
+        ts = logged[0]["ts"]  # 2026-11-28T06:01:02.345Z
+        log_s = time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        log_s += int(ts[20:23]) / 1000.0
+        late = started - due
+        sys.stderr.write("\ndelayed %s: source fetched %+.1f ms after due, job_start logged "
+                         "%+.1f ms after due\n" % (job_id, late * 1000, (log_s - due) * 1000))
+        self.assertGreaterEqual(late, -0.002, "%s ran %.1f ms early" % (job_id, -late * 1000))
+        self.assertLessEqual(late, self.LATE_MS / 1000.0,
+                             "%s ran %.1f ms late" % (job_id, late * 1000))
+        self.assertGreaterEqual(log_s, due - 0.002)
+        self.assertLessEqual(log_s, due + self.LATE_MS / 1000.0)
+        self.assert_success(job_id)
+
+    def idle_worker(self):
+        w = self.start_worker()
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        time.sleep(1.5)  # settled into its blocking wait
+        return w
+
+    def test_delay_500_runs_on_time(self):
+        w = self.idle_worker()
+        self.src.add("/d1.png", tiny_png())
+        due = self.submit_delayed(self.tiny_job("delayed-1", path="/d1.png"), 500)
+        self.lateness(w, "delayed-1", "/d1.png", due)
+        self.assertEqual(self.redis.execute("ZCARD", self.key("delayed")), 0)
+        self.assert_queue_drained()
+
+    def test_earlier_job_wakes_a_worker_sleeping_until_a_later_one(self):
+        w = self.idle_worker()
+        self.src.add("/late.png", tiny_png())
+        self.src.add("/early.png", tiny_png())
+        due_late = self.submit_delayed(self.tiny_job("delayed-late", path="/late.png"), 2500)
+        time.sleep(0.7)  # the worker now plans to look again in ~1.8 s (or at its reserve timeout)
+        due_early = self.submit_delayed(self.tiny_job("delayed-early", path="/early.png"), 500)
+        self.assertLess(due_early, due_late)
+        self.lateness(w, "delayed-early", "/early.png", due_early)
+        self.lateness(w, "delayed-late", "/late.png", due_late)
+        self.assert_queue_drained()
+
+
+class LeaseLossTest(ReliabilityCase):
+    """A worker that lost its lease while idle (reaped with nothing to give back, e.g. after a
+    Redis outage longer than the lease) registers again; the job it takes next is its own and is
+    posted back."""
+
+    def test_job_taken_after_an_idle_reap_is_posted_back(self):
+        w = self.start_worker()
+        wid = self.worker_id(w)
+        workers = self.key("workers")
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        first = self.redis.execute("ZSCORE", workers, wid)
+        self.wait_until(lambda: self.redis.execute("ZSCORE", workers, wid) != first, 5,
+                        "a heartbeat")
+        # right after a heartbeat, what reap.lua does to an expired idle worker: it is dropped
+        self.redis.execute("ZREM", workers, wid)
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        self.push_jobs([self.tiny_job("after-idle-reap", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 10, "the worker to fetch")
+        self.wait_until(lambda: wid in self.live_workers(), 5, "the worker to register again")
+        self.src.release()
+        self.wait_until(lambda: self.results("after-idle-reap"), 10, "the result")
+        self.wait_for_postback(timeout=5, job_id="after-idle-reap")
+        self.assert_success("after-idle-reap")
+
+
+class FencingTest(ReliabilityCase):
+    """A worker paused longer than its lease (SIGSTOP: a GC pause, a frozen VM) loses its job to
+    another worker; when it wakes up it finds out, posts nothing, writes nothing, counts
+    lease_lost and carries on."""
+
+    def test_paused_worker_loses_its_job_and_finds_out(self):
+        a = self.start_worker()
+        wid_a = self.worker_id(a)
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        self.push_jobs([self.tiny_job("fenced", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "worker A to fetch")
+        b = self.start_worker()
+        self.worker_id(b)
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.wait_until(lambda: self.src.requests("/slow.png") == 2,
+                            (LEASE_MS + REAP_MS) / 1000.0 + 5, "worker B to take the job over")
+            self.src.release()  # both fetches are answered; A is still frozen
+            self.wait_for_postback(timeout=10, job_id="fenced")
+            self.wait_until(lambda: self.results("fenced"), 5, "B's result")
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        self.wait_until(lambda: self.stats().get("lease_lost"), 10, "A to find out")
+        self.wait_until(lambda: wid_a in self.live_workers(), 5, "A to register again")
+        time.sleep(0.5)
+        self.assert_success("fenced")  # one result, one postback
+        self.assertTrue(a.log_events("lease_lost"))
+        self.assertEqual(self.stats().get("succeeded"), 1, self.stats())
+        self.assert_queue_drained()
+        # both carry on
+        self.push_jobs([self.tiny_job("after-%d" % i) for i in range(4)])
+        for i in range(4):
+            self.wait_for_postback(timeout=10, job_id="after-%d" % i)
+        a.check_alive()
+
+
+class PostbackDeliveryTest(ReliabilityCase):
+    """Postbacks are at least once: a worker killed while its postback is in flight (the receiver
+    never answered it) must not stop the re-run from posting back."""
+
+    def test_postback_in_flight_when_the_worker_dies_is_sent_again(self):
+        a = self.start_worker()
+        self.worker_id(a)
+        self.postbacks.hold_next(1)
+        self.push_jobs([self.tiny_job("pb-crash")])
+        self.wait_until(lambda: self.postbacks.held, 20, "the postback to be in flight")
+        b = self.start_worker()
+        self.worker_id(b)
+        self.kill_worker(a, signal.SIGKILL)
+        self.postbacks.drop_held()  # never answered: not delivered
+        self.wait_until(lambda: self.results("pb-crash"), (LEASE_MS + REAP_MS) / 1000.0 + 10,
+                        "the re-run to finish")
+        self.wait_for_postback(timeout=5, job_id="pb-crash")
+        self.assert_success("pb-crash")
+
+
+class RetryTest(ReliabilityCase):
+    """Transient source failures are retried through pixq:{Q}:delayed with back-off; Blitline's
+    wait_retry_delay re-queues a job whose source is not there yet."""
+
+    worker_env_extra = dict(SHORT_LEASES, PIXQ_RETRY_BASE_MS=200, PIXQ_RETRY_MAX_MS=500,
+                            PIXQ_MAX_ATTEMPTS=3)
+
+    def test_503_twice_then_success(self):
+        self.start_worker()
+        self.src.add("/flaky.png", tiny_png())
+        self.src.answer_with("/flaky.png", 503, 503)
+        self.push_jobs([self.tiny_job("retry-ok", path="/flaky.png")])
+        self.wait_until(lambda: self.results("retry-ok"), 20, "the result")
+        self.wait_for_postback(timeout=5, job_id="retry-ok")
+        time.sleep(0.5)  # nothing more arrives
+        self.assertEqual(self.src.requests("/flaky.png"), 3)
+        self.assert_success("retry-ok")
+        self.assertEqual(len(self.postbacks.postbacks), 1)
+        self.assertEqual(self.redis.llen(self.key("dead")), 0)
+        self.assertEqual(self.redis.execute("ZCARD", self.key("delayed")), 0)
+        self.assertEqual(self.stats().get("retried"), 2, self.stats())
+        self.assertEqual(self.redis.execute("HGET", self.key("job:retry-ok"), "runs"), "3")
+        self.assert_queue_drained()
+
+    def test_always_503_fails_after_max_attempts(self):
+        self.start_worker()
+        self.src.add("/down.png", tiny_png())
+        self.src.status["/down.png"] = 503
+        self.push_jobs([self.tiny_job("retry-fail", path="/down.png")])
+        pb = self.wait_for_postback(timeout=20, job_id="retry-fail")
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 10, "a dead entry")
+        time.sleep(1.0)  # no further attempt, no second postback
+        self.assertEqual(self.src.requests("/down.png"), 3)
+        self.assertEqual(len(self.postbacks.postbacks), 1)
+        errors = pb.results.get("errors")
+        self.assertTrue(errors and errors[0].startswith("Image processing failed."), errors)
+        dead = json.loads(self.redis.lindex(self.key("dead"), 0))
+        self.assertEqual((dead["job_id"], dead["attempts"]), ("retry-fail", 3))
+        self.assertEqual(len(self.results("retry-fail")), 1)
+        self.assert_queue_drained()
+
+    def test_wait_retry_delay_requeues_until_the_source_exists(self):
+        self.start_worker()
+        self.src.add("/later.png", tiny_png())
+        self.src.answer_with("/later.png", 404, 404)
+        self.push_jobs([self.tiny_job("wait-retry", path="/later.png", wait_retry_delay=1)])
+        self.wait_until(lambda: self.results("wait-retry"), 20, "the result")
+        self.wait_for_postback(timeout=5, job_id="wait-retry")
+        times = self.src.request_times("/later.png")
+        self.assertEqual(len(times), 3)
+        for gap in (times[1] - times[0], times[2] - times[1]):
+            self.assertGreaterEqual(gap, 0.95, times)
+            self.assertLess(gap, 1.6, times)
+        self.assert_success("wait-retry")  # no postback for the attempts that were re-queued
+        self.assertEqual(self.redis.execute("HGET", self.key("job:wait-retry"), "runs"), "3")
+        self.assertEqual(self.stats().get("reruns"), 2, self.stats())
+        self.assertEqual(self.redis.llen(self.key("dead")), 0)
+        self.assert_queue_drained()
+
+
+if __name__ == "__main__":
+    harness.main()
