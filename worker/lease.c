@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "rq.h"
 
@@ -30,19 +31,6 @@ struct lease {
     char stats_key[RQ_KEY_MAX];
     char queue[CFG_STR_MAX];
 };
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* Runs heartbeat.lua; returns 1 held, 0 lost, -1 on a Redis error. */
 static int beat(struct lease *l, const char *mode)
@@ -135,12 +123,12 @@ static long renew(struct lease *l, long now)
 static void *run_thread(void *arg)
 {
     struct lease *l = arg;
-    long now = now_ms();
+    long now = clock_mono_ms();
     long next_beat = now + l->cfg->heartbeat_ms;
     long next_reap = now; /* reap once at start-up: a restarted fleet recovers at once */
     long deadline = 0;
     while (!atomic_load(&l->quit)) {
-        now = now_ms();
+        now = clock_mono_ms();
         if (*l->stop && deadline == 0) {
             deadline = now + l->cfg->shutdown_timeout_ms;
         }
@@ -154,7 +142,7 @@ static void *run_thread(void *arg)
             int rc = reap_expired(l);
             next_reap = now + (rc < 0 ? ERROR_BACKOFF_MS : l->cfg->reap_interval_ms);
         }
-        sleep_ms(TICK_MS);
+        clock_sleep_ms(TICK_MS);
     }
     return NULL;
 }

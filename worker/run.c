@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "log.h"
 #include "process.h"
@@ -21,13 +22,6 @@ struct run_state {
     struct result *result;
     char *first_error; /* ERR_MSG_MAX bytes, the caller's */
 };
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---------------------------------------------------------------- failures */
 
@@ -407,12 +401,13 @@ static void process(struct runner *w, struct run_state *t)
     struct src_image im;
     struct proc_result pr = {0};
     struct src_refs *refs = src_refs_create();
-    long t0 = now_ms();
+    long t0 = clock_mono_ms();
     if (prepare(w, t, refs, &im, &e) < 0 || proc_run(t->job, &im, &w->popts, &pr, &e) < 0) {
         fail_job(t, e.msg);
         goto out;
     }
-    LOG_DEBUG("processed", "job_id=%s outputs=%zu ms=%ld", t->job->id, pr.n_outputs, now_ms() - t0);
+    LOG_DEBUG("processed", "job_id=%s outputs=%zu ms=%ld", t->job->id, pr.n_outputs,
+              clock_mono_ms() - t0);
     result_set_original_meta(t->result, json_object_get(pr.original_meta));
     for (size_t i = 0; i < pr.n_outputs; i++) {
         upload_output(t, &pr.outputs[i]);

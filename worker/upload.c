@@ -4,23 +4,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define MAX_REGION_HOPS 2 /* wrong-region answers followed for one upload */
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (ms > 0 && nanosleep(&ts, &ts) != 0) {
-    }
-}
 
 static const char *task_string(json_object *task, const char *name)
 {
@@ -159,10 +146,10 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
     size_t nh = task_headers(task, h, sizeof h / sizeof h[0]);
     char region[64];
     for (int hop = 0;; hop++) {
-        long t0 = now_ms();
+        long t0 = clock_mono_ms();
         int rc = s3_put(u->http, u->s3, o, data, len, h, nh, time(NULL), reply, e);
         LOG_DEBUG("s3_put", "bucket=%s key_bytes=%zu status=%ld code=%s bytes=%zu ms=%ld",
-                  o->bucket, strlen(o->key), reply->status, reply->code, len, now_ms() - t0);
+                  o->bucket, strlen(o->key), reply->status, reply->code, len, clock_mono_ms() - t0);
         if (rc == 0 || !wrong_region(reply) || hop == MAX_REGION_HOPS) {
             return rc;
         }
@@ -196,7 +183,7 @@ static long backoff_ms(const struct cfg *c, long attempt)
     cap = cap > c->s3_retry_max_ms ? c->s3_retry_max_ms : cap;
     static unsigned seed;
     if (seed == 0) {
-        seed = (unsigned)time(NULL) ^ (unsigned)now_ms();
+        seed = (unsigned)time(NULL) ^ (unsigned)clock_mono_ms();
     }
     return (long)(rand_r(&seed) % (unsigned)(cap + 1));
 }
@@ -234,13 +221,6 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
     return UP_FAILED;
 }
 
-static long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The bucket's `decreases` counter: a slot reserved before the last decrease is void. Returns
  * -2 when it cannot be read (then no reservation is trusted). */
 static long current_epoch(const struct uploader *u, const char *bucket)
@@ -275,7 +255,7 @@ static bool holds_slot(const struct uploader *u, json_object *task)
     if (!held) {
         return false;
     }
-    long late = wall_ms() - slot_at;
+    long late = clock_wall_ms() - slot_at;
     if (late > u->cfg->s3_local_wait_ms) {
         LOG_DEBUG("slot_missed", "bucket=%s late_ms=%ld", task_string(task, "bucket"), late);
         return false;
@@ -297,11 +277,11 @@ static int wait_for_slot(const struct uploader *u, json_object *task, struct s3_
         o->region = task_string(task, "region");
     }
     if (s.status == 0 || (s.status == 1 && s.wait_ms <= u->cfg->s3_local_wait_ms)) {
-        sleep_ms(s.wait_ms);
+        clock_sleep_ms(s.wait_ms);
         return 0;
     }
     json_object_object_add(task, "reserved", json_object_new_boolean(s.status == 1));
-    json_object_object_add(task, "slot_at", json_object_new_int64(wall_ms() + s.wait_ms));
+    json_object_object_add(task, "slot_at", json_object_new_int64(clock_wall_ms() + s.wait_ms));
     json_object_object_add(task, "epoch", json_object_new_int64(s.epoch));
     *delay_ms = s.wait_ms;
     return 1;
@@ -358,15 +338,16 @@ int up_wait_for_s3(const struct uploader *u, json_object *objs, const char *job_
     if (readable == NULL) {
         return (int)n;
     }
-    long t0 = now_ms();
+    long t0 = clock_mono_ms();
     int left = count_unreadable(u, objs, readable);
-    while (left > 0 && now_ms() - t0 < u->cfg->wait_for_s3_max_ms) {
-        long rest = u->cfg->wait_for_s3_max_ms - (now_ms() - t0);
-        sleep_ms(rest < u->cfg->wait_for_s3_interval_ms ? rest : u->cfg->wait_for_s3_interval_ms);
+    while (left > 0 && clock_mono_ms() - t0 < u->cfg->wait_for_s3_max_ms) {
+        long rest = u->cfg->wait_for_s3_max_ms - (clock_mono_ms() - t0);
+        clock_sleep_ms(rest < u->cfg->wait_for_s3_interval_ms ? rest
+                                                              : u->cfg->wait_for_s3_interval_ms);
         left = count_unreadable(u, objs, readable);
     }
     free(readable);
     LOG_INFO("wait_for_s3", "job_id=%s objects=%zu unreadable=%d ms=%ld", job_id, n, left,
-             now_ms() - t0);
+             clock_mono_ms() - t0);
     return left;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "http.h"
 #include "id.h"
 #include "image.h"
@@ -55,20 +56,6 @@ struct task {
     struct result *result;
     char first_error[ERR_MSG_MAX]; /* empty while nothing failed */
 };
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Sleeps `ms`, waking early when asked to stop. */
 static void nap(struct worker *w, long ms)
@@ -193,7 +180,7 @@ static char *dead_envelope(const char *payload, size_t len, const char *job_id, 
     }
     json_object_object_add(d, "error", json_object_new_string(error));
     json_object_object_add(d, "attempts", json_object_new_int64(attempts));
-    json_object_object_add(d, "failed_at", json_object_new_int64(wall_ms()));
+    json_object_object_add(d, "failed_at", json_object_new_int64(clock_wall_ms()));
     char *s = strdup(
         json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(d);
@@ -317,7 +304,7 @@ static void mark_delivered(struct worker *w, const char *job_id)
     char key[RQ_KEY_MAX];
     job_key(w, job_id, "job", -1, key, sizeof key);
     struct err e = {{0}};
-    freeReplyObject(rq_command(w->rq, &e, "HSET %s posted %ld", key, wall_ms()));
+    freeReplyObject(rq_command(w->rq, &e, "HSET %s posted %ld", key, clock_wall_ms()));
 }
 
 /* Posts the result unless it was delivered already (a rerun), and records the delivery. A
@@ -487,7 +474,7 @@ static void park_job(struct worker *w, struct task *t)
     if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
         LOG_INFO("job_parked", "job_id=%s outputs=%zu", t->job->id, c.n);
         for (size_t i = 0; i < c.n; i++) {
-            long wake = now_ms() + w->runner.parked[i].delay_ms;
+            long wake = clock_mono_ms() + w->runner.parked[i].delay_ms;
             w->next_promote_at = wake < w->next_promote_at ? wake : w->next_promote_at;
         }
     } else {
@@ -700,7 +687,7 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
 /* An upload task (park.lua): {"pixq_upload": task}. */
 static void handle_upload(struct worker *w, struct task *t, json_object *env)
 {
-    long t0 = now_ms();
+    long t0 = clock_mono_ms();
     json_object *task = json_object_object_get(env, "pixq_upload");
     json_object *idv = json_object_object_get(task, "job_id");
     const char *job_id = idv != NULL ? json_object_get_string(idv) : "";
@@ -761,10 +748,10 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     if (settled == 0) {
         LOG_WARN("lease_lost", "job_id=%s step=finish", job->id);
     } else if (failed) {
-        LOG_WARN("job_failed", "job_id=%s ms=%ld error=%s", job->id, now_ms() - t0,
+        LOG_WARN("job_failed", "job_id=%s ms=%ld error=%s", job->id, clock_mono_ms() - t0,
                  log_quote(first_error, q, sizeof q));
     } else {
-        LOG_INFO("job_done", "job_id=%s ms=%ld", job->id, now_ms() - t0);
+        LOG_INFO("job_done", "job_id=%s ms=%ld", job->id, clock_mono_ms() - t0);
     }
 }
 
@@ -796,7 +783,7 @@ static int parse(struct worker *w, struct task *t, const char *text, size_t len)
  * bury the job without running it again. */
 static void handle_poison(struct worker *w, struct task *t, json_object *env)
 {
-    long t0 = now_ms();
+    long t0 = clock_mono_ms();
     json_object *inner = NULL, *why = NULL;
     json_object_object_get_ex(env, "pixq_poison", &inner);
     json_object_object_get_ex(env, "error", &why);
@@ -997,7 +984,7 @@ static bool requeue(struct worker *w, struct task *t, const char *next, long del
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_REQUEUE, 3, keys, 4, args, lens, e);
     bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0;
     if (ok) {
-        long wake = now_ms() + (long)r->integer;
+        long wake = clock_mono_ms() + (long)r->integer;
         w->next_promote_at = wake < w->next_promote_at ? wake : w->next_promote_at;
     } else if (r != NULL) {
         err_set(e, "lease lost");
@@ -1025,7 +1012,7 @@ static void retry_later(struct worker *w, struct task *t, long delay)
 
 static void handle(struct worker *w, struct task *t)
 {
-    long t0 = now_ms();
+    long t0 = clock_mono_ms();
     if (handle_internal(w, t) || handle_batch(w, t) ||
         parse(w, t, t->payload.data, t->payload.len) < 0) {
         return;
@@ -1051,7 +1038,7 @@ static void handle(struct worker *w, struct task *t)
 /* Moves due delayed work onto the queue when it is time, and plans the next look. */
 static void promote(struct worker *w)
 {
-    long now = now_ms();
+    long now = clock_mono_ms();
     if (now < w->next_promote_at) {
         return;
     }
@@ -1120,7 +1107,7 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
             return got;
         }
     }
-    long block = w->next_promote_at - now_ms();
+    long block = w->next_promote_at - clock_mono_ms();
     if (w->due_soon) {
         /* Redis may end the wait up to a tick late: stop a tick early and, rather than block,
          * take what is already queued (without waiting) or sleep the rest here */
@@ -1128,7 +1115,7 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
         if (block < MIN_BLOCK_MS) {
             int got = take_now(w, payload, e);
             if (got == 0) {
-                nap(w, w->next_promote_at - now_ms());
+                nap(w, w->next_promote_at - clock_mono_ms());
             }
             return got;
         }

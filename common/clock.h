@@ -1,0 +1,14 @@
+/* clock: the few time functions pixq needs, in milliseconds. */
+#ifndef PIXQ_CLOCK_H
+#define PIXQ_CLOCK_H
+
+/* Monotonic milliseconds (for durations and deadlines within one process). */
+long clock_mono_ms(void);
+
+/* Milliseconds since the Unix epoch (for timestamps shown to people or shared between hosts). */
+long clock_wall_ms(void);
+
+/* Sleeps `ms` milliseconds (nothing for ms <= 0), resuming after signals. */
+void clock_sleep_ms(long ms);
+
+#endif
