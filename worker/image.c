@@ -1,33 +1,73 @@
 #include "image.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-static bool started;
+#include "buf.h"
+#include "clock.h"
+#include "log.h"
 
-void img_init(void)
+#define MIB (1024ULL * 1024ULL)
+
+/* What pixq's ImageMagick may read and write; every other coder and module is refused. */
+struct coder {
+    const char *magick;       /* the coder, as ImageMagick names the format */
+    const char *module;       /* the module that holds it */
+    enum sniff_format source; /* the source format it reads; SNIFF_OTHER: never read */
+    bool output;              /* pixq writes it (see `formats` below) */
+};
+
+static const struct coder coders[] = {
+    {"JPEG", "JPEG", SNIFF_JPEG, true},  {"PNG", "PNG", SNIFF_PNG, true},
+    {"GIF", "GIF", SNIFF_GIF, true},     {"WEBP", "WEBP", SNIFF_WEBP, true},
+    {"TIFF", "TIFF", SNIFF_TIFF, true},  {"HEIC", "HEIC", SNIFF_HEIC, false},
+    {"AVIF", "HEIC", SNIFF_AVIF, false}, {"BMP", "BMP", SNIFF_OTHER, true},
+};
+
+#define N_CODERS (sizeof coders / sizeof coders[0])
+
+/* The process's image guard, set once by img_start(). */
+static struct {
+    bool started;
+    struct img_config cfg;
+    char allowed[IMG_FORMATS_MAX]; /* "jpeg, png, gif, webp", for messages */
+} guard;
+
+/* ---------------------------------------------------------------- deadlines */
+
+/* ImageMagick's progress monitor: carry on while the deadline (monotonic ms, stored in the
+ * pointer itself) has not passed. Decoders, operations and encoders call it row by row. */
+static MagickBooleanType before_deadline(const char *text, const MagickOffsetType offset,
+                                         const MagickSizeType span, void *deadline)
 {
-    if (started) {
-        return;
-    }
-    MagickWandGenesis();
-    /* one OpenMP thread: parallelism comes from worker processes, not from inside ImageMagick */
-    MagickSetResourceLimit(ThreadResource, 1);
-    started = true;
+    return clock_mono_ms() < (long)(intptr_t)deadline ? MagickTrue : MagickFalse;
 }
 
-void img_shutdown(void)
+static void *deadline_in(long ms)
 {
-    if (started) {
-        MagickWandTerminus();
-        started = false;
+    return (void *)(intptr_t)(clock_mono_ms() + ms);
+}
+
+/* Whether the wand's current image carries a deadline that has passed. (A decoder or encoder
+ * stopped by the monitor may still report success, with half an image: callers check this.) */
+static bool past_deadline(MagickWand *w)
+{
+    if (w == NULL || MagickGetNumberImages(w) == 0) {
+        return false;
     }
+    const Image *im = GetImageFromMagickWand(w);
+    return im != NULL && im->progress_monitor == before_deadline &&
+           clock_mono_ms() >= (long)(intptr_t)im->client_data;
 }
 
 int img_fail(MagickWand *w, const char *what, struct err *e)
 {
     ExceptionType severity = UndefinedException;
     char *text = w != NULL ? MagickGetException(w, &severity) : NULL;
-    if (text != NULL && text[0] != '\0') {
+    if (past_deadline(w)) {
+        err_set(e, "%s: took longer than the limit of %ld s", what, guard.cfg.time_s);
+    } else if (text != NULL && text[0] != '\0') {
         err_set(e, "%s: %s", what, text);
     } else {
         err_set(e, "%s failed", what);
@@ -41,65 +81,524 @@ int img_fail(MagickWand *w, const char *what, struct err *e)
     return -1;
 }
 
-/* Reads the header only: dimensions without decoding pixels. */
-static int ping_size(MagickWand *w, const void *data, size_t len, long *width, long *height,
-                     struct err *e)
+/* ---------------------------------------------------------------- configuration */
+
+/* Copies the list item [s, s + n) without surrounding blanks into `out`; false if too long. */
+static bool list_item(const char *s, size_t n, char *out, size_t cap)
 {
-    if (MagickPingImageBlob(w, data, len) == MagickFalse) {
-        return img_fail(w, "not a readable image", e);
+    while (n > 0 && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
     }
-    MagickSetFirstIterator(w);
-    *width = (long)MagickGetImageWidth(w);
-    *height = (long)MagickGetImageHeight(w);
-    ClearMagickWand(w);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) {
+        n--;
+    }
+    if (n >= cap) {
+        return false;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return true;
+}
+
+int img_formats_parse(const char *list, unsigned *out, struct err *e)
+{
+    unsigned bits = 0;
+    for (const char *p = list; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        char name[16];
+        enum sniff_format f = SNIFF_OTHER;
+        if (list_item(p, n, name, sizeof name) && name[0] == '\0') {
+            p += n + (p[n] == ',' ? 1 : 0); /* an empty item: "jpeg,,png" */
+            continue;
+        }
+        if (n < sizeof name) {
+            f = sniff_format_named(name);
+        }
+        if (f == SNIFF_OTHER) {
+            return err_set(e, "PIXQ_IMAGE_FORMATS: unknown format '%.*s' (known: %s)",
+                           (int)(n < 40 ? n : 40), p, "jpeg, png, gif, webp, tiff, heic, avif");
+        }
+        bits |= 1u << f;
+        p += n + (p[n] == ',' ? 1 : 0);
+    }
+    if (bits == 0) {
+        return err_set(e, "PIXQ_IMAGE_FORMATS: no format given");
+    }
+    *out = bits;
     return 0;
 }
 
-/* Drops every frame after the first (animated GIF/WebP become their first frame). */
-static MagickWand *first_frame(MagickWand *w)
+int img_config_from(const struct cfg *c, struct img_config *out, struct err *e)
 {
-    if (MagickGetNumberImages(w) <= 1) {
-        return w;
+    unsigned formats;
+    if (img_formats_parse(c->image_formats, &formats, e) < 0) {
+        return -1;
     }
-    MagickSetFirstIterator(w);
-    MagickWand *one = MagickGetImage(w);
+    *out = (struct img_config){
+        .formats = formats,
+        .max_pixels = c->max_pixels,
+        .max_frames = c->max_frames,
+        .memory_mb = c->magick_memory_mb,
+        .map_mb = c->magick_map_mb,
+        .disk_mb = c->magick_disk_mb,
+        .time_s = c->magick_time_s,
+    };
+    return 0;
+}
+
+static bool reads(const struct coder *c, unsigned formats)
+{
+    return c->source != SNIFF_OTHER && (formats & (1u << c->source)) != 0;
+}
+
+/* "jpeg, png, gif, webp": the allowed formats, for messages. */
+static void allowed_text(unsigned formats, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (int f = SNIFF_JPEG; f < SNIFF_N_FORMATS; f++) {
+        if ((formats & (1u << f)) != 0 && len < cap) {
+            int n = snprintf(out + len, cap - len, "%s%s", len > 0 ? ", " : "",
+                             sniff_format_name((enum sniff_format)f));
+            len += n > 0 ? (size_t)n : 0;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+/* Read rights on ImageMagick's own configuration directories: it reads some files there lazily,
+ * after the path policy is set (type.xml includes the other type-*.xml, the font lists). Returns
+ * 0 or -1 (out of memory). */
+static int policy_config_paths(struct buf *b)
+{
+    ExceptionInfo *x = AcquireExceptionInfo();
+    LinkedListInfo *paths = GetConfigurePaths("type.xml", x);
+    int rc = 0;
+    if (paths != NULL) {
+        ResetLinkedListIterator(paths);
+        const char *p = GetNextValueInLinkedList(paths);
+        for (; rc == 0 && p != NULL; p = GetNextValueInLinkedList(paths)) {
+            if (p[0] == '/' && strpbrk(p, "\"<>&*?[]{}") == NULL) {
+                rc = buf_printf(b, "<policy domain=\"path\" rights=\"read\" pattern=\"%s*\"/>", p);
+            }
+        }
+        DestroyLinkedList(paths, RelinquishMagickMemory);
+    }
+    DestroyExceptionInfo(x);
+    return rc;
+}
+
+/* "read|write", "read", "write" or NULL (none). */
+static const char *rights_of(bool read, bool write)
+{
+    return read && write ? "read|write" : read ? "read" : write ? "write" : NULL;
+}
+
+/* Whether coders[i] is the first coder of a module some coder of which pixq uses (HEIC holds
+ * HEIC and AVIF). Loading a module asks for read and write rights whatever it is loaded for:
+ * the coder rules say what may be read and written. */
+static bool module_needed(size_t i, unsigned formats)
+{
+    bool needed = false;
+    for (size_t k = 0; k < N_CODERS; k++) {
+        if (strcmp(coders[k].module, coders[i].module) != 0) {
+            continue;
+        }
+        if (k < i) {
+            return false;
+        }
+        needed = needed || reads(&coders[k], formats) || coders[k].output;
+    }
+    return needed;
+}
+
+/* The `coder` and `module` rules: nothing, then what pixq reads and writes (the last matching
+ * rule wins, and these come after policy.xml's). */
+static int policy_coders(struct buf *b, unsigned formats)
+{
+    int rc = buf_puts(b, "<policy domain=\"coder\" rights=\"none\" pattern=\"*\"/>"
+                         "<policy domain=\"module\" rights=\"none\" pattern=\"*\"/>");
+    for (size_t i = 0; rc == 0 && i < N_CODERS; i++) {
+        const char *coder = rights_of(reads(&coders[i], formats), coders[i].output);
+        if (coder != NULL) {
+            rc = buf_printf(b, "<policy domain=\"coder\" rights=\"%s\" pattern=\"%s\"/>", coder,
+                            coders[i].magick);
+        }
+        if (rc == 0 && module_needed(i, formats)) {
+            rc = buf_printf(b, "<policy domain=\"module\" rights=\"read|write\" pattern=\"%s\"/>",
+                            coders[i].module);
+        }
+    }
+    return rc;
+}
+
+/* The resource values (ImageMagick takes the lower of these and its policy.xml's). */
+static int policy_resources(struct buf *b, const struct img_config *c)
+{
+    return buf_printf(b,
+                      "<policy domain=\"resource\" name=\"memory\" value=\"%ldMiB\"/>"
+                      "<policy domain=\"resource\" name=\"map\" value=\"%ldMiB\"/>"
+                      "<policy domain=\"resource\" name=\"disk\" value=\"%ldMiB\"/>"
+                      "<policy domain=\"resource\" name=\"area\" value=\"%ld\"/>"
+                      "<policy domain=\"resource\" name=\"width\" value=\"%ld\"/>"
+                      "<policy domain=\"resource\" name=\"height\" value=\"%ld\"/>"
+                      "<policy domain=\"resource\" name=\"list-length\" value=\"%ld\"/>"
+                      "<policy domain=\"resource\" name=\"thread\" value=\"1\"/>",
+                      c->memory_mb, c->map_mb, c->disk_mb, c->max_pixels, IMG_MAX_SIDE,
+                      IMG_MAX_SIDE, c->max_frames + 1);
+}
+
+/* The security policy, set in code: no delegate (external program), no filter module, no path
+ * but ImageMagick's configuration (sources are read from memory only; "@file" lists and pipes
+ * included), and only pixq's coders and modules. */
+static int set_policy(const struct img_config *c, struct err *e)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    int rc = buf_puts(&b, "<policymap>"
+                          "<policy domain=\"delegate\" rights=\"none\" pattern=\"*\"/>"
+                          "<policy domain=\"filter\" rights=\"none\" pattern=\"*\"/>"
+                          "<policy domain=\"path\" rights=\"none\" pattern=\"*\"/>");
+    if (rc == 0) {
+        rc = policy_config_paths(&b);
+    }
+    if (rc == 0) {
+        rc = policy_coders(&b, c->formats);
+    }
+    if (rc == 0) {
+        rc = policy_resources(&b, c);
+    }
+    if (rc == 0) {
+        rc = buf_puts(&b, "</policymap>");
+    }
+    if (rc < 0) {
+        buf_finish(&b);
+        return err_set(e, "out of memory");
+    }
+    ExceptionInfo *x = AcquireExceptionInfo();
+    if (SetMagickSecurityPolicy(b.data, x) == MagickFalse) {
+        rc = err_set(e, "ImageMagick refused pixq's security policy%s%s",
+                     x->reason != NULL ? ": " : "", x->reason != NULL ? x->reason : "");
+    }
+    DestroyExceptionInfo(x);
+    buf_finish(&b);
+    return rc;
+}
+
+/* The resource limits, again through the API (the policy only counts where policy.xml has
+ * none); each is the lower of this and policy.xml's. ImageMagick's time limit is cleared. */
+static int set_limits(const struct img_config *c, struct err *e)
+{
+    const struct {
+        ResourceType type;
+        const char *name;
+        MagickSizeType value;
+    } limits[] = {
+        {MemoryResource, "memory", (MagickSizeType)c->memory_mb * MIB},
+        {MapResource, "map", (MagickSizeType)c->map_mb * MIB},
+        {DiskResource, "disk", (MagickSizeType)c->disk_mb * MIB},
+        {AreaResource, "area", (MagickSizeType)c->max_pixels},
+        {WidthResource, "width", (MagickSizeType)IMG_MAX_SIDE},
+        {HeightResource, "height", (MagickSizeType)IMG_MAX_SIDE},
+        {ListLengthResource, "list-length", (MagickSizeType)c->max_frames + 1},
+        {ThreadResource, "thread", 1},
+        {TimeResource, "time", MagickResourceInfinity},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        if (SetMagickResourceLimit(limits[i].type, limits[i].value) == MagickFalse) {
+            return err_set(e, "cannot set ImageMagick's %s limit", limits[i].name);
+        }
+    }
+    MagickSizeType t = GetMagickResourceLimit(TimeResource);
+    if (t != MagickResourceInfinity) {
+        return err_set(e,
+                       "ImageMagick's policy.xml sets a time limit of %llu s, which would end this "
+                       "long-running process: remove it (PIXQ_MAGICK_TIME_S bounds each image)",
+                       (unsigned long long)t);
+    }
+    return 0;
+}
+
+/* One line with what ImageMagick will really allow. */
+static void log_guard(void)
+{
+    char q[IMG_FORMATS_MAX + 16];
+    LOG_INFO("image_guard",
+             "formats=%s max_frames=%ld time_s=%ld memory_mb=%llu map_mb=%llu disk_mb=%llu "
+             "area=%llu width=%llu height=%llu list_length=%llu threads=%llu",
+             log_quote(guard.allowed, q, sizeof q), guard.cfg.max_frames, guard.cfg.time_s,
+             (unsigned long long)(GetMagickResourceLimit(MemoryResource) / MIB),
+             (unsigned long long)(GetMagickResourceLimit(MapResource) / MIB),
+             (unsigned long long)(GetMagickResourceLimit(DiskResource) / MIB),
+             (unsigned long long)GetMagickResourceLimit(AreaResource),
+             (unsigned long long)GetMagickResourceLimit(WidthResource),
+             (unsigned long long)GetMagickResourceLimit(HeightResource),
+             (unsigned long long)GetMagickResourceLimit(ListLengthResource),
+             (unsigned long long)GetMagickResourceLimit(ThreadResource));
+}
+
+int img_start(const struct img_config *c, struct err *e)
+{
+    if (guard.started) {
+        return err_set(e, "ImageMagick is already started");
+    }
+    if (c->formats == 0 || c->max_frames < 1 || c->max_pixels < 1 || c->time_s < 1) {
+        return err_set(e, "invalid image guard settings");
+    }
+    guard.cfg = *c;
+    allowed_text(c->formats, guard.allowed, sizeof guard.allowed);
+    MagickWandGenesis();
+    if (set_policy(c, e) < 0 || set_limits(c, e) < 0) {
+        MagickWandTerminus();
+        return -1;
+    }
+    guard.started = true;
+    log_guard();
+    return 0;
+}
+
+void img_init(void)
+{
+    if (guard.started) {
+        return;
+    }
+    static struct cfg c; /* large: not on the stack */
+    struct img_config ic;
+    struct err e = {{0}};
+    cfg_defaults(&c);
+    if (img_config_from(&c, &ic, &e) < 0 || img_start(&ic, &e) < 0) {
+        char q[ERR_MSG_MAX + 16];
+        LOG_ERROR("image_guard_failed", "error=%s", log_quote(e.msg, q, sizeof q));
+        exit(EXIT_FAILURE);
+    }
+}
+
+void img_shutdown(void)
+{
+    if (guard.started) {
+        MagickWandTerminus();
+        guard.started = false;
+    }
+}
+
+/* ---------------------------------------------------------------- the guard */
+
+static const char *coder_for(enum sniff_format f)
+{
+    for (size_t i = 0; i < N_CODERS; i++) {
+        if (coders[i].source == f) {
+            return coders[i].magick;
+        }
+    }
+    return NULL;
+}
+
+/* Refuses a frame or canvas of w x h beyond `max_pixels` or ImageMagick's width and height
+ * limits (0 x 0: not declared, nothing to check). */
+static int check_size(long w, long h, long max_pixels, struct err *e)
+{
+    if (w <= 0 || h <= 0) {
+        return 0;
+    }
+    if (w > max_pixels / h) {
+        return err_set(e, "image is %ldx%ld, more than the limit of %ld pixels", w, h, max_pixels);
+    }
+    MagickSizeType wl = GetMagickResourceLimit(WidthResource);
+    MagickSizeType hl = GetMagickResourceLimit(HeightResource);
+    if ((MagickSizeType)w > wl || (MagickSizeType)h > hl) {
+        return err_set(e, "image is %ldx%ld, beyond ImageMagick's largest side (%llux%llu)", w, h,
+                       (unsigned long long)wl, (unsigned long long)hl);
+    }
+    return 0;
+}
+
+static int check_frames(long frames, struct err *e)
+{
+    if (frames > guard.cfg.max_frames) {
+        return err_set(e, "image has %ld frames, more than the limit of %ld", frames,
+                       guard.cfg.max_frames);
+    }
+    return 0;
+}
+
+/* What the headers declare, before ImageMagick sees the bytes. */
+static int check_declared(const struct sniff_info *si, long max_pixels, struct err *e)
+{
+    if (si->format == SNIFF_OTHER || (guard.cfg.formats & (1u << si->format)) == 0) {
+        return err_set(e, "Unsupported image format: %s (allowed: %s)", si->name, guard.allowed);
+    }
+    if (check_frames(si->frames, e) < 0 || check_size(si->width, si->height, max_pixels, e) < 0) {
+        return -1;
+    }
+    if (si->truncated) {
+        return err_set(e, "the %s image is truncated", si->name);
+    }
+    return 0;
+}
+
+/* A wand that reads the sniffed format, named explicitly, under a deadline. */
+static MagickWand *reader(const struct sniff_info *si, void *deadline, struct err *e)
+{
+    MagickWand *w = NewMagickWand();
+    if (w == NULL) {
+        err_set(e, "out of memory");
+        return NULL;
+    }
+    if (MagickSetFormat(w, coder_for(si->format)) == MagickFalse) {
+        img_fail(w, "cannot read the image format", e);
+        return DestroyMagickWand(w);
+    }
+    MagickSetProgressMonitor(w, before_deadline, deadline);
+    return w;
+}
+
+/* The reason a ping or read failed (or stopped at its deadline, or left an error behind). */
+static int unreadable(MagickWand *w, const struct sniff_info *si, struct err *e)
+{
+    char what[64];
+    snprintf(what, sizeof what, "cannot read the %s image", si->name);
+    ExceptionType severity = MagickGetExceptionType(w);
+    if (severity == UndefinedException && !past_deadline(w)) {
+        return err_set(e, "%s (corrupt, or beyond ImageMagick's limits)", what);
+    }
+    return img_fail(w, what, e);
+}
+
+/* One pinged frame (the iterator's): a size, and within the limits with its canvas. */
+static int check_pinged_frame(MagickWand *w, const struct sniff_info *si, long max_pixels,
+                              struct err *e)
+{
+    size_t pw = 0, ph = 0;
+    ssize_t x, y;
+    if (MagickGetImagePage(w, &pw, &ph, &x, &y) == MagickFalse) {
+        return img_fail(w, "cannot read the image's frames", e);
+    }
+    long width = (long)MagickGetImageWidth(w), height = (long)MagickGetImageHeight(w);
+    if (width <= 0 || height <= 0) {
+        return err_set(e, "cannot read the %s image (a frame of %ldx%ld pixels)", si->name, width,
+                       height);
+    }
+    if (check_size(width, height, max_pixels, e) < 0 ||
+        check_size((long)pw, (long)ph, max_pixels, e) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Every frame and canvas ImageMagick's ping found, against the limits. */
+static int check_pinged(MagickWand *w, const struct sniff_info *si, long max_pixels, struct err *e)
+{
+    size_t n = MagickGetNumberImages(w);
+    if (n == 0) {
+        return err_set(e, "cannot read the %s image (no frame)", si->name);
+    }
+    if (check_frames((long)n, e) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (MagickSetIteratorIndex(w, (ssize_t)i) == MagickFalse) {
+            return img_fail(w, "cannot read the image's frames", e);
+        }
+        if (check_pinged_frame(w, si, max_pixels, e) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads the headers of every frame (no pixels) and checks them. */
+static int ping_frames(const void *data, size_t len, const struct sniff_info *si, long max_pixels,
+                       void *deadline, struct err *e)
+{
+    MagickWand *w = reader(si, deadline, e);
+    if (w == NULL) {
+        return -1;
+    }
+    int rc;
+    if (MagickPingImageBlob(w, data, len) == MagickFalse ||
+        MagickGetExceptionType(w) >= ErrorException || past_deadline(w)) {
+        rc = unreadable(w, si, e);
+    } else {
+        rc = check_pinged(w, si, max_pixels, e);
+    }
     DestroyMagickWand(w);
-    return one;
+    return rc;
+}
+
+/* Decodes the first frame only ("[0]") into a wand of its own (no explicit format left on it,
+ * so that encoding follows the output's format). */
+static MagickWand *read_first(const void *data, size_t len, const struct sniff_info *si,
+                              void *deadline, struct err *e)
+{
+    MagickWand *r = reader(si, deadline, e);
+    if (r == NULL) {
+        return NULL;
+    }
+    MagickWand *w = NULL;
+    if (MagickSetFilename(r, "[0]") == MagickFalse ||
+        MagickReadImageBlob(r, data, len) == MagickFalse || MagickGetNumberImages(r) == 0 ||
+        MagickGetExceptionType(r) >= ErrorException || past_deadline(r)) {
+        unreadable(r, si, e);
+    } else {
+        MagickSetFirstIterator(r);
+        w = NewMagickWandFromImage(GetImageFromMagickWand(r));
+        if (w != NULL && MagickGetNumberImages(w) == 0) {
+            w = DestroyMagickWand(w);
+        }
+        if (w == NULL) {
+            err_set(e, "out of memory");
+        }
+    }
+    DestroyMagickWand(r);
+    return w;
 }
 
 MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *width, long *height,
                        struct err *e)
 {
-    MagickWand *w = NewMagickWand();
-    if (ping_size(w, data, len, width, height, e) < 0) {
-        DestroyMagickWand(w);
+    struct sniff_info si;
+    sniff_image(data, len, &si);
+    if (!guard.started) {
+        err_set(e, "ImageMagick is not started");
         return NULL;
     }
-    if (*width <= 0 || *height <= 0 || *width > max_pixels / *height) {
-        err_set(e, "image is %ldx%ld, more than the limit of %ld pixels", *width, *height,
-                max_pixels);
-        DestroyMagickWand(w);
+    if (check_declared(&si, max_pixels, e) < 0) {
         return NULL;
     }
-    if (MagickReadImageBlob(w, data, len) == MagickFalse) {
-        img_fail(w, "cannot decode image", e);
-        DestroyMagickWand(w);
+    void *deadline = deadline_in(guard.cfg.time_s * 1000);
+    if (ping_frames(data, len, &si, max_pixels, deadline, e) < 0) {
         return NULL;
     }
-    w = first_frame(w);
+    MagickWand *w = read_first(data, len, &si, deadline, e);
     if (w == NULL) {
-        err_set(e, "cannot take the first frame");
+        return NULL;
+    }
+    *width = (long)MagickGetImageWidth(w);
+    *height = (long)MagickGetImageHeight(w);
+    if (check_size(*width, *height, max_pixels, e) < 0) {
+        return DestroyMagickWand(w);
     }
     return w;
 }
 
 MagickWand *img_solid(long width, long height, const PixelWand *color, struct err *e)
 {
+    if (width <= 0 || height <= 0) {
+        err_set(e, "canvas: %ldx%ld pixels", width, height);
+        return NULL;
+    }
+    if (check_size(width, height, guard.cfg.max_pixels, e) < 0) {
+        err_wrap(e, "canvas");
+        return NULL;
+    }
     MagickWand *w = NewMagickWand();
     if (MagickNewImage(w, (size_t)width, (size_t)height, color) == MagickFalse) {
         img_fail(w, "canvas", e);
         return DestroyMagickWand(w);
     }
+    MagickSetImageProgressMonitor(w, before_deadline, deadline_in(guard.cfg.time_s * 1000));
     if (PixelGetAlpha(color) < 1.0 &&
         MagickSetImageAlphaChannel(w, ActivateAlphaChannel) == MagickFalse) {
         img_fail(w, "canvas alpha", e);
@@ -233,7 +732,9 @@ int img_encode(MagickWand *w, const struct job_save *save, long default_quality,
     out->height = (long)MagickGetImageHeight(w);
     MagickResetIterator(w);
     out->blob = MagickGetImageBlob(w, &out->len);
-    if (out->blob == NULL || out->len == 0) {
+    /* an encoder stopped by the deadline, or by an error, may still hand back half a file */
+    if (out->blob == NULL || out->len == 0 || MagickGetExceptionType(w) >= ErrorException ||
+        past_deadline(w)) {
         img_output_finish(out);
         return img_fail(w, "encode", e);
     }

@@ -1,8 +1,25 @@
-/* image: the bridge to ImageMagick's MagickWand (the only module besides ops.c that includes it).
+/* image: the bridge to ImageMagick's MagickWand (the only module besides the ops that includes
+ * it), and the image guard every source goes through.
  *
- * ImageMagick is initialised once per process with one thread (a worker process is one core's
- * worth of work; N processes per machine scale out). Every MagickFalse becomes a -1 with a message,
- * even when ImageMagick gave no exception text. */
+ * ImageMagick is started once per process (img_start) with one thread (a worker process is one
+ * core's worth of work; N processes per machine scale out) and a security policy set in code:
+ * no delegate, no filter, no path but ImageMagick's own configuration files, and no coder or
+ * module but the few pixq reads (the formats of PIXQ_IMAGE_FORMATS) and writes (JPEG, PNG, WebP,
+ * GIF, BMP, TIFF). Its resource limits for memory, map, disk, area, width, height and list
+ * length come from the configuration; a limit can only lower what ImageMagick's own policy.xml
+ * allows. If any of this fails, the worker does not start.
+ *
+ * A source (img_decode) is sniffed (sniff.h) and refused unless its bytes are an allowed format
+ * and its headers declare at most the configured frames and pixels per frame; it is then pinged
+ * by ImageMagick with that format named explicitly (ImageMagick never guesses), every frame
+ * checked again, and only its first frame is decoded. Every MagickFalse becomes a -1 with a
+ * message, even when ImageMagick gave no exception text.
+ *
+ * Time: ImageMagick's own time limit counts from the process's first image and kills the process
+ * (a fatal exception), so it is never set. Instead every decoded source (and every canvas) carries
+ * a deadline, PIXQ_MAGICK_TIME_S after it was started, in ImageMagick's progress monitor: once it
+ * passes, decoders, operations and encoders stop, and the failure says so. Clones inherit it, so
+ * it bounds everything made from the source. */
 #ifndef PIXQ_IMAGE_H
 #define PIXQ_IMAGE_H
 
@@ -10,8 +27,49 @@
 #include <stddef.h>
 #include <wand/MagickWand.h>
 
+#include "cfg.h"
 #include "err.h"
 #include "job.h"
+#include "sniff.h"
+
+#define IMG_MAX_SIDE    65535L /* ImageMagick's width and height limit (its policy may be lower) */
+#define IMG_FORMATS_MAX 256    /* bytes of the allowed-formats text, "jpeg, png, gif, webp" */
+
+/* The image guard's settings, fixed at start-up. A plain value: tests build it on the stack. */
+struct img_config {
+    unsigned formats; /* accepted source formats: bit (1u << SNIFF_JPEG)... */
+    long max_pixels;  /* ImageMagick's area limit (sources are checked against their loader's) */
+    long max_frames;  /* most frames in a source (ImageMagick's list-length limit: one more) */
+    long memory_mb;   /* ImageMagick's memory, map and disk limits, MiB */
+    long map_mb;
+    long disk_mb;
+    long time_s; /* the deadline of each source, seconds (see above) */
+};
+
+/* Parses a comma-separated list of formats ("jpeg,png, GIF"; see sniff_format_named()) into
+ * bits of img_config.formats. Returns 0, or -1 for an unknown name or an empty list. */
+int img_formats_parse(const char *list, unsigned *out, struct err *e);
+
+/* The image guard's settings from the configuration (PIXQ_IMAGE_FORMATS, PIXQ_MAX_FRAMES,
+ * PIXQ_MAX_PIXELS, PIXQ_MAGICK_*). Returns 0, or -1 if PIXQ_IMAGE_FORMATS is invalid. */
+int img_config_from(const struct cfg *c, struct img_config *out, struct err *e);
+
+/* Starts ImageMagick for this process with the image guard: the security policy, the resource
+ * limits, one thread. Once per process: later calls fail. Returns 0, or -1 with the reason (the
+ * policy was refused, a limit could not be set, ImageMagick's policy.xml sets a time limit that
+ * would kill the process); the caller must then not process images (fail closed). */
+int img_start(const struct img_config *c, struct err *e);
+
+/* Starts ImageMagick with the default configuration unless img_start() already ran. If that
+ * fails it logs why and exits the process: nothing may be decoded without the guard. */
+void img_init(void);
+
+/* Stops ImageMagick at process exit. */
+void img_shutdown(void);
+
+/* Turns the wand's pending exception into `e` ("what: reason"); always returns -1. When the
+ * wand's image is past its deadline, the message says so. */
+int img_fail(MagickWand *w, const char *what, struct err *e);
 
 struct img_output {
     unsigned char *blob; /* encoded bytes; release with img_output_finish() */
@@ -20,23 +78,19 @@ struct img_output {
     const char *content_type; /* static string: "image/jpeg" */
 };
 
-/* Starts ImageMagick for this process (once; later calls do nothing). */
-void img_init(void);
-
-/* Stops ImageMagick at process exit. */
-void img_shutdown(void);
-
-/* Turns the wand's pending exception into `e` ("what: reason"); always returns -1. */
-int img_fail(MagickWand *w, const char *what, struct err *e);
-
-/* Decodes the first frame of an encoded image after checking, from its header alone, that it has
- * at most `max_pixels`. Reports the size in `width`/`height`. Returns a wand to destroy with
- * DestroyMagickWand(), or NULL. */
+/* The image guard, then the decoding of the first frame of an encoded image: the format must be
+ * an allowed one by its bytes, the frames at most img_config.max_frames and every frame (and the
+ * canvas it sits on) at most `max_pixels`, from the headers before anything is decoded; a JPEG
+ * whose data ends before its end marker is refused. Reports the size in `width`/`height`.
+ * Returns a wand to destroy with DestroyMagickWand(), or NULL with a message for the user:
+ * "Unsupported image format: SVG (allowed: jpeg, png, gif, webp)", "image is 30000x30000, more
+ * than the limit of 50000000 pixels", "image has 5000 frames, more than the limit of 100"... */
 MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *width, long *height,
                        struct err *e);
 
 /* A new `width` x `height` image filled with `color` (which may be transparent: the image then
- * has an alpha channel). Returns a wand to destroy, or NULL. */
+ * has an alpha channel), with a deadline like a decoded source's. Returns a wand to destroy, or
+ * NULL. */
 MagickWand *img_solid(long width, long height, const PixelWand *color, struct err *e);
 
 /* Rotates/flips the image upright according to its EXIF orientation. */

@@ -51,6 +51,9 @@ static int save_output(struct walk *wk, MagickWand *w, const struct job_save *sa
         wk->cap = cap;
     }
     MagickWand *copy = CloneMagickWand(w); /* encoding strips metadata: keep w intact */
+    if (copy == NULL) {
+        return err_set(e, "out of memory");
+    }
     struct proc_output *o = &wk->out->outputs[wk->out->n_outputs];
     o->save = save;
     int rc =
@@ -201,6 +204,9 @@ static int move_original(const struct job_save *dest, const struct src_image *sr
         snprintf(as.format, sizeof as.format, "png");
     }
     MagickWand *copy = CloneMagickWand(src->wand);
+    if (copy == NULL) {
+        return err_set(e, "out of memory");
+    }
     struct img_output out;
     int rc = img_encode(copy, &as, o->default_quality, o->max_output_bytes, &out, e);
     DestroyMagickWand(copy);

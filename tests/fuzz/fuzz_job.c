@@ -1,0 +1,114 @@
+/* fuzz_job: libFuzzer target for the job parser (common/job.c).
+ *
+ * Each input is a payload as a producer could push it: job_parse() (and, for a JSON array,
+ * job_split_batch() with every element parsed in turn), then everything the worker reads from a
+ * parsed job: the function tree with every parameter through each job_param_*() getter, the
+ * pre_process jobs, the identifiers, the save count, the src, and job_assign_id(). Built only
+ * with -Dfuzz=true (see scripts/fuzz). */
+#include <float.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "err.h"
+#include "job.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The worker's defaults (PIXQ_MAX_JOB_BYTES, PIXQ_MAX_JSON_DEPTH, PIXQ_MAX_FUNCTIONS). */
+static const struct job_limits limits = {250000, 32, 100};
+
+/* Reads every parameter of one function with every getter, as the operations would. */
+static void read_params(json_object *params, const char *fn)
+{
+    if (params == NULL || !json_object_is_type(params, json_type_object)) {
+        return;
+    }
+    json_object_object_foreach(params, name, value)
+    {
+        (void)value;
+        struct err e = {{0}};
+        long l;
+        double d;
+        bool b;
+        const char *s;
+        job_param_long(params, fn, name, 1, LONG_MIN, LONG_MAX, &l, &e);
+        job_param_long(params, fn, name, 1, 0, 65535, &l, &e);
+        job_param_double(params, fn, name, 1.0, -DBL_MAX, DBL_MAX, &d, &e);
+        job_param_double(params, fn, name, 1.0, 0.0, 100.0, &d, &e);
+        job_param_bool(params, fn, name, false, &b, &e);
+        job_param_string(params, fn, name, "", &s, &e);
+        job_param_present(params, name);
+    }
+}
+
+static void walk(const struct job_fn *fns, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        read_params(fns[i].params, fns[i].name);
+        walk(fns[i].children, fns[i].n_children);
+    }
+}
+
+static void use_job(struct job *j)
+{
+    walk(j->functions, j->n_functions);
+    for (size_t i = 0; i < j->n_pre; i++) {
+        if (j->pre[i].job != NULL) {
+            walk(j->pre[i].job->functions, j->pre[i].job->n_functions);
+        }
+    }
+    json_object *ids = json_object_new_array();
+    job_identifiers(j, ids);
+    json_object_put(ids);
+    job_count_saves(j);
+    job_src_url(j);
+    if (j->id[0] == '\0') {
+        struct buf payload;
+        struct err e = {{0}};
+        buf_init(&payload, 0);
+        job_assign_id(j, &payload, &e);
+        buf_finish(&payload);
+    }
+}
+
+static void parse_one(const char *text, size_t len)
+{
+    struct err e = {{0}};
+    struct job *j = job_parse(text, len, &limits, &e);
+    if (j != NULL) {
+        use_job(j);
+    }
+    job_destroy(j);
+}
+
+/* job_each_fn: one element of a batch. */
+static int each(void *user, const char *job, size_t len)
+{
+    (void)user;
+    parse_one(job, len);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1); /* the worker's payloads are NUL-terminated too */
+    if (text == NULL) {
+        return 0;
+    }
+    if (size > 0) {
+        memcpy(text, data, size);
+    }
+    text[size] = '\0';
+    parse_one(text, size);
+    if (job_is_batch(text, size)) {
+        struct err e = {{0}};
+        job_split_batch(text, size, &limits, each, NULL, &e);
+    }
+    free(text);
+    return 0;
+}

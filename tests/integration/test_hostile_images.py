@@ -1,0 +1,473 @@
+#!/usr/bin/python3
+"""Hostile images: what a stranger's source bytes may make ImageMagick do (worker/image.c).
+
+Every case runs the real pixq-worker against real servers, serves it a hostile source (built here,
+at run time, with the standard library: zlib for PNG chunks, struct for headers), and asserts the
+worker's answer: the error in the postback and in the job's `dead` entry, and that nothing else
+happened (no request to a URL the file names, a file an ImageMagick trick would delete still
+there). Then the same worker must process a good job.
+
+  DecompressionBombTest  pixels and frames declared by the headers, refused before decoding
+  FormatTest             only JPEG, PNG, GIF and WebP by their bytes: MVG, MSL, SVG, HTML, PDF...
+                         refused; a JPEG named .png is still a JPEG
+  PrefixTrickTest        text:, ephemeral:, msl:, url:... in src and in a composite's src
+  CorruptTest            truncated JPEG and PNG, a PNG with a bad CRC, an empty body
+  TiffDisabledTest, TiffEnabledTest   PIXQ_IMAGE_FORMATS
+  FrameLimitTest         PIXQ_MAX_FRAMES
+  TimeLimitTest          PIXQ_MAGICK_TIME_S
+
+Run by meson (suite integration), or by hand:
+    /usr/bin/python3 tests/integration/test_hostile_images.py --worker build/worker/pixq-worker \\
+        --data tests/data [-k Bomb]
+"""
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+
+sys.dont_write_bytecode = True
+import harness  # noqa: E402
+from harness import CONFIG, PixqTestCase  # noqa: E402
+
+TIMEOUT_S = 60
+DEFAULT_ALLOWED = "(allowed: jpeg, png, gif, webp)"
+
+# What the source server says the hostile files are (the worker must not care).
+harness.CONTENT_TYPES.setdefault(".svg", "image/svg+xml")
+harness.CONTENT_TYPES.setdefault(".html", "text/html")
+harness.CONTENT_TYPES.setdefault(".mvg", "image/x-mvg")
+harness.CONTENT_TYPES.setdefault(".msl", "application/xml")
+
+
+def image_file(name):
+    return (CONFIG.data / "images" / name).read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile files, built here
+
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(width, height, rows=None, color_type=0):
+    """A grey (or other colour type) 8-bit PNG declaring width x height; only `rows` rows of
+    pixel data (default: all) are compressed into its IDAT."""
+    channels = {0: 1, 2: 3, 6: 4}[color_type]
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    comp = zlib.compressobj(9)
+    row = b"\0" + bytes(range(256)) * (width * channels // 256) + bytes(width * channels % 256)
+    idat = b"".join(comp.compress(row) for _ in range(height if rows is None else rows))
+    idat += comp.flush()
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) +
+            png_chunk(b"IEND", b""))
+
+
+def jpeg_segments(data):
+    """(offset of the marker, marker byte) of each segment before the first scan."""
+    i, out = 2, []
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        out.append((i, marker))
+        if marker == 0xDA:
+            break
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return out
+
+
+def jpeg_declaring(width, height, base="autumn-320x200.jpg"):
+    """A real JPEG whose SOF segment is rewritten to declare width x height."""
+    data = bytearray(image_file(base))
+    sof = [i for i, m in jpeg_segments(data) if 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC)]
+    assert sof, "no SOF segment in %s" % base
+    data[sof[0] + 5:sof[0] + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def gif(frames, screen=(10, 10), frame_size=(1, 1)):
+    """A GIF89a of `frames` tiny frames on a `screen`; each frame declares `frame_size`."""
+    head = b"GIF89a" + struct.pack("<HHBBB", screen[0], screen[1], 0x80, 0, 0) + bytes(6)
+    one = (b"\x21\xf9\x04\x00\x01\x00\x00\x00" +  # graphic control: 1/100 s
+           b"\x2c" + struct.pack("<HHHHB", 0, 0, frame_size[0], frame_size[1], 0) +
+           b"\x02\x02\x44\x01\x00")  # LZW: min code size 2, one block, end
+    return head + one * frames + b"\x3b"
+
+
+def tiff(width=16, height=8, big_endian=False):
+    """An uncompressed 8-bit grey TIFF with one strip."""
+    e = ">" if big_endian else "<"
+    pixels = bytes((x * 16 + y * 8) % 256 for y in range(height) for x in range(width))
+    entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, 8), (259, 3, 1, 1),
+               (262, 3, 1, 1), (273, 4, 1, 0), (277, 3, 1, 1), (278, 3, 1, height),
+               (279, 4, 1, len(pixels))]
+    ifd_size = 2 + 12 * len(entries) + 4
+    data_offset = 8 + ifd_size
+    ifd = struct.pack(e + "H", len(entries))
+    for tag, kind, count, value in entries:
+        value = data_offset if tag == 273 else value
+        packed = struct.pack(e + "HH", value, 0) if kind == 3 else struct.pack(e + "I", value)
+        ifd += struct.pack(e + "HHI", tag, kind, count) + packed
+    ifd += struct.pack(e + "I", 0)
+    return (b"MM\0*" if big_endian else b"II*\0") + struct.pack(e + "I", 8) + ifd + pixels
+
+
+def avif():
+    """A small AVIF, made by ImageMagick's convert (libheif)."""
+    return subprocess.run(["convert", "-size", "16x12", "gradient:", "avif:-"], check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60).stdout
+
+
+MVG = b"""push graphic-context
+viewbox 0 0 640 480
+image over 0,0 0,0 '%(url)s'
+pop graphic-context
+"""
+
+MSL = b"""<?xml version="1.0" encoding="UTF-8"?>
+<image>
+  <read filename="%(path)s"/>
+  <write filename="%(path)s.png"/>
+</image>
+"""
+
+SVG_EXTERNAL = b"""<?xml version="1.0" standalone="no"?>
+<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"
+     width="100" height="100">
+  <image xlink:href="%(url)s" x="0" y="0" width="100" height="100"/>
+</svg>
+"""
+
+SVG_LOCAL = b"""<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"
+  width="64" height="64"><image xlink:href="%(path)s" width="64" height="64"/>
+  <image xlink:href="text:/etc/passwd" width="64" height="64"/></svg>
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# the cases
+
+
+class HostileImageTestCase(PixqTestCase):
+    """One worker (the harness's defaults, no retries of a failed source); helpers to send a
+    hostile source, check the refusal, and check that the worker carries on."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1"}
+
+    def setUp(self):
+        super().setUp()
+        self.good_jobs = 0
+        self.good = self.src.add("/good.jpg", image_file("autumn-320x200.jpg"))
+
+    def job(self, name, src, functions=None):
+        return {"job_id": "img-" + name, "src": src,
+                "postback_url": self.postbacks.url("/pb/" + name),
+                "functions": functions or [
+                    {"name": "resize_to_fit", "params": {"width": 40},
+                     "save": {"image_identifier": "thumb",
+                              "s3_destination": {"bucket": self.buckets[0],
+                                                 "key": "out/%s.jpg" % name}}}]}
+
+    def dead_entry(self, job_id):
+        def find():
+            for raw in self.redis.lrange(self.key("dead"), 0, -1):
+                d = json.loads(raw)
+                if d.get("job_id") == job_id:
+                    return d
+            return None
+        return self.wait_until(find, TIMEOUT_S, "a dead entry for %s" % job_id)
+
+    def refused(self, name, src, fragment, functions=None):
+        """Push a job from `src`: its postback fails with `fragment` (Blitline's failure shape)
+        and so does its dead entry. Returns the error text."""
+        job = self.job(name, src, functions)
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        results = pb.json["results"]
+        self.assertEqual(results["job_id"], job["job_id"])
+        self.assertEqual(results["images"], [], results)
+        self.assertEqual(results["failed_image_identifiers"], ["thumb"])
+        errors = results.get("errors") or []
+        self.assertEqual(len(errors), 1, results)
+        self.assertTrue(errors[0].startswith("Image processing failed. "), errors)
+        self.assertIn(fragment, errors[0])
+        dead = self.dead_entry(job["job_id"])
+        self.assertIn(fragment, dead["error"])
+        self.assertEqual(json.loads(dead["job"])["src"], src)
+        return errors[0]
+
+    def refuse_bytes(self, name, data, fragment, suffix=".png"):
+        return self.refused(name, self.src.add("/" + name + suffix, data), fragment)
+
+    def assert_still_serving(self):
+        """The same worker (same pid, alive) processes a good job."""
+        pid = self.worker.pid
+        self.good_jobs += 1
+        name = "good-%d" % self.good_jobs
+        self.push_job(self.job(name, self.good))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        self.assertEqual(pb.json["results"]["original_meta"], {"width": 320, "height": 200})
+        self.assert_image(self.s3_object("out/%s.jpg" % name), "JPEG", 40, 25)
+        self.worker.check_alive()
+        self.assertEqual(self.worker.pid, pid)
+
+
+class DecompressionBombTest(HostileImageTestCase):
+    """Sizes and frame counts come from the headers and are refused before any decoding."""
+
+    def test_png_30000x30000_of_a_few_kb(self):
+        data = png(30000, 30000, rows=2)
+        self.assertLess(len(data), 8192)
+        self.refuse_bytes("png-bomb", data,
+                          "image is 30000x30000, more than the limit of 50000000 pixels")
+        self.assert_still_serving()
+
+    def test_jpeg_declaring_huge_dimensions(self):
+        self.refuse_bytes("jpeg-bomb", jpeg_declaring(65500, 65500),
+                          "image is 65500x65500, more than the limit of 50000000 pixels",
+                          ".jpg")
+        self.assert_still_serving()
+
+    def test_side_beyond_imagemagick_limit(self):
+        # 700,000 pixels: within PIXQ_MAX_PIXELS, but no side may exceed 65535
+        self.refuse_bytes("png-wide", png(70000, 10, rows=1), "image is 70000x10, beyond "
+                          "ImageMagick's largest side")
+        self.assert_still_serving()
+
+    def test_gif_with_thousands_of_frames(self):
+        self.refuse_bytes("gif-frames", gif(5000), "image has 5000 frames, more than the limit "
+                          "of 100", ".gif")
+        self.assert_still_serving()
+
+    def test_gif_frame_larger_than_the_limit(self):
+        # a small screen, then one frame declaring 20000x20000: every frame is checked
+        data = gif(2, screen=(10, 10))[:-1] + gif(1, frame_size=(20000, 20000))[19:]
+        self.refuse_bytes("gif-big-frame", data,
+                          "image is 20000x20000, more than the limit of 50000000 pixels", ".gif")
+        self.assert_still_serving()
+
+    def test_webp_canvas_bomb(self):
+        # VP8X declaring a 16777216 x 16777216 canvas around a tiny lossless frame
+        vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00\x00\x00\x00" + b"\xff\xff\xff" * 2
+        vp8l = b"VP8L" + struct.pack("<I", 5) + b"\x2f\x00\x00\x00\x00" + b"\x00"
+        body = b"WEBP" + vp8x + vp8l
+        data = b"RIFF" + struct.pack("<I", len(body)) + body
+        self.refuse_bytes("webp-canvas", data, "image is 16777216x16777216, more than the limit",
+                          ".webp")
+        self.assert_still_serving()
+
+
+class FormatTest(HostileImageTestCase):
+    """The format is whatever the bytes are, and only JPEG, PNG, GIF and WebP are decoded."""
+
+    def test_mvg(self):
+        target = self.src.url("/mvg-target.jpg")
+        self.refuse_bytes("mvg", MVG % {b"url": target.encode()},
+                          "Unsupported image format: MVG " + DEFAULT_ALLOWED, ".mvg")
+        self.assertEqual(self.src.requests("/mvg-target.jpg"), 0)
+        self.assert_still_serving()
+
+    def test_msl(self):
+        victim = self.tmp / "victim.txt"
+        victim.write_text("keep me")
+        self.refuse_bytes("msl", MSL % {b"path": str(victim).encode()},
+                          "Unsupported image format: MSL " + DEFAULT_ALLOWED, ".msl")
+        self.assertFalse((self.tmp / "victim.txt.png").exists())
+        self.assert_still_serving()
+
+    def test_svg_with_external_reference(self):
+        self.src.add("/svg-target.jpg", image_file("autumn-320x200.jpg"))
+        target = self.src.url("/svg-target.jpg")
+        self.refuse_bytes("svg-external", SVG_EXTERNAL % {b"url": target.encode()},
+                          "Unsupported image format: SVG " + DEFAULT_ALLOWED, ".svg")
+        self.assertEqual(self.src.requests("/svg-target.jpg"), 0, "ImageMagick fetched it")
+        self.assert_still_serving()
+
+    def test_svg_with_local_file_reference(self):
+        local = self.tmp / "local.png"
+        local.write_bytes(png(8, 8))
+        self.refuse_bytes("svg-local", SVG_LOCAL % {b"path": str(local).encode()},
+                          "Unsupported image format: SVG " + DEFAULT_ALLOWED, ".svg")
+        self.assert_still_serving()
+
+    def test_html(self):
+        self.refuse_bytes("html", b"<!DOCTYPE html>\n<html><body>Not found</body></html>\n",
+                          "Unsupported image format: HTML " + DEFAULT_ALLOWED, ".html")
+        self.assert_still_serving()
+
+    def test_documents_and_other_images(self):
+        cases = [("pdf", b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n", "PDF"),
+                 ("ps", b"%!PS-Adobe-3.0\n/Helvetica findfont\nshowpage\n", "PostScript"),
+                 ("bmp", b"BM" + bytes(60), "BMP"),
+                 ("text", b"just some text\nthat is not an image\n", "text")]
+        for name, data, kind in cases:
+            with self.subTest(kind=kind):
+                self.refuse_bytes(name, data, "Unsupported image format: %s %s"
+                                  % (kind, DEFAULT_ALLOWED), ".jpg")
+        self.assert_still_serving()
+
+    def test_format_comes_from_the_bytes(self):
+        # a JPEG served as /photo.png (image/png) is decoded as the JPEG it is
+        name = "jpeg-as-png"
+        src = self.src.add("/photo.png", image_file("autumn-320x200.jpg"))
+        self.push_job(self.job(name, src))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        self.assert_image(self.s3_object("out/%s.jpg" % name), "JPEG", 40, 25)
+        self.assert_still_serving()
+
+
+class PrefixTrickTest(HostileImageTestCase):
+    """ImageMagick's "coder:" prefixes never reach it: a src is a URL fetched by pixq, and the
+    bytes are read from memory with the sniffed format named explicitly."""
+
+    def tricks(self):
+        victim = self.tmp / "victim.txt"
+        victim.write_text("keep me")
+        msl = self.tmp / "trick.msl"
+        msl.write_bytes(MSL % {b"path": str(victim).encode()})
+        self.src.add("/trick-target.jpg", image_file("autumn-320x200.jpg"))
+        target = self.src.url("/trick-target.jpg")
+        return victim, ["text:/etc/passwd", "ephemeral:%s" % victim, "msl:%s" % msl,
+                        "url:%s" % target, "mvg:%s" % msl, "jpeg:%s" % target, "@%s" % msl,
+                        "label:@/etc/passwd"]
+
+    @staticmethod
+    def named(src):
+        """What the error quotes of a src: all of it, but what precedes an "@" (it could be a
+        password) is hidden."""
+        return src if "@" not in src else src.split("@", 1)[1]
+
+    def check_untouched(self, victim):
+        self.assertEqual(victim.read_text(), "keep me")  # ephemeral: would have deleted it
+        self.assertFalse((self.tmp / "victim.txt.png").exists())  # msl: would have written it
+        self.assertEqual(self.src.requests("/trick-target.jpg"), 0)
+
+    def test_prefixes_in_src(self):
+        victim, srcs = self.tricks()
+        for i, src in enumerate(srcs):
+            with self.subTest(src=src):
+                error = self.refused("src-trick-%d" % i, src, self.named(src))
+                self.assertNotIn("root:", error)  # nothing of /etc/passwd
+        self.check_untouched(victim)
+        self.assert_still_serving()
+
+    def test_prefixes_in_composite_src(self):
+        victim, srcs = self.tricks()
+        for i, src in enumerate(srcs):
+            fns = [{"name": "composite", "params": {"src": src},
+                    "save": {"image_identifier": "thumb"}}]
+            with self.subTest(src=src):
+                error = self.refused("composite-trick-%d" % i, self.good, self.named(src), fns)
+                self.assertNotIn("root:", error)
+        self.check_untouched(victim)
+        self.assert_still_serving()
+
+
+class CorruptTest(HostileImageTestCase):
+    """Truncated and damaged files fail with a reason; nothing half-decoded is uploaded."""
+
+    def test_truncated_jpeg(self):
+        data = image_file("autumn-320x200.jpg")
+        self.refuse_bytes("jpeg-truncated", data[:len(data) // 2],
+                          "the JPEG image is truncated", ".jpg")
+        self.assertEqual(self.s3.get_object(self.buckets[0], "out/jpeg-truncated.jpg")[0], 404)
+        self.assert_still_serving()
+
+    def test_truncated_png(self):
+        data = png(300, 200, color_type=2)
+        self.refuse_bytes("png-truncated", data[:len(data) // 2], "cannot read the PNG image")
+        self.assert_still_serving()
+
+    def test_png_with_bad_crc(self):
+        data = bytearray(png(64, 64))
+        idat = data.index(b"IDAT")
+        length = struct.unpack(">I", data[idat - 4:idat])[0]
+        data[idat + 4 + length] ^= 0xFF  # the first byte of IDAT's CRC
+        self.refuse_bytes("png-crc", bytes(data), "cannot read the PNG image")
+        self.assert_still_serving()
+
+    def test_empty_body(self):
+        self.refuse_bytes("empty", b"", "Unsupported image format: empty file " +
+                          DEFAULT_ALLOWED, ".jpg")
+        self.assert_still_serving()
+
+    def test_magic_bytes_then_garbage(self):
+        for name, data in (("jpeg-garbage", b"\xff\xd8\xff" + bytes(range(256)) * 4),
+                           ("gif-garbage", b"GIF89a" + b"\xff" * 300),
+                           ("webp-garbage", b"RIFF\x10\x00\x00\x00WEBPVP8 \x04\x00\x00\x00")):
+            with self.subTest(name=name):
+                self.refuse_bytes(name, data, "image", ".bin")
+        self.assert_still_serving()
+
+
+class TiffDisabledTest(HostileImageTestCase):
+    """TIFF (and HEIC, AVIF) are off by default."""
+
+    def test_tiff_refused(self):
+        self.refuse_bytes("tiff-off", tiff(), "Unsupported image format: TIFF " +
+                          DEFAULT_ALLOWED, ".tif")
+        self.refuse_bytes("tiff-off-mm", tiff(big_endian=True), "Unsupported image format: "
+                          "TIFF " + DEFAULT_ALLOWED, ".tif")
+        self.assert_still_serving()
+
+    def test_avif_refused(self):
+        self.refuse_bytes("avif-off", avif(), "Unsupported image format: AVIF " +
+                          DEFAULT_ALLOWED, ".avif")
+        self.assert_still_serving()
+
+
+class TiffEnabledTest(HostileImageTestCase):
+    """PIXQ_IMAGE_FORMATS=jpeg,png,gif,webp,tiff: TIFF is decoded, in both byte orders."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_IMAGE_FORMATS": "jpeg,png,gif,webp,tiff"}
+
+    def test_tiff_accepted(self):
+        for name, data in (("tiff-on", tiff(32, 20)), ("tiff-on-mm", tiff(32, 20, True))):
+            with self.subTest(name=name):
+                src = self.src.add("/%s.tif" % name, data)
+                self.push_job(self.job(name, src))
+                pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+                self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+                self.assertEqual(pb.json["results"]["original_meta"], {"width": 32, "height": 20})
+                self.assert_image(self.s3_object("out/%s.jpg" % name), "JPEG", 40, 25)
+        self.refuse_bytes("avif-still-off", avif(), "Unsupported image format: AVIF (allowed: "
+                          "jpeg, png, gif, webp, tiff)", ".avif")
+        self.assert_still_serving()
+
+
+class FrameLimitTest(HostileImageTestCase):
+    """PIXQ_MAX_FRAMES=2."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_MAX_FRAMES": "2"}
+
+    def test_frames(self):
+        self.refuse_bytes("gif-3", gif(3), "image has 3 frames, more than the limit of 2", ".gif")
+        name = "gif-2"
+        self.push_job(self.job(name, self.src.add("/gif-2.gif", gif(2))))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        self.assertEqual(pb.json["results"]["original_meta"], {"width": 1, "height": 1})
+        self.assert_still_serving()
+
+
+class TimeLimitTest(HostileImageTestCase):
+    """PIXQ_MAGICK_TIME_S=1: a blur that takes seconds is stopped, and says so."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_MAGICK_TIME_S": "1"}
+
+    def test_slow_operation_stopped(self):
+        src = self.src.add("/big.jpg", harness.corpus("autumn-2560x1600.jpg"))
+        fns = [{"name": "blur", "params": {"radius": 100, "sigma": 30},
+                "save": {"image_identifier": "thumb",
+                         "s3_destination": {"bucket": self.buckets[0], "key": "out/slow.jpg"}}}]
+        self.refused("slow", src, "took longer than the limit of 1 s", fns)
+        self.assertEqual(self.s3.get_object(self.buckets[0], "out/slow.jpg")[0], 404)
+        self.assert_still_serving()
+
+
+if __name__ == "__main__":
+    harness.main()
