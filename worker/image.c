@@ -672,6 +672,9 @@ static InterlaceType interlace_named(const char *name)
 }
 
 /* Strips metadata unless asked to keep it, keeping the ICC profile when `keep_icc`. */
+/* PNG chunks a stripped image leaves out (ImageMagick's list less iCCP and pHYs). */
+#define PNG_STRIPPED_CHUNKS "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,zTXt,date"
+
 static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
 {
     size_t icc_len = 0;
@@ -685,6 +688,12 @@ static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
     }
     if (icc != NULL) {
         MagickRelinquishMemory(icc);
+    }
+    /* StripImage also tells the PNG writer to leave out iCCP and pHYs: do not exclude the profile
+     * that was asked for, nor the resolution (not metadata: `density` sets it) */
+    const char *chunks = keep_icc ? PNG_STRIPPED_CHUNKS : PNG_STRIPPED_CHUNKS ",iCCP";
+    if (rc == 0 && MagickSetImageArtifact(w, "png:exclude-chunk", chunks) == MagickFalse) {
+        rc = img_fail(w, "set PNG chunks", e);
     }
     return rc;
 }

@@ -434,7 +434,9 @@ static int op_vignette(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
     }
     if (rc == 0) {
         rc = done(w, MagickVignetteImage(w, radius, sigma, x, y), fn, e);
-        MagickSetImageBackgroundColor(w, old);
+    }
+    if (rc == 0) {
+        rc = done(w, MagickSetImageBackgroundColor(w, old), fn, e);
     }
     DestroyPixelWand(old);
     DestroyPixelWand(color);
