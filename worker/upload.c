@@ -7,7 +7,8 @@
 #include "clock.h"
 #include "log.h"
 
-#define MAX_REGION_HOPS 2 /* wrong-region answers followed for one upload */
+#define MAX_REGION_HOPS 2   /* wrong-region answers followed for one upload */
+#define SLOT_GRACE_MS   100 /* a reserved slot still counts when the task comes this late */
 
 static const char *task_string(json_object *task, const char *name)
 {
@@ -243,8 +244,9 @@ static long current_epoch(const struct uploader *u, const char *bucket)
 }
 
 /* Whether the task holds a slot reserved when it was parked that is still good: a slot missed by
- * more than PIXQ_S3_LOCAL_WAIT_MS (the task came late off the queue) is not used, since sending
- * late would bunch it with the slots after it. Clears the reservation either way. */
+ * more than PIXQ_S3_LOCAL_WAIT_MS or SLOT_GRACE_MS (the task came late off the queue) is not used,
+ * since sending late would bunch it with the slots after it, nor one reserved before the bucket's
+ * last decrease. Clears the reservation either way. */
 static bool holds_slot(const struct uploader *u, json_object *task)
 {
     json_object *reserved = NULL;
@@ -256,7 +258,9 @@ static bool holds_slot(const struct uploader *u, json_object *task)
         return false;
     }
     long late = clock_wall_ms() - slot_at;
-    if (late > u->cfg->s3_local_wait_ms) {
+    long grace =
+        u->cfg->s3_local_wait_ms > SLOT_GRACE_MS ? u->cfg->s3_local_wait_ms : SLOT_GRACE_MS;
+    if (late > grace) {
         LOG_DEBUG("slot_missed", "bucket=%s late_ms=%ld", task_string(task, "bucket"), late);
         return false;
     }

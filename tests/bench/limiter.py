@@ -95,8 +95,8 @@ def simulated_worker(port, sha, key, default_rate, until, times, lock):
     r = harness.Redis(harness.LOOPBACK, port).connect()
     try:
         while time.time() < until:
-            status, wait_ms, _, _ = r.execute("EVALSHA", sha, 1, key,
-                                              *acquire_args(default_rate, 0))
+            status, wait_ms = r.execute("EVALSHA", sha, 1, key,
+                                        *acquire_args(default_rate, 0))[:2]
             if status == 2:  # beyond the horizon: nothing reserved, ask again later
                 time.sleep(wait_ms / 1000.0)
                 continue

@@ -42,6 +42,8 @@ def main():
         missing = [p for p in patterns if not re.search(p, r.stdout)]
         if name == "limiter" and any(v != 2 for v in rows.values()):
             missing.append("a row per worker count in both accuracy tables: %r" % rows)
+        if name == "limiter" and re.search(r"(?m)^[124] +0 ", r.stdout):
+            missing.append("events in every row (a row with 0 events: the benchmark broke)")
         for p in missing:
             sys.stdout.write("MISSING in the output of %s: %s\n" % (name, p))
         failed += bool(missing)
