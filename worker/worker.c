@@ -197,9 +197,8 @@ struct settlement {
 /* Runs finish.lua, retrying through Redis outages. Returns 1 settled, 0 not ours, -1 gave up. */
 static int settle(struct worker *w, const struct buf *payload, const struct settlement *s)
 {
-    char result_key[RQ_KEY_MAX] = "", suffix[JOB_ID_MAX + 16];
-    snprintf(suffix, sizeof suffix, "result:%s", s->job_id != NULL ? s->job_id : "");
-    rq_key(result_key, sizeof result_key, w->queue, suffix);
+    char result_key[RQ_KEY_MAX];
+    job_key(w, s->job_id != NULL ? s->job_id : "", "result", -1, result_key, sizeof result_key);
     char ttl[32], dead_max[32], dead_age[32];
     snprintf(ttl, sizeof ttl, "%ld", w->cfg->result_ttl_s);
     snprintf(dead_max, sizeof dead_max, "%ld", w->cfg->dead_max);
@@ -270,9 +269,8 @@ static int adopt(struct worker *w, struct task *t, struct err *e)
 /* Counts this run of the job (begin.lua). Returns the run number (1 for the first), or -1. */
 static long begin_run(struct worker *w, const struct job *j, struct err *e)
 {
-    char key[RQ_KEY_MAX], suffix[JOB_ID_MAX + 8], ttl[32];
-    snprintf(suffix, sizeof suffix, "job:%s", j->id);
-    rq_key(key, sizeof key, w->queue, suffix);
+    char key[RQ_KEY_MAX], ttl[32];
+    job_key(w, j->id, "job", -1, key, sizeof key);
     snprintf(ttl, sizeof ttl, "%ld", w->cfg->result_ttl_s);
     const char *keys[] = {key, w->stats_key};
     const char *args[] = {ttl};
@@ -285,8 +283,6 @@ static long begin_run(struct worker *w, const struct job *j, struct err *e)
     return runs;
 }
 
-/* Claims the job's one postback (HSETNX on pixq:{Q}:job:<id>). True if this run should send it;
- * when Redis cannot answer, sends it (at least once beats never). */
 /* The job's postback bookkeeping in pixq:{Q}:job:<id>: `posted` is set once it was delivered. */
 static bool postback_delivered(struct worker *w, const char *job_id)
 {
