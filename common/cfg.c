@@ -175,6 +175,15 @@ static const struct cfg_entry table[] = {
      "ImageMagick's pixel cache on disk, MiB (can only lower its policy.xml)"},
     {"magick-time-s", "PIXQ_MAGICK_TIME_S", T_LONG, F(magick_time_s), 1, 86400, "60", false,
      "longest ImageMagick may work on one source and what is made of it, seconds"},
+    {"shrink-on-load", "PIXQ_SHRINK_ON_LOAD", T_BOOL, F(shrink_on_load), 0, 1, "1", false,
+     "decode JPEG and WebP sources at the smallest size the job's outputs need (0: full size)"},
+    /* running a fleet */
+    {"processes", "PIXQ_PROCESSES", T_LONG, F(processes), 1, 256, "1", false,
+     "worker processes, each single-threaded, under one supervisor that restarts any that die"},
+    {"metrics-addr", "PIXQ_METRICS_ADDR", T_STR, F(metrics_addr), 0, 0, "", false,
+     "HOST:PORT to serve Prometheus metrics on (e.g. 127.0.0.1:9464); empty: off"},
+    {"log-format", "PIXQ_LOG_FORMAT", T_STR, F(log_format), 0, 0, "text", false,
+     "text (key=value) or json, one line per event"},
 };
 /* clang-format on */
 
@@ -499,6 +508,26 @@ static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *
     return set_typed(c, en, value, e);
 }
 
+/* Whether `s` is HOST:PORT (or [IPv6]:PORT) with a port of 1-65535 and a host of name characters.
+ */
+static bool valid_host_port(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || colon[1] == '\0') {
+        return false;
+    }
+    long port;
+    if (parse_long(colon + 1, &port) < 0 || port < 1 || port > 65535) {
+        return false;
+    }
+    for (const char *p = s; p < colon; p++) {
+        if (!isalnum((unsigned char)*p) && strchr(".-_:[]", *p) == NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Checks that settings agree with each other. */
 static int cross_check(const struct cfg *c, struct err *e)
 {
@@ -508,6 +537,12 @@ static int cross_check(const struct cfg *c, struct err *e)
     }
     if (c->retry_base_ms > c->retry_max_ms) {
         return err_set(e, "PIXQ_RETRY_BASE_MS must not exceed PIXQ_RETRY_MAX_MS");
+    }
+    if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0) {
+        return err_set(e, "PIXQ_LOG_FORMAT: '%s' is not text or json", c->log_format);
+    }
+    if (c->metrics_addr[0] != '\0' && !valid_host_port(c->metrics_addr)) {
+        return err_set(e, "PIXQ_METRICS_ADDR: '%s' is not HOST:PORT", c->metrics_addr);
     }
     return 0;
 }

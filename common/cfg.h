@@ -81,7 +81,13 @@ struct cfg {
     long magick_memory_mb;           /* ImageMagick resource limits, MiB */
     long magick_map_mb;
     long magick_disk_mb;
-    long magick_time_s; /* longest ImageMagick works on one source and its outputs, s */
+    long magick_time_s;  /* longest ImageMagick works on one source and its outputs, s */
+    bool shrink_on_load; /* hint the JPEG/WebP decoder with the size the outputs need */
+
+    /* running a fleet */
+    long processes;                 /* worker processes under one supervisor (1: no supervisor) */
+    char metrics_addr[CFG_STR_MAX]; /* HOST:PORT to serve Prometheus metrics on; "" off */
+    char log_format[CFG_STR_MAX];   /* "text" (key=value) or "json" */
 };
 
 /* Fills `c` with every default. */

@@ -73,6 +73,8 @@ class Config:
         self.data = Path(os.environ.get("PIXQ_TEST_DATA", str(REPO_ROOT / "tests" / "data")))
         self.timeout_scale = float(os.environ.get("PIXQ_TEST_TIMEOUT_SCALE", "1") or "1")
         self.keep = os.environ.get("PIXQ_TEST_KEEP") == "1"
+        # built with ASan/UBSan (meson sets it): timing jitter is larger, not the behaviour
+        self.sanitized = os.environ.get("PIXQ_TEST_SANITIZED") == "1"
         self.verbose = os.environ.get("PIXQ_TEST_VERBOSE") == "1"
 
 

@@ -22,9 +22,12 @@ How the figures are judged:
 * Windows. GCRA with burst 0 spaces slots exactly 1/rate apart, so slots k and k + rate are
   exactly 1.000 s apart; a PUT arrives a few ms after its slot, and whenever slot k's PUT is a
   little later than slot k + rate's, both fall into one 1-s window at the stub: rate + burst + 1
-  PUTs in a second without any excess. So the tests require at most rate + burst PUTs in every
-  window of 0.95 s (50 ms is far above the measured slot-to-arrival jitter: a real excess still
-  shows) and at most rate + burst + 1 in every window of 1 s.
+  PUTs in a second without any excess. So the tests allow a slot-to-arrival jitter J and require
+  at most rate + burst PUTs in every window of 1 - J s (a real excess still shows) and at most
+  rate + burst + ceil(J * rate) in every window of 1 s. J is 50 ms, far above the jitter
+  measured in a plain build; 100 ms in an ASan/UBSan build, where 4 instrumented workers on
+  2 cores were measured up to 60-100 ms late (22 PUTs in one 1-s window at 20/s, while every
+  window of 0.95 s held at most 20).
 * Adaptive, rate. The stub lets at most 8 PUTs through per sliding second: the ceiling is 8/s.
   CUBIC cuts to 0.7 of the rate at the throttle (5.6/s after 8/s) and climbs back to 8/s within
   K = cbrt(8 * 0.3 / 0.4) = 1.8 s, so the time average over the second half stays above 6.5/s
@@ -43,6 +46,7 @@ How the figures are judged:
 """
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -53,6 +57,14 @@ import s3stub  # noqa: E402
 from harness import CONFIG, PixqTestCase, scaled  # noqa: E402
 
 TIMEOUT_S = 60
+JITTER_S = 0.10 if CONFIG.sanitized else 0.05  # see "Windows" above
+
+
+def window_bounds(times, rate, burst):
+    """(PUTs in the fullest 1-s window, allowed; in the fullest 1 - J window, allowed)."""
+    extra = math.ceil(JITTER_S * rate - 1e-9)
+    return (s3stub.window_max(times), rate + burst + extra,
+            s3stub.window_max(times, 1.0 - JITTER_S), rate + burst)
 
 
 def tiny_png():
@@ -207,21 +219,21 @@ class RateTest(ThrottleCase):
         a = [r.time for r in self.puts("bkt-a")]
         b = [r.time for r in self.puts("bkt-b")]
         a_rate, b_rate = s3stub.rate(a), s3stub.rate(b)
-        a_win, b_win = s3stub.window_max(a), s3stub.window_max(b)
-        # windows shortened by 50 ms: see "Windows" in the module's comment
-        a_win_j, b_win_j = s3stub.window_max(a, 0.95), s3stub.window_max(b, 0.95)
+        # windows of 1 s and of 1 s less the jitter: see "Windows" in the module's comment
+        a_win, a_max, a_win_j, a_max_j = window_bounds(a, 10, 0)
+        b_win, b_max, b_win_j, b_max_j = window_bounds(b, 20, 0)
         figures("rate", a_puts=len(a), a_rate=a_rate, a_span=max(a) - min(a), a_window=a_win,
-                a_window_950ms=a_win_j, b_puts=len(b), b_rate=b_rate, b_span=max(b) - min(b),
-                b_window=b_win, b_window_950ms=b_win_j,
+                a_window_short=a_win_j, b_puts=len(b), b_rate=b_rate, b_span=max(b) - min(b),
+                b_window=b_win, b_window_short=b_win_j, jitter_s=JITTER_S,
                 throttled=self.redis.execute("HGET", self.key("stats"), "throttled"))
         self.assertEqual(len(a), self.JOBS * self.SAVES)  # one PUT per output, nothing failed
         self.assertEqual(len(b), self.JOBS * self.SAVES)
         self.assertTrue(9.5 <= a_rate <= 10.5, "bucket A ran at %.2f PUT/s" % a_rate)
         self.assertTrue(19.0 <= b_rate <= 21.0, "bucket B ran at %.2f PUT/s" % b_rate)
-        self.assertLessEqual(a_win_j, 10)
-        self.assertLessEqual(b_win_j, 20)
-        self.assertLessEqual(a_win, 11)  # one more only through arrival jitter
-        self.assertLessEqual(b_win, 21)
+        self.assertLessEqual(a_win_j, a_max_j)
+        self.assertLessEqual(b_win_j, b_max_j)
+        self.assertLessEqual(a_win, a_max)  # more only through arrival jitter
+        self.assertLessEqual(b_win, b_max)
         for job_id in a_ids:
             self.assert_complete(pbs[job_id], job_id, "bkt-a", self.SAVES)
         for job_id in b_ids:
@@ -322,10 +334,10 @@ class ParkingTest(ThrottleCase):
         figures("parking", outputs=self.JOBS * self.SAVES, max_blobs=max_blobs,
                 throttled=stats.get("throttled"), processed=len(processed),
                 puts=len(times), rate=s3stub.rate(times), window=s3stub.window_max(times),
-                window_950ms=s3stub.window_max(times, 0.95))
+                window_short=s3stub.window_max(times, 1.0 - JITTER_S))
         self.assertGreaterEqual(int(stats.get("throttled", 0)), self.JOBS)  # parked: a good part
         # parked outputs went at their slots: never more than the limit in a second
-        self.assertLessEqual(s3stub.window_max(times, 0.95), self.RATE)
+        self.assertLessEqual(s3stub.window_max(times, 1.0 - JITTER_S), self.RATE)
         self.assertTrue(0.9 * self.RATE <= s3stub.rate(times) <= 1.05 * self.RATE)
         for job_id in ids:
             self.assert_complete(pbs[job_id], job_id, "bkt-a", self.SAVES)

@@ -203,6 +203,44 @@ static void test_guard_settings(void)
     CHECK(!cfg_bucket_allowed(&c, ""));
 }
 
+/* The fleet settings: processes bounded, log format and metrics address checked at load. */
+static void test_fleet_settings(void)
+{
+    struct cfg c;
+    struct err e = {{0}};
+    char *argv0[] = {"prog", NULL};
+    int argc = 1;
+    fake_env = NULL;
+    CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), 0);
+    CHECK_INT(c.processes, 1);
+    CHECK_STR(c.log_format, "text");
+    CHECK_STR(c.metrics_addr, "");
+    CHECK_INT(c.shrink_on_load, 1);
+    const char *good[][2] = {{"PIXQ_LOG_FORMAT", "json"},
+                             {"PIXQ_METRICS_ADDR", "127.0.0.1:9464"},
+                             {"PIXQ_METRICS_ADDR", "[::1]:1"},
+                             {"PIXQ_PROCESSES", "8"},
+                             {"PIXQ_METRICS_ADDR", "localhost:80"}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        const char *env[] = {good[i][0], good[i][1], NULL};
+        fake_env = env;
+        argc = 1;
+        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), 0);
+    }
+    const char *bad[][2] = {{"PIXQ_LOG_FORMAT", "xml"},      {"PIXQ_METRICS_ADDR", "9464"},
+                            {"PIXQ_METRICS_ADDR", "host:0"}, {"PIXQ_METRICS_ADDR", "a b:80"},
+                            {"PIXQ_PROCESSES", "0"},         {"PIXQ_PROCESSES", "257"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *env[] = {bad[i][0], bad[i][1], NULL};
+        fake_env = env;
+        argc = 1;
+        e.msg[0] = '\0';
+        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), -1);
+        CHECK(strstr(e.msg, bad[i][0]) != NULL);
+    }
+    fake_env = NULL;
+}
+
 int main(void)
 {
     test_defaults();
@@ -212,5 +250,6 @@ int main(void)
     test_bad_file();
     test_print_hides_secrets();
     test_guard_settings();
+    test_fleet_settings();
     return check_summary("cfg");
 }
