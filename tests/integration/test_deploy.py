@@ -1,0 +1,764 @@
+#!/usr/bin/python3
+"""The deploy/ files, each checked with the best tool this machine has (issue 8):
+
+* deploy/systemd/pixq-worker@.service: its sandboxing and stop settings; `systemd-analyze
+  verify` on a copy whose ExecStart is the built worker; `systemd-analyze security --offline`
+  exposure at most 2.0; ExecStart where `meson install` puts the worker; and a real job through
+  a worker running inside the unit's sandbox (tests/deploy-check/sandbox.py applies the unit's
+  ProtectSystem, PrivateTmp, PrivateDevices, ProcSubset, DynamicUser, empty capability set,
+  NoNewPrivileges, MemoryDenyWriteExecute, SystemCallFilter and RestrictAddressFamilies:
+  this machine runs no systemd).
+* deploy/systemd/pixq.env.example: every line a setting the worker knows with a valid value
+  (`pixq-worker --config FILE --print-config`), the commented ones too; placeholders only.
+* deploy/redis.conf: redis-server started with it (port, bind and dir overridden), CONFIG GET of
+  the settings that keep jobs safe; its commented ACL user is enough for a worker and the CLI
+  and is refused the dangerous commands and other keys.
+* deploy/Containerfile: parsed and linted with dockerfile-utils (npm, tests/deploy-check); the
+  build stage's commands run on exactly the files its COPY lines take (not in sanitizer builds:
+  the same check twice); every Debian package it installs exists (apt-cache); the runtime
+  stage's packages provide every shared library the programs need; non-root numeric USER.
+* deploy/k8s/*.yaml: every object validated against its OpenAPI schema (kubernetes-models and
+  @kubernetes-models/keda, npm), with the models' validators and with TypeScript's checker on
+  their interfaces (which also refuses unknown fields), and checked against each other (Secret
+  name, ports, grace period above the shutdown timeout, the KEDA trigger's list and Redis
+  address).
+
+Each check is also shown to fail on a broken copy of its file. What cannot be tested here: the
+container build itself (no registry for the base image), `kubectl apply` and KEDA (no cluster),
+and systemd running the unit (no systemd as PID 1).
+
+    /usr/bin/python3 tests/integration/test_deploy.py --worker build-dep/worker/pixq-worker \\
+        --pixq build-dep/producer/pixq --data tests/data [UnitTest]
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+import urllib.parse
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+import harness  # noqa: E402
+from harness import CONFIG, PixqTestCase, clean_env  # noqa: E402
+
+REPO = harness.REPO_ROOT
+DEPLOY = REPO / "deploy"
+UNIT = DEPLOY / "systemd" / "pixq-worker@.service"
+ENV_EXAMPLE = DEPLOY / "systemd" / "pixq.env.example"
+REDIS_CONF = DEPLOY / "redis.conf"
+CONTAINERFILE = DEPLOY / "Containerfile"
+K8S = DEPLOY / "k8s"
+CHECK_DIR = REPO / "tests" / "deploy-check"
+SANDBOX = CHECK_DIR / "sandbox.py"
+PYTHON = "/usr/bin/python3"
+MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 (locked down) .. 10 (exposed)
+
+
+def run(argv, **kw):
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 300)
+    return subprocess.run(argv, **kw)
+
+
+def node(script, *args, input=None):
+    """Run tests/deploy-check/<script> with node; its JSON output, parsed."""
+    if not (CHECK_DIR / "node_modules").is_dir():
+        raise AssertionError("%s/node_modules is missing: run scripts/bootstrap "
+                             "(npm ci in tests/deploy-check)" % CHECK_DIR)
+    r = run(["node", str(CHECK_DIR / script), *map(str, args)], input=input, cwd=CHECK_DIR)
+    if r.returncode != 0:
+        raise AssertionError("node %s failed (%d): %s" % (script, r.returncode, r.stderr))
+    return json.loads(r.stdout)
+
+
+def worker_settings():
+    """{VARIABLE: default} of every setting, from `pixq-worker --help`."""
+    r = run([CONFIG.worker, "--help"])
+    settings = {}
+    for m in re.finditer(r"^  --\S+\s+([A-Z][A-Z0-9_]+)\s+\[(.*)\]$", r.stdout, re.M):
+        settings[m.group(1)] = m.group(2)
+    if len(settings) < 40:
+        raise AssertionError("could not read the settings from pixq-worker --help:\n" + r.stdout)
+    return settings
+
+
+def print_config(env=None, config=None):
+    """pixq-worker [--config FILE] --print-config with this environment: CompletedProcess."""
+    argv = [CONFIG.worker] + (["--config", str(config)] if config else []) + ["--print-config"]
+    full = clean_env()
+    full.update(env or {})
+    return run(argv, env=full)
+
+
+def service_settings(text):
+    """[(key, value)] of a unit's [Service] section, in order."""
+    items, section = [], None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]":
+            key, _, value = line.partition("=")
+            items.append((key.strip(), value.strip()))
+    return items
+
+
+def seconds(value):
+    """A systemd time span ("35s", "1min 5s", "35") in seconds."""
+    units = {"": 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "ms": 0.001}
+    total = 0.0
+    for num, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", value):
+        total += float(num) * units[unit]
+    return total
+
+
+def env_lines(text):
+    """{KEY: value} of the uncommented KEY=value lines of an env file."""
+    return dict(line.split("=", 1) for line in text.splitlines()
+                if line.strip() and not line.lstrip().startswith("#"))
+
+
+# ---------------------------------------------------------------------------------------------
+# systemd
+
+
+class UnitTest(unittest.TestCase):
+    """deploy/systemd/pixq-worker@.service."""
+
+    REQUIRED = {
+        "Type": "exec", "Restart": "on-failure", "KillSignal": "SIGTERM",
+        "DynamicUser": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+        "PrivateTmp": "yes", "PrivateDevices": "yes", "NoNewPrivileges": "yes",
+        "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes",
+        "ProtectControlGroups": "yes", "RestrictNamespaces": "yes", "LockPersonality": "yes",
+        "MemoryDenyWriteExecute": "yes", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+        "CapabilityBoundingSet": "", "SystemCallArchitectures": "native",
+    }
+
+    def setUp(self):
+        self.text = UNIT.read_text()
+        self.tmp = Path(tempfile.mkdtemp(prefix="pixq-deploy-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def copy(self, text=None):
+        """The unit as pixq-worker@test.service in a temporary directory, its ExecStart the
+        built worker (verify needs the binary to exist)."""
+        text = self.text if text is None else text
+        text, n = re.subn(r"^ExecStart=\S+", "ExecStart=" + os.path.abspath(CONFIG.worker),
+                          text, flags=re.M)
+        self.assertEqual(n, 1, "the unit should have one ExecStart line")
+        path = self.tmp / "pixq-worker@test.service"
+        path.write_text(text)
+        return path
+
+    def verify(self, path):
+        return run(["systemd-analyze", "verify", str(path)], cwd=self.tmp)
+
+    def exposure(self, path):
+        r = run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(path)],
+                cwd=self.tmp)
+        m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
+        self.assertIsNotNone(m, "systemd-analyze security said:\n%s%s" % (r.stdout, r.stderr))
+        return float(m.group(1)), r.stdout
+
+    def test_settings(self):
+        settings = service_settings(self.text)
+        values = dict(settings)
+        for key, want in self.REQUIRED.items():
+            self.assertIn(key, values, "the unit lacks %s=" % key)
+            self.assertEqual(values[key], want, "%s=%s" % (key, values[key]))
+        self.assertEqual(values["ExecStart"].split()[0], "/usr/local/bin/pixq-worker")
+        filters = [v for k, v in settings if k == "SystemCallFilter"]
+        self.assertEqual(filters[0], "@system-service")
+        self.assertRegex(values["MemoryMax"], r"^\d+[KMG]$")
+        env_files = [v for k, v in settings if k == "EnvironmentFile"]
+        self.assertEqual(env_files, ["/etc/pixq/pixq.env", "-/etc/pixq/%i.env"])
+
+    def test_exec_start_is_where_meson_installs(self):
+        build = Path(CONFIG.worker).resolve().parent.parent
+        r = run(["meson", "introspect", str(build), "--installed"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        installed = json.loads(r.stdout)
+        self.assertEqual(installed.get(str(Path(CONFIG.worker).resolve())),
+                         "/usr/local/bin/pixq-worker", installed)
+
+    def test_stop_timeout_above_shutdown_timeout(self):
+        stop_s = seconds(dict(service_settings(self.text))["TimeoutStopSec"])
+        default_ms = int(worker_settings()["PIXQ_SHUTDOWN_TIMEOUT_MS"])
+        example_ms = int(env_lines(ENV_EXAMPLE.read_text()).get("PIXQ_SHUTDOWN_TIMEOUT_MS",
+                                                                 default_ms))
+        # the supervisor kills a worker 5 s after the shutdown timeout; systemd comes later
+        for ms in (default_ms, example_ms):
+            self.assertGreaterEqual(stop_s, ms / 1000 + 10,
+                                    "TimeoutStopSec=%gs leaves a draining worker no margin "
+                                    "over PIXQ_SHUTDOWN_TIMEOUT_MS=%d" % (stop_s, ms))
+        self.assertEqual(dict(service_settings(self.text))["KillMode"], "mixed")
+
+    def test_systemd_analyze_verify(self):
+        r = self.verify(self.copy())
+        self.assertEqual((r.returncode, r.stdout + r.stderr), (0, ""))
+
+    def test_verify_catches_a_broken_unit(self):
+        broken = self.text.replace("ProtectSystem=strict", "ProtectSystm=strict")
+        r = self.verify(self.copy(broken))
+        self.assertIn("ProtectSystm", r.stderr)
+        broken = self.text.replace("Restart=on-failure", "Restart=sometimes")
+        r = self.verify(self.copy(broken))
+        self.assertIn("restart specifier, ignoring: sometimes", r.stderr)
+
+    def test_security_exposure(self):
+        level, report = self.exposure(self.copy())
+        sys.stderr.write("figures: systemd-analyze security exposure=%.1f\n" % level)
+        self.assertLessEqual(level, MAX_EXPOSURE, report)
+        # and the measure bites: without the sandboxing lines the same unit is exposed
+        bare = "\n".join(line for line in self.text.splitlines()
+                         if line.split("=", 1)[0] not in self.REQUIRED or
+                         line.startswith(("Type", "Restart", "KillSignal")))
+        bare = re.sub(r"^(SystemCallFilter|Protect\w+|Private\w+|Restrict\w+)=.*$", "", bare,
+                      flags=re.M)
+        level_bare, _ = self.exposure(self.copy(bare))
+        self.assertGreater(level_bare, 5.0)
+
+
+class SandboxedWorkerTest(PixqTestCase):
+    """A worker inside the unit's sandbox (sandbox.py) processes a real JPEG job: ImageMagick
+    works without writable+executable memory, with the unit's system calls only, a read-only
+    system and a private /tmp; Redis is reached by name (the resolver works too)."""
+
+    start_worker_in_setup = False
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("the sandbox needs root (mount namespace, setuid)")
+        super().setUp()
+
+    def start_sandboxed(self, **env):
+        e = self.worker_env(**env)
+        e["PIXQ_REDIS_URL"] = "redis://localhost:%d/0" % self.redis_server.port
+        # LeakSanitizer stops the world with ptrace, which the unit's filter refuses
+        e["ASAN_OPTIONS"] = ":".join(filter(None, [e.get("ASAN_OPTIONS"), "detect_leaks=0"]))
+        n = len(self.programs_ever) + 1
+        prog = harness.Program("sandboxed-worker-%d" % n,
+                               [PYTHON, str(SANDBOX), str(UNIT), "--", CONFIG.worker], e,
+                               self.tmp / ("sandboxed-worker-%d.log" % n))
+        self.programs.append(prog)
+        self.programs_ever.append(prog)
+        return prog
+
+    def test_job_end_to_end_in_the_sandbox(self):
+        port = harness.free_port()
+        self.start_sandboxed(PIXQ_PROCESSES=2, PIXQ_LOG_LEVEL="info",
+                             PIXQ_METRICS_ADDR="127.0.0.1:%d" % port)
+        src = self.src.add("/autumn.jpg", harness.corpus("autumn-2560x1600.jpg"))
+        for i in range(3):
+            self.push_job(self.make_job(src, "sandbox/%d.jpg" % i, params={"width": 320 + i},
+                                        job_id="sandbox-%d" % i))
+        for i in range(3):
+            pb = self.wait_for_postback(60, job_id="sandbox-%d" % i)
+            self.assertNotIn("errors", pb.results, pb.results)
+            self.assert_image(self.s3_object("sandbox/%d.jpg" % i), "JPEG", 320 + i,
+                              round((320 + i) * 1600 / 2560))
+        self.assert_queue_drained()
+        # the metrics endpoint the Kubernetes liveness probe and Prometheus use answers too
+        status, headers, body = harness.http_request("http://127.0.0.1:%d/metrics" % port)
+        self.assertEqual(status, 200, body[:300])
+        self.assertRegex(body.decode(), r"(?m)^pixq_\w+(\{[^}]*\})? \d")
+
+    def test_sandbox_is_in_force(self):
+        """The same launcher really applies the unit: a probe inside it cannot map W+X memory,
+        write outside /tmp, open a netlink socket or see /proc/meminfo, and runs as nobody."""
+        r = run([PYTHON, str(SANDBOX), str(UNIT), "--", PYTHON, "-c", PROBE])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertEqual(got, {"uid": 61234, "capeff": "0000000000000000", "nnp": "1",
+                               "wx": "refused", "/usr": "refused", "/tmp": "writable",
+                               "netlink": "refused", "inet": "ok", "meminfo": False,
+                               "dev": ["full", "null", "random", "tty", "urandom", "zero"]})
+
+
+PROBE = r'''
+import json, mmap, os, socket
+r = {"uid": os.getuid(), "meminfo": os.path.exists("/proc/meminfo"),
+     "dev": sorted(os.listdir("/dev"))}
+for line in open("/proc/self/status"):
+    if line.startswith(("CapEff", "NoNewPrivs")):
+        r[line.split(":")[0].lower().replace("nonewprivs", "nnp")] = line.split()[1]
+def attempt(name, fn, ok="ok"):
+    try:
+        fn(); r[name] = ok
+    except OSError:
+        r[name] = "refused"
+attempt("wx", lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC))
+attempt("/usr", lambda: open("/usr/pixq-probe", "w"), "writable")
+attempt("/tmp", lambda: open("/tmp/pixq-probe", "w"), "writable")
+attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM).close())
+attempt("inet", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close())
+print(json.dumps(r))
+'''
+
+
+class EnvExampleTest(unittest.TestCase):
+    """deploy/systemd/pixq.env.example."""
+
+    def test_every_line_is_a_valid_setting(self):
+        text = ENV_EXAMPLE.read_text()
+        known = worker_settings()
+        for line in text.splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            self.assertRegex(line, r"^[A-Z][A-Z0-9_]*=[^\s'\"]*$",
+                             "not a plain KEY=value line (systemd and --config read it)")
+            self.assertIn(line.split("=")[0], known)
+        r = print_config(config=ENV_EXAMPLE)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_commented_settings_are_valid_too(self):
+        text = ENV_EXAMPLE.read_text()
+        uncommented = re.sub(r"^# ([A-Z][A-Z0-9_]*=)", r"\1", text, flags=re.M)
+        self.assertGreater(len(env_lines(uncommented)), len(env_lines(text)) + 10)
+        with tempfile.NamedTemporaryFile("w", suffix=".env") as f:
+            f.write(uncommented)
+            f.flush()
+            r = print_config(config=f.name)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_a_bad_value_is_refused(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".env") as f:
+            f.write(ENV_EXAMPLE.read_text().replace("PIXQ_PROCESSES=2", "PIXQ_PROCESSES=two"))
+            f.flush()
+            r = print_config(config=f.name)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("PIXQ_PROCESSES", r.stderr)
+
+    def test_operator_settings_present_and_placeholders_only(self):
+        values = env_lines(ENV_EXAMPLE.read_text())
+        for key in ("PIXQ_REDIS_URL", "PIXQ_QUEUE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                    "AWS_REGION", "PIXQ_DEFAULT_BUCKET", "PIXQ_POSTBACK_SECRET",
+                    "PIXQ_PROCESSES", "PIXQ_LOG_FORMAT", "PIXQ_SHUTDOWN_TIMEOUT_MS"):
+            self.assertIn(key, values)
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PIXQ_POSTBACK_SECRET",
+                    "PIXQ_REDIS_URL"):
+            self.assertIn("CHANGE-ME", values[key], "%s should be a placeholder" % key)
+        self.assertIn("# PIXQ_METRICS_ADDR=", ENV_EXAMPLE.read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+
+ACL_PASSWORD = "pixq-test-acl-password"
+
+
+class FleetRedisServer(harness.RedisServer):
+    """redis-server running deploy/redis.conf, with only what a test must change appended:
+    port, loopback bind, directory, log to stdout; and the file's commented `user pixq` ACL
+    line uncommented with a test password."""
+
+    def _write_conf(self):
+        text = REDIS_CONF.read_text()
+        acl = re.search(r"^# (user pixq on >\S+ .*)$", text, re.M)
+        if acl is None:
+            raise AssertionError("deploy/redis.conf has no commented `user pixq ...` example")
+        user = re.sub(r">\S+", ">" + ACL_PASSWORD, acl.group(1), count=1)
+        text = re.sub(r"^dir .*$", 'dir "%s"' % self.dir, text, flags=re.M)
+        text += "\n# test overrides\nport %d\nbind 127.0.0.1\nlogfile \"\"\ndaemonize no\n%s\n" % (
+            self.port, user)
+        conf = self.dir / "redis.conf"
+        conf.write_text(text)
+        return conf
+
+
+class RedisConfTest(PixqTestCase):
+    """deploy/redis.conf."""
+
+    start_worker_in_setup = False
+
+    def setUp(self):
+        original = harness.RedisServer
+        harness.RedisServer = FleetRedisServer  # setUp builds self.redis_server from it
+        try:
+            super().setUp()
+        finally:
+            harness.RedisServer = original
+
+    def config(self, name):
+        reply = self.redis.execute("CONFIG", "GET", name)
+        return reply[1] if reply else None
+
+    def test_settings_that_keep_jobs(self):
+        want = {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction",
+                "maxmemory": str(1 << 30), "protected-mode": "yes", "timeout": "0",
+                "aof-use-rdb-preamble": "yes", "no-appendfsync-on-rewrite": "no",
+                "tcp-keepalive": "60"}
+        got = {k: self.config(k) for k in want}
+        self.assertEqual(got, want)
+        text = REDIS_CONF.read_text()
+        self.assertRegex(text, r"(?m)^bind 127\.0\.0\.1 -::1$", "the file binds loopback only")
+        self.assertRegex(text, r"(?m)^# requirepass ")
+        # the AOF really is written
+        self.redis.lpush("pixq:{default}:jobs", "{}")
+        self.wait_until(lambda: any(p.stat().st_size > 0
+                                    for p in (self.redis_server.dir).rglob("*.aof*")
+                                    if p.is_file()), 5, "an AOF file")
+
+    def test_acl_user_runs_a_worker_and_the_cli(self):
+        url = "redis://pixq:%s@127.0.0.1:%d/0" % (ACL_PASSWORD, self.redis_server.port)
+        self.start_worker(PIXQ_REDIS_URL=url)
+        src = self.src.add("/a.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+        job = self.make_job(src, "acl/a.png", params={"width": 16}, job_id="acl-job")
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(job, f)
+            f.flush()
+            r = self.run_pixq("submit", f.name, "--wait", "--timeout", "60",
+                              env={"PIXQ_REDIS_URL": url})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("acl-job", r.stdout)
+        r = self.run_pixq("stats", "--json", env={"PIXQ_REDIS_URL": url})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        json.loads(r.stdout)
+        r = self.run_pixq("limit", "show", env={"PIXQ_REDIS_URL": url})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # the user is held to pixq's keys and refused the dangerous commands
+        acl = harness.Redis("127.0.0.1", self.redis_server.port)
+        self.addCleanup(acl.close)
+        self.assertEqual(acl.execute("AUTH", "pixq", ACL_PASSWORD), "OK")
+        for cmd in (("FLUSHALL",), ("CONFIG", "SET", "appendonly", "no"), ("SET", "other", "1"),
+                    ("DEBUG", "SLEEP", "0")):
+            with self.assertRaises(harness.RespError, msg=" ".join(cmd)):
+                acl.execute(*cmd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Containerfile
+
+
+def apt_closure(packages):
+    """The packages and everything they depend on (Depends and Pre-Depends), per apt-cache."""
+    r = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+             "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *packages])
+    names = set(packages)
+    for line in r.stdout.splitlines():
+        m = re.match(r"^\s*(?:\|?(?:Pre)?Depends: )?<?([a-z0-9][a-z0-9.+-]+)", line)
+        if m:
+            names.add(m.group(1).split(":")[0])
+    return names
+
+
+def package_of(path):
+    """The Debian package that owns a file (tried as given and with /usr merged), or None."""
+    real = os.path.realpath(path)
+    candidates = {path, real, real.replace("/usr/lib/", "/lib/", 1)}
+    for p in candidates:
+        r = run(["dpkg", "-S", p])
+        if r.returncode == 0:
+            return r.stdout.split(":")[0].strip()
+    return None
+
+
+def needed_libraries(binary):
+    """{soname: path} of the shared libraries a program needs directly."""
+    r = run(["readelf", "-d", str(binary)])
+    sonames = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", r.stdout)
+    r = run(["ldd", str(binary)])
+    paths = dict(re.findall(r"^\s*(\S+) => (\S+)", r.stdout, re.M))
+    for path in re.findall(r"^\s*(/\S+) \(0x", r.stdout, re.M):  # the dynamic loader
+        paths.setdefault(os.path.basename(path), path)
+    return {s: paths.get(s) for s in sonames}
+
+
+class ContainerfileTest(unittest.TestCase):
+    """deploy/Containerfile."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.parsed = node("containerfile.js", CONTAINERFILE)
+        cls.stages = []
+        for ins in cls.parsed["instructions"]:
+            if ins["keyword"] == "FROM":
+                cls.stages.append({"from": ins, "instructions": []})
+            elif cls.stages:
+                cls.stages[-1]["instructions"].append(ins)
+
+    def stage(self, i):
+        return self.stages[i]["instructions"]
+
+    def keyword(self, i, kw):
+        return [ins for ins in self.stage(i) if ins["keyword"] == kw]
+
+    def apt_packages(self, i):
+        pkgs = []
+        for ins in self.keyword(i, "RUN"):
+            for m in re.finditer(r"apt-get install ((?:\s*-\S+)*)((?:\s+[a-z0-9][a-z0-9.+-]+)+)",
+                                 ins["content"]):
+                pkgs += m.group(2).split()
+        return pkgs
+
+    def test_lint_clean(self):
+        self.assertEqual(self.parsed["diagnostics"], [])
+
+    def test_linter_catches_a_broken_file(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".Containerfile") as f:
+            f.write(CONTAINERFILE.read_text().replace("COPY common/ common/", "COPY common/")
+                    .replace("FROM debian:12-slim\n", "FROM\n"))
+            f.flush()
+            messages = [d["message"] for d in node("containerfile.js", f.name)["diagnostics"]]
+        self.assertEqual(len(messages), 2, messages)
+
+    def test_stages_base_user_entrypoint(self):
+        self.assertEqual(len(self.stages), 2)
+        self.assertEqual(self.stages[0]["from"]["args"], ["debian:12-slim", "AS", "build"])
+        self.assertEqual(self.stages[1]["from"]["args"], ["debian:12-slim"])
+        users = self.keyword(1, "USER")
+        self.assertEqual(len(users), 1)
+        uid = users[0]["args"][0].split(":")[0]
+        self.assertRegex(uid, r"^[1-9][0-9]*$", "USER must be a numeric non-root uid")
+        self.assertEqual(self.keyword(1, "ENTRYPOINT")[0]["content"],
+                         '["/usr/local/bin/pixq-worker"]')
+        # the USER comes after the last RUN: nothing runs as root at run time
+        last_run = max(ins["line"] for ins in self.keyword(1, "RUN"))
+        self.assertGreater(users[0]["line"], last_run)
+        self.assertIn("--uid %s" % uid, " ".join(i["content"] for i in self.keyword(1, "RUN")))
+
+    def test_no_secrets(self):
+        for stage in range(2):
+            for ins in self.keyword(stage, "ENV") + self.keyword(stage, "ARG"):
+                self.assertNotRegex(ins["content"], r"(?i)secret|password|AWS_|REDIS_URL",
+                                    "line %d" % ins["line"])
+            for ins in self.keyword(stage, "COPY") + self.keyword(stage, "ADD"):
+                self.assertNotRegex(ins["content"], r"\.env\b|credentials", ins)
+
+    def test_copy_sources_exist(self):
+        self.assertEqual(self.keyword(1, "ADD") + self.keyword(0, "ADD"), [])
+        copies = self.keyword(0, "COPY")
+        self.assertGreater(len(copies), 3)
+        for ins in copies:
+            self.assertEqual(ins["flags"], {}, ins)
+            for src in ins["args"][:-1]:
+                self.assertTrue((REPO / src).exists(), "COPY source %s is not in the repo" % src)
+        for ins in self.keyword(1, "COPY"):
+            self.assertEqual(ins["flags"], {"from": "build"}, ins)
+
+    def test_packages_exist(self):
+        for stage in range(2):
+            pkgs = self.apt_packages(stage)
+            self.assertGreater(len(pkgs), 3)
+            for p in pkgs:
+                r = run(["apt-cache", "show", "--no-all-versions", p])
+                self.assertEqual(r.returncode, 0, "Debian has no package %s (stage %d): %s"
+                                 % (p, stage, r.stderr.strip()))
+
+    def test_build_packages_provide_every_dependency(self):
+        """Every dependency('X') of the meson files the build stage copies comes, through
+        pkg-config, from a package the build stage installs (or one they depend on)."""
+        build = apt_closure(self.apt_packages(0))
+        names = set()
+        for path in [REPO / "meson.build"] + sorted(REPO.glob("*/**/meson.build")):
+            if "node_modules" not in path.parts:
+                names |= set(re.findall(r"dependency\('([^']+)'", path.read_text()))
+        names.discard("threads")
+        self.assertGreater(len(names), 5, names)
+        for name in sorted(names):
+            r = run(["pkg-config", "--path", name])
+            self.assertEqual(r.returncode, 0, "pkg-config knows no %s" % name)
+            pkg = package_of(r.stdout.strip())
+            self.assertIn(pkg, build, "meson needs %s (%s), which the build stage does not "
+                          "install" % (name, pkg))
+        for tool in ("meson", "ninja-build", "pkg-config", "gcc", "libc6-dev"):
+            self.assertIn(tool, build)
+
+    def test_runtime_packages_provide_every_library(self):
+        runtime = apt_closure(self.apt_packages(1))
+        for program in (CONFIG.worker, CONFIG.pixq):
+            for soname, path in needed_libraries(program).items():
+                if soname.startswith(("libasan", "libubsan")):
+                    continue  # sanitizer builds only
+                self.assertIsNotNone(path, "%s: %s not found" % (program, soname))
+                pkg = package_of(path)
+                self.assertIsNotNone(pkg, "no Debian package owns %s" % path)
+                self.assertIn(pkg, runtime | {"libc6"},
+                              "%s needs %s (%s), which the runtime stage does not install"
+                              % (program, soname, pkg))
+        self.assertIn("ca-certificates", runtime)
+
+    @unittest.skipIf(CONFIG.sanitized, "the build stage is checked in the plain build's run")
+    def test_build_stage_commands_build_the_programs(self):
+        """WORKDIR and COPY emulated on a copy of exactly what the build stage copies, then its
+        RUN lines other than apt-get run there; the runtime stage's COPY --from source must
+        then hold both programs, and they run."""
+        tmp = Path(tempfile.mkdtemp(prefix="pixq-containerfile-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        root, workdir = tmp / "root", "/"
+        ignore = shutil.ignore_patterns("node_modules", "__pycache__")
+        for ins in self.stage(0):
+            kw, args = ins["keyword"], ins["args"]
+            if kw == "WORKDIR":
+                workdir = os.path.join(workdir, args[0])
+                (root / workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            elif kw == "COPY":
+                dest = root / os.path.join(workdir, args[-1]).lstrip("/")
+                for src in args[:-1]:
+                    if (REPO / src).is_dir():
+                        shutil.copytree(REPO / src, dest, ignore=ignore, dirs_exist_ok=True)
+                    else:
+                        dest.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(REPO / src, dest)
+            elif kw == "RUN" and not ins["content"].startswith("apt-get"):
+                r = run(["sh", "-ec", ins["content"]], cwd=root / workdir.lstrip("/"),
+                        env=clean_env(), timeout=600)
+                self.assertEqual(r.returncode, 0, "RUN line %d failed:\n%s%s"
+                                 % (ins["line"], r.stdout[-3000:], r.stderr[-3000:]))
+        src = self.keyword(1, "COPY")[0]["args"][0]
+        out = root / src.lstrip("/")
+        self.assertEqual(sorted(p.name for p in out.iterdir()), ["pixq", "pixq-worker"])
+        for prog in ("pixq", "pixq-worker"):
+            r = run([str(out / prog), "--help"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubernetes
+
+
+def load_yaml(path):
+    import yaml  # python3-yaml
+
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+class KubernetesTest(unittest.TestCase):
+    """deploy/k8s/: deployment.yaml, secret.yaml, scaledobject.yaml."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.docs = []
+        for name in ("deployment.yaml", "secret.yaml", "scaledobject.yaml"):
+            cls.docs += load_yaml(K8S / name)
+        cls.by_kind = {d["kind"]: d for d in cls.docs}
+
+    def validate(self, docs):
+        return node("k8s.js", input=json.dumps(docs))
+
+    def test_schemas(self):
+        results = self.validate(self.docs)
+        self.assertEqual(sorted(r["kind"] for r in results),
+                         ["Deployment", "ScaledObject", "Secret", "TriggerAuthentication"])
+        for r in results:
+            self.assertEqual(r["errors"], [], r)
+
+    def test_schemas_catch_broken_objects(self):
+        broken = json.loads(json.dumps(self.docs))
+        kinds = {d["kind"]: d for d in broken}
+        kinds["Deployment"]["spec"]["replicas"] = "two"
+        del kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]["name"]
+        del kinds["ScaledObject"]["spec"]["scaleTargetRef"]
+        kinds["Secret"]["stringData"]["X"] = 1
+        kinds["TriggerAuthentication"]["spec"]["secretTargetRef"][0]["key"] = ["k"]
+        for r in self.validate(broken):
+            self.assertNotEqual(r["errors"], [], r["kind"])
+        typo = [dict(self.by_kind["Deployment"], apiVersion="apps/v1beta9")]
+        self.assertNotEqual(self.validate(typo)[0]["errors"], [])
+        # unknown (misspelt) fields, which the schema validators let through, are refused by
+        # the type check
+        unknown = json.loads(json.dumps(self.docs))
+        kinds = {d["kind"]: d for d in unknown}
+        kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]["securityContext"][
+            "readOnlyRootFilesytem"] = True
+        kinds["ScaledObject"]["spec"]["maxReplicas"] = 3
+        kinds["Secret"]["stringDta"] = {}
+        kinds["TriggerAuthentication"]["spec"]["secretTargetRef"][0]["keyy"] = "x"
+        for r in self.validate(unknown):
+            self.assertEqual(len(r["errors"]), 1, r)
+            self.assertRegex(r["errors"][0], r"^type: Object literal may only specify known "
+                             r"properties, and '\"(readOnlyRootFilesytem|maxReplicas|stringDta|"
+                             r"keyy)\"' does not exist")
+
+    def container(self):
+        return self.by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+
+    def env(self):
+        """The container's environment: the Secret's keys, then its own env (which wins)."""
+        env = dict(self.by_kind["Secret"]["stringData"])
+        env.update({e["name"]: e["value"] for e in self.container()["env"]})
+        return env
+
+    def test_security_context_and_resources(self):
+        pod = self.by_kind["Deployment"]["spec"]["template"]["spec"]
+        c = self.container()
+        self.assertIs(pod["securityContext"]["runAsNonRoot"], True)
+        sc = c["securityContext"]
+        self.assertIs(sc["runAsNonRoot"], True)
+        self.assertIs(sc["readOnlyRootFilesystem"], True)
+        self.assertIs(sc["allowPrivilegeEscalation"], False)
+        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+        self.assertNotIn("add", sc["capabilities"])
+        uid = re.search(r"(?m)^USER (\d+)", CONTAINERFILE.read_text()).group(1)
+        self.assertEqual(str(pod["securityContext"]["runAsUser"]), uid)
+        for kind in ("requests", "limits"):
+            self.assertEqual(sorted(c["resources"][kind]), ["cpu", "memory"])
+        tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
+        self.assertEqual(len(tmp), 1, "a writable /tmp for ImageMagick's disk cache")
+
+    def test_env_is_valid_for_the_worker(self):
+        env = self.env()
+        known = set(worker_settings()) | {"TMPDIR", "REDIS_USERNAME", "REDIS_PASSWORD"}
+        self.assertEqual(set(env) - known, set())
+        r = print_config(env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.container()["envFrom"],
+                         [{"secretRef": {"name": self.by_kind["Secret"]["metadata"]["name"]}}])
+        for key in ("AWS_SECRET_ACCESS_KEY", "PIXQ_POSTBACK_SECRET", "REDIS_PASSWORD"):
+            self.assertIn("CHANGE-ME", env[key])
+
+    def test_grace_period_and_probe(self):
+        env = self.env()
+        grace = self.by_kind["Deployment"]["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"]
+        shutdown_ms = int(env.get("PIXQ_SHUTDOWN_TIMEOUT_MS",
+                                  worker_settings()["PIXQ_SHUTDOWN_TIMEOUT_MS"]))
+        self.assertGreaterEqual(grace, shutdown_ms / 1000 + 10)
+        port = int(env["PIXQ_METRICS_ADDR"].rsplit(":", 1)[1])
+        ports = {p["name"]: p["containerPort"] for p in self.container()["ports"]}
+        probe = self.container()["livenessProbe"]["httpGet"]
+        self.assertEqual(ports[probe["port"]], port)
+        self.assertEqual(probe["path"], "/metrics")
+        annotations = self.by_kind["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+        self.assertEqual(annotations["prometheus.io/port"], str(port))
+
+    def test_keda_scales_this_deployment_on_its_queues(self):
+        so, dep = self.by_kind["ScaledObject"], self.by_kind["Deployment"]
+        self.assertEqual(so["spec"]["scaleTargetRef"]["name"], dep["metadata"]["name"])
+        self.assertEqual(so["metadata"]["namespace"], dep["metadata"]["namespace"])
+        env = self.env()
+        queues = env.get("PIXQ_QUEUE", "default").split(",")
+        triggers = so["spec"]["triggers"]
+        self.assertEqual(sorted(t["metadata"]["listName"] for t in triggers),
+                         sorted("pixq:{%s}:jobs" % q for q in queues))
+        self.assertIn("pixq:{default}:jobs", [t["metadata"]["listName"] for t in triggers])
+        url = urllib.parse.urlsplit(env["PIXQ_REDIS_URL"])
+        auth = self.by_kind["TriggerAuthentication"]
+        secret = self.by_kind["Secret"]
+        refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+        for t in triggers:
+            md = t["metadata"]
+            self.assertEqual(t["type"], "redis")
+            self.assertGreater(int(md["listLength"]), 0)
+            self.assertEqual(md["address"], "%s:%d" % (url.hostname, url.port))
+            self.assertEqual(md["databaseIndex"], url.path.strip("/"))
+            self.assertEqual(t["authenticationRef"]["name"], auth["metadata"]["name"])
+        for param, want in (("username", url.username), ("password", url.password)):
+            self.assertEqual(refs[param]["name"], secret["metadata"]["name"])
+            self.assertEqual(secret["stringData"][refs[param]["key"]], want)
+
+
+if __name__ == "__main__":
+    harness.main()
