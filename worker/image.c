@@ -1,5 +1,7 @@
 #include "image.h"
 
+#include <limits.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +9,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "log.h"
+#include "webp.h"
 
 #define MIB (1024ULL * 1024ULL)
 
@@ -143,6 +146,7 @@ int img_config_from(const struct cfg *c, struct img_config *out, struct err *e)
         .map_mb = c->magick_map_mb,
         .disk_mb = c->magick_disk_mb,
         .time_s = c->magick_time_s,
+        .shrink_on_load = c->shrink_on_load,
     };
     return 0;
 }
@@ -327,7 +331,7 @@ static void log_guard(void)
     char q[IMG_FORMATS_MAX + 16];
     LOG_INFO("image_guard",
              "formats=%s max_frames=%ld time_s=%ld memory_mb=%llu map_mb=%llu disk_mb=%llu "
-             "area=%llu width=%llu height=%llu list_length=%llu threads=%llu",
+             "area=%llu width=%llu height=%llu list_length=%llu threads=%llu shrink_on_load=%d",
              log_quote(guard.allowed, q, sizeof q), guard.cfg.max_frames, guard.cfg.time_s,
              (unsigned long long)(GetMagickResourceLimit(MemoryResource) / MIB),
              (unsigned long long)(GetMagickResourceLimit(MapResource) / MIB),
@@ -336,7 +340,23 @@ static void log_guard(void)
              (unsigned long long)GetMagickResourceLimit(WidthResource),
              (unsigned long long)GetMagickResourceLimit(HeightResource),
              (unsigned long long)GetMagickResourceLimit(ListLengthResource),
-             (unsigned long long)GetMagickResourceLimit(ThreadResource));
+             (unsigned long long)GetMagickResourceLimit(ThreadResource),
+             guard.cfg.shrink_on_load ? 1 : 0);
+}
+
+/* Large buffers (ImageMagick's pixel caches, libjpeg's coefficients, decoded rows) are freed at
+ * the end of every job and allocated again by the next. With glibc's defaults each is a new mmap
+ * whose pages are faulted in and zeroed on every job: a quarter of a large PNG's decode, a sixth
+ * of a large JPEG's. Freed memory up to ImageMagick's memory limit stays in the heap instead, for
+ * the next job: the process's peak is unchanged, but its resident size stays near the peak of
+ * its recent jobs (bounded by PIXQ_MAGICK_MEMORY_MB) rather than falling back between jobs. */
+static void keep_buffers(const struct img_config *c)
+{
+    long mb = c->memory_mb < INT_MAX / (1024 * 1024) ? c->memory_mb : INT_MAX / (1024 * 1024);
+    int bytes = (int)(mb * 1024 * 1024);
+    if (mallopt(M_MMAP_THRESHOLD, bytes) != 1 || mallopt(M_TRIM_THRESHOLD, bytes) != 1) {
+        LOG_WARN("malloc_settings_refused", "bytes=%d", bytes);
+    }
 }
 
 int img_start(const struct img_config *c, struct err *e)
@@ -354,6 +374,7 @@ int img_start(const struct img_config *c, struct err *e)
         MagickWandTerminus();
         return -1;
     }
+    keep_buffers(c);
     guard.started = true;
     log_guard();
     return 0;
@@ -508,36 +529,18 @@ static int check_pinged(MagickWand *w, const struct sniff_info *si, long max_pix
     return 0;
 }
 
-/* Reads the headers of every frame (no pixels) and checks them. */
-static int ping_frames(const void *data, size_t len, const struct sniff_info *si, long max_pixels,
-                       void *deadline, struct err *e)
-{
-    MagickWand *w = reader(si, deadline, e);
-    if (w == NULL) {
-        return -1;
-    }
-    int rc;
-    if (MagickPingImageBlob(w, data, len) == MagickFalse ||
-        MagickGetExceptionType(w) >= ErrorException || past_deadline(w)) {
-        rc = unreadable(w, si, e);
-    } else {
-        rc = check_pinged(w, si, max_pixels, e);
-    }
-    DestroyMagickWand(w);
-    return rc;
-}
-
 /* Decodes the first frame only ("[0]") into a wand of its own (no explicit format left on it,
- * so that encoding follows the output's format). */
+ * so that encoding follows the output's format); `size` is a "jpeg:size" hint or NULL. */
 static MagickWand *read_first(const void *data, size_t len, const struct sniff_info *si,
-                              void *deadline, struct err *e)
+                              const char *size, void *deadline, struct err *e)
 {
     MagickWand *r = reader(si, deadline, e);
     if (r == NULL) {
         return NULL;
     }
     MagickWand *w = NULL;
-    if (MagickSetFilename(r, "[0]") == MagickFalse ||
+    if ((size != NULL && MagickSetOption(r, "jpeg:size", size) == MagickFalse) ||
+        MagickSetFilename(r, "[0]") == MagickFalse ||
         MagickReadImageBlob(r, data, len) == MagickFalse || MagickGetNumberImages(r) == 0 ||
         MagickGetExceptionType(r) >= ErrorException || past_deadline(r)) {
         unreadable(r, si, e);
@@ -555,11 +558,52 @@ static MagickWand *read_first(const void *data, size_t len, const struct sniff_i
     return w;
 }
 
-MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *width, long *height,
-                       struct err *e)
+/* Reads the headers of every frame (no pixels), checks them, and keeps the first frame's. */
+static MagickWand *ping_first(const void *data, size_t len, const struct sniff_info *si,
+                              long max_pixels, void *deadline, struct err *e)
+{
+    MagickWand *r = reader(si, deadline, e);
+    if (r == NULL) {
+        return NULL;
+    }
+    MagickWand *w = NULL;
+    /* a JPEG's profiles are parsed when it is decoded: parsing a large EXIF block (every tag
+     * formatted as text) costs as much as a quarter of a thumbnail's decode, so not twice */
+    if (si->format == SNIFF_JPEG) {
+        MagickSetOption(r, "profile:skip", "ICC,IPTC,APP");
+    }
+    if (MagickPingImageBlob(r, data, len) == MagickFalse ||
+        MagickGetExceptionType(r) >= ErrorException || past_deadline(r)) {
+        unreadable(r, si, e);
+    } else if (check_pinged(r, si, max_pixels, e) == 0) {
+        MagickSetFirstIterator(r);
+        w = NewMagickWandFromImage(GetImageFromMagickWand(r));
+        if (w == NULL) {
+            err_set(e, "out of memory");
+        }
+    }
+    DestroyMagickWand(r);
+    return w;
+}
+
+/* The headers of a still WebP, read by libwebp (webp.h): ImageMagick's ping would decode it. */
+static MagickWand *probe_webp(const void *data, size_t len, long width, long height,
+                              long max_pixels, struct img_probe *p, struct err *e)
+{
+    if (check_size(width, height, max_pixels, e) < 0) {
+        return NULL;
+    }
+    p->width = width;
+    p->height = height;
+    return webp_headers(data, len, e);
+}
+
+MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_probe *p,
+                      struct err *e)
 {
     struct sniff_info si;
     sniff_image(data, len, &si);
+    memset(p, 0, sizeof *p);
     if (!guard.started) {
         err_set(e, "ImageMagick is not started");
         return NULL;
@@ -567,19 +611,78 @@ MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *widt
     if (check_declared(&si, max_pixels, e) < 0) {
         return NULL;
     }
-    void *deadline = deadline_in(guard.cfg.time_s * 1000);
-    if (ping_frames(data, len, &si, max_pixels, deadline, e) < 0) {
+    long ww = 0, wh = 0;
+    bool still_webp = si.format == SNIFF_WEBP && webp_still(data, len, &ww, &wh);
+    p->deadline = deadline_in(guard.cfg.time_s * 1000);
+    p->decoded = si.format == SNIFF_WEBP && !still_webp; /* animated: ImageMagick decodes it */
+    MagickWand *w = still_webp   ? probe_webp(data, len, ww, wh, max_pixels, p, e)
+                    : p->decoded ? read_first(data, len, &si, NULL, p->deadline, e)
+                                 : ping_first(data, len, &si, max_pixels, p->deadline, e);
+    if (w != NULL && p->decoded && check_pinged(w, &si, max_pixels, e) < 0) {
+        w = DestroyMagickWand(w);
+    }
+    if (w == NULL) {
         return NULL;
     }
-    MagickWand *w = read_first(data, len, &si, deadline, e);
+    p->format = si.format;
+    p->name = si.name;
+    if (!still_webp) {
+        p->width = (long)MagickGetImageWidth(w);
+        p->height = (long)MagickGetImageHeight(w);
+    }
+    /* a JPEG's orientation is in the EXIF block the ping skipped: unknown (-1) */
+    p->orientation = si.format == SNIFF_JPEG ? -1 : (int)MagickGetImageOrientation(w);
+    return w;
+}
+
+MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
+                     long hint_h, struct err *e)
+{
+    struct sniff_info si = {.format = p->format, .name = p->name};
+    char size[48];
+    bool hint = hint_w > 0 && hint_h > 0 && hint_w <= p->width && hint_h <= p->height;
+    snprintf(size, sizeof size, "%ldx%ld", hint_w, hint_h);
+    MagickWand *w;
+    if (p->format == SNIFF_WEBP && !p->decoded) { /* still WebP: libwebp scales to the hint */
+        w = webp_read(data, len, hint ? hint_w : p->width, hint ? hint_h : p->height, e);
+        if (w != NULL) {
+            MagickSetImageProgressMonitor(w, before_deadline, p->deadline);
+        }
+    } else {
+        w = read_first(data, len, &si, hint && p->format == SNIFF_JPEG ? size : NULL, p->deadline,
+                       e);
+    }
+    if (w == NULL) {
+        return NULL;
+    }
+    long width = (long)MagickGetImageWidth(w), height = (long)MagickGetImageHeight(w);
+    if (width > p->width || height > p->height) {
+        err_set(e, "cannot read the %s image (%ldx%ld pixels, its headers said %ldx%ld)", si.name,
+                width, height, p->width, p->height);
+        return DestroyMagickWand(w);
+    }
+    return w;
+}
+
+bool img_shrink_on_load(void)
+{
+    return guard.started && guard.cfg.shrink_on_load;
+}
+
+MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *width, long *height,
+                       struct err *e)
+{
+    struct img_probe p;
+    MagickWand *w = img_probe(data, len, max_pixels, &p, e);
+    if (w != NULL && !p.decoded) {
+        DestroyMagickWand(w);
+        w = img_read(data, len, &p, 0, 0, e);
+    }
     if (w == NULL) {
         return NULL;
     }
     *width = (long)MagickGetImageWidth(w);
     *height = (long)MagickGetImageHeight(w);
-    if (check_size(*width, *height, max_pixels, e) < 0) {
-        return DestroyMagickWand(w);
-    }
     return w;
 }
 

@@ -43,7 +43,8 @@ struct img_config {
     long memory_mb;   /* ImageMagick's memory, map and disk limits, MiB */
     long map_mb;
     long disk_mb;
-    long time_s; /* the deadline of each source, seconds (see above) */
+    long time_s;         /* the deadline of each source, seconds (see above) */
+    bool shrink_on_load; /* JPEG sources decoded at the smallest size the job needs (shrink.h) */
 };
 
 /* Parses a comma-separated list of formats ("jpeg,png, GIF"; see sniff_format_named()) into
@@ -87,6 +88,39 @@ struct img_output {
  * than the limit of 50000000 pixels", "image has 5000 frames, more than the limit of 100"... */
 MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *width, long *height,
                        struct err *e);
+
+/* A source that passed the image guard (headers and ImageMagick's ping) but whose pixels are not
+ * decoded yet: img_probe() then img_read(), so that the caller can choose the size to decode at
+ * once it knows the job (shrink-on-load). */
+struct img_probe {
+    enum sniff_format format;
+    const char *name;   /* "JPEG"..., for messages (static) */
+    long width, height; /* the first frame, as stored (before auto-orient) */
+    int orientation;    /* its EXIF orientation (ImageMagick's OrientationType; 0: none; -1:
+                           not known before decoding, for a JPEG) */
+    void *deadline;     /* PIXQ_MAGICK_TIME_S from the probe (see above) */
+    bool decoded;       /* the probe decoded the pixels already (WebP, see img_probe()) */
+};
+
+/* The image guard of img_decode() without the decoding: fills `p` and returns the pinged first
+ * frame (headers, properties and profiles, no pixels; destroy it), or NULL with the reason. A
+ * JPEG is pinged without its profiles (they are read once, with the pixels).
+ * ImageMagick 6's WebP reader decodes the whole image even to ping it, and takes no size hint:
+ * a still WebP is read by libwebp instead (webp.h: the wand is then a 1x1 image that carries
+ * the profiles and orientation, the size is in `p`), and an animated one decoded here, once, by
+ * ImageMagick (p->decoded is then true and the wand holds the pixels). */
+MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_probe *p,
+                      struct err *e);
+
+/* Decodes the first frame of a probed source. With `hint_w` x `hint_h` (0 x 0: none) a JPEG is
+ * decoded by libjpeg at a reduced scale (ImageMagick's "jpeg:size": the largest of 1/8, 1/4, 3/8,
+ * 1/2 that keeps both sides at or above the hint), a still WebP by libwebp at exactly that size;
+ * other formats ignore it. Returns a wand to destroy, or NULL with the reason. */
+MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
+                     long hint_h, struct err *e);
+
+/* Whether shrink-on-load is on (PIXQ_SHRINK_ON_LOAD, img_config.shrink_on_load). */
+bool img_shrink_on_load(void);
 
 /* A new `width` x `height` image filled with `color` (which may be transparent: the image then
  * has an alpha channel), with a deadline like a decoded source's. Returns a wand to destroy, or

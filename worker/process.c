@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "log.h"
 #include "ops.h"
+#include "shrink.h"
 #include "source.h"
 
 struct walk {
@@ -96,11 +99,64 @@ static int walk_tree(struct walk *wk, MagickWand *parent, const struct job_fn *f
     return 0;
 }
 
+/* A decoded source still at its stored size is brought to the plan's size with a box filter
+ * (what libjpeg's DCT scaling amounts to): for sources no decoder can shrink (PNG, GIF, an
+ * animated WebP...), the rest of the tree then resizes a small image instead of the whole one. */
+static int shrink_after_load(struct src_image *src, const struct shrink_plan *plan, struct err *e)
+{
+    MagickWand *w = src->wand;
+    if ((long)MagickGetImageWidth(w) != src->width ||
+        (long)MagickGetImageHeight(w) != src->height) {
+        return 0;
+    }
+    /* from 1/4 or less, sample to twice the plan first (as ImageMagick's thumbnail samples to
+     * five times the output): the box filter then reads a quarter of the pixels */
+    bool sample = plan->scale * 4 <= SHRINK_DENOM;
+    if ((sample &&
+         MagickSampleImage(w, (size_t)plan->width * 2, (size_t)plan->height * 2) == MagickFalse) ||
+        MagickScaleImage(w, (size_t)plan->width, (size_t)plan->height) == MagickFalse) {
+        return img_fail(w, "shrink", e);
+    }
+    return 0;
+}
+
+/* Decodes a pending source, at the smallest size the job allows (shrink.h): a JPEG through
+ * libjpeg's scaling, a still WebP through libwebp's, anything else decoded in full then shrunk
+ * (an animated WebP, already decoded by the probe, too). */
+static int decode_source(const struct job *j, struct src_image *src, struct proc_result *out,
+                         struct err *e)
+{
+    struct shrink_plan plan;
+    bool fresh = src->pending || src->probe.decoded; /* from bytes, not used yet */
+    bool shrink = fresh && img_shrink_on_load() &&
+                  shrink_plan(j, src->width, src->height, src->probe.orientation, &plan);
+    /* a JPEG and a still WebP shrink while decoding (libjpeg, libwebp) */
+    bool by_decoder =
+        src->pending && (src->probe.format == SNIFF_JPEG || src->probe.format == SNIFF_WEBP);
+    long t0 = clock_mono_ms();
+    if (src_decode(src, shrink && by_decoder ? &plan : NULL, e) < 0) {
+        return -1;
+    }
+    by_decoder = by_decoder && (long)MagickGetImageWidth(src->wand) != src->width;
+    if (shrink && shrink_after_load(src, &plan, e) < 0) {
+        return -1;
+    }
+    out->decoded_width = (long)MagickGetImageWidth(src->wand);
+    out->decoded_height = (long)MagickGetImageHeight(src->wand);
+    if (fresh) {
+        const char *by = !shrink ? "none" : by_decoder ? "decoder" : "box";
+        LOG_DEBUG("decoded", "source=%ldx%ld decoded=%ldx%ld scale=%d/8 by=%s ms=%ld", src->width,
+                  src->height, out->decoded_width, out->decoded_height,
+                  shrink ? plan.scale : SHRINK_DENOM, by, clock_mono_ms() - t0);
+    }
+    return 0;
+}
+
 int proc_run(const struct job *j, struct src_image *src, const struct proc_opts *o,
              struct proc_result *out, struct err *e)
 {
     memset(out, 0, sizeof *out);
-    if (proc_check(j, e) < 0) {
+    if (proc_check(j, e) < 0 || decode_source(j, src, out, e) < 0) {
         return -1;
     }
     out->original_meta = src_describe(j, src, e);
@@ -185,7 +241,7 @@ static int move_needs_encoding(const struct job_save *dest, const struct src_ima
     return 0;
 }
 
-static int move_original(const struct job_save *dest, const struct src_image *src,
+static int move_original(const struct job_save *dest, struct src_image *src,
                          const struct proc_opts *o, const struct proc_sink *sink, struct err *e)
 {
     bool encode = false;
@@ -202,6 +258,9 @@ static int move_original(const struct job_save *dest, const struct src_image *sr
     struct job_save as = *dest;
     if (as.format[0] == '\0') {
         snprintf(as.format, sizeof as.format, "png");
+    }
+    if (src_decode(src, NULL, e) < 0) { /* a converted copy is the whole image */
+        return -1;
     }
     MagickWand *copy = CloneMagickWand(src->wand);
     if (copy == NULL) {

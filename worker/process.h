@@ -28,7 +28,8 @@ struct proc_output {
 };
 
 struct proc_result {
-    json_object *original_meta; /* owned; NULL until the source was described */
+    json_object *original_meta;         /* owned; NULL until the source was described */
+    long decoded_width, decoded_height; /* the size the source was decoded at (shrink-on-load) */
     struct proc_output *outputs;
     size_t n_outputs;
 };
@@ -49,8 +50,10 @@ struct proc_sink {
  * with Blitline's message "Unknown function named 'X'". */
 int proc_check(const struct job *j, struct err *e);
 
-/* Describes a loaded source (original_meta), auto-orients it (unless the job says not to),
- * walks the tree and encodes each save into `out` (initialised here; release with
+/* Decodes a loaded source if it is still pending (at the smallest size the tree allows when
+ * PIXQ_SHRINK_ON_LOAD is on and the source is a JPEG: see shrink.h), describes it
+ * (original_meta), auto-orients it (unless the job says not to), walks the tree and encodes
+ * each save into `out` (initialised here; release with
  * proc_result_finish(), also after a failure, which may leave original_meta set). The source's
  * wand is changed (oriented). Returns 0 or -1. */
 int proc_run(const struct job *j, struct src_image *src, const struct proc_opts *o,

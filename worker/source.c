@@ -9,6 +9,7 @@
 
 #include "hash.h"
 #include "image.h"
+#include "log.h"
 #include "ops.h"
 
 /* ---------------------------------------------------------------- references */
@@ -134,12 +135,52 @@ static int src_bytes(const struct src_loader *l, json_object *src, struct buf *o
     return l->fetch(l->fetch_user, src, out, e);
 }
 
-/* Decodes out->bytes into out->wand. */
+/* Puts out->bytes through the image guard: out->wand holds the headers until src_decode(). */
 static int decode(const struct src_loader *l, struct src_image *out, struct err *e)
 {
-    out->wand =
-        img_decode(out->bytes.data, out->bytes.len, l->max_pixels, &out->width, &out->height, e);
-    return out->wand != NULL ? 0 : -1;
+    out->wand = img_probe(out->bytes.data, out->bytes.len, l->max_pixels, &out->probe, e);
+    if (out->wand == NULL) {
+        return -1;
+    }
+    out->width = out->probe.width;
+    out->height = out->probe.height;
+    out->pending = !out->probe.decoded;
+    return 0;
+}
+
+/* libjpeg gave another size than the plan's: decode in full instead. */
+static MagickWand *plan_missed(struct src_image *im, MagickWand *w, const struct shrink_plan *plan,
+                               struct err *e)
+{
+    LOG_WARN("shrink_on_load_missed", "source=%ldx%ld hint=%ldx%ld expected=%ldx%ld got=%zux%zu",
+             im->width, im->height, plan->hint_w, plan->hint_h, plan->width, plan->height,
+             MagickGetImageWidth(w), MagickGetImageHeight(w));
+    DestroyMagickWand(w);
+    return img_read(im->bytes.data, im->bytes.len, &im->probe, 0, 0, e);
+}
+
+int src_decode(struct src_image *im, const struct shrink_plan *plan, struct err *e)
+{
+    if (!im->pending) {
+        return 0;
+    }
+    /* libjpeg takes ImageMagick's "jpeg:size" hint, libwebp the size itself */
+    bool exact = im->probe.format == SNIFF_WEBP;
+    long hw = plan == NULL ? 0 : exact ? plan->width : plan->hint_w;
+    long hh = plan == NULL ? 0 : exact ? plan->height : plan->hint_h;
+    MagickWand *w = img_read(im->bytes.data, im->bytes.len, &im->probe, hw, hh, e);
+    if (w != NULL && plan != NULL &&
+        ((long)MagickGetImageWidth(w) != plan->width ||
+         (long)MagickGetImageHeight(w) != plan->height)) {
+        w = plan_missed(im, w, plan, e);
+    }
+    if (w == NULL) {
+        return -1;
+    }
+    DestroyMagickWand(im->wand);
+    im->wand = w;
+    im->pending = false;
+    return 0;
 }
 
 int src_open_bytes(const struct src_loader *l, struct buf *bytes, struct src_image *out,
@@ -184,7 +225,7 @@ void src_image_finish(struct src_image *im)
 MagickWand *src_load(void *user, json_object *src, struct err *e)
 {
     struct src_image im;
-    if (src_open(user, src, &im, e) < 0) {
+    if (src_open(user, src, &im, e) < 0 || src_decode(&im, NULL, e) < 0) {
         src_image_finish(&im);
         return NULL;
     }

@@ -16,7 +16,9 @@
 
 #include "buf.h"
 #include "err.h"
+#include "image.h"
 #include "job.h"
+#include "shrink.h"
 
 #define SRC_CANVAS_SIDE    10        /* default canvas width and height, pixels */
 #define SRC_CANVAS_COLOR   "#ffffff" /* default canvas colour */
@@ -51,25 +53,34 @@ struct src_loader {
 
 /* A loaded source. */
 struct src_image {
-    MagickWand *wand;   /* first frame, decoded, not yet auto-oriented; owned */
-    struct buf bytes;   /* the encoded bytes (empty for a canvas) */
-    long width, height; /* as decoded, before auto-orient */
+    MagickWand *wand;       /* first frame, not yet auto-oriented; owned. While `pending`, only what
+                               img_probe() read (the format...): see src_decode() */
+    struct buf bytes;       /* the encoded bytes (empty for a canvas) */
+    long width, height;     /* as stored, before auto-orient (and before any shrink-on-load) */
+    bool pending;           /* passed the image guard, pixels not decoded yet */
+    struct img_probe probe; /* what the guard read, while pending */
 };
 
 /* Loads `src` into `out` (initialised here; release with src_image_finish(), also after a
- * failure). Returns 0, or -1 with the reason: Blitline's "Image reference 'X' not found.
- * Preprocessing probably failed.", a download error, or a decoding error. */
+ * failure): fetched and through the image guard, its pixels left to src_decode() (a canvas is
+ * made at once). Returns 0, or -1 with the reason: Blitline's "Image reference 'X' not found.
+ * Preprocessing probably failed.", a download error, or the guard's refusal. */
 int src_open(const struct src_loader *l, json_object *src, struct src_image *out, struct err *e);
 
 /* As src_open() for bytes already fetched: takes the contents of `bytes` (left empty). */
 int src_open_bytes(const struct src_loader *l, struct buf *bytes, struct src_image *out,
                    struct err *e);
 
+/* Decodes a pending source's pixels (nothing to do otherwise): in full, or with `plan` (NULL:
+ * none) at the reduced size shrink_plan() chose. Should libjpeg not give exactly that size, the
+ * source is decoded again in full (and a warning logged). Returns 0, or -1 with the reason. */
+int src_decode(struct src_image *im, const struct shrink_plan *plan, struct err *e);
+
 /* Releases a loaded source; safe on a zeroed or finished one. */
 void src_image_finish(struct src_image *im);
 
-/* op_load_fn over a `const struct src_loader *` (passed as `user`): loads an image a function
- * names. Returns a wand the caller destroys, or NULL with the reason in `e`. */
+/* op_load_fn over a `const struct src_loader *` (passed as `user`): loads and decodes in full an
+ * image a function names. Returns a wand the caller destroys, or NULL with the reason in `e`. */
 MagickWand *src_load(void *user, json_object *src, struct err *e);
 
 /* Builds original_meta for a loaded source (call before auto-orient): width and height,

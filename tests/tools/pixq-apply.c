@@ -2,17 +2,20 @@
  *
  *   pixq-apply [--data DIR] JOB.json SRC_IMAGE_FILE OUTDIR
  *
- * The job goes through job_parse(), src_open() and proc_run() with the worker's default settings
- * (quality, pixel and size limits), exactly as pixq-worker runs it, but nothing touches the
- * network: SRC_IMAGE_FILE replaces the job's `src` ("-" keeps the job's own src, e.g. a canvas),
- * and sources that functions or pre_process jobs load are read from files: "file:NAME" is
+ * The job goes through job_parse(), src_open() and proc_run() with the worker's settings (its
+ * defaults, and the PIXQ_* environment variables: PIXQ_SHRINK_ON_LOAD=0 decodes every source in
+ * full, PIXQ_LOG_LEVEL=debug logs the decoding), exactly as pixq-worker runs it, but nothing
+ * touches the network: SRC_IMAGE_FILE replaces the job's `src` ("-" keeps the job's own src, e.g. a
+ * canvas), and sources that functions or pre_process jobs load are read from files: "file:NAME" is
  * tests/data/corpus/NAME or tests/data/images/NAME (DIR is tests/data); http(s) and s3 sources
  * are refused. pre_process runs as in the worker. Each output is written to
  * OUTDIR/<n>-<image_identifier>.<ext> (n counts files from 0 in the order they are made:
  * pre_process outputs that have an s3_destination and move_original copies first, then the
  * main job's saves) and one JSON line is printed:
- *   {"original_meta": {...}, "outputs": [{"image_identifier", "file", "width", "height"}]}
- * (width and height are 0 for move_original copies, written as they are)
+ *   {"original_meta": {...}, "decoded": {"width", "height"},
+ *    "outputs": [{"image_identifier", "file", "width", "height"}]}
+ * ("decoded": the size the main source was decoded at, smaller than original_meta's with
+ * shrink-on-load; width and height are 0 for move_original copies, written as they are)
  * or {"error": "Image processing failed. ..."} with exit status 1. Bad usage exits 2. */
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +27,7 @@
 #include "err.h"
 #include "image.h"
 #include "job.h"
+#include "log.h"
 #include "process.h"
 #include "source.h"
 
@@ -44,6 +48,7 @@ struct apply {
     struct proc_opts opts;
     json_object *outputs; /* the "outputs" array printed */
     size_t n_written;
+    long decoded_width, decoded_height;
 };
 
 static int read_file(const char *path, struct buf *out, struct err *e)
@@ -204,6 +209,8 @@ static int apply_job(struct apply *a, const struct job *j, json_object **meta, s
     for (size_t i = 0; rc == 0 && i < pr.n_outputs; i++) {
         rc = write_output(a, &pr.outputs[i], e);
     }
+    a->decoded_width = pr.decoded_width;
+    a->decoded_height = pr.decoded_height;
     if (rc == 0) {
         *meta = json_object_get(pr.original_meta);
     }
@@ -271,9 +278,24 @@ static int parse_args(struct apply *a, int argc, char **argv)
     return 0;
 }
 
-static void setup(struct apply *a)
+static const char *env(const char *name)
 {
+    return getenv(name);
+}
+
+/* The worker's settings (defaults and PIXQ_* variables) and ImageMagick behind the image guard.
+ * Returns 0, or -1 with the reason printed. */
+static int setup(struct apply *a)
+{
+    struct err e = {{0}};
+    struct img_config ic;
     cfg_defaults(&a->cfg);
+    if (cfg_load_env(&a->cfg, env, &e) < 0 || img_config_from(&a->cfg, &ic, &e) < 0 ||
+        img_start(&ic, &e) < 0) {
+        fprintf(stderr, "pixq-apply: %s\n", e.msg);
+        return -1;
+    }
+    log_threshold = (enum log_level)a->cfg.log_level;
     a->loader = (struct src_loader){
         .fetch = fetch_file,
         .fetch_user = a,
@@ -287,6 +309,15 @@ static void setup(struct apply *a)
         .load_user = &a->loader,
     };
     a->outputs = json_object_new_array();
+    return 0;
+}
+
+static json_object *size_object(long width, long height)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "width", json_object_new_int64(width));
+    json_object_object_add(o, "height", json_object_new_int64(height));
+    return o;
 }
 
 int main(int argc, char **argv)
@@ -295,8 +326,9 @@ int main(int argc, char **argv)
     if (parse_args(&a, argc, argv) < 0) {
         return 2;
     }
-    setup(&a);
-    img_init();
+    if (setup(&a) < 0) {
+        return 2;
+    }
     struct err e = {{0}};
     json_object *meta = NULL;
     struct job *j = load_job(&a, &e);
@@ -306,6 +338,7 @@ int main(int argc, char **argv)
     } else {
         json_object *doc = json_object_new_object();
         json_object_object_add(doc, "original_meta", meta);
+        json_object_object_add(doc, "decoded", size_object(a.decoded_width, a.decoded_height));
         json_object_object_add(doc, "outputs", json_object_get(a.outputs));
         print_json(doc);
         json_object_put(doc);
