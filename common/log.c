@@ -1,14 +1,25 @@
 #include "log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 enum log_level log_threshold = LOG_LEVEL_INFO;
+enum log_format log_output = LOG_FORMAT_TEXT;
+
+static long log_pid;                    /* 0: lines carry no pid */
+static _Thread_local char log_job[128]; /* "": no job context */
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const format_names[] = {"text", "json"};
+
+#define TRUNCATED_MARK    ",\"log_truncated\":true}"
+#define MAX_NUMBER_DIGITS 18 /* digits before the point of a value written as a JSON number */
+#define MAX_FRACTION      9  /* digits after it */
 
 int log_parse_level(const char *s, enum log_level *out)
 {
@@ -21,6 +32,372 @@ int log_parse_level(const char *s, enum log_level *out)
     return -1;
 }
 
+int log_parse_format(const char *s, enum log_format *out)
+{
+    for (int i = 0; i < 2; i++) {
+        if (strcmp(s, format_names[i]) == 0) {
+            *out = (enum log_format)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void log_set_pid(long pid)
+{
+    log_pid = pid;
+}
+
+void log_set_job(const char *job_id)
+{
+    snprintf(log_job, sizeof log_job, "%s", job_id != NULL ? job_id : "");
+}
+
+/* Whether the fields name a job_id already. */
+static bool has_job_id(const char *fields)
+{
+    for (const char *p = strstr(fields, "job_id="); p != NULL; p = strstr(p + 1, "job_id=")) {
+        if (p == fields || p[-1] == ' ') {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Formats the fields, after `job_id=<context>` when this thread runs a job they do not name. */
+__attribute__((format(printf, 3, 0))) static void format_fields(char *out, size_t cap,
+                                                                const char *fmt, va_list ap)
+{
+    out[0] = '\0';
+    if (fmt != NULL) {
+        vsnprintf(out, cap, fmt, ap);
+    }
+    if (log_job[0] == '\0' || has_job_id(out)) {
+        return;
+    }
+    char q[sizeof log_job + 16];
+    log_quote(log_job, q, sizeof q);
+    size_t qlen = strlen(q), len = strlen(out);
+    if (qlen + 9 >= cap) {
+        return;
+    }
+    len = len + qlen + 9 >= cap ? cap - qlen - 9 : len; /* cut the end of long fields */
+    memmove(out + 7 + qlen + 1, out, len);
+    memcpy(out, "job_id=", 7);
+    memcpy(out + 7, q, qlen);
+    if (len > 0) {
+        out[7 + qlen] = ' ';
+    }
+    out[7 + qlen + (len > 0) + len] = '\0';
+}
+
+/* ---------------------------------------------------------------- a JSON writer */
+
+/* A bounded output buffer: a write that does not fit sets `over` and writes nothing. */
+struct jbuf {
+    char *p;
+    size_t cap, len;
+    bool over;
+};
+
+static void jb_put(struct jbuf *b, const char *s, size_t n)
+{
+    if (b->over || n > b->cap - b->len) {
+        b->over = true;
+        return;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void jb_puts(struct jbuf *b, const char *s)
+{
+    jb_put(b, s, strlen(s));
+}
+
+/* The length of the valid UTF-8 sequence at `s` (1 to 4), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : 4;
+    if (c >= 0x80 && (c < 0xc2 || c > 0xf4)) {
+        return 0;
+    }
+    if (len > n) {
+        return 0;
+    }
+    unsigned char lo = 0x80, hi = 0xbf; /* bounds of the second byte (overlongs, surrogates) */
+    lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : lo;
+    hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : hi;
+    for (size_t i = 1; i < len; i++) {
+        bool ok = i == 1 ? s[i] >= lo && s[i] <= hi : s[i] >= 0x80 && s[i] <= 0xbf;
+        if (!ok) {
+            return 0;
+        }
+    }
+    return len;
+}
+
+/* One ASCII byte as JSON string content. */
+static void jb_ascii(struct jbuf *b, unsigned char c)
+{
+    char esc[8];
+    const char *named = c == '"'    ? "\\\""
+                        : c == '\\' ? "\\\\"
+                        : c == '\n' ? "\\n"
+                        : c == '\r' ? "\\r"
+                        : c == '\t' ? "\\t"
+                                    : NULL;
+    if (named != NULL) {
+        jb_puts(b, named);
+    } else if (c < 0x20 || c == 0x7f) {
+        snprintf(esc, sizeof esc, "\\u%04x", c);
+        jb_puts(b, esc);
+    } else {
+        jb_put(b, (const char *)&c, 1);
+    }
+}
+
+/* `n` bytes as a JSON string: escaped, with every byte that is not UTF-8 as U+FFFD. */
+static void jb_string(struct jbuf *b, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    jb_put(b, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_seq(u + i, n - i);
+        if (len == 1) {
+            jb_ascii(b, u[i]);
+        } else if (len > 1) {
+            jb_put(b, s + i, len);
+        } else {
+            jb_puts(b, "\\ufffd");
+        }
+        i += len > 0 ? len : 1;
+    }
+    jb_put(b, "\"", 1);
+}
+
+/* ---------------------------------------------------------------- key=value fields */
+
+/* One field of the text form. A bare word (no valid key before '=') has klen 0. */
+struct token {
+    const char *key, *val;
+    size_t klen, vlen;
+    bool quoted;
+};
+
+static bool key_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+}
+
+/* The length of a quoted value's inside, from just after its opening quote to the closing one
+ * (or to the end of the text, when a cut line lost it); *end is set after the closing quote. */
+static size_t quoted_len(const char *s, const char **end)
+{
+    size_t i = 0;
+    while (s[i] != '\0' && s[i] != '"') {
+        i += s[i] == '\\' && s[i + 1] != '\0' ? 2 : 1;
+    }
+    *end = s[i] == '"' ? s + i + 1 : s + i;
+    return i;
+}
+
+/* Reads the field at *p (after spaces) and moves *p past it. Returns false at the end. */
+static bool next_token(const char **p, struct token *t)
+{
+    const char *s = *p + strspn(*p, " ");
+    if (*s == '\0') {
+        *p = s;
+        return false;
+    }
+    size_t k = 0;
+    while (key_char(s[k])) {
+        k++;
+    }
+    memset(t, 0, sizeof *t);
+    if (k > 0 && s[k] == '=') {
+        t->key = s;
+        t->klen = k;
+        s += k + 1;
+    }
+    if (t->klen > 0 && *s == '"') {
+        t->quoted = true;
+        t->val = s + 1;
+        t->vlen = quoted_len(s + 1, p);
+        return true;
+    }
+    t->val = s;
+    t->vlen = strcspn(s, " ");
+    *p = s + t->vlen;
+    return true;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Decodes a quoted value's inside (\" \\ \xNN) into `out`; returns the length (cut at `cap`). */
+static size_t unquote(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o < cap; i++) {
+        char c = s[i];
+        if (c == '\\' && i + 1 < n) {
+            c = s[++i];
+            int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (c == 'x' && hi >= 0 && lo >= 0) {
+                c = (char)(hi * 16 + lo);
+                i += 2;
+            }
+        }
+        out[o++] = c;
+    }
+    return o;
+}
+
+/* Whether an unquoted value is a plain decimal number, written as a JSON number. */
+static bool plain_number(const char *s, size_t n)
+{
+    size_t i = n > 0 && s[0] == '-' ? 1 : 0, digits = 0, frac = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        i++;
+        digits++;
+    }
+    size_t first = s[0] == '-' ? 1 : 0;
+    if (digits == 0 || digits > MAX_NUMBER_DIGITS || (digits > 1 && s[first] == '0')) {
+        return false;
+    }
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            frac++;
+        }
+        if (frac == 0 || frac > MAX_FRACTION) {
+            return false;
+        }
+    }
+    return i == n;
+}
+
+static void jb_key(struct jbuf *b, const char *key, size_t klen)
+{
+    static const char *const reserved[] = {"ts", "level", "event", "pid"};
+    char name[256];
+    size_t n = klen < sizeof name - 2 ? klen : sizeof name - 2;
+    size_t off = 0;
+    for (size_t i = 0; i < 4; i++) {
+        if (strlen(reserved[i]) == klen && memcmp(reserved[i], key, klen) == 0) {
+            name[off++] = '_';
+        }
+    }
+    memcpy(name + off, key, n);
+    jb_put(b, ",", 1);
+    jb_string(b, name, off + n);
+    jb_put(b, ":", 1);
+}
+
+/* Whether a key names an identifier ("id", "worker", "*_id"), whose value stays a JSON string
+ * even when it looks like a number: a job id "123" is not the number 123. */
+static bool identifier_key(const char *key, size_t klen)
+{
+    return (klen == 2 && memcmp(key, "id", 2) == 0) ||
+           (klen == 6 && memcmp(key, "worker", 6) == 0) ||
+           (klen > 3 && memcmp(key + klen - 3, "_id", 3) == 0);
+}
+
+/* One member: the token's value, then `tail` (bare words that continue it, as written). */
+static void jb_member(struct jbuf *b, const struct token *t, const char *tail, size_t tail_len)
+{
+    jb_key(b, t->klen > 0 ? t->key : "msg", t->klen > 0 ? t->klen : 3);
+    if (!t->quoted && tail_len == 0) {
+        if (!identifier_key(t->key, t->klen) && plain_number(t->val, t->vlen)) {
+            jb_put(b, t->val, t->vlen);
+        } else {
+            jb_string(b, t->val, t->vlen);
+        }
+        return;
+    }
+    if (!t->quoted) {
+        jb_string(b, t->val, (size_t)(tail - t->val) + tail_len);
+        return;
+    }
+    char value[LOG_TEXT_MAX];
+    size_t n = unquote(t->val, t->vlen, value, sizeof value);
+    size_t more = tail_len < sizeof value - n ? tail_len : sizeof value - n;
+    memcpy(value + n, tail, more);
+    jb_string(b, value, n + more);
+}
+
+/* Extends a field with the bare words after it; returns where they start (their text runs to
+ * *p) and sets *len. */
+static const char *continuation(const char **p, size_t *len)
+{
+    const char *start = *p, *end = *p;
+    for (;;) {
+        const char *at = *p;
+        struct token u;
+        if (!next_token(p, &u) || u.klen > 0) {
+            *p = at;
+            break;
+        }
+        end = *p;
+    }
+    *len = (size_t)(end - start);
+    return start;
+}
+
+/* Appends a member for every field of `fields`; returns whether one was left out. */
+static bool jb_fields(struct jbuf *b, const char *fields)
+{
+    bool cut = false;
+    const char *p = fields;
+    struct token t;
+    while (next_token(&p, &t)) {
+        size_t tail_len;
+        const char *tail = continuation(&p, &tail_len);
+        size_t mark = b->len;
+        jb_member(b, &t, tail, tail_len);
+        if (b->over) {
+            b->len = mark;
+            b->over = false;
+            cut = true;
+        }
+    }
+    return cut;
+}
+
+size_t log_line_json(char *out, size_t cap, const char *ts, enum log_level level, const char *event,
+                     long pid, const char *fields)
+{
+    struct jbuf b = {out, cap - sizeof TRUNCATED_MARK, 0, false};
+    char num[32];
+    jb_puts(&b, "{\"ts\":");
+    jb_string(&b, ts, strlen(ts));
+    jb_puts(&b, ",\"level\":");
+    jb_string(&b, level_names[level], strlen(level_names[level]));
+    jb_puts(&b, ",\"event\":");
+    jb_string(&b, event, strlen(event));
+    if (pid > 0) {
+        snprintf(num, sizeof num, ",\"pid\":%ld", pid);
+        jb_puts(&b, num);
+    }
+    bool cut = b.over; /* the head never fills 64 bytes unless the event name is huge */
+    if (cut) {
+        b.len = 0;
+        b.over = false;
+        jb_puts(&b, "{\"event\":\"log_line_too_long\"");
+    }
+    cut = (fields != NULL && jb_fields(&b, fields)) || cut;
+    b.cap = cap - 1;
+    jb_puts(&b, cut ? TRUNCATED_MARK : "}");
+    out[b.len] = '\0';
+    return b.len;
+}
+
+/* ---------------------------------------------------------------- writing */
+
 static void format_time(char *out, size_t cap)
 {
     struct timeval tv;
@@ -32,20 +409,55 @@ static void format_time(char *out, size_t cap)
     snprintf(out, cap, "%.20s.%03dZ", base, (int)(tv.tv_usec / 1000) % 1000);
 }
 
+/* Writes the whole line with one write(2) where the kernel allows (pipes: up to PIPE_BUF). */
+static void write_line(const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static size_t text_line(char *out, size_t cap, const char *ts, enum log_level level,
+                        const char *event, const char *fields)
+{
+    int n = snprintf(out, cap, "ts=%s level=%s event=%s", ts, level_names[level], event);
+    if (n > 0 && log_pid > 0 && (size_t)n < cap) {
+        n += snprintf(out + n, cap - (size_t)n, " pid=%ld", log_pid);
+    }
+    n = n < 0 ? 0 : (size_t)n >= cap ? (int)cap - 1 : n;
+    if (fields[0] != '\0' && (size_t)n < cap - 2) {
+        n += snprintf(out + n, cap - (size_t)n, " %s", fields);
+        n = (size_t)n >= cap ? (int)cap - 1 : n;
+    }
+    return (size_t)n;
+}
+
 void log_event(enum log_level level, const char *event, const char *fields, ...)
 {
     char ts[40];
-    char line[4096];
+    char text[LOG_TEXT_MAX];
+    char line[LOG_JSON_MAX];
     format_time(ts, sizeof ts);
-    int n = snprintf(line, sizeof line, "ts=%s level=%s event=%s", ts, level_names[level], event);
-    if (fields != NULL && n > 0 && (size_t)n < sizeof line - 2) {
-        line[n++] = ' ';
-        va_list ap;
-        va_start(ap, fields);
-        vsnprintf(line + n, sizeof line - (size_t)n, fields, ap);
-        va_end(ap);
+    va_list ap;
+    va_start(ap, fields);
+    format_fields(text, sizeof text, fields, ap);
+    va_end(ap);
+    size_t n;
+    if (log_output == LOG_FORMAT_JSON) {
+        n = log_line_json(line, sizeof line - 1, ts, level, event, log_pid, text);
+    } else {
+        n = text_line(line, LOG_TEXT_MAX - 1, ts, level, event, text);
     }
-    fprintf(stderr, "%s\n", line);
+    line[n++] = '\n';
+    write_line(line, n);
 }
 
 static bool needs_quotes(const char *s)

@@ -1,15 +1,22 @@
 /* pixq-worker: takes Blitline-style jobs from Redis, processes them with MagickWand, uploads the
- * outputs to S3 and posts the results back. See README.md and DESIGN.md. */
+ * outputs to S3 and posts the results back. See README.md and DESIGN.md.
+ *
+ * With --processes 1 (the default) this process is the worker; with N > 1 it is a supervisor
+ * of N worker processes (supervisor.h). Either way, --metrics-addr serves Prometheus metrics. */
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cfg.h"
 #include "image.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
+#include "supervisor.h"
 #include "worker.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -22,8 +29,10 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: pixq-worker [--config FILE] [--SETTING VALUE]... [--print-config]\n\n"
-                 "Serves the queues named by PIXQ_QUEUE until SIGTERM or SIGINT.\n\n");
+    fprintf(out,
+            "usage: pixq-worker [--config FILE] [--SETTING VALUE]... [--print-config]\n\n"
+            "Serves the queues named by PIXQ_QUEUE until SIGTERM or SIGINT. With\n"
+            "--processes N, a supervisor runs N worker processes and restarts any that die.\n\n");
     cfg_usage(out);
 }
 
@@ -58,7 +67,6 @@ static int start_images(const struct cfg *cfg)
     if (img_config_from(cfg, &ic, &e) < 0 || img_start(&ic, &e) < 0) {
         char q[ERR_MSG_MAX + 16];
         LOG_ERROR("image_guard_failed", "error=%s", log_quote(e.msg, q, sizeof q));
-        fprintf(stderr, "pixq-worker: %s\n", e.msg);
         return -1;
     }
     return 0;
@@ -85,6 +93,24 @@ static struct worker *start_worker(const struct cfg *cfg)
     return NULL;
 }
 
+/* One worker process: ImageMagick, curl and Redis are set up here, after any fork. Returns the
+ * exit status. */
+static int run_worker(const struct cfg *cfg)
+{
+    if (start_images(cfg) < 0) {
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct worker *w = start_worker(cfg);
+    if (w != NULL) {
+        worker_run(w);
+        worker_destroy(w);
+    } /* else stopped before Redis could be reached */
+    img_shutdown();
+    curl_global_cleanup();
+    return 0;
+}
+
 /* Handles the worker's own flags; returns -1 to exit with `*status`. */
 static int parse_own_flags(int argc, char **argv, bool *print_config, int *status)
 {
@@ -105,6 +131,48 @@ static int parse_own_flags(int argc, char **argv, bool *print_config, int *statu
     return 0;
 }
 
+static void setup_logging(const struct cfg *cfg)
+{
+    log_threshold = (enum log_level)cfg->log_level;
+    enum log_format f = LOG_FORMAT_TEXT;
+    if (log_parse_format(cfg->log_format, &f) == 0) { /* cfg accepts nothing else */
+        log_output = f;
+    }
+}
+
+/* The shared counters and, with an address, the listening socket. Returns -1 if it cannot
+ * listen: an operator who asked for metrics gets an error, not a silent worker. */
+static int start_metrics(const struct cfg *cfg, struct mhttp **out)
+{
+    *out = NULL;
+    if (cfg->metrics_addr[0] == '\0') {
+        return 0;
+    }
+    struct err e = {{0}};
+    if (metrics_init(&e) == 0) {
+        *out = mhttp_create(cfg->metrics_addr, &e);
+    }
+    if (*out == NULL) {
+        char q[ERR_MSG_MAX + 16];
+        LOG_ERROR("metrics_failed", "error=%s", log_quote(e.msg, q, sizeof q));
+        return -1;
+    }
+    LOG_INFO("metrics_listening", "addr=%s path=/metrics", cfg->metrics_addr);
+    return 0;
+}
+
+/* --processes 1: this process is the worker; metrics come from a thread. */
+static int run_single(const struct cfg *cfg, struct mhttp *metrics)
+{
+    install_signals();
+    struct err e = {{0}};
+    if (metrics != NULL && mhttp_start_thread(metrics, &e) < 0) {
+        LOG_ERROR("metrics_failed", "error=\"%s\"", e.msg);
+        return 1;
+    }
+    return run_worker(cfg);
+}
+
 int main(int argc, char **argv)
 {
     struct cfg cfg;
@@ -122,21 +190,21 @@ int main(int argc, char **argv)
         cfg_print(&cfg, stdout);
         return 0;
     }
-    log_threshold = (enum log_level)cfg.log_level;
+    setup_logging(&cfg);
+    if (cfg.processes > 1) {
+        log_set_pid((long)getpid()); /* several processes share stderr */
+    }
     cfg_each(&cfg, log_setting, NULL);
-    install_signals();
-    if (start_images(&cfg) < 0) {
+    struct mhttp *metrics = NULL;
+    if (start_metrics(&cfg, &metrics) < 0) {
         return 1;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    struct worker *w = start_worker(&cfg);
-    if (w == NULL) {
-        curl_global_cleanup();
-        return 0; /* stopped before Redis could be reached */
+    if (cfg.processes > 1) {
+        const struct supervisor_opts o = {&cfg, metrics, install_signals, run_worker};
+        status = supervisor_run(&o);
+    } else {
+        status = run_single(&cfg, metrics);
     }
-    worker_run(w);
-    worker_destroy(w);
-    img_shutdown();
-    curl_global_cleanup();
-    return 0;
+    mhttp_destroy(metrics);
+    return status;
 }

@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "hash.h"
 #include "log.h"
+#include "metrics.h"
 #include "process.h"
 #include "upload.h"
 
@@ -135,8 +136,12 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
         return -1;
     }
     struct s3_reply reply;
-    if (s3_get(w->http, &w->s3, &o, (size_t)w->cfg->max_src_bytes, time(NULL), out, &reply, e) <
-        0) {
+    double t0 = metrics_clock();
+    int rc = s3_get(w->http, &w->s3, &o, (size_t)w->cfg->max_src_bytes, time(NULL), out, &reply, e);
+    metrics_count_s3(METRICS_S3_GET, reply.status);
+    LOG_DEBUG("s3_get", "job_id=%s method=GET bucket=%s status=%ld bytes=%zu ms=%.3f", w->job_id,
+              o.bucket, reply.status, rc == 0 ? out->len : 0, (metrics_clock() - t0) * 1e3);
+    if (rc < 0) {
         bool transient = reply.status == 0 || reply.status >= 500 || reply.status == 429;
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
         char why[ERR_MSG_MAX];
@@ -314,6 +319,9 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
     json_object *task = build_task(w, t, o, &e);
     enum up_outcome out =
         task == NULL ? UP_FAILED : up_send(&w->up, task, o->img.blob, o->img.len, &url, &delay, &e);
+    if (task == NULL) {
+        metrics_count_output(METRICS_OUTPUT_FAILED); /* up_send() counts the others */
+    }
     if (out == UP_PARK && park_output(w, task, o, delay, &e) < 0) {
         out = UP_FAILED;
     }
@@ -406,6 +414,7 @@ static void process(struct runner *w, struct run_state *t)
         fail_job(t, e.msg);
         goto out;
     }
+    metrics_observe_processing((double)(clock_mono_ms() - t0) / 1000.0);
     LOG_DEBUG("processed", "job_id=%s outputs=%zu ms=%ld", t->job->id, pr.n_outputs,
               clock_mono_ms() - t0);
     result_set_original_meta(t->result, json_object_get(pr.original_meta));
@@ -578,8 +587,9 @@ void run_fail(const struct job *job, struct result *res, char first_error[ERR_MS
     fail_job(&t, why);
 }
 
-enum run_status run_job(struct runner *r, const struct job *job, struct result *res,
-                        char first_error[ERR_MSG_MAX])
+/* run_job() without the log context. */
+static enum run_status run(struct runner *r, const struct job *job, struct result *res,
+                           char first_error[ERR_MSG_MAX])
 {
     struct run_state t = {r, job, res, first_error};
     r->fetch_status = RUN_DONE;
@@ -598,6 +608,17 @@ enum run_status run_job(struct runner *r, const struct job *job, struct result *
         return RUN_PARKED;
     }
     return first_error[0] != '\0' ? r->fetch_status : RUN_DONE;
+}
+
+enum run_status run_job(struct runner *r, const struct job *job, struct result *res,
+                        char first_error[ERR_MSG_MAX])
+{
+    r->job_id = job->id;
+    log_set_job(job->id); /* every line of the run names the job */
+    enum run_status st = run(r, job, res, first_error);
+    log_set_job(NULL);
+    r->job_id = "";
+    return st;
 }
 
 int run_postback(struct runner *r, const struct job *job, const char *body)
@@ -629,6 +650,7 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
     };
     r->up = (struct uploader){.cfg = c, .http = http, .s3 = &r->s3};
     r->objs = json_object_new_array();
+    r->job_id = "";
     r->loader = (struct src_loader){
         .fetch = fetch_bytes,
         .fetch_user = r,

@@ -50,7 +50,8 @@ struct runner {
     struct netguard guard;     /* what sources and postbacks may reach */
     struct run_parked *parked; /* outputs of the last run waiting for upload */
     size_t n_parked, cap_parked;
-    json_object *objs; /* objects uploaded by the last run: [{"bucket","region","key"}] */
+    json_object *objs;  /* objects uploaded by the last run: [{"bucket","region","key"}] */
+    const char *job_id; /* of the job running, for log lines; "" between jobs */
 };
 
 /* Prepares `r` from the configuration (which must outlive it) and an HTTP client. */

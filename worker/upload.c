@@ -6,6 +6,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #define MAX_REGION_HOPS 2   /* wrong-region answers followed for one upload */
 #define SLOT_GRACE_MS   100 /* a reserved slot still counts when the task comes this late */
@@ -47,7 +48,8 @@ struct slot {
 
 /* rl_acquire.lua for one token. A Redis failure lets the upload go (S3 itself still pushes back).
  */
-static void acquire(const struct uploader *u, const char *bucket, struct slot *s)
+static void acquire(const struct uploader *u, const char *bucket, const char *job_id,
+                    struct slot *s)
 {
     memset(s, 0, sizeof *s);
     if (u->rq == NULL) {
@@ -72,14 +74,14 @@ static void acquire(const struct uploader *u, const char *bucket, struct slot *s
         snprintf(s->region, sizeof s->region, "%s", r->element[2]->str ? r->element[2]->str : "");
     } else {
         char q[ERR_MSG_MAX + 16];
-        LOG_WARN("limiter_unavailable", "bucket=%s error=%s", bucket,
+        LOG_WARN("limiter_unavailable", "job_id=%s bucket=%s error=%s", job_id, bucket,
                  log_quote(e.msg, q, sizeof q));
     }
     freeReplyObject(r);
 }
 
 /* rl_feedback.lua: S3 throttled this bucket. */
-static void slow_down(const struct uploader *u, const char *bucket)
+static void slow_down(const struct uploader *u, const char *bucket, const char *job_id)
 {
     if (u->rq == NULL) {
         return;
@@ -94,7 +96,7 @@ static void slow_down(const struct uploader *u, const char *bucket)
     struct err e = {{0}};
     redisReply *r = rq_script(u->rq, RQ_SCRIPT_RL_FEEDBACK, 1, keys, 3, args, NULL, &e);
     if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
-        LOG_INFO("bucket_slowed", "bucket=%s", bucket);
+        LOG_INFO("bucket_slowed", "job_id=%s bucket=%s", job_id, bucket);
     }
     freeReplyObject(r);
 }
@@ -146,16 +148,21 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
     struct http_header h[HTTP_MAX_HEADERS - 8];
     size_t nh = task_headers(task, h, sizeof h / sizeof h[0]);
     char region[64];
+    const char *job_id = task_string(task, "job_id");
     for (int hop = 0;; hop++) {
-        long t0 = clock_mono_ms();
+        double t0 = metrics_clock();
         int rc = s3_put(u->http, u->s3, o, data, len, h, nh, time(NULL), reply, e);
-        LOG_DEBUG("s3_put", "bucket=%s key_bytes=%zu status=%ld code=%s bytes=%zu ms=%ld",
-                  o->bucket, strlen(o->key), reply->status, reply->code, len, clock_mono_ms() - t0);
+        double secs = metrics_clock() - t0;
+        metrics_observe_upload(secs, reply->status);
+        LOG_DEBUG("s3_put",
+                  "job_id=%s method=PUT bucket=%s key_bytes=%zu status=%ld code=%s bytes=%zu "
+                  "ms=%.3f",
+                  job_id, o->bucket, strlen(o->key), reply->status, reply->code, len, secs * 1e3);
         if (rc == 0 || !wrong_region(reply) || hop == MAX_REGION_HOPS) {
             return rc;
         }
         snprintf(region, sizeof region, "%s", reply->region);
-        LOG_INFO("bucket_region", "bucket=%s region=%s", o->bucket, region);
+        LOG_INFO("bucket_region", "job_id=%s bucket=%s region=%s", job_id, o->bucket, region);
         remember_region(u, o->bucket, region);
         json_object_object_add(task, "region", json_object_new_string(region));
         o->region = task_string(task, "region");
@@ -204,7 +211,7 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
 {
     long attempt = task_long(task, "attempt", 1);
     if (is_throttle(r)) {
-        slow_down(u, task_string(task, "bucket"));
+        slow_down(u, task_string(task, "bucket"), task_string(task, "job_id"));
     }
     if (!is_retryable(r)) {
         return UP_FAILED;
@@ -261,7 +268,8 @@ static bool holds_slot(const struct uploader *u, json_object *task)
     long grace =
         u->cfg->s3_local_wait_ms > SLOT_GRACE_MS ? u->cfg->s3_local_wait_ms : SLOT_GRACE_MS;
     if (late > grace) {
-        LOG_DEBUG("slot_missed", "bucket=%s late_ms=%ld", task_string(task, "bucket"), late);
+        LOG_DEBUG("slot_missed", "job_id=%s bucket=%s late_ms=%ld", task_string(task, "job_id"),
+                  task_string(task, "bucket"), late);
         return false;
     }
     return current_epoch(u, task_string(task, "bucket")) == task_long(task, "epoch", -1);
@@ -275,15 +283,19 @@ static int wait_for_slot(const struct uploader *u, json_object *task, struct s3_
         return 0; /* the slot was taken when the task was parked: it is now */
     }
     struct slot s;
-    acquire(u, o->bucket, &s);
+    acquire(u, o->bucket, task_string(task, "job_id"), &s);
     if (o->region == NULL && s.region[0] != '\0') {
         json_object_object_add(task, "region", json_object_new_string(s.region));
         o->region = task_string(task, "region");
     }
     if (s.status == 0 || (s.status == 1 && s.wait_ms <= u->cfg->s3_local_wait_ms)) {
+        if (s.wait_ms > 0) {
+            metrics_throttle_wait(METRICS_WAIT_LOCAL, s.wait_ms);
+        }
         clock_sleep_ms(s.wait_ms);
         return 0;
     }
+    metrics_throttle_wait(METRICS_WAIT_PARK, s.wait_ms);
     json_object_object_add(task, "reserved", json_object_new_boolean(s.status == 1));
     json_object_object_add(task, "slot_at", json_object_new_int64(clock_wall_ms() + s.wait_ms));
     json_object_object_add(task, "epoch", json_object_new_int64(s.epoch));
@@ -291,8 +303,9 @@ static int wait_for_slot(const struct uploader *u, json_object *task, struct s3_
     return 1;
 }
 
-enum up_outcome up_send(const struct uploader *u, json_object *task, const void *data, size_t len,
-                        struct buf *url, long *delay_ms, struct err *e)
+/* up_send() without counting. */
+static enum up_outcome send_task(const struct uploader *u, json_object *task, const void *data,
+                                 size_t len, struct buf *url, long *delay_ms, struct err *e)
 {
     struct s3_object o = up_object(task);
     *delay_ms = 0;
@@ -315,9 +328,20 @@ enum up_outcome up_send(const struct uploader *u, json_object *task, const void 
     return out;
 }
 
+enum up_outcome up_send(const struct uploader *u, json_object *task, const void *data, size_t len,
+                        struct buf *url, long *delay_ms, struct err *e)
+{
+    enum up_outcome out = send_task(u, task, data, len, url, delay_ms, e);
+    metrics_count_output(out == UP_DONE   ? METRICS_OUTPUT_UPLOADED
+                         : out == UP_PARK ? METRICS_OUTPUT_PARKED
+                                          : METRICS_OUTPUT_FAILED);
+    return out;
+}
+
 /* ---------------------------------------------------------------- wait_for_s3 */
 
-static int count_unreadable(const struct uploader *u, json_object *objs, bool *readable)
+static int count_unreadable(const struct uploader *u, json_object *objs, bool *readable,
+                            const char *job_id)
 {
     int left = 0;
     size_t n = json_object_array_length(objs);
@@ -328,8 +352,15 @@ static int count_unreadable(const struct uploader *u, json_object *objs, bool *r
         struct s3_object o = up_object(json_object_array_get_idx(objs, i));
         struct s3_reply reply;
         struct err e = {{0}};
-        readable[i] = o.bucket != NULL && o.key != NULL &&
-                      s3_head(u->http, u->s3, &o, time(NULL), &reply, &e) == 0;
+        if (o.bucket == NULL || o.key == NULL) {
+            left++;
+            continue;
+        }
+        double t0 = metrics_clock();
+        readable[i] = s3_head(u->http, u->s3, &o, time(NULL), &reply, &e) == 0;
+        metrics_count_s3(METRICS_S3_HEAD, reply.status);
+        LOG_DEBUG("s3_head", "job_id=%s method=HEAD bucket=%s status=%ld ms=%.3f", job_id, o.bucket,
+                  reply.status, (metrics_clock() - t0) * 1e3);
         left += !readable[i];
     }
     return left;
@@ -343,12 +374,12 @@ int up_wait_for_s3(const struct uploader *u, json_object *objs, const char *job_
         return (int)n;
     }
     long t0 = clock_mono_ms();
-    int left = count_unreadable(u, objs, readable);
+    int left = count_unreadable(u, objs, readable, job_id);
     while (left > 0 && clock_mono_ms() - t0 < u->cfg->wait_for_s3_max_ms) {
         long rest = u->cfg->wait_for_s3_max_ms - (clock_mono_ms() - t0);
         clock_sleep_ms(rest < u->cfg->wait_for_s3_interval_ms ? rest
                                                               : u->cfg->wait_for_s3_interval_ms);
-        left = count_unreadable(u, objs, readable);
+        left = count_unreadable(u, objs, readable, job_id);
     }
     free(readable);
     LOG_INFO("wait_for_s3", "job_id=%s objects=%zu unreadable=%d ms=%ld", job_id, n, left,

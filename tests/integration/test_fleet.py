@@ -1,0 +1,506 @@
+#!/usr/bin/python3
+"""Operating a fleet on one machine (issues 7 and 8): `pixq-worker --processes N`, the metrics
+endpoint (`--metrics-addr`) and JSON logs (`--log-format json`), with real workers against the
+fault-injecting S3 stub (s3stub.py), which records every PUT.
+
+* SupervisorTest: two worker processes share the jobs; a SIGKILLed child is replaced by a new
+  one and its job is run again by the fleet (nothing lost); the metrics endpoint, parsed by the
+  strict Prometheus text-format parser below, counts exactly the jobs, outputs and S3 answers
+  the test caused; SIGTERM stops the supervisor and its children gracefully (exit 0, no child
+  left, no worker left registered); SIGKILL to the supervisor leaves no child behind either.
+* JsonLogTest: one worker process (metrics from its thread) logging JSON: every line parses,
+  carries ts, level and event, and every line about a job carries its job_id.
+
+    /usr/bin/python3 tests/integration/test_fleet.py --worker build/worker/pixq-worker \\
+        --data tests/data [SupervisorTest] [-k json]
+"""
+
+import json
+import math
+import os
+import re
+import signal
+import sys
+import time
+
+sys.dont_write_bytecode = True
+import harness  # noqa: E402
+from harness import CONFIG, LOOPBACK, PixqTestCase, free_port, http_request, scaled  # noqa: E402
+
+TINY = "/tiny.png"
+SHORT_LEASES = {"PIXQ_LEASE_MS": 3000, "PIXQ_HEARTBEAT_MS": 1000, "PIXQ_REAP_INTERVAL_MS": 1000}
+
+
+def tiny_png():
+    return (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# a strict parser of the Prometheus text exposition format 0.0.4
+
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+class ParseError(AssertionError):
+    pass
+
+
+def parse_value(text):
+    if text in ("+Inf", "-Inf", "NaN"):
+        return float(text.replace("Inf", "inf").replace("NaN", "nan"))
+    if not re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", text):
+        raise ParseError("bad sample value %r" % text)
+    return float(text)
+
+
+def parse_labels(text, line):
+    """`a="x",b="y\\"z"` (the inside of the braces) -> dict; escapes \\\\, \\" and \\n only."""
+    labels, i = {}, 0
+    while i < len(text):
+        m = re.match(r"([a-zA-Z_][a-zA-Z0-9_]*)=\"", text[i:])
+        if not m:
+            raise ParseError("bad label syntax in %r" % line)
+        name, i, value = m.group(1), i + m.end(), []
+        while True:
+            if i >= len(text):
+                raise ParseError("unterminated label value in %r" % line)
+            c = text[i]
+            if c == "\\":
+                esc = text[i + 1:i + 2]
+                if esc not in ("\\", '"', "n"):
+                    raise ParseError("bad escape \\%s in %r" % (esc, line))
+                value.append("\n" if esc == "n" else esc)
+                i += 2
+            elif c == '"':
+                i += 1
+                break
+            else:
+                value.append(c)
+                i += 1
+        if name in labels:
+            raise ParseError("label %s twice in %r" % (name, line))
+        labels[name] = "".join(value)
+        if i < len(text):
+            if text[i] != ",":
+                raise ParseError("expected ',' after a label in %r" % line)
+            i += 1
+    return labels
+
+
+def parse_sample(line):
+    m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? ([^ ]+)( -?\d+)?\Z", line)
+    if not m:
+        raise ParseError("bad sample line %r" % line)
+    labels = parse_labels(m.group(3), line) if m.group(2) else {}
+    return m.group(1), labels, parse_value(m.group(4))
+
+
+def family_of(name, families):
+    """The family a sample name belongs to (a histogram's _bucket, _sum and _count)."""
+    if name in families:
+        return name
+    for suffix in ("_bucket", "_sum", "_count"):
+        base = name[:-len(suffix)] if name.endswith(suffix) else None
+        if base and families.get(base, {}).get("type") in ("histogram", "summary"):
+            return base
+    raise ParseError("sample %s has no # TYPE before it" % name)
+
+
+def parse_comment(line, families, order):
+    parts = line.split(" ", 3)
+    if len(parts) < 3 or parts[1] not in ("HELP", "TYPE"):
+        return  # an ordinary comment
+    kind, name = parts[1], parts[2]
+    if not METRIC_NAME.match(name):
+        raise ParseError("bad metric name in %r" % line)
+    fam = families.setdefault(name, {"type": None, "help": None, "samples": []})
+    if name not in order:
+        order.append(name)
+    if fam["samples"]:
+        raise ParseError("%s after samples of %s" % (kind, name))
+    if kind == "TYPE":
+        if fam["type"] is not None or len(parts) != 4 or parts[3] not in TYPES:
+            raise ParseError("bad or repeated TYPE line %r" % line)
+        fam["type"] = parts[3]
+    else:
+        if fam["help"] is not None:
+            raise ParseError("repeated HELP line %r" % line)
+        fam["help"] = parts[3] if len(parts) == 4 else ""
+
+
+def parse_exposition(text):
+    """The families of a text exposition: {name: {"type", "help", "samples": [(name, labels,
+    value)]}}. Raises ParseError on anything format 0.0.4 does not allow, and on what pixq
+    promises beyond it: every family typed and documented, its samples together, no series
+    twice, counters >= 0, histograms with cumulative buckets ending in +Inf == _count."""
+    if not text.endswith("\n"):
+        raise ParseError("the exposition must end with a newline")
+    families, order, seen, current = {}, [], set(), None
+    for line in text[:-1].split("\n"):
+        if line == "" or line != line.strip():
+            raise ParseError("empty line or stray whitespace: %r" % line)
+        if line.startswith("#"):
+            parse_comment(line, families, order)
+            continue
+        name, labels, value = parse_sample(line)
+        fam_name = family_of(name, families)
+        if current is not None and fam_name != current and families[fam_name]["samples"]:
+            raise ParseError("samples of %s are not together" % fam_name)
+        current = fam_name
+        key = (name, tuple(sorted(labels.items())))
+        if key in seen:
+            raise ParseError("series %r twice" % (key,))
+        seen.add(key)
+        families[fam_name]["samples"].append((name, labels, value))
+    for name, fam in families.items():
+        if fam["type"] is None or not fam["help"]:
+            raise ParseError("%s lacks TYPE or HELP" % name)
+        check_family(name, fam)
+    return families
+
+
+def check_family(name, fam):
+    if fam["type"] == "counter":
+        for _, labels, value in fam["samples"]:
+            if value < 0 or math.isnan(value):
+                raise ParseError("counter %s%r is %r" % (name, labels, value))
+    if fam["type"] == "histogram":
+        check_histogram(name, fam["samples"])
+
+
+def check_histogram(name, samples):
+    buckets = [(s[1], s[2]) for s in samples if s[0] == name + "_bucket"]
+    counts = [s[2] for s in samples if s[0] == name + "_count"]
+    sums = [s[2] for s in samples if s[0] == name + "_sum"]
+    if len(counts) != 1 or len(sums) != 1 or not buckets:
+        raise ParseError("histogram %s needs buckets, one _sum and one _count" % name)
+    bounds = []
+    for labels, _ in buckets:
+        if set(labels) != {"le"}:
+            raise ParseError("bucket of %s with labels %r" % (name, labels))
+        bounds.append(parse_value(labels["le"]))
+    if bounds != sorted(bounds) or len(set(bounds)) != len(bounds) or bounds[-1] != math.inf:
+        raise ParseError("buckets of %s not ascending to +Inf: %r" % (name, bounds))
+    values = [v for _, v in buckets]
+    if values != sorted(values):
+        raise ParseError("buckets of %s are not cumulative: %r" % (name, values))
+    if values[-1] != counts[0]:
+        raise ParseError("%s: +Inf bucket %r != _count %r" % (name, values[-1], counts[0]))
+    if sums[0] < 0 or (counts[0] == 0 and sums[0] != 0):
+        raise ParseError("%s_sum is %r" % (name, sums[0]))
+
+
+def sample(families, name, **labels):
+    """The value of one series (0 if a counter family lacks it: codes appear once seen)."""
+    fam = families[family_of(name, families)]
+    for n, lab, value in fam["samples"]:
+        if n == name and lab == labels:
+            return value
+    if fam["type"] == "counter":
+        return 0
+    raise AssertionError("no series %s%r" % (name, labels))
+
+
+class ParserSelfTest(harness.unittest.TestCase):
+    """The parser refuses what it must (so that the endpoint's checks can fail)."""
+
+    GOOD = ("# HELP x_total X.\n# TYPE x_total counter\nx_total{a=\"1\",b=\"q\\\"\"} 3\n"
+            "# HELP h H.\n# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 2\n"
+            "h_sum 1.5\nh_count 2\n")
+
+    def test_good(self):
+        fams = parse_exposition(self.GOOD)
+        self.assertEqual(sample(fams, "x_total", a="1", b='q"'), 3)
+        self.assertEqual(sample(fams, "h_count"), 2)
+
+    def test_bad(self):
+        bad = [
+            self.GOOD[:-1],  # no final newline
+            self.GOOD.replace("h_count 2", "h_count 3"),  # +Inf != count
+            self.GOOD.replace("le=\"0.5\"} 1", "le=\"0.5\"} 5"),  # not cumulative
+            self.GOOD.replace("x_total{a=\"1\",", "x_total{a=1,"),  # label syntax
+            self.GOOD.replace("# TYPE x_total counter\n", ""),  # no TYPE
+            self.GOOD.replace("x_total{a", "x_total {a"),  # stray space
+            self.GOOD + "x_total{a=\"1\",b=\"q\\\"\"} 4\n",  # series twice, not together
+            self.GOOD.replace(" 3\n", " -3\n"),  # negative counter
+            self.GOOD.replace("le=\"+Inf\"", "le=\"9\""),  # no +Inf bucket
+            self.GOOD.replace("\\\"", "\\t"),  # bad escape
+        ]
+        for text in bad:
+            with self.subTest(text=text):
+                with self.assertRaises(ParseError):
+                    parse_exposition(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# the tests
+
+
+class FleetCase(PixqTestCase):
+    s3_server = "stub"
+    start_worker_in_setup = False
+    worker_env_extra = dict(SHORT_LEASES)
+
+    def setUp(self):
+        super().setUp()
+        self.src.add(TINY, tiny_png())
+        self.metrics_port = free_port()
+
+    def job(self, job_id, path=TINY, stamp=True):
+        job = self.make_job(self.src.url(path), key="fleet/%s.png" % job_id,
+                            params={"width": 32}, job_id=job_id)
+        if stamp:
+            job["pixq_enqueued_at"] = int(time.time() * 1000)  # as `pixq submit` stamps it
+        return job
+
+    def metrics(self, path="/metrics", method="GET"):
+        return http_request("http://%s:%d%s" % (LOOPBACK, self.metrics_port, path), method)
+
+    def scrape(self):
+        status, headers, body = self.metrics()
+        self.assertEqual(status, 200, body[:300])
+        self.assertTrue(headers.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
+                        headers)
+        return parse_exposition(body.decode("utf-8"))
+
+    def check_http_edges(self):
+        self.assertEqual(self.metrics("/other")[0], 404)
+        self.assertEqual(self.metrics("/metricsx")[0], 404)
+        self.assertEqual(self.metrics(method="POST")[0], 405)
+        status, _, body = self.metrics(method="HEAD")
+        self.assertEqual((status, body), (200, b""))
+        self.assertEqual(self.metrics("/metrics?x=1")[0], 200)
+
+    def wait_results(self, ids, timeout=30):
+        self.wait_until(lambda: all(self.redis.exists(self.key("result:" + i)) for i in ids),
+                        timeout, "results of %d jobs" % len(ids))
+
+
+def gone(pid):
+    """Whether no process `pid` exists (a zombie still counts as there)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+class SupervisorTest(FleetCase):
+
+    def start_fleet(self):
+        prog = self.start_worker("--processes", "2", "--metrics-addr",
+                                 "127.0.0.1:%d" % self.metrics_port)
+        self.wait_until(lambda: len(prog.log_events("worker_start")) == 2, 20,
+                        "two worker processes")
+        return prog
+
+    def child_pids(self, prog):
+        return {int(e["child_pid"]) for e in prog.log_events("child_start")}
+
+    def test_processes_restart_metrics_and_stop(self):
+        t_start = time.time()
+        prog = self.start_fleet()
+        first = self.child_pids(prog)
+        self.assertEqual(len(first), 2)
+        starts = prog.log_events("worker_start")
+        self.assertEqual({int(e["pid"]) for e in starts}, first)  # each child its own worker id
+        self.assertEqual(len({e["worker"] for e in starts}), 2)
+
+        # both children take jobs: each source answer takes 0.3 s
+        self.src.delay[TINY] = 0.3
+        self.s3.fail(self.buckets[0], 500, "InternalError", count=1)  # one PUT retried
+        batch = ["fleet-%d" % i for i in range(8)]
+        for i, job_id in enumerate(batch):
+            self.push_job(self.job(job_id, stamp=i % 4 != 0))  # fleet-0 and fleet-4 unstamped
+        self.wait_results(batch)
+        by_pid = {}
+        for e in prog.log_events("job_start"):
+            by_pid.setdefault(int(e["pid"]), set()).add(e["job_id"])
+        self.assertEqual(set(by_pid), first, "job_start lines by pid: %r" % by_pid)
+
+        # a child killed in the middle of a job: a new one takes its place, nothing is lost
+        self.src.stall("/slow.png")
+        self.src.add("/slow.png", tiny_png())
+        self.push_job(self.job("fleet-slow", path="/slow.png"))
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the slow fetch")
+        victim = int(prog.log_events("job_start")[-1]["pid"])
+        self.assertEqual(prog.log_events("job_start")[-1]["job_id"], "fleet-slow")
+        os.kill(victim, signal.SIGKILL)
+        exits = self.wait_until(
+            lambda: [e for e in prog.log_events("child_exit") if int(e["child_pid"]) == victim],
+            10, "child_exit of the killed child")
+        self.assertEqual(exits[0].get("signal"), "9", exits)
+        self.wait_until(lambda: len(self.child_pids(prog)) == 3, 10, "a new child")
+        replacement = (self.child_pids(prog) - first).pop()
+        self.wait_until(lambda: any(int(e["pid"]) == replacement
+                                    for e in prog.log_events("worker_start")), 20,
+                        "the new child's worker to start")
+        self.src.release()
+        later = ["fleet-late-%d" % i for i in range(4)]
+        for job_id in later:
+            self.push_job(self.job(job_id))
+        every = batch + ["fleet-slow"] + later
+        self.wait_results(every, timeout=40)  # the killed child's job: lease (3 s) + reap
+        for job_id in every:
+            result = json.loads(self.redis.lindex(self.key("result:" + job_id), 0))["results"]
+            self.assertNotIn("errors", result, result)
+            self.assertEqual(self.redis.llen(self.key("result:" + job_id)), 1)
+            self.wait_for_postback(timeout=10, job_id=job_id)
+            self.assertIsNotNone(self.s3.object(self.buckets[0], "fleet/%s.png" % job_id))
+        self.assert_queue_drained()
+
+        fams = self.scrape()
+        self.check_counts(prog, fams, len(every), stamped=len(every) - 2, t_start=t_start)
+        self.check_http_edges()
+
+        # SIGTERM: every child stops gracefully, the supervisor exits 0, no child is left
+        pids = self.child_pids(prog)
+        status, killed = prog.terminate(scaled(30))
+        self.programs.remove(prog)
+        self.assertEqual((status, killed), (0, False))
+        for pid in pids:
+            self.assertTrue(gone(pid), "child %d is still there" % pid)
+        self.assertEqual(self.redis.zrange(self.key("workers")), [])
+        ends = [e for e in prog.log_events("child_exit") if e.get("restart_in_ms") == "-1"]
+        self.assertEqual({e.get("status") for e in ends}, {"0"}, ends)
+        self.assertEqual(len(ends), 2)
+
+    def check_counts(self, prog, fams, jobs, stamped, t_start):
+        puts = self.s3.records(method="PUT")
+        ok_puts = [r for r in puts if r.status == 200]
+        self.assertEqual(len(ok_puts), jobs)
+        self.assertEqual(len(puts), jobs + 1)
+        self.assertEqual(sample(fams, "pixq_jobs_total", outcome="succeeded"), jobs)
+        self.assertEqual(sample(fams, "pixq_jobs_total", outcome="failed"), 0)
+        self.assertEqual(sample(fams, "pixq_jobs_total", outcome="parked"), 1)
+        self.assertEqual(sample(fams, "pixq_outputs_total", outcome="uploaded"), jobs)
+        self.assertEqual(sample(fams, "pixq_outputs_total", outcome="parked"), 1)
+        self.assertEqual(sample(fams, "pixq_outputs_total", outcome="failed"), 0)
+        s3 = {s[1]["code"]: s[2] for s in fams["pixq_s3_responses_total"]["samples"]
+              if s[1]["method"] == "PUT"}
+        self.assertEqual(s3, {"200": len(ok_puts), "500": 1})
+        self.assertEqual(sample(fams, "pixq_upload_seconds_count"), len(puts))
+        processed = len(prog.log_events("processed"))
+        self.assertEqual(processed, jobs)
+        self.assertEqual(sample(fams, "pixq_processing_seconds_count"), processed)
+        self.assertEqual(sample(fams, "pixq_queue_wait_seconds_count"), stamped)
+        self.assertEqual(sample(fams, "pixq_worker_processes"), 2)
+        self.assertEqual(sample(fams, "pixq_worker_restarts_total"), 1)
+        started = sample(fams, "pixq_process_start_time_seconds")
+        self.assertTrue(t_start - 1 <= started <= time.time(), (t_start, started))
+        for fam in ("pixq_jobs_total", "pixq_outputs_total", "pixq_s3_responses_total",
+                    "pixq_throttle_waits_total", "pixq_throttle_wait_seconds_total",
+                    "pixq_processing_seconds", "pixq_upload_seconds", "pixq_queue_wait_seconds"):
+            self.assertIn(fam, fams)
+
+    def test_restarts_back_off_when_a_child_keeps_dying(self):
+        prog = self.start_fleet()
+
+        def slot0():
+            return [int(e["child_pid"]) for e in prog.log_events("child_start")
+                    if e["slot"] == "0"]
+
+        delays, waits = [], []
+        for n in range(3):
+            victim = slot0()[-1]
+            os.kill(victim, signal.SIGKILL)
+            ev = self.wait_until(lambda: [e for e in prog.log_events("child_exit")
+                                          if int(e["child_pid"]) == victim], 10, "its exit")[0]
+            t_exit = time.monotonic()
+            delays.append(int(ev["restart_in_ms"]))
+            self.wait_until(lambda: len(slot0()) == n + 2, 10, "slot 0 to start again")
+            waits.append(time.monotonic() - t_exit)
+        self.assertEqual(delays, [0, 1000, 2000])  # each died young: the first restart at once
+        self.assertLess(waits[0], 1.0, waits)
+        self.assertGreaterEqual(waits[1], 0.9, waits)
+        self.assertGreaterEqual(waits[2], 1.9, waits)
+        self.assertEqual(len(prog.log_events("child_start")), 5)  # slot 1 was left alone
+
+    def test_supervisor_killed_leaves_no_child(self):
+        prog = self.start_fleet()
+        pids = self.child_pids(prog)
+        self.kill_worker(prog, signal.SIGKILL)
+        self.wait_until(lambda: all(gone(p) for p in pids), 15, "the children to exit")
+        # they stopped gracefully: each unregistered its worker
+        self.assertEqual(self.redis.zrange(self.key("workers")), [])
+        self.assertEqual(len(prog.log_events("worker_unregistered")), 2)
+
+
+# the events that are not about one job; every other line must carry a job_id
+NOT_ABOUT_A_JOB = {
+    "config", "image_guard", "metrics_listening", "worker_start", "worker_stop",
+    "worker_unregistered", "worker_reaped", "lease_lost", "shutdown_deadline", "promoted",
+    "redis_error", "redis_script_load", "job_unparseable", "job_stranded", "batch_split",
+    "batch_split_failed", "adopt_failed",
+    "malloc_settings_refused",  # start-up: an allocator (ASan's) that ignores mallopt
+    "redis",  # a Redis command's timing: with the job's id when a job's run sent it
+}
+
+
+class JsonLogTest(FleetCase):
+
+    def test_json_lines_and_single_process_metrics(self):
+        prog = self.start_worker("--log-format", "json", "--metrics-addr",
+                                 "127.0.0.1:%d" % self.metrics_port)
+        good = ["json-1", "json-2"]
+        for job_id in good:
+            self.push_job(self.job(job_id))
+        self.push_job(self.job("json-bad", path="/missing.png", stamp=False))
+        self.push_job("{not json")
+        self.wait_results(good + ["json-bad"])
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 2, 10, "two dead entries")
+
+        fams = self.scrape()
+        self.assertEqual(sample(fams, "pixq_jobs_total", outcome="succeeded"), 2)
+        self.assertEqual(sample(fams, "pixq_jobs_total", outcome="failed"), 1)
+        self.assertEqual(sample(fams, "pixq_jobs_total", outcome="dead"), 1)
+        self.assertEqual(sample(fams, "pixq_outputs_total", outcome="uploaded"), 2)
+        self.assertEqual(sample(fams, "pixq_s3_responses_total", method="PUT", code="200"), 2)
+        self.assertEqual(sample(fams, "pixq_queue_wait_seconds_count"), 2)
+        self.assertEqual(sample(fams, "pixq_worker_processes"), 1)
+        self.check_http_edges()
+
+        status, killed = prog.terminate(scaled(20))
+        self.programs.remove(prog)
+        self.assertEqual((status, killed), (0, False))
+        lines = prog.log_path.read_text().splitlines()
+        events = [self.parse_line(line) for line in lines]
+        names = {e["event"] for e in events}
+        for must in ("config", "worker_start", "job_start", "job_done", "job_failed", "processed",
+                     "s3_put", "redis", "job_unparseable", "worker_stop", "metrics_listening"):
+            self.assertIn(must, names)
+        about_jobs = [e for e in events if e["event"] not in NOT_ABOUT_A_JOB]
+        self.assertGreater(len(about_jobs), 10)
+        in_runs = [e for e in events if e["event"] == "redis" and "job_id" in e]
+        self.assertTrue(in_runs, "no Redis timing line carries the job it was sent for")
+        for e in about_jobs:
+            self.assertIsInstance(e.get("job_id"), str, e)
+            self.assertTrue(e["job_id"], e)
+        for e in events:
+            if e["event"] in ("job_done", "processed"):
+                self.assertIsInstance(e["ms"], int, e)
+            if e["event"] == "redis":
+                self.assertIsInstance(e["cmd"], str, e)
+                self.assertIsInstance(e["ms"], (int, float), e)
+        failed = [e for e in events if e["event"] == "job_failed"]
+        self.assertEqual(failed[0]["job_id"], "json-bad")
+        result = json.loads(self.redis.lindex(self.key("result:json-bad"), 0))["results"]
+        self.assertEqual(failed[0]["error"], result["errors"][0])  # unquoted, then JSON again
+        self.assertTrue(any(e["event"] == "redis" and e.get("script") for e in events))
+
+    def parse_line(self, line):
+        try:
+            e = json.loads(line)
+        except ValueError as err:
+            raise AssertionError("not a JSON line (%s): %r" % (err, line))
+        self.assertIsInstance(e, dict, line)
+        self.assertRegex(e.get("ts", ""), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertIn(e.get("level"), ("debug", "info", "warn", "error"), line)
+        self.assertIsInstance(e.get("event"), str, line)
+        return e
+
+
+if __name__ == "__main__":
+    harness.main()

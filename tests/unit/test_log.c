@@ -1,0 +1,262 @@
+/* The log line formats: key=value fields converted to JSON members (quoting, escapes, numbers,
+ * continuation words, UTF-8, truncation), and log_event() writing one line. */
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "log.h"
+
+#define TS "2026-11-28T06:01:02.345Z"
+
+/* The JSON line for `fields`, into a static buffer. */
+static const char *json_of(const char *fields)
+{
+    static char out[LOG_JSON_MAX];
+    log_line_json(out, sizeof out, TS, LOG_LEVEL_INFO, "e", 0, fields);
+    return out;
+}
+
+/* Whether `line` is one JSON object that json-c parses completely. */
+static bool valid_json(const char *line)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, line, (int)strlen(line));
+    bool ok = o != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+              (size_t)json_tokener_get_parse_end(tok) == strlen(line) &&
+              json_object_is_type(o, json_type_object);
+    json_object_put(o);
+    json_tokener_free(tok);
+    return ok;
+}
+
+struct json_case {
+    const char *fields;
+    const char *want; /* the members after "event" */
+};
+
+static const struct json_case cases[] = {
+    {"", ""},
+    {"job_id=abc ms=12", ",\"job_id\":\"abc\",\"ms\":12"},
+    /* numbers: plain decimals only */
+    {"a=0 b=-3 c=007 d=1.5 e=1e5 f=1. g=- h=+1 i=0x10",
+     ",\"a\":0,\"b\":-3,\"c\":\"007\",\"d\":1.5,\"e\":\"1e5\",\"f\":\"1.\",\"g\":\"-\",\"h\":\"+"
+     "1\","
+     "\"i\":\"0x10\""},
+    /* identifiers stay strings even when they look like numbers */
+    {"job_id=123 id=7 worker=42 child_id=9 n=5",
+     ",\"job_id\":\"123\",\"id\":\"7\",\"worker\":\"42\",\"child_id\":\"9\",\"n\":5"},
+    {"big=1234567890123456789 ok=123456789012345678",
+     ",\"big\":\"1234567890123456789\",\"ok\":123456789012345678"},
+    /* quoted values are strings, unescaped and escaped again for JSON */
+    {"n=\"42\" s=\"a b\" q=\"say \\\"hi\\\"\" bs=\"c:\\\\dir\" ctl=\"x\\x01y\\x0az\\x7f\"",
+     ",\"n\":\"42\",\"s\":\"a b\",\"q\":\"say \\\"hi\\\"\",\"bs\":\"c:\\\\dir\","
+     "\"ctl\":\"x\\u0001y\\nz\\u007f\""},
+    {"empty= quoted=\"\" last=1", ",\"empty\":\"\",\"quoted\":\"\",\"last\":1"},
+    /* a raw value with a backslash was not escaped: it stays as written */
+    {"path=C:\\x41", ",\"path\":\"C:\\\\x41\""},
+    /* a value logged without log_quote: the words after it belong to it */
+    {"error=no such file  code=2", ",\"error\":\"no such file\",\"code\":2"},
+    {"error=\"a b\" tail words n=1", ",\"error\":\"a b tail words\",\"n\":1"},
+    {"hello world n=1", ",\"msg\":\"hello world\",\"n\":1"},
+    {"url=http://h/?a=1&b=2 k=v", ",\"url\":\"http://h/?a=1&b=2\",\"k\":\"v\""},
+    /* names that would clash with the line's own members */
+    {"ts=1 level=x event=y pid=3 msg=z",
+     ",\"_ts\":1,\"_level\":\"x\",\"_event\":\"y\",\"_pid\":3,\"msg\":\"z\""},
+    {"PIXQ_REDIS_URL=redis://h:1/0 a.b-c=1", ",\"PIXQ_REDIS_URL\":\"redis://h:1/0\",\"a.b-c\":1"},
+    /* a cut line: the quote never closes */
+    {"a=1 b=\"unterminated value", ",\"a\":1,\"b\":\"unterminated value\""},
+    {"b=\"ends in backslash\\", ",\"b\":\"ends in backslash\\\\\""},
+    /* UTF-8 kept, anything else replaced */
+    {"u=caf\xc3\xa9 e=\xe2\x82\xac", ",\"u\":\"caf\xc3\xa9\",\"e\":\"\xe2\x82\xac\""},
+    {"bad=\xff\xc0\xaf x=\xed\xa0\x80 t=\xe2\x82",
+     ",\"bad\":\"\\ufffd\\ufffd\\ufffd\",\"x\":\"\\ufffd\\ufffd\\ufffd\","
+     "\"t\":\"\\ufffd\\ufffd\""},
+    {"tab=a\tb", ",\"tab\":\"a\\tb\""},
+};
+
+static void test_cases(void)
+{
+    char want[LOG_JSON_MAX];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(want, sizeof want, "{\"ts\":\"" TS "\",\"level\":\"info\",\"event\":\"e\"%s}",
+                 cases[i].want);
+        const char *got = json_of(cases[i].fields);
+        CHECK_STR(got, want);
+        CHECK(valid_json(got));
+    }
+}
+
+/* Whatever log_quote() makes of a string comes back as the same string. */
+static void test_round_trip(void)
+{
+    const char *values[] = {"plain",          "with space", "q\"uote", "back\\slash",
+                            "nl\nand\ttab\r", "",           "a=b",     "\x01\x1f\x7f",
+                            "\"\\\"",         "end\\",      "x\\x41",  "utf8 \xc3\xa9"};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char q[256], fields[300];
+        snprintf(fields, sizeof fields, "v=%s n=1", log_quote(values[i], q, sizeof q));
+        const char *line = json_of(fields);
+        json_object *o = json_tokener_parse(line);
+        json_object *v = NULL, *n = NULL;
+        CHECK(o != NULL && json_object_object_get_ex(o, "v", &v));
+        CHECK(v != NULL && json_object_is_type(v, json_type_string));
+        CHECK_STR(v != NULL ? json_object_get_string(v) : NULL, values[i]);
+        CHECK(o != NULL && json_object_object_get_ex(o, "n", &n) &&
+              json_object_is_type(n, json_type_int));
+        json_object_put(o);
+    }
+}
+
+static void test_head(void)
+{
+    char out[256];
+    log_line_json(out, sizeof out, TS, LOG_LEVEL_ERROR, "job_failed", 4242, "job_id=j1");
+    CHECK_STR(out, "{\"ts\":\"" TS "\",\"level\":\"error\",\"event\":\"job_failed\",\"pid\":4242,"
+                   "\"job_id\":\"j1\"}");
+    log_line_json(out, sizeof out, TS, LOG_LEVEL_DEBUG, "ev\"il", 0, NULL);
+    CHECK_STR(out, "{\"ts\":\"" TS "\",\"level\":\"debug\",\"event\":\"ev\\\"il\"}");
+}
+
+/* Members that do not fit are left out; the line stays one valid object within `cap`. */
+static void test_truncation(void)
+{
+    char fields[LOG_TEXT_MAX];
+    size_t o = 0;
+    for (int i = 0; o + 40 < sizeof fields; i++) {
+        o += (size_t)snprintf(fields + o, sizeof fields - o, "field%d=\"value %d\" ", i, i);
+    }
+    for (size_t cap = 64; cap <= 1024; cap += 37) {
+        char *out = malloc(cap);
+        size_t n = log_line_json(out, cap, TS, LOG_LEVEL_WARN, "e", 1, fields);
+        CHECK(n < cap && strlen(out) == n);
+        CHECK(valid_json(out));
+        CHECK(strstr(out, "\"log_truncated\":true}") != NULL);
+        free(out);
+    }
+    char big[LOG_JSON_MAX];
+    log_line_json(big, sizeof big, TS, LOG_LEVEL_WARN, "e", 1, fields);
+    CHECK(valid_json(big));
+    CHECK(strstr(big, "log_truncated") == NULL);
+    /* control characters grow sixfold: a value too long for the line is left out entirely */
+    char ctl[2000];
+    memset(ctl, 0, sizeof ctl);
+    memcpy(ctl, "a=1 c=", 6);
+    memset(ctl + 6, '\x01', sizeof ctl - 7);
+    char small[2048];
+    log_line_json(small, sizeof small, TS, LOG_LEVEL_INFO, "e", 0, ctl);
+    CHECK(valid_json(small));
+    CHECK(strstr(small, "\"a\":1,\"log_truncated\":true}") != NULL);
+}
+
+static void test_parse(void)
+{
+    enum log_format f = LOG_FORMAT_TEXT;
+    CHECK_INT(log_parse_format("json", &f), 0);
+    CHECK_INT(f, LOG_FORMAT_JSON);
+    CHECK_INT(log_parse_format("text", &f), 0);
+    CHECK_INT(f, LOG_FORMAT_TEXT);
+    CHECK_INT(log_parse_format("JSON", &f), -1);
+    enum log_level l = LOG_LEVEL_INFO;
+    CHECK_INT(log_parse_level("warn", &l), 0);
+    CHECK_INT(l, LOG_LEVEL_WARN);
+    CHECK_INT(log_parse_level("verbose", &l), -1);
+}
+
+/* Reads what log_event() wrote to stderr (a pipe) while `fn` ran. */
+static void capture(void (*fn)(void), char *out, size_t cap)
+{
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    fn();
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fds[1]);
+    ssize_t n = read(fds[0], out, cap - 1);
+    out[n > 0 ? n : 0] = '\0';
+    close(fds[0]);
+}
+
+static void emit_json(void)
+{
+    char q[64];
+    log_output = LOG_FORMAT_JSON;
+    log_set_pid(77);
+    LOG_INFO("job_done", "job_id=%s ms=%d error=%s", "j-1", 12, log_quote("a \"b\"", q, sizeof q));
+    LOG_DEBUG("dropped", "x=1"); /* below the threshold */
+    log_set_pid(0);
+    log_output = LOG_FORMAT_TEXT;
+}
+
+static void emit_text(void)
+{
+    log_set_pid(9);
+    LOG_WARN("w", "k=v");
+    log_set_pid(0);
+    LOG_INFO("bare", NULL);
+}
+
+static void emit_in_job(void)
+{
+    log_set_job("job 7");
+    LOG_INFO("in_job", "cmd=GET ms=%d", 3);
+    LOG_INFO("named", "job_id=other n=1");
+    LOG_INFO("bare", NULL);
+    static char big[5000];
+    memset(big, 'a', sizeof big - 1);
+    LOG_INFO("long", "v=%s", big);
+    log_set_job(NULL);
+    LOG_INFO("after", "x=1");
+}
+
+/* The job context: lines that name no job get job_id first. */
+static void test_job_context(void)
+{
+    static char out[4 * LOG_JSON_MAX];
+    capture(emit_in_job, out, sizeof out);
+    CHECK(strstr(out, " event=in_job job_id=\"job 7\" cmd=GET ms=3\n") != NULL);
+    CHECK(strstr(out, " event=named job_id=other n=1\n") != NULL);
+    CHECK(strstr(out, " event=bare job_id=\"job 7\"\n") != NULL);
+    CHECK(strstr(out, " event=after x=1\n") != NULL);
+    const char *lng = strstr(out, " event=long job_id=\"job 7\" v=aaaa");
+    CHECK(lng != NULL);
+    size_t len = lng != NULL ? strcspn(lng, "\n") : 0;
+    CHECK(len > 3000 && len < LOG_TEXT_MAX);
+}
+
+static void test_log_event(void)
+{
+    char out[LOG_JSON_MAX];
+    capture(emit_json, out, sizeof out);
+    CHECK(strchr(out, '\n') == out + strlen(out) - 1); /* one line */
+    out[strlen(out) - 1] = '\0';
+    json_object *o = json_tokener_parse(out);
+    json_object *v = NULL;
+    CHECK(o != NULL);
+    CHECK(json_object_object_get_ex(o, "ts", &v) && strlen(json_object_get_string(v)) == 24);
+    CHECK(json_object_object_get_ex(o, "level", &v) &&
+          strcmp(json_object_get_string(v), "info") == 0);
+    CHECK(json_object_object_get_ex(o, "pid", &v) && json_object_get_int(v) == 77);
+    CHECK(json_object_object_get_ex(o, "ms", &v) && json_object_get_int(v) == 12);
+    CHECK(json_object_object_get_ex(o, "error", &v) &&
+          strcmp(json_object_get_string(v), "a \"b\"") == 0);
+    json_object_put(o);
+    capture(emit_text, out, sizeof out);
+    CHECK(strncmp(out, "ts=", 3) == 0);
+    CHECK(strstr(out, " level=warn event=w pid=9 k=v\n") != NULL);
+    CHECK(strstr(out, " level=info event=bare\n") != NULL);
+}
+
+int main(void)
+{
+    test_cases();
+    test_round_trip();
+    test_head();
+    test_truncation();
+    test_parse();
+    test_log_event();
+    test_job_context();
+    return check_summary("log");
+}

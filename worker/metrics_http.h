@@ -1,0 +1,40 @@
+/* metrics_http: the small HTTP/1.1 server behind --metrics-addr.
+ *
+ * It answers `GET /metrics` (and HEAD) with metrics_render()'s text, 404 for any other path, 405
+ * for other methods and 400 for what is not an HTTP/1.x request, and closes every connection
+ * after its answer. It never blocks: sockets are non-blocking and one poll(2) round serves every
+ * connection that is ready. Limits: MHTTP_MAX_CONNS connections at once (a new one takes the
+ * slot of the oldest that is not being answered), MHTTP_MAX_REQUEST bytes of request head (431
+ * past it) and MHTTP_TIMEOUT_MS from accept to the last byte of the answer (then the connection
+ * is dropped).
+ *
+ * The supervisor calls mhttp_serve() from its own loop, so it stays single-threaded and forks
+ * safely; a single worker process serves from a thread of its own (mhttp_start_thread()). */
+#ifndef PIXQ_METRICS_HTTP_H
+#define PIXQ_METRICS_HTTP_H
+
+#include "err.h"
+
+#define MHTTP_MAX_CONNS   16   /* connections served at once */
+#define MHTTP_MAX_REQUEST 8192 /* bytes of request line and headers */
+#define MHTTP_TIMEOUT_MS  5000 /* from accept to the end of the answer */
+
+struct mhttp;
+
+/* Binds and listens on `addr` ("HOST:PORT", "[v6]:PORT"). Returns NULL with the reason in `e`. */
+struct mhttp *mhttp_create(const char *addr, struct err *e);
+
+/* Stops the thread if one runs, closes every socket and frees; NULL is allowed. */
+void mhttp_destroy(struct mhttp *s);
+
+/* Closes the sockets and frees without stopping a thread: for a forked child, where the
+ * supervisor's server (which runs no thread) must not stay open. NULL is allowed. */
+void mhttp_forget(struct mhttp *s);
+
+/* One round: waits at most `timeout_ms` for connections or data, then serves what is ready. */
+void mhttp_serve(struct mhttp *s, int timeout_ms);
+
+/* Serves from a thread of its own until mhttp_destroy(). Returns 0 or -1 with the reason. */
+int mhttp_start_thread(struct mhttp *s, struct err *e);
+
+#endif

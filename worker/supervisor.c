@@ -1,0 +1,258 @@
+#include "supervisor.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "metrics.h"
+
+#define TICK_MS 100 /* longest wait between looks at children and signals */
+
+/* One worker process slot. */
+struct child {
+    pid_t pid;          /* 0: not running */
+    long started_ms;    /* monotonic */
+    long restart_at_ms; /* monotonic; when pid is 0 */
+    int quick_exits;    /* deaths in a row, each within SUPERVISOR_FAST_EXIT_MS of its start */
+};
+
+struct sup {
+    const struct supervisor_opts *o;
+    struct child *kids;
+    long n;
+    pid_t self;
+    bool stopping;
+    long stop_deadline_ms; /* monotonic: children still there then are killed */
+    bool killed;
+};
+
+static volatile sig_atomic_t stop_signal; /* the SIGTERM or SIGINT received, 0: none */
+
+static void on_stop(int sig)
+{
+    stop_signal = sig;
+}
+
+static void on_child(int sig)
+{
+    (void)sig; /* only wakes the loop up */
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_child;
+    sa.sa_flags = SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---------------------------------------------------------------- children */
+
+/* In the child: never returns. The supervisor's signals are still blocked here. */
+static void child_main(struct sup *s, const sigset_t *unblocked)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != s->self) {
+        _exit(0); /* the supervisor died before the request took effect */
+    }
+    mhttp_forget(s->o->metrics);
+    free(s->kids);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    log_set_pid((long)getpid());
+    s->o->child_setup();
+    sigprocmask(SIG_SETMASK, unblocked, NULL);
+    exit(s->o->child_run(s->o->cfg));
+}
+
+static void spawn(struct sup *s, long i)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        child_main(s, &old);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    struct child *c = &s->kids[i];
+    if (pid < 0) {
+        LOG_ERROR("child_fork_failed", "slot=%ld error=%s retry_ms=%d", i, strerror(errno),
+                  SUPERVISOR_BACKOFF_MIN_MS);
+        c->restart_at_ms = clock_mono_ms() + SUPERVISOR_BACKOFF_MIN_MS;
+        return;
+    }
+    c->pid = pid;
+    c->started_ms = clock_mono_ms();
+    LOG_INFO("child_start", "slot=%ld child_pid=%ld", i, (long)pid);
+}
+
+/* When a child that just died may start again: at once, unless it keeps dying young. */
+static long plan_restart(struct child *c, long uptime_ms, long now)
+{
+    c->quick_exits = uptime_ms < SUPERVISOR_FAST_EXIT_MS ? c->quick_exits + 1 : 0;
+    long delay = 0;
+    if (c->quick_exits >= 2) {
+        delay = SUPERVISOR_BACKOFF_MIN_MS;
+        for (int i = 2; i < c->quick_exits && delay < SUPERVISOR_BACKOFF_MAX_MS; i++) {
+            delay *= 2;
+        }
+        delay = delay > SUPERVISOR_BACKOFF_MAX_MS ? SUPERVISOR_BACKOFF_MAX_MS : delay;
+    }
+    c->restart_at_ms = now + delay;
+    return delay;
+}
+
+static void child_exited(struct sup *s, pid_t pid, int status)
+{
+    long i = 0;
+    while (i < s->n && s->kids[i].pid != pid) {
+        i++;
+    }
+    if (i == s->n) {
+        return;
+    }
+    struct child *c = &s->kids[i];
+    long now = clock_mono_ms(), uptime = now - c->started_ms;
+    c->pid = 0;
+    long delay = s->stopping ? -1 : plan_restart(c, uptime, now);
+    bool clean = s->stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    enum log_level level = clean ? LOG_LEVEL_INFO : LOG_LEVEL_WARN;
+    if (WIFSIGNALED(status)) {
+        LOG_AT(level, "child_exit",
+               "slot=%ld child_pid=%ld signal=%d uptime_ms=%ld restart_in_ms=%ld", i, (long)pid,
+               WTERMSIG(status), uptime, delay);
+    } else {
+        LOG_AT(level, "child_exit",
+               "slot=%ld child_pid=%ld status=%d uptime_ms=%ld restart_in_ms=%ld", i, (long)pid,
+               WEXITSTATUS(status), uptime, delay);
+    }
+}
+
+static void reap(struct sup *s)
+{
+    for (;;) {
+        int status = 0;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0) {
+            return;
+        }
+        child_exited(s, pid, status);
+    }
+}
+
+static long live(const struct sup *s)
+{
+    long n = 0;
+    for (long i = 0; i < s->n; i++) {
+        n += s->kids[i].pid > 0;
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+static void restart_due(struct sup *s)
+{
+    long now = clock_mono_ms();
+    for (long i = 0; i < s->n; i++) {
+        if (s->kids[i].pid == 0 && now >= s->kids[i].restart_at_ms) {
+            spawn(s, i);
+            metrics_count_restart();
+        }
+    }
+}
+
+static void signal_all(struct sup *s, int sig)
+{
+    for (long i = 0; i < s->n; i++) {
+        if (s->kids[i].pid > 0) {
+            kill(s->kids[i].pid, sig);
+        }
+    }
+}
+
+static void begin_stop(struct sup *s)
+{
+    s->stopping = true;
+    s->stop_deadline_ms =
+        clock_mono_ms() + s->o->cfg->shutdown_timeout_ms + SUPERVISOR_STOP_GRACE_MS;
+    LOG_INFO("supervisor_stopping", "signal=%d children=%ld", (int)stop_signal, live(s));
+    signal_all(s, SIGTERM);
+}
+
+static void enforce_deadline(struct sup *s)
+{
+    if (s->killed || clock_mono_ms() < s->stop_deadline_ms) {
+        return;
+    }
+    LOG_ERROR("children_killed", "children=%ld waited_ms=%ld", live(s),
+              s->o->cfg->shutdown_timeout_ms + SUPERVISOR_STOP_GRACE_MS);
+    signal_all(s, SIGKILL);
+    s->killed = true;
+}
+
+/* Waits a tick, serving metrics meanwhile; a signal ends the wait early. */
+static void wait_tick(struct sup *s)
+{
+    if (s->o->metrics != NULL) {
+        mhttp_serve(s->o->metrics, TICK_MS);
+        return;
+    }
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = TICK_MS * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int supervisor_run(const struct supervisor_opts *o)
+{
+    struct sup s = {.o = o, .n = o->cfg->processes, .self = getpid()};
+    s.kids = calloc((size_t)s.n, sizeof *s.kids);
+    if (s.kids == NULL) {
+        LOG_ERROR("supervisor_failed", "error=\"out of memory\"");
+        return 1;
+    }
+    log_set_pid((long)s.self);
+    install_signals();
+    LOG_INFO("supervisor_start", "processes=%ld", s.n);
+    for (long i = 0; i < s.n; i++) {
+        spawn(&s, i);
+    }
+    for (;;) {
+        if (stop_signal != 0 && !s.stopping) {
+            begin_stop(&s);
+        }
+        reap(&s);
+        long alive = live(&s);
+        metrics_set_processes(alive);
+        if (s.stopping && alive == 0) {
+            break;
+        }
+        if (s.stopping) {
+            enforce_deadline(&s);
+        } else {
+            restart_due(&s);
+        }
+        wait_tick(&s);
+    }
+    LOG_INFO("supervisor_stop", "killed=%d", s.killed);
+    free(s.kids);
+    return s.killed ? 1 : 0;
+}

@@ -1,0 +1,37 @@
+/* supervisor: `pixq-worker --processes N`, N single-threaded worker processes on one machine.
+ *
+ * The supervisor forks N children and does no job work itself: each child initialises
+ * ImageMagick, curl and its Redis connections after the fork and serves jobs under its own worker
+ * id. A child that dies is started again (logged as child_exit with its pid and exit status or
+ * signal); a child that dies within SUPERVISOR_FAST_EXIT_MS of its start counts as a crash loop
+ * and waits before its next start, 1 s doubling up to SUPERVISOR_BACKOFF_MAX_MS (the first such
+ * restart is immediate). SIGTERM or SIGINT is forwarded to every child as SIGTERM, their graceful
+ * stop (PIXQ_SHUTDOWN_TIMEOUT_MS); the supervisor waits for all of them. A child still there
+ * SUPERVISOR_STOP_GRACE_MS after that timeout is killed. Each child asks the kernel for SIGTERM
+ * when the supervisor dies (PR_SET_PDEATHSIG), so none is left behind even after a SIGKILL.
+ *
+ * The supervisor also serves the metrics endpoint, if any, from its own loop (it never starts a
+ * thread, so forking stays safe). */
+#ifndef PIXQ_SUPERVISOR_H
+#define PIXQ_SUPERVISOR_H
+
+#include "cfg.h"
+#include "metrics_http.h"
+
+#define SUPERVISOR_FAST_EXIT_MS   10000 /* a child dying sooner after its start is crash-looping */
+#define SUPERVISOR_BACKOFF_MIN_MS 1000  /* wait before the second quick restart, then doubling */
+#define SUPERVISOR_BACKOFF_MAX_MS 30000 /* longest wait before a restart */
+#define SUPERVISOR_STOP_GRACE_MS  5000  /* after PIXQ_SHUTDOWN_TIMEOUT_MS, stragglers are killed */
+
+struct supervisor_opts {
+    const struct cfg *cfg;     /* cfg->processes children */
+    struct mhttp *metrics;     /* served by the supervisor; closed in the children; NULL: none */
+    void (*child_setup)(void); /* in each child, before signals are let in: install handlers */
+    int (*child_run)(const struct cfg *cfg); /* the child's work; returns its exit status */
+};
+
+/* Runs the supervisor until it is asked to stop and every child has exited. Returns the exit
+ * status: 0, or 1 if a child had to be killed at the end. Never returns in a child. */
+int supervisor_run(const struct supervisor_opts *o);
+
+#endif
