@@ -98,6 +98,8 @@ static const struct cfg_entry table[] = {
      "most entries kept in pixq:{Q}:dead"},
     {"reserve-timeout-ms", "PIXQ_RESERVE_TIMEOUT_MS", T_LONG, F(reserve_timeout_ms), 10, 60000,
      "1000", false, "longest blocking wait for a job before the worker looks around again"},
+    {"queue-poll-ms", "PIXQ_QUEUE_POLL_MS", T_LONG, F(queue_poll_ms), 1, 60000, "100", false,
+     "with several queues: longest wait for a job of a lower-priority queue while idle"},
     {"redis-timeout-ms", "PIXQ_REDIS_TIMEOUT_MS", T_LONG, F(redis_timeout_ms), 100, 600000, "5000",
      false, "connect and reply timeout for Redis, on top of any blocking wait"},
     {"lease-ms", "PIXQ_LEASE_MS", T_LONG, F(lease_ms), 1000, 3600000, "20000", false,

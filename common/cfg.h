@@ -44,6 +44,7 @@ struct cfg {
     long result_ttl_s;
     long dead_max;
     long reserve_timeout_ms;
+    long queue_poll_ms; /* several queues: idle workers block on the first one this long */
     long redis_timeout_ms;
     long lease_ms;
     long heartbeat_ms;

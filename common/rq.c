@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "hash.h"
 #include "log.h"
@@ -34,7 +35,8 @@ struct rq {
     struct rq_url url;
     long timeout_ms;
     bool io_error;
-    unsigned long io_errors; /* commands lost to I/O failures since the start */
+    unsigned long io_errors;   /* commands lost to I/O failures since the start */
+    unsigned long round_trips; /* replies waited for since the start (a pipeline counts once) */
     char sha[RQ_SCRIPT_COUNT][2 * SHA_DIGEST_LENGTH + 1];
 };
 
@@ -330,8 +332,26 @@ unsigned long rq_io_errors(const struct rq *r)
     return r->io_errors;
 }
 
-redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
-                        const size_t *lens, struct err *e)
+/* Microseconds of the monotonic clock, for the timing lines. */
+static long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+/* The debug line of one round trip: the command's name (`len` bytes), the script's, how long. */
+static void log_round_trip(const char *cmd, int len, const char *script, long long t0_us,
+                           const redisReply *rep)
+{
+    LOG_DEBUG("redis", "cmd=%.*s%s%s ms=%.3f ok=%d", len, cmd, script != NULL ? " script=" : "",
+              script != NULL ? script : "", (double)(mono_us() - t0_us) / 1000.0,
+              rep != NULL && rep->type != REDIS_REPLY_ERROR);
+}
+
+/* rq_commandv, with the script's name for the timing line (NULL: not a script). */
+static redisReply *commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
+                            const size_t *lens, const char *script, struct err *e)
 {
     if (ensure_connected(r, e) < 0) {
         return NULL;
@@ -339,11 +359,20 @@ redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const cha
     if (extra_timeout_ms > 0) {
         redisSetTimeout(r->ctx, ms_to_tv(r->timeout_ms + extra_timeout_ms));
     }
+    r->round_trips++;
+    long long t0 = mono_us();
     redisReply *rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    log_round_trip(argv[0], lens != NULL ? (int)lens[0] : (int)strlen(argv[0]), script, t0, rep);
     if (extra_timeout_ms > 0 && r->ctx != NULL && rep != NULL) {
         redisSetTimeout(r->ctx, ms_to_tv(r->timeout_ms));
     }
     return check_reply(r, rep, e);
+}
+
+redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
+                        const size_t *lens, struct err *e)
+{
+    return commandv(r, extra_timeout_ms, argc, argv, lens, NULL, e);
 }
 
 redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...)
@@ -353,9 +382,66 @@ redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...)
     }
     va_list ap;
     va_start(ap, fmt);
+    r->round_trips++;
+    long long t0 = mono_us();
     redisReply *rep = redisvCommand(r->ctx, fmt, ap);
     va_end(ap);
+    log_round_trip(fmt, (int)strcspn(fmt, " "), NULL, t0, rep);
     return check_reply(r, rep, e);
+}
+
+unsigned long rq_round_trips(const struct rq *r)
+{
+    return r->round_trips;
+}
+
+/* After an I/O failure in a pipeline: frees the replies read so far and drops the connection. */
+static int pipeline_lost(struct rq *r, size_t got, redisReply **replies, struct err *e)
+{
+    for (size_t i = 0; i < got; i++) {
+        freeReplyObject(replies[i]);
+        replies[i] = NULL;
+    }
+    err_set(e, "redis: %s",
+            r->ctx != NULL && r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+    r->io_error = true;
+    r->io_errors++;
+    drop(r);
+    return -1;
+}
+
+int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **replies,
+                struct err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        replies[i] = NULL;
+    }
+    if (ensure_connected(r, e) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (redisAppendCommandArgv(r->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens) != REDIS_OK) {
+            return pipeline_lost(r, 0, replies, e);
+        }
+    }
+    r->round_trips++;
+    long long t0 = mono_us();
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *rep = NULL;
+        if (redisGetReply(r->ctx, &rep) != REDIS_OK || rep == NULL) {
+            return pipeline_lost(r, i, replies, e);
+        }
+        replies[i] = rep;
+        if (replies[i]->type == REDIS_REPLY_ERROR) {
+            rc = err_set(e, "redis: %.400s", replies[i]->str);
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+    }
+    LOG_DEBUG("redis", "cmd=pipeline commands=%zu ms=%.3f ok=%d", n,
+              (double)(mono_us() - t0) / 1000.0, rc == 0);
+    return rc;
 }
 
 static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
@@ -387,7 +473,7 @@ static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char
     for (int i = 0; i < 3; i++) {
         lens[i] = strlen(argv[i]);
     }
-    redisReply *rep = rq_commandv(r, 0, n, argv, lens, e);
+    redisReply *rep = commandv(r, 0, n, argv, lens, script_name[s], e);
     free(argv);
     free(lens);
     return rep;

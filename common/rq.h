@@ -72,6 +72,20 @@ redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const cha
 /* printf-style command (hiredis format: %s, %b with pointer+length). As rq_commandv. */
 redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...);
 
+/* One command of a pipeline: an argument vector (`lens` NULL for C strings). */
+struct rq_cmd {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+};
+
+/* Sends `n` commands in one write and reads their `n` replies: one round trip. replies[i] is the
+ * reply of cmds[i] (the caller frees each non-NULL one), or NULL for an error reply, whose
+ * message goes into `e`. Returns 0 when every reply was an answer, -1 if any was an error reply
+ * or on I/O failure (then the connection is dropped and every reply is NULL). */
+int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **replies,
+                struct err *e);
+
 /* Runs a Lua script with EVALSHA, loading it when the server answers NOSCRIPT. As rq_commandv. */
 redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
                       const char **args, const size_t *arglens, struct err *e);
@@ -82,6 +96,9 @@ bool rq_disconnected(const struct rq *r);
 /* How many commands failed on I/O (or could not connect) since rq_create(): a caller compares
  * two readings to learn whether a sequence of commands was cut short. */
 unsigned long rq_io_errors(const struct rq *r);
+
+/* Round trips to Redis since rq_create() (a pipeline counts once): for measurements. */
+unsigned long rq_round_trips(const struct rq *r);
 
 /* Writes the key "pixq:{queue}:suffix" into `out`. Returns 0, or -1 if it does not fit. */
 int rq_key(char *out, size_t cap, const char *queue, const char *suffix);

@@ -16,6 +16,15 @@
 #define REAP_BATCH       16   /* most expired workers reaped per pass */
 #define ERROR_BACKOFF_MS 1000 /* wait after a Redis error before the next try */
 
+/* One queue's keys. */
+struct lease_queue {
+    char name[CFG_STR_MAX];
+    char workers_key[RQ_KEY_MAX];
+    char jobs_key[RQ_KEY_MAX];
+    char recov_key[RQ_KEY_MAX];
+    char stats_key[RQ_KEY_MAX];
+};
+
 struct lease {
     const struct cfg *cfg;
     volatile sig_atomic_t *stop;
@@ -24,26 +33,23 @@ struct lease {
     atomic_bool quit;
     atomic_bool lost;
     char wid[300];
-    char workers_key[RQ_KEY_MAX];
-    char active_key[RQ_KEY_MAX];
-    char jobs_key[RQ_KEY_MAX];
-    char recov_key[RQ_KEY_MAX];
-    char stats_key[RQ_KEY_MAX];
-    char queue[CFG_STR_MAX];
+    size_t n;
+    struct lease_queue q[LEASE_QUEUES_MAX];
 };
 
-/* Runs heartbeat.lua; returns 1 held, 0 lost, -1 on a Redis error. */
-static int beat(struct lease *l, const char *mode)
+/* Runs heartbeat.lua in queue `q`; returns 1 held, 0 lost, -1 on a Redis error. */
+static int beat(struct lease *l, const struct lease_queue *q, const char *mode)
 {
     char lease_ms[32];
     snprintf(lease_ms, sizeof lease_ms, "%ld", l->cfg->lease_ms);
-    const char *keys[] = {l->workers_key};
+    const char *keys[] = {q->workers_key};
     const char *args[] = {l->wid, lease_ms, mode};
     struct err e = {{0}};
     redisReply *r = rq_script(l->rq, RQ_SCRIPT_HEARTBEAT, 1, keys, 3, args, NULL, &e);
     if (r == NULL) {
-        char q[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_error", "step=heartbeat error=%s", log_quote(e.msg, q, sizeof q));
+        char quoted[ERR_MSG_MAX + 16];
+        LOG_WARN("redis_error", "step=heartbeat queue=%s error=%s", q->name,
+                 log_quote(e.msg, quoted, sizeof quoted));
         return -1;
     }
     int held = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
@@ -51,20 +57,22 @@ static int beat(struct lease *l, const char *mode)
     return held;
 }
 
-/* Runs reap.lua for one worker; returns the jobs given back, or -1. */
-static long reap_one(struct lease *l, const char *wid, const char *mode)
+/* Runs reap.lua for one worker in queue `q`; returns the jobs given back, or -1. */
+static long reap_one(struct lease *l, const struct lease_queue *q, const char *wid,
+                     const char *mode)
 {
     char active[RQ_KEY_MAX], suffix[RQ_KEY_MAX], max[32];
     snprintf(suffix, sizeof suffix, "active:%.300s", wid);
-    rq_key(active, sizeof active, l->queue, suffix);
+    rq_key(active, sizeof active, q->name, suffix);
     snprintf(max, sizeof max, "%ld", l->cfg->max_recoveries);
-    const char *keys[] = {l->workers_key, active, l->jobs_key, l->recov_key, l->stats_key};
+    const char *keys[] = {q->workers_key, active, q->jobs_key, q->recov_key, q->stats_key};
     const char *args[] = {wid, mode, max};
     struct err e = {{0}};
     redisReply *r = rq_script(l->rq, RQ_SCRIPT_REAP, 5, keys, 3, args, NULL, &e);
     if (r == NULL) {
-        char q[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_error", "step=reap worker=%s error=%s", wid, log_quote(e.msg, q, sizeof q));
+        char quoted[ERR_MSG_MAX + 16];
+        LOG_WARN("redis_error", "step=reap queue=%s worker=%s error=%s", q->name, wid,
+                 log_quote(e.msg, quoted, sizeof quoted));
         return -1;
     }
     long n = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
@@ -72,52 +80,80 @@ static long reap_one(struct lease *l, const char *wid, const char *mode)
     return n;
 }
 
-/* Finds workers whose lease ran out and gives their jobs back. Returns 0 or -1. */
-static int reap_expired(struct lease *l)
+/* Gives back what this worker holds in every queue (graceful): the total, or -1 on an error. */
+static long give_back_all(struct lease *l)
+{
+    long total = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        long n = reap_one(l, &l->q[i], l->wid, "graceful");
+        total = n < 0 || total < 0 ? -1 : total + n;
+    }
+    return total;
+}
+
+/* Finds the workers of queue `q` whose lease ran out and gives their jobs back. Returns 0 or -1. */
+static int reap_expired(struct lease *l, const struct lease_queue *q)
 {
     char batch[16];
     snprintf(batch, sizeof batch, "%d", REAP_BATCH);
-    const char *keys[] = {l->workers_key};
+    const char *keys[] = {q->workers_key};
     const char *args[] = {batch};
     struct err e = {{0}};
     redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 1, keys, 1, args, NULL, &e);
     if (r == NULL) {
-        char q[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_error", "step=expired error=%s", log_quote(e.msg, q, sizeof q));
+        char quoted[ERR_MSG_MAX + 16];
+        LOG_WARN("redis_error", "step=expired queue=%s error=%s", q->name,
+                 log_quote(e.msg, quoted, sizeof quoted));
         return -1;
     }
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const char *wid = r->element[i]->str;
-        long n = reap_one(l, wid, "crash");
+        long n = reap_one(l, q, wid, "crash");
         if (n >= 0) {
-            LOG_WARN("worker_reaped", "worker=%s jobs_returned=%ld by=%s", wid, n, l->wid);
+            LOG_WARN("worker_reaped", "worker=%s queue=%s jobs_returned=%ld by=%s", wid, q->name, n,
+                     l->wid);
         }
     }
     freeReplyObject(r);
     return 0;
 }
 
+/* Reaps expired workers in every queue. Returns 0, or -1 if any queue failed. */
+static int reap_all(struct lease *l)
+{
+    int rc = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        rc = reap_expired(l, &l->q[i]) < 0 ? -1 : rc;
+    }
+    return rc;
+}
+
 /* Past the shutdown deadline: give the running job back to the head of the queue and exit, so
  * that it is run once, by someone else, rather than cut off half way by a SIGKILL. */
 static void give_back_and_exit(struct lease *l)
 {
-    long n = reap_one(l, l->wid, "graceful");
+    long n = give_back_all(l);
     LOG_WARN("shutdown_deadline", "worker=%s jobs_returned=%ld timeout_ms=%ld", l->wid, n,
              l->cfg->shutdown_timeout_ms);
     fflush(stderr);
     _exit(n >= 0 ? 0 : 1);
 }
 
-/* One heartbeat: renew, and if the lease was taken, note it and register again. */
+/* One heartbeat in every queue: renew, and where the lease was taken, note it and register
+ * again. */
 static long renew(struct lease *l, long now)
 {
-    int held = beat(l, "beat");
-    if (held == 0) {
-        atomic_store(&l->lost, true);
-        LOG_WARN("lease_lost", "worker=%s", l->wid);
-        held = beat(l, "register");
+    bool failed = false;
+    for (size_t i = 0; i < l->n; i++) {
+        int held = beat(l, &l->q[i], "beat");
+        if (held == 0) {
+            atomic_store(&l->lost, true);
+            LOG_WARN("lease_lost", "worker=%s queue=%s", l->wid, l->q[i].name);
+            held = beat(l, &l->q[i], "register");
+        }
+        failed = failed || held < 0;
     }
-    return held < 0 ? now + ERROR_BACKOFF_MS : now + l->cfg->heartbeat_ms;
+    return failed ? now + ERROR_BACKOFF_MS : now + l->cfg->heartbeat_ms;
 }
 
 static void *run_thread(void *arg)
@@ -139,7 +175,7 @@ static void *run_thread(void *arg)
             next_beat = renew(l, now);
         }
         if (now >= next_reap) {
-            int rc = reap_expired(l);
+            int rc = reap_all(l);
             next_reap = now + (rc < 0 ? ERROR_BACKOFF_MS : l->cfg->reap_interval_ms);
         }
         clock_sleep_ms(TICK_MS);
@@ -147,25 +183,45 @@ static void *run_thread(void *arg)
     return NULL;
 }
 
-static int make_keys(struct lease *l, const char *queue, const char *wid, struct err *e)
+static int make_keys(struct lease_queue *q, const char *queue, struct err *e)
 {
-    char active[RQ_KEY_MAX];
-    snprintf(l->wid, sizeof l->wid, "%s", wid);
-    snprintf(l->queue, sizeof l->queue, "%s", queue);
-    snprintf(active, sizeof active, "active:%.300s", wid);
-    if (rq_key(l->workers_key, RQ_KEY_MAX, queue, "workers") < 0 ||
-        rq_key(l->active_key, RQ_KEY_MAX, queue, active) < 0 ||
-        rq_key(l->jobs_key, RQ_KEY_MAX, queue, "jobs") < 0 ||
-        rq_key(l->recov_key, RQ_KEY_MAX, queue, "recov") < 0 ||
-        rq_key(l->stats_key, RQ_KEY_MAX, queue, "stats") < 0) {
+    snprintf(q->name, sizeof q->name, "%s", queue);
+    if (rq_key(q->workers_key, RQ_KEY_MAX, queue, "workers") < 0 ||
+        rq_key(q->jobs_key, RQ_KEY_MAX, queue, "jobs") < 0 ||
+        rq_key(q->recov_key, RQ_KEY_MAX, queue, "recov") < 0 ||
+        rq_key(q->stats_key, RQ_KEY_MAX, queue, "stats") < 0) {
         return err_set(e, "queue name too long");
     }
     return 0;
 }
 
-struct lease *lease_start(const struct cfg *cfg, const char *queue, const char *wid,
-                          volatile sig_atomic_t *stop, struct err *e)
+/* Keys for every queue and registration in each. Returns 0 or -1. */
+static int register_all(struct lease *l, const char *const *queues, struct err *e)
 {
+    for (size_t i = 0; i < l->n; i++) {
+        if (make_keys(&l->q[i], queues[i], e) < 0) {
+            return -1;
+        }
+    }
+    l->rq = rq_create(l->cfg->redis_url, l->cfg->redis_timeout_ms, e);
+    if (l->rq == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        if (beat(l, &l->q[i], "register") != 1) {
+            return err_set(e, "cannot register the worker in %s", l->q[i].workers_key);
+        }
+    }
+    return 0;
+}
+
+struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size_t n,
+                          const char *wid, volatile sig_atomic_t *stop, struct err *e)
+{
+    if (n == 0 || n > LEASE_QUEUES_MAX) {
+        err_set(e, "a worker serves 1 to %d queues, not %zu", LEASE_QUEUES_MAX, n);
+        return NULL;
+    }
     struct lease *l = calloc(1, sizeof *l);
     if (l == NULL) {
         err_set(e, "out of memory");
@@ -173,17 +229,11 @@ struct lease *lease_start(const struct cfg *cfg, const char *queue, const char *
     }
     l->cfg = cfg;
     l->stop = stop;
+    l->n = n;
+    snprintf(l->wid, sizeof l->wid, "%s", wid);
     atomic_init(&l->quit, false);
     atomic_init(&l->lost, false);
-    if (make_keys(l, queue, wid, e) < 0) {
-        goto fail;
-    }
-    l->rq = rq_create(cfg->redis_url, cfg->redis_timeout_ms, e);
-    if (l->rq == NULL) {
-        goto fail;
-    }
-    if (beat(l, "register") != 1) {
-        err_set(e, "cannot register the worker in %s", l->workers_key);
+    if (register_all(l, queues, e) < 0) {
         goto fail;
     }
     if (pthread_create(&l->thread, NULL, run_thread, l) != 0) {
@@ -209,7 +259,7 @@ void lease_stop(struct lease *l)
     }
     atomic_store(&l->quit, true);
     pthread_join(l->thread, NULL);
-    long n = reap_one(l, l->wid, "graceful"); /* also removes the worker from the fleet */
+    long n = give_back_all(l); /* also removes the worker from every queue's fleet */
     LOG_INFO("worker_unregistered", "worker=%s jobs_returned=%ld", l->wid, n);
     rq_destroy(l->rq);
     free(l);

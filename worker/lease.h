@@ -1,9 +1,10 @@
 /* lease: a worker's liveness in Redis, kept by a thread of its own.
  *
- * The worker is registered in pixq:{Q}:workers with a deadline (Redis clock) that the thread
- * renews every heartbeat. The same thread reaps, every reap interval, the workers whose deadline
- * passed: their reserved jobs go back to the queue (reap.lua). If this worker's own lease was
- * taken (it stalled longer than the lease), the thread notes it (lease_lost) and registers again.
+ * The worker is registered in pixq:{Q}:workers of every queue Q it serves, with a deadline (Redis
+ * clock) that the thread renews every heartbeat. The same thread reaps, every reap interval and in
+ * every queue, the workers whose deadline passed: their reserved jobs go back to the queue they
+ * came from (reap.lua). If this worker's own lease was taken in any queue (it stalled longer than
+ * the lease), the thread notes it (lease_lost) and registers again.
  * After a stop is requested, the thread also enforces the shutdown deadline: past it, the job
  * still running is given back to the head of the queue and the process exits.
  *
@@ -17,19 +18,21 @@
 #include "cfg.h"
 #include "err.h"
 
+#define LEASE_QUEUES_MAX 16 /* most queues one worker serves */
+
 struct lease;
 
-/* Registers worker `wid` of `queue` and starts the thread. `stop` is the process's stop flag.
- * Returns NULL with the reason in `e`. */
-struct lease *lease_start(const struct cfg *cfg, const char *queue, const char *wid,
-                          volatile sig_atomic_t *stop, struct err *e);
+/* Registers worker `wid` in each of the `n` queues (1..LEASE_QUEUES_MAX) and starts the thread.
+ * `stop` is the process's stop flag. Returns NULL with the reason in `e`. */
+struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size_t n,
+                          const char *wid, volatile sig_atomic_t *stop, struct err *e);
 
 /* Whether the lease was taken from this worker since the last call (then the job it holds is
  * no longer its own). */
 bool lease_take_lost(struct lease *l);
 
-/* Stops the thread, gives back anything left on the worker's active list and unregisters the
- * worker. NULL is allowed. */
+/* Stops the thread, gives back anything left on the worker's active lists (each to its own queue)
+ * and unregisters the worker. NULL is allowed. */
 void lease_stop(struct lease *l);
 
 #endif

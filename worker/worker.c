@@ -15,6 +15,7 @@
 #include "job.h"
 #include "lease.h"
 #include "log.h"
+#include "metrics.h"
 #include "result.h"
 #include "rq.h"
 #include "run.h"
@@ -26,6 +27,21 @@
 #define MIN_BLOCK_MS    10   /* shortest blocking wait for a job */
 #define REDIS_TICK_MS   100  /* a blocking wait may end this late (Redis's default hz 10) */
 
+/* One queue the worker serves (PIXQ_QUEUE names them, highest priority first), with its keys:
+ * every key of a queue carries its {name} hash tag, so each queue settles on its own. */
+struct wqueue {
+    char name[CFG_STR_MAX];
+    char jobs_key[RQ_KEY_MAX];
+    char active_key[RQ_KEY_MAX];
+    char dead_key[RQ_KEY_MAX];
+    char stats_key[RQ_KEY_MAX];
+    char delayed_key[RQ_KEY_MAX];
+    char recov_key[RQ_KEY_MAX];
+    char tput_key[RQ_KEY_MAX];
+    long next_promote_at; /* monotonic ms */
+    bool due_soon;        /* next_promote_at is a delayed job's due time, not a routine look */
+};
+
 struct worker {
     const struct cfg *cfg;
     volatile sig_atomic_t *stop;
@@ -35,18 +51,17 @@ struct worker {
     struct runner runner;
     struct job_limits limits;
     char id[300];
-    const char *queue;
-    char queue_buf[CFG_STR_MAX];
-    char jobs_key[RQ_KEY_MAX];
-    char active_key[RQ_KEY_MAX];
-    char dead_key[RQ_KEY_MAX];
-    char stats_key[RQ_KEY_MAX];
-    char delayed_key[RQ_KEY_MAX];
-    char recov_key[RQ_KEY_MAX];
-    long next_promote_at; /* monotonic ms */
-    unsigned seed;        /* for retry jitter */
-    bool due_soon;        /* next_promote_at is a delayed job's due time, not a routine look */
-    bool check_active;    /* a Redis error happened: our active list may hold a reserved job */
+    struct wqueue q[LEASE_QUEUES_MAX];
+    size_t nq;
+    struct wqueue *cur; /* the queue of the payload in hand: it settles there */
+    /* cur's name and keys (use_queue), so that each step names the queue its payload came from */
+    const char *queue, *jobs_key, *active_key, *dead_key, *stats_key, *delayed_key, *recov_key;
+    struct buf next;           /* a payload finish.lua reserved for the next turn, in next_q */
+    struct wqueue *next_q;     /* NULL while `next` holds nothing */
+    unsigned long io_at_start; /* rq_io_errors() when the payload in hand was reserved */
+    unsigned long jobs;        /* payloads handled, for the round trips per job at the end */
+    unsigned seed;             /* for retry jitter */
+    bool check_active;         /* a Redis error happened: our active list may hold a reserved job */
 };
 
 /* One reserved job while it is being worked on. */
@@ -70,24 +85,77 @@ static void nap(struct worker *w, long ms)
 
 /* ---------------------------------------------------------------- set-up */
 
+/* Makes queue `q` (w->q[i]) the one the payload in hand belongs to. */
+static void use_queue(struct worker *w, struct wqueue *q)
+{
+    w->cur = q;
+    w->queue = q->name;
+    w->jobs_key = q->jobs_key;
+    w->active_key = q->active_key;
+    w->dead_key = q->dead_key;
+    w->stats_key = q->stats_key;
+    w->delayed_key = q->delayed_key;
+    w->recov_key = q->recov_key;
+}
+
+static int queue_keys(struct wqueue *q, const char *wid, struct err *e)
+{
+    char active[RQ_KEY_MAX];
+    snprintf(active, sizeof active, "active:%.300s", wid);
+    if (rq_key(q->jobs_key, RQ_KEY_MAX, q->name, "jobs") < 0 ||
+        rq_key(q->active_key, RQ_KEY_MAX, q->name, active) < 0 ||
+        rq_key(q->dead_key, RQ_KEY_MAX, q->name, "dead") < 0 ||
+        rq_key(q->stats_key, RQ_KEY_MAX, q->name, "stats") < 0 ||
+        rq_key(q->delayed_key, RQ_KEY_MAX, q->name, "delayed") < 0 ||
+        rq_key(q->recov_key, RQ_KEY_MAX, q->name, "recov") < 0 ||
+        rq_key(q->tput_key, RQ_KEY_MAX, q->name, "tput") < 0) {
+        return err_set(e, "PIXQ_QUEUE: queue name '%.100s' too long", q->name);
+    }
+    return 0;
+}
+
+/* Adds queue `name` (`len` bytes of the PIXQ_QUEUE list) after checking it. */
+static int add_queue(struct worker *w, const char *name, size_t len, struct err *e)
+{
+    while (len > 0 && name[0] == ' ') { /* "urgent, default" */
+        name++;
+        len--;
+    }
+    while (len > 0 && name[len - 1] == ' ') {
+        len--;
+    }
+    if (len == 0 || memchr(name, '{', len) != NULL || memchr(name, '}', len) != NULL) {
+        return err_set(e, "PIXQ_QUEUE: empty queue name or one with braces in '%s'", w->cfg->queue);
+    }
+    if (w->nq == LEASE_QUEUES_MAX) {
+        return err_set(e, "PIXQ_QUEUE: at most %d queues", LEASE_QUEUES_MAX);
+    }
+    struct wqueue *q = &w->q[w->nq];
+    snprintf(q->name, sizeof q->name, "%.*s", (int)len, name);
+    for (size_t i = 0; i < w->nq; i++) {
+        if (strcmp(w->q[i].name, q->name) == 0) {
+            return err_set(e, "PIXQ_QUEUE: queue '%s' named twice", q->name);
+        }
+    }
+    w->nq++;
+    return queue_keys(q, w->id, e);
+}
+
+/* The queues of PIXQ_QUEUE ("urgent,default": highest priority first) and their keys. */
 static int make_keys(struct worker *w, struct err *e)
 {
-    snprintf(w->queue_buf, sizeof w->queue_buf, "%s", w->cfg->queue);
-    char *comma = strchr(w->queue_buf, ',');
-    if (comma != NULL) {
-        *comma = '\0'; /* this worker serves the first queue named */
+    const char *p = w->cfg->queue;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (add_queue(w, p, len, e) < 0) {
+            return -1;
+        }
+        if (p[len] == '\0') {
+            break;
+        }
+        p += len + 1;
     }
-    w->queue = w->queue_buf;
-    char active[RQ_KEY_MAX];
-    snprintf(active, sizeof active, "active:%.300s", w->id);
-    if (rq_key(w->jobs_key, RQ_KEY_MAX, w->queue, "jobs") < 0 ||
-        rq_key(w->active_key, RQ_KEY_MAX, w->queue, active) < 0 ||
-        rq_key(w->dead_key, RQ_KEY_MAX, w->queue, "dead") < 0 ||
-        rq_key(w->stats_key, RQ_KEY_MAX, w->queue, "stats") < 0 ||
-        rq_key(w->delayed_key, RQ_KEY_MAX, w->queue, "delayed") < 0 ||
-        rq_key(w->recov_key, RQ_KEY_MAX, w->queue, "recov") < 0) {
-        return err_set(e, "queue name too long");
-    }
+    use_queue(w, &w->q[0]);
     return 0;
 }
 
@@ -112,15 +180,23 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
     w->stop = stop;
     w->seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     init_settings(w);
-    if (id_worker(w->id, sizeof w->id) < 0 || make_keys(w, e) < 0) {
+    buf_init(&w->next, 0);
+    if (id_worker(w->id, sizeof w->id) < 0) {
         err_set(e, "cannot make a worker id");
+        goto fail;
+    }
+    if (make_keys(w, e) < 0) {
         goto fail;
     }
     w->rq = rq_create(cfg->redis_url, cfg->redis_timeout_ms, e);
     if (w->rq == NULL) {
         goto fail;
     }
-    w->lease = lease_start(cfg, w->queue, w->id, stop, e);
+    const char *names[LEASE_QUEUES_MAX];
+    for (size_t i = 0; i < w->nq; i++) {
+        names[i] = w->q[i].name;
+    }
+    w->lease = lease_start(cfg, names, w->nq, w->id, stop, e);
     if (w->lease == NULL) {
         goto fail;
     }
@@ -146,6 +222,7 @@ void worker_destroy(struct worker *w)
     run_finish(&w->runner);
     rq_destroy(w->rq);
     http_destroy(w->http);
+    buf_finish(&w->next);
     free(w);
 }
 
@@ -188,34 +265,90 @@ static char *dead_envelope(const char *payload, size_t len, const char *job_id, 
 }
 
 struct settlement {
-    const char *job_id;  /* NULL: no result is stored */
-    const char *result;  /* "" when job_id is NULL */
-    const char *dead;    /* dead-letter envelope, or NULL */
-    const char *counter; /* "succeeded", "failed" or "" */
+    const char *job_id;    /* NULL: no result is stored */
+    const char *result;    /* "" when job_id is NULL */
+    const char *dead;      /* dead-letter envelope, or NULL */
+    const char *counter;   /* "succeeded", "failed" or "" */
+    const char *posted_id; /* the job whose postback was just delivered (marked), or NULL */
 };
+
+/* finish.lua's keys and arguments (see its header). */
+struct finish_call {
+    char result_key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
+    char ttl[32], dead_max[32], dead_age[32], posted[32];
+    const char *keys[8], *args[9];
+    size_t lens[9];
+};
+
+static void finish_call_init(struct worker *w, const struct buf *payload,
+                             const struct settlement *s, bool next, struct finish_call *c)
+{
+    job_key(w, s->job_id != NULL ? s->job_id : "", "result", -1, c->result_key,
+            sizeof c->result_key);
+    job_key(w, s->posted_id != NULL ? s->posted_id : "", "job", -1, c->job_hash,
+            sizeof c->job_hash);
+    snprintf(c->ttl, sizeof c->ttl, "%ld", w->cfg->result_ttl_s);
+    snprintf(c->dead_max, sizeof c->dead_max, "%ld", w->cfg->dead_max);
+    snprintf(c->dead_age, sizeof c->dead_age, "%ld", w->cfg->dead_max_age_s * 1000);
+    c->posted[0] = '\0';
+    if (s->posted_id != NULL) {
+        snprintf(c->posted, sizeof c->posted, "%ld", clock_wall_ms());
+    }
+    const char *keys[] = {w->active_key, c->result_key,    w->dead_key, w->stats_key,
+                          w->recov_key,  w->cur->tput_key, c->job_hash, w->jobs_key};
+    const char *args[] = {
+        payload->data,     s->result,  c->ttl,      s->dead != NULL ? s->dead : "",
+        c->dead_max,       s->counter, c->dead_age, c->posted,
+        next ? "next" : ""};
+    memcpy(c->keys, keys, sizeof keys);
+    memcpy(c->args, args, sizeof args);
+    c->lens[0] = payload->len;
+    for (int i = 1; i < 9; i++) {
+        c->lens[i] = strlen(args[i]);
+    }
+}
+
+/* Whether finish.lua may reserve the next job in the same call: the loop goes on, no Redis error
+ * since this payload was reserved (else the active list may hold a stray to look at first), and
+ * the queue is the first one (a lower queue's next job must not overtake a higher queue's). */
+static bool may_fold(const struct worker *w)
+{
+    return !*w->stop && !w->check_active && w->cur == &w->q[0] && w->next_q == NULL &&
+           rq_io_errors(w->rq) == w->io_at_start;
+}
+
+/* finish.lua's answer: 1 settled, 0 not ours. A payload it reserved is kept for the next turn. */
+static int finish_reply(struct worker *w, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_INTEGER) {
+        return r->integer == 1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        return 0;
+    }
+    const redisReply *next = r->element[1];
+    if (next->type == REDIS_REPLY_STRING) {
+        buf_reset(&w->next);
+        if (buf_append(&w->next, next->str, next->len) == 0) {
+            w->next_q = w->cur;
+        } else {
+            w->check_active = true; /* out of memory: take it from the active list later */
+        }
+    }
+    return r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1;
+}
 
 /* Runs finish.lua, retrying through Redis outages. Returns 1 settled, 0 not ours, -1 gave up. */
 static int settle(struct worker *w, const struct buf *payload, const struct settlement *s)
 {
-    char result_key[RQ_KEY_MAX];
-    job_key(w, s->job_id != NULL ? s->job_id : "", "result", -1, result_key, sizeof result_key);
-    char ttl[32], dead_max[32], dead_age[32];
-    snprintf(ttl, sizeof ttl, "%ld", w->cfg->result_ttl_s);
-    snprintf(dead_max, sizeof dead_max, "%ld", w->cfg->dead_max);
-    snprintf(dead_age, sizeof dead_age, "%ld", w->cfg->dead_max_age_s * 1000);
-    const char *keys[] = {w->active_key, result_key, w->dead_key, w->stats_key, w->recov_key};
-    const char *args[] = {payload->data, s->result,  ttl,     s->dead != NULL ? s->dead : "",
-                          dead_max,      s->counter, dead_age};
-    size_t lens[7] = {payload->len};
-    for (int i = 1; i < 7; i++) {
-        lens[i] = strlen(args[i]);
-    }
+    struct finish_call c;
+    finish_call_init(w, payload, s, may_fold(w), &c);
     long backoff = BACKOFF_MIN_MS;
     for (int attempt = 0; attempt < FINISH_ATTEMPTS; attempt++) {
         struct err e = {{0}};
-        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 5, keys, 7, args, lens, &e);
+        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 8, c.keys, 9, c.args, c.lens, &e);
         if (r != NULL) {
-            int settled = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+            int settled = finish_reply(w, r);
             freeReplyObject(r);
             return settled;
         }
@@ -224,6 +357,8 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
                  log_quote(e.msg, q, sizeof q));
         nap(w, backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        c.args[8] = ""; /* after a lost reply, a reserved next job would be a stray */
+        c.lens[8] = 0;
     }
     w->check_active = true; /* still on the active list: settle it later */
     return -1;
@@ -234,8 +369,9 @@ static void bury_unparseable(struct worker *w, const struct buf *payload, const 
     char *dead = dead_envelope(payload->data, payload->len, NULL, why, 1);
     char q[ERR_MSG_MAX + 16];
     LOG_ERROR("job_unparseable", "bytes=%zu error=%s", payload->len, log_quote(why, q, sizeof q));
+    metrics_count_job(METRICS_JOB_DEAD);
     if (dead != NULL) {
-        const struct settlement s = {NULL, "", dead, "failed"};
+        const struct settlement s = {NULL, "", dead, "failed", NULL};
         settle(w, payload, &s);
     }
     free(dead);
@@ -295,19 +431,13 @@ static bool postback_delivered(struct worker *w, const char *job_id)
     return done;
 }
 
-static void mark_delivered(struct worker *w, const char *job_id)
-{
-    char key[RQ_KEY_MAX];
-    job_key(w, job_id, "job", -1, key, sizeof key);
-    struct err e = {{0}};
-    freeReplyObject(rq_command(w->rq, &e, "HSET %s posted %ld", key, clock_wall_ms()));
-}
-
-/* Posts the result unless it was delivered already (a rerun), and records the delivery. A
- * postback is marked only once delivered, so a worker dying with it in flight leaves it to the
+/* Posts the result unless it was delivered already (a rerun). The delivery is recorded by the
+ * finish.lua call that settles the payload right after (settlement.posted_id, set when *sent):
+ * a postback is marked only once delivered, so a worker dying with it in flight leaves it to the
  * rerun: at least once. Returns 0 delivered (or nothing to deliver), -1 failed. */
-static int post_once(struct worker *w, const struct job *job, const char *json)
+static int post_once(struct worker *w, const struct job *job, const char *json, bool *sent)
 {
+    *sent = false;
     if (job->postback_url == NULL) {
         return 0;
     }
@@ -318,7 +448,7 @@ static int post_once(struct worker *w, const struct job *job, const char *json)
     if (run_postback(&w->runner, job, json) < 0) {
         return -1;
     }
-    mark_delivered(w, job->id);
+    *sent = true;
     return 0;
 }
 
@@ -469,9 +599,11 @@ static void park_job(struct worker *w, struct task *t)
     char q[ERR_MSG_MAX + 16];
     if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
         LOG_INFO("job_parked", "job_id=%s outputs=%zu", t->job->id, c.n);
+        metrics_count_job(METRICS_JOB_PARKED);
         for (size_t i = 0; i < c.n; i++) {
             long wake = clock_mono_ms() + w->runner.parked[i].delay_ms;
-            w->next_promote_at = wake < w->next_promote_at ? wake : w->next_promote_at;
+            struct wqueue *wq = w->cur;
+            wq->next_promote_at = wake < wq->next_promote_at ? wake : wq->next_promote_at;
         }
     } else {
         LOG_WARN("park_failed", "job_id=%s error=%s", t->job->id,
@@ -590,7 +722,7 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
     json_object *results = doc != NULL ? json_object_object_get(doc, "results") : NULL;
     if (job == NULL || results == NULL) {
         LOG_ERROR("parked_job_lost", "job_id=%s reason=state_unreadable", job_id);
-        const struct settlement s = {NULL, "", NULL, ""};
+        const struct settlement s = {NULL, "", NULL, "", NULL};
         settle(w, &t->payload, &s);
     } else {
         run_release(&w->runner); /* the objects of this job only, for wait_for_s3 */
@@ -660,6 +792,7 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
     enum up_outcome out = UP_FAILED;
     if (!load_blob(w, job_id, n, &blob)) {
         err_set(&e, "the encoded output '%.200s' expired before it could be uploaded", id);
+        metrics_count_output(METRICS_OUTPUT_FAILED);
     } else {
         out = up_send(&w->runner.up, task, blob.data, blob.len, &url, &delay, &e);
     }
@@ -696,7 +829,7 @@ static void handle_upload(struct worker *w, struct task *t, json_object *env)
         if (pending < 0) {
             LOG_WARN("parked_job_lost", "job_id=%s reason=state_expired", job_id);
         }
-        const struct settlement s = {NULL, "", NULL, ""};
+        const struct settlement s = {NULL, "", NULL, "", NULL};
         settle(w, &t->payload, &s);
         return;
     }
@@ -713,6 +846,15 @@ static bool job_wants_wait_for_s3(const struct job *j)
     return job_param_bool(j->root, "job", "wait_for_s3", false, &wait, &e) == 0 && wait;
 }
 
+/* The job's JSON without pixq's attempt count (a retried dead job starts afresh). The text is
+ * owned by job->root. */
+static const char *job_text(const struct job *job)
+{
+    json_object_object_del(job->root, "pixq_attempt");
+    return json_object_to_json_string_ext(job->root,
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
 /* Posts a finished job's result back (once) and settles it: the common end of a job, whether its
  * last output was uploaded by the worker that ran it or by the one that ran a parked upload.
  * `payload` is what this worker holds on its active list (the job, or an upload task). */
@@ -724,22 +866,25 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
         up_wait_for_s3(&w->runner.up, w->runner.objs, job->id);
     }
     int posted = 0;
+    bool sent = false;
     if (lease_take_lost(w->lease) && !still_reserved(w, t)) {
         LOG_WARN("lease_lost", "job_id=%s step=before_postback", job->id);
     } else {
-        posted = post_once(w, job, json);
+        posted = post_once(w, job, json, &sent);
     }
     long attempts = job_attempt(job);
-    json_object_object_del(job->root, "pixq_attempt"); /* a retried dead job starts afresh */
-    const char *text = json_object_to_json_string_ext(
-        job->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text = failed ? job_text(job) : NULL; /* serialised only when needed */
     char *dead = failed ? dead_envelope(text, strlen(text), job->id, first_error, attempts) : NULL;
-    const struct settlement s = {job->id, json, dead, failed ? "failed" : "succeeded"};
+    const struct settlement s = {job->id, json, dead, failed ? "failed" : "succeeded",
+                                 sent ? job->id : NULL};
     int settled = settle(w, &t->payload, &s);
     free(dead);
     if (posted < 0 && settled == 1 && wants_postback_retry(w, job)) {
-        schedule_postback(w, text, job->id, 1);
+        schedule_postback(w, job_text(job), job->id, 1);
     }
+    metrics_count_job(settled == 0 ? METRICS_JOB_LEASE_LOST
+                      : failed     ? METRICS_JOB_FAILED
+                                   : METRICS_JOB_SUCCEEDED);
     char q[ERR_MSG_MAX + 16];
     if (settled == 0) {
         LOG_WARN("lease_lost", "job_id=%s step=finish", job->id);
@@ -806,9 +951,11 @@ static void handle_postback(struct worker *w, struct task *t, json_object *env)
         job_key(w, job->id, "result", -1, key, sizeof key);
         r = rq_command(w->rq, &e, "LINDEX %s 0", key);
     }
+    bool sent = false;
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
-        LOG_WARN("postback_given_up", "reason=result_gone attempt=%ld", attempt + 1);
-    } else if (post_once(w, job, r->str) < 0) {
+        LOG_WARN("postback_given_up", "job_id=%s reason=result_gone attempt=%ld",
+                 job != NULL ? job->id : "", attempt + 1);
+    } else if (post_once(w, job, r->str, &sent) < 0) {
         if (attempt < POSTBACK_RETRIES) {
             schedule_postback(w, text, job->id, attempt + 1);
         } else {
@@ -816,9 +963,9 @@ static void handle_postback(struct worker *w, struct task *t, json_object *env)
         }
     }
     freeReplyObject(r);
-    job_destroy(job);
-    const struct settlement s = {NULL, "", NULL, ""};
+    const struct settlement s = {NULL, "", NULL, "", sent ? job->id : NULL};
     settle(w, &t->payload, &s);
+    job_destroy(job);
 }
 
 /* Pixq's own entries on the queue (wake-up tokens, poison pills); true if it was one. */
@@ -829,9 +976,9 @@ static bool handle_internal(struct worker *w, struct task *t)
         return false;
     }
     if (strcmp(t->payload.data, RQ_WAKE_TOKEN) == 0) {
-        const struct settlement s = {NULL, "", NULL, ""};
+        const struct settlement s = {NULL, "", NULL, "", NULL};
         settle(w, &t->payload, &s);
-        w->next_promote_at = 0; /* a delayed job became the earliest: look now */
+        w->cur->next_promote_at = 0; /* a delayed job became the earliest: look now */
         return true;
     }
     json_object *env = json_tokener_parse(t->payload.data);
@@ -981,7 +1128,8 @@ static bool requeue(struct worker *w, struct task *t, const char *next, long del
     bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0;
     if (ok) {
         long wake = clock_mono_ms() + (long)r->integer;
-        w->next_promote_at = wake < w->next_promote_at ? wake : w->next_promote_at;
+        struct wqueue *wq = w->cur;
+        wq->next_promote_at = wake < wq->next_promote_at ? wake : wq->next_promote_at;
     } else if (r != NULL) {
         err_set(e, "lease lost");
     }
@@ -1000,6 +1148,7 @@ static void retry_later(struct worker *w, struct task *t, long delay)
     if (requeue(w, t, next, delay, "retried", &e)) {
         LOG_INFO("job_retry", "job_id=%s attempt=%ld delay_ms=%ld error=%s", t->job->id,
                  attempt + 1, delay, log_quote(t->first_error, q, sizeof q));
+        metrics_count_job(METRICS_JOB_RETRIED);
     } else {
         LOG_WARN("job_retry_failed", "job_id=%s error=%s", t->job->id,
                  log_quote(e.msg, q, sizeof q));
@@ -1016,6 +1165,7 @@ static void handle(struct worker *w, struct task *t)
     struct err e = {{0}};
     long run = begin_run(w, t->job, &e);
     LOG_INFO("job_start", "job_id=%s queue=%s run=%ld", t->job->id, w->queue, run);
+    metrics_job_reserved(t->job, run);
     enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
     if (st == RUN_PARKED) {
         park_job(w, t);
@@ -1031,112 +1181,241 @@ static void handle(struct worker *w, struct task *t)
 
 /* ---------------------------------------------------------------- the loop */
 
-/* Moves due delayed work onto the queue when it is time, and plans the next look. */
-static void promote(struct worker *w)
+/* Moves queue q's due delayed work onto its jobs list when it is time, and plans the next look. */
+static void promote_queue(struct worker *w, struct wqueue *q)
 {
     long now = clock_mono_ms();
-    if (now < w->next_promote_at) {
+    if (now < q->next_promote_at) {
         return;
     }
     char batch[32];
     snprintf(batch, sizeof batch, "%ld", w->cfg->promote_batch);
-    const char *keys[] = {w->delayed_key, w->jobs_key, w->stats_key};
+    const char *keys[] = {q->delayed_key, q->jobs_key, q->stats_key};
     const char *args[] = {batch};
     struct err e = {{0}};
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_PROMOTE, 3, keys, 1, args, NULL, &e);
     long wait = w->cfg->reserve_timeout_ms;
-    w->due_soon = false;
+    q->due_soon = false;
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         long next = (long)r->element[1]->integer;
-        w->due_soon = next >= 0 && next < wait;
-        wait = w->due_soon ? next : wait;
+        q->due_soon = next >= 0 && next < wait;
+        wait = q->due_soon ? next : wait;
         if (r->element[0]->integer > 0) {
-            LOG_DEBUG("promoted", "count=%lld next_ms=%ld", r->element[0]->integer, next);
+            LOG_DEBUG("promoted", "queue=%s count=%lld next_ms=%ld", q->name,
+                      r->element[0]->integer, next);
         }
     }
     freeReplyObject(r);
-    w->next_promote_at = now + wait;
+    q->next_promote_at = now + wait;
 }
 
-/* The oldest payload on this worker's own active list: after a Redis error it may hold a job
- * that a BLMOVE reserved although its answer was lost, or one that could not be settled. It is
- * ours (the lease holds): run it rather than leave it stranded. Returns 1 with it, 0 if the list
- * is empty (no need to look again until the next error), -1 on error. */
+/* Promotion in every queue, each on its own schedule. */
+static void promote(struct worker *w)
+{
+    for (size_t i = 0; i < w->nq; i++) {
+        promote_queue(w, &w->q[i]);
+    }
+}
+
+/* Copies a reply's string into `payload`: 1, or -1 out of memory (0 if it is not a string). */
+static int take_reply(const redisReply *r, struct buf *payload, struct err *e)
+{
+    if (r->type != REDIS_REPLY_STRING) {
+        return 0;
+    }
+    return buf_append(payload, r->str, r->len) == 0 ? 1 : err_set(e, "out of memory");
+}
+
+/* The oldest payload on one of this worker's active lists: after a Redis error it may hold a job
+ * that a reservation reserved although its answer was lost, or one that could not be settled. It
+ * is ours (the lease holds): run it rather than leave it stranded. Returns 1 with it (its queue
+ * in use), 0 if every list is empty (no need to look again until the next error), -1 on error. */
 static int take_stranded(struct worker *w, struct buf *payload, struct err *e)
 {
-    redisReply *r = rq_command(w->rq, e, "LINDEX %s -1", w->active_key);
-    if (r == NULL) {
-        return -1;
-    }
-    int got = 0;
-    if (r->type == REDIS_REPLY_STRING) {
-        got = buf_append(payload, r->str, r->len) == 0 ? 1 : -1;
-        LOG_WARN("job_stranded", "worker=%s bytes=%zu", w->id, (size_t)r->len);
-    }
-    freeReplyObject(r);
-    w->check_active = got != 0;
-    return got < 0 ? err_set(e, "out of memory") : got;
-}
-
-/* LMOVE (not blocking) one job into the active list: 1 with it, 0 if none is queued, -1. */
-static int take_now(struct worker *w, struct buf *payload, struct err *e)
-{
-    redisReply *r = rq_command(w->rq, e, "LMOVE %s %s RIGHT LEFT", w->jobs_key, w->active_key);
-    if (r == NULL) {
-        return -1;
-    }
-    int got = 0;
-    if (r->type == REDIS_REPLY_STRING) {
-        got = buf_append(payload, r->str, r->len) == 0 ? 1 : -1;
-    }
-    freeReplyObject(r);
-    return got < 0 ? err_set(e, "out of memory") : got;
-}
-
-/* BLMOVE one job into the active list, blocking at most until the next promotion is due.
- * Returns 1 with the payload, 0 on timeout, -1 on error. */
-static int reserve(struct worker *w, struct buf *payload, struct err *e)
-{
-    if (w->check_active) {
-        int got = take_stranded(w, payload, e);
+    for (size_t i = 0; i < w->nq; i++) {
+        redisReply *r = rq_command(w->rq, e, "LINDEX %s -1", w->q[i].active_key);
+        if (r == NULL) {
+            return -1;
+        }
+        int got = take_reply(r, payload, e);
+        freeReplyObject(r);
         if (got != 0) {
+            LOG_WARN("job_stranded", "worker=%s queue=%s bytes=%zu", w->id, w->q[i].name,
+                     payload->len);
+            use_queue(w, &w->q[i]);
             return got;
         }
     }
-    long block = w->next_promote_at - clock_mono_ms();
-    if (w->due_soon) {
+    w->check_active = false;
+    return 0;
+}
+
+/* LMOVE (not blocking) one job of `q` into its active list: 1 with it, 0 if none is queued, -1. */
+static int take_now(struct worker *w, struct wqueue *q, struct buf *payload, struct err *e)
+{
+    redisReply *r = rq_command(w->rq, e, "LMOVE %s %s RIGHT LEFT", q->jobs_key, q->active_key);
+    if (r == NULL) {
+        return -1;
+    }
+    int got = take_reply(r, payload, e);
+    freeReplyObject(r);
+    if (got == 1) {
+        use_queue(w, q);
+    }
+    return got;
+}
+
+/* BLMOVE one job of `q` into its active list, blocking at most `block` ms. Returns 1 with the
+ * payload (its queue in use), 0 on timeout, -1 on error. */
+static int block_on(struct worker *w, struct wqueue *q, long block, struct buf *payload,
+                    struct err *e)
+{
+    char timeout[32];
+    snprintf(timeout, sizeof timeout, "%.3f", (double)block / 1000.0);
+    const char *argv[] = {"BLMOVE", q->jobs_key, q->active_key, "RIGHT", "LEFT", timeout};
+    redisReply *r = rq_commandv(w->rq, block, 6, argv, NULL, e);
+    if (r == NULL) {
+        return -1;
+    }
+    int got = take_reply(r, payload, e);
+    freeReplyObject(r);
+    if (got == 1) {
+        use_queue(w, q);
+    }
+    return got;
+}
+
+/* One queue: BLMOVE, blocking at most until the next promotion is due. */
+static int reserve_one(struct worker *w, struct buf *payload, struct err *e)
+{
+    struct wqueue *q = &w->q[0];
+    long block = q->next_promote_at - clock_mono_ms();
+    if (q->due_soon) {
         /* Redis may end the wait up to a tick late: stop a tick early and, rather than block,
          * take what is already queued (without waiting) or sleep the rest here */
         block -= REDIS_TICK_MS;
         if (block < MIN_BLOCK_MS) {
-            int got = take_now(w, payload, e);
+            int got = take_now(w, q, payload, e);
             if (got == 0) {
-                nap(w, w->next_promote_at - clock_mono_ms());
+                nap(w, q->next_promote_at - clock_mono_ms());
             }
             return got;
         }
     }
     block = block < MIN_BLOCK_MS ? MIN_BLOCK_MS : block;
     block = block > w->cfg->reserve_timeout_ms ? w->cfg->reserve_timeout_ms : block;
-    char timeout[32];
-    snprintf(timeout, sizeof timeout, "%.3f", (double)block / 1000.0);
-    const char *argv[] = {"BLMOVE", w->jobs_key, w->active_key, "RIGHT", "LEFT", timeout};
-    redisReply *r = rq_commandv(w->rq, block, 6, argv, NULL, e);
-    if (r == NULL) {
-        return -1;
+    return block_on(w, q, block, payload, e);
+}
+
+/* Hands jobs that a sweep took from lower queues back to the consumer end of their queues: each
+ * is at the head of our active list of its queue, where LMOVE ... RIGHT LEFT put it. */
+static void give_back(struct worker *w, const size_t *which, size_t n)
+{
+    struct rq_cmd cmds[LEASE_QUEUES_MAX];
+    const char *argv[LEASE_QUEUES_MAX][5];
+    redisReply *rep[LEASE_QUEUES_MAX];
+    for (size_t i = 0; i < n; i++) {
+        const struct wqueue *q = &w->q[which[i]];
+        const char *a[] = {"LMOVE", q->active_key, q->jobs_key, "LEFT", "RIGHT"};
+        memcpy(argv[i], a, sizeof a);
+        cmds[i] = (struct rq_cmd){5, argv[i], NULL};
     }
+    struct err e = {{0}};
+    if (rq_pipeline(w->rq, n, cmds, rep, &e) < 0) {
+        w->check_active = true; /* then they are run from our active lists instead */
+    }
+    for (size_t i = 0; i < n; i++) {
+        freeReplyObject(rep[i]);
+    }
+}
+
+/* Several queues, without blocking: LMOVE from every queue in one pipelined round trip. The job
+ * of the highest-priority queue that had one is kept; jobs taken from lower queues in the same
+ * trip go straight back (give_back). Returns 1 with the payload, 0 if all were empty, -1. */
+static int sweep(struct worker *w, struct buf *payload, struct err *e)
+{
+    struct rq_cmd cmds[LEASE_QUEUES_MAX];
+    const char *argv[LEASE_QUEUES_MAX][5];
+    redisReply *rep[LEASE_QUEUES_MAX];
+    for (size_t i = 0; i < w->nq; i++) {
+        const char *a[] = {"LMOVE", w->q[i].jobs_key, w->q[i].active_key, "RIGHT", "LEFT"};
+        memcpy(argv[i], a, sizeof a);
+        cmds[i] = (struct rq_cmd){5, argv[i], NULL};
+    }
+    int rc = rq_pipeline(w->rq, w->nq, cmds, rep, e);
     int got = 0;
-    if (r->type == REDIS_REPLY_STRING) {
-        got = buf_append(payload, r->str, r->len) == 0 ? 1 : -1;
+    size_t extra[LEASE_QUEUES_MAX], n_extra = 0;
+    for (size_t i = 0; i < w->nq; i++) {
+        if (rep[i] != NULL && rep[i]->type == REDIS_REPLY_STRING) {
+            if (got == 0) {
+                got = take_reply(rep[i], payload, e);
+                use_queue(w, &w->q[i]);
+            } else {
+                extra[n_extra++] = i;
+            }
+        }
+        freeReplyObject(rep[i]);
     }
-    freeReplyObject(r);
-    return got < 0 ? err_set(e, "out of memory") : got;
+    if (n_extra > 0) {
+        give_back(w, extra, n_extra);
+    }
+    return got != 0 ? got : (rc < 0 ? -1 : 0);
+}
+
+/* Several queues. BLMOVE takes one source, so after an empty sweep the worker blocks on the
+ * first (highest-priority) queue only, for at most PIXQ_QUEUE_POLL_MS, then sweeps again: a job
+ * pushed onto the first queue is taken at once, one pushed onto a lower queue of an idle worker
+ * waits at most the poll interval (a busy worker sweeps between jobs and never waits). The price
+ * is one sweep per poll interval while idle. */
+static int reserve_multi(struct worker *w, struct buf *payload, struct err *e)
+{
+    int got = sweep(w, payload, e);
+    if (got != 0) {
+        return got;
+    }
+    struct wqueue *soonest = &w->q[0];
+    for (size_t i = 1; i < w->nq; i++) {
+        soonest = w->q[i].next_promote_at < soonest->next_promote_at ? &w->q[i] : soonest;
+    }
+    long block = soonest->next_promote_at - clock_mono_ms();
+    if (soonest->due_soon) {
+        block -= REDIS_TICK_MS; /* as in reserve_one: Redis may wake a tick late */
+        if (block < MIN_BLOCK_MS) {
+            nap(w, soonest->next_promote_at - clock_mono_ms());
+            return 0;
+        }
+    }
+    long poll = w->cfg->queue_poll_ms < w->cfg->reserve_timeout_ms ? w->cfg->queue_poll_ms
+                                                                   : w->cfg->reserve_timeout_ms;
+    long floor = poll < MIN_BLOCK_MS ? poll : MIN_BLOCK_MS;
+    block = block < floor ? floor : block;
+    block = block > poll ? poll : block;
+    return block_on(w, &w->q[0], block, payload, e);
+}
+
+/* The next payload: one finish.lua reserved already, a stranded one after a Redis error, or a
+ * fresh reservation. Returns 1 with it (its queue in use), 0 if none came in time, -1 on error. */
+static int reserve(struct worker *w, struct buf *payload, struct err *e)
+{
+    if (w->next_q != NULL) {
+        use_queue(w, w->next_q);
+        w->next_q = NULL;
+        return buf_append(payload, w->next.data, w->next.len) == 0 ? 1
+                                                                   : err_set(e, "out of memory");
+    }
+    if (w->check_active) {
+        int got = take_stranded(w, payload, e);
+        if (got != 0) {
+            return got;
+        }
+    }
+    return w->nq > 1 ? reserve_multi(w, payload, e) : reserve_one(w, payload, e);
 }
 
 int worker_run(struct worker *w)
 {
     long backoff = BACKOFF_MIN_MS;
-    LOG_INFO("worker_start", "worker=%s queue=%s", w->id, w->queue);
+    LOG_INFO("worker_start", "worker=%s queue=%s", w->id, w->cfg->queue);
     while (!*w->stop) {
         struct task t = {0};
         buf_init(&t.payload, 0);
@@ -1155,15 +1434,19 @@ int worker_run(struct worker *w)
         }
         if (got == 1) {
             lease_take_lost(w->lease); /* a loss before this job concerns none of ours */
-            unsigned long io_before = rq_io_errors(w->rq);
+            w->io_at_start = rq_io_errors(w->rq);
             handle(w, &t);
+            w->jobs++;
             /* a command lost to Redis may have left the job (or a stray) on our list */
-            w->check_active = w->check_active || rq_io_errors(w->rq) != io_before;
+            w->check_active = w->check_active || rq_io_errors(w->rq) != w->io_at_start;
         }
         result_destroy(t.result);
         job_destroy(t.job);
         buf_finish(&t.payload);
     }
-    LOG_INFO("worker_stop", "worker=%s", w->id);
+    /* a job finish.lua reserved for a next turn stays on the active list: lease_stop gives it back
+     */
+    LOG_INFO("worker_stop", "worker=%s jobs=%lu redis_round_trips=%lu", w->id, w->jobs,
+             rq_round_trips(w->rq));
     return 0;
 }

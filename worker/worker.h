@@ -2,9 +2,15 @@
  * post the result back, and settle the job in Redis.
  *
  * Delivery is at least once: a job is moved atomically from pixq:{Q}:jobs into this worker's
- * pixq:{Q}:active:<id> list (BLMOVE) and leaves it only in finish.lua, together with its result
- * (and its dead letter when it failed). A job that cannot be parsed is buried with its error; any
- * other failure reaches the job's postback. */
+ * pixq:{Q}:active:<id> list (BLMOVE, LMOVE, or finish.lua reserving the next job while it settles
+ * the last) and leaves it only in finish.lua, together with its result (and its dead letter when
+ * it failed). A job that cannot be parsed is buried with its error; any other failure reaches the
+ * job's postback.
+ *
+ * PIXQ_QUEUE may name several queues, highest priority first ("urgent,default"): each has its own
+ * keys, and a payload settles in the queue it came from. Between jobs the worker sweeps every
+ * queue in one pipelined round trip and keeps the first queue's job; idle, it blocks on the
+ * first queue for at most PIXQ_QUEUE_POLL_MS (see reserve_multi() in worker.c). */
 #ifndef PIXQ_WORKER_H
 #define PIXQ_WORKER_H
 

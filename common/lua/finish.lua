@@ -6,6 +6,11 @@
 -- KEYS[3] pixq:{Q}:dead              dead letters (ignored when ARGV[4] is empty)
 -- KEYS[4] pixq:{Q}:stats             counters
 -- KEYS[5] pixq:{Q}:recov             crash-recovery counts, cleared for this payload
+-- KEYS[6] pixq:{Q}:tput              throughput for `pixq stats`: fields "<unix s>:succeeded|
+--                                    failed" of the last TPUT_KEEP_S seconds, older ones trimmed
+--                                    here (optional: without it nothing is counted there)
+-- KEYS[7] pixq:{Q}:job:<id>          the job's postback bookkeeping (only with ARGV[8])
+-- KEYS[8] pixq:{Q}:jobs              the queue, for the next reservation (only with ARGV[9])
 -- ARGV[1] the job payload, byte for byte as reserved
 -- ARGV[2] result JSON, or "" when the job has no id to report under (unparseable payload)
 -- ARGV[3] result TTL, seconds
@@ -13,12 +18,24 @@
 -- ARGV[5] most entries kept in the dead list
 -- ARGV[6] counter to increment: "succeeded", "failed", or "" for none
 -- ARGV[7] oldest dead entry kept, ms of age
+-- ARGV[8] optional: when the job's postback was delivered (ms), or "": sets `posted` in KEYS[7]
+--         whether or not the job is still ours (a delivered postback is a fact either way)
+-- ARGV[9] optional: "next" to reserve the next job of KEYS[8] into KEYS[1] once this one is
+--         settled (the worker's ack and its next LMOVE in one round trip), or ""
 --
 -- Returns 1 if the job was on the active list and is now settled; 0 if it was not there (another
--- worker reaped it: the caller no longer owns the job, and nothing is written).
+-- worker reaped it: the caller no longer owns the job, and nothing else is written). With ARGV[9]
+-- "next": {1 or 0, the next payload now on KEYS[1] or nil (none queued, or the job was lost)}.
 
+local want_next = ARGV[9] == 'next'
+if ARGV[8] and ARGV[8] ~= '' then
+    redis.call('HSET', KEYS[7], 'posted', ARGV[8])
+end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
+    if want_next then
+        return {0, false}
+    end
     return 0
 end
 redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[1]))
@@ -44,5 +61,26 @@ if ARGV[4] ~= '' then
 end
 if ARGV[6] ~= '' then
     redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
+end
+if KEYS[6] and (ARGV[6] == 'succeeded' or ARGV[6] == 'failed') then
+    -- per-second outcome counts for `pixq stats` (throughput over the last minute). The field
+    -- "trimmed" is the oldest second whose fields may remain; trimming and the expiry (the hash
+    -- goes when idle, so the trim loop stays short) are renewed once per second, not per job.
+    local TPUT_KEEP_S = 120
+    local sec = tonumber(redis.call('TIME')[1])
+    redis.call('HINCRBY', KEYS[6], sec .. ':' .. ARGV[6], 1)
+    local keep = sec - TPUT_KEEP_S + 1
+    local trimmed = tonumber(redis.call('HGET', KEYS[6], 'trimmed'))
+    if not trimmed or trimmed < keep then
+        -- from where the last trim stopped; after a clock jump, bounded work
+        for s = math.max(trimmed or keep, keep - 3 * TPUT_KEEP_S), keep - 1 do
+            redis.call('HDEL', KEYS[6], s .. ':succeeded', s .. ':failed')
+        end
+        redis.call('HSET', KEYS[6], 'trimmed', keep)
+        redis.call('EXPIRE', KEYS[6], TPUT_KEEP_S)
+    end
+end
+if want_next then
+    return {1, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT')}
 end
 return 1

@@ -23,6 +23,37 @@ CHECKS = {
         r"(?m)^  in Redis: +PING %s us +EVALSHA rl_acquire %s us \(adaptive path %s us\) +"
         r"ratio %s$" % (NUM, NUM, NUM, NUM),
     ]),
+    "thumbs": (["--smoke"], [
+        r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
+        r"(?m)^(200|800) +path-2560x1600\.jpg +%s +%s +%s +%s +%s +%s +%s +%s +\d+x\d+ djpeg \d/8$"
+        % ((NUM,) * 8),
+        r"(?m)^(200|800) +cascade-3840x2160\.png +%s +%s +%s +%s +- +%s +%s +- +\d+x\d+$"
+        % ((NUM,) * 6),
+        r"(?m)^  200 px: pixq/vips %s \((met|missed)\)  pixq/convert %s \((met|missed)\)  "
+        r"pixq/djpeg %s \((met|missed)\)$" % (NUM, NUM, NUM),
+    ]),
+    "memory": (["--smoke"], [
+        r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
+        r"(?m)^pixq-worker +%s +%s +\d+ +%s$" % (NUM, NUM, NUM),
+        r"(?m)^pixq-worker \(shrink off\) +%s +%s +\d+ +%s$" % (NUM, NUM, NUM),
+        r"(?m)^convert +%s +- +- +%s$" % (NUM, NUM),
+        r"(?m)^vipsthumbnail +%s +- +- +%s$" % (NUM, NUM),
+        r"(?m)^pixq-worker: %s MB of its peak are file pages .*: %s MB without them$"
+        % (NUM, NUM),
+        r"(?m)^target: pixq-worker peak <= 100 MB: %s MB \((met|missed)\)$" % NUM,
+    ]),
+    "e2e": (["--smoke"], [
+        r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
+    ] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [
+        r"(?m)^scaling 2 workers / 1 worker: %s \(throughput phase\)$" % NUM,
+    ]),
+    "queue": (["--smoke"], [
+        r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
+    ] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [
+        r"(?m)^scaling 2 workers / 1 worker: %s$" % NUM,
+        r"(?m)^redis-benchmark -c 1 -P 1: PING %s req/s, EVALSHA begin\.lua %s req/s$"
+        % (NUM, NUM),
+    ]),
 }
 
 

@@ -365,6 +365,9 @@ class _Server:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out as two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK (about 40 ms per response on loopback)
+    disable_nagle_algorithm = True
     timeout = 60  # idle keep-alive connections end after this
 
     def log_message(self, fmt, *args):  # keep test output clean; servers record what matters

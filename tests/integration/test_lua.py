@@ -461,6 +461,88 @@ class FinishTest(LuaTestCase):
         self.finish("w1", "job-a", result="r", dead_age_ms=1000)
         self.assertEqual(self.r.llen(DEAD), 1)
 
+    # -- throughput counters (pixq:{Q}:tput, read by `pixq stats`) --------------------------
+
+    def finish6(self, payload, counter):
+        self.r.lpush(active("w1"), payload)
+        return self.run_script(
+            "finish", [active("w1"), key("result:j1"), DEAD, STATS, RECOV, key("tput")],
+            [payload, "r", 600, "", 100, counter, 86400000])
+
+    def test_throughput_is_counted_per_second_of_the_redis_clock(self):
+        sec = int(self.r.execute("TIME")[0])
+        for i, counter in enumerate(("succeeded", "succeeded", "failed", "", "succeeded")):
+            self.assertEqual(self.finish6("job-%d" % i, counter), 1)
+        h = self.r.hgetall(key("tput"))
+        per_sec = {}
+        for field, v in h.items():
+            if field != "trimmed":
+                s, outcome = field.split(":")
+                self.assertIn(int(s), (sec, sec + 1), h)
+                per_sec[outcome] = per_sec.get(outcome, 0) + int(v)
+        self.assertEqual(per_sec, {"succeeded": 3, "failed": 1})
+        self.assertIn(int(h["trimmed"]), (sec - 119, sec - 118))
+        self.assertTrue(110 <= self.r.ttl(key("tput")) <= 120)
+
+    def test_throughput_fields_older_than_two_minutes_are_trimmed(self):
+        sec = int(self.r.execute("TIME")[0])
+        old = {"%d:succeeded" % (sec - 200): 5, "%d:failed" % (sec - 121): 2,
+               "%d:succeeded" % (sec - 100): 7}
+        self.r.execute("HSET", key("tput"), "trimmed", sec - 250,
+                       *[x for kv in old.items() for x in kv])
+        self.finish6("job-a", "failed")
+        h = self.r.hgetall(key("tput"))
+        self.assertNotIn("%d:succeeded" % (sec - 200), h)
+        self.assertNotIn("%d:failed" % (sec - 121), h)
+        self.assertEqual(h["%d:succeeded" % (sec - 100)], "7")
+
+    def test_throughput_not_counted_when_lost_or_without_its_key(self):
+        self.assertEqual(self.finish6("job-a", "succeeded"), 1)
+        self.r.execute("DEL", key("tput"))
+        self.r.execute("LREM", active("w1"), 0, "job-b")
+        self.assertEqual(self.run_script(  # lease lost: not counted
+            "finish", [active("w1"), key("result:j1"), DEAD, STATS, RECOV, key("tput")],
+            ["job-b", "r", 600, "", 100, "succeeded", 86400000]), 0)
+        self.r.lpush(active("w1"), "job-c")
+        self.assertEqual(self.finish("w1", "job-c", result="r"), 1)  # five keys: no KEYS[6]
+        self.assertEqual(self.r.keys("pixq:{t}:tput*"), [])
+
+    # -- the folded ack: `posted` and the next reservation (worker.c settle) ------------------
+
+    def finish8(self, wid, payload, posted="", nxt=""):
+        return self.run_script(
+            "finish", [active(wid), key("result:j1"), DEAD, STATS, RECOV, key("tput"),
+                       key("job:j1"), JOBS],
+            [payload, "r", 600, "", 100, "succeeded", 86400000, posted, nxt])
+
+    def test_next_job_is_reserved_in_the_same_call(self):
+        self.r.lpush(JOBS, "job-b", "job-c")  # job-b is at the consumer end (right)
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.finish8("w1", "job-a", nxt="next"), [1, "job-b"])
+        self.assertEqual(self.r.lrange(active("w1")), ["job-b"])
+        self.assertEqual(self.r.lrange(JOBS), ["job-c"])
+        self.assertEqual(self.r.lrange(key("result:j1")), ["r"])
+        self.assertEqual(self.finish8("w1", "job-b", nxt="next"), [1, "job-c"])
+        self.assertEqual(self.finish8("w1", "job-c", nxt="next"), [1, None])  # queue empty
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertEqual(self.stats()["succeeded"], 3)
+
+    def test_no_next_job_is_reserved_when_the_job_was_lost(self):
+        self.r.lpush(JOBS, "job-b")
+        self.assertEqual(self.finish8("w1", "job-a", nxt="next"), [0, None])
+        self.assertEqual(self.r.lrange(JOBS), ["job-b"])
+        self.assertEqual(self.r.exists(active("w1")), 0)
+
+    def test_posted_is_marked_even_when_the_job_was_lost(self):
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.finish8("w1", "job-a", posted="1234"), 1)
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "1234"})
+        self.r.execute("DEL", key("job:j1"))
+        self.assertEqual(self.finish8("w1", "job-a", posted="5678"), 0)  # lost: still marked
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "5678"})
+        self.assertEqual(self.finish8("w1", "job-a"), 0)  # no postback: nothing written
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "5678"})
+
 
 class AdoptTest(LuaTestCase):
     def adopt(self, wid, old, new):

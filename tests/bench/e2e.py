@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""e2e: jobs end to end through Redis, s3rver and a postback receiver, with 1 and 2 worker
+processes: a corpus JPEG (2560x1600) to a 200-px thumbnail, one save to s3rver, one postback.
+
+    tests/bench/run [--build DIR] e2e [--jobs 500] [--image autumn-2560x1600.jpg]
+        [--processes | --separate] [--smoke] [--json]
+
+Servers, all on loopback and started here: redis-server, s3rver (deploy/s3rver, as the
+integration tests start it), and this script's own source server and postback receiver
+(Python's ThreadingHTTPServer, keep-alive, TCP_NODELAY, each response written in one piece, so
+that they add no Nagle/delayed-ACK stalls of their own).
+
+Two phases per worker count, each of --jobs jobs:
+* throughput: every job pushed at once; jobs/s = jobs / (first push to last postback);
+* latency: a closed loop that keeps one job in flight per worker (a new job is pushed when a
+  postback arrives), so a job never waits behind others: p50 and p99 of the time from its LPUSH
+  to its postback's arrival at the receiver. The worker count's jobs/s in this phase is printed
+  too.
+"Processing" is the worker's own `processed` debug line (fetch of the source excluded: decode,
+transform, encode of the job, in the worker), its p50 over the latency phase; "in worker" is the
+job_done line's ms (begin to settle: fetch, processing, upload, postback, Redis). The targets
+(issue 7): latency p50 at most 1.15 x processing; 2 workers at least 1.8 x 1 worker's jobs/s.
+
+With --processes (the default when pixq-worker has it) one `pixq-worker --processes N` runs the
+N workers under its supervisor; with --separate, N pixq-worker processes are started.
+"""
+
+import argparse
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+
+import harness  # noqa: E402
+
+QUEUE = "e2e"
+BUCKET = "pixq-bench"
+
+
+# ---------------------------------------------------------------------------------------------
+# servers: source and postback receiver, without Nagle stalls
+
+
+class _Fast(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # StreamRequestHandler sets TCP_NODELAY
+    timeout = 60
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def answer(self, status, body, ctype):
+        head = ("HTTP/1.1 %d OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+                % (status, ctype, len(body))).encode()
+        self.wfile.write(head + body)  # one write
+
+
+class _SourceHandler(_Fast):
+    def do_GET(self):
+        body = self.server.files.get(self.path.split("?", 1)[0])
+        if body is None:
+            self.answer(404, b"not found\n", "text/plain")
+        else:
+            self.answer(200, body, "image/jpeg")
+
+
+class _PostbackHandler(_Fast):
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        now = time.time()
+        self.answer(200, b"{}", "application/json")
+        try:
+            doc = json.loads(body)
+            job_id = (doc.get("results") or {}).get("job_id") or doc.get("job_id")
+        except (ValueError, AttributeError):
+            job_id = None
+        self.server.on_postback(job_id, now)
+
+
+class Server:
+    def __init__(self, handler, **attrs):
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        for k, v in attrs.items():
+            setattr(self.httpd, k, v)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Postbacks:
+    """Arrival times by job id, and a hook for the closed loop."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.arrived = {}
+        self.hook = None
+
+    def __call__(self, job_id, t):
+        with self.cond:
+            self.arrived[job_id] = t
+            self.cond.notify_all()
+        hook = self.hook
+        if hook is not None:
+            hook(job_id)
+
+    def wait_count(self, prefix, n, timeout):
+        deadline = time.time() + timeout
+        with self.cond:
+            while sum(1 for j in self.arrived if j and j.startswith(prefix)) < n:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise RuntimeError("only %d of %d postbacks for %s in %.0f s" % (
+                        sum(1 for j in self.arrived if j and j.startswith(prefix)), n, prefix,
+                        timeout))
+                self.cond.wait(min(left, 1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def machine_line():
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    return "machine: nproc=%d cpu=%s load_at_start=%s" % (os.cpu_count(), cpu, " ".join(load))
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+class Bench:
+    def __init__(self, opts, tmp):
+        self.opts = opts
+        self.tmp = tmp
+        self.redis_server = harness.RedisServer(tmp / "redis").start()
+        self.s3 = harness.S3rverServer(tmp / "s3rver", (BUCKET,)).start()
+        image = (harness.REPO_ROOT / "tests" / "data" / "corpus" / opts.image).read_bytes()
+        self.src = Server(_SourceHandler, files={"/src.jpg": image})
+        self.pb = Postbacks()
+        self.receiver = Server(_PostbackHandler, on_postback=self.pb)
+        self.r = harness.Redis("127.0.0.1", self.redis_server.port)
+        self.push_lock = threading.Lock()
+        self.pushed = {}
+
+    def stop(self):
+        self.r.close()
+        self.receiver.stop()
+        self.src.stop()
+        self.s3.stop()
+        self.redis_server.stop()
+
+    def env(self):
+        env = harness.clean_env()
+        env.update({
+            "PIXQ_REDIS_URL": self.redis_server.url(), "PIXQ_QUEUE": QUEUE,
+            "PIXQ_S3_ENDPOINT": self.s3.endpoint(), "AWS_ACCESS_KEY_ID": "S3RVER",
+            "AWS_SECRET_ACCESS_KEY": "S3RVER", "AWS_REGION": "us-east-1",
+            "PIXQ_DEFAULT_BUCKET": BUCKET, "PIXQ_ALLOW_PRIVATE_NETWORKS": "1",
+            "PIXQ_LOG_LEVEL": "debug",  # for the `processed` lines
+            "PIXQ_S3_RATE": "10000/s,burst=1000",  # measure the path, not a rate limit
+        })
+        return env
+
+    def start_workers(self, n):
+        progs = []
+        if self.opts.separate or n == 1:
+            for i in range(n):
+                progs.append(harness.Program("w%d-%d" % (n, i), [self.opts.worker], self.env(),
+                                             self.tmp / ("w%d-%d.log" % (n, i))))
+        else:
+            progs.append(harness.Program("w%d" % n, [self.opts.worker, "--processes", str(n)],
+                                         self.env(), self.tmp / ("w%d.log" % n)))
+        harness.wait_until(lambda: sum(len(p.log_events("worker_start")) for p in progs) >= n,
+                           30, "%d workers to start" % n,
+                           check=lambda: [p.check_alive() for p in progs])
+        return progs
+
+    def job(self, job_id):
+        return json.dumps({
+            "job_id": job_id, "src": self.src.url("/src.jpg"),
+            "postback_url": self.receiver.url("/pb"),
+            "functions": [{"name": "resize_to_fit", "params": {"width": 200},
+                           "save": {"image_identifier": "thumb",
+                                    "s3_destination": {"bucket": BUCKET,
+                                                       "key": "e2e/%s.jpg" % job_id}}}]})
+
+    def push(self, job_id):
+        payload = self.job(job_id)
+        with self.push_lock:
+            self.pushed[job_id] = time.time()
+            self.r.lpush("pixq:{%s}:jobs" % QUEUE, payload)
+
+    def throughput(self, prefix, n):
+        payloads = [self.job("%s-%d" % (prefix, i)) for i in range(n)]
+        t0 = time.time()
+        for i in range(0, n, 100):
+            self.r.lpush("pixq:{%s}:jobs" % QUEUE, *payloads[i:i + 100])
+        self.pb.wait_count(prefix, n, 600)
+        last = max(t for j, t in self.pb.arrived.items() if j and j.startswith(prefix))
+        return n / (last - t0)
+
+    def latency(self, prefix, n, in_flight):
+        sent = [0]
+        lock = threading.Lock()
+        # pushes from the receiver's thread need their own connection
+        r2 = harness.Redis("127.0.0.1", self.redis_server.port)
+
+        def next_job(job_id):
+            if not job_id or not job_id.startswith(prefix):
+                return
+            with lock:
+                if sent[0] >= n:
+                    return
+                k = sent[0]
+                sent[0] += 1
+                jid = "%s-%d" % (prefix, k)
+                self.pushed[jid] = time.time()
+                r2.lpush("pixq:{%s}:jobs" % QUEUE, self.job(jid))
+
+        self.pb.hook = next_job
+        t0 = time.time()
+        with lock:
+            for _ in range(min(in_flight, n)):
+                k = sent[0]
+                sent[0] += 1
+                jid = "%s-%d" % (prefix, k)
+                self.pushed[jid] = time.time()
+                r2.lpush("pixq:{%s}:jobs" % QUEUE, self.job(jid))
+        self.pb.wait_count(prefix, n, 600)
+        self.pb.hook = None
+        r2.close()
+        arrived = {j: t for j, t in self.pb.arrived.items() if j and j.startswith(prefix)}
+        lat = [(arrived[j] - self.pushed[j]) * 1000 for j in arrived]
+        return n / (max(arrived.values()) - t0), lat
+
+    def run_count(self, n):
+        progs = self.start_workers(n)
+        try:
+            self.throughput("warm%d" % n, max(2 * n, min(20, self.opts.jobs)))
+            tput = self.throughput("tp%d" % n, self.opts.jobs)
+            lat_rate, lat = self.latency("lat%d" % n, self.opts.jobs, n)
+        finally:
+            for p in progs:
+                p.terminate()
+        events = [e for p in progs for e in p.log_events()]
+        lat_ids = {e.get("job_id") for e in events if e.get("event") == "job_done"
+                   and e.get("job_id", "").startswith("lat%d-" % n)}
+        processed = [int(e["ms"]) for e in events if e.get("event") == "processed"
+                     and e.get("job_id") in lat_ids]
+        in_worker = [int(e["ms"]) for e in events if e.get("event") == "job_done"
+                     and e.get("job_id") in lat_ids]
+        failed = [e for e in events if e.get("event") == "job_failed"]
+        if failed:
+            raise RuntimeError("%d jobs failed, first: %r" % (len(failed), failed[0]))
+        return {"workers": n, "jobs": self.opts.jobs, "throughput_jobs_per_s": tput,
+                "closed_loop_jobs_per_s": lat_rate, "p50_ms": pct(lat, 50),
+                "p99_ms": pct(lat, 99), "processing_p50_ms": pct(processed, 50),
+                "processing_mean_ms": sum(processed) / max(1, len(processed)),
+                "in_worker_p50_ms": pct(in_worker, 50)}
+
+
+def report(rows, opts):
+    print()
+    print("end to end: %d jobs per phase, %s to a 200-px thumbnail, one save (s3rver), one "
+          "postback; workers as %s" % (opts.jobs, opts.image,
+                                       "separate processes" if opts.separate
+                                       else "pixq-worker --processes N"))
+    print("%-8s %10s %10s %8s %8s %10s %10s %10s" % (
+        "workers", "jobs/s", "loop/s", "p50_ms", "p99_ms", "proc_p50", "in_worker", "p50/proc"))
+    for row in rows:
+        print("%-8d %10.2f %10.2f %8.1f %8.1f %10.1f %10.1f %10.2f" % (
+            row["workers"], row["throughput_jobs_per_s"], row["closed_loop_jobs_per_s"],
+            row["p50_ms"], row["p99_ms"], row["processing_p50_ms"], row["in_worker_p50_ms"],
+            row["p50_ms"] / max(row["processing_p50_ms"], 0.001)))
+    if len(rows) == 2:
+        print("scaling 2 workers / 1 worker: %.2f (throughput phase)"
+              % (rows[1]["throughput_jobs_per_s"] / rows[0]["throughput_jobs_per_s"]))
+    if opts.json:
+        print(json.dumps(rows))
+
+
+def has_processes(worker):
+    out = subprocess.run([worker, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=30).stdout
+    return "--processes" in out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--worker", required=True)
+    ap.add_argument("--jobs", type=int, default=500)
+    ap.add_argument("--image", default="autumn-2560x1600.jpg")
+    ap.add_argument("--separate", action="store_true", help="N pixq-worker processes")
+    ap.add_argument("--processes", action="store_true", help="pixq-worker --processes N")
+    ap.add_argument("--smoke", action="store_true", help="tiny counts")
+    ap.add_argument("--json", action="store_true")
+    opts = ap.parse_args()
+    if opts.smoke:
+        opts.jobs = 6
+    if not opts.processes and not has_processes(opts.worker):
+        opts.separate = True
+    print(machine_line())
+    tmp = Path(tempfile.mkdtemp(prefix="pixq-bench-e2e-"))
+    bench = None
+    try:
+        bench = Bench(opts, tmp)
+        rows = [bench.run_count(n) for n in (1, 2)]
+    finally:
+        if bench is not None:
+            bench.stop()
+        if os.environ.get("PIXQ_TEST_KEEP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
+    report(rows, opts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

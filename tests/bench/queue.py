@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""queue: what the queue costs a job. No-op jobs (an 8x8 canvas source, Blitline's no_op
+function, no save, no postback) through one and two pixq-worker processes, against the round-trip ceiling that
+redis-benchmark measures on the same machine in the same run.
+
+    tests/bench/run [--build DIR] queue [--jobs 20000] [--smoke] [--json]
+
+No postback: a postback is an HTTP request to a receiver, the receiver's cost and not the
+queue's (the e2e benchmark measures jobs with postbacks); no save for the same reason (S3). What
+is left is the queue: reserve, settle, the per-job bookkeeping in Redis, and the worker's fixed
+per-job work (JSON parsing, a MagickWand canvas, two log lines).
+
+Figures:
+* jobs/s: jobs / (the time from the first LPUSH until pixq:{Q}:stats succeeded reaches the count),
+  with the workers idle and connected before the first push; per worker = jobs/s / workers.
+* round trips per job: from each worker's worker_stop line (redis_round_trips / jobs), i.e.
+  what the worker waited for Redis per job, a pipeline counting once.
+* ceiling: redis-benchmark with as many clients as workers, pipeline 1 (a worker waits for each
+  reply), on two command mixes: PING (the bare round trip) and EVALSHA of the worker's own
+  begin.lua (a script call, as both of a job's round trips are). ceiling jobs/s = requests/s /
+  round trips per job; the ratio is jobs/s / ceiling.
+* where a worker's time goes: the worker logs at debug level `processed ... ms=` (the image
+  work); the rest of the per-job time is Redis, JSON and logging (see RESULTS.md).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+
+import harness  # noqa: E402
+
+QUEUE = "bench"
+
+
+def machine_line():
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    return "machine: nproc=%d cpu=%s load_at_start=%s" % (os.cpu_count(), cpu, " ".join(load))
+
+
+def key(name):
+    return "pixq:{%s}:%s" % (QUEUE, name)
+
+
+def worker_env(redis_port, extra=None):
+    env = harness.clean_env()
+    env.update({
+        "PIXQ_REDIS_URL": "redis://127.0.0.1:%d" % redis_port,
+        "PIXQ_QUEUE": QUEUE,
+        "PIXQ_S3_ENDPOINT": "http://127.0.0.1:9",  # never used: no job saves
+        "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1",
+        "PIXQ_DEFAULT_BUCKET": "none",
+        "PIXQ_LOG_LEVEL": "info",
+    })
+    env.update(extra or {})
+    return env
+
+
+def start_workers(worker, n, redis_port, tmp, tag):
+    progs = []
+    for i in range(n):
+        progs.append(harness.Program("%s-%d" % (tag, i), [worker], worker_env(redis_port),
+                                     tmp / ("%s-%d.log" % (tag, i))))
+    harness.wait_until(lambda: all(p.log_events("worker_start") for p in progs), 20,
+                       "workers to start", check=lambda: [p.check_alive() for p in progs])
+    return progs
+
+
+def stop_workers(progs):
+    """SIGTERM each; returns (jobs, round trips) summed from their worker_stop lines."""
+    jobs = trips = 0
+    for p in progs:
+        p.terminate()
+        stop = p.log_events("worker_stop")
+        if stop:
+            jobs += int(stop[-1].get("jobs", 0))
+            trips += int(stop[-1].get("redis_round_trips", 0))
+    return jobs, trips
+
+
+def run_batch(r, n_jobs, prefix):
+    job = {"src": {"name": "canvas", "width": 8, "height": 8}, "functions": [{"name": "no_op"}]}
+    payloads = []
+    for i in range(n_jobs):
+        job["job_id"] = "%s-%d" % (prefix, i)
+        payloads.append(json.dumps(job))
+    r.delete(key("stats"))
+    t0 = time.monotonic()
+    for i in range(0, n_jobs, 1000):
+        r.lpush(key("jobs"), *payloads[i:i + 1000])
+    while True:
+        ok, failed = r.execute("HMGET", key("stats"), "succeeded", "failed")
+        if failed:
+            raise RuntimeError("%s no-op jobs failed: see the worker logs" % failed)
+        done = int(ok or 0)
+        if done >= n_jobs:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > 300:
+            raise RuntimeError("only %d of %d jobs done in 300 s" % (done, n_jobs))
+        time.sleep(0.002)
+
+
+def redis_benchmark(port, clients, requests, command):
+    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c",
+                          str(clients), "-n", str(requests), "-P", "1", "-q", "--csv"] + command,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+    rows = [l for l in out.stdout.splitlines() if l and not l.startswith('"test"')]
+    if out.returncode != 0 or not rows:
+        raise RuntimeError("redis-benchmark failed: %s %s" % (out.stdout, out.stderr))
+    return float(rows[-1].split(",")[1].strip('"'))
+
+
+def begin_sha(r):
+    src = (harness.REPO_ROOT / "common" / "lua" / "begin.lua").read_text()
+    return r.execute("SCRIPT", "LOAD", src)
+
+
+def ceilings(port, r, clients, requests, rounds):
+    """redis-benchmark's requests/s for PING and for EVALSHA begin.lua: medians of `rounds`."""
+    sha = begin_sha(r)
+    mixes = (["PING"], ["EVALSHA", sha, "2", key("job:__rand_int__"), key("bstats"), "600"])
+    out = []
+    for command in mixes:
+        runs = sorted(redis_benchmark(port, clients, requests, command) for _ in range(rounds))
+        out.append(runs[len(runs) // 2])
+    r.execute("FLUSHDB")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--worker", required=True)
+    ap.add_argument("--jobs", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=3, help="runs per worker count; the median")
+    ap.add_argument("--smoke", action="store_true", help="tiny counts")
+    ap.add_argument("--json", action="store_true")
+    opts = ap.parse_args()
+    if opts.smoke:
+        opts.jobs, opts.rounds = 200, 1
+    print(machine_line())
+    tmp = Path(tempfile.mkdtemp(prefix="pixq-bench-queue-"))
+    server = harness.RedisServer(tmp / "redis").start()
+    rows = []
+    try:
+        r = harness.Redis("127.0.0.1", server.port)
+        for n in (1, 2):
+            progs = start_workers(opts.worker, n, server.port, tmp, "w%d" % n)
+            try:
+                run_batch(r, min(opts.jobs, 1000), "warm%d" % n)  # scripts loaded, caches warm
+                times = sorted(run_batch(r, opts.jobs, "run%d-%d" % (n, k))
+                               for k in range(opts.rounds))
+            finally:
+                jobs, trips = stop_workers(progs)
+            secs = times[len(times) // 2]
+            ping, evalsha = ceilings(server.port, r, n, max(opts.jobs * 2, 2000), opts.rounds)
+            rt = trips / jobs if jobs else float("nan")
+            rows.append({"workers": n, "jobs": opts.jobs, "seconds": secs,
+                         "jobs_per_s": opts.jobs / secs, "per_worker": opts.jobs / secs / n,
+                         "round_trips_per_job": rt, "ping_rps": ping, "evalsha_rps": evalsha,
+                         "ceiling_ping": ping / rt, "ceiling_evalsha": evalsha / rt})
+        r.close()
+    finally:
+        server.stop()
+        if os.environ.get("PIXQ_TEST_KEEP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print("queue overhead: no-op jobs (8x8 canvas, no_op function, no save, no postback), median of %d runs of "
+          "%d jobs" % (opts.rounds, opts.jobs))
+    print("%-8s %8s %10s %7s %10s %12s %7s %7s" % (
+        "workers", "jobs/s", "per_worker", "rt/job", "ceil_ping", "ceil_evalsha", "r_ping",
+        "r_eval"))
+    for row in rows:
+        print("%-8d %8.0f %10.0f %7.2f %10.0f %12.0f %7.2f %7.2f" % (
+            row["workers"], row["jobs_per_s"], row["per_worker"], row["round_trips_per_job"],
+            row["ceiling_ping"], row["ceiling_evalsha"], row["jobs_per_s"] / row["ceiling_ping"],
+            row["jobs_per_s"] / row["ceiling_evalsha"]))
+    print()
+    for row in rows:
+        print("redis-benchmark -c %d -P 1: PING %.0f req/s, EVALSHA begin.lua %.0f req/s"
+              % (row["workers"], row["ping_rps"], row["evalsha_rps"]))
+    if len(rows) == 2:
+        print("scaling 2 workers / 1 worker: %.2f" % (rows[1]["jobs_per_s"]
+                                                     / rows[0]["jobs_per_s"]))
+    if opts.json:
+        print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

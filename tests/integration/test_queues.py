@@ -1,0 +1,269 @@
+#!/usr/bin/python3
+"""Several queues with priority (PIXQ_QUEUE=urgent,default), and the Redis commands per job.
+
+Priority: a worker serving "urgent,default" takes every urgent job before any default job that
+is queued at the same time, in order of service, and still serves default when urgent is empty.
+Each job settles in the queue it came from (result, stats, dead letters); its delayed retries go
+through its own queue's delayed set; a killed worker's reserved jobs go back to the queue they
+came from. The sources stall on purpose (SourceServer.stall) so that what is queued while the
+worker is busy is known exactly.
+
+Round trips: RoundTripTest counts the commands a worker sends per job on the test's own
+redis-server (INFO commandstats and total_commands_processed deltas over a batch of jobs) and
+fails if they rise above the figures of the folded ack (finish.lua reserves the next job).
+
+    /usr/bin/python3 tests/integration/test_queues.py --worker build/worker/pixq-worker \\
+        --pixq build/producer/pixq --data tests/data
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import CONFIG, PixqTestCase, main, scaled  # noqa: E402
+
+SRC = "/src.png"
+
+
+def canvas_job(job_id, postback_url=None):
+    """A job with no save: a small canvas, resized (no S3, no source fetch)."""
+    job = {"job_id": job_id, "src": {"name": "canvas", "width": 8, "height": 8},
+           "functions": [{"name": "resize", "params": {"width": 4, "height": 4}}]}
+    if postback_url is not None:
+        job["postback_url"] = postback_url
+    return job
+
+
+class QueueCase(PixqTestCase):
+    queue = "default"
+    start_worker_in_setup = False
+    worker_env_extra = {"PIXQ_QUEUE": "urgent,default"}
+
+    def setUp(self):
+        super().setUp()
+        self.png = (CONFIG.data / "images" / "alpha-200x150.png").read_bytes()
+        self.src.add(SRC, self.png)
+
+    def qkey(self, queue, name):
+        return "pixq:{%s}:%s" % (queue, name)
+
+    def push(self, queue, *jobs):
+        for job in jobs:
+            self.redis.lpush(self.qkey(queue, "jobs"), json.dumps(job))
+
+    def job(self, job_id, path=SRC, **extra):
+        job = {"job_id": job_id, "src": self.src.url(path), "postback_url": self.postbacks.url(),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 20},
+                              "save": {"image_identifier": "t"}}]}
+        job.update(extra)
+        return job
+
+    def starts(self, worker):
+        """(job_id, queue) of every job_start, in order of service."""
+        return [(e["job_id"], e["queue"]) for e in worker.log_events("job_start")]
+
+    def wait_fetching(self, path=SRC, count=1):
+        self.wait_until(lambda: self.src.requests(path) >= count, 20,
+                        "the worker to fetch %s" % path)
+
+    def stats(self, queue):
+        return {k: int(v) for k, v in self.redis.hgetall(self.qkey(queue, "stats")).items()}
+
+
+class PriorityTest(QueueCase):
+    def test_urgent_jobs_are_served_first_and_default_still_runs(self):
+        # queued before the worker starts: all urgent ones first, each queue in FIFO order
+        self.push("default", *[self.job("d%d" % i) for i in range(3)])
+        self.push("urgent", *[self.job("u%d" % i) for i in range(3)])
+        w = self.start_worker()
+        self.postbacks.wait_for_postbacks(6, scaled(30), check=self.check_workers)
+        self.assertEqual(self.starts(w), [("u0", "urgent"), ("u1", "urgent"), ("u2", "urgent"),
+                                          ("d0", "default"), ("d1", "default"),
+                                          ("d2", "default")])
+
+        # while a default job runs, urgent and default jobs arrive: urgent ones go next
+        self.src.stall("/slow.png")
+        self.src.add("/slow.png", self.png)
+        self.push("default", self.job("d-slow", path="/slow.png"))
+        self.wait_fetching("/slow.png")
+        self.push("default", self.job("d3"), self.job("d4"))
+        self.push("urgent", self.job("u3"), self.job("u4"))
+        self.src.release()
+        # and while an urgent job runs: the urgent one that arrives overtakes queued default work
+        self.src.stall("/slow2.png")
+        self.src.add("/slow2.png", self.png)
+        self.postbacks.wait_for_postback(scaled(30), job_id="u4", check=self.check_workers)
+        self.push("urgent", self.job("u-slow", path="/slow2.png"))
+        self.wait_fetching("/slow2.png")
+        self.push("default", self.job("d5"))
+        self.push("urgent", self.job("u5"))
+        self.src.release()
+        self.postbacks.wait_for_postbacks(14, scaled(30), check=self.check_workers)
+        order = [j for j, _ in self.starts(w)][6:]
+        self.assertEqual(order[:3], ["d-slow", "u3", "u4"], order)
+        self.assertIn("u-slow", order)
+        after = order[order.index("u-slow"):]
+        self.assertLess(after.index("u5"), after.index("d5"), order)
+        self.assertEqual(sorted(order), sorted(["d-slow", "d3", "d4", "d5", "u-slow", "u3", "u4",
+                                                "u5"]))
+
+        # every job settled in its own queue: results, counters, nothing left reserved
+        for job_id, queue in self.starts(w):
+            other = "default" if queue == "urgent" else "urgent"
+            self.assertEqual(self.redis.exists(self.qkey(queue, "result:" + job_id)), 1, job_id)
+            self.assertEqual(self.redis.exists(self.qkey(other, "result:" + job_id)), 0, job_id)
+        self.assertEqual(self.stats("urgent").get("succeeded"), 7)
+        self.assertEqual(self.stats("default").get("succeeded"), 7)
+        for q in ("urgent", "default"):
+            self.wait_until(lambda: not self.redis.keys(self.qkey(q, "active:*")), 10,
+                            "no active list left in %s" % q)
+            self.assertEqual(self.redis.llen(self.qkey(q, "jobs")), 0)
+            self.assertEqual(self.redis.zrange(self.qkey(q, "workers")), [w_id(w)])
+
+    def test_default_jobs_wait_at_most_the_poll_interval_when_idle(self):
+        w = self.start_worker(PIXQ_QUEUE_POLL_MS="200")
+        self.wait_until(lambda: w.log_events("worker_start"), 10, "the worker to start")
+        time.sleep(0.5)  # idle: blocked on urgent
+        for i in range(3):
+            t0 = time.time()
+            self.push("default", canvas_job("idle-%d" % i, self.postbacks.url()))
+            self.postbacks.wait_for_postback(scaled(10), job_id="idle-%d" % i,
+                                             check=self.check_workers)
+            self.assertLess(time.time() - t0, 0.2 + scaled(0.5))
+            t0 = time.time()
+            self.push("urgent", canvas_job("idle-u%d" % i, self.postbacks.url()))
+            self.postbacks.wait_for_postback(scaled(10), job_id="idle-u%d" % i,
+                                             check=self.check_workers)
+            self.assertLess(time.time() - t0, scaled(0.5))
+
+
+def w_id(worker):
+    return worker.log_events("worker_start")[0]["worker"]
+
+
+class SettleInQueueTest(QueueCase):
+    def test_retries_and_dead_letters_stay_in_their_queue(self):
+        w = self.start_worker()
+        self.src.add("/flaky.png", self.png)
+        self.src.answer_with("/flaky.png", 503)
+        self.push("urgent", self.job("retry-u", path="/flaky.png", wait_retry_delay=1))
+        self.wait_until(lambda: self.redis.execute("ZCARD", self.qkey("urgent", "delayed")) == 1,
+                        10, "the retry in pixq:{urgent}:delayed")
+        self.assertEqual(self.redis.execute("ZCARD", self.qkey("default", "delayed")), 0)
+        self.postbacks.wait_for_postback(scaled(20), job_id="retry-u", check=self.check_workers)
+        self.assertEqual(self.starts(w), [("retry-u", "urgent"), ("retry-u", "urgent")])
+        self.assertEqual(self.stats("urgent").get("retried"), 1)
+        self.assertNotIn("retried", self.stats("default"))
+
+        # a job that fails for good is buried in its own queue's dead list
+        bad = self.job("dead-d")
+        bad["functions"][0]["name"] = "no_such_function"
+        self.push("default", bad)
+        pb = self.postbacks.wait_for_postback(scaled(20), job_id="dead-d",
+                                              check=self.check_workers)
+        self.assertIn("errors", pb.results)
+        self.wait_until(lambda: self.redis.llen(self.qkey("default", "dead")) == 1, 10,
+                        "the dead letter in pixq:{default}:dead")
+        self.assertEqual(self.redis.llen(self.qkey("urgent", "dead")), 0)
+        self.assertEqual(json.loads(self.redis.lindex(self.qkey("default", "dead"), 0))["job_id"],
+                         "dead-d")
+
+    def test_a_killed_workers_jobs_go_back_to_their_queue(self):
+        env = {"PIXQ_LEASE_MS": "1000", "PIXQ_HEARTBEAT_MS": "300",
+               "PIXQ_REAP_INTERVAL_MS": "200"}
+        a = self.start_worker(**env)
+        self.src.add("/stuck.png", self.png)
+        self.src.stall("/stuck.png")
+        self.push("default", self.job("crash-d", path="/stuck.png"))
+        self.wait_fetching("/stuck.png")
+        active = self.qkey("default", "active:" + w_id(a))
+        self.assertEqual(self.redis.llen(active), 1)
+        self.kill_worker(a)
+        self.src.release()
+        b = self.start_worker(**env)
+        self.postbacks.wait_for_postback(scaled(20), job_id="crash-d", check=self.check_workers)
+        self.assertEqual(self.starts(b), [("crash-d", "default")])
+        self.assertEqual(self.stats("default").get("recovered"), 1)
+        self.assertNotIn("recovered", self.stats("urgent"))
+        self.assertEqual(self.redis.exists(active), 0)
+        for q in ("urgent", "default"):  # a dead worker is forgotten in every queue
+            self.assertEqual(self.redis.zrange(self.qkey(q, "workers")), [w_id(b)])
+
+
+class RoundTripTest(PixqTestCase):
+    """Commands per job, measured on the test's own redis-server.
+
+    Two figures per job: the worker's round trips on its connection (its worker_stop line
+    counts them: rq_round_trips(), a pipeline counting once), and every command Redis ran for
+    it (INFO commandstats deltas, the commands inside the Lua scripts included, the lease
+    thread's heartbeats and reaping too). With the folded ack (single queue):
+      no-op job, no postback: 2 round trips (EVALSHA begin.lua, EVALSHA finish.lua, which also
+                              reserves the next job: no BLMOVE while the queue has work);
+      with a postback:        3 (+ HEXISTS posted before posting; finish.lua writes `posted`).
+    Before: 3 and 5 (a BLMOVE per job, and HSET posted on its own)."""
+
+    queue = "default"
+    start_worker_in_setup = False
+    # limits: the figures above plus what stays off the per-job path (heartbeats, reaping,
+    # promotion every PIXQ_RESERVE_TIMEOUT_MS, script loading, a BLMOVE per idle spell)
+    # spread over the batch; "all" is the commandstats total per job (19 and 21 measured, of
+    # which 5 are pixq stats' throughput counters in finish.lua)
+    LIMITS = {False: {"round_trips": 2.1, "all": 19.6},
+              True: {"round_trips": 3.2, "all": 21.9}}
+
+    def calls(self):
+        info = self.redis.execute("INFO", "commandstats")
+        calls = {}
+        for line in info.splitlines():
+            if line.startswith("cmdstat_"):
+                name, rest = line[len("cmdstat_"):].split(":", 1)
+                fields = dict(kv.split("=", 1) for kv in rest.split(","))
+                calls[name] = int(fields["calls"])
+        return calls
+
+    def batch(self, prefix, n, postback):
+        url = self.postbacks.url() if postback else None
+        payloads = [json.dumps(canvas_job("%s-%d" % (prefix, i), url)) for i in range(n)]
+        for i in range(0, len(payloads), 100):
+            self.redis.lpush(self.key("jobs"), *payloads[i:i + 100])
+        self.wait_until(lambda: len([e for e in self.worker.log_events("job_done")
+                                     if e["job_id"].startswith(prefix)]) == n, 60,
+                        "%d jobs done" % n)
+
+    def measure(self, postback, jobs, warm):
+        self.worker = self.start_worker()
+        self.batch("warm", warm, postback)  # scripts loaded, connections made
+        before = self.calls()
+        self.batch("run", jobs, postback)
+        after = self.calls()
+        self.worker.terminate()
+        self.programs.remove(self.worker)
+        stop = self.worker.log_events("worker_stop")[-1]
+        round_trips = int(stop["redis_round_trips"]) / int(stop["jobs"])
+        ours = {"info": 1, "lpush": (jobs + 99) // 100}
+        delta = {k: after.get(k, 0) - before.get(k, 0) - ours.get(k, 0) for k in after}
+        delta = {k: v for k, v in delta.items() if v}
+        everything = sum(delta.values()) / jobs
+        sys.stderr.write("per job (postback=%s): %.2f round trips, %.2f commands in all: %r\n"
+                         % (postback, round_trips, everything, delta))
+        self.assertEqual(int(stop["jobs"]), jobs + warm)
+        self.assertLessEqual(round_trips, self.LIMITS[postback]["round_trips"])
+        self.assertLessEqual(everything, self.LIMITS[postback]["all"])
+        return delta
+
+    def test_no_op_job(self):
+        delta = self.measure(False, 300, 50)
+        self.assertLessEqual(delta.get("evalsha", 0), 2 * 300 + 5, delta)
+        self.assertLessEqual(delta.get("blmove", 0), 3, delta)
+
+    def test_job_with_postback(self):
+        delta = self.measure(True, 100, 20)
+        self.assertEqual(delta.get("hexists"), 100, delta)
+        self.assertLessEqual(delta.get("blmove", 0), 3, delta)  # idle spells only
+
+
+if __name__ == "__main__":
+    main()
