@@ -6,24 +6,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "job.h"
 #include "rq.h"
 #include "s3.h"
-
-#define MAX_WORKERS_SHOWN 1000 /* live workers listed by `pixq stats` */
 
 struct admin {
     struct rq *rq;
     char queue[CFG_STR_MAX];
 };
 
+/* Connects; the queue is the first of PIXQ_QUEUE. Returns 0, or -1 (message printed). */
 static int open_admin(const struct cfg *cfg, struct admin *a)
 {
     snprintf(a->queue, sizeof a->queue, "%.*s", (int)strcspn(cfg->queue, ","), cfg->queue);
     struct err e = {{0}};
     a->rq = rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e);
     if (a->rq == NULL) {
-        fprintf(stderr, "pixq: %s\n", e.msg);
+        cli_fail("%s", e.msg);
         return -1;
     }
     return 0;
@@ -38,7 +38,7 @@ static redisReply *keyed(struct admin *a, const char *cmd, const char *suffix, c
     struct err e = {{0}};
     redisReply *r = rq_commandv(a->rq, 0, extra != NULL ? 3 : 2, argv, NULL, &e);
     if (r == NULL) {
-        fprintf(stderr, "pixq: %s\n", e.msg);
+        cli_fail("%s", e.msg);
     }
     return r;
 }
@@ -51,145 +51,6 @@ static long long keyed_int(struct admin *a, const char *cmd, const char *suffix)
     return v;
 }
 
-static long long server_ms(struct admin *a)
-{
-    struct err e = {{0}};
-    redisReply *r = rq_command(a->rq, &e, "TIME");
-    long long ms = -1;
-    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-        ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
-             strtoll(r->element[1]->str, NULL, 10) / 1000;
-    }
-    freeReplyObject(r);
-    return ms;
-}
-
-/* The job ids a worker holds, as a JSON array. */
-static json_object *active_jobs(struct admin *a, const char *wid)
-{
-    char suffix[RQ_KEY_MAX];
-    snprintf(suffix, sizeof suffix, "active:%.300s", wid);
-    json_object *ids = json_object_new_array();
-    char key[RQ_KEY_MAX];
-    rq_key(key, sizeof key, a->queue, suffix);
-    struct err e = {{0}};
-    redisReply *r = rq_command(a->rq, &e, "LRANGE %s 0 -1", key);
-    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        json_object *doc = json_tokener_parse(r->element[i]->str);
-        json_object *id = NULL;
-        json_object_object_get_ex(doc, "job_id", &id);
-        json_object_array_add(
-            ids, json_object_new_string(id != NULL ? json_object_get_string(id) : "(no id yet)"));
-        json_object_put(doc);
-    }
-    freeReplyObject(r);
-    return ids;
-}
-
-/* [{"id", "lease_ms_left", "jobs": [...]}] for every registered worker. */
-static json_object *workers(struct admin *a, long long now)
-{
-    char key[RQ_KEY_MAX];
-    rq_key(key, sizeof key, a->queue, "workers");
-    struct err e = {{0}};
-    redisReply *r = rq_command(a->rq, &e, "ZRANGE %s 0 %d WITHSCORES", key, MAX_WORKERS_SHOWN - 1);
-    json_object *list = json_object_new_array();
-    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-        json_object *w = json_object_new_object();
-        const char *wid = r->element[i]->str;
-        long long deadline = strtoll(r->element[i + 1]->str, NULL, 10);
-        json_object_object_add(w, "id", json_object_new_string(wid));
-        json_object_object_add(w, "lease_ms_left", json_object_new_int64(deadline - now));
-        json_object_object_add(w, "jobs", active_jobs(a, wid));
-        json_object_array_add(list, w);
-    }
-    freeReplyObject(r);
-    return list;
-}
-
-static json_object *counters(struct admin *a)
-{
-    json_object *c = json_object_new_object();
-    redisReply *r = keyed(a, "HGETALL", "stats", NULL);
-    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-        json_object_object_add(c, r->element[i]->str,
-                               json_object_new_int64(strtoll(r->element[i + 1]->str, NULL, 10)));
-    }
-    freeReplyObject(r);
-    return c;
-}
-
-static json_object *collect_stats(struct admin *a)
-{
-    long long now = server_ms(a);
-    json_object *s = json_object_new_object();
-    json_object_object_add(s, "queue", json_object_new_string(a->queue));
-    json_object_object_add(s, "jobs", json_object_new_int64(keyed_int(a, "LLEN", "jobs")));
-    json_object_object_add(s, "delayed", json_object_new_int64(keyed_int(a, "ZCARD", "delayed")));
-    json_object_object_add(s, "dead", json_object_new_int64(keyed_int(a, "LLEN", "dead")));
-    json_object *ws = workers(a, now);
-    size_t live = 0;
-    for (size_t i = 0; i < json_object_array_length(ws); i++) {
-        json_object *lease =
-            json_object_object_get(json_object_array_get_idx(ws, i), "lease_ms_left");
-        live += json_object_get_int64(lease) >= 0;
-    }
-    json_object_object_add(s, "live_workers", json_object_new_int64((long long)live));
-    json_object_object_add(s, "workers", ws);
-    json_object_object_add(s, "counters", counters(a));
-    return s;
-}
-
-static void print_stats(json_object *s)
-{
-    printf("queue %s\n", json_object_get_string(json_object_object_get(s, "queue")));
-    printf("  jobs waiting   %s\n", json_object_get_string(json_object_object_get(s, "jobs")));
-    printf("  delayed        %s\n", json_object_get_string(json_object_object_get(s, "delayed")));
-    printf("  dead           %s\n", json_object_get_string(json_object_object_get(s, "dead")));
-    printf("  live workers   %s\n",
-           json_object_get_string(json_object_object_get(s, "live_workers")));
-    json_object *ws = json_object_object_get(s, "workers");
-    for (size_t i = 0; i < json_object_array_length(ws); i++) {
-        json_object *w = json_object_array_get_idx(ws, i);
-        long long left = json_object_get_int64(json_object_object_get(w, "lease_ms_left"));
-        printf("    %s  %s  jobs %s\n", json_object_get_string(json_object_object_get(w, "id")),
-               left >= 0 ? "alive" : "EXPIRED",
-               json_object_to_json_string_ext(json_object_object_get(w, "jobs"),
-                                              JSON_C_TO_STRING_PLAIN));
-    }
-    printf("  counters\n");
-    json_object_object_foreach(json_object_object_get(s, "counters"), name, v)
-    {
-        printf("    %-18s %s\n", name, json_object_get_string(v));
-    }
-}
-
-int stats_main(const struct cfg *cfg, int argc, char **argv)
-{
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") != 0) {
-            fprintf(stderr, "usage: pixq stats [--json]\n");
-            return 2;
-        }
-        json = true;
-    }
-    struct admin a;
-    if (open_admin(cfg, &a) < 0) {
-        return 1;
-    }
-    json_object *s = collect_stats(&a);
-    if (json) {
-        printf("%s\n", json_object_to_json_string_ext(s, JSON_C_TO_STRING_PLAIN |
-                                                             JSON_C_TO_STRING_NOSLASHESCAPE));
-    } else {
-        print_stats(s);
-    }
-    json_object_put(s);
-    rq_destroy(a.rq);
-    return 0;
-}
-
 /* ---------------------------------------------------------------- pixq dead */
 
 static int dead_list(struct admin *a, long limit, bool json)
@@ -199,8 +60,7 @@ static int dead_list(struct admin *a, long limit, bool json)
     struct err e = {{0}};
     redisReply *r = rq_command(a->rq, &e, "LRANGE %s 0 %ld", key, limit - 1);
     if (r == NULL) {
-        fprintf(stderr, "pixq: %s\n", e.msg);
-        return 1;
+        return cli_fail("%s", e.msg);
     }
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         if (json) {
@@ -253,8 +113,7 @@ static int dead_retry(struct admin *a, const char *which)
     struct err e = {{0}};
     redisReply *r = rq_script(a->rq, RQ_SCRIPT_DEAD_RETRY, 3, keys, 1, args, NULL, &e);
     if (r == NULL) {
-        fprintf(stderr, "pixq: %s\n", e.msg);
-        return 1;
+        return cli_fail("%s", e.msg);
     }
     long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
@@ -268,6 +127,7 @@ static int dead_purge(struct admin *a, const char *job_id)
     char key[RQ_KEY_MAX];
     rq_key(key, sizeof key, a->queue, "dead");
     struct err e = {{0}};
+    unsigned long io_before = rq_io_errors(a->rq);
     long long n = 0;
     if (job_id == NULL) {
         n = keyed_int(a, "LLEN", "dead");
@@ -287,19 +147,27 @@ static int dead_purge(struct admin *a, const char *job_id)
         }
         freeReplyObject(r);
     }
+    if (rq_io_errors(a->rq) != io_before || e.msg[0] != '\0') {
+        return cli_fail("dead purge: %s", e.msg[0] != '\0' ? e.msg : "redis: connection lost");
+    }
     printf("%lld dead job(s) purged\n", n);
     return 0;
 }
 
-static void dead_usage(void)
-{
-    fprintf(stderr, "usage: pixq dead list [--limit N] [--json]\n"
-                    "       pixq dead retry all|JOB_ID\n"
-                    "       pixq dead purge [JOB_ID]\n");
-}
+static const char DEAD_USAGE[] =
+    "usage: pixq dead list [--limit N] [--json]\n"
+    "       pixq dead retry all|JOB_ID\n"
+    "       pixq dead purge [JOB_ID]\n"
+    "\n"
+    "The jobs of the first queue of PIXQ_QUEUE (or --queue NAME) that failed for good, newest\n"
+    "first: list them (--json: one dead entry per line, {\"job\", \"job_id\", \"error\",\n"
+    "\"attempts\", \"failed_at\"}; at most N, default 100), put them back on the queue (their\n"
+    "next outcome is posted back again), or drop them.\n"
+    "\n"
+    "Exit status: 0 done, 1 Redis failed or retry found no such job, 2 bad usage.\n";
 
 /* Parses `dead list [--limit N] [--json]` (before connecting: a usage error exits 2 even when
- * Redis is down). Returns 0, or 2 after printing the usage. */
+ * Redis is down). Returns 0 or CLI_USAGE (reason printed). */
 static int dead_list_args(int argc, char **argv, long *limit, bool *json)
 {
     *limit = 100;
@@ -307,59 +175,73 @@ static int dead_list_args(int argc, char **argv, long *limit, bool *json)
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             *json = true;
-        } else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc) {
-            char *end;
-            *limit = strtol(argv[++i], &end, 10);
-            if (*end != '\0' || *limit < 1 || *limit > 1000000) {
-                dead_usage();
-                return 2;
+        } else if (strcmp(argv[i], "--limit") == 0) {
+            if (i + 1 >= argc || !cli_long(argv[++i], 1, 1000000, limit)) {
+                return cli_usage("dead", "--limit takes 1 to 1000000 entries");
             }
         } else {
-            dead_usage();
-            return 2;
+            return cli_usage("dead", "unknown argument '%s' for list", argv[i]);
         }
+    }
+    return 0;
+}
+
+/* Checks the words after `dead`. Returns 0 or CLI_USAGE (reason printed). */
+static int dead_args(int argc, char **argv, long *limit, bool *json)
+{
+    const char *cmd = argc >= 2 ? argv[1] : "";
+    if (strcmp(cmd, "list") == 0) {
+        return dead_list_args(argc, argv, limit, json);
+    }
+    if (strcmp(cmd, "retry") == 0 && argc != 3) {
+        return cli_usage("dead", "retry takes one argument: all or a JOB_ID");
+    }
+    if (strcmp(cmd, "purge") == 0 && argc > 3) {
+        return cli_usage("dead", "purge takes at most one JOB_ID");
+    }
+    if (strcmp(cmd, "retry") != 0 && strcmp(cmd, "purge") != 0) {
+        return argc < 2 ? cli_usage("dead", "list, retry or purge expected")
+                        : cli_usage("dead", "unknown subcommand '%s'", cmd);
     }
     return 0;
 }
 
 int dead_main(const struct cfg *cfg, int argc, char **argv)
 {
-    if (argc < 2) {
-        dead_usage();
-        return 2;
-    }
-    const char *cmd = argv[1];
-    bool list = strcmp(cmd, "list") == 0;
-    bool retry = strcmp(cmd, "retry") == 0 && argc == 3;
-    bool purge = strcmp(cmd, "purge") == 0 && argc <= 3;
-    if (!list && !retry && !purge) {
-        dead_usage();
-        return 2;
+    if (cli_wants_help(argc, argv)) {
+        fputs(DEAD_USAGE, stdout);
+        return CLI_OK;
     }
     long limit = 0;
     bool json = false;
-    if (list && dead_list_args(argc, argv, &limit, &json) != 0) {
-        return 2;
+    if (dead_args(argc, argv, &limit, &json) != 0) {
+        return CLI_USAGE;
     }
     struct admin a;
     if (open_admin(cfg, &a) < 0) {
-        return 1;
+        return CLI_FAILED;
     }
-    int rc = list    ? dead_list(&a, limit, json)
-             : retry ? dead_retry(&a, argv[2])
-                     : dead_purge(&a, argc == 3 ? argv[2] : NULL);
+    int rc = strcmp(argv[1], "list") == 0    ? dead_list(&a, limit, json)
+             : strcmp(argv[1], "retry") == 0 ? dead_retry(&a, argv[2])
+                                             : dead_purge(&a, argc == 3 ? argv[2] : NULL);
     rq_destroy(a.rq);
     return rc;
 }
 
 /* ---------------------------------------------------------------- pixq limit */
 
-static void limit_usage(void)
-{
-    fprintf(stderr, "usage: pixq limit show [--json]\n"
-                    "       pixq limit set BUCKET RATE BURST\n"
-                    "       pixq limit reset BUCKET\n");
-}
+static const char LIMIT_USAGE[] =
+    "usage: pixq limit show [--json]\n"
+    "       pixq limit set BUCKET RATE BURST\n"
+    "       pixq limit reset BUCKET\n"
+    "\n"
+    "The upload rate limit of each S3 bucket, shared by the whole fleet (pixq:rl:{BUCKET}):\n"
+    "show every bucket's configured rate and burst, effective rate (after adaptive slowing),\n"
+    "reserved backlog, throttling answers seen and region (--json: one JSON array); set an\n"
+    "override (RATE PUT/s, greater than 0 and at most 1000000; BURST 0 to 1000000), or reset a\n"
+    "bucket to PIXQ_S3_RATE. Changes apply to every worker at once.\n"
+    "\n"
+    "Exit status: 0 done, 1 Redis failed, 2 bad usage.\n";
 
 /* A rate given in thousandths, as a JSON number with three decimals at most. */
 static json_object *rate_value(long long milli)
@@ -369,8 +251,21 @@ static json_object *rate_value(long long milli)
     return json_object_new_double_s((double)milli / 1000, text);
 }
 
-/* rl_show.lua for one limiter key, as a JSON object. */
-static json_object *limit_state(struct admin *a, const struct cfg *cfg, const char *key)
+static bool rl_show_reply_ok(const redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 8) {
+        return false;
+    }
+    for (size_t i = 0; i < 8; i++) {
+        if (r->element[i]->type != (i == 6 ? REDIS_REPLY_STRING : REDIS_REPLY_INTEGER)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* rl_show.lua for one limiter key, as a JSON object; NULL if it could not be read. */
+static json_object *limit_state(struct rq *rq, const struct cfg *cfg, const char *key)
 {
     char rate[32], burst[32], min_rate[32];
     snprintf(rate, sizeof rate, "%g", cfg->s3_rate);
@@ -379,8 +274,8 @@ static json_object *limit_state(struct admin *a, const struct cfg *cfg, const ch
     const char *keys[] = {key};
     const char *args[] = {rate, burst, min_rate};
     struct err e = {{0}};
-    redisReply *r = rq_script(a->rq, RQ_SCRIPT_RL_SHOW, 1, keys, 3, args, NULL, &e);
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 8) {
+    redisReply *r = rq_script(rq, RQ_SCRIPT_RL_SHOW, 1, keys, 3, args, NULL, &e);
+    if (!rl_show_reply_ok(r)) {
         freeReplyObject(r);
         return NULL;
     }
@@ -400,21 +295,20 @@ static json_object *limit_state(struct admin *a, const struct cfg *cfg, const ch
     return o;
 }
 
-/* Every limiter hash (SCAN pixq:rl:{*}), as a JSON array. */
-static json_object *limit_list(struct admin *a, const struct cfg *cfg)
+json_object *limit_collect(struct rq *rq, const struct cfg *cfg)
 {
     json_object *list = json_object_new_array();
     char cursor[32] = "0";
     do {
         struct err e = {{0}};
-        redisReply *r = rq_command(a->rq, &e, "SCAN %s MATCH pixq:rl:{* COUNT 1000", cursor);
+        redisReply *r = rq_command(rq, &e, "SCAN %s MATCH pixq:rl:{* COUNT 1000", cursor);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             freeReplyObject(r);
             break;
         }
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
-            json_object *o = limit_state(a, cfg, r->element[1]->element[i]->str);
+            json_object *o = limit_state(rq, cfg, r->element[1]->element[i]->str);
             if (o != NULL) {
                 json_object_array_add(list, o);
             }
@@ -424,95 +318,117 @@ static json_object *limit_list(struct admin *a, const struct cfg *cfg)
     return list;
 }
 
-static int limit_show(struct admin *a, const struct cfg *cfg, bool json)
+void limit_print(json_object *list, const char *indent)
 {
-    json_object *list = limit_list(a, cfg);
-    if (json) {
-        printf("%s\n", json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN));
-    } else {
-        printf("%-40s %10s %6s %10s %10s %8s %s\n", "bucket", "rate/s", "burst", "effective",
-               "backlog_ms", "throttle", "region");
-        for (size_t i = 0; i < json_object_array_length(list); i++) {
-            json_object *o = json_object_array_get_idx(list, i);
-            printf("%-40s %10.3f %6s %10.3f %10s %8s %s%s\n",
-                   json_object_get_string(json_object_object_get(o, "bucket")),
-                   json_object_get_double(json_object_object_get(o, "rate")),
-                   json_object_get_string(json_object_object_get(o, "burst")),
-                   json_object_get_double(json_object_object_get(o, "effective_rate")),
-                   json_object_get_string(json_object_object_get(o, "backlog_ms")),
-                   json_object_get_string(json_object_object_get(o, "throttle_signals")),
-                   json_object_get_string(json_object_object_get(o, "region")),
-                   json_object_get_boolean(json_object_object_get(o, "override")) ? " (override)"
-                                                                                  : "");
-        }
+    printf("%s%-40s %10s %6s %10s %10s %8s %s\n", indent, "bucket", "rate/s", "burst", "effective",
+           "backlog_ms", "throttle", "region");
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *o = json_object_array_get_idx(list, i);
+        printf("%s%-40s %10.3f %6s %10.3f %10s %8s %s%s\n", indent,
+               json_object_get_string(json_object_object_get(o, "bucket")),
+               json_object_get_double(json_object_object_get(o, "rate")),
+               json_object_get_string(json_object_object_get(o, "burst")),
+               json_object_get_double(json_object_object_get(o, "effective_rate")),
+               json_object_get_string(json_object_object_get(o, "backlog_ms")),
+               json_object_get_string(json_object_object_get(o, "throttle_signals")),
+               json_object_get_string(json_object_object_get(o, "region")),
+               json_object_get_boolean(json_object_object_get(o, "override")) ? " (override)" : "");
     }
-    json_object_put(list);
-    return 0;
 }
 
-static int limit_set(struct admin *a, const char *bucket, const char *rate, const char *burst)
+static int limit_show(struct admin *a, const struct cfg *cfg, bool json)
 {
-    char *end1, *end2;
-    double r = strtod(rate, &end1);
-    long b = strtol(burst, &end2, 10);
-    if (*rate == '\0' || *burst == '\0' || *end1 != '\0' || *end2 != '\0' || !(r > 0 && r <= 1e6) ||
-        b < 0 || b > 1000000 || !s3_valid_bucket(bucket)) {
-        limit_usage();
-        return 2;
+    unsigned long io_before = rq_io_errors(a->rq);
+    json_object *list = limit_collect(a->rq, cfg);
+    int rc = rq_io_errors(a->rq) == io_before ? CLI_OK : cli_fail("limit: redis: connection lost");
+    if (rc == CLI_OK && json) {
+        cli_print_json(list);
+    } else if (rc == CLI_OK) {
+        limit_print(list, "");
     }
+    json_object_put(list);
+    return rc;
+}
+
+static int limit_set(struct admin *a, const char *bucket, const char *rate, long burst)
+{
     char key[RQ_KEY_MAX];
     snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
     struct err e = {{0}};
-    redisReply *rep = rq_command(a->rq, &e, "HSET %s rate %s burst %ld", key, rate, b);
+    redisReply *rep = rq_command(a->rq, &e, "HSET %s rate %s burst %ld", key, rate, burst);
     if (rep != NULL) {
-        freeReplyObject(rq_command(a->rq, &e, "PERSIST %s", key));
+        freeReplyObject(rep);
+        rep = rq_command(a->rq, &e, "PERSIST %s", key);
+    }
+    if (rep == NULL) {
+        return cli_fail("limit set: %s", e.msg);
     }
     freeReplyObject(rep);
-    if (rep == NULL) {
-        fprintf(stderr, "pixq: %s\n", e.msg);
-        return 1;
-    }
-    printf("%s: %g PUT/s, burst %ld (fleet-wide, now)\n", bucket, r, b);
-    return 0;
+    printf("%s: %s PUT/s, burst %ld (fleet-wide, now)\n", bucket, rate, burst);
+    return CLI_OK;
 }
 
 static int limit_reset(struct admin *a, const char *bucket)
 {
-    if (!s3_valid_bucket(bucket)) {
-        limit_usage();
-        return 2;
-    }
     char key[RQ_KEY_MAX];
     snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
     struct err e = {{0}};
     redisReply *rep = rq_command(a->rq, &e, "HDEL %s rate burst", key);
     if (rep == NULL) {
-        fprintf(stderr, "pixq: %s\n", e.msg);
-        return 1;
+        return cli_fail("limit reset: %s", e.msg);
     }
     freeReplyObject(rep);
     printf("%s: back to the default rate\n", bucket);
-    return 0;
+    return CLI_OK;
+}
+
+/* Checks the words after `limit` before connecting. Returns 0 or CLI_USAGE (reason printed). */
+static int limit_args(int argc, char **argv, long *burst)
+{
+    const char *cmd = argc >= 2 ? argv[1] : "";
+    double rate;
+    if (strcmp(cmd, "show") == 0) {
+        return argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0)
+                   ? 0
+                   : cli_usage("limit", "show takes only --json");
+    }
+    if (strcmp(cmd, "set") == 0) {
+        if (argc != 5) {
+            return cli_usage("limit", "set takes BUCKET RATE BURST");
+        }
+        if (!s3_valid_bucket(argv[2]) || !cli_double(argv[3], 0.001, 1e6, &rate) ||
+            !cli_long(argv[4], 0, 1000000, burst)) {
+            return cli_usage("limit", "set needs a valid bucket name, a RATE of 0.001 to 1000000 "
+                                      "PUT/s and a BURST of 0 to 1000000");
+        }
+        return 0;
+    }
+    if (strcmp(cmd, "reset") == 0) {
+        return argc == 3 && s3_valid_bucket(argv[2])
+                   ? 0
+                   : cli_usage("limit", "reset takes one valid bucket name");
+    }
+    return argc < 2 ? cli_usage("limit", "show, set or reset expected")
+                    : cli_usage("limit", "unknown subcommand '%s'", cmd);
 }
 
 int limit_main(const struct cfg *cfg, int argc, char **argv)
 {
-    const char *cmd = argc >= 2 ? argv[1] : "";
-    bool show =
-        strcmp(cmd, "show") == 0 && (argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0));
-    bool set = strcmp(cmd, "set") == 0 && argc == 5;
-    bool reset = strcmp(cmd, "reset") == 0 && argc == 3;
-    if (!show && !set && !reset) {
-        limit_usage();
-        return 2;
+    if (cli_wants_help(argc, argv)) {
+        fputs(LIMIT_USAGE, stdout);
+        return CLI_OK;
+    }
+    long burst = 0;
+    if (limit_args(argc, argv, &burst) != 0) {
+        return CLI_USAGE;
     }
     struct admin a;
     if (open_admin(cfg, &a) < 0) {
-        return 1;
+        return CLI_FAILED;
     }
-    int rc = show  ? limit_show(&a, cfg, argc == 3)
-             : set ? limit_set(&a, argv[2], argv[3], argv[4])
-                   : limit_reset(&a, argv[2]);
+    int rc = strcmp(argv[1], "show") == 0  ? limit_show(&a, cfg, argc == 3)
+             : strcmp(argv[1], "set") == 0 ? limit_set(&a, argv[2], argv[3], burst)
+                                           : limit_reset(&a, argv[2]);
     rq_destroy(a.rq);
     return rc;
 }

@@ -1,12 +1,11 @@
-/* admin: `pixq stats` and `pixq dead`, the operator's view of a queue. */
+/* admin: `pixq dead` and `pixq limit`, the operator's handles on dead jobs and bucket limits. */
 #ifndef PIXQ_ADMIN_H
 #define PIXQ_ADMIN_H
 
-#include "cfg.h"
+#include <json-c/json.h>
 
-/* `pixq stats [--json]`: queue depth, delayed, dead, live workers and what each holds, counters.
- * argv[0] is "stats". Returns the exit status. */
-int stats_main(const struct cfg *cfg, int argc, char **argv);
+#include "cfg.h"
+#include "rq.h"
 
 /* `pixq dead list [--limit N] [--json]`, `pixq dead retry all|JOB_ID`,
  * `pixq dead purge [JOB_ID]`. argv[0] is "dead". Returns the exit status. */
@@ -15,5 +14,13 @@ int dead_main(const struct cfg *cfg, int argc, char **argv);
 /* `pixq limit show [--json]`, `pixq limit set BUCKET RATE BURST`, `pixq limit reset BUCKET`:
  * the per-bucket upload limits shared by the fleet. argv[0] is "limit". */
 int limit_main(const struct cfg *cfg, int argc, char **argv);
+
+/* Every bucket's limiter state (SCAN pixq:rl:{*}, rl_show.lua): a JSON array of {"bucket",
+ * "rate", "burst", "effective_rate", "backlog_ms", "throttle_signals", "decreases", "region",
+ * "override"}, owned by the caller. Redis failures leave entries out (compare rq_io_errors()). */
+json_object *limit_collect(struct rq *rq, const struct cfg *cfg);
+
+/* Prints limit_collect()'s array as a table, each line starting with `indent`. */
+void limit_print(json_object *list, const char *indent);
 
 #endif

@@ -1,29 +1,50 @@
-/* pixq: the command line. `pixq submit` validates jobs, gives each a job_id, enqueues them and
- * optionally waits for their results. */
-#include <errno.h>
+/* pixq: the command line. main() loads the configuration and hands the command to its module:
+ * submit (submit.c), stats and queues (stats.c), dead and limit (admin.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin.h"
 #include "cfg.h"
+#include "cli.h"
+#include "stats.h"
 #include "submit.h"
 
-static void usage(FILE *out)
+static const struct command {
+    const char *name;
+    int (*run)(const struct cfg *cfg, int argc, char **argv);
+    const char *synopsis;
+} commands[] = {
+    {"submit", submit_main,
+     "submit FILE|-... [--wait] [--timeout S] [--delay MS] [--json]\n"
+     "      validate jobs (one job, a JSON array or JSON lines per file), enqueue them,\n"
+     "      print their ids; --wait shows progress and prints each result"},
+    {"stats", stats_main,
+     "stats [--json | --prometheus] [--watch [SECONDS] [--count N]]\n"
+     "      every queue of PIXQ_QUEUE: depths, oldest job, last minute's throughput,\n"
+     "      workers and their jobs; per-bucket limiter state"},
+    {"queues", queues_main,
+     "queues [--json]\n"
+     "      the queues found in Redis and their depths"},
+    {"dead", dead_main,
+     "dead list [--limit N] [--json] | dead retry all|JOB_ID | dead purge [JOB_ID]\n"
+     "      inspect, re-run or drop the jobs that failed for good"},
+    {"limit", limit_main,
+     "limit show [--json] | limit set BUCKET RATE BURST | limit reset BUCKET\n"
+     "      the upload rate limits per S3 bucket, shared by the whole fleet"},
+};
+
+#define N_COMMANDS (sizeof commands / sizeof *commands)
+
+static void usage(void)
 {
-    fprintf(out, "usage: pixq [--config FILE] [--SETTING VALUE]... COMMAND [ARGS]\n\n"
-                 "commands:\n"
-                 "  submit FILE|- [--wait] [--timeout SECONDS] [--delay MS]\n"
-                 "      validate a job (or a JSON array of jobs), give each a job_id, push it\n"
-                 "      onto pixq:{QUEUE}:jobs and print the ids; --wait prints each result;\n"
-                 "      --delay MS runs them after MS milliseconds\n"
-                 "  stats [--json]\n"
-                 "      queue depth, delayed and dead jobs, live workers and their jobs, counters\n"
-                 "  dead list [--limit N] [--json] | dead retry all|JOB_ID | dead purge [JOB_ID]\n"
-                 "      inspect, re-run or drop the jobs that failed for good\n"
-                 "  limit show [--json] | limit set BUCKET RATE BURST | limit reset BUCKET\n"
-                 "      the upload rate limits per S3 bucket, shared by the whole fleet\n\n");
-    cfg_usage(out);
+    printf("usage: pixq [--config FILE] [--SETTING VALUE]... COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        printf("  %s\n", commands[i].synopsis);
+    }
+    printf("\n`pixq COMMAND --help` describes a command. Exit status: 0 done, 1 the operation\n"
+           "failed (a job failed, Redis unreachable...), 2 bad usage.\n\n");
+    cfg_usage(stdout);
 }
 
 static const char *env_lookup(const char *name)
@@ -37,24 +58,22 @@ int main(int argc, char **argv)
     struct err e = {{0}};
     if (cfg_load(&cfg, &argc, argv, env_lookup, &e) < 0) {
         fprintf(stderr, "pixq: %s\n", e.msg);
-        return 2;
+        return CLI_USAGE;
     }
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        fprintf(stderr, "pixq: a command is needed: submit, stats, queues, dead or limit "
+                        "(usage: pixq --help)\n");
+        return CLI_USAGE;
     }
-    if (strcmp(argv[1], "submit") == 0) {
-        return submit_main(&cfg, argc - 1, argv + 1);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage();
+        return CLI_OK;
     }
-    if (strcmp(argv[1], "stats") == 0) {
-        return stats_main(&cfg, argc - 1, argv + 1);
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            return commands[i].run(&cfg, argc - 1, argv + 1);
+        }
     }
-    if (strcmp(argv[1], "dead") == 0) {
-        return dead_main(&cfg, argc - 1, argv + 1);
-    }
-    if (strcmp(argv[1], "limit") == 0) {
-        return limit_main(&cfg, argc - 1, argv + 1);
-    }
-    fprintf(stderr, "pixq: unknown command '%s' (see --help)\n", argv[1]);
-    return 2;
+    fprintf(stderr, "pixq: unknown command '%s' (usage: pixq --help)\n", argv[1]);
+    return CLI_USAGE;
 }

@@ -1,263 +1,448 @@
 #include "submit.h"
 
-#include <errno.h>
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "buf.h"
+#include "cli.h"
+#include "input.h"
 #include "job.h"
 #include "rq.h"
+#include "wait.h"
 
-#define MAX_INPUT_BYTES (64L * 1024 * 1024) /* largest submission file */
-#define MAX_BATCH       10000               /* most jobs in one submission */
+#define MAX_INPUT_BYTES   (64L * 1024 * 1024) /* largest submission file */
+#define MAX_BATCH         10000               /* most jobs in one submission */
+#define MAX_FILES         256                 /* most FILE arguments */
+#define LPUSH_CHUNK_BYTES (8L * 1024 * 1024)  /* payload bytes per LPUSH / ZADD command */
+#define STAMP_KEY         "pixq_enqueued_at"  /* Redis time (unix ms) a job was enqueued */
+
+static const char USAGE[] =
+    "usage: pixq submit FILE|-... [--wait] [--timeout SECONDS] [--delay MS] [--json]\n"
+    "                   [--no-progress] [--progress-interval SECONDS]\n"
+    "\n"
+    "Validates every job of every FILE (- is standard input), then enqueues them all on\n"
+    "pixq:{QUEUE}:jobs (QUEUE: the first of PIXQ_QUEUE, or --queue NAME) and prints their ids.\n"
+    "A FILE holds one job, a JSON array of jobs, or JSON lines (one job per line). A job\n"
+    "without a job_id gets one; every job is stamped \"" STAMP_KEY "\": <unix ms>.\n"
+    "Nothing is enqueued if any job is invalid (the error names the file and line).\n"
+    "\n"
+    "  --wait                 wait for each result and print it (one JSON per line, as they\n"
+    "                         arrive); exit 1 if a job failed or timed out\n"
+    "  --timeout SECONDS      longest --wait (default 300)\n"
+    "  --delay MS             run the jobs MS milliseconds from now\n"
+    "  --json                 print {\"queue\", \"job_ids\"} as one JSON line instead of the ids\n"
+    "  --no-progress          no progress on stderr while waiting for a batch\n"
+    "  --progress-interval S  when stderr is not a terminal, a progress line every S seconds\n"
+    "                         (default 2; on a terminal the bar is redrawn in place)\n"
+    "\n"
+    "Exit status: 0 done, 1 a job was invalid, failed or timed out, or Redis failed, 2 bad "
+    "usage.\n";
 
 struct submit_opts {
-    const char *path;
-    bool wait;
+    const char *paths[MAX_FILES];
+    size_t n_paths;
+    bool wait, json, progress;
     long timeout_s;
     long delay_ms; /* 0: enqueue now */
+    long progress_ms;
 };
 
+/* The validated jobs, ready to enqueue: compact JSON with a job_id, stamped just before. */
 struct batch {
+    const struct cfg *cfg;
     char **payloads;
-    char (*ids)[JOB_ID_MAX];
-    size_t n;
+    char (*id_text)[JOB_ID_MAX];
+    const char **ids; /* ids[i] points at id_text[i] (filled once the batch is complete) */
+    size_t n, cap;
+    size_t bad;                        /* invalid jobs seen */
+    char first_bad[ERR_MSG_MAX + 300]; /* where and why the first one was invalid */
 };
 
-static int read_input(const char *path, struct buf *out)
+static int option_value(int argc, char **argv, int *i, const char **out)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "pixq submit: cannot open %s: %s\n", path, strerror(errno));
-        return -1;
+    if (*i + 1 >= argc) {
+        return cli_usage("submit", "%s needs a value", argv[*i]);
     }
-    char chunk[65536];
-    size_t n;
-    int rc = 0;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf_append(out, chunk, n) < 0) {
-            fprintf(stderr, "pixq submit: %s is larger than %ld bytes\n", path, MAX_INPUT_BYTES);
-            rc = -1;
-            break;
+    *out = argv[++*i];
+    return 0;
+}
+
+/* Parses one option at argv[*i] (consuming its value). Returns 0 or CLI_USAGE. */
+static int parse_option(int argc, char **argv, int *i, struct submit_opts *o)
+{
+    const char *a = argv[*i], *v = NULL;
+    double secs = 0;
+    if (strcmp(a, "--wait") == 0) {
+        o->wait = true;
+        return 0;
+    }
+    if (strcmp(a, "--json") == 0) {
+        o->json = true;
+        return 0;
+    }
+    if (strcmp(a, "--no-progress") == 0) {
+        o->progress = false;
+        return 0;
+    }
+    if (strcmp(a, "--timeout") == 0) {
+        return option_value(argc, argv, i, &v) != 0 ? CLI_USAGE
+               : cli_long(v, 1, 86400, &o->timeout_s)
+                   ? 0
+                   : cli_usage("submit", "--timeout takes 1 to 86400 seconds, not '%s'", v);
+    }
+    if (strcmp(a, "--delay") == 0) {
+        return option_value(argc, argv, i, &v) != 0 ? CLI_USAGE
+               : cli_long(v, 0, 30L * 86400 * 1000, &o->delay_ms)
+                   ? 0
+                   : cli_usage("submit", "--delay takes 0 to 2592000000 milliseconds, not '%s'", v);
+    }
+    if (strcmp(a, "--progress-interval") == 0) {
+        if (option_value(argc, argv, i, &v) != 0 || !cli_double(v, 0.05, 3600, &secs)) {
+            return cli_usage("submit", "--progress-interval takes 0.05 to 3600 seconds");
         }
+        o->progress_ms = (long)(secs * 1000);
+        return 0;
     }
-    if (f != stdin) {
-        fclose(f);
-    }
-    return rc;
+    return cli_usage("submit", "unknown option '%s'", a);
 }
 
 static int parse_opts(int argc, char **argv, struct submit_opts *o)
 {
-    *o = (struct submit_opts){.timeout_s = 300};
+    *o = (struct submit_opts){.timeout_s = 300, .progress = true, .progress_ms = 2000};
+    bool stdin_used = false;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--wait") == 0) {
-            o->wait = true;
-        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            char *end;
-            o->timeout_s = strtol(argv[++i], &end, 10);
-            if (*end != '\0' || o->timeout_s < 1 || o->timeout_s > 86400) {
-                fprintf(stderr, "pixq submit: --timeout takes 1 to 86400 seconds\n");
-                return -1;
+        const char *a = argv[i];
+        if (a[0] == '-' && strcmp(a, "-") != 0) {
+            if (parse_option(argc, argv, &i, o) != 0) {
+                return CLI_USAGE;
             }
-        } else if (strcmp(argv[i], "--delay") == 0 && i + 1 < argc) {
-            char *end;
-            o->delay_ms = strtol(argv[++i], &end, 10);
-            if (*end != '\0' || o->delay_ms < 0 || o->delay_ms > 30L * 86400 * 1000) {
-                fprintf(stderr, "pixq submit: --delay takes 0 to 2592000000 milliseconds\n");
-                return -1;
-            }
-        } else if (o->path == NULL && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0)) {
-            o->path = argv[i];
-        } else {
-            fprintf(stderr, "pixq submit: unexpected argument '%s'\n", argv[i]);
-            return -1;
+            continue;
         }
+        if (strcmp(a, "-") == 0 && stdin_used) {
+            return cli_usage("submit", "standard input (-) can be read only once");
+        }
+        if (o->n_paths == MAX_FILES) {
+            return cli_usage("submit", "at most %d files", MAX_FILES);
+        }
+        stdin_used |= strcmp(a, "-") == 0;
+        o->paths[o->n_paths++] = a;
     }
-    if (o->path == NULL) {
-        fprintf(stderr, "usage: pixq submit FILE|- [--wait] [--timeout SECONDS] [--delay MS]\n");
-        return -1;
+    return o->n_paths == 0 ? cli_usage("submit", "no FILE given (- reads standard input)") : 0;
+}
+
+static void batch_finish(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->payloads[i]);
     }
+    free(b->payloads);
+    free(b->id_text);
+    free(b->ids);
+}
+
+static int batch_grow(struct batch *b, struct err *e)
+{
+    size_t cap = b->cap == 0 ? 64 : b->cap * 2;
+    char **payloads = realloc(b->payloads, cap * sizeof *payloads);
+    if (payloads != NULL) {
+        b->payloads = payloads;
+    }
+    char(*ids)[JOB_ID_MAX] = payloads != NULL ? realloc(b->id_text, cap * sizeof *ids) : NULL;
+    if (ids == NULL) {
+        return err_set(e, "out of memory");
+    }
+    b->id_text = ids;
+    b->cap = cap;
     return 0;
 }
 
-/* Validates one job and stores its payload (with a job_id) at index i. */
-static int add_job(const struct cfg *cfg, json_object *obj, struct batch *b, size_t i)
+/* Validates one job and gives it a job_id if it has none. Returns it, or NULL (reason in `e`). */
+static struct job *check_job(const struct cfg *cfg, json_object *obj, struct err *e)
 {
     const struct job_limits lim = {(size_t)cfg->max_job_bytes, (int)cfg->max_json_depth,
                                    (size_t)cfg->max_functions};
     const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
-    struct err e = {{0}};
-    struct job *j = job_parse(text, strlen(text), &lim, &e);
-    if (j == NULL || j->error[0] != '\0') {
-        fprintf(stderr, "pixq submit: job %zu is invalid: %s\n", i + 1,
-                j != NULL ? j->error : e.msg);
+    struct job *j = job_parse(text, strlen(text), &lim, e);
+    if (j != NULL && j->error[0] != '\0') {
+        err_set(e, "%s", j->error);
         job_destroy(j);
-        return -1;
+        return NULL;
     }
-    struct buf payload;
-    buf_init(&payload, 0);
-    int rc = j->id[0] == '\0' ? job_assign_id(j, &payload, &e) : buf_puts(&payload, text);
-    if (rc < 0) {
-        fprintf(stderr, "pixq submit: job %zu: %s\n", i + 1, e.msg);
-    } else {
-        snprintf(b->ids[i], JOB_ID_MAX, "%s", j->id);
-        b->payloads[i] = buf_take(&payload);
+    struct buf scratch;
+    buf_init(&scratch, 0);
+    if (j != NULL && j->id[0] == '\0' && job_assign_id(j, &scratch, e) < 0) {
+        job_destroy(j);
+        j = NULL;
     }
-    buf_finish(&payload);
+    buf_finish(&scratch);
+    return j;
+}
+
+/* input_read()'s callback: checks a job and keeps its payload (an invalid one is counted and
+ * the first reported; reading goes on, so that every error is counted). */
+static int collect(void *user, json_object *obj, const char *file, long line, struct err *e)
+{
+    struct batch *b = user;
+    if (b->n + b->bad >= MAX_BATCH) {
+        return err_set(e, "%s:%ld: more than %d jobs in one submission", file, line, MAX_BATCH);
+    }
+    struct err why = {{0}};
+    struct job *j = check_job(b->cfg, obj, &why);
+    if (j == NULL) {
+        if (b->bad++ == 0) {
+            snprintf(b->first_bad, sizeof b->first_bad, "%s:%ld: invalid job: %s", file, line,
+                     why.msg);
+        }
+        return 0;
+    }
+    json_object_object_del(j->root, STAMP_KEY); /* stamp() adds this submission's */
+    const char *text = json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PLAIN |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+    int rc = b->n < b->cap ? 0 : batch_grow(b, e);
+    char *copy = rc == 0 && text != NULL ? strdup(text) : NULL;
+    if (copy != NULL) {
+        snprintf(b->id_text[b->n], JOB_ID_MAX, "%s", j->id);
+        b->payloads[b->n++] = copy;
+    }
     job_destroy(j);
-    return rc < 0 ? -1 : 0;
+    return copy != NULL ? 0 : err_set(e, "out of memory");
 }
 
-static int build_batch(const struct cfg *cfg, const struct buf *in, struct batch *b)
+/* Reads and checks every input before anything is enqueued. Prints the first error (file and
+ * line) and how many invalid jobs there are. Returns 0 or -1. */
+static int read_batch(const struct submit_opts *o, struct batch *b)
 {
-    json_tokener *tok = json_tokener_new_ex((int)cfg->max_json_depth + 1);
-    json_object *root = json_tokener_parse_ex(tok, in->data, (int)in->len);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    json_tokener_free(tok);
-    if (root == NULL || jerr != json_tokener_success) {
-        fprintf(stderr, "pixq submit: not valid JSON: %s\n", json_tokener_error_desc(jerr));
-        json_object_put(root);
+    const struct input_limits lim = {MAX_INPUT_BYTES, (int)b->cfg->max_json_depth};
+    for (size_t i = 0; i < o->n_paths; i++) {
+        struct err e = {{0}};
+        if (input_read(o->paths[i], &lim, collect, b, &e) < 0) {
+            cli_fail("submit: %s; nothing was enqueued", e.msg);
+            return -1;
+        }
+    }
+    if (b->bad > 1) {
+        cli_fail("submit: %s (and %zu more invalid jobs); nothing was enqueued", b->first_bad,
+                 b->bad - 1);
         return -1;
     }
-    bool many = json_object_is_type(root, json_type_array);
-    size_t n = many ? json_object_array_length(root) : 1;
-    if (n == 0 || n > MAX_BATCH) {
-        fprintf(stderr, "pixq submit: expected 1 to %d jobs, got %zu\n", MAX_BATCH, n);
-        json_object_put(root);
+    if (b->bad == 1) {
+        cli_fail("submit: %s; nothing was enqueued", b->first_bad);
         return -1;
     }
-    b->payloads = calloc(n, sizeof *b->payloads);
-    b->ids = calloc(n, sizeof *b->ids);
-    b->n = n;
-    int rc = b->payloads != NULL && b->ids != NULL ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = add_job(cfg, many ? json_object_array_get_idx(root, i) : root, b, i);
-    }
-    json_object_put(root);
-    return rc;
-}
-
-static void batch_finish(struct batch *b)
-{
-    for (size_t i = 0; b->payloads != NULL && i < b->n; i++) {
-        free(b->payloads[i]);
-    }
-    free(b->payloads);
-    free(b->ids);
-}
-
-static int enqueue(struct rq *r, const char *queue, const struct batch *b)
-{
-    char key[RQ_KEY_MAX];
-    rq_key(key, sizeof key, queue, "jobs");
-    const char **argv = calloc(b->n + 2, sizeof *argv);
-    if (argv == NULL) {
+    b->ids = malloc(b->n * sizeof *b->ids);
+    if (b->ids == NULL) {
+        cli_fail("submit: out of memory");
         return -1;
     }
-    argv[0] = "LPUSH";
-    argv[1] = key;
     for (size_t i = 0; i < b->n; i++) {
-        argv[i + 2] = b->payloads[i];
+        b->ids[i] = b->id_text[i];
     }
-    struct err e = {{0}};
-    redisReply *rep = rq_commandv(r, 0, (int)b->n + 2, argv, NULL, &e);
-    free(argv);
-    if (rep == NULL) {
-        fprintf(stderr, "pixq submit: %s\n", e.msg);
-        return -1;
-    }
-    freeReplyObject(rep);
     return 0;
 }
 
-/* Enqueues each job to run after `delay_ms` (delay.lua: wakes a worker when it is the earliest). */
-static int enqueue_delayed(struct rq *r, const char *queue, const struct batch *b, long delay_ms)
+/* Adds "pixq_enqueued_at": at_ms as the last member of every payload (each is a compact JSON
+ * object without it, so it ends with '}'). */
+static int stamp(struct batch *b, long long at_ms)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        size_t len = strlen(b->payloads[i]);
+        char *p = realloc(b->payloads[i], len + 64);
+        if (p == NULL) {
+            cli_fail("submit: out of memory");
+            return -1;
+        }
+        bool empty = len == 2; /* "{}" */
+        snprintf(p + len - 1, 65, "%s\"" STAMP_KEY "\":%lld}", empty ? "" : ",", at_ms);
+        b->payloads[i] = p;
+    }
+    return 0;
+}
+
+/* Redis's clock, unix ms (the stamp and stats' ages use it, not this host's). */
+static long long redis_now_ms(struct rq *rq, struct err *e)
+{
+    redisReply *r = rq_command(rq, e, "TIME");
+    if (r == NULL) {
+        return -1;
+    }
+    long long ms = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+             strtoll(r->element[1]->str, NULL, 10) / 1000;
+    } else {
+        err_set(e, "redis: TIME gave no time");
+    }
+    freeReplyObject(r);
+    return ms;
+}
+
+/* Sends `head` (LPUSH key, or ZADD key) followed by payloads[from..n) (each preceded by `score`
+ * unless it is NULL), in as many commands as keep each under LPUSH_CHUNK_BYTES, pipelined.
+ * `from` < b->n. Returns 0 or -1. */
+static int push_chunks(struct rq *r, const char **head, int n_head, const struct batch *b,
+                       size_t from, const char *score, struct err *e)
+{
+    size_t per = score != NULL ? 2 : 1;
+    size_t max_args = ((size_t)n_head + per) * (b->n - from); /* a head per chunk at worst */
+    const char **argv = malloc(max_args * sizeof *argv);
+    struct rq_cmd *cmds = malloc((b->n - from) * sizeof *cmds);
+    redisReply **replies = malloc((b->n - from) * sizeof *replies);
+    size_t n_cmds = 0, used = 0;
+    int rc = argv != NULL && cmds != NULL && replies != NULL ? 0 : err_set(e, "out of memory");
+    for (size_t i = from; rc == 0 && i < b->n;) {
+        const char **a = argv + used;
+        memcpy(a, head, (size_t)n_head * sizeof *a);
+        size_t argc = (size_t)n_head, bytes = 0;
+        while (i < b->n && (argc == (size_t)n_head || bytes < LPUSH_CHUNK_BYTES)) {
+            if (score != NULL) {
+                a[argc++] = score;
+            }
+            a[argc++] = b->payloads[i];
+            bytes += strlen(b->payloads[i++]);
+        }
+        cmds[n_cmds++] = (struct rq_cmd){(int)argc, a, NULL};
+        used += argc;
+    }
+    bool sent = rc == 0;
+    rc = sent ? rq_pipeline(r, n_cmds, cmds, replies, e) : rc; /* error replies fail it */
+    for (size_t i = 0; sent && i < n_cmds; i++) {
+        freeReplyObject(replies[i]);
+    }
+    free(argv);
+    free(cmds);
+    free(replies);
+    return rc;
+}
+
+static int enqueue_now(struct rq *r, const char *queue, const struct batch *b, struct err *e)
+{
+    char key[RQ_KEY_MAX];
+    rq_key(key, sizeof key, queue, "jobs");
+    const char *head[] = {"LPUSH", key};
+    return push_chunks(r, head, 2, b, 0, NULL, e);
+}
+
+/* The first job goes through delay.lua (which wakes a worker if it is now the earliest delayed
+ * entry); the others get the same due time with ZADD, so none of them is earlier. */
+static int enqueue_delayed(struct rq *r, const char *queue, const struct batch *b, long delay_ms,
+                           struct err *e)
 {
     char delayed[RQ_KEY_MAX], jobs[RQ_KEY_MAX], delay[32];
     rq_key(delayed, sizeof delayed, queue, "delayed");
     rq_key(jobs, sizeof jobs, queue, "jobs");
     snprintf(delay, sizeof delay, "%ld", delay_ms);
     const char *keys[] = {delayed, jobs};
-    for (size_t i = 0; i < b->n; i++) {
-        const char *args[] = {b->payloads[i], delay, RQ_WAKE_TOKEN};
-        struct err e = {{0}};
-        redisReply *rep = rq_script(r, RQ_SCRIPT_DELAY, 2, keys, 3, args, NULL, &e);
-        if (rep == NULL) {
-            fprintf(stderr, "pixq submit: %s\n", e.msg);
-            return -1;
-        }
-        freeReplyObject(rep);
+    const char *args[] = {b->payloads[0], delay, RQ_WAKE_TOKEN};
+    redisReply *rep = rq_script(r, RQ_SCRIPT_DELAY, 2, keys, 3, args, NULL, e);
+    char due[32];
+    snprintf(due, sizeof due, "%lld", rep != NULL ? rep->integer : 0LL);
+    int rc = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    freeReplyObject(rep);
+    if (rc == 0 && b->n > 1) {
+        const char *head[] = {"ZADD", delayed};
+        rc = push_chunks(r, head, 2, b, 1, due, e);
     }
-    return 0;
+    return rc;
 }
 
-/* Waits for one result without consuming it (BLMOVE of a list onto itself). 1 if the result
- * reports errors, 0 if not, -1 on timeout or failure. */
-static int wait_result(struct rq *r, const char *queue, const char *id, time_t deadline)
+static void print_ids(const char *queue, const struct batch *b, bool json)
 {
-    char key[RQ_KEY_MAX], suffix[JOB_ID_MAX + 8], timeout[32];
-    snprintf(suffix, sizeof suffix, "result:%s", id);
-    rq_key(key, sizeof key, queue, suffix);
-    long left = (long)(deadline - time(NULL));
-    snprintf(timeout, sizeof timeout, "%ld", left > 0 ? left : 1);
-    const char *argv[] = {"BLMOVE", key, key, "RIGHT", "LEFT", timeout};
+    if (!json) {
+        for (size_t i = 0; i < b->n; i++) {
+            printf("%s\n", b->ids[i]);
+        }
+        fflush(stdout);
+        return;
+    }
+    json_object *o = json_object_new_object(), *ids = json_object_new_array();
+    for (size_t i = 0; i < b->n; i++) {
+        json_object_array_add(ids, json_object_new_string(b->ids[i]));
+    }
+    json_object_object_add(o, "queue", json_object_new_string(queue));
+    json_object_object_add(o, "job_ids", ids);
+    cli_print_json(o);
+    fflush(stdout);
+    json_object_put(o);
+}
+
+/* --wait: prints every result; returns the exit status. */
+static int await(struct rq *r, const char *queue, const struct batch *b,
+                 const struct submit_opts *o)
+{
+    const struct wait_opts wo = {queue, o->timeout_s, o->progress && b->n > 1, o->progress_ms};
+    struct wait_outcome out;
     struct err e = {{0}};
-    redisReply *rep = rq_commandv(r, (left > 0 ? left : 1) * 1000, 6, argv, NULL, &e);
-    if (rep == NULL || rep->type != REDIS_REPLY_STRING) {
-        fprintf(stderr, "pixq submit: no result for %s: %s\n", id,
-                rep == NULL ? e.msg : "timed out");
-        freeReplyObject(rep);
+    if (wait_results(r, &wo, b->ids, b->n, &out, &e) < 0) {
+        return cli_fail("submit: waiting for results: %s", e.msg);
+    }
+    if (out.timed_out > 0) {
+        return cli_fail("submit: timed out after %ld s: %zu of %zu jobs have no result yet "
+                        "(%s%s), %zu failed",
+                        o->timeout_s, out.timed_out, b->n, out.first_timed_out,
+                        out.timed_out > 1 ? ", ..." : "", out.failed);
+    }
+    if (out.failed > 0) {
+        return cli_fail("submit: %zu of %zu jobs failed", out.failed, b->n);
+    }
+    return CLI_OK;
+}
+
+/* Stamps and enqueues the batch on `queue`. Returns 0 or -1 (message printed). */
+static int enqueue(struct rq *r, const char *queue, struct batch *b, long delay_ms)
+{
+    struct err e = {{0}};
+    long long now = redis_now_ms(r, &e);
+    if (now < 0 || stamp(b, now + delay_ms) < 0) {
+        if (now < 0) {
+            cli_fail("submit: %s", e.msg);
+        }
         return -1;
     }
-    printf("%s\n", rep->str);
-    int failed = strstr(rep->str, "\"errors\":") != NULL;
-    freeReplyObject(rep);
-    return failed;
+    int rc =
+        delay_ms > 0 ? enqueue_delayed(r, queue, b, delay_ms, &e) : enqueue_now(r, queue, b, &e);
+    if (rc < 0) {
+        cli_fail("submit: enqueueing: %s", e.msg);
+    }
+    return rc;
 }
 
 int submit_main(const struct cfg *cfg, int argc, char **argv)
 {
-    struct submit_opts o;
-    if (parse_opts(argc, argv, &o) < 0) {
-        return 2;
+    if (cli_wants_help(argc, argv)) {
+        fputs(USAGE, stdout);
+        return CLI_OK;
     }
-    struct buf in;
-    buf_init(&in, MAX_INPUT_BYTES);
-    struct batch b = {0};
-    struct err e = {{0}};
+    struct submit_opts o;
+    struct cli_queues q;
+    if (parse_opts(argc, argv, &o) != 0) {
+        return CLI_USAGE;
+    }
+    if (cli_queues(cfg, &q) < 0) {
+        return CLI_USAGE;
+    }
+    struct batch b = {.cfg = cfg};
     struct rq *r = NULL;
-    int status = 1;
-    if (read_input(o.path, &in) < 0 || build_batch(cfg, &in, &b) < 0) {
+    struct err e = {{0}};
+    int status = CLI_FAILED;
+    if (read_batch(&o, &b) < 0) {
         goto out;
     }
     r = rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e);
     if (r == NULL) {
-        fprintf(stderr, "pixq submit: %s\n", e.msg);
+        cli_fail("submit: %s", e.msg);
         goto out;
     }
-    char queue[CFG_STR_MAX];
-    snprintf(queue, sizeof queue, "%.*s", (int)strcspn(cfg->queue, ","), cfg->queue);
-    if ((o.delay_ms > 0 ? enqueue_delayed(r, queue, &b, o.delay_ms) : enqueue(r, queue, &b)) < 0) {
+    if (enqueue(r, q.name[0], &b, o.delay_ms) < 0) {
         goto out;
     }
-    for (size_t i = 0; i < b.n; i++) {
-        printf("%s\n", b.ids[i]);
-    }
-    fflush(stdout);
-    status = 0;
-    time_t deadline = time(NULL) + o.timeout_s;
-    for (size_t i = 0; o.wait && i < b.n; i++) {
-        status = wait_result(r, queue, b.ids[i], deadline) != 0 ? 1 : status;
-    }
+    print_ids(q.name[0], &b, o.json);
+    status = o.wait ? await(r, q.name[0], &b, &o) : CLI_OK;
 out:
     rq_destroy(r);
     batch_finish(&b);
-    buf_finish(&in);
     return status;
 }

@@ -1,4 +1,4 @@
-/* submit: `pixq submit FILE|- [--wait] [--timeout SECONDS]`. */
+/* submit: `pixq submit FILE|-... [--wait] [--timeout SECONDS] [--delay MS] [--json]`. */
 #ifndef PIXQ_SUBMIT_H
 #define PIXQ_SUBMIT_H
 

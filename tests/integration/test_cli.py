@@ -1,12 +1,19 @@
 #!/usr/bin/python3
-"""The operator's command line: `pixq stats`, `pixq dead list|retry|purge`, and how every pixq
-command answers bad arguments (exit status 2, a usage message, nothing done).
+"""The `pixq` command line: submit (one job, an array, JSON lines, stdin; validation before
+anything is enqueued; the pixq_enqueued_at stamp; --wait with its progress and exit status),
+stats (queues, workers and their jobs, throughput, oldest job, limiter state; --json,
+--prometheus parsed by a strict text-format parser, --watch), queues, dead, limit, --help of every
+command, and how every command answers bad arguments (exit status 2, one line on stderr).
 
     /usr/bin/python3 tests/integration/test_cli.py --worker build-rel/worker/pixq-worker \\
         --pixq build-rel/producer/pixq --data tests/data [-k dead]
 """
 
 import json
+import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -26,6 +33,23 @@ def tiny_png():
     return (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
 
 
+def read_pty(master):
+    """Everything written to a pseudo-terminal until its program closes it, as text."""
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], scaled(10))
+        if not ready:
+            break
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the program closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode()
+
+
 class CliCase(PixqTestCase):
     start_worker_in_setup = False
     worker_env_extra = dict(SHORT_LEASES)
@@ -43,8 +67,8 @@ class CliCase(PixqTestCase):
         self.redis.lpush(self.key("jobs"), payload)
         return payload
 
-    def pixq_ok(self, *args):
-        r = self.run_pixq(*args)
+    def pixq_ok(self, *args, input=None):
+        r = self.run_pixq(*args, input=input)
         self.assertEqual(r.returncode, 0, "pixq %s: %s" % (" ".join(args), r.stderr))
         return r.stdout
 
@@ -57,6 +81,315 @@ class CliCase(PixqTestCase):
 
     def counters(self):
         return {k: int(v) for k, v in self.redis.hgetall(self.key("stats")).items()}
+
+
+class PromFormatError(AssertionError):
+    pass
+
+
+PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+PROM_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+def _prom_labels(text, pos, lineno):
+    """Parses {name="value",...} at text[pos] == "{": returns (dict, position after "}")."""
+    labels, pos = {}, pos + 1
+    while True:
+        if text[pos] == "}":
+            return labels, pos + 1
+        eq = text.index("=", pos)
+        name = text[pos:eq]
+        if not PROM_LABEL.match(name) or name in labels:
+            raise PromFormatError("line %d: bad or repeated label name %r" % (lineno, name))
+        if text[eq + 1] != '"':
+            raise PromFormatError("line %d: label value not quoted" % lineno)
+        value, i = [], eq + 2
+        while text[i] != '"':
+            if text[i] == "\\":
+                esc = {"\\": "\\", '"': '"', "n": "\n"}.get(text[i + 1])
+                if esc is None:
+                    raise PromFormatError("line %d: bad escape \\%s" % (lineno, text[i + 1]))
+                value.append(esc)
+                i += 2
+            elif text[i] == "\n":
+                raise PromFormatError("line %d: raw line feed in a label value" % lineno)
+            else:
+                value.append(text[i])
+                i += 1
+        labels[name] = "".join(value)
+        pos = i + 1
+        if text[pos] == ",":
+            pos += 1
+        elif text[pos] != "}":
+            raise PromFormatError("line %d: expected , or } after a label" % lineno)
+
+
+def _prom_value(token, lineno):
+    if token in ("NaN", "+Inf", "-Inf"):
+        return float(token.replace("Inf", "inf").replace("NaN", "nan"))
+    if not re.match(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z", token):
+        raise PromFormatError("line %d: bad sample value %r" % (lineno, token))
+    return float(token)
+
+
+def parse_prometheus(text):
+    """A strict reader of the Prometheus text exposition format (0.0.4): every line a HELP, a
+    TYPE or a sample; names and label names valid; label values with only the three escapes;
+    a family's HELP and TYPE at most once and before its samples, its samples together; no
+    sample twice. Returns {family: {"type", "help", "samples": {frozenset(labels): value}}}."""
+    if not text.endswith("\n"):
+        raise PromFormatError("the text must end with a line feed")
+    fams, order, current = {}, [], None
+    for lineno, line in enumerate(text[:-1].split("\n"), 1):
+        m = re.match(r"# (HELP|TYPE) (\S+) ?(.*)\Z", line)
+        if m:
+            kind, name, rest = m.groups()
+            if not PROM_NAME.match(name):
+                raise PromFormatError("line %d: bad metric name %r" % (lineno, name))
+            fam = fams.setdefault(name, {"type": None, "help": None, "samples": {}})
+            if fam["samples"] or fam[kind.lower()] is not None:
+                raise PromFormatError("line %d: %s of %s repeated or after its samples"
+                                      % (lineno, kind, name))
+            if kind == "TYPE" and rest not in PROM_TYPES:
+                raise PromFormatError("line %d: unknown type %r" % (lineno, rest))
+            if kind == "HELP" and re.search(r"\\[^\\n]", rest):
+                raise PromFormatError("line %d: bad escape in HELP" % lineno)
+            fam[kind.lower()] = rest
+            continue
+        if line.startswith("#") or not line:
+            raise PromFormatError("line %d: unexpected line %r" % (lineno, line))
+        m = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line)
+        name, pos = m.group(0), m.end()
+        labels = {}
+        if line[pos] == "{":
+            labels, pos = _prom_labels(line, pos, lineno)
+        parts = line[pos:].split(" ")
+        if parts[0] != "" or len(parts) not in (2, 3):
+            raise PromFormatError("line %d: expected ' value [timestamp]'" % lineno)
+        value = _prom_value(parts[1], lineno)
+        fam = fams.get(name)
+        if fam is None or fam["type"] is None:
+            raise PromFormatError("line %d: sample of %s without a TYPE before it" % (lineno, name))
+        if current != name and name in order:
+            raise PromFormatError("line %d: samples of %s are not together" % (lineno, name))
+        if current != name:
+            order.append(name)
+            current = name
+        key = frozenset(labels.items())
+        if key in fam["samples"]:
+            raise PromFormatError("line %d: %s%r twice" % (lineno, name, labels))
+        fam["samples"][key] = value
+    return fams
+
+
+def prom_value(fams, name, **labels):
+    return fams[name]["samples"][frozenset(labels.items())]
+
+
+class PrometheusParserTest(unittest.TestCase):
+    """The parser of the tests refuses what the format forbids (so that passing means valid)."""
+
+    def test_refuses_invalid_text(self):
+        ok = '# HELP m h\n# TYPE m gauge\nm{a="x\\\\y\\"z\\n"} 1.5\nm{a="2"} -3e2\n'
+        fams = parse_prometheus(ok)
+        self.assertEqual(prom_value(fams, "m", a='x\\y"z\n'), 1.5)
+        for bad in ('m 1\n', '# TYPE m gauge\nm 1', '# TYPE m gauge\nm{a="\\q"} 1\n',
+                    '# TYPE m gauge\nm{a=x} 1\n', '# TYPE m gauge\nm 1\nm 2\n',
+                    '# TYPE m gauge\n# TYPE m gauge\nm 1\n', '# TYPE m gauge\nm one\n',
+                    '# TYPE m gauge\n# TYPE n gauge\nm 1\nn 1\nm{a="1"} 1\n',
+                    '# TYPE m widget\nm 1\n', '# TYPE 1m gauge\n', '# TYPE m gauge\nm  1\n',
+                    '# TYPE m gauge\nm{a="1",a="2"} 1\n', '# TYPE m gauge\n\nm 1\n'):
+            with self.subTest(text=bad), self.assertRaises(PromFormatError):
+                parse_prometheus(bad)
+
+
+class SubmitTest(CliCase):
+    """What `pixq submit` reads and what it puts on the queue (no worker: the jobs stay)."""
+
+    def job_text(self, job_id=None, **extra):
+        job = self.job(job_id, "/a.png") if job_id else self.make_job(self.src.url("/a.png"),
+                                                                     "out/x.png")
+        job.update(extra)
+        return job
+
+    def queued(self):
+        """The jobs on pixq:{default}:jobs, consuming end first (the order workers take them)."""
+        return [json.loads(p) for p in reversed(self.redis.lrange(self.key("jobs")))]
+
+    def redis_ms(self):
+        sec, usec = self.redis.execute("TIME")
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def test_one_job_an_array_json_lines_and_stdin(self):
+        one = self.tmp / "one.json"
+        one.write_text(json.dumps(self.job_text("one-1"), indent=2))  # one job over many lines
+        before = self.redis_ms()
+        self.assertEqual(self.pixq_ok("submit", str(one)), "one-1\n")
+        arr = self.tmp / "arr.json"
+        arr.write_text(json.dumps([self.job_text("arr-1"), self.job_text()], indent=1))
+        ids = self.pixq_ok("submit", str(arr)).split()
+        self.assertEqual(ids[0], "arr-1")
+        self.assertRegex(ids[1], r"^[0-9][A-Za-z0-9_-]{22}$")  # given one, Blitline-style
+        lines = self.tmp / "jobs.jsonl"
+        lines.write_text("%s\n\n%s\n" % (json.dumps(self.job_text("jl-1")),
+                                        json.dumps(self.job_text("jl-2"))))
+        self.assertEqual(self.pixq_ok("submit", str(lines)).split(), ["jl-1", "jl-2"])
+        r = self.run_pixq("submit", "-", input=json.dumps(self.job_text("stdin-1")))
+        self.assertEqual((r.returncode, r.stdout), (0, "stdin-1\n"), r.stderr)
+        # several inputs at once, --json
+        out = json.loads(self.pixq_ok("submit", "--json", str(one), "-", str(lines),
+                                      input=json.dumps(self.job_text("stdin-2"))))
+        self.assertEqual(out, {"queue": "default",
+                               "job_ids": ["one-1", "stdin-2", "jl-1", "jl-2"]})
+        after = self.redis_ms()
+        q = self.queued()
+        self.assertEqual([j["job_id"] for j in q],
+                         ["one-1", "arr-1", ids[1], "jl-1", "jl-2", "stdin-1",
+                          "one-1", "stdin-2", "jl-1", "jl-2"])
+        for j in q:
+            self.assertTrue(before <= j["pixq_enqueued_at"] <= after, j)
+            self.assertEqual(j["src"], self.src.url("/a.png"))
+        # one submission, one stamp
+        self.assertEqual(len({j["pixq_enqueued_at"] for j in q[-4:]}), 1)
+
+    def assert_refused(self, r, *fragments):
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        self.assertTrue(r.stderr.startswith("pixq: submit: "), r.stderr)
+        for f in fragments:
+            self.assertIn(f, r.stderr)
+        self.assertEqual(self.redis.llen(self.key("jobs")), 0, "something was enqueued")
+
+    def test_every_job_is_checked_before_any_is_enqueued(self):
+        good = self.tmp / "good.json"
+        good.write_text(json.dumps(self.job_text("g-1")))
+        bad = self.tmp / "bad.jsonl"
+        bad.write_text("%s\n%s\n\n%s\n" % (json.dumps(self.job_text("b-1")),
+                                          json.dumps(self.job_text("b-2")),
+                                          json.dumps({"functions": []})))
+        self.assert_refused(self.run_pixq("submit", str(good), str(bad)), "bad.jsonl:4:",
+                            "invalid job", "No source", "nothing was enqueued")
+        arr = self.tmp / "arr.json"
+        arr.write_text('[%s,\n\n  {"src": 5},\n{"job_id": "no spaces"}]'
+                       % json.dumps(self.job_text("a-1")))
+        self.assert_refused(self.run_pixq("submit", str(arr)), "arr.json:3:",
+                            "and 1 more invalid jobs")
+        trunc = self.tmp / "trunc.json"
+        trunc.write_text('{"src": "http://x/a.png",\n "functions": [\n')
+        self.assert_refused(self.run_pixq("submit", str(trunc)), "trunc.json:3:",
+                            "not valid JSON")
+        jl = self.tmp / "jl.jsonl"
+        jl.write_text('%s\n{"src": \n' % json.dumps(self.job_text("x-1")))
+        self.assert_refused(self.run_pixq("submit", str(jl)), "jl.jsonl:2:", "not valid JSON")
+        self.assert_refused(self.run_pixq("submit", "-", input="[]"), "(stdin):1:", "no job")
+        self.assert_refused(self.run_pixq("submit", "-", input=" \n"), "(stdin)", "no job")
+        self.assert_refused(self.run_pixq("submit", str(self.tmp / "none.json")),
+                            "cannot open", "none.json")
+        self.assert_refused(self.run_pixq("submit", "-", input='{"src": "a"} trailing'),
+                            "(stdin):1:")
+
+    def test_delayed_batch_shares_one_due_time(self):
+        path = self.tmp / "later.jsonl"
+        path.write_text("".join(json.dumps(self.job_text("later-%d" % i)) + "\n"
+                                for i in range(3)))
+        before = self.redis_ms()
+        self.assertEqual(self.pixq_ok("submit", str(path), "--delay", "60000").split(),
+                         ["later-0", "later-1", "later-2"])
+        flat = self.redis.zrange(self.key("delayed"), withscores=True)
+        scores = {json.loads(m)["job_id"]: int(float(sc)) for m, sc in zip(flat[::2], flat[1::2])}
+        self.assertEqual(sorted(scores), ["later-0", "later-1", "later-2"])
+        self.assertEqual(len(set(scores.values())), 1, scores)
+        due = scores["later-0"]
+        self.assertTrue(before + 60000 <= due <= self.redis_ms() + 60000, due - before)
+        stamps = {json.loads(m)["pixq_enqueued_at"] for m in flat[::2]}
+        self.assertEqual(len(stamps), 1)
+        self.assertLessEqual(abs(stamps.pop() - due), 1000)  # stamped with its due time
+        # delay.lua woke the (absent) workers once: one token, no job, on the queue
+        self.assertEqual(self.redis.lrange(self.key("jobs")), ['{"pixq_wake":true}'])
+
+
+class WaitTest(CliCase):
+    """`pixq submit --wait`: results, progress on stderr, exit status; then what stats shows."""
+
+    def test_batch_with_one_failure(self):
+        self.start_worker()
+        self.src.add("/ok.png", tiny_png())
+        path = self.tmp / "batch.jsonl"
+        ids = ["w-%d" % i for i in range(6)]
+        jobs = [self.job(i, "/ok.png" if i != "w-3" else "/missing.png") for i in ids]
+        path.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+        r = self.run_pixq("submit", str(path), "--wait", "--timeout", "60",
+                          "--progress-interval", "0.05")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        out = r.stdout.splitlines()
+        self.assertEqual(out[:6], ids)
+        results = {json.loads(line)["results"]["job_id"]: json.loads(line) for line in out[6:]}
+        self.assertEqual(sorted(results), ids)
+        self.assertIn("errors", results["w-3"]["results"])
+        self.assertTrue(all("errors" not in results[i]["results"] for i in ids if i != "w-3"))
+        err = r.stderr.splitlines()
+        self.assertEqual(err[-1], "pixq: submit: 1 of 6 jobs failed")
+        progress = [re.fullmatch(r"progress: (\d+)/6 done, (\d+) failed, (\d+) remaining, "
+                                 r"([\d.]+) jobs/s, ([\d.]+) s", line) for line in err[:-1]]
+        self.assertTrue(all(progress), err)
+        self.assertGreaterEqual(len(progress), 2, err)  # periodic lines, then the final one
+        done = [int(m.group(1)) for m in progress]
+        self.assertEqual(done, sorted(done))
+        for m in progress:
+            self.assertEqual(int(m.group(1)) + int(m.group(3)), 6)
+        last = progress[-1]
+        self.assertEqual((last.group(1), last.group(2), last.group(3)), ("6", "1", "0"))
+        self.assertGreater(float(last.group(4)), 0)
+
+        # what pixq stats makes of it: 5 succeeded, 1 failed in the last minute
+        s = json.loads(self.pixq_ok("stats", "--json"))
+        q = s["queues"][0]
+        self.assertEqual(q["throughput"], {"window_s": 60, "succeeded": 5, "failed": 1})
+        self.assertEqual(s["throughput"], q["throughput"])
+        self.assertEqual((q["counters"]["succeeded"], q["counters"]["failed"]), (5, 1))
+        text = self.pixq_ok("stats")
+        self.assertRegex(text, r"last minute +5 succeeded, 1 failed\n")
+
+        # all succeeded: exit 0, nothing but progress on stderr; a single job shows no progress
+        path.write_text("".join(json.dumps(self.job("ok-%d" % i, "/ok.png")) + "\n"
+                                for i in range(2)))
+        r = self.run_pixq("submit", str(path), "--wait", "--no-progress")
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(len(r.stdout.splitlines()), 4)
+        one = self.tmp / "one.json"
+        one.write_text(json.dumps(self.job("single", "/ok.png")))
+        r = self.run_pixq("submit", str(one), "--wait")
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(json.loads(r.stdout.splitlines()[1])["results"]["job_id"], "single")
+
+    def test_progress_bar_on_a_terminal_and_timeout(self):
+        """stderr on a pseudo-terminal: the bar is redrawn in place (CR, erase line); a job that
+        never finishes makes --timeout expire with exit 1 and a message naming it."""
+        self.start_worker()
+        self.src.add("/ok.png", tiny_png())
+        self.src.stall("/stuck.png")
+        path = self.tmp / "batch.json"
+        path.write_text(json.dumps([self.job("t-ok", "/ok.png"),
+                                    self.job("t-stuck", "/stuck.png")]))
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        proc = subprocess.Popen([CONFIG.pixq, "submit", str(path), "--wait", "--timeout", "2"],
+                                env=self.worker_env(), stdout=subprocess.PIPE, stderr=slave,
+                                text=True)
+        os.close(slave)
+        tty = read_pty(master)
+        stdout, _ = proc.communicate(timeout=scaled(20))
+        self.assertEqual(proc.returncode, 1, tty)
+        self.assertIn("\r\x1b[K[", tty)
+        self.assertRegex(tty, r"\[#+\.+\] 1/2 done, 0 failed, 1 remaining, [\d.]+ jobs/s")
+        self.assertIn("pixq: submit: timed out after 2 s: 1 of 2 jobs have no result yet "
+                      "(t-stuck), 0 failed", tty)
+        self.assertEqual(stdout.splitlines()[:2], ["t-ok", "t-stuck"])
+        self.assertEqual(json.loads(stdout.splitlines()[2])["results"]["job_id"], "t-ok")
+        self.src.release()
+        self.wait_for_postback(job_id="t-stuck")
 
 
 class StatsTest(CliCase):
@@ -79,48 +412,208 @@ class StatsTest(CliCase):
         self.push(self.job("busy-1", "/slow.png"))
         self.push(self.job("busy-2", "/slow.png"))
         self.wait_until(lambda: self.src.requests("/slow.png") == 2, 20, "both workers busy")
-        waiting = self.push(self.job("waiting-1", "/ok.png"))
+        waiting = self.push(self.job("waiting-1", "/ok.png"))  # pushed without the stamp
 
         s = json.loads(self.pixq_ok("stats", "--json"))
-        self.assertEqual(s["queue"], "default")
-        self.assertEqual((s["jobs"], s["delayed"], s["dead"]), (1, 1, 1), s)
-        self.assertEqual(s["live_workers"], 2, s)
-        self.assertEqual(sorted(w["id"] for w in s["workers"]), sorted(wids))
-        for w in s["workers"]:
+        self.assertEqual([q["queue"] for q in s["queues"]], ["default"])
+        q = s["queues"][0]
+        self.assertEqual((q["jobs"], q["delayed"], q["dead"], q["active"]), (1, 1, 1, 2), q)
+        self.assertEqual((q["live_workers"], s["live_workers"]), (2, 2), s)
+        self.assertEqual(q["oldest_job"], {"job_id": "waiting-1", "enqueued_at_ms": None,
+                                           "age_ms": None})
+        self.assertEqual(sorted(w["id"] for w in q["workers"]), sorted(wids))
+        for w in q["workers"]:
+            self.assertTrue(w["alive"])
             self.assertGreater(w["lease_ms_left"], 0, w)
             self.assertLessEqual(w["lease_ms_left"], LEASE_MS, w)
-        self.assertEqual(sorted(j for w in s["workers"] for j in w["jobs"]), ["busy-1", "busy-2"])
-        self.assertTrue(all(len(w["jobs"]) == 1 for w in s["workers"]), s["workers"])
-        c = s["counters"]
+            self.assertEqual(len(w["jobs"]), 1, w)
+            j = w["jobs"][0]
+            self.assertEqual((j["kind"], j["runs"]), ("job", 1), j)
+            self.assertTrue(0 <= j["running_ms"] < 20000, j)
+            self.assertEqual(j["started_at_ms"] + j["running_ms"], s["time_ms"])
+        self.assertEqual(sorted(w["jobs"][0]["job_id"] for w in q["workers"]),
+                         ["busy-1", "busy-2"])
+        c = q["counters"]
         self.assertEqual((c.get("succeeded"), c.get("failed"), c.get("dead")), (1, 1, 1), c)
         self.assertEqual(c, self.counters())
+        self.assertEqual(s["counters"], c)  # one queue: the fleet's sum is its own
+        self.assertEqual(q["throughput"], {"window_s": 60, "succeeded": 1, "failed": 1})
 
         text = self.pixq_ok("stats")
-        self.assertIn("queue default", text)
+        self.assertIn("queue default\n", text)
         self.assertRegex(text, r"jobs waiting +1\n")
         self.assertRegex(text, r"delayed +1\n")
         self.assertRegex(text, r"dead +1\n")
+        self.assertRegex(text, r"active +2\n")
+        self.assertRegex(text, r"oldest job +unknown \(waiting-1: pushed without "
+                               r"pixq_enqueued_at\)\n")
         self.assertRegex(text, r"live workers +2\n")
-        for w in s["workers"]:
-            self.assertRegex(text, r"%s +alive +jobs \[\"%s\"\]" % (w["id"], w["jobs"][0]))
+        for w in q["workers"]:
+            jid = w["jobs"][0]["job_id"]
+            self.assertRegex(text, r"%s +alive +lease [\d.]+ s +jobs \[\"%s\"\]\n +%s +job, "
+                                   r"running since [\d.]+ s, run 1\n" % (w["id"], jid, jid))
         self.assertRegex(text, r"succeeded +1\n")
+        self.assertRegex(text, r"last minute +1 succeeded, 1 failed\n")
 
         # a worker dies: once its lease has run out and it was reaped, the fleet shows one worker
         # and its job is waiting again, ahead of the rest
-        victim = next(w for w in s["workers"] if w["jobs"] == ["busy-1"])
+        victim = next(w for w in q["workers"] if w["jobs"][0]["job_id"] == "busy-1")
         self.kill_worker(fleet[wids.index(victim["id"])], signal.SIGKILL)
         self.wait_until(lambda: self.counters().get("recovered") == 1, LEASE_MS / 1000.0 + 5,
                         "the dead worker to be reaped")
-        s = json.loads(self.pixq_ok("stats", "--json"))
-        self.assertEqual((s["jobs"], s["live_workers"], len(s["workers"])), (2, 1, 1), s)
-        self.assertEqual(s["counters"]["recovered"], 1)
+        q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
+        self.assertEqual((q["jobs"], q["live_workers"], len(q["workers"])), (2, 1, 1), q)
+        self.assertEqual(q["counters"]["recovered"], 1)
+        self.assertEqual(q["oldest_job"]["job_id"], "busy-1")
         self.assertEqual(json.loads(self.redis.lindex(self.key("jobs"), -1))["job_id"], "busy-1")
         self.assertEqual(self.redis.lindex(self.key("jobs"), 0), waiting)
 
     def test_stats_of_an_empty_queue(self):
         s = json.loads(self.pixq_ok("stats", "--json"))
-        self.assertEqual(s, {"queue": "default", "jobs": 0, "delayed": 0, "dead": 0,
-                             "live_workers": 0, "workers": [], "counters": {}})
+        self.assertIsInstance(s.pop("time_ms"), int)
+        self.assertEqual(s, {"live_workers": 0, "counters": {}, "limits": [],
+                             "throughput": {"window_s": 60, "succeeded": 0, "failed": 0},
+                             "queues": [{"queue": "default", "jobs": 0, "delayed": 0, "dead": 0,
+                                         "active": 0, "oldest_job": None, "live_workers": 0,
+                                         "workers": [], "counters": {},
+                                         "throughput": {"window_s": 60, "succeeded": 0,
+                                                        "failed": 0}}]})
+        self.assertRegex(self.pixq_ok("stats"), r"oldest job +none waiting\n")
+
+
+WEIRD_QUEUE = 'we"ird\\q'  # a quote and a backslash: escaped in Prometheus labels
+
+
+class StatsViewsTest(CliCase):
+    """Several queues in priority order, the oldest job's age, limiter state, --prometheus,
+    --watch, and pixq queues (no worker)."""
+
+    queues_env = {"PIXQ_QUEUE": "urgent, default,%s" % WEIRD_QUEUE}
+
+    def submit(self, job_id, *args, queue=None):
+        path = self.tmp / ("%s.json" % job_id)
+        path.write_text(json.dumps(self.job(job_id, "/a.png")))
+        env = {"PIXQ_QUEUE": queue} if queue else None
+        r = self.run_pixq("submit", str(path), *args, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def stats(self, *args):
+        r = self.run_pixq("stats", *args, env=self.queues_env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def fill(self):
+        self.submit("u-1", queue="urgent")
+        time.sleep(0.3)
+        self.submit("u-2", queue="urgent")
+        self.submit("d-1")
+        self.redis.rpush(self.key("jobs"), json.dumps({"src": "x", "job_id": "other-client"}))
+        self.submit("w-1", "--delay", "60000", queue=WEIRD_QUEUE)
+        self.redis.lpush("pixq:{%s}:dead" % WEIRD_QUEUE, '{"job_id":"x"}')
+        self.redis.execute("HSET", "pixq:{%s}:stats" % WEIRD_QUEUE, "failed", 4, "dead", 1)
+        self.redis.execute("HSET", "pixq:{urgent}:stats", "succeeded", 7)
+        self.assertEqual(self.run_pixq("limit", "set", "bkt-x", "2.5", "3").returncode, 0)
+        self.redis.execute("HSET", "pixq:rl:{bkt-y}", "throttle_signals", 2, "decreases", 1)
+
+    def test_queues_in_priority_order_and_limits(self):
+        self.fill()
+        s = json.loads(self.stats("--json"))
+        qs = {q["queue"]: q for q in s["queues"]}
+        self.assertEqual([q["queue"] for q in s["queues"]], ["urgent", "default", WEIRD_QUEUE])
+        self.assertEqual([(q["jobs"], q["delayed"], q["dead"]) for q in s["queues"]],
+                         [(2, 0, 0), (2, 0, 0), (1, 1, 1)])  # w-1's wake-up token is a "job"
+        u = qs["urgent"]["oldest_job"]
+        self.assertEqual(u["job_id"], "u-1")
+        self.assertTrue(300 <= u["age_ms"] < 10000, u)
+        self.assertEqual(u["enqueued_at_ms"] + u["age_ms"], s["time_ms"])
+        self.assertEqual(qs["default"]["oldest_job"]["age_ms"], None)  # other-client's
+        self.assertEqual(qs[WEIRD_QUEUE]["oldest_job"], None)  # only the wake-up token
+        self.assertEqual(s["counters"], {"succeeded": 7, "failed": 4, "dead": 1})
+        limits = {b["bucket"]: b for b in s["limits"]}
+        self.assertEqual(sorted(limits), ["bkt-x", "bkt-y"])
+        x, y = limits["bkt-x"], limits["bkt-y"]
+        self.assertEqual((x["rate"], x["burst"], x["effective_rate"], x["override"]),
+                         (2.5, 3, 2.5, True))
+        self.assertEqual((y["rate"], y["burst"], y["throttle_signals"], y["decreases"],
+                          y["override"]), (10.0, 20, 2, 1, False))
+        text = self.stats()
+        self.assertRegex(text, r"oldest job +[\d.]+ s \(u-1\)\n")
+        self.assertRegex(text, r"(?m)^  bkt-x +2\.500 +3 +2\.500 +0 +0 .*\(override\)$")
+        self.assertLess(text.index("queue urgent"), text.index("queue default"))
+
+    def test_prometheus_text_parsed(self):
+        self.fill()
+        fams = parse_prometheus(self.stats("--prometheus"))
+        s = json.loads(self.stats("--json"))
+        for name, typ in (("pixq_queue_jobs", "gauge"), ("pixq_queue_events_total", "counter"),
+                          ("pixq_bucket_rate", "gauge"),
+                          ("pixq_bucket_throttle_signals_total", "counter")):
+            self.assertEqual(fams[name]["type"], typ)
+            self.assertTrue(fams[name]["help"])
+        for q in s["queues"]:
+            for field in ("jobs", "delayed", "dead", "active", "live_workers"):
+                self.assertEqual(prom_value(fams, "pixq_queue_" + field, queue=q["queue"]),
+                                 q[field], (field, q["queue"]))
+        self.assertEqual(prom_value(fams, "pixq_queue_dead", queue=WEIRD_QUEUE), 1)
+        self.assertEqual(prom_value(fams, "pixq_queue_events_total", queue="urgent",
+                                    event="succeeded"), 7)
+        self.assertEqual(prom_value(fams, "pixq_queue_jobs_last_minute", queue="urgent",
+                                    outcome="failed"), 0)
+        age = prom_value(fams, "pixq_queue_oldest_job_age_seconds", queue="urgent")
+        self.assertTrue(0.3 <= age < 10, age)
+        ages = fams["pixq_queue_oldest_job_age_seconds"]["samples"]
+        self.assertEqual(len(ages), 1)  # the other queues' oldest ages are unknown
+        self.assertEqual(prom_value(fams, "pixq_bucket_rate", bucket="bkt-x"), 2.5)
+        self.assertEqual(prom_value(fams, "pixq_bucket_override", bucket="bkt-x"), 1)
+        self.assertEqual(prom_value(fams, "pixq_bucket_throttle_signals_total", bucket="bkt-y"),
+                         2)
+        self.assertEqual(prom_value(fams, "pixq_live_workers"), 0)
+
+    def test_watch_count(self):
+        self.fill()
+        t0 = time.monotonic()
+        out = self.stats("--json", "--watch", "0.3", "--count", "2").splitlines()
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3)
+        self.assertEqual(len(out), 2)
+        first, second = (json.loads(line) for line in out)
+        self.assertGreaterEqual(second["time_ms"] - first["time_ms"], 300)
+        text = self.stats("--watch", "0.1", "--count", "3")  # not a terminal: no clearing
+        self.assertEqual(text.count("queue urgent\n"), 3)
+        self.assertNotIn("\x1b", text)
+        # on a terminal the screen is cleared before each refresh
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        proc = subprocess.Popen([CONFIG.pixq, "stats", "--watch", "0.1", "--count", "2"],
+                                env=self.worker_env(**self.queues_env), stdout=slave)
+        os.close(slave)
+        self.assertEqual(proc.wait(scaled(20)), 0)
+        screen = read_pty(master)
+        self.assertEqual(screen.count("\x1b[H\x1b[2J"), 2, screen)
+        self.assertEqual(screen.count("queue urgent"), 2)
+        prom = self.stats("--prometheus", "--watch", "0.1", "--count", "2")
+        parts = prom.split("# HELP pixq_queue_jobs ")
+        self.assertEqual(len(parts), 3)
+        for part in parts[1:]:
+            parse_prometheus("# HELP pixq_queue_jobs " + part)
+
+    def test_queues_lists_what_redis_holds(self):
+        self.fill()
+        self.redis.execute("ZADD", "pixq:{later}:delayed", 1, "x", 2, "y")
+        self.redis.lpush("pixq:{gone}:result:j1", "r")  # not a queue by itself
+        self.redis.execute("ZADD", "pixq:{urgent}:workers", 1, "w9")
+        self.redis.lpush("pixq:{urgent}:active:w9", "a", "b")
+        r = self.run_pixq("queues", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), [
+            {"queue": "default", "jobs": 2, "delayed": 0, "dead": 0, "active": 0},
+            {"queue": "later", "jobs": 0, "delayed": 2, "dead": 0, "active": 0},
+            {"queue": "urgent", "jobs": 2, "delayed": 0, "dead": 0, "active": 2},
+            {"queue": WEIRD_QUEUE, "jobs": 1, "delayed": 1, "dead": 1, "active": 0}])
+        lines = self.pixq_ok("queues").splitlines()
+        self.assertEqual(lines[0].split(), ["queue", "jobs", "delayed", "dead", "active"])
+        self.assertEqual([line.split() for line in lines[1:3]],
+                         [["default", "2", "0", "0", "0"], ["later", "0", "2", "0", "0"]])
+
 
 
 class DeadTest(CliCase):
@@ -195,6 +688,14 @@ BAD_ARGUMENTS = [
     ["frob"],
     ["stats", "--bogus"],
     ["stats", "json"],
+    ["stats", "--json", "--prometheus"],
+    ["stats", "--watch", "0"],
+    ["stats", "--watch", "soon"],
+    ["stats", "--count", "2"],
+    ["stats", "--watch", "--count", "0"],
+    ["stats", "--watch", "--count"],
+    ["queues", "--bogus"],
+    ["queues", "--json", "x"],
     ["dead"],
     ["dead", "frob"],
     ["dead", "retry"],
@@ -204,45 +705,79 @@ BAD_ARGUMENTS = [
     ["dead", "list", "--limit", "0"],
     ["dead", "list", "--limit", "x"],
     ["dead", "list", "--frob"],
+    ["limit"],
+    ["limit", "show", "--xml"],
+    ["limit", "set", "bkt", "0", "1"],
+    ["limit", "set", "Bad_Bucket", "1", "1"],
+    ["limit", "reset"],
     ["submit"],
     ["submit", "job.json", "--delay", "-1"],
     ["submit", "job.json", "--delay", "soon"],
     ["submit", "job.json", "--timeout", "0"],
+    ["submit", "job.json", "--timeout"],
+    ["submit", "job.json", "--progress-interval", "0"],
     ["submit", "job.json", "--frob"],
+    ["submit", "-", "-"],
     ["--no-such-setting", "1", "stats"],
 ]
 
+GOOD_JOB = {"src": "http://x.test/a.png", "functions": [
+    {"name": "resize_to_fit", "params": {"width": 10}, "save": {"image_identifier": "x"}}]}
+
+COMMANDS_HELP = {
+    (): ["submit", "stats", "queues", "dead list", "limit show", "--delay", "Exit status"],
+    ("submit",): ["FILE", "JSON lines", "--wait", "--timeout", "--delay", "--json",
+                  "--progress-interval", "pixq_enqueued_at", "Exit status"],
+    ("stats",): ["--json", "--prometheus", "--watch", "--count", "Exit status"],
+    ("queues",): ["--json", "Exit status"],
+    ("dead",): ["list", "retry", "purge", "--limit", "--json", "Exit status"],
+    ("dead", "list"): ["list", "retry", "purge"],
+    ("limit",): ["show", "set", "reset", "--json", "Exit status"],
+    ("limit", "set"): ["BUCKET RATE BURST"],
+}
+
 
 class BadArgumentsTest(unittest.TestCase):
-    """Usage errors exit 2 with a message on stderr and nothing on stdout, whether or not Redis is
+    """Usage errors exit 2 with one line on stderr and nothing on stdout, whether or not Redis is
     there (they are found before connecting): no servers are started here."""
 
-    def run_cli(self, args):
+    def run_cli(self, args, input=None):
         env = clean_env()
         env["PIXQ_REDIS_URL"] = "redis://127.0.0.1:%d/0" % free_port()  # nothing listens
         env["PIXQ_REDIS_TIMEOUT_MS"] = "500"
         return subprocess.run([CONFIG.pixq, *args], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, timeout=scaled(30),
-                              stdin=subprocess.DEVNULL)
+                              input=input if input is not None else "")
 
     def test_bad_arguments_exit_2(self):
         for args in BAD_ARGUMENTS:
             with self.subTest(args=args):
                 r = self.run_cli(args)
                 self.assertEqual(r.returncode, 2, "pixq %s: %r" % (" ".join(args), r.stderr))
-                self.assertTrue(r.stderr.strip(), args)
+                self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                self.assertRegex(r.stderr, r"^pixq: \S.*\n$")
+                self.assertIn("usage", r.stderr)
                 self.assertEqual(r.stdout, "", args)
 
-    def test_help_exits_0(self):
-        r = self.run_cli(["--help"])
-        self.assertEqual(r.returncode, 0)
-        for word in ("submit", "stats", "dead list", "--delay"):
-            self.assertIn(word, r.stdout)
+    def test_help_of_every_command_exits_0(self):
+        for cmd, words in COMMANDS_HELP.items():
+            for flag in ("--help", "-h"):
+                with self.subTest(cmd=cmd, flag=flag):
+                    r = self.run_cli([*cmd, flag])
+                    self.assertEqual((r.returncode, r.stderr), (0, ""))
+                    self.assertTrue(r.stdout.startswith("usage: pixq"), r.stdout)
+                    for word in words:
+                        self.assertIn(word, r.stdout)
 
     def test_redis_down_is_not_a_usage_error(self):
-        r = self.run_cli(["stats"])
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertTrue(r.stderr.strip())
+        for args in (["stats"], ["stats", "--prometheus"], ["queues"], ["dead", "list"],
+                     ["limit", "show"], ["dead", "purge"], ["submit", "-"]):
+            with self.subTest(args=args):
+                r = self.run_cli(args, input=json.dumps(GOOD_JOB))
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                self.assertRegex(r.stderr, r"^pixq: .*redis", r.stderr)
+                self.assertEqual(r.stdout, "")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+/* cli: what every pixq subcommand shares: --help, usage errors and failures on one line,
+ * number arguments, the queue list, and JSON output.
+ *
+ * Exit statuses: CLI_OK (done), CLI_FAILED (the operation failed: a job failed or timed out,
+ * Redis unreachable, bad input data), CLI_USAGE (bad arguments; nothing was done). */
+#ifndef PIXQ_CLI_H
+#define PIXQ_CLI_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cfg.h"
+
+#define CLI_OK     0
+#define CLI_FAILED 1
+#define CLI_USAGE  2
+
+#define CLI_QUEUES_MAX     32  /* most queues named in PIXQ_QUEUE */
+#define CLI_QUEUE_NAME_MAX 200 /* bytes of one queue name, with NUL */
+
+/* The queues of PIXQ_QUEUE, highest priority first. */
+struct cli_queues {
+    char name[CLI_QUEUES_MAX][CLI_QUEUE_NAME_MAX];
+    size_t n;
+};
+
+/* Whether argv[1..argc-1] holds --help or -h. */
+bool cli_wants_help(int argc, char **argv);
+
+/* Prints "pixq: <cmd>: <reason> (usage: pixq <cmd> --help)" on stderr; returns CLI_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "pixq: <reason>" on stderr; returns CLI_FAILED. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parses a whole decimal integer within [min, max]. Returns false if `s` is not one. */
+bool cli_long(const char *s, long min, long max, long *out);
+
+/* Parses a whole decimal number within [min, max] (no NaN, no infinity). */
+bool cli_double(const char *s, double min, double max, double *out);
+
+/* Splits cfg->queue (comma-separated, blanks around names ignored) into `q`. Returns 0, or -1
+ * with the reason printed when a name is empty, too long, or there are too many. */
+int cli_queues(const struct cfg *cfg, struct cli_queues *q);
+
+/* Member `k` of object `o` (NULL if absent or `o` is not an object): borrowed. */
+json_object *cli_get(json_object *o, const char *k);
+
+/* Member `k` of `o` as an integer (0 if absent). */
+long long cli_int(json_object *o, const char *k);
+
+/* Member `k` of `o` as a string (`absent` if it is absent or null). */
+const char *cli_str(json_object *o, const char *k, const char *absent);
+
+/* Prints `o` as one line of compact JSON on stdout (slashes not escaped). */
+void cli_print_json(json_object *o);
+
+#endif

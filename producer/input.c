@@ -1,0 +1,212 @@
+#include "input.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+/* The text of one input file, where it came from, and the parser for it. */
+struct text {
+    const char *path;
+    const char *data;
+    size_t len;
+    json_tokener *tok; /* nesting limit: a job's, plus one */
+    input_job_fn each;
+    void *user;
+};
+
+static int read_all(const char *path, size_t max_bytes, struct buf *out, struct err *e)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        return err_set(e, "cannot open %s: %s", path, strerror(errno));
+    }
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (buf_append(out, chunk, n) < 0) {
+            rc = err_set(e, "%s is larger than %zu bytes", path, max_bytes);
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        rc = err_set(e, "cannot read %s: %s", path, strerror(errno));
+    }
+    if (f != stdin) {
+        fclose(f);
+    }
+    return rc;
+}
+
+/* A position and its line number, moved forward through the text so that numbering every job
+ * costs one pass over it. */
+struct cursor {
+    size_t off;
+    long line; /* 1-based line of `off` */
+};
+
+static long line_of(const struct text *t, struct cursor *c, size_t off)
+{
+    if (off < c->off) {
+        *c = (struct cursor){0, 1};
+    }
+    for (; c->off < off && c->off < t->len; c->off++) {
+        c->line += t->data[c->off] == '\n';
+    }
+    return c->line;
+}
+
+static long line_at(const struct text *t, size_t off)
+{
+    struct cursor c = {0, 1};
+    return line_of(t, &c, off);
+}
+
+static size_t skip_blank(const struct text *t, size_t off)
+{
+    while (off < t->len && strchr(" \t\r\n", t->data[off]) != NULL && t->data[off] != '\0') {
+        off++;
+    }
+    return off;
+}
+
+/* Parses one JSON value at data[off..end). Returns it, or NULL with `*stop` at the error; on
+ * success `*stop` is where the value ended. */
+static json_object *parse_value(const struct text *t, size_t off, size_t end, size_t *stop,
+                                enum json_tokener_error *why)
+{
+    json_tokener_reset(t->tok);
+    json_object *v = json_tokener_parse_ex(t->tok, t->data + off, (int)(end - off));
+    *why = json_tokener_get_error(t->tok);
+    if (v == NULL && *why == json_tokener_continue) {
+        *why = json_tokener_error_parse_eof;
+    }
+    *stop = off + json_tokener_get_parse_end(t->tok);
+    if (*why != json_tokener_success) {
+        json_object_put(v);
+        return NULL;
+    }
+    return v;
+}
+
+static int json_error(const struct text *t, size_t at, enum json_tokener_error why, struct err *e)
+{
+    return err_set(e, "%s:%ld: not valid JSON: %s", t->path, line_at(t, at),
+                   json_tokener_error_desc(why));
+}
+
+/* Hands one parsed job to the caller (and releases it). */
+static int hand_out(const struct text *t, struct cursor *c, json_object *job, size_t at,
+                    struct err *e)
+{
+    int rc = t->each(t->user, job, t->path, line_of(t, c, at), e);
+    json_object_put(job);
+    return rc;
+}
+
+/* A JSON array of jobs, each element parsed and handed out on its own. */
+static int read_array(const struct text *t, size_t open, struct err *e)
+{
+    struct cursor c = {0, 1};
+    size_t pos = skip_blank(t, open + 1);
+    if (pos < t->len && t->data[pos] == ']') {
+        return err_set(e, "%s:%ld: an empty array holds no job", t->path, line_at(t, open));
+    }
+    for (;;) {
+        size_t stop;
+        enum json_tokener_error why;
+        json_object *job = parse_value(t, pos, t->len, &stop, &why);
+        if (job == NULL) {
+            return json_error(t, stop, why, e);
+        }
+        if (hand_out(t, &c, job, pos, e) < 0) {
+            return -1;
+        }
+        pos = skip_blank(t, stop);
+        char next = pos < t->len ? t->data[pos] : '\0';
+        if (next == ']') {
+            return skip_blank(t, pos + 1) < t->len
+                       ? err_set(e, "%s:%ld: text after the array", t->path, line_at(t, pos + 1))
+                       : 0;
+        }
+        if (next != ',') {
+            return err_set(e, "%s:%ld: not valid JSON: ',' or ']' expected after a job", t->path,
+                           line_at(t, pos));
+        }
+        pos = skip_blank(t, pos + 1);
+    }
+}
+
+/* JSON lines: every non-blank line is one job. */
+static int read_lines(const struct text *t, struct err *e)
+{
+    struct cursor c = {0, 1};
+    for (size_t off = 0; off < t->len;) {
+        const char *nl = memchr(t->data + off, '\n', t->len - off);
+        size_t end = nl != NULL ? (size_t)(nl - t->data) : t->len;
+        size_t first = skip_blank(t, off);
+        if (first < end) {
+            size_t stop;
+            enum json_tokener_error why;
+            json_object *v = parse_value(t, first, end, &stop, &why);
+            if (v == NULL) {
+                return json_error(t, stop, why, e);
+            }
+            if (skip_blank(t, stop) < end) {
+                json_object_put(v);
+                return err_set(e, "%s:%ld: one job per line expected, more text follows it",
+                               t->path, line_at(t, stop));
+            }
+            if (hand_out(t, &c, v, first, e) < 0) {
+                return -1;
+            }
+        }
+        off = end + 1;
+    }
+    return 0;
+}
+
+static int parse_text(const struct text *t, struct err *e)
+{
+    size_t start = skip_blank(t, 0);
+    if (start >= t->len) {
+        return err_set(e, "%s: no job in it (empty)", t->path);
+    }
+    if (t->data[start] == '[') {
+        return read_array(t, start, e);
+    }
+    size_t stop;
+    enum json_tokener_error why;
+    json_object *doc = parse_value(t, start, t->len, &stop, &why);
+    if (doc == NULL) {
+        return json_error(t, stop, why, e);
+    }
+    if (skip_blank(t, stop) >= t->len) {
+        struct cursor c = {0, 1};
+        return hand_out(t, &c, doc, start, e);
+    }
+    json_object_put(doc); /* more follows: JSON lines, read again line by line */
+    return read_lines(t, e);
+}
+
+int input_read(const char *path, const struct input_limits *lim, input_job_fn each, void *user,
+               struct err *e)
+{
+    struct buf b;
+    buf_init(&b, lim->max_bytes);
+    json_tokener *tok = json_tokener_new_ex(lim->max_depth + 1);
+    int rc = tok != NULL ? read_all(path, lim->max_bytes, &b, e) : err_set(e, "out of memory");
+    if (rc == 0) {
+        const struct text t = {
+            strcmp(path, "-") == 0 ? "(stdin)" : path, b.data, b.len, tok, each, user};
+        rc = parse_text(&t, e);
+    }
+    if (tok != NULL) {
+        json_tokener_free(tok);
+    }
+    buf_finish(&b);
+    return rc;
+}

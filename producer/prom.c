@@ -1,0 +1,138 @@
+/* prom: `pixq stats --prometheus`, the Prometheus text exposition format (0.0.4) of what stats.c
+ * collected. */
+#include <json-c/json.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "stats.h"
+
+/* Writes `v` as a label value: backslash, double quote and line feed escaped. */
+static void label_value(FILE *out, const char *v)
+{
+    for (; *v != '\0'; v++) {
+        if (*v == '\\' || *v == '"') {
+            fprintf(out, "\\%c", *v);
+        } else if (*v == '\n') {
+            fputs("\\n", out);
+        } else {
+            fputc(*v, out);
+        }
+    }
+}
+
+static void family(const char *name, const char *type, const char *help)
+{
+    printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{k1="v1"[,k2="v2"]} value */
+static void sample(const char *name, const char *k1, const char *v1, const char *k2, const char *v2,
+                   double value)
+{
+    printf("%s{%s=\"", name, k1);
+    label_value(stdout, v1);
+    if (k2 != NULL) {
+        printf("\",%s=\"", k2);
+        label_value(stdout, v2);
+    }
+    printf("\"} %.15g\n", value);
+}
+
+/* One gauge per queue from a numeric field of its stats. */
+static void queue_gauge(json_object *queues, const char *name, const char *field, const char *help)
+{
+    family(name, "gauge", help);
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *q = json_object_array_get_idx(queues, i);
+        sample(name, "queue", cli_str(q, "queue", ""), NULL, NULL, (double)cli_int(q, field));
+    }
+}
+
+static void prom_queue_details(json_object *queues)
+{
+    family("pixq_queue_oldest_job_age_seconds", "gauge",
+           "Age of the job at the consuming end of the queue (stamped jobs only).");
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *q = json_object_array_get_idx(queues, i), *old = cli_get(q, "oldest_job");
+        if (old != NULL && cli_get(old, "age_ms") != NULL) {
+            sample("pixq_queue_oldest_job_age_seconds", "queue", cli_str(q, "queue", ""), NULL,
+                   NULL, (double)cli_int(old, "age_ms") / 1000.0);
+        }
+    }
+    family("pixq_queue_jobs_last_minute", "gauge", "Jobs settled in the last 60 s, by outcome.");
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *q = json_object_array_get_idx(queues, i), *t = cli_get(q, "throughput");
+        for (int k = 0; k < 2; k++) {
+            const char *outcome = k == 0 ? "succeeded" : "failed";
+            sample("pixq_queue_jobs_last_minute", "queue", cli_str(q, "queue", ""), "outcome",
+                   outcome, (double)cli_int(t, outcome));
+        }
+    }
+    family("pixq_queue_events_total", "counter", "The queue's counters (pixq:{Q}:stats).");
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *q = json_object_array_get_idx(queues, i);
+        json_object_object_foreach(cli_get(q, "counters"), name, v)
+        {
+            sample("pixq_queue_events_total", "queue", cli_str(q, "queue", ""), "event", name,
+                   (double)json_object_get_int64(v));
+        }
+    }
+}
+
+static void prom_workers(json_object *queues)
+{
+    family("pixq_worker_jobs", "gauge", "Entries on a registered worker's active list.");
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *q = json_object_array_get_idx(queues, i), *ws = cli_get(q, "workers");
+        for (size_t k = 0; k < json_object_array_length(ws); k++) {
+            json_object *w = json_object_array_get_idx(ws, k);
+            sample("pixq_worker_jobs", "queue", cli_str(q, "queue", ""), "worker",
+                   cli_str(w, "id", ""), (double)json_object_array_length(cli_get(w, "jobs")));
+        }
+    }
+}
+
+/* One family per limiter field, a sample per bucket. */
+static void prom_limits(json_object *limits)
+{
+    static const struct {
+        const char *name, *field, *type, *help;
+        double scale;
+    } fams[] = {
+        {"pixq_bucket_rate", "rate", "gauge", "Configured upload rate, PUT/s.", 1},
+        {"pixq_bucket_burst", "burst", "gauge", "Configured burst, PUTs.", 1},
+        {"pixq_bucket_effective_rate", "effective_rate", "gauge",
+         "Rate after adaptive slowing, PUT/s.", 1},
+        {"pixq_bucket_backlog_seconds", "backlog_ms", "gauge",
+         "How far ahead the next free upload slot is.", 0.001},
+        {"pixq_bucket_throttle_signals_total", "throttle_signals", "counter",
+         "Throttling answers (503, 429) seen from S3.", 1},
+        {"pixq_bucket_decreases_total", "decreases", "counter",
+         "Times the adaptive limiter lowered the rate.", 1},
+        {"pixq_bucket_override", "override", "gauge", "1 if an operator set rate or burst.", 1},
+    };
+    for (size_t f = 0; f < sizeof fams / sizeof *fams; f++) {
+        family(fams[f].name, fams[f].type, fams[f].help);
+        for (size_t i = 0; i < json_object_array_length(limits); i++) {
+            json_object *b = json_object_array_get_idx(limits, i), *v = cli_get(b, fams[f].field);
+            double x = json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v)
+                                                                 : json_object_get_double(v);
+            sample(fams[f].name, "bucket", cli_str(b, "bucket", ""), NULL, NULL, x * fams[f].scale);
+        }
+    }
+}
+
+void stats_print_prometheus(json_object *s)
+{
+    json_object *queues = cli_get(s, "queues");
+    queue_gauge(queues, "pixq_queue_jobs", "jobs", "Jobs waiting in pixq:{Q}:jobs.");
+    queue_gauge(queues, "pixq_queue_delayed", "delayed", "Entries in pixq:{Q}:delayed.");
+    queue_gauge(queues, "pixq_queue_dead", "dead", "Entries in pixq:{Q}:dead.");
+    queue_gauge(queues, "pixq_queue_active", "active", "Entries on the workers' active lists.");
+    queue_gauge(queues, "pixq_queue_live_workers", "live_workers", "Workers with a valid lease.");
+    prom_queue_details(queues);
+    prom_workers(queues);
+    family("pixq_live_workers", "gauge", "Live workers of all the queues, each counted once.");
+    printf("pixq_live_workers %lld\n", cli_int(s, "live_workers"));
+    prom_limits(cli_get(s, "limits"));
+}

@@ -1,0 +1,747 @@
+#include "stats.h"
+
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "cli.h"
+#include "clock.h"
+#include "rq.h"
+
+/* One collection: the connection, Redis's clock, and whether any command failed. */
+struct sctx {
+    const struct cfg *cfg;
+    struct rq *rq;
+    long long now_ms;
+    char error[ERR_MSG_MAX]; /* the first failure, "" if none */
+};
+
+/* Runs a command (its arguments as strings); NULL on failure, remembered in s->error. */
+static redisReply *run(struct sctx *s, int argc, const char **argv)
+{
+    struct err e = {{0}};
+    redisReply *r = rq_commandv(s->rq, 0, argc, argv, NULL, &e);
+    if (r == NULL && s->error[0] == '\0') {
+        snprintf(s->error, sizeof s->error, "%s", e.msg);
+    }
+    return r;
+}
+
+/* A command on pixq:{q}:<suffix> with up to three more arguments (NULL-terminated). */
+static redisReply *on_key(struct sctx *s, const char *cmd, const char *q, const char *suffix, ...)
+{
+    char key[RQ_KEY_MAX];
+    rq_key(key, sizeof key, q, suffix);
+    const char *argv[6] = {cmd, key};
+    int argc = 2;
+    va_list ap;
+    va_start(ap, suffix);
+    for (const char *a = va_arg(ap, const char *); a != NULL && argc < 6;
+         a = va_arg(ap, const char *)) {
+        argv[argc++] = a;
+    }
+    va_end(ap);
+    return run(s, argc, argv);
+}
+
+static long long int_on_key(struct sctx *s, const char *cmd, const char *q, const char *suffix)
+{
+    redisReply *r = on_key(s, cmd, q, suffix, NULL);
+    long long v = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    return v;
+}
+
+static long long redis_ms(struct sctx *s)
+{
+    const char *argv[] = {"TIME"};
+    redisReply *r = run(s, 1, argv);
+    long long ms = 0;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+             strtoll(r->element[1]->str, NULL, 10) / 1000;
+    }
+    freeReplyObject(r);
+    return ms;
+}
+
+static json_object *int_or_null(const char *s)
+{
+    return s != NULL ? json_object_new_int64(strtoll(s, NULL, 10)) : NULL;
+}
+
+/* ---------------------------------------------------------------- what workers hold */
+
+/* The job id an active-list entry is about, and what kind of entry it is. */
+static const char *entry_id(json_object *doc, const char **kind)
+{
+    static const char *const tasks[] = {"pixq_upload", "pixq_postback", "pixq_poison"};
+    json_object *id = NULL, *inner = NULL;
+    *kind = "job";
+    for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) {
+        if (json_object_object_get_ex(doc, tasks[i], &inner)) {
+            *kind = tasks[i] + 5;
+            json_object_object_get_ex(inner, "job_id", &id);
+            return id != NULL ? json_object_get_string(id) : NULL;
+        }
+    }
+    if (json_object_object_get_ex(doc, "pixq_wake", NULL)) {
+        *kind = "wake";
+        return NULL;
+    }
+    json_object_object_get_ex(doc, "job_id", &id);
+    return id != NULL && !json_object_is_type(id, json_type_object) ? json_object_get_string(id)
+                                                                    : NULL;
+}
+
+/* Runs `cmd key [a1 [a2]]` for each of `n` keys in one pipelined round trip; replies[i] is
+ * NULL if that command failed. Returns 0, or -1 (s->error set). */
+static int each_key(struct sctx *s, const char *cmd, char (*keys)[RQ_KEY_MAX], size_t n,
+                    const char *a1, const char *a2, redisReply **replies)
+{
+    const char **argv = malloc(n * 4 * sizeof *argv);
+    struct rq_cmd *cmds = malloc(n * sizeof *cmds);
+    struct err e = {{0}};
+    int rc = argv != NULL && cmds != NULL ? 0 : err_set(&e, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char **a = argv + 4 * i;
+        a[0] = cmd;
+        a[1] = keys[i];
+        a[2] = a1;
+        a[3] = a2;
+        cmds[i] = (struct rq_cmd){a2 != NULL ? 4 : a1 != NULL ? 3 : 2, a, NULL};
+    }
+    rc = rc == 0 ? rq_pipeline(s->rq, n, cmds, replies, &e) : rc;
+    if (rc < 0 && s->error[0] == '\0') {
+        snprintf(s->error, sizeof s->error, "%s", e.msg);
+    }
+    free(argv);
+    free(cmds);
+    return rc;
+}
+
+/* {"job_id", "kind"} of one active-list entry; timings are added by add_timings(). */
+static json_object *held_entry(const char *payload)
+{
+    json_object *doc = json_tokener_parse(payload);
+    const char *kind = "unparseable";
+    const char *id = doc != NULL ? entry_id(doc, &kind) : NULL;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "job_id", id != NULL ? json_object_new_string(id) : NULL);
+    json_object_object_add(o, "kind", json_object_new_string(kind));
+    json_object_put(doc);
+    return o;
+}
+
+/* Adds "started_at_ms" (when the job first began running: begin.lua's first_seen), "running_ms"
+ * and "runs" to `entry` from an HMGET reply; null where unknown. */
+static void add_timing(struct sctx *s, json_object *entry, const redisReply *r)
+{
+    bool known = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+    const char *first = known ? r->element[0]->str : NULL;
+    json_object_object_add(entry, "started_at_ms", int_or_null(first));
+    json_object_object_add(
+        entry, "running_ms",
+        first != NULL ? json_object_new_int64(s->now_ms - strtoll(first, NULL, 10)) : NULL);
+    json_object_object_add(entry, "runs", int_or_null(known ? r->element[1]->str : NULL));
+}
+
+/* The timings of every entry of every worker in `list`: one pipelined HMGET per entry. */
+static void add_timings(struct sctx *s, const char *q, json_object *list)
+{
+    json_object *entries = json_object_new_array();
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *jobs = cli_get(json_object_array_get_idx(list, i), "jobs");
+        for (size_t k = 0; k < json_object_array_length(jobs); k++) {
+            json_object_array_add(entries, json_object_get(json_object_array_get_idx(jobs, k)));
+        }
+    }
+    size_t n = json_object_array_length(entries);
+    char(*keys)[RQ_KEY_MAX] = calloc(n + 1, sizeof *keys);
+    redisReply **replies = calloc(n + 1, sizeof *replies);
+    for (size_t i = 0; keys != NULL && i < n; i++) {
+        char suffix[RQ_KEY_MAX];
+        snprintf(suffix, sizeof suffix, "job:%.400s",
+                 cli_str(json_object_array_get_idx(entries, i), "job_id", ""));
+        rq_key(keys[i], RQ_KEY_MAX, q, suffix);
+    }
+    if (n > 0 && keys != NULL && replies != NULL) {
+        each_key(s, "HMGET", keys, n, "first_seen", "runs", replies);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_object *entry = json_object_array_get_idx(entries, i);
+        add_timing(s, entry,
+                   cli_get(entry, "job_id") != NULL && replies != NULL ? replies[i] : NULL);
+        freeReplyObject(replies != NULL ? replies[i] : NULL);
+    }
+    free(keys);
+    free(replies);
+    json_object_put(entries);
+}
+
+static json_object *worker_entry(const char *id, long long left, const redisReply *held)
+{
+    json_object *w = json_object_new_object(), *jobs = json_object_new_array();
+    json_object_object_add(w, "id", json_object_new_string(id));
+    json_object_object_add(w, "lease_ms_left", json_object_new_int64(left));
+    json_object_object_add(w, "alive", json_object_new_boolean(left >= 0));
+    for (size_t i = 0; held != NULL && held->type == REDIS_REPLY_ARRAY && i < held->elements; i++) {
+        json_object_array_add(jobs, held_entry(held->element[i]->str));
+    }
+    json_object_object_add(w, "jobs", jobs);
+    return w;
+}
+
+/* [{"id", "lease_ms_left", "alive", "jobs": [...]}] of the workers registered on queue q: the
+ * lease set, then every active list, then every job's timing, three round trips in all. */
+static json_object *workers(struct sctx *s, const char *q)
+{
+    char last[32];
+    snprintf(last, sizeof last, "%d", STATS_WORKERS_MAX - 1);
+    redisReply *r = on_key(s, "ZRANGE", q, "workers", "0", last, "WITHSCORES", NULL);
+    size_t n = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
+    char(*keys)[RQ_KEY_MAX] = calloc(n + 1, sizeof *keys);
+    redisReply **held = calloc(n + 1, sizeof *held);
+    for (size_t i = 0; keys != NULL && i < n; i++) {
+        char suffix[RQ_KEY_MAX];
+        snprintf(suffix, sizeof suffix, "active:%.400s", r->element[2 * i]->str);
+        rq_key(keys[i], RQ_KEY_MAX, q, suffix);
+    }
+    if (n > 0 && keys != NULL && held != NULL) {
+        each_key(s, "LRANGE", keys, n, "0", "-1", held);
+    }
+    json_object *list = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        long long left = strtoll(r->element[2 * i + 1]->str, NULL, 10) - s->now_ms;
+        json_object_array_add(
+            list, worker_entry(r->element[2 * i]->str, left, held != NULL ? held[i] : NULL));
+        freeReplyObject(held != NULL ? held[i] : NULL);
+    }
+    add_timings(s, q, list);
+    freeReplyObject(r);
+    free(keys);
+    free(held);
+    return list;
+}
+
+/* ---------------------------------------------------------------- queue figures */
+
+/* The job at the consuming end of pixq:{q}:jobs (pixq's own entries skipped): {"job_id",
+ * "enqueued_at_ms", "age_ms"} (null where unknown: jobs pushed without pixq_enqueued_at), or
+ * NULL when no job waits. */
+static json_object *oldest_job(struct sctx *s, const char *q)
+{
+    char first[32];
+    snprintf(first, sizeof first, "%d", -STATS_OLDEST_SCAN);
+    redisReply *r = on_key(s, "LRANGE", q, "jobs", first, "-1", NULL);
+    json_object *o = NULL;
+    for (size_t i = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0; i > 0 && !o; i--) {
+        json_object *doc = json_tokener_parse(r->element[i - 1]->str), *at = NULL;
+        const char *kind = "job";
+        const char *id = doc != NULL ? entry_id(doc, &kind) : NULL;
+        if (strcmp(kind, "job") != 0) {
+            json_object_put(doc); /* a wake-up token or a task, not a job */
+            continue;
+        }
+        json_object_object_get_ex(doc, "pixq_enqueued_at", &at);
+        bool stamped = at != NULL && json_object_is_type(at, json_type_int);
+        long long when = stamped ? json_object_get_int64(at) : 0;
+        o = json_object_new_object();
+        json_object_object_add(o, "job_id", id != NULL ? json_object_new_string(id) : NULL);
+        json_object_object_add(o, "enqueued_at_ms", stamped ? json_object_new_int64(when) : NULL);
+        json_object_object_add(o, "age_ms",
+                               stamped ? json_object_new_int64(s->now_ms - when) : NULL);
+        json_object_put(doc);
+    }
+    freeReplyObject(r);
+    return o;
+}
+
+/* {"window_s", "succeeded", "failed"}: finish.lua's per-second counts of the last window. */
+static json_object *throughput(struct sctx *s, const char *q)
+{
+    long long since = s->now_ms / 1000 - STATS_TPUT_WINDOW_S;
+    long long ok = 0, failed = 0;
+    redisReply *r = on_key(s, "HGETALL", q, "tput", NULL);
+    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        char *end;
+        long long sec = strtoll(r->element[i]->str, &end, 10);
+        long long n = strtoll(r->element[i + 1]->str, NULL, 10);
+        if (sec > since && strcmp(end, ":succeeded") == 0) {
+            ok += n;
+        } else if (sec > since && strcmp(end, ":failed") == 0) {
+            failed += n;
+        }
+    }
+    freeReplyObject(r);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "window_s", json_object_new_int(STATS_TPUT_WINDOW_S));
+    json_object_object_add(o, "succeeded", json_object_new_int64(ok));
+    json_object_object_add(o, "failed", json_object_new_int64(failed));
+    return o;
+}
+
+static json_object *counters(struct sctx *s, const char *q)
+{
+    json_object *c = json_object_new_object();
+    redisReply *r = on_key(s, "HGETALL", q, "stats", NULL);
+    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        json_object_object_add(c, r->element[i]->str,
+                               json_object_new_int64(strtoll(r->element[i + 1]->str, NULL, 10)));
+    }
+    freeReplyObject(r);
+    return c;
+}
+
+static long long count_where(json_object *list, const char *field, bool sum_lengths)
+{
+    long long n = 0;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *v = json_object_object_get(json_object_array_get_idx(list, i), field);
+        n += sum_lengths ? (long long)json_object_array_length(v) : json_object_get_boolean(v);
+    }
+    return n;
+}
+
+static json_object *queue_stats(struct sctx *s, const char *q)
+{
+    json_object *o = json_object_new_object();
+    json_object *ws = workers(s, q);
+    json_object_object_add(o, "queue", json_object_new_string(q));
+    json_object_object_add(o, "jobs", json_object_new_int64(int_on_key(s, "LLEN", q, "jobs")));
+    json_object_object_add(o, "delayed",
+                           json_object_new_int64(int_on_key(s, "ZCARD", q, "delayed")));
+    json_object_object_add(o, "dead", json_object_new_int64(int_on_key(s, "LLEN", q, "dead")));
+    json_object_object_add(o, "active", json_object_new_int64(count_where(ws, "jobs", true)));
+    json_object_object_add(o, "oldest_job", oldest_job(s, q));
+    json_object_object_add(o, "throughput", throughput(s, q));
+    json_object_object_add(o, "live_workers",
+                           json_object_new_int64(count_where(ws, "alive", false)));
+    json_object_object_add(o, "workers", ws);
+    json_object_object_add(o, "counters", counters(s, q));
+    return o;
+}
+
+/* ---------------------------------------------------------------- one collection */
+
+static json_object *totals(json_object *queues)
+{
+    long long ok = 0, failed = 0;
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *t = json_object_object_get(json_object_array_get_idx(queues, i), "throughput");
+        ok += json_object_get_int64(json_object_object_get(t, "succeeded"));
+        failed += json_object_get_int64(json_object_object_get(t, "failed"));
+    }
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "window_s", json_object_new_int(STATS_TPUT_WINDOW_S));
+    json_object_object_add(o, "succeeded", json_object_new_int64(ok));
+    json_object_object_add(o, "failed", json_object_new_int64(failed));
+    return o;
+}
+
+/* Every queue's counters added up, by name. */
+static json_object *sum_counters(json_object *queues)
+{
+    json_object *sum = json_object_new_object();
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *c = json_object_object_get(json_object_array_get_idx(queues, i), "counters");
+        json_object_object_foreach(c, name, v)
+        {
+            json_object *have = json_object_object_get(sum, name);
+            json_object_object_add(
+                sum, name,
+                json_object_new_int64(json_object_get_int64(have) + json_object_get_int64(v)));
+        }
+    }
+    return sum;
+}
+
+/* Live workers across queues, each counted once (a worker may serve several queues). */
+static long long distinct_live(json_object *queues)
+{
+    json_object *seen = json_object_new_object();
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *ws = json_object_object_get(json_object_array_get_idx(queues, i), "workers");
+        for (size_t k = 0; k < json_object_array_length(ws); k++) {
+            json_object *w = json_object_array_get_idx(ws, k);
+            if (json_object_get_boolean(json_object_object_get(w, "alive"))) {
+                json_object_object_add(
+                    seen, json_object_get_string(json_object_object_get(w, "id")), NULL);
+            }
+        }
+    }
+    long long n = json_object_object_length(seen);
+    json_object_put(seen);
+    return n;
+}
+
+/* Everything `pixq stats` shows, as one JSON object; NULL (reason in s->error) if Redis failed. */
+static json_object *collect(struct sctx *s, const struct cli_queues *qs)
+{
+    unsigned long io_before = rq_io_errors(s->rq);
+    s->error[0] = '\0';
+    s->now_ms = redis_ms(s);
+    json_object *o = json_object_new_object(), *queues = json_object_new_array();
+    for (size_t i = 0; i < qs->n && s->error[0] == '\0'; i++) {
+        json_object_array_add(queues, queue_stats(s, qs->name[i]));
+    }
+    json_object_object_add(o, "time_ms", json_object_new_int64(s->now_ms));
+    json_object_object_add(o, "live_workers", json_object_new_int64(distinct_live(queues)));
+    json_object_object_add(o, "throughput", totals(queues));
+    json_object_object_add(o, "counters", sum_counters(queues));
+    json_object_object_add(o, "queues", queues);
+    json_object_object_add(o, "limits", limit_collect(s->rq, s->cfg));
+    if (s->error[0] == '\0' && rq_io_errors(s->rq) != io_before) {
+        snprintf(s->error, sizeof s->error, "redis: connection lost");
+    }
+    if (s->error[0] != '\0') {
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* ---------------------------------------------------------------- text */
+
+static void print_oldest(json_object *q)
+{
+    json_object *old = cli_get(q, "oldest_job");
+    if (old == NULL) {
+        printf("  oldest job     none waiting\n");
+    } else if (cli_get(old, "age_ms") == NULL) {
+        printf("  oldest job     unknown (%s: pushed without pixq_enqueued_at)\n",
+               cli_str(old, "job_id", "no job_id"));
+    } else {
+        printf("  oldest job     %.1f s (%s)\n", (double)cli_int(old, "age_ms") / 1000.0,
+               cli_str(old, "job_id", "no job_id"));
+    }
+}
+
+static void print_worker(json_object *w)
+{
+    json_object *jobs = cli_get(w, "jobs");
+    printf("    %s  %s  lease %.1f s  jobs [", cli_str(w, "id", ""),
+           json_object_get_boolean(cli_get(w, "alive")) ? "alive" : "EXPIRED",
+           (double)cli_int(w, "lease_ms_left") / 1000.0);
+    for (size_t i = 0; i < json_object_array_length(jobs); i++) {
+        json_object *j = json_object_array_get_idx(jobs, i);
+        const char *id = cli_str(j, "job_id", NULL);
+        printf(id != NULL ? "%s\"%s\"" : "%s(%s)", i > 0 ? "," : "",
+               id != NULL ? id : cli_str(j, "kind", ""));
+    }
+    printf("]\n");
+    for (size_t i = 0; i < json_object_array_length(jobs); i++) {
+        json_object *j = json_object_array_get_idx(jobs, i);
+        printf("      %s  %s", cli_str(j, "job_id", "(no id yet)"), cli_str(j, "kind", ""));
+        if (cli_get(j, "running_ms") != NULL) {
+            printf(", running since %.1f s, run %lld", (double)cli_int(j, "running_ms") / 1000.0,
+                   cli_int(j, "runs"));
+        }
+        printf("\n");
+    }
+}
+
+static void print_queue(json_object *q)
+{
+    json_object *t = cli_get(q, "throughput");
+    printf("queue %s\n", cli_str(q, "queue", ""));
+    printf("  jobs waiting   %lld\n", cli_int(q, "jobs"));
+    printf("  delayed        %lld\n", cli_int(q, "delayed"));
+    printf("  dead           %lld\n", cli_int(q, "dead"));
+    printf("  active         %lld\n", cli_int(q, "active"));
+    print_oldest(q);
+    printf("  last minute    %lld succeeded, %lld failed\n", cli_int(t, "succeeded"),
+           cli_int(t, "failed"));
+    printf("  live workers   %lld\n", cli_int(q, "live_workers"));
+    json_object *ws = cli_get(q, "workers");
+    for (size_t i = 0; i < json_object_array_length(ws); i++) {
+        print_worker(json_object_array_get_idx(ws, i));
+    }
+    printf("  counters\n");
+    json_object_object_foreach(cli_get(q, "counters"), name, v)
+    {
+        printf("    %-18s %s\n", name, json_object_get_string(v));
+    }
+}
+
+static void print_text(json_object *s)
+{
+    json_object *queues = cli_get(s, "queues");
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        print_queue(json_object_array_get_idx(queues, i));
+    }
+    json_object *t = cli_get(s, "throughput");
+    printf("fleet\n  live workers   %lld\n  last minute    %lld succeeded, %lld failed\n",
+           cli_int(s, "live_workers"), cli_int(t, "succeeded"), cli_int(t, "failed"));
+    printf("limits\n");
+    limit_print(cli_get(s, "limits"), "  ");
+}
+
+/* ---------------------------------------------------------------- pixq stats */
+
+static const char STATS_USAGE[] =
+    "usage: pixq stats [--json | --prometheus] [--watch [SECONDS] [--count N]]\n"
+    "\n"
+    "For every queue of PIXQ_QUEUE (highest priority first): jobs waiting, delayed, dead and\n"
+    "active; the oldest waiting job's age (by its pixq_enqueued_at stamp; \"unknown\" for jobs\n"
+    "pushed without it); jobs succeeded and failed in the last minute; the live workers and what\n"
+    "each holds, since when; the queue's counters. Then the upload limiter of every S3 bucket\n"
+    "(as pixq limit show).\n"
+    "\n"
+    "  --json            one JSON object per refresh\n"
+    "  --prometheus      the Prometheus text exposition format\n"
+    "  --watch [SECONDS] refresh every SECONDS (default 2) until interrupted; on a terminal\n"
+    "                    the screen is cleared first\n"
+    "  --count N         with --watch: stop after N refreshes\n"
+    "\n"
+    "Exit status: 0 done, 1 Redis failed, 2 bad usage.\n";
+
+enum stats_format { FMT_TEXT, FMT_JSON, FMT_PROMETHEUS };
+
+struct stats_opts {
+    enum stats_format format;
+    bool watch;
+    double every_s;
+    long count; /* 0: until interrupted */
+};
+
+static int stats_option(int argc, char **argv, int *i, struct stats_opts *o)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--json") == 0 || strcmp(a, "--prometheus") == 0) {
+        enum stats_format f = strcmp(a, "--json") == 0 ? FMT_JSON : FMT_PROMETHEUS;
+        if (o->format != FMT_TEXT && o->format != f) {
+            return cli_usage("stats", "--json and --prometheus exclude each other");
+        }
+        o->format = f;
+        return 0;
+    }
+    if (strcmp(a, "--watch") == 0) {
+        o->watch = true;
+        if (*i + 1 < argc && argv[*i + 1][0] != '-') {
+            if (!cli_double(argv[++*i], 0.1, 86400, &o->every_s)) {
+                return cli_usage("stats", "--watch takes 0.1 to 86400 seconds, not '%s'", argv[*i]);
+            }
+        }
+        return 0;
+    }
+    if (strcmp(a, "--count") == 0) {
+        if (*i + 1 >= argc || !cli_long(argv[*i + 1], 1, 1000000, &o->count)) {
+            return cli_usage("stats", "--count takes 1 to 1000000 refreshes");
+        }
+        ++*i;
+        return 0;
+    }
+    return cli_usage("stats", "unknown argument '%s'", a);
+}
+
+static int stats_opts(int argc, char **argv, struct stats_opts *o)
+{
+    *o = (struct stats_opts){FMT_TEXT, false, STATS_WATCH_S, 0};
+    for (int i = 1; i < argc; i++) {
+        if (stats_option(argc, argv, &i, o) != 0) {
+            return CLI_USAGE;
+        }
+    }
+    if (o->count > 0 && !o->watch) {
+        return cli_usage("stats", "--count needs --watch");
+    }
+    return 0;
+}
+
+static void render(json_object *s, enum stats_format f)
+{
+    if (f == FMT_JSON) {
+        cli_print_json(s);
+    } else if (f == FMT_PROMETHEUS) {
+        stats_print_prometheus(s);
+    } else {
+        print_text(s);
+    }
+    fflush(stdout);
+}
+
+static int watch_loop(struct sctx *s, const struct cli_queues *qs, const struct stats_opts *o)
+{
+    bool clear = o->watch && isatty(STDOUT_FILENO) == 1;
+    for (long n = 1;; n++) {
+        json_object *st = collect(s, qs);
+        if (st == NULL) {
+            return cli_fail("stats: %s", s->error);
+        }
+        if (clear) {
+            fputs("\033[H\033[2J", stdout);
+        }
+        render(st, o->format);
+        json_object_put(st);
+        if (!o->watch || (o->count > 0 && n >= o->count)) {
+            return CLI_OK;
+        }
+        clock_sleep_ms((long)(o->every_s * 1000));
+    }
+}
+
+int stats_main(const struct cfg *cfg, int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(STATS_USAGE, stdout);
+        return CLI_OK;
+    }
+    struct stats_opts o;
+    struct cli_queues qs;
+    if (stats_opts(argc, argv, &o) != 0 || cli_queues(cfg, &qs) < 0) {
+        return CLI_USAGE;
+    }
+    struct err e = {{0}};
+    struct sctx s = {cfg, rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e), 0, ""};
+    if (s.rq == NULL) {
+        return cli_fail("stats: %s", e.msg);
+    }
+    int rc = watch_loop(&s, &qs, &o);
+    rq_destroy(s.rq);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- pixq queues */
+
+static const char QUEUES_USAGE[] =
+    "usage: pixq queues [--json]\n"
+    "\n"
+    "Lists the queues found in Redis (keys pixq:{Q}:jobs, :delayed, :dead or :workers), by name,\n"
+    "with their depths: jobs waiting, delayed, dead, and active (on the workers' active lists).\n"
+    "  --json   one JSON array of {\"queue\", \"jobs\", \"delayed\", \"dead\", \"active\"}\n"
+    "\n"
+    "Exit status: 0 done, 1 Redis failed, 2 bad usage.\n";
+
+/* Adds the queue of `key` to `names` (a JSON object used as a set) if it is one of pixq's
+ * per-queue lists or sets. */
+static void note_queue(json_object *names, const char *key)
+{
+    static const char *const kinds[] = {"}:jobs", "}:delayed", "}:dead", "}:workers"};
+    const char *open = key + strlen("pixq:{");
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
+        size_t n = strlen(key), k = strlen(kinds[i]);
+        if (n > k + 6 && strcmp(key + n - k, kinds[i]) == 0 && strncmp(key, "pixq:{", 6) == 0) {
+            char name[CLI_QUEUE_NAME_MAX];
+            snprintf(name, sizeof name, "%.*s", (int)(n - k - 6), open);
+            json_object_object_add(names, name, NULL);
+        }
+    }
+}
+
+static json_object *find_queues(struct sctx *s)
+{
+    json_object *names = json_object_new_object();
+    char cursor[32] = "0";
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", "pixq:{*}:*", "COUNT", "1000"};
+        redisReply *r = run(s, 6, argv);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            note_queue(names, r->element[1]->element[i]->str);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return names;
+}
+
+/* Entries on the active lists of queue q's registered workers (one pipelined LLEN each). */
+static long long active_entries(struct sctx *s, const char *q)
+{
+    char last[32];
+    snprintf(last, sizeof last, "%d", STATS_WORKERS_MAX - 1);
+    redisReply *r = on_key(s, "ZRANGE", q, "workers", "0", last, NULL);
+    size_t n = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    char(*keys)[RQ_KEY_MAX] = calloc(n + 1, sizeof *keys);
+    redisReply **lens = calloc(n + 1, sizeof *lens);
+    for (size_t i = 0; keys != NULL && i < n; i++) {
+        char suffix[RQ_KEY_MAX];
+        snprintf(suffix, sizeof suffix, "active:%.400s", r->element[i]->str);
+        rq_key(keys[i], RQ_KEY_MAX, q, suffix);
+    }
+    if (n > 0 && keys != NULL && lens != NULL) {
+        each_key(s, "LLEN", keys, n, NULL, NULL, lens);
+    }
+    long long total = 0;
+    for (size_t i = 0; lens != NULL && i < n; i++) {
+        total += lens[i] != NULL && lens[i]->type == REDIS_REPLY_INTEGER ? lens[i]->integer : 0;
+        freeReplyObject(lens[i]);
+    }
+    freeReplyObject(r);
+    free(keys);
+    free(lens);
+    return total;
+}
+
+static json_object *depths(struct sctx *s, const char *q)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "queue", json_object_new_string(q));
+    json_object_object_add(o, "jobs", json_object_new_int64(int_on_key(s, "LLEN", q, "jobs")));
+    json_object_object_add(o, "delayed",
+                           json_object_new_int64(int_on_key(s, "ZCARD", q, "delayed")));
+    json_object_object_add(o, "dead", json_object_new_int64(int_on_key(s, "LLEN", q, "dead")));
+    json_object_object_add(o, "active", json_object_new_int64(active_entries(s, q)));
+    return o;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(
+        json_object_get_string(json_object_object_get(*(json_object *const *)a, "queue")),
+        json_object_get_string(json_object_object_get(*(json_object *const *)b, "queue")));
+}
+
+static void print_queues(json_object *list, bool json)
+{
+    if (json) {
+        cli_print_json(list);
+        return;
+    }
+    printf("%-30s %10s %10s %10s %10s\n", "queue", "jobs", "delayed", "dead", "active");
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *q = json_object_array_get_idx(list, i);
+        printf("%-30s %10lld %10lld %10lld %10lld\n", cli_str(q, "queue", ""), cli_int(q, "jobs"),
+               cli_int(q, "delayed"), cli_int(q, "dead"), cli_int(q, "active"));
+    }
+}
+
+int queues_main(const struct cfg *cfg, int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(QUEUES_USAGE, stdout);
+        return CLI_OK;
+    }
+    bool json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    if (argc > 2 || (argc == 2 && !json)) {
+        return cli_usage("queues", "unknown argument '%s'", argv[argc == 2 ? 1 : 2]);
+    }
+    struct err e = {{0}};
+    struct sctx s = {cfg, rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e), 0, ""};
+    if (s.rq == NULL) {
+        return cli_fail("queues: %s", e.msg);
+    }
+    json_object *names = find_queues(&s), *list = json_object_new_array();
+    json_object_object_foreach(names, name, unused)
+    {
+        (void)unused;
+        json_object_array_add(list, depths(&s, name));
+    }
+    json_object_array_sort(list, by_name);
+    if (s.error[0] == '\0') {
+        print_queues(list, json);
+    }
+    json_object_put(names);
+    json_object_put(list);
+    rq_destroy(s.rq);
+    return s.error[0] == '\0' ? CLI_OK : cli_fail("queues: %s", s.error);
+}

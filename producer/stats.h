@@ -1,0 +1,26 @@
+/* stats: `pixq stats` (every queue of PIXQ_QUEUE: depths, workers and what each is doing,
+ * throughput over the last minute, the oldest waiting job's age, per-bucket limiter state) and
+ * `pixq queues` (the queues found in Redis and their depths). */
+#ifndef PIXQ_STATS_H
+#define PIXQ_STATS_H
+
+#include <json-c/json.h>
+
+#include "cfg.h"
+
+#define STATS_WORKERS_MAX   1000 /* workers listed per queue */
+#define STATS_TPUT_WINDOW_S 60   /* throughput is summed over this many seconds */
+#define STATS_OLDEST_SCAN   16   /* entries at the consuming end searched for the oldest job */
+#define STATS_WATCH_S       2.0  /* default --watch interval */
+
+/* `pixq stats [--json|--prometheus] [--watch [SECONDS] [--count N]]`. argv[0] is "stats".
+ * Returns the exit status. */
+int stats_main(const struct cfg *cfg, int argc, char **argv);
+
+/* Prints a collection (the object `pixq stats --json` prints) in the Prometheus text format. */
+void stats_print_prometheus(json_object *s);
+
+/* `pixq queues [--json]`. argv[0] is "queues". Returns the exit status. */
+int queues_main(const struct cfg *cfg, int argc, char **argv);
+
+#endif

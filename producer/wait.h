@@ -1,0 +1,34 @@
+/* wait: `pixq submit --wait`: waits for the results of enqueued jobs, prints each as it arrives,
+ * and shows a progress bar on stderr for batches. */
+#ifndef PIXQ_WAIT_H
+#define PIXQ_WAIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rq.h"
+
+#define WAIT_POLL_MIN_MS     100   /* result keys are polled at most this often... */
+#define WAIT_POLL_MAX_MS     2000  /* ...and at least this often, */
+#define WAIT_POLL_KEYS_PER_S 10000 /* keeping the poll under this many reads per second */
+#define WAIT_TTY_REDRAW_MS   200   /* a progress bar on a terminal is redrawn this often */
+
+struct wait_opts {
+    const char *queue;
+    long timeout_s;
+    bool progress;    /* show progress on stderr (batches only) */
+    long progress_ms; /* when stderr is not a terminal: one line this often */
+};
+
+/* What became of the jobs. */
+struct wait_outcome {
+    size_t succeeded, failed, timed_out;
+    char first_timed_out[128]; /* a job id, for the message */
+};
+
+/* Waits for result:<id> of every id (no result is consumed), printing each result JSON on its
+ * own line of stdout as it arrives. Returns 0, or -1 if Redis failed (reason in `e`). */
+int wait_results(struct rq *r, const struct wait_opts *o, const char *const *ids, size_t n,
+                 struct wait_outcome *out, struct err *e);
+
+#endif
