@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
 import s3stub  # noqa: E402
+from benchlib import machine, machine_line  # noqa: E402
 
 RL_ACQUIRE = REPO_ROOT / "common" / "lua" / "rl_acquire.lua"
 RL_FEEDBACK = REPO_ROOT / "common" / "lua" / "rl_feedback.lua"
@@ -287,26 +288,9 @@ def bench_cost(count):
 # report
 
 
-def machine():
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        load = "unknown"
-    return {"nproc": os.cpu_count(), "cpu": model, "load_at_start": load}
-
-
 def print_tables(res):
     m = res["machine"]
-    print("machine: nproc=%s cpu=%s load_at_start=%s" % (m["nproc"], m["cpu"],
-                                                         m["load_at_start"]))
+    print(machine_line(m))
     print()
     print("limiter accuracy, rl_acquire.lua called directly (target %s/s, burst 0)"
           % res["loop"][0]["target"])

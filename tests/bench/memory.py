@@ -39,19 +39,10 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
 import s3stub  # noqa: E402
+from benchlib import machine, machine_line  # noqa: E402
 
 TARGET_MB = 100.0
 MB = 1024 * 1024
-
-
-def machine():
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return {"nproc": os.cpu_count(), "cpu": model, "load_at_start": load}
 
 
 def status_kb(pid, field):
@@ -141,8 +132,7 @@ def measure(args, tmp):
 
 
 def print_table(m, rows, args):
-    print("machine: nproc=%d cpu=%s load_at_start=%s" % (m["nproc"], m["cpu"],
-                                                         m["load_at_start"]))
+    print(machine_line(m))
     print()
     print("memory: peak RSS making a %dx%d thumbnail of %s (%.1f MB file)" % (
         args.size, args.size, args.image.name, args.image.stat().st_size / MB))

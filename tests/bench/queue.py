@@ -37,21 +37,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import harness  # noqa: E402
+from benchlib import machine_line  # noqa: E402
 
 QUEUE = "bench"
-
-
-def machine_line():
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    return "machine: nproc=%d cpu=%s load_at_start=%s" % (os.cpu_count(), cpu, " ".join(load))
 
 
 def key(name):

@@ -35,21 +35,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from benchlib import machine, machine_line  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CORPUS = REPO / "tests" / "data" / "corpus"
 TARGETS = {"vips": 0.5, "convert": 1 / 3, "djpeg": 1.3}
-
-
-def machine():
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return {"nproc": os.cpu_count(), "cpu": model, "load_at_start": load}
 
 
 def pixq(bench, size, images, runs, shrink):
@@ -129,8 +120,7 @@ def fmt(v, spec):
 
 
 def print_table(m, rows, args):
-    print("machine: nproc=%d cpu=%s load_at_start=%s" % (m["nproc"], m["cpu"],
-                                                         m["load_at_start"]))
+    print(machine_line(m))
     print()
     print("thumbnails: resize_to_fit into SIZExSIZE, JPEG out; median ms per image")
     print("(pixq: in-process steady state, %d runs; pixq_full: PIXQ_SHRINK_ON_LOAD=0; anchors: "

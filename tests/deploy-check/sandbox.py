@@ -286,11 +286,15 @@ def main(argv):
     if dict(settings).get("SystemCallArchitectures", "native") != "native":
         die("SystemCallArchitectures other than native is not emulated")
     program = os.path.abspath(argv[3])  # the service runs in / (WorkingDirectory)
+    # opened now and run through its descriptor (fexecve): the program under test may live
+    # where the sandbox hides it (a clone under /tmp or /root) or where the sandbox user may
+    # not look; the unit's own ExecStart is /usr/local/bin, which the sandbox keeps visible
+    fd = os.open(program, os.O_RDONLY | os.O_CLOEXEC)
     setup_mounts(settings)
     drop_privileges(settings)
     os.chdir("/")
     load_filter(settings)  # last: from here on only the filter's system calls work
-    os.execv(program, [program] + argv[4:])
+    os.execve(fd, [program] + argv[4:], os.environ)
 
 
 if __name__ == "__main__":
