@@ -1250,10 +1250,11 @@ static int take_stranded(struct worker *w, struct buf *payload, struct err *e)
     return 0;
 }
 
-/* LMOVE (not blocking) one job of `q` into its active list: 1 with it, 0 if none is queued, -1. */
-static int take_now(struct worker *w, struct wqueue *q, struct buf *payload, struct err *e)
+/* The answer of an LMOVE or BLMOVE from `q` (freed here; NULL: the call failed): 1 with the
+ * payload (its queue in use), 0 if none came, -1. */
+static int took_from(struct worker *w, struct wqueue *q, redisReply *r, struct buf *payload,
+                     struct err *e)
 {
-    redisReply *r = rq_command(w->rq, e, "LMOVE %s %s RIGHT LEFT", q->jobs_key, q->active_key);
     if (r == NULL) {
         return -1;
     }
@@ -1265,6 +1266,14 @@ static int take_now(struct worker *w, struct wqueue *q, struct buf *payload, str
     return got;
 }
 
+/* LMOVE (not blocking) one job of `q` into its active list: 1 with it, 0 if none is queued, -1. */
+static int take_now(struct worker *w, struct wqueue *q, struct buf *payload, struct err *e)
+{
+    return took_from(w, q,
+                     rq_command(w->rq, e, "LMOVE %s %s RIGHT LEFT", q->jobs_key, q->active_key),
+                     payload, e);
+}
+
 /* BLMOVE one job of `q` into its active list, blocking at most `block` ms. Returns 1 with the
  * payload (its queue in use), 0 on timeout, -1 on error. */
 static int block_on(struct worker *w, struct wqueue *q, long block, struct buf *payload,
@@ -1273,16 +1282,7 @@ static int block_on(struct worker *w, struct wqueue *q, long block, struct buf *
     char timeout[32];
     snprintf(timeout, sizeof timeout, "%.3f", (double)block / 1000.0);
     const char *argv[] = {"BLMOVE", q->jobs_key, q->active_key, "RIGHT", "LEFT", timeout};
-    redisReply *r = rq_commandv(w->rq, block, 6, argv, NULL, e);
-    if (r == NULL) {
-        return -1;
-    }
-    int got = take_reply(r, payload, e);
-    freeReplyObject(r);
-    if (got == 1) {
-        use_queue(w, q);
-    }
-    return got;
+    return took_from(w, q, rq_commandv(w->rq, block, 6, argv, NULL, e), payload, e);
 }
 
 /* One queue: BLMOVE, blocking at most until the next promotion is due. */
