@@ -179,6 +179,9 @@ static const struct cfg_entry table[] = {
      "longest ImageMagick may work on one source and what is made of it, seconds"},
     {"shrink-on-load", "PIXQ_SHRINK_ON_LOAD", T_BOOL, F(shrink_on_load), 0, 1, "1", false,
      "decode JPEG and WebP sources at the smallest size the job's outputs need (0: full size)"},
+    {"jpeg-dc", "PIXQ_JPEG_DC", T_BOOL, F(jpeg_dc), 0, 1, "1", false,
+     "read a progressive JPEG needed at 1/8 from its DC coefficients alone (0: libjpeg decodes "
+     "every scan)"},
     /* running a fleet */
     {"processes", "PIXQ_PROCESSES", T_LONG, F(processes), 1, 256, "1", false,
      "worker processes, each single-threaded, under one supervisor that restarts any that die"},

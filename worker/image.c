@@ -8,7 +8,9 @@
 
 #include "buf.h"
 #include "clock.h"
+#include "jpegdc.h"
 #include "log.h"
+#include "shrink.h"
 #include "webp.h"
 
 #define MIB (1024ULL * 1024ULL)
@@ -147,6 +149,7 @@ int img_config_from(const struct cfg *c, struct img_config *out, struct err *e)
         .disk_mb = c->magick_disk_mb,
         .time_s = c->magick_time_s,
         .shrink_on_load = c->shrink_on_load,
+        .jpeg_dc = c->jpeg_dc,
     };
     return 0;
 }
@@ -331,7 +334,8 @@ static void log_guard(void)
     char q[IMG_FORMATS_MAX + 16];
     LOG_INFO("image_guard",
              "formats=%s max_frames=%ld time_s=%ld memory_mb=%llu map_mb=%llu disk_mb=%llu "
-             "area=%llu width=%llu height=%llu list_length=%llu threads=%llu shrink_on_load=%d",
+             "area=%llu width=%llu height=%llu list_length=%llu threads=%llu shrink_on_load=%d "
+             "jpeg_dc=%d",
              log_quote(guard.allowed, q, sizeof q), guard.cfg.max_frames, guard.cfg.time_s,
              (unsigned long long)(GetMagickResourceLimit(MemoryResource) / MIB),
              (unsigned long long)(GetMagickResourceLimit(MapResource) / MIB),
@@ -341,7 +345,7 @@ static void log_guard(void)
              (unsigned long long)GetMagickResourceLimit(HeightResource),
              (unsigned long long)GetMagickResourceLimit(ListLengthResource),
              (unsigned long long)GetMagickResourceLimit(ThreadResource),
-             guard.cfg.shrink_on_load ? 1 : 0);
+             guard.cfg.shrink_on_load ? 1 : 0, guard.cfg.jpeg_dc ? 1 : 0);
 }
 
 /* Large buffers (ImageMagick's pixel caches, libjpeg's coefficients, decoded rows) are freed at
@@ -635,6 +639,72 @@ MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_
     return w;
 }
 
+/* A wand of the image jpegdc decoded, with the headers, properties and profiles of `hdr` (the
+ * ping of the same bytes: what ImageMagick's read would have set). */
+static MagickWand *constitute_dc(const struct jpegdc_image *dc, const Image *hdr, struct err *e)
+{
+    MagickWand *w = NewMagickWand();
+    if (w == NULL || MagickConstituteImage(w, (size_t)dc->width, (size_t)dc->height, "RGB",
+                                           CharPixel, dc->pixels) == MagickFalse) {
+        err_set(e, "cannot read the JPEG image (out of memory, or beyond ImageMagick's limits)");
+        return w != NULL ? DestroyMagickWand(w) : NULL;
+    }
+    Image *im = GetImageFromMagickWand(w);
+    if (CloneImageProperties(im, hdr) == MagickFalse ||
+        CloneImageProfiles(im, hdr) == MagickFalse ||
+        MagickSetImageFormat(w, "JPEG") == MagickFalse) {
+        err_set(e, "cannot read the JPEG image's properties (out of memory)");
+        return DestroyMagickWand(w);
+    }
+    im->quality = hdr->quality;
+    return w;
+}
+
+/* A progressive colour JPEG wanted at 1/8: the pixels from its DC coefficients (jpegdc.h),
+ * the rest from a ping. Returns NULL with `*declined` when jpegdc does not take the file
+ * (libjpeg then decodes it), NULL with `e` set on errors. A grey one is declined too:
+ * ImageMagick reads it as a 256-colour palette image, which its resize treats differently
+ * (by a few levels) from the same pixels in direct colour. */
+static MagickWand *read_jpeg_dc(const void *data, size_t len, const struct img_probe *p,
+                                bool *declined, struct err *e)
+{
+    struct jpegdc_image dc;
+    const char *why = NULL;
+    long t0 = clock_mono_ms();
+    int rc = jpegdc_decode(data, len, guard.cfg.max_pixels, &dc, &why);
+    if (rc == 0 && dc.channels != 3) {
+        jpegdc_free(&dc);
+        why = "grey";
+        rc = -1;
+    }
+    if (rc < 0) {
+        char q[96];
+        LOG_DEBUG("jpeg_dc_declined", "reason=%s", log_quote(why, q, sizeof q));
+        *declined = true;
+        return NULL;
+    }
+    long t1 = clock_mono_ms();
+    struct sniff_info si = {.format = p->format, .name = p->name};
+    MagickWand *h = reader(&si, p->deadline, e), *w = NULL;
+    if (h != NULL && (MagickPingImageBlob(h, data, len) == MagickFalse ||
+                      MagickGetExceptionType(h) >= ErrorException || past_deadline(h))) {
+        unreadable(h, &si, e);
+    } else if (h != NULL) {
+        MagickSetFirstIterator(h);
+        w = constitute_dc(&dc, GetImageFromMagickWand(h), e);
+    }
+    LOG_DEBUG("jpeg_dc", "decoded=%ldx%ld dc_ms=%ld headers_ms=%ld", dc.width, dc.height, t1 - t0,
+              clock_mono_ms() - t1);
+    jpegdc_free(&dc);
+    if (h != NULL) {
+        DestroyMagickWand(h);
+    }
+    if (w != NULL) {
+        MagickSetImageProgressMonitor(w, before_deadline, p->deadline);
+    }
+    return w;
+}
+
 MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
                      long hint_h, struct err *e)
 {
@@ -642,13 +712,22 @@ MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, lo
     char size[48];
     bool hint = hint_w > 0 && hint_h > 0 && hint_w <= p->width && hint_h <= p->height;
     snprintf(size, sizeof size, "%ldx%ld", hint_w, hint_h);
-    MagickWand *w;
-    if (p->format == SNIFF_WEBP && !p->decoded) { /* still WebP: libwebp scales to the hint */
+    MagickWand *w = NULL;
+    bool declined = true; /* by the DC reader, or not offered to it */
+    if (hint && p->format == SNIFF_JPEG && guard.cfg.jpeg_dc &&
+        shrink_libjpeg_scale(p->width, p->height, hint_w, hint_h) == 1) {
+        declined = false;
+        w = read_jpeg_dc(data, len, p, &declined, e);
+    }
+    if (!declined && w == NULL) { /* the DC reader took it and failed */
+        return NULL;
+    }
+    if (w == NULL && p->format == SNIFF_WEBP && !p->decoded) { /* libwebp scales to the hint */
         w = webp_read(data, len, hint ? hint_w : p->width, hint ? hint_h : p->height, e);
         if (w != NULL) {
             MagickSetImageProgressMonitor(w, before_deadline, p->deadline);
         }
-    } else {
+    } else if (w == NULL) {
         w = read_first(data, len, &si, hint && p->format == SNIFF_JPEG ? size : NULL, p->deadline,
                        e);
     }

@@ -45,6 +45,7 @@ struct img_config {
     long disk_mb;
     long time_s;         /* the deadline of each source, seconds (see above) */
     bool shrink_on_load; /* JPEG sources decoded at the smallest size the job needs (shrink.h) */
+    bool jpeg_dc;        /* ... a progressive one wanted at 1/8 from its DC scans (jpegdc.h) */
 };
 
 /* Parses a comma-separated list of formats ("jpeg,png, GIF"; see sniff_format_named()) into

@@ -216,6 +216,7 @@ static void test_fleet_settings(void)
     CHECK_STR(c.log_format, "text");
     CHECK_STR(c.metrics_addr, "");
     CHECK_INT(c.shrink_on_load, 1);
+    CHECK_INT(c.jpeg_dc, 1);
     const char *good[][2] = {{"PIXQ_LOG_FORMAT", "json"},
                              {"PIXQ_METRICS_ADDR", "127.0.0.1:9464"},
                              {"PIXQ_METRICS_ADDR", "[::1]:1"},

@@ -1,0 +1,63 @@
+/* jpegdc-dump FILE: decodes a progressive JPEG at 1/8 with worker/jpegdc.c and writes it to
+ * standard output as a binary PNM (P6, or P5 for grey), to compare with `djpeg -scale 1/8`.
+ * Exit 0, 3 when the decoder declines the file (the reason on standard error), 1 on errors. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "jpegdc.h"
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *data = NULL;
+    size_t cap = 0;
+    *len = 0;
+    if (f == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        if (*len == cap) {
+            cap = cap != 0 ? cap * 2 : 1 << 16;
+            unsigned char *more = realloc(data, cap);
+            if (more == NULL) {
+                break;
+            }
+            data = more;
+        }
+        size_t n = fread(data + *len, 1, cap - *len, f);
+        *len += n;
+        if (n == 0) {
+            fclose(f);
+            return data;
+        }
+    }
+    fclose(f);
+    free(data);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: jpegdc-dump FILE\n");
+        return 1;
+    }
+    size_t len;
+    unsigned char *data = slurp(argv[1], &len);
+    if (data == NULL) {
+        perror(argv[1]);
+        return 1;
+    }
+    struct jpegdc_image img;
+    const char *why = NULL;
+    int rc = jpegdc_decode(data, len, 1L << 30, &img, &why);
+    free(data);
+    if (rc < 0) {
+        fprintf(stderr, "declined: %s\n", why != NULL ? why : "(no reason)");
+        return 3;
+    }
+    printf("P%d\n%ld %ld\n255\n", img.channels == 1 ? 5 : 6, img.width, img.height);
+    fwrite(img.pixels, 1, (size_t)(img.width * img.height * img.channels), stdout);
+    jpegdc_free(&img);
+    return fflush(stdout) == 0 ? 0 : 1;
+}

@@ -1,0 +1,768 @@
+#include "jpegdc.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Markers (ITU T.81 table B.1) */
+enum {
+    M_TEM = 0x01,
+    M_SOF0 = 0xC0,
+    M_SOF2 = 0xC2,
+    M_DHT = 0xC4,
+    M_JPG = 0xC8,
+    M_SOF9 = 0xC9,
+    M_DAC = 0xCC,
+    M_SOF15 = 0xCF,
+    M_RST0 = 0xD0,
+    M_RST7 = 0xD7,
+    M_SOI = 0xD8,
+    M_EOI = 0xD9,
+    M_SOS = 0xDA,
+    M_DQT = 0xDB,
+    M_DNL = 0xDC,
+    M_DRI = 0xDD,
+    M_APP0 = 0xE0,
+    M_APP14 = 0xEE,
+};
+
+#define MAX_COMPONENTS  3
+#define MAX_DC_CATEGORY 11 /* an 8-bit JPEG's DC differences have at most 11 bits */
+#define MAX_AL          13
+
+/* A Huffman table: codes of up to 8 bits through `fast` ((length << 8) | symbol, 0: longer),
+ * longer ones by the canonical code ranges of T.81 F.2.2.3. */
+struct huff {
+    bool defined;
+    uint16_t fast[256];
+    int32_t maxcode[17]; /* largest code of each length, -1: none */
+    int32_t mincode[17];
+    int valptr[17];
+    uint8_t vals[256];
+};
+
+struct comp {
+    int id, h, v, tq;
+    long bw, bh; /* the block grid, MCU padding included */
+    long cw, ch; /* the blocks that hold the component's samples */
+    int16_t *dc;
+    int al;    /* the DC bits still unknown below this one; -1: no DC scan yet */
+    int quant; /* the DC quantiser, latched at the component's first scan */
+};
+
+struct dec {
+    const uint8_t *p, *end;
+    long max_pixels;
+    bool sof, jfif, adobe, eoi;
+    int adobe_transform;
+    long width, height;
+    int nc, hmax, vmax;
+    long mcux, mcuy;
+    struct comp c[MAX_COMPONENTS];
+    int quant[4];
+    bool quant_set[4];
+    struct huff dc[4];
+    unsigned restart; /* MCUs between restart markers, 0: none */
+    const char *why;
+};
+
+/* The entropy-coded bits of a scan: bytes with 0xFF 0x00 unstuffed, stopping at the first
+ * marker; past it the reader gives zero bits and counts them as padding. */
+struct bits {
+    const uint8_t *p, *end;
+    uint64_t acc; /* the next bits, from the top */
+    int n;        /* bits in acc */
+    int pad;      /* of which padding, at the bottom */
+    bool at_marker;
+    bool overrun; /* padding was consumed: the scan is cut short */
+};
+
+static int decline(struct dec *d, const char *why)
+{
+    if (d->why == NULL) {
+        d->why = why;
+    }
+    return -1;
+}
+
+static unsigned be16(const uint8_t *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+static void fill(struct bits *b)
+{
+    while (b->n <= 56) {
+        unsigned byte = 0;
+        if (!b->at_marker && b->p < b->end && b->p[0] != 0xFF) {
+            byte = *b->p++;
+        } else if (!b->at_marker && b->p + 1 < b->end && b->p[1] == 0x00) {
+            byte = 0xFF;
+            b->p += 2;
+        } else {
+            b->at_marker = true;
+            b->pad += 8;
+        }
+        b->acc |= (uint64_t)byte << (56 - b->n);
+        b->n += 8;
+    }
+}
+
+static void consume(struct bits *b, int k)
+{
+    b->acc <<= k;
+    b->n -= k;
+    if (b->n < b->pad) {
+        b->overrun = true;
+        b->pad = b->n;
+    }
+}
+
+static unsigned get_bits(struct bits *b, int k)
+{
+    if (k == 0) {
+        return 0;
+    }
+    if (b->n < k) {
+        fill(b);
+    }
+    unsigned v = (unsigned)(b->acc >> (64 - k));
+    consume(b, k);
+    return v;
+}
+
+/* The next symbol, or -1 for a code the table does not have. */
+static int huff_decode(struct bits *b, const struct huff *h)
+{
+    if (b->n < 16) {
+        fill(b);
+    }
+    unsigned f = h->fast[b->acc >> 56];
+    if (f != 0) {
+        consume(b, (int)(f >> 8));
+        return (int)(f & 0xFF);
+    }
+    for (int len = 9; len <= 16; len++) {
+        int32_t code = (int32_t)(b->acc >> (64 - len));
+        if (code <= h->maxcode[len]) {
+            consume(b, len);
+            return h->vals[h->valptr[len] + code - h->mincode[len]];
+        }
+    }
+    return -1;
+}
+
+/* The table of `counts` codes of each length 1..16 for `vals`, as libjpeg builds it (a set of
+ * codes that does not fit its lengths, or takes the all-ones code, is refused). */
+static int huff_build(struct huff *h, const uint8_t counts[16], const uint8_t *vals, int nvals)
+{
+    memset(h, 0, sizeof *h);
+    memcpy(h->vals, vals, (size_t)nvals);
+    int32_t code = 0;
+    int k = 0;
+    for (int len = 1; len <= 16; len++) {
+        h->mincode[len] = code;
+        h->valptr[len] = k;
+        for (int i = 0; i < counts[len - 1]; i++, code++, k++) {
+            if (len <= 8) {
+                int span = 1 << (8 - len);
+                for (int j = 0; j < span && code * span + j < 256; j++) {
+                    h->fast[code * span + j] = (uint16_t)(len << 8 | vals[k]);
+                }
+            }
+        }
+        if (code >= (int32_t)1 << len) {
+            return -1;
+        }
+        h->maxcode[len] = counts[len - 1] != 0 ? code - 1 : -1;
+        code <<= 1;
+    }
+    h->defined = true;
+    return 0;
+}
+
+/* The marker's segment: its payload and length, or -1 if it runs past the end. */
+static int segment(struct dec *d, const uint8_t **data, unsigned *len)
+{
+    if (d->end - d->p < 2 || be16(d->p) < 2 || (size_t)(d->end - d->p) < be16(d->p)) {
+        return decline(d, "truncated marker segment");
+    }
+    *len = be16(d->p) - 2;
+    *data = d->p + 2;
+    d->p += 2 + *len;
+    return 0;
+}
+
+static int parse_dqt(struct dec *d)
+{
+    const uint8_t *s;
+    unsigned len;
+    if (segment(d, &s, &len) < 0) {
+        return -1;
+    }
+    while (len > 0) {
+        unsigned pq = s[0] >> 4, tq = s[0] & 15, size = 1 + 64 * (pq + 1);
+        if (pq > 1 || tq > 3 || len < size) {
+            return decline(d, "bad quantisation table");
+        }
+        d->quant[tq] = pq == 0 ? s[1] : (int)be16(s + 1);
+        d->quant_set[tq] = true;
+        s += size;
+        len -= size;
+    }
+    return 0;
+}
+
+static int parse_dht(struct dec *d)
+{
+    const uint8_t *s;
+    unsigned len;
+    if (segment(d, &s, &len) < 0) {
+        return -1;
+    }
+    while (len > 0) {
+        unsigned tc = s[0] >> 4, th = s[0] & 15, total = 0;
+        if (len < 17 || tc > 1 || th > 3) {
+            return decline(d, "bad Huffman table");
+        }
+        for (int i = 0; i < 16; i++) {
+            total += s[1 + i];
+        }
+        if (total > 256 || len < 17 + total) {
+            return decline(d, "bad Huffman table");
+        }
+        if (tc == 0 && huff_build(&d->dc[th], s + 1, s + 17, (int)total) < 0) {
+            return decline(d, "bad Huffman table");
+        }
+        s += 17 + total;
+        len -= 17 + total;
+    }
+    return 0;
+}
+
+static long div_up(long a, long b)
+{
+    return (a + b - 1) / b;
+}
+
+/* One component of the frame header, and its block grids. */
+static int frame_component(struct dec *d, struct comp *c, const uint8_t *s)
+{
+    c->id = s[0];
+    c->h = s[1] >> 4;
+    c->v = s[1] & 15;
+    c->tq = s[2];
+    c->al = -1;
+    if (c->h < 1 || c->h > 2 || c->v < 1 || c->v > 2 || c->tq > 3) {
+        return decline(d, "sampling factors other than 1 and 2");
+    }
+    for (struct comp *o = d->c; o < c; o++) {
+        if (o->id == c->id) {
+            return decline(d, "two components with one id");
+        }
+    }
+    return 0;
+}
+
+static int parse_sof(struct dec *d)
+{
+    const uint8_t *s;
+    unsigned len;
+    if (d->sof || segment(d, &s, &len) < 0) {
+        return decline(d, "bad frame header");
+    }
+    if (len < 6 || s[0] != 8 || len != 6 + 3u * s[5]) {
+        return decline(d, len >= 6 && s[0] != 8 ? "not 8 bits per sample" : "bad frame header");
+    }
+    d->height = be16(s + 1);
+    d->width = be16(s + 3);
+    d->nc = s[5];
+    if (d->nc != 1 && d->nc != MAX_COMPONENTS) {
+        return decline(d, "neither grey nor three components");
+    }
+    if (d->width == 0 || d->height == 0 || d->width > d->max_pixels / d->height) {
+        return decline(d, d->height == 0 ? "height in a DNL marker" : "size");
+    }
+    for (int i = 0; i < d->nc; i++) {
+        if (frame_component(d, &d->c[i], s + 6 + 3 * i) < 0) {
+            return -1;
+        }
+        d->hmax = d->c[i].h > d->hmax ? d->c[i].h : d->hmax;
+        d->vmax = d->c[i].v > d->vmax ? d->c[i].v : d->vmax;
+    }
+    d->sof = true;
+    return 0;
+}
+
+/* Allocates the DC coefficients of every component once the frame is known. */
+static int allocate(struct dec *d)
+{
+    d->mcux = div_up(d->width, 8L * d->hmax);
+    d->mcuy = div_up(d->height, 8L * d->vmax);
+    for (int i = 0; i < d->nc; i++) {
+        struct comp *c = &d->c[i];
+        c->bw = d->mcux * c->h;
+        c->bh = d->mcuy * c->v;
+        c->cw = div_up(d->width * c->h, 8L * d->hmax);
+        c->ch = div_up(d->height * c->v, 8L * d->vmax);
+        c->dc = calloc((size_t)(c->bw * c->bh), sizeof *c->dc);
+        if (c->dc == NULL) {
+            return decline(d, "out of memory");
+        }
+    }
+    return 0;
+}
+
+static int parse_dri(struct dec *d)
+{
+    const uint8_t *s;
+    unsigned len;
+    if (segment(d, &s, &len) < 0 || len != 2) {
+        return decline(d, "bad restart interval");
+    }
+    d->restart = be16(s);
+    return 0;
+}
+
+/* APP0 (JFIF) and APP14 (Adobe) say how three components are to be read. */
+static int parse_app(struct dec *d, int marker)
+{
+    const uint8_t *s;
+    unsigned len;
+    if (segment(d, &s, &len) < 0) {
+        return -1;
+    }
+    if (marker == M_APP0 && len >= 14 && memcmp(s, "JFIF", 5) == 0) {
+        d->jfif = true;
+    } else if (marker == M_APP14 && len >= 12 && memcmp(s, "Adobe", 5) == 0) {
+        d->adobe = true;
+        d->adobe_transform = s[11];
+    }
+    return 0;
+}
+
+/* The bytes of the entropy-coded segment from `p` to the next marker other than RSTn. */
+static const uint8_t *skip_entropy(const uint8_t *p, const uint8_t *end)
+{
+    while (p < end) {
+        const uint8_t *q = memchr(p, 0xFF, (size_t)(end - p));
+        if (q == NULL || q + 1 >= end) {
+            return end;
+        }
+        if (q[1] != 0x00 && (q[1] < M_RST0 || q[1] > M_RST7)) {
+            return q;
+        }
+        p = q + 2;
+    }
+    return end;
+}
+
+struct scan {
+    int n;
+    struct comp *c[MAX_COMPONENTS];
+    const struct huff *table[MAX_COMPONENTS];
+    int ah, al;
+};
+
+/* One block's DC coefficient: a Huffman-coded difference (first scan) or one more bit. */
+static int dc_block(struct dec *d, struct bits *b, const struct scan *s, int k, int *pred,
+                    int16_t *coef)
+{
+    if (s->ah != 0) {
+        if (get_bits(b, 1) != 0) {
+            *coef = (int16_t)(*coef | 1 << s->al);
+        }
+        return 0;
+    }
+    int cat = huff_decode(b, s->table[k]);
+    if (cat < 0 || cat > MAX_DC_CATEGORY) {
+        return decline(d, "bad DC code");
+    }
+    int diff = (int)get_bits(b, cat);
+    if (cat > 0 && diff < 1 << (cat - 1)) {
+        diff -= (1 << cat) - 1;
+    }
+    *pred += diff;
+    long v = (long)*pred * (1L << s->al);
+    if (v < INT16_MIN || v > INT16_MAX) {
+        return decline(d, "DC coefficient out of range");
+    }
+    *coef = (int16_t)v;
+    return 0;
+}
+
+/* Before every `restart` MCUs after the first: the RSTn marker, then fresh bits and
+ * predictions. The marker must come right where the bits end (libjpeg resynchronises
+ * damaged files; those are left to it). */
+static int next_restart(struct dec *d, struct bits *b, unsigned *count, int pred[])
+{
+    const uint8_t *p = b->p;
+    while (p + 1 < b->end && p[0] == 0xFF && p[1] == 0xFF) {
+        p++;
+    }
+    if (p + 1 >= b->end || p[0] != 0xFF || p[1] != M_RST0 + (*count & 7)) {
+        return decline(d, "restart marker missing");
+    }
+    (*count)++;
+    *b = (struct bits){.p = p + 2, .end = b->end};
+    memset(pred, 0, MAX_COMPONENTS * sizeof *pred);
+    return 0;
+}
+
+/* The MCU at (x, y): one block for a scan of one component (MCUs are its blocks), h x v
+ * blocks of each component in turn for an interleaved scan. */
+static int dc_mcu(struct dec *d, struct bits *b, const struct scan *s, long x, long y, int pred[])
+{
+    if (s->n == 1) {
+        struct comp *c = s->c[0];
+        return dc_block(d, b, s, 0, &pred[0], &c->dc[y * c->bw + x]);
+    }
+    for (int k = 0; k < s->n; k++) {
+        struct comp *c = s->c[k];
+        for (int v = 0; v < c->v; v++) {
+            for (int h = 0; h < c->h; h++) {
+                long at = (y * c->v + v) * c->bw + x * c->h + h;
+                if (dc_block(d, b, s, k, &pred[k], &c->dc[at]) < 0) {
+                    return -1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+static int dc_scan(struct dec *d, const struct scan *s)
+{
+    long cols = s->n == 1 ? s->c[0]->cw : d->mcux, rows = s->n == 1 ? s->c[0]->ch : d->mcuy;
+    struct bits b = {.p = d->p, .end = d->end};
+    int pred[MAX_COMPONENTS] = {0};
+    unsigned left = d->restart, count = 0;
+    for (long y = 0; y < rows; y++) {
+        for (long x = 0; x < cols; x++) {
+            if (d->restart != 0 && left-- == 0) {
+                if (next_restart(d, &b, &count, pred) < 0) {
+                    return -1;
+                }
+                left = d->restart - 1;
+            }
+            if (dc_mcu(d, &b, s, x, y, pred) < 0) {
+                return -1;
+            }
+        }
+    }
+    if (b.overrun) {
+        return decline(d, "DC scan cut short");
+    }
+    d->p = skip_entropy(b.p, d->end);
+    return 0;
+}
+
+/* Checks a scan's successive approximation against what its components have seen, and
+ * latches the quantiser of each component's first scan, as libjpeg does. */
+static int dc_scan_start(struct dec *d, struct scan *s, const uint8_t *tables)
+{
+    for (int k = 0; k < s->n; k++) {
+        struct comp *c = s->c[k];
+        if (s->ah == 0) {
+            unsigned td = tables[k] >> 4;
+            if (c->al != -1 || td > 3 || !d->dc[td].defined || !d->quant_set[c->tq]) {
+                return decline(d, "bad first DC scan");
+            }
+            s->table[k] = &d->dc[td];
+            c->quant = d->quant[c->tq];
+        } else if (c->al != s->ah || s->al != s->ah - 1) {
+            return decline(d, "bad DC refinement scan");
+        }
+        c->al = s->al;
+    }
+    return 0;
+}
+
+static int parse_sos(struct dec *d)
+{
+    const uint8_t *s;
+    unsigned len;
+    if (!d->sof || segment(d, &s, &len) < 0 || len < 1 || s[0] < 1 || s[0] > d->nc ||
+        len != 4 + 2u * s[0]) {
+        return decline(d, "bad scan header");
+    }
+    struct scan sc = {.n = s[0]};
+    uint8_t tables[MAX_COMPONENTS];
+    for (int k = 0; k < sc.n; k++) {
+        for (int i = 0; i < d->nc && sc.c[k] == NULL; i++) {
+            sc.c[k] = d->c[i].id == s[1 + 2 * k] ? &d->c[i] : NULL;
+        }
+        for (int j = 0; j < k; j++) {
+            sc.c[k] = sc.c[k] == sc.c[j] ? NULL : sc.c[k];
+        }
+        if (sc.c[k] == NULL) {
+            return decline(d, "bad scan header");
+        }
+        tables[k] = s[2 + 2 * k];
+    }
+    const uint8_t *t = s + 1 + 2 * sc.n;
+    unsigned ss = t[0], se = t[1];
+    sc.ah = t[2] >> 4;
+    sc.al = t[2] & 15;
+    if (ss > se || se > 63 || sc.al > MAX_AL || (ss == 0 && se != 0) || (ss > 0 && sc.n != 1)) {
+        return decline(d, "bad progression");
+    }
+    if (ss > 0) { /* an AC scan: not needed at 1/8 */
+        d->p = skip_entropy(d->p, d->end);
+        return 0;
+    }
+    return dc_scan_start(d, &sc, tables) < 0 ? -1 : dc_scan(d, &sc);
+}
+
+/* The marker at d->p (after any bytes that are not one, and fill bytes), or -1 at the end. */
+static int next_marker(struct dec *d)
+{
+    for (;;) {
+        const uint8_t *q = memchr(d->p, 0xFF, (size_t)(d->end - d->p));
+        if (q == NULL) {
+            return -1;
+        }
+        while (q < d->end && *q == 0xFF) {
+            q++;
+        }
+        if (q >= d->end) {
+            return -1;
+        }
+        d->p = q + 1;
+        if (*q != 0x00) {
+            return *q;
+        }
+    }
+}
+
+static bool is_sof(int m)
+{
+    return m >= M_SOF0 && m <= M_SOF15 && m != M_DHT && m != M_JPG && m != M_DAC;
+}
+
+static int parse_marker(struct dec *d, int m)
+{
+    if (m == M_SOF2) {
+        return parse_sof(d) < 0 ? -1 : allocate(d);
+    }
+    if (is_sof(m) || m == M_DAC) {
+        return decline(d, m >= M_SOF9 || m == M_DAC ? "arithmetic coding" : "not progressive");
+    }
+    if (m == M_SOI || m == M_DNL) {
+        return decline(d, "unexpected marker");
+    }
+    if (m == M_TEM || (m >= M_RST0 && m <= M_RST7)) { /* no segment */
+        return 0;
+    }
+    switch (m) {
+    case M_DHT:
+        return parse_dht(d);
+    case M_DQT:
+        return parse_dqt(d);
+    case M_DRI:
+        return parse_dri(d);
+    case M_SOS:
+        return parse_sos(d);
+    case M_APP0:
+    case M_APP14:
+        return parse_app(d, m);
+    default: {
+        const uint8_t *s;
+        unsigned len;
+        return segment(d, &s, &len);
+    }
+    }
+}
+
+/* Three components are YCbCr unless an Adobe marker (without JFIF) or, with neither, the
+ * component ids R, G, B say RGB: libjpeg's reading, which RGB files are left to. */
+static bool is_ycbcr(const struct dec *d)
+{
+    if (d->jfif) {
+        return true;
+    }
+    if (d->adobe) {
+        return d->adobe_transform != 0;
+    }
+    return !(d->c[0].id == 'R' && d->c[1].id == 'G' && d->c[2].id == 'B');
+}
+
+static int parse(struct dec *d)
+{
+    if (d->end - d->p < 2 || d->p[0] != 0xFF || d->p[1] != M_SOI) {
+        return decline(d, "not a JPEG");
+    }
+    d->p += 2;
+    for (;;) {
+        int m = next_marker(d);
+        if (m < 0 || m == M_EOI) {
+            break;
+        }
+        if (parse_marker(d, m) < 0) {
+            return -1;
+        }
+    }
+    if (!d->sof) {
+        return decline(d, "no progressive frame");
+    }
+    for (int i = 0; i < d->nc; i++) {
+        if (d->c[i].al != 0) {
+            return decline(d, d->c[i].al < 0 ? "no DC scan" : "DC refinement missing");
+        }
+    }
+    if (d->nc == MAX_COMPONENTS && !is_ycbcr(d)) {
+        return decline(d, "RGB components");
+    }
+    return 0;
+}
+
+/* A component's samples at 1/8 (one per block), then brought to the output's size. */
+struct plane {
+    long w, h;
+    uint8_t *px;
+};
+
+static uint8_t clamp255(long v)
+{
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/* DC x quantiser / 8 + 128, rounded and clamped: libjpeg's 1x1 inverse DCT. */
+static int dc_samples(const struct comp *c, struct plane *out)
+{
+    out->w = c->cw;
+    out->h = c->ch;
+    out->px = malloc((size_t)(c->cw * c->ch));
+    if (out->px == NULL) {
+        return -1;
+    }
+    for (long y = 0; y < c->ch; y++) {
+        const int16_t *row = c->dc + y * c->bw;
+        uint8_t *o = out->px + y * c->cw;
+        for (long x = 0; x < c->cw; x++) {
+            o[x] = clamp255((((long)row[x] * c->quant + 4) >> 3) + 128);
+        }
+    }
+    return 0;
+}
+
+/* Output row `oy` of a component upsampled by `rh` x `rv` (1 or 2 each), `w` samples of it.
+ * At 1/8 libjpeg repeats the samples of a component halved one way (its "fancy" upsampling is
+ * off at that scale); for one halved both ways it decodes the chroma block at 2x2 instead
+ * (jpegdc.h), which libjpeg's triangle filter approximates: 3/4 of the nearer sample and 1/4 of
+ * the further one each way, the edges repeated. */
+static void upsample_row(const struct plane *in, int rh, int rv, long oy, long w, uint8_t *out)
+{
+    long iy = oy / rv;
+    const uint8_t *near = in->px + iy * in->w;
+    if (rh != 2 || rv != 2 || in->w < 2) {
+        for (long x = 0; x < w; x++) {
+            out[x] = near[x / rh];
+        }
+        return;
+    }
+    const uint8_t *far = near;
+    if (oy % 2 == 0 && iy > 0) {
+        far = near - in->w;
+    } else if (oy % 2 == 1 && iy + 1 < in->h) {
+        far = near + in->w;
+    }
+    for (long x = 0; x < w; x++) {
+        long ix = x / 2, jx = x % 2 == 0 ? (ix > 0 ? ix - 1 : 0) : (ix + 1 < in->w ? ix + 1 : ix);
+        int s = 3 * (3 * near[ix] + far[ix]) + 3 * near[jx] + far[jx];
+        out[x] = (uint8_t)((s + 8) >> 4);
+    }
+}
+
+/* Component `c` at the output's size. */
+static int upsample(const struct dec *d, const struct comp *c, long w, long h, struct plane *out)
+{
+    struct plane in;
+    if (dc_samples(c, &in) < 0) {
+        return -1;
+    }
+    int rh = d->hmax / c->h, rv = d->vmax / c->v;
+    out->w = w;
+    out->h = h;
+    out->px = malloc((size_t)(w * h));
+    for (long y = 0; out->px != NULL && y < h; y++) {
+        upsample_row(&in, rh, rv, y, w, out->px + y * w);
+    }
+    free(in.px);
+    return out->px != NULL ? 0 : -1;
+}
+
+/* YCbCr to RGB in libjpeg's fixed point (16 fractional bits, its rounding). */
+#define FIX(x) ((long)((x)*65536.0 + 0.5))
+
+static void ycc_to_rgb(const struct plane p[3], uint8_t *rgb)
+{
+    long n = p[0].w * p[0].h;
+    for (long i = 0; i < n; i++) {
+        long y = p[0].px[i], cb = p[1].px[i] - 128, cr = p[2].px[i] - 128;
+        long r = y + ((FIX(1.40200) * cr + 32768) >> 16);
+        long g = y + ((-FIX(0.34414) * cb - FIX(0.71414) * cr + 32768) >> 16);
+        long b = y + ((FIX(1.77200) * cb + 32768) >> 16);
+        rgb[3 * i] = clamp255(r);
+        rgb[3 * i + 1] = clamp255(g);
+        rgb[3 * i + 2] = clamp255(b);
+    }
+}
+
+static int render(const struct dec *d, struct jpegdc_image *out)
+{
+    long w = div_up(d->width, 8), h = div_up(d->height, 8);
+    struct plane p[MAX_COMPONENTS] = {{0, 0, NULL}};
+    int rc = 0;
+    for (int i = 0; i < d->nc && rc == 0; i++) {
+        rc = upsample(d, &d->c[i], w, h, &p[i]);
+    }
+    if (rc == 0 && d->nc == MAX_COMPONENTS) {
+        out->pixels = malloc((size_t)(w * h * 3));
+        if (out->pixels != NULL) {
+            ycc_to_rgb(p, out->pixels);
+        }
+    } else if (rc == 0) {
+        out->pixels = p[0].px;
+        p[0].px = NULL;
+    }
+    for (int i = 0; i < MAX_COMPONENTS; i++) {
+        free(p[i].px);
+    }
+    out->width = w;
+    out->height = h;
+    out->channels = d->nc;
+    return out->pixels != NULL ? 0 : -1;
+}
+
+int jpegdc_decode(const void *data, size_t len, long max_pixels, struct jpegdc_image *out,
+                  const char **why)
+{
+    struct dec *d = calloc(1, sizeof *d);
+    memset(out, 0, sizeof *out);
+    if (d == NULL) {
+        *why = "out of memory";
+        return -1;
+    }
+    d->p = data;
+    d->end = d->p + len;
+    d->max_pixels = max_pixels;
+    int rc = parse(d);
+    if (rc == 0 && render(d, out) < 0) {
+        jpegdc_free(out);
+        rc = decline(d, "out of memory");
+    }
+    *why = d->why;
+    for (int i = 0; i < MAX_COMPONENTS; i++) {
+        free(d->c[i].dc);
+    }
+    free(d);
+    return rc;
+}
+
+void jpegdc_free(struct jpegdc_image *img)
+{
+    free(img->pixels);
+    memset(img, 0, sizeof *img);
+}

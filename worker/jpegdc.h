@@ -1,0 +1,44 @@
+/* jpegdc: a progressive JPEG decoded at 1/8 of its size from its DC coefficients alone.
+ *
+ * At 1/8 scale libjpeg's inverse DCT of a block is its DC coefficient (jpeg_idct_1x1): the
+ * value of each output pixel of a full-resolution component is DC x quantizer / 8 + 128. But
+ * libjpeg keeps every coefficient of a progressive image until its last scan and
+ * entropy-decodes every AC scan whatever the output scale: for a 5120x2880 4:4:4 image that
+ * is 88.5 MB of coefficients and about 200 ms of Huffman decoding for a 640x360 result. A
+ * progressive file puts the DC coefficients in scans of their own (first scan, then
+ * refinement scans of one bit each), so this decoder reads those and skips the bytes of
+ * every AC scan: one coefficient per block, a few ms, a few MB.
+ *
+ * The result is the image libjpeg gives at scale 1/8 (same size, ceil(width / 8) x
+ * ceil(height / 8)): exactly for components at full resolution and for chroma halved
+ * horizontally (4:2:2), which libjpeg upsamples with its "fancy" triangle filter as done here;
+ * for chroma halved vertically too (4:2:0) libjpeg uses a 2x2 inverse DCT of the chroma block
+ * (three more coefficients) where this decoder upsamples the DC values with the same triangle
+ * filter, so those chroma values differ by the blocks' lowest frequencies.
+ *
+ * Only what it can decode exactly as libjpeg would is accepted: 8-bit Huffman progressive
+ * (SOF2) JPEGs, grey or YCbCr, each component at full or half resolution each way, DC scans
+ * complete down to their last bit. Anything else (baseline, arithmetic coding, 12-bit, CMYK,
+ * Adobe RGB, a damaged or truncated DC scan) is declined, and the caller decodes the file with
+ * libjpeg through ImageMagick as before. Every read is bounds-checked: the input is untrusted. */
+#ifndef PIXQ_JPEGDC_H
+#define PIXQ_JPEGDC_H
+
+#include <stddef.h>
+
+struct jpegdc_image {
+    long width, height;    /* ceil(width / 8) x ceil(height / 8) of the JPEG's */
+    int channels;          /* 1 (grey) or 3 (RGB) */
+    unsigned char *pixels; /* width x height x channels bytes, rows top down; free() */
+};
+
+/* Decodes the `len` bytes at `data` at 1/8 scale into `out`. Returns 0, or -1 when the file is
+ * not one this decoder takes, is larger than `max_pixels` (at full size), or memory ran out,
+ * with `*why` naming the reason (a static string, for the debug log); `out` is then empty. */
+int jpegdc_decode(const void *data, size_t len, long max_pixels, struct jpegdc_image *out,
+                  const char **why);
+
+/* Frees the pixels of a decoded image (a zeroed one is fine). */
+void jpegdc_free(struct jpegdc_image *img);
+
+#endif
