@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """e2e: jobs end to end through Redis, s3rver and a postback receiver, with 1 and 2 worker
-processes: a corpus JPEG (2560x1600) to a 200-px thumbnail, one save to s3rver, one postback.
+processes: a corpus JPEG (2560x1600) to a thumbnail 200 px wide, and the same to 800 px, one
+save to s3rver, one postback.
 
     tests/bench/run [--build DIR] e2e [--jobs 500] [--image autumn-2560x1600.jpg]
-        [--processes | --separate] [--smoke] [--json]
+        [--sizes 200,800] [--processes | --separate] [--smoke] [--json]
 
 Servers, all on loopback and started here: redis-server, s3rver (deploy/s3rver, as the
 integration tests start it), and this script's own source server and postback receiver
@@ -17,7 +18,8 @@ Two phases per worker count, each of --jobs jobs:
   to its postback's arrival at the receiver. The worker count's jobs/s in this phase is printed
   too.
 "Processing" is the worker's own `processed` debug line (fetch of the source excluded: decode,
-transform, encode of the job, in the worker), its p50 over the latency phase; "in worker" is the
+transform, encode of the job, in the worker; its `us` field, microseconds, where the worker
+logs it, else `ms`), its p50 over the latency phase; "in worker" is the
 job_done line's ms (begin to settle: fetch, processing, upload, postback, Redis). The targets
 (issue 7): latency p50 at most 1.15 x processing; 2 workers at least 1.8 x 1 worker's jobs/s.
 
@@ -159,6 +161,7 @@ class Bench:
         self.r = harness.Redis("127.0.0.1", self.redis_server.port)
         self.push_lock = threading.Lock()
         self.pushed = {}
+        self.size = opts.sizes[0]
 
     def stop(self):
         self.r.close()
@@ -197,7 +200,7 @@ class Bench:
         return json.dumps({
             "job_id": job_id, "src": self.src.url("/src.jpg"),
             "postback_url": self.receiver.url("/pb"),
-            "functions": [{"name": "resize_to_fit", "params": {"width": 200},
+            "functions": [{"name": "resize_to_fit", "params": {"width": self.size},
                            "save": {"image_identifier": "thumb",
                                     "s3_destination": {"bucket": BUCKET,
                                                        "key": "e2e/%s.jpg" % job_id}}}]})
@@ -254,23 +257,25 @@ class Bench:
     def run_count(self, n):
         progs = self.start_workers(n)
         try:
-            self.throughput("warm%d" % n, max(2 * n, min(20, self.opts.jobs)))
-            tput = self.throughput("tp%d" % n, self.opts.jobs)
-            lat_rate, lat = self.latency("lat%d" % n, self.opts.jobs, n)
+            tag = "s%d-" % self.size  # job ids are unique across sizes
+            self.throughput(tag + "warm%d" % n, max(2 * n, min(20, self.opts.jobs)))
+            tput = self.throughput(tag + "tp%d" % n, self.opts.jobs)
+            lat_rate, lat = self.latency(tag + "lat%d" % n, self.opts.jobs, n)
         finally:
             for p in progs:
                 p.terminate()
         events = [e for p in progs for e in p.log_events()]
         lat_ids = {e.get("job_id") for e in events if e.get("event") == "job_done"
-                   and e.get("job_id", "").startswith("lat%d-" % n)}
-        processed = [int(e["ms"]) for e in events if e.get("event") == "processed"
-                     and e.get("job_id") in lat_ids]
+                   and e.get("job_id", "").startswith(tag + "lat%d-" % n)}
+        processed = [int(e["us"]) / 1000 if "us" in e else int(e["ms"]) for e in events
+                     if e.get("event") == "processed" and e.get("job_id") in lat_ids]
         in_worker = [int(e["ms"]) for e in events if e.get("event") == "job_done"
                      and e.get("job_id") in lat_ids]
         failed = [e for e in events if e.get("event") == "job_failed"]
         if failed:
             raise RuntimeError("%d jobs failed, first: %r" % (len(failed), failed[0]))
-        return {"workers": n, "jobs": self.opts.jobs, "throughput_jobs_per_s": tput,
+        return {"size": self.size, "workers": n, "jobs": self.opts.jobs,
+                "throughput_jobs_per_s": tput,
                 "closed_loop_jobs_per_s": lat_rate, "p50_ms": pct(lat, 50),
                 "p99_ms": pct(lat, 99), "processing_p50_ms": pct(processed, 50),
                 "processing_mean_ms": sum(processed) / max(1, len(processed)),
@@ -278,9 +283,16 @@ class Bench:
 
 
 def report(rows, opts):
+    for size in opts.sizes:
+        report_size([r for r in rows if r["size"] == size], size, opts)
+    if opts.json:
+        print(json.dumps(rows))
+
+
+def report_size(rows, size, opts):
     print()
-    print("end to end: %d jobs per phase, %s to a 200-px thumbnail, one save (s3rver), one "
-          "postback; workers as %s" % (opts.jobs, opts.image,
+    print("end to end: %d jobs per phase, %s to a thumbnail %d px wide, one save (s3rver), one "
+          "postback; workers as %s" % (opts.jobs, opts.image, size,
                                        "separate processes" if opts.separate
                                        else "pixq-worker --processes N"))
     print("%-8s %10s %10s %8s %8s %10s %10s %10s" % (
@@ -293,8 +305,6 @@ def report(rows, opts):
     if len(rows) == 2:
         print("scaling 2 workers / 1 worker: %.2f (throughput phase)"
               % (rows[1]["throughput_jobs_per_s"] / rows[0]["throughput_jobs_per_s"]))
-    if opts.json:
-        print(json.dumps(rows))
 
 
 def has_processes(worker):
@@ -308,11 +318,13 @@ def main():
     ap.add_argument("--worker", required=True)
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--image", default="autumn-2560x1600.jpg")
+    ap.add_argument("--sizes", default="200,800", help="thumbnail widths, one run each")
     ap.add_argument("--separate", action="store_true", help="N pixq-worker processes")
     ap.add_argument("--processes", action="store_true", help="pixq-worker --processes N")
     ap.add_argument("--smoke", action="store_true", help="tiny counts")
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args()
+    opts.sizes = [int(s) for s in opts.sizes.split(",")]
     if opts.smoke:
         opts.jobs = 6
     if not opts.processes and not has_processes(opts.worker):
@@ -322,7 +334,10 @@ def main():
     bench = None
     try:
         bench = Bench(opts, tmp)
-        rows = [bench.run_count(n) for n in (1, 2)]
+        rows = []
+        for size in opts.sizes:
+            bench.size = size
+            rows += [bench.run_count(n) for n in (1, 2)]
     finally:
         if bench is not None:
             bench.stop()

@@ -12,7 +12,8 @@ mark (VmHWM in /proc/PID/status) read once the job is posted back, with the work
 running: everything the process ever held, the download buffer, the decode, libcurl, hiredis
 and ImageMagick's libraries included (the resident pages of the libraries, RssFile, shared with
 every other process that maps them, are printed too). "idle" is the same mark before the job. The same again
-with PIXQ_SHRINK_ON_LOAD=0 (a full decode), for comparison.
+with PIXQ_JPEG_DC=0 (libjpeg decodes the progressive file at 1/8 instead of the DC reader,
+worker/jpegdc.h) and with PIXQ_SHRINK_ON_LOAD=0 (a full decode), for comparison.
 
 The anchors make the same thumbnail from the file, each a whole process whose peak RSS is taken
 from wait4() (ru_maxrss): `convert IMAGE -resize SIZExSIZE OUT.jpg`, `vipsthumbnail IMAGE -s SIZE
@@ -56,7 +57,12 @@ def vm_hwm(pid):
     return status_kb(pid, "VmHWM")
 
 
-def worker_run(worker, image, size, shrink, tmp):
+WORKERS = [("pixq-worker", {}),
+           ("pixq-worker (PIXQ_JPEG_DC=0)", {"PIXQ_JPEG_DC": "0"}),
+           ("pixq-worker (shrink off)", {"PIXQ_SHRINK_ON_LOAD": "0"})]
+
+
+def worker_run(worker, image, size, settings, tmp):
     """(idle peak, peak after the job, job ms, resident file pages (the libraries) after it) of
     one pixq-worker handling one job."""
     stoppers = []
@@ -73,8 +79,8 @@ def worker_run(worker, image, size, shrink, tmp):
         env = harness.clean_env()
         env.update({"PIXQ_REDIS_URL": redis.url(), "PIXQ_QUEUE": "bench",
                     "PIXQ_S3_ENDPOINT": stub.endpoint(), "AWS_REGION": "us-east-1",
-                    "PIXQ_ALLOW_PRIVATE_NETWORKS": "1", "PIXQ_LOG_LEVEL": "info",
-                    "PIXQ_SHRINK_ON_LOAD": "1" if shrink else "0"})
+                    "PIXQ_ALLOW_PRIVATE_NETWORKS": "1", "PIXQ_LOG_LEVEL": "info"})
+        env.update(settings)
         env.update(stub.credentials())
         prog = harness.Program("worker", [worker], env, tmp / "worker.log")
         stoppers.append(prog.terminate)
@@ -83,7 +89,7 @@ def worker_run(worker, image, size, shrink, tmp):
         harness.wait_until(lambda: r.execute("ZCARD", "pixq:{bench}:workers") == 1, 30,
                            "the worker to register", check=prog.check_alive)
         idle = vm_hwm(prog.pid)
-        job = {"job_id": "mem-%d" % int(shrink), "src": url, "postback_url": pbs.url(),
+        job = {"job_id": "mem", "src": url, "postback_url": pbs.url(),
                "functions": [{"name": "resize_to_fit", "params": {"width": size, "height": size},
                               "save": {"image_identifier": "thumb", "s3_destination": {
                                   "bucket": "bench", "key": "thumb.jpg"}}}]}
@@ -114,12 +120,11 @@ def peak_of(argv):
 
 def measure(args, tmp):
     rows = []
-    for shrink in (True, False):
-        d = tmp / ("worker-%d" % int(shrink))
+    for i, (name, settings) in enumerate(WORKERS):
+        d = tmp / ("worker-%d" % i)
         d.mkdir()
-        idle, peak, ms, files = worker_run(args.worker, args.image, args.size, shrink, d)
-        rows.append({"program": "pixq-worker" if shrink else "pixq-worker (shrink off)",
-                     "peak": peak, "idle": idle, "job_ms": ms, "files": files})
+        idle, peak, ms, files = worker_run(args.worker, args.image, args.size, settings, d)
+        rows.append({"program": name, "peak": peak, "idle": idle, "job_ms": ms, "files": files})
     out = tmp / "out.jpg"
     size = str(args.size)
     rows.append({"program": "convert", "peak": peak_of(

@@ -25,9 +25,9 @@ CHECKS = {
     ]),
     "thumbs": (["--smoke"], [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
-        r"(?m)^(200|800) +path-2560x1600\.jpg +%s +%s +%s +%s +%s +%s +%s +%s +\d+x\d+ djpeg \d/8$"
-        % ((NUM,) * 8),
-        r"(?m)^(200|800) +cascade-3840x2160\.png +%s +%s +%s +%s +- +%s +%s +- +\d+x\d+$"
+        r"(?m)^(200|800) +path-2560x1600\.jpg +%s +%s +%s +%s +%s +%s +%s +%s +%s +\d+x\d+ "
+        r"djpeg \d/8$" % ((NUM,) * 9),
+        r"(?m)^(200|800) +cascade-3840x2160\.png +%s +- +%s +%s +%s +- +%s +%s +- +\d+x\d+$"
         % ((NUM,) * 6),
         r"(?m)^  200 px: pixq/vips %s \((met|missed)\)  pixq/convert %s \((met|missed)\)  "
         r"pixq/djpeg %s \((met|missed)\)$" % (NUM, NUM, NUM),
@@ -35,6 +35,7 @@ CHECKS = {
     "memory": (["--smoke"], [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
         r"(?m)^pixq-worker +%s +%s +\d+ +%s$" % (NUM, NUM, NUM),
+        r"(?m)^pixq-worker \(PIXQ_JPEG_DC=0\) +%s +%s +\d+ +%s$" % (NUM, NUM, NUM),
         r"(?m)^pixq-worker \(shrink off\) +%s +%s +\d+ +%s$" % (NUM, NUM, NUM),
         r"(?m)^convert +%s +- +- +%s$" % (NUM, NUM),
         r"(?m)^vipsthumbnail +%s +- +- +%s$" % (NUM, NUM),
@@ -44,7 +45,7 @@ CHECKS = {
     ]),
     "e2e": (["--smoke"], [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
-    ] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [
+    ] + [r"(?m)^end to end: .* to a thumbnail %d px wide, .*$" % w for w in (200, 800)] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [
         r"(?m)^scaling 2 workers / 1 worker: %s \(throughput phase\)$" % NUM,
     ]),
     "queue": (["--smoke"], [

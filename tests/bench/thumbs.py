@@ -11,7 +11,9 @@ that fits SIZE x SIZE, a JPEG, for each size:
   the decode with shrink-on-load, resize_to_fit, the JPEG encoding of the save block at the
   default quality 75, metadata stripped), one warm-up then --runs timed runs per image, without
   network: the steady state of a long-lived worker. "pixq_full" is the same with
-  PIXQ_SHRINK_ON_LOAD=0 (every source decoded in full), for comparison.
+  PIXQ_SHRINK_ON_LOAD=0 (every source decoded in full), for comparison, and for the JPEGs
+  "pixq_ljpg" with PIXQ_JPEG_DC=0 (a progressive file needed at 1/8 decoded by libjpeg rather
+  than read from its DC scans, worker/jpegdc.h).
 - vips: `vipsthumbnail IMAGE -s SIZE -o OUT.jpg` (libvips-tools, shrink-on-load included);
 - convert: `convert IMAGE -resize SIZExSIZE OUT.jpg` (ImageMagick's command line);
 - djpeg: `djpeg -scale M/8 -outfile /dev/null IMAGE` (libjpeg-turbo-progs), the JPEG decode
@@ -43,8 +45,8 @@ CORPUS = REPO / "tests" / "data" / "corpus"
 TARGETS = {"vips": 0.5, "convert": 1 / 3, "djpeg": 1.3}
 
 
-def pixq(bench, size, images, runs, shrink):
-    env = dict(os.environ, PIXQ_SHRINK_ON_LOAD="1" if shrink else "0", PIXQ_LOG_LEVEL="warn")
+def pixq(bench, size, images, runs, settings):
+    env = dict(os.environ, PIXQ_LOG_LEVEL="warn", **settings)
     r = subprocess.run([bench, "--runs", str(runs), "--warmup", "1", str(size)] +
                        [str(i) for i in images], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, env=env, timeout=3600)
@@ -100,13 +102,17 @@ def anchors(image, size, out_size, runs, tmp):
 def measure(args, images, tmp):
     rows = []
     for size in args.sizes:
-        fast = pixq(args.bench, size, images, args.runs, True)
-        full = pixq(args.bench, size, images, max(1, args.runs // 4), False)
+        fast = pixq(args.bench, size, images, args.runs, {})
+        full = pixq(args.bench, size, images, max(1, args.runs // 4), {"PIXQ_SHRINK_ON_LOAD": "0"})
+        jpegs = [i for i in images if i.suffix.lower() in (".jpg", ".jpeg")]
+        ljpg = pixq(args.bench, size, jpegs, args.runs, {"PIXQ_JPEG_DC": "0"}) if jpegs else {}
         for image in images:
             p = fast[image.name]
             row = {"size": size, "image": image.name, "pixq": p["median_ms"],
                    "pixq_full": full[image.name]["median_ms"], "decoded": p["decoded"],
                    "output": p["output"]}
+            if image.name in ljpg:
+                row["pixq_ljpg"] = ljpg[image.name]["median_ms"]
             row.update(anchors(image, size, p["output"], args.anchor_runs, tmp))
             for a in TARGETS:
                 if a in row:
@@ -123,13 +129,14 @@ def print_table(m, rows, args):
     print(machine_line(m))
     print()
     print("thumbnails: resize_to_fit into SIZExSIZE, JPEG out; median ms per image")
-    print("(pixq: in-process steady state, %d runs; pixq_full: PIXQ_SHRINK_ON_LOAD=0; anchors: "
-          "whole process, %d runs)" % (args.runs, args.anchor_runs))
-    head = "%-4s %-24s %8s %9s %8s %8s %8s %9s %9s %9s  %s"
-    print(head % ("size", "image", "pixq", "pixq_full", "vips", "convert", "djpeg",
+    print("(pixq: in-process steady state, %d runs; pixq_ljpg: PIXQ_JPEG_DC=0; pixq_full: "
+          "PIXQ_SHRINK_ON_LOAD=0; anchors: whole process, %d runs)" % (args.runs, args.anchor_runs))
+    head = "%-4s %-24s %7s %9s %9s %8s %8s %8s %9s %9s %9s  %s"
+    print(head % ("size", "image", "pixq", "pixq_ljpg", "pixq_full", "vips", "convert", "djpeg",
                   "pixq/vips", "pixq/conv", "pixq/djpg", "decoded"))
     for r in rows:
-        print(head % (r["size"], r["image"], fmt(r["pixq"], "%.1f"), fmt(r["pixq_full"], "%.1f"),
+        print(head % (r["size"], r["image"], fmt(r["pixq"], "%.1f"),
+                      fmt(r.get("pixq_ljpg"), "%.1f"), fmt(r["pixq_full"], "%.1f"),
                       fmt(r["vips"], "%.1f"), fmt(r["convert"], "%.1f"),
                       fmt(r.get("djpeg"), "%.1f"), fmt(r.get("pixq/vips"), "%.2f"),
                       fmt(r.get("pixq/convert"), "%.2f"), fmt(r.get("pixq/djpeg"), "%.2f"),
