@@ -25,11 +25,15 @@ enum {
     M_DRI = 0xDD,
     M_APP0 = 0xE0,
     M_APP14 = 0xEE,
+    M_COM = 0xFE,
 };
 
-#define MAX_COMPONENTS  3
-#define MAX_DC_CATEGORY 11 /* an 8-bit JPEG's DC differences have at most 11 bits */
-#define MAX_AL          13
+#define MAX_COMPONENTS    3
+#define MAX_DC_CATEGORY   11 /* an 8-bit JPEG's DC differences have at most 11 bits */
+#define MAX_AL            13
+#define MAX_DIMENSION     65500L /* libjpeg's JPEG_MAX_DIMENSION */
+#define MAX_QUANT         32767  /* libjpeg-turbo's SIMD builds keep quantisers in a short */
+#define MAX_BLOCKS_IN_MCU 10     /* libjpeg's D_MAX_BLOCKS_IN_MCU */
 
 /* A Huffman table: codes of up to 8 bits through `fast` ((length << 8) | symbol, 0: longer),
  * longer ones by the canonical code ranges of T.81 F.2.2.3. */
@@ -47,14 +51,16 @@ struct comp {
     long bw, bh; /* the block grid, MCU padding included */
     long cw, ch; /* the blocks that hold the component's samples */
     int16_t *dc;
-    int al;    /* the DC bits still unknown below this one; -1: no DC scan yet */
-    int quant; /* the DC quantiser, latched at the component's first scan */
+    int al;             /* the DC bits still unknown below this one; -1: no DC scan yet */
+    bool ac, ac_before; /* an AC scan reached coefficients 1..9: now, before the latest scan */
+    int quant;          /* the DC quantiser, latched at the component's first scan */
 };
 
 struct dec {
     const uint8_t *p, *end;
     long max_pixels;
     bool sof, jfif, adobe, eoi;
+    bool sos; /* a scan was seen: the colour space is settled */
     int adobe_transform;
     long width, height;
     int nc, hmax, vmax;
@@ -62,7 +68,7 @@ struct dec {
     struct comp c[MAX_COMPONENTS];
     int quant[4];
     bool quant_set[4];
-    struct huff dc[4];
+    struct huff dc[4], ac[4];
     unsigned restart; /* MCUs between restart markers, 0: none */
     const char *why;
 };
@@ -97,7 +103,7 @@ static void fill(struct bits *b)
         unsigned byte = 0;
         if (!b->at_marker && b->p < b->end && b->p[0] != 0xFF) {
             byte = *b->p++;
-        } else if (!b->at_marker && b->p + 1 < b->end && b->p[1] == 0x00) {
+        } else if (!b->at_marker && b->end - b->p > 1 && b->p[1] == 0x00) {
             byte = 0xFF;
             b->p += 2;
         } else {
@@ -214,6 +220,17 @@ static int parse_dqt(struct dec *d)
     return 0;
 }
 
+/* libjpeg refuses a DC table with a symbol (a category) above 15. */
+static bool dc_symbols_bad(const struct huff *h)
+{
+    for (int i = 0; i < 256; i++) {
+        if (h->vals[i] > 15) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int parse_dht(struct dec *d)
 {
     const uint8_t *s;
@@ -232,7 +249,8 @@ static int parse_dht(struct dec *d)
         if (total > 256 || len < 17 + total) {
             return decline(d, "bad Huffman table");
         }
-        if (tc == 0 && huff_build(&d->dc[th], s + 1, s + 17, (int)total) < 0) {
+        struct huff *h = tc == 0 ? &d->dc[th] : &d->ac[th];
+        if (huff_build(h, s + 1, s + 17, (int)total) < 0 || (tc == 0 && dc_symbols_bad(h))) {
             return decline(d, "bad Huffman table");
         }
         s += 17 + total;
@@ -281,7 +299,8 @@ static int parse_sof(struct dec *d)
     if (d->nc != 1 && d->nc != MAX_COMPONENTS) {
         return decline(d, "neither grey nor three components");
     }
-    if (d->width == 0 || d->height == 0 || d->width > d->max_pixels / d->height) {
+    if (d->width == 0 || d->height == 0 || d->width > MAX_DIMENSION || d->height > MAX_DIMENSION ||
+        d->width > d->max_pixels / d->height) {
         return decline(d, d->height == 0 ? "height in a DNL marker" : "size");
     }
     for (int i = 0; i < d->nc; i++) {
@@ -332,6 +351,9 @@ static int parse_app(struct dec *d, int marker)
     unsigned len;
     if (segment(d, &s, &len) < 0) {
         return -1;
+    }
+    if (d->sos) { /* libjpeg reads the colour space once, at the first scan */
+        return 0;
     }
     if (marker == M_APP0 && len >= 14 && memcmp(s, "JFIF", 5) == 0) {
         d->jfif = true;
@@ -398,10 +420,13 @@ static int dc_block(struct dec *d, struct bits *b, const struct scan *s, int k, 
 static int next_restart(struct dec *d, struct bits *b, unsigned *count, int pred[])
 {
     const uint8_t *p = b->p;
-    while (p + 1 < b->end && p[0] == 0xFF && p[1] == 0xFF) {
+    while (b->end - p > 1 && p[0] == 0xFF && p[1] == 0xFF) {
         p++;
     }
-    if (p + 1 >= b->end || p[0] != 0xFF || p[1] != M_RST0 + (*count & 7)) {
+    if (b->overrun) {
+        return decline(d, "DC scan cut short");
+    }
+    if (b->end - p < 2 || p[0] != 0xFF || p[1] != M_RST0 + (*count & 7)) {
         return decline(d, "restart marker missing");
     }
     (*count)++;
@@ -438,7 +463,7 @@ static int dc_scan(struct dec *d, const struct scan *s)
     struct bits b = {.p = d->p, .end = d->end};
     int pred[MAX_COMPONENTS] = {0};
     unsigned left = d->restart, count = 0;
-    for (long y = 0; y < rows; y++) {
+    for (long y = 0; y < rows && !b.overrun; y++) {
         for (long x = 0; x < cols; x++) {
             if (d->restart != 0 && left-- == 0) {
                 if (next_restart(d, &b, &count, pred) < 0) {
@@ -462,11 +487,19 @@ static int dc_scan(struct dec *d, const struct scan *s)
  * latches the quantiser of each component's first scan, as libjpeg does. */
 static int dc_scan_start(struct dec *d, struct scan *s, const uint8_t *tables)
 {
+    int blocks = 0;
+    for (int k = 0; k < s->n; k++) {
+        blocks += s->c[k]->h * s->c[k]->v;
+    }
+    if (s->n > 1 && blocks > MAX_BLOCKS_IN_MCU) {
+        return decline(d, "too many blocks in an MCU");
+    }
     for (int k = 0; k < s->n; k++) {
         struct comp *c = s->c[k];
         if (s->ah == 0) {
             unsigned td = tables[k] >> 4;
-            if (c->al != -1 || td > 3 || !d->dc[td].defined || !d->quant_set[c->tq]) {
+            if (c->al != -1 || td > 3 || !d->dc[td].defined || !d->quant_set[c->tq] ||
+                d->quant[c->tq] > MAX_QUANT) {
                 return decline(d, "bad first DC scan");
             }
             s->table[k] = &d->dc[td];
@@ -477,6 +510,17 @@ static int dc_scan_start(struct dec *d, struct scan *s, const uint8_t *tables)
         c->al = s->al;
     }
     return 0;
+}
+
+/* A scan seen: what libjpeg's block smoothing (on for progressive files) will know of each
+ * component's lowest AC coefficients, its AC scans from Ss 1..9, now and before its latest scan. */
+static void note_scan(struct dec *d, const struct scan *s, unsigned ss)
+{
+    d->sos = true;
+    for (int k = 0; k < s->n; k++) {
+        s->c[k]->ac_before = s->c[k]->ac;
+        s->c[k]->ac = s->c[k]->ac || (ss > 0 && ss <= 9);
+    }
 }
 
 static int parse_sos(struct dec *d)
@@ -505,10 +549,16 @@ static int parse_sos(struct dec *d)
     unsigned ss = t[0], se = t[1];
     sc.ah = t[2] >> 4;
     sc.al = t[2] & 15;
-    if (ss > se || se > 63 || sc.al > MAX_AL || (ss == 0 && se != 0) || (ss > 0 && sc.n != 1)) {
+    if (ss > se || se > 63 || sc.al > MAX_AL || (ss == 0 && se != 0) || (ss > 0 && sc.n != 1) ||
+        (sc.ah != 0 && sc.al != sc.ah - 1)) {
         return decline(d, "bad progression");
     }
-    if (ss > 0) { /* an AC scan: not needed at 1/8 */
+    note_scan(d, &sc, ss);
+    if (ss > 0) { /* an AC scan: not needed at 1/8, but libjpeg needs its table */
+        unsigned ta = tables[0] & 15;
+        if (sc.c[0]->al == -1 || ta > 3 || !d->ac[ta].defined) {
+            return decline(d, "bad AC scan");
+        }
         d->p = skip_entropy(d->p, d->end);
         return 0;
     }
@@ -570,6 +620,9 @@ static int parse_marker(struct dec *d, int m)
     default: {
         const uint8_t *s;
         unsigned len;
+        if ((m & 0xF0) != M_APP0 && m != M_COM) { /* libjpeg stops at reserved markers */
+            return decline(d, "unknown marker");
+        }
         return segment(d, &s, &len);
     }
     }
@@ -588,6 +641,24 @@ static bool is_ycbcr(const struct dec *d)
     return !(d->c[0].id == 'R' && d->c[1].id == 'G' && d->c[2].id == 'B');
 }
 
+/* Every DC complete, and none that libjpeg 2.1's block smoothing would change: it interpolates the
+ * DC of a component none of whose coefficients 1..9 an AC scan has reached, and (a file cut short
+ * in its last scan) in the rows that scan did not reach, of one that had none before its latest
+ * scan. */
+static int check_components(struct dec *d)
+{
+    for (int i = 0; i < d->nc; i++) {
+        const struct comp *c = &d->c[i];
+        if (c->al != 0) {
+            return decline(d, c->al < 0 ? "no DC scan" : "DC refinement missing");
+        }
+        if (!c->ac || (!d->eoi && !c->ac_before)) {
+            return decline(d, "libjpeg would smooth the DC (no AC scan)");
+        }
+    }
+    return 0;
+}
+
 static int parse(struct dec *d)
 {
     if (d->end - d->p < 2 || d->p[0] != 0xFF || d->p[1] != M_SOI) {
@@ -597,6 +668,7 @@ static int parse(struct dec *d)
     for (;;) {
         int m = next_marker(d);
         if (m < 0 || m == M_EOI) {
+            d->eoi = m == M_EOI;
             break;
         }
         if (parse_marker(d, m) < 0) {
@@ -606,10 +678,8 @@ static int parse(struct dec *d)
     if (!d->sof) {
         return decline(d, "no progressive frame");
     }
-    for (int i = 0; i < d->nc; i++) {
-        if (d->c[i].al != 0) {
-            return decline(d, d->c[i].al < 0 ? "no DC scan" : "DC refinement missing");
-        }
+    if (check_components(d) < 0) {
+        return -1;
     }
     if (d->nc == MAX_COMPONENTS && !is_ycbcr(d)) {
         return decline(d, "RGB components");
@@ -628,7 +698,15 @@ static uint8_t clamp255(long v)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* DC x quantiser / 8 + 128, rounded and clamped: libjpeg's 1x1 inverse DCT. */
+/* libjpeg's range limit after an inverse DCT, its table `range_limit[x & 1023]`: x + 128 for x
+ * in -128..127, 255 above up to 383, 0 below down to -384, and wrapping past those. */
+static uint8_t idct_limit(long x)
+{
+    unsigned long i = (unsigned long)x & 1023;
+    return (uint8_t)(i < 128 ? i + 128 : i < 512 ? 255 : i < 896 ? 0 : i - 896);
+}
+
+/* DC x quantiser / 8 + 128, rounded and range-limited: libjpeg's 1x1 inverse DCT. */
 static int dc_samples(const struct comp *c, struct plane *out)
 {
     out->w = c->cw;
@@ -641,7 +719,7 @@ static int dc_samples(const struct comp *c, struct plane *out)
         const int16_t *row = c->dc + y * c->bw;
         uint8_t *o = out->px + y * c->cw;
         for (long x = 0; x < c->cw; x++) {
-            o[x] = clamp255((((long)row[x] * c->quant + 4) >> 3) + 128);
+            o[x] = idct_limit(((long)row[x] * c->quant + 4) >> 3);
         }
     }
     return 0;
@@ -739,8 +817,12 @@ static int render(const struct dec *d, struct jpegdc_image *out)
 int jpegdc_decode(const void *data, size_t len, long max_pixels, struct jpegdc_image *out,
                   const char **why)
 {
-    struct dec *d = calloc(1, sizeof *d);
     memset(out, 0, sizeof *out);
+    if (data == NULL || len < 2) {
+        *why = "not a JPEG";
+        return -1;
+    }
+    struct dec *d = calloc(1, sizeof *d);
     if (d == NULL) {
         *why = "out of memory";
         return -1;

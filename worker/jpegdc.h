@@ -9,18 +9,20 @@
  * refinement scans of one bit each), so this decoder reads those and skips the bytes of
  * every AC scan: one coefficient per block, a few ms, a few MB.
  *
- * The result is the image libjpeg gives at scale 1/8 (same size, ceil(width / 8) x
- * ceil(height / 8)): exactly for components at full resolution and for chroma halved
- * horizontally (4:2:2), which libjpeg upsamples with its "fancy" triangle filter as done here;
- * for chroma halved vertically too (4:2:0) libjpeg uses a 2x2 inverse DCT of the chroma block
- * (three more coefficients) where this decoder upsamples the DC values with the same triangle
- * filter, so those chroma values differ by the blocks' lowest frequencies.
+ * The result is the image libjpeg-turbo gives at scale 1/8 (same size, ceil(width / 8) x
+ * ceil(height / 8)): byte for byte for components at full resolution and for chroma halved one
+ * way (4:2:2, 4:4:0), whose samples libjpeg repeats at that scale (its "fancy" upsampling is off
+ * at 1/8); for chroma halved both ways (4:2:0) libjpeg decodes the chroma block with a 2x2
+ * inverse DCT (a few low AC coefficients) where this decoder interpolates the DC values of
+ * neighbouring blocks with a triangle filter, so those chroma values differ slightly.
  *
- * Only what it can decode exactly as libjpeg would is accepted: 8-bit Huffman progressive
- * (SOF2) JPEGs, grey or YCbCr, each component at full or half resolution each way, DC scans
- * complete down to their last bit. Anything else (baseline, arithmetic coding, 12-bit, CMYK,
- * Adobe RGB, a damaged or truncated DC scan) is declined, and the caller decodes the file with
- * libjpeg through ImageMagick as before. Every read is bounds-checked: the input is untrusted. */
+ * Only what it can decode as libjpeg would is accepted: 8-bit Huffman progressive (SOF2) JPEGs,
+ * grey or YCbCr, each component at full or half resolution each way, DC scans complete down to
+ * their last bit, and every component with an AC scan of its lowest coefficients (without one,
+ * libjpeg's block smoothing would change the DC values). Anything else (baseline, arithmetic
+ * coding, 12-bit, CMYK, Adobe RGB, markers libjpeg refuses, a damaged or truncated DC scan) is
+ * declined, and the caller decodes the file with libjpeg through ImageMagick as before. Every
+ * read is bounds-checked: the input is untrusted (tests/fuzz/fuzz_jpegdc.c). */
 #ifndef PIXQ_JPEGDC_H
 #define PIXQ_JPEGDC_H
 

@@ -9,9 +9,9 @@ Checks, with libjpeg-turbo's own tools as the reference:
     blocks, a scan script that splits the DC scans per component with three successive-
     approximation steps; for 4:2:0 (libjpeg decodes the chroma at 2x2 there, jpegdc.h) the
     mean absolute error is at most MAE_420 and no sample is further than MAX_420 off;
-  - what it declines (exit 3) and why: a baseline JPEG, arithmetic coding, 12 bits is not
-    made by Debian's tools, so a hand-patched SOF header stands for it, a file cut before its
-    DC scans end; every cut of a progressive file either declines or gives exactly the full
+  - what it declines (exit 3) and why: a baseline JPEG, arithmetic coding, 12 bits (not made
+    by Debian's tools: a hand-patched SOF header stands for it), a file cut before its DC scans
+    end, a file of DC scans only (libjpeg's block smoothing would change its DC values); every cut of a progressive file either declines or gives exactly the full
     file's image (the DC scans were complete), and damaged copies (seeded random bytes)
     decline or decode, never crash (sanitizer builds report through stderr);
   - the worker's path (pixq-apply, PIXQ_JPEG_DC=1 against PIXQ_JPEG_DC=0, the same job):
@@ -161,6 +161,13 @@ def check_declines(args, c, tmp):
     cases["12-bit"] = patched_sof(prog, 4, 12)  # marker, length (2), precision
     cases["arithmetic"] = prog.replace(b"\xff\xc2", b"\xff\xca", 1)
     cases["cut in the first scan"] = prog[:prog.index(b"\xff\xda") + 200]
+    # DC scans only: libjpeg's block smoothing would change the DC values
+    ppm = tmp / "small.ppm"
+    ppm.write_bytes(run(["djpeg", "-scale", "1/8", "-pnm", str(data / "autumn-2560x1600.jpg")],
+                        check=True).stdout)
+    dc_only = tmp / "dc-only.txt"
+    dc_only.write_text("0 1 2: 0-0, 0, 0;\n")
+    cases["DC scans only"] = run(["cjpeg", "-scans", str(dc_only), str(ppm)], check=True).stdout
     cases["empty"] = b""
     cases["not a JPEG"] = b"\x89PNG\r\n\x1a\n" + prog[8:4096]
     for name, blob in cases.items():
