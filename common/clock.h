@@ -5,6 +5,9 @@
 /* Monotonic milliseconds (for durations and deadlines within one process). */
 long clock_mono_ms(void);
 
+/* Monotonic microseconds (for short durations logged precisely). */
+long clock_mono_us(void);
+
 /* Milliseconds since the Unix epoch (for timestamps shown to people or shared between hosts). */
 long clock_wall_ms(void);
 

@@ -52,6 +52,7 @@ struct runner {
     size_t n_parked, cap_parked;
     json_object *objs;  /* objects uploaded by the last run: [{"bucket","region","key"}] */
     const char *job_id; /* of the job running, for log lines; "" between jobs */
+    long fetch_us;      /* spent downloading sources in the current job, microseconds */
 };
 
 /* Prepares `r` from the configuration (which must outlive it) and an HTTP client. */

@@ -17,9 +17,9 @@ Two phases per worker count, each of --jobs jobs:
   postback arrives), so a job never waits behind others: p50 and p99 of the time from its LPUSH
   to its postback's arrival at the receiver. The worker count's jobs/s in this phase is printed
   too.
-"Processing" is the worker's own `processed` debug line (fetch of the source excluded: decode,
-transform, encode of the job, in the worker; its `us` field, microseconds, where the worker
-logs it, else `ms`), its p50 over the latency phase; "in worker" is the
+"Processing" is the worker's own `processed` debug line, decode, transform and encode of the
+job in the worker: its `us` less `fetch_us` (the source's download), microseconds, where the
+worker logs them, else `ms` (download included), its p50 over the latency phase; "in worker" is the
 job_done line's ms (begin to settle: fetch, processing, upload, postback, Redis). The targets
 (issue 7): latency p50 at most 1.15 x processing; 2 workers at least 1.8 x 1 worker's jobs/s.
 
@@ -267,7 +267,8 @@ class Bench:
         events = [e for p in progs for e in p.log_events()]
         lat_ids = {e.get("job_id") for e in events if e.get("event") == "job_done"
                    and e.get("job_id", "").startswith(tag + "lat%d-" % n)}
-        processed = [int(e["us"]) / 1000 if "us" in e else int(e["ms"]) for e in events
+        processed = [(int(e["us"]) - int(e["fetch_us"])) / 1000 if "fetch_us" in e
+                     else int(e["ms"]) for e in events
                      if e.get("event") == "processed" and e.get("job_id") in lat_ids]
         in_worker = [int(e["ms"]) for e in events if e.get("event") == "job_done"
                      and e.get("job_id") in lat_ids]
