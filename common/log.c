@@ -398,15 +398,42 @@ size_t log_line_json(char *out, size_t cap, const char *ts, enum log_level level
 
 /* ---------------------------------------------------------------- writing */
 
-static void format_time(char *out, size_t cap)
+/* "2026-11-28T06:01:02" (at most 20 bytes) of the second `sec`, formatted once a second per
+ * thread: a worker logs several lines a millisecond. */
+static const char *time_base(time_t sec, size_t *len)
+{
+    static _Thread_local time_t cached_sec;
+    static _Thread_local bool cached;
+    static _Thread_local char base[24];
+    static _Thread_local size_t base_len;
+    if (!cached || sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        char full[32];
+        strftime(full, sizeof full, "%Y-%m-%dT%H:%M:%S", &tm);
+        base_len = (size_t)snprintf(base, sizeof base, "%.20s", full);
+        cached_sec = sec;
+        cached = true;
+    }
+    *len = base_len;
+    return base;
+}
+
+/* The line's time stamp, "2026-11-28T06:01:02.345Z", into `out` (at least 26 bytes). */
+static void format_time(char *out)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char base[32];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, cap, "%.20s.%03dZ", base, (int)(tv.tv_usec / 1000) % 1000);
+    size_t n;
+    const char *base = time_base(tv.tv_sec, &n);
+    int ms = (int)(tv.tv_usec / 1000) % 1000;
+    memcpy(out, base, n);
+    out[n] = '.';
+    out[n + 1] = (char)('0' + ms / 100);
+    out[n + 2] = (char)('0' + ms / 10 % 10);
+    out[n + 3] = (char)('0' + ms % 10);
+    out[n + 4] = 'Z';
+    out[n + 5] = '\0';
 }
 
 /* Writes the whole line with one write(2) where the kernel allows (pipes: up to PIPE_BUF). */
@@ -425,19 +452,39 @@ static void write_line(const char *s, size_t n)
     }
 }
 
+/* Appends the C string `s` to the `*n` bytes of `out`, cut to fit `cap` with its NUL (as
+ * snprintf cuts). */
+static void put(char *out, size_t cap, size_t *n, const char *s)
+{
+    size_t len = strlen(s), room = cap - 1 - *n;
+    len = len < room ? len : room;
+    memcpy(out + *n, s, len);
+    *n += len;
+    out[*n] = '\0';
+}
+
+/* "ts=... level=... event=...[ pid=...][ fields]", at most cap - 1 bytes. */
 static size_t text_line(char *out, size_t cap, const char *ts, enum log_level level,
                         const char *event, const char *fields)
 {
-    int n = snprintf(out, cap, "ts=%s level=%s event=%s", ts, level_names[level], event);
-    if (n > 0 && log_pid > 0 && (size_t)n < cap) {
-        n += snprintf(out + n, cap - (size_t)n, " pid=%ld", log_pid);
+    size_t n = 0;
+    out[0] = '\0';
+    put(out, cap, &n, "ts=");
+    put(out, cap, &n, ts);
+    put(out, cap, &n, " level=");
+    put(out, cap, &n, level_names[level]);
+    put(out, cap, &n, " event=");
+    put(out, cap, &n, event);
+    if (log_pid > 0) {
+        char pid[32];
+        snprintf(pid, sizeof pid, " pid=%ld", log_pid);
+        put(out, cap, &n, pid);
     }
-    n = n < 0 ? 0 : (size_t)n >= cap ? (int)cap - 1 : n;
-    if (fields[0] != '\0' && (size_t)n < cap - 2) {
-        n += snprintf(out + n, cap - (size_t)n, " %s", fields);
-        n = (size_t)n >= cap ? (int)cap - 1 : n;
+    if (fields[0] != '\0' && n < cap - 2) {
+        put(out, cap, &n, " ");
+        put(out, cap, &n, fields);
     }
-    return (size_t)n;
+    return n;
 }
 
 void log_event(enum log_level level, const char *event, const char *fields, ...)
@@ -445,7 +492,7 @@ void log_event(enum log_level level, const char *event, const char *fields, ...)
     char ts[40];
     char text[LOG_TEXT_MAX];
     char line[LOG_JSON_MAX];
-    format_time(ts, sizeof ts);
+    format_time(ts);
     va_list ap;
     va_start(ap, fields);
     format_fields(text, sizeof text, fields, ap);

@@ -28,7 +28,9 @@ static const char *const script_name[RQ_SCRIPT_COUNT] = {
     "rl_feedback", "rl_show", "park",      "upload_done",
 };
 
-#define MAX_ARGS 4096 /* most keys plus arguments of one script call */
+#define MAX_ARGS       4096  /* most keys plus arguments of one script call */
+#define STACK_ARGS     32    /* a script call with at most this many words allocates no vector */
+#define CMD_KEEP_BYTES 65536 /* a command buffer larger than this is freed after its command */
 
 struct rq {
     redisContext *ctx; /* NULL while disconnected */
@@ -38,6 +40,8 @@ struct rq {
     unsigned long io_errors;   /* commands lost to I/O failures since the start */
     unsigned long round_trips; /* replies waited for since the start (a pipeline counts once) */
     char sha[RQ_SCRIPT_COUNT][2 * SHA_DIGEST_LENGTH + 1];
+    char *cmd; /* the command being sent, in RESP, kept for the next one (see append_cmd) */
+    size_t cmd_len, cmd_cap;
 };
 
 /* ---------------------------------------------------------------- URL parsing */
@@ -289,6 +293,7 @@ void rq_destroy(struct rq *r)
         return;
     }
     drop(r);
+    free(r->cmd);
     free(r);
 }
 
@@ -349,24 +354,120 @@ static void log_round_trip(const char *cmd, int len, const char *script, long lo
               rep != NULL && rep->type != REDIS_REPLY_ERROR);
 }
 
-/* rq_commandv, with the script's name for the timing line (NULL: not a script). */
-static redisReply *commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
-                            const size_t *lens, const char *script, struct err *e)
+/* ---------------------------------------------------------------- commands in RESP */
+
+static size_t digits(size_t n)
 {
-    if (ensure_connected(r, e) < 0) {
+    size_t d = 1;
+    for (; n >= 10; n /= 10) {
+        d++;
+    }
+    return d;
+}
+
+/* Writes "<kind><n>\r\n" (RESP's "*3\r\n" or "$7\r\n") at `p`; returns the end. */
+static char *put_head(char *p, char kind, size_t n)
+{
+    size_t d = digits(n);
+    p[0] = kind;
+    for (size_t i = d; i > 0; i--, n /= 10) {
+        p[i] = (char)('0' + n % 10);
+    }
+    p[d + 1] = '\r';
+    p[d + 2] = '\n';
+    return p + d + 3;
+}
+
+static int reserve_cmd(struct rq *r, size_t need)
+{
+    if (need <= r->cmd_cap) {
+        return 0;
+    }
+    char *p = realloc(r->cmd, need);
+    if (p == NULL) {
+        return -1;
+    }
+    r->cmd = p;
+    r->cmd_cap = need;
+    return 0;
+}
+
+/* Formats an argument vector (`lens` NULL for C strings) into r->cmd: the bytes
+ * redisFormatCommandArgv makes, without its per-argument sds formatting. */
+static int format_argv(struct rq *r, int argc, const char **argv, const size_t *lens, struct err *e)
+{
+    size_t total = digits((size_t)argc) + 3;
+    for (int i = 0; i < argc; i++) {
+        size_t len = lens != NULL ? lens[i] : strlen(argv[i]);
+        total += digits(len) + len + 5;
+    }
+    if (reserve_cmd(r, total) < 0) {
+        return err_set(e, "out of memory");
+    }
+    char *p = put_head(r->cmd, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        size_t len = lens != NULL ? lens[i] : strlen(argv[i]);
+        p = put_head(p, '$', len);
+        memcpy(p, argv[i], len);
+        p[len] = '\r';
+        p[len + 1] = '\n';
+        p += len + 2;
+    }
+    r->cmd_len = (size_t)(p - r->cmd);
+    return 0;
+}
+
+/* Hands r->cmd to hiredis's output buffer, sent when a reply is read. Returns 0, or -1 if hiredis
+ * ran out of memory. A large buffer (a parked image) is not kept for the next command. */
+static int append_cmd(struct rq *r)
+{
+    int rc = redisAppendFormattedCommand(r->ctx, r->cmd, r->cmd_len);
+    if (r->cmd_cap > CMD_KEEP_BYTES) {
+        free(r->cmd);
+        r->cmd = NULL;
+        r->cmd_cap = 0;
+    }
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+/* Sends r->cmd and waits for its reply (redisCommandArgv's steps): the reply, or NULL on I/O
+ * failure (hiredis's message in r->ctx->errstr). */
+static redisReply *send_cmd(struct rq *r)
+{
+    void *rep = NULL;
+    if (append_cmd(r) < 0 || redisGetReply(r->ctx, &rep) != REDIS_OK) {
         return NULL;
     }
+    return rep;
+}
+
+/* Runs the command formatted in r->cmd: `name` (`len` bytes) and the script's name (NULL: not a
+ * script) are for the timing line. As rq_commandv. */
+static redisReply *round_trip(struct rq *r, long extra_timeout_ms, const char *name, int len,
+                              const char *script, struct err *e)
+{
     if (extra_timeout_ms > 0) {
         redisSetTimeout(r->ctx, ms_to_tv(r->timeout_ms + extra_timeout_ms));
     }
     r->round_trips++;
     long long t0 = mono_us();
-    redisReply *rep = redisCommandArgv(r->ctx, argc, argv, lens);
-    log_round_trip(argv[0], lens != NULL ? (int)lens[0] : (int)strlen(argv[0]), script, t0, rep);
+    redisReply *rep = send_cmd(r);
+    log_round_trip(name, len, script, t0, rep);
     if (extra_timeout_ms > 0 && r->ctx != NULL && rep != NULL) {
         redisSetTimeout(r->ctx, ms_to_tv(r->timeout_ms));
     }
     return check_reply(r, rep, e);
+}
+
+/* rq_commandv, with the script's name for the timing line (NULL: not a script). */
+static redisReply *commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
+                            const size_t *lens, const char *script, struct err *e)
+{
+    if (ensure_connected(r, e) < 0 || format_argv(r, argc, argv, lens, e) < 0) {
+        return NULL;
+    }
+    int len = lens != NULL ? (int)lens[0] : (int)strlen(argv[0]);
+    return round_trip(r, extra_timeout_ms, argv[0], len, script, e);
 }
 
 redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
@@ -420,7 +521,11 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        if (redisAppendCommandArgv(r->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens) != REDIS_OK) {
+        if (format_argv(r, cmds[i].argc, cmds[i].argv, cmds[i].lens, e) < 0) {
+            drop(r); /* the commands appended already must not reach Redis */
+            return -1;
+        }
+        if (append_cmd(r) < 0) {
             return pipeline_lost(r, 0, replies, e);
         }
     }
@@ -444,20 +549,11 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
     return rc;
 }
 
-static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
-                           const char **args, const size_t *arglens, struct err *e)
+/* Fills argv and lens (nkeys + nargs + 3 words) with EVALSHA <sha> <nkeys> keys... args... */
+static void script_argv(struct rq *r, enum rq_script s, const char *nk, int nkeys,
+                        const char **keys, int nargs, const char **args, const size_t *arglens,
+                        const char **argv, size_t *lens)
 {
-    size_t total = (size_t)nkeys + (size_t)nargs + 3;
-    const char **argv = malloc(total * sizeof *argv);
-    size_t *lens = malloc(total * sizeof *lens);
-    if (argv == NULL || lens == NULL) {
-        free(argv);
-        free(lens);
-        err_set(e, "out of memory");
-        return NULL;
-    }
-    char nk[16];
-    snprintf(nk, sizeof nk, "%d", nkeys);
     argv[0] = "EVALSHA";
     argv[1] = r->sha[s];
     argv[2] = nk;
@@ -473,9 +569,30 @@ static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char
     for (int i = 0; i < 3; i++) {
         lens[i] = strlen(argv[i]);
     }
-    redisReply *rep = commandv(r, 0, n, argv, lens, script_name[s], e);
-    free(argv);
-    free(lens);
+}
+
+static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
+                           const char **args, const size_t *arglens, struct err *e)
+{
+    size_t total = (size_t)nkeys + (size_t)nargs + 3;
+    const char *argv_stack[STACK_ARGS];
+    size_t lens_stack[STACK_ARGS];
+    bool small = total <= STACK_ARGS;
+    const char **argv = small ? argv_stack : malloc(total * sizeof *argv);
+    size_t *lens = small ? lens_stack : malloc(total * sizeof *lens);
+    redisReply *rep = NULL;
+    if (argv == NULL || lens == NULL) {
+        err_set(e, "out of memory");
+    } else {
+        char nk[16];
+        snprintf(nk, sizeof nk, "%d", nkeys);
+        script_argv(r, s, nk, nkeys, keys, nargs, args, arglens, argv, lens);
+        rep = commandv(r, 0, (int)total, argv, lens, script_name[s], e);
+    }
+    if (!small) {
+        free(argv);
+        free(lens);
+    }
     return rep;
 }
 

@@ -20,8 +20,8 @@ struct src_ref {
 };
 
 struct src_refs {
-    struct src_ref items[SRC_MAX_REFS];
-    size_t n;
+    struct src_ref *items; /* grown on the first add: most jobs keep no image */
+    size_t n, cap;
 };
 
 struct src_refs *src_refs_create(void)
@@ -38,6 +38,7 @@ void src_refs_destroy(struct src_refs *r)
         free(r->items[i].identifier);
         buf_finish(&r->items[i].bytes);
     }
+    free(r->items);
     free(r);
 }
 
@@ -51,6 +52,20 @@ static struct src_ref *ref_find(const struct src_refs *r, const char *identifier
     return NULL;
 }
 
+/* Room for more references (4, then twice as many, up to SRC_MAX_REFS). */
+static int grow(struct src_refs *r)
+{
+    size_t cap = r->cap == 0 ? 4 : r->cap * 2;
+    cap = cap > SRC_MAX_REFS ? SRC_MAX_REFS : cap;
+    struct src_ref *p = realloc(r->items, cap * sizeof *p);
+    if (p == NULL) {
+        return -1;
+    }
+    r->items = p;
+    r->cap = cap;
+    return 0;
+}
+
 int src_refs_add(struct src_refs *r, const char *identifier, const void *data, size_t len,
                  struct err *e)
 {
@@ -58,6 +73,9 @@ int src_refs_add(struct src_refs *r, const char *identifier, const void *data, s
     if (ref == NULL) {
         if (r->n == SRC_MAX_REFS) {
             return err_set(e, "too many pre_process images (at most %d)", SRC_MAX_REFS);
+        }
+        if (r->n == r->cap && grow(r) < 0) {
+            return err_set(e, "out of memory");
         }
         ref = &r->items[r->n];
         ref->identifier = strdup(identifier);

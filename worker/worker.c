@@ -38,6 +38,8 @@ struct wqueue {
     char delayed_key[RQ_KEY_MAX];
     char recov_key[RQ_KEY_MAX];
     char tput_key[RQ_KEY_MAX];
+    char prefix[RQ_KEY_MAX]; /* "pixq:{name}:", which every per-job key starts with */
+    size_t prefix_len;
     long next_promote_at; /* monotonic ms */
     bool due_soon;        /* next_promote_at is a delayed job's due time, not a routine look */
 };
@@ -51,6 +53,7 @@ struct worker {
     struct runner runner;
     struct job_limits limits;
     char id[300];
+    char ttl_arg[32], dead_max_arg[32], dead_age_arg[32]; /* settings as script arguments */
     struct wqueue q[LEASE_QUEUES_MAX];
     size_t nq;
     struct wqueue *cur; /* the queue of the payload in hand: it settles there */
@@ -108,9 +111,11 @@ static int queue_keys(struct wqueue *q, const char *wid, struct err *e)
         rq_key(q->stats_key, RQ_KEY_MAX, q->name, "stats") < 0 ||
         rq_key(q->delayed_key, RQ_KEY_MAX, q->name, "delayed") < 0 ||
         rq_key(q->recov_key, RQ_KEY_MAX, q->name, "recov") < 0 ||
-        rq_key(q->tput_key, RQ_KEY_MAX, q->name, "tput") < 0) {
+        rq_key(q->tput_key, RQ_KEY_MAX, q->name, "tput") < 0 ||
+        rq_key(q->prefix, RQ_KEY_MAX, q->name, "") < 0) {
         return err_set(e, "PIXQ_QUEUE: queue name '%.100s' too long", q->name);
     }
+    q->prefix_len = strlen(q->prefix);
     return 0;
 }
 
@@ -167,6 +172,9 @@ static void init_settings(struct worker *w)
         .max_depth = (int)c->max_json_depth,
         .max_functions = (size_t)c->max_functions,
     };
+    snprintf(w->ttl_arg, sizeof w->ttl_arg, "%ld", c->result_ttl_s);
+    snprintf(w->dead_max_arg, sizeof w->dead_max_arg, "%ld", c->dead_max);
+    snprintf(w->dead_age_arg, sizeof w->dead_age_arg, "%ld", c->dead_max_age_s * 1000);
 }
 
 struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, struct err *e)
@@ -231,17 +239,30 @@ const char *worker_id(const struct worker *w)
     return w->id;
 }
 
-/* pixq:{Q}:<what>:<job_id>, or pixq:{Q}:<what>:<job_id>:<n> when n >= 0. */
+/* Appends `n` bytes of `s` to the `*len` bytes of `out`, cut to fit `cap` with its NUL. */
+static void key_put(char *out, size_t cap, size_t *len, const char *s, size_t n)
+{
+    size_t room = cap - 1 - *len;
+    n = n < room ? n : room;
+    memcpy(out + *len, s, n);
+    *len += n;
+    out[*len] = '\0';
+}
+
+/* pixq:{Q}:<what>:<job_id>, or pixq:{Q}:<what>:<job_id>:<n> when n >= 0 (the queue in use). */
 static void job_key(struct worker *w, const char *job_id, const char *what, int n, char *out,
                     size_t cap)
 {
-    char suffix[JOB_ID_MAX + 48];
-    if (n < 0) {
-        snprintf(suffix, sizeof suffix, "%s:%s", what, job_id);
-    } else {
-        snprintf(suffix, sizeof suffix, "%s:%s:%d", what, job_id, n);
+    size_t len = 0;
+    key_put(out, cap, &len, w->cur->prefix, w->cur->prefix_len);
+    key_put(out, cap, &len, what, strlen(what));
+    key_put(out, cap, &len, ":", 1);
+    key_put(out, cap, &len, job_id, strlen(job_id));
+    if (n >= 0) {
+        char num[16];
+        int k = snprintf(num, sizeof num, ":%d", n);
+        key_put(out, cap, &len, num, (size_t)k);
     }
-    rq_key(out, cap, w->queue, suffix);
 }
 
 /* ---------------------------------------------------------------- settling in Redis */
@@ -275,7 +296,7 @@ struct settlement {
 /* finish.lua's keys and arguments (see its header). */
 struct finish_call {
     char result_key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
-    char ttl[32], dead_max[32], dead_age[32], posted[32];
+    char posted[32];
     const char *keys[8], *args[9];
     size_t lens[9];
 };
@@ -287,9 +308,6 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
             sizeof c->result_key);
     job_key(w, s->posted_id != NULL ? s->posted_id : "", "job", -1, c->job_hash,
             sizeof c->job_hash);
-    snprintf(c->ttl, sizeof c->ttl, "%ld", w->cfg->result_ttl_s);
-    snprintf(c->dead_max, sizeof c->dead_max, "%ld", w->cfg->dead_max);
-    snprintf(c->dead_age, sizeof c->dead_age, "%ld", w->cfg->dead_max_age_s * 1000);
     c->posted[0] = '\0';
     if (s->posted_id != NULL) {
         snprintf(c->posted, sizeof c->posted, "%ld", clock_wall_ms());
@@ -297,8 +315,8 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
     const char *keys[] = {w->active_key, c->result_key,    w->dead_key, w->stats_key,
                           w->recov_key,  w->cur->tput_key, c->job_hash, w->jobs_key};
     const char *args[] = {
-        payload->data,     s->result,  c->ttl,      s->dead != NULL ? s->dead : "",
-        c->dead_max,       s->counter, c->dead_age, c->posted,
+        payload->data,     s->result,  w->ttl_arg,      s->dead != NULL ? s->dead : "",
+        w->dead_max_arg,   s->counter, w->dead_age_arg, c->posted,
         next ? "next" : ""};
     memcpy(c->keys, keys, sizeof keys);
     memcpy(c->args, args, sizeof args);
@@ -405,11 +423,10 @@ static int adopt(struct worker *w, struct task *t, struct err *e)
 /* Counts this run of the job (begin.lua). Returns the run number (1 for the first), or -1. */
 static long begin_run(struct worker *w, const struct job *j, struct err *e)
 {
-    char key[RQ_KEY_MAX], ttl[32];
+    char key[RQ_KEY_MAX];
     job_key(w, j->id, "job", -1, key, sizeof key);
-    snprintf(ttl, sizeof ttl, "%ld", w->cfg->result_ttl_s);
     const char *keys[] = {key, w->stats_key};
-    const char *args[] = {ttl};
+    const char *args[] = {w->ttl_arg};
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, keys, 1, args, NULL, e);
     if (r == NULL) {
         return -1;

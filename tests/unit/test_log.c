@@ -226,6 +226,47 @@ static void test_job_context(void)
     CHECK(len > 3000 && len < LOG_TEXT_MAX);
 }
 
+static void emit_long(void)
+{
+    static char big[5000];
+    memset(big, 'b', sizeof big - 1);
+    LOG_INFO("long", "v=%s", big);
+    LOG_INFO("a", "x=1");
+    LOG_INFO("b", "y=2");
+}
+
+/* Whether `ts` reads YYYY-MM-DDTHH:MM:SS.mmmZ. */
+static bool ts_shape(const char *ts)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+    for (size_t i = 0; i < sizeof shape - 1; i++) {
+        bool ok = shape[i] == 'd' ? ts[i] >= '0' && ts[i] <= '9' : ts[i] == shape[i];
+        if (!ok) {
+            return false;
+        }
+    }
+    return ts[sizeof shape - 1] == ' ';
+}
+
+/* A text line is cut to LOG_TEXT_MAX - 1 bytes with its newline; time stamps have one shape, and
+ * lines logged in a row carry the same second or a later one. */
+static void test_text_lines(void)
+{
+    static char out[4 * LOG_TEXT_MAX];
+    capture(emit_long, out, sizeof out);
+    CHECK_INT((long)strcspn(out, "\n"), LOG_TEXT_MAX - 2);
+    const char *a = strstr(out, "\nts=");
+    const char *b = a != NULL ? strstr(a + 1, "\nts=") : NULL;
+    CHECK(a != NULL && b != NULL);
+    if (a == NULL || b == NULL) {
+        return;
+    }
+    CHECK(ts_shape(out + 3) && ts_shape(a + 4) && ts_shape(b + 4));
+    CHECK(strncmp(out + 3, a + 4, 19) <= 0 && strncmp(a + 4, b + 4, 19) <= 0);
+    CHECK(strstr(a, " level=info event=a x=1\n") != NULL);
+    CHECK(strstr(b, " level=info event=b y=2\n") != NULL);
+}
+
 static void test_log_event(void)
 {
     char out[LOG_JSON_MAX];
@@ -258,5 +299,6 @@ int main(void)
     test_parse();
     test_log_event();
     test_job_context();
+    test_text_lines();
     return check_summary("log");
 }
