@@ -68,31 +68,40 @@ static int save_output(struct walk *wk, MagickWand *w, const struct job_save *sa
     return rc;
 }
 
-static int walk_tree(struct walk *wk, MagickWand *parent, const struct job_fn *fns, size_t n,
+static int walk_tree(struct walk *wk, MagickWand **parent, const struct job_fn *fns, size_t n,
                      struct err *e);
 
-static int run_fn(struct walk *wk, MagickWand *parent, const struct job_fn *f, struct err *e)
+/* Runs one function on a copy of *parent, or on *parent itself when `take` (its last user): the
+ * wand is then consumed and *parent set to NULL. */
+static int run_fn(struct walk *wk, MagickWand **parent, bool take, const struct job_fn *f,
+                  struct err *e)
 {
-    MagickWand *w = CloneMagickWand(parent);
+    MagickWand *w = take ? *parent : CloneMagickWand(*parent);
     if (w == NULL) {
         return err_set(e, "out of memory");
+    }
+    if (take) {
+        *parent = NULL;
     }
     int rc = op_find(f->name)->run(w, f->params, &wk->ctx, e);
     if (rc == 0 && f->save != NULL) {
         rc = save_output(wk, w, f->save, e);
     }
     if (rc == 0) {
-        rc = walk_tree(wk, w, f->children, f->n_children, e);
+        rc = walk_tree(wk, &w, f->children, f->n_children, e);
     }
-    DestroyMagickWand(w);
+    if (w != NULL) {
+        DestroyMagickWand(w);
+    }
     return rc;
 }
 
-static int walk_tree(struct walk *wk, MagickWand *parent, const struct job_fn *fns, size_t n,
+/* Runs every function of a level; the last one takes the parent, which no one needs after it. */
+static int walk_tree(struct walk *wk, MagickWand **parent, const struct job_fn *fns, size_t n,
                      struct err *e)
 {
     for (size_t i = 0; i < n; i++) {
-        if (run_fn(wk, parent, &fns[i], e) < 0) {
+        if (run_fn(wk, parent, i + 1 == n, &fns[i], e) < 0) {
             return -1;
         }
     }
@@ -171,7 +180,7 @@ int proc_run(const struct job *j, struct src_image *src, const struct proc_opts 
         .ctx = {.max_pixels = o->max_pixels, .load = o->load, .load_user = o->load_user},
         .out = out,
     };
-    return walk_tree(&wk, src->wand, j->functions, j->n_functions, e);
+    return walk_tree(&wk, &src->wand, j->functions, j->n_functions, e);
 }
 
 void proc_result_finish(struct proc_result *r)

@@ -55,7 +55,8 @@ int proc_check(const struct job *j, struct err *e);
  * (original_meta), auto-orients it (unless the job says not to), walks the tree and encodes
  * each save into `out` (initialised here; release with
  * proc_result_finish(), also after a failure, which may leave original_meta set). The source's
- * wand is changed (oriented). Returns 0 or -1. */
+ * wand is consumed: the tree's last function at the top level works on it rather than on a copy
+ * (src->wand is then NULL; src_image_finish() still releases the rest). Returns 0 or -1. */
 int proc_run(const struct job *j, struct src_image *src, const struct proc_opts *o,
              struct proc_result *out, struct err *e);
 
