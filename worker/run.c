@@ -512,7 +512,9 @@ static int post_back(struct runner *w, const struct job *job, const char *body)
     };
     struct http_response resp;
     http_response_init(&resp);
+    long t0 = clock_mono_us();
     rc = rc < 0 ? rc : http_perform(w->http, &req, &resp, &e);
+    double ms = (double)(clock_mono_us() - t0) / 1000.0;
     if (rc == 0 && resp.status / 100 != 2) {
         rc = err_set(&e, "postback answered HTTP %ld", resp.status);
     }
@@ -520,7 +522,7 @@ static int post_back(struct runner *w, const struct job *job, const char *body)
     if (rc < 0) {
         LOG_WARN("postback_failed", "job_id=%s error=%s", job->id, log_quote(e.msg, q, sizeof q));
     } else {
-        LOG_DEBUG("postback_sent", "job_id=%s status=%ld", job->id, resp.status);
+        LOG_DEBUG("postback_sent", "job_id=%s status=%ld ms=%.3f", job->id, resp.status, ms);
     }
     http_response_finish(&resp);
     return rc < 0 ? -1 : 0;

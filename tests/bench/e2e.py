@@ -272,6 +272,10 @@ class Bench:
                      if e.get("event") == "processed" and e.get("job_id") in lat_ids]
         in_worker = [int(e["ms"]) for e in events if e.get("event") == "job_done"
                      and e.get("job_id") in lat_ids]
+        def p50_of(event, field, scale=1.0):
+            return pct([float(e[field]) * scale for e in events if e.get("event") == event
+                        and field in e and e.get("job_id") in lat_ids], 50)
+
         failed = [e for e in events if e.get("event") == "job_failed"]
         if failed:
             raise RuntimeError("%d jobs failed, first: %r" % (len(failed), failed[0]))
@@ -280,7 +284,10 @@ class Bench:
                 "closed_loop_jobs_per_s": lat_rate, "p50_ms": pct(lat, 50),
                 "p99_ms": pct(lat, 99), "processing_p50_ms": pct(processed, 50),
                 "processing_mean_ms": sum(processed) / max(1, len(processed)),
-                "in_worker_p50_ms": pct(in_worker, 50)}
+                "in_worker_p50_ms": pct(in_worker, 50),
+                "fetch_p50_ms": p50_of("processed", "fetch_us", 0.001),
+                "put_p50_ms": p50_of("s3_put", "ms"),
+                "postback_p50_ms": p50_of("postback_sent", "ms")}
 
 
 def report(rows, opts):
@@ -303,6 +310,11 @@ def report_size(rows, size, opts):
             row["workers"], row["throughput_jobs_per_s"], row["closed_loop_jobs_per_s"],
             row["p50_ms"], row["p99_ms"], row["processing_p50_ms"], row["in_worker_p50_ms"],
             row["p50_ms"] / max(row["processing_p50_ms"], 0.001)))
+    for row in rows:
+        print("  %d worker%s, in the worker beside processing (p50): source download %.1f ms, "
+              "PUT to s3rver %.1f ms, postback %.1f ms" % (
+                  row["workers"], "s" if row["workers"] > 1 else "", row["fetch_p50_ms"],
+                  row["put_p50_ms"], row["postback_p50_ms"]))
     if len(rows) == 2:
         print("scaling 2 workers / 1 worker: %.2f (throughput phase)"
               % (rows[1]["throughput_jobs_per_s"] / rows[0]["throughput_jobs_per_s"]))
