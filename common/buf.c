@@ -30,7 +30,7 @@ void buf_reset(struct buf *b)
     }
 }
 
-static int reserve(struct buf *b, size_t n)
+int buf_reserve(struct buf *b, size_t n)
 {
     if (n > b->max - b->len) {
         return -1;
@@ -54,7 +54,7 @@ static int reserve(struct buf *b, size_t n)
 
 int buf_append(struct buf *b, const void *p, size_t n)
 {
-    if (reserve(b, n) < 0) {
+    if (buf_reserve(b, n) < 0) {
         return -1;
     }
     if (n > 0) {
@@ -76,7 +76,7 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || reserve(b, (size_t)n) < 0) {
+    if (n < 0 || buf_reserve(b, (size_t)n) < 0) {
         return -1;
     }
     va_start(ap, fmt);

@@ -24,6 +24,10 @@ void buf_finish(struct buf *b);
 /* Empties the buffer, keeping its allocation. */
 void buf_reset(struct buf *b);
 
+/* Makes room for `n` more bytes (and the NUL) after the contents, so that data + len may be
+ * written up to n bytes. Returns 0, or -1 if the cap would be exceeded or memory ran out. */
+int buf_reserve(struct buf *b, size_t n);
+
 /* Appends `n` bytes. Returns 0, or -1 if the cap would be exceeded or memory ran out (then `b` is
  * unchanged). */
 int buf_append(struct buf *b, const void *p, size_t n);

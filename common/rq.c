@@ -10,6 +10,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "buf.h"
 #include "hash.h"
 #include "log.h"
 
@@ -40,8 +41,7 @@ struct rq {
     unsigned long io_errors;   /* commands lost to I/O failures since the start */
     unsigned long round_trips; /* replies waited for since the start (a pipeline counts once) */
     char sha[RQ_SCRIPT_COUNT][2 * SHA_DIGEST_LENGTH + 1];
-    char *cmd; /* the command being sent, in RESP, kept for the next one (see append_cmd) */
-    size_t cmd_len, cmd_cap;
+    struct buf cmd; /* the command being sent, in RESP, kept for the next one (see append_cmd) */
 };
 
 /* ---------------------------------------------------------------- URL parsing */
@@ -279,6 +279,7 @@ struct rq *rq_create(const char *url, long timeout_ms, struct err *e)
         return NULL;
     }
     r->timeout_ms = timeout_ms;
+    buf_init(&r->cmd, 0);
     if (rq_parse_url(url, &r->url, e) < 0 || connect_now(r, e) < 0) {
         free(r);
         return NULL;
@@ -293,7 +294,7 @@ void rq_destroy(struct rq *r)
         return;
     }
     drop(r);
-    free(r->cmd);
+    buf_finish(&r->cmd);
     free(r);
 }
 
@@ -378,20 +379,6 @@ static char *put_head(char *p, char kind, size_t n)
     return p + d + 3;
 }
 
-static int reserve_cmd(struct rq *r, size_t need)
-{
-    if (need <= r->cmd_cap) {
-        return 0;
-    }
-    char *p = realloc(r->cmd, need);
-    if (p == NULL) {
-        return -1;
-    }
-    r->cmd = p;
-    r->cmd_cap = need;
-    return 0;
-}
-
 /* Formats an argument vector (`lens` NULL for C strings) into r->cmd: the bytes
  * redisFormatCommandArgv makes, without its per-argument sds formatting. */
 static int format_argv(struct rq *r, int argc, const char **argv, const size_t *lens, struct err *e)
@@ -401,10 +388,11 @@ static int format_argv(struct rq *r, int argc, const char **argv, const size_t *
         size_t len = lens != NULL ? lens[i] : strlen(argv[i]);
         total += digits(len) + len + 5;
     }
-    if (reserve_cmd(r, total) < 0) {
+    buf_reset(&r->cmd);
+    if (buf_reserve(&r->cmd, total) < 0) {
         return err_set(e, "out of memory");
     }
-    char *p = put_head(r->cmd, '*', (size_t)argc);
+    char *p = put_head(r->cmd.data, '*', (size_t)argc);
     for (int i = 0; i < argc; i++) {
         size_t len = lens != NULL ? lens[i] : strlen(argv[i]);
         p = put_head(p, '$', len);
@@ -413,7 +401,7 @@ static int format_argv(struct rq *r, int argc, const char **argv, const size_t *
         p[len + 1] = '\n';
         p += len + 2;
     }
-    r->cmd_len = (size_t)(p - r->cmd);
+    r->cmd.len = (size_t)(p - r->cmd.data);
     return 0;
 }
 
@@ -421,11 +409,9 @@ static int format_argv(struct rq *r, int argc, const char **argv, const size_t *
  * ran out of memory. A large buffer (a parked image) is not kept for the next command. */
 static int append_cmd(struct rq *r)
 {
-    int rc = redisAppendFormattedCommand(r->ctx, r->cmd, r->cmd_len);
-    if (r->cmd_cap > CMD_KEEP_BYTES) {
-        free(r->cmd);
-        r->cmd = NULL;
-        r->cmd_cap = 0;
+    int rc = redisAppendFormattedCommand(r->ctx, r->cmd.data, r->cmd.len);
+    if (r->cmd.cap > CMD_KEEP_BYTES) {
+        buf_finish(&r->cmd);
     }
     return rc == REDIS_OK ? 0 : -1;
 }
