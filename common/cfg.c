@@ -185,8 +185,26 @@ static const struct cfg_entry table[] = {
     /* running a fleet */
     {"processes", "PIXQ_PROCESSES", T_LONG, F(processes), 1, 256, "1", false,
      "worker processes, each single-threaded, under one supervisor that restarts any that die"},
+    {"restart-quick-exit-ms", "PIXQ_RESTART_QUICK_EXIT_MS", T_LONG, F(restart_quick_exit_ms), 0,
+     3600000, "10000", false,
+     "a worker process that dies sooner than this after its start is crash-looping"},
+    {"restart-backoff-min-ms", "PIXQ_RESTART_BACKOFF_MIN_MS", T_LONG, F(restart_backoff_min_ms),
+     10, 3600000, "1000", false,
+     "wait before a crash-looping worker's second quick restart, doubling after each"},
+    {"restart-backoff-max-ms", "PIXQ_RESTART_BACKOFF_MAX_MS", T_LONG, F(restart_backoff_max_ms),
+     10, 3600000, "30000", false, "longest wait before a worker process is started again"},
+    {"stop-grace-ms", "PIXQ_STOP_GRACE_MS", T_LONG, F(stop_grace_ms), 0, 3600000, "5000", false,
+     "on stop, worker processes still running this long after PIXQ_SHUTDOWN_TIMEOUT_MS are killed"},
     {"metrics-addr", "PIXQ_METRICS_ADDR", T_STR, F(metrics_addr), 0, 0, "", false,
      "HOST:PORT to serve Prometheus metrics on (e.g. 127.0.0.1:9464); empty: off"},
+    {"metrics-max-connections", "PIXQ_METRICS_MAX_CONNECTIONS", T_LONG,
+     F(metrics_max_connections), 1, 4096, "16", false,
+     "connections the metrics server serves at once (a new one replaces the oldest idle one)"},
+    {"metrics-max-request-bytes", "PIXQ_METRICS_MAX_REQUEST_BYTES", T_LONG,
+     F(metrics_max_request_bytes), 256, 1048576, "8192", false,
+     "longest request line and headers the metrics server reads (431 past it)"},
+    {"metrics-timeout-ms", "PIXQ_METRICS_TIMEOUT_MS", T_LONG, F(metrics_timeout_ms), 100, 600000,
+     "5000", false, "the metrics server drops a connection this long after accepting it"},
     {"log-format", "PIXQ_LOG_FORMAT", T_STR, F(log_format), 0, 0, "text", false,
      "text (key=value) or json, one line per event"},
 };
@@ -545,6 +563,10 @@ static int cross_check(const struct cfg *c, struct err *e)
     }
     if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0) {
         return err_set(e, "PIXQ_LOG_FORMAT: '%s' is not text or json", c->log_format);
+    }
+    if (c->restart_backoff_min_ms > c->restart_backoff_max_ms) {
+        return err_set(e,
+                       "PIXQ_RESTART_BACKOFF_MIN_MS must not exceed PIXQ_RESTART_BACKOFF_MAX_MS");
     }
     if (c->metrics_addr[0] != '\0' && !valid_host_port(c->metrics_addr)) {
         return err_set(e, "PIXQ_METRICS_ADDR: '%s' is not HOST:PORT", c->metrics_addr);

@@ -88,7 +88,14 @@ struct cfg {
 
     /* running a fleet */
     long processes;                 /* worker processes under one supervisor (1: no supervisor) */
+    long restart_quick_exit_ms;     /* a worker dying sooner after its start is crash-looping */
+    long restart_backoff_min_ms;    /* its wait before the second quick restart, then doubling */
+    long restart_backoff_max_ms;    /* longest wait before a restart */
+    long stop_grace_ms;             /* past the shutdown timeout, remaining workers are killed */
     char metrics_addr[CFG_STR_MAX]; /* HOST:PORT to serve Prometheus metrics on; "" off */
+    long metrics_max_connections;   /* the metrics server's connections at once */
+    long metrics_max_request_bytes; /* ... bytes of request head */
+    long metrics_timeout_ms;        /* ... time from accept to the end of an answer */
     char log_format[CFG_STR_MAX];   /* "text" (key=value) or "json" */
 };
 

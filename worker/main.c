@@ -150,7 +150,10 @@ static int start_metrics(const struct cfg *cfg, struct mhttp **out)
     }
     struct err e = {{0}};
     if (metrics_init(&e) == 0) {
-        *out = mhttp_create(cfg->metrics_addr, &e);
+        const struct mhttp_limits lim = {(int)cfg->metrics_max_connections,
+                                         (size_t)cfg->metrics_max_request_bytes,
+                                         cfg->metrics_timeout_ms};
+        *out = mhttp_create(cfg->metrics_addr, &lim, &e);
     }
     if (*out == NULL) {
         char q[ERR_MSG_MAX + 16];

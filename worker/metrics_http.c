@@ -28,15 +28,18 @@ struct conn {
     int fd; /* -1: free */
     enum conn_state state;
     long deadline_ms;
-    char in[MHTTP_MAX_REQUEST];
-    size_t in_len;
+    char *in; /* in_cap bytes: the request head so far, NUL-terminated */
+    size_t in_len, in_cap;
     struct buf out;
     size_t out_off;
 };
 
 struct mhttp {
     int listen_fd;
-    struct conn conns[MHTTP_MAX_CONNS];
+    struct mhttp_limits lim;
+    struct conn *conns; /* lim.max_conns */
+    struct pollfd *fds; /* lim.max_conns + 1, for mhttp_serve() */
+    int *idx;           /* the connection of each of fds; -1: the listener */
     pthread_t thread;
     bool threaded;
     atomic_bool quit;
@@ -117,21 +120,60 @@ static int open_listener(const char *addr, struct err *e)
     return fd;
 }
 
-struct mhttp *mhttp_create(const char *addr, struct err *e)
+static void free_server(struct mhttp *s)
+{
+    for (int i = 0; s->conns != NULL && i < s->lim.max_conns; i++) {
+        free(s->conns[i].in);
+    }
+    free(s->conns);
+    free(s->fds);
+    free(s->idx);
+    free(s);
+}
+
+/* The server's memory, every connection slot free. */
+static struct mhttp *new_server(const struct mhttp_limits *lim)
 {
     struct mhttp *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->lim = *lim;
+    size_t n = (size_t)lim->max_conns;
+    s->conns = calloc(n, sizeof *s->conns);
+    s->fds = calloc(n + 1, sizeof *s->fds);
+    s->idx = calloc(n + 1, sizeof *s->idx);
+    bool ok = s->conns != NULL && s->fds != NULL && s->idx != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        struct conn *c = &s->conns[i];
+        c->fd = -1;
+        c->in_cap = lim->max_request;
+        c->in = malloc(c->in_cap);
+        buf_init(&c->out, MAX_RESPONSE);
+        ok = c->in != NULL;
+    }
+    if (!ok) {
+        free_server(s);
+        return NULL;
+    }
+    return s;
+}
+
+struct mhttp *mhttp_create(const char *addr, const struct mhttp_limits *lim, struct err *e)
+{
+    if (lim->max_conns < 1 || lim->max_request < 64 || lim->timeout_ms < 1) {
+        err_set(e, "metrics server limits out of range");
+        return NULL;
+    }
+    struct mhttp *s = new_server(lim);
     if (s == NULL) {
         err_set(e, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < MHTTP_MAX_CONNS; i++) {
-        s->conns[i].fd = -1;
-        buf_init(&s->conns[i].out, MAX_RESPONSE);
-    }
     atomic_init(&s->quit, false);
     s->listen_fd = open_listener(addr, e);
     if (s->listen_fd < 0) {
-        free(s);
+        free_server(s);
         return NULL;
     }
     return s;
@@ -153,11 +195,11 @@ void mhttp_forget(struct mhttp *s)
     if (s == NULL) {
         return;
     }
-    for (int i = 0; i < MHTTP_MAX_CONNS; i++) {
+    for (int i = 0; i < s->lim.max_conns; i++) {
         conn_close(&s->conns[i]);
     }
     close(s->listen_fd);
-    free(s);
+    free_server(s);
 }
 
 void mhttp_destroy(struct mhttp *s)
@@ -240,7 +282,7 @@ static void handle_request(struct conn *c)
 static struct conn *free_slot(struct mhttp *s)
 {
     struct conn *oldest = NULL;
-    for (int i = 0; i < MHTTP_MAX_CONNS; i++) {
+    for (int i = 0; i < s->lim.max_conns; i++) {
         struct conn *c = &s->conns[i];
         if (c->fd < 0) {
             return c;
@@ -257,7 +299,7 @@ static struct conn *free_slot(struct mhttp *s)
 
 static void accept_new(struct mhttp *s)
 {
-    for (int i = 0; i < MHTTP_MAX_CONNS; i++) {
+    for (int i = 0; i < s->lim.max_conns; i++) {
         int fd = accept(s->listen_fd, NULL, NULL);
         if (fd < 0) {
             return; /* EAGAIN: nothing more waits; anything else: the client is gone */
@@ -270,13 +312,13 @@ static void accept_new(struct mhttp *s)
         c->fd = fd;
         c->state = READING;
         c->in_len = 0;
-        c->deadline_ms = clock_mono_ms() + MHTTP_TIMEOUT_MS;
+        c->deadline_ms = clock_mono_ms() + s->lim.timeout_ms;
     }
 }
 
 static void read_request(struct conn *c)
 {
-    ssize_t n = read(c->fd, c->in + c->in_len, sizeof c->in - 1 - c->in_len);
+    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - 1 - c->in_len);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         return;
     }
@@ -288,7 +330,7 @@ static void read_request(struct conn *c)
     c->in[c->in_len] = '\0';
     if (strstr(c->in, "\r\n\r\n") != NULL || strstr(c->in, "\n\n") != NULL) {
         handle_request(c);
-    } else if (c->in_len == sizeof c->in - 1) {
+    } else if (c->in_len == c->in_cap - 1) {
         respond_text(c, 431, "Request Header Fields Too Large", false);
     }
 }
@@ -339,10 +381,10 @@ static void serve_conn(struct conn *c, short revents, long now)
 
 void mhttp_serve(struct mhttp *s, int timeout_ms)
 {
-    struct pollfd fds[MHTTP_MAX_CONNS + 1];
-    int idx[MHTTP_MAX_CONNS + 1];
+    struct pollfd *fds = s->fds;
+    int *idx = s->idx;
     nfds_t n = 0;
-    for (int i = 0; i < MHTTP_MAX_CONNS; i++) {
+    for (int i = 0; i < s->lim.max_conns; i++) {
         struct conn *c = &s->conns[i];
         if (c->fd >= 0) {
             fds[n] = (struct pollfd){c->fd, c->state == WRITING ? POLLOUT : POLLIN, 0};

@@ -3,26 +3,31 @@
  * It answers `GET /metrics` (and HEAD) with metrics_render()'s text, 404 for any other path, 405
  * for other methods and 400 for what is not an HTTP/1.x request, and closes every connection
  * after its answer. It never blocks: sockets are non-blocking and one poll(2) round serves every
- * connection that is ready. Limits: MHTTP_MAX_CONNS connections at once (a new one takes the
- * slot of the oldest that is not being answered), MHTTP_MAX_REQUEST bytes of request head (431
- * past it) and MHTTP_TIMEOUT_MS from accept to the last byte of the answer (then the connection
- * is dropped).
+ * connection that is ready. Limits (struct mhttp_limits, from the configuration): so many
+ * connections at once (a new one takes the slot of the oldest that is not being answered), so
+ * many bytes of request head (431 past it) and so long from accept to the last byte of the
+ * answer (then the connection is dropped).
  *
  * The supervisor calls mhttp_serve() from its own loop, so it stays single-threaded and forks
  * safely; a single worker process serves from a thread of its own (mhttp_start_thread()). */
 #ifndef PIXQ_METRICS_HTTP_H
 #define PIXQ_METRICS_HTTP_H
 
+#include <stddef.h>
+
 #include "err.h"
 
-#define MHTTP_MAX_CONNS   16   /* connections served at once */
-#define MHTTP_MAX_REQUEST 8192 /* bytes of request line and headers */
-#define MHTTP_TIMEOUT_MS  5000 /* from accept to the end of the answer */
+struct mhttp_limits {
+    int max_conns;      /* connections served at once (PIXQ_METRICS_MAX_CONNECTIONS) */
+    size_t max_request; /* bytes of request line and headers (PIXQ_METRICS_MAX_REQUEST_BYTES) */
+    long timeout_ms;    /* from accept to the end of the answer (PIXQ_METRICS_TIMEOUT_MS) */
+};
 
 struct mhttp;
 
-/* Binds and listens on `addr` ("HOST:PORT", "[v6]:PORT"). Returns NULL with the reason in `e`. */
-struct mhttp *mhttp_create(const char *addr, struct err *e);
+/* Binds and listens on `addr` ("HOST:PORT", "[v6]:PORT") with `lim` (at least 1 connection, 64
+ * bytes, 1 ms). Returns NULL with the reason in `e`. */
+struct mhttp *mhttp_create(const char *addr, const struct mhttp_limits *lim, struct err *e);
 
 /* Stops the thread if one runs, closes every socket and frees; NULL is allowed. */
 void mhttp_destroy(struct mhttp *s);

@@ -21,7 +21,7 @@ struct child {
     pid_t pid;          /* 0: not running */
     long started_ms;    /* monotonic */
     long restart_at_ms; /* monotonic; when pid is 0 */
-    int quick_exits;    /* deaths in a row, each within SUPERVISOR_FAST_EXIT_MS of its start */
+    int quick_exits;    /* deaths in a row, each within PIXQ_RESTART_QUICK_EXIT_MS of its start */
 };
 
 struct sup {
@@ -95,9 +95,9 @@ static void spawn(struct sup *s, long i)
     sigprocmask(SIG_SETMASK, &old, NULL);
     struct child *c = &s->kids[i];
     if (pid < 0) {
-        LOG_ERROR("child_fork_failed", "slot=%ld error=%s retry_ms=%d", i, strerror(errno),
-                  SUPERVISOR_BACKOFF_MIN_MS);
-        c->restart_at_ms = clock_mono_ms() + SUPERVISOR_BACKOFF_MIN_MS;
+        long wait = s->o->cfg->restart_backoff_min_ms;
+        LOG_ERROR("child_fork_failed", "slot=%ld error=%s retry_ms=%ld", i, strerror(errno), wait);
+        c->restart_at_ms = clock_mono_ms() + wait;
         return;
     }
     c->pid = pid;
@@ -106,16 +106,16 @@ static void spawn(struct sup *s, long i)
 }
 
 /* When a child that just died may start again: at once, unless it keeps dying young. */
-static long plan_restart(struct child *c, long uptime_ms, long now)
+static long plan_restart(const struct cfg *cfg, struct child *c, long uptime_ms, long now)
 {
-    c->quick_exits = uptime_ms < SUPERVISOR_FAST_EXIT_MS ? c->quick_exits + 1 : 0;
-    long delay = 0;
+    c->quick_exits = uptime_ms < cfg->restart_quick_exit_ms ? c->quick_exits + 1 : 0;
+    long delay = 0, max = cfg->restart_backoff_max_ms;
     if (c->quick_exits >= 2) {
-        delay = SUPERVISOR_BACKOFF_MIN_MS;
-        for (int i = 2; i < c->quick_exits && delay < SUPERVISOR_BACKOFF_MAX_MS; i++) {
+        delay = cfg->restart_backoff_min_ms;
+        for (int i = 2; i < c->quick_exits && delay < max; i++) {
             delay *= 2;
         }
-        delay = delay > SUPERVISOR_BACKOFF_MAX_MS ? SUPERVISOR_BACKOFF_MAX_MS : delay;
+        delay = delay > max ? max : delay;
     }
     c->restart_at_ms = now + delay;
     return delay;
@@ -133,7 +133,7 @@ static void child_exited(struct sup *s, pid_t pid, int status)
     struct child *c = &s->kids[i];
     long now = clock_mono_ms(), uptime = now - c->started_ms;
     c->pid = 0;
-    long delay = s->stopping ? -1 : plan_restart(c, uptime, now);
+    long delay = s->stopping ? -1 : plan_restart(s->o->cfg, c, uptime, now);
     bool clean = s->stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     enum log_level level = clean ? LOG_LEVEL_INFO : LOG_LEVEL_WARN;
     if (WIFSIGNALED(status)) {
@@ -194,7 +194,7 @@ static void begin_stop(struct sup *s)
 {
     s->stopping = true;
     s->stop_deadline_ms =
-        clock_mono_ms() + s->o->cfg->shutdown_timeout_ms + SUPERVISOR_STOP_GRACE_MS;
+        clock_mono_ms() + s->o->cfg->shutdown_timeout_ms + s->o->cfg->stop_grace_ms;
     LOG_INFO("supervisor_stopping", "signal=%d children=%ld", (int)stop_signal, live(s));
     signal_all(s, SIGTERM);
 }
@@ -205,7 +205,7 @@ static void enforce_deadline(struct sup *s)
         return;
     }
     LOG_ERROR("children_killed", "children=%ld waited_ms=%ld", live(s),
-              s->o->cfg->shutdown_timeout_ms + SUPERVISOR_STOP_GRACE_MS);
+              s->o->cfg->shutdown_timeout_ms + s->o->cfg->stop_grace_ms);
     signal_all(s, SIGKILL);
     s->killed = true;
 }

@@ -3,11 +3,12 @@
  * The supervisor forks N children and does no job work itself: each child initialises
  * ImageMagick, curl and its Redis connections after the fork and serves jobs under its own worker
  * id. A child that dies is started again (logged as child_exit with its pid and exit status or
- * signal); a child that dies within SUPERVISOR_FAST_EXIT_MS of its start counts as a crash loop
- * and waits before its next start, 1 s doubling up to SUPERVISOR_BACKOFF_MAX_MS (the first such
- * restart is immediate). SIGTERM or SIGINT is forwarded to every child as SIGTERM, their graceful
- * stop (PIXQ_SHUTDOWN_TIMEOUT_MS); the supervisor waits for all of them. A child still there
- * SUPERVISOR_STOP_GRACE_MS after that timeout is killed. Each child asks the kernel for SIGTERM
+ * signal); a child that dies within PIXQ_RESTART_QUICK_EXIT_MS (10 s) of its start counts as a
+ * crash loop and waits before its next start, PIXQ_RESTART_BACKOFF_MIN_MS (1 s) doubling up to
+ * PIXQ_RESTART_BACKOFF_MAX_MS (30 s) (the first such restart is immediate). SIGTERM or SIGINT is
+ * forwarded to every child as SIGTERM, their graceful stop (PIXQ_SHUTDOWN_TIMEOUT_MS); the
+ * supervisor waits for all of them. A child still there PIXQ_STOP_GRACE_MS (5 s) after that
+ * timeout is killed. Each child asks the kernel for SIGTERM
  * when the supervisor dies (PR_SET_PDEATHSIG), so none is left behind even after a SIGKILL.
  *
  * The supervisor also serves the metrics endpoint, if any, from its own loop (it never starts a
@@ -17,11 +18,6 @@
 
 #include "cfg.h"
 #include "metrics_http.h"
-
-#define SUPERVISOR_FAST_EXIT_MS   10000 /* a child dying sooner after its start is crash-looping */
-#define SUPERVISOR_BACKOFF_MIN_MS 1000  /* wait before the second quick restart, then doubling */
-#define SUPERVISOR_BACKOFF_MAX_MS 30000 /* longest wait before a restart */
-#define SUPERVISOR_STOP_GRACE_MS  5000  /* after PIXQ_SHUTDOWN_TIMEOUT_MS, stragglers are killed */
 
 struct supervisor_opts {
     const struct cfg *cfg;     /* cfg->processes children */

@@ -217,6 +217,13 @@ static void test_fleet_settings(void)
     CHECK_STR(c.metrics_addr, "");
     CHECK_INT(c.shrink_on_load, 1);
     CHECK_INT(c.jpeg_dc, 1);
+    CHECK_INT(c.restart_backoff_min_ms, 1000);
+    CHECK_INT(c.restart_backoff_max_ms, 30000);
+    CHECK_INT(c.restart_quick_exit_ms, 10000);
+    CHECK_INT(c.stop_grace_ms, 5000);
+    CHECK_INT(c.metrics_max_connections, 16);
+    CHECK_INT(c.metrics_max_request_bytes, 8192);
+    CHECK_INT(c.metrics_timeout_ms, 5000);
     const char *good[][2] = {{"PIXQ_LOG_FORMAT", "json"},
                              {"PIXQ_METRICS_ADDR", "127.0.0.1:9464"},
                              {"PIXQ_METRICS_ADDR", "[::1]:1"},
@@ -228,9 +235,14 @@ static void test_fleet_settings(void)
         argc = 1;
         CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), 0);
     }
-    const char *bad[][2] = {{"PIXQ_LOG_FORMAT", "xml"},      {"PIXQ_METRICS_ADDR", "9464"},
-                            {"PIXQ_METRICS_ADDR", "host:0"}, {"PIXQ_METRICS_ADDR", "a b:80"},
-                            {"PIXQ_PROCESSES", "0"},         {"PIXQ_PROCESSES", "257"}};
+    const char *bad[][2] = {{"PIXQ_LOG_FORMAT", "xml"},
+                            {"PIXQ_METRICS_ADDR", "9464"},
+                            {"PIXQ_METRICS_ADDR", "host:0"},
+                            {"PIXQ_METRICS_ADDR", "a b:80"},
+                            {"PIXQ_PROCESSES", "0"},
+                            {"PIXQ_PROCESSES", "257"},
+                            {"PIXQ_RESTART_BACKOFF_MIN_MS", "40000"},
+                            {"PIXQ_METRICS_MAX_CONNECTIONS", "0"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *env[] = {bad[i][0], bad[i][1], NULL};
         fake_env = env;
