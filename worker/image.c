@@ -562,9 +562,10 @@ static MagickWand *read_first(const void *data, size_t len, const struct sniff_i
     return w;
 }
 
-/* Reads the headers of every frame (no pixels), checks them, and keeps the first frame's. */
+/* Reads the headers of every frame (no pixels), checks them, and keeps the first frame's; a
+ * JPEG's profiles only with `profiles`. */
 static MagickWand *ping_first(const void *data, size_t len, const struct sniff_info *si,
-                              long max_pixels, void *deadline, struct err *e)
+                              long max_pixels, void *deadline, bool profiles, struct err *e)
 {
     MagickWand *r = reader(si, deadline, e);
     if (r == NULL) {
@@ -573,7 +574,7 @@ static MagickWand *ping_first(const void *data, size_t len, const struct sniff_i
     MagickWand *w = NULL;
     /* a JPEG's profiles are parsed when it is decoded: parsing a large EXIF block (every tag
      * formatted as text) costs as much as a quarter of a thumbnail's decode, so not twice */
-    if (si->format == SNIFF_JPEG) {
+    if (si->format == SNIFF_JPEG && !profiles) {
         MagickSetOption(r, "profile:skip", "ICC,IPTC,APP");
     }
     if (MagickPingImageBlob(r, data, len) == MagickFalse ||
@@ -621,7 +622,7 @@ MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_
     p->decoded = si.format == SNIFF_WEBP && !still_webp; /* animated: ImageMagick decodes it */
     MagickWand *w = still_webp   ? probe_webp(data, len, ww, wh, max_pixels, p, e)
                     : p->decoded ? read_first(data, len, &si, NULL, p->deadline, e)
-                                 : ping_first(data, len, &si, max_pixels, p->deadline, e);
+                                 : ping_first(data, len, &si, max_pixels, p->deadline, false, e);
     if (w != NULL && p->decoded && check_pinged(w, &si, max_pixels, e) < 0) {
         w = DestroyMagickWand(w);
     }
@@ -685,14 +686,8 @@ static MagickWand *read_jpeg_dc(const void *data, size_t len, const struct img_p
     }
     long t1 = clock_mono_ms();
     struct sniff_info si = {.format = p->format, .name = p->name};
-    MagickWand *h = reader(&si, p->deadline, e), *w = NULL;
-    if (h != NULL && (MagickPingImageBlob(h, data, len) == MagickFalse ||
-                      MagickGetExceptionType(h) >= ErrorException || past_deadline(h))) {
-        unreadable(h, &si, e);
-    } else if (h != NULL) {
-        MagickSetFirstIterator(h);
-        w = constitute_dc(&dc, GetImageFromMagickWand(h), e);
-    }
+    MagickWand *h = ping_first(data, len, &si, guard.cfg.max_pixels, p->deadline, true, e);
+    MagickWand *w = h != NULL ? constitute_dc(&dc, GetImageFromMagickWand(h), e) : NULL;
     LOG_DEBUG("jpeg_dc", "decoded=%ldx%ld dc_ms=%ld headers_ms=%ld", dc.width, dc.height, t1 - t0,
               clock_mono_ms() - t1);
     jpegdc_free(&dc);

@@ -753,7 +753,7 @@ static void upsample_row(const struct plane *in, int rh, int rv, long oy, long w
     }
 }
 
-/* Component `c` at the output's size. */
+/* Component `c` at the output's size (a component at full resolution has it already). */
 static int upsample(const struct dec *d, const struct comp *c, long w, long h, struct plane *out)
 {
     struct plane in;
@@ -761,6 +761,10 @@ static int upsample(const struct dec *d, const struct comp *c, long w, long h, s
         return -1;
     }
     int rh = d->hmax / c->h, rv = d->vmax / c->v;
+    if (rh == 1 && rv == 1) {
+        *out = in;
+        return 0;
+    }
     out->w = w;
     out->h = h;
     out->px = malloc((size_t)(w * h));
