@@ -11,9 +11,9 @@ import sys
 
 NUM = r"[0-9]+(?:\.[0-9]+)?"
 
-# benchmark -> (arguments, patterns its output must match)
+# benchmark -> patterns its section of `run all --smoke` must match
 CHECKS = {
-    "limiter": (["--smoke"], [
+    "limiter": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
         r"limiter accuracy, rl_acquire\.lua called directly",
         r"limiter accuracy, real pixq-workers, measured at the S3 stub",
@@ -22,8 +22,8 @@ CHECKS = {
         r"ratio %s$" % (NUM, NUM, NUM, NUM),
         r"(?m)^  in Redis: +PING %s us +EVALSHA rl_acquire %s us \(adaptive path %s us\) +"
         r"ratio %s$" % (NUM, NUM, NUM, NUM),
-    ]),
-    "thumbs": (["--smoke"], [
+    ],
+    "thumbs": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
         r"(?m)^(200|800) +path-2560x1600\.jpg +%s +%s +%s +%s +%s +%s +%s +%s +%s +\d+x\d+ "
         r"djpeg \d/8$" % ((NUM,) * 9),
@@ -31,8 +31,8 @@ CHECKS = {
         % ((NUM,) * 6),
         r"(?m)^  200 px: pixq/vips %s \((met|missed)\)  pixq/convert %s \((met|missed)\)  "
         r"pixq/djpeg %s \((met|missed)\)$" % (NUM, NUM, NUM),
-    ]),
-    "memory": (["--smoke"], [
+    ],
+    "memory": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
         r"(?m)^pixq-worker +%s +%s +\d+ +%s$" % (NUM, NUM, NUM),
         r"(?m)^pixq-worker \(PIXQ_JPEG_DC=0\) +%s +%s +\d+ +%s$" % (NUM, NUM, NUM),
@@ -42,45 +42,66 @@ CHECKS = {
         r"(?m)^pixq-worker: %s MB of its peak are file pages .*: %s MB without them$"
         % (NUM, NUM),
         r"(?m)^target: pixq-worker peak <= 100 MB: %s MB \((met|missed)\)$" % NUM,
-    ]),
-    "e2e": (["--smoke"], [
+    ],
+    "e2e": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
     ] + [r"(?m)^end to end: .* to a thumbnail %d px wide, .*$" % w for w in (200, 800)] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [
         r"(?m)^scaling 2 workers / 1 worker: %s \(throughput phase\)$" % NUM,
-    ]),
-    "queue": (["--smoke"], [
+    ],
+    "queue": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
     ] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [
         r"(?m)^scaling 2 workers / 1 worker: %s$" % NUM,
         r"(?m)^redis-benchmark -c 1 -P 1: PING %s req/s, EVALSHA begin\.lua %s req/s$"
         % (NUM, NUM),
-    ]),
+    ],
 }
 
 
+def sections(out):
+    """The output of `run all` cut at its "== bench NAME ==" lines: {name: text}."""
+    parts = re.split(r"(?m)^== bench (\S+) ==$", out)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def check(name, out, patterns):
+    """The patterns `name`'s output misses, and its row-count checks."""
+    missing = [p for p in patterns if not re.search(p, out)]
+    if name == "limiter":
+        rows = {n: len(re.findall(r"(?m)^%d +\d+ " % n, out)) for n in (1, 2, 4)}
+        if any(v != 2 for v in rows.values()):
+            missing.append("a row per worker count in both accuracy tables: %r" % rows)
+        if re.search(r"(?m)^[124] +0 ", out):
+            missing.append("events in every row (a row with 0 events: the benchmark broke)")
+    return missing
+
+
 def main():
+    """Runs `run all --smoke` (every benchmark, one sitting, as a full run would) and checks
+    each benchmark's section of the output."""
     run, build = sys.argv[1], sys.argv[2]
+    r = subprocess.run([run, "--build", build, "all", "--smoke"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=1200)
+    sys.stdout.write("$ run all --smoke (exit %d)\n%s" % (r.returncode, r.stdout))
+    if r.returncode != 0:
+        sys.stdout.write("stderr:\n%s" % r.stderr)
+    found = sections(r.stdout)
     failed = 0
-    for name, (args, patterns) in CHECKS.items():
-        r = subprocess.run([run, "--build", build, name] + args, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=300)
-        sys.stdout.write("$ run %s %s (exit %d)\n%s" % (name, " ".join(args), r.returncode,
-                                                       r.stdout))
-        if r.returncode != 0:
-            sys.stdout.write("stderr:\n%s" % r.stderr)
+    for name, patterns in CHECKS.items():
+        if name not in found:
+            sys.stdout.write("MISSING: no section for %s in the output of run all\n" % name)
             failed += 1
             continue
-        rows = {n: len(re.findall(r"(?m)^%d +\d+ " % n, r.stdout)) for n in (1, 2, 4)}
-        missing = [p for p in patterns if not re.search(p, r.stdout)]
-        if name == "limiter" and any(v != 2 for v in rows.values()):
-            missing.append("a row per worker count in both accuracy tables: %r" % rows)
-        if name == "limiter" and re.search(r"(?m)^[124] +0 ", r.stdout):
-            missing.append("events in every row (a row with 0 events: the benchmark broke)")
+        missing = check(name, found[name], patterns)
         for p in missing:
             sys.stdout.write("MISSING in the output of %s: %s\n" % (name, p))
         failed += bool(missing)
+    extra = sorted(set(found) - set(CHECKS))
+    if extra:
+        sys.stdout.write("no checks for: %s (add them to CHECKS)\n" % ", ".join(extra))
+        failed += len(extra)
     print("bench-smoke: %d benchmark(s), %d failed" % (len(CHECKS), failed))
-    return 1 if failed else 0
+    return 1 if failed or r.returncode != 0 else 0
 
 
 if __name__ == "__main__":
