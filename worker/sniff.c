@@ -72,10 +72,16 @@ static bool jpeg_is_sof(unsigned m)
  * can be FF D9. */
 static bool jpeg_has_eoi(const unsigned char *p, size_t n)
 {
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (p[i] == 0xFF && p[i + 1] == 0xD9) {
+    const unsigned char *end = p + n;
+    while (end - p >= 2) {
+        const unsigned char *q = memchr(p, 0xFF, (size_t)(end - p - 1));
+        if (q == NULL) {
+            return false;
+        }
+        if (q[1] == 0xD9) {
             return true;
         }
+        p = q + 1;
     }
     return false;
 }

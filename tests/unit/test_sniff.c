@@ -1,0 +1,92 @@
+/* Unit tests of worker/sniff.c's JPEG walk: the size from SOF, and `truncated` (no EOI marker
+ * after the first scan), whatever the bytes around the markers. */
+#include <stdbool.h>
+#include <string.h>
+
+#include "check.h"
+#include "sniff.h"
+
+/* SOI, SOF0 of 300 x 200 with one component, then SOS with its 8-byte header: 27 bytes. */
+static const unsigned char head[] = {
+    0xFF, 0xD8,                                                 /* SOI */
+    0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x00, 0xC8, 0x01, 0x2C, 0x01, /* SOF0 200 rows, 300 columns */
+    0x01, 0x11, 0x00,                                           /* component 1, 1x1, table 0 */
+    0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00, /* SOS */
+};
+
+/* sniff_image of `head` followed by the `n` bytes at `tail`. */
+static struct sniff_info sniff_with(const unsigned char *tail, size_t n)
+{
+    unsigned char data[sizeof head + 64];
+    memcpy(data, head, sizeof head);
+    memcpy(data + sizeof head, tail, n);
+    struct sniff_info o;
+    sniff_image(data, sizeof head + n, &o);
+    return o;
+}
+
+static bool truncated(const unsigned char *tail, size_t n)
+{
+    return sniff_with(tail, n).truncated;
+}
+
+static void test_size(void)
+{
+    const unsigned char eoi[] = {0x12, 0xFF, 0xD9};
+    struct sniff_info o = sniff_with(eoi, sizeof eoi);
+    CHECK_INT(o.format, SNIFF_JPEG);
+    CHECK_INT(o.width, 300);
+    CHECK_INT(o.height, 200);
+    CHECK_INT(o.frames, 1);
+    CHECK(!o.truncated);
+}
+
+static void test_eoi(void)
+{
+    const unsigned char at_end[] = {0x12, 0x34, 0xFF, 0xD9};
+    const unsigned char stuffed[] = {0xFF, 0x00, 0xFF, 0xD0, 0x55, 0xFF, 0xD9};
+    const unsigned char fill[] = {0x12, 0xFF, 0xFF, 0xFF, 0xD9};    /* fill bytes, then EOI */
+    const unsigned char garbage[] = {0x01, 0xFF, 0xD9, 0xFF, 0x33}; /* data after EOI */
+    const unsigned char none[] = {0x12, 0xFF, 0x00, 0xD9, 0x34};    /* D9 not after FF */
+    const unsigned char last_ff[] = {0x12, 0x34, 0xFF};             /* cut after the FF */
+    const unsigned char ff_only[] = {0xFF, 0xFF, 0xFF, 0xFF};       /* never a D9 */
+    const unsigned char d9_first[] = {0xD9, 0x00, 0x01};            /* D9 right after SOS */
+    CHECK(!truncated(at_end, sizeof at_end));
+    CHECK(!truncated(stuffed, sizeof stuffed));
+    CHECK(!truncated(fill, sizeof fill));
+    CHECK(!truncated(garbage, sizeof garbage));
+    CHECK(truncated(none, sizeof none));
+    CHECK(truncated(last_ff, sizeof last_ff));
+    CHECK(truncated(ff_only, sizeof ff_only));
+    CHECK(truncated(d9_first, sizeof d9_first));
+    CHECK(truncated(NULL, 0));
+}
+
+/* Every cut of a JPEG that ends in EOI is truncated; the whole file is not. */
+static void test_cuts(void)
+{
+    unsigned char data[sizeof head + 40];
+    memcpy(data, head, sizeof head);
+    for (size_t i = sizeof head; i < sizeof data; i++) {
+        data[i] = (unsigned char)(i % 3 == 0 ? 0xFF : i % 3 == 1 ? 0x00 : 0x5A);
+    }
+    data[sizeof data - 2] = 0xFF;
+    data[sizeof data - 1] = 0xD9;
+    struct sniff_info o;
+    sniff_image(data, sizeof data, &o);
+    CHECK(!o.truncated);
+    int cut_truncated = 0;
+    for (size_t n = sizeof head; n < sizeof data; n++) {
+        sniff_image(data, n, &o);
+        cut_truncated += o.truncated;
+    }
+    CHECK_INT(cut_truncated, (long)(sizeof data - sizeof head));
+}
+
+int main(void)
+{
+    test_size();
+    test_eoi();
+    test_cuts();
+    return check_summary("sniff");
+}
