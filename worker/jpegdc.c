@@ -1,5 +1,6 @@
 #include "jpegdc.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,9 +32,21 @@ enum {
 #define MAX_COMPONENTS    3
 #define MAX_DC_CATEGORY   11 /* an 8-bit JPEG's DC differences have at most 11 bits */
 #define MAX_AL            13
-#define MAX_DIMENSION     65500L /* libjpeg's JPEG_MAX_DIMENSION */
-#define MAX_QUANT         32767  /* libjpeg-turbo's SIMD builds keep quantisers in a short */
-#define MAX_BLOCKS_IN_MCU 10     /* libjpeg's D_MAX_BLOCKS_IN_MCU */
+#define MAX_DIMENSION     65500L  /* libjpeg's JPEG_MAX_DIMENSION */
+#define MAX_QUANT         32767   /* libjpeg-turbo's SIMD builds keep quantisers in a short */
+#define MAX_BLOCKS_IN_MCU 10      /* libjpeg's D_MAX_BLOCKS_IN_MCU */
+#define DC_PEEK           10      /* bits of the DC difference look-up (8..15) */
+#define ONE_PEEK          10      /* bits of the look-up of one DC difference (8..DC_PEEK) */
+#define LUT_DIFFS         4       /* DC differences in one look-up at most */
+#define DIFF_BIAS         2048    /* added to the differences in it (12 bits) */
+#define BAD_DIFF          INT_MIN /* dc_diff: a code the table does not have */
+
+/* The bit reader's fast paths, inlined into the decoding loops (which keep it in registers). */
+#if defined(__GNUC__)
+#define HOT inline __attribute__((always_inline))
+#else
+#define HOT inline
+#endif
 
 /* A Huffman table: codes of up to 8 bits through `fast` ((length << 8) | symbol, 0: longer),
  * longer ones by the canonical code ranges of T.81 F.2.2.3. */
@@ -44,6 +57,19 @@ struct huff {
     int32_t mincode[17];
     int valptr[17];
     uint8_t vals[256];
+};
+
+/* A DC table, and for each DC_PEEK-bit prefix the DC differences it holds whole (codes of up to
+ * 8 bits and their extra bits), up to LUT_DIFFS: their count (bits 0-3; 0: step by step), their
+ * total length (4-7), the first one's length (8-11), then from bit 16 each difference + DIFF_BIAS
+ * in 12 bits (DIFF_BIAS, a difference of 0, past the count). */
+struct dc_table {
+    struct huff huff;
+    bool built; /* the look-ups below, for the table as it is (built by the first scan using it) */
+    uint64_t lut[1 << DC_PEEK];
+    /* the first difference alone, in less room (for interleaved scans, which use two tables):
+     * (the difference + DIFF_BIAS) << 4 | its length, for each ONE_PEEK-bit prefix; 0: none */
+    uint16_t one[1 << ONE_PEEK];
 };
 
 struct comp {
@@ -68,20 +94,21 @@ struct dec {
     struct comp c[MAX_COMPONENTS];
     int quant[4];
     bool quant_set[4];
-    struct huff dc[4], ac[4];
+    struct dc_table dc[4];
+    struct huff ac[4];
     unsigned restart; /* MCUs between restart markers, 0: none */
     const char *why;
 };
 
 /* The entropy-coded bits of a scan: bytes with 0xFF 0x00 unstuffed, stopping at the first
- * marker; past it the reader gives zero bits and counts them as padding. */
+ * marker; past it the reader gives zero bits and counts them as padding. Below its n bits, acc
+ * may hold the first bits of the byte at p (fill ORs them in again, the same bits). */
 struct bits {
     const uint8_t *p, *end;
     uint64_t acc; /* the next bits, from the top */
     int n;        /* bits in acc */
-    int pad;      /* of which padding, at the bottom */
+    int pad;      /* padding bits taken in: more consumed than n - pad real ones once n < pad */
     bool at_marker;
-    bool overrun; /* padding was consumed: the scan is cut short */
 };
 
 static int decline(struct dec *d, const char *why)
@@ -97,32 +124,72 @@ static unsigned be16(const uint8_t *p)
     return (unsigned)p[0] << 8 | p[1];
 }
 
-static void fill(struct bits *b)
+static HOT uint64_t be64(const uint8_t *p)
 {
-    while (b->n <= 56) {
-        unsigned byte = 0;
-        if (!b->at_marker && b->p < b->end && b->p[0] != 0xFF) {
-            byte = *b->p++;
-        } else if (!b->at_marker && b->end - b->p > 1 && b->p[1] == 0x00) {
-            byte = 0xFF;
-            b->p += 2;
-        } else {
-            b->at_marker = true;
-            b->pad += 8;
-        }
-        b->acc |= (uint64_t)byte << (56 - b->n);
-        b->n += 8;
-    }
+    return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 |
+           (uint64_t)p[3] << 32 | (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 |
+           (uint64_t)p[6] << 8 | p[7];
 }
 
-static void consume(struct bits *b, int k)
+/* Whether one of the eight bytes of w is 0xFF (a zero byte of ~w). */
+static HOT bool has_ff(uint64_t w)
+{
+    uint64_t x = ~w;
+    return ((x - 0x0101010101010101u) & ~x & 0x8080808080808080u) != 0;
+}
+
+/* b with acc filled a byte at a time, unstuffing and stopping at a marker. (The slow paths take
+ * and give the reader by value: the hot loops' copy of it stays in registers.) */
+static struct bits fill_bytes(struct bits b)
+{
+    while (b.n <= 56) {
+        unsigned byte = 0;
+        if (!b.at_marker && b.p < b.end && b.p[0] != 0xFF) {
+            byte = *b.p++;
+        } else if (!b.at_marker && b.end - b.p > 1 && b.p[1] == 0x00) {
+            byte = 0xFF;
+            b.p += 2;
+        } else {
+            b.at_marker = true;
+            b.pad += 8;
+        }
+        b.acc |= (uint64_t)byte << (56 - b.n);
+        b.n += 8;
+    }
+    return b;
+}
+
+/* Tops acc up to more than 56 bits: when none of the next eight bytes is 0xFF, with all of them
+ * at once (the whole bytes that fit count, the bits of the next one wait for the next fill),
+ * else a byte at a time. */
+static HOT void fill(struct bits *b)
+{
+    if (b->n > 56) {
+        return;
+    }
+    if (!b->at_marker && b->end - b->p >= 8) {
+        uint64_t w = be64(b->p);
+        if (!has_ff(w)) {
+            int k = (64 - b->n) >> 3;
+            b->acc |= w >> b->n;
+            b->p += k;
+            b->n += 8 * k;
+            return;
+        }
+    }
+    *b = fill_bytes(*b);
+}
+
+static HOT void consume(struct bits *b, int k)
 {
     b->acc <<= k;
     b->n -= k;
-    if (b->n < b->pad) {
-        b->overrun = true;
-        b->pad = b->n;
-    }
+}
+
+/* Whether the bits consumed ran into the padding: the scan was cut short. */
+static bool cut_short(const struct bits *b)
+{
+    return b->n < b->pad;
 }
 
 static unsigned get_bits(struct bits *b, int k)
@@ -157,6 +224,56 @@ static int huff_decode(struct bits *b, const struct huff *h)
         }
     }
     return -1;
+}
+
+/* A DC difference from its category and extra bits (T.81 F.2.2.1). */
+static int extend(unsigned bits, int cat)
+{
+    int v = (int)bits;
+    return cat > 0 && v < 1 << (cat - 1) ? v - (1 << cat) + 1 : v;
+}
+
+/* The next DC difference step by step: its code, then its extra bits. */
+static int dc_diff_slow(struct bits *b, const struct huff *h)
+{
+    int cat = huff_decode(b, h);
+    if (cat < 0 || cat > MAX_DC_CATEGORY) {
+        return BAD_DIFF;
+    }
+    return extend(get_bits(b, cat), cat);
+}
+
+/* The DC look-up entry at the next bits (struct dc_table). */
+static HOT uint64_t lut_peek(struct bits *b, const struct dc_table *t)
+{
+    if (b->n < 16) {
+        fill(b);
+    }
+    return t->lut[b->acc >> (64 - DC_PEEK)];
+}
+
+/* Difference j of a DC look-up entry. */
+static HOT int lut_diff(uint64_t e, int j)
+{
+    return (int)(e >> (16 + 12 * j) & 4095) - DIFF_BIAS;
+}
+
+/* The next DC difference, BAD_DIFF for a code the table does not have or a category above 11:
+ * code and extra bits in one look-up when they fit in DC_PEEK bits. */
+static HOT int dc_diff(struct bits *b, const struct dc_table *t)
+{
+    if (b->n < 16) {
+        fill(b);
+    }
+    unsigned e = t->one[b->acc >> (64 - ONE_PEEK)];
+    if (e != 0) {
+        consume(b, (int)(e & 15));
+        return (int)(e >> 4) - DIFF_BIAS;
+    }
+    struct bits copy = *b; /* (see fill_bytes) */
+    int diff = dc_diff_slow(&copy, &t->huff);
+    *b = copy;
+    return diff;
 }
 
 /* The table of `counts` codes of each length 1..16 for `vals`, as libjpeg builds it (a set of
@@ -220,6 +337,46 @@ static int parse_dqt(struct dec *d)
     return 0;
 }
 
+/* The length of the code and extra bits at bit `at` of the DC_PEEK-bit prefix i, with the
+ * difference they make in *diff; 0 if they do not end within it. */
+static int lut_code(const struct huff *h, unsigned i, int at, int *diff)
+{
+    unsigned f = h->fast[((i << 8) >> (DC_PEEK - at)) & 0xFF];
+    int len = (int)(f >> 8), cat = (int)(f & 0xFF);
+    if (f == 0 || cat > MAX_DC_CATEGORY || at + len + cat > DC_PEEK) {
+        return 0;
+    }
+    *diff = extend((i >> (DC_PEEK - at - len - cat)) & ((1u << cat) - 1), cat);
+    return len + cat;
+}
+
+/* Fills a DC table's look-up (struct dc_table). */
+static void lut_build(struct dc_table *t)
+{
+    for (unsigned i = 0; i < 1u << DC_PEEK; i++) {
+        uint64_t e = 0;
+        int at = 0, k = 0, diff = 0;
+        for (int len = lut_code(&t->huff, i, 0, &diff); len > 0 && k < LUT_DIFFS; k++) {
+            e |= (uint64_t)(diff + DIFF_BIAS) << (16 + 12 * k);
+            e |= k == 0 ? (uint64_t)len << 8 : 0;
+            at += len;
+            len = k + 1 < LUT_DIFFS ? lut_code(&t->huff, i, at, &diff) : 0;
+        }
+        for (int j = k; j < LUT_DIFFS; j++) {
+            e |= (uint64_t)DIFF_BIAS << (16 + 12 * j);
+        }
+        t->lut[i] = k == 0 ? 0 : e | (uint64_t)at << 4 | (unsigned)k;
+    }
+    for (unsigned i = 0; i < 1u << ONE_PEEK; i++) {
+        uint64_t e = t->lut[i << (DC_PEEK - ONE_PEEK)];
+        unsigned len = (unsigned)(e >> 8 & 15);
+        t->one[i] = e != 0 && len <= ONE_PEEK
+                        ? (uint16_t)((unsigned)(lut_diff(e, 0) + DIFF_BIAS) << 4 | len)
+                        : 0;
+    }
+    t->built = true;
+}
+
 /* libjpeg refuses a DC table with a symbol (a category) above 15. */
 static bool dc_symbols_bad(const struct huff *h)
 {
@@ -249,9 +406,12 @@ static int parse_dht(struct dec *d)
         if (total > 256 || len < 17 + total) {
             return decline(d, "bad Huffman table");
         }
-        struct huff *h = tc == 0 ? &d->dc[th] : &d->ac[th];
+        struct huff *h = tc == 0 ? &d->dc[th].huff : &d->ac[th];
         if (huff_build(h, s + 1, s + 17, (int)total) < 0 || (tc == 0 && dc_symbols_bad(h))) {
             return decline(d, "bad Huffman table");
+        }
+        if (tc == 0) {
+            d->dc[th].built = false;
         }
         s += 17 + total;
         len -= 17 + total;
@@ -383,34 +543,170 @@ static const uint8_t *skip_entropy(const uint8_t *p, const uint8_t *end)
 struct scan {
     int n;
     struct comp *c[MAX_COMPONENTS];
-    const struct huff *table[MAX_COMPONENTS];
+    const struct dc_table *table[MAX_COMPONENTS];
     int ah, al;
+    int lo, hi; /* the predictions whose DC coefficient (x 2^al) fits an int16 */
 };
 
-/* One block's DC coefficient: a Huffman-coded difference (first scan) or one more bit. */
-static int dc_block(struct dec *d, struct bits *b, const struct scan *s, int k, int *pred,
-                    int16_t *coef)
+/* Where the blocks of the MCUs of row y go: block j of MCU x at at[j][x * step[j]], of scan
+ * component k[j]. A scan of one component has one block an MCU (its blocks are its MCUs). */
+struct layout {
+    int n;
+    int16_t *at[MAX_BLOCKS_IN_MCU];
+    int step[MAX_BLOCKS_IN_MCU];
+    int k[MAX_BLOCKS_IN_MCU];
+};
+
+static void layout_row(const struct scan *s, long y, struct layout *m)
 {
-    if (s->ah != 0) {
-        if (get_bits(b, 1) != 0) {
-            *coef = (int16_t)(*coef | 1 << s->al);
+    if (s->n == 1) {
+        *m = (struct layout){.n = 1, .at = {s->c[0]->dc + y * s->c[0]->bw}, .step = {1}};
+        return;
+    }
+    m->n = 0;
+    for (int k = 0; k < s->n; k++) {
+        const struct comp *c = s->c[k];
+        for (int v = 0; v < c->v; v++) {
+            for (int h = 0; h < c->h; h++) {
+                m->at[m->n] = c->dc + (y * c->v + v) * c->bw + h;
+                m->step[m->n] = c->h;
+                m->k[m->n++] = k;
+            }
         }
-        return 0;
     }
-    int cat = huff_decode(b, s->table[k]);
-    if (cat < 0 || cat > MAX_DC_CATEGORY) {
-        return decline(d, "bad DC code");
+}
+
+/* The DC coefficients of LUT_DIFFS blocks at coef from look-up entry e (past its count, its
+ * differences are 0 and the blocks' are written again after): the prediction after them, or
+ * BAD_DIFF if one is out of range. */
+static HOT int lut_blocks(uint64_t e, int p, const struct scan *s, int16_t *coef)
+{
+    _Static_assert(LUT_DIFFS == 4, "lut_blocks takes four differences");
+    int p0 = p + lut_diff(e, 0), p1 = p0 + lut_diff(e, 1);
+    int p2 = p1 + lut_diff(e, 2), p3 = p2 + lut_diff(e, 3);
+    unsigned span = (unsigned)(s->hi - s->lo);
+    if (((unsigned)(p0 - s->lo) > span) | ((unsigned)(p1 - s->lo) > span) |
+        ((unsigned)(p2 - s->lo) > span) | ((unsigned)(p3 - s->lo) > span)) {
+        return BAD_DIFF;
     }
-    int diff = (int)get_bits(b, cat);
-    if (cat > 0 && diff < 1 << (cat - 1)) {
-        diff -= (1 << cat) - 1;
+    int scale = 1 << s->al;
+    coef[0] = (int16_t)(p0 * scale);
+    coef[1] = (int16_t)(p1 * scale);
+    coef[2] = (int16_t)(p2 * scale);
+    coef[3] = (int16_t)(p3 * scale);
+    return p3;
+}
+
+/* The count DC coefficients at coef of a first scan of one component: several blocks a look-up
+ * while LUT_DIFFS are left. */
+static int first_blocks(struct dec *d, struct bits *b, const struct scan *s, int16_t *coef,
+                        long count, int *pred)
+{
+    const struct dc_table *t = s->table[0];
+    struct bits r = *b; /* a copy, in registers (see fill_bytes) */
+    int p = *pred;
+    for (long i = 0; i < count;) {
+        uint64_t e = lut_peek(&r, t);
+        if (e != 0 && count - i >= LUT_DIFFS) {
+            p = lut_blocks(e, p, s, coef + i);
+            if (p == BAD_DIFF) {
+                return decline(d, "DC coefficient out of range");
+            }
+            consume(&r, (int)(e >> 4 & 15));
+            i += (long)(e & 15);
+            continue;
+        }
+        int diff = dc_diff(&r, t);
+        if (diff == BAD_DIFF) {
+            return decline(d, "bad DC code");
+        }
+        p += diff;
+        if (p < s->lo || p > s->hi) {
+            return decline(d, "DC coefficient out of range");
+        }
+        coef[i++] = (int16_t)(p * (1 << s->al));
     }
-    *pred += diff;
-    long v = (long)*pred * (1L << s->al);
-    if (v < INT16_MIN || v > INT16_MAX) {
-        return decline(d, "DC coefficient out of range");
+    *b = r;
+    *pred = p;
+    return 0;
+}
+
+/* MCUs x .. x + count - 1 of a first scan of several components, laid out by m. */
+static int first_mcus(struct dec *d, struct bits *b, const struct scan *s, const struct layout *m,
+                      long x, long count, int pred[])
+{
+    struct bits r = *b; /* a copy, in registers (see fill_bytes) */
+    for (long end = x + count; x < end; x++) {
+        for (int j = 0; j < m->n; j++) {
+            int k = m->k[j], diff = dc_diff(&r, s->table[k]);
+            if (diff == BAD_DIFF) {
+                return decline(d, "bad DC code");
+            }
+            pred[k] += diff;
+            if (pred[k] < s->lo || pred[k] > s->hi) {
+                return decline(d, "DC coefficient out of range");
+            }
+            m->at[j][x * m->step[j]] = (int16_t)(pred[k] * (1 << s->al));
+        }
     }
-    *coef = (int16_t)v;
+    *b = r;
+    return 0;
+}
+
+/* One more bit of each of the count DC coefficients at coef (a refinement scan of one
+ * component), straight from acc. */
+static void refine_blocks(struct bits *b, int al, int16_t *coef, long count)
+{
+    while (count > 0) {
+        if (b->n == 0) {
+            fill(b);
+        }
+        int n = count < b->n ? (int)count : b->n;
+        uint64_t acc = b->acc;
+        for (int i = 0; i < n; i++) {
+            coef[i] = (int16_t)(coef[i] | (int)(acc >> 63) << al);
+            acc <<= 1;
+        }
+        b->acc = acc;
+        b->n -= n;
+        coef += n;
+        count -= n;
+    }
+}
+
+/* One more bit of every DC coefficient of MCUs x .. x + count - 1, laid out by m. */
+static void refine_mcus(struct bits *b, int al, const struct layout *m, long x, long count)
+{
+    for (long end = x + count; x < end; x++) {
+        if (b->n < m->n) {
+            fill(b);
+        }
+        uint64_t acc = b->acc;
+        for (int j = 0; j < m->n; j++) {
+            int16_t *coef = &m->at[j][x * m->step[j]];
+            *coef = (int16_t)(*coef | (int)(acc >> 63) << al);
+            acc <<= 1;
+        }
+        b->acc = acc;
+        b->n -= m->n;
+    }
+}
+
+/* MCUs x .. x + count - 1 of row y, between two restart markers. */
+static int dc_run(struct dec *d, struct bits *b, const struct scan *s, long y, long x, long count,
+                  int pred[])
+{
+    struct layout m;
+    layout_row(s, y, &m);
+    if (s->ah != 0 && m.n == 1) {
+        refine_blocks(b, s->al, m.at[0] + x, count);
+    } else if (s->ah != 0) {
+        refine_mcus(b, s->al, &m, x, count);
+    } else if (m.n == 1) {
+        return first_blocks(d, b, s, m.at[0] + x, count, &pred[0]);
+    } else {
+        return first_mcus(d, b, s, &m, x, count, pred);
+    }
     return 0;
 }
 
@@ -423,7 +719,7 @@ static int next_restart(struct dec *d, struct bits *b, unsigned *count, int pred
     while (b->end - p > 1 && p[0] == 0xFF && p[1] == 0xFF) {
         p++;
     }
-    if (b->overrun) {
+    if (cut_short(b)) {
         return decline(d, "DC scan cut short");
     }
     if (b->end - p < 2 || p[0] != 0xFF || p[1] != M_RST0 + (*count & 7)) {
@@ -435,48 +731,29 @@ static int next_restart(struct dec *d, struct bits *b, unsigned *count, int pred
     return 0;
 }
 
-/* The MCU at (x, y): one block for a scan of one component (MCUs are its blocks), h x v
- * blocks of each component in turn for an interleaved scan. */
-static int dc_mcu(struct dec *d, struct bits *b, const struct scan *s, long x, long y, int pred[])
-{
-    if (s->n == 1) {
-        struct comp *c = s->c[0];
-        return dc_block(d, b, s, 0, &pred[0], &c->dc[y * c->bw + x]);
-    }
-    for (int k = 0; k < s->n; k++) {
-        struct comp *c = s->c[k];
-        for (int v = 0; v < c->v; v++) {
-            for (int h = 0; h < c->h; h++) {
-                long at = (y * c->v + v) * c->bw + x * c->h + h;
-                if (dc_block(d, b, s, k, &pred[k], &c->dc[at]) < 0) {
-                    return -1;
-                }
-            }
-        }
-    }
-    return 0;
-}
-
+/* The scan's MCUs row by row, in runs between restart markers. */
 static int dc_scan(struct dec *d, const struct scan *s)
 {
     long cols = s->n == 1 ? s->c[0]->cw : d->mcux, rows = s->n == 1 ? s->c[0]->ch : d->mcuy;
     struct bits b = {.p = d->p, .end = d->end};
     int pred[MAX_COMPONENTS] = {0};
-    unsigned left = d->restart, count = 0;
-    for (long y = 0; y < rows && !b.overrun; y++) {
-        for (long x = 0; x < cols; x++) {
-            if (d->restart != 0 && left-- == 0) {
+    unsigned left = d->restart, count = 0; /* MCUs before the next restart marker */
+    for (long y = 0; y < rows && !cut_short(&b); y++) {
+        for (long x = 0, run; x < cols; x += run) {
+            if (d->restart != 0 && left == 0) {
                 if (next_restart(d, &b, &count, pred) < 0) {
                     return -1;
                 }
-                left = d->restart - 1;
+                left = d->restart;
             }
-            if (dc_mcu(d, &b, s, x, y, pred) < 0) {
+            run = d->restart != 0 && left < cols - x ? (long)left : cols - x;
+            if (dc_run(d, &b, s, y, x, run, pred) < 0) {
                 return -1;
             }
+            left -= d->restart != 0 ? (unsigned)run : 0;
         }
     }
-    if (b.overrun) {
+    if (cut_short(&b)) {
         return decline(d, "DC scan cut short");
     }
     d->p = skip_entropy(b.p, d->end);
@@ -498,17 +775,22 @@ static int dc_scan_start(struct dec *d, struct scan *s, const uint8_t *tables)
         struct comp *c = s->c[k];
         if (s->ah == 0) {
             unsigned td = tables[k] >> 4;
-            if (c->al != -1 || td > 3 || !d->dc[td].defined || !d->quant_set[c->tq] ||
+            if (c->al != -1 || td > 3 || !d->dc[td].huff.defined || !d->quant_set[c->tq] ||
                 d->quant[c->tq] > MAX_QUANT) {
                 return decline(d, "bad first DC scan");
             }
             s->table[k] = &d->dc[td];
             c->quant = d->quant[c->tq];
+            if (!d->dc[td].built) { /* at most once a component */
+                lut_build(&d->dc[td]);
+            }
         } else if (c->al != s->ah || s->al != s->ah - 1) {
             return decline(d, "bad DC refinement scan");
         }
         c->al = s->al;
     }
+    s->lo = -(32768 >> s->al);
+    s->hi = 32767 >> s->al;
     return 0;
 }
 
@@ -693,17 +975,17 @@ struct plane {
     uint8_t *px;
 };
 
-static uint8_t clamp255(long v)
+static uint8_t clamp255(int v)
 {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
 /* libjpeg's range limit after an inverse DCT, its table `range_limit[x & 1023]`: x + 128 for x
  * in -128..127, 255 above up to 383, 0 below down to -384, and wrapping past those. */
-static uint8_t idct_limit(long x)
+static uint8_t idct_limit(int x)
 {
-    unsigned long i = (unsigned long)x & 1023;
-    return (uint8_t)(i < 128 ? i + 128 : i < 512 ? 255 : i < 896 ? 0 : i - 896);
+    unsigned t = (unsigned)(x + 128) & 1023; /* x + 128 for 0..255 */
+    return (uint8_t)(t < 256 ? t : t < 640 ? 255 : 0);
 }
 
 /* DC x quantiser / 8 + 128, rounded and range-limited: libjpeg's 1x1 inverse DCT. */
@@ -719,7 +1001,7 @@ static int dc_samples(const struct comp *c, struct plane *out)
         const int16_t *row = c->dc + y * c->bw;
         uint8_t *o = out->px + y * c->cw;
         for (long x = 0; x < c->cw; x++) {
-            o[x] = idct_limit(((long)row[x] * c->quant + 4) >> 3);
+            o[x] = idct_limit((row[x] * c->quant + 4) >> 3); /* quant < 2^15 */
         }
     }
     return 0;
@@ -776,16 +1058,16 @@ static int upsample(const struct dec *d, const struct comp *c, long w, long h, s
 }
 
 /* YCbCr to RGB in libjpeg's fixed point (16 fractional bits, its rounding). */
-#define FIX(x) ((long)((x)*65536.0 + 0.5))
+#define FIX(x) ((int)((x)*65536.0 + 0.5))
 
 static void ycc_to_rgb(const struct plane p[3], uint8_t *rgb)
 {
     long n = p[0].w * p[0].h;
     for (long i = 0; i < n; i++) {
-        long y = p[0].px[i], cb = p[1].px[i] - 128, cr = p[2].px[i] - 128;
-        long r = y + ((FIX(1.40200) * cr + 32768) >> 16);
-        long g = y + ((-FIX(0.34414) * cb - FIX(0.71414) * cr + 32768) >> 16);
-        long b = y + ((FIX(1.77200) * cb + 32768) >> 16);
+        int y = p[0].px[i], cb = p[1].px[i] - 128, cr = p[2].px[i] - 128;
+        int r = y + ((FIX(1.40200) * cr + 32768) >> 16);
+        int g = y + ((-FIX(0.34414) * cb - FIX(0.71414) * cr + 32768) >> 16);
+        int b = y + ((FIX(1.77200) * cb + 32768) >> 16);
         rgb[3 * i] = clamp255(r);
         rgb[3 * i + 1] = clamp255(g);
         rgb[3 * i + 2] = clamp255(b);

@@ -13,7 +13,9 @@ Checks, with libjpeg-turbo's own tools as the reference:
     by Debian's tools: a hand-patched SOF header stands for it), a file cut before its DC scans
     end, a file of DC scans only (libjpeg's block smoothing would change its DC values); every cut of a progressive file either declines or gives exactly the full
     file's image (the DC scans were complete), and damaged copies (seeded random bytes)
-    decline or decode, never crash (sanitizer builds report through stderr);
+    decline or decode, never crash (sanitizer builds report through stderr); a DC scan one
+    byte short (its last byte, before the marker that ends it or a restart marker, removed) is
+    declined as cut short: interleaved, of one component, a refinement, a restart interval;
   - the worker's path (pixq-apply, PIXQ_JPEG_DC=1 against PIXQ_JPEG_DC=0, the same job):
     the DC reader is taken (the "jpeg_dc" debug event), the outputs are pixel-identical for
     the 4:4:4 and 4:2:2 corpus files and an EXIF-rotated copy, their metadata (identify
@@ -178,6 +180,43 @@ def check_declines(args, c, tmp):
                 f"exit {rc}: {err[:200]}")
 
 
+def scan_short(data, nth, restart=False):
+    """A copy of a JPEG whose nth scan has lost the byte before the marker that ends its
+    entropy-coded data (with restart, before its first RSTn marker)."""
+    i = -1
+    for _ in range(nth + 1):
+        i = data.index(b"\xff\xda", i + 1)
+    j = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    while True:
+        j = data.index(b"\xff", j)
+        if data[j + 1] == 0 or (0xD0 <= data[j + 1] <= 0xD7 and not restart):
+            j += 2
+            continue
+        return data[:j - 1] + data[j:]
+
+
+def check_short_scans(args, c, tmp):
+    """A DC scan a byte short is declined for that (the bit reader counts its padding)."""
+    data = Path(args.data) / "corpus"
+    autumn = (data / "autumn-2560x1600.jpg").read_bytes()  # DC: Y+Cb+Cr Al=1, then a refinement
+    volna = (data / "volna-5120x2880.jpg").read_bytes()  # DC: Y, Cb, Cr, each in a scan
+    ppm = tmp / "small.ppm"
+    ppm.write_bytes(run(["djpeg", "-scale", "1/8", "-pnm", str(data / "autumn-2560x1600.jpg")],
+                        check=True).stdout)
+    restart = run(["cjpeg", "-progressive", "-restart", "7B", str(ppm)], check=True).stdout
+    cases = {"an interleaved first DC scan": scan_short(autumn, 0),
+             "a DC refinement scan": scan_short(autumn, 6),
+             "the first DC scan of one component": scan_short(volna, 0),
+             "the last DC scan of one component": scan_short(volna, 2),
+             "a restart interval of a first DC scan": scan_short(restart, 0, restart=True)}
+    for name, blob in cases.items():
+        path = tmp / "short.jpg"
+        path.write_bytes(blob)
+        rc, _, err = dump(args, path)
+        c.check(rc == 3 and "DC scan cut short" in err and not sanitizer(err.encode()),
+                f"declines {name} a byte short as cut short", f"exit {rc}: {err[:200]}")
+
+
 def check_cuts_and_damage(args, c, tmp):
     """Every cut declines or gives the whole file's image; damage never crashes."""
     src = Path(args.data) / "corpus" / "cups-2560x1600.jpg"
@@ -282,7 +321,8 @@ def main():
     c = Checks(args.verbose)
     with tempfile.TemporaryDirectory(prefix="pixq-jpegdc-") as d:
         tmp = Path(d)
-        for step in (check_exact, check_declines, check_cuts_and_damage, check_worker):
+        for step in (check_exact, check_declines, check_short_scans, check_cuts_and_damage,
+                     check_worker):
             sub = tmp / step.__name__
             sub.mkdir()
             step(args, c, sub)
