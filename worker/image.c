@@ -2,6 +2,7 @@
 
 #include <limits.h>
 #include <malloc.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "clock.h"
 #include "jpegdc.h"
 #include "log.h"
+#include "pngshrink.h"
 #include "shrink.h"
 #include "webp.h"
 
@@ -150,6 +152,7 @@ int img_config_from(const struct cfg *c, struct img_config *out, struct err *e)
         .time_s = c->magick_time_s,
         .shrink_on_load = c->shrink_on_load,
         .jpeg_dc = c->jpeg_dc,
+        .png_shrink = c->png_shrink,
     };
     return 0;
 }
@@ -335,7 +338,7 @@ static void log_guard(void)
     LOG_INFO("image_guard",
              "formats=%s max_frames=%ld time_s=%ld memory_mb=%llu map_mb=%llu disk_mb=%llu "
              "area=%llu width=%llu height=%llu list_length=%llu threads=%llu shrink_on_load=%d "
-             "jpeg_dc=%d",
+             "jpeg_dc=%d png_shrink=%d",
              log_quote(guard.allowed, q, sizeof q), guard.cfg.max_frames, guard.cfg.time_s,
              (unsigned long long)(GetMagickResourceLimit(MemoryResource) / MIB),
              (unsigned long long)(GetMagickResourceLimit(MapResource) / MIB),
@@ -345,7 +348,8 @@ static void log_guard(void)
              (unsigned long long)GetMagickResourceLimit(HeightResource),
              (unsigned long long)GetMagickResourceLimit(ListLengthResource),
              (unsigned long long)GetMagickResourceLimit(ThreadResource),
-             guard.cfg.shrink_on_load ? 1 : 0, guard.cfg.jpeg_dc ? 1 : 0);
+             guard.cfg.shrink_on_load ? 1 : 0, guard.cfg.jpeg_dc ? 1 : 0,
+             guard.cfg.png_shrink ? 1 : 0);
 }
 
 /* Large buffers (ImageMagick's pixel caches, libjpeg's coefficients, decoded rows) are freed at
@@ -700,6 +704,99 @@ static MagickWand *read_jpeg_dc(const void *data, size_t len, const struct img_p
     return w;
 }
 
+/* The page (virtual canvas) of `im` scaled from `from_w` x `from_h` to `to_w` x `to_h`, as
+ * ImageMagick's resizing functions scale it (CloneImage() to a new size). */
+static void scale_page(Image *im, double from_w, double from_h, double to_w, double to_h)
+{
+    double sx = to_w / from_w, sy = to_h / from_h;
+    im->page.width = (size_t)floor(sx * (double)im->page.width + 0.5);
+    im->page.x = (ssize_t)ceil(sx * (double)im->page.x - 0.5);
+    im->tile_offset.x = (ssize_t)ceil(sx * (double)im->tile_offset.x - 0.5);
+    im->page.height = (size_t)floor(sy * (double)im->page.height + 0.5);
+    im->page.y = (ssize_t)ceil(sy * (double)im->page.y - 0.5);
+    im->tile_offset.y = (ssize_t)ceil(sy * (double)im->tile_offset.y - 0.5);
+}
+
+/* A wand of the image pngshrink decoded, with the headers, properties and profiles of `hdr`
+ * (the ping of the same bytes), as constitute_dc(); RGBA keeps its alpha channel on. The page
+ * is scaled as shrink_after_load() (process.c) would: sampled to twice the size first from a
+ * factor of 4 on, then scaled. */
+static MagickWand *constitute_png(const struct pngshrink_image *ps, int factor, const Image *hdr,
+                                  struct err *e)
+{
+    MagickWand *w = NewMagickWand();
+    if (w == NULL || MagickConstituteImage(w, (size_t)ps->width, (size_t)ps->height,
+                                           ps->channels == 4 ? "RGBA" : "RGB", CharPixel,
+                                           ps->pixels) == MagickFalse) {
+        err_set(e, "cannot read the PNG image (out of memory, or beyond ImageMagick's limits)");
+        return w != NULL ? DestroyMagickWand(w) : NULL;
+    }
+    Image *im = GetImageFromMagickWand(w);
+    if (CloneImageProperties(im, hdr) == MagickFalse ||
+        CloneImageProfiles(im, hdr) == MagickFalse ||
+        MagickSetImageFormat(w, "PNG") == MagickFalse ||
+        MagickSetImageAlphaChannel(w, ps->channels == 4 ? ActivateAlphaChannel
+                                                        : DeactivateAlphaChannel) == MagickFalse) {
+        err_set(e, "cannot read the PNG image's properties (out of memory)");
+        return DestroyMagickWand(w);
+    }
+    im->colorspace = hdr->colorspace;
+    double w0 = (double)hdr->columns, h0 = (double)hdr->rows;
+    double w1 = (double)ps->width, h1 = (double)ps->height;
+    if (factor >= 4) {
+        scale_page(im, w0, h0, w1 * 2, h1 * 2);
+        w0 = w1 * 2;
+        h0 = h1 * 2;
+    }
+    scale_page(im, w0, h0, w1, h1);
+    return w;
+}
+
+/* An 8-bit RGB(A) PNG wanted at 1/`factor`: the pixels decoded and box-averaged row by row by
+ * libpng (pngshrink.h), the rest from a ping. Returns NULL with `*declined` when pngshrink does
+ * not take the file (or its deadline passed: ImageMagick's read then stops at once with the
+ * usual error), NULL with `e` set on errors. */
+static MagickWand *read_png_shrink(const void *data, size_t len, const struct img_probe *p,
+                                   int factor, bool *declined, struct err *e)
+{
+    struct pngshrink_image ps;
+    const char *why = NULL;
+    long t0 = clock_mono_ms();
+    if (pngshrink_decode(data, len, factor, guard.cfg.max_pixels, (long)(intptr_t)p->deadline, &ps,
+                         &why) < 0) {
+        char q[96];
+        LOG_DEBUG("png_shrink_declined", "reason=%s", log_quote(why, q, sizeof q));
+        *declined = true;
+        return NULL;
+    }
+    long t1 = clock_mono_ms();
+    struct sniff_info si = {.format = p->format, .name = p->name};
+    MagickWand *h = ping_first(data, len, &si, guard.cfg.max_pixels, p->deadline, true, e);
+    MagickWand *w = h != NULL ? constitute_png(&ps, factor, GetImageFromMagickWand(h), e) : NULL;
+    LOG_DEBUG("png_shrink", "decoded=%ldx%ld factor=%d ms=%ld headers_ms=%ld", ps.width, ps.height,
+              factor, t1 - t0, clock_mono_ms() - t1);
+    pngshrink_free(&ps);
+    if (h != NULL) {
+        DestroyMagickWand(h);
+    }
+    if (w != NULL) {
+        MagickSetImageProgressMonitor(w, before_deadline, p->deadline);
+    }
+    return w;
+}
+
+/* The factor (2, 4 or 8) pngshrink shrinks a PNG by for a hint: libjpeg's scale M/8 for it
+ * (shrink.h, whose size the plan expects) when 8/M is one of those and divides both sides, else
+ * 0. (With a side that is not a multiple, pngshrink's last box would be narrower than the others
+ * and the rest of the tree would stretch it like them: the picture moves by part of a pixel, a
+ * mean error of 0.8 % against 0.3 % without the reader for 1029x1031 made 128x128.) */
+static int png_shrink_factor(const struct img_probe *p, long hint_w, long hint_h)
+{
+    int m = shrink_libjpeg_scale(p->width, p->height, hint_w, hint_h);
+    int f = m > 0 && m < SHRINK_DENOM && SHRINK_DENOM % m == 0 ? SHRINK_DENOM / m : 0;
+    return f > 0 && p->width % f == 0 && p->height % f == 0 ? f : 0;
+}
+
 MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
                      long hint_h, struct err *e)
 {
@@ -713,6 +810,13 @@ MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, lo
         shrink_libjpeg_scale(p->width, p->height, hint_w, hint_h) == 1) {
         declined = false;
         w = read_jpeg_dc(data, len, p, &declined, e);
+    }
+    int factor = hint && p->format == SNIFF_PNG && guard.cfg.png_shrink
+                     ? png_shrink_factor(p, hint_w, hint_h)
+                     : 0;
+    if (factor > 0) {
+        declined = false;
+        w = read_png_shrink(data, len, p, factor, &declined, e);
     }
     if (!declined && w == NULL) { /* the DC reader took it and failed */
         return NULL;

@@ -46,6 +46,7 @@ struct img_config {
     long time_s;         /* the deadline of each source, seconds (see above) */
     bool shrink_on_load; /* JPEG sources decoded at the smallest size the job needs (shrink.h) */
     bool jpeg_dc;        /* ... a progressive one wanted at 1/8 from its DC scans (jpegdc.h) */
+    bool png_shrink;     /* a PNG wanted at 1/2, 1/4, 1/8 shrunk while decoded (pngshrink.h) */
 };
 
 /* Parses a comma-separated list of formats ("jpeg,png, GIF"; see sniff_format_named()) into
@@ -115,8 +116,10 @@ MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_
 
 /* Decodes the first frame of a probed source. With `hint_w` x `hint_h` (0 x 0: none) a JPEG is
  * decoded by libjpeg at a reduced scale (ImageMagick's "jpeg:size": the largest of 1/8, 1/4, 3/8,
- * 1/2 that keeps both sides at or above the hint), a still WebP by libwebp at exactly that size;
- * other formats ignore it. Returns a wand to destroy, or NULL with the reason. */
+ * 1/2 that keeps both sides at or above the hint), a still WebP by libwebp at exactly that size,
+ * an 8-bit RGB(A) PNG by pngshrink.h at the JPEG's size when that scale is 1/2, 1/4 or 1/8 (a PNG
+ * it declines is read whole); other formats ignore it. Returns a wand to destroy, or NULL with
+ * the reason. */
 MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
                      long hint_h, struct err *e);
 

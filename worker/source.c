@@ -187,7 +187,11 @@ int src_decode(struct src_image *im, const struct shrink_plan *plan, struct err 
     long hw = plan == NULL ? 0 : exact ? plan->width : plan->hint_w;
     long hh = plan == NULL ? 0 : exact ? plan->height : plan->hint_h;
     MagickWand *w = img_read(im->bytes.data, im->bytes.len, &im->probe, hw, hh, e);
-    if (w != NULL && plan != NULL &&
+    /* a decoder that did not shrink at all (a PNG pngshrink declines, or with PIXQ_PNG_SHRINK=0)
+     * leaves the image to the box filter of process.c: no second decode */
+    bool full = w != NULL && (long)MagickGetImageWidth(w) == im->probe.width &&
+                (long)MagickGetImageHeight(w) == im->probe.height;
+    if (w != NULL && plan != NULL && !full &&
         ((long)MagickGetImageWidth(w) != plan->width ||
          (long)MagickGetImageHeight(w) != plan->height)) {
         w = plan_missed(im, w, plan, e);

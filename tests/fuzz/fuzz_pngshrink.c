@@ -1,0 +1,79 @@
+/* fuzz_pngshrink: libFuzzer target for the PNG reader that box-averages row by row
+ * (worker/pngshrink.c).
+ *
+ * Each input is a downloaded source as the worker hands it to pngshrink_decode() when a PNG is
+ * wanted at 1/2, 1/4 or 1/8: the chunk walk (lengths, IHDR, what is declined), then libpng's
+ * decoding (CRCs, zlib, filters) with its errors caught by setjmp, and the running box average.
+ * The input's last byte chooses the factor (2, 4 or 8), so that every factor meets every input,
+ * and whether the CRCs are rewritten first (fix_crcs()).
+ * max_pixels is large (50 MP) so that a small input can declare a large image (its row
+ * buffers are allocated before any pixel is read: libpng then fails on the missing data); an
+ * accepted image's pixels are all read, so that a short buffer shows. Seeds
+ * (tests/fuzz/seeds/fuzz_pngshrink/): tiny 8-bit RGB and RGBA PNGs (odd sizes, a 1-pixel-wide
+ * one, two IDAT chunks each, gAMA/pHYs before the pixels) made with png() and pixels() of
+ * tests/shrink/test_pngshrink.py, and one of each kind the reader declines (grey, 16-bit, tRNS,
+ * a text chunk after IDAT; palette and interlaced ones made with convert). Built only with
+ * -Dfuzz=true (see scripts/fuzz). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "pngshrink.h"
+
+#define FUZZ_MAX_PIXELS 50000000L
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Rewrites the CRC of every whole chunk: a mutated chunk would almost always fail libpng's CRC
+ * check, and the fuzzer would never reach the zlib data, the filters and the average behind. */
+static void fix_crcs(uint8_t *d, size_t size)
+{
+    for (size_t pos = 8; pos <= size && size - pos >= 12;) {
+        size_t n =
+            (size_t)d[pos] << 24 | (size_t)d[pos + 1] << 16 | (size_t)d[pos + 2] << 8 | d[pos + 3];
+        if (n > size - pos - 12) {
+            return;
+        }
+        uLong crc = crc32(0L, d + pos + 4, (uInt)(n + 4));
+        for (int i = 0; i < 4; i++) {
+            d[pos + 8 + n + (size_t)i] = (uint8_t)(crc >> (24 - 8 * i));
+        }
+        pos += 12 + n;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct pngshrink_image img;
+    const char *why = NULL;
+    unsigned last = size > 0 ? data[size - 1] : 0;
+    int factor = 2 << (last % 3);
+    uint8_t *copy = malloc(size + 1);
+    if (copy == NULL) {
+        return 0;
+    }
+    memcpy(copy, data, size);
+    if (last / 3 % 2 == 0) {
+        fix_crcs(copy, size);
+    }
+    int rc = pngshrink_decode(copy, size, factor, FUZZ_MAX_PIXELS, 0, &img, &why);
+    free(copy);
+    if (rc == 0) {
+        size_t n = (size_t)(img.width * img.height * img.channels);
+        unsigned sum = 0;
+        for (size_t i = 0; i < n; i++) {
+            sum += img.pixels[i];
+        }
+        /* an accepted image is never empty, and a declined one always has a reason */
+        if (n == 0 || (img.channels != 3 && img.channels != 4)) {
+            __builtin_trap();
+        }
+        __asm__ volatile("" : : "r"(sum));
+    } else if (why == NULL) {
+        __builtin_trap();
+    }
+    pngshrink_free(&img);
+    return 0;
+}

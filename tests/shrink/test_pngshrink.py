@@ -1,0 +1,452 @@
+#!/usr/bin/python3
+"""The PNG reader that box-averages row by row (worker/pngshrink.c).
+
+Checks:
+
+  - exactness: pngshrink-dump's output for RGB and RGBA PNGs (noise, gradients, alpha from 0
+    to 255 with fully transparent regions; odd sizes, so that the right and bottom boxes are
+    cut short) at factors 2, 4 and 8 is byte for byte the box average computed here: each pixel
+    the mean of its box (over the pixels it has), rounded to nearest, the colour weighted by
+    alpha, a fully transparent box 0,0,0,0;
+  - what it declines and why: 16-bit, palette, grey, grey+alpha, interlaced, tRNS, text chunks
+    (tEXt, zTXt, before or after IDAT: ImageMagick's ping skips them), another chunk after
+    IDAT, a file cut short, a bad CRC in IDAT, a zlib error under a good CRC, a passed
+    deadline; damaged copies (seeded random bytes) decline or decode, never crash;
+  - the worker's path (pixq-apply, the same job with PIXQ_PNG_SHRINK=1, PIXQ_PNG_SHRINK=0 and
+    PIXQ_SHRINK_ON_LOAD=0): the reader is taken ("png_shrink" debug event, by=decoder) for the
+    RGB/RGBA files whose sides are multiples of the factor (one with every ancillary chunk the
+    ping reads as the read does, an ICC profile and an EXIF orientation among them) and the
+    corpus PNG at 1/2, 1/4 and 1/8; not offered at 3/8 or when a side is not a multiple (the
+    output is then PIXQ_PNG_SHRINK=0's, byte for byte); declined with its reason for the
+    others; output sizes equal; pixels within MAE_MAX of the full decode (or no further from
+    it than PIXQ_PNG_SHRINK=0's); metadata (identify -verbose, pixel
+    statistics aside) equal to PIXQ_PNG_SHRINK=0's; a declined file (or PIXQ_PNG_SHRINK=0) is
+    decoded once, then box-filtered (no "shrink_on_load_missed" second decode); a bad CRC or cut file still gets
+    ImageMagick's "cannot read the PNG image" error.
+
+    /usr/bin/python3 tests/shrink/test_pngshrink.py --dump BUILD/tests/shrink/pngshrink-dump \\
+        --apply BUILD/tests/tools/pixq-apply [--data tests/data] [-v]
+
+Prints one line per check and "pngshrink: N passed, N failed".
+"""
+
+import argparse
+import difflib
+import json
+import math
+import os
+import random
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+# Mean absolute error against the full decode, fraction of the range (compare -metric MAE).
+# A source whose sides are multiples of the factor: measured worst 0.0012 (cascade at 1/8;
+# PIXQ_PNG_SHRINK=0: 0.0012).
+MAE_MAX = 0.004
+# Other sides: the reader's last box column and row hold fewer source pixels (as in libjpeg's
+# scaled decode), which the rest of the tree would stretch like the others, moving the picture
+# by part of a pixel (measured 0.0076 for 1029x1031 -> 128x128 through 129x129, against 0.0029
+# without the reader; 0.0290 for 97x61 -> 10x6, against 0.0106), so the worker offers the
+# reader only sources whose sides are multiples of the factor (worker/image.c,
+# png_shrink_factor); the others take ImageMagick's path and give its very output.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: ")
+SIZES = [(301, 203), (256, 160), (97, 61)]  # odd sizes: edge boxes cut short
+FACTORS = [2, 4, 8]
+
+
+class Checks:
+    def __init__(self, verbose):
+        self.passed = self.failed = 0
+        self.verbose = verbose
+
+    def check(self, ok, what, detail=""):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        if self.verbose or not ok:
+            print(("ok   " if ok else "FAIL ") + what + (": " + detail if detail else ""))
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, timeout=120, **kw)
+
+
+def sanitizer(stderr):
+    return any(s in stderr.decode(errors="replace") for s in SANITIZER_MARKERS)
+
+
+# ---------------------------------------------------------------- PNG files
+
+def chunk(kind, data):
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def png(width, height, ctype, pixels, before=(), after=(), depth=8):
+    """A PNG of `pixels` (rows of bytes, filter 0 added here), with extra chunks."""
+    ch = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype] * depth // 8
+    raw = b"".join(b"\0" + pixels[y * width * ch:(y + 1) * width * ch] for y in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, 0)
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+    out += b"".join(chunk(k, d) for k, d in before)
+    idat = zlib.compress(raw, 6)
+    half = len(idat) // 2  # two IDAT chunks
+    out += chunk(b"IDAT", idat[:half]) + chunk(b"IDAT", idat[half:])
+    out += b"".join(chunk(k, d) for k, d in after)
+    return out + chunk(b"IEND", b"")
+
+
+def pixels(width, height, channels, seed):
+    """Noise over gradients; with alpha, a fully transparent band and rectangle, opaque and
+    varied regions."""
+    rng = random.Random(seed)
+    out = bytearray()
+    for y in range(height):
+        for x in range(width):
+            r = (x * 255 // width + rng.randrange(-40, 41)) % 256
+            g = (y * 255 // height + rng.randrange(-40, 41)) % 256
+            b = rng.randrange(256)
+            out += bytes((r, g, b))
+            if channels == 4:
+                if y < height // 5 or (width // 3 <= x < width // 2 and y > height // 2):
+                    a = 0
+                elif x < width // 4:
+                    a = 255
+                else:
+                    a = rng.randrange(256)
+                out.append(a)
+    return bytes(out)
+
+
+def smooth_pixels(width, height, channels):
+    """Gradients and soft waves with a little noise (a photo-like source for the worker's path,
+    where noise would measure the resize filters, not the reader); with alpha, a fully
+    transparent band and rectangle, an opaque strip and a soft ramp."""
+    rng = random.Random(width * height)
+    out = bytearray()
+    for y in range(height):
+        for x in range(width):
+            r = int(127 + 100 * math.sin(x / 17.0) * math.cos(y / 23.0)) + rng.randrange(-3, 4)
+            g = x * 255 // width
+            b = (y * 255 // height + x // 3) % 256
+            out += bytes((max(0, min(255, r)), g, b))
+            if channels == 4:
+                if y < height // 5 or (width // 3 <= x < width // 2 and y > height // 2):
+                    a = 0
+                elif x < width // 4:
+                    a = 255
+                else:
+                    a = int(128 + 120 * math.sin((x + y) / 29.0))
+                out.append(a)
+    return bytes(out)
+
+
+def box_average(width, height, channels, px, factor):
+    """The reference: each box's mean, rounded half up; colour weighted by alpha."""
+    ow, oh = -(-width // factor), -(-height // factor)
+    out = bytearray()
+    for oy in range(oh):
+        ys = range(oy * factor, min(height, oy * factor + factor))
+        for ox in range(ow):
+            xs = range(ox * factor, min(width, ox * factor + factor))
+            n = len(ys) * len(xs)
+            sums = [0, 0, 0, 0]
+            for y in ys:
+                for x in xs:
+                    p = px[(y * width + x) * channels:(y * width + x + 1) * channels]
+                    a = p[3] if channels == 4 else 1
+                    for i in range(3):
+                        sums[i] += p[i] * a
+                    sums[3] += a
+            if channels == 3:
+                out += bytes((s + n // 2) // n for s in sums[:3])
+            elif sums[3] == 0:
+                out += b"\0\0\0\0"
+            else:
+                a = sums[3]
+                out += bytes((s + a // 2) // a for s in sums[:3])
+                out.append((a + n // 2) // n)
+    return ow, oh, bytes(out)
+
+
+def dump(args, factor, path, past=False):
+    p = run([args.dump, str(factor), str(path)] + (["past"] if past else []))
+    return p.returncode, p.stdout, p.stderr
+
+
+def parse_dump(out):
+    m = re.match(rb"P7 (\d+) (\d+) (\d+)\n", out)
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), out[m.end():]
+
+
+def sources(tmp):
+    """name -> (path, width, height, channels, pixels) of the files the reader takes."""
+    out = {}
+    for i, (w, h) in enumerate(SIZES):
+        for ch in (3, 4):
+            name = f"{'rgba' if ch == 4 else 'rgb'}-{w}x{h}"
+            px = pixels(w, h, ch, seed=i * 10 + ch)
+            path = tmp / (name + ".png")
+            path.write_bytes(png(w, h, 6 if ch == 4 else 2, px,
+                                 before=[(b"gAMA", struct.pack(">I", 45455)),
+                                         (b"pHYs", struct.pack(">IIB", 2835, 2835, 1))]))
+            out[name] = (path, w, h, ch, px)
+    return out
+
+
+def declined_files(tmp, good):
+    """name -> (path, reason) of files the reader declines."""
+    w, h = 256, 160
+    rgb = pixels(w, h, 3, seed=5)
+    grey = bytes(rgb[::3])
+    blob = good.read_bytes()
+    idat = blob.index(b"IDAT")
+    bad_crc = bytearray(blob)
+    bad_crc[idat + 20] ^= 0x55
+    # a zlib stream broken under a correct CRC: the first IDAT's data replaced by garbage
+    n = struct.unpack(">I", blob[idat - 4:idat])[0]
+    zbad = blob[:idat - 4] + chunk(b"IDAT", b"\x78\x9c" + bytes((7 * i + 3) % 256 for i in range(n - 2))) + \
+        blob[idat + 4 + n + 4:]
+    files = {
+        "16-bit": (png(w, h, 2, bytes(b for v in rgb for b in (v, v)), depth=16), "not 8-bit"),
+        "grey": (png(w, h, 0, grey), "not RGB or RGBA"),
+        "grey+alpha": (png(w, h, 4, bytes(b for v in grey for b in (v, 200))),
+                       "not RGB or RGBA"),
+        "tRNS": (png(w, h, 2, rgb, before=[(b"tRNS", b"\0\1\0\2\0\3")]), "tRNS chunk"),
+        "text after IDAT": (png(w, h, 2, rgb, after=[(b"tEXt", b"Comment\0after")]),
+                            "text chunk"),
+        "gAMA after IDAT": (png(w, h, 2, rgb, after=[(b"gAMA", struct.pack(">I", 45455))]),
+                            "chunk after IDAT"),
+        "tEXt": (png(w, h, 2, rgb, before=[(b"tEXt", b"Comment\0before")]), "text chunk"),
+        "zTXt": (png(w, h, 2, rgb, before=[(b"zTXt", b"Title\0\0" + zlib.compress(b"z"))]),
+                 "text chunk"),
+        "cut short": (blob[:len(blob) * 2 // 3], "truncated"),
+        "bad CRC": (bytes(bad_crc), "libpng error"),
+        "zlib error": (zbad, "libpng error"),
+    }
+    out = {}
+    for name, (data, why) in files.items():
+        path = tmp / (name.replace(" ", "-").replace("+", "-") + ".png")
+        path.write_bytes(data)
+        out[name] = (path, why)
+    for name, opts, why in [("palette", ["PNG8:"], "not RGB or RGBA"),
+                            ("interlaced", ["-interlace", "PNG", "PNG24:"], "interlaced")]:
+        path = tmp / (name + ".png")
+        run(["convert", str(good)] + opts[:-1] + [opts[-1] + str(path)], check=True)
+        out[name] = (path, why)
+    return out
+
+
+# ---------------------------------------------------------------- checks
+
+def check_exact(args, c, tmp):
+    for name, (path, w, h, ch, px) in sources(tmp).items():
+        for f in FACTORS:
+            rc, out, err = dump(args, f, path)
+            if rc != 0 or sanitizer(err):
+                c.check(False, f"{name} 1/{f}: decoded", f"exit {rc}: {err[-300:]}")
+                continue
+            got = parse_dump(out)
+            ow, oh, want = box_average(w, h, ch, px, f)
+            diff = sum(1 for a, b in zip(got[3], want) if a != b)
+            c.check(got[:3] == (ow, oh, ch) and len(got[3]) == len(want) and diff == 0,
+                    f"{name} 1/{f}: {ow}x{oh} equal to the box average",
+                    f"size {got[:3]}, {diff} samples differ")
+
+
+def check_declines(args, c, tmp):
+    good = sources(tmp)["rgb-256x160"][0]
+    for name, (path, why) in declined_files(tmp, good).items():
+        rc, _, err = dump(args, 8, path)
+        text = err.decode(errors="replace").strip()
+        c.check(rc == 3 and text == "declined: " + why and not sanitizer(err),
+                f"declines {name} ({why})", f"exit {rc}: {text[:200]}")
+    rc, _, err = dump(args, 8, good, past=True)
+    c.check(rc == 3 and b"declined: deadline" in err, "declines once the deadline has passed",
+            f"exit {rc}: {err[:200]}")
+    rng = random.Random(11)
+    whole = sources(tmp)["rgba-301x203"][0].read_bytes()
+    bad = []
+    for i in range(60):
+        blob = bytearray(whole)
+        for _ in range(rng.randrange(1, 12)):
+            blob[rng.randrange(8, len(blob))] = rng.randrange(256)
+        if i % 3 == 0:
+            blob = blob[:rng.randrange(8, len(blob))]
+        path = tmp / "damaged.png"
+        path.write_bytes(bytes(blob))
+        rc, _, err = dump(args, 4, path)
+        if sanitizer(err) or rc not in (0, 3):
+            bad.append(f"copy {i}: exit {rc} {err[-300:]}")
+    c.check(not bad, "60 damaged copies decline or decode without a crash", "; ".join(bad[:3]))
+
+
+def apply(args, job, src, out, shrink=True, png_shrink=True):
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PIXQ_LOG_LEVEL="debug", PIXQ_SHRINK_ON_LOAD=str(int(shrink)),
+               PIXQ_PNG_SHRINK=str(int(png_shrink)))
+    p = run([args.apply, "--data", args.data, str(job), str(src), str(out)], env=env)
+    if sanitizer(p.stderr):
+        raise RuntimeError(f"sanitizer: {p.stderr.decode(errors='replace')[-800:]}")
+    return p.returncode, json.loads(p.stdout or b"{}"), p.stderr.decode(errors="replace")
+
+
+STAT = re.compile(r"^\s*(min|max|mean|standard deviation|kurtosis|skewness|entropy|"
+                  r"filename|file size|filesize|number pixels|pixels per second|user time|"
+                  r"elapsed time|date:|png:tIME|signature|image:|colors|histogram|\d+: \()",
+                  re.I)
+
+
+def metadata(path):
+    text = run(["identify", "-verbose", str(path)], check=True).stdout.decode(errors="replace")
+    return [line for line in text.splitlines() if not STAT.match(line)]
+
+
+def mae(a, b):
+    r = run(["compare", "-metric", "MAE", str(a), str(b), "null:"])
+    m = re.search(rb"\(([0-9.e+-]+)\)", r.stderr)
+    if not m:
+        raise AssertionError(f"compare -metric MAE: {r.stderr!r}")
+    return float(m.group(1))
+
+
+def write_job(path, width, height):
+    path.write_text(json.dumps({"application_id": "t", "src": "x", "functions": [
+        {"name": "resize_to_fit", "params": {"width": width, "height": height},
+         "save": {"image_identifier": "t", "extension": ".png", "save_metadata": True}}]}))
+
+
+def offered(factor, w, h):
+    """Whether the worker offers a w x h PNG to the reader at 1/factor (0: a 3/8 plan, never):
+    both sides multiples of the factor."""
+    return factor > 0 and w % factor == 0 and h % factor == 0
+
+
+def check_taken(args, c, tmp, name, src, size, factor, w, h):
+    """One source through the worker at a size that wants 1/factor (0: a 3/8 plan): taken when
+    offered(), same size, close to the full decode, same metadata."""
+    job = tmp / f"job-{name}-{size[0]}.json"
+    write_job(job, *size)
+    runs = {}
+    for key, shrink, ps in (("on", True, True), ("off", True, False), ("full", False, False)):
+        rc, res, log = apply(args, job, src, tmp / f"out-{name}-{size[0]}-{key}", shrink, ps)
+        if rc != 0:
+            c.check(False, f"{name} -> {size}: pixq-apply {key}", log[-400:])
+            return
+        runs[key] = (res, log)
+    log, off = runs["on"][1], runs["off"][1]
+    taken = re.search(r"event=png_shrink decoded=\d+x\d+ factor=(\d+)", log)
+    by = re.search(r"event=decoded .*", log)
+    what = f"{name} -> {size[0]}x{size[1]} at 1/{factor}" if factor else \
+        f"{name} -> {size[0]}x{size[1]} at 3/8"
+    take = offered(factor, w, h)
+    if take:
+        ok = taken is not None and taken.group(1) == str(factor) and "by=decoder" in by.group(0)
+    else:
+        ok = taken is None and "event=png_shrink" not in log and "by=box" in by.group(0)
+    c.check(ok and "event=png_shrink" not in off, what + (": read by pngshrink" if take else
+            ": not offered to pngshrink") + " (PIXQ_PNG_SHRINK=0: not)", by.group(0))
+    c.check("shrink_on_load_missed" not in log + off and "by=box" in off,
+            what + ": PIXQ_PNG_SHRINK=0 decodes once, then the box filter")
+    outs = [runs[k][0]["outputs"][0] for k in ("on", "off", "full")]
+    c.check(len({(o["width"], o["height"]) for o in outs}) == 1, what + ": same output size",
+            str([(o["width"], o["height"]) for o in outs]))
+    err, err_off = mae(outs[0]["file"], outs[2]["file"]), mae(outs[1]["file"], outs[2]["file"])
+    if take:  # small outputs with alpha err more either way: then no more than the old path
+        c.check(err <= max(MAE_MAX, err_off), what + f": MAE {err:.4f} against the full decode "
+                f"(limit {MAE_MAX}, or PIXQ_PNG_SHRINK=0's {err_off:.4f})")
+    else:
+        c.check(mae(outs[0]["file"], outs[1]["file"]) == 0,
+                what + ": the very output of PIXQ_PNG_SHRINK=0")
+    meta_on, meta_off = metadata(outs[0]["file"]), metadata(outs[1]["file"])
+    c.check(meta_on == meta_off and
+            runs["on"][0]["original_meta"] == runs["off"][0]["original_meta"],
+            what + ": same metadata as PIXQ_PNG_SHRINK=0",
+            " | ".join(difflib.unified_diff(meta_off, meta_on, lineterm="", n=0)))
+
+
+# (source, output size, the factor the plan gives; 0: 3/8). Sources whose sides are not
+# multiples of the factor are not offered (offered()).
+WORKER_CASES = [("rgb", (1024, 1032), (128, 128), 8), ("rgba", (1024, 1032), (128, 128), 8),
+                ("rgb", (1024, 1032), (256, 258), 4), ("rgb", (1029, 1031), (128, 128), 8),
+                ("rgba", (304, 200), (38, 25), 8), ("rgba", (304, 200), (76, 50), 4),
+                ("rgba", (304, 200), (152, 100), 2), ("rgb", (301, 203), (100, 66), 2), ("rgb", (301, 203), (50, 33), 4),
+                ("rgb", (301, 203), (32, 21), 8), ("rgb", (301, 203), (70, 46), 0),
+                ("rgba", (301, 203), (100, 66), 2), ("rgba", (301, 203), (50, 33), 4),
+                ("rgba", (301, 203), (32, 21), 8), ("rgba", (97, 61), (36, 24), 2),
+                ("rgba", (97, 61), (12, 8), 4), ("rgba", (97, 61), (10, 6), 8),
+                ("rgba", (97, 61), (32, 21), 0), ("chunks", (304, 200), (38, 25), 8)]
+EXIF_ROTATED = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0"
+
+
+def ancillary_chunks():
+    """Chunks before IDAT that ImageMagick's ping reads as its read does (the ICC profile when
+    the system has one); eXIf turns the image (orientation 6)."""
+    out = [(b"gAMA", struct.pack(">I", 45455)),
+           (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)),
+           (b"pHYs", struct.pack(">IIB", 2835, 2835, 1)),
+           (b"bKGD", struct.pack(">HHH", 10, 20, 30)),
+           (b"tIME", struct.pack(">HBBBBB", 2020, 1, 2, 3, 4, 5)),
+           (b"oFFs", struct.pack(">iiB", 7, 9, 0)), (b"vpAg", struct.pack(">IIB", 400, 300, 0)),
+           (b"sBIT", b"\5\6\5"), (b"eXIf", EXIF_ROTATED)]
+    icc = Path("/usr/share/color/icc/ghostscript/srgb.icc")
+    if icc.exists():
+        out.append((b"iCCP", b"icc\0\0" + zlib.compress(icc.read_bytes())))
+    return out
+
+
+def check_worker(args, c, tmp):
+    for kind, (w, h), size, factor in WORKER_CASES:
+        name = f"{kind}-{w}x{h}"
+        path = tmp / f"smooth-{name}.png"
+        if not path.exists():
+            ch = 4 if kind == "rgba" else 3
+            extra = ancillary_chunks() if kind == "chunks" else []
+            path.write_bytes(png(w, h, 6 if ch == 4 else 2, smooth_pixels(w, h, ch),
+                                 before=extra))
+        check_taken(args, c, tmp, name, path, size, factor, w, h)
+    corpus = Path(args.data) / "corpus" / "cascade-3840x2160.png"
+    for size, f in (((400, 225), 8), ((800, 450), 4), ((1600, 900), 2)):
+        check_taken(args, c, tmp, corpus.stem, corpus, size, f, 3840, 2160)
+    job = tmp / "job-declined.json"
+    write_job(job, 10, 6)
+    for name, (path, why) in declined_files(tmp, sources(tmp)["rgb-256x160"][0]).items():
+        rc, res, log = apply(args, job, path, tmp / ("out-" + path.stem))
+        if name in ("bad CRC", "zlib error", "cut short"):
+            ok = rc != 0 and "cannot read the PNG image" in res.get("error", "")
+            c.check(ok, f"{name}: ImageMagick's error still reported",
+                    res.get("error", log[-300:]))
+        else:
+            quoted = re.search(r"event=png_shrink_declined reason=\"?([^\"\n]*)", log)
+            c.check(rc == 0 and quoted is not None and quoted.group(1) == why and
+                    "shrink_on_load_missed" not in log and "by=box" in log,
+                    f"{name}: declined in the worker ({why})",
+                    " ".join(re.findall(r"event=png_shrink.*", log)) or log[-300:])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dump", required=True)
+    ap.add_argument("--apply", required=True)
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent / "data"))
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    c = Checks(args.verbose)
+    with tempfile.TemporaryDirectory(prefix="pixq-pngshrink-") as d:
+        tmp = Path(d)
+        for step in (check_exact, check_declines, check_worker):
+            sub = tmp / step.__name__
+            sub.mkdir()
+            step(args, c, sub)
+    print(f"pngshrink: {c.passed} passed, {c.failed} failed")
+    return 0 if c.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
