@@ -32,14 +32,14 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from checklib import Checks, run, sanitizer
+
 MAE_420 = 3.0  # mean absolute error in levels of 255, 4:2:0 (measured: 1.7 on autumn)
 MAX_420 = 64   # largest error of one sample (measured: 38)
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: ")
 PROGRESSIVE = ["autumn-2560x1600.jpg", "cups-2560x1600.jpg", "volna-5120x2880.jpg"]
 # a scan script: DC of each component on its own, 2 bits left, then two refinements
 SCANS = """0: 0-0, 0, 2;
@@ -54,34 +54,12 @@ SCANS = """0: 0-0, 0, 2;
 """
 
 
-class Checks:
-    def __init__(self, verbose):
-        self.passed = self.failed = 0
-        self.verbose = verbose
-
-    def check(self, ok, what, detail=""):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-        if self.verbose or not ok:
-            print(("ok   " if ok else "FAIL ") + what + (": " + detail if detail else ""))
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, timeout=120, **kw)
-
-
 def pnm(data):
     """(width, height, channels, samples) of a binary PNM."""
     m = re.match(rb"P([56])\s+(\d+)\s+(\d+)\s+255\s", data)
     if not m:
         raise ValueError("not a binary PNM")
     return int(m.group(2)), int(m.group(3)), 1 if m.group(1) == b"5" else 3, data[m.end():]
-
-
-def sanitizer(stderr):
-    return any(s in stderr.decode(errors="replace") for s in SANITIZER_MARKERS)
 
 
 def dump(args, path):

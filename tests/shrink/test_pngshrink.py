@@ -38,11 +38,12 @@ import os
 import random
 import re
 import struct
-import subprocess
 import sys
 import tempfile
 import zlib
 from pathlib import Path
+
+from checklib import Checks, run, sanitizer
 
 # Mean absolute error against the full decode, fraction of the range (compare -metric MAE).
 # A source whose sides are multiples of the factor: measured worst 0.0012 (cascade at 1/8;
@@ -54,31 +55,8 @@ MAE_MAX = 0.004
 # without the reader; 0.0290 for 97x61 -> 10x6, against 0.0106), so the worker offers the
 # reader only sources whose sides are multiples of the factor (worker/image.c,
 # png_shrink_factor); the others take ImageMagick's path and give its very output.
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: ")
 SIZES = [(301, 203), (256, 160), (97, 61)]  # odd sizes: edge boxes cut short
 FACTORS = [2, 4, 8]
-
-
-class Checks:
-    def __init__(self, verbose):
-        self.passed = self.failed = 0
-        self.verbose = verbose
-
-    def check(self, ok, what, detail=""):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-        if self.verbose or not ok:
-            print(("ok   " if ok else "FAIL ") + what + (": " + detail if detail else ""))
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, timeout=120, **kw)
-
-
-def sanitizer(stderr):
-    return any(s in stderr.decode(errors="replace") for s in SANITIZER_MARKERS)
 
 
 # ---------------------------------------------------------------- PNG files
