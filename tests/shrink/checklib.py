@@ -1,7 +1,10 @@
 """What the reduced-decode tests (test_jpegdc.py, test_pngshrink.py) share: a tally of checks,
 running a program, and spotting a sanitizer's report."""
 
+import argparse
 import subprocess
+import tempfile
+from pathlib import Path
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: ")
 
@@ -28,3 +31,22 @@ def sanitizer(stderr):
     """Whether a program's stderr (bytes) holds an AddressSanitizer, LeakSanitizer or UBSan
     report."""
     return any(s in stderr.decode(errors="replace") for s in SANITIZER_MARKERS)
+
+
+def main(name, doc, steps):
+    """A test's command line (--dump PROG --apply PROG [--data DIR] [-v]): each step(args,
+    checks, dir) in a directory of its own; prints "NAME: N passed, N failed"; the exit status."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--dump", required=True)
+    ap.add_argument("--apply", required=True)
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent / "data"))
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    c = Checks(args.verbose)
+    with tempfile.TemporaryDirectory(prefix="pixq-%s-" % name) as d:
+        for step in steps:
+            sub = Path(d) / step.__name__
+            sub.mkdir()
+            step(args, c, sub)
+    print(f"{name}: {c.passed} passed, {c.failed} failed")
+    return 0 if c.failed == 0 else 1

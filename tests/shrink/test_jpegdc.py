@@ -27,16 +27,15 @@ Checks, with libjpeg-turbo's own tools as the reference:
 Prints one line per check and "jpegdc: N passed, N failed".
 """
 
-import argparse
 import json
 import os
 import random
 import re
 import sys
-import tempfile
 from pathlib import Path
 
-from checklib import Checks, run, sanitizer
+import checklib
+from checklib import run, sanitizer
 
 MAE_420 = 3.0  # mean absolute error in levels of 255, 4:2:0 (measured: 1.7 on autumn)
 MAX_420 = 64   # largest error of one sample (measured: 38)
@@ -289,24 +288,6 @@ def check_worker(args, c, tmp):
             " ".join(re.findall(r"event=jpeg_dc.*", log)))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dump", required=True)
-    ap.add_argument("--apply", required=True)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent / "data"))
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    c = Checks(args.verbose)
-    with tempfile.TemporaryDirectory(prefix="pixq-jpegdc-") as d:
-        tmp = Path(d)
-        for step in (check_exact, check_declines, check_short_scans, check_cuts_and_damage,
-                     check_worker):
-            sub = tmp / step.__name__
-            sub.mkdir()
-            step(args, c, sub)
-    print(f"jpegdc: {c.passed} passed, {c.failed} failed")
-    return 0 if c.failed == 0 else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(checklib.main("jpegdc", __doc__, (check_exact, check_declines, check_short_scans,
+                                               check_cuts_and_damage, check_worker)))

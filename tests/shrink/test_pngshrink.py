@@ -30,7 +30,6 @@ Checks:
 Prints one line per check and "pngshrink: N passed, N failed".
 """
 
-import argparse
 import difflib
 import json
 import math
@@ -39,11 +38,11 @@ import random
 import re
 import struct
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
-from checklib import Checks, run, sanitizer
+import checklib
+from checklib import run, sanitizer
 
 # Mean absolute error against the full decode, fraction of the range (compare -metric MAE).
 # A source whose sides are multiples of the factor: measured worst 0.0012 (cascade at 1/8;
@@ -80,6 +79,14 @@ def png(width, height, ctype, pixels, before=(), after=(), depth=8):
     return out + chunk(b"IEND", b"")
 
 
+def alpha(x, y, width, height, varied):
+    """The test images' alpha at (x, y): a fully transparent band at the top and a rectangle
+    below the middle, an opaque strip at the left, `varied` elsewhere."""
+    if y < height // 5 or (width // 3 <= x < width // 2 and y > height // 2):
+        return 0
+    return 255 if x < width // 4 else varied
+
+
 def pixels(width, height, channels, seed):
     """Noise over gradients; with alpha, a fully transparent band and rectangle, opaque and
     varied regions."""
@@ -92,13 +99,7 @@ def pixels(width, height, channels, seed):
             b = rng.randrange(256)
             out += bytes((r, g, b))
             if channels == 4:
-                if y < height // 5 or (width // 3 <= x < width // 2 and y > height // 2):
-                    a = 0
-                elif x < width // 4:
-                    a = 255
-                else:
-                    a = rng.randrange(256)
-                out.append(a)
+                out.append(alpha(x, y, width, height, rng.randrange(256)))
     return bytes(out)
 
 
@@ -115,13 +116,7 @@ def smooth_pixels(width, height, channels):
             b = (y * 255 // height + x // 3) % 256
             out += bytes((max(0, min(255, r)), g, b))
             if channels == 4:
-                if y < height // 5 or (width // 3 <= x < width // 2 and y > height // 2):
-                    a = 0
-                elif x < width // 4:
-                    a = 255
-                else:
-                    a = int(128 + 120 * math.sin((x + y) / 29.0))
-                out.append(a)
+                out.append(alpha(x, y, width, height, int(128 + 120 * math.sin((x + y) / 29.0))))
     return bytes(out)
 
 
@@ -408,23 +403,5 @@ def check_worker(args, c, tmp):
                     " ".join(re.findall(r"event=png_shrink.*", log)) or log[-300:])
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dump", required=True)
-    ap.add_argument("--apply", required=True)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent / "data"))
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    c = Checks(args.verbose)
-    with tempfile.TemporaryDirectory(prefix="pixq-pngshrink-") as d:
-        tmp = Path(d)
-        for step in (check_exact, check_declines, check_worker):
-            sub = tmp / step.__name__
-            sub.mkdir()
-            step(args, c, sub)
-    print(f"pngshrink: {c.passed} passed, {c.failed} failed")
-    return 0 if c.failed == 0 else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(checklib.main("pngshrink", __doc__, (check_exact, check_declines, check_worker)))
