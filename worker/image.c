@@ -665,6 +665,26 @@ static MagickWand *constitute_dc(const struct jpegdc_image *dc, const Image *hdr
     return w;
 }
 
+/* ImageMagick's ping of a source a reduced decoder read: its headers, properties and profiles. */
+static MagickWand *ping_headers(const void *data, size_t len, const struct img_probe *p,
+                                struct err *e)
+{
+    struct sniff_info si = {.format = p->format, .name = p->name};
+    return ping_first(data, len, &si, guard.cfg.max_pixels, p->deadline, true, e);
+}
+
+/* A reduced decoder's wand `w` (or NULL) under the source's deadline, its ping `headers` gone. */
+static MagickWand *reduced_done(MagickWand *w, MagickWand *headers, const struct img_probe *p)
+{
+    if (headers != NULL) {
+        DestroyMagickWand(headers);
+    }
+    if (w != NULL) {
+        MagickSetImageProgressMonitor(w, before_deadline, p->deadline);
+    }
+    return w;
+}
+
 /* A progressive colour JPEG wanted at 1/8: the pixels from its DC coefficients (jpegdc.h),
  * the rest from a ping. Returns NULL with `*declined` when jpegdc does not take the file
  * (libjpeg then decodes it), NULL with `e` set on errors. A grey one is declined too:
@@ -689,19 +709,12 @@ static MagickWand *read_jpeg_dc(const void *data, size_t len, const struct img_p
         return NULL;
     }
     long t1 = clock_mono_ms();
-    struct sniff_info si = {.format = p->format, .name = p->name};
-    MagickWand *h = ping_first(data, len, &si, guard.cfg.max_pixels, p->deadline, true, e);
+    MagickWand *h = ping_headers(data, len, p, e);
     MagickWand *w = h != NULL ? constitute_dc(&dc, GetImageFromMagickWand(h), e) : NULL;
     LOG_DEBUG("jpeg_dc", "decoded=%ldx%ld dc_ms=%ld headers_ms=%ld", dc.width, dc.height, t1 - t0,
               clock_mono_ms() - t1);
     jpegdc_free(&dc);
-    if (h != NULL) {
-        DestroyMagickWand(h);
-    }
-    if (w != NULL) {
-        MagickSetImageProgressMonitor(w, before_deadline, p->deadline);
-    }
-    return w;
+    return reduced_done(w, h, p);
 }
 
 /* The page (virtual canvas) of `im` scaled from `from_w` x `from_h` to `to_w` x `to_h`, as
@@ -770,19 +783,12 @@ static MagickWand *read_png_shrink(const void *data, size_t len, const struct im
         return NULL;
     }
     long t1 = clock_mono_ms();
-    struct sniff_info si = {.format = p->format, .name = p->name};
-    MagickWand *h = ping_first(data, len, &si, guard.cfg.max_pixels, p->deadline, true, e);
+    MagickWand *h = ping_headers(data, len, p, e);
     MagickWand *w = h != NULL ? constitute_png(&ps, factor, GetImageFromMagickWand(h), e) : NULL;
     LOG_DEBUG("png_shrink", "decoded=%ldx%ld factor=%d ms=%ld headers_ms=%ld", ps.width, ps.height,
               factor, t1 - t0, clock_mono_ms() - t1);
     pngshrink_free(&ps);
-    if (h != NULL) {
-        DestroyMagickWand(h);
-    }
-    if (w != NULL) {
-        MagickSetImageProgressMonitor(w, before_deadline, p->deadline);
-    }
-    return w;
+    return reduced_done(w, h, p);
 }
 
 /* The factor (2, 4 or 8) pngshrink shrinks a PNG by for a hint: libjpeg's scale M/8 for it
