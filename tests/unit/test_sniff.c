@@ -19,7 +19,9 @@ static struct sniff_info sniff_with(const unsigned char *tail, size_t n)
 {
     unsigned char data[sizeof head + 64];
     memcpy(data, head, sizeof head);
-    memcpy(data + sizeof head, tail, n);
+    if (n > 0) {
+        memcpy(data + sizeof head, tail, n);
+    }
     struct sniff_info o;
     sniff_image(data, sizeof head + n, &o);
     return o;
