@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "clock.h"
+#include "exifcap.h"
 #include "jpegdc.h"
 #include "log.h"
 #include "pngshrink.h"
@@ -537,6 +538,44 @@ static int check_pinged(MagickWand *w, const struct sniff_info *si, long max_pix
     return 0;
 }
 
+/* Puts back the EXIF counts exifcap lowered into the "exif" profile of each image `r` read;
+ * false when a profile is not the one the copy holds. */
+static bool restore_exif(MagickWand *r, const struct exifcap *c)
+{
+    for (Image *im = GetFirstImageInList(GetImageFromMagickWand(r)); im != NULL;
+         im = GetNextImageInList(im)) {
+        const StringInfo *profile = GetImageProfile(im, "exif");
+        if (profile != NULL &&
+            !exifcap_restore(c, GetStringInfoDatum(profile), GetStringInfoLength(profile))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads or pings `data` into `r`; a JPEG through exifcap.h (ImageMagick formats its long EXIF
+ * arrays only as far as it keeps them), or, should its profile not come back as expected, as it
+ * is. */
+static MagickBooleanType read_blob(MagickWand *r, const void *data, size_t len,
+                                   const struct sniff_info *si, bool ping)
+{
+    struct exifcap c = {0};
+    if (si->format == SNIFF_JPEG && exifcap_prepare(data, len, &c) == 0 && c.copy != NULL) {
+        MagickBooleanType ok =
+            ping ? MagickPingImageBlob(r, c.copy, c.len) : MagickReadImageBlob(r, c.copy, c.len);
+        bool restored = ok == MagickFalse || restore_exif(r, &c);
+        exifcap_free(&c);
+        if (restored) {
+            return ok;
+        }
+        while (MagickGetNumberImages(r) > 0 && MagickSetIteratorIndex(r, 0) != MagickFalse &&
+               MagickRemoveImage(r) != MagickFalse) {
+        }
+        MagickClearException(r);
+    }
+    return ping ? MagickPingImageBlob(r, data, len) : MagickReadImageBlob(r, data, len);
+}
+
 /* Decodes the first frame only ("[0]") into a wand of its own (no explicit format left on it,
  * so that encoding follows the output's format); `size` is a "jpeg:size" hint or NULL. */
 static MagickWand *read_first(const void *data, size_t len, const struct sniff_info *si,
@@ -549,7 +588,7 @@ static MagickWand *read_first(const void *data, size_t len, const struct sniff_i
     MagickWand *w = NULL;
     if ((size != NULL && MagickSetOption(r, "jpeg:size", size) == MagickFalse) ||
         MagickSetFilename(r, "[0]") == MagickFalse ||
-        MagickReadImageBlob(r, data, len) == MagickFalse || MagickGetNumberImages(r) == 0 ||
+        read_blob(r, data, len, si, false) == MagickFalse || MagickGetNumberImages(r) == 0 ||
         MagickGetExceptionType(r) >= ErrorException || past_deadline(r)) {
         unreadable(r, si, e);
     } else {
@@ -581,7 +620,9 @@ static MagickWand *ping_first(const void *data, size_t len, const struct sniff_i
     if (si->format == SNIFF_JPEG && !profiles) {
         MagickSetOption(r, "profile:skip", "ICC,IPTC,APP");
     }
-    if (MagickPingImageBlob(r, data, len) == MagickFalse ||
+    bool plain = si->format != SNIFF_JPEG || !profiles; /* skipped profiles: no EXIF to read */
+    if ((plain ? MagickPingImageBlob(r, data, len) : read_blob(r, data, len, si, true)) ==
+            MagickFalse ||
         MagickGetExceptionType(r) >= ErrorException || past_deadline(r)) {
         unreadable(r, si, e);
     } else if (check_pinged(r, si, max_pixels, e) == 0) {
