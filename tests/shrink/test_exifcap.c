@@ -264,6 +264,21 @@ static void check_same(const char *name, const unsigned char *data, size_t len)
     free(eighth);
 }
 
+/* `jpeg` (`*len` bytes, ending in EOI) with a small second "exif" APP1 before EOI: libjpeg reads
+ * it after the scan and ImageMagick joins it to the first, so the profile it keeps is not the
+ * copy's APP1 and the worker must read the file as it is. */
+static unsigned char *with_trailing_exif(const unsigned char *jpeg, size_t *len)
+{
+    static const unsigned char app1[] = {0xff, 0xe1, 0, 22, 'E', 'x', 'i', 'f', 0, 0, 'I', 'I',
+                                         42,   0,    8, 0,  0,   0,   0,   0,   0, 0, 0,   0};
+    unsigned char *out = malloc(*len + sizeof app1);
+    memcpy(out, jpeg, *len - 2);
+    memcpy(out + *len - 2, app1, sizeof app1);
+    memcpy(out + *len - 2 + sizeof app1, jpeg + *len - 2, 2);
+    *len += sizeof app1;
+    return out;
+}
+
 static void check_built(bool be, bool overlap)
 {
     struct block k;
@@ -276,6 +291,9 @@ static void check_built(bool be, bool overlap)
     CHECK(d != NULL && strstr(d, "orientation 6") != NULL);
     CHECK(d != NULL && strstr(d, "exif profile 0 bytes") == NULL);
     free(d);
+    unsigned char *two = with_trailing_exif(jpeg, &len);
+    check_same("built, a second EXIF block after the scan", two, len);
+    free(two);
     free(jpeg);
 }
 
