@@ -183,8 +183,8 @@ static const struct cfg_entry table[] = {
      "read a progressive JPEG needed at 1/8 from its DC coefficients alone (0: libjpeg decodes "
      "every scan)"},
     {"png-shrink", "PIXQ_PNG_SHRINK", T_BOOL, F(png_shrink), 0, 1, "1", false,
-     "decode an 8-bit RGB(A) PNG needed at 1/2, 1/4 or 1/8 with libpng, box-averaging row by row "
-     "(0: ImageMagick reads it whole)"},
+     "decode an 8-bit RGB(A) PNG needed at 1/2, 1/4 or 1/8 itself (libdeflate), box-averaging "
+     "row by row (0: ImageMagick reads it whole)"},
     /* running a fleet */
     {"processes", "PIXQ_PROCESSES", T_LONG, F(processes), 1, 256, "1", false,
      "worker processes, each single-threaded, under one supervisor that restarts any that die"},

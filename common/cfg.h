@@ -85,7 +85,7 @@ struct cfg {
     long magick_time_s;  /* longest ImageMagick works on one source and its outputs, s */
     bool shrink_on_load; /* hint the JPEG/WebP decoder with the size the outputs need */
     bool jpeg_dc;        /* a progressive JPEG wanted at 1/8 read from its DC scans alone */
-    bool png_shrink;     /* a PNG wanted at 1/2, 1/4 or 1/8 box-averaged row by row by libpng */
+    bool png_shrink;     /* a PNG wanted at 1/2, 1/4 or 1/8 box-averaged by pngshrink.c */
 
     /* running a fleet */
     long processes;                 /* worker processes under one supervisor (1: no supervisor) */

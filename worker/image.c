@@ -806,8 +806,8 @@ static MagickWand *constitute_png(const struct pngshrink_image *ps, int factor, 
     return w;
 }
 
-/* An 8-bit RGB(A) PNG wanted at 1/`factor`: the pixels decoded and box-averaged row by row by
- * libpng (pngshrink.h), the rest from a ping. Returns NULL with `*declined` when pngshrink does
+/* An 8-bit RGB(A) PNG wanted at 1/`factor`: the pixels inflated, unfiltered and box-averaged by
+ * pngshrink.h, the rest from a ping. Returns NULL with `*declined` when pngshrink does
  * not take the file (or its deadline passed: ImageMagick's read then stops at once with the
  * usual error), NULL with `e` set on errors. */
 static MagickWand *read_png_shrink(const void *data, size_t len, const struct img_probe *p,
@@ -839,6 +839,11 @@ static MagickWand *read_png_shrink(const void *data, size_t len, const struct im
  * mean error of 0.8 % against 0.3 % without the reader for 1029x1031 made 128x128.) */
 static int png_shrink_factor(const struct img_probe *p, long hint_w, long hint_h)
 {
+    /* pngshrink inflates the rows whole (up to 4 bytes a pixel), outside ImageMagick's limits:
+     * at most PIXQ_MAGICK_MEMORY_MB of them, else ImageMagick's read, under its limits */
+    if ((double)p->width * (double)p->height * 4 > (double)guard.cfg.memory_mb * 1024 * 1024) {
+        return 0;
+    }
     int m = shrink_libjpeg_scale(p->width, p->height, hint_w, hint_h);
     int f = m > 0 && m < SHRINK_DENOM && SHRINK_DENOM % m == 0 ? SHRINK_DENOM / m : 0;
     return f > 0 && p->width % f == 0 && p->height % f == 0 ? f : 0;

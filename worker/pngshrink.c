@@ -1,8 +1,8 @@
-/* pngshrink: a PNG decoded row by row and box-averaged on the fly (pngshrink.h). */
+/* pngshrink: a PNG inflated whole, unfiltered row by row and box-averaged on the fly
+ * (pngshrink.h). */
 #include "pngshrink.h"
 
-#include <png.h>
-#include <setjmp.h>
+#include <libdeflate.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,32 +10,43 @@
 
 #include "clock.h"
 
-#define PNG_SIG_LEN    8
-#define CHUNK_OVERHEAD 12                  /* length, type, CRC */
-#define CHUNK_MAX      0x7fffffffUL        /* the PNG spec's largest chunk length */
-#define ANCILLARY_MAX  (8UL * 1024 * 1024) /* libpng's allocation for one chunk */
-#define DEADLINE_ROWS  32                  /* rows between checks of the deadline */
+#if defined(__SSE2__) && !defined(PNGSHRINK_SCALAR)
+#include <emmintrin.h>
+#define USE_SSE2 1
+#endif
 
-/* What the chunk walk found in IHDR. */
+/* The filters are written for any pixel size and inlined for 3 and 4 bytes (unfilter_rows()). */
+#ifdef __GNUC__
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+#define PNG_SIG_LEN          8
+#define CHUNK_OVERHEAD       12                  /* length, type, CRC */
+#define CHUNK_MAX            0x7fffffffUL        /* the PNG spec's largest chunk length */
+#define ANCILLARY_MAX        (8UL * 1024 * 1024) /* longest chunk but IDAT libpng was let take */
+#define ROW_FACTOR_MAX       32566 /* libpng's bound on an IDAT chunk: see idat_max() */
+#define DEADLINE_ROWS        32    /* rows between checks of the deadline */
+#define RAW_SLACK            16    /* bytes after the rows: a 4-byte pixel load may pass */
+#define ZLIB_WINDOW_BITS_MAX 7     /* CINFO: log2(window) - 8 */
+
+/* What the chunk walk found. */
 struct png_header {
     unsigned long width, height;
     int channels;
-};
-
-/* The bytes libpng reads from. */
-struct source {
-    const unsigned char *data;
-    size_t len, pos;
+    const unsigned char *idat;      /* the first IDAT chunk (its length field) */
+    size_t idat_chunks, idat_bytes; /* how many IDAT chunks, the length of their data together */
 };
 
 /* The running box average: sums of `factor` source rows, then one output row. */
 struct shrink {
-    long width, height;   /* source */
-    long out_w, out_h;    /* ceil(source / factor) */
-    int channels, factor; /* 3 or 4; 2, 4 or 8 */
-    unsigned char *row;   /* one decoded source row */
-    uint32_t *sums;       /* out_w x channels: colour (x alpha for RGBA), then alpha */
-    unsigned char *out;   /* out_w x out_h x channels */
+    long width, height;       /* source */
+    long out_w, out_h;        /* ceil(source / factor) */
+    int channels, factor;     /* 3 or 4; 2, 4 or 8 */
+    const unsigned char *row; /* the source row being added (in the inflated data) */
+    uint32_t *sums;           /* out_w x channels: colour (x alpha for RGBA), then alpha */
+    unsigned char *out;       /* out_w x out_h x channels */
 };
 
 static unsigned long be32(const unsigned char *p)
@@ -48,6 +59,13 @@ static bool is_type(const unsigned char *chunk, const char *type)
 {
     return memcmp(chunk + 4, type, 4) == 0;
 }
+
+static bool past(long deadline)
+{
+    return deadline > 0 && clock_mono_ms() >= deadline;
+}
+
+/* ---------------------------------------------------------------- chunks */
 
 /* IHDR's 13 bytes at `d`: only 8-bit RGB or RGBA, not interlaced, within `max_pixels`. */
 static const char *check_ihdr(const unsigned char *d, long max_pixels, struct png_header *h)
@@ -100,8 +118,71 @@ static const char *check_chunk(const unsigned char *c, bool *seen_idat)
     return *seen_idat ? "chunk after IDAT" : NULL;
 }
 
+/* The longest IDAT chunk libpng takes for `h`'s image: the raw data plus zlib's and deflate's
+ * overhead for stored blocks, at least ANCILLARY_MAX (png_check_chunk_length()). */
+static size_t idat_max(const struct png_header *h)
+{
+    uint64_t row = (uint64_t)h->width * (uint64_t)h->channels + 1, max = CHUNK_MAX;
+    if (h->height <= 0xffffffffULL / row) {
+        max = h->height * row;
+    }
+    uint64_t factor = row < ROW_FACTOR_MAX ? row : ROW_FACTOR_MAX;
+    max += 6 + 5 * (max / factor + 1);
+    max = max < CHUNK_MAX ? max : CHUNK_MAX;
+    return max > ANCILLARY_MAX ? (size_t)max : ANCILLARY_MAX;
+}
+
+/* What libpng (the reader this one replaced, and ImageMagick's) rejects in a chunk of `n` bytes
+ * at `c` (its length checked) that the rules above let through: a type that is not four letters,
+ * a critical chunk it does not know, a chunk longer than it allocates, a bad CRC in a critical
+ * chunk (IHDR, IDAT, IEND; those of ancillary chunks only warn). */
+static const char *check_like_libpng(const unsigned char *c, unsigned long n,
+                                     const struct png_header *h)
+{
+    for (int i = 4; i < 8; i++) {
+        if (!((c[i] >= 'A' && c[i] <= 'Z') || (c[i] >= 'a' && c[i] <= 'z'))) {
+            return "bad chunk type";
+        }
+    }
+    bool critical = (c[4] & 0x20) == 0, idat = is_type(c, "IDAT");
+    if (critical && !idat && !is_type(c, "IHDR") && !is_type(c, "IEND")) {
+        return "unknown critical chunk";
+    }
+    if (n > (idat ? idat_max(h) : ANCILLARY_MAX)) {
+        return "chunk too large";
+    }
+    if (critical && libdeflate_crc32(0, c + 4, n + 4) != be32(c + 8 + n)) {
+        return "bad CRC";
+    }
+    return NULL;
+}
+
+/* One chunk of `n` bytes at `c`, the first one when `first`: NULL, or the reason to decline;
+ * `*end` set at IEND. */
+static const char *visit_chunk(const unsigned char *c, unsigned long n, bool first, long max_pixels,
+                               struct png_header *h, bool *seen_idat, bool *end)
+{
+    const char *why = NULL;
+    if (first) {
+        why = !is_type(c, "IHDR") || n != 13 ? "no IHDR" : check_ihdr(c + 8, max_pixels, h);
+    } else if (is_type(c, "IEND")) {
+        *end = true;
+        why = *seen_idat ? NULL : "no IDAT";
+    } else {
+        why = check_chunk(c, seen_idat);
+    }
+    why = why != NULL ? why : check_like_libpng(c, n, h);
+    if (why == NULL && is_type(c, "IDAT")) {
+        h->idat = h->idat != NULL ? h->idat : c;
+        h->idat_chunks++;
+        h->idat_bytes += n;
+    }
+    return why;
+}
+
 /* Walks every chunk up to IEND, bounds-checked; NULL with `h` filled, or the reason to decline.
- * (IDAT chunks after another chunk that follows IDAT are caught as "chunk after IDAT".) */
+ * (IDAT chunks after another chunk that follows IDAT are caught as "chunk after IDAT": the IDAT
+ * chunks follow one another.) */
 static const char *walk_chunks(const unsigned char *d, size_t len, long max_pixels,
                                struct png_header *h)
 {
@@ -109,7 +190,8 @@ static const char *walk_chunks(const unsigned char *d, size_t len, long max_pixe
     if (len < PNG_SIG_LEN || memcmp(d, sig, PNG_SIG_LEN) != 0) {
         return "not a PNG";
     }
-    bool seen_idat = false;
+    bool seen_idat = false, end = false;
+    *h = (struct png_header){0};
     for (size_t pos = PNG_SIG_LEN; pos < len;) {
         if (len - pos < CHUNK_OVERHEAD) {
             return "truncated";
@@ -118,16 +200,9 @@ static const char *walk_chunks(const unsigned char *d, size_t len, long max_pixe
         if (n > CHUNK_MAX || n > len - pos - CHUNK_OVERHEAD) {
             return "truncated";
         }
-        const unsigned char *c = d + pos;
-        const char *why = NULL;
-        if (pos == PNG_SIG_LEN) {
-            why = !is_type(c, "IHDR") || n != 13 ? "no IHDR" : check_ihdr(c + 8, max_pixels, h);
-        } else if (is_type(c, "IEND")) {
-            return seen_idat ? NULL : "no IDAT";
-        } else {
-            why = check_chunk(c, &seen_idat);
-        }
-        if (why != NULL) {
+        const char *why =
+            visit_chunk(d + pos, n, pos == PNG_SIG_LEN, max_pixels, h, &seen_idat, &end);
+        if (why != NULL || end) {
             return why;
         }
         pos += CHUNK_OVERHEAD + n;
@@ -135,50 +210,301 @@ static const char *walk_chunks(const unsigned char *d, size_t len, long max_pixe
     return "truncated";
 }
 
-static void read_bytes(png_structp png, png_bytep to, size_t n)
+/* ---------------------------------------------------------------- inflate */
+
+/* The data of `h`'s IDAT chunks (which follow one another) copied into one buffer (free()), or
+ * NULL when memory ran out. */
+static unsigned char *join_idat(const struct png_header *h)
 {
-    struct source *s = png_get_io_ptr(png);
-    if (s == NULL || n > s->len - s->pos) {
-        png_error(png, "truncated");
+    unsigned char *out = malloc(h->idat_bytes > 0 ? h->idat_bytes : 1);
+    const unsigned char *c = h->idat;
+    for (size_t i = 0, at = 0; out != NULL && i < h->idat_chunks; i++) {
+        size_t n = be32(c);
+        memcpy(out + at, c + 8, n);
+        at += n;
+        c += CHUNK_OVERHEAD + n;
     }
-    memcpy(to, s->data + s->pos, n);
-    s->pos += n;
+    return out;
 }
 
-static void on_error(png_structp png, png_const_charp msg)
+/* zlib streams that declare a window smaller than 32 KB: libpng's zlib refuses a distance
+ * further back than the window (and than its own output for the row) while libdeflate takes any
+ * distance within the output, so such a stream is declined when the data is larger than the
+ * window, where the two could differ. */
+static bool window_too_small(const unsigned char *z, size_t n, size_t size)
 {
-    (void)msg;
-    png_longjmp(png, 1);
+    if (n < 1 || (z[0] & 0x0f) != 8 || (z[0] >> 4) >= ZLIB_WINDOW_BITS_MAX) {
+        return false; /* a bad header is libdeflate's to reject */
+    }
+    return size > (size_t)1 << ((z[0] >> 4) + 8);
 }
 
-static void on_warning(png_structp png, png_const_charp msg)
+/* Inflates `h`'s IDAT data into the `size` bytes at `to`: NULL when the zlib stream is whole
+ * and good (its Adler-32 too), fills exactly `size` bytes and ends with the last IDAT byte. */
+static const char *inflate_idat(const struct png_header *h, unsigned char *to, size_t size)
 {
-    (void)png;
-    (void)msg;
+    unsigned char *joined = h->idat_chunks > 1 ? join_idat(h) : NULL;
+    if (h->idat_chunks > 1 && joined == NULL) {
+        return "out of memory";
+    }
+    const unsigned char *z = joined != NULL ? joined : h->idat + 8;
+    if (window_too_small(z, h->idat_bytes, size)) {
+        free(joined);
+        return "zlib window";
+    }
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    size_t used = 0;
+    enum libdeflate_result r =
+        d != NULL ? libdeflate_zlib_decompress_ex(d, z, h->idat_bytes, to, size, &used, NULL)
+                  : LIBDEFLATE_BAD_DATA;
+    libdeflate_free_decompressor(d);
+    free(joined);
+    if (d == NULL) {
+        return "out of memory";
+    }
+    return r == LIBDEFLATE_SUCCESS && used == h->idat_bytes ? NULL : "zlib error";
 }
 
-/* Allocates the row, sums and output of `s` (its sizes set); false when memory ran out. */
+/* ---------------------------------------------------------------- filters
+ * Each undoes one PNG filter type in place on the `n` bytes at `row` (pixels of `bpp` bytes, 3
+ * or 4), `prior` being the row above, already undone (zeros above the first row). Both are
+ * followed by at least one readable byte (the next row's filter type byte, or RAW_SLACK), which a
+ * 4-byte load of a 3-byte pixel reads. */
+
+static void up(unsigned char *row, const unsigned char *prior, size_t n)
+{
+    size_t i = 0;
+#ifdef USE_SSE2
+    for (; i + 16 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(row + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(prior + i));
+        _mm_storeu_si128((__m128i *)(void *)(row + i), _mm_add_epi8(x, b));
+    }
+#endif
+    for (; i < n; i++) {
+        row[i] = (unsigned char)(row[i] + prior[i]);
+    }
+}
+
+#ifdef USE_SSE2
+/* The `bpp` bytes of one pixel at `p` in the low lanes of a vector (the rest: what follows). */
+static ALWAYS_INLINE __m128i load_px(const unsigned char *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm_cvtsi32_si128(v);
+}
+
+/* Stores the low `bpp` bytes of `v` at `p`. */
+static ALWAYS_INLINE void store_px(unsigned char *p, __m128i v, size_t bpp)
+{
+    int32_t w = _mm_cvtsi128_si32(v);
+    memcpy(p, &w, bpp);
+}
+
+static ALWAYS_INLINE void sub(unsigned char *row, size_t n, size_t bpp)
+{
+    __m128i a = _mm_setzero_si128();
+    for (size_t i = 0; i < n; i += bpp) {
+        a = _mm_add_epi8(load_px(row + i), a);
+        store_px(row + i, a, bpp);
+    }
+}
+
+/* floor((a + b) / 2) per byte: _mm_avg_epu8 rounds up, so less the low bit of a ^ b. */
+static ALWAYS_INLINE void avg(unsigned char *row, const unsigned char *prior, size_t n, size_t bpp)
+{
+    const __m128i one = _mm_set1_epi8(1);
+    __m128i a = _mm_setzero_si128();
+    for (size_t i = 0; i < n; i += bpp) {
+        __m128i b = load_px(prior + i);
+        __m128i mean = _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), one));
+        a = _mm_add_epi8(load_px(row + i), mean);
+        store_px(row + i, a, bpp);
+    }
+}
+
+/* Where `mask` is set `yes`, else `no`. */
+static ALWAYS_INLINE __m128i select16(__m128i mask, __m128i yes, __m128i no)
+{
+    return _mm_or_si128(_mm_and_si128(mask, yes), _mm_andnot_si128(mask, no));
+}
+
+/* The pixel whose filtered bytes are `x` undone with the Paeth predictor of a (left), b (above)
+ * and c (above left), all in 16-bit lanes. The spec's predictor (a when |p - a| <= |p - b| and
+ * |p - c| with p = a + b - c, else b when |p - b| <= |p - c|, else c: paeth_predictor() below)
+ * is, with lo <= hi being a and b and t = 3c - a - b: hi when t <= lo, else lo when hi <= t,
+ * else c. (The same for every a, b, c in 0-255, checked exhaustively; a and b only tie when
+ * a = b or c is their mean, and then p = c wins.) Fewer steps hang on a, the pixel just done,
+ * than in the spec's form. */
+static ALWAYS_INLINE __m128i paeth_px(__m128i x, __m128i a, __m128i b, __m128i c)
+{
+    __m128i c3 = _mm_add_epi16(_mm_add_epi16(c, c), c);
+    __m128i lo = _mm_min_epi16(a, b), hi = _mm_max_epi16(a, b);
+    __m128i t = _mm_sub_epi16(c3, _mm_add_epi16(a, b));
+    __m128i lo_or_c = select16(_mm_cmpgt_epi16(hi, t), c, lo);
+    __m128i pred = select16(_mm_cmpgt_epi16(t, lo), lo_or_c, hi);
+    return _mm_and_si128(_mm_add_epi16(x, pred), _mm_set1_epi16(0xff));
+}
+
+/* The pixel at `p` in 16-bit lanes. */
+static ALWAYS_INLINE __m128i load_px16(const unsigned char *p)
+{
+    return _mm_unpacklo_epi8(load_px(p), _mm_setzero_si128());
+}
+
+/* Stores the pixel in the 16-bit lanes of `v` at `p`. */
+static ALWAYS_INLINE void store_px16(unsigned char *p, __m128i v, size_t bpp)
+{
+    store_px(p, _mm_packus_epi16(v, v), bpp);
+}
+
+/* One pixel per step: a is the pixel just done, c the b of the step before. */
+static ALWAYS_INLINE void paeth(unsigned char *row, const unsigned char *prior, size_t n,
+                                size_t bpp)
+{
+    __m128i a = _mm_setzero_si128(), c = a;
+    for (size_t i = 0; i < n; i += bpp) {
+        __m128i b = load_px16(prior + i);
+        a = paeth_px(load_px16(row + i), a, b, c);
+        store_px16(row + i, a, bpp);
+        c = b;
+    }
+}
+
+/* Two rows with the Paeth filter at once, the second (`next`) one pixel behind the first (its b
+ * and c are the first row's pixels just done, kept in registers): two chains of steps that do
+ * not wait on each other. */
+static ALWAYS_INLINE void paeth2(unsigned char *row, unsigned char *next,
+                                 const unsigned char *prior, size_t n, size_t bpp)
+{
+    __m128i a = _mm_setzero_si128(), c = a, a2 = a, c2 = a;
+    a = paeth_px(load_px16(row), a, load_px16(prior), c);
+    store_px16(row, a, bpp);
+    c = load_px16(prior);
+    for (size_t i = bpp; i < n; i += bpp) {
+        __m128i b = load_px16(prior + i), done = a;
+        a = paeth_px(load_px16(row + i), a, b, c);
+        store_px16(row + i, a, bpp);
+        c = b;
+        a2 = paeth_px(load_px16(next + i - bpp), a2, done, c2);
+        store_px16(next + i - bpp, a2, bpp);
+        c2 = done;
+    }
+    a2 = paeth_px(load_px16(next + n - bpp), a2, a, c2);
+    store_px16(next + n - bpp, a2, bpp);
+}
+#else
+static ALWAYS_INLINE void sub(unsigned char *row, size_t n, size_t bpp)
+{
+    for (size_t i = bpp; i < n; i++) {
+        row[i] = (unsigned char)(row[i] + row[i - bpp]);
+    }
+}
+
+static ALWAYS_INLINE void avg(unsigned char *row, const unsigned char *prior, size_t n, size_t bpp)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned a = i >= bpp ? row[i - bpp] : 0;
+        row[i] = (unsigned char)(row[i] + ((a + prior[i]) >> 1));
+    }
+}
+
+/* The Paeth predictor of a (left), b (above), c (above left) without branches: a when
+ * |p - a| <= |p - b| and |p - c| (p = a + b - c), else b when |p - b| <= |p - c|, else c. */
+static ALWAYS_INLINE unsigned paeth_predictor(int a, int b, int c)
+{
+    int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+    int not_a = -((pa > pb) | (pa > pc)), pick_c = -(pb > pc);
+    int bc = (c & pick_c) | (b & ~pick_c);
+    return (unsigned)((bc & not_a) | (a & ~not_a));
+}
+
+static ALWAYS_INLINE void paeth(unsigned char *row, const unsigned char *prior, size_t n,
+                                size_t bpp)
+{
+    for (size_t i = 0; i < bpp; i++) {
+        row[i] = (unsigned char)(row[i] + prior[i]);
+    }
+    for (size_t i = bpp; i < n; i++) {
+        row[i] = (unsigned char)(row[i] + paeth_predictor(row[i - bpp], prior[i], prior[i - bpp]));
+    }
+}
+
+static ALWAYS_INLINE void paeth2(unsigned char *row, unsigned char *next,
+                                 const unsigned char *prior, size_t n, size_t bpp)
+{
+    paeth(row, prior, n, bpp);
+    paeth(next, row, n, bpp);
+}
+#endif
+
+/* Undoes the filter of the row at `row` (its type in row[-1]) for pixels of `bpp` bytes (a
+ * constant where inlined); false for an unknown filter type. */
+static ALWAYS_INLINE bool unfilter_bpp(unsigned char *row, const unsigned char *prior, size_t n,
+                                       size_t bpp)
+{
+    switch (row[-1]) {
+    case 0:
+        return true;
+    case 1:
+        sub(row, n, bpp);
+        return true;
+    case 2:
+        up(row, prior, n);
+        return true;
+    case 3:
+        avg(row, prior, n, bpp);
+        return true;
+    case 4:
+        paeth(row, prior, n, bpp);
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Undoes the filter of the row at `row` (`stride` bytes from one row's filter type byte to the
+ * next's) and, when `more` rows follow and both use Paeth, of the next one too (paeth2()): the
+ * number of rows undone, 0 for an unknown filter type. */
+static int unfilter_rows(unsigned char *row, size_t stride, bool more, int bpp)
+{
+    size_t n = stride - 1;
+    if (more && row[-1] == 4 && row[n] == 4) {
+        if (bpp == 3) {
+            paeth2(row, row + stride, row - stride, n, 3);
+        } else {
+            paeth2(row, row + stride, row - stride, n, 4);
+        }
+        return 2;
+    }
+    if (bpp == 3) {
+        return unfilter_bpp(row, row - stride, n, 3) ? 1 : 0;
+    }
+    return unfilter_bpp(row, row - stride, n, 4) ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------- box average */
+
+/* Allocates the sums and output of `s` (its sizes set); false when memory ran out. */
 static bool shrink_alloc(struct shrink *s)
 {
     size_t ch = (size_t)s->channels, ow = (size_t)s->out_w;
-    if ((size_t)s->out_h > SIZE_MAX / ow / ch || (size_t)s->width > SIZE_MAX / ch) {
+    if ((size_t)s->out_h > SIZE_MAX / ow / ch) {
         return false;
     }
-    s->row = malloc((size_t)s->width * ch);
     s->sums = calloc(ow * ch, sizeof *s->sums);
     s->out = malloc(ow * (size_t)s->out_h * ch);
-    return s->row != NULL && s->sums != NULL && s->out != NULL;
+    return s->sums != NULL && s->out != NULL;
 }
 
 static void shrink_free(struct shrink *s)
 {
-    free(s->row);
     free(s->sums);
     free(s->out);
-    s->row = s->out = NULL;
+    s->out = NULL;
     s->sums = NULL;
 }
-
 /* Adds `n` RGB pixels at `p` to one box's sums. */
 static void add_rgb(const unsigned char *p, long n, uint32_t *sum)
 {
@@ -254,59 +580,57 @@ static void emit_row(struct shrink *s, long oy, long rows)
     memset(s->sums, 0, (size_t)s->out_w * (size_t)ch * sizeof *s->sums);
 }
 
-/* libpng set up to read `h`'s image (nothing it does not need, no chunk larger than it needs). */
-static void setup_png(png_structp png, const struct png_header *h, struct source *src)
-{
-    png_set_read_fn(png, src, read_bytes);
-    png_set_user_limits(png, (png_uint_32)h->width, (png_uint_32)h->height);
-    png_set_chunk_malloc_max(png, ANCILLARY_MAX);
-    png_set_chunk_cache_max(png, 1000);
-    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
-}
+/* ---------------------------------------------------------------- decode */
 
-/* Reads every row into the running average; false when the deadline passed. libpng errors
- * longjmp out of here (to decode()'s setjmp). */
-static bool read_rows(png_structp png, png_infop info, struct shrink *s, long deadline)
+/* Unfilters the rows of `raw` (`stride` bytes each: a row of zeros, then the image's, each a
+ * filter type byte and the pixels) one by one into the running average; NULL, "bad filter" or
+ * "deadline". */
+static const char *shrink_rows(struct shrink *s, unsigned char *raw, size_t stride, long deadline)
 {
-    png_read_info(png, info);
-    if (png_get_image_width(png, info) != (png_uint_32)s->width ||
-        png_get_image_height(png, info) != (png_uint_32)s->height ||
-        png_get_channels(png, info) != s->channels || png_get_bit_depth(png, info) != 8) {
-        png_error(png, "header changed");
-    }
+    long ready = 0; /* rows unfiltered */
     for (long y = 0; y < s->height; y++) {
-        if (deadline > 0 && y % DEADLINE_ROWS == 0 && clock_mono_ms() >= deadline) {
-            return false;
+        if (y % DEADLINE_ROWS == 0 && past(deadline)) {
+            return "deadline";
         }
-        png_read_row(png, s->row, NULL);
+        unsigned char *row = raw + stride * (size_t)(y + 1) + 1;
+        if (y == ready) {
+            int k = unfilter_rows(row, stride, y + 1 < s->height, s->channels);
+            if (k == 0) {
+                return "bad filter";
+            }
+            ready += k;
+        }
+        s->row = row;
         add_row(s);
         if ((y + 1) % s->factor == 0 || y + 1 == s->height) {
             emit_row(s, y / s->factor, y % s->factor + 1);
         }
     }
-    png_read_end(png, NULL);
-    return true;
+    return NULL;
 }
 
-/* libpng's part: decodes into `s` (allocated before setjmp, its pointers not changed after).
- * `why` is the one local read after a longjmp: volatile, though only set once read_rows() has
- * returned. */
-static const char *decode(const void *data, size_t len, const struct png_header *h,
-                          struct shrink *s, long deadline)
+/* Inflates `h`'s pixels whole (pngshrink.h: its memory), then averages them into `s`. */
+static const char *decode(const struct png_header *h, struct shrink *s, long deadline)
 {
-    struct source src = {.data = data, .len = len, .pos = 0};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, on_error, on_warning);
-    png_infop info = png != NULL ? png_create_info_struct(png) : NULL;
-    if (info == NULL) {
-        png_destroy_read_struct(&png, NULL, NULL);
+    if ((size_t)s->width > (SIZE_MAX - 1) / (size_t)s->channels) {
+        return "too large";
+    }
+    size_t stride = (size_t)s->width * (size_t)s->channels + 1;
+    if ((size_t)s->height > (SIZE_MAX - RAW_SLACK) / stride - 1) {
+        return "too large";
+    }
+    size_t size = stride * (size_t)s->height;
+    unsigned char *raw = malloc(stride + size + RAW_SLACK);
+    if (raw == NULL) {
         return "out of memory";
     }
-    const char *volatile why = "libpng error";
-    if (setjmp(png_jmpbuf(png)) == 0) {
-        setup_png(png, h, &src);
-        why = read_rows(png, info, s, deadline) ? NULL : "deadline";
+    memset(raw, 0, stride);
+    memset(raw + stride + size, 0, RAW_SLACK);
+    const char *why = past(deadline) ? "deadline" : inflate_idat(h, raw + stride, size);
+    if (why == NULL) {
+        why = past(deadline) ? "deadline" : shrink_rows(s, raw, stride, deadline);
     }
-    png_destroy_read_struct(&png, &info, NULL);
+    free(raw);
     return why;
 }
 
@@ -327,7 +651,7 @@ int pngshrink_decode(const void *data, size_t len, int factor, long max_pixels, 
         .width = (long)h.width, .height = (long)h.height, .channels = h.channels, .factor = factor};
     s.out_w = (s.width + factor - 1) / factor;
     s.out_h = (s.height + factor - 1) / factor;
-    *why = shrink_alloc(&s) ? decode(data, len, &h, &s, deadline) : "out of memory";
+    *why = shrink_alloc(&s) ? decode(&h, &s, deadline) : "out of memory";
     if (*why != NULL) {
         shrink_free(&s);
         return -1;

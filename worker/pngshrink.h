@@ -1,20 +1,30 @@
-/* pngshrink: a PNG decoded by libpng row by row and box-averaged on the fly to 1/2, 1/4 or 1/8.
+/* pngshrink: a PNG inflated whole by libdeflate, unfiltered row by row and box-averaged on the
+ * fly to 1/2, 1/4 or 1/8.
  *
- * ImageMagick reads a PNG whole into its 16-bit pixel cache (66 MB for 3840x2160) before
- * shrink-on-load box-filters it (process.c). This reader keeps one decoded row and one row of
- * sums: each output pixel is the mean of its factor x factor box of source pixels (the boxes at
- * the right and bottom edges, cut short, over the pixels they have), rounded to nearest; with
- * alpha, the colour is weighted by alpha (premultiplied, then divided back; a fully transparent
- * box gives 0,0,0,0), as ImageMagick's scale does. The output is ceil(width / factor) x
- * ceil(height / factor), the size libjpeg gives at scale 1/factor.
+ * ImageMagick reads a PNG whole into its 16-bit pixel cache (8 bytes a pixel: 66 MB for
+ * 3840x2160) before shrink-on-load box-filters it (process.c). This reader inflates the IDAT data
+ * in one call into one buffer of height x (1 + width x channels) bytes (the raw rows, 3 or 4
+ * bytes a pixel: 24.9 MB for 3840x2160 RGB), plus a copy of the compressed data when it is split
+ * over several IDAT chunks, then undoes each row's filter in place (Paeth in SSE2 where the
+ * compiler targets it, two Paeth rows at once) and adds it to one row of sums: each output pixel
+ * is the mean of its factor x factor box of source pixels (the boxes at the right and bottom
+ * edges, cut short, over the pixels they have), rounded to nearest; with alpha, the colour is
+ * weighted by alpha (premultiplied, then divided back; a fully transparent box gives 0,0,0,0),
+ * as ImageMagick's scale does. The output is ceil(width / factor) x ceil(height / factor), the
+ * size libjpeg gives at scale 1/factor.
  *
  * Only what ImageMagick would read to the same image is accepted: 8-bit RGB or RGBA (colour
  * types 2 and 6), not interlaced, no tRNS or PLTE chunk, no text chunk (tEXt, zTXt, iTXt:
  * ImageMagick's read keeps them as properties, its ping, which gives the headers, skips them),
  * and nothing but IDAT and IEND from the first IDAT on. The chunk list is walked (bounds-checked)
- * before libpng starts; anything else, and any libpng error (bad CRC, truncated data, zlib errors),
- * is declined, and the caller reads the file through ImageMagick as before. The input is untrusted
- * (tests/fuzz/fuzz_pngshrink.c). */
+ * first, and whatever libpng (ImageMagick's reader) would fail on is declined too: a bad CRC in
+ * IHDR, IDAT or IEND, an unknown critical chunk, a chunk type that is not four letters, a chunk
+ * longer than libpng takes. Then the zlib stream must be whole and good (Adler-32 included), fill
+ * the rows exactly and end with the last IDAT byte (stricter than libpng, which only warns about
+ * data after the stream or a bad Adler-32 once the rows are read); a stream declaring a window
+ * smaller than 32 KB over more data than that is declined (libpng's zlib would refuse distances
+ * beyond it); a filter type over 4 is declined. A declined file is read through ImageMagick as
+ * before, by the caller. The input is untrusted (tests/fuzz/fuzz_pngshrink.c). */
 #ifndef PIXQ_PNGSHRINK_H
 #define PIXQ_PNGSHRINK_H
 
@@ -27,7 +37,10 @@ struct pngshrink_image {
 };
 
 /* Decodes the `len` bytes at `data` shrunk by `factor` (2, 4 or 8) into `out`. `deadline` is a
- * clock_mono_ms() time (0: none), checked every few dozen rows. Returns 0, or -1 when the file
+ * clock_mono_ms() time (0: none), checked before and after inflating and every few dozen rows.
+ * Memory: the raw rows (width x height x channels bytes, and a byte a row), the compressed data
+ * again when in several IDAT chunks, libdeflate's decompressor (some 10 KB), a row of sums and
+ * the output; all freed before returning, whatever the outcome. Returns 0, or -1 when the file
  * is not one this reader takes, is damaged, is larger than `max_pixels`, the deadline passed
  * ("deadline") or memory ran out, with `*why` naming the reason (a static string, for the debug
  * log); `out` is then empty. */

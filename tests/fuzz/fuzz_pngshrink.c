@@ -2,23 +2,26 @@
  * (worker/pngshrink.c).
  *
  * Each input is a downloaded source as the worker hands it to pngshrink_decode() when a PNG is
- * wanted at 1/2, 1/4 or 1/8: the chunk walk (lengths, IHDR, what is declined), then libpng's
- * decoding (CRCs, zlib, filters) with its errors caught by setjmp, and the running box average.
+ * wanted at 1/2, 1/4 or 1/8: the chunk walk (lengths, IHDR, CRCs, what is declined), the IDAT
+ * data joined and inflated by libdeflate, the rows unfiltered (SSE2 Paeth, two rows at once) and
+ * the running box average.
  * The input's last byte chooses the factor (2, 4 or 8), so that every factor meets every input,
  * and whether the CRCs are rewritten first (fix_crcs()).
- * max_pixels is large (50 MP) so that a small input can declare a large image (its row
- * buffers are allocated before any pixel is read: libpng then fails on the missing data); an
+ * max_pixels is large (50 MP) so that a small input can declare a large image (the inflated
+ * buffer is allocated before inflating: libdeflate then fails on the missing data); an
  * accepted image's pixels are all read, so that a short buffer shows. Seeds
  * (tests/fuzz/seeds/fuzz_pngshrink/): tiny 8-bit RGB and RGBA PNGs (odd sizes, a 1-pixel-wide
  * one, two IDAT chunks each, gAMA/pHYs before the pixels) made with png() and pixels() of
  * tests/shrink/test_pngshrink.py, and one of each kind the reader declines (grey, 16-bit, tRNS,
- * a text chunk after IDAT; palette and interlaced ones made with convert). Built only with
+ * a text chunk after IDAT; palette and interlaced ones made with convert), and RGB and RGBA
+ * ones whose rows use every filter type, in many IDAT chunks (filters-*.png, made with png()
+ * and tie_pixels() of the same file). Built only with
  * -Dfuzz=true (see scripts/fuzz). */
+#include <libdeflate.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "pngshrink.h"
 
@@ -26,7 +29,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Rewrites the CRC of every whole chunk: a mutated chunk would almost always fail libpng's CRC
+/* Rewrites the CRC of every whole chunk: a mutated chunk would almost always fail the CRC
  * check, and the fuzzer would never reach the zlib data, the filters and the average behind. */
 static void fix_crcs(uint8_t *d, size_t size)
 {
@@ -36,7 +39,7 @@ static void fix_crcs(uint8_t *d, size_t size)
         if (n > size - pos - 12) {
             return;
         }
-        uLong crc = crc32(0L, d + pos + 4, (uInt)(n + 4));
+        uint32_t crc = libdeflate_crc32(0, d + pos + 4, n + 4);
         for (int i = 0; i < 4; i++) {
             d[pos + 8 + n + (size_t)i] = (uint8_t)(crc >> (24 - 8 * i));
         }

@@ -8,10 +8,18 @@ Checks:
     cut short) at factors 2, 4 and 8 is byte for byte the box average computed here: each pixel
     the mean of its box (over the pixels it has), rounded to nearest, the colour weighted by
     alpha, a fully transparent box 0,0,0,0;
+  - the filters: RGB and RGBA files whose rows use every filter type (None, Sub, Up, Average,
+    Paeth; each as the first row, whose row above is zeros; runs of Paeth rows of odd and even
+    lengths, as the reader undoes two at once; rows of few levels, where Paeth's distances tie),
+    1, 2, 3 and 37 pixels wide, in up to 40 IDAT chunks with empty ones among them, decode to
+    the box average of the pixels before filtering; a 512-byte zlib window over less data;
   - what it declines and why: 16-bit, palette, grey, grey+alpha, interlaced, tRNS, text chunks
     (tEXt, zTXt, before or after IDAT: ImageMagick's ping skips them), another chunk after
-    IDAT, a file cut short, a bad CRC in IDAT, a zlib error under a good CRC, a passed
-    deadline; damaged copies (seeded random bytes) decline or decode, never crash;
+    IDAT, a file cut short, a bad CRC in IHDR, IEND or one of several IDAT chunks, a zlib error
+    under a good CRC, bytes or a second stream after the zlib stream, a stream one byte short or
+    long or cut short, a bad Adler-32, a small zlib window over more data, filter types 5 and
+    255, an unknown critical chunk, a chunk type not of letters, an ancillary chunk over 8 MB, a
+    passed deadline; damaged copies (seeded random bytes) decline or decode, never crash;
   - the worker's path (pixq-apply, the same job with PIXQ_PNG_SHRINK=1, PIXQ_PNG_SHRINK=0 and
     PIXQ_SHRINK_ON_LOAD=0): the reader is taken ("png_shrink" debug event, by=decoder) for the
     RGB/RGBA files whose sides are multiples of the factor (one with every ancillary chunk the
@@ -65,16 +73,52 @@ def chunk(kind, data):
     return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
 
-def png(width, height, ctype, pixels, before=(), after=(), depth=8):
-    """A PNG of `pixels` (rows of bytes, filter 0 added here), with extra chunks."""
+def paeth(a, b, c):
+    """The PNG spec's Paeth predictor, in the spec's form."""
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    if pa <= pb and pa <= pc:
+        return a
+    return b if pb <= pc else c
+
+
+def filter_row(kind, row, prior, bpp):
+    """`row` (bytes) filtered with PNG filter type `kind` (0-4) against the row above `prior`."""
+    out = bytearray(len(row))
+    for i, x in enumerate(row):
+        a = row[i - bpp] if i >= bpp else 0
+        b = prior[i]
+        c = prior[i - bpp] if i >= bpp else 0
+        pred = (0, a, b, (a + b) // 2, paeth(a, b, c))[kind]
+        out[i] = (x - pred) % 256
+    return bytes(out)
+
+
+def raw_rows(width, height, ch, pixels, filters=None):
+    """The rows as PNG stores them before zlib: each a filter type byte (filters[y], default 0)
+    and the filtered pixels (as they are for a type other than 1-4)."""
+    n = width * ch
+    prior, out = bytes(n), bytearray()
+    for y in range(height):
+        row = pixels[y * n:(y + 1) * n]
+        kind = filters[y] if filters else 0
+        out += bytes((kind,)) + (filter_row(kind, row, prior, ch) if 0 < kind <= 4 else row)
+        prior = row
+    return bytes(out)
+
+
+def png(width, height, ctype, pixels, before=(), after=(), depth=8, filters=None, idat_chunks=2,
+        zdata=None):
+    """A PNG of `pixels` (rows of bytes; filters[y] per row, default 0), with extra chunks; the
+    zlib data in `idat_chunks` IDAT chunks, zdata(raw) instead of zlib.compress(raw) if given."""
     ch = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype] * depth // 8
-    raw = b"".join(b"\0" + pixels[y * width * ch:(y + 1) * width * ch] for y in range(height))
+    raw = raw_rows(width, height, ch, pixels, filters)
     ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, 0)
     out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
     out += b"".join(chunk(k, d) for k, d in before)
-    idat = zlib.compress(raw, 6)
-    half = len(idat) // 2  # two IDAT chunks
-    out += chunk(b"IDAT", idat[:half]) + chunk(b"IDAT", idat[half:])
+    idat = zdata(raw) if zdata else zlib.compress(raw, 6)
+    cuts = [len(idat) * i // idat_chunks for i in range(idat_chunks + 1)]  # 2: halves
+    out += b"".join(chunk(b"IDAT", idat[cuts[i]:cuts[i + 1]]) for i in range(idat_chunks))
     out += b"".join(chunk(k, d) for k, d in after)
     return out + chunk(b"IEND", b"")
 
@@ -200,8 +244,8 @@ def declined_files(tmp, good):
         "zTXt": (png(w, h, 2, rgb, before=[(b"zTXt", b"Title\0\0" + zlib.compress(b"z"))]),
                  "text chunk"),
         "cut short": (blob[:len(blob) * 2 // 3], "truncated"),
-        "bad CRC": (bytes(bad_crc), "libpng error"),
-        "zlib error": (zbad, "libpng error"),
+        "bad CRC": (bytes(bad_crc), "bad CRC"),
+        "zlib error": (zbad, "zlib error"),
     }
     out = {}
     for name, (data, why) in files.items():
@@ -212,6 +256,110 @@ def declined_files(tmp, good):
                             ("interlaced", ["-interlace", "PNG", "PNG24:"], "interlaced")]:
         path = tmp / (name + ".png")
         run(["convert", str(good)] + opts[:-1] + [opts[-1] + str(path)], check=True)
+        out[name] = (path, why)
+    return out
+
+
+# Each source's row filters: the first row's type (its row above is zeros) varies by file; runs
+# of Paeth rows of odd and even lengths (the reader undoes two Paeth rows at once), every type
+# after every other, a Paeth row last.
+FILTER_RUN = [4, 4, 4, 1, 2, 3, 0, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0, 4, 1, 4, 3, 0, 2, 4]
+
+
+def tie_pixels(width, height, channels, seed):
+    """Rows of noise, rows of a few levels (0-4, 127-129, 254, 255) and rows of steps of 2,
+    where the Paeth predictor's distances often tie; alpha never 0 (which would hide the
+    colour)."""
+    rng = random.Random(seed)
+    levels = [(0, 1, 2, 3, 4, 127, 128, 129, 254, 255), (0, 2, 4, 6, 8, 10)]
+    out = bytearray()
+    for y in range(height):
+        for x in range(width * channels):
+            kind = y % 3 if rng.random() < 0.9 else 0
+            v = rng.choice(levels[kind - 1]) if kind else rng.randrange(256)
+            out.append(max(1, v) if channels == 4 and x % 4 == 3 else v)
+    return bytes(out)
+
+
+def filter_sources(tmp):
+    """name -> (path, width, height, channels, pixels, factors) of files whose rows use every
+    filter type (FILTER_RUN), in many IDAT chunks for some, empty ones among them."""
+    out = {}
+    shapes = [(37, 21, first, 2) for first in range(5)]
+    shapes += [(1, 9, 4, 3), (2, 7, 4, 40), (3, 5, 1, 7)]
+    for ch in (3, 4):
+        for i, (w, h, first, chunks) in enumerate(shapes):
+            px = tie_pixels(w, h, ch, seed=ch * 100 + i)
+            filters = ([first] + FILTER_RUN)[:h - 1] + [4]
+            name = f"{'rgba' if ch == 4 else 'rgb'}-{w}x{h}-first{first}-idat{chunks}"
+            blob = png(w, h, 6 if ch == 4 else 2, px, filters=filters, idat_chunks=chunks)
+            if chunks > 2:  # an empty IDAT chunk after the first and before IEND
+                at = blob.index(b"IDAT")
+                end = at + 8 + struct.unpack(">I", blob[at - 4:at])[0]
+                blob = blob[:end] + chunk(b"IDAT", b"") + blob[end:-12] + \
+                    chunk(b"IDAT", b"") + blob[-12:]
+            path = tmp / (name + ".png")
+            path.write_bytes(blob)
+            out[name] = (path, w, h, ch, px, FACTORS if w < 37 or first == 4 else [2])
+    return out
+
+
+def small_window(raw):
+    """`raw` compressed by zlib with a 512-byte window (the smallest it writes)."""
+    z = zlib.compressobj(6, zlib.DEFLATED, 9)
+    return z.compress(raw) + z.flush()
+
+
+def stream_declines(tmp):
+    """name -> (path, reason) of damaged files around the zlib stream, the filters and the CRCs
+    (made of a 37x21 RGB source with every filter type)."""
+    w, h = 37, 21
+    px = tie_pixels(w, h, 3, seed=9)
+    filters = [4] + FILTER_RUN[:h - 1]
+
+    def make(**kw):
+        return png(w, h, 2, px, filters=kw.pop("filters", filters), **kw)
+
+    good = make(idat_chunks=6)
+    bad_iend, bad_ihdr, bad_idat = bytearray(good), bytearray(good), bytearray(good)
+    bad_iend[-1] ^= 1
+    bad_ihdr[29] ^= 1
+    third = [m.start() for m in re.finditer(b"IDAT", good)][2]
+    bad_idat[third + 6] ^= 0x40  # data of the third of six IDAT chunks
+
+    def adler_off(raw):
+        z = bytearray(zlib.compress(raw))
+        z[-1] ^= 1
+        return bytes(z)
+
+
+    files = {
+        "bad CRC in IEND": (bytes(bad_iend), "bad CRC"),
+        "bad CRC in IHDR": (bytes(bad_ihdr), "bad CRC"),
+        "bad CRC in the third of six IDAT chunks": (bytes(bad_idat), "bad CRC"),
+        "bytes after the zlib stream": (make(zdata=lambda raw: zlib.compress(raw) + b"\0\0"),
+                                        "zlib error"),
+        "a second zlib stream": (make(zdata=lambda raw: zlib.compress(raw) + zlib.compress(b"")),
+                                 "zlib error"),
+        "a zlib stream one byte short": (make(zdata=lambda raw: zlib.compress(raw[:-1])),
+                                         "zlib error"),
+        "a zlib stream one byte long": (make(zdata=lambda raw: zlib.compress(raw + b"\7")),
+                                        "zlib error"),
+        "a zlib stream cut short": (make(zdata=lambda raw: zlib.compress(raw)[:-9]), "zlib error"),
+        "a bad Adler-32": (make(zdata=adler_off), "zlib error"),
+        "a 512-byte zlib window over 2.3 KB": (make(zdata=lambda raw: small_window(raw)),
+                                               "zlib window"),
+        "filter type 5": (make(filters=filters[:9] + [5] + filters[10:]), "bad filter"),
+        "filter type 255 in the last row": (make(filters=filters[:-1] + [255]), "bad filter"),
+        "an unknown critical chunk": (make(before=[(b"ABCD", b"x")]), "unknown critical chunk"),
+        "a chunk type not of letters": (make(before=[(b"ab1d", b"")]), "bad chunk type"),
+        "an ancillary chunk over 8 MB": (make(before=[(b"teST", bytes(8 * 1024 * 1024 + 1))]),
+                                         "chunk too large"),
+    }
+    out = {}
+    for i, (name, (data, why)) in enumerate(files.items()):
+        path = tmp / f"stream-{i}.png"
+        path.write_bytes(data)
         out[name] = (path, why)
     return out
 
@@ -233,9 +381,32 @@ def check_exact(args, c, tmp):
                     f"size {got[:3]}, {diff} samples differ")
 
 
+def check_filters(args, c, tmp):
+    """Every filter type (Paeth runs of both lengths), RGB and RGBA, many IDAT chunks: the same
+    box average as the pixels before filtering; and a small zlib window over smaller data."""
+    cases = filter_sources(tmp)
+    w, h = 5, 5
+    px = tie_pixels(w, h, 3, seed=17)  # 80 bytes of data: within a 512-byte window
+    small = tmp / "window-256.png"
+    small.write_bytes(png(w, h, 2, px, filters=[4, 4, 1, 3, 4], zdata=small_window))
+    cases["rgb-5x5 with a 512-byte zlib window"] = (small, w, h, 3, px, [2])
+    for name, (path, w, h, ch, px, factors) in cases.items():
+        for f in factors:
+            rc, out, err = dump(args, f, path)
+            if rc != 0 or sanitizer(err):
+                c.check(False, f"{name} 1/{f}: decoded", f"exit {rc}: {err[-300:]}")
+                continue
+            got = parse_dump(out)
+            ow, oh, want = box_average(w, h, ch, px, f)
+            diff = sum(1 for a, b in zip(got[3], want) if a != b)
+            c.check(got[:3] == (ow, oh, ch) and len(got[3]) == len(want) and diff == 0,
+                    f"{name} 1/{f}: equal to the box average of the unfiltered pixels",
+                    f"size {got[:3]}, {diff} samples differ")
+
+
 def check_declines(args, c, tmp):
     good = sources(tmp)["rgb-256x160"][0]
-    for name, (path, why) in declined_files(tmp, good).items():
+    for name, (path, why) in {**declined_files(tmp, good), **stream_declines(tmp)}.items():
         rc, _, err = dump(args, 8, path)
         text = err.decode(errors="replace").strip()
         c.check(rc == 3 and text == "declined: " + why and not sanitizer(err),
@@ -260,10 +431,10 @@ def check_declines(args, c, tmp):
     c.check(not bad, "60 damaged copies decline or decode without a crash", "; ".join(bad[:3]))
 
 
-def apply(args, job, src, out, shrink=True, png_shrink=True):
+def apply(args, job, src, out, shrink=True, png_shrink=True, env_extra=None):
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PIXQ_LOG_LEVEL="debug", PIXQ_SHRINK_ON_LOAD=str(int(shrink)),
-               PIXQ_PNG_SHRINK=str(int(png_shrink)))
+               PIXQ_PNG_SHRINK=str(int(png_shrink)), **(env_extra or {}))
     p = run([args.apply, "--data", args.data, str(job), str(src), str(out)], env=env)
     if sanitizer(p.stderr):
         raise RuntimeError(f"sanitizer: {p.stderr.decode(errors='replace')[-800:]}")
@@ -374,6 +545,21 @@ def ancillary_chunks():
     return out
 
 
+def check_memory(args, c, tmp):
+    """The rows are inflated whole (4 bytes a pixel at most) outside ImageMagick's limits: the
+    corpus PNG (3840x2160, 33 MB) is offered with PIXQ_MAGICK_MEMORY_MB=64, not with 16."""
+    corpus = Path(args.data) / "corpus" / "cascade-3840x2160.png"
+    job = tmp / "job-memory.json"
+    write_job(job, 400, 225)
+    for mb, take in ((64, True), (16, False)):
+        rc, res, log = apply(args, job, corpus, tmp / f"out-memory-{mb}",
+                             env_extra={"PIXQ_MAGICK_MEMORY_MB": str(mb)})
+        taken = "event=png_shrink " in log
+        c.check(rc == 0 and taken == take and res.get("outputs", [{}])[0].get("width") == 400,
+                f"PIXQ_MAGICK_MEMORY_MB={mb}: the corpus PNG " +
+                ("read by pngshrink" if take else "left to ImageMagick"), log[-300:])
+
+
 def check_worker(args, c, tmp):
     for kind, (w, h), size, factor in WORKER_CASES:
         name = f"{kind}-{w}x{h}"
@@ -404,4 +590,5 @@ def check_worker(args, c, tmp):
 
 
 if __name__ == "__main__":
-    sys.exit(checklib.main("pngshrink", __doc__, (check_exact, check_declines, check_worker)))
+    sys.exit(checklib.main("pngshrink", __doc__, (check_exact, check_filters, check_declines,
+                                                  check_worker, check_memory)))
