@@ -366,19 +366,24 @@ def stream_declines(tmp):
 
 # ---------------------------------------------------------------- checks
 
+def check_box(args, c, name, path, w, h, ch, px, f):
+    """pngshrink-dump's output for `path` at 1/f is the box average of the pixels `px`."""
+    rc, out, err = dump(args, f, path)
+    if rc != 0 or sanitizer(err):
+        c.check(False, f"{name} 1/{f}: decoded", f"exit {rc}: {err[-300:]}")
+        return
+    got = parse_dump(out)
+    ow, oh, want = box_average(w, h, ch, px, f)
+    diff = sum(1 for a, b in zip(got[3], want) if a != b)
+    c.check(got[:3] == (ow, oh, ch) and len(got[3]) == len(want) and diff == 0,
+            f"{name} 1/{f}: {ow}x{oh} equal to the box average of the unfiltered pixels",
+            f"size {got[:3]}, {diff} samples differ")
+
+
 def check_exact(args, c, tmp):
     for name, (path, w, h, ch, px) in sources(tmp).items():
         for f in FACTORS:
-            rc, out, err = dump(args, f, path)
-            if rc != 0 or sanitizer(err):
-                c.check(False, f"{name} 1/{f}: decoded", f"exit {rc}: {err[-300:]}")
-                continue
-            got = parse_dump(out)
-            ow, oh, want = box_average(w, h, ch, px, f)
-            diff = sum(1 for a, b in zip(got[3], want) if a != b)
-            c.check(got[:3] == (ow, oh, ch) and len(got[3]) == len(want) and diff == 0,
-                    f"{name} 1/{f}: {ow}x{oh} equal to the box average",
-                    f"size {got[:3]}, {diff} samples differ")
+            check_box(args, c, name, path, w, h, ch, px, f)
 
 
 def check_filters(args, c, tmp):
@@ -392,16 +397,7 @@ def check_filters(args, c, tmp):
     cases["rgb-5x5 with a 512-byte zlib window"] = (small, w, h, 3, px, [2])
     for name, (path, w, h, ch, px, factors) in cases.items():
         for f in factors:
-            rc, out, err = dump(args, f, path)
-            if rc != 0 or sanitizer(err):
-                c.check(False, f"{name} 1/{f}: decoded", f"exit {rc}: {err[-300:]}")
-                continue
-            got = parse_dump(out)
-            ow, oh, want = box_average(w, h, ch, px, f)
-            diff = sum(1 for a, b in zip(got[3], want) if a != b)
-            c.check(got[:3] == (ow, oh, ch) and len(got[3]) == len(want) and diff == 0,
-                    f"{name} 1/{f}: equal to the box average of the unfiltered pixels",
-                    f"size {got[:3]}, {diff} samples differ")
+            check_box(args, c, name, path, w, h, ch, px, f)
 
 
 def check_declines(args, c, tmp):
