@@ -592,6 +592,17 @@ static int park_call_outputs(struct worker *w, const char *job_id, struct park_c
     return 0;
 }
 
+/* Plans the next look at `wq`'s delayed work for `wake` (monotonic ms) if that is sooner: a due
+ * time, so the reservation stops a Redis tick early (due_soon) rather than wake when Redis's
+ * blocking timeout, checked once a tick, ends up to a tick late. */
+static void plan_due(struct wqueue *wq, long wake)
+{
+    if (wake < wq->next_promote_at) {
+        wq->next_promote_at = wake;
+        wq->due_soon = true;
+    }
+}
+
 /* park.lua: the job leaves the active list; its parked outputs wait in Redis. */
 static void park_job(struct worker *w, struct task *t)
 {
@@ -618,9 +629,7 @@ static void park_job(struct worker *w, struct task *t)
         LOG_INFO("job_parked", "job_id=%s outputs=%zu", t->job->id, c.n);
         metrics_count_job(METRICS_JOB_PARKED);
         for (size_t i = 0; i < c.n; i++) {
-            long wake = clock_mono_ms() + w->runner.parked[i].delay_ms;
-            struct wqueue *wq = w->cur;
-            wq->next_promote_at = wake < wq->next_promote_at ? wake : wq->next_promote_at;
+            plan_due(w->cur, clock_mono_ms() + w->runner.parked[i].delay_ms);
         }
     } else {
         LOG_WARN("park_failed", "job_id=%s error=%s", t->job->id,
@@ -1144,9 +1153,7 @@ static bool requeue(struct worker *w, struct task *t, const char *next, long del
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_REQUEUE, 3, keys, 4, args, lens, e);
     bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0;
     if (ok) {
-        long wake = clock_mono_ms() + (long)r->integer;
-        struct wqueue *wq = w->cur;
-        wq->next_promote_at = wake < wq->next_promote_at ? wake : wq->next_promote_at;
+        plan_due(w->cur, clock_mono_ms() + (long)r->integer);
     } else if (r != NULL) {
         err_set(e, "lease lost");
     }
