@@ -59,6 +59,7 @@ struct cfg {
     long s3_max_attempts;
     long s3_retry_base_ms;
     long s3_retry_max_ms;
+    long s3_throttle_retry_base_ms; /* the first delay after 503, 429 or SlowDown */
     long s3_local_wait_ms;
     long s3_horizon_ms;
     double s3_min_rate;

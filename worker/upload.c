@@ -181,10 +181,12 @@ static bool is_retryable(const struct s3_reply *r)
            strcmp(r->code, "RequestTimeout") == 0;
 }
 
-/* Full-jitter exponential back-off for the attempt that just failed. */
-static long backoff_ms(const struct cfg *c, long attempt)
+/* Full-jitter exponential back-off for the attempt that just failed; after a throttling answer
+ * from a larger base (PIXQ_S3_THROTTLE_RETRY_BASE_MS, 1 s, as the AWS SDKs' 2026 retry mode):
+ * while the fleet's rate comes down, retries spaced by 200 ms met five SlowDowns in a row. */
+static long backoff_ms(const struct cfg *c, long attempt, bool throttled)
 {
-    long cap = c->s3_retry_base_ms;
+    long cap = throttled ? c->s3_throttle_retry_base_ms : c->s3_retry_base_ms;
     for (long i = 1; i < attempt && cap < c->s3_retry_max_ms; i++) {
         cap *= 2;
     }
@@ -217,7 +219,7 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
         return UP_FAILED;
     }
     if (attempt < u->cfg->s3_max_attempts) {
-        *delay_ms = backoff_ms(u->cfg, attempt);
+        *delay_ms = backoff_ms(u->cfg, attempt, is_throttle(r));
         json_object_object_add(task, "attempt", json_object_new_int64(attempt + 1));
         json_object_object_add(task, "reserved", json_object_new_boolean(0));
         return UP_PARK;
