@@ -620,8 +620,8 @@ static MagickWand *ping_first(const void *data, size_t len, const struct sniff_i
     if (si->format == SNIFF_JPEG && !profiles) {
         MagickSetOption(r, "profile:skip", "ICC,IPTC,APP");
     }
-    bool plain = si->format != SNIFF_JPEG || !profiles; /* skipped profiles: no EXIF to read */
-    if ((plain ? MagickPingImageBlob(r, data, len) : read_blob(r, data, len, si, true)) ==
+    /* skipped profiles: no EXIF for read_blob() to spare ImageMagick */
+    if ((profiles ? read_blob(r, data, len, si, true) : MagickPingImageBlob(r, data, len)) ==
             MagickFalse ||
         MagickGetExceptionType(r) >= ErrorException || past_deadline(r)) {
         unreadable(r, si, e);
@@ -841,7 +841,7 @@ static int png_shrink_factor(const struct img_probe *p, long hint_w, long hint_h
 {
     /* pngshrink inflates the rows whole (up to 4 bytes a pixel), outside ImageMagick's limits:
      * at most PIXQ_MAGICK_MEMORY_MB of them, else ImageMagick's read, under its limits */
-    if ((double)p->width * (double)p->height * 4 > (double)guard.cfg.memory_mb * 1024 * 1024) {
+    if ((double)p->width * (double)p->height * 4 > (double)guard.cfg.memory_mb * (double)MIB) {
         return 0;
     }
     int m = shrink_libjpeg_scale(p->width, p->height, hint_w, hint_h);
