@@ -771,6 +771,29 @@ static void scale_page(Image *im, double from_w, double from_h, double to_w, dou
     im->tile_offset.y = (ssize_t)ceil(sy * (double)im->tile_offset.y - 0.5);
 }
 
+/* The properties ImageMagick's read sets from the PNG's text chunks (the ping `hdr` skips them),
+ * and, as it does after them, "png:text" with their count. A text whose property the ping has is
+ * left out: ImageMagick's ReadImage() sets those after the PNG reader (date:create and
+ * date:modify, which ImageMagick writes into every PNG), so its value wins in a read too (names
+ * are case-insensitive, as there). 0, or -1 when memory ran out. */
+static int set_png_texts(Image *im, const Image *hdr, const struct pngshrink_image *ps)
+{
+    for (size_t i = 0; i < ps->ntext; i++) {
+        if (GetImageProperty(hdr, ps->texts[i].key) != NULL) {
+            continue;
+        }
+        if (SetImageProperty(im, ps->texts[i].key, ps->texts[i].value) == MagickFalse) {
+            return -1;
+        }
+    }
+    if (ps->ntext > 0) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%zu tEXt/zTXt/iTXt chunks were found", ps->ntext);
+        return SetImageProperty(im, "png:text", msg) == MagickFalse ? -1 : 0;
+    }
+    return 0;
+}
+
 /* A wand of the image pngshrink decoded, with the headers, properties and profiles of `hdr`
  * (the ping of the same bytes), as constitute_dc(); RGBA keeps its alpha channel on. The page
  * is scaled as shrink_after_load() (process.c) would: sampled to twice the size first from a
@@ -787,7 +810,7 @@ static MagickWand *constitute_png(const struct pngshrink_image *ps, int factor, 
     }
     Image *im = GetImageFromMagickWand(w);
     if (CloneImageProperties(im, hdr) == MagickFalse ||
-        CloneImageProfiles(im, hdr) == MagickFalse ||
+        CloneImageProfiles(im, hdr) == MagickFalse || set_png_texts(im, hdr, ps) < 0 ||
         MagickSetImageFormat(w, "PNG") == MagickFalse ||
         MagickSetImageAlphaChannel(w, ps->channels == 4 ? ActivateAlphaChannel
                                                         : DeactivateAlphaChannel) == MagickFalse) {

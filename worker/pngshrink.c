@@ -5,6 +5,7 @@
 #include <libdeflate.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,10 +27,12 @@
 #define CHUNK_OVERHEAD       12                  /* length, type, CRC */
 #define CHUNK_MAX            0x7fffffffUL        /* the PNG spec's largest chunk length */
 #define ANCILLARY_MAX        (8UL * 1024 * 1024) /* longest chunk but IDAT libpng was let take */
-#define ROW_FACTOR_MAX       32566 /* libpng's bound on an IDAT chunk: see idat_max() */
-#define DEADLINE_ROWS        32    /* rows between checks of the deadline */
-#define RAW_SLACK            16    /* bytes after the rows: a 4-byte pixel load may pass */
-#define ZLIB_WINDOW_BITS_MAX 7     /* CINFO: log2(window) - 8 */
+#define ROW_FACTOR_MAX       32566         /* libpng's bound on an IDAT chunk: see idat_max() */
+#define DEADLINE_ROWS        32            /* rows between checks of the deadline */
+#define RAW_SLACK            16            /* bytes after the rows: a 4-byte pixel load may pass */
+#define ZLIB_WINDOW_BITS_MAX 7             /* CINFO: log2(window) - 8 */
+#define KEYWORD_MAX          79            /* the PNG spec's longest text keyword */
+#define TEXT_BYTES_MAX       (64UL * 1024) /* longest text chunk taken, and longest zTXt text */
 
 /* What the chunk walk found. */
 struct png_header {
@@ -37,6 +40,9 @@ struct png_header {
     int channels;
     const unsigned char *idat;      /* the first IDAT chunk (its length field) */
     size_t idat_chunks, idat_bytes; /* how many IDAT chunks, the length of their data together */
+    bool seen_idat, after_idat;     /* an IDAT chunk seen; another chunk after one */
+    const unsigned char *text[PNGSHRINK_TEXTS_MAX]; /* the tEXt and zTXt chunks, in order */
+    size_t ntext;
 };
 
 /* The running box average: sums of `factor` source rows, then one output row. */
@@ -95,8 +101,78 @@ static const char *check_ihdr(const unsigned char *d, long max_pixels, struct pn
     return NULL;
 }
 
-/* One chunk at `c` (its length checked) after IHDR: what makes the file one to decline. */
-static const char *check_chunk(const unsigned char *c, bool *seen_idat)
+/* ASCII case-insensitive equality of the keyword at `k` (NUL-terminated) and `word`, as
+ * ImageMagick's LocaleCompare() for these. */
+static bool keyword_is(const unsigned char *k, const char *word, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int a = k[i] >= 'A' && k[i] <= 'Z' ? k[i] + 32 : k[i];
+        if (a != (unsigned char)word[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Whether ImageMagick 6 would not just keep the keyword `k` (`n` bytes, then NUL) and its text
+ * as a property: "Raw profile type ..." (a hex-coded profile), "density" and "units" (dropped
+ * beside a pHYs chunk), a name SetImageProperty() turns into an image setting, or one in the
+ * "png:" space its reader fills itself. */
+static bool keyword_special(const unsigned char *k, size_t n)
+{
+    static const char *const settings[] = {
+        "background",  "bias",  "colorspace", "compose", "compress",         "delay",
+        "density",     "depth", "dispose",    "gamma",   "gravity",          "intensity",
+        "interpolate", "loop",  "page",       "profile", "rendering-intent", "tile-offset",
+        "type",        "units"};
+    if ((n > 16 && memcmp(k, "Raw profile type ", 17) == 0) ||
+        (n >= 4 && keyword_is(k, "png:", 4))) {
+        return true;
+    }
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        if (n == strlen(settings[i]) && keyword_is(k, settings[i], n)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A tEXt or zTXt chunk of `n` bytes at `c` (its length checked): NULL when ImageMagick's read
+ * keeps it as a plain property (text_property() gives it), else the reason to decline. iTXt
+ * chunks are not looked into: ImageMagick has libpng skip them. */
+static const char *check_text(const unsigned char *c, unsigned long n)
+{
+    if (libdeflate_crc32(0, c + 4, n + 4) != be32(c + 8 + n)) {
+        return "bad CRC";
+    }
+    if (is_type(c, "iTXt")) {
+        return NULL;
+    }
+    if (n > TEXT_BYTES_MAX) {
+        return "text chunk too long";
+    }
+    const unsigned char *d = c + 8, *nul = memchr(d, 0, n);
+    size_t k = nul != NULL ? (size_t)(nul - d) : n;
+    if (k == 0 || k > KEYWORD_MAX || nul == NULL) {
+        return "bad text keyword";
+    }
+    if (keyword_special(d, k)) {
+        return "text keyword ImageMagick reads specially";
+    }
+    if (is_type(c, "zTXt") && (n < k + 3 || d[k + 1] != 0)) {
+        return "bad zTXt chunk";
+    }
+    return NULL;
+}
+
+static bool is_text(const unsigned char *c)
+{
+    return is_type(c, "tEXt") || is_type(c, "zTXt") || is_type(c, "iTXt");
+}
+
+/* One chunk of `n` bytes at `c` (its length checked) after IHDR: what makes the file one to
+ * decline. Text chunks may come before or after the IDAT chunks, which follow one another. */
+static const char *check_chunk(const unsigned char *c, unsigned long n, struct png_header *h)
 {
     if (is_type(c, "tRNS")) {
         return "tRNS chunk";
@@ -107,15 +183,22 @@ static const char *check_chunk(const unsigned char *c, bool *seen_idat)
     if (is_type(c, "IHDR")) {
         return "second IHDR";
     }
-    /* ImageMagick's ping, which gives the headers, skips the text its read keeps */
-    if (is_type(c, "tEXt") || is_type(c, "zTXt") || is_type(c, "iTXt")) {
-        return "text chunk";
-    }
     if (is_type(c, "IDAT")) {
-        *seen_idat = true;
-        return NULL;
+        h->seen_idat = true;
+        return h->after_idat ? "chunk after IDAT" : NULL;
     }
-    return *seen_idat ? "chunk after IDAT" : NULL;
+    h->after_idat = h->seen_idat;
+    if (!is_text(c)) {
+        return h->seen_idat ? "chunk after IDAT" : NULL;
+    }
+    const char *why = check_text(c, n);
+    if (why == NULL && !is_type(c, "iTXt")) {
+        if (h->ntext == PNGSHRINK_TEXTS_MAX) {
+            return "too many text chunks";
+        }
+        h->text[h->ntext++] = c;
+    }
+    return why;
 }
 
 /* The longest IDAT chunk libpng takes for `h`'s image: the raw data plus zlib's and deflate's
@@ -160,16 +243,16 @@ static const char *check_like_libpng(const unsigned char *c, unsigned long n,
 /* One chunk of `n` bytes at `c`, the first one when `first`: NULL, or the reason to decline;
  * `*end` set at IEND. */
 static const char *visit_chunk(const unsigned char *c, unsigned long n, bool first, long max_pixels,
-                               struct png_header *h, bool *seen_idat, bool *end)
+                               struct png_header *h, bool *end)
 {
     const char *why = NULL;
     if (first) {
         why = !is_type(c, "IHDR") || n != 13 ? "no IHDR" : check_ihdr(c + 8, max_pixels, h);
     } else if (is_type(c, "IEND")) {
         *end = true;
-        why = *seen_idat ? NULL : "no IDAT";
+        why = h->seen_idat ? NULL : "no IDAT";
     } else {
-        why = check_chunk(c, seen_idat);
+        why = check_chunk(c, n, h);
     }
     why = why != NULL ? why : check_like_libpng(c, n, h);
     if (why == NULL && is_type(c, "IDAT")) {
@@ -180,9 +263,7 @@ static const char *visit_chunk(const unsigned char *c, unsigned long n, bool fir
     return why;
 }
 
-/* Walks every chunk up to IEND, bounds-checked; NULL with `h` filled, or the reason to decline.
- * (IDAT chunks after another chunk that follows IDAT are caught as "chunk after IDAT": the IDAT
- * chunks follow one another.) */
+/* Walks every chunk up to IEND, bounds-checked; NULL with `h` filled, or the reason to decline. */
 static const char *walk_chunks(const unsigned char *d, size_t len, long max_pixels,
                                struct png_header *h)
 {
@@ -190,7 +271,7 @@ static const char *walk_chunks(const unsigned char *d, size_t len, long max_pixe
     if (len < PNG_SIG_LEN || memcmp(d, sig, PNG_SIG_LEN) != 0) {
         return "not a PNG";
     }
-    bool seen_idat = false, end = false;
+    bool end = false;
     *h = (struct png_header){0};
     for (size_t pos = PNG_SIG_LEN; pos < len;) {
         if (len - pos < CHUNK_OVERHEAD) {
@@ -200,8 +281,7 @@ static const char *walk_chunks(const unsigned char *d, size_t len, long max_pixe
         if (n > CHUNK_MAX || n > len - pos - CHUNK_OVERHEAD) {
             return "truncated";
         }
-        const char *why =
-            visit_chunk(d + pos, n, pos == PNG_SIG_LEN, max_pixels, h, &seen_idat, &end);
+        const char *why = visit_chunk(d + pos, n, pos == PNG_SIG_LEN, max_pixels, h, &end);
         if (why != NULL || end) {
             return why;
         }
@@ -263,6 +343,89 @@ static const char *inflate_idat(const struct png_header *h, unsigned char *to, s
         return "out of memory";
     }
     return r == LIBDEFLATE_SUCCESS && used == h->idat_bytes ? NULL : "zlib error";
+}
+
+/* ---------------------------------------------------------------- text */
+
+/* A copy of the `n` bytes at `p` up to the first NUL (free()), or NULL when memory ran out. */
+static char *copy_text(const unsigned char *p, size_t n)
+{
+    const unsigned char *nul = memchr(p, 0, n);
+    size_t len = nul != NULL ? (size_t)(nul - p) : n;
+    char *s = malloc(len + 1);
+    if (s != NULL) {
+        memcpy(s, p, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+/* A zTXt chunk's text: its `n` bytes of zlib data at `z` inflated (at most TEXT_BYTES_MAX
+ * bytes), up to the first NUL, as libpng gives it. The stream must be whole and good, as in
+ * inflate_idat(). */
+static const char *inflate_text(struct libdeflate_decompressor *d, const unsigned char *z, size_t n,
+                                char **text)
+{
+    unsigned char *buf = malloc(TEXT_BYTES_MAX);
+    if (buf == NULL) {
+        return "out of memory";
+    }
+    size_t used = 0, got = 0;
+    enum libdeflate_result r =
+        libdeflate_zlib_decompress_ex(d, z, n, buf, TEXT_BYTES_MAX, &used, &got);
+    const char *why = NULL;
+    if (r == LIBDEFLATE_INSUFFICIENT_SPACE) {
+        why = "text too long";
+    } else if (r != LIBDEFLATE_SUCCESS || used != n || window_too_small(z, n, got)) {
+        why = "zlib error in zTXt";
+    } else if ((*text = copy_text(buf, got)) == NULL) {
+        why = "out of memory";
+    }
+    free(buf);
+    return why;
+}
+
+/* The property ImageMagick's reader sets for the tEXt or zTXt chunk at `c` (check_text() took
+ * it): the keyword ("version" and "width" become "png:version" and "png:width"), and the text up
+ * to its first NUL. */
+static const char *text_property(struct libdeflate_decompressor *d, const unsigned char *c,
+                                 struct pngshrink_text *t)
+{
+    unsigned long n = be32(c);
+    const unsigned char *data = c + 8;
+    size_t k = (size_t)((const unsigned char *)memchr(data, 0, n) - data);
+    bool renamed =
+        (k == 7 && keyword_is(data, "version", 7)) || (k == 5 && keyword_is(data, "width", 5));
+    t->key = malloc(k + 5);
+    if (t->key == NULL) {
+        return "out of memory";
+    }
+    snprintf(t->key, k + 5, "%s%.*s", renamed ? "png:" : "", (int)k, (const char *)data);
+    if (is_type(c, "zTXt")) {
+        return inflate_text(d, data + k + 2, n - k - 2, &t->value);
+    }
+    t->value = copy_text(data + k + 1, n - k - 1);
+    return t->value != NULL ? NULL : "out of memory";
+}
+
+/* The properties of `h`'s text chunks into `img`, in the file's order. */
+static const char *read_texts(const struct png_header *h, struct pngshrink_image *img)
+{
+    if (h->ntext == 0) {
+        return NULL;
+    }
+    img->texts = calloc(h->ntext, sizeof *img->texts);
+    if (img->texts == NULL) {
+        return "out of memory";
+    }
+    img->ntext = h->ntext;
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    const char *why = d != NULL ? NULL : "out of memory";
+    for (size_t i = 0; why == NULL && i < h->ntext; i++) {
+        why = text_property(d, h->text[i], &img->texts[i]);
+    }
+    libdeflate_free_decompressor(d);
+    return why;
 }
 
 /* ---------------------------------------------------------------- filters
@@ -644,7 +807,12 @@ int pngshrink_decode(const void *data, size_t len, int factor, long max_pixels, 
         return -1;
     }
     *why = data == NULL ? "no data" : walk_chunks(data, len, max_pixels, &h);
+    struct pngshrink_image img = {0};
+    if (*why == NULL) {
+        *why = read_texts(&h, &img);
+    }
     if (*why != NULL) {
+        pngshrink_free(&img);
         return -1;
     }
     struct shrink s = {
@@ -654,17 +822,26 @@ int pngshrink_decode(const void *data, size_t len, int factor, long max_pixels, 
     *why = shrink_alloc(&s) ? decode(&h, &s, deadline) : "out of memory";
     if (*why != NULL) {
         shrink_free(&s);
+        pngshrink_free(&img);
         return -1;
     }
-    *out = (struct pngshrink_image){
-        .width = s.out_w, .height = s.out_h, .channels = s.channels, .pixels = s.out};
+    img.width = s.out_w;
+    img.height = s.out_h;
+    img.channels = s.channels;
+    img.pixels = s.out;
     s.out = NULL;
     shrink_free(&s);
+    *out = img;
     return 0;
 }
 
 void pngshrink_free(struct pngshrink_image *img)
 {
     free(img->pixels);
+    for (size_t i = 0; i < img->ntext; i++) {
+        free(img->texts[i].key);
+        free(img->texts[i].value);
+    }
+    free(img->texts);
     memset(img, 0, sizeof *img);
 }

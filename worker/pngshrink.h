@@ -14,40 +14,63 @@
  * size libjpeg gives at scale 1/factor.
  *
  * Only what ImageMagick would read to the same image is accepted: 8-bit RGB or RGBA (colour
- * types 2 and 6), not interlaced, no tRNS or PLTE chunk, no text chunk (tEXt, zTXt, iTXt:
- * ImageMagick's read keeps them as properties, its ping, which gives the headers, skips them),
- * and nothing but IDAT and IEND from the first IDAT on. The chunk list is walked (bounds-checked)
- * first, and whatever libpng (ImageMagick's reader) would fail on is declined too: a bad CRC in
- * IHDR, IDAT or IEND, an unknown critical chunk, a chunk type that is not four letters, a chunk
- * longer than libpng takes. Then the zlib stream must be whole and good (Adler-32 included), fill
- * the rows exactly and end with the last IDAT byte (stricter than libpng, which only warns about
- * data after the stream or a bad Adler-32 once the rows are read); a stream declaring a window
- * smaller than 32 KB over more data than that is declined (libpng's zlib would refuse distances
- * beyond it); a filter type over 4 is declined. A declined file is read through ImageMagick as
- * before, by the caller. The input is untrusted (tests/fuzz/fuzz_pngshrink.c). */
+ * types 2 and 6), not interlaced, no tRNS or PLTE chunk, and nothing but IDAT, text chunks and
+ * IEND from the first IDAT on (the IDAT chunks one after another).
+ *
+ * Text: ImageMagick's read keeps each tEXt and zTXt chunk, before or after the image data, as a
+ * property (its ping, which gives the rest of the headers, skips them), and has libpng skip
+ * iTXt. This reader gives those properties as ImageMagick 6.9's reader sets them (`texts`: the
+ * keyword, "png:" before "version" and "width"; the text, a zTXt's inflated, up to its first
+ * NUL), and declines a text chunk it would treat otherwise or libpng would drop: a bad CRC, a
+ * keyword empty, longer than 79 bytes or without its NUL, "Raw profile type ..." (a hex-coded
+ * profile), a keyword that SetImageProperty() turns into an image setting ("density", "page",
+ * "gamma"...) or that starts with "png:" (or "exif:", "xmp:"...: computed from profiles), a zTXt
+ * of another compression method or with a bad zlib stream, a chunk or zTXt text over 64 KB, more
+ * than PNGSHRINK_TEXTS_MAX of them. (The caller leaves out the texts whose property ImageMagick's
+ * ReadImage() sets after the reader: date:create and date:modify.)
+ *
+ * The chunk list is walked (bounds-checked) first, and whatever libpng (ImageMagick's reader)
+ * would fail on is declined too: a bad CRC in IHDR, IDAT or IEND, an unknown critical chunk, a
+ * chunk type that is not four letters, a chunk longer than libpng takes. Then the zlib stream must
+ * be whole and good (Adler-32 included), fill the rows exactly and end with the last IDAT byte
+ * (stricter than libpng, which only warns about data after the stream or a bad Adler-32 once the
+ * rows are read); a stream declaring a window smaller than 32 KB over more data than that is
+ * declined (libpng's zlib would refuse distances beyond it); a filter type over 4 is declined. A
+ * declined file is read through ImageMagick as before, by the caller. The input is untrusted
+ * (tests/fuzz/fuzz_pngshrink.c). */
 #ifndef PIXQ_PNGSHRINK_H
 #define PIXQ_PNGSHRINK_H
 
 #include <stddef.h>
 
+#define PNGSHRINK_TEXTS_MAX 64 /* most tEXt and zTXt chunks taken */
+
+/* One text chunk as the property ImageMagick's reader sets for it (NUL-terminated). */
+struct pngshrink_text {
+    char *key, *value;
+};
+
 struct pngshrink_image {
-    long width, height;    /* ceil(width / factor) x ceil(height / factor) of the PNG's */
-    int channels;          /* 3 (RGB) or 4 (RGBA, not premultiplied) */
-    unsigned char *pixels; /* width x height x channels bytes, rows top down; free() */
+    long width, height;           /* ceil(width / factor) x ceil(height / factor) of the PNG's */
+    int channels;                 /* 3 (RGB) or 4 (RGBA, not premultiplied) */
+    unsigned char *pixels;        /* width x height x channels bytes, rows top down */
+    struct pngshrink_text *texts; /* the tEXt and zTXt chunks' properties, in the file's order */
+    size_t ntext;
 };
 
 /* Decodes the `len` bytes at `data` shrunk by `factor` (2, 4 or 8) into `out`. `deadline` is a
  * clock_mono_ms() time (0: none), checked before and after inflating and every few dozen rows.
  * Memory: the raw rows (width x height x channels bytes, and a byte a row), the compressed data
- * again when in several IDAT chunks, libdeflate's decompressor (some 10 KB), a row of sums and
- * the output; all freed before returning, whatever the outcome. Returns 0, or -1 when the file
+ * again when in several IDAT chunks, libdeflate's decompressor (some 10 KB), a row of sums, a
+ * zTXt's text (64 KB at most) while it is inflated; all freed before returning but the output
+ * and the texts, which the caller frees with pngshrink_free(). Returns 0, or -1 when the file
  * is not one this reader takes, is damaged, is larger than `max_pixels`, the deadline passed
  * ("deadline") or memory ran out, with `*why` naming the reason (a static string, for the debug
  * log); `out` is then empty. */
 int pngshrink_decode(const void *data, size_t len, int factor, long max_pixels, long deadline,
                      struct pngshrink_image *out, const char **why);
 
-/* Frees the pixels of a decoded image (a zeroed one is fine). */
+/* Frees the pixels and texts of a decoded image (a zeroed one is fine). */
 void pngshrink_free(struct pngshrink_image *img);
 
 #endif

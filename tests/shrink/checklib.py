@@ -34,11 +34,13 @@ def sanitizer(stderr):
 
 
 def main(name, doc, steps):
-    """A test's command line (--dump PROG --apply PROG [--data DIR] [-v]): each step(args,
+    """A test's command line (--dump PROG --apply PROG [--props PROG] [--data DIR] [-v]): each
+    step(args,
     checks, dir) in a directory of its own; prints "NAME: N passed, N failed"; the exit status."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--dump", required=True)
     ap.add_argument("--apply", required=True)
+    ap.add_argument("--props", help="props-dump (tests/shrink/props-dump.c)")
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent / "data"))
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()

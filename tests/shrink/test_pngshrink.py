@@ -13,9 +13,11 @@ Checks:
     lengths, as the reader undoes two at once; rows of few levels, where Paeth's distances tie),
     1, 2, 3 and 37 pixels wide, in up to 40 IDAT chunks with empty ones among them, decode to
     the box average of the pixels before filtering; a 512-byte zlib window over less data;
-  - what it declines and why: 16-bit, palette, grey, grey+alpha, interlaced, tRNS, text chunks
-    (tEXt, zTXt, before or after IDAT: ImageMagick's ping skips them), another chunk after
-    IDAT, a file cut short, a bad CRC in IHDR, IEND or one of several IDAT chunks, a zlib error
+  - what it declines and why: 16-bit, palette, grey, grey+alpha, interlaced, tRNS, another
+    chunk than text after IDAT, an IDAT after that, text chunks ImageMagick reads otherwise
+    than as a plain property or libpng drops (a raw profile, "density", "page", "png:...", a
+    keyword empty, over 79 bytes or without its NUL, a zTXt of method 1, without data, with a
+    bad or overlong stream, text over 64 KB, a bad CRC, 65 of them), a file cut short, a bad CRC in IHDR, IEND or one of several IDAT chunks, a zlib error
     under a good CRC, bytes or a second stream after the zlib stream, a stream one byte short or
     long or cut short, a bad Adler-32, a small zlib window over more data, filter types 5 and
     255, an unknown critical chunk, a chunk type not of letters, an ancillary chunk over 8 MB, a
@@ -23,7 +25,8 @@ Checks:
   - the worker's path (pixq-apply, the same job with PIXQ_PNG_SHRINK=1, PIXQ_PNG_SHRINK=0 and
     PIXQ_SHRINK_ON_LOAD=0): the reader is taken ("png_shrink" debug event, by=decoder) for the
     RGB/RGBA files whose sides are multiples of the factor (one with every ancillary chunk the
-    ping reads as the read does, an ICC profile and an EXIF orientation among them) and the
+    ping reads as the read does, an ICC profile and an EXIF orientation among them; one with
+    text chunks before and after the image data, which become the same properties) and the
     corpus PNG at 1/2, 1/4 and 1/8; not offered at 3/8 or when a side is not a multiple (the
     output is then PIXQ_PNG_SHRINK=0's, byte for byte); declined with its reason for the
     others; output sizes equal; pixels within MAE_MAX of the full decode (or no further from
@@ -33,12 +36,14 @@ Checks:
     ImageMagick's "cannot read the PNG image" error.
 
     /usr/bin/python3 tests/shrink/test_pngshrink.py --dump BUILD/tests/shrink/pngshrink-dump \\
-        --apply BUILD/tests/tools/pixq-apply [--data tests/data] [-v]
+        --apply BUILD/tests/tools/pixq-apply --props BUILD/tests/shrink/props-dump \\
+        [--data tests/data] [-v]
 
 Prints one line per check and "pngshrink: N passed, N failed".
 """
 
 import difflib
+import itertools
 import json
 import math
 import os
@@ -217,6 +222,39 @@ def sources(tmp):
     return out
 
 
+SPECIAL = "text keyword ImageMagick reads specially"
+
+
+def text_declines(w, h, rgb):
+    """Text chunks ImageMagick's read treats otherwise than as a plain property, or libpng
+    drops: name -> (file, reason)."""
+    def one(kind, data, after=False):
+        return png(w, h, 2, rgb, **{"after" if after else "before": [(kind, data)]})
+    bad_crc = bytearray(one(b"tEXt", b"Comment\0hello", after=True))
+    bad_crc[-12 - 4 - 1] ^= 1  # the text chunk's CRC, before IEND
+    return {
+        "raw profile text": (one(b"tEXt", b"Raw profile type exif\0\nexif\n   4\n00000000\n"),
+                             SPECIAL),
+        "density text": (one(b"tEXt", b"density\x0072x72"), SPECIAL),
+        "page text (zTXt)": (one(b"zTXt", b"PAGE\0\0" + zlib.compress(b"10x10+1+1")), SPECIAL),
+        "png: text": (one(b"tEXt", b"png:IHDR.width,height\x001, 1", after=True), SPECIAL),
+        "text without keyword": (one(b"tEXt", b"\0text"), "bad text keyword"),
+        "text without NUL": (one(b"tEXt", b"Comment"), "bad text keyword"),
+        "80-byte keyword": (one(b"tEXt", b"K" * 80 + b"\0x"), "bad text keyword"),
+        "zTXt method 1": (one(b"zTXt", b"Title\0\1" + zlib.compress(b"z")), "bad zTXt chunk"),
+        "zTXt without data": (one(b"zTXt", b"Title\0\0"), "bad zTXt chunk"),
+        "zTXt zlib error": (one(b"zTXt", b"Title\0\0\x78\x9cnot deflate"), "zlib error in zTXt"),
+        "zTXt data after stream": (one(b"zTXt", b"Title\0\0" + zlib.compress(b"z") + b"\0"),
+                                   "zlib error in zTXt"),
+        "zTXt over 64 KB": (one(b"zTXt", b"Title\0\0" + zlib.compress(b"a" * 70000)),
+                            "text too long"),
+        "tEXt over 64 KB": (one(b"tEXt", b"Title\0" + b"a" * 66000), "text chunk too long"),
+        "text bad CRC": (bytes(bad_crc), "bad CRC"),
+        "65 text chunks": (png(w, h, 2, rgb, before=[(b"tEXt", b"K%d\0v" % i) for i in range(65)]),
+                           "too many text chunks"),
+    }
+
+
 def declined_files(tmp, good):
     """name -> (path, reason) of files the reader declines."""
     w, h = 256, 160
@@ -236,13 +274,12 @@ def declined_files(tmp, good):
         "grey+alpha": (png(w, h, 4, bytes(b for v in grey for b in (v, 200))),
                        "not RGB or RGBA"),
         "tRNS": (png(w, h, 2, rgb, before=[(b"tRNS", b"\0\1\0\2\0\3")]), "tRNS chunk"),
-        "text after IDAT": (png(w, h, 2, rgb, after=[(b"tEXt", b"Comment\0after")]),
-                            "text chunk"),
         "gAMA after IDAT": (png(w, h, 2, rgb, after=[(b"gAMA", struct.pack(">I", 45455))]),
                             "chunk after IDAT"),
-        "tEXt": (png(w, h, 2, rgb, before=[(b"tEXt", b"Comment\0before")]), "text chunk"),
-        "zTXt": (png(w, h, 2, rgb, before=[(b"zTXt", b"Title\0\0" + zlib.compress(b"z"))]),
-                 "text chunk"),
+        "IDAT after text after IDAT": (png(w, h, 2, rgb, after=[(b"tEXt", b"Comment\0x"),
+                                                                (b"IDAT", b"")]),
+                                       "chunk after IDAT"),
+        **text_declines(w, h, rgb),
         "cut short": (blob[:len(blob) * 2 // 3], "truncated"),
         "bad CRC": (bytes(bad_crc), "bad CRC"),
         "zlib error": (zbad, "zlib error"),
@@ -521,8 +558,24 @@ WORKER_CASES = [("rgb", (1024, 1032), (128, 128), 8), ("rgba", (1024, 1032), (12
                 ("rgba", (301, 203), (100, 66), 2), ("rgba", (301, 203), (50, 33), 4),
                 ("rgba", (301, 203), (32, 21), 8), ("rgba", (97, 61), (36, 24), 2),
                 ("rgba", (97, 61), (12, 8), 4), ("rgba", (97, 61), (10, 6), 8),
-                ("rgba", (97, 61), (32, 21), 0), ("chunks", (304, 200), (38, 25), 8)]
+                ("rgba", (97, 61), (32, 21), 0), ("chunks", (304, 200), (38, 25), 8),
+                ("text", (304, 200), (38, 25), 8), ("text", (304, 200), (76, 50), 4)]
 EXIF_ROTATED = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0"
+
+
+# Text chunks ImageMagick's read keeps as properties and its ping skips: before and after the
+# image data, compressed (zTXt) or not, a keyword renamed ("version" -> "png:version"), a text cut
+# at a NUL, an empty text, Latin-1 bytes, a keyword given twice (the later text wins), a date
+# ImageMagick writes itself; iTXt, which it has libpng skip.
+TEXT_BEFORE = [(b"tEXt", b"Software\0GIMP 2.10"),
+               (b"zTXt", b"Comment\0\0" + zlib.compress(b"a zipped comment", 9)),
+               (b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"),
+               (b"tEXt", b"version\0v1"), (b"tEXt", b"Title\0cut\0here"), (b"tEXt", b"Empty\0"),
+               (b"tEXt", b"Author\0first")]
+TEXT_AFTER = [(b"tEXt", b"Author\0after the image data"),
+              (b"zTXt", b"Description\0\0" + zlib.compress(b"line one\nline two")),
+              (b"iTXt", b"Desc\0\0\0\0\0\xc3\xa9t\xc3\xa9"), (b"tEXt", b"Copyright\0\xa9 2026"),
+              (b"tEXt", b"date:create\x002026-01-02T03:04:05+00:00")]
 
 
 def ancillary_chunks():
@@ -539,6 +592,61 @@ def ancillary_chunks():
     if icc.exists():
         out.append((b"iCCP", b"icc\0\0" + zlib.compress(icc.read_bytes())))
     return out
+
+
+# Properties ImageMagick's PNG reader sets from chunks only in a full read (not in the ping the
+# reader's headers come from), all in its own "png:" space and none written into an output.
+FULL_READ_ONLY = re.compile(r"^png:(bKGD|cHRM|gAMA|iCCP|sRGB|pHYs|oFFs|tIME|caNv|tRNS)=")
+
+
+# The dates in the test's texts; ReadImage() sets date:create and date:modify to the time of the
+# read after the reader (unless SOURCE_DATE_EPOCH is set), which is not compared.
+READ_TIME = re.compile(r"^(date:(?:create|modify))=(?!2026-01-02T03:04:05|2001-02-03T04:05:06).*")
+
+
+def properties(args, path, size=None, epoch=None):
+    """props-dump's lines for `path`: ImageMagick's plain read, or the worker's at `size` (with
+    SOURCE_DATE_EPOCH=`epoch` if given); and whether pngshrink read it."""
+    cmd = [args.props] + (["--plain", str(path)] if size is None else
+                          [str(path), str(size[0]), str(size[1])])
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    env.update({"PIXQ_LOG_LEVEL": "debug"}, **({"SOURCE_DATE_EPOCH": epoch} if epoch else {}))
+    p = run(cmd, env=env)
+    if p.returncode != 0 or sanitizer(p.stderr):
+        raise AssertionError(f"{cmd}: exit {p.returncode} {p.stderr[-400:]!r}")
+    lines = [READ_TIME.sub(r"\1=(the time of the read)", l)
+             for l in p.stdout.decode(errors="replace").splitlines() if not FULL_READ_ONLY.match(l)]
+    return lines, b"event=png_shrink " in p.stderr
+
+
+def check_texts(args, c, tmp):
+    """The worker's read of PNGs with text chunks (through pngshrink, at 1/8 and 1/4) has every
+    property of ImageMagick's own read: the texts, before and after the image data, "png:text"
+    with their count, dates ImageMagick sets after its reader, keywords given twice in other
+    cases (ImageMagick's names are case-insensitive)."""
+    if not args.props:
+        c.check(False, "props-dump given (--props)")
+        return
+    w, h = 304, 200
+    rgb = smooth_pixels(w, h, 3)
+    files = {
+        "texts": png(w, h, 2, rgb, before=TEXT_BEFORE, after=TEXT_AFTER),
+        "texts and chunks": png(w, h, 6, smooth_pixels(w, h, 4),
+                                before=ancillary_chunks() + TEXT_BEFORE[:3], after=TEXT_AFTER[2:]),
+        "keywords in other cases": png(w, h, 2, rgb, before=[
+            (b"tEXt", b"comment\0lower"), (b"tEXt", b"Date:Modify\x002001-02-03T04:05:06+00:00"),
+            (b"tEXt", b"VERSION\0upper")], after=[(b"zTXt", b"COMMENT\0\0" + zlib.compress(b"upper"))]),
+    }
+    for (name, data), epoch in itertools.product(files.items(), (None, "0")):
+        path = tmp / (name.replace(" ", "-") + ".png")
+        path.write_bytes(data)
+        want, _ = properties(args, path, epoch=epoch)
+        for size in ((w // 8, h // 8), (w // 4, h // 4)):
+            got, taken = properties(args, path, size, epoch)
+            what = f"{name} at {size[0]}x{size[1]}" + (" (SOURCE_DATE_EPOCH=0)" if epoch else "")
+            c.check(taken and got == want, what + ": read by pngshrink with ImageMagick's "
+                    "properties", " | ".join(difflib.unified_diff(want, got, lineterm="", n=0))
+                    or f"taken={taken}")
 
 
 def check_memory(args, c, tmp):
@@ -562,9 +670,9 @@ def check_worker(args, c, tmp):
         path = tmp / f"smooth-{name}.png"
         if not path.exists():
             ch = 4 if kind == "rgba" else 3
-            extra = ancillary_chunks() if kind == "chunks" else []
+            extra = ancillary_chunks() if kind == "chunks" else TEXT_BEFORE if kind == "text" else []
             path.write_bytes(png(w, h, 6 if ch == 4 else 2, smooth_pixels(w, h, ch),
-                                 before=extra))
+                                 before=extra, after=TEXT_AFTER if kind == "text" else ()))
         check_taken(args, c, tmp, name, path, size, factor, w, h)
     corpus = Path(args.data) / "corpus" / "cascade-3840x2160.png"
     for size, f in (((400, 225), 8), ((800, 450), 4), ((1600, 900), 2)):
@@ -577,6 +685,11 @@ def check_worker(args, c, tmp):
             ok = rc != 0 and "cannot read the PNG image" in res.get("error", "")
             c.check(ok, f"{name}: ImageMagick's error still reported",
                     res.get("error", log[-300:]))
+        elif name == "text without keyword":  # ImageMagick reads it, its PNG writer refuses it
+            ok = rc != 0 and "tEXt: invalid keyword" in res.get("error", "") and \
+                "event=png_shrink_declined reason=\"bad text keyword\"" in log
+            c.check(ok, f"{name}: declined in the worker, then ImageMagick's own error",
+                    res.get("error", log[-300:]))
         else:
             quoted = re.search(r"event=png_shrink_declined reason=\"?([^\"\n]*)", log)
             c.check(rc == 0 and quoted is not None and quoted.group(1) == why and
@@ -587,4 +700,4 @@ def check_worker(args, c, tmp):
 
 if __name__ == "__main__":
     sys.exit(checklib.main("pngshrink", __doc__, (check_exact, check_filters, check_declines,
-                                                  check_worker, check_memory)))
+                                                  check_texts, check_worker, check_memory)))
