@@ -101,8 +101,8 @@ static const char *check_ihdr(const unsigned char *d, long max_pixels, struct pn
     return NULL;
 }
 
-/* ASCII case-insensitive equality of the keyword at `k` (NUL-terminated) and `word`, as
- * ImageMagick's LocaleCompare() for these. */
+/* ASCII case-insensitive equality of the first `n` bytes of the keyword at `k` and of `word`
+ * (lower case), as ImageMagick's LocaleCompare() for these. */
 static bool keyword_is(const unsigned char *k, const char *word, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -116,8 +116,10 @@ static bool keyword_is(const unsigned char *k, const char *word, size_t n)
 
 /* Whether ImageMagick 6 would not just keep the keyword `k` (`n` bytes, then NUL) and its text
  * as a property: "Raw profile type ..." (a hex-coded profile), "density" and "units" (dropped
- * beside a pHYs chunk), a name SetImageProperty() turns into an image setting, or one in the
- * "png:" space its reader fills itself. */
+ * beside a pHYs chunk), a name SetImageProperty() turns into an image setting, one in the "png:"
+ * space its reader fills itself, or in a space GetImageProperty() computes from a profile (the
+ * worker's test against the ping's properties would find those there: "icc:description" of an
+ * iCCP chunk). */
 static bool keyword_special(const unsigned char *k, size_t n)
 {
     static const char *const settings[] = {
@@ -125,12 +127,17 @@ static bool keyword_special(const unsigned char *k, size_t n)
         "density",     "depth", "dispose",    "gamma",   "gravity",          "intensity",
         "interpolate", "loop",  "page",       "profile", "rendering-intent", "tile-offset",
         "type",        "units"};
-    if ((n > 16 && memcmp(k, "Raw profile type ", 17) == 0) ||
-        (n >= 4 && keyword_is(k, "png:", 4))) {
+    static const char *const spaces[] = {"png:", "exif:", "iptc:", "8bim:", "xmp:", "icc:", "icm:"};
+    if (n > 16 && memcmp(k, "Raw profile type ", 17) == 0) {
         return true;
     }
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
         if (n == strlen(settings[i]) && keyword_is(k, settings[i], n)) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < sizeof spaces / sizeof spaces[0]; i++) {
+        if (n >= strlen(spaces[i]) && keyword_is(k, spaces[i], strlen(spaces[i]))) {
             return true;
         }
     }

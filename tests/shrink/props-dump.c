@@ -7,28 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "cfg.h"
 #include "err.h"
 #include "image.h"
 #include "log.h"
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    struct buf b;
-    buf_init(&b, 0);
-    char chunk[65536];
-    size_t n;
-    while (f != NULL && (n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        buf_append(&b, chunk, n);
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    *len = b.len;
-    return (unsigned char *)buf_take(&b);
-}
+#include "shrinkio.h"
 
 static void print_properties(MagickWand *w)
 {
@@ -55,11 +38,6 @@ static MagickWand *worker_read(const unsigned char *data, size_t len, long w, lo
     return wand;
 }
 
-static const char *env(const char *name)
-{
-    return getenv(name);
-}
-
 int main(int argc, char **argv)
 {
     int a = argc > 1 && strcmp(argv[1], "--plain") == 0 ? 2 : 1;
@@ -71,14 +49,14 @@ int main(int argc, char **argv)
     struct img_config ic;
     struct err e = {{0}};
     cfg_defaults(&cfg);
-    if (cfg_load_env(&cfg, env, &e) < 0 || img_config_from(&cfg, &ic, &e) < 0 ||
+    if (cfg_load_env(&cfg, shrinkio_env, &e) < 0 || img_config_from(&cfg, &ic, &e) < 0 ||
         img_start(&ic, &e) < 0) {
         fprintf(stderr, "props-dump: %s\n", e.msg);
         return 1;
     }
     log_threshold = (enum log_level)cfg.log_level; /* PIXQ_LOG_LEVEL=debug: the readers' events */
     size_t len = 0;
-    unsigned char *data = slurp(argv[a], &len);
+    unsigned char *data = shrinkio_slurp(argv[a], &len);
     long w = argc == a + 3 ? strtol(argv[a + 1], NULL, 10) : 0;
     long h = argc == a + 3 ? strtol(argv[a + 2], NULL, 10) : 0;
     MagickWand *wand = NULL;

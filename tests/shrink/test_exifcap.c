@@ -13,6 +13,7 @@
 #include "err.h"
 #include "exifcap.h"
 #include "image.h"
+#include "shrinkio.h"
 
 #define MAX_ENTRIES 8
 #define DATA_AT     600 /* where the out-of-line values of the block built here start */
@@ -297,28 +298,6 @@ static void check_built(bool be, bool overlap)
     free(jpeg);
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    struct buf b;
-    buf_init(&b, 0);
-    char chunk[65536];
-    size_t n;
-    while (f != NULL && (n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        buf_append(&b, chunk, n);
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    *len = b.len;
-    return (unsigned char *)buf_take(&b);
-}
-
-static const char *env(const char *name)
-{
-    return getenv(name);
-}
-
 /* --seeds DIR: writes the JPEGs built here to DIR (the seeds of tests/fuzz/fuzz_exifcap). */
 static int write_seeds(const char *dir)
 {
@@ -348,7 +327,7 @@ int main(int argc, char **argv)
     struct img_config ic;
     struct err e = {{0}};
     cfg_defaults(&cfg);
-    if (cfg_load_env(&cfg, env, &e) < 0 || img_config_from(&cfg, &ic, &e) < 0 ||
+    if (cfg_load_env(&cfg, shrinkio_env, &e) < 0 || img_config_from(&cfg, &ic, &e) < 0 ||
         img_start(&ic, &e) < 0) {
         fprintf(stderr, "test_exifcap: %s\n", e.msg);
         return 1;
@@ -367,7 +346,7 @@ int main(int argc, char **argv)
     check_left_alone();
     for (int i = 1; i < argc; i++) {
         size_t len = 0;
-        unsigned char *data = slurp(argv[i], &len);
+        unsigned char *data = shrinkio_slurp(argv[i], &len);
         check_same(argv[i], data, len);
         free(data);
     }

@@ -13,15 +13,16 @@ Checks:
     lengths, as the reader undoes two at once; rows of few levels, where Paeth's distances tie),
     1, 2, 3 and 37 pixels wide, in up to 40 IDAT chunks with empty ones among them, decode to
     the box average of the pixels before filtering; a 512-byte zlib window over less data;
-  - what it declines and why: 16-bit, palette, grey, grey+alpha, interlaced, tRNS, another
-    chunk than text after IDAT, an IDAT after that, text chunks ImageMagick reads otherwise
-    than as a plain property or libpng drops (a raw profile, "density", "page", "png:...", a
-    keyword empty, over 79 bytes or without its NUL, a zTXt of method 1, without data, with a
-    bad or overlong stream, text over 64 KB, a bad CRC, 65 of them), a file cut short, a bad CRC in IHDR, IEND or one of several IDAT chunks, a zlib error
-    under a good CRC, bytes or a second stream after the zlib stream, a stream one byte short or
-    long or cut short, a bad Adler-32, a small zlib window over more data, filter types 5 and
-    255, an unknown critical chunk, a chunk type not of letters, an ancillary chunk over 8 MB, a
-    passed deadline; damaged copies (seeded random bytes) decline or decode, never crash;
+  - what it declines and why: 16-bit, palette, grey, grey+alpha, interlaced, tRNS, another chunk
+    than text after IDAT, an IDAT after that, text chunks ImageMagick reads otherwise than as a
+    plain property or libpng drops (a raw profile, "density", "page", "png:...", "icc:...",
+    "exif:...", a keyword empty, over 79 bytes or without its NUL, a zTXt of method 1, without
+    data, with a bad or overlong stream, text over 64 KB, a bad CRC, 65 of them), a file cut
+    short, a bad CRC in IHDR, IEND or one of several IDAT chunks, a zlib error under a good CRC,
+    bytes or a second stream after the zlib stream, a stream one byte short or long or cut
+    short, a bad Adler-32, a small zlib window over more data, filter types 5 and 255, an
+    unknown critical chunk, a chunk type not of letters, an ancillary chunk over 8 MB, a passed
+    deadline; damaged copies (seeded random bytes) decline or decode, never crash;
   - the worker's path (pixq-apply, the same job with PIXQ_PNG_SHRINK=1, PIXQ_PNG_SHRINK=0 and
     PIXQ_SHRINK_ON_LOAD=0): the reader is taken ("png_shrink" debug event, by=decoder) for the
     RGB/RGBA files whose sides are multiples of the factor (one with every ancillary chunk the
@@ -238,6 +239,8 @@ def text_declines(w, h, rgb):
         "density text": (one(b"tEXt", b"density\x0072x72"), SPECIAL),
         "page text (zTXt)": (one(b"zTXt", b"PAGE\0\0" + zlib.compress(b"10x10+1+1")), SPECIAL),
         "png: text": (one(b"tEXt", b"png:IHDR.width,height\x001, 1", after=True), SPECIAL),
+        "icc: text": (one(b"tEXt", b"ICC:description\0a profile"), SPECIAL),
+        "exif: text (zTXt)": (one(b"zTXt", b"exif:Make\0\0" + zlib.compress(b"camera")), SPECIAL),
         "text without keyword": (one(b"tEXt", b"\0text"), "bad text keyword"),
         "text without NUL": (one(b"tEXt", b"Comment"), "bad text keyword"),
         "80-byte keyword": (one(b"tEXt", b"K" * 80 + b"\0x"), "bad text keyword"),
