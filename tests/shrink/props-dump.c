@@ -46,15 +46,11 @@ int main(int argc, char **argv)
         return 1;
     }
     struct cfg cfg;
-    struct img_config ic;
-    struct err e = {{0}};
-    cfg_defaults(&cfg);
-    if (cfg_load_env(&cfg, shrinkio_env, &e) < 0 || img_config_from(&cfg, &ic, &e) < 0 ||
-        img_start(&ic, &e) < 0) {
-        fprintf(stderr, "props-dump: %s\n", e.msg);
+    if (shrinkio_start("props-dump", &cfg) < 0) {
         return 1;
     }
     log_threshold = (enum log_level)cfg.log_level; /* PIXQ_LOG_LEVEL=debug: the readers' events */
+    struct err e = {{0}};
     size_t len = 0;
     unsigned char *data = shrinkio_slurp(argv[a], &len);
     long w = argc == a + 3 ? strtol(argv[a + 1], NULL, 10) : 0;

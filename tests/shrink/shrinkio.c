@@ -5,6 +5,9 @@
 #include <stdlib.h>
 
 #include "buf.h"
+#include "cfg.h"
+#include "err.h"
+#include "image.h"
 
 unsigned char *shrinkio_slurp(const char *path, size_t *len)
 {
@@ -23,7 +26,20 @@ unsigned char *shrinkio_slurp(const char *path, size_t *len)
     return (unsigned char *)buf_take(&b);
 }
 
-const char *shrinkio_env(const char *name)
+static const char *env(const char *name)
 {
     return getenv(name);
+}
+
+int shrinkio_start(const char *who, struct cfg *cfg)
+{
+    struct img_config ic;
+    struct err e = {{0}};
+    cfg_defaults(cfg);
+    if (cfg_load_env(cfg, env, &e) < 0 || img_config_from(cfg, &ic, &e) < 0 ||
+        img_start(&ic, &e) < 0) {
+        fprintf(stderr, "%s: %s\n", who, e.msg);
+        return -1;
+    }
+    return 0;
 }

@@ -7,7 +7,10 @@
 /* The whole file at `path` (free()), `*len` bytes; empty (0 bytes) when it cannot be read. */
 unsigned char *shrinkio_slurp(const char *path, size_t *len);
 
-/* getenv() in the form cfg_load_env() takes. */
-const char *shrinkio_env(const char *name);
+struct cfg;
+
+/* The configuration from the environment (PIXQ_*) into `cfg`, and ImageMagick started with it
+ * (img_start()): 0, or -1 with the reason on standard error after "`who`: ". */
+int shrinkio_start(const char *who, struct cfg *cfg);
 
 #endif

@@ -324,12 +324,7 @@ static int write_seeds(const char *dir)
 int main(int argc, char **argv)
 {
     struct cfg cfg;
-    struct img_config ic;
-    struct err e = {{0}};
-    cfg_defaults(&cfg);
-    if (cfg_load_env(&cfg, shrinkio_env, &e) < 0 || img_config_from(&cfg, &ic, &e) < 0 ||
-        img_start(&ic, &e) < 0) {
-        fprintf(stderr, "test_exifcap: %s\n", e.msg);
+    if (shrinkio_start("test_exifcap", &cfg) < 0) {
         return 1;
     }
     if (argc == 3 && strcmp(argv[1], "--seeds") == 0) {
