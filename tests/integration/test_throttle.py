@@ -31,7 +31,14 @@ How the figures are judged:
 * Adaptive, rate. The stub lets at most 8 PUTs through per sliding second: the ceiling is 8/s.
   CUBIC cuts to 0.7 of the rate at the throttle (5.6/s after 8/s) and climbs back to 8/s within
   K = cbrt(8 * 0.3 / 0.4) = 1.8 s, so the time average over the second half stays above 6.5/s
-  unless the fleet decreases more than once per episode or fails to recover.
+  unless the fleet decreases more than once per episode or fails to recover. The rates are
+  counted while the fleet still has a backlog: up to the 90th percentile of the accepted PUTs,
+  from the first (backlog rate) and from the 50th (second half). The last few outputs are retries
+  waiting out their own back-off (up to 16 s after a fourth SlowDown with the 1-s base); counted
+  up to the last PUT, one such straggler stretched the span and a CI run read 4.23 PUT/s for a
+  fleet held at 7-8/s. Both rates are checked: with PIXQ_S3_COOLDOWN_MS=0 (a decrease for every
+  SlowDown) the rate collapses in the first second and takes 100 s to climb back, so the second
+  half alone reads 7.1/s while the backlog rate is 1.4/s.
 * Adaptive, 503s. Offered 20/s while 8/s are accepted: if the fleet holds its reduced rate
   while S3 keeps throttling, three decreases (one per 1-s cool-down: 20 -> 14 -> 9.8 -> 6.9/s)
   settle it within about 3 s, for about (20 - 8) + (14 - 8) + (9.8 - 8) = 20 SlowDowns; then
@@ -273,8 +280,9 @@ class AdaptiveTest(ThrottleCase):
         ok = sorted(r.time for r in self.puts("bkt-a", 200))
         slow = sorted(r.time for r in self.puts("bkt-a", 503))
         first, last = ok[0], ok[-1]
-        mid = (first + last) / 2
-        half_rate = len([t for t in ok if t >= mid]) / (last - mid)
+        lo, hi = len(ok) // 2, len(ok) * 9 // 10  # see "Adaptive, rate" in the module's comment
+        backlog_rate = hi / (ok[hi] - first)
+        half_rate = (hi - lo) / (ok[hi] - ok[lo])
         per_second = [0] * (int(last - first) + 1)
         for t in slow:
             per_second[min(int(t - first), len(per_second) - 1)] += 1
@@ -285,8 +293,10 @@ class AdaptiveTest(ThrottleCase):
         for r in self.puts("bkt-a", 503):
             per_output[r.key] = per_output.get(r.key, 0) + 1
         figures("adaptive", outputs=len(ok), slowdowns=len(slow), span=last - first,
+                tail_s=last - ok[hi],
                 most_slowdowns_one_output=max(per_output.values(), default=0),
-                overall_rate=s3stub.rate(ok), second_half_rate=half_rate,
+                overall_rate=s3stub.rate(ok), backlog_rate=backlog_rate,
+                second_half_rate=half_rate,
                 first_put_s=first - t0, decreases=state.get("decreases"),
                 throttle_signals=state.get("throttle_signals"), settled_after_s=settled,
                 slowdowns_per_second=",".join(map(str, per_second)))
@@ -299,8 +309,9 @@ class AdaptiveTest(ThrottleCase):
         if len(slow) > self.MAX_SLOWDOWNS:
             problems.append("%d SlowDowns (at most %d), per second of the run: %s"
                             % (len(slow), self.MAX_SLOWDOWNS, per_second))
-        if not 6.5 <= half_rate <= 9.5:  # see "Adaptive, rate" in the module's comment
-            problems.append("second half at %.2f PUT/s" % half_rate)
+        for name, rate in (("backlog", backlog_rate), ("second half", half_rate)):
+            if not 6.5 <= rate <= 9.5:  # see "Adaptive, rate" in the module's comment
+                problems.append("%s at %.2f PUT/s" % (name, rate))
         if int(state["throttle_signals"]) != len(slow):
             problems.append("throttle_signals %s for %d SlowDowns"
                             % (state["throttle_signals"], len(slow)))
