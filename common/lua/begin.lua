@@ -10,10 +10,13 @@
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSETNX', KEYS[1], 'first_seen', now)
+local first_seen = now
+if redis.call('HSETNX', KEYS[1], 'first_seen', now) == 0 then
+    first_seen = tonumber(redis.call('HGET', KEYS[1], 'first_seen'))
+end
 local runs = redis.call('HINCRBY', KEYS[1], 'runs', 1)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 if runs > 1 then
     redis.call('HINCRBY', KEYS[2], 'reruns', 1)
 end
-return {tonumber(redis.call('HGET', KEYS[1], 'first_seen')), runs}
+return {first_seen, runs}

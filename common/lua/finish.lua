@@ -40,8 +40,11 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
 end
 redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[1]))
 if ARGV[2] ~= '' then
-    redis.call('DEL', KEYS[2])
-    redis.call('RPUSH', KEYS[2], ARGV[2])
+    -- the result replaces any earlier one (a rerun's): pushed, then the list cut to it; a DEL
+    -- before the push would cost every job a call for what only a rerun needs
+    if redis.call('RPUSH', KEYS[2], ARGV[2]) > 1 then
+        redis.call('LTRIM', KEYS[2], -1, -1)
+    end
     redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 end
 if ARGV[4] ~= '' then
@@ -65,12 +68,16 @@ end
 if KEYS[6] and (ARGV[6] == 'succeeded' or ARGV[6] == 'failed') then
     -- per-second outcome counts for `pixq stats` (throughput over the last minute). The field
     -- "trimmed" is the oldest second whose fields may remain; trimming and the expiry (the hash
-    -- goes when idle, so the trim loop stays short) are renewed once per second, not per job.
+    -- goes when idle, so the trim loop stays short) are renewed once per second, not per job:
+    -- looked at only by the job that opens a second's field (the count is 1), since the window
+    -- moves only when the second does.
     local TPUT_KEEP_S = 120
     local sec = tonumber(redis.call('TIME')[1])
-    redis.call('HINCRBY', KEYS[6], sec .. ':' .. ARGV[6], 1)
     local keep = sec - TPUT_KEEP_S + 1
-    local trimmed = tonumber(redis.call('HGET', KEYS[6], 'trimmed'))
+    local trimmed = keep
+    if redis.call('HINCRBY', KEYS[6], sec .. ':' .. ARGV[6], 1) == 1 then
+        trimmed = tonumber(redis.call('HGET', KEYS[6], 'trimmed'))
+    end
     if not trimmed or trimmed < keep then
         -- from where the last trim stopped; after a clock jump, bounded work
         for s = math.max(trimmed or keep, keep - 3 * TPUT_KEEP_S), keep - 1 do

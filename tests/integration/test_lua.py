@@ -386,7 +386,7 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.stats(), {"succeeded": 1})
 
     def test_result_is_replaced_not_appended(self):
-        self.r.rpush(key("result:j1"), "older run")
+        self.r.rpush(key("result:j1"), "older run", "an even older one")
         self.r.lpush(active("w1"), "job-a")
         self.finish("w1", "job-a", result="new")
         self.assertEqual(self.r.lrange(key("result:j1")), ["new"])
