@@ -856,10 +856,9 @@ static MagickWand *read_png_shrink(const void *data, size_t len, const struct im
 }
 
 /* The factor (2, 4 or 8) pngshrink shrinks a PNG by for a hint: libjpeg's scale M/8 for it
- * (shrink.h, whose size the plan expects) when 8/M is one of those and divides both sides, else
- * 0. (With a side that is not a multiple, pngshrink's last box would be narrower than the others
- * and the rest of the tree would stretch it like them: the picture moves by part of a pixel, a
- * mean error of 0.8 % against 0.3 % without the reader for 1029x1031 made 128x128.) */
+ * (shrink.h, whose size, ceil(side / factor), the plan expects) when 8/M is one of those, else
+ * 0. Sides need not be multiples of it: pngshrink averages by area, so its output is the whole
+ * picture at one scale, as the box filter after ImageMagick's read makes it. */
 static int png_shrink_factor(const struct img_probe *p, long hint_w, long hint_h)
 {
     /* pngshrink inflates the rows whole (up to 4 bytes a pixel), outside ImageMagick's limits:
@@ -869,7 +868,7 @@ static int png_shrink_factor(const struct img_probe *p, long hint_w, long hint_h
     }
     int m = shrink_libjpeg_scale(p->width, p->height, hint_w, hint_h);
     int f = m > 0 && m < SHRINK_DENOM && SHRINK_DENOM % m == 0 ? SHRINK_DENOM / m : 0;
-    return f > 0 && p->width % f == 0 && p->height % f == 0 ? f : 0;
+    return f;
 }
 
 MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,

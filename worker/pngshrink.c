@@ -23,10 +23,12 @@
 #define ALWAYS_INLINE inline
 #endif
 
-#define PNG_SIG_LEN          8
-#define CHUNK_OVERHEAD       12                  /* length, type, CRC */
-#define CHUNK_MAX            0x7fffffffUL        /* the PNG spec's largest chunk length */
-#define ANCILLARY_MAX        (8UL * 1024 * 1024) /* longest chunk but IDAT libpng was let take */
+#define PNG_SIG_LEN    8
+#define CHUNK_OVERHEAD 12                  /* length, type, CRC */
+#define CHUNK_MAX      0x7fffffffUL        /* the PNG spec's largest chunk length */
+#define ANCILLARY_MAX  (8UL * 1024 * 1024) /* longest chunk but IDAT libpng was let take */
+/* The largest box weight whose sums (255 x 255 a unit, plus half the total) fit in 32 bits */
+#define EMIT32_TOTAL_MAX     32768
 #define ROW_FACTOR_MAX       32566         /* libpng's bound on an IDAT chunk: see idat_max() */
 #define DEADLINE_ROWS        32            /* rows between checks of the deadline */
 #define RAW_SLACK            16            /* bytes after the rows: a 4-byte pixel load may pass */
@@ -45,14 +47,28 @@ struct png_header {
     size_t ntext;
 };
 
-/* The running box average: sums of `factor` source rows, then one output row. */
+/* One output column's source pixels (shrink_cols): a partial pixel on the left, whole ones,
+ * a partial one on the right, each partial weight 0 when there is none. */
+struct col {
+    long x0;    /* the first source pixel that reaches into the column */
+    long whole; /* whole pixels after the left partial one */
+    uint64_t wl, wr;
+};
+
+/* The running area average (pngshrink.h). In units where a source pixel is `sx` wide and an
+ * output pixel `tx` (width / gcd and out_w / gcd: exact integers), each source pixel weighs its
+ * overlap with the output pixel; rows likewise with `sy` and `ty`. A source row is summed across
+ * (`hrow`), then added to the output row it falls in (`acc`) and to the next one (`next`) when it
+ * straddles their edge. */
 struct shrink {
-    long width, height;       /* source */
-    long out_w, out_h;        /* ceil(source / factor) */
-    int channels, factor;     /* 3 or 4; 2, 4 or 8 */
-    const unsigned char *row; /* the source row being added (in the inflated data) */
-    uint32_t *sums;           /* out_w x channels: colour (x alpha for RGBA), then alpha */
-    unsigned char *out;       /* out_w x out_h x channels */
+    long width, height;          /* source */
+    long out_w, out_h;           /* ceil(source / factor) */
+    int channels;                /* 3 or 4 */
+    uint64_t sx, tx, sy, ty;     /* pixel sizes in units: source and output, across and down */
+    const unsigned char *row;    /* the source row being added (in the inflated data) */
+    struct col *cols;            /* out_w */
+    uint64_t *hrow, *acc, *next; /* out_w x channels each: colour (x alpha for RGBA), alpha */
+    unsigned char *out;          /* out_w x out_h x channels */
 };
 
 static unsigned long be32(const unsigned char *p)
@@ -656,27 +672,72 @@ static int unfilter_rows(unsigned char *row, size_t stride, bool more, int bpp)
 
 /* ---------------------------------------------------------------- box average */
 
-/* Allocates the sums and output of `s` (its sizes set); false when memory ran out. */
-static bool shrink_alloc(struct shrink *s)
+static uint64_t gcd(uint64_t a, uint64_t b)
 {
+    while (b != 0) {
+        uint64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Each output column's source pixels, from the overlaps in `sx`/`tx` units. */
+static void shrink_cols(struct shrink *s)
+{
+    for (long ox = 0; ox < s->out_w; ox++) {
+        uint64_t a = (uint64_t)ox * s->tx, b = a + s->tx;
+        struct col *c = &s->cols[ox];
+        c->x0 = (long)(a / s->sx);
+        uint64_t first_whole = (a + s->sx - 1) / s->sx, end_whole = b / s->sx;
+        c->wl = first_whole > (uint64_t)c->x0 ? first_whole * s->sx - a : 0;
+        c->whole = (long)(end_whole - first_whole);
+        c->wr = b - end_whole * s->sx;
+    }
+}
+
+/* Sets up `s` (its source size, channels and factor given) and allocates its rows and output;
+ * false when memory ran out. */
+static bool shrink_alloc(struct shrink *s, int factor)
+{
+    s->out_w = (s->width + factor - 1) / factor;
+    s->out_h = (s->height + factor - 1) / factor;
+    uint64_t gx = gcd((uint64_t)s->width, (uint64_t)s->out_w);
+    uint64_t gy = gcd((uint64_t)s->height, (uint64_t)s->out_h);
+    s->sx = (uint64_t)s->out_w / gx;
+    s->tx = (uint64_t)s->width / gx;
+    s->sy = (uint64_t)s->out_h / gy;
+    s->ty = (uint64_t)s->height / gy;
     size_t ch = (size_t)s->channels, ow = (size_t)s->out_w;
     if ((size_t)s->out_h > SIZE_MAX / ow / ch) {
         return false;
     }
-    s->sums = calloc(ow * ch, sizeof *s->sums);
+    s->cols = malloc(ow * sizeof *s->cols);
+    s->hrow = malloc(ow * ch * sizeof *s->hrow);
+    s->acc = calloc(ow * ch, sizeof *s->acc);
+    s->next = calloc(ow * ch, sizeof *s->next);
     s->out = malloc(ow * (size_t)s->out_h * ch);
-    return s->sums != NULL && s->out != NULL;
+    if (s->cols == NULL || s->hrow == NULL || s->acc == NULL || s->next == NULL || s->out == NULL) {
+        return false;
+    }
+    shrink_cols(s);
+    return true;
 }
 
 static void shrink_free(struct shrink *s)
 {
-    free(s->sums);
+    free(s->cols);
+    free(s->hrow);
+    free(s->acc);
+    free(s->next);
     free(s->out);
+    s->cols = NULL;
+    s->hrow = s->acc = s->next = NULL;
     s->out = NULL;
-    s->sums = NULL;
 }
-/* Adds `n` RGB pixels at `p` to one box's sums. */
-static void add_rgb(const unsigned char *p, long n, uint32_t *sum)
+
+/* Sums `n` RGB pixels at `p` into `sum`. */
+static void sum_rgb(const unsigned char *p, long n, uint64_t *sum)
 {
     uint32_t r = 0, g = 0, b = 0;
     for (long i = 0; i < n; i++, p += 3) {
@@ -684,13 +745,13 @@ static void add_rgb(const unsigned char *p, long n, uint32_t *sum)
         g += p[1];
         b += p[2];
     }
-    sum[0] += r;
-    sum[1] += g;
-    sum[2] += b;
+    sum[0] = r;
+    sum[1] = g;
+    sum[2] = b;
 }
 
-/* Adds `n` RGBA pixels at `p` to one box's sums, the colour weighted by alpha. */
-static void add_rgba(const unsigned char *p, long n, uint32_t *sum)
+/* Sums `n` RGBA pixels at `p` into `sum`, the colour weighted by alpha. */
+static void sum_rgba(const unsigned char *p, long n, uint64_t *sum)
 {
     uint32_t r = 0, g = 0, b = 0, a = 0;
     for (long i = 0; i < n; i++, p += 4) {
@@ -700,54 +761,132 @@ static void add_rgba(const unsigned char *p, long n, uint32_t *sum)
         b += p[2] * pa;
         a += pa;
     }
-    sum[0] += r;
-    sum[1] += g;
-    sum[2] += b;
-    sum[3] += a;
+    sum[0] = r;
+    sum[1] = g;
+    sum[2] = b;
+    sum[3] = a;
 }
 
-/* Adds the decoded source row to the sums of its output row, box by box. */
-static void add_row(struct shrink *s)
+/* Adds one pixel at `p` with weight `w` to `sum`. */
+static void add_pixel(const unsigned char *p, int ch, uint64_t w, uint64_t *sum)
 {
-    size_t ch = (size_t)s->channels;
-    for (long ox = 0, x = 0; ox < s->out_w; ox++, x += s->factor) {
-        long n = s->width - x < s->factor ? s->width - x : s->factor;
-        const unsigned char *p = s->row + (size_t)x * ch;
-        if (ch == 3) {
-            add_rgb(p, n, s->sums + (size_t)ox * ch);
-        } else {
-            add_rgba(p, n, s->sums + (size_t)ox * ch);
-        }
+    uint64_t a = ch == 4 ? p[3] : 1;
+    for (int i = 0; i < 3; i++) {
+        sum[i] += w * a * p[i];
+    }
+    if (ch == 4) {
+        sum[3] += w * a;
     }
 }
 
-/* One output pixel from the sums of a box of `count` source pixels, rounded to nearest. */
-static void emit_pixel(const uint32_t *sum, int ch, uint32_t count, unsigned char *to)
+/* Adds the source row, summed across column by column (the whole pixels, each `sx`, then the
+ * partial ones with their weights), with weight `w` to the row of sums `to`. */
+static void add_row_to(const struct shrink *s, uint64_t w, uint64_t *to)
 {
-    if (ch == 3) {
-        for (int i = 0; i < 3; i++) {
-            to[i] = (unsigned char)((sum[i] + count / 2) / count);
+    int ch = s->channels;
+    if (s->sx == 1 && w == 1) { /* whole boxes of tx pixels across, of one row's weight */
+        long n = (long)s->tx;
+        const unsigned char *p = s->row;
+        for (long ox = 0; ox < s->out_w; ox++, to += ch, p += n * ch) {
+            uint64_t v[4];
+            if (ch == 3) {
+                sum_rgb(p, n, v);
+            } else {
+                sum_rgba(p, n, v);
+            }
+            for (int i = 0; i < ch; i++) {
+                to[i] += v[i];
+            }
         }
         return;
     }
-    uint32_t a = sum[3];
-    for (int i = 0; i < 3; i++) {
-        to[i] = a == 0 ? 0 : (unsigned char)((sum[i] + a / 2) / a);
+    for (long ox = 0; ox < s->out_w; ox++, to += ch) {
+        const struct col *c = &s->cols[ox];
+        const unsigned char *p = s->row + (size_t)c->x0 * (size_t)ch;
+        const unsigned char *inner = c->wl > 0 ? p + ch : p;
+        uint64_t v[4];
+        if (ch == 3) {
+            sum_rgb(inner, c->whole, v);
+        } else {
+            sum_rgba(inner, c->whole, v);
+        }
+        if (s->sx != 1) { /* a side that is not a multiple of the factor */
+            for (int i = 0; i < ch; i++) {
+                v[i] *= s->sx;
+            }
+            if (c->wl > 0) {
+                add_pixel(p, ch, c->wl, v);
+            }
+            if (c->wr > 0) {
+                add_pixel(inner + (size_t)c->whole * (size_t)ch, ch, c->wr, v);
+            }
+        }
+        for (int i = 0; i < ch; i++) {
+            to[i] += w * v[i];
+        }
     }
-    to[3] = (unsigned char)((a + count / 2) / count);
 }
 
-/* Writes output row `oy` from the sums of its `rows` source rows, then clears the sums. */
-static void emit_row(struct shrink *s, long oy, long rows)
+/* One output pixel from the sums of a box of total weight `total`, rounded to nearest; in 32
+ * bits when they fit (sides multiples of the factor: `total` is factor x factor), which is
+ * faster. */
+static void emit_pixel(const uint64_t *sum, int ch, uint64_t total, unsigned char *to)
+{
+    if (ch == 3) {
+        for (int i = 0; i < 3; i++) {
+            to[i] =
+                total <= EMIT32_TOTAL_MAX
+                    ? (unsigned char)(((uint32_t)sum[i] + (uint32_t)total / 2) / (uint32_t)total)
+                    : (unsigned char)((sum[i] + total / 2) / total);
+        }
+        return;
+    }
+    uint64_t a = sum[3];
+    for (int i = 0; i < 3; i++) {
+        to[i] = a == 0 ? 0
+                : total <= EMIT32_TOTAL_MAX
+                    ? (unsigned char)(((uint32_t)sum[i] + (uint32_t)a / 2) / (uint32_t)a)
+                    : (unsigned char)((sum[i] + a / 2) / a);
+    }
+    to[3] = (unsigned char)((a + total / 2) / total);
+}
+
+/* Writes output row `oy` from `acc`, then makes `next` the sums of the row after it. */
+static void emit_row(struct shrink *s, long oy)
 {
     int ch = s->channels;
     unsigned char *to = s->out + (size_t)oy * (size_t)s->out_w * (size_t)ch;
+    uint64_t total = s->tx * s->ty;
     for (long ox = 0; ox < s->out_w; ox++, to += ch) {
-        long cols = s->width - ox * s->factor;
-        cols = cols < s->factor ? cols : s->factor;
-        emit_pixel(s->sums + (size_t)ox * (size_t)ch, ch, (uint32_t)(cols * rows), to);
+        emit_pixel(s->acc + (size_t)ox * (size_t)ch, ch, total, to);
     }
-    memset(s->sums, 0, (size_t)s->out_w * (size_t)ch * sizeof *s->sums);
+    uint64_t *t = s->acc;
+    s->acc = s->next;
+    s->next = t;
+    memset(s->next, 0, (size_t)s->out_w * (size_t)ch * sizeof *s->next);
+}
+
+/* Adds source row `y` to its output row, and to the next one too when it straddles their edge
+ * (summed across once, into `hrow`); writes each output row once its last source row is in. */
+static void add_row(struct shrink *s, long y)
+{
+    uint64_t top = (uint64_t)y * s->sy, bottom = top + s->sy;
+    long oy = (long)(top / s->ty);
+    uint64_t edge = (uint64_t)(oy + 1) * s->ty; /* the bottom of output row oy */
+    if (bottom <= edge) {
+        add_row_to(s, s->sy, s->acc);
+    } else {
+        size_t n = (size_t)s->out_w * (size_t)s->channels;
+        memset(s->hrow, 0, n * sizeof *s->hrow);
+        add_row_to(s, 1, s->hrow);
+        for (size_t i = 0; i < n; i++) {
+            s->acc[i] += (edge - top) * s->hrow[i];
+            s->next[i] += (bottom - edge) * s->hrow[i];
+        }
+    }
+    if (bottom >= edge) {
+        emit_row(s, oy);
+    }
 }
 
 /* ---------------------------------------------------------------- decode */
@@ -771,10 +910,7 @@ static const char *shrink_rows(struct shrink *s, unsigned char *raw, size_t stri
             ready += k;
         }
         s->row = row;
-        add_row(s);
-        if ((y + 1) % s->factor == 0 || y + 1 == s->height) {
-            emit_row(s, y / s->factor, y % s->factor + 1);
-        }
+        add_row(s, y);
     }
     return NULL;
 }
@@ -822,11 +958,8 @@ int pngshrink_decode(const void *data, size_t len, int factor, long max_pixels, 
         pngshrink_free(&img);
         return -1;
     }
-    struct shrink s = {
-        .width = (long)h.width, .height = (long)h.height, .channels = h.channels, .factor = factor};
-    s.out_w = (s.width + factor - 1) / factor;
-    s.out_h = (s.height + factor - 1) / factor;
-    *why = shrink_alloc(&s) ? decode(&h, &s, deadline) : "out of memory";
+    struct shrink s = {.width = (long)h.width, .height = (long)h.height, .channels = h.channels};
+    *why = shrink_alloc(&s, factor) ? decode(&h, &s, deadline) : "out of memory";
     if (*why != NULL) {
         shrink_free(&s);
         pngshrink_free(&img);

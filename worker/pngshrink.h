@@ -6,12 +6,14 @@
  * in one call into one buffer of height x (1 + width x channels) bytes (the raw rows, 3 or 4
  * bytes a pixel: 24.9 MB for 3840x2160 RGB), plus a copy of the compressed data when it is split
  * over several IDAT chunks, then undoes each row's filter in place (Paeth in SSE2 where the
- * compiler targets it, two Paeth rows at once) and adds it to one row of sums: each output pixel
- * is the mean of its factor x factor box of source pixels (the boxes at the right and bottom
- * edges, cut short, over the pixels they have), rounded to nearest; with alpha, the colour is
- * weighted by alpha (premultiplied, then divided back; a fully transparent box gives 0,0,0,0),
- * as ImageMagick's scale does. The output is ceil(width / factor) x ceil(height / factor), the
- * size libjpeg gives at scale 1/factor.
+ * compiler targets it, two Paeth rows at once) and adds it to a row of sums. The output is
+ * ceil(width / factor) x ceil(height / factor), the size libjpeg gives at scale 1/factor, and
+ * each output pixel is the area average of the source under it, the whole picture at one scale:
+ * a source pixel weighs its overlap with the output pixel (when a side is a multiple of the
+ * factor, every box is factor pixels of weight 1 along it; else a box is side / ceil(side /
+ * factor) pixels, its edge pixels counted in part), rounded to nearest; with alpha, the colour
+ * is weighted by alpha (premultiplied, then divided back; a fully transparent box gives
+ * 0,0,0,0), as ImageMagick's scale does.
  *
  * Only what ImageMagick would read to the same image is accepted: 8-bit RGB or RGBA (colour
  * types 2 and 6), not interlaced, no tRNS or PLTE chunk, and nothing but IDAT, text chunks and

@@ -4,7 +4,7 @@
  * Each input is a downloaded source as the worker hands it to pngshrink_decode() when a PNG is
  * wanted at 1/2, 1/4 or 1/8: the chunk walk (lengths, IHDR, CRCs, what is declined), the IDAT
  * data joined and inflated by libdeflate, the rows unfiltered (SSE2 Paeth, two rows at once) and
- * the running box average.
+ * the running area average.
  * The input's last byte chooses the factor (2, 4 or 8), so that every factor meets every input,
  * and whether the CRCs are rewritten first (fix_crcs()).
  * max_pixels is large (50 MP) so that a small input can declare a large image (the inflated
