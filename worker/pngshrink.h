@@ -63,10 +63,10 @@ struct pngshrink_image {
 /* Decodes the `len` bytes at `data` shrunk by `factor` (2, 4 or 8) into `out`. `deadline` is a
  * clock_mono_ms() time (0: none), checked before and after inflating and every few dozen rows.
  * Memory: the raw rows (width x height x channels bytes, and a byte a row), the compressed data
- * again when in several IDAT chunks, libdeflate's decompressor (some 10 KB), a row of sums, a
- * zTXt's text (64 KB at most) while it is inflated; all freed before returning but the output
- * and the texts, which the caller frees with pngshrink_free(). Returns 0, or -1 when the file
- * is not one this reader takes, is damaged, is larger than `max_pixels`, the deadline passed
+ * again when in several IDAT chunks, libdeflate's decompressor (some 10 KB), three rows of
+ * sums, a zTXt's text (64 KB at most) while it is inflated; all freed before returning but the
+ * output and the texts, which the caller frees with pngshrink_free(). Returns 0, or -1 when the
+ * file is not one this reader takes, is damaged, is larger than `max_pixels`, the deadline passed
  * ("deadline") or memory ran out, with `*why` naming the reason (a static string, for the debug
  * log); `out` is then empty. */
 int pngshrink_decode(const void *data, size_t len, int factor, long max_pixels, long deadline,
