@@ -23,16 +23,15 @@
 #define ALWAYS_INLINE inline
 #endif
 
-#define PNG_SIG_LEN    8
-#define CHUNK_OVERHEAD 12                  /* length, type, CRC */
-#define CHUNK_MAX      0x7fffffffUL        /* the PNG spec's largest chunk length */
-#define ANCILLARY_MAX  (8UL * 1024 * 1024) /* longest chunk but IDAT libpng was let take */
-/* The largest box weight whose sums (255 x 255 a unit, plus half the total) fit in 32 bits */
-#define EMIT32_TOTAL_MAX     32768
+#define PNG_SIG_LEN          8
+#define CHUNK_OVERHEAD       12                  /* length, type, CRC */
+#define CHUNK_MAX            0x7fffffffUL        /* the PNG spec's largest chunk length */
+#define ANCILLARY_MAX        (8UL * 1024 * 1024) /* longest chunk but IDAT libpng was let take */
 #define ROW_FACTOR_MAX       32566         /* libpng's bound on an IDAT chunk: see idat_max() */
 #define DEADLINE_ROWS        32            /* rows between checks of the deadline */
 #define RAW_SLACK            16            /* bytes after the rows: a 4-byte pixel load may pass */
 #define ZLIB_WINDOW_BITS_MAX 7             /* CINFO: log2(window) - 8 */
+#define EMIT32_TOTAL_MAX     32768         /* largest box weight whose sums fit in 32 bits */
 #define KEYWORD_MAX          79            /* the PNG spec's longest text keyword */
 #define TEXT_BYTES_MAX       (64UL * 1024) /* longest text chunk taken, and longest zTXt text */
 
@@ -810,16 +809,14 @@ static void add_row_to(const struct shrink *s, uint64_t w, uint64_t *to)
         } else {
             sum_rgba(inner, c->whole, v);
         }
-        if (s->sx != 1) { /* a side that is not a multiple of the factor */
-            for (int i = 0; i < ch; i++) {
-                v[i] *= s->sx;
-            }
-            if (c->wl > 0) {
-                add_pixel(p, ch, c->wl, v);
-            }
-            if (c->wr > 0) {
-                add_pixel(inner + (size_t)c->whole * (size_t)ch, ch, c->wr, v);
-            }
+        for (int i = 0; i < ch; i++) {
+            v[i] *= s->sx; /* each whole pixel weighs sx */
+        }
+        if (c->wl > 0) {
+            add_pixel(p, ch, c->wl, v);
+        }
+        if (c->wr > 0) {
+            add_pixel(inner + (size_t)c->whole * (size_t)ch, ch, c->wr, v);
         }
         for (int i = 0; i < ch; i++) {
             to[i] += w * v[i];
@@ -827,28 +824,32 @@ static void add_row_to(const struct shrink *s, uint64_t w, uint64_t *to)
     }
 }
 
-/* One output pixel from the sums of a box of total weight `total`, rounded to nearest; in 32
- * bits when they fit (sides multiples of the factor: `total` is factor x factor), which is
- * faster. */
+/* `sum` / `w` rounded to nearest; in 32 bits when `narrow` (both fit), which is faster. */
+static unsigned char mean(uint64_t sum, uint64_t w, bool narrow)
+{
+    if (narrow) {
+        return (unsigned char)(((uint32_t)sum + (uint32_t)w / 2) / (uint32_t)w);
+    }
+    return (unsigned char)((sum + w / 2) / w);
+}
+
+/* One output pixel from the sums of a box of total weight `total`; its sums fit in 32 bits when
+ * `total` is at most EMIT32_TOTAL_MAX (255 x 255 a unit, plus half the divisor), as with whole
+ * boxes of factor x factor pixels. */
 static void emit_pixel(const uint64_t *sum, int ch, uint64_t total, unsigned char *to)
 {
+    bool narrow = total <= EMIT32_TOTAL_MAX;
     if (ch == 3) {
         for (int i = 0; i < 3; i++) {
-            to[i] =
-                total <= EMIT32_TOTAL_MAX
-                    ? (unsigned char)(((uint32_t)sum[i] + (uint32_t)total / 2) / (uint32_t)total)
-                    : (unsigned char)((sum[i] + total / 2) / total);
+            to[i] = mean(sum[i], total, narrow);
         }
         return;
     }
     uint64_t a = sum[3];
     for (int i = 0; i < 3; i++) {
-        to[i] = a == 0 ? 0
-                : total <= EMIT32_TOTAL_MAX
-                    ? (unsigned char)(((uint32_t)sum[i] + (uint32_t)a / 2) / (uint32_t)a)
-                    : (unsigned char)((sum[i] + a / 2) / a);
+        to[i] = a == 0 ? 0 : mean(sum[i], a, narrow);
     }
-    to[3] = (unsigned char)((a + total / 2) / total);
+    to[3] = mean(a, total, narrow);
 }
 
 /* Writes output row `oy` from `acc`, then makes `next` the sums of the row after it. */
