@@ -38,7 +38,11 @@
 /* What the chunk walk found. */
 struct png_header {
     unsigned long width, height;
-    int channels;
+    int depth, color_type;          /* IHDR's: 8 and 2 or 6; 1, 2, 4 or 8 and 3 (palette) */
+    int channels;                   /* of the pixels: 3 or 4 (a palette with tRNS: 4) */
+    uint64_t row_bytes;             /* a raw row without its filter type byte */
+    unsigned char palette[256][4];  /* PLTE's colours, with tRNS's alpha (else 255) */
+    int npalette, ntrns;            /* entries in PLTE (0: none seen) and in tRNS */
     const unsigned char *idat;      /* the first IDAT chunk (its length field) */
     size_t idat_chunks, idat_bytes; /* how many IDAT chunks, the length of their data together */
     bool seen_idat, after_idat;     /* an IDAT chunk seen; another chunk after one */
@@ -88,7 +92,8 @@ static bool past(long deadline)
 
 /* ---------------------------------------------------------------- chunks */
 
-/* IHDR's 13 bytes at `d`: only 8-bit RGB or RGBA, not interlaced, within `max_pixels`. */
+/* IHDR's 13 bytes at `d`: only 8-bit RGB or RGBA, or a palette of 1, 2, 4 or 8 bits, not
+ * interlaced, within `max_pixels`. */
 static const char *check_ihdr(const unsigned char *d, long max_pixels, struct png_header *h)
 {
     h->width = be32(d);
@@ -100,11 +105,16 @@ static const char *check_ihdr(const unsigned char *d, long max_pixels, struct pn
         h->height > (unsigned long)max_pixels / h->width) {
         return "too large";
     }
-    if (d[8] != 8) {
+    h->depth = d[8];
+    h->color_type = d[9];
+    if (h->color_type == 3) {
+        if (h->depth != 1 && h->depth != 2 && h->depth != 4 && h->depth != 8) {
+            return "bad palette bit depth";
+        }
+    } else if (h->depth != 8) {
         return "not 8-bit";
-    }
-    if (d[9] != 2 && d[9] != 6) {
-        return "not RGB or RGBA";
+    } else if (h->color_type != 2 && h->color_type != 6) {
+        return "not RGB, RGBA or palette";
     }
     if (d[10] != 0 || d[11] != 0) {
         return "bad IHDR method";
@@ -112,7 +122,55 @@ static const char *check_ihdr(const unsigned char *d, long max_pixels, struct pn
     if (d[12] != 0) {
         return "interlaced";
     }
-    h->channels = d[9] == 6 ? 4 : 3;
+    h->channels = h->color_type == 6 ? 4 : 3;
+    h->row_bytes = h->color_type == 3 ? ((uint64_t)h->width * (uint64_t)h->depth + 7) / 8
+                                      : (uint64_t)h->width * (uint64_t)h->channels;
+    return NULL;
+}
+
+/* A PLTE chunk's `n` bytes at `d`: in a palette image only, once, before IDAT, of 1 to 2^depth
+ * colours (libpng drops a longer one's excess: declined). */
+static const char *check_plte(const unsigned char *d, unsigned long n, struct png_header *h)
+{
+    if (h->color_type != 3) {
+        return "PLTE chunk"; /* a suggested palette: ImageMagick keeps it as a property */
+    }
+    if (h->npalette > 0 || h->seen_idat) {
+        return "PLTE out of place";
+    }
+    if (n == 0 || n % 3 != 0 || n / 3 > (1UL << h->depth)) {
+        return "bad PLTE";
+    }
+    h->npalette = (int)(n / 3);
+    for (int i = 0; i < h->npalette; i++) {
+        memcpy(h->palette[i], d + 3 * i, 3);
+        h->palette[i][3] = 255;
+    }
+    return NULL;
+}
+
+/* A tRNS chunk of `n` bytes at `c`: in a palette image only, once, after PLTE and before IDAT,
+ * an alpha for each of the first `n` colours (no more than PLTE has), with a good CRC (libpng
+ * drops an ancillary chunk with a bad one). The pixels get alpha. */
+static const char *check_trns(const unsigned char *c, unsigned long n, struct png_header *h)
+{
+    if (h->color_type != 3) {
+        return "tRNS chunk";
+    }
+    if (h->npalette == 0 || h->ntrns > 0 || h->seen_idat) {
+        return "tRNS out of place";
+    }
+    if (n == 0 || n > (unsigned long)h->npalette) {
+        return "bad tRNS";
+    }
+    if (libdeflate_crc32(0, c + 4, n + 4) != be32(c + 8 + n)) {
+        return "bad CRC";
+    }
+    h->ntrns = (int)n;
+    for (unsigned long i = 0; i < n; i++) {
+        h->palette[i][3] = c[8 + i];
+    }
+    h->channels = 4;
     return NULL;
 }
 
@@ -197,15 +255,18 @@ static bool is_text(const unsigned char *c)
 static const char *check_chunk(const unsigned char *c, unsigned long n, struct png_header *h)
 {
     if (is_type(c, "tRNS")) {
-        return "tRNS chunk";
+        return check_trns(c, n, h);
     }
     if (is_type(c, "PLTE")) {
-        return "PLTE chunk";
+        return check_plte(c + 8, n, h);
     }
     if (is_type(c, "IHDR")) {
         return "second IHDR";
     }
     if (is_type(c, "IDAT")) {
+        if (h->color_type == 3 && h->npalette == 0) {
+            return "no PLTE";
+        }
         h->seen_idat = true;
         return h->after_idat ? "chunk after IDAT" : NULL;
     }
@@ -227,7 +288,7 @@ static const char *check_chunk(const unsigned char *c, unsigned long n, struct p
  * overhead for stored blocks, at least ANCILLARY_MAX (png_check_chunk_length()). */
 static size_t idat_max(const struct png_header *h)
 {
-    uint64_t row = (uint64_t)h->width * (uint64_t)h->channels + 1, max = CHUNK_MAX;
+    uint64_t row = h->row_bytes + 1, max = CHUNK_MAX;
     if (h->height <= 0xffffffffULL / row) {
         max = h->height * row;
     }
@@ -240,7 +301,7 @@ static size_t idat_max(const struct png_header *h)
 /* What libpng (the reader this one replaced, and ImageMagick's) rejects in a chunk of `n` bytes
  * at `c` (its length checked) that the rules above let through: a type that is not four letters,
  * a critical chunk it does not know, a chunk longer than it allocates, a bad CRC in a critical
- * chunk (IHDR, IDAT, IEND; those of ancillary chunks only warn). */
+ * chunk (IHDR, PLTE, IDAT, IEND; those of ancillary chunks only warn). */
 static const char *check_like_libpng(const unsigned char *c, unsigned long n,
                                      const struct png_header *h)
 {
@@ -250,7 +311,7 @@ static const char *check_like_libpng(const unsigned char *c, unsigned long n,
         }
     }
     bool critical = (c[4] & 0x20) == 0, idat = is_type(c, "IDAT");
-    if (critical && !idat && !is_type(c, "IHDR") && !is_type(c, "IEND")) {
+    if (critical && !idat && !is_type(c, "IHDR") && !is_type(c, "IEND") && !is_type(c, "PLTE")) {
         return "unknown critical chunk";
     }
     if (n > (idat ? idat_max(h) : ANCILLARY_MAX)) {
@@ -471,6 +532,16 @@ static void up(unsigned char *row, const unsigned char *prior, size_t n)
     }
 }
 
+/* The Paeth predictor of a (left), b (above), c (above left) without branches: a when
+ * |p - a| <= |p - b| and |p - c| (p = a + b - c), else b when |p - b| <= |p - c|, else c. */
+static ALWAYS_INLINE unsigned paeth_predictor(int a, int b, int c)
+{
+    int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+    int not_a = -((pa > pb) | (pa > pc)), pick_c = -(pb > pc);
+    int bc = (c & pick_c) | (b & ~pick_c);
+    return (unsigned)((bc & not_a) | (a & ~not_a));
+}
+
 #ifdef USE_SSE2
 /* The `bpp` bytes of one pixel at `p` in the low lanes of a vector (the rest: what follows). */
 static ALWAYS_INLINE __m128i load_px(const unsigned char *p)
@@ -595,16 +666,6 @@ static ALWAYS_INLINE void avg(unsigned char *row, const unsigned char *prior, si
     }
 }
 
-/* The Paeth predictor of a (left), b (above), c (above left) without branches: a when
- * |p - a| <= |p - b| and |p - c| (p = a + b - c), else b when |p - b| <= |p - c|, else c. */
-static ALWAYS_INLINE unsigned paeth_predictor(int a, int b, int c)
-{
-    int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
-    int not_a = -((pa > pb) | (pa > pc)), pick_c = -(pb > pc);
-    int bc = (c & pick_c) | (b & ~pick_c);
-    return (unsigned)((bc & not_a) | (a & ~not_a));
-}
-
 static ALWAYS_INLINE void paeth(unsigned char *row, const unsigned char *prior, size_t n,
                                 size_t bpp)
 {
@@ -667,6 +728,28 @@ static int unfilter_rows(unsigned char *row, size_t stride, bool more, int bpp)
         return unfilter_bpp(row, row - stride, n, 3) ? 1 : 0;
     }
     return unfilter_bpp(row, row - stride, n, 4) ? 1 : 0;
+}
+
+/* Undoes the filter of a row of 1-byte pixels (a palette's indices, whole or packed: the
+ * filters work on bytes), as unfilter_bpp(). */
+static bool unfilter_bytes(unsigned char *row, const unsigned char *prior, size_t n)
+{
+    unsigned char type = row[-1];
+    if (type == 2) {
+        up(row, prior, n);
+        return true;
+    }
+    if (type > 4) {
+        return false;
+    }
+    for (size_t i = 0; type != 0 && i < n; i++) {
+        unsigned a = i > 0 ? row[i - 1] : 0, b = prior[i], c = i > 0 ? prior[i - 1] : 0;
+        unsigned pred = type == 1   ? a
+                        : type == 3 ? (a + b) >> 1
+                                    : paeth_predictor((int)a, (int)b, (int)c);
+        row[i] = (unsigned char)(row[i] + pred);
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------- box average */
@@ -916,13 +999,54 @@ static const char *shrink_rows(struct shrink *s, unsigned char *raw, size_t stri
     return NULL;
 }
 
+/* Expands the row of palette indices at `row` (`h->depth` bits each, from each byte's high bits
+ * on) into `width` pixels of `ch` bytes at `to`; false for an index past PLTE's colours (libpng
+ * and ImageMagick each have their own way with those: declined). */
+static bool expand_row(const struct png_header *h, const unsigned char *row, long width, int ch,
+                       unsigned char *to)
+{
+    unsigned depth = (unsigned)h->depth, mask = (1U << depth) - 1;
+    for (long x = 0; x < width; x++, to += ch) {
+        uint64_t bit = (uint64_t)x * depth;
+        unsigned i = depth == 8 ? row[x] : (row[bit / 8] >> (8 - depth - bit % 8)) & mask;
+        if (i >= (unsigned)h->npalette) {
+            return false;
+        }
+        memcpy(to, h->palette[i], (size_t)ch);
+    }
+    return true;
+}
+
+/* shrink_rows() for a palette image: each row unfiltered, then expanded into a row of pixels. */
+static const char *shrink_palette_rows(struct shrink *s, const struct png_header *h,
+                                       unsigned char *raw, size_t stride, long deadline)
+{
+    unsigned char *px = malloc((size_t)s->width * (size_t)s->channels);
+    const char *why = px == NULL ? "out of memory" : NULL;
+    for (long y = 0; why == NULL && y < s->height; y++) {
+        unsigned char *row = raw + stride * (size_t)(y + 1) + 1;
+        if (y % DEADLINE_ROWS == 0 && past(deadline)) {
+            why = "deadline";
+        } else if (!unfilter_bytes(row, row - stride, stride - 1)) {
+            why = "bad filter";
+        } else if (!expand_row(h, row, s->width, s->channels, px)) {
+            why = "palette index out of range";
+        } else {
+            s->row = px;
+            add_row(s, y);
+        }
+    }
+    free(px);
+    return why;
+}
+
 /* Inflates `h`'s pixels whole (pngshrink.h: its memory), then averages them into `s`. */
 static const char *decode(const struct png_header *h, struct shrink *s, long deadline)
 {
-    if ((size_t)s->width > (SIZE_MAX - 1) / (size_t)s->channels) {
+    if ((size_t)s->width > (SIZE_MAX - 1) / (size_t)s->channels || h->row_bytes > SIZE_MAX - 1) {
         return "too large";
     }
-    size_t stride = (size_t)s->width * (size_t)s->channels + 1;
+    size_t stride = (size_t)h->row_bytes + 1;
     if ((size_t)s->height > (SIZE_MAX - RAW_SLACK) / stride - 1) {
         return "too large";
     }
@@ -935,7 +1059,9 @@ static const char *decode(const struct png_header *h, struct shrink *s, long dea
     memset(raw + stride + size, 0, RAW_SLACK);
     const char *why = past(deadline) ? "deadline" : inflate_idat(h, raw + stride, size);
     if (why == NULL) {
-        why = past(deadline) ? "deadline" : shrink_rows(s, raw, stride, deadline);
+        why = past(deadline)       ? "deadline"
+              : h->color_type == 3 ? shrink_palette_rows(s, h, raw, stride, deadline)
+                                   : shrink_rows(s, raw, stride, deadline);
     }
     free(raw);
     return why;

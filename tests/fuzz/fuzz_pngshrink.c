@@ -3,8 +3,9 @@
  *
  * Each input is a downloaded source as the worker hands it to pngshrink_decode() when a PNG is
  * wanted at 1/2, 1/4 or 1/8: the chunk walk (lengths, IHDR, CRCs, what is declined), the IDAT
- * data joined and inflated by libdeflate, the rows unfiltered (SSE2 Paeth, two rows at once) and
- * the running area average.
+ * data joined and inflated by libdeflate, the rows unfiltered (SSE2 Paeth, two rows at once; a
+ * palette image's a byte at a time, then looked up in PLTE and tRNS) and the running area
+ * average.
  * The input's last byte chooses the factor (2, 4 or 8), so that every factor meets every input,
  * and whether the CRCs are rewritten first (fix_crcs()).
  * max_pixels is large (50 MP) so that a small input can declare a large image (the inflated
@@ -13,9 +14,11 @@
  * (tests/fuzz/seeds/fuzz_pngshrink/): tiny 8-bit RGB and RGBA PNGs (odd sizes, a 1-pixel-wide
  * one, two IDAT chunks each, gAMA/pHYs before the pixels) made with png() and pixels() of
  * tests/shrink/test_pngshrink.py, and one of each kind the reader declines (grey, 16-bit, tRNS,
- * a text chunk after IDAT; palette and interlaced ones made with convert), and RGB and RGBA
- * ones whose rows use every filter type, in many IDAT chunks (filters-*.png, made with png()
- * and tie_pixels() of the same file). Built only with
+ * a text chunk after IDAT; an interlaced one made with convert), palette ones of 1, 2, 4 and 8
+ * bits, with and without tRNS (palette-13x9.png made with convert, the others with
+ * palette_image() of the same file), and RGB, RGBA and palette ones whose rows use every filter
+ * type, in many IDAT chunks (filters-*.png, made with png() and tie_pixels() of the same
+ * file). Built only with
  * -Dfuzz=true (see scripts/fuzz). */
 #include <libdeflate.h>
 #include <stddef.h>

@@ -5,15 +5,20 @@ Checks:
 
   - exactness: pngshrink-dump's output for RGB and RGBA PNGs (noise, gradients, alpha from 0
     to 255 with fully transparent regions; odd sizes, where a box is not a whole number of
-    pixels) at factors 2, 4 and 8 is byte for byte the area average computed here: each pixel
+    pixels) and palette PNGs of 8, 4, 2 and 1 bits (every colour used; tRNS with 0, 255 and
+    alphas between, shorter than the palette) at factors 2, 4 and 8 is byte for byte the area
+    average computed here of the pixels they stand for: each pixel
     the mean of the source under it, a source pixel weighted by its overlap, rounded to nearest,
     the colour weighted by alpha, a fully transparent box 0,0,0,0;
-  - the filters: RGB and RGBA files whose rows use every filter type (None, Sub, Up, Average,
+  - the filters: RGB, RGBA and palette (8 and 2 bits) files whose rows use every filter type (None, Sub, Up, Average,
     Paeth; each as the first row, whose row above is zeros; runs of Paeth rows of odd and even
     lengths, as the reader undoes two at once; rows of few levels, where Paeth's distances tie),
     1, 2, 3 and 37 pixels wide, in up to 40 IDAT chunks with empty ones among them, decode to
     the box average of the pixels before filtering; a 512-byte zlib window over less data;
-  - what it declines and why: 16-bit, palette, grey, grey+alpha, interlaced, tRNS, another chunk
+  - what it declines and why: 16-bit, grey, grey+alpha, interlaced, tRNS or PLTE in an RGB
+    file; a 16-bit palette, a palette without PLTE, two PLTE or tRNS chunks, a PLTE of 257
+    colours, of more than 2^depth or not of whole colours, tRNS before PLTE, longer than it or
+    with a bad CRC, an index past the palette (ImageMagick's own error then); another chunk
     than text after IDAT, an IDAT after that, text chunks ImageMagick reads otherwise than as a
     plain property or libpng drops (a raw profile, "density", "page", "png:...", "icc:...",
     "exif:...", a keyword empty, over 79 bytes or without its NUL, a zTXt of method 1, without
@@ -25,14 +30,16 @@ Checks:
     deadline; damaged copies (seeded random bytes) decline or decode, never crash;
   - the worker's path (pixq-apply, the same job with PIXQ_PNG_SHRINK=1, PIXQ_PNG_SHRINK=0 and
     PIXQ_SHRINK_ON_LOAD=0): the reader is taken ("png_shrink" debug event, by=decoder) for the
-    RGB/RGBA files, with sides multiples of the factor or not (one with every ancillary chunk
+    RGB/RGBA and palette files (216 colours, with tRNS, with a tRNS of 255s, 256 greys, two
+    colours at 1 bit), with sides multiples of the factor or not (one with every ancillary chunk
     the ping reads as the read does, an ICC profile and an EXIF orientation among them; one with
     text chunks before and after the image data, which become the same properties) and the
     corpus PNG at 1/2, 1/4 and 1/8; not offered at 3/8 (the output is then
     PIXQ_PNG_SHRINK=0's, byte for byte); declined with its reason for the
     others; output sizes equal; pixels within MAE_MAX of the full decode (or no further from
     it than PIXQ_PNG_SHRINK=0's); metadata (identify -verbose, pixel
-    statistics aside) equal to PIXQ_PNG_SHRINK=0's; a declined file (or PIXQ_PNG_SHRINK=0) is
+    statistics aside; when both outputs are palette PNGs, their palette size and bit
+    depth too, which follow the colours) equal to PIXQ_PNG_SHRINK=0's; a declined file (or PIXQ_PNG_SHRINK=0) is
     decoded once, then box-filtered (no "shrink_on_load_missed" second decode); a bad CRC or cut file still gets
     ImageMagick's "cannot read the PNG image" error.
 
@@ -68,6 +75,7 @@ from checklib import run, sanitizer
 MAE_MAX = 0.004
 SIZES = [(301, 203), (256, 160), (97, 61), (9, 6)]  # odd: fractional boxes; 9x6 at 1/4: 3x2 boxes
 FACTORS = [2, 4, 8]
+PALETTES = [(8, False), (8, True), (4, False), (2, True), (1, False)]  # (bit depth, tRNS)
 
 
 # ---------------------------------------------------------------- PNG files
@@ -98,25 +106,46 @@ def filter_row(kind, row, prior, bpp):
     return bytes(out)
 
 
-def raw_rows(width, height, ch, pixels, filters=None):
-    """The rows as PNG stores them before zlib: each a filter type byte (filters[y], default 0)
-    and the filtered pixels (as they are for a type other than 1-4)."""
-    n = width * ch
+def raw_rows(n, height, bpp, data, filters=None):
+    """The rows (`n` bytes each in `data`) as PNG stores them before zlib: each a filter type
+    byte (filters[y], default 0) and the filtered bytes (as they are for a type other than
+    1-4), `bpp` bytes a pixel (1 below 8 bits)."""
     prior, out = bytes(n), bytearray()
     for y in range(height):
-        row = pixels[y * n:(y + 1) * n]
+        row = data[y * n:(y + 1) * n]
         kind = filters[y] if filters else 0
-        out += bytes((kind,)) + (filter_row(kind, row, prior, ch) if 0 < kind <= 4 else row)
+        out += bytes((kind,)) + (filter_row(kind, row, prior, bpp) if 0 < kind <= 4 else row)
         prior = row
+    return bytes(out)
+
+
+def pack_indices(width, height, idx, depth):
+    """Palette indices (a byte each) packed `depth` bits a pixel, from each byte's high bits on,
+    each row padded to a whole byte."""
+    if depth == 8:
+        return bytes(idx)
+    out = bytearray()
+    for y in range(height):
+        bits = n = 0
+        for x in range(width):
+            bits, n = (bits << depth) | idx[y * width + x], n + depth
+            if n == 8:
+                out.append(bits)
+                bits = n = 0
+        if n:
+            out.append(bits << (8 - n))
     return bytes(out)
 
 
 def png(width, height, ctype, pixels, before=(), after=(), depth=8, filters=None, idat_chunks=2,
         zdata=None):
-    """A PNG of `pixels` (rows of bytes; filters[y] per row, default 0), with extra chunks; the
-    zlib data in `idat_chunks` IDAT chunks, zdata(raw) instead of zlib.compress(raw) if given."""
-    ch = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype] * depth // 8
-    raw = raw_rows(width, height, ch, pixels, filters)
+    """A PNG of `pixels` (rows of bytes, a byte a palette index for colour type 3; filters[y]
+    per row, default 0), with extra chunks (a palette's PLTE among `before`); the zlib data in
+    `idat_chunks` IDAT chunks, zdata(raw) instead of zlib.compress(raw) if given."""
+    bits = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype] * depth
+    if ctype == 3 and depth <= 8:
+        pixels = pack_indices(width, height, pixels, depth)
+    raw = raw_rows((width * bits + 7) // 8, height, max(1, bits // 8), pixels, filters)
     ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, 0)
     out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
     out += b"".join(chunk(k, d) for k, d in before)
@@ -149,6 +178,30 @@ def pixels(width, height, channels, seed):
             if channels == 4:
                 out.append(alpha(x, y, width, height, rng.randrange(256)))
     return bytes(out)
+
+
+def palette_of(depth, seed, alpha):
+    """2^depth colours (at most 256) as PLTE and, with `alpha`, tRNS chunks (0, 255 and values
+    between, the last three colours left out: opaque), and each colour's RGB(A) bytes."""
+    rng = random.Random(seed)
+    n = min(256, 1 << depth)
+    rgb = [bytes(rng.randrange(256) for _ in range(3)) for _ in range(n)]
+    trns = bytes((0, 255, rng.randrange(1, 255))[i % 3] for i in range(max(1, n - 3)))
+    chunks = [(b"PLTE", b"".join(rgb))] + ([(b"tRNS", trns)] if alpha else [])
+    colours = [c + (bytes((trns[i] if i < len(trns) else 255,)) if alpha else b"")
+               for i, c in enumerate(rgb)]
+    return chunks, colours
+
+
+def palette_image(width, height, depth, seed, alpha):
+    """A palette image: (its PNG, the RGB(A) pixels it stands for); indices of noise over a
+    gradient, every colour of palette_of() used."""
+    chunks, colours = palette_of(depth, seed, alpha)
+    rng = random.Random(seed)
+    n = len(colours)
+    idx = bytes((x * n // width + rng.randrange(3)) % n for y in range(height) for x in range(width))
+    return png(width, height, 3, idx, before=chunks, depth=depth), \
+        b"".join(colours[i] for i in idx)
 
 
 def smooth_pixels(width, height, channels):
@@ -235,6 +288,12 @@ def sources(tmp):
                                  before=[(b"gAMA", struct.pack(">I", 45455)),
                                          (b"pHYs", struct.pack(">IIB", 2835, 2835, 1))]))
             out[name] = (path, w, h, ch, px)
+        for depth, alpha in PALETTES if (w, h) != (256, 160) else ():
+            name = f"palette{depth}{'+tRNS' if alpha else ''}-{w}x{h}"
+            data, px = palette_image(w, h, depth, i * 10 + depth, alpha)
+            path = tmp / (name.replace("+", "-") + ".png")
+            path.write_bytes(data)
+            out[name] = (path, w, h, 4 if alpha else 3, px)
     return out
 
 
@@ -273,6 +332,40 @@ def text_declines(w, h, rgb):
     }
 
 
+# Declined palette files that libpng (ImageMagick's reader) refuses too.
+PALETTE_ERRORS = ("16-bit palette", "palette without PLTE", "two PLTE chunks",
+                  "PLTE of 257 colours", "PLTE not of whole colours")
+
+
+def palette_declines(w, h, rgb):
+    """Palette files the reader declines: name -> (file, reason)."""
+    plte, _ = palette_of(8, 3, False)
+    ten = [(b"PLTE", plte[0][1][:30])]
+    idx = bytes(rgb[::3])
+    idx10 = bytes(v % 10 for v in idx)
+
+    def pal(before, data=idx, depth=8):
+        return png(w, h, 3, data, before=before, depth=depth)
+    bad_crc = bytearray(pal(ten + [(b"tRNS", b"\0\1")], data=idx10))
+    at = bad_crc.index(b"tRNS")
+    bad_crc[at + 4 + 2] ^= 1  # its CRC
+    return {
+        "16-bit palette": (pal(plte, data=bytes(2 * w * h), depth=16), "bad palette bit depth"),
+        "PLTE in an RGB file": (png(w, h, 2, rgb, before=plte), "PLTE chunk"),
+        "palette without PLTE": (pal([]), "no PLTE"),
+        "two PLTE chunks": (pal(plte + plte), "PLTE out of place"),
+        "PLTE of 257 colours": (pal([(b"PLTE", bytes(771))]), "bad PLTE"),
+        "PLTE not of whole colours": (pal([(b"PLTE", bytes(769))]), "bad PLTE"),
+        "PLTE over 2^depth colours": (pal([(b"PLTE", bytes(51))], data=bytes(v % 16 for v in idx),
+                                          depth=4), "bad PLTE"),
+        "tRNS before PLTE": (pal([(b"tRNS", b"\0")] + plte), "tRNS out of place"),
+        "two tRNS chunks": (pal(plte + [(b"tRNS", b"\0"), (b"tRNS", b"\0")]), "tRNS out of place"),
+        "tRNS longer than PLTE": (pal(ten + [(b"tRNS", bytes(11))], data=idx10), "bad tRNS"),
+        "tRNS bad CRC": (bytes(bad_crc), "bad CRC"),
+        "palette index past PLTE": (pal(ten), "palette index out of range"),
+    }
+
+
 def declined_files(tmp, good):
     """name -> (path, reason) of files the reader declines."""
     w, h = 256, 160
@@ -288,9 +381,10 @@ def declined_files(tmp, good):
         blob[idat + 4 + n + 4:]
     files = {
         "16-bit": (png(w, h, 2, bytes(b for v in rgb for b in (v, v)), depth=16), "not 8-bit"),
-        "grey": (png(w, h, 0, grey), "not RGB or RGBA"),
+        "grey": (png(w, h, 0, grey), "not RGB, RGBA or palette"),
         "grey+alpha": (png(w, h, 4, bytes(b for v in grey for b in (v, 200))),
-                       "not RGB or RGBA"),
+                       "not RGB, RGBA or palette"),
+        **palette_declines(w, h, rgb),
         "tRNS": (png(w, h, 2, rgb, before=[(b"tRNS", b"\0\1\0\2\0\3")]), "tRNS chunk"),
         "gAMA after IDAT": (png(w, h, 2, rgb, after=[(b"gAMA", struct.pack(">I", 45455))]),
                             "chunk after IDAT"),
@@ -307,8 +401,7 @@ def declined_files(tmp, good):
         path = tmp / (name.replace(" ", "-").replace("+", "-") + ".png")
         path.write_bytes(data)
         out[name] = (path, why)
-    for name, opts, why in [("palette", ["PNG8:"], "not RGB or RGBA"),
-                            ("interlaced", ["-interlace", "PNG", "PNG24:"], "interlaced")]:
+    for name, opts, why in [("interlaced", ["-interlace", "PNG", "PNG24:"], "interlaced")]:
         path = tmp / (name + ".png")
         run(["convert", str(good)] + opts[:-1] + [opts[-1] + str(path)], check=True)
         out[name] = (path, why)
@@ -356,6 +449,17 @@ def filter_sources(tmp):
             path = tmp / (name + ".png")
             path.write_bytes(blob)
             out[name] = (path, w, h, ch, px, FACTORS if w < 37 or first == 4 else [2])
+    for depth, alpha in ((8, False), (2, True)):  # a byte a pixel; indices packed 4 a byte
+        for i, (w, h, first, chunks) in enumerate(shapes):
+            plte, colours = palette_of(depth, depth * 100 + i, alpha)
+            idx = bytes(v % len(colours) for v in tie_pixels(w, h, 1, seed=depth * 100 + i))
+            filters = ([first] + FILTER_RUN)[:h - 1] + [4]
+            name = f"palette{depth}-{w}x{h}-first{first}-idat{chunks}"
+            path = tmp / (name + ".png")
+            path.write_bytes(png(w, h, 3, idx, before=plte, depth=depth, filters=filters,
+                                 idat_chunks=chunks))
+            out[name] = (path, w, h, 4 if alpha else 3, b"".join(colours[j] for j in idx),
+                         FACTORS if w < 37 or first == 4 else [2])
     return out
 
 
@@ -498,6 +602,10 @@ STAT = re.compile(r"^\s*(min|max|mean|standard deviation|kurtosis|skewness|entro
                   re.I)
 
 
+PALETTE_SIZE = re.compile(r"^\s*(Colormap entries|Background color|png:PLTE\.number_colors|"
+                          r"png:IHDR\.bit[-_]depth(-orig)?):")
+
+
 def metadata(path):
     text = run(["identify", "-verbose", str(path)], check=True).stdout.decode(errors="replace")
     return [line for line in text.splitlines() if not STAT.match(line)]
@@ -560,6 +668,11 @@ def check_taken(args, c, tmp, name, src, size, factor, w, h):
         c.check(mae(outs[0]["file"], outs[1]["file"]) == 0,
                 what + ": the very output of PIXQ_PNG_SHRINK=0")
     meta_on, meta_off = metadata(outs[0]["file"]), metadata(outs[1]["file"])
+    if "  Type: Palette" in meta_on and "  Type: Palette" in meta_off:
+        # both written as palette PNGs, whose palette size and bit depth follow the colours:
+        # ImageMagick's own shrink of a two-colour source leaves fewer (palette1 at 1/8: 5
+        # colours; 58 through pngshrink, 181 from the full decode)
+        meta_on, meta_off = ([l for l in m if not PALETTE_SIZE.match(l)] for m in (meta_on, meta_off))
     c.check(meta_on == meta_off and
             runs["on"][0]["original_meta"] == runs["off"][0]["original_meta"],
             what + ": same metadata as PIXQ_PNG_SHRINK=0",
@@ -576,7 +689,11 @@ WORKER_CASES = [("rgb", (1024, 1032), (128, 128), 8), ("rgba", (1024, 1032), (12
                 ("rgba", (301, 203), (32, 21), 8), ("rgba", (97, 61), (36, 24), 2),
                 ("rgba", (97, 61), (12, 8), 4), ("rgba", (97, 61), (10, 6), 8),
                 ("rgba", (97, 61), (32, 21), 0), ("chunks", (304, 200), (38, 25), 8),
-                ("text", (304, 200), (38, 25), 8), ("text", (304, 200), (76, 50), 4)]
+                ("text", (304, 200), (38, 25), 8), ("text", (304, 200), (76, 50), 4),
+                ("palette", (304, 200), (38, 25), 8), ("palette", (301, 203), (100, 66), 2),
+                ("palette", (301, 203), (70, 46), 0), ("palette+tRNS", (304, 200), (76, 50), 4),
+                ("palette+tRNS", (97, 61), (10, 6), 8), ("palette+opaque-tRNS", (304, 200), (38, 25), 8),
+                ("grey-palette", (304, 200), (76, 50), 4), ("palette1", (304, 200), (38, 25), 8)]
 EXIF_ROTATED = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0"
 
 
@@ -681,10 +798,36 @@ def check_memory(args, c, tmp):
                 ("read by pngshrink" if take else "left to ImageMagick"), log[-300:])
 
 
+def smooth_palette(width, height, kind):
+    """smooth_pixels() as a palette PNG: "palette" in the 216 colours of a 6x6x6 cube ("+tRNS":
+    some of them transparent and some partly so; "+opaque-tRNS": a tRNS of 255s), "grey-palette"
+    in 256 greys, "palette1" in two colours, 1 bit a pixel."""
+    rgb = smooth_pixels(width, height, 3)
+    if kind == "palette1":
+        idx = bytes((rgb[i] + rgb[i + 2]) // 2 > 127 for i in range(0, len(rgb), 3))
+        return png(width, height, 3, idx, before=[(b"PLTE", b"\x20\x40\x60\xf0\xe0\x90")],
+                   depth=1)
+    if kind == "grey-palette":
+        return png(width, height, 3, rgb[::3], before=[(b"PLTE", bytes(v for v in range(256)
+                                                                       for _ in range(3)))])
+    q = [(v * 5 + 127) // 255 for v in rgb]
+    idx = bytes(q[i] * 36 + q[i + 1] * 6 + q[i + 2] for i in range(0, len(q), 3))
+    cube = bytes(v * 51 for r in range(6) for g in range(6) for b in range(6) for v in (r, g, b))
+    before = [(b"PLTE", cube)]
+    if kind.endswith("+tRNS"):
+        before.append((b"tRNS", bytes(0 if i % 7 == 0 else 255 if i % 2 else 128
+                                      for i in range(216))))
+    elif kind.endswith("+opaque-tRNS"):
+        before.append((b"tRNS", bytes([255] * 216)))
+    return png(width, height, 3, idx, before=before)
+
+
 def check_worker(args, c, tmp):
     for kind, (w, h), size, factor in WORKER_CASES:
         name = f"{kind}-{w}x{h}"
-        path = tmp / f"smooth-{name}.png"
+        path = tmp / f"smooth-{name.replace('+', '-')}.png"
+        if "palette" in kind and not path.exists():
+            path.write_bytes(smooth_palette(w, h, kind))
         if not path.exists():
             ch = 4 if kind == "rgba" else 3
             extra = ancillary_chunks() if kind == "chunks" else TEXT_BEFORE if kind == "text" else []
@@ -698,9 +841,14 @@ def check_worker(args, c, tmp):
     write_job(job, 10, 6)
     for name, (path, why) in declined_files(tmp, sources(tmp)["rgb-256x160"][0]).items():
         rc, res, log = apply(args, job, path, tmp / ("out-" + path.stem))
-        if name in ("bad CRC", "zlib error", "cut short"):
+        if name in ("bad CRC", "zlib error", "cut short") + PALETTE_ERRORS:
             ok = rc != 0 and "cannot read the PNG image" in res.get("error", "")
             c.check(ok, f"{name}: ImageMagick's error still reported",
+                    res.get("error", log[-300:]))
+        elif name == "palette index past PLTE":  # ImageMagick reads it, then cannot write it
+            ok = rc != 0 and "invalid colormap index" in res.get("error", "") and \
+                "event=png_shrink_declined reason=\"palette index out of range\"" in log
+            c.check(ok, f"{name}: declined in the worker, then ImageMagick's own error",
                     res.get("error", log[-300:]))
         elif name == "text without keyword":  # ImageMagick reads it, its PNG writer refuses it
             ok = rc != 0 and "tEXt: invalid keyword" in res.get("error", "") and \
