@@ -19,8 +19,12 @@ Figures:
   reply), on two command mixes: PING (the bare round trip) and EVALSHA of the worker's own
   begin.lua (a script call, as both of a job's round trips are). ceiling jobs/s = requests/s /
   round trips per job; the ratio is jobs/s / ceiling.
-* where a worker's time goes: the worker logs at debug level `processed ... ms=` (the image
-  work); the rest of the per-job time is Redis, JSON and logging (see RESULTS.md).
+* where a job's time goes (one worker): its time (1 / jobs/s) is the round trips (at the PING
+  ceiling's speed), Redis's own work on the worker's commands (INFO commandstats: the usec of
+  its script calls and BLMOVEs, over the jobs; a PING takes Redis well under a tenth of a
+  microsecond), and the rest: the worker's own work (JSON, the canvas, two log
+  lines) and its share of the kernel's. `r_ping bound` is the ratio a worker that did no work at
+  all would reach: round trips / (round trips + Redis's work).
 """
 
 import argparse
@@ -89,6 +93,7 @@ def run_batch(r, n_jobs, prefix):
         job["job_id"] = "%s-%d" % (prefix, i)
         payloads.append(json.dumps(job))
     r.delete(key("stats"))
+    r.execute("CONFIG", "RESETSTAT")
     t0 = time.monotonic()
     for i in range(0, n_jobs, 1000):
         r.lpush(key("jobs"), *payloads[i:i + 1000])
@@ -98,10 +103,27 @@ def run_batch(r, n_jobs, prefix):
             raise RuntimeError("%s no-op jobs failed: see the worker logs" % failed)
         done = int(ok or 0)
         if done >= n_jobs:
-            return time.monotonic() - t0
+            return time.monotonic() - t0, redis_usec(r) / n_jobs
         if time.monotonic() - t0 > 300:
             raise RuntimeError("only %d of %d jobs done in 300 s" % (done, n_jobs))
         time.sleep(0.002)
+
+
+# What a worker sends Redis itself during a no-op run: its scripts (begin.lua, finish.lua, which
+# reserves the next job; the heartbeat) and, when the queue runs dry, BLMOVE. The commands a
+# script calls are counted twice in INFO commandstats (in the script's time and on their own
+# lines): only these are summed.
+WORKER_COMMANDS = ("evalsha", "eval", "blmove")
+
+
+def redis_usec(r):
+    """Redis's own microseconds on the workers' commands since CONFIG RESETSTAT."""
+    total = 0.0
+    for line in r.execute("INFO", "commandstats").splitlines():
+        name, _, fields = line.partition(":")
+        if name[8:] in WORKER_COMMANDS and name.startswith("cmdstat_"):
+            total += float(dict(f.split("=", 1) for f in fields.split(","))["usec"])
+    return total
 
 
 def redis_benchmark(port, clients, requests, command):
@@ -155,12 +177,13 @@ def main():
                                for k in range(opts.rounds))
             finally:
                 jobs, trips = stop_workers(progs)
-            secs = times[len(times) // 2]
+            secs, redis_us = times[len(times) // 2]
             ping, evalsha = ceilings(server.port, r, n, max(opts.jobs * 2, 2000), opts.rounds)
             rt = trips / jobs if jobs else float("nan")
             rows.append({"workers": n, "jobs": opts.jobs, "seconds": secs,
                          "jobs_per_s": opts.jobs / secs, "per_worker": opts.jobs / secs / n,
                          "round_trips_per_job": rt, "ping_rps": ping, "evalsha_rps": evalsha,
+                         "redis_us_per_job": redis_us,
                          "ceiling_ping": ping / rt, "ceiling_evalsha": evalsha / rt})
         r.close()
     finally:
@@ -182,6 +205,14 @@ def main():
     for row in rows:
         print("redis-benchmark -c %d -P 1: PING %.0f req/s, EVALSHA begin.lua %.0f req/s"
               % (row["workers"], row["ping_rps"], row["evalsha_rps"]))
+    one = rows[0]
+    job_us = 1e6 / one["jobs_per_s"]
+    trips_us = one["round_trips_per_job"] * 1e6 / one["ping_rps"]
+    print("1 worker, a job's %.1f us: %.2f round trips %.1f us (PING's speed), Redis's own work %.1f "
+          "us, the rest %.1f us; r_ping bound %.2f" % (
+              job_us, one["round_trips_per_job"], trips_us, one["redis_us_per_job"],
+              job_us - trips_us - one["redis_us_per_job"],
+              trips_us / (trips_us + one["redis_us_per_job"])))
     if len(rows) == 2:
         print("scaling 2 workers / 1 worker: %.2f" % (rows[1]["jobs_per_s"]
                                                      / rows[0]["jobs_per_s"]))

@@ -52,6 +52,8 @@ CHECKS = {
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
     ] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [
         r"(?m)^scaling 2 workers / 1 worker: %s$" % NUM,
+        r"(?m)^1 worker, a job's %s us: %s round trips %s us \(PING's speed\), Redis's own work "
+        r"%s us, the rest -?%s us; r_ping bound %s$" % ((NUM,) * 6),
         r"(?m)^redis-benchmark -c 1 -P 1: PING %s req/s, EVALSHA begin\.lua %s req/s$"
         % (NUM, NUM),
     ],
