@@ -285,10 +285,12 @@ static const char *check_chunk(const unsigned char *c, unsigned long n, struct p
 }
 
 /* The longest IDAT chunk libpng takes for `h`'s image: the raw data plus zlib's and deflate's
- * overhead for stored blocks, at least ANCILLARY_MAX (png_check_chunk_length()). */
+ * overhead for stored blocks, at least ANCILLARY_MAX (png_check_chunk_length(), which counts a
+ * palette image's row as a byte a pixel whatever its bit depth). */
 static size_t idat_max(const struct png_header *h)
 {
-    uint64_t row = h->row_bytes + 1, max = CHUNK_MAX;
+    uint64_t row = h->color_type == 3 ? (uint64_t)h->width + 1 : h->row_bytes + 1;
+    uint64_t max = CHUNK_MAX;
     if (h->height <= 0xffffffffULL / row) {
         max = h->height * row;
     }

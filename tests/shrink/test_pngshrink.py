@@ -14,7 +14,8 @@ Checks:
     Paeth; each as the first row, whose row above is zeros; runs of Paeth rows of odd and even
     lengths, as the reader undoes two at once; rows of few levels, where Paeth's distances tie),
     1, 2, 3 and 37 pixels wide, in up to 40 IDAT chunks with empty ones among them, decode to
-    the box average of the pixels before filtering; a 512-byte zlib window over less data;
+    the box average of the pixels before filtering; a 512-byte zlib window over less data; a
+    1-bit palette image in one IDAT chunk of 8.75 MB, within libpng's bound (a byte a pixel);
   - what it declines and why: 16-bit, grey, grey+alpha, interlaced, tRNS or PLTE in an RGB
     file; a 16-bit palette, a palette without PLTE, two PLTE or tRNS chunks, a PLTE of 257
     colours, of more than 2^depth or not of whole colours, tRNS before PLTE, longer than it or
@@ -545,6 +546,32 @@ def check_exact(args, c, tmp):
             check_box(args, c, name, path, w, h, ch, px, f)
 
 
+def stored_in_pairs(raw):
+    """`raw` as a zlib stream of stored deflate blocks of 2 bytes each (7 bytes for every 2)."""
+    blocks = [b"\x00\x02\x00\xfd\xff" + raw[i:i + 2] for i in range(0, len(raw) - 2, 2)]
+    last = raw[len(blocks) * 2:]
+    blocks.append(struct.pack("<BHH", 1, len(last), 0xffff ^ len(last)) + last)
+    return b"\x78\x01" + b"".join(blocks) + struct.pack(">I", zlib.adler32(raw))
+
+
+def check_long_idat(args, c, tmp):
+    """A 16000x1250 1-bit palette image (2.5 MB of rows) in one IDAT chunk of 8.75 MB (stored
+    blocks of 2 bytes): longer than ANCILLARY_MAX and than the rows' own bound, within libpng's,
+    which counts a byte a pixel for a palette (png_check_chunk_length()): decoded, all colour 0."""
+    w, h = 16000, 1250
+    row = bytes(w // 8 + 1)  # filter type 0, then indices 0
+    colour = b"\x11\x22\x33"
+    blob = png(w, h, 3, bytes(w * h), before=[(b"PLTE", colour + b"\xff\xff\xff")], depth=1,
+               idat_chunks=1, zdata=lambda raw: stored_in_pairs(row * h))
+    path = tmp / "palette1-long-idat.png"
+    path.write_bytes(blob)
+    rc, out, err = dump(args, 8, path)
+    ok = rc == 0 and not sanitizer(err) and parse_dump(out)[:3] == (2000, 157, 3) and \
+        parse_dump(out)[3] == colour * (2000 * 157)
+    c.check(ok and len(blob) > 8 * 1024 * 1024, f"a 1-bit palette's {len(blob)}-byte IDAT "
+            "chunk (libpng's bound: a byte a pixel) decoded", f"exit {rc}: {err[-200:]}")
+
+
 def check_filters(args, c, tmp):
     """Every filter type (Paeth runs of both lengths), RGB and RGBA, many IDAT chunks: the same
     box average as the pixels before filtering; and a small zlib window over smaller data."""
@@ -864,5 +891,6 @@ def check_worker(args, c, tmp):
 
 
 if __name__ == "__main__":
-    sys.exit(checklib.main("pngshrink", __doc__, (check_exact, check_filters, check_declines,
+    sys.exit(checklib.main("pngshrink", __doc__, (check_exact, check_filters, check_long_idat,
+                                                  check_declines,
                                                   check_texts, check_worker, check_memory)))
