@@ -117,9 +117,9 @@ MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_
 /* Decodes the first frame of a probed source. With `hint_w` x `hint_h` (0 x 0: none) a JPEG is
  * decoded by libjpeg at a reduced scale (ImageMagick's "jpeg:size": the largest of 1/8, 1/4, 3/8,
  * 1/2 that keeps both sides at or above the hint), a still WebP by libwebp at exactly that size,
- * an 8-bit RGB(A) or a palette PNG by pngshrink.h at the JPEG's size when that scale is 1/2, 1/4 or
- * 1/8 (a PNG it declines is read whole); other formats ignore it. Returns a wand to destroy, or
- * NULL with the reason. */
+ * an 8-bit RGB(A), a palette or a grey PNG by pngshrink.h at the JPEG's size when that scale is
+ * 1/2, 1/4 or 1/8 (a PNG it declines is read whole); other formats ignore it. Returns a wand to
+ * destroy, or NULL with the reason. */
 MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
                      long hint_h, struct err *e);
 

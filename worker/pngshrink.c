@@ -38,10 +38,10 @@
 /* What the chunk walk found. */
 struct png_header {
     unsigned long width, height;
-    int depth, color_type;          /* IHDR's: 8 and 2 or 6; 1, 2, 4 or 8 and 3 (palette) */
+    int depth, color_type;          /* IHDR's: 8 and 2 or 6; 1, 2, 4 or 8 and 3 or 0 (grey) */
     int channels;                   /* of the pixels: 3 or 4 (a palette with tRNS: 4) */
     uint64_t row_bytes;             /* a raw row without its filter type byte */
-    unsigned char palette[256][4];  /* PLTE's colours, with tRNS's alpha (else 255) */
+    unsigned char palette[256][4];  /* PLTE's colours, with tRNS's alpha (else 255); grey's */
     int npalette, ntrns;            /* entries in PLTE (0: none seen) and in tRNS */
     const unsigned char *idat;      /* the first IDAT chunk (its length field) */
     size_t idat_chunks, idat_bytes; /* how many IDAT chunks, the length of their data together */
@@ -92,7 +92,25 @@ static bool past(long deadline)
 
 /* ---------------------------------------------------------------- chunks */
 
-/* IHDR's 13 bytes at `d`: only 8-bit RGB or RGBA, or a palette of 1, 2, 4 or 8 bits, not
+/* Whether `h`'s pixels are indices into h->palette (a palette image, or grey: its levels). */
+static bool indexed(const struct png_header *h)
+{
+    return h->color_type == 3 || h->color_type == 0;
+}
+
+/* A grey image's levels as a palette: level v of 2^depth is v x 255 / (2^depth - 1), as libpng
+ * scales it up to 8 bits. */
+static void grey_palette(struct png_header *h)
+{
+    int n = 1 << h->depth;
+    for (int v = 0; v < n; v++) {
+        unsigned char g = (unsigned char)(v * 255 / (n - 1));
+        memcpy(h->palette[v], (unsigned char[4]){g, g, g, 255}, 4);
+    }
+    h->npalette = n;
+}
+
+/* IHDR's 13 bytes at `d`: only 8-bit RGB or RGBA, or a palette or grey of 1, 2, 4 or 8 bits, not
  * interlaced, within `max_pixels`. */
 static const char *check_ihdr(const unsigned char *d, long max_pixels, struct png_header *h)
 {
@@ -107,14 +125,15 @@ static const char *check_ihdr(const unsigned char *d, long max_pixels, struct pn
     }
     h->depth = d[8];
     h->color_type = d[9];
-    if (h->color_type == 3) {
-        if (h->depth != 1 && h->depth != 2 && h->depth != 4 && h->depth != 8) {
-            return "bad palette bit depth";
-        }
-    } else if (h->depth != 8) {
+    bool low = h->depth == 1 || h->depth == 2 || h->depth == 4;
+    if (h->color_type == 3 && !low && h->depth != 8) {
+        return "bad palette bit depth";
+    }
+    if (h->color_type != 3 && h->depth != 8 && !(h->color_type == 0 && low)) {
         return "not 8-bit";
-    } else if (h->color_type != 2 && h->color_type != 6) {
-        return "not RGB, RGBA or palette";
+    }
+    if (h->color_type != 0 && h->color_type != 2 && h->color_type != 3 && h->color_type != 6) {
+        return "not RGB, RGBA, palette or grey";
     }
     if (d[10] != 0 || d[11] != 0) {
         return "bad IHDR method";
@@ -123,8 +142,11 @@ static const char *check_ihdr(const unsigned char *d, long max_pixels, struct pn
         return "interlaced";
     }
     h->channels = h->color_type == 6 ? 4 : 3;
-    h->row_bytes = h->color_type == 3 ? ((uint64_t)h->width * (uint64_t)h->depth + 7) / 8
-                                      : (uint64_t)h->width * (uint64_t)h->channels;
+    h->row_bytes = indexed(h) ? ((uint64_t)h->width * (uint64_t)h->depth + 7) / 8
+                              : (uint64_t)h->width * (uint64_t)h->channels;
+    if (h->color_type == 0) {
+        grey_palette(h);
+    }
     return NULL;
 }
 
@@ -289,7 +311,7 @@ static const char *check_chunk(const unsigned char *c, unsigned long n, struct p
  * palette image's row as a byte a pixel whatever its bit depth). */
 static size_t idat_max(const struct png_header *h)
 {
-    uint64_t row = h->color_type == 3 ? (uint64_t)h->width + 1 : h->row_bytes + 1;
+    uint64_t row = indexed(h) ? (uint64_t)h->width + 1 : h->row_bytes + 1;
     uint64_t max = CHUNK_MAX;
     if (h->height <= 0xffffffffULL / row) {
         max = h->height * row;
@@ -732,24 +754,37 @@ static int unfilter_rows(unsigned char *row, size_t stride, bool more, int bpp)
     return unfilter_bpp(row, row - stride, n, 4) ? 1 : 0;
 }
 
-/* Undoes the filter of a row of 1-byte pixels (a palette's indices, whole or packed: the
- * filters work on bytes), as unfilter_bpp(). */
+/* Undoes the filter of a row of 1-byte pixels (a palette's indices or grey levels, whole or
+ * packed: the filters work on bytes), as unfilter_bpp(); a loop of its own for each type, as
+ * each byte waits for the one before. */
 static bool unfilter_bytes(unsigned char *row, const unsigned char *prior, size_t n)
 {
     unsigned char type = row[-1];
+    if (type > 4) {
+        return false;
+    }
+    if (type == 0 || n == 0) {
+        return true;
+    }
     if (type == 2) {
         up(row, prior, n);
         return true;
     }
-    if (type > 4) {
-        return false;
-    }
-    for (size_t i = 0; type != 0 && i < n; i++) {
-        unsigned a = i > 0 ? row[i - 1] : 0, b = prior[i], c = i > 0 ? prior[i - 1] : 0;
-        unsigned pred = type == 1   ? a
-                        : type == 3 ? (a + b) >> 1
-                                    : paeth_predictor((int)a, (int)b, (int)c);
-        row[i] = (unsigned char)(row[i] + pred);
+    unsigned a = (unsigned char)(row[0] + (type == 1 ? 0 : type == 3 ? prior[0] >> 1 : prior[0]));
+    row[0] = (unsigned char)a;
+    if (type == 1) {
+        for (size_t i = 1; i < n; i++) {
+            row[i] = (unsigned char)(a = (row[i] + a) & 0xff);
+        }
+    } else if (type == 3) {
+        for (size_t i = 1; i < n; i++) {
+            row[i] = (unsigned char)(a = (row[i] + ((a + prior[i]) >> 1)) & 0xff);
+        }
+    } else {
+        for (size_t i = 1; i < n; i++) {
+            a = (row[i] + paeth_predictor((int)a, prior[i], prior[i - 1])) & 0xff;
+            row[i] = (unsigned char)a;
+        }
     }
     return true;
 }
@@ -1007,11 +1042,20 @@ static const char *shrink_rows(struct shrink *s, unsigned char *raw, size_t stri
 static bool expand_row(const struct png_header *h, const unsigned char *row, long width, int ch,
                        unsigned char *to)
 {
-    unsigned depth = (unsigned)h->depth, mask = (1U << depth) - 1;
+    unsigned depth = (unsigned)h->depth, mask = (1U << depth) - 1, n = (unsigned)h->npalette;
+    if (depth == 8) {
+        for (long x = 0; x < width; x++, to += ch) {
+            if (row[x] >= n) {
+                return false;
+            }
+            memcpy(to, h->palette[row[x]], ch == 4 ? 4 : 3);
+        }
+        return true;
+    }
     for (long x = 0; x < width; x++, to += ch) {
         uint64_t bit = (uint64_t)x * depth;
-        unsigned i = depth == 8 ? row[x] : (row[bit / 8] >> (8 - depth - bit % 8)) & mask;
-        if (i >= (unsigned)h->npalette) {
+        unsigned i = (row[bit / 8] >> (8 - depth - bit % 8)) & mask;
+        if (i >= n) {
             return false;
         }
         memcpy(to, h->palette[i], (size_t)ch);
@@ -1061,9 +1105,9 @@ static const char *decode(const struct png_header *h, struct shrink *s, long dea
     memset(raw + stride + size, 0, RAW_SLACK);
     const char *why = past(deadline) ? "deadline" : inflate_idat(h, raw + stride, size);
     if (why == NULL) {
-        why = past(deadline)       ? "deadline"
-              : h->color_type == 3 ? shrink_palette_rows(s, h, raw, stride, deadline)
-                                   : shrink_rows(s, raw, stride, deadline);
+        why = past(deadline) ? "deadline"
+              : indexed(h)   ? shrink_palette_rows(s, h, raw, stride, deadline)
+                             : shrink_rows(s, raw, stride, deadline);
     }
     free(raw);
     return why;

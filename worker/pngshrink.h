@@ -4,24 +4,26 @@
  * ImageMagick reads a PNG whole into its 16-bit pixel cache (8 bytes a pixel: 66 MB for
  * 3840x2160) before shrink-on-load box-filters it (process.c). This reader inflates the IDAT data
  * in one call into one buffer of height x (1 + width x channels) bytes (the raw rows, 3 or 4
- * bytes a pixel: 24.9 MB for 3840x2160 RGB; a palette image's indices, 1 to 8 bits a pixel), plus
+ * bytes a pixel: 24.9 MB for 3840x2160 RGB; a palette or grey image's 1 to 8 bits a pixel), plus
  * a copy of the compressed data when it is split over several IDAT chunks, then undoes each row's
  * filter in place (Paeth in SSE2 where the compiler targets it, two Paeth rows at once; a
- * palette image's rows a byte at a time, each then looked up in the palette into a row of RGB or
- * RGBA pixels) and adds it to a row of sums. The output is ceil(width / factor) x ceil(height /
- * factor), the size libjpeg gives at scale 1/factor, and each output pixel is the area average of
- * the source under it, the whole picture at one scale: a source pixel weighs its overlap with the
- * output pixel (when a side is a multiple of the factor, every box is factor pixels of weight 1
- * along it; else a box is side / ceil(side / factor) pixels, its edge pixels counted in part),
- * rounded to nearest; with alpha, the colour is weighted by alpha (premultiplied, then divided
- * back; a fully transparent box gives 0,0,0,0), as ImageMagick's scale does.
+ * palette or grey image's rows a byte at a time, each then looked up in the palette, or in the
+ * grey levels scaled to 8 bits as libpng does, into a row of RGB or RGBA pixels) and adds it to a
+ * row of sums. The output is ceil(width / factor) x ceil(height / factor), the size libjpeg gives
+ * at scale 1/factor, and each output pixel is the area average of the source under it, the whole
+ * picture at one scale: a source pixel weighs its overlap with the output pixel (when a side is a
+ * multiple of the factor, every box is factor pixels of weight 1 along it; else a box is side /
+ * ceil(side / factor) pixels, its edge pixels counted in part), rounded to nearest; with alpha, the
+ * colour is weighted by alpha (premultiplied, then divided back; a fully transparent box gives
+ * 0,0,0,0), as ImageMagick's scale does.
  *
  * Only what ImageMagick would read to the same image is accepted: 8-bit RGB or RGBA (colour
  * types 2 and 6, without a tRNS or PLTE chunk) or a palette of 1, 2, 4 or 8 bits (colour type 3:
  * one PLTE chunk of at most 2^depth colours, an optional tRNS chunk of at most as many alphas
  * after it, both before IDAT; with tRNS the pixels are RGBA, else RGB; an index past the
- * palette's colours is declined once met), not interlaced, and nothing but IDAT, text chunks and
- * IEND from the first IDAT on (the IDAT chunks one after another).
+ * palette's colours is declined once met) or grey of 1, 2, 4 or 8 bits (colour type 0, without
+ * tRNS or PLTE: RGB pixels of equal samples), not interlaced, and nothing but IDAT, text chunks
+ * and IEND from the first IDAT on (the IDAT chunks one after another).
  *
  * Text: ImageMagick's read keeps each tEXt and zTXt chunk, before or after the image data, as a
  * property (its ping, which gives the rest of the headers, skips them), and has libpng skip
@@ -68,10 +70,10 @@ struct pngshrink_image {
  * clock_mono_ms() time (0: none), checked before and after inflating and every few dozen rows.
  * Memory: the raw rows (width x height x channels bytes, fewer for a palette, and a byte a
  * row), the compressed data again when in several IDAT chunks, libdeflate's decompressor (some
- * 10 KB), three rows of sums, a row of pixels for a palette image, a zTXt's text (64 KB at most)
- * while it is inflated; all freed before returning but the output and the texts, which the caller
- * frees with pngshrink_free(). Returns 0, or -1 when the file is not one this reader takes, is
- * damaged, is larger than `max_pixels`, the deadline passed ("deadline") or memory ran out, with
+ * 10 KB), three rows of sums, a row of pixels for a palette or grey image, a zTXt's text (64 KB at
+ * most) while it is inflated; all freed before returning but the output and the texts, which the
+ * caller frees with pngshrink_free(). Returns 0, or -1 when the file is not one this reader takes,
+ * is damaged, is larger than `max_pixels`, the deadline passed ("deadline") or memory ran out, with
  * `*why` naming the reason (a static string, for the debug log); `out` is then empty. */
 int pngshrink_decode(const void *data, size_t len, int factor, long max_pixels, long deadline,
                      struct pngshrink_image *out, const char **why);

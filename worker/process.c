@@ -139,7 +139,7 @@ static int decode_source(const struct job *j, struct src_image *src, struct proc
     bool fresh = src->pending || src->probe.decoded; /* from bytes, not used yet */
     bool shrink = fresh && img_shrink_on_load() &&
                   shrink_plan(j, src->width, src->height, src->probe.orientation, &plan);
-    /* a JPEG, a still WebP and an 8-bit RGB(A) or palette PNG shrink while decoding (libjpeg,
+    /* a JPEG, a still WebP and an 8-bit RGB(A), palette or grey PNG shrink while decoding (libjpeg,
      * libwebp, pngshrink.h); a PNG pngshrink declines is read whole and shrunk below */
     bool by_decoder =
         src->pending && (src->probe.format == SNIFF_JPEG || src->probe.format == SNIFF_WEBP ||

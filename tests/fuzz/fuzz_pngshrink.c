@@ -13,13 +13,12 @@
  * accepted image's pixels are all read, so that a short buffer shows. Seeds
  * (tests/fuzz/seeds/fuzz_pngshrink/): tiny 8-bit RGB and RGBA PNGs (odd sizes, a 1-pixel-wide
  * one, two IDAT chunks each, gAMA/pHYs before the pixels) made with png() and pixels() of
- * tests/shrink/test_pngshrink.py, and one of each kind the reader declines (grey, 16-bit, tRNS,
+ * tests/shrink/test_pngshrink.py, and one of each kind the reader declines (16-bit, tRNS,
  * a text chunk after IDAT; an interlaced one made with convert), palette ones of 1, 2, 4 and 8
  * bits, with and without tRNS (palette-13x9.png made with convert, the others with
- * palette_image() of the same file), and RGB, RGBA and palette ones whose rows use every filter
- * type, in many IDAT chunks (filters-*.png, made with png() and tie_pixels() of the same
- * file). Built only with
- * -Dfuzz=true (see scripts/fuzz). */
+ * palette_image() of the same file), grey ones of 8, 2 and 1 bits (grey_image()), and RGB, RGBA and
+ * palette ones whose rows use every filter type, in many IDAT chunks (filters-*.png, made with
+ * png() and tie_pixels() of the same file). Built only with -Dfuzz=true (see scripts/fuzz). */
 #include <libdeflate.h>
 #include <stddef.h>
 #include <stdint.h>

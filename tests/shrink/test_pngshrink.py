@@ -5,8 +5,9 @@ Checks:
 
   - exactness: pngshrink-dump's output for RGB and RGBA PNGs (noise, gradients, alpha from 0
     to 255 with fully transparent regions; odd sizes, where a box is not a whole number of
-    pixels) and palette PNGs of 8, 4, 2 and 1 bits (every colour used; tRNS with 0, 255 and
-    alphas between, shorter than the palette) at factors 2, 4 and 8 is byte for byte the area
+    pixels), palette PNGs of 8, 4, 2 and 1 bits (every colour used; tRNS with 0, 255 and
+    alphas between, shorter than the palette) and grey ones of 8, 4, 2 and 1 bits (each level
+    scaled to 8 bits as libpng does) at factors 2, 4 and 8 is byte for byte the area
     average computed here of the pixels they stand for: each pixel
     the mean of the source under it, a source pixel weighted by its overlap, rounded to nearest,
     the colour weighted by alpha, a fully transparent box 0,0,0,0;
@@ -16,8 +17,8 @@ Checks:
     1, 2, 3 and 37 pixels wide, in up to 40 IDAT chunks with empty ones among them, decode to
     the box average of the pixels before filtering; a 512-byte zlib window over less data; a
     1-bit palette image in one IDAT chunk of 8.75 MB, within libpng's bound (a byte a pixel);
-  - what it declines and why: 16-bit, grey, grey+alpha, interlaced, tRNS or PLTE in an RGB
-    file; a 16-bit palette, a palette without PLTE, two PLTE or tRNS chunks, a PLTE of 257
+  - what it declines and why: 16-bit RGB or grey, grey+alpha, interlaced, tRNS or PLTE in an
+    RGB or grey file; a 16-bit palette, a palette without PLTE, two PLTE or tRNS chunks, a PLTE of 257
     colours, of more than 2^depth or not of whole colours, tRNS before PLTE, longer than it or
     with a bad CRC, an index past the palette (ImageMagick's own error then); another chunk
     than text after IDAT, an IDAT after that, text chunks ImageMagick reads otherwise than as a
@@ -32,7 +33,7 @@ Checks:
   - the worker's path (pixq-apply, the same job with PIXQ_PNG_SHRINK=1, PIXQ_PNG_SHRINK=0 and
     PIXQ_SHRINK_ON_LOAD=0): the reader is taken ("png_shrink" debug event, by=decoder) for the
     RGB/RGBA and palette files (216 colours, with tRNS, with a tRNS of 255s, 256 greys, two
-    colours at 1 bit), with sides multiples of the factor or not (one with every ancillary chunk
+    colours at 1 bit), grey files (8 and 2 bits), with sides multiples of the factor or not (one with every ancillary chunk
     the ping reads as the read does, an ICC profile and an EXIF orientation among them; one with
     text chunks before and after the image data, which become the same properties) and the
     corpus PNG at 1/2, 1/4 and 1/8; not offered at 3/8 (the output is then
@@ -77,6 +78,7 @@ MAE_MAX = 0.004
 SIZES = [(301, 203), (256, 160), (97, 61), (9, 6)]  # odd: fractional boxes; 9x6 at 1/4: 3x2 boxes
 FACTORS = [2, 4, 8]
 PALETTES = [(8, False), (8, True), (4, False), (2, True), (1, False)]  # (bit depth, tRNS)
+GREYS = [8, 4, 2, 1]  # bit depths
 
 
 # ---------------------------------------------------------------- PNG files
@@ -144,7 +146,7 @@ def png(width, height, ctype, pixels, before=(), after=(), depth=8, filters=None
     per row, default 0), with extra chunks (a palette's PLTE among `before`); the zlib data in
     `idat_chunks` IDAT chunks, zdata(raw) instead of zlib.compress(raw) if given."""
     bits = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype] * depth
-    if ctype == 3 and depth <= 8:
+    if ctype in (0, 3) and depth <= 8:
         pixels = pack_indices(width, height, pixels, depth)
     raw = raw_rows((width * bits + 7) // 8, height, max(1, bits // 8), pixels, filters)
     ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, 0)
@@ -203,6 +205,16 @@ def palette_image(width, height, depth, seed, alpha):
     idx = bytes((x * n // width + rng.randrange(3)) % n for y in range(height) for x in range(width))
     return png(width, height, 3, idx, before=chunks, depth=depth), \
         b"".join(colours[i] for i in idx)
+
+
+def grey_image(width, height, depth, seed):
+    """A grey image of `depth` bits: (its PNG, the RGB pixels it stands for, each level v of
+    2^depth scaled to v x 255 / (2^depth - 1)); levels of noise over a gradient, all used."""
+    rng = random.Random(seed)
+    n = 1 << depth
+    v = bytes((x * n // width + rng.randrange(3)) % n for y in range(height) for x in range(width))
+    return png(width, height, 0, v, depth=depth), \
+        b"".join(bytes((l * 255 // (n - 1),)) * 3 for l in v)
 
 
 def smooth_pixels(width, height, channels):
@@ -295,6 +307,12 @@ def sources(tmp):
             path = tmp / (name.replace("+", "-") + ".png")
             path.write_bytes(data)
             out[name] = (path, w, h, 4 if alpha else 3, px)
+        for depth in GREYS if (w, h) != (256, 160) else ():
+            name = f"grey{depth}-{w}x{h}"
+            data, px = grey_image(w, h, depth, i * 10 + depth)
+            path = tmp / (name + ".png")
+            path.write_bytes(data)
+            out[name] = (path, w, h, 3, px)
     return out
 
 
@@ -382,9 +400,12 @@ def declined_files(tmp, good):
         blob[idat + 4 + n + 4:]
     files = {
         "16-bit": (png(w, h, 2, bytes(b for v in rgb for b in (v, v)), depth=16), "not 8-bit"),
-        "grey": (png(w, h, 0, grey), "not RGB, RGBA or palette"),
+        "16-bit grey": (png(w, h, 0, bytes(b for v in grey for b in (v, v)), depth=16),
+                        "not 8-bit"),
+        "grey with tRNS": (png(w, h, 0, grey, before=[(b"tRNS", b"\0\7")]), "tRNS chunk"),
+        "grey with PLTE": (png(w, h, 0, grey, before=[(b"PLTE", b"\0\0\0")]), "PLTE chunk"),
         "grey+alpha": (png(w, h, 4, bytes(b for v in grey for b in (v, 200))),
-                       "not RGB, RGBA or palette"),
+                       "not RGB, RGBA, palette or grey"),
         **palette_declines(w, h, rgb),
         "tRNS": (png(w, h, 2, rgb, before=[(b"tRNS", b"\0\1\0\2\0\3")]), "tRNS chunk"),
         "gAMA after IDAT": (png(w, h, 2, rgb, after=[(b"gAMA", struct.pack(">I", 45455))]),
@@ -720,7 +741,9 @@ WORKER_CASES = [("rgb", (1024, 1032), (128, 128), 8), ("rgba", (1024, 1032), (12
                 ("palette", (304, 200), (38, 25), 8), ("palette", (301, 203), (100, 66), 2),
                 ("palette", (301, 203), (70, 46), 0), ("palette+tRNS", (304, 200), (76, 50), 4),
                 ("palette+tRNS", (97, 61), (10, 6), 8), ("palette+opaque-tRNS", (304, 200), (38, 25), 8),
-                ("grey-palette", (304, 200), (76, 50), 4), ("palette1", (304, 200), (38, 25), 8)]
+                ("grey-palette", (304, 200), (76, 50), 4), ("palette1", (304, 200), (38, 25), 8),
+                ("grey", (304, 200), (38, 25), 8), ("grey", (301, 203), (100, 66), 2),
+                ("grey2", (304, 200), (76, 50), 4)]
 EXIF_ROTATED = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0"
 
 
@@ -828,8 +851,12 @@ def check_memory(args, c, tmp):
 def smooth_palette(width, height, kind):
     """smooth_pixels() as a palette PNG: "palette" in the 216 colours of a 6x6x6 cube ("+tRNS":
     some of them transparent and some partly so; "+opaque-tRNS": a tRNS of 255s), "grey-palette"
-    in 256 greys, "palette1" in two colours, 1 bit a pixel."""
+    in 256 greys, "palette1" in two colours, 1 bit a pixel; or as a grey one ("grey": 8 bits,
+    "grey2": 2 bits)."""
     rgb = smooth_pixels(width, height, 3)
+    if kind.startswith("grey") and kind != "grey-palette":
+        depth = 2 if kind == "grey2" else 8
+        return png(width, height, 0, bytes(v >> (8 - depth) for v in rgb[::3]), depth=depth)
     if kind == "palette1":
         idx = bytes((rgb[i] + rgb[i + 2]) // 2 > 127 for i in range(0, len(rgb), 3))
         return png(width, height, 3, idx, before=[(b"PLTE", b"\x20\x40\x60\xf0\xe0\x90")],
@@ -853,7 +880,7 @@ def check_worker(args, c, tmp):
     for kind, (w, h), size, factor in WORKER_CASES:
         name = f"{kind}-{w}x{h}"
         path = tmp / f"smooth-{name.replace('+', '-')}.png"
-        if "palette" in kind and not path.exists():
+        if ("palette" in kind or kind.startswith("grey")) and not path.exists():
             path.write_bytes(smooth_palette(w, h, kind))
         if not path.exists():
             ch = 4 if kind == "rgba" else 3
