@@ -1036,9 +1036,9 @@ static const char *shrink_rows(struct shrink *s, unsigned char *raw, size_t stri
     return NULL;
 }
 
-/* Expands the row of palette indices at `row` (`h->depth` bits each, from each byte's high bits
- * on) into `width` pixels of `ch` bytes at `to`; false for an index past PLTE's colours (libpng
- * and ImageMagick each have their own way with those: declined). */
+/* Expands the row of indices (palette entries or grey levels) at `row` (`h->depth` bits each, from
+ * each byte's high bits on) into `width` pixels of `ch` bytes at `to`; false for an index past
+ * PLTE's colours (libpng and ImageMagick each have their own way with those: declined). */
 static bool expand_row(const struct png_header *h, const unsigned char *row, long width, int ch,
                        unsigned char *to)
 {
@@ -1063,8 +1063,9 @@ static bool expand_row(const struct png_header *h, const unsigned char *row, lon
     return true;
 }
 
-/* shrink_rows() for a palette image: each row unfiltered, then expanded into a row of pixels. */
-static const char *shrink_palette_rows(struct shrink *s, const struct png_header *h,
+/* shrink_rows() for an indexed image (palette or grey): each row unfiltered, then looked up into a
+ * row of pixels. */
+static const char *shrink_indexed_rows(struct shrink *s, const struct png_header *h,
                                        unsigned char *raw, size_t stride, long deadline)
 {
     unsigned char *px = malloc((size_t)s->width * (size_t)s->channels);
@@ -1106,7 +1107,7 @@ static const char *decode(const struct png_header *h, struct shrink *s, long dea
     const char *why = past(deadline) ? "deadline" : inflate_idat(h, raw + stride, size);
     if (why == NULL) {
         why = past(deadline) ? "deadline"
-              : indexed(h)   ? shrink_palette_rows(s, h, raw, stride, deadline)
+              : indexed(h)   ? shrink_indexed_rows(s, h, raw, stride, deadline)
                              : shrink_rows(s, raw, stride, deadline);
     }
     free(raw);

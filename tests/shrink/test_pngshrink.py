@@ -848,7 +848,7 @@ def check_memory(args, c, tmp):
                 ("read by pngshrink" if take else "left to ImageMagick"), log[-300:])
 
 
-def smooth_palette(width, height, kind):
+def smooth_indexed(width, height, kind):
     """smooth_pixels() as a palette PNG: "palette" in the 216 colours of a 6x6x6 cube ("+tRNS":
     some of them transparent and some partly so; "+opaque-tRNS": a tRNS of 255s), "grey-palette"
     in 256 greys, "palette1" in two colours, 1 bit a pixel; or as a grey one ("grey": 8 bits,
@@ -881,7 +881,7 @@ def check_worker(args, c, tmp):
         name = f"{kind}-{w}x{h}"
         path = tmp / f"smooth-{name.replace('+', '-')}.png"
         if ("palette" in kind or kind.startswith("grey")) and not path.exists():
-            path.write_bytes(smooth_palette(w, h, kind))
+            path.write_bytes(smooth_indexed(w, h, kind))
         if not path.exists():
             ch = 4 if kind == "rgba" else 3
             extra = ancillary_chunks() if kind == "chunks" else TEXT_BEFORE if kind == "text" else []
