@@ -15,7 +15,7 @@ if redis.call('HSETNX', KEYS[1], 'first_seen', now) == 0 then
     first_seen = tonumber(redis.call('HGET', KEYS[1], 'first_seen'))
 end
 local runs = redis.call('HINCRBY', KEYS[1], 'runs', 1)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('EXPIRE', KEYS[1], ARGV[1]) -- as sent: a Lua number would be formatted back
 if runs > 1 then
     redis.call('HINCRBY', KEYS[2], 'reruns', 1)
 end

@@ -45,7 +45,7 @@ if ARGV[2] ~= '' then
     if redis.call('RPUSH', KEYS[2], ARGV[2]) > 1 then
         redis.call('LTRIM', KEYS[2], -1, -1)
     end
-    redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+    redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
 if ARGV[4] ~= '' then
     redis.call('LPUSH', KEYS[3], ARGV[4])
@@ -72,8 +72,9 @@ if KEYS[6] and (ARGV[6] == 'succeeded' or ARGV[6] == 'failed') then
     -- looked at only by the job that opens a second's field (the count is 1), since the window
     -- moves only when the second does.
     local TPUT_KEEP_S = 120
-    local sec = tonumber(redis.call('TIME')[1])
-    local keep = sec - TPUT_KEEP_S + 1
+    -- the second as TIME's string: Redis would format a Lua number back for the field name
+    local sec = redis.call('TIME')[1]
+    local keep = tonumber(sec) - TPUT_KEEP_S + 1
     local trimmed = keep
     if redis.call('HINCRBY', KEYS[6], sec .. ':' .. ARGV[6], 1) == 1 then
         trimmed = tonumber(redis.call('HGET', KEYS[6], 'trimmed'))
