@@ -19,6 +19,10 @@ Figures:
   reply), on two command mixes: PING (the bare round trip) and EVALSHA of the worker's own
   begin.lua (a script call, as both of a job's round trips are). ceiling jobs/s = requests/s /
   round trips per job; the ratio is jobs/s / ceiling.
+* rounds: each round measures both ceilings and then runs the jobs, the workers idle in BLMOVE
+  meanwhile, so that a ratio compares figures taken seconds apart (this shared machine's speed
+  drifts by several per cent over a minute). Each figure in the table is the median over the
+  rounds, a ratio the median of the rounds' own ratios; `r_ping by round` lists them all.
 * where a job's time goes (one worker): its time (1 / jobs/s) is the round trips (at the PING
   ceiling's speed), Redis's own work on the worker's commands (INFO commandstats: the usec of
   its script calls and BLMOVEs, over the jobs; a PING takes Redis well under a tenth of a
@@ -141,23 +145,26 @@ def begin_sha(r):
     return r.execute("SCRIPT", "LOAD", src)
 
 
-def ceilings(port, r, clients, requests, rounds):
-    """redis-benchmark's requests/s for PING and for EVALSHA begin.lua: medians of `rounds`."""
+def ceilings(port, r, clients, requests):
+    """redis-benchmark's requests/s for PING and for EVALSHA begin.lua (on a job hash and stats
+    of its own, deleted after: the workers' keys stay as they are)."""
     sha = begin_sha(r)
-    mixes = (["PING"], ["EVALSHA", sha, "2", key("job:__rand_int__"), key("bstats"), "600"])
-    out = []
-    for command in mixes:
-        runs = sorted(redis_benchmark(port, clients, requests, command) for _ in range(rounds))
-        out.append(runs[len(runs) // 2])
-    r.execute("FLUSHDB")
+    keys = [key("bjob"), key("bstats")]
+    mixes = (["PING"], ["EVALSHA", sha, "2"] + keys + ["600"])
+    out = [redis_benchmark(port, clients, requests, command) for command in mixes]
+    r.delete(*keys)
     return out
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", required=True)
     ap.add_argument("--jobs", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=3, help="runs per worker count; the median")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds per worker count; the median")
     ap.add_argument("--smoke", action="store_true", help="tiny counts")
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args()
@@ -171,37 +178,45 @@ def main():
         r = harness.Redis("127.0.0.1", server.port)
         for n in (1, 2):
             progs = start_workers(opts.worker, n, server.port, tmp, "w%d" % n)
+            rounds = []  # (seconds, Redis us a job, PING req/s, EVALSHA req/s)
             try:
                 run_batch(r, min(opts.jobs, 1000), "warm%d" % n)  # scripts loaded, caches warm
-                times = sorted(run_batch(r, opts.jobs, "run%d-%d" % (n, k))
-                               for k in range(opts.rounds))
+                for k in range(opts.rounds):
+                    ping, evalsha = ceilings(server.port, r, n, max(opts.jobs * 2, 2000))
+                    secs, redis_us = run_batch(r, opts.jobs, "run%d-%d" % (n, k))
+                    rounds.append((secs, redis_us, ping, evalsha))
             finally:
                 jobs, trips = stop_workers(progs)
-            secs, redis_us = times[len(times) // 2]
-            ping, evalsha = ceilings(server.port, r, n, max(opts.jobs * 2, 2000), opts.rounds)
             rt = trips / jobs if jobs else float("nan")
+            secs = median([x[0] for x in rounds])
+            ping, evalsha = median([x[2] for x in rounds]), median([x[3] for x in rounds])
             rows.append({"workers": n, "jobs": opts.jobs, "seconds": secs,
                          "jobs_per_s": opts.jobs / secs, "per_worker": opts.jobs / secs / n,
                          "round_trips_per_job": rt, "ping_rps": ping, "evalsha_rps": evalsha,
-                         "redis_us_per_job": redis_us,
-                         "ceiling_ping": ping / rt, "ceiling_evalsha": evalsha / rt})
+                         "redis_us_per_job": median([x[1] for x in rounds]),
+                         "ceiling_ping": ping / rt, "ceiling_evalsha": evalsha / rt,
+                         "r_ping_rounds": [opts.jobs / x[0] / (x[2] / rt) for x in rounds],
+                         "r_eval_rounds": [opts.jobs / x[0] / (x[3] / rt) for x in rounds]})
         r.close()
     finally:
         server.stop()
         if os.environ.get("PIXQ_TEST_KEEP") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
     print()
-    print("queue overhead: no-op jobs (8x8 canvas, no_op function, no save, no postback), median of %d runs of "
-          "%d jobs" % (opts.rounds, opts.jobs))
+    print("queue overhead: no-op jobs (8x8 canvas, no_op function, no save, no postback), median of %d rounds "
+          "(ceilings, then %d jobs)" % (opts.rounds, opts.jobs))
     print("%-8s %8s %10s %7s %10s %12s %7s %7s" % (
         "workers", "jobs/s", "per_worker", "rt/job", "ceil_ping", "ceil_evalsha", "r_ping",
         "r_eval"))
     for row in rows:
         print("%-8d %8.0f %10.0f %7.2f %10.0f %12.0f %7.2f %7.2f" % (
             row["workers"], row["jobs_per_s"], row["per_worker"], row["round_trips_per_job"],
-            row["ceiling_ping"], row["ceiling_evalsha"], row["jobs_per_s"] / row["ceiling_ping"],
-            row["jobs_per_s"] / row["ceiling_evalsha"]))
+            row["ceiling_ping"], row["ceiling_evalsha"], median(row["r_ping_rounds"]),
+            median(row["r_eval_rounds"])))
     print()
+    for row in rows:
+        print("r_ping by round, %d worker%s: %s" % (row["workers"], "s" if row["workers"] > 1 else "",
+                                                    " ".join("%.2f" % x for x in row["r_ping_rounds"])))
     for row in rows:
         print("redis-benchmark -c %d -P 1: PING %.0f req/s, EVALSHA begin.lua %.0f req/s"
               % (row["workers"], row["ping_rps"], row["evalsha_rps"]))

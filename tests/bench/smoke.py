@@ -56,6 +56,8 @@ CHECKS = {
         r"%s us, the rest -?%s us; r_ping bound %s$" % ((NUM,) * 6),
         r"(?m)^redis-benchmark -c 1 -P 1: PING %s req/s, EVALSHA begin\.lua %s req/s$"
         % (NUM, NUM),
+        r"(?m)^r_ping by round, 1 worker: %s$" % NUM,
+        r"(?m)^r_ping by round, 2 workers: %s$" % NUM,
     ],
 }
 
