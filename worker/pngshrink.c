@@ -39,6 +39,7 @@
 struct png_header {
     unsigned long width, height;
     int depth, color_type;          /* IHDR's: 8 and 2 or 6; 1, 2, 4 or 8 and 3 or 0 (grey) */
+    bool interlaced;                /* Adam7 (IHDR's interlace method 1) */
     int channels;                   /* of the pixels: 3 or 4 (a palette with tRNS: 4) */
     uint64_t row_bytes;             /* a raw row without its filter type byte */
     unsigned char palette[256][4];  /* PLTE's colours, with tRNS's alpha (else 255); grey's */
@@ -98,6 +99,13 @@ static bool indexed(const struct png_header *h)
     return h->color_type == 3 || h->color_type == 0;
 }
 
+/* The bytes of a raw row of `width` pixels, without its filter type byte. */
+static uint64_t raw_row_bytes(const struct png_header *h, uint64_t width)
+{
+    return indexed(h) ? (width * (uint64_t)h->depth + 7) / 8
+                      : width * (h->color_type == 6 ? 4U : 3U);
+}
+
 /* A grey image's levels as a palette: level v of 2^depth is v x 255 / (2^depth - 1), as libpng
  * scales it up to 8 bits. */
 static void grey_palette(struct png_header *h)
@@ -110,8 +118,8 @@ static void grey_palette(struct png_header *h)
     h->npalette = n;
 }
 
-/* IHDR's 13 bytes at `d`: only 8-bit RGB or RGBA, or a palette or grey of 1, 2, 4 or 8 bits, not
- * interlaced, within `max_pixels`. */
+/* IHDR's 13 bytes at `d`: only 8-bit RGB or RGBA, or a palette or grey of 1, 2, 4 or 8 bits,
+ * within `max_pixels`; not interlaced or Adam7. */
 static const char *check_ihdr(const unsigned char *d, long max_pixels, struct png_header *h)
 {
     h->width = be32(d);
@@ -138,12 +146,12 @@ static const char *check_ihdr(const unsigned char *d, long max_pixels, struct pn
     if (d[10] != 0 || d[11] != 0) {
         return "bad IHDR method";
     }
-    if (d[12] != 0) {
-        return "interlaced";
+    if (d[12] > 1) {
+        return "bad interlace method";
     }
+    h->interlaced = d[12] == 1;
     h->channels = h->color_type == 6 ? 4 : 3;
-    h->row_bytes = indexed(h) ? ((uint64_t)h->width * (uint64_t)h->depth + 7) / 8
-                              : (uint64_t)h->width * (uint64_t)h->channels;
+    h->row_bytes = raw_row_bytes(h, h->width);
     if (h->color_type == 0) {
         grey_palette(h);
     }
@@ -308,10 +316,12 @@ static const char *check_chunk(const unsigned char *c, unsigned long n, struct p
 
 /* The longest IDAT chunk libpng takes for `h`'s image: the raw data plus zlib's and deflate's
  * overhead for stored blocks, at least ANCILLARY_MAX (png_check_chunk_length(), which counts a
- * palette image's row as a byte a pixel whatever its bit depth). */
+ * palette image's row as a byte a pixel whatever its bit depth, and 6 bytes more a row for an
+ * interlaced image's passes). */
 static size_t idat_max(const struct png_header *h)
 {
-    uint64_t row = indexed(h) ? (uint64_t)h->width + 1 : h->row_bytes + 1;
+    uint64_t row =
+        (indexed(h) ? (uint64_t)h->width + 1 : h->row_bytes + 1) + (h->interlaced ? 6 : 0);
     uint64_t max = CHUNK_MAX;
     if (h->height <= 0xffffffffULL / row) {
         max = h->height * row;
@@ -1087,9 +1097,155 @@ static const char *shrink_indexed_rows(struct shrink *s, const struct png_header
     return why;
 }
 
+/* ---------------------------------------------------------------- Adam7 */
+
+/* One of an interlaced image's seven passes: the pixels at x0 + i dx, y0 + j dy, stored as an
+ * image of their own (`w` x `h`, each row a filter type byte and `stride` - 1 bytes), empty
+ * (w or h 0, no rows at all) when the image is too small to reach it. */
+struct pass {
+    long x0, y0, dx, dy, w, h;
+    size_t stride;
+    unsigned char *rows; /* the first row's filter type byte */
+};
+
+/* The passes of `h`'s image, at their places in the inflated data from `base` (NULL: only the
+ * sizes); returns the data's size, or 0 when it would not fit in a size_t. */
+static size_t adam7_passes(const struct png_header *h, unsigned char *base, struct pass p[7])
+{
+    static const unsigned char adam7[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8},
+                                              {2, 0, 4, 4}, {0, 2, 2, 4}, {1, 0, 2, 2},
+                                              {0, 1, 1, 2}};
+    uint64_t at = 0;
+    for (int i = 0; i < 7; i++) {
+        long x0 = adam7[i][0], y0 = adam7[i][1], dx = adam7[i][2], dy = adam7[i][3];
+        long w = (long)h->width > x0 ? ((long)h->width - x0 + dx - 1) / dx : 0;
+        long ht = (long)h->height > y0 ? ((long)h->height - y0 + dy - 1) / dy : 0;
+        if (w == 0 || ht == 0) {
+            w = ht = 0;
+        }
+        uint64_t stride = raw_row_bytes(h, (uint64_t)w) + 1;
+        p[i] = (struct pass){.x0 = x0,
+                             .y0 = y0,
+                             .dx = dx,
+                             .dy = dy,
+                             .w = w,
+                             .h = ht,
+                             .stride = (size_t)stride,
+                             .rows = base != NULL ? base + at : NULL};
+        if (ht > 0 && stride > (UINT64_MAX - at) / (uint64_t)ht) {
+            return 0;
+        }
+        at += stride * (uint64_t)ht;
+    }
+    return at <= SIZE_MAX - RAW_SLACK ? (size_t)at : 0;
+}
+
+/* Undoes the filters of pass `p`'s rows in place, the first one's row above being `zeros`. */
+static const char *unfilter_pass(const struct png_header *h, const struct pass *p,
+                                 const unsigned char *zeros, long deadline)
+{
+    size_t n = p->stride - 1;
+    for (long r = 0; r < p->h; r++) {
+        unsigned char *row = p->rows + (size_t)r * p->stride + 1;
+        const unsigned char *prior = r == 0 ? zeros : row - p->stride;
+        bool ok = indexed(h)           ? unfilter_bytes(row, prior, n)
+                  : h->color_type == 6 ? unfilter_bpp(row, prior, n, 4)
+                                       : unfilter_bpp(row, prior, n, 3);
+        if (!ok) {
+            return "bad filter";
+        }
+        if (r % DEADLINE_ROWS == DEADLINE_ROWS - 1 && past(deadline)) {
+            return "deadline";
+        }
+    }
+    return NULL;
+}
+
+/* Puts pass `p`'s row at `src` (unfiltered) at its places in the image's raw row `line` (packed
+ * indices below 8 bits: `line` zeroed first, the bits OR-ed in). */
+static void scatter(const struct png_header *h, const struct pass *p, const unsigned char *src,
+                    unsigned char *line)
+{
+    if (h->depth == 8) {
+        size_t bpp = indexed(h) ? 1 : h->color_type == 6 ? 4 : 3;
+        unsigned char *to = line + (size_t)p->x0 * bpp;
+        size_t step = (size_t)p->dx * bpp;
+        for (long i = 0; i < p->w; i++, to += step, src += bpp) {
+            memcpy(to, src, bpp);
+        }
+        return;
+    }
+    unsigned depth = (unsigned)h->depth, mask = (1U << depth) - 1;
+    for (long i = 0; i < p->w; i++) {
+        uint64_t from = (uint64_t)i * depth, to = (uint64_t)(p->x0 + i * p->dx) * depth;
+        unsigned v = (src[from / 8] >> (8 - depth - from % 8)) & mask;
+        line[to / 8] = (unsigned char)(line[to / 8] | v << (8 - depth - to % 8));
+    }
+}
+
+/* decode() for an Adam7 image: its passes inflated whole and unfiltered, then each row of the
+ * image put together from them, looked up when indexed, and added to the running average. */
+static const char *decode_adam7(const struct png_header *h, struct shrink *s, long deadline)
+{
+    struct pass p[7];
+    size_t size = adam7_passes(h, NULL, p);
+    if (size == 0 || h->row_bytes > SIZE_MAX - 1 - RAW_SLACK ||
+        (size_t)s->width > SIZE_MAX / (size_t)s->channels) {
+        return "too large";
+    }
+    size_t line_bytes = (size_t)h->row_bytes + 1 + RAW_SLACK;
+    unsigned char *raw = malloc(size + RAW_SLACK);
+    unsigned char *zeros = calloc(line_bytes, 1); /* [0]: a filter type byte's place */
+    unsigned char *line = calloc(line_bytes, 1);
+    unsigned char *px = indexed(h) ? malloc((size_t)s->width * (size_t)s->channels) : NULL;
+    const char *why = raw == NULL || zeros == NULL || line == NULL || (indexed(h) && px == NULL)
+                          ? "out of memory"
+                      : past(deadline) ? "deadline"
+                                       : NULL;
+    if (why == NULL) {
+        memset(raw + size, 0, RAW_SLACK);
+        adam7_passes(h, raw, p);
+        why = inflate_idat(h, raw, size);
+    }
+    for (int i = 0; why == NULL && i < 7; i++) {
+        why = unfilter_pass(h, &p[i], zeros + 1, deadline);
+    }
+    for (long y = 0; why == NULL && y < s->height; y++) {
+        if (y % DEADLINE_ROWS == 0 && past(deadline)) {
+            why = "deadline";
+            continue;
+        }
+        if (h->depth < 8) {
+            memset(line + 1, 0, (size_t)h->row_bytes);
+        }
+        for (int i = 0; i < 7; i++) {
+            if (p[i].h > 0 && y >= p[i].y0 && (y - p[i].y0) % p[i].dy == 0) {
+                size_t r = (size_t)((y - p[i].y0) / p[i].dy);
+                scatter(h, &p[i], p[i].rows + r * p[i].stride + 1, line + 1);
+            }
+        }
+        if (indexed(h) && !expand_row(h, line + 1, s->width, s->channels, px)) {
+            why = "palette index out of range";
+        } else {
+            s->row = indexed(h) ? px : line + 1;
+            add_row(s, y);
+        }
+    }
+    free(px);
+    free(line);
+    free(zeros);
+    free(raw);
+    return why;
+}
+
+/* ---------------------------------------------------------------- the whole */
+
 /* Inflates `h`'s pixels whole (pngshrink.h: its memory), then averages them into `s`. */
 static const char *decode(const struct png_header *h, struct shrink *s, long deadline)
 {
+    if (h->interlaced) {
+        return decode_adam7(h, s, deadline);
+    }
     if ((size_t)s->width > (SIZE_MAX - 1) / (size_t)s->channels || h->row_bytes > SIZE_MAX - 1) {
         return "too large";
     }

@@ -22,8 +22,11 @@
  * one PLTE chunk of at most 2^depth colours, an optional tRNS chunk of at most as many alphas
  * after it, both before IDAT; with tRNS the pixels are RGBA, else RGB; an index past the
  * palette's colours is declined once met) or grey of 1, 2, 4 or 8 bits (colour type 0, without
- * tRNS or PLTE: RGB pixels of equal samples), not interlaced, and nothing but IDAT, text chunks
- * and IEND from the first IDAT on (the IDAT chunks one after another).
+ * tRNS or PLTE: RGB pixels of equal samples), not interlaced or Adam7 (interlace method 1: the
+ * seven passes inflated whole as the rows are, each pass unfiltered as an image of its own, then
+ * each row of the image put together from them into one row buffer and averaged as above), and
+ * nothing but IDAT, text chunks and IEND from the first IDAT on (the IDAT chunks one after
+ * another).
  *
  * Text: ImageMagick's read keeps each tEXt and zTXt chunk, before or after the image data, as a
  * property (its ping, which gives the rest of the headers, skips them), and has libpng skip

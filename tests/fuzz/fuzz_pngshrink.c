@@ -4,8 +4,8 @@
  * Each input is a downloaded source as the worker hands it to pngshrink_decode() when a PNG is
  * wanted at 1/2, 1/4 or 1/8: the chunk walk (lengths, IHDR, CRCs, what is declined), the IDAT
  * data joined and inflated by libdeflate, the rows unfiltered (SSE2 Paeth, two rows at once; a
- * palette image's a byte at a time, then looked up in PLTE and tRNS) and the running area
- * average.
+ * palette image's a byte at a time, then looked up in PLTE and tRNS; an Adam7 image's passes each
+ * on its own, then put together row by row) and the running area average.
  * The input's last byte chooses the factor (2, 4 or 8), so that every factor meets every input,
  * and whether the CRCs are rewritten first (fix_crcs()).
  * max_pixels is large (50 MP) so that a small input can declare a large image (the inflated
@@ -14,7 +14,8 @@
  * (tests/fuzz/seeds/fuzz_pngshrink/): tiny 8-bit RGB and RGBA PNGs (odd sizes, a 1-pixel-wide
  * one, two IDAT chunks each, gAMA/pHYs before the pixels) made with png() and pixels() of
  * tests/shrink/test_pngshrink.py, and one of each kind the reader declines (16-bit, tRNS,
- * a text chunk after IDAT; an interlaced one made with convert), palette ones of 1, 2, 4 and 8
+ * a text chunk after IDAT), an Adam7 one made with convert and Adam7 RGB, RGBA, 2-bit palette
+ * and 1-bit grey ones made with png(..., interlace=1) (adam7-*.png), palette ones of 1, 2, 4 and 8
  * bits, with and without tRNS (palette-13x9.png made with convert, the others with
  * palette_image() of the same file), grey ones of 8, 2 and 1 bits (grey_image()), and RGB, RGBA and
  * palette ones whose rows use every filter type, in many IDAT chunks (filters-*.png, made with

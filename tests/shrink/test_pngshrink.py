@@ -7,17 +7,23 @@ Checks:
     to 255 with fully transparent regions; odd sizes, where a box is not a whole number of
     pixels), palette PNGs of 8, 4, 2 and 1 bits (every colour used; tRNS with 0, 255 and
     alphas between, shorter than the palette) and grey ones of 8, 4, 2 and 1 bits (each level
-    scaled to 8 bits as libpng does) at factors 2, 4 and 8 is byte for byte the area
+    scaled to 8 bits as libpng does), and Adam7 files (RGB, RGBA, palettes of 8 bits with tRNS
+    and 1 bit, grey of 8 and 2 bits; sizes from 1x1, where passes are empty, to 301x203) at
+    factors 2, 4 and 8 is byte for byte the area
     average computed here of the pixels they stand for: each pixel
     the mean of the source under it, a source pixel weighted by its overlap, rounded to nearest,
     the colour weighted by alpha, a fully transparent box 0,0,0,0;
-  - the filters: RGB, RGBA and palette (8 and 2 bits) files whose rows use every filter type (None, Sub, Up, Average,
+  - the filters: RGB, RGBA and palette (8 and 2 bits) files, plain and Adam7 (each pass's first
+    row against zeros), whose rows use every filter type (None, Sub, Up, Average,
     Paeth; each as the first row, whose row above is zeros; runs of Paeth rows of odd and even
     lengths, as the reader undoes two at once; rows of few levels, where Paeth's distances tie),
     1, 2, 3 and 37 pixels wide, in up to 40 IDAT chunks with empty ones among them, decode to
     the box average of the pixels before filtering; a 512-byte zlib window over less data; a
     1-bit palette image in one IDAT chunk of 8.75 MB, within libpng's bound (a byte a pixel);
-  - what it declines and why: 16-bit RGB or grey, grey+alpha, interlaced, tRNS or PLTE in an
+    an Adam7 image in one IDAT chunk of 9.75 MB, within libpng's bound for it (6 bytes more a
+    row), beyond it without interlacing;
+  - what it declines and why: 16-bit RGB or grey (Adam7 too), grey+alpha, interlace method 2
+    (ImageMagick's error then), tRNS or PLTE in an
     RGB or grey file; a 16-bit palette, a palette without PLTE, two PLTE or tRNS chunks, a PLTE of 257
     colours, of more than 2^depth or not of whole colours, tRNS before PLTE, longer than it or
     with a bad CRC, an index past the palette (ImageMagick's own error then); another chunk
@@ -33,7 +39,9 @@ Checks:
   - the worker's path (pixq-apply, the same job with PIXQ_PNG_SHRINK=1, PIXQ_PNG_SHRINK=0 and
     PIXQ_SHRINK_ON_LOAD=0): the reader is taken ("png_shrink" debug event, by=decoder) for the
     RGB/RGBA and palette files (216 colours, with tRNS, with a tRNS of 255s, 256 greys, two
-    colours at 1 bit), grey files (8 and 2 bits), with sides multiples of the factor or not (one with every ancillary chunk
+    colours at 1 bit), grey files (8 and 2 bits), Adam7 files (RGB, RGBA, palette with tRNS,
+    2-bit grey; the corpus PNG rewritten by ImageMagick with -interlace PNG), with sides
+    multiples of the factor or not (one with every ancillary chunk
     the ping reads as the read does, an ICC profile and an EXIF orientation among them; one with
     text chunks before and after the image data, which become the same properties) and the
     corpus PNG at 1/2, 1/4 and 1/8; not offered at 3/8 (the output is then
@@ -140,16 +148,39 @@ def pack_indices(width, height, idx, depth):
     return bytes(out)
 
 
+# Adam7's passes: (x0, y0, dx, dy), each the pixels at x0 + i dx, y0 + j dy.
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2)]
+
+
 def png(width, height, ctype, pixels, before=(), after=(), depth=8, filters=None, idat_chunks=2,
-        zdata=None):
-    """A PNG of `pixels` (rows of bytes, a byte a palette index for colour type 3; filters[y]
-    per row, default 0), with extra chunks (a palette's PLTE among `before`); the zlib data in
-    `idat_chunks` IDAT chunks, zdata(raw) instead of zlib.compress(raw) if given."""
+        zdata=None, interlace=0):
+    """A PNG of `pixels` (rows of bytes, a byte a palette index or grey level for colour types 3
+    and 0; filters[y] per row, default 0), with extra chunks (a palette's PLTE among `before`);
+    the zlib data in `idat_chunks` IDAT chunks, zdata(raw) instead of zlib.compress(raw) if
+    given. With `interlace` 1, Adam7: each pass an image of its own, filters[k] for the k-th row
+    counting through the passes (cycled); another `interlace` is only written into IHDR."""
     bits = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype] * depth
-    if ctype in (0, 3) and depth <= 8:
-        pixels = pack_indices(width, height, pixels, depth)
-    raw = raw_rows((width * bits + 7) // 8, height, max(1, bits // 8), pixels, filters)
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, 0)
+    indexed = ctype in (0, 3) and depth <= 8
+    if interlace == 1:
+        per = 1 if indexed else bits // 8  # bytes a pixel in `pixels`
+        raw, k = b"", 0
+        for x0, y0, dx, dy in ADAM7:
+            xs, ys = range(x0, width, dx), range(y0, height, dy)
+            if not xs or not ys:
+                continue
+            sub = b"".join(pixels[(y * width + x) * per:(y * width + x + 1) * per]
+                           for y in ys for x in xs)
+            if indexed:
+                sub = pack_indices(len(xs), len(ys), sub, depth)
+            f = [filters[(k + j) % len(filters)] for j in range(len(ys))] if filters else None
+            raw += raw_rows((len(xs) * bits + 7) // 8, len(ys), max(1, bits // 8), sub, f)
+            k += len(ys)
+    else:
+        if indexed:
+            pixels = pack_indices(width, height, pixels, depth)
+        raw = raw_rows((width * bits + 7) // 8, height, max(1, bits // 8), pixels, filters)
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, interlace)
     out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
     out += b"".join(chunk(k, d) for k, d in before)
     idat = zdata(raw) if zdata else zlib.compress(raw, 6)
@@ -196,24 +227,24 @@ def palette_of(depth, seed, alpha):
     return chunks, colours
 
 
-def palette_image(width, height, depth, seed, alpha):
+def palette_image(width, height, depth, seed, alpha, interlace=0):
     """A palette image: (its PNG, the RGB(A) pixels it stands for); indices of noise over a
     gradient, every colour of palette_of() used."""
     chunks, colours = palette_of(depth, seed, alpha)
     rng = random.Random(seed)
     n = len(colours)
     idx = bytes((x * n // width + rng.randrange(3)) % n for y in range(height) for x in range(width))
-    return png(width, height, 3, idx, before=chunks, depth=depth), \
+    return png(width, height, 3, idx, before=chunks, depth=depth, interlace=interlace), \
         b"".join(colours[i] for i in idx)
 
 
-def grey_image(width, height, depth, seed):
+def grey_image(width, height, depth, seed, interlace=0):
     """A grey image of `depth` bits: (its PNG, the RGB pixels it stands for, each level v of
     2^depth scaled to v x 255 / (2^depth - 1)); levels of noise over a gradient, all used."""
     rng = random.Random(seed)
     n = 1 << depth
     v = bytes((x * n // width + rng.randrange(3)) % n for y in range(height) for x in range(width))
-    return png(width, height, 0, v, depth=depth), \
+    return png(width, height, 0, v, depth=depth, interlace=interlace), \
         b"".join(bytes((l * 255 // (n - 1),)) * 3 for l in v)
 
 
@@ -313,6 +344,35 @@ def sources(tmp):
             path = tmp / (name + ".png")
             path.write_bytes(data)
             out[name] = (path, w, h, 3, px)
+    return {**out, **adam7_sources(tmp)}
+
+
+# Adam7 sources: the test sizes, and small ones where passes are empty or a pixel wide or high.
+ADAM7_SIZES = [(301, 203), (97, 61), (9, 6), (1, 1), (2, 2), (3, 5), (5, 3), (8, 1), (1, 8),
+               (6, 10)]
+
+
+def adam7_sources(tmp):
+    """name -> (path, width, height, channels, pixels) of interlaced (Adam7) files: RGB, RGBA,
+    palettes of 8 bits with tRNS and of 1 bit, grey of 8 and 2 bits."""
+    out = {}
+    for i, (w, h) in enumerate(ADAM7_SIZES):
+        files = {}
+        for ch in (3, 4):
+            px = pixels(w, h, ch, seed=500 + i * 10 + ch)
+            files["rgba" if ch == 4 else "rgb"] = (png(w, h, 6 if ch == 4 else 2, px,
+                                                       interlace=1), ch, px)
+        for depth, alpha in ((8, True), (1, False)):
+            data, px = palette_image(w, h, depth, 500 + i * 10 + depth, alpha, interlace=1)
+            files[f"palette{depth}{'+tRNS' if alpha else ''}"] = (data, 4 if alpha else 3, px)
+        for depth in (8, 2):
+            data, px = grey_image(w, h, depth, 600 + i * 10 + depth, interlace=1)
+            files[f"grey{depth}"] = (data, 3, px)
+        for kind, (data, ch, px) in files.items():
+            name = f"adam7-{kind}-{w}x{h}"
+            path = tmp / (name.replace("+", "-") + ".png")
+            path.write_bytes(data)
+            out[name] = (path, w, h, ch, px)
     return out
 
 
@@ -400,6 +460,9 @@ def declined_files(tmp, good):
         blob[idat + 4 + n + 4:]
     files = {
         "16-bit": (png(w, h, 2, bytes(b for v in rgb for b in (v, v)), depth=16), "not 8-bit"),
+        "interlace method 2": (png(w, h, 2, rgb, interlace=2), "bad interlace method"),
+        "16-bit Adam7": (png(w, h, 2, bytes(b for v in rgb for b in (v, v)), depth=16,
+                             interlace=1), "not 8-bit"),
         "16-bit grey": (png(w, h, 0, bytes(b for v in grey for b in (v, v)), depth=16),
                         "not 8-bit"),
         "grey with tRNS": (png(w, h, 0, grey, before=[(b"tRNS", b"\0\7")]), "tRNS chunk"),
@@ -422,10 +485,6 @@ def declined_files(tmp, good):
     for name, (data, why) in files.items():
         path = tmp / (name.replace(" ", "-").replace("+", "-") + ".png")
         path.write_bytes(data)
-        out[name] = (path, why)
-    for name, opts, why in [("interlaced", ["-interlace", "PNG", "PNG24:"], "interlaced")]:
-        path = tmp / (name + ".png")
-        run(["convert", str(good)] + opts[:-1] + [opts[-1] + str(path)], check=True)
         out[name] = (path, why)
     return out
 
@@ -482,6 +541,25 @@ def filter_sources(tmp):
                                  idat_chunks=chunks))
             out[name] = (path, w, h, 4 if alpha else 3, b"".join(colours[j] for j in idx),
                          FACTORS if w < 37 or first == 4 else [2])
+    # Adam7: each pass's rows filtered on their own, its first row against zeros; the filter
+    # run starts at every type and goes on through the passes
+    for first in range(5):
+        filters = [first] + FILTER_RUN
+        for ch in (3, 4):
+            px = tie_pixels(29, 19, ch, seed=700 + first * 10 + ch)
+            name = f"adam7-{'rgba' if ch == 4 else 'rgb'}-29x19-first{first}"
+            path = tmp / (name + ".png")
+            path.write_bytes(png(29, 19, 6 if ch == 4 else 2, px, filters=filters, interlace=1))
+            out[name] = (path, 29, 19, ch, px, FACTORS)
+        for depth, alpha in ((8, False), (2, True)):
+            plte, colours = palette_of(depth, 700 + first * 10 + depth, alpha)
+            idx = bytes(v % len(colours) for v in tie_pixels(29, 19, 1, seed=710 + first))
+            name = f"adam7-palette{depth}-29x19-first{first}"
+            path = tmp / (name + ".png")
+            path.write_bytes(png(29, 19, 3, idx, before=plte, depth=depth, filters=filters,
+                                 interlace=1))
+            out[name] = (path, 29, 19, 4 if alpha else 3, b"".join(colours[j] for j in idx),
+                         FACTORS)
     return out
 
 
@@ -567,12 +645,18 @@ def check_exact(args, c, tmp):
             check_box(args, c, name, path, w, h, ch, px, f)
 
 
-def stored_in_pairs(raw):
-    """`raw` as a zlib stream of stored deflate blocks of 2 bytes each (7 bytes for every 2)."""
-    blocks = [b"\x00\x02\x00\xfd\xff" + raw[i:i + 2] for i in range(0, len(raw) - 2, 2)]
-    last = raw[len(blocks) * 2:]
+def stored_blocks(raw, n):
+    """`raw` as a zlib stream of stored deflate blocks of `n` bytes each (5 bytes more each)."""
+    blocks = [struct.pack("<BHH", 0, n, 0xffff ^ n) + raw[i:i + n]
+              for i in range(0, len(raw) - n, n)]
+    last = raw[len(blocks) * n:]
     blocks.append(struct.pack("<BHH", 1, len(last), 0xffff ^ len(last)) + last)
     return b"\x78\x01" + b"".join(blocks) + struct.pack(">I", zlib.adler32(raw))
+
+
+def stored_in_pairs(raw):
+    """`raw` as a zlib stream of stored deflate blocks of 2 bytes each (7 bytes for every 2)."""
+    return stored_blocks(raw, 2)
 
 
 def check_long_idat(args, c, tmp):
@@ -591,6 +675,20 @@ def check_long_idat(args, c, tmp):
         parse_dump(out)[3] == colour * (2000 * 157)
     c.check(ok and len(blob) > 8 * 1024 * 1024, f"a 1-bit palette's {len(blob)}-byte IDAT "
             "chunk (libpng's bound: a byte a pixel) decoded", f"exit {rc}: {err[-200:]}")
+    # Adam7: libpng's bound counts 6 bytes more a row. A 200x16000 RGB image's passes, 9.63 MB,
+    # in stored blocks of 400 bytes, 9.75 MB: over the bound without interlacing (606 bytes a
+    # row), within the interlaced one (612 a row); ImageMagick reads it
+    w, h = 200, 16000
+    blob = png(w, h, 2, colour * (w * h), interlace=1, idat_chunks=1,
+               zdata=lambda raw: stored_blocks(raw, 400))
+    path = tmp / "adam7-long-idat.png"
+    path.write_bytes(blob)
+    rc, out, err = dump(args, 8, path)
+    ok = rc == 0 and not sanitizer(err) and parse_dump(out)[:3] == (25, 2000, 3) and \
+        parse_dump(out)[3] == colour * (25 * 2000)
+    c.check(ok and 606 * h + 11 < len(blob) - 57 <= 612 * h + 11,
+            f"an Adam7 image's {len(blob)}-byte IDAT chunk (libpng's bound: 6 bytes more a row) "
+            "decoded", f"exit {rc}: {err[-200:]}")
 
 
 def check_filters(args, c, tmp):
@@ -743,7 +841,9 @@ WORKER_CASES = [("rgb", (1024, 1032), (128, 128), 8), ("rgba", (1024, 1032), (12
                 ("palette+tRNS", (97, 61), (10, 6), 8), ("palette+opaque-tRNS", (304, 200), (38, 25), 8),
                 ("grey-palette", (304, 200), (76, 50), 4), ("palette1", (304, 200), (38, 25), 8),
                 ("grey", (304, 200), (38, 25), 8), ("grey", (301, 203), (100, 66), 2),
-                ("grey2", (304, 200), (76, 50), 4)]
+                ("grey2", (304, 200), (76, 50), 4), ("adam7-rgb", (301, 203), (100, 66), 2),
+                ("adam7-rgba", (304, 200), (38, 25), 8), ("adam7-palette+tRNS", (304, 200), (76, 50), 4),
+                ("adam7-grey2", (97, 61), (12, 8), 4), ("adam7-rgb", (301, 203), (70, 46), 0)]
 EXIF_ROTATED = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0"
 
 
@@ -848,7 +948,7 @@ def check_memory(args, c, tmp):
                 ("read by pngshrink" if take else "left to ImageMagick"), log[-300:])
 
 
-def smooth_indexed(width, height, kind):
+def smooth_indexed(width, height, kind, interlace=0):
     """smooth_pixels() as a palette PNG: "palette" in the 216 colours of a 6x6x6 cube ("+tRNS":
     some of them transparent and some partly so; "+opaque-tRNS": a tRNS of 255s), "grey-palette"
     in 256 greys, "palette1" in two colours, 1 bit a pixel; or as a grey one ("grey": 8 bits,
@@ -856,14 +956,16 @@ def smooth_indexed(width, height, kind):
     rgb = smooth_pixels(width, height, 3)
     if kind.startswith("grey") and kind != "grey-palette":
         depth = 2 if kind == "grey2" else 8
-        return png(width, height, 0, bytes(v >> (8 - depth) for v in rgb[::3]), depth=depth)
+        return png(width, height, 0, bytes(v >> (8 - depth) for v in rgb[::3]), depth=depth,
+                   interlace=interlace)
     if kind == "palette1":
         idx = bytes((rgb[i] + rgb[i + 2]) // 2 > 127 for i in range(0, len(rgb), 3))
         return png(width, height, 3, idx, before=[(b"PLTE", b"\x20\x40\x60\xf0\xe0\x90")],
-                   depth=1)
+                   depth=1, interlace=interlace)
     if kind == "grey-palette":
         return png(width, height, 3, rgb[::3], before=[(b"PLTE", bytes(v for v in range(256)
-                                                                       for _ in range(3)))])
+                                                                       for _ in range(3)))],
+                   interlace=interlace)
     q = [(v * 5 + 127) // 255 for v in rgb]
     idx = bytes(q[i] * 36 + q[i + 1] * 6 + q[i + 2] for i in range(0, len(q), 3))
     cube = bytes(v * 51 for r in range(6) for g in range(6) for b in range(6) for v in (r, g, b))
@@ -873,29 +975,35 @@ def smooth_indexed(width, height, kind):
                                       for i in range(216))))
     elif kind.endswith("+opaque-tRNS"):
         before.append((b"tRNS", bytes([255] * 216)))
-    return png(width, height, 3, idx, before=before)
+    return png(width, height, 3, idx, before=before, interlace=interlace)
 
 
 def check_worker(args, c, tmp):
-    for kind, (w, h), size, factor in WORKER_CASES:
-        name = f"{kind}-{w}x{h}"
+    for kind_name, (w, h), size, factor in WORKER_CASES:
+        name = f"{kind_name}-{w}x{h}"
         path = tmp / f"smooth-{name.replace('+', '-')}.png"
+        interlace = int(kind_name.startswith("adam7-"))
+        kind = kind_name[len("adam7-"):] if interlace else kind_name
         if ("palette" in kind or kind.startswith("grey")) and not path.exists():
-            path.write_bytes(smooth_indexed(w, h, kind))
+            path.write_bytes(smooth_indexed(w, h, kind, interlace))
         if not path.exists():
             ch = 4 if kind == "rgba" else 3
             extra = ancillary_chunks() if kind == "chunks" else TEXT_BEFORE if kind == "text" else []
             path.write_bytes(png(w, h, 6 if ch == 4 else 2, smooth_pixels(w, h, ch),
-                                 before=extra, after=TEXT_AFTER if kind == "text" else ()))
+                                 before=extra, after=TEXT_AFTER if kind == "text" else (),
+                                 interlace=interlace))
         check_taken(args, c, tmp, name, path, size, factor, w, h)
     corpus = Path(args.data) / "corpus" / "cascade-3840x2160.png"
     for size, f in (((400, 225), 8), ((800, 450), 4), ((1600, 900), 2)):
         check_taken(args, c, tmp, corpus.stem, corpus, size, f, 3840, 2160)
+    adam7 = tmp / "cascade-adam7.png"  # ImageMagick's own Adam7 writer
+    run(["convert", str(corpus), "-interlace", "PNG", "PNG24:" + str(adam7)], check=True)
+    check_taken(args, c, tmp, adam7.stem, adam7, (400, 225), 8, 3840, 2160)
     job = tmp / "job-declined.json"
     write_job(job, 10, 6)
     for name, (path, why) in declined_files(tmp, sources(tmp)["rgb-256x160"][0]).items():
         rc, res, log = apply(args, job, path, tmp / ("out-" + path.stem))
-        if name in ("bad CRC", "zlib error", "cut short") + PALETTE_ERRORS:
+        if name in ("bad CRC", "zlib error", "cut short", "interlace method 2") + PALETTE_ERRORS:
             ok = rc != 0 and "cannot read the PNG image" in res.get("error", "")
             c.check(ok, f"{name}: ImageMagick's error still reported",
                     res.get("error", log[-300:]))
