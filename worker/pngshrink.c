@@ -1146,6 +1146,9 @@ static const char *unfilter_pass(const struct png_header *h, const struct pass *
 {
     size_t n = p->stride - 1;
     for (long r = 0; r < p->h; r++) {
+        if (r % DEADLINE_ROWS == 0 && past(deadline)) {
+            return "deadline";
+        }
         unsigned char *row = p->rows + (size_t)r * p->stride + 1;
         const unsigned char *prior = r == 0 ? zeros : row - p->stride;
         bool ok = indexed(h)           ? unfilter_bytes(row, prior, n)
@@ -1153,9 +1156,6 @@ static const char *unfilter_pass(const struct png_header *h, const struct pass *
                                        : unfilter_bpp(row, prior, n, 3);
         if (!ok) {
             return "bad filter";
-        }
-        if (r % DEADLINE_ROWS == DEADLINE_ROWS - 1 && past(deadline)) {
-            return "deadline";
         }
     }
     return NULL;
@@ -1206,6 +1206,7 @@ static const char *decode_adam7(const struct png_header *h, struct shrink *s, lo
         memset(raw + size, 0, RAW_SLACK);
         adam7_passes(h, raw, p);
         why = inflate_idat(h, raw, size);
+        why = why == NULL && past(deadline) ? "deadline" : why;
     }
     for (int i = 0; why == NULL && i < 7; i++) {
         why = unfilter_pass(h, &p[i], zeros + 1, deadline);

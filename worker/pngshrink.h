@@ -72,7 +72,8 @@ struct pngshrink_image {
 /* Decodes the `len` bytes at `data` shrunk by `factor` (2, 4 or 8) into `out`. `deadline` is a
  * clock_mono_ms() time (0: none), checked before and after inflating and every few dozen rows.
  * Memory: the raw rows (width x height x channels bytes, fewer for a palette, and a byte a
- * row), the compressed data again when in several IDAT chunks, libdeflate's decompressor (some
+ * row; an Adam7 image's passes a little more, and two raw rows besides: one put together, one of
+ * zeros), the compressed data again when in several IDAT chunks, libdeflate's decompressor (some
  * 10 KB), three rows of sums, a row of pixels for a palette or grey image, a zTXt's text (64 KB at
  * most) while it is inflated; all freed before returning but the output and the texts, which the
  * caller frees with pngshrink_free(). Returns 0, or -1 when the file is not one this reader takes,

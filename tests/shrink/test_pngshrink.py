@@ -712,9 +712,10 @@ def check_declines(args, c, tmp):
         text = err.decode(errors="replace").strip()
         c.check(rc == 3 and text == "declined: " + why and not sanitizer(err),
                 f"declines {name} ({why})", f"exit {rc}: {text[:200]}")
-    rc, _, err = dump(args, 8, good, past=True)
-    c.check(rc == 3 and b"declined: deadline" in err, "declines once the deadline has passed",
-            f"exit {rc}: {err[:200]}")
+    for what, path in (("", good), (" (Adam7)", sources(tmp)["adam7-rgb-97x61"][0])):
+        rc, _, err = dump(args, 8, path, past=True)
+        c.check(rc == 3 and b"declined: deadline" in err,
+                "declines once the deadline has passed" + what, f"exit {rc}: {err[:200]}")
     rng = random.Random(11)
     whole = sources(tmp)["rgba-301x203"][0].read_bytes()
     bad = []
