@@ -829,10 +829,10 @@ static MagickWand *constitute_png(const struct pngshrink_image *ps, int factor, 
     return w;
 }
 
-/* An 8-bit RGB(A), a palette or a grey PNG wanted at 1/`factor`: the pixels inflated, unfiltered
- * and box-averaged by pngshrink.h, the rest from a ping. Returns NULL with `*declined` when
- * pngshrink does not take the file (or its deadline passed: ImageMagick's read then stops at once
- * with the usual error), NULL with `e` set on errors. */
+/* An 8-bit RGB(A) or grey+alpha, a palette or a grey PNG wanted at 1/`factor`: the pixels
+ * inflated, unfiltered and box-averaged by pngshrink.h, the rest from a ping. Returns NULL with
+ * `*declined` when pngshrink does not take the file (or its deadline passed: ImageMagick's read
+ * then stops at once with the usual error), NULL with `e` set on errors. */
 static MagickWand *read_png_shrink(const void *data, size_t len, const struct img_probe *p,
                                    int factor, bool *declined, struct err *e)
 {

@@ -38,9 +38,9 @@
 /* What the chunk walk found. */
 struct png_header {
     unsigned long width, height;
-    int depth, color_type;          /* IHDR's: 8 and 2 or 6; 1, 2, 4 or 8 and 3 or 0 (grey) */
+    int depth, color_type;          /* IHDR's: 8 and 2, 4 or 6; 1, 2, 4 or 8 and 3 or 0 (grey) */
     bool interlaced;                /* Adam7 (IHDR's interlace method 1) */
-    int channels;                   /* of the pixels: 3 or 4 (a palette with tRNS: 4) */
+    int channels;                   /* of the pixels: 3 or 4 (a palette with tRNS, grey+alpha: 4) */
     uint64_t row_bytes;             /* a raw row without its filter type byte */
     unsigned char palette[256][4];  /* PLTE's colours, with tRNS's alpha (else 255); grey's */
     int npalette, ntrns;            /* entries in PLTE (0: none seen) and in tRNS */
@@ -99,11 +99,24 @@ static bool indexed(const struct png_header *h)
     return h->color_type == 3 || h->color_type == 0;
 }
 
+/* The bytes of a pixel in the raw rows at 8 bits: an index or grey level, grey and alpha, RGB,
+ * RGBA. */
+static size_t raw_bpp(const struct png_header *h)
+{
+    return indexed(h) ? 1 : h->color_type == 4 ? 2 : h->color_type == 6 ? 4 : 3;
+}
+
+/* Whether raw rows are made into rows of RGB or RGBA pixels (expand_row()) before the average:
+ * indices, grey levels, grey and alpha. */
+static bool expanded(const struct png_header *h)
+{
+    return indexed(h) || h->color_type == 4;
+}
+
 /* The bytes of a raw row of `width` pixels, without its filter type byte. */
 static uint64_t raw_row_bytes(const struct png_header *h, uint64_t width)
 {
-    return indexed(h) ? (width * (uint64_t)h->depth + 7) / 8
-                      : width * (h->color_type == 6 ? 4U : 3U);
+    return indexed(h) ? (width * (uint64_t)h->depth + 7) / 8 : width * raw_bpp(h);
 }
 
 /* A grey image's levels as a palette: level v of 2^depth is v x 255 / (2^depth - 1), as libpng
@@ -118,8 +131,8 @@ static void grey_palette(struct png_header *h)
     h->npalette = n;
 }
 
-/* IHDR's 13 bytes at `d`: only 8-bit RGB or RGBA, or a palette or grey of 1, 2, 4 or 8 bits,
- * within `max_pixels`; not interlaced or Adam7. */
+/* IHDR's 13 bytes at `d`: only 8-bit RGB, RGBA or grey+alpha, or a palette or grey of 1, 2, 4
+ * or 8 bits, within `max_pixels`; not interlaced or Adam7. */
 static const char *check_ihdr(const unsigned char *d, long max_pixels, struct png_header *h)
 {
     h->width = be32(d);
@@ -140,8 +153,8 @@ static const char *check_ihdr(const unsigned char *d, long max_pixels, struct pn
     if (h->color_type != 3 && h->depth != 8 && !(h->color_type == 0 && low)) {
         return "not 8-bit";
     }
-    if (h->color_type != 0 && h->color_type != 2 && h->color_type != 3 && h->color_type != 6) {
-        return "not RGB, RGBA, palette or grey";
+    if (h->color_type == 1 || h->color_type == 5 || h->color_type > 6) {
+        return "bad colour type";
     }
     if (d[10] != 0 || d[11] != 0) {
         return "bad IHDR method";
@@ -150,7 +163,7 @@ static const char *check_ihdr(const unsigned char *d, long max_pixels, struct pn
         return "bad interlace method";
     }
     h->interlaced = d[12] == 1;
-    h->channels = h->color_type == 6 ? 4 : 3;
+    h->channels = h->color_type == 6 || h->color_type == 4 ? 4 : 3;
     h->row_bytes = raw_row_bytes(h, h->width);
     if (h->color_type == 0) {
         grey_palette(h);
@@ -799,6 +812,23 @@ static bool unfilter_bytes(unsigned char *row, const unsigned char *prior, size_
     return true;
 }
 
+/* Undoes the filter of one raw row of `h`'s image (`n` bytes at `row`, its filter type byte before
+ * them; the row above at `prior`): false for an unknown filter type. */
+static bool unfilter_row(const struct png_header *h, unsigned char *row, const unsigned char *prior,
+                         size_t n)
+{
+    switch (raw_bpp(h)) {
+    case 1:
+        return unfilter_bytes(row, prior, n);
+    case 2:
+        return unfilter_bpp(row, prior, n, 2);
+    case 4:
+        return unfilter_bpp(row, prior, n, 4);
+    default:
+        return unfilter_bpp(row, prior, n, 3);
+    }
+}
+
 /* ---------------------------------------------------------------- box average */
 
 static uint64_t gcd(uint64_t a, uint64_t b)
@@ -1046,12 +1076,19 @@ static const char *shrink_rows(struct shrink *s, unsigned char *raw, size_t stri
     return NULL;
 }
 
-/* Expands the row of indices (palette entries or grey levels) at `row` (`h->depth` bits each, from
- * each byte's high bits on) into `width` pixels of `ch` bytes at `to`; false for an index past
- * PLTE's colours (libpng and ImageMagick each have their own way with those: declined). */
+/* Expands the raw row at `row` into `width` pixels of `ch` bytes at `to`: grey and alpha into
+ * RGBA, or indices (palette entries or grey levels, `h->depth` bits each, from each byte's high
+ * bits on) looked up; false for an index past PLTE's colours (libpng and ImageMagick each have
+ * their own way with those: declined). */
 static bool expand_row(const struct png_header *h, const unsigned char *row, long width, int ch,
                        unsigned char *to)
 {
+    if (h->color_type == 4) {
+        for (long x = 0; x < width; x++, to += 4, row += 2) {
+            memcpy(to, (unsigned char[4]){row[0], row[0], row[0], row[1]}, 4);
+        }
+        return true;
+    }
     unsigned depth = (unsigned)h->depth, mask = (1U << depth) - 1, n = (unsigned)h->npalette;
     if (depth == 8) {
         for (long x = 0; x < width; x++, to += ch) {
@@ -1073,10 +1110,10 @@ static bool expand_row(const struct png_header *h, const unsigned char *row, lon
     return true;
 }
 
-/* shrink_rows() for an indexed image (palette or grey): each row unfiltered, then looked up into a
- * row of pixels. */
-static const char *shrink_indexed_rows(struct shrink *s, const struct png_header *h,
-                                       unsigned char *raw, size_t stride, long deadline)
+/* shrink_rows() for an image whose raw rows are made into pixels (indices, grey levels, grey and
+ * alpha): each row unfiltered, then expanded into a row of RGB or RGBA pixels. */
+static const char *shrink_expanded_rows(struct shrink *s, const struct png_header *h,
+                                        unsigned char *raw, size_t stride, long deadline)
 {
     unsigned char *px = malloc((size_t)s->width * (size_t)s->channels);
     const char *why = px == NULL ? "out of memory" : NULL;
@@ -1084,7 +1121,7 @@ static const char *shrink_indexed_rows(struct shrink *s, const struct png_header
         unsigned char *row = raw + stride * (size_t)(y + 1) + 1;
         if (y % DEADLINE_ROWS == 0 && past(deadline)) {
             why = "deadline";
-        } else if (!unfilter_bytes(row, row - stride, stride - 1)) {
+        } else if (!unfilter_row(h, row, row - stride, stride - 1)) {
             why = "bad filter";
         } else if (!expand_row(h, row, s->width, s->channels, px)) {
             why = "palette index out of range";
@@ -1151,10 +1188,7 @@ static const char *unfilter_pass(const struct png_header *h, const struct pass *
         }
         unsigned char *row = p->rows + (size_t)r * p->stride + 1;
         const unsigned char *prior = r == 0 ? zeros : row - p->stride;
-        bool ok = indexed(h)           ? unfilter_bytes(row, prior, n)
-                  : h->color_type == 6 ? unfilter_bpp(row, prior, n, 4)
-                                       : unfilter_bpp(row, prior, n, 3);
-        if (!ok) {
+        if (!unfilter_row(h, row, prior, n)) {
             return "bad filter";
         }
     }
@@ -1167,7 +1201,7 @@ static void scatter(const struct png_header *h, const struct pass *p, const unsi
                     unsigned char *line)
 {
     if (h->depth == 8) {
-        size_t bpp = indexed(h) ? 1 : h->color_type == 6 ? 4 : 3;
+        size_t bpp = raw_bpp(h);
         unsigned char *to = line + (size_t)p->x0 * bpp;
         size_t step = (size_t)p->dx * bpp;
         for (long i = 0; i < p->w; i++, to += step, src += bpp) {
@@ -1197,8 +1231,8 @@ static const char *decode_adam7(const struct png_header *h, struct shrink *s, lo
     unsigned char *raw = malloc(size + RAW_SLACK);
     unsigned char *zeros = calloc(line_bytes, 1); /* [0]: a filter type byte's place */
     unsigned char *line = calloc(line_bytes, 1);
-    unsigned char *px = indexed(h) ? malloc((size_t)s->width * (size_t)s->channels) : NULL;
-    const char *why = raw == NULL || zeros == NULL || line == NULL || (indexed(h) && px == NULL)
+    unsigned char *px = expanded(h) ? malloc((size_t)s->width * (size_t)s->channels) : NULL;
+    const char *why = raw == NULL || zeros == NULL || line == NULL || (expanded(h) && px == NULL)
                           ? "out of memory"
                       : past(deadline) ? "deadline"
                                        : NULL;
@@ -1225,10 +1259,10 @@ static const char *decode_adam7(const struct png_header *h, struct shrink *s, lo
                 scatter(h, &p[i], p[i].rows + r * p[i].stride + 1, line + 1);
             }
         }
-        if (indexed(h) && !expand_row(h, line + 1, s->width, s->channels, px)) {
+        if (expanded(h) && !expand_row(h, line + 1, s->width, s->channels, px)) {
             why = "palette index out of range";
         } else {
-            s->row = indexed(h) ? px : line + 1;
+            s->row = expanded(h) ? px : line + 1;
             add_row(s, y);
         }
     }
@@ -1264,7 +1298,7 @@ static const char *decode(const struct png_header *h, struct shrink *s, long dea
     const char *why = past(deadline) ? "deadline" : inflate_idat(h, raw + stride, size);
     if (why == NULL) {
         why = past(deadline) ? "deadline"
-              : indexed(h)   ? shrink_indexed_rows(s, h, raw, stride, deadline)
+              : expanded(h)  ? shrink_expanded_rows(s, h, raw, stride, deadline)
                              : shrink_rows(s, raw, stride, deadline);
     }
     free(raw);

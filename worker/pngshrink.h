@@ -21,8 +21,9 @@
  * types 2 and 6, without a tRNS or PLTE chunk) or a palette of 1, 2, 4 or 8 bits (colour type 3:
  * one PLTE chunk of at most 2^depth colours, an optional tRNS chunk of at most as many alphas
  * after it, both before IDAT; with tRNS the pixels are RGBA, else RGB; an index past the
- * palette's colours is declined once met) or grey of 1, 2, 4 or 8 bits (colour type 0, without
- * tRNS or PLTE: RGB pixels of equal samples), not interlaced or Adam7 (interlace method 1: the
+ * palette's colours is declined once met), grey of 1, 2, 4 or 8 bits (colour type 0, without
+ * tRNS or PLTE: RGB pixels of equal samples) or 8-bit grey+alpha (colour type 4, without tRNS or
+ * PLTE: RGBA pixels of equal colour samples), not interlaced or Adam7 (interlace method 1: the
  * seven passes inflated whole as the rows are, each pass unfiltered as an image of its own, then
  * each row of the image put together from them into one row buffer and averaged as above), and
  * nothing but IDAT, text chunks and IEND from the first IDAT on (the IDAT chunks one after

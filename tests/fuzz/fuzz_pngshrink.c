@@ -17,7 +17,8 @@
  * a text chunk after IDAT), an Adam7 one made with convert and Adam7 RGB, RGBA, 2-bit palette
  * and 1-bit grey ones made with png(..., interlace=1) (adam7-*.png), palette ones of 1, 2, 4 and 8
  * bits, with and without tRNS (palette-13x9.png made with convert, the others with
- * palette_image() of the same file), grey ones of 8, 2 and 1 bits (grey_image()), and RGB, RGBA and
+ * palette_image() of the same file), grey ones of 8, 2 and 1 bits (grey_image()), grey+alpha ones,
+ * plain and Adam7 (grey_alpha_image()), and RGB, RGBA and
  * palette ones whose rows use every filter type, in many IDAT chunks (filters-*.png, made with
  * png() and tie_pixels() of the same file). Built only with -Dfuzz=true (see scripts/fuzz). */
 #include <libdeflate.h>

@@ -6,14 +6,15 @@ Checks:
   - exactness: pngshrink-dump's output for RGB and RGBA PNGs (noise, gradients, alpha from 0
     to 255 with fully transparent regions; odd sizes, where a box is not a whole number of
     pixels), palette PNGs of 8, 4, 2 and 1 bits (every colour used; tRNS with 0, 255 and
-    alphas between, shorter than the palette) and grey ones of 8, 4, 2 and 1 bits (each level
-    scaled to 8 bits as libpng does), and Adam7 files (RGB, RGBA, palettes of 8 bits with tRNS
-    and 1 bit, grey of 8 and 2 bits; sizes from 1x1, where passes are empty, to 301x203) at
+    alphas between, shorter than the palette), grey ones of 8, 4, 2 and 1 bits (each level
+    scaled to 8 bits as libpng does) and 8-bit grey+alpha ones, and Adam7 files (RGB, RGBA,
+    palettes of 8 bits with tRNS and 1 bit, grey of 8 and 2 bits, grey+alpha; sizes from 1x1,
+    where passes are empty, to 301x203) at
     factors 2, 4 and 8 is byte for byte the area
     average computed here of the pixels they stand for: each pixel
     the mean of the source under it, a source pixel weighted by its overlap, rounded to nearest,
     the colour weighted by alpha, a fully transparent box 0,0,0,0;
-  - the filters: RGB, RGBA and palette (8 and 2 bits) files, plain and Adam7 (each pass's first
+  - the filters: RGB, RGBA, grey+alpha and palette (8 and 2 bits) files, plain and Adam7 (each pass's first
     row against zeros), whose rows use every filter type (None, Sub, Up, Average,
     Paeth; each as the first row, whose row above is zeros; runs of Paeth rows of odd and even
     lengths, as the reader undoes two at once; rows of few levels, where Paeth's distances tie),
@@ -22,8 +23,8 @@ Checks:
     1-bit palette image in one IDAT chunk of 8.75 MB, within libpng's bound (a byte a pixel);
     an Adam7 image in one IDAT chunk of 9.75 MB, within libpng's bound for it (6 bytes more a
     row), beyond it without interlacing;
-  - what it declines and why: 16-bit RGB or grey (Adam7 too), grey+alpha, interlace method 2
-    (ImageMagick's error then), tRNS or PLTE in an
+  - what it declines and why: 16-bit RGB, grey or grey+alpha (Adam7 too), colour type 5 and
+    interlace method 2 (ImageMagick's error then), tRNS or PLTE in a grey+alpha, an
     RGB or grey file; a 16-bit palette, a palette without PLTE, two PLTE or tRNS chunks, a PLTE of 257
     colours, of more than 2^depth or not of whole colours, tRNS before PLTE, longer than it or
     with a bad CRC, an index past the palette (ImageMagick's own error then); another chunk
@@ -39,8 +40,8 @@ Checks:
   - the worker's path (pixq-apply, the same job with PIXQ_PNG_SHRINK=1, PIXQ_PNG_SHRINK=0 and
     PIXQ_SHRINK_ON_LOAD=0): the reader is taken ("png_shrink" debug event, by=decoder) for the
     RGB/RGBA and palette files (216 colours, with tRNS, with a tRNS of 255s, 256 greys, two
-    colours at 1 bit), grey files (8 and 2 bits), Adam7 files (RGB, RGBA, palette with tRNS,
-    2-bit grey; the corpus PNG rewritten by ImageMagick with -interlace PNG), with sides
+    colours at 1 bit), grey files (8 and 2 bits), grey+alpha files, Adam7 files (RGB, RGBA,
+    palette with tRNS, 2-bit grey, grey+alpha; the corpus PNG rewritten by ImageMagick with -interlace PNG), with sides
     multiples of the factor or not (one with every ancillary chunk
     the ping reads as the read does, an ICC profile and an EXIF orientation among them; one with
     text chunks before and after the image data, which become the same properties) and the
@@ -160,7 +161,7 @@ def png(width, height, ctype, pixels, before=(), after=(), depth=8, filters=None
     the zlib data in `idat_chunks` IDAT chunks, zdata(raw) instead of zlib.compress(raw) if
     given. With `interlace` 1, Adam7: each pass an image of its own, filters[k] for the k-th row
     counting through the passes (cycled); another `interlace` is only written into IHDR."""
-    bits = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype] * depth
+    bits = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(ctype, 2) * depth  # 2 for an invalid type
     indexed = ctype in (0, 3) and depth <= 8
     if interlace == 1:
         per = 1 if indexed else bits // 8  # bytes a pixel in `pixels`
@@ -246,6 +247,15 @@ def grey_image(width, height, depth, seed, interlace=0):
     v = bytes((x * n // width + rng.randrange(3)) % n for y in range(height) for x in range(width))
     return png(width, height, 0, v, depth=depth, interlace=interlace), \
         b"".join(bytes((l * 255 // (n - 1),)) * 3 for l in v)
+
+
+def grey_alpha_image(width, height, seed, interlace=0):
+    """An 8-bit grey+alpha image: (its PNG, the RGBA pixels it stands for); grey of noise over a
+    gradient, alpha as pixels()'s (fully transparent regions among them)."""
+    rgba = pixels(width, height, 4, seed)
+    ga = bytes(b for i in range(0, len(rgba), 4) for b in (rgba[i], rgba[i + 3]))
+    return png(width, height, 4, ga, interlace=interlace), \
+        b"".join(bytes((ga[i], ga[i], ga[i], ga[i + 1])) for i in range(0, len(ga), 2))
 
 
 def smooth_pixels(width, height, channels):
@@ -338,6 +348,12 @@ def sources(tmp):
             path = tmp / (name.replace("+", "-") + ".png")
             path.write_bytes(data)
             out[name] = (path, w, h, 4 if alpha else 3, px)
+        if (w, h) != (256, 160):
+            name = f"greyalpha-{w}x{h}"
+            data, px = grey_alpha_image(w, h, i * 10 + 7)
+            path = tmp / (name + ".png")
+            path.write_bytes(data)
+            out[name] = (path, w, h, 4, px)
         for depth in GREYS if (w, h) != (256, 160) else ():
             name = f"grey{depth}-{w}x{h}"
             data, px = grey_image(w, h, depth, i * 10 + depth)
@@ -354,7 +370,7 @@ ADAM7_SIZES = [(301, 203), (97, 61), (9, 6), (1, 1), (2, 2), (3, 5), (5, 3), (8,
 
 def adam7_sources(tmp):
     """name -> (path, width, height, channels, pixels) of interlaced (Adam7) files: RGB, RGBA,
-    palettes of 8 bits with tRNS and of 1 bit, grey of 8 and 2 bits."""
+    palettes of 8 bits with tRNS and of 1 bit, grey of 8 and 2 bits, grey+alpha."""
     out = {}
     for i, (w, h) in enumerate(ADAM7_SIZES):
         files = {}
@@ -368,6 +384,8 @@ def adam7_sources(tmp):
         for depth in (8, 2):
             data, px = grey_image(w, h, depth, 600 + i * 10 + depth, interlace=1)
             files[f"grey{depth}"] = (data, 3, px)
+        data, px = grey_alpha_image(w, h, 650 + i, interlace=1)
+        files["greyalpha"] = (data, 4, px)
         for kind, (data, ch, px) in files.items():
             name = f"adam7-{kind}-{w}x{h}"
             path = tmp / (name.replace("+", "-") + ".png")
@@ -467,8 +485,11 @@ def declined_files(tmp, good):
                         "not 8-bit"),
         "grey with tRNS": (png(w, h, 0, grey, before=[(b"tRNS", b"\0\7")]), "tRNS chunk"),
         "grey with PLTE": (png(w, h, 0, grey, before=[(b"PLTE", b"\0\0\0")]), "PLTE chunk"),
-        "grey+alpha": (png(w, h, 4, bytes(b for v in grey for b in (v, 200))),
-                       "not RGB, RGBA, palette or grey"),
+        "16-bit grey+alpha": (png(w, h, 4, bytes(b for v in grey for b in (v, v, 200, v)),
+                                 depth=16), "not 8-bit"),
+        "grey+alpha with tRNS": (png(w, h, 4, bytes(b for v in grey for b in (v, 200)),
+                                     before=[(b"tRNS", b"\0\7")]), "tRNS chunk"),
+        "colour type 5": (png(w, h, 5, bytes(b for v in grey for b in (v, 200))), "bad colour type"),
         **palette_declines(w, h, rgb),
         "tRNS": (png(w, h, 2, rgb, before=[(b"tRNS", b"\0\1\0\2\0\3")]), "tRNS chunk"),
         "gAMA after IDAT": (png(w, h, 2, rgb, after=[(b"gAMA", struct.pack(">I", 45455))]),
@@ -541,6 +562,15 @@ def filter_sources(tmp):
                                  idat_chunks=chunks))
             out[name] = (path, w, h, 4 if alpha else 3, b"".join(colours[j] for j in idx),
                          FACTORS if w < 37 or first == 4 else [2])
+    for i, (w, h, first, chunks) in enumerate(shapes):  # grey+alpha: 2 bytes a pixel
+        ga = tie_pixels(w, h, 2, seed=800 + i)
+        filters = ([first] + FILTER_RUN)[:h - 1] + [4]
+        name = f"greyalpha-{w}x{h}-first{first}-idat{chunks}"
+        path = tmp / (name + ".png")
+        path.write_bytes(png(w, h, 4, ga, filters=filters, idat_chunks=chunks))
+        out[name] = (path, w, h, 4, b"".join(bytes((ga[j], ga[j], ga[j], ga[j + 1]))
+                                               for j in range(0, len(ga), 2)),
+                     FACTORS if w < 37 or first == 4 else [2])
     # Adam7: each pass's rows filtered on their own, its first row against zeros; the filter
     # run starts at every type and goes on through the passes
     for first in range(5):
@@ -551,6 +581,12 @@ def filter_sources(tmp):
             path = tmp / (name + ".png")
             path.write_bytes(png(29, 19, 6 if ch == 4 else 2, px, filters=filters, interlace=1))
             out[name] = (path, 29, 19, ch, px, FACTORS)
+        ga = tie_pixels(29, 19, 2, seed=900 + first)
+        name = f"adam7-greyalpha-29x19-first{first}"
+        path = tmp / (name + ".png")
+        path.write_bytes(png(29, 19, 4, ga, filters=filters, interlace=1))
+        out[name] = (path, 29, 19, 4, b"".join(bytes((ga[j], ga[j], ga[j], ga[j + 1]))
+                                               for j in range(0, len(ga), 2)), FACTORS)
         for depth, alpha in ((8, False), (2, True)):
             plte, colours = palette_of(depth, 700 + first * 10 + depth, alpha)
             idx = bytes(v % len(colours) for v in tie_pixels(29, 19, 1, seed=710 + first))
@@ -844,7 +880,9 @@ WORKER_CASES = [("rgb", (1024, 1032), (128, 128), 8), ("rgba", (1024, 1032), (12
                 ("grey", (304, 200), (38, 25), 8), ("grey", (301, 203), (100, 66), 2),
                 ("grey2", (304, 200), (76, 50), 4), ("adam7-rgb", (301, 203), (100, 66), 2),
                 ("adam7-rgba", (304, 200), (38, 25), 8), ("adam7-palette+tRNS", (304, 200), (76, 50), 4),
-                ("adam7-grey2", (97, 61), (12, 8), 4), ("adam7-rgb", (301, 203), (70, 46), 0)]
+                ("adam7-grey2", (97, 61), (12, 8), 4), ("adam7-rgb", (301, 203), (70, 46), 0),
+                ("greyalpha", (304, 200), (38, 25), 8), ("greyalpha", (301, 203), (100, 66), 2),
+                ("adam7-greyalpha", (97, 61), (12, 8), 4)]
 EXIF_ROTATED = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0"
 
 
@@ -985,6 +1023,11 @@ def check_worker(args, c, tmp):
         path = tmp / f"smooth-{name.replace('+', '-')}.png"
         interlace = int(kind_name.startswith("adam7-"))
         kind = kind_name[len("adam7-"):] if interlace else kind_name
+        if kind == "greyalpha" and not path.exists():
+            rgba = smooth_pixels(w, h, 4)
+            path.write_bytes(png(w, h, 4, bytes(b for i in range(0, len(rgba), 4) for b in
+                                                ((rgba[i] + rgba[i + 1] + rgba[i + 2]) // 3,
+                                                 rgba[i + 3])), interlace=interlace))
         if ("palette" in kind or kind.startswith("grey")) and not path.exists():
             path.write_bytes(smooth_indexed(w, h, kind, interlace))
         if not path.exists():
@@ -1004,7 +1047,8 @@ def check_worker(args, c, tmp):
     write_job(job, 10, 6)
     for name, (path, why) in declined_files(tmp, sources(tmp)["rgb-256x160"][0]).items():
         rc, res, log = apply(args, job, path, tmp / ("out-" + path.stem))
-        if name in ("bad CRC", "zlib error", "cut short", "interlace method 2") + PALETTE_ERRORS:
+        if name in ("bad CRC", "zlib error", "cut short", "interlace method 2",
+                    "colour type 5") + PALETTE_ERRORS:
             ok = rc != 0 and "cannot read the PNG image" in res.get("error", "")
             c.check(ok, f"{name}: ImageMagick's error still reported",
                     res.get("error", log[-300:]))
