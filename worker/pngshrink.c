@@ -1218,7 +1218,8 @@ static void scatter(const struct png_header *h, const struct pass *p, const unsi
 }
 
 /* decode() for an Adam7 image: its passes inflated whole and unfiltered, then each row of the
- * image put together from them, looked up when indexed, and added to the running average. */
+ * image put together from them, expanded into pixels when it is not RGB(A) (expanded()), and
+ * added to the running average. */
 static const char *decode_adam7(const struct png_header *h, struct shrink *s, long deadline)
 {
     struct pass p[7];

@@ -75,11 +75,12 @@ struct pngshrink_image {
  * Memory: the raw rows (width x height x channels bytes, fewer for a palette, and a byte a
  * row; an Adam7 image's passes a little more, and two raw rows besides: one put together, one of
  * zeros), the compressed data again when in several IDAT chunks, libdeflate's decompressor (some
- * 10 KB), three rows of sums, a row of pixels for a palette or grey image, a zTXt's text (64 KB at
- * most) while it is inflated; all freed before returning but the output and the texts, which the
- * caller frees with pngshrink_free(). Returns 0, or -1 when the file is not one this reader takes,
- * is damaged, is larger than `max_pixels`, the deadline passed ("deadline") or memory ran out, with
- * `*why` naming the reason (a static string, for the debug log); `out` is then empty. */
+ * 10 KB), three rows of sums, a row of pixels for a palette, grey or grey+alpha image, a zTXt's
+ * text (64 KB at most) while it is inflated; all freed before returning but the output and the
+ * texts, which the caller frees with pngshrink_free(). Returns 0, or -1 when the file is not one
+ * this reader takes, is damaged, is larger than `max_pixels`, the deadline passed ("deadline") or
+ * memory ran out, with `*why` naming the reason (a static string, for the debug log); `out` is
+ * then empty. */
 int pngshrink_decode(const void *data, size_t len, int factor, long max_pixels, long deadline,
                      struct pngshrink_image *out, const char **why);
 
