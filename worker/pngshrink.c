@@ -758,18 +758,23 @@ static ALWAYS_INLINE bool unfilter_bpp(unsigned char *row, const unsigned char *
 }
 
 /* Undoes the filter of the row at `row` (`stride` bytes from one row's filter type byte to the
- * next's) and, when `more` rows follow and both use Paeth, of the next one too (paeth2()): the
- * number of rows undone, 0 for an unknown filter type. */
+ * next's; pixels of `bpp` 2, 3 or 4 bytes) and, when `more` rows follow and both use Paeth, of the
+ * next one too (paeth2()): the number of rows undone, 0 for an unknown filter type. */
 static int unfilter_rows(unsigned char *row, size_t stride, bool more, int bpp)
 {
     size_t n = stride - 1;
     if (more && row[-1] == 4 && row[n] == 4) {
-        if (bpp == 3) {
+        if (bpp == 2) {
+            paeth2(row, row + stride, row - stride, n, 2);
+        } else if (bpp == 3) {
             paeth2(row, row + stride, row - stride, n, 3);
         } else {
             paeth2(row, row + stride, row - stride, n, 4);
         }
         return 2;
+    }
+    if (bpp == 2) {
+        return unfilter_bpp(row, row - stride, n, 2) ? 1 : 0;
     }
     if (bpp == 3) {
         return unfilter_bpp(row, row - stride, n, 3) ? 1 : 0;
@@ -1111,19 +1116,30 @@ static bool expand_row(const struct png_header *h, const unsigned char *row, lon
 }
 
 /* shrink_rows() for an image whose raw rows are made into pixels (indices, grey levels, grey and
- * alpha): each row unfiltered, then expanded into a row of RGB or RGBA pixels. */
+ * alpha): each row unfiltered (grey and alpha as shrink_rows() does, two Paeth rows at once), then
+ * expanded into a row of RGB or RGBA pixels. */
 static const char *shrink_expanded_rows(struct shrink *s, const struct png_header *h,
                                         unsigned char *raw, size_t stride, long deadline)
 {
     unsigned char *px = malloc((size_t)s->width * (size_t)s->channels);
     const char *why = px == NULL ? "out of memory" : NULL;
+    long ready = 0; /* rows unfiltered */
     for (long y = 0; why == NULL && y < s->height; y++) {
         unsigned char *row = raw + stride * (size_t)(y + 1) + 1;
         if (y % DEADLINE_ROWS == 0 && past(deadline)) {
             why = "deadline";
-        } else if (!unfilter_row(h, row, row - stride, stride - 1)) {
-            why = "bad filter";
-        } else if (!expand_row(h, row, s->width, s->channels, px)) {
+            continue;
+        }
+        if (y == ready) {
+            int k = raw_bpp(h) == 2 ? unfilter_rows(row, stride, y + 1 < s->height, 2)
+                                    : (int)unfilter_row(h, row, row - stride, stride - 1);
+            if (k == 0) {
+                why = "bad filter";
+                continue;
+            }
+            ready += k;
+        }
+        if (!expand_row(h, row, s->width, s->channels, px)) {
             why = "palette index out of range";
         } else {
             s->row = px;
