@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,10 +157,6 @@ def ceilings(port, r, clients, requests):
     return out
 
 
-def median(values):
-    return sorted(values)[len(values) // 2]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", required=True)
@@ -188,12 +185,13 @@ def main():
             finally:
                 jobs, trips = stop_workers(progs)
             rt = trips / jobs if jobs else float("nan")
-            secs = median([x[0] for x in rounds])
-            ping, evalsha = median([x[2] for x in rounds]), median([x[3] for x in rounds])
+            secs = statistics.median_high([x[0] for x in rounds])
+            ping = statistics.median_high([x[2] for x in rounds])
+            evalsha = statistics.median_high([x[3] for x in rounds])
             rows.append({"workers": n, "jobs": opts.jobs, "seconds": secs,
                          "jobs_per_s": opts.jobs / secs, "per_worker": opts.jobs / secs / n,
                          "round_trips_per_job": rt, "ping_rps": ping, "evalsha_rps": evalsha,
-                         "redis_us_per_job": median([x[1] for x in rounds]),
+                         "redis_us_per_job": statistics.median_high([x[1] for x in rounds]),
                          "ceiling_ping": ping / rt, "ceiling_evalsha": evalsha / rt,
                          "r_ping_rounds": [opts.jobs / x[0] / (x[2] / rt) for x in rounds],
                          "r_eval_rounds": [opts.jobs / x[0] / (x[3] / rt) for x in rounds]})
@@ -211,8 +209,8 @@ def main():
     for row in rows:
         print("%-8d %8.0f %10.0f %7.2f %10.0f %12.0f %7.2f %7.2f" % (
             row["workers"], row["jobs_per_s"], row["per_worker"], row["round_trips_per_job"],
-            row["ceiling_ping"], row["ceiling_evalsha"], median(row["r_ping_rounds"]),
-            median(row["r_eval_rounds"])))
+            row["ceiling_ping"], row["ceiling_evalsha"], statistics.median_high(row["r_ping_rounds"]),
+            statistics.median_high(row["r_eval_rounds"])))
     print()
     for row in rows:
         print("r_ping by round, %d worker%s: %s" % (row["workers"], "s" if row["workers"] > 1 else "",

@@ -249,13 +249,17 @@ def grey_image(width, height, depth, seed, interlace=0):
         b"".join(bytes((l * 255 // (n - 1),)) * 3 for l in v)
 
 
+def rgba_of_grey_alpha(ga):
+    """The RGBA pixels grey+alpha bytes stand for."""
+    return b"".join(bytes((ga[i], ga[i], ga[i], ga[i + 1])) for i in range(0, len(ga), 2))
+
+
 def grey_alpha_image(width, height, seed, interlace=0):
     """An 8-bit grey+alpha image: (its PNG, the RGBA pixels it stands for); grey of noise over a
     gradient, alpha as pixels()'s (fully transparent regions among them)."""
     rgba = pixels(width, height, 4, seed)
     ga = bytes(b for i in range(0, len(rgba), 4) for b in (rgba[i], rgba[i + 3]))
-    return png(width, height, 4, ga, interlace=interlace), \
-        b"".join(bytes((ga[i], ga[i], ga[i], ga[i + 1])) for i in range(0, len(ga), 2))
+    return png(width, height, 4, ga, interlace=interlace), rgba_of_grey_alpha(ga)
 
 
 def smooth_pixels(width, height, channels):
@@ -568,8 +572,7 @@ def filter_sources(tmp):
         name = f"greyalpha-{w}x{h}-first{first}-idat{chunks}"
         path = tmp / (name + ".png")
         path.write_bytes(png(w, h, 4, ga, filters=filters, idat_chunks=chunks))
-        out[name] = (path, w, h, 4, b"".join(bytes((ga[j], ga[j], ga[j], ga[j + 1]))
-                                               for j in range(0, len(ga), 2)),
+        out[name] = (path, w, h, 4, rgba_of_grey_alpha(ga),
                      FACTORS if w < 37 or first == 4 else [2])
     # Adam7: each pass's rows filtered on their own, its first row against zeros; the filter
     # run starts at every type and goes on through the passes
@@ -585,8 +588,7 @@ def filter_sources(tmp):
         name = f"adam7-greyalpha-29x19-first{first}"
         path = tmp / (name + ".png")
         path.write_bytes(png(29, 19, 4, ga, filters=filters, interlace=1))
-        out[name] = (path, 29, 19, 4, b"".join(bytes((ga[j], ga[j], ga[j], ga[j + 1]))
-                                               for j in range(0, len(ga), 2)), FACTORS)
+        out[name] = (path, 29, 19, 4, rgba_of_grey_alpha(ga), FACTORS)
         for depth, alpha in ((8, False), (2, True)):
             plte, colours = palette_of(depth, 700 + first * 10 + depth, alpha)
             idx = bytes(v % len(colours) for v in tie_pixels(29, 19, 1, seed=710 + first))
