@@ -3,25 +3,41 @@
 processes: a corpus JPEG (2560x1600) to a thumbnail 200 px wide, and the same to 800 px, one
 save to s3rver, one postback.
 
-    tests/bench/run [--build DIR] e2e [--jobs 500] [--image autumn-2560x1600.jpg]
-        [--sizes 200,800] [--processes | --separate] [--smoke] [--json]
+    tests/bench/run [--build DIR] e2e [--jobs 500] [--rounds 3] [--warm-s3 2000]
+        [--s3rver-processes 2] [--image autumn-2560x1600.jpg] [--sizes 200,800]
+        [--processes | --separate] [--smoke] [--json]
 
-Servers, all on loopback and started here: redis-server, s3rver (deploy/s3rver, as the
-integration tests start it), and this script's own source server and postback receiver
-(Python's ThreadingHTTPServer, keep-alive, TCP_NODELAY, each response written in one piece, so
-that they add no Nagle/delayed-ACK stalls of their own).
+Servers, all on loopback and started here: redis-server, s3rver (deploy/s3rver), and this
+script's own source server and postback receiver (Python's ThreadingHTTPServer, keep-alive,
+TCP_NODELAY, each response written in one piece, so that they add no Nagle/delayed-ACK stalls
+of their own).
 
-Two phases per worker count, each of --jobs jobs:
+s3rver runs as --s3rver-processes processes sharing its port and data (s3rver-cluster.js; 1:
+the one process the integration tests start). One s3rver is one event loop, and with two
+workers their PUTs wait behind each other's steps in it while the workers hold both cores:
+S3, many machines, serves each PUT on its own. s3rver is then warmed with --warm-s3 signed
+PUTs (jobs of an 8x8 canvas saved by two workers): node compiles its code as it runs, and a
+cold s3rver takes 1.5 to 4 times as long a PUT for its first few thousand, which would
+otherwise fall on the first phase measured.
+
+Each size runs --rounds rounds; a round runs 1 worker, then 2, each in two phases of --jobs
+jobs:
 * throughput: every job pushed at once; jobs/s = jobs / (first push to last postback);
 * latency: a closed loop that keeps one job in flight per worker (a new job is pushed when a
   postback arrives), so a job never waits behind others: p50 and p99 of the time from its LPUSH
   to its postback's arrival at the receiver. The worker count's jobs/s in this phase is printed
   too.
+jobs/s and loop/s are the medians of the rounds, the scaling is the median of each round's
+ratio (every round's is printed), latencies and processing times are pooled over the rounds.
 "Processing" is the worker's own `processed` debug line, decode, transform and encode of the
 job in the worker: its `us` less `fetch_us` (the source's download), microseconds, where the
 worker logs them, else `ms` (download included), its p50 over the latency phase; "in worker" is the
 job_done line's ms (begin to settle: fetch, processing, upload, postback, Redis). The targets
 (issue 7): latency p50 at most 1.15 x processing; 2 workers at least 1.8 x 1 worker's jobs/s.
+
+The CPU each process took in the throughput phase (/proc/PID/stat, threads and children
+included) is printed a job: the workers, s3rver, this script (source server, receiver and
+client) and redis-server, and how many of the machine's cores they kept busy together.
 
 With --processes (the default when pixq-worker has it) one `pixq-worker --processes N` runs the
 N workers under its supervisor; with --separate, N pixq-worker processes are started.
@@ -32,6 +48,7 @@ import http.server
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -138,6 +155,53 @@ class Postbacks:
 
 
 # ---------------------------------------------------------------------------------------------
+# CPU taken by each process, from /proc
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_table():
+    """{pid: (parent pid, CPU seconds of all its threads)} of every process now."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        table[int(name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return table
+
+
+def tree_cpu(table, root):
+    """CPU seconds of `root` and of its descendants alive now."""
+    children = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += table[pid][1] if pid in table else 0.0
+        todo += children.get(pid, [])
+    return total
+
+
+def machine_busy():
+    """CPU seconds the whole machine has spent busy (all of /proc/stat's first line but idle
+    and iowait): with the processes' own, it shows the kernel's softirq work for loopback
+    traffic, which no process is charged for."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+
+
+CPU_KINDS = ("pixq-worker", "s3rver", "benchmark", "redis-server")
+
+
+# ---------------------------------------------------------------------------------------------
 # the run
 
 
@@ -153,7 +217,8 @@ class Bench:
         self.opts = opts
         self.tmp = tmp
         self.redis_server = harness.RedisServer(tmp / "redis").start()
-        self.s3 = harness.S3rverServer(tmp / "s3rver", (BUCKET,)).start()
+        self.s3 = harness.S3rverServer(tmp / "s3rver", (BUCKET,),
+                                       processes=opts.s3rver_processes).start()
         image = (harness.REPO_ROOT / "tests" / "data" / "corpus" / opts.image).read_bytes()
         self.src = Server(_SourceHandler, files={"/src.jpg": image})
         self.pb = Postbacks()
@@ -182,19 +247,28 @@ class Bench:
         })
         return env
 
-    def start_workers(self, n):
+    def start_workers(self, n, name):
         progs = []
         if self.opts.separate or n == 1:
             for i in range(n):
-                progs.append(harness.Program("w%d-%d" % (n, i), [self.opts.worker], self.env(),
-                                             self.tmp / ("w%d-%d.log" % (n, i))))
+                progs.append(harness.Program("%s-%d" % (name, i), [self.opts.worker], self.env(),
+                                             self.tmp / ("%s-%d.log" % (name, i))))
         else:
-            progs.append(harness.Program("w%d" % n, [self.opts.worker, "--processes", str(n)],
-                                         self.env(), self.tmp / ("w%d.log" % n)))
+            progs.append(harness.Program(name, [self.opts.worker, "--processes", str(n)],
+                                         self.env(), self.tmp / ("%s.log" % name)))
         harness.wait_until(lambda: sum(len(p.log_events("worker_start")) for p in progs) >= n,
                            30, "%d workers to start" % n,
                            check=lambda: [p.check_alive() for p in progs])
         return progs
+
+    def cpu(self, progs):
+        """CPU seconds so far of each kind of process (CPU_KINDS)."""
+        table = proc_table()
+        me = table.get(os.getpid(), (0, 0.0))[1]  # this script alone, not its children
+        return {"pixq-worker": sum(tree_cpu(table, p.pid) for p in progs),
+                "s3rver": tree_cpu(table, self.s3.proc.pid), "benchmark": me,
+                "redis-server": tree_cpu(table, self.redis_server.proc.pid),
+                "machine": machine_busy()}
 
     def job(self, job_id):
         return json.dumps({
@@ -205,20 +279,37 @@ class Bench:
                                     "s3_destination": {"bucket": BUCKET,
                                                        "key": "e2e/%s.jpg" % job_id}}}]})
 
-    def push(self, job_id):
-        payload = self.job(job_id)
-        with self.push_lock:
-            self.pushed[job_id] = time.time()
-            self.r.lpush("pixq:{%s}:jobs" % QUEUE, payload)
+    def push_all(self, payloads):
+        for i in range(0, len(payloads), 100):
+            self.r.lpush("pixq:{%s}:jobs" % QUEUE, *payloads[i:i + 100])
+
+    def warm_s3(self, count):
+        """`count` jobs of an 8x8 canvas saved to s3rver by 2 workers: signed PUTs through the
+        code s3rver runs for the jobs measured, until node has compiled it."""
+        if count <= 0:
+            return
+        progs = self.start_workers(2, "warm-s3")
+        try:
+            self.push_all([json.dumps({
+                "job_id": "warm-s3-%d" % i, "src": {"name": "canvas", "width": 8, "height": 8},
+                "postback_url": self.receiver.url("/pb"),
+                "functions": [{"name": "no_op", "save": {
+                    "image_identifier": "w",
+                    "s3_destination": {"bucket": BUCKET, "key": "warm/%d.jpg" % i}}}]})
+                for i in range(count)])
+            self.pb.wait_count("warm-s3-", count, 600)
+        finally:
+            for p in progs:
+                p.terminate()
 
     def throughput(self, prefix, n):
+        """Every job pushed at once: (jobs/s, seconds from the first push to the last postback)."""
         payloads = [self.job("%s-%d" % (prefix, i)) for i in range(n)]
         t0 = time.time()
-        for i in range(0, n, 100):
-            self.r.lpush("pixq:{%s}:jobs" % QUEUE, *payloads[i:i + 100])
+        self.push_all(payloads)
         self.pb.wait_count(prefix, n, 600)
         last = max(t for j, t in self.pb.arrived.items() if j and j.startswith(prefix))
-        return n / (last - t0)
+        return n / (last - t0), last - t0
 
     def latency(self, prefix, n, in_flight):
         sent = [0]
@@ -254,12 +345,15 @@ class Bench:
         lat = [(arrived[j] - self.pushed[j]) * 1000 for j in arrived]
         return n / (max(arrived.values()) - t0), lat
 
-    def run_count(self, n):
-        progs = self.start_workers(n)
+    def run_count(self, n, rnd):
+        """Round `rnd`'s two phases with n workers: its figures, and the samples to pool."""
+        tag = "s%d-r%d-" % (self.size, rnd)  # job ids are unique across sizes and rounds
+        progs = self.start_workers(n, "%sw%d" % (tag, n))
         try:
-            tag = "s%d-" % self.size  # job ids are unique across sizes
             self.throughput(tag + "warm%d" % n, max(2 * n, min(20, self.opts.jobs)))
-            tput = self.throughput(tag + "tp%d" % n, self.opts.jobs)
+            before = self.cpu(progs)
+            tput, seconds = self.throughput(tag + "tp%d" % n, self.opts.jobs)
+            after = self.cpu(progs)
             lat_rate, lat = self.latency(tag + "lat%d" % n, self.opts.jobs, n)
         finally:
             for p in progs:
@@ -267,27 +361,61 @@ class Bench:
         events = [e for p in progs for e in p.log_events()]
         lat_ids = {e.get("job_id") for e in events if e.get("event") == "job_done"
                    and e.get("job_id", "").startswith(tag + "lat%d-" % n)}
-        processed = [(int(e["us"]) - int(e["fetch_us"])) / 1000 if "fetch_us" in e
-                     else int(e["ms"]) for e in events
-                     if e.get("event") == "processed" and e.get("job_id") in lat_ids]
-        in_worker = [int(e["ms"]) for e in events if e.get("event") == "job_done"
-                     and e.get("job_id") in lat_ids]
-        def p50_of(event, field, scale=1.0):
-            return pct([float(e[field]) * scale for e in events if e.get("event") == event
-                        and field in e and e.get("job_id") in lat_ids], 50)
+
+        def values(event, field, scale=1.0):
+            return [float(e[field]) * scale for e in events if e.get("event") == event
+                    and field in e and e.get("job_id") in lat_ids]
 
         failed = [e for e in events if e.get("event") == "job_failed"]
         if failed:
             raise RuntimeError("%d jobs failed, first: %r" % (len(failed), failed[0]))
-        return {"size": self.size, "workers": n, "jobs": self.opts.jobs,
-                "throughput_jobs_per_s": tput,
-                "closed_loop_jobs_per_s": lat_rate, "p50_ms": pct(lat, 50),
-                "p99_ms": pct(lat, 99), "processing_p50_ms": pct(processed, 50),
-                "processing_mean_ms": sum(processed) / max(1, len(processed)),
-                "in_worker_p50_ms": pct(in_worker, 50),
-                "fetch_p50_ms": p50_of("processed", "fetch_us", 0.001),
-                "put_p50_ms": p50_of("s3_put", "ms"),
-                "postback_p50_ms": p50_of("postback_sent", "ms")}
+        processed = [(int(e["us"]) - int(e["fetch_us"])) / 1000 if "fetch_us" in e
+                     else int(e["ms"]) for e in events
+                     if e.get("event") == "processed" and e.get("job_id") in lat_ids]
+        cpu = {k: (after[k] - before[k]) * 1000 / self.opts.jobs for k in CPU_KINDS}
+        return {"throughput_jobs_per_s": tput, "closed_loop_jobs_per_s": lat_rate,
+                "cpu_ms_per_job": cpu,
+                "cores_busy": sum(after[k] - before[k] for k in CPU_KINDS) / seconds,
+                "machine_cores_busy": (after["machine"] - before["machine"]) / seconds,
+                "samples": {"latency_ms": lat, "processing_ms": processed,
+                            "in_worker_ms": values("job_done", "ms"),
+                            "fetch_ms": values("processed", "fetch_us", 0.001),
+                            "put_ms": values("s3_put", "ms"),
+                            "postback_ms": values("postback_sent", "ms")}}
+
+    def run_size(self, size):
+        """--rounds rounds of 1 worker then 2 at `size`: a row per worker count."""
+        self.size = size
+        rounds = {1: [], 2: []}
+        for rnd in range(self.opts.rounds):
+            for n in (1, 2):
+                rounds[n].append(self.run_count(n, rnd))
+        return [summarize(size, n, rounds[n], self.opts.jobs) for n in (1, 2)]
+
+
+def summarize(size, n, rounds, jobs):
+    """One worker count's row: medians of the rounds' rates, pooled samples' percentiles."""
+    pooled = {k: [v for r in rounds for v in r["samples"][k]] for k in rounds[0]["samples"]}
+    return {"size": size, "workers": n, "jobs": jobs, "rounds": len(rounds),
+            "throughput_jobs_per_s": statistics.median_high(
+                [r["throughput_jobs_per_s"] for r in rounds]),
+            "throughput_by_round": [r["throughput_jobs_per_s"] for r in rounds],
+            "closed_loop_jobs_per_s": statistics.median_high(
+                [r["closed_loop_jobs_per_s"] for r in rounds]),
+            "p50_ms": pct(pooled["latency_ms"], 50), "p99_ms": pct(pooled["latency_ms"], 99),
+            "processing_p50_ms": pct(pooled["processing_ms"], 50),
+            "processing_mean_ms": sum(pooled["processing_ms"]) / max(
+                1, len(pooled["processing_ms"])),
+            "in_worker_p50_ms": pct(pooled["in_worker_ms"], 50),
+            "fetch_p50_ms": pct(pooled["fetch_ms"], 50),
+            "put_p50_ms": pct(pooled["put_ms"], 50),
+            "postback_p50_ms": pct(pooled["postback_ms"], 50),
+            "cpu_ms_per_job": {k: statistics.median_high([r["cpu_ms_per_job"][k]
+                                                          for r in rounds])
+                               for k in CPU_KINDS},
+            "cores_busy": statistics.median_high([r["cores_busy"] for r in rounds]),
+            "machine_cores_busy": statistics.median_high([r["machine_cores_busy"]
+                                                          for r in rounds])}
 
 
 def report(rows, opts):
@@ -299,10 +427,11 @@ def report(rows, opts):
 
 def report_size(rows, size, opts):
     print()
-    print("end to end: %d jobs per phase, %s to a thumbnail %d px wide, one save (s3rver), one "
-          "postback; workers as %s" % (opts.jobs, opts.image, size,
-                                       "separate processes" if opts.separate
-                                       else "pixq-worker --processes N"))
+    print("end to end: %d jobs per phase, %d round%s, %s to a thumbnail %d px wide, one save "
+          "(s3rver, %d process%s), one postback; workers as %s" % (
+              opts.jobs, opts.rounds, "s" if opts.rounds > 1 else "", opts.image, size,
+              opts.s3rver_processes, "es" if opts.s3rver_processes > 1 else "",
+              "separate processes" if opts.separate else "pixq-worker --processes N"))
     print("%-8s %10s %10s %8s %8s %10s %10s %10s" % (
         "workers", "jobs/s", "loop/s", "p50_ms", "p99_ms", "proc_p50", "in_worker", "p50/proc"))
     for row in rows:
@@ -315,9 +444,19 @@ def report_size(rows, size, opts):
               "PUT to s3rver %.1f ms, postback %.1f ms" % (
                   row["workers"], "s" if row["workers"] > 1 else "", row["fetch_p50_ms"],
                   row["put_p50_ms"], row["postback_p50_ms"]))
+    for row in rows:
+        cpu = row["cpu_ms_per_job"]
+        print("  %d worker%s, CPU a job in the throughput phase: %s, total %.2f ms; cores busy: "
+              "%.2f by them, %.2f in all" % (
+                  row["workers"], "s" if row["workers"] > 1 else "",
+                  ", ".join("%s %.2f ms" % (k, cpu[k]) for k in CPU_KINDS),
+                  sum(cpu.values()), row["cores_busy"], row["machine_cores_busy"]))
     if len(rows) == 2:
-        print("scaling 2 workers / 1 worker: %.2f (throughput phase)"
-              % (rows[1]["throughput_jobs_per_s"] / rows[0]["throughput_jobs_per_s"]))
+        by_round = [b / a for a, b in zip(rows[0]["throughput_by_round"],
+                                          rows[1]["throughput_by_round"])]
+        print("scaling by round: %s" % " ".join("%.2f" % v for v in by_round))
+        print("scaling 2 workers / 1 worker: %.2f (throughput phase, median of rounds)"
+              % statistics.median_high(by_round))
 
 
 def has_processes(worker):
@@ -330,6 +469,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", required=True)
     ap.add_argument("--jobs", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of 1 worker, then 2")
+    ap.add_argument("--warm-s3", type=int, default=2000, help="canvas jobs saved first")
+    ap.add_argument("--s3rver-processes", type=int, default=2,
+                    help="s3rver processes sharing the port (1: plain s3rver)")
     ap.add_argument("--image", default="autumn-2560x1600.jpg")
     ap.add_argument("--sizes", default="200,800", help="thumbnail widths, one run each")
     ap.add_argument("--separate", action="store_true", help="N pixq-worker processes")
@@ -340,6 +483,8 @@ def main():
     opts.sizes = [int(s) for s in opts.sizes.split(",")]
     if opts.smoke:
         opts.jobs = 6
+        opts.rounds = 1
+        opts.warm_s3 = 4
     if not opts.processes and not has_processes(opts.worker):
         opts.separate = True
     print(machine_line())
@@ -347,10 +492,10 @@ def main():
     bench = None
     try:
         bench = Bench(opts, tmp)
+        bench.warm_s3(opts.warm_s3)
         rows = []
         for size in opts.sizes:
-            bench.size = size
-            rows += [bench.run_count(n) for n in (1, 2)]
+            rows += bench.run_size(size)
     finally:
         if bench is not None:
             bench.stop()

@@ -46,8 +46,11 @@ CHECKS = {
     "e2e": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
     ] + [r"(?m)^end to end: .* to a thumbnail %d px wide, .*$" % w for w in (200, 800)] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [
-        r"(?m)^scaling 2 workers / 1 worker: %s \(throughput phase\)$" % NUM,
-    ],
+        r"(?m)^scaling 2 workers / 1 worker: %s \(throughput phase, median of rounds\)$" % NUM,
+        r"(?m)^scaling by round: %s$" % NUM,
+    ] + [r"(?m)^  %d workers?, CPU a job in the throughput phase: pixq-worker %s ms, s3rver %s ms, "
+         r"benchmark %s ms, redis-server %s ms, total %s ms; cores busy: %s by them, %s in all$"
+         % ((n,) + (NUM,) * 7) for n in (1, 2)],
     "queue": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
     ] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [

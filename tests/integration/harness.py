@@ -50,6 +50,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
 S3RVER_BIN = REPO_ROOT / "deploy" / "s3rver" / "node_modules" / ".bin" / "s3rver"
+S3RVER_CLUSTER = REPO_ROOT / "tests" / "bench" / "s3rver-cluster.js"  # s3rver in N processes
 STACK_SH = REPO_ROOT / "deploy" / "stack.sh"
 LOOPBACK = "127.0.0.1"
 
@@ -830,15 +831,17 @@ class RedisServer(_Daemon):
 
 class S3rverServer(_Daemon):
     """s3rver (deploy/s3rver, npm) on a port the OS chooses, data in `directory`; the buckets
-    are created at start."""
+    are created at start. With processes > 1, that many s3rver processes share the port and
+    the data (tests/bench/s3rver-cluster.js)."""
 
     LISTENING = re.compile(r"S3rver listening on 127\.0\.0\.1:(\d+)")
 
-    def __init__(self, directory, buckets=("pixq-test",)):
+    def __init__(self, directory, buckets=("pixq-test",), processes=1):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "s3rver.log"
         self.buckets = tuple(buckets)
+        self.processes = processes
         self.port = None
 
     def start(self, timeout=30):
@@ -846,6 +849,10 @@ class S3rverServer(_Daemon):
             raise AssertionError("%s is missing: run scripts/bootstrap (npm ci in deploy/s3rver)"
                                  % S3RVER_BIN)
         args = [str(S3RVER_BIN), "-d", str(self.dir / "data"), "-a", LOOPBACK, "-p", "0"]
+        if self.processes > 1:
+            (self.dir / "data").mkdir(exist_ok=True)
+            args = ["node", str(S3RVER_CLUSTER), "-d", str(self.dir / "data"), "-a", LOOPBACK,
+                    "--processes", str(self.processes)]
         for b in self.buckets:
             args += ["--configure-bucket", b]
         with open(self.log_path, "ab") as log:
@@ -861,6 +868,15 @@ class S3rverServer(_Daemon):
             self.stop()
             raise AssertionError("%s\n%s" % (e, tail(self.log_path, 30))) from None
         return self
+
+    def stop(self):
+        if self.proc is not None and self.processes > 1 and self.proc.poll() is None:
+            self.proc.terminate()  # the cluster's primary stops its children first
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        super().stop()
 
     def _listening_port(self):
         try:
