@@ -191,6 +191,9 @@ static const struct cfg_entry table[] = {
     /* running a fleet */
     {"processes", "PIXQ_PROCESSES", T_LONG, F(processes), 1, 256, "1", false,
      "worker processes, each single-threaded, under one supervisor that restarts any that die"},
+    {"cpu-affinity", "PIXQ_CPU_AFFINITY", T_BOOL, F(cpu_affinity), 0, 1, "0", false,
+     "pin worker process i to the i-th of the CPUs pixq-worker may use (wrapping round): for "
+     "machines that run little besides the workers"},
     {"restart-quick-exit-ms", "PIXQ_RESTART_QUICK_EXIT_MS", T_LONG, F(restart_quick_exit_ms), 0,
      3600000, "10000", false,
      "a worker process that dies sooner than this after its start is crash-looping"},

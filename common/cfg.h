@@ -90,6 +90,7 @@ struct cfg {
 
     /* running a fleet */
     long processes;                 /* worker processes under one supervisor (1: no supervisor) */
+    bool cpu_affinity;              /* worker process i runs on the i-th allowed CPU only */
     long restart_quick_exit_ms;     /* a worker dying sooner after its start is crash-looping */
     long restart_backoff_min_ms;    /* its wait before the second quick restart, then doubling */
     long restart_backoff_max_ms;    /* longest wait before a restart */

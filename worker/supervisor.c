@@ -1,6 +1,8 @@
+#define _GNU_SOURCE /* sched_setaffinity, CPU_SET */
 #include "supervisor.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@ struct sup {
     struct child *kids;
     long n;
     pid_t self;
+    cpu_set_t allowed; /* the CPUs the supervisor may use, for PIXQ_CPU_AFFINITY */
     bool stopping;
     long stop_deadline_ms; /* monotonic: children still there then are killed */
     bool killed;
@@ -60,21 +63,70 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* ---------------------------------------------------------------- CPU affinity */
+
+/* The slot-th of the CPUs in `allowed`, counting round again past the last; -1 if none. */
+static int slot_cpu(const cpu_set_t *allowed, long slot)
+{
+    int count = CPU_COUNT(allowed);
+    if (count == 0 || slot < 0) {
+        return -1;
+    }
+    long k = slot % count;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, allowed) && k-- == 0) {
+            return cpu;
+        }
+    }
+    return -1;
+}
+
+/* Keeps this process on `cpu`; a failure is logged and the process runs unpinned. */
+static void pin_self(int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(0, sizeof one, &one) < 0) {
+        LOG_WARN("cpu_affinity_failed", "cpu=%d error=\"%s\"", cpu, strerror(errno));
+    }
+}
+
+int supervisor_pin_single(const struct cfg *cfg)
+{
+    cpu_set_t allowed;
+    if (!cfg->cpu_affinity) {
+        return -1;
+    }
+    if (sched_getaffinity(0, sizeof allowed, &allowed) < 0) {
+        LOG_WARN("cpu_affinity_failed", "error=\"%s\"", strerror(errno));
+        return -1;
+    }
+    int cpu = slot_cpu(&allowed, 0);
+    if (cpu >= 0) {
+        pin_self(cpu);
+    }
+    return cpu;
+}
+
 /* ---------------------------------------------------------------- children */
 
 /* In the child: never returns. The supervisor's signals are still blocked here. */
-static void child_main(struct sup *s, const sigset_t *unblocked)
+static void child_main(struct sup *s, int cpu, const sigset_t *unblocked)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != s->self) {
         _exit(0); /* the supervisor died before the request took effect */
+    }
+    log_set_pid((long)getpid());
+    if (cpu >= 0) {
+        pin_self(cpu); /* before ImageMagick and its memory are set up */
     }
     mhttp_forget(s->o->metrics);
     free(s->kids);
     signal(SIGCHLD, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
-    log_set_pid((long)getpid());
     s->o->child_setup();
     sigprocmask(SIG_SETMASK, unblocked, NULL);
     exit(s->o->child_run(s->o->cfg));
@@ -88,9 +140,10 @@ static void spawn(struct sup *s, long i)
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGCHLD);
     sigprocmask(SIG_BLOCK, &block, &old);
+    int cpu = s->o->cfg->cpu_affinity ? slot_cpu(&s->allowed, i) : -1;
     pid_t pid = fork();
     if (pid == 0) {
-        child_main(s, &old);
+        child_main(s, cpu, &old);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
     struct child *c = &s->kids[i];
@@ -102,7 +155,11 @@ static void spawn(struct sup *s, long i)
     }
     c->pid = pid;
     c->started_ms = clock_mono_ms();
-    LOG_INFO("child_start", "slot=%ld child_pid=%ld", i, (long)pid);
+    if (cpu >= 0) {
+        LOG_INFO("child_start", "slot=%ld child_pid=%ld cpu=%d", i, (long)pid, cpu);
+    } else {
+        LOG_INFO("child_start", "slot=%ld child_pid=%ld", i, (long)pid);
+    }
 }
 
 /* When a child that just died may start again: at once, unless it keeps dying young. */
@@ -230,6 +287,10 @@ int supervisor_run(const struct supervisor_opts *o)
         return 1;
     }
     log_set_pid((long)s.self);
+    if (o->cfg->cpu_affinity && sched_getaffinity(0, sizeof s.allowed, &s.allowed) < 0) {
+        LOG_WARN("cpu_affinity_failed", "error=\"%s\"", strerror(errno));
+        CPU_ZERO(&s.allowed); /* children run unpinned */
+    }
     install_signals();
     LOG_INFO("supervisor_start", "processes=%ld", s.n);
     for (long i = 0; i < s.n; i++) {

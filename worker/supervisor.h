@@ -11,6 +11,11 @@
  * timeout is killed. Each child asks the kernel for SIGTERM
  * when the supervisor dies (PR_SET_PDEATHSIG), so none is left behind even after a SIGKILL.
  *
+ * With PIXQ_CPU_AFFINITY=1 the child of slot i runs only on the i-th of the CPUs the supervisor
+ * may use (counting round again past the last), and its restarts on the same one: on a machine
+ * that runs little besides the workers, a worker then keeps its core and its caches, and the
+ * kernel does not queue one worker behind another on a core while the other core idles.
+ *
  * The supervisor also serves the metrics endpoint, if any, from its own loop (it never starts a
  * thread, so forking stays safe). */
 #ifndef PIXQ_SUPERVISOR_H
@@ -29,5 +34,9 @@ struct supervisor_opts {
 /* Runs the supervisor until it is asked to stop and every child has exited. Returns the exit
  * status: 0, or 1 if a child had to be killed at the end. Never returns in a child. */
 int supervisor_run(const struct supervisor_opts *o);
+
+/* --processes 1 with PIXQ_CPU_AFFINITY=1: keeps this process on the first CPU it may use.
+ * Returns that CPU, or -1 (affinity off, or it could not be read; a failure is logged). */
+int supervisor_pin_single(const struct cfg *cfg);
 
 #endif

@@ -420,6 +420,59 @@ class SupervisorTest(FleetCase):
         self.assertGreaterEqual(waits[2], 0.75, waits)
         self.assertEqual(len(prog.log_events("child_start")), 5)  # slot 1 was left alone
 
+    def test_cpu_affinity(self):
+        """PIXQ_CPU_AFFINITY=1: the child of slot i runs only on the i-th CPU the worker may
+        use (round again past the last), so does the child that replaces it, and they work;
+        the supervisor is not pinned, nor is any child by default."""
+        allowed = sorted(os.sched_getaffinity(0))  # what the worker inherits
+        prog = self.start_worker("--processes", "3", PIXQ_CPU_AFFINITY="1")
+        self.wait_until(lambda: len(prog.log_events("worker_start")) == 3, 20,
+                        "three worker processes")
+
+        def by_slot():
+            return {e["slot"]: (int(e["child_pid"]), int(e["cpu"]))
+                    for e in prog.log_events("child_start")}
+
+        slots = by_slot()
+        self.assertEqual(sorted(slots), ["0", "1", "2"])
+        for slot, (pid, cpu) in slots.items():
+            self.assertEqual(cpu, allowed[int(slot) % len(allowed)], slots)
+            self.assertEqual(os.sched_getaffinity(pid), {cpu}, "slot %s" % slot)
+        self.assertEqual(os.sched_getaffinity(prog.pid), set(allowed))
+
+        victim, cpu1 = slots["1"]
+        os.kill(victim, signal.SIGKILL)
+        self.wait_until(lambda: by_slot()["1"][0] != victim, 10, "slot 1 to start again")
+        pid, cpu = by_slot()["1"]
+        self.wait_until(lambda: any(int(e["pid"]) == pid for e in prog.log_events("worker_start")),
+                        20, "the new child's worker to start")
+        self.assertEqual((cpu, os.sched_getaffinity(pid)), (cpu1, {cpu1}))
+
+        ids = ["pinned-%d" % i for i in range(6)]
+        for job_id in ids:
+            self.push_job(self.job(job_id))
+        self.wait_results(ids)
+        for job_id in ids:
+            result = json.loads(self.redis.lindex(self.key("result:" + job_id), 0))["results"]
+            self.assertNotIn("errors", result, result)
+
+        plain = self.start_worker("--processes", "2")
+        self.wait_until(lambda: len(plain.log_events("worker_start")) == 2, 20,
+                        "two unpinned worker processes")
+        for e in plain.log_events("child_start"):
+            self.assertNotIn("cpu", e)
+            self.assertEqual(os.sched_getaffinity(int(e["child_pid"])), set(allowed))
+
+    def test_cpu_affinity_single_process(self):
+        """PIXQ_CPU_AFFINITY=1 without --processes: the worker runs on the first CPU it may."""
+        allowed = sorted(os.sched_getaffinity(0))
+        prog = self.start_worker(PIXQ_CPU_AFFINITY="1")
+        self.wait_until(lambda: prog.log_events("worker_start"), 20, "the worker")
+        self.assertEqual([e["cpu"] for e in prog.log_events("cpu_affinity")], [str(allowed[0])])
+        self.assertEqual(os.sched_getaffinity(prog.pid), {allowed[0]})
+        self.push_job(self.job("pinned-single"))
+        self.wait_results(["pinned-single"])
+
     def test_supervisor_killed_leaves_no_child(self):
         prog = self.start_fleet()
         pids = self.child_pids(prog)
@@ -437,6 +490,7 @@ NOT_ABOUT_A_JOB = {
     "redis_error", "redis_script_load", "job_unparseable", "job_stranded", "batch_split",
     "batch_split_failed", "adopt_failed",
     "malloc_settings_refused",  # start-up: an allocator (ASan's) that ignores mallopt
+    "cpu_affinity", "cpu_affinity_failed",  # start-up: PIXQ_CPU_AFFINITY
     "redis",  # a Redis command's timing: with the job's id when a job's run sent it
 }
 
