@@ -167,10 +167,7 @@ static int start_metrics(const struct cfg *cfg, struct mhttp **out)
 /* --processes 1: this process is the worker; metrics come from a thread. */
 static int run_single(const struct cfg *cfg, struct mhttp *metrics)
 {
-    int cpu = supervisor_pin_single(cfg);
-    if (cpu >= 0) {
-        LOG_INFO("cpu_affinity", "cpu=%d", cpu);
-    }
+    (void)supervisor_pin_single(cfg);
     install_signals();
     struct err e = {{0}};
     if (metrics != NULL && mhttp_start_thread(metrics, &e) < 0) {

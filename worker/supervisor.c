@@ -31,7 +31,6 @@ struct sup {
     struct child *kids;
     long n;
     pid_t self;
-    cpu_set_t allowed; /* the CPUs the supervisor may use, for PIXQ_CPU_AFFINITY */
     bool stopping;
     long stop_deadline_ms; /* monotonic: children still there then are killed */
     bool killed;
@@ -81,32 +80,40 @@ static int slot_cpu(const cpu_set_t *allowed, long slot)
     return -1;
 }
 
-/* Keeps this process on `cpu`; a failure is logged and the process runs unpinned. */
-static void pin_self(int cpu)
+/* The CPU of `slot` among those this process may use now (a cpuset can change while the
+ * supervisor runs); -1 with a warning if they cannot be read (up to CPU_SETSIZE, 1024, CPUs). */
+static int assigned_cpu(long slot)
+{
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) < 0) {
+        LOG_WARN("cpu_affinity_failed", "slot=%ld error=\"%s\"", slot, strerror(errno));
+        return -1;
+    }
+    return slot_cpu(&allowed, slot);
+}
+
+/* Keeps this process on `cpu` and logs the outcome: cpu_affinity, or cpu_affinity_failed (a
+ * system call filter can refuse it) after which the process runs unpinned. */
+static int pin_self(int cpu)
 {
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(cpu, &one);
     if (sched_setaffinity(0, sizeof one, &one) < 0) {
         LOG_WARN("cpu_affinity_failed", "cpu=%d error=\"%s\"", cpu, strerror(errno));
+        return -1;
     }
+    LOG_INFO("cpu_affinity", "cpu=%d", cpu);
+    return 0;
 }
 
 int supervisor_pin_single(const struct cfg *cfg)
 {
-    cpu_set_t allowed;
     if (!cfg->cpu_affinity) {
         return -1;
     }
-    if (sched_getaffinity(0, sizeof allowed, &allowed) < 0) {
-        LOG_WARN("cpu_affinity_failed", "error=\"%s\"", strerror(errno));
-        return -1;
-    }
-    int cpu = slot_cpu(&allowed, 0);
-    if (cpu >= 0) {
-        pin_self(cpu);
-    }
-    return cpu;
+    int cpu = assigned_cpu(0);
+    return cpu >= 0 && pin_self(cpu) == 0 ? cpu : -1;
 }
 
 /* ---------------------------------------------------------------- children */
@@ -120,7 +127,7 @@ static void child_main(struct sup *s, int cpu, const sigset_t *unblocked)
     }
     log_set_pid((long)getpid());
     if (cpu >= 0) {
-        pin_self(cpu); /* before ImageMagick and its memory are set up */
+        (void)pin_self(cpu); /* before ImageMagick and its memory are set up */
     }
     mhttp_forget(s->o->metrics);
     free(s->kids);
@@ -140,7 +147,7 @@ static void spawn(struct sup *s, long i)
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGCHLD);
     sigprocmask(SIG_BLOCK, &block, &old);
-    int cpu = s->o->cfg->cpu_affinity ? slot_cpu(&s->allowed, i) : -1;
+    int cpu = s->o->cfg->cpu_affinity ? assigned_cpu(i) : -1;
     pid_t pid = fork();
     if (pid == 0) {
         child_main(s, cpu, &old);
@@ -287,10 +294,6 @@ int supervisor_run(const struct supervisor_opts *o)
         return 1;
     }
     log_set_pid((long)s.self);
-    if (o->cfg->cpu_affinity && sched_getaffinity(0, sizeof s.allowed, &s.allowed) < 0) {
-        LOG_WARN("cpu_affinity_failed", "error=\"%s\"", strerror(errno));
-        CPU_ZERO(&s.allowed); /* children run unpinned */
-    }
     install_signals();
     LOG_INFO("supervisor_start", "processes=%ld", s.n);
     for (long i = 0; i < s.n; i++) {

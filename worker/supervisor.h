@@ -12,7 +12,9 @@
  * when the supervisor dies (PR_SET_PDEATHSIG), so none is left behind even after a SIGKILL.
  *
  * With PIXQ_CPU_AFFINITY=1 the child of slot i runs only on the i-th of the CPUs the supervisor
- * may use (counting round again past the last), and its restarts on the same one: on a machine
+ * may use when it starts the child (counting round again past the last), and so do the children
+ * that replace it; child_start names the CPU assigned, and the child logs cpu_affinity once it
+ * runs there (or cpu_affinity_failed, and runs unpinned). On a machine
  * that runs little besides the workers, a worker then keeps its core and its caches, and the
  * kernel does not queue one worker behind another on a core while the other core idles.
  *
@@ -35,8 +37,8 @@ struct supervisor_opts {
  * status: 0, or 1 if a child had to be killed at the end. Never returns in a child. */
 int supervisor_run(const struct supervisor_opts *o);
 
-/* --processes 1 with PIXQ_CPU_AFFINITY=1: keeps this process on the first CPU it may use.
- * Returns that CPU, or -1 (affinity off, or it could not be read; a failure is logged). */
+/* --processes 1 with PIXQ_CPU_AFFINITY=1: keeps this process on the first CPU it may use and
+ * logs cpu_affinity. Returns that CPU, or -1: affinity off, or it failed (logged). */
 int supervisor_pin_single(const struct cfg *cfg);
 
 #endif

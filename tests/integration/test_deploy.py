@@ -256,8 +256,9 @@ class SandboxedWorkerTest(PixqTestCase):
 
     def test_job_end_to_end_in_the_sandbox(self):
         port = harness.free_port()
-        self.start_sandboxed(PIXQ_PROCESSES=2, PIXQ_LOG_LEVEL="info",
-                             PIXQ_METRICS_ADDR="127.0.0.1:%d" % port)
+        prog = self.start_sandboxed(PIXQ_PROCESSES=2, PIXQ_LOG_LEVEL="info",
+                                    PIXQ_METRICS_ADDR="127.0.0.1:%d" % port,
+                                    PIXQ_CPU_AFFINITY=1)
         src = self.src.add("/autumn.jpg", harness.corpus("autumn-2560x1600.jpg"))
         for i in range(3):
             self.push_job(self.make_job(src, "sandbox/%d.jpg" % i, params={"width": 320 + i},
@@ -272,6 +273,9 @@ class SandboxedWorkerTest(PixqTestCase):
         status, headers, body = harness.http_request("http://127.0.0.1:%d/metrics" % port)
         self.assertEqual(status, 200, body[:300])
         self.assertRegex(body.decode(), r"(?m)^pixq_\w+(\{[^}]*\})? \d")
+        # the unit's system call filter lets the workers pin themselves (PIXQ_CPU_AFFINITY)
+        self.assertEqual(prog.log_events("cpu_affinity_failed"), [])
+        self.assertEqual(len(prog.log_events("cpu_affinity")), 2)
 
     def test_sandbox_is_in_force(self):
         """The same launcher really applies the unit: a probe inside it cannot map W+X memory,

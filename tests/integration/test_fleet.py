@@ -433,11 +433,16 @@ class SupervisorTest(FleetCase):
             return {e["slot"]: (int(e["child_pid"]), int(e["cpu"]))
                     for e in prog.log_events("child_start")}
 
+        def pinned():  # what each child logged once it ran on its CPU: {pid: cpu}
+            return {int(e["pid"]): int(e["cpu"]) for e in prog.log_events("cpu_affinity")}
+
         slots = by_slot()
         self.assertEqual(sorted(slots), ["0", "1", "2"])
         for slot, (pid, cpu) in slots.items():
             self.assertEqual(cpu, allowed[int(slot) % len(allowed)], slots)
             self.assertEqual(os.sched_getaffinity(pid), {cpu}, "slot %s" % slot)
+        self.assertEqual(pinned(), dict(slots.values()))
+        self.assertEqual(prog.log_events("cpu_affinity_failed"), [])
         self.assertEqual(os.sched_getaffinity(prog.pid), set(allowed))
 
         victim, cpu1 = slots["1"]
@@ -446,7 +451,8 @@ class SupervisorTest(FleetCase):
         pid, cpu = by_slot()["1"]
         self.wait_until(lambda: any(int(e["pid"]) == pid for e in prog.log_events("worker_start")),
                         20, "the new child's worker to start")
-        self.assertEqual((cpu, os.sched_getaffinity(pid)), (cpu1, {cpu1}))
+        self.assertEqual((cpu, os.sched_getaffinity(pid), pinned().get(pid)),
+                         (cpu1, {cpu1}, cpu1))
 
         ids = ["pinned-%d" % i for i in range(6)]
         for job_id in ids:
@@ -462,6 +468,7 @@ class SupervisorTest(FleetCase):
         for e in plain.log_events("child_start"):
             self.assertNotIn("cpu", e)
             self.assertEqual(os.sched_getaffinity(int(e["child_pid"])), set(allowed))
+        self.assertEqual(plain.log_events("cpu_affinity"), [])
 
     def test_cpu_affinity_single_process(self):
         """PIXQ_CPU_AFFINITY=1 without --processes: the worker runs on the first CPU it may."""
