@@ -17,8 +17,8 @@ the one process the integration tests start). One s3rver is one event loop, and 
 workers their PUTs wait behind each other's steps in it while the workers hold both cores:
 S3, many machines, serves each PUT on its own. s3rver is then warmed with --warm-s3 signed
 PUTs (jobs of an 8x8 canvas saved by two workers): node compiles its code as it runs, and a
-cold s3rver takes 1.5 to 4 times as long a PUT for its first few thousand, which would
-otherwise fall on the first phase measured.
+cold s3rver takes up to twice the CPU a PUT of a warm one over its first few thousand, which
+would otherwise fall on the first phase measured.
 
 Each size runs --rounds rounds; a round runs 1 worker, then 2, each in two phases of --jobs
 jobs:
@@ -42,9 +42,9 @@ client) and redis-server, and how many of the machine's cores they kept busy tog
 With --processes (the default when pixq-worker has it) one `pixq-worker --processes N` runs the
 N workers under its supervisor; with --separate, N pixq-worker processes are started. The
 workers run with PIXQ_CPU_AFFINITY=--cpu-affinity (default 1: each worker process on a core of
-its own; 1 worker on the first). The benchmark's files (s3rver's data, the logs) go to
-/dev/shm where it is writable: on this machine's ext4 a thousand of s3rver's PUTs at a time
-took 2 to 4 times the CPU.
+its own; 1 worker on the first; with --separate the benchmark pins them). The benchmark's
+files (s3rver's data, the logs) go to /dev/shm where it is writable: on this machine's ext4 a
+thousand of s3rver's PUTs at a time took 2 to 4 times the CPU.
 """
 
 import argparse
@@ -181,7 +181,8 @@ def proc_table():
 
 
 def tree_cpu(table, root):
-    """CPU seconds of `root` and of its descendants alive now."""
+    """CPU seconds of `root` and of its descendants alive now (one that exits between two
+    samples takes its seconds with it: the processes measured live through a phase)."""
     children = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
@@ -194,12 +195,12 @@ def tree_cpu(table, root):
 
 
 def machine_busy():
-    """CPU seconds the whole machine has spent busy (all of /proc/stat's first line but idle
-    and iowait): with the processes' own, it shows the kernel's softirq work for loopback
-    traffic, which no process is charged for."""
+    """CPU seconds the whole machine has spent busy: /proc/stat's first line (user, nice,
+    system, idle, iowait, irq, softirq, steal) less idle, iowait and steal (time a virtual
+    machine's CPUs waited for the host)."""
     with open("/proc/stat") as f:
         ticks = [int(v) for v in f.readline().split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+    return (sum(ticks) - ticks[3] - ticks[4] - ticks[7]) / CLK_TCK
 
 
 CPU_KINDS = ("pixq-worker", "s3rver", "benchmark", "redis-server")
@@ -254,7 +255,16 @@ class Bench:
 
     def start_workers(self, n, name):
         progs = []
-        if self.opts.separate or n == 1:
+        if self.opts.separate and self.opts.cpu_affinity:
+            # separate processes would each pin themselves to the first CPU: pinned from here
+            allowed = sorted(os.sched_getaffinity(0))
+            env = dict(self.env(), PIXQ_CPU_AFFINITY="0")
+            for i in range(n):
+                prog = harness.Program("%s-%d" % (name, i), [self.opts.worker], env,
+                                       self.tmp / ("%s-%d.log" % (name, i)))
+                os.sched_setaffinity(prog.pid, {allowed[i % len(allowed)]})
+                progs.append(prog)
+        elif self.opts.separate or n == 1:
             for i in range(n):
                 progs.append(harness.Program("%s-%d" % (name, i), [self.opts.worker], self.env(),
                                              self.tmp / ("%s-%d.log" % (name, i))))
@@ -418,6 +428,8 @@ def summarize(size, n, rounds, jobs):
             "cpu_ms_per_job": {k: statistics.median_high([r["cpu_ms_per_job"][k]
                                                           for r in rounds])
                                for k in CPU_KINDS},
+            "cpu_total_ms_per_job": statistics.median_high(
+                [sum(r["cpu_ms_per_job"].values()) for r in rounds]),
             "cores_busy": statistics.median_high([r["cores_busy"] for r in rounds]),
             "machine_cores_busy": statistics.median_high([r["machine_cores_busy"]
                                                           for r in rounds])}
@@ -456,7 +468,7 @@ def report_size(rows, size, opts):
               "%.2f by them, %.2f in all" % (
                   row["workers"], "s" if row["workers"] > 1 else "",
                   ", ".join("%s %.2f ms" % (k, cpu[k]) for k in CPU_KINDS),
-                  sum(cpu.values()), row["cores_busy"], row["machine_cores_busy"]))
+                  row["cpu_total_ms_per_job"], row["cores_busy"], row["machine_cores_busy"]))
     if len(rows) == 2:
         by_round = [b / a for a, b in zip(rows[0]["throughput_by_round"],
                                           rows[1]["throughput_by_round"])]

@@ -53,12 +53,14 @@ async function primary(opts) {
     }
   });
   let stopping = false;
+  let exited = 0; // counted: a worker may still be in cluster.workers at its 'exit' event
   cluster.on('exit', (worker, code, signal) => {
+    exited += 1;
     if (!stopping) {
       console.error('s3rver process %d exited (%s)', worker.process.pid, signal || code);
       process.exit(1);
     }
-    if (Object.keys(cluster.workers).length === 0) {
+    if (exited === opts.processes) {
       process.exit(0);
     }
   });
