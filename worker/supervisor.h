@@ -14,9 +14,9 @@
  * With PIXQ_CPU_AFFINITY=1 the child of slot i runs only on the i-th of the CPUs the supervisor
  * may use when it starts the child (counting round again past the last), and so do the children
  * that replace it; child_start names the CPU assigned, and the child logs cpu_affinity once it
- * runs there (or cpu_affinity_failed, and runs unpinned). On a machine
- * that runs little besides the workers, a worker then keeps its core and its caches, and the
- * kernel does not queue one worker behind another on a core while the other core idles.
+ * runs there (or cpu_affinity_failed, and runs unpinned). On a machine that runs little besides
+ * the workers, each worker then keeps a core and its caches to itself, and the cores stay busier
+ * (tests/bench/RESULTS.md).
  *
  * The supervisor also serves the metrics endpoint, if any, from its own loop (it never starts a
  * thread, so forking stays safe). */
