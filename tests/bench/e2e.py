@@ -55,7 +55,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -64,7 +63,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import harness  # noqa: E402
-from benchlib import machine_line  # noqa: E402
+from benchlib import machine_line, memory_tmpdir  # noqa: E402
 
 QUEUE = "e2e"
 BUCKET = "pixq-bench"
@@ -229,7 +228,6 @@ class Bench:
         self.pb = Postbacks()
         self.receiver = Server(_PostbackHandler, on_postback=self.pb)
         self.r = harness.Redis("127.0.0.1", self.redis_server.port)
-        self.push_lock = threading.Lock()
         self.pushed = {}
         self.size = opts.sizes[0]
 
@@ -255,19 +253,16 @@ class Bench:
 
     def start_workers(self, n, name):
         progs = []
-        if self.opts.separate and self.opts.cpu_affinity:
+        if self.opts.separate or n == 1:
             # separate processes would each pin themselves to the first CPU: pinned from here
+            pin = self.opts.separate and self.opts.cpu_affinity
+            env = dict(self.env(), PIXQ_CPU_AFFINITY="0") if pin else self.env()
             allowed = sorted(os.sched_getaffinity(0))
-            env = dict(self.env(), PIXQ_CPU_AFFINITY="0")
             for i in range(n):
-                prog = harness.Program("%s-%d" % (name, i), [self.opts.worker], env,
-                                       self.tmp / ("%s-%d.log" % (name, i)))
-                os.sched_setaffinity(prog.pid, {allowed[i % len(allowed)]})
-                progs.append(prog)
-        elif self.opts.separate or n == 1:
-            for i in range(n):
-                progs.append(harness.Program("%s-%d" % (name, i), [self.opts.worker], self.env(),
+                progs.append(harness.Program("%s-%d" % (name, i), [self.opts.worker], env,
                                              self.tmp / ("%s-%d.log" % (name, i))))
+                if pin:
+                    os.sched_setaffinity(progs[-1].pid, {allowed[i % len(allowed)]})
         else:
             progs.append(harness.Program(name, [self.opts.worker, "--processes", str(n)],
                                          self.env(), self.tmp / ("%s.log" % name)))
@@ -508,10 +503,7 @@ def main():
     if not opts.processes and not has_processes(opts.worker):
         opts.separate = True
     print(machine_line())
-    # in memory where the machine has a tmpfs: s3rver's files on this VM's ext4 (journal,
-    # discard) made a PUT's CPU jump 2 to 4 times for a thousand PUTs at a time
-    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    tmp = Path(tempfile.mkdtemp(prefix="pixq-bench-e2e-", dir=shm))
+    tmp = memory_tmpdir("pixq-bench-e2e-")
     bench = None
     try:
         bench = Bench(opts, tmp)

@@ -38,7 +38,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import harness  # noqa: E402
-from benchlib import machine_line  # noqa: E402
+from benchlib import machine_line, memory_tmpdir  # noqa: E402
 
 QUEUE = "bench"
 
@@ -168,10 +167,7 @@ def main():
     if opts.smoke:
         opts.jobs, opts.rounds = 200, 1
     print(machine_line())
-    # the workers' logs (two lines a job) in memory where the machine has a tmpfs: written to
-    # this VM's ext4 they cost a worker about 10 us of its 20 to 35 a job
-    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    tmp = Path(tempfile.mkdtemp(prefix="pixq-bench-queue-", dir=shm))
+    tmp = memory_tmpdir("pixq-bench-queue-")
     server = harness.RedisServer(tmp / "redis").start()
     rows = []
     try:
