@@ -13,6 +13,7 @@
 #include "jpegdc.h"
 #include "log.h"
 #include "pngshrink.h"
+#include "resize.h"
 #include "shrink.h"
 #include "webp.h"
 
@@ -154,6 +155,7 @@ int img_config_from(const struct cfg *c, struct img_config *out, struct err *e)
         .shrink_on_load = c->shrink_on_load,
         .jpeg_dc = c->jpeg_dc,
         .png_shrink = c->png_shrink,
+        .fast_resize = c->fast_resize,
     };
     return 0;
 }
@@ -339,7 +341,7 @@ static void log_guard(void)
     LOG_INFO("image_guard",
              "formats=%s max_frames=%ld time_s=%ld memory_mb=%llu map_mb=%llu disk_mb=%llu "
              "area=%llu width=%llu height=%llu list_length=%llu threads=%llu shrink_on_load=%d "
-             "jpeg_dc=%d png_shrink=%d",
+             "jpeg_dc=%d png_shrink=%d fast_resize=%d",
              log_quote(guard.allowed, q, sizeof q), guard.cfg.max_frames, guard.cfg.time_s,
              (unsigned long long)(GetMagickResourceLimit(MemoryResource) / MIB),
              (unsigned long long)(GetMagickResourceLimit(MapResource) / MIB),
@@ -350,7 +352,7 @@ static void log_guard(void)
              (unsigned long long)GetMagickResourceLimit(ListLengthResource),
              (unsigned long long)GetMagickResourceLimit(ThreadResource),
              guard.cfg.shrink_on_load ? 1 : 0, guard.cfg.jpeg_dc ? 1 : 0,
-             guard.cfg.png_shrink ? 1 : 0);
+             guard.cfg.png_shrink ? 1 : 0, guard.cfg.fast_resize ? 1 : 0);
 }
 
 /* Large buffers (ImageMagick's pixel caches, libjpeg's coefficients, decoded rows) are freed at
@@ -936,6 +938,32 @@ MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *widt
     *width = (long)MagickGetImageWidth(w);
     *height = (long)MagickGetImageHeight(w);
     return w;
+}
+
+int img_resize(MagickWand *w, long width, long height, const char *what, struct err *e)
+{
+    if (guard.cfg.fast_resize) {
+        const char *why;
+        switch (resize_lanczos(w, (size_t)width, (size_t)height, &why)) {
+        case RESIZE_DONE:
+            return 0;
+        case RESIZE_FAILED:
+            if (past_deadline(w)) {
+                return err_set(e, "%s: took longer than the limit of %ld s", what,
+                               guard.cfg.time_s);
+            }
+            const Image *im = GetImageFromMagickWand(w);
+            const char *detail =
+                im != NULL && im->exception.reason != NULL ? im->exception.reason : "";
+            return err_set(e, "%s: %s%s%s", what, why, detail[0] ? ": " : "", detail);
+        case RESIZE_DECLINED:
+            break;
+        }
+    }
+    if (MagickResizeImage(w, (size_t)width, (size_t)height, UndefinedFilter, 1.0) == MagickFalse) {
+        return img_fail(w, what, e);
+    }
+    return 0;
 }
 
 MagickWand *img_solid(long width, long height, const PixelWand *color, struct err *e)

@@ -147,8 +147,8 @@ static int resize_to(MagickWand *w, long nw, long nh, bool sharpen, const struct
     if (check_size(nw, nh, ctx, fn, e) < 0) {
         return -1;
     }
-    if (MagickResizeImage(w, (size_t)nw, (size_t)nh, UndefinedFilter, 1.0) == MagickFalse) {
-        return img_fail(w, fn, e);
+    if (img_resize(w, nw, nh, fn, e) < 0) {
+        return -1;
     }
     return sharpen ? autosharpen(w, fn, e) : 0;
 }

@@ -25,10 +25,10 @@ CHECKS = {
     ],
     "thumbs": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
-        r"(?m)^(200|800) +path-2560x1600\.jpg +%s +%s +%s +%s +%s +%s +%s +%s +%s +\d+x\d+ "
-        r"djpeg \d/8$" % ((NUM,) * 9),
-        r"(?m)^(200|800) +cascade-3840x2160\.png +%s +- +%s +%s +%s +- +%s +%s +- +\d+x\d+$"
-        % ((NUM,) * 6),
+        r"(?m)^(200|800) +path-2560x1600\.jpg +%s +%s +%s +%s +%s +%s +%s +%s +%s +%s +\d+x\d+ "
+        r"djpeg \d/8$" % ((NUM,) * 10),
+        r"(?m)^(200|800) +cascade-3840x2160\.png +%s +%s +- +%s +%s +%s +- +%s +%s +- +\d+x\d+$"
+        % ((NUM,) * 7),
         r"(?m)^  200 px: pixq/vips %s \((met|missed)\)  pixq/convert %s \((met|missed)\)  "
         r"pixq/djpeg %s \((met|missed)\)$" % (NUM, NUM, NUM),
     ],

@@ -10,7 +10,8 @@ that fits SIZE x SIZE, a JPEG, for each size:
 - pixq: thumbs_bench runs pixq-worker's own processing path in one process (the image guard,
   the decode with shrink-on-load, resize_to_fit, the JPEG encoding of the save block at the
   default quality 75, metadata stripped), one warm-up then --runs timed runs per image, without
-  network: the steady state of a long-lived worker. "pixq_full" is the same with
+  network: the steady state of a long-lived worker. "pixq_imrs" is the same with
+  PIXQ_FAST_RESIZE=0 (ImageMagick's resize instead of worker/resize.h's), "pixq_full" with
   PIXQ_SHRINK_ON_LOAD=0 (every source decoded in full), for comparison, and for the JPEGs
   "pixq_ljpg" with PIXQ_JPEG_DC=0 (a progressive file needed at 1/8 decoded by libjpeg rather
   than read from its DC scans, worker/jpegdc.h).
@@ -106,10 +107,11 @@ def measure(args, images, tmp):
         full = pixq(args.bench, size, images, max(1, args.runs // 4), {"PIXQ_SHRINK_ON_LOAD": "0"})
         jpegs = [i for i in images if i.suffix.lower() in (".jpg", ".jpeg")]
         ljpg = pixq(args.bench, size, jpegs, args.runs, {"PIXQ_JPEG_DC": "0"}) if jpegs else {}
+        imrs = pixq(args.bench, size, images, args.runs, {"PIXQ_FAST_RESIZE": "0"})
         for image in images:
             p = fast[image.name]
             row = {"size": size, "image": image.name, "pixq": p["median_ms"],
-                   "pixq_full": full[image.name]["median_ms"], "decoded": p["decoded"],
+                   "pixq_imrs": imrs[image.name]["median_ms"], "pixq_full": full[image.name]["median_ms"], "decoded": p["decoded"],
                    "output": p["output"]}
             if image.name in ljpg:
                 row["pixq_ljpg"] = ljpg[image.name]["median_ms"]
@@ -129,13 +131,14 @@ def print_table(m, rows, args):
     print(machine_line(m))
     print()
     print("thumbnails: resize_to_fit into SIZExSIZE, JPEG out; median ms per image")
-    print("(pixq: in-process steady state, %d runs; pixq_ljpg: PIXQ_JPEG_DC=0; pixq_full: "
-          "PIXQ_SHRINK_ON_LOAD=0; anchors: whole process, %d runs)" % (args.runs, args.anchor_runs))
-    head = "%-4s %-24s %7s %9s %9s %8s %8s %8s %9s %9s %9s  %s"
-    print(head % ("size", "image", "pixq", "pixq_ljpg", "pixq_full", "vips", "convert", "djpeg",
-                  "pixq/vips", "pixq/conv", "pixq/djpg", "decoded"))
+    print("(pixq: in-process steady state, %d runs; pixq_imrs: PIXQ_FAST_RESIZE=0; pixq_ljpg: "
+          "PIXQ_JPEG_DC=0; pixq_full: PIXQ_SHRINK_ON_LOAD=0; anchors: whole process, %d runs)"
+          % (args.runs, args.anchor_runs))
+    head = "%-4s %-24s %7s %9s %9s %9s %8s %8s %8s %9s %9s %9s  %s"
+    print(head % ("size", "image", "pixq", "pixq_imrs", "pixq_ljpg", "pixq_full", "vips",
+                  "convert", "djpeg", "pixq/vips", "pixq/conv", "pixq/djpg", "decoded"))
     for r in rows:
-        print(head % (r["size"], r["image"], fmt(r["pixq"], "%.1f"),
+        print(head % (r["size"], r["image"], fmt(r["pixq"], "%.1f"), fmt(r["pixq_imrs"], "%.1f"),
                       fmt(r.get("pixq_ljpg"), "%.1f"), fmt(r["pixq_full"], "%.1f"),
                       fmt(r["vips"], "%.1f"), fmt(r["convert"], "%.1f"),
                       fmt(r.get("djpeg"), "%.1f"), fmt(r.get("pixq/vips"), "%.2f"),

@@ -218,6 +218,7 @@ static void test_fleet_settings(void)
     CHECK_INT(c.shrink_on_load, 1);
     CHECK_INT(c.jpeg_dc, 1);
     CHECK_INT(c.png_shrink, 1);
+    CHECK_INT(c.fast_resize, 1);
     CHECK_INT(c.restart_backoff_min_ms, 1000);
     CHECK_INT(c.restart_backoff_max_ms, 30000);
     CHECK_INT(c.restart_quick_exit_ms, 10000);
@@ -228,7 +229,8 @@ static void test_fleet_settings(void)
     const char *good[][2] = {
         {"PIXQ_LOG_FORMAT", "json"},      {"PIXQ_METRICS_ADDR", "127.0.0.1:9464"},
         {"PIXQ_METRICS_ADDR", "[::1]:1"}, {"PIXQ_PROCESSES", "8"},
-        {"PIXQ_PNG_SHRINK", "0"},         {"PIXQ_METRICS_ADDR", "localhost:80"}};
+        {"PIXQ_PNG_SHRINK", "0"},         {"PIXQ_METRICS_ADDR", "localhost:80"},
+        {"PIXQ_FAST_RESIZE", "0"}};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         const char *env[] = {good[i][0], good[i][1], NULL};
         fake_env = env;
@@ -237,6 +239,7 @@ static void test_fleet_settings(void)
     }
     const char *bad[][2] = {{"PIXQ_LOG_FORMAT", "xml"},
                             {"PIXQ_PNG_SHRINK", "2"},
+                            {"PIXQ_FAST_RESIZE", "yes please"},
                             {"PIXQ_METRICS_ADDR", "9464"},
                             {"PIXQ_METRICS_ADDR", "host:0"},
                             {"PIXQ_METRICS_ADDR", "a b:80"},

@@ -1,0 +1,287 @@
+/* test_resize: worker/resize.c against ImageMagick's own resize (MagickResizeImage with
+ * UndefinedFilter, blur 1) on the same image: the corpus files given as arguments and images
+ * built here (noise, grey, 1-pixel rows and columns, a page offset), each to several sizes. The
+ * 16-bit pixels may differ by at most RESIZE_Q16_MAX (resize.c sums in single precision where
+ * ImageMagick sums in double, so a sum near a half rounds the other way now and then), the 8-bit
+ * ones by at most 1 and in at most DIFF8_MAX_PPM samples in a million; size, page geometry,
+ * colourspace and properties must be the same. The images resize.c
+ * must leave to ImageMagick (alpha, palette, CMYK, not smaller, a filter artifact) are declined
+ * untouched, and a progress monitor that says stop fails the resize. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../unit/check.h"
+#include "cfg.h"
+#include "image.h"
+#include "resize.h"
+#include "shrinkio.h"
+
+#define RESIZE_Q16_MAX 2   /* largest difference of a 16-bit sample */
+#define DIFF8_MAX_PPM  200 /* most 8-bit samples in a million that may differ (by 1) */
+#define BUDGET_PIXELS  4e6 /* a corpus image larger than this is first scaled below it */
+
+struct diff {
+    long q16_max, c8_max;
+    double c8_ppm; /* 8-bit samples that differ, per million */
+};
+
+static unsigned short *pixels16(MagickWand *w, size_t *n)
+{
+    size_t cols = MagickGetImageWidth(w), rows = MagickGetImageHeight(w);
+    *n = cols * rows * 3;
+    unsigned short *p = malloc(*n * sizeof *p);
+    if (p != NULL &&
+        MagickExportImagePixels(w, 0, 0, cols, rows, "RGB", ShortPixel, p) == MagickFalse) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+static unsigned char *pixels8(MagickWand *w)
+{
+    size_t cols = MagickGetImageWidth(w), rows = MagickGetImageHeight(w);
+    unsigned char *p = malloc(cols * rows * 3);
+    if (p != NULL &&
+        MagickExportImagePixels(w, 0, 0, cols, rows, "RGB", CharPixel, p) == MagickFalse) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+static bool compare(MagickWand *a, MagickWand *b, struct diff *d)
+{
+    size_t n = 0, m = 0;
+    unsigned short *pa = pixels16(a, &n), *pb = pixels16(b, &m);
+    unsigned char *ca = pixels8(a), *cb = pixels8(b);
+    bool ok = pa != NULL && pb != NULL && ca != NULL && cb != NULL && n == m;
+    *d = (struct diff){0, 0, 0.0};
+    long differ = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        long q = labs((long)pa[i] - (long)pb[i]), c = labs((long)ca[i] - (long)cb[i]);
+        d->q16_max = q > d->q16_max ? q : d->q16_max;
+        d->c8_max = c > d->c8_max ? c : d->c8_max;
+        differ += c != 0;
+    }
+    d->c8_ppm = n > 0 ? 1e6 * (double)differ / (double)n : 0.0;
+    free(pa);
+    free(pb);
+    free(ca);
+    free(cb);
+    return ok;
+}
+
+static char *props(MagickWand *w)
+{
+    size_t n = 0;
+    char **names = MagickGetImageProperties(w, "*", &n);
+    size_t len = 1;
+    char *out = calloc(1, 1);
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        char *v = MagickGetImageProperty(w, names[i]);
+        size_t add = strlen(names[i]) + (v ? strlen(v) : 0) + 2;
+        char *grown = realloc(out, len + add);
+        if (grown == NULL) {
+            free(out);
+            out = NULL;
+        } else {
+            out = grown;
+            snprintf(out + len - 1, add + 1, "%s=%s\n", names[i], v ? v : "");
+            len += add;
+        }
+        MagickRelinquishMemory(v);
+    }
+    MagickRelinquishMemory(names);
+    return out;
+}
+
+/* `src` resized to cols x rows both ways: resize.c must take it, and the results agree. */
+static void same_as_imagemagick(const char *what, MagickWand *src, size_t cols, size_t rows)
+{
+    MagickWand *ours = CloneMagickWand(src), *theirs = CloneMagickWand(src);
+    const char *why = NULL;
+    enum resize_result r = resize_lanczos(ours, cols, rows, &why);
+    if (r != RESIZE_DONE) {
+        fprintf(stderr, "%s to %zux%zu: not done (%s)\n", what, cols, rows, why ? why : "?");
+    }
+    CHECK(r == RESIZE_DONE);
+    CHECK(MagickResizeImage(theirs, cols, rows, UndefinedFilter, 1.0) == MagickTrue);
+    CHECK_INT(MagickGetImageWidth(ours), cols);
+    CHECK_INT(MagickGetImageHeight(ours), rows);
+    struct diff d;
+    CHECK(compare(ours, theirs, &d));
+    if (d.q16_max > RESIZE_Q16_MAX || d.c8_max > 1 || d.c8_ppm > DIFF8_MAX_PPM) {
+        fprintf(stderr, "%s to %zux%zu: q16 max %ld, 8-bit max %ld, %.1f ppm differ\n", what, cols,
+                rows, d.q16_max, d.c8_max, d.c8_ppm);
+    }
+    CHECK(d.q16_max <= RESIZE_Q16_MAX);
+    CHECK(d.c8_max <= 1);
+    CHECK(d.c8_ppm <= DIFF8_MAX_PPM);
+    size_t pw[2], ph[2];
+    ssize_t px[2], py[2];
+    MagickGetImagePage(ours, &pw[0], &ph[0], &px[0], &py[0]);
+    MagickGetImagePage(theirs, &pw[1], &ph[1], &px[1], &py[1]);
+    CHECK(pw[0] == pw[1] && ph[0] == ph[1] && px[0] == px[1] && py[0] == py[1]);
+    CHECK_INT(MagickGetImageColorspace(ours), MagickGetImageColorspace(theirs));
+    char *po = props(ours), *pt = props(theirs);
+    CHECK(po != NULL && pt != NULL && strcmp(po, pt) == 0);
+    free(po);
+    free(pt);
+    printf("%-28s %5zux%-5zu q16 max %ld, 8-bit max %ld, %.1f ppm differ\n", what, cols, rows,
+           d.q16_max, d.c8_max, d.c8_ppm);
+    DestroyMagickWand(ours);
+    DestroyMagickWand(theirs);
+}
+
+/* resize.c must decline: the image stays as it was. */
+static void declined(const char *what, MagickWand *src, size_t cols, size_t rows)
+{
+    MagickWand *w = CloneMagickWand(src);
+    size_t c0 = MagickGetImageWidth(w), r0 = MagickGetImageHeight(w);
+    const char *why = NULL;
+    CHECK(resize_lanczos(w, cols, rows, &why) == RESIZE_DECLINED);
+    CHECK(why != NULL);
+    CHECK_INT(MagickGetImageWidth(w), c0);
+    CHECK_INT(MagickGetImageHeight(w), r0);
+    printf("%-28s %5zux%-5zu declined: %s\n", what, cols, rows, why ? why : "?");
+    DestroyMagickWand(w);
+}
+
+static MagickWand *noise(size_t cols, size_t rows, unsigned seed)
+{
+    unsigned short *p = malloc(cols * rows * 3 * sizeof *p);
+    uint32_t s = seed;
+    for (size_t i = 0; p != NULL && i < cols * rows * 3; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (unsigned short)(s >> 16);
+    }
+    MagickWand *w = NewMagickWand();
+    PixelWand *black = NewPixelWand();
+    PixelSetColor(black, "black");
+    CHECK(MagickNewImage(w, cols, rows, black) == MagickTrue);
+    CHECK(p != NULL &&
+          MagickImportImagePixels(w, 0, 0, cols, rows, "RGB", ShortPixel, p) == MagickTrue);
+    DestroyPixelWand(black);
+    free(p);
+    return w;
+}
+
+static MagickBooleanType stop_now(const char *text, const MagickOffsetType offset,
+                                  const MagickSizeType span, void *data)
+{
+    (void)text;
+    (void)offset;
+    (void)span;
+    (void)data;
+    return MagickFalse;
+}
+
+static void corpus(const char *path)
+{
+    MagickWand *w = NewMagickWand();
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *ext = strrchr(name, '.');
+    size_t len = 0;
+    unsigned char *bytes = shrinkio_slurp(path, &len);
+    /* the image guard reads only what is named: the format from the file's extension */
+    const char *format = ext == NULL                 ? ""
+                         : strcmp(ext, ".jpg") == 0  ? "JPEG"
+                         : strcmp(ext, ".png") == 0  ? "PNG"
+                         : strcmp(ext, ".webp") == 0 ? "WEBP"
+                                                     : "";
+    bool read = len > 0 && MagickSetFormat(w, format) == MagickTrue &&
+                MagickReadImageBlob(w, bytes, len) == MagickTrue;
+    free(bytes);
+    if (!read) {
+        fprintf(stderr, "%s: cannot read\n", path);
+        CHECK(false);
+        DestroyMagickWand(w);
+        return;
+    }
+    size_t cols = MagickGetImageWidth(w), rows = MagickGetImageHeight(w);
+    if ((double)cols * (double)rows > BUDGET_PIXELS) { /* keep the test quick */
+        double f = sqrt(BUDGET_PIXELS / ((double)cols * (double)rows));
+        cols = (size_t)((double)cols * f);
+        rows = (size_t)((double)rows * f);
+        CHECK(MagickScaleImage(w, cols, rows) == MagickTrue);
+    }
+    if (MagickGetImageAlphaChannel(w) == MagickTrue) {
+        declined(name, w, cols / 2, rows / 2);
+        CHECK(MagickSetImageAlphaChannel(w, DeactivateAlphaChannel) == MagickTrue);
+    }
+    same_as_imagemagick(name, w, 800, 800 * rows / cols);
+    same_as_imagemagick(name, w, 200, 200 * rows / cols);
+    same_as_imagemagick(name, w, cols * 5 / 6, rows * 5 / 6);
+    same_as_imagemagick(name, w, cols / 3 + 1, rows);
+    DestroyMagickWand(w);
+}
+
+int main(int argc, char **argv)
+{
+    struct cfg cfg;
+    if (shrinkio_start("test_resize", &cfg) < 0) {
+        return 1;
+    }
+    for (int i = 1; i < argc; i++) {
+        corpus(argv[i]);
+    }
+
+    MagickWand *n = noise(301, 203, 1);
+    same_as_imagemagick("noise", n, 150, 101);
+    same_as_imagemagick("noise", n, 299, 203); /* one side only, just smaller */
+    same_as_imagemagick("noise", n, 301, 7);   /* the other only, far smaller */
+    same_as_imagemagick("noise", n, 1, 1);     /* to a single pixel */
+    same_as_imagemagick("noise", n, 400, 100); /* wider, a smaller area: still Lanczos */
+    same_as_imagemagick("noise", n, 37, 190);  /* each side its own factor */
+    declined("noise", n, 302, 204);            /* larger: Mitchell */
+    declined("noise", n, 301, 203);            /* the same size: a copy */
+    declined("noise", n, 0, 10);
+
+    MagickWand *row = noise(997, 1, 2), *col = noise(1, 499, 3);
+    same_as_imagemagick("one row", row, 100, 1);
+    same_as_imagemagick("one column", col, 1, 50);
+
+    MagickWand *grey = noise(160, 120, 4);
+    CHECK(MagickTransformImageColorspace(grey, GRAYColorspace) == MagickTrue);
+    same_as_imagemagick("grey", grey, 64, 48);
+
+    MagickWand *paged = noise(200, 100, 5);
+    CHECK(MagickSetImagePage(paged, 640, 480, 33, -17) == MagickTrue);
+    same_as_imagemagick("page offset", paged, 120, 60);
+
+    MagickWand *alpha = noise(100, 100, 6);
+    CHECK(MagickSetImageAlphaChannel(alpha, OpaqueAlphaChannel) == MagickTrue);
+    declined("alpha", alpha, 50, 50);
+
+    MagickWand *palette = noise(100, 100, 7);
+    CHECK(MagickQuantizeImage(palette, 16, sRGBColorspace, 0, MagickFalse, MagickFalse) ==
+          MagickTrue);
+    CHECK(MagickSetImageType(palette, PaletteType) == MagickTrue);
+    declined("palette", palette, 50, 50);
+
+    MagickWand *cmyk = noise(100, 100, 8);
+    CHECK(MagickTransformImageColorspace(cmyk, CMYKColorspace) == MagickTrue);
+    declined("cmyk", cmyk, 50, 50);
+
+    MagickWand *artifact = noise(100, 100, 9);
+    CHECK(MagickSetImageArtifact(artifact, "filter:support", "2") == MagickTrue);
+    declined("filter artifact", artifact, 50, 50);
+
+    /* a progress monitor that stops it (the job's deadline): the resize fails */
+    MagickWand *stopped = noise(400, 400, 10);
+    MagickSetImageProgressMonitor(stopped, stop_now, NULL);
+    const char *why = NULL;
+    CHECK(resize_lanczos(stopped, 100, 100, &why) == RESIZE_FAILED);
+    CHECK(why != NULL && strstr(why, "progress monitor") != NULL);
+
+    MagickWand *all[] = {n, row, col, grey, paged, alpha, palette, cmyk, artifact, stopped};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        DestroyMagickWand(all[i]);
+    }
+    MagickWandTerminus();
+    return check_summary("test_resize");
+}

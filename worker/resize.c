@@ -1,0 +1,395 @@
+#include "resize.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+#define LOBES          3.0          /* Lanczos: sinc windowed by sinc, 3 lobes */
+#define MONITOR_EVERY  16           /* output rows between calls of the progress monitor */
+#define RING_BYTES_MAX (64UL << 20) /* beyond this, ImageMagick's resize and its pixel cache */
+
+/* One output sample's source span and normalised weights (n of them, from `start`). */
+struct taps {
+    long start;
+    int n;
+};
+
+struct filter {
+    struct taps *taps; /* one per output sample */
+    float *weights;    /* taps[i]'s weights at weights + i * max */
+    int max;           /* most taps of any sample */
+};
+
+static double sinc(double x)
+{
+    if (x == 0.0) {
+        return 1.0;
+    }
+    x *= 3.14159265358979323846; /* pi */
+    return sin(x) / x;
+}
+
+/* ImageMagick's Lanczos weight: sinc(x) windowed by sinc(x / 3), blur 1. */
+static double lanczos(double x)
+{
+    x = fabs(x);
+    return sinc(x) * sinc(x / LOBES);
+}
+
+static void filter_free(struct filter *f)
+{
+    free(f->taps);
+    free(f->weights);
+}
+
+/* The taps of each of `out` samples from `in` (ImageMagick's HorizontalFilter/VerticalFilter:
+ * sample x centred at (x + 0.5) / factor, the filter stretched by 1 / factor when shrinking, the
+ * weights divided by their sum). Returns 0, or -1 out of memory. */
+static int filter_init(struct filter *f, size_t in, size_t out)
+{
+    double factor = (double)out / (double)in;
+    double scale = fmax(1.0 / factor + MagickEpsilon, 1.0);
+    double support = scale * LOBES;
+    scale = 1.0 / scale;
+    f->max = (int)(2.0 * support) + 3;
+    f->taps = calloc(out, sizeof *f->taps);
+    f->weights = calloc(out * (size_t)f->max, sizeof *f->weights);
+    double *w = malloc((size_t)f->max * sizeof *w);
+    if (f->taps == NULL || f->weights == NULL || w == NULL) {
+        filter_free(f);
+        free(w);
+        return -1;
+    }
+    for (size_t x = 0; x < out; x++) {
+        double bisect = ((double)x + 0.5) / factor + MagickEpsilon;
+        long start = (long)fmax(bisect - support + 0.5, 0.0);
+        long stop = (long)fmin(bisect + support + 0.5, (double)in);
+        int n = (int)(stop - start);
+        n = n < 0 ? 0 : n > f->max ? f->max : n;
+        double density = 0.0;
+        for (int i = 0; i < n; i++) {
+            w[i] = lanczos(scale * ((double)(start + i) - bisect + 0.5));
+            density += w[i];
+        }
+        if (density != 0.0 && density != 1.0) {
+            double r = fabs(density) >= MagickEpsilon ? 1.0 / density
+                                                      : (density < 0 ? -1.0 : 1.0) / MagickEpsilon;
+            for (int i = 0; i < n; i++) {
+                w[i] *= r;
+            }
+        }
+        f->taps[x] = (struct taps){start, n};
+        for (int i = 0; i < n; i++) {
+            f->weights[x * (size_t)f->max + (size_t)i] = (float)w[i];
+        }
+    }
+    free(w);
+    return 0;
+}
+
+/* Whether ImageMagick's ResizeImage would pick Lanczos for this image and size, with nothing
+ * (an artifact) changing its filter. */
+static const char *declined(const Image *im, size_t columns, size_t rows)
+{
+    if (im->columns == 0 || im->rows == 0 || columns == 0 || rows == 0) {
+        return "empty";
+    }
+    double x_factor = (double)columns / (double)im->columns;
+    double y_factor = (double)rows / (double)im->rows;
+    if (x_factor * y_factor > 1.0 || (x_factor == 1.0 && y_factor == 1.0)) {
+        return "not smaller";
+    }
+    if (im->storage_class != DirectClass) {
+        return "palette";
+    }
+    if (im->matte != MagickFalse) {
+        return "alpha";
+    }
+    if (im->colorspace == CMYKColorspace) {
+        return "cmyk";
+    }
+    ResetImageArtifactIterator(im);
+    for (const char *a = GetNextImageArtifact(im); a != NULL; a = GetNextImageArtifact(im)) {
+        if (strncmp(a, "filter:", 7) == 0) {
+            return "filter artifact";
+        }
+    }
+    return NULL;
+}
+
+/* A pixel as ImageMagick's PixelPacket holds it: blue, green, red, opacity, one Quantum each. The
+ * passes filter all four (the opacity of an opaque image is 0 throughout and stays so), which
+ * keeps every loop a plain run over the samples. */
+#define SAMPLES 4
+_Static_assert(sizeof(PixelPacket) == SAMPLES * sizeof(Quantum), "PixelPacket is 4 Quantum");
+
+/* ImageMagick's ClampToQuantum as an int, written so that the compiler can do it four at a
+ * time (the float to int conversion truncates, as ImageMagick's cast does). */
+static int32_t to_quantum(float v)
+{
+    v = v > 0.0f ? v : 0.0f;
+    v = v < (float)QuantumRange ? v : (float)QuantumRange;
+    return (int32_t)(v + 0.5f);
+}
+
+/* `in` (in_columns pixels) filtered horizontally into `out` (columns pixels). */
+static void filter_h(const float *in, const struct filter *h, size_t columns, float *out)
+{
+    for (size_t x = 0; x < columns; x++) {
+        const struct taps *t = &h->taps[x];
+        const float *w = &h->weights[x * (size_t)h->max];
+        const float *s = &in[SAMPLES * (size_t)t->start];
+        float a[SAMPLES] = {0};
+        for (int i = 0; i < t->n; i++) {
+            for (int c = 0; c < SAMPLES; c++) {
+                a[c] += w[i] * s[SAMPLES * i + c];
+            }
+        }
+        for (int c = 0; c < SAMPLES; c++) {
+            out[SAMPLES * x + c] = a[c];
+        }
+    }
+}
+
+/* Source row y as floats into `out` (im->columns pixels). */
+static const char *get_row(Image *im, long y, float *out)
+{
+    const PixelPacket *p = GetVirtualPixels(im, 0, (ssize_t)y, im->columns, 1, &im->exception);
+    if (p == NULL) {
+        return "pixel cache";
+    }
+    const Quantum *q = (const Quantum *)p;
+    for (size_t k = 0; k < SAMPLES * im->columns; k++) {
+        out[k] = (float)q[k];
+    }
+    return NULL;
+}
+
+/* A ring of rows, each made once, for the vertical filter: row r is in slot r % rows. */
+struct ring {
+    float *rows;
+    long *held; /* the row in each slot, or -1 */
+    size_t count, width;
+};
+
+static int ring_init(struct ring *r, size_t count, size_t width)
+{
+    r->rows = malloc(count * width * sizeof *r->rows);
+    r->held = malloc(count * sizeof *r->held);
+    r->count = count;
+    r->width = width;
+    for (size_t i = 0; r->held != NULL && i < count; i++) {
+        r->held[i] = -1;
+    }
+    return r->rows != NULL && r->held != NULL ? 0 : -1;
+}
+
+static void ring_free(struct ring *r)
+{
+    free(r->rows);
+    free(r->held);
+}
+
+/* Adds w x row y to `acc`; `*fresh` says whether the slot must be made first (filled by the
+ * caller into the returned row). */
+static float *ring_slot(struct ring *r, long y, bool *fresh)
+{
+    size_t slot = (size_t)y % r->count;
+    *fresh = r->held[slot] != y;
+    r->held[slot] = y;
+    return &r->rows[slot * r->width];
+}
+
+static void add_weighted(float *acc, const float *row, float w, size_t width)
+{
+    for (size_t k = 0; k < width; k++) {
+        acc[k] += w * row[k];
+    }
+}
+
+/* Rounds and clamps an intermediate row as ImageMagick stores its intermediate image. */
+#ifdef __SSE2__
+/* Four samples at once: to_quantum's clamp (MAXPS and MINPS keep the second operand for a NaN,
+ * as its comparisons do) and truncation. */
+static __m128i to_quantum4(__m128 v)
+{
+    v = _mm_max_ps(v, _mm_setzero_ps());
+    v = _mm_min_ps(v, _mm_set1_ps((float)QuantumRange));
+    return _mm_cvttps_epi32(_mm_add_ps(v, _mm_set1_ps(0.5f)));
+}
+#endif
+
+static void quantize(float *row, size_t width)
+{
+    size_t k = 0;
+#ifdef __SSE2__
+    for (; k + 4 <= width; k += 4) {
+        _mm_storeu_ps(row + k, _mm_cvtepi32_ps(to_quantum4(_mm_loadu_ps(row + k))));
+    }
+#endif
+    for (; k < width; k++) {
+        row[k] = (float)to_quantum(row[k]);
+    }
+}
+
+/* A row of finished samples into the output's pixels. */
+static void put_row(const float *row, size_t columns, PixelPacket *out)
+{
+    Quantum *q = (Quantum *)out;
+    size_t k = 0, n = SAMPLES * columns;
+#ifdef __SSE2__
+    /* 0 to 65535 as signed 16 bits for PACKSSDW, and back */
+    const __m128i half = _mm_set1_epi32(32768), flip = _mm_set1_epi16((short)0x8000);
+    for (; k + 8 <= n; k += 8) {
+        __m128i a = _mm_sub_epi32(to_quantum4(_mm_loadu_ps(row + k)), half);
+        __m128i b = _mm_sub_epi32(to_quantum4(_mm_loadu_ps(row + k + 4)), half);
+        _mm_storeu_si128((__m128i *)(void *)(q + k), _mm_xor_si128(_mm_packs_epi32(a, b), flip));
+    }
+#endif
+    for (; k < n; k++) {
+        q[k] = (Quantum)to_quantum(row[k]);
+    }
+}
+
+/* Horizontal pass first (ImageMagick's order when the width shrinks less than the height): each
+ * source row filtered once into the ring; each output row the weighted sum of its ring rows. */
+static const char *h_first(Image *im, const struct filter *h, const struct filter *v,
+                           size_t columns, size_t rows, PixelPacket *pixels)
+{
+    size_t width = SAMPLES * columns;
+    struct ring ring;
+    float *src = malloc(SAMPLES * im->columns * sizeof *src);
+    float *acc = malloc(width * sizeof *acc);
+    const char *why = ring_init(&ring, (size_t)v->max, width) < 0 || src == NULL || acc == NULL
+                          ? "out of memory"
+                          : NULL;
+    for (size_t y = 0; why == NULL && y < rows; y++) {
+        const struct taps *t = &v->taps[y];
+        const float *w = &v->weights[y * (size_t)v->max];
+        memset(acc, 0, width * sizeof *acc);
+        for (int i = 0; why == NULL && i < t->n; i++) {
+            bool fresh;
+            float *row = ring_slot(&ring, t->start + i, &fresh);
+            if (fresh && (why = get_row(im, t->start + i, src)) == NULL) {
+                filter_h(src, h, columns, row);
+                quantize(row, width);
+            }
+            add_weighted(acc, row, w[i], width);
+        }
+        put_row(acc, columns, pixels + y * columns);
+        if (why == NULL && y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
+            SetImageProgress(im, "Resize/Image", (MagickOffsetType)y, rows) == MagickFalse) {
+            why = "stopped by the progress monitor";
+        }
+    }
+    ring_free(&ring);
+    free(src);
+    free(acc);
+    return why;
+}
+
+/* Vertical pass first (ImageMagick's order otherwise): each source row read once into the ring;
+ * each output row the weighted sum of its ring rows, rounded as ImageMagick's intermediate image,
+ * then filtered horizontally. */
+static const char *v_first(Image *im, const struct filter *h, const struct filter *v,
+                           size_t columns, size_t rows, PixelPacket *pixels)
+{
+    size_t width = SAMPLES * im->columns;
+    struct ring ring;
+    float *mid = malloc(width * sizeof *mid);
+    float *out = malloc(SAMPLES * columns * sizeof *out);
+    const char *why = ring_init(&ring, (size_t)v->max, width) < 0 || mid == NULL || out == NULL
+                          ? "out of memory"
+                          : NULL;
+    for (size_t y = 0; why == NULL && y < rows; y++) {
+        const struct taps *t = &v->taps[y];
+        const float *w = &v->weights[y * (size_t)v->max];
+        memset(mid, 0, width * sizeof *mid);
+        for (int i = 0; why == NULL && i < t->n; i++) {
+            bool fresh;
+            float *row = ring_slot(&ring, t->start + i, &fresh);
+            if (!fresh || (why = get_row(im, t->start + i, row)) == NULL) {
+                add_weighted(mid, row, w[i], width);
+            }
+        }
+        quantize(mid, width);
+        filter_h(mid, h, columns, out);
+        put_row(out, columns, pixels + y * columns);
+        if (why == NULL && y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
+            SetImageProgress(im, "Resize/Image", (MagickOffsetType)y, rows) == MagickFalse) {
+            why = "stopped by the progress monitor";
+        }
+    }
+    ring_free(&ring);
+    free(mid);
+    free(out);
+    return why;
+}
+
+/* The scaled page geometry ImageMagick's CloneImage gives an image resized to columns x rows. */
+static void scale_page(Image *im, size_t columns, size_t rows)
+{
+    double sx = (double)columns / (double)im->columns, sy = (double)rows / (double)im->rows;
+    im->page.width = (size_t)floor(sx * (double)im->page.width + 0.5);
+    im->page.height = (size_t)floor(sy * (double)im->page.height + 0.5);
+    im->page.x = (ssize_t)ceil(sx * (double)im->page.x - 0.5);
+    im->page.y = (ssize_t)ceil(sy * (double)im->page.y - 0.5);
+    im->tile_offset.x = (ssize_t)ceil(sx * (double)im->tile_offset.x - 0.5);
+    im->tile_offset.y = (ssize_t)ceil(sy * (double)im->tile_offset.y - 0.5);
+}
+
+/* Copies the finished pixels into the image, resized to columns x rows. */
+static const char *store(Image *im, const PixelPacket *pixels, size_t columns, size_t rows)
+{
+    scale_page(im, columns, rows);
+    if (SetImageExtent(im, columns, rows) == MagickFalse) {
+        return "pixel cache";
+    }
+    for (size_t y = 0; y < rows; y++) {
+        PixelPacket *q = QueueAuthenticPixels(im, 0, (ssize_t)y, columns, 1, &im->exception);
+        if (q == NULL) {
+            return "pixel cache";
+        }
+        memcpy(q, pixels + y * columns, columns * sizeof *q);
+        if (SyncAuthenticPixels(im, &im->exception) == MagickFalse) {
+            return "pixel cache";
+        }
+    }
+    return NULL;
+}
+
+enum resize_result resize_lanczos(MagickWand *w, size_t columns, size_t rows, const char **why)
+{
+    Image *im = GetImageFromMagickWand(w);
+    *why = im == NULL ? "no image" : declined(im, columns, rows);
+    if (*why != NULL) {
+        return RESIZE_DECLINED;
+    }
+    struct filter h = {0}, v = {0};
+    PixelPacket *pixels = NULL;
+    if (columns > SIZE_MAX / sizeof *pixels / rows || filter_init(&h, im->columns, columns) < 0 ||
+        filter_init(&v, im->rows, rows) < 0 ||
+        (size_t)v.max * columns > RING_BYTES_MAX / (SAMPLES * sizeof(float)) ||
+        (pixels = malloc(columns * rows * sizeof *pixels)) == NULL) {
+        filter_free(&h);
+        filter_free(&v);
+        *why = "too large";
+        return RESIZE_DECLINED;
+    }
+    double x_factor = (double)columns / (double)im->columns;
+    double y_factor = (double)rows / (double)im->rows;
+    *why = x_factor > y_factor ? h_first(im, &h, &v, columns, rows, pixels)
+                               : v_first(im, &h, &v, columns, rows, pixels);
+    if (*why == NULL) {
+        *why = store(im, pixels, columns, rows);
+    }
+    filter_free(&h);
+    filter_free(&v);
+    free(pixels);
+    return *why == NULL ? RESIZE_DONE : RESIZE_FAILED;
+}
