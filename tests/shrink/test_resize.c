@@ -94,6 +94,7 @@ static char *props(MagickWand *w)
             len += add;
         }
         MagickRelinquishMemory(v);
+        MagickRelinquishMemory(names[i]);
     }
     MagickRelinquishMemory(names);
     return out;
