@@ -189,8 +189,8 @@ static const struct cfg_entry table[] = {
      "decode an 8-bit RGB(A) PNG needed at 1/2, 1/4 or 1/8 itself (libdeflate), box-averaging "
      "row by row (0: ImageMagick reads it whole)"},
     {"fast-resize", "PIXQ_FAST_RESIZE", T_BOOL, F(fast_resize), 0, 1, "1", false,
-     "downscale an opaque true-colour image with pixq's own Lanczos filter, in one streaming "
-     "pass (0: ImageMagick's resize)"},
+     "resize a true-colour image with pixq's own filters (ImageMagick's choice), in one "
+     "streaming pass (0: ImageMagick's resize)"},
     /* running a fleet */
     {"processes", "PIXQ_PROCESSES", T_LONG, F(processes), 1, 256, "1", false,
      "worker processes, each single-threaded, under one supervisor that restarts any that die"},

@@ -87,7 +87,7 @@ struct cfg {
     bool shrink_on_load; /* hint the JPEG/WebP decoder with the size the outputs need */
     bool jpeg_dc;        /* a progressive JPEG wanted at 1/8 read from its DC scans alone */
     bool png_shrink;     /* a PNG wanted at 1/2, 1/4 or 1/8 box-averaged by pngshrink.c */
-    bool fast_resize;    /* ImageMagick's default downscale done by resize.c where it can */
+    bool fast_resize;    /* ImageMagick's default resize done by resize.c where it can */
 
     /* running a fleet */
     long processes;                 /* worker processes under one supervisor (1: no supervisor) */

@@ -944,7 +944,7 @@ int img_resize(MagickWand *w, long width, long height, const char *what, struct 
 {
     if (guard.cfg.fast_resize) {
         const char *why;
-        switch (resize_lanczos(w, (size_t)width, (size_t)height, &why)) {
+        switch (resize_fast(w, (size_t)width, (size_t)height, &why)) {
         case RESIZE_DONE:
             return 0;
         case RESIZE_FAILED:

@@ -47,7 +47,7 @@ struct img_config {
     bool shrink_on_load; /* JPEG sources decoded at the smallest size the job needs (shrink.h) */
     bool jpeg_dc;        /* ... a progressive one wanted at 1/8 from its DC scans (jpegdc.h) */
     bool png_shrink;     /* a PNG wanted at 1/2, 1/4, 1/8 shrunk while decoded (pngshrink.h) */
-    bool fast_resize;    /* img_resize downscales by resize.h where it can */
+    bool fast_resize;    /* img_resize resizes by resize.h where it can */
 };
 
 /* Parses a comma-separated list of formats ("jpeg,png, GIF"; see sniff_format_named()) into
@@ -129,7 +129,7 @@ bool img_shrink_on_load(void);
 
 /* Resizes the current image to `width` x `height` with ImageMagick's default filter (as
  * MagickResizeImage(w, width, height, UndefinedFilter, 1.0), `-resize WxH!`): by resize.h's
- * Lanczos where it takes the image and PIXQ_FAST_RESIZE is on, else by ImageMagick. Returns 0, or
+ * filters where it takes the image and PIXQ_FAST_RESIZE is on, else by ImageMagick. Returns 0, or
  * -1 with the reason, `what` first. */
 int img_resize(MagickWand *w, long width, long height, const char *what, struct err *e);
 

@@ -9,14 +9,23 @@
 #include <emmintrin.h>
 #endif
 
-#define LOBES          3.0          /* Lanczos: sinc windowed by sinc, 3 lobes */
-#define MONITOR_EVERY  16           /* output rows between calls of the progress monitor */
-#define RING_BYTES_MAX (64UL << 20) /* beyond this, ImageMagick's resize and its pixel cache */
+#define LOBES            3.0          /* Lanczos: sinc windowed by sinc, 3 lobes */
+#define MITCHELL_SUPPORT 2.0          /* Mitchell-Netravali: a cubic of B = C = 1/3 */
+#define MONITOR_EVERY    16           /* output rows between calls of the progress monitor */
+#define RING_BYTES_MAX   (64UL << 20) /* beyond this, ImageMagick's resize and its pixel cache */
 
 /* One output sample's source span and normalised weights (n of them, from `start`). */
 struct taps {
     long start;
     int n;
+};
+
+/* The filter ImageMagick's ResizeImage picks (for UndefinedFilter): Lanczos to shrink an opaque
+ * true-colour image, Mitchell to enlarge it or for an image with alpha. */
+struct kind {
+    double (*weight)(double x); /* the filter at distance x, blur 1 */
+    double support;             /* where it ends, at scale 1 */
+    bool alpha;                 /* colours weighed by alpha (ImageMagick's matte images) */
 };
 
 struct filter {
@@ -41,6 +50,24 @@ static double lanczos(double x)
     return sinc(x) * sinc(x / LOBES);
 }
 
+/* ImageMagick's Mitchell filter (its CubicBC with B = C = 1/3, no window). */
+static double mitchell(double x)
+{
+    const double b = 1.0 / 3.0, c = 1.0 / 3.0;
+    x = fabs(x);
+    if (x < 1.0) {
+        return ((6.0 - 2.0 * b) +
+                x * x * ((-18.0 + 12.0 * b + 6.0 * c) + x * (12.0 - 9.0 * b - 6.0 * c))) /
+               6.0;
+    }
+    if (x < 2.0) {
+        return ((8.0 * b + 24.0 * c) +
+                x * ((-12.0 * b - 48.0 * c) + x * ((6.0 * b + 30.0 * c) + x * (-b - 6.0 * c)))) /
+               6.0;
+    }
+    return 0.0;
+}
+
 static void filter_free(struct filter *f)
 {
     free(f->taps);
@@ -50,11 +77,11 @@ static void filter_free(struct filter *f)
 /* The taps of each of `out` samples from `in` (ImageMagick's HorizontalFilter/VerticalFilter:
  * sample x centred at (x + 0.5) / factor, the filter stretched by 1 / factor when shrinking, the
  * weights divided by their sum). Returns 0, or -1 out of memory. */
-static int filter_init(struct filter *f, size_t in, size_t out)
+static int filter_init(struct filter *f, const struct kind *k, size_t in, size_t out)
 {
     double factor = (double)out / (double)in;
     double scale = fmax(1.0 / factor + MagickEpsilon, 1.0);
-    double support = scale * LOBES;
+    double support = scale * k->support;
     scale = 1.0 / scale;
     f->max = (int)(2.0 * support) + 3;
     f->taps = calloc(out, sizeof *f->taps);
@@ -73,7 +100,7 @@ static int filter_init(struct filter *f, size_t in, size_t out)
         n = n < 0 ? 0 : n > f->max ? f->max : n;
         double density = 0.0;
         for (int i = 0; i < n; i++) {
-            w[i] = lanczos(scale * ((double)(start + i) - bisect + 0.5));
+            w[i] = k->weight(scale * ((double)(start + i) - bisect + 0.5));
             density += w[i];
         }
         if (density != 0.0 && density != 1.0) {
@@ -92,23 +119,20 @@ static int filter_init(struct filter *f, size_t in, size_t out)
     return 0;
 }
 
-/* Whether ImageMagick's ResizeImage would pick Lanczos for this image and size, with nothing
- * (an artifact) changing its filter. */
-static const char *declined(const Image *im, size_t columns, size_t rows)
+/* The filter ImageMagick's ResizeImage would pick for this image and size into `*k`, or why this
+ * resize is left to ImageMagick. */
+static const char *choose(const Image *im, size_t columns, size_t rows, struct kind *k)
 {
     if (im->columns == 0 || im->rows == 0 || columns == 0 || rows == 0) {
         return "empty";
     }
     double x_factor = (double)columns / (double)im->columns;
     double y_factor = (double)rows / (double)im->rows;
-    if (x_factor * y_factor > 1.0 || (x_factor == 1.0 && y_factor == 1.0)) {
-        return "not smaller";
+    if (x_factor == 1.0 && y_factor == 1.0) {
+        return "same size";
     }
     if (im->storage_class != DirectClass) {
         return "palette";
-    }
-    if (im->matte != MagickFalse) {
-        return "alpha";
     }
     if (im->colorspace == CMYKColorspace) {
         return "cmyk";
@@ -118,6 +142,12 @@ static const char *declined(const Image *im, size_t columns, size_t rows)
         if (strncmp(a, "filter:", 7) == 0) {
             return "filter artifact";
         }
+    }
+    k->alpha = im->matte != MagickFalse;
+    if (k->alpha || x_factor * y_factor > 1.0) {
+        *k = (struct kind){mitchell, MITCHELL_SUPPORT, k->alpha};
+    } else {
+        *k = (struct kind){lanczos, LOBES, false};
     }
     return NULL;
 }
@@ -137,6 +167,13 @@ static int32_t to_quantum(float v)
     return (int32_t)(v + 0.5f);
 }
 
+/* ImageMagick's PerceptibleReciprocal. */
+static double reciprocal(double x)
+{
+    double sign = x < 0.0 ? -1.0 : 1.0;
+    return sign * x >= MagickEpsilon ? 1.0 / x : sign / MagickEpsilon;
+}
+
 /* `in` (in_columns pixels) filtered horizontally into `out` (columns pixels). */
 static void filter_h(const float *in, const struct filter *h, size_t columns, float *out)
 {
@@ -153,6 +190,33 @@ static void filter_h(const float *in, const struct filter *h, size_t columns, fl
         for (int c = 0; c < SAMPLES; c++) {
             out[SAMPLES * x + c] = a[c];
         }
+    }
+}
+
+/* filter_h for an image with alpha, as ImageMagick filters one: each colour weighed by its
+ * pixel's alpha as well, and divided by the sum of those weights; the opacity as it is. */
+static void filter_h_alpha(const float *in, const struct filter *h, size_t columns, float *out)
+{
+    const double scale = 1.0 / (double)QuantumRange;
+    for (size_t x = 0; x < columns; x++) {
+        const struct taps *t = &h->taps[x];
+        const float *w = &h->weights[x * (size_t)h->max];
+        const float *s = &in[SAMPLES * (size_t)t->start];
+        double a[SAMPLES] = {0}, gamma = 0.0;
+        for (int i = 0; i < t->n; i++) {
+            const float *p = &s[SAMPLES * i];
+            double alpha = w[i] * scale * ((double)QuantumRange - p[3]);
+            a[0] += alpha * p[0];
+            a[1] += alpha * p[1];
+            a[2] += alpha * p[2];
+            a[3] += w[i] * (double)p[3];
+            gamma += alpha;
+        }
+        gamma = reciprocal(gamma);
+        out[SAMPLES * x] = (float)(gamma * a[0]);
+        out[SAMPLES * x + 1] = (float)(gamma * a[1]);
+        out[SAMPLES * x + 2] = (float)(gamma * a[2]);
+        out[SAMPLES * x + 3] = (float)a[3];
     }
 }
 
@@ -212,6 +276,50 @@ static void add_weighted(float *acc, const float *row, float w, size_t width)
     }
 }
 
+/* add_weighted for an image with alpha, in double precision (with a filter's negative lobes the
+ * sum of the alpha weights can be small beside its terms): the colours weighed by alpha too, the
+ * four sums and the sum of the alpha weights in `sums` (5 doubles a pixel), finished by
+ * alpha_divide. */
+#define ALPHA_SUMS 5
+
+static void add_weighted_alpha(double *sums, const float *row, float w, size_t pixels)
+{
+    const double scale = 1.0 / (double)QuantumRange;
+    for (size_t x = 0; x < pixels; x++) {
+        const float *p = &row[SAMPLES * x];
+        double *a = &sums[ALPHA_SUMS * x];
+        double alpha = w * scale * ((double)QuantumRange - p[3]);
+        a[0] += alpha * p[0];
+        a[1] += alpha * p[1];
+        a[2] += alpha * p[2];
+        a[3] += w * (double)p[3];
+        a[4] += alpha;
+    }
+}
+
+static void alpha_divide(const double *sums, size_t pixels, float *out)
+{
+    for (size_t x = 0; x < pixels; x++) {
+        const double *a = &sums[ALPHA_SUMS * x];
+        double g = reciprocal(a[4]);
+        out[SAMPLES * x] = (float)(g * a[0]);
+        out[SAMPLES * x + 1] = (float)(g * a[1]);
+        out[SAMPLES * x + 2] = (float)(g * a[2]);
+        out[SAMPLES * x + 3] = (float)a[3];
+    }
+}
+
+/* One vertical step: row (`pixels` wide) weighed by w into acc, or into sums with alpha. */
+static void add_row(const struct kind *k, float *acc, double *sums, const float *row, float w,
+                    size_t pixels)
+{
+    if (k->alpha) {
+        add_weighted_alpha(sums, row, w, pixels);
+    } else {
+        add_weighted(acc, row, w, SAMPLES * pixels);
+    }
+}
+
 /* Rounds and clamps an intermediate row as ImageMagick stores its intermediate image. */
 #ifdef __SSE2__
 /* Four samples at once: to_quantum's clamp (MAXPS and MINPS keep the second operand for a NaN,
@@ -258,31 +366,45 @@ static void put_row(const float *row, size_t columns, PixelPacket *out)
 
 /* Horizontal pass first (ImageMagick's order when the width shrinks less than the height): each
  * source row filtered once into the ring; each output row the weighted sum of its ring rows. */
-static const char *h_first(Image *im, const struct filter *h, const struct filter *v,
-                           size_t columns, size_t rows, PixelPacket *pixels)
+static const char *h_first(Image *im, const struct kind *k, const struct filter *h,
+                           const struct filter *v, size_t columns, size_t rows, PixelPacket *pixels)
 {
     size_t width = SAMPLES * columns;
     struct ring ring;
     float *src = malloc(SAMPLES * im->columns * sizeof *src);
     float *acc = malloc(width * sizeof *acc);
-    const char *why = ring_init(&ring, (size_t)v->max, width) < 0 || src == NULL || acc == NULL
+    double *sums = k->alpha ? malloc(ALPHA_SUMS * columns * sizeof *sums) : NULL;
+    const char *why = ring_init(&ring, (size_t)v->max, width) < 0 || src == NULL || acc == NULL ||
+                              (k->alpha && sums == NULL)
                           ? "out of memory"
                           : NULL;
     for (size_t y = 0; why == NULL && y < rows; y++) {
         const struct taps *t = &v->taps[y];
         const float *w = &v->weights[y * (size_t)v->max];
         memset(acc, 0, width * sizeof *acc);
-        for (int i = 0; why == NULL && i < t->n; i++) {
+        if (k->alpha) {
+            memset(sums, 0, ALPHA_SUMS * columns * sizeof *sums);
+        }
+        for (int i = 0; i < t->n; i++) {
             bool fresh;
             float *row = ring_slot(&ring, t->start + i, &fresh);
-            if (fresh && (why = get_row(im, t->start + i, src)) == NULL) {
-                filter_h(src, h, columns, row);
+            if (fresh) {
+                if ((why = get_row(im, t->start + i, src)) != NULL) {
+                    break;
+                }
+                (k->alpha ? filter_h_alpha : filter_h)(src, h, columns, row);
                 quantize(row, width);
             }
-            add_weighted(acc, row, w[i], width);
+            add_row(k, acc, sums, row, w[i], columns);
+        }
+        if (why != NULL) {
+            break;
+        }
+        if (k->alpha) {
+            alpha_divide(sums, columns, acc);
         }
         put_row(acc, columns, pixels + y * columns);
-        if (why == NULL && y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
+        if (y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
             SetImageProgress(im, "Resize/Image", (MagickOffsetType)y, rows) == MagickFalse) {
             why = "stopped by the progress monitor";
         }
@@ -290,43 +412,57 @@ static const char *h_first(Image *im, const struct filter *h, const struct filte
     ring_free(&ring);
     free(src);
     free(acc);
+    free(sums);
     return why;
 }
 
 /* Vertical pass first (ImageMagick's order otherwise): each source row read once into the ring;
  * each output row the weighted sum of its ring rows, rounded as ImageMagick's intermediate image,
  * then filtered horizontally. */
-static const char *v_first(Image *im, const struct filter *h, const struct filter *v,
-                           size_t columns, size_t rows, PixelPacket *pixels)
+static const char *v_first(Image *im, const struct kind *k, const struct filter *h,
+                           const struct filter *v, size_t columns, size_t rows, PixelPacket *pixels)
 {
     size_t width = SAMPLES * im->columns;
     struct ring ring;
     float *mid = malloc(width * sizeof *mid);
+    double *sums = k->alpha ? malloc(ALPHA_SUMS * im->columns * sizeof *sums) : NULL;
     float *out = malloc(SAMPLES * columns * sizeof *out);
-    const char *why = ring_init(&ring, (size_t)v->max, width) < 0 || mid == NULL || out == NULL
+    const char *why = ring_init(&ring, (size_t)v->max, width) < 0 || mid == NULL || out == NULL ||
+                              (k->alpha && sums == NULL)
                           ? "out of memory"
                           : NULL;
     for (size_t y = 0; why == NULL && y < rows; y++) {
         const struct taps *t = &v->taps[y];
         const float *w = &v->weights[y * (size_t)v->max];
         memset(mid, 0, width * sizeof *mid);
-        for (int i = 0; why == NULL && i < t->n; i++) {
+        if (k->alpha) {
+            memset(sums, 0, ALPHA_SUMS * im->columns * sizeof *sums);
+        }
+        for (int i = 0; i < t->n; i++) {
             bool fresh;
             float *row = ring_slot(&ring, t->start + i, &fresh);
-            if (!fresh || (why = get_row(im, t->start + i, row)) == NULL) {
-                add_weighted(mid, row, w[i], width);
+            if (fresh && (why = get_row(im, t->start + i, row)) != NULL) {
+                break;
             }
+            add_row(k, mid, sums, row, w[i], im->columns);
+        }
+        if (why != NULL) {
+            break;
+        }
+        if (k->alpha) {
+            alpha_divide(sums, im->columns, mid);
         }
         quantize(mid, width);
-        filter_h(mid, h, columns, out);
+        (k->alpha ? filter_h_alpha : filter_h)(mid, h, columns, out);
         put_row(out, columns, pixels + y * columns);
-        if (why == NULL && y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
+        if (y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
             SetImageProgress(im, "Resize/Image", (MagickOffsetType)y, rows) == MagickFalse) {
             why = "stopped by the progress monitor";
         }
     }
     ring_free(&ring);
     free(mid);
+    free(sums);
     free(out);
     return why;
 }
@@ -363,18 +499,20 @@ static const char *store(Image *im, const PixelPacket *pixels, size_t columns, s
     return NULL;
 }
 
-enum resize_result resize_lanczos(MagickWand *w, size_t columns, size_t rows, const char **why)
+enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows, const char **why)
 {
     Image *im = GetImageFromMagickWand(w);
-    *why = im == NULL ? "no image" : declined(im, columns, rows);
+    struct kind k;
+    *why = im == NULL ? "no image" : choose(im, columns, rows, &k);
     if (*why != NULL) {
         return RESIZE_DECLINED;
     }
     struct filter h = {0}, v = {0};
     PixelPacket *pixels = NULL;
-    if (columns > SIZE_MAX / sizeof *pixels / rows || filter_init(&h, im->columns, columns) < 0 ||
-        filter_init(&v, im->rows, rows) < 0 ||
-        (size_t)v.max * columns > RING_BYTES_MAX / (SAMPLES * sizeof(float)) ||
+    if (columns > SIZE_MAX / sizeof *pixels / rows ||
+        filter_init(&h, &k, im->columns, columns) < 0 || filter_init(&v, &k, im->rows, rows) < 0 ||
+        (size_t)v.max * (columns > im->columns ? columns : im->columns) >
+            RING_BYTES_MAX / (SAMPLES * sizeof(float)) ||
         (pixels = malloc(columns * rows * sizeof *pixels)) == NULL) {
         filter_free(&h);
         filter_free(&v);
@@ -383,8 +521,8 @@ enum resize_result resize_lanczos(MagickWand *w, size_t columns, size_t rows, co
     }
     double x_factor = (double)columns / (double)im->columns;
     double y_factor = (double)rows / (double)im->rows;
-    *why = x_factor > y_factor ? h_first(im, &h, &v, columns, rows, pixels)
-                               : v_first(im, &h, &v, columns, rows, pixels);
+    *why = x_factor > y_factor ? h_first(im, &k, &h, &v, columns, rows, pixels)
+                               : v_first(im, &k, &h, &v, columns, rows, pixels);
     if (*why == NULL) {
         *why = store(im, pixels, columns, rows);
     }
