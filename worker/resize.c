@@ -12,7 +12,8 @@
 #define LOBES            3.0          /* Lanczos: sinc windowed by sinc, 3 lobes */
 #define MITCHELL_SUPPORT 2.0          /* Mitchell-Netravali: a cubic of B = C = 1/3 */
 #define MONITOR_EVERY    16           /* output rows between calls of the progress monitor */
-#define RING_BYTES_MAX   (64UL << 20) /* beyond this, ImageMagick's resize and its pixel cache */
+#define WORK_BYTES_MAX   (64UL << 20) /* beyond this, ImageMagick's resize and its pixel cache */
+#define READS_PER_CHECK  64           /* source rows read between calls of the progress monitor */
 
 /* One output sample's source span and normalised weights (n of them, from `start`). */
 struct taps {
@@ -72,6 +73,8 @@ static void filter_free(struct filter *f)
 {
     free(f->taps);
     free(f->weights);
+    f->taps = NULL;
+    f->weights = NULL;
 }
 
 /* The taps of each of `out` samples from `in` (ImageMagick's HorizontalFilter/VerticalFilter:
@@ -123,6 +126,9 @@ static int filter_init(struct filter *f, const struct kind *k, size_t in, size_t
  * resize is left to ImageMagick. */
 static const char *choose(const Image *im, size_t columns, size_t rows, struct kind *k)
 {
+#if MAGICKCORE_QUANTUM_DEPTH != 16 || defined(MAGICKCORE_HDRI_SUPPORT)
+    return "not ImageMagick Q16"; /* the passes store 16-bit integer samples */
+#endif
     if (im->columns == 0 || im->rows == 0 || columns == 0 || rows == 0) {
         return "empty";
     }
@@ -234,33 +240,14 @@ static const char *get_row(Image *im, long y, float *out)
     return NULL;
 }
 
-/* A ring of rows, each made once, for the vertical filter: row r is in slot r % rows. */
+/* A ring of rows, each made once, for the vertical filter: row r is in slot r % count. */
 struct ring {
     float *rows;
     long *held; /* the row in each slot, or -1 */
     size_t count, width;
 };
 
-static int ring_init(struct ring *r, size_t count, size_t width)
-{
-    r->rows = malloc(count * width * sizeof *r->rows);
-    r->held = malloc(count * sizeof *r->held);
-    r->count = count;
-    r->width = width;
-    for (size_t i = 0; r->held != NULL && i < count; i++) {
-        r->held[i] = -1;
-    }
-    return r->rows != NULL && r->held != NULL ? 0 : -1;
-}
-
-static void ring_free(struct ring *r)
-{
-    free(r->rows);
-    free(r->held);
-}
-
-/* Adds w x row y to `acc`; `*fresh` says whether the slot must be made first (filled by the
- * caller into the returned row). */
+/* Row y's slot; `*fresh` says whether the caller must make the row there first. */
 static float *ring_slot(struct ring *r, long y, bool *fresh)
 {
     size_t slot = (size_t)y % r->count;
@@ -269,7 +256,7 @@ static float *ring_slot(struct ring *r, long y, bool *fresh)
     return &r->rows[slot * r->width];
 }
 
-static void add_weighted(float *acc, const float *row, float w, size_t width)
+static void add_weighted(float *restrict acc, const float *restrict row, float w, size_t width)
 {
     for (size_t k = 0; k < width; k++) {
         acc[k] += w * row[k];
@@ -364,55 +351,114 @@ static void put_row(const float *row, size_t columns, PixelPacket *out)
     }
 }
 
-/* Horizontal pass first (ImageMagick's order when the width shrinks less than the height): each
- * source row filtered once into the ring; each output row the weighted sum of its ring rows. */
+/* The buffers of a resize, all allocated before anything is changed (a failure declines). */
+struct work {
+    struct ring ring; /* h_first: filtered rows, `columns` wide; v_first: source rows */
+    float *row;       /* a source row (h_first) or the intermediate row (v_first) */
+    float *out;       /* the output row's sums, `columns` wide */
+    double *sums;     /* with alpha, ALPHA_SUMS a pixel of the rows summed vertically */
+    long reads;       /* source rows read so far */
+};
+
+static void work_free(struct work *w)
+{
+    free(w->ring.rows);
+    free(w->ring.held);
+    free(w->row);
+    free(w->out);
+    free(w->sums);
+    memset(w, 0, sizeof *w);
+}
+
+/* Allocates the buffers; more than WORK_BYTES_MAX of them declines instead. */
+static const char *work_init(struct work *w, const Image *im, const struct kind *k,
+                             const struct filter *v, size_t columns, bool h_first)
+{
+    memset(w, 0, sizeof *w);
+    size_t ring_px = h_first ? columns : im->columns;
+    w->ring.count = (size_t)v->max < im->rows ? (size_t)v->max : im->rows;
+    w->ring.width = SAMPLES * ring_px;
+    double bytes = (double)w->ring.count * (double)w->ring.width * sizeof(float) +
+                   (double)w->ring.count * sizeof(long) +
+                   (double)(SAMPLES * im->columns + SAMPLES * columns) * sizeof(float) +
+                   (k->alpha ? (double)(ALPHA_SUMS * ring_px) * sizeof(double) : 0.0);
+    if (bytes > (double)WORK_BYTES_MAX) {
+        return "too large";
+    }
+    w->ring.rows = malloc(w->ring.count * w->ring.width * sizeof *w->ring.rows);
+    w->ring.held = malloc(w->ring.count * sizeof *w->ring.held);
+    w->row = malloc(SAMPLES * im->columns * sizeof *w->row);
+    w->out = malloc(SAMPLES * columns * sizeof *w->out);
+    w->sums = k->alpha ? malloc(ALPHA_SUMS * ring_px * sizeof *w->sums) : NULL;
+    if (w->ring.rows == NULL || w->ring.held == NULL || w->row == NULL || w->out == NULL ||
+        (k->alpha && w->sums == NULL)) {
+        work_free(w);
+        return "out of memory";
+    }
+    for (size_t i = 0; i < w->ring.count; i++) {
+        w->ring.held[i] = -1;
+    }
+    return NULL;
+}
+
+/* Source row y into `out`, with a look at the progress monitor every READS_PER_CHECK rows read
+ * (a far smaller output has few rows of its own to look at it after). */
+static const char *read_row(Image *im, struct work *w, long y, float *out)
+{
+    if (++w->reads % READS_PER_CHECK == 0 &&
+        SetImageProgress(im, "Resize/Image", (MagickOffsetType)w->reads, im->rows) == MagickFalse) {
+        return "stopped by the progress monitor";
+    }
+    return get_row(im, y, out);
+}
+
+/* After output row y: the progress monitor every MONITOR_EVERY rows. */
+static const char *row_done(Image *im, size_t y, size_t rows)
+{
+    if (y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
+        SetImageProgress(im, "Resize/Image", (MagickOffsetType)y, rows) == MagickFalse) {
+        return "stopped by the progress monitor";
+    }
+    return NULL;
+}
+
+/* Horizontal pass first (ImageMagick's order when the width grows more, or shrinks less, than
+ * the height): each source row filtered once into the ring; each output row the weighted sum of
+ * its ring rows. */
 static const char *h_first(Image *im, const struct kind *k, const struct filter *h,
-                           const struct filter *v, size_t columns, size_t rows, PixelPacket *pixels)
+                           const struct filter *v, struct work *wk, size_t columns, size_t rows,
+                           PixelPacket *pixels)
 {
     size_t width = SAMPLES * columns;
-    struct ring ring;
-    float *src = malloc(SAMPLES * im->columns * sizeof *src);
-    float *acc = malloc(width * sizeof *acc);
-    double *sums = k->alpha ? malloc(ALPHA_SUMS * columns * sizeof *sums) : NULL;
-    const char *why = ring_init(&ring, (size_t)v->max, width) < 0 || src == NULL || acc == NULL ||
-                              (k->alpha && sums == NULL)
-                          ? "out of memory"
-                          : NULL;
+    const char *why = NULL;
     for (size_t y = 0; why == NULL && y < rows; y++) {
         const struct taps *t = &v->taps[y];
         const float *w = &v->weights[y * (size_t)v->max];
-        memset(acc, 0, width * sizeof *acc);
+        memset(wk->out, 0, width * sizeof *wk->out);
         if (k->alpha) {
-            memset(sums, 0, ALPHA_SUMS * columns * sizeof *sums);
+            memset(wk->sums, 0, ALPHA_SUMS * columns * sizeof *wk->sums);
         }
         for (int i = 0; i < t->n; i++) {
             bool fresh;
-            float *row = ring_slot(&ring, t->start + i, &fresh);
+            float *row = ring_slot(&wk->ring, t->start + i, &fresh);
             if (fresh) {
-                if ((why = get_row(im, t->start + i, src)) != NULL) {
+                if ((why = read_row(im, wk, t->start + i, wk->row)) != NULL) {
                     break;
                 }
-                (k->alpha ? filter_h_alpha : filter_h)(src, h, columns, row);
+                (k->alpha ? filter_h_alpha : filter_h)(wk->row, h, columns, row);
                 quantize(row, width);
             }
-            add_row(k, acc, sums, row, w[i], columns);
+            add_row(k, wk->out, wk->sums, row, w[i], columns);
         }
         if (why != NULL) {
             break;
         }
         if (k->alpha) {
-            alpha_divide(sums, columns, acc);
+            alpha_divide(wk->sums, columns, wk->out);
         }
-        put_row(acc, columns, pixels + y * columns);
-        if (y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
-            SetImageProgress(im, "Resize/Image", (MagickOffsetType)y, rows) == MagickFalse) {
-            why = "stopped by the progress monitor";
-        }
+        put_row(wk->out, columns, pixels + y * columns);
+        why = row_done(im, y, rows);
     }
-    ring_free(&ring);
-    free(src);
-    free(acc);
-    free(sums);
     return why;
 }
 
@@ -420,50 +466,37 @@ static const char *h_first(Image *im, const struct kind *k, const struct filter 
  * each output row the weighted sum of its ring rows, rounded as ImageMagick's intermediate image,
  * then filtered horizontally. */
 static const char *v_first(Image *im, const struct kind *k, const struct filter *h,
-                           const struct filter *v, size_t columns, size_t rows, PixelPacket *pixels)
+                           const struct filter *v, struct work *wk, size_t columns, size_t rows,
+                           PixelPacket *pixels)
 {
     size_t width = SAMPLES * im->columns;
-    struct ring ring;
-    float *mid = malloc(width * sizeof *mid);
-    double *sums = k->alpha ? malloc(ALPHA_SUMS * im->columns * sizeof *sums) : NULL;
-    float *out = malloc(SAMPLES * columns * sizeof *out);
-    const char *why = ring_init(&ring, (size_t)v->max, width) < 0 || mid == NULL || out == NULL ||
-                              (k->alpha && sums == NULL)
-                          ? "out of memory"
-                          : NULL;
+    const char *why = NULL;
     for (size_t y = 0; why == NULL && y < rows; y++) {
         const struct taps *t = &v->taps[y];
         const float *w = &v->weights[y * (size_t)v->max];
-        memset(mid, 0, width * sizeof *mid);
+        memset(wk->row, 0, width * sizeof *wk->row);
         if (k->alpha) {
-            memset(sums, 0, ALPHA_SUMS * im->columns * sizeof *sums);
+            memset(wk->sums, 0, ALPHA_SUMS * im->columns * sizeof *wk->sums);
         }
         for (int i = 0; i < t->n; i++) {
             bool fresh;
-            float *row = ring_slot(&ring, t->start + i, &fresh);
-            if (fresh && (why = get_row(im, t->start + i, row)) != NULL) {
+            float *row = ring_slot(&wk->ring, t->start + i, &fresh);
+            if (fresh && (why = read_row(im, wk, t->start + i, row)) != NULL) {
                 break;
             }
-            add_row(k, mid, sums, row, w[i], im->columns);
+            add_row(k, wk->row, wk->sums, row, w[i], im->columns);
         }
         if (why != NULL) {
             break;
         }
         if (k->alpha) {
-            alpha_divide(sums, im->columns, mid);
+            alpha_divide(wk->sums, im->columns, wk->row);
         }
-        quantize(mid, width);
-        (k->alpha ? filter_h_alpha : filter_h)(mid, h, columns, out);
-        put_row(out, columns, pixels + y * columns);
-        if (y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
-            SetImageProgress(im, "Resize/Image", (MagickOffsetType)y, rows) == MagickFalse) {
-            why = "stopped by the progress monitor";
-        }
+        quantize(wk->row, width);
+        (k->alpha ? filter_h_alpha : filter_h)(wk->row, h, columns, wk->out);
+        put_row(wk->out, columns, pixels + y * columns);
+        why = row_done(im, y, rows);
     }
-    ring_free(&ring);
-    free(mid);
-    free(sums);
-    free(out);
     return why;
 }
 
@@ -479,13 +512,22 @@ static void scale_page(Image *im, size_t columns, size_t rows)
     im->tile_offset.y = (ssize_t)ceil(sy * (double)im->tile_offset.y - 0.5);
 }
 
-/* Copies the finished pixels into the image, resized to columns x rows. */
+/* Copies the finished pixels into the image, resized to columns x rows, its page geometry scaled.
+ * If ImageMagick's cache refuses the new size, the image gets its old size back but its pixels
+ * may be gone: the caller fails the job. */
 static const char *store(Image *im, const PixelPacket *pixels, size_t columns, size_t rows)
 {
-    scale_page(im, columns, rows);
+    size_t old_columns = im->columns, old_rows = im->rows;
     if (SetImageExtent(im, columns, rows) == MagickFalse) {
+        im->columns = old_columns;
+        im->rows = old_rows;
         return "pixel cache";
     }
+    im->columns = old_columns; /* the page is scaled by new / old */
+    im->rows = old_rows;
+    scale_page(im, columns, rows);
+    im->columns = columns;
+    im->rows = rows;
     for (size_t y = 0; y < rows; y++) {
         PixelPacket *q = QueueAuthenticPixels(im, 0, (ssize_t)y, columns, 1, &im->exception);
         if (q == NULL) {
@@ -507,25 +549,29 @@ enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows, const
     if (*why != NULL) {
         return RESIZE_DECLINED;
     }
+    bool horizontal_first = (double)columns / (double)im->columns > (double)rows / (double)im->rows;
     struct filter h = {0}, v = {0};
+    struct work wk = {0};
     PixelPacket *pixels = NULL;
     if (columns > SIZE_MAX / sizeof *pixels / rows ||
-        filter_init(&h, &k, im->columns, columns) < 0 || filter_init(&v, &k, im->rows, rows) < 0 ||
-        (size_t)v.max * (columns > im->columns ? columns : im->columns) >
-            RING_BYTES_MAX / (SAMPLES * sizeof(float)) ||
-        (pixels = malloc(columns * rows * sizeof *pixels)) == NULL) {
+        filter_init(&h, &k, im->columns, columns) < 0 || filter_init(&v, &k, im->rows, rows) < 0) {
+        *why = "out of memory";
+    } else if ((*why = work_init(&wk, im, &k, &v, columns, horizontal_first)) == NULL &&
+               (pixels = malloc(columns * rows * sizeof *pixels)) == NULL) {
+        *why = "out of memory";
+    }
+    if (*why != NULL) { /* nothing changed yet: ImageMagick may still manage */
+        work_free(&wk);
         filter_free(&h);
         filter_free(&v);
-        *why = "too large";
         return RESIZE_DECLINED;
     }
-    double x_factor = (double)columns / (double)im->columns;
-    double y_factor = (double)rows / (double)im->rows;
-    *why = x_factor > y_factor ? h_first(im, &k, &h, &v, columns, rows, pixels)
-                               : v_first(im, &k, &h, &v, columns, rows, pixels);
+    *why = horizontal_first ? h_first(im, &k, &h, &v, &wk, columns, rows, pixels)
+                            : v_first(im, &k, &h, &v, &wk, columns, rows, pixels);
     if (*why == NULL) {
         *why = store(im, pixels, columns, rows);
     }
+    work_free(&wk);
     filter_free(&h);
     filter_free(&v);
     free(pixels);

@@ -21,11 +21,13 @@
  * samples in a million (tests/shrink/test_resize.c).
  *
  * Declined, for the caller to resize with ImageMagick: a palette image (PseudoClass), CMYK, the
- * same size, a "filter:*" artifact, and a ring over RING_BYTES_MAX. The output's pixels are built
- * beside the source, then copied into the image's pixel cache once it is resized
- * (SetImageExtent), so the image keeps its properties, profiles and settings; its page geometry
- * is scaled as ImageMagick's CloneImage scales it. The image's progress monitor (the job's
- * deadline) is called every MONITOR_EVERY output rows: when it says stop, the resize fails. */
+ * same size, a "filter:*" artifact, buffers over WORK_BYTES_MAX (64 MB: a far smaller output of
+ * a large image, whose ring holds many source rows), a failed allocation, and any ImageMagick but
+ * the Q16 build without HDRI. The output's pixels are built beside the source, then copied into
+ * the image's pixel cache once it is resized (SetImageExtent), so the image keeps its properties,
+ * profiles and settings; its page geometry is scaled as ImageMagick's CloneImage scales it. The
+ * image's progress monitor (the job's deadline) is called every MONITOR_EVERY output rows and
+ * every READS_PER_CHECK source rows read: when it says stop, the resize fails. */
 #ifndef PIXQ_RESIZE_H
 #define PIXQ_RESIZE_H
 
@@ -35,8 +37,8 @@
 enum resize_result {
     RESIZE_DONE,     /* the wand's current image is now columns x rows */
     RESIZE_DECLINED, /* not a case this takes: nothing changed */
-    RESIZE_FAILED,   /* out of memory, ImageMagick's cache refused, or past the deadline: the
-                        image may be left at the new size with some rows unset */
+    RESIZE_FAILED,   /* stopped by the progress monitor, or ImageMagick's cache refused a row or
+                        the new size: the image must not be used (its pixels may be gone) */
 };
 
 /* Resizes the current image of `w` to columns x rows as MagickResizeImage(w, columns, rows,

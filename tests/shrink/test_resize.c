@@ -287,6 +287,8 @@ int main(int argc, char **argv)
     MagickWand *paged = noise(200, 100, 5);
     CHECK(MagickSetImagePage(paged, 640, 480, 33, -17) == MagickTrue);
     same_as_imagemagick("page offset", paged, 120, 60);
+    same_as_imagemagick("page offset", paged, 150, 30); /* x and y scaled apart */
+    same_as_imagemagick("page offset", paged, 90, 160);
 
     MagickWand *alpha = noise(100, 100, 6); /* an alpha channel, opaque throughout */
     CHECK(MagickSetImageAlphaChannel(alpha, OpaqueAlphaChannel) == MagickTrue);
@@ -312,7 +314,20 @@ int main(int argc, char **argv)
     const char *why = NULL;
     CHECK(resize_fast(stopped, 100, 100, &why) == RESIZE_FAILED);
     CHECK(resize_fast(stopped, 600, 500, &why) == RESIZE_FAILED);
+    CHECK(resize_fast(stopped, 300, 100, &why) == RESIZE_FAILED); /* horizontal pass first */
     CHECK(why != NULL && strstr(why, "progress monitor") != NULL);
+    /* to 2x2: too few output rows to look at the monitor after; the source rows read do */
+    MagickWand *big = noise(1000, 1000, 12);
+    MagickSetImageProgressMonitor(big, stop_now, NULL);
+    CHECK(resize_fast(big, 2, 2, &why) == RESIZE_FAILED);
+    CHECK(why != NULL && strstr(why, "progress monitor") != NULL);
+    DestroyMagickWand(big);
+
+    /* a far smaller output of a large image: the ring would hold 3000 rows of 3000 pixels */
+    MagickWand *huge = noise(3000, 3000, 13);
+    declined("large to tiny", huge, 6, 6);
+    CHECK(resize_fast(huge, 6, 6, &why) == RESIZE_DECLINED && strcmp(why, "too large") == 0);
+    DestroyMagickWand(huge);
 
     MagickWand *all[] = {n, na, row, col, grey, paged, alpha, palette, cmyk, artifact, stopped};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
