@@ -32,6 +32,13 @@ CHECKS = {
         r"(?m)^  200 px: pixq/vips %s \((met|missed)\)  pixq/convert %s \((met|missed)\)  "
         r"pixq/djpeg %s \((met|missed)\)$" % (NUM, NUM, NUM),
     ],
+    "resize": [
+        r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
+        r"(?m)^autumn-2560x1600\.jpg +1280x800 +800x500 +no +lanczos +%s +%s +%s$" % ((NUM,) * 3),
+        r"(?m)^autumn-2560x1600\.jpg +1280x800 +800x500 +yes +mitchell +%s +%s +%s$" % ((NUM,) * 3),
+        r"(?m)^autumn-2560x1600\.jpg +1280x800 +1600x1000 +no +mitchell +%s +%s +%s$" % ((NUM,) * 3),
+        r"(?m)^median pixq/imagemagick: %s$" % NUM,
+    ],
     "memory": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
         r"(?m)^pixq-worker +%s +%s +\d+ +%s$" % (NUM, NUM, NUM),
