@@ -296,6 +296,15 @@ static void alpha_divide(const double *sums, size_t pixels, float *out)
     }
 }
 
+/* Zeroes the vertical sums of `pixels` pixels: acc, or with alpha sums. */
+static void clear_sums(const struct kind *k, float *acc, double *sums, size_t pixels)
+{
+    memset(acc, 0, SAMPLES * pixels * sizeof *acc);
+    if (k->alpha) {
+        memset(sums, 0, ALPHA_SUMS * pixels * sizeof *sums);
+    }
+}
+
 /* One vertical step: row (`pixels` wide) weighed by w into acc, or into sums with alpha. */
 static void add_row(const struct kind *k, float *acc, double *sums, const float *row, float w,
                     size_t pixels)
@@ -434,10 +443,7 @@ static const char *h_first(Image *im, const struct kind *k, const struct filter 
     for (size_t y = 0; why == NULL && y < rows; y++) {
         const struct taps *t = &v->taps[y];
         const float *w = &v->weights[y * (size_t)v->max];
-        memset(wk->out, 0, width * sizeof *wk->out);
-        if (k->alpha) {
-            memset(wk->sums, 0, ALPHA_SUMS * columns * sizeof *wk->sums);
-        }
+        clear_sums(k, wk->out, wk->sums, columns);
         for (int i = 0; i < t->n; i++) {
             bool fresh;
             float *row = ring_slot(&wk->ring, t->start + i, &fresh);
@@ -474,10 +480,7 @@ static const char *v_first(Image *im, const struct kind *k, const struct filter 
     for (size_t y = 0; why == NULL && y < rows; y++) {
         const struct taps *t = &v->taps[y];
         const float *w = &v->weights[y * (size_t)v->max];
-        memset(wk->row, 0, width * sizeof *wk->row);
-        if (k->alpha) {
-            memset(wk->sums, 0, ALPHA_SUMS * im->columns * sizeof *wk->sums);
-        }
+        clear_sums(k, wk->row, wk->sums, im->columns);
         for (int i = 0; i < t->n; i++) {
             bool fresh;
             float *row = ring_slot(&wk->ring, t->start + i, &fresh);
