@@ -1262,10 +1262,7 @@ static int resize_overlay(MagickWand *src, long nw, long nh, const struct op_ctx
     if (check_size(nw, nh, ctx, fn, e) < 0) {
         return -1;
     }
-    if (MagickResizeImage(src, (size_t)nw, (size_t)nh, UndefinedFilter, 1.0) == MagickFalse) {
-        return img_fail(src, fn, e);
-    }
-    return 0;
+    return img_resize(src, nw, nh, fn, e);
 }
 
 /* scale_to_fit {width, height} (either may be omitted): resize keeping the aspect ratio to fit
