@@ -4,9 +4,11 @@
  * explicit-format ping of every frame, the first frame's decode) under pixq's security policy and
  * resource limits (img_start(), with every format pixq can enable, so that every decoder it may
  * use is reached), then what every job does with a source: original_meta with all of its EXIF,
- * auto-orient, a small resize, and an encode whose format the input's last byte picks. The
- * limits are pixq's defaults scaled down (1 MP, 16 frames, 64 MiB of memory) so that an input
- * runs in milliseconds; the code paths are the same. Built only with -Dfuzz=true (scripts/fuzz). */
+ * auto-orient, a small resize through img_resize() (resize.c, or ImageMagick's where it
+ * declines; a small image is enlarged when the input's last byte has bit 3 set), and an encode
+ * whose format the input's last byte picks. The limits are pixq's defaults scaled down (1 MP, 16
+ * frames, 64 MiB of memory) so that an input runs in milliseconds; the code paths are the same.
+ * Built only with -Dfuzz=true (scripts/fuzz). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -74,7 +76,12 @@ static void thumbnail(MagickWand *w, uint8_t pick)
     size_t cw = MagickGetImageWidth(w), ch = MagickGetImageHeight(w);
     size_t tw = cw > FUZZ_THUMB_SIDE ? FUZZ_THUMB_SIDE : cw;
     size_t th = ch > FUZZ_THUMB_SIDE ? FUZZ_THUMB_SIDE : ch;
-    if (tw == 0 || th == 0 || MagickResizeImage(w, tw, th, TriangleFilter, 1.0) == MagickFalse) {
+    if ((pick & 8) != 0) { /* a small image enlarged instead (resize.c's Mitchell) */
+        tw = cw < FUZZ_THUMB_SIDE ? cw * 2 : tw;
+        th = ch < FUZZ_THUMB_SIDE ? ch * 2 : th;
+    }
+    /* the worker's resize: resize.c where it takes the image, else ImageMagick's */
+    if (tw == 0 || th == 0 || img_resize(w, (long)tw, (long)th, "resize", &e) < 0) {
         return;
     }
     struct job_save save;
