@@ -949,8 +949,7 @@ int img_resize(MagickWand *w, long width, long height, const char *what, struct 
             return 0;
         case RESIZE_FAILED:
             if (past_deadline(w)) {
-                return err_set(e, "%s: took longer than the limit of %ld s", what,
-                               guard.cfg.time_s);
+                return img_fail(w, what, e); /* says so */
             }
             const Image *im = GetImageFromMagickWand(w);
             const char *detail =

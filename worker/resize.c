@@ -69,6 +69,13 @@ static double mitchell(double x)
     return 0.0;
 }
 
+/* ImageMagick's PerceptibleReciprocal. */
+static double reciprocal(double x)
+{
+    double sign = x < 0.0 ? -1.0 : 1.0;
+    return sign * x >= MagickEpsilon ? 1.0 / x : sign / MagickEpsilon;
+}
+
 static void filter_free(struct filter *f)
 {
     free(f->taps);
@@ -107,8 +114,7 @@ static int filter_init(struct filter *f, const struct kind *k, size_t in, size_t
             density += w[i];
         }
         if (density != 0.0 && density != 1.0) {
-            double r = fabs(density) >= MagickEpsilon ? 1.0 / density
-                                                      : (density < 0 ? -1.0 : 1.0) / MagickEpsilon;
+            double r = reciprocal(density);
             for (int i = 0; i < n; i++) {
                 w[i] *= r;
             }
@@ -149,12 +155,9 @@ static const char *choose(const Image *im, size_t columns, size_t rows, struct k
             return "filter artifact";
         }
     }
-    k->alpha = im->matte != MagickFalse;
-    if (k->alpha || x_factor * y_factor > 1.0) {
-        *k = (struct kind){mitchell, MITCHELL_SUPPORT, k->alpha};
-    } else {
-        *k = (struct kind){lanczos, LOBES, false};
-    }
+    bool alpha = im->matte != MagickFalse;
+    *k = alpha || x_factor * y_factor > 1.0 ? (struct kind){mitchell, MITCHELL_SUPPORT, alpha}
+                                            : (struct kind){lanczos, LOBES, false};
     return NULL;
 }
 
@@ -171,13 +174,6 @@ static int32_t to_quantum(float v)
     v = v > 0.0f ? v : 0.0f;
     v = v < (float)QuantumRange ? v : (float)QuantumRange;
     return (int32_t)(v + 0.5f);
-}
-
-/* ImageMagick's PerceptibleReciprocal. */
-static double reciprocal(double x)
-{
-    double sign = x < 0.0 ? -1.0 : 1.0;
-    return sign * x >= MagickEpsilon ? 1.0 / x : sign / MagickEpsilon;
 }
 
 /* `in` (in_columns pixels) filtered horizontally into `out` (columns pixels). */
@@ -199,30 +195,44 @@ static void filter_h(const float *in, const struct filter *h, size_t columns, fl
     }
 }
 
-/* filter_h for an image with alpha, as ImageMagick filters one: each colour weighed by its
- * pixel's alpha as well, and divided by the sum of those weights; the opacity as it is. */
+/* How ImageMagick filters an image with alpha, a pixel at a time, in double precision (with a
+ * filter's negative lobes the sum of the alpha weights can be small beside its terms): each
+ * colour weighed by its pixel's alpha as well, the opacity as it is, and in the end the colours
+ * divided by the sum of the alpha weights. `a` holds ALPHA_SUMS sums: the four samples' and the
+ * alpha weights'. */
+#define ALPHA_SUMS 5
+
+static inline void alpha_add(double *a, const float *p, double w)
+{
+    double alpha = w * (1.0 / (double)QuantumRange) * ((double)QuantumRange - p[3]);
+    a[0] += alpha * p[0];
+    a[1] += alpha * p[1];
+    a[2] += alpha * p[2];
+    a[3] += w * (double)p[3];
+    a[4] += alpha;
+}
+
+static inline void alpha_finish(const double *a, float *out)
+{
+    double g = reciprocal(a[4]);
+    out[0] = (float)(g * a[0]);
+    out[1] = (float)(g * a[1]);
+    out[2] = (float)(g * a[2]);
+    out[3] = (float)a[3];
+}
+
+/* filter_h for an image with alpha. */
 static void filter_h_alpha(const float *in, const struct filter *h, size_t columns, float *out)
 {
-    const double scale = 1.0 / (double)QuantumRange;
     for (size_t x = 0; x < columns; x++) {
         const struct taps *t = &h->taps[x];
         const float *w = &h->weights[x * (size_t)h->max];
         const float *s = &in[SAMPLES * (size_t)t->start];
-        double a[SAMPLES] = {0}, gamma = 0.0;
+        double a[ALPHA_SUMS] = {0};
         for (int i = 0; i < t->n; i++) {
-            const float *p = &s[SAMPLES * i];
-            double alpha = w[i] * scale * ((double)QuantumRange - p[3]);
-            a[0] += alpha * p[0];
-            a[1] += alpha * p[1];
-            a[2] += alpha * p[2];
-            a[3] += w[i] * (double)p[3];
-            gamma += alpha;
+            alpha_add(a, &s[SAMPLES * i], w[i]);
         }
-        gamma = reciprocal(gamma);
-        out[SAMPLES * x] = (float)(gamma * a[0]);
-        out[SAMPLES * x + 1] = (float)(gamma * a[1]);
-        out[SAMPLES * x + 2] = (float)(gamma * a[2]);
-        out[SAMPLES * x + 3] = (float)a[3];
+        alpha_finish(a, &out[SAMPLES * x]);
     }
 }
 
@@ -263,36 +273,19 @@ static void add_weighted(float *restrict acc, const float *restrict row, float w
     }
 }
 
-/* add_weighted for an image with alpha, in double precision (with a filter's negative lobes the
- * sum of the alpha weights can be small beside its terms): the colours weighed by alpha too, the
- * four sums and the sum of the alpha weights in `sums` (5 doubles a pixel), finished by
+/* add_weighted for an image with alpha: `sums` holds ALPHA_SUMS a pixel, finished by
  * alpha_divide. */
-#define ALPHA_SUMS 5
-
 static void add_weighted_alpha(double *sums, const float *row, float w, size_t pixels)
 {
-    const double scale = 1.0 / (double)QuantumRange;
     for (size_t x = 0; x < pixels; x++) {
-        const float *p = &row[SAMPLES * x];
-        double *a = &sums[ALPHA_SUMS * x];
-        double alpha = w * scale * ((double)QuantumRange - p[3]);
-        a[0] += alpha * p[0];
-        a[1] += alpha * p[1];
-        a[2] += alpha * p[2];
-        a[3] += w * (double)p[3];
-        a[4] += alpha;
+        alpha_add(&sums[ALPHA_SUMS * x], &row[SAMPLES * x], w);
     }
 }
 
 static void alpha_divide(const double *sums, size_t pixels, float *out)
 {
     for (size_t x = 0; x < pixels; x++) {
-        const double *a = &sums[ALPHA_SUMS * x];
-        double g = reciprocal(a[4]);
-        out[SAMPLES * x] = (float)(g * a[0]);
-        out[SAMPLES * x + 1] = (float)(g * a[1]);
-        out[SAMPLES * x + 2] = (float)(g * a[2]);
-        out[SAMPLES * x + 3] = (float)a[3];
+        alpha_finish(&sums[ALPHA_SUMS * x], &out[SAMPLES * x]);
     }
 }
 
@@ -316,7 +309,6 @@ static void add_row(const struct kind *k, float *acc, double *sums, const float 
     }
 }
 
-/* Rounds and clamps an intermediate row as ImageMagick stores its intermediate image. */
 #ifdef __SSE2__
 /* Four samples at once: to_quantum's clamp (MAXPS and MINPS keep the second operand for a NaN,
  * as its comparisons do) and truncation. */
@@ -328,6 +320,7 @@ static __m128i to_quantum4(__m128 v)
 }
 #endif
 
+/* Rounds and clamps an intermediate row as ImageMagick stores its intermediate image. */
 static void quantize(float *row, size_t width)
 {
     size_t k = 0;
@@ -410,25 +403,26 @@ static const char *work_init(struct work *w, const Image *im, const struct kind 
     return NULL;
 }
 
-/* Source row y into `out`, with a look at the progress monitor every READS_PER_CHECK rows read
- * (a far smaller output has few rows of its own to look at it after). */
-static const char *read_row(Image *im, struct work *w, long y, float *out)
+/* The image's progress monitor (the job's deadline): NULL to go on, or why it stops. */
+static const char *monitor(const Image *im, MagickOffsetType done, MagickSizeType span)
 {
-    if (++w->reads % READS_PER_CHECK == 0 &&
-        SetImageProgress(im, "Resize/Image", (MagickOffsetType)w->reads, im->rows) == MagickFalse) {
-        return "stopped by the progress monitor";
-    }
-    return get_row(im, y, out);
+    return SetImageProgress(im, "Resize/Image", done, span) == MagickFalse
+               ? "stopped by the progress monitor"
+               : NULL;
 }
 
-/* After output row y: the progress monitor every MONITOR_EVERY rows. */
+/* Source row y into `out`, with a look at the monitor every READS_PER_CHECK rows read (a far
+ * smaller output has few rows of its own to look at it after). */
+static const char *read_row(Image *im, struct work *w, long y, float *out)
+{
+    const char *why = ++w->reads % READS_PER_CHECK == 0 ? monitor(im, w->reads, im->rows) : NULL;
+    return why != NULL ? why : get_row(im, y, out);
+}
+
+/* After output row y: the monitor every MONITOR_EVERY rows. */
 static const char *row_done(Image *im, size_t y, size_t rows)
 {
-    if (y % MONITOR_EVERY == MONITOR_EVERY - 1 &&
-        SetImageProgress(im, "Resize/Image", (MagickOffsetType)y, rows) == MagickFalse) {
-        return "stopped by the progress monitor";
-    }
-    return NULL;
+    return y % MONITOR_EVERY == MONITOR_EVERY - 1 ? monitor(im, (MagickOffsetType)y, rows) : NULL;
 }
 
 /* Horizontal pass first (ImageMagick's order when the width grows more, or shrinks less, than
@@ -503,10 +497,12 @@ static const char *v_first(Image *im, const struct kind *k, const struct filter 
     return why;
 }
 
-/* The scaled page geometry ImageMagick's CloneImage gives an image resized to columns x rows. */
-static void scale_page(Image *im, size_t columns, size_t rows)
+/* The scaled page geometry ImageMagick's CloneImage gives an image resized from from_columns x
+ * from_rows to columns x rows. */
+static void scale_page(Image *im, size_t from_columns, size_t from_rows, size_t columns,
+                       size_t rows)
 {
-    double sx = (double)columns / (double)im->columns, sy = (double)rows / (double)im->rows;
+    double sx = (double)columns / (double)from_columns, sy = (double)rows / (double)from_rows;
     im->page.width = (size_t)floor(sx * (double)im->page.width + 0.5);
     im->page.height = (size_t)floor(sy * (double)im->page.height + 0.5);
     im->page.x = (ssize_t)ceil(sx * (double)im->page.x - 0.5);
@@ -526,11 +522,7 @@ static const char *store(Image *im, const PixelPacket *pixels, size_t columns, s
         im->rows = old_rows;
         return "pixel cache";
     }
-    im->columns = old_columns; /* the page is scaled by new / old */
-    im->rows = old_rows;
-    scale_page(im, columns, rows);
-    im->columns = columns;
-    im->rows = rows;
+    scale_page(im, old_columns, old_rows, columns, rows);
     for (size_t y = 0; y < rows; y++) {
         PixelPacket *q = QueueAuthenticPixels(im, 0, (ssize_t)y, columns, 1, &im->exception);
         if (q == NULL) {
