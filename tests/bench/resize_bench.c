@@ -18,13 +18,9 @@
 #include "cfg.h"
 #include "image.h"
 #include "resize.h"
+#include "shrinkio.h"
 
 #define MAX_RUNS 1000
-
-static const char *env(const char *name)
-{
-    return getenv(name);
-}
 
 static double now_ms(void)
 {
@@ -55,25 +51,10 @@ static bool size_of(const char *s, size_t *w, size_t *h)
 
 static MagickWand *load(const char *path, size_t w, size_t h, bool alpha)
 {
-    const char *ext = strrchr(path, '.');
-    const char *format = ext == NULL                 ? ""
-                         : strcmp(ext, ".jpg") == 0  ? "JPEG"
-                         : strcmp(ext, ".png") == 0  ? "PNG"
-                         : strcmp(ext, ".webp") == 0 ? "WEBP"
-                                                     : "";
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    static unsigned char data[64 << 20];
-    size_t len = fread(data, 1, sizeof data, f);
-    fclose(f);
-    MagickWand *m = NewMagickWand();
-    if (MagickSetFormat(m, format) == MagickFalse ||
-        MagickReadImageBlob(m, data, len) == MagickFalse ||
-        MagickScaleImage(m, w, h) == MagickFalse ||
-        MagickSetImageAlphaChannel(m, alpha ? CopyAlphaChannel : DeactivateAlphaChannel) ==
-            MagickFalse) {
+    MagickWand *m = shrinkio_read(path);
+    if (m != NULL && (MagickScaleImage(m, w, h) == MagickFalse ||
+                      MagickSetImageAlphaChannel(
+                          m, alpha ? CopyAlphaChannel : DeactivateAlphaChannel) == MagickFalse)) {
         return DestroyMagickWand(m);
     }
     return m;
@@ -102,12 +83,7 @@ int main(int argc, char **argv)
         return 2;
     }
     struct cfg cfg;
-    struct err e = {{0}};
-    struct img_config ic;
-    cfg_defaults(&cfg);
-    if (cfg_load_env(&cfg, env, &e) < 0 || img_config_from(&cfg, &ic, &e) < 0 ||
-        img_start(&ic, &e) < 0) {
-        fprintf(stderr, "resize_bench: %s\n", e.msg);
+    if (shrinkio_start("resize_bench", &cfg) < 0) {
         return 1;
     }
     MagickWand *src = load(argv[i], sw, sh, alpha);

@@ -1,8 +1,10 @@
 /* Helpers the C tests and tools of tests/shrink share (shrinkio.h). */
 #include "shrinkio.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "buf.h"
 #include "cfg.h"
@@ -24,6 +26,23 @@ unsigned char *shrinkio_slurp(const char *path, size_t *len)
     }
     *len = b.len;
     return (unsigned char *)buf_take(&b);
+}
+
+MagickWand *shrinkio_read(const char *path)
+{
+    const char *ext = strrchr(path, '.');
+    const char *format = ext == NULL                 ? ""
+                         : strcmp(ext, ".jpg") == 0  ? "JPEG"
+                         : strcmp(ext, ".png") == 0  ? "PNG"
+                         : strcmp(ext, ".webp") == 0 ? "WEBP"
+                                                     : "";
+    size_t len = 0;
+    unsigned char *bytes = shrinkio_slurp(path, &len);
+    MagickWand *w = NewMagickWand();
+    bool read = len > 0 && MagickSetFormat(w, format) == MagickTrue &&
+                MagickReadImageBlob(w, bytes, len) == MagickTrue;
+    free(bytes);
+    return read ? w : DestroyMagickWand(w);
 }
 
 static const char *env(const char *name)

@@ -3,9 +3,14 @@
 #define PIXQ_TESTS_SHRINKIO_H
 
 #include <stddef.h>
+#include <wand/MagickWand.h>
 
 /* The whole file at `path` (free()), `*len` bytes; empty (0 bytes) when it cannot be read. */
 unsigned char *shrinkio_slurp(const char *path, size_t *len);
+
+/* The image at `path` read by ImageMagick, the format named from its extension (.jpg, .png,
+ * .webp: the image guard reads only a named format), or NULL. */
+MagickWand *shrinkio_read(const char *path);
 
 struct cfg;
 

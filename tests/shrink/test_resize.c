@@ -204,24 +204,11 @@ static MagickBooleanType stop_now(const char *text, const MagickOffsetType offse
 
 static void corpus(const char *path)
 {
-    MagickWand *w = NewMagickWand();
     const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    const char *ext = strrchr(name, '.');
-    size_t len = 0;
-    unsigned char *bytes = shrinkio_slurp(path, &len);
-    /* the image guard reads only what is named: the format from the file's extension */
-    const char *format = ext == NULL                 ? ""
-                         : strcmp(ext, ".jpg") == 0  ? "JPEG"
-                         : strcmp(ext, ".png") == 0  ? "PNG"
-                         : strcmp(ext, ".webp") == 0 ? "WEBP"
-                                                     : "";
-    bool read = len > 0 && MagickSetFormat(w, format) == MagickTrue &&
-                MagickReadImageBlob(w, bytes, len) == MagickTrue;
-    free(bytes);
-    if (!read) {
+    MagickWand *w = shrinkio_read(path);
+    if (w == NULL) {
         fprintf(stderr, "%s: cannot read\n", path);
         CHECK(false);
-        DestroyMagickWand(w);
         return;
     }
     size_t cols = MagickGetImageWidth(w), rows = MagickGetImageHeight(w);
