@@ -29,6 +29,10 @@ Figures:
   microsecond), and the rest: the worker's own work (JSON, the canvas, two log
   lines) and its share of the kernel's. `r_ping bound` is the ratio a worker that did no work at
   all would reach: round trips / (round trips + Redis's work).
+* Redis's work a job by command (one worker, INFO commandstats summed over the rounds): the
+  script calls' time, the part of it spent in the commands the scripts call (each with its
+  calls a job and time a call), and the rest: the scripts' own, Lua and the way of each
+  redis.call into Redis and back.
 """
 
 import argparse
@@ -107,7 +111,9 @@ def run_batch(r, n_jobs, prefix):
             raise RuntimeError("%s no-op jobs failed: see the worker logs" % failed)
         done = int(ok or 0)
         if done >= n_jobs:
-            return time.monotonic() - t0, redis_usec(r) / n_jobs
+            secs = time.monotonic() - t0
+            stats = command_stats(r)
+            return secs, redis_usec(stats) / n_jobs, stats
         if time.monotonic() - t0 > 300:
             raise RuntimeError("only %d of %d jobs done in 300 s" % (done, n_jobs))
         time.sleep(0.002)
@@ -118,16 +124,37 @@ def run_batch(r, n_jobs, prefix):
 # script calls are counted twice in INFO commandstats (in the script's time and on their own
 # lines): only these are summed.
 WORKER_COMMANDS = ("evalsha", "eval", "blmove")
+# What this benchmark sends itself: the pushes, its polls of the counters, the statistics.
+BENCH_COMMANDS = ("lpush", "hmget", "del", "config|resetstat", "info")
 
 
-def redis_usec(r):
-    """Redis's own microseconds on the workers' commands since CONFIG RESETSTAT."""
-    total = 0.0
+def command_stats(r):
+    """{command: (calls, usec)} of INFO commandstats since CONFIG RESETSTAT."""
+    out = {}
     for line in r.execute("INFO", "commandstats").splitlines():
         name, _, fields = line.partition(":")
-        if name[8:] in WORKER_COMMANDS and name.startswith("cmdstat_"):
-            total += float(dict(f.split("=", 1) for f in fields.split(","))["usec"])
-    return total
+        if name.startswith("cmdstat_"):
+            f = dict(x.split("=", 1) for x in fields.split(","))
+            out[name[8:]] = (int(f["calls"]), float(f["usec"]))
+    return out
+
+
+def redis_usec(stats):
+    """Redis's own microseconds on the workers' commands."""
+    return sum(usec for name, (_, usec) in stats.items() if name in WORKER_COMMANDS)
+
+
+def script_breakdown(stats, jobs):
+    """Redis's work a job by command, from commandstats summed over rounds: the worker's script
+    calls, and the commands the scripts called (their time is inside the scripts' own)."""
+    evalsha = [stats.get(c, (0, 0.0)) for c in ("evalsha", "eval")]
+    scripts_us = sum(u for _, u in evalsha) / jobs
+    inner = sorted(((name, calls / jobs, usec / jobs) for name, (calls, usec) in stats.items()
+                    if name not in WORKER_COMMANDS and name not in BENCH_COMMANDS
+                    and calls / jobs >= 0.5), key=lambda x: -x[2])
+    inner_us = sum(x[2] for x in inner)
+    return {"script_calls": sum(c for c, _ in evalsha) / jobs, "scripts_us": scripts_us,
+            "inner": inner, "inner_us": inner_us, "glue_us": scripts_us - inner_us}
 
 
 def redis_benchmark(port, clients, requests, command):
@@ -175,12 +202,16 @@ def main():
         for n in (1, 2):
             progs = start_workers(opts.worker, n, server.port, tmp, "w%d" % n)
             rounds = []  # (seconds, Redis us a job, PING req/s, EVALSHA req/s)
+            stats = {}  # commandstats summed over the rounds
             try:
                 run_batch(r, min(opts.jobs, 1000), "warm%d" % n)  # scripts loaded, caches warm
                 for k in range(opts.rounds):
                     ping, evalsha = ceilings(server.port, r, n, max(opts.jobs * 2, 2000))
-                    secs, redis_us = run_batch(r, opts.jobs, "run%d-%d" % (n, k))
+                    secs, redis_us, got = run_batch(r, opts.jobs, "run%d-%d" % (n, k))
                     rounds.append((secs, redis_us, ping, evalsha))
+                    for name, (calls, usec) in got.items():
+                        c0, u0 = stats.get(name, (0, 0.0))
+                        stats[name] = (c0 + calls, u0 + usec)
             finally:
                 jobs, trips = stop_workers(progs)
             rt = trips / jobs if jobs else float("nan")
@@ -193,7 +224,8 @@ def main():
                          "redis_us_per_job": statistics.median_high([x[1] for x in rounds]),
                          "ceiling_ping": ping / rt, "ceiling_evalsha": evalsha / rt,
                          "r_ping_rounds": [opts.jobs / x[0] / (x[2] / rt) for x in rounds],
-                         "r_eval_rounds": [opts.jobs / x[0] / (x[3] / rt) for x in rounds]})
+                         "r_eval_rounds": [opts.jobs / x[0] / (x[3] / rt) for x in rounds],
+                         "redis_by_command": script_breakdown(stats, opts.jobs * len(rounds))})
         r.close()
     finally:
         server.stop()
@@ -225,6 +257,13 @@ def main():
               job_us, one["round_trips_per_job"], trips_us, one["redis_us_per_job"],
               job_us - trips_us - one["redis_us_per_job"],
               trips_us / (trips_us + one["redis_us_per_job"])))
+    b = one["redis_by_command"]
+    print("1 worker, Redis's work a job (INFO commandstats, all rounds): %.2f script calls %.1f us; "
+          "inside them the commands %.1f us (%s), the rest %.1f us the scripts' own (Lua, and "
+          "each redis.call's way in and out)" % (
+              b["script_calls"], b["scripts_us"], b["inner_us"],
+              ", ".join("%s %.2f x %.2f us" % (name, calls, usec / calls)
+                        for name, calls, usec in b["inner"]), b["glue_us"]))
     if len(rows) == 2:
         print("scaling 2 workers / 1 worker: %.2f" % (rows[1]["jobs_per_s"]
                                                      / rows[0]["jobs_per_s"]))

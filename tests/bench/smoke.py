@@ -68,6 +68,9 @@ CHECKS = {
         % (NUM, NUM),
         r"(?m)^r_ping by round, 1 worker: %s$" % NUM,
         r"(?m)^r_ping by round, 2 workers: %s$" % NUM,
+        r"(?m)^1 worker, Redis's work a job \(INFO commandstats, all rounds\): %s script calls %s "
+        r"us; inside them the commands %s us \((\w+ %s x %s us)(, \w+ %s x %s us)*\), the rest "
+        r"-?%s us the scripts' own .*$" % ((NUM,) * 8),
     ],
 }
 
