@@ -42,6 +42,15 @@ struct rq {
     unsigned long round_trips; /* replies waited for since the start (a pipeline counts once) */
     char sha[RQ_SCRIPT_COUNT][2 * SHA_DIGEST_LENGTH + 1];
     struct buf cmd; /* the command being sent, in RESP, kept for the next one (see append_cmd) */
+    /* a script call sent by rq_script_send() whose reply is not read yet (`sent`), or was read by
+     * a later command and kept for rq_script_reply() (`held`; `lost`: the connection went
+     * before it came) */
+    bool sent, lost;
+    redisReply *held;
+    enum rq_script sent_script;
+    long long sent_us;
+    struct buf sent_cmd;          /* its bytes, sent again if Redis answers NOSCRIPT */
+    bool loaded[RQ_SCRIPT_COUNT]; /* scripts known to be in the server's cache since connecting */
 };
 
 /* ---------------------------------------------------------------- URL parsing */
@@ -205,6 +214,10 @@ static void drop(struct rq *r)
         redisFree(r->ctx);
         r->ctx = NULL;
     }
+    if (r->sent) { /* its reply can no longer come */
+        r->sent = false;
+        r->lost = true;
+    }
 }
 
 /* Checks a reply of a set-up command; frees it. */
@@ -259,6 +272,7 @@ static int connect_now(struct rq *r, struct err *e)
         return -1;
     }
     r->io_error = false;
+    memset(r->loaded, 0, sizeof r->loaded); /* perhaps a new server, or one restarted */
     return 0;
 }
 
@@ -280,6 +294,7 @@ struct rq *rq_create(const char *url, long timeout_ms, struct err *e)
     }
     r->timeout_ms = timeout_ms;
     buf_init(&r->cmd, 0);
+    buf_init(&r->sent_cmd, 0);
     if (rq_parse_url(url, &r->url, e) < 0 || connect_now(r, e) < 0) {
         free(r);
         return NULL;
@@ -294,7 +309,9 @@ void rq_destroy(struct rq *r)
         return;
     }
     drop(r);
+    freeReplyObject(r->held);
     buf_finish(&r->cmd);
+    buf_finish(&r->sent_cmd);
     free(r);
 }
 
@@ -353,6 +370,45 @@ static void log_round_trip(const char *cmd, int len, const char *script, long lo
     LOG_DEBUG("redis", "cmd=%.*s%s%s ms=%.3f ok=%d", len, cmd, script != NULL ? " script=" : "",
               script != NULL ? script : "", (double)(mono_us() - t0_us) / 1000.0,
               rep != NULL && rep->type != REDIS_REPLY_ERROR);
+}
+
+/* Reads the reply of the script call rq_script_send() sent, if it is still on its way, and keeps
+ * it for rq_script_reply(): a command sent after it must not take it for its own. An I/O failure
+ * drops the connection (the next command reconnects) and marks the reply lost. */
+static void collect_sent(struct rq *r)
+{
+    if (!r->sent) {
+        return;
+    }
+    r->sent = false;
+    void *rep = NULL;
+    bool ok = redisGetReply(r->ctx, &rep) == REDIS_OK && rep != NULL;
+    redisReply *got = rep;
+    /* `ms`: from sending the call to reading its answer, the caller's work in between included */
+    LOG_DEBUG("redis", "cmd=EVALSHA script=%s ahead=1 ms=%.3f ok=%d", script_name[r->sent_script],
+              (double)(mono_us() - r->sent_us) / 1000.0, ok && got->type != REDIS_REPLY_ERROR);
+    if (ok && got->type == REDIS_REPLY_ERROR && strncmp(got->str, "NOSCRIPT", 8) == 0) {
+        /* the server lost its scripts (SCRIPT FLUSH): the call did not run; load and run it */
+        freeReplyObject(got);
+        LOG_DEBUG("redis_script_load", "script=%s", script_name[r->sent_script]);
+        rep = redisCommand(r->ctx, "SCRIPT LOAD %s", script_text[r->sent_script]);
+        ok = rep != NULL && ((redisReply *)rep)->type != REDIS_REPLY_ERROR;
+        freeReplyObject(rep);
+        rep = NULL;
+        ok = ok &&
+             redisAppendFormattedCommand(r->ctx, r->sent_cmd.data, r->sent_cmd.len) == REDIS_OK &&
+             redisGetReply(r->ctx, &rep) == REDIS_OK && rep != NULL;
+        r->round_trips += 2;
+    }
+    if (!ok) {
+        freeReplyObject(rep);
+        r->io_error = true;
+        r->io_errors++;
+        drop(r);
+        r->lost = true;
+        return;
+    }
+    r->held = rep;
 }
 
 /* ---------------------------------------------------------------- commands in RESP */
@@ -449,6 +505,7 @@ static redisReply *round_trip(struct rq *r, long extra_timeout_ms, const char *n
 static redisReply *commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
                             const size_t *lens, const char *script, struct err *e)
 {
+    collect_sent(r);
     if (ensure_connected(r, e) < 0 || format_argv(r, argc, argv, lens, e) < 0) {
         return NULL;
     }
@@ -464,6 +521,7 @@ redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const cha
 
 redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...)
 {
+    collect_sent(r);
     if (ensure_connected(r, e) < 0) {
         return NULL;
     }
@@ -503,6 +561,7 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
     for (size_t i = 0; i < n; i++) {
         replies[i] = NULL;
     }
+    collect_sent(r);
     if (ensure_connected(r, e) < 0) {
         return -1;
     }
@@ -557,8 +616,9 @@ static void script_argv(struct rq *r, enum rq_script s, const char *nk, int nkey
     }
 }
 
-static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
-                           const char **args, const size_t *arglens, struct err *e)
+/* Formats EVALSHA <sha> <nkeys> keys... args... into r->cmd. Returns 0, or -1. */
+static int format_script(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
+                         const char **args, const size_t *arglens, struct err *e)
 {
     size_t total = (size_t)nkeys + (size_t)nargs + 3;
     const char *argv_stack[STACK_ARGS];
@@ -566,20 +626,31 @@ static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char
     bool small = total <= STACK_ARGS;
     const char **argv = small ? argv_stack : malloc(total * sizeof *argv);
     size_t *lens = small ? lens_stack : malloc(total * sizeof *lens);
-    redisReply *rep = NULL;
+    int rc;
     if (argv == NULL || lens == NULL) {
-        err_set(e, "out of memory");
+        rc = err_set(e, "out of memory");
     } else {
         char nk[16];
         snprintf(nk, sizeof nk, "%d", nkeys);
         script_argv(r, s, nk, nkeys, keys, nargs, args, arglens, argv, lens);
-        rep = commandv(r, 0, (int)total, argv, lens, script_name[s], e);
+        rc = format_argv(r, (int)total, argv, lens, e);
     }
     if (!small) {
         free(argv);
         free(lens);
     }
-    return rep;
+    return rc;
+}
+
+static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
+                           const char **args, const size_t *arglens, struct err *e)
+{
+    collect_sent(r);
+    if (ensure_connected(r, e) < 0 ||
+        format_script(r, s, nkeys, keys, nargs, args, arglens, e) < 0) {
+        return NULL;
+    }
+    return round_trip(r, 0, "EVALSHA", 7, script_name[s], e);
 }
 
 redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
@@ -592,6 +663,7 @@ redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **ke
     struct err local;
     redisReply *rep = evalsha(r, s, nkeys, keys, nargs, args, arglens, &local);
     if (rep != NULL) {
+        r->loaded[s] = true;
         return rep;
     }
     if (strstr(local.msg, "NOSCRIPT") == NULL) {
@@ -604,7 +676,82 @@ redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **ke
         return NULL;
     }
     freeReplyObject(rep);
+    r->loaded[s] = true;
     return evalsha(r, s, nkeys, keys, nargs, args, arglens, e);
+}
+
+int rq_script_send(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
+                   const char **args, const size_t *arglens, struct err *e)
+{
+    collect_sent(r);
+    freeReplyObject(r->held); /* an earlier call's reply nobody asked for */
+    r->held = NULL;
+    r->lost = false;
+    if (nkeys < 0 || nargs < 0 || nkeys + nargs > MAX_ARGS) {
+        return err_set(e, "redis script %s: too many arguments", script_name[s]);
+    }
+    if (ensure_connected(r, e) < 0) {
+        return -1;
+    }
+    if (!r->loaded[s]) { /* once a connection: the call must run when it arrives, not NOSCRIPT */
+        LOG_DEBUG("redis_script_load", "script=%s", script_name[s]);
+        redisReply *rep = rq_command(r, e, "SCRIPT LOAD %s", script_text[s]);
+        if (rep == NULL) {
+            return -1;
+        }
+        freeReplyObject(rep);
+        r->loaded[s] = true;
+    }
+    if (format_script(r, s, nkeys, keys, nargs, args, arglens, e) < 0) {
+        return -1;
+    }
+    buf_reset(&r->sent_cmd);
+    if (buf_append(&r->sent_cmd, r->cmd.data, r->cmd.len) < 0) {
+        return err_set(e, "out of memory");
+    }
+    if (append_cmd(r) < 0) {
+        drop(r); /* hiredis ran out of memory: whatever it holds must not reach Redis */
+        return err_set(e, "out of memory");
+    }
+    /* written now, not with the next read: the round trip runs while the caller works */
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(r->ctx, &done) != REDIS_OK) {
+            err_set(e, "redis: %s", r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+            r->io_error = true;
+            r->io_errors++;
+            drop(r);
+            return -1;
+        }
+    }
+    r->round_trips++;
+    r->sent = true;
+    r->sent_script = s;
+    r->sent_us = mono_us();
+    return 0;
+}
+
+void rq_wait_sent(struct rq *r)
+{
+    collect_sent(r);
+}
+
+redisReply *rq_script_reply(struct rq *r, struct err *e)
+{
+    collect_sent(r);
+    redisReply *rep = r->held;
+    r->held = NULL;
+    if (rep == NULL) {
+        err_set(e, r->lost ? "redis: connection lost before the reply" : "redis: nothing was sent");
+        r->lost = false;
+        return NULL;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        err_set(e, "redis: %.400s", rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
 }
 
 int rq_key(char *out, size_t cap, const char *queue, const char *suffix)

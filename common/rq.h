@@ -1,8 +1,9 @@
 /* rq: pixq's Redis connection: URL parsing, (re)connection, key names and Lua scripts.
  *
- * One `struct rq` is one synchronous hiredis connection, used by one thread. When a command fails
- * on I/O the connection is dropped and the next command reconnects, so a caller that retries
- * with back-off rides out a Redis restart. Replies are hiredis `redisReply *`: the caller frees
+ * One `struct rq` is one synchronous hiredis connection, used by one thread; one script call at a
+ * time may be sent ahead of its reply (rq_script_send). When a command fails on I/O the
+ * connection is dropped and the next command reconnects, so a caller that retries with back-off
+ * rides out a Redis restart. Replies are hiredis `redisReply *`: the caller frees
  * the top-level reply with freeReplyObject(). */
 #ifndef PIXQ_RQ_H
 #define PIXQ_RQ_H
@@ -89,6 +90,25 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
 /* Runs a Lua script with EVALSHA, loading it when the server answers NOSCRIPT. As rq_commandv. */
 redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
                       const char **args, const size_t *arglens, struct err *e);
+
+/* Sends a script call without waiting for its reply, so that its round trip runs while the
+ * caller works; rq_script_reply() returns the reply. Commands may run on the connection
+ * meanwhile: the first of them reads the reply first and keeps it. The script is loaded first
+ * (SCRIPT LOAD, a round trip) when this connection has not used it yet, so that the call runs
+ * when it arrives; should the server answer NOSCRIPT all the same (SCRIPT FLUSH), the reply is
+ * read, the script loaded and the call sent again. Returns 0, or -1 with the reason (the call
+ * did not reach Redis). */
+int rq_script_send(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
+                   const char **args, const size_t *arglens, struct err *e);
+
+/* The reply of the last rq_script_send() (the caller frees it), or NULL with the reason: an error
+ * reply (its message), the connection lost before the reply came, or nothing sent. */
+redisReply *rq_script_reply(struct rq *r, struct err *e);
+
+/* Waits for the answer of a script call rq_script_send() sent, if it is still on its way, and
+ * keeps it for rq_script_reply(): after this, Redis has run the call (unless the connection went
+ * first). For a caller about to act outside Redis on that assumption. */
+void rq_wait_sent(struct rq *r);
 
 /* Whether the last command failed on I/O (the connection was dropped). */
 bool rq_disconnected(const struct rq *r);

@@ -318,6 +318,9 @@ static enum up_outcome send_task(const struct uploader *u, json_object *task, co
     if (wait_for_slot(u, task, &o, delay_ms) == 1) {
         return UP_PARK;
     }
+    if (u->rq != NULL) {
+        rq_wait_sent(u->rq); /* a script call sent ahead (the job's begin.lua) has run */
+    }
     struct s3_reply reply;
     if (put(u, task, &o, data, len, &reply, e) == 0) {
         return s3_object_url(u->s3, &o, url, e) == 0 ? UP_DONE : UP_FAILED;

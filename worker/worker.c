@@ -73,6 +73,7 @@ struct task {
     struct job *job;
     struct result *result;
     char first_error[ERR_MSG_MAX]; /* empty while nothing failed */
+    long run; /* the job's run number from begin.lua (1: its first); 0 while not known */
 };
 
 /* Sleeps `ms`, waking early when asked to stop. */
@@ -420,20 +421,57 @@ static int adopt(struct worker *w, struct task *t, struct err *e)
     return 0;
 }
 
-/* Counts this run of the job (begin.lua). Returns the run number (1 for the first), or -1. */
-static long begin_run(struct worker *w, const struct job *j, struct err *e)
-{
+/* begin.lua's keys and argument for job `j`. */
+struct begin_call {
     char key[RQ_KEY_MAX];
-    job_key(w, j->id, "job", -1, key, sizeof key);
-    const char *keys[] = {key, w->stats_key};
-    const char *args[] = {w->ttl_arg};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, keys, 1, args, NULL, e);
-    if (r == NULL) {
-        return -1;
-    }
+    const char *keys[2];
+    const char *args[1];
+};
+
+static void begin_call_init(struct worker *w, const struct job *j, struct begin_call *c)
+{
+    job_key(w, j->id, "job", -1, c->key, sizeof c->key);
+    c->keys[0] = c->key;
+    c->keys[1] = w->stats_key;
+    c->args[0] = w->ttl_arg;
+}
+
+/* begin.lua's answer {first_seen, runs}: the run number; frees it. */
+static long begin_runs(redisReply *r)
+{
     long runs = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? (long)r->element[1]->integer : 1;
     freeReplyObject(r);
     return runs;
+}
+
+/* Sends begin.lua, which counts this run of the job, without waiting: begin_reply() reads its
+ * answer once the job has run, so that the round trip passes while the job fetches its source
+ * and works. A command the job sends Redis meanwhile (an upload's rate limit) reads the answer
+ * first, and an upload waits for it (rq_wait_sent), so the run is counted in Redis before any
+ * output leaves the worker. Returns whether it was sent. */
+static bool begin_send(struct worker *w, const struct job *j)
+{
+    struct begin_call c;
+    begin_call_init(w, j, &c);
+    struct err e = {{0}};
+    return rq_script_send(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e) == 0;
+}
+
+/* The run number begin_send() counted (1 for the first), or -1 if Redis did not answer (then
+ * the run may or may not be counted, as when a call waited for fails). Runs begin.lua now when it
+ * could not be sent. */
+static long begin_reply(struct worker *w, const struct job *j, bool sent)
+{
+    struct err e = {{0}};
+    redisReply *r = NULL;
+    if (sent) {
+        r = rq_script_reply(w->rq, &e);
+    } else {
+        struct begin_call c;
+        begin_call_init(w, j, &c);
+        r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e);
+    }
+    return r != NULL ? begin_runs(r) : -1;
 }
 
 /* The job's postback bookkeeping in pixq:{Q}:job:<id>: `posted` is set once it was delivered. */
@@ -451,14 +489,17 @@ static bool postback_delivered(struct worker *w, const char *job_id)
 /* Posts the result unless it was delivered already (a rerun). The delivery is recorded by the
  * finish.lua call that settles the payload right after (settlement.posted_id, set when *sent):
  * a postback is marked only once delivered, so a worker dying with it in flight leaves it to the
- * rerun: at least once. Returns 0 delivered (or nothing to deliver), -1 failed. */
-static int post_once(struct worker *w, const struct job *job, const char *json, bool *sent)
+ * rerun: at least once. On a job's first run (`first_run`: begin.lua counted 1) no earlier run
+ * can have recorded a delivery, so Redis is not asked. Returns 0 delivered (or nothing to
+ * deliver), -1 failed. */
+static int post_once(struct worker *w, const struct job *job, const char *json, bool first_run,
+                     bool *sent)
 {
     *sent = false;
     if (job->postback_url == NULL) {
         return 0;
     }
-    if (postback_delivered(w, job->id)) {
+    if (!first_run && postback_delivered(w, job->id)) {
         LOG_INFO("postback_skipped", "job_id=%s reason=already_sent", job->id);
         return 0;
     }
@@ -896,7 +937,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     if (lease_take_lost(w->lease) && !still_reserved(w, t)) {
         LOG_WARN("lease_lost", "job_id=%s step=before_postback", job->id);
     } else {
-        posted = post_once(w, job, json, &sent);
+        posted = post_once(w, job, json, t->run == 1, &sent);
     }
     long attempts = job_attempt(job);
     const char *text = failed ? job_text(job) : NULL; /* serialised only when needed */
@@ -981,7 +1022,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *env)
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
         LOG_WARN("postback_given_up", "job_id=%s reason=result_gone attempt=%ld",
                  job != NULL ? job->id : "", attempt + 1);
-    } else if (post_once(w, job, r->str, &sent) < 0) {
+    } else if (post_once(w, job, r->str, false, &sent) < 0) {
         if (attempt < POSTBACK_RETRIES) {
             schedule_postback(w, text, job->id, attempt + 1);
         } else {
@@ -1186,11 +1227,15 @@ static void handle(struct worker *w, struct task *t)
         parse(w, t, t->payload.data, t->payload.len) < 0) {
         return;
     }
-    struct err e = {{0}};
-    long run = begin_run(w, t->job, &e);
-    LOG_INFO("job_start", "job_id=%s queue=%s run=%ld", t->job->id, w->queue, run);
-    metrics_job_reserved(t->job, run);
+    long reserved_ms = clock_wall_ms();
+    bool sent = begin_send(w, t->job);
+    LOG_INFO("job_start", "job_id=%s queue=%s", t->job->id, w->queue);
     enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
+    t->run = begin_reply(w, t->job, sent);
+    if (t->run > 1) {
+        LOG_INFO("job_rerun", "job_id=%s run=%ld", t->job->id, t->run);
+    }
+    metrics_job_reserved(t->job, t->run, reserved_ms);
     if (st == RUN_PARKED) {
         park_job(w, t);
         return;

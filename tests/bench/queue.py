@@ -27,8 +27,10 @@ Figures:
   ceiling's speed), Redis's own work on the worker's commands (INFO commandstats: the usec of
   its script calls and BLMOVEs, over the jobs; a PING takes Redis well under a tenth of a
   microsecond), and the rest: the worker's own work (JSON, the canvas, two log
-  lines) and its share of the kernel's. `r_ping bound` is the ratio a worker that did no work at
-  all would reach: round trips / (round trips + Redis's work).
+  lines) and its share of the kernel's, less what of it passes while begin.lua's round trip is
+  on its way (the worker sends it before the job runs and reads the answer after). `r_ping
+  bound` is the ratio a worker that did no work at all would reach: round trips / (round trips +
+  Redis's work).
 * Redis's work a job by command (one worker, INFO commandstats summed over the rounds): the
   script calls' time, the part of it spent in the commands the scripts call (each with its
   calls a job and time a call), and the rest: the scripts' own, Lua and the way of each

@@ -200,10 +200,13 @@ class RoundTripTest(PixqTestCase):
     counts them: rq_round_trips(), a pipeline counting once), and every command Redis ran for
     it (INFO commandstats deltas, the commands inside the Lua scripts included, the lease
     thread's heartbeats and reaping too). With the folded ack (single queue):
-      no-op job, no postback: 2 round trips (EVALSHA begin.lua, EVALSHA finish.lua, which also
+      no-op job, no postback: 2 round trips (EVALSHA begin.lua, sent before the job runs and
+                              answered while it does, and EVALSHA finish.lua, which also
                               reserves the next job: no BLMOVE while the queue has work);
-      with a postback:        3 (+ HEXISTS posted before posting; finish.lua writes `posted`).
-    Before: 3 and 5 (a BLMOVE per job, and HSET posted on its own)."""
+      with a postback:        2 as well on a job's first run; a rerun adds HEXISTS posted before
+                              posting (finish.lua writes `posted`).
+    Before: 3 and 5 (a BLMOVE per job, and HSET posted on its own), then 2 and 3 (HEXISTS on
+    every run)."""
 
     queue = "default"
     start_worker_in_setup = False
@@ -212,7 +215,7 @@ class RoundTripTest(PixqTestCase):
     # spread over the batch; "all" is the commandstats total per job (19 and 21 measured, of
     # which 5 are pixq stats' throughput counters in finish.lua)
     LIMITS = {False: {"round_trips": 2.1, "all": 19.6},
-              True: {"round_trips": 3.2, "all": 21.9}}
+              True: {"round_trips": 2.2, "all": 20.9}}
 
     def calls(self):
         info = self.redis.execute("INFO", "commandstats")
@@ -261,8 +264,49 @@ class RoundTripTest(PixqTestCase):
 
     def test_job_with_postback(self):
         delta = self.measure(True, 100, 20)
-        self.assertEqual(delta.get("hexists"), 100, delta)
+        self.assertNotIn("hexists", delta)  # first runs: nothing can have been posted before
         self.assertLessEqual(delta.get("blmove", 0), 3, delta)  # idle spells only
+
+    def test_rerun_asks_whether_it_was_posted(self):
+        """A rerun (begin.lua counts run 2) asks HEXISTS posted before posting, and posts nothing
+        when an earlier run's delivery was recorded; a first run beside it posts without asking.
+        The rerun is logged (job_rerun run=2)."""
+        self.worker = self.start_worker()
+        url = self.postbacks.url()
+        self.batch("warm", 2, True)
+        # what an earlier run that posted back and settled left in the job's hash
+        self.redis.execute("HSET", self.key("job:again"), "first_seen", "1", "runs", "1",
+                           "posted", "1")
+        before = self.calls()
+        self.redis.lpush(self.key("jobs"), json.dumps(canvas_job("again", url)),
+                         json.dumps(canvas_job("fresh", url)))
+        self.wait_until(lambda: {"again", "fresh"} <= {
+            e["job_id"] for e in self.worker.log_events("job_done")}, 20, "both jobs done")
+        after = self.calls()
+        self.assertEqual(after.get("hexists", 0) - before.get("hexists", 0), 1)
+        self.wait_for_postback(job_id="fresh")
+        skipped = [e for e in self.worker.log_events("postback_skipped")
+                   if e.get("job_id") == "again"]
+        self.assertEqual([e.get("reason") for e in skipped], ["already_sent"])
+        self.assertEqual([e["job_id"] for e in self.worker.log_events("job_rerun")], ["again"])
+        self.assertEqual(self.worker.log_events("job_rerun")[0]["run"], "2")
+        self.assertEqual([pb for pb in self.postbacks.postbacks if pb.job_id == "again"], [])
+        self.assertEqual(self.redis.execute("HGET", self.key("job:fresh"), "runs"), "1")
+
+    def test_run_counted_when_redis_forgot_the_script(self):
+        """begin.lua is sent ahead of the job and its answer read after: when Redis no longer
+        knows the script (SCRIPT FLUSH, a restart without persistence), the answer is NOSCRIPT
+        and the worker loads it and counts the run then, once."""
+        self.worker = self.start_worker()
+        self.batch("warm", 2, False)
+        self.redis.execute("SCRIPT", "FLUSH")
+        self.batch("flushed", 3, False)
+        for i in range(3):
+            self.assertEqual(self.redis.execute("HGET", self.key("job:flushed-%d" % i), "runs"),
+                             "1")
+        self.assertEqual(self.worker.log_events("job_rerun"), [])
+        self.assertIsNone(self.redis.execute("HGET", self.key("stats"), "reruns"))
+        self.assertEqual(self.redis.execute("HGET", self.key("stats"), "succeeded"), "5")
 
 
 if __name__ == "__main__":
