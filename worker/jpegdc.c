@@ -5,6 +5,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__) && !defined(JPEGDC_SCALAR)
+#include <emmintrin.h>
+#define USE_SSE2 1
+#endif
 
 /* Markers (ITU T.81 table B.1) */
 enum {
@@ -524,15 +528,38 @@ static int parse_app(struct dec *d, int marker)
     return 0;
 }
 
-/* The bytes of the entropy-coded segment from `p` to the next marker other than RSTn. */
+/* Whether FF then `next` is a marker other than RSTn: in entropy-coded data an FF is followed by
+ * 00 (a stuffed FF byte) or by a marker. */
+static bool ends_entropy(uint8_t next)
+{
+    return next != 0x00 && (next < M_RST0 || next > M_RST7);
+}
+
+/* The bytes of the entropy-coded segment from `p` to the next marker other than RSTn. A photo's
+ * AC scans hold an FF (stuffed) every few hundred bytes: with SSE2 sixteen bytes are looked at
+ * together, every FF among them in turn, rather than a memchr() call for each. */
 static const uint8_t *skip_entropy(const uint8_t *p, const uint8_t *end)
 {
+#ifdef USE_SSE2
+    const __m128i ff = _mm_set1_epi8((char)0xFF);
+    while (end - p > 16) { /* the byte after each of the sixteen is there too */
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned hits = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, ff));
+        for (; hits != 0; hits &= hits - 1) {
+            int k = __builtin_ctz(hits);
+            if (ends_entropy(p[k + 1])) {
+                return p + k;
+            }
+        }
+        p += 16;
+    }
+#endif
     while (p < end) {
         const uint8_t *q = memchr(p, 0xFF, (size_t)(end - p));
         if (q == NULL || q + 1 >= end) {
             return end;
         }
-        if (q[1] != 0x00 && (q[1] < M_RST0 || q[1] > M_RST7)) {
+        if (ends_entropy(q[1])) {
             return q;
         }
         p = q + 2;

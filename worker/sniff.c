@@ -68,10 +68,22 @@ static bool jpeg_is_sof(unsigned m)
     return m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
 }
 
+#define EOI_TAIL 64 /* bytes at the end of a JPEG looked at first for its EOI marker */
+
 /* Whether an EOI marker (FF D9) follows: entropy-coded data stuffs every FF, so only a marker
- * can be FF D9. */
+ * can be FF D9. A file almost always ends with it, so the last bytes are looked at first: a
+ * photo's megabyte of scans holds thousands of stuffed FFs for a scan from the front to stop at. */
 static bool jpeg_has_eoi(const unsigned char *p, size_t n)
 {
+    size_t from = n > EOI_TAIL ? n - EOI_TAIL : 0;
+    for (size_t i = n; i >= from + 2; i--) {
+        if (p[i - 2] == 0xFF && p[i - 1] == 0xD9) {
+            return true;
+        }
+    }
+    if (from == 0) {
+        return false; /* all of it was looked at */
+    }
     const unsigned char *end = p + n;
     while (end - p >= 2) {
         const unsigned char *q = memchr(p, 0xFF, (size_t)(end - p - 1));

@@ -17,7 +17,7 @@ static const unsigned char head[] = {
 /* sniff_image of `head` followed by the `n` bytes at `tail`. */
 static struct sniff_info sniff_with(const unsigned char *tail, size_t n)
 {
-    unsigned char data[sizeof head + 64];
+    unsigned char data[sizeof head + 128];
     memcpy(data, head, sizeof head);
     if (n > 0) {
         memcpy(data + sizeof head, tail, n);
@@ -62,6 +62,17 @@ static void test_eoi(void)
     CHECK(truncated(ff_only, sizeof ff_only));
     CHECK(truncated(d9_first, sizeof d9_first));
     CHECK(truncated(NULL, 0));
+    /* the end is looked at first (64 bytes), then everything from the front */
+    unsigned char long_garbage[96] = {0x01, 0xFF, 0xD9}; /* EOI, then 93 bytes after it */
+    unsigned char long_none[96] = {0x01, 0xFF, 0x00};
+    for (size_t i = 3; i < sizeof long_garbage; i++) {
+        long_garbage[i] = long_none[i] = (unsigned char)(i % 2 ? 0xFF : 0x00);
+    }
+    CHECK(!truncated(long_garbage, sizeof long_garbage));
+    CHECK(truncated(long_none, sizeof long_none));
+    long_none[sizeof long_none - 2] = 0xFF;
+    long_none[sizeof long_none - 1] = 0xD9;
+    CHECK(!truncated(long_none, sizeof long_none));
 }
 
 /* Every cut of a JPEG that ends in EOI is truncated; the whole file is not. */
