@@ -373,42 +373,51 @@ static void log_round_trip(const char *cmd, int len, const char *script, long lo
 }
 
 /* Reads the reply of the script call rq_script_send() sent, if it is still on its way, and keeps
- * it for rq_script_reply(): a command sent after it must not take it for its own. An I/O failure
- * drops the connection (the next command reconnects) and marks the reply lost. */
+ * it for rq_script_reply(): a command sent after it must not take it for its own. A NOSCRIPT
+ * answer (the server lost its scripts: SCRIPT FLUSH) means the call did not run: the script is
+ * loaded and the call sent again, and that answer is kept. An I/O failure drops the connection
+ * (the next command reconnects) and marks the reply lost. */
 static void collect_sent(struct rq *r)
 {
     if (!r->sent) {
         return;
     }
     r->sent = false;
+    const char *name = script_name[r->sent_script];
     void *rep = NULL;
-    bool ok = redisGetReply(r->ctx, &rep) == REDIS_OK && rep != NULL;
+    bool io = redisGetReply(r->ctx, &rep) == REDIS_OK && rep != NULL;
     redisReply *got = rep;
     /* `ms`: from sending the call to reading its answer, the caller's work in between included */
-    LOG_DEBUG("redis", "cmd=EVALSHA script=%s ahead=1 ms=%.3f ok=%d", script_name[r->sent_script],
-              (double)(mono_us() - r->sent_us) / 1000.0, ok && got->type != REDIS_REPLY_ERROR);
-    if (ok && got->type == REDIS_REPLY_ERROR && strncmp(got->str, "NOSCRIPT", 8) == 0) {
-        /* the server lost its scripts (SCRIPT FLUSH): the call did not run; load and run it */
-        freeReplyObject(got);
-        LOG_DEBUG("redis_script_load", "script=%s", script_name[r->sent_script]);
-        rep = redisCommand(r->ctx, "SCRIPT LOAD %s", script_text[r->sent_script]);
-        ok = rep != NULL && ((redisReply *)rep)->type != REDIS_REPLY_ERROR;
-        freeReplyObject(rep);
-        rep = NULL;
-        ok = ok &&
-             redisAppendFormattedCommand(r->ctx, r->sent_cmd.data, r->sent_cmd.len) == REDIS_OK &&
-             redisGetReply(r->ctx, &rep) == REDIS_OK && rep != NULL;
-        r->round_trips += 2;
+    LOG_DEBUG("redis", "cmd=EVALSHA script=%s ahead=1 ms=%.3f ok=%d", name,
+              (double)(mono_us() - r->sent_us) / 1000.0, io && got->type != REDIS_REPLY_ERROR);
+    if (io && got->type == REDIS_REPLY_ERROR && strncmp(got->str, "NOSCRIPT", 8) == 0) {
+        LOG_DEBUG("redis_script_load", "script=%s", name);
+        redisReply *load = redisCommand(r->ctx, "SCRIPT LOAD %s", script_text[r->sent_script]);
+        io = load != NULL;
+        if (io && load->type != REDIS_REPLY_ERROR) { /* loaded: the call again */
+            freeReplyObject(got);
+            got = NULL;
+            rep = NULL;
+            long long t0 = mono_us();
+            io = redisAppendFormattedCommand(r->ctx, r->sent_cmd.data, r->sent_cmd.len) ==
+                     REDIS_OK &&
+                 redisGetReply(r->ctx, &rep) == REDIS_OK && rep != NULL;
+            got = rep;
+            log_round_trip("EVALSHA", 7, name, t0, got);
+            r->round_trips++;
+        }
+        r->round_trips++;
+        freeReplyObject(load); /* an error answer to the load: the NOSCRIPT one is kept */
     }
-    if (!ok) {
-        freeReplyObject(rep);
+    if (!io) {
+        freeReplyObject(got);
         r->io_error = true;
         r->io_errors++;
         drop(r);
         r->lost = true;
         return;
     }
-    r->held = rep;
+    r->held = got;
 }
 
 /* ---------------------------------------------------------------- commands in RESP */

@@ -457,20 +457,23 @@ static bool begin_send(struct worker *w, const struct job *j)
     return rq_script_send(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e) == 0;
 }
 
+/* begin.lua run now, waiting for its answer: when it could not be sent ahead. The run number, or
+ * -1. */
+static long begin_now(struct worker *w, const struct job *j)
+{
+    struct begin_call c;
+    begin_call_init(w, j, &c);
+    struct err e = {{0}};
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e);
+    return r != NULL ? begin_runs(r) : -1;
+}
+
 /* The run number begin_send() counted (1 for the first), or -1 if Redis did not answer (then
- * the run may or may not be counted, as when a call waited for fails). Runs begin.lua now when it
- * could not be sent. */
-static long begin_reply(struct worker *w, const struct job *j, bool sent)
+ * the run may or may not be counted, as when a call waited for fails). */
+static long begin_reply(struct worker *w)
 {
     struct err e = {{0}};
-    redisReply *r = NULL;
-    if (sent) {
-        r = rq_script_reply(w->rq, &e);
-    } else {
-        struct begin_call c;
-        begin_call_init(w, j, &c);
-        r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e);
-    }
+    redisReply *r = rq_script_reply(w->rq, &e);
     return r != NULL ? begin_runs(r) : -1;
 }
 
@@ -489,17 +492,16 @@ static bool postback_delivered(struct worker *w, const char *job_id)
 /* Posts the result unless it was delivered already (a rerun). The delivery is recorded by the
  * finish.lua call that settles the payload right after (settlement.posted_id, set when *sent):
  * a postback is marked only once delivered, so a worker dying with it in flight leaves it to the
- * rerun: at least once. On a job's first run (`first_run`: begin.lua counted 1) no earlier run
- * can have recorded a delivery, so Redis is not asked. Returns 0 delivered (or nothing to
- * deliver), -1 failed. */
-static int post_once(struct worker *w, const struct job *job, const char *json, bool first_run,
-                     bool *sent)
+ * rerun: at least once. Redis is asked on every run, the first included: a run counted first
+ * may be the stale one (its lease lost while it was paused) after another run posted. Returns 0
+ * delivered (or nothing to deliver), -1 failed. */
+static int post_once(struct worker *w, const struct job *job, const char *json, bool *sent)
 {
     *sent = false;
     if (job->postback_url == NULL) {
         return 0;
     }
-    if (!first_run && postback_delivered(w, job->id)) {
+    if (postback_delivered(w, job->id)) {
         LOG_INFO("postback_skipped", "job_id=%s reason=already_sent", job->id);
         return 0;
     }
@@ -937,7 +939,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     if (lease_take_lost(w->lease) && !still_reserved(w, t)) {
         LOG_WARN("lease_lost", "job_id=%s step=before_postback", job->id);
     } else {
-        posted = post_once(w, job, json, t->run == 1, &sent);
+        posted = post_once(w, job, json, &sent);
     }
     long attempts = job_attempt(job);
     const char *text = failed ? job_text(job) : NULL; /* serialised only when needed */
@@ -1022,7 +1024,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *env)
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
         LOG_WARN("postback_given_up", "job_id=%s reason=result_gone attempt=%ld",
                  job != NULL ? job->id : "", attempt + 1);
-    } else if (post_once(w, job, r->str, false, &sent) < 0) {
+    } else if (post_once(w, job, r->str, &sent) < 0) {
         if (attempt < POSTBACK_RETRIES) {
             schedule_postback(w, text, job->id, attempt + 1);
         } else {
@@ -1229,9 +1231,14 @@ static void handle(struct worker *w, struct task *t)
     }
     long reserved_ms = clock_wall_ms();
     bool sent = begin_send(w, t->job);
+    if (!sent) {
+        t->run = begin_now(w, t->job); /* before the job, as ever */
+    }
     LOG_INFO("job_start", "job_id=%s queue=%s", t->job->id, w->queue);
     enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
-    t->run = begin_reply(w, t->job, sent);
+    if (sent) {
+        t->run = begin_reply(w);
+    }
     if (t->run > 1) {
         LOG_INFO("job_rerun", "job_id=%s run=%ld", t->job->id, t->run);
     }
