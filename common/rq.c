@@ -320,6 +320,17 @@ bool rq_disconnected(const struct rq *r)
     return r->ctx == NULL || r->io_error;
 }
 
+/* A reply that came: itself, or NULL for an error reply, whose message goes into `e`. */
+static redisReply *answer(redisReply *rep, struct err *e)
+{
+    if (rep->type == REDIS_REPLY_ERROR) {
+        err_set(e, "redis: %.400s", rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
+}
+
 /* Turns a raw reply into the rq convention: error replies and I/O failures become NULL. */
 static redisReply *check_reply(struct rq *r, redisReply *rep, struct err *e)
 {
@@ -330,12 +341,7 @@ static redisReply *check_reply(struct rq *r, redisReply *rep, struct err *e)
         drop(r);
         return NULL;
     }
-    if (rep->type == REDIS_REPLY_ERROR) {
-        err_set(e, "redis: %.400s", rep->str);
-        freeReplyObject(rep);
-        return NULL;
-    }
-    return rep;
+    return answer(rep, e);
 }
 
 static int ensure_connected(struct rq *r, struct err *e)
@@ -755,12 +761,7 @@ redisReply *rq_script_reply(struct rq *r, struct err *e)
         r->lost = false;
         return NULL;
     }
-    if (rep->type == REDIS_REPLY_ERROR) {
-        err_set(e, "redis: %.400s", rep->str);
-        freeReplyObject(rep);
-        return NULL;
-    }
-    return rep;
+    return answer(rep, e);
 }
 
 int rq_key(char *out, size_t cap, const char *queue, const char *suffix)
