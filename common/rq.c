@@ -398,7 +398,9 @@ static void collect_sent(struct rq *r)
               (double)(mono_us() - r->sent_us) / 1000.0, io && got->type != REDIS_REPLY_ERROR);
     if (io && got->type == REDIS_REPLY_ERROR && strncmp(got->str, "NOSCRIPT", 8) == 0) {
         LOG_DEBUG("redis_script_load", "script=%s", name);
+        long long t_load = mono_us();
         redisReply *load = redisCommand(r->ctx, "SCRIPT LOAD %s", script_text[r->sent_script]);
+        log_round_trip("SCRIPT", 6, NULL, t_load, load);
         io = load != NULL;
         if (io && load->type != REDIS_REPLY_ERROR) { /* loaded: the call again */
             freeReplyObject(got);

@@ -133,7 +133,7 @@ void metrics_observe_processing(double seconds)
     observe(HIST_PROCESSING, seconds);
 }
 
-void metrics_job_reserved(const struct job *j, long run, long reserved_ms)
+void metrics_job_reserved(const struct job *j, long run, long started_ms)
 {
     json_object *at = NULL;
     if (shm == NULL || j == NULL || run != 1 ||
@@ -141,7 +141,7 @@ void metrics_job_reserved(const struct job *j, long run, long reserved_ms)
         !json_object_is_type(at, json_type_int)) {
         return;
     }
-    double waited = (double)(reserved_ms - json_object_get_int64(at)) / 1000.0;
+    double waited = (double)(started_ms - json_object_get_int64(at)) / 1000.0;
     if (waited <= MAX_QUEUE_WAIT) {
         observe(HIST_QUEUE_WAIT, waited); /* a little negative (clocks of two hosts): 0 */
     }

@@ -80,10 +80,10 @@ void metrics_observe_upload(double seconds, long status);
 /* The time one job spent fetching, decoding, processing and encoding. */
 void metrics_observe_processing(double seconds);
 
-/* A job was reserved at `reserved_ms` (unix ms) for its `run`-th run (1: the first): on the
- * first run, the time from its "pixq_enqueued_at" (unix ms) to then goes to the queue wait
- * histogram (nothing without it). */
-void metrics_job_reserved(const struct job *j, long run, long reserved_ms);
+/* A job's `run`-th run (1: the first) started at `started_ms` (unix ms, when the worker took it
+ * up after reserving and parsing it): on the first run, the time from its "pixq_enqueued_at"
+ * (unix ms) to then goes to the queue wait histogram (nothing without it). */
+void metrics_job_reserved(const struct job *j, long run, long started_ms);
 
 /* An upload waited `ms` for its bucket's slot, in the worker or parked in Redis. */
 void metrics_throttle_wait(enum metrics_wait kind, long ms);

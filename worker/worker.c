@@ -73,7 +73,6 @@ struct task {
     struct job *job;
     struct result *result;
     char first_error[ERR_MSG_MAX]; /* empty while nothing failed */
-    long run; /* the job's run number from begin.lua (1: its first); 0 while not known */
 };
 
 /* Sleeps `ms`, waking early when asked to stop. */
@@ -447,8 +446,9 @@ static long begin_runs(redisReply *r)
 /* Sends begin.lua, which counts this run of the job, without waiting: begin_reply() reads its
  * answer once the job has run, so that the round trip passes while the job fetches its source
  * and works. A command the job sends Redis meanwhile (an upload's rate limit) reads the answer
- * first, and an upload waits for it (rq_wait_sent), so the run is counted in Redis before any
- * output leaves the worker. Returns whether it was sent. */
+ * first, and an upload waits for it (rq_wait_sent), so when Redis answers the run is counted
+ * before any output leaves the worker (when it does not, the job goes on, as it always did
+ * after a failed begin.lua). Returns whether it was sent. */
 static bool begin_send(struct worker *w, const struct job *j)
 {
     struct begin_call c;
@@ -1229,20 +1229,18 @@ static void handle(struct worker *w, struct task *t)
         parse(w, t, t->payload.data, t->payload.len) < 0) {
         return;
     }
-    long reserved_ms = clock_wall_ms();
+    long started_ms = clock_wall_ms();
     bool sent = begin_send(w, t->job);
-    if (!sent) {
-        t->run = begin_now(w, t->job); /* before the job, as ever */
-    }
+    long run = sent ? 0 : begin_now(w, t->job); /* not sent ahead: before the job, as ever */
     LOG_INFO("job_start", "job_id=%s queue=%s", t->job->id, w->queue);
     enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
     if (sent) {
-        t->run = begin_reply(w);
+        run = begin_reply(w);
     }
-    if (t->run > 1) {
-        LOG_INFO("job_rerun", "job_id=%s run=%ld", t->job->id, t->run);
+    if (run > 1) {
+        LOG_INFO("job_rerun", "job_id=%s run=%ld", t->job->id, run);
     }
-    metrics_job_reserved(t->job, t->run, reserved_ms);
+    metrics_job_reserved(t->job, run, started_ms);
     if (st == RUN_PARKED) {
         park_job(w, t);
         return;

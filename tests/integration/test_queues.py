@@ -304,6 +304,10 @@ class RoundTripTest(PixqTestCase):
                              "1")
         self.assertEqual(self.worker.log_events("job_rerun"), [])
         self.assertIsNone(self.redis.execute("HGET", self.key("stats"), "reruns"))
+        # the first call sent ahead after the flush was answered NOSCRIPT, then sent again
+        noscript = [e for e in self.worker.log_events("redis")
+                    if e.get("script") == "begin" and e.get("ahead") == "1" and e.get("ok") == "0"]
+        self.assertEqual(len(noscript), 1, noscript)
         self.assertEqual(self.redis.execute("HGET", self.key("stats"), "succeeded"), "5")
 
 
