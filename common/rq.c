@@ -320,6 +320,18 @@ bool rq_disconnected(const struct rq *r)
     return r->ctx == NULL || r->io_error;
 }
 
+/* After an I/O failure: hiredis's message into `e` (may be NULL), the connection dropped, the
+ * failure counted. Returns -1. */
+static int connection_lost(struct rq *r, struct err *e)
+{
+    err_set(e, "redis: %s",
+            r->ctx != NULL && r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+    r->io_error = true;
+    r->io_errors++;
+    drop(r);
+    return -1;
+}
+
 /* A reply that came: itself, or NULL for an error reply, whose message goes into `e`. */
 static redisReply *answer(redisReply *rep, struct err *e)
 {
@@ -335,10 +347,7 @@ static redisReply *answer(redisReply *rep, struct err *e)
 static redisReply *check_reply(struct rq *r, redisReply *rep, struct err *e)
 {
     if (rep == NULL) {
-        err_set(e, "redis: %s", r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
-        r->io_error = true;
-        r->io_errors++;
-        drop(r);
+        connection_lost(r, e);
         return NULL;
     }
     return answer(rep, e);
@@ -378,6 +387,20 @@ static void log_round_trip(const char *cmd, int len, const char *script, long lo
               rep != NULL && rep->type != REDIS_REPLY_ERROR);
 }
 
+/* Loads script `s` into the server's cache (SCRIPT LOAD). Returns 0, or -1: an error answer, or
+ * the connection lost (then dropped). */
+static int load_script(struct rq *r, enum rq_script s, struct err *e)
+{
+    LOG_DEBUG("redis_script_load", "script=%s", script_name[s]);
+    redisReply *rep = rq_command(r, e, "SCRIPT LOAD %s", script_text[s]);
+    if (rep == NULL) {
+        return -1;
+    }
+    freeReplyObject(rep);
+    r->loaded[s] = true;
+    return 0;
+}
+
 /* Reads the reply of the script call rq_script_send() sent, if it is still on its way, and keeps
  * it for rq_script_reply(): a command sent after it must not take it for its own. A NOSCRIPT
  * answer (the server lost its scripts: SCRIPT FLUSH) means the call did not run: the script is
@@ -397,14 +420,8 @@ static void collect_sent(struct rq *r)
     LOG_DEBUG("redis", "cmd=EVALSHA script=%s ahead=1 ms=%.3f ok=%d", name,
               (double)(mono_us() - r->sent_us) / 1000.0, io && got->type != REDIS_REPLY_ERROR);
     if (io && got->type == REDIS_REPLY_ERROR && strncmp(got->str, "NOSCRIPT", 8) == 0) {
-        LOG_DEBUG("redis_script_load", "script=%s", name);
-        long long t_load = mono_us();
-        redisReply *load = redisCommand(r->ctx, "SCRIPT LOAD %s", script_text[r->sent_script]);
-        log_round_trip("SCRIPT", 6, NULL, t_load, load);
-        io = load != NULL;
-        if (io && load->type != REDIS_REPLY_ERROR) { /* loaded: the call again */
+        if (load_script(r, r->sent_script, NULL) == 0) { /* loaded: the call again */
             freeReplyObject(got);
-            got = NULL;
             rep = NULL;
             long long t0 = mono_us();
             io = redisAppendFormattedCommand(r->ctx, r->sent_cmd.data, r->sent_cmd.len) ==
@@ -413,15 +430,15 @@ static void collect_sent(struct rq *r)
             got = rep;
             log_round_trip("EVALSHA", 7, name, t0, got);
             r->round_trips++;
-        }
-        r->round_trips++;
-        freeReplyObject(load); /* an error answer to the load: the NOSCRIPT one is kept */
+        } else if (r->ctx == NULL) { /* the connection went during the load (counted there) */
+            freeReplyObject(got);
+            r->lost = true;
+            return;
+        } /* else an error answer to the load: the NOSCRIPT one is kept */
     }
     if (!io) {
         freeReplyObject(got);
-        r->io_error = true;
-        r->io_errors++;
-        drop(r);
+        connection_lost(r, NULL);
         r->lost = true;
         return;
     }
@@ -564,12 +581,7 @@ static int pipeline_lost(struct rq *r, size_t got, redisReply **replies, struct 
         freeReplyObject(replies[i]);
         replies[i] = NULL;
     }
-    err_set(e, "redis: %s",
-            r->ctx != NULL && r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
-    r->io_error = true;
-    r->io_errors++;
-    drop(r);
-    return -1;
+    return connection_lost(r, e);
 }
 
 int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **replies,
@@ -687,13 +699,9 @@ redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **ke
         err_set(e, "%s", local.msg);
         return NULL;
     }
-    LOG_DEBUG("redis_script_load", "script=%s", script_name[s]);
-    rep = rq_command(r, e, "SCRIPT LOAD %s", script_text[s]);
-    if (rep == NULL) {
+    if (load_script(r, s, e) < 0) {
         return NULL;
     }
-    freeReplyObject(rep);
-    r->loaded[s] = true;
     return evalsha(r, s, nkeys, keys, nargs, args, arglens, e);
 }
 
@@ -710,14 +718,9 @@ int rq_script_send(struct rq *r, enum rq_script s, int nkeys, const char **keys,
     if (ensure_connected(r, e) < 0) {
         return -1;
     }
-    if (!r->loaded[s]) { /* once a connection: the call must run when it arrives, not NOSCRIPT */
-        LOG_DEBUG("redis_script_load", "script=%s", script_name[s]);
-        redisReply *rep = rq_command(r, e, "SCRIPT LOAD %s", script_text[s]);
-        if (rep == NULL) {
-            return -1;
-        }
-        freeReplyObject(rep);
-        r->loaded[s] = true;
+    /* once a connection: the call must run when it arrives, not answer NOSCRIPT */
+    if (!r->loaded[s] && load_script(r, s, e) < 0) {
+        return -1;
     }
     if (format_script(r, s, nkeys, keys, nargs, args, arglens, e) < 0) {
         return -1;
@@ -734,11 +737,7 @@ int rq_script_send(struct rq *r, enum rq_script s, int nkeys, const char **keys,
     int done = 0;
     while (!done) {
         if (redisBufferWrite(r->ctx, &done) != REDIS_OK) {
-            err_set(e, "redis: %s", r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
-            r->io_error = true;
-            r->io_errors++;
-            drop(r);
-            return -1;
+            return connection_lost(r, e);
         }
     }
     r->round_trips++;
