@@ -457,6 +457,19 @@ static bool begin_send(struct worker *w, const struct job *j)
     return rq_script_send(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e) == 0;
 }
 
+/* The run number in begin.lua's answer `r` (1 for the first), or -1 when there is none: then the
+ * run may or may not be counted (the call may have run and its answer been lost), which the log
+ * says; the job goes on. */
+static long begin_answer(const struct job *j, redisReply *r, const struct err *e)
+{
+    if (r != NULL) {
+        return begin_runs(r);
+    }
+    char q[ERR_MSG_MAX + 16];
+    LOG_WARN("job_begin_failed", "job_id=%s error=%s", j->id, log_quote(e->msg, q, sizeof q));
+    return -1;
+}
+
 /* begin.lua run now, waiting for its answer: when it could not be sent ahead. The run number, or
  * -1. */
 static long begin_now(struct worker *w, const struct job *j)
@@ -465,16 +478,15 @@ static long begin_now(struct worker *w, const struct job *j)
     begin_call_init(w, j, &c);
     struct err e = {{0}};
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e);
-    return r != NULL ? begin_runs(r) : -1;
+    return begin_answer(j, r, &e);
 }
 
-/* The run number begin_send() counted (1 for the first), or -1 if Redis did not answer (then
- * the run may or may not be counted, as when a call waited for fails). */
-static long begin_reply(struct worker *w)
+/* The run number begin_send() counted (1 for the first), or -1 if Redis did not answer. */
+static long begin_reply(struct worker *w, const struct job *j)
 {
     struct err e = {{0}};
     redisReply *r = rq_script_reply(w->rq, &e);
-    return r != NULL ? begin_runs(r) : -1;
+    return begin_answer(j, r, &e);
 }
 
 /* The job's postback bookkeeping in pixq:{Q}:job:<id>: `posted` is set once it was delivered. */
@@ -1235,7 +1247,7 @@ static void handle(struct worker *w, struct task *t)
     LOG_INFO("job_start", "job_id=%s queue=%s", t->job->id, w->queue);
     enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
     if (sent) {
-        run = begin_reply(w);
+        run = begin_reply(w, t->job);
     }
     if (run > 1) {
         LOG_INFO("job_rerun", "job_id=%s run=%ld", t->job->id, run);

@@ -632,11 +632,15 @@ class TcpProxy:
 
     swallow = True drops whatever the server sends to the clients (the server did the work, its
     answer never arrives); cut() closes every relayed connection (both ends see the connection
-    end); new connections are relayed as before. stop() ends everything."""
+    end); cut_on(pattern) closes the first connection whose client sends `pattern`, once the
+    server has answered that (the server did the work, the client never hears of it; `tripped`
+    is set then); new connections are relayed as before. stop() ends everything."""
 
     def __init__(self, target_port):
         self.target_port = target_port
         self.swallow = False
+        self.tripped = threading.Event()
+        self._trigger = None
         self._lock = threading.Lock()
         self._pairs = []
         self._stopped = False
@@ -672,8 +676,15 @@ class TcpProxy:
                 self._pairs.append(pair)
             threading.Thread(target=self._pump, args=(pair,), daemon=True).start()
 
+    def cut_on(self, pattern):
+        """Arms the trigger: see the class."""
+        with self._lock:
+            self._trigger = pattern
+        self.tripped.clear()
+
     def _pump(self, pair):
         client, upstream = pair
+        doomed = False
         try:
             while not self._stopped:
                 readable, _, _ = select.select([client, upstream], [], [], 0.2)
@@ -683,6 +694,13 @@ class TcpProxy:
                         return
                     if s is client:
                         upstream.sendall(data)
+                        with self._lock:
+                            if self._trigger is not None and self._trigger in data:
+                                self._trigger = None
+                                doomed = True
+                    elif doomed:  # the server's answer: dropped with the connection
+                        self.tripped.set()
+                        return
                     elif not self.swallow:
                         client.sendall(data)
         except (OSError, ValueError):

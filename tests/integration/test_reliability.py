@@ -302,6 +302,46 @@ class RedisRestartTest(ReliabilityCase):
         self.assert_queue_drained()
         w.check_alive()
 
+    def test_answer_lost_to_the_call_sent_ahead(self):
+        # begin.lua, which counts the job's run, is sent before the job fetches its source and
+        # its answer is read afterwards. Here Redis runs it, and the connection drops before the
+        # answer arrives, while the job waits for its source. The worker must notice when it next
+        # reads (before its upload), reconnect, log that the run's count is unknown, upload,
+        # post back and settle the job once, count the run once, and keep every later reply
+        # paired with its own command.
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
+        w = self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        self.push_jobs([self.tiny_job("before-cut")])
+        self.wait_until(lambda: self.results("before-cut"), 20, "the first job")
+        self.src.add("/cut.png", tiny_png())
+        self.src.stall("/cut.png")
+        proxy.cut_on(self.key("job:cut").encode())  # in begin.lua's keys, and no other call's
+        self.push_jobs([self.tiny_job("cut", path="/cut.png")])
+        self.wait_until(lambda: self.src.requests("/cut.png") == 1, 20, "the worker to fetch")
+        self.assertTrue(proxy.tripped.wait(10), "begin.lua was not answered")
+        self.assertEqual(self.redis.execute("HGET", self.key("job:cut"), "runs"), "1")
+        self.src.release()
+        self.wait_until(lambda: self.results("cut"), 20, "the job whose answer was lost")
+        after = ["after-cut-%d" % i for i in range(3)]
+        self.push_jobs([self.tiny_job(job_id) for job_id in after])
+        self.wait_until(lambda: all(self.results(j) for j in after), 20, "the jobs after it")
+        for job_id in ["before-cut", "cut"] + after:
+            self.wait_for_postback(timeout=10, job_id=job_id)
+            self.assert_success(job_id)
+            self.assertEqual(self.redis.execute("HGET", self.key("job:" + job_id), "runs"), "1")
+        failed = w.log_events("job_begin_failed")
+        self.assertEqual([e["job_id"] for e in failed], ["cut"], failed)
+        self.assertIn("connection lost", failed[0]["error"])
+        unanswered = [e for e in w.log_events("redis")
+                      if e.get("script") == "begin" and e.get("ahead") == "1" and e.get("ok") == "0"]
+        self.assertEqual(len(unanswered), 1, unanswered)
+        self.assertEqual(w.log_events("job_rerun"), [])
+        self.assertEqual(self.stats().get("succeeded"), 5)
+        self.assert_queue_drained()
+        w.check_alive()
+
 
 class GracefulStopTest(ReliabilityCase):
     """SIGTERM during a job: it completes, or it goes back to the head of the queue; never both,
