@@ -409,6 +409,7 @@ void img_init(void)
 
 void img_shutdown(void)
 {
+    resize_forget();
     if (guard.started) {
         MagickWandTerminus();
         guard.started = false;

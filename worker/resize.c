@@ -9,11 +9,13 @@
 #include <emmintrin.h>
 #endif
 
-#define LOBES            3.0          /* Lanczos: sinc windowed by sinc, 3 lobes */
-#define MITCHELL_SUPPORT 2.0          /* Mitchell-Netravali: a cubic of B = C = 1/3 */
-#define MONITOR_EVERY    16           /* output rows between calls of the progress monitor */
-#define WORK_BYTES_MAX   (64UL << 20) /* beyond this, ImageMagick's resize and its pixel cache */
-#define READS_PER_CHECK  64           /* source rows read between calls of the progress monitor */
+#define LOBES            3.0           /* Lanczos: sinc windowed by sinc, 3 lobes */
+#define MITCHELL_SUPPORT 2.0           /* Mitchell-Netravali: a cubic of B = C = 1/3 */
+#define MONITOR_EVERY    16            /* output rows between calls of the progress monitor */
+#define WORK_BYTES_MAX   (64UL << 20)  /* beyond this, ImageMagick's resize and its pixel cache */
+#define READS_PER_CHECK  64            /* source rows read between calls of the progress monitor */
+#define FILTERS_KEPT     4             /* filters kept for the next resizes (filter_get) */
+#define FILTER_KEPT_MAX  (256UL << 10) /* bytes: a larger filter serves its own resize only */
 
 /* One output sample's source span and normalised weights (n of them, from `start`). */
 struct taps {
@@ -126,6 +128,52 @@ static int filter_init(struct filter *f, const struct kind *k, size_t in, size_t
     }
     free(w);
     return 0;
+}
+
+/* Filters kept from earlier resizes: a fleet resizes the same sizes over and over, and building
+ * a filter (two sines a Lanczos tap) takes as long as a pass of a 200-px thumbnail. Per thread,
+ * least recently used first out. */
+struct kept {
+    double (*weight)(double x);
+    size_t in, out;
+    unsigned long used; /* 0: empty */
+    struct filter f;
+};
+static _Thread_local struct kept kept[FILTERS_KEPT];
+static _Thread_local unsigned long kept_clock;
+
+/* The filter from `in` to `out` samples of kind k: a kept one, or one built now, kept if small
+ * (then *own stays empty), else left in *own for the caller to free. NULL: out of memory. */
+static const struct filter *filter_get(const struct kind *k, size_t in, size_t out,
+                                       struct filter *own)
+{
+    struct kept *oldest = &kept[0];
+    for (size_t i = 0; i < FILTERS_KEPT; i++) {
+        struct kept *c = &kept[i];
+        if (c->used != 0 && c->weight == k->weight && c->in == in && c->out == out) {
+            c->used = ++kept_clock;
+            return &c->f;
+        }
+        oldest = c->used < oldest->used ? c : oldest;
+    }
+    if (filter_init(own, k, in, out) < 0) {
+        return NULL;
+    }
+    if (out * (sizeof *own->taps + (size_t)own->max * sizeof *own->weights) > FILTER_KEPT_MAX) {
+        return own;
+    }
+    filter_free(&oldest->f);
+    *oldest = (struct kept){k->weight, in, out, ++kept_clock, *own};
+    *own = (struct filter){0};
+    return &oldest->f;
+}
+
+void resize_forget(void)
+{
+    for (size_t i = 0; i < FILTERS_KEPT; i++) {
+        filter_free(&kept[i].f);
+        kept[i] = (struct kept){0};
+    }
 }
 
 /* The filter ImageMagick's ResizeImage would pick for this image and size into `*k`, or why this
@@ -545,30 +593,32 @@ enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows, const
         return RESIZE_DECLINED;
     }
     bool horizontal_first = (double)columns / (double)im->columns > (double)rows / (double)im->rows;
-    struct filter h = {0}, v = {0};
+    struct filter own_h = {0}, own_v = {0}; /* filters not kept (filter_get) */
+    const struct filter *h = NULL, *v = NULL;
     struct work wk = {0};
     PixelPacket *pixels = NULL;
     if (columns > SIZE_MAX / sizeof *pixels / rows ||
-        filter_init(&h, &k, im->columns, columns) < 0 || filter_init(&v, &k, im->rows, rows) < 0) {
+        (h = filter_get(&k, im->columns, columns, &own_h)) == NULL ||
+        (v = filter_get(&k, im->rows, rows, &own_v)) == NULL) {
         *why = "out of memory";
-    } else if ((*why = work_init(&wk, im, &k, &v, columns, horizontal_first)) == NULL &&
+    } else if ((*why = work_init(&wk, im, &k, v, columns, horizontal_first)) == NULL &&
                (pixels = malloc(columns * rows * sizeof *pixels)) == NULL) {
         *why = "out of memory";
     }
     if (*why != NULL) { /* nothing changed yet: ImageMagick may still manage */
         work_free(&wk);
-        filter_free(&h);
-        filter_free(&v);
+        filter_free(&own_h);
+        filter_free(&own_v);
         return RESIZE_DECLINED;
     }
-    *why = horizontal_first ? h_first(im, &k, &h, &v, &wk, columns, rows, pixels)
-                            : v_first(im, &k, &h, &v, &wk, columns, rows, pixels);
+    *why = horizontal_first ? h_first(im, &k, h, v, &wk, columns, rows, pixels)
+                            : v_first(im, &k, h, v, &wk, columns, rows, pixels);
     if (*why == NULL) {
         *why = store(im, pixels, columns, rows);
     }
     work_free(&wk);
-    filter_free(&h);
-    filter_free(&v);
+    filter_free(&own_h);
+    filter_free(&own_v);
     free(pixels);
     return *why == NULL ? RESIZE_DONE : RESIZE_FAILED;
 }

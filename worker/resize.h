@@ -45,4 +45,7 @@ enum resize_result {
  * UndefinedFilter, 1.0) would, or declines. `*why` names a decline or failure (a static string). */
 enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows, const char **why);
 
+/* Frees the filters kept for later resizes (the calling thread's): at exit, and for leak checks. */
+void resize_forget(void);
+
 #endif

@@ -244,6 +244,7 @@ int main(int argc, char **argv)
         corpus(argv[i]);
     }
 
+    const char *why = NULL;
     MagickWand *n = noise(301, 203, 1);
     same_as_imagemagick("noise", n, 150, 101);
     same_as_imagemagick("noise", n, 299, 203); /* one side only, just smaller */
@@ -295,10 +296,36 @@ int main(int argc, char **argv)
     CHECK(MagickSetImageArtifact(artifact, "filter:support", "2") == MagickTrue);
     declined("filter artifact", artifact, 50, 50);
 
+    /* filters kept between resizes (filter_get): a kept filter gives what a new one gives, after
+     * other sizes have pushed it out and come back, and a filter too large to keep still works */
+    resize_forget();
+    MagickWand *fresh = CloneMagickWand(n);
+    CHECK(resize_fast(fresh, 150, 101, &why) == RESIZE_DONE);
+    static const size_t others[][2] = {{140, 90}, {130, 80}, {120, 70}, {110, 60}, {150, 60}};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        same_as_imagemagick("noise, filters kept", n, others[i][0], others[i][1]);
+    }
+    same_as_imagemagick("noise, filters kept", n, 150, 101);
+    for (int round = 0; round < 2; round++) { /* pushed out, then kept */
+        MagickWand *again = CloneMagickWand(n);
+        CHECK(resize_fast(again, 150, 101, &why) == RESIZE_DONE);
+        size_t na16 = 0, nf16 = 0;
+        unsigned short *pa = pixels16(again, &na16), *pf = pixels16(fresh, &nf16);
+        CHECK(pa != NULL && pf != NULL && na16 == nf16 && memcmp(pa, pf, na16 * 2) == 0);
+        free(pa);
+        free(pf);
+        DestroyMagickWand(again);
+    }
+    DestroyMagickWand(fresh);
+    MagickWand *long_row = noise(16000, 1, 14); /* 8000 taps of 15 weights: over 256 KB */
+    same_as_imagemagick("long row, filter not kept", long_row, 8000, 1);
+    same_as_imagemagick("long row, filter not kept", long_row, 8000, 1);
+    DestroyMagickWand(long_row);
+    resize_forget();
+
     /* a progress monitor that stops it (the job's deadline): the resize fails */
     MagickWand *stopped = noise(400, 400, 10);
     MagickSetImageProgressMonitor(stopped, stop_now, NULL);
-    const char *why = NULL;
     CHECK(resize_fast(stopped, 100, 100, &why) == RESIZE_FAILED);
     CHECK(resize_fast(stopped, 600, 500, &why) == RESIZE_FAILED);
     CHECK(resize_fast(stopped, 300, 100, &why) == RESIZE_FAILED); /* horizontal pass first */
