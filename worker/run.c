@@ -159,7 +159,7 @@ static int fetch_bytes(void *user, json_object *src, struct buf *out, struct err
     int rc = json_object_is_type(src, json_type_string)
                  ? fetch_url(w, json_object_get_string(src), out, e)
                  : fetch_s3(w, src, out, e);
-    w->fetch_us += clock_mono_us() - t0;
+    w->times.fetch_us += clock_mono_us() - t0;
     return rc;
 }
 
@@ -311,6 +311,16 @@ static void note_object(struct runner *w, json_object *task)
     json_object_array_add(w->objs, obj);
 }
 
+/* up_send(), its time counted in the job's upload time. */
+static enum up_outcome send_output(struct runner *w, json_object *task, const void *data,
+                                   size_t len, struct buf *url, long *delay, struct err *e)
+{
+    long t0 = clock_mono_us();
+    enum up_outcome out = up_send(&w->up, task, data, len, url, delay, e);
+    w->times.upload_us += clock_mono_us() - t0;
+    return out;
+}
+
 static void upload_output(struct run_state *t, const struct proc_output *o)
 {
     struct runner *w = t->runner;
@@ -320,7 +330,7 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
     long delay = 0;
     json_object *task = build_task(w, t, o, &e);
     enum up_outcome out =
-        task == NULL ? UP_FAILED : up_send(&w->up, task, o->img.blob, o->img.len, &url, &delay, &e);
+        task == NULL ? UP_FAILED : send_output(w, task, o->img.blob, o->img.len, &url, &delay, &e);
     if (task == NULL) {
         metrics_count_output(METRICS_OUTPUT_FAILED); /* up_send() counts the others */
     }
@@ -367,7 +377,7 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
     struct buf url;
     buf_init(&url, 0);
     for (long delay = 0; task != NULL;) {
-        out = up_send(&t->runner->up, task, data, len, &url, &delay, e);
+        out = send_output(t->runner, task, data, len, &url, &delay, e);
         if (out != UP_PARK) {
             break;
         }
@@ -412,7 +422,6 @@ static void process(struct runner *w, struct run_state *t)
     struct proc_result pr = {0};
     struct src_refs *refs = src_refs_create();
     long t0 = clock_mono_us();
-    w->fetch_us = 0;
     if (prepare(w, t, refs, &im, &e) < 0 || proc_run(t->job, &im, &w->popts, &pr, &e) < 0) {
         fail_job(t, e.msg);
         goto out;
@@ -421,12 +430,14 @@ static void process(struct runner *w, struct run_state *t)
     metrics_observe_processing((double)us / 1e6);
     /* ms and us: the whole of it, sources' downloads included; fetch_us: those downloads */
     LOG_DEBUG("processed", "job_id=%s outputs=%zu ms=%ld us=%ld fetch_us=%ld", t->job->id,
-              pr.n_outputs, us / 1000, us, w->fetch_us);
+              pr.n_outputs, us / 1000, us, w->times.fetch_us);
     result_set_original_meta(t->result, json_object_get(pr.original_meta));
     for (size_t i = 0; i < pr.n_outputs; i++) {
         upload_output(t, &pr.outputs[i]);
     }
 out:
+    /* what is left of the time is the job's own work (move_original's uploads run in prepare) */
+    w->times.process_us = clock_mono_us() - t0 - w->times.fetch_us - w->times.upload_us;
     proc_result_finish(&pr);
     src_image_finish(&im);
     w->loader.refs = NULL;
@@ -514,7 +525,9 @@ static int post_back(struct runner *w, const struct job *job, const char *body)
     http_response_init(&resp);
     long t0 = clock_mono_us();
     rc = rc < 0 ? rc : http_perform(w->http, &req, &resp, &e);
-    double ms = (double)(clock_mono_us() - t0) / 1000.0;
+    long us = clock_mono_us() - t0;
+    w->times.postback_us += us;
+    double ms = (double)us / 1000.0;
     if (rc == 0 && resp.status / 100 != 2) {
         rc = err_set(&e, "postback answered HTTP %ld", resp.status);
     }
@@ -600,6 +613,7 @@ static enum run_status run(struct runner *r, const struct job *job, struct resul
 {
     struct run_state t = {r, job, res, first_error};
     r->fetch_status = RUN_DONE;
+    r->times = (struct run_times){0};
     run_release(r);
     if (job->error[0] != '\0') {
         fail_job(&t, job->error);

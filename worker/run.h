@@ -38,6 +38,15 @@ struct run_parked {
     long delay_ms; /* when the task is due */
 };
 
+/* Where the current job's time went, microseconds: run_job() starts them at 0, run_postback()
+ * adds its post. The worker's job_done and job_failed lines show them. */
+struct run_times {
+    long fetch_us;    /* downloading sources */
+    long process_us;  /* the rest of the job's work: decoding, the functions, encoding */
+    long upload_us;   /* uploading outputs (the rate limit's waits and retries included) */
+    long postback_us; /* posting the result back */
+};
+
 struct runner {
     const struct cfg *cfg;
     enum run_status fetch_status; /* the worst source download failure of the current run */
@@ -50,9 +59,9 @@ struct runner {
     struct netguard guard;     /* what sources and postbacks may reach */
     struct run_parked *parked; /* outputs of the last run waiting for upload */
     size_t n_parked, cap_parked;
-    json_object *objs;  /* objects uploaded by the last run: [{"bucket","region","key"}] */
-    const char *job_id; /* of the job running, for log lines; "" between jobs */
-    long fetch_us;      /* spent downloading sources in the current job, microseconds */
+    json_object *objs;      /* objects uploaded by the last run: [{"bucket","region","key"}] */
+    const char *job_id;     /* of the job running, for log lines; "" between jobs */
+    struct run_times times; /* of the current job */
 };
 
 /* Prepares `r` from the configuration (which must outlive it) and an HTTP client. */

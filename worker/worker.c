@@ -966,14 +966,18 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     metrics_count_job(settled == 0 ? METRICS_JOB_LEASE_LOST
                       : failed     ? METRICS_JOB_FAILED
                                    : METRICS_JOB_SUCCEEDED);
-    char q[ERR_MSG_MAX + 16];
+    char q[ERR_MSG_MAX + 16], times[160];
+    const struct run_times *rt = &w->runner.times;
+    snprintf(times, sizeof times, "fetch_ms=%.3f process_ms=%.3f upload_ms=%.3f postback_ms=%.3f",
+             (double)rt->fetch_us / 1e3, (double)rt->process_us / 1e3, (double)rt->upload_us / 1e3,
+             (double)rt->postback_us / 1e3);
     if (settled == 0) {
         LOG_WARN("lease_lost", "job_id=%s step=finish", job->id);
     } else if (failed) {
-        LOG_WARN("job_failed", "job_id=%s ms=%ld error=%s", job->id, clock_mono_ms() - t0,
+        LOG_WARN("job_failed", "job_id=%s ms=%ld %s error=%s", job->id, clock_mono_ms() - t0, times,
                  log_quote(first_error, q, sizeof q));
     } else {
-        LOG_INFO("job_done", "job_id=%s ms=%ld", job->id, clock_mono_ms() - t0);
+        LOG_INFO("job_done", "job_id=%s ms=%ld %s", job->id, clock_mono_ms() - t0, times);
     }
 }
 
@@ -1237,6 +1241,7 @@ static void retry_later(struct worker *w, struct task *t, long delay)
 static void handle(struct worker *w, struct task *t)
 {
     long t0 = clock_mono_ms();
+    w->runner.times = (struct run_times){0}; /* what job_done shows of a task that runs no job */
     if (handle_internal(w, t) || handle_batch(w, t) ||
         parse(w, t, t->payload.data, t->payload.len) < 0) {
         return;

@@ -29,10 +29,12 @@ jobs:
   too.
 jobs/s and loop/s are the medians of the rounds, the scaling is the median of each round's
 ratio (every round's is printed), latencies and processing times are pooled over the rounds.
-"Processing" is the worker's own `processed` debug line, decode, transform and encode of the
-job in the worker: its `us` less `fetch_us` (the source's download), microseconds, where the
-worker logs them, else `ms` (download included), its p50 over the latency phase; "in worker" is the
-job_done line's ms (begin to settle: fetch, processing, upload, postback, Redis). The targets
+"Processing" is the worker's job_done line's `process_ms` (decode, transform and encode of the
+job: its time less the source's download, uploads and postback), its p50 over the latency
+phase; the download, upload and postback figures are its `fetch_ms`, `upload_ms` (the PUT, and
+the rate limit's script) and `postback_ms`; "in worker" is its `ms` (begin to settle: all those,
+and Redis). The workers log at --log-level (default info, pixq's default); workers older than
+those fields need debug, and their `processed`, `s3_put` and `postback_sent` lines are used. The targets
 (issue 7): latency p50 at most 1.15 x processing; 2 workers at least 1.8 x 1 worker's jobs/s.
 
 The CPU each process took in the throughput phase (/proc/PID/stat, threads and children
@@ -257,7 +259,7 @@ class Bench:
             "PIXQ_S3_ENDPOINT": self.s3.endpoint(), "AWS_ACCESS_KEY_ID": "S3RVER",
             "AWS_SECRET_ACCESS_KEY": "S3RVER", "AWS_REGION": "us-east-1",
             "PIXQ_DEFAULT_BUCKET": BUCKET, "PIXQ_ALLOW_PRIVATE_NETWORKS": "1",
-            "PIXQ_LOG_LEVEL": "debug",  # for the `processed` lines
+            "PIXQ_LOG_LEVEL": self.opts.log_level,
             "PIXQ_S3_RATE": "10000/s,burst=1000",  # measure the path, not a rate limit
             "PIXQ_CPU_AFFINITY": str(self.opts.cpu_affinity),
         })
@@ -391,19 +393,28 @@ class Bench:
         failed = [e for e in events if e.get("event") == "job_failed"]
         if failed:
             raise RuntimeError("%d jobs failed, first: %r" % (len(failed), failed[0]))
-        processed = [(int(e["us"]) - int(e["fetch_us"])) / 1000 if "fetch_us" in e
-                     else int(e["ms"]) for e in events
-                     if e.get("event") == "processed" and e.get("job_id") in lat_ids]
+        if values("job_done", "process_ms"):  # job_done says where the time went
+            samples = {"processing_ms": values("job_done", "process_ms"),
+                       "fetch_ms": values("job_done", "fetch_ms"),
+                       "put_ms": values("job_done", "upload_ms"),
+                       "postback_ms": values("job_done", "postback_ms")}
+        else:  # older workers: their debug lines (--log-level debug)
+            samples = {"processing_ms": [
+                (int(e["us"]) - int(e["fetch_us"])) / 1000 if "fetch_us" in e else int(e["ms"])
+                for e in events if e.get("event") == "processed" and e.get("job_id") in lat_ids],
+                "fetch_ms": values("processed", "fetch_us", 0.001),
+                "put_ms": values("s3_put", "ms"),
+                "postback_ms": values("postback_sent", "ms")}
+        if not samples["processing_ms"]:
+            raise RuntimeError("the workers logged no processing times: a worker older than "
+                               "job_done's process_ms needs --log-level debug")
         cpu = {k: (after[k] - before[k]) * 1000 / self.opts.jobs for k in CPU_KINDS}
         return {"throughput_jobs_per_s": tput, "closed_loop_jobs_per_s": lat_rate,
                 "cpu_ms_per_job": cpu,
                 "cores_busy": sum(after[k] - before[k] for k in CPU_KINDS) / seconds,
                 "machine_cores_busy": (after["machine"] - before["machine"]) / seconds,
-                "samples": {"latency_ms": lat, "processing_ms": processed,
-                            "in_worker_ms": values("job_done", "ms"),
-                            "fetch_ms": values("processed", "fetch_us", 0.001),
-                            "put_ms": values("s3_put", "ms"),
-                            "postback_ms": values("postback_sent", "ms")}}
+                "samples": dict(samples, latency_ms=lat,
+                                in_worker_ms=values("job_done", "ms"))}
 
     def run_size(self, size):
         """--rounds rounds of 1 worker then 2 at `size`: a row per worker count."""
@@ -466,7 +477,7 @@ def report_size(rows, size, opts):
             row["p50_ms"] / max(row["processing_p50_ms"], 0.001)))
     for row in rows:
         print("  %d worker%s, in the worker beside processing (p50): source download %.1f ms, "
-              "PUT to s3rver %.1f ms, postback %.1f ms" % (
+              "upload to s3rver %.1f ms, postback %.1f ms" % (
                   row["workers"], "s" if row["workers"] > 1 else "", row["fetch_p50_ms"],
                   row["put_p50_ms"], row["postback_p50_ms"]))
     for row in rows:
@@ -504,6 +515,9 @@ def main():
     ap.add_argument("--sizes", default="200,800", help="thumbnail widths, one run each")
     ap.add_argument("--separate", action="store_true", help="N pixq-worker processes")
     ap.add_argument("--processes", action="store_true", help="pixq-worker --processes N")
+    ap.add_argument("--log-level", default="info",
+                    help="PIXQ_LOG_LEVEL of the workers (debug for workers older than "
+                         "job_done's times)")
     ap.add_argument("--smoke", action="store_true", help="tiny counts")
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args()

@@ -57,7 +57,9 @@ CHECKS = {
         r"(?m)^scaling by round: %s$" % NUM,
     ] + [r"(?m)^  %d workers?, CPU a job in the throughput phase: pixq-worker %s ms, s3rver %s ms, "
          r"benchmark %s ms, redis-server %s ms, total %s ms; cores busy: %s by them, %s in all$"
-         % ((n,) + (NUM,) * 7) for n in (1, 2)],
+         % ((n,) + (NUM,) * 7) for n in (1, 2)] + [
+        r"(?m)^  %d workers?, in the worker beside processing \(p50\): source download %s ms, "
+        r"upload to s3rver %s ms, postback %s ms$" % ((n,) + (NUM,) * 3) for n in (1, 2)],
     "queue": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
     ] + [r"(?m)^%d +%s +%s +%s +%s +%s +%s +%s$" % ((n,) + (NUM,) * 7) for n in (1, 2)] + [

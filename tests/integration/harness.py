@@ -535,10 +535,12 @@ class PostbackReceiver(_Server):
 
     hold_next(n): the next n requests are read but neither recorded nor answered (a receiver that
     crashed while handling them: for the sender they were never delivered) until drop_held()
-    closes their connections without an answer; `held` lists them."""
+    closes their connections without an answer; `held` lists them. delay = seconds answers
+    every request that late (recorded at once)."""
 
     def __init__(self, host=LOOPBACK):
         self.status = 200
+        self.delay = 0.0
         self._queued = []
         self._records = []
         self._to_hold = 0
@@ -591,6 +593,8 @@ class PostbackReceiver(_Server):
             self._records.append(pb)
             status = self._queued.pop(0) if self._queued else self.status
             self._cond.notify_all()
+        if self.delay > 0:
+            time.sleep(self.delay)
         handler.reply(status, b"{}" if status < 300 else b"error", "application/json")
 
     def wait_for_postback(self, timeout=30, path=None, job_id=None, predicate=None, check=None):

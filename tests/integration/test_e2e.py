@@ -106,6 +106,30 @@ class ResizeTest(E2ETestCase):
                         out_format="PNG", function="no_op")
 
 
+class TimesTest(E2ETestCase):
+    """job_done (info level) says where the job's time went."""
+
+    def test_job_done_splits_the_time(self):
+        # the source answered 0.4 s late and the postback 0.3 s late: each delay shows in its
+        # own field, neither in the processing, and the parts fit in the whole
+        self.src.delay["/autumn.jpg"] = 0.4
+        self.postbacks.delay = 0.3
+        self.run_resize("jpeg", "out/timed.jpg", (200, 125), job_id="timed")
+        done = self.wait_until(lambda: [e for e in self.worker.log_events("job_done")
+                                        if e.get("job_id") == "timed"], 10, "job_done")
+        self.assertEqual(done[0]["level"], "info")
+        t = {k: float(done[0][k]) for k in ("ms", "fetch_ms", "process_ms", "upload_ms",
+                                             "postback_ms")}
+        self.assertGreaterEqual(t["fetch_ms"], 400, t)
+        self.assertGreaterEqual(t["postback_ms"], 300, t)
+        self.assertGreater(t["process_ms"], 0, t)
+        self.assertLess(t["process_ms"], 300, t)
+        self.assertGreater(t["upload_ms"], 0, t)
+        self.assertLess(t["upload_ms"], 300, t)
+        self.assertLessEqual(t["fetch_ms"] + t["process_ms"] + t["upload_ms"] + t["postback_ms"],
+                             t["ms"] + 1, t)
+
+
 class FailureTest(E2ETestCase):
     """(b) a source nobody serves, (c) a payload that is not JSON: the worker carries on."""
 
