@@ -135,12 +135,13 @@ static int filter_init(struct filter *f, const struct kind *k, size_t in, size_t
  * least recently used first out. */
 struct kept {
     double (*weight)(double x);
+    double support;
     size_t in, out;
     unsigned long used; /* 0: empty */
     struct filter f;
 };
 static _Thread_local struct kept kept[FILTERS_KEPT];
-static _Thread_local unsigned long kept_clock;
+static _Thread_local unsigned long kept_clock, built;
 
 /* The filter from `in` to `out` samples of kind k: a kept one, or one built now, kept if small
  * (then *own stays empty), else left in *own for the caller to free. NULL: out of memory. */
@@ -150,7 +151,8 @@ static const struct filter *filter_get(const struct kind *k, size_t in, size_t o
     struct kept *oldest = &kept[0];
     for (size_t i = 0; i < FILTERS_KEPT; i++) {
         struct kept *c = &kept[i];
-        if (c->used != 0 && c->weight == k->weight && c->in == in && c->out == out) {
+        if (c->used != 0 && c->weight == k->weight && c->support == k->support && c->in == in &&
+            c->out == out) {
             c->used = ++kept_clock;
             return &c->f;
         }
@@ -159,13 +161,19 @@ static const struct filter *filter_get(const struct kind *k, size_t in, size_t o
     if (filter_init(own, k, in, out) < 0) {
         return NULL;
     }
+    built++;
     if (out * (sizeof *own->taps + (size_t)own->max * sizeof *own->weights) > FILTER_KEPT_MAX) {
         return own;
     }
     filter_free(&oldest->f);
-    *oldest = (struct kept){k->weight, in, out, ++kept_clock, *own};
+    *oldest = (struct kept){k->weight, k->support, in, out, ++kept_clock, *own};
     *own = (struct filter){0};
     return &oldest->f;
+}
+
+unsigned long resize_filters_built(void)
+{
+    return built;
 }
 
 void resize_forget(void)

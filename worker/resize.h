@@ -48,4 +48,8 @@ enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows, const
 /* Frees the filters kept for later resizes (the calling thread's): at exit, and for leak checks. */
 void resize_forget(void);
 
+/* How many filters the calling thread has built, kept or not (for tests: a kept filter used
+ * again is not built again). */
+unsigned long resize_filters_built(void);
+
 #endif

@@ -311,13 +311,12 @@ static void note_object(struct runner *w, json_object *task)
     json_object_array_add(w->objs, obj);
 }
 
-/* up_send(), its time counted in the job's upload time. */
-static enum up_outcome send_output(struct runner *w, json_object *task, const void *data,
-                                   size_t len, struct buf *url, long *delay, struct err *e)
+enum up_outcome run_send(struct runner *r, json_object *task, const void *data, size_t len,
+                         struct buf *url, long *delay, struct err *e)
 {
     long t0 = clock_mono_us();
-    enum up_outcome out = up_send(&w->up, task, data, len, url, delay, e);
-    w->times.upload_us += clock_mono_us() - t0;
+    enum up_outcome out = up_send(&r->up, task, data, len, url, delay, e);
+    r->times.upload_us += clock_mono_us() - t0;
     return out;
 }
 
@@ -330,7 +329,7 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
     long delay = 0;
     json_object *task = build_task(w, t, o, &e);
     enum up_outcome out =
-        task == NULL ? UP_FAILED : send_output(w, task, o->img.blob, o->img.len, &url, &delay, &e);
+        task == NULL ? UP_FAILED : run_send(w, task, o->img.blob, o->img.len, &url, &delay, &e);
     if (task == NULL) {
         metrics_count_output(METRICS_OUTPUT_FAILED); /* up_send() counts the others */
     }
@@ -376,14 +375,16 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
     enum up_outcome out = UP_FAILED;
     struct buf url;
     buf_init(&url, 0);
+    long t0 = clock_mono_us(); /* the waits for a slot are the upload's time too */
     for (long delay = 0; task != NULL;) {
-        out = send_output(t->runner, task, data, len, &url, &delay, e);
+        out = up_send(&t->runner->up, task, data, len, &url, &delay, e);
         if (out != UP_PARK) {
             break;
         }
         struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
+    t->runner->times.upload_us += clock_mono_us() - t0;
     json_object_put(task);
     buf_finish(&url);
     return out == UP_DONE ? 0 : -1;

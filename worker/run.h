@@ -38,12 +38,14 @@ struct run_parked {
     long delay_ms; /* when the task is due */
 };
 
-/* Where the current job's time went, microseconds: run_job() starts them at 0, run_postback()
- * adds its post. The worker's job_done and job_failed lines show them. */
+/* Where the current task's time went, microseconds: run_job() starts them at 0, run_send() and
+ * run_postback() add theirs, the worker its wait_for_s3. The worker's job_done and job_failed
+ * lines show them. */
 struct run_times {
     long fetch_us;    /* downloading sources */
     long process_us;  /* the rest of the job's work: decoding, the functions, encoding */
     long upload_us;   /* uploading outputs (the rate limit's waits and retries included) */
+    long s3_wait_us;  /* wait_for_s3: until the uploaded objects could be read */
     long postback_us; /* posting the result back */
 };
 
@@ -74,6 +76,11 @@ void run_init(struct runner *r, const struct cfg *cfg, struct http *http);
  * the failure back. */
 enum run_status run_job(struct runner *r, const struct job *job, struct result *res,
                         char first_error[ERR_MSG_MAX]);
+
+/* up_send() of the runner's uploader, its time added to times.upload_us: for an upload that a
+ * later task makes (a parked output). */
+enum up_outcome run_send(struct runner *r, json_object *task, const void *data, size_t len,
+                         struct buf *url, long *delay, struct err *e);
 
 /* Lets uploads use the fleet's shared rate limits through `rq` (the worker's connection). */
 void run_set_redis(struct runner *r, struct rq *rq);

@@ -875,7 +875,7 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
         err_set(&e, "the encoded output '%.200s' expired before it could be uploaded", id);
         metrics_count_output(METRICS_OUTPUT_FAILED);
     } else {
-        out = up_send(&w->runner.up, task, blob.data, blob.len, &url, &delay, &e);
+        out = run_send(&w->runner, task, blob.data, blob.len, &url, &delay, &e);
     }
     if (out == UP_PARK) {
         char *next = task_envelope(task);
@@ -944,7 +944,9 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
 {
     bool failed = first_error[0] != '\0';
     if (job_wants_wait_for_s3(job)) {
+        long w0 = clock_mono_us();
         up_wait_for_s3(&w->runner.up, w->runner.objs, job->id);
+        w->runner.times.s3_wait_us += clock_mono_us() - w0;
     }
     int posted = 0;
     bool sent = false;
@@ -968,9 +970,10 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                                    : METRICS_JOB_SUCCEEDED);
     char q[ERR_MSG_MAX + 16], times[160];
     const struct run_times *rt = &w->runner.times;
-    snprintf(times, sizeof times, "fetch_ms=%.3f process_ms=%.3f upload_ms=%.3f postback_ms=%.3f",
+    snprintf(times, sizeof times,
+             "fetch_ms=%.3f process_ms=%.3f upload_ms=%.3f s3_wait_ms=%.3f postback_ms=%.3f",
              (double)rt->fetch_us / 1e3, (double)rt->process_us / 1e3, (double)rt->upload_us / 1e3,
-             (double)rt->postback_us / 1e3);
+             (double)rt->s3_wait_us / 1e3, (double)rt->postback_us / 1e3);
     if (settled == 0) {
         LOG_WARN("lease_lost", "job_id=%s step=finish", job->id);
     } else if (failed) {

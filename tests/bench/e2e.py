@@ -31,11 +31,12 @@ jobs/s and loop/s are the medians of the rounds, the scaling is the median of ea
 ratio (every round's is printed), latencies and processing times are pooled over the rounds.
 "Processing" is the worker's job_done line's `process_ms` (decode, transform and encode of the
 job: its time less the source's download, uploads and postback), its p50 over the latency
-phase; the download, upload and postback figures are its `fetch_ms`, `upload_ms` (the PUT, and
-the rate limit's script) and `postback_ms`; "in worker" is its `ms` (begin to settle: all those,
-and Redis). The workers log at --log-level (default info, pixq's default); workers older than
-those fields need debug, and their `processed`, `s3_put` and `postback_sent` lines are used. The targets
-(issue 7): latency p50 at most 1.15 x processing; 2 workers at least 1.8 x 1 worker's jobs/s.
+phase; the download, upload and postback figures are its `fetch_ms`, `upload_ms` (the PUT, the
+rate limit's script, and the wait for begin.lua's answer, normally nothing) and `postback_ms`;
+"in worker" is its `ms` (begin to settle: all those, and Redis). The workers log at --log-level
+(default info, pixq's default); workers older than those fields need debug, and their
+`processed`, `s3_put` and `postback_sent` lines are used. The targets (issue 7): latency p50 at
+most 1.15 x processing; 2 workers at least 1.8 x 1 worker's jobs/s.
 
 The CPU each process took in the throughput phase (/proc/PID/stat, threads and children
 included) is printed a job: the workers, s3rver, this script (source server, receiver and

@@ -636,9 +636,11 @@ class TcpProxy:
 
     swallow = True drops whatever the server sends to the clients (the server did the work, its
     answer never arrives); cut() closes every relayed connection (both ends see the connection
-    end); cut_on(pattern) closes the first connection whose client sends `pattern`, once the
-    server has answered that (the server did the work, the client never hears of it; `tripped`
-    is set then); new connections are relayed as before. stop() ends everything."""
+    end); cut_on(pattern) closes the first connection whose client sends `pattern` when the
+    server next sends anything on it, dropping that (`tripped` is set then): the answer to the
+    command holding the pattern when the client has no other answer outstanding (the server did
+    the work, the client never hears of it); new connections are relayed as before. stop() ends
+    everything."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -682,13 +684,14 @@ class TcpProxy:
 
     def cut_on(self, pattern):
         """Arms the trigger: see the class."""
+        self.tripped.clear()
         with self._lock:
             self._trigger = pattern
-        self.tripped.clear()
 
     def _pump(self, pair):
         client, upstream = pair
         doomed = False
+        tail = b""  # the client's last bytes: a pattern may span two reads
         try:
             while not self._stopped:
                 readable, _, _ = select.select([client, upstream], [], [], 0.2)
@@ -699,9 +702,11 @@ class TcpProxy:
                     if s is client:
                         upstream.sendall(data)
                         with self._lock:
-                            if self._trigger is not None and self._trigger in data:
+                            seen = tail + data
+                            if self._trigger is not None and self._trigger in seen:
                                 self._trigger = None
                                 doomed = True
+                            tail = seen[-256:]
                     elif doomed:  # the server's answer: dropped with the connection
                         self.tripped.set()
                         return

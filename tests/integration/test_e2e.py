@@ -119,15 +119,27 @@ class TimesTest(E2ETestCase):
                                         if e.get("job_id") == "timed"], 10, "job_done")
         self.assertEqual(done[0]["level"], "info")
         t = {k: float(done[0][k]) for k in ("ms", "fetch_ms", "process_ms", "upload_ms",
-                                             "postback_ms")}
+                                             "s3_wait_ms", "postback_ms")}
         self.assertGreaterEqual(t["fetch_ms"], 400, t)
         self.assertGreaterEqual(t["postback_ms"], 300, t)
         self.assertGreater(t["process_ms"], 0, t)
         self.assertLess(t["process_ms"], 300, t)
         self.assertGreater(t["upload_ms"], 0, t)
         self.assertLess(t["upload_ms"], 300, t)
-        self.assertLessEqual(t["fetch_ms"] + t["process_ms"] + t["upload_ms"] + t["postback_ms"],
-                             t["ms"] + 1, t)
+        self.assertEqual(t["s3_wait_ms"], 0, t)  # no wait_for_s3
+        self.assertLessEqual(sum(v for k, v in t.items() if k != "ms"), t["ms"] + 1, t)
+
+    def test_wait_for_s3_has_its_own_field(self):
+        job = self.make_job(self.serve("jpeg"), "out/waited.jpg", params=THUMB, job_id="waited")
+        job["wait_for_s3"] = True
+        self.push_job(job)
+        self.wait_for_postback(POSTBACK_TIMEOUT_S, job_id="waited")
+        done = self.wait_until(lambda: [e for e in self.worker.log_events("job_done")
+                                        if e.get("job_id") == "waited"], 10, "job_done")
+        waits = [e for e in self.worker.log_events("wait_for_s3") if e.get("job_id") == "waited"]
+        self.assertEqual(len(waits), 1, waits)
+        self.assertGreater(float(done[0]["s3_wait_ms"]), 0, done[0])
+        self.assertLess(float(done[0]["s3_wait_ms"]), float(done[0]["ms"]) + 1, done[0])
 
 
 class FailureTest(E2ETestCase):

@@ -387,7 +387,7 @@ class ParkedSlotTest(ThrottleCase):
 
     def test_parked_output_goes_at_its_slot(self):
         self.limit("bkt-a", self.RATE, 0)
-        self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
         lates = []
         for n in range(self.RUNS):
             job_id = "slot-%d" % n
@@ -399,6 +399,10 @@ class ParkedSlotTest(ThrottleCase):
         figures("parked slot", late_ms=[round(x * 1000) for x in lates])
         self.assertEqual(int(self.redis.hgetall(self.key("stats")).get("throttled", 0)), self.RUNS)
         self.assertLess(max(lates), JITTER_S, lates)
+        # each job ends with the task that uploads its parked output: its job_done counts that PUT
+        done = {e["job_id"]: e for e in worker.log_events("job_done")}
+        for n in range(self.RUNS):
+            self.assertGreater(float(done["slot-%d" % n]["upload_ms"]), 0, done["slot-%d" % n])
 
 
 class RegionTest(ThrottleCase):

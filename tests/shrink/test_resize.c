@@ -296,19 +296,23 @@ int main(int argc, char **argv)
     CHECK(MagickSetImageArtifact(artifact, "filter:support", "2") == MagickTrue);
     declined("filter artifact", artifact, 50, 50);
 
-    /* filters kept between resizes (filter_get): a kept filter gives what a new one gives, after
-     * other sizes have pushed it out and come back, and a filter too large to keep still works */
+    /* filters kept between resizes (filter_get): a kept filter is used again without being built
+     * again, and gives what a new one gives, also once other sizes pushed it out and it was
+     * built anew; a filter too large to keep is built for each resize */
     resize_forget();
+    unsigned long built = resize_filters_built();
     MagickWand *fresh = CloneMagickWand(n);
     CHECK(resize_fast(fresh, 150, 101, &why) == RESIZE_DONE);
-    static const size_t others[][2] = {{140, 90}, {130, 80}, {120, 70}, {110, 60}, {150, 60}};
+    CHECK_INT(resize_filters_built() - built, 2); /* 301 to 150, 203 to 101 */
+    static const size_t others[][2] = {{140, 90}, {130, 80}, {120, 70}, {110, 60}, {100, 50}};
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
         same_as_imagemagick("noise, filters kept", n, others[i][0], others[i][1]);
     }
-    same_as_imagemagick("noise, filters kept", n, 150, 101);
-    for (int round = 0; round < 2; round++) { /* pushed out, then kept */
+    for (int round = 0; round < 2; round++) { /* pushed out and built again, then kept */
+        built = resize_filters_built();
         MagickWand *again = CloneMagickWand(n);
         CHECK(resize_fast(again, 150, 101, &why) == RESIZE_DONE);
+        CHECK_INT(resize_filters_built() - built, round == 0 ? 2 : 0);
         size_t na16 = 0, nf16 = 0;
         unsigned short *pa = pixels16(again, &na16), *pf = pixels16(fresh, &nf16);
         CHECK(pa != NULL && pf != NULL && na16 == nf16 && memcmp(pa, pf, na16 * 2) == 0);
@@ -317,9 +321,14 @@ int main(int argc, char **argv)
         DestroyMagickWand(again);
     }
     DestroyMagickWand(fresh);
+    same_as_imagemagick("noise, filters kept", n, 150, 101);
     MagickWand *long_row = noise(16000, 1, 14); /* 8000 taps of 15 weights: over 256 KB */
-    same_as_imagemagick("long row, filter not kept", long_row, 8000, 1);
-    same_as_imagemagick("long row, filter not kept", long_row, 8000, 1);
+    for (int round = 0; round < 2; round++) {
+        built = resize_filters_built();
+        same_as_imagemagick("long row, filter not kept", long_row, 8000, 1);
+        /* the wide one each time; the one of a single row (1 to 1) only the first time */
+        CHECK_INT(resize_filters_built() - built, round == 0 ? 2 : 1);
+    }
     DestroyMagickWand(long_row);
     resize_forget();
 
