@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -132,19 +133,54 @@ static int filter_init(struct filter *f, const struct kind *k, size_t in, size_t
 
 /* Filters kept from earlier resizes: a fleet resizes the same sizes over and over, and building
  * a filter (two sines a Lanczos tap) takes as long as a pass of a 200-px thumbnail. Per thread,
- * least recently used first out. */
+ * least recently used first out. A kept filter is a copy in pages of its own (mmap), outside
+ * malloc's heap: kept there, it moved where libjpeg's buffers of the next decode landed, and its
+ * 3x3 scaled IDCT, most of an 800-px thumbnail of a progressive JPEG, took 15 % longer for two
+ * of the corpus images (tests/bench/RESULTS.md). The resize that builds a filter uses and frees
+ * the heap's copy, as it would without keeping. */
 struct kept {
     double (*weight)(double x);
     double support;
     size_t in, out;
     unsigned long used; /* 0: empty */
-    struct filter f;
+    struct filter f;    /* in one mapping of `bytes`, from f.taps */
+    size_t bytes;
 };
 static _Thread_local struct kept kept[FILTERS_KEPT];
 static _Thread_local unsigned long kept_clock, built;
 
-/* The filter from `in` to `out` samples of kind k: a kept one, or one built now, kept if small
- * (then *own stays empty), else left in *own for the caller to free. NULL: out of memory. */
+static void unkeep(struct kept *c)
+{
+    if (c->used != 0) {
+        munmap(c->f.taps, c->bytes);
+    }
+    *c = (struct kept){0};
+}
+
+/* Keeps a copy of `f` (k, in to out) in slot c, if the pages can be had. */
+static void keep(struct kept *c, const struct filter *f, const struct kind *k, size_t in,
+                 size_t out)
+{
+    size_t taps = out * sizeof *f->taps, weights = out * (size_t)f->max * sizeof *f->weights;
+    void *m =
+        mmap(NULL, taps + weights, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        return;
+    }
+    memcpy(m, f->taps, taps);
+    memcpy((char *)m + taps, f->weights, weights); /* (16-byte taps: the floats stay aligned) */
+    unkeep(c);
+    *c = (struct kept){k->weight,
+                       k->support,
+                       in,
+                       out,
+                       ++kept_clock,
+                       (struct filter){m, (float *)(void *)((char *)m + taps), f->max},
+                       taps + weights};
+}
+
+/* The filter from `in` to `out` samples of kind k: a kept one (*own stays empty), or one built
+ * now into *own, for the caller to free, and kept if small. NULL: out of memory. */
 static const struct filter *filter_get(const struct kind *k, size_t in, size_t out,
                                        struct filter *own)
 {
@@ -162,13 +198,10 @@ static const struct filter *filter_get(const struct kind *k, size_t in, size_t o
         return NULL;
     }
     built++;
-    if (out * (sizeof *own->taps + (size_t)own->max * sizeof *own->weights) > FILTER_KEPT_MAX) {
-        return own;
+    if (out * (sizeof *own->taps + (size_t)own->max * sizeof *own->weights) <= FILTER_KEPT_MAX) {
+        keep(oldest, own, k, in, out);
     }
-    filter_free(&oldest->f);
-    *oldest = (struct kept){k->weight, k->support, in, out, ++kept_clock, *own};
-    *own = (struct filter){0};
-    return &oldest->f;
+    return own;
 }
 
 unsigned long resize_filters_built(void)
@@ -179,8 +212,7 @@ unsigned long resize_filters_built(void)
 void resize_forget(void)
 {
     for (size_t i = 0; i < FILTERS_KEPT; i++) {
-        filter_free(&kept[i].f);
-        kept[i] = (struct kept){0};
+        unkeep(&kept[i]);
     }
 }
 
