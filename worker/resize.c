@@ -143,16 +143,21 @@ struct kept {
     double support;
     size_t in, out;
     unsigned long used; /* 0: empty */
-    struct filter f;    /* in one mapping of `bytes`, from f.taps */
-    size_t bytes;
+    struct filter f;    /* in one mapping (filter_bytes), from f.taps */
 };
 static _Thread_local struct kept kept[FILTERS_KEPT];
 static _Thread_local unsigned long kept_clock, built;
 
+/* The bytes of a filter of `out` samples: its taps, then its weights. */
+static size_t filter_bytes(const struct filter *f, size_t out)
+{
+    return out * (sizeof *f->taps + (size_t)f->max * sizeof *f->weights);
+}
+
 static void unkeep(struct kept *c)
 {
     if (c->used != 0) {
-        munmap(c->f.taps, c->bytes);
+        munmap(c->f.taps, filter_bytes(&c->f, c->out));
     }
     *c = (struct kept){0};
 }
@@ -161,22 +166,17 @@ static void unkeep(struct kept *c)
 static void keep(struct kept *c, const struct filter *f, const struct kind *k, size_t in,
                  size_t out)
 {
-    size_t taps = out * sizeof *f->taps, weights = out * (size_t)f->max * sizeof *f->weights;
-    void *m =
-        mmap(NULL, taps + weights, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t bytes = filter_bytes(f, out), taps = out * sizeof *f->taps;
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
         return;
     }
     memcpy(m, f->taps, taps);
-    memcpy((char *)m + taps, f->weights, weights); /* (16-byte taps: the floats stay aligned) */
+    memcpy((char *)m + taps, f->weights, bytes - taps); /* (16-byte taps: floats stay aligned) */
     unkeep(c);
-    *c = (struct kept){k->weight,
-                       k->support,
-                       in,
-                       out,
-                       ++kept_clock,
-                       (struct filter){m, (float *)(void *)((char *)m + taps), f->max},
-                       taps + weights};
+    *c = (struct kept){
+        .weight = k->weight, .support = k->support, .in = in, .out = out, .used = ++kept_clock};
+    c->f = (struct filter){m, (float *)(void *)((char *)m + taps), f->max};
 }
 
 /* The filter from `in` to `out` samples of kind k: a kept one (*own stays empty), or one built
@@ -198,7 +198,7 @@ static const struct filter *filter_get(const struct kind *k, size_t in, size_t o
         return NULL;
     }
     built++;
-    if (out * (sizeof *own->taps + (size_t)own->max * sizeof *own->weights) <= FILTER_KEPT_MAX) {
+    if (filter_bytes(own, out) <= FILTER_KEPT_MAX) {
         keep(oldest, own, k, in, out);
     }
     return own;
@@ -633,7 +633,7 @@ enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows, const
         return RESIZE_DECLINED;
     }
     bool horizontal_first = (double)columns / (double)im->columns > (double)rows / (double)im->rows;
-    struct filter own_h = {0}, own_v = {0}; /* filters not kept (filter_get) */
+    struct filter own_h = {0}, own_v = {0}; /* filters built for this resize (filter_get) */
     const struct filter *h = NULL, *v = NULL;
     struct work wk = {0};
     PixelPacket *pixels = NULL;

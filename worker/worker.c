@@ -435,14 +435,6 @@ static void begin_call_init(struct worker *w, const struct job *j, struct begin_
     c->args[0] = w->ttl_arg;
 }
 
-/* begin.lua's answer {first_seen, runs}: the run number; frees it. */
-static long begin_runs(redisReply *r)
-{
-    long runs = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? (long)r->element[1]->integer : 1;
-    freeReplyObject(r);
-    return runs;
-}
-
 /* Sends begin.lua, which counts this run of the job, without waiting: begin_reply() reads its
  * answer once the job has run, so that the round trip passes while the job fetches its source
  * and works. A command the job sends Redis meanwhile (an upload's rate limit) reads the answer
@@ -457,13 +449,16 @@ static bool begin_send(struct worker *w, const struct job *j)
     return rq_script_send(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e) == 0;
 }
 
-/* The run number in begin.lua's answer `r` (1 for the first), or -1 when there is none: then the
- * run may or may not be counted (the call may have run and its answer been lost), which the log
- * says; the job goes on. */
+/* The run number in begin.lua's answer `r` ({first_seen, runs}; freed), 1 for the first, or -1
+ * when there is none: then the run may or may not be counted (the call may have run and its
+ * answer been lost), which the log says; the job goes on. */
 static long begin_answer(const struct job *j, redisReply *r, const struct err *e)
 {
     if (r != NULL) {
-        return begin_runs(r);
+        long runs =
+            r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? (long)r->element[1]->integer : 1;
+        freeReplyObject(r);
+        return runs;
     }
     char q[ERR_MSG_MAX + 16];
     LOG_WARN("job_begin_failed", "job_id=%s error=%s", j->id, log_quote(e->msg, q, sizeof q));
