@@ -6,7 +6,7 @@
 -- ARGV[2] default burst
 -- ARGV[3] cost, tokens
 -- ARGV[4] longest wait to reserve, ms: a caller whose slot is further away reserves nothing
--- ARGV[5] lowest effective rate, tokens/s
+-- ARGV[5] lowest effective rate, tokens/s: a floor for slowing down, never above the rate itself
 -- ARGV[6] idle expiry of the hash, ms (not applied while an operator override is set)
 --
 -- The effective rate is the configured one, or lower after a throttling answer (rl_feedback.lua):
@@ -29,7 +29,7 @@ if h[4] and h[5] then
     local k = (w_max * (1 - 0.7) / 0.4) ^ (1 / 3)
     eff = 0.4 * (dt - k) ^ 3 + w_max
 end
-eff = math.max(tonumber(ARGV[5]), math.min(rate, eff))
+eff = math.min(rate, math.max(tonumber(ARGV[5]), eff))
 local interval = 1000000 / eff
 local tat = math.max(tonumber(h[1]) or 0, now)
 local new_tat = tat + interval * tonumber(ARGV[3])

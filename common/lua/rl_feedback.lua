@@ -4,7 +4,7 @@
 -- KEYS[1] pixq:rl:{<bucket>}
 -- ARGV[1] default rate, tokens/s
 -- ARGV[2] cool-down, ms: signals within it of the last decrease are one congestion episode
--- ARGV[3] lowest effective rate, tokens/s
+-- ARGV[3] lowest effective rate, tokens/s: a floor for slowing down, never above the rate itself
 --
 -- The first signal of an episode sets w_max to the current effective rate and last_fail and
 -- last_decrease to now; rl_acquire.lua then derives a rate of 0.7 w_max that grows back along the
@@ -30,7 +30,7 @@ if h[2] and h[3] then
     local k = (w_max * (1 - 0.7) / 0.4) ^ (1 / 3)
     eff = 0.4 * (dt - k) ^ 3 + w_max
 end
-eff = math.max(tonumber(ARGV[3]), math.min(rate, eff))
+eff = math.min(rate, math.max(tonumber(ARGV[3]), eff))
 local stamp = string.format('%.0f', now)
 -- slots reserved ahead at the old rate are dropped (tat = now): their holders see `decreases`
 -- change and take new slots at the new rate instead of sending at the old pace

@@ -3,7 +3,7 @@
 -- KEYS[1] pixq:rl:{<bucket>}
 -- ARGV[1] default rate, tokens/s
 -- ARGV[2] default burst
--- ARGV[3] lowest effective rate, tokens/s
+-- ARGV[3] lowest effective rate, tokens/s: a floor for slowing down, never above the rate itself
 --
 -- Returns {configured rate * 1000, burst, effective rate * 1000, reserved backlog ms (how far in
 -- the future the next free slot is), throttle_signals, decreases, region or "", 1 if the rate or
@@ -22,7 +22,7 @@ if h[4] and h[5] then
     local k = (w_max * (1 - 0.7) / 0.4) ^ (1 / 3)
     eff = 0.4 * (dt - k) ^ 3 + w_max
 end
-eff = math.max(tonumber(ARGV[3]), math.min(rate, eff))
+eff = math.min(rate, math.max(tonumber(ARGV[3]), eff))
 local backlog = math.max(0, (tonumber(h[1]) or 0) - now)
 local override = 0
 if h[2] or h[3] then

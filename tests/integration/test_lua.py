@@ -813,6 +813,18 @@ class RateLimitTest(LuaTestCase):
         self.assertEqual(self.acquire(rate=100, min_rate=0.5)[3], 700)
         self.assertEqual(self.acquire(rate=100, min_rate=2)[3], 2000)
 
+    def test_floor_never_lifts_a_lower_rate(self):
+        # a rate set below PIXQ_S3_MIN_RATE (here by an operator) is kept, slowed down or not
+        self.r.execute("HSET", RL, "rate", 0.2, "burst", 0)
+        self.assertEqual(self.acquire(min_rate=0.5)[3], 200)
+        self.assertEqual(self.show(min_rate=0.5)[2], 200)
+        self.assertEqual(self.feedback(min_rate=0.5), 1)
+        self.assertEqual(float(self.r.execute("HGET", RL, "w_max")), 0.2)
+        self.assertEqual(self.acquire(min_rate=0.5)[3], 200)
+        status, wait, _, _ = self.acquire(min_rate=0.5)
+        self.assertEqual(status, 1)
+        self.assertTrue(4900 <= wait <= 5000, wait)  # 1 / 0.2 s
+
     def test_show_is_read_only(self):
         self.assertEqual(self.show(), [10000, 2, 10000, 0, 0, 0, "", 0])
         self.assertEqual(self.r.exists(RL), 0)
