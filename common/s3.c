@@ -18,6 +18,17 @@ struct target {
     size_t path_off; /* where the path starts in url */
 };
 
+bool s3_throttled(const struct s3_reply *r)
+{
+    return r->status == 503 || r->status == 429 || strcmp(r->code, "SlowDown") == 0;
+}
+
+bool s3_transient(const struct s3_reply *r)
+{
+    return r->status == 0 || r->status == 500 || r->status == 502 || r->status == 504 ||
+           s3_throttled(r) || strcmp(r->code, "RequestTimeout") == 0;
+}
+
 bool s3_valid_bucket(const char *name)
 {
     size_t n = strlen(name);

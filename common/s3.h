@@ -61,6 +61,14 @@ int s3_get(struct http *h, const struct s3_config *c, const struct s3_object *o,
 int s3_head(struct http *h, const struct s3_config *c, const struct s3_object *o, time_t now,
             struct s3_reply *reply, struct err *e);
 
+/* Whether the reply is throttling: 503, 429 or the code SlowDown. */
+bool s3_throttled(const struct s3_reply *r);
+
+/* Whether the request may pass if tried again: no response (a reset, a timeout), throttling,
+ * 500, 502, 504 or the code RequestTimeout, the answers the AWS SDKs retry. Other 5xx (501 Not
+ * Implemented, 505) are the same on every attempt. */
+bool s3_transient(const struct s3_reply *r);
+
 /* Whether `name` is a bucket name S3 accepts (3-63 of a-z 0-9 . -, starting and ending with a
  * letter or digit). */
 bool s3_valid_bucket(const char *name);

@@ -142,7 +142,7 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
     LOG_DEBUG("s3_get", "job_id=%s method=GET bucket=%s status=%ld bytes=%zu ms=%.3f", w->job_id,
               o.bucket, reply.status, rc == 0 ? out->len : 0, (metrics_clock() - t0) * 1e3);
     if (rc < 0) {
-        bool transient = reply.status == 0 || reply.status >= 500 || reply.status == 429;
+        bool transient = s3_transient(&reply);
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
         char why[ERR_MSG_MAX];
         memcpy(why, e->msg, sizeof why);

@@ -169,18 +169,6 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
     }
 }
 
-static bool is_throttle(const struct s3_reply *r)
-{
-    return r->status == 503 || r->status == 429 || strcmp(r->code, "SlowDown") == 0;
-}
-
-/* 5xx, throttling, RequestTimeout and transport failures (status 0: reset, timeout) may pass. */
-static bool is_retryable(const struct s3_reply *r)
-{
-    return r->status == 0 || r->status >= 500 || is_throttle(r) ||
-           strcmp(r->code, "RequestTimeout") == 0;
-}
-
 /* Full-jitter exponential back-off for the attempt that just failed; after a throttling answer
  * from a larger base (PIXQ_S3_THROTTLE_RETRY_BASE_MS, 1 s, as the AWS SDKs' 2026 retry mode):
  * while the fleet's rate comes down, retries spaced by 200 ms met five SlowDowns in a row. */
@@ -212,14 +200,14 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
                                      struct err *e)
 {
     long attempt = task_long(task, "attempt", 1);
-    if (is_throttle(r)) {
+    if (s3_throttled(r)) {
         slow_down(u, task_string(task, "bucket"), task_string(task, "job_id"));
     }
-    if (!is_retryable(r)) {
+    if (!s3_transient(r)) {
         return UP_FAILED;
     }
     if (attempt < u->cfg->s3_max_attempts) {
-        *delay_ms = backoff_ms(u->cfg, attempt, is_throttle(r));
+        *delay_ms = backoff_ms(u->cfg, attempt, s3_throttled(r));
         json_object_object_add(task, "attempt", json_object_new_int64(attempt + 1));
         json_object_object_add(task, "reserved", json_object_new_boolean(0));
         return UP_PARK;

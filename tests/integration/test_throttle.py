@@ -102,7 +102,7 @@ class ThrottleCase(PixqTestCase):
     s3_server = "stub"
     start_worker_in_setup = False
     buckets = ("pixq-test", "bkt-a", "bkt-b", "eu-bucket", "eu400-bucket", "flaky-bucket",
-               "dead-bucket", "deny-bucket", "late-bucket", "never-bucket")
+               "dead-bucket", "deny-bucket", "noimpl-bucket", "late-bucket", "never-bucket")
 
     def setUp(self):
         super().setUp()
@@ -483,6 +483,15 @@ class FinalErrorTest(ThrottleCase):
         self.assertIn("AccessDenied", error)
         self.assertNotIn("temporarily unavailable", error)
         self.assertEqual(len(self.puts("deny-bucket")), 1)  # no retry
+
+    def test_not_implemented_is_final(self):
+        # a 5xx that every attempt would meet again (an S3-compatible store without a feature)
+        self.s3.fail("noimpl-bucket", 501, "NotImplemented")
+        error, _ = self.error_postback("noimpl-1", ["noimpl-bucket", "pixq-test"])
+        self.assertIn("501", error)
+        self.assertIn("NotImplemented", error)
+        self.assertNotIn("temporarily unavailable", error)
+        self.assertEqual(len(self.puts("noimpl-bucket")), 1)  # no retry
 
     def test_no_such_bucket_is_final(self):
         error, _ = self.error_postback("nob-1", ["no-such-bucket", "pixq-test"])
