@@ -144,7 +144,7 @@ static const struct cfg_entry table[] = {
     {"rl-idle-ttl-s", "PIXQ_RL_IDLE_TTL_S", T_LONG, F(rl_idle_ttl_s), 60, 365 * 86400L, "86400",
      false, "a bucket's limiter state unused this long expires (unless it has an override)"},
     {"blob-ttl-s", "PIXQ_BLOB_TTL_S", T_LONG, F(blob_ttl_s), 60, 30 * 86400L, "86400", false,
-     "how long a parked output and its job's state are kept at most"},
+     "how long a parked output and its job's state are kept past the time the output is due"},
     {"wait-for-s3-interval-ms", "PIXQ_WAIT_FOR_S3_INTERVAL_MS", T_LONG,
      F(wait_for_s3_interval_ms), 10, 600000, "2000", false,
      "wait_for_s3: pause between checks that the uploaded objects are readable"},

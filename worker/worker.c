@@ -744,8 +744,8 @@ static void add_fields(const redisReply *h, const char *prefix, json_object *arr
 
 static void deliver(struct worker *w, struct task *t, const struct job *job, const char *json,
                     const char *first_error, long t0);
-static bool requeue(struct worker *w, struct task *t, const char *next, long delay,
-                    const char *counter, struct err *e);
+static int requeue(struct worker *w, struct task *t, const char *next, long delay,
+                   const char *counter, const char *parked_id, int parked_n, struct err *e);
 
 /* Adds the parked outputs' outcomes (hash `h`) to the result document and `objs_out`. */
 static void assemble_parked(const redisReply *h, json_object *results, json_object *objs_out,
@@ -855,7 +855,9 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
 }
 
 /* Sends a parked output; returns the outputs of its job still pending, -1 if the job state is
- * gone, or -2 if the task went back to `delayed`. */
+ * gone, -2 if the task went back to `delayed`, or -3 if it is not ours to settle: another worker
+ * took it, or Redis failed while it was to go back to `delayed` (it stays on the active list and
+ * runs again). */
 static long send_parked(struct worker *w, struct task *t, json_object *task, const char *job_id,
                         int n)
 {
@@ -874,7 +876,14 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
     }
     if (out == UP_PARK) {
         char *next = task_envelope(task);
-        pending = next != NULL && requeue(w, t, next, delay, "throttled", &e) ? -2 : -1;
+        int rc = next != NULL ? requeue(w, t, next, delay, "throttled", job_id, n, &e) : -1;
+        if (rc < 0) {
+            char q[ERR_MSG_MAX + 16];
+            LOG_WARN("upload_requeue_failed", "job_id=%s image_identifier=%s error=%s", job_id, id,
+                     log_quote(next != NULL ? e.msg : "out of memory", q, sizeof q));
+            w->check_active = true; /* still on the active list: run it again */
+        }
+        pending = rc == 1 ? -2 : -3;
         free(next);
     } else if (out == UP_DONE) {
         pending = record_uploaded(w, task, job_id, n, url.data);
@@ -898,8 +907,8 @@ static void handle_upload(struct worker *w, struct task *t, json_object *env)
     const char *job_id = idv != NULL ? json_object_get_string(idv) : "";
     int n = json_object_get_int(json_object_object_get(task, "n"));
     long pending = send_parked(w, t, task, job_id, n);
-    if (pending == -2) {
-        return; /* back in delayed */
+    if (pending == -2 || pending == -3) {
+        return; /* back in delayed, or not to settle here */
     }
     if (pending != 0) {
         if (pending < 0) {
@@ -1196,28 +1205,43 @@ static long retry_delay_ms(struct worker *w, const struct job *j, enum run_statu
     return (long)(rand_r(&w->seed) % (unsigned)(cap + 1));
 }
 
-/* Schedules the job to run again in `delay` ms, with its attempt count raised (requeue.lua).
- * No postback is sent for this attempt. */
-/* requeue.lua: the reserved payload leaves the active list; `next` runs in `delay` ms. */
-static bool requeue(struct worker *w, struct task *t, const char *next, long delay,
-                    const char *counter, struct err *e)
+/* requeue.lua: the reserved payload leaves the active list; `next` runs in `delay` ms. For the
+ * upload task of output `parked_n` of job `parked_id` (else NULL), its blob and the job hash are
+ * kept until then and PIXQ_BLOB_TTL_S longer. Returns 1, 0 if the payload was no longer on the
+ * active list (another worker took it), or -1 on a Redis error (`e`). */
+static int requeue(struct worker *w, struct task *t, const char *next, long delay,
+                   const char *counter, const char *parked_id, int parked_n, struct err *e)
 {
-    char ms[32];
+    char ms[32], ttl[32], blob[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
     snprintf(ms, sizeof ms, "%ld", delay);
-    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key};
-    const char *args[] = {t->payload.data, next, ms, counter};
-    size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter)};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_REQUEUE, 3, keys, 4, args, lens, e);
-    bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0;
-    if (ok) {
-        plan_due(w->cur, clock_mono_ms() + (long)r->integer);
+    snprintf(ttl, sizeof ttl, "%ld", w->cfg->blob_ttl_s);
+    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key, blob, job_hash};
+    const char *args[] = {t->payload.data, next, ms, counter, ttl};
+    size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter), strlen(ttl)};
+    bool parked = parked_id != NULL;
+    if (parked) {
+        job_key(w, parked_id, "blob", parked_n, blob, sizeof blob);
+        job_key(w, parked_id, "job", -1, job_hash, sizeof job_hash);
+    }
+    redisReply *r =
+        rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 5 : 3, keys, parked ? 5 : 4, args, lens, e);
+    int rc = -1;
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+        rc = r->integer >= 0 ? 1 : 0;
+        if (rc == 1) {
+            plan_due(w->cur, clock_mono_ms() + (long)r->integer);
+        } else {
+            err_set(e, "lease lost");
+        }
     } else if (r != NULL) {
-        err_set(e, "lease lost");
+        err_set(e, "requeue.lua: %.200s", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
     }
     freeReplyObject(r);
-    return ok;
+    return rc;
 }
 
+/* Schedules the job to run again in `delay` ms, with its attempt count raised (requeue.lua).
+ * No postback is sent for this attempt. */
 static void retry_later(struct worker *w, struct task *t, long delay)
 {
     long attempt = job_attempt(t->job);
@@ -1226,7 +1250,7 @@ static void retry_later(struct worker *w, struct task *t, long delay)
         t->job->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     struct err e = {{0}};
     char q[ERR_MSG_MAX + 16];
-    if (requeue(w, t, next, delay, "retried", &e)) {
+    if (requeue(w, t, next, delay, "retried", NULL, -1, &e) == 1) {
         LOG_INFO("job_retry", "job_id=%s attempt=%ld delay_ms=%ld error=%s", t->job->id,
                  attempt + 1, delay, log_quote(t->first_error, q, sizeof q));
         metrics_count_job(METRICS_JOB_RETRIED);

@@ -7,28 +7,32 @@
 -- KEYS[5..] pixq:{Q}:blob:<id>:<n>  one per parked output, in the order of the tasks below
 -- ARGV[1] the job payload as reserved
 -- ARGV[2] the result so far (JSON: original_meta, images uploaded, errors)
--- ARGV[3] TTL of the job hash and of the blobs, seconds
+-- ARGV[3] how long the blobs and the job hash are kept past the time their output is due, seconds
 -- ARGV[4] objects uploaded so far (JSON array, for wait_for_s3)
 -- then, per parked output: the upload task JSON, its delay in ms, the encoded bytes
 --
 -- The job leaves the active list; the job hash holds `payload`, `base`, `objs` and `pending`
--- (outputs still to settle); each blob is stored with the TTL and its task is scheduled.
+-- (outputs still to settle); each blob is kept for its delay plus the TTL and its task is
+-- scheduled; the job hash is kept for the longest delay plus the TTL. However long the fleet's
+-- backlog makes the delays, nothing expires before it is due.
 -- Returns the number parked, or -1 if the job was no longer on the active list.
 
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
     return -1
 end
-local ttl = tonumber(ARGV[3])
+local ttl_ms = tonumber(ARGV[3]) * 1000
 local n = (#ARGV - 4) / 3
 redis.call('HSET', KEYS[2], 'payload', ARGV[1], 'base', ARGV[2], 'objs', ARGV[4], 'pending', n)
-redis.call('EXPIRE', KEYS[2], ttl)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local longest = 0
 for i = 1, n do
-    local task, delay, blob = ARGV[2 + 3 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i]
-    redis.call('SET', KEYS[4 + i], blob, 'EX', ttl)
-    redis.call('ZADD', KEYS[3], now + tonumber(delay), task)
+    local task, delay, blob = ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i]), ARGV[4 + 3 * i]
+    redis.call('SET', KEYS[4 + i], blob, 'PX', delay + ttl_ms)
+    redis.call('ZADD', KEYS[3], now + delay, task)
+    longest = math.max(longest, delay)
 end
+redis.call('PEXPIRE', KEYS[2], longest + ttl_ms)
 redis.call('HINCRBY', KEYS[4], 'throttled', n)
 return n

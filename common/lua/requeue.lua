@@ -8,6 +8,9 @@
 -- ARGV[2] the payload to run later
 -- ARGV[3] delay, ms
 -- ARGV[4] counter to increment ("retried")
+-- A parked output's upload task (park.lua) also passes:
+-- KEYS[4..] its blob and its job hash, kept at least for the delay plus ARGV[5] seconds (a key
+--           already gone stays gone; a longer expiry stays)
 --
 -- Returns the ms until the earliest delayed payload is due, or -1 if ARGV[1] was not on the active
 -- list (the job was taken from this worker: nothing is written).
@@ -20,6 +23,15 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+if #KEYS > 3 then
+    local keep = tonumber(ARGV[3]) + tonumber(ARGV[5]) * 1000
+    for i = 4, #KEYS do
+        local left = redis.call('PTTL', KEYS[i])
+        if left >= 0 and left < keep then
+            redis.call('PEXPIRE', KEYS[i], keep)
+        end
+    end
+end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local wait = tonumber(nxt[2]) - now
 if wait < 0 then

@@ -317,6 +317,9 @@ class Redis:
         args = ["ZRANGE", key, start, stop] + (["WITHSCORES"] if withscores else [])
         return self.execute(*args)
 
+    def pttl(self, key):
+        return self.execute("PTTL", key)
+
     def ttl(self, key):
         return self.execute("TTL", key)
 
@@ -639,14 +642,16 @@ class TcpProxy:
     end); cut_on(pattern) closes the first connection whose client sends `pattern` when the
     server next sends anything on it, dropping that (`tripped` is set then): the answer to the
     command holding the pattern when the client has no other answer outstanding (the server did
-    the work, the client never hears of it); new connections are relayed as before. stop() ends
-    everything."""
+    the work, the client never hears of it); cut_before(pattern) closes the first connection
+    whose client sends `pattern` without relaying those bytes (the server never runs that
+    command; `tripped` is set); new connections are relayed as before. stop() ends everything."""
 
     def __init__(self, target_port):
         self.target_port = target_port
         self.swallow = False
         self.tripped = threading.Event()
         self._trigger = None
+        self._trigger_before = None
         self._lock = threading.Lock()
         self._pairs = []
         self._stopped = False
@@ -688,6 +693,12 @@ class TcpProxy:
         with self._lock:
             self._trigger = pattern
 
+    def cut_before(self, pattern):
+        """Arms the other trigger: see the class."""
+        self.tripped.clear()
+        with self._lock:
+            self._trigger_before = pattern
+
     def _pump(self, pair):
         client, upstream = pair
         doomed = False
@@ -700,9 +711,14 @@ class TcpProxy:
                     if not data:
                         return
                     if s is client:
-                        upstream.sendall(data)
                         with self._lock:
                             seen = tail + data
+                            if self._trigger_before is not None and self._trigger_before in seen:
+                                self._trigger_before = None
+                                self.tripped.set()
+                                return  # neither these bytes nor the rest reach the server
+                        upstream.sendall(data)
+                        with self._lock:
                             if self._trigger is not None and self._trigger in seen:
                                 self._trigger = None
                                 doomed = True

@@ -306,6 +306,19 @@ class RequeueTest(LuaTestCase):
         self.assertTrue(0 <= wait <= 500, wait)
         self.assertEqual(self.stats(), {"throttled": 1})
 
+    def test_parked_output_kept_until_due_and_the_ttl(self):
+        # a re-parked upload task's blob and job hash: kept for the new delay plus the TTL
+        self.r.lpush(active("w1"), "task-a")
+        self.r.execute("SET", key("blob:j1:0"), "bytes", "PX", 1000)
+        self.r.execute("HSET", key("job:j1"), "pending", 1)
+        self.r.execute("PEXPIRE", key("job:j1"), 10000000)  # longer already: stays
+        keys = [active("w1"), DELAYED, STATS, key("blob:j1:0"), key("job:j1"), key("blob:j1:9")]
+        self.run_script("requeue", keys, ["task-a", "task-a", 60000, "throttled", 600])
+        self.assertTrue(659000 <= self.r.pttl(key("blob:j1:0")) <= 660000)
+        self.assertTrue(9990000 <= self.r.pttl(key("job:j1")) <= 10000000)
+        self.assertEqual(self.r.exists(key("blob:j1:9")), 0)  # gone stays gone
+        self.assertEqual(self.stats(), {"throttled": 1})
+
     def test_lost_writes_nothing(self):
         self.r.lpush(active("w1"), "someone-else")
         self.assertEqual(self.requeue("w1", "job-a", "job-a-2", 1000), -1)
@@ -656,10 +669,12 @@ class ParkTest(LuaTestCase):
         self.assertEqual(self.r.exists(active("w1")), 0)
         self.assertEqual(self.r.hgetall(key("job:j1")), {
             "payload": "job-a", "base": '{"base":1}', "objs": '["obj0"]', "pending": "2"})
-        self.assertTrue(500 <= self.r.ttl(key("job:j1")) <= 600)
+        # kept past the time each output is due: the TTL (600 s) plus the delay
+        self.assertTrue(604000 <= self.r.pttl(key("job:j1")) <= 605000)  # the longest delay
         self.assertEqual(self.r.get(key("blob:j1:0")), "bytes-0")
         self.assertEqual(self.r.get(key("blob:j1:1")), "bytes\r\n1")
-        self.assertTrue(500 <= self.r.ttl(key("blob:j1:1")) <= 600)
+        self.assertTrue(599000 <= self.r.pttl(key("blob:j1:0")) <= 600100)
+        self.assertTrue(604000 <= self.r.pttl(key("blob:j1:1")) <= 605000)
         self.assert_near(self.zscore(DELAYED, "task-0"), t0 + 100)
         self.assert_near(self.zscore(DELAYED, "task-1"), t0 + 5000)
         self.assertEqual(self.stats(), {"throttled": 2})

@@ -343,7 +343,9 @@ class ParkingTest(ThrottleCase):
         # while it runs: parked outputs wait as blobs with an expiry, their tasks in delayed
         seen = self.wait_until(self.blob_keys, 20, "a parked blob")
         ttl = self.redis.ttl(seen[0])
-        self.assertTrue(0 < ttl <= 600, "blob %s ttl %d" % (seen[0], ttl))
+        # kept PIXQ_BLOB_TTL_S past its slot, at most JOBS x SAVES / RATE seconds away
+        self.assertTrue(590 < ttl <= 600 + self.JOBS * self.SAVES / self.RATE + 1,
+                        "blob %s ttl %d" % (seen[0], ttl))
         self.assertRegex(seen[0], r"^pixq:\{default\}:blob:park-\d:\d+$")
         self.assertGreater(self.redis.execute("ZCARD", self.key("delayed")), 0)
         max_blobs = len(seen)
@@ -504,13 +506,16 @@ class RetryTest(ThrottleCase):
     """Retryable answers: the output is parked between attempts and uploaded in the end."""
 
     def retried(self, job_id, bucket, expect):
-        self.start_workers(1)
+        worker = self.start_workers(1)[0]
         self.push_jobs([self.job(job_id, bucket)])
         pb = self.postbacks_for([job_id])[job_id]
         self.assert_complete(pb, job_id, bucket, 1)
         self.assertEqual([(r.status, r.code or r.fault) for r in self.puts(bucket)], expect)
         self.assert_downloaded_once([job_id])
         self.assert_no_leftovers([job_id])
+        # each retry after the first went back to delayed through requeue.lua, with the blob
+        for event in ("parked_job_lost", "upload_failed", "upload_requeue_failed"):
+            self.assertEqual(worker.log_events(event), [])
 
     def test_connection_resets(self):
         self.s3.reset("flaky-bucket", count=2)
@@ -525,6 +530,30 @@ class RetryTest(ThrottleCase):
         self.retried("rt-1", "flaky-bucket",
                      [(400, "RequestTimeout"), (500, "InternalError"), (502, "BadGateway"),
                       (504, "GatewayTimeout"), (200, None)])
+
+    def test_requeue_lost_on_the_wire(self):
+        # The upload task's second failure sends it back to delayed (requeue.lua); here the
+        # connection to Redis drops before that call reaches Redis. The task must stay on the
+        # worker's active list and run again, not be settled as if its job were gone: the output
+        # is uploaded and the job posts back once.
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        self.addCleanup(self._stop_programs)  # first: the worker ends while the proxy relays
+        self.s3.fail("flaky-bucket", 500, "InternalError", count=2)
+        proxy.cut_before(b"$9\r\nthrottled\r\n")  # requeue.lua's counter for upload tasks
+        worker = self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        self.push_jobs([self.job("rq-1", "flaky-bucket")])
+        pb = self.postbacks_for(["rq-1"])["rq-1"]
+        self.assertTrue(proxy.tripped.is_set(), "requeue.lua was not sent")
+        self.assert_complete(pb, "rq-1", "flaky-bucket", 1)
+        self.assertEqual([(r.status, r.code) for r in self.puts("flaky-bucket")],
+                         [(500, "InternalError"), (500, "InternalError"), (200, "")])
+        self.assertEqual(len(worker.log_events("upload_requeue_failed")), 1)
+        self.assertEqual(worker.log_events("parked_job_lost"), [])
+        self.assert_one_postback_each(["rq-1"])
+        self.assert_downloaded_once(["rq-1"])
+        self.assert_no_leftovers(["rq-1"])
+        worker.check_alive()
 
     def test_one_slowdown_slows_the_bucket(self):
         self.s3.fail("flaky-bucket", 503, "SlowDown", count=1)
