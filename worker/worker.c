@@ -690,7 +690,18 @@ static void park_job(struct worker *w, struct task *t)
     park_call_free(&c);
 }
 
-/* upload_done.lua: records how parked output n ended. Returns the outputs still pending, or -1. */
+/* An upload task that met a Redis error stays on the active list and runs again from there: each
+ * of its steps can run twice (the PUT of the same bytes, upload_done.lua's HSETNX). */
+static void stranded(struct worker *w, const char *step, const char *job_id, const char *why)
+{
+    char q[ERR_MSG_MAX + 16];
+    LOG_WARN("upload_task_stranded", "job_id=%s step=%s error=%s", job_id, step,
+             log_quote(why != NULL ? why : "", q, sizeof q));
+    w->check_active = true;
+}
+
+/* upload_done.lua: records how parked output n ended. Returns the outputs still pending, -1 if
+ * the job hash is gone, or -3 on a Redis error (stranded()). */
 static long record_upload(struct worker *w, const char *job_id, int n, const char *kind,
                           const char *a, const char *b)
 {
@@ -702,7 +713,11 @@ static long record_upload(struct worker *w, const char *job_id, int n, const cha
     const char *args[] = {nbuf, kind, a, b};
     struct err e = {{0}};
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_UPLOAD_DONE, 2, keys, 4, args, NULL, &e);
-    long pending = r != NULL && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
+    long pending = r != NULL && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -3;
+    if (pending == -3) {
+        stranded(w, "upload_done", job_id,
+                 r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : e.msg);
+    }
     freeReplyObject(r);
     return pending;
 }
@@ -786,8 +801,13 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
     job_key(w, job_id, "job", -1, job_hash, sizeof job_hash);
     struct err e = {{0}};
     redisReply *h = rq_command(w->rq, &e, "HGETALL %s", job_hash);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY) {
+        stranded(w, "complete", job_id, h != NULL && h->type == REDIS_REPLY_ERROR ? h->str : e.msg);
+        freeReplyObject(h);
+        return;
+    }
     const char *payload = NULL, *base = NULL, *objs = NULL;
-    for (size_t i = 0; h != NULL && h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
         const char *f = h->element[i]->str, *v = h->element[i + 1]->str;
         payload = strcmp(f, "payload") == 0 ? v : payload;
         base = strcmp(f, "base") == 0 ? v : base;
@@ -814,16 +834,35 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
     freeReplyObject(h);
 }
 
-/* Fetches a parked output's bytes; false if the blob is gone (expired). */
-static bool load_blob(struct worker *w, const char *job_id, int n, struct buf *out)
+/* Fetches a parked output's bytes: 1; 2 if the blob is gone because an earlier run of the task
+ * recorded the output (upload_done.lua deletes it), 0 if it is gone otherwise (expired); -1 on
+ * a Redis error or out of memory (stranded()). */
+static int load_blob(struct worker *w, const char *job_id, int n, struct buf *out)
 {
-    char key[RQ_KEY_MAX];
+    char key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
     job_key(w, job_id, "blob", n, key, sizeof key);
+    job_key(w, job_id, "job", -1, job_hash, sizeof job_hash);
     struct err e = {{0}};
     redisReply *r = rq_command(w->rq, &e, "GET %s", key);
-    bool ok = r != NULL && r->type == REDIS_REPLY_STRING && buf_append(out, r->str, r->len) == 0;
+    if (r != NULL && r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        r = rq_command(w->rq, &e, "HEXISTS %s done:%d", job_hash, n);
+        if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+            int rc = r->integer == 1 ? 2 : 0;
+            freeReplyObject(r);
+            return rc;
+        }
+    }
+    int rc = -1;
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        rc = buf_append(out, r->str, r->len) == 0 ? 1 : -1;
+    }
+    if (rc < 0) {
+        stranded(w, "load_blob", job_id,
+                 r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : e.msg);
+    }
     freeReplyObject(r);
-    return ok;
+    return rc;
 }
 
 /* Records a parked output that is now uploaded: its image entry for the postback and its object
@@ -856,8 +895,7 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
 
 /* Sends a parked output; returns the outputs of its job still pending, -1 if the job state is
  * gone, -2 if the task went back to `delayed`, or -3 if it is not ours to settle: another worker
- * took it, or Redis failed while it was to go back to `delayed` (it stays on the active list and
- * runs again). */
+ * took it, or a Redis error stranded it (it stays on the active list and runs again). */
 static long send_parked(struct worker *w, struct task *t, json_object *task, const char *job_id,
                         int n)
 {
@@ -868,20 +906,22 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
     struct err e = {{0}};
     long delay = 0, pending;
     enum up_outcome out = UP_FAILED;
-    if (!load_blob(w, job_id, n, &blob)) {
+    int got = load_blob(w, job_id, n, &blob);
+    if (got == 0) {
         err_set(&e, "the encoded output '%.200s' expired before it could be uploaded", id);
         metrics_count_output(METRICS_OUTPUT_FAILED);
-    } else {
+    } else if (got == 1) {
         out = run_send(&w->runner, task, blob.data, blob.len, &url, &delay, &e);
     }
-    if (out == UP_PARK) {
+    if (got < 0) {
+        pending = -3;
+    } else if (got == 2) { /* recorded by a run that then met a Redis error: changes nothing */
+        pending = record_upload(w, job_id, n, "err", "", id);
+    } else if (out == UP_PARK) {
         char *next = task_envelope(task);
         int rc = next != NULL ? requeue(w, t, next, delay, "throttled", job_id, n, &e) : -1;
         if (rc < 0) {
-            char q[ERR_MSG_MAX + 16];
-            LOG_WARN("upload_requeue_failed", "job_id=%s image_identifier=%s error=%s", job_id, id,
-                     log_quote(next != NULL ? e.msg : "out of memory", q, sizeof q));
-            w->check_active = true; /* still on the active list: run it again */
+            stranded(w, "requeue", job_id, next != NULL ? e.msg : "out of memory");
         }
         pending = rc == 1 ? -2 : -3;
         free(next);

@@ -514,7 +514,7 @@ class RetryTest(ThrottleCase):
         self.assert_downloaded_once([job_id])
         self.assert_no_leftovers([job_id])
         # each retry after the first went back to delayed through requeue.lua, with the blob
-        for event in ("parked_job_lost", "upload_failed", "upload_requeue_failed"):
+        for event in ("parked_job_lost", "upload_failed", "upload_task_stranded"):
             self.assertEqual(worker.log_events(event), [])
 
     def test_connection_resets(self):
@@ -531,29 +531,55 @@ class RetryTest(ThrottleCase):
                      [(400, "RequestTimeout"), (500, "InternalError"), (502, "BadGateway"),
                       (504, "GatewayTimeout"), (200, None)])
 
-    def test_requeue_lost_on_the_wire(self):
-        # The upload task's second failure sends it back to delayed (requeue.lua); here the
-        # connection to Redis drops before that call reaches Redis. The task must stay on the
-        # worker's active list and run again, not be settled as if its job were gone: the output
-        # is uploaded and the job posts back once.
+    def stranded(self, job_id, fails, cut, pattern, step, puts):
+        """A parked upload task whose Redis call is cut on the wire (`cut`: "before" it reaches
+        Redis, or "after" Redis ran it, its answer lost) at `pattern`: the task stays on the
+        worker's active list and runs again, not settled as if its job were gone; the output is
+        uploaded, recorded once and the job posts back once."""
         proxy = harness.TcpProxy(self.redis_server.port)
         self.addCleanup(proxy.stop)
         self.addCleanup(self._stop_programs)  # first: the worker ends while the proxy relays
-        self.s3.fail("flaky-bucket", 500, "InternalError", count=2)
-        proxy.cut_before(b"$9\r\nthrottled\r\n")  # requeue.lua's counter for upload tasks
         worker = self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
-        self.push_jobs([self.job("rq-1", "flaky-bucket")])
-        pb = self.postbacks_for(["rq-1"])["rq-1"]
-        self.assertTrue(proxy.tripped.is_set(), "requeue.lua was not sent")
-        self.assert_complete(pb, "rq-1", "flaky-bucket", 1)
-        self.assertEqual([(r.status, r.code) for r in self.puts("flaky-bucket")],
-                         [(500, "InternalError"), (500, "InternalError"), (200, "")])
-        self.assertEqual(len(worker.log_events("upload_requeue_failed")), 1)
-        self.assertEqual(worker.log_events("parked_job_lost"), [])
-        self.assert_one_postback_each(["rq-1"])
-        self.assert_downloaded_once(["rq-1"])
-        self.assert_no_leftovers(["rq-1"])
+        # a job parked once first: Redis has every script of the path (no NOSCRIPT answer left)
+        self.s3.fail("flaky-bucket", 500, "InternalError", count=1)
+        self.push_jobs([self.job("warm-" + job_id, "flaky-bucket")])
+        self.postbacks_for(["warm-" + job_id])
+        self.wait_until(lambda: [e for e in worker.log_events("job_done")
+                                 if e["job_id"] == "warm-" + job_id], 10, "the first job settled")
+        self.s3.fail("flaky-bucket", 500, "InternalError", count=fails)
+        (proxy.cut_before if cut == "before" else proxy.cut_on)(pattern)
+        self.push_jobs([self.job(job_id, "flaky-bucket")])
+        pb = self.postbacks_for([job_id])[job_id]
+        self.assertTrue(proxy.tripped.is_set(), "the call was not cut")
+        self.assert_complete(pb, job_id, "flaky-bucket", 1)
+        mine = self.s3.records(method="PUT", bucket="flaky-bucket", key="%s/0.png" % job_id)
+        self.assertEqual([r.status for r in mine], puts)
+        self.assertEqual([e["step"] for e in worker.log_events("upload_task_stranded")], [step])
+        for event in ("parked_job_lost", "upload_failed"):
+            self.assertEqual(worker.log_events(event), [])
+        self.assert_one_postback_each(["warm-" + job_id, job_id])
+        self.assert_downloaded_once(["warm-" + job_id, job_id])
+        self.assert_no_leftovers(["warm-" + job_id, job_id])
         worker.check_alive()
+
+    def test_stranded_requeue(self):
+        # the second failure sends the task back to delayed: requeue.lua never reaches Redis
+        self.stranded("st-1", 2, "before", b"$9\r\nthrottled\r\n", "requeue", [500, 500, 200])
+
+    def test_stranded_upload_done(self):
+        # the upload succeeded; upload_done.lua never reaches Redis: uploaded again, recorded
+        self.stranded("st-2", 1, "before", b"$3\r\nimg\r\n", "upload_done", [500, 200, 200])
+
+    def test_stranded_upload_done_answer(self):
+        # upload_done.lua ran (the blob is gone, the output recorded) but its answer is lost:
+        # the task's next run sees the output recorded and completes the job without a PUT
+        self.stranded("st-3", 1, "after", b"$3\r\nimg\r\n", "upload_done", [500, 200])
+
+    def test_stranded_completion(self):
+        # the last output is recorded; reading the job's state for the postback fails
+        key = self.key("job:st-4").encode()
+        pattern = b"HGETALL\r\n$%d\r\n%s\r\n" % (len(key), key)
+        self.stranded("st-4", 1, "before", pattern, "complete", [500, 200])
 
     def test_one_slowdown_slows_the_bucket(self):
         self.s3.fail("flaky-bucket", 503, "SlowDown", count=1)
