@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "netguard.h"
+#include "rq.h"
 #include "s3.h"
 
 enum cfg_type {
@@ -564,8 +565,61 @@ static bool valid_host_port(const char *s)
 }
 
 /* Checks that settings agree with each other. */
+/* Copies the `n` bytes of one queue name at `s`, without the blanks around it, into `out`. */
+static int add_queue(struct cfg_queues *out, const char *s, size_t n, const char *list,
+                     struct err *e)
+{
+    while (n > 0 && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
+    }
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) {
+        n--;
+    }
+    if (n == 0 || n >= CFG_QUEUE_NAME_MAX) {
+        return err_set(e, "PIXQ_QUEUE '%.200s': a queue name must have 1 to %d bytes", list,
+                       CFG_QUEUE_NAME_MAX - 1);
+    }
+    if (memchr(s, '{', n) != NULL || memchr(s, '}', n) != NULL) {
+        return err_set(e, "PIXQ_QUEUE '%.200s': a queue name cannot have braces", list);
+    }
+    if (out->n == CFG_QUEUES_MAX) {
+        return err_set(e, "PIXQ_QUEUE '%.200s': at most %d queues", list, CFG_QUEUES_MAX);
+    }
+    memcpy(out->name[out->n], s, n);
+    out->name[out->n][n] = '\0';
+    for (size_t i = 0; i < out->n; i++) {
+        if (strcmp(out->name[i], out->name[out->n]) == 0) {
+            return err_set(e, "PIXQ_QUEUE '%.200s': queue '%s' named twice", list, out->name[i]);
+        }
+    }
+    out->n++;
+    return 0;
+}
+
+int cfg_queues(const char *list, struct cfg_queues *out, struct err *e)
+{
+    out->n = 0;
+    const char *s = list;
+    for (;;) {
+        size_t n = strcspn(s, ",");
+        if (add_queue(out, s, n, list, e) < 0) {
+            return -1;
+        }
+        if (s[n] == '\0') {
+            return 0;
+        }
+        s += n + 1;
+    }
+}
+
 static int cross_check(const struct cfg *c, struct err *e)
 {
+    struct cfg_queues queues;
+    struct rq_url url;
+    if (cfg_queues(c->queue, &queues, e) < 0 || rq_parse_url(c->redis_url, &url, e) < 0) {
+        return -1;
+    }
     if (c->heartbeat_ms * 3 > c->lease_ms) {
         return err_set(e, "PIXQ_HEARTBEAT_MS (%ld) must be at most a third of PIXQ_LEASE_MS (%ld)",
                        c->heartbeat_ms, c->lease_ms);

@@ -8,11 +8,20 @@
 #define PIXQ_CFG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "err.h"
 
-#define CFG_STR_MAX 1024 /* bytes for a string setting, with NUL */
+#define CFG_STR_MAX        1024 /* bytes for a string setting, with NUL */
+#define CFG_QUEUES_MAX     16   /* most queues named in PIXQ_QUEUE */
+#define CFG_QUEUE_NAME_MAX 200  /* bytes of one queue name, with NUL */
+
+/* The queues of PIXQ_QUEUE, highest priority first. */
+struct cfg_queues {
+    char name[CFG_QUEUES_MAX][CFG_QUEUE_NAME_MAX];
+    size_t n;
+};
 
 struct cfg {
     char redis_url[CFG_STR_MAX];
@@ -145,5 +154,11 @@ bool cfg_s3_path_style(const struct cfg *c);
 
 /* Prints the settings with their variables, defaults and meaning (for --help). */
 void cfg_usage(FILE *out);
+
+/* The names of a PIXQ_QUEUE list ("urgent, default"): 1 to CFG_QUEUES_MAX comma-separated names
+ * of 1 to CFG_QUEUE_NAME_MAX - 1 bytes, blanks around each dropped, none with a brace (a queue's
+ * keys share its name as their hash tag) or named twice. Returns 0, or -1 with `e` set. cfg_load()
+ * has checked PIXQ_QUEUE with it. */
+int cfg_queues(const char *list, struct cfg_queues *out, struct err *e);
 
 #endif

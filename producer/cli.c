@@ -63,41 +63,14 @@ bool cli_double(const char *s, double min, double max, double *out)
     return true;
 }
 
-/* Copies `n` bytes of one name without surrounding blanks into `out`. Returns 0 or -1. */
-static int add_queue(struct cli_queues *q, const char *s, size_t n)
+int cli_queues(const struct cfg *cfg, struct cfg_queues *q)
 {
-    while (n > 0 && (*s == ' ' || *s == '\t')) {
-        s++;
-        n--;
-    }
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) {
-        n--;
-    }
-    if (n == 0 || n >= CLI_QUEUE_NAME_MAX || q->n == CLI_QUEUES_MAX) {
+    struct err e = {{0}};
+    if (cfg_queues(cfg->queue, q, &e) < 0) {
+        cli_fail("%s", e.msg);
         return -1;
     }
-    memcpy(q->name[q->n], s, n);
-    q->name[q->n++][n] = '\0';
     return 0;
-}
-
-int cli_queues(const struct cfg *cfg, struct cli_queues *q)
-{
-    q->n = 0;
-    const char *s = cfg->queue;
-    for (;;) {
-        size_t n = strcspn(s, ",");
-        if (add_queue(q, s, n) < 0) {
-            cli_fail("PIXQ_QUEUE '%.200s': expected 1 to %d comma-separated names of 1 to %d "
-                     "bytes",
-                     cfg->queue, CLI_QUEUES_MAX, CLI_QUEUE_NAME_MAX - 1);
-            return -1;
-        }
-        if (s[n] == '\0') {
-            return 0;
-        }
-        s += n + 1;
-    }
 }
 
 void cli_print_json(json_object *o)

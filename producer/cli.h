@@ -16,15 +16,6 @@
 #define CLI_FAILED 1
 #define CLI_USAGE  2
 
-#define CLI_QUEUES_MAX     32  /* most queues named in PIXQ_QUEUE */
-#define CLI_QUEUE_NAME_MAX 200 /* bytes of one queue name, with NUL */
-
-/* The queues of PIXQ_QUEUE, highest priority first. */
-struct cli_queues {
-    char name[CLI_QUEUES_MAX][CLI_QUEUE_NAME_MAX];
-    size_t n;
-};
-
 /* Whether argv[1..argc-1] holds --help or -h. */
 bool cli_wants_help(int argc, char **argv);
 
@@ -40,9 +31,8 @@ bool cli_long(const char *s, long min, long max, long *out);
 /* Parses a whole decimal number within [min, max] (no NaN, no infinity). */
 bool cli_double(const char *s, double min, double max, double *out);
 
-/* Splits cfg->queue (comma-separated, blanks around names ignored) into `q`. Returns 0, or -1
- * with the reason printed when a name is empty, too long, or there are too many. */
-int cli_queues(const struct cfg *cfg, struct cli_queues *q);
+/* Splits cfg->queue into `q` (cfg_queues()). Returns 0, or -1 with the reason printed. */
+int cli_queues(const struct cfg *cfg, struct cfg_queues *q);
 
 /* Member `k` of object `o` (NULL if absent or `o` is not an object): borrowed. */
 json_object *cli_get(json_object *o, const char *k);

@@ -381,7 +381,7 @@ static long long distinct_live(json_object *queues)
 }
 
 /* Everything `pixq stats` shows, as one JSON object; NULL (reason in s->error) if Redis failed. */
-static json_object *collect(struct sctx *s, const struct cli_queues *qs)
+static json_object *collect(struct sctx *s, const struct cfg_queues *qs)
 {
     unsigned long io_before = rq_io_errors(s->rq);
     s->error[0] = '\0';
@@ -566,7 +566,7 @@ static void render(json_object *s, enum stats_format f)
     fflush(stdout);
 }
 
-static int watch_loop(struct sctx *s, const struct cli_queues *qs, const struct stats_opts *o)
+static int watch_loop(struct sctx *s, const struct cfg_queues *qs, const struct stats_opts *o)
 {
     bool clear = o->watch && isatty(STDOUT_FILENO) == 1;
     for (long n = 1;; n++) {
@@ -593,7 +593,7 @@ int stats_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_OK;
     }
     struct stats_opts o;
-    struct cli_queues qs;
+    struct cfg_queues qs;
     if (stats_opts(argc, argv, &o) != 0 || cli_queues(cfg, &qs) < 0) {
         return CLI_USAGE;
     }
@@ -627,7 +627,7 @@ static void note_queue(json_object *names, const char *key)
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
         size_t n = strlen(key), k = strlen(kinds[i]);
         if (n > k + 6 && strcmp(key + n - k, kinds[i]) == 0 && strncmp(key, "pixq:{", 6) == 0) {
-            char name[CLI_QUEUE_NAME_MAX];
+            char name[CFG_QUEUE_NAME_MAX];
             snprintf(name, sizeof name, "%.*s", (int)(n - k - 6), open);
             json_object_object_add(names, name, NULL);
         }

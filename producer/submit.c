@@ -417,7 +417,7 @@ int submit_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_OK;
     }
     struct submit_opts o;
-    struct cli_queues q;
+    struct cfg_queues q;
     if (parse_opts(argc, argv, &o) != 0) {
         return CLI_USAGE;
     }

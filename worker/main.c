@@ -181,7 +181,8 @@ int main(int argc, char **argv)
 {
     struct cfg cfg;
     struct err e = {{0}};
-    if (cfg_load(&cfg, &argc, argv, env_lookup, &e) < 0) {
+    struct img_config images; /* PIXQ_IMAGE_FORMATS checked before --print-config or a fork */
+    if (cfg_load(&cfg, &argc, argv, env_lookup, &e) < 0 || img_config_from(&cfg, &images, &e) < 0) {
         fprintf(stderr, "pixq-worker: %s\n", e.msg);
         return 2;
     }

@@ -119,46 +119,21 @@ static int queue_keys(struct wqueue *q, const char *wid, struct err *e)
     return 0;
 }
 
-/* Adds queue `name` (`len` bytes of the PIXQ_QUEUE list) after checking it. */
-static int add_queue(struct worker *w, const char *name, size_t len, struct err *e)
-{
-    while (len > 0 && name[0] == ' ') { /* "urgent, default" */
-        name++;
-        len--;
-    }
-    while (len > 0 && name[len - 1] == ' ') {
-        len--;
-    }
-    if (len == 0 || memchr(name, '{', len) != NULL || memchr(name, '}', len) != NULL) {
-        return err_set(e, "PIXQ_QUEUE: empty queue name or one with braces in '%s'", w->cfg->queue);
-    }
-    if (w->nq == LEASE_QUEUES_MAX) {
-        return err_set(e, "PIXQ_QUEUE: at most %d queues", LEASE_QUEUES_MAX);
-    }
-    struct wqueue *q = &w->q[w->nq];
-    snprintf(q->name, sizeof q->name, "%.*s", (int)len, name);
-    for (size_t i = 0; i < w->nq; i++) {
-        if (strcmp(w->q[i].name, q->name) == 0) {
-            return err_set(e, "PIXQ_QUEUE: queue '%s' named twice", q->name);
-        }
-    }
-    w->nq++;
-    return queue_keys(q, w->id, e);
-}
-
-/* The queues of PIXQ_QUEUE ("urgent,default": highest priority first) and their keys. */
+/* The queues of PIXQ_QUEUE ("urgent,default": highest priority first; cfg_load() checked the
+ * list) and their keys. */
 static int make_keys(struct worker *w, struct err *e)
 {
-    const char *p = w->cfg->queue;
-    for (;;) {
-        size_t len = strcspn(p, ",");
-        if (add_queue(w, p, len, e) < 0) {
+    _Static_assert(LEASE_QUEUES_MAX == CFG_QUEUES_MAX, "one limit on the queues of a worker");
+    struct cfg_queues list;
+    if (cfg_queues(w->cfg->queue, &list, e) < 0) {
+        return -1;
+    }
+    for (w->nq = 0; w->nq < list.n; w->nq++) {
+        struct wqueue *q = &w->q[w->nq];
+        snprintf(q->name, sizeof q->name, "%s", list.name[w->nq]);
+        if (queue_keys(q, w->id, e) < 0) {
             return -1;
         }
-        if (p[len] == '\0') {
-            break;
-        }
-        p += len + 1;
     }
     use_queue(w, &w->q[0]);
     return 0;

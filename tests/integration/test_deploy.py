@@ -343,6 +343,29 @@ class EnvExampleTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("PIXQ_PROCESSES", r.stderr)
 
+    def test_settings_checked_before_start(self):
+        # a queue list, a Redis URL or an image format list the worker cannot use ends it with
+        # status 2 at once, also under --processes; before, it retried "start_failed" for ever
+        # (the queues and the URL) or its children died and were restarted over and over
+        cases = [({"PIXQ_QUEUE": "default,default"}, "named twice"),
+                 ({"PIXQ_QUEUE": "a{b}"}, "braces"),
+                 ({"PIXQ_REDIS_URL": "http://127.0.0.1:6379"}, "PIXQ_REDIS_URL"),
+                 ({"PIXQ_IMAGE_FORMATS": "jpeg,jpg2"}, "unknown format 'jpg2'"),
+                 ({"PIXQ_IMAGE_FORMATS": "jpeg,jpg2", "PIXQ_PROCESSES": "2"}, "jpg2")]
+        for env, message in cases:
+            for argv in ([CONFIG.worker], [CONFIG.worker, "--print-config"]):
+                r = subprocess.run(argv, env=dict(clean_env(), **env), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, timeout=20)
+                self.assertEqual(r.returncode, 2, (env, argv, r.stderr[-500:]))
+                self.assertIn(message, r.stderr)
+                self.assertEqual(r.stdout, "")
+            r = subprocess.run([CONFIG.pixq, "stats"], env=dict(clean_env(), **env),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=20)
+            if "PIXQ_IMAGE_FORMATS" not in env:  # the producer reads no image
+                self.assertEqual(r.returncode, 2, (env, r.stderr))
+                self.assertIn(message, r.stderr)
+
     def test_operator_settings_present_and_placeholders_only(self):
         values = env_lines(ENV_EXAMPLE.read_text())
         for key in ("PIXQ_REDIS_URL", "PIXQ_QUEUE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",

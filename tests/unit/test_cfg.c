@@ -258,6 +258,50 @@ static void test_fleet_settings(void)
     fake_env = NULL;
 }
 
+/* PIXQ_QUEUE and PIXQ_REDIS_URL are checked when the configuration loads, for both programs:
+ * a worker with a bad one would otherwise wait for Redis for ever. */
+static void test_queues_and_url(void)
+{
+    struct cfg_queues q;
+    struct err e;
+    CHECK_INT(cfg_queues(" urgent ,\tdefault", &q, &e), 0);
+    CHECK_INT((long)q.n, 2);
+    CHECK_STR(q.name[0], "urgent");
+    CHECK_STR(q.name[1], "default");
+    const char *bad[][2] = {
+        {"a,a", "named twice"},
+        {"a{b}", "braces"},
+        {"a,,b", "1 to 199 bytes"},
+        {" ", "1 to 199 bytes"},
+        {"1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", "at most 16"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT(cfg_queues(bad[i][0], &q, &e), -1);
+        CHECK(strstr(e.msg, bad[i][1]) != NULL);
+    }
+    CHECK_INT(cfg_queues("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", &q, &e), 0);
+    char name[CFG_QUEUE_NAME_MAX + 1];
+    memset(name, 'q', CFG_QUEUE_NAME_MAX);
+    name[CFG_QUEUE_NAME_MAX] = '\0';
+    CHECK_INT(cfg_queues(name, &q, &e), -1);
+    name[CFG_QUEUE_NAME_MAX - 1] = '\0';
+    CHECK_INT(cfg_queues(name, &q, &e), 0);
+
+    struct cfg c;
+    char *argv[] = {"prog", "--queue=a,a", NULL};
+    int argc = 2;
+    CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), -1);
+    CHECK(strstr(e.msg, "PIXQ_QUEUE 'a,a'") != NULL);
+    char *argv2[] = {"prog", "--redis-url=http://127.0.0.1", NULL};
+    argc = 2;
+    CHECK_INT(cfg_load(&c, &argc, argv2, lookup, &e), -1);
+    CHECK(strstr(e.msg, "PIXQ_REDIS_URL") != NULL);
+    char *argv3[] = {"prog", "--redis-url=redis://127.0.0.1:99999", NULL};
+    argc = 2;
+    CHECK_INT(cfg_load(&c, &argc, argv3, lookup, &e), -1);
+    CHECK(strstr(e.msg, "bad port") != NULL);
+}
+
 int main(void)
 {
     test_defaults();
@@ -268,5 +312,6 @@ int main(void)
     test_print_hides_secrets();
     test_guard_settings();
     test_fleet_settings();
+    test_queues_and_url();
     return check_summary("cfg");
 }
