@@ -147,7 +147,7 @@ static const struct cfg_entry table[] = {
     {"blob-ttl-s", "PIXQ_BLOB_TTL_S", T_LONG, F(blob_ttl_s), 60, 30 * 86400L, "86400", false,
      "how long a parked output and its job's state are kept past the time the output is due"},
     {"wait-for-s3-interval-ms", "PIXQ_WAIT_FOR_S3_INTERVAL_MS", T_LONG,
-     F(wait_for_s3_interval_ms), 10, 600000, "2000", false,
+     F(wait_for_s3_interval_ms), 100, 600000, "2000", false,
      "wait_for_s3: pause between checks that the uploaded objects are readable"},
     {"wait-for-s3-max-ms", "PIXQ_WAIT_FOR_S3_MAX_MS", T_LONG, F(wait_for_s3_max_ms), 0, 3600000,
      "10000", false, "wait_for_s3: longest wait before posting back regardless"},

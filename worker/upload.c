@@ -333,8 +333,10 @@ enum up_outcome up_send(const struct uploader *u, json_object *task, const void 
 
 /* ---------------------------------------------------------------- wait_for_s3 */
 
+/* HEADs the objects not known readable yet, each within the time left before `deadline`
+ * (clock_mono_ms()); returns how many are still unreadable, those not tried included. */
 static int count_unreadable(const struct uploader *u, json_object *objs, bool *readable,
-                            const char *job_id)
+                            long deadline, const char *job_id)
 {
     int left = 0;
     size_t n = json_object_array_length(objs);
@@ -343,14 +345,18 @@ static int count_unreadable(const struct uploader *u, json_object *objs, bool *r
             continue;
         }
         struct s3_object o = up_object(json_object_array_get_idx(objs, i));
-        struct s3_reply reply;
-        struct err e = {{0}};
-        if (o.bucket == NULL || o.key == NULL) {
+        long rest = deadline - clock_mono_ms();
+        if (o.bucket == NULL || o.key == NULL || rest <= 0) {
             left++;
             continue;
         }
+        struct s3_config c = *u->s3; /* a HEAD ends by the deadline, whatever PIXQ_S3_TIMEOUT_MS */
+        c.timeout_ms = c.timeout_ms > rest ? rest : c.timeout_ms;
+        c.connect_timeout_ms = c.connect_timeout_ms > rest ? rest : c.connect_timeout_ms;
+        struct s3_reply reply;
+        struct err e = {{0}};
         double t0 = metrics_clock();
-        readable[i] = s3_head(u->http, u->s3, &o, time(NULL), &reply, &e) == 0;
+        readable[i] = s3_head(u->http, &c, &o, time(NULL), &reply, &e) == 0;
         metrics_count_s3(METRICS_S3_HEAD, reply.status);
         LOG_DEBUG("s3_head", "job_id=%s method=HEAD bucket=%s status=%ld ms=%.3f", job_id, o.bucket,
                   reply.status, (metrics_clock() - t0) * 1e3);
@@ -366,13 +372,16 @@ int up_wait_for_s3(const struct uploader *u, json_object *objs, const char *job_
     if (readable == NULL) {
         return (int)n;
     }
-    long t0 = clock_mono_ms();
-    int left = count_unreadable(u, objs, readable, job_id);
-    while (left > 0 && clock_mono_ms() - t0 < u->cfg->wait_for_s3_max_ms) {
-        long rest = u->cfg->wait_for_s3_max_ms - (clock_mono_ms() - t0);
+    long t0 = clock_mono_ms(), max = u->cfg->wait_for_s3_max_ms;
+    /* the first pass is owed even with PIXQ_WAIT_FOR_S3_MAX_MS=0: one HEAD each at most, each
+     * within the S3 timeout; then passes until the deadline */
+    long deadline = t0 + (max > 0 ? max : u->s3->timeout_ms);
+    int left = count_unreadable(u, objs, readable, deadline, job_id);
+    while (left > 0 && clock_mono_ms() - t0 < max) {
+        long rest = max - (clock_mono_ms() - t0);
         clock_sleep_ms(rest < u->cfg->wait_for_s3_interval_ms ? rest
                                                               : u->cfg->wait_for_s3_interval_ms);
-        left = count_unreadable(u, objs, readable, job_id);
+        left = count_unreadable(u, objs, readable, t0 + max, job_id);
     }
     free(readable);
     LOG_INFO("wait_for_s3", "job_id=%s objects=%zu unreadable=%d ms=%ld", job_id, n, left,

@@ -21,6 +21,8 @@ Checks on every request, in this order (each answers the way S3 does):
   carrying <Region> in the body (header only if region_header).
 * Body whose SHA-256 is not x-amz-content-sha256 (unless UNSIGNED-PAYLOAD): 400
   XAmzContentSHA256Mismatch.
+* stall delays the answer to a bucket's requests of some methods (all faults but reset still
+  apply after it), as an endpoint that has stopped answering.
 * Then the faults, first match wins: reset (connection closed with a TCP RST after part of the
   body, no answer), fail (scripted status and code, N times or always), slow_down_above (503
   SlowDown when the bucket has accepted `rate` PUTs in the last second: a server that accepts at
@@ -313,6 +315,7 @@ class S3Stub:
         self.verified = 0
         self.failed = 0
         self._rng = random.Random(1234)
+        self._stopping = threading.Event()
         self.clear_faults()
         for b in buckets:
             self.add_bucket(b)
@@ -338,6 +341,7 @@ class S3Stub:
         return self
 
     def stop(self):
+        self._stopping.set()  # stalled requests end
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
@@ -407,6 +411,7 @@ class S3Stub:
     def clear_faults(self):
         with self._lock:
             self._fails = {}  # bucket -> [_Fail]
+            self._stalls = {}  # bucket -> (seconds, methods)
             self._resets = {}  # bucket -> [remaining, after_bytes]
             self._slow_rate = {}  # bucket -> PUTs per sliding second
             self._slow_prob = {}  # bucket -> probability
@@ -422,6 +427,11 @@ class S3Stub:
             self._fails.setdefault(bucket, []).append(
                 _Fail(status, code, count, tuple(methods), key_prefix,
                       message or "injected %s" % code, headers or {}))
+
+    def stall(self, bucket, seconds, methods=("HEAD",)):
+        """Hold every answer to `methods` requests to bucket for `seconds` (or until stop())."""
+        with self._lock:
+            self._stalls[bucket] = (seconds, tuple(methods))
 
     def request_timeout(self, bucket, count):
         """400 RequestTimeout for the next count PUTs."""
@@ -497,6 +507,11 @@ class S3Stub:
         headers = [(n, v.encode("latin-1", "replace").decode("utf-8", "surrogateescape"))
                    for n, v in h.headers.items()]
         hmap = {n.lower(): v for n, v in headers}
+        with self._lock:
+            stall = self._stalls.get(rec.bucket)
+        if stall is not None and rec.method in stall[1]:
+            rec.fault = "stall"
+            self._stopping.wait(stall[0])
         try:
             if self._maybe_reset(h, rec):
                 return

@@ -651,6 +651,24 @@ class WaitForS3Test(ThrottleCase):
         self.assertFalse([r for r in heads if r.key.startswith("nowait-1/")])
 
 
+class WaitForS3StalledTest(ThrottleCase):
+    """wait_for_s3 against an endpoint whose HEADs hang: the postback goes out when
+    PIXQ_WAIT_FOR_S3_MAX_MS is over, not after a whole S3 timeout for each object."""
+
+    def test_heads_end_by_the_deadline(self):
+        self.s3.stall("late-bucket", 30.0)
+        self.start_worker(PIXQ_WAIT_FOR_S3_MAX_MS=2000, PIXQ_S3_TIMEOUT_MS=20000)
+        job = self.job("stall-1", "late-bucket", saves=3, wait_for_s3=True)
+        self.push_jobs([job])
+        pb = self.postbacks_for(["stall-1"], timeout=90)["stall-1"]
+        self.assert_complete(pb, "stall-1", "late-bucket", 3)
+        last_put = max(r.time for r in self.puts("late-bucket", 200))
+        waited = pb.wall - last_put
+        figures("wait_for_s3_stalled", after_last_put=waited)
+        # before: each of the 3 HEADs waited for its 20 s timeout (60 s); now 2 s for them all
+        self.assertTrue(1.5 <= waited < 5.0, "postback %.2f s after the last PUT" % waited)
+
+
 class IdleConnectionTest(ThrottleCase):
     """S3 connections are reused, but not once idle for PIXQ_S3_IDLE_MS."""
 
