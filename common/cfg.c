@@ -182,13 +182,15 @@ static const struct cfg_entry table[] = {
     {"magick-time-s", "PIXQ_MAGICK_TIME_S", T_LONG, F(magick_time_s), 1, 86400, "60", false,
      "longest ImageMagick may work on one source and what is made of it, seconds"},
     {"shrink-on-load", "PIXQ_SHRINK_ON_LOAD", T_BOOL, F(shrink_on_load), 0, 1, "1", false,
-     "decode JPEG and WebP sources at the smallest size the job's outputs need (0: full size)"},
+     "decode a source at the smallest size the job's outputs need: JPEG and WebP by their "
+     "decoders, PNG (PIXQ_PNG_SHRINK) and the rest shrunk after decoding (0: full size, and "
+     "PIXQ_JPEG_DC and PIXQ_PNG_SHRINK unused)"},
     {"jpeg-dc", "PIXQ_JPEG_DC", T_BOOL, F(jpeg_dc), 0, 1, "1", false,
      "read a progressive JPEG needed at 1/8 from its DC coefficients alone (0: libjpeg decodes "
      "every scan)"},
     {"png-shrink", "PIXQ_PNG_SHRINK", T_BOOL, F(png_shrink), 0, 1, "1", false,
-     "decode an 8-bit RGB(A) PNG needed at 1/2, 1/4 or 1/8 itself (libdeflate), box-averaging "
-     "row by row (0: ImageMagick reads it whole)"},
+     "decode an 8-bit RGB(A), a palette or a grey PNG needed at 1/2, 1/4 or 1/8 itself "
+     "(libdeflate), box-averaging row by row (0: ImageMagick reads it whole)"},
     {"fast-resize", "PIXQ_FAST_RESIZE", T_BOOL, F(fast_resize), 0, 1, "1", false,
      "resize a true-colour image with pixq's own filters (ImageMagick's choice), in one "
      "streaming pass (0: ImageMagick's resize)"},
@@ -198,7 +200,7 @@ static const struct cfg_entry table[] = {
     {"cpu-affinity", "PIXQ_CPU_AFFINITY", T_BOOL, F(cpu_affinity), 0, 1, "0", false,
      "pin worker process i to the i-th of the CPUs pixq-worker may use (wrapping round): for "
      "machines that run little besides the workers"},
-    {"restart-quick-exit-ms", "PIXQ_RESTART_QUICK_EXIT_MS", T_LONG, F(restart_quick_exit_ms), 0,
+    {"restart-quick-exit-ms", "PIXQ_RESTART_QUICK_EXIT_MS", T_LONG, F(restart_quick_exit_ms), 1000,
      3600000, "10000", false,
      "a worker process that dies sooner than this after its start is crash-looping"},
     {"restart-backoff-min-ms", "PIXQ_RESTART_BACKOFF_MIN_MS", T_LONG, F(restart_backoff_min_ms),
