@@ -372,16 +372,16 @@ int up_wait_for_s3(const struct uploader *u, json_object *objs, const char *job_
     if (readable == NULL) {
         return (int)n;
     }
+    /* a pass every interval while PIXQ_WAIT_FOR_S3_MAX_MS lasts, the first at once and the last
+     * when it is over (PIXQ_WAIT_FOR_S3_MAX_MS=0: the first only); a pass's HEADs end by one
+     * interval after it is over, however long PIXQ_S3_TIMEOUT_MS */
     long t0 = clock_mono_ms(), max = u->cfg->wait_for_s3_max_ms;
-    /* the first pass is owed even with PIXQ_WAIT_FOR_S3_MAX_MS=0: one HEAD each at most, each
-     * within the S3 timeout; then passes until the deadline */
-    long deadline = t0 + (max > 0 ? max : u->s3->timeout_ms);
-    int left = count_unreadable(u, objs, readable, deadline, job_id);
+    long interval = u->cfg->wait_for_s3_interval_ms, cutoff = t0 + max + interval;
+    int left = count_unreadable(u, objs, readable, cutoff, job_id);
     while (left > 0 && clock_mono_ms() - t0 < max) {
         long rest = max - (clock_mono_ms() - t0);
-        clock_sleep_ms(rest < u->cfg->wait_for_s3_interval_ms ? rest
-                                                              : u->cfg->wait_for_s3_interval_ms);
-        left = count_unreadable(u, objs, readable, t0 + max, job_id);
+        clock_sleep_ms(rest < interval ? rest : interval);
+        left = count_unreadable(u, objs, readable, cutoff, job_id);
     }
     free(readable);
     LOG_INFO("wait_for_s3", "job_id=%s objects=%zu unreadable=%d ms=%ld", job_id, n, left,

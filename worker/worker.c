@@ -65,6 +65,8 @@ struct worker {
     unsigned long jobs;        /* payloads handled, for the round trips per job at the end */
     unsigned seed;             /* for retry jitter */
     bool check_active;         /* a Redis error happened: our active list may hold a reserved job */
+    long strand_wait_ms; /* nap before an upload task stranded again runs again (stranded()) */
+    bool stranded_now;   /* the upload task in hand was stranded */
 };
 
 /* One reserved job while it is being worked on. */
@@ -666,17 +668,34 @@ static void park_job(struct worker *w, struct task *t)
 }
 
 /* An upload task that met a Redis error stays on the active list and runs again from there: each
- * of its steps can run twice (the PUT of the same bytes, upload_done.lua's HSETNX). */
+ * of its steps can run twice (the PUT of the same bytes, upload_done.lua's HSETNX). It runs again
+ * after a nap that doubles each time upload tasks strand in a row (100 ms up to 5 s): a Redis that
+ * answers reads but refuses writes (out of memory, a failed save) does not turn it into a loop of
+ * PUTs. */
 static void stranded(struct worker *w, const char *step, const char *job_id, const char *why)
 {
+    w->strand_wait_ms = w->strand_wait_ms == 0                   ? BACKOFF_MIN_MS
+                        : w->strand_wait_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                                                                 : w->strand_wait_ms * 2;
     char q[ERR_MSG_MAX + 16];
-    LOG_WARN("upload_task_stranded", "job_id=%s step=%s error=%s", job_id, step,
-             log_quote(why != NULL ? why : "", q, sizeof q));
+    LOG_WARN("upload_task_stranded", "job_id=%s step=%s error=%s retry_ms=%ld", job_id, step,
+             log_quote(why != NULL ? why : "", q, sizeof q), w->strand_wait_ms);
     w->check_active = true;
+    w->stranded_now = true;
+    nap(w, w->strand_wait_ms);
 }
 
-/* upload_done.lua: records how parked output n ended. Returns the outputs still pending, -1 if
- * the job hash is gone, or -3 on a Redis error (stranded()). */
+/* What send_parked() and record_upload() return besides the outputs still pending (>= 0). */
+enum {
+    PARKED_GONE = -1,    /* the job hash is gone (expired): nothing to complete */
+    PARKED_DELAYED = -2, /* the task went back to `delayed` */
+    PARKED_LEFT = -3,    /* not to settle here: another worker took the task, or a Redis error
+                            stranded it (it stays on the active list and runs again) */
+    PARKED_OTHERS = -4,  /* recorded before; another output's task completes the job */
+};
+
+/* upload_done.lua: records how parked output n ended. Returns the outputs still pending, or a
+ * PARKED_ code: GONE, OTHERS, or LEFT on a Redis error (stranded()). */
 static long record_upload(struct worker *w, const char *job_id, int n, const char *kind,
                           const char *a, const char *b)
 {
@@ -688,8 +707,12 @@ static long record_upload(struct worker *w, const char *job_id, int n, const cha
     const char *args[] = {nbuf, kind, a, b};
     struct err e = {{0}};
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_UPLOAD_DONE, 2, keys, 4, args, NULL, &e);
-    long pending = r != NULL && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -3;
-    if (pending == -3) {
+    long pending = PARKED_LEFT;
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+        pending = r->integer == -2 ? PARKED_OTHERS
+                  : r->integer < 0 ? PARKED_GONE
+                                   : (long)r->integer;
+    } else {
         stranded(w, "upload_done", job_id,
                  r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : e.msg);
     }
@@ -868,9 +891,7 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
     return pending;
 }
 
-/* Sends a parked output; returns the outputs of its job still pending, -1 if the job state is
- * gone, -2 if the task went back to `delayed`, or -3 if it is not ours to settle: another worker
- * took it, or a Redis error stranded it (it stays on the active list and runs again). */
+/* Sends a parked output; returns the outputs of its job still pending, or a PARKED_ code. */
 static long send_parked(struct worker *w, struct task *t, json_object *task, const char *job_id,
                         int n)
 {
@@ -889,7 +910,7 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
         out = run_send(&w->runner, task, blob.data, blob.len, &url, &delay, &e);
     }
     if (got < 0) {
-        pending = -3;
+        pending = PARKED_LEFT;
     } else if (got == 2) { /* recorded by a run that then met a Redis error: changes nothing */
         pending = record_upload(w, job_id, n, "err", "", id);
     } else if (out == UP_PARK) {
@@ -897,8 +918,10 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
         int rc = next != NULL ? requeue(w, t, next, delay, "throttled", job_id, n, &e) : -1;
         if (rc < 0) {
             stranded(w, "requeue", job_id, next != NULL ? e.msg : "out of memory");
+        } else if (rc == 0) {
+            LOG_WARN("lease_lost", "job_id=%s step=requeue", job_id);
         }
-        pending = rc == 1 ? -2 : -3;
+        pending = rc == 1 ? PARKED_DELAYED : PARKED_LEFT;
         free(next);
     } else if (out == UP_DONE) {
         pending = record_uploaded(w, task, job_id, n, url.data);
@@ -921,19 +944,22 @@ static void handle_upload(struct worker *w, struct task *t, json_object *env)
     json_object *idv = json_object_object_get(task, "job_id");
     const char *job_id = idv != NULL ? json_object_get_string(idv) : "";
     int n = json_object_get_int(json_object_object_get(task, "n"));
+    w->stranded_now = false;
     long pending = send_parked(w, t, task, job_id, n);
-    if (pending == -2 || pending == -3) {
-        return; /* back in delayed, or not to settle here */
+    if (pending == 0) {
+        complete_parked(w, t, job_id, t0);
     }
-    if (pending != 0) {
-        if (pending < 0) {
-            LOG_WARN("parked_job_lost", "job_id=%s reason=state_expired", job_id);
-        }
-        const struct settlement s = {NULL, "", NULL, "", NULL};
-        settle(w, &t->payload, &s);
-        return;
+    if (!w->stranded_now) {
+        w->strand_wait_ms = 0; /* Redis answered this task's calls */
     }
-    complete_parked(w, t, job_id, t0);
+    if (pending == 0 || pending == PARKED_DELAYED || pending == PARKED_LEFT) {
+        return; /* completed, back in delayed, or not to settle here */
+    }
+    if (pending == PARKED_GONE) {
+        LOG_WARN("parked_job_lost", "job_id=%s reason=state_expired", job_id);
+    }
+    const struct settlement s = {NULL, "", NULL, "", NULL}; /* other outputs still pending */
+    settle(w, &t->payload, &s);
 }
 
 /* ---------------------------------------------------------------- one job */

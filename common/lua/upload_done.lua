@@ -6,16 +6,22 @@
 -- ARGV[2] "img" with ARGV[3] the image entry JSON and ARGV[4] the object JSON (uploaded), or
 --         "err" with ARGV[3] the error and ARGV[4] the image_identifier (failed for good)
 --
--- The blob is deleted and `pending` goes down by one, unless output n was already recorded (a
--- task run twice): then nothing changes. Returns the outputs still pending (0: the caller
--- completes the job), or -1 if the job hash is gone (expired).
+-- The blob is deleted and `pending` goes down by one; the output that takes it to 0 is kept as
+-- `last`. Output n recorded already (a task run twice, or run again after a lost answer) changes
+-- nothing. Returns the outputs still pending (0: the caller completes the job), -1 if the job
+-- hash is gone (expired), or -2 when output n was recorded already and the job is complete but
+-- not by n: the task of the last output completes it, not this one.
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
     redis.call('DEL', KEYS[2])
     return -1
 end
 if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2]) == 0 then
-    return tonumber(redis.call('HGET', KEYS[1], 'pending'))
+    local pending = tonumber(redis.call('HGET', KEYS[1], 'pending'))
+    if pending == 0 and redis.call('HGET', KEYS[1], 'last') ~= ARGV[1] then
+        return -2
+    end
+    return pending
 end
 if ARGV[2] == 'img' then
     redis.call('HSET', KEYS[1], 'img:' .. ARGV[1], ARGV[3], 'obj:' .. ARGV[1], ARGV[4])
@@ -23,4 +29,8 @@ else
     redis.call('HSET', KEYS[1], 'err:' .. ARGV[1], ARGV[3], 'fail:' .. ARGV[1], ARGV[4])
 end
 redis.call('DEL', KEYS[2])
-return redis.call('HINCRBY', KEYS[1], 'pending', -1)
+local pending = redis.call('HINCRBY', KEYS[1], 'pending', -1)
+if pending == 0 then
+    redis.call('HSET', KEYS[1], 'last', ARGV[1])
+end
+return pending

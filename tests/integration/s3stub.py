@@ -411,7 +411,8 @@ class S3Stub:
     def clear_faults(self):
         with self._lock:
             self._fails = {}  # bucket -> [_Fail]
-            self._stalls = {}  # bucket -> (seconds, methods)
+            self._stalls = {}  # bucket -> [seconds, methods, count left or None]
+            self._stalled = 0
             self._resets = {}  # bucket -> [remaining, after_bytes]
             self._slow_rate = {}  # bucket -> PUTs per sliding second
             self._slow_prob = {}  # bucket -> probability
@@ -428,10 +429,16 @@ class S3Stub:
                 _Fail(status, code, count, tuple(methods), key_prefix,
                       message or "injected %s" % code, headers or {}))
 
-    def stall(self, bucket, seconds, methods=("HEAD",)):
-        """Hold every answer to `methods` requests to bucket for `seconds` (or until stop())."""
+    def stall(self, bucket, seconds, methods=("HEAD",), count=None):
+        """Hold the answer to the next `count` (None: every) `methods` requests to bucket for
+        `seconds` (or until stop()). stalled() tells how many arrived so far."""
         with self._lock:
-            self._stalls[bucket] = (seconds, tuple(methods))
+            self._stalls[bucket] = [seconds, tuple(methods), count]
+
+    def stalled(self):
+        """Requests held by stall() so far (arrived, answered or not)."""
+        with self._lock:
+            return self._stalled
 
     def request_timeout(self, bucket, count):
         """400 RequestTimeout for the next count PUTs."""
@@ -507,11 +514,16 @@ class S3Stub:
         headers = [(n, v.encode("latin-1", "replace").decode("utf-8", "surrogateescape"))
                    for n, v in h.headers.items()]
         hmap = {n.lower(): v for n, v in headers}
+        hold = 0
         with self._lock:
             stall = self._stalls.get(rec.bucket)
-        if stall is not None and rec.method in stall[1]:
+            if stall is not None and rec.method in stall[1] and stall[2] != 0:
+                hold = stall[0]
+                stall[2] = None if stall[2] is None else stall[2] - 1
+                self._stalled += 1
+        if hold:
             rec.fault = "stall"
-            self._stopping.wait(stall[0])
+            self._stopping.wait(hold)
         try:
             if self._maybe_reset(h, rec):
                 return

@@ -719,6 +719,17 @@ class UploadDoneTest(LuaTestCase):
         self.assertEqual((h["pending"], h["done:0"]), ("1", "img"))
         self.assertNotIn("err:0", h)
 
+    def test_only_the_last_output_completes_the_job(self):
+        # output 0's task lost its answer and runs again after output 1's task completed the
+        # job: it must not complete (post back) the job a second time; output 1's may
+        self.park_two()
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
+        self.assertEqual(self.done(1, "img", '{"image":1}', '{"obj":1}'), 0)
+        self.assertEqual(self.r.execute("HGET", key("job:j1"), "last"), "1")
+        self.assertEqual(self.done(0, "err", "run again", "thumb"), -2)
+        self.assertEqual(self.done(1, "err", "run again", "thumb"), 0)
+        self.assertEqual(self.r.execute("HGET", key("job:j1"), "pending"), "0")
+
     def test_expired_job_drops_the_blob(self):
         self.r.set(key("blob:j1:0"), "bytes-0")
         self.assertEqual(self.done(0, "img", "{}", "{}"), -1)

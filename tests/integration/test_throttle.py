@@ -581,6 +581,37 @@ class RetryTest(ThrottleCase):
         pattern = b"HGETALL\r\n$%d\r\n%s\r\n" % (len(key), key)
         self.stranded("st-4", 1, "before", pattern, "complete", [500, 200])
 
+    def test_writes_refused_back_off(self):
+        # Redis answers reads but refuses writes (here NOREPLICAS; out of memory or a failed save
+        # alike) while a parked output's PUT is in flight: its upload task cannot record the
+        # upload, strands and runs again, each time after a longer nap, not in a loop of PUTs;
+        # once Redis takes writes again the job completes and posts back once
+        self.s3.fail("flaky-bucket", 500, "InternalError", count=1)  # parked after this
+        self.s3.stall("flaky-bucket", 1.0, methods=("PUT",), count=2)  # the first two PUTs
+        worker = self.start_worker()
+        self.push_jobs([self.job("wr-1", "flaky-bucket")])
+        self.wait_until(lambda: self.s3.stalled() == 2, 20, "the upload task's PUT in flight")
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")
+        try:
+            self.wait_until(lambda: worker.log_events("upload_task_stranded"), 20,
+                            "the upload task stranded")
+            time.sleep(2.0)
+            stranded = worker.log_events("upload_task_stranded")
+            puts = self.s3.records(method="PUT", bucket="flaky-bucket", key="wr-1/0.png")
+        finally:
+            self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
+        waits = [int(e["retry_ms"]) for e in stranded]
+        figures("writes_refused", strands=len(stranded), puts=len(puts),
+                waits=",".join(map(str, waits)))
+        self.assertEqual(waits, [100, 200, 400, 800, 1600][:len(waits)])
+        self.assertTrue(3 <= len(waits) <= 5, waits)  # 2 s: without the naps, hundreds of PUTs
+        self.assertLessEqual(len(puts), len(waits) + 2)
+        pb = self.postbacks_for(["wr-1"])["wr-1"]
+        self.assert_complete(pb, "wr-1", "flaky-bucket", 1)
+        self.assert_one_postback_each(["wr-1"])
+        self.assert_no_leftovers(["wr-1"])
+        worker.check_alive()
+
     def test_one_slowdown_slows_the_bucket(self):
         self.s3.fail("flaky-bucket", 503, "SlowDown", count=1)
         self.retried("slow-1", "flaky-bucket", [(503, "SlowDown"), (200, None)])
@@ -657,7 +688,8 @@ class WaitForS3StalledTest(ThrottleCase):
 
     def test_heads_end_by_the_deadline(self):
         self.s3.stall("late-bucket", 30.0)
-        self.start_worker(PIXQ_WAIT_FOR_S3_MAX_MS=2000, PIXQ_S3_TIMEOUT_MS=20000)
+        self.start_worker(PIXQ_WAIT_FOR_S3_MAX_MS=2000, PIXQ_WAIT_FOR_S3_INTERVAL_MS=500,
+                          PIXQ_S3_TIMEOUT_MS=20000)
         job = self.job("stall-1", "late-bucket", saves=3, wait_for_s3=True)
         self.push_jobs([job])
         pb = self.postbacks_for(["stall-1"], timeout=90)["stall-1"]
@@ -665,8 +697,9 @@ class WaitForS3StalledTest(ThrottleCase):
         last_put = max(r.time for r in self.puts("late-bucket", 200))
         waited = pb.wall - last_put
         figures("wait_for_s3_stalled", after_last_put=waited)
-        # before: each of the 3 HEADs waited for its 20 s timeout (60 s); now 2 s for them all
-        self.assertTrue(1.5 <= waited < 5.0, "postback %.2f s after the last PUT" % waited)
+        # before: each of the 3 HEADs waited for its 20 s timeout (60 s); now they end by one
+        # interval after PIXQ_WAIT_FOR_S3_MAX_MS: 2.5 s
+        self.assertTrue(2.0 <= waited < 4.0, "postback %.2f s after the last PUT" % waited)
 
 
 class IdleConnectionTest(ThrottleCase):
