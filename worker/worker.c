@@ -65,8 +65,8 @@ struct worker {
     unsigned long jobs;        /* payloads handled, for the round trips per job at the end */
     unsigned seed;             /* for retry jitter */
     bool check_active;         /* a Redis error happened: our active list may hold a reserved job */
-    long strand_wait_ms; /* nap before an upload task stranded again runs again (stranded()) */
-    bool stranded_now;   /* the upload task in hand was stranded */
+    long strand_wait_ms;       /* nap before a stranded task runs again (stranded()) */
+    bool stranded_now;         /* the task in hand was stranded */
 };
 
 /* One reserved job while it is being worked on. */
@@ -667,18 +667,19 @@ static void park_job(struct worker *w, struct task *t)
     park_call_free(&c);
 }
 
-/* An upload task that met a Redis error stays on the active list and runs again from there: each
- * of its steps can run twice (the PUT of the same bytes, upload_done.lua's HSETNX). It runs again
- * after a nap that doubles each time upload tasks strand in a row (100 ms up to 5 s): a Redis that
- * answers reads but refuses writes (out of memory, a failed save) does not turn it into a loop of
- * PUTs. */
+/* A task that met a Redis error where it should have left the active list stays there and runs
+ * again from there: each step of an upload task can run twice (the PUT of the same bytes,
+ * upload_done.lua's HSETNX), a job runs again as after a crash. It runs again after a nap that
+ * doubles each time tasks strand in a row (100 ms up to 5 s): a Redis that answers reads but
+ * refuses writes (out of memory, a failed save) does not turn it into a loop of PUTs or
+ * downloads. */
 static void stranded(struct worker *w, const char *step, const char *job_id, const char *why)
 {
     w->strand_wait_ms = w->strand_wait_ms == 0                   ? BACKOFF_MIN_MS
                         : w->strand_wait_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
                                                                  : w->strand_wait_ms * 2;
     char q[ERR_MSG_MAX + 16];
-    LOG_WARN("upload_task_stranded", "job_id=%s step=%s error=%s retry_ms=%ld", job_id, step,
+    LOG_WARN("task_stranded", "job_id=%s step=%s error=%s retry_ms=%ld", job_id, step,
              log_quote(why != NULL ? why : "", q, sizeof q), w->strand_wait_ms);
     w->check_active = true;
     w->stranded_now = true;
@@ -944,13 +945,9 @@ static void handle_upload(struct worker *w, struct task *t, json_object *env)
     json_object *idv = json_object_object_get(task, "job_id");
     const char *job_id = idv != NULL ? json_object_get_string(idv) : "";
     int n = json_object_get_int(json_object_object_get(task, "n"));
-    w->stranded_now = false;
     long pending = send_parked(w, t, task, job_id, n);
     if (pending == 0) {
         complete_parked(w, t, job_id, t0);
-    }
-    if (!w->stranded_now) {
-        w->strand_wait_ms = 0; /* Redis answered this task's calls */
     }
     if (pending == 0 || pending == PARKED_DELAYED || pending == PARKED_LEFT) {
         return; /* completed, back in delayed, or not to settle here */
@@ -1291,17 +1288,20 @@ static void retry_later(struct worker *w, struct task *t, long delay)
         t->job->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     struct err e = {{0}};
     char q[ERR_MSG_MAX + 16];
-    if (requeue(w, t, next, delay, "retried", NULL, -1, &e) == 1) {
+    int rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
+    if (rc == 1) {
         LOG_INFO("job_retry", "job_id=%s attempt=%ld delay_ms=%ld error=%s", t->job->id,
                  attempt + 1, delay, log_quote(t->first_error, q, sizeof q));
         metrics_count_job(METRICS_JOB_RETRIED);
-    } else {
+    } else if (rc == 0) {
         LOG_WARN("job_retry_failed", "job_id=%s error=%s", t->job->id,
                  log_quote(e.msg, q, sizeof q));
+    } else {
+        stranded(w, "retry", t->job->id, e.msg); /* runs again from the active list */
     }
 }
 
-static void handle(struct worker *w, struct task *t)
+static void handle_payload(struct worker *w, struct task *t)
 {
     long t0 = clock_mono_ms();
     w->runner.times = (struct run_times){0}; /* what job_done shows of a task that runs no job */
@@ -1331,6 +1331,15 @@ static void handle(struct worker *w, struct task *t)
         return;
     }
     complete(w, t, t0);
+}
+
+static void handle(struct worker *w, struct task *t)
+{
+    w->stranded_now = false;
+    handle_payload(w, t);
+    if (!w->stranded_now) {
+        w->strand_wait_ms = 0; /* Redis answered this task's calls */
+    }
 }
 
 /* ---------------------------------------------------------------- the loop */

@@ -514,7 +514,7 @@ class RetryTest(ThrottleCase):
         self.assert_downloaded_once([job_id])
         self.assert_no_leftovers([job_id])
         # each retry after the first went back to delayed through requeue.lua, with the blob
-        for event in ("parked_job_lost", "upload_failed", "upload_task_stranded"):
+        for event in ("parked_job_lost", "upload_failed", "task_stranded"):
             self.assertEqual(worker.log_events(event), [])
 
     def test_connection_resets(self):
@@ -554,7 +554,7 @@ class RetryTest(ThrottleCase):
         self.assert_complete(pb, job_id, "flaky-bucket", 1)
         mine = self.s3.records(method="PUT", bucket="flaky-bucket", key="%s/0.png" % job_id)
         self.assertEqual([r.status for r in mine], puts)
-        self.assertEqual([e["step"] for e in worker.log_events("upload_task_stranded")], [step])
+        self.assertEqual([e["step"] for e in worker.log_events("task_stranded")], [step])
         for event in ("parked_job_lost", "upload_failed"):
             self.assertEqual(worker.log_events(event), [])
         self.assert_one_postback_each(["warm-" + job_id, job_id])
@@ -593,10 +593,10 @@ class RetryTest(ThrottleCase):
         self.wait_until(lambda: self.s3.stalled() == 2, 20, "the upload task's PUT in flight")
         self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")
         try:
-            self.wait_until(lambda: worker.log_events("upload_task_stranded"), 20,
+            self.wait_until(lambda: worker.log_events("task_stranded"), 20,
                             "the upload task stranded")
             time.sleep(2.0)
-            stranded = worker.log_events("upload_task_stranded")
+            stranded = worker.log_events("task_stranded")
             puts = self.s3.records(method="PUT", bucket="flaky-bucket", key="wr-1/0.png")
         finally:
             self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
@@ -610,6 +610,39 @@ class RetryTest(ThrottleCase):
         self.assert_complete(pb, "wr-1", "flaky-bucket", 1)
         self.assert_one_postback_each(["wr-1"])
         self.assert_no_leftovers(["wr-1"])
+        worker.check_alive()
+
+    def test_job_retry_with_writes_refused(self):
+        # a job whose source answers 503 is to run again later (requeue.lua), but Redis refuses
+        # writes: the job stays on the active list and runs again after naps that double, not in
+        # a loop of downloads; once Redis takes writes and the source answers, it succeeds
+        path = "/src/jr-1.png"
+        job = self.job("jr-1", "pixq-test")
+        self.src.stall(path)
+        self.src.status[path] = 503
+        worker = self.start_worker(PIXQ_RETRY_BASE_MS=50)
+        self.push_jobs([job])
+        self.wait_until(lambda: self.src.requests(path) == 1, 20, "the download in flight")
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")
+        try:
+            self.src.release()
+            self.wait_until(lambda: worker.log_events("task_stranded"), 20, "the job stranded")
+            time.sleep(2.0)
+            stranded = worker.log_events("task_stranded")
+            downloads = self.src.requests(path)
+        finally:
+            self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
+        del self.src.status[path]
+        waits = [int(e["retry_ms"]) for e in stranded]
+        figures("job_retry_writes_refused", strands=len(stranded), downloads=downloads,
+                waits=",".join(map(str, waits)))
+        self.assertEqual({e["step"] for e in stranded}, {"retry"})
+        self.assertEqual(waits, [100, 200, 400, 800, 1600][:len(waits)])
+        self.assertTrue(3 <= len(waits) <= 5, waits)
+        self.assertLessEqual(downloads, len(waits) + 2)  # without the naps: hundreds
+        pb = self.postbacks_for(["jr-1"])["jr-1"]
+        self.assert_complete(pb, "jr-1", "pixq-test", 1)
+        self.assert_one_postback_each(["jr-1"])
         worker.check_alive()
 
     def test_one_slowdown_slows_the_bucket(self):
