@@ -780,9 +780,13 @@ bool cfg_s3_path_style(const struct cfg *c)
 
 void cfg_usage(FILE *out)
 {
-    fprintf(out, "Settings (flag, environment variable, default):\n");
+    fprintf(out, "Settings (flag, environment variable, default; the range of a number):\n");
     for (size_t i = 0; i < N_ENTRIES; i++) {
-        fprintf(out, "  --%-24s %-28s [%s]\n      %s\n", table[i].flag, table[i].var, table[i].def,
-                table[i].help);
+        char range[64] = "";
+        if (table[i].type == T_LONG) {
+            snprintf(range, sizeof range, " (%ld to %ld)", table[i].min, table[i].max);
+        }
+        fprintf(out, "  --%-24s %-28s [%s]\n      %s%s\n", table[i].flag, table[i].var,
+                table[i].def, table[i].help, range);
     }
 }

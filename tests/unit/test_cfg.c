@@ -302,6 +302,23 @@ static void test_queues_and_url(void)
     CHECK(strstr(e.msg, "bad port") != NULL);
 }
 
+/* --help gives each number setting's range, so that an operator need not learn it from an
+ * error. */
+static void test_usage_ranges(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cfg_usage(f);
+    fclose(f);
+    const char *at = strstr(text, "PIXQ_REDIS_TIMEOUT_MS");
+    CHECK(at != NULL);
+    const char *end = at != NULL ? strstr(at, "\n  --") : NULL;
+    const char *range = at != NULL ? strstr(at, "(100 to 600000)\n") : NULL;
+    CHECK(range != NULL && end != NULL && range < end);
+    free(text);
+}
+
 int main(void)
 {
     test_defaults();
@@ -313,5 +330,6 @@ int main(void)
     test_guard_settings();
     test_fleet_settings();
     test_queues_and_url();
+    test_usage_ranges();
     return check_summary("cfg");
 }
