@@ -478,22 +478,21 @@ class FinalErrorTest(ThrottleCase):
         self.assertEqual(len(attempts), 5)
         self.assertTrue(5 <= len(self.puts("dead-bucket")) <= 10)
 
-    def test_access_denied_is_final(self):
-        self.s3.fail("deny-bucket", 403, "AccessDenied")
-        error, _ = self.error_postback("deny-1", ["deny-bucket", "pixq-test"])
-        self.assertIn("403", error)
-        self.assertIn("AccessDenied", error)
+    def assert_final(self, job_id, bucket, status, code):
+        """S3 answering `status` `code` fails the output at once, with both in its error."""
+        self.s3.fail(bucket, status, code)
+        error, _ = self.error_postback(job_id, [bucket, "pixq-test"])
+        self.assertIn(str(status), error)
+        self.assertIn(code, error)
         self.assertNotIn("temporarily unavailable", error)
-        self.assertEqual(len(self.puts("deny-bucket")), 1)  # no retry
+        self.assertEqual(len(self.puts(bucket)), 1)  # no retry
+
+    def test_access_denied_is_final(self):
+        self.assert_final("deny-1", "deny-bucket", 403, "AccessDenied")
 
     def test_not_implemented_is_final(self):
         # a 5xx that every attempt would meet again (an S3-compatible store without a feature)
-        self.s3.fail("noimpl-bucket", 501, "NotImplemented")
-        error, _ = self.error_postback("noimpl-1", ["noimpl-bucket", "pixq-test"])
-        self.assertIn("501", error)
-        self.assertIn("NotImplemented", error)
-        self.assertNotIn("temporarily unavailable", error)
-        self.assertEqual(len(self.puts("noimpl-bucket")), 1)  # no retry
+        self.assert_final("noimpl-1", "noimpl-bucket", 501, "NotImplemented")
 
     def test_no_such_bucket_is_final(self):
         error, _ = self.error_postback("nob-1", ["no-such-bucket", "pixq-test"])
