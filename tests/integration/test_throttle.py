@@ -841,5 +841,20 @@ class LimitCliTest(ThrottleCase):
         self.assertTrue(0.22 <= middle <= 0.3, middle)
 
 
+# The classes whose rates and slots are measured at the stub: meson's `throttle` runs them alone
+# (`--part timed`); `throttle-answers` runs every other class beside other tests (`--part rest`).
+TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest")
+
+
+def part_classes(part):
+    """The test classes of one part: "timed" or "rest" (every ThrottleCase not in TIMED)."""
+    every = [name for name, c in sorted(globals().items())
+             if isinstance(c, type) and issubclass(c, ThrottleCase) and c is not ThrottleCase]
+    assert set(TIMED) <= set(every), TIMED
+    return list(TIMED) if part == "timed" else [n for n in every if n not in TIMED]
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[-2] == "--part":
+        sys.argv[-2:] = part_classes(sys.argv[-1])
     harness.main()
