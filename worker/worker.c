@@ -630,6 +630,8 @@ static void plan_due(struct wqueue *wq, long wake)
     }
 }
 
+static void stranded(struct worker *w, const char *step, const char *job_id, const char *why);
+
 /* park.lua: the job leaves the active list; its parked outputs wait in Redis. */
 static void park_job(struct worker *w, struct task *t)
 {
@@ -658,10 +660,11 @@ static void park_job(struct worker *w, struct task *t)
         for (size_t i = 0; i < c.n; i++) {
             plan_due(w->cur, clock_mono_ms() + w->runner.parked[i].delay_ms);
         }
+    } else if (r == NULL) { /* still on the active list: run it again */
+        stranded(w, "park", t->job->id, e.msg[0] ? e.msg : "out of memory");
     } else {
         LOG_WARN("park_failed", "job_id=%s error=%s", t->job->id,
-                 log_quote(r == NULL ? (e.msg[0] ? e.msg : "out of memory") : "lease lost", q,
-                           sizeof q));
+                 log_quote("lease lost", q, sizeof q));
     }
     freeReplyObject(r);
     park_call_free(&c);
@@ -1043,7 +1046,8 @@ static int parse(struct worker *w, struct task *t, const char *text, size_t len)
     if (t->job->id[0] == '\0' && adopt(w, t, &e) < 0) {
         char q[ERR_MSG_MAX + 16];
         LOG_WARN("adopt_failed", "error=%s", log_quote(e.msg, q, sizeof q));
-        w->check_active = rq_disconnected(w->rq); /* then it may still be on our list */
+        /* then it may still be on our list */
+        w->check_active = w->check_active || rq_disconnected(w->rq);
         return -1;
     }
     t->result = result_create(t->job->id);
@@ -1177,8 +1181,9 @@ static void queue_split(struct worker *w, struct task *t, struct split *sp)
         r = rq_script(w->rq, RQ_SCRIPT_SPLIT, 3, keys, (int)sp->n + 1, args, lens, &e);
     }
     char q[ERR_MSG_MAX + 16];
-    if (r == NULL) {
+    if (r == NULL) { /* still on the active list: split again */
         LOG_WARN("batch_split_failed", "error=%s", log_quote(e.msg, q, sizeof q));
+        stranded(w, "split", "", e.msg[0] ? e.msg : "out of memory");
     } else {
         LOG_INFO("batch_split", "jobs=%zu", sp->n);
     }
@@ -1288,7 +1293,18 @@ static void retry_later(struct worker *w, struct task *t, long delay)
         t->job->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     struct err e = {{0}};
     char q[ERR_MSG_MAX + 16];
+    /* requeue.lua alone is retried while Redis fails or refuses it: running the job again would
+     * download and process it again, and lose the attempt count and the delay */
     int rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
+    long backoff = BACKOFF_MIN_MS;
+    for (int tries = 1; rc < 0 && tries < FINISH_ATTEMPTS && !*w->stop; tries++) {
+        LOG_WARN("redis_error", "step=retry job_id=%s attempt=%d error=%s retry_ms=%ld", t->job->id,
+                 tries, log_quote(e.msg, q, sizeof q), backoff);
+        nap(w, backoff);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        e = (struct err){{0}};
+        rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
+    }
     if (rc == 1) {
         LOG_INFO("job_retry", "job_id=%s attempt=%ld delay_ms=%ld error=%s", t->job->id,
                  attempt + 1, delay, log_quote(t->first_error, q, sizeof q));
@@ -1297,7 +1313,7 @@ static void retry_later(struct worker *w, struct task *t, long delay)
         LOG_WARN("job_retry_failed", "job_id=%s error=%s", t->job->id,
                  log_quote(e.msg, q, sizeof q));
     } else {
-        stranded(w, "retry", t->job->id, e.msg); /* runs again from the active list */
+        stranded(w, "retry", t->job->id, e.msg); /* gave up: runs again from the active list */
     }
 }
 

@@ -18,7 +18,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2]) == 0 then
     local pending = tonumber(redis.call('HGET', KEYS[1], 'pending'))
-    if pending == 0 and redis.call('HGET', KEYS[1], 'last') ~= ARGV[1] then
+    local last = redis.call('HGET', KEYS[1], 'last') -- absent in a hash of an older worker
+    if pending == 0 and last and last ~= ARGV[1] then
         return -2
     end
     return pending

@@ -730,6 +730,15 @@ class UploadDoneTest(LuaTestCase):
         self.assertEqual(self.done(1, "err", "run again", "thumb"), 0)
         self.assertEqual(self.r.execute("HGET", key("job:j1"), "pending"), "0")
 
+    def test_hash_of_an_older_worker_still_completes(self):
+        # parked by a worker without `last`: a task run again for its recorded output completes
+        # the job rather than leave it without a postback
+        self.park_two()
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
+        self.assertEqual(self.done(1, "img", '{"image":1}', '{"obj":1}'), 0)
+        self.r.execute("HDEL", key("job:j1"), "last")
+        self.assertEqual(self.done(1, "err", "run again", "thumb"), 0)
+
     def test_expired_job_drops_the_blob(self):
         self.r.set(key("blob:j1:0"), "bytes-0")
         self.assertEqual(self.done(0, "img", "{}", "{}"), -1)

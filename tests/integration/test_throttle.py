@@ -611,37 +611,73 @@ class RetryTest(ThrottleCase):
         self.assert_no_leftovers(["wr-1"])
         worker.check_alive()
 
+    def refuse_writes_during(self, path, worker, until, what):
+        """With the download of `path` in flight, Redis refuses writes (NOREPLICAS, as out of
+        memory or a failed save would) from the moment the source answers until `until()` has
+        held for 2 s more; the worker's log and the downloads of that time are returned."""
+        self.wait_until(lambda: self.src.requests(path) == 1, 20, "the download in flight")
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")
+        try:
+            self.src.release()
+            self.wait_until(until, 20, what)
+            time.sleep(2.0)
+            return self.src.requests(path)
+        finally:
+            self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
+
     def test_job_retry_with_writes_refused(self):
         # a job whose source answers 503 is to run again later (requeue.lua), but Redis refuses
-        # writes: the job stays on the active list and runs again after naps that double, not in
-        # a loop of downloads; once Redis takes writes and the source answers, it succeeds
+        # writes: requeue.lua alone is tried again, after naps that double; the job is neither
+        # downloaded again nor stranded; once Redis takes writes it is retried and succeeds
         path = "/src/jr-1.png"
         job = self.job("jr-1", "pixq-test")
         self.src.stall(path)
         self.src.status[path] = 503
         worker = self.start_worker(PIXQ_RETRY_BASE_MS=50)
         self.push_jobs([job])
-        self.wait_until(lambda: self.src.requests(path) == 1, 20, "the download in flight")
-        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")
-        try:
-            self.src.release()
-            self.wait_until(lambda: worker.log_events("task_stranded"), 20, "the job stranded")
-            time.sleep(2.0)
-            stranded = worker.log_events("task_stranded")
-            downloads = self.src.requests(path)
-        finally:
-            self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
+
+        def retries():
+            return [e for e in worker.log_events("redis_error") if e.get("step") == "retry"]
+
+        downloads = self.refuse_writes_during(path, worker, retries, "requeue.lua refused")
         del self.src.status[path]
-        waits = [int(e["retry_ms"]) for e in stranded]
-        figures("job_retry_writes_refused", strands=len(stranded), downloads=downloads,
+        waits = [int(e["retry_ms"]) for e in retries()]
+        figures("job_retry_writes_refused", retries=len(waits), downloads=downloads,
                 waits=",".join(map(str, waits)))
-        self.assertEqual({e["step"] for e in stranded}, {"retry"})
-        self.assertEqual(waits, [100, 200, 400, 800, 1600][:len(waits)])
-        self.assertTrue(3 <= len(waits) <= 5, waits)
-        self.assertLessEqual(downloads, len(waits) + 2)  # without the naps: hundreds
+        self.assertEqual(waits[:5], [100, 200, 400, 800, 1600][:len(waits[:5])])
+        self.assertGreaterEqual(len(waits), 3)
+        self.assertEqual(downloads, 1)  # not run again while its retry cannot be scheduled
         pb = self.postbacks_for(["jr-1"])["jr-1"]
         self.assert_complete(pb, "jr-1", "pixq-test", 1)
         self.assert_one_postback_each(["jr-1"])
+        self.assertEqual(worker.log_events("task_stranded"), [])
+        self.assertEqual([e["attempt"] for e in worker.log_events("job_retry")], ["2"])
+        worker.check_alive()
+
+    def test_park_with_writes_refused(self):
+        # the job's output is to be parked after a 500 (park.lua), but Redis refuses writes: the
+        # job stays on the active list and runs again after naps that double, not in a loop of
+        # downloads and PUTs; once Redis takes writes it completes and posts back once
+        path = "/src/pw-1.png"
+        job = self.job("pw-1", "flaky-bucket")
+        self.src.stall(path)
+        self.s3.fail("flaky-bucket", 500, "InternalError")
+        worker = self.start_worker()
+        self.push_jobs([job])
+        downloads = self.refuse_writes_during(
+            path, worker, lambda: worker.log_events("task_stranded"), "the job stranded")
+        self.s3.clear_faults()
+        stranded = worker.log_events("task_stranded")
+        waits = [int(e["retry_ms"]) for e in stranded]
+        figures("park_writes_refused", strands=len(stranded), downloads=downloads,
+                waits=",".join(map(str, waits)))
+        self.assertEqual({e["step"] for e in stranded}, {"park"})
+        self.assertEqual(waits[:5], [100, 200, 400, 800, 1600][:len(waits[:5])])
+        self.assertTrue(3 <= len(waits) <= 6, waits)
+        self.assertLessEqual(downloads, len(waits) + 2)  # without the naps: hundreds
+        pb = self.postbacks_for(["pw-1"])["pw-1"]
+        self.assert_complete(pb, "pw-1", "flaky-bucket", 1)
+        self.assert_one_postback_each(["pw-1"])
         worker.check_alive()
 
     def test_one_slowdown_slows_the_bucket(self):
