@@ -566,7 +566,6 @@ static bool valid_host_port(const char *s)
     return true;
 }
 
-/* Checks that settings agree with each other. */
 /* Copies the `n` bytes of one queue name at `s`, without the blanks around it, into `out`. */
 static int add_queue(struct cfg_queues *out, const char *s, size_t n, const char *list,
                      struct err *e)
@@ -615,6 +614,7 @@ int cfg_queues(const char *list, struct cfg_queues *out, struct err *e)
     }
 }
 
+/* Checks that settings agree with each other, and the lists and URL parsed only later. */
 static int cross_check(const struct cfg *c, struct err *e)
 {
     struct cfg_queues queues;

@@ -78,6 +78,12 @@ struct task {
 };
 
 /* Sleeps `ms`, waking early when asked to stop. */
+/* The wait after `ms` (0: none yet) when Redis fails again: 100 ms doubling to 5 s. */
+static long next_backoff(long ms)
+{
+    return ms == 0 ? BACKOFF_MIN_MS : ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+}
+
 static void nap(struct worker *w, long ms)
 {
     while (ms > 0 && !*w->stop) {
@@ -351,7 +357,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
         LOG_WARN("redis_error", "step=finish attempt=%d error=%s", attempt + 1,
                  log_quote(e.msg, q, sizeof q));
         nap(w, backoff);
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        backoff = next_backoff(backoff);
         c.args[8] = ""; /* after a lost reply, a reserved next job would be a stray */
         c.lens[8] = 0;
     }
@@ -678,9 +684,7 @@ static void park_job(struct worker *w, struct task *t)
  * downloads. */
 static void stranded(struct worker *w, const char *step, const char *job_id, const char *why)
 {
-    w->strand_wait_ms = w->strand_wait_ms == 0                   ? BACKOFF_MIN_MS
-                        : w->strand_wait_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                                 : w->strand_wait_ms * 2;
+    w->strand_wait_ms = next_backoff(w->strand_wait_ms);
     char q[ERR_MSG_MAX + 16];
     LOG_WARN("task_stranded", "job_id=%s step=%s error=%s retry_ms=%ld", job_id, step,
              log_quote(why != NULL ? why : "", q, sizeof q), w->strand_wait_ms);
@@ -717,8 +721,7 @@ static long record_upload(struct worker *w, const char *job_id, int n, const cha
                   : r->integer < 0 ? PARKED_GONE
                                    : (long)r->integer;
     } else {
-        stranded(w, "upload_done", job_id,
-                 r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : e.msg);
+        stranded(w, "upload_done", job_id, e.msg[0] ? e.msg : "bad reply");
     }
     freeReplyObject(r);
     return pending;
@@ -804,7 +807,7 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
     struct err e = {{0}};
     redisReply *h = rq_command(w->rq, &e, "HGETALL %s", job_hash);
     if (h == NULL || h->type != REDIS_REPLY_ARRAY) {
-        stranded(w, "complete", job_id, h != NULL && h->type == REDIS_REPLY_ERROR ? h->str : e.msg);
+        stranded(w, "complete", job_id, e.msg[0] ? e.msg : "bad reply");
         freeReplyObject(h);
         return;
     }
@@ -855,13 +858,10 @@ static int load_blob(struct worker *w, const char *job_id, int n, struct buf *ou
             return rc;
         }
     }
-    int rc = -1;
-    if (r != NULL && r->type == REDIS_REPLY_STRING) {
-        rc = buf_append(out, r->str, r->len) == 0 ? 1 : -1;
-    }
+    int rc =
+        r != NULL && r->type == REDIS_REPLY_STRING && buf_append(out, r->str, r->len) == 0 ? 1 : -1;
     if (rc < 0) {
-        stranded(w, "load_blob", job_id,
-                 r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : e.msg);
+        stranded(w, "load_blob", job_id, e.msg[0] ? e.msg : "bad reply or out of memory");
     }
     freeReplyObject(r);
     return rc;
@@ -1277,7 +1277,7 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
             err_set(e, "lease lost");
         }
     } else if (r != NULL) {
-        err_set(e, "requeue.lua: %.200s", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        err_set(e, "requeue.lua: bad reply");
     }
     freeReplyObject(r);
     return rc;
@@ -1301,7 +1301,7 @@ static void retry_later(struct worker *w, struct task *t, long delay)
         LOG_WARN("redis_error", "step=retry job_id=%s attempt=%d error=%s retry_ms=%ld", t->job->id,
                  tries, log_quote(e.msg, q, sizeof q), backoff);
         nap(w, backoff);
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        backoff = next_backoff(backoff);
         e = (struct err){{0}};
         rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
     }
@@ -1607,7 +1607,7 @@ int worker_run(struct worker *w)
             LOG_WARN("redis_error", "step=reserve error=%s retry_ms=%ld",
                      log_quote(e.msg, q, sizeof q), backoff);
             nap(w, backoff);
-            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            backoff = next_backoff(backoff);
         } else {
             backoff = BACKOFF_MIN_MS;
         }
