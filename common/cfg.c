@@ -152,7 +152,11 @@ static const struct cfg_entry table[] = {
     {"wait-for-s3-max-ms", "PIXQ_WAIT_FOR_S3_MAX_MS", T_LONG, F(wait_for_s3_max_ms), 0, 3600000,
      "10000", false, "wait_for_s3: longest wait before posting back regardless"},
     {"postback-retry", "PIXQ_POSTBACK_RETRY", T_BOOL, F(postback_retry), 0, 1, "0", false,
-     "retry failed postbacks of every job (1, 3, 15, 600 s), not only those with retry_postback"},
+     "retry failed postbacks of every job, not only those with retry_postback"},
+    {"postback-retry-delays-s", "PIXQ_POSTBACK_RETRY_DELAYS_S", T_STR, F(postback_retry_delays_s),
+     0, 0, "1,3,15,600", false,
+     "waits before each postback retry, seconds, comma-separated (1 to 16 waits of 1 to 86400): "
+     "one retry each"},
     /* hostile input: what a job may reach and ask for */
     {"allowed-networks", "PIXQ_ALLOWED_NETWORKS", T_NETS, F(allowed_networks), 0, 0, "", false,
      "networks (comma-separated CIDRs) that src and postback_url may reach although private"},
@@ -614,12 +618,46 @@ int cfg_queues(const char *list, struct cfg_queues *out, struct err *e)
     }
 }
 
+int cfg_delays(const char *list, struct cfg_delays *out, struct err *e)
+{
+    out->n = 0;
+    for (const char *s = list;; s++) {
+        while (*s == ' ' || *s == '\t') {
+            s++;
+        }
+        char *end;
+        errno = 0;
+        long v = *s >= '0' && *s <= '9' ? strtol(s, &end, 10) : -1;
+        if (v >= 0) {
+            while (*end == ' ' || *end == '\t') {
+                end++;
+            }
+        }
+        if (v < 1 || v > CFG_DELAY_MAX_S || errno != 0 || (*end != ',' && *end != '\0')) {
+            return err_set(e,
+                           "PIXQ_POSTBACK_RETRY_DELAYS_S: '%.100s' is not a list of 1 to %d whole "
+                           "seconds from 1 to %d",
+                           list, CFG_DELAYS_MAX, CFG_DELAY_MAX_S);
+        }
+        if (out->n == CFG_DELAYS_MAX) {
+            return err_set(e, "PIXQ_POSTBACK_RETRY_DELAYS_S: more than %d waits", CFG_DELAYS_MAX);
+        }
+        out->s[out->n++] = v;
+        if (*end == '\0') {
+            return 0;
+        }
+        s = end;
+    }
+}
+
 /* Checks that settings agree with each other, and the lists and URL parsed only later. */
 static int cross_check(const struct cfg *c, struct err *e)
 {
     struct cfg_queues queues;
     struct rq_url url;
-    if (cfg_queues(c->queue, &queues, e) < 0 || rq_parse_url(c->redis_url, &url, e) < 0) {
+    struct cfg_delays delays;
+    if (cfg_queues(c->queue, &queues, e) < 0 || rq_parse_url(c->redis_url, &url, e) < 0 ||
+        cfg_delays(c->postback_retry_delays_s, &delays, e) < 0) {
         return -1;
     }
     if (c->heartbeat_ms * 3 > c->lease_ms) {

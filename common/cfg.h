@@ -16,10 +16,18 @@
 #define CFG_STR_MAX        1024 /* bytes for a string setting, with NUL */
 #define CFG_QUEUES_MAX     16   /* most queues named in PIXQ_QUEUE */
 #define CFG_QUEUE_NAME_MAX 200  /* bytes of one queue name, with NUL */
+#define CFG_DELAYS_MAX     16   /* most retries named in PIXQ_POSTBACK_RETRY_DELAYS_S */
+#define CFG_DELAY_MAX_S    86400
 
 /* The queues of PIXQ_QUEUE, highest priority first. */
 struct cfg_queues {
     char name[CFG_QUEUES_MAX][CFG_QUEUE_NAME_MAX];
+    size_t n;
+};
+
+/* The waits of PIXQ_POSTBACK_RETRY_DELAYS_S, seconds: s[i] after failed attempt i + 1. */
+struct cfg_delays {
+    long s[CFG_DELAYS_MAX];
     size_t n;
 };
 
@@ -79,9 +87,10 @@ struct cfg {
     long wait_for_s3_interval_ms;
     long wait_for_s3_max_ms;
     bool postback_retry;
-    char allowed_networks[CFG_STR_MAX]; /* CIDRs src/postbacks may reach although private */
-    long max_redirects;                 /* redirects followed for a source */
-    long low_speed_bytes_per_s;         /* with low_speed_time_s: slower transfers are cut */
+    char postback_retry_delays_s[CFG_STR_MAX]; /* comma-separated seconds (cfg_delays) */
+    char allowed_networks[CFG_STR_MAX];        /* CIDRs src/postbacks may reach although private */
+    long max_redirects;                        /* redirects followed for a source */
+    long low_speed_bytes_per_s;                /* with low_speed_time_s: slower transfers are cut */
     long low_speed_time_s;
     long max_saves;               /* most outputs of one job */
     char s3_buckets[CFG_STR_MAX]; /* buckets jobs may use, comma-separated; "" any */
@@ -160,5 +169,10 @@ void cfg_usage(FILE *out);
  * keys share its name as their hash tag) or named twice. Returns 0, or -1 with `e` set. cfg_load()
  * has checked PIXQ_QUEUE with it. */
 int cfg_queues(const char *list, struct cfg_queues *out, struct err *e);
+
+/* The waits of a PIXQ_POSTBACK_RETRY_DELAYS_S list ("1, 3, 15, 600"): 1 to CFG_DELAYS_MAX
+ * comma-separated whole seconds from 1 to CFG_DELAY_MAX_S, blanks around each dropped. Returns
+ * 0, or -1 with `e` set. cfg_load() has checked the setting with it. */
+int cfg_delays(const char *list, struct cfg_delays *out, struct err *e);
 
 #endif

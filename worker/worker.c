@@ -52,6 +52,7 @@ struct worker {
     struct http *http;
     struct runner runner;
     struct job_limits limits;
+    struct cfg_delays postback_delays; /* PIXQ_POSTBACK_RETRY_DELAYS_S */
     char id[300];
     char ttl_arg[32], dead_max_arg[32], dead_age_arg[32]; /* settings as script arguments */
     struct wqueue q[LEASE_QUEUES_MAX];
@@ -77,13 +78,13 @@ struct task {
     char first_error[ERR_MSG_MAX]; /* empty while nothing failed */
 };
 
-/* Sleeps `ms`, waking early when asked to stop. */
 /* The wait after `ms` (0: none yet) when Redis fails again: 100 ms doubling to 5 s. */
 static long next_backoff(long ms)
 {
     return ms == 0 ? BACKOFF_MIN_MS : ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
 }
 
+/* Sleeps `ms`, waking early when asked to stop. */
 static void nap(struct worker *w, long ms)
 {
     while (ms > 0 && !*w->stop) {
@@ -147,7 +148,7 @@ static int make_keys(struct worker *w, struct err *e)
     return 0;
 }
 
-static void init_settings(struct worker *w)
+static int init_settings(struct worker *w, struct err *e)
 {
     const struct cfg *c = w->cfg;
     w->limits = (struct job_limits){
@@ -158,6 +159,7 @@ static void init_settings(struct worker *w)
     snprintf(w->ttl_arg, sizeof w->ttl_arg, "%ld", c->result_ttl_s);
     snprintf(w->dead_max_arg, sizeof w->dead_max_arg, "%ld", c->dead_max);
     snprintf(w->dead_age_arg, sizeof w->dead_age_arg, "%ld", c->dead_max_age_s * 1000);
+    return cfg_delays(c->postback_retry_delays_s, &w->postback_delays, e); /* cfg_load checked */
 }
 
 struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, struct err *e)
@@ -170,8 +172,10 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
     w->cfg = cfg;
     w->stop = stop;
     w->seed = (unsigned)time(NULL) ^ (unsigned)getpid();
-    init_settings(w);
     buf_init(&w->next, 0);
+    if (init_settings(w, e) < 0) {
+        goto fail;
+    }
     if (id_worker(w->id, sizeof w->id) < 0) {
         err_set(e, "cannot make a worker id");
         goto fail;
@@ -502,10 +506,6 @@ static int post_once(struct worker *w, const struct job *job, const char *json, 
     return 0;
 }
 
-/* Blitline's retry_postback schedule, seconds after each failed attempt. */
-static const long postback_retry_s[] = {1, 3, 15, 600};
-#define POSTBACK_RETRIES ((long)(sizeof postback_retry_s / sizeof postback_retry_s[0]))
-
 static bool wants_postback_retry(struct worker *w, const struct job *j)
 {
     bool retry = false;
@@ -514,8 +514,10 @@ static bool wants_postback_retry(struct worker *w, const struct job *j)
            (job_param_bool(j->root, "job", "retry_postback", false, &retry, &e) == 0 && retry);
 }
 
-/* Schedules postback attempt `attempt` (1-based) of a settled job: {"pixq_postback": {"job",
- * "job_id", "attempt"}}; the body is the stored result:<id>. delay.lua puts it on Redis's clock. */
+/* Schedules the retry after failed postback attempt `attempt` (1-based; at most as many as
+ * PIXQ_POSTBACK_RETRY_DELAYS_S has waits, Blitline's 1, 3, 15 and 600 s by default) of a settled
+ * job: {"pixq_postback": {"job", "job_id", "attempt"}}; the body is the stored result:<id>.
+ * delay.lua puts it on Redis's clock. */
 static void schedule_postback(struct worker *w, const char *job_text, const char *job_id,
                               long attempt)
 {
@@ -527,7 +529,7 @@ static void schedule_postback(struct worker *w, const char *job_text, const char
     const char *text = json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN |
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
     char delay[32];
-    snprintf(delay, sizeof delay, "%ld", postback_retry_s[attempt - 1] * 1000);
+    snprintf(delay, sizeof delay, "%ld", w->postback_delays.s[attempt - 1] * 1000);
     const char *keys[] = {w->delayed_key, w->jobs_key};
     const char *args[] = {text, delay, RQ_WAKE_TOKEN};
     struct err e = {{0}};
@@ -1090,7 +1092,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *env)
         LOG_WARN("postback_given_up", "job_id=%s reason=result_gone attempt=%ld",
                  job != NULL ? job->id : "", attempt + 1);
     } else if (post_once(w, job, r->str, &sent) < 0) {
-        if (attempt < POSTBACK_RETRIES) {
+        if (attempt >= 1 && attempt < (long)w->postback_delays.n) {
             schedule_postback(w, text, job->id, attempt + 1);
         } else {
             LOG_ERROR("postback_given_up", "job_id=%s attempts=%ld", job->id, attempt + 1);

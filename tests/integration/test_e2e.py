@@ -12,10 +12,11 @@ Run by meson (suite integration), or by hand:
 
 import json
 import sys
+import time
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
-from harness import PixqTestCase, corpus, free_port  # noqa: E402
+from harness import PixqTestCase, corpus, free_port, scaled  # noqa: E402
 
 POSTBACK_TIMEOUT_S = 30
 THUMB = {"width": 200}  # resize_to_fit's params in every job here
@@ -197,6 +198,84 @@ class FailureTest(E2ETestCase):
         self.worker.check_alive()
         # nobody could be told about the bad payload: the only postback is the good job's
         self.assertEqual([pb.path for pb in self.postbacks.postbacks], ["/pb/good"])
+
+
+class PostbackRetryCase(E2ETestCase):
+    """Jobs whose postbacks fail, and the postbacks each job got."""
+
+    def push_retrying(self, job_id, retry=True):
+        job = self.make_job(self.serve("jpeg"), "out/%s.jpg" % job_id, params=THUMB,
+                            job_id=job_id)
+        if retry:
+            job["retry_postback"] = True
+        self.push_job(job)
+
+    def attempts(self, job_id, n, timeout=POSTBACK_TIMEOUT_S):
+        self.wait_until(lambda: len(self.postbacks_of(job_id)) >= n, timeout,
+                        "%d postbacks of %s" % (n, job_id))
+        return self.postbacks_of(job_id)
+
+    def postbacks_of(self, job_id):
+        return [pb for pb in self.postbacks.postbacks
+                if (pb.results or {}).get("job_id") == job_id]
+
+
+class PostbackRetryTest(PostbackRetryCase):
+    """Blitline's retry_postback: a failed postback is tried again after each wait of
+    PIXQ_POSTBACK_RETRY_DELAYS_S (2 s, then 1 s here; Blitline's 1, 3, 15 and 600 s by
+    default), then given up; a job without it is posted back once."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "2, 1"}
+
+    def test_retried_after_each_wait(self):
+        self.postbacks.answer_with(500, 503)
+        self.push_retrying("pb-retried")
+        pbs = self.attempts("pb-retried", 3)
+        gaps = [b.time - a.time for a, b in zip(pbs, pbs[1:])]
+        self.assertGreaterEqual(gaps[0], 1.9, gaps)  # the first wait, 2 s
+        self.assertGreaterEqual(gaps[1], 0.9, gaps)  # the second, 1 s
+        self.assertLess(gaps[1], scaled(6), gaps)
+        self.assertEqual(pbs[0].json, pbs[2].json)  # the stored result, posted again
+        time.sleep(scaled(2.5))
+        self.assertEqual(len(self.postbacks_of("pb-retried")), 3)  # delivered: no more
+        self.assertEqual(self.read_result("pb-retried"), pbs[0].json)
+        self.assert_queue_drained()
+
+    def test_given_up_after_the_last_wait(self):
+        self.postbacks.answer_with(500, 500, 500)
+        self.push_retrying("pb-given-up")
+        self.attempts("pb-given-up", 3)
+        given_up = self.wait_until(
+            lambda: [e for e in self.worker.log_events("postback_given_up")
+                     if e.get("job_id") == "pb-given-up"], 10, "postback_given_up")
+        self.assertEqual(given_up[0].get("attempts"), "3", given_up)
+        time.sleep(scaled(2.5))
+        self.assertEqual(len(self.postbacks_of("pb-given-up")), 3)
+        self.assert_queue_drained()
+
+    def test_posted_once_without_retry_postback(self):
+        self.postbacks.answer_with(500)
+        self.push_retrying("pb-once", retry=False)
+        self.attempts("pb-once", 1)
+        time.sleep(scaled(2.5))
+        self.assertEqual(len(self.postbacks_of("pb-once")), 1)
+        self.assertEqual(self.worker.log_events("postback_retry"), [])
+        self.assert_queue_drained()
+
+
+class PostbackRetryEveryJobTest(PostbackRetryCase):
+    """PIXQ_POSTBACK_RETRY=1: every job's failed postback is retried, retry_postback or not."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1", "PIXQ_POSTBACK_RETRY": "1"}
+
+    def test_every_job_retried(self):
+        self.postbacks.answer_with(500, 500)
+        self.push_retrying("pb-every", retry=False)
+        pbs = self.attempts("pb-every", 2)
+        self.assertGreaterEqual(pbs[1].time - pbs[0].time, 0.9)
+        time.sleep(scaled(2))
+        self.assertEqual(len(self.postbacks_of("pb-every")), 2)  # one wait: one retry
+        self.assertEqual(len(self.worker.log_events("postback_given_up")), 1)
 
 
 class CliTest(E2ETestCase):

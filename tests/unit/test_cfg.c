@@ -302,6 +302,43 @@ static void test_queues_and_url(void)
     CHECK(strstr(e.msg, "bad port") != NULL);
 }
 
+/* PIXQ_POSTBACK_RETRY_DELAYS_S: whole seconds, 1 to 16 of them, each 1 s to a day. */
+static void test_postback_delays(void)
+{
+    struct cfg_delays d;
+    struct err e;
+    struct cfg c;
+    cfg_defaults(&c);
+    CHECK_INT(cfg_delays(c.postback_retry_delays_s, &d, &e), 0);
+    CHECK_INT((long)d.n, 4);
+    CHECK_INT(d.s[0], 1);
+    CHECK_INT(d.s[3], 600);
+    CHECK_INT(cfg_delays(" 2 ,\t86400", &d, &e), 0);
+    CHECK_INT((long)d.n, 2);
+    CHECK_INT(d.s[0], 2);
+    CHECK_INT(d.s[1], 86400);
+    const char *bad[] = {"",
+                         "0",
+                         "1,,2",
+                         "1.5",
+                         "-1",
+                         "86401",
+                         "1,x",
+                         "1 2",
+                         "99999999999999999999",
+                         "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT(cfg_delays(bad[i], &d, &e), -1);
+        CHECK(strstr(e.msg, "PIXQ_POSTBACK_RETRY_DELAYS_S") != NULL);
+    }
+    CHECK_INT(cfg_delays("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", &d, &e), 0);
+    CHECK_INT((long)d.n, 16);
+    char *argv[] = {"prog", "--postback-retry-delays-s=1,0", NULL};
+    int argc = 2;
+    CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), -1);
+    CHECK(strstr(e.msg, "PIXQ_POSTBACK_RETRY_DELAYS_S: '1,0'") != NULL);
+}
+
 /* --help gives each number setting's range, so that an operator need not learn it from an
  * error. */
 static void test_usage_ranges(void)
@@ -330,6 +367,7 @@ int main(void)
     test_guard_settings();
     test_fleet_settings();
     test_queues_and_url();
+    test_postback_delays();
     test_usage_ranges();
     return check_summary("cfg");
 }
