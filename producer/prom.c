@@ -2,6 +2,7 @@
  * collected. */
 #include <json-c/json.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 #include "stats.h"
@@ -73,9 +74,19 @@ static void prom_queue_details(json_object *queues)
         json_object *q = json_object_array_get_idx(queues, i);
         json_object_object_foreach(cli_get(q, "counters"), name, v)
         {
-            sample("pixq_queue_events_total", "queue", cli_str(q, "queue", ""), "event", name,
-                   (double)json_object_get_int64(v));
+            if (strcmp(name, "uploaded_bytes") != 0) {
+                sample("pixq_queue_events_total", "queue", cli_str(q, "queue", ""), "event", name,
+                       (double)json_object_get_int64(v));
+            }
         }
+    }
+    family("pixq_queue_uploaded_bytes_total", "counter",
+           "Bytes of outputs uploaded for the queue's jobs (pixq:{Q}:stats uploaded_bytes).");
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *q = json_object_array_get_idx(queues, i);
+        json_object *v = cli_get(cli_get(q, "counters"), "uploaded_bytes");
+        sample("pixq_queue_uploaded_bytes_total", "queue", cli_str(q, "queue", ""), NULL, NULL,
+               v != NULL ? (double)json_object_get_int64(v) : 0);
     }
 }
 

@@ -23,6 +23,7 @@ struct lease_queue {
     char jobs_key[RQ_KEY_MAX];
     char recov_key[RQ_KEY_MAX];
     char stats_key[RQ_KEY_MAX];
+    _Atomic unsigned long long uploaded_bytes; /* counted by the worker, not yet in stats */
 };
 
 struct lease {
@@ -139,11 +140,36 @@ static void give_back_and_exit(struct lease *l)
     _exit(n >= 0 ? 0 : 1);
 }
 
+/* Adds the bytes the worker counted since the last time to each queue's stats (uploaded_bytes).
+ * What Redis did not take is kept for the next time. Returns 0, or -1 on a Redis error. */
+static int flush_counts(struct lease *l)
+{
+    int rc = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        struct lease_queue *q = &l->q[i];
+        unsigned long long n = atomic_exchange(&q->uploaded_bytes, 0);
+        if (n == 0) {
+            continue;
+        }
+        struct err e = {{0}};
+        redisReply *r = rq_command(l->rq, &e, "HINCRBY %s uploaded_bytes %llu", q->stats_key, n);
+        if (r == NULL) { /* no answer, or an error answer (its message in e) */
+            atomic_fetch_add(&q->uploaded_bytes, n);
+            char quoted[ERR_MSG_MAX + 16];
+            LOG_WARN("redis_error", "step=stats queue=%s error=%s", q->name,
+                     log_quote(e.msg, quoted, sizeof quoted));
+            rc = -1;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
 /* One heartbeat in every queue: renew, and where the lease was taken, note it and register
- * again. */
+ * again; then the counts. */
 static long renew(struct lease *l, long now)
 {
-    bool failed = false;
+    bool failed = flush_counts(l) < 0;
     for (size_t i = 0; i < l->n; i++) {
         int held = beat(l, &l->q[i], "beat");
         if (held == 0) {
@@ -233,6 +259,9 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     snprintf(l->wid, sizeof l->wid, "%s", wid);
     atomic_init(&l->quit, false);
     atomic_init(&l->lost, false);
+    for (size_t i = 0; i < n; i++) {
+        atomic_init(&l->q[i].uploaded_bytes, 0);
+    }
     if (register_all(l, queues, e) < 0) {
         goto fail;
     }
@@ -247,6 +276,13 @@ fail:
     return NULL;
 }
 
+void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long bytes)
+{
+    if (l != NULL && queue < l->n && bytes > 0) {
+        atomic_fetch_add(&l->q[queue].uploaded_bytes, bytes);
+    }
+}
+
 bool lease_take_lost(struct lease *l)
 {
     return atomic_exchange(&l->lost, false);
@@ -259,6 +295,7 @@ void lease_stop(struct lease *l)
     }
     atomic_store(&l->quit, true);
     pthread_join(l->thread, NULL);
+    flush_counts(l);
     long n = give_back_all(l); /* also removes the worker from every queue's fleet */
     LOG_INFO("worker_unregistered", "worker=%s jobs_returned=%ld", l->wid, n);
     rq_destroy(l->rq);

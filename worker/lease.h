@@ -8,12 +8,15 @@
  * After a stop is requested, the thread also enforces the shutdown deadline: past it, the job
  * still running is given back to the head of the queue and the process exits.
  *
- * The thread has its own Redis connection; the worker's main thread never waits for it. */
+ * The thread also adds the worker's counts of uploaded bytes to each queue's stats, at every
+ * heartbeat and at the end. It has its own Redis connection; the worker's main thread never
+ * waits for it. */
 #ifndef PIXQ_LEASE_H
 #define PIXQ_LEASE_H
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "cfg.h"
 #include "err.h"
@@ -26,6 +29,10 @@ struct lease;
  * `stop` is the process's stop flag. Returns NULL with the reason in `e`. */
 struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size_t n,
                           const char *wid, volatile sig_atomic_t *stop, struct err *e);
+
+/* Counts `bytes` uploaded for a job of queue `queue` (the index into the queues given to
+ * lease_start()); the next heartbeat adds them to pixq:{Q}:stats uploaded_bytes. NULL allowed. */
+void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long bytes);
 
 /* Whether the lease was taken from this worker since the last call (then the job it holds is
  * no longer its own). */

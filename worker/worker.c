@@ -1354,7 +1354,10 @@ static void handle_payload(struct worker *w, struct task *t)
 static void handle(struct worker *w, struct task *t)
 {
     w->stranded_now = false;
+    size_t queue = (size_t)(w->cur - w->q);
+    unsigned long long uploaded = w->runner.uploaded_bytes;
     handle_payload(w, t);
+    lease_count_uploaded(w->lease, queue, w->runner.uploaded_bytes - uploaded);
     if (!w->stranded_now) {
         w->strand_wait_ms = 0; /* Redis answered this task's calls */
     }

@@ -5,8 +5,8 @@
 -- ARGV[1] TTL of the job hash, seconds
 --
 -- Returns {first_seen ms, runs}. first_seen stays the same when the job runs again (a crash
--- recovery or a retry), so that whatever is derived from it (default S3 keys) is the same too; a
--- run after the first counts in stats as a rerun.
+-- recovery or a retry), so that whatever is derived from it (default S3 keys) is the same too. The
+-- first run counts in stats as a job received, a run after it as a rerun.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -16,7 +16,5 @@ if redis.call('HSETNX', KEYS[1], 'first_seen', now) == 0 then
 end
 local runs = redis.call('HINCRBY', KEYS[1], 'runs', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[1]) -- as sent: a Lua number would be formatted back
-if runs > 1 then
-    redis.call('HINCRBY', KEYS[2], 'reruns', 1)
-end
+redis.call('HINCRBY', KEYS[2], runs > 1 and 'reruns' or 'received', 1)
 return {first_seen, runs}

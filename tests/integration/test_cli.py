@@ -408,6 +408,9 @@ class StatsTest(CliCase):
         self.wait_for_postback(job_id="done-1")
         self.push("{not json")
         self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 20, "a dead entry")
+        size = len(self.s3_object("out/done-1.png"))
+        self.wait_until(lambda: self.counters().get("uploaded_bytes") == size, 10,
+                        "the heartbeat to count done-1's %d bytes" % size)
         self.src.stall("/slow.png")
         self.push(self.job("busy-1", "/slow.png"))
         self.push(self.job("busy-2", "/slow.png"))
@@ -435,6 +438,8 @@ class StatsTest(CliCase):
                          ["busy-1", "busy-2"])
         c = q["counters"]
         self.assertEqual((c.get("succeeded"), c.get("failed"), c.get("dead")), (1, 1, 1), c)
+        # received: done-1, busy-1 and busy-2 began (not the payload that is no job)
+        self.assertEqual((c.get("received"), c.get("uploaded_bytes")), (3, size), c)
         self.assertEqual(c, self.counters())
         self.assertEqual(s["counters"], c)  # one queue: the fleet's sum is its own
         self.assertEqual(q["throughput"], {"window_s": 60, "succeeded": 1, "failed": 1})
@@ -467,6 +472,19 @@ class StatsTest(CliCase):
         self.assertEqual(q["oldest_job"]["job_id"], "busy-1")
         self.assertEqual(json.loads(self.redis.lindex(self.key("jobs"), -1))["job_id"], "busy-1")
         self.assertEqual(self.redis.lindex(self.key("jobs"), 0), waiting)
+
+    def test_uploaded_bytes_counted_at_stop(self):
+        # a heartbeat a minute apart: only the worker's stop can count the bytes in time
+        worker = self.start_worker(PIXQ_HEARTBEAT_MS="60000", PIXQ_LEASE_MS="180000")
+        self.src.add("/ok.png", tiny_png())
+        for n in (1, 2):
+            self.push(self.job("bytes-%d" % n, "/ok.png"))
+            self.wait_for_postback(job_id="bytes-%d" % n)
+        size = sum(len(self.s3_object("out/bytes-%d.png" % n)) for n in (1, 2))
+        time.sleep(0.5)
+        self.assertEqual(self.counters(), {"received": 2, "succeeded": 2})
+        self.kill_worker(worker, signal.SIGTERM)
+        self.assertEqual(self.counters(), {"received": 2, "succeeded": 2, "uploaded_bytes": size})
 
     def test_stats_of_an_empty_queue(self):
         s = json.loads(self.pixq_ok("stats", "--json"))
@@ -511,7 +529,8 @@ class StatsViewsTest(CliCase):
         self.submit("w-1", "--delay", "60000", queue=WEIRD_QUEUE)
         self.redis.lpush("pixq:{%s}:dead" % WEIRD_QUEUE, '{"job_id":"x"}')
         self.redis.execute("HSET", "pixq:{%s}:stats" % WEIRD_QUEUE, "failed", 4, "dead", 1)
-        self.redis.execute("HSET", "pixq:{urgent}:stats", "succeeded", 7)
+        self.redis.execute("HSET", "pixq:{urgent}:stats", "succeeded", 7,
+                           "uploaded_bytes", 123456789)
         self.assertEqual(self.run_pixq("limit", "set", "bkt-x", "2.5", "3").returncode, 0)
         self.redis.execute("HSET", "pixq:rl:{bkt-y}", "throttle_signals", 2, "decreases", 1)
 
@@ -528,7 +547,8 @@ class StatsViewsTest(CliCase):
         self.assertEqual(u["enqueued_at_ms"] + u["age_ms"], s["time_ms"])
         self.assertEqual(qs["default"]["oldest_job"]["age_ms"], None)  # other-client's
         self.assertEqual(qs[WEIRD_QUEUE]["oldest_job"], None)  # only the wake-up token
-        self.assertEqual(s["counters"], {"succeeded": 7, "failed": 4, "dead": 1})
+        self.assertEqual(s["counters"], {"succeeded": 7, "failed": 4, "dead": 1,
+                                         "uploaded_bytes": 123456789})
         limits = {b["bucket"]: b for b in s["limits"]}
         self.assertEqual(sorted(limits), ["bkt-x", "bkt-y"])
         x, y = limits["bkt-x"], limits["bkt-y"]
@@ -557,6 +577,13 @@ class StatsViewsTest(CliCase):
         self.assertEqual(prom_value(fams, "pixq_queue_dead", queue=WEIRD_QUEUE), 1)
         self.assertEqual(prom_value(fams, "pixq_queue_events_total", queue="urgent",
                                     event="succeeded"), 7)
+        # bytes are not events: a family of their own, a sample for every queue
+        self.assertEqual(fams["pixq_queue_uploaded_bytes_total"]["type"], "counter")
+        self.assertEqual(prom_value(fams, "pixq_queue_uploaded_bytes_total", queue="urgent"),
+                         123456789)
+        self.assertEqual(prom_value(fams, "pixq_queue_uploaded_bytes_total", queue="default"), 0)
+        self.assertNotIn("uploaded_bytes", [dict(labels).get("event") for labels in
+                                            fams["pixq_queue_events_total"]["samples"]])
         self.assertEqual(prom_value(fams, "pixq_queue_jobs_last_minute", queue="urgent",
                                     outcome="failed"), 0)
         age = prom_value(fams, "pixq_queue_oldest_job_age_seconds", queue="urgent")

@@ -365,7 +365,7 @@ class BeginTest(LuaTestCase):
         self.assertEqual(self.r.hgetall(key("job:j1")),
                          {"first_seen": str(first_seen), "runs": "1"})
         self.assertTrue(3500 <= self.r.ttl(key("job:j1")) <= 3600)
-        self.assertEqual(self.stats(), {})
+        self.assertEqual(self.stats(), {"received": 1})
 
     def test_rerun_keeps_first_seen_and_counts(self):
         first_seen, _ = self.begin("j1")
@@ -373,7 +373,7 @@ class BeginTest(LuaTestCase):
         self.assertEqual(self.begin("j1", ttl=7200), [first_seen, 2])
         self.assertEqual(self.begin("j1"), [first_seen, 3])
         self.assertEqual(self.r.execute("HGET", key("job:j1"), "posted"), "1")
-        self.assertEqual(self.stats(), {"reruns": 2})
+        self.assertEqual(self.stats(), {"received": 1, "reruns": 2})
 
 
 class FinishTest(LuaTestCase):

@@ -405,6 +405,10 @@ class ParkedSlotTest(ThrottleCase):
         done = {e["job_id"]: e for e in worker.log_events("job_done")}
         for n in range(self.RUNS):
             self.assertGreater(float(done["slot-%d" % n]["upload_ms"]), 0, done["slot-%d" % n])
+        # the stats count the bytes of both kinds of upload, once each, by the next heartbeat (5 s)
+        size = sum(r.size for r in self.puts("bkt-a", status=200))
+        self.wait_until(lambda: int(self.redis.hgetall(self.key("stats")).get(
+            "uploaded_bytes", 0)) == size, 10, "uploaded_bytes = %d" % size)
 
 
 class RegionTest(ThrottleCase):
