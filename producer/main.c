@@ -58,6 +58,12 @@ int main(int argc, char **argv)
     struct err e = {{0}};
     if (cfg_load(&cfg, &argc, argv, env_lookup, &e) < 0) {
         fprintf(stderr, "pixq: %s\n", e.msg);
+        /* `pixq --help` still answers: the settings it describes may be what the reader came
+         * to fix */
+        if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+            usage();
+            return CLI_OK;
+        }
         return CLI_USAGE;
     }
     if (argc < 2) {

@@ -184,6 +184,13 @@ int main(int argc, char **argv)
     struct img_config images; /* PIXQ_IMAGE_FORMATS checked before --print-config or a fork */
     if (cfg_load(&cfg, &argc, argv, env_lookup, &e) < 0 || img_config_from(&cfg, &images, &e) < 0) {
         fprintf(stderr, "pixq-worker: %s\n", e.msg);
+        /* --help still answers: the settings it describes may be what the reader came to fix */
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+            if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                usage(stdout);
+                return 0;
+            }
+        }
         return 2;
     }
     bool print_config = false;

@@ -365,6 +365,12 @@ class EnvExampleTest(unittest.TestCase):
             if "PIXQ_IMAGE_FORMATS" not in env:  # the producer reads no image
                 self.assertEqual(r.returncode, 2, (env, r.stderr))
                 self.assertIn(message, r.stderr)
+            # --help still answers, naming what is wrong: the reader may have come to fix it
+            for argv in ([CONFIG.worker, "--help"], [CONFIG.pixq, "--help"]):
+                r = subprocess.run(argv, env=dict(clean_env(), **env), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, timeout=20)
+                self.assertEqual(r.returncode, 0, (env, argv, r.stderr[-500:]))
+                self.assertIn("PIXQ_QUEUE", r.stdout)
 
     def test_operator_settings_present_and_placeholders_only(self):
         values = env_lines(ENV_EXAMPLE.read_text())
