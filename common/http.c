@@ -282,6 +282,7 @@ static void reset_response(const struct http_request *req, struct http_response 
     resp->status = 0;
     resp->ip[0] = '\0';
     resp->refused = false;
+    resp->too_large = false;
 }
 
 int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
@@ -314,6 +315,7 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
         return refusal_error(h->curl, &guard, e);
     }
     if (rc != CURLE_OK) {
+        resp->too_large = body.overflow || rc == CURLE_FILESIZE_EXCEEDED;
         return transport_error(rc, &body, req->max_body, errbuf, e);
     }
     return 0;

@@ -235,6 +235,7 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         rc = http_perform(h, &req, resp, e);
     }
     if (rc < 0) {
+        reply->too_large = resp->too_large;
         err_wrap(e, "S3 %s %s", call->method, t.url.data);
         buf_finish(&t.url);
         return -1;

@@ -39,6 +39,7 @@ struct s3_reply {
     long status;     /* HTTP status; 0 when no response came */
     char code[64];   /* S3 error code from the XML body ("SlowDown"), or "" */
     char region[64]; /* x-amz-bucket-region, or "" */
+    bool too_large;  /* a GET's object is larger than the caller's limit (status 0) */
 };
 
 /* Writes the object's URL (the one requests go to and postbacks report) into `out`.

@@ -79,8 +79,7 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
     http_response_init(&resp);
     int rc = http_perform(w->http, &req, &resp, e);
     if (rc < 0) {
-        bool too_big = resp.body.len >= req.max_body || strstr(e->msg, "larger than") != NULL;
-        bool final = too_big || resp.refused || strstr(e->msg, "redirects followed") != NULL;
+        bool final = resp.too_large || resp.refused || strstr(e->msg, "redirects followed") != NULL;
         note_fetch_failure(w, final ? RUN_SOURCE_FAILED : RUN_SOURCE_TRANSIENT);
     } else if (resp.status / 100 != 2) {
         bool transient = resp.status >= 500 || resp.status == 429 || resp.status == 408;
@@ -142,7 +141,7 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
     LOG_DEBUG("s3_get", "job_id=%s method=GET bucket=%s status=%ld bytes=%zu ms=%.3f", w->job_id,
               o.bucket, reply.status, rc == 0 ? out->len : 0, (metrics_clock() - t0) * 1e3);
     if (rc < 0) {
-        bool transient = s3_transient(&reply);
+        bool transient = !reply.too_large && s3_transient(&reply); /* status 0, yet final */
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
         char why[ERR_MSG_MAX];
         memcpy(why, e->msg, sizeof why);

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -540,6 +541,20 @@ class TransferTest(HostileTestCase):
                             "response larger than the limit of 1048576 bytes")
         sent = self.tricks.sent.get("/endless.png", 0)
         self.assertLess(sent, 64 * 1024 * 1024, "the worker read far past its cap")
+        self.assert_still_serving()
+
+    def test_s3_source_larger_than_cap(self):
+        # final at once, like a URL source's: it was taken for a lost connection (no HTTP status)
+        # and the whole cap downloaded again at each of PIXQ_MAX_ATTEMPTS
+        self.start(PIXQ_MAX_SRC_BYTES=65536, PIXQ_MAX_ATTEMPTS=3, PIXQ_RETRY_BASE_MS=100,
+                   PIXQ_RETRY_MAX_MS=200)
+        self.assertEqual(self.s3.put_object("pixq-test", "big.jpg", os.urandom(200000)), 200)
+        self.expect_failure(self.job("s3-big", {"name": "s3", "bucket": "pixq-test",
+                                                "key": "big.jpg"}),
+                            "response larger than the limit of 65536 bytes")
+        gets = [e for e in self.worker.log_events("s3_get") if e.get("job_id") == "hostile-s3-big"]
+        self.assertEqual(len(gets), 1, gets)
+        self.assertEqual(self.worker.log_events("job_retry"), [])
         self.assert_still_serving()
 
     def test_trickling_source(self):
