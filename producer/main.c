@@ -1,5 +1,6 @@
 /* pixq: the command line. main() loads the configuration and hands the command to its module:
  * submit (submit.c), stats and queues (stats.c), dead and limit (admin.c). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,23 @@ static void usage(void)
     cfg_usage(stdout);
 }
 
+/* Whether the command line asks for pixq's own help: --help or -h before the command word (after
+ * it, the help is the command's). */
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            return true;
+        }
+        for (size_t k = 0; k < N_COMMANDS; k++) {
+            if (strcmp(argv[i], commands[k].name) == 0) {
+                return false;
+            }
+        }
+    }
+    return false;
+}
+
 static const char *env_lookup(const char *name)
 {
     return getenv(name);
@@ -56,11 +74,10 @@ int main(int argc, char **argv)
 {
     struct cfg cfg;
     struct err e = {{0}};
+    bool help = wants_help(argc, argv); /* before cfg_load() moves the arguments */
     if (cfg_load(&cfg, &argc, argv, env_lookup, &e) < 0) {
         fprintf(stderr, "pixq: %s\n", e.msg);
-        /* `pixq --help` still answers: the settings it describes may be what the reader came
-         * to fix */
-        if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        if (help) { /* still answers: the settings it describes may be what the reader would fix */
             usage();
             return CLI_OK;
         }

@@ -129,17 +129,6 @@ static int reap_all(struct lease *l)
     return rc;
 }
 
-/* Past the shutdown deadline: give the running job back to the head of the queue and exit, so
- * that it is run once, by someone else, rather than cut off half way by a SIGKILL. */
-static void give_back_and_exit(struct lease *l)
-{
-    long n = give_back_all(l);
-    LOG_WARN("shutdown_deadline", "worker=%s jobs_returned=%ld timeout_ms=%ld", l->wid, n,
-             l->cfg->shutdown_timeout_ms);
-    fflush(stderr);
-    _exit(n >= 0 ? 0 : 1);
-}
-
 /* Adds the bytes the worker counted since the last time to each queue's stats (uploaded_bytes).
  * What Redis did not take is kept for the next time. Returns 0, or -1 on a Redis error. */
 static int flush_counts(struct lease *l)
@@ -165,11 +154,23 @@ static int flush_counts(struct lease *l)
     return rc;
 }
 
+/* Past the shutdown deadline: give the running job back to the head of the queue and exit, so
+ * that it is run once, by someone else, rather than cut off half way by a SIGKILL. */
+static void give_back_and_exit(struct lease *l)
+{
+    flush_counts(l);
+    long n = give_back_all(l);
+    LOG_WARN("shutdown_deadline", "worker=%s jobs_returned=%ld timeout_ms=%ld", l->wid, n,
+             l->cfg->shutdown_timeout_ms);
+    fflush(stderr);
+    _exit(n >= 0 ? 0 : 1);
+}
+
 /* One heartbeat in every queue: renew, and where the lease was taken, note it and register
- * again; then the counts. */
+ * again; then, if Redis answered, the counts. */
 static long renew(struct lease *l, long now)
 {
-    bool failed = flush_counts(l) < 0;
+    bool failed = false;
     for (size_t i = 0; i < l->n; i++) {
         int held = beat(l, &l->q[i], "beat");
         if (held == 0) {
@@ -179,6 +180,7 @@ static long renew(struct lease *l, long now)
         }
         failed = failed || held < 0;
     }
+    failed = failed || flush_counts(l) < 0;
     return failed ? now + ERROR_BACKOFF_MS : now + l->cfg->heartbeat_ms;
 }
 

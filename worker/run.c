@@ -316,7 +316,9 @@ enum up_outcome run_send(struct runner *r, json_object *task, const void *data, 
     long t0 = clock_mono_us();
     enum up_outcome out = up_send(&r->up, task, data, len, url, delay, e);
     r->times.upload_us += clock_mono_us() - t0;
-    r->uploaded_bytes += out == UP_DONE ? len : 0;
+    if (out == UP_DONE && r->uploaded != NULL) {
+        r->uploaded(r->uploaded_user, len);
+    }
     return out;
 }
 
@@ -385,7 +387,9 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
         nanosleep(&ts, NULL);
     }
     t->runner->times.upload_us += clock_mono_us() - t0;
-    t->runner->uploaded_bytes += out == UP_DONE ? len : 0;
+    if (out == UP_DONE && t->runner->uploaded != NULL) {
+        t->runner->uploaded(t->runner->uploaded_user, len);
+    }
     json_object_put(task);
     buf_finish(&url);
     return out == UP_DONE ? 0 : -1;
@@ -653,7 +657,7 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
 {
     r->cfg = c;
     r->http = http;
-    r->uploaded_bytes = 0;
+    r->uploaded = NULL;
     struct err e = {{0}};
     if (netguard_init(&r->guard, c->allow_private_networks, c->allowed_networks, &e) < 0) {
         /* cfg validated the list at start-up; should it not parse, only public addresses pass */

@@ -64,7 +64,9 @@ struct runner {
     json_object *objs;      /* objects uploaded by the last run: [{"bucket","region","key"}] */
     const char *job_id;     /* of the job running, for log lines; "" between jobs */
     struct run_times times; /* of the current job */
-    unsigned long long uploaded_bytes; /* bytes of every upload S3 took, since run_init() */
+    /* told the size of every upload S3 took, at once (the stats' uploaded_bytes); or NULL */
+    void (*uploaded)(void *user, size_t bytes);
+    void *uploaded_user;
 };
 
 /* Prepares `r` from the configuration (which must outlive it) and an HTTP client. */

@@ -162,6 +162,13 @@ static int init_settings(struct worker *w, struct err *e)
     return cfg_delays(c->postback_retry_delays_s, &w->postback_delays, e); /* cfg_load checked */
 }
 
+/* runner.uploaded: the bytes go to the stats of the queue of the payload in hand. */
+static void count_uploaded(void *user, size_t bytes)
+{
+    struct worker *w = user;
+    lease_count_uploaded(w->lease, (size_t)(w->cur - w->q), bytes);
+}
+
 struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, struct err *e)
 {
     struct worker *w = calloc(1, sizeof *w);
@@ -200,6 +207,8 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
         goto fail;
     }
     run_init(&w->runner, cfg, w->http);
+    w->runner.uploaded = count_uploaded;
+    w->runner.uploaded_user = w;
     run_set_redis(&w->runner, w->rq);
     img_init();
     return w;
@@ -1354,10 +1363,7 @@ static void handle_payload(struct worker *w, struct task *t)
 static void handle(struct worker *w, struct task *t)
 {
     w->stranded_now = false;
-    size_t queue = (size_t)(w->cur - w->q);
-    unsigned long long uploaded = w->runner.uploaded_bytes;
     handle_payload(w, t);
-    lease_count_uploaded(w->lease, queue, w->runner.uploaded_bytes - uploaded);
     if (!w->stranded_now) {
         w->strand_wait_ms = 0; /* Redis answered this task's calls */
     }

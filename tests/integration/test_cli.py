@@ -486,6 +486,36 @@ class StatsTest(CliCase):
         self.kill_worker(worker, signal.SIGTERM)
         self.assertEqual(self.counters(), {"received": 2, "succeeded": 2, "uploaded_bytes": size})
 
+    def test_uploaded_bytes_counted_at_the_shutdown_deadline(self):
+        # the lease thread ends the process past PIXQ_SHUTDOWN_TIMEOUT_MS: it counts first
+        worker = self.start_worker(PIXQ_HEARTBEAT_MS="60000", PIXQ_LEASE_MS="180000",
+                                   PIXQ_SHUTDOWN_TIMEOUT_MS="1000")
+        self.src.add("/ok.png", tiny_png())
+        self.src.add("/slow.png", tiny_png())
+        self.push(self.job("deadline-1", "/ok.png"))
+        self.wait_for_postback(job_id="deadline-1")
+        size = len(self.s3_object("out/deadline-1.png"))
+        self.src.stall("/slow.png")
+        self.push(self.job("deadline-2", "/slow.png"))
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the stalled job")
+        self.kill_worker(worker, signal.SIGTERM)
+        self.assertTrue(worker.log_events("shutdown_deadline"))
+        self.assertEqual(self.counters().get("uploaded_bytes"), size)
+
+    def test_uploaded_bytes_counted_when_uploaded(self):
+        # not when the job ends: here its postback is answered 4 s late
+        worker = self.start_worker()
+        self.src.add("/ok.png", tiny_png())
+        self.postbacks.delay = 4
+        self.push(self.job("counted-early", "/ok.png"))
+        self.wait_until(lambda: self.s3.get_object(self.buckets[0], "out/counted-early.png")[0]
+                        == 200, 20, "the upload")
+        size = len(self.s3_object("out/counted-early.png"))
+        self.wait_until(lambda: self.counters().get("uploaded_bytes") == size, 2.5,
+                        "the next heartbeat (1 s) to count %d bytes" % size)
+        self.assertEqual(worker.log_events("job_done"), [])  # its postback still unanswered
+        self.wait_until(lambda: worker.log_events("job_done"), 20, "the job's end")
+
     def test_stats_of_an_empty_queue(self):
         s = json.loads(self.pixq_ok("stats", "--json"))
         self.assertIsInstance(s.pop("time_ms"), int)

@@ -366,7 +366,13 @@ class EnvExampleTest(unittest.TestCase):
                 self.assertEqual(r.returncode, 2, (env, r.stderr))
                 self.assertIn(message, r.stderr)
             # --help still answers, naming what is wrong: the reader may have come to fix it
-            for argv in ([CONFIG.worker, "--help"], [CONFIG.pixq, "--help"]):
+            tmp = Path(tempfile.mkdtemp(prefix="pixq-help-"))
+            self.addCleanup(shutil.rmtree, tmp, True)
+            bad = tmp / "bad.env"
+            bad.write_text("PIXQ_MAX_PIXELS=abc\n")
+            for argv in ([CONFIG.worker, "--help"], [CONFIG.pixq, "--help"],
+                         [CONFIG.worker, "--config", str(bad), "--help"],
+                         [CONFIG.pixq, "--config", str(bad), "-h"]):
                 r = subprocess.run(argv, env=dict(clean_env(), **env), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, timeout=20)
                 self.assertEqual(r.returncode, 0, (env, argv, r.stderr[-500:]))
