@@ -48,21 +48,25 @@ static void usage(void)
     cfg_usage(stdout);
 }
 
-/* Whether the command line asks for pixq's own help: --help or -h before the command word (after
- * it, the help is the command's). */
-static bool wants_help(int argc, char **argv)
+/* What help the command line asks for: HELP_NONE, HELP_PIXQ (--help or -h before the command
+ * word), or the index in commands[] of the command whose --help or -h follows it. */
+#define HELP_NONE (-2)
+#define HELP_PIXQ (-1)
+
+static int wants_help(int argc, char **argv)
 {
+    int cmd = HELP_PIXQ;
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            return true;
+            return cmd;
         }
-        for (size_t k = 0; k < N_COMMANDS; k++) {
+        for (size_t k = 0; cmd == HELP_PIXQ && k < N_COMMANDS; k++) {
             if (strcmp(argv[i], commands[k].name) == 0) {
-                return false;
+                cmd = (int)k;
             }
         }
     }
-    return false;
+    return HELP_NONE;
 }
 
 static const char *env_lookup(const char *name)
@@ -74,12 +78,18 @@ int main(int argc, char **argv)
 {
     struct cfg cfg;
     struct err e = {{0}};
-    bool help = wants_help(argc, argv); /* before cfg_load() moves the arguments */
+    int help = wants_help(argc, argv); /* before cfg_load() moves the arguments */
     if (cfg_load(&cfg, &argc, argv, env_lookup, &e) < 0) {
         fprintf(stderr, "pixq: %s\n", e.msg);
-        if (help) { /* still answers: the settings it describes may be what the reader would fix */
+        /* help still answers: the settings it describes may be what the reader came to fix */
+        if (help == HELP_PIXQ) {
             usage();
             return CLI_OK;
+        }
+        if (help >= 0) { /* a command answers --help before it looks at the settings */
+            char *hargv[] = {(char *)commands[help].name, "--help", NULL};
+            cfg_defaults(&cfg);
+            return commands[help].run(&cfg, 2, hargv);
         }
         return CLI_USAGE;
     }

@@ -370,13 +370,17 @@ class EnvExampleTest(unittest.TestCase):
             self.addCleanup(shutil.rmtree, tmp, True)
             bad = tmp / "bad.env"
             bad.write_text("PIXQ_MAX_PIXELS=abc\n")
-            for argv in ([CONFIG.worker, "--help"], [CONFIG.pixq, "--help"],
-                         [CONFIG.worker, "--config", str(bad), "--help"],
-                         [CONFIG.pixq, "--config", str(bad), "-h"]):
+            for argv, usage in (([CONFIG.worker, "--help"], "PIXQ_QUEUE"),
+                                ([CONFIG.pixq, "--help"], "PIXQ_QUEUE"),
+                                ([CONFIG.worker, "--config", str(bad), "--help"], "PIXQ_QUEUE"),
+                                ([CONFIG.pixq, "--config", str(bad), "-h"], "PIXQ_QUEUE"),
+                                ([CONFIG.pixq, "stats", "--help"], "usage: pixq stats"),
+                                ([CONFIG.pixq, "--config", str(bad), "dead", "-h"],
+                                 "usage: pixq dead")):
                 r = subprocess.run(argv, env=dict(clean_env(), **env), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, timeout=20)
                 self.assertEqual(r.returncode, 0, (env, argv, r.stderr[-500:]))
-                self.assertIn("PIXQ_QUEUE", r.stdout)
+                self.assertIn(usage, r.stdout)
 
     def test_operator_settings_present_and_placeholders_only(self):
         values = env_lines(ENV_EXAMPLE.read_text())
