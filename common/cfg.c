@@ -550,6 +550,19 @@ static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *
     return set_typed(c, en, value, e);
 }
 
+int cfg_flag_values(const char *arg)
+{
+    if (strncmp(arg, "--", 2) != 0 || strchr(arg, '=') != NULL) {
+        return 0;
+    }
+    const char *name = arg + 2;
+    if (strcmp(name, "config") == 0) {
+        return 1;
+    }
+    const struct cfg_entry *en = find_entry(name);
+    return en != NULL && strchr(name, '_') == NULL && en->type != T_BOOL ? 1 : 0;
+}
+
 /* Whether `s` is HOST:PORT (or [IPv6]:PORT) with a port of 1-65535 and a host of name characters.
  */
 static bool valid_host_port(const char *s)

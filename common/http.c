@@ -71,8 +71,9 @@ static size_t write_cb(char *p, size_t size, size_t n, void *user)
 {
     struct sink *s = user;
     if (buf_append(s->b, p, size * n) < 0) {
-        s->overflow = true;
-        return 0; /* makes curl stop with CURLE_WRITE_ERROR */
+        /* past the cap, not out of memory; returning less makes curl stop (CURLE_WRITE_ERROR) */
+        s->overflow = size * n > s->b->max - s->b->len;
+        return 0;
     }
     return size * n;
 }
@@ -315,7 +316,9 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
         return refusal_error(h->curl, &guard, e);
     }
     if (rc != CURLE_OK) {
-        resp->too_large = body.overflow || rc == CURLE_FILESIZE_EXCEEDED;
+        /* a 2xx body only: an error page or a redirect's over the cap says nothing final */
+        resp->too_large =
+            (body.overflow || rc == CURLE_FILESIZE_EXCEEDED) && resp->status / 100 == 2;
         return transport_error(rc, &body, req->max_body, errbuf, e);
     }
     return 0;

@@ -49,7 +49,7 @@ struct http_response {
     char ip[64];     /* peer address, when known */
     bool refused;    /* the request's guard refused the URL or an address (the message says
                       * which): retrying cannot help */
-    bool too_large;  /* the body passed the request's max_body: retrying cannot help either */
+    bool too_large;  /* a 2xx body passed the request's max_body: retrying cannot help either */
 };
 
 struct http;

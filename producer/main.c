@@ -60,6 +60,10 @@ static int wants_help(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             return cmd;
         }
+        if (cfg_flag_values(argv[i]) > 0) {
+            i++; /* a setting's value, never the command word */
+            continue;
+        }
         for (size_t k = 0; cmd == HELP_PIXQ && k < N_COMMANDS; k++) {
             if (strcmp(argv[i], commands[k].name) == 0) {
                 cmd = (int)k;

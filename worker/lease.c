@@ -158,8 +158,8 @@ static int flush_counts(struct lease *l)
  * that it is run once, by someone else, rather than cut off half way by a SIGKILL. */
 static void give_back_and_exit(struct lease *l)
 {
+    long n = give_back_all(l); /* first: the job matters more than the count */
     flush_counts(l);
-    long n = give_back_all(l);
     LOG_WARN("shutdown_deadline", "worker=%s jobs_returned=%ld timeout_ms=%ld", l->wid, n,
              l->cfg->shutdown_timeout_ms);
     fflush(stderr);

@@ -376,11 +376,18 @@ class EnvExampleTest(unittest.TestCase):
                                 ([CONFIG.pixq, "--config", str(bad), "-h"], "PIXQ_QUEUE"),
                                 ([CONFIG.pixq, "stats", "--help"], "usage: pixq stats"),
                                 ([CONFIG.pixq, "--config", str(bad), "dead", "-h"],
-                                 "usage: pixq dead")):
+                                 "usage: pixq dead"),
+                                # a setting's value is no command word
+                                ([CONFIG.pixq, "--config", str(bad), "--queue", "stats", "-h"],
+                                 "PIXQ_QUEUE")):
                 r = subprocess.run(argv, env=dict(clean_env(), **env), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, timeout=20)
                 self.assertEqual(r.returncode, 0, (env, argv, r.stderr[-500:]))
                 self.assertIn(usage, r.stdout)
+                if str(bad) in argv:
+                    self.assertIn("PIXQ_MAX_PIXELS", r.stderr)  # and says what is wrong
+                elif argv[0] == CONFIG.worker or "PIXQ_IMAGE_FORMATS" not in env:
+                    self.assertIn(message, r.stderr)
 
     def test_operator_settings_present_and_placeholders_only(self):
         values = env_lines(ENV_EXAMPLE.read_text())

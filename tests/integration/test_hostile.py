@@ -134,6 +134,8 @@ class TrickServer(harness._Server):
             self._chunked_forever(h, path)
         elif self.kinds.get(path) == "trickle":
             self._trickle(h)
+        elif self.kinds.get(path) == "big503":  # an error page larger than the cap
+            self._reply(h, 503, b"x" * (2 * 1024 * 1024), {"Content-Type": "text/plain"})
         elif self.kinds.get(path) == "gzip":
             body = gzip.compress(b"\0" * (10 * 1024 * 1024))
             self._reply(h, 200, body, {"Content-Type": "image/png", "Content-Encoding": "gzip"})
@@ -535,12 +537,14 @@ class TransferTest(HostileTestCase):
     """The byte cap while reading, the low-speed limit, no content decoding."""
 
     def test_chunked_source_larger_than_cap(self):
-        self.start(PIXQ_MAX_SRC_BYTES=1048576)
+        self.start(PIXQ_MAX_SRC_BYTES=1048576, PIXQ_MAX_ATTEMPTS=3, PIXQ_RETRY_BASE_MS=100,
+                   PIXQ_RETRY_MAX_MS=200)
         src = self.tricks.special("/endless.png", "chunked")
         self.expect_failure(self.job("chunked", src),
                             "response larger than the limit of 1048576 bytes")
         sent = self.tricks.sent.get("/endless.png", 0)
         self.assertLess(sent, 64 * 1024 * 1024, "the worker read far past its cap")
+        self.assertEqual(self.worker.log_events("job_retry"), [])  # final at once
         self.assert_still_serving()
 
     def test_s3_source_larger_than_cap(self):
@@ -555,6 +559,16 @@ class TransferTest(HostileTestCase):
         gets = [e for e in self.worker.log_events("s3_get") if e.get("job_id") == "hostile-s3-big"]
         self.assertEqual(len(gets), 1, gets)
         self.assertEqual(self.worker.log_events("job_retry"), [])
+        self.assert_still_serving()
+
+    def test_error_page_larger_than_cap_is_retried(self):
+        # a 503 stays transient however large its page: only a 2xx body over the cap is final
+        self.start(PIXQ_MAX_SRC_BYTES=1048576, PIXQ_MAX_ATTEMPTS=2, PIXQ_RETRY_BASE_MS=100,
+                   PIXQ_RETRY_MAX_MS=200)
+        src = self.tricks.special("/busy.png", "big503")
+        self.expect_failure(self.job("big503", src), "larger than the limit")
+        self.assertEqual(len(self.tricks.requests["/busy.png"]), 2)
+        self.assertEqual(len(self.worker.log_events("job_retry")), 1)
         self.assert_still_serving()
 
     def test_trickling_source(self):
