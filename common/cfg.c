@@ -515,6 +515,12 @@ static const char *config_path(int argc, char **argv, const char *(*get)(const c
     return get("PIXQ_CONFIG");
 }
 
+/* The setting a flag's name (after "--") names: by flag, never by variable. */
+static const struct cfg_entry *flag_entry(const char *name)
+{
+    return strchr(name, '_') == NULL ? find_entry(name) : NULL;
+}
+
 /* Applies argv[*i] if it is a setting flag, consuming its value; returns 1 if it is not one. */
 static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *e)
 {
@@ -534,8 +540,8 @@ static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *
         *i += eq == NULL ? 1 : 0;
         return 0;
     }
-    const struct cfg_entry *en = find_entry(name);
-    if (en == NULL || strchr(name, '_') != NULL) {
+    const struct cfg_entry *en = flag_entry(name);
+    if (en == NULL) {
         return 1;
     }
     const char *value = eq != NULL ? eq + 1 : NULL;
@@ -559,8 +565,8 @@ int cfg_flag_values(const char *arg)
     if (strcmp(name, "config") == 0) {
         return 1;
     }
-    const struct cfg_entry *en = find_entry(name);
-    return en != NULL && strchr(name, '_') == NULL && en->type != T_BOOL ? 1 : 0;
+    const struct cfg_entry *en = flag_entry(name);
+    return en != NULL && en->type != T_BOOL ? 1 : 0;
 }
 
 /* Whether `s` is HOST:PORT (or [IPv6]:PORT) with a port of 1-65535 and a host of name characters.

@@ -310,15 +310,21 @@ static void note_object(struct runner *w, json_object *task)
     json_object_array_add(w->objs, obj);
 }
 
+/* Tells runner.uploaded the size of an upload S3 took. */
+static void count_upload(struct runner *r, enum up_outcome out, size_t len)
+{
+    if (out == UP_DONE && r->uploaded != NULL) {
+        r->uploaded(r->uploaded_user, len);
+    }
+}
+
 enum up_outcome run_send(struct runner *r, json_object *task, const void *data, size_t len,
                          struct buf *url, long *delay, struct err *e)
 {
     long t0 = clock_mono_us();
     enum up_outcome out = up_send(&r->up, task, data, len, url, delay, e);
     r->times.upload_us += clock_mono_us() - t0;
-    if (out == UP_DONE && r->uploaded != NULL) {
-        r->uploaded(r->uploaded_user, len);
-    }
+    count_upload(r, out, len);
     return out;
 }
 
@@ -387,9 +393,7 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
         nanosleep(&ts, NULL);
     }
     t->runner->times.upload_us += clock_mono_us() - t0;
-    if (out == UP_DONE && t->runner->uploaded != NULL) {
-        t->runner->uploaded(t->runner->uploaded_user, len);
-    }
+    count_upload(t->runner, out, len);
     json_object_put(task);
     buf_finish(&url);
     return out == UP_DONE ? 0 : -1;
