@@ -26,9 +26,9 @@ struct run_state {
 
 /* ---------------------------------------------------------------- failures */
 
-/* Records a job-level failure: Blitline's "Image processing failed. <why>", and every identifier
- * not uploaded is failed. */
-static void fail_job(struct run_state *t, const char *why)
+/* Blitline's "Image processing failed. <why>" for the whole job, the first error if none came
+ * before. */
+static void job_error(struct run_state *t, const char *why)
 {
     char msg[ERR_MSG_MAX + 32];
     snprintf(msg, sizeof msg, "Image processing failed. %s", why);
@@ -36,10 +36,43 @@ static void fail_job(struct run_state *t, const char *why)
     if (t->first_error[0] == '\0') {
         snprintf(t->first_error, ERR_MSG_MAX, "%.*s", ERR_MSG_MAX - 1, msg);
     }
+}
+
+/* Whether an output of the current run waits in Redis for its upload. */
+static bool parked(const struct runner *w, const char *image_identifier)
+{
+    for (size_t i = 0; w != NULL && i < w->n_parked; i++) {
+        json_object *id = NULL;
+        json_object_object_get_ex(w->parked[i].task, "image_identifier", &id);
+        if (id != NULL && strcmp(json_object_get_string(id), image_identifier) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Every identifier of the job neither uploaded nor waiting for its upload is failed. */
+static void fail_remaining(struct run_state *t)
+{
     json_object *ids = json_object_new_array();
+    json_object *left = json_object_new_array();
     job_identifiers(t->job, ids);
-    result_fail_remaining(t->result, ids);
+    for (size_t i = 0; i < json_object_array_length(ids); i++) {
+        json_object *id = json_object_array_get_idx(ids, i);
+        if (!parked(t->runner, json_object_get_string(id))) {
+            json_object_array_add(left, json_object_get(id));
+        }
+    }
+    result_fail_remaining(t->result, left);
+    json_object_put(left);
     json_object_put(ids);
+}
+
+/* Records a job-level failure: the error, and every identifier not uploaded is failed. */
+static void fail_job(struct run_state *t, const char *why)
+{
+    job_error(t, why);
+    fail_remaining(t);
 }
 
 /* Records the failure of one output; the others carry on. */
@@ -433,7 +466,15 @@ static void process(struct runner *w, struct run_state *t)
     struct src_refs *refs = src_refs_create();
     long t0 = clock_mono_us();
     if (prepare(w, t, refs, &im, &e) < 0 || proc_run(t->job, &im, &w->popts, &pr, &e) < 0) {
-        fail_job(t, e.msg);
+        job_error(t, e.msg);
+        /* as in Blitline, what was saved before the failure still goes: unless the job runs
+         * again, which saves it anew */
+        bool again = (w->fetch_status == RUN_SOURCE_TRANSIENT && w->rerun_transient) ||
+                     (w->fetch_status == RUN_SOURCE_FAILED && w->rerun_failed);
+        for (size_t i = 0; !again && i < pr.n_outputs; i++) {
+            upload_output(t, &pr.outputs[i]);
+        }
+        fail_remaining(t);
         goto out;
     }
     long us = clock_mono_us() - t0;

@@ -1233,23 +1233,40 @@ static long job_attempt(const struct job *j)
     return a < 1 ? 1 : a;
 }
 
-/* How long to wait before running the job again, or -1 not to. Blitline's wait_retry_delay
- * (seconds; at most 5 runs; outside 0..100 it is 5) covers any source failure; otherwise only
- * transient ones are retried, PIXQ_MAX_ATTEMPTS times with full-jitter exponential back-off. */
-static long retry_delay_ms(struct worker *w, const struct job *j, enum run_status st)
+/* Whether the job asked for Blitline's wait_retry_delay. */
+static bool waits_retry(const struct job *j)
+{
+    json_object *wrd = NULL;
+    return json_object_object_get_ex(j->root, "wait_retry_delay", &wrd) && wrd != NULL;
+}
+
+/* Whether a run of the job that ends with `st` (a source failure) runs again: Blitline's
+ * wait_retry_delay covers any source failure, at most 5 runs; otherwise only transient ones are
+ * retried, PIXQ_MAX_ATTEMPTS runs in all. */
+static bool reruns(const struct worker *w, const struct job *j, enum run_status st)
 {
     long attempt = job_attempt(j);
-    json_object *wrd = NULL;
-    if (json_object_object_get_ex(j->root, "wait_retry_delay", &wrd) && wrd != NULL) {
+    if (waits_retry(j)) {
+        return attempt < 5;
+    }
+    return st == RUN_SOURCE_TRANSIENT && attempt < w->cfg->max_attempts;
+}
+
+/* How long to wait before running the job again, or -1 not to: wait_retry_delay's seconds
+ * (outside 0..100 it is 5), else full-jitter exponential back-off. */
+static long retry_delay_ms(struct worker *w, const struct job *j, enum run_status st)
+{
+    if (!reruns(w, j, st)) {
+        return -1;
+    }
+    long attempt = job_attempt(j);
+    if (waits_retry(j)) {
         long secs = 5;
         struct err e;
         if (job_param_long(j->root, "job", "wait_retry_delay", 5, 0, 100, &secs, &e) < 0) {
             secs = 5;
         }
-        return attempt < 5 ? secs * 1000 : -1;
-    }
-    if (st != RUN_SOURCE_TRANSIENT || attempt >= w->cfg->max_attempts) {
-        return -1;
+        return secs * 1000;
     }
     long cap = w->cfg->retry_base_ms;
     for (long i = 1; i < attempt && cap < w->cfg->retry_max_ms; i++) {
@@ -1340,6 +1357,8 @@ static void handle_payload(struct worker *w, struct task *t)
     bool sent = begin_send(w, t->job);
     long run = sent ? 0 : begin_now(w, t->job); /* not sent ahead: before the job, as ever */
     LOG_INFO("job_start", "job_id=%s queue=%s", t->job->id, w->queue);
+    w->runner.rerun_transient = reruns(w, t->job, RUN_SOURCE_TRANSIENT);
+    w->runner.rerun_failed = reruns(w, t->job, RUN_SOURCE_FAILED);
     enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
     if (sent) {
         run = begin_reply(w, t->job);

@@ -292,6 +292,47 @@ class ErrorsTest(BlitlineTestCase):
         self.assert_failure(pb, "err-composite", missing, ["c"])
         self.assertIn("Failed to download", pb.json["results"]["errors"][0])
 
+    def test_outputs_saved_before_a_failure_stay(self):
+        """As in Blitline, a failure part-way through the tree keeps the images saved before
+        it: they are uploaded and listed; only the identifiers not made are failed."""
+        missing = self.src.url("/missing-overlay.png")
+        pb = self.one("err-late", [
+            {"name": "resize_to_fit", "params": {"width": 50},
+             "save": {"image_identifier": "first"},
+             "functions": [{"name": "no_op", "save": {"image_identifier": "child"}}]},
+            {"name": "composite", "params": {"src": missing},
+             "save": {"image_identifier": "late"},
+             "functions": [{"name": "no_op", "save": {"image_identifier": "under-late"}}]}])
+        results = pb.json["results"]
+        self.assertEqual(results["original_meta"], {})
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["first", "child"])
+        self.assertEqual(results["failed_image_identifiers"], ["late", "under-late"])
+        self.assertEqual(len(results["errors"]), 1, results)
+        self.assertTrue(results["errors"][0].startswith("Image processing failed. "), results)
+        self.assertIn(missing, results["errors"][0])
+        self.fetch(results["images"][0], "JPEG", (50, 31))
+        self.fetch(results["images"][1], "JPEG", (50, 31))
+        self.assertEqual(self.read_result("err-late"), pb.json)
+        self.assert_queue_drained()
+
+    def test_outputs_wait_for_the_last_run(self):
+        """A run that will run again (wait_retry_delay) uploads nothing of a failed tree: the
+        last run does, once."""
+        missing = self.src.url("/missing-overlay.png")
+        job = {"src": self.serve_photo(), "job_id": "err-rerun", "wait_retry_delay": 0,
+               "postback_url": self.postbacks.url("/pb/err-rerun"), "functions": [
+                   {"name": "no_op", "save": {"image_identifier": "first"}},
+                   {"name": "composite", "params": {"src": missing},
+                    "save": {"image_identifier": "late"}}]}
+        pb = self.submit(job)
+        results = pb.json["results"]
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["first"])
+        self.assertEqual(results["failed_image_identifiers"], ["late"])
+        worker = self.programs[0]
+        self.assertEqual(len(worker.log_events("job_retry")), 4)
+        self.assertEqual(len(worker.log_events("s3_put")), 1)
+        self.assertEqual(self.src.requests("/missing-overlay.png"), 5)
+
     def test_missing_reference(self):
         pb = self.one("err-ref", [{"name": "no_op", "save": {"image_identifier": "r"}}],
                       src="&nothing")
