@@ -59,11 +59,18 @@ static int save_output(struct walk *wk, MagickWand *w, const struct job_save *sa
     }
     struct proc_output *o = &wk->out->outputs[wk->out->n_outputs];
     o->save = save;
+    o->image = NULL;
+    if (wk->opts->keep_images && (o->image = CloneMagickWand(w)) == NULL) {
+        DestroyMagickWand(copy);
+        return err_set(e, "out of memory");
+    }
     int rc =
         img_encode(copy, save, wk->opts->default_quality, wk->opts->max_output_bytes, &o->img, e);
     DestroyMagickWand(copy);
     if (rc == 0) {
         wk->out->n_outputs++;
+    } else if (o->image != NULL) {
+        o->image = DestroyMagickWand(o->image);
     }
     return rc;
 }
@@ -189,6 +196,9 @@ void proc_result_finish(struct proc_result *r)
 {
     for (size_t i = 0; i < r->n_outputs; i++) {
         img_output_finish(&r->outputs[i].img);
+        if (r->outputs[i].image != NULL) {
+            DestroyMagickWand(r->outputs[i].image);
+        }
     }
     free(r->outputs);
     json_object_put(r->original_meta);
@@ -206,7 +216,7 @@ static int keep_outputs(const struct job *pre, const struct proc_result *pr, str
 {
     for (size_t i = 0; i < pr->n_outputs; i++) {
         const struct proc_output *o = &pr->outputs[i];
-        if (src_refs_add(refs, o->save->image_identifier, o->img.blob, o->img.len, e) < 0) {
+        if (src_refs_add(refs, o->save->image_identifier, o->image, e) < 0) {
             return -1;
         }
         if (o->save->bucket != NULL && sink->output(sink->user, pre, o, e) < 0) {
@@ -221,9 +231,11 @@ static int run_pre_job(const struct job *pre, const struct src_loader *l, struct
 {
     struct src_image im;
     struct proc_result pr = {0};
+    struct proc_opts keep = *o;
+    keep.keep_images = true;
     int rc = src_open(l, pre->src, &im, e);
     if (rc == 0) {
-        rc = proc_run(pre, &im, o, &pr, e);
+        rc = proc_run(pre, &im, &keep, &pr, e);
     }
     if (rc == 0) {
         rc = keep_outputs(pre, &pr, refs, sink, e);

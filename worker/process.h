@@ -20,11 +20,13 @@ struct proc_opts {
     size_t max_output_bytes;
     op_load_fn load; /* how functions load other images; NULL: they cannot */
     void *load_user;
+    bool keep_images; /* each output keeps its image as saved (proc_output.image) */
 };
 
 struct proc_output {
     const struct job_save *save; /* borrowed from the job */
     struct img_output img;
+    MagickWand *image; /* with proc_opts.keep_images: the image before encoding; else NULL */
 };
 
 struct proc_result {

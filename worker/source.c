@@ -16,7 +16,7 @@
 
 struct src_ref {
     char *identifier;
-    struct buf bytes;
+    MagickWand *image; /* as it was saved, before encoding */
 };
 
 struct src_refs {
@@ -36,7 +36,7 @@ void src_refs_destroy(struct src_refs *r)
     }
     for (size_t i = 0; i < r->n; i++) {
         free(r->items[i].identifier);
-        buf_finish(&r->items[i].bytes);
+        DestroyMagickWand(r->items[i].image);
     }
     free(r->items);
     free(r);
@@ -66,29 +66,31 @@ static int grow(struct src_refs *r)
     return 0;
 }
 
-int src_refs_add(struct src_refs *r, const char *identifier, const void *data, size_t len,
-                 struct err *e)
+int src_refs_add(struct src_refs *r, const char *identifier, MagickWand *image, struct err *e)
 {
+    MagickWand *copy = CloneMagickWand(image); /* shares the pixels until one side changes */
+    if (copy == NULL) {
+        return err_set(e, "out of memory");
+    }
     struct src_ref *ref = ref_find(r, identifier);
     if (ref == NULL) {
         if (r->n == SRC_MAX_REFS) {
+            DestroyMagickWand(copy);
             return err_set(e, "too many pre_process images (at most %d)", SRC_MAX_REFS);
         }
-        if (r->n == r->cap && grow(r) < 0) {
+        char *id = strdup(identifier);
+        if (id == NULL || (r->n == r->cap && grow(r) < 0)) {
+            free(id);
+            DestroyMagickWand(copy);
             return err_set(e, "out of memory");
         }
-        ref = &r->items[r->n];
-        ref->identifier = strdup(identifier);
-        buf_init(&ref->bytes, 0);
-        if (ref->identifier == NULL) {
-            return err_set(e, "out of memory");
-        }
-        r->n++;
+        ref = &r->items[r->n++];
+        *ref = (struct src_ref){id, NULL};
     }
-    buf_reset(&ref->bytes);
-    if (buf_append(&ref->bytes, data, len) < 0) {
-        return err_set(e, "out of memory");
+    if (ref->image != NULL) {
+        DestroyMagickWand(ref->image);
     }
+    ref->image = copy;
     return 0;
 }
 
@@ -127,20 +129,26 @@ static const char *src_kind(json_object *src)
     return json_object_get_string(name);
 }
 
-/* Fills out->bytes for a URL, s3 or reference src. */
+/* A copy of the image a pre_process job saved as `identifier`, or NULL with the reason. */
+static MagickWand *src_reference(const struct src_loader *l, const char *identifier, struct err *e)
+{
+    const struct src_ref *ref = ref_find(l->refs, identifier);
+    if (ref == NULL) {
+        err_set(e, "Image reference '%.200s' not found. Preprocessing probably failed.",
+                identifier);
+        return NULL;
+    }
+    MagickWand *w = CloneMagickWand(ref->image);
+    if (w == NULL) {
+        err_set(e, "out of memory");
+    }
+    return w;
+}
+
+/* Fills out->bytes for a URL or s3 src. */
 static int src_bytes(const struct src_loader *l, json_object *src, struct buf *out, struct err *e)
 {
     const char *s = json_object_is_type(src, json_type_string) ? json_object_get_string(src) : NULL;
-    if (s != NULL && s[0] == '&') {
-        const struct src_ref *ref = ref_find(l->refs, s + 1);
-        if (ref == NULL) {
-            return err_set(e, "Image reference '%.200s' not found. Preprocessing probably failed.",
-                           s + 1);
-        }
-        buf_reset(out);
-        return buf_append(out, ref->bytes.data, ref->bytes.len) < 0 ? err_set(e, "out of memory")
-                                                                    : 0;
-    }
     if (s == NULL && !json_object_is_type(src, json_type_object)) {
         return err_set(e, "src must be a URL, \"&identifier\" or an object");
     }
@@ -221,8 +229,11 @@ int src_open(const struct src_loader *l, json_object *src, struct src_image *out
     if (src == NULL) {
         return err_set(e, "No source for processing");
     }
-    if (json_object_is_type(src, json_type_object) && strcmp(src_kind(src), "canvas") == 0) {
-        out->wand = new_canvas(src, l->max_pixels, e);
+    const char *s = json_object_is_type(src, json_type_string) ? json_object_get_string(src) : NULL;
+    bool canvas =
+        json_object_is_type(src, json_type_object) && strcmp(src_kind(src), "canvas") == 0;
+    if (canvas || (s != NULL && s[0] == '&')) {
+        out->wand = canvas ? new_canvas(src, l->max_pixels, e) : src_reference(l, s + 1, e);
         if (out->wand == NULL) {
             return -1;
         }

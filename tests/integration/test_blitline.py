@@ -428,6 +428,26 @@ class SourcesTest(BlitlineTestCase):
         self.assertEqual(headers.get("x-amz-meta-kind"), "original")
         self.assertEqual(self.src.requests("/quadrants.png"), 1)
 
+    def test_reference_is_the_image_not_its_encoding(self):
+        """"&identifier" is the image the pre_process job saved, not its encoded file: a save
+        without extension is a JPEG, yet the reference keeps its transparency."""
+        logo = self.src.add("/logo.png", image_file("draw-logo-40x30.png"))
+        job = {"src": "&logo", "job_id": "ref-alpha",
+               "postback_url": self.postbacks.url("/pb/ref-alpha"),
+               "pre_process": {"job": {"src": logo, "functions": [
+                   {"name": "no_op", "save": {"image_identifier": "logo"}}]}},
+               "functions": [
+                   {"name": "no_op", "save": {"image_identifier": "same", "extension": ".png"}},
+                   {"name": "background_color", "params": {"color": "#00ff00"}, "functions": [
+                       {"name": "composite", "params": {"src": "&logo"},
+                        "save": {"image_identifier": "over", "extension": ".png"}}]}]}
+        pb = self.submit(job)
+        images = self.assert_success(pb, "ref-alpha", ["same", "over"], original=(40, 30))
+        same = pixels(self.fetch(images[0], "PNG", (40, 30)), [(0, 0), (20, 15)])
+        self.assertEqual(same, [(0, 0, 0, 0), (255, 0, 0, 255)])
+        over = pixels(self.fetch(images[1], "PNG", (40, 30)), [(0, 0), (20, 15)])
+        self.assertEqual(over, [(0, 255, 0, 255), (255, 0, 0, 255)])
+
     def test_move_original_converts(self):
         src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
         job = {"src": src, "job_id": "move-1", "postback_url": self.postbacks.url("/pb/move-1"),
