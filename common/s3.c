@@ -25,8 +25,8 @@ bool s3_throttled(const struct s3_reply *r)
 
 bool s3_transient(const struct s3_reply *r)
 {
-    return r->status == 0 || r->status == 500 || r->status == 502 || r->status == 504 ||
-           s3_throttled(r) || strcmp(r->code, "RequestTimeout") == 0;
+    return (r->status == 0 && !r->not_sent) || r->status == 500 || r->status == 502 ||
+           r->status == 504 || s3_throttled(r) || strcmp(r->code, "RequestTimeout") == 0;
 }
 
 bool s3_valid_bucket(const char *name)
@@ -175,6 +175,11 @@ static int sign_request(const struct s3_config *c, const struct s3_object *o,
     if (call->n_extra > S3_HEADERS) {
         return err_set(e, "too many headers (%zu)", call->n_extra);
     }
+    if (c->access_key == NULL || c->access_key[0] == '\0' || c->secret_key == NULL ||
+        c->secret_key[0] == '\0') {
+        return err_set(e, "no S3 credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must "
+                          "both be set");
+    }
     hash_sha256_hex(call->body != NULL ? call->body : "", call->len, s->payload_hash);
     sigv4_amz_date(call->now, s->amz_date);
     s->n = 0;
@@ -215,10 +220,12 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
     memset(reply, 0, sizeof *reply);
     struct target t;
     if (build_target(c, o, &t, e) < 0) {
+        reply->not_sent = true;
         return -1;
     }
     struct signed_headers s;
     int rc = sign_request(c, o, call, &t, &s, e);
+    reply->not_sent = rc < 0; /* no credentials, a region that cannot be signed for... */
     if (rc == 0) {
         const struct http_request req = {
             .method = call->method,

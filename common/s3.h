@@ -40,6 +40,8 @@ struct s3_reply {
     char code[64];   /* S3 error code from the XML body ("SlowDown"), or "" */
     char region[64]; /* x-amz-bucket-region, or "" */
     bool too_large;  /* a GET's object is larger than the caller's limit (status 0) */
+    bool not_sent;   /* the request could not be made: no credentials, a bucket or region that
+                        cannot be addressed or signed for (status 0); trying again won't help */
 };
 
 /* Writes the object's URL (the one requests go to and postbacks report) into `out`.
@@ -65,7 +67,8 @@ int s3_head(struct http *h, const struct s3_config *c, const struct s3_object *o
 /* Whether the reply is throttling: 503, 429 or the code SlowDown. */
 bool s3_throttled(const struct s3_reply *r);
 
-/* Whether the request may pass if tried again: no response (a reset, a timeout), throttling,
+/* Whether the request may pass if tried again: no response (a reset, a timeout; not a request
+ * that could not be made, not_sent), throttling,
  * 500, 502, 504 or the code RequestTimeout, the answers the AWS SDKs retry. Other 5xx (501 Not
  * Implemented, 505) are the same on every attempt. */
 bool s3_transient(const struct s3_reply *r);

@@ -207,6 +207,11 @@ int main(int argc, char **argv)
         log_set_pid((long)getpid()); /* several processes share stderr */
     }
     cfg_each(&cfg, log_setting, NULL);
+    if (cfg.aws_access_key_id[0] == '\0' || cfg.aws_secret_access_key[0] == '\0') {
+        LOG_WARN("s3_credentials_missing", "error=%s",
+                 "\"AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set: every upload and every "
+                 "S3 source will fail\"");
+    }
     struct mhttp *metrics = NULL;
     if (start_metrics(&cfg, &metrics) < 0) {
         return 1;

@@ -505,6 +505,26 @@ class FinalErrorTest(ThrottleCase):
         self.assertEqual(int(self.limiter("no-such-bucket").get("throttle_signals", 0)), 0)
 
 
+class NoCredentialsTest(ThrottleCase):
+    """A worker without S3 credentials fails each output at once, saying so: it is not taken
+    for an outage (retried, then "temporarily unavailable")."""
+
+    def test_no_credentials_is_final(self):
+        worker = self.start_worker(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+        self.push_jobs([self.job("nocred-1", "pixq-test", 2)])
+        results = self.postbacks_for(["nocred-1"])["nocred-1"].results
+        self.assertEqual(results["failed_image_identifiers"], ["img0", "img1"], results)
+        self.assertEqual(len(results["errors"]), 2, results)
+        for error in results["errors"]:
+            self.assertIn("no S3 credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                          "must both be set", error)
+            self.assertNotIn("temporarily unavailable", error)
+        self.assertEqual(worker.log_events("upload_parked"), [])
+        self.assertEqual(self.puts("pixq-test"), [])
+        self.assertEqual(len(worker.log_events("s3_credentials_missing")), 1)
+        self.assert_no_leftovers(["nocred-1"])
+
+
 class RetryTest(ThrottleCase):
     """Retryable answers: the output is parked between attempts and uploaded in the end."""
 
