@@ -284,6 +284,43 @@ static void reset_response(const struct http_request *req, struct http_response 
     resp->ip[0] = '\0';
     resp->refused = false;
     resp->too_large = false;
+    resp->bad_url = false;
+}
+
+/* Whether a URL byte must be percent-encoded before libcurl takes it: a space, a control
+ * character or a byte of a UTF-8 sequence (users' file names in URLs, as Blitline's worker
+ * encoded them). Other characters are sent as written. */
+static bool url_needs_escape(unsigned char c)
+{
+    return c <= 0x20 || c >= 0x7f;
+}
+
+/* `url` with such bytes percent-encoded, or NULL when it has none (or out of memory: then the
+ * URL goes as it is, and libcurl says what is wrong with it). Free the result. */
+static char *url_escaped(const char *url)
+{
+    size_t n = 0, len = strlen(url);
+    for (size_t i = 0; i < len; i++) {
+        n += url_needs_escape((unsigned char)url[i]);
+    }
+    char *out = n > 0 ? malloc(len + 2 * n + 1) : NULL;
+    if (out == NULL) {
+        return NULL;
+    }
+    static const char hex[] = "0123456789ABCDEF";
+    char *p = out;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (url_needs_escape(c)) {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    *p = '\0';
+    return out;
 }
 
 int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
@@ -301,10 +338,14 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
     struct sink body = {.b = &resp->body};
     struct guard_ctx guard = {.guard = req->guard};
     char errbuf[CURL_ERROR_SIZE] = "";
-    set_options(h->curl, req, headers, &body, &resp->head, errbuf);
+    char *escaped = url_escaped(req->url);
+    struct http_request sent = *req;
+    sent.url = escaped != NULL ? escaped : req->url;
+    set_options(h->curl, &sent, headers, &body, &resp->head, errbuf);
     set_guard(h->curl, &guard);
     CURLcode rc = curl_easy_perform(h->curl);
     curl_slist_free_all(headers);
+    free(escaped);
     curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp->status);
     char *ip = NULL;
     if (curl_easy_getinfo(h->curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip != NULL) {
@@ -316,6 +357,7 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
         return refusal_error(h->curl, &guard, e);
     }
     if (rc != CURLE_OK) {
+        resp->bad_url = rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL;
         /* a 2xx body only: an error page or a redirect's over the cap says nothing final */
         resp->too_large =
             (body.overflow || rc == CURLE_FILESIZE_EXCEEDED) && resp->status / 100 == 2;

@@ -50,6 +50,7 @@ struct http_response {
     bool refused;    /* the request's guard refused the URL or an address (the message says
                       * which): retrying cannot help */
     bool too_large;  /* a 2xx body passed the request's max_body: retrying cannot help either */
+    bool bad_url;    /* the URL cannot be requested (malformed, not http or https): nor here */
 };
 
 struct http;

@@ -112,7 +112,8 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
     http_response_init(&resp);
     int rc = http_perform(w->http, &req, &resp, e);
     if (rc < 0) {
-        bool final = resp.too_large || resp.refused || strstr(e->msg, "redirects followed") != NULL;
+        bool final = resp.too_large || resp.refused || resp.bad_url ||
+                     strstr(e->msg, "redirects followed") != NULL;
         note_fetch_failure(w, final ? RUN_SOURCE_FAILED : RUN_SOURCE_TRANSIENT);
     } else if (resp.status / 100 != 2) {
         bool transient = resp.status >= 500 || resp.status == 429 || resp.status == 408;

@@ -448,6 +448,25 @@ class SourcesTest(BlitlineTestCase):
         over = pixels(self.fetch(images[1], "PNG", (40, 30)), [(0, 0), (20, 15)])
         self.assertEqual(over, [(0, 255, 0, 255), (255, 0, 0, 255)])
 
+    def test_url_with_spaces_and_utf8(self):
+        """A src URL as users write it (a space, UTF-8 in the file name) is fetched with those
+        bytes percent-encoded, as Blitline's worker did; other characters are sent as written."""
+        stored = "/my%20photo%20%C3%A9t%C3%A9%5B1%5D.jpg"
+        url = self.src.add(stored, image_file("autumn-320x200.jpg")).replace(
+            stored, "/my photo \u00e9t\u00e9%5B1%5D.jpg")
+        job = {"src": url, "job_id": "url-1", "postback_url": self.postbacks.url("/pb/url-1"),
+               "functions": [{"name": "no_op", "save": {"image_identifier": "u"}}]}
+        self.assert_success(self.submit(job), "url-1", ["u"], original=(320, 200))
+        self.assertEqual(self.src.requests(), {stored: 1})
+
+    def test_malformed_url_is_not_retried(self):
+        url = self.src.url("/x.jpg").rsplit(":", 1)[0] + ":99999/x.jpg"
+        job = {"src": url, "job_id": "url-2", "postback_url": self.postbacks.url("/pb/url-2"),
+               "functions": [{"name": "no_op", "save": {"image_identifier": "u"}}]}
+        pb = self.submit(job)
+        self.assert_failure(pb, "url-2", "Failed to download", ["u"])
+        self.assertEqual(self.programs[0].log_events("job_retry"), [])
+
     def test_move_original_converts(self):
         src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
         job = {"src": src, "job_id": "move-1", "postback_url": self.postbacks.url("/pb/move-1"),
