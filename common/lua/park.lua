@@ -15,6 +15,9 @@
 -- (outputs still to settle); each blob is kept for its delay plus the TTL and its task is
 -- scheduled; the job hash is kept for the longest delay plus the TTL. However long the fleet's
 -- backlog makes the delays, nothing expires before it is due.
+-- The outputs of an earlier run of the same job (a dead job retried, a job_id submitted again)
+-- are forgotten first: their done:/img:/obj:/err:/fail: fields and `last` would make this run's
+-- outputs look recorded already, and the job would never complete.
 -- Returns the number parked, or -1 if the job was no longer on the active list.
 
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
@@ -23,6 +26,12 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
 end
 local ttl_ms = tonumber(ARGV[3]) * 1000
 local n = (#ARGV - 4) / 3
+for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if f == 'last' or f:find('^done:') or f:find('^img:') or f:find('^obj:') or f:find('^err:') or
+        f:find('^fail:') then
+        redis.call('HDEL', KEYS[2], f)
+    end
+end
 redis.call('HSET', KEYS[2], 'payload', ARGV[1], 'base', ARGV[2], 'objs', ARGV[4], 'pending', n)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -505,6 +505,38 @@ class FinalErrorTest(ThrottleCase):
         self.assertEqual(int(self.limiter("no-such-bucket").get("throttle_signals", 0)), 0)
 
 
+class RerunParkedTest(ThrottleCase):
+    """A job whose parked output failed is retried from the dead list while its bucket is busy,
+    so the rerun parks too: it completes, with a postback of its own (the first run's records
+    of its outputs, still in the job hash, do not count for the rerun's)."""
+
+    def hold_bucket(self, bucket, seconds):
+        """Rate 1/s, burst 0, the next slot `seconds` away: the next output is parked."""
+        self.limit(bucket, 1, 0)
+        now_us = int(self.redis.execute("TIME")[0]) * 1000000
+        self.redis.execute("HSET", self.rl_key(bucket), "tat", str(now_us + int(seconds * 1e6)))
+
+    def test_dead_retry_of_a_parked_job(self):
+        self.hold_bucket("bkt-a", 2)
+        self.s3.fail("bkt-a", 403, "AccessDenied")
+        self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.push_jobs([self.job("dr-1", "bkt-a", 1)])
+        first = self.postbacks_for(["dr-1"])["dr-1"].results
+        self.assertEqual(first["failed_image_identifiers"], ["img0"], first)
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 10, "the dead letter")
+        self.s3.clear_faults()
+        self.hold_bucket("bkt-a", 2)
+        self.assertEqual(self.run_pixq("dead", "retry", "all").returncode, 0)
+        self.wait_until(lambda: len([p for p in self.postbacks.postbacks
+                                     if p.job_id == "dr-1"]) == 2, TIMEOUT_S, "a second postback")
+        second = [p for p in self.postbacks.postbacks if p.job_id == "dr-1"][1].results
+        self.assertEqual([i["image_identifier"] for i in second["images"]], ["img0"], second)
+        self.assertNotIn("failed_image_identifiers", second)
+        self.assertEqual(len(self.puts("bkt-a", status=200)), 1)
+        self.assertEqual(self.blob_keys(), [])
+        self.assertEqual(self.redis.llen(self.key("dead")), 0)
+
+
 class NoCredentialsTest(ThrottleCase):
     """A worker without S3 credentials fails each output at once, saying so: it is not taken
     for an outage (retried, then "temporarily unavailable")."""
