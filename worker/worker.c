@@ -951,15 +951,27 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
     return pending;
 }
 
-/* An upload task (park.lua): {"pixq_upload": task}. */
-static void handle_upload(struct worker *w, struct task *t, json_object *env)
+/* An upload task (park.lua): {"pixq_upload": task}. A task that crashed its workers too often
+ * (`poisoned`: why, else NULL) is not tried again: its output fails, and the job completes
+ * without it when it was the last. */
+static void handle_upload(struct worker *w, struct task *t, json_object *task, const char *poisoned)
 {
     long t0 = clock_mono_ms();
-    json_object *task = json_object_object_get(env, "pixq_upload");
     json_object *idv = json_object_object_get(task, "job_id");
     const char *job_id = idv != NULL ? json_object_get_string(idv) : "";
     int n = json_object_get_int(json_object_object_get(task, "n"));
-    long pending = send_parked(w, t, task, job_id, n);
+    long pending;
+    if (poisoned == NULL) {
+        pending = send_parked(w, t, task, job_id, n);
+    } else {
+        const char *id = json_object_get_string(json_object_object_get(task, "image_identifier"));
+        char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16];
+        snprintf(why, sizeof why, "the upload of '%.100s' failed: %.200s", id, poisoned);
+        LOG_ERROR("upload_poisoned", "job_id=%s image_identifier=%s error=%s", job_id, id,
+                  log_quote(why, q, sizeof q));
+        metrics_count_output(METRICS_OUTPUT_FAILED);
+        pending = record_upload(w, job_id, n, "err", why, id);
+    }
     if (pending == 0) {
         complete_parked(w, t, job_id, t0);
     }
@@ -1065,8 +1077,12 @@ static int parse(struct worker *w, struct task *t, const char *text, size_t len)
     return t->result != NULL ? 0 : -1;
 }
 
+static void handle_postback(struct worker *w, struct task *t, json_object *task,
+                            const char *poisoned);
+
 /* A poison pill (reap.lua): {"pixq_poison": payload, "error": why}. Post the failure back and
- * bury the job without running it again. */
+ * bury the job without running it again. pixq's own tasks are not jobs: a parked output's upload
+ * fails (its job completes without it), a postback retry is given up. */
 static void handle_poison(struct worker *w, struct task *t, json_object *env)
 {
     long t0 = clock_mono_ms();
@@ -1074,6 +1090,20 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
     json_object_object_get_ex(env, "pixq_poison", &inner);
     json_object_object_get_ex(env, "error", &why);
     const char *text = json_object_get_string(inner);
+    const char *reason = why != NULL ? json_object_get_string(why) : "";
+    json_object *own = strncmp(text, "{\"pixq_", 7) == 0 ? json_tokener_parse(text) : NULL;
+    json_object *task = NULL;
+    if (own != NULL && json_object_object_get_ex(own, "pixq_upload", &task) &&
+        json_object_is_type(task, json_type_object)) {
+        handle_upload(w, t, task, reason);
+    } else if (own != NULL && json_object_object_get_ex(own, "pixq_postback", &task) &&
+               json_object_is_type(task, json_type_object)) {
+        handle_postback(w, t, task, reason);
+    }
+    json_object_put(own);
+    if (task != NULL) {
+        return;
+    }
     if (parse(w, t, text, strlen(text)) < 0) {
         return;
     }
@@ -1082,10 +1112,11 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
     complete(w, t, t0);
 }
 
-/* A postback retry (schedule_postback): post the stored result again, or schedule the next try. */
-static void handle_postback(struct worker *w, struct task *t, json_object *env)
+/* A postback retry (schedule_postback): post the stored result again, or schedule the next try;
+ * given up when the task crashed its workers too often (`poisoned`: why, else NULL). */
+static void handle_postback(struct worker *w, struct task *t, json_object *task,
+                            const char *poisoned)
 {
-    json_object *task = json_object_object_get(env, "pixq_postback");
     const char *text = json_object_get_string(json_object_object_get(task, "job"));
     long attempt = (long)json_object_get_int64(json_object_object_get(task, "attempt"));
     struct err e = {{0}};
@@ -1097,7 +1128,11 @@ static void handle_postback(struct worker *w, struct task *t, json_object *env)
         r = rq_command(w->rq, &e, "LINDEX %s 0", key);
     }
     bool sent = false;
-    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+    if (poisoned != NULL) {
+        char q[ERR_MSG_MAX + 16];
+        LOG_ERROR("postback_given_up", "job_id=%s reason=poisoned attempt=%ld error=%s",
+                  job != NULL ? job->id : "", attempt + 1, log_quote(poisoned, q, sizeof q));
+    } else if (r == NULL || r->type != REDIS_REPLY_STRING) {
         LOG_WARN("postback_given_up", "job_id=%s reason=result_gone attempt=%ld",
                  job != NULL ? job->id : "", attempt + 1);
     } else if (post_once(w, job, r->str, &sent) < 0) {
@@ -1137,9 +1172,9 @@ static bool handle_internal(struct worker *w, struct task *t)
     if (poison) {
         handle_poison(w, t, env);
     } else if (upload) {
-        handle_upload(w, t, env);
+        handle_upload(w, t, json_object_object_get(env, "pixq_upload"), NULL);
     } else if (postback) {
-        handle_postback(w, t, env);
+        handle_postback(w, t, json_object_object_get(env, "pixq_postback"), NULL);
     }
     json_object_put(env);
     return poison || upload || postback;

@@ -64,6 +64,7 @@ How the figures are judged:
 
 import json
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -535,6 +536,38 @@ class RerunParkedTest(ThrottleCase):
         self.assertEqual(len(self.puts("bkt-a", status=200)), 1)
         self.assertEqual(self.blob_keys(), [])
         self.assertEqual(self.redis.llen(self.key("dead")), 0)
+
+
+class PoisonedUploadTest(ThrottleCase):
+    """A parked output whose upload crashed its worker 3 times (PIXQ_MAX_RECOVERIES) is not a
+    job: its output fails, and its job completes with a postback and a dead letter of its own
+    (before, the task was buried as a job with a made-up id, and the job never completed)."""
+
+    def test_poisoned_upload_task_completes_its_job(self):
+        RerunParkedTest.hold_bucket(self, "bkt-a", 2)
+        self.s3.stall("bkt-a", 300, methods=("PUT",))
+        env = dict(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_LEASE_MS=3000, PIXQ_HEARTBEAT_MS=1000,
+                   PIXQ_REAP_INTERVAL_MS=500)
+        worker = self.start_worker(**env)
+        self.push_jobs([self.job("pois-1", "bkt-a", 1)])
+        self.wait_until(self.blob_keys, 20, "a parked blob")
+        for crash in (1, 2, 3):
+            self.wait_until(lambda: self.s3.stalled() >= crash, 30, "PUT %d to stall" % crash)
+            following = self.start_worker(**env)
+            self.kill_worker(worker, signal.SIGKILL)
+            worker = following
+        results = self.postbacks_for(["pois-1"])["pois-1"].results
+        self.s3.clear_faults()
+        self.assertEqual(results["failed_image_identifiers"], ["img0"], results)
+        self.assertEqual(results["images"], [])
+        self.assertIn("the upload of 'img0' failed: the job crashed its worker 3 times",
+                      results["errors"][0])
+        self.assertEqual(len(worker.log_events("upload_poisoned")), 1)
+        self.assertEqual(worker.log_events("job_poisoned"), [])
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) > 0, 10, "a dead letter")
+        dead = [json.loads(d) for d in self.redis.lrange(self.key("dead"))]
+        self.assertEqual([d["job_id"] for d in dead], ["pois-1"])
+        self.assert_no_leftovers(["pois-1"])
 
 
 class NoCredentialsTest(ThrottleCase):
