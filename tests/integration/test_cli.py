@@ -283,6 +283,12 @@ class SubmitTest(CliCase):
         jl = self.tmp / "jl.jsonl"
         jl.write_text('%s\n{"src": \n' % json.dumps(self.job_text("x-1")))
         self.assert_refused(self.run_pixq("submit", str(jl)), "jl.jsonl:2:", "not valid JSON")
+        self.assert_refused(self.run_pixq("submit", str(trunc)),
+                            "trunc.json:3: not valid JSON: unexpected end of input")
+        self.assert_refused(self.run_pixq("submit", "-", input='[{"src": "a"},\n 1]'),
+                            "(stdin):2: element 2 of the array is not a JSON object")
+        self.assert_refused(self.run_pixq("submit", "-", input="7"),
+                            "(stdin):1: invalid job: job must be a JSON object")
         self.assert_refused(self.run_pixq("submit", "-", input="[]"), "(stdin):1:", "no job")
         self.assert_refused(self.run_pixq("submit", "-", input=" \n"), "(stdin)", "no job")
         self.assert_refused(self.run_pixq("submit", str(self.tmp / "none.json")),

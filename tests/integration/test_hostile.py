@@ -659,7 +659,9 @@ class JobLimitTest(HostileTestCase):
 
     def test_malformed_json(self):
         self.start()
-        self.assert_unparseable('{"src": "http://x/a.jpg", "functions": [', "not valid JSON")
+        self.assert_unparseable('{"src": "http://x/a.jpg", "functions": [',
+                                "job is not valid JSON: unexpected end of input")
+        self.assert_unparseable('7', "job must be a JSON object")  # valid JSON, not a job
         self.assert_still_serving()
 
     def test_10_mb_json(self):
