@@ -62,7 +62,7 @@ static const struct cfg_entry table[] = {
     {"default-bucket", "PIXQ_DEFAULT_BUCKET", T_STR, F(default_bucket), 0, 0, "", false,
      "bucket for saves without s3_destination"},
     {"s3-default-acl", "PIXQ_S3_DEFAULT_ACL", T_STR, F(s3_default_acl), 0, 0, "public-read", false,
-     "x-amz-acl sent with every upload unless the job's headers override it (empty: none)"},
+     "x-amz-acl sent with every upload unless the job's headers override it: empty (none) or a canned ACL (private, public-read, ...)"},
     {"s3-rate", "PIXQ_S3_RATE", T_RATE, 0, 0, 0, "10/s,burst=20", false,
      "default PUT rate and burst per destination bucket"},
     {"postback-secret", "PIXQ_POSTBACK_SECRET", T_STR, F(postback_secret), 0, 0, "", true,
@@ -669,6 +669,50 @@ int cfg_delays(const char *list, struct cfg_delays *out, struct err *e)
     }
 }
 
+/* The canned ACLs S3 takes in x-amz-acl. */
+static const char *const CANNED_ACLS[] = {
+    "private",       "public-read",       "public-read-write",         "authenticated-read",
+    "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control",
+};
+
+/* Whether `acl` is "" (no x-amz-acl header) or one of S3's canned ACLs. */
+static bool valid_acl(const char *acl)
+{
+    for (size_t i = 0; i < sizeof CANNED_ACLS / sizeof CANNED_ACLS[0]; i++) {
+        if (strcmp(acl, CANNED_ACLS[i]) == 0) {
+            return true;
+        }
+    }
+    return acl[0] == '\0';
+}
+
+/* Checks the S3 settings that agree with each other or with S3's rules. */
+static int cross_check_s3(const struct cfg *c, struct err *e)
+{
+    if (c->s3_retry_base_ms > c->s3_retry_max_ms) {
+        return err_set(e, "PIXQ_S3_RETRY_BASE_MS (%ld) must not exceed PIXQ_S3_RETRY_MAX_MS (%ld)",
+                       c->s3_retry_base_ms, c->s3_retry_max_ms);
+    }
+    if (c->s3_throttle_retry_base_ms > c->s3_retry_max_ms) {
+        return err_set(e,
+                       "PIXQ_S3_THROTTLE_RETRY_BASE_MS (%ld) must not exceed PIXQ_S3_RETRY_MAX_MS "
+                       "(%ld)",
+                       c->s3_throttle_retry_base_ms, c->s3_retry_max_ms);
+    }
+    if (c->default_bucket[0] != '\0' && !s3_valid_bucket(c->default_bucket)) {
+        return err_set(e, "PIXQ_DEFAULT_BUCKET: '%s' is not a valid S3 bucket name",
+                       c->default_bucket);
+    }
+    if (!valid_acl(c->s3_default_acl)) {
+        return err_set(e,
+                       "PIXQ_S3_DEFAULT_ACL: '%s' is not empty or a canned ACL (private, "
+                       "public-read, public-read-write, authenticated-read, aws-exec-read, "
+                       "bucket-owner-read, bucket-owner-full-control)",
+                       c->s3_default_acl);
+    }
+    return 0;
+}
+
 /* Checks that settings agree with each other, and the lists and URL parsed only later. */
 static int cross_check(const struct cfg *c, struct err *e)
 {
@@ -696,7 +740,7 @@ static int cross_check(const struct cfg *c, struct err *e)
     if (c->metrics_addr[0] != '\0' && !valid_host_port(c->metrics_addr)) {
         return err_set(e, "PIXQ_METRICS_ADDR: '%s' is not HOST:PORT", c->metrics_addr);
     }
-    return 0;
+    return cross_check_s3(c, e);
 }
 
 int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const char *name),

@@ -526,6 +526,20 @@ static json_tokener *tokener(int depth)
     return tok;
 }
 
+/* What json-c's tokener error `jerr` means, in words; success here means text after the value. */
+static const char *json_error_text(enum json_tokener_error jerr)
+{
+    switch (jerr) {
+    case json_tokener_success:
+        return "trailing data";
+    case json_tokener_continue:
+    case json_tokener_error_parse_eof:
+        return "unexpected end of input";
+    default:
+        return json_tokener_error_desc(jerr);
+    }
+}
+
 /* The parsed payload of type `want` (an object, or an array for a batch), or NULL. */
 static json_object *parse_payload(const char *text, size_t len, const struct job_limits *lim,
                                   json_type want, struct err *e)
@@ -542,13 +556,19 @@ static json_object *parse_payload(const char *text, size_t len, const struct job
     json_object *root = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
+    if (root == NULL && jerr == json_tokener_continue) {
+        /* the text ended inside a value: the end of input (a NUL) completes a bare number, and
+         * leaves anything else unfinished */
+        root = json_tokener_parse_ex(tok, "", 1);
+        jerr = root != NULL ? json_tokener_get_error(tok) : json_tokener_continue;
+        end = len;
+    }
     json_tokener_reset(tok);
     while (root != NULL && end < len && isspace((unsigned char)text[end])) {
         end++;
     }
     if (root == NULL || jerr != json_tokener_success || end != len) {
-        err_set(e, "job is not valid JSON: %s",
-                jerr == json_tokener_success ? "trailing data" : json_tokener_error_desc(jerr));
+        err_set(e, "job is not valid JSON: %s", json_error_text(jerr));
         json_object_put(root);
         return NULL;
     }

@@ -5,7 +5,9 @@
 # and s3rver on free loopback ports, deploy/stack.sh), a small web server that serves the sample
 # photos, a postback receiver and one pixq-worker; then submits a sample Blitline job with
 # `pixq submit --wait`, prints the postback the receiver got and the stored object's URL and
-# size, and stops everything again. Leave the stack running with --keep.
+# size, and stops everything again. Leave it all running with --keep: the worker's and the helper
+# servers' pids are then in DIR (worker.pid, photos.pid, postback.pid), and the stop command
+# printed at the end, `deploy/stack.sh stop DIR`, ends them with the stack.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,6 +54,7 @@ open(sys.argv[2], "w").write(str(srv.server_address[1]))
 srv.serve_forever()
 PY
 pids+=($!)
+echo $! >"$dir/photos.pid"
 "$python" - "$dir/postback.port" "$dir/postback.json" <<'PY' >"$dir/postback.log" 2>&1 &
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -64,11 +67,13 @@ open(sys.argv[1], "w").write(str(srv.server_address[1]))
 srv.serve_forever()
 PY
 pids+=($!)
+echo $! >"$dir/postback.pid"
 photos=$(serve_port photos)
 postback=$(serve_port postback)
 
 "$root/build/worker/pixq-worker" 2>"$dir/worker.log" &
 pids+=($!)
+echo $! >"$dir/worker.pid"
 
 cat >"$dir/job.json" <<JSON
 {
@@ -97,5 +102,5 @@ echo "image: $(identify -format '%m %wx%h' "$dir/object")"
 echo "== worker log"
 cat "$dir/worker.log"
 if ((keep)); then
-	echo "== stack left running: . $dir/stack.env; stop with: deploy/stack.sh stop $dir"
+	echo "== worker, helper servers and stack left running: . $dir/stack.env; stop them all with: deploy/stack.sh stop $dir"
 fi

@@ -3,7 +3,10 @@
 #
 #   deploy/stack.sh start DIR    start both servers with their state, logs and pid files in DIR,
 #                                wait until both answer, write DIR/stack.env
-#   deploy/stack.sh stop DIR     stop both servers (idempotent: a stopped or missing stack is fine)
+#   deploy/stack.sh stop DIR     stop both servers (idempotent: a stopped or missing stack is fine),
+#                                after what deploy/quickstart.sh --keep left running beside them:
+#                                the pixq-worker of DIR/worker.pid and the helper servers of
+#                                DIR/photos.pid and DIR/postback.pid
 #   deploy/stack.sh status DIR   exit 0 if both servers of DIR are running
 #
 # Environment:
@@ -247,6 +250,11 @@ EOF
 cmd_stop() {
 	local dir=$1
 	[[ -d $dir ]] || return 0
+	dir=$(cd "$dir" && pwd)
+	# first the programs that use the servers (quickstart.sh --keep), each checked by its
+	# command line: the worker, and the helper servers, named by the port file they write
+	stop_pids "$dir/worker.pid" pixq-worker "$dir/photos.pid" "$dir/photos.port" \
+		"$dir/postback.pid" "$dir/postback.port"
 	stop_pids "$dir/s3rver.pid" s3rver "$dir/redis.pid" redis-server
 	rm -f "$dir/stack.env" "$dir/stack.env.tmp"
 }

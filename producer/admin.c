@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "job.h"
@@ -13,13 +14,15 @@
 
 struct admin {
     struct rq *rq;
-    char queue[CFG_STR_MAX];
+    struct cfg_queues qs; /* PIXQ_QUEUE's queues, highest priority first */
 };
 
-/* Connects; the queue is the first of PIXQ_QUEUE. Returns 0, or -1 (message printed). */
+/* Connects and splits PIXQ_QUEUE. Returns 0, or -1 (message printed). */
 static int open_admin(const struct cfg *cfg, struct admin *a)
 {
-    snprintf(a->queue, sizeof a->queue, "%.*s", (int)strcspn(cfg->queue, ","), cfg->queue);
+    if (cli_queues(cfg, &a->qs) < 0) {
+        return -1;
+    }
     struct err e = {{0}};
     a->rq = rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e);
     if (a->rq == NULL) {
@@ -29,62 +32,114 @@ static int open_admin(const struct cfg *cfg, struct admin *a)
     return 0;
 }
 
-/* Runs a command on key pixq:{Q}:<suffix>; NULL (message printed) on failure. */
-static redisReply *keyed(struct admin *a, const char *cmd, const char *suffix, const char *extra)
-{
-    char key[RQ_KEY_MAX];
-    rq_key(key, sizeof key, a->queue, suffix);
-    const char *argv[] = {cmd, key, extra};
-    struct err e = {{0}};
-    redisReply *r = rq_commandv(a->rq, 0, extra != NULL ? 3 : 2, argv, NULL, &e);
-    if (r == NULL) {
-        cli_fail("%s", e.msg);
-    }
-    return r;
-}
-
-static long long keyed_int(struct admin *a, const char *cmd, const char *suffix)
-{
-    redisReply *r = keyed(a, cmd, suffix, NULL);
-    long long v = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    return v;
-}
-
 /* ---------------------------------------------------------------- pixq dead */
 
-static int dead_list(struct admin *a, long limit, bool json)
+/* One queue's dead entries as dead_list reads them, the next one to print parsed. */
+struct dead_cursor {
+    const char *queue;
+    redisReply *r;       /* LRANGE of pixq:{Q}:dead, newest first */
+    size_t next;         /* index of `head` in r */
+    json_object *head;   /* r->element[next] parsed (NULL if it is not JSON); owned */
+    long long failed_at; /* head's, ms */
+};
+
+static bool dead_cursor_done(const struct dead_cursor *c)
 {
-    char key[RQ_KEY_MAX];
-    rq_key(key, sizeof key, a->queue, "dead");
-    struct err e = {{0}};
-    redisReply *r = rq_command(a->rq, &e, "LRANGE %s 0 %ld", key, limit - 1);
-    if (r == NULL) {
-        return cli_fail("%s", e.msg);
-    }
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        if (json) {
-            printf("%s\n", r->element[i]->str);
-            continue;
-        }
-        json_object *d = json_tokener_parse(r->element[i]->str);
-        json_object *id = json_object_object_get(d, "job_id");
-        printf("%s  failed_at=%s  %s\n", id != NULL ? json_object_get_string(id) : "(no id)",
-               json_object_get_string(json_object_object_get(d, "failed_at")),
-               json_object_get_string(json_object_object_get(d, "error")));
-        json_object_put(d);
-    }
-    freeReplyObject(r);
-    return 0;
+    return c->r == NULL || c->r->type != REDIS_REPLY_ARRAY || c->next >= c->r->elements;
 }
 
-/* Forgets that the dead jobs about to be retried (`which`: "all" or a job id) were posted back
- * (the "posted" claim in pixq:{Q}:job:<id>), so that each re-run posts its new outcome. Done
- * before they are re-queued: a claim cleared for a job that then stays dead is harmless. */
-static void forget_postbacks(struct admin *a, const char *which)
+/* Moves `c` to entry `i` of its list, parsing it. */
+static void dead_cursor_at(struct dead_cursor *c, size_t i)
+{
+    json_object_put(c->head);
+    c->head = NULL;
+    c->next = i;
+    if (!dead_cursor_done(c)) {
+        c->head = json_tokener_parse(c->r->element[i]->str);
+        c->failed_at = json_object_get_int64(json_object_object_get(c->head, "failed_at"));
+    }
+}
+
+/* "2026-03-01T10:00:00.123Z": a unix time in ms, in UTC. */
+static void iso_utc(long long ms, char *out, size_t cap)
+{
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    char base[32];
+    if (ms <= 0 || gmtime_r(&sec, &tm) == NULL ||
+        strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(out, cap, "(unknown time)");
+        return;
+    }
+    snprintf(out, cap, "%s.%03lldZ", base, ms % 1000);
+}
+
+/* Prints the entry under `c`: with --json, the entry with its "queue" added; otherwise "ID  WHEN
+ * attempts=N  [queue=Q  ]ERROR", the queue named when PIXQ_QUEUE names several. */
+static void dead_print(const struct dead_cursor *c, bool json, bool several)
+{
+    if (!json_object_is_type(c->head, json_type_object)) {
+        printf(json ? "%s\n" : "(not a dead entry)  %s\n", c->r->element[c->next]->str);
+        return;
+    }
+    if (json) {
+        json_object_object_add(c->head, "queue", json_object_new_string(c->queue));
+        cli_print_json(c->head);
+        return;
+    }
+    char when[48];
+    iso_utc(c->failed_at, when, sizeof when);
+    printf("%s  %s  attempts=%s  %s%s%s%s\n", cli_str(c->head, "job_id", "(no id)"), when,
+           cli_str(c->head, "attempts", "?"), several ? "queue=" : "", several ? c->queue : "",
+           several ? "  " : "", cli_str(c->head, "error", ""));
+}
+
+/* The cursor whose entry failed last (the first queue's on a tie), or NULL when all are done. */
+static struct dead_cursor *dead_newest(struct dead_cursor *c, size_t n)
+{
+    struct dead_cursor *best = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!dead_cursor_done(&c[i]) && (best == NULL || c[i].failed_at > best->failed_at)) {
+            best = &c[i];
+        }
+    }
+    return best;
+}
+
+/* The newest `limit` dead entries of all the queues, newest first (each queue's list is). */
+static int dead_list(struct admin *a, long limit, bool json)
+{
+    struct dead_cursor c[CFG_QUEUES_MAX] = {{0}};
+    int rc = CLI_OK;
+    for (size_t i = 0; i < a->qs.n && rc == CLI_OK; i++) {
+        char key[RQ_KEY_MAX];
+        rq_key(key, sizeof key, a->qs.name[i], "dead");
+        struct err e = {{0}};
+        c[i].queue = a->qs.name[i];
+        c[i].r = rq_command(a->rq, &e, "LRANGE %s 0 %ld", key, limit - 1);
+        rc = c[i].r != NULL ? CLI_OK : cli_fail("%s", e.msg);
+        dead_cursor_at(&c[i], 0);
+    }
+    struct dead_cursor *next;
+    for (long k = 0; rc == CLI_OK && k < limit && (next = dead_newest(c, a->qs.n)) != NULL; k++) {
+        dead_print(next, json, a->qs.n > 1);
+        dead_cursor_at(next, next->next + 1);
+    }
+    for (size_t i = 0; i < a->qs.n; i++) {
+        json_object_put(c[i].head);
+        freeReplyObject(c[i].r);
+    }
+    return rc;
+}
+
+/* Forgets that the dead jobs of queue `q` about to be retried (`which`: "all" or a job id) were
+ * posted back (the "posted" claim in pixq:{Q}:job:<id>), so that each re-run posts its new
+ * outcome. Done before they are re-queued: a claim cleared for a job that then stays dead is
+ * harmless. */
+static void forget_postbacks(struct admin *a, const char *q, const char *which)
 {
     char key[RQ_KEY_MAX];
-    rq_key(key, sizeof key, a->queue, "dead");
+    rq_key(key, sizeof key, q, "dead");
     struct err e = {{0}};
     redisReply *r = rq_command(a->rq, &e, "LRANGE %s 0 -1", key);
     for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
@@ -93,7 +148,7 @@ static void forget_postbacks(struct admin *a, const char *which)
         if (id != NULL && (strcmp(which, "all") == 0 || strcmp(which, id) == 0)) {
             char suffix[JOB_ID_MAX + 8], job_key[RQ_KEY_MAX];
             snprintf(suffix, sizeof suffix, "job:%s", id);
-            rq_key(job_key, sizeof job_key, a->queue, suffix);
+            rq_key(job_key, sizeof job_key, q, suffix);
             freeReplyObject(rq_command(a->rq, &e, "HDEL %s posted", job_key));
         }
         json_object_put(d);
@@ -101,57 +156,92 @@ static void forget_postbacks(struct admin *a, const char *which)
     freeReplyObject(r);
 }
 
-static int dead_retry(struct admin *a, const char *which)
+/* Retries the dead jobs `which` of queue `q`. Returns how many, or -1 (message printed). */
+static long long dead_retry_queue(struct admin *a, const char *q, const char *which)
 {
-    forget_postbacks(a, which);
+    forget_postbacks(a, q, which);
     char dead[RQ_KEY_MAX], jobs[RQ_KEY_MAX], stats[RQ_KEY_MAX];
-    rq_key(dead, sizeof dead, a->queue, "dead");
-    rq_key(jobs, sizeof jobs, a->queue, "jobs");
-    rq_key(stats, sizeof stats, a->queue, "stats");
+    rq_key(dead, sizeof dead, q, "dead");
+    rq_key(jobs, sizeof jobs, q, "jobs");
+    rq_key(stats, sizeof stats, q, "stats");
     const char *keys[] = {dead, jobs, stats};
     const char *args[] = {which};
     struct err e = {{0}};
     redisReply *r = rq_script(a->rq, RQ_SCRIPT_DEAD_RETRY, 3, keys, 1, args, NULL, &e);
     if (r == NULL) {
-        return cli_fail("%s", e.msg);
+        cli_fail("%s", e.msg);
+        return -1;
     }
     long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
-    printf("%lld job(s) put back on pixq:{%s}:jobs\n", n, a->queue);
-    return n > 0 || strcmp(which, "all") == 0 ? 0 : 1;
+    printf("%lld job(s) put back on %s\n", n, jobs);
+    return n;
 }
 
-/* Removes every dead entry, or those of one job id. */
-static int dead_purge(struct admin *a, const char *job_id)
+/* Retries `which` in every queue: a job id is looked for in each. */
+static int dead_retry(struct admin *a, const char *which)
+{
+    long long total = 0;
+    for (size_t i = 0; i < a->qs.n; i++) {
+        long long n = dead_retry_queue(a, a->qs.name[i], which);
+        if (n < 0) {
+            return CLI_FAILED;
+        }
+        total += n;
+    }
+    return total > 0 || strcmp(which, "all") == 0 ? CLI_OK : CLI_FAILED;
+}
+
+/* Removes the dead entries of job `job_id` from list `key`; returns how many. */
+static long long purge_one(struct admin *a, const char *key, const char *job_id, struct err *e)
+{
+    long long n = 0;
+    redisReply *r = rq_command(a->rq, e, "LRANGE %s 0 -1", key);
+    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        json_object *d = json_tokener_parse(r->element[i]->str);
+        json_object *id = json_object_object_get(d, "job_id");
+        if (id != NULL && strcmp(json_object_get_string(id), job_id) == 0) {
+            redisReply *x =
+                rq_command(a->rq, e, "LREM %s 1 %b", key, r->element[i]->str, r->element[i]->len);
+            n += x != NULL && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
+            freeReplyObject(x);
+        }
+        json_object_put(d);
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+/* Removes every dead entry of queue `q`, or those of one job id. Returns how many. */
+static long long purge_queue(struct admin *a, const char *q, const char *job_id, struct err *e)
 {
     char key[RQ_KEY_MAX];
-    rq_key(key, sizeof key, a->queue, "dead");
-    struct err e = {{0}};
-    unsigned long io_before = rq_io_errors(a->rq);
-    long long n = 0;
-    if (job_id == NULL) {
-        n = keyed_int(a, "LLEN", "dead");
-        freeReplyObject(rq_command(a->rq, &e, "DEL %s", key));
-    } else {
-        redisReply *r = rq_command(a->rq, &e, "LRANGE %s 0 -1", key);
-        for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-            json_object *d = json_tokener_parse(r->element[i]->str);
-            json_object *id = json_object_object_get(d, "job_id");
-            if (id != NULL && strcmp(json_object_get_string(id), job_id) == 0) {
-                redisReply *x = rq_command(a->rq, &e, "LREM %s 1 %b", key, r->element[i]->str,
-                                           r->element[i]->len);
-                n += x != NULL && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
-                freeReplyObject(x);
-            }
-            json_object_put(d);
+    rq_key(key, sizeof key, q, "dead");
+    if (job_id != NULL) {
+        return purge_one(a, key, job_id, e);
+    }
+    redisReply *r = rq_command(a->rq, e, "LLEN %s", key);
+    long long n = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    freeReplyObject(rq_command(a->rq, e, "DEL %s", key));
+    return n;
+}
+
+/* Removes every dead entry, or those of one job id, from every queue. */
+static int dead_purge(struct admin *a, const char *job_id)
+{
+    for (size_t i = 0; i < a->qs.n; i++) {
+        struct err e = {{0}};
+        unsigned long io_before = rq_io_errors(a->rq);
+        long long n = purge_queue(a, a->qs.name[i], job_id, &e);
+        if (rq_io_errors(a->rq) != io_before || e.msg[0] != '\0') {
+            return cli_fail("dead purge: %s", e.msg[0] != '\0' ? e.msg : "redis: connection lost");
         }
-        freeReplyObject(r);
+        char key[RQ_KEY_MAX];
+        rq_key(key, sizeof key, a->qs.name[i], "dead");
+        printf("%lld dead job(s) purged from %s\n", n, key);
     }
-    if (rq_io_errors(a->rq) != io_before || e.msg[0] != '\0') {
-        return cli_fail("dead purge: %s", e.msg[0] != '\0' ? e.msg : "redis: connection lost");
-    }
-    printf("%lld dead job(s) purged\n", n);
-    return 0;
+    return CLI_OK;
 }
 
 static const char DEAD_USAGE[] =
@@ -159,10 +249,12 @@ static const char DEAD_USAGE[] =
     "       pixq dead retry all|JOB_ID\n"
     "       pixq dead purge [JOB_ID]\n"
     "\n"
-    "The jobs of the first queue of PIXQ_QUEUE (or --queue NAME) that failed for good, newest\n"
-    "first: list them (--json: one dead entry per line, {\"job\", \"job_id\", \"error\",\n"
-    "\"attempts\", \"failed_at\"}; at most N, default 100), put them back on the queue (their\n"
-    "next outcome is posted back again), or drop them.\n"
+    "The jobs that failed for good, in every queue of PIXQ_QUEUE (or --queue NAME for one):\n"
+    "list the newest N (default 100) of them all, newest first, one line each: job id, when it\n"
+    "failed (UTC), attempts, the queue (when PIXQ_QUEUE names several), error (--json: one dead\n"
+    "entry per line, {\"job\", \"job_id\", \"error\", \"attempts\", \"failed_at\" (unix ms),\n"
+    "\"queue\"}); put them back on their queue (a JOB_ID is looked for in every queue; their next\n"
+    "outcome is posted back again); or drop them. retry and purge print a line per queue.\n"
     "\n"
     "Exit status: 0 done, 1 Redis failed or retry found no such job, 2 bad usage.\n";
 

@@ -81,10 +81,13 @@ static json_object *parse_value(const struct text *t, size_t off, size_t end, si
     json_tokener_reset(t->tok);
     json_object *v = json_tokener_parse_ex(t->tok, t->data + off, (int)(end - off));
     *why = json_tokener_get_error(t->tok);
-    if (v == NULL && *why == json_tokener_continue) {
-        *why = json_tokener_error_parse_eof;
-    }
     *stop = off + json_tokener_get_parse_end(t->tok);
+    if (v == NULL && *why == json_tokener_continue) {
+        /* the text ended inside a value: the end of input completes a bare number only */
+        v = json_tokener_parse_ex(t->tok, "", 1);
+        *why = v != NULL ? json_tokener_get_error(t->tok) : json_tokener_error_parse_eof;
+        *stop = end;
+    }
     if (*why != json_tokener_success) {
         json_object_put(v);
         return NULL;
@@ -95,7 +98,8 @@ static json_object *parse_value(const struct text *t, size_t off, size_t end, si
 static int json_error(const struct text *t, size_t at, enum json_tokener_error why, struct err *e)
 {
     return err_set(e, "%s:%ld: not valid JSON: %s", t->path, line_at(t, at),
-                   json_tokener_error_desc(why));
+                   why == json_tokener_error_parse_eof ? "unexpected end of input"
+                                                       : json_tokener_error_desc(why));
 }
 
 /* Hands one parsed job to the caller (and releases it). */
@@ -115,12 +119,17 @@ static int read_array(const struct text *t, size_t open, struct err *e)
     if (pos < t->len && t->data[pos] == ']') {
         return err_set(e, "%s:%ld: an empty array holds no job", t->path, line_at(t, open));
     }
-    for (;;) {
+    for (size_t n = 1;; n++) {
         size_t stop;
         enum json_tokener_error why;
         json_object *job = parse_value(t, pos, t->len, &stop, &why);
         if (job == NULL) {
             return json_error(t, stop, why, e);
+        }
+        if (!json_object_is_type(job, json_type_object)) {
+            json_object_put(job);
+            return err_set(e, "%s:%ld: element %zu of the array is not a JSON object", t->path,
+                           line_at(t, pos), n);
         }
         if (hand_out(t, &c, job, pos, e) < 0) {
             return -1;

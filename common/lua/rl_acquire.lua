@@ -7,7 +7,9 @@
 -- ARGV[3] cost, tokens
 -- ARGV[4] longest wait to reserve, ms: a caller whose slot is further away reserves nothing
 -- ARGV[5] lowest effective rate, tokens/s: a floor for slowing down, never above the rate itself
--- ARGV[6] idle expiry of the hash, ms (not applied while an operator override is set)
+-- ARGV[6] idle expiry of the hash, ms: set again at each call without an operator override
+--         (rate or burst); with one, the hash is made persistent instead (an override written
+--         with a plain HSET onto a limiter that had an expiry does not expire with it)
 --
 -- The effective rate is the configured one, or lower after a throttling answer (rl_feedback.lua):
 -- it follows CUBIC from the decrease, C = 0.4, beta = 0.7, as the AWS SDKs' adaptive mode does.
@@ -48,5 +50,7 @@ if status < 2 then
 end
 if not h[2] and not h[3] then
     redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[6]))
+else
+    redis.call('PERSIST', KEYS[1])
 end
 return {status, math.ceil(wait / 1000), h[6] or '', math.floor(eff * 1000), tonumber(h[7]) or 0}

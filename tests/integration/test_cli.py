@@ -283,6 +283,12 @@ class SubmitTest(CliCase):
         jl = self.tmp / "jl.jsonl"
         jl.write_text('%s\n{"src": \n' % json.dumps(self.job_text("x-1")))
         self.assert_refused(self.run_pixq("submit", str(jl)), "jl.jsonl:2:", "not valid JSON")
+        self.assert_refused(self.run_pixq("submit", str(trunc)),
+                            "trunc.json:3: not valid JSON: unexpected end of input")
+        self.assert_refused(self.run_pixq("submit", "-", input='[{"src": "a"},\n 1]'),
+                            "(stdin):2: element 2 of the array is not a JSON object")
+        self.assert_refused(self.run_pixq("submit", "-", input="7"),
+                            "(stdin):1: invalid job: job must be a JSON object")
         self.assert_refused(self.run_pixq("submit", "-", input="[]"), "(stdin):1:", "no job")
         self.assert_refused(self.run_pixq("submit", "-", input=" \n"), "(stdin)", "no job")
         self.assert_refused(self.run_pixq("submit", str(self.tmp / "none.json")),
@@ -688,7 +694,9 @@ class DeadTest(CliCase):
         self.assertEqual([e["job_id"] for e in entries], ["d3", "d2", "d1"])  # newest first
         now_ms = time.time() * 1000
         for e in entries:
-            self.assertEqual(sorted(e), ["attempts", "error", "failed_at", "job", "job_id"])
+            self.assertEqual(sorted(e),
+                             ["attempts", "error", "failed_at", "job", "job_id", "queue"])
+            self.assertEqual(e["queue"], "default")
             self.assertEqual(json.loads(e["job"]), json.loads(payloads[e["job_id"]]))
             self.assertTrue(e["error"].startswith("Image processing failed."), e["error"])
             self.assertIn("/not-yet.png", e["error"])
@@ -696,8 +704,10 @@ class DeadTest(CliCase):
             self.assertGreaterEqual(e["attempts"], 1)
         text = self.pixq_ok("dead", "list").splitlines()
         self.assertEqual([line.split()[0] for line in text], ["d3", "d2", "d1"])
-        self.assertTrue(all("failed_at=" in line and "Image processing failed." in line
-                            for line in text), text)
+        for line, e in zip(text, entries):  # id, when (UTC), attempts, error; no queue: only one
+            when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(e["failed_at"] // 1000))
+            self.assertEqual(line, "%s  %s.%03dZ  attempts=%d  %s" % (
+                e["job_id"], when, e["failed_at"] % 1000, e["attempts"], e["error"]))
         limited = self.pixq_ok("dead", "list", "--limit", "2", "--json").splitlines()
         self.assertEqual([json.loads(line)["job_id"] for line in limited], ["d3", "d2"])
 
@@ -716,9 +726,11 @@ class DeadTest(CliCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stdout.strip(), "0 job(s) put back on pixq:{default}:jobs")
 
-        self.assertEqual(self.pixq_ok("dead", "purge", "d1").strip(), "1 dead job(s) purged")
+        self.assertEqual(self.pixq_ok("dead", "purge", "d1").strip(),
+                         "1 dead job(s) purged from pixq:{default}:dead")
         self.assertEqual(self.dead_ids(), ["d3"])
-        self.assertEqual(self.pixq_ok("dead", "purge", "d1").strip(), "0 dead job(s) purged")
+        self.assertEqual(self.pixq_ok("dead", "purge", "d1").strip(),
+                         "0 dead job(s) purged from pixq:{default}:dead")
 
         self.assertEqual(self.pixq_ok("dead", "retry", "all").strip(),
                          "1 job(s) put back on pixq:{default}:jobs")
@@ -731,13 +743,70 @@ class DeadTest(CliCase):
         for i in ("p1", "p2"):
             self.push(self.job(i, "/gone.png"))
         self.wait_until(lambda: len(self.dead_ids()) == 2, 20, "2 dead entries")
-        self.assertEqual(self.pixq_ok("dead", "purge").strip(), "2 dead job(s) purged")
+        self.assertEqual(self.pixq_ok("dead", "purge").strip(),
+                         "2 dead job(s) purged from pixq:{default}:dead")
         self.assertEqual(self.redis.exists(self.key("dead")), 0)
         self.assertEqual(self.pixq_ok("dead", "list"), "")
         self.assert_queue_drained()
         # every job posted back once per run: d1..d3 failed, d2 and d3 again after the retry
         per_job = sorted(pb.job_id for pb in self.postbacks.postbacks)
         self.assertEqual(per_job, ["d1", "d2", "d2", "d3", "d3", "p1", "p2"])
+
+
+class DeadQueuesTest(CliCase):
+    """dead list, retry and purge cover every queue of PIXQ_QUEUE (entries pushed by hand)."""
+
+    QUEUES = {"PIXQ_QUEUE": "urgent,default"}
+
+    def dead_entry(self, job_id, failed_at, error):
+        job = json.dumps({"job_id": job_id, "src": "http://x.test/a.png", "functions": []})
+        return json.dumps({"job": job, "job_id": job_id, "error": error, "attempts": 2,
+                           "failed_at": failed_at})
+
+    def fill(self):
+        # urgent's u1 failed between default's d1 and d2: the list merges them by failed_at
+        self.redis.lpush("pixq:{urgent}:dead", self.dead_entry("u1", 1700000000500, "E u1"))
+        for job_id, at in (("d1", 1700000000000), ("d2", 1700000001000)):
+            self.redis.lpush("pixq:{default}:dead", self.dead_entry(job_id, at, "E " + job_id))
+
+    def pixq_q(self, *args, env=None):
+        r = self.run_pixq(*args, env=dict(self.QUEUES, **(env or {})))
+        return r.returncode, r.stdout
+
+    def test_list_retry_purge_every_queue(self):
+        self.fill()
+        rc, out = self.pixq_q("dead", "list")
+        self.assertEqual(rc, 0)
+        self.assertEqual(out.splitlines(), [
+            "d2  2023-11-14T22:13:21.000Z  attempts=2  queue=default  E d2",
+            "u1  2023-11-14T22:13:20.500Z  attempts=2  queue=urgent  E u1",
+            "d1  2023-11-14T22:13:20.000Z  attempts=2  queue=default  E d1"])
+        rc, out = self.pixq_q("dead", "list", "--json", "--limit", "2")
+        self.assertEqual([(e["job_id"], e["queue"]) for e in map(json.loads, out.splitlines())],
+                         [("d2", "default"), ("u1", "urgent")])
+        rc, out = self.pixq_q("dead", "list", env={"PIXQ_QUEUE": "urgent"})
+        self.assertEqual([line.split()[0] for line in out.splitlines()], ["u1"])
+        self.assertNotIn("queue=", out)
+
+        rc, out = self.pixq_q("dead", "retry", "u1")  # urgent holds it
+        self.assertEqual((rc, out.splitlines()), (0, ["1 job(s) put back on pixq:{urgent}:jobs",
+                                                      "0 job(s) put back on pixq:{default}:jobs"]))
+        self.assertEqual(json.loads(self.redis.lindex("pixq:{urgent}:jobs", 0))["job_id"], "u1")
+        rc, out = self.pixq_q("dead", "retry", "d1")
+        self.assertEqual((rc, out.splitlines()), (0, ["0 job(s) put back on pixq:{urgent}:jobs",
+                                                      "1 job(s) put back on pixq:{default}:jobs"]))
+        self.assertEqual(json.loads(self.redis.lindex("pixq:{default}:jobs", 0))["job_id"], "d1")
+        self.assertEqual(self.pixq_q("dead", "retry", "u1")[0], 1)  # in no queue now
+
+        self.fill()
+        purged = "%d dead job(s) purged from pixq:{%s}:dead"
+        rc, out = self.pixq_q("dead", "purge", "u1")
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [purged % (1, "urgent"), purged % (0, "default")]))
+        rc, out = self.pixq_q("dead", "purge")
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [purged % (0, "urgent"), purged % (3, "default")]))
+        self.assertEqual(self.pixq_q("dead", "list"), (0, ""))
 
 
 BAD_ARGUMENTS = [

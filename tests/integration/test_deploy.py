@@ -17,6 +17,8 @@
   build stage's commands run on exactly the files its COPY lines take (not in sanitizer builds:
   the same check twice); every Debian package it installs exists (apt-cache); the runtime
   stage's packages provide every shared library the programs need; non-root numeric USER.
+* deploy/quickstart.sh --keep: the stop command it prints ends every process it started (the
+  worker, the two helper servers, redis-server and s3rver).
 * deploy/k8s/*.yaml: every object validated against its OpenAPI schema (kubernetes-models and
   @kubernetes-models/keda, npm), with the models' validators and with TypeScript's checker on
   their interfaces (which also refuses unknown fields), and checked against each other (Secret
@@ -38,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import urllib.parse
 from pathlib import Path
@@ -808,6 +811,82 @@ class KubernetesTest(unittest.TestCase):
         for param, want in (("username", url.username), ("password", url.password)):
             self.assertEqual(refs[param]["name"], secret["metadata"]["name"])
             self.assertEqual(secret["stringData"][refs[param]["key"]], want)
+
+
+def pid_gone(pid):
+    """Whether process `pid` has ended (a zombie has)."""
+    try:
+        return Path("/proc", str(pid), "stat").read_text().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
+
+
+class QuickstartTest(unittest.TestCase):
+    """deploy/quickstart.sh --keep, then the stop command it prints: nothing it started is left
+    running (it found a worker and the helper servers left behind, issue: quickstart stop)."""
+
+    def processes_of(self, directory, redis_url):
+        """Pids of the processes whose command line names `directory` or whose environment
+        holds `redis_url` (the worker's)."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                cmdline = Path("/proc", entry, "cmdline").read_bytes()
+                environ = Path("/proc", entry, "environ").read_bytes()
+                state = Path("/proc", entry, "stat").read_text().split(") ", 1)[1]
+            except OSError:
+                continue
+            if state.startswith("Z"):
+                continue
+            if directory.encode() in cmdline or \
+                    ("PIXQ_REDIS_URL=" + redis_url).encode() in environ.split(b"\0"):
+                found.append(int(entry))
+        return found
+
+    def kill_leftovers(self, directory, redis_url):
+        for pid in self.processes_of(directory, redis_url):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+    def test_printed_stop_command_ends_everything(self):
+        out_path = Path(tempfile.mkdtemp(prefix="pixq-qs-test-")) / "out"
+        self.addCleanup(shutil.rmtree, out_path.parent, True)
+        with open(out_path, "w") as out:  # a file: the kept worker holds its stdout open
+            r = subprocess.run([str(DEPLOY / "quickstart.sh"), "--keep"], env=clean_env(),
+                               stdout=out, stderr=subprocess.STDOUT, timeout=300)
+        text = out_path.read_text()
+        m = re.search(r"stop them all with: (deploy/stack\.sh stop (/tmp/pixq-quickstart\.\w+))$",
+                      text.rstrip(), re.M)
+        self.assertIsNotNone(m, text)
+        directory = m.group(2)
+        self.addCleanup(shutil.rmtree, directory, True)
+        env = dict(line.split("=", 1)
+                   for line in Path(directory, "stack.env").read_text().splitlines())
+        redis_url = env["PIXQ_REDIS_URL"]
+        self.addCleanup(self.kill_leftovers, directory, redis_url)
+        self.addCleanup(subprocess.run, [str(DEPLOY / "stack.sh"), "stop", directory],
+                        env=clean_env(), stdout=subprocess.DEVNULL, timeout=120)
+        self.assertEqual(r.returncode, 0, text)
+        self.assertIn('"s3_url"', text)  # the job ran
+        started = set(self.processes_of(directory, redis_url))  # the worker, 2 helpers, s3rver
+        started |= {int(Path(directory, f).read_text()) for f in ("redis.pid", "s3rver.pid")}
+        self.assertEqual(len(started), 5, started)
+
+        stop = subprocess.run(m.group(1).split(), cwd=REPO, env=clean_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(stop.returncode, 0, stop.stderr)
+        deadline = time.monotonic() + 10
+        left = started
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = {pid for pid in started if not pid_gone(pid)}
+        self.assertEqual({pid: Path("/proc", str(pid), "cmdline").read_bytes() for pid in left},
+                         {})
+        self.assertEqual(self.processes_of(directory, redis_url), [])
 
 
 if __name__ == "__main__":

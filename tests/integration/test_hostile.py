@@ -659,7 +659,13 @@ class JobLimitTest(HostileTestCase):
 
     def test_malformed_json(self):
         self.start()
-        self.assert_unparseable('{"src": "http://x/a.jpg", "functions": [', "not valid JSON")
+        self.assert_unparseable('{"src": "http://x/a.jpg", "functions": [',
+                                "job is not valid JSON: unexpected end of input")
+        self.assert_unparseable('7', "job must be a JSON object")  # valid JSON, not a job
+        self.push_job("[8]")  # an array is split into its jobs: the element fails on its own
+        self.wait_until(lambda: [d for d in self.dead_entries() if d["job"] == "8" and
+                                 d["error"] == "job must be a JSON object"], TIMEOUT_S,
+                        "the array's element in dead with its error")
         self.assert_still_serving()
 
     def test_10_mb_json(self):

@@ -804,6 +804,16 @@ class RateLimitTest(LuaTestCase):
         self.assertTrue(240 <= wait <= 250, wait)
         self.assertEqual(self.r.execute("PTTL", RL), -1)  # overrides do not expire
 
+    def test_override_written_by_hand_onto_an_expiring_limiter_persists(self):
+        self.acquire()
+        self.assertGreater(self.r.execute("PTTL", RL), 0)  # idle expiry
+        self.r.execute("HSET", RL, "rate", 4, "burst", 0)  # redis-cli, without PERSIST
+        self.assertEqual(self.acquire(rate=1000, burst=50)[3], 4000)
+        self.assertEqual(self.r.execute("PTTL", RL), -1)
+        self.r.execute("HDEL", RL, "rate", "burst")  # pixq limit reset: idle expiry again
+        self.acquire()
+        self.assertGreater(self.r.execute("PTTL", RL), 0)
+
     def test_throttling_slows_the_fleet_once_per_episode_and_recovers(self):
         self.assertEqual(self.feedback(rate=100), 1)
         self.assertEqual(self.feedback(rate=100), 0)  # same episode: within the cool-down

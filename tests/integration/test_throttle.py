@@ -782,12 +782,12 @@ class RetryTest(ThrottleCase):
 class RetryBaseTest(ThrottleCase):
     """The first retry delay: PIXQ_S3_THROTTLE_RETRY_BASE_MS after a throttling answer (503,
     429, SlowDown), PIXQ_S3_RETRY_BASE_MS after other retryable ones. With the one that applies
-    at 1 ms and the other at 60 s, the retry comes within a second (full jitter: with the wrong
-    base, one chance in 60)."""
+    at 1 ms and the other at 60 s (PIXQ_S3_RETRY_MAX_MS raised to 60 s: no base may exceed it),
+    the retry comes within a second (full jitter: with the wrong base, one chance in 60)."""
 
     def retry_gap(self, job_id, status, code, **env):
         self.s3.fail("flaky-bucket", status, code, count=1)
-        self.start_worker(**env)
+        self.start_worker(PIXQ_S3_RETRY_MAX_MS=60000, **env)
         self.push_jobs([self.job(job_id, "flaky-bucket")])
         self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "flaky-bucket", 1)
         puts = self.puts("flaky-bucket")

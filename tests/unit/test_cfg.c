@@ -90,7 +90,7 @@ static void test_precedence(void)
     int fd = mkstemp(path);
     CHECK(fd >= 0);
     const char text[] = "# comment\nPIXQ_QUEUE=fromfile\nexport PIXQ_DEFAULT_QUALITY=\"60\"\n"
-                        "PIXQ_MAX_PIXELS=1000\n\nPIXQ_DEFAULT_BUCKET='b1'\n";
+                        "PIXQ_MAX_PIXELS=1000\n\nPIXQ_DEFAULT_BUCKET='bkt1'\n";
     CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
     close(fd);
     const char *env[] = {"PIXQ_QUEUE", "fromenv", "PIXQ_MAX_PIXELS", "2000", "PIXQ_CONFIG",
@@ -105,7 +105,7 @@ static void test_precedence(void)
     CHECK_STR(c.queue, "fromflag");         /* flag beats env beats file */
     CHECK_INT(c.max_pixels, 3000);          /* flag beats env */
     CHECK_INT(c.default_quality, 60);       /* only in the file */
-    CHECK_STR(c.default_bucket, "b1");      /* quotes removed */
+    CHECK_STR(c.default_bucket, "bkt1");    /* quotes removed */
     CHECK_INT(c.allow_private_networks, 1); /* bare boolean flag */
     CHECK_INT(argc, 3);
     CHECK_STR(argv[1], "submit");
@@ -258,6 +258,56 @@ static void test_fleet_settings(void)
     fake_env = NULL;
 }
 
+/* The S3 settings checked together when the configuration loads: retry delays against their cap,
+ * the default bucket's name, the default ACL. */
+static void test_s3_cross_checks(void)
+{
+    struct cfg c;
+    struct err e = {{0}};
+    char *argv0[] = {"prog", NULL};
+    const char *good[][4] = {
+        {"PIXQ_S3_RETRY_BASE_MS", "20000", "PIXQ_S3_RETRY_MAX_MS", "20000"},
+        {"PIXQ_S3_THROTTLE_RETRY_BASE_MS", "500", "PIXQ_S3_RETRY_MAX_MS", "500"},
+        {"PIXQ_DEFAULT_BUCKET", "my-images.eu", "PIXQ_S3_DEFAULT_ACL", ""},
+        {"PIXQ_DEFAULT_BUCKET", "", "PIXQ_S3_DEFAULT_ACL", "private"},
+        {"PIXQ_S3_DEFAULT_ACL", "bucket-owner-full-control", "PIXQ_LOG_FORMAT", "text"},
+        {"PIXQ_S3_DEFAULT_ACL", "aws-exec-read", "PIXQ_LOG_FORMAT", "text"}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        const char *env[] = {good[i][0], good[i][1], good[i][2], good[i][3], NULL};
+        fake_env = env;
+        int argc = 1;
+        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), 0);
+    }
+    const char *bad[][5] = {
+        {"PIXQ_S3_RETRY_BASE_MS", "20001", "PIXQ_S3_RETRY_MAX_MS", "20000",
+         "PIXQ_S3_RETRY_BASE_MS (20001) must not exceed PIXQ_S3_RETRY_MAX_MS (20000)"},
+        {"PIXQ_S3_RETRY_MAX_MS", "100", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_S3_RETRY_BASE_MS (200) must not exceed PIXQ_S3_RETRY_MAX_MS (100)"},
+        {"PIXQ_S3_THROTTLE_RETRY_BASE_MS", "30000", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_S3_THROTTLE_RETRY_BASE_MS (30000) must not exceed PIXQ_S3_RETRY_MAX_MS (20000)"},
+        {"PIXQ_DEFAULT_BUCKET", "Bad_Bucket", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_DEFAULT_BUCKET: 'Bad_Bucket' is not a valid S3 bucket name"},
+        {"PIXQ_DEFAULT_BUCKET", "ab", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_DEFAULT_BUCKET: 'ab' is not a valid S3 bucket name"},
+        {"PIXQ_S3_DEFAULT_ACL", "bogus", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_S3_DEFAULT_ACL: 'bogus' is not empty or a canned ACL (private, public-read, "
+         "public-read-write, authenticated-read, aws-exec-read, bucket-owner-read, "
+         "bucket-owner-full-control)"},
+        {"PIXQ_S3_DEFAULT_ACL", "Public-Read", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_S3_DEFAULT_ACL: 'Public-Read' is not empty or a canned ACL"},
+        {"PIXQ_S3_DEFAULT_ACL", "none", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_S3_DEFAULT_ACL: 'none' is not empty or a canned ACL"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *env[] = {bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL};
+        fake_env = env;
+        int argc = 1;
+        e.msg[0] = '\0';
+        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), -1);
+        CHECK(strncmp(e.msg, bad[i][4], strlen(bad[i][4])) == 0);
+    }
+    fake_env = NULL;
+}
+
 /* PIXQ_QUEUE and PIXQ_REDIS_URL are checked when the configuration loads, for both programs:
  * a worker with a bad one would otherwise wait for Redis for ever. */
 static void test_queues_and_url(void)
@@ -366,6 +416,7 @@ int main(void)
     test_print_hides_secrets();
     test_guard_settings();
     test_fleet_settings();
+    test_s3_cross_checks();
     test_queues_and_url();
     test_postback_delays();
     test_usage_ranges();

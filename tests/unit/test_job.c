@@ -121,6 +121,12 @@ static void test_errors(void)
     expect_unusable("[1,2]", "must be a JSON object");
     expect_unusable("{\"a\":1} trailing", "not valid JSON");
     expect_unusable("", "not valid JSON");
+    /* json-c's "continue" (input ended inside a value) in words; a bare number is valid JSON */
+    expect_unusable("{\"src\": \"x\"", "job is not valid JSON: unexpected end of input");
+    expect_unusable("{\"src\": [", "job is not valid JSON: unexpected end of input");
+    expect_unusable("1", "job must be a JSON object");
+    expect_unusable("12", "job must be a JSON object");
+    expect_unusable("{\"a\":1} 2", "job is not valid JSON: trailing data");
     char deep[200];
     memset(deep, '[', 40);
     deep[40] = '\0';
@@ -310,7 +316,7 @@ static void test_batch(void)
     CHECK_INT(job_split_batch("{}", 2, &limits, collect, NULL, &e), -1);
     CHECK(strstr(e.msg, "must be a JSON array") != NULL);
     CHECK_INT(job_split_batch("[1,", 3, &limits, collect, NULL, &e), -1);
-    CHECK(strstr(e.msg, "not valid JSON") != NULL);
+    CHECK_STR(e.msg, "job is not valid JSON: unexpected end of input");
 }
 
 /* A job whose one save has `dest` as s3_destination and `pb` as postback_headers. */
