@@ -287,14 +287,16 @@ struct settlement {
     const char *dead;      /* dead-letter envelope, or NULL */
     const char *counter;   /* "succeeded", "failed" or "" */
     const char *posted_id; /* the job whose postback was just delivered (marked), or NULL */
+    const char *retry;     /* a postback retry task to schedule with the settlement, or NULL */
+    long retry_ms;         /* when it is due, ms from now */
 };
 
 /* finish.lua's keys and arguments (see its header). */
 struct finish_call {
     char result_key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
-    char posted[32];
-    const char *keys[8], *args[9];
-    size_t lens[9];
+    char posted[32], retry_ms[32];
+    const char *keys[9], *args[12];
+    size_t lens[12];
 };
 
 static void finish_call_init(struct worker *w, const struct buf *payload,
@@ -308,16 +310,19 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
     if (s->posted_id != NULL) {
         snprintf(c->posted, sizeof c->posted, "%ld", clock_wall_ms());
     }
-    const char *keys[] = {w->active_key, c->result_key,    w->dead_key, w->stats_key,
-                          w->recov_key,  w->cur->tput_key, c->job_hash, w->jobs_key};
-    const char *args[] = {
-        payload->data,     s->result,  w->ttl_arg,      s->dead != NULL ? s->dead : "",
-        w->dead_max_arg,   s->counter, w->dead_age_arg, c->posted,
-        next ? "next" : ""};
+    snprintf(c->retry_ms, sizeof c->retry_ms, "%ld", s->retry_ms);
+    const char *keys[] = {w->active_key,    c->result_key, w->dead_key, w->stats_key,  w->recov_key,
+                          w->cur->tput_key, c->job_hash,   w->jobs_key, w->delayed_key};
+    const char *args[] = {payload->data,      s->result,
+                          w->ttl_arg,         s->dead != NULL ? s->dead : "",
+                          w->dead_max_arg,    s->counter,
+                          w->dead_age_arg,    c->posted,
+                          next ? "next" : "", s->retry != NULL ? s->retry : "",
+                          c->retry_ms,        RQ_WAKE_TOKEN};
     memcpy(c->keys, keys, sizeof keys);
     memcpy(c->args, args, sizeof args);
     c->lens[0] = payload->len;
-    for (int i = 1; i < 9; i++) {
+    for (int i = 1; i < 12; i++) {
         c->lens[i] = strlen(args[i]);
     }
 }
@@ -360,7 +365,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
     long backoff = BACKOFF_MIN_MS;
     for (int attempt = 0; attempt < FINISH_ATTEMPTS; attempt++) {
         struct err e = {{0}};
-        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 8, c.keys, 9, c.args, c.lens, &e);
+        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 9, c.keys, 12, c.args, c.lens, &e);
         if (r != NULL) {
             int settled = finish_reply(w, r);
             freeReplyObject(r);
@@ -385,7 +390,7 @@ static void bury_unparseable(struct worker *w, const struct buf *payload, const 
     LOG_ERROR("job_unparseable", "bytes=%zu error=%s", payload->len, log_quote(why, q, sizeof q));
     metrics_count_job(METRICS_JOB_DEAD);
     if (dead != NULL) {
-        const struct settlement s = {NULL, "", dead, "failed", NULL};
+        const struct settlement s = {NULL, "", dead, "failed", NULL, NULL, 0};
         settle(w, payload, &s);
     }
     free(dead);
@@ -523,30 +528,31 @@ static bool wants_postback_retry(struct worker *w, const struct job *j)
            (job_param_bool(j->root, "job", "retry_postback", false, &retry, &e) == 0 && retry);
 }
 
-/* Schedules the retry after failed postback attempt `attempt` (1-based; at most as many as
- * PIXQ_POSTBACK_RETRY_DELAYS_S has waits, Blitline's 1, 3, 15 and 600 s by default) of a settled
- * job: {"pixq_postback": {"job", "job_id", "attempt"}}; the body is the stored result:<id>.
- * delay.lua puts it on Redis's clock. */
-static void schedule_postback(struct worker *w, const char *job_text, const char *job_id,
-                              long attempt)
+/* The retry after failed postback attempt `attempt` (1-based; at most as many as
+ * PIXQ_POSTBACK_RETRY_DELAYS_S has waits, Blitline's 1, 3, 15 and 600 s by default) of a job:
+ * {"pixq_postback": {"job", "job_id", "attempt"}}, its body the stored result:<id>. finish.lua
+ * schedules it (on Redis's clock) in the step that settles the payload, so that neither a lost
+ * answer nor a crash between the two drops it. Sets s->retry and s->retry_ms; returns what holds
+ * the text, to put once settled. */
+static json_object *postback_retry(struct worker *w, const char *job_text, const char *job_id,
+                                   long attempt, struct settlement *s)
 {
     json_object *env = json_object_new_object(), *task = json_object_new_object();
     json_object_object_add(task, "job", json_object_new_string(job_text));
     json_object_object_add(task, "job_id", json_object_new_string(job_id));
     json_object_object_add(task, "attempt", json_object_new_int64(attempt));
     json_object_object_add(env, "pixq_postback", task);
-    const char *text = json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN |
-                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
-    char delay[32];
-    snprintf(delay, sizeof delay, "%ld", w->postback_delays.s[attempt - 1] * 1000);
-    const char *keys[] = {w->delayed_key, w->jobs_key};
-    const char *args[] = {text, delay, RQ_WAKE_TOKEN};
-    struct err e = {{0}};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_DELAY, 2, keys, 3, args, NULL, &e);
-    LOG_INFO("postback_retry", "job_id=%s attempt=%ld in_ms=%s scheduled=%d", job_id, attempt + 1,
-             delay, r != NULL);
-    freeReplyObject(r);
-    json_object_put(env);
+    s->retry = json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN |
+                                                       JSON_C_TO_STRING_NOSLASHESCAPE);
+    s->retry_ms = w->postback_delays.s[attempt - 1] * 1000;
+    return env;
+}
+
+static void log_postback_retry(const char *job_id, long attempt, const struct settlement *s,
+                               int settled)
+{
+    LOG_INFO("postback_retry", "job_id=%s attempt=%ld in_ms=%ld scheduled=%d", job_id, attempt + 1,
+             s->retry_ms, settled == 1);
 }
 
 /* Whether the payload is still on this worker's active list. After a lease loss it may not be
@@ -834,7 +840,7 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
     json_object *results = doc != NULL ? json_object_object_get(doc, "results") : NULL;
     if (job == NULL || results == NULL) {
         LOG_ERROR("parked_job_lost", "job_id=%s reason=state_unreadable", job_id);
-        const struct settlement s = {NULL, "", NULL, "", NULL};
+        const struct settlement s = {NULL, "", NULL, "", NULL, NULL, 0};
         settle(w, &t->payload, &s);
     } else {
         run_release(&w->runner); /* the objects of this job only, for wait_for_s3 */
@@ -981,7 +987,8 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
     if (pending == PARKED_GONE) {
         LOG_WARN("parked_job_lost", "job_id=%s reason=state_expired", job_id);
     }
-    const struct settlement s = {NULL, "", NULL, "", NULL}; /* other outputs still pending */
+    const struct settlement s = {NULL, "",   NULL, "",
+                                 NULL, NULL, 0}; /* other outputs still pending */
     settle(w, &t->payload, &s);
 }
 
@@ -1026,12 +1033,17 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     long attempts = job_attempt(job);
     const char *text = failed ? job_text(job) : NULL; /* serialised only when needed */
     char *dead = failed ? dead_envelope(text, strlen(text), job->id, first_error, attempts) : NULL;
-    const struct settlement s = {job->id, json, dead, failed ? "failed" : "succeeded",
-                                 sent ? job->id : NULL};
+    struct settlement s = {
+        job->id, json, dead, failed ? "failed" : "succeeded", sent ? job->id : NULL, NULL, 0};
+    json_object *retry = NULL;
+    if (posted < 0 && wants_postback_retry(w, job)) {
+        retry = postback_retry(w, job_text(job), job->id, 1, &s);
+    }
     int settled = settle(w, &t->payload, &s);
     free(dead);
-    if (posted < 0 && settled == 1 && wants_postback_retry(w, job)) {
-        schedule_postback(w, job_text(job), job->id, 1);
+    if (retry != NULL) {
+        log_postback_retry(job->id, 1, &s, settled);
+        json_object_put(retry);
     }
     metrics_count_job(settled == 0 ? METRICS_JOB_LEASE_LOST
                       : failed     ? METRICS_JOB_FAILED
@@ -1112,7 +1124,7 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
     complete(w, t, t0);
 }
 
-/* A postback retry (schedule_postback): post the stored result again, or schedule the next try;
+/* A postback retry (postback_retry): post the stored result again, or schedule the next try;
  * given up when the task crashed its workers too often (`poisoned`: why, else NULL). */
 static void handle_postback(struct worker *w, struct task *t, json_object *task,
                             const char *poisoned)
@@ -1128,6 +1140,8 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
         r = rq_command(w->rq, &e, "LINDEX %s 0", key);
     }
     bool sent = false;
+    struct settlement s = {NULL, "", NULL, "", NULL, NULL, 0};
+    json_object *retry = NULL;
     if (poisoned != NULL) {
         char q[ERR_MSG_MAX + 16];
         LOG_ERROR("postback_given_up", "job_id=%s reason=poisoned attempt=%ld error=%s",
@@ -1137,14 +1151,18 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
                  job != NULL ? job->id : "", attempt + 1);
     } else if (post_once(w, job, r->str, &sent) < 0) {
         if (attempt >= 1 && attempt < (long)w->postback_delays.n) {
-            schedule_postback(w, text, job->id, attempt + 1);
+            retry = postback_retry(w, text, job->id, attempt + 1, &s);
         } else {
             LOG_ERROR("postback_given_up", "job_id=%s attempts=%ld", job->id, attempt + 1);
         }
     }
     freeReplyObject(r);
-    const struct settlement s = {NULL, "", NULL, "", sent ? job->id : NULL};
-    settle(w, &t->payload, &s);
+    s.posted_id = sent ? job->id : NULL;
+    int settled = settle(w, &t->payload, &s);
+    if (retry != NULL) {
+        log_postback_retry(job->id, attempt + 1, &s, settled);
+        json_object_put(retry);
+    }
     job_destroy(job);
 }
 
@@ -1156,7 +1174,7 @@ static bool handle_internal(struct worker *w, struct task *t)
         return false;
     }
     if (strcmp(t->payload.data, RQ_WAKE_TOKEN) == 0) {
-        const struct settlement s = {NULL, "", NULL, "", NULL};
+        const struct settlement s = {NULL, "", NULL, "", NULL, NULL, 0};
         settle(w, &t->payload, &s);
         w->cur->next_promote_at = 0; /* a delayed job became the earliest: look now */
         return true;

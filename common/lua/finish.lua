@@ -10,7 +10,9 @@
 --                                    failed" of the last TPUT_KEEP_S seconds, older ones trimmed
 --                                    here (optional: without it nothing is counted there)
 -- KEYS[7] pixq:{Q}:job:<id>          the job's postback bookkeeping (only with ARGV[8])
--- KEYS[8] pixq:{Q}:jobs              the queue, for the next reservation (only with ARGV[9])
+-- KEYS[8] pixq:{Q}:jobs              the queue, for the next reservation (only with ARGV[9]) and a
+--                                    wake-up token (only with ARGV[10])
+-- KEYS[9] pixq:{Q}:delayed           where a postback retry waits (only with ARGV[10])
 -- ARGV[1] the job payload, byte for byte as reserved
 -- ARGV[2] result JSON, or "" when the job has no id to report under (unparseable payload)
 -- ARGV[3] result TTL, seconds
@@ -22,6 +24,10 @@
 --         whether or not the job is still ours (a delivered postback is a fact either way)
 -- ARGV[9] optional: "next" to reserve the next job of KEYS[8] into KEYS[1] once this one is
 --         settled (the worker's ack and its next LMOVE in one round trip), or ""
+-- ARGV[10] optional: a postback retry task to schedule once the job is settled, or ""
+-- ARGV[11] its delay, ms
+-- ARGV[12] the wake-up token pushed onto KEYS[8] when the retry is the earliest delayed payload
+--          (as delay.lua does)
 --
 -- Returns 1 if the job was on the active list and is now settled; 0 if it was not there (another
 -- worker reaped it: the caller no longer owns the job, and nothing else is written). With ARGV[9]
@@ -39,6 +45,16 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     return 0
 end
 redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[1]))
+if ARGV[10] and ARGV[10] ~= '' then
+    -- in the same step as the settlement: a lost answer or a crash cannot drop the retry
+    local t = redis.call('TIME')
+    local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[11])
+    local first = redis.call('ZRANGE', KEYS[9], 0, 0, 'WITHSCORES')
+    redis.call('ZADD', KEYS[9], due, ARGV[10])
+    if #first == 0 or due < tonumber(first[2]) then
+        redis.call('RPUSH', KEYS[8], ARGV[12])
+    end
+end
 if ARGV[2] ~= '' then
     -- the result replaces any earlier one (a rerun's): pushed, then the list cut to it; a DEL
     -- before the push would cost every job a call for what only a rerun needs

@@ -589,6 +589,29 @@ class FencingTest(ReliabilityCase):
         a.check_alive()
 
 
+class PostbackRetryLostReplyTest(ReliabilityCase):
+    """A failed postback's retry is scheduled in the step that settles the job: when Redis runs
+    finish.lua and its answer is lost, the retry still comes (it was dropped: the worker, seeing
+    the job no longer on its list, took it for someone else's)."""
+
+    def test_retry_survives_a_lost_finish_answer(self):
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
+        self.start_worker(PIXQ_REDIS_URL=proxy.redis_url(), PIXQ_POSTBACK_RETRY_DELAYS_S="1")
+        self.push_jobs([self.tiny_job("warm")])  # the scripts are loaded before the cut
+        self.wait_until(lambda: self.results("warm"), 20, "the first job")
+        self.postbacks.answer_with(500)
+        proxy.cut_on(self.key("result:pbr-1").encode())  # in finish.lua's keys only
+        self.push_jobs([self.tiny_job("pbr-1", retry_postback=True)])
+        self.assertTrue(proxy.tripped.wait(20), "finish.lua was not answered")
+        self.postbacks.wait_for_postbacks(2, scaled(20), lambda p: p.job_id == "pbr-1")
+        self.wait_until(lambda: not self.redis.zrange(self.key("delayed")), 10,
+                        "the retry to leave delayed")
+        self.assertEqual(len(self.postbacks_of("pbr-1")), 2)
+        self.assert_queue_drained()
+
+
 class PostbackDeliveryTest(ReliabilityCase):
     """Postbacks are at least once: a worker killed while its postback is in flight (the receiver
     never answered it) must not stop the re-run from posting back."""
