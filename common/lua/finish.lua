@@ -36,6 +36,10 @@
 local want_next = ARGV[9] == 'next'
 if ARGV[8] and ARGV[8] ~= '' then
     redis.call('HSET', KEYS[7], 'posted', ARGV[8])
+    if redis.call('TTL', KEYS[7]) == -1 then
+        -- begin.lua never reached Redis (or its expiry passed): the hash goes with the result
+        redis.call('EXPIRE', KEYS[7], ARGV[3])
+    end
 end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)

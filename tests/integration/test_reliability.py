@@ -612,6 +612,26 @@ class PostbackRetryLostReplyTest(ReliabilityCase):
         self.assert_queue_drained()
 
 
+class JobHashExpiryTest(ReliabilityCase):
+    """The job hash expires even when begin.lua, which sets its expiry, never reached Redis:
+    finish.lua's `posted` alone left a hash that stayed forever."""
+
+    def test_hash_expires_without_begin(self):
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        self.addCleanup(self._stop_programs)
+        self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        proxy.cut_before(self.key("job:leak-1").encode())  # begin.lua never reaches Redis
+        self.push_jobs([self.tiny_job("leak-1")])
+        self.wait_for_postback(timeout=20, job_id="leak-1")
+        self.wait_until(lambda: self.results("leak-1"), 10, "the result")
+        job_hash = self.key("job:leak-1")
+        self.assertIn("posted", self.redis.hgetall(job_hash))
+        self.assertNotIn("runs", self.redis.hgetall(job_hash))
+        self.assertGreater(self.redis.ttl(job_hash), 0)
+        self.assertLessEqual(self.redis.ttl(job_hash), self.redis.ttl(self.key("result:leak-1")))
+
+
 class PostbackDeliveryTest(ReliabilityCase):
     """Postbacks are at least once: a worker killed while its postback is in flight (the receiver
     never answered it) must not stop the re-run from posting back."""
