@@ -752,6 +752,12 @@ void rq_wait_sent(struct rq *r)
     collect_sent(r);
 }
 
+const redisReply *rq_sent_reply(struct rq *r)
+{
+    collect_sent(r);
+    return r->held;
+}
+
 redisReply *rq_script_reply(struct rq *r, struct err *e)
 {
     collect_sent(r);

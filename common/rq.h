@@ -110,6 +110,10 @@ redisReply *rq_script_reply(struct rq *r, struct err *e);
  * first). For a caller about to act outside Redis on that assumption. */
 void rq_wait_sent(struct rq *r);
 
+/* As rq_wait_sent(), then the reply kept for rq_script_reply(), left in place (NULL: none yet,
+ * lost, or not read). */
+const redisReply *rq_sent_reply(struct rq *r);
+
 /* Whether the last command failed on I/O (the connection was dropped). */
 bool rq_disconnected(const struct rq *r);
 

@@ -249,10 +249,13 @@ static int upload_headers(struct runner *w, const struct job_save *save, const c
     return 0;
 }
 
-/* Blitline's temporary-bucket layout: <YYYYMMDDHH>/<job_id>/<image_identifier>-<n>.<ext>. */
-static void default_key(const struct job *j, const struct job_save *s, char *out, size_t cap)
+/* Blitline's temporary-bucket layout: <YYYYMMDDHH>/<job_id>/<image_identifier>-<n>.<ext>, the
+ * hour the job was first seen, so that every run of it writes the same objects. */
+static void default_key(struct runner *w, const struct job *j, const struct job_save *s, char *out,
+                        size_t cap)
 {
-    time_t t = time(NULL);
+    long seen = w->first_seen != NULL ? w->first_seen(w->first_seen_user) : -1;
+    time_t t = seen > 0 ? (time_t)(seen / 1000) : time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
     char hour[16];
@@ -277,7 +280,7 @@ static json_object *build_task(struct runner *w, struct run_state *t, const stru
             return NULL;
         }
         obj.bucket = w->cfg->default_bucket;
-        default_key(t->job, save, key, sizeof key);
+        default_key(w, t->job, save, key, sizeof key);
         obj.key = key;
     }
     struct header_set hs;

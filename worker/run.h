@@ -70,6 +70,11 @@ struct runner {
     /* told the size of every upload S3 took, at once (the stats' uploaded_bytes); or NULL */
     void (*uploaded)(void *user, size_t bytes);
     void *uploaded_user;
+    /* when the job in hand was first seen (ms since the epoch, Redis's clock; begin.lua), for the
+     * hour of default keys, so that a rerun writes the same objects; -1 when unknown (then the
+     * clock of this host); or NULL */
+    long (*first_seen)(void *user);
+    void *first_seen_user;
 };
 
 /* Prepares `r` from the configuration (which must outlive it) and an HTTP client. */

@@ -68,6 +68,8 @@ struct worker {
     bool check_active;         /* a Redis error happened: our active list may hold a reserved job */
     long strand_wait_ms;       /* nap before a stranded task runs again (stranded()) */
     bool stranded_now;         /* the task in hand was stranded */
+    bool begin_ahead;          /* the job in hand's begin.lua was sent ahead, its answer not read */
+    long first_seen_ms;        /* else what its answer said (runner.first_seen), -1 if nothing */
 };
 
 /* One reserved job while it is being worked on. */
@@ -169,6 +171,23 @@ static void count_uploaded(void *user, size_t bytes)
     lease_count_uploaded(w->lease, (size_t)(w->cur - w->q), bytes);
 }
 
+/* {first_seen, runs}'s first_seen, or -1. */
+static long reply_first_seen(const redisReply *r)
+{
+    return r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                   r->element[0]->type == REDIS_REPLY_INTEGER
+               ? (long)r->element[0]->integer
+               : -1;
+}
+
+/* runner.first_seen: from begin.lua's answer, read now if it was sent ahead (an upload waits for
+ * it anyway). */
+static long job_first_seen(void *user)
+{
+    struct worker *w = user;
+    return w->begin_ahead ? reply_first_seen(rq_sent_reply(w->rq)) : w->first_seen_ms;
+}
+
 struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, struct err *e)
 {
     struct worker *w = calloc(1, sizeof *w);
@@ -209,6 +228,8 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
     run_init(&w->runner, cfg, w->http);
     w->runner.uploaded = count_uploaded;
     w->runner.uploaded_user = w;
+    w->runner.first_seen = job_first_seen;
+    w->runner.first_seen_user = w;
     run_set_redis(&w->runner, w->rq);
     img_init();
     return w;
@@ -453,8 +474,9 @@ static bool begin_send(struct worker *w, const struct job *j)
 /* The run number in begin.lua's answer `r` ({first_seen, runs}; freed), 1 for the first, or -1
  * when there is none: then the run may or may not be counted (the call may have run and its
  * answer been lost), which the log says; the job goes on. */
-static long begin_answer(const struct job *j, redisReply *r, const struct err *e)
+static long begin_answer(struct worker *w, const struct job *j, redisReply *r, const struct err *e)
 {
+    w->first_seen_ms = reply_first_seen(r);
     if (r != NULL) {
         long runs =
             r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? (long)r->element[1]->integer : 1;
@@ -474,7 +496,7 @@ static long begin_now(struct worker *w, const struct job *j)
     begin_call_init(w, j, &c);
     struct err e = {{0}};
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e);
-    return begin_answer(j, r, &e);
+    return begin_answer(w, j, r, &e);
 }
 
 /* The run number begin_send() counted (1 for the first), or -1 if Redis did not answer. */
@@ -482,7 +504,7 @@ static long begin_reply(struct worker *w, const struct job *j)
 {
     struct err e = {{0}};
     redisReply *r = rq_script_reply(w->rq, &e);
-    return begin_answer(j, r, &e);
+    return begin_answer(w, j, r, &e);
 }
 
 /* The job's postback bookkeeping in pixq:{Q}:job:<id>: `posted` is set once it was delivered. */
@@ -1408,12 +1430,14 @@ static void handle_payload(struct worker *w, struct task *t)
     }
     long started_ms = clock_wall_ms();
     bool sent = begin_send(w, t->job);
+    w->begin_ahead = sent;
     long run = sent ? 0 : begin_now(w, t->job); /* not sent ahead: before the job, as ever */
     LOG_INFO("job_start", "job_id=%s queue=%s", t->job->id, w->queue);
     w->runner.rerun_transient = reruns(w, t->job, RUN_SOURCE_TRANSIENT);
     w->runner.rerun_failed = reruns(w, t->job, RUN_SOURCE_FAILED);
     enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
     if (sent) {
+        w->begin_ahead = false;
         run = begin_reply(w, t->job);
     }
     if (run > 1) {

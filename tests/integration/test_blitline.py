@@ -372,6 +372,20 @@ class DestinationsTest(BlitlineTestCase):
         self.assertEqual(headers.get("cache-control"), "public, max-age=31536000")
         self.assertEqual(headers.get("x-amz-meta-owner"), "pixq")
 
+    def test_default_key_hour_is_when_the_job_was_first_seen(self):
+        """A run of a job first seen in another hour (a retry, a crash recovery) writes the same
+        objects: the default key's hour is begin.lua's first_seen, not this run's clock."""
+        first_seen = 1577934000000 + 1234  # 2020-01-02 03:00:01.234 UTC
+        self.redis.execute("HSET", self.key("job:hour-1"), "first_seen", str(first_seen))
+        job = {"src": self.serve_photo(), "job_id": "hour-1",
+               "postback_url": self.postbacks.url("/pb/hour-1"),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 20},
+                              "save": {"image_identifier": "d"}}]}
+        images = self.assert_success(self.submit(job), "hour-1", ["d"])
+        self.assertEqual(images[0]["s3_url"],
+                         self.s3.object_url("pixq-test", "2020010203/hour-1/d-0.jpg"))
+        self.fetch(images[0], "JPEG", (20, 13))
+
     def test_failed_upload_does_not_stop_the_others(self):
         job = {"src": self.serve_photo(), "job_id": "partial-1",
                "postback_url": self.postbacks.url("/pb/partial-1"),
