@@ -29,7 +29,9 @@ static const char *const script_name[RQ_SCRIPT_COUNT] = {
     "rl_feedback", "rl_show", "park",      "upload_done",
 };
 
-#define MAX_ARGS       4096  /* most keys plus arguments of one script call */
+#define MAX_ARGS                                                                                   \
+    4096 /* most keys plus arguments of one script call (park.lua with PIXQ_MAX_SAVES outputs: 8 + \
+            4 a save) */
 #define STACK_ARGS     32    /* a script call with at most this many words allocates no vector */
 #define CMD_KEEP_BYTES 65536 /* a command buffer larger than this is freed after its command */
 

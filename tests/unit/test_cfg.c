@@ -189,6 +189,8 @@ static void test_guard_settings(void)
     CHECK_INT(cfg_set(&c, "PIXQ_MAX_REDIRECTS", "0", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_LOW_SPEED_TIME_S", "0", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_MAX_SAVES", "0", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_MAX_SAVES", "1001", &e), -1); /* park.lua's arguments must fit */
+    CHECK_INT(cfg_set(&c, "PIXQ_MAX_SAVES", "1000", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "pixq-test,other.bucket", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "ok-bucket,Bad_Bucket", &e), -1);
     CHECK(strstr(e.msg, "'Bad_Bucket' is not a valid bucket name") != NULL);
