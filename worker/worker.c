@@ -632,7 +632,7 @@ static void park_call_free(struct park_call *c)
 static int park_call_init(struct park_call *c, size_t n)
 {
     c->n = n;
-    c->keys = calloc(4 + n, sizeof *c->keys);
+    c->keys = calloc(5 + n, sizeof *c->keys);
     c->args = calloc(4 + 3 * n, sizeof *c->args);
     c->lens = calloc(4 + 3 * n, sizeof *c->lens);
     c->blob_keys = calloc(n + 1, RQ_KEY_MAX);
@@ -653,7 +653,7 @@ static int park_call_outputs(struct worker *w, const char *job_id, struct park_c
             return -1;
         }
         snprintf(c->delays[i], 32, "%ld", p->delay_ms);
-        c->keys[4 + i] = c->blob_keys[i];
+        c->keys[5 + i] = c->blob_keys[i];
         c->args[4 + 3 * i] = c->envs[i];
         c->lens[4 + 3 * i] = strlen(c->envs[i]);
         c->args[5 + 3 * i] = c->delays[i];
@@ -687,15 +687,16 @@ static void park_job(struct worker *w, struct task *t)
     job_key(w, t->job->id, "job", -1, job_hash, sizeof job_hash);
     snprintf(ttl, sizeof ttl, "%ld", w->cfg->blob_ttl_s);
     const char *objs = json_object_to_json_string_ext(w->runner.objs, JSON_C_TO_STRING_PLAIN);
-    const char *fixed_keys[] = {w->active_key, job_hash, w->delayed_key, w->stats_key};
+    const char *fixed_keys[] = {w->active_key, job_hash, w->delayed_key, w->stats_key,
+                                w->recov_key};
     const char *fixed_args[] = {t->payload.data, result_json(t->result), ttl, objs};
     if (park_call_init(&c, w->runner.n_parked) == 0 && park_call_outputs(w, t->job->id, &c) == 0) {
         for (size_t i = 0; i < 4; i++) {
-            c.keys[i] = fixed_keys[i];
             c.args[i] = fixed_args[i];
             c.lens[i] = i == 0 ? t->payload.len : strlen(fixed_args[i]);
         }
-        r = rq_script(w->rq, RQ_SCRIPT_PARK, (int)(4 + c.n), c.keys, (int)(4 + 3 * c.n), c.args,
+        memcpy(c.keys, fixed_keys, sizeof fixed_keys);
+        r = rq_script(w->rq, RQ_SCRIPT_PARK, (int)(5 + c.n), c.keys, (int)(4 + 3 * c.n), c.args,
                       c.lens, &e);
     }
     char q[ERR_MSG_MAX + 16];
@@ -1361,7 +1362,8 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
     char ms[32], ttl[32], blob[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
     snprintf(ms, sizeof ms, "%ld", delay);
     snprintf(ttl, sizeof ttl, "%ld", w->cfg->blob_ttl_s);
-    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key, blob, job_hash};
+    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key,
+                          w->recov_key,  blob,           job_hash};
     const char *args[] = {t->payload.data, next, ms, counter, ttl};
     size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter), strlen(ttl)};
     bool parked = parked_id != NULL;
@@ -1370,7 +1372,7 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
         job_key(w, parked_id, "job", -1, job_hash, sizeof job_hash);
     }
     redisReply *r =
-        rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 5 : 3, keys, parked ? 5 : 4, args, lens, e);
+        rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 6 : 4, keys, parked ? 5 : 4, args, lens, e);
     int rc = -1;
     if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
         rc = r->integer >= 0 ? 1 : 0;

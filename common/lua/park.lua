@@ -4,7 +4,8 @@
 -- KEYS[2] pixq:{Q}:job:<id>         the job's state while outputs are parked
 -- KEYS[3] pixq:{Q}:delayed
 -- KEYS[4] pixq:{Q}:stats
--- KEYS[5..] pixq:{Q}:blob:<id>:<n>  one per parked output, in the order of the tasks below
+-- KEYS[5] pixq:{Q}:recov            crash-recovery counts: the payload's is cleared
+-- KEYS[6..] pixq:{Q}:blob:<id>:<n>  one per parked output, in the order of the tasks below
 -- ARGV[1] the job payload as reserved
 -- ARGV[2] the result so far (JSON: original_meta, images uploaded, errors)
 -- ARGV[3] how long the blobs and the job hash are kept past the time their output is due, seconds
@@ -24,6 +25,7 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
     return -1
 end
+redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[1]))
 local ttl_ms = tonumber(ARGV[3]) * 1000
 local n = (#ARGV - 4) / 3
 for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
@@ -38,7 +40,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local longest = 0
 for i = 1, n do
     local task, delay, blob = ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i]), ARGV[4 + 3 * i]
-    redis.call('SET', KEYS[4 + i], blob, 'PX', delay + ttl_ms)
+    redis.call('SET', KEYS[5 + i], blob, 'PX', delay + ttl_ms)
     redis.call('ZADD', KEYS[3], now + delay, task)
     longest = math.max(longest, delay)
 end

@@ -286,7 +286,7 @@ class PromoteTest(LuaTestCase):
 
 class RequeueTest(LuaTestCase):
     def requeue(self, wid, payload, new, delay, counter="retried"):
-        return self.run_script("requeue", [active(wid), DELAYED, STATS],
+        return self.run_script("requeue", [active(wid), DELAYED, STATS, RECOV],
                                [payload, new, delay, counter])
 
     def test_ok_moves_the_rewritten_payload_to_delayed(self):
@@ -312,12 +312,20 @@ class RequeueTest(LuaTestCase):
         self.r.execute("SET", key("blob:j1:0"), "bytes", "PX", 1000)
         self.r.execute("HSET", key("job:j1"), "pending", 1)
         self.r.execute("PEXPIRE", key("job:j1"), 10000000)  # longer already: stays
-        keys = [active("w1"), DELAYED, STATS, key("blob:j1:0"), key("job:j1"), key("blob:j1:9")]
+        keys = [active("w1"), DELAYED, STATS, RECOV, key("blob:j1:0"), key("job:j1"),
+                key("blob:j1:9")]
         self.run_script("requeue", keys, ["task-a", "task-a", 60000, "throttled", 600])
         self.assertTrue(659000 <= self.r.pttl(key("blob:j1:0")) <= 660000)
         self.assertTrue(9990000 <= self.r.pttl(key("job:j1")) <= 10000000)
         self.assertEqual(self.r.exists(key("blob:j1:9")), 0)  # gone stays gone
         self.assertEqual(self.stats(), {"throttled": 1})
+
+    def test_clears_the_payloads_recovery_count(self):
+        # the payload leaves the active list rewritten: its count would stay forever
+        self.r.lpush(active("w1"), "job-a")
+        self.r.execute("HSET", RECOV, ReapTest.sha1("job-a"), 1, ReapTest.sha1("other"), 2)
+        self.requeue("w1", "job-a", "job-a-attempt-2", 1000)
+        self.assertEqual(self.r.hgetall(RECOV), {ReapTest.sha1("other"): "2"})
 
     def test_lost_writes_nothing(self):
         self.r.lpush(active("w1"), "someone-else")
@@ -654,7 +662,7 @@ class ParkTest(LuaTestCase):
     """park.lua: a job's throttled outputs go to delayed (with their bytes as blobs)."""
 
     def park(self, wid, payload, tasks, job_id="j1", ttl=600):
-        keys = [active(wid), key("job:" + job_id), DELAYED, STATS]
+        keys = [active(wid), key("job:" + job_id), DELAYED, STATS, RECOV]
         keys += [key("blob:%s:%d" % (job_id, n)) for n in range(len(tasks))]
         args = [payload, '{"base":1}', ttl, '["obj0"]']
         for task, delay, blob in tasks:
@@ -678,6 +686,20 @@ class ParkTest(LuaTestCase):
         self.assert_near(self.zscore(DELAYED, "task-0"), t0 + 100)
         self.assert_near(self.zscore(DELAYED, "task-1"), t0 + 5000)
         self.assertEqual(self.stats(), {"throttled": 2})
+
+    def test_an_earlier_runs_outputs_are_forgotten(self):
+        # a dead job retried (or its job_id submitted again) parks again: the first run's
+        # records would count as this run's and the job would never complete
+        self.r.execute("HSET", key("job:j1"), "first_seen", 5, "done:0", "err", "err:0", "x",
+                       "fail:0", "img0", "img:1", "{}", "obj:1", "{}", "done:1", "img",
+                       "last", "1", "pending", 0)
+        self.r.execute("HSET", RECOV, ReapTest.sha1("job-a"), 2)
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.park("w1", "job-a", [("task-0", 100, "bytes-0")]), 1)
+        self.assertEqual(self.r.hgetall(key("job:j1")), {
+            "first_seen": "5", "payload": "job-a", "base": '{"base":1}', "objs": '["obj0"]',
+            "pending": "1"})
+        self.assertEqual(self.r.hgetall(RECOV), {})  # the payload's recovery count goes too
 
     def test_lost_parks_nothing(self):
         self.assertEqual(self.park("w1", "job-a", [("task-0", 100, "bytes-0")]), -1)

@@ -16,6 +16,7 @@ duration, kills, duplicate postbacks and the stats counters (reruns, recovered, 
 """
 
 import collections
+import hashlib
 import json
 import random
 import signal
@@ -630,6 +631,29 @@ class JobHashExpiryTest(ReliabilityCase):
         self.assertNotIn("runs", self.redis.hgetall(job_hash))
         self.assertGreater(self.redis.ttl(job_hash), 0)
         self.assertLessEqual(self.redis.ttl(job_hash), self.redis.ttl(self.key("result:leak-1")))
+
+
+class RecoveryCountTest(ReliabilityCase):
+    """A job recovered from a crash and then retried (requeue.lua rewrites it) leaves no
+    recovery count behind: pixq:{Q}:recov, which never expires, kept one per such job."""
+
+    def test_count_cleared_when_a_recovered_job_is_retried(self):
+        self.src.add("/r.png", tiny_png())
+        self.src.stall("/r.png")
+        payload = self.push_jobs([self.tiny_job("recov-1", path="/r.png")])[0]
+        first = self.start_worker()
+        self.wait_until(lambda: self.src.requests("/r.png") == 1, 20, "the fetch")
+        self.start_worker()
+        self.kill_worker(first, signal.SIGKILL)
+        self.src.answer_with("/r.png", 503)  # the recovered run fails transiently: retried
+        self.src.release()
+        self.wait_for_postback(timeout=40, job_id="recov-1")
+        self.wait_until(lambda: self.results("recov-1"), 10, "the result")
+        self.assertEqual(self.stats().get("recovered"), 1)
+        self.assertEqual(self.stats().get("retried"), 1)
+        self.assertNotIn(hashlib.sha1(payload.encode()).hexdigest(),
+                         self.redis.hgetall(self.key("recov")))
+        self.assert_success("recov-1")
 
 
 class PostbackDeliveryTest(ReliabilityCase):
