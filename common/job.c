@@ -204,10 +204,41 @@ static const char *shown(const char *s, char *out, size_t cap)
     return out;
 }
 
+/* A number or a boolean where Blitline takes a string (a header's value, an image_identifier
+ * from a database id) becomes that string, as JSON writes it: `obj`'s member `name` is replaced.
+ * Returns the member. */
+static json_object *scalar_as_string(json_object *obj, const char *name)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(obj, name, &v) ||
+        !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double) ||
+          json_object_is_type(v, json_type_boolean))) {
+        return v;
+    }
+    json_object *s = json_object_new_string(json_object_to_json_string(v));
+    if (s == NULL) {
+        return v; /* out of memory: refused as it is */
+    }
+    json_object_object_add(obj, name, s);
+    return s;
+}
+
 int job_check_headers(json_object *headers, const char *what, struct err *e)
 {
     if (!json_object_is_type(headers, json_type_object)) {
         return err_set(e, "%s must be an object", what);
+    }
+    size_t n = 0;
+    const char *names[JOB_MAX_HEADERS + 1];
+    json_object_object_foreach(headers, key, val)
+    {
+        (void)val;
+        if (n <= JOB_MAX_HEADERS) {
+            names[n++] = key;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        scalar_as_string(headers, names[i]); /* replaces values, keeps the keys */
     }
     if (json_object_object_length(headers) > JOB_MAX_HEADERS) {
         return err_set(e, "%s has more than %d headers", what, JOB_MAX_HEADERS);
@@ -368,6 +399,11 @@ static int parse_destination(struct job_save *s, json_object *dest, struct err *
     if (!json_object_is_type(dest, json_type_object)) {
         return err_set(e, "s3_destination of '%s' must be an object", s->image_identifier);
     }
+    if (member(dest, "signed_url") != NULL) {
+        return err_set(
+            e, "s3_destination.signed_url of '%s' is not supported: give a bucket and a key",
+            s->image_identifier);
+    }
     json_object *bucket = member(dest, "bucket");
     if (bucket != NULL && json_object_is_type(bucket, json_type_object)) {
         s->bucket = string_member(bucket, "name");
@@ -403,8 +439,10 @@ static int parse_save_options(struct job_save *s, json_object *save, double v, s
         return -1;
     }
     json_object *q = member(save, "png_quantize");
-    if (q != NULL && json_object_is_type(q, json_type_int)) {
-        s->png_quantize = json_object_get_int64(q) != 0;
+    double speed;
+    if (q != NULL && !json_object_is_type(q, json_type_boolean) && number_of(q, &speed) == 0) {
+        /* bool or int (pngquant's speed): a number, "5" as well, turns it on unless 0 */
+        s->png_quantize = speed != 0;
         return 0;
     }
     return job_param_bool(save, fn, "png_quantize", false, &s->png_quantize, e);
@@ -422,6 +460,7 @@ static int parse_save(struct tree_ctx *t, const char *fn, json_object *save, str
     }
     *out = s;
     s->index = (int)t->job->n_saves++;
+    scalar_as_string(save, "image_identifier");
     s->image_identifier = string_member(save, "image_identifier");
     if (s->image_identifier == NULL || s->image_identifier[0] == '\0') {
         return err_set(t->e, "Save must have an image_identifier (function '%s')", fn);
@@ -431,6 +470,14 @@ static int parse_save(struct tree_ctx *t, const char *fn, json_object *save, str
                        "image_identifier of function '%s' must be UTF-8 without control "
                        "characters, at most %d bytes",
                        fn, JOB_IDENTIFIER_MAX);
+    }
+    static const char *const elsewhere[] = {"azure_destination", "ftp_destination",
+                                            "signed_destination"};
+    for (size_t i = 0; i < sizeof elsewhere / sizeof *elsewhere; i++) {
+        if (member(save, elsewhere[i]) != NULL) {
+            return err_set(t->e, "%s of '%s' is not supported: pixq saves to S3 (s3_destination)",
+                           elsewhere[i], s->image_identifier);
+        }
     }
     if (parse_destination(s, member(save, "s3_destination"), t->e) < 0 ||
         parse_save_options(s, save, t->job->v, t->e) < 0) {
@@ -664,6 +711,30 @@ static int read_postback(struct job *j, struct err *e)
     return job_check_headers(j->postback_headers, "postback_headers", e);
 }
 
+/* Blitline's src_type: an image ("image", or "smart_image", which is the same for an image) is
+ * all pixq reads; the others (multi_page, burst_pdf, screen_shot_url, gif, zip...) would give
+ * other outputs than the client waits for, so they fail, saying so. */
+static int read_src_type(const struct job *j, struct err *e)
+{
+    json_object *t = member(j->root, "src_type");
+    if (t == NULL) {
+        return 0;
+    }
+    json_object *name = json_object_is_type(t, json_type_object) ? member(t, "name") : t;
+    const char *s = name != NULL && json_object_is_type(name, json_type_string)
+                        ? json_object_get_string(name)
+                        : NULL;
+    if (s == NULL) {
+        return err_set(e, "src_type must be a string");
+    }
+    if (strcmp(s, "image") != 0 && strcmp(s, "smart_image") != 0) {
+        char q[64];
+        return err_set(e, "src_type '%s' is not supported (pixq reads images only)",
+                       shown(s, q, sizeof q));
+    }
+    return 0;
+}
+
 static int read_envelope(struct job *j, struct err *e)
 {
     j->v = 1.21; /* pixq's decision: an absent v behaves as 1.21 */
@@ -685,7 +756,7 @@ static int read_envelope(struct job *j, struct err *e)
                            !json_object_is_type(j->src, json_type_object))) {
         return err_set(e, "No source for processing: src must be a URL or an object");
     }
-    return 0;
+    return read_src_type(j, e);
 }
 
 static int read_tree(struct job *j, size_t max_functions, size_t *n_functions, struct err *e)

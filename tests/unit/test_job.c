@@ -221,6 +221,67 @@ static void test_metadata_options(void)
                    "Invalid parameter 'get_exif'");
 }
 
+/* What Blitline clients send that is not quite what the format says: numbers where strings go
+ * (a database id as image_identifier, a number as a header's value), pngquant's speed as a
+ * string; and what pixq cannot do, refused with a clear error rather than done otherwise. */
+static void test_blitline_leniency(void)
+{
+    struct job *j = parse(
+        "{\"src\":\"u\",\"postback_headers\":{\"X-Try\":3},\"functions\":[{\"name\":\"no_op\","
+        "\"save\":{\"image_identifier\":12345,\"png_quantize\":\"5\",\"s3_destination\":"
+        "{\"bucket\":\"bkt\",\"key\":\"a.png\",\"headers\":{\"x-amz-meta-user\":42,"
+        "\"x-amz-meta-ok\":true,\"x-amz-meta-ratio\":1.5}}}},{\"name\":\"no_op\",\"save\":"
+        "{\"image_identifier\":\"z\",\"png_quantize\":\"0\"}}]}");
+    CHECK(j != NULL && j->error[0] == '\0');
+    if (j != NULL && j->error[0] == '\0') {
+        const struct job_save *s = j->functions[0].save;
+        CHECK_STR(s->image_identifier, "12345");
+        CHECK(s->png_quantize);
+        CHECK(!j->functions[1].save->png_quantize);
+        json_object *v = NULL;
+        CHECK(json_object_object_get_ex(s->headers, "x-amz-meta-user", &v) &&
+              json_object_is_type(v, json_type_string));
+        CHECK_STR(json_object_get_string(v), "42");
+        CHECK(json_object_object_get_ex(s->headers, "x-amz-meta-ok", &v));
+        CHECK_STR(json_object_get_string(v), "true");
+        CHECK(json_object_object_get_ex(s->headers, "x-amz-meta-ratio", &v));
+        CHECK_STR(json_object_get_string(v), "1.5");
+        CHECK(json_object_object_get_ex(j->postback_headers, "X-Try", &v) &&
+              json_object_is_type(v, json_type_string));
+    }
+    job_destroy(j);
+    j = parse("{\"src\":\"u\",\"src_type\":\"image\",\"functions\":[{\"name\":\"no_op\"}]}");
+    CHECK(j != NULL && j->error[0] == '\0');
+    job_destroy(j);
+    j = parse("{\"src\":\"u\",\"src_type\":\"smart_image\",\"functions\":[{\"name\":\"no_op\"}]}");
+    CHECK(j != NULL && j->error[0] == '\0');
+    job_destroy(j);
+    expect_invalid(
+        "{\"src\":\"u\",\"src_type\":\"burst_pdf\",\"functions\":[{\"name\":\"no_op\"}]}",
+        "src_type 'burst_pdf' is not supported (pixq reads images only)");
+    expect_invalid("{\"src\":\"u\",\"src_type\":{\"name\":\"multi_page\",\"pages\":[0]},"
+                   "\"functions\":[{\"name\":\"no_op\"}]}",
+                   "src_type 'multi_page' is not supported");
+    expect_invalid("{\"src\":\"u\",\"src_type\":5,\"functions\":[{\"name\":\"no_op\"}]}",
+                   "src_type must be a string");
+    expect_invalid(
+        "{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":"
+        "\"az\",\"azure_destination\":{\"account_name\":\"x\"}}}]}",
+        "azure_destination of 'az' is not supported: pixq saves to S3 (s3_destination)");
+    expect_invalid(
+        "{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":"
+        "\"f\",\"ftp_destination\":{\"server\":\"x\"}}}]}",
+        "ftp_destination of 'f' is not supported");
+    expect_invalid(
+        "{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":"
+        "\"s\",\"s3_destination\":{\"signed_url\":\"https://x/y?sig\"}}}]}",
+        "s3_destination.signed_url of 's' is not supported: give a bucket and a key");
+    expect_invalid(
+        "{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":"
+        "[1]}}]}",
+        "Save must have an image_identifier");
+}
+
 /* pre_process: one object or an array; nested jobs share the id and the function limit. */
 static void test_pre_process(void)
 {
@@ -348,7 +409,9 @@ static void test_guards(void)
     expect_guard(ok_dest, "{\"X-A\\r\\nX-B\":\"1\"}", "header 'X-A??X-B' has a forbidden");
     expect_guard(ok_dest, "{\"X-A\":\"1\\u0000\"}", "forbidden character");
     expect_guard(ok_dest, "{\"X A\":\"1\"}", "forbidden character");
-    expect_guard(ok_dest, "{\"X-A\":1}", "postback_headers.X-A must be a string");
+    expect_guard(ok_dest, "{\"X-A\":1}", NULL); /* a number is sent as written */
+    expect_guard(ok_dest, "{\"X-A\":[1]}", "postback_headers.X-A must be a string");
+    expect_guard(ok_dest, "{\"X-A\":null}", "postback_headers.X-A must be a string");
     expect_guard(ok_dest, "[]", "postback_headers must be an object");
     expect_guard("{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"Cache-Control\":\"a\\nb\"}}", "{}",
                  "s3_destination.headers: header 'Cache-Control' has a forbidden character");
@@ -411,6 +474,7 @@ int main(void)
     test_errors();
     test_params();
     test_metadata_options();
+    test_blitline_leniency();
     test_pre_process();
     test_pre_process_errors();
     test_batch();
