@@ -421,6 +421,9 @@ static int parse_destination(struct job_save *s, json_object *dest, struct err *
     if (job_check_s3_key(s->location, s->key, e) < 0) {
         return err_wrap(e, "s3_destination of '%s'", s->image_identifier);
     }
+    if (job_param_bool(dest, "s3_destination", "return_keys", false, &s->return_keys, e) < 0) {
+        return -1;
+    }
     s->headers = member(dest, "headers");
     if (s->headers != NULL && !json_object_is_type(s->headers, json_type_object)) {
         return err_set(e, "s3_destination.headers of '%s' must be an object", s->image_identifier);

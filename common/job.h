@@ -46,7 +46,8 @@ struct job_save {
     bool save_profiles;           /* keep the ICC profile while stripping the rest */
     const char *interlace;        /* ImageMagick interlace name, or NULL */
     bool png_quantize;
-    int index; /* 0-based position among the job's saves, in document order */
+    bool return_keys; /* s3_destination.return_keys: the result names the key (s3_key) */
+    int index;        /* 0-based position among the job's saves, in document order */
 };
 
 struct job_fn {

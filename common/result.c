@@ -59,12 +59,15 @@ void result_set_original_meta(struct result *r, json_object *meta)
 }
 
 void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
-                      long width, long height)
+                      const char *s3_key, long width, long height)
 {
     json_object *img = json_object_new_object();
     json_object *meta = json_object_new_object();
     json_object_object_add(img, "image_identifier", json_object_new_string(image_identifier));
     json_object_object_add(img, "s3_url", json_object_new_string(s3_url));
+    if (s3_key != NULL) {
+        json_object_object_add(img, "s3_key", json_object_new_string(s3_key));
+    }
     json_object_object_add(meta, "width", json_object_new_int64(width));
     json_object_object_add(meta, "height", json_object_new_int64(height));
     json_object_object_add(img, "meta", meta);

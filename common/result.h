@@ -26,7 +26,7 @@ void result_set_original_meta(struct result *r, json_object *meta);
 
 /* Adds an uploaded output: {"image_identifier", "s3_url", "meta": {"width", "height"}}. */
 void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
-                      long width, long height);
+                      const char *s3_key, long width, long height);
 
 /* Adds an error message (to `errors`). */
 void result_add_error(struct result *r, const char *message);

@@ -301,6 +301,9 @@ static json_object *build_task(struct runner *w, struct run_state *t, const stru
         json_object_object_add(task, "region", json_object_new_string(obj.region));
     }
     json_object_object_add(task, "key", json_object_new_string(obj.key));
+    if (save->return_keys) {
+        json_object_object_add(task, "return_keys", json_object_new_boolean(1));
+    }
     json_object_object_add(task, "headers", headers);
     json_object_object_add(task, "width", json_object_new_int64(o->img.width));
     json_object_object_add(task, "height", json_object_new_int64(o->img.height));
@@ -388,8 +391,8 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
         fail_output(t, o->save->image_identifier, e.msg);
     } else if (out == UP_DONE) {
         note_object(w, task);
-        result_add_image(t->result, o->save->image_identifier, url.data, o->img.width,
-                         o->img.height);
+        result_add_image(t->result, o->save->image_identifier, url.data,
+                         o->save->return_keys ? o->save->key : NULL, o->img.width, o->img.height);
     } else {
         LOG_INFO("upload_parked", "job_id=%s image_identifier=%s delay_ms=%ld", t->job->id,
                  o->save->image_identifier, delay);

@@ -322,15 +322,34 @@ static void add_gps(json_object *meta, MagickWand *w, const char *key, const cha
     MagickRelinquishMemory(ref);
 }
 
-/* date_created, lat, lng. */
-static void add_exif_basics(json_object *meta, MagickWand *w)
+/* EXIF's "2014:08:02 20:17:55" as Blitline's iso_date_created, "2014-08-02T20:17:55.0000+00:00"
+ * (EXIF has no zone: Blitline wrote +00:00); false when the date is not in that form. */
+static bool iso_date(const char *exif, char *out, size_t cap)
+{
+    int y, mo, d, h, mi, s;
+    char tail;
+    if (sscanf(exif, "%4d:%2d:%2d %2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &tail) != 6 || mo < 1 ||
+        mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 || y < 1 || h < 0 || mi < 0 ||
+        s < 0) {
+        return false;
+    }
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.0000+00:00", y, mo, d, h, mi, s);
+    return true;
+}
+
+/* date_created (and from v 1.20, iso_date_created), lat, lng. */
+static void add_exif_basics(json_object *meta, MagickWand *w, double v)
 {
     char *date = exif_value(w, "exif:DateTimeOriginal");
     if (date == NULL) {
         date = exif_value(w, "exif:DateTime");
     }
+    char iso[64];
     if (date != NULL) {
         json_object_object_add(meta, "date_created", json_object_new_string(date));
+        if (v > 1.19 && iso_date(date, iso, sizeof iso)) {
+            json_object_object_add(meta, "iso_date_created", json_object_new_string(iso));
+        }
         MagickRelinquishMemory(date);
     }
     add_gps(meta, w, "lat", "exif:GPSLatitude", "exif:GPSLatitudeRef");
@@ -417,7 +436,7 @@ json_object *src_describe(const struct job *j, const struct src_image *im, struc
     json_object *meta = json_object_new_object();
     json_object_object_add(meta, "width", json_object_new_int64(im->width));
     json_object_object_add(meta, "height", json_object_new_int64(im->height));
-    add_exif_basics(meta, im->wand);
+    add_exif_basics(meta, im->wand, j->v);
     if (j->get_exif) {
         json_object *exif = json_object_new_object();
         add_exif_all(im->wand, exif, NULL);

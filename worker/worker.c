@@ -917,6 +917,10 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
     json_object_object_add(img, "image_identifier",
                            json_object_get(json_object_object_get(task, "image_identifier")));
     json_object_object_add(img, "s3_url", json_object_new_string(url));
+    json_object *keys = json_object_object_get(task, "return_keys");
+    if (keys != NULL && json_object_get_boolean(keys)) {
+        json_object_object_add(img, "s3_key", json_object_get(json_object_object_get(task, "key")));
+    }
     json_object_object_add(meta, "width", json_object_get(json_object_object_get(task, "width")));
     json_object_object_add(meta, "height", json_object_get(json_object_object_get(task, "height")));
     json_object_object_add(img, "meta", meta);

@@ -386,6 +386,21 @@ class DestinationsTest(BlitlineTestCase):
                          self.s3.object_url("pixq-test", "2020010203/hour-1/d-0.jpg"))
         self.fetch(images[0], "JPEG", (20, 13))
 
+    def test_return_keys(self):
+        """s3_destination.return_keys "true" adds the object's key as s3_key (Blitline 5.1)."""
+        job = {"src": self.serve_photo(), "job_id": "keys-1",
+               "postback_url": self.postbacks.url("/pb/keys-1"), "functions": [
+                   {"name": "resize_to_fit", "params": {"width": 20}, "save": {
+                       "image_identifier": "k", "s3_destination": {
+                           "bucket": DEST_BUCKET, "key": "k/one.jpg", "return_keys": "true"}}},
+                   {"name": "resize_to_fit", "params": {"width": 20}, "save": {
+                       "image_identifier": "n", "s3_destination": {
+                           "bucket": DEST_BUCKET, "key": "k/two.jpg"}}}]}
+        images = self.submit(job).json["results"]["images"]
+        self.assertEqual(list(images[0]), ["image_identifier", "s3_url", "s3_key", "meta"])
+        self.assertEqual(images[0]["s3_key"], "k/one.jpg")
+        self.assertNotIn("s3_key", images[1])
+
     def test_failed_upload_does_not_stop_the_others(self):
         job = {"src": self.serve_photo(), "job_id": "partial-1",
                "postback_url": self.postbacks.url("/pb/partial-1"),
@@ -504,12 +519,18 @@ class SourcesTest(BlitlineTestCase):
         meta = results["original_meta"]
         self.assertEqual((meta["width"], meta["height"]), (400, 300))
         self.assertEqual(meta["date_created"], "2014:08:02 20:17:55")
+        # v 1.21 (absent v) is above 1.19: Blitline's ISO form too
+        self.assertEqual(meta["iso_date_created"], "2014-08-02T20:17:55.0000+00:00")
         self.assertAlmostEqual(meta["lat"], 52.520094444, places=6)
         self.assertAlmostEqual(meta["lng"], -13.41, places=6)
         self.assertEqual(meta["hash"], "4fd6ab448e1b5fe096713552b9f7dcc8")
         self.assertEqual(meta["original_exif"]["Orientation"], "6")
         self.assertEqual(results["images"][0]["meta"], {"width": 300, "height": 400})
         self.fetch(results["images"][0], "JPEG", (300, 400))
+        job.update(job_id="meta-2", v=1.19, postback_url=self.postbacks.url("/pb/meta-2"))
+        meta = self.submit(job).json["results"]["original_meta"]
+        self.assertEqual(meta["date_created"], "2014:08:02 20:17:55")
+        self.assertNotIn("iso_date_created", meta)  # not before 1.20
 
 
 class ArrayTest(BlitlineTestCase):

@@ -538,6 +538,21 @@ class RerunParkedTest(ThrottleCase):
         self.assertEqual(self.redis.llen(self.key("dead")), 0)
 
 
+class ParkedReturnKeysTest(ThrottleCase):
+    """return_keys on a parked output: its s3_key comes with it when another task uploads it."""
+
+    def test_parked_output_returns_its_key(self):
+        RerunParkedTest.hold_bucket(self, "bkt-a", 1)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        job = self.job("keys-p", "bkt-a", 1)
+        job["functions"][0]["save"]["s3_destination"]["return_keys"] = True
+        self.push_jobs([job])
+        results = self.postbacks_for(["keys-p"])["keys-p"].results
+        self.assertEqual(len(worker.log_events("upload_parked")), 1)
+        self.assertEqual(results["images"][0]["s3_key"], "keys-p/0.png")
+        self.assert_no_leftovers(["keys-p"])
+
+
 class PoisonedUploadTest(ThrottleCase):
     """A parked output whose upload crashed its worker 3 times (PIXQ_MAX_RECOVERIES) is not a
     job: its output fails, and its job completes with a postback and a dead letter of its own

@@ -8,7 +8,7 @@ static void test_success_shape(void)
 {
     struct result *r = result_create("2m-Ir2YMXQ3yec0NV476xag");
     result_set_original_size(r, 421, 163);
-    result_add_image(r, "MY_CLIENT_ID", "http://s3.amazonaws.com/blitline/x.jpg", 421, 163);
+    result_add_image(r, "MY_CLIENT_ID", "http://s3.amazonaws.com/blitline/x.jpg", NULL, 421, 163);
     CHECK_STR(result_json(r),
               "{\"results\":{\"original_meta\":{\"width\":421,\"height\":163},"
               "\"images\":[{\"image_identifier\":\"MY_CLIENT_ID\","
@@ -51,7 +51,7 @@ static void test_partial_failure(void)
 {
     struct result *r = result_create("j");
     result_set_original_size(r, 10, 20);
-    result_add_image(r, "ok", "http://h/b/ok.jpg", 5, 10);
+    result_add_image(r, "ok", "http://h/b/ok.jpg", NULL, 5, 10);
     result_add_error(r, "S3 PUT http://h/b/bad.jpg: HTTP 403 AccessDenied");
     result_add_failed(r, "bad");
     json_object *ids = json_tokener_parse("[\"ok\",\"bad\"]");
@@ -81,12 +81,13 @@ static void test_original_meta(void)
                               "20:17:55\",\"lat\":52.5,\"hash\":2432290274}"));
     result_set_original_meta(r, NULL);                        /* ignored */
     result_set_original_meta(r, json_object_new_string("x")); /* not an object: ignored, freed */
-    result_add_image(r, "o", "http://h/b/o.jpg", 300, 400);
+    result_add_image(r, "o", "http://h/b/o.jpg", "b/o.jpg", 300, 400);
     CHECK_STR(result_json(r),
               "{\"results\":{\"original_meta\":{\"width\":400,\"height\":300,"
               "\"date_created\":\"2014:08:02 20:17:55\",\"lat\":52.5,\"hash\":2432290274},"
               "\"images\":[{\"image_identifier\":\"o\",\"s3_url\":\"http://h/b/o.jpg\","
-              "\"meta\":{\"width\":300,\"height\":400}}],\"job_id\":\"j\"}}");
+              "\"s3_key\":\"b/o.jpg\",\"meta\":{\"width\":300,\"height\":400}}],"
+              "\"job_id\":\"j\"}}");
     result_destroy(r);
 }
 
