@@ -75,14 +75,20 @@ static void fail_job(struct run_state *t, const char *why)
     fail_remaining(t);
 }
 
-/* Records the failure of one output; the others carry on. */
-static void fail_output(struct run_state *t, const char *image_identifier, const char *why)
+/* Records an upload's failure in `errors`; the job carries on. */
+static void upload_error(struct run_state *t, const char *why)
 {
     result_add_error(t->result, why);
-    result_add_failed(t->result, image_identifier);
     if (t->first_error[0] == '\0') {
         snprintf(t->first_error, ERR_MSG_MAX, "%s", why);
     }
+}
+
+/* Records the failure of one output; the others carry on. */
+static void fail_output(struct run_state *t, const char *image_identifier, const char *why)
+{
+    upload_error(t, why);
+    result_add_failed(t->result, image_identifier);
 }
 
 /* ---------------------------------------------------------------- source */
@@ -408,7 +414,6 @@ static int sink_output(void *user, const struct job *pre, const struct proc_outp
     return 0;
 }
 
-/* proc_sink.move: move_original's copy of the source; a failure fails the job. */
 /* move_original: the untouched (or converted) source goes to its destination now; waiting for a
  * slot blocks here, since the job cannot go on without it. */
 static int sink_move(void *user, const struct job_save *dest, const void *data, size_t len,
@@ -436,7 +441,14 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
     count_upload(t->runner, out, len);
     json_object_put(task);
     buf_finish(&url);
-    return out == UP_DONE ? 0 : -1;
+    if (out != UP_DONE) { /* as Blitline: the error is reported, the job goes on */
+        char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16];
+        snprintf(why, sizeof why, "move_original: %.480s", e->msg);
+        LOG_WARN("upload_failed", "job_id=%s image_identifier=move_original error=%s", t->job->id,
+                 log_quote(why, q, sizeof q));
+        upload_error(t, why);
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- one job */

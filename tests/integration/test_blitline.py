@@ -509,6 +509,24 @@ class SourcesTest(BlitlineTestCase):
         self.assert_image(body, "PNG", 400, 300)  # untouched: not auto-oriented
         self.assertEqual(self.src.requests("/orient6.jpg"), 1)  # fetched once for both
 
+    def test_failed_move_original_does_not_stop_the_job(self):
+        """As in Blitline, move_original's failed upload is an error in the postback; the
+        functions still run and their outputs still go."""
+        job = {"src": self.serve_photo(), "job_id": "move-2",
+               "postback_url": self.postbacks.url("/pb/move-2"),
+               "pre_process": {"move_original": {"s3_destination": {
+                   "bucket": "no-such-bucket", "key": "orig/o.jpg"}}},
+               "functions": [{"name": "resize_to_fit", "params": {"width": 20},
+                              "save": {"image_identifier": "o"}}]}
+        results = self.submit(job).json["results"]
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["o"])
+        self.assertEqual(results["original_meta"], {"width": 2560, "height": 1600})
+        self.assertEqual(len(results["errors"]), 1, results)
+        self.assertTrue(results["errors"][0].startswith("move_original: "), results)
+        self.assertIn("NoSuchBucket", results["errors"][0])
+        self.assertNotIn("failed_image_identifiers", results)
+        self.fetch(results["images"][0], "JPEG", (20, 13))
+
     def test_original_meta_from_exif_and_hash(self):
         src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
         job = {"src": src, "job_id": "meta-1", "postback_url": self.postbacks.url("/pb/meta-1"),
