@@ -961,12 +961,53 @@ static void collect_identifiers(json_object *fns, json_object *out, int depth)
     size_t n = json_object_array_length(fns);
     for (size_t i = 0; i < n; i++) {
         json_object *f = json_object_array_get_idx(fns, i);
-        const char *id = string_member(member(f, "save"), "image_identifier");
+        json_object *save = member(f, "save");
+        if (json_object_is_type(save, json_type_object)) {
+            scalar_as_string(save, "image_identifier"); /* as parse_save would have */
+        }
+        const char *id = string_member(save, "image_identifier");
         if (id != NULL) {
             json_object_array_add(out, json_object_new_string(id));
         }
         collect_identifiers(member(f, "functions"), out, depth + 1);
     }
+}
+
+#define JOB_SCAN_DEPTH_MAX 64 /* deeper than any JSON job_parse() accepts */
+
+/* Whether a string anywhere under `v` is "&" followed by `identifier`. */
+static bool refers(json_object *v, const char *identifier, int depth)
+{
+    if (depth > JOB_SCAN_DEPTH_MAX) {
+        return false;
+    }
+    if (json_object_is_type(v, json_type_string)) {
+        const char *s = json_object_get_string(v);
+        return s[0] == '&' && strcmp(s + 1, identifier) == 0;
+    }
+    if (json_object_is_type(v, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            if (refers(json_object_array_get_idx(v, i), identifier, depth + 1)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    if (json_object_is_type(v, json_type_object)) {
+        json_object_object_foreach(v, key, val)
+        {
+            (void)key;
+            if (refers(val, identifier, depth + 1)) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+bool job_refers_to(const struct job *j, const char *identifier)
+{
+    return refers(j->root, identifier, 0);
 }
 
 void job_identifiers(const struct job *j, json_object *out)

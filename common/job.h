@@ -113,6 +113,10 @@ void job_destroy(struct job *j);
  * keep (the original with "job_id" added) into `payload`. Returns 0 or -1. */
 int job_assign_id(struct job *j, struct buf *payload, struct err *e);
 
+/* Whether the job (its JSON, pre_process jobs included) names "&identifier" anywhere: a src, a
+ * function's src. */
+bool job_refers_to(const struct job *j, const char *identifier);
+
 /* Appends every image_identifier of the function tree, in document order, to the JSON array
  * `out`; works on the raw document so that it also serves invalid jobs. */
 void job_identifiers(const struct job *j, json_object *out);

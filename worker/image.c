@@ -1081,6 +1081,29 @@ static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
     return rc;
 }
 
+int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e)
+{
+    const char *magick = NULL, *mime = NULL;
+    if (!save->save_metadata) {
+        if (strip_metadata(w, save->save_profiles, e) < 0) {
+            return -1;
+        }
+        /* what was read of the EXIF profile stays as properties: gone with it, as in the file */
+        size_t n = 0;
+        char **names = MagickGetImageProperties(w, "exif:*", &n);
+        for (size_t i = 0; names != NULL && i < n; i++) {
+            MagickDeleteImageProperty(w, names[i]);
+            MagickRelinquishMemory(names[i]);
+        }
+        MagickRelinquishMemory(names);
+    }
+    if (img_format_for(save->format, &magick, &mime) &&
+        MagickSetImageFormat(w, magick) == MagickFalse) {
+        return img_fail(w, "set output format", e);
+    }
+    return 0;
+}
+
 static int apply_save_options(MagickWand *w, const struct job_save *save, const char *magick,
                               long default_quality, struct err *e)
 {

@@ -141,6 +141,10 @@ MagickWand *img_solid(long width, long height, const PixelWand *color, struct er
 /* Rotates/flips the image upright according to its EXIF orientation. */
 int img_auto_orient(MagickWand *w, struct err *e);
 
+/* What img_encode() makes of the image's metadata and format, without encoding it: the image a
+ * pre_process job's save leaves for "&identifier". Returns 0, or -1 with the reason. */
+int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e);
+
 /* ImageMagick format and MIME type for an output extension ("jpg" -> "JPEG", "image/jpeg");
  * returns false for formats pixq does not write. */
 bool img_format_for(const char *ext, const char **magick, const char **content_type);

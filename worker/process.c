@@ -60,12 +60,16 @@ static int save_output(struct walk *wk, MagickWand *w, const struct job_save *sa
     struct proc_output *o = &wk->out->outputs[wk->out->n_outputs];
     o->save = save;
     o->image = NULL;
-    if (wk->opts->keep_images && (o->image = CloneMagickWand(w)) == NULL) {
-        DestroyMagickWand(copy);
-        return err_set(e, "out of memory");
+    int rc = 0;
+    if (wk->opts->keep_refs_of != NULL &&
+        job_refers_to(wk->opts->keep_refs_of, save->image_identifier)) {
+        o->image = CloneMagickWand(w);
+        rc = o->image == NULL ? err_set(e, "out of memory") : img_as_saved(o->image, save, e);
     }
-    int rc =
-        img_encode(copy, save, wk->opts->default_quality, wk->opts->max_output_bytes, &o->img, e);
+    if (rc == 0) {
+        rc = img_encode(copy, save, wk->opts->default_quality, wk->opts->max_output_bytes, &o->img,
+                        e);
+    }
     DestroyMagickWand(copy);
     if (rc == 0) {
         wk->out->n_outputs++;
@@ -209,14 +213,15 @@ void proc_result_finish(struct proc_result *r)
 
 /* ---------------------------------------------------------------- pre_process */
 
-/* Keeps every output of a pre_process job for "&identifier" and sends on those with a
- * destination. */
+/* Keeps the outputs of a pre_process job that the job refers to ("&identifier") and sends on
+ * those with a destination. */
 static int keep_outputs(const struct job *pre, const struct proc_result *pr, struct src_refs *refs,
                         const struct proc_sink *sink, struct err *e)
 {
     for (size_t i = 0; i < pr->n_outputs; i++) {
         const struct proc_output *o = &pr->outputs[i];
-        if (src_refs_add(refs, o->save->image_identifier, o->image, e) < 0) {
+        if (o->image != NULL && src_refs_add(refs, o->save->image_identifier, o->image, o->img.blob,
+                                             o->img.len, e) < 0) {
             return -1;
         }
         if (o->save->bucket != NULL && sink->output(sink->user, pre, o, e) < 0) {
@@ -226,13 +231,14 @@ static int keep_outputs(const struct job *pre, const struct proc_result *pr, str
     return 0;
 }
 
-static int run_pre_job(const struct job *pre, const struct src_loader *l, struct src_refs *refs,
-                       const struct proc_opts *o, const struct proc_sink *sink, struct err *e)
+static int run_pre_job(const struct job *top, const struct job *pre, const struct src_loader *l,
+                       struct src_refs *refs, const struct proc_opts *o,
+                       const struct proc_sink *sink, struct err *e)
 {
     struct src_image im;
     struct proc_result pr = {0};
     struct proc_opts keep = *o;
-    keep.keep_images = true;
+    keep.keep_refs_of = top;
     int rc = src_open(l, pre->src, &im, e);
     if (rc == 0) {
         rc = proc_run(pre, &im, &keep, &pr, e);
@@ -308,7 +314,7 @@ int proc_pre_process(const struct job *j, const struct src_loader *l, struct src
     for (size_t i = 0; i < j->n_pre; i++) {
         const struct job_pre *step = &j->pre[i];
         if (step->job != NULL) {
-            if (run_pre_job(step->job, l, refs, o, sink, e) < 0) {
+            if (run_pre_job(j, step->job, l, refs, o, sink, e) < 0) {
                 return -1;
             }
             continue;

@@ -20,13 +20,16 @@ struct proc_opts {
     size_t max_output_bytes;
     op_load_fn load; /* how functions load other images; NULL: they cannot */
     void *load_user;
-    bool keep_images; /* each output keeps its image as saved (proc_output.image) */
+    /* an output this job refers to ("&identifier") keeps its image as saved (proc_output.image);
+     * NULL: none does */
+    const struct job *keep_refs_of;
 };
 
 struct proc_output {
     const struct job_save *save; /* borrowed from the job */
     struct img_output img;
-    MagickWand *image; /* with proc_opts.keep_images: the image before encoding; else NULL */
+    MagickWand *image; /* with proc_opts.keep_refs_of: the image as saved, stripped as the save
+                          says and in its format, not encoded; else NULL */
 };
 
 struct proc_result {

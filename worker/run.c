@@ -261,6 +261,10 @@ static void default_key(struct runner *w, const struct job *j, const struct job_
                         size_t cap)
 {
     long seen = w->first_seen != NULL ? w->first_seen(w->first_seen_user) : -1;
+    if (seen <= 0 && w->first_seen != NULL) {
+        LOG_WARN("first_seen_unknown", "job_id=%s image_identifier=%s key_hour=this_host", j->id,
+                 s->image_identifier);
+    }
     time_t t = seen > 0 ? (time_t)(seen / 1000) : time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -487,9 +491,10 @@ static void process(struct runner *w, struct run_state *t)
     if (prepare(w, t, refs, &im, &e) < 0 || proc_run(t->job, &im, &w->popts, &pr, &e) < 0) {
         job_error(t, e.msg);
         /* as in Blitline, what was saved before the failure still goes: unless the job runs
-         * again, which saves it anew */
-        bool again = (w->fetch_status == RUN_SOURCE_TRANSIENT && w->rerun_transient) ||
-                     (w->fetch_status == RUN_SOURCE_FAILED && w->rerun_failed);
+         * again, which saves it anew (it does not once a pre_process output was parked) */
+        bool again =
+            w->n_parked == 0 && ((w->fetch_status == RUN_SOURCE_TRANSIENT && w->rerun_transient) ||
+                                 (w->fetch_status == RUN_SOURCE_FAILED && w->rerun_failed));
         for (size_t i = 0; !again && i < pr.n_outputs; i++) {
             upload_output(t, &pr.outputs[i]);
         }

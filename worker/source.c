@@ -16,7 +16,8 @@
 
 struct src_ref {
     char *identifier;
-    MagickWand *image; /* as it was saved, before encoding */
+    MagickWand *image; /* as it was saved (stripped as the save said), before encoding */
+    struct buf bytes;  /* its encoding: for hash, filesize and move_original */
 };
 
 struct src_refs {
@@ -37,6 +38,7 @@ void src_refs_destroy(struct src_refs *r)
     for (size_t i = 0; i < r->n; i++) {
         free(r->items[i].identifier);
         DestroyMagickWand(r->items[i].image);
+        buf_finish(&r->items[i].bytes);
     }
     free(r->items);
     free(r);
@@ -66,31 +68,41 @@ static int grow(struct src_refs *r)
     return 0;
 }
 
-int src_refs_add(struct src_refs *r, const char *identifier, MagickWand *image, struct err *e)
+int src_refs_add(struct src_refs *r, const char *identifier, MagickWand *image, const void *data,
+                 size_t len, struct err *e)
 {
     MagickWand *copy = CloneMagickWand(image); /* shares the pixels until one side changes */
-    if (copy == NULL) {
+    struct buf bytes;
+    buf_init(&bytes, 0);
+    if (copy == NULL || buf_append(&bytes, data, len) < 0) {
+        if (copy != NULL) {
+            DestroyMagickWand(copy);
+        }
+        buf_finish(&bytes);
         return err_set(e, "out of memory");
     }
     struct src_ref *ref = ref_find(r, identifier);
     if (ref == NULL) {
-        if (r->n == SRC_MAX_REFS) {
-            DestroyMagickWand(copy);
-            return err_set(e, "too many pre_process images (at most %d)", SRC_MAX_REFS);
-        }
-        char *id = strdup(identifier);
+        char *id = r->n < SRC_MAX_REFS ? strdup(identifier) : NULL;
         if (id == NULL || (r->n == r->cap && grow(r) < 0)) {
             free(id);
             DestroyMagickWand(copy);
-            return err_set(e, "out of memory");
+            buf_finish(&bytes);
+            return r->n == SRC_MAX_REFS
+                       ? err_set(e, "too many pre_process images (at most %d)", SRC_MAX_REFS)
+                       : err_set(e, "out of memory");
         }
         ref = &r->items[r->n++];
-        *ref = (struct src_ref){id, NULL};
+        ref->identifier = id;
+        ref->image = NULL;
+        buf_init(&ref->bytes, 0);
     }
     if (ref->image != NULL) {
         DestroyMagickWand(ref->image);
     }
+    buf_finish(&ref->bytes);
     ref->image = copy;
+    ref->bytes = bytes;
     return 0;
 }
 
@@ -129,20 +141,21 @@ static const char *src_kind(json_object *src)
     return json_object_get_string(name);
 }
 
-/* A copy of the image a pre_process job saved as `identifier`, or NULL with the reason. */
-static MagickWand *src_reference(const struct src_loader *l, const char *identifier, struct err *e)
+/* The image a pre_process job saved as `identifier` into `out`: a copy of it, and its encoded
+ * bytes. Returns 0, or -1 with the reason. */
+static int src_reference(const struct src_loader *l, const char *identifier, struct src_image *out,
+                         struct err *e)
 {
     const struct src_ref *ref = ref_find(l->refs, identifier);
     if (ref == NULL) {
-        err_set(e, "Image reference '%.200s' not found. Preprocessing probably failed.",
-                identifier);
-        return NULL;
+        return err_set(e, "Image reference '%.200s' not found. Preprocessing probably failed.",
+                       identifier);
     }
-    MagickWand *w = CloneMagickWand(ref->image);
-    if (w == NULL) {
-        err_set(e, "out of memory");
+    out->wand = CloneMagickWand(ref->image);
+    if (out->wand == NULL || buf_append(&out->bytes, ref->bytes.data, ref->bytes.len) < 0) {
+        return err_set(e, "out of memory");
     }
-    return w;
+    return 0;
 }
 
 /* Fills out->bytes for a URL or s3 src. */
@@ -233,8 +246,8 @@ int src_open(const struct src_loader *l, json_object *src, struct src_image *out
     bool canvas =
         json_object_is_type(src, json_type_object) && strcmp(src_kind(src), "canvas") == 0;
     if (canvas || (s != NULL && s[0] == '&')) {
-        out->wand = canvas ? new_canvas(src, l->max_pixels, e) : src_reference(l, s + 1, e);
-        if (out->wand == NULL) {
+        out->wand = canvas ? new_canvas(src, l->max_pixels, e) : NULL;
+        if ((canvas && out->wand == NULL) || (!canvas && src_reference(l, s + 1, out, e) < 0)) {
             return -1;
         }
         out->width = (long)MagickGetImageWidth(out->wand);

@@ -29,8 +29,10 @@
  * first). Returns 0, or -1 with a Blitline-style message in `e` ("Failed to download ..."). */
 typedef int (*src_fetch_fn)(void *user, json_object *src, struct buf *out, struct err *e);
 
-/* Images saved by pre_process jobs, by image_identifier: the images themselves, as they were
- * saved (not their encoding: a reference keeps its alpha channel and takes no lossy pass). */
+/* Images saved by pre_process jobs that the job refers to, by image_identifier: the images
+ * themselves as they were saved (stripped as the save said), so that a reference keeps its alpha
+ * channel and takes no second lossy pass, and their encoded bytes (the hash, filesize and
+ * move_original of a referenced src). */
 struct src_refs;
 
 /* An empty store, or NULL if out of memory. */
@@ -39,9 +41,10 @@ struct src_refs *src_refs_create(void);
 /* Frees the store; NULL is allowed. */
 void src_refs_destroy(struct src_refs *r);
 
-/* Keeps a copy of `image` under `identifier`; a later image with the same identifier replaces
- * the earlier one. Returns 0 or -1 (out of memory, too many). */
-int src_refs_add(struct src_refs *r, const char *identifier, MagickWand *image, struct err *e);
+/* Keeps a copy of `image` and of its `len` encoded bytes under `identifier`; a later image with
+ * the same identifier replaces the earlier one. Returns 0 or -1 (out of memory, too many). */
+int src_refs_add(struct src_refs *r, const char *identifier, MagickWand *image, const void *data,
+                 size_t len, struct err *e);
 
 /* How sources are loaded. */
 struct src_loader {
@@ -55,7 +58,7 @@ struct src_loader {
 struct src_image {
     MagickWand *wand;       /* first frame, not yet auto-oriented; owned. While `pending`, only what
                                img_probe() read (the format...): see src_decode() */
-    struct buf bytes;       /* the encoded bytes (empty for a canvas and a reference) */
+    struct buf bytes;       /* the encoded bytes (empty for a canvas) */
     long width, height;     /* as stored, before auto-orient (and before any shrink-on-load) */
     bool pending;           /* passed the image guard, pixels not decoded yet */
     struct img_probe probe; /* what the guard read, while pending */

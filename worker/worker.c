@@ -573,8 +573,9 @@ static json_object *postback_retry(struct worker *w, const char *job_text, const
 static void log_postback_retry(const char *job_id, long attempt, const struct settlement *s,
                                int settled)
 {
-    LOG_INFO("postback_retry", "job_id=%s attempt=%ld in_ms=%ld scheduled=%d", job_id, attempt + 1,
-             s->retry_ms, settled == 1);
+    /* not settled: another worker took the job, or Redis ran the call and its answer was lost */
+    LOG_INFO("postback_retry", "job_id=%s attempt=%ld in_ms=%ld scheduled=%s", job_id, attempt + 1,
+             s->retry_ms, settled == 1 ? "1" : "unknown");
 }
 
 /* Whether the payload is still on this worker's active list. After a lease loss it may not be

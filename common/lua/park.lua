@@ -16,9 +16,10 @@
 -- (outputs still to settle); each blob is kept for its delay plus the TTL and its task is
 -- scheduled; the job hash is kept for the longest delay plus the TTL. However long the fleet's
 -- backlog makes the delays, nothing expires before it is due.
--- The outputs of an earlier run of the same job (a dead job retried, a job_id submitted again)
--- are forgotten first: their done:/img:/obj:/err:/fail: fields and `last` would make this run's
--- outputs look recorded already, and the job would never complete.
+-- The outputs of an earlier, finished run of the same job (a dead job retried) are forgotten
+-- first: their done:/img:/obj:/err:/fail: fields and `last` would make this run's outputs look
+-- recorded already, and the job would never complete. (Two runs parked at once, a job_id
+-- submitted again while its first run's uploads wait, share one state: not supported.)
 -- Returns the number parked, or -1 if the job was no longer on the active list.
 
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then

@@ -15,6 +15,7 @@ Run by meson (suite integration), or by hand:
 """
 
 import copy
+import hashlib
 import json
 import re
 import subprocess
@@ -476,6 +477,32 @@ class SourcesTest(BlitlineTestCase):
         self.assertEqual(same, [(0, 0, 0, 0), (255, 0, 0, 255)])
         over = pixels(self.fetch(images[1], "PNG", (40, 30)), [(0, 0), (20, 15)])
         self.assertEqual(over, [(0, 255, 0, 255), (255, 0, 0, 255)])
+
+    def test_reference_as_saved(self):
+        """A referenced src is what the pre_process save wrote: stripped of its EXIF (no
+        date_created), hashed and moved as the stored bytes, not re-encoded."""
+        src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
+        job = {"src": "&r", "job_id": "ref-saved", "hash": "md5", "extended_metadata": True,
+               "postback_url": self.postbacks.url("/pb/ref-saved"),
+               "pre_process": [
+                   {"job": {"src": src, "functions": [
+                       {"name": "resize_to_fit", "params": {"width": 100}, "save": {
+                           "image_identifier": "r", "s3_destination": {
+                               "bucket": DEST_BUCKET, "key": "pre/r.jpg"}}},
+                       {"name": "no_op", "save": {"image_identifier": "unused"}}]}},
+                   {"move_original": {"s3_destination": {
+                       "bucket": DEST_BUCKET, "key": "orig/r.jpg"}}}],
+               "functions": [{"name": "no_op", "save": {"image_identifier": "m"}}]}
+        results = self.submit(job).json["results"]
+        status, _, stored = self.s3.get_object(DEST_BUCKET, "pre/r.jpg")
+        self.assertEqual(status, 200)
+        meta = results["original_meta"]
+        self.assertEqual((meta["width"], meta["height"]), (100, 133))  # as oriented
+        self.assertNotIn("date_created", meta)
+        self.assertEqual(meta["hash"], hashlib.md5(stored).hexdigest())
+        self.assertEqual(meta["filesize"], len(stored))
+        self.assertEqual(self.s3.get_object(DEST_BUCKET, "orig/r.jpg")[2], stored)
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["r", "m"])
 
     def test_url_with_spaces_and_utf8(self):
         """A src URL as users write it (a space, UTF-8 in the file name) is fetched with those

@@ -395,6 +395,38 @@ class FinishTest(LuaTestCase):
         return json.dumps({"job": '{"job_id":"%s"}' % job_id, "job_id": job_id, "error": error,
                            "attempts": 1, "failed_at": failed_at})
 
+    def full(self, wid, payload, posted="", retry="", retry_ms=0):
+        """finish.lua with every key: the postback mark and a postback retry."""
+        keys = [active(wid), key("result:j1"), DEAD, STATS, RECOV, key("tput"), key("job:j1"),
+                JOBS, DELAYED]
+        return self.run_script("finish", keys, [payload, "r", 600, "", 100, "succeeded",
+                                                86400000, posted, "", retry, retry_ms, WAKE])
+
+    def test_postback_retry_scheduled_with_the_settlement(self):
+        self.r.lpush(active("w1"), "job-a")
+        t0 = self.now_ms()
+        self.assertEqual(self.full("w1", "job-a", retry="retry-1", retry_ms=3000), 1)
+        self.assert_near(self.zscore(DELAYED, "retry-1"), t0 + 3000)
+        self.assertEqual(self.r.lrange(JOBS), [WAKE])  # the earliest delayed: a wake-up
+        self.r.lpush(active("w1"), "job-b")  # a later retry behind an earlier one: no wake-up
+        self.assertEqual(self.full("w1", "job-b", retry="retry-2", retry_ms=60000), 1)
+        self.assertEqual(self.r.lrange(JOBS), [WAKE])
+        self.assertEqual(self.r.execute("ZCARD", DELAYED), 2)
+        # not ours (another worker took it, or this call ran before and its answer was lost):
+        # nothing is scheduled again
+        self.assertEqual(self.full("w1", "job-c", retry="retry-3", retry_ms=1000), 0)
+        self.assertIsNone(self.zscore(DELAYED, "retry-3"))
+
+    def test_posted_gives_a_hash_without_expiry_the_results(self):
+        self.r.lpush(active("w1"), "job-a")
+        self.full("w1", "job-a", posted="123")
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "123"})
+        self.assertTrue(590 <= self.r.ttl(key("job:j1")) <= 600)
+        self.r.execute("EXPIRE", key("job:j1"), 5000)  # begin.lua's own expiry stays
+        self.r.lpush(active("w1"), "job-a")
+        self.full("w1", "job-a", posted="124")
+        self.assertTrue(4990 <= self.r.ttl(key("job:j1")) <= 5000)
+
     def test_ok_acks_stores_the_result_and_clears_the_recovery_count(self):
         self.r.lpush(active("w1"), "job-a")
         self.r.execute("HSET", RECOV, hashlib.sha1(b"job-a").hexdigest(), 2, "other", 1)

@@ -280,6 +280,30 @@ static void test_blitline_leniency(void)
         "{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":"
         "[1]}}]}",
         "Save must have an image_identifier");
+    /* a job refused before its saves were read still names a numeric identifier as failed */
+    j = parse("{\"src\":\"u\",\"src_type\":\"multi_page\",\"functions\":[{\"name\":\"no_op\","
+              "\"save\":{\"image_identifier\":42}}]}");
+    CHECK(j != NULL && strstr(j->error, "src_type") != NULL);
+    if (j != NULL) {
+        json_object *ids = json_object_new_array();
+        job_identifiers(j, ids);
+        CHECK_STR(json_object_to_json_string_ext(ids, JSON_C_TO_STRING_PLAIN), "[\"42\"]");
+        json_object_put(ids);
+    }
+    job_destroy(j);
+    /* "&identifier" anywhere in the job: which pre_process outputs must be kept */
+    j = parse("{\"src\":\"&a\",\"pre_process\":{\"job\":{\"src\":\"u\",\"functions\":[{\"name\":"
+              "\"no_op\",\"save\":{\"image_identifier\":\"a\"}},{\"name\":\"no_op\",\"save\":"
+              "{\"image_identifier\":\"b\"}},{\"name\":\"no_op\",\"save\":{\"image_identifier\":"
+              "\"c\"}}]}},\"functions\":[{\"name\":\"composite\",\"params\":{\"src\":\"&c\"}}]}");
+    CHECK(j != NULL && j->error[0] == '\0');
+    if (j != NULL) {
+        CHECK(job_refers_to(j, "a"));
+        CHECK(!job_refers_to(j, "b"));
+        CHECK(job_refers_to(j, "c"));
+        CHECK(!job_refers_to(j, "&a"));
+    }
+    job_destroy(j);
 }
 
 /* pre_process: one object or an array; nested jobs share the id and the function limit. */
