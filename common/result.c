@@ -74,6 +74,20 @@ void result_add_image(struct result *r, const char *image_identifier, const char
     json_object_array_add(r->images, img);
 }
 
+void result_extend_image_meta(struct result *r, json_object *fields)
+{
+    size_t n = json_object_array_length(r->images);
+    json_object *meta = NULL;
+    if (n > 0 && fields != NULL &&
+        json_object_object_get_ex(json_object_array_get_idx(r->images, n - 1), "meta", &meta)) {
+        json_object_object_foreach(fields, name, v)
+        {
+            json_object_object_add(meta, name, json_object_get(v));
+        }
+    }
+    json_object_put(fields);
+}
+
 void result_add_error(struct result *r, const char *message)
 {
     json_object_array_add(r->errors, json_object_new_string(message));

@@ -24,9 +24,14 @@ void result_set_original_size(struct result *r, long width, long height);
 /* Replaces original_meta with `meta` (a JSON object; ownership passes to `r`). */
 void result_set_original_meta(struct result *r, json_object *meta);
 
-/* Adds an uploaded output: {"image_identifier", "s3_url", "meta": {"width", "height"}}. */
+/* Adds an uploaded output: {"image_identifier", "s3_url", "s3_key" (when not NULL), "meta":
+ * {"width", "height"}}. */
 void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
                       const char *s3_key, long width, long height);
+
+/* Adds the members of `fields` (an object, taken; NULL: nothing) to the `meta` of the image
+ * added last (Blitline's extended_metadata: filesize, density, depth, quality). */
+void result_extend_image_meta(struct result *r, json_object *fields);
 
 /* Adds an error message (to `errors`). */
 void result_add_error(struct result *r, const char *message);

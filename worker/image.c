@@ -1145,6 +1145,9 @@ int img_encode(MagickWand *w, const struct job_save *save, long default_quality,
     }
     out->width = (long)MagickGetImageWidth(w);
     out->height = (long)MagickGetImageHeight(w);
+    MagickGetImageResolution(w, &out->density_x, &out->density_y);
+    out->depth = (long)MagickGetImageDepth(w);
+    out->quality = (long)MagickGetImageCompressionQuality(w);
     MagickResetIterator(w);
     out->blob = MagickGetImageBlob(w, &out->len);
     /* an encoder stopped by the deadline, or by an error, may still hand back half a file */

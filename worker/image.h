@@ -79,7 +79,10 @@ struct img_output {
     unsigned char *blob; /* encoded bytes; release with img_output_finish() */
     size_t len;
     long width, height;
-    const char *content_type; /* static string: "image/jpeg" */
+    const char *content_type;    /* static string: "image/jpeg" */
+    double density_x, density_y; /* resolution written, as ImageMagick reports it (0: none) */
+    long depth;                  /* bits per channel */
+    long quality;                /* compression quality ImageMagick wrote with (0: none) */
 };
 
 /* The image guard, then the decoding of the first frame of an encoded image: the format must be

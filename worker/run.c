@@ -255,6 +255,26 @@ static int upload_headers(struct runner *w, const struct job_save *save, const c
     return 0;
 }
 
+/* With the job's extended_metadata, what Blitline adds to an output's meta: {"filesize",
+ * "density" ("72x72": ImageMagick's default when the output names none), "depth", "quality"};
+ * else NULL. */
+static json_object *extended_meta(const struct job *j, const struct img_output *img)
+{
+    if (!j->extended_metadata) {
+        return NULL;
+    }
+    char density[64];
+    double x = img->density_x > 0 ? img->density_x : 72,
+           y = img->density_y > 0 ? img->density_y : 72;
+    snprintf(density, sizeof density, "%gx%g", x, y);
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "filesize", json_object_new_int64((int64_t)img->len));
+    json_object_object_add(m, "density", json_object_new_string(density));
+    json_object_object_add(m, "depth", json_object_new_int64(img->depth));
+    json_object_object_add(m, "quality", json_object_new_int64(img->quality));
+    return m;
+}
+
 /* Blitline's temporary-bucket layout: <YYYYMMDDHH>/<job_id>/<image_identifier>-<n>.<ext>, the
  * hour the job was first seen, so that every run of it writes the same objects. */
 static void default_key(struct runner *w, const struct job *j, const struct job_save *s, char *out,
@@ -315,6 +335,10 @@ static json_object *build_task(struct runner *w, struct run_state *t, const stru
         json_object_object_add(task, "return_keys", json_object_new_boolean(1));
     }
     json_object_object_add(task, "headers", headers);
+    json_object *extended = extended_meta(t->job, &o->img);
+    if (extended != NULL) { /* for the postback of a parked output */
+        json_object_object_add(task, "extended_meta", extended);
+    }
     json_object_object_add(task, "width", json_object_new_int64(o->img.width));
     json_object_object_add(task, "height", json_object_new_int64(o->img.height));
     json_object_object_add(task, "attempt", json_object_new_int(1));
@@ -403,6 +427,7 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
         note_object(w, task);
         result_add_image(t->result, o->save->image_identifier, url.data,
                          o->save->return_keys ? o->save->key : NULL, o->img.width, o->img.height);
+        result_extend_image_meta(t->result, extended_meta(t->job, &o->img));
     } else {
         LOG_INFO("upload_parked", "job_id=%s image_identifier=%s delay_ms=%ld", t->job->id,
                  o->save->image_identifier, delay);

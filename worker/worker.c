@@ -924,6 +924,13 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
     }
     json_object_object_add(meta, "width", json_object_get(json_object_object_get(task, "width")));
     json_object_object_add(meta, "height", json_object_get(json_object_object_get(task, "height")));
+    json_object *extended = json_object_object_get(task, "extended_meta");
+    if (json_object_is_type(extended, json_type_object)) {
+        json_object_object_foreach(extended, name, v)
+        {
+            json_object_object_add(meta, name, json_object_get(v));
+        }
+    }
     json_object_object_add(img, "meta", meta);
     const char *names[] = {"bucket", "region", "key"};
     for (int i = 0; i < 3; i++) {

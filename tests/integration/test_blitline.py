@@ -402,6 +402,25 @@ class DestinationsTest(BlitlineTestCase):
         self.assertEqual(images[0]["s3_key"], "k/one.jpg")
         self.assertNotIn("s3_key", images[1])
 
+    def test_extended_metadata_of_the_outputs(self):
+        """extended_metadata adds filesize, density, depth and quality to each output's meta."""
+        job = {"src": self.serve_photo(), "job_id": "ext-1", "extended_metadata": True,
+               "postback_url": self.postbacks.url("/pb/ext-1"), "functions": [
+                   {"name": "resize_to_fit", "params": {"width": 40},
+                    "save": {"image_identifier": "j", "quality": 60}},
+                   {"name": "resize_to_fit", "params": {"width": 40},
+                    "save": {"image_identifier": "p", "extension": ".png"}}]}
+        images = self.submit(job).json["results"]["images"]
+        jpeg = self.fetch(images[0], "JPEG", (40, 25))
+        png = self.fetch(images[1], "PNG", (40, 25), content_type="image/png")
+        density = identify_escape(jpeg, "%xx%y")  # the photo's 299 dpi, carried over
+        self.assertEqual(density, "299x299")
+        self.assertEqual(images[0]["meta"], {"width": 40, "height": 25, "filesize": len(jpeg),
+                                             "density": density, "depth": 8, "quality": 60})
+        self.assertEqual(images[1]["meta"]["filesize"], len(png))
+        self.assertEqual(set(images[1]["meta"]),
+                         {"width", "height", "filesize", "density", "depth", "quality"})
+
     def test_failed_upload_does_not_stop_the_others(self):
         job = {"src": self.serve_photo(), "job_id": "partial-1",
                "postback_url": self.postbacks.url("/pb/partial-1"),

@@ -539,17 +539,22 @@ class RerunParkedTest(ThrottleCase):
 
 
 class ParkedReturnKeysTest(ThrottleCase):
-    """return_keys on a parked output: its s3_key comes with it when another task uploads it."""
+    """return_keys and extended_metadata on a parked output: its s3_key and its meta's filesize
+    come with it when another task uploads it."""
 
     def test_parked_output_returns_its_key(self):
         RerunParkedTest.hold_bucket(self, "bkt-a", 1)
         worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
         job = self.job("keys-p", "bkt-a", 1)
         job["functions"][0]["save"]["s3_destination"]["return_keys"] = True
+        job["extended_metadata"] = True
         self.push_jobs([job])
         results = self.postbacks_for(["keys-p"])["keys-p"].results
         self.assertEqual(len(worker.log_events("upload_parked")), 1)
         self.assertEqual(results["images"][0]["s3_key"], "keys-p/0.png")
+        stored = self.s3.object("bkt-a", "keys-p/0.png")
+        self.assertEqual(results["images"][0]["meta"]["filesize"], len(stored))
+        self.assertEqual(results["images"][0]["meta"]["depth"], 8)
         self.assert_no_leftovers(["keys-p"])
 
 

@@ -91,11 +91,29 @@ static void test_original_meta(void)
     result_destroy(r);
 }
 
+/* extended_metadata: fields added to the meta of the image added last. */
+static void test_extended_meta(void)
+{
+    struct result *r = result_create("j");
+    result_extend_image_meta(r, json_tokener_parse("{\"filesize\":1}")); /* no image: freed */
+    result_add_image(r, "a", "http://h/b/a.jpg", NULL, 1, 2);
+    result_add_image(r, "b", "http://h/b/b.jpg", NULL, 3, 4);
+    result_extend_image_meta(r, json_tokener_parse("{\"filesize\":10,\"density\":\"72x72\"}"));
+    result_extend_image_meta(r, NULL);
+    CHECK_STR(result_json(r),
+              "{\"results\":{\"original_meta\":{},\"images\":[{\"image_identifier\":\"a\","
+              "\"s3_url\":\"http://h/b/a.jpg\",\"meta\":{\"width\":1,\"height\":2}},"
+              "{\"image_identifier\":\"b\",\"s3_url\":\"http://h/b/b.jpg\",\"meta\":{\"width\":3,"
+              "\"height\":4,\"filesize\":10,\"density\":\"72x72\"}}],\"job_id\":\"j\"}}");
+    result_destroy(r);
+}
+
 int main(void)
 {
     test_success_shape();
     test_failure_shape();
     test_partial_failure();
     test_original_meta();
+    test_extended_meta();
     return check_summary("result");
 }
