@@ -58,8 +58,8 @@ void result_set_original_meta(struct result *r, json_object *meta)
     json_object_object_add(r->results, "original_meta", meta);
 }
 
-void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
-                      const char *s3_key, long width, long height)
+json_object *result_image(const char *image_identifier, const char *s3_url, const char *s3_key,
+                          long width, long height)
 {
     json_object *img = json_object_new_object();
     json_object *meta = json_object_new_object();
@@ -71,19 +71,33 @@ void result_add_image(struct result *r, const char *image_identifier, const char
     json_object_object_add(meta, "width", json_object_new_int64(width));
     json_object_object_add(meta, "height", json_object_new_int64(height));
     json_object_object_add(img, "meta", meta);
-    json_object_array_add(r->images, img);
+    return img;
+}
+
+void result_image_add_meta(json_object *img, json_object *fields)
+{
+    json_object *meta = NULL;
+    if (!json_object_is_type(fields, json_type_object) ||
+        !json_object_object_get_ex(img, "meta", &meta)) {
+        return;
+    }
+    json_object_object_foreach(fields, name, v)
+    {
+        json_object_object_add(meta, name, json_object_get(v));
+    }
+}
+
+void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
+                      const char *s3_key, long width, long height)
+{
+    json_object_array_add(r->images, result_image(image_identifier, s3_url, s3_key, width, height));
 }
 
 void result_extend_image_meta(struct result *r, json_object *fields)
 {
     size_t n = json_object_array_length(r->images);
-    json_object *meta = NULL;
-    if (n > 0 && fields != NULL &&
-        json_object_object_get_ex(json_object_array_get_idx(r->images, n - 1), "meta", &meta)) {
-        json_object_object_foreach(fields, name, v)
-        {
-            json_object_object_add(meta, name, json_object_get(v));
-        }
+    if (n > 0) {
+        result_image_add_meta(json_object_array_get_idx(r->images, n - 1), fields);
     }
     json_object_put(fields);
 }

@@ -24,8 +24,16 @@ void result_set_original_size(struct result *r, long width, long height);
 /* Replaces original_meta with `meta` (a JSON object; ownership passes to `r`). */
 void result_set_original_meta(struct result *r, json_object *meta);
 
-/* Adds an uploaded output: {"image_identifier", "s3_url", "s3_key" (when not NULL), "meta":
- * {"width", "height"}}. */
+/* An uploaded output's entry: {"image_identifier", "s3_url", "s3_key" (when not NULL), "meta":
+ * {"width", "height"}} (the caller owns it). */
+json_object *result_image(const char *image_identifier, const char *s3_url, const char *s3_key,
+                          long width, long height);
+
+/* Adds the members of `fields` (an object, borrowed; anything else: nothing) to an entry's
+ * `meta`. */
+void result_image_add_meta(json_object *img, json_object *fields);
+
+/* Adds result_image()'s entry to `images`. */
 void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
                       const char *s3_key, long width, long height);
 

@@ -427,7 +427,9 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
         note_object(w, task);
         result_add_image(t->result, o->save->image_identifier, url.data,
                          o->save->return_keys ? o->save->key : NULL, o->img.width, o->img.height);
-        result_extend_image_meta(t->result, extended_meta(t->job, &o->img));
+        /* build_task computed them, for a parked output's postback */
+        result_extend_image_meta(t->result,
+                                 json_object_get(json_object_object_get(task, "extended_meta")));
     } else {
         LOG_INFO("upload_parked", "job_id=%s image_identifier=%s delay_ms=%ld", t->job->id,
                  o->save->image_identifier, delay);
@@ -517,9 +519,8 @@ static void process(struct runner *w, struct run_state *t)
         job_error(t, e.msg);
         /* as in Blitline, what was saved before the failure still goes: unless the job runs
          * again, which saves it anew (it does not once a pre_process output was parked) */
-        bool again =
-            w->n_parked == 0 && ((w->fetch_status == RUN_SOURCE_TRANSIENT && w->rerun_transient) ||
-                                 (w->fetch_status == RUN_SOURCE_FAILED && w->rerun_failed));
+        bool again = w->n_parked == 0 && w->fetch_status != RUN_DONE && w->reruns != NULL &&
+                     w->reruns(w->reruns_user, t->job, w->fetch_status);
         for (size_t i = 0; !again && i < pr.n_outputs; i++) {
             upload_output(t, &pr.outputs[i]);
         }

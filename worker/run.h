@@ -64,9 +64,10 @@ struct runner {
     json_object *objs;      /* objects uploaded by the last run: [{"bucket","region","key"}] */
     const char *job_id;     /* of the job running, for log lines; "" between jobs */
     struct run_times times; /* of the current job */
-    /* set by the caller before run_job(): whether a run that ends with RUN_SOURCE_TRANSIENT, or
-     * with RUN_SOURCE_FAILED, runs again (then a failed run's finished outputs are not uploaded) */
-    bool rerun_transient, rerun_failed;
+    /* whether a run of the job that ends with `st` (a source failure) runs again (then a failed
+     * run's finished outputs are not uploaded); or NULL: none does */
+    bool (*reruns)(void *user, const struct job *j, enum run_status st);
+    void *reruns_user;
     /* told the size of every upload S3 took, at once (the stats' uploaded_bytes); or NULL */
     void (*uploaded)(void *user, size_t bytes);
     void *uploaded_user;

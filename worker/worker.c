@@ -188,6 +188,14 @@ static long job_first_seen(void *user)
     return w->begin_ahead ? reply_first_seen(rq_sent_reply(w->rq)) : w->first_seen_ms;
 }
 
+static bool reruns(const struct worker *w, const struct job *j, enum run_status st);
+
+/* runner.reruns. */
+static bool job_reruns(void *user, const struct job *j, enum run_status st)
+{
+    return reruns(user, j, st);
+}
+
 struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, struct err *e)
 {
     struct worker *w = calloc(1, sizeof *w);
@@ -230,6 +238,8 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
     w->runner.uploaded_user = w;
     w->runner.first_seen = job_first_seen;
     w->runner.first_seen_user = w;
+    w->runner.reruns = job_reruns;
+    w->runner.reruns_user = w;
     run_set_redis(&w->runner, w->rq);
     img_init();
     return w;
@@ -411,7 +421,7 @@ static void bury_unparseable(struct worker *w, const struct buf *payload, const 
     LOG_ERROR("job_unparseable", "bytes=%zu error=%s", payload->len, log_quote(why, q, sizeof q));
     metrics_count_job(METRICS_JOB_DEAD);
     if (dead != NULL) {
-        const struct settlement s = {NULL, "", dead, "failed", NULL, NULL, 0};
+        const struct settlement s = {.result = "", .dead = dead, .counter = "failed"};
         settle(w, payload, &s);
     }
     free(dead);
@@ -864,7 +874,7 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
     json_object *results = doc != NULL ? json_object_object_get(doc, "results") : NULL;
     if (job == NULL || results == NULL) {
         LOG_ERROR("parked_job_lost", "job_id=%s reason=state_unreadable", job_id);
-        const struct settlement s = {NULL, "", NULL, "", NULL, NULL, 0};
+        const struct settlement s = {.result = "", .counter = ""};
         settle(w, &t->payload, &s);
     } else {
         run_release(&w->runner); /* the objects of this job only, for wait_for_s3 */
@@ -913,25 +923,16 @@ static int load_blob(struct worker *w, const char *job_id, int n, struct buf *ou
 static long record_uploaded(struct worker *w, json_object *task, const char *job_id, int n,
                             const char *url)
 {
-    json_object *img = json_object_new_object(), *meta = json_object_new_object(),
-                *obj = json_object_new_object();
-    json_object_object_add(img, "image_identifier",
-                           json_object_get(json_object_object_get(task, "image_identifier")));
-    json_object_object_add(img, "s3_url", json_object_new_string(url));
-    json_object *keys = json_object_object_get(task, "return_keys");
-    if (keys != NULL && json_object_get_boolean(keys)) {
-        json_object_object_add(img, "s3_key", json_object_get(json_object_object_get(task, "key")));
-    }
-    json_object_object_add(meta, "width", json_object_get(json_object_object_get(task, "width")));
-    json_object_object_add(meta, "height", json_object_get(json_object_object_get(task, "height")));
-    json_object *extended = json_object_object_get(task, "extended_meta");
-    if (json_object_is_type(extended, json_type_object)) {
-        json_object_object_foreach(extended, name, v)
-        {
-            json_object_object_add(meta, name, json_object_get(v));
-        }
-    }
-    json_object_object_add(img, "meta", meta);
+    /* build_task wrote these members */
+    const char *id = json_object_get_string(json_object_object_get(task, "image_identifier"));
+    const char *key = json_object_get_string(json_object_object_get(task, "key"));
+    bool keys = json_object_get_boolean(json_object_object_get(task, "return_keys"));
+    json_object *img =
+        result_image(id != NULL ? id : "", url, keys ? key : NULL,
+                     (long)json_object_get_int64(json_object_object_get(task, "width")),
+                     (long)json_object_get_int64(json_object_object_get(task, "height")));
+    result_image_add_meta(img, json_object_object_get(task, "extended_meta"));
+    json_object *obj = json_object_new_object();
     const char *names[] = {"bucket", "region", "key"};
     for (int i = 0; i < 3; i++) {
         json_object *v = json_object_object_get(task, names[i]);
@@ -1022,8 +1023,7 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
     if (pending == PARKED_GONE) {
         LOG_WARN("parked_job_lost", "job_id=%s reason=state_expired", job_id);
     }
-    const struct settlement s = {NULL, "",   NULL, "",
-                                 NULL, NULL, 0}; /* other outputs still pending */
+    const struct settlement s = {.result = "", .counter = ""}; /* other outputs still pending */
     settle(w, &t->payload, &s);
 }
 
@@ -1068,8 +1068,11 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     long attempts = job_attempt(job);
     const char *text = failed ? job_text(job) : NULL; /* serialised only when needed */
     char *dead = failed ? dead_envelope(text, strlen(text), job->id, first_error, attempts) : NULL;
-    struct settlement s = {
-        job->id, json, dead, failed ? "failed" : "succeeded", sent ? job->id : NULL, NULL, 0};
+    struct settlement s = {.job_id = job->id,
+                           .result = json,
+                           .dead = dead,
+                           .counter = failed ? "failed" : "succeeded",
+                           .posted_id = sent ? job->id : NULL};
     json_object *retry = NULL;
     if (posted < 0 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
@@ -1170,12 +1173,12 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     struct job *job = text != NULL ? job_parse(text, strlen(text), &w->limits, &e) : NULL;
     char key[RQ_KEY_MAX];
     redisReply *r = NULL;
-    if (job != NULL) {
+    if (job != NULL && poisoned == NULL) { /* a poisoned retry posts nothing */
         job_key(w, job->id, "result", -1, key, sizeof key);
         r = rq_command(w->rq, &e, "LINDEX %s 0", key);
     }
     bool sent = false;
-    struct settlement s = {NULL, "", NULL, "", NULL, NULL, 0};
+    struct settlement s = {.result = "", .counter = ""};
     json_object *retry = NULL;
     if (poisoned != NULL) {
         char q[ERR_MSG_MAX + 16];
@@ -1209,7 +1212,7 @@ static bool handle_internal(struct worker *w, struct task *t)
         return false;
     }
     if (strcmp(t->payload.data, RQ_WAKE_TOKEN) == 0) {
-        const struct settlement s = {NULL, "", NULL, "", NULL, NULL, 0};
+        const struct settlement s = {.result = "", .counter = ""};
         settle(w, &t->payload, &s);
         w->cur->next_promote_at = 0; /* a delayed job became the earliest: look now */
         return true;
@@ -1447,8 +1450,6 @@ static void handle_payload(struct worker *w, struct task *t)
     w->begin_ahead = sent;
     long run = sent ? 0 : begin_now(w, t->job); /* not sent ahead: before the job, as ever */
     LOG_INFO("job_start", "job_id=%s queue=%s", t->job->id, w->queue);
-    w->runner.rerun_transient = reruns(w, t->job, RUN_SOURCE_TRANSIENT);
-    w->runner.rerun_failed = reruns(w, t->job, RUN_SOURCE_FAILED);
     enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
     if (sent) {
         w->begin_ahead = false;
