@@ -15,6 +15,7 @@
 #define TICK_MS          50   /* the thread's longest sleep between checks */
 #define REAP_BATCH       16   /* most expired workers reaped per pass */
 #define ERROR_BACKOFF_MS 1000 /* wait after a Redis error before the next try */
+#define REDIS_LATE_MS    1000 /* Redis ends a BLMOVE's wait up to a tick late; a margin for it */
 
 /* One queue's keys. */
 struct lease_queue {
@@ -23,6 +24,7 @@ struct lease_queue {
     char jobs_key[RQ_KEY_MAX];
     char recov_key[RQ_KEY_MAX];
     char stats_key[RQ_KEY_MAX];
+    char reaped_key[RQ_KEY_MAX];
     _Atomic unsigned long long uploaded_bytes; /* counted by the worker, not yet in stats */
 };
 
@@ -33,6 +35,7 @@ struct lease {
     pthread_t thread;
     atomic_bool quit;
     atomic_bool lost;
+    atomic_long fresh_until; /* monotonic ms: until then the lease surely holds in every queue */
     char wid[300];
     size_t n;
     struct lease_queue q[LEASE_QUEUES_MAX];
@@ -62,14 +65,17 @@ static int beat(struct lease *l, const struct lease_queue *q, const char *mode)
 static long reap_one(struct lease *l, const struct lease_queue *q, const char *wid,
                      const char *mode)
 {
-    char active[RQ_KEY_MAX], suffix[RQ_KEY_MAX], max[32];
+    char active[RQ_KEY_MAX], suffix[RQ_KEY_MAX], max[32], hold[32];
     snprintf(suffix, sizeof suffix, "active:%.300s", wid);
     rq_key(active, sizeof active, q->name, suffix);
     snprintf(max, sizeof max, "%ld", l->cfg->max_recoveries);
-    const char *keys[] = {q->workers_key, active, q->jobs_key, q->recov_key, q->stats_key};
-    const char *args[] = {wid, mode, max};
+    /* a BLMOVE the reaped worker sent before the reap may still move a job onto its list */
+    snprintf(hold, sizeof hold, "%ld", l->cfg->reserve_timeout_ms + REDIS_LATE_MS);
+    const char *keys[] = {q->workers_key, active,       q->jobs_key,
+                          q->recov_key,   q->stats_key, q->reaped_key};
+    const char *args[] = {wid, mode, max, hold};
     struct err e = {{0}};
-    redisReply *r = rq_script(l->rq, RQ_SCRIPT_REAP, 5, keys, 3, args, NULL, &e);
+    redisReply *r = rq_script(l->rq, RQ_SCRIPT_REAP, 6, keys, 4, args, NULL, &e);
     if (r == NULL) {
         char quoted[ERR_MSG_MAX + 16];
         LOG_WARN("redis_error", "step=reap queue=%s worker=%s error=%s", q->name, wid,
@@ -92,27 +98,47 @@ static long give_back_all(struct lease *l)
     return total;
 }
 
-/* Finds the workers of queue `q` whose lease ran out and gives their jobs back. Returns 0 or -1. */
+/* The i-th list of expired.lua's answer `r`, or NULL. */
+static const redisReply *ids_of(const redisReply *r, size_t i)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[i]->type != REDIS_REPLY_ARRAY) {
+        return NULL;
+    }
+    return r->element[i];
+}
+
+/* Finds the workers of queue `q` whose lease ran out and gives their jobs back; then takes the
+ * second look at reaped workers that is due (reap.lua, orphan mode). Returns 0 or -1. */
 static int reap_expired(struct lease *l, const struct lease_queue *q)
 {
     char batch[16];
     snprintf(batch, sizeof batch, "%d", REAP_BATCH);
-    const char *keys[] = {q->workers_key};
+    const char *keys[] = {q->workers_key, q->reaped_key};
     const char *args[] = {batch};
     struct err e = {{0}};
-    redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 1, keys, 1, args, NULL, &e);
+    redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 2, keys, 1, args, NULL, &e);
     if (r == NULL) {
         char quoted[ERR_MSG_MAX + 16];
         LOG_WARN("redis_error", "step=expired queue=%s error=%s", q->name,
                  log_quote(e.msg, quoted, sizeof quoted));
         return -1;
     }
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const char *wid = r->element[i]->str;
+    const redisReply *expired = ids_of(r, 0), *due = ids_of(r, 1);
+    for (size_t i = 0; expired != NULL && i < expired->elements; i++) {
+        const char *wid = expired->element[i]->str;
         long n = reap_one(l, q, wid, "crash");
         if (n >= 0) {
             LOG_WARN("worker_reaped", "worker=%s queue=%s jobs_returned=%ld by=%s", wid, q->name, n,
                      l->wid);
+        }
+    }
+    for (size_t i = 0; due != NULL && i < due->elements; i++) {
+        const char *wid = due->element[i]->str;
+        long n = reap_one(l, q, wid, "orphan");
+        if (n > 0) { /* jobs a reaped worker took after its reap, and never ran */
+            LOG_WARN("orphans_returned", "worker=%s queue=%s jobs_returned=%ld by=%s", wid, q->name,
+                     n, l->wid);
         }
     }
     freeReplyObject(r);
@@ -166,6 +192,14 @@ static void give_back_and_exit(struct lease *l)
     _exit(n >= 0 ? 0 : 1);
 }
 
+/* The lease was renewed in every queue by calls sent at `sent` (monotonic ms) or later: it holds
+ * until sent + lease. The worker takes new jobs until a heartbeat before that, so that a lease
+ * two heartbeats overdue stops it taking any (lease_fresh). */
+static void renewed(struct lease *l, long sent)
+{
+    atomic_store(&l->fresh_until, sent + l->cfg->lease_ms - l->cfg->heartbeat_ms);
+}
+
 /* One heartbeat in every queue: renew, and where the lease was taken, note it and register
  * again; then, if Redis answered, the counts. */
 static long renew(struct lease *l, long now)
@@ -179,6 +213,9 @@ static long renew(struct lease *l, long now)
             held = beat(l, &l->q[i], "register");
         }
         failed = failed || held < 0;
+    }
+    if (!failed) {
+        renewed(l, now);
     }
     failed = failed || flush_counts(l) < 0;
     return failed ? now + ERROR_BACKOFF_MS : now + l->cfg->heartbeat_ms;
@@ -217,7 +254,8 @@ static int make_keys(struct lease_queue *q, const char *queue, struct err *e)
     if (rq_key(q->workers_key, RQ_KEY_MAX, queue, "workers") < 0 ||
         rq_key(q->jobs_key, RQ_KEY_MAX, queue, "jobs") < 0 ||
         rq_key(q->recov_key, RQ_KEY_MAX, queue, "recov") < 0 ||
-        rq_key(q->stats_key, RQ_KEY_MAX, queue, "stats") < 0) {
+        rq_key(q->stats_key, RQ_KEY_MAX, queue, "stats") < 0 ||
+        rq_key(q->reaped_key, RQ_KEY_MAX, queue, "reaped") < 0) {
         return err_set(e, "queue name too long");
     }
     return 0;
@@ -235,11 +273,13 @@ static int register_all(struct lease *l, const char *const *queues, struct err *
     if (l->rq == NULL) {
         return -1;
     }
+    long sent = clock_mono_ms();
     for (size_t i = 0; i < l->n; i++) {
         if (beat(l, &l->q[i], "register") != 1) {
             return err_set(e, "cannot register the worker in %s", l->q[i].workers_key);
         }
     }
+    renewed(l, sent);
     return 0;
 }
 
@@ -261,6 +301,7 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     snprintf(l->wid, sizeof l->wid, "%s", wid);
     atomic_init(&l->quit, false);
     atomic_init(&l->lost, false);
+    atomic_init(&l->fresh_until, 0);
     for (size_t i = 0; i < n; i++) {
         atomic_init(&l->q[i].uploaded_bytes, 0);
     }
@@ -288,6 +329,11 @@ void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long byte
 bool lease_take_lost(struct lease *l)
 {
     return atomic_exchange(&l->lost, false);
+}
+
+bool lease_fresh(struct lease *l)
+{
+    return l == NULL || clock_mono_ms() < atomic_load(&l->fresh_until);
 }
 
 void lease_stop(struct lease *l)

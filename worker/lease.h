@@ -3,8 +3,10 @@
  * The worker is registered in pixq:{Q}:workers of every queue Q it serves, with a deadline (Redis
  * clock) that the thread renews every heartbeat. The same thread reaps, every reap interval and in
  * every queue, the workers whose deadline passed: their reserved jobs go back to the queue they
- * came from (reap.lua). If this worker's own lease was taken in any queue (it stalled longer than
- * the lease), the thread notes it (lease_lost) and registers again.
+ * came from (reap.lua). A reaped worker gets a second look once its longest BLMOVE is surely
+ * over (pixq:{Q}:reaped): a job that such a call moved onto its list after the reap goes back too,
+ * unless the worker registered again. If this worker's own lease was taken in any queue (it
+ * stalled longer than the lease), the thread notes it (lease_lost) and registers again.
  * After a stop is requested, the thread also enforces the shutdown deadline: past it, the job
  * still running is given back to the head of the queue and the process exits.
  *
@@ -37,6 +39,12 @@ void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long byte
 /* Whether the lease was taken from this worker since the last call (then the job it holds is
  * no longer its own). */
 bool lease_take_lost(struct lease *l);
+
+/* Whether the lease surely holds: renewed in every queue less than the lease minus a heartbeat
+ * ago. A worker whose lease is overdue (frozen, or its thread cut off from Redis) takes no new job
+ * until it holds again, so that nothing lands on a list the fleet may have stopped watching. NULL:
+ * true. */
+bool lease_fresh(struct lease *l);
 
 /* Stops the thread, gives back anything left on the worker's active lists (each to its own queue)
  * and unregisters the worker. NULL is allowed. */

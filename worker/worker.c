@@ -26,6 +26,7 @@
 #define FINISH_ATTEMPTS 50   /* tries to settle a job before leaving it to recovery */
 #define MIN_BLOCK_MS    10   /* shortest blocking wait for a job */
 #define REDIS_TICK_MS   100  /* a blocking wait may end this late (Redis's default hz 10) */
+#define STALE_NAP_MS    50   /* look again this soon whether an overdue lease holds again */
 
 /* One queue the worker serves (PIXQ_QUEUE names them, highest priority first), with its keys:
  * every key of a queue carries its {name} hash tag, so each queue settles on its own. */
@@ -66,6 +67,7 @@ struct worker {
     unsigned long jobs;        /* payloads handled, for the round trips per job at the end */
     unsigned seed;             /* for retry jitter */
     bool check_active;         /* a Redis error happened: our active list may hold a reserved job */
+    bool stale;                /* the lease is overdue: no new job is taken until it holds */
     long strand_wait_ms;       /* nap before a stranded task runs again (stranded()) */
     bool stranded_now;         /* the task in hand was stranded */
     bool begin_ahead;          /* the job in hand's begin.lua was sent ahead, its answer not read */
@@ -359,12 +361,13 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
 }
 
 /* Whether finish.lua may reserve the next job in the same call: the loop goes on, no Redis error
- * since this payload was reserved (else the active list may hold a stray to look at first), and
- * the queue is the first one (a lower queue's next job must not overtake a higher queue's). */
+ * since this payload was reserved (else the active list may hold a stray to look at first), the
+ * queue is the first one (a lower queue's next job must not overtake a higher queue's), and the
+ * lease holds (as for any reservation: reserve). */
 static bool may_fold(const struct worker *w)
 {
     return !*w->stop && !w->check_active && w->cur == &w->q[0] && w->next_q == NULL &&
-           rq_io_errors(w->rq) == w->io_at_start;
+           rq_io_errors(w->rq) == w->io_at_start && lease_fresh(w->lease);
 }
 
 /* finish.lua's answer: 1 settled, 0 not ours. A payload it reserved is kept for the next turn. */
@@ -1709,6 +1712,19 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
         if (got != 0) {
             return got;
         }
+    }
+    if (!lease_fresh(w->lease)) {
+        /* should this worker die now, a job taken onto its list might never be looked at */
+        if (!w->stale) {
+            LOG_WARN("lease_overdue", "worker=%s action=no_new_jobs", w->id);
+        }
+        w->stale = true;
+        nap(w, STALE_NAP_MS);
+        return 0;
+    }
+    if (w->stale) {
+        LOG_INFO("lease_renewed", "worker=%s action=taking_jobs", w->id);
+        w->stale = false;
     }
     return w->nq > 1 ? reserve_multi(w, payload, e) : reserve_one(w, payload, e);
 }

@@ -1,10 +1,16 @@
--- expired.lua: list workers whose lease has run out (read only).
+-- expired.lua: list workers whose lease has run out, and reaped workers due a second look (read
+-- only).
 --
 -- KEYS[1] pixq:{Q}:workers
--- ARGV[1] most ids returned
+-- KEYS[2] pixq:{Q}:reaped    sorted set: reaped worker id -> when to look at its list again (ms)
+-- ARGV[1] most ids returned in each list
 --
--- Returns the ids of up to ARGV[1] workers whose deadline is before the Redis clock's now.
+-- Returns two lists: the ids of up to ARGV[1] workers whose deadline is before the Redis clock's
+-- now (for reap.lua's crash mode), and up to ARGV[1] reaped workers whose second look is due (for
+-- its orphan mode).
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[1]))
+local limit = tonumber(ARGV[1])
+return {redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, limit),
+        redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)}

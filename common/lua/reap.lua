@@ -5,10 +5,20 @@
 -- KEYS[3] pixq:{Q}:jobs
 -- KEYS[4] pixq:{Q}:recov     hash: sha1(payload) -> times the payload was recovered from a crash
 -- KEYS[5] pixq:{Q}:stats
+-- KEYS[6] pixq:{Q}:reaped    sorted set: reaped worker id -> when to look at its list again (ms)
 -- ARGV[1] worker id
--- ARGV[2] "crash" (the lease expired: any worker may call this) or "graceful" (the worker itself,
---         stopping: nothing is counted against its jobs)
--- ARGV[3] recoveries after which a job is a poison pill (crash mode)
+-- ARGV[2] "crash" (the lease expired: any worker may call this), "graceful" (the worker itself,
+--         stopping: nothing is counted against its jobs) or "orphan" (a second look at a reaped
+--         worker, when its entry in KEYS[6] is due)
+-- ARGV[3] recoveries after which a job is a poison pill (crash and orphan modes)
+-- ARGV[4] crash mode: how long after the reap to look at the worker's list again, ms
+--
+-- Why a second look: a worker is reaped while it cannot answer (frozen, cut off), yet a BLMOVE it
+-- sent before may still be waiting in Redis and move a job onto its list after the reap. Should
+-- the worker then die without registering again, nobody would ever look at that list. So crash
+-- mode notes the worker in KEYS[6] for ARGV[4] ms (at least the fleet's longest BLMOVE), and when
+-- that is due, orphan mode gives back what the list holds unless the worker registered again (it
+-- is alive: its list is its own, and an expiry of its new lease is a new reap).
 --
 -- Jobs go to the consumer end of `jobs`, so they run next. In crash mode each payload's recovery
 -- count goes up; a payload that reaches ARGV[3] is instead wrapped as {"pixq_poison": payload,
@@ -16,13 +26,19 @@
 -- running it again. The wrapper starts with `{"pixq_poison":` (workers recognise pixq's own
 -- entries by their first bytes), so it is written by hand: cjson would put "error" first.
 --
--- Returns the number of jobs given back, or -1 if the worker's lease is still valid (crash mode).
+-- Returns the number of jobs given back, or -1 if the worker's lease is still valid (crash mode)
+-- or it registered again (orphan mode).
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[2] == 'crash' then
-    local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
-    if deadline and tonumber(deadline) >= now then
+local mode = ARGV[2]
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if mode == 'crash' and deadline and tonumber(deadline) >= now then
+    return -1
+end
+if mode == 'orphan' then
+    redis.call('ZREM', KEYS[6], ARGV[1])
+    if deadline then
         return -1
     end
 end
@@ -30,7 +46,7 @@ local items = redis.call('LRANGE', KEYS[2], 0, -1)
 local max = tonumber(ARGV[3])
 for i = #items, 1, -1 do
     local item = items[i]
-    if ARGV[2] == 'crash' then
+    if mode ~= 'graceful' then
         local h = redis.sha1hex(item)
         local n = redis.call('HINCRBY', KEYS[4], h, 1)
         if n >= max then
@@ -48,4 +64,9 @@ for i = #items, 1, -1 do
 end
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
+if mode == 'crash' then
+    redis.call('ZADD', KEYS[6], now + tonumber(ARGV[4]), ARGV[1])
+elseif mode == 'graceful' then
+    redis.call('ZREM', KEYS[6], ARGV[1])
+end
 return #items

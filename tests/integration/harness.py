@@ -644,11 +644,14 @@ class TcpProxy:
     command holding the pattern when the client has no other answer outstanding (the server did
     the work, the client never hears of it); cut_before(pattern) closes the first connection
     whose client sends `pattern` without relaying those bytes (the server never runs that
-    command; `tripped` is set); new connections are relayed as before. stop() ends everything."""
+    command; `tripped` is set); new connections are relayed as before. refuse = pattern closes,
+    for as long as it is set, every connection whose client sends `pattern`, without relaying
+    those bytes (one client of several cut off from the server). stop() ends everything."""
 
     def __init__(self, target_port):
         self.target_port = target_port
         self.swallow = False
+        self.refuse = None
         self.tripped = threading.Event()
         self._trigger = None
         self._trigger_before = None
@@ -717,6 +720,8 @@ class TcpProxy:
                                 self._trigger_before = None
                                 self.tripped.set()
                                 return  # neither these bytes nor the rest reach the server
+                            if self.refuse is not None and self.refuse in seen:
+                                return
                         upstream.sendall(data)
                         with self._lock:
                             if self._trigger is not None and self._trigger in seen:

@@ -31,8 +31,8 @@ def key(name):
     return "pixq:{%s}:%s" % (Q, name)
 
 
-JOBS, WORKERS, DELAYED, DEAD, STATS, RECOV = (key(n) for n in (
-    "jobs", "workers", "delayed", "dead", "stats", "recov"))
+JOBS, WORKERS, DELAYED, DEAD, STATS, RECOV, REAPED = (key(n) for n in (
+    "jobs", "workers", "delayed", "dead", "stats", "recov", "reaped"))
 
 
 def active(wid):
@@ -137,25 +137,36 @@ class HeartbeatTest(LuaTestCase):
 
 
 class ExpiredTest(LuaTestCase):
+    def expired(self, limit):
+        return self.run_script("expired", [WORKERS, REAPED], [limit])
+
     def test_lists_only_expired_workers_up_to_the_limit(self):
         now = self.now_ms()
         self.r.execute("ZADD", WORKERS, now - 10000, "old1", now - 5000, "old2", now - 1000,
                        "old3", now + 60000, "alive")
-        self.assertEqual(self.run_script("expired", [WORKERS], [16]), ["old1", "old2", "old3"])
-        self.assertEqual(self.run_script("expired", [WORKERS], [2]), ["old1", "old2"])
+        self.assertEqual(self.expired(16), [["old1", "old2", "old3"], []])
+        self.assertEqual(self.expired(2), [["old1", "old2"], []])
         # read only
         self.assertEqual(self.r.execute("ZCARD", WORKERS), 4)
 
+    def test_lists_reaped_workers_whose_second_look_is_due(self):
+        now = self.now_ms()
+        self.r.execute("ZADD", REAPED, now - 5000, "r1", now - 10, "r2", now + 60000, "later")
+        self.r.execute("ZADD", WORKERS, now - 1000, "old")
+        self.assertEqual(self.expired(16), [["old"], ["r1", "r2"]])
+        self.assertEqual(self.expired(1), [["old"], ["r1"]])
+        self.assertEqual(self.r.execute("ZCARD", REAPED), 3)
+
     def test_none_expired(self):
-        self.assertEqual(self.run_script("expired", [WORKERS], [16]), [])
+        self.assertEqual(self.expired(16), [[], []])
         self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "alive")
-        self.assertEqual(self.run_script("expired", [WORKERS], [16]), [])
+        self.assertEqual(self.expired(16), [[], []])
 
 
 class ReapTest(LuaTestCase):
-    def reap(self, wid, mode="crash", max_recoveries=3):
-        return self.run_script("reap", [WORKERS, active(wid), JOBS, RECOV, STATS],
-                               [wid, mode, max_recoveries])
+    def reap(self, wid, mode="crash", max_recoveries=3, hold_ms=60000):
+        return self.run_script("reap", [WORKERS, active(wid), JOBS, RECOV, STATS, REAPED],
+                               [wid, mode, max_recoveries, hold_ms])
 
     @staticmethod
     def sha1(payload):
@@ -195,6 +206,46 @@ class ReapTest(LuaTestCase):
         self.assertIsNone(self.zscore(WORKERS, "w1"))
         self.assertEqual(self.r.llen(JOBS), 0)
         self.assertEqual(self.stats(), {})
+
+    def test_crash_notes_the_worker_for_a_second_look(self):
+        self.r.execute("ZADD", WORKERS, 1, "w1", self.now_ms() + 60000, "alive")
+        t0 = self.now_ms()
+        self.reap("w1", hold_ms=7000)
+        self.assert_near(self.zscore(REAPED, "w1"), t0 + 7000)
+        self.assertEqual(self.reap("alive"), -1)  # a live worker is neither reaped nor noted
+        self.assertIsNone(self.zscore(REAPED, "alive"))
+
+    def test_second_look_gives_back_what_came_after_the_reap(self):
+        # a BLMOVE the reaped worker sent earlier moved a job onto its list after the reap
+        self.r.execute("ZADD", WORKERS, 1, "w1")
+        self.reap("w1")
+        self.r.lpush(JOBS, "waiting")
+        self.r.lpush(active("w1"), "late-job")
+        self.assertEqual(self.reap("w1", "orphan"), 1)
+        self.assertEqual(self.r.lrange(JOBS), ["waiting", "late-job"])  # it runs next
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertIsNone(self.zscore(REAPED, "w1"))
+        self.assertIsNone(self.zscore(WORKERS, "w1"))
+        self.assertEqual(self.r.hgetall(RECOV), {self.sha1("late-job"): "1"})  # a crash's count
+        self.assertEqual(self.stats(), {"recovered": 1})
+
+    def test_second_look_leaves_a_worker_that_registered_again(self):
+        self.r.execute("ZADD", WORKERS, 1, "w1")
+        self.reap("w1")
+        self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")  # alive: heartbeat.lua
+        self.r.lpush(active("w1"), "its-job")
+        self.assertEqual(self.reap("w1", "orphan"), -1)
+        self.assertEqual(self.r.lrange(active("w1")), ["its-job"])
+        self.assertIsNone(self.zscore(REAPED, "w1"))  # looked at: dropped
+        self.assertIsNotNone(self.zscore(WORKERS, "w1"))
+        self.assertEqual(self.r.llen(JOBS), 0)
+        self.assertEqual(self.stats(), {})
+
+    def test_second_look_at_an_empty_list_forgets_the_worker(self):
+        self.r.execute("ZADD", WORKERS, 1, "w1")
+        self.reap("w1")
+        self.assertEqual(self.reap("w1", "orphan"), 0)
+        self.assertEqual(self.r.execute("EXISTS", REAPED, WORKERS, JOBS), 0)
 
     def test_recovery_count_rises_then_poisons_at_the_limit(self):
         payload = '{"job_id":"p1","src":"x"}'
@@ -236,8 +287,10 @@ class ReapTest(LuaTestCase):
 
     def test_graceful_with_nothing_reserved_unregisters(self):
         self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")
+        self.r.execute("ZADD", REAPED, 1, "w1")  # reaped once, registered again, now stopping
         self.assertEqual(self.reap("w1", "graceful", 0), 0)
         self.assertIsNone(self.zscore(WORKERS, "w1"))
+        self.assertIsNone(self.zscore(REAPED, "w1"))
         self.assertEqual(self.stats(), {})
 
 

@@ -590,6 +590,80 @@ class FencingTest(ReliabilityCase):
         a.check_alive()
 
 
+class OrphanTest(ReliabilityCase):
+    """A worker frozen while it waits in BLMOVE is reaped with nothing to give back; its BLMOVE is
+    still waiting in Redis and takes the next job onto the reaped worker's list; then the worker
+    is killed without waking up. Nobody watches that list any more: the reaper's second look at
+    reaped workers (pixq:{Q}:reaped, once their longest BLMOVE is over) gives the job back."""
+
+    RESERVE_MS = 8000  # A's BLMOVE outlives its reap; the second look comes 9 s after the reap
+
+    def test_job_taken_by_a_frozen_reaped_worker_is_given_back(self):
+        a = self.start_worker(PIXQ_RESERVE_TIMEOUT_MS=self.RESERVE_MS)
+        wid_a = self.worker_id(a)
+        self.wait_until(lambda: wid_a in self.live_workers(), 20, "A to register")
+        time.sleep(0.3)  # blocked in BLMOVE, for 8 s
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            b = self.start_worker(PIXQ_RESERVE_TIMEOUT_MS=self.RESERVE_MS)  # waits behind A
+            self.worker_id(b)
+            self.wait_until(lambda: wid_a not in self.live_workers(),
+                            (LEASE_MS + REAP_MS) / 1000.0 + 5, "B to reap A")
+            self.assertIsNotNone(self.redis.execute("ZSCORE", self.key("reaped"), wid_a))
+            payload = self.push_jobs([self.tiny_job("orphan")])[0]
+            self.wait_until(lambda: self.active_of(wid_a) == [payload], 5,
+                            "A's waiting BLMOVE to take the job")
+        finally:
+            self.kill_worker(a)  # frozen to the end
+        self.wait_until(lambda: self.results("orphan"), self.RESERVE_MS / 1000.0 + 15,
+                        "the job on the dead worker's list to be run")
+        self.wait_for_postback(timeout=10, job_id="orphan")
+        self.assert_success("orphan")
+        returned = b.log_events("orphans_returned")
+        self.assertEqual([(e["worker"], e["jobs_returned"]) for e in returned], [(wid_a, "1")])
+        self.assertEqual(self.redis.execute("ZSCORE", self.key("reaped"), wid_a), None)
+        self.assertEqual(self.stats().get("recovered"), 1, self.stats())
+        self.assert_queue_drained()
+
+
+class LeaseOverdueTest(ReliabilityCase):
+    """A worker whose heartbeats do not reach Redis (its lease thread cut off, the rest of it
+    not) takes no new job once its lease is overdue: the fleet may reap it at any moment, and a
+    job it took then could land on a list nobody looks at. When the heartbeats get through again
+    it carries on."""
+
+    def test_no_new_job_while_the_lease_is_overdue(self):
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
+        w = self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        self.push_jobs([self.tiny_job("before", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        # only the lease thread names the workers key (heartbeat.lua, expired.lua, reap.lua)
+        proxy.refuse = self.key("workers").encode()
+        self.push_jobs([self.tiny_job("during-%d" % i) for i in range(3)])
+        time.sleep((LEASE_MS - HEARTBEAT_MS) / 1000.0 + 1.0)  # overdue: no beat since the cut
+        self.src.release()  # the job in hand ends; its settlement must not take the next one
+        self.wait_until(lambda: self.results("before"), 20, "the job in hand")
+        time.sleep(2.0)
+        self.assertEqual(self.active_of(wid), [])
+        self.assertEqual(self.redis.llen(self.key("jobs")), 3)
+        self.assertEqual(self.results("during-0"), [])
+        self.assertEqual(len(w.log_events("lease_overdue")), 1)
+        proxy.refuse = None
+        for i in range(3):
+            self.wait_until(lambda: self.results("during-%d" % i), 20, "the result")
+            self.wait_for_postback(timeout=10, job_id="during-%d" % i)
+            self.assert_success("during-%d" % i)
+        self.assertTrue(w.log_events("lease_renewed"))
+        self.assert_queue_drained()
+        w.check_alive()
+
+
 class PostbackRetryLostReplyTest(ReliabilityCase):
     """A failed postback's retry is scheduled in the step that settles the job: when Redis runs
     finish.lua and its answer is lost, the retry still comes (it was dropped: the worker, seeing
