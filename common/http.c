@@ -238,6 +238,9 @@ static void set_options(CURL *c, const struct http_request *req, struct curl_sli
     if (req->fresh_connect) {
         curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
     }
+    if (req->path_as_is) {
+        curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    }
     if (req->max_redirects > 0) {
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(c, CURLOPT_MAXREDIRS, (long)req->max_redirects);

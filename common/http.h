@@ -40,6 +40,8 @@ struct http_request {
                                    * the URL and every address connected to must pass it */
     long low_speed_bytes_per_s;   /* with low_speed_time_s: a slower transfer fails; 0: off */
     long low_speed_time_s;
+    bool path_as_is; /* send the path exactly as given, "." and ".." segments too (an S3 key:
+                      * the signature covers the path, and "../other-bucket/" is a key there) */
 };
 
 struct http_response {

@@ -238,6 +238,7 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
             .timeout_ms = c->timeout_ms,
             .max_body = call->max_body,
             .fresh_connect = stale_connection(c),
+            .path_as_is = true,
         };
         rc = http_perform(h, &req, resp, e);
     }

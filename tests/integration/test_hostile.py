@@ -810,6 +810,25 @@ class S3TargetTest(HostileTestCase):
         self.assertNotIn("errors", pb.results, pb.body[:400])
         self.assert_still_serving()
 
+    def test_keys_with_dot_segments_are_refused(self):
+        # "../other-bucket/x" is a key of pixq-test for S3, but S3-compatible stores (s3rver
+        # among them) and libcurl's default resolve it as a path: it wrote into, and read from,
+        # a bucket outside the allow list
+        self.start(PIXQ_S3_BUCKETS="pixq-test")
+        job = self.job("dots")
+        job["functions"][0]["save"]["s3_destination"]["key"] = "../other-bucket/owned.jpg"
+        self.expect_failure(job, "key '../other-bucket/owned.jpg' has a '.' or '..' segment")
+        status, _, _ = self.s3.get_object("other-bucket", "owned.jpg")
+        self.assertEqual(status, 404)
+        self.assertEqual(self.s3.put_object("other-bucket", "secret.jpg", self.image), 200)
+        job = self.job("dots-src", {"name": "s3", "bucket": "pixq-test",
+                                    "key": "x/../../other-bucket/secret.jpg"})
+        self.expect_failure(job, "Failed to download from s3: key "
+                                 "'x/../../other-bucket/secret.jpg' has a '.' or '..' segment")
+        status, _, _ = self.s3.get_object("pixq-test", "out/dots-src.jpg")
+        self.assertEqual(status, 404)
+        self.assert_still_serving()
+
     def test_bad_bucket_names_keys_and_locations(self):
         self.start()
         long_key = "k/" + "a" * 1023
