@@ -265,21 +265,6 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
     return 0;
 }
 
-/* An AWS region name ("us-east-1"): letters, digits and '-'. */
-static bool valid_region(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 32) {
-        return false;
-    }
-    for (; *s != '\0'; s++) {
-        if (!isalnum((unsigned char)*s) && *s != '-') {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Whether a "/"-separated segment of `key` is "." or "..". */
 static bool dot_segment(const char *key)
 {
@@ -296,7 +281,7 @@ static bool dot_segment(const char *key)
 int job_check_s3_key(const char *location, const char *key, struct err *e)
 {
     char q[64];
-    if (location != NULL && location[0] != '\0' && !valid_region(location)) {
+    if (location != NULL && location[0] != '\0' && !s3_valid_region(location)) {
         return err_set(e, "bucket location '%s' is not a region name",
                        shown(location, q, sizeof q));
     }

@@ -25,8 +25,24 @@ bool s3_throttled(const struct s3_reply *r)
 
 bool s3_transient(const struct s3_reply *r)
 {
-    return (r->status == 0 && !r->not_sent) || r->status == 500 || r->status == 502 ||
-           r->status == 504 || s3_throttled(r) || strcmp(r->code, "RequestTimeout") == 0;
+    /* 307 without a region to go to: S3's DNS for a new bucket, which catches up */
+    return (r->status == 0 && !r->not_sent) || r->status == 307 || r->status == 500 ||
+           r->status == 502 || r->status == 504 || s3_throttled(r) ||
+           strcmp(r->code, "RequestTimeout") == 0;
+}
+
+bool s3_valid_region(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32) {
+        return false;
+    }
+    for (; *s != '\0'; s++) {
+        if (!isalnum((unsigned char)*s) && *s != '-') {
+            return false;
+        }
+    }
+    return true;
 }
 
 bool s3_valid_bucket(const char *name)
@@ -242,7 +258,11 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         };
         rc = http_perform(h, &req, resp, e);
     }
-    if (rc < 0) {
+    /* an answer whose status arrived is that answer, even when its body did not (over the cap,
+     * cut off): a 403 with a large error page is final, not an outage to retry */
+    bool answered =
+        rc < 0 && !reply->not_sent && !resp->refused && !resp->bad_url && resp->status >= 300;
+    if (rc < 0 && !answered) {
         reply->too_large = resp->too_large;
         err_wrap(e, "S3 %s %s", call->method, t.url.data);
         buf_finish(&t.url);
@@ -255,8 +275,10 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         if (reply->region[0] == '\0') {
             xml_field(&resp->body, "Region", reply->region, sizeof reply->region);
         }
-        err_set(e, "S3 %s %s: HTTP %ld%s%s", call->method, t.url.data, resp->status,
-                reply->code[0] ? " " : "", reply->code);
+        char cut[ERR_MSG_MAX];
+        snprintf(cut, sizeof cut, " (its body cut short: %.200s)", answered ? e->msg : "");
+        err_set(e, "S3 %s %s: HTTP %ld%s%s%s", call->method, t.url.data, resp->status,
+                reply->code[0] ? " " : "", reply->code, answered ? cut : "");
         rc = -1;
     }
     buf_finish(&t.url);

@@ -77,4 +77,8 @@ bool s3_transient(const struct s3_reply *r);
  * letter or digit). */
 bool s3_valid_bucket(const char *name);
 
+/* Whether `s` is a region name as AWS spells them ("us-east-1"): 1 to 32 letters, digits and
+ * '-'. A region goes into a host name: nothing else may. */
+bool s3_valid_region(const char *s);
+
 #endif

@@ -132,13 +132,14 @@ static size_t task_headers(json_object *task, struct http_header *h, size_t cap)
     return n;
 }
 
-/* A wrong-region answer: S3 says where the bucket lives. */
+/* A wrong-region answer: S3 says where the bucket lives (307: a bucket created lately, whose
+ * name does not resolve to its region yet). */
 static bool wrong_region(const struct s3_reply *r)
 {
-    bool redirect = r->status == 301 ||
+    bool redirect = r->status == 301 || r->status == 307 ||
                     (r->status == 400 && (strcmp(r->code, "AuthorizationHeaderMalformed") == 0 ||
                                           strcmp(r->code, "PermanentRedirect") == 0));
-    return redirect && r->region[0] != '\0';
+    return redirect && s3_valid_region(r->region);
 }
 
 /* PUTs, following wrong-region answers (re-signed for the bucket's region). */

@@ -373,7 +373,8 @@ class S3Stub:
 
     def set_region(self, bucket, region, style="301", region_header=True):
         """The bucket lives in `region`: requests signed for another one get a 301
-        PermanentRedirect (style "301") or a 400 AuthorizationHeaderMalformed (style "400");
+        PermanentRedirect (style "301"), a 400 AuthorizationHeaderMalformed (style "400") or a
+        307 TemporaryRedirect (style "307": S3's answer for up to a day after a bucket's creation);
         region_header=False leaves x-amz-bucket-region out, so only the XML names it."""
         with self._lock:
             self._buckets[bucket] = region
@@ -644,6 +645,12 @@ class S3Stub:
         style, with_header = redirect
         extra = {"x-amz-bucket-region": region} if with_header else {}
         rec.fault = "redirect"
+        if style == "307":
+            return (307, "TemporaryRedirect", "Please re-send this request to the specified "
+                    "temporary endpoint. Continue to use the original request endpoint for future "
+                    "requests.", extra,
+                    {"Endpoint": "%s.s3-%s.amazonaws.com" % (rec.bucket, region),
+                     "Bucket": rec.bucket})
         if style == "400":
             return (400, "AuthorizationHeaderMalformed",
                     "The authorization header is malformed; the region '%s' is wrong; expecting "

@@ -440,6 +440,24 @@ class RegionTest(ThrottleCase):
         self.s3.set_region("eu400-bucket", "eu-west-1", style="400", region_header=False)
         self.check_region("eu400-bucket", 400)
 
+    def test_region_that_is_not_a_region_name_is_not_followed(self):
+        # the region goes into the AWS host name (s3.<region>.amazonaws.com) and is remembered
+        # for the whole fleet: an answer naming "evil.example/x" must not be taken as one
+        self.s3.fail("flaky-bucket", 301, "PermanentRedirect",
+                     headers={"x-amz-bucket-region": "evil.example/x"})
+        self.start_workers(1)
+        self.push_jobs([self.job("odd-1", "flaky-bucket")])
+        results = self.postbacks_for(["odd-1"])["odd-1"].results
+        self.assertEqual(results.get("failed_image_identifiers"), ["img0"], results)
+        self.assertIn("HTTP 301 PermanentRedirect", results["errors"][0])
+        self.assertEqual(len(self.puts("flaky-bucket")), 1)
+        self.assertIsNone(self.limiter("flaky-bucket").get("region"))
+
+    def test_307_temporary_redirect(self):
+        # failed the output at once: every upload to a bucket made less than a day ago
+        self.s3.set_region("eu307-bucket", "eu-west-1", style="307")
+        self.check_region("eu307-bucket", 307)
+
 
 class FinalErrorTest(ThrottleCase):
     """S3's answers that end an output, and the other outputs of the same job carrying on."""
@@ -494,6 +512,16 @@ class FinalErrorTest(ThrottleCase):
 
     def test_access_denied_is_final(self):
         self.assert_final("deny-1", "deny-bucket", 403, "AccessDenied")
+
+    def test_access_denied_with_a_large_error_page_is_final(self):
+        # a body over the worker's cap for error pages (64 KiB) was taken for a transport
+        # error: retried 5 times and reported as "temporarily unavailable"
+        self.s3.fail("deny-bucket", 403, "AccessDenied", message="x" * 70000)
+        error, _ = self.error_postback("deny-2", ["deny-bucket", "pixq-test"])
+        self.assertIn("HTTP 403", error)
+        self.assertIn("its body cut short", error)
+        self.assertNotIn("temporarily unavailable", error)
+        self.assertEqual(len(self.puts("deny-bucket")), 1)  # no retry
 
     def test_not_implemented_is_final(self):
         # a 5xx that every attempt would meet again (an S3-compatible store without a feature)

@@ -472,14 +472,14 @@ static void test_guards(void)
     CHECK(job_check_s3_key(NULL, "a\x7f", &e) < 0);
     CHECK(job_check_s3_key(NULL, "\xf0\x9f\x96\xbc.png", &e) == 0); /* U+1F5BC */
     /* "." and ".." segments: a path to another bucket on stores that resolve it */
-    const char *dots[] = {"../other/k.png", "a/../k.png", "./k.png", "a/./k.png", "a/..", "a/.",
-                          ".", ".."};
+    const char *dots[] = {"../other/k.png", "a/../k.png", "./k.png", "a/./k.png",
+                          "a/..",           "a/.",        ".",       ".."};
     for (size_t i = 0; i < sizeof dots / sizeof dots[0]; i++) {
         CHECK(job_check_s3_key(NULL, dots[i], &e) < 0);
         CHECK(strstr(e.msg, "segment") != NULL);
     }
-    const char *fine[] = {"a..b.png", ".hidden.png", "a/.x/k.png", "a/..b/k", "...", "a//b.png",
-                          "/lead.png", "trail/"};
+    const char *fine[] = {"a..b.png", ".hidden.png", "a/.x/k.png", "a/..b/k",
+                          "...",      "a//b.png",    "/lead.png",  "trail/"};
     for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
         CHECK(job_check_s3_key(NULL, fine[i], &e) == 0);
     }
