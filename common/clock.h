@@ -5,6 +5,10 @@
 /* Monotonic milliseconds (for durations and deadlines within one process). */
 long clock_mono_ms(void);
 
+/* Milliseconds of a clock that also runs while the machine is suspended (CLOCK_BOOTTIME): for
+ * how long ago something held, such as a lease, that Redis counts on its own clock. */
+long clock_boot_ms(void);
+
 /* Monotonic microseconds (for short durations logged precisely). */
 long clock_mono_us(void);
 

@@ -1,5 +1,6 @@
 #include "lease.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,7 +16,6 @@
 #define TICK_MS          50   /* the thread's longest sleep between checks */
 #define REAP_BATCH       16   /* most expired workers reaped per pass */
 #define ERROR_BACKOFF_MS 1000 /* wait after a Redis error before the next try */
-#define REDIS_LATE_MS    1000 /* Redis ends a BLMOVE's wait up to a tick late; a margin for it */
 
 /* One queue's keys. */
 struct lease_queue {
@@ -35,7 +35,7 @@ struct lease {
     pthread_t thread;
     atomic_bool quit;
     atomic_bool lost;
-    atomic_long fresh_until; /* monotonic ms: until then the lease surely holds in every queue */
+    atomic_long fresh_until; /* clock_boot_ms: until then the lease surely holds in every queue */
     char wid[300];
     size_t n;
     struct lease_queue q[LEASE_QUEUES_MAX];
@@ -69,8 +69,11 @@ static long reap_one(struct lease *l, const struct lease_queue *q, const char *w
     snprintf(suffix, sizeof suffix, "active:%.300s", wid);
     rq_key(active, sizeof active, q->name, suffix);
     snprintf(max, sizeof max, "%ld", l->cfg->max_recoveries);
-    /* a BLMOVE the reaped worker sent before the reap may still move a job onto its list */
-    snprintf(hold, sizeof hold, "%ld", l->cfg->reserve_timeout_ms + REDIS_LATE_MS);
+    /* a reservation the worker sent before it was reaped (or stopped) may still reach Redis
+     * and move a job onto its list afterwards: for as long as it waits, and as its worker
+     * waits for an answer (a call held up on the way), and a second */
+    snprintf(hold, sizeof hold, "%ld",
+             l->cfg->reserve_timeout_ms + l->cfg->redis_timeout_ms + 1000);
     const char *keys[] = {q->workers_key, active,       q->jobs_key,
                           q->recov_key,   q->stats_key, q->reaped_key};
     const char *args[] = {wid, mode, max, hold};
@@ -192,9 +195,9 @@ static void give_back_and_exit(struct lease *l)
     _exit(n >= 0 ? 0 : 1);
 }
 
-/* The lease was renewed in every queue by calls sent at `sent` (monotonic ms) or later: it holds
- * until sent + lease. The worker takes new jobs until a heartbeat before that, so that a lease
- * two heartbeats overdue stops it taking any (lease_fresh). */
+/* The lease was renewed in every queue by calls sent at `sent` (clock_boot_ms) or later: it holds
+ * until sent + lease. The worker takes new jobs, and waits for them, until a heartbeat before
+ * that, so that a lease two heartbeats overdue stops it taking any (lease_fresh_ms). */
 static void renewed(struct lease *l, long sent)
 {
     atomic_store(&l->fresh_until, sent + l->cfg->lease_ms - l->cfg->heartbeat_ms);
@@ -204,6 +207,7 @@ static void renewed(struct lease *l, long sent)
  * again; then, if Redis answered, the counts. */
 static long renew(struct lease *l, long now)
 {
+    long sent = clock_boot_ms();
     bool failed = false;
     for (size_t i = 0; i < l->n; i++) {
         int held = beat(l, &l->q[i], "beat");
@@ -215,7 +219,7 @@ static long renew(struct lease *l, long now)
         failed = failed || held < 0;
     }
     if (!failed) {
-        renewed(l, now);
+        renewed(l, sent);
     }
     failed = failed || flush_counts(l) < 0;
     return failed ? now + ERROR_BACKOFF_MS : now + l->cfg->heartbeat_ms;
@@ -273,7 +277,7 @@ static int register_all(struct lease *l, const char *const *queues, struct err *
     if (l->rq == NULL) {
         return -1;
     }
-    long sent = clock_mono_ms();
+    long sent = clock_boot_ms();
     for (size_t i = 0; i < l->n; i++) {
         if (beat(l, &l->q[i], "register") != 1) {
             return err_set(e, "cannot register the worker in %s", l->q[i].workers_key);
@@ -331,9 +335,9 @@ bool lease_take_lost(struct lease *l)
     return atomic_exchange(&l->lost, false);
 }
 
-bool lease_fresh(struct lease *l)
+long lease_fresh_ms(struct lease *l)
 {
-    return l == NULL || clock_mono_ms() < atomic_load(&l->fresh_until);
+    return l == NULL ? LONG_MAX : atomic_load(&l->fresh_until) - clock_boot_ms();
 }
 
 void lease_stop(struct lease *l)

@@ -3,12 +3,12 @@
  * The worker is registered in pixq:{Q}:workers of every queue Q it serves, with a deadline (Redis
  * clock) that the thread renews every heartbeat. The same thread reaps, every reap interval and in
  * every queue, the workers whose deadline passed: their reserved jobs go back to the queue they
- * came from (reap.lua). A reaped worker gets a second look once its longest BLMOVE is surely
- * over (pixq:{Q}:reaped): a job that such a call moved onto its list after the reap goes back too,
- * unless the worker registered again. If this worker's own lease was taken in any queue (it
- * stalled longer than the lease), the thread notes it (lease_lost) and registers again.
- * After a stop is requested, the thread also enforces the shutdown deadline: past it, the job
- * still running is given back to the head of the queue and the process exits.
+ * came from (reap.lua). A reaped or stopped worker's list gets a second look later
+ * (pixq:{Q}:reaped): a job that a reservation held up on the way moved onto it after the reap goes
+ * back too, unless the worker registered again. If this worker's own lease was taken in any queue
+ * (it stalled longer than the lease), the thread notes it (lease_lost) and registers again. After a
+ * stop is requested, the thread also enforces the shutdown deadline: past it, the job still running
+ * is given back to the head of the queue and the process exits.
  *
  * The thread also adds the worker's counts of uploaded bytes to each queue's stats, at every
  * heartbeat and at the end. It has its own Redis connection; the worker's main thread never
@@ -40,11 +40,11 @@ void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long byte
  * no longer its own). */
 bool lease_take_lost(struct lease *l);
 
-/* Whether the lease surely holds: renewed in every queue less than the lease minus a heartbeat
- * ago. A worker whose lease is overdue (frozen, or its thread cut off from Redis) takes no new job
- * until it holds again, so that nothing lands on a list the fleet may have stopped watching. NULL:
- * true. */
-bool lease_fresh(struct lease *l);
+/* How long the lease surely holds, in ms: until a heartbeat before it runs out, counted from the
+ * last renewal in every queue (<= 0: overdue). A worker takes no new job while its lease is
+ * overdue (frozen, or its thread cut off from Redis), nor waits for one (BLMOVE) longer than
+ * this, so that no job lands on its list once the fleet may have reaped it. NULL: LONG_MAX. */
+long lease_fresh_ms(struct lease *l);
 
 /* Stops the thread, gives back anything left on the worker's active lists (each to its own queue)
  * and unregisters the worker. NULL is allowed. */

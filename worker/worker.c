@@ -367,7 +367,7 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
 static bool may_fold(const struct worker *w)
 {
     return !*w->stop && !w->check_active && w->cur == &w->q[0] && w->next_q == NULL &&
-           rq_io_errors(w->rq) == w->io_at_start && lease_fresh(w->lease);
+           rq_io_errors(w->rq) == w->io_at_start && lease_fresh_ms(w->lease) > 0;
 }
 
 /* finish.lua's answer: 1 settled, 0 not ours. A payload it reserved is kept for the next turn. */
@@ -1589,6 +1589,15 @@ static int block_on(struct worker *w, struct wqueue *q, long block, struct buf *
     return took_from(w, q, rq_commandv(w->rq, block, 6, argv, NULL, e), payload, e);
 }
 
+/* `block`, or less: a wait for a job ends while the lease surely holds (lease_fresh_ms). A
+ * worker frozen in BLMOVE is reaped only after the wait is over in Redis, so that the wait cannot
+ * move a job onto the list of a reaped worker. */
+static long until_lease_ends(const struct worker *w, long block)
+{
+    long left = lease_fresh_ms(w->lease);
+    return left < block ? left : block;
+}
+
 /* One queue: BLMOVE, blocking at most until the next promotion is due. */
 static int reserve_one(struct worker *w, struct buf *payload, struct err *e)
 {
@@ -1606,8 +1615,9 @@ static int reserve_one(struct worker *w, struct buf *payload, struct err *e)
             return got;
         }
     }
-    block = block < MIN_BLOCK_MS ? MIN_BLOCK_MS : block;
     block = block > w->cfg->reserve_timeout_ms ? w->cfg->reserve_timeout_ms : block;
+    block = until_lease_ends(w, block);
+    block = block < MIN_BLOCK_MS ? MIN_BLOCK_MS : block;
     return block_on(w, q, block, payload, e);
 }
 
@@ -1692,8 +1702,9 @@ static int reserve_multi(struct worker *w, struct buf *payload, struct err *e)
     long poll = w->cfg->queue_poll_ms < w->cfg->reserve_timeout_ms ? w->cfg->queue_poll_ms
                                                                    : w->cfg->reserve_timeout_ms;
     long floor = poll < MIN_BLOCK_MS ? poll : MIN_BLOCK_MS;
-    block = block < floor ? floor : block;
     block = block > poll ? poll : block;
+    block = until_lease_ends(w, block);
+    block = block < floor ? floor : block;
     return block_on(w, &w->q[0], block, payload, e);
 }
 
@@ -1713,7 +1724,7 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
             return got;
         }
     }
-    if (!lease_fresh(w->lease)) {
+    if (lease_fresh_ms(w->lease) <= 0) {
         /* should this worker die now, a job taken onto its list might never be looked at */
         if (!w->stale) {
             LOG_WARN("lease_overdue", "worker=%s action=no_new_jobs", w->id);

@@ -11,14 +11,17 @@
 --         stopping: nothing is counted against its jobs) or "orphan" (a second look at a reaped
 --         worker, when its entry in KEYS[6] is due)
 -- ARGV[3] recoveries after which a job is a poison pill (crash and orphan modes)
--- ARGV[4] crash mode: how long after the reap to look at the worker's list again, ms
+-- ARGV[4] crash and graceful modes: how long after this call to look at the list again, ms
 --
--- Why a second look: a worker is reaped while it cannot answer (frozen, cut off), yet a BLMOVE it
--- sent before may still be waiting in Redis and move a job onto its list after the reap. Should
--- the worker then die without registering again, nobody would ever look at that list. So crash
--- mode notes the worker in KEYS[6] for ARGV[4] ms (at least the fleet's longest BLMOVE), and when
--- that is due, orphan mode gives back what the list holds unless the worker registered again (it
--- is alive: its list is its own, and an expiry of its new lease is a new reap).
+-- Why a second look: a worker is reaped while it cannot answer (frozen, cut off), and one that
+-- stops gives its jobs back while it may still wait for one. A reservation it sent before may
+-- still reach Redis and move a job onto its list afterwards (a worker's BLMOVE ends while its
+-- lease holds, but a call can be held up on the way). Should the worker then be gone for good,
+-- nobody would ever look at that list. So both modes note the worker in KEYS[6], due ARGV[4] ms
+-- later, and when that is due, orphan mode gives back what the list holds unless the worker
+-- registered again (it is alive: its list is its own, and an expiry of its new lease is a new
+-- reap, with a note of its own). Orphan mode leaves a note that is not due yet: it was written
+-- by a later reap than the one the caller saw.
 --
 -- Jobs go to the consumer end of `jobs`, so they run next. In crash mode each payload's recovery
 -- count goes up; a payload that reaches ARGV[3] is instead wrapped as {"pixq_poison": payload,
@@ -26,8 +29,8 @@
 -- running it again. The wrapper starts with `{"pixq_poison":` (workers recognise pixq's own
 -- entries by their first bytes), so it is written by hand: cjson would put "error" first.
 --
--- Returns the number of jobs given back, or -1 if the worker's lease is still valid (crash mode)
--- or it registered again (orphan mode).
+-- Returns the number of jobs given back, or -1 if the worker's lease is still valid (crash mode),
+-- or it registered again or its note is not due (orphan mode).
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -37,6 +40,10 @@ if mode == 'crash' and deadline and tonumber(deadline) >= now then
     return -1
 end
 if mode == 'orphan' then
+    local due = redis.call('ZSCORE', KEYS[6], ARGV[1])
+    if not due or tonumber(due) > now then
+        return -1
+    end
     redis.call('ZREM', KEYS[6], ARGV[1])
     if deadline then
         return -1
@@ -64,9 +71,7 @@ for i = #items, 1, -1 do
 end
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
-if mode == 'crash' then
+if mode ~= 'orphan' then
     redis.call('ZADD', KEYS[6], now + tonumber(ARGV[4]), ARGV[1])
-elseif mode == 'graceful' then
-    redis.call('ZREM', KEYS[6], ARGV[1])
 end
 return #items

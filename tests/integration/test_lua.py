@@ -216,9 +216,9 @@ class ReapTest(LuaTestCase):
         self.assertIsNone(self.zscore(REAPED, "alive"))
 
     def test_second_look_gives_back_what_came_after_the_reap(self):
-        # a BLMOVE the reaped worker sent earlier moved a job onto its list after the reap
+        # a reservation of the reaped worker reached Redis late: a job on its list after the reap
         self.r.execute("ZADD", WORKERS, 1, "w1")
-        self.reap("w1")
+        self.reap("w1", hold_ms=0)
         self.r.lpush(JOBS, "waiting")
         self.r.lpush(active("w1"), "late-job")
         self.assertEqual(self.reap("w1", "orphan"), 1)
@@ -231,7 +231,7 @@ class ReapTest(LuaTestCase):
 
     def test_second_look_leaves_a_worker_that_registered_again(self):
         self.r.execute("ZADD", WORKERS, 1, "w1")
-        self.reap("w1")
+        self.reap("w1", hold_ms=0)
         self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")  # alive: heartbeat.lua
         self.r.lpush(active("w1"), "its-job")
         self.assertEqual(self.reap("w1", "orphan"), -1)
@@ -243,9 +243,22 @@ class ReapTest(LuaTestCase):
 
     def test_second_look_at_an_empty_list_forgets_the_worker(self):
         self.r.execute("ZADD", WORKERS, 1, "w1")
-        self.reap("w1")
+        self.reap("w1", hold_ms=0)
         self.assertEqual(self.reap("w1", "orphan"), 0)
         self.assertEqual(self.r.execute("EXISTS", REAPED, WORKERS, JOBS), 0)
+
+    def test_second_look_keeps_a_note_that_is_not_due(self):
+        # one pass of a reaper: expired.lua saw w1's first note due and w1 expired again (it had
+        # registered again); the crash reap writes a new note, which the orphan look must keep
+        self.r.execute("ZADD", WORKERS, 1, "w1")
+        self.r.execute("ZADD", REAPED, 1, "w1")  # the first reap's note, due
+        self.assertEqual(self.reap("w1", hold_ms=60000), 0)
+        self.assertEqual(self.reap("w1", "orphan"), -1)
+        self.assertIsNotNone(self.zscore(REAPED, "w1"))
+        self.r.lpush(active("w1"), "late-job")  # then a late reservation lands: still watched
+        self.r.execute("ZADD", REAPED, 1, "w1")
+        self.assertEqual(self.reap("w1", "orphan"), 1)
+        self.assertEqual(self.r.lrange(JOBS), ["late-job"])
 
     def test_recovery_count_rises_then_poisons_at_the_limit(self):
         payload = '{"job_id":"p1","src":"x"}'
@@ -285,12 +298,14 @@ class ReapTest(LuaTestCase):
         self.assertEqual(self.r.hgetall(RECOV), {self.sha1("job-a"): "2"})  # not counted
         self.assertEqual(self.stats(), {"requeued_on_stop": 1})
 
-    def test_graceful_with_nothing_reserved_unregisters(self):
+    def test_graceful_with_nothing_reserved_unregisters_and_notes(self):
+        # a worker stopping at its shutdown deadline may still wait in BLMOVE: its list gets a
+        # second look too
         self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")
-        self.r.execute("ZADD", REAPED, 1, "w1")  # reaped once, registered again, now stopping
-        self.assertEqual(self.reap("w1", "graceful", 0), 0)
+        t0 = self.now_ms()
+        self.assertEqual(self.reap("w1", "graceful", 0, hold_ms=5000), 0)
         self.assertIsNone(self.zscore(WORKERS, "w1"))
-        self.assertIsNone(self.zscore(REAPED, "w1"))
+        self.assert_near(self.zscore(REAPED, "w1"), t0 + 5000)
         self.assertEqual(self.stats(), {})
 
 

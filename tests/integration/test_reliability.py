@@ -590,38 +590,62 @@ class FencingTest(ReliabilityCase):
         a.check_alive()
 
 
-class OrphanTest(ReliabilityCase):
-    """A worker frozen while it waits in BLMOVE is reaped with nothing to give back; its BLMOVE is
-    still waiting in Redis and takes the next job onto the reaped worker's list; then the worker
-    is killed without waking up. Nobody watches that list any more: the reaper's second look at
-    reaped workers (pixq:{Q}:reaped, once their longest BLMOVE is over) gives the job back."""
+class FrozenWaitTest(ReliabilityCase):
+    """A worker frozen while it waits for a job (BLMOVE) is reaped only after its wait is over in
+    Redis: a worker's wait ends while its lease surely holds. Else the wait, still open after the
+    reap, would move the next job onto the list of a worker that may never wake up."""
 
-    RESERVE_MS = 8000  # A's BLMOVE outlives its reap; the second look comes 9 s after the reap
-
-    def test_job_taken_by_a_frozen_reaped_worker_is_given_back(self):
-        a = self.start_worker(PIXQ_RESERVE_TIMEOUT_MS=self.RESERVE_MS)
+    def test_job_pushed_after_the_reap_goes_to_a_live_worker(self):
+        a = self.start_worker(PIXQ_RESERVE_TIMEOUT_MS=30000)  # asks to wait for 30 s
         wid_a = self.worker_id(a)
         self.wait_until(lambda: wid_a in self.live_workers(), 20, "A to register")
-        time.sleep(0.3)  # blocked in BLMOVE, for 8 s
+        time.sleep(0.3)  # waiting in BLMOVE
         a.proc.send_signal(signal.SIGSTOP)
         try:
-            b = self.start_worker(PIXQ_RESERVE_TIMEOUT_MS=self.RESERVE_MS)  # waits behind A
+            b = self.start_worker()  # waits behind A in Redis's queue of waiting clients
             self.worker_id(b)
             self.wait_until(lambda: wid_a not in self.live_workers(),
                             (LEASE_MS + REAP_MS) / 1000.0 + 5, "B to reap A")
-            self.assertIsNotNone(self.redis.execute("ZSCORE", self.key("reaped"), wid_a))
-            payload = self.push_jobs([self.tiny_job("orphan")])[0]
-            self.wait_until(lambda: self.active_of(wid_a) == [payload], 5,
-                            "A's waiting BLMOVE to take the job")
+            self.push_jobs([self.tiny_job("after-reap")])
+            self.wait_until(lambda: self.results("after-reap"), 10, "B to run the job")
+            self.assertEqual(self.active_of(wid_a), [])
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        self.wait_for_postback(timeout=10, job_id="after-reap")
+        self.assert_success("after-reap")
+        self.assertEqual(b.log_events("orphans_returned"), [])
+
+
+class OrphanTest(ReliabilityCase):
+    """A reaped worker's list gets a second look: a reservation it sent before its reap can
+    reach Redis late (held up on the way) and move a job onto its list after the reap; should the
+    worker then be gone for good, nobody would look at that list again. The reaper looks again
+    (pixq:{Q}:reaped) once such a call is surely over, and gives the job back."""
+
+    def test_job_that_lands_on_a_dead_worker_s_list_after_its_reap_is_given_back(self):
+        a = self.start_worker()
+        wid_a = self.worker_id(a)
+        self.wait_until(lambda: wid_a in self.live_workers(), 20, "A to register")
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            # B's second look: PIXQ_RESERVE_TIMEOUT_MS + PIXQ_REDIS_TIMEOUT_MS + 1 s after a reap
+            b = self.start_worker(PIXQ_RESERVE_TIMEOUT_MS=1000, PIXQ_REDIS_TIMEOUT_MS=1000)
+            self.worker_id(b)
+            self.wait_until(lambda: wid_a not in self.live_workers(),
+                            (LEASE_MS + REAP_MS) / 1000.0 + 5, "B to reap A")
+            note = self.redis.execute("ZSCORE", self.key("reaped"), wid_a)
+            self.assertIsNotNone(note)
+            # what A's late LMOVE does in Redis
+            payload = json.dumps(self.tiny_job("orphan"))
+            self.redis.lpush(self.key("active:" + wid_a), payload)
         finally:
             self.kill_worker(a)  # frozen to the end
-        self.wait_until(lambda: self.results("orphan"), self.RESERVE_MS / 1000.0 + 15,
-                        "the job on the dead worker's list to be run")
+        self.wait_until(lambda: self.results("orphan"), 3 + 10, "the job on the dead worker's list")
         self.wait_for_postback(timeout=10, job_id="orphan")
         self.assert_success("orphan")
         returned = b.log_events("orphans_returned")
         self.assertEqual([(e["worker"], e["jobs_returned"]) for e in returned], [(wid_a, "1")])
-        self.assertEqual(self.redis.execute("ZSCORE", self.key("reaped"), wid_a), None)
+        self.assertIsNone(self.redis.execute("ZSCORE", self.key("reaped"), wid_a))
         self.assertEqual(self.stats().get("recovered"), 1, self.stats())
         self.assert_queue_drained()
 
