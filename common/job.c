@@ -223,8 +223,43 @@ static json_object *scalar_as_string(json_object *obj, const char *name)
     return s;
 }
 
+/* For every request, the headers that frame the message or the connection: a job's
+ * Content-Length before pixq's body would split one request into two (a desync at the receiver
+ * or a proxy). For an S3 PUT also the ones that sign it or make it another operation:
+ * x-amz-copy-source turns the upload into a copy from any bucket the credentials can read. */
+const char *job_header_refused(const char *name, bool s3)
+{
+    static const char *const framing[] = {
+        "content-length", "transfer-encoding", "host",      "connection", "expect", "te",
+        "upgrade",        "trailer",           "keep-alive"};
+    for (size_t i = 0; i < sizeof framing / sizeof framing[0]; i++) {
+        if (strcasecmp(name, framing[i]) == 0) {
+            return "frames the request";
+        }
+    }
+    if (strncasecmp(name, "proxy-", 6) == 0) {
+        return "frames the request";
+    }
+    static const char *const signing[] = {"authorization", "x-amz-date", "x-amz-content-sha256",
+                                          "x-amz-security-token"};
+    for (size_t i = 0; s3 && i < sizeof signing / sizeof signing[0]; i++) {
+        if (strcasecmp(name, signing[i]) == 0) {
+            return "is pixq's to sign the upload with";
+        }
+    }
+    static const char *const other_operation[] = {"x-amz-copy-source", "x-amz-object-lock-",
+                                                  "x-amz-website-redirect-location"};
+    for (size_t i = 0; s3 && i < sizeof other_operation / sizeof other_operation[0]; i++) {
+        if (strncasecmp(name, other_operation[i], strlen(other_operation[i])) == 0) {
+            return "would make the upload something else";
+        }
+    }
+    return NULL;
+}
+
 int job_check_headers(json_object *headers, const char *what, struct err *e)
 {
+    bool s3 = strncmp(what, "s3_destination", 14) == 0;
     if (!json_object_is_type(headers, json_type_object)) {
         return err_set(e, "%s must be an object", what);
     }
@@ -260,6 +295,11 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
         if (strlen(value) > JOB_HEADER_VALUE_MAX) {
             return err_set(e, "%s: header '%s' is longer than %d bytes", what, name,
                            JOB_HEADER_VALUE_MAX);
+        }
+        const char *why = job_header_refused(name, s3);
+        if (why != NULL) {
+            return err_set(e, "%s: header '%s' may not come from a job: it %s", what,
+                           shown(name, q, sizeof q), why);
         }
     }
     return 0;

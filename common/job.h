@@ -128,8 +128,14 @@ const char *job_src_url(const struct job *j);
 
 /* Checks a headers object from a job (`what` names it in the message: "postback_headers"):
  * at most JOB_MAX_HEADERS string values of at most JOB_HEADER_VALUE_MAX bytes, every name and
- * value sendable (http_header_valid(): no CR, LF or other control character). Returns 0 or -1. */
+ * value sendable (http_header_valid(): no CR, LF or other control character), none that frames
+ * the request (Content-Length, Transfer-Encoding, Host, Connection...) and, when `what` starts
+ * with "s3_destination", none that signs the upload or makes it another operation
+ * (Authorization, x-amz-date, x-amz-copy-source...). Returns 0 or -1. */
 int job_check_headers(json_object *headers, const char *what, struct err *e);
+
+/* Why a job may not send header `name` (NULL: it may), on an S3 upload (`s3`) or a postback. */
+const char *job_header_refused(const char *name, bool s3);
 
 /* Checks where an S3 object a job names lives: a region-like location ("us-west-2", or NULL) and
  * a key of 1 to JOB_S3_KEY_MAX bytes of UTF-8 without control characters. (job_parse() checks

@@ -546,8 +546,9 @@ out:
 }
 
 /* Content-Type: application/json, then the job's postback_headers merged over it. A header
- * that cannot be sent (CR/LF in it, too many) is left out: job_parse() made such a job fail with
- * a clear error, and that failure still has to be posted back. */
+ * that cannot be sent (CR/LF in it, too many, one that frames the request) is left out:
+ * job_parse() made such a job fail with a clear error, and that failure still has to be posted
+ * back. */
 static void postback_headers(const struct job *j, struct header_set *s)
 {
     struct err e = {{0}};
@@ -562,7 +563,7 @@ static void postback_headers(const struct job *j, struct header_set *s)
         const char *value = json_object_get_string(v);
         if (!json_object_is_type(v, json_type_string) ||
             (size_t)json_object_get_string_len(v) != strlen(value) || /* "\u0000" */
-            header_put(s, name, value, &e) < 0) {
+            job_header_refused(name, false) != NULL || header_put(s, name, value, &e) < 0) {
             LOG_DEBUG("postback_header_dropped", "job_id=%s", j->id);
         }
     }

@@ -766,6 +766,30 @@ class HeaderTest(HostileTestCase):
         self.assertEqual(status, 404)
         self.assert_still_serving()
 
+    def test_framing_header_in_postback(self):
+        # a job's Content-Length went out before pixq's body: the receiver read 5 bytes
+        self.start()
+        job = self.job("pb-length", postback_headers={"Content-Length": "5", "X-Token": "abc"})
+        pb = self.expect_failure(job, "postback_headers: header 'Content-Length' may not come "
+                                      "from a job: it frames the request")
+        self.assertEqual(pb.headers.get("content-length"), str(len(pb.body)))
+        self.assertEqual(pb.headers.get("x-token"), "abc")
+        self.assert_still_serving()
+
+    def test_copy_source_header_in_upload(self):
+        # x-amz-copy-source turned the PUT into a copy: with PIXQ_S3_BUCKETS=pixq-test, a job
+        # copied an object of other-bucket into the allowed (public-read) bucket
+        self.start(PIXQ_S3_BUCKETS="pixq-test")
+        self.assertEqual(self.s3.put_object("other-bucket", "secret.jpg", self.image), 200)
+        job = self.job("copy")
+        job["functions"][0]["save"]["s3_destination"]["headers"] = {
+            "x-amz-copy-source": "/other-bucket/secret.jpg"}
+        self.expect_failure(job, "s3_destination.headers: header 'x-amz-copy-source' may not "
+                                 "come from a job")
+        status, _, _ = self.s3.get_object("pixq-test", "out/copy.jpg")
+        self.assertEqual(status, 404)
+        self.assert_still_serving()
+
     def test_other_control_characters(self):
         self.start()
         cases = [({"X-Nul": "a\u0000b"}, "X-Nul"), ({"X-Del": "a\u007fb"}, "X-Del"),

@@ -447,6 +447,35 @@ static void test_guards(void)
                  NULL);
     expect_guard("{\"bucket\":{\"name\":\"b\",\"location\":\"x.evil/\"},\"key\":\"k\"}", "{}",
                  "bucket location 'x.evil/' is not a region name");
+    /* headers that frame the request, or sign or redirect an upload, are pixq's */
+    expect_guard(ok_dest, "{\"Content-Length\":\"5\"}",
+                 "postback_headers: header 'Content-Length' may not come from a job: it frames "
+                 "the request");
+    const char *framing[] = {
+        "transfer-encoding", "Host",       "Connection",         "Expect", "TE", "Upgrade",
+        "Trailer",           "Keep-Alive", "Proxy-Authorization"};
+    for (size_t i = 0; i < sizeof framing / sizeof framing[0]; i++) {
+        char pb[128], dest[256];
+        snprintf(pb, sizeof pb, "{\"%s\":\"x\"}", framing[i]);
+        snprintf(dest, sizeof dest, "{\"bucket\":\"b\",\"key\":\"k\",\"headers\":%s}", pb);
+        expect_guard(ok_dest, pb, "frames the request");
+        expect_guard(dest, "{}", "frames the request");
+    }
+    const char *s3_only[] = {"Authorization",          "X-Amz-Date",
+                             "x-amz-content-sha256",   "x-amz-security-token",
+                             "x-amz-copy-source",      "x-amz-copy-source-range",
+                             "x-amz-object-lock-mode", "x-amz-website-redirect-location"};
+    for (size_t i = 0; i < sizeof s3_only / sizeof s3_only[0]; i++) {
+        char dest[160];
+        snprintf(dest, sizeof dest, "{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"%s\":\"x\"}}",
+                 s3_only[i]);
+        expect_guard(dest, "{}", "may not come from a job");
+    }
+    /* what Blitline's users send: ACLs, grants, metadata, caching */
+    expect_guard("{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"x-amz-acl\":\"public-read\","
+                 "\"x-amz-grant-read\":\"\",\"x-amz-meta-a\":\"1\",\"Cache-Control\":\"max-age=1\","
+                 "\"Content-Type\":\"image/png\",\"x-amz-storage-class\":\"STANDARD_IA\"}}",
+                 "{\"X-Token\":\"t\",\"Content-Type\":\"application/json\"}", NULL);
     char many[2048];
     size_t n = (size_t)snprintf(many, sizeof many, "{");
     for (int i = 0; i <= JOB_MAX_HEADERS; i++) {
