@@ -412,6 +412,51 @@ class ParkedSlotTest(ThrottleCase):
             "uploaded_bytes", 0)) == size, 10, "uploaded_bytes = %d" % size)
 
 
+class SlowDownNoRefillTest(ThrottleCase):
+    """A SlowDown slows the fleet down: it does not refill the bucket. 4 workers at the default
+    10 PUT/s, burst 20 (PIXQ_S3_RATE): a first batch drains the bucket and leaves slots reserved
+    ahead; then S3 answers one PUT with 503 SlowDown, and a second batch of 30 jobs is pushed at
+    once. The decrease drops the slots reserved ahead but leaves the bucket empty at 7/s, so the
+    fleet sends at 7/s (growing back to 10/s along CUBIC, but the second batch reserves its slots
+    at once, at the rate of that moment): measured 6 PUTs in the second after the 503, the first
+    0.31 s after it. When the decrease set tat = now it handed out 21 tokens at once, which the
+    second batch took at once: measured 27 PUTs in that second, 21 of them within 0.13 s."""
+
+    FIRST, SECOND = 40, 30
+    MAX_FIRST_SECOND = 14  # at most 10 at 7/s growing back to 10/s; 27 with the bucket refilled
+
+    def test_slowdown_does_not_refill_the_bucket(self):
+        first = ["nr-a-%02d" % i for i in range(self.FIRST)]
+        second = ["nr-b-%02d" % i for i in range(self.SECOND)]
+        self.start_workers(4, PIXQ_S3_RATE="10/s,burst=20")
+        self.push_jobs([self.job(i, "bkt-a") for i in first])
+        # the burst (21) and some paced PUTs: the bucket is drained, later outputs reserved ahead
+        self.wait_until(lambda: len(self.puts("bkt-a", 200)) >= 25, 30, "25 PUTs")
+        self.s3.fail("bkt-a", 503, "SlowDown", count=1)
+        self.wait_until(lambda: self.puts("bkt-a", 503), 10, "a SlowDown")
+        self.push_jobs([self.job(i, "bkt-a") for i in second])
+        pbs = self.postbacks_for(first + second, timeout=90)
+
+        t503 = self.puts("bkt-a", 503)[0].time
+        ok = [r.time for r in self.puts("bkt-a", 200)]
+        after = [t for t in ok if t503 < t]
+        first_second = len([t for t in after if t <= t503 + 1.0])
+        state = self.limiter("bkt-a")
+        figures("slowdown no refill", puts_before=len(ok) - len(after),
+                puts_first_second=first_second,
+                puts_first_3s=len([t for t in after if t <= t503 + 3.0]),
+                window_after=s3stub.window_max(after),
+                offsets_first_second=",".join("%.2f" % (t - t503) for t in after
+                                              if t <= t503 + 1.0),
+                decreases=state.get("decreases"))
+        self.assertEqual(state.get("decreases"), "1")
+        self.assertLessEqual(first_second, self.MAX_FIRST_SECOND)
+        self.assertEqual(len(ok), self.FIRST + self.SECOND)  # every output uploaded, once
+        for job_id in first + second:
+            self.assert_complete(pbs[job_id], job_id, "bkt-a", 1)
+        self.assert_no_leftovers(first + second)
+
+
 class RegionTest(ThrottleCase):
     """A bucket in eu-west-1 while AWS_REGION is us-east-1."""
 
@@ -988,7 +1033,7 @@ class LimitCliTest(ThrottleCase):
 
 # The classes whose rates and slots are measured at the stub: meson's `throttle` runs them alone
 # (`--part timed`); `throttle-answers` runs every other class beside other tests (`--part rest`).
-TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest")
+TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest", "SlowDownNoRefillTest")
 
 
 def part_classes(part):
