@@ -412,6 +412,47 @@ class ParkedSlotTest(ThrottleCase):
             "uploaded_bytes", 0)) == size, 10, "uploaded_bytes = %d" % size)
 
 
+class SlotAfterLongJobTest(ThrottleCase):
+    """A parked output keeps its slot while its job goes on with other outputs. One worker, every
+    throttled output parked (PIXQ_S3_LOCAL_WAIT_MS=0), bucket A at 2 PUT/s, burst 0, its next
+    slot set 3 s ahead; the job's output 0 goes to bucket A (parked for that slot), its output 1
+    to a bucket whose PUT the stub holds for 2 s, so the job parks at about +2 s. Its task must be
+    due at the slot (+3 s), not 3 s after the park: there it missed the slot's grace
+    (SLOT_GRACE_MS), logged slot_missed (late_ms about 2000) and took a new slot at about +5 s."""
+
+    SLOT_S, STALL_S = 3.0, 2.0
+
+    def test_parked_output_goes_at_its_slot_after_the_job_went_on(self):
+        self.limit("bkt-a", 2, 0)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
+        time.sleep(0.3)  # waiting for a job
+        self.s3.stall("late-bucket", self.STALL_S, methods=("PUT",), count=1)
+        sec, usec = self.redis.execute("TIME")
+        slot = int(sec) + int(usec) / 1e6 + self.SLOT_S
+        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (slot * 1e6))
+        self.push_jobs([self.job("late-1", None, 2, buckets=["bkt-a", "late-bucket"])])
+        pb = self.postbacks_for(["late-1"])["late-1"]
+        self.assertNotIn("errors", pb.results, pb.results)
+        put = self.puts("bkt-a")
+        stalled = self.puts("late-bucket")
+        parked = worker.log_events("job_parked")
+        missed = worker.log_events("slot_missed")
+        figures("slot after long job", put_after_slot_s=put[0].time - slot,
+                stalled_put_answered_before_slot_s=slot - stalled[0].end,
+                upload_parked=[e.get("delay_ms") for e in worker.log_events("upload_parked")],
+                slot_missed=[e.get("late_ms") for e in missed])
+        self.assertEqual(len(parked), 1, parked)
+        self.assertEqual([(r.status, r.key) for r in put], [(200, "late-1/0.png")])
+        # the job went on past the park of output 0 for the stall, and parked before the slot
+        self.assertLess(stalled[0].end, slot - 0.3)
+        self.assertEqual(missed, [])
+        # at its slot, not STALL_S later (generous: a busy machine may be a few 100 ms late)
+        self.assertTrue(-0.05 <= put[0].time - slot <= 0.7, put[0].time - slot)
+        # the reservation was used: nothing else was taken from bucket A's limit
+        self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(slot * 1e6) + 500000)
+
+
 class SlowDownNoRefillTest(ThrottleCase):
     """A SlowDown slows the fleet down: it does not refill the bucket. 4 workers at the default
     10 PUT/s, burst 20 (PIXQ_S3_RATE): a first batch drains the bucket and leaves slots reserved
@@ -1033,7 +1074,8 @@ class LimitCliTest(ThrottleCase):
 
 # The classes whose rates and slots are measured at the stub: meson's `throttle` runs them alone
 # (`--part timed`); `throttle-answers` runs every other class beside other tests (`--part rest`).
-TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest", "SlowDownNoRefillTest")
+TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest", "SlotAfterLongJobTest",
+         "SlowDownNoRefillTest")
 
 
 def part_classes(part):
