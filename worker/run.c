@@ -366,7 +366,7 @@ static int park_output(struct runner *w, json_object *task, const struct proc_ou
     memcpy(p->data, o->img.blob, o->img.len);
     p->len = o->img.len;
     p->task = json_object_get(task);
-    p->delay_ms = delay_ms;
+    p->due_ms = clock_mono_ms() + delay_ms;
     w->n_parked++;
     return 0;
 }

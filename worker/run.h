@@ -35,7 +35,8 @@ struct run_parked {
     json_object *task;
     unsigned char *data;
     size_t len;
-    long delay_ms; /* when the task is due */
+    long due_ms; /* when the task is due, clock_mono_ms(): the job may go on for a while after
+                    parking it (its other outputs), and park.lua counts the delay from its call */
 };
 
 /* Where the current task's time went, microseconds: run_job() starts them at 0, run_send() and

@@ -666,7 +666,8 @@ static int park_call_outputs(struct worker *w, const char *job_id, struct park_c
         if (c->envs[i] == NULL) {
             return -1;
         }
-        snprintf(c->delays[i], 32, "%ld", p->delay_ms);
+        long delay = p->due_ms - clock_mono_ms(); /* the job went on since the output parked */
+        snprintf(c->delays[i], 32, "%ld", delay > 0 ? delay : 0);
         c->keys[5 + i] = c->blob_keys[i];
         c->args[4 + 3 * i] = c->envs[i];
         c->lens[4 + 3 * i] = strlen(c->envs[i]);
@@ -718,7 +719,7 @@ static void park_job(struct worker *w, struct task *t)
         LOG_INFO("job_parked", "job_id=%s outputs=%zu", t->job->id, c.n);
         metrics_count_job(METRICS_JOB_PARKED);
         for (size_t i = 0; i < c.n; i++) {
-            plan_due(w->cur, clock_mono_ms() + w->runner.parked[i].delay_ms);
+            plan_due(w->cur, w->runner.parked[i].due_ms);
         }
     } else if (r == NULL) { /* still on the active list: run it again */
         stranded(w, "park", t->job->id, e.msg[0] ? e.msg : "out of memory");

@@ -259,7 +259,7 @@ def bench_cost(count):
                                         + acquire_args(1e9, 0))
         adaptive = harness.Redis._encode(["EVALSHA", sha, 1, "pixq:rl:{cost-adaptive}"]
                                          + acquire_args(1e9, 0))
-        r.execute("EVALSHA", fb_sha, 1, "pixq:rl:{cost-adaptive}", 1e9, 1000, MIN_RATE)
+        r.execute("EVALSHA", fb_sha, 1, "pixq:rl:{cost-adaptive}", 1e9, 1000, MIN_RATE, 0)
         ping = harness.Redis._encode(["PING"])
         for enc, lines in ((ping, 1), (acquire, 6), (adaptive, 6)):  # warm up
             per_call_us(raw, enc, lines, max(1, count // 10))

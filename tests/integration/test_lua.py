@@ -882,8 +882,8 @@ class RateLimitTest(LuaTestCase):
         """status, wait, region, effective rate (without the epoch, see test_decrease_voids...)"""
         return self.acquire_full(**kw)[:4]
 
-    def feedback(self, rate=10, cooldown_ms=1000, min_rate=0.5):
-        return self.run_script("rl_feedback", [RL], [rate, cooldown_ms, min_rate])
+    def feedback(self, rate=10, cooldown_ms=1000, min_rate=0.5, burst=2):
+        return self.run_script("rl_feedback", [RL], [rate, cooldown_ms, min_rate, burst])
 
     def show(self, rate=10, burst=2, min_rate=0.5):
         return self.run_script("rl_show", [RL], [rate, burst, min_rate])
@@ -968,12 +968,52 @@ class RateLimitTest(LuaTestCase):
         status, wait, _, _, epoch = self.acquire_full(rate=10, burst=0)
         self.assertEqual((status, epoch), (1, 0))
         self.assertTrue(wait >= 1900, wait)
-        self.assertEqual(self.feedback(rate=10), 1)
-        # tat is back to now: the next caller waits for one interval at the new rate, not 2 s,
-        # and learns the new epoch, so holders of older reservations take new slots
+        self.assertEqual(self.feedback(rate=10, burst=0), 1)
+        # the slots reserved ahead are gone: the next caller waits for one interval at the new
+        # rate, not 2 s, and learns the new epoch, so holders of older reservations take new
+        # slots
         status, wait, _, eff, epoch = self.acquire_full(rate=10, burst=0)
         self.assertEqual(epoch, 1)
-        self.assertTrue(wait <= 1000 * 1000 / eff + 5, (wait, eff))
+        self.assertEqual(status, 1)
+        self.assertTrue(1000 * 1000 / eff - 10 <= wait <= 1000 * 1000 / eff + 5, (wait, eff))
+
+    def gos(self, n, **kw):
+        """How many of n acquisitions in a row go at once (status 0)."""
+        return sum(1 for _ in range(n) if self.acquire(**kw)[0] == 0)
+
+    def test_decrease_does_not_refill_the_bucket(self):
+        # drained at 10/s, burst 20, with 9 slots reserved ahead (the reviewer's rl_refill.sh)
+        self.assertGreaterEqual(self.gos(30, rate=10, burst=20), 21)
+        self.assertEqual(self.feedback(rate=10, burst=20), 1)
+        # empty at 7/s: the next caller waits one new interval, nobody goes at once (tat = now
+        # handed out burst + 1 = 21 tokens right after the SlowDown)
+        status, wait, _, eff = self.acquire(rate=10, burst=20)
+        self.assertEqual(status, 1)
+        self.assertTrue(6900 <= eff <= 7100, eff)
+        self.assertTrue(130 <= wait <= 143, wait)
+        self.assertLessEqual(self.gos(29, rate=10, burst=20), 1)  # 1: a slow machine's slack
+        backlog = self.show(rate=10, burst=20)[3]
+        self.assertTrue(30 * 1000 / 7 - 50 <= backlog - 3000 <= 30 * 1000 / 7 + 10, backlog)
+
+    def test_decrease_keeps_the_tokens_left_and_no_more(self):
+        # half drained: 10 of 21 tokens taken, 11 left
+        self.assertEqual(self.gos(10, rate=10, burst=20), 10)
+        self.assertEqual(self.feedback(rate=10, burst=20), 1)
+        self.assertTrue(11 <= self.gos(30, rate=10, burst=20) <= 12)  # 12: time passing
+        # a full bucket stays full (the AWS SDKs' adaptive mode keeps its tokens too); an
+        # operator's burst in the hash counts, not the default one
+        self.r.execute("DEL", RL)
+        self.r.execute("HSET", RL, "burst", 5)
+        self.acquire(rate=10, burst=20)
+        self.r.execute("HSET", RL, "tat", self.now_us() - 10 * 1000000)
+        self.assertEqual(self.feedback(rate=10, burst=20), 1)
+        self.assertEqual(self.gos(10, rate=10, burst=20), 6)
+        # drained at an operator's burst of 5, the default 20 would leave 15 tokens
+        self.r.execute("DEL", RL)
+        self.r.execute("HSET", RL, "burst", 5)
+        self.assertEqual(self.gos(10, rate=10, burst=20), 6)
+        self.assertEqual(self.feedback(rate=10, burst=20), 1)
+        self.assertLessEqual(self.gos(10, rate=10, burst=20), 1)
 
     def test_rate_never_falls_below_the_floor(self):
         self.r.execute("HSET", RL, "w_max", 1, "last_fail", self.now_us())
@@ -987,10 +1027,14 @@ class RateLimitTest(LuaTestCase):
         self.assertEqual(self.show(min_rate=0.5)[2], 200)
         self.assertEqual(self.feedback(min_rate=0.5), 1)
         self.assertEqual(float(self.r.execute("HGET", RL, "w_max")), 0.2)
-        self.assertEqual(self.acquire(min_rate=0.5)[3], 200)
-        status, wait, _, _ = self.acquire(min_rate=0.5)
-        self.assertEqual(status, 1)
+        # the slot taken above is still taken (a decrease does not refill the bucket): the next
+        # two are 1 / 0.2 s apart
+        status, wait, _, eff = self.acquire(min_rate=0.5)
+        self.assertEqual((status, eff), (1, 200))
         self.assertTrue(4900 <= wait <= 5000, wait)  # 1 / 0.2 s
+        status, wait2, _, _ = self.acquire(min_rate=0.5)
+        self.assertEqual(status, 1)
+        self.assertTrue(4990 <= wait2 - wait <= 5000, (wait, wait2))
 
     def test_show_is_read_only(self):
         self.assertEqual(self.show(), [10000, 2, 10000, 0, 0, 0, "", 0])

@@ -412,6 +412,92 @@ class ParkedSlotTest(ThrottleCase):
             "uploaded_bytes", 0)) == size, 10, "uploaded_bytes = %d" % size)
 
 
+class SlotAfterLongJobTest(ThrottleCase):
+    """A parked output keeps its slot while its job goes on with other outputs. One worker, every
+    throttled output parked (PIXQ_S3_LOCAL_WAIT_MS=0), bucket A at 2 PUT/s, burst 0, its next
+    slot set 3 s ahead; the job's output 0 goes to bucket A (parked for that slot), its output 1
+    to a bucket whose PUT the stub holds for 2 s, so the job parks at about +2 s. Its task must be
+    due at the slot (+3 s), not 3 s after the park: there it missed the slot's grace
+    (SLOT_GRACE_MS), logged slot_missed (late_ms about 2000) and took a new slot at about +5 s."""
+
+    SLOT_S, STALL_S = 3.0, 2.0
+
+    def test_parked_output_goes_at_its_slot_after_the_job_went_on(self):
+        self.limit("bkt-a", 2, 0)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
+        time.sleep(0.3)  # waiting for a job
+        self.s3.stall("late-bucket", self.STALL_S, methods=("PUT",), count=1)
+        sec, usec = self.redis.execute("TIME")
+        slot = int(sec) + int(usec) / 1e6 + self.SLOT_S
+        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (slot * 1e6))
+        self.push_jobs([self.job("late-1", None, 2, buckets=["bkt-a", "late-bucket"])])
+        pb = self.postbacks_for(["late-1"])["late-1"]
+        self.assertNotIn("errors", pb.results, pb.results)
+        put = self.puts("bkt-a")
+        stalled = self.puts("late-bucket")
+        parked = worker.log_events("job_parked")
+        missed = worker.log_events("slot_missed")
+        figures("slot after long job", put_after_slot_s=put[0].time - slot,
+                stalled_put_answered_before_slot_s=slot - stalled[0].end,
+                upload_parked=[e.get("delay_ms") for e in worker.log_events("upload_parked")],
+                slot_missed=[e.get("late_ms") for e in missed])
+        self.assertEqual(len(parked), 1, parked)
+        self.assertEqual([(r.status, r.key) for r in put], [(200, "late-1/0.png")])
+        # the job went on past the park of output 0 for the stall, and parked before the slot
+        self.assertLess(stalled[0].end, slot - 0.3)
+        self.assertEqual(missed, [])
+        # at its slot, not STALL_S later (generous: a busy machine may be a few 100 ms late)
+        self.assertTrue(-0.05 <= put[0].time - slot <= 0.7, put[0].time - slot)
+        # the reservation was used: nothing else was taken from bucket A's limit
+        self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(slot * 1e6) + 500000)
+
+
+class SlowDownNoRefillTest(ThrottleCase):
+    """A SlowDown slows the fleet down: it does not refill the bucket. 4 workers at the default
+    10 PUT/s, burst 20 (PIXQ_S3_RATE): a first batch drains the bucket and leaves slots reserved
+    ahead; then S3 answers one PUT with 503 SlowDown, and a second batch of 30 jobs is pushed at
+    once. The decrease drops the slots reserved ahead but leaves the bucket empty at 7/s, so the
+    fleet sends at 7/s (growing back to 10/s along CUBIC, but the second batch reserves its slots
+    at once, at the rate of that moment): measured 6 PUTs in the second after the 503, the first
+    0.31 s after it. When the decrease set tat = now it handed out 21 tokens at once, which the
+    second batch took at once: measured 27 PUTs in that second, 21 of them within 0.13 s."""
+
+    FIRST, SECOND = 40, 30
+    MAX_FIRST_SECOND = 14  # at most 10 at 7/s growing back to 10/s; 27 with the bucket refilled
+
+    def test_slowdown_does_not_refill_the_bucket(self):
+        first = ["nr-a-%02d" % i for i in range(self.FIRST)]
+        second = ["nr-b-%02d" % i for i in range(self.SECOND)]
+        self.start_workers(4, PIXQ_S3_RATE="10/s,burst=20")
+        self.push_jobs([self.job(i, "bkt-a") for i in first])
+        # the burst (21) and some paced PUTs: the bucket is drained, later outputs reserved ahead
+        self.wait_until(lambda: len(self.puts("bkt-a", 200)) >= 25, 30, "25 PUTs")
+        self.s3.fail("bkt-a", 503, "SlowDown", count=1)
+        self.wait_until(lambda: self.puts("bkt-a", 503), 10, "a SlowDown")
+        self.push_jobs([self.job(i, "bkt-a") for i in second])
+        pbs = self.postbacks_for(first + second, timeout=90)
+
+        t503 = self.puts("bkt-a", 503)[0].time
+        ok = [r.time for r in self.puts("bkt-a", 200)]
+        after = [t for t in ok if t503 < t]
+        first_second = len([t for t in after if t <= t503 + 1.0])
+        state = self.limiter("bkt-a")
+        figures("slowdown no refill", puts_before=len(ok) - len(after),
+                puts_first_second=first_second,
+                puts_first_3s=len([t for t in after if t <= t503 + 3.0]),
+                window_after=s3stub.window_max(after),
+                offsets_first_second=",".join("%.2f" % (t - t503) for t in after
+                                              if t <= t503 + 1.0),
+                decreases=state.get("decreases"))
+        self.assertEqual(state.get("decreases"), "1")
+        self.assertLessEqual(first_second, self.MAX_FIRST_SECOND)
+        self.assertEqual(len(ok), self.FIRST + self.SECOND)  # every output uploaded, once
+        for job_id in first + second:
+            self.assert_complete(pbs[job_id], job_id, "bkt-a", 1)
+        self.assert_no_leftovers(first + second)
+
+
 class RegionTest(ThrottleCase):
     """A bucket in eu-west-1 while AWS_REGION is us-east-1."""
 
@@ -1016,7 +1102,8 @@ class LimitCliTest(ThrottleCase):
 
 # The classes whose rates and slots are measured at the stub: meson's `throttle` runs them alone
 # (`--part timed`); `throttle-answers` runs every other class beside other tests (`--part rest`).
-TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest")
+TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest", "SlotAfterLongJobTest",
+         "SlowDownNoRefillTest")
 
 
 def part_classes(part):
