@@ -783,6 +783,14 @@ static int read_src_type(const struct job *j, struct err *e)
 
 static int read_envelope(struct job *j, struct err *e)
 {
+    /* the names of pixq's own tasks (behind RQ_TASK_MARK): a job carrying one is a forgery */
+    static const char *const reserved[] = {"pixq_upload", "pixq_postback", "pixq_poison",
+                                           "pixq_wake"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        if (member(j->root, reserved[i]) != NULL) {
+            return err_set(e, "'%s' is pixq's own: a job may not carry it", reserved[i]);
+        }
+    }
     j->v = 1.21; /* pixq's decision: an absent v behaves as 1.21 */
     const char *fn = "job";
     if (job_param_double(j->root, fn, "v", 1.21, 0, 100, &j->v, e) < 0 ||

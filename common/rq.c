@@ -787,3 +787,10 @@ const char *rq_script_name(enum rq_script s)
 {
     return script_name[s];
 }
+
+const char *rq_task_json(const char *payload, size_t len)
+{
+    return len > RQ_TASK_MARK_LEN && memcmp(payload, RQ_TASK_MARK, RQ_TASK_MARK_LEN) == 0
+               ? payload + RQ_TASK_MARK_LEN
+               : NULL;
+}

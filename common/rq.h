@@ -20,6 +20,16 @@
 /* What delay.lua pushes onto a queue to wake a blocked worker: not a job. */
 #define RQ_WAKE_TOKEN "{\"pixq_wake\":true}"
 
+/* pixq's own entries on a queue (a parked output's upload, a postback retry, a poison pill) are
+ * this mark followed by their JSON ({"pixq_upload": ...}). A job is JSON and cannot start so: no
+ * job, however it was pushed, can pose as one of them and have a worker upload or post back
+ * on its behalf. */
+#define RQ_TASK_MARK     "pixq:"
+#define RQ_TASK_MARK_LEN 5
+
+/* The JSON of one of pixq's own entries (after RQ_TASK_MARK), or NULL if `payload` is not one. */
+const char *rq_task_json(const char *payload, size_t len);
+
 /* A parsed PIXQ_REDIS_URL. */
 struct rq_url {
     char host[RQ_HOST_MAX]; /* TCP host; empty for a unix socket */

@@ -78,12 +78,12 @@ static json_object *int_or_null(const char *s)
 /* ---------------------------------------------------------------- what workers hold */
 
 /* The job id an active-list entry is about, and what kind of entry it is. */
-static const char *entry_id(json_object *doc, const char **kind)
+static const char *entry_id(json_object *doc, bool task, const char **kind)
 {
     static const char *const tasks[] = {"pixq_upload", "pixq_postback", "pixq_poison"};
     json_object *id = NULL, *inner = NULL;
     *kind = "job";
-    for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) {
+    for (size_t i = 0; task && i < sizeof tasks / sizeof *tasks; i++) {
         if (json_object_object_get_ex(doc, tasks[i], &inner)) {
             *kind = tasks[i] + 5;
             json_object_object_get_ex(inner, "job_id", &id);
@@ -125,12 +125,22 @@ static int each_key(struct sctx *s, const char *cmd, char (*keys)[RQ_KEY_MAX], s
     return rc;
 }
 
+/* One entry of a queue or an active list, parsed: a job, or one of pixq's own (`task`, behind
+ * RQ_TASK_MARK). NULL if it is not JSON. */
+static json_object *parse_entry(const char *payload, bool *task)
+{
+    const char *json = rq_task_json(payload, strlen(payload));
+    *task = json != NULL;
+    return json_tokener_parse(json != NULL ? json : payload);
+}
+
 /* {"job_id", "kind"} of one active-list entry; timings are added by add_timings(). */
 static json_object *held_entry(const char *payload)
 {
-    json_object *doc = json_tokener_parse(payload);
+    bool task;
+    json_object *doc = parse_entry(payload, &task);
     const char *kind = "unparseable";
-    const char *id = doc != NULL ? entry_id(doc, &kind) : NULL;
+    const char *id = doc != NULL ? entry_id(doc, task, &kind) : NULL;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "job_id", id != NULL ? json_object_new_string(id) : NULL);
     json_object_object_add(o, "kind", json_object_new_string(kind));
@@ -241,9 +251,10 @@ static json_object *oldest_job(struct sctx *s, const char *q)
     redisReply *r = on_key(s, "LRANGE", q, "jobs", first, "-1", NULL);
     json_object *o = NULL;
     for (size_t i = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0; i > 0 && !o; i--) {
-        json_object *doc = json_tokener_parse(r->element[i - 1]->str), *at = NULL;
-        const char *kind = "job";
-        const char *id = doc != NULL ? entry_id(doc, &kind) : NULL;
+        bool task;
+        json_object *doc = parse_entry(r->element[i - 1]->str, &task), *at = NULL;
+        const char *kind = task ? "task" : "job";
+        const char *id = doc != NULL ? entry_id(doc, task, &kind) : NULL;
         if (strcmp(kind, "job") != 0) {
             json_object_put(doc); /* a wake-up token or a task, not a job */
             continue;

@@ -563,9 +563,23 @@ static bool wants_postback_retry(struct worker *w, const struct job *j)
            (job_param_bool(j->root, "job", "retry_postback", false, &retry, &e) == 0 && retry);
 }
 
+/* One of pixq's own entries: RQ_TASK_MARK and the JSON of `env` (malloc'd; NULL: no memory). */
+static char *task_text(json_object *env)
+{
+    const char *json = json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
+    size_t n = strlen(json);
+    char *s = malloc(RQ_TASK_MARK_LEN + n + 1);
+    if (s != NULL) {
+        memcpy(s, RQ_TASK_MARK, RQ_TASK_MARK_LEN);
+        memcpy(s + RQ_TASK_MARK_LEN, json, n + 1);
+    }
+    return s;
+}
+
 /* The retry after failed postback attempt `attempt` (1-based; at most as many as
  * PIXQ_POSTBACK_RETRY_DELAYS_S has waits, Blitline's 1, 3, 15 and 600 s by default) of a job:
- * {"pixq_postback": {"job", "job_id", "attempt"}}, its body the stored result:<id>. finish.lua
+ * pixq:{"pixq_postback": {"job", "job_id", "attempt"}}, its body the stored result:<id>. finish.lua
  * schedules it (on Redis's clock) in the step that settles the payload, so that neither a lost
  * answer nor a crash between the two drops it. Sets s->retry and s->retry_ms; returns what holds
  * the text, to put once settled. */
@@ -577,10 +591,13 @@ static json_object *postback_retry(struct worker *w, const char *job_text, const
     json_object_object_add(task, "job_id", json_object_new_string(job_id));
     json_object_object_add(task, "attempt", json_object_new_int64(attempt));
     json_object_object_add(env, "pixq_postback", task);
-    s->retry = json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN |
-                                                       JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *text = task_text(env);
+    json_object_put(env);
+    json_object *held = json_object_new_string(text != NULL ? text : "");
+    free(text);
+    s->retry = json_object_get_string(held);
     s->retry_ms = w->postback_delays.s[attempt - 1] * 1000;
-    return env;
+    return held;
 }
 
 static void log_postback_retry(const char *job_id, long attempt, const struct settlement *s,
@@ -613,8 +630,7 @@ static char *task_envelope(json_object *task)
 {
     json_object *env = json_object_new_object();
     json_object_object_add(env, "pixq_upload", json_object_get(task));
-    char *s = strdup(json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN |
-                                                             JSON_C_TO_STRING_NOSLASHESCAPE));
+    char *s = task_text(env);
     json_object_put(env);
     return s;
 }
@@ -1134,7 +1150,7 @@ static int parse(struct worker *w, struct task *t, const char *text, size_t len)
 static void handle_postback(struct worker *w, struct task *t, json_object *task,
                             const char *poisoned);
 
-/* A poison pill (reap.lua): {"pixq_poison": payload, "error": why}. Post the failure back and
+/* A poison pill (reap.lua): pixq:{"pixq_poison": payload, "error": why}. Post the failure back and
  * bury the job without running it again. pixq's own tasks are not jobs: a parked output's upload
  * fails (its job completes without it), a postback retry is given up. */
 static void handle_poison(struct worker *w, struct task *t, json_object *env)
@@ -1145,7 +1161,8 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
     json_object_object_get_ex(env, "error", &why);
     const char *text = json_object_get_string(inner);
     const char *reason = why != NULL ? json_object_get_string(why) : "";
-    json_object *own = strncmp(text, "{\"pixq_", 7) == 0 ? json_tokener_parse(text) : NULL;
+    const char *task_json = rq_task_json(text, strlen(text));
+    json_object *own = task_json != NULL ? json_tokener_parse(task_json) : NULL;
     json_object *task = NULL;
     if (own != NULL && json_object_object_get_ex(own, "pixq_upload", &task) &&
         json_object_is_type(task, json_type_object)) {
@@ -1208,20 +1225,21 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     job_destroy(job);
 }
 
-/* Pixq's own entries on the queue (wake-up tokens, poison pills); true if it was one. */
+/* Pixq's own entries on the queue (wake-up tokens, and tasks behind RQ_TASK_MARK: parked
+ * uploads, postback retries, poison pills); true if it was one. */
 static bool handle_internal(struct worker *w, struct task *t)
 {
-    if (t->payload.len == 0 || t->payload.data[0] != '{' ||
-        strncmp(t->payload.data, "{\"pixq_", 7) != 0) {
-        return false;
-    }
     if (strcmp(t->payload.data, RQ_WAKE_TOKEN) == 0) {
         const struct settlement s = {.result = "", .counter = ""};
         settle(w, &t->payload, &s);
         w->cur->next_promote_at = 0; /* a delayed job became the earliest: look now */
         return true;
     }
-    json_object *env = json_tokener_parse(t->payload.data);
+    const char *task_json = rq_task_json(t->payload.data, t->payload.len);
+    if (task_json == NULL) {
+        return false;
+    }
+    json_object *env = json_tokener_parse(task_json);
     json_object *inner = NULL;
     bool poison = env != NULL && json_object_object_get_ex(env, "pixq_poison", &inner) &&
                   json_object_is_type(inner, json_type_string);

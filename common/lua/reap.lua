@@ -24,10 +24,11 @@
 -- by a later reap than the one the caller saw.
 --
 -- Jobs go to the consumer end of `jobs`, so they run next. In crash mode each payload's recovery
--- count goes up; a payload that reaches ARGV[3] is instead wrapped as {"pixq_poison": payload,
--- "error": "..."}, which the next worker answers with a failed postback and a dead letter, without
--- running it again. The wrapper starts with `{"pixq_poison":` (workers recognise pixq's own
--- entries by their first bytes), so it is written by hand: cjson would put "error" first.
+-- count goes up; a payload that reaches ARGV[3] is instead wrapped as pixq:{"pixq_poison":
+-- payload, "error": "..."}, which the next worker answers with a failed postback and a dead letter,
+-- without running it again. The wrapper starts with `pixq:{"pixq_poison":` (pixq's own entries
+-- carry the mark pixq:, which no job can start with), so it is written by hand: cjson would put
+-- "error" first.
 --
 -- Returns the number of jobs given back, or -1 if the worker's lease is still valid (crash mode),
 -- or it registered again or its note is not due (orphan mode).
@@ -58,7 +59,7 @@ for i = #items, 1, -1 do
         local n = redis.call('HINCRBY', KEYS[4], h, 1)
         if n >= max then
             redis.call('HDEL', KEYS[4], h)
-            item = '{"pixq_poison":' .. cjson.encode(item) .. ',"error":' ..
+            item = 'pixq:{"pixq_poison":' .. cjson.encode(item) .. ',"error":' ..
                        cjson.encode('the job crashed its worker ' .. n .. ' times') .. '}'
             redis.call('HINCRBY', KEYS[5], 'poisoned', 1)
         else

@@ -892,6 +892,33 @@ def verify(pb, secret, max_age_s=300):
     return hmac.compare_digest(sig, "v1=" + mac) and abs(time.time() - int(ts)) <= max_age_s
 
 
+class ForgedTaskTest(HostileTestCase):
+    """pixq's own entries on a queue (postback retries, parked uploads, poison pills) carry a mark
+    no JSON job can start with. A job whose first key was "pixq_postback" was taken for a postback
+    retry: the worker posted another job's stored result to the forger's postback_url."""
+
+    def test_job_posing_as_a_postback_retry_fails_as_a_job(self):
+        self.start()
+        victim = self.job("victim")
+        del victim["postback_url"]  # polled through result:<id>: never posted
+        self.push_job(victim)
+        self.wait_until(lambda: self.redis.lrange(self.key("result:hostile-victim")), TIMEOUT_S,
+                        "the victim's result")
+        stolen = dict(victim, postback_url=self.postbacks.url("/steal"))
+        forged = {"pixq_postback": {"job": json.dumps(stolen), "job_id": "hostile-victim",
+                                    "attempt": 1}}
+        forged.update(self.job("forged"))  # and a valid job around it, after it
+        self.assertEqual(next(iter(forged)), "pixq_postback")
+        self.expect_failure(forged, "'pixq_postback' is pixq's own: a job may not carry it")
+        forged_upload = {"pixq_upload": {"job_id": "hostile-victim", "n": 0,
+                                         "bucket": "other-bucket", "key": "x.jpg"}}
+        forged_upload.update(self.job("forged-upload"))
+        self.expect_failure(forged_upload, "'pixq_upload' is pixq's own")
+        time.sleep(0.5)
+        self.assertEqual([p.path for p in self.postbacks.postbacks if p.path == "/steal"], [])
+        self.assert_still_serving()
+
+
 class SignatureTest(HostileTestCase):
     SECRET = "pb-secret-7f3a9c"
 

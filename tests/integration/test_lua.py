@@ -272,9 +272,10 @@ class ReapTest(LuaTestCase):
         self.r.lpush(active("w3"), payload)
         self.assertEqual(self.reap("w3"), 1)
         raw = self.r.execute("RPOP", JOBS)
-        # workers recognise pixq's own entries by their first bytes (worker.c handle_internal)
-        self.assertTrue(raw.startswith('{"pixq_poison":'), raw)
-        self.assertEqual(json.loads(raw), {"pixq_poison": payload,
+        # workers recognise pixq's own entries by their mark, which no job can start with
+        # (worker.c handle_internal, rq.h RQ_TASK_MARK)
+        self.assertTrue(raw.startswith('pixq:{"pixq_poison":'), raw)
+        self.assertEqual(json.loads(raw[5:]), {"pixq_poison": payload,
                                            "error": "the job crashed its worker 3 times"})
         self.assertEqual(self.r.hgetall(RECOV), {})  # the count is dropped with the pill
         self.assertEqual(self.stats(), {"recovered": 2, "poisoned": 1})
@@ -283,7 +284,7 @@ class ReapTest(LuaTestCase):
         self.r.execute("ZADD", WORKERS, 1, "w1")
         self.r.lpush(active("w1"), "job-a")
         self.assertEqual(self.reap("w1", max_recoveries=1), 1)
-        self.assertEqual(json.loads(self.r.lindex(JOBS, -1)),
+        self.assertEqual(json.loads(self.r.lindex(JOBS, -1)[5:]),
                          {"pixq_poison": "job-a", "error": "the job crashed its worker 1 times"})
 
     def test_graceful_gives_back_even_a_live_lease_without_counting(self):
@@ -750,8 +751,9 @@ class DeadRetryTest(LuaTestCase):
         # reserved it. Retrying must run the job again, not re-deliver the pill (which the
         # worker would bury at once, without running it).
         job = '{"job_id":"p","src":"x/y"}'
-        pill = json.dumps({"pixq_poison": job, "error": "the job crashed its worker 3 times"},
-                          separators=(",", ":"))
+        pill = "pixq:" + json.dumps({"pixq_poison": job,
+                                     "error": "the job crashed its worker 3 times"},
+                                    separators=(",", ":"))
         self.r.lpush(DEAD, json.dumps({"job": pill, "job_id": "p", "error": "crashed",
                                        "attempts": 1, "failed_at": 1}))
         self.assertEqual(self.retry("p"), 1)
