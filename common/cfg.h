@@ -67,6 +67,7 @@ struct cfg {
     long heartbeat_ms;
     long reap_interval_ms;
     long max_recoveries;
+    long job_hang_s;
     long max_attempts;
     long retry_base_ms;
     long retry_max_ms;

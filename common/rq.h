@@ -24,8 +24,8 @@
  * this mark followed by their JSON ({"pixq_upload": ...}). A job is JSON and cannot start so: no
  * job, however it was pushed, can pose as one of them and have a worker upload or post back
  * on its behalf. */
-#define RQ_TASK_MARK     "pixq:"
-#define RQ_TASK_MARK_LEN 5
+#define RQ_TASK_MARK     "pixq-task:"
+#define RQ_TASK_MARK_LEN 10
 
 /* The JSON of one of pixq's own entries (after RQ_TASK_MARK), or NULL if `payload` is not one. */
 const char *rq_task_json(const char *payload, size_t len);

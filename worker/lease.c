@@ -36,6 +36,8 @@ struct lease {
     atomic_bool quit;
     atomic_bool lost;
     atomic_long fresh_until; /* clock_boot_ms: until then the lease surely holds in every queue */
+    atomic_long job_since;   /* clock_boot_ms when the job in hand began; 0: none */
+    atomic_size_t job_queue; /* the queue it came from */
     char wid[300];
     size_t n;
     struct lease_queue q[LEASE_QUEUES_MAX];
@@ -183,6 +185,24 @@ static int flush_counts(struct lease *l)
     return rc;
 }
 
+/* The job in hand ran past PIXQ_JOB_HANG_S: the main thread is stuck where no deadline reaches
+ * (ImageMagick formatting a crafted EXIF block, say) and cannot be interrupted. Give the job back
+ * counted as a crash (after PIXQ_MAX_RECOVERIES of them it is a poison pill: posted back as a
+ * failure, not run again) and exit, for the supervisor (--processes, systemd) to restart us. */
+static void give_up_hung_job(struct lease *l, long ran_ms)
+{
+    size_t i = atomic_load(&l->job_queue);
+    const struct lease_queue *q = &l->q[i < l->n ? i : 0];
+    long n = reap_one(l, q, l->wid, "hung");
+    flush_counts(l);
+    LOG_ERROR("job_hung",
+              "worker=%s queue=%s ran_ms=%ld limit_s=%ld jobs_returned=%ld "
+              "action=exit",
+              l->wid, q->name, ran_ms, l->cfg->job_hang_s, n);
+    fflush(stderr);
+    _exit(LEASE_EXIT_HUNG);
+}
+
 /* Past the shutdown deadline: give the running job back to the head of the queue and exit, so
  * that it is run once, by someone else, rather than cut off half way by a SIGKILL. */
 static void give_back_and_exit(struct lease *l)
@@ -239,6 +259,10 @@ static void *run_thread(void *arg)
         }
         if (deadline != 0 && now >= deadline) {
             give_back_and_exit(l);
+        }
+        long since = atomic_load(&l->job_since);
+        if (since != 0 && clock_boot_ms() - since > l->cfg->job_hang_s * 1000) {
+            give_up_hung_job(l, clock_boot_ms() - since);
         }
         if (now >= next_beat) {
             next_beat = renew(l, now);
@@ -306,6 +330,8 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     atomic_init(&l->quit, false);
     atomic_init(&l->lost, false);
     atomic_init(&l->fresh_until, 0);
+    atomic_init(&l->job_since, 0);
+    atomic_init(&l->job_queue, 0);
     for (size_t i = 0; i < n; i++) {
         atomic_init(&l->q[i].uploaded_bytes, 0);
     }
@@ -327,6 +353,21 @@ void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long byte
 {
     if (l != NULL && queue < l->n && bytes > 0) {
         atomic_fetch_add(&l->q[queue].uploaded_bytes, bytes);
+    }
+}
+
+void lease_job_begins(struct lease *l, size_t queue)
+{
+    if (l != NULL) {
+        atomic_store(&l->job_queue, queue);
+        atomic_store(&l->job_since, clock_boot_ms());
+    }
+}
+
+void lease_job_ends(struct lease *l)
+{
+    if (l != NULL) {
+        atomic_store(&l->job_since, 0);
     }
 }
 

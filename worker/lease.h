@@ -24,6 +24,7 @@
 #include "err.h"
 
 #define LEASE_QUEUES_MAX 16 /* most queues one worker serves */
+#define LEASE_EXIT_HUNG  3  /* the exit status of a worker that gave up a hung job */
 
 struct lease;
 
@@ -35,6 +36,12 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
 /* Counts `bytes` uploaded for a job of queue `queue` (the index into the queues given to
  * lease_start()); the next heartbeat adds them to pixq:{Q}:stats uploaded_bytes. NULL allowed. */
 void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long bytes);
+
+/* The job in hand began (from queue `queue`, an index as for lease_count_uploaded), or ended.
+ * A job still running PIXQ_JOB_HANG_S after it began is given back, counted as a crash, and the
+ * process exits with LEASE_EXIT_HUNG (log job_hung). NULL allowed. */
+void lease_job_begins(struct lease *l, size_t queue);
+void lease_job_ends(struct lease *l);
 
 /* Whether the lease was taken from this worker since the last call (then the job it holds is
  * no longer its own). */

@@ -579,10 +579,10 @@ static char *task_text(json_object *env)
 
 /* The retry after failed postback attempt `attempt` (1-based; at most as many as
  * PIXQ_POSTBACK_RETRY_DELAYS_S has waits, Blitline's 1, 3, 15 and 600 s by default) of a job:
- * pixq:{"pixq_postback": {"job", "job_id", "attempt"}}, its body the stored result:<id>. finish.lua
- * schedules it (on Redis's clock) in the step that settles the payload, so that neither a lost
- * answer nor a crash between the two drops it. Sets s->retry and s->retry_ms; returns what holds
- * the text, to put once settled. */
+ * pixq-task:{"pixq_postback": {"job", "job_id", "attempt"}}, its body the stored result:<id>.
+ * finish.lua schedules it (on Redis's clock) in the step that settles the payload, so that neither
+ * a lost answer nor a crash between the two drops it. Sets s->retry and s->retry_ms; returns what
+ * holds the text, to put once settled. */
 static json_object *postback_retry(struct worker *w, const char *job_text, const char *job_id,
                                    long attempt, struct settlement *s)
 {
@@ -1150,9 +1150,9 @@ static int parse(struct worker *w, struct task *t, const char *text, size_t len)
 static void handle_postback(struct worker *w, struct task *t, json_object *task,
                             const char *poisoned);
 
-/* A poison pill (reap.lua): pixq:{"pixq_poison": payload, "error": why}. Post the failure back and
- * bury the job without running it again. pixq's own tasks are not jobs: a parked output's upload
- * fails (its job completes without it), a postback retry is given up. */
+/* A poison pill (reap.lua): pixq-task:{"pixq_poison": payload, "error": why}. Post the failure back
+ * and bury the job without running it again. pixq's own tasks are not jobs: a parked output's
+ * upload fails (its job completes without it), a postback retry is given up. */
 static void handle_poison(struct worker *w, struct task *t, json_object *env)
 {
     long t0 = clock_mono_ms();
@@ -1782,7 +1782,9 @@ int worker_run(struct worker *w)
         if (got == 1) {
             lease_take_lost(w->lease); /* a loss before this job concerns none of ours */
             w->io_at_start = rq_io_errors(w->rq);
+            lease_job_begins(w->lease, (size_t)(w->cur - w->q));
             handle(w, &t);
+            lease_job_ends(w->lease);
             w->jobs++;
             /* a command lost to Redis may have left the job (or a stray) on our list */
             w->check_active = w->check_active || rq_io_errors(w->rq) != w->io_at_start;

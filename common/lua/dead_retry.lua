@@ -7,7 +7,7 @@
 --
 -- Each entry's original payload ("job") goes to the producer end of `jobs`, like a new
 -- submission; entries without a payload are left alone. A poison pill (reap.lua's
--- pixq:{"pixq_poison": payload, ...}, buried as it was reserved) is retried as the payload it
+-- pixq-task:{"pixq_poison": payload, ...}, buried as it was reserved) is retried as the payload it
 -- wraps: re-queued as is, the next worker would bury it again without running it. Returns the
 -- number retried.
 
@@ -18,8 +18,8 @@ for i = #entries, 1, -1 do
     if ok and type(d) == 'table' and type(d.job) == 'string' and
         (ARGV[1] == 'all' or d.job_id == ARGV[1]) then
         local job = d.job
-        if string.sub(job, 1, 20) == 'pixq:{"pixq_poison":' then
-            local okp, p = pcall(cjson.decode, string.sub(job, 6))
+        if string.sub(job, 1, 25) == 'pixq-task:{"pixq_poison":' then
+            local okp, p = pcall(cjson.decode, string.sub(job, 11))
             if okp and type(p) == 'table' and type(p.pixq_poison) == 'string' then
                 job = p.pixq_poison
             end

@@ -8,10 +8,11 @@
 -- KEYS[6] pixq:{Q}:reaped    sorted set: reaped worker id -> when to look at its list again (ms)
 -- ARGV[1] worker id
 -- ARGV[2] "crash" (the lease expired: any worker may call this), "graceful" (the worker itself,
---         stopping: nothing is counted against its jobs) or "orphan" (a second look at a reaped
---         worker, when its entry in KEYS[6] is due)
--- ARGV[3] recoveries after which a job is a poison pill (crash and orphan modes)
--- ARGV[4] crash and graceful modes: how long after this call to look at the list again, ms
+--         stopping: nothing is counted against its jobs), "hung" (the worker itself, giving up a
+--         job that ran past PIXQ_JOB_HANG_S: counted as a crash) or "orphan" (a second look at a
+--         reaped worker, when its entry in KEYS[6] is due)
+-- ARGV[3] recoveries after which a job is a poison pill (crash, hung and orphan modes)
+-- ARGV[4] all but orphan mode: how long after this call to look at the list again, ms
 --
 -- Why a second look: a worker is reaped while it cannot answer (frozen, cut off), and one that
 -- stops gives its jobs back while it may still wait for one. A reservation it sent before may
@@ -24,10 +25,10 @@
 -- by a later reap than the one the caller saw.
 --
 -- Jobs go to the consumer end of `jobs`, so they run next. In crash mode each payload's recovery
--- count goes up; a payload that reaches ARGV[3] is instead wrapped as pixq:{"pixq_poison":
+-- count goes up; a payload that reaches ARGV[3] is instead wrapped as pixq-task:{"pixq_poison":
 -- payload, "error": "..."}, which the next worker answers with a failed postback and a dead letter,
--- without running it again. The wrapper starts with `pixq:{"pixq_poison":` (pixq's own entries
--- carry the mark pixq:, which no job can start with), so it is written by hand: cjson would put
+-- without running it again. The wrapper starts with `pixq-task:{"pixq_poison":` (pixq's own
+-- entries carry the mark pixq-task:, which no job can start with), so it is written by hand: cjson would put
 -- "error" first.
 --
 -- Returns the number of jobs given back, or -1 if the worker's lease is still valid (crash mode),
@@ -59,7 +60,7 @@ for i = #items, 1, -1 do
         local n = redis.call('HINCRBY', KEYS[4], h, 1)
         if n >= max then
             redis.call('HDEL', KEYS[4], h)
-            item = 'pixq:{"pixq_poison":' .. cjson.encode(item) .. ',"error":' ..
+            item = 'pixq-task:{"pixq_poison":' .. cjson.encode(item) .. ',"error":' ..
                        cjson.encode('the job crashed its worker ' .. n .. ' times') .. '}'
             redis.call('HINCRBY', KEYS[5], 'poisoned', 1)
         else

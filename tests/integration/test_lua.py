@@ -274,8 +274,8 @@ class ReapTest(LuaTestCase):
         raw = self.r.execute("RPOP", JOBS)
         # workers recognise pixq's own entries by their mark, which no job can start with
         # (worker.c handle_internal, rq.h RQ_TASK_MARK)
-        self.assertTrue(raw.startswith('pixq:{"pixq_poison":'), raw)
-        self.assertEqual(json.loads(raw[5:]), {"pixq_poison": payload,
+        self.assertTrue(raw.startswith('pixq-task:{"pixq_poison":'), raw)
+        self.assertEqual(json.loads(raw[10:]), {"pixq_poison": payload,
                                            "error": "the job crashed its worker 3 times"})
         self.assertEqual(self.r.hgetall(RECOV), {})  # the count is dropped with the pill
         self.assertEqual(self.stats(), {"recovered": 2, "poisoned": 1})
@@ -284,7 +284,7 @@ class ReapTest(LuaTestCase):
         self.r.execute("ZADD", WORKERS, 1, "w1")
         self.r.lpush(active("w1"), "job-a")
         self.assertEqual(self.reap("w1", max_recoveries=1), 1)
-        self.assertEqual(json.loads(self.r.lindex(JOBS, -1)[5:]),
+        self.assertEqual(json.loads(self.r.lindex(JOBS, -1)[10:]),
                          {"pixq_poison": "job-a", "error": "the job crashed its worker 1 times"})
 
     def test_graceful_gives_back_even_a_live_lease_without_counting(self):
@@ -751,7 +751,7 @@ class DeadRetryTest(LuaTestCase):
         # reserved it. Retrying must run the job again, not re-deliver the pill (which the
         # worker would bury at once, without running it).
         job = '{"job_id":"p","src":"x/y"}'
-        pill = "pixq:" + json.dumps({"pixq_poison": job,
+        pill = "pixq-task:" + json.dumps({"pixq_poison": job,
                                      "error": "the job crashed its worker 3 times"},
                                     separators=(",", ":"))
         self.r.lpush(DEAD, json.dumps({"job": pill, "job_id": "p", "error": "crashed",

@@ -688,6 +688,35 @@ class LeaseOverdueTest(ReliabilityCase):
         w.check_alive()
 
 
+class HungJobTest(ReliabilityCase):
+    """A job still running after PIXQ_JOB_HANG_S has hung its worker somewhere no deadline
+    reaches (ImageMagick formatting a crafted EXIF block): the worker gives it back counted as a
+    crash and exits; after PIXQ_MAX_RECOVERIES such runs it is posted back as a failure."""
+
+    def test_hung_job_is_given_up_and_posted_back(self):
+        self.src.add("/hang.png", tiny_png())
+        self.src.stall("/hang.png")  # the stand-in for the hang: a source that never comes
+        a = self.start_worker(PIXQ_JOB_HANG_S=10, PIXQ_DOWNLOAD_TIMEOUT_MS=120000,
+                              PIXQ_LOW_SPEED_BYTES_PER_S=0, PIXQ_MAX_RECOVERIES=1)
+        wid_a = self.worker_id(a)
+        self.push_jobs([self.tiny_job("hangs", path="/hang.png")])
+        self.wait_until(lambda: self.src.requests("/hang.png") == 1, 20, "A to fetch")
+        status, waited = self.wait_exit(a, 30)
+        self.assertEqual(status, 3)
+        self.assertGreater(waited, 5)
+        hung = a.log_events("job_hung")
+        self.assertEqual(len(hung), 1, hung)
+        self.assertEqual(hung[0]["jobs_returned"], "1")
+        self.assertEqual(self.active_of(wid_a), [])
+        self.assertNotIn(wid_a, self.live_workers())
+        self.start_worker(PIXQ_MAX_RECOVERIES=1)  # takes the poison pill: no second fetch
+        pb = self.wait_for_postback(timeout=20, job_id="hangs")
+        self.assertIn("the job crashed its worker 1 times", " ".join(pb.results["errors"]))
+        self.assertEqual(self.src.requests("/hang.png"), 1)
+        self.assertEqual(self.stats().get("poisoned"), 1, self.stats())
+        self.src.release()
+
+
 class PostbackRetryLostReplyTest(ReliabilityCase):
     """A failed postback's retry is scheduled in the step that settles the job: when Redis runs
     finish.lua and its answer is lost, the retry still comes (it was dropped: the worker, seeing
