@@ -91,6 +91,13 @@ class ReliabilityCase(PixqTestCase):
                              "%s to start" % prog.name)
         return ev[0]["worker"]
 
+    def start_worker_through_relay(self, **env):
+        """A worker (worker_env(**env)) reaching Redis through a TcpProxy: (proxy, worker)."""
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
+        return proxy, self.start_worker(PIXQ_REDIS_URL=proxy.redis_url(), **env)
+
     def live_workers(self):
         return self.redis.zrange(self.key("workers"))
 
@@ -283,10 +290,7 @@ class RedisRestartTest(ReliabilityCase):
         # the worker's active list) but the answer is lost and the connection drops: the worker
         # reconnects and must still run the job it holds, not leave it stranded on its active
         # list while its lease stays alive.
-        proxy = harness.TcpProxy(self.redis_server.port)
-        self.addCleanup(proxy.stop)
-        self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
-        w = self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        proxy, w = self.start_worker_through_relay()
         wid = self.worker_id(w)
         self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
         time.sleep(0.3)  # blocked in BLMOVE
@@ -310,10 +314,7 @@ class RedisRestartTest(ReliabilityCase):
         # reads (before its upload), reconnect, log that the run's count is unknown, upload,
         # post back and settle the job once, count the run once, and keep every later reply
         # paired with its own command.
-        proxy = harness.TcpProxy(self.redis_server.port)
-        self.addCleanup(proxy.stop)
-        self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
-        w = self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        proxy, w = self.start_worker_through_relay()
         self.push_jobs([self.tiny_job("before-cut")])
         self.wait_until(lambda: self.results("before-cut"), 20, "the first job")
         self.src.add("/cut.png", tiny_png())
@@ -657,10 +658,7 @@ class LeaseOverdueTest(ReliabilityCase):
     it carries on."""
 
     def test_no_new_job_while_the_lease_is_overdue(self):
-        proxy = harness.TcpProxy(self.redis_server.port)
-        self.addCleanup(proxy.stop)
-        self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
-        w = self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        proxy, w = self.start_worker_through_relay()
         wid = self.worker_id(w)
         self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
         self.src.add("/slow.png", tiny_png())
@@ -723,10 +721,7 @@ class PostbackRetryLostReplyTest(ReliabilityCase):
     the job no longer on its list, took it for someone else's)."""
 
     def test_retry_survives_a_lost_finish_answer(self):
-        proxy = harness.TcpProxy(self.redis_server.port)
-        self.addCleanup(proxy.stop)
-        self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
-        self.start_worker(PIXQ_REDIS_URL=proxy.redis_url(), PIXQ_POSTBACK_RETRY_DELAYS_S="1")
+        proxy, _ = self.start_worker_through_relay(PIXQ_POSTBACK_RETRY_DELAYS_S="1")
         self.push_jobs([self.tiny_job("warm")])  # the scripts are loaded before the cut
         self.wait_until(lambda: self.results("warm"), 20, "the first job")
         self.postbacks.answer_with(500)
@@ -745,10 +740,7 @@ class JobHashExpiryTest(ReliabilityCase):
     finish.lua's `posted` alone left a hash that stayed forever."""
 
     def test_hash_expires_without_begin(self):
-        proxy = harness.TcpProxy(self.redis_server.port)
-        self.addCleanup(proxy.stop)
-        self.addCleanup(self._stop_programs)
-        self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        proxy, _ = self.start_worker_through_relay()
         proxy.cut_before(self.key("job:leak-1").encode())  # begin.lua never reaches Redis
         self.push_jobs([self.tiny_job("leak-1")])
         self.wait_for_postback(timeout=20, job_id="leak-1")
