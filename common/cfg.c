@@ -111,10 +111,10 @@ static const struct cfg_entry table[] = {
      false, "how often each worker looks for expired leases"},
     {"max-recoveries", "PIXQ_MAX_RECOVERIES", T_LONG, F(max_recoveries), 1, 100, "3", false,
      "crashes of its worker after which a job is a poison pill and goes to dead"},
-    {"job-hang-s", "PIXQ_JOB_HANG_S", T_LONG, F(job_hang_s), 10, 86400, "900", false,
-     "a job still running after this long is taken for hung: the worker gives it back, counted "
-     "as a crash, and exits to be restarted (ImageMagick can spend unbounded time where its "
-     "deadline does not reach)"},
+    {"job-hang-s", "PIXQ_JOB_HANG_S", T_LONG, F(job_hang_s), 1, 86400, "600", false,
+     "a job that used more CPU than this, seconds, is taken for hung: the worker gives it back, "
+     "counted as a crash, and exits to be restarted (ImageMagick can spend unbounded time where "
+     "its deadline does not reach; waits for the network cost no CPU)"},
     {"max-attempts", "PIXQ_MAX_ATTEMPTS", T_LONG, F(max_attempts), 1, 100, "3", false,
      "runs of a job whose source failed transiently (timeout, reset, 5xx) before it fails"},
     {"retry-base-ms", "PIXQ_RETRY_BASE_MS", T_LONG, F(retry_base_ms), 1, 3600000, "1000", false,

@@ -305,19 +305,6 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
     return 0;
 }
 
-/* Whether a "/"-separated segment of `key` is "." or "..". */
-static bool dot_segment(const char *key)
-{
-    for (const char *p = key; *p != '\0';) {
-        size_t n = strcspn(p, "/");
-        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
-            return true;
-        }
-        p += p[n] == '/' ? n + 1 : n;
-    }
-    return false;
-}
-
 int job_check_s3_key(const char *location, const char *key, struct err *e)
 {
     char q[64];
@@ -333,7 +320,7 @@ int job_check_s3_key(const char *location, const char *key, struct err *e)
         return err_set(e, "key '%s' is not UTF-8 without control characters",
                        shown(key, q, sizeof q));
     }
-    if (dot_segment(key)) {
+    if (s3_key_has_dot_segment(key)) {
         /* S3 keeps it as a key, but S3-compatible stores and proxies resolve the path:
          * "../other-bucket/k" would reach a bucket outside PIXQ_S3_BUCKETS */
         return err_set(e, "key '%s' has a '.' or '..' segment", shown(key, q, sizeof q));

@@ -21,9 +21,9 @@
 #define RQ_WAKE_TOKEN "{\"pixq_wake\":true}"
 
 /* pixq's own entries on a queue (a parked output's upload, a postback retry, a poison pill) are
- * this mark followed by their JSON ({"pixq_upload": ...}). A job is JSON and cannot start so: no
- * job, however it was pushed, can pose as one of them and have a worker upload or post back
- * on its behalf. */
+ * this mark followed by their JSON ({"pixq_upload": ...}). A job is JSON and cannot start so: a
+ * job, whatever its content, cannot pose as one of them and have a worker upload or post back on
+ * its behalf. (Whoever can push raw bytes to Redis can: Redis access is trusted.) */
 #define RQ_TASK_MARK     "pixq-task:"
 #define RQ_TASK_MARK_LEN 10
 

@@ -31,6 +31,18 @@ bool s3_transient(const struct s3_reply *r)
            strcmp(r->code, "RequestTimeout") == 0;
 }
 
+bool s3_key_has_dot_segment(const char *key)
+{
+    for (const char *p = key; *p != '\0';) {
+        size_t n = strcspn(p, "/");
+        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
+            return true;
+        }
+        p += p[n] == '/' ? n + 1 : n;
+    }
+    return false;
+}
+
 bool s3_valid_region(const char *s)
 {
     size_t n = strlen(s);
@@ -86,6 +98,9 @@ static int build_target(const struct s3_config *c, const struct s3_object *o, st
 {
     if (!s3_valid_bucket(o->bucket)) {
         return err_set(e, "invalid bucket name '%.100s'", o->bucket);
+    }
+    if (s3_key_has_dot_segment(o->key)) { /* any key: a job's, or one made of its fields */
+        return err_set(e, "key '%.100s' has a '.' or '..' segment", o->key);
     }
     const char *region = o->region != NULL && o->region[0] ? o->region : c->region;
     char scheme[16], base[256];

@@ -77,6 +77,11 @@ bool s3_transient(const struct s3_reply *r);
  * letter or digit). */
 bool s3_valid_bucket(const char *name);
 
+/* Whether a "/"-separated segment of `key` is "." or "..": S3 keeps such a key as it is, but
+ * libcurl, S3-compatible stores and proxies resolve the path ("../other-bucket/k"). pixq sends no
+ * such key. */
+bool s3_key_has_dot_segment(const char *key);
+
 /* Whether `s` is a region name as AWS spells them ("us-east-1"): 1 to 32 letters, digits and
  * '-'. A region goes into a host name: nothing else may. */
 bool s3_valid_region(const char *s);

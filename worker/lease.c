@@ -36,7 +36,9 @@ struct lease {
     atomic_bool quit;
     atomic_bool lost;
     atomic_long fresh_until; /* clock_boot_ms: until then the lease surely holds in every queue */
-    atomic_long job_since;   /* clock_boot_ms when the job in hand began; 0: none */
+    clockid_t worker_cpu;    /* the CPU time of the thread that runs jobs (lease_start's caller) */
+    atomic_long job_cpu_ms;  /* its CPU time when the job in hand began; -1: no job */
+    atomic_ulong job_gen;    /* jobs begun so far: which job a look at job_cpu_ms concerns */
     atomic_size_t job_queue; /* the queue it came from */
     char wid[300];
     size_t n;
@@ -185,20 +187,32 @@ static int flush_counts(struct lease *l)
     return rc;
 }
 
-/* The job in hand ran past PIXQ_JOB_HANG_S: the main thread is stuck where no deadline reaches
- * (ImageMagick formatting a crafted EXIF block, say) and cannot be interrupted. Give the job back
- * counted as a crash (after PIXQ_MAX_RECOVERIES of them it is a poison pill: posted back as a
- * failure, not run again) and exit, for the supervisor (--processes, systemd) to restart us. */
-static void give_up_hung_job(struct lease *l, long ran_ms)
+/* CPU time of the thread that runs jobs, ms; -1 if it cannot be read. */
+static long worker_cpu_ms(const struct lease *l)
+{
+    struct timespec ts;
+    if (clock_gettime(l->worker_cpu, &ts) != 0) {
+        return -1;
+    }
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The job in hand used more than PIXQ_JOB_HANG_S of CPU: the main thread is stuck where no
+ * deadline reaches (ImageMagick formatting a crafted EXIF block, say) and cannot be interrupted.
+ * Waiting for the network, Redis or a slot costs no CPU, so no legitimate wait counts. Give the
+ * job back counted as a crash (after PIXQ_MAX_RECOVERIES of them it is a poison pill: posted back
+ * as a failure, not run again) and exit, for the supervisor (--processes, systemd) to restart
+ * us. */
+static void give_up_hung_job(struct lease *l, long cpu_ms)
 {
     size_t i = atomic_load(&l->job_queue);
     const struct lease_queue *q = &l->q[i < l->n ? i : 0];
     long n = reap_one(l, q, l->wid, "hung");
     flush_counts(l);
     LOG_ERROR("job_hung",
-              "worker=%s queue=%s ran_ms=%ld limit_s=%ld jobs_returned=%ld "
+              "worker=%s queue=%s cpu_ms=%ld limit_s=%ld jobs_returned=%ld "
               "action=exit",
-              l->wid, q->name, ran_ms, l->cfg->job_hang_s, n);
+              l->wid, q->name, cpu_ms, l->cfg->job_hang_s, n);
     fflush(stderr);
     _exit(LEASE_EXIT_HUNG);
 }
@@ -260,9 +274,11 @@ static void *run_thread(void *arg)
         if (deadline != 0 && now >= deadline) {
             give_back_and_exit(l);
         }
-        long since = atomic_load(&l->job_since);
-        if (since != 0 && clock_boot_ms() - since > l->cfg->job_hang_s * 1000) {
-            give_up_hung_job(l, clock_boot_ms() - since);
+        unsigned long gen = atomic_load(&l->job_gen);
+        long began = atomic_load(&l->job_cpu_ms), cpu = began >= 0 ? worker_cpu_ms(l) : -1;
+        if (began >= 0 && cpu - began > l->cfg->job_hang_s * 1000 &&
+            atomic_load(&l->job_gen) == gen && atomic_load(&l->job_cpu_ms) == began) {
+            give_up_hung_job(l, cpu - began); /* the same job, still running */
         }
         if (now >= next_beat) {
             next_beat = renew(l, now);
@@ -330,8 +346,14 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     atomic_init(&l->quit, false);
     atomic_init(&l->lost, false);
     atomic_init(&l->fresh_until, 0);
-    atomic_init(&l->job_since, 0);
+    atomic_init(&l->job_cpu_ms, -1);
+    atomic_init(&l->job_gen, 0);
     atomic_init(&l->job_queue, 0);
+    if (pthread_getcpuclockid(pthread_self(), &l->worker_cpu) != 0) {
+        err_set(e, "cannot read the worker thread's CPU clock");
+        free(l);
+        return NULL;
+    }
     for (size_t i = 0; i < n; i++) {
         atomic_init(&l->q[i].uploaded_bytes, 0);
     }
@@ -360,14 +382,15 @@ void lease_job_begins(struct lease *l, size_t queue)
 {
     if (l != NULL) {
         atomic_store(&l->job_queue, queue);
-        atomic_store(&l->job_since, clock_boot_ms());
+        atomic_fetch_add(&l->job_gen, 1);
+        atomic_store(&l->job_cpu_ms, worker_cpu_ms(l));
     }
 }
 
 void lease_job_ends(struct lease *l)
 {
     if (l != NULL) {
-        atomic_store(&l->job_since, 0);
+        atomic_store(&l->job_cpu_ms, -1);
     }
 }
 

@@ -37,9 +37,10 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
  * lease_start()); the next heartbeat adds them to pixq:{Q}:stats uploaded_bytes. NULL allowed. */
 void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long bytes);
 
-/* The job in hand began (from queue `queue`, an index as for lease_count_uploaded), or ended.
- * A job still running PIXQ_JOB_HANG_S after it began is given back, counted as a crash, and the
- * process exits with LEASE_EXIT_HUNG (log job_hung). NULL allowed. */
+/* The job in hand began (from queue `queue`, an index as for lease_count_uploaded), or ended;
+ * called by the thread that called lease_start(), which runs the jobs. A job that used more than
+ * PIXQ_JOB_HANG_S of that thread's CPU is given back, counted as a crash, and the process exits
+ * with LEASE_EXIT_HUNG (log job_hung). NULL allowed. */
 void lease_job_begins(struct lease *l, size_t queue);
 void lease_job_ends(struct lease *l);
 

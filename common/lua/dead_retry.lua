@@ -18,8 +18,10 @@ for i = #entries, 1, -1 do
     if ok and type(d) == 'table' and type(d.job) == 'string' and
         (ARGV[1] == 'all' or d.job_id == ARGV[1]) then
         local job = d.job
-        if string.sub(job, 1, 25) == 'pixq-task:{"pixq_poison":' then
-            local okp, p = pcall(cjson.decode, string.sub(job, 11))
+        -- (pills written before the mark, kept in dead for months, start with the JSON itself)
+        local json = string.sub(job, 1, 10) == 'pixq-task:' and string.sub(job, 11) or job
+        if string.sub(json, 1, 15) == '{"pixq_poison":' then
+            local okp, p = pcall(cjson.decode, json)
             if okp and type(p) == 'table' and type(p.pixq_poison) == 'string' then
                 job = p.pixq_poison
             end

@@ -11,7 +11,8 @@
 --         stopping: nothing is counted against its jobs), "hung" (the worker itself, giving up a
 --         job that ran past PIXQ_JOB_HANG_S: counted as a crash) or "orphan" (a second look at a
 --         reaped worker, when its entry in KEYS[6] is due)
--- ARGV[3] recoveries after which a job is a poison pill (crash, hung and orphan modes)
+-- ARGV[3] recoveries after which a job is a poison pill (crash and hung modes; orphan mode
+--         gives jobs back uncounted: they landed on the list after the reap and never ran)
 -- ARGV[4] all but orphan mode: how long after this call to look at the list again, ms
 --
 -- Why a second look: a worker is reaped while it cannot answer (frozen, cut off), and one that
@@ -55,7 +56,10 @@ local items = redis.call('LRANGE', KEYS[2], 0, -1)
 local max = tonumber(ARGV[3])
 for i = #items, 1, -1 do
     local item = items[i]
-    if mode ~= 'graceful' then
+    if mode == 'orphan' then
+        -- it landed on the list after the reap or the stop: it never ran there
+        redis.call('HINCRBY', KEYS[5], 'orphaned', 1)
+    elseif mode ~= 'graceful' then
         local h = redis.sha1hex(item)
         local n = redis.call('HINCRBY', KEYS[4], h, 1)
         if n >= max then

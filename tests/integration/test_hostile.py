@@ -853,6 +853,24 @@ class S3TargetTest(HostileTestCase):
         self.assertEqual(status, 404)
         self.assert_still_serving()
 
+    def test_default_key_with_dot_segments_is_refused(self):
+        # a save without s3_destination goes to <hour>/<job_id>/<image_identifier>-<n>.<ext>:
+        # an image_identifier of "../../../other-bucket/x" made a key that climbed out of the
+        # default bucket into another
+        self.start(PIXQ_S3_BUCKETS="pixq-test", PIXQ_DEFAULT_BUCKET="pixq-test")
+        job = self.job("dots-default")
+        save = job["functions"][0]["save"]
+        del save["s3_destination"]
+        save["image_identifier"] = "../../../other-bucket/x"
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-dots-default")
+        self.assertIn("has a '.' or '..' segment", " ".join(pb.results.get("errors", [])),
+                      pb.body[:400])
+        self.assertEqual(pb.results.get("failed_image_identifiers"), ["../../../other-bucket/x"])
+        status, _, _ = self.s3.get_object("other-bucket", "x-0.jpg")
+        self.assertEqual(status, 404)
+        self.assert_still_serving()
+
     def test_bad_bucket_names_keys_and_locations(self):
         self.start()
         long_key = "k/" + "a" * 1023

@@ -226,8 +226,8 @@ class ReapTest(LuaTestCase):
         self.assertEqual(self.r.exists(active("w1")), 0)
         self.assertIsNone(self.zscore(REAPED, "w1"))
         self.assertIsNone(self.zscore(WORKERS, "w1"))
-        self.assertEqual(self.r.hgetall(RECOV), {self.sha1("late-job"): "1"})  # a crash's count
-        self.assertEqual(self.stats(), {"recovered": 1})
+        self.assertEqual(self.r.hgetall(RECOV), {})  # it never ran there: not a crash
+        self.assertEqual(self.stats(), {"orphaned": 1})
 
     def test_second_look_leaves_a_worker_that_registered_again(self):
         self.r.execute("ZADD", WORKERS, 1, "w1")
@@ -750,14 +750,35 @@ class DeadRetryTest(LuaTestCase):
         # reap.lua wraps a job that crashed its workers; the worker buries the wrapper as it
         # reserved it. Retrying must run the job again, not re-deliver the pill (which the
         # worker would bury at once, without running it).
-        job = '{"job_id":"p","src":"x/y"}'
-        pill = "pixq-task:" + json.dumps({"pixq_poison": job,
-                                     "error": "the job crashed its worker 3 times"},
-                                    separators=(",", ":"))
-        self.r.lpush(DEAD, json.dumps({"job": pill, "job_id": "p", "error": "crashed",
-                                       "attempts": 1, "failed_at": 1}))
-        self.assertEqual(self.retry("p"), 1)
-        self.assertEqual(self.r.lrange(JOBS), [job])
+        # (pills written before the mark, kept in dead for months, carry no mark)
+        for mark, job_id in (("pixq-task:", "p"), ("", "q")):
+            job = '{"job_id":"%s","src":"x/y"}' % job_id
+            pill = mark + json.dumps({"pixq_poison": job,
+                                      "error": "the job crashed its worker 3 times"},
+                                     separators=(",", ":"))
+            self.r.lpush(DEAD, json.dumps({"job": pill, "job_id": job_id, "error": "crashed",
+                                           "attempts": 1, "failed_at": 1}))
+            self.assertEqual(self.retry(job_id), 1)
+            self.assertEqual(self.r.execute("RPOP", JOBS), job)
+
+
+class MigrateTaskMarkTest(LuaTestCase):
+    """deploy/migrate-task-mark.lua: the upgrade past the task mark (README)."""
+
+    def test_marks_old_tasks_in_delayed_and_jobs_only(self):
+        text = (REPO_ROOT / "deploy" / "migrate-task-mark.lua").read_text()
+        up, pb, pill = ('{"pixq_upload":{"job_id":"a"}}', '{"pixq_postback":{"job_id":"b"}}',
+                        '{"pixq_poison":"{}","error":"x"}')
+        job, wake = '{"job_id":"c","src":"u"}', '{"pixq_wake":true}'
+        marked = 'pixq-task:{"pixq_upload":{"job_id":"z"}}'  # by a new worker already
+        self.r.execute("ZADD", DELAYED, 10, up, 20, pb, 30, job, 40, marked)
+        self.r.rpush(JOBS, job, pill, wake)
+        self.assertEqual(self.r.execute("EVAL", text, 2, DELAYED, JOBS), 3)
+        self.assertEqual(self.r.zrange(DELAYED, withscores=True),
+                         ["pixq-task:" + up, "10", "pixq-task:" + pb, "20", job, "30",
+                          marked, "40"])
+        self.assertEqual(self.r.lrange(JOBS), [job, "pixq-task:" + pill, wake])
+        self.assertEqual(self.r.execute("EVAL", text, 2, DELAYED, JOBS), 0)  # once is enough
 
 
 class ParkTest(LuaTestCase):

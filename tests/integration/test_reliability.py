@@ -647,7 +647,8 @@ class OrphanTest(ReliabilityCase):
         returned = b.log_events("orphans_returned")
         self.assertEqual([(e["worker"], e["jobs_returned"]) for e in returned], [(wid_a, "1")])
         self.assertIsNone(self.redis.execute("ZSCORE", self.key("reaped"), wid_a))
-        self.assertEqual(self.stats().get("recovered"), 1, self.stats())
+        self.assertEqual(self.stats().get("orphaned"), 1, self.stats())  # it never ran: no crash
+        self.assertIsNone(self.stats().get("recovered"), self.stats())
         self.assert_queue_drained()
 
 
@@ -687,32 +688,55 @@ class LeaseOverdueTest(ReliabilityCase):
 
 
 class HungJobTest(ReliabilityCase):
-    """A job still running after PIXQ_JOB_HANG_S has hung its worker somewhere no deadline
-    reaches (ImageMagick formatting a crafted EXIF block): the worker gives it back counted as a
-    crash and exits; after PIXQ_MAX_RECOVERIES such runs it is posted back as a failure."""
+    """A job that used more than PIXQ_JOB_HANG_S of the worker's CPU has hung it somewhere no
+    deadline reaches (ImageMagick formatting a crafted EXIF block): the worker gives it back
+    counted as a crash and exits; after PIXQ_MAX_RECOVERIES such runs it is posted back as a
+    failure. Waiting (for a source, S3, Redis) costs no CPU and never counts."""
 
-    def test_hung_job_is_given_up_and_posted_back(self):
-        self.src.add("/hang.png", tiny_png())
-        self.src.stall("/hang.png")  # the stand-in for the hang: a source that never comes
-        a = self.start_worker(PIXQ_JOB_HANG_S=10, PIXQ_DOWNLOAD_TIMEOUT_MS=120000,
-                              PIXQ_LOW_SPEED_BYTES_PER_S=0, PIXQ_MAX_RECOVERIES=1)
+    def busy_job(self, job_id):
+        """Three chained Gaussian blurs of sigma 30 on a 3-MP photo: seconds of CPU."""
+        self.src.add("/geo.jpg", (CONFIG.data / "images" / "geo-1536x2048.jpg").read_bytes())
+        fn = {"name": "blur", "params": {"sigma": 30},
+              "save": {"image_identifier": "out",
+                       "s3_destination": {"bucket": self.buckets[0], "key": job_id + ".jpg"}}}
+        for _ in range(2):
+            fn = {"name": "blur", "params": {"sigma": 30}, "functions": [fn]}
+        return {"job_id": job_id, "src": self.src.url("/geo.jpg"),
+                "postback_url": self.postbacks.url("/pb"), "functions": [fn]}
+
+    def test_job_over_its_cpu_is_given_up_and_posted_back(self):
+        env = {"PIXQ_JOB_HANG_S": 1, "PIXQ_MAGICK_TIME_S": 600, "PIXQ_MAX_RECOVERIES": 1}
+        a = self.start_worker(**env)
         wid_a = self.worker_id(a)
-        self.push_jobs([self.tiny_job("hangs", path="/hang.png")])
-        self.wait_until(lambda: self.src.requests("/hang.png") == 1, 20, "A to fetch")
-        status, waited = self.wait_exit(a, 30)
+        self.push_jobs([self.busy_job("hangs")])
+        status, _ = self.wait_exit(a, 60)
         self.assertEqual(status, 3)
-        self.assertGreater(waited, 5)
         hung = a.log_events("job_hung")
         self.assertEqual(len(hung), 1, hung)
         self.assertEqual(hung[0]["jobs_returned"], "1")
+        self.assertGreaterEqual(int(hung[0]["cpu_ms"]), 1000)
         self.assertEqual(self.active_of(wid_a), [])
         self.assertNotIn(wid_a, self.live_workers())
-        self.start_worker(PIXQ_MAX_RECOVERIES=1)  # takes the poison pill: no second fetch
+        self.start_worker(**env)  # takes the poison pill: no second download
         pb = self.wait_for_postback(timeout=20, job_id="hangs")
         self.assertIn("the job crashed its worker 1 times", " ".join(pb.results["errors"]))
-        self.assertEqual(self.src.requests("/hang.png"), 1)
+        self.assertEqual(self.src.requests("/geo.jpg"), 1)
         self.assertEqual(self.stats().get("poisoned"), 1, self.stats())
+
+    def test_waiting_is_not_hanging(self):
+        # a source that takes 3 s to come, with a limit of 1 s of CPU: the job runs
+        self.src.add("/late.png", tiny_png())
+        self.src.stall("/late.png")
+        w = self.start_worker(PIXQ_JOB_HANG_S=1, PIXQ_LOW_SPEED_BYTES_PER_S=0)
+        self.push_jobs([self.tiny_job("waits", path="/late.png")])
+        self.wait_until(lambda: self.src.requests("/late.png") == 1, 20, "the fetch")
+        time.sleep(3)
         self.src.release()
+        self.wait_until(lambda: self.results("waits"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="waits")
+        self.assert_success("waits")
+        self.assertEqual(w.log_events("job_hung"), [])
+        w.check_alive()
 
 
 class PostbackRetryLostReplyTest(ReliabilityCase):
