@@ -31,6 +31,14 @@ bool s3_transient(const struct s3_reply *r)
            strcmp(r->code, "RequestTimeout") == 0;
 }
 
+bool s3_wrong_region(const struct s3_reply *r)
+{
+    bool redirect = r->status == 301 || r->status == 307 ||
+                    (r->status == 400 && (strcmp(r->code, "AuthorizationHeaderMalformed") == 0 ||
+                                          strcmp(r->code, "PermanentRedirect") == 0));
+    return redirect && s3_valid_region(r->region);
+}
+
 bool s3_key_has_dot_segment(const char *key)
 {
     for (const char *p = key; *p != '\0';) {

@@ -77,6 +77,11 @@ bool s3_transient(const struct s3_reply *r);
  * letter or digit). */
 bool s3_valid_bucket(const char *name);
 
+/* Whether the answer says the bucket lives in another region, and which (r->region, a region
+ * name): a 301, a 307 (a bucket created lately, whose name does not resolve to its region yet) or
+ * a 400 AuthorizationHeaderMalformed or PermanentRedirect naming it. */
+bool s3_wrong_region(const struct s3_reply *r);
+
 /* Whether a "/"-separated segment of `key` is "." or "..": S3 keeps such a key as it is, but
  * libcurl, S3-compatible stores and proxies resolve the path ("../other-bucket/k"). pixq sends no
  * such key. */

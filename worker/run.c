@@ -15,6 +15,7 @@
 
 #define MAX_POSTBACK_BODY 65536 /* bytes of a postback response read */
 #define MAX_OUT_HEADERS   32    /* headers on one upload */
+#define SRC_REGION_HOPS   2     /* wrong-region answers followed for one s3 source */
 
 /* One job while it runs. */
 struct run_state {
@@ -175,11 +176,22 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
         return -1;
     }
     struct s3_reply reply;
-    double t0 = metrics_clock();
-    int rc = s3_get(w->http, &w->s3, &o, (size_t)w->cfg->max_src_bytes, time(NULL), out, &reply, e);
-    metrics_count_s3(METRICS_S3_GET, reply.status);
-    LOG_DEBUG("s3_get", "job_id=%s method=GET bucket=%s status=%ld bytes=%zu ms=%.3f", w->job_id,
-              o.bucket, reply.status, rc == 0 ? out->len : 0, (metrics_clock() - t0) * 1e3);
+    char region[64];
+    int rc;
+    for (int hop = 0;; hop++) { /* as uploads do: where S3 says the bucket lives, re-signed */
+        double t0 = metrics_clock();
+        rc = s3_get(w->http, &w->s3, &o, (size_t)w->cfg->max_src_bytes, time(NULL), out, &reply, e);
+        metrics_count_s3(METRICS_S3_GET, reply.status);
+        LOG_DEBUG("s3_get", "job_id=%s method=GET bucket=%s status=%ld bytes=%zu ms=%.3f",
+                  w->job_id, o.bucket, reply.status, rc == 0 ? out->len : 0,
+                  (metrics_clock() - t0) * 1e3);
+        if (rc == 0 || !s3_wrong_region(&reply) || hop == SRC_REGION_HOPS) {
+            break;
+        }
+        snprintf(region, sizeof region, "%s", reply.region);
+        LOG_INFO("bucket_region", "job_id=%s bucket=%s region=%s", w->job_id, o.bucket, region);
+        o.region = region;
+    }
     if (rc < 0) {
         bool transient = !reply.too_large && s3_transient(&reply); /* status 0, yet final */
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);

@@ -133,16 +133,6 @@ static size_t task_headers(json_object *task, struct http_header *h, size_t cap)
     return n;
 }
 
-/* A wrong-region answer: S3 says where the bucket lives (307: a bucket created lately, whose
- * name does not resolve to its region yet). */
-static bool wrong_region(const struct s3_reply *r)
-{
-    bool redirect = r->status == 301 || r->status == 307 ||
-                    (r->status == 400 && (strcmp(r->code, "AuthorizationHeaderMalformed") == 0 ||
-                                          strcmp(r->code, "PermanentRedirect") == 0));
-    return redirect && s3_valid_region(r->region);
-}
-
 /* PUTs, following wrong-region answers (re-signed for the bucket's region). */
 static int put(const struct uploader *u, json_object *task, struct s3_object *o, const void *data,
                size_t len, struct s3_reply *reply, struct err *e)
@@ -160,7 +150,7 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
                   "job_id=%s method=PUT bucket=%s key_bytes=%zu status=%ld code=%s bytes=%zu "
                   "ms=%.3f",
                   job_id, o->bucket, strlen(o->key), reply->status, reply->code, len, secs * 1e3);
-        if (rc == 0 || !wrong_region(reply) || hop == MAX_REGION_HOPS) {
+        if (rc == 0 || !s3_wrong_region(reply) || hop == MAX_REGION_HOPS) {
             return rc;
         }
         snprintf(region, sizeof region, "%s", reply->region);
@@ -276,7 +266,8 @@ static int wait_for_slot(const struct uploader *u, json_object *task, struct s3_
     }
     struct slot s;
     acquire(u, o->bucket, task_string(task, "job_id"), &s);
-    if (o->region == NULL && s.region[0] != '\0') {
+    /* the region S3 named (remember_region), checked again: it goes into a host name */
+    if (o->region == NULL && s.region[0] != '\0' && s3_valid_region(s.region)) {
         json_object_object_add(task, "region", json_object_new_string(s.region));
         o->region = task_string(task, "region");
     }

@@ -526,6 +526,23 @@ class RegionTest(ThrottleCase):
         self.s3.set_region("eu400-bucket", "eu-west-1", style="400", region_header=False)
         self.check_region("eu400-bucket", 400)
 
+    def test_s3_source_in_another_region(self):
+        # an {"name": "s3"} source whose bucket lives elsewhere failed with the 301: sources now
+        # follow S3's answer as uploads do
+        self.s3.set_region("eu-bucket", "eu-west-1")
+        self.start_workers(1)
+        self.push_jobs([self.job("eu-src-1", "eu-bucket")])  # puts eu-src-1/0.png there
+        self.assert_complete(self.postbacks_for(["eu-src-1"])["eu-src-1"], "eu-src-1",
+                             "eu-bucket", 1)
+        job = self.job("eu-src-2", "pixq-test")
+        job["src"] = {"name": "s3", "bucket": "eu-bucket", "key": "eu-src-1/0.png"}
+        self.push_jobs([job])
+        self.assert_complete(self.postbacks_for(["eu-src-2"])["eu-src-2"], "eu-src-2",
+                             "pixq-test", 1)
+        self.assertEqual([(r.status, r.region) for r in self.s3.records(method="GET",
+                                                                         bucket="eu-bucket")],
+                         [(301, "us-east-1"), (200, "eu-west-1")])
+
     def test_region_that_is_not_a_region_name_is_not_followed(self):
         # the region goes into the AWS host name (s3.<region>.amazonaws.com) and is remembered
         # for the whole fleet: an answer naming "evil.example/x" must not be taken as one
