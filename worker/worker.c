@@ -581,10 +581,10 @@ static char *task_text(json_object *env)
  * PIXQ_POSTBACK_RETRY_DELAYS_S has waits, Blitline's 1, 3, 15 and 600 s by default) of a job:
  * pixq-task:{"pixq_postback": {"job", "job_id", "attempt"}}, its body the stored result:<id>.
  * finish.lua schedules it (on Redis's clock) in the step that settles the payload, so that neither
- * a lost answer nor a crash between the two drops it. Sets s->retry and s->retry_ms; returns what
- * holds the text, to put once settled. */
-static json_object *postback_retry(struct worker *w, const char *job_text, const char *job_id,
-                                   long attempt, struct settlement *s)
+ * a lost answer nor a crash between the two drops it. Sets s->retry and s->retry_ms; returns the
+ * text (malloc'd, to free once settled; NULL: no memory, and no retry). */
+static char *postback_retry(struct worker *w, const char *job_text, const char *job_id,
+                            long attempt, struct settlement *s)
 {
     json_object *env = json_object_new_object(), *task = json_object_new_object();
     json_object_object_add(task, "job", json_object_new_string(job_text));
@@ -593,11 +593,9 @@ static json_object *postback_retry(struct worker *w, const char *job_text, const
     json_object_object_add(env, "pixq_postback", task);
     char *text = task_text(env);
     json_object_put(env);
-    json_object *held = json_object_new_string(text != NULL ? text : "");
-    free(text);
-    s->retry = json_object_get_string(held);
+    s->retry = text;
     s->retry_ms = w->postback_delays.s[attempt - 1] * 1000;
-    return held;
+    return text;
 }
 
 static void log_postback_retry(const char *job_id, long attempt, const struct settlement *s,
@@ -1093,7 +1091,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            .dead = dead,
                            .counter = failed ? "failed" : "succeeded",
                            .posted_id = sent ? job->id : NULL};
-    json_object *retry = NULL;
+    char *retry = NULL;
     if (posted < 0 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
     }
@@ -1101,7 +1099,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     free(dead);
     if (retry != NULL) {
         log_postback_retry(job->id, 1, &s, settled);
-        json_object_put(retry);
+        free(retry);
     }
     metrics_count_job(settled == 0 ? METRICS_JOB_LEASE_LOST
                       : failed     ? METRICS_JOB_FAILED
@@ -1200,7 +1198,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     }
     bool sent = false;
     struct settlement s = {.result = "", .counter = ""};
-    json_object *retry = NULL;
+    char *retry = NULL;
     if (poisoned != NULL) {
         char q[ERR_MSG_MAX + 16];
         LOG_ERROR("postback_given_up", "job_id=%s reason=poisoned attempt=%ld error=%s",
@@ -1220,7 +1218,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     int settled = settle(w, &t->payload, &s);
     if (retry != NULL) {
         log_postback_retry(job->id, attempt + 1, &s, settled);
-        json_object_put(retry);
+        free(retry);
     }
     job_destroy(job);
 }

@@ -19,18 +19,18 @@
 -- stops gives its jobs back while it may still wait for one. A reservation it sent before may
 -- still reach Redis and move a job onto its list afterwards (a worker's BLMOVE ends while its
 -- lease holds, but a call can be held up on the way). Should the worker then be gone for good,
--- nobody would ever look at that list. So both modes note the worker in KEYS[6], due ARGV[4] ms
--- later, and when that is due, orphan mode gives back what the list holds unless the worker
--- registered again (it is alive: its list is its own, and an expiry of its new lease is a new
--- reap, with a note of its own). Orphan mode leaves a note that is not due yet: it was written
+-- nobody would ever look at that list. So every mode but orphan notes the worker in KEYS[6], due
+-- ARGV[4] ms later, and when that is due, orphan mode gives back what the list holds unless the
+-- worker registered again (it is alive: its list is its own, and an expiry of its new lease is a
+-- new reap, with a note of its own). Orphan mode leaves a note that is not due yet: it was written
 -- by a later reap than the one the caller saw.
 --
 -- Jobs go to the consumer end of `jobs`, so they run next. In crash mode each payload's recovery
 -- count goes up; a payload that reaches ARGV[3] is instead wrapped as pixq-task:{"pixq_poison":
 -- payload, "error": "..."}, which the next worker answers with a failed postback and a dead letter,
 -- without running it again. The wrapper starts with `pixq-task:{"pixq_poison":` (pixq's own
--- entries carry the mark pixq-task:, which no job can start with), so it is written by hand: cjson would put
--- "error" first.
+-- entries carry the mark pixq-task:, which no job can start with), so it is written by hand:
+-- cjson would put "error" first.
 --
 -- Returns the number of jobs given back, or -1 if the worker's lease is still valid (crash mode),
 -- or it registered again or its note is not due (orphan mode).
