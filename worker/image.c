@@ -12,6 +12,7 @@
 #include "exifcap.h"
 #include "jpegdc.h"
 #include "log.h"
+#include "metaguard.h"
 #include "pngshrink.h"
 #include "resize.h"
 #include "shrink.h"
@@ -156,6 +157,8 @@ int img_config_from(const struct cfg *c, struct img_config *out, struct err *e)
         .jpeg_dc = c->jpeg_dc,
         .png_shrink = c->png_shrink,
         .fast_resize = c->fast_resize,
+        .exif_max_values = c->exif_max_values,
+        .metadata_max_mb = c->metadata_max_mb,
     };
     return 0;
 }
@@ -341,7 +344,7 @@ static void log_guard(void)
     LOG_INFO("image_guard",
              "formats=%s max_frames=%ld time_s=%ld memory_mb=%llu map_mb=%llu disk_mb=%llu "
              "area=%llu width=%llu height=%llu list_length=%llu threads=%llu shrink_on_load=%d "
-             "jpeg_dc=%d png_shrink=%d fast_resize=%d",
+             "jpeg_dc=%d png_shrink=%d fast_resize=%d exif_max_values=%ld metadata_max_mb=%ld",
              log_quote(guard.allowed, q, sizeof q), guard.cfg.max_frames, guard.cfg.time_s,
              (unsigned long long)(GetMagickResourceLimit(MemoryResource) / MIB),
              (unsigned long long)(GetMagickResourceLimit(MapResource) / MIB),
@@ -352,7 +355,8 @@ static void log_guard(void)
              (unsigned long long)GetMagickResourceLimit(ListLengthResource),
              (unsigned long long)GetMagickResourceLimit(ThreadResource),
              guard.cfg.shrink_on_load ? 1 : 0, guard.cfg.jpeg_dc ? 1 : 0,
-             guard.cfg.png_shrink ? 1 : 0, guard.cfg.fast_resize ? 1 : 0);
+             guard.cfg.png_shrink ? 1 : 0, guard.cfg.fast_resize ? 1 : 0, guard.cfg.exif_max_values,
+             guard.cfg.metadata_max_mb);
 }
 
 /* Large buffers (ImageMagick's pixel caches, libjpeg's coefficients, decoded rows) are freed at
@@ -375,8 +379,12 @@ int img_start(const struct img_config *c, struct err *e)
     if (guard.started) {
         return err_set(e, "ImageMagick is already started");
     }
-    if (c->formats == 0 || c->max_frames < 1 || c->max_pixels < 1 || c->time_s < 1) {
+    if (c->formats == 0 || c->max_frames < 1 || c->max_pixels < 1 || c->time_s < 1 ||
+        c->exif_max_values < 1 || c->metadata_max_mb < 1) {
         return err_set(e, "invalid image guard settings");
+    }
+    if (metaguard_init(e) < 0) {
+        return -1;
     }
     guard.cfg = *c;
     allowed_text(c->formats, guard.allowed, sizeof guard.allowed);
@@ -651,8 +659,26 @@ static MagickWand *probe_webp(const void *data, size_t len, long width, long hei
     return webp_headers(data, len, e);
 }
 
-MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_probe *p,
-                      struct err *e)
+/* Arms the metadata guard (metaguard.h) for one read of this thread. */
+static void arm(struct metaguard *g)
+{
+    metaguard_arm(g, (uint64_t)guard.cfg.metadata_max_mb * MIB,
+                  (uint64_t)guard.cfg.exif_max_values);
+}
+
+/* Ends the read `arm()` began: `w` as it is, or, when the guard refused a profile, NULL and
+ * its error (whatever the read made of the image without it). */
+static MagickWand *disarm(MagickWand *w, const struct metaguard *g, struct err *e)
+{
+    if (!metaguard_disarm()) {
+        return w;
+    }
+    metaguard_error(g, e);
+    return w != NULL ? DestroyMagickWand(w) : NULL;
+}
+
+static MagickWand *probe(const void *data, size_t len, long max_pixels, struct img_probe *p,
+                         struct err *e)
 {
     struct sniff_info si;
     sniff_image(data, len, &si);
@@ -874,8 +900,16 @@ static int png_shrink_factor(const struct img_probe *p, long hint_w, long hint_h
     return f;
 }
 
-MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
-                     long hint_h, struct err *e)
+MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_probe *p,
+                      struct err *e)
+{
+    struct metaguard g;
+    arm(&g);
+    return disarm(probe(data, len, max_pixels, p, e), &g, e);
+}
+
+static MagickWand *read_image(const void *data, size_t len, const struct img_probe *p, long hint_w,
+                              long hint_h, struct err *e)
 {
     struct sniff_info si = {.format = p->format, .name = p->name};
     char size[48];
@@ -917,6 +951,14 @@ MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, lo
         return DestroyMagickWand(w);
     }
     return w;
+}
+
+MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
+                     long hint_h, struct err *e)
+{
+    struct metaguard g;
+    arm(&g);
+    return disarm(read_image(data, len, p, hint_w, hint_h, e), &g, e);
 }
 
 bool img_shrink_on_load(void)

@@ -48,6 +48,9 @@ struct img_config {
     bool jpeg_dc;        /* ... a progressive one wanted at 1/8 from its DC scans (jpegdc.h) */
     bool png_shrink;     /* a PNG wanted at 1/2, 1/4, 1/8 shrunk while decoded (pngshrink.h) */
     bool fast_resize;    /* img_resize resizes by resize.h where it can */
+
+    long exif_max_values; /* EXIF entries and values ImageMagick may format a read (metaguard.h) */
+    long metadata_max_mb; /* profile bytes ImageMagick may be handed a read, MiB (metaguard.h) */
 };
 
 /* Parses a comma-separated list of formats ("jpeg,png, GIF"; see sniff_format_named()) into

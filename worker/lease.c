@@ -198,7 +198,7 @@ static long worker_cpu_ms(const struct lease *l)
 }
 
 /* The job in hand used more than PIXQ_JOB_HANG_S of CPU: the main thread is stuck where no
- * deadline reaches (ImageMagick formatting a crafted EXIF block, say) and cannot be interrupted.
+ * deadline reaches (a library parsing a crafted file, say) and cannot be interrupted.
  * Waiting for the network, Redis or a slot costs no CPU, so no legitimate wait counts. Give the
  * job back counted as a crash (after PIXQ_MAX_RECOVERIES of them it is a poison pill: posted back
  * as a failure, not run again) and exit, for the supervisor (--processes, systemd) to restart

@@ -6,12 +6,17 @@
  * in the count fields it lists, each now EXIFCAP_KEEP and once larger, and exifcap_restore() on
  * the copy's payload must give the input's bytes back. Seeds (tests/fuzz/seeds/fuzz_exifcap/):
  * the markers of corpus and test JPEGs up to their first scan (cups' EXIF has a 35 KB maker
- * note), and the EXIF blocks test_exifcap builds. Built only with -Dfuzz=true (scripts/fuzz). */
+ * note), and the EXIF blocks test_exifcap builds. The same input goes through metaguard's
+ * measures of the EXIF work ImageMagick would do (worker/metaguard.c): a limit either changes
+ * nothing or is exceeded. Built only with -Dfuzz=true (scripts/fuzz). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "exifcap.h"
+#include "metaguard.h"
+
+#define COST_LIMIT 5000
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -43,8 +48,20 @@ static void check_copy(const uint8_t *data, size_t size, const struct exifcap *c
     free(back);
 }
 
+/* Counting to a limit gives the full count when that is within it, and more than it when not. */
+static void check_cost(uint64_t (*cost)(const unsigned char *, size_t, uint64_t),
+                       const uint8_t *data, size_t size)
+{
+    uint64_t full = cost(data, size, UINT64_MAX), capped = cost(data, size, COST_LIMIT);
+    if (full <= COST_LIMIT ? capped != full : capped <= COST_LIMIT) {
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_cost(metaguard_exif_cost, data, size);
+    check_cost(metaguard_8bim_cost, data, size);
     struct exifcap c;
     if (exifcap_prepare(data, size, &c) == 0 && c.copy != NULL) {
         check_copy(data, size, &c);

@@ -15,6 +15,9 @@ there). Then the same worker must process a good job.
   TiffDisabledTest, TiffEnabledTest   PIXQ_IMAGE_FORMATS
   FrameLimitTest         PIXQ_MAX_FRAMES
   TimeLimitTest          PIXQ_MAGICK_TIME_S
+  MetadataLimitTest      PIXQ_EXIF_MAX_VALUES, PIXQ_METADATA_MAX_MB: EXIF blocks that would keep
+                         ImageMagick formatting values for minutes, in every way in (PNG zTXt,
+                         JPEG APP1 and APP13, WebP), and a JPEG of many small segments
 
 Run by meson (suite integration), or by hand:
     /usr/bin/python3 tests/integration/test_hostile_images.py --worker build/worker/pixq-worker \\
@@ -118,6 +121,55 @@ def avif():
     """A small AVIF, made by ImageMagick's convert (libheif)."""
     return subprocess.run(["convert", "-size", "16x12", "gradient:", "avif:-"], check=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60).stdout
+
+
+def exif_block(entries, count, tag=0x9286):
+    """An EXIF profile ("Exif\0\0", little-endian TIFF) whose one IFD has `entries` entries of
+    `count` signed bytes, all sharing one value area: entries x count values for ImageMagick to
+    format, in 12 x entries + count bytes."""
+    values = 8 + 2 + 12 * entries + 4
+    ifd = struct.pack("<H", entries) + struct.pack("<HHII", tag, 6, count, values) * entries
+    return (b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) +
+            bytes(i * 7 & 0x7F for i in range(count)))
+
+
+def png_with_raw_exif(exif):
+    """A real PNG with `exif` in a zTXt chunk, hex-encoded as ImageMagick writes raw profiles
+    (it compresses to a few KB)."""
+    data = image_file("grey-160x120.png")
+    text = "\nexif\n%8d\n" % len(exif) + "\n".join(
+        exif.hex()[i:i + 72] for i in range(0, 2 * len(exif), 72)) + "\n"
+    chunk = png_chunk(b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(text.encode(), 9))
+    return data[:33] + chunk + data[33:]
+
+
+def jpeg_with_segments(segments, base="autumn-320x200.jpg"):
+    """A real JPEG with (marker, payload) segments inserted after SOI."""
+    data = image_file(base)
+    return data[:2] + b"".join(b"\xff" + bytes([m]) + struct.pack(">H", len(p) + 2) + p
+                               for m, p in segments) + data[2:]
+
+
+def photoshop_exif(exif):
+    """An APP13 payload: a Photoshop resource block whose EXIF resource (0x0422) is `exif`."""
+    pad = b"\0" if len(exif) % 2 else b""
+    return (b"Photoshop 3.0\0" + b"8BIM" + struct.pack(">H", 0x0422) + b"\0\0" +
+            struct.pack(">I", len(exif)) + exif + pad)
+
+
+def riff_chunk(kind, data):
+    return kind + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+
+
+def webp_with_exif(exif):
+    """A still lossy WebP (made by ImageMagick) in an extended container with an EXIF chunk."""
+    vp8 = subprocess.run(["convert", "-size", "16x12", "gradient:", "webp:-"], check=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60).stdout
+    assert vp8[12:16] == b"VP8 ", vp8[12:16]
+    vp8x = riff_chunk(b"VP8X", bytes([0x08, 0, 0, 0]) + (15).to_bytes(3, "little") +
+                      (11).to_bytes(3, "little"))
+    body = b"WEBP" + vp8x + vp8[12:] + riff_chunk(b"EXIF", exif)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 MVG = b"""push graphic-context
@@ -467,6 +519,64 @@ class TimeLimitTest(HostileImageTestCase):
         self.refused("slow", src, "took longer than the limit of 1 s", fns)
         self.assertEqual(self.s3.get_object(self.buckets[0], "out/slow.jpg")[0], 404)
         self.assert_still_serving()
+
+
+class MetadataLimitTest(HostileImageTestCase):
+    """EXIF that ImageMagick would format for minutes (PIXQ_EXIF_MAX_VALUES, default 1,000,000
+    entries and values) and profiles handed over again and again (PIXQ_METADATA_MAX_MB, 64) are
+    refused while the image is read; a camera's EXIF, and a block just under the limit, are
+    not. At the defaults: what a fleet runs with."""
+
+    EXIF_LIMIT = "its EXIF data lists more than 1000000 entries and values (PIXQ_EXIF_MAX_VALUES)"
+    # 3,000 entries of 20,000 values: 60 M values, 6 s of ImageMagick; 56 KB, fits an APP1
+    BOMB = exif_block(3000, 20000)
+
+    def test_png_raw_profile(self):
+        data = png_with_raw_exif(self.BOMB)
+        self.assertLess(len(data), 16000)
+        self.refuse_bytes("png-exif", data, self.EXIF_LIMIT)
+        self.assert_still_serving()
+
+    def test_jpeg_app1(self):
+        self.refuse_bytes("jpeg-exif", jpeg_with_segments([(0xE1, self.BOMB)]), self.EXIF_LIMIT,
+                          ".jpg")
+        self.assert_still_serving()
+
+    def test_jpeg_photoshop_resource(self):
+        self.refuse_bytes("jpeg-8bim", jpeg_with_segments([(0xED, photoshop_exif(self.BOMB))]),
+                          self.EXIF_LIMIT, ".jpg")
+        self.assert_still_serving()
+
+    def test_webp_exif_chunk(self):
+        self.refuse_bytes("webp-exif", webp_with_exif(self.BOMB), self.EXIF_LIMIT, ".webp")
+        self.assert_still_serving()
+
+    def test_jpeg_of_many_exif_segments(self):
+        """ImageMagick joins a JPEG's "exif" APP1 segments, handing the whole over again at each
+        (40,000 segments of 6 bytes: 0.8 s, and four times that for twice as many)."""
+        segments = [(0xE1, b"exif" + struct.pack(">H", i)) for i in range(40000)]
+        self.refuse_bytes("jpeg-segments", jpeg_with_segments(segments),
+                          "more than 64 MB of profiles (exif profile; PIXQ_METADATA_MAX_MB)",
+                          ".jpg")
+        self.assert_still_serving()
+
+    def test_camera_exif_and_a_block_under_the_limit_are_read(self):
+        # cups-orient6: a camera's EXIF with a 35 KB maker note
+        jobs = {"camera": self.src.add("/camera.jpg", image_file("cups-orient6-1283x797.jpg")),
+                # 45 x 19,000: 855,046 entries and values
+                "under": self.src.add("/under.png", png_with_raw_exif(exif_block(45, 19000)))}
+        for name, src in jobs.items():
+            job = self.job(name, src)
+            job["get_exif"] = True
+            self.push_job(job)
+            pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+            self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+            exif = pb.json["results"]["original_meta"]["original_exif"]
+            if name == "camera":
+                self.assertEqual(exif["Orientation"], "6")
+                self.assertIn("MakerNote", exif)
+            else:
+                self.assertIn("UserComment", exif)
 
 
 if __name__ == "__main__":

@@ -689,7 +689,8 @@ class LeaseOverdueTest(ReliabilityCase):
 
 class HungJobTest(ReliabilityCase):
     """A job that used more than PIXQ_JOB_HANG_S of the worker's CPU has hung it somewhere no
-    deadline reaches (ImageMagick formatting a crafted EXIF block): the worker gives it back
+    deadline reaches (a library parsing a crafted file; EXIF blocks have their own bound, see
+    MetadataLimitTest in test_hostile_images.py): the worker gives it back
     counted as a crash and exits; after PIXQ_MAX_RECOVERIES such runs it is posted back as a
     failure. Waiting (for a source, S3, Redis) costs no CPU and never counts."""
 

@@ -1,0 +1,287 @@
+/* test_metaguard: worker/metaguard.c. The EXIF cost of blocks built here (IFDs, pointers, loops,
+ * values in and out of the block, several headers, the limit), the EXIF resources of Photoshop
+ * resource blocks, and the guard itself: SetImageProfile() while armed and not. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wand/MagickWand.h>
+
+#include "check.h"
+#include "err.h"
+#include "metaguard.h"
+
+#define BIG       UINT64_MAX
+#define BLOCK_MAX (256 * 1024)
+
+/* A profile being built: "Exif\0\0", then a little-endian TIFF structure. */
+struct block {
+    unsigned char b[BLOCK_MAX];
+    size_t len;
+};
+
+static void put16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* "Exif\0\0" and a TIFF header whose first IFD is at `ifd0` (TIFF offsets); `len` bytes. */
+static void start(struct block *k, uint32_t ifd0, size_t len)
+{
+    memset(k->b, 0, sizeof k->b);
+    memcpy(k->b, "Exif\0\0II*\0", 10);
+    put32(k->b + 10, ifd0);
+    k->len = 6 + len;
+}
+
+/* The TIFF offset `at` as a pointer into the block. */
+static unsigned char *at(struct block *k, size_t off)
+{
+    return k->b + 6 + off;
+}
+
+/* An IFD of `n` entries at `off`, each (tag, type, count, value), and its next-IFD link. */
+static void ifd(struct block *k, size_t off, int n, const uint32_t (*e)[4], uint32_t next)
+{
+    put16(at(k, off), (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        unsigned char *q = at(k, off + 2 + 12 * (size_t)i);
+        put16(q, e[i][0]);
+        put16(q + 2, e[i][1]);
+        put32(q + 4, e[i][2]);
+        put32(q + 8, e[i][3]);
+    }
+    put32(at(k, off + 2 + 12 * (size_t)n), next);
+}
+
+static uint64_t cost(const struct block *k)
+{
+    return metaguard_exif_cost(k->b, k->len, BIG);
+}
+
+static void test_no_exif(void)
+{
+    CHECK_INT(metaguard_exif_cost(NULL, 0, BIG), 0);
+    CHECK_INT(metaguard_exif_cost((const unsigned char *)"Exif\0\0", 6, BIG), 0);
+    CHECK_INT(metaguard_exif_cost((const unsigned char *)"no header here, only text", 25, BIG), 0);
+    struct block k;
+    start(&k, 8, 100);
+    memcpy(at(&k, 0), "XX", 2); /* not a byte order */
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x0112, 3, 1, 1}}, 0);
+    CHECK_INT(cost(&k), 0);
+    start(&k, 8, 10); /* shorter than ImageMagick reads */
+    CHECK_INT(cost(&k), 0);
+}
+
+/* One IFD: 1, and each entry 1 plus its values: inline (SHORT x 1), out of line (ASCII x 20),
+ * out of the block (RATIONAL x 100: skipped by ImageMagick), a type that is none (stops
+ * ImageMagick's IFD: counted on). */
+static void test_entries(void)
+{
+    struct block k;
+    start(&k, 8, 200);
+    ifd(&k, 8, 4,
+        (const uint32_t[][4]){
+            {0x0112, 3, 1, 6}, {0x010f, 2, 20, 100}, {0x011a, 5, 100, 120}, {0x0110, 99, 1000, 0}},
+        0);
+    CHECK_INT(cost(&k), 1 + 2 + 21 + 1 + 1);
+    /* values that end exactly at the end of the block count; one byte further does not */
+    start(&k, 8, 120);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 20, 100}}, 0);
+    CHECK_INT(cost(&k), 1 + 21);
+    start(&k, 8, 119);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 20, 100}}, 0);
+    CHECK_INT(cost(&k), 1 + 1);
+    /* an IFD cut by the end of the block: the entries inside it */
+    start(&k, 8, 8 + 2 + 12 + 5);
+    ifd(&k, 8, 2, (const uint32_t[][4]){{0x0112, 3, 1, 6}, {0x0112, 3, 1, 6}}, 0);
+    CHECK_INT(cost(&k), 1 + 2);
+}
+
+/* The EXIF, GPS and interoperability pointers and the next-IFD link are followed; each IFD is
+ * counted once however often it is reached (a loop ends). */
+static void test_pointers_and_loops(void)
+{
+    struct block k;
+    start(&k, 8, 400);
+    ifd(&k, 8, 2, (const uint32_t[][4]){{0x8769, 4, 1, 100}, {0x8825, 4, 1, 200}}, 300);
+    ifd(&k, 100, 2, (const uint32_t[][4]){{0xa005, 4, 1, 150}, {0x9286, 7, 30, 350}}, 8);
+    ifd(&k, 150, 1, (const uint32_t[][4]){{0x0001, 2, 4, 0}}, 150);
+    ifd(&k, 200, 1, (const uint32_t[][4]){{0x0002, 5, 3, 360}}, 0);
+    ifd(&k, 300, 1, (const uint32_t[][4]){{0x8769, 4, 1, 8}}, 300);
+    /* IFD0 (1 + 2 + 2), EXIF (1 + 2 + 31), interop (1 + 5), GPS (1 + 4), IFD1 (1 + 2) */
+    CHECK_INT(cost(&k), 5 + 34 + 6 + 5 + 3);
+    /* a first IFD at offset 0 is read (its count is the byte order's "II": as many entries as
+     * the block holds) */
+    start(&k, 0, 8 + 2 + 12 * 3);
+    CHECK_INT(cost(&k), 1 + 3);
+}
+
+/* Entries sharing one value area: the attack. The cost is exact without a limit, and counting
+ * stops past one; more IFDs than METAGUARD_MAX_IFDS are over any limit. */
+static void test_shared_values_and_limit(void)
+{
+    static struct block k;
+    int n = 1000;
+    start(&k, 8, 8 + 2 + 12 * (size_t)n + 4 + 20000);
+    uint32_t(*e)[4] = calloc((size_t)n, sizeof *e);
+    for (int i = 0; i < n; i++) {
+        e[i][0] = 0x9286;
+        e[i][1] = 6;
+        e[i][2] = 20000;
+        e[i][3] = (uint32_t)(8 + 2 + 12 * n + 4);
+    }
+    ifd(&k, 8, n, (const uint32_t(*)[4])e, 0);
+    free(e);
+    CHECK_INT(cost(&k), 1 + (uint64_t)n * 20001);
+    uint64_t c = metaguard_exif_cost(k.b, k.len, 1000000);
+    CHECK(c > 1000000 && c <= 1000000 + 20001);
+    /* a chain of IFDs, each linking to the next */
+    int chain = METAGUARD_MAX_IFDS + 10;
+    start(&k, 8, 8 + 6 * (size_t)chain + 6);
+    for (int i = 0; i < chain; i++) {
+        ifd(&k, 8 + 6 * (size_t)i, 0, NULL, (uint32_t)(8 + 6 * (i + 1)));
+    }
+    CHECK(metaguard_exif_cost(k.b, k.len, 1000000) > 1000000);
+    CHECK(metaguard_exif_cost(k.b, k.len, BIG) > BIG / 4);
+    start(&k, 8, 8 + 6 * 100 + 6);
+    for (int i = 0; i < 100; i++) {
+        ifd(&k, 8 + 6 * (size_t)i, 0, NULL, (uint32_t)(8 + 6 * (i + 1)));
+    }
+    CHECK_INT(metaguard_exif_cost(k.b, k.len, 1000000), 101);
+}
+
+/* Every "Exif\0\0" header counts (ImageMagick reads one of them: which, depends on the bytes
+ * before it). */
+static void test_several_headers(void)
+{
+    static struct block k, two;
+    start(&k, 8, 200);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 50, 100}}, 0);
+    uint64_t one = cost(&k);
+    CHECK_INT(one, 1 + 51);
+    memcpy(two.b, "EExif", 5); /* a near miss first */
+    memcpy(two.b + 5, k.b, k.len);
+    memcpy(two.b + 5 + k.len, k.b, k.len);
+    two.len = 5 + 2 * k.len;
+    /* the first block runs on into the second: its entry's values still lie inside */
+    CHECK_INT(metaguard_exif_cost(two.b, two.len, BIG), 2 * one);
+}
+
+/* A Photoshop resource block: 8BIM, id, Pascal name padded to even, size, data. */
+static size_t resource(unsigned char *p, unsigned id, const char *name, const unsigned char *data,
+                       size_t n)
+{
+    size_t q = 0, nl = strlen(name);
+    memcpy(p, "8BIM", 4);
+    p[4] = (unsigned char)(id >> 8);
+    p[5] = (unsigned char)id;
+    p[6] = (unsigned char)nl;
+    memcpy(p + 7, name, nl);
+    q = 7 + nl + ((nl + 1) % 2);
+    p[q] = (unsigned char)(n >> 24);
+    p[q + 1] = (unsigned char)(n >> 16);
+    p[q + 2] = (unsigned char)(n >> 8);
+    p[q + 3] = (unsigned char)n;
+    memcpy(p + q + 4, data, n);
+    return q + 4 + n + (n % 2);
+}
+
+static void test_8bim(void)
+{
+    static struct block k;
+    static unsigned char p[2 * BLOCK_MAX];
+    start(&k, 8, 200);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 50, 100}}, 0);
+    uint64_t one = cost(&k);
+    size_t n = resource(p, 0x0404, "", (const unsigned char *)"iptc", 4);
+    n += resource(p + n, 0x0422, "", k.b, k.len);
+    CHECK_INT(metaguard_8bim_cost(p, n, BIG), one);
+    /* named, both paddings; another id with the same data is not EXIF */
+    n = resource(p, 0x0422, "ab", k.b, k.len);
+    n += resource(p + n, 0x0422, "abc", k.b, k.len);
+    n += resource(p + n, 0x0405, "", k.b, k.len);
+    CHECK_INT(metaguard_8bim_cost(p, n, BIG), 2 * one);
+    /* a size past the end: nothing */
+    n = resource(p, 0x0422, "", k.b, k.len);
+    CHECK_INT(metaguard_8bim_cost(p, n - 10, BIG), 0);
+    CHECK_INT(metaguard_8bim_cost(NULL, 0, BIG), 0);
+}
+
+static StringInfo *profile_of(const unsigned char *p, size_t n)
+{
+    StringInfo *s = AcquireStringInfo(n);
+    SetStringInfoDatum(s, p);
+    return s;
+}
+
+/* SetImageProfile() armed: within the bounds a profile is set; past one it is not, the earlier
+ * one of that name goes, and so does every later profile of the read. Unarmed: always set. */
+static void test_guard(void)
+{
+    static struct block k;
+    struct err e = {{0}};
+    MagickCoreGenesis(NULL, MagickFalse);
+    CHECK_INT(metaguard_init(&e), 0);
+    ExceptionInfo *ex = AcquireExceptionInfo();
+    ImageInfo *info = AcquireImageInfo();
+    Image *im = AcquireImage(info);
+    start(&k, 8, 200);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 50, 100}}, 0);
+    StringInfo *small = profile_of(k.b, k.len), *icc = profile_of(k.b, 150);
+
+    struct metaguard g;
+    metaguard_arm(&g, 1000, 100);
+    CHECK(SetImageProfile(im, "exif", small) == MagickTrue);
+    CHECK(GetImageProfile(im, "exif") != NULL);
+    CHECK(SetImageProfile(im, "EXIF", small) == MagickFalse); /* 104 values */
+    CHECK(GetImageProfile(im, "exif") == NULL);
+    CHECK(SetImageProfile(im, "icc", icc) == MagickFalse); /* after a refusal */
+    CHECK(GetImageProfile(im, "icc") == NULL);
+    CHECK(metaguard_disarm());
+    CHECK_STR(g.refused, "exif");
+    metaguard_error(&g, &e);
+    CHECK(strstr(e.msg, "more than 100 entries and values (PIXQ_EXIF_MAX_VALUES)") != NULL);
+    CHECK(!metaguard_disarm());
+
+    CHECK(SetImageProfile(im, "exif", small) == MagickTrue); /* unarmed */
+    CHECK(GetImageProfile(im, "exif") != NULL);
+
+    metaguard_arm(&g, 1 << 20, 100);
+    CHECK(SetImageProfile(im, "icc", icc) == MagickTrue);
+    CHECK(!metaguard_disarm());
+    metaguard_arm(&g, 250, 1000000);
+    CHECK(SetImageProfile(im, "icc", icc) == MagickTrue);
+    CHECK(SetImageProfile(im, "icc", icc) == MagickFalse); /* 300 bytes handed over */
+    CHECK(GetImageProfile(im, "icc") == NULL);
+    CHECK(metaguard_disarm());
+    metaguard_error(&g, &e);
+    CHECK(strstr(e.msg, "(icc profile; PIXQ_METADATA_MAX_MB)") != NULL);
+
+    DestroyStringInfo(small);
+    DestroyStringInfo(icc);
+    DestroyImage(im);
+    DestroyImageInfo(info);
+    DestroyExceptionInfo(ex);
+    MagickCoreTerminus();
+}
+
+int main(void)
+{
+    test_no_exif();
+    test_entries();
+    test_pointers_and_loops();
+    test_shared_values_and_limit();
+    test_several_headers();
+    test_8bim();
+    test_guard();
+    return check_summary("metaguard");
+}
