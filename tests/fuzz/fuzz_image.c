@@ -77,6 +77,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .map_mb = 128,
         .disk_mb = 0,
         .time_s = 5, /* under libFuzzer's -timeout: a slow input hits pixq's deadline first */
+        .exif_max_values = 1000000,
+        .metadata_max_mb = 64,
     };
     struct err e = {{0}};
     if (img_start(&c, &e) < 0) {
