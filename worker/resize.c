@@ -637,15 +637,26 @@ enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows, const
     const struct filter *h = NULL, *v = NULL;
     struct work wk = {0};
     PixelPacket *pixels = NULL;
+    MagickSizeType held = 0; /* the output's bytes, counted in ImageMagick's memory resource */
     if (columns > SIZE_MAX / sizeof *pixels / rows ||
         (h = filter_get(&k, im->columns, columns, &own_h)) == NULL ||
         (v = filter_get(&k, im->rows, rows, &own_v)) == NULL) {
         *why = "out of memory";
-    } else if ((*why = work_init(&wk, im, &k, v, columns, horizontal_first)) == NULL &&
-               (pixels = malloc(columns * rows * sizeof *pixels)) == NULL) {
-        *why = "out of memory";
+    } else {
+        *why = work_init(&wk, im, &k, v, columns, horizontal_first);
+    }
+    if (*why == NULL) {
+        size_t bytes = columns * rows * sizeof *pixels;
+        if (AcquireMagickResource(MemoryResource, bytes) == MagickFalse) {
+            *why = "beyond ImageMagick's memory limit";
+        } else {
+            held = bytes;
+            pixels = malloc(bytes);
+            *why = pixels == NULL ? "out of memory" : NULL;
+        }
     }
     if (*why != NULL) { /* nothing changed yet: ImageMagick may still manage */
+        RelinquishMagickResource(MemoryResource, held);
         work_free(&wk);
         filter_free(&own_h);
         filter_free(&own_v);
@@ -660,5 +671,6 @@ enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows, const
     filter_free(&own_h);
     filter_free(&own_v);
     free(pixels);
+    RelinquishMagickResource(MemoryResource, held);
     return *why == NULL ? RESIZE_DONE : RESIZE_FAILED;
 }

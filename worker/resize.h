@@ -22,8 +22,10 @@
  *
  * Declined, for the caller to resize with ImageMagick: a palette image (PseudoClass), CMYK, the
  * same size, a "filter:*" artifact, buffers over WORK_BYTES_MAX (64 MB: a far smaller output of
- * a large image, whose ring holds many source rows), a failed allocation, and any ImageMagick but
- * the Q16 build without HDRI. The output's pixels are built beside the source, then copied into
+ * a large image, whose ring holds many source rows), an output whose pixels ImageMagick's memory
+ * limit (PIXQ_MAGICK_MEMORY_MB) has no room for (they count in it while they exist), a failed
+ * allocation, and any ImageMagick but the Q16 build without HDRI. The output's pixels are built
+ * beside the source, then copied into
  * the image's pixel cache once it is resized (SetImageExtent), so the image keeps its properties,
  * profiles and settings; its page geometry is scaled as ImageMagick's CloneImage scales it. The
  * image's progress monitor (the job's deadline) is called every MONITOR_EVERY output rows and

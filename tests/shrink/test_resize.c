@@ -352,6 +352,21 @@ int main(int argc, char **argv)
     CHECK(resize_fast(huge, 6, 6, &why) == RESIZE_DECLINED && strcmp(why, "too large") == 0);
     DestroyMagickWand(huge);
 
+    /* the output's pixels count in ImageMagick's memory limit while they are built: 3000x3000
+     * (72 MB) has no room under 64 MB; 150x101 has, and is given back */
+    MagickSizeType limit = GetMagickResourceLimit(MemoryResource);
+    MagickSizeType used = GetMagickResource(MemoryResource);
+    CHECK(SetMagickResourceLimit(MemoryResource, used + 64 * 1024 * 1024) != MagickFalse);
+    declined("over the memory limit", n, 3000, 3000);
+    CHECK(resize_fast(n, 3000, 3000, &why) == RESIZE_DECLINED &&
+          strcmp(why, "beyond ImageMagick's memory limit") == 0);
+    CHECK_INT(GetMagickResource(MemoryResource), used);
+    MagickWand *small = CloneMagickWand(n);
+    CHECK(resize_fast(small, 150, 101, &why) == RESIZE_DONE);
+    DestroyMagickWand(small);
+    CHECK_INT(GetMagickResource(MemoryResource), used);
+    CHECK(SetMagickResourceLimit(MemoryResource, limit) != MagickFalse);
+
     MagickWand *all[] = {n, na, row, col, grey, paged, alpha, palette, cmyk, artifact, stopped};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         DestroyMagickWand(all[i]);
