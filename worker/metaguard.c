@@ -16,7 +16,7 @@
 #define MAX_PENDING     METAGUARD_MAX_IFDS
 #define SEEN_SLOTS      (2 * METAGUARD_MAX_IFDS) /* a hash set, at most half full */
 #define BIM_SIGNATURE   "8BIM"
-#define BIM_EXIF        0x0422 /* the Photoshop resource that is an EXIF block */
+#define BIM_EXIF        0x0422           /* the Photoshop resource that is an EXIF block */
 #define LIMIT_MAX       (UINT64_MAX / 4) /* higher limits count as this: no sum overflows */
 
 typedef MagickBooleanType (*set_profile_fn)(Image *, const char *, const StringInfo *);
