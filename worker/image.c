@@ -16,6 +16,7 @@
 #include "pngshrink.h"
 #include "resize.h"
 #include "shrink.h"
+#include "tmpdir.h"
 #include "webp.h"
 
 #define MIB (1024ULL * 1024ULL)
@@ -42,6 +43,7 @@ static struct {
     bool started;
     struct img_config cfg;
     char allowed[IMG_FORMATS_MAX]; /* "jpeg, png, gif, webp", for messages */
+    int tmpdirs_swept;             /* dead workers' temporary directories removed (tmpdir.h) */
 } guard;
 
 /* ---------------------------------------------------------------- deadlines */
@@ -340,7 +342,9 @@ static int set_limits(const struct img_config *c, struct err *e)
 /* One line with what ImageMagick will really allow. */
 static void log_guard(void)
 {
-    char q[IMG_FORMATS_MAX + 16];
+    char q[IMG_FORMATS_MAX + 16], t[TMPDIR_PATH_MAX + 16];
+    LOG_INFO("magick_tmpdir", "dir=%s swept=%d", log_quote(tmpdir_path(), t, sizeof t),
+             guard.tmpdirs_swept);
     LOG_INFO("image_guard",
              "formats=%s max_frames=%ld time_s=%ld memory_mb=%llu map_mb=%llu disk_mb=%llu "
              "area=%llu width=%llu height=%llu list_length=%llu threads=%llu shrink_on_load=%d "
@@ -394,6 +398,11 @@ int img_start(const struct img_config *c, struct err *e)
         return -1;
     }
     keep_buffers(c);
+    struct err te = {{0}};
+    if (tmpdir_start(&guard.tmpdirs_swept, &te) < 0) { /* ImageMagick's own then */
+        char q[ERR_MSG_MAX + 16];
+        LOG_WARN("magick_tmpdir_failed", "error=%s", log_quote(te.msg, q, sizeof q));
+    }
     guard.started = true;
     log_guard();
     return 0;
@@ -420,6 +429,7 @@ void img_shutdown(void)
     resize_forget();
     if (guard.started) {
         MagickWandTerminus();
+        tmpdir_finish();
         guard.started = false;
     }
 }

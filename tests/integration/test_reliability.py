@@ -22,6 +22,7 @@ import random
 import signal
 import sys
 import time
+from pathlib import Path
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
@@ -723,6 +724,35 @@ class HungJobTest(ReliabilityCase):
         self.assertIn("the job crashed its worker 1 times", " ".join(pb.results["errors"]))
         self.assertEqual(self.src.requests("/geo.jpg"), 1)
         self.assertEqual(self.stats().get("poisoned"), 1, self.stats())
+
+    def test_disk_cache_of_a_dead_worker_is_removed(self):
+        """With ImageMagick's memory and map limits at their least, the blurs' pixels are cached
+        on disk, in the worker's own directory under TMPDIR; the hung worker's exit leaves the
+        files there, and the next worker to start on the host removes them."""
+        tmp = self.tmp / "tmpdir"
+        tmp.mkdir()
+        env = {"PIXQ_JOB_HANG_S": 1, "PIXQ_MAGICK_TIME_S": 600, "PIXQ_MAX_RECOVERIES": 1,
+               "PIXQ_MAGICK_MEMORY_MB": 16, "PIXQ_MAGICK_MAP_MB": 16, "TMPDIR": str(tmp),
+               "MAGICK_TEMPORARY_PATH": ""}
+        a = self.start_worker(**env)
+        dir_a = Path(self.wait_until(lambda: a.log_events("magick_tmpdir"), 20,
+                                     "the worker's start")[0]["dir"])
+        self.assertEqual(dir_a.parent, tmp)
+        self.assertTrue(dir_a.name.startswith("pixq-magick-"), dir_a)
+        self.push_jobs([self.busy_job("hangs")])
+        status, _ = self.wait_exit(a, 60)
+        self.assertEqual(status, 3)
+        left = [p.name for p in dir_a.iterdir()]
+        self.assertTrue(any(n.startswith("magick-") for n in left), left)
+        b = self.start_worker(**env)
+        started = self.wait_until(lambda: b.log_events("magick_tmpdir"), 20, "the next start")
+        self.assertEqual(started[0]["swept"], "1")
+        self.assertFalse(dir_a.exists())
+        dir_b = Path(started[0]["dir"])
+        self.assertTrue(dir_b.is_dir())
+        self.programs.remove(b)
+        self.assertEqual(b.terminate(), (0, False))
+        self.assertFalse(dir_b.exists())
 
     def test_waiting_is_not_hanging(self):
         # a source that takes 3 s to come, with a limit of 1 s of CPU: the job runs

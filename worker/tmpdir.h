@@ -1,0 +1,34 @@
+/* tmpdir: a directory of its own for each worker process's ImageMagick disk pixel cache, and
+ * the leftovers of dead workers removed.
+ *
+ * An image whose pixels do not fit PIXQ_MAGICK_MEMORY_MB and PIXQ_MAGICK_MAP_MB is cached on
+ * disk, in files of up to PIXQ_MAGICK_DISK_MB (1 GB) that ImageMagick deletes when it is done.
+ * A worker killed meanwhile (SIGKILL, the OOM killer, PIXQ_JOB_HANG_S) leaves them behind, with
+ * random names, for good: a job that keeps crashing workers fills the disk a gigabyte a crash.
+ *
+ * So each process that starts ImageMagick caches in BASE/pixq-magick-HOST-PID (BASE: the
+ * MAGICK_TEMPORARY_PATH, TMPDIR or /tmp of the environment; HOST: the host name, so that hosts
+ * sharing BASE keep apart), made mode 0700, and on its start removes every such directory of
+ * its host whose process is gone (kill(pid, 0) says no such process) and that belongs to its
+ * user: the files in it, then the directory. A clean exit removes its own. */
+#ifndef PIXQ_TMPDIR_H
+#define PIXQ_TMPDIR_H
+
+#include <stddef.h>
+
+#include "err.h"
+
+#define TMPDIR_PATH_MAX 512
+
+/* Removes the dead processes' directories, makes this process's, and tells ImageMagick to use it
+ * (its "temporary-path" registry entry; ImageMagick must be started). `swept` gets how many
+ * directories were removed. Returns 0, or -1 when the directory cannot be made. */
+int tmpdir_start(int *swept, struct err *e);
+
+/* The directory tmpdir_start() made ("" before). */
+const char *tmpdir_path(void);
+
+/* Removes this process's directory and what is left in it. */
+void tmpdir_finish(void);
+
+#endif
