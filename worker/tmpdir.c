@@ -92,6 +92,42 @@ static bool remove_dir(int base, const char *name)
     return unlinkat(base, name, AT_REMOVEDIR) == 0;
 }
 
+/* remove_dir() on a path. */
+static bool remove_path(const char *path)
+{
+    char parent[TMPDIR_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        return false;
+    }
+    *slash = '\0';
+    int fd = open(parent[0] != '\0' ? parent : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool removed = fd >= 0 && remove_dir(fd, slash + 1);
+    if (fd >= 0) {
+        close(fd);
+    }
+    return removed;
+}
+
+/* Makes `own`, mode 0700: new, or an earlier process's of this pid (the sweep spares this
+ * process's name) emptied and made again. One that is not this user's directory (another
+ * user's, a link) is not used. Returns 0, or -1 with errno. */
+static int make_own(void)
+{
+    if (mkdir(own, 0700) == 0) {
+        return 0;
+    }
+    if (errno != EEXIST) {
+        return -1;
+    }
+    if (!remove_path(own)) {
+        errno = EEXIST;
+        return -1;
+    }
+    return mkdir(own, 0700);
+}
+
 /* Removes the directories of this host's processes that are gone; returns how many. */
 static int sweep(const char *base, const char *host)
 {
@@ -125,7 +161,7 @@ int tmpdir_start(int *swept, struct err *e)
         own[0] = '\0';
         return err_set(e, "the temporary directory's path is too long (%s)", base);
     }
-    if (mkdir(own, 0700) != 0 && errno != EEXIST) {
+    if (make_own() != 0) {
         int err = errno;
         char path[TMPDIR_PATH_MAX];
         snprintf(path, sizeof path, "%s", own);
@@ -149,15 +185,8 @@ const char *tmpdir_path(void)
 
 void tmpdir_finish(void)
 {
-    if (own[0] == '\0') {
-        return;
+    if (own[0] != '\0') {
+        remove_path(own);
+        own[0] = '\0';
     }
-    char *slash = strrchr(own, '/');
-    *slash = '\0';
-    int base = open(own[0] != '\0' ? own : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (base >= 0) {
-        remove_dir(base, slash + 1);
-        close(base);
-    }
-    own[0] = '\0';
 }

@@ -10,7 +10,10 @@
  * MAGICK_TEMPORARY_PATH, TMPDIR or /tmp of the environment; HOST: the host name, so that hosts
  * sharing BASE keep apart), made mode 0700, and on its start removes every such directory of
  * its host whose process is gone (kill(pid, 0) says no such process) and that belongs to its
- * user: the files in it, then the directory. A clean exit removes its own. */
+ * user: the files in it, then the directory. A clean exit removes its own.
+ * A directory of this process's name that is there already (an earlier process of the same pid)
+ * is emptied and made again when it is this user's, and not used otherwise (another user's, a
+ * symbolic link): ImageMagick then keeps to its own temporary directory. */
 #ifndef PIXQ_TMPDIR_H
 #define PIXQ_TMPDIR_H
 
