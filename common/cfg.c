@@ -191,13 +191,18 @@ static const struct cfg_entry table[] = {
      "ImageMagick's pixel cache on disk, MiB (can only lower its policy.xml)"},
     {"magick-time-s", "PIXQ_MAGICK_TIME_S", T_LONG, F(magick_time_s), 1, 86400, "60", false,
      "longest ImageMagick may work on one source and what is made of it, seconds"},
-    {"exif-max-values", "PIXQ_EXIF_MAX_VALUES", T_LONG, F(exif_max_values), 1000, 1000000000,
+    {"exif-max-values", "PIXQ_EXIF_MAX_VALUES", T_LONG, F(exif_max_values), 100000, 1000000000,
      "1000000", false,
-     "most EXIF entries and values ImageMagick may format as text reading one image (a camera's "
-     "make about 1,000 to 70,000; 1,000,000 take about 0.1 s)"},
+     "most EXIF values ImageMagick may format as text reading one image, a fraction counting 4 "
+     "(a camera's make 1,000 to 70,000; 1,000,000 take about 0.1 s each time ImageMagick walks "
+     "them, a few times a read)"},
+    {"xmp-max-elements", "PIXQ_XMP_MAX_ELEMENTS", T_LONG, F(xmp_max_elements), 1000, 10000000,
+     "20000", false,
+     "most XMP elements ImageMagick may parse reading one image (its parser is quadratic: "
+     "20,000 siblings take about 1 s; an edited photo's XMP has some hundreds to thousands)"},
     {"metadata-max-mb", "PIXQ_METADATA_MAX_MB", T_LONG, F(metadata_max_mb), 1, 4096, "64", false,
-     "most bytes of profiles (EXIF, ICC, XMP...) ImageMagick may be handed reading one image, "
-     "MiB, counted at each hand-over (a JPEG's segments are joined one by one)"},
+     "most MiB of profiles (EXIF, ICC, XMP...) one image may hold; as a JPEG's segments are "
+     "joined, ImageMagick may copy 4 times that in all (an XMP profile counting 16 times)"},
     {"shrink-on-load", "PIXQ_SHRINK_ON_LOAD", T_BOOL, F(shrink_on_load), 0, 1, "1", false,
      "decode a source at the smallest size the job's outputs need: JPEG and WebP by their "
      "decoders, PNG (PIXQ_PNG_SHRINK) and the rest shrunk after decoding (0: full size, and "

@@ -108,8 +108,9 @@ struct cfg {
     bool png_shrink;     /* a PNG wanted at 1/2, 1/4 or 1/8 box-averaged by pngshrink.c */
     bool fast_resize;    /* ImageMagick's default resize done by resize.c where it can */
 
-    long exif_max_values; /* EXIF entries and values ImageMagick may format reading one image */
-    long metadata_max_mb; /* profile bytes ImageMagick may be handed reading one image, MiB */
+    long exif_max_values;  /* EXIF entries and values ImageMagick may format reading one image */
+    long metadata_max_mb;  /* profile bytes ImageMagick may be handed reading one image, MiB */
+    long xmp_max_elements; /* XMP elements ImageMagick may parse reading one image */
 
     /* running a fleet */
     long processes;                 /* worker processes under one supervisor (1: no supervisor) */

@@ -161,6 +161,7 @@ int img_config_from(const struct cfg *c, struct img_config *out, struct err *e)
         .fast_resize = c->fast_resize,
         .exif_max_values = c->exif_max_values,
         .metadata_max_mb = c->metadata_max_mb,
+        .xmp_max_elements = c->xmp_max_elements,
     };
     return 0;
 }
@@ -348,7 +349,8 @@ static void log_guard(void)
     LOG_INFO("image_guard",
              "formats=%s max_frames=%ld time_s=%ld memory_mb=%llu map_mb=%llu disk_mb=%llu "
              "area=%llu width=%llu height=%llu list_length=%llu threads=%llu shrink_on_load=%d "
-             "jpeg_dc=%d png_shrink=%d fast_resize=%d exif_max_values=%ld metadata_max_mb=%ld",
+             "jpeg_dc=%d png_shrink=%d fast_resize=%d exif_max_values=%ld xmp_max_elements=%ld "
+             "metadata_max_mb=%ld",
              log_quote(guard.allowed, q, sizeof q), guard.cfg.max_frames, guard.cfg.time_s,
              (unsigned long long)(GetMagickResourceLimit(MemoryResource) / MIB),
              (unsigned long long)(GetMagickResourceLimit(MapResource) / MIB),
@@ -360,7 +362,7 @@ static void log_guard(void)
              (unsigned long long)GetMagickResourceLimit(ThreadResource),
              guard.cfg.shrink_on_load ? 1 : 0, guard.cfg.jpeg_dc ? 1 : 0,
              guard.cfg.png_shrink ? 1 : 0, guard.cfg.fast_resize ? 1 : 0, guard.cfg.exif_max_values,
-             guard.cfg.metadata_max_mb);
+             guard.cfg.xmp_max_elements, guard.cfg.metadata_max_mb);
 }
 
 /* Large buffers (ImageMagick's pixel caches, libjpeg's coefficients, decoded rows) are freed at
@@ -384,7 +386,7 @@ int img_start(const struct img_config *c, struct err *e)
         return err_set(e, "ImageMagick is already started");
     }
     if (c->formats == 0 || c->max_frames < 1 || c->max_pixels < 1 || c->time_s < 1 ||
-        c->exif_max_values < 1 || c->metadata_max_mb < 1) {
+        c->exif_max_values < 1 || c->metadata_max_mb < 1 || c->xmp_max_elements < 1) {
         return err_set(e, "invalid image guard settings");
     }
     if (metaguard_init(e) < 0) {
@@ -672,8 +674,12 @@ static MagickWand *probe_webp(const void *data, size_t len, long width, long hei
 /* Arms the metadata guard (metaguard.h) for one read of this thread. */
 static void arm(struct metaguard *g)
 {
-    metaguard_arm(g, (uint64_t)guard.cfg.metadata_max_mb * MIB,
-                  (uint64_t)guard.cfg.exif_max_values);
+    const struct metaguard_limits l = {
+        .max_bytes = (uint64_t)guard.cfg.metadata_max_mb * MIB,
+        .max_exif = (uint64_t)guard.cfg.exif_max_values,
+        .max_xmp = (uint64_t)guard.cfg.xmp_max_elements,
+    };
+    metaguard_arm(g, &l);
 }
 
 /* Ends the read `arm()` began: `w` as it is, or, when the guard refused a profile, NULL and
@@ -1040,6 +1046,21 @@ MagickWand *img_solid(long width, long height, const PixelWand *color, struct er
         return DestroyMagickWand(w);
     }
     return w;
+}
+
+const char *img_property_made(MagickWand *w, const char *name)
+{
+    Image *im = GetImageFromMagickWand(w);
+    if (im == NULL) {
+        return NULL;
+    }
+    ResetImagePropertyIterator(im);
+    for (const char *key = GetNextImageProperty(im); key != NULL; key = GetNextImageProperty(im)) {
+        if (strcmp(key, name) == 0) {
+            return GetImageProperty(im, key); /* there: no walk */
+        }
+    }
+    return NULL;
 }
 
 int img_auto_orient(MagickWand *w, struct err *e)

@@ -49,8 +49,9 @@ struct img_config {
     bool png_shrink;     /* a PNG wanted at 1/2, 1/4, 1/8 shrunk while decoded (pngshrink.h) */
     bool fast_resize;    /* img_resize resizes by resize.h where it can */
 
-    long exif_max_values; /* EXIF entries and values ImageMagick may format a read (metaguard.h) */
-    long metadata_max_mb; /* profile bytes ImageMagick may be handed a read, MiB (metaguard.h) */
+    long exif_max_values;  /* EXIF entries and values ImageMagick may format a read (metaguard.h) */
+    long metadata_max_mb;  /* profile bytes ImageMagick may be handed a read, MiB (metaguard.h) */
+    long xmp_max_elements; /* XMP elements ImageMagick may parse a read (metaguard.h) */
 };
 
 /* Parses a comma-separated list of formats ("jpeg,png, GIF"; see sniff_format_named()) into
@@ -146,6 +147,11 @@ MagickWand *img_solid(long width, long height, const PixelWand *color, struct er
 
 /* Rotates/flips the image upright according to its EXIF orientation. */
 int img_auto_orient(MagickWand *w, struct err *e);
+
+/* The value of the current image's property `name` when the read made it, else NULL: looked for
+ * among the image's properties, never asked for by name, for ImageMagick would then walk the
+ * EXIF profile again for a tag it lacks (metaguard.h). Borrowed: valid while the property is. */
+const char *img_property_made(MagickWand *w, const char *name);
 
 /* What img_encode() makes of the image's metadata and format, without encoding it: the image a
  * pre_process job's save leaves for "&identifier". Returns 0, or -1 with the reason. */

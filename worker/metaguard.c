@@ -16,7 +16,9 @@
 #define MAX_PENDING     METAGUARD_MAX_IFDS
 #define SEEN_SLOTS      (2 * METAGUARD_MAX_IFDS) /* a hash set, at most half full */
 #define BIM_SIGNATURE   "8BIM"
+#define BIM_MIN_LEN     16               /* ImageMagick reads no record from fewer bytes */
 #define BIM_EXIF        0x0422           /* the Photoshop resource that is an EXIF block */
+#define BIM_XMP         0x0424           /* ... that is an XMP packet */
 #define LIMIT_MAX       (UINT64_MAX / 4) /* higher limits count as this: no sum overflows */
 
 typedef MagickBooleanType (*set_profile_fn)(Image *, const char *, const StringInfo *);
@@ -26,6 +28,10 @@ static _Thread_local struct metaguard *armed;
 
 /* Bytes per value of each TIFF type (0 is not a type). */
 static const unsigned type_size[TIFF_TYPES] = {0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8};
+
+/* What formatting a value of each type costs ImageMagick, in units of about 0.1 us: a fraction
+ * (RATIONAL, SRATIONAL) is two "%.20g" and costs 3.5 times a number or a byte. */
+static const unsigned value_weight[TIFF_TYPES] = {0, 1, 1, 1, 1, 4, 1, 1, 1, 1, 4, 1, 1};
 
 /* ---- the EXIF walk ------------------------------------------------------------------------ */
 
@@ -96,7 +102,7 @@ static void walk_entry(struct walk *w, size_t q)
         }
         values = off;
     }
-    w->cost += count;
+    w->cost += (uint64_t)count * value_weight[type];
     if (is_pointer(u16(w, q)) && values + 4 <= w->len) {
         push(w, u32(w, values));
     }
@@ -187,68 +193,122 @@ uint64_t metaguard_exif_cost(const unsigned char *p, size_t len, uint64_t limit)
     return cost;
 }
 
-/* ---- Photoshop resource blocks ------------------------------------------------------------ */
+/* ---- Photoshop resource blocks and XMP -------------------------------------------------- */
 
 static uint32_t be32(const unsigned char *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* The EXIF resource whose size field is at `at`, if it fits; adds to `*cost`. */
-static void bim_resource(const unsigned char *p, size_t len, size_t at, uint64_t *cost,
-                         uint64_t limit, struct walk *w)
+uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len)
 {
-    if (at + 4 > len) {
-        return;
+    uint64_t n = 0;
+    for (const unsigned char *q = p, *end = p != NULL ? p + len : NULL;
+         q != NULL && (q = memchr(q, '<', (size_t)(end - q))) != NULL; q++) {
+        n++;
     }
-    uint32_t size = be32(p + at);
-    if (size <= len - at - 4) {
-        exif_cost(p + at + 4, size, cost, limit, w);
-    }
+    return n;
 }
 
-uint64_t metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit)
+void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uint64_t *exif,
+                         uint64_t *xmp)
 {
     static _Thread_local struct walk w;
-    uint64_t cost = 0;
+    *exif = *xmp = 0;
     limit = limit < LIMIT_MAX ? limit : LIMIT_MAX;
-    for (size_t at = 0; p != NULL && at + 7 <= len && cost <= limit;) {
-        const unsigned char *h = memmem(p + at, len - at, BIM_SIGNATURE, 4);
-        if (h == NULL || (size_t)(h - p) + 7 > len) {
+    /* ImageMagick's walk (GetProfilesFromResourceBlock): records one after the other from the
+     * start, each "8BIM", id, a Pascal name padded to an even length with its length byte, a
+     * size, the data padded to an even length; the first that is not one ends it */
+    for (size_t at = 0; p != NULL && at + BIM_MIN_LEN < len && *exif <= limit;) {
+        if (memcmp(p + at, BIM_SIGNATURE, 4) != 0) {
             break;
         }
-        size_t r = (size_t)(h - p) + 4; /* id, name length, name, size, data */
-        if (((unsigned)p[r] << 8 | p[r + 1]) == BIM_EXIF) {
-            size_t name_end = r + 3 + p[r + 2];
-            /* the name is padded to an even length with its length byte; readers differ on
-             * whether they count the byte: both places are measured */
-            bim_resource(p, len, name_end, &cost, limit, &w);
-            bim_resource(p, len, name_end + 1, &cost, limit, &w);
+        unsigned id = (unsigned)p[at + 4] << 8 | p[at + 5], name_len = p[at + 6];
+        size_t size_at = at + 7 + name_len + ((name_len + 1) % 2);
+        if (size_at + 4 > len) {
+            break;
         }
-        at = (size_t)(h - p) + 1;
+        size_t data = size_at + 4, size = be32(p + size_at);
+        if (size > len - data) {
+            break;
+        }
+        if (id == BIM_EXIF) {
+            exif_cost(p + data, size, exif, limit, &w);
+        } else if (id == BIM_XMP) {
+            *xmp += metaguard_xmp_cost(p + data, size);
+        }
+        at = data + size + size % 2;
     }
-    return cost;
 }
 
 /* ---- the guard ---------------------------------------------------------------------------- */
 
-/* Measures one profile against what the armed read has left; false: refuse it. */
-static bool admit(struct metaguard *g, const char *name, const unsigned char *p, size_t len)
+/* What the read holds now for `image`'s profile `name` (its latest hand-over), found or added;
+ * NULL when the table is full (the hand-over then only adds). */
+static struct metaguard_held *held_of(struct metaguard *g, const Image *image, const char *name)
 {
-    if (g->refused[0] != '\0') {
+    for (int i = 0; i < g->n_held; i++) {
+        if (g->held[i].image == image && strcasecmp(g->held[i].name, name) == 0) {
+            return &g->held[i];
+        }
+    }
+    if (g->n_held == METAGUARD_HELD || strlen(name) >= sizeof g->held[0].name) {
+        return NULL;
+    }
+    struct metaguard_held *h = &g->held[g->n_held++];
+    memset(h, 0, sizeof *h);
+    h->image = image;
+    snprintf(h->name, sizeof h->name, "%s", name);
+    return h;
+}
+
+/* The first bound past (METAGUARD_OVER_NONE if none). */
+static enum metaguard_over past(const struct metaguard *g)
+{
+    return g->exif > g->max_exif                           ? METAGUARD_OVER_EXIF
+           : g->xmp > g->max_xmp                           ? METAGUARD_OVER_XMP
+           : g->bytes > g->max_bytes                       ? METAGUARD_OVER_BYTES
+           : g->handled > METAGUARD_HANDLED * g->max_bytes ? METAGUARD_OVER_HANDLED
+                                                           : METAGUARD_OVER_NONE;
+}
+
+/* Measures `image`'s profile `name` against what the armed read has left; false: refuse it.
+ * A profile handed over again (a JPEG's segments, joined) replaces what its last hand-over
+ * counted, but for the bytes handled. */
+static bool admit(struct metaguard *g, const Image *image, const char *name, const unsigned char *p,
+                  size_t len)
+{
+    if (g->over != METAGUARD_OVER_NONE) {
         return false;
     }
-    g->bytes += len;
-    uint64_t left = g->max_exif - g->exif; /* never below 0: nothing refused yet */
-    if (strcasecmp(name, "exif") == 0) {
-        g->exif += metaguard_exif_cost(p, len, left);
-    } else if (strcasecmp(name, "8bim") == 0) {
-        g->exif += metaguard_8bim_cost(p, len, left);
+    struct metaguard_held now = {.bytes = len}, *h = held_of(g, image, name);
+    if (h != NULL) { /* what its last hand-over counted is no more */
+        g->bytes -= h->bytes;
+        g->exif -= h->exif;
+        g->xmp -= h->xmp;
     }
-    if (g->bytes <= g->max_bytes && g->exif <= g->max_exif) {
+    uint64_t left = g->max_exif - g->exif; /* never below 0: nothing refused yet */
+    bool xmp = strcasecmp(name, "xmp") == 0;
+    if (strcasecmp(name, "exif") == 0) {
+        now.exif = metaguard_exif_cost(p, len, left);
+    } else if (strcasecmp(name, "8bim") == 0) {
+        metaguard_8bim_cost(p, len, left, &now.exif, &now.xmp);
+    } else if (xmp) {
+        now.xmp = metaguard_xmp_cost(p, len);
+    }
+    g->bytes += now.bytes;
+    g->exif += now.exif;
+    g->xmp += now.xmp;
+    g->handled += xmp ? METAGUARD_XMP_WEIGHT * (uint64_t)len : len;
+    if (h != NULL) {
+        h->bytes = now.bytes;
+        h->exif = now.exif;
+        h->xmp = now.xmp;
+    }
+    g->over = past(g);
+    if (g->over == METAGUARD_OVER_NONE) {
         return true;
     }
-    g->exif_over = g->exif > g->max_exif;
     size_t n = strlen(name) < sizeof g->refused - 1 ? strlen(name) : sizeof g->refused - 1;
     for (size_t i = 0; i < n; i++) {
         g->refused[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
@@ -263,7 +323,7 @@ MagickBooleanType SetImageProfile(Image *image, const char *name, const StringIn
 {
     struct metaguard *g = armed;
     if (g != NULL && image != NULL && name != NULL && profile != NULL &&
-        !admit(g, name, GetStringInfoDatum(profile), GetStringInfoLength(profile))) {
+        !admit(g, image, name, GetStringInfoDatum(profile), GetStringInfoLength(profile))) {
         (void)DeleteImageProfile(image, name);
         return MagickFalse;
     }
@@ -292,11 +352,13 @@ int metaguard_init(struct err *e)
     return 0;
 }
 
-void metaguard_arm(struct metaguard *g, uint64_t max_bytes, uint64_t max_exif)
+void metaguard_arm(struct metaguard *g, const struct metaguard_limits *l)
 {
     memset(g, 0, sizeof *g);
-    g->max_bytes = max_bytes;
-    g->max_exif = max_exif;
+    g->max_bytes =
+        l->max_bytes < LIMIT_MAX / METAGUARD_HANDLED ? l->max_bytes : LIMIT_MAX / METAGUARD_HANDLED;
+    g->max_exif = l->max_exif < LIMIT_MAX ? l->max_exif : LIMIT_MAX;
+    g->max_xmp = l->max_xmp;
     armed = g;
 }
 
@@ -304,19 +366,32 @@ bool metaguard_disarm(void)
 {
     struct metaguard *g = armed;
     armed = NULL;
-    return g != NULL && g->refused[0] != '\0';
+    return g != NULL && g->over != METAGUARD_OVER_NONE;
 }
 
 int metaguard_error(const struct metaguard *g, struct err *e)
 {
-    if (g->exif_over) {
+    const char *what = "the image's metadata is too large to read:";
+    unsigned long long mb = (unsigned long long)(g->max_bytes >> 20);
+    switch (g->over) {
+    case METAGUARD_OVER_EXIF:
         return err_set(e,
-                       "the image's metadata is too large to read: its EXIF data lists more "
-                       "than %llu entries and values (PIXQ_EXIF_MAX_VALUES)",
-                       (unsigned long long)g->max_exif);
+                       "%s its EXIF data has more than %llu values to format "
+                       "(PIXQ_EXIF_MAX_VALUES; a fraction counts 4)",
+                       what, (unsigned long long)g->max_exif);
+    case METAGUARD_OVER_XMP:
+        return err_set(e, "%s its XMP data has more than %llu elements (PIXQ_XMP_MAX_ELEMENTS)",
+                       what, (unsigned long long)g->max_xmp);
+    case METAGUARD_OVER_BYTES:
+        return err_set(e, "%s more than %llu MB of profiles (%s profile; PIXQ_METADATA_MAX_MB)",
+                       what, mb, g->refused);
+    case METAGUARD_OVER_HANDLED:
+        return err_set(e,
+                       "%s its %s profile comes in too many pieces (ImageMagick would copy more "
+                       "than %d x %llu MB joining them; PIXQ_METADATA_MAX_MB)",
+                       what, g->refused, METAGUARD_HANDLED, mb);
+    case METAGUARD_OVER_NONE:
+        break;
     }
-    return err_set(e,
-                   "the image's metadata is too large to read: more than %llu MB of profiles "
-                   "(%s profile; PIXQ_METADATA_MAX_MB)",
-                   (unsigned long long)(g->max_bytes >> 20), g->refused);
+    return err_set(e, "%s (no bound passed)", what);
 }

@@ -1,32 +1,43 @@
 /* metaguard: a bound on the metadata ImageMagick parses while it reads an image.
  *
- * ImageMagick 6 turns every profile a reader hands to SetImageProfile() into properties at once
- * ("exif:*", "xmp:*"...). For EXIF that means formatting every value of every entry as text,
- * one snprintf() a value, and nothing stops it: entries may share one value area, so a block of
- * L bytes can list about L * L / 12 values. A 1.2 KB PNG whose zTXt chunk inflates to a 56 KB
- * "Raw profile type exif" takes 6 s; one of 2.8 KB takes hours, out of reach of
- * PIXQ_MAGICK_TIME_S (ImageMagick checks that only between rows of pixels). The same block comes
- * in through a JPEG's APP1 segments (ImageMagick joins them, formatting the whole at every
- * segment: a 400 KB JPEG of 40,000 small segments takes 0.8 s, one of 10 MB minutes), a
- * Photoshop resource block (8BIM resource 0x0422), WebP's EXIF chunk, HEIC's Exif item.
+ * ImageMagick 6 turns an image's profiles into properties once its reader is done (ReadImage()
+ * asks for "exif:*", "xmp:*"... and for exif:Orientation and the resolution). For EXIF that means
+ * formatting every value of every entry as text, one snprintf() a value, and nothing stops it:
+ * entries may share one value area, so a block of L bytes can list about L * L / 12 values. A
+ * 1.2 KB PNG whose zTXt chunk inflates to a 56 KB "Raw profile type exif" takes 6 s; one of
+ * 2.8 KB takes hours, out of reach of PIXQ_MAGICK_TIME_S (ImageMagick checks that only between
+ * rows of pixels). The same block comes in through a JPEG's APP1 segments, a Photoshop resource
+ * block (8BIM resource 0x0422), WebP's EXIF chunk, HEIC's Exif item. XMP is parsed by
+ * ImageMagick's own XML reader, which walks all the children of an element for each new one: a
+ * 4.9 KB PNG of 160,000 empty elements takes a minute. And a JPEG's segments of one profile are
+ * joined one by one, the whole copied again at each: 40,000 small ones take 0.8 s, and four times
+ * that for twice as many.
  *
- * Every one of those goes through SetImageProfile(). pixq-worker defines that function itself
- * and exports it (the link option in worker/meson.build), so that ImageMagick's coder modules
- * call it instead of MagickCore's: while a read is armed (metaguard_arm()), each profile is
- * measured before it is passed on, with what earlier profiles of the same read used:
+ * Every profile a reader finds goes through SetImageProfile(). pixq-worker defines that function
+ * itself and exports it (the link option in worker/meson.build), so that ImageMagick's coder
+ * modules call it instead of MagickCore's: while a read is armed (metaguard_arm()), each profile
+ * is measured before it is passed on. What a read holds is each image's latest hand-over of
+ * each profile name (a joined profile handed over again replaces what it counted before):
  *
- *   bytes      every profile's length, in all (PIXQ_METADATA_MAX_MB);
- *   EXIF       an "exif" profile's IFD entries and the values ImageMagick would format
- *              (metaguard_exif_cost()); an "8bim" profile's EXIF resources the same
- *              (PIXQ_EXIF_MAX_VALUES).
+ *   EXIF       the values ImageMagick would format, a fraction counting 4, and the IFDs and
+ *              entries one each (metaguard_exif_cost()), of "exif" profiles and of the EXIF
+ *              resources of "8bim" ones: at most max_exif (PIXQ_EXIF_MAX_VALUES);
+ *   XMP        the elements ('<') of "xmp" profiles and of "8bim" XMP resources: at most
+ *              max_xmp (PIXQ_XMP_MAX_ELEMENTS);
+ *   bytes      the profiles' lengths: at most max_bytes (PIXQ_METADATA_MAX_MB);
+ *   handled    every hand-over's length, an XMP one's METAGUARD_XMP_WEIGHT times (libxml2
+ *              checks it each time): at most METAGUARD_HANDLED x max_bytes.
  *
- * A profile past either bound is not passed on and the read's earlier profile of that name is
+ * A profile past a bound is not passed on and the image's earlier profile of that name is
  * deleted, as is every later profile of the read (each then costs ImageMagick its own bytes
- * only); the caller fails the image with metaguard_error(). The measure is an upper bound of
- * ImageMagick's work: every "Exif\0\0" header in the profile is counted (ImageMagick reads one),
- * every IFD the EXIF, GPS and interoperability pointers and the next-IFD links reach, every entry
- * of each (ImageMagick stops an IFD at a damaged entry). Pure walking over untrusted bytes, every
- * read bounds-checked; the walking itself is bounded by the cost it counts. */
+ * only); the caller fails the image with metaguard_error(). The EXIF measure is an upper bound
+ * of ImageMagick's walk: every "Exif\0\0" header in the profile is counted (ImageMagick reads
+ * one), every IFD the EXIF, GPS and interoperability pointers and the next-IFD links reach, every
+ * entry of each (ImageMagick stops an IFD at a damaged entry). ImageMagick walks a profile once
+ * for "exif:*" and again for each tag it looks up that is not a property yet (at most four in
+ * ReadImage(); pixq looks up only properties already made), so the time a read may take is a few
+ * times the bound's. Pure walking over untrusted bytes, every read bounds-checked; the walking
+ * is bounded by the profiles' lengths and by the cost it counts. */
 #ifndef PIXQ_METAGUARD_H
 #define PIXQ_METAGUARD_H
 
@@ -36,14 +47,40 @@
 
 #include "err.h"
 
-#define METAGUARD_MAX_IFDS 1024 /* IFDs of one EXIF block walked at most; past it: over */
+#define METAGUARD_MAX_IFDS   1024 /* IFDs of one EXIF block walked at most; past it: over */
+#define METAGUARD_HELD       64   /* images x profile names a read keeps apart */
+#define METAGUARD_HANDLED    4    /* bytes handled: at most this many times max_bytes */
+#define METAGUARD_XMP_WEIGHT 16   /* an XMP hand-over's bytes count this many times */
 
-/* One armed read: the caller's storage, zeroed by metaguard_arm(). */
+struct metaguard_limits {
+    uint64_t max_bytes; /* PIXQ_METADATA_MAX_MB, in bytes */
+    uint64_t max_exif;  /* PIXQ_EXIF_MAX_VALUES */
+    uint64_t max_xmp;   /* PIXQ_XMP_MAX_ELEMENTS */
+};
+
+enum metaguard_over {
+    METAGUARD_OVER_NONE,
+    METAGUARD_OVER_EXIF,
+    METAGUARD_OVER_XMP,
+    METAGUARD_OVER_BYTES,
+    METAGUARD_OVER_HANDLED,
+};
+
+/* What one image's profile of one name counts in a read: its latest hand-over's. */
+struct metaguard_held {
+    const void *image;
+    char name[16];
+    uint64_t bytes, exif, xmp;
+};
+
+/* One armed read: the caller's storage, set by metaguard_arm(). */
 struct metaguard {
-    uint64_t max_bytes, max_exif; /* the bounds (see above) */
-    uint64_t bytes, exif;         /* used so far */
-    char refused[16];             /* the first profile refused ("" none), lower case */
-    bool exif_over;               /* it was refused for its EXIF values (else its bytes) */
+    uint64_t max_bytes, max_exif, max_xmp; /* the bounds (see above) */
+    uint64_t bytes, exif, xmp, handled;    /* counted so far */
+    int n_held;
+    struct metaguard_held held[METAGUARD_HELD];
+    enum metaguard_over over; /* the bound the refused profile passed */
+    char refused[16];         /* its name, lower case */
 };
 
 /* Finds MagickCore's own SetImageProfile() to pass profiles on to, and checks that the
@@ -51,25 +88,31 @@ struct metaguard {
  * image is read. Returns 0, or -1 (with the reason in `e`) when either is not so. */
 int metaguard_init(struct err *e);
 
-/* Arms `g` for the reads this thread makes until metaguard_disarm(). */
-void metaguard_arm(struct metaguard *g, uint64_t max_bytes, uint64_t max_exif);
+/* Arms `g` with the bounds `l` for the reads this thread makes until metaguard_disarm(). */
+void metaguard_arm(struct metaguard *g, const struct metaguard_limits *l);
 
 /* Disarms this thread's guard. Returns true when a profile was refused while it was armed. */
 bool metaguard_disarm(void);
 
-/* Sets `e` to what `g` refused ("the image's EXIF data lists more than N values..."); returns
- * -1. */
+/* Sets `e` to what `g` refused ("... its EXIF data has more than N values to format ..."), the
+ * setting to raise named; returns -1. */
 int metaguard_error(const struct metaguard *g, struct err *e);
 
 /* The EXIF work in the profile `p` of `len` bytes: for every "Exif\0\0" header in it, the IFDs
  * of the TIFF structure after it, one each, and their entries, one each plus their values (those
- * ImageMagick would read: inside the block). Counting stops past `limit` (returns more than
- * `limit`); more than METAGUARD_MAX_IFDS IFDs in a block also returns more than `limit`. A limit
- * above UINT64_MAX / 4 counts as that. */
+ * ImageMagick would read: inside the block; a fraction 4, any other value 1). Counting stops past
+ * `limit` (returns more than `limit`); more than METAGUARD_MAX_IFDS IFDs in a block also returns
+ * more than `limit`. A limit above UINT64_MAX / 4 counts as that. */
 uint64_t metaguard_exif_cost(const unsigned char *p, size_t len, uint64_t limit);
 
-/* The same for the EXIF resources (0x0422) of a Photoshop resource block ("8BIM" records),
- * wherever one may start. */
-uint64_t metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit);
+/* The same for the EXIF resources (0x0422) of a Photoshop resource block into `*exif`, and the
+ * XMP elements of its XMP resources (0x0424) into `*xmp`, walking its records as ImageMagick
+ * does: one after the other from the start, to the first that is not one. */
+void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uint64_t *exif,
+                         uint64_t *xmp);
+
+/* The elements of an XMP packet, as many as its '<' (an upper bound: comments, declarations and
+ * end tags count too). */
+uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len);
 
 #endif

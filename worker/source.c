@@ -311,28 +311,22 @@ static int gps_decimal(const char *dms, const char *ref, double *out)
     return 0;
 }
 
-/* The value of an EXIF property ("exif:DateTime"), or NULL; free with MagickRelinquishMemory. */
-static char *exif_value(MagickWand *w, const char *name)
+/* The value of an EXIF property the read made ("exif:DateTime"), or NULL (img_property_made():
+ * ImageMagick walks the EXIF again for a tag asked for by name that it lacks). Borrowed. */
+static const char *exif_value(MagickWand *w, const char *name)
 {
-    char *v = MagickGetImageProperty(w, name);
-    if (v != NULL && v[0] == '\0') {
-        MagickRelinquishMemory(v);
-        return NULL;
-    }
-    return v;
+    const char *v = img_property_made(w, name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
 static void add_gps(json_object *meta, MagickWand *w, const char *key, const char *tag,
                     const char *ref_tag)
 {
-    char *dms = exif_value(w, tag);
-    char *ref = exif_value(w, ref_tag);
+    const char *dms = exif_value(w, tag), *ref = exif_value(w, ref_tag);
     double d;
     if (dms != NULL && gps_decimal(dms, ref, &d) == 0) {
         json_object_object_add(meta, key, json_object_new_double(d));
     }
-    MagickRelinquishMemory(dms);
-    MagickRelinquishMemory(ref);
 }
 
 /* EXIF's "2014:08:02 20:17:55" as Blitline's iso_date_created, "2014-08-02T20:17:55.0000+00:00"
@@ -353,7 +347,7 @@ static bool iso_date(const char *exif, char *out, size_t cap)
 /* date_created (and from v 1.20, iso_date_created), lat, lng. */
 static void add_exif_basics(json_object *meta, MagickWand *w, double v)
 {
-    char *date = exif_value(w, "exif:DateTimeOriginal");
+    const char *date = exif_value(w, "exif:DateTimeOriginal");
     if (date == NULL) {
         date = exif_value(w, "exif:DateTime");
     }
@@ -363,37 +357,39 @@ static void add_exif_basics(json_object *meta, MagickWand *w, double v)
         if (v > 1.19 && iso_date(date, iso, sizeof iso)) {
             json_object_object_add(meta, "iso_date_created", json_object_new_string(iso));
         }
-        MagickRelinquishMemory(date);
     }
     add_gps(meta, w, "lat", "exif:GPSLatitude", "exif:GPSLatitudeRef");
     add_gps(meta, w, "lng", "exif:GPSLongitude", "exif:GPSLongitudeRef");
 }
 
-/* Every exif:* property: into `obj` as name -> value and/or into `arr` as [name, value]. */
+/* Every exif:* property, as made by the caller's one walk of the EXIF (ReadImage() makes them all
+ * but deletes Orientation and the resolution once it has read them): into `obj` as name -> value
+ * and/or into `arr` as [name, value], in the order of their names. */
 static void add_exif_all(MagickWand *w, json_object *obj, json_object *arr)
 {
+    Image *im = GetImageFromMagickWand(w);
     size_t n = 0;
-    char *probe = MagickGetImageProperty(w, "exif:*"); /* makes ImageMagick parse the EXIF */
-    MagickRelinquishMemory(probe);
-    char **names = MagickGetImageProperties(w, "exif:*", &n);
-    for (size_t i = 0; names != NULL && i < n && i < SRC_EXIF_MAX_ITEMS; i++) {
-        char *v = MagickGetImageProperty(w, names[i]);
-        const char *name = names[i] + strlen("exif:");
-        if (v != NULL && obj != NULL) {
+    if (im != NULL) {
+        ResetImagePropertyIterator(im);
+    }
+    for (const char *key = im != NULL ? GetNextImageProperty(im) : NULL;
+         key != NULL && n < SRC_EXIF_MAX_ITEMS; key = GetNextImageProperty(im)) {
+        const char *v = strncmp(key, "exif:", 5) == 0 ? GetImageProperty(im, key) : NULL;
+        if (v == NULL) {
+            continue;
+        }
+        n++;
+        const char *name = key + strlen("exif:");
+        if (obj != NULL) {
             json_object_object_add(obj, name, json_object_new_string(v));
         }
-        if (v != NULL && arr != NULL) {
+        if (arr != NULL) {
             json_object *pair = json_object_new_array();
             json_object_array_add(pair, json_object_new_string(name));
             json_object_array_add(pair, json_object_new_string(v));
             json_object_array_add(arr, pair);
         }
-        MagickRelinquishMemory(v);
     }
-    for (size_t i = 0; names != NULL && i < n; i++) {
-        MagickRelinquishMemory(names[i]);
-    }
-    MagickRelinquishMemory(names);
 }
 
 /* CRC-32 (IEEE 802.3, as zlib's crc32()). */
@@ -450,6 +446,9 @@ json_object *src_describe(const struct job *j, const struct src_image *im, struc
     json_object_object_add(meta, "width", json_object_new_int64(im->width));
     json_object_object_add(meta, "height", json_object_new_int64(im->height));
     add_exif_basics(meta, im->wand, j->v);
+    if (j->get_exif || j->extended_metadata) { /* ImageMagick walks the EXIF again, once */
+        MagickRelinquishMemory(MagickGetImageProperty(im->wand, "exif:*"));
+    }
     if (j->get_exif) {
         json_object *exif = json_object_new_object();
         add_exif_all(im->wand, exif, NULL);

@@ -4,6 +4,8 @@
 #include <webp/decode.h>
 #include <webp/mux.h>
 
+#include "image.h"
+
 bool webp_still(const void *data, size_t len, long *width, long *height)
 {
     WebPBitstreamFeatures f;
@@ -33,12 +35,13 @@ static int attach_profiles(MagickWand *w, const void *data, size_t len, struct e
         }
     }
     WebPMuxDelete(mux);
-    char *o = rc == 0 ? MagickGetImageProperty(w, "exif:Orientation") : NULL;
+    /* the exif:* properties, made once as ReadImage() makes them */
+    MagickRelinquishMemory(rc == 0 ? MagickGetImageProperty(w, "exif:*") : NULL);
+    const char *o = rc == 0 ? img_property_made(w, "exif:Orientation") : NULL;
     long v = o != NULL ? strtol(o, NULL, 10) : 0;
     if (v >= TopLeftOrientation && v <= LeftBottomOrientation) {
         MagickSetImageOrientation(w, (OrientationType)v);
     }
-    MagickRelinquishMemory(o);
     return rc;
 }
 

@@ -61,7 +61,13 @@ static void check_cost(uint64_t (*cost)(const unsigned char *, size_t, uint64_t)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_cost(metaguard_exif_cost, data, size);
-    check_cost(metaguard_8bim_cost, data, size);
+    uint64_t exif, xmp, capped, capped_xmp;
+    metaguard_8bim_cost(data, size, UINT64_MAX, &exif, &xmp);
+    metaguard_8bim_cost(data, size, COST_LIMIT, &capped, &capped_xmp);
+    if ((exif <= COST_LIMIT ? capped != exif : capped <= COST_LIMIT) ||
+        xmp > metaguard_xmp_cost(data, size)) {
+        abort();
+    }
     struct exifcap c;
     if (exifcap_prepare(data, size, &c) == 0 && c.copy != NULL) {
         check_copy(data, size, &c);

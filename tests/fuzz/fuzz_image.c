@@ -79,6 +79,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .time_s = 5, /* under libFuzzer's -timeout: a slow input hits pixq's deadline first */
         .exif_max_values = 1000000,
         .metadata_max_mb = 64,
+        .xmp_max_elements = 20000,
     };
     struct err e = {{0}};
     if (img_start(&c, &e) < 0) {

@@ -15,9 +15,10 @@ there). Then the same worker must process a good job.
   TiffDisabledTest, TiffEnabledTest   PIXQ_IMAGE_FORMATS
   FrameLimitTest         PIXQ_MAX_FRAMES
   TimeLimitTest          PIXQ_MAGICK_TIME_S
-  MetadataLimitTest      PIXQ_EXIF_MAX_VALUES, PIXQ_METADATA_MAX_MB: EXIF blocks that would keep
-                         ImageMagick formatting values for minutes, in every way in (PNG zTXt,
-                         JPEG APP1 and APP13, WebP), and a JPEG of many small segments
+  MetadataLimitTest      PIXQ_EXIF_MAX_VALUES, PIXQ_XMP_MAX_ELEMENTS, PIXQ_METADATA_MAX_MB: EXIF
+                         blocks that would keep ImageMagick formatting values for minutes, in
+                         every way in (PNG zTXt, JPEG APP1 and APP13, WebP), XMP of many
+                         elements, a JPEG of many small segments; a phone's extended XMP read
 
 Run by meson (suite integration), or by hand:
     /usr/bin/python3 tests/integration/test_hostile_images.py --worker build/worker/pixq-worker \\
@@ -133,14 +134,33 @@ def exif_block(entries, count, tag=0x9286):
             bytes(i * 7 & 0x7F for i in range(count)))
 
 
-def png_with_raw_exif(exif):
-    """A real PNG with `exif` in a zTXt chunk, hex-encoded as ImageMagick writes raw profiles
-    (it compresses to a few KB)."""
-    data = image_file("grey-160x120.png")
-    text = "\nexif\n%8d\n" % len(exif) + "\n".join(
-        exif.hex()[i:i + 72] for i in range(0, 2 * len(exif), 72)) + "\n"
-    chunk = png_chunk(b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(text.encode(), 9))
+def png_with_raw_profile(profile, name="exif"):
+    """A real PNG with the profile `name` in a zTXt chunk, hex-encoded as ImageMagick writes raw
+    profiles (it compresses to a few KB)."""
+    data, hexed = image_file("grey-160x120.png"), profile.hex()
+    text = "\n%s\n%8d\n" % (name, len(profile)) + "\n".join(
+        hexed[i:i + 72] for i in range(0, len(hexed), 72)) + "\n"
+    chunk = png_chunk(b"zTXt", b"Raw profile type " + name.encode() + b"\0\0" +
+                      zlib.compress(text.encode(), 9))
     return data[:33] + chunk + data[33:]
+
+
+def png_with_raw_exif(exif):
+    return png_with_raw_profile(exif, "exif")
+
+
+def exif_fractions_in_ifd1(entries, count):
+    """An EXIF profile whose IFD0 points to an empty EXIF IFD and links to IFD1, whose entries
+    (DateTimeOriginal, as fractions) share one value area: ImageMagick names IFD1's properties
+    exif:thumbnail:..., so a lookup of exif:DateTimeOriginal walks them all again."""
+    ifd0, exif_ifd = 8, 8 + 2 + 12 + 4
+    ifd1 = exif_ifd + 2 + 4
+    values = ifd1 + 2 + 12 * entries + 4
+    return (b"Exif\0\0II*\0" + struct.pack("<I", ifd0) +
+            struct.pack("<HHHII", 1, 0x8769, 4, 1, exif_ifd) + struct.pack("<I", ifd1) +
+            struct.pack("<HI", 0, 0) +
+            struct.pack("<H", entries) + struct.pack("<HHII", 0x9003, 5, count, values) * entries +
+            struct.pack("<I", 0) + b"\xff" * (8 * count))
 
 
 def jpeg_with_segments(segments, base="autumn-320x200.jpg"):
@@ -527,7 +547,7 @@ class MetadataLimitTest(HostileImageTestCase):
     refused while the image is read; a camera's EXIF, and a block just under the limit, are
     not. At the defaults: what a fleet runs with."""
 
-    EXIF_LIMIT = "its EXIF data lists more than 1000000 entries and values (PIXQ_EXIF_MAX_VALUES)"
+    EXIF_LIMIT = "its EXIF data has more than 1000000 values to format (PIXQ_EXIF_MAX_VALUES"
     # 3,000 entries of 20,000 values: 60 M values, 6 s of ImageMagick; 56 KB, fits an APP1
     BOMB = exif_block(3000, 20000)
 
@@ -552,13 +572,57 @@ class MetadataLimitTest(HostileImageTestCase):
         self.assert_still_serving()
 
     def test_jpeg_of_many_exif_segments(self):
-        """ImageMagick joins a JPEG's "exif" APP1 segments, handing the whole over again at each
+        """ImageMagick joins a JPEG's "exif" APP1 segments, copying the whole again at each
         (40,000 segments of 6 bytes: 0.8 s, and four times that for twice as many)."""
         segments = [(0xE1, b"exif" + struct.pack(">H", i)) for i in range(40000)]
         self.refuse_bytes("jpeg-segments", jpeg_with_segments(segments),
-                          "more than 64 MB of profiles (exif profile; PIXQ_METADATA_MAX_MB)",
-                          ".jpg")
+                          "its exif profile comes in too many pieces (ImageMagick would copy more "
+                          "than 4 x 64 MB joining them; PIXQ_METADATA_MAX_MB)", ".jpg")
         self.assert_still_serving()
+
+    def test_xmp_of_many_elements(self):
+        """ImageMagick's XML reader walks an element's children for each new one: 80,000 empty
+        elements (a 2.6 KB PNG) take 11 s, 160,000 a minute."""
+        xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">' + b"<a/>" * 80000 + b"</x:xmpmeta>"
+        self.refuse_bytes("png-xmp", png_with_raw_profile(xmp, "xmp"),
+                          "its XMP data has more than 20000 elements (PIXQ_XMP_MAX_ELEMENTS)")
+        self.assert_still_serving()
+
+    def test_fractions_walked_again_by_lookups(self):
+        """140 x 7,000 fractions in IFD1: 980,000 values, under the limit counted one each, but
+        each walk of them takes ImageMagick 0.36 s, and a job asking for its EXIF walked them six
+        times. A fraction counts 4."""
+        job = self.job("fractions", self.src.add("/fractions.png", png_with_raw_exif(
+            exif_fractions_in_ifd1(140, 7000))))
+        job["get_exif"] = job["extended_metadata"] = True
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/fractions")
+        self.assertIn(self.EXIF_LIMIT, " ".join(pb.json["results"].get("errors", [])), pb.body)
+        self.assert_still_serving()
+
+    def test_photoshop_block_of_signatures_is_walked_once(self):
+        """A Photoshop resource block of 4 MB of EXIF records, each claiming the rest of the
+        block: ImageMagick stops after the first; walked from every "8BIM", the guard took a
+        minute (a 30 KB PNG)."""
+        size = 4 * 1024 * 1024
+        record = b"8BIM\x04\x22\0\0" + struct.pack(">I", size // 2)
+        block = (record * (size // len(record) + 1))[:size]
+        job = self.job("signatures", self.src.add("/signatures.png",
+                                                  png_with_raw_profile(block, "8bim")))
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/signatures")
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+
+    def test_extended_xmp_of_a_phone_photo_is_read(self):
+        """3.2 MB of extended XMP in 50 APP1 segments (phones keep depth maps so): joined, 83 MB
+        are copied, under 4 x 64 MB."""
+        segments = [(0xE1, b"http://ns.adobe.com/xmp/extension/\0" + b"%032d" % 7 +
+                     struct.pack(">II", 50 * 64000, i * 64000) +
+                     bytes((j * 13 + i) & 0xFF for j in range(64000))) for i in range(50)]
+        job = self.job("phone", self.src.add("/phone.jpg", jpeg_with_segments(segments)))
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/phone")
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
 
     def test_camera_exif_and_a_block_under_the_limit_are_read(self):
         # cups-orient6: a camera's EXIF with a 35 KB maker note

@@ -117,8 +117,9 @@ static void test_pointers_and_loops(void)
     ifd(&k, 150, 1, (const uint32_t[][4]){{0x0001, 2, 4, 0}}, 150);
     ifd(&k, 200, 1, (const uint32_t[][4]){{0x0002, 5, 3, 360}}, 0);
     ifd(&k, 300, 1, (const uint32_t[][4]){{0x8769, 4, 1, 8}}, 300);
-    /* IFD0 (1 + 2 + 2), EXIF (1 + 2 + 31), interop (1 + 5), GPS (1 + 4), IFD1 (1 + 2) */
-    CHECK_INT(cost(&k), 5 + 34 + 6 + 5 + 3);
+    /* IFD0 (1 + 2 + 2), EXIF (1 + 2 + 31), interop (1 + 5), GPS (1 + 1 + 3 fractions x 4),
+     * IFD1 (1 + 2) */
+    CHECK_INT(cost(&k), 5 + 34 + 6 + 14 + 3);
     /* a first IFD at offset 0 is read (its count is the byte order's "II": as many entries as
      * the block holds) */
     start(&k, 0, 8 + 2 + 12 * 3);
@@ -195,6 +196,22 @@ static size_t resource(unsigned char *p, unsigned id, const char *name, const un
     return q + 4 + n + (n % 2);
 }
 
+static uint64_t bim_exif(const unsigned char *p, size_t n)
+{
+    uint64_t exif, xmp;
+    metaguard_8bim_cost(p, n, BIG, &exif, &xmp);
+    return exif;
+}
+
+static uint64_t bim_xmp(const unsigned char *p, size_t n)
+{
+    uint64_t exif, xmp;
+    metaguard_8bim_cost(p, n, BIG, &exif, &xmp);
+    return xmp;
+}
+
+/* Records one after the other, as ImageMagick walks them: EXIF (0x0422) and XMP (0x0424) ones
+ * count, others not; the walk ends at the first that is not a record, or runs past the end. */
 static void test_8bim(void)
 {
     static struct block k;
@@ -202,18 +219,51 @@ static void test_8bim(void)
     start(&k, 8, 200);
     ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 50, 100}}, 0);
     uint64_t one = cost(&k);
+    const char *x = "<x:xmpmeta><a/><b/></x:xmpmeta>";
     size_t n = resource(p, 0x0404, "", (const unsigned char *)"iptc", 4);
     n += resource(p + n, 0x0422, "", k.b, k.len);
-    CHECK_INT(metaguard_8bim_cost(p, n, BIG), one);
-    /* named, both paddings; another id with the same data is not EXIF */
+    n += resource(p + n, 0x0424, "", (const unsigned char *)x, strlen(x));
+    CHECK_INT(bim_exif(p, n), one);
+    CHECK_INT(bim_xmp(p, n), 4);
+    /* named (padding after an even and an odd name); another id with the same data */
     n = resource(p, 0x0422, "ab", k.b, k.len);
     n += resource(p + n, 0x0422, "abc", k.b, k.len);
     n += resource(p + n, 0x0405, "", k.b, k.len);
-    CHECK_INT(metaguard_8bim_cost(p, n, BIG), 2 * one);
-    /* a size past the end: nothing */
+    CHECK_INT(bim_exif(p, n), 2 * one);
+    /* a size past the end, and a record after something that is not one: nothing */
     n = resource(p, 0x0422, "", k.b, k.len);
-    CHECK_INT(metaguard_8bim_cost(p, n - 10, BIG), 0);
-    CHECK_INT(metaguard_8bim_cost(NULL, 0, BIG), 0);
+    CHECK_INT(bim_exif(p, n - 10), 0);
+    n = resource(p, 0x0404, "", (const unsigned char *)"iptc", 4);
+    p[n++] = 'x';
+    n += resource(p + n, 0x0422, "", k.b, k.len);
+    CHECK_INT(bim_exif(p, n), 0);
+    CHECK_INT(bim_exif(NULL, 0), 0);
+    /* "8BIM" everywhere, each record claiming the rest: walked once, not once a signature */
+    n = 0;
+    while (n + 12 <= 100000) {
+        memcpy(p + n, "8BIM\x04\x22\0\0", 8);
+        uint32_t rest = (uint32_t)(100000 - n - 12);
+        p[n + 8] = (unsigned char)(rest >> 24);
+        p[n + 9] = (unsigned char)(rest >> 16);
+        p[n + 10] = (unsigned char)(rest >> 8);
+        p[n + 11] = (unsigned char)rest;
+        n += 12;
+    }
+    CHECK_INT(bim_exif(p, n), 0);
+}
+
+/* Fractions count 4 a value. */
+static void test_weights(void)
+{
+    struct block k;
+    start(&k, 8, 400);
+    ifd(&k, 8, 2, (const uint32_t[][4]){{0x011a, 5, 10, 100}, {0x9201, 10, 10, 200}}, 0);
+    CHECK_INT(cost(&k), 1 + 2 * (1 + 40));
+    start(&k, 8, 400);
+    ifd(&k, 8, 2, (const uint32_t[][4]){{0x0101, 3, 10, 100}, {0x0101, 12, 10, 200}}, 0);
+    CHECK_INT(cost(&k), 1 + 2 * (1 + 10));
+    CHECK_INT(metaguard_xmp_cost((const unsigned char *)"<a><b/></a>", 11), 3);
+    CHECK_INT(metaguard_xmp_cost(NULL, 0), 0);
 }
 
 static StringInfo *profile_of(const unsigned char *p, size_t n)
@@ -223,54 +273,85 @@ static StringInfo *profile_of(const unsigned char *p, size_t n)
     return s;
 }
 
+static void arm(struct metaguard *g, uint64_t bytes, uint64_t exif, uint64_t xmp)
+{
+    const struct metaguard_limits l = {.max_bytes = bytes, .max_exif = exif, .max_xmp = xmp};
+    metaguard_arm(g, &l);
+}
+
 /* SetImageProfile() armed: within the bounds a profile is set; past one it is not, the earlier
- * one of that name goes, and so does every later profile of the read. Unarmed: always set. */
+ * one of that name goes, and so does every later profile of the read. A profile of one image
+ * handed over again replaces what it counted, but for the bytes handled; another image's
+ * counts apart. Unarmed: always set. */
 static void test_guard(void)
 {
     static struct block k;
     struct err e = {{0}};
     MagickCoreGenesis(NULL, MagickFalse);
     CHECK_INT(metaguard_init(&e), 0);
-    ExceptionInfo *ex = AcquireExceptionInfo();
     ImageInfo *info = AcquireImageInfo();
-    Image *im = AcquireImage(info);
+    Image *im = AcquireImage(info), *im2 = AcquireImage(info);
     start(&k, 8, 200);
-    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 50, 100}}, 0);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 50, 100}}, 0); /* 52 */
     StringInfo *small = profile_of(k.b, k.len), *icc = profile_of(k.b, 150);
+    const char *x = "<x:xmpmeta><a/><b/><c/></x:xmpmeta>";
+    StringInfo *xmp = profile_of((const unsigned char *)x, strlen(x));
 
     struct metaguard g;
-    metaguard_arm(&g, 1000, 100);
+    arm(&g, 1000, 100, 100);
     CHECK(SetImageProfile(im, "exif", small) == MagickTrue);
+    CHECK(SetImageProfile(im, "EXIF", small) == MagickTrue); /* again: replaces, 52 */
     CHECK(GetImageProfile(im, "exif") != NULL);
-    CHECK(SetImageProfile(im, "EXIF", small) == MagickFalse); /* 104 values */
-    CHECK(GetImageProfile(im, "exif") == NULL);
+    CHECK(SetImageProfile(im2, "exif", small) == MagickFalse); /* another image: 104 */
+    CHECK(GetImageProfile(im2, "exif") == NULL);
     CHECK(SetImageProfile(im, "icc", icc) == MagickFalse); /* after a refusal */
-    CHECK(GetImageProfile(im, "icc") == NULL);
     CHECK(metaguard_disarm());
     CHECK_STR(g.refused, "exif");
     metaguard_error(&g, &e);
-    CHECK(strstr(e.msg, "more than 100 entries and values (PIXQ_EXIF_MAX_VALUES)") != NULL);
+    CHECK(strstr(e.msg, "more than 100 values to format (PIXQ_EXIF_MAX_VALUES") != NULL);
     CHECK(!metaguard_disarm());
 
-    CHECK(SetImageProfile(im, "exif", small) == MagickTrue); /* unarmed */
-    CHECK(GetImageProfile(im, "exif") != NULL);
+    CHECK(SetImageProfile(im2, "exif", small) == MagickTrue); /* unarmed */
+    CHECK(GetImageProfile(im2, "exif") != NULL);
 
-    metaguard_arm(&g, 1 << 20, 100);
+    arm(&g, 1000, 100, 8);
+    CHECK(SetImageProfile(im, "xmp", xmp) == MagickTrue); /* 8 elements */
+    CHECK(SetImageProfile(im2, "xmp", xmp) == MagickFalse);
+    CHECK(GetImageProfile(im2, "xmp") == NULL);
+    CHECK(metaguard_disarm());
+    metaguard_error(&g, &e);
+    CHECK(strstr(e.msg, "its XMP data has more than 8 elements (PIXQ_XMP_MAX_ELEMENTS)") != NULL);
+
+    arm(&g, 250, 1000000, 100);
     CHECK(SetImageProfile(im, "icc", icc) == MagickTrue);
-    CHECK(!metaguard_disarm());
-    metaguard_arm(&g, 250, 1000000);
-    CHECK(SetImageProfile(im, "icc", icc) == MagickTrue);
-    CHECK(SetImageProfile(im, "icc", icc) == MagickFalse); /* 300 bytes handed over */
+    CHECK(SetImageProfile(im, "icc", icc) == MagickTrue);   /* again: 150 held */
+    CHECK(SetImageProfile(im2, "icc", icc) == MagickFalse); /* 300 held */
+    CHECK(GetImageProfile(im2, "icc") == NULL);
+    CHECK(metaguard_disarm());
+    metaguard_error(&g, &e);
+    CHECK(strstr(e.msg, "more than 0 MB of profiles (icc profile; PIXQ_METADATA_MAX_MB)") != NULL);
+
+    /* handed over again and again: 4 x 250 bytes in all, an XMP profile's counting 16 times */
+    arm(&g, 250, 1000000, 100);
+    for (int i = 0; i < 6; i++) {
+        CHECK(SetImageProfile(im, "icc", icc) == MagickTrue);
+    }
+    CHECK(SetImageProfile(im, "icc", icc) == MagickFalse); /* 1050 handled */
     CHECK(GetImageProfile(im, "icc") == NULL);
     CHECK(metaguard_disarm());
     metaguard_error(&g, &e);
-    CHECK(strstr(e.msg, "(icc profile; PIXQ_METADATA_MAX_MB)") != NULL);
+    CHECK(strstr(e.msg, "its icc profile comes in too many pieces") != NULL);
+    arm(&g, 250, 1000000, 100);
+    CHECK(SetImageProfile(im, "xmp", xmp) == MagickTrue); /* 35 x 16 = 560 */
+    CHECK(SetImageProfile(im, "xmp", xmp) == MagickFalse);
+    CHECK(metaguard_disarm());
 
     DestroyStringInfo(small);
     DestroyStringInfo(icc);
+    DestroyStringInfo(xmp);
     DestroyImage(im);
+    DestroyImage(im2);
     DestroyImageInfo(info);
-    DestroyExceptionInfo(ex);
     MagickCoreTerminus();
 }
 
@@ -282,6 +363,7 @@ int main(void)
     test_shared_values_and_limit();
     test_several_headers();
     test_8bim();
+    test_weights();
     test_guard();
     return check_summary("metaguard");
 }
