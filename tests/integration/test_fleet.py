@@ -500,6 +500,7 @@ NOT_ABOUT_A_JOB = {
     "batch_split_failed", "adopt_failed",
     "malloc_settings_refused",  # start-up: an allocator (ASan's) that ignores mallopt
     "cpu_affinity", "cpu_affinity_failed",  # start-up: PIXQ_CPU_AFFINITY
+    "magick_tmpdir", "magick_tmpdir_failed",  # start-up: ImageMagick's temporary directory
     "redis",  # a Redis command's timing: with the job's id when a job's run sent it
 }
 
