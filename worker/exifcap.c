@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tiffint.h"
+
 #define EXIF_HEADER_LEN 6   /* "Exif\0\0" */
 #define IFD_ENTRY_LEN   12  /* tag, type, count, value or offset */
 #define MAX_IFDS        16  /* IFDs walked at most */
@@ -43,17 +45,12 @@ struct walk {
 
 static uint32_t u16(const struct walk *w, size_t at)
 {
-    const unsigned char *p = w->t + at;
-    return w->big_endian ? (uint32_t)p[0] << 8 | p[1] : (uint32_t)p[1] << 8 | p[0];
+    return tiffint_u16(w->t + at, w->big_endian);
 }
 
 static uint32_t u32(const struct walk *w, size_t at)
 {
-    const unsigned char *p = w->t + at;
-    if (w->big_endian) {
-        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    }
-    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+    return tiffint_u32(w->t + at, w->big_endian);
 }
 
 static void put_u32(unsigned char *p, uint32_t v, bool big_endian)

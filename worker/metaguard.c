@@ -8,6 +8,8 @@
 #include <strings.h>
 #include <wand/MagickWand.h>
 
+#include "tiffint.h"
+
 #define EXIF_HEADER     "Exif\0\0"
 #define EXIF_HEADER_LEN 6
 #define TIFF_MIN_LEN    16 /* ImageMagick reads no shorter block */
@@ -48,17 +50,12 @@ struct walk {
 
 static uint32_t u16(const struct walk *w, size_t at)
 {
-    const unsigned char *p = w->t + at;
-    return w->big_endian ? (uint32_t)p[0] << 8 | p[1] : (uint32_t)p[1] << 8 | p[0];
+    return tiffint_u16(w->t + at, w->big_endian);
 }
 
 static uint32_t u32(const struct walk *w, size_t at)
 {
-    const unsigned char *p = w->t + at;
-    if (w->big_endian) {
-        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    }
-    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+    return tiffint_u32(w->t + at, w->big_endian);
 }
 
 static bool over(const struct walk *w)
