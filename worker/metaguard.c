@@ -200,9 +200,11 @@ static uint32_t be32(const unsigned char *p)
 uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len)
 {
     uint64_t n = 0;
-    for (const unsigned char *q = p, *end = p != NULL ? p + len : NULL;
-         q != NULL && (q = memchr(q, '<', (size_t)(end - q))) != NULL; q++) {
-        n++;
+    for (size_t i = 0; p != NULL && i < len; i++) {
+        /* an opening tag ('<' but for "</", "<!", "<?"), or an attribute's '=' */
+        n += p[i] == '=' ||
+             (p[i] == '<' &&
+              (i + 1 == len || (p[i + 1] != '/' && p[i + 1] != '!' && p[i + 1] != '?')));
     }
     return n;
 }
@@ -279,16 +281,18 @@ static bool admit(struct metaguard *g, const Image *image, const char *name, con
         return false;
     }
     struct metaguard_held now = {.bytes = len}, *h = held_of(g, image, name);
+    bool bim = strcasecmp(name, "8bim") == 0, xmp = strcasecmp(name, "xmp") == 0;
     if (h != NULL) { /* what its last hand-over counted is no more */
         g->bytes -= h->bytes;
-        g->exif -= h->exif;
-        g->xmp -= h->xmp;
+        /* but for the EXIF and XMP an 8bim block held: ImageMagick copied them out as "exif"
+         * and "xmp" profiles, which a later 8bim block without them leaves */
+        g->exif -= bim ? 0 : h->exif;
+        g->xmp -= bim ? 0 : h->xmp;
     }
     uint64_t left = g->max_exif - g->exif; /* never below 0: nothing refused yet */
-    bool xmp = strcasecmp(name, "xmp") == 0;
     if (strcasecmp(name, "exif") == 0) {
         now.exif = metaguard_exif_cost(p, len, left);
-    } else if (strcasecmp(name, "8bim") == 0) {
+    } else if (bim) {
         metaguard_8bim_cost(p, len, left, &now.exif, &now.xmp);
     } else if (xmp) {
         now.xmp = metaguard_xmp_cost(p, len);
@@ -296,7 +300,14 @@ static bool admit(struct metaguard *g, const Image *image, const char *name, con
     g->bytes += now.bytes;
     g->exif += now.exif;
     g->xmp += now.xmp;
-    g->handled += xmp ? METAGUARD_XMP_WEIGHT * (uint64_t)len : len;
+    /* libxml2 checks an XMP profile at each hand-over, as one an 8bim block holds */
+    g->handled += xmp || (bim && now.xmp > 0) ? METAGUARD_XMP_WEIGHT * (uint64_t)len : len;
+    if (xmp || strcasecmp(name, "icc") == 0 || strcasecmp(name, "icm") == 0 ||
+        strcasecmp(name, "iptc") == 0) {
+        /* ImageMagick writes these into the image's 8bim block too, copying all of it */
+        const StringInfo *block = GetImageProfile(image, "8bim");
+        g->handled += block != NULL ? GetStringInfoLength(block) : 0;
+    }
     if (h != NULL) {
         h->bytes = now.bytes;
         h->exif = now.exif;

@@ -17,16 +17,21 @@
  * itself and exports it (the link option in worker/meson.build), so that ImageMagick's coder
  * modules call it instead of MagickCore's: while a read is armed (metaguard_arm()), each profile
  * is measured before it is passed on. What a read holds is each image's latest hand-over of
- * each profile name (a joined profile handed over again replaces what it counted before):
+ * each profile name (a joined profile handed over again replaces what it counted before; the
+ * EXIF and XMP of an 8bim block stay counted, as ImageMagick keeps them as profiles of their
+ * own):
  *
  *   EXIF       the values ImageMagick would format, a fraction counting 4, and the IFDs and
  *              entries one each (metaguard_exif_cost()), of "exif" profiles and of the EXIF
  *              resources of "8bim" ones: at most max_exif (PIXQ_EXIF_MAX_VALUES);
- *   XMP        the elements ('<') of "xmp" profiles and of "8bim" XMP resources: at most
- *              max_xmp (PIXQ_XMP_MAX_ELEMENTS);
+ *   XMP        the elements (opening tags) and attributes ('=') of "xmp" profiles and of "8bim"
+ *              XMP resources: at most max_xmp (PIXQ_XMP_MAX_ELEMENTS; libxml2 is quadratic in
+ *              the attributes of an element too);
  *   bytes      the profiles' lengths: at most max_bytes (PIXQ_METADATA_MAX_MB);
- *   handled    every hand-over's length, an XMP one's METAGUARD_XMP_WEIGHT times (libxml2
- *              checks it each time): at most METAGUARD_HANDLED x max_bytes.
+ *   handled    every hand-over's length, an XMP one's (and an 8bim one's holding XMP)
+ *              METAGUARD_XMP_WEIGHT times (libxml2 checks it each time), with the image's 8bim
+ *              block for an icc, iptc or xmp one (ImageMagick writes it into a copy of that
+ *              block): at most METAGUARD_HANDLED x max_bytes.
  *
  * A profile past a bound is not passed on and the image's earlier profile of that name is
  * deleted, as is every later profile of the read (each then costs ImageMagick its own bytes
@@ -111,8 +116,8 @@ uint64_t metaguard_exif_cost(const unsigned char *p, size_t len, uint64_t limit)
 void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uint64_t *exif,
                          uint64_t *xmp);
 
-/* The elements of an XMP packet, as many as its '<' (an upper bound: comments, declarations and
- * end tags count too). */
+/* The elements and attributes of an XMP packet: its opening tags ('<' but for "</", "<!" and
+ * "<?") and its '=' (an upper bound: an '=' in text counts too). */
 uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len);
 
 #endif

@@ -224,7 +224,7 @@ static void test_8bim(void)
     n += resource(p + n, 0x0422, "", k.b, k.len);
     n += resource(p + n, 0x0424, "", (const unsigned char *)x, strlen(x));
     CHECK_INT(bim_exif(p, n), one);
-    CHECK_INT(bim_xmp(p, n), 4);
+    CHECK_INT(bim_xmp(p, n), 3);
     /* named (padding after an even and an odd name); another id with the same data */
     n = resource(p, 0x0422, "ab", k.b, k.len);
     n += resource(p + n, 0x0422, "abc", k.b, k.len);
@@ -262,7 +262,9 @@ static void test_weights(void)
     start(&k, 8, 400);
     ifd(&k, 8, 2, (const uint32_t[][4]){{0x0101, 3, 10, 100}, {0x0101, 12, 10, 200}}, 0);
     CHECK_INT(cost(&k), 1 + 2 * (1 + 10));
-    CHECK_INT(metaguard_xmp_cost((const unsigned char *)"<a><b/></a>", 11), 3);
+    CHECK_INT(metaguard_xmp_cost((const unsigned char *)"<a><b/></a>", 11), 2);
+    const char *xml = "<?xml version='1.0'?><!-- x --><a b='1' c=\"2\"><d/></a><";
+    CHECK_INT(metaguard_xmp_cost((const unsigned char *)xml, strlen(xml)), 2 + 2 + 1 + 1);
     CHECK_INT(metaguard_xmp_cost(NULL, 0), 0);
 }
 
@@ -314,13 +316,39 @@ static void test_guard(void)
     CHECK(SetImageProfile(im2, "exif", small) == MagickTrue); /* unarmed */
     CHECK(GetImageProfile(im2, "exif") != NULL);
 
-    arm(&g, 1000, 100, 8);
-    CHECK(SetImageProfile(im, "xmp", xmp) == MagickTrue); /* 8 elements */
+    arm(&g, 1000, 100, 6);
+    CHECK(SetImageProfile(im, "xmp", xmp) == MagickTrue); /* 4 elements */
     CHECK(SetImageProfile(im2, "xmp", xmp) == MagickFalse);
     CHECK(GetImageProfile(im2, "xmp") == NULL);
     CHECK(metaguard_disarm());
     metaguard_error(&g, &e);
-    CHECK(strstr(e.msg, "its XMP data has more than 8 elements (PIXQ_XMP_MAX_ELEMENTS)") != NULL);
+    CHECK(strstr(e.msg, "its XMP data has more than 6 elements (PIXQ_XMP_MAX_ELEMENTS)") != NULL);
+
+    /* the XMP of an 8bim block stays counted when a later block of the image has none */
+    static unsigned char bim[4096];
+    size_t with = resource(bim, 0x0424, "", (const unsigned char *)x, strlen(x));
+    size_t without = resource(bim + with, 0x0405, "", k.b, 200);
+    StringInfo *bim_xmp_block = profile_of(bim, with), *bim_other = profile_of(bim + with, without);
+    arm(&g, 1 << 20, 1000000, 6);
+    CHECK(SetImageProfile(im2, "8bim", bim_xmp_block) == MagickTrue);  /* 4 */
+    CHECK(SetImageProfile(im2, "8bim", bim_other) == MagickTrue);      /* still 4 */
+    CHECK(SetImageProfile(im2, "8bim", bim_xmp_block) == MagickFalse); /* 8 */
+    CHECK(metaguard_disarm());
+    CHECK_INT(g.over, METAGUARD_OVER_XMP);
+
+    /* an iptc hand-over copies the image's 8bim block (212 bytes): 4 x 222 within 4 x 250 */
+    CHECK(SetImageProfile(im2, "8bim", bim_other) == MagickTrue); /* unarmed */
+    StringInfo *iptc = profile_of(k.b, 10);
+    arm(&g, 250, 1000000, 100);
+    for (int i = 0; i < 4; i++) {
+        CHECK(SetImageProfile(im2, "iptc", iptc) == MagickTrue);
+    }
+    CHECK(SetImageProfile(im2, "iptc", iptc) == MagickFalse);
+    CHECK(metaguard_disarm());
+    CHECK_INT(g.over, METAGUARD_OVER_HANDLED);
+    DestroyStringInfo(bim_xmp_block);
+    DestroyStringInfo(bim_other);
+    DestroyStringInfo(iptc);
 
     arm(&g, 250, 1000000, 100);
     CHECK(SetImageProfile(im, "icc", icc) == MagickTrue);
