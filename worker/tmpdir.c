@@ -4,24 +4,29 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <wand/MagickWand.h>
 
-#define PREFIX   "pixq-magick-"
-#define HOST_MAX 64
+#define PREFIX     "pixq-magick-"
+#define LOCK       "lock"     /* the file whose lock says the directory's process lives */
+#define LOCK_NEW   "lock.new" /* ... locked before it takes that name */
+#define HOST_MAX   64
+#define RANDOM_LEN 6 /* mkdtemp's XXXXXX */
 
 static char own[TMPDIR_PATH_MAX]; /* this process's directory, "" when none */
+static int own_lock = -1;         /* its lock file, locked while the process lives */
 
-/* The directory the process's temporary files go to, from the environment. */
+/* The directory the process's temporary files go to, from the environment, as ImageMagick
+ * looks for it. */
 static const char *base_dir(void)
 {
-    const char *names[] = {"MAGICK_TEMPORARY_PATH", "TMPDIR"};
+    const char *names[] = {"MAGICK_TEMPORARY_PATH", "MAGICK_TMPDIR", "TMPDIR"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = getenv(names[i]);
         if (v != NULL && v[0] == '/') {
@@ -51,24 +56,37 @@ static void host_name(char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* The pid a directory named PREFIX HOST "-" PID belongs to, or 0 when `name` is not one of
- * this host's. */
-static long pid_of(const char *name, const char *host)
+/* Whether `name` is PREFIX HOST "-" and mkdtemp's six characters. */
+static bool ours(const char *name, const char *host)
 {
     size_t p = strlen(PREFIX), h = strlen(host);
-    if (strncmp(name, PREFIX, p) != 0 || strncmp(name + p, host, h) != 0 || name[p + h] != '-') {
-        return 0;
-    }
-    const char *digits = name + p + h + 1;
-    char *end;
-    errno = 0;
-    long pid = strtol(digits, &end, 10);
-    return digits[0] >= '0' && digits[0] <= '9' && *end == '\0' && errno == 0 && pid > 0 ? pid : 0;
+    return strncmp(name, PREFIX, p) == 0 && strncmp(name + p, host, h) == 0 && name[p + h] == '-' &&
+           strlen(name + p + h + 1) == RANDOM_LEN;
 }
 
-/* Empties the directory `name` in `base` (its files; it holds nothing else) and removes it,
- * unless it is not a directory of this user. */
-static bool remove_dir(int base, const char *name)
+/* Empties the open directory `fd` (its files; it holds nothing else). */
+static void empty_dir(int fd)
+{
+    int again = dup(fd);
+    DIR *d = again >= 0 ? fdopendir(again) : NULL;
+    if (d == NULL) {
+        if (again >= 0) {
+            close(again);
+        }
+        return;
+    }
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            unlinkat(fd, e->d_name, 0);
+        }
+    }
+    closedir(d);
+}
+
+/* Removes the directory `name` in `base` when it is this user's, not a link, and its lock file
+ * can be locked: its process is gone (a lock dies with its process, whatever its pid namespace).
+ * A directory without a lock file (being made) is left. */
+static bool remove_if_unlocked(int base, const char *name)
 {
     int fd = openat(base, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
@@ -78,54 +96,17 @@ static bool remove_dir(int base, const char *name)
         }
         return false;
     }
-    DIR *d = fdopendir(fd);
-    if (d == NULL) {
-        close(fd);
-        return false;
+    int lock = openat(fd, LOCK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    bool removed = false;
+    if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) == 0) {
+        empty_dir(fd);
+        removed = unlinkat(base, name, AT_REMOVEDIR) == 0;
     }
-    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            unlinkat(fd, e->d_name, 0);
-        }
+    if (lock >= 0) {
+        close(lock);
     }
-    closedir(d);
-    return unlinkat(base, name, AT_REMOVEDIR) == 0;
-}
-
-/* remove_dir() on a path. */
-static bool remove_path(const char *path)
-{
-    char parent[TMPDIR_PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", path);
-    char *slash = strrchr(parent, '/');
-    if (slash == NULL) {
-        return false;
-    }
-    *slash = '\0';
-    int fd = open(parent[0] != '\0' ? parent : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    bool removed = fd >= 0 && remove_dir(fd, slash + 1);
-    if (fd >= 0) {
-        close(fd);
-    }
+    close(fd);
     return removed;
-}
-
-/* Makes `own`, mode 0700: new, or an earlier process's of this pid (the sweep spares this
- * process's name) emptied and made again. One that is not this user's directory (another
- * user's, a link) is not used. Returns 0, or -1 with errno. */
-static int make_own(void)
-{
-    if (mkdir(own, 0700) == 0) {
-        return 0;
-    }
-    if (errno != EEXIST) {
-        return -1;
-    }
-    if (!remove_path(own)) {
-        errno = EEXIST;
-        return -1;
-    }
-    return mkdir(own, 0700);
 }
 
 /* Removes the directories of this host's processes that are gone; returns how many. */
@@ -140,14 +121,42 @@ static int sweep(const char *base, const char *host)
         return 0;
     }
     for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
-        long pid = pid_of(e->d_name, host);
-        if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH &&
-            remove_dir(fd, e->d_name)) {
+        if (ours(e->d_name, host) && remove_if_unlocked(fd, e->d_name)) {
             n++;
         }
     }
     closedir(d);
     return n;
+}
+
+/* Makes `own` (a new directory, mode 0700) and its lock file, locked before it takes its name,
+ * so that no sweep finds it unlocked. Returns 0, or -1 with errno. */
+static int make_own(const char *base, const char *host)
+{
+    int n = snprintf(own, sizeof own, "%s/%s%s-XXXXXX", base, PREFIX, host);
+    if (n < 0 || (size_t)n >= sizeof own) {
+        own[0] = '\0';
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (mkdtemp(own) == NULL) {
+        int err = errno;
+        own[0] = '\0';
+        errno = err;
+        return -1;
+    }
+    int dir = open(own, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    own_lock = dir >= 0 ? openat(dir, LOCK_NEW, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+    int rc =
+        own_lock >= 0 && flock(own_lock, LOCK_EX) == 0 && renameat(dir, LOCK_NEW, dir, LOCK) == 0
+            ? 0
+            : -1;
+    int err = errno;
+    if (dir >= 0) {
+        close(dir);
+    }
+    errno = err;
+    return rc;
 }
 
 int tmpdir_start(int *swept, struct err *e)
@@ -156,17 +165,10 @@ int tmpdir_start(int *swept, struct err *e)
     const char *base = base_dir();
     host_name(host, sizeof host);
     *swept = sweep(base, host);
-    int n = snprintf(own, sizeof own, "%s/%s%s-%ld", base, PREFIX, host, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof own) {
-        own[0] = '\0';
-        return err_set(e, "the temporary directory's path is too long (%s)", base);
-    }
-    if (make_own() != 0) {
+    if (make_own(base, host) != 0) {
         int err = errno;
-        char path[TMPDIR_PATH_MAX];
-        snprintf(path, sizeof path, "%s", own);
-        own[0] = '\0';
-        return err_set(e, "cannot make the temporary directory %s: %s", path, strerror(err));
+        tmpdir_finish();
+        return err_set(e, "cannot make a temporary directory in %s: %s", base, strerror(err));
     }
     ExceptionInfo *x = AcquireExceptionInfo();
     MagickBooleanType ok = SetImageRegistry(StringRegistryType, "temporary-path", own, x);
@@ -185,8 +187,15 @@ const char *tmpdir_path(void)
 
 void tmpdir_finish(void)
 {
-    if (own[0] != '\0') {
-        remove_path(own);
-        own[0] = '\0';
+    int dir = own[0] != '\0' ? open(own, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (dir >= 0) {
+        empty_dir(dir);
+        close(dir);
+        rmdir(own);
     }
+    if (own_lock >= 0) {
+        close(own_lock);
+        own_lock = -1;
+    }
+    own[0] = '\0';
 }

@@ -6,14 +6,14 @@
  * A worker killed meanwhile (SIGKILL, the OOM killer, PIXQ_JOB_HANG_S) leaves them behind, with
  * random names, for good: a job that keeps crashing workers fills the disk a gigabyte a crash.
  *
- * So each process that starts ImageMagick caches in BASE/pixq-magick-HOST-PID (BASE: the
- * MAGICK_TEMPORARY_PATH, TMPDIR or /tmp of the environment; HOST: the host name, so that hosts
- * sharing BASE keep apart), made mode 0700, and on its start removes every such directory of
- * its host whose process is gone (kill(pid, 0) says no such process) and that belongs to its
- * user: the files in it, then the directory. A clean exit removes its own.
- * A directory of this process's name that is there already (an earlier process of the same pid)
- * is emptied and made again when it is this user's, and not used otherwise (another user's, a
- * symbolic link): ImageMagick then keeps to its own temporary directory. */
+ * So each process that starts ImageMagick caches in a directory of its own, made mode 0700:
+ * BASE/pixq-magick-HOST-XXXXXX (BASE: the MAGICK_TEMPORARY_PATH, MAGICK_TMPDIR or TMPDIR of the
+ * environment, else /tmp; HOST: the host name, so that hosts sharing BASE keep apart; XXXXXX:
+ * mkdtemp's). The process holds a lock (flock) on the file "lock" in it while it lives: its
+ * lock file is locked before it takes that name. On its start it removes every such directory
+ * of its host that belongs to its user, is not a link and whose lock it can take: the process is
+ * gone, whatever its pid or pid namespace. A clean exit removes its own. A directory without a
+ * lock file (a process stopped between making it and naming its lock) is left. */
 #ifndef PIXQ_TMPDIR_H
 #define PIXQ_TMPDIR_H
 
