@@ -82,11 +82,12 @@ static bool is_pointer(uint32_t tag)
     return tag == 0x8769 || tag == 0x8825 || tag == 0xa005;
 }
 
-/* One entry at `q`: 1, plus its values when they lie inside the block; follows a pointer. */
+/* One entry at `q`: METAGUARD_ENTRY_COST, plus its values when they lie inside the block;
+ * follows a pointer. */
 static void walk_entry(struct walk *w, size_t q)
 {
     uint32_t type = u16(w, q + 2), count = u32(w, q + 4);
-    w->cost++;
+    w->cost += METAGUARD_ENTRY_COST;
     if (type == 0 || type >= TIFF_TYPES) {
         return; /* ImageMagick stops the IFD here: counting on is an upper bound */
     }

@@ -21,17 +21,15 @@
  * EXIF and XMP of an 8bim block stay counted, as ImageMagick keeps them as profiles of their
  * own):
  *
- *   EXIF       the values ImageMagick would format, a fraction counting 4, and the IFDs and
- *              entries one each (metaguard_exif_cost()), of "exif" profiles and of the EXIF
- *              resources of "8bim" ones: at most max_exif (PIXQ_EXIF_MAX_VALUES);
- *   XMP        the elements (opening tags) and attributes ('=') of "xmp" profiles and of "8bim"
- *              XMP resources: at most max_xmp (PIXQ_XMP_MAX_ELEMENTS; libxml2 is quadratic in
- *              the attributes of an element too);
- *   bytes      the profiles' lengths: at most max_bytes (PIXQ_METADATA_MAX_MB);
- *   handled    every hand-over's length, an XMP one's (and an 8bim one's holding XMP)
- *              METAGUARD_XMP_WEIGHT times (libxml2 checks it each time), with the image's 8bim
- *              block for an icc, iptc or xmp one (ImageMagick writes it into a copy of that
- *              block): at most METAGUARD_HANDLED x max_bytes.
+ *   EXIF       the values ImageMagick would format, a fraction counting 4, the IFDs one each
+ *              and the entries METAGUARD_ENTRY_COST each (metaguard_exif_cost()), of "exif"
+ * profiles and of the EXIF resources of "8bim" ones: at most max_exif (PIXQ_EXIF_MAX_VALUES); XMP
+ * the elements (opening tags) and attributes ('=') of "xmp" profiles and of "8bim" XMP resources:
+ * at most max_xmp (PIXQ_XMP_MAX_ELEMENTS; libxml2 is quadratic in the attributes of an element
+ * too); bytes      the profiles' lengths: at most max_bytes (PIXQ_METADATA_MAX_MB); handled every
+ * hand-over's length, an XMP one's (and an 8bim one's holding XMP) METAGUARD_XMP_WEIGHT times
+ * (libxml2 checks it each time), with the image's 8bim block for an icc, iptc or xmp one
+ * (ImageMagick writes it into a copy of that block): at most METAGUARD_HANDLED x max_bytes.
  *
  * A profile past a bound is not passed on and the image's earlier profile of that name is
  * deleted, as is every later profile of the read (each then costs ImageMagick its own bytes
@@ -56,6 +54,7 @@
 #define METAGUARD_HELD       64   /* images x profile names a read keeps apart */
 #define METAGUARD_HANDLED    4    /* bytes handled: at most this many times max_bytes */
 #define METAGUARD_XMP_WEIGHT 16   /* an XMP hand-over's bytes count this many times */
+#define METAGUARD_ENTRY_COST 2    /* an EXIF entry costs ImageMagick about two values */
 
 struct metaguard_limits {
     uint64_t max_bytes; /* PIXQ_METADATA_MAX_MB, in bytes */
@@ -104,10 +103,10 @@ bool metaguard_disarm(void);
 int metaguard_error(const struct metaguard *g, struct err *e);
 
 /* The EXIF work in the profile `p` of `len` bytes: for every "Exif\0\0" header in it, the IFDs
- * of the TIFF structure after it, one each, and their entries, one each plus their values (those
- * ImageMagick would read: inside the block; a fraction 4, any other value 1). Counting stops past
- * `limit` (returns more than `limit`); more than METAGUARD_MAX_IFDS IFDs in a block also returns
- * more than `limit`. A limit above UINT64_MAX / 4 counts as that. */
+ * of the TIFF structure after it, one each, and their entries, METAGUARD_ENTRY_COST each plus
+ * their values (those ImageMagick would read: inside the block; a fraction 4, any other value 1).
+ * Counting stops past `limit` (returns more than `limit`); more than METAGUARD_MAX_IFDS IFDs in a
+ * block also returns more than `limit`. A limit above UINT64_MAX / 4 counts as that. */
 uint64_t metaguard_exif_cost(const unsigned char *p, size_t len, uint64_t limit);
 
 /* The same for the EXIF resources (0x0422) of a Photoshop resource block into `*exif`, and the
