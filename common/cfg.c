@@ -198,9 +198,8 @@ static const struct cfg_entry table[] = {
      "them, a few times a read)"},
     {"xmp-max-elements", "PIXQ_XMP_MAX_ELEMENTS", T_LONG, F(xmp_max_elements), 1000, 10000000,
      "20000", false,
-     "most XMP elements and attributes ImageMagick may parse reading one image (its parsers are "
-     "quadratic: 20,000 siblings take about 0.3 s; an edited photo's XMP has hundreds to "
-     "thousands)"},
+     "most XMP elements ImageMagick may parse reading one image (its parser is quadratic: "
+     "20,000 siblings take about 0.3 s; an edited photo's XMP has hundreds to thousands)"},
     {"metadata-max-mb", "PIXQ_METADATA_MAX_MB", T_LONG, F(metadata_max_mb), 1, 4096, "64", false,
      "most MiB of profiles (EXIF, ICC, XMP...) one image may hold; as a JPEG's segments are "
      "joined, ImageMagick may copy 4 times that in all (an XMP profile counting 16 times)"},

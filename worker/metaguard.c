@@ -198,14 +198,67 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Whether the XML at `p` may be counted byte by byte: it starts (after a byte-order mark or
+ * white space) with '<' in an encoding where '<', '=' and the quotes are the ASCII bytes (UTF-8,
+ * UTF-16, UTF-32 and ASCII's supersets), and declares no other encoding (EBCDIC, UTF-7...). */
+static bool xmp_readable(const unsigned char *p, size_t len)
+{
+    size_t i = len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) {
+        i++;
+    }
+    bool bom16 = len >= 2 && (memcmp(p, "\xfe\xff", 2) == 0 || memcmp(p, "\xff\xfe", 2) == 0);
+    bool bom32 = len >= 4 && memcmp(p, "\0\0\xfe\xff", 4) == 0;
+    if (!bom16 && !bom32 && (i == len || (p[i] != '<' && p[i] != 0))) {
+        return false;
+    }
+    const unsigned char *decl = memmem(p, len < 256 ? len : 256, "encoding=", 9);
+    if (decl == NULL) {
+        return true;
+    }
+    static const char *const ascii_like[] = {"utf-8",       "utf8",  "utf-16",    "utf-32",
+                                             "us-ascii",    "ascii", "iso-8859-", "latin",
+                                             "windows-125", "cp125"};
+    const char *name = (const char *)decl + 10; /* past the quote */
+    size_t left = len - (size_t)(decl - p) - 10;
+    for (size_t k = 0; decl + 10 <= p + len && k < sizeof ascii_like / sizeof ascii_like[0]; k++) {
+        size_t n = strlen(ascii_like[k]);
+        if (left >= n && strncasecmp(name, ascii_like[k], n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len)
 {
-    uint64_t n = 0;
-    for (size_t i = 0; p != NULL && i < len; i++) {
-        /* an opening tag ('<' but for "</", "<!", "<?"), or an attribute's '=' */
-        n += p[i] == '=' ||
-             (p[i] == '<' &&
-              (i + 1 == len || (p[i + 1] != '/' && p[i + 1] != '!' && p[i + 1] != '?')));
+    if (p == NULL || len == 0) {
+        return 0;
+    }
+    if (!xmp_readable(p, len) || memmem(p, len, "<!DOCTYPE", 9) != NULL ||
+        memmem(p, len, "<!ATTLIST", 9) != NULL || memmem(p, len, "<!ENTITY", 8) != NULL) {
+        return METAGUARD_XMP_UNREADABLE;
+    }
+    uint64_t n = 0, attributes = 0;
+    enum { TEXT, TAG, QUOTED } state = TEXT;
+    unsigned char quote = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = p[i];
+        if (state == QUOTED) {
+            state = c == quote ? TAG : QUOTED;
+        } else if (c == '<') { /* an element ("</", "<!", "<?" are not) */
+            bool element = i + 1 == len || (p[i + 1] != '/' && p[i + 1] != '!' && p[i + 1] != '?');
+            n += element;
+            state = element ? TAG : TEXT;
+            attributes = 0;
+        } else if (state == TAG && (c == '"' || c == '\'')) {
+            state = QUOTED;
+            quote = c;
+        } else if (state == TAG && c == '=' && ++attributes > METAGUARD_XMP_ATTRIBUTES) {
+            return METAGUARD_XMP_UNREADABLE; /* libxml2 is quadratic in them */
+        } else if (state == TAG && c == '>') {
+            state = TEXT;
+        }
     }
     return n;
 }
@@ -235,7 +288,11 @@ void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uin
         if (id == BIM_EXIF) {
             exif_cost(p + data, size, exif, limit, &w);
         } else if (id == BIM_XMP) {
-            *xmp += metaguard_xmp_cost(p + data, size);
+            uint64_t c = metaguard_xmp_cost(p + data, size);
+            *xmp = c == METAGUARD_XMP_UNREADABLE ? c : *xmp + c;
+            if (c == METAGUARD_XMP_UNREADABLE) {
+                break;
+            }
         }
         at = data + size + size % 2;
     }
@@ -266,6 +323,7 @@ static struct metaguard_held *held_of(struct metaguard *g, const Image *image, c
 static enum metaguard_over past(const struct metaguard *g)
 {
     return g->exif > g->max_exif                           ? METAGUARD_OVER_EXIF
+           : g->xmp >= METAGUARD_XMP_UNREADABLE            ? METAGUARD_OVER_XMP_UNREADABLE
            : g->xmp > g->max_xmp                           ? METAGUARD_OVER_XMP
            : g->bytes > g->max_bytes                       ? METAGUARD_OVER_BYTES
            : g->handled > METAGUARD_HANDLED * g->max_bytes ? METAGUARD_OVER_HANDLED
@@ -391,6 +449,11 @@ int metaguard_error(const struct metaguard *g, struct err *e)
     case METAGUARD_OVER_XMP:
         return err_set(e, "%s its XMP data has more than %llu elements (PIXQ_XMP_MAX_ELEMENTS)",
                        what, (unsigned long long)g->max_xmp);
+    case METAGUARD_OVER_XMP_UNREADABLE:
+        return err_set(e,
+                       "%s its XMP data has a DTD, an element of more than %d attributes, or an "
+                       "encoding other than UTF-8, UTF-16, UTF-32 or one like ASCII",
+                       what, METAGUARD_XMP_ATTRIBUTES);
     case METAGUARD_OVER_BYTES:
         return err_set(e, "%s more than %llu MB of profiles (%s profile; PIXQ_METADATA_MAX_MB)",
                        what, mb, g->refused);

@@ -21,15 +21,21 @@
  * EXIF and XMP of an 8bim block stay counted, as ImageMagick keeps them as profiles of their
  * own):
  *
- *   EXIF       the values ImageMagick would format, a fraction counting 4, the IFDs one each
- *              and the entries METAGUARD_ENTRY_COST each (metaguard_exif_cost()), of "exif"
- * profiles and of the EXIF resources of "8bim" ones: at most max_exif (PIXQ_EXIF_MAX_VALUES); XMP
- * the elements (opening tags) and attributes ('=') of "xmp" profiles and of "8bim" XMP resources:
- * at most max_xmp (PIXQ_XMP_MAX_ELEMENTS; libxml2 is quadratic in the attributes of an element
- * too); bytes      the profiles' lengths: at most max_bytes (PIXQ_METADATA_MAX_MB); handled every
- * hand-over's length, an XMP one's (and an 8bim one's holding XMP) METAGUARD_XMP_WEIGHT times
- * (libxml2 checks it each time), with the image's 8bim block for an icc, iptc or xmp one
- * (ImageMagick writes it into a copy of that block): at most METAGUARD_HANDLED x max_bytes.
+ *   EXIF     the values ImageMagick would format, a fraction counting 4, the IFDs one each
+ *            and the entries METAGUARD_ENTRY_COST each (metaguard_exif_cost()), of "exif"
+ *            profiles and of the EXIF resources of "8bim" ones: at most max_exif
+ *            (PIXQ_EXIF_MAX_VALUES);
+ *   XMP      the elements (opening tags) of "xmp" profiles and of "8bim" XMP resources: at
+ *            most max_xmp (PIXQ_XMP_MAX_ELEMENTS); XMP with an element of more than
+ *            METAGUARD_XMP_ATTRIBUTES attributes (libxml2, which checks XMP first, is
+ *            quadratic in them), with a DTD (libxml2 checks every element against its
+ *            attribute defaults), or in an encoding whose '<' is not ASCII's (EBCDIC, UTF-7)
+ *            is refused (metaguard_xmp_cost());
+ *   bytes    the profiles' lengths: at most max_bytes (PIXQ_METADATA_MAX_MB);
+ *   handled  every hand-over's length, an XMP one's (and an 8bim one's holding XMP)
+ *            METAGUARD_XMP_WEIGHT times (libxml2 checks it each time), with the image's 8bim
+ *            block for an icc, iptc or xmp one (ImageMagick may write it into a copy of that
+ *            block): at most METAGUARD_HANDLED x max_bytes.
  *
  * A profile past a bound is not passed on and the image's earlier profile of that name is
  * deleted, as is every later profile of the read (each then costs ImageMagick its own bytes
@@ -50,11 +56,13 @@
 
 #include "err.h"
 
-#define METAGUARD_MAX_IFDS   1024 /* IFDs of one EXIF block walked at most; past it: over */
-#define METAGUARD_HELD       64   /* images x profile names a read keeps apart */
-#define METAGUARD_HANDLED    4    /* bytes handled: at most this many times max_bytes */
-#define METAGUARD_XMP_WEIGHT 16   /* an XMP hand-over's bytes count this many times */
-#define METAGUARD_ENTRY_COST 2    /* an EXIF entry costs ImageMagick about two values */
+#define METAGUARD_MAX_IFDS       1024 /* IFDs of one EXIF block walked at most; past it: over */
+#define METAGUARD_HELD           64   /* images x profile names a read keeps apart */
+#define METAGUARD_HANDLED        4    /* bytes handled: at most this many times max_bytes */
+#define METAGUARD_XMP_WEIGHT     16   /* an XMP hand-over's bytes count this many times */
+#define METAGUARD_ENTRY_COST     2    /* an EXIF entry costs ImageMagick about two values */
+#define METAGUARD_XMP_ATTRIBUTES 1000 /* attributes of one XMP element at most */
+#define METAGUARD_XMP_UNREADABLE (UINT64_MAX / 8) /* the cost of XMP pixq does not read */
 
 struct metaguard_limits {
     uint64_t max_bytes; /* PIXQ_METADATA_MAX_MB, in bytes */
@@ -66,6 +74,7 @@ enum metaguard_over {
     METAGUARD_OVER_NONE,
     METAGUARD_OVER_EXIF,
     METAGUARD_OVER_XMP,
+    METAGUARD_OVER_XMP_UNREADABLE, /* a DTD, too many attributes, an encoding (see below) */
     METAGUARD_OVER_BYTES,
     METAGUARD_OVER_HANDLED,
 };
@@ -115,8 +124,11 @@ uint64_t metaguard_exif_cost(const unsigned char *p, size_t len, uint64_t limit)
 void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uint64_t *exif,
                          uint64_t *xmp);
 
-/* The elements and attributes of an XMP packet: its opening tags ('<' but for "</", "<!" and
- * "<?") and its '=' (an upper bound: an '=' in text counts too). */
+/* The elements of an XMP packet: its opening tags ('<' but for "</", "<!" and "<?"; an upper
+ * bound: one in a comment or a CDATA section counts too). METAGUARD_XMP_UNREADABLE when an
+ * element has more than METAGUARD_XMP_ATTRIBUTES attributes (its '=' outside quotes), when it
+ * holds a DTD (<!DOCTYPE, <!ATTLIST, <!ENTITY), or when it does not start with '<' in an
+ * ASCII-like encoding (or UTF-16, UTF-32) or declares another one. */
 uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len);
 
 #endif

@@ -265,7 +265,28 @@ static void test_weights(void)
     CHECK_INT(cost(&k), 1 + 2 * (E + 10));
     CHECK_INT(metaguard_xmp_cost((const unsigned char *)"<a><b/></a>", 11), 2);
     const char *xml = "<?xml version='1.0'?><!-- x --><a b='1' c=\"2\"><d/></a><";
-    CHECK_INT(metaguard_xmp_cost((const unsigned char *)xml, strlen(xml)), 2 + 2 + 1 + 1);
+    CHECK_INT(metaguard_xmp_cost((const unsigned char *)xml, strlen(xml)), 3);
+    /* refused: a DTD, another encoding, not XML, an element of too many attributes; a '>' or
+     * an '=' in an attribute's value changes nothing */
+    const char *refused[] = {"<?xml version='1.0'?><!DOCTYPE x [<!ATTLIST e a CDATA 'v'>]><x/>",
+                             "<?xml version='1.0' encoding='IBM037'?><x/>",
+                             "<?xml version='1.0' encoding=\"UTF-7\"?><x/>", "Lo\xa7\x94"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        CHECK(metaguard_xmp_cost((const unsigned char *)refused[i], strlen(refused[i])) ==
+              METAGUARD_XMP_UNREADABLE);
+    }
+    const char *ok = "\xef\xbb\xbf <?xml version='1.0' encoding='UTF-8'?><e a='>=' b=\"=>\"/>";
+    CHECK_INT(metaguard_xmp_cost((const unsigned char *)ok, strlen(ok)), 1);
+    static char many[16 * METAGUARD_XMP_ATTRIBUTES + 64];
+    for (int n = METAGUARD_XMP_ATTRIBUTES; n <= METAGUARD_XMP_ATTRIBUTES + 1; n++) {
+        size_t at = (size_t)snprintf(many, sizeof many, "<e");
+        for (int a = 0; a < n; a++) {
+            at += (size_t)snprintf(many + at, sizeof many - at, " a%d='>'", a);
+        }
+        snprintf(many + at, sizeof many - at, "/>");
+        uint64_t c = metaguard_xmp_cost((const unsigned char *)many, strlen(many));
+        CHECK(n == METAGUARD_XMP_ATTRIBUTES ? c == 1 : c == METAGUARD_XMP_UNREADABLE);
+    }
     CHECK_INT(metaguard_xmp_cost(NULL, 0), 0);
 }
 
@@ -324,6 +345,15 @@ static void test_guard(void)
     CHECK(metaguard_disarm());
     metaguard_error(&g, &e);
     CHECK(strstr(e.msg, "its XMP data has more than 6 elements (PIXQ_XMP_MAX_ELEMENTS)") != NULL);
+
+    const char *dtd = "<!DOCTYPE x [<!ATTLIST e a CDATA 'v'>]><x><e/></x>";
+    StringInfo *with_dtd = profile_of((const unsigned char *)dtd, strlen(dtd));
+    arm(&g, 1000, 100, 6);
+    CHECK(SetImageProfile(im2, "xmp", with_dtd) == MagickFalse);
+    CHECK(metaguard_disarm());
+    metaguard_error(&g, &e);
+    CHECK(strstr(e.msg, "its XMP data has a DTD, an element of more than 1000 attributes") != NULL);
+    DestroyStringInfo(with_dtd);
 
     /* the XMP of an 8bim block stays counted when a later block of the image has none */
     static unsigned char bim[4096];
