@@ -96,7 +96,8 @@ static bool remove_if_unlocked(int base, const char *name)
         }
         return false;
     }
-    int lock = openat(fd, LOCK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* for writing: NFS gives an exclusive lock only so; not blocking on a FIFO of that name */
+    int lock = openat(fd, LOCK, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     bool removed = false;
     if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) == 0) {
         empty_dir(fd);
@@ -187,15 +188,15 @@ const char *tmpdir_path(void)
 
 void tmpdir_finish(void)
 {
+    if (own_lock >= 0) { /* closed first: NFS keeps a removed file that is open */
+        close(own_lock);
+        own_lock = -1;
+    }
     int dir = own[0] != '\0' ? open(own, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
     if (dir >= 0) {
         empty_dir(dir);
         close(dir);
         rmdir(own);
-    }
-    if (own_lock >= 0) {
-        close(own_lock);
-        own_lock = -1;
     }
     own[0] = '\0';
 }

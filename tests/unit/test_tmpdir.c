@@ -45,7 +45,7 @@ static int take_lock(const char *dir)
 {
     char f[600];
     snprintf(f, sizeof f, "%s/lock", dir);
-    int fd = open(f, O_RDONLY);
+    int fd = open(f, O_RDWR);
     if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
         close(fd);
         return -1;
