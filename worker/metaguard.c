@@ -248,7 +248,11 @@ uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len)
             state = c == quote ? TAG : QUOTED;
         } else if (c == '<') { /* an element ("</", "<!", "<?" are not) */
             bool element = i + 1 == len || (p[i + 1] != '/' && p[i + 1] != '!' && p[i + 1] != '?');
-            n += element;
+            size_t name = 0; /* ImageMagick's reader compares names: a long one counts more */
+            while (element && i + 1 + name < len && !strchr(" \t\r\n/>", p[i + 1 + name])) {
+                name++;
+            }
+            n += element ? 1 + name / METAGUARD_XMP_NAME_UNIT : 0;
             state = element ? TAG : TEXT;
             attributes = 0;
         } else if (state == TAG && (c == '"' || c == '\'')) {

@@ -62,6 +62,8 @@
 #define METAGUARD_XMP_WEIGHT     16   /* an XMP hand-over's bytes count this many times */
 #define METAGUARD_ENTRY_COST     2    /* an EXIF entry costs ImageMagick about two values */
 #define METAGUARD_XMP_ATTRIBUTES 1000 /* attributes of one XMP element at most */
+#define METAGUARD_XMP_NAME_UNIT  64 /* an XMP element counts 1 more for each so many bytes of name \
+                                     */
 #define METAGUARD_XMP_UNREADABLE (UINT64_MAX / 8) /* the cost of XMP pixq does not read */
 
 struct metaguard_limits {
@@ -125,10 +127,11 @@ void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uin
                          uint64_t *xmp);
 
 /* The elements of an XMP packet: its opening tags ('<' but for "</", "<!" and "<?"; an upper
- * bound: one in a comment or a CDATA section counts too). METAGUARD_XMP_UNREADABLE when an
- * element has more than METAGUARD_XMP_ATTRIBUTES attributes (its '=' outside quotes), when it
- * holds a DTD (<!DOCTYPE, <!ATTLIST, <!ENTITY), or when it does not start with '<' in an
- * ASCII-like encoding (or UTF-16, UTF-32) or declares another one. */
+ * bound: one in a comment or a CDATA section counts too), each 1 more for every
+ * METAGUARD_XMP_NAME_UNIT bytes of its name (ImageMagick's XML reader compares names).
+ * METAGUARD_XMP_UNREADABLE when an element has more than METAGUARD_XMP_ATTRIBUTES attributes (its
+ * '=' outside quotes), when it holds a DTD (<!DOCTYPE, <!ATTLIST, <!ENTITY), or when it does not
+ * start with '<' in an ASCII-like encoding (or UTF-16, UTF-32) or declares another one. */
 uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len);
 
 #endif

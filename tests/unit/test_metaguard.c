@@ -277,6 +277,10 @@ static void test_weights(void)
     }
     const char *ok = "\xef\xbb\xbf <?xml version='1.0' encoding='UTF-8'?><e a='>=' b=\"=>\"/>";
     CHECK_INT(metaguard_xmp_cost((const unsigned char *)ok, strlen(ok)), 1);
+    char named[200];
+    snprintf(named, sizeof named, "<%0*d/><%0*d>", METAGUARD_XMP_NAME_UNIT - 1, 0,
+             2 * METAGUARD_XMP_NAME_UNIT, 0);
+    CHECK_INT(metaguard_xmp_cost((const unsigned char *)named, strlen(named)), 1 + 3);
     static char many[16 * METAGUARD_XMP_ATTRIBUTES + 64];
     for (int n = METAGUARD_XMP_ATTRIBUTES; n <= METAGUARD_XMP_ATTRIBUTES + 1; n++) {
         size_t at = (size_t)snprintf(many, sizeof many, "<e");
