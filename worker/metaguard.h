@@ -62,8 +62,7 @@
 #define METAGUARD_XMP_WEIGHT     16   /* an XMP hand-over's bytes count this many times */
 #define METAGUARD_ENTRY_COST     2    /* an EXIF entry costs ImageMagick about two values */
 #define METAGUARD_XMP_ATTRIBUTES 1000 /* attributes of one XMP element at most */
-#define METAGUARD_XMP_NAME_UNIT  64 /* an XMP element counts 1 more for each so many bytes of name \
-                                     */
+#define METAGUARD_XMP_NAME_UNIT  64   /* an XMP element's name: 1 more each so many bytes */
 #define METAGUARD_XMP_UNREADABLE (UINT64_MAX / 8) /* the cost of XMP pixq does not read */
 
 struct metaguard_limits {
