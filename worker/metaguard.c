@@ -48,6 +48,8 @@ struct walk {
     int n_seen, n_pending;
 };
 
+static _Thread_local struct walk walking; /* the walk of any EXIF block this thread measures */
+
 static uint32_t u16(const struct walk *w, size_t at)
 {
     return tiffint_u16(w->t + at, w->big_endian);
@@ -183,10 +185,9 @@ static void exif_cost(const unsigned char *p, size_t len, uint64_t *cost, uint64
 
 uint64_t metaguard_exif_cost(const unsigned char *p, size_t len, uint64_t limit)
 {
-    static _Thread_local struct walk w;
     uint64_t cost = 0;
     if (p != NULL) {
-        exif_cost(p, len, &cost, limit < LIMIT_MAX ? limit : LIMIT_MAX, &w);
+        exif_cost(p, len, &cost, limit < LIMIT_MAX ? limit : LIMIT_MAX, &walking);
     }
     return cost;
 }
@@ -270,7 +271,6 @@ uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len)
 void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uint64_t *exif,
                          uint64_t *xmp)
 {
-    static _Thread_local struct walk w;
     *exif = *xmp = 0;
     limit = limit < LIMIT_MAX ? limit : LIMIT_MAX;
     /* ImageMagick's walk (GetProfilesFromResourceBlock): records one after the other from the
@@ -290,7 +290,7 @@ void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uin
             break;
         }
         if (id == BIM_EXIF) {
-            exif_cost(p + data, size, exif, limit, &w);
+            exif_cost(p + data, size, exif, limit, &walking);
         } else if (id == BIM_XMP) {
             uint64_t c = metaguard_xmp_cost(p + data, size);
             *xmp = c == METAGUARD_XMP_UNREADABLE ? c : *xmp + c;
