@@ -243,13 +243,33 @@ static int header_put(struct header_set *s, const char *name, const char *value,
     return 0;
 }
 
-/* Content-Type and the default ACL, then s3_destination.headers merged over them. */
+/* Whether the job's s3_destination.headers name an x-amz-grant-* header, with any value. */
+static bool names_a_grant(const json_object *headers)
+{
+    static const char prefix[] = "x-amz-grant-";
+    json_object_object_foreach((json_object *)headers, name, v)
+    {
+        (void)v;
+        if (strncasecmp(name, prefix, sizeof prefix - 1) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Content-Type and the default ACL, then s3_destination.headers merged over them. As in
+ * Blitline, where an account with a canonical ID had grant headers for defaults instead of the
+ * canned ACL: a job that names an x-amz-grant-* header gets no default x-amz-acl. S3 refuses a
+ * canned ACL beside grants, and `"x-amz-grant-read": ""` was Blitline's documented way to keep
+ * an object private. */
 static int upload_headers(struct runner *w, const struct job_save *save, const char *content_type,
                           struct header_set *s, struct err *e)
 {
     s->n = 0;
+    const char *acl =
+        save->headers != NULL && names_a_grant(save->headers) ? "" : w->cfg->s3_default_acl;
     if (header_put(s, "Content-Type", content_type, e) < 0 ||
-        header_put(s, "x-amz-acl", w->cfg->s3_default_acl, e) < 0) {
+        header_put(s, "x-amz-acl", acl, e) < 0) {
         return -1;
     }
     if (save->headers == NULL) {

@@ -692,7 +692,8 @@ class S3Stub:
 
     def _put(self, rec, hmap, body):
         keep = {n: v for n, v in hmap.items()
-                if n.startswith(("x-amz-meta-", "x-amz-acl", "cache-control", "content-"))}
+                if n.startswith(("x-amz-meta-", "x-amz-acl", "x-amz-grant-", "cache-control",
+                                 "content-"))}
         with self._lock:
             delay = self._visibility.get(rec.bucket, 0)
             visible_at = float("inf") if delay is None else time.time() + delay

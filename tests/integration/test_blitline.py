@@ -350,6 +350,45 @@ class ErrorsTest(BlitlineTestCase):
         self.assert_success(pb, "after-errors", ["ok"])
 
 
+class AclTest(BlitlineTestCase):
+    """The default canned ACL and Blitline's grant headers (BLITLINE.md 7.3), as S3 receives
+    them: S3 refuses a canned ACL beside grants, and `"x-amz-grant-read": ""` was Blitline's way
+    to keep an object private."""
+
+    s3_server = "stub"
+
+    def stored_acl(self, headers):
+        """The ACL headers the stub stored for one output saved with `headers`."""
+        self.saved = getattr(self, "saved", 0) + 1
+        key, job_id = "acl/%d.jpg" % self.saved, "acl-%d" % self.saved
+        job = {"src": self.serve_photo(), "job_id": job_id,
+               "postback_url": self.postbacks.url("/pb/" + job_id),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 16}, "save": {
+                   "image_identifier": "a", "s3_destination": {
+                       "bucket": DEST_BUCKET, "key": key, "headers": headers}}}]}
+        self.assert_success(self.submit(job), job["job_id"], ["a"])
+        return {n: v for n, v in self.s3.object_headers(DEST_BUCKET, key).items()
+                if n.startswith(("x-amz-acl", "x-amz-grant-"))}
+
+    def test_default_acl(self):
+        self.assertEqual(self.stored_acl({}), {"x-amz-acl": "public-read"})
+
+    def test_grants_replace_the_default_acl(self):
+        grants = {"x-amz-grant-read": "uri=http://acs.amazonaws.com/groups/global/AllUsers",
+                  "X-Amz-Grant-Full-Control": "id=abc123"}
+        self.assertEqual(self.stored_acl(grants), {
+            "x-amz-grant-read": "uri=http://acs.amazonaws.com/groups/global/AllUsers",
+            "x-amz-grant-full-control": "id=abc123"})
+
+    def test_empty_grant_read_keeps_the_object_private(self):
+        self.assertEqual(self.stored_acl({"x-amz-grant-read": ""}), {})
+
+    def test_job_acl_beside_grants_is_sent_as_given(self):
+        """The job's own canned ACL is its choice (S3 answers for it); only the default goes."""
+        self.assertEqual(self.stored_acl({"x-amz-acl": "private", "x-amz-grant-read": ""}),
+                         {"x-amz-acl": "private"})
+
+
 class DestinationsTest(BlitlineTestCase):
     """s3_destination headers, postback_headers, and one failed upload among good ones."""
 
