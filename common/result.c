@@ -170,3 +170,89 @@ const char *result_json(struct result *r)
     return json_object_to_json_string_ext(r->doc,
                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
+
+/* Appends `s` form-encoded (application/x-www-form-urlencoded: unreserved bytes as they are,
+ * every other as %XX). */
+static char *form_encode(const char *prefix, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t p = strlen(prefix), n = strlen(s);
+    char *out = malloc(p + 3 * n + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    memcpy(out, prefix, p);
+    char *o = out + p;
+    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            *c == '-' || *c == '.' || *c == '_' || *c == '~') {
+            *o++ = (char)*c;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*c >> 4];
+            *o++ = hex[*c & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Moves `errors` and `failed` into `images` as Blitline's versions before 1.20 listed them. */
+static void errors_into_images(json_object *images, json_object *errors, json_object *failed,
+                               bool combined)
+{
+    size_t n = errors != NULL ? json_object_array_length(errors) : 0;
+    bool any_failed = failed != NULL && json_object_array_length(failed) > 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *entry = json_object_new_object();
+        json_object_object_add(entry, "error",
+                               json_object_get(json_object_array_get_idx(errors, i)));
+        if (combined && i == 0 && any_failed) {
+            json_object_object_add(entry, "failed_image_identifiers", json_object_get(failed));
+        }
+        json_object_array_add(images, entry);
+    }
+    if (any_failed && (!combined || n == 0)) {
+        json_object *entry = json_object_new_object();
+        json_object_object_add(entry, "failed_image_identifiers", json_object_get(failed));
+        json_object_array_add(images, entry);
+    }
+}
+
+char *result_postback_body(const char *json, double v, bool content_type_json, bool *form)
+{
+    *form = false;
+    if (v > 1.19) {
+        return strdup(json);
+    }
+    json_object *doc = json_tokener_parse(json), *results = NULL, *images = NULL;
+    if (!json_object_object_get_ex(doc, "results", &results) ||
+        !json_object_object_get_ex(results, "images", &images) ||
+        !json_object_is_type(images, json_type_array)) {
+        json_object_put(doc);
+        return NULL;
+    }
+    json_object *errors = NULL, *failed = NULL;
+    json_object_object_get_ex(results, "errors", &errors);
+    json_object_object_get_ex(results, "failed_image_identifiers", &failed);
+    bool failure = (errors != NULL && json_object_array_length(errors) > 0) ||
+                   (failed != NULL && json_object_array_length(failed) > 0);
+    errors_into_images(images, errors, failed, v > 1.17);
+    json_object_object_del(results, "errors"); /* images holds references of its own */
+    json_object_object_del(results, "failed_image_identifiers");
+    char *body = NULL;
+    if (v > 1.17 || content_type_json) {
+        body = strdup(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
+                                                              JSON_C_TO_STRING_NOSLASHESCAPE));
+    } else {
+        if (failure) {
+            json_object_object_add(results, "error", json_object_new_string("true"));
+        }
+        /* the form's one field is the JSON of what `results` holds */
+        const int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
+        body = form_encode("results=", json_object_to_json_string_ext(results, flags));
+        *form = body != NULL;
+    }
+    json_object_put(doc);
+    return body;
+}

@@ -8,6 +8,7 @@
 #define PIXQ_RESULT_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct result;
@@ -56,5 +57,17 @@ size_t result_error_count(const struct result *r);
 
 /* The document as compact JSON, owned by `r` and valid until it changes. */
 const char *result_json(struct result *r);
+
+/* The postback body Blitline sent a job of version `v` (BLITLINE.md 6.2 and 8), made from the
+ * document `json` (the shape above):
+ *   v > 1.19            the document as it is (JSON);
+ *   1.17 < v <= 1.19    JSON; errors stay in `images`: {"error": e1, "failed_image_identifiers":
+ *                       [...]}, then {"error": e2}...;
+ *   v <= 1.17           {"error": e} entries, then one {"failed_image_identifiers": [...]}; JSON
+ *                       with content_type_json, else the form `results=<JSON>` with "error":
+ *                       "true" beside job_id when something failed.
+ * Returns a malloc'd body and sets `*form` (form-encoded rather than JSON); NULL if out of
+ * memory or `json` is not a result document. */
+char *result_postback_body(const char *json, double v, bool content_type_json, bool *form);
 
 #endif

@@ -577,15 +577,16 @@ out:
     src_refs_destroy(refs);
 }
 
-/* Content-Type: application/json, then the job's postback_headers merged over it. A header
+/* Content-Type (application/json, or a form for old versions), then the job's postback_headers
+ * merged over it (Blitline sent them only with JSON; they are sent with forms too). A header
  * that cannot be sent (CR/LF in it, too many, one that frames the request) is left out:
  * job_parse() made such a job fail with a clear error, and that failure still has to be posted
  * back. */
-static void postback_headers(const struct job *j, struct header_set *s)
+static void postback_headers(const struct job *j, const char *content_type, struct header_set *s)
 {
     struct err e = {{0}};
     s->n = 0;
-    header_put(s, "Content-Type", "application/json", &e);
+    header_put(s, "Content-Type", content_type, &e);
     if (j->postback_headers == NULL ||
         !json_object_is_type(j->postback_headers, json_type_object)) {
         return;
@@ -630,15 +631,25 @@ static int sign_postback(struct header_set *s, const char *secret, time_t now, c
     return 0;
 }
 
-static int post_back(struct runner *w, const struct job *job, const char *body)
+/* Posts the result document `json` back in the shape of the job's version. */
+static int post_back(struct runner *w, const struct job *job, const char *json)
 {
     const char *url = job->postback_url;
     if (url == NULL) {
         return 0;
     }
-    struct header_set hs;
-    postback_headers(job, &hs);
+    bool as_json = false, form = false;
     struct err e = {{0}};
+    if (job_param_bool(job->root, "job", "content_type_json", false, &as_json, &e) < 0) {
+        as_json = false; /* job_parse() made such a job fail; its failure is still posted */
+    }
+    char *body = result_postback_body(json, job->v, as_json, &form);
+    if (body == NULL) {
+        LOG_WARN("postback_failed", "job_id=%s error=\"out of memory\"", job->id);
+        return -1;
+    }
+    struct header_set hs;
+    postback_headers(job, form ? "application/x-www-form-urlencoded" : "application/json", &hs);
     char ts[32], sig[8 + HASH_SHA256_HEX];
     int rc = sign_postback(&hs, w->cfg->postback_secret, time(NULL), body, ts, sig, &e);
     struct http_request req = {
@@ -672,6 +683,7 @@ static int post_back(struct runner *w, const struct job *job, const char *body)
         LOG_DEBUG("postback_sent", "job_id=%s status=%ld ms=%.3f", job->id, resp.status, ms);
     }
     http_response_finish(&resp);
+    free(body);
     return rc < 0 ? -1 : 0;
 }
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import subprocess
+import urllib.parse
 import sys
 
 sys.dont_write_bytecode = True
@@ -348,6 +349,69 @@ class ErrorsTest(BlitlineTestCase):
         # and the worker goes on with the next job
         pb = self.one("after-errors", [{"name": "no_op", "save": {"image_identifier": "ok"}}])
         self.assert_success(pb, "after-errors", ["ok"])
+
+
+class VersionTest(BlitlineTestCase):
+    """Postbacks of jobs pinned to Blitline's older versions (BLITLINE.md 6.2 and 8): before 1.20
+    the errors stay in `images`; before 1.18 the body is the form `results=<JSON>` unless
+    content_type_json. The stored result keeps the current shape."""
+
+    UNKNOWN = "Image processing failed. Unknown function named 'blu3r'"
+
+    def post(self, job_id, v, functions, **extra):
+        job = dict({"src": self.serve_photo(), "job_id": job_id, "v": v,
+                    "postback_url": self.postbacks.url("/pb/" + job_id),
+                    "functions": functions}, **extra)
+        self.push_job(job)
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/" + job_id)
+        self.assertEqual(pb.method, "POST")
+        return pb
+
+    def form_results(self, pb):
+        self.assertEqual(pb.headers.get("content-type"), "application/x-www-form-urlencoded")
+        fields = urllib.parse.parse_qs(pb.body.decode("ascii"), strict_parsing=True)
+        self.assertEqual(list(fields), ["results"])
+        return json.loads(fields["results"][0])
+
+    def test_v1_failure_is_a_form_with_errors_in_images(self):
+        pb = self.post("v10-bad", 1.0, [{"name": "blu3r", "save": {"image_identifier": "a"}}])
+        self.assertEqual(self.form_results(pb), {
+            "original_meta": {}, "images": [{"error": self.UNKNOWN},
+                                            {"failed_image_identifiers": ["a"]}],
+            "job_id": "v10-bad", "error": "true"})
+        stored = self.read_result("v10-bad")["results"]
+        self.assertEqual((stored["errors"], stored["failed_image_identifiers"]),
+                         ([self.UNKNOWN], ["a"]))
+
+    def test_v1_success_is_a_form(self):
+        pb = self.post("v10-ok", "1.0", [{"name": "resize_to_fit", "params": {"width": 20},
+                                          "save": {"image_identifier": "a"}}])
+        results = self.form_results(pb)
+        self.assertEqual(results, self.read_result("v10-ok")["results"])
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["a"])
+
+    def test_v1_with_content_type_json(self):
+        pb = self.post("v11-json", 1.1, [{"name": "blu3r", "save": {"image_identifier": "a"}}],
+                       content_type_json=True)
+        self.assertTrue(pb.headers.get("content-type", "").startswith("application/json"))
+        self.assertEqual(pb.json, {"results": {
+            "original_meta": {}, "images": [{"error": self.UNKNOWN},
+                                            {"failed_image_identifiers": ["a"]}],
+            "job_id": "v11-json"}})
+
+    def test_v118_errors_carry_their_identifiers(self):
+        pb = self.post("v118-bad", "1.18", [{"name": "blu3r", "save": {"image_identifier": "a"}}])
+        self.assertTrue(pb.headers.get("content-type", "").startswith("application/json"))
+        self.assertEqual(pb.json, {"results": {
+            "original_meta": {}, "images": [{"error": self.UNKNOWN,
+                                             "failed_image_identifiers": ["a"]}],
+            "job_id": "v118-bad"}})
+
+    def test_v120_lifts_errors(self):
+        pb = self.post("v120-bad", 1.2, [{"name": "blu3r", "save": {"image_identifier": "a"}}])
+        self.assertEqual(pb.json, {"results": {
+            "original_meta": {}, "images": [], "job_id": "v120-bad", "errors": [self.UNKNOWN],
+            "failed_image_identifiers": ["a"]}})
 
 
 class AclTest(BlitlineTestCase):

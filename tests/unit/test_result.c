@@ -1,4 +1,6 @@
 #include <json-c/json.h>
+#include <stdbool.h>
+#include <stdlib.h>
 
 #include "check.h"
 #include "result.h"
@@ -108,6 +110,83 @@ static void test_extended_meta(void)
     result_destroy(r);
 }
 
+/* A result with one output, two errors and two failed identifiers. */
+static struct result *mixed(void)
+{
+    struct result *r = result_create("j");
+    result_add_image(r, "ok", "http://h/b/ok.jpg", NULL, 1, 2);
+    result_add_error(r, "bad & ugly");
+    result_add_error(r, "second");
+    result_add_failed(r, "x");
+    result_add_failed(r, "y");
+    return r;
+}
+
+static void check_body(struct result *r, double v, bool content_type_json, const char *want,
+                       bool want_form)
+{
+    bool form = !want_form;
+    char *body = result_postback_body(result_json(r), v, content_type_json, &form);
+    CHECK(body != NULL);
+    CHECK_STR(body != NULL ? body : "", want);
+    CHECK_INT(form, want_form);
+    free(body);
+}
+
+#define OK_IMAGE                                                                                   \
+    "{\"image_identifier\":\"ok\",\"s3_url\":\"http://h/b/ok.jpg\",\"meta\":{\"width\":1,"         \
+    "\"height\":2}}"
+
+/* Blitline's postbacks by version (BLITLINE.md 6.2 and 8). */
+static void test_postback_body_by_version(void)
+{
+    struct result *r = mixed();
+    /* 1.20 on: the document as it is */
+    check_body(r, 1.21, false, result_json(r), false);
+    check_body(r, 1.2, false, result_json(r), false);
+    /* 1.18 and 1.19: the errors in images, the first with the failed identifiers */
+    const char *v118 = "{\"results\":{\"original_meta\":{},\"images\":[" OK_IMAGE
+                       ",{\"error\":\"bad & ugly\",\"failed_image_identifiers\":[\"x\",\"y\"]},"
+                       "{\"error\":\"second\"}],\"job_id\":\"j\"}}";
+    check_body(r, 1.19, false, v118, false);
+    check_body(r, 1.18, true, v118, false);
+    /* 1.17 and before: {"error"} entries and one {"failed_image_identifiers"} */
+    const char *v117 = "{\"results\":{\"original_meta\":{},\"images\":[" OK_IMAGE
+                       ",{\"error\":\"bad & ugly\"},{\"error\":\"second\"},"
+                       "{\"failed_image_identifiers\":[\"x\",\"y\"]}],\"job_id\":\"j\"}}";
+    check_body(r, 1.17, true, v117, false);
+    /* ... as a form without content_type_json, "error": "true" beside job_id */
+    check_body(
+        r, 1.0, false,
+        "results=%7B%22original_meta%22%3A%7B%7D%2C%22images%22%3A%5B%7B%22image_identifier"
+        "%22%3A%22ok%22%2C%22s3_url%22%3A%22http%3A%2F%2Fh%2Fb%2Fok.jpg%22%2C%22meta%22%3A%7B"
+        "%22width%22%3A1%2C%22height%22%3A2%7D%7D%2C%7B%22error%22%3A%22bad%20%26%20ugly%22"
+        "%7D%2C%7B%22error%22%3A%22second%22%7D%2C%7B%22failed_image_identifiers%22%3A%5B"
+        "%22x%22%2C%22y%22%5D%7D%5D%2C%22job_id%22%3A%22j%22%2C%22error%22%3A%22true%22%7D",
+        true);
+    result_destroy(r);
+    /* a success has no "error" */
+    r = result_create("k");
+    check_body(r, 1.0, false,
+               "results=%7B%22original_meta%22%3A%7B%7D%2C%22images%22%3A%5B%5D%2C%22job_id%22%3A"
+               "%22k%22%7D",
+               true);
+    check_body(r, 1.18, false,
+               "{\"results\":{\"original_meta\":{},\"images\":[],\"job_id\":\"k\"}}", false);
+    /* failed identifiers without an error message */
+    result_add_failed(r, "z");
+    check_body(r, 1.19, false,
+               "{\"results\":{\"original_meta\":{},\"images\":[{\"failed_image_identifiers\":"
+               "[\"z\"]}],\"job_id\":\"k\"}}",
+               false);
+    result_destroy(r);
+    /* not a result document */
+    bool form = true;
+    CHECK(result_postback_body("[1]", 1.0, false, &form) == NULL);
+    CHECK(result_postback_body("{\"results\":{}}", 1.18, false, &form) == NULL);
+    CHECK(!form);
+}
+
 int main(void)
 {
     test_success_shape();
@@ -115,5 +194,6 @@ int main(void)
     test_partial_failure();
     test_original_meta();
     test_extended_meta();
+    test_postback_body_by_version();
     return check_summary("result");
 }
