@@ -12,6 +12,9 @@
 #include "err.h"
 
 #define OP_MAX_SIDE 65535L /* largest width or height a parameter may ask for, pixels */
+/* largest bound of resize_to_fit: a bound that does not bind costs nothing (Blitline's jobs pass
+ * "height": 100000 to fit a width only), one that binds makes a side check_size() refuses */
+#define OP_MAX_BOUND 1000000000L
 
 /* Loads another image a function names (composite, tile, append...): `src` is a URL string,
  * "&identifier", or an object {"name": "s3"|"canvas", ...}. Returns a new wand (the caller

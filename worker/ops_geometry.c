@@ -10,7 +10,8 @@
 #include "job.h"
 #include "ops.h"
 
-#define RAD_PER_DEG (3.14159265358979323846 / 180.0)
+#define RAD_PER_DEG    (3.14159265358979323846 / 180.0)
+#define ROTATE_MAX_DEG 1e6 /* amount: any number of turns up to this, taken modulo 360 */
 
 /* ---------------------------------------------------------------- sizes and placement */
 
@@ -201,8 +202,8 @@ static int op_resize_to_fit(MagickWand *w, json_object *p, const struct op_ctx *
     const char *fn = "resize_to_fit";
     long W, H;
     bool only_shrink, sharpen;
-    if (job_param_long(p, fn, "width", 0, 0, OP_MAX_SIDE, &W, e) < 0 ||
-        job_param_long(p, fn, "height", 0, 0, OP_MAX_SIDE, &H, e) < 0 ||
+    if (job_param_long(p, fn, "width", 0, 0, OP_MAX_BOUND, &W, e) < 0 ||
+        job_param_long(p, fn, "height", 0, 0, OP_MAX_BOUND, &H, e) < 0 ||
         job_param_bool(p, fn, "only_shrink_larger", false, &only_shrink, e) < 0 ||
         job_param_bool(p, fn, "autosharpen", false, &sharpen, e) < 0) {
         return -1;
@@ -472,16 +473,18 @@ static int op_pad_resize_to_fit(MagickWand *w, json_object *p, const struct op_c
     return rc;
 }
 
-/* rotate: `amount` degrees clockwise (default 90, as Blitline's worker). The canvas grows to the
+/* rotate: `amount` degrees clockwise (default 90, as Blitline's worker; any turn, as
+ * ImageMagick takes it: 450 is 90). The canvas grows to the
  * rotated bounding box; the corners take the image's background colour (white unless the
  * source or an earlier pad/background_color set one). */
 static int op_rotate(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
     const char *fn = "rotate";
     double deg;
-    if (job_param_double(p, fn, "amount", 90.0, -360.0, 360.0, &deg, e) < 0) {
+    if (job_param_double(p, fn, "amount", 90.0, -ROTATE_MAX_DEG, ROTATE_MAX_DEG, &deg, e) < 0) {
         return -1;
     }
+    deg = fmod(deg, 360.0);
     double rad = deg * RAD_PER_DEG, c = fabs(cos(rad)), s = fabs(sin(rad));
     double iw = (double)width_of(w), ih = (double)height_of(w);
     if (check_size(side_of(iw * c + ih * s + 2.0), side_of(iw * s + ih * c + 2.0), ctx, fn, e) <

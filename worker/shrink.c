@@ -55,8 +55,8 @@ static int fit_size(json_object *p, struct dims in, struct dims *out, struct dim
     struct err e;
     long W, H;
     bool only;
-    if (job_param_long(p, fn, "width", 0, 0, OP_MAX_SIDE, &W, &e) < 0 ||
-        job_param_long(p, fn, "height", 0, 0, OP_MAX_SIDE, &H, &e) < 0 ||
+    if (job_param_long(p, fn, "width", 0, 0, OP_MAX_BOUND, &W, &e) < 0 ||
+        job_param_long(p, fn, "height", 0, 0, OP_MAX_BOUND, &H, &e) < 0 ||
         job_param_bool(p, fn, "only_shrink_larger", false, &only, &e) < 0 || (W == 0 && H == 0)) {
         return -1;
     }
