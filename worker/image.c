@@ -1180,6 +1180,11 @@ int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e)
 static int apply_save_options(MagickWand *w, const struct job_save *save, const char *magick,
                               long default_quality, struct err *e)
 {
+    /* a save that names no interlace takes the interlace function's, or none */
+    char *set = save->interlace == NULL ? MagickGetImageArtifact(w, IMG_INTERLACE_ARTIFACT) : NULL;
+    const char *name = save->interlace != NULL ? save->interlace : set;
+    InterlaceType interlace = name != NULL ? interlace_named(name) : NoInterlace;
+    MagickRelinquishMemory(set);
     if (!save->save_metadata && strip_metadata(w, save->save_profiles, e) < 0) {
         return -1;
     }
@@ -1192,7 +1197,7 @@ static int apply_save_options(MagickWand *w, const struct job_save *save, const 
         return img_fail(w, "set quality", e);
     }
     /* the encoders read the wand's (image_info) scheme, the image's is kept for consistency */
-    InterlaceType il = save->interlace != NULL ? interlace_named(save->interlace) : NoInterlace;
+    InterlaceType il = interlace;
     if (MagickSetInterlaceScheme(w, il) == MagickFalse ||
         MagickSetImageInterlaceScheme(w, il) == MagickFalse) {
         return img_fail(w, "set interlace", e);

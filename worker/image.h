@@ -34,6 +34,8 @@
 
 #define IMG_MAX_SIDE    65535L /* ImageMagick's width and height limit (its policy may be lower) */
 #define IMG_FORMATS_MAX 256    /* bytes of the allowed-formats text, "jpeg, png, gif, webp" */
+/* the image artifact holding the interlace function's type, for saves that name none */
+#define IMG_INTERLACE_ARTIFACT "pixq:interlace"
 
 /* The image guard's settings, fixed at start-up. A plain value: tests build it on the stack. */
 struct img_config {

@@ -166,6 +166,51 @@ static int op_sharpen(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
     return done(w, MagickSharpenImage(w, radius, sigma), fn, e);
 }
 
+/* adaptive_blur: sigma 1.0, radius 0.0, blurring less across edges (`-adaptive-blur RxS`; a
+ * worker function of Blitline's). Its kernel is square: sharpen's bounds. */
+static int op_adaptive_blur(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
+{
+    const char *fn = "adaptive_blur";
+    double radius, sigma;
+    if (radius_sigma(p, fn, SHARPEN_RADIUS_MAX, SHARPEN_SIGMA_MAX, 1.0, &radius, &sigma, e) < 0) {
+        return -1;
+    }
+    return done(w, MagickAdaptiveBlurImage(w, radius, sigma), fn, e);
+}
+
+/* adaptive_sharpen: sigma 1.0, radius 0.0, sharpening more at edges (`-adaptive-sharpen RxS`). */
+static int op_adaptive_sharpen(MagickWand *w, json_object *p, const struct op_ctx *ctx,
+                               struct err *e)
+{
+    const char *fn = "adaptive_sharpen";
+    double radius, sigma;
+    if (radius_sigma(p, fn, SHARPEN_RADIUS_MAX, SHARPEN_SIGMA_MAX, 1.0, &radius, &sigma, e) < 0) {
+        return -1;
+    }
+    return done(w, MagickAdaptiveSharpenImage(w, radius, sigma), fn, e);
+}
+
+/* blue_shift: factor 1.5, a moonlit night (`-blue-shift F`). */
+static int op_blue_shift(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
+{
+    double factor;
+    if (job_param_double(p, "blue_shift", "factor", 1.5, 0.0, 100.0, &factor, e) < 0) {
+        return -1;
+    }
+    return done(w, MagickBlueShiftImage(w, factor), "blue_shift", e);
+}
+
+/* threshold: threshold_value 0.5 (a fraction of the range): each channel to 0 or the maximum
+ * (`-threshold 50%`). */
+static int op_threshold(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
+{
+    double t;
+    if (job_param_double(p, "threshold", "threshold_value", 0.5, 0.0, 1.0, &t, e) < 0) {
+        return -1;
+    }
+    return done(w, MagickThresholdImage(w, t * QuantumRange), "threshold", e);
+}
+
 /* unsharp_mask: sigma 1.0, radius 0.0, amount 1.0 (fraction of the difference added back),
  * threshold 0.05 (fraction of the range) (`-unsharp RxS+A+T`). */
 static int op_unsharp_mask(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
@@ -615,6 +660,36 @@ static int op_density(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
     return done(w, MagickSetImageResolution(w, x, y), "density", e);
 }
 
+/* convert_to_dpi: dpi 72; the image's resolution in dots per inch (Blitline's worker function
+ * drew the image on a new canvas of that density). */
+static int op_convert_to_dpi(MagickWand *w, json_object *p, const struct op_ctx *ctx,
+                             struct err *e)
+{
+    const char *fn = "convert_to_dpi";
+    long dpi;
+    if (job_param_long(p, fn, "dpi", 72, 1, (long)DPI_MAX, &dpi, e) < 0) {
+        return -1;
+    }
+    if (MagickSetImageUnits(w, PixelsPerInchResolution) == MagickFalse) {
+        return img_fail(w, fn, e);
+    }
+    return done(w, MagickSetImageResolution(w, (double)dpi, (double)dpi), fn, e);
+}
+
+/* interlace: `type` (an ImageMagick interlace name, as the save option; an unknown one is
+ * NoInterlace) for the saves of this image and its children that name none. */
+static int op_interlace(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
+{
+    const char *type;
+    if (job_param_string(p, "interlace", "type", "NoInterlace", &type, e) < 0) {
+        return -1;
+    }
+    if (strlen(type) > NAME_MAX_LEN) {
+        return err_set(e, "Invalid parameter 'type' for function 'interlace': too long");
+    }
+    return done(w, MagickSetImageArtifact(w, IMG_INTERLACE_ARTIFACT, type), "interlace", e);
+}
+
 /* Gives the image its resolution in dots per inch: a resolution per centimetre is converted,
  * none at all (or without units) counts as dots per inch, 0 as 72. */
 static int to_inches(MagickWand *w, const char *fn, struct err *e)
@@ -742,6 +817,12 @@ static int op_stegano(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
 const struct op ops_color[] = {
     {"blur", op_blur},
     {"sharpen", op_sharpen},
+    {"adaptive_blur", op_adaptive_blur},
+    {"adaptive_sharpen", op_adaptive_sharpen},
+    {"blue_shift", op_blue_shift},
+    {"threshold", op_threshold},
+    {"convert_to_dpi", op_convert_to_dpi},
+    {"interlace", op_interlace},
     {"unsharp_mask", op_unsharp_mask},
     {"median_filter", op_median_filter},
     {"despeckle", op_despeckle},

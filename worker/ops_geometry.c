@@ -308,6 +308,50 @@ static int op_scale(MagickWand *w, json_object *p, const struct op_ctx *ctx, str
     return 0;
 }
 
+/* thumbnail: exactly width x height (the aspect ratio is not kept) with ImageMagick's thumbnail
+ * resize, which also drops the image's profiles (`-thumbnail WxH!`; a worker function of
+ * Blitline's). */
+static int op_thumbnail(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
+{
+    const char *fn = "thumbnail";
+    long nw, nh;
+    if (required_long(p, fn, "width", 1, OP_MAX_SIDE, &nw, e) < 0 ||
+        required_long(p, fn, "height", 1, OP_MAX_SIDE, &nh, e) < 0 ||
+        check_size(nw, nh, ctx, fn, e) < 0) {
+        return -1;
+    }
+    if (MagickThumbnailImage(w, (size_t)nw, (size_t)nh) == MagickFalse) {
+        return img_fail(w, fn, e);
+    }
+    return 0;
+}
+
+/* resize_to_fit_with_wrap: the smallest size of the image's aspect ratio that covers width x
+ * height (1.0 each by default), sides truncated, as Blitline's worker function; nothing when
+ * only_shrink_larger and the image is smaller than both. Unlike resize_to_fill nothing is
+ * cropped. */
+static int op_resize_to_fit_with_wrap(MagickWand *w, json_object *p, const struct op_ctx *ctx,
+                                      struct err *e)
+{
+    const char *fn = "resize_to_fit_with_wrap";
+    double W, H;
+    bool only_shrink;
+    if (job_param_double(p, fn, "width", 1.0, 1.0, (double)OP_MAX_SIDE, &W, e) < 0 ||
+        job_param_double(p, fn, "height", 1.0, 1.0, (double)OP_MAX_SIDE, &H, e) < 0 ||
+        job_param_bool(p, fn, "only_shrink_larger", false, &only_shrink, e) < 0) {
+        return -1;
+    }
+    long iw = width_of(w), ih = height_of(w);
+    if (only_shrink && below_constraints(iw, ih, (long)W, (long)H)) {
+        return 0;
+    }
+    double src = (double)iw / (double)ih, dst = W / H;
+    double nw = src >= dst ? W * src / dst : W, nh = src >= dst ? H : H * dst / src;
+    long tw = nw < 1.0 ? 1 : nw > 1e12 ? 1000000000000L : (long)nw;
+    long th = nh < 1.0 ? 1 : nh > 1e12 ? 1000000000000L : (long)nh;
+    return resize_to(w, tw, th, false, ctx, fn, e);
+}
+
 /* ---------------------------------------------------------------- cropping */
 
 /* The largest region with the aspect ratio of W x H that fits in the image (crop's
@@ -507,6 +551,8 @@ const struct op ops_geometry[] = {
     {"resize_to_fill", op_resize_to_fill},
     {"resize", op_resize},
     {"scale", op_scale},
+    {"thumbnail", op_thumbnail},
+    {"resize_to_fit_with_wrap", op_resize_to_fit_with_wrap},
     {"crop", op_crop},
     {"crop_to_square", op_crop_to_square},
     {"pad", op_pad},
