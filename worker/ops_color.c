@@ -662,8 +662,7 @@ static int op_density(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
 
 /* convert_to_dpi: dpi 72; the image's resolution in dots per inch (Blitline's worker function
  * drew the image on a new canvas of that density). */
-static int op_convert_to_dpi(MagickWand *w, json_object *p, const struct op_ctx *ctx,
-                             struct err *e)
+static int op_convert_to_dpi(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
     const char *fn = "convert_to_dpi";
     long dpi;
