@@ -65,7 +65,8 @@ bool s3_valid_region(const char *s)
     return true;
 }
 
-bool s3_valid_bucket(const char *name)
+/* 3-63 bytes, a letter or digit first and last; `legacy`: A-Z and _ too. */
+static bool bucket_shape(const char *name, bool legacy)
 {
     size_t n = strlen(name);
     if (n < 3 || n > 63 || !isalnum((unsigned char)name[0]) ||
@@ -74,11 +75,22 @@ bool s3_valid_bucket(const char *name)
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)name[i];
-        if (!(islower(ch) || isdigit(ch) || ch == '.' || ch == '-')) {
+        if (!(islower(ch) || isdigit(ch) || ch == '.' || ch == '-' ||
+              (legacy && (isupper(ch) || ch == '_')))) {
             return false;
         }
     }
     return true;
+}
+
+bool s3_valid_bucket(const char *name)
+{
+    return bucket_shape(name, true);
+}
+
+bool s3_legacy_bucket(const char *name)
+{
+    return bucket_shape(name, true) && !bucket_shape(name, false);
 }
 
 /* Splits the configured endpoint (or AWS's for `region`) into scheme and authority. */
@@ -113,8 +125,10 @@ static int build_target(const struct s3_config *c, const struct s3_object *o, st
     const char *region = o->region != NULL && o->region[0] ? o->region : c->region;
     char scheme[16], base[256];
     endpoint_parts(c, region, scheme, sizeof scheme, base, sizeof base);
-    /* a dotted bucket breaks TLS name checks under virtual-host addressing */
-    bool path_style = c->path_style || (strchr(o->bucket, '.') && strcmp(scheme, "https") == 0);
+    /* a dotted bucket breaks TLS name checks under virtual-host addressing, and a legacy name
+     * is no host name at all */
+    bool path_style = c->path_style || s3_legacy_bucket(o->bucket) ||
+                      (strchr(o->bucket, '.') && strcmp(scheme, "https") == 0);
     if (path_style) {
         snprintf(t->host, sizeof t->host, "%s", base);
     } else {

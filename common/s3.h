@@ -73,9 +73,14 @@ bool s3_throttled(const struct s3_reply *r);
  * Implemented, 505) are the same on every attempt. */
 bool s3_transient(const struct s3_reply *r);
 
-/* Whether `name` is a bucket name S3 accepts (3-63 of a-z 0-9 . -, starting and ending with a
- * letter or digit). */
+/* Whether `name` is a bucket name S3 accepts: 3-63 of a-z 0-9 . -, starting and ending with a
+ * letter or digit, or such a name with capitals and underscores too (a legacy us-east-1 bucket
+ * made before March 2018, which S3 still serves; longer legacy names are not taken). */
 bool s3_valid_bucket(const char *name);
+
+/* Whether `name` is valid only as a legacy us-east-1 name (capitals or underscores): such a
+ * bucket is addressed path-style, its name being no host name. */
+bool s3_legacy_bucket(const char *name);
 
 /* Whether the answer says the bucket lives in another region, and which (r->region, a region
  * name): a 301, a 307 (a bucket created lately, whose name does not resolve to its region yet) or

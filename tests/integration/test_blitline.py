@@ -414,6 +414,24 @@ class VersionTest(BlitlineTestCase):
             "failed_image_identifiers": ["a"]}})
 
 
+class LegacyBucketTest(BlitlineTestCase):
+    """A us-east-1 bucket named before 2018 with capitals and underscores (Blitline-era users
+    have them): addressed path-style, its name being no host name."""
+
+    s3_server = "stub"
+    buckets = BlitlineTestCase.buckets + ("Legacy_Bucket",)
+
+    def test_upload_to_a_legacy_bucket(self):
+        job = {"src": self.serve_photo(), "job_id": "legacy-1",
+               "postback_url": self.postbacks.url("/pb/legacy-1"),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 16}, "save": {
+                   "image_identifier": "a", "s3_destination": {
+                       "bucket": "Legacy_Bucket", "key": "old/a.jpg"}}}]}
+        images = self.assert_success(self.submit(job), "legacy-1", ["a"])
+        self.assertEqual(images[0]["s3_url"], self.s3.object_url("Legacy_Bucket", "old/a.jpg"))
+        self.assertIsNotNone(self.s3.object_headers("Legacy_Bucket", "old/a.jpg"))
+
+
 class AclTest(BlitlineTestCase):
     """The default canned ACL and Blitline's grant headers (BLITLINE.md 7.3), as S3 receives
     them: S3 refuses a canned ACL beside grants, and `"x-amz-grant-read": ""` was Blitline's way

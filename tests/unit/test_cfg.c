@@ -192,8 +192,9 @@ static void test_guard_settings(void)
     CHECK_INT(cfg_set(&c, "PIXQ_MAX_SAVES", "1001", &e), -1); /* park.lua's arguments must fit */
     CHECK_INT(cfg_set(&c, "PIXQ_MAX_SAVES", "1000", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "pixq-test,other.bucket", &e), 0);
-    CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "ok-bucket,Bad_Bucket", &e), -1);
-    CHECK(strstr(e.msg, "'Bad_Bucket' is not a valid bucket name") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "ok-bucket,Bad/Bucket", &e), -1);
+    CHECK(strstr(e.msg, "'Bad/Bucket' is not a valid bucket name") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "ok-bucket,_Bad_Bucket", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "aaa,,bbb", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_BUCKET", "tmp-bucket", &e), 0);
     CHECK(cfg_bucket_allowed(&c, "pixq-test"));
@@ -287,8 +288,8 @@ static void test_s3_cross_checks(void)
          "PIXQ_S3_RETRY_BASE_MS (200) must not exceed PIXQ_S3_RETRY_MAX_MS (100)"},
         {"PIXQ_S3_THROTTLE_RETRY_BASE_MS", "30000", "PIXQ_LOG_FORMAT", "text",
          "PIXQ_S3_THROTTLE_RETRY_BASE_MS (30000) must not exceed PIXQ_S3_RETRY_MAX_MS (20000)"},
-        {"PIXQ_DEFAULT_BUCKET", "Bad_Bucket", "PIXQ_LOG_FORMAT", "text",
-         "PIXQ_DEFAULT_BUCKET: 'Bad_Bucket' is not a valid S3 bucket name"},
+        {"PIXQ_DEFAULT_BUCKET", "Bad_Bucket_", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_DEFAULT_BUCKET: 'Bad_Bucket_' is not a valid S3 bucket name"},
         {"PIXQ_DEFAULT_BUCKET", "ab", "PIXQ_LOG_FORMAT", "text",
          "PIXQ_DEFAULT_BUCKET: 'ab' is not a valid S3 bucket name"},
         {"PIXQ_S3_DEFAULT_ACL", "bogus", "PIXQ_LOG_FORMAT", "text",

@@ -1,0 +1,66 @@
+/* test_s3: bucket names and the URL each object is addressed at (common/s3.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "check.h"
+#include "err.h"
+#include "s3.h"
+
+static void test_bucket_names(void)
+{
+    CHECK(s3_valid_bucket("pixq-test"));
+    CHECK(s3_valid_bucket("a.b.c"));
+    CHECK(s3_valid_bucket("My_Bucket")); /* legacy us-east-1 */
+    CHECK(s3_legacy_bucket("My_Bucket"));
+    CHECK(s3_legacy_bucket("UPPER"));
+    CHECK(!s3_legacy_bucket("pixq-test"));
+    CHECK(!s3_valid_bucket("ab"));
+    CHECK(!s3_valid_bucket("_leading"));
+    CHECK(!s3_valid_bucket("trailing_"));
+    CHECK(!s3_valid_bucket("a/b"));
+    CHECK(!s3_valid_bucket("a b"));
+    CHECK(!s3_valid_bucket("a%2fb"));
+    CHECK(!s3_valid_bucket("abcdefghij-abcdefghij-abcdefghij-abcdefghij-abcdefghij-abcdefghij"));
+    CHECK(!s3_legacy_bucket("a/B"));
+}
+
+static void check_url(const struct s3_config *c, const char *bucket, const char *key,
+                      const char *want)
+{
+    struct s3_object o = {.bucket = bucket, .key = key};
+    struct buf url;
+    buf_init(&url, 0);
+    struct err e = {{0}};
+    int rc = s3_object_url(c, &o, &url, &e);
+    CHECK_INT(rc, want != NULL ? 0 : -1);
+    if (rc == 0 && want != NULL) {
+        CHECK_STR(url.data, want);
+    }
+    buf_finish(&url);
+}
+
+/* Virtual-host addressing unless the name cannot be a host name (legacy) or breaks TLS name
+ * checks (a dot, over https), or the deployment asks for path style. */
+static void test_addressing(void)
+{
+    struct s3_config aws = {.region = "us-east-1"};
+    check_url(&aws, "pixq-test", "a/b.jpg", "https://pixq-test.s3.amazonaws.com/a/b.jpg");
+    check_url(&aws, "My_Bucket", "a/b.jpg", "https://s3.amazonaws.com/My_Bucket/a/b.jpg");
+    check_url(&aws, "a.b.c", "k", "https://s3.amazonaws.com/a.b.c/k");
+    check_url(&aws, "a/b", "k", NULL);
+    struct s3_config eu = {.region = "eu-west-1"};
+    check_url(&eu, "pixq-test", "k", "https://pixq-test.s3.eu-west-1.amazonaws.com/k");
+    struct s3_config local = {.endpoint = "http://127.0.0.1:9000", .region = "us-east-1"};
+    check_url(&local, "pixq-test", "k", "http://pixq-test.127.0.0.1:9000/k");
+    check_url(&local, "Legacy_Bucket", "k", "http://127.0.0.1:9000/Legacy_Bucket/k");
+    local.path_style = true;
+    check_url(&local, "pixq-test", "k", "http://127.0.0.1:9000/pixq-test/k");
+}
+
+int main(void)
+{
+    test_bucket_names();
+    test_addressing();
+    return check_summary("s3");
+}
