@@ -332,7 +332,8 @@ int job_check_s3_object(const char *bucket, const char *location, const char *ke
 {
     char q[64];
     if (bucket == NULL || !s3_valid_bucket(bucket)) {
-        return err_set(e, "bucket name '%s' is not valid (3-63 characters of a-z 0-9 . -; "
+        return err_set(e,
+                       "bucket name '%s' is not valid (3-63 characters of a-z 0-9 . -; "
                        "A-Z and _ in a legacy us-east-1 name)",
                        bucket != NULL ? shown(bucket, q, sizeof q) : "");
     }
