@@ -171,6 +171,19 @@ const char *result_json(struct result *r)
                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
+bool result_json_failed(const char *json)
+{
+    json_object *doc = json_tokener_parse(json), *results = NULL, *arr = NULL;
+    bool failed = !json_object_object_get_ex(doc, "results", &results);
+    const char *names[] = {"errors", "failed_image_identifiers"};
+    for (size_t i = 0; !failed && i < sizeof names / sizeof names[0]; i++) {
+        failed =
+            json_object_object_get_ex(results, names[i], &arr) && json_object_array_length(arr) > 0;
+    }
+    json_object_put(doc);
+    return failed;
+}
+
 /* Appends `s` form-encoded (application/x-www-form-urlencoded: unreserved bytes as they are,
  * every other as %XX). */
 static char *form_encode(const char *prefix, const char *s)

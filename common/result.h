@@ -58,6 +58,10 @@ size_t result_error_count(const struct result *r);
 /* The document as compact JSON, owned by `r` and valid until it changes. */
 const char *result_json(struct result *r);
 
+/* Whether the result document `json` lists an error or a failed identifier (true as well if it
+ * cannot be read). */
+bool result_json_failed(const char *json);
+
 /* The postback body Blitline sent a job of version `v` (BLITLINE.md 6.2 and 8), made from the
  * document `json` (the shape above):
  *   v > 1.19            the document as it is (JSON);

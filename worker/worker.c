@@ -544,6 +544,13 @@ static int post_once(struct worker *w, const struct job *job, const char *json, 
     if (job->postback_url == NULL) {
         return 0;
     }
+    bool error_only = false;
+    struct err e;
+    if (job_param_bool(job->root, "job", "postback_error_only", false, &error_only, &e) == 0 &&
+        error_only && !result_json_failed(json)) {
+        LOG_DEBUG("postback_skipped", "job_id=%s reason=error_only", job->id);
+        return 0;
+    }
     if (postback_delivered(w, job->id)) {
         LOG_INFO("postback_skipped", "job_id=%s reason=already_sent", job->id);
         return 0;

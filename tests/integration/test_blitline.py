@@ -407,6 +407,23 @@ class VersionTest(BlitlineTestCase):
                                              "failed_image_identifiers": ["a"]}],
             "job_id": "v118-bad"}})
 
+    def test_postback_error_only(self):
+        """postback_error_only (Blitline's worker): a job that did not fail posts nothing."""
+        fns = [{"name": "resize_to_fit", "params": {"width": 20},
+                "save": {"image_identifier": "a"}}]
+        for job_id, functions in (("eo-ok", fns),
+                                  ("eo-bad", [{"name": "blu3r",
+                                               "save": {"image_identifier": "a"}}])):
+            self.push_job({"src": self.serve_photo(), "job_id": job_id,
+                           "postback_url": self.postbacks.url("/pb/" + job_id),
+                           "postback_error_only": "true", "functions": functions})
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/eo-bad")
+        self.assertEqual(pb.json["results"]["errors"], [self.UNKNOWN])
+        self.assertEqual(self.read_result("eo-ok")["results"]["images"][0]["image_identifier"],
+                         "a")
+        self.assertEqual([pb for pb in self.postbacks.postbacks if pb.path == "/pb/eo-ok"], [])
+        self.assert_queue_drained()
+
     def test_v120_lifts_errors(self):
         pb = self.post("v120-bad", 1.2, [{"name": "blu3r", "save": {"image_identifier": "a"}}])
         self.assertEqual(pb.json, {"results": {

@@ -180,6 +180,16 @@ static void test_postback_body_by_version(void)
                "[\"z\"]}],\"job_id\":\"k\"}}",
                false);
     result_destroy(r);
+    /* postback_error_only's question */
+    r = mixed();
+    CHECK(result_json_failed(result_json(r)));
+    result_destroy(r);
+    r = result_create("k");
+    CHECK(!result_json_failed(result_json(r)));
+    result_add_failed(r, "z");
+    CHECK(result_json_failed(result_json(r)));
+    result_destroy(r);
+    CHECK(result_json_failed("nonsense"));
     /* not a result document */
     bool form = true;
     CHECK(result_postback_body("[1]", 1.0, false, &form) == NULL);
