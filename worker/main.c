@@ -31,7 +31,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: pixq-worker [--config FILE] [--SETTING VALUE]... [--print-config]\n\n"
-            "Serves the queues named by PIXQ_QUEUE until SIGTERM or SIGINT. With\n"
+            "Serves the queues named by PIXQ_QUEUE until SIGTERM, SIGINT or SIGHUP. With\n"
             "--processes N, a supervisor runs N worker processes and restarts any that die.\n\n");
     cfg_usage(out);
 }
@@ -55,6 +55,7 @@ static void install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* a closed terminal, a "reload" habit: stop as gracefully */
     signal(SIGPIPE, SIG_IGN);
 }
 

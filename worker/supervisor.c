@@ -36,7 +36,7 @@ struct sup {
     bool killed;
 };
 
-static volatile sig_atomic_t stop_signal; /* the SIGTERM or SIGINT received, 0: none */
+static volatile sig_atomic_t stop_signal; /* the SIGTERM, SIGINT or SIGHUP received, 0: none */
 
 static void on_stop(int sig)
 {
@@ -56,6 +56,7 @@ static void install_signals(void)
     sa.sa_handler = on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = on_child;
     sa.sa_flags = SA_NOCLDSTOP;
     sigaction(SIGCHLD, &sa, NULL);
@@ -134,6 +135,7 @@ static void child_main(struct sup *s, int cpu, const sigset_t *unblocked)
     signal(SIGCHLD, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     s->o->child_setup();
     sigprocmask(SIG_SETMASK, unblocked, NULL);
     exit(s->o->child_run(s->o->cfg));
@@ -145,6 +147,7 @@ static void spawn(struct sup *s, long i)
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
     sigaddset(&block, SIGCHLD);
     sigprocmask(SIG_BLOCK, &block, &old);
     int cpu = s->o->cfg->cpu_affinity ? assigned_cpu(i) : -1;

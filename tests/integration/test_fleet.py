@@ -482,6 +482,16 @@ class SupervisorTest(FleetCase):
         self.push_job(self.job("pinned-single"))
         self.wait_results(["pinned-single"])
 
+    def test_sighup_stops_the_fleet_gracefully(self):
+        prog = self.start_fleet()
+        pids = self.child_pids(prog)
+        self.assertEqual(self.kill_worker(prog, signal.SIGHUP), 0)
+        for pid in pids:
+            self.assertTrue(gone(pid), "child %d is still there" % pid)
+        self.assertEqual(self.redis.zrange(self.key("workers")), [])
+        ends = [e for e in prog.log_events("child_exit") if e.get("restart_in_ms") == "-1"]
+        self.assertEqual([e.get("status") for e in ends], ["0", "0"], ends)
+
     def test_supervisor_killed_leaves_no_child(self):
         prog = self.start_fleet()
         pids = self.child_pids(prog)

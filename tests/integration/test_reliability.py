@@ -381,6 +381,18 @@ class GracefulStopTest(ReliabilityCase):
         self.assertNotIn("requeued_on_stop", stats)
         self.assertTrue(w.log_events("worker_unregistered"))
 
+    def test_sighup_is_a_graceful_stop(self):
+        """A closed terminal or a "reload" habit: the job finishes as on SIGTERM."""
+        w, wid, _ = self.start_stalled_job("stop-hup", 10000)
+        w.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        self.src.release()
+        status, _ = self.wait_exit(w, 15)
+        self.assertEqual(status, 0)
+        self.assert_success("stop-hup")
+        self.assertEqual(self.redis.keys(self.key("active:*")), [])
+        self.assertNotIn(wid, self.live_workers())
+
     def test_job_past_the_deadline_goes_back_to_the_head_of_the_queue(self):
         w, wid, payload = self.start_stalled_job("stop-b", 1000)
         filler = self.push_jobs([self.tiny_job("queued-behind")])[0]
