@@ -102,5 +102,6 @@ echo "image: $(identify -format '%m %wx%h' "$dir/object")"
 echo "== worker log"
 cat "$dir/worker.log"
 if ((keep)); then
-	echo "== worker, helper servers and stack left running: . $dir/stack.env; stop them all with: deploy/stack.sh stop $dir"
+	echo "== worker, helper servers and stack left running; to reach them: set -a; . $dir/stack.env; set +a; export PIXQ_ALLOW_PRIVATE_NETWORKS=1"
+	echo "== stop them all with: deploy/stack.sh stop $dir"
 fi

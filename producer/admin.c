@@ -189,7 +189,12 @@ static int dead_retry(struct admin *a, const char *which)
         }
         total += n;
     }
-    return total > 0 || strcmp(which, "all") == 0 ? CLI_OK : CLI_FAILED;
+    if (total == 0 && strcmp(which, "all") != 0) {
+        cli_fail("dead retry: no dead job %s in %s", which,
+                 a->qs.n == 1 ? a->qs.name[0] : "these queues");
+        return CLI_FAILED;
+    }
+    return CLI_OK;
 }
 
 /* Removes the dead entries of job `job_id` from list `key`; returns how many. */

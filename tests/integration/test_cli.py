@@ -725,6 +725,7 @@ class DeadTest(CliCase):
         r = self.run_pixq("dead", "retry", "no-such-job")
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stdout.strip(), "0 job(s) put back on pixq:{default}:jobs")
+        self.assertEqual(r.stderr.strip(), "pixq: dead retry: no dead job no-such-job in default")
 
         self.assertEqual(self.pixq_ok("dead", "purge", "d1").strip(),
                          "1 dead job(s) purged from pixq:{default}:dead")
