@@ -337,15 +337,42 @@ static int check_list(const struct cfg_entry *en, const char *value, struct err 
     return 0;
 }
 
+/* http:// or https://, a host (letters, digits, . - and an IPv6 address's [ : ]) with an
+ * optional :port, then an optional path; no spaces or control characters. */
+static bool valid_http_url(const char *v)
+{
+    const char *p = strncmp(v, "http://", 7) == 0    ? v + 7
+                    : strncmp(v, "https://", 8) == 0 ? v + 8
+                                                     : NULL;
+    if (p == NULL) {
+        return false;
+    }
+    size_t host = strcspn(p, "/?#");
+    if (host == 0 || p[0] == ':') {
+        return false;
+    }
+    for (size_t i = 0; i < host; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (!isalnum(ch) && ch != '.' && ch != '-' && ch != ':' && ch != '[' && ch != ']') {
+            return false;
+        }
+    }
+    for (const char *q = p + host; *q != '\0'; q++) {
+        if ((unsigned char)*q <= ' ' || *q == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int set_string(struct cfg *c, const struct cfg_entry *en, const char *value, struct err *e)
 {
     size_t n = strlen(value);
     if (n >= CFG_STR_MAX) {
         return err_set(e, "%s: value longer than %d bytes", en->var, CFG_STR_MAX - 1);
     }
-    if (en->type == T_URL && n > 0 && strncmp(value, "http://", 7) != 0 &&
-        strncmp(value, "https://", 8) != 0) {
-        return err_set(e, "%s: must be an http:// or https:// URL", en->var);
+    if (en->type == T_URL && n > 0 && !valid_http_url(value)) {
+        return err_set(e, "%s: '%s' is not an http:// or https:// URL with a host", en->var, value);
     }
     if (check_list(en, value, e) < 0) {
         return -1;
@@ -716,6 +743,10 @@ static int cross_check_s3(const struct cfg *c, struct err *e)
                        "PIXQ_S3_THROTTLE_RETRY_BASE_MS (%ld) must not exceed PIXQ_S3_RETRY_MAX_MS "
                        "(%ld)",
                        c->s3_throttle_retry_base_ms, c->s3_retry_max_ms);
+    }
+    if (!s3_valid_region(c->aws_region)) {
+        return err_set(e, "AWS_REGION: '%s' is not a region name (letters, digits and -)",
+                       c->aws_region);
     }
     if (c->default_bucket[0] != '\0' && !s3_valid_bucket(c->default_bucket)) {
         return err_set(e, "PIXQ_DEFAULT_BUCKET: '%s' is not a valid S3 bucket name",

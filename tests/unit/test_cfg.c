@@ -74,6 +74,15 @@ static void test_bad_values(void)
     CHECK_INT(cfg_set(&c, "PIXQ_ALLOW_PRIVATE_NETWORKS", "maybe", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_LOG_LEVEL", "loud", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "ftp://x", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://", &e), -1);
+    CHECK(strstr(e.msg, "PIXQ_S3_ENDPOINT: 'http://' is not an http:// or https:// URL with a "
+                        "host") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://a b", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "https://:9000", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "https://s3.example.com/x y", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://[::1]:9000", &e), 0);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "https://minio.internal:9000/", &e), 0);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_PATH_STYLE", "sometimes", &e), -1);
     CHECK_INT(c.default_quality, 75); /* a refused value leaves the setting alone */
     /* a secret's value never appears in an error */
@@ -292,6 +301,10 @@ static void test_s3_cross_checks(void)
          "PIXQ_DEFAULT_BUCKET: 'Bad_Bucket_' is not a valid S3 bucket name"},
         {"PIXQ_DEFAULT_BUCKET", "ab", "PIXQ_LOG_FORMAT", "text",
          "PIXQ_DEFAULT_BUCKET: 'ab' is not a valid S3 bucket name"},
+        {"AWS_REGION", "", "PIXQ_LOG_FORMAT", "text",
+         "AWS_REGION: '' is not a region name (letters, digits and -)"},
+        {"AWS_REGION", "us east", "PIXQ_LOG_FORMAT", "text",
+         "AWS_REGION: 'us east' is not a region name"},
         {"PIXQ_S3_DEFAULT_ACL", "bogus", "PIXQ_LOG_FORMAT", "text",
          "PIXQ_S3_DEFAULT_ACL: 'bogus' is not empty or a canned ACL (private, public-read, "
          "public-read-write, authenticated-read, aws-exec-read, bucket-owner-read, "
