@@ -235,6 +235,20 @@ static int expect_ok(redisContext *c, redisReply *rep, const char *what, struct 
     return rc;
 }
 
+bool rq_refused_for_good(const char *msg)
+{
+    static const char *steps[] = {"redis AUTH refused: ", "redis SELECT refused: "};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        size_t n = strlen(steps[i]);
+        if (strncmp(msg, steps[i], n) == 0) {
+            const char *code = msg + n; /* LOADING, BUSY, MASTERDOWN...: Redis will get over it */
+            return strncmp(code, "ERR ", 4) == 0 || strncmp(code, "WRONGPASS", 9) == 0 ||
+                   strncmp(code, "NOAUTH", 6) == 0 || strncmp(code, "NOPERM", 6) == 0;
+        }
+    }
+    return false;
+}
+
 static int authenticate(struct rq *r, struct err *e)
 {
     const struct rq_url *u = &r->url;

@@ -71,6 +71,11 @@ int rq_parse_url(const char *url, struct rq_url *out, struct err *e);
  * URL or on failure to connect, authenticate or select the database. */
 struct rq *rq_create(const char *url, long timeout_ms, struct err *e);
 
+/* Whether rq_create()'s error message `msg` is Redis refusing the login or the database
+ * (a wrong password, no password where one is needed, a database out of range): waiting will
+ * not help. A Redis still loading, busy or without its master is not. */
+bool rq_refused_for_good(const char *msg);
+
 /* Closes the connection; NULL is allowed. */
 void rq_destroy(struct rq *r);
 

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
+#include "rq.h"
 #include "supervisor.h"
 #include "worker.h"
 
@@ -73,10 +74,12 @@ static int start_images(const struct cfg *cfg)
     return 0;
 }
 
-/* Creates the worker, waiting out a Redis that is not up yet (with back-off, until stopped). */
-static struct worker *start_worker(const struct cfg *cfg)
+/* Creates the worker, waiting out a Redis that is not up yet (with back-off, until stopped).
+ * A Redis that refuses the login or the database is a setting to fix: NULL with *refused. */
+static struct worker *start_worker(const struct cfg *cfg, bool *refused)
 {
     long backoff_ms = 100;
+    *refused = false;
     while (!stop_requested) {
         struct err e = {{0}};
         struct worker *w = worker_create(cfg, &stop_requested, &e);
@@ -84,6 +87,12 @@ static struct worker *start_worker(const struct cfg *cfg)
             return w;
         }
         char q[ERR_MSG_MAX + 16];
+        if (rq_refused_for_good(e.msg)) {
+            LOG_ERROR("start_refused", "error=%s", log_quote(e.msg, q, sizeof q));
+            fprintf(stderr, "pixq-worker: %s (check PIXQ_REDIS_URL)\n", e.msg);
+            *refused = true;
+            return NULL;
+        }
         LOG_WARN("start_failed", "error=%s retry_ms=%ld", log_quote(e.msg, q, sizeof q),
                  backoff_ms);
         struct timespec ts = {.tv_sec = backoff_ms / 1000,
@@ -102,14 +111,15 @@ static int run_worker(const struct cfg *cfg)
         return 1;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    struct worker *w = start_worker(cfg);
+    bool refused = false;
+    struct worker *w = start_worker(cfg, &refused);
     if (w != NULL) {
         worker_run(w);
         worker_destroy(w);
-    } /* else stopped before Redis could be reached */
+    } /* else stopped before Redis could be reached, or refused by it */
     img_shutdown();
     curl_global_cleanup();
-    return 0;
+    return refused ? SUPERVISOR_EXIT_CONFIG : 0;
 }
 
 /* Handles the worker's own flags; returns -1 to exit with `*status`. */

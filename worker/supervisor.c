@@ -34,6 +34,7 @@ struct sup {
     bool stopping;
     long stop_deadline_ms; /* monotonic: children still there then are killed */
     bool killed;
+    bool config_error; /* a child exited with SUPERVISOR_EXIT_CONFIG: the fleet stops */
 };
 
 static volatile sig_atomic_t stop_signal; /* the SIGTERM, SIGINT or SIGHUP received, 0: none */
@@ -200,6 +201,13 @@ static void child_exited(struct sup *s, pid_t pid, int status)
     struct child *c = &s->kids[i];
     long now = clock_mono_ms(), uptime = now - c->started_ms;
     c->pid = 0;
+    if (!s->stopping && WIFEXITED(status) && WEXITSTATUS(status) == SUPERVISOR_EXIT_CONFIG) {
+        /* restarting cannot help: every child has the same settings */
+        LOG_ERROR("child_config_error", "slot=%ld child_pid=%ld status=%d", i, (long)pid,
+                  WEXITSTATUS(status));
+        s->config_error = true;
+        stop_signal = stop_signal != 0 ? stop_signal : SIGTERM;
+    }
     long delay = s->stopping ? -1 : plan_restart(s->o->cfg, c, uptime, now);
     bool clean = s->stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     enum log_level level = clean ? LOG_LEVEL_INFO : LOG_LEVEL_WARN;
@@ -321,5 +329,5 @@ int supervisor_run(const struct supervisor_opts *o)
     }
     LOG_INFO("supervisor_stop", "killed=%d", s.killed);
     free(s.kids);
-    return s.killed ? 1 : 0;
+    return s.config_error ? SUPERVISOR_EXIT_CONFIG : s.killed ? 1 : 0;
 }

@@ -26,6 +26,10 @@
 #include "cfg.h"
 #include "metrics_http.h"
 
+/* A child's exit status for settings it cannot work with (Redis refusing the login): the
+ * supervisor stops every child and exits with it too. */
+#define SUPERVISOR_EXIT_CONFIG 2
+
 struct supervisor_opts {
     const struct cfg *cfg;     /* cfg->processes children */
     struct mhttp *metrics;     /* served by the supervisor; closed in the children; NULL: none */

@@ -463,6 +463,28 @@ class RedisConfTest(PixqTestCase):
                                     for p in (self.redis_server.dir).rglob("*.aof*")
                                     if p.is_file()), 5, "an AOF file")
 
+    def test_refused_login_or_database_ends_the_worker(self):
+        """A wrong password, or a database Redis does not have, is a setting to fix: the worker
+        (and a supervisor with its children) ends with status 2 and says why; it used to log
+        start_failed every 5 s for ever, active to systemd. A Redis that is only away is still
+        waited for (test_settings_checked_before_start, harness start-up)."""
+        port = self.redis_server.port
+        cases = [("redis://pixq:wrong@127.0.0.1:%d/0" % port, "redis AUTH refused: WRONGPASS"),
+                 ("redis://pixq:%s@127.0.0.1:%d/99" % (ACL_PASSWORD, port),
+                  "redis SELECT refused: ERR DB index is out of range")]
+        for url, message in cases:
+            for args in ((), ("--processes", "2")):
+                prog = self.start_worker(*args, PIXQ_REDIS_URL=url)
+                prog.proc.wait(harness.scaled(20))
+                self.programs.remove(prog)
+                prog.terminate()
+                self.assertEqual(prog.proc.returncode, 2, (url, args))
+                log = prog.log_path.read_text()
+                self.assertIn(message, log)
+                self.assertIn("check PIXQ_REDIS_URL", log)
+                if args:
+                    self.assertIn("child_config_error", log)
+
     def test_acl_user_runs_a_worker_and_the_cli(self):
         url = "redis://pixq:%s@127.0.0.1:%d/0" % (ACL_PASSWORD, self.redis_server.port)
         self.start_worker(PIXQ_REDIS_URL=url)

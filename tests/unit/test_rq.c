@@ -75,8 +75,23 @@ static void test_scripts_declare_keys(void)
     CHECK(count_declared_calls("redis.call('GET', KEYS[1])") == 1);
 }
 
+/* Which set-up refusals end a worker rather than being waited out. */
+static void test_refused_for_good(void)
+{
+    CHECK(rq_refused_for_good("redis AUTH refused: WRONGPASS invalid username-password pair"));
+    CHECK(rq_refused_for_good("redis AUTH refused: ERR AUTH <password> called without any "
+                              "password configured for the default user"));
+    CHECK(rq_refused_for_good("redis SELECT refused: ERR DB index is out of range"));
+    CHECK(rq_refused_for_good("redis SELECT refused: NOAUTH Authentication required."));
+    CHECK(!rq_refused_for_good("redis SELECT refused: LOADING Redis is loading the dataset"));
+    CHECK(!rq_refused_for_good("redis AUTH refused: BUSY Redis is busy running a script"));
+    CHECK(!rq_refused_for_good("redis AUTH: Connection reset by peer"));
+    CHECK(!rq_refused_for_good("cannot connect to redis at 127.0.0.1:1: Connection refused"));
+}
+
 int main(void)
 {
+    test_refused_for_good();
     test_urls();
     test_keys();
     test_scripts_declare_keys();
