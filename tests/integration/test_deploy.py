@@ -138,7 +138,8 @@ class UnitTest(unittest.TestCase):
     """deploy/systemd/pixq-worker@.service."""
 
     REQUIRED = {
-        "Type": "exec", "Restart": "on-failure", "KillSignal": "SIGTERM",
+        "Type": "exec", "Restart": "on-failure", "RestartPreventExitStatus": "2",
+        "KillSignal": "SIGTERM",
         "DynamicUser": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
         "PrivateTmp": "yes", "PrivateDevices": "yes", "NoNewPrivileges": "yes",
         "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes",
