@@ -893,6 +893,24 @@ void cfg_each(const struct cfg *c, void (*fn)(const char *var, const char *value
     }
 }
 
+void cfg_unknown_env(char *const *env, void (*fn)(const char *name, void *user), void *user)
+{
+    for (; env != NULL && *env != NULL; env++) {
+        const char *eq = strchr(*env, '=');
+        size_t n = eq != NULL ? (size_t)(eq - *env) : strlen(*env);
+        char name[128];
+        if (strncmp(*env, "PIXQ_", 5) != 0 || n >= sizeof name) {
+            continue;
+        }
+        memcpy(name, *env, n);
+        name[n] = '\0';
+        const struct cfg_entry *en = find_entry(name);
+        if ((en == NULL || strcmp(en->var, name) != 0) && strcmp(name, "PIXQ_CONFIG") != 0) {
+            fn(name, user);
+        }
+    }
+}
+
 static void print_line(const char *var, const char *value, void *user)
 {
     fprintf(user, "%s=%s\n", var, value);

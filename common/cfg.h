@@ -156,6 +156,10 @@ void cfg_print(const struct cfg *c, FILE *out);
 void cfg_each(const struct cfg *c, void (*fn)(const char *var, const char *value, void *user),
               void *user);
 
+/* Calls `fn` with the name of each PIXQ_* variable of `env` (an environ) that is no setting (a
+ * typo such as PIXQ_PROCESS is otherwise ignored without a word; PIXQ_CONFIG is known). */
+void cfg_unknown_env(char *const *env, void (*fn)(const char *name, void *user), void *user);
+
 /* Writes `url` with any password replaced by "***" into `out` (`cap` bytes). */
 void cfg_redact_url(const char *url, char *out, size_t cap);
 

@@ -78,6 +78,14 @@ static const char *env_lookup(const char *name)
     return getenv(name);
 }
 
+extern char **environ;
+
+static void warn_unknown(const char *name, void *user)
+{
+    (void)user;
+    fprintf(stderr, "pixq: warning: %s in the environment is not a setting (ignored)\n", name);
+}
+
 int main(int argc, char **argv)
 {
     struct cfg cfg;
@@ -97,6 +105,7 @@ int main(int argc, char **argv)
         }
         return CLI_USAGE;
     }
+    cfg_unknown_env(environ, warn_unknown, NULL);
     if (argc < 2) {
         fprintf(stderr, "pixq: a command is needed: submit, stats, queues, dead or limit "
                         "(usage: pixq --help)\n");

@@ -42,6 +42,18 @@ static const char *env_lookup(const char *name)
     return getenv(name);
 }
 
+extern char **environ;
+
+static void warn_unknown(const char *name, void *user)
+{
+    if (user != NULL) { /* --print-config: the operator is reading */
+        fprintf(user, "pixq-worker: warning: %s in the environment is not a setting (ignored)\n",
+                name);
+    } else {
+        LOG_WARN("unknown_setting", "name=%s where=environment", name);
+    }
+}
+
 static void log_setting(const char *var, const char *value, void *user)
 {
     char q[CFG_STR_MAX + 16];
@@ -210,10 +222,12 @@ int main(int argc, char **argv)
         return status;
     }
     if (print_config) {
+        cfg_unknown_env(environ, warn_unknown, stderr);
         cfg_print(&cfg, stdout);
         return 0;
     }
     setup_logging(&cfg);
+    cfg_unknown_env(environ, warn_unknown, NULL);
     if (cfg.processes > 1) {
         log_set_pid((long)getpid()); /* several processes share stderr */
     }

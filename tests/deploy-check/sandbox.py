@@ -52,7 +52,8 @@ APPLIED = {
     "SystemCallArchitectures", "RestrictAddressFamilies", "UMask",
 }
 NOT_EMULATED = {
-    "Type", "EnvironmentFile", "Environment", "ExecStart", "Restart", "RestartSec", "KillSignal",
+    "Type", "EnvironmentFile", "Environment", "ExecStart", "Restart", "RestartSec",
+    "RestartPreventExitStatus", "KillSignal",
     "KillMode", "TimeoutStopSec", "SuccessExitStatus", "MemoryHigh", "MemoryMax", "TasksMax",
     "LimitNOFILE", "LimitCORE", "PrivateIPC", "PrivateUsers", "PrivateMounts", "ProtectClock",
     "ProtectHostname", "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",

@@ -347,6 +347,20 @@ class EnvExampleTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("PIXQ_PROCESSES", r.stderr)
 
+    def test_unknown_pixq_variables_are_named(self):
+        """A misspelt setting in the environment (systemd's EnvironmentFile, a pod's env) is
+        named, not ignored without a word; a config file refuses it outright."""
+        env = dict(clean_env(), PIXQ_PROCESS="4", PIXQ_QUEUE="default")
+        r = subprocess.run([CONFIG.worker, "--print-config"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "pixq-worker: warning: PIXQ_PROCESS in the environment is "
+                                   "not a setting (ignored)\n")
+        self.assertIn("PIXQ_PROCESSES=1\n", r.stdout)
+        r = subprocess.run([CONFIG.pixq, "queues", "--help"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=20)
+        self.assertIn("pixq: warning: PIXQ_PROCESS in the environment is not a setting", r.stderr)
+
     def test_settings_checked_before_start(self):
         # a queue list, a Redis URL or an image format list the worker cannot use ends it with
         # status 2 at once, also under --processes; before, it retried "start_failed" for ever
