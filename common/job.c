@@ -494,7 +494,6 @@ static int parse_save(struct tree_ctx *t, const char *fn, json_object *save, str
         return err_set(t->e, "out of memory");
     }
     *out = s;
-    s->index = (int)t->job->n_saves++;
     scalar_as_string(save, "image_identifier");
     s->image_identifier = string_member(save, "image_identifier");
     if (s->image_identifier == NULL || s->image_identifier[0] == '\0') {
@@ -936,6 +935,31 @@ static int read_job(struct job *j, struct parse_ctx *p, bool nested, struct err 
     return read_tree(j, p->lim->max_functions, &p->n_functions, e);
 }
 
+static void number_functions(struct job_fn *f, size_t n, int *next)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].save != NULL) {
+            f[i].save->index = (*next)++;
+        }
+        number_functions(f[i].children, f[i].n_children, next);
+    }
+}
+
+/* Numbers every save of the job, its pre_process steps' (run first) included, from 0 in the
+ * order they run: the number names an output in Redis (a parked output's blob and outcome) and
+ * in default keys, so a pre_process job's outputs must not share the main job's numbers. */
+static void number_saves(struct job *j, int *next)
+{
+    for (size_t i = 0; i < j->n_pre; i++) {
+        if (j->pre[i].job != NULL) {
+            number_saves(j->pre[i].job, next);
+        } else if (j->pre[i].move != NULL) {
+            j->pre[i].move->index = (*next)++;
+        }
+    }
+    number_functions(j->functions, j->n_functions, next);
+}
+
 struct job *job_parse(const char *text, size_t len, const struct job_limits *lim, struct err *e)
 {
     json_object *root = parse_document(text, len, lim, e);
@@ -951,6 +975,8 @@ struct job *job_parse(const char *text, size_t len, const struct job_limits *lim
     struct err why = {{0}};
     struct parse_ctx p = {.lim = lim};
     read_job(j, &p, false, &why);
+    int next = 0;
+    number_saves(j, &next);
     snprintf(j->error, sizeof j->error, "%s", why.msg);
     return j;
 }

@@ -47,7 +47,8 @@ struct job_save {
     const char *interlace;        /* ImageMagick interlace name, or NULL */
     bool png_quantize;
     bool return_keys; /* s3_destination.return_keys: the result names the key (s3_key) */
-    int index;        /* 0-based position among the job's saves, in document order */
+    int index;        /* 0-based, unique among the saves of the job and of its pre_process
+                         steps, in the order they run (pre_process first) */
 };
 
 struct job_fn {
@@ -80,8 +81,7 @@ struct job {
     const char *hash;       /* "md5", "sha256", "crc32", or NULL */
     double v;
     struct job_fn *functions;
-    size_t n_functions; /* top level */
-    size_t n_saves;
+    size_t n_functions;  /* top level */
     struct job_pre *pre; /* pre_process steps in order */
     size_t n_pre;
     char error[ERR_MSG_MAX]; /* non-empty: the job is invalid, this says why */

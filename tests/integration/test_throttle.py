@@ -336,6 +336,36 @@ class ParkingTest(ThrottleCase):
 
     JOBS, SAVES, RATE = 5, 4, 2
 
+    def test_parked_outputs_of_a_pre_process_job(self):
+        """A pre_process job's outputs and the main job's are numbered apart: both parked, each
+        uploads its own bytes and the job ends. (Numbered from 0 each, the second blob overwrote
+        the first: pre.png held the main image, main.png never went, no postback ever.)"""
+        self.limit("bkt-a", 2, 0)
+        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+
+        def save(identifier, key):
+            return {"image_identifier": identifier, "s3_destination": {"bucket": "bkt-a",
+                                                                       "key": key}}
+        job = {"job_id": "pre-park", "src": src, "postback_url": self.postbacks.url("/pb"),
+               "pre_process": {"job": {"src": src, "functions": [
+                   {"name": "resize_to_fit", "params": {"width": 40},
+                    "save": save("pre", "pre.png")}]}},
+               "functions": [{"name": "resize_to_fit", "params": {"width": 16},
+                              "save": save("main", "main.png")}]}
+        warm = self.make_job(src, "warm.png", params={"width": 8}, job_id="warm", bucket="bkt-a")
+        self.push_job(warm)
+        worker = self.start_worker()
+        self.wait_for_postback(job_id="warm")  # the bucket's token is spent: the outputs park
+        self.push_job(job)
+        pb = self.wait_for_postback(30, job_id="pre-park")
+        self.assertTrue(worker.log_events("job_parked"))
+        self.assertNotIn("errors", pb.results)
+        self.assertEqual(sorted((i["image_identifier"], i["meta"]["width"])
+                                for i in pb.results["images"]), [("main", 16), ("pre", 40)])
+        self.assertEqual(harness.identify(self.s3.object("bkt-a", "pre.png")), ("PNG", 40, 40))
+        self.assertEqual(harness.identify(self.s3.object("bkt-a", "main.png")), ("PNG", 16, 16))
+        self.assert_queue_drained()
+
     def test_parked_outputs_uploaded_from_blobs(self):
         self.limit("bkt-a", self.RATE, 0)
         ids = ["park-%d" % i for i in range(self.JOBS)]
