@@ -40,6 +40,7 @@ struct lease {
     atomic_long job_cpu_ms;  /* its CPU time when the job in hand began; -1: no job */
     atomic_ulong job_gen;    /* jobs begun so far: which job a look at job_cpu_ms concerns */
     atomic_size_t job_queue; /* the queue it came from */
+    atomic_bool delivering;  /* its outcome is being posted back and settled */
     char wid[300];
     size_t n;
     struct lease_queue q[LEASE_QUEUES_MAX];
@@ -266,13 +267,24 @@ static void *run_thread(void *arg)
     long next_beat = now + l->cfg->heartbeat_ms;
     long next_reap = now; /* reap once at start-up: a restarted fleet recovers at once */
     long deadline = 0;
+    bool extended = false;
     while (!atomic_load(&l->quit)) {
         now = clock_mono_ms();
         if (*l->stop && deadline == 0) {
             deadline = now + l->cfg->shutdown_timeout_ms;
         }
         if (deadline != 0 && now >= deadline) {
-            give_back_and_exit(l);
+            /* a job whose postback is on its way is let finish that, up to a postback's time
+             * and wait_for_s3's more: given back, it would be run and posted back again */
+            long grace = l->cfg->postback_timeout_ms + l->cfg->connect_timeout_ms +
+                         l->cfg->wait_for_s3_max_ms + 2 * l->cfg->redis_timeout_ms;
+            if (!atomic_load(&l->delivering) || now >= deadline + grace) {
+                give_back_and_exit(l);
+            }
+            if (!extended) {
+                extended = true;
+                LOG_INFO("shutdown_deadline_postback", "worker=%s wait_ms_max=%ld", l->wid, grace);
+            }
         }
         unsigned long gen = atomic_load(&l->job_gen);
         long began = atomic_load(&l->job_cpu_ms), cpu = began >= 0 ? worker_cpu_ms(l) : -1;
@@ -391,6 +403,13 @@ void lease_job_ends(struct lease *l)
 {
     if (l != NULL) {
         atomic_store(&l->job_cpu_ms, -1);
+    }
+}
+
+void lease_delivering(struct lease *l, bool on)
+{
+    if (l != NULL) {
+        atomic_store(&l->delivering, on);
     }
 }
 

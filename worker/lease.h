@@ -44,6 +44,11 @@ void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long byte
 void lease_job_begins(struct lease *l, size_t queue);
 void lease_job_ends(struct lease *l);
 
+/* The job in hand is being posted back and settled (`on`), or no longer. Past the shutdown
+ * deadline such a job is not given back (it would be posted twice) while that lasts, up to a
+ * postback's timeout and wait_for_s3's longest wait more. NULL allowed. */
+void lease_delivering(struct lease *l, bool on);
+
 /* Whether the lease was taken from this worker since the last call (then the job it holds is
  * no longer its own). */
 bool lease_take_lost(struct lease *l);

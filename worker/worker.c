@@ -1078,6 +1078,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                     const char *first_error, long t0)
 {
     bool failed = first_error[0] != '\0';
+    lease_delivering(w->lease, true); /* until settled: a stop's deadline waits for it */
     if (job_wants_wait_for_s3(job)) {
         long w0 = clock_mono_us();
         up_wait_for_s3(&w->runner.up, w->runner.objs, job->id);
@@ -1103,6 +1104,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
     }
     int settled = settle(w, &t->payload, &s);
+    lease_delivering(w->lease, false);
     free(dead);
     if (retry != NULL) {
         log_postback_retry(job->id, 1, &s, settled);
@@ -1206,6 +1208,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     bool sent = false;
     struct settlement s = {.result = "", .counter = ""};
     char *retry = NULL;
+    lease_delivering(w->lease, true);
     if (poisoned != NULL) {
         char q[ERR_MSG_MAX + 16];
         LOG_ERROR("postback_given_up", "job_id=%s reason=poisoned attempt=%ld error=%s",
@@ -1223,6 +1226,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     freeReplyObject(r);
     s.posted_id = sent ? job->id : NULL;
     int settled = settle(w, &t->payload, &s);
+    lease_delivering(w->lease, false);
     if (retry != NULL) {
         log_postback_retry(job->id, attempt + 1, &s, settled);
         free(retry);

@@ -381,6 +381,29 @@ class GracefulStopTest(ReliabilityCase):
         self.assertNotIn("requeued_on_stop", stats)
         self.assertTrue(w.log_events("worker_unregistered"))
 
+    def test_postback_in_flight_at_the_deadline_is_let_finish(self):
+        """A job whose postback is on its way when the deadline passes is not given back: it
+        would be run and posted back again, perhaps with another outcome (a chaos review saw a
+        success, then a failure). The worker waits for the answer, settles and exits."""
+        w = self.start_worker(PIXQ_SHUTDOWN_TIMEOUT_MS="1000")
+        wid = self.worker_id(w)
+        self.postbacks.delay = 3.0
+        self.push_jobs([self.tiny_job("stop-pb")])
+        self.wait_for_postback(20, job_id="stop-pb")  # arrived; its answer comes in 3 s
+        w.proc.send_signal(signal.SIGTERM)
+        status, waited = self.wait_exit(w, 20)
+        self.assertEqual(status, 0)
+        self.assertTrue(w.log_events("shutdown_deadline_postback"))
+        self.assertFalse(w.log_events("shutdown_deadline"))
+        self.assertGreater(waited, 1.5)
+        self.postbacks.delay = 0.0
+        self.start_worker()
+        time.sleep(2)
+        self.assert_success("stop-pb")  # one result, one postback
+        self.assertNotIn("requeued_on_stop", self.stats())
+        self.assertNotIn(wid, self.live_workers())
+        self.assert_queue_drained()
+
     def test_sighup_is_a_graceful_stop(self):
         """A closed terminal or a "reload" habit: the job finishes as on SIGTERM."""
         w, wid, _ = self.start_stalled_job("stop-hup", 10000)
