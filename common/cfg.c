@@ -103,6 +103,9 @@ static const struct cfg_entry table[] = {
      "with several queues: longest wait for a job of a lower-priority queue while idle"},
     {"redis-timeout-ms", "PIXQ_REDIS_TIMEOUT_MS", T_LONG, F(redis_timeout_ms), 100, 600000, "5000",
      false, "connect and reply timeout for Redis, on top of any blocking wait"},
+    {"settle-attempts", "PIXQ_SETTLE_ATTEMPTS", T_LONG, F(settle_attempts), 1, 1000, "50", false,
+     "tries (100 ms doubling to 5 s apart) to record a job's outcome through a Redis outage before "
+     "keeping it to record when the job comes back from the worker's active list"},
     {"lease-ms", "PIXQ_LEASE_MS", T_LONG, F(lease_ms), 1000, 3600000, "20000", false,
      "a worker silent for this long is dead and its job goes back to the queue"},
     {"heartbeat-ms", "PIXQ_HEARTBEAT_MS", T_LONG, F(heartbeat_ms), 100, 1200000, "5000", false,

@@ -63,6 +63,7 @@ struct cfg {
     long reserve_timeout_ms;
     long queue_poll_ms; /* several queues: idle workers block on the first one this long */
     long redis_timeout_ms;
+    long settle_attempts;
     long lease_ms;
     long heartbeat_ms;
     long reap_interval_ms;

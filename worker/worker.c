@@ -21,12 +21,11 @@
 #include "run.h"
 #include "upload.h"
 
-#define BACKOFF_MIN_MS  100  /* first wait after a Redis failure */
-#define BACKOFF_MAX_MS  5000 /* longest wait between Redis retries */
-#define FINISH_ATTEMPTS 50   /* tries to settle a job before leaving it to recovery */
-#define MIN_BLOCK_MS    10   /* shortest blocking wait for a job */
-#define REDIS_TICK_MS   100  /* a blocking wait may end this late (Redis's default hz 10) */
-#define STALE_NAP_MS    50   /* look again this soon whether an overdue lease holds again */
+#define BACKOFF_MIN_MS 100  /* first wait after a Redis failure */
+#define BACKOFF_MAX_MS 5000 /* longest wait between Redis retries */
+#define MIN_BLOCK_MS   10   /* shortest blocking wait for a job */
+#define REDIS_TICK_MS  100  /* a blocking wait may end this late (Redis's default hz 10) */
+#define STALE_NAP_MS   50   /* look again this soon whether an overdue lease holds again */
 
 /* One queue the worker serves (PIXQ_QUEUE names them, highest priority first), with its keys:
  * every key of a queue carries its {name} hash tag, so each queue settles on its own. */
@@ -43,6 +42,18 @@ struct wqueue {
     size_t prefix_len;
     long next_promote_at; /* monotonic ms */
     bool due_soon;        /* next_promote_at is a delayed job's due time, not a routine look */
+};
+
+#define UNSETTLED_MAX 8 /* settlements kept while Redis refuses them */
+
+/* A settlement settle() gave up on (Redis down or refusing writes): its payload stays on the
+ * active list and comes back; it is then settled as it was decided, not run (and posted back)
+ * again. The strings are copies. */
+struct unsettled {
+    struct buf payload; /* empty: a free slot */
+    char *job_id, *result, *dead, *posted_id, *retry;
+    const char *counter; /* a literal */
+    long retry_ms;
 };
 
 struct worker {
@@ -72,6 +83,8 @@ struct worker {
     bool stranded_now;         /* the task in hand was stranded */
     bool begin_ahead;          /* the job in hand's begin.lua was sent ahead, its answer not read */
     long first_seen_ms;        /* else what its answer said (runner.first_seen), -1 if nothing */
+    struct unsettled unsettled[UNSETTLED_MAX];
+    size_t unsettled_next; /* the slot the next one takes (the oldest is dropped) */
 };
 
 /* One reserved job while it is being worked on. */
@@ -250,6 +263,17 @@ fail:
     return NULL;
 }
 
+static void forget_unsettled(struct unsettled *u)
+{
+    buf_finish(&u->payload);
+    free(u->job_id);
+    free(u->result);
+    free(u->dead);
+    free(u->posted_id);
+    free(u->retry);
+    *u = (struct unsettled){.counter = ""};
+}
+
 void worker_destroy(struct worker *w)
 {
     if (w == NULL) {
@@ -260,6 +284,9 @@ void worker_destroy(struct worker *w)
     rq_destroy(w->rq);
     http_destroy(w->http);
     buf_finish(&w->next);
+    for (size_t i = 0; i < UNSETTLED_MAX; i++) {
+        forget_unsettled(&w->unsettled[i]);
+    }
     free(w);
 }
 
@@ -391,13 +418,16 @@ static int finish_reply(struct worker *w, const redisReply *r)
     return r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1;
 }
 
-/* Runs finish.lua, retrying through Redis outages. Returns 1 settled, 0 not ours, -1 gave up. */
+static void keep_unsettled(struct worker *w, const struct buf *payload, const struct settlement *s);
+
+/* Runs finish.lua, retrying through Redis outages. Returns 1 settled, 0 not ours, -1 gave up
+ * (the settlement is kept for when the payload comes back from the active list). */
 static int settle(struct worker *w, const struct buf *payload, const struct settlement *s)
 {
     struct finish_call c;
     finish_call_init(w, payload, s, may_fold(w), &c);
     long backoff = BACKOFF_MIN_MS;
-    for (int attempt = 0; attempt < FINISH_ATTEMPTS; attempt++) {
+    for (long attempt = 0; attempt < w->cfg->settle_attempts; attempt++) {
         struct err e = {{0}};
         redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 9, c.keys, 12, c.args, c.lens, &e);
         if (r != NULL) {
@@ -406,7 +436,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
             return settled;
         }
         char q[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_error", "step=finish attempt=%d error=%s", attempt + 1,
+        LOG_WARN("redis_error", "step=finish attempt=%ld error=%s", attempt + 1,
                  log_quote(e.msg, q, sizeof q));
         nap(w, backoff);
         backoff = next_backoff(backoff);
@@ -414,7 +444,61 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
         c.lens[8] = 0;
     }
     w->check_active = true; /* still on the active list: settle it later */
+    keep_unsettled(w, payload, s);
     return -1;
+}
+
+static char *copy_or_null(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+static void keep_unsettled(struct worker *w, const struct buf *payload, const struct settlement *s)
+{
+    struct unsettled *u = &w->unsettled[w->unsettled_next];
+    w->unsettled_next = (w->unsettled_next + 1) % UNSETTLED_MAX;
+    forget_unsettled(u);
+    buf_init(&u->payload, 0);
+    u->job_id = copy_or_null(s->job_id);
+    u->result = copy_or_null(s->result);
+    u->dead = copy_or_null(s->dead);
+    u->posted_id = copy_or_null(s->posted_id);
+    u->retry = copy_or_null(s->retry);
+    u->counter = s->counter;
+    u->retry_ms = s->retry_ms;
+    if (buf_append(&u->payload, payload->data, payload->len) < 0 ||
+        (s->job_id != NULL && u->job_id == NULL) || (s->result != NULL && u->result == NULL) ||
+        (s->dead != NULL && u->dead == NULL) || (s->posted_id != NULL && u->posted_id == NULL) ||
+        (s->retry != NULL && u->retry == NULL)) {
+        forget_unsettled(u); /* out of memory: it runs again from the active list */
+    }
+}
+
+/* A payload back from the active list whose settlement was decided: settles it as decided.
+ * Returns whether it was one. */
+static bool settle_kept(struct worker *w, const struct buf *payload)
+{
+    for (size_t i = 0; i < UNSETTLED_MAX; i++) {
+        struct unsettled *u = &w->unsettled[i];
+        if (u->payload.len == 0 || u->payload.len != payload->len ||
+            memcmp(u->payload.data, payload->data, payload->len) != 0) {
+            continue;
+        }
+        struct unsettled kept = *u; /* settle() may keep it again, in another slot */
+        *u = (struct unsettled){.counter = ""};
+        const struct settlement s = {.job_id = kept.job_id,
+                                     .result = kept.result != NULL ? kept.result : "",
+                                     .dead = kept.dead,
+                                     .counter = kept.counter,
+                                     .posted_id = kept.posted_id,
+                                     .retry = kept.retry,
+                                     .retry_ms = kept.retry_ms};
+        LOG_INFO("settle_resumed", "job_id=%s", kept.job_id != NULL ? kept.job_id : "");
+        settle(w, payload, &s);
+        forget_unsettled(&kept);
+        return true;
+    }
+    return false;
 }
 
 static void bury_unparseable(struct worker *w, const struct buf *payload, const char *why)
@@ -1121,6 +1205,9 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
              (double)rt->s3_wait_us / 1e3, (double)rt->postback_us / 1e3);
     if (settled == 0) {
         LOG_WARN("lease_lost", "job_id=%s step=finish", job->id);
+    } else if (settled < 0) {
+        LOG_WARN("job_unsettled", "job_id=%s ms=%ld %s action=settle_when_redis_takes_it", job->id,
+                 clock_mono_ms() - t0, times);
     } else if (failed) {
         LOG_WARN("job_failed", "job_id=%s ms=%ld %s error=%s", job->id, clock_mono_ms() - t0, times,
                  log_quote(first_error, q, sizeof q));
@@ -1448,9 +1535,9 @@ static void retry_later(struct worker *w, struct task *t, long delay)
      * download and process it again, and lose the attempt count and the delay */
     int rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
     long backoff = BACKOFF_MIN_MS;
-    for (int tries = 1; rc < 0 && tries < FINISH_ATTEMPTS && !*w->stop; tries++) {
-        LOG_WARN("redis_error", "step=retry job_id=%s attempt=%d error=%s retry_ms=%ld", t->job->id,
-                 tries, log_quote(e.msg, q, sizeof q), backoff);
+    for (long tries = 1; rc < 0 && tries < w->cfg->settle_attempts && !*w->stop; tries++) {
+        LOG_WARN("redis_error", "step=retry job_id=%s attempt=%ld error=%s retry_ms=%ld",
+                 t->job->id, tries, log_quote(e.msg, q, sizeof q), backoff);
         nap(w, backoff);
         backoff = next_backoff(backoff);
         e = (struct err){{0}};
@@ -1472,7 +1559,7 @@ static void handle_payload(struct worker *w, struct task *t)
 {
     long t0 = clock_mono_ms();
     w->runner.times = (struct run_times){0}; /* what job_done shows of a task that runs no job */
-    if (handle_internal(w, t) || handle_batch(w, t) ||
+    if (settle_kept(w, &t->payload) || handle_internal(w, t) || handle_batch(w, t) ||
         parse(w, t, t->payload.data, t->payload.len) < 0) {
         return;
     }

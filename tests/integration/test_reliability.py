@@ -885,6 +885,36 @@ class PostbackDeliveryTest(ReliabilityCase):
         self.assert_success("pb-crash")
 
 
+class UnsettledTest(ReliabilityCase):
+    """Redis refuses writes (full, or a failed save) while a job's postback is on its way: the
+    outcome cannot be recorded. The worker keeps it and records it once Redis takes writes again,
+    without running the job, or posting it back, a second time (a chaos review saw a finished
+    job run and posted again every few minutes while Redis refused writes)."""
+
+    def test_outcome_recorded_later_not_posted_again(self):
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2")
+        self.worker_id(w)
+        self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
+        self.push_jobs([self.tiny_job("unsettled")])
+        self.wait_for_postback(20, job_id="unsettled")
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        try:
+            self.wait_until(lambda: w.log_events("job_unsettled"), 20, "the settlement to fail")
+            self.wait_until(lambda: len(w.log_events("settle_resumed")) >= 2, 20,
+                            "the kept outcome to be tried again")
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        self.postbacks.delay = 0.0
+        self.wait_until(lambda: self.results("unsettled"), 20, "the outcome to be recorded")
+        time.sleep(1)
+        self.assert_success("unsettled")  # one result, one postback
+        self.assertEqual(self.src.requests(TINY), 1)  # not downloaded (run) again
+        self.assertFalse(w.log_events("job_rerun"))
+        self.assertEqual(self.stats().get("succeeded"), 1)
+        self.assert_queue_drained()
+
+
 class RetryTest(ReliabilityCase):
     """Transient source failures are retried through pixq:{Q}:delayed with back-off; Blitline's
     wait_retry_delay re-queues a job whose source is not there yet."""
