@@ -511,6 +511,8 @@ NOT_ABOUT_A_JOB = {
     "malloc_settings_refused",  # start-up: an allocator (ASan's) that ignores mallopt
     "cpu_affinity", "cpu_affinity_failed",  # start-up: PIXQ_CPU_AFFINITY
     "magick_tmpdir", "magick_tmpdir_failed",  # start-up: ImageMagick's temporary directory
+    "unknown_setting", "start_refused",  # start-up: the environment, Redis refusing the login
+    "shutdown_deadline_postback",  # a stop waiting for a postback on its way
     "redis",  # a Redis command's timing: with the job's id when a job's run sent it
 }
 
