@@ -828,6 +828,7 @@ static struct job *job_new(json_object *root)
     struct job *j = calloc(1, sizeof *j);
     if (j != NULL) {
         j->root = root;
+        j->v = 1.21; /* also for a job that fails before its v is read */
     }
     return j;
 }

@@ -262,6 +262,77 @@ static int stamp(struct batch *b, long long at_ms)
     return 0;
 }
 
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first job_id given twice in the batch, or NULL. */
+static const char *repeated_id(const struct batch *b)
+{
+    const char **sorted = malloc(b->n * sizeof *sorted);
+    if (sorted == NULL) {
+        return NULL;
+    }
+    memcpy(sorted, b->ids, b->n * sizeof *sorted);
+    qsort(sorted, b->n, sizeof *sorted, by_id);
+    const char *twice = NULL;
+    for (size_t i = 1; twice == NULL && i < b->n; i++) {
+        twice = strcmp(sorted[i - 1], sorted[i]) == 0 ? sorted[i] : NULL;
+    }
+    free(sorted);
+    return twice;
+}
+
+/* Refuses a batch with a job_id used twice in it, or one that the queue still knows (its job
+ * record or its result): workers would take the new job for a re-run of the old one, skip its
+ * postback as sent, and --wait would print the old result. Returns 0, or CLI_FAILED (message
+ * printed). */
+static int ids_unused(struct rq *r, const char *queue, const struct batch *b)
+{
+    const char *twice = repeated_id(b);
+    if (twice != NULL) {
+        return cli_fail("submit: job_id '%s' is given to two jobs; nothing was enqueued", twice);
+    }
+    char(*keys)[2][RQ_KEY_MAX] = malloc(b->n * sizeof *keys);
+    const char **argv = malloc(b->n * 3 * sizeof *argv);
+    struct rq_cmd *cmds = malloc(b->n * sizeof *cmds);
+    redisReply **replies = calloc(b->n, sizeof *replies);
+    struct err e = {{0}};
+    int rc = keys != NULL && argv != NULL && cmds != NULL && replies != NULL
+                 ? 0
+                 : cli_fail("submit: out of memory");
+    for (size_t i = 0; rc == 0 && i < b->n; i++) {
+        char suffix[JOB_ID_MAX + 16];
+        snprintf(suffix, sizeof suffix, "job:%s", b->ids[i]);
+        rq_key(keys[i][0], RQ_KEY_MAX, queue, suffix);
+        snprintf(suffix, sizeof suffix, "result:%s", b->ids[i]);
+        rq_key(keys[i][1], RQ_KEY_MAX, queue, suffix);
+        argv[3 * i] = "EXISTS";
+        argv[3 * i + 1] = keys[i][0];
+        argv[3 * i + 2] = keys[i][1];
+        cmds[i] = (struct rq_cmd){3, argv + 3 * i, NULL};
+    }
+    if (rc == 0 && b->n > 0 && rq_pipeline(r, b->n, cmds, replies, &e) < 0) {
+        rc = cli_fail("submit: %s", e.msg);
+    }
+    for (size_t i = 0; i < b->n && replies != NULL; i++) {
+        if (rc == 0 && replies[i] != NULL && replies[i]->type == REDIS_REPLY_INTEGER &&
+            replies[i]->integer > 0) {
+            rc = cli_fail("submit: job_id '%s' was used already in %s (its record or result is "
+                          "kept until it expires): give the job another job_id, or none to get "
+                          "a fresh one; nothing was enqueued",
+                          b->ids[i], queue);
+        }
+        freeReplyObject(replies[i]);
+    }
+    free(keys);
+    free(argv);
+    free(cmds);
+    free(replies);
+    return rc;
+}
+
 /* Redis's clock, unix ms (the stamp and stats' ages use it, not this host's). */
 static long long redis_now_ms(struct rq *rq, struct err *e)
 {
@@ -436,7 +507,7 @@ int submit_main(const struct cfg *cfg, int argc, char **argv)
         cli_fail("submit: %s", e.msg);
         goto out;
     }
-    if (enqueue(r, q.name[0], &b, o.delay_ms) < 0) {
+    if (ids_unused(r, q.name[0], &b) != 0 || enqueue(r, q.name[0], &b, o.delay_ms) < 0) {
         goto out;
     }
     print_ids(q.name[0], &b, o.json);

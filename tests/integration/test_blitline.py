@@ -383,6 +383,23 @@ class VersionTest(BlitlineTestCase):
         self.assertEqual((stored["errors"], stored["failed_image_identifiers"]),
                          ([self.UNKNOWN], ["a"]))
 
+    def test_invalid_job_keeps_its_version(self):
+        """A job that fails before its v would be read still posts in its version's shape; one
+        without v posts JSON (a job that failed early once posted a form)."""
+        for job_id, v, form in (("v10-early", 1.0, True), ("nov-early", None, False)):
+            job = {"src": self.serve_photo(), "job_id": job_id, "pixq_wake": True,
+                   "postback_url": self.postbacks.url("/pb/" + job_id),
+                   "functions": [{"name": "no_op", "save": {"image_identifier": "a"}}]}
+            if v is not None:
+                job["v"] = v
+            self.push_job(job)
+            pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/" + job_id)
+            if form:
+                results = self.form_results(pb)
+                self.assertIn("is pixq's own", results["images"][0]["error"])
+            else:
+                self.assertIn("is pixq's own", pb.json["results"]["errors"][0])
+
     def test_v1_success_is_a_form(self):
         pb = self.post("v10-ok", "1.0", [{"name": "resize_to_fit", "params": {"width": 20},
                                           "save": {"image_identifier": "a"}}])

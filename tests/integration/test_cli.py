@@ -253,6 +253,25 @@ class SubmitTest(CliCase):
         # one submission, one stamp
         self.assertEqual(len({j["pixq_enqueued_at"] for j in q[-4:]}), 1)
 
+    def test_used_job_id_is_refused(self):
+        """A job_id the queue still knows (a job record, a result) or given twice: workers
+        would take the new job for a re-run of the old one and skip its postback as sent, and
+        --wait would print the old result."""
+        self.redis.execute("HSET", self.key("job:used-1"), "posted", "1")
+        self.redis.execute("RPUSH", self.key("result:used-2"), "{}")
+        for job_id in ("used-1", "used-2"):
+            path = self.tmp / ("%s.json" % job_id)
+            path.write_text(json.dumps(self.job_text(job_id)))
+            self.assert_refused(self.run_pixq("submit", str(path)),
+                                "job_id '%s' was used already in default" % job_id,
+                                "nothing was enqueued")
+        both = self.tmp / "both.json"
+        both.write_text(json.dumps([self.job_text("twin"), self.job_text("fresh"),
+                                    self.job_text("twin")]))
+        self.assert_refused(self.run_pixq("submit", str(both)),
+                            "job_id 'twin' is given to two jobs")
+        self.assertEqual(self.queued(), [])
+
     def assert_refused(self, r, *fragments):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stdout, "")
@@ -835,7 +854,7 @@ BAD_ARGUMENTS = [
     ["limit"],
     ["limit", "show", "--xml"],
     ["limit", "set", "bkt", "0", "1"],
-    ["limit", "set", "Bad_Bucket", "1", "1"],
+    ["limit", "set", "Bad_Bucket_", "1", "1"],
     ["limit", "reset"],
     ["submit"],
     ["submit", "job.json", "--delay", "-1"],

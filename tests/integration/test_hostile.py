@@ -698,7 +698,8 @@ class JobLimitTest(HostileTestCase):
     def test_parameters_out_of_range(self):
         self.start()
         cases = [
-            ("resize_to_fit", {"width": 100000}, "100000 is out of range"),
+            ("resize_to_fit", {"width": 100000}, "over the limit of 50000000 pixels"),
+            ("resize_to_fit", {"width": 2000000000}, "2000000000 is out of range"),
             ("resize", {"width": 100000, "height": 100000}, "out of range"),
             ("resize", {"width": -5, "height": 10}, "-5 is out of range"),
             ("resize", {"scale_factor": 5000}, "over the limit of 50000000 pixels"),
@@ -875,7 +876,7 @@ class S3TargetTest(HostileTestCase):
         self.start()
         long_key = "k/" + "a" * 1023
         cases = [
-            ({"bucket": "Bad_Bucket", "key": "a.jpg"}, "bucket name 'Bad_Bucket' is not valid"),
+            ({"bucket": "Bad_Bucket_", "key": "a.jpg"}, "bucket name 'Bad_Bucket_' is not valid"),
             ({"bucket": "ab", "key": "a.jpg"}, "bucket name 'ab' is not valid"),
             ({"bucket": "pixq-test", "key": long_key}, "key must be 1 to 1024 bytes, not 1025"),
             ({"bucket": "pixq-test", "key": "a\u0001b.jpg"}, "not UTF-8 without control"),
@@ -1024,11 +1025,17 @@ class RedisAuthTest(HostileTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertNotIn("acl-pass-83c2", r.stdout + r.stderr)
 
-    def test_worker_with_wrong_password_keeps_trying_quietly(self):
+    def test_worker_with_wrong_password_ends_without_telling_it(self):
+        """Refused, the worker ends with status 2 (a setting to fix, not an outage to wait out),
+        and neither its log nor its message shows the password."""
         server = self.use_auth_redis("right-pass-51")
         worker = self.start(PIXQ_REDIS_URL=server.url().replace("right-pass-51", "wrong-pass-52"))
-        self.wait_until(lambda: worker.log_events("start_failed"), 20, "a start_failed line")
+        worker.proc.wait(harness.scaled(20))
+        self.programs.remove(worker)
+        worker.terminate()
+        self.assertEqual(worker.proc.returncode, 2)
         text = worker.log_path.read_text(errors="replace")
+        self.assertTrue(worker.log_events("start_refused"))
         self.assertIn("AUTH", text)
         self.assertNotIn("wrong-pass-52", text)
         self.assertIn("PIXQ_REDIS_URL=redis://:***@", text)

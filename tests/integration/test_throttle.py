@@ -1106,8 +1106,8 @@ class LimitCliTest(ThrottleCase):
                ["set", "bkt-a", "-1", "2"], ["set", "bkt-a", "5", "-1"],
                ["set", "bkt-a", "5", "2.5"], ["set", "bkt-a", "5", ""], ["set", "bkt-a", "", "2"],
                ["set", "bkt-a", "nan", "2"], ["set", "bkt-a", "inf", "2"],
-               ["set", "Bad_Bucket", "5", "2"], ["set", "bkt-a", "5", "2", "x"], ["reset"],
-               ["reset", "Bad_Bucket"], ["reset", "a", "b"]]
+               ["set", "Bad_Bucket_", "5", "2"], ["set", "bkt-a", "5", "2", "x"], ["reset"],
+               ["reset", "Bad_Bucket_"], ["reset", "a", "b"]]
         for args in (["limit"] + b for b in bad):
             with self.subTest(args=args):
                 r = self.run_pixq(*args)
