@@ -145,49 +145,45 @@ static int either_double(json_object *p, const char *fn, const char *name, const
 
 /* ---------------------------------------------------------------- blur and sharpen */
 
+/* A radius and sigma (1.0 by default) within the bounds, then `op` with them. */
+static int radius_sigma_op(MagickWand *w, json_object *p, const char *fn, double radius_max,
+                           double sigma_max, MagickBooleanType (*op)(MagickWand *, double, double),
+                           struct err *e)
+{
+    double radius, sigma;
+    if (radius_sigma(p, fn, radius_max, sigma_max, 1.0, &radius, &sigma, e) < 0) {
+        return -1;
+    }
+    return done(w, op(w, radius, sigma), fn, e);
+}
+
 /* blur: Gaussian blur, sigma 1.0, radius 0.0 (`-blur RxS`). */
 static int op_blur(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
-    double radius, sigma;
-    if (radius_sigma(p, "blur", BLUR_RADIUS_MAX, BLUR_SIGMA_MAX, 1.0, &radius, &sigma, e) < 0) {
-        return -1;
-    }
-    return done(w, MagickBlurImage(w, radius, sigma), "blur", e);
+    return radius_sigma_op(w, p, "blur", BLUR_RADIUS_MAX, BLUR_SIGMA_MAX, MagickBlurImage, e);
 }
 
 /* sharpen: sigma 1.0, radius 0.0 (`-sharpen RxS`). */
 static int op_sharpen(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
-    const char *fn = "sharpen";
-    double radius, sigma;
-    if (radius_sigma(p, fn, SHARPEN_RADIUS_MAX, SHARPEN_SIGMA_MAX, 1.0, &radius, &sigma, e) < 0) {
-        return -1;
-    }
-    return done(w, MagickSharpenImage(w, radius, sigma), fn, e);
+    return radius_sigma_op(w, p, "sharpen", SHARPEN_RADIUS_MAX, SHARPEN_SIGMA_MAX,
+                           MagickSharpenImage, e);
 }
 
 /* adaptive_blur: sigma 1.0, radius 0.0, blurring less across edges (`-adaptive-blur RxS`; a
  * worker function of Blitline's). Its kernel is square: sharpen's bounds. */
 static int op_adaptive_blur(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
-    const char *fn = "adaptive_blur";
-    double radius, sigma;
-    if (radius_sigma(p, fn, SHARPEN_RADIUS_MAX, SHARPEN_SIGMA_MAX, 1.0, &radius, &sigma, e) < 0) {
-        return -1;
-    }
-    return done(w, MagickAdaptiveBlurImage(w, radius, sigma), fn, e);
+    return radius_sigma_op(w, p, "adaptive_blur", SHARPEN_RADIUS_MAX, SHARPEN_SIGMA_MAX,
+                           MagickAdaptiveBlurImage, e);
 }
 
 /* adaptive_sharpen: sigma 1.0, radius 0.0, sharpening more at edges (`-adaptive-sharpen RxS`). */
 static int op_adaptive_sharpen(MagickWand *w, json_object *p, const struct op_ctx *ctx,
                                struct err *e)
 {
-    const char *fn = "adaptive_sharpen";
-    double radius, sigma;
-    if (radius_sigma(p, fn, SHARPEN_RADIUS_MAX, SHARPEN_SIGMA_MAX, 1.0, &radius, &sigma, e) < 0) {
-        return -1;
-    }
-    return done(w, MagickAdaptiveSharpenImage(w, radius, sigma), fn, e);
+    return radius_sigma_op(w, p, "adaptive_sharpen", SHARPEN_RADIUS_MAX, SHARPEN_SIGMA_MAX,
+                           MagickAdaptiveSharpenImage, e);
 }
 
 /* blue_shift: factor 1.5, a moonlit night (`-blue-shift F`). */
