@@ -340,8 +340,8 @@ static int check_list(const struct cfg_entry *en, const char *value, struct err 
     return 0;
 }
 
-/* http:// or https://, a host (letters, digits, . - and an IPv6 address's [ : ]) with an
- * optional :port, then an optional path; no spaces or control characters. */
+/* http:// or https://, a host with an optional :port (and user@), then an optional path; no
+ * spaces or control characters anywhere. */
 static bool valid_http_url(const char *v)
 {
     const char *p = strncmp(v, "http://", 7) == 0    ? v + 7
@@ -354,13 +354,7 @@ static bool valid_http_url(const char *v)
     if (host == 0 || p[0] == ':') {
         return false;
     }
-    for (size_t i = 0; i < host; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (!isalnum(ch) && ch != '.' && ch != '-' && ch != ':' && ch != '[' && ch != ']') {
-            return false;
-        }
-    }
-    for (const char *q = p + host; *q != '\0'; q++) {
+    for (const char *q = p; *q != '\0'; q++) {
         if ((unsigned char)*q <= ' ' || *q == 0x7f) {
             return false;
         }

@@ -238,12 +238,26 @@ static int expect_ok(redisContext *c, redisReply *rep, const char *what, struct 
 bool rq_refused_for_good(const char *msg)
 {
     static const char *steps[] = {"redis AUTH refused: ", "redis SELECT refused: "};
+    /* what Redis answers a wrong login or database, and nothing else: "ERR max number of
+     * clients reached", LOADING, BUSY, MASTERDOWN or a proxy's error pass with time */
+    static const char *final[] = {"WRONGPASS",
+                                  "NOAUTH",
+                                  "NOPERM",
+                                  "ERR invalid password",
+                                  "ERR AUTH <password> called without any password configured",
+                                  "ERR Client sent AUTH, but no password is set",
+                                  "ERR DB index is out of range",
+                                  "ERR invalid DB index",
+                                  "ERR SELECT is not allowed in cluster mode"};
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         size_t n = strlen(steps[i]);
-        if (strncmp(msg, steps[i], n) == 0) {
-            const char *code = msg + n; /* LOADING, BUSY, MASTERDOWN...: Redis will get over it */
-            return strncmp(code, "ERR ", 4) == 0 || strncmp(code, "WRONGPASS", 9) == 0 ||
-                   strncmp(code, "NOAUTH", 6) == 0 || strncmp(code, "NOPERM", 6) == 0;
+        if (strncmp(msg, steps[i], n) != 0) {
+            continue;
+        }
+        for (size_t k = 0; k < sizeof final / sizeof final[0]; k++) {
+            if (strncmp(msg + n, final[k], strlen(final[k])) == 0) {
+                return true;
+            }
         }
     }
     return false;

@@ -28,6 +28,8 @@ struct lease_queue {
     _Atomic unsigned long long uploaded_bytes; /* counted by the worker, not yet in stats */
 };
 
+#define STOP_GRACE_MARGIN_MS 1000 /* of PIXQ_STOP_GRACE_MS kept to give a job back and exit */
+
 struct lease {
     const struct cfg *cfg;
     volatile sig_atomic_t *stop;
@@ -274,10 +276,14 @@ static void *run_thread(void *arg)
             deadline = now + l->cfg->shutdown_timeout_ms;
         }
         if (deadline != 0 && now >= deadline) {
-            /* a job whose postback is on its way is let finish that, up to a postback's time
-             * and wait_for_s3's more: given back, it would be run and posted back again */
+            /* a job whose postback is on its way is let finish that (given back, it would be
+             * run and posted back again), within PIXQ_STOP_GRACE_MS less a second: the
+             * supervisor (and the unit, and Kubernetes) kill us at the grace's end, and a job
+             * killed there is neither settled nor given back */
             long grace = l->cfg->postback_timeout_ms + l->cfg->connect_timeout_ms +
                          l->cfg->wait_for_s3_max_ms + 2 * l->cfg->redis_timeout_ms;
+            long room = l->cfg->stop_grace_ms - STOP_GRACE_MARGIN_MS;
+            grace = room < 0 ? 0 : grace < room ? grace : room;
             if (!atomic_load(&l->delivering) || now >= deadline + grace) {
                 give_back_and_exit(l);
             }

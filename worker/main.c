@@ -86,11 +86,14 @@ static int start_images(const struct cfg *cfg)
     return 0;
 }
 
+#define REFUSALS_FINAL 3 /* refusals of the login or database in a row that end the worker */
+
 /* Creates the worker, waiting out a Redis that is not up yet (with back-off, until stopped).
  * A Redis that refuses the login or the database is a setting to fix: NULL with *refused. */
 static struct worker *start_worker(const struct cfg *cfg, bool *refused)
 {
     long backoff_ms = 100;
+    int refusals = 0; /* in a row: a wrong password is refused every time */
     *refused = false;
     while (!stop_requested) {
         struct err e = {{0}};
@@ -99,7 +102,8 @@ static struct worker *start_worker(const struct cfg *cfg, bool *refused)
             return w;
         }
         char q[ERR_MSG_MAX + 16];
-        if (rq_refused_for_good(e.msg)) {
+        refusals = rq_refused_for_good(e.msg) ? refusals + 1 : 0;
+        if (refusals == REFUSALS_FINAL) {
             LOG_ERROR("start_refused", "error=%s", log_quote(e.msg, q, sizeof q));
             fprintf(stderr, "pixq-worker: %s (check PIXQ_REDIS_URL)\n", e.msg);
             *refused = true;

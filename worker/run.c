@@ -591,9 +591,13 @@ static void postback_headers(const struct job *j, const char *content_type, stru
         !json_object_is_type(j->postback_headers, json_type_object)) {
         return;
     }
+    bool form = strcmp(content_type, "application/json") != 0;
     json_object_object_foreach(j->postback_headers, name, v)
     {
         const char *value = json_object_get_string(v);
+        if (form && strcasecmp(name, "Content-Type") == 0) {
+            continue; /* a form is a form, whatever the job's headers say */
+        }
         if (!json_object_is_type(v, json_type_string) ||
             (size_t)json_object_get_string_len(v) != strlen(value) || /* "\u0000" */
             job_header_refused(name, false) != NULL || header_put(s, name, value, &e) < 0) {

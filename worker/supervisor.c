@@ -208,7 +208,7 @@ static void child_exited(struct sup *s, pid_t pid, int status)
         s->config_error = true;
         stop_signal = stop_signal != 0 ? stop_signal : SIGTERM;
     }
-    long delay = s->stopping ? -1 : plan_restart(s->o->cfg, c, uptime, now);
+    long delay = s->stopping || s->config_error ? -1 : plan_restart(s->o->cfg, c, uptime, now);
     bool clean = s->stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     enum log_level level = clean ? LOG_LEVEL_INFO : LOG_LEVEL_WARN;
     if (WIFSIGNALED(status)) {
@@ -247,6 +247,9 @@ static long live(const struct sup *s)
 
 static void restart_due(struct sup *s)
 {
+    if (stop_signal != 0) { /* a stop begins on the next turn (a child's config error) */
+        return;
+    }
     long now = clock_mono_ms();
     for (long i = 0; i < s->n; i++) {
         if (s->kids[i].pid == 0 && now >= s->kids[i].restart_at_ms) {

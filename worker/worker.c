@@ -49,8 +49,12 @@ struct wqueue {
 /* A settlement settle() gave up on (Redis down or refusing writes): its payload stays on the
  * active list and comes back; it is then settled as it was decided, not run (and posted back)
  * again. The strings are copies. */
+struct wqueue;
+
 struct unsettled {
-    struct buf payload; /* empty: a free slot */
+    struct buf payload;     /* empty: a free slot */
+    const struct wqueue *q; /* the queue whose active list holds it */
+    unsigned long seq;      /* when it was kept: the oldest goes first when all are taken */
     char *job_id, *result, *dead, *posted_id, *retry;
     const char *counter; /* a literal */
     long retry_ms;
@@ -84,7 +88,7 @@ struct worker {
     bool begin_ahead;          /* the job in hand's begin.lua was sent ahead, its answer not read */
     long first_seen_ms;        /* else what its answer said (runner.first_seen), -1 if nothing */
     struct unsettled unsettled[UNSETTLED_MAX];
-    size_t unsettled_next; /* the slot the next one takes (the oldest is dropped) */
+    unsigned long unsettled_seq; /* settlements kept so far */
 };
 
 /* One reserved job while it is being worked on. */
@@ -455,10 +459,22 @@ static char *copy_or_null(const char *s)
 
 static void keep_unsettled(struct worker *w, const struct buf *payload, const struct settlement *s)
 {
-    struct unsettled *u = &w->unsettled[w->unsettled_next];
-    w->unsettled_next = (w->unsettled_next + 1) % UNSETTLED_MAX;
+    if (s->job_id == NULL && s->posted_id == NULL && s->dead == NULL && s->retry == NULL) {
+        return; /* nothing decided (a wake-up token): handling it again is harmless */
+    }
+    struct unsettled *u = &w->unsettled[0];
+    for (size_t i = 0; i < UNSETTLED_MAX && u->payload.len > 0; i++) {
+        struct unsettled *v = &w->unsettled[i];
+        u = v->payload.len == 0 || v->seq < u->seq ? v : u; /* a free slot, else the oldest */
+    }
+    if (u->payload.len > 0) {
+        LOG_WARN("unsettled_dropped", "job_id=%s kept=%d action=run_again_from_active_list",
+                 u->job_id != NULL ? u->job_id : "", UNSETTLED_MAX);
+    }
     forget_unsettled(u);
     buf_init(&u->payload, 0);
+    u->q = w->cur;
+    u->seq = ++w->unsettled_seq;
     u->job_id = copy_or_null(s->job_id);
     u->result = copy_or_null(s->result);
     u->dead = copy_or_null(s->dead);
@@ -480,7 +496,7 @@ static bool settle_kept(struct worker *w, const struct buf *payload)
 {
     for (size_t i = 0; i < UNSETTLED_MAX; i++) {
         struct unsettled *u = &w->unsettled[i];
-        if (u->payload.len == 0 || u->payload.len != payload->len ||
+        if (u->payload.len == 0 || u->q != w->cur || u->payload.len != payload->len ||
             memcmp(u->payload.data, payload->data, payload->len) != 0) {
             continue;
         }

@@ -499,6 +499,23 @@ class RedisConfTest(PixqTestCase):
                 self.assertIn("check PIXQ_REDIS_URL", log)
                 if args:
                     self.assertIn("child_config_error", log)
+                    self.assertEqual(len(prog.log_events("child_start")), 2, log)  # none again
+
+    def test_redis_at_maxclients_is_waited_for(self):
+        """'ERR max number of clients reached' answers the login too: a spike of connections,
+        not a setting to fix. The worker waits it out (it once ended, taking the fleet down)."""
+        url = "redis://pixq:%s@127.0.0.1:%d/0" % (ACL_PASSWORD, self.redis_server.port)
+        self.redis.execute("CONFIG", "SET", "maxclients", "1")  # this connection is the one
+        try:
+            prog = self.start_worker("--processes", "2", PIXQ_REDIS_URL=url)
+            self.wait_until(lambda: len(prog.log_events("start_failed")) >= 4, 20,
+                            "refused logins")
+            self.assertIn("max number of clients", prog.log_path.read_text())
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxclients", "10000")
+        self.wait_until(lambda: len(prog.log_events("worker_start")) == 2, 20, "the workers")
+        self.assertFalse(prog.log_events("start_refused"))
+        self.assertFalse(prog.log_events("child_config_error"))
 
     def test_acl_user_runs_a_worker_and_the_cli(self):
         url = "redis://pixq:%s@127.0.0.1:%d/0" % (ACL_PASSWORD, self.redis_server.port)

@@ -404,6 +404,25 @@ class GracefulStopTest(ReliabilityCase):
         self.assertNotIn(wid, self.live_workers())
         self.assert_queue_drained()
 
+    def test_postback_wait_stays_within_the_stop_grace(self):
+        """The wait for a postback on its way ends a second before PIXQ_STOP_GRACE_MS runs out:
+        past it the supervisor kills the worker, and a job killed there is neither settled nor
+        given back (a review saw it left on a dead worker's list, posted twice later). With no
+        room left the job is given back at the deadline, as before."""
+        sup = self.start_worker("--processes", "2", PIXQ_SHUTDOWN_TIMEOUT_MS="1000",
+                                PIXQ_STOP_GRACE_MS="1000")
+        self.wait_until(lambda: len(sup.log_events("worker_start")) == 2, 20, "two workers")
+        self.postbacks.delay = 4.0
+        payload = self.push_jobs([self.tiny_job("stop-grace")])[0]
+        self.wait_for_postback(20, job_id="stop-grace")
+        sup.proc.send_signal(signal.SIGTERM)
+        status, _ = self.wait_exit(sup, 20)
+        self.assertEqual(status, 0)
+        self.assertFalse(sup.log_events("children_killed"))
+        self.assertTrue(sup.log_events("shutdown_deadline"))
+        self.assertEqual(self.redis.lrange(self.key("jobs")), [payload])  # given back whole
+        self.assertEqual(self.redis.keys(self.key("active:*")), [])
+
     def test_sighup_is_a_graceful_stop(self):
         """A closed terminal or a "reload" habit: the job finishes as on SIGTERM."""
         w, wid, _ = self.start_stalled_job("stop-hup", 10000)

@@ -85,6 +85,10 @@ static void test_refused_for_good(void)
     CHECK(rq_refused_for_good("redis SELECT refused: NOAUTH Authentication required."));
     CHECK(!rq_refused_for_good("redis SELECT refused: LOADING Redis is loading the dataset"));
     CHECK(!rq_refused_for_good("redis AUTH refused: BUSY Redis is busy running a script"));
+    CHECK(!rq_refused_for_good("redis AUTH refused: ERR max number of clients reached"));
+    CHECK(!rq_refused_for_good("redis SELECT refused: ERR upstream unavailable"));
+    CHECK(rq_refused_for_good("redis AUTH refused: ERR Client sent AUTH, but no password is set"));
+    CHECK(rq_refused_for_good("redis AUTH refused: ERR invalid password"));
     CHECK(!rq_refused_for_good("redis AUTH: Connection reset by peer"));
     CHECK(!rq_refused_for_good("cannot connect to redis at 127.0.0.1:1: Connection refused"));
 }
