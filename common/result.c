@@ -1,5 +1,6 @@
 #include "result.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@ struct result {
     json_object *images;
     json_object *errors; /* created on the first error; owned until attached */
     json_object *failed;
+    json_object *order; /* the save number of each entry of images (result_image_number) */
 };
 
 struct result *result_create(const char *job_id)
@@ -24,6 +26,7 @@ struct result *result_create(const char *job_id)
     r->images = json_object_new_array();
     r->errors = json_object_new_array();
     r->failed = json_object_new_array();
+    r->order = json_object_new_array();
     json_object_object_add(r->doc, "results", r->results);
     json_object_object_add(r->results, "original_meta", r->meta);
     json_object_object_add(r->results, "images", r->images);
@@ -39,6 +42,7 @@ void result_destroy(struct result *r)
     json_object_put(r->doc);
     json_object_put(r->errors);
     json_object_put(r->failed);
+    json_object_put(r->order);
     free(r);
 }
 
@@ -91,6 +95,24 @@ void result_add_image(struct result *r, const char *image_identifier, const char
                       const char *s3_key, long width, long height)
 {
     json_object_array_add(r->images, result_image(image_identifier, s3_url, s3_key, width, height));
+}
+
+void result_image_number(struct result *r, int n)
+{
+    if (json_object_array_length(r->order) + 1 == json_object_array_length(r->images)) {
+        json_object_array_add(r->order, json_object_new_int(n));
+    }
+}
+
+char *result_json_numbered(struct result *r)
+{
+    bool all = json_object_array_length(r->order) == json_object_array_length(r->images);
+    if (all) {
+        json_object_object_add(r->results, RESULT_ORDER_MEMBER, json_object_get(r->order));
+    }
+    char *text = strdup(result_json(r));
+    json_object_object_del(r->results, RESULT_ORDER_MEMBER);
+    return text;
 }
 
 void result_extend_image_meta(struct result *r, json_object *fields)

@@ -38,6 +38,17 @@ void result_image_add_meta(json_object *img, json_object *fields);
 void result_add_image(struct result *r, const char *image_identifier, const char *s3_url,
                       const char *s3_key, long width, long height);
 
+/* Notes the save number (job_save.index) of the image added last: the order a parked job's
+ * images are put back in (result_json_numbered). Ignored unless every image before it has one. */
+void result_image_number(struct result *r, int n);
+
+/* The member of a stored partial result that lists its images' save numbers. */
+#define RESULT_ORDER_MEMBER "pixq_image_numbers"
+
+/* result_json() with RESULT_ORDER_MEMBER in `results` (when every image has a number), for the
+ * state of a job whose other outputs are parked; malloc'd, NULL if out of memory. */
+char *result_json_numbered(struct result *r);
+
 /* Adds the members of `fields` (an object, taken; NULL: nothing) to the `meta` of the image
  * added last (Blitline's extended_metadata: filesize, density, depth, quality). */
 void result_extend_image_meta(struct result *r, json_object *fields);

@@ -459,6 +459,7 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
         note_object(w, task);
         result_add_image(t->result, o->save->image_identifier, url.data,
                          o->save->return_keys ? o->save->key : NULL, o->img.width, o->img.height);
+        result_image_number(t->result, o->save->index);
         /* build_task computed them, for a parked output's postback */
         result_extend_image_meta(t->result,
                                  json_object_get(json_object_object_get(task, "extended_meta")));

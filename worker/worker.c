@@ -827,8 +827,10 @@ static void park_job(struct worker *w, struct task *t)
     const char *objs = json_object_to_json_string_ext(w->runner.objs, JSON_C_TO_STRING_PLAIN);
     const char *fixed_keys[] = {w->active_key, job_hash, w->delayed_key, w->stats_key,
                                 w->recov_key};
-    const char *fixed_args[] = {t->payload.data, result_json(t->result), ttl, objs};
-    if (park_call_init(&c, w->runner.n_parked) == 0 && park_call_outputs(w, t->job->id, &c) == 0) {
+    char *base = result_json_numbered(t->result); /* its images' save numbers: see assembly */
+    const char *fixed_args[] = {t->payload.data, base, ttl, objs};
+    if (base != NULL && park_call_init(&c, w->runner.n_parked) == 0 &&
+        park_call_outputs(w, t->job->id, &c) == 0) {
         for (size_t i = 0; i < 4; i++) {
             c.args[i] = fixed_args[i];
             c.lens[i] = i == 0 ? t->payload.len : strlen(fixed_args[i]);
@@ -852,6 +854,7 @@ static void park_job(struct worker *w, struct task *t)
     }
     freeReplyObject(r);
     park_call_free(&c);
+    free(base);
 }
 
 /* A task that met a Redis error where it should have left the active list stays there and runs
@@ -945,12 +948,64 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
 static int requeue(struct worker *w, struct task *t, const char *next, long delay,
                    const char *counter, const char *parked_id, int parked_n, struct err *e);
 
+struct numbered_image {
+    long n;
+    json_object *img;
+};
+
+static int by_number(const void *a, const void *b)
+{
+    long x = ((const struct numbered_image *)a)->n, y = ((const struct numbered_image *)b)->n;
+    return (x > y) - (x < y);
+}
+
+/* Puts the images back in the order of their saves: the ones uploaded with the job (the first
+ * `base` of `images`, numbered by RESULT_ORDER_MEMBER) and the parked ones (the rest, in the
+ * order of their fields "img:<n>" in `h`, as add_fields() put them). Without numbers (a state
+ * written by an older worker) the order stays as it is: the job's own first. */
+static void order_images(const redisReply *h, json_object *results, size_t base)
+{
+    json_object *images = json_object_object_get(results, "images");
+    json_object *numbers = json_object_object_get(results, RESULT_ORDER_MEMBER);
+    size_t n = json_object_array_length(images), k = 0;
+    bool numbered =
+        json_object_is_type(numbers, json_type_array) && json_object_array_length(numbers) == base;
+    struct numbered_image *v = numbered ? calloc(n + 1, sizeof *v) : NULL;
+    for (size_t i = 0; v != NULL && i < base; i++) {
+        v[k++].n = (long)json_object_get_int64(json_object_array_get_idx(numbers, i));
+    }
+    for (size_t i = 0; v != NULL && i + 1 < h->elements && k < n; i += 2) {
+        const char *f = h->element[i]->str;
+        char *end = NULL;
+        long num = strncmp(f, "img:", 4) == 0 ? strtol(f + 4, &end, 10) : -1;
+        if (num >= 0 && *end == '\0') {
+            v[k++].n = num;
+        }
+    }
+    if (v != NULL && k == n) {
+        qsort(v + base, n - base, sizeof *v, by_number); /* as add_fields() appended them */
+        for (size_t i = 0; i < n; i++) {
+            v[i].img = json_object_array_get_idx(images, i);
+        }
+        qsort(v, n, sizeof *v, by_number);
+        json_object *sorted = json_object_new_array();
+        for (size_t i = 0; i < n; i++) {
+            json_object_array_add(sorted, json_object_get(v[i].img));
+        }
+        json_object_object_add(results, "images", sorted);
+    }
+    free(v);
+    json_object_object_del(results, RESULT_ORDER_MEMBER);
+}
+
 /* Adds the parked outputs' outcomes (hash `h`) to the result document and `objs_out`. */
 static void assemble_parked(const redisReply *h, json_object *results, json_object *objs_out,
                             const char *objs)
 {
     const char *names[] = {"images", "errors", "failed_image_identifiers"};
     const char *prefixes[] = {"img", "err", "fail"};
+    json_object *own = json_object_object_get(results, "images");
+    size_t base = own != NULL ? json_object_array_length(own) : 0;
     for (int i = 0; i < 3; i++) {
         json_object *arr = json_object_object_get(results, names[i]);
         if (arr == NULL) {
@@ -968,6 +1023,7 @@ static void assemble_parked(const redisReply *h, json_object *results, json_obje
     }
     json_object_put(before);
     add_fields(h, "obj", objs_out, true);
+    order_images(h, results, base);
 }
 
 static const char *first_string(json_object *arr)

@@ -366,6 +366,29 @@ class ParkingTest(ThrottleCase):
         self.assertEqual(harness.identify(self.s3.object("bkt-a", "main.png")), ("PNG", 16, 16))
         self.assert_queue_drained()
 
+    def test_images_keep_the_order_of_their_saves(self):
+        """Outputs to a throttled bucket are parked, those to another go at once: the postback
+        lists them in the order of the saves all the same (it listed the parked ones last)."""
+        self.limit("bkt-a", 2, 0)
+        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+        order = [("a1", "bkt-a"), ("b1", "bkt-b"), ("a2", "bkt-a"), ("b2", "bkt-b")]
+        job = {"job_id": "ordered", "src": src, "postback_url": self.postbacks.url("/pb"),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 8 + i},
+                              "save": {"image_identifier": ident, "s3_destination": {
+                                  "bucket": bucket, "key": "%s.png" % ident}}}
+                             for i, (ident, bucket) in enumerate(order)]}
+        warm = self.make_job(src, "warm.png", params={"width": 8}, job_id="warm", bucket="bkt-a")
+        self.push_job(warm)
+        worker = self.start_worker()
+        self.wait_for_postback(job_id="warm")  # bkt-a's token is spent: its outputs park
+        self.push_job(job)
+        pb = self.wait_for_postback(30, job_id="ordered")
+        self.assertTrue(worker.log_events("job_parked"))
+        self.assertEqual([(i["image_identifier"], i["meta"]["width"]) for i in pb.results["images"]],
+                         [("a1", 8), ("b1", 9), ("a2", 10), ("b2", 11)])
+        self.assertNotIn("pixq_image_numbers", pb.results)
+        self.assertEqual(self.read_result("ordered"), pb.json)
+
     def test_parked_outputs_uploaded_from_blobs(self):
         self.limit("bkt-a", self.RATE, 0)
         ids = ["park-%d" % i for i in range(self.JOBS)]

@@ -1,6 +1,7 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "result.h"
@@ -197,6 +198,29 @@ static void test_postback_body_by_version(void)
     CHECK(!form);
 }
 
+/* The save numbers of a parked job's own images go with its stored state, not its result. */
+static void test_numbered(void)
+{
+    struct result *r = result_create("j");
+    result_add_image(r, "a", "http://h/b/a.jpg", NULL, 1, 2);
+    result_image_number(r, 3);
+    result_add_image(r, "b", "http://h/b/b.jpg", NULL, 1, 2);
+    result_image_number(r, 5);
+    char *text = result_json_numbered(r);
+    json_object *doc = json_tokener_parse(text);
+    json_object *numbers =
+        json_object_object_get(json_object_object_get(doc, "results"), RESULT_ORDER_MEMBER);
+    CHECK_STR(json_object_to_json_string_ext(numbers, JSON_C_TO_STRING_PLAIN), "[3,5]");
+    json_object_put(doc);
+    free(text);
+    CHECK(strstr(result_json(r), RESULT_ORDER_MEMBER) == NULL);
+    result_add_image(r, "c", "http://h/b/c.jpg", NULL, 1, 2); /* no number: none listed */
+    text = result_json_numbered(r);
+    CHECK(strstr(text, RESULT_ORDER_MEMBER) == NULL);
+    free(text);
+    result_destroy(r);
+}
+
 int main(void)
 {
     test_success_shape();
@@ -205,5 +229,6 @@ int main(void)
     test_original_meta();
     test_extended_meta();
     test_postback_body_by_version();
+    test_numbered();
     return check_summary("result");
 }
