@@ -384,8 +384,8 @@ class ParkingTest(ThrottleCase):
         self.push_job(job)
         pb = self.wait_for_postback(30, job_id="ordered")
         self.assertTrue(worker.log_events("job_parked"))
-        self.assertEqual([(i["image_identifier"], i["meta"]["width"]) for i in pb.results["images"]],
-                         [("a1", 8), ("b1", 9), ("a2", 10), ("b2", 11)])
+        listed = [(i["image_identifier"], i["meta"]["width"]) for i in pb.results["images"]]
+        self.assertEqual(listed, [("a1", 8), ("b1", 9), ("a2", 10), ("b2", 11)])
         self.assertNotIn("pixq_image_numbers", pb.results)
         self.assertEqual(self.read_result("ordered"), pb.json)
 
