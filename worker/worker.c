@@ -557,18 +557,16 @@ static int adopt(struct worker *w, struct task *t, struct err *e)
 
 /* begin.lua's keys and argument for job `j`. */
 struct begin_call {
-    char key[RQ_KEY_MAX], result_key[RQ_KEY_MAX];
-    const char *keys[3];
+    char key[RQ_KEY_MAX];
+    const char *keys[2];
     const char *args[1];
 };
 
 static void begin_call_init(struct worker *w, const struct job *j, struct begin_call *c)
 {
     job_key(w, j->id, "job", -1, c->key, sizeof c->key);
-    job_key(w, j->id, "result", -1, c->result_key, sizeof c->result_key);
     c->keys[0] = c->key;
     c->keys[1] = w->stats_key;
-    c->keys[2] = c->result_key;
     c->args[0] = w->ttl_arg;
 }
 
@@ -583,7 +581,7 @@ static bool begin_send(struct worker *w, const struct job *j)
     struct begin_call c;
     begin_call_init(w, j, &c);
     struct err e = {{0}};
-    return rq_script_send(w->rq, RQ_SCRIPT_BEGIN, 3, c.keys, 1, c.args, NULL, &e) == 0;
+    return rq_script_send(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e) == 0;
 }
 
 /* The run number in begin.lua's answer `r` ({first_seen, runs}; freed), 1 for the first, or -1
@@ -610,7 +608,7 @@ static long begin_now(struct worker *w, const struct job *j)
     struct begin_call c;
     begin_call_init(w, j, &c);
     struct err e = {{0}};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 3, c.keys, 1, c.args, NULL, &e);
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e);
     return begin_answer(w, j, r, &e);
 }
 

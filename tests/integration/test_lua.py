@@ -432,8 +432,7 @@ class DelayTest(LuaTestCase):
 
 class BeginTest(LuaTestCase):
     def begin(self, job_id, ttl=3600):
-        return self.run_script("begin", [key("job:" + job_id), STATS, key("result:" + job_id)],
-                               [ttl])
+        return self.run_script("begin", [key("job:" + job_id), STATS], [ttl])
 
     def test_first_run(self):
         t0 = self.now_ms()
@@ -452,18 +451,6 @@ class BeginTest(LuaTestCase):
         self.assertEqual(self.begin("j1"), [first_seen, 3])
         self.assertEqual(self.r.execute("HGET", key("job:j1"), "posted"), "1")
         self.assertEqual(self.stats(), {"received": 1, "reruns": 2})
-
-    def test_job_pushed_again_after_it_ended(self):
-        """A stored result: the id's job ended, this run is the job pushed again. It counts as
-        received, is posted back (no `posted` mark) and stores its own result."""
-        first_seen, _ = self.begin("j1")
-        self.begin("j1")
-        self.r.execute("HSET", key("job:j1"), "posted", 1)
-        self.r.rpush(key("result:j1"), "old")
-        self.assertEqual(self.begin("j1"), [first_seen, 1])
-        self.assertEqual(self.r.execute("HGET", key("job:j1"), "posted"), None)
-        self.assertEqual(self.r.exists(key("result:j1")), 0)
-        self.assertEqual(self.stats(), {"received": 2, "reruns": 1})
 
 
 class FinishTest(LuaTestCase):

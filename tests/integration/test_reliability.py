@@ -904,25 +904,6 @@ class PostbackDeliveryTest(ReliabilityCase):
         self.assert_success("pb-crash")
 
 
-class PushedAgainTest(ReliabilityCase):
-    """A job pushed again with its job_id after it ended (an operator re-running it from any
-    Redis client) is a job of its own: run, stored and posted back. It was taken for a re-run of
-    the old one: run, uploaded, and its postback skipped as already sent."""
-
-    def test_job_pushed_again_is_posted_back_again(self):
-        self.start_worker()
-        job = self.tiny_job("again")
-        self.push_jobs([job])
-        self.wait_for_postback(20, job_id="again")
-        self.push_jobs([job])
-        self.wait_until(lambda: len(self.postbacks_of("again")) == 2, 20, "a second postback")
-        self.assertEqual(len(self.results("again")), 1)
-        self.assertEqual(self.src.requests(TINY), 2)
-        self.assertEqual(self.stats().get("received"), 2)
-        self.assertNotIn("reruns", self.stats())
-        self.assert_queue_drained()
-
-
 class UnsettledTest(ReliabilityCase):
     """Redis refuses writes (full, or a failed save) while a job's postback is on its way: the
     outcome cannot be recorded. The worker keeps it and records it once Redis takes writes again,
