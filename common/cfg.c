@@ -340,8 +340,8 @@ static int check_list(const struct cfg_entry *en, const char *value, struct err 
     return 0;
 }
 
-/* http:// or https://, a host with an optional :port (and user@), then an optional path; no
- * spaces or control characters anywhere. */
+/* http:// or https://, a host with an optional :port, then an optional path; no spaces or
+ * control characters anywhere. */
 static bool valid_http_url(const char *v)
 {
     const char *p = strncmp(v, "http://", 7) == 0    ? v + 7
@@ -351,8 +351,9 @@ static bool valid_http_url(const char *v)
         return false;
     }
     size_t host = strcspn(p, "/?#");
-    if (host == 0 || p[0] == ':') {
-        return false;
+    if (host == 0 || p[0] == ':' || memchr(p, '@', host) != NULL ||
+        (p[host] != '\0' && p[host] != '/')) {
+        return false; /* s3.c signs for the authority up to the first '/': no user@, ? or # */
     }
     for (const char *q = p; *q != '\0'; q++) {
         if ((unsigned char)*q <= ' ' || *q == 0x7f) {

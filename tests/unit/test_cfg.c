@@ -82,6 +82,8 @@ static void test_bad_values(void)
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "https://s3.example.com/x y", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://[::1]:9000", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://my_minio:9000", &e), 0); /* compose names */
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://k@minio:9000", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://minio:9000?x", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "https://minio.internal:9000/", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_PATH_STYLE", "sometimes", &e), -1);
