@@ -779,7 +779,6 @@ static int read_envelope(struct job *j, struct err *e)
             return err_set(e, "'%s' is pixq's own: a job may not carry it", reserved[i]);
         }
     }
-    j->v = 1.21; /* pixq's decision: an absent v behaves as 1.21 */
     const char *fn = "job";
     if (job_param_double(j->root, fn, "v", 1.21, 0, 100, &j->v, e) < 0 ||
         job_param_bool(j->root, fn, "suppress_auto_orient", false, &j->suppress_auto_orient, e) <
@@ -828,7 +827,6 @@ static struct job *job_new(json_object *root)
     struct job *j = calloc(1, sizeof *j);
     if (j != NULL) {
         j->root = root;
-        j->v = 1.21; /* also for a job that fails before its v is read */
     }
     return j;
 }
@@ -924,8 +922,19 @@ static int read_pre_process(struct job *j, struct parse_ctx *p, bool nested, str
     return 0;
 }
 
+/* The job's v first of all, for the shape of the postback of a job that fails before
+ * read_envelope() checks it: pixq's decision, an absent (or bad) v behaves as 1.21. */
+static void read_version(struct job *j)
+{
+    struct err ignored;
+    if (job_param_double(j->root, "job", "v", 1.21, 0, 100, &j->v, &ignored) < 0) {
+        j->v = 1.21;
+    }
+}
+
 static int read_job(struct job *j, struct parse_ctx *p, bool nested, struct err *e)
 {
+    read_version(j);
     if (!nested && read_id(j, e) < 0) {
         return -1;
     }

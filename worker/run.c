@@ -648,12 +648,7 @@ static int post_back(struct runner *w, const struct job *job, const char *json)
     if (job_param_bool(job->root, "job", "content_type_json", false, &as_json, &e) < 0) {
         as_json = false; /* job_parse() made such a job fail; its failure is still posted */
     }
-    /* the job's own v, also when the job failed before reading it (an absent or bad one: 1.21) */
-    double v = 1.21;
-    if (job_param_double(job->root, "job", "v", 1.21, 0, 100, &v, &e) < 0) {
-        v = 1.21;
-    }
-    char *body = result_postback_body(json, v, as_json, &form);
+    char *body = result_postback_body(json, job->v, as_json, &form);
     if (body == NULL) {
         LOG_WARN("postback_failed", "job_id=%s error=\"out of memory\"", job->id);
         return -1;

@@ -49,8 +49,6 @@ struct wqueue {
 /* A settlement settle() gave up on (Redis down or refusing writes): its payload stays on the
  * active list and comes back; it is then settled as it was decided, not run (and posted back)
  * again. The strings are copies. */
-struct wqueue;
-
 struct unsettled {
     struct buf payload;     /* empty: a free slot */
     const struct wqueue *q; /* the queue whose active list holds it */
@@ -918,8 +916,10 @@ static int by_n(const void *a, const void *b)
 }
 
 /* Appends the values of the hash fields "<prefix>:<n>" to `arr`, in n order (parsed as JSON
- * when `parse`, else as strings). */
-static void add_fields(const redisReply *h, const char *prefix, json_object *arr, bool parse)
+ * when `parse`, else as strings), and each one's n to `numbers` unless it is NULL (room for
+ * h->elements / 2). Returns how many. */
+static size_t add_fields(const redisReply *h, const char *prefix, json_object *arr, bool parse,
+                         long *numbers)
 {
     size_t plen = strlen(prefix), count = 0;
     struct field_entry *v = calloc(h->elements / 2 + 1, sizeof *v);
@@ -937,8 +937,12 @@ static void add_fields(const redisReply *h, const char *prefix, json_object *arr
     for (size_t i = 0; i < count; i++) {
         json_object_array_add(arr, parse ? json_tokener_parse(v[i].value)
                                          : json_object_new_string(v[i].value));
+        if (numbers != NULL) {
+            numbers[i] = v[i].n;
+        }
     }
     free(v);
+    return count;
 }
 
 static void deliver(struct worker *w, struct task *t, const struct job *job, const char *json,
@@ -957,32 +961,23 @@ static int by_number(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Puts the images back in the order of their saves: the ones uploaded with the job (the first
- * `base` of `images`, numbered by RESULT_ORDER_MEMBER) and the parked ones (the rest, in the
- * order of their fields "img:<n>" in `h`, as add_fields() put them). Without numbers (a state
- * written by an older worker) the order stays as it is: the job's own first. */
-static void order_images(const redisReply *h, json_object *results, size_t base)
+/* Puts the images back in the order of their saves: the first `base` of `images` were
+ * uploaded with the job (numbered by RESULT_ORDER_MEMBER), the `parked` after them are numbered
+ * by `numbers`. Without numbers (a state written by an older worker) the order stays as it is:
+ * the job's own first. */
+static void order_images(json_object *results, size_t base, const long *numbers, size_t parked)
 {
     json_object *images = json_object_object_get(results, "images");
-    json_object *numbers = json_object_object_get(results, RESULT_ORDER_MEMBER);
-    size_t n = json_object_array_length(images), k = 0;
-    bool numbered =
-        json_object_is_type(numbers, json_type_array) && json_object_array_length(numbers) == base;
+    json_object *own = json_object_object_get(results, RESULT_ORDER_MEMBER);
+    size_t n = json_object_array_length(images);
+    bool numbered = numbers != NULL && base + parked == n &&
+                    json_object_is_type(own, json_type_array) &&
+                    json_object_array_length(own) == base;
     struct numbered_image *v = numbered ? calloc(n + 1, sizeof *v) : NULL;
-    for (size_t i = 0; v != NULL && i < base; i++) {
-        v[k++].n = (long)json_object_get_int64(json_object_array_get_idx(numbers, i));
-    }
-    for (size_t i = 0; v != NULL && i + 1 < h->elements && k < n; i += 2) {
-        const char *f = h->element[i]->str;
-        char *end = NULL;
-        long num = strncmp(f, "img:", 4) == 0 ? strtol(f + 4, &end, 10) : -1;
-        if (num >= 0 && *end == '\0') {
-            v[k++].n = num;
-        }
-    }
-    if (v != NULL && k == n) {
-        qsort(v + base, n - base, sizeof *v, by_number); /* as add_fields() appended them */
+    if (v != NULL) {
         for (size_t i = 0; i < n; i++) {
+            v[i].n = i < base ? (long)json_object_get_int64(json_object_array_get_idx(own, i))
+                              : numbers[i - base];
             v[i].img = json_object_array_get_idx(images, i);
         }
         qsort(v, n, sizeof *v, by_number);
@@ -1003,14 +998,16 @@ static void assemble_parked(const redisReply *h, json_object *results, json_obje
     const char *names[] = {"images", "errors", "failed_image_identifiers"};
     const char *prefixes[] = {"img", "err", "fail"};
     json_object *own = json_object_object_get(results, "images");
-    size_t base = own != NULL ? json_object_array_length(own) : 0;
+    size_t base = own != NULL ? json_object_array_length(own) : 0, parked = 0;
+    long *numbers = calloc(h->elements / 2 + 1, sizeof *numbers); /* of the parked images */
     for (int i = 0; i < 3; i++) {
         json_object *arr = json_object_object_get(results, names[i]);
         if (arr == NULL) {
             arr = json_object_new_array();
             json_object_object_add(results, names[i], arr);
         }
-        add_fields(h, prefixes[i], arr, i == 0);
+        size_t added = add_fields(h, prefixes[i], arr, i == 0, i == 0 ? numbers : NULL);
+        parked = i == 0 ? added : parked;
         if (i > 0 && json_object_array_length(arr) == 0) {
             json_object_object_del(results, names[i]); /* present only when something failed */
         }
@@ -1020,8 +1017,9 @@ static void assemble_parked(const redisReply *h, json_object *results, json_obje
         json_object_array_add(objs_out, json_object_get(json_object_array_get_idx(before, i)));
     }
     json_object_put(before);
-    add_fields(h, "obj", objs_out, true);
-    order_images(h, results, base);
+    add_fields(h, "obj", objs_out, true, NULL);
+    order_images(results, base, numbers, parked);
+    free(numbers);
 }
 
 static const char *first_string(json_object *arr)
