@@ -1013,7 +1013,9 @@ class RateLimitTest(LuaTestCase):
         status, wait, _, eff = self.acquire(rate=10, burst=20)
         self.assertEqual(status, 1)
         self.assertTrue(6900 <= eff <= 7100, eff)
-        self.assertTrue(130 <= wait <= 143, wait)
+        # one interval at 7/s (143 ms), a little more as the rate climbs back along its curve
+        # while a slow run (ASan) gets from the feedback to this call (it once saw 144)
+        self.assertTrue(130 <= wait <= 150, wait)
         self.assertLessEqual(self.gos(29, rate=10, burst=20), 1)  # 1: a slow machine's slack
         backlog = self.show(rate=10, burst=20)[3]
         self.assertTrue(30 * 1000 / 7 - 50 <= backlog - 3000 <= 30 * 1000 / 7 + 10, backlog)
