@@ -297,7 +297,9 @@ static int parse_rate(const char *s, double *rate, long *burst)
     char *end;
     errno = 0;
     double r = strtod(s, &end);
-    if (errno != 0 || end == s || !isfinite(r) || r <= 0 || r > 1e6 || strncmp(end, "/s", 2) != 0) {
+    /* the range `pixq limit set` takes */
+    if (errno != 0 || end == s || !isfinite(r) || r < 0.001 || r > 1e6 ||
+        strncmp(end, "/s", 2) != 0) {
         return -1;
     }
     end += 2;
@@ -427,7 +429,10 @@ static int set_typed(struct cfg *c, const struct cfg_entry *en, const char *valu
     }
     case T_RATE:
         if (parse_rate(value, &c->s3_rate, &c->s3_burst) < 0) {
-            return err_set(e, "%s: '%s' is not of the form '10/s,burst=20'", en->var, value);
+            return err_set(e,
+                           "%s: '%s' is not of the form '10/s,burst=20' (0.001/s to 1000000/s, "
+                           "burst 0 to 1000000)",
+                           en->var, value);
         }
         return 0;
     case T_AUTO01:
@@ -541,7 +546,7 @@ int cfg_load_env(struct cfg *c, const char *(*get)(const char *name), struct err
     return 0;
 }
 
-/* Finds `--config FILE` / `--config=FILE` in argv, or PIXQ_CONFIG. */
+/* Finds `--config FILE` / `--config=FILE` in argv, or PIXQ_CONFIG (empty: none, as unset). */
 static const char *config_path(int argc, char **argv, const char *(*get)(const char *name))
 {
     for (int i = 1; i < argc; i++) {
@@ -555,7 +560,8 @@ static const char *config_path(int argc, char **argv, const char *(*get)(const c
             return argv[i] + 9;
         }
     }
-    return get("PIXQ_CONFIG");
+    const char *path = get("PIXQ_CONFIG");
+    return path != NULL && path[0] != '\0' ? path : NULL;
 }
 
 /* The setting a flag's name (after "--") names: by flag, never by variable. */

@@ -67,6 +67,9 @@ static void test_bad_values(void)
     CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "fast", &e), -1);
     CHECK(strstr(e.msg, "PIXQ_S3_RATE") != NULL);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "0/s", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "0.0001/s", &e), -1); /* below `pixq limit set`'s */
+    CHECK(strstr(e.msg, "0.001/s to 1000000/s") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "0.001/s", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/s,burst=-1", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "101", &e), -1);
     CHECK(strstr(e.msg, "out of range") != NULL);
@@ -148,6 +151,12 @@ static void test_bad_file(void)
     argc = 4;
     CHECK_INT(cfg_load(&c, &argc, argv2, lookup, &e), -1); /* settings must agree */
     CHECK(strstr(e.msg, "at most a third of PIXQ_LEASE_MS") != NULL);
+    const char *empty[] = {"PIXQ_CONFIG", "", NULL}; /* as unset: no file */
+    fake_env = empty;
+    char *argv3[] = {"prog", NULL};
+    argc = 1;
+    CHECK_INT(cfg_load(&c, &argc, argv3, lookup, &e), 0);
+    fake_env = NULL;
 }
 
 static void test_print_hides_secrets(void)
