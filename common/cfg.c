@@ -183,7 +183,7 @@ static const struct cfg_entry table[] = {
     /* hostile input: the image guard (worker/image.c) */
     {"image-formats", "PIXQ_IMAGE_FORMATS", T_STR, F(image_formats), 0, 0, "jpeg,png,gif,webp",
      false, "source formats accepted (by content), comma-separated: jpeg, png, gif, webp, tiff, "
-     "heic, avif"},
+     "heic, avif, bmp"},
     {"max-frames", "PIXQ_MAX_FRAMES", T_LONG, F(max_frames), 1, 100000, "100", false,
      "most frames (or pages) in a source image"},
     {"magick-memory-mb", "PIXQ_MAGICK_MEMORY_MB", T_LONG, F(magick_memory_mb), 16, 1048576, "256",

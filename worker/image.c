@@ -33,7 +33,7 @@ static const struct coder coders[] = {
     {"JPEG", "JPEG", SNIFF_JPEG, true},  {"PNG", "PNG", SNIFF_PNG, true},
     {"GIF", "GIF", SNIFF_GIF, true},     {"WEBP", "WEBP", SNIFF_WEBP, true},
     {"TIFF", "TIFF", SNIFF_TIFF, true},  {"HEIC", "HEIC", SNIFF_HEIC, false},
-    {"AVIF", "HEIC", SNIFF_AVIF, false}, {"BMP", "BMP", SNIFF_OTHER, true},
+    {"AVIF", "HEIC", SNIFF_AVIF, false}, {"BMP", "BMP", SNIFF_BMP, true},
 };
 
 #define N_CODERS (sizeof coders / sizeof coders[0])
@@ -129,7 +129,8 @@ int img_formats_parse(const char *list, unsigned *out, struct err *e)
         }
         if (f == SNIFF_OTHER) {
             return err_set(e, "PIXQ_IMAGE_FORMATS: unknown format '%.*s' (known: %s)",
-                           (int)(n < 40 ? n : 40), p, "jpeg, png, gif, webp, tiff, heic, avif");
+                           (int)(n < 40 ? n : 40), p,
+                           "jpeg, png, gif, webp, tiff, heic, avif, bmp");
         }
         bits |= 1u << f;
         p += n + (p[n] == ',' ? 1 : 0);

@@ -284,6 +284,31 @@ static void sniff_tiff(const unsigned char *p, size_t n, struct sniff_info *o)
     }
 }
 
+/* ---------------------------------------------------------------- BMP */
+
+/* The file header (14 bytes), then the info header: its size, then the sides, 16-bit signed in
+ * OS/2's 12-byte header, 32-bit signed in the others (a negative height: rows top down). Only
+ * the first image is declared: ImageMagick reads one more when "BM" follows it, and its ping
+ * counts them (check_pinged). */
+static void sniff_bmp(const unsigned char *p, size_t n, struct sniff_info *o)
+{
+    o->frames = 1;
+    if (n < 26) {
+        o->truncated = true;
+        return;
+    }
+    unsigned long size = le32(p + 14);
+    long w = 0, h = 0;
+    if (size == 12) {
+        w = (int16_t)le16(p + 18);
+        h = (int16_t)le16(p + 20);
+    } else if (size >= 40) {
+        w = (int32_t)le32(p + 18);
+        h = (int32_t)le32(p + 22);
+    }
+    note_frame(o, (unsigned long)(w < 0 ? -w : w), (unsigned long)(h < 0 ? -h : h));
+}
+
 /* ---------------------------------------------------------------- HEIF (HEIC, AVIF) */
 
 struct box {
@@ -457,7 +482,7 @@ static const struct magic others[] = {
     {"qoif", 4, "QOI"},                    {"DDS ", 4, "DDS"},
     {"\x76\x2F\x31\x01", 4, "OpenEXR"},    {"#?RADIANCE", 10, "HDR"},
     {"#?RGBE", 6, "HDR"},                  {"id=ImageMagick", 14, "MIFF"},
-    {"BM", 2, "BMP"},                      {"\x1F\x8B", 2, "gzip"},
+    {"\x1F\x8B", 2, "gzip"},
     {"PK\x03\x04", 4, "ZIP"},              {"BZh", 3, "bzip2"},
     {"\xFD" "7zXZ", 5, "xz"},              {"RIFF", 4, "RIFF"},
 };
@@ -493,12 +518,12 @@ static const char *other_name(const unsigned char *p, size_t n)
 
 static const char *const format_names[SNIFF_N_FORMATS] = {
     [SNIFF_JPEG] = "jpeg", [SNIFF_PNG] = "png",   [SNIFF_GIF] = "gif",   [SNIFF_WEBP] = "webp",
-    [SNIFF_TIFF] = "tiff", [SNIFF_HEIC] = "heic", [SNIFF_AVIF] = "avif",
+    [SNIFF_TIFF] = "tiff", [SNIFF_HEIC] = "heic", [SNIFF_AVIF] = "avif", [SNIFF_BMP] = "bmp",
 };
 
 static const char *const display_names[SNIFF_N_FORMATS] = {
     [SNIFF_JPEG] = "JPEG", [SNIFF_PNG] = "PNG",   [SNIFF_GIF] = "GIF",   [SNIFF_WEBP] = "WebP",
-    [SNIFF_TIFF] = "TIFF", [SNIFF_HEIC] = "HEIC", [SNIFF_AVIF] = "AVIF",
+    [SNIFF_TIFF] = "TIFF", [SNIFF_HEIC] = "HEIC", [SNIFF_AVIF] = "AVIF", [SNIFF_BMP] = "BMP",
 };
 
 /* The decodable format the magic bytes say, or SNIFF_OTHER. */
@@ -522,6 +547,9 @@ static enum sniff_format magic_format(const unsigned char *p, size_t n)
     }
     if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0) {
         return ftyp_format(p, n);
+    }
+    if (starts(p, n, "BM", 2)) {
+        return SNIFF_BMP;
     }
     return SNIFF_OTHER;
 }
@@ -555,6 +583,9 @@ void sniff_image(const void *data, size_t len, struct sniff_info *out)
     case SNIFF_HEIC:
     case SNIFF_AVIF:
         heif_sizes(p, n, out);
+        break;
+    case SNIFF_BMP:
+        sniff_bmp(p, n, out);
         break;
     case SNIFF_OTHER:
         break;

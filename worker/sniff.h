@@ -32,9 +32,10 @@ enum sniff_format {
     SNIFF_TIFF,
     SNIFF_HEIC,
     SNIFF_AVIF,
+    SNIFF_BMP,
 };
 
-#define SNIFF_N_FORMATS (SNIFF_AVIF + 1)
+#define SNIFF_N_FORMATS (SNIFF_BMP + 1)
 
 /* What the bytes are. Sizes are what the headers declare, before any decoding. */
 struct sniff_info {
@@ -53,7 +54,7 @@ void sniff_image(const void *data, size_t len, struct sniff_info *out);
 const char *sniff_format_name(enum sniff_format f);
 
 /* The format called `name` ("jpeg", "jpg", "png", "gif", "webp", "tiff", "tif", "heic", "heif",
- * "avif"; any case), or SNIFF_OTHER. */
+ * "avif", "bmp"; any case), or SNIFF_OTHER. */
 enum sniff_format sniff_format_named(const char *name);
 
 #endif

@@ -8,7 +8,7 @@ seeds/fuzz_job/    every sample job of tests/data/jobs, every function case of t
 seeds/fuzz_image/  tests/data/images, 64x64 crops of the photos of tests/data/corpus in their own
                    formats, and small files (made with ImageMagick's convert) of every format and
                    shape the image guard handles: animated GIF and WebP, multi-page TIFF in both
-                   byte orders, HEIC, AVIF, progressive JPEG, interlaced and 16-bit PNG...
+                   byte orders, HEIC, AVIF, BMP (RLE, alpha, OS/2), progressive JPEG, interlaced and 16-bit PNG...
 
 Files are named by the SHA-1 of their contents, as libFuzzer names what it finds, so running this
 again only adds what is new. Crash regressions (seeds/<target>/regress-*) are kept. The whole
@@ -65,9 +65,13 @@ def job_seeds(data):
 
 
 def convert(*args, suffix):
+    """convert's output for `args`, written to a file of that suffix ("CODER:.ext": that
+    coder)."""
+    coder, _, suffix = suffix.rpartition(":")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / ("out" + suffix)
-        subprocess.run(["convert", *args, str(out)], check=True, stdout=subprocess.DEVNULL,
+        target = coder + ":" + str(out) if coder else str(out)
+        subprocess.run(["convert", *args, target], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=120)
         return out.read_bytes()
 
@@ -89,6 +93,11 @@ GENERATED = [
     (["-size", "16x12", "gradient:", "-endian", "MSB", "-compress", "LZW"], ".tif"),
     (["-size", "16x12", "gradient:", "-quality", "40"], ".heic"),
     (["-size", "16x12", "gradient:", "-quality", "40"], ".avif"),
+    (["-size", "16x12", "gradient:red-blue"], ".bmp"),
+    (["-size", "16x12", "gradient:", "-colors", "16", "-compress", "RLE", "-type", "Palette"],
+     ".bmp"),
+    (["-size", "16x12", "xc:none", "-fill", "red", "-draw", "rectangle 2,2 9,9"], ".bmp"),
+    (["-size", "16x12", "gradient:", "-type", "Palette"], "BMP2:.bmp"),  # OS/2's header
 ]
 
 

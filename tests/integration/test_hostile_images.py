@@ -12,7 +12,7 @@ there). Then the same worker must process a good job.
                          refused; a JPEG named .png is still a JPEG
   PrefixTrickTest        text:, ephemeral:, msl:, url:... in src and in a composite's src
   CorruptTest            truncated JPEG and PNG, a PNG with a bad CRC, an empty body
-  TiffDisabledTest, TiffEnabledTest   PIXQ_IMAGE_FORMATS
+  TiffDisabledTest, TiffEnabledTest, BmpEnabledTest   PIXQ_IMAGE_FORMATS
   FrameLimitTest         PIXQ_MAX_FRAMES
   TimeLimitTest          PIXQ_MAGICK_TIME_S
   MetadataLimitTest      PIXQ_EXIF_MAX_VALUES, PIXQ_XMP_MAX_ELEMENTS, PIXQ_METADATA_MAX_MB: EXIF
@@ -116,6 +116,30 @@ def tiff(width=16, height=8, big_endian=False):
         ifd += struct.pack(e + "HHI", tag, kind, count) + packed
     ifd += struct.pack(e + "I", 0)
     return (b"MM\0*" if big_endian else b"II*\0") + struct.pack(e + "I", 8) + ifd + pixels
+
+
+def bmp(width=16, height=8, top_down=False, header=40):
+    """An uncompressed 24-bit BMP: the top half white, the bottom half black; rows bottom up
+    unless `top_down` (a negative height); `header` 12 is OS/2's info header."""
+    rows = [bytes([255 if y < height // 2 else 0] * 3 * width).ljust((3 * width + 3) & ~3, b"\0")
+            for y in range(height)]
+    pixels = b"".join(rows if top_down else rows[::-1])
+    if header == 12:
+        info = struct.pack("<IhhHH", 12, width, height, 1, 24)
+    else:
+        info = struct.pack("<IiiHHIIiiII", 40, width, -height if top_down else height, 1, 24, 0,
+                           len(pixels), 2835, 2835, 0, 0)
+    offset = 14 + len(info)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + pixels
+
+
+def bmp_rle_bomb(width, height):
+    """An 8-bit RLE BMP declaring width x height, its data a few bytes (end of bitmap)."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, 4, 0, 0, 2, 0)
+    palette = b"\0\0\0\0\xff\xff\xff\0"
+    data = b"\x00\x01"  # end of bitmap
+    offset = 14 + len(info) + len(palette)
+    return b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset) + info + palette + data
 
 
 def avif():
@@ -491,6 +515,11 @@ class TiffDisabledTest(HostileImageTestCase):
                           DEFAULT_ALLOWED, ".avif")
         self.assert_still_serving()
 
+    def test_bmp_refused(self):
+        self.refuse_bytes("bmp-off", bmp(), "Unsupported image format: BMP " + DEFAULT_ALLOWED,
+                          ".bmp")
+        self.assert_still_serving()
+
 
 class TiffEnabledTest(HostileImageTestCase):
     """PIXQ_IMAGE_FORMATS=jpeg,png,gif,webp,tiff: TIFF is decoded, in both byte orders."""
@@ -508,6 +537,45 @@ class TiffEnabledTest(HostileImageTestCase):
                 self.assert_image(self.s3_object("out/%s.jpg" % name), "JPEG", 40, 25)
         self.refuse_bytes("avif-still-off", avif(), "Unsupported image format: AVIF (allowed: "
                           "jpeg, png, gif, webp, tiff)", ".avif")
+        self.assert_still_serving()
+
+
+class BmpEnabledTest(HostileImageTestCase):
+    """PIXQ_IMAGE_FORMATS=jpeg,png,gif,webp,bmp: BMP (which Blitline took) is decoded, its rows
+    either way up and OS/2's header too; a declared size beyond the limit is refused."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_IMAGE_FORMATS": "jpeg,png,gif,webp,bmp"}
+
+    def top_and_bottom(self, data):
+        """The grey levels of the top-left and bottom-left pixels of an image."""
+        out = subprocess.run(["convert", "-", "-format", "%[fx:int(255*p{0,0}.intensity)] "
+                              "%[fx:int(255*p{0,h-1}.intensity)]", "info:"], input=data,
+                             check=True, stdout=subprocess.PIPE, timeout=60).stdout.split()
+        return int(out[0]), int(out[1])
+
+    def test_bmp_accepted(self):
+        for name, data in (("bmp-up", bmp(80, 50)), ("bmp-down", bmp(80, 50, top_down=True)),
+                           ("bmp-os2", bmp(80, 50, header=12))):
+            with self.subTest(name=name):
+                src = self.src.add("/%s.bmp" % name, data)
+                self.push_job(self.job(name, src))
+                pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+                self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+                self.assertEqual(pb.json["results"]["original_meta"], {"width": 80, "height": 50})
+                out = self.s3_object("out/%s.jpg" % name)
+                self.assert_image(out, "JPEG", 40, 25)
+                top, bottom = self.top_and_bottom(out)
+                self.assertGreater(top, 240)  # the right way up
+                self.assertLess(bottom, 15)
+        self.assert_still_serving()
+
+    def test_bmp_declaring_huge_dimensions(self):
+        data = bmp_rle_bomb(30000, 30000)
+        self.assertLess(len(data), 100)
+        self.refuse_bytes("bmp-bomb", data,
+                          "image is 30000x30000, more than the limit of 50000000 pixels", ".bmp")
+        self.refuse_bytes("bmp-bomb-down", bmp_rle_bomb(30000, -30000),
+                          "image is 30000x30000, more than the limit of 50000000 pixels", ".bmp")
         self.assert_still_serving()
 
 

@@ -1,5 +1,5 @@
 /* Unit tests of worker/sniff.c's JPEG walk: the size from SOF, and `truncated` (no EOI marker
- * after the first scan), whatever the bytes around the markers. */
+ * after the first scan), whatever the bytes around the markers; and of its BMP headers. */
 #include <stdbool.h>
 #include <string.h>
 
@@ -96,10 +96,54 @@ static void test_cuts(void)
     CHECK_INT(cut_truncated, (long)(sizeof data - sizeof head));
 }
 
+/* A BMP's 14-byte file header and an info header of `size` bytes (12: OS/2's 16-bit sides). */
+static struct sniff_info bmp(unsigned size, long w, long h, size_t n)
+{
+    unsigned char d[54] = {'B', 'M'};
+    d[14] = (unsigned char)size;
+    for (int i = 0; i < (size == 12 ? 2 : 4); i++) {
+        int at = size == 12 ? 2 : 4;
+        d[18 + i] = (unsigned char)((unsigned long)w >> (8 * i));
+        d[18 + at + i] = (unsigned char)((unsigned long)h >> (8 * i));
+    }
+    struct sniff_info o;
+    sniff_image(d, n, &o);
+    return o;
+}
+
+static void test_bmp(void)
+{
+    struct sniff_info o = bmp(40, 640, -480, 54); /* rows top down */
+    CHECK_INT(o.format, SNIFF_BMP);
+    CHECK_STR(o.name, "BMP");
+    CHECK_INT(o.width, 640);
+    CHECK_INT(o.height, 480);
+    CHECK_INT(o.frames, 1);
+    CHECK(!o.truncated);
+    o = bmp(124, 30000, 30000, 54);
+    CHECK_INT(o.width, 30000);
+    CHECK_INT(o.height, 30000);
+    o = bmp(40, 3, -2147483647L - 1, 54); /* the most negative height: its size, not an overflow */
+    CHECK_INT(o.height, 2147483648L);
+    o = bmp(12, 65535, 200, 54); /* OS/2: signed 16 bits, as ImageMagick reads them */
+    CHECK_INT(o.width, 1);
+    CHECK_INT(o.height, 200);
+    o = bmp(12, 32767, 300, 54);
+    CHECK_INT(o.width, 32767);
+    o = bmp(20, 100, 100, 54); /* a size ImageMagick refuses: nothing declared */
+    CHECK_INT(o.width, 0);
+    o = bmp(40, 100, 100, 25);
+    CHECK_INT(o.format, SNIFF_BMP);
+    CHECK(o.truncated);
+    CHECK_INT(sniff_format_named("BMP"), SNIFF_BMP);
+    CHECK_STR(sniff_format_name(SNIFF_BMP), "bmp");
+}
+
 int main(void)
 {
     test_size();
     test_eoi();
     test_cuts();
+    test_bmp();
     return check_summary("sniff");
 }
