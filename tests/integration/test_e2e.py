@@ -142,6 +142,21 @@ class TimesTest(E2ETestCase):
         self.assertGreater(float(done[0]["s3_wait_ms"]), 0, done[0])
         self.assertLess(float(done[0]["s3_wait_ms"]), float(done[0]["ms"]) + 1, done[0])
 
+    def test_wait_for_s3_reads_a_large_object_at_once(self):
+        # a PNG of a megabyte: its HEAD (Content-Length, no body) is readable at the first try
+        # (libcurl's size cap for error bodies failed every HEAD of more than 64 KiB, and the
+        # postback waited out PIXQ_WAIT_FOR_S3_MAX_MS)
+        job = self.make_job(self.serve("jpeg"), "out/waited.png", params={"width": 800},
+                            job_id="waited-big")
+        job["wait_for_s3"] = True
+        self.push_job(job)
+        self.wait_for_postback(POSTBACK_TIMEOUT_S, job_id="waited-big")
+        self.assertGreater(len(self.s3_object("out/waited.png")), 256 * 1024)
+        waits = self.wait_until(lambda: [e for e in self.worker.log_events("wait_for_s3")
+                                         if e.get("job_id") == "waited-big"], 10, "wait_for_s3")
+        self.assertEqual(waits[0]["unreadable"], "0", waits)
+        self.assertLess(int(waits[0]["ms"]), 1000, waits)
+
 
 class FailureTest(E2ETestCase):
     """(b) a source nobody serves, (c) a payload that is not JSON: the worker carries on."""
