@@ -108,6 +108,17 @@ bool http_header_valid(const char *name, const char *value)
     return true;
 }
 
+/* Whether the request's own headers name `name` (any case). */
+static bool has_header(const struct http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_headers; i++) {
+        if (strcasecmp(req->headers[i].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static struct curl_slist *build_headers(const struct http_request *req, struct err *e)
 {
     for (size_t i = 0; i < req->n_headers; i++) {
@@ -119,6 +130,15 @@ static struct curl_slist *build_headers(const struct http_request *req, struct e
     struct curl_slist *list = NULL;
     /* curl would send "Expect: 100-continue" for large bodies: one round trip lost */
     list = curl_slist_append(list, "Expect:");
+    /* and a body without a Content-Type its POST's application/x-www-form-urlencoded: S3 would
+     * store an upload whose job removed the type ("Content-Type": "") as a form */
+    if (list != NULL && !has_header(req, "Content-Type")) {
+        struct curl_slist *next = curl_slist_append(list, "Content-Type:");
+        if (next == NULL) {
+            curl_slist_free_all(list);
+        }
+        list = next;
+    }
     for (size_t i = 0; list != NULL && i < req->n_headers; i++) {
         char line[8192];
         int n = snprintf(line, sizeof line, "%s: %s", req->headers[i].name, req->headers[i].value);
@@ -127,8 +147,10 @@ static struct curl_slist *build_headers(const struct http_request *req, struct e
             err_set(e, "header %s too long", req->headers[i].name);
             return NULL;
         }
-        if (req->headers[i].value[0] == '\0') {
-            snprintf(line, sizeof line, "%s;", req->headers[i].name); /* curl's empty value */
+        /* curl would drop a header whose value is blank ("name:"), as SigV4 signed it (trimmed,
+         * empty): it is sent empty, "name;" being curl's way to */
+        if (req->headers[i].value[strspn(req->headers[i].value, " \t")] == '\0') {
+            snprintf(line, sizeof line, "%s;", req->headers[i].name);
         }
         struct curl_slist *next = curl_slist_append(list, line);
         if (next == NULL) {

@@ -476,8 +476,9 @@ class AclTest(BlitlineTestCase):
 
     s3_server = "stub"
 
-    def stored_acl(self, headers):
-        """The ACL headers the stub stored for one output saved with `headers`."""
+    def stored_headers(self, headers):
+        """The headers the stub (which checks the signature) stored for one output saved with
+        `headers`: x-amz-meta-*, x-amz-acl, x-amz-grant-*, cache-control, content-*."""
         self.saved = getattr(self, "saved", 0) + 1
         key, job_id = "acl/%d.jpg" % self.saved, "acl-%d" % self.saved
         job = {"src": self.serve_photo(), "job_id": job_id,
@@ -486,7 +487,11 @@ class AclTest(BlitlineTestCase):
                    "image_identifier": "a", "s3_destination": {
                        "bucket": DEST_BUCKET, "key": key, "headers": headers}}}]}
         self.assert_success(self.submit(job), job["job_id"], ["a"])
-        return {n: v for n, v in self.s3.object_headers(DEST_BUCKET, key).items()
+        return self.s3.object_headers(DEST_BUCKET, key)
+
+    def stored_acl(self, headers):
+        """The ACL headers the stub stored for one output saved with `headers`."""
+        return {n: v for n, v in self.stored_headers(headers).items()
                 if n.startswith(("x-amz-acl", "x-amz-grant-"))}
 
     def test_default_acl(self):
@@ -506,6 +511,18 @@ class AclTest(BlitlineTestCase):
         """The job's own canned ACL is its choice (S3 answers for it); only the default goes."""
         self.assertEqual(self.stored_acl({"x-amz-acl": "private", "x-amz-grant-read": ""}),
                          {"x-amz-acl": "private"})
+
+    def test_removed_content_type_is_none(self):
+        """`"Content-Type": ""` removes the type (S3 then stores its default): curl's POST default
+        application/x-www-form-urlencoded was sent in its place, unsigned, and stored."""
+        self.assertEqual(self.stored_headers({})["content-type"], "image/jpeg")
+        self.assertNotIn("content-type", self.stored_headers({"Content-Type": ""}))
+
+    def test_blank_metadata_is_stored_empty(self):
+        """A value of spaces is signed trimmed, empty, and sent so: curl dropped it."""
+        stored = self.stored_headers({"x-amz-meta-blank": "   ", "x-amz-meta-tab": "\t"})
+        self.assertEqual(stored.get("x-amz-meta-blank"), "", stored)
+        self.assertEqual(stored.get("x-amz-meta-tab"), "", stored)
 
 
 class DestinationsTest(BlitlineTestCase):
