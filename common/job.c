@@ -292,6 +292,10 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
                            "character, or a name that is not a token)",
                            what, shown(name, q, sizeof q));
         }
+        if (strlen(name) > JOB_HEADER_NAME_MAX) {
+            return err_set(e, "%s: header name '%s' is longer than %d bytes", what,
+                           shown(name, q, sizeof q), JOB_HEADER_NAME_MAX);
+        }
         if (strlen(value) > JOB_HEADER_VALUE_MAX) {
             return err_set(e, "%s: header '%s' is longer than %d bytes", what, name,
                            JOB_HEADER_VALUE_MAX);

@@ -23,6 +23,7 @@
 #define JOB_MAX_BATCH        1000 /* most jobs in one JSON-array payload */
 #define JOB_MAX_HEADERS      24   /* most postback_headers, or headers of one s3_destination */
 #define JOB_HEADER_VALUE_MAX 4096 /* bytes of one header value from a job */
+#define JOB_HEADER_NAME_MAX  128  /* bytes of one header name from a job (all of them signed fit) */
 #define JOB_S3_KEY_MAX       1024 /* bytes of an S3 key (S3's own limit) */
 #define JOB_IDENTIFIER_MAX   512  /* bytes of an image_identifier */
 
@@ -127,7 +128,8 @@ const char *job_src_url(const struct job *j);
 /* ---- guards, also for what the worker reads outside job_parse() (sources in parameters). */
 
 /* Checks a headers object from a job (`what` names it in the message: "postback_headers"):
- * at most JOB_MAX_HEADERS string values of at most JOB_HEADER_VALUE_MAX bytes, every name and
+ * at most JOB_MAX_HEADERS string values of at most JOB_HEADER_VALUE_MAX bytes named in at most
+ * JOB_HEADER_NAME_MAX, every name and
  * value sendable (http_header_valid(): no CR, LF or other control character), none that frames
  * the request (Content-Length, Transfer-Encoding, Host, Connection...) and, when `what` starts
  * with "s3_destination", none that signs the upload or makes it another operation

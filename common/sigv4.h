@@ -37,7 +37,7 @@
 #include "err.h"
 
 #define SIGV4_AMZ_DATE_LEN     17          /* "20150830T123600Z" plus NUL */
-#define SIGV4_AUTHZ_MAX        1024        /* bytes for an Authorization header value */
+#define SIGV4_AUTHZ_MAX        8192        /* bytes for an Authorization header value */
 #define SIGV4_MAX_HEADERS      64          /* headers one request may sign */
 #define SIGV4_MAX_QUERY_PARAMS 256         /* query parameters one request may carry */
 #define SIGV4_CREQ_MAX         (64 * 1024) /* bytes of a canonical request */

@@ -141,6 +141,11 @@ def random_headers(rng, method, host):
             headers.append((name, odd_spacing(rng, rng.choice(values))))
     if method == "GET" and rng.random() < 0.3:
         headers.append(("Range", "bytes=0-%d" % rng.randint(0, 4096)))
+    if rng.random() < 0.1:  # as many and as long names as a job may give (JOB_MAX_HEADERS 24,
+        for _ in range(24):  # JOB_HEADER_NAME_MAX 128): SignedHeaders of over 3 KB
+            name = "x-amz-meta-" + random_text(rng, "abcdefghijklmnopqrstuvwxyz0123456789-",
+                                               100, 117)
+            headers.append((name, random_text(rng, PRINTABLE, 0, 8)))
     rng.shuffle(headers)
     return headers
 

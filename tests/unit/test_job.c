@@ -489,6 +489,14 @@ static void test_guards(void)
     }
     snprintf(many + n, sizeof many - n, "}");
     expect_guard(ok_dest, many, "more than 24 headers");
+    char name[JOB_HEADER_NAME_MAX + 2], named[JOB_HEADER_NAME_MAX + 64];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0'; /* one byte too long: every name a job may give is signed */
+    snprintf(named, sizeof named, "{\"x-amz-meta-%s\":\"v\"}", name + 11);
+    expect_guard(ok_dest, named, "header name 'x-amz-meta-nnn");
+    expect_guard(ok_dest, named, "is longer than 128 bytes");
+    snprintf(named, sizeof named, "{\"x-amz-meta-%s\":\"v\"}", name + 12);
+    expect_guard(ok_dest, named, NULL);
 
     struct err e = {{0}};
     char key[JOB_S3_KEY_MAX + 2];
