@@ -342,8 +342,8 @@ static int check_list(const struct cfg_entry *en, const char *value, struct err 
     return 0;
 }
 
-/* http:// or https://, a host with an optional :port, then an optional path; no spaces or
- * control characters anywhere. */
+/* http:// or https://, a host with an optional :port, then an optional path (set_string()
+ * takes none but "/"); no spaces or control characters anywhere. */
 static bool valid_http_url(const char *v)
 {
     const char *p = strncmp(v, "http://", 7) == 0    ? v + 7
@@ -373,6 +373,13 @@ static int set_string(struct cfg *c, const struct cfg_entry *en, const char *val
     }
     if (en->type == T_URL && n > 0 && !valid_http_url(value)) {
         return err_set(e, "%s: '%s' is not an http:// or https:// URL with a host", en->var, value);
+    }
+    const char *path = en->type == T_URL && n > 0 ? strchr(strstr(value, "//") + 2, '/') : NULL;
+    if (path != NULL && strcmp(path, "/") != 0) { /* s3.c addresses buckets at the root */
+        return err_set(e,
+                       "%s: '%s' has a path; buckets are addressed at the endpoint's root (a "
+                       "store under a path prefix is not supported)",
+                       en->var, value);
     }
     if (check_list(en, value, e) < 0) {
         return -1;

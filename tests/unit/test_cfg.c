@@ -81,6 +81,9 @@ static void test_bad_values(void)
     CHECK(strstr(e.msg, "PIXQ_S3_ENDPOINT: 'http://' is not an http:// or https:// URL with a "
                         "host") != NULL);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://a b", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://127.0.0.1:9000/s3prefix", &e), -1);
+    CHECK(strstr(e.msg, "has a path") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://127.0.0.1:9000/", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "https://:9000", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "https://s3.example.com/x y", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://[::1]:9000", &e), 0);
