@@ -451,6 +451,11 @@ static void test_guards(void)
     expect_guard("{\"bucket\":\"b\",\"key\":\"caf\\u00e9/\\u65e5\\u672c.png\"}", "{}", NULL);
     expect_guard("{\"bucket\":{\"name\":\"b\",\"location\":\"eu-west-1\"},\"key\":\"k\"}", "{}",
                  NULL);
+    struct job *empty = parse("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{"
+                              "\"image_identifier\":\"i\",\"s3_destination\":{\"bucket\":{"
+                              "\"name\":\"b\",\"location\":\"\"},\"key\":\"k\"}}}]}");
+    CHECK(empty != NULL && empty->error[0] == '\0' && empty->functions[0].save->location == NULL);
+    job_destroy(empty); /* an empty location is none: the remembered region applies */
     expect_guard("{\"bucket\":{\"name\":\"b\",\"location\":\"x.evil/\"},\"key\":\"k\"}", "{}",
                  "bucket location 'x.evil/' is not a region name");
     /* headers that frame the request, or sign or redirect an upload, are pixq's */
