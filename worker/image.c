@@ -629,10 +629,64 @@ static MagickWand *read_first(const void *data, size_t len, const struct sniff_i
     return w;
 }
 
+/* Blitline read a multi-page TIFF as its pages stacked top to bottom (the widest page's width,
+ * the narrower ones on the first page's background), or its first page when that failed: into
+ * `p`, the pages and size of the stack when it is within the limits, else 1 page. */
+static void stack_size(MagickWand *r, long max_pixels, struct img_probe *p)
+{
+    size_t n = MagickGetNumberImages(r);
+    long width = 0, height = 0;
+    for (size_t i = 0; i < n && MagickSetIteratorIndex(r, (ssize_t)i) != MagickFalse; i++) {
+        long w = (long)MagickGetImageWidth(r), h = (long)MagickGetImageHeight(r);
+        width = w > width ? w : width;
+        height += h; /* each side at most IMG_MAX_SIDE, at most PIXQ_MAX_FRAMES of them */
+    }
+    struct err e;
+    p->pages = 1;
+    if (n > 1 && check_size(width, height, max_pixels, &e) == 0) {
+        p->pages = (long)n;
+        p->width = width;
+        p->height = height;
+    }
+}
+
+/* Decodes every page and stacks them top to bottom (stack_size()) into a wand of its own, with
+ * the first page's properties and profiles. */
+static MagickWand *read_stacked(const void *data, size_t len, const struct sniff_info *si,
+                                void *deadline, struct err *e)
+{
+    MagickWand *r = reader(si, deadline, e);
+    if (r == NULL) {
+        return NULL;
+    }
+    MagickWand *w = NULL;
+    if (read_blob(r, data, len, si, false) == MagickFalse || MagickGetNumberImages(r) == 0 ||
+        MagickGetExceptionType(r) >= ErrorException || past_deadline(r)) {
+        unreadable(r, si, e);
+    } else {
+        MagickResetIterator(r);
+        MagickWand *a = MagickAppendImages(r, MagickTrue);
+        if (a == NULL || past_deadline(r)) {
+            unreadable(r, si, e);
+        } else {
+            w = NewMagickWandFromImage(GetImageFromMagickWand(a)); /* without the reader's format */
+            if (w == NULL) {
+                err_set(e, "out of memory");
+            }
+        }
+        if (a != NULL) {
+            DestroyMagickWand(a);
+        }
+    }
+    DestroyMagickWand(r);
+    return w;
+}
+
 /* Reads the headers of every frame (no pixels), checks them, and keeps the first frame's; a
- * JPEG's profiles only with `profiles`. */
+ * JPEG's profiles only with `profiles`. With `stack` (a TIFF's probe), stack_size() into it. */
 static MagickWand *ping_first(const void *data, size_t len, const struct sniff_info *si,
-                              long max_pixels, void *deadline, bool profiles, struct err *e)
+                              long max_pixels, void *deadline, bool profiles,
+                              struct img_probe *stack, struct err *e)
 {
     MagickWand *r = reader(si, deadline, e);
     if (r == NULL) {
@@ -650,6 +704,9 @@ static MagickWand *ping_first(const void *data, size_t len, const struct sniff_i
         MagickGetExceptionType(r) >= ErrorException || past_deadline(r)) {
         unreadable(r, si, e);
     } else if (check_pinged(r, si, max_pixels, e) == 0) {
+        if (stack != NULL) {
+            stack_size(r, max_pixels, stack);
+        }
         MagickSetFirstIterator(r);
         w = NewMagickWandFromImage(GetImageFromMagickWand(r));
         if (w == NULL) {
@@ -713,7 +770,8 @@ static MagickWand *probe(const void *data, size_t len, long max_pixels, struct i
     p->decoded = si.format == SNIFF_WEBP && !still_webp; /* animated: ImageMagick decodes it */
     MagickWand *w = still_webp   ? probe_webp(data, len, ww, wh, max_pixels, p, e)
                     : p->decoded ? read_first(data, len, &si, NULL, p->deadline, e)
-                                 : ping_first(data, len, &si, max_pixels, p->deadline, false, e);
+                                 : ping_first(data, len, &si, max_pixels, p->deadline, false,
+                                              si.format == SNIFF_TIFF ? p : NULL, e);
     if (w != NULL && p->decoded && check_pinged(w, &si, max_pixels, e) < 0) {
         w = DestroyMagickWand(w);
     }
@@ -722,7 +780,7 @@ static MagickWand *probe(const void *data, size_t len, long max_pixels, struct i
     }
     p->format = si.format;
     p->name = si.name;
-    if (!still_webp) {
+    if (!still_webp && p->pages <= 1) {
         p->width = (long)MagickGetImageWidth(w);
         p->height = (long)MagickGetImageHeight(w);
     }
@@ -757,7 +815,7 @@ static MagickWand *ping_headers(const void *data, size_t len, const struct img_p
                                 struct err *e)
 {
     struct sniff_info si = {.format = p->format, .name = p->name};
-    return ping_first(data, len, &si, guard.cfg.max_pixels, p->deadline, true, e);
+    return ping_first(data, len, &si, guard.cfg.max_pixels, p->deadline, true, NULL, e);
 }
 
 /* A reduced decoder's wand `w` (or NULL) under the source's deadline, its ping `headers` gone. */
@@ -954,6 +1012,8 @@ static MagickWand *read_image(const void *data, size_t len, const struct img_pro
         if (w != NULL) {
             MagickSetImageProgressMonitor(w, before_deadline, p->deadline);
         }
+    } else if (w == NULL && p->pages > 1) {
+        w = read_stacked(data, len, &si, p->deadline, e);
     } else if (w == NULL) {
         w = read_first(data, len, &si, hint && p->format == SNIFF_JPEG ? size : NULL, p->deadline,
                        e);

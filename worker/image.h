@@ -107,7 +107,11 @@ MagickWand *img_decode(const void *data, size_t len, long max_pixels, long *widt
 struct img_probe {
     enum sniff_format format;
     const char *name;   /* "JPEG"..., for messages (static) */
-    long width, height; /* the first frame, as stored (before auto-orient) */
+    long width, height; /* the first frame, as stored (before auto-orient); a TIFF's stacked
+                           pages (see `pages`) */
+    long pages;         /* a TIFF's pages img_read() stacks top to bottom, as Blitline did (the
+                           widest page's width, the sum of their heights; within the limits: else
+                           1, its first page); 0 or 1: the first frame */
     int orientation;    /* its EXIF orientation (ImageMagick's OrientationType; 0: none; -1:
                            not known before decoding, for a JPEG) */
     void *deadline;     /* PIXQ_MAGICK_TIME_S from the probe (see above) */
@@ -124,12 +128,12 @@ struct img_probe {
 MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_probe *p,
                       struct err *e);
 
-/* Decodes the first frame of a probed source. With `hint_w` x `hint_h` (0 x 0: none) a JPEG is
- * decoded by libjpeg at a reduced scale (ImageMagick's "jpeg:size": the largest of 1/8, 1/4, 3/8,
- * 1/2 that keeps both sides at or above the hint), a still WebP by libwebp at exactly that size,
- * an 8-bit RGB(A), a palette or a grey PNG by pngshrink.h at the JPEG's size when that scale is
- * 1/2, 1/4 or 1/8 (a PNG it declines is read whole); other formats ignore it. Returns a wand to
- * destroy, or NULL with the reason. */
+/* Decodes the first frame of a probed source (a TIFF's pages stacked, see img_probe.pages). With
+ * `hint_w` x `hint_h` (0 x 0: none) a JPEG is decoded by libjpeg at a reduced scale (ImageMagick's
+ * "jpeg:size": the largest of 1/8, 1/4, 3/8, 1/2 that keeps both sides at or above the hint), a
+ * still WebP by libwebp at exactly that size, an 8-bit RGB(A), a palette or a grey PNG by
+ * pngshrink.h at the JPEG's size when that scale is 1/2, 1/4 or 1/8 (a PNG it declines is read
+ * whole); other formats ignore it. Returns a wand to destroy, or NULL with the reason. */
 MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
                      long hint_h, struct err *e);
 

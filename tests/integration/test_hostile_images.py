@@ -142,6 +142,23 @@ def bmp_rle_bomb(width, height):
     return b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset) + info + palette + data
 
 
+def tiff_pages(*pages):
+    """A TIFF of one page per (width, height, colour), made by ImageMagick's convert."""
+    args = []
+    for width, height, colour in pages:
+        args += ["-size", "%dx%d" % (width, height), "xc:" + colour]
+    return subprocess.run(["convert", *args, "-compress", "LZW", "tif:-"], check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60).stdout
+
+
+def pixels(data, *points):
+    """The grey levels (0-255) of an image at (x, y) points."""
+    fx = " ".join("%%[fx:int(255*p{%d,%d}.intensity+0.5)]" % xy for xy in points)
+    out = subprocess.run(["convert", "-", "-format", fx, "info:"], input=data, check=True,
+                         stdout=subprocess.PIPE, timeout=60).stdout.split()
+    return [int(v) for v in out]
+
+
 def avif():
     """A small AVIF, made by ImageMagick's convert (libheif)."""
     return subprocess.run(["convert", "-size", "16x12", "gradient:", "avif:-"], check=True,
@@ -522,7 +539,8 @@ class TiffDisabledTest(HostileImageTestCase):
 
 
 class TiffEnabledTest(HostileImageTestCase):
-    """PIXQ_IMAGE_FORMATS=jpeg,png,gif,webp,tiff: TIFF is decoded, in both byte orders."""
+    """PIXQ_IMAGE_FORMATS=jpeg,png,gif,webp,tiff: TIFF is decoded, in both byte orders, its
+    pages stacked."""
 
     worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_IMAGE_FORMATS": "jpeg,png,gif,webp,tiff"}
 
@@ -538,6 +556,23 @@ class TiffEnabledTest(HostileImageTestCase):
         self.refuse_bytes("avif-still-off", avif(), "Unsupported image format: AVIF (allowed: "
                           "jpeg, png, gif, webp, tiff)", ".avif")
         self.assert_still_serving()
+
+    def test_pages_are_stacked(self):
+        """Blitline read a multi-page TIFF as its pages one under the other: the widest page's
+        width, the narrower on a white background."""
+        name = "tiff-pages"
+        src = self.src.add("/%s.tif" % name, tiff_pages((40, 20, "white"), (30, 10, "black"),
+                                                        (20, 10, "gray50")))
+        self.push_job(self.job(name, src, [{"name": "no_op", "save": {
+            "image_identifier": "thumb", "extension": ".png",
+            "s3_destination": {"bucket": self.buckets[0], "key": "out/%s.png" % name}}}]))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        self.assertEqual(pb.json["results"]["original_meta"], {"width": 40, "height": 40})
+        out = self.s3_object("out/%s.png" % name)
+        self.assert_image(out, "PNG", 40, 40)
+        self.assertEqual(pixels(out, (0, 0), (0, 25), (35, 25), (5, 35), (35, 35)),
+                         [255, 0, 255, 127, 255])
 
 
 class BmpEnabledTest(HostileImageTestCase):
@@ -577,6 +612,30 @@ class BmpEnabledTest(HostileImageTestCase):
         self.refuse_bytes("bmp-bomb-down", bmp_rle_bomb(30000, -30000),
                           "image is 30000x30000, more than the limit of 50000000 pixels", ".bmp")
         self.assert_still_serving()
+
+
+class TiffStackLimitTest(HostileImageTestCase):
+    """PIXQ_MAX_PIXELS=1000: a TIFF whose pages, stacked, would pass the limit gives its first
+    page, as Blitline's fallback; pages that each pass it are refused."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_IMAGE_FORMATS": "jpeg,png,gif,webp,tiff",
+                        "PIXQ_MAX_PIXELS": "1000"}
+
+    def test_first_page_when_the_stack_is_too_large(self):
+        name = "tiff-tall"
+        src = self.src.add("/%s.tif" % name, tiff_pages((20, 40, "white"), (20, 40, "black")))
+        self.push_job(self.job(name, src, [{"name": "no_op", "save": {
+            "image_identifier": "thumb", "extension": ".png",
+            "s3_destination": {"bucket": self.buckets[0], "key": "out/%s.png" % name}}}]))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        self.assertEqual(pb.json["results"]["original_meta"], {"width": 20, "height": 40})
+        out = self.s3_object("out/%s.png" % name)
+        self.assert_image(out, "PNG", 20, 40)
+        self.assertEqual(pixels(out, (0, 39)), [255])
+        name = "tiff-wide"  # a page over the limit: refused, stacked or not
+        self.refuse_bytes(name, tiff_pages((20, 40, "white"), (40, 40, "black")),
+                          "image is 40x40, more than the limit of 1000 pixels", ".tif")
 
 
 class FrameLimitTest(HostileImageTestCase):
