@@ -465,12 +465,18 @@ static int limit_set(struct admin *a, const char *bucket, const char *rate, long
     return CLI_OK;
 }
 
-static int limit_reset(struct admin *a, const char *bucket)
+/* The override goes, and the hash expires after PIXQ_RL_IDLE_TTL_S again, as any bucket's (an
+ * upload's rl_acquire.lua sets it anew; without one it stayed for good). */
+static int limit_reset(struct admin *a, const struct cfg *cfg, const char *bucket)
 {
     char key[RQ_KEY_MAX];
     snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
     struct err e = {{0}};
     redisReply *rep = rq_command(a->rq, &e, "HDEL %s rate burst", key);
+    if (rep != NULL) {
+        freeReplyObject(rep);
+        rep = rq_command(a->rq, &e, "PEXPIRE %s %lld", key, (long long)cfg->rl_idle_ttl_s * 1000);
+    }
     if (rep == NULL) {
         return cli_fail("limit reset: %s", e.msg);
     }
@@ -525,7 +531,7 @@ int limit_main(const struct cfg *cfg, int argc, char **argv)
     }
     int rc = strcmp(argv[1], "show") == 0  ? limit_show(&a, cfg, argc == 3)
              : strcmp(argv[1], "set") == 0 ? limit_set(&a, argv[2], argv[3], burst)
-                                           : limit_reset(&a, argv[2]);
+                                           : limit_reset(&a, cfg, argv[2]);
     rq_destroy(a.rq);
     return rc;
 }

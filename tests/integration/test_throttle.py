@@ -1109,6 +1109,10 @@ class LimitCliTest(ThrottleCase):
         state = self.show()["bkt-a"]
         self.assertEqual((state["rate"], state["burst"], state["override"]), (10.0, 20, False))
         self.assertNotIn("rate", self.limiter("bkt-a"))
+        # it expires again after PIXQ_RL_IDLE_TTL_S (the default, a day) as other buckets do,
+        # without waiting for an upload to set it: it stayed for good
+        self.assertTrue(86000 <= self.redis.ttl(self.rl_key("bkt-a")) <= 86400,
+                        self.redis.ttl(self.rl_key("bkt-a")))
 
     def test_show_after_throttling_and_region(self):
         self.s3.set_region("eu-bucket", "eu-west-1")
