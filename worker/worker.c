@@ -537,10 +537,10 @@ static int adopt(struct worker *w, struct task *t, struct err *e)
         buf_finish(&fresh);
         return -1;
     }
-    const char *keys[] = {w->active_key};
+    const char *keys[] = {w->active_key, w->recov_key};
     const char *args[] = {t->payload.data, fresh.data};
     size_t lens[] = {t->payload.len, fresh.len};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_ADOPT, 1, keys, 2, args, lens, e);
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_ADOPT, 2, keys, 2, args, lens, e);
     bool replied = r != NULL;
     bool ok = replied && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
@@ -1467,8 +1467,8 @@ static void queue_split(struct worker *w, struct task *t, struct split *sp)
             args[i + 1] = sp->jobs[i];
             lens[i + 1] = sp->lens[i];
         }
-        const char *keys[] = {w->active_key, w->jobs_key, w->stats_key};
-        r = rq_script(w->rq, RQ_SCRIPT_SPLIT, 3, keys, (int)sp->n + 1, args, lens, &e);
+        const char *keys[] = {w->active_key, w->jobs_key, w->stats_key, w->recov_key};
+        r = rq_script(w->rq, RQ_SCRIPT_SPLIT, 4, keys, (int)sp->n + 1, args, lens, &e);
     }
     char q[ERR_MSG_MAX + 16];
     if (r == NULL) { /* still on the active list: split again */

@@ -3,6 +3,8 @@
 -- KEYS[1] pixq:{Q}:active:<worker>
 -- KEYS[2] pixq:{Q}:jobs
 -- KEYS[3] pixq:{Q}:stats
+-- KEYS[4] pixq:{Q}:recov     crash-recovery counts (reap.lua): the batch's is cleared, its jobs
+--                            count their own from here
 -- ARGV[1] the batch payload as reserved
 -- ARGV[2..] the jobs, in the batch's order
 --
@@ -16,5 +18,6 @@ end
 for i = #ARGV, 2, -1 do
     redis.call('RPUSH', KEYS[2], ARGV[i])
 end
+redis.call('HDEL', KEYS[4], redis.sha1hex(ARGV[1]))
 redis.call('HINCRBY', KEYS[3], 'batches_split', 1)
 return #ARGV - 1

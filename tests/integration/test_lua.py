@@ -35,6 +35,10 @@ JOBS, WORKERS, DELAYED, DEAD, STATS, RECOV, REAPED = (key(n) for n in (
     "jobs", "workers", "delayed", "dead", "stats", "recov", "reaped"))
 
 
+def sha1(payload):
+    return hashlib.sha1(payload.encode()).hexdigest()
+
+
 def active(wid):
     return key("active:" + wid)
 
@@ -668,12 +672,22 @@ class FinishTest(LuaTestCase):
 
 class AdoptTest(LuaTestCase):
     def adopt(self, wid, old, new):
-        return self.run_script("adopt", [active(wid)], [old, new])
+        return self.run_script("adopt", [active(wid), RECOV], [old, new])
 
     def test_ok_swaps_the_payload(self):
         self.r.lpush(active("w1"), '{"src":"x"}')
         self.assertEqual(self.adopt("w1", '{"src":"x"}', '{"src":"x","job_id":"J"}'), 1)
         self.assertEqual(self.r.lrange(active("w1")), ['{"src":"x","job_id":"J"}'])
+        self.assertEqual(self.r.hgetall(RECOV), {})
+
+    def test_the_recovery_count_goes_with_the_payload(self):
+        """A job without a job_id recovered from a crash: its count follows the new payload,
+        which finish.lua clears (the old one's stayed for good), and a crash after counts on."""
+        old, new = '{"src":"x"}', '{"src":"x","job_id":"J"}'
+        self.r.lpush(active("w1"), old)
+        self.r.execute("HSET", RECOV, sha1(old), 2, "other", 1)
+        self.assertEqual(self.adopt("w1", old, new), 1)
+        self.assertEqual(self.r.hgetall(RECOV), {sha1(new): "2", "other": "1"})
 
     def test_lost_pushes_nothing(self):
         self.assertEqual(self.adopt("w1", '{"src":"x"}', '{"src":"x","job_id":"J"}'), 0)
@@ -682,17 +696,20 @@ class AdoptTest(LuaTestCase):
 
 class SplitTest(LuaTestCase):
     def split(self, wid, batch, *jobs):
-        return self.run_script("split", [active(wid), JOBS, STATS], [batch, *jobs])
+        return self.run_script("split", [active(wid), JOBS, STATS, RECOV], [batch, *jobs])
 
     def test_ok_queues_the_jobs_in_order_to_run_next(self):
         batch = '[{"job_id":"a"},{"job_id":"b"},{"job_id":"c"}]'
         self.r.lpush(active("w1"), batch)
         self.r.lpush(JOBS, "waiting")
+        # a batch recovered from a crash: its count goes (its jobs count their own from here)
+        self.r.execute("HSET", RECOV, sha1(batch), 1, "other", 1)
         self.assertEqual(self.split("w1", batch, "a", "b", "c"), 3)
         self.assertEqual(self.r.exists(active("w1")), 0)
         taken = [self.r.execute("RPOP", JOBS) for _ in range(4)]
         self.assertEqual(taken, ["a", "b", "c", "waiting"])
         self.assertEqual(self.stats(), {"batches_split": 1})
+        self.assertEqual(self.r.hgetall(RECOV), {"other": "1"})
 
     def test_lost_queues_nothing(self):
         self.assertEqual(self.split("w1", "[1,2]", "1", "2"), -1)
