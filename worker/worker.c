@@ -325,12 +325,26 @@ static void job_key(struct worker *w, const char *job_id, const char *what, int 
 
 /* ---------------------------------------------------------------- settling in Redis */
 
-/* The dead-letter entry: {"job": payload, "job_id", "error", "attempts", "failed_at" (ms)}. */
+/* A payload up to the largest PIXQ_MAX_JOB_BYTES is kept whole in its dead-letter entry (it may
+ * run under another setting); a larger one, which no setting runs, only its first bytes: written
+ * out as JSON, control bytes take 6 each, and past Redis's 512 MB for one argument the entry
+ * could never be written (the worker tried for ever). */
+#define DEAD_JOB_MAX  (16L * 1024 * 1024)
+#define DEAD_JOB_HEAD (64 * 1024)
+
+/* The dead-letter entry: {"job": payload, "job_id", "error", "attempts", "failed_at" (ms)}; for
+ * a payload over DEAD_JOB_MAX, "job_head" (its first DEAD_JOB_HEAD bytes) and "job_bytes"
+ * instead of "job" (`pixq dead retry` leaves such an entry alone). */
 static char *dead_envelope(const char *payload, size_t len, const char *job_id, const char *error,
                            long attempts)
 {
     json_object *d = json_object_new_object();
-    json_object_object_add(d, "job", json_object_new_string_len(payload, (int)len));
+    if (len > (size_t)DEAD_JOB_MAX) {
+        json_object_object_add(d, "job_head", json_object_new_string_len(payload, DEAD_JOB_HEAD));
+        json_object_object_add(d, "job_bytes", json_object_new_int64((int64_t)len));
+    } else {
+        json_object_object_add(d, "job", json_object_new_string_len(payload, (int)len));
+    }
     if (job_id != NULL) {
         json_object_object_add(d, "job_id", json_object_new_string(job_id));
     }

@@ -215,6 +215,22 @@ class FailureTest(E2ETestCase):
         self.assertEqual([pb.path for pb in self.postbacks.postbacks], ["/pb/good"])
 
 
+    def test_huge_payload_goes_to_dead_with_its_head(self):
+        # 17 MiB of control bytes: more than any PIXQ_MAX_JOB_BYTES, and over Redis's 512 MB
+        # once each byte is written as \u00XX in a whole dead entry (the worker tried for ever)
+        dead = self.key("dead")
+        payload = b"\x01" * (17 * 1024 * 1024)
+        self.redis.lpush(self.key("jobs"), payload)
+        self.wait_until(lambda: self.redis.llen(dead) >= 1, 60, "an entry in %s" % dead)
+        entry = json.loads(self.redis.lrange(dead)[0])
+        self.assertNotIn("job", entry)  # nothing `pixq dead retry` could run
+        self.assertEqual(entry["job_head"], "\x01" * 65536)
+        self.assertEqual(entry["job_bytes"], len(payload))
+        self.assertEqual(entry["error"], "job is 17825792 bytes, more than the limit of 250000")
+        self.worker.check_alive()
+        self.push_good_job_and_check("e2e-after-huge")
+
+
 class PostbackRetryCase(E2ETestCase):
     """Jobs whose postbacks fail, and the postbacks each job got."""
 
