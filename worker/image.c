@@ -505,6 +505,9 @@ static MagickWand *reader(const struct sniff_info *si, void *deadline, struct er
         return DestroyMagickWand(w);
     }
     MagickSetProgressMonitor(w, before_deadline, deadline);
+    if (si->format == SNIFF_BMP) { /* a size field that is not the file's: read as Blitline did */
+        MagickSetOption(w, "bmp:ignore-filesize", "true");
+    }
     return w;
 }
 
@@ -650,6 +653,28 @@ static void stack_size(MagickWand *r, long max_pixels, struct img_probe *p)
     }
 }
 
+/* ImageMagick appends pages of different colourspaces by their values, a CMYK page among RGB
+ * ones as RGB (blue turns yellow): pages that differ are all brought to sRGB first. Returns 0 or
+ * -1 (the wand's exception says why). */
+static int same_colorspace(MagickWand *r)
+{
+    size_t n = MagickGetNumberImages(r);
+    bool differ = false;
+    ColorspaceType first = UndefinedColorspace;
+    for (size_t i = 0; i < n && MagickSetIteratorIndex(r, (ssize_t)i) != MagickFalse; i++) {
+        ColorspaceType c = MagickGetImageColorspace(r);
+        first = i == 0 ? c : first;
+        differ = differ || c != first;
+    }
+    for (size_t i = 0; differ && i < n; i++) {
+        if (MagickSetIteratorIndex(r, (ssize_t)i) == MagickFalse ||
+            MagickTransformImageColorspace(r, sRGBColorspace) == MagickFalse) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Decodes every page and stacks them top to bottom (stack_size()) into a wand of its own, with
  * the first page's properties and profiles. */
 static MagickWand *read_stacked(const void *data, size_t len, const struct sniff_info *si,
@@ -663,6 +688,8 @@ static MagickWand *read_stacked(const void *data, size_t len, const struct sniff
     if (read_blob(r, data, len, si, false) == MagickFalse || MagickGetNumberImages(r) == 0 ||
         MagickGetExceptionType(r) >= ErrorException || past_deadline(r)) {
         unreadable(r, si, e);
+    } else if (same_colorspace(r) < 0) {
+        img_fail(r, "cannot read the TIFF image's pages", e);
     } else {
         MagickResetIterator(r);
         MagickWand *a = MagickAppendImages(r, MagickTrue);
@@ -697,6 +724,11 @@ static MagickWand *ping_first(const void *data, size_t len, const struct sniff_i
      * formatted as text) costs as much as a quarter of a thumbnail's decode, so not twice */
     if (si->format == SNIFF_JPEG && !profiles) {
         MagickSetOption(r, "profile:skip", "ICC,IPTC,APP");
+    }
+    /* ImageMagick's BMP reader decodes even to ping, a second image after the first ("BM" again)
+     * too, whose size the sniff did not check: the first only (the one pixq reads) */
+    if (si->format == SNIFF_BMP) {
+        MagickSetFilename(r, "[0]");
     }
     /* skipped profiles: no EXIF for read_blob() to spare ImageMagick */
     if ((profiles ? read_blob(r, data, len, si, true) : MagickPingImageBlob(r, data, len)) ==
@@ -983,7 +1015,7 @@ MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_
     return disarm(probe(data, len, max_pixels, p, e), &g, e);
 }
 
-static MagickWand *read_image(const void *data, size_t len, const struct img_probe *p, long hint_w,
+static MagickWand *read_image(const void *data, size_t len, struct img_probe *p, long hint_w,
                               long hint_h, struct err *e)
 {
     struct sniff_info si = {.format = p->format, .name = p->name};
@@ -1014,6 +1046,15 @@ static MagickWand *read_image(const void *data, size_t len, const struct img_pro
         }
     } else if (w == NULL && p->pages > 1) {
         w = read_stacked(data, len, &si, p->deadline, e);
+        if (w == NULL &&
+            clock_mono_ms() < (long)(intptr_t)p->deadline) { /* a bad page: the first */
+            w = read_first(data, len, &si, NULL, p->deadline, e);
+            if (w != NULL) {
+                p->pages = 1;
+                p->width = (long)MagickGetImageWidth(w);
+                p->height = (long)MagickGetImageHeight(w);
+            }
+        }
     } else if (w == NULL) {
         w = read_first(data, len, &si, hint && p->format == SNIFF_JPEG ? size : NULL, p->deadline,
                        e);
@@ -1030,8 +1071,8 @@ static MagickWand *read_image(const void *data, size_t len, const struct img_pro
     return w;
 }
 
-MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
-                     long hint_h, struct err *e)
+MagickWand *img_read(const void *data, size_t len, struct img_probe *p, long hint_w, long hint_h,
+                     struct err *e)
 {
     struct metaguard g;
     arm(&g);
@@ -1146,6 +1187,11 @@ static const struct format formats[] = {
     {"webp", "WEBP", "image/webp"}, {"gif", "GIF", "image/gif"},    {"bmp", "BMP", "image/bmp"},
     {"tif", "TIFF", "image/tiff"},  {"tiff", "TIFF", "image/tiff"},
 };
+
+const char *img_source_magick(const struct img_probe *p)
+{
+    return coder_for(p->format);
+}
 
 const char *img_content_type(const char *magick)
 {

@@ -111,7 +111,8 @@ struct img_probe {
                            pages (see `pages`) */
     long pages;         /* a TIFF's pages img_read() stacks top to bottom, as Blitline did (the
                            widest page's width, the sum of their heights; within the limits: else
-                           1, its first page); 0 or 1: the first frame */
+                           1, its first page); 0 or 1: the first frame. When a page cannot be
+                           decoded, img_read() reads the first page and sets 1 and its size */
     int orientation;    /* its EXIF orientation (ImageMagick's OrientationType; 0: none; -1:
                            not known before decoding, for a JPEG) */
     void *deadline;     /* PIXQ_MAGICK_TIME_S from the probe (see above) */
@@ -134,8 +135,8 @@ MagickWand *img_probe(const void *data, size_t len, long max_pixels, struct img_
  * still WebP by libwebp at exactly that size, an 8-bit RGB(A), a palette or a grey PNG by
  * pngshrink.h at the JPEG's size when that scale is 1/2, 1/4 or 1/8 (a PNG it declines is read
  * whole); other formats ignore it. Returns a wand to destroy, or NULL with the reason. */
-MagickWand *img_read(const void *data, size_t len, const struct img_probe *p, long hint_w,
-                     long hint_h, struct err *e);
+MagickWand *img_read(const void *data, size_t len, struct img_probe *p, long hint_w, long hint_h,
+                     struct err *e);
 
 /* Whether shrink-on-load is on (PIXQ_SHRINK_ON_LOAD, img_config.shrink_on_load). */
 bool img_shrink_on_load(void);
@@ -166,6 +167,10 @@ int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e);
 /* ImageMagick format and MIME type for an output extension ("jpg" -> "JPEG", "image/jpeg");
  * returns false for formats pixq does not write. */
 bool img_format_for(const char *ext, const char **magick, const char **content_type);
+
+/* The ImageMagick format a probed source was read as, as img_format_for() names it ("BMP" where
+ * ImageMagick calls the decoded image BMP3), or NULL (none: a canvas). */
+const char *img_source_magick(const struct img_probe *p);
 
 /* The MIME type of an ImageMagick format name ("JPEG" -> "image/jpeg"), or
  * "application/octet-stream" for a format pixq does not write (or NULL). */

@@ -156,8 +156,12 @@ static int decode_source(const struct job *j, struct src_image *src, struct proc
         src->pending && (src->probe.format == SNIFF_JPEG || src->probe.format == SNIFF_WEBP ||
                          src->probe.format == SNIFF_PNG);
     long t0 = clock_mono_ms();
+    long stored_w = src->width, stored_h = src->height;
     if (src_decode(src, shrink && by_decoder ? &plan : NULL, e) < 0) {
         return -1;
+    }
+    if (shrink && (src->width != stored_w || src->height != stored_h)) { /* a TIFF's first page */
+        shrink = shrink_plan(j, src->width, src->height, src->probe.orientation, &plan);
     }
     by_decoder = by_decoder && (long)MagickGetImageWidth(src->wand) != src->width;
     if (shrink && shrink_after_load(src, &plan, e) < 0) {
@@ -264,9 +268,8 @@ static int move_needs_encoding(const struct job_save *dest, const struct src_ima
         *encode = true;
         return 0;
     }
-    char *cur = MagickGetImageFormat(src->wand);
+    const char *cur = img_source_magick(&src->probe);
     *encode = dest->format[0] != '\0' && (cur == NULL || strcmp(cur, magick) != 0);
-    MagickRelinquishMemory(cur);
     return 0;
 }
 
@@ -278,11 +281,8 @@ static int move_original(const struct job_save *dest, struct src_image *src,
         return -1;
     }
     if (!encode) {
-        char *cur = MagickGetImageFormat(src->wand);
-        int rc =
-            sink->move(sink->user, dest, src->bytes.data, src->bytes.len, img_content_type(cur), e);
-        MagickRelinquishMemory(cur);
-        return rc;
+        return sink->move(sink->user, dest, src->bytes.data, src->bytes.len,
+                          img_content_type(img_source_magick(&src->probe)), e);
     }
     struct job_save as = *dest;
     if (as.format[0] == '\0') {

@@ -223,6 +223,8 @@ int src_decode(struct src_image *im, const struct shrink_plan *plan, struct err 
     DestroyMagickWand(im->wand);
     im->wand = w;
     im->pending = false;
+    im->width = im->probe.width; /* a TIFF's stack may have fallen back to its first page */
+    im->height = im->probe.height;
     return 0;
 }
 

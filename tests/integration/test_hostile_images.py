@@ -151,6 +151,34 @@ def tiff_pages(*pages):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60).stdout
 
 
+def tiff_bad_second_page(width=16, height=8):
+    """Two uncompressed 8-bit grey pages in one TIFF; the second's strip is 10 bytes where the
+    IFD says width x height."""
+    first = bytes((x * 16) % 256 for y in range(height) for x in range(width))
+    ifd_size = 2 + 9 * 12 + 4
+
+    def ifd(strip, count, next_ifd):
+        entries = [(256, 3, width), (257, 3, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
+                   (273, 4, strip), (277, 3, 1), (278, 3, height), (279, 4, count)]
+        out = struct.pack("<H", len(entries))
+        for tag, kind, value in entries:
+            packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+            out += struct.pack("<HHI", tag, kind, 1) + packed
+        return out + struct.pack("<I", next_ifd)
+
+    second_ifd = 8 + ifd_size + len(first)
+    return (b"II*\0" + struct.pack("<I", 8) + ifd(8 + ifd_size, len(first), second_ifd) + first +
+            ifd(second_ifd + ifd_size, width * height, 0) + b"\x80" * 10)
+
+
+def rgb(data, x, y):
+    """The 8-bit red, green and blue of an image's pixel."""
+    fx = ",".join("%%[fx:int(255*p{%d,%d}.%s+0.5)]" % (x, y, c) for c in "rgb")
+    out = subprocess.run(["convert", "-", "-format", fx, "info:"], input=data, check=True,
+                         stdout=subprocess.PIPE, timeout=60).stdout
+    return tuple(int(v) for v in out.split(b","))
+
+
 def pixels(data, *points):
     """The grey levels (0-255) of an image at (x, y) points."""
     fx = " ".join("%%[fx:int(255*p{%d,%d}.intensity+0.5)]" % xy for xy in points)
@@ -574,6 +602,33 @@ class TiffEnabledTest(HostileImageTestCase):
         self.assertEqual(pixels(out, (0, 0), (0, 25), (35, 25), (5, 35), (35, 35)),
                          [255, 0, 255, 127, 255])
 
+    def no_op_png(self, name, data):
+        """The PNG a no_op job makes of a TIFF source, and the job's original_meta."""
+        src = self.src.add("/%s.tif" % name, data)
+        self.push_job(self.job(name, src, [{"name": "no_op", "save": {
+            "image_identifier": "thumb", "extension": ".png",
+            "s3_destination": {"bucket": self.buckets[0], "key": "out/%s.png" % name}}}]))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        return self.s3_object("out/%s.png" % name), pb.json["results"]["original_meta"]
+
+    def test_pages_in_other_colourspaces(self):
+        """A CMYK page among sRGB ones keeps its colours (ImageMagick appended its values as
+        RGB: blue came out yellow)."""
+        data = subprocess.run(["convert", "-size", "20x10", "xc:red", "(", "-size", "20x10",
+                               "xc:blue", "-colorspace", "cmyk", ")", "-compress", "LZW",
+                               "tif:-"], check=True, stdout=subprocess.PIPE, timeout=60).stdout
+        out, meta = self.no_op_png("tiff-cmyk-page", data)
+        self.assertEqual(meta, {"width": 20, "height": 20})
+        self.assertEqual((rgb(out, 5, 5), rgb(out, 5, 15)), ((255, 0, 0), (0, 0, 255)))
+
+    def test_a_page_that_cannot_be_read_gives_the_first(self):
+        """As Blitline fell back to the first page (before stacking, pixq read only that one:
+        a bad later page failed the job once pages were stacked)."""
+        out, meta = self.no_op_png("tiff-bad-page", tiff_bad_second_page())
+        self.assertEqual(meta, {"width": 16, "height": 8})
+        self.assert_image(out, "PNG", 16, 8)
+
 
 class BmpEnabledTest(HostileImageTestCase):
     """PIXQ_IMAGE_FORMATS=jpeg,png,gif,webp,bmp: BMP (which Blitline took) is decoded, its rows
@@ -603,6 +658,54 @@ class BmpEnabledTest(HostileImageTestCase):
                 self.assertGreater(top, 240)  # the right way up
                 self.assertLess(bottom, 15)
         self.assert_still_serving()
+
+    def test_size_field_not_the_files(self):
+        """A file-size field of 0, or bytes after the image, as Blitline's ImageMagick read them
+        (6.9's reader refuses them unless told bmp:ignore-filesize)."""
+        data = bmp(80, 50)
+        for name, b in (("bmp-size0", data[:2] + bytes(4) + data[6:]),
+                        ("bmp-trailing", data + bytes(10))):
+            with self.subTest(name=name):
+                self.push_job(self.job(name, self.src.add("/%s.bmp" % name, b)))
+                pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+                self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+                self.assertEqual(pb.json["results"]["original_meta"], {"width": 80, "height": 50})
+
+    def test_an_image_after_the_first_is_not_read(self):
+        """ImageMagick's BMP reader reads another image when "BM" follows the first, decoding
+        it even to ping, its size unchecked by pixq (a 15900x15900 one took 250 MB before the
+        refusal): only the first is read, the one pixq uses."""
+        side = 15900
+        info = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 8, 1, 0, 0, 0, 2, 0)
+        palette = b"\0\0\0\0\xff\xff\xff\0"
+        offset = 14 + len(info) + len(palette)
+        second = bytearray(b"BM" + struct.pack("<IHHI", 0, 0, 0, offset) + info + palette +
+                           b"\x00\x01" + bytes(side * side // 256 + 1024))
+        first = bytearray(bmp(8, 8))
+        total = struct.pack("<I", len(first) + len(second))
+        first[2:6], second[2:6] = total, total  # as ImageMagick wants the sizes
+        name = "bmp-two"
+        self.push_job(self.job(name, self.src.add("/%s.bmp" % name, bytes(first + second))))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        self.assertEqual(pb.json["results"]["original_meta"], {"width": 8, "height": 8})
+
+    def test_move_original_copies_the_bytes(self):
+        """ImageMagick calls a decoded BMP "BMP3": move_original re-encoded it, or stored it as
+        application/octet-stream under a key without an extension."""
+        data = bmp(80, 50)
+        for name, key in (("bmp-move-ext", "orig/x.bmp"), ("bmp-move-none", "orig/x-bmp")):
+            with self.subTest(key=key):
+                job = self.job(name, self.src.add("/%s.bmp" % name, data))
+                job["pre_process"] = {"move_original": {"s3_destination": {
+                    "bucket": self.buckets[0], "key": key}}}
+                self.push_job(job)
+                pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+                self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+                status, headers, body = self.s3.get_object(self.buckets[0], key)
+                headers = {k.lower(): v for k, v in headers.items()}
+                self.assertEqual((status, headers.get("content-type")), (200, "image/bmp"))
+                self.assertEqual(body, data)
 
     def test_bmp_declaring_huge_dimensions(self):
         data = bmp_rle_bomb(30000, 30000)
