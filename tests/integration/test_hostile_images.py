@@ -770,6 +770,42 @@ class TimeLimitTest(HostileImageTestCase):
         self.assertEqual(self.s3.get_object(self.buckets[0], "out/slow.jpg")[0], 404)
         self.assert_still_serving()
 
+    def png_with_text(self, keyword, text, width=64):
+        data = png(width, 1)
+        return data[:33] + png_chunk(b"zTXt", keyword + b"\0\0" + zlib.compress(text, 9)) + \
+            data[33:]
+
+    def test_photograph_writes_no_caption_from_the_source(self):
+        """ImageMagick's polaroid writes the image's own Caption under the print, %-escapes
+        expanded, measured a character at a time without looking at the deadline: 4,000 bytes
+        took 20 s against a 3 s limit, "%[Caption]" x 8000 (a 300-byte PNG) 640 MB."""
+        for name, text in (("caption-long", b"a" * 4000),
+                           ("caption-expand", b"%[Caption]" * 8000)):
+            with self.subTest(name=name):
+                src = self.src.add("/%s.png" % name, self.png_with_text(b"Caption", text))
+                self.push_job(self.job(name, src, [{"name": "photograph", "params": {"angle": 0},
+                                                    "save": {"image_identifier": "thumb",
+                                                             "extension": ".png"}}]))
+                pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+                self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        self.assert_still_serving()
+
+    def test_delete_profile_glob_of_many_stars_refused(self):
+        """ImageMagick matches the glob by backtracking, out of reach of the deadline: 8 stars
+        against a 62-byte profile name ran for minutes."""
+        profile = b"\ngeneric\n       8\n4142434445464748\n"
+        data = self.png_with_text(b"Raw profile type " + b"a" * 62, profile, width=32)
+        fns = [{"name": "delete_profile", "params": {"name": "*a*a*a*a*a*ab"},
+                "save": {"image_identifier": "thumb", "extension": ".png"}}]
+        self.refused("glob-6", self.src.add("/glob.png", data), "Invalid parameter 'name' for "
+                     "function 'delete_profile': at most 3 '*'", fns)
+        fns[0]["params"]["name"] = "*a*ab*"
+        name = "glob-3"
+        self.push_job(self.job(name, self.src.add("/glob.png", data), fns))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        self.assert_still_serving()
+
 
 class MetadataLimitTest(HostileImageTestCase):
     """EXIF that ImageMagick would format for minutes (PIXQ_EXIF_MAX_VALUES, default 1,000,000
