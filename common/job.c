@@ -605,6 +605,8 @@ static json_tokener *tokener(int depth)
     if (fresh == NULL) {
         return NULL;
     }
+    /* a job's strings come back in its postback (identifiers, keys, URLs): UTF-8 only */
+    json_tokener_set_flags(fresh, JSON_TOKENER_VALIDATE_UTF8);
     if (tok != NULL) {
         json_tokener_free(tok);
     }
@@ -728,8 +730,10 @@ static int read_id(struct job *j, struct err *e)
         return 0;
     }
     const char *s = json_object_get_string(v);
+    bool nul = json_object_is_type(v, json_type_string) &&
+               (size_t)json_object_get_string_len(v) != strlen(s); /* "a\u0000b": "a" */
     if ((!json_object_is_type(v, json_type_string) && !json_object_is_type(v, json_type_int)) ||
-        !valid_id(s)) {
+        nul || !valid_id(s)) {
         return err_set(e, "job_id must be 1-%d characters of A-Z a-z 0-9 - _ . :", JOB_ID_MAX - 1);
     }
     snprintf(j->id, sizeof j->id, "%s", s);

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "utf8.h"
+
 enum log_level log_threshold = LOG_LEVEL_INFO;
 enum log_format log_output = LOG_FORMAT_TEXT;
 
@@ -113,29 +115,6 @@ static void jb_put(struct jbuf *b, const char *s, size_t n)
 static void jb_puts(struct jbuf *b, const char *s)
 {
     jb_put(b, s, strlen(s));
-}
-
-/* The length of the valid UTF-8 sequence at `s` (1 to 4), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : 4;
-    if (c >= 0x80 && (c < 0xc2 || c > 0xf4)) {
-        return 0;
-    }
-    if (len > n) {
-        return 0;
-    }
-    unsigned char lo = 0x80, hi = 0xbf; /* bounds of the second byte (overlongs, surrogates) */
-    lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : lo;
-    hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : hi;
-    for (size_t i = 1; i < len; i++) {
-        bool ok = i == 1 ? s[i] >= lo && s[i] <= hi : s[i] >= 0x80 && s[i] <= 0xbf;
-        if (!ok) {
-            return 0;
-        }
-    }
-    return len;
 }
 
 /* One ASCII byte as JSON string content. */

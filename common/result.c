@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 struct result {
     json_object *doc;     /* {"results": results} */
     json_object *results; /* borrowed from doc */
@@ -126,7 +128,11 @@ void result_extend_image_meta(struct result *r, json_object *fields)
 
 void result_add_error(struct result *r, const char *message)
 {
-    json_object_array_add(r->errors, json_object_new_string(message));
+    /* a message may quote a job's URL cut at a byte count, or a server's bytes: the postback
+     * must be UTF-8 for a strict receiver to read it */
+    char *valid = utf8_valid_dup(message);
+    json_object_array_add(r->errors, json_object_new_string(valid != NULL ? valid : "(no memory)"));
+    free(valid);
 }
 
 static int contains(json_object *arr, const char *s)

@@ -207,6 +207,9 @@ int input_read(const char *path, const struct input_limits *lim, input_job_fn ea
     struct buf b;
     buf_init(&b, lim->max_bytes);
     json_tokener *tok = json_tokener_new_ex(lim->max_depth + 1);
+    if (tok != NULL) {
+        json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8); /* as workers parse jobs */
+    }
     int rc = tok != NULL ? read_all(path, lim->max_bytes, &b, e) : err_set(e, "out of memory");
     if (rc == 0) {
         const struct text t = {

@@ -195,6 +195,19 @@ class FailureTest(E2ETestCase):
         self.assertEqual(self.worker.pid, pid)
         self.worker.check_alive()
 
+    def test_error_quoting_a_long_utf8_url_is_utf8(self):
+        # the message quotes the URL's first 300 bytes: cut inside an "é", the postback was not
+        # UTF-8 (a strict receiver refused it)
+        prefix = "http://127.0.0.1:%d/xy" % free_port()
+        src = prefix + "z" * ((300 - len(prefix) + 1) % 2) + "é" * 400  # 300 bytes end mid-"é"
+        self.push_job(self.make_job(src, "out/never.jpg", params=THUMB, job_id="e2e-utf8",
+                                    postback_path="/pb/utf8"))
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/utf8")
+        error = json.loads(pb.body.decode("utf-8", errors="strict"))["results"]["errors"][0]
+        self.assertIn("Failed to download http://127.0.0.1:", error)
+        self.assertIn("\ufffd", error)  # what was left of the cut "é"
+        self.worker.check_alive()
+
     def test_bad_json_goes_to_dead(self):
         dead = self.key("dead")
         self.push_job("{not json")

@@ -221,8 +221,32 @@ static void test_numbered(void)
     result_destroy(r);
 }
 
+/* Error texts are UTF-8 in the postback whatever their bytes: a URL cut in the middle of "é",
+ * a byte that is no UTF-8 at all; valid text (and "é" whole) unchanged. */
+static void test_errors_are_utf8(void)
+{
+    struct result *r = result_create("j");
+    result_add_error(r, "Failed to download http://h/x\xc3");
+    result_add_error(r, "Unknown function named '\xff\xfe'");
+    result_add_error(r, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    result_add_error(r, "\xed\xa0\x80 \xc0\xaf"); /* a surrogate, an overlong '/' */
+    json_object *doc = json_tokener_parse(result_json(r));
+    json_object *errors = json_object_object_get(json_object_object_get(doc, "results"), "errors");
+    CHECK_STR(json_object_get_string(json_object_array_get_idx(errors, 0)),
+              "Failed to download http://h/x\xef\xbf\xbd");
+    CHECK_STR(json_object_get_string(json_object_array_get_idx(errors, 1)),
+              "Unknown function named '\xef\xbf\xbd\xef\xbf\xbd'");
+    CHECK_STR(json_object_get_string(json_object_array_get_idx(errors, 2)),
+              "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    CHECK_STR(json_object_get_string(json_object_array_get_idx(errors, 3)),
+              "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd");
+    json_object_put(doc);
+    result_destroy(r);
+}
+
 int main(void)
 {
+    test_errors_are_utf8();
     test_success_shape();
     test_failure_shape();
     test_partial_failure();
