@@ -49,6 +49,7 @@ struct cfg {
     int log_level; /* enum log_level */
     long max_src_bytes;
     long max_output_bytes;
+    long max_job_output_bytes;
     long max_job_bytes;
     long max_json_depth;
     long max_functions;

@@ -71,8 +71,19 @@ static int save_output(struct walk *wk, MagickWand *w, const struct job_save *sa
                         e);
     }
     DestroyMagickWand(copy);
+    /* the outputs wait in memory for the whole tree, a parked one in Redis too: 50 saves of 100
+     * MiB would be 5 GB of one job */
+    size_t total = wk->out->output_bytes + (rc == 0 ? o->img.len : 0);
+    if (rc == 0 && total > wk->opts->max_job_output_bytes) {
+        img_output_finish(&o->img);
+        rc = err_set(e,
+                     "the job's outputs would be more than %zu bytes together (%zu with '%s'), "
+                     "PIXQ_MAX_JOB_OUTPUT_BYTES",
+                     wk->opts->max_job_output_bytes, total, save->image_identifier);
+    }
     if (rc == 0) {
         wk->out->n_outputs++;
+        wk->out->output_bytes = total;
     } else if (o->image != NULL) {
         o->image = DestroyMagickWand(o->image);
     }

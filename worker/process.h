@@ -18,7 +18,8 @@ struct proc_opts {
     long max_pixels;
     long default_quality;
     size_t max_output_bytes;
-    op_load_fn load; /* how functions load other images; NULL: they cannot */
+    size_t max_job_output_bytes; /* all the outputs of one proc_run() together */
+    op_load_fn load;             /* how functions load other images; NULL: they cannot */
     void *load_user;
     /* an output this job refers to ("&identifier") keeps its image as saved (proc_output.image);
      * NULL: none does */
@@ -37,6 +38,7 @@ struct proc_result {
     long decoded_width, decoded_height; /* the size the source was decoded at (shrink-on-load) */
     struct proc_output *outputs;
     size_t n_outputs;
+    size_t output_bytes; /* the outputs' encoded bytes, together */
 };
 
 /* Where what pre_process makes goes: the worker uploads it, pixq-apply writes files. */

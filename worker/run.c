@@ -834,6 +834,7 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
         .max_pixels = c->max_pixels,
         .default_quality = c->default_quality,
         .max_output_bytes = (size_t)c->max_output_bytes,
+        .max_job_output_bytes = (size_t)c->max_job_output_bytes,
         .load = src_load,
         .load_user = &r->loader,
     };

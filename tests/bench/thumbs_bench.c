@@ -197,6 +197,7 @@ static int setup(struct bench *b, struct err *e)
         .max_pixels = b->cfg.max_pixels,
         .default_quality = b->cfg.default_quality,
         .max_output_bytes = (size_t)b->cfg.max_output_bytes,
+        .max_job_output_bytes = (size_t)b->cfg.max_job_output_bytes,
     };
     return 0;
 }

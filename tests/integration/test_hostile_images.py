@@ -14,6 +14,7 @@ there). Then the same worker must process a good job.
   CorruptTest            truncated JPEG and PNG, a PNG with a bad CRC, an empty body
   TiffDisabledTest, TiffEnabledTest, BmpEnabledTest   PIXQ_IMAGE_FORMATS
   FrameLimitTest         PIXQ_MAX_FRAMES
+  OutputLimitTest        PIXQ_MAX_JOB_OUTPUT_BYTES
   TimeLimitTest          PIXQ_MAGICK_TIME_S
   MetadataLimitTest      PIXQ_EXIF_MAX_VALUES, PIXQ_XMP_MAX_ELEMENTS, PIXQ_METADATA_MAX_MB: EXIF
                          blocks that would keep ImageMagick formatting values for minutes, in
@@ -739,6 +740,31 @@ class TiffStackLimitTest(HostileImageTestCase):
         name = "tiff-wide"  # a page over the limit: refused, stacked or not
         self.refuse_bytes(name, tiff_pages((20, 40, "white"), (40, 40, "black")),
                           "image is 40x40, more than the limit of 1000 pixels", ".tif")
+
+
+class OutputLimitTest(HostileImageTestCase):
+    """PIXQ_MAX_JOB_OUTPUT_BYTES=200000: a job's outputs wait in memory for its whole tree (and
+    in Redis when parked): a 6 KB job of 50 saves of a large canvas held 1.6 GB. The save that
+    passes the limit fails the job; the ones before it are kept, as after any failure."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_MAX_JOB_OUTPUT_BYTES": "200000"}
+
+    def test_outputs_beyond_the_limit_fail_the_job(self):
+        name = "outputs"
+        saves = [{"name": "no_op", "save": {
+            "image_identifier": "o%d" % i, "s3_destination": {
+                "bucket": self.buckets[0], "key": "out/o%d.bmp" % i}}} for i in range(3)]
+        job = self.job(name, {"name": "canvas", "width": 200, "height": 200}, saves)
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        results = pb.json["results"]
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["o0"])
+        self.assertEqual(results["failed_image_identifiers"], ["o1", "o2"])
+        size = len(self.s3_object("out/o0.bmp"))  # 200 x 200 x 3 and the headers
+        self.assertEqual(results["errors"], [
+            "Image processing failed. the job's outputs would be more than 200000 bytes together "
+            "(%d with 'o1'), PIXQ_MAX_JOB_OUTPUT_BYTES" % (2 * size)])
+        self.assert_still_serving()
 
 
 class FrameLimitTest(HostileImageTestCase):

@@ -305,6 +305,7 @@ static int setup(struct apply *a)
         .max_pixels = a->cfg.max_pixels,
         .default_quality = a->cfg.default_quality,
         .max_output_bytes = (size_t)a->cfg.max_output_bytes,
+        .max_job_output_bytes = (size_t)a->cfg.max_job_output_bytes,
         .load = src_load,
         .load_user = &a->loader,
     };
