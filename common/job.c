@@ -605,8 +605,6 @@ static json_tokener *tokener(int depth)
     if (fresh == NULL) {
         return NULL;
     }
-    /* a job's strings come back in its postback (identifiers, keys, URLs): UTF-8 only */
-    json_tokener_set_flags(fresh, JSON_TOKENER_VALIDATE_UTF8);
     if (tok != NULL) {
         json_tokener_free(tok);
     }

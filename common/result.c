@@ -64,12 +64,23 @@ void result_set_original_meta(struct result *r, json_object *meta)
     json_object_object_add(r->results, "original_meta", meta);
 }
 
+/* A JSON string of `s` with U+FFFD for what is not UTF-8 (utf8_valid_dup()): a job's identifier
+ * or a message quoting a URL cut at a byte count, or a server's bytes, go into the postback,
+ * which must be UTF-8 for a strict receiver to read it. */
+static json_object *utf8_string(const char *s)
+{
+    char *valid = utf8_valid_dup(s);
+    json_object *o = json_object_new_string(valid != NULL ? valid : "(no memory)");
+    free(valid);
+    return o;
+}
+
 json_object *result_image(const char *image_identifier, const char *s3_url, const char *s3_key,
                           long width, long height)
 {
     json_object *img = json_object_new_object();
     json_object *meta = json_object_new_object();
-    json_object_object_add(img, "image_identifier", json_object_new_string(image_identifier));
+    json_object_object_add(img, "image_identifier", utf8_string(image_identifier));
     json_object_object_add(img, "s3_url", json_object_new_string(s3_url));
     if (s3_key != NULL) {
         json_object_object_add(img, "s3_key", json_object_new_string(s3_key));
@@ -128,11 +139,7 @@ void result_extend_image_meta(struct result *r, json_object *fields)
 
 void result_add_error(struct result *r, const char *message)
 {
-    /* a message may quote a job's URL cut at a byte count, or a server's bytes: the postback
-     * must be UTF-8 for a strict receiver to read it */
-    char *valid = utf8_valid_dup(message);
-    json_object_array_add(r->errors, json_object_new_string(valid != NULL ? valid : "(no memory)"));
-    free(valid);
+    json_object_array_add(r->errors, utf8_string(message));
 }
 
 static int contains(json_object *arr, const char *s)
@@ -148,22 +155,26 @@ static int contains(json_object *arr, const char *s)
 
 void result_add_failed(struct result *r, const char *image_identifier)
 {
-    if (!contains(r->failed, image_identifier)) {
-        json_object_array_add(r->failed, json_object_new_string(image_identifier));
+    json_object *id = utf8_string(image_identifier); /* compared as it is written */
+    if (!contains(r->failed, json_object_get_string(id))) {
+        json_object_array_add(r->failed, id);
+    } else {
+        json_object_put(id);
     }
 }
 
-static int uploaded(const struct result *r, const char *id)
+static int uploaded(const struct result *r, const char *image_identifier)
 {
+    json_object *id = utf8_string(image_identifier); /* compared as result_image() wrote it */
     size_t n = json_object_array_length(r->images);
-    for (size_t i = 0; i < n; i++) {
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++) {
         json_object *v = NULL;
         json_object_object_get_ex(json_object_array_get_idx(r->images, i), "image_identifier", &v);
-        if (v != NULL && strcmp(json_object_get_string(v), id) == 0) {
-            return 1;
-        }
+        found = v != NULL && strcmp(json_object_get_string(v), json_object_get_string(id)) == 0;
     }
-    return 0;
+    json_object_put(id);
+    return found;
 }
 
 void result_fail_remaining(struct result *r, json_object *ids)

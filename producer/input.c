@@ -208,7 +208,7 @@ int input_read(const char *path, const struct input_limits *lim, input_job_fn ea
     buf_init(&b, lim->max_bytes);
     json_tokener *tok = json_tokener_new_ex(lim->max_depth + 1);
     if (tok != NULL) {
-        json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8); /* as workers parse jobs */
+        json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8); /* told now, not in a postback */
     }
     int rc = tok != NULL ? read_all(path, lim->max_bytes, &b, e) : err_set(e, "out of memory");
     if (rc == 0) {

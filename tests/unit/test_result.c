@@ -242,6 +242,22 @@ static void test_errors_are_utf8(void)
               "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd");
     json_object_put(doc);
     result_destroy(r);
+    /* identifiers too (a job's strings are not checked for UTF-8: its postback says what was
+     * wrong), matched as written */
+    r = result_create("j");
+    result_add_image(r, "ok\xff", "http://h/b/ok.jpg", NULL, 1, 2);
+    json_object *ids = json_tokener_parse("[\"ok\\u00ff\"]"); /* not the same string */
+    json_object_array_add(ids, json_object_new_string("ok\xff"));
+    json_object_array_add(ids, json_object_new_string("bad\xfe"));
+    result_fail_remaining(r, ids);
+    result_add_failed(r, "bad\xfe");
+    json_object_put(ids);
+    CHECK_STR(
+        result_json(r),
+        "{\"results\":{\"original_meta\":{},\"images\":[{\"image_identifier\":\"ok\xef\xbf\xbd\","
+        "\"s3_url\":\"http://h/b/ok.jpg\",\"meta\":{\"width\":1,\"height\":2}}],\"job_id\":\"j\","
+        "\"failed_image_identifiers\":[\"ok\xc3\xbf\",\"bad\xef\xbf\xbd\"]}}");
+    result_destroy(r);
 }
 
 int main(void)
