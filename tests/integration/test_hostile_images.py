@@ -340,6 +340,16 @@ class HostileImageTestCase(PixqTestCase):
         self.assertEqual(json.loads(dead["job"])["src"], src)
         return errors[0]
 
+    def no_op_png(self, name, data):
+        """The PNG a no_op job makes of a TIFF source, and the job's original_meta."""
+        src = self.src.add("/%s.tif" % name, data)
+        self.push_job(self.job(name, src, [{"name": "no_op", "save": {
+            "image_identifier": "thumb", "extension": ".png",
+            "s3_destination": {"bucket": self.buckets[0], "key": "out/%s.png" % name}}}]))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        return self.s3_object("out/%s.png" % name), pb.json["results"]["original_meta"]
+
     def refuse_bytes(self, name, data, fragment, suffix=".png"):
         return self.refused(name, self.src.add("/" + name + suffix, data), fragment)
 
@@ -589,29 +599,12 @@ class TiffEnabledTest(HostileImageTestCase):
     def test_pages_are_stacked(self):
         """Blitline read a multi-page TIFF as its pages one under the other: the widest page's
         width, the narrower on a white background."""
-        name = "tiff-pages"
-        src = self.src.add("/%s.tif" % name, tiff_pages((40, 20, "white"), (30, 10, "black"),
-                                                        (20, 10, "gray50")))
-        self.push_job(self.job(name, src, [{"name": "no_op", "save": {
-            "image_identifier": "thumb", "extension": ".png",
-            "s3_destination": {"bucket": self.buckets[0], "key": "out/%s.png" % name}}}]))
-        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
-        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
-        self.assertEqual(pb.json["results"]["original_meta"], {"width": 40, "height": 40})
-        out = self.s3_object("out/%s.png" % name)
+        out, meta = self.no_op_png("tiff-pages", tiff_pages(
+            (40, 20, "white"), (30, 10, "black"), (20, 10, "gray50")))
+        self.assertEqual(meta, {"width": 40, "height": 40})
         self.assert_image(out, "PNG", 40, 40)
         self.assertEqual(pixels(out, (0, 0), (0, 25), (35, 25), (5, 35), (35, 35)),
                          [255, 0, 255, 127, 255])
-
-    def no_op_png(self, name, data):
-        """The PNG a no_op job makes of a TIFF source, and the job's original_meta."""
-        src = self.src.add("/%s.tif" % name, data)
-        self.push_job(self.job(name, src, [{"name": "no_op", "save": {
-            "image_identifier": "thumb", "extension": ".png",
-            "s3_destination": {"bucket": self.buckets[0], "key": "out/%s.png" % name}}}]))
-        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
-        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
-        return self.s3_object("out/%s.png" % name), pb.json["results"]["original_meta"]
 
     def test_pages_in_other_colourspaces(self):
         """A CMYK page among sRGB ones keeps its colours (ImageMagick appended its values as
@@ -637,13 +630,6 @@ class BmpEnabledTest(HostileImageTestCase):
 
     worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_IMAGE_FORMATS": "jpeg,png,gif,webp,bmp"}
 
-    def top_and_bottom(self, data):
-        """The grey levels of the top-left and bottom-left pixels of an image."""
-        out = subprocess.run(["convert", "-", "-format", "%[fx:int(255*p{0,0}.intensity)] "
-                              "%[fx:int(255*p{0,h-1}.intensity)]", "info:"], input=data,
-                             check=True, stdout=subprocess.PIPE, timeout=60).stdout.split()
-        return int(out[0]), int(out[1])
-
     def test_bmp_accepted(self):
         for name, data in (("bmp-up", bmp(80, 50)), ("bmp-down", bmp(80, 50, top_down=True)),
                            ("bmp-os2", bmp(80, 50, header=12))):
@@ -655,7 +641,7 @@ class BmpEnabledTest(HostileImageTestCase):
                 self.assertEqual(pb.json["results"]["original_meta"], {"width": 80, "height": 50})
                 out = self.s3_object("out/%s.jpg" % name)
                 self.assert_image(out, "JPEG", 40, 25)
-                top, bottom = self.top_and_bottom(out)
+                top, bottom = pixels(out, (0, 0), (0, 24))
                 self.assertGreater(top, 240)  # the right way up
                 self.assertLess(bottom, 15)
         self.assert_still_serving()
@@ -726,15 +712,8 @@ class TiffStackLimitTest(HostileImageTestCase):
                         "PIXQ_MAX_PIXELS": "1000"}
 
     def test_first_page_when_the_stack_is_too_large(self):
-        name = "tiff-tall"
-        src = self.src.add("/%s.tif" % name, tiff_pages((20, 40, "white"), (20, 40, "black")))
-        self.push_job(self.job(name, src, [{"name": "no_op", "save": {
-            "image_identifier": "thumb", "extension": ".png",
-            "s3_destination": {"bucket": self.buckets[0], "key": "out/%s.png" % name}}}]))
-        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
-        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
-        self.assertEqual(pb.json["results"]["original_meta"], {"width": 20, "height": 40})
-        out = self.s3_object("out/%s.png" % name)
+        out, meta = self.no_op_png("tiff-tall", tiff_pages((20, 40, "white"), (20, 40, "black")))
+        self.assertEqual(meta, {"width": 20, "height": 40})
         self.assert_image(out, "PNG", 20, 40)
         self.assertEqual(pixels(out, (0, 39)), [255])
         name = "tiff-wide"  # a page over the limit: refused, stacked or not
