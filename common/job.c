@@ -443,9 +443,8 @@ static int parse_destination(struct job_save *s, json_object *dest, struct err *
     json_object *bucket = member(dest, "bucket");
     if (bucket != NULL && json_object_is_type(bucket, json_type_object)) {
         s->bucket = string_member(bucket, "name");
-        s->location = string_member(bucket, "location");
-        s->location =
-            s->location != NULL && s->location[0] == '\0' ? NULL : s->location; /* as none */
+        const char *location = string_member(bucket, "location");
+        s->location = location != NULL && location[0] != '\0' ? location : NULL; /* "": none */
     } else if (bucket != NULL && json_object_is_type(bucket, json_type_string)) {
         s->bucket = json_object_get_string(bucket);
     }

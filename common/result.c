@@ -153,9 +153,9 @@ static int contains(json_object *arr, const char *s)
     return 0;
 }
 
-void result_add_failed(struct result *r, const char *image_identifier)
+/* Adds an identifier as utf8_string() wrote it (`id`, taken) to the failed ones, once. */
+static void add_failed(struct result *r, json_object *id)
 {
-    json_object *id = utf8_string(image_identifier); /* compared as it is written */
     if (!contains(r->failed, json_object_get_string(id))) {
         json_object_array_add(r->failed, id);
     } else {
@@ -163,27 +163,34 @@ void result_add_failed(struct result *r, const char *image_identifier)
     }
 }
 
-static int uploaded(const struct result *r, const char *image_identifier)
+void result_add_failed(struct result *r, const char *image_identifier)
 {
-    json_object *id = utf8_string(image_identifier); /* compared as result_image() wrote it */
+    add_failed(r, utf8_string(image_identifier));
+}
+
+/* Whether an image named `id` (as utf8_string() writes it) is in `images`. */
+static int uploaded(const struct result *r, const char *id)
+{
     size_t n = json_object_array_length(r->images);
-    int found = 0;
-    for (size_t i = 0; i < n && !found; i++) {
+    for (size_t i = 0; i < n; i++) {
         json_object *v = NULL;
         json_object_object_get_ex(json_object_array_get_idx(r->images, i), "image_identifier", &v);
-        found = v != NULL && strcmp(json_object_get_string(v), json_object_get_string(id)) == 0;
+        if (v != NULL && strcmp(json_object_get_string(v), id) == 0) {
+            return 1;
+        }
     }
-    json_object_put(id);
-    return found;
+    return 0;
 }
 
 void result_fail_remaining(struct result *r, json_object *ids)
 {
     size_t n = json_object_array_length(ids);
     for (size_t i = 0; i < n; i++) {
-        const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
-        if (!uploaded(r, id)) {
-            result_add_failed(r, id);
+        json_object *id = utf8_string(json_object_get_string(json_object_array_get_idx(ids, i)));
+        if (!uploaded(r, json_object_get_string(id))) {
+            add_failed(r, id);
+        } else {
+            json_object_put(id);
         }
     }
 }

@@ -164,8 +164,7 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
         json_object_object_get_ex(bucket, "name", &name);
         json_object_object_get_ex(bucket, "location", &loc);
         o.bucket = name != NULL ? json_object_get_string(name) : NULL;
-        o.region = loc != NULL && json_object_get_string_len(loc) > 0 ? json_object_get_string(loc)
-                                                                      : NULL; /* "": none */
+        o.region = loc != NULL ? json_object_get_string(loc) : NULL;
     } else if (bucket != NULL) {
         o.bucket = json_object_get_string(bucket);
     }
