@@ -447,21 +447,40 @@ static int limit_show(struct admin *a, const struct cfg *cfg, bool json)
     return rc;
 }
 
-static int limit_set(struct admin *a, const char *bucket, const char *rate, long burst)
+/* Runs two commands on one limiter hash as one transaction (MULTI ... EXEC, one round trip): an
+ * upload or another `pixq limit` cannot land between them. Returns 0, or -1 with the reason. */
+static int limit_write(struct admin *a, const struct rq_cmd *two, struct err *e)
 {
-    char key[RQ_KEY_MAX];
-    snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
-    struct err e = {{0}};
-    redisReply *rep = rq_command(a->rq, &e, "HSET %s rate %s burst %ld", key, rate, burst);
-    if (rep != NULL) {
-        freeReplyObject(rep);
-        rep = rq_command(a->rq, &e, "PERSIST %s", key);
+    const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
+    const struct rq_cmd cmds[] = {{1, multi, NULL}, two[0], two[1], {1, exec, NULL}};
+    redisReply *rep[4];
+    int rc = rq_pipeline(a->rq, 4, cmds, rep, e);
+    if (rc == 0 && (rep[3]->type != REDIS_REPLY_ARRAY || rep[3]->elements != 2)) {
+        rc = err_set(e, "redis: the transaction was not carried out");
     }
-    if (rep == NULL) {
+    for (size_t i = 0; rc == 0 && i < rep[3]->elements; i++) {
+        if (rep[3]->element[i]->type == REDIS_REPLY_ERROR) {
+            rc = err_set(e, "redis: %.400s", rep[3]->element[i]->str);
+        }
+    }
+    for (size_t i = 0; i < 4; i++) {
+        freeReplyObject(rep[i]);
+    }
+    return rc;
+}
+
+static int limit_set(struct admin *a, const char *bucket, const char *rate, long burst_n)
+{
+    char key[RQ_KEY_MAX], burst[32];
+    snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
+    snprintf(burst, sizeof burst, "%ld", burst_n);
+    const char *hset[] = {"HSET", key, "rate", rate, "burst", burst}, *persist[] = {"PERSIST", key};
+    const struct rq_cmd two[] = {{6, hset, NULL}, {2, persist, NULL}};
+    struct err e = {{0}};
+    if (limit_write(a, two, &e) < 0) {
         return cli_fail("limit set: %s", e.msg);
     }
-    freeReplyObject(rep);
-    printf("%s: %s PUT/s, burst %ld (fleet-wide, now)\n", bucket, rate, burst);
+    printf("%s: %s PUT/s, burst %s (fleet-wide, now)\n", bucket, rate, burst);
     return CLI_OK;
 }
 
@@ -469,18 +488,15 @@ static int limit_set(struct admin *a, const char *bucket, const char *rate, long
  * upload's rl_acquire.lua sets it anew; without one it stayed for good). */
 static int limit_reset(struct admin *a, const struct cfg *cfg, const char *bucket)
 {
-    char key[RQ_KEY_MAX];
+    char key[RQ_KEY_MAX], ttl[32];
     snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)cfg->rl_idle_ttl_s * 1000);
+    const char *hdel[] = {"HDEL", key, "rate", "burst"}, *pexpire[] = {"PEXPIRE", key, ttl};
+    const struct rq_cmd two[] = {{4, hdel, NULL}, {3, pexpire, NULL}};
     struct err e = {{0}};
-    redisReply *rep = rq_command(a->rq, &e, "HDEL %s rate burst", key);
-    if (rep != NULL) {
-        freeReplyObject(rep);
-        rep = rq_command(a->rq, &e, "PEXPIRE %s %lld", key, (long long)cfg->rl_idle_ttl_s * 1000);
-    }
-    if (rep == NULL) {
+    if (limit_write(a, two, &e) < 0) {
         return cli_fail("limit reset: %s", e.msg);
     }
-    freeReplyObject(rep);
     printf("%s: back to the default rate\n", bucket);
     return CLI_OK;
 }

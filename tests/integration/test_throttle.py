@@ -1114,6 +1114,25 @@ class LimitCliTest(ThrottleCase):
         self.assertTrue(86000 <= self.redis.ttl(self.rl_key("bkt-a")) <= 86400,
                         self.redis.ttl(self.rl_key("bkt-a")))
 
+    def test_set_and_reset_are_one_transaction(self):
+        """Each writes the hash in MULTI ... EXEC: an upload or another limit command landing
+        between the two writes cannot leave an override that expires, or none that does not."""
+        monitor = harness.Redis("127.0.0.1", self.redis_server.port, timeout=5).connect()
+        try:
+            self.assertEqual(monitor.execute("MONITOR"), "OK")
+            for args in (("set", "bkt-a", "3", "4"), ("reset", "bkt-a")):
+                r = self.run_pixq("limit", *args)
+                self.assertEqual(r.returncode, 0, r.stderr)
+            seen = []
+            while seen.count('"EXEC"') < 2:
+                line = monitor._read_reply()
+                seen.append(line.split("] ", 1)[1].split(" ")[0])
+        finally:
+            monitor.close()
+        self.assertEqual([c for c in seen if c not in ('"AUTH"', '"SELECT"', '"HELLO"')],
+                         ['"MULTI"', '"HSET"', '"PERSIST"', '"EXEC"',
+                          '"MULTI"', '"HDEL"', '"PEXPIRE"', '"EXEC"'])
+
     def test_show_after_throttling_and_region(self):
         self.s3.set_region("eu-bucket", "eu-west-1")
         self.s3.fail("bkt-b", 503, "SlowDown", count=1)
