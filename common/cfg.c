@@ -605,7 +605,7 @@ static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *
     }
     const char *value = eq != NULL ? eq + 1 : NULL;
     if (value == NULL && en->type == T_BOOL) {
-        value = "1";
+        value = cfg_flag_values(arg, *i + 1 < argc ? argv[*i + 1] : NULL) > 0 ? argv[++*i] : "1";
     } else if (value == NULL) {
         if (*i + 1 >= argc) {
             return err_set(e, "--%s needs a value", name);
@@ -615,7 +615,7 @@ static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *
     return set_typed(c, en, value, e);
 }
 
-int cfg_flag_values(const char *arg)
+int cfg_flag_values(const char *arg, const char *next)
 {
     if (strncmp(arg, "--", 2) != 0 || strchr(arg, '=') != NULL) {
         return 0;
@@ -625,7 +625,11 @@ int cfg_flag_values(const char *arg)
         return 1;
     }
     const struct cfg_entry *en = flag_entry(name);
-    return en != NULL && en->type != T_BOOL ? 1 : 0;
+    bool b;
+    if (en != NULL && en->type == T_BOOL) {
+        return next != NULL && parse_bool(next, &b) == 0 ? 1 : 0;
+    }
+    return en != NULL ? 1 : 0;
 }
 
 /* Whether `s` is HOST:PORT (or [IPv6]:PORT) with a port of 1-65535 and a host of name characters.

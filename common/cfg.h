@@ -172,9 +172,11 @@ bool cfg_bucket_allowed(const struct cfg *c, const char *bucket);
 /* Whether S3 requests use path-style addressing, resolving the automatic default. */
 bool cfg_s3_path_style(const struct cfg *c);
 
-/* How many of the arguments after `arg` are its value as cfg_load() reads it: 1 for
- * `--config` and for a setting's flag that is not boolean and has no `=value`, else 0. */
-int cfg_flag_values(const char *arg);
+/* How many of the arguments after `arg` are its value as cfg_load() reads it (`next` is the
+ * argument after it, or NULL): 1 for `--config` and for a setting's flag without `=value` that
+ * is not boolean, or is boolean and followed by a boolean word (`--cpu-affinity 1`); else 0 (a
+ * boolean flag alone means 1). */
+int cfg_flag_values(const char *arg, const char *next);
 
 /* Prints the settings with their variables, defaults and meaning (for --help). */
 void cfg_usage(FILE *out);

@@ -60,7 +60,7 @@ static int wants_help(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             return cmd;
         }
-        if (cfg_flag_values(argv[i]) > 0) {
+        if (cfg_flag_values(argv[i], i + 1 < argc ? argv[i + 1] : NULL) > 0) {
             i++; /* a setting's value, never the command word */
             continue;
         }

@@ -132,6 +132,43 @@ static void test_precedence(void)
     fake_env = NULL;
 }
 
+/* A boolean flag takes a boolean word after it as its value (`--cpu-affinity 1`, the form the
+ * usage line shows), and is 1 alone; anything else after it is the next argument. */
+static void test_boolean_flag_values(void)
+{
+    char *argv[] = {"prog",
+                    "--cpu-affinity",
+                    "1",
+                    "--shrink-on-load",
+                    "off",
+                    "--jpeg-dc",
+                    "submit",
+                    "--png-shrink",
+                    "False",
+                    "--fast-resize",
+                    "--postback-retry",
+                    "yes",
+                    NULL};
+    int argc = 12;
+    struct cfg c;
+    struct err e = {{0}};
+    CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), 0);
+    CHECK_INT(c.cpu_affinity, 1);
+    CHECK_INT(c.shrink_on_load, 0);
+    CHECK_INT(c.jpeg_dc, 1);
+    CHECK_INT(c.png_shrink, 0);
+    CHECK_INT(c.fast_resize, 1);
+    CHECK_INT(c.postback_retry, 1);
+    CHECK_INT(argc, 2);
+    CHECK_STR(argv[1], "submit");
+    CHECK_INT(cfg_flag_values("--cpu-affinity", "0"), 1);
+    CHECK_INT(cfg_flag_values("--cpu-affinity", "job.json"), 0);
+    CHECK_INT(cfg_flag_values("--cpu-affinity", NULL), 0);
+    CHECK_INT(cfg_flag_values("--cpu-affinity=1", "1"), 0);
+    CHECK_INT(cfg_flag_values("--max-pixels", "x"), 1);
+    CHECK_INT(cfg_flag_values("--not-a-setting", "1"), 0);
+}
+
 static void test_bad_file(void)
 {
     char path[] = "/tmp/pixq-cfg-XXXXXX";
@@ -443,6 +480,7 @@ int main(void)
     test_good_values();
     test_bad_values();
     test_precedence();
+    test_boolean_flag_values();
     test_bad_file();
     test_print_hides_secrets();
     test_guard_settings();
