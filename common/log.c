@@ -511,8 +511,12 @@ const char *log_quote(const char *s, char *out, unsigned cap)
     }
     unsigned o = 0;
     out[o++] = '"';
-    for (; *s != '\0' && o + 6 < cap; s++) {
+    for (; *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
+        unsigned width = c == '"' || c == '\\' ? 2 : c < ' ' || c == 0x7f ? 4 : 1;
+        if (o + width + 5 > cap) {
+            break; /* room for it, then "...", the closing quote and the NUL */
+        }
         if (c == '"' || c == '\\') {
             out[o++] = '\\';
             out[o++] = (char)c;

@@ -54,7 +54,7 @@ void log_event(enum log_level level, const char *event, const char *fields, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Quotes `s` for a key=value line when it needs it (spaces, '=', '"', control characters), into
- * `out` of `cap` bytes; returns `out`. Long values are cut with "...". */
+ * `out` of `cap` bytes (at least 6); returns `out`. Long values are cut with "...". */
 const char *log_quote(const char *s, char *out, unsigned cap);
 
 /* Builds the JSON form of one event into `out` (`cap` bytes, at least 64), without a newline:

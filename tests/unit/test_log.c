@@ -108,6 +108,28 @@ static void test_round_trip(void)
     }
 }
 
+/* A value cut to fit stays within `cap` whatever the width of its last escape (a control byte
+ * takes 4 bytes: a cut after one wrote 2 bytes past the buffer), and ends in `..."`. */
+static void test_quote_cut_fits(void)
+{
+    const char *fills[] = {"\x01", "\"", "a b", "\x01x", "x\x7f\"", "\\\x02 "};
+    for (size_t f = 0; f < sizeof fills / sizeof fills[0]; f++) {
+        char long_value[700] = "";
+        while (strlen(long_value) + strlen(fills[f]) < sizeof long_value) {
+            strcat(long_value, fills[f]);
+        }
+        for (unsigned cap = 6; cap <= 540; cap++) {
+            char out[560];
+            memset(out, 0x5a, sizeof out);
+            log_quote(long_value, out, cap);
+            size_t n = strnlen(out, cap);
+            CHECK(n < cap);
+            CHECK(n >= 5 && strcmp(out + n - 4, "...\"") == 0);
+            CHECK(out[cap] == 0x5a && out[cap + 1] == 0x5a);
+        }
+    }
+}
+
 static void test_head(void)
 {
     char out[256];
@@ -294,6 +316,7 @@ int main(void)
 {
     test_cases();
     test_round_trip();
+    test_quote_cut_fits();
     test_head();
     test_truncation();
     test_parse();
