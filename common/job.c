@@ -14,7 +14,7 @@
 
 /* ---------------------------------------------------------------- parameters */
 
-static json_object *param(json_object *params, const char *name)
+static json_object *raw_param(json_object *params, const char *name)
 {
     json_object *v = NULL;
     if (params == NULL || !json_object_is_type(params, json_type_object) ||
@@ -22,6 +22,15 @@ static json_object *param(json_object *params, const char *name)
         return NULL;
     }
     return v; /* NULL for a JSON null too */
+}
+
+/* A parameter's value, or NULL when it is absent, null or "": Blitline's worker read "" as 0 (its
+ * to_i), which its functions take as no value ("width": "" fits the height alone). */
+static json_object *param(json_object *params, const char *name)
+{
+    json_object *v = raw_param(params, name);
+    return json_object_is_type(v, json_type_string) && json_object_get_string_len(v) == 0 ? NULL
+                                                                                          : v;
 }
 
 bool job_param_present(json_object *params, const char *name)
@@ -103,7 +112,7 @@ int job_param_long(json_object *params, const char *fn, const char *name, long d
 int job_param_bool(json_object *params, const char *fn, const char *name, bool def, bool *out,
                    struct err *e)
 {
-    json_object *v = param(params, name);
+    json_object *v = raw_param(params, name); /* "" is false, not the default */
     if (v == NULL) {
         *out = def;
         return 0;
@@ -403,18 +412,39 @@ static void key_extension(const char *key, char *out, size_t cap)
     out[i] = '\0';
 }
 
-/* Output format: destination key's extension, then force_type, then extension, then jpg. */
+/* Whether `ext` (lower case) names an image format: one pixq writes (worker/image.c's formats),
+ * or one it does not, so that a key such as `doc.pdf` fails with a clear error rather than
+ * holding a JPEG. A key's other extensions (`user.123`, `photo.v2`) are part of its name. */
+static bool image_extension(const char *ext)
+{
+    static const char *const known[] = {"jpg",  "jpeg", "png", "webp", "gif",  "bmp",  "tif",
+                                        "tiff", "pdf",  "bpg", "avif", "heic", "heif", "jp2",
+                                        "jxl",  "svg",  "ico", "psd",  "eps",  "tga"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        if (strcmp(ext, known[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Output format, as Blitline's worker chose it: force_type (the destination's, then the save's)
+ * overrides the destination key's extension when that names an image format, then the save's
+ * extension, then jpg. */
 static void resolve_format(struct job_save *s, json_object *save, json_object *dest)
 {
     const char *candidates[] = {
         string_member(dest, "force_type"),
         string_member(save, "force_type"),
+        NULL, /* the key's extension goes here */
         string_member(save, "extension"),
     };
+    char key_ext[sizeof s->format] = "";
     if (s->key != NULL) {
-        key_extension(s->key, s->format, sizeof s->format);
+        key_extension(s->key, key_ext, sizeof key_ext);
     }
-    for (size_t i = 0; s->format[0] == '\0' && i < 3; i++) {
+    candidates[2] = image_extension(key_ext) ? key_ext : NULL;
+    for (size_t i = 0; s->format[0] == '\0' && i < 4; i++) {
         if (candidates[i] != NULL && candidates[i][0] != '\0') {
             char tmp[sizeof s->format + 2];
             snprintf(tmp, sizeof tmp, ".%s",
@@ -859,6 +889,9 @@ static int read_move(struct job_pre *step, json_object *spec, struct err *e)
         return -1;
     }
     key_extension(s->key, s->format, sizeof s->format);
+    if (!image_extension(s->format)) {
+        s->format[0] = '\0'; /* `orig/user.123`: the source's format, as without one */
+    }
     return 0;
 }
 

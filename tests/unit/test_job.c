@@ -70,7 +70,15 @@ static void test_format_order(void)
         "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"c\",\"extension\":\".png\","
         "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"noext\",\"force_type\":\"gif\"}}},"
         "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"d\",\"extension\":\".png\","
-        "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"x.jpeg\"}}}]}");
+        "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"x.jpeg\"}}},"
+        "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"e\",\"extension\":\".png\","
+        "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"x.JPEG\",\"force_type\":\".gif\"}}},"
+        "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"f\","
+        "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"avatars/user.123\"}}},"
+        "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"g\",\"extension\":\"webp\","
+        "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"photo.v2\"}}},"
+        "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"h\","
+        "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"doc.PDF\"}}}]}");
     CHECK(j != NULL && j->error[0] == '\0');
     if (j == NULL) {
         return;
@@ -78,7 +86,11 @@ static void test_format_order(void)
     CHECK_STR(j->functions[0].save->format, "jpg");  /* default */
     CHECK_STR(j->functions[1].save->format, "png");  /* extension without a dot */
     CHECK_STR(j->functions[2].save->format, "gif");  /* force_type beats extension */
-    CHECK_STR(j->functions[3].save->format, "jpeg"); /* the key's extension wins */
+    CHECK_STR(j->functions[3].save->format, "jpeg"); /* the key's extension beats extension */
+    CHECK_STR(j->functions[4].save->format, "gif");  /* force_type beats the key's */
+    CHECK_STR(j->functions[5].save->format, "jpg");  /* `.123` names no image format */
+    CHECK_STR(j->functions[6].save->format, "webp"); /* nor does `.v2` */
+    CHECK_STR(j->functions[7].save->format, "pdf");  /* refused when encoding, by name */
     CHECK(j->functions[0].save->bucket == NULL);
     CHECK_STR(j->id, ""); /* no job_id: assigned later */
     struct buf payload;
@@ -169,7 +181,7 @@ static void test_params(void)
 {
     json_object *p = json_tokener_parse(
         "{\"n\":5,\"s\":\"7\",\"f\":\"2.5\",\"t\":\"TRUE\",\"b\":false,\"one\":1,\"bad\":\"x7\","
-        "\"neg\":-3,\"nan\":\"nan\",\"nul\":null,\"obj\":{},\"big\":1e300}");
+        "\"neg\":-3,\"nan\":\"nan\",\"nul\":null,\"obj\":{},\"big\":1e300,\"empty\":\"\"}");
     struct err e;
     long l;
     double d;
@@ -202,6 +214,16 @@ static void test_params(void)
     CHECK_STR(s, "5");
     CHECK_INT(job_param_string(p, "fn", "obj", NULL, &s, &e), -1);
     CHECK(job_param_present(p, "n") && !job_param_present(p, "nul") && !job_param_present(p, "zz"));
+    /* "" is absent (Blitline's to_i made it 0, no value), but false as a boolean */
+    CHECK_INT(job_param_long(p, "fn", "empty", 9, 1, 10, &l, &e), 0);
+    CHECK_INT(l, 9);
+    CHECK_INT(job_param_double(p, "fn", "empty", 0.5, 0, 1, &d, &e), 0);
+    CHECK(d == 0.5);
+    CHECK_INT(job_param_string(p, "fn", "empty", "def", &s, &e), 0);
+    CHECK_STR(s, "def");
+    CHECK(!job_param_present(p, "empty"));
+    CHECK_INT(job_param_bool(p, "fn", "empty", true, &b, &e), 0);
+    CHECK(!b);
     json_object_put(p);
 }
 
@@ -316,13 +338,14 @@ static void test_pre_process(void)
               "{\"bucket\":\"bk\",\"key\":\"orig/a.PNG\",\"headers\":{\"X\":\"1\"}}}},"
               "{\"job\":{\"src\":\"http://x/m.png\",\"functions\":[{\"name\":\"resize_to_fit\","
               "\"params\":{\"width\":10},\"save\":{\"image_identifier\":\"pre\"}}]}},"
-              "{\"convert_original\":{\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"noext\"}}}],"
+              "{\"convert_original\":{\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"noext\"}}},"
+              "{\"move_original\":{\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"o/u.123\"}}}],"
               "\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"main\"}}]}");
     CHECK(j != NULL && j->error[0] == '\0');
     if (j == NULL) {
         return;
     }
-    CHECK_INT(j->n_pre, 3);
+    CHECK_INT(j->n_pre, 4);
     CHECK(j->pre[0].move != NULL && j->pre[0].job == NULL);
     CHECK_STR(j->pre[0].move->bucket, "bk");
     CHECK_STR(j->pre[0].move->format, "png");
@@ -331,11 +354,12 @@ static void test_pre_process(void)
     CHECK_STR(job_src_url(j->pre[1].job), "http://x/m.png");
     CHECK_STR(j->pre[1].job->functions[0].save->image_identifier, "pre");
     CHECK_STR(j->pre[2].move->format, ""); /* no extension: keep the source's format */
+    CHECK_STR(j->pre[3].move->format, ""); /* nor with one that names no image format */
     /* one numbering for the whole job, pre_process first: parked outputs are stored by it */
     CHECK_INT(j->pre[0].move->index, 0);
     CHECK_INT(j->pre[1].job->functions[0].save->index, 1);
     CHECK_INT(j->pre[2].move->index, 2);
-    CHECK_INT(j->functions[0].save->index, 3);
+    CHECK_INT(j->functions[0].save->index, 4);
     json_object *ids = json_object_new_array();
     job_identifiers(j, ids); /* the main tree's identifiers only */
     CHECK_STR(json_object_to_json_string_ext(ids, JSON_C_TO_STRING_PLAIN), "[\"main\"]");
