@@ -32,16 +32,16 @@ static redisReply *run(struct sctx *s, int argc, const char **argv)
     return r;
 }
 
-/* A command on pixq:{q}:<suffix> with up to three more arguments (NULL-terminated). */
+/* A command on pixq:{q}:<suffix> with up to eight more arguments (NULL-terminated). */
 static redisReply *on_key(struct sctx *s, const char *cmd, const char *q, const char *suffix, ...)
 {
     char key[RQ_KEY_MAX];
     rq_key(key, sizeof key, q, suffix);
-    const char *argv[6] = {cmd, key};
+    const char *argv[10] = {cmd, key};
     int argc = 2;
     va_list ap;
     va_start(ap, suffix);
-    for (const char *a = va_arg(ap, const char *); a != NULL && argc < 6;
+    for (const char *a = va_arg(ap, const char *); a != NULL && argc < 10;
          a = va_arg(ap, const char *)) {
         argv[argc++] = a;
     }
@@ -55,6 +55,22 @@ static long long int_on_key(struct sctx *s, const char *cmd, const char *q, cons
     long long v = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
     return v;
+}
+
+/* Jobs waiting on pixq:{q}:jobs: its length less the wake-up tokens among the entries at its
+ * consuming end (where delay.lua and finish.lua push them; a worker takes them first), which are
+ * no work. */
+static long long waiting_jobs(struct sctx *s, const char *q)
+{
+    char scan[16];
+    snprintf(scan, sizeof scan, "%d", STATS_WAKE_SCAN);
+    long long n = int_on_key(s, "LLEN", q, "jobs");
+    redisReply *r = n > 0 ? on_key(s, "LPOS", q, "jobs", RQ_WAKE_TOKEN, "RANK", "-1", "COUNT", "0",
+                                   "MAXLEN", scan, NULL)
+                          : NULL;
+    long long tokens = r != NULL && r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : 0;
+    freeReplyObject(r);
+    return n > tokens ? n - tokens : 0;
 }
 
 static long long redis_ms(struct sctx *s)
@@ -324,7 +340,7 @@ static json_object *queue_stats(struct sctx *s, const char *q)
     json_object *o = json_object_new_object();
     json_object *ws = workers(s, q);
     json_object_object_add(o, "queue", json_object_new_string(q));
-    json_object_object_add(o, "jobs", json_object_new_int64(int_on_key(s, "LLEN", q, "jobs")));
+    json_object_object_add(o, "jobs", json_object_new_int64(waiting_jobs(s, q)));
     json_object_object_add(o, "delayed",
                            json_object_new_int64(int_on_key(s, "ZCARD", q, "delayed")));
     json_object_object_add(o, "dead", json_object_new_int64(int_on_key(s, "LLEN", q, "dead")));
@@ -697,7 +713,7 @@ static json_object *depths(struct sctx *s, const char *q)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "queue", json_object_new_string(q));
-    json_object_object_add(o, "jobs", json_object_new_int64(int_on_key(s, "LLEN", q, "jobs")));
+    json_object_object_add(o, "jobs", json_object_new_int64(waiting_jobs(s, q)));
     json_object_object_add(o, "delayed",
                            json_object_new_int64(int_on_key(s, "ZCARD", q, "delayed")));
     json_object_object_add(o, "dead", json_object_new_int64(int_on_key(s, "LLEN", q, "dead")));

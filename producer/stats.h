@@ -11,6 +11,7 @@
 #define STATS_WORKERS_MAX   1000 /* workers listed per queue */
 #define STATS_TPUT_WINDOW_S 60   /* throughput is summed over this many seconds */
 #define STATS_OLDEST_SCAN   16   /* entries at the consuming end searched for the oldest job */
+#define STATS_WAKE_SCAN     1000 /* entries at the consuming end searched for wake-up tokens */
 #define STATS_WATCH_S       2.0  /* default --watch interval */
 
 /* `pixq stats [--json|--prometheus] [--watch [SECONDS] [--count N]]`. argv[0] is "stats".

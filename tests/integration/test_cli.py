@@ -595,7 +595,7 @@ class StatsViewsTest(CliCase):
         qs = {q["queue"]: q for q in s["queues"]}
         self.assertEqual([q["queue"] for q in s["queues"]], ["urgent", "default", WEIRD_QUEUE])
         self.assertEqual([(q["jobs"], q["delayed"], q["dead"]) for q in s["queues"]],
-                         [(2, 0, 0), (2, 0, 0), (1, 1, 1)])  # w-1's wake-up token is a "job"
+                         [(2, 0, 0), (2, 0, 0), (0, 1, 1)])  # w-1's wake-up token is no job
         u = qs["urgent"]["oldest_job"]
         self.assertEqual(u["job_id"], "u-1")
         self.assertTrue(300 <= u["age_ms"] < 10000, u)
@@ -684,17 +684,26 @@ class StatsViewsTest(CliCase):
         self.redis.lpush("pixq:{gone}:result:j1", "r")  # not a queue by itself
         self.redis.execute("ZADD", "pixq:{urgent}:workers", 1, "w9")
         self.redis.lpush("pixq:{urgent}:active:w9", "a", "b")
+        # two delayed jobs, each the earliest when submitted: two wake-up tokens on `jobs`,
+        # after other-client's entry, which are no jobs waiting
+        self.submit("d-2", "--delay", "60000")
+        self.submit("d-3", "--delay", "30000")
+        self.assertEqual(self.redis.llen(self.key("jobs")), 4)
         r = self.run_pixq("queues", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout), [
-            {"queue": "default", "jobs": 2, "delayed": 0, "dead": 0, "active": 0},
+            {"queue": "default", "jobs": 2, "delayed": 2, "dead": 0, "active": 0},
             {"queue": "later", "jobs": 0, "delayed": 2, "dead": 0, "active": 0},
             {"queue": "urgent", "jobs": 2, "delayed": 0, "dead": 0, "active": 2},
-            {"queue": WEIRD_QUEUE, "jobs": 1, "delayed": 1, "dead": 1, "active": 0}])
+            {"queue": WEIRD_QUEUE, "jobs": 0, "delayed": 1, "dead": 1, "active": 0}])
         lines = self.pixq_ok("queues").splitlines()
         self.assertEqual(lines[0].split(), ["queue", "jobs", "delayed", "dead", "active"])
         self.assertEqual([line.split() for line in lines[1:3]],
-                         [["default", "2", "0", "0", "0"], ["later", "0", "2", "0", "0"]])
+                         [["default", "2", "2", "0", "0"], ["later", "0", "2", "0", "0"]])
+        prom = self.run_pixq("stats", "--prometheus", env={"PIXQ_QUEUE": "default"})
+        self.assertEqual(prom.returncode, 0, prom.stderr)
+        self.assertEqual(prom_value(parse_prometheus(prom.stdout), "pixq_queue_jobs",
+                                    queue="default"), 2)
 
 
 
