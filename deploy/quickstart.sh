@@ -33,7 +33,9 @@ set -a
 # shellcheck disable=SC1091
 . "$dir/stack.env"
 set +a
-export PIXQ_ALLOW_PRIVATE_NETWORKS=1 # the sample's source and postback are on this machine
+# the sample's source and postback are on this machine: loopback only (not every private network:
+# a job in a stack left running with --keep cannot reach the cloud's metadata address, say)
+export PIXQ_ALLOWED_NETWORKS=127.0.0.0/8,::1/128
 
 # serve_port NAME: waits for a helper server to write its port into $dir/NAME.port.
 serve_port() {
@@ -102,6 +104,6 @@ echo "image: $(identify -format '%m %wx%h' "$dir/object")"
 echo "== worker log"
 cat "$dir/worker.log"
 if ((keep)); then
-	echo "== worker, helper servers and stack left running; to reach them: set -a; . $dir/stack.env; set +a; export PIXQ_ALLOW_PRIVATE_NETWORKS=1"
+	echo "== worker, helper servers and stack left running; to reach them: set -a; . $dir/stack.env; set +a; export PIXQ_ALLOWED_NETWORKS=127.0.0.0/8,::1/128"
 	echo "== stop them all with: deploy/stack.sh stop $dir"
 fi

@@ -335,7 +335,7 @@ static const char LIMIT_USAGE[] =
     "The upload rate limit of each S3 bucket, shared by the whole fleet (pixq:rl:{BUCKET}):\n"
     "show every bucket's configured rate and burst, effective rate (after adaptive slowing),\n"
     "reserved backlog, throttling answers seen and region (--json: one JSON array); set an\n"
-    "override (RATE PUT/s, greater than 0 and at most 1000000; BURST 0 to 1000000), or reset a\n"
+    "override (RATE PUT/s, 0.001 to 1000000; BURST 0 to 1000000), or reset a\n"
     "bucket to PIXQ_S3_RATE. Changes apply to every worker at once.\n"
     "\n"
     "Exit status: 0 done, 1 Redis failed, 2 bad usage.\n";

@@ -17,7 +17,8 @@ static const struct command {
     const char *synopsis;
 } commands[] = {
     {"submit", submit_main,
-     "submit FILE|-... [--wait] [--timeout S] [--delay MS] [--json]\n"
+     "submit FILE|-... [--wait] [--timeout S] [--delay MS] [--json] [--no-progress]\n"
+     "      [--progress-interval S]\n"
      "      validate jobs (one job, a JSON array or JSON lines per file), enqueue them,\n"
      "      print their ids; --wait shows progress and prints each result"},
     {"stats", stats_main,

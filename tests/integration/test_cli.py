@@ -880,14 +880,15 @@ GOOD_JOB = {"src": "http://x.test/a.png", "functions": [
     {"name": "resize_to_fit", "params": {"width": 10}, "save": {"image_identifier": "x"}}]}
 
 COMMANDS_HELP = {
-    (): ["submit", "stats", "queues", "dead list", "limit show", "--delay", "Exit status"],
+    (): ["submit", "stats", "queues", "dead list", "limit show", "--delay", "--no-progress",
+         "--progress-interval", "Exit status"],
     ("submit",): ["FILE", "JSON lines", "--wait", "--timeout", "--delay", "--json",
                   "--progress-interval", "pixq_enqueued_at", "Exit status"],
     ("stats",): ["--json", "--prometheus", "--watch", "--count", "Exit status"],
     ("queues",): ["--json", "Exit status"],
     ("dead",): ["list", "retry", "purge", "--limit", "--json", "Exit status"],
     ("dead", "list"): ["list", "retry", "purge"],
-    ("limit",): ["show", "set", "reset", "--json", "Exit status"],
+    ("limit",): ["show", "set", "reset", "--json", "0.001 to 1000000", "Exit status"],
     ("limit", "set"): ["BUCKET RATE BURST"],
 }
 
