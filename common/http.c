@@ -11,7 +11,8 @@
 #include "cfg.h"
 #include "log.h"
 
-#define MAX_HEAD_BYTES (64 * 1024) /* response header bytes kept */
+#define MAX_HEAD_BYTES (64 * 1024)   /* response header bytes kept */
+#define GET_BUFFER     (256L * 1024) /* bytes a GET reads at a time (curl's default: 16 KiB) */
 
 struct http {
     CURL *curl;
@@ -256,6 +257,10 @@ static void set_options(CURL *c, const struct http_request *req, struct curl_sli
      * it (the answer to a wait_for_s3 HEAD of an object over 64 KiB was lost) */
     if (strcmp(req->method, "HEAD") != 0) {
         curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
+    }
+    /* a source of 750 KB took 47 recv() and 49 poll() calls in 16 KiB reads, 3 and 5 in these */
+    if (strcmp(req->method, "GET") == 0) {
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, GET_BUFFER);
     }
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
