@@ -319,6 +319,7 @@ static void reset_response(const struct http_request *req, struct http_response 
     resp->refused = false;
     resp->too_large = false;
     resp->bad_url = false;
+    resp->bad_answer = false;
 }
 
 /* Whether a URL byte must be percent-encoded before libcurl takes it: a space, a control
@@ -389,6 +390,12 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
         (rc == CURLE_COULDNT_CONNECT || rc == CURLE_ABORTED_BY_CALLBACK)) {
         resp->refused = true;
         return refusal_error(h->curl, &guard, e);
+    }
+    if (rc == CURLE_OUT_OF_MEMORY && errbuf[0] == '\0' && resp->head.len > 0) {
+        /* libcurl 7.88 answers a header line over CURL_MAX_HTTP_HEADER so, and says nothing */
+        resp->bad_answer = true;
+        return err_set(e, "the answer has a header line over libcurl's limit of %d bytes",
+                       CURL_MAX_HTTP_HEADER);
     }
     if (rc != CURLE_OK) {
         resp->bad_url = rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL;

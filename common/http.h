@@ -53,6 +53,8 @@ struct http_response {
                       * which): retrying cannot help */
     bool too_large;  /* a 2xx body passed the request's max_body: retrying cannot help either */
     bool bad_url;    /* the URL cannot be requested (malformed, not http or https): nor here */
+    bool bad_answer; /* the answer cannot be read (a header line over libcurl's 100 KiB): nor
+                      * here */
 };
 
 struct http;

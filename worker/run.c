@@ -119,7 +119,7 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
     http_response_init(&resp);
     int rc = http_perform(w->http, &req, &resp, e);
     if (rc < 0) {
-        bool final = resp.too_large || resp.refused || resp.bad_url ||
+        bool final = resp.too_large || resp.refused || resp.bad_url || resp.bad_answer ||
                      strstr(e->msg, "redirects followed") != NULL;
         note_fetch_failure(w, final ? RUN_SOURCE_FAILED : RUN_SOURCE_TRANSIENT);
     } else if (resp.status / 100 != 2) {
@@ -668,8 +668,9 @@ static int post_back(struct runner *w, const struct job *job, const char *json)
         .timeout_ms = w->cfg->postback_timeout_ms,
         .max_body = MAX_POSTBACK_BODY,
         .guard = &w->guard,
-        .low_speed_bytes_per_s = w->cfg->low_speed_bytes_per_s,
-        .low_speed_time_s = w->cfg->low_speed_time_s,
+        /* no low-speed limit: a receiver is silent while it works on the postback, and it has
+         * PIXQ_POSTBACK_TIMEOUT_MS for that (cut at PIXQ_LOW_SPEED_TIME_S, 10 s, a receiver
+         * answering 200 after 12 s was posted again by retry_postback) */
     };
     struct http_response resp;
     http_response_init(&resp);
@@ -678,6 +679,9 @@ static int post_back(struct runner *w, const struct job *job, const char *json)
     long us = clock_mono_us() - t0;
     w->times.postback_us += us;
     double ms = (double)us / 1000.0;
+    if (rc < 0 && resp.too_large) {
+        rc = 0; /* a 2xx with a body over the cap: taken, whatever the body (it is not read) */
+    }
     if (rc == 0 && resp.status / 100 != 2) {
         rc = err_set(&e, "postback answered HTTP %ld", resp.status);
     }

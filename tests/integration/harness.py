@@ -539,11 +539,13 @@ class PostbackReceiver(_Server):
     hold_next(n): the next n requests are read but neither recorded nor answered (a receiver that
     crashed while handling them: for the sender they were never delivered) until drop_held()
     closes their connections without an answer; `held` lists them. delay = seconds answers
-    every request that late (recorded at once)."""
+    every request that late (recorded at once); answer_body = bytes answers a 2xx with that
+    body instead of `{}`."""
 
     def __init__(self, host=LOOPBACK):
         self.status = 200
         self.delay = 0.0
+        self.answer_body = None
         self._queued = []
         self._records = []
         self._to_hold = 0
@@ -598,7 +600,8 @@ class PostbackReceiver(_Server):
             self._cond.notify_all()
         if self.delay > 0:
             time.sleep(self.delay)
-        handler.reply(status, b"{}" if status < 300 else b"error", "application/json")
+        body = (self.answer_body or b"{}") if status < 300 else b"error"
+        handler.reply(status, body, "application/json")
 
     def wait_for_postback(self, timeout=30, path=None, job_id=None, predicate=None, check=None):
         """The first recorded postback that matches path, job_id and predicate, waiting up to

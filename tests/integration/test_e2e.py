@@ -323,6 +323,35 @@ class PostbackRetryEveryJobTest(PostbackRetryCase):
         self.assertEqual(len(self.worker.log_events("postback_given_up")), 1)
 
 
+class PostbackAnswerTest(PostbackRetryCase):
+    """A receiver that took the postback: answering 2xx with a large body, or after longer than
+    PIXQ_LOW_SPEED_TIME_S, is a delivered postback, not one to post again."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1", "PIXQ_LOW_SPEED_TIME_S": "1",
+                        "PIXQ_POSTBACK_TIMEOUT_MS": "8000"}
+
+    def assert_posted_once(self, job_id):
+        self.attempts(job_id, 1)
+        time.sleep(scaled(3))
+        self.assertEqual(len(self.postbacks_of(job_id)), 1)
+        self.assertEqual(self.worker.log_events("postback_failed"), [])
+        self.assertEqual(self.worker.log_events("postback_retry"), [])
+        self.assert_queue_drained()
+
+    def test_large_answer_body_is_delivered(self):
+        """It was 'response larger than the limit of 65536 bytes', posted again every retry."""
+        self.postbacks.answer_body = b"<html>" + b"x" * (1 << 20) + b"</html>"
+        self.push_retrying("pb-big-answer")
+        self.assert_posted_once("pb-big-answer")
+
+    def test_slow_answer_within_the_postback_timeout_is_delivered(self):
+        """A receiver silent for 2.5 s while it works: it was cut at the low-speed limit (1 s
+        here, 10 s by default, under the postback timeout's 15 s) and posted again."""
+        self.postbacks.delay = 2.5
+        self.push_retrying("pb-slow-answer")
+        self.assert_posted_once("pb-slow-answer")
+
+
 class CliTest(E2ETestCase):
     """(d) pixq submit, from a file with --wait and from standard input."""
 

@@ -87,7 +87,8 @@ class TrickServer(harness._Server):
     files[path] = bytes: answers 200 with them;
     chunked_forever(path): a chunked response that never ends (counts what it sent);
     trickle(path): declares 100000 bytes and sends one a second;
-    gzip_bomb(path): 10 MB of zeros gzip-compressed, sent with Content-Encoding: gzip.
+    gzip_bomb(path): 10 MB of zeros gzip-compressed, sent with Content-Encoding: gzip;
+    huge_header(path): the image after a header line of 300 KiB.
 
     requests[path] lists the request headers of each request (lower-case names)."""
 
@@ -136,6 +137,10 @@ class TrickServer(harness._Server):
             self._trickle(h)
         elif self.kinds.get(path) == "big503":  # an error page larger than the cap
             self._reply(h, 503, b"x" * (2 * 1024 * 1024), {"Content-Type": "text/plain"})
+        elif self.kinds.get(path) == "huge_header":  # one header line over libcurl's 100 KiB
+            self._reply(h, 200, image_bytes(), {"Content-Type": "image/jpeg",
+                                                "X-Big": "b" * (300 * 1024)})
+            h.close_connection = True  # curl drops it: no read of a next request to fail
         elif self.kinds.get(path) == "gzip":
             body = gzip.compress(b"\0" * (10 * 1024 * 1024))
             self._reply(h, 200, body, {"Content-Type": "image/png", "Content-Encoding": "gzip"})
@@ -579,6 +584,18 @@ class TransferTest(HostileTestCase):
         self.expect_failure(self.job("trickle", src), "Operation too slow")
         self.assertLess(time.monotonic() - t0, scaled(30), "cut by the low-speed limit, not the "
                         "120 s download timeout")
+        self.assert_still_serving()
+
+    def test_header_line_over_curls_limit(self):
+        """It read 'Out of memory' (libcurl's code for it, with no message), and was retried."""
+        self.start(PIXQ_MAX_ATTEMPTS=3, PIXQ_RETRY_BASE_MS=100, PIXQ_RETRY_MAX_MS=200)
+        src = self.tricks.special("/huge-header.jpg", "huge_header")
+        pb = self.expect_failure(self.job("huge-header", src),
+                                 "the answer has a header line over libcurl's limit of 102400 "
+                                 "bytes")
+        self.assertNotIn("memory", pb.body.decode().lower())
+        self.assertEqual(len(self.tricks.requests["/huge-header.jpg"]), 1)  # final at once
+        self.assertEqual(self.worker.log_events("job_retry"), [])
         self.assert_still_serving()
 
     def test_no_content_decoding(self):
