@@ -237,7 +237,8 @@ static int expect_ok(redisContext *c, redisReply *rep, const char *what, struct 
 
 bool rq_refused_for_good(const char *msg)
 {
-    static const char *steps[] = {"redis AUTH refused: ", "redis SELECT refused: "};
+    static const char *steps[] = {
+        "redis AUTH refused: ", "redis SELECT refused: ", "redis server refused: "};
     /* what Redis answers a wrong login or database, and nothing else: "ERR max number of
      * clients reached", LOADING, BUSY, MASTERDOWN or a proxy's error pass with time */
     static const char *final[] = {"WRONGPASS",
@@ -248,7 +249,8 @@ bool rq_refused_for_good(const char *msg)
                                   "ERR Client sent AUTH, but no password is set",
                                   "ERR DB index is out of range",
                                   "ERR invalid DB index",
-                                  "ERR SELECT is not allowed in cluster mode"};
+                                  "ERR SELECT is not allowed in cluster mode",
+                                  "Redis Cluster"};
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         size_t n = strlen(steps[i]);
         if (strncmp(msg, steps[i], n) != 0) {
@@ -312,6 +314,46 @@ static void compute_shas(struct rq *r)
         SHA1((const unsigned char *)script_text[i], strlen(script_text[i]), d);
         hash_hex(d, sizeof d, r->sha[i]);
     }
+}
+
+/* The value of `field` in an INFO text ("field:value\r\n"), into out; false if absent. */
+static bool info_field(const char *info, const char *field, char *out, size_t cap)
+{
+    size_t n = strlen(field);
+    const char *p = info;
+    while (p != NULL && *p != '\0') {
+        if (strncmp(p, field, n) == 0 && p[n] == ':') {
+            snprintf(out, cap, "%.*s", (int)strcspn(p + n + 1, "\r\n"), p + n + 1);
+            return true;
+        }
+        p = strchr(p, '\n');
+        p = p != NULL ? p + 1 : NULL;
+    }
+    return false;
+}
+
+int rq_server_check(struct rq *r, char *policy, size_t cap, struct err *e)
+{
+    policy[0] = '\0';
+    struct err ignored = {{0}};
+    redisReply *rep = rq_command(r, &ignored, "INFO");
+    if (rep == NULL) {
+        /* INFO renamed or not allowed (a managed Redis): nothing to check */
+        return rq_disconnected(r) ? err_set(e, "%s", ignored.msg) : 0;
+    }
+    char cluster[8] = "";
+    if (rep->type == REDIS_REPLY_STRING) {
+        info_field(rep->str, "cluster_enabled", cluster, sizeof cluster);
+        info_field(rep->str, "maxmemory_policy", policy, cap);
+    }
+    freeReplyObject(rep);
+    if (strcmp(cluster, "1") == 0) {
+        return err_set(e, "redis server refused: Redis Cluster is not supported: pixq's client "
+                          "talks to one server and does not follow MOVED or ASK redirects "
+                          "(point PIXQ_REDIS_URL at a standalone Redis or a primary with "
+                          "replicas)");
+    }
+    return 0;
 }
 
 struct rq *rq_create(const char *url, long timeout_ms, struct err *e)

@@ -76,6 +76,12 @@ struct rq *rq_create(const char *url, long timeout_ms, struct err *e);
  * not help. A Redis still loading, busy or without its master is not. */
 bool rq_refused_for_good(const char *msg);
 
+/* Reads the server's INFO: -1 with "redis server refused: Redis Cluster ..." (for good, as
+ * rq_refused_for_good() says) when it is a Cluster node, which pixq's client cannot follow
+ * (MOVED/ASK); else 0, with its maxmemory-policy in `policy` ("" when INFO does not say, or is
+ * not allowed). An I/O failure is -1 with the reason. */
+int rq_server_check(struct rq *r, char *policy, size_t cap, struct err *e);
+
 /* Closes the connection; NULL is allowed. */
 void rq_destroy(struct rq *r);
 

@@ -235,8 +235,15 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
         goto fail;
     }
     w->rq = rq_create(cfg->redis_url, cfg->redis_timeout_ms, e);
-    if (w->rq == NULL) {
+    char policy[32];
+    if (w->rq == NULL || rq_server_check(w->rq, policy, sizeof policy, e) < 0) {
         goto fail;
+    }
+    if (policy[0] != '\0' && strcmp(policy, "noeviction") != 0) {
+        LOG_WARN("redis_eviction_policy",
+                 "policy=%s error=\"Redis may evict keys under memory pressure, whole queues "
+                 "with them: set maxmemory-policy noeviction\"",
+                 policy);
     }
     const char *names[LEASE_QUEUES_MAX];
     for (size_t i = 0; i < w->nq; i++) {

@@ -501,6 +501,53 @@ class RedisConfTest(PixqTestCase):
                     self.assertIn("child_config_error", log)
                     self.assertEqual(len(prog.log_events("child_start")), 2, log)  # none again
 
+    def test_cluster_node_is_refused(self):
+        """pixq's client does not follow MOVED or ASK: on a Cluster node the keys of a bucket's
+        limiter on another node failed open (uploads without a token) and `pixq limit` failed.
+        The worker ends with status 2 and says why instead."""
+        folder = Path(tempfile.mkdtemp(prefix="pixq-cluster-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        port = harness.free_port()
+        node = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                 "--cluster-enabled", "yes", "--dir", str(folder), "--save", "",
+                                 "--appendonly", "no"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        self.addCleanup(node.wait)
+        self.addCleanup(node.terminate)
+        def answers():
+            probe = harness.Redis("127.0.0.1", port, timeout=1)
+            try:
+                return probe.ping() == "PONG"
+            except OSError:
+                return False
+            finally:
+                probe.close()
+
+        self.wait_until(answers, 10, "the node")
+        prog = self.start_worker(PIXQ_REDIS_URL="redis://127.0.0.1:%d/0" % port)
+        prog.proc.wait(harness.scaled(20))
+        self.programs.remove(prog)
+        prog.terminate()
+        self.assertEqual(prog.proc.returncode, 2)
+        log = prog.log_path.read_text()
+        self.assertIn("Redis Cluster is not supported", log)
+        self.assertIn("check PIXQ_REDIS_URL", log)
+
+    def test_eviction_policy_other_than_noeviction_is_warned(self):
+        """A Redis that may evict keys drops whole queues (a list is one key) without a trace."""
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+        prog = self.start_worker()
+        self.wait_until(lambda: prog.log_events("worker_start"), 20, "the worker")
+        warned = prog.log_events("redis_eviction_policy")
+        self.assertEqual([(e.get("level"), e.get("policy")) for e in warned],
+                         [("warn", "allkeys-lru")])
+        self.assertIn("noeviction", warned[0].get("error"))
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        quiet = self.start_worker()
+        self.wait_until(lambda: quiet.log_events("worker_start"), 20, "the worker")
+        self.assertEqual(quiet.log_events("redis_eviction_policy"), [])
+
     def test_redis_at_maxclients_is_waited_for(self):
         """'ERR max number of clients reached' answers the login too: a spike of connections,
         not a setting to fix. The worker waits it out (it once ended, taking the fleet down)."""
