@@ -114,6 +114,13 @@ static void nap(struct worker *w, long ms)
     }
 }
 
+/* A back-off wait of `ms` with equal jitter, between ms/2 and ms: the workers of a fleet that
+ * lost Redis together come back apart, not all at once every 5 s while it loads its AOF. */
+static long jittered(struct worker *w, long ms)
+{
+    return ms / 2 + (long)(rand_r(&w->seed) % (unsigned)(ms / 2 + 1));
+}
+
 /* ---------------------------------------------------------------- set-up */
 
 /* Makes queue `q` (w->q[i]) the one the payload in hand belongs to. */
@@ -459,9 +466,10 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
             return settled;
         }
         char q[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_error", "step=finish attempt=%ld error=%s", attempt + 1,
-                 log_quote(e.msg, q, sizeof q));
-        nap(w, backoff);
+        long wait = jittered(w, backoff);
+        LOG_WARN("redis_error", "step=finish attempt=%ld error=%s retry_ms=%ld", attempt + 1,
+                 log_quote(e.msg, q, sizeof q), wait);
+        nap(w, wait);
         backoff = next_backoff(backoff);
         c.args[8] = ""; /* after a lost reply, a reserved next job would be a stray */
         c.lens[8] = 0;
@@ -883,12 +891,13 @@ static void park_job(struct worker *w, struct task *t)
 static void stranded(struct worker *w, const char *step, const char *job_id, const char *why)
 {
     w->strand_wait_ms = next_backoff(w->strand_wait_ms);
+    long wait = jittered(w, w->strand_wait_ms);
     char q[ERR_MSG_MAX + 16];
     LOG_WARN("task_stranded", "job_id=%s step=%s error=%s retry_ms=%ld", job_id, step,
-             log_quote(why != NULL ? why : "", q, sizeof q), w->strand_wait_ms);
+             log_quote(why != NULL ? why : "", q, sizeof q), wait);
     w->check_active = true;
     w->stranded_now = true;
-    nap(w, w->strand_wait_ms);
+    nap(w, wait);
 }
 
 /* What send_parked() and record_upload() return besides the outputs still pending (>= 0). */
@@ -1627,9 +1636,10 @@ static void retry_later(struct worker *w, struct task *t, long delay)
     int rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
     long backoff = BACKOFF_MIN_MS;
     for (long tries = 1; rc < 0 && tries < w->cfg->settle_attempts && !*w->stop; tries++) {
+        long wait = jittered(w, backoff);
         LOG_WARN("redis_error", "step=retry job_id=%s attempt=%ld error=%s retry_ms=%ld",
-                 t->job->id, tries, log_quote(e.msg, q, sizeof q), backoff);
-        nap(w, backoff);
+                 t->job->id, tries, log_quote(e.msg, q, sizeof q), wait);
+        nap(w, wait);
         backoff = next_backoff(backoff);
         e = (struct err){{0}};
         rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
@@ -1959,9 +1969,10 @@ int worker_run(struct worker *w)
         if (got < 0) {
             w->check_active = true;
             char q[ERR_MSG_MAX + 16];
+            long wait = jittered(w, backoff);
             LOG_WARN("redis_error", "step=reserve error=%s retry_ms=%ld",
-                     log_quote(e.msg, q, sizeof q), backoff);
-            nap(w, backoff);
+                     log_quote(e.msg, q, sizeof q), wait);
+            nap(w, wait);
             backoff = next_backoff(backoff);
         } else {
             backoff = BACKOFF_MIN_MS;
