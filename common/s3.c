@@ -1,10 +1,12 @@
 #include "s3.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "hash.h"
+#include "log.h"
 #include "sigv4.h"
 
 #define URL_MAX      4096        /* bytes for an object URL */
@@ -17,6 +19,26 @@ struct target {
     char host[512];  /* authority as sent in Host */
     size_t path_off; /* where the path starts in url */
 };
+
+static long clock_offset_s; /* s3_clock() - time(NULL), from S3's last skew answer */
+
+time_t s3_clock(void)
+{
+    return time(NULL) + clock_offset_s;
+}
+
+bool s3_clock_corrected(const struct s3_reply *r, const char *job_id, const char *bucket)
+{
+    if (strcmp(r->code, "RequestTimeTooSkewed") != 0 || r->server_time <= 0) {
+        return false;
+    }
+    clock_offset_s = (long)(r->server_time - time(NULL));
+    LOG_WARN("clock_skew",
+             "job_id=%s bucket=%s offset_s=%ld error=\"this host's clock is off from S3's: "
+             "requests are signed at S3's time from now on (check NTP)\"",
+             job_id, bucket, clock_offset_s);
+    return true;
+}
 
 bool s3_throttled(const struct s3_reply *r)
 {
@@ -307,6 +329,11 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
     }
     reply->status = resp->status;
     http_response_header(resp, "x-amz-bucket-region", reply->region, sizeof reply->region);
+    char date[64];
+    if (http_response_header(resp, "Date", date, sizeof date)) {
+        time_t when = curl_getdate(date, NULL);
+        reply->server_time = when > 0 ? when : 0;
+    }
     if (resp->status / 100 != 2) {
         xml_field(&resp->body, "Code", reply->code, sizeof reply->code);
         if (reply->region[0] == '\0') {

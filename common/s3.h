@@ -36,13 +36,24 @@ struct s3_object {
 
 /* What S3 answered. */
 struct s3_reply {
-    long status;     /* HTTP status; 0 when no response came */
-    char code[64];   /* S3 error code from the XML body ("SlowDown"), or "" */
-    char region[64]; /* x-amz-bucket-region, or "" */
-    bool too_large;  /* a GET's object is larger than the caller's limit (status 0) */
-    bool not_sent;   /* the request could not be made: no credentials, a bucket or region that
-                        cannot be addressed or signed for (status 0); trying again won't help */
+    long status;        /* HTTP status; 0 when no response came */
+    char code[64];      /* S3 error code from the XML body ("SlowDown"), or "" */
+    char region[64];    /* x-amz-bucket-region, or "" */
+    bool too_large;     /* a GET's object is larger than the caller's limit (status 0) */
+    bool not_sent;      /* the request could not be made: no credentials, a bucket or region that
+                           cannot be addressed or signed for (status 0); trying again won't help */
+    time_t server_time; /* the answer's Date (unix s), 0 when it had none */
 };
+
+/* The time requests are signed at: this host's clock, corrected by the offset the last
+ * RequestTimeTooSkewed answer showed (kept for the process: S3 refuses a signature more than
+ * 15 minutes from its own clock, and a worker host's clock can be off). */
+time_t s3_clock(void);
+
+/* After a failed request: when S3 refused the signature's time (RequestTimeTooSkewed) and said
+ * its own in Date, sets s3_clock()'s offset to the difference, logs clock_skew (with the job and
+ * bucket) and returns true: sign again and retry at once. Else false. */
+bool s3_clock_corrected(const struct s3_reply *r, const char *job_id, const char *bucket);
 
 /* Writes the object's URL (the one requests go to and postbacks report) into `out`.
  * Returns 0, or -1 if the bucket name cannot be used. */

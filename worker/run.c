@@ -178,13 +178,19 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
     struct s3_reply reply;
     char region[64];
     int rc;
+    bool resigned = false;
     for (int hop = 0;; hop++) { /* as uploads do: where S3 says the bucket lives, re-signed */
         double t0 = metrics_clock();
-        rc = s3_get(w->http, &w->s3, &o, (size_t)w->cfg->max_src_bytes, time(NULL), out, &reply, e);
+        rc = s3_get(w->http, &w->s3, &o, (size_t)w->cfg->max_src_bytes, s3_clock(), out, &reply, e);
         metrics_count_s3(METRICS_S3_GET, reply.status);
         LOG_DEBUG("s3_get", "job_id=%s method=GET bucket=%s status=%ld bytes=%zu ms=%.3f",
                   w->job_id, o.bucket, reply.status, rc == 0 ? out->len : 0,
                   (metrics_clock() - t0) * 1e3);
+        if (rc < 0 && !resigned && s3_clock_corrected(&reply, w->job_id, o.bucket)) {
+            resigned = true;
+            hop--; /* the same hop, signed again at S3's time */
+            continue;
+        }
         if (rc == 0 || !s3_wrong_region(&reply) || hop == SRC_REGION_HOPS) {
             break;
         }

@@ -141,15 +141,21 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
     size_t nh = task_headers(task, h, sizeof h / sizeof h[0]);
     char region[64];
     const char *job_id = task_string(task, "job_id");
+    bool resigned = false;
     for (int hop = 0;; hop++) {
         double t0 = metrics_clock();
-        int rc = s3_put(u->http, u->s3, o, data, len, h, nh, time(NULL), reply, e);
+        int rc = s3_put(u->http, u->s3, o, data, len, h, nh, s3_clock(), reply, e);
         double secs = metrics_clock() - t0;
         metrics_observe_upload(secs, reply->status);
         LOG_DEBUG("s3_put",
                   "job_id=%s method=PUT bucket=%s key_bytes=%zu status=%ld code=%s bytes=%zu "
                   "ms=%.3f",
                   job_id, o->bucket, strlen(o->key), reply->status, reply->code, len, secs * 1e3);
+        if (rc < 0 && !resigned && s3_clock_corrected(reply, job_id, o->bucket)) {
+            resigned = true;
+            hop--; /* the same hop, signed again at S3's time */
+            continue;
+        }
         if (rc == 0 || !s3_wrong_region(reply) || hop == MAX_REGION_HOPS) {
             return rc;
         }
@@ -349,7 +355,7 @@ static int count_unreadable(const struct uploader *u, json_object *objs, bool *r
         struct s3_reply reply;
         struct err e = {{0}};
         double t0 = metrics_clock();
-        readable[i] = s3_head(u->http, &c, &o, time(NULL), &reply, &e) == 0;
+        readable[i] = s3_head(u->http, &c, &o, s3_clock(), &reply, &e) == 0;
         metrics_count_s3(METRICS_S3_HEAD, reply.status);
         LOG_DEBUG("s3_head", "job_id=%s method=HEAD bucket=%s status=%ld ms=%.3f", job_id, o.bucket,
                   reply.status, (metrics_clock() - t0) * 1e3);

@@ -285,6 +285,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
+    def date_time_string(self, timestamp=None):
+        """The Date of every answer, by the stub's clock (as S3 says its own time)."""
+        return super().date_time_string(self.server.owner.clock() if timestamp is None
+                                        else timestamp)
+
     def do_PUT(self):
         self.server.owner._handle(self)
 

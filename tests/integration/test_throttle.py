@@ -1089,6 +1089,39 @@ class IdleConnectionTest(ThrottleCase):
         self.assertNotEqual(ports[1], ports[2], "a connection idle 1.6 s > 1 s was reused")
 
 
+class ClockSkewTest(ThrottleCase):
+    """A worker host whose clock is 20 minutes behind S3's: S3 refuses the signature's time
+    (403 RequestTimeTooSkewed, with its own time in Date); the worker signs at S3's time from
+    then on, the refused PUT again at once. It failed every upload for good."""
+
+    def check_signatures(self):
+        refused = [r for r in self.s3.records() if r.code == "RequestTimeTooSkewed"]
+        self.assertEqual(len(refused), 1, self.s3.records())  # once: the offset is kept
+        self.assertEqual(self.s3.counts()["failed"], 1)
+        for r in self.s3.records():
+            if r is not refused[0]:
+                self.assertTrue(r.verified, r)
+
+    def test_signed_at_s3s_time_after_one_refusal(self):
+        self.s3.clock = lambda: time.time() + 1200
+        worker = self.start_worker()
+        self.push_jobs([self.job("skew-1", "pixq-test", wait_for_s3=True)])
+        pb = self.postbacks_for(["skew-1"])["skew-1"]
+        self.assert_complete(pb, "skew-1", "pixq-test", 1)
+        self.push_jobs([self.job("skew-2", "pixq-test", saves=2)])
+        self.assert_complete(self.postbacks_for(["skew-2"])["skew-2"], "skew-2", "pixq-test", 2)
+        skew = worker.log_events("clock_skew")
+        self.assertEqual(len(skew), 1, skew)
+        self.assertEqual((skew[0]["level"], skew[0]["job_id"], skew[0]["bucket"]),
+                         ("warn", "skew-1", "pixq-test"))
+        self.assertTrue(1195 <= int(skew[0]["offset_s"]) <= 1205, skew)
+        for r in self.s3.records(method="PUT", status=200):
+            signed = s3stub.parse_amz_date(r.amz_date)
+            self.assertTrue(-2.0 <= self.s3.clock() - signed - (time.time() - r.time) < 3.0, r)
+        self.assertEqual(worker.log_events("job_retry"), [])
+        self.assert_one_postback_each(["skew-1", "skew-2"])
+
+
 class LimitCliTest(ThrottleCase):
     """pixq limit show/set/reset, bad arguments, and overrides taking effect at once."""
 
