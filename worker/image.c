@@ -1,5 +1,6 @@
 #include "image.h"
 
+#include <lcms2.h>
 #include <limits.h>
 #include <malloc.h>
 #include <math.h>
@@ -427,8 +428,36 @@ void img_init(void)
     }
 }
 
+/* An sRGB profile (lcms2's), made at its first use: what an image is converted to before its own
+ * profile is dropped. */
+static struct {
+    unsigned char *data;
+    cmsUInt32Number len;
+} srgb;
+
+static bool srgb_profile(void)
+{
+    if (srgb.data != NULL) {
+        return true;
+    }
+    cmsHPROFILE p = cmsCreate_sRGBProfile();
+    cmsUInt32Number n = 0;
+    if (p != NULL && cmsSaveProfileToMem(p, NULL, &n) && n > 0 && (srgb.data = malloc(n)) != NULL &&
+        !cmsSaveProfileToMem(p, srgb.data, &n)) {
+        free(srgb.data);
+        srgb.data = NULL;
+    }
+    srgb.len = srgb.data != NULL ? n : 0;
+    if (p != NULL) {
+        cmsCloseProfile(p);
+    }
+    return srgb.data != NULL;
+}
+
 void img_shutdown(void)
 {
+    free(srgb.data);
+    srgb.data = NULL;
     resize_forget();
     if (guard.started) {
         MagickWandTerminus();
@@ -1234,12 +1263,56 @@ static InterlaceType interlace_named(const char *name)
     return NoInterlace; /* Blitline's fallback for an unknown name */
 }
 
-/* Strips metadata unless asked to keep it, keeping the ICC profile when `keep_icc`. */
-/* PNG chunks a stripped image leaves out (ImageMagick's list less iCCP and pHYs). */
-#define PNG_STRIPPED_CHUNKS "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,zTXt,date"
+/* PNG chunks a stripped image leaves out (ImageMagick's list less iCCP and pHYs), and those it
+ * leaves out when it keeps its ICC profile: less zTXt too, for ImageMagick 6 writes no iCCP when
+ * both tEXt and zTXt are excluded (a kept profile was lost from every PNG output). */
+#define PNG_STRIPPED_CHUNKS   "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,zTXt,date"
+#define PNG_STRIPPED_KEEP_ICC "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,date"
 
+/* Deletes the image properties whose names match `pattern` ("exif:*"). */
+static void delete_properties(MagickWand *w, const char *pattern)
+{
+    size_t n = 0;
+    char **names = MagickGetImageProperties(w, pattern, &n);
+    for (size_t i = 0; names != NULL && i < n; i++) {
+        MagickDeleteImageProperty(w, names[i]);
+        MagickRelinquishMemory(names[i]);
+    }
+    MagickRelinquishMemory(names);
+}
+
+/* Converts an RGB or CMYK image that has an ICC profile to sRGB through it (lcms, as `convert
+ * -profile sRGB.icc`), before the profile is dropped or cannot be written: without it the pixels
+ * stay in the profile's space and are read as sRGB (Display P3, Adobe RGB or CMYK sources came
+ * out in wrong colours). A profile lcms cannot use leaves the image as it is. */
+static void to_srgb(MagickWand *w)
+{
+    size_t n = 0;
+    unsigned char *icc = MagickGetImageProfile(w, "icc", &n);
+    bool has = icc != NULL && n > 0;
+    MagickRelinquishMemory(icc);
+    ColorspaceType cs = MagickGetImageColorspace(w);
+    if (!has || (cs != sRGBColorspace && cs != RGBColorspace && cs != CMYKColorspace) ||
+        !srgb_profile()) {
+        return;
+    }
+    if (MagickProfileImage(w, "icc", srgb.data, srgb.len) == MagickFalse) {
+        ExceptionType kind;
+        char *why = MagickGetException(w, &kind);
+        char q[ERR_MSG_MAX + 16];
+        LOG_DEBUG("icc_unused", "error=%s", log_quote(why != NULL ? why : "", q, sizeof q));
+        MagickRelinquishMemory(why);
+        MagickClearException(w);
+        ClearMagickException(&GetImageFromMagickWand(w)->exception); /* the encoder reads it */
+    }
+}
+
+/* Strips metadata unless asked to keep it, keeping the ICC profile when `keep_icc`. */
 static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
 {
+    if (!keep_icc) {
+        to_srgb(w);
+    }
     size_t icc_len = 0;
     unsigned char *icc = keep_icc ? MagickGetImageProfile(w, "icc", &icc_len) : NULL;
     int rc = 0;
@@ -1251,10 +1324,11 @@ static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
     }
     if (icc != NULL) {
         MagickRelinquishMemory(icc);
+        delete_properties(w, "icc:*"); /* read from the profile: PNG would write them as text */
     }
     /* StripImage also tells the PNG writer to leave out iCCP and pHYs: do not exclude the profile
      * that was asked for, nor the resolution (not metadata: `density` sets it) */
-    const char *chunks = keep_icc ? PNG_STRIPPED_CHUNKS : PNG_STRIPPED_CHUNKS ",iCCP";
+    const char *chunks = keep_icc ? PNG_STRIPPED_KEEP_ICC : PNG_STRIPPED_CHUNKS ",iCCP";
     if (rc == 0 && MagickSetImageArtifact(w, "png:exclude-chunk", chunks) == MagickFalse) {
         rc = img_fail(w, "set PNG chunks", e);
     }
@@ -1269,13 +1343,7 @@ int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e)
             return -1;
         }
         /* what was read of the EXIF profile stays as properties: gone with it, as in the file */
-        size_t n = 0;
-        char **names = MagickGetImageProperties(w, "exif:*", &n);
-        for (size_t i = 0; names != NULL && i < n; i++) {
-            MagickDeleteImageProperty(w, names[i]);
-            MagickRelinquishMemory(names[i]);
-        }
-        MagickRelinquishMemory(names);
+        delete_properties(w, "exif:*");
     }
     if (img_format_for(save->format, &magick, &mime) &&
         MagickSetImageFormat(w, magick) == MagickFalse) {
@@ -1294,6 +1362,10 @@ static int apply_save_options(MagickWand *w, const struct job_save *save, const 
     MagickRelinquishMemory(set);
     if (!save->save_metadata && strip_metadata(w, save->save_profiles, e) < 0) {
         return -1;
+    }
+    bool cmyk_format = strcmp(magick, "JPEG") == 0 || strcmp(magick, "TIFF") == 0;
+    if (!cmyk_format && MagickGetImageColorspace(w) == CMYKColorspace) {
+        to_srgb(w); /* through its profile: the encoder's own conversion ignores it */
     }
     if (MagickSetImageFormat(w, magick) == MagickFalse) {
         return img_fail(w, "set output format", e);

@@ -16,6 +16,7 @@ were taken from the committed files).
 | tall-1536x2048.jpg | the size of Blitline's documented example (resize_to_fit width 100 gives 100x133) |
 | quadrants-64x64.png | four 32x32 quadrants red, green, blue, white (NW, NE, SW, SE): exact pixel checks |
 | icc-exif-120x80.jpg | the small photo with an ICC profile (description "pixq test profile", made here) and EXIF (Orientation 1, DateTime): save_metadata and save_profiles |
+| icc-wide-48x32.png | two flat colours, rgb(200,50,50) and rgb(50,160,60), tagged with a wide-gamut profile made here (Adobe RGB primaries, gamma 2.2): converted to sRGB before the profile is dropped |
 """
 
 import struct
@@ -101,6 +102,50 @@ def icc_profile(description):
     return header + struct.pack(">I", len(tags)) + table + data
 
 
+def rgb_profile(description, primaries, gamma):
+    """An ICC v2 matrix/TRC RGB display profile: colorants (D50-adapted XYZ of red, green and blue)
+    and one gamma for each channel; enough for lcms to convert from it."""
+    fixed = lambda v: struct.pack(">i", int(round(v * 65536)))  # noqa: E731
+
+    def xyz(x, y, z):
+        return b"XYZ " + b"\0" * 4 + fixed(x) + fixed(y) + fixed(z)
+
+    desc_text = description.encode() + b"\0"
+    desc = (b"desc" + b"\0" * 4 + struct.pack(">I", len(desc_text)) + desc_text +
+            struct.pack(">IIHB", 0, 0, 0, 0) + b"\0" * 67)
+    trc = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, int(round(gamma * 256))) + b"\0" * 2
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz(*primaries[0])), (b"gXYZ", xyz(*primaries[1])),
+            (b"bXYZ", xyz(*primaries[2])), (b"rTRC", trc), (b"gTRC", trc), (b"bTRC", trc),
+            (b"cprt", b"text" + b"\0" * 4 + b"public domain\0")]
+    at = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        data += b"\0" * (-(at + len(data)) % 4)
+        table += sig + struct.pack(">II", at + len(data), len(body))
+        data += body
+    data += b"\0" * (-len(data) % 4)
+    size = 128 + 4 + len(table) + len(data)
+    header = (struct.pack(">I", size) + b"none" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " +
+              b"\0" * 12 + b"acspAPPL" + b"\0" * 24 + fixed(0.9642) + fixed(1.0) + fixed(0.8249) +
+              b"\0" * 48)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+# Adobe RGB (1998)'s primaries adapted to D50, as ICC profiles carry them
+WIDE_PRIMARIES = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+
+
+def make_wide_gamut(out):
+    """icc-wide-48x32.png: two flat colours tagged with a wide-gamut (Adobe RGB-like) profile."""
+    icc = out / "pixq-wide.icc"
+    icc.write_bytes(rgb_profile("pixq wide-gamut test profile", WIDE_PRIMARIES, 2.2))
+    convert("-size", "24x32", "xc:rgb(200,50,50)", "xc:rgb(50,160,60)", "+append", "-profile",
+            str(icc), str(out / "icc-wide-48x32.png"))
+    icc.unlink()
+
+
 def insert_exif(path, segment):
     data = path.read_bytes()
     assert data[:2] == b"\xff\xd8"
@@ -137,6 +182,7 @@ def main():
     icc.unlink()
     insert_exif(ie, exif_segment(1, "2016:05:04 03:02:01", "2016:05:04 03:02:01",
                                  [(0, 1), (0, 1), (0, 1)], "N", [(0, 1), (0, 1), (0, 1)], "E"))
+    make_wide_gamut(out)
     convert("-size", "32x32", "xc:#ff0000", "xc:#00ff00", "+append", "(", "-size", "32x32",
             "xc:#0000ff", "xc:#ffffff", "+append", ")", "-append", "-strip",
             str(out / "quadrants-64x64.png"))
