@@ -1562,7 +1562,9 @@ static bool reruns(const struct worker *w, const struct job *j, enum run_status 
 }
 
 /* How long to wait before running the job again, or -1 not to: wait_retry_delay's seconds
- * (outside 0..100 it is 5), else full-jitter exponential back-off. */
+ * (outside 0..100 it is 5), else exponential back-off with equal jitter (between half the step
+ * and the step: with full jitter a retry could come at once, and a source down for a second
+ * failed the job for good). */
 static long retry_delay_ms(struct worker *w, const struct job *j, enum run_status st)
 {
     if (!reruns(w, j, st)) {
@@ -1582,7 +1584,7 @@ static long retry_delay_ms(struct worker *w, const struct job *j, enum run_statu
         cap *= 2;
     }
     cap = cap > w->cfg->retry_max_ms ? w->cfg->retry_max_ms : cap;
-    return (long)(rand_r(&w->seed) % (unsigned)(cap + 1));
+    return jittered(w, cap);
 }
 
 /* requeue.lua: the reserved payload leaves the active list; `next` runs in `delay` ms. For the

@@ -958,6 +958,25 @@ class RetryTest(ReliabilityCase):
         self.assertEqual(self.redis.execute("HGET", self.key("job:retry-ok"), "runs"), "3")
         self.assert_queue_drained()
 
+    def test_retries_wait_at_least_half_their_step(self):
+        """Equal jitter: the waits are 100-200 ms, then 200-400 ms (base 200 ms). With full jitter
+        (0-200, 0-400) a retry could come at once: of these 16 waits, half would be shorter."""
+        self.start_worker()
+        ids = ["half-%d" % i for i in range(8)]
+        for job_id in ids:
+            self.src.add("/%s.png" % job_id, tiny_png())
+            self.src.answer_with("/%s.png" % job_id, 503, 503)
+        self.push_jobs([self.tiny_job(job_id, path="/%s.png" % job_id) for job_id in ids])
+        for job_id in ids:
+            self.wait_for_postback(timeout=20, job_id=job_id)
+        for job_id in ids:
+            times = self.src.request_times("/%s.png" % job_id)
+            self.assertEqual(len(times), 3, job_id)
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            self.assertGreaterEqual(gaps[0], 0.095, (job_id, gaps))
+            self.assertGreaterEqual(gaps[1], 0.195, (job_id, gaps))
+            self.assert_success(job_id)
+
     def test_always_503_fails_after_max_attempts(self):
         self.start_worker()
         self.src.add("/down.png", tiny_png())
