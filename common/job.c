@@ -14,7 +14,7 @@
 
 /* ---------------------------------------------------------------- parameters */
 
-static json_object *raw_param(json_object *params, const char *name)
+static json_object *param(json_object *params, const char *name)
 {
     json_object *v = NULL;
     if (params == NULL || !json_object_is_type(params, json_type_object) ||
@@ -24,13 +24,18 @@ static json_object *raw_param(json_object *params, const char *name)
     return v; /* NULL for a JSON null too */
 }
 
-/* A parameter's value, or NULL when it is absent, null or "": Blitline's worker read "" as 0 (its
- * to_i), which its functions take as no value ("width": "" fits the height alone). */
-static json_object *param(json_object *params, const char *name)
+/* A number parameter's value, or NULL when it is absent, null or "": Blitline's worker read ""
+ * as 0 (its to_i), which its functions take as no value ("width": "" fits the height alone). */
+static json_object *number_param(json_object *params, const char *name)
 {
-    json_object *v = raw_param(params, name);
+    json_object *v = param(params, name);
     return json_object_is_type(v, json_type_string) && json_object_get_string_len(v) == 0 ? NULL
                                                                                           : v;
+}
+
+bool job_param_number_given(json_object *params, const char *name)
+{
+    return number_param(params, name) != NULL;
 }
 
 bool job_param_present(json_object *params, const char *name)
@@ -70,7 +75,7 @@ static int number_of(json_object *v, double *out)
 int job_param_double(json_object *params, const char *fn, const char *name, double def, double min,
                      double max, double *out, struct err *e)
 {
-    json_object *v = param(params, name);
+    json_object *v = number_param(params, name);
     if (v == NULL) {
         *out = def;
         return 0;
@@ -90,7 +95,7 @@ int job_param_double(json_object *params, const char *fn, const char *name, doub
 int job_param_long(json_object *params, const char *fn, const char *name, long def, long min,
                    long max, long *out, struct err *e)
 {
-    json_object *v = param(params, name);
+    json_object *v = number_param(params, name);
     if (v == NULL) {
         *out = def;
         return 0;
@@ -112,7 +117,7 @@ int job_param_long(json_object *params, const char *fn, const char *name, long d
 int job_param_bool(json_object *params, const char *fn, const char *name, bool def, bool *out,
                    struct err *e)
 {
-    json_object *v = raw_param(params, name); /* "" is false, not the default */
+    json_object *v = param(params, name);
     if (v == NULL) {
         *out = def;
         return 0;

@@ -164,8 +164,11 @@ int job_param_bool(json_object *params, const char *fn, const char *name, bool d
 int job_param_string(json_object *params, const char *fn, const char *name, const char *def,
                      const char **out, struct err *e);
 
-/* Whether `params` has `name` with a value other than null and "" (both read as absent by
- * every job_param_* but job_param_bool, which reads "" as false). */
+/* Whether `params` has `name` with a non-null value. */
 bool job_param_present(json_object *params, const char *name);
+
+/* Whether `params` has the number parameter `name` with a value other than null and "" (which
+ * job_param_long and job_param_double read as absent, as Blitline's to_i did). */
+bool job_param_number_given(json_object *params, const char *name);
 
 #endif

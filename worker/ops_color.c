@@ -52,7 +52,7 @@ static int missing(const char *fn, const char *name, struct err *e)
 static int required_double(json_object *p, const char *fn, const char *name, double min, double max,
                            double *out, struct err *e)
 {
-    if (!job_param_present(p, name)) {
+    if (!job_param_number_given(p, name)) {
         return missing(fn, name, e);
     }
     return job_param_double(p, fn, name, 0.0, min, max, out, e);
@@ -62,7 +62,7 @@ static int required_double(json_object *p, const char *fn, const char *name, dou
 static int required_long(json_object *p, const char *fn, const char *name, long min, long max,
                          long *out, struct err *e)
 {
-    if (!job_param_present(p, name)) {
+    if (!job_param_number_given(p, name)) {
         return missing(fn, name, e);
     }
     return job_param_long(p, fn, name, 0, min, max, out, e);
@@ -140,7 +140,8 @@ static int colorspace_of(const char *s, const char *fn, const char *name, Colors
 static int either_double(json_object *p, const char *fn, const char *name, const char *alias,
                          double def, double min, double max, double *out, struct err *e)
 {
-    const char *key = job_param_present(p, name) || !job_param_present(p, alias) ? name : alias;
+    const char *key =
+        job_param_number_given(p, name) || !job_param_number_given(p, alias) ? name : alias;
     return job_param_double(p, fn, key, def, min, max, out, e);
 }
 

@@ -81,7 +81,7 @@ static int invalid(const char *fn, const char *name, const char *why, struct err
 static int required_double(json_object *p, const char *fn, const char *name, double min, double max,
                            double *out, struct err *e)
 {
-    if (!job_param_present(p, name)) {
+    if (!job_param_number_given(p, name)) {
         return missing(fn, name, e);
     }
     return job_param_double(p, fn, name, 0.0, min, max, out, e);
@@ -1118,7 +1118,7 @@ static int op_rectangle(MagickWand *w, json_object *p, const struct op_ctx *ctx,
 {
     const char *fn = "rectangle";
     double v[4], cw, ch;
-    bool round = job_param_present(p, "cw") || job_param_present(p, "ch");
+    bool round = job_param_number_given(p, "cw") || job_param_number_given(p, "ch");
     if (read_corners(p, fn, v, e) < 0 ||
         (round && (required_double(p, fn, "cw", 0.0, max_radius(w), &cw, e) < 0 ||
                    required_double(p, fn, "ch", 0.0, max_radius(w), &ch, e) < 0))) {

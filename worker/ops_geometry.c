@@ -100,7 +100,7 @@ static int missing(const char *fn, const char *name, struct err *e)
 static int required_long(json_object *p, const char *fn, const char *name, long min, long max,
                          long *out, struct err *e)
 {
-    if (!job_param_present(p, name)) {
+    if (!job_param_number_given(p, name)) {
         return missing(fn, name, e);
     }
     return job_param_long(p, fn, name, 0, min, max, out, e);
@@ -256,7 +256,7 @@ static int op_resize_to_fill(MagickWand *w, json_object *p, const struct op_ctx 
 static int exact_size(MagickWand *w, json_object *p, const char *fn, long *nw, long *nh,
                       struct err *e)
 {
-    if (job_param_present(p, "scale_factor")) {
+    if (job_param_number_given(p, "scale_factor")) {
         double f;
         if (job_param_double(p, fn, "scale_factor", 1.0, 0.0, (double)OP_MAX_SIDE, &f, e) < 0) {
             return -1;

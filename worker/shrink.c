@@ -39,7 +39,7 @@ static long side_of(double d)
 /* width and height, both required (1..OP_MAX_SIDE). */
 static int both_sides(json_object *p, const char *fn, long *W, long *H, struct err *e)
 {
-    if (!job_param_present(p, "width") || !job_param_present(p, "height")) {
+    if (!job_param_number_given(p, "width") || !job_param_number_given(p, "height")) {
         return -1;
     }
     if (job_param_long(p, fn, "width", 0, 1, OP_MAX_SIDE, W, e) < 0 ||
@@ -94,7 +94,7 @@ static int exact_size(json_object *p, struct dims in, struct dims *out, struct d
 {
     struct err e;
     long W, H;
-    if (job_param_present(p, "scale_factor") || both_sides(p, "resize", &W, &H, &e) < 0) {
+    if (job_param_number_given(p, "scale_factor") || both_sides(p, "resize", &W, &H, &e) < 0) {
         return -1;
     }
     *out = *target = (struct dims){W, H};

@@ -214,14 +214,15 @@ static void test_params(void)
     CHECK_STR(s, "5");
     CHECK_INT(job_param_string(p, "fn", "obj", NULL, &s, &e), -1);
     CHECK(job_param_present(p, "n") && !job_param_present(p, "nul") && !job_param_present(p, "zz"));
-    /* "" is absent (Blitline's to_i made it 0, no value), but false as a boolean */
+    /* "" is no number (Blitline's to_i made it 0, no value); it is a string, and false */
     CHECK_INT(job_param_long(p, "fn", "empty", 9, 1, 10, &l, &e), 0);
     CHECK_INT(l, 9);
     CHECK_INT(job_param_double(p, "fn", "empty", 0.5, 0, 1, &d, &e), 0);
     CHECK(d == 0.5);
+    CHECK(!job_param_number_given(p, "empty") && job_param_number_given(p, "s"));
     CHECK_INT(job_param_string(p, "fn", "empty", "def", &s, &e), 0);
-    CHECK_STR(s, "def");
-    CHECK(!job_param_present(p, "empty"));
+    CHECK_STR(s, "");
+    CHECK(job_param_present(p, "empty"));
     CHECK_INT(job_param_bool(p, "fn", "empty", true, &b, &e), 0);
     CHECK(!b);
     json_object_put(p);
