@@ -332,14 +332,19 @@ static bool info_field(const char *info, const char *field, char *out, size_t ca
     return false;
 }
 
-int rq_server_check(struct rq *r, char *policy, size_t cap, struct err *e)
+int rq_server_check(struct rq *r, char *policy, size_t cap, char *refused, size_t refused_cap,
+                    struct err *e)
 {
     policy[0] = '\0';
-    struct err ignored = {{0}};
-    redisReply *rep = rq_command(r, &ignored, "INFO");
-    if (rep == NULL) {
-        /* INFO renamed or not allowed (a managed Redis): nothing to check */
-        return rq_disconnected(r) ? err_set(e, "%s", ignored.msg) : 0;
+    refused[0] = '\0';
+    struct err why = {{0}};
+    redisReply *rep = rq_command(r, &why, "INFO");
+    if (rep == NULL && rq_disconnected(r)) {
+        return err_set(e, "%s", why.msg);
+    }
+    if (rep == NULL) { /* not allowed, or renamed (a managed Redis): nothing to check */
+        snprintf(refused, refused_cap, "%s", why.msg);
+        return 0;
     }
     char cluster[8] = "";
     if (rep->type == REDIS_REPLY_STRING) {
@@ -684,7 +689,8 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
         }
         replies[i] = rep;
         if (replies[i]->type == REDIS_REPLY_ERROR) {
-            rc = err_set(e, "redis: %.400s", replies[i]->str);
+            /* the first error says why: a refused MULTI's EXEC answers only EXECABORT */
+            rc = rc < 0 ? rc : err_set(e, "redis: %.400s", replies[i]->str);
             freeReplyObject(replies[i]);
             replies[i] = NULL;
         }

@@ -78,9 +78,11 @@ bool rq_refused_for_good(const char *msg);
 
 /* Reads the server's INFO: -1 with "redis server refused: Redis Cluster ..." (for good, as
  * rq_refused_for_good() says) when it is a Cluster node, which pixq's client cannot follow
- * (MOVED/ASK); else 0, with its maxmemory-policy in `policy` ("" when INFO does not say, or is
- * not allowed). An I/O failure is -1 with the reason. */
-int rq_server_check(struct rq *r, char *policy, size_t cap, struct err *e);
+ * (MOVED/ASK); else 0, with its maxmemory-policy in `policy` ("" when INFO does not say). When
+ * the server refuses INFO (an ACL user without +info, a renamed command) it is 0 with `policy`
+ * "" and the refusal in `refused` (else ""). An I/O failure is -1 with the reason. */
+int rq_server_check(struct rq *r, char *policy, size_t cap, char *refused, size_t refused_cap,
+                    struct err *e);
 
 /* Closes the connection; NULL is allowed. */
 void rq_destroy(struct rq *r);
@@ -102,9 +104,9 @@ struct rq_cmd {
 };
 
 /* Sends `n` commands in one write and reads their `n` replies: one round trip. replies[i] is the
- * reply of cmds[i] (the caller frees each non-NULL one), or NULL for an error reply, whose
- * message goes into `e`. Returns 0 when every reply was an answer, -1 if any was an error reply
- * or on I/O failure (then the connection is dropped and every reply is NULL). */
+ * reply of cmds[i] (the caller frees each non-NULL one), or NULL for an error reply; the first
+ * error's message goes into `e`. Returns 0 when every reply was an answer, -1 if any was an
+ * error reply or on I/O failure (then the connection is dropped and every reply is NULL). */
 int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **replies,
                 struct err *e);
 

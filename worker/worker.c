@@ -242,9 +242,17 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
         goto fail;
     }
     w->rq = rq_create(cfg->redis_url, cfg->redis_timeout_ms, e);
-    char policy[32];
-    if (w->rq == NULL || rq_server_check(w->rq, policy, sizeof policy, e) < 0) {
+    char policy[32], refused[ERR_MSG_MAX];
+    if (w->rq == NULL ||
+        rq_server_check(w->rq, policy, sizeof policy, refused, sizeof refused, e) < 0) {
         goto fail;
+    }
+    if (refused[0] != '\0') {
+        char q[ERR_MSG_MAX + 16];
+        LOG_WARN("redis_info_unavailable",
+                 "error=%s note=\"not checked: a Cluster node, the eviction policy (allow INFO: "
+                 "+info)\"",
+                 log_quote(refused, q, sizeof q));
     }
     if (policy[0] != '\0' && strcmp(policy, "noeviction") != 0) {
         LOG_WARN("redis_eviction_policy",

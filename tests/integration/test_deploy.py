@@ -566,7 +566,7 @@ class RedisConfTest(PixqTestCase):
 
     def test_acl_user_runs_a_worker_and_the_cli(self):
         url = "redis://pixq:%s@127.0.0.1:%d/0" % (ACL_PASSWORD, self.redis_server.port)
-        self.start_worker(PIXQ_REDIS_URL=url)
+        worker = self.start_worker(PIXQ_REDIS_URL=url)
         src = self.src.add("/a.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
         job = self.make_job(src, "acl/a.png", params={"width": 16}, job_id="acl-job")
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
@@ -589,6 +589,23 @@ class RedisConfTest(PixqTestCase):
                     ("DEBUG", "SLEEP", "0")):
             with self.assertRaises(harness.RespError, msg=" ".join(cmd)):
                 acl.execute(*cmd)
+        # but it may read INFO (+info): the worker checked the server at start (INFO is one of
+        # -@dangerous, and the check was skipped under the user the file recommended)
+        self.assertIn("maxmemory_policy:noeviction", acl.execute("INFO", "memory"))
+        self.assertEqual(worker.log_events("redis_info_unavailable"), [])
+
+    def test_info_refused_is_said(self):
+        """A user without INFO (the ACL line before +info): the start-up checks are skipped, and
+        the worker says so."""
+        self.redis.execute("ACL", "SETUSER", "noinfo", "on", ">noinfo-password", "~pixq:*",
+                           "resetchannels", "+@all", "-@admin", "-@dangerous")
+        url = "redis://noinfo:noinfo-password@127.0.0.1:%d/0" % self.redis_server.port
+        worker = self.start_worker(PIXQ_REDIS_URL=url)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker")
+        said = worker.log_events("redis_info_unavailable")
+        self.assertEqual(len(said), 1, said)
+        self.assertIn("NOPERM", said[0]["error"])
+        self.assertIn("+info", said[0]["note"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1176,6 +1176,18 @@ class LimitCliTest(ThrottleCase):
                          ['"MULTI"', '"HSET"', '"PERSIST"', '"EXEC"',
                           '"MULTI"', '"HDEL"', '"PEXPIRE"', '"EXEC"'])
 
+    def test_refusal_names_redis_s_reason(self):
+        """A write Redis refuses (out of memory here) aborts the transaction: the message is the
+        refusal, not EXEC's 'EXECABORT Transaction discarded because of previous errors'."""
+        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        try:
+            r = self.run_pixq("limit", "set", "bkt-a", "5", "5")
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("OOM command not allowed", r.stderr)
+        self.assertNotIn("EXECABORT", r.stderr)
+
     def test_show_after_throttling_and_region(self):
         self.s3.set_region("eu-bucket", "eu-west-1")
         self.s3.fail("bkt-b", 503, "SlowDown", count=1)
