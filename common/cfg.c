@@ -581,7 +581,7 @@ static const struct cfg_entry *flag_entry(const char *name)
 }
 
 /* Applies argv[*i] if it is a setting flag, consuming its value; returns 1 if it is not one. */
-static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *e)
+static int apply_flag(struct cfg *c, int argc, char **argv, int *i, bool words, struct err *e)
 {
     const char *arg = argv[*i];
     if (strncmp(arg, "--", 2) != 0) {
@@ -605,7 +605,8 @@ static int apply_flag(struct cfg *c, int argc, char **argv, int *i, struct err *
     }
     const char *value = eq != NULL ? eq + 1 : NULL;
     if (value == NULL && en->type == T_BOOL) {
-        value = cfg_flag_values(arg, *i + 1 < argc ? argv[*i + 1] : NULL) > 0 ? argv[++*i] : "1";
+        const char *next = words && *i + 1 < argc ? argv[*i + 1] : NULL;
+        value = cfg_flag_values(arg, next) > 0 ? argv[++*i] : "1";
     } else if (value == NULL) {
         if (*i + 1 >= argc) {
             return err_set(e, "--%s needs a value", name);
@@ -822,6 +823,8 @@ int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const cha
         return -1;
     }
     int out = 1;
+    bool words = true; /* a switch may take a boolean word: not after a command word (`pixq
+                        * submit --allow-private-networks yes 1` names the files yes and 1) */
     for (int i = 1; i < *argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             while (i < *argc) {
@@ -829,11 +832,12 @@ int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const cha
             }
             break;
         }
-        int rc = apply_flag(c, *argc, argv, &i, e);
+        int rc = apply_flag(c, *argc, argv, &i, words, e);
         if (rc < 0) {
             return -1;
         }
         if (rc == 1) {
+            words = words && argv[i][0] == '-';
             argv[out++] = argv[i];
         }
     }

@@ -173,9 +173,10 @@ bool cfg_bucket_allowed(const struct cfg *c, const char *bucket);
 bool cfg_s3_path_style(const struct cfg *c);
 
 /* How many of the arguments after `arg` are its value as cfg_load() reads it (`next` is the
- * argument after it, or NULL): 1 for `--config` and for a setting's flag without `=value` that
- * is not boolean, or is boolean and followed by a boolean word (`--cpu-affinity 1`); else 0 (a
- * boolean flag alone means 1). */
+ * argument after it, or NULL when it cannot be a value: cfg_load() reads no boolean word after a
+ * command word): 1 for `--config` and for a setting's flag without `=value` that is not boolean,
+ * or is boolean and followed by a boolean word (`--cpu-affinity 1`); else 0 (a boolean flag
+ * alone means 1). */
 int cfg_flag_values(const char *arg, const char *next);
 
 /* Prints the settings with their variables, defaults and meaning (for --help). */

@@ -61,7 +61,9 @@ static int wants_help(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             return cmd;
         }
-        if (cfg_flag_values(argv[i], i + 1 < argc ? argv[i + 1] : NULL) > 0) {
+        /* as cfg_load(): a boolean word is a switch's value only before the command word */
+        const char *next = cmd == HELP_PIXQ && i + 1 < argc ? argv[i + 1] : NULL;
+        if (cfg_flag_values(argv[i], next) > 0) {
             i++; /* a setting's value, never the command word */
             continue;
         }

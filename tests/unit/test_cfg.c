@@ -136,19 +136,9 @@ static void test_precedence(void)
  * usage line shows), and is 1 alone; anything else after it is the next argument. */
 static void test_boolean_flag_values(void)
 {
-    char *argv[] = {"prog",
-                    "--cpu-affinity",
-                    "1",
-                    "--shrink-on-load",
-                    "off",
-                    "--jpeg-dc",
-                    "submit",
-                    "--png-shrink",
-                    "False",
-                    "--fast-resize",
-                    "--postback-retry",
-                    "yes",
-                    NULL};
+    char *argv[] = {"prog",      "--cpu-affinity", "1",     "--shrink-on-load", "off",
+                    "--jpeg-dc", "--png-shrink",   "False", "--fast-resize",    "--postback-retry",
+                    "yes",       "submit",         NULL};
     int argc = 12;
     struct cfg c;
     struct err e = {{0}};
@@ -161,6 +151,25 @@ static void test_boolean_flag_values(void)
     CHECK_INT(c.postback_retry, 1);
     CHECK_INT(argc, 2);
     CHECK_STR(argv[1], "submit");
+    /* after a command word a boolean word is an argument (pixq submit's file "yes") */
+    char *argv2[] = {"prog",
+                     "--allow-private-networks",
+                     "0",
+                     "submit",
+                     "--png-shrink",
+                     "yes",
+                     "--jpeg-dc=0",
+                     "1",
+                     NULL};
+    argc = 8;
+    CHECK_INT(cfg_load(&c, &argc, argv2, lookup, &e), 0);
+    CHECK_INT(c.allow_private_networks, 0);
+    CHECK_INT(c.png_shrink, 1);
+    CHECK_INT(c.jpeg_dc, 0);
+    CHECK_INT(argc, 4);
+    CHECK_STR(argv2[1], "submit");
+    CHECK_STR(argv2[2], "yes");
+    CHECK_STR(argv2[3], "1");
     CHECK_INT(cfg_flag_values("--cpu-affinity", "0"), 1);
     CHECK_INT(cfg_flag_values("--cpu-affinity", "job.json"), 0);
     CHECK_INT(cfg_flag_values("--cpu-affinity", NULL), 0);
