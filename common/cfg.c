@@ -107,7 +107,8 @@ static const struct cfg_entry table[] = {
     {"redis-timeout-ms", "PIXQ_REDIS_TIMEOUT_MS", T_LONG, F(redis_timeout_ms), 100, 600000, "5000",
      false, "connect and reply timeout for Redis, on top of any blocking wait"},
     {"settle-attempts", "PIXQ_SETTLE_ATTEMPTS", T_LONG, F(settle_attempts), 1, 1000, "50", false,
-     "tries (100 ms doubling to 5 s apart) to record a job's outcome through a Redis outage before "
+     "tries (100 ms doubling to 5 s apart, each wait 50-100 % of its step) to record a job's "
+     "outcome through a Redis outage before "
      "keeping it to record when the job comes back from the worker's active list"},
     {"lease-ms", "PIXQ_LEASE_MS", T_LONG, F(lease_ms), 1000, 3600000, "20000", false,
      "a worker silent for this long is dead and its job goes back to the queue"},
@@ -174,7 +175,7 @@ static const struct cfg_entry table[] = {
      "redirects followed for a source download, each checked like the first request"},
     {"low-speed-bytes-per-s", "PIXQ_LOW_SPEED_BYTES_PER_S", T_LONG, F(low_speed_bytes_per_s), 0,
      1000000000L, "1024", false,
-     "a download or postback slower than this for PIXQ_LOW_SPEED_TIME_S is cut (0: never)"},
+     "a source download slower than this for PIXQ_LOW_SPEED_TIME_S is cut (0: never)"},
     {"low-speed-time-s", "PIXQ_LOW_SPEED_TIME_S", T_LONG, F(low_speed_time_s), 1, 3600, "10",
      false, "seconds below PIXQ_LOW_SPEED_BYTES_PER_S after which a transfer is cut"},
     /* at most 1000: parking them all (9 + 4 keys and arguments a save) must fit one script call

@@ -685,8 +685,8 @@ static int post_back(struct runner *w, const struct job *job, const char *json)
     long us = clock_mono_us() - t0;
     w->times.postback_us += us;
     double ms = (double)us / 1000.0;
-    if (rc < 0 && resp.too_large) {
-        rc = 0; /* a 2xx with a body over the cap: taken, whatever the body (it is not read) */
+    if (rc < 0 && resp.status / 100 == 2 && !resp.refused) {
+        rc = 0; /* its status came: taken, whatever befell the body (over the cap, cut, late) */
     }
     if (rc == 0 && resp.status / 100 != 2) {
         rc = err_set(&e, "postback answered HTTP %ld", resp.status);

@@ -238,6 +238,11 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
         err_set(e, "cannot make a worker id");
         goto fail;
     }
+    /* the id is random: containers started in the same second have the same pid, not the same
+     * back-off draws */
+    for (const char *c = w->id; *c != '\0'; c++) {
+        w->seed = w->seed * 31u + (unsigned char)*c;
+    }
     if (make_keys(w, e) < 0) {
         goto fail;
     }

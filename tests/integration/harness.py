@@ -540,12 +540,13 @@ class PostbackReceiver(_Server):
     crashed while handling them: for the sender they were never delivered) until drop_held()
     closes their connections without an answer; `held` lists them. delay = seconds answers
     every request that late (recorded at once); answer_body = bytes answers a 2xx with that
-    body instead of `{}`."""
+    body instead of `{}`; cut_answer = True sends less of the body than its Content-Length."""
 
     def __init__(self, host=LOOPBACK):
         self.status = 200
         self.delay = 0.0
         self.answer_body = None
+        self.cut_answer = False
         self._queued = []
         self._records = []
         self._to_hold = 0
@@ -601,6 +602,13 @@ class PostbackReceiver(_Server):
         if self.delay > 0:
             time.sleep(self.delay)
         body = (self.answer_body or b"{}") if status < 300 else b"error"
+        if self.cut_answer:  # promises 1000 bytes more than it sends, then hangs up
+            handler.send_response(status)
+            handler.send_header("Content-Length", str(len(body) + 1000))
+            handler.end_headers()
+            handler.wfile.write(body)
+            handler.close_connection = True
+            return
         handler.reply(status, body, "application/json")
 
     def wait_for_postback(self, timeout=30, path=None, job_id=None, predicate=None, check=None):

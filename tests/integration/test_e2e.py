@@ -344,6 +344,12 @@ class PostbackAnswerTest(PostbackRetryCase):
         self.push_retrying("pb-big-answer")
         self.assert_posted_once("pb-big-answer")
 
+    def test_answer_cut_short_is_delivered(self):
+        """Its status came: 'transfer closed with 1000 bytes remaining' was taken for a failure."""
+        self.postbacks.cut_answer = True
+        self.push_retrying("pb-cut-answer")
+        self.assert_posted_once("pb-cut-answer")
+
     def test_slow_answer_within_the_postback_timeout_is_delivered(self):
         """A receiver silent for 2.5 s while it works: it was cut at the low-speed limit (1 s
         here, 10 s by default, under the postback timeout's 15 s) and posted again."""
