@@ -508,10 +508,12 @@ class RedisConfTest(PixqTestCase):
         folder = Path(tempfile.mkdtemp(prefix="pixq-cluster-"))
         self.addCleanup(shutil.rmtree, folder, True)
         port = harness.free_port()
+        # its own bus port: by default port + 10000, past 65535 for a high free port
         node = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                 "--cluster-enabled", "yes", "--dir", str(folder), "--save", "",
-                                 "--appendonly", "no"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                 "--cluster-enabled", "yes", "--cluster-port",
+                                 str(harness.free_port()), "--dir", str(folder), "--save", "",
+                                 "--appendonly", "no", "--logfile", str(folder / "node.log")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(node.wait)
         self.addCleanup(node.terminate)
         def answers():
@@ -523,7 +525,10 @@ class RedisConfTest(PixqTestCase):
             finally:
                 probe.close()
 
-        self.wait_until(answers, 10, "the node")
+        try:
+            self.wait_until(answers, 10, "the node")
+        except AssertionError:
+            raise AssertionError("the node did not start: %s" % (folder / "node.log").read_text())
         prog = self.start_worker(PIXQ_REDIS_URL="redis://127.0.0.1:%d/0" % port)
         prog.proc.wait(harness.scaled(20))
         self.programs.remove(prog)
