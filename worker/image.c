@@ -429,10 +429,11 @@ void img_init(void)
 }
 
 /* An sRGB profile (lcms2's), made at its first use: what an image is converted to before its own
- * profile is dropped. */
+ * profile is dropped; `ref` is it open, to tell a profile that is sRGB already. */
 static struct {
     unsigned char *data;
     cmsUInt32Number len;
+    cmsHPROFILE ref;
 } srgb;
 
 static bool srgb_profile(void)
@@ -440,24 +441,55 @@ static bool srgb_profile(void)
     if (srgb.data != NULL) {
         return true;
     }
-    cmsHPROFILE p = cmsCreate_sRGBProfile();
+    srgb.ref = srgb.ref != NULL ? srgb.ref : cmsCreate_sRGBProfile();
     cmsUInt32Number n = 0;
-    if (p != NULL && cmsSaveProfileToMem(p, NULL, &n) && n > 0 && (srgb.data = malloc(n)) != NULL &&
-        !cmsSaveProfileToMem(p, srgb.data, &n)) {
+    if (srgb.ref != NULL && cmsSaveProfileToMem(srgb.ref, NULL, &n) && n > 0 &&
+        (srgb.data = malloc(n)) != NULL && !cmsSaveProfileToMem(srgb.ref, srgb.data, &n)) {
         free(srgb.data);
         srgb.data = NULL;
     }
     srgb.len = srgb.data != NULL ? n : 0;
+    return srgb.data != NULL;
+}
+
+/* Whether an ICC profile describes sRGB (a camera's or a browser's sRGB profile, which are not
+ * byte for byte lcms's): an RGB matrix profile whose colorants are sRGB's and whose tone curves
+ * follow sRGB's. Converting from it would change nothing but cost a pass over every pixel
+ * (ImageMagick 6's transform: about 3 s for 24 megapixels). */
+static bool is_srgb(const unsigned char *icc, size_t n)
+{
+    static const cmsTagSignature colorants[] = {cmsSigRedColorantTag, cmsSigGreenColorantTag,
+                                                cmsSigBlueColorantTag};
+    static const cmsTagSignature curves[] = {cmsSigRedTRCTag, cmsSigGreenTRCTag, cmsSigBlueTRCTag};
+    cmsHPROFILE p = cmsOpenProfileFromMem(icc, (cmsUInt32Number)n);
+    bool same = p != NULL && srgb.ref != NULL && cmsGetColorSpace(p) == cmsSigRgbData;
+    for (size_t i = 0; same && i < 3; i++) {
+        const cmsCIEXYZ *a = cmsReadTag(p, colorants[i]), *b = cmsReadTag(srgb.ref, colorants[i]);
+        same = a != NULL && b != NULL && fabs(a->X - b->X) < 0.003 && fabs(a->Y - b->Y) < 0.003 &&
+               fabs(a->Z - b->Z) < 0.003;
+    }
+    for (size_t i = 0; same && i < 3; i++) {
+        const cmsToneCurve *a = cmsReadTag(p, curves[i]), *b = cmsReadTag(srgb.ref, curves[i]);
+        for (int k = 0; same && k <= 16; k++) {
+            float x = (float)k / 16.0f;
+            same = a != NULL && b != NULL &&
+                   fabsf(cmsEvalToneCurveFloat(a, x) - cmsEvalToneCurveFloat(b, x)) < 0.005f;
+        }
+    }
     if (p != NULL) {
         cmsCloseProfile(p);
     }
-    return srgb.data != NULL;
+    return same;
 }
 
 void img_shutdown(void)
 {
     free(srgb.data);
     srgb.data = NULL;
+    if (srgb.ref != NULL) {
+        cmsCloseProfile(srgb.ref);
+        srgb.ref = NULL;
+    }
     resize_forget();
     if (guard.started) {
         MagickWandTerminus();
@@ -1265,7 +1297,8 @@ static InterlaceType interlace_named(const char *name)
 
 /* PNG chunks a stripped image leaves out (ImageMagick's list less iCCP and pHYs), and those it
  * leaves out when it keeps its ICC profile: less zTXt too, for ImageMagick 6 writes no iCCP when
- * both tEXt and zTXt are excluded (a kept profile was lost from every PNG output). */
+ * both tEXt and zTXt are excluded (a kept profile was lost from every PNG output); the image's
+ * properties are deleted then, or they would be written as zTXt (delete_metadata_properties). */
 #define PNG_STRIPPED_CHUNKS   "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,zTXt,date"
 #define PNG_STRIPPED_KEEP_ICC "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,date"
 
@@ -1289,13 +1322,15 @@ static void to_srgb(MagickWand *w)
 {
     size_t n = 0;
     unsigned char *icc = MagickGetImageProfile(w, "icc", &n);
-    bool has = icc != NULL && n > 0;
-    MagickRelinquishMemory(icc);
     ColorspaceType cs = MagickGetImageColorspace(w);
-    if (!has || (cs != sRGBColorspace && cs != RGBColorspace && cs != CMYKColorspace) ||
-        !srgb_profile()) {
+    bool convert = icc != NULL && n > 0 && srgb_profile() &&
+                   (cs == CMYKColorspace ||
+                    ((cs == sRGBColorspace || cs == RGBColorspace) && !is_srgb(icc, n)));
+    MagickRelinquishMemory(icc);
+    if (!convert) {
         return;
     }
+    long t0 = clock_mono_us();
     if (MagickProfileImage(w, "icc", srgb.data, srgb.len) == MagickFalse) {
         ExceptionType kind;
         char *why = MagickGetException(w, &kind);
@@ -1304,7 +1339,25 @@ static void to_srgb(MagickWand *w)
         MagickRelinquishMemory(why);
         MagickClearException(w);
         ClearMagickException(&GetImageFromMagickWand(w)->exception); /* the encoder reads it */
+        return;
     }
+    LOG_DEBUG("icc_to_srgb", "ms=%.3f", (double)(clock_mono_us() - t0) / 1000.0);
+}
+
+/* Deletes every image property but the writers' own hints (png:*, jpeg:*): with zTXt allowed (to
+ * keep iCCP), ImageMagick's PNG writer would write each as text, EXIF (GPS position included),
+ * XMP and the source's text chunks among them. */
+static void delete_metadata_properties(MagickWand *w)
+{
+    size_t n = 0;
+    char **names = MagickGetImageProperties(w, "*", &n);
+    for (size_t i = 0; names != NULL && i < n; i++) {
+        if (strncmp(names[i], "png:", 4) != 0 && strncmp(names[i], "jpeg:", 5) != 0) {
+            MagickDeleteImageProperty(w, names[i]);
+        }
+        MagickRelinquishMemory(names[i]);
+    }
+    MagickRelinquishMemory(names);
 }
 
 /* Strips metadata unless asked to keep it, keeping the ICC profile when `keep_icc`. */
@@ -1324,7 +1377,9 @@ static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
     }
     if (icc != NULL) {
         MagickRelinquishMemory(icc);
-        delete_properties(w, "icc:*"); /* read from the profile: PNG would write them as text */
+    }
+    if (keep_icc) {
+        delete_metadata_properties(w);
     }
     /* StripImage also tells the PNG writer to leave out iCCP and pHYs: do not exclude the profile
      * that was asked for, nor the resolution (not metadata: `density` sets it) */

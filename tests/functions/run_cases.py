@@ -28,9 +28,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
-CASE_KEYS = {"name", "src", "functions", "job", "expect", "convert", "rmse_max", "note"}
+CASE_KEYS = {"name", "src", "functions", "job", "expect", "convert", "rmse_max", "note", "log"}
 EXPECT_KEYS = {"outputs", "error", "original_meta"}
-OUTPUT_KEYS = {"image_identifier", "format", "width", "height", "pixels", "identify"}
+OUTPUT_KEYS = {"image_identifier", "format", "width", "height", "pixels", "identify",
+               "png_chunks"}
 DEFAULT_RMSE = 0.01
 DEFAULT_QUALITY = 75  # the worker's default JPEG/WebP quality (PIXQ_DEFAULT_QUALITY)
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp",
@@ -144,6 +145,19 @@ def check_pixels(path, pixels):
         raise CaseError("; ".join(problems))
 
 
+def png_chunk_types(path):
+    """The chunk types of a PNG file, in order."""
+    data = Path(path).read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise CaseError("%s is not a PNG file" % path)
+    types, at = [], 8
+    while at + 8 <= len(data):
+        n = int.from_bytes(data[at:at + 4], "big")
+        types.append(data[at + 4:at + 8].decode("latin-1"))
+        at += 12 + n
+    return types
+
+
 def check_output(out, want, index):
     where = "output %d (%s)" % (index, out.get("image_identifier"))
     if out.get("image_identifier") != want.get("image_identifier", out.get("image_identifier")):
@@ -166,6 +180,14 @@ def check_output(out, want, index):
             check_pixels(out["file"], want["pixels"])
         except CaseError as e:
             raise CaseError("%s: %s" % (where, e))
+    chunks = want.get("png_chunks")
+    if chunks:
+        types = png_chunk_types(out["file"])
+        missing = [t for t in chunks.get("present", ()) if t not in types]
+        extra = [t for t in chunks.get("absent", ()) if t in types]
+        if missing or extra:
+            raise CaseError("%s: PNG chunks %s: %s missing, %s present"
+                            % (where, types, missing, extra))
 
 
 def same(got, want):
@@ -220,9 +242,19 @@ def run_case(case, apply_bin, data, keep):
         check_shape(case)
         job, src_arg = build_job(case, data)
         (tmp / "job.json").write_text(json.dumps(job))
-        r = run([apply_bin, "--data", str(data), str(tmp / "job.json"), src_arg, str(tmp)])
+        log = case.get("log") or {}
+        env = dict(os.environ, PIXQ_LOG_LEVEL="debug") if log else None
+        r = run([apply_bin, "--data", str(data), str(tmp / "job.json"), src_arg, str(tmp)],
+                env=env)
         stdout = r.stdout.decode(errors="replace").strip()
         stderr = r.stderr.decode(errors="replace")
+        events = re.findall(r"event=(\S+)", stderr)
+        for event in log.get("has", ()):
+            if event not in events:
+                raise CaseError("pixq-apply logged no %s (debug log: %s)" % (event, events))
+        for event in log.get("lacks", ()):
+            if event in events:
+                raise CaseError("pixq-apply logged %s" % event)
         for marker in SANITIZER_MARKERS:
             if marker in stderr:
                 raise CaseError("pixq-apply's stderr has a sanitizer report: %s"

@@ -17,6 +17,7 @@ were taken from the committed files).
 | quadrants-64x64.png | four 32x32 quadrants red, green, blue, white (NW, NE, SW, SE): exact pixel checks |
 | icc-exif-120x80.jpg | the small photo with an ICC profile (description "pixq test profile", made here) and EXIF (Orientation 1, DateTime): save_metadata and save_profiles |
 | icc-wide-48x32.png | two flat colours, rgb(200,50,50) and rgb(50,160,60), tagged with a wide-gamut profile made here (Adobe RGB primaries, gamma 2.2): converted to sRGB before the profile is dropped |
+| icc-srgb-48x32.png | the same colours tagged with an sRGB profile made here (sRGB's primaries and parametric curve, not lcms's bytes): recognised as sRGB, not converted |
 """
 
 import struct
@@ -104,7 +105,8 @@ def icc_profile(description):
 
 def rgb_profile(description, primaries, gamma):
     """An ICC v2 matrix/TRC RGB display profile: colorants (D50-adapted XYZ of red, green and blue)
-    and one gamma for each channel; enough for lcms to convert from it."""
+    and one tone curve for each channel, a gamma or (gamma "srgb") sRGB's parametric curve;
+    enough for lcms to convert from it."""
     fixed = lambda v: struct.pack(">i", int(round(v * 65536)))  # noqa: E731
 
     def xyz(x, y, z):
@@ -113,7 +115,11 @@ def rgb_profile(description, primaries, gamma):
     desc_text = description.encode() + b"\0"
     desc = (b"desc" + b"\0" * 4 + struct.pack(">I", len(desc_text)) + desc_text +
             struct.pack(">IIHB", 0, 0, 0, 0) + b"\0" * 67)
-    trc = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, int(round(gamma * 256))) + b"\0" * 2
+    if gamma == "srgb":  # IEC 61966-2-1: Y = ((X + 0.055) / 1.055)^2.4, X / 12.92 below 0.04045
+        trc = (b"para" + b"\0" * 4 + struct.pack(">HH", 3, 0) + fixed(2.4) + fixed(1 / 1.055) +
+               fixed(0.055 / 1.055) + fixed(1 / 12.92) + fixed(0.04045))
+    else:
+        trc = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, int(round(gamma * 256))) + b"\0" * 2
     tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
             (b"rXYZ", xyz(*primaries[0])), (b"gXYZ", xyz(*primaries[1])),
             (b"bXYZ", xyz(*primaries[2])), (b"rTRC", trc), (b"gTRC", trc), (b"bTRC", trc),
@@ -133,17 +139,22 @@ def rgb_profile(description, primaries, gamma):
     return header + struct.pack(">I", len(tags)) + table + data
 
 
-# Adobe RGB (1998)'s primaries adapted to D50, as ICC profiles carry them
+# Adobe RGB (1998)'s and sRGB's primaries adapted to D50, as ICC profiles carry them
 WIDE_PRIMARIES = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+SRGB_PRIMARIES = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
 
 
 def make_wide_gamut(out):
-    """icc-wide-48x32.png: two flat colours tagged with a wide-gamut (Adobe RGB-like) profile."""
-    icc = out / "pixq-wide.icc"
-    icc.write_bytes(rgb_profile("pixq wide-gamut test profile", WIDE_PRIMARIES, 2.2))
-    convert("-size", "24x32", "xc:rgb(200,50,50)", "xc:rgb(50,160,60)", "+append", "-profile",
-            str(icc), str(out / "icc-wide-48x32.png"))
-    icc.unlink()
+    """icc-wide-48x32.png: two flat colours tagged with a wide-gamut (Adobe RGB-like) profile;
+    icc-srgb-48x32.png: the same tagged with an sRGB profile of this project's making."""
+    for name, description, primaries, gamma in (
+            ("icc-wide-48x32.png", "pixq wide-gamut test profile", WIDE_PRIMARIES, 2.2),
+            ("icc-srgb-48x32.png", "pixq sRGB test profile", SRGB_PRIMARIES, "srgb")):
+        icc = out / "pixq-test-rgb.icc"
+        icc.write_bytes(rgb_profile(description, primaries, gamma))
+        convert("-size", "24x32", "xc:rgb(200,50,50)", "xc:rgb(50,160,60)", "+append", "-profile",
+                str(icc), str(out / name))
+        icc.unlink()
 
 
 def insert_exif(path, segment):
