@@ -461,8 +461,15 @@ static bool is_srgb(const unsigned char *icc, size_t n)
     static const cmsTagSignature colorants[] = {cmsSigRedColorantTag, cmsSigGreenColorantTag,
                                                 cmsSigBlueColorantTag};
     static const cmsTagSignature curves[] = {cmsSigRedTRCTag, cmsSigGreenTRCTag, cmsSigBlueTRCTag};
+    /* a table (A2Bx, D2Bx) is what lcms goes by before the matrix and curves: it may describe
+     * another space (calibration tools write both) */
+    static const cmsTagSignature tables[] = {cmsSigAToB0Tag, cmsSigAToB1Tag, cmsSigAToB2Tag,
+                                             cmsSigDToB0Tag, cmsSigDToB1Tag, cmsSigDToB2Tag};
     cmsHPROFILE p = cmsOpenProfileFromMem(icc, (cmsUInt32Number)n);
     bool same = p != NULL && srgb.ref != NULL && cmsGetColorSpace(p) == cmsSigRgbData;
+    for (size_t i = 0; same && i < sizeof tables / sizeof tables[0]; i++) {
+        same = !cmsIsTag(p, tables[i]);
+    }
     for (size_t i = 0; same && i < 3; i++) {
         const cmsCIEXYZ *a = cmsReadTag(p, colorants[i]), *b = cmsReadTag(srgb.ref, colorants[i]);
         same = a != NULL && b != NULL && fabs(a->X - b->X) < 0.003 && fabs(a->Y - b->Y) < 0.003 &&
@@ -1298,21 +1305,9 @@ static InterlaceType interlace_named(const char *name)
 /* PNG chunks a stripped image leaves out (ImageMagick's list less iCCP and pHYs), and those it
  * leaves out when it keeps its ICC profile: less zTXt too, for ImageMagick 6 writes no iCCP when
  * both tEXt and zTXt are excluded (a kept profile was lost from every PNG output); the image's
- * properties are deleted then, or they would be written as zTXt (delete_metadata_properties). */
+ * properties are deleted, or they would be written as zTXt (delete_metadata_properties). */
 #define PNG_STRIPPED_CHUNKS   "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,zTXt,date"
 #define PNG_STRIPPED_KEEP_ICC "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,date"
-
-/* Deletes the image properties whose names match `pattern` ("exif:*"). */
-static void delete_properties(MagickWand *w, const char *pattern)
-{
-    size_t n = 0;
-    char **names = MagickGetImageProperties(w, pattern, &n);
-    for (size_t i = 0; names != NULL && i < n; i++) {
-        MagickDeleteImageProperty(w, names[i]);
-        MagickRelinquishMemory(names[i]);
-    }
-    MagickRelinquishMemory(names);
-}
 
 /* Converts an RGB or CMYK image that has an ICC profile to sRGB through it (lcms, as `convert
  * -profile sRGB.icc`), before the profile is dropped or cannot be written: without it the pixels
@@ -1378,9 +1373,7 @@ static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
     if (icc != NULL) {
         MagickRelinquishMemory(icc);
     }
-    if (keep_icc) {
-        delete_metadata_properties(w);
-    }
+    delete_metadata_properties(w); /* TIFF wrote `label` as PageName, PNG all of them as text */
     /* StripImage also tells the PNG writer to leave out iCCP and pHYs: do not exclude the profile
      * that was asked for, nor the resolution (not metadata: `density` sets it) */
     const char *chunks = keep_icc ? PNG_STRIPPED_KEEP_ICC : PNG_STRIPPED_CHUNKS ",iCCP";
@@ -1393,12 +1386,8 @@ static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
 int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e)
 {
     const char *magick = NULL, *mime = NULL;
-    if (!save->save_metadata) {
-        if (strip_metadata(w, save->save_profiles, e) < 0) {
-            return -1;
-        }
-        /* what was read of the EXIF profile stays as properties: gone with it, as in the file */
-        delete_properties(w, "exif:*");
+    if (!save->save_metadata && strip_metadata(w, save->save_profiles, e) < 0) {
+        return -1;
     }
     if (img_format_for(save->format, &magick, &mime) &&
         MagickSetImageFormat(w, magick) == MagickFalse) {

@@ -18,6 +18,8 @@ were taken from the committed files).
 | icc-exif-120x80.jpg | the small photo with an ICC profile (description "pixq test profile", made here) and EXIF (Orientation 1, DateTime): save_metadata and save_profiles |
 | icc-wide-48x32.png | two flat colours, rgb(200,50,50) and rgb(50,160,60), tagged with a wide-gamut profile made here (Adobe RGB primaries, gamma 2.2): converted to sRGB before the profile is dropped |
 | icc-srgb-48x32.png | the same colours tagged with an sRGB profile made here (sRGB's primaries and parametric curve, not lcms's bytes): recognised as sRGB, not converted |
+| icc-lut-48x32.png | the same colours tagged with a profile made here whose matrix and curves are sRGB's but whose A2B0 table (what lcms uses first) maps to Adobe RGB's primaries: not sRGB |
+| label-32x32.png | a flat colour whose PNG text holds a `label` ("pixq secret label"), which the TIFF writer wrote as PageName |
 """
 
 import struct
@@ -103,7 +105,25 @@ def icc_profile(description):
     return header + struct.pack(">I", len(tags)) + table + data
 
 
-def rgb_profile(description, primaries, gamma):
+def lut_tag(primaries):
+    """An A2B0 table (lut16Type, 2 grid points a side) taking device RGB linearly to the XYZ of
+    these primaries: another space than the matrix tags may say."""
+    grid = []
+    for r in (0, 1):
+        for g in (0, 1):
+            for b in (0, 1):
+                xyz = [r * primaries[0][k] + g * primaries[1][k] + b * primaries[2][k]
+                       for k in range(3)]
+                grid += [min(65535, int(round(v * 32768))) for v in xyz]  # u1Fixed15
+    identity = [1, 0, 0, 0, 1, 0, 0, 0, 1]
+    ramp = [0, 65535] * 3
+    return (b"mft2" + b"\0" * 4 + struct.pack(">BBBB", 3, 3, 2, 0) +
+            b"".join(struct.pack(">i", v * 65536) for v in identity) + struct.pack(">HH", 2, 2) +
+            struct.pack(">%dH" % len(ramp), *ramp) + struct.pack(">%dH" % len(grid), *grid) +
+            struct.pack(">%dH" % len(ramp), *ramp))
+
+
+def rgb_profile(description, primaries, gamma, a2b0=None):
     """An ICC v2 matrix/TRC RGB display profile: colorants (D50-adapted XYZ of red, green and blue)
     and one tone curve for each channel, a gamma or (gamma "srgb") sRGB's parametric curve;
     enough for lcms to convert from it."""
@@ -124,6 +144,8 @@ def rgb_profile(description, primaries, gamma):
             (b"rXYZ", xyz(*primaries[0])), (b"gXYZ", xyz(*primaries[1])),
             (b"bXYZ", xyz(*primaries[2])), (b"rTRC", trc), (b"gTRC", trc), (b"bTRC", trc),
             (b"cprt", b"text" + b"\0" * 4 + b"public domain\0")]
+    if a2b0 is not None:
+        tags.append((b"A2B0", lut_tag(a2b0)))
     at = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for sig, body in tags:
@@ -146,15 +168,21 @@ SRGB_PRIMARIES = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0
 
 def make_wide_gamut(out):
     """icc-wide-48x32.png: two flat colours tagged with a wide-gamut (Adobe RGB-like) profile;
-    icc-srgb-48x32.png: the same tagged with an sRGB profile of this project's making."""
-    for name, description, primaries, gamma in (
-            ("icc-wide-48x32.png", "pixq wide-gamut test profile", WIDE_PRIMARIES, 2.2),
-            ("icc-srgb-48x32.png", "pixq sRGB test profile", SRGB_PRIMARIES, "srgb")):
+    icc-srgb-48x32.png: the same tagged with an sRGB profile of this project's making;
+    icc-lut-48x32.png: the same tagged with sRGB's matrix and curves and a wide-gamut A2B0
+    table, which lcms goes by; label-32x32.png: a PNG whose text carries a `label`."""
+    for name, description, primaries, gamma, a2b0 in (
+            ("icc-wide-48x32.png", "pixq wide-gamut test profile", WIDE_PRIMARIES, 2.2, None),
+            ("icc-srgb-48x32.png", "pixq sRGB test profile", SRGB_PRIMARIES, "srgb", None),
+            ("icc-lut-48x32.png", "pixq sRGB matrix, wide table", SRGB_PRIMARIES, "srgb",
+             WIDE_PRIMARIES)):
         icc = out / "pixq-test-rgb.icc"
-        icc.write_bytes(rgb_profile(description, primaries, gamma))
+        icc.write_bytes(rgb_profile(description, primaries, gamma, a2b0))
         convert("-size", "24x32", "xc:rgb(200,50,50)", "xc:rgb(50,160,60)", "+append", "-profile",
                 str(icc), str(out / name))
         icc.unlink()
+    convert("-size", "32x32", "xc:#3060a0", "-set", "label", "pixq secret label",
+            str(out / "label-32x32.png"))
 
 
 def insert_exif(path, segment):
