@@ -80,16 +80,24 @@ def exif_segment(orientation, date_original, date, lat, lat_ref, lng, lng_ref):
     return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
 
 
-def icc_profile(description):
-    """A minimal ICC v2 display profile: header, desc, wtpt and cprt tags (enough for
-    ImageMagick and lcms to read its description)."""
-    desc_text = description.encode() + b"\0"
-    desc = (b"desc" + b"\0" * 4 + struct.pack(">I", len(desc_text)) + desc_text +
+def fixed(v):
+    """An ICC s15Fixed16Number."""
+    return struct.pack(">i", int(round(v * 65536)))
+
+
+def desc_tag(description):
+    """An ICC v2 textDescriptionType."""
+    text = description.encode() + b"\0"
+    return (b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text +
             struct.pack(">IIHB", 0, 0, 0, 0) + b"\0" * 67)
-    fixed = lambda v: struct.pack(">i", int(round(v * 65536)))  # noqa: E731
-    wtpt = b"XYZ " + b"\0" * 4 + fixed(0.9642) + fixed(1.0) + fixed(0.8249)
-    cprt = b"text" + b"\0" * 4 + b"public domain\0"
-    tags = [(b"desc", desc), (b"wtpt", wtpt), (b"cprt", cprt)]
+
+
+def xyz_tag(x, y, z):
+    return b"XYZ " + b"\0" * 4 + fixed(x) + fixed(y) + fixed(z)
+
+
+def icc_file(tags):
+    """An ICC v2 RGB display profile of these (signature, body) tags: header, tag table, data."""
     at = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for sig, body in tags:
@@ -103,6 +111,14 @@ def icc_profile(description):
               b"\0" * 48)
     assert len(header) == 128
     return header + struct.pack(">I", len(tags)) + table + data
+
+
+def icc_profile(description):
+    """A minimal ICC v2 display profile: header, desc, wtpt and cprt tags (enough for
+    ImageMagick and lcms to read its description)."""
+    cprt = b"text" + b"\0" * 4 + b"public domain\0"
+    return icc_file([(b"desc", desc_tag(description)), (b"wtpt", xyz_tag(0.9642, 1.0, 0.8249)),
+                     (b"cprt", cprt)])
 
 
 def lut_tag(primaries):
@@ -126,39 +142,19 @@ def lut_tag(primaries):
 def rgb_profile(description, primaries, gamma, a2b0=None):
     """An ICC v2 matrix/TRC RGB display profile: colorants (D50-adapted XYZ of red, green and blue)
     and one tone curve for each channel, a gamma or (gamma "srgb") sRGB's parametric curve;
-    enough for lcms to convert from it."""
-    fixed = lambda v: struct.pack(">i", int(round(v * 65536)))  # noqa: E731
-
-    def xyz(x, y, z):
-        return b"XYZ " + b"\0" * 4 + fixed(x) + fixed(y) + fixed(z)
-
-    desc_text = description.encode() + b"\0"
-    desc = (b"desc" + b"\0" * 4 + struct.pack(">I", len(desc_text)) + desc_text +
-            struct.pack(">IIHB", 0, 0, 0, 0) + b"\0" * 67)
+    enough for lcms to convert from it. `a2b0`: primaries for an A2B0 table too (lut_tag)."""
     if gamma == "srgb":  # IEC 61966-2-1: Y = ((X + 0.055) / 1.055)^2.4, X / 12.92 below 0.04045
         trc = (b"para" + b"\0" * 4 + struct.pack(">HH", 3, 0) + fixed(2.4) + fixed(1 / 1.055) +
                fixed(0.055 / 1.055) + fixed(1 / 12.92) + fixed(0.04045))
     else:
         trc = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, int(round(gamma * 256))) + b"\0" * 2
-    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
-            (b"rXYZ", xyz(*primaries[0])), (b"gXYZ", xyz(*primaries[1])),
-            (b"bXYZ", xyz(*primaries[2])), (b"rTRC", trc), (b"gTRC", trc), (b"bTRC", trc),
+    tags = [(b"desc", desc_tag(description)), (b"wtpt", xyz_tag(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz_tag(*primaries[0])), (b"gXYZ", xyz_tag(*primaries[1])),
+            (b"bXYZ", xyz_tag(*primaries[2])), (b"rTRC", trc), (b"gTRC", trc), (b"bTRC", trc),
             (b"cprt", b"text" + b"\0" * 4 + b"public domain\0")]
     if a2b0 is not None:
         tags.append((b"A2B0", lut_tag(a2b0)))
-    at = 128 + 4 + 12 * len(tags)
-    table, data = b"", b""
-    for sig, body in tags:
-        data += b"\0" * (-(at + len(data)) % 4)
-        table += sig + struct.pack(">II", at + len(data), len(body))
-        data += body
-    data += b"\0" * (-len(data) % 4)
-    size = 128 + 4 + len(table) + len(data)
-    header = (struct.pack(">I", size) + b"none" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " +
-              b"\0" * 12 + b"acspAPPL" + b"\0" * 24 + fixed(0.9642) + fixed(1.0) + fixed(0.8249) +
-              b"\0" * 48)
-    assert len(header) == 128
-    return header + struct.pack(">I", len(tags)) + table + data
+    return icc_file(tags)
 
 
 # Adobe RGB (1998)'s and sRGB's primaries adapted to D50, as ICC profiles carry them
