@@ -967,8 +967,9 @@ class RetryTest(ReliabilityCase):
             self.src.add("/%s.png" % job_id, tiny_png())
             self.src.answer_with("/%s.png" % job_id, 503, 503)
         self.push_jobs([self.tiny_job(job_id, path="/%s.png" % job_id) for job_id in ids])
-        for job_id in ids:
-            self.wait_for_postback(timeout=20, job_id=job_id)
+        for job_id in ids:  # the result is stored when the job settles, after its postback
+            self.wait_until(lambda j=job_id: self.results(j), 20, "the result of %s" % job_id)
+            self.wait_for_postback(timeout=5, job_id=job_id)
         for job_id in ids:
             times = self.src.request_times("/%s.png" % job_id)
             self.assertEqual(len(times), 3, job_id)
