@@ -764,9 +764,13 @@ static int read_id(struct job *j, struct err *e)
     const char *s = json_object_get_string(v);
     bool nul = json_object_is_type(v, json_type_string) &&
                (size_t)json_object_get_string_len(v) != strlen(s); /* "a\u0000b": "a" */
-    if ((!json_object_is_type(v, json_type_string) && !json_object_is_type(v, json_type_int)) ||
-        nul || !valid_id(s)) {
-        return err_set(e, "job_id must be 1-%d characters of A-Z a-z 0-9 - _ . :", JOB_ID_MAX - 1);
+    if (!json_object_is_type(v, json_type_string) && !json_object_is_type(v, json_type_int)) {
+        return err_set(
+            e, "job_id must be a string of 1-%d characters of A-Z a-z 0-9 - _ . :", JOB_ID_MAX - 1);
+    }
+    if (nul || !valid_id(s)) {
+        return err_set(e, "job_id '%.64s%s' must be 1-%d characters of A-Z a-z 0-9 - _ . :", s,
+                       strlen(s) > 64 ? "..." : "", JOB_ID_MAX - 1);
     }
     snprintf(j->id, sizeof j->id, "%s", s);
     return 0;
@@ -980,11 +984,18 @@ static void read_version(struct job *j)
 static int read_job(struct job *j, struct parse_ctx *p, bool nested, struct err *e)
 {
     read_version(j);
-    if (!nested && read_id(j, e) < 0) {
+    /* the postback first: a job whose job_id is refused is still told why (under the id the
+     * worker gives it) */
+    struct err id_error = {{0}};
+    int id = nested ? 0 : read_id(j, &id_error);
+    if (read_postback(j, e) < 0) {
         return -1;
     }
-    if (read_postback(j, e) < 0 || read_envelope(j, e) < 0 ||
-        read_pre_process(j, p, nested, e) < 0) {
+    if (id < 0) {
+        *e = id_error;
+        return -1;
+    }
+    if (read_envelope(j, e) < 0 || read_pre_process(j, p, nested, e) < 0) {
         return -1;
     }
     return read_tree(j, p->lim->max_functions, &p->n_functions, e);

@@ -208,6 +208,22 @@ class FailureTest(E2ETestCase):
         self.assertIn("\ufffd", error)  # what was left of the cut "é"
         self.worker.check_alive()
 
+    def test_refused_job_id_is_posted_back(self):
+        # the postback URL is read before the job_id: the job is told why, under the id the
+        # worker gave it, and the dead entry carries that id (before: no postback at all)
+        job = self.make_job(self.serve("jpeg"), "out/never.jpg", params=THUMB,
+                            job_id="user/42/avatar", postback_path="/pb/id")
+        self.push_job(job)
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/id")
+        results = pb.json["results"]
+        self.assertEqual(results["errors"], ["Image processing failed. job_id 'user/42/avatar' "
+                                             "must be 1-127 characters of A-Z a-z 0-9 - _ . :"])
+        self.assertRegex(results["job_id"], r"^[A-Za-z0-9_-]{10,}$")
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 10, "the dead entry")
+        entry = json.loads(self.redis.lindex(self.key("dead"), 0))
+        self.assertEqual(entry["job_id"], results["job_id"])
+        self.worker.check_alive()
+
     def test_bad_json_goes_to_dead(self):
         dead = self.key("dead")
         self.push_job("{not json")

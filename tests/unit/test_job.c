@@ -140,7 +140,8 @@ static void test_errors(void)
     expect_unusable("1", "job must be a JSON object");
     expect_unusable("12", "job must be a JSON object");
     expect_unusable("{\"a\":1} 2", "job is not valid JSON: trailing data");
-    expect_invalid("{\"src\":\"u\",\"job_id\":\"a\\u0000b\",\"functions\":[]}", "job_id must be");
+    expect_invalid("{\"src\":\"u\",\"job_id\":\"a\\u0000b\",\"functions\":[]}",
+                   "job_id 'a' must be");
     char deep[200];
     memset(deep, '[', 40);
     deep[40] = '\0';
@@ -156,9 +157,22 @@ static void test_errors(void)
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"params\":[1]}]}",
                    "params of function 'no_op' must be an object");
     expect_invalid("{\"src\":\"u\",\"job_id\":\"a b\",\"functions\":[{\"name\":\"no_op\"}]}",
-                   "job_id must be");
+                   "job_id 'a b' must be");
     expect_invalid("{\"src\":\"u\",\"postback_url\":5,\"functions\":[{\"name\":\"no_op\"}]}",
                    "postback_url must be a string");
+    /* a refused job_id is still posted back (under the id the worker gives the job) */
+    expect_invalid("{\"src\":\"u\",\"job_id\":\"user/42\",\"postback_url\":\"http://h/p\","
+                   "\"functions\":[{\"name\":\"no_op\"}]}",
+                   "job_id 'user/42' must be 1-127 characters");
+    {
+        const char *t = "{\"src\":\"u\",\"job_id\":{},\"postback_url\":\"http://h/p\","
+                        "\"functions\":[{\"name\":\"no_op\"}]}";
+        struct job *bad = parse(t);
+        CHECK(bad != NULL && bad->postback_url != NULL &&
+              strcmp(bad->postback_url, "http://h/p") == 0);
+        CHECK(bad != NULL && bad->id[0] == '\0' && strstr(bad->error, "job_id must be a string"));
+        job_destroy(bad);
+    }
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":"
                    "{\"image_identifier\":\"x\",\"quality\":\"high\"}}]}",
                    "Invalid parameter 'quality'");
