@@ -36,7 +36,6 @@ struct lease {
     struct rq *rq; /* the thread's own connection */
     pthread_t thread;
     atomic_bool quit;
-    atomic_bool lost;
     atomic_long fresh_until; /* clock_boot_ms: until then the lease surely holds in every queue */
     clockid_t worker_cpu;    /* the CPU time of the thread that runs jobs (lease_start's caller) */
     atomic_long job_cpu_ms;  /* its CPU time when the job in hand began; -1: no job */
@@ -249,7 +248,6 @@ static long renew(struct lease *l, long now)
     for (size_t i = 0; i < l->n; i++) {
         int held = beat(l, &l->q[i], "beat");
         if (held == 0) {
-            atomic_store(&l->lost, true);
             LOG_WARN("lease_lost", "worker=%s queue=%s", l->wid, l->q[i].name);
             held = beat(l, &l->q[i], "register");
         }
@@ -362,7 +360,6 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     l->n = n;
     snprintf(l->wid, sizeof l->wid, "%s", wid);
     atomic_init(&l->quit, false);
-    atomic_init(&l->lost, false);
     atomic_init(&l->fresh_until, 0);
     atomic_init(&l->job_cpu_ms, -1);
     atomic_init(&l->job_gen, 0);
@@ -417,11 +414,6 @@ void lease_delivering(struct lease *l, bool on)
     if (l != NULL) {
         atomic_store(&l->delivering, on);
     }
-}
-
-bool lease_take_lost(struct lease *l)
-{
-    return atomic_exchange(&l->lost, false);
 }
 
 long lease_fresh_ms(struct lease *l)

@@ -49,10 +49,6 @@ void lease_job_ends(struct lease *l);
  * postback's timeout and wait_for_s3's longest wait more. NULL allowed. */
 void lease_delivering(struct lease *l, bool on);
 
-/* Whether the lease was taken from this worker since the last call (then the job it holds is
- * no longer its own). */
-bool lease_take_lost(struct lease *l);
-
 /* How long the lease surely holds, in ms: until a heartbeat before it runs out, counted from the
  * last renewal in every queue (<= 0: overdue). A worker takes no new job while its lease is
  * overdue (frozen, or its thread cut off from Redis), nor waits for one (BLMOVE) longer than

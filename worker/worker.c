@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "clock.h"
+#include "hash.h"
 #include "http.h"
 #include "id.h"
 #include "image.h"
@@ -44,7 +45,8 @@ struct wqueue {
     bool due_soon;        /* next_promote_at is a delayed job's due time, not a routine look */
 };
 
-#define UNSETTLED_MAX 8 /* settlements kept while Redis refuses them */
+#define UNSETTLED_MAX      8 /* settlements kept while Redis refuses them */
+#define POISON_NESTING_MAX 8 /* pills in pills unwrapped (see handle_poison) */
 
 /* A settlement settle() gave up on (Redis down or refusing writes): its payload stays on the
  * active list and comes back; it is then settled as it was decided, not run (and posted back)
@@ -53,7 +55,7 @@ struct unsettled {
     struct buf payload;     /* empty: a free slot */
     const struct wqueue *q; /* the queue whose active list holds it */
     unsigned long seq;      /* when it was kept: the oldest goes first when all are taken */
-    char *job_id, *result, *dead, *posted_id, *retry;
+    char *job_id, *result, *dead, *posted_id, *posted, *retry;
     const char *counter; /* a literal */
     long retry_ms;
 };
@@ -299,6 +301,7 @@ static void forget_unsettled(struct unsettled *u)
     free(u->result);
     free(u->dead);
     free(u->posted_id);
+    free(u->posted);
     free(u->retry);
     *u = (struct unsettled){.counter = ""};
 }
@@ -390,6 +393,7 @@ struct settlement {
     const char *dead;      /* dead-letter envelope, or NULL */
     const char *counter;   /* "succeeded", "failed" or "" */
     const char *posted_id; /* the job whose postback was just delivered (marked), or NULL */
+    const char *posted;    /* with posted_id: that postback's digest (postback_digest) */
     const char *retry;     /* a postback retry task to schedule with the settlement, or NULL */
     long retry_ms;         /* when it is due, ms from now */
 };
@@ -397,7 +401,7 @@ struct settlement {
 /* finish.lua's keys and arguments (see its header). */
 struct finish_call {
     char result_key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
-    char posted[32], retry_ms[32];
+    char retry_ms[32];
     const char *keys[9], *args[12];
     size_t lens[12];
 };
@@ -409,17 +413,13 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
             sizeof c->result_key);
     job_key(w, s->posted_id != NULL ? s->posted_id : "", "job", -1, c->job_hash,
             sizeof c->job_hash);
-    c->posted[0] = '\0';
-    if (s->posted_id != NULL) {
-        snprintf(c->posted, sizeof c->posted, "%ld", clock_wall_ms());
-    }
     snprintf(c->retry_ms, sizeof c->retry_ms, "%ld", s->retry_ms);
     const char *keys[] = {w->active_key,    c->result_key, w->dead_key, w->stats_key,  w->recov_key,
                           w->cur->tput_key, c->job_hash,   w->jobs_key, w->delayed_key};
     const char *args[] = {payload->data,      s->result,
                           w->ttl_arg,         s->dead != NULL ? s->dead : "",
                           w->dead_max_arg,    s->counter,
-                          w->dead_age_arg,    c->posted,
+                          w->dead_age_arg,    s->posted_id != NULL ? s->posted : "",
                           next ? "next" : "", s->retry != NULL ? s->retry : "",
                           c->retry_ms,        RQ_WAKE_TOKEN};
     memcpy(c->keys, keys, sizeof keys);
@@ -519,12 +519,14 @@ static void keep_unsettled(struct worker *w, const struct buf *payload, const st
     u->result = copy_or_null(s->result);
     u->dead = copy_or_null(s->dead);
     u->posted_id = copy_or_null(s->posted_id);
+    u->posted = copy_or_null(s->posted_id != NULL ? s->posted : NULL);
     u->retry = copy_or_null(s->retry);
     u->counter = s->counter;
     u->retry_ms = s->retry_ms;
     if (buf_append(&u->payload, payload->data, payload->len) < 0 ||
         (s->job_id != NULL && u->job_id == NULL) || (s->result != NULL && u->result == NULL) ||
-        (s->dead != NULL && u->dead == NULL) || (s->posted_id != NULL && u->posted_id == NULL) ||
+        (s->dead != NULL && u->dead == NULL) ||
+        (s->posted_id != NULL && (u->posted_id == NULL || u->posted == NULL)) ||
         (s->retry != NULL && u->retry == NULL)) {
         forget_unsettled(u); /* out of memory: it runs again from the active list */
     }
@@ -547,6 +549,7 @@ static bool settle_kept(struct worker *w, const struct buf *payload)
                                      .dead = kept.dead,
                                      .counter = kept.counter,
                                      .posted_id = kept.posted_id,
+                                     .posted = kept.posted,
                                      .retry = kept.retry,
                                      .retry_ms = kept.retry_ms};
         LOG_INFO("settle_resumed", "job_id=%s", kept.job_id != NULL ? kept.job_id : "");
@@ -660,25 +663,51 @@ static long begin_reply(struct worker *w, const struct job *j)
     return begin_answer(w, j, r, &e);
 }
 
-/* The job's postback bookkeeping in pixq:{Q}:job:<id>: `posted` is set once it was delivered. */
-static bool postback_delivered(struct worker *w, const char *job_id)
+/* What `posted` in pixq:{Q}:job:<id> holds once a postback was delivered: a digest of the body
+ * and the URL it went to. A run that would post the same is a rerun of a delivered one; a run
+ * with another outcome (a stale run's failure, then the live run's success), or a job pushed
+ * again under its id with other work, is not, and posts. */
+static void postback_digest(const struct job *job, const char *json, char out[HASH_SHA256_HEX])
+{
+    uint8_t d[HASH_SHA256_LEN];
+    hash_hmac_sha256(job->postback_url, strlen(job->postback_url), json, strlen(json), d);
+    hash_hex(d, sizeof d, out);
+}
+
+enum posting { POSTING_LOST, POSTING_DONE, POSTING_GO };
+
+/* posting.lua, right before a postback: whether `payload` is still on this worker's active list
+ * (a run whose lease was lost must not post: the run that has the job now does) and whether this
+ * very postback was delivered. When Redis cannot answer, post: at least once. */
+static enum posting posting_check(struct worker *w, const struct buf *payload, const char *job_id,
+                                  const char *digest)
 {
     char key[RQ_KEY_MAX];
     job_key(w, job_id, "job", -1, key, sizeof key);
+    const char *keys[] = {w->active_key, key};
+    const char *args[] = {payload->data, digest};
+    size_t lens[] = {payload->len, strlen(digest)};
     struct err e = {{0}};
-    redisReply *r = rq_command(w->rq, &e, "HEXISTS %s posted", key);
-    bool done = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_POSTING, 2, keys, 2, args, lens, &e);
+    enum posting p = POSTING_GO;
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        p = POSTING_LOST;
+    } else if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        p = POSTING_DONE;
+    }
     freeReplyObject(r);
-    return done;
+    return p;
 }
 
-/* Posts the result unless it was delivered already (a rerun). The delivery is recorded by the
- * finish.lua call that settles the payload right after (settlement.posted_id, set when *sent):
- * a postback is marked only once delivered, so a worker dying with it in flight leaves it to the
- * rerun: at least once. Redis is asked on every run, the first included: a run counted first
- * may be the stale one (its lease lost while it was paused) after another run posted. Returns 0
- * delivered (or nothing to deliver), -1 failed. */
-static int post_once(struct worker *w, const struct job *job, const char *json, bool *sent)
+/* Posts the result unless this run lost its job or the same postback was delivered already (a
+ * rerun). The delivery is recorded by the finish.lua call that settles the payload right after
+ * (settlement.posted_id and .posted, set when *sent, the digest in `digest`): a postback is
+ * marked only once delivered, so a worker dying with it in flight leaves it to the rerun: at
+ * least once. Redis is asked on every run, the first included: a run counted first may be the
+ * stale one (its lease lost while it was paused) after another run posted. Returns 0 delivered
+ * (or nothing to deliver), -1 failed, -2 the job is no longer this worker's (nothing posted). */
+static int post_once(struct worker *w, const struct buf *payload, const struct job *job,
+                     const char *json, char digest[HASH_SHA256_HEX], bool *sent)
 {
     *sent = false;
     if (job->postback_url == NULL) {
@@ -691,9 +720,15 @@ static int post_once(struct worker *w, const struct job *job, const char *json, 
         LOG_DEBUG("postback_skipped", "job_id=%s reason=error_only", job->id);
         return 0;
     }
-    if (postback_delivered(w, job->id)) {
+    postback_digest(job, json, digest);
+    switch (posting_check(w, payload, job->id, digest)) {
+    case POSTING_LOST:
+        return -2;
+    case POSTING_DONE:
         LOG_INFO("postback_skipped", "job_id=%s reason=already_sent", job->id);
         return 0;
+    case POSTING_GO:
+        break;
     }
     if (run_postback(&w->runner, job, json) < 0) {
         return -1;
@@ -751,20 +786,6 @@ static void log_postback_retry(const char *job_id, long attempt, const struct se
     /* not settled: another worker took the job, or Redis ran the call and its answer was lost */
     LOG_INFO("postback_retry", "job_id=%s attempt=%ld in_ms=%ld scheduled=%s", job_id, attempt + 1,
              s->retry_ms, settled == 1 ? "1" : "unknown");
-}
-
-/* Whether the payload is still on this worker's active list. After a lease loss it may not be
- * (it went back to the queue and another worker runs it), or it may (the worker was reaped while
- * idle, then reserved this job). When Redis cannot answer, assume it is. */
-static bool still_reserved(struct worker *w, const struct task *t)
-{
-    const char *argv[] = {"LPOS", w->active_key, t->payload.data};
-    size_t lens[] = {4, strlen(w->active_key), t->payload.len};
-    struct err e = {{0}};
-    redisReply *r = rq_commandv(w->rq, 0, 3, argv, lens, &e);
-    bool held = r == NULL || r->type == REDIS_REPLY_INTEGER;
-    freeReplyObject(r);
-    return held;
 }
 
 static long job_attempt(const struct job *j);
@@ -1281,12 +1302,11 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
         up_wait_for_s3(&w->runner.up, w->runner.objs, job->id);
         w->runner.times.s3_wait_us += clock_mono_us() - w0;
     }
-    int posted = 0;
     bool sent = false;
-    if (lease_take_lost(w->lease) && !still_reserved(w, t)) {
+    char digest[HASH_SHA256_HEX] = "";
+    int posted = post_once(w, &t->payload, job, json, digest, &sent);
+    if (posted == -2) {
         LOG_WARN("lease_lost", "job_id=%s step=before_postback", job->id);
-    } else {
-        posted = post_once(w, job, json, &sent);
     }
     long attempts = job_attempt(job);
     const char *text = failed ? job_text(job) : NULL; /* serialised only when needed */
@@ -1295,9 +1315,10 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            .result = json,
                            .dead = dead,
                            .counter = failed ? "failed" : "succeeded",
-                           .posted_id = sent ? job->id : NULL};
+                           .posted_id = sent ? job->id : NULL,
+                           .posted = digest};
     char *retry = NULL;
-    if (posted < 0 && wants_postback_retry(w, job)) {
+    if (posted == -1 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
     }
     int settled = settle(w, &t->payload, &s);
@@ -1368,8 +1389,21 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
     json_object_object_get_ex(env, "error", &why);
     const char *text = json_object_get_string(inner);
     const char *reason = why != NULL ? json_object_get_string(why) : "";
-    const char *task_json = rq_task_json(text, strlen(text));
-    json_object *own = task_json != NULL ? json_tokener_parse(task_json) : NULL;
+    json_object *own = NULL, *outer = NULL; /* outer: the pill `text` is in, when nested */
+    for (int depth = 0; depth < POISON_NESTING_MAX; depth++) {
+        /* a pill in a pill (an older reap.lua wrapped one whose postback a kill cut short) */
+        const char *task_json = rq_task_json(text, strlen(text));
+        own = task_json != NULL ? json_tokener_parse(task_json) : NULL;
+        json_object *nested = NULL;
+        if (own == NULL || !json_object_object_get_ex(own, "pixq_poison", &nested) ||
+            !json_object_is_type(nested, json_type_string)) {
+            break;
+        }
+        json_object_put(outer);
+        outer = own;
+        own = NULL;
+        text = json_object_get_string(nested);
+    }
     json_object *task = NULL;
     if (own != NULL && json_object_object_get_ex(own, "pixq_upload", &task) &&
         json_object_is_type(task, json_type_object)) {
@@ -1379,15 +1413,12 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
         handle_postback(w, t, task, reason);
     }
     json_object_put(own);
-    if (task != NULL) {
-        return;
+    if (task == NULL && parse(w, t, text, strlen(text)) == 0) {
+        LOG_ERROR("job_poisoned", "job_id=%s", t->job->id);
+        run_fail(t->job, t->result, t->first_error, reason);
+        complete(w, t, t0);
     }
-    if (parse(w, t, text, strlen(text)) < 0) {
-        return;
-    }
-    LOG_ERROR("job_poisoned", "job_id=%s", t->job->id);
-    run_fail(t->job, t->result, t->first_error, why != NULL ? json_object_get_string(why) : "");
-    complete(w, t, t0);
+    json_object_put(outer);
 }
 
 /* A postback retry (postback_retry): post the stored result again, or schedule the next try;
@@ -1406,8 +1437,10 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
         r = rq_command(w->rq, &e, "LINDEX %s 0", key);
     }
     bool sent = false;
-    struct settlement s = {.result = "", .counter = ""};
+    char digest[HASH_SHA256_HEX] = "";
+    struct settlement s = {.result = "", .counter = "", .posted = digest};
     char *retry = NULL;
+    int posted = 0;
     lease_delivering(w->lease, true);
     if (poisoned != NULL) {
         char q[ERR_MSG_MAX + 16];
@@ -1416,7 +1449,9 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     } else if (r == NULL || r->type != REDIS_REPLY_STRING) {
         LOG_WARN("postback_given_up", "job_id=%s reason=result_gone attempt=%ld",
                  job != NULL ? job->id : "", attempt + 1);
-    } else if (post_once(w, job, r->str, &sent) < 0) {
+    } else if ((posted = post_once(w, &t->payload, job, r->str, digest, &sent)) == -2) {
+        LOG_WARN("lease_lost", "job_id=%s step=before_postback", job->id);
+    } else if (posted < 0) {
         if (attempt >= 1 && attempt < (long)w->postback_delays.n) {
             retry = postback_retry(w, text, job->id, attempt + 1, &s);
         } else {
@@ -1993,7 +2028,6 @@ int worker_run(struct worker *w)
             backoff = BACKOFF_MIN_MS;
         }
         if (got == 1) {
-            lease_take_lost(w->lease); /* a loss before this job concerns none of ours */
             w->io_at_start = rq_io_errors(w->rq);
             lease_job_begins(w->lease, (size_t)(w->cur - w->q));
             handle(w, &t);

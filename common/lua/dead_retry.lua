@@ -18,13 +18,18 @@ for i = #entries, 1, -1 do
     if ok and type(d) == 'table' and type(d.job) == 'string' and
         (ARGV[1] == 'all' or d.job_id == ARGV[1]) then
         local job = d.job
-        -- (pills written before the mark, kept in dead for months, start with the JSON itself)
-        local json = string.sub(job, 1, 10) == 'pixq-task:' and string.sub(job, 11) or job
-        if string.sub(json, 1, 15) == '{"pixq_poison":' then
-            local okp, p = pcall(cjson.decode, json)
-            if okp and type(p) == 'table' and type(p.pixq_poison) == 'string' then
-                job = p.pixq_poison
+        -- (pills written before the mark, kept in dead for months, start with the JSON itself;
+        -- before reap.lua left pills alone, a pill could be wrapped in another)
+        for _ = 1, 8 do
+            local json = string.sub(job, 1, 10) == 'pixq-task:' and string.sub(job, 11) or job
+            local okp, p = false, nil
+            if string.sub(json, 1, 15) == '{"pixq_poison":' then
+                okp, p = pcall(cjson.decode, json)
             end
+            if not (okp and type(p) == 'table' and type(p.pixq_poison) == 'string') then
+                break
+            end
+            job = p.pixq_poison
         end
         redis.call('LREM', KEYS[1], 1, entries[i])
         redis.call('LPUSH', KEYS[2], job)

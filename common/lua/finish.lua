@@ -20,8 +20,9 @@
 -- ARGV[5] most entries kept in the dead list
 -- ARGV[6] counter to increment: "succeeded", "failed", or "" for none
 -- ARGV[7] oldest dead entry kept, ms of age
--- ARGV[8] optional: when the job's postback was delivered (ms), or "": sets `posted` in KEYS[7]
---         whether or not the job is still ours (a delivered postback is a fact either way)
+-- ARGV[8] optional: the digest of the postback just delivered, or "": sets `posted` in KEYS[7]
+--         whether or not the job is still ours (a delivered postback is a fact either way; a
+--         later run skips only a postback with the same digest: posting.lua)
 -- ARGV[9] optional: "next" to reserve the next job of KEYS[8] into KEYS[1] once this one is
 --         settled (the worker's ack and its next LMOVE in one round trip), or ""
 -- ARGV[10] optional: a postback retry task to schedule once the job is settled, or ""

@@ -30,7 +30,9 @@
 -- payload, "error": "..."}, which the next worker answers with a failed postback and a dead letter,
 -- without running it again. The wrapper starts with `pixq-task:{"pixq_poison":` (pixq's own
 -- entries carry the mark pixq-task:, which no job can start with), so it is written by hand:
--- cjson would put "error" first.
+-- cjson would put "error" first. A pill is never wrapped again (a worker killed while it posted
+-- a pill's failure back): it goes back as it is, uncounted, since it is not run, only posted back
+-- and buried (wrapped twice, it was buried as unparseable: no postback, no result).
 --
 -- Returns the number of jobs given back, or -1 if the worker's lease is still valid (crash mode),
 -- or it registered again or its note is not due (orphan mode).
@@ -59,13 +61,22 @@ for i = #items, 1, -1 do
     if mode == 'orphan' then
         -- it landed on the list after the reap or the stop: it never ran there
         redis.call('HINCRBY', KEYS[5], 'orphaned', 1)
+    elseif mode ~= 'graceful' and string.sub(item, 1, 25) == 'pixq-task:{"pixq_poison":' then
+        redis.call('HINCRBY', KEYS[5], 'recovered', 1)
     elseif mode ~= 'graceful' then
         local h = redis.sha1hex(item)
         local n = redis.call('HINCRBY', KEYS[4], h, 1)
         if n >= max then
             redis.call('HDEL', KEYS[4], h)
+            local times = n == 1 and '1 time' or n .. ' times'
+            local why = "the job's worker died while running it (killed, out of memory, or " ..
+                            'crashed), ' .. times .. ' (PIXQ_MAX_RECOVERIES): not run again'
+            if mode == 'hung' then
+                why = 'the job used more CPU than PIXQ_JOB_HANG_S allows and was given up ' ..
+                          '(its runs lost: ' .. times .. ', PIXQ_MAX_RECOVERIES): not run again'
+            end
             item = 'pixq-task:{"pixq_poison":' .. cjson.encode(item) .. ',"error":' ..
-                       cjson.encode('the job crashed its worker ' .. n .. ' times') .. '}'
+                       cjson.encode(why) .. '}'
             redis.call('HINCRBY', KEYS[5], 'poisoned', 1)
         else
             redis.call('HINCRBY', KEYS[5], 'recovered', 1)

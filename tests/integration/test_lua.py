@@ -39,6 +39,12 @@ def sha1(payload):
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
+def crashed(n):
+    """reap.lua's reason for a job that reached PIXQ_MAX_RECOVERIES in crash mode."""
+    return ("the job's worker died while running it (killed, out of memory, or crashed), %s "
+            "(PIXQ_MAX_RECOVERIES): not run again" % ("1 time" if n == 1 else "%d times" % n))
+
+
 def active(wid):
     return key("active:" + wid)
 
@@ -280,7 +286,7 @@ class ReapTest(LuaTestCase):
         # (worker.c handle_internal, rq.h RQ_TASK_MARK)
         self.assertTrue(raw.startswith('pixq-task:{"pixq_poison":'), raw)
         self.assertEqual(json.loads(raw[10:]), {"pixq_poison": payload,
-                                           "error": "the job crashed its worker 3 times"})
+                                           "error": crashed(3)})
         self.assertEqual(self.r.hgetall(RECOV), {})  # the count is dropped with the pill
         self.assertEqual(self.stats(), {"recovered": 2, "poisoned": 1})
 
@@ -289,7 +295,26 @@ class ReapTest(LuaTestCase):
         self.r.lpush(active("w1"), "job-a")
         self.assertEqual(self.reap("w1", max_recoveries=1), 1)
         self.assertEqual(json.loads(self.r.lindex(JOBS, -1)[10:]),
-                         {"pixq_poison": "job-a", "error": "the job crashed its worker 1 times"})
+                         {"pixq_poison": "job-a", "error": crashed(1)})
+
+    def test_a_pill_is_never_wrapped_again(self):
+        """A worker killed while it posts a pill's failure back: the pill goes back as it is,
+        uncounted (wrapped twice it was buried as unparseable, without a postback)."""
+        pill = 'pixq-task:' + json.dumps({"pixq_poison": "job-a", "error": crashed(1)},
+                                         separators=(",", ":"))
+        self.r.execute("ZADD", WORKERS, 1, "w1")
+        self.r.lpush(active("w1"), pill)
+        self.assertEqual(self.reap("w1", max_recoveries=1), 1)
+        self.assertEqual(self.r.execute("RPOP", JOBS), pill)
+        self.assertEqual(self.r.hgetall(RECOV), {})
+        self.assertEqual(self.stats(), {"recovered": 1})
+
+    def test_hung_mode_says_why(self):
+        self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.reap("w1", mode="hung", max_recoveries=1), 1)
+        error = json.loads(self.r.lindex(JOBS, -1)[10:])["error"]
+        self.assertIn("more CPU than PIXQ_JOB_HANG_S allows", error)
 
     def test_graceful_gives_back_even_a_live_lease_without_counting(self):
         self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")
@@ -763,6 +788,18 @@ class DeadRetryTest(LuaTestCase):
         self.r.delete(DEAD)
         self.assertEqual(self.retry("all"), 0)
 
+    def test_a_pill_in_a_pill_is_retried_as_the_job(self):
+        # an older reap.lua wrapped a pill whose postback a kill cut short
+        job = '{"job_id":"p","src":"x/y"}'
+        pill = job
+        for _ in range(2):
+            pill = "pixq-task:" + json.dumps({"pixq_poison": pill, "error": crashed(1)},
+                                             separators=(",", ":"))
+        self.r.lpush(DEAD, json.dumps({"job": pill, "job_id": "p", "error": "crashed",
+                                       "attempts": 1, "failed_at": 1}))
+        self.assertEqual(self.retry("p"), 1)
+        self.assertEqual(self.r.execute("RPOP", JOBS), job)
+
     def test_a_poison_pill_is_retried_as_the_job_it_wraps(self):
         # reap.lua wraps a job that crashed its workers; the worker buries the wrapper as it
         # reserved it. Retrying must run the job again, not re-deliver the pill (which the
@@ -771,7 +808,7 @@ class DeadRetryTest(LuaTestCase):
         for mark, job_id in (("pixq-task:", "p"), ("", "q")):
             job = '{"job_id":"%s","src":"x/y"}' % job_id
             pill = mark + json.dumps({"pixq_poison": job,
-                                      "error": "the job crashed its worker 3 times"},
+                                      "error": crashed(3)},
                                      separators=(",", ":"))
             self.r.lpush(DEAD, json.dumps({"job": pill, "job_id": job_id, "error": "crashed",
                                            "attempts": 1, "failed_at": 1}))
@@ -845,6 +882,33 @@ class ParkTest(LuaTestCase):
         self.assertEqual(self.park("w1", "job-a", [("task-0", 100, "bytes-0")]), -1)
         self.assertEqual(self.r.exists(key("job:j1"), key("blob:j1:0"), DELAYED), 0)
         self.assertEqual(self.stats(), {"lease_lost": 1})
+
+
+class PostingTest(LuaTestCase):
+    """posting.lua: whether a run posts back: its payload still on its active list, and not this
+    very postback (its digest) delivered already."""
+
+    def posting(self, digest, wid="w1", payload="job-a"):
+        return self.run_script("posting", [active(wid), key("job:j1")], [payload, digest])
+
+    def test_post_when_held_and_not_delivered(self):
+        self.r.lpush(active("w1"), "other", "job-a")
+        self.assertEqual(self.posting("d1"), 2)
+        self.r.execute("HSET", key("job:j1"), "runs", 2)  # a rerun, nothing delivered
+        self.assertEqual(self.posting("d1"), 2)
+
+    def test_same_postback_delivered_is_skipped_another_is_not(self):
+        self.r.lpush(active("w1"), "job-a")
+        self.r.execute("HSET", key("job:j1"), "posted", "d1")
+        self.assertEqual(self.posting("d1"), 1)
+        self.assertEqual(self.posting("d2"), 2)
+
+    def test_payload_not_held_posts_nothing(self):
+        self.r.lpush(active("w2"), "job-a")  # another worker has it now
+        self.assertEqual(self.posting("d1"), 0)
+        self.r.execute("HSET", key("job:j1"), "posted", "d1")
+        self.assertEqual(self.posting("d1"), 0)
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "d1"})  # read only
 
 
 class UploadDoneTest(LuaTestCase):
@@ -1094,7 +1158,7 @@ class RateLimitTest(LuaTestCase):
 
 
 TESTED = ("adopt", "begin", "dead_retry", "delay", "expired", "finish", "heartbeat", "park",
-          "promote", "reap", "requeue", "rl_acquire", "rl_feedback", "rl_show", "split",
+          "posting", "promote", "reap", "requeue", "rl_acquire", "rl_feedback", "rl_show", "split",
           "upload_done")
 
 

@@ -774,7 +774,7 @@ class PoisonedUploadTest(ThrottleCase):
         self.s3.clear_faults()
         self.assertEqual(results["failed_image_identifiers"], ["img0"], results)
         self.assertEqual(results["images"], [])
-        self.assertIn("the upload of 'img0' failed: the job crashed its worker 3 times",
+        self.assertIn("the upload of 'img0' failed: the job's worker died while running it (killed, out of memory, or crashed), 3 times",
                       results["errors"][0])
         self.assertEqual(len(worker.log_events("upload_poisoned")), 1)
         self.assertEqual(worker.log_events("job_poisoned"), [])

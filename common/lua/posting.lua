@@ -1,0 +1,20 @@
+-- posting.lua: whether a worker posts a job's outcome back, asked right before it posts.
+--
+-- KEYS[1] pixq:{Q}:active:<worker>   the list the worker reserved its payload into
+-- KEYS[2] pixq:{Q}:job:<id>          the job's postback bookkeeping
+-- ARGV[1] the payload the worker holds (the job, its last parked upload, or a postback retry)
+-- ARGV[2] the digest of the postback about to be sent
+--
+-- Returns 0 when the payload is no longer on the worker's active list: its lease was lost and the
+-- job went back to the queue, so the run that has it now posts (a stale run must not post an
+-- outcome, nor mark one posted, that a later run may contradict). 1 when this very postback was
+-- delivered already (`posted` holds its digest: a rerun after a crash between the postback and
+-- the settlement, or a job pushed again unchanged). 2 to post.
+
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then
+    return 0
+end
+if redis.call('HGET', KEYS[2], 'posted') == ARGV[2] then
+    return 1
+end
+return 2
