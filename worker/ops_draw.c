@@ -35,6 +35,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cfg.h"
 #include "image.h"
 #include "job.h"
 #include "ops.h"
@@ -1166,13 +1167,37 @@ static int op_ellipse(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
 
 /* ---------------------------------------------------------------- other images */
 
-/* `src` as an error message quotes it. */
-static const char *src_shown(json_object *src)
+/* Writes `src` as an error message quotes it into `out`: a string with a URL's password as
+ * "***" (cfg_redact_url()), an object as JSON; at most MAX_SRC_SHOWN bytes, a cut marked "...".
+ * Returns how many bytes of `out` are the src's own (all but that "..."). */
+static size_t src_shown(json_object *src, char out[static MAX_SRC_SHOWN + 2])
 {
     if (json_object_is_type(src, json_type_string)) {
-        return json_object_get_string(src);
+        cfg_redact_url(json_object_get_string(src), out, MAX_SRC_SHOWN + 2);
+    } else {
+        snprintf(out, MAX_SRC_SHOWN + 2, "%s",
+                 json_object_to_json_string_ext(src, JSON_C_TO_STRING_PLAIN));
     }
-    return json_object_to_json_string_ext(src, JSON_C_TO_STRING_PLAIN);
+    if (strlen(out) <= MAX_SRC_SHOWN) {
+        return strlen(out);
+    }
+    memcpy(out + MAX_SRC_SHOWN - 3, "...", 4);
+    return MAX_SRC_SHOWN - 3;
+}
+
+/* Names the src in the loader's error `e`, unless the loader did (a failed download names the
+ * URL it tried, its password hidden): the URL once, so that the reason after it stays within
+ * ERR_MSG_MAX. */
+static void name_src(json_object *src, const char *fn, const char *name, struct err *e)
+{
+    char shown[MAX_SRC_SHOWN + 2];
+    char head[MAX_SRC_SHOWN + 2];
+    snprintf(head, sizeof head, "%.*s", (int)src_shown(src, shown), shown);
+    if (json_object_is_type(src, json_type_string) && strstr(e->msg, head) != NULL) {
+        err_wrap(e, "Function '%s' could not load %s", fn, name);
+        return;
+    }
+    err_wrap(e, "Function '%s' could not load %s '%s'", fn, name, shown);
 }
 
 /* Loads the image `src` names (parameter `name` of `fn`). Returns a wand to destroy, or NULL
@@ -1186,14 +1211,14 @@ static MagickWand *load_other(json_object *src, const struct op_ctx *ctx, const 
         return NULL;
     }
     if (ctx->load == NULL) {
-        err_set(e, "Function '%s' cannot load %s '%.*s' here", fn, name, MAX_SRC_SHOWN,
-                src_shown(src));
+        char shown[MAX_SRC_SHOWN + 2];
+        src_shown(src, shown);
+        err_set(e, "Function '%s' cannot load %s '%s' here", fn, name, shown);
         return NULL;
     }
     MagickWand *o = ctx->load(ctx->load_user, src, e);
     if (o == NULL) {
-        err_wrap(e, "Function '%s' could not load %s '%.*s'", fn, name, MAX_SRC_SHOWN,
-                 src_shown(src));
+        name_src(src, fn, name, e);
     }
     return o;
 }

@@ -482,6 +482,40 @@ class SourceAddressTest(HostileTestCase):
         self.assertIn("user:***@10.1.1.1", " ".join(pb.results["errors"]))
         self.assertNotIn("hunter2-in-url", self.dead_entry("hostile-userinfo")["error"])
 
+    def test_function_src_error_redacted_quoted_once_with_reason(self):
+        """A composite's src that fails: its password shows as ***, the URL appears once, and the
+        reason survives ERR_MSG_MAX even after a long presigned URL."""
+        self.start()
+        url = self.src.url("/missing.png").replace("http://", "http://user:hunter2secret@")
+        job = self.job("fn-userinfo")
+        job["functions"] = [{"name": "composite", "params": {"src": url},
+                             "save": {"image_identifier": "c"}}]
+        pb = self.expect_failure(job, "server answered HTTP 404")
+        error = pb.results["errors"][0]
+        self.assertNotIn(b"hunter2secret", pb.body)
+        self.assertNotIn("hunter2secret", self.dead_entry("hostile-fn-userinfo")["error"])
+        self.assertIn("Function 'composite' could not load src", error)
+        self.assertIn("user:***@", error)
+        self.assertEqual(error.count("/missing.png"), 1, error)
+        # a src that is no image: the error quotes it itself, its password hidden too
+        self.src.add("/junk.png", b"not an image\n" * 10)
+        job = self.job("fn-junk")
+        job["functions"] = [{"name": "composite", "params": {"src": url.replace("missing", "junk")},
+                             "save": {"image_identifier": "c"}}]
+        pb = self.expect_failure(job, "could not load src 'http://user:***@")
+        self.assertNotIn(b"hunter2secret", pb.body)
+        self.src.status["/signed.png"] = 403
+        url = self.src.url("/signed.png?X-Amz-Signature=")
+        url += "f" * (300 - len(url))
+        job = self.job("fn-presigned")
+        job["functions"] = [{"name": "composite", "params": {"src": url},
+                             "save": {"image_identifier": "c"}}]
+        pb = self.expect_failure(job, "server answered HTTP 403")
+        error = pb.results["errors"][0]
+        self.assertEqual(error.count("/signed.png"), 1, error)
+        self.assertIn(url, error)
+        self.assert_still_serving()
+
 
 class RedirectTest(HostileTestCase):
     """Every hop is checked; at most PIXQ_MAX_REDIRECTS (3) are followed."""
