@@ -32,6 +32,25 @@ const struct op *op_find(const char *name)
     return NULL;
 }
 
+int op_check_size(double w, double h, const struct op_ctx *ctx, const char *fn, struct err *e)
+{
+    if (w > (double)OP_MAX_SIDE || h > (double)OP_MAX_SIDE || w * h > (double)ctx->max_pixels) {
+        return err_set(e,
+                       "Function '%s' would make a %.0fx%.0f image, over the limit of %ld pixels "
+                       "and %ld per side",
+                       fn, w, h, ctx->max_pixels, OP_MAX_SIDE);
+    }
+    MagickSizeType wl = GetMagickResourceLimit(WidthResource);
+    MagickSizeType hl = GetMagickResourceLimit(HeightResource);
+    if (w > (double)wl || h > (double)hl) {
+        return err_set(e,
+                       "Function '%s' would make a %.0fx%.0f image, beyond ImageMagick's largest "
+                       "side (%llux%llu)",
+                       fn, w, h, (unsigned long long)wl, (unsigned long long)hl);
+    }
+    return 0;
+}
+
 /* clang-format off */
 static const struct {
     const char *name;

@@ -54,6 +54,12 @@ int op_gravity(json_object *params, const char *fn, const char *name, GravityTyp
 PixelWand *op_color(json_object *params, const char *fn, const char *name, const char *def,
                     struct err *e);
 
+/* Refuses a result of w x h pixels that function `fn` would make beyond ctx->max_pixels,
+ * OP_MAX_SIDE per side, or ImageMagick's width and height resource limits (policy.xml: 16000 on
+ * Debian), which ImageMagick itself reports only as "pixel cache: width or height exceeds
+ * limit". Returns 0, or -1 with "Function 'fn' would make a WxH image, ..." in `e`. */
+int op_check_size(double w, double h, const struct op_ctx *ctx, const char *fn, struct err *e);
+
 /* Sizes from Blitline's resize_to_fit rule for a w x h image into at most W x H (0 = free):
  * scale = min of the given W/w and H/h, each side rounded half up, at least 1. Exposed for
  * tests. */

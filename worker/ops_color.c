@@ -509,13 +509,7 @@ static int photograph_fits(MagickWand *w, double angle, const struct op_ctx *ctx
     double fh = (double)MagickGetImageHeight(w) * 1.1 + 40.0;
     double rw = fw * fabs(cos(a)) + fh * fabs(sin(a));
     double rh = fw * fabs(sin(a)) + fh * fabs(cos(a));
-    if (rw > (double)OP_MAX_SIDE || rh > (double)OP_MAX_SIDE || rw * rh > (double)ctx->max_pixels) {
-        return err_set(e,
-                       "Function 'photograph' would make a %.0fx%.0f image, over the limit of "
-                       "%ld pixels and %ld per side",
-                       rw, rh, ctx->max_pixels, OP_MAX_SIDE);
-    }
-    return 0;
+    return op_check_size(rw, rh, ctx, "photograph", e);
 }
 
 /* Makes the polaroid with MagickCore: MagickPolaroidImage() of ImageMagick 6.9.11 leaks the
@@ -736,12 +730,12 @@ static int op_resample(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
     }
     double nw = floor(d * (double)MagickGetImageWidth(w) / rx + 0.5);
     double nh = floor(d * (double)MagickGetImageHeight(w) / ry + 0.5);
-    if (nw < 1.0 || nh < 1.0 || nw > (double)OP_MAX_SIDE || nh > (double)OP_MAX_SIDE ||
-        nw * nh > (double)ctx->max_pixels) {
-        return err_set(e,
-                       "Function '%s' would make a %.0fx%.0f image, outside the limits of 1 to "
-                       "%ld pixels and %ld per side",
-                       fn, nw, nh, ctx->max_pixels, OP_MAX_SIDE);
+    if (nw < 1.0 || nh < 1.0) {
+        return err_set(e, "Function '%s' would make a %.0fx%.0f image, smaller than 1x1", fn, nw,
+                       nh);
+    }
+    if (op_check_size(nw, nh, ctx, fn, e) < 0) {
+        return -1;
     }
     return done(w, MagickResampleImage(w, d, d, UndefinedFilter, 1.0), fn, e);
 }

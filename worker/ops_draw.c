@@ -135,18 +135,6 @@ static long height_of(MagickWand *w)
     return (long)MagickGetImageHeight(w);
 }
 
-/* Refuses an image of w x h pixels beyond OP_MAX_SIDE or ctx->max_pixels. */
-static int check_size(long w, long h, const struct op_ctx *ctx, const char *fn, struct err *e)
-{
-    if (w > OP_MAX_SIDE || h > OP_MAX_SIDE || w > ctx->max_pixels / h) {
-        return err_set(e,
-                       "%s would make a %ldx%ld image, more than the limit of %ld pixels "
-                       "(%ld per side)",
-                       fn, w, h, ctx->max_pixels, OP_MAX_SIDE);
-    }
-    return 0;
-}
-
 /* A transparent w x h image. */
 static MagickWand *new_layer(long w, long h, const char *fn, struct err *e)
 {
@@ -945,7 +933,7 @@ static int read_caption(MagickWand *w, json_object *p, const struct op_ctx *ctx,
         return -1;
     }
     c->box_w = c->box_w > 0 ? c->box_w : width_of(w);
-    return c->box_h > 0 ? check_size(c->box_w, c->box_h, ctx, fn, e) : 0;
+    return c->box_h > 0 ? op_check_size(c->box_w, c->box_h, ctx, fn, e) : 0;
 }
 
 /* Draws the laid-out caption on a transparent layer of the box's size and puts it on the image
@@ -953,7 +941,7 @@ static int read_caption(MagickWand *w, json_object *p, const struct op_ctx *ctx,
 static int draw_caption(MagickWand *w, struct caption *c, const struct op_ctx *ctx, const char *fn,
                         struct err *e)
 {
-    if (check_size(c->box_w, c->box_h, ctx, fn, e) < 0) {
+    if (op_check_size(c->box_w, c->box_h, ctx, fn, e) < 0) {
         return -1;
     }
     MagickWand *layer = new_layer(c->box_w, c->box_h, fn, e);
@@ -1284,7 +1272,7 @@ static int read_compose(json_object *p, const char *fn, CompositeOperator *out, 
 static int resize_overlay(MagickWand *src, long nw, long nh, const struct op_ctx *ctx,
                           const char *fn, struct err *e)
 {
-    if (check_size(nw, nh, ctx, fn, e) < 0) {
+    if (op_check_size(nw, nh, ctx, fn, e) < 0) {
         return -1;
     }
     return img_resize(src, nw, nh, fn, e);
@@ -1491,7 +1479,7 @@ static int load_others(MagickWand *list, json_object *srcs, bool vertical, const
         long ow = width_of(o), oh = height_of(o);
         aw = vertical ? (aw > ow ? aw : ow) : aw + ow;
         ah = vertical ? ah + oh : (ah > oh ? ah : oh);
-        int rc = check_size(aw, ah, ctx, fn, e);
+        int rc = op_check_size(aw, ah, ctx, fn, e);
         if (rc == 0 && MagickAddImage(list, o) == MagickFalse) {
             rc = img_fail(list, fn, e);
         }

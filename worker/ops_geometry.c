@@ -3,7 +3,7 @@
  *
  * Placement follows ImageMagick's gravity rule (GravityAdjustGeometry), so that every operation
  * matches the `convert -gravity G ...` command a test compares it with. Every operation that
- * makes a bigger image checks the result against OP_MAX_SIDE and ctx->max_pixels first. */
+ * makes a bigger image checks the result with op_check_size() first. */
 #include <math.h>
 
 #include "image.h"
@@ -27,7 +27,7 @@ void op_fit_size(long w, long h, long W, long H, long *out_w, long *out_h)
 }
 
 /* A side computed in floating point: rounded half up, at least 1, and capped (far above
- * OP_MAX_SIDE, which check_size() enforces) so that the cast cannot overflow. */
+ * OP_MAX_SIDE, which op_check_size() enforces) so that the cast cannot overflow. */
 static long side_of(double d)
 {
     double r = floor(d + 0.5);
@@ -106,18 +106,6 @@ static int required_long(json_object *p, const char *fn, const char *name, long 
     return job_param_long(p, fn, name, 0, min, max, out, e);
 }
 
-/* Refuses a result of w x h pixels beyond OP_MAX_SIDE or ctx->max_pixels. */
-static int check_size(long w, long h, const struct op_ctx *ctx, const char *fn, struct err *e)
-{
-    if (w > OP_MAX_SIDE || h > OP_MAX_SIDE || w > ctx->max_pixels / h) {
-        return err_set(e,
-                       "Function '%s' would make a %ldx%ld image, over the limit of %ld pixels "
-                       "and %ld per side",
-                       fn, w, h, ctx->max_pixels, OP_MAX_SIDE);
-    }
-    return 0;
-}
-
 /* Forgets the virtual canvas (`+repage`), so that offsets count from the first pixel. */
 static int reset_page(MagickWand *w, const char *fn, struct err *e)
 {
@@ -145,7 +133,7 @@ static int resize_to(MagickWand *w, long nw, long nh, bool sharpen, const struct
     if (nw == width_of(w) && nh == height_of(w)) {
         return 0;
     }
-    if (check_size(nw, nh, ctx, fn, e) < 0) {
+    if (op_check_size(nw, nh, ctx, fn, e) < 0) {
         return -1;
     }
     if (img_resize(w, nw, nh, fn, e) < 0) {
@@ -183,7 +171,7 @@ static int crop_region(MagickWand *w, long cw, long ch, long x, long y, const ch
 static int extent_onto(MagickWand *w, const PixelWand *color, long aw, long ah, long x, long y,
                        const struct op_ctx *ctx, const char *fn, struct err *e)
 {
-    if (check_size(aw, ah, ctx, fn, e) < 0 || reset_page(w, fn, e) < 0) {
+    if (op_check_size(aw, ah, ctx, fn, e) < 0 || reset_page(w, fn, e) < 0) {
         return -1;
     }
     if (MagickSetImageBackgroundColor(w, color) == MagickFalse ||
@@ -299,7 +287,7 @@ static int op_scale(MagickWand *w, json_object *p, const struct op_ctx *ctx, str
     if (nw == width_of(w) && nh == height_of(w)) {
         return 0;
     }
-    if (check_size(nw, nh, ctx, fn, e) < 0) {
+    if (op_check_size(nw, nh, ctx, fn, e) < 0) {
         return -1;
     }
     if (MagickScaleImage(w, (size_t)nw, (size_t)nh) == MagickFalse) {
@@ -317,7 +305,7 @@ static int op_thumbnail(MagickWand *w, json_object *p, const struct op_ctx *ctx,
     long nw, nh;
     if (required_long(p, fn, "width", 1, OP_MAX_SIDE, &nw, e) < 0 ||
         required_long(p, fn, "height", 1, OP_MAX_SIDE, &nh, e) < 0 ||
-        check_size(nw, nh, ctx, fn, e) < 0) {
+        op_check_size(nw, nh, ctx, fn, e) < 0) {
         return -1;
     }
     if (MagickThumbnailImage(w, (size_t)nw, (size_t)nh) == MagickFalse) {
@@ -479,7 +467,7 @@ static int letterbox(MagickWand *w, long W, long H, bool only_larger, GravityTyp
 {
     const char *fn = "pad_resize_to_fit";
     long iw = width_of(w), ih = height_of(w), nw = iw, nh = ih;
-    if (check_size(W, H, ctx, fn, e) < 0) {
+    if (op_check_size(W, H, ctx, fn, e) < 0) {
         return -1;
     }
     if (!only_larger || iw > W || ih > H) {
@@ -531,7 +519,7 @@ static int op_rotate(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
     deg = fmod(deg, 360.0);
     double rad = deg * RAD_PER_DEG, c = fabs(cos(rad)), s = fabs(sin(rad));
     double iw = (double)width_of(w), ih = (double)height_of(w);
-    if (check_size(side_of(iw * c + ih * s + 2.0), side_of(iw * s + ih * c + 2.0), ctx, fn, e) <
+    if (op_check_size(side_of(iw * c + ih * s + 2.0), side_of(iw * s + ih * c + 2.0), ctx, fn, e) <
         0) {
         return -1;
     }
