@@ -9,9 +9,11 @@
 #include "log.h"
 #include "sigv4.h"
 
-#define URL_MAX      4096        /* bytes for an object URL */
-#define MAX_ERR_BODY (64 * 1024) /* bytes of an error body read */
-#define S3_HEADERS   (HTTP_MAX_HEADERS - 8)
+#define URL_MAX         4096        /* bytes for an object URL */
+#define MAX_ERR_BODY    (64 * 1024) /* bytes of an error body read */
+#define MAX_ERR_URL     200         /* bytes of the URL an error message quotes */
+#define MAX_ERR_MESSAGE 200         /* bytes of S3's <Message> an error message quotes */
+#define S3_HEADERS      (HTTP_MAX_HEADERS - 8)
 
 /* The parts of a request that the URL and the signature share. */
 struct target {
@@ -201,6 +203,23 @@ static void xml_field(const struct buf *body, const char *tag, char *out, size_t
     }
 }
 
+void s3_error_message(const char *body, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *p = body != NULL ? strstr(body, "<Message>") : NULL;
+    const char *end = p != NULL ? strstr(p, "</Message>") : NULL;
+    if (end == NULL) {
+        return;
+    }
+    p += strlen("<Message>");
+    size_t n = (size_t)(end - p) < cap ? (size_t)(end - p) : cap - 1;
+    for (size_t i = 0; i < n; i++) { /* control bytes (a line break, an escape) as spaces */
+        unsigned char c = (unsigned char)p[i];
+        out[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    out[n] = '\0';
+}
+
 /* Whether cached connections may have been dropped by S3 for idleness: then the request opens a
  * new one instead of finding out through a reset. Notes the request's time. */
 static bool stale_connection(const struct s3_config *c)
@@ -288,6 +307,24 @@ static int sign_request(const struct s3_config *c, const struct s3_object *o,
     return 0;
 }
 
+/* "S3 PUT <url>: HTTP 400 <Code>: <Message>" for an answer that is no success, with " (its body
+ * cut short: <why>)" when `answered` (the reason of the failed transfer in `e`). The URL is cut to
+ * MAX_ERR_URL bytes, so that the code and S3's message fit in ERR_MSG_MAX after it. */
+static void answer_error(const struct s3_call *call, const struct target *t,
+                         const struct http_response *resp, const struct s3_reply *reply,
+                         bool answered, struct err *e)
+{
+    char message[MAX_ERR_MESSAGE + 1];
+    s3_error_message(resp->body.data, message, sizeof message);
+    char cut[ERR_MSG_MAX];
+    snprintf(cut, sizeof cut, " (its body cut short: %.200s)", answered ? e->msg : "");
+    bool long_url = t->url.len > MAX_ERR_URL;
+    int url_shown = long_url ? MAX_ERR_URL - 3 : (int)t->url.len;
+    err_set(e, "S3 %s %.*s%s: HTTP %ld%s%s%s%s%s", call->method, url_shown, t->url.data,
+            long_url ? "..." : "", resp->status, reply->code[0] ? " " : "", reply->code,
+            message[0] ? ": " : "", message, answered ? cut : "");
+}
+
 static int s3_request(struct http *h, const struct s3_config *c, const struct s3_object *o,
                       const struct s3_call *call, struct http_response *resp,
                       struct s3_reply *reply, struct err *e)
@@ -339,10 +376,7 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         if (reply->region[0] == '\0') {
             xml_field(&resp->body, "Region", reply->region, sizeof reply->region);
         }
-        char cut[ERR_MSG_MAX];
-        snprintf(cut, sizeof cut, " (its body cut short: %.200s)", answered ? e->msg : "");
-        err_set(e, "S3 %s %s: HTTP %ld%s%s%s", call->method, t.url.data, resp->status,
-                reply->code[0] ? " " : "", reply->code, answered ? cut : "");
+        answer_error(call, &t, resp, reply, answered, e);
         rc = -1;
     }
     buf_finish(&t.url);

@@ -84,6 +84,11 @@ bool s3_throttled(const struct s3_reply *r);
  * Implemented, 505) are the same on every attempt. */
 bool s3_transient(const struct s3_reply *r);
 
+/* Writes S3's explanation in an XML error body (`body`, NUL-terminated, or NULL) into `out`
+ * (`cap` bytes, at least 1): the text of its <Message>, control bytes as spaces, cut at cap - 1
+ * bytes; "" when it has none. The text is S3's as sent (XML escapes stay). */
+void s3_error_message(const char *body, char *out, size_t cap);
+
 /* Whether `name` is a bucket name S3 accepts: 3-63 of a-z 0-9 . -, starting and ending with a
  * letter or digit, or such a name with capitals and underscores too (a legacy us-east-1 bucket
  * made before March 2018, which S3 still serves; longer legacy names are not taken). */

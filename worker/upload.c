@@ -192,6 +192,21 @@ static void url_host(const char *url, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)strcspn(p, "/"), p);
 }
 
+/* After S3's AccessControlListNotSupported (a bucket with ACLs disabled, S3's default for new
+ * buckets since April 2023, refuses every x-amz-acl but bucket-owner-full-control): says which
+ * setting to change after S3's reason, cutting that reason if both do not fit. */
+static void acl_hint(const struct s3_reply *r, struct err *e)
+{
+    static const char hint[] = "; set PIXQ_S3_DEFAULT_ACL empty to send no x-amz-acl header (a "
+                               "job's own x-amz-acl or x-amz-grant-* headers are refused too)";
+    if (e == NULL || strcmp(r->code, "AccessControlListNotSupported") != 0) {
+        return;
+    }
+    char why[ERR_MSG_MAX];
+    memcpy(why, e->msg, sizeof why);
+    err_set(e, "%.*s%s", (int)(sizeof why - sizeof hint), why, hint);
+}
+
 /* After a failed PUT: park for another attempt, or fail for good. */
 static enum up_outcome after_failure(const struct uploader *u, json_object *task,
                                      const struct s3_reply *r, const char *url, long *delay_ms,
@@ -202,6 +217,7 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
         slow_down(u, task_string(task, "bucket"), task_string(task, "job_id"));
     }
     if (!s3_transient(r)) {
+        acl_hint(r, e);
         return UP_FAILED;
     }
     if (attempt < u->cfg->s3_max_attempts) {

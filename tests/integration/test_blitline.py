@@ -512,6 +512,23 @@ class AclTest(BlitlineTestCase):
         self.assertEqual(self.stored_acl({"x-amz-acl": "private", "x-amz-grant-read": ""}),
                          {"x-amz-acl": "private"})
 
+    def test_bucket_that_takes_no_acls(self):
+        """A bucket with ACLs disabled (S3's default for new buckets since April 2023) refuses
+        the default x-amz-acl: the error carries S3's own explanation and the setting to change."""
+        self.s3.fail(DEST_BUCKET, 400, "AccessControlListNotSupported",
+                     message="The bucket does not allow ACLs")
+        job = {"src": self.serve_photo(), "job_id": "acl-refused",
+               "postback_url": self.postbacks.url("/pb/acl-refused"),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 16}, "save": {
+                   "image_identifier": "a", "s3_destination": {
+                       "bucket": DEST_BUCKET, "key": "acl/refused.jpg"}}}]}
+        results = self.submit(job).json["results"]
+        self.assertEqual(results["failed_image_identifiers"], ["a"], results)
+        error = results["errors"][0]
+        self.assertIn("HTTP 400 AccessControlListNotSupported: The bucket does not allow ACLs",
+                      error)
+        self.assertIn("; set PIXQ_S3_DEFAULT_ACL empty to send no x-amz-acl header", error)
+
     def test_removed_content_type_is_none(self):
         """`"Content-Type": ""` removes the type (S3 then stores its default): curl's POST default
         application/x-www-form-urlencoded was sent in its place, unsigned, and stored."""

@@ -58,9 +58,30 @@ static void test_addressing(void)
     check_url(&local, "pixq-test", "k", "http://127.0.0.1:9000/pixq-test/k");
 }
 
+/* S3's <Message> as an error quotes it: control bytes as spaces, cut to the buffer. */
+static void test_error_message(void)
+{
+    char out[16];
+    s3_error_message("<Error><Code>AccessControlListNotSupported</Code><Message>No ACLs"
+                     "</Message></Error>",
+                     out, sizeof out);
+    CHECK_STR(out, "No ACLs");
+    s3_error_message("<Error><Message>a\r\nb\x1b[31mc\x7f</Message></Error>", out, sizeof out);
+    CHECK_STR(out, "a  b [31mc ");
+    s3_error_message("<Message>The bucket does not allow ACLs</Message>", out, sizeof out);
+    CHECK_STR(out, "The bucket does");
+    s3_error_message("<Error><Code>SlowDown</Code></Error>", out, sizeof out);
+    CHECK_STR(out, "");
+    s3_error_message("<Message>cut short, no end", out, sizeof out);
+    CHECK_STR(out, "");
+    s3_error_message(NULL, out, sizeof out);
+    CHECK_STR(out, "");
+}
+
 int main(void)
 {
     test_bucket_names();
     test_addressing();
+    test_error_message();
     return check_summary("s3");
 }
