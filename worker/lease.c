@@ -14,7 +14,7 @@
 #include "rq.h"
 
 #define TICK_MS          50   /* the thread's longest sleep between checks */
-#define REAP_BATCH       16   /* most expired workers reaped per pass */
+#define REAP_BATCH       16   /* expired workers a call lists (calls repeat while full) */
 #define ERROR_BACKOFF_MS 1000 /* wait after a Redis error before the next try */
 
 /* One queue's keys. */
@@ -118,39 +118,49 @@ static const redisReply *ids_of(const redisReply *r, size_t i)
 }
 
 /* Finds the workers of queue `q` whose lease ran out and gives their jobs back; then takes the
- * second look at reaped workers that is due (reap.lua, orphan mode). Returns 0 or -1. */
+ * second look at reaped workers that is due (reap.lua, orphan mode). REAP_BATCH of each at a
+ * time, and batch after batch while they come full, for at most half a heartbeat: a node pool
+ * lost at once (hundreds of workers) is reaped in one pass, not REAP_BATCH an interval. Returns
+ * 0 or -1. */
 static int reap_expired(struct lease *l, const struct lease_queue *q)
 {
     char batch[16];
     snprintf(batch, sizeof batch, "%d", REAP_BATCH);
     const char *keys[] = {q->workers_key, q->reaped_key};
     const char *args[] = {batch};
-    struct err e = {{0}};
-    redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 2, keys, 1, args, NULL, &e);
-    if (r == NULL) {
-        char quoted[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_error", "step=expired queue=%s error=%s", q->name,
-                 log_quote(e.msg, quoted, sizeof quoted));
-        return -1;
-    }
-    const redisReply *expired = ids_of(r, 0), *due = ids_of(r, 1);
-    for (size_t i = 0; expired != NULL && i < expired->elements; i++) {
-        const char *wid = expired->element[i]->str;
-        long n = reap_one(l, q, wid, "crash");
-        if (n >= 0) {
-            LOG_WARN("worker_reaped", "worker=%s queue=%s jobs_returned=%ld by=%s", wid, q->name, n,
-                     l->wid);
+    long until = clock_boot_ms() + l->cfg->heartbeat_ms / 2;
+    bool full = true;
+    while (full) {
+        struct err e = {{0}};
+        redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 2, keys, 1, args, NULL, &e);
+        if (r == NULL) {
+            char quoted[ERR_MSG_MAX + 16];
+            LOG_WARN("redis_error", "step=expired queue=%s error=%s", q->name,
+                     log_quote(e.msg, quoted, sizeof quoted));
+            return -1;
         }
-    }
-    for (size_t i = 0; due != NULL && i < due->elements; i++) {
-        const char *wid = due->element[i]->str;
-        long n = reap_one(l, q, wid, "orphan");
-        if (n > 0) { /* jobs a reaped worker took after its reap, and never ran */
-            LOG_WARN("orphans_returned", "worker=%s queue=%s jobs_returned=%ld by=%s", wid, q->name,
-                     n, l->wid);
+        const redisReply *expired = ids_of(r, 0), *due = ids_of(r, 1);
+        for (size_t i = 0; expired != NULL && i < expired->elements; i++) {
+            const char *wid = expired->element[i]->str;
+            long n = reap_one(l, q, wid, "crash");
+            if (n >= 0) {
+                LOG_WARN("worker_reaped", "worker=%s queue=%s jobs_returned=%ld by=%s", wid,
+                         q->name, n, l->wid);
+            }
         }
+        for (size_t i = 0; due != NULL && i < due->elements; i++) {
+            const char *wid = due->element[i]->str;
+            long n = reap_one(l, q, wid, "orphan");
+            if (n > 0) { /* jobs a reaped worker took after its reap, and never ran */
+                LOG_WARN("orphans_returned", "worker=%s queue=%s jobs_returned=%ld by=%s", wid,
+                         q->name, n, l->wid);
+            }
+        }
+        full = ((expired != NULL && expired->elements >= REAP_BATCH) ||
+                (due != NULL && due->elements >= REAP_BATCH)) &&
+               clock_boot_ms() < until && !atomic_load(&l->quit);
+        freeReplyObject(r);
     }
-    freeReplyObject(r);
     return 0;
 }
 

@@ -769,6 +769,30 @@ class StalePostbackTest(ReliabilityCase):
         self.assertEqual(len(self.postbacks_of("again")), 2)
 
 
+class MassReapTest(ReliabilityCase):
+    """A node pool lost at once: 300 workers expired, each holding a job, and one survivor. It
+    reaps them all in one pass, batch after batch (it reaped 16 a PIXQ_REAP_INTERVAL_MS: 18 s
+    for these at 1 s, 95 s at the default 5 s)."""
+
+    def test_hundreds_of_expired_workers_are_reaped_in_one_pass(self):
+        n = 300
+        now_ms = int(self.redis.execute("TIME")[0]) * 1000
+        args = []
+        for i in range(n):
+            args += [now_ms - 1000, "dead-%04d" % i]
+            self.redis.rpush(self.key("active:dead-%04d" % i),
+                             json.dumps({"src": "x", "job_id": "lost-%d" % i}))
+        self.redis.execute("ZADD", self.key("workers"), *args)
+        w = self.start_worker(PIXQ_REAP_INTERVAL_MS=2000)
+        wid = self.worker_id(w)
+        t0 = time.monotonic()
+        self.wait_until(lambda: self.live_workers() == [wid], 60, "every dead worker reaped")
+        took = time.monotonic() - t0
+        self.assertLess(took, scaled(5), "reaped in %.1f s" % took)  # 36 s a batch a pass
+        self.assertEqual(len(w.log_events("worker_reaped")), n)
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == n, 30, "every job settled")
+
+
 class FrozenWaitTest(ReliabilityCase):
     """A worker frozen while it waits for a job (BLMOVE) is reaped only after its wait is over in
     Redis: a worker's wait ends while its lease surely holds. Else the wait, still open after the
