@@ -255,6 +255,61 @@ static json_object *workers(struct sctx *s, const char *q)
     return list;
 }
 
+/* ---------------------------------------------------------------- counts over every worker */
+
+/* The ids in pixq:{q}:workers (scores: lease deadlines, ms on Redis's clock), all of them or,
+ * with `live`, those whose lease has not run out at s->now_ms (as worker_entry()'s "alive"). One
+ * reply, ids only; NULL if it failed. */
+static redisReply *worker_ids(struct sctx *s, const char *q, bool live)
+{
+    char now[32];
+    snprintf(now, sizeof now, "%lld", s->now_ms);
+    return on_key(s, "ZRANGEBYSCORE", q, "workers", live ? now : "-inf", "+inf", NULL);
+}
+
+/* Workers of queue q whose lease holds: every one, not only those listed. */
+static long long live_workers(struct sctx *s, const char *q)
+{
+    char now[32];
+    snprintf(now, sizeof now, "%lld", s->now_ms);
+    redisReply *r = on_key(s, "ZCOUNT", q, "workers", now, "+inf", NULL);
+    long long n = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Entries on the active lists of every worker registered on queue q: its ids, then a pipelined
+ * LLEN of STATS_LLEN_CHUNK lists per round trip (all keys of q: one hash slot). */
+static long long active_entries(struct sctx *s, const char *q)
+{
+    redisReply *r = worker_ids(s, q, false);
+    size_t n = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    char(*keys)[RQ_KEY_MAX] = calloc(STATS_LLEN_CHUNK, sizeof *keys);
+    redisReply **lens = calloc(STATS_LLEN_CHUNK, sizeof *lens);
+    long long total = 0;
+    for (size_t at = 0; keys != NULL && lens != NULL && at < n && s->error[0] == '\0';
+         at += STATS_LLEN_CHUNK) {
+        size_t k = n - at < STATS_LLEN_CHUNK ? n - at : STATS_LLEN_CHUNK;
+        for (size_t i = 0; i < k; i++) {
+            char suffix[RQ_KEY_MAX];
+            snprintf(suffix, sizeof suffix, "active:%.400s", r->element[at + i]->str);
+            rq_key(keys[i], RQ_KEY_MAX, q, suffix);
+        }
+        each_key(s, "LLEN", keys, k, NULL, NULL, lens);
+        for (size_t i = 0; i < k; i++) {
+            total += lens[i] != NULL && lens[i]->type == REDIS_REPLY_INTEGER ? lens[i]->integer : 0;
+            freeReplyObject(lens[i]);
+        }
+    }
+    if (n > 0 && (keys == NULL || lens == NULL) && s->error[0] == '\0') {
+        snprintf(s->error, sizeof s->error, "out of memory");
+    }
+    freeReplyObject(r);
+    free(keys);
+    free(lens);
+    return total;
+}
+
 /* ---------------------------------------------------------------- queue figures */
 
 /* The job at the consuming end of pixq:{q}:jobs (pixq's own entries skipped): {"job_id",
@@ -325,16 +380,6 @@ static json_object *counters(struct sctx *s, const char *q)
     return c;
 }
 
-static long long count_where(json_object *list, const char *field, bool sum_lengths)
-{
-    long long n = 0;
-    for (size_t i = 0; i < json_object_array_length(list); i++) {
-        json_object *v = json_object_object_get(json_object_array_get_idx(list, i), field);
-        n += sum_lengths ? (long long)json_object_array_length(v) : json_object_get_boolean(v);
-    }
-    return n;
-}
-
 static json_object *queue_stats(struct sctx *s, const char *q)
 {
     json_object *o = json_object_new_object();
@@ -344,11 +389,12 @@ static json_object *queue_stats(struct sctx *s, const char *q)
     json_object_object_add(o, "delayed",
                            json_object_new_int64(int_on_key(s, "ZCARD", q, "delayed")));
     json_object_object_add(o, "dead", json_object_new_int64(int_on_key(s, "LLEN", q, "dead")));
-    json_object_object_add(o, "active", json_object_new_int64(count_where(ws, "jobs", true)));
+    json_object_object_add(o, "active", json_object_new_int64(active_entries(s, q)));
     json_object_object_add(o, "oldest_job", oldest_job(s, q));
     json_object_object_add(o, "throughput", throughput(s, q));
-    json_object_object_add(o, "live_workers",
-                           json_object_new_int64(count_where(ws, "alive", false)));
+    json_object_object_add(o, "live_workers", json_object_new_int64(live_workers(s, q)));
+    json_object_object_add(o, "registered_workers",
+                           json_object_new_int64(int_on_key(s, "ZCARD", q, "workers")));
     json_object_object_add(o, "workers", ws);
     json_object_object_add(o, "counters", counters(s, q));
     return o;
@@ -388,19 +434,17 @@ static json_object *sum_counters(json_object *queues)
     return sum;
 }
 
-/* Live workers across queues, each counted once (a worker may serve several queues). */
-static long long distinct_live(json_object *queues)
+/* Live workers across the queues of qs, each counted once (a worker may serve several queues):
+ * every live id of every queue, not only those listed. */
+static long long distinct_live(struct sctx *s, const struct cfg_queues *qs)
 {
     json_object *seen = json_object_new_object();
-    for (size_t i = 0; i < json_object_array_length(queues); i++) {
-        json_object *ws = json_object_object_get(json_object_array_get_idx(queues, i), "workers");
-        for (size_t k = 0; k < json_object_array_length(ws); k++) {
-            json_object *w = json_object_array_get_idx(ws, k);
-            if (json_object_get_boolean(json_object_object_get(w, "alive"))) {
-                json_object_object_add(
-                    seen, json_object_get_string(json_object_object_get(w, "id")), NULL);
-            }
+    for (size_t i = 0; i < qs->n && s->error[0] == '\0'; i++) {
+        redisReply *r = worker_ids(s, qs->name[i], true);
+        for (size_t k = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
+            json_object_object_add(seen, r->element[k]->str, NULL);
         }
+        freeReplyObject(r);
     }
     long long n = json_object_object_length(seen);
     json_object_put(seen);
@@ -418,7 +462,7 @@ static json_object *collect(struct sctx *s, const struct cfg_queues *qs)
         json_object_array_add(queues, queue_stats(s, qs->name[i]));
     }
     json_object_object_add(o, "time_ms", json_object_new_int64(s->now_ms));
-    json_object_object_add(o, "live_workers", json_object_new_int64(distinct_live(queues)));
+    json_object_object_add(o, "live_workers", json_object_new_int64(distinct_live(s, qs)));
     json_object_object_add(o, "throughput", totals(queues));
     json_object_object_add(o, "counters", sum_counters(queues));
     json_object_object_add(o, "queues", queues);
@@ -486,8 +530,13 @@ static void print_queue(json_object *q)
            cli_int(t, "failed"));
     printf("  live workers   %lld\n", cli_int(q, "live_workers"));
     json_object *ws = cli_get(q, "workers");
-    for (size_t i = 0; i < json_object_array_length(ws); i++) {
+    size_t listed = json_object_array_length(ws);
+    for (size_t i = 0; i < listed; i++) {
         print_worker(json_object_array_get_idx(ws, i));
+    }
+    if (cli_int(q, "registered_workers") > (long long)listed) {
+        printf("    ... and %lld more workers (%zu listed)\n",
+               cli_int(q, "registered_workers") - (long long)listed, listed);
     }
     printf("  counters\n");
     json_object_object_foreach(cli_get(q, "counters"), name, v)
@@ -517,8 +566,9 @@ static const char STATS_USAGE[] =
     "For every queue of PIXQ_QUEUE (highest priority first): jobs waiting, delayed, dead and\n"
     "active; the oldest waiting job's age (by its pixq_enqueued_at stamp; \"unknown\" for jobs\n"
     "pushed without it); jobs succeeded and failed in the last minute; the live workers and what\n"
-    "each holds, since when; the queue's counters. Then the upload limiter of every S3 bucket\n"
-    "(as pixq limit show).\n"
+    "each holds, since when (the first 1000 workers by lease deadline are listed; every one is\n"
+    "counted); the queue's counters. Then the upload limiter of every S3 bucket (as pixq limit\n"
+    "show).\n"
     "\n"
     "  --json            one JSON object per refresh\n"
     "  --prometheus      the Prometheus text exposition format\n"
@@ -679,34 +729,6 @@ static json_object *find_queues(struct sctx *s)
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
     return names;
-}
-
-/* Entries on the active lists of queue q's registered workers (one pipelined LLEN each). */
-static long long active_entries(struct sctx *s, const char *q)
-{
-    char last[32];
-    snprintf(last, sizeof last, "%d", STATS_WORKERS_MAX - 1);
-    redisReply *r = on_key(s, "ZRANGE", q, "workers", "0", last, NULL);
-    size_t n = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
-    char(*keys)[RQ_KEY_MAX] = calloc(n + 1, sizeof *keys);
-    redisReply **lens = calloc(n + 1, sizeof *lens);
-    for (size_t i = 0; keys != NULL && i < n; i++) {
-        char suffix[RQ_KEY_MAX];
-        snprintf(suffix, sizeof suffix, "active:%.400s", r->element[i]->str);
-        rq_key(keys[i], RQ_KEY_MAX, q, suffix);
-    }
-    if (n > 0 && keys != NULL && lens != NULL) {
-        each_key(s, "LLEN", keys, n, NULL, NULL, lens);
-    }
-    long long total = 0;
-    for (size_t i = 0; lens != NULL && i < n; i++) {
-        total += lens[i] != NULL && lens[i]->type == REDIS_REPLY_INTEGER ? lens[i]->integer : 0;
-        freeReplyObject(lens[i]);
-    }
-    freeReplyObject(r);
-    free(keys);
-    free(lens);
-    return total;
 }
 
 static json_object *depths(struct sctx *s, const char *q)

@@ -8,7 +8,8 @@
 
 #include "cfg.h"
 
-#define STATS_WORKERS_MAX   1000 /* workers listed per queue */
+#define STATS_WORKERS_MAX   1000 /* workers listed per queue (every one is counted) */
+#define STATS_LLEN_CHUNK    1000 /* active lists measured per round trip */
 #define STATS_TPUT_WINDOW_S 60   /* throughput is summed over this many seconds */
 #define STATS_OLDEST_SCAN   16   /* entries at the consuming end searched for the oldest job */
 #define STATS_WAKE_SCAN     1000 /* entries at the consuming end searched for wake-up tokens */

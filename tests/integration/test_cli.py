@@ -548,13 +548,28 @@ class StatsTest(CliCase):
                              "throughput": {"window_s": 60, "succeeded": 0, "failed": 0},
                              "queues": [{"queue": "default", "jobs": 0, "delayed": 0, "dead": 0,
                                          "active": 0, "oldest_job": None, "live_workers": 0,
-                                         "workers": [], "counters": {},
+                                         "registered_workers": 0, "workers": [], "counters": {},
                                          "throughput": {"window_s": 60, "succeeded": 0,
                                                         "failed": 0}}]})
         self.assertRegex(self.pixq_ok("stats"), r"oldest job +none waiting\n")
 
 
 WEIRD_QUEUE = 'we"ird\\q'  # a quote and a backslash: escaped in Prometheus labels
+
+
+# Registers ARGV[1] live and ARGV[2] expired fake workers on KEYS[1] (leases 10 min ahead or
+# behind the Redis clock), each holding one job on <ARGV[3]><id> (ARGV[3]: the active-list prefix).
+FAKE_WORKERS_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = tonumber(ARGV[1])
+for i = 1, live + tonumber(ARGV[2]) do
+    local id = 'fake-' .. i
+    redis.call('ZADD', KEYS[1], i <= live and now + 600000 or now - 600000, id)
+    redis.call('RPUSH', ARGV[3] .. id, '{"job_id":"job-' .. i .. '"}')
+end
+return live
+"""
 
 
 class StatsViewsTest(CliCase):
@@ -677,6 +692,41 @@ class StatsViewsTest(CliCase):
         self.assertEqual(len(parts), 3)
         for part in parts[1:]:
             parse_prometheus("# HELP pixq_queue_jobs " + part)
+
+    def test_counts_past_the_listed_workers(self):
+        """1,200 live workers (and 5 expired) each holding a job: the live workers and the
+        active jobs are counted over all of them (they were counted over the 1,000 listed:
+        live_workers 995, active 1000); only the list stops at 1,000. 10 of them serve urgent
+        too: the fleet counts them once."""
+        live, expired = 1200, 5
+        self.redis.execute("EVAL", FAKE_WORKERS_LUA, 1, self.key("workers"), live, expired,
+                           self.key("active:"))
+        self.redis.execute("EVAL", FAKE_WORKERS_LUA, 1, "pixq:{urgent}:workers", 10, 0,
+                           "pixq:{urgent}:nothing:")  # no active lists of theirs on urgent
+        s = json.loads(self.stats("--json"))
+        qs = {q["queue"]: q for q in s["queues"]}
+        d = qs["default"]
+        self.assertEqual((d["live_workers"], d["active"]), (live, live + expired))
+        self.assertEqual(d["registered_workers"], live + expired)
+        self.assertEqual(len(d["workers"]), 1000)
+        self.assertEqual(sum(not w["alive"] for w in d["workers"]), expired)  # soonest first
+        self.assertEqual((qs["urgent"]["live_workers"], qs["urgent"]["active"]), (10, 0))
+        self.assertEqual(s["live_workers"], live)
+        fams = parse_prometheus(self.stats("--prometheus"))
+        self.assertEqual(prom_value(fams, "pixq_queue_live_workers", queue="default"), live)
+        self.assertEqual(prom_value(fams, "pixq_queue_active", queue="default"), live + expired)
+        self.assertEqual(prom_value(fams, "pixq_queue_live_workers", queue="urgent"), 10)
+        self.assertEqual(prom_value(fams, "pixq_live_workers"), live)
+        self.assertEqual(len([k for k in fams["pixq_worker_jobs"]["samples"]
+                              if ("queue", "default") in k]), 1000)
+        text = self.stats()
+        self.assertRegex(text, r"(?m)^  active +1205$")
+        self.assertRegex(text, r"(?m)^  live workers +1200$")
+        self.assertRegex(text, r"(?m)^    \.\.\. and 205 more workers \(1000 listed\)$")
+        r = self.run_pixq("queues", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual({q["queue"]: q["active"] for q in json.loads(r.stdout)},
+                         {"default": live + expired, "urgent": 0})
 
     def test_queues_lists_what_redis_holds(self):
         self.fill()
