@@ -1,5 +1,6 @@
 #include "cfg.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -635,7 +636,8 @@ int cfg_flag_values(const char *arg, const char *next)
 }
 
 /* Whether `s` is HOST:PORT (or [IPv6]:PORT) with a port of 1-65535 and a host of name characters.
- */
+ * A host of digits and dots must be an IPv4 address and a bracketed one an IPv6 address: else
+ * the resolver would take it for a name and ask the name servers (256.1.1.1). */
 static bool valid_host_port(const char *s)
 {
     const char *colon = strrchr(s, ':');
@@ -651,7 +653,22 @@ static bool valid_host_port(const char *s)
             return false;
         }
     }
-    return true;
+    char host[CFG_STR_MAX];
+    size_t n = (size_t)(colon - s);
+    if (n >= sizeof host) {
+        return false;
+    }
+    memcpy(host, s, n);
+    host[n] = '\0';
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (host[0] == '[') {
+        if (n < 3 || host[n - 1] != ']') {
+            return false;
+        }
+        host[n - 1] = '\0';
+        return inet_pton(AF_INET6, host + 1, addr) == 1;
+    }
+    return strspn(host, "0123456789.") < n || inet_pton(AF_INET, host, addr) == 1;
 }
 
 /* Copies the `n` bytes of one queue name at `s`, without the blanks around it, into `out`. */
@@ -807,7 +824,9 @@ static int cross_check(const struct cfg *c, struct err *e)
                        "PIXQ_RESTART_BACKOFF_MIN_MS must not exceed PIXQ_RESTART_BACKOFF_MAX_MS");
     }
     if (c->metrics_addr[0] != '\0' && !valid_host_port(c->metrics_addr)) {
-        return err_set(e, "PIXQ_METRICS_ADDR: '%s' is not HOST:PORT", c->metrics_addr);
+        return err_set(
+            e, "PIXQ_METRICS_ADDR: '%s' is not HOST:PORT (a numeric host must be an IP address)",
+            c->metrics_addr);
     }
     return cross_check_s3(c, e);
 }

@@ -369,7 +369,10 @@ class EnvExampleTest(unittest.TestCase):
                  ({"PIXQ_QUEUE": "a{b}"}, "braces"),
                  ({"PIXQ_REDIS_URL": "http://127.0.0.1:6379"}, "PIXQ_REDIS_URL"),
                  ({"PIXQ_IMAGE_FORMATS": "jpeg,jpg2"}, "unknown format 'jpg2'"),
-                 ({"PIXQ_IMAGE_FORMATS": "jpeg,jpg2", "PIXQ_PROCESSES": "2"}, "jpg2")]
+                 ({"PIXQ_IMAGE_FORMATS": "jpeg,jpg2", "PIXQ_PROCESSES": "2"}, "jpg2"),
+                 # numeric but no IP address: refused before the resolver could ask a name
+                 # server; before, it passed, and the worker exited 1 (restarted) on it
+                 ({"PIXQ_METRICS_ADDR": "256.1.1.1:80"}, "PIXQ_METRICS_ADDR")]
         for env, message in cases:
             for argv in ([CONFIG.worker], [CONFIG.worker, "--print-config"]):
                 r = subprocess.run(argv, env=dict(clean_env(), **env), stdout=subprocess.PIPE,

@@ -300,10 +300,11 @@ static void test_fleet_settings(void)
     CHECK_INT(c.metrics_max_request_bytes, 8192);
     CHECK_INT(c.metrics_timeout_ms, 5000);
     const char *good[][2] = {
-        {"PIXQ_LOG_FORMAT", "json"},      {"PIXQ_METRICS_ADDR", "127.0.0.1:9464"},
-        {"PIXQ_METRICS_ADDR", "[::1]:1"}, {"PIXQ_PROCESSES", "8"},
-        {"PIXQ_PNG_SHRINK", "0"},         {"PIXQ_METRICS_ADDR", "localhost:80"},
-        {"PIXQ_FAST_RESIZE", "0"}};
+        {"PIXQ_LOG_FORMAT", "json"},        {"PIXQ_METRICS_ADDR", "127.0.0.1:9464"},
+        {"PIXQ_METRICS_ADDR", "[::1]:1"},   {"PIXQ_PROCESSES", "8"},
+        {"PIXQ_PNG_SHRINK", "0"},           {"PIXQ_METRICS_ADDR", "localhost:80"},
+        {"PIXQ_FAST_RESIZE", "0"},          {"PIXQ_METRICS_ADDR", "0.0.0.0:9464"},
+        {"PIXQ_METRICS_ADDR", "[::]:9464"}, {"PIXQ_METRICS_ADDR", "host-1.example:9464"}};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         const char *env[] = {good[i][0], good[i][1], NULL};
         fake_env = env;
@@ -316,6 +317,10 @@ static void test_fleet_settings(void)
                             {"PIXQ_METRICS_ADDR", "9464"},
                             {"PIXQ_METRICS_ADDR", "host:0"},
                             {"PIXQ_METRICS_ADDR", "a b:80"},
+                            {"PIXQ_METRICS_ADDR", "256.1.1.1:80"}, /* no name to resolve */
+                            {"PIXQ_METRICS_ADDR", "10.0.0:80"},
+                            {"PIXQ_METRICS_ADDR", "[::g]:80"},
+                            {"PIXQ_METRICS_ADDR", "[127.0.0.1]:80"},
                             {"PIXQ_PROCESSES", "0"},
                             {"PIXQ_PROCESSES", "257"},
                             {"PIXQ_RESTART_BACKOFF_MIN_MS", "40000"},
