@@ -167,8 +167,14 @@ static void setup_logging(const struct cfg *cfg)
     }
 }
 
-/* The shared counters and, with an address, the listening socket. Returns -1 if it cannot
- * listen: an operator who asked for metrics gets an error, not a silent worker. */
+/* The shared counters and, with an address, the listening socket, opened once here: the
+ * supervisor of --processes N keeps it and serves it, its children never bind (a child it
+ * restarts finds no port to take). Returns 0, or the exit status if it cannot listen: an operator
+ * who asked for metrics gets an error, not a silent worker. SUPERVISOR_EXIT_CONFIG when
+ * PIXQ_METRICS_ADDR is unusable on this host (malformed, unresolvable, not one of its
+ * addresses, a port it may not take): a setting to fix, which no restart mends. 1 when it may
+ * pass: above all the port held by another process (an instance or program still running with
+ * the same port); systemd restarts the worker (at most 5 starts in 60 s, then the unit fails). */
 static int start_metrics(const struct cfg *cfg, struct mhttp **out)
 {
     *out = NULL;
@@ -176,16 +182,23 @@ static int start_metrics(const struct cfg *cfg, struct mhttp **out)
         return 0;
     }
     struct err e = {{0}};
+    bool lasting = false;
     if (metrics_init(&e) == 0) {
         const struct mhttp_limits lim = {(int)cfg->metrics_max_connections,
                                          (size_t)cfg->metrics_max_request_bytes,
                                          cfg->metrics_timeout_ms};
-        *out = mhttp_create(cfg->metrics_addr, &lim, &e);
+        *out = mhttp_create(cfg->metrics_addr, &lim, &lasting, &e);
     }
     if (*out == NULL) {
         char q[ERR_MSG_MAX + 16];
-        LOG_ERROR("metrics_failed", "error=%s", log_quote(e.msg, q, sizeof q));
-        return -1;
+        int status = lasting ? SUPERVISOR_EXIT_CONFIG : 1;
+        LOG_ERROR("metrics_failed", "setting=PIXQ_METRICS_ADDR error=%s exit=%d",
+                  log_quote(e.msg, q, sizeof q), status);
+        fprintf(stderr, "pixq-worker: PIXQ_METRICS_ADDR: %s (%s)\n", e.msg,
+                lasting ? "unusable on this host: check PIXQ_METRICS_ADDR"
+                        : "this may pass: exit status 1, to be started again; check "
+                          "PIXQ_METRICS_ADDR if it persists");
+        return status;
     }
     LOG_INFO("metrics_listening", "addr=%s path=/metrics", cfg->metrics_addr);
     return 0;
@@ -242,8 +255,9 @@ int main(int argc, char **argv)
                  "S3 source will fail\"");
     }
     struct mhttp *metrics = NULL;
-    if (start_metrics(&cfg, &metrics) < 0) {
-        return 1;
+    status = start_metrics(&cfg, &metrics);
+    if (status != 0) {
+        return status;
     }
     if (cfg.processes > 1) {
         const struct supervisor_opts o = {&cfg, metrics, install_signals, run_worker};

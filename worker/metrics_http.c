@@ -96,9 +96,23 @@ static int listen_on(const struct addrinfo *ai)
     return fd;
 }
 
-static int open_listener(const char *addr, struct err *e)
+/* Whether a failed getaddrinfo() or bind() says the address itself is unusable here (see
+ * mhttp_create()). */
+static bool gai_lasting(int rc)
+{
+    return rc != EAI_AGAIN && rc != EAI_FAIL && rc != EAI_MEMORY && rc != EAI_SYSTEM;
+}
+
+static bool bind_lasting(int err)
+{
+    return err == EADDRNOTAVAIL || err == EACCES || err == EPERM || err == EAFNOSUPPORT ||
+           err == EINVAL;
+}
+
+static int open_listener(const char *addr, bool *lasting, struct err *e)
 {
     char host[256], port[16];
+    *lasting = true;
     if (split_addr(addr, host, sizeof host, port, sizeof port) < 0) {
         return err_set(e, "metrics address '%.300s' is not HOST:PORT", addr);
     }
@@ -106,6 +120,7 @@ static int open_listener(const char *addr, struct err *e)
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
+        *lasting = gai_lasting(rc);
         return err_set(e, "metrics address '%.300s': %s", addr, gai_strerror(rc));
     }
     int fd = -1, saved = 0;
@@ -115,6 +130,7 @@ static int open_listener(const char *addr, struct err *e)
     }
     freeaddrinfo(res);
     if (fd < 0) {
+        *lasting = bind_lasting(saved);
         return err_set(e, "cannot listen on %.300s for metrics: %s", addr, strerror(saved));
     }
     return fd;
@@ -159,19 +175,22 @@ static struct mhttp *new_server(const struct mhttp_limits *lim)
     return s;
 }
 
-struct mhttp *mhttp_create(const char *addr, const struct mhttp_limits *lim, struct err *e)
+struct mhttp *mhttp_create(const char *addr, const struct mhttp_limits *lim, bool *lasting,
+                           struct err *e)
 {
+    *lasting = true;
     if (lim->max_conns < 1 || lim->max_request < 64 || lim->timeout_ms < 1) {
         err_set(e, "metrics server limits out of range");
         return NULL;
     }
     struct mhttp *s = new_server(lim);
     if (s == NULL) {
+        *lasting = false;
         err_set(e, "out of memory");
         return NULL;
     }
     atomic_init(&s->quit, false);
-    s->listen_fd = open_listener(addr, e);
+    s->listen_fd = open_listener(addr, lasting, e);
     if (s->listen_fd < 0) {
         free_server(s);
         return NULL;

@@ -13,6 +13,7 @@
 #ifndef PIXQ_METRICS_HTTP_H
 #define PIXQ_METRICS_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "err.h"
@@ -26,8 +27,13 @@ struct mhttp_limits {
 struct mhttp;
 
 /* Binds and listens on `addr` ("HOST:PORT", "[v6]:PORT") with `lim` (at least 1 connection, 64
- * bytes, 1 ms). Returns NULL with the reason in `e`. */
-struct mhttp *mhttp_create(const char *addr, const struct mhttp_limits *lim, struct err *e);
+ * bytes, 1 ms). Returns NULL with the reason in `e` and, in `*lasting`, whether `addr` itself is
+ * unusable here, which trying again cannot mend: it is malformed or does not resolve, it is not
+ * an address of this host (EADDRNOTAVAIL), its port needs a privilege (EACCES). False for what
+ * may pass: the port held by another process (EADDRINUSE), a name server not answering, no
+ * memory or descriptors. */
+struct mhttp *mhttp_create(const char *addr, const struct mhttp_limits *lim, bool *lasting,
+                           struct err *e);
 
 /* Stops the thread if one runs, closes every socket and frees; NULL is allowed. */
 void mhttp_destroy(struct mhttp *s);

@@ -37,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -409,6 +410,35 @@ class EnvExampleTest(unittest.TestCase):
                     self.assertIn("PIXQ_MAX_PIXELS", r.stderr)  # and says what is wrong
                 elif argv[0] == CONFIG.worker or "PIXQ_IMAGE_FORMATS" not in env:
                     self.assertIn(message, r.stderr)
+
+    def test_metrics_addr_unusable_here_ends_with_status_2(self):
+        """A well-formed PIXQ_METRICS_ADDR the worker cannot listen on (not an address of this
+        host: 192.0.2.1, TEST-NET-1, so no packet leaves) is a setting to fix: status 2, which
+        the systemd unit does not restart, also under --processes (the supervisor binds it, once,
+        before its children start). It used to log metrics_failed and exit 1, restarted over
+        and over. A port another process holds may be free at the next start: status 1."""
+        held = socket.socket()
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        in_use = "127.0.0.1:%d" % held.getsockname()[1]
+        cases = [("192.0.2.1:9464", 2, "Cannot assign requested address"),
+                 (in_use, 1, "Address already in use")]
+        for addr, status, reason in cases:
+            for args in ((), ("--processes", "2")):
+                env = dict(clean_env(), PIXQ_METRICS_ADDR=addr,
+                           PIXQ_REDIS_URL="redis://127.0.0.1:%d/0" % harness.free_port())
+                r = subprocess.run([CONFIG.worker, *args], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True,
+                                   timeout=harness.scaled(20))
+                self.assertEqual(r.returncode, status, (addr, args, r.stderr[-500:]))
+                last = r.stderr.splitlines()[-1]
+                self.assertTrue(last.startswith("pixq-worker: PIXQ_METRICS_ADDR: cannot listen on "
+                                                "%s for metrics: %s (" % (addr, reason)), last)
+                self.assertIn("metrics_failed", r.stderr)
+                self.assertNotIn("worker_start", r.stderr)
+                self.assertNotIn("child_start", r.stderr)
+                self.assertEqual(r.stdout, "")
 
     def test_operator_settings_present_and_placeholders_only(self):
         values = env_lines(ENV_EXAMPLE.read_text())
