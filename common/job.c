@@ -689,7 +689,11 @@ static json_object *parse_payload(const char *text, size_t len, const struct job
         end++;
     }
     if (root == NULL || jerr != json_tokener_success || end != len) {
-        err_set(e, "job is not valid JSON: %s", json_error_text(jerr));
+        if (jerr == json_tokener_error_depth) { /* valid JSON, for all json-c can tell */
+            err_set(e, "job nests deeper than %d levels (PIXQ_MAX_JSON_DEPTH)", lim->max_depth);
+        } else {
+            err_set(e, "job is not valid JSON: %s", json_error_text(jerr));
+        }
         json_object_put(root);
         return NULL;
     }
@@ -849,8 +853,10 @@ static int read_envelope(struct job *j, struct err *e)
 static int read_tree(struct job *j, size_t max_functions, size_t *n_functions, struct err *e)
 {
     json_object *fns = member(j->root, "functions");
-    if (fns == NULL || !json_object_is_type(fns, json_type_array) ||
-        json_object_array_length(fns) == 0) {
+    if (fns != NULL && !json_object_is_type(fns, json_type_array)) {
+        return err_set(e, "functions must be an array of functions");
+    }
+    if (fns == NULL || json_object_array_length(fns) == 0) {
         return err_set(e, "Functions are required, or we aren't doing anything (null op)");
     }
     struct tree_ctx t = {

@@ -147,10 +147,12 @@ static void test_errors(void)
     deep[40] = '\0';
     char doc[300];
     snprintf(doc, sizeof doc, "{\"src\":%s", deep);
-    expect_unusable(doc, "not valid JSON");
+    expect_unusable(doc, "job nests deeper than 32 levels (PIXQ_MAX_JSON_DEPTH)");
     expect_invalid("{\"functions\":[{\"name\":\"no_op\"}]}", "No source");
     expect_invalid("{\"src\":\"u\"}", "Functions are required");
     expect_invalid("{\"src\":\"u\",\"functions\":[]}", "Functions are required");
+    expect_invalid("{\"src\":\"u\",\"functions\":{\"name\":\"no_op\"}}",
+                   "functions must be an array of functions");
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"params\":{}}]}", "has no name");
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{}}]}",
                    "Save must have an image_identifier");
