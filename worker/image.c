@@ -316,20 +316,32 @@ static int set_limits(const struct img_config *c, struct err *e)
         ResourceType type;
         const char *name;
         MagickSizeType value;
+        const char *setting; /* the setting it comes from, or NULL */
+        MagickSizeType unit; /* of the setting */
     } limits[] = {
-        {MemoryResource, "memory", (MagickSizeType)c->memory_mb * MIB},
-        {MapResource, "map", (MagickSizeType)c->map_mb * MIB},
-        {DiskResource, "disk", (MagickSizeType)c->disk_mb * MIB},
-        {AreaResource, "area", (MagickSizeType)c->max_pixels},
-        {WidthResource, "width", (MagickSizeType)IMG_MAX_SIDE},
-        {HeightResource, "height", (MagickSizeType)IMG_MAX_SIDE},
-        {ListLengthResource, "list-length", (MagickSizeType)c->max_frames + 1},
-        {ThreadResource, "thread", 1},
-        {TimeResource, "time", MagickResourceInfinity},
+        {MemoryResource, "memory", (MagickSizeType)c->memory_mb * MIB, "PIXQ_MAGICK_MEMORY_MB",
+         MIB},
+        {MapResource, "map", (MagickSizeType)c->map_mb * MIB, "PIXQ_MAGICK_MAP_MB", MIB},
+        {DiskResource, "disk", (MagickSizeType)c->disk_mb * MIB, "PIXQ_MAGICK_DISK_MB", MIB},
+        {AreaResource, "area", (MagickSizeType)c->max_pixels, "PIXQ_MAX_PIXELS", 1},
+        {WidthResource, "width", (MagickSizeType)IMG_MAX_SIDE, NULL, 1},
+        {HeightResource, "height", (MagickSizeType)IMG_MAX_SIDE, NULL, 1},
+        {ListLengthResource, "list-length", (MagickSizeType)c->max_frames + 1, NULL, 1},
+        {ThreadResource, "thread", 1, NULL, 1},
+        {TimeResource, "time", MagickResourceInfinity, NULL, 1},
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         if (SetMagickResourceLimit(limits[i].type, limits[i].value) == MagickFalse) {
             return err_set(e, "cannot set ImageMagick's %s limit", limits[i].name);
+        }
+        MagickSizeType got = GetMagickResourceLimit(limits[i].type);
+        if (limits[i].setting != NULL && got < limits[i].value) {
+            /* policy.xml's limit is lower, and the API can only lower one: raising it is a
+             * change to policy.xml */
+            LOG_WARN("magick_limit_capped",
+                     "setting=%s requested=%llu effective=%llu by=policy.xml resource=%s",
+                     limits[i].setting, (unsigned long long)(limits[i].value / limits[i].unit),
+                     (unsigned long long)(got / limits[i].unit), limits[i].name);
         }
     }
     MagickSizeType t = GetMagickResourceLimit(TimeResource);

@@ -504,7 +504,7 @@ class SupervisorTest(FleetCase):
 
 # the events that are not about one job; every other line must carry a job_id
 NOT_ABOUT_A_JOB = {
-    "config", "image_guard", "metrics_listening", "worker_start", "worker_stop",
+    "config", "image_guard", "magick_limit_capped", "metrics_listening", "worker_start", "worker_stop",
     "worker_unregistered", "worker_reaped", "lease_lost", "shutdown_deadline", "promoted",
     "redis_error", "redis_script_load", "job_unparseable", "job_stranded", "batch_split",
     "batch_split_failed", "adopt_failed",
@@ -549,6 +549,20 @@ class MetricsLimitsTest(FleetCase):
         finally:
             for s in idle:
                 s.close()
+
+
+class MagickLimitTest(FleetCase):
+
+    def test_a_limit_above_policy_xml_is_logged(self):
+        """ImageMagick's API can only lower policy.xml's limits (Debian's: memory 256 MiB): a
+        higher setting took no effect, silently."""
+        prog = self.start_worker(PIXQ_MAGICK_MEMORY_MB="2048")
+        self.wait_until(lambda: prog.log_events("worker_start"), 20, "the worker to start")
+        capped = prog.log_events("magick_limit_capped")
+        self.assertEqual([(e["setting"], e["requested"], e["effective"]) for e in capped],
+                         [("PIXQ_MAGICK_MEMORY_MB", "2048", "256")])
+        guard = prog.log_events("image_guard")[0]
+        self.assertEqual(guard["memory_mb"], "256")
 
 
 class JsonLogTest(FleetCase):
