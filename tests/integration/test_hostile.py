@@ -728,7 +728,8 @@ class JobLimitTest(HostileTestCase):
 
     def test_10000_deep_json(self):
         self.start()
-        self.assert_unparseable('{"src":' + "[" * 10000 + "]" * 10000 + "}", "not valid JSON")
+        self.assert_unparseable('{"src":' + "[" * 10000 + "]" * 10000 + "}",
+                                "job nests deeper than 32 levels")
         self.assert_still_serving()
 
     def test_too_many_functions(self):
