@@ -67,7 +67,10 @@ static int beat(struct lease *l, const struct lease_queue *q, const char *mode)
     return held;
 }
 
-/* Runs reap.lua for one worker in queue `q`; returns the jobs given back, or -1. */
+#define REAP_FAILED (-2) /* reap_one: Redis did not run reap.lua */
+
+/* Runs reap.lua for one worker in queue `q`; returns the jobs given back, -1 when the script
+ * left the worker alone (its lease renewed, its note not due), or REAP_FAILED. */
 static long reap_one(struct lease *l, const struct lease_queue *q, const char *wid,
                      const char *mode)
 {
@@ -89,9 +92,9 @@ static long reap_one(struct lease *l, const struct lease_queue *q, const char *w
         char quoted[ERR_MSG_MAX + 16];
         LOG_WARN("redis_error", "step=reap queue=%s worker=%s error=%s", q->name, wid,
                  log_quote(e.msg, quoted, sizeof quoted));
-        return -1;
+        return REAP_FAILED;
     }
-    long n = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
+    long n = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : REAP_FAILED;
     freeReplyObject(r);
     return n;
 }
@@ -102,7 +105,7 @@ static long give_back_all(struct lease *l)
     long total = 0;
     for (size_t i = 0; i < l->n; i++) {
         long n = reap_one(l, &l->q[i], l->wid, "graceful");
-        total = n < 0 || total < 0 ? -1 : total + n;
+        total = n < 0 || total < 0 ? -1 : total + n; /* graceful mode never leaves one alone */
     }
     return total;
 }
@@ -119,18 +122,19 @@ static const redisReply *ids_of(const redisReply *r, size_t i)
 
 /* Finds the workers of queue `q` whose lease ran out and gives their jobs back; then takes the
  * second look at reaped workers that is due (reap.lua, orphan mode). REAP_BATCH of each at a
- * time, and batch after batch while they come full, for at most half a heartbeat: a node pool
- * lost at once (hundreds of workers) is reaped in one pass, not REAP_BATCH an interval. Returns
- * 0 or -1. */
-static int reap_expired(struct lease *l, const struct lease_queue *q)
+ * time, and batch after batch while they come full and every reap worked, until `until`
+ * (clock_boot_ms): a node pool lost at once (hundreds of workers) is reaped in one pass, not
+ * REAP_BATCH an interval. Returns 0, or -1 on a Redis error (a Redis that answers reads but
+ * refuses writes lists the same workers again: no second batch then, and the error's back-off).
+ */
+static int reap_expired(struct lease *l, const struct lease_queue *q, long until)
 {
     char batch[16];
     snprintf(batch, sizeof batch, "%d", REAP_BATCH);
     const char *keys[] = {q->workers_key, q->reaped_key};
     const char *args[] = {batch};
-    long until = clock_boot_ms() + l->cfg->heartbeat_ms / 2;
-    bool full = true;
-    while (full) {
+    bool full = true, failed = false;
+    while (full && !failed) {
         struct err e = {{0}};
         redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 2, keys, 1, args, NULL, &e);
         if (r == NULL) {
@@ -143,6 +147,7 @@ static int reap_expired(struct lease *l, const struct lease_queue *q)
         for (size_t i = 0; expired != NULL && i < expired->elements; i++) {
             const char *wid = expired->element[i]->str;
             long n = reap_one(l, q, wid, "crash");
+            failed = failed || n == REAP_FAILED;
             if (n >= 0) {
                 LOG_WARN("worker_reaped", "worker=%s queue=%s jobs_returned=%ld by=%s", wid,
                          q->name, n, l->wid);
@@ -151,6 +156,7 @@ static int reap_expired(struct lease *l, const struct lease_queue *q)
         for (size_t i = 0; due != NULL && i < due->elements; i++) {
             const char *wid = due->element[i]->str;
             long n = reap_one(l, q, wid, "orphan");
+            failed = failed || n == REAP_FAILED;
             if (n > 0) { /* jobs a reaped worker took after its reap, and never ran */
                 LOG_WARN("orphans_returned", "worker=%s queue=%s jobs_returned=%ld by=%s", wid,
                          q->name, n, l->wid);
@@ -158,18 +164,20 @@ static int reap_expired(struct lease *l, const struct lease_queue *q)
         }
         full = ((expired != NULL && expired->elements >= REAP_BATCH) ||
                 (due != NULL && due->elements >= REAP_BATCH)) &&
-               clock_boot_ms() < until && !atomic_load(&l->quit);
+               clock_boot_ms() < until && !atomic_load(&l->quit) && !*l->stop;
         freeReplyObject(r);
     }
-    return 0;
+    return failed ? -1 : 0;
 }
 
 /* Reaps expired workers in every queue. Returns 0, or -1 if any queue failed. */
 static int reap_all(struct lease *l)
 {
     int rc = 0;
+    /* one limit for all queues: a pass never holds up the next heartbeat */
+    long until = clock_boot_ms() + l->cfg->heartbeat_ms / 2;
     for (size_t i = 0; i < l->n; i++) {
-        rc = reap_expired(l, &l->q[i]) < 0 ? -1 : rc;
+        rc = reap_expired(l, &l->q[i], until) < 0 ? -1 : rc;
     }
     return rc;
 }
