@@ -25,6 +25,7 @@ struct lease_queue {
     char recov_key[RQ_KEY_MAX];
     char stats_key[RQ_KEY_MAX];
     char reaped_key[RQ_KEY_MAX];
+    char dead_key[RQ_KEY_MAX];
     _Atomic unsigned long long uploaded_bytes; /* counted by the worker, not yet in stats */
 };
 
@@ -83,11 +84,11 @@ static long reap_one(struct lease *l, const struct lease_queue *q, const char *w
      * waits for an answer (a call held up on the way), and a second */
     snprintf(hold, sizeof hold, "%ld",
              l->cfg->reserve_timeout_ms + l->cfg->redis_timeout_ms + 1000);
-    const char *keys[] = {q->workers_key, active,       q->jobs_key,
-                          q->recov_key,   q->stats_key, q->reaped_key};
+    const char *keys[] = {q->workers_key, active,        q->jobs_key, q->recov_key,
+                          q->stats_key,   q->reaped_key, q->dead_key};
     const char *args[] = {wid, mode, max, hold};
     struct err e = {{0}};
-    redisReply *r = rq_script(l->rq, RQ_SCRIPT_REAP, 6, keys, 4, args, NULL, &e);
+    redisReply *r = rq_script(l->rq, RQ_SCRIPT_REAP, 7, keys, 4, args, NULL, &e);
     if (r == NULL) {
         char quoted[ERR_MSG_MAX + 16];
         LOG_WARN("redis_error", "step=reap queue=%s worker=%s error=%s", q->name, wid,
@@ -333,7 +334,8 @@ static int make_keys(struct lease_queue *q, const char *queue, struct err *e)
         rq_key(q->jobs_key, RQ_KEY_MAX, queue, "jobs") < 0 ||
         rq_key(q->recov_key, RQ_KEY_MAX, queue, "recov") < 0 ||
         rq_key(q->stats_key, RQ_KEY_MAX, queue, "stats") < 0 ||
-        rq_key(q->reaped_key, RQ_KEY_MAX, queue, "reaped") < 0) {
+        rq_key(q->reaped_key, RQ_KEY_MAX, queue, "reaped") < 0 ||
+        rq_key(q->dead_key, RQ_KEY_MAX, queue, "dead") < 0) {
         return err_set(e, "queue name too long");
     }
     return 0;

@@ -663,15 +663,30 @@ static long begin_reply(struct worker *w, const struct job *j)
     return begin_answer(w, j, r, &e);
 }
 
-/* What `posted` in pixq:{Q}:job:<id> holds once a postback was delivered: a digest of the body
- * and the URL it went to. A run that would post the same is a rerun of a delivered one; a run
- * with another outcome (a stale run's failure, then the live run's success), or a job pushed
- * again under its id with other work, is not, and posts. */
+/* What `posted` in pixq:{Q}:job:<id> holds once a postback was delivered: an HMAC-SHA256 of the
+ * result keyed by what else shapes the postback (its URL, v, content_type_json and
+ * postback_headers). A run that would post the same is a rerun of a delivered one; a run with
+ * another outcome (a stale run's failure, then the live run's success), or a job pushed again
+ * under its id with other work, is not, and posts. */
 static void postback_digest(const struct job *job, const char *json, char out[HASH_SHA256_HEX])
 {
+    bool as_json = false;
+    struct err ignored;
+    if (job_param_bool(job->root, "job", "content_type_json", false, &as_json, &ignored) < 0) {
+        as_json = false;
+    }
+    struct buf key;
+    buf_init(&key, 0);
+    int rc = buf_printf(
+        &key, "%s\n%g\n%d\n%s", job->postback_url, job->v, as_json ? 1 : 0,
+        job->postback_headers != NULL
+            ? json_object_to_json_string_ext(job->postback_headers, JSON_C_TO_STRING_PLAIN)
+            : "");
     uint8_t d[HASH_SHA256_LEN];
-    hash_hmac_sha256(job->postback_url, strlen(job->postback_url), json, strlen(json), d);
+    const char *k = rc == 0 ? key.data : job->postback_url; /* no memory: the URL alone */
+    hash_hmac_sha256(k, strlen(k), json, strlen(json), d);
     hash_hex(d, sizeof d, out);
+    buf_finish(&key);
 }
 
 enum posting { POSTING_LOST, POSTING_DONE, POSTING_GO };

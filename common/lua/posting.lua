@@ -8,8 +8,11 @@
 -- Returns 0 when the payload is no longer on the worker's active list: its lease was lost and the
 -- job went back to the queue, so the run that has it now posts (a stale run must not post an
 -- outcome, nor mark one posted, that a later run may contradict). 1 when this very postback was
--- delivered already (`posted` holds its digest: a rerun after a crash between the postback and
--- the settlement, or a job pushed again unchanged). 2 to post.
+-- delivered already: `posted` holds its digest, written by the finish.lua of a run that posted it,
+-- whether or not the job was still that run's (a run whose lease was lost while its postback
+-- was on its way: the live run need not post the same again), or the job was pushed again
+-- unchanged. A run killed between its postback and its settlement wrote nothing: its rerun
+-- posts again (at least once). 2 to post.
 
 if not redis.call('LPOS', KEYS[1], ARGV[1]) then
     return 0

@@ -6,6 +6,7 @@
 -- KEYS[4] pixq:{Q}:recov     hash: sha1(payload) -> times the payload was recovered from a crash
 -- KEYS[5] pixq:{Q}:stats
 -- KEYS[6] pixq:{Q}:reaped    sorted set: reaped worker id -> when to look at its list again (ms)
+-- KEYS[7] pixq:{Q}:dead      where a pill that keeps killing workers goes
 -- ARGV[1] worker id
 -- ARGV[2] "crash" (the lease expired: any worker may call this), "graceful" (the worker itself,
 --         stopping: nothing is counted against its jobs), "hung" (the worker itself, giving up a
@@ -31,8 +32,10 @@
 -- without running it again. The wrapper starts with `pixq-task:{"pixq_poison":` (pixq's own
 -- entries carry the mark pixq-task:, which no job can start with), so it is written by hand:
 -- cjson would put "error" first. A pill is never wrapped again (a worker killed while it posted
--- a pill's failure back): it goes back as it is, uncounted, since it is not run, only posted back
--- and buried (wrapped twice, it was buried as unparseable: no postback, no result).
+-- a pill's failure back): it goes back as it is (wrapped twice, it was buried as unparseable: no
+-- postback, no result). Its crashes are counted too, and a pill that reaches ARGV[3] of them, 5
+-- at least (a kill in the middle of its postback is likely a deploy's, not the pill's), goes to
+-- KEYS[7] as a dead entry, without a postback: its handling itself kills workers.
 --
 -- Returns the number of jobs given back, or -1 if the worker's lease is still valid (crash mode),
 -- or it registered again or its note is not due (orphan mode).
@@ -62,7 +65,26 @@ for i = #items, 1, -1 do
         -- it landed on the list after the reap or the stop: it never ran there
         redis.call('HINCRBY', KEYS[5], 'orphaned', 1)
     elseif mode ~= 'graceful' and string.sub(item, 1, 25) == 'pixq-task:{"pixq_poison":' then
-        redis.call('HINCRBY', KEYS[5], 'recovered', 1)
+        local h = redis.sha1hex(item)
+        local n = redis.call('HINCRBY', KEYS[4], h, 1)
+        if n >= math.max(max, 5) then
+            redis.call('HDEL', KEYS[4], h)
+            local entry = {job = item, attempts = 1, failed_at = now,
+                           error = 'a poison pill killed its workers ' .. n .. ' times while ' ..
+                               'its failure was posted back: buried without a postback'}
+            local ok, pill = pcall(cjson.decode, string.sub(item, 11))
+            if ok and type(pill) == 'table' and type(pill.pixq_poison) == 'string' then
+                local okj, job = pcall(cjson.decode, pill.pixq_poison)
+                if okj and type(job) == 'table' and type(job.job_id) == 'string' then
+                    entry.job_id = job.job_id
+                end
+            end
+            redis.call('LPUSH', KEYS[7], cjson.encode(entry))
+            redis.call('HINCRBY', KEYS[5], 'dead', 1)
+            item = false
+        else
+            redis.call('HINCRBY', KEYS[5], 'recovered', 1)
+        end
     elseif mode ~= 'graceful' then
         local h = redis.sha1hex(item)
         local n = redis.call('HINCRBY', KEYS[4], h, 1)
@@ -84,7 +106,9 @@ for i = #items, 1, -1 do
     else
         redis.call('HINCRBY', KEYS[5], 'requeued_on_stop', 1)
     end
-    redis.call('RPUSH', KEYS[3], item)
+    if item then
+        redis.call('RPUSH', KEYS[3], item)
+    end
 end
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[1], ARGV[1])

@@ -175,7 +175,7 @@ class ExpiredTest(LuaTestCase):
 
 class ReapTest(LuaTestCase):
     def reap(self, wid, mode="crash", max_recoveries=3, hold_ms=60000):
-        return self.run_script("reap", [WORKERS, active(wid), JOBS, RECOV, STATS, REAPED],
+        return self.run_script("reap", [WORKERS, active(wid), JOBS, RECOV, STATS, REAPED, DEAD],
                                [wid, mode, max_recoveries, hold_ms])
 
     @staticmethod
@@ -298,16 +298,30 @@ class ReapTest(LuaTestCase):
                          {"pixq_poison": "job-a", "error": crashed(1)})
 
     def test_a_pill_is_never_wrapped_again(self):
-        """A worker killed while it posts a pill's failure back: the pill goes back as it is,
-        uncounted (wrapped twice it was buried as unparseable, without a postback)."""
-        pill = 'pixq-task:' + json.dumps({"pixq_poison": "job-a", "error": crashed(1)},
+        """A worker killed while it posts a pill's failure back: the pill goes back as it is
+        (wrapped twice it was buried as unparseable, without a postback); its crashes are
+        counted, and at the limit (PIXQ_MAX_RECOVERIES, 5 at least: its handling kills
+        workers) it goes to dead."""
+        job = '{"job_id":"pj","src":"x"}'
+        pill = 'pixq-task:' + json.dumps({"pixq_poison": job, "error": crashed(1)},
                                          separators=(",", ":"))
+        for crash in (1, 2, 3, 4):
+            self.r.execute("ZADD", WORKERS, 1, "w1")
+            self.r.lpush(active("w1"), pill)
+            self.assertEqual(self.reap("w1"), 1)
+            self.assertEqual(self.r.execute("RPOP", JOBS), pill)
+            self.assertEqual(self.r.hgetall(RECOV), {self.sha1(pill): str(crash)})
+        self.assertEqual(self.stats(), {"recovered": 4})
         self.r.execute("ZADD", WORKERS, 1, "w1")
         self.r.lpush(active("w1"), pill)
-        self.assertEqual(self.reap("w1", max_recoveries=1), 1)
-        self.assertEqual(self.r.execute("RPOP", JOBS), pill)
+        self.assertEqual(self.reap("w1"), 1)
+        self.assertEqual(self.r.llen(JOBS), 0)
         self.assertEqual(self.r.hgetall(RECOV), {})
-        self.assertEqual(self.stats(), {"recovered": 1})
+        dead = json.loads(self.r.lindex(DEAD, 0))
+        self.assertEqual((dead["job"], dead["job_id"], dead["attempts"]), (pill, "pj", 1))
+        self.assertIn("a poison pill killed its workers 5 times", dead["error"])
+        self.assertIsInstance(dead["failed_at"], int)
+        self.assertEqual(self.stats(), {"recovered": 4, "dead": 1})
 
     def test_hung_mode_says_why(self):
         self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")

@@ -277,13 +277,15 @@ class RoundTripTest(PixqTestCase):
         url = self.postbacks.url()
         self.batch("warm", 2, True)
         # a first run that posted back and settled leaves in the job's hash the digest of the
-        # postback: an HMAC-SHA256 of the result under the receiver's URL
+        # postback: an HMAC-SHA256 of the result keyed by the receiver's URL, v (1.21 when
+        # absent), content_type_json and postback_headers
         self.redis.lpush(self.key("jobs"), json.dumps(canvas_job("again", url)))
         self.wait_for_postback(job_id="again")
         self.wait_until(lambda: self.redis.lrange(self.key("result:again")), 10, "its result")
         result = self.redis.lrange(self.key("result:again"))[0]
         posted = self.redis.execute("HGET", self.key("job:again"), "posted")
-        self.assertEqual(posted, hmac.new(url.encode(), result.encode(), "sha256").hexdigest())
+        key = (url + "\n1.21\n0\n").encode()
+        self.assertEqual(posted, hmac.new(key, result.encode(), "sha256").hexdigest())
         before = self.calls()
         self.redis.lpush(self.key("jobs"), json.dumps(canvas_job("again", url)),
                          json.dumps(canvas_job("fresh", url)))

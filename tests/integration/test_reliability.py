@@ -751,7 +751,8 @@ class StalePostbackTest(ReliabilityCase):
 
     def test_job_pushed_again_is_posted_back_unless_unchanged(self):
         """The same job_id pushed again: with other work it is posted back (its outcome differs);
-        byte for byte the same, it is taken for a rerun of a delivered postback, and skipped."""
+        byte for byte the same, it is taken for a rerun of a delivered postback, and skipped;
+        with other postback headers (or v, or content_type_json) it is posted."""
         w = self.start_worker()
         self.src.add("/other.png", tiny_png())
         job = self.tiny_job("again")
@@ -768,6 +769,11 @@ class StalePostbackTest(ReliabilityCase):
         self.wait_until(lambda: w.log_events("postback_skipped"), 10, "the skip")
         time.sleep(0.5)
         self.assertEqual(len(self.postbacks_of("again")), 2)
+        # the same work, posted with other headers: another postback
+        other["postback_headers"] = {"X-Run": "4"}
+        self.push_jobs([other])
+        self.wait_until(lambda: len(self.postbacks_of("again")) == 3, 20, "the third postback")
+        self.assertEqual(self.postbacks_of("again")[2].headers.get("x-run"), "4")
 
 
 class MassReapTest(ReliabilityCase):
