@@ -708,13 +708,15 @@ class RerunParkedTest(ThrottleCase):
     def hold_bucket(self, bucket, seconds):
         """Rate 1/s, burst 0, the next slot `seconds` away: the next output is parked."""
         self.limit(bucket, 1, 0)
-        now_us = int(self.redis.execute("TIME")[0]) * 1000000
+        sec, usec = self.redis.execute("TIME")
+        now_us = int(sec) * 1000000 + int(usec)  # not the second alone: up to 1 s in the past
         self.redis.execute("HSET", self.rl_key(bucket), "tat", str(now_us + int(seconds * 1e6)))
 
     def test_dead_retry_of_a_parked_job(self):
-        self.hold_bucket("bkt-a", 2)
         self.s3.fail("bkt-a", 403, "AccessDenied")
-        self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        self.hold_bucket("bkt-a", 2)
         self.push_jobs([self.job("dr-1", "bkt-a", 1)])
         first = self.postbacks_for(["dr-1"])["dr-1"].results
         self.assertEqual(first["failed_image_identifiers"], ["img0"], first)
@@ -737,8 +739,11 @@ class ParkedReturnKeysTest(ThrottleCase):
     come with it when another task uploads it."""
 
     def test_parked_output_returns_its_key(self):
-        RerunParkedTest.hold_bucket(self, "bkt-a", 1)
         worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        # held once the worker is up: a slow start (ASan, a loaded machine) outlasted a hold of
+        # 1 s set before it, and the output was not parked
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        RerunParkedTest.hold_bucket(self, "bkt-a", 2)
         job = self.job("keys-p", "bkt-a", 1)
         job["functions"][0]["save"]["s3_destination"]["return_keys"] = True
         job["extended_metadata"] = True
@@ -758,11 +763,12 @@ class PoisonedUploadTest(ThrottleCase):
     (before, the task was buried as a job with a made-up id, and the job never completed)."""
 
     def test_poisoned_upload_task_completes_its_job(self):
-        RerunParkedTest.hold_bucket(self, "bkt-a", 2)
         self.s3.stall("bkt-a", 300, methods=("PUT",))
         env = dict(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_LEASE_MS=3000, PIXQ_HEARTBEAT_MS=1000,
                    PIXQ_REAP_INTERVAL_MS=500)
         worker = self.start_worker(**env)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        RerunParkedTest.hold_bucket(self, "bkt-a", 2)
         self.push_jobs([self.job("pois-1", "bkt-a", 1)])
         self.wait_until(self.blob_keys, 20, "a parked blob")
         for crash in (1, 2, 3):
