@@ -37,12 +37,14 @@ struct lease {
     struct rq *rq; /* the thread's own connection */
     pthread_t thread;
     atomic_bool quit;
-    atomic_long fresh_until; /* clock_boot_ms: until then the lease surely holds in every queue */
-    clockid_t worker_cpu;    /* the CPU time of the thread that runs jobs (lease_start's caller) */
-    atomic_long job_cpu_ms;  /* its CPU time when the job in hand began; -1: no job */
-    atomic_ulong job_gen;    /* jobs begun so far: which job a look at job_cpu_ms concerns */
-    atomic_size_t job_queue; /* the queue it came from */
-    atomic_bool delivering;  /* its outcome is being posted back and settled */
+    atomic_long fresh_until;  /* clock_boot_ms: until then the lease surely holds in every queue */
+    clockid_t worker_cpu;     /* the CPU time of the thread that runs jobs (lease_start's caller) */
+    atomic_long job_cpu_ms;   /* its CPU time when the job in hand began; -1: no job */
+    atomic_ulong job_gen;     /* jobs begun so far: which job a look at job_cpu_ms concerns */
+    atomic_size_t job_queue;  /* the queue it came from */
+    atomic_bool delivering;   /* its outcome is being posted back and settled */
+    pthread_mutex_t job_lock; /* guards job_id */
+    char job_id[128];         /* the id of the job in hand, for job_hung; "" unknown */
     char wid[300];
     size_t n;
     struct lease_queue q[LEASE_QUEUES_MAX];
@@ -230,10 +232,14 @@ static void give_up_hung_job(struct lease *l, long cpu_ms)
     const struct lease_queue *q = &l->q[i < l->n ? i : 0];
     long n = reap_one(l, q, l->wid, "hung");
     flush_counts(l);
+    char job_id[sizeof l->job_id];
+    pthread_mutex_lock(&l->job_lock);
+    memcpy(job_id, l->job_id, sizeof job_id);
+    pthread_mutex_unlock(&l->job_lock);
     LOG_ERROR("job_hung",
-              "worker=%s queue=%s cpu_ms=%ld limit_s=%ld jobs_returned=%ld "
+              "job_id=%s worker=%s queue=%s cpu_ms=%ld limit_s=%ld jobs_returned=%ld "
               "action=exit",
-              l->wid, q->name, cpu_ms, l->cfg->job_hang_s, n);
+              job_id, l->wid, q->name, cpu_ms, l->cfg->job_hang_s, n);
     fflush(stderr);
     _exit(LEASE_EXIT_HUNG);
 }
@@ -384,8 +390,9 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     atomic_init(&l->job_cpu_ms, -1);
     atomic_init(&l->job_gen, 0);
     atomic_init(&l->job_queue, 0);
-    if (pthread_getcpuclockid(pthread_self(), &l->worker_cpu) != 0) {
-        err_set(e, "cannot read the worker thread's CPU clock");
+    if (pthread_getcpuclockid(pthread_self(), &l->worker_cpu) != 0 ||
+        pthread_mutex_init(&l->job_lock, NULL) != 0) {
+        err_set(e, "cannot read the worker thread's CPU clock, or make a lock");
         free(l);
         return NULL;
     }
@@ -402,6 +409,7 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     return l;
 fail:
     rq_destroy(l->rq);
+    pthread_mutex_destroy(&l->job_lock);
     free(l);
     return NULL;
 }
@@ -418,7 +426,17 @@ void lease_job_begins(struct lease *l, size_t queue)
     if (l != NULL) {
         atomic_store(&l->job_queue, queue);
         atomic_fetch_add(&l->job_gen, 1);
+        lease_job_id(l, "");
         atomic_store(&l->job_cpu_ms, worker_cpu_ms(l));
+    }
+}
+
+void lease_job_id(struct lease *l, const char *job_id)
+{
+    if (l != NULL) {
+        pthread_mutex_lock(&l->job_lock);
+        snprintf(l->job_id, sizeof l->job_id, "%s", job_id);
+        pthread_mutex_unlock(&l->job_lock);
     }
 }
 
@@ -452,5 +470,6 @@ void lease_stop(struct lease *l)
     long n = give_back_all(l); /* also removes the worker from every queue's fleet */
     LOG_INFO("worker_unregistered", "worker=%s jobs_returned=%ld", l->wid, n);
     rq_destroy(l->rq);
+    pthread_mutex_destroy(&l->job_lock);
     free(l);
 }

@@ -44,6 +44,10 @@ void lease_count_uploaded(struct lease *l, size_t queue, unsigned long long byte
 void lease_job_begins(struct lease *l, size_t queue);
 void lease_job_ends(struct lease *l);
 
+/* The id of the job in hand once known (after lease_job_begins), for the lease thread's lines
+ * about it (job_hung). */
+void lease_job_id(struct lease *l, const char *job_id);
+
 /* The job in hand is being posted back and settled (`on`), or no longer. Past the shutdown
  * deadline such a job is not given back (it would be posted twice) while that lasts, up to a
  * postback's timeout and wait_for_s3's longest wait more. NULL allowed. */

@@ -1386,6 +1386,7 @@ static int parse(struct worker *w, struct task *t, const char *text, size_t len)
         w->check_active = w->check_active || rq_disconnected(w->rq);
         return -1;
     }
+    lease_job_id(w->lease, t->job->id);
     t->result = result_create(t->job->id);
     return t->result != NULL ? 0 : -1;
 }

@@ -952,6 +952,7 @@ class HungJobTest(ReliabilityCase):
         self.assertEqual(status, 3)
         hung = a.log_events("job_hung")
         self.assertEqual(len(hung), 1, hung)
+        self.assertEqual(hung[0].get("job_id"), "hangs")  # every line about a job names it
         self.assertEqual(hung[0]["jobs_returned"], "1")
         self.assertGreaterEqual(int(hung[0]["cpu_ms"]), 1000)
         self.assertEqual(self.active_of(wid_a), [])
