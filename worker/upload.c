@@ -399,7 +399,12 @@ int up_wait_for_s3(const struct uploader *u, json_object *objs, const char *job_
         left = count_unreadable(u, objs, readable, cutoff, job_id);
     }
     free(readable);
-    LOG_INFO("wait_for_s3", "job_id=%s objects=%zu unreadable=%d ms=%ld", job_id, n, left,
-             clock_mono_ms() - t0);
+    if (left > 0) { /* the postback lists URLs that may not be readable yet */
+        LOG_WARN("wait_for_s3", "job_id=%s objects=%zu unreadable=%d ms=%ld action=post_anyway",
+                 job_id, n, left, clock_mono_ms() - t0);
+    } else {
+        LOG_INFO("wait_for_s3", "job_id=%s objects=%zu unreadable=0 ms=%ld", job_id, n,
+                 clock_mono_ms() - t0);
+    }
     return left;
 }

@@ -1065,8 +1065,8 @@ class WaitForS3StalledTest(ThrottleCase):
 
     def test_heads_end_by_the_deadline(self):
         self.s3.stall("late-bucket", 30.0)
-        self.start_worker(PIXQ_WAIT_FOR_S3_MAX_MS=2000, PIXQ_WAIT_FOR_S3_INTERVAL_MS=500,
-                          PIXQ_S3_TIMEOUT_MS=20000)
+        worker = self.start_worker(PIXQ_WAIT_FOR_S3_MAX_MS=2000,
+                                   PIXQ_WAIT_FOR_S3_INTERVAL_MS=500, PIXQ_S3_TIMEOUT_MS=20000)
         job = self.job("stall-1", "late-bucket", saves=3, wait_for_s3=True)
         self.push_jobs([job])
         pb = self.postbacks_for(["stall-1"], timeout=90)["stall-1"]
@@ -1077,6 +1077,10 @@ class WaitForS3StalledTest(ThrottleCase):
         # before: each of the 3 HEADs waited for its 20 s timeout (60 s); now they end by one
         # interval after PIXQ_WAIT_FOR_S3_MAX_MS: 2.5 s
         self.assertTrue(2.0 <= waited < 4.0, "postback %.2f s after the last PUT" % waited)
+        # posted with URLs that may not be readable yet: a warning, not an info line
+        waits = worker.log_events("wait_for_s3")
+        self.assertEqual([(e["level"], e["unreadable"], e["action"]) for e in waits],
+                         [("warn", "3", "post_anyway")])
 
 
 class IdleConnectionTest(ThrottleCase):
