@@ -56,6 +56,7 @@ struct cfg {
     long max_pixels;
     long connect_timeout_ms;
     long download_timeout_ms;
+    long job_download_timeout_ms;
     long s3_timeout_ms;
     long postback_timeout_ms;
     long default_quality;

@@ -102,13 +102,22 @@ static void note_fetch_failure(struct runner *w, enum run_status s)
     }
 }
 
+/* What is left of the job's PIXQ_JOB_DOWNLOAD_TIMEOUT_MS, ms (times.fetch_us counts the job's
+ * downloads so far). */
+static long download_time_left(const struct runner *w)
+{
+    return w->cfg->job_download_timeout_ms - w->times.fetch_us / 1000;
+}
+
 static int fetch_url(struct runner *w, const char *url, struct buf *out, struct err *e)
 {
+    long left = download_time_left(w);
+    bool capped = left < w->cfg->download_timeout_ms; /* the job's time ends first */
     const struct http_request req = {
         .method = "GET",
         .url = url,
         .connect_timeout_ms = w->cfg->connect_timeout_ms,
-        .timeout_ms = w->cfg->download_timeout_ms,
+        .timeout_ms = capped ? left : w->cfg->download_timeout_ms,
         .max_body = (size_t)w->cfg->max_src_bytes,
         .max_redirects = (int)w->cfg->max_redirects,
         .guard = &w->guard,
@@ -117,8 +126,13 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
     };
     struct http_response resp;
     http_response_init(&resp);
+    long t0 = clock_mono_ms();
     int rc = http_perform(w->http, &req, &resp, e);
-    if (rc < 0) {
+    if (rc < 0 && capped && clock_mono_ms() - t0 >= left) {
+        note_fetch_failure(w, RUN_SOURCE_FAILED); /* a run again would take as long */
+        err_set(e, "the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (%ld ms) in all",
+                w->cfg->job_download_timeout_ms);
+    } else if (rc < 0) {
         bool final = resp.too_large || resp.refused || resp.bad_url || resp.bad_answer ||
                      strstr(e->msg, "redirects followed") != NULL;
         note_fetch_failure(w, final ? RUN_SOURCE_FAILED : RUN_SOURCE_TRANSIENT);
@@ -212,6 +226,13 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
 static int fetch_bytes(void *user, json_object *src, struct buf *out, struct err *e)
 {
     struct runner *w = user;
+    if (download_time_left(w) <= 0) {
+        note_fetch_failure(w, RUN_SOURCE_FAILED);
+        return err_set(e,
+                       "the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (%ld ms) in "
+                       "all",
+                       w->cfg->job_download_timeout_ms);
+    }
     long t0 = clock_mono_us();
     int rc = json_object_is_type(src, json_type_string)
                  ? fetch_url(w, json_object_get_string(src), out, e)

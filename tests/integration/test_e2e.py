@@ -16,7 +16,7 @@ import time
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
-from harness import PixqTestCase, corpus, free_port, scaled  # noqa: E402
+from harness import CONFIG, PixqTestCase, corpus, free_port, scaled  # noqa: E402
 
 POSTBACK_TIMEOUT_S = 30
 THUMB = {"width": 200}  # resize_to_fit's params in every job here
@@ -258,6 +258,35 @@ class FailureTest(E2ETestCase):
         self.assertEqual(entry["error"], "job is 17825792 bytes, more than the limit of 250000")
         self.worker.check_alive()
         self.push_good_job_and_check("e2e-after-huge")
+
+
+class JobDownloadTimeTest(E2ETestCase):
+    """PIXQ_JOB_DOWNLOAD_TIMEOUT_MS bounds all of a job's downloads together: each function may
+    name 10 sources, each with its own PIXQ_DOWNLOAD_TIMEOUT_MS (a review held a worker 20 s with
+    2 appends of 10 sources answered in 1 s each; the worst case of the limits was hours)."""
+
+    worker_env_extra = {"PIXQ_JOB_DOWNLOAD_TIMEOUT_MS": "2500"}
+
+    def test_sources_past_the_jobs_time_fail_it_for_good(self):
+        png = (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
+        self.src.add("/o.png", png)
+        self.src.delay["/o.png"] = 1.0
+        others = [self.src.url("/o.png") + "?i=%d" % i for i in range(10)]
+        job = self.make_job(self.src.add("/m.png", png), "out/appended.png",
+                            job_id="slow-sources", postback_path="/pb/slow")
+        job["functions"] = [{"name": "append", "params": {"other_images": others},
+                             "save": job["functions"][0]["save"]}]
+        t0 = time.monotonic()
+        self.push_job(job)
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/slow")
+        took = time.monotonic() - t0
+        errors = pb.json["results"].get("errors", [])
+        self.assertEqual(len(errors), 1, pb.json)
+        self.assertIn("the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (2500 ms) "
+                      "in all", errors[0])
+        self.assertEqual(self.src.requests("/o.png"), 3)  # 1 s, 1 s, cut at 0.5 s
+        self.assertLess(took, scaled(6), took)  # one run: final, not retried
+        self.worker.check_alive()
 
 
 class PostbackRetryCase(E2ETestCase):
