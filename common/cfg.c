@@ -270,8 +270,30 @@ static const struct cfg_entry *find_entry(const char *key)
     return NULL;
 }
 
+/* Whether the first `n` bytes of `s` are a plain decimal: an optional '-', digits and, with
+ * `fraction`, at most one '.' among them; not the blanks, '+', exponents or hex that strtol and
+ * strtod also take (" 5", "+7", "0x10", "1e3" were settings' values). */
+static bool decimal_text(const char *s, size_t n, bool fraction)
+{
+    size_t i = n > 0 && s[0] == '-' ? 1 : 0;
+    bool digit = false, dot = false;
+    for (; i < n; i++) {
+        if (s[i] >= '0' && s[i] <= '9') {
+            digit = true;
+        } else if (s[i] == '.' && fraction && !dot) {
+            dot = true;
+        } else {
+            return false;
+        }
+    }
+    return digit;
+}
+
 static int parse_long(const char *s, long *out)
 {
+    if (!decimal_text(s, strlen(s), false)) {
+        return -1;
+    }
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -302,6 +324,9 @@ static int parse_bool(const char *s, bool *out)
 /* "10/s,burst=20", "2.5/s", "10/s, burst=0". */
 static int parse_rate(const char *s, double *rate, long *burst)
 {
+    if (!decimal_text(s, strcspn(s, "/"), true)) {
+        return -1;
+    }
     char *end;
     errno = 0;
     double r = strtod(s, &end);
@@ -423,7 +448,8 @@ static int set_typed(struct cfg *c, const struct cfg_entry *en, const char *valu
     case T_DOUBLE: {
         char *end;
         double d = strtod(value, &end);
-        if (end == value || *end != '\0' || !isfinite(d) || d <= 0 || d > 1e6) {
+        if (!decimal_text(value, strlen(value), true) || end == value || *end != '\0' ||
+            !isfinite(d) || d <= 0 || d > 1e6) {
             return err_set(e, "%s: '%s' is not a positive number", en->var, value);
         }
         *(double *)field = d;

@@ -74,6 +74,22 @@ static void test_bad_values(void)
     CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "101", &e), -1);
     CHECK(strstr(e.msg, "out of range") != NULL);
     CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "7x", &e), -1);
+    /* plain decimals only: strtol and strtod also took blanks, '+', hex and exponents */
+    CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", " 5", &e), -1);
+    CHECK(strstr(e.msg, "is not a whole number") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "+7", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "0x10", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "-5", &e), -1);
+    CHECK(strstr(e.msg, "-5 is out of range") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "0x10", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "1e3", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "1.5.", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "2.5", &e), 0);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", ".5", &e), 0);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "1e1/s", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", " 10/s", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/s,burst=+2", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "2.5/s", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_ALLOW_PRIVATE_NETWORKS", "maybe", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_LOG_LEVEL", "loud", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "ftp://x", &e), -1);
