@@ -393,7 +393,7 @@ struct settlement {
     const char *dead;      /* dead-letter envelope, or NULL */
     const char *counter;   /* "succeeded", "failed" or "" */
     const char *posted_id; /* the job whose postback was just delivered (marked), or NULL */
-    const char *posted;    /* with posted_id: that postback's digest (postback_digest) */
+    const char *posted;    /* set with posted_id: that postback's digest (postback_digest) */
     const char *retry;     /* a postback retry task to schedule with the settlement, or NULL */
     long retry_ms;         /* when it is due, ms from now */
 };
@@ -419,7 +419,7 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
     const char *args[] = {payload->data,      s->result,
                           w->ttl_arg,         s->dead != NULL ? s->dead : "",
                           w->dead_max_arg,    s->counter,
-                          w->dead_age_arg,    s->posted_id != NULL ? s->posted : "",
+                          w->dead_age_arg,    s->posted != NULL ? s->posted : "",
                           next ? "next" : "", s->retry != NULL ? s->retry : "",
                           c->retry_ms,        RQ_WAKE_TOKEN};
     memcpy(c->keys, keys, sizeof keys);
@@ -519,15 +519,14 @@ static void keep_unsettled(struct worker *w, const struct buf *payload, const st
     u->result = copy_or_null(s->result);
     u->dead = copy_or_null(s->dead);
     u->posted_id = copy_or_null(s->posted_id);
-    u->posted = copy_or_null(s->posted_id != NULL ? s->posted : NULL);
+    u->posted = copy_or_null(s->posted);
     u->retry = copy_or_null(s->retry);
     u->counter = s->counter;
     u->retry_ms = s->retry_ms;
     if (buf_append(&u->payload, payload->data, payload->len) < 0 ||
         (s->job_id != NULL && u->job_id == NULL) || (s->result != NULL && u->result == NULL) ||
-        (s->dead != NULL && u->dead == NULL) ||
-        (s->posted_id != NULL && (u->posted_id == NULL || u->posted == NULL)) ||
-        (s->retry != NULL && u->retry == NULL)) {
+        (s->dead != NULL && u->dead == NULL) || (s->posted_id != NULL && u->posted_id == NULL) ||
+        (s->posted != NULL && u->posted == NULL) || (s->retry != NULL && u->retry == NULL)) {
         forget_unsettled(u); /* out of memory: it runs again from the active list */
     }
 }
@@ -1331,7 +1330,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            .dead = dead,
                            .counter = failed ? "failed" : "succeeded",
                            .posted_id = sent ? job->id : NULL,
-                           .posted = digest};
+                           .posted = sent ? digest : NULL};
     char *retry = NULL;
     if (posted == -1 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
@@ -1454,7 +1453,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     }
     bool sent = false;
     char digest[HASH_SHA256_HEX] = "";
-    struct settlement s = {.result = "", .counter = "", .posted = digest};
+    struct settlement s = {.result = "", .counter = ""};
     char *retry = NULL;
     int posted = 0;
     lease_delivering(w->lease, true);
@@ -1476,6 +1475,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     }
     freeReplyObject(r);
     s.posted_id = sent ? job->id : NULL;
+    s.posted = sent ? digest : NULL;
     int settled = settle(w, &t->payload, &s);
     lease_delivering(w->lease, false);
     if (retry != NULL) {
