@@ -161,11 +161,6 @@ static const struct cfg_entry table[] = {
      false, "a bucket's limiter state unused this long expires (unless it has an override)"},
     {"blob-ttl-s", "PIXQ_BLOB_TTL_S", T_LONG, F(blob_ttl_s), 60, 30 * 86400L, "86400", false,
      "how long a parked output and its job's state are kept past the time the output is due"},
-    {"park-redis-max-mb", "PIXQ_PARK_REDIS_MAX_MB", T_LONG, F(park_redis_max_mb), 0, 16777216L,
-     "1024", false,
-     "outputs are parked in Redis only while it uses less than this, MB, and less than half its "
-     "maxmemory; past it a worker keeps the output and waits for its upload itself (0: no "
-     "limit)"},
     {"wait-for-s3-interval-ms", "PIXQ_WAIT_FOR_S3_INTERVAL_MS", T_LONG,
      F(wait_for_s3_interval_ms), 100, 600000, "2000", false,
      "wait_for_s3: pause between checks that the uploaded objects are readable"},

@@ -88,7 +88,6 @@ struct cfg {
     long s3_idle_ms;
     long rl_idle_ttl_s;
     long blob_ttl_s;
-    long park_redis_max_mb; /* 0: no limit */
     long wait_for_s3_interval_ms;
     long wait_for_s3_max_ms;
     bool postback_retry;

@@ -362,27 +362,6 @@ int rq_server_check(struct rq *r, char *policy, size_t cap, char *refused, size_
     return 0;
 }
 
-int rq_memory(struct rq *r, unsigned long long *used, unsigned long long *max, struct err *e)
-{
-    redisReply *rep = rq_command(r, e, "INFO memory");
-    char u[32] = "", m[32] = "";
-    if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
-        info_field(rep->str, "used_memory", u, sizeof u);
-        info_field(rep->str, "maxmemory", m, sizeof m);
-    }
-    freeReplyObject(rep);
-    if (rep == NULL) {
-        return -1;
-    }
-    char *end_u = NULL, *end_m = NULL;
-    *used = strtoull(u, &end_u, 10);
-    *max = strtoull(m, &end_m, 10);
-    if (u[0] == '\0' || *end_u != '\0' || m[0] == '\0' || *end_m != '\0') {
-        return err_set(e, "INFO memory did not give used_memory and maxmemory");
-    }
-    return 0;
-}
-
 struct rq *rq_create(const char *url, long timeout_ms, struct err *e)
 {
     struct rq *r = calloc(1, sizeof *r);

@@ -85,10 +85,6 @@ bool rq_refused_for_good(const char *msg);
 int rq_server_check(struct rq *r, char *policy, size_t cap, char *refused, size_t refused_cap,
                     struct err *e);
 
-/* Redis's memory in use and its maxmemory (0: none), bytes, from INFO memory. Returns 0, or -1
- * with the reason (refused, or not answered). */
-int rq_memory(struct rq *r, unsigned long long *used, unsigned long long *max, struct err *e);
-
 /* Closes the connection; NULL is allowed. */
 void rq_destroy(struct rq *r);
 

@@ -51,7 +51,7 @@ static const char *const job_names[METRICS_JOB_COUNT] = {
 };
 static const char *const output_names[METRICS_OUTPUT_COUNT] = {"uploaded", "failed", "parked"};
 static const char *const s3_names[METRICS_S3_COUNT] = {"PUT", "GET", "HEAD"};
-static const char *const wait_names[METRICS_WAIT_COUNT] = {"local", "park", "hold"};
+static const char *const wait_names[METRICS_WAIT_COUNT] = {"local", "park"};
 
 int metrics_init(struct err *e)
 {

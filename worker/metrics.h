@@ -56,7 +56,6 @@ enum metrics_s3 {
 enum metrics_wait {
     METRICS_WAIT_LOCAL, /* the worker slept until the slot */
     METRICS_WAIT_PARK,  /* the output was parked until the slot */
-    METRICS_WAIT_HOLD,  /* the worker slept until it, Redis having no room to park the output */
     METRICS_WAIT_COUNT,
 };
 

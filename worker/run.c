@@ -452,10 +452,10 @@ static void count_upload(struct runner *r, enum up_outcome out, size_t len)
 }
 
 enum up_outcome run_send(struct runner *r, json_object *task, const void *data, size_t len,
-                         bool fresh, struct buf *url, long *delay, struct err *e)
+                         struct buf *url, long *delay, struct err *e)
 {
     long t0 = clock_mono_us();
-    enum up_outcome out = up_send(&r->up, task, data, len, fresh, url, delay, e);
+    enum up_outcome out = up_send(&r->up, task, data, len, url, delay, e);
     r->times.upload_us += clock_mono_us() - t0;
     count_upload(r, out, len);
     return out;
@@ -469,9 +469,8 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
     struct err e = {{0}};
     long delay = 0;
     json_object *task = build_task(w, t, o, &e);
-    enum up_outcome out = task == NULL
-                              ? UP_FAILED
-                              : run_send(w, task, o->img.blob, o->img.len, true, &url, &delay, &e);
+    enum up_outcome out =
+        task == NULL ? UP_FAILED : run_send(w, task, o->img.blob, o->img.len, &url, &delay, &e);
     if (task == NULL) {
         metrics_count_output(METRICS_OUTPUT_FAILED); /* up_send() counts the others */
     }
@@ -522,7 +521,7 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
     buf_init(&url, 0);
     long t0 = clock_mono_us(); /* the waits for a slot are the upload's time too */
     for (long delay = 0; task != NULL;) {
-        out = up_send(&t->runner->up, task, data, len, false, &url, &delay, e);
+        out = up_send(&t->runner->up, task, data, len, &url, &delay, e);
         if (out != UP_PARK) {
             break;
         }

@@ -93,7 +93,7 @@ enum run_status run_job(struct runner *r, const struct job *job, struct result *
 /* up_send() of the runner's uploader, its time added to times.upload_us: for an upload that a
  * later task makes (a parked output). */
 enum up_outcome run_send(struct runner *r, json_object *task, const void *data, size_t len,
-                         bool fresh, struct buf *url, long *delay, struct err *e);
+                         struct buf *url, long *delay, struct err *e);
 
 /* Lets uploads use the fleet's shared rate limits through `rq` (the worker's connection). */
 void run_set_redis(struct runner *r, struct rq *rq);

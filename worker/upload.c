@@ -279,121 +279,67 @@ static bool holds_slot(const struct uploader *u, json_object *task)
     return current_epoch(u, task_string(task, "bucket")) == task_long(task, "epoch", -1);
 }
 
-/* Sleeps `ms` for an output held in the worker; false when asked to stop first. */
-static bool hold_for(const struct uploader *u, long ms)
-{
-    for (long end = clock_mono_ms() + ms, left = ms; left > 0; left = end - clock_mono_ms()) {
-        if (u->stop != NULL && *u->stop) {
-            return false;
-        }
-        clock_sleep_ms(left < 100 ? left : 100);
-    }
-    return u->stop == NULL || !*u->stop;
-}
-
-/* Whether an output of `hold_len` bytes not in Redis yet (0: it is there) is to be held in the
- * worker for `ms`, Redis having no room to park it; logs why. */
-static bool must_hold(const struct uploader *u, json_object *task, size_t hold_len, long ms)
-{
-    char why[ERR_MSG_MAX] = "", q[ERR_MSG_MAX + 16];
-    if (hold_len == 0 || u->room == NULL || (u->stop != NULL && *u->stop) ||
-        u->room(u->room_user, hold_len, why)) {
-        return false;
-    }
-    LOG_INFO("upload_held", "job_id=%s bucket=%s wait_ms=%ld reason=%s",
-             task_string(task, "job_id"), task_string(task, "bucket"), ms,
-             log_quote(why, q, sizeof q));
-    return true;
-}
-
-/* Takes the task's slot: go now (0), or park until it (1). An output of `hold_len` bytes not in
- * Redis yet (0: it is there) that Redis has no room for waits here for its slot instead. */
+/* Takes the task's slot: go now (0), or park until it (1). */
 static int wait_for_slot(const struct uploader *u, json_object *task, struct s3_object *o,
-                         size_t hold_len, long *delay_ms)
+                         long *delay_ms)
 {
     if (holds_slot(u, task)) {
         return 0; /* the slot was taken when the task was parked: it is now */
     }
-    for (;;) {
-        struct slot s;
-        acquire(u, o->bucket, task_string(task, "job_id"), &s);
-        long slot_at = clock_wall_ms() + s.wait_ms;
-        /* the region S3 named (remember_region), checked again: it goes into a host name */
-        if (o->region == NULL && s.region[0] != '\0' && s3_valid_region(s.region)) {
-            json_object_object_add(task, "region", json_object_new_string(s.region));
-            o->region = task_string(task, "region");
-        }
-        if (s.status == 0 || (s.status == 1 && s.wait_ms <= u->cfg->s3_local_wait_ms)) {
-            if (s.wait_ms > 0) {
-                metrics_throttle_wait(METRICS_WAIT_LOCAL, s.wait_ms);
-            }
-            clock_sleep_ms(s.wait_ms);
-            return 0;
-        }
-        if (must_hold(u, task, hold_len, s.wait_ms)) {
-            metrics_throttle_wait(METRICS_WAIT_HOLD, s.wait_ms);
-            if (hold_for(u, s.wait_ms)) {
-                if (s.status == 1) {
-                    return 0; /* the slot reserved is now */
-                }
-                continue; /* none was: ask again */
-            }
-        } else {
-            metrics_throttle_wait(METRICS_WAIT_PARK, s.wait_ms);
-        }
-        long left = slot_at - clock_wall_ms(); /* a hold cut short by a stop parks the rest */
-        json_object_object_add(task, "reserved", json_object_new_boolean(s.status == 1));
-        json_object_object_add(task, "slot_at", json_object_new_int64(slot_at));
-        json_object_object_add(task, "epoch", json_object_new_int64(s.epoch));
-        *delay_ms = left > 0 ? left : 0;
-        return 1;
+    struct slot s;
+    acquire(u, o->bucket, task_string(task, "job_id"), &s);
+    /* the region S3 named (remember_region), checked again: it goes into a host name */
+    if (o->region == NULL && s.region[0] != '\0' && s3_valid_region(s.region)) {
+        json_object_object_add(task, "region", json_object_new_string(s.region));
+        o->region = task_string(task, "region");
     }
+    if (s.status == 0 || (s.status == 1 && s.wait_ms <= u->cfg->s3_local_wait_ms)) {
+        if (s.wait_ms > 0) {
+            metrics_throttle_wait(METRICS_WAIT_LOCAL, s.wait_ms);
+        }
+        clock_sleep_ms(s.wait_ms);
+        return 0;
+    }
+    metrics_throttle_wait(METRICS_WAIT_PARK, s.wait_ms);
+    json_object_object_add(task, "reserved", json_object_new_boolean(s.status == 1));
+    json_object_object_add(task, "slot_at", json_object_new_int64(clock_wall_ms() + s.wait_ms));
+    json_object_object_add(task, "epoch", json_object_new_int64(s.epoch));
+    *delay_ms = s.wait_ms;
+    return 1;
 }
 
 /* up_send() without counting. */
 static enum up_outcome send_task(const struct uploader *u, json_object *task, const void *data,
-                                 size_t len, bool fresh, struct buf *url, long *delay_ms,
-                                 struct err *e)
+                                 size_t len, struct buf *url, long *delay_ms, struct err *e)
 {
     struct s3_object o = up_object(task);
-    size_t hold_len = fresh ? (len > 0 ? len : 1) : 0;
     *delay_ms = 0;
     if (o.bucket == NULL || o.key == NULL) {
         err_set(e, "upload task without a bucket or key");
         return UP_FAILED;
     }
-    for (;;) {
-        if (wait_for_slot(u, task, &o, hold_len, delay_ms) == 1) {
-            return UP_PARK;
-        }
-        if (u->rq != NULL) {
-            rq_wait_sent(u->rq); /* a script call sent ahead (the job's begin.lua) has run */
-        }
-        struct s3_reply reply;
-        if (put(u, task, &o, data, len, &reply, e) == 0) {
-            return s3_object_url(u->s3, &o, url, e) == 0 ? UP_DONE : UP_FAILED;
-        }
-        struct buf where;
-        buf_init(&where, 0);
-        s3_object_url(u->s3, &o, &where, NULL);
-        enum up_outcome out =
-            after_failure(u, task, &reply, where.data ? where.data : "", delay_ms, e);
-        buf_finish(&where);
-        if (out != UP_PARK || !must_hold(u, task, hold_len, *delay_ms)) {
-            return out;
-        }
-        if (!hold_for(u, *delay_ms)) {
-            return UP_PARK; /* asked to stop: parked, its back-off counted again */
-        }
-        *delay_ms = 0;
-        e->msg[0] = '\0';
+    if (wait_for_slot(u, task, &o, delay_ms) == 1) {
+        return UP_PARK;
     }
+    if (u->rq != NULL) {
+        rq_wait_sent(u->rq); /* a script call sent ahead (the job's begin.lua) has run */
+    }
+    struct s3_reply reply;
+    if (put(u, task, &o, data, len, &reply, e) == 0) {
+        return s3_object_url(u->s3, &o, url, e) == 0 ? UP_DONE : UP_FAILED;
+    }
+    struct buf where;
+    buf_init(&where, 0);
+    s3_object_url(u->s3, &o, &where, NULL);
+    enum up_outcome out = after_failure(u, task, &reply, where.data ? where.data : "", delay_ms, e);
+    buf_finish(&where);
+    return out;
 }
 
 enum up_outcome up_send(const struct uploader *u, json_object *task, const void *data, size_t len,
-                        bool fresh, struct buf *url, long *delay_ms, struct err *e)
+                        struct buf *url, long *delay_ms, struct err *e)
 {
-    enum up_outcome out = send_task(u, task, data, len, fresh, url, delay_ms, e);
+    enum up_outcome out = send_task(u, task, data, len, url, delay_ms, e);
     metrics_count_output(out == UP_DONE   ? METRICS_OUTPUT_UPLOADED
                          : out == UP_PARK ? METRICS_OUTPUT_PARKED
                                           : METRICS_OUTPUT_FAILED);

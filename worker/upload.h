@@ -7,16 +7,12 @@
  * a reserved slot, waits for its slot when it is near (PIXQ_S3_LOCAL_WAIT_MS), PUTs the bytes, and
  * classifies S3's answer: done; park (the slot is far away, or S3 throttled or failed in a way
  * that may pass: the caller keeps the bytes in Redis and schedules the task); or failed for good.
- * An output Redis has no room for is held in the worker until its turn instead of being parked:
- * the fleet slows down to what S3 takes rather than filling Redis.
  * Throttling answers slow the bucket down for everyone (rl_feedback.lua); a wrong-region answer
  * is followed to the bucket's region, which is remembered in the limiter hash. */
 #ifndef PIXQ_UPLOAD_H
 #define PIXQ_UPLOAD_H
 
 #include <json-c/json.h>
-#include <signal.h>
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -37,19 +33,11 @@ struct uploader {
     struct http *http;
     const struct s3_config *s3;
     struct rq *rq; /* for the limiter; NULL: no limit (tools and tests) */
-    /* whether Redis has room for `bytes` more of parked output (PIXQ_PARK_REDIS_MAX_MB); if not,
-     * `why` (ERR_MSG_MAX bytes) says so. NULL: it always has */
-    bool (*room)(void *user, size_t bytes, char *why);
-    void *room_user;
-    volatile sig_atomic_t *stop; /* set: a worker holding an output stops waiting and parks it */
 };
 
-/* Sends `len` bytes as the task says. Returns the outcome; see above. When the bytes are `fresh`
- * (not in Redis yet) and Redis has no room to park them, the worker holds them instead: it waits
- * for the slot, or the back-off after a failure, itself and sends again, and parks only when
- * asked to stop. */
+/* Sends `len` bytes as the task says. Returns the outcome; see above. */
 enum up_outcome up_send(const struct uploader *u, json_object *task, const void *data, size_t len,
-                        bool fresh, struct buf *url, long *delay_ms, struct err *e);
+                        struct buf *url, long *delay_ms, struct err *e);
 
 /* The S3 object a task names (borrowed from the task). */
 struct s3_object up_object(json_object *task);

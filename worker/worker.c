@@ -83,7 +83,6 @@ struct worker {
     unsigned seed;             /* for retry jitter */
     bool check_active;         /* a Redis error happened: our active list may hold a reserved job */
     bool stale;                /* the lease is overdue: no new job is taken until it holds */
-    bool memory_unknown;       /* Redis refused INFO memory (park_room said so once) */
     long strand_wait_ms;       /* nap before a stranded task runs again (stranded()) */
     bool stranded_now;         /* the task in hand was stranded */
     bool begin_ahead;          /* the job in hand's begin.lua was sent ahead, its answer not read */
@@ -223,45 +222,6 @@ static bool job_reruns(void *user, const struct job *j, enum run_status st)
     return reruns(user, j, st);
 }
 
-/* uploader.room: whether Redis has room for `bytes` more of parked output beside this job's
- * outputs waiting to be parked, under PIXQ_PARK_REDIS_MAX_MB and half of its maxmemory. Redis's
- * memory unreadable (INFO refused): room, as before the setting, said once. */
-static bool park_room(void *user, size_t bytes, char *why)
-{
-    struct worker *w = user;
-    if (w->cfg->park_redis_max_mb == 0) {
-        return true;
-    }
-    unsigned long long used = 0, max = 0,
-                       limit = (unsigned long long)w->cfg->park_redis_max_mb << 20;
-    struct err e = {{0}};
-    if (rq_memory(w->rq, &used, &max, &e) < 0) {
-        if (!w->memory_unknown) {
-            char q[ERR_MSG_MAX + 16];
-            LOG_WARN("redis_memory_unavailable",
-                     "error=%s note=\"outputs parked without checking PIXQ_PARK_REDIS_MAX_MB "
-                     "(allow INFO: +info)\"",
-                     log_quote(e.msg, q, sizeof q));
-        }
-        w->memory_unknown = true;
-        return true;
-    }
-    w->memory_unknown = false;
-    for (size_t i = 0; i < w->runner.n_parked; i++) {
-        used += w->runner.parked[i].len;
-    }
-    bool half = max > 0 && max / 2 < limit;
-    limit = half ? max / 2 : limit;
-    if (used + bytes <= limit) {
-        return true;
-    }
-    snprintf(why, ERR_MSG_MAX,
-             "Redis uses %llu MB, and %zu bytes more would pass %llu MB (%s): held in the worker",
-             used >> 20, bytes, limit >> 20,
-             half ? "half its maxmemory" : "PIXQ_PARK_REDIS_MAX_MB");
-    return false;
-}
-
 struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, struct err *e)
 {
     struct worker *w = calloc(1, sizeof *w);
@@ -326,9 +286,6 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
     w->runner.first_seen_user = w;
     w->runner.reruns = job_reruns;
     w->runner.reruns_user = w;
-    w->runner.up.room = park_room;
-    w->runner.up.room_user = w;
-    w->runner.up.stop = stop;
     run_set_redis(&w->runner, w->rq);
     img_init();
     return w;
@@ -1264,7 +1221,7 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
         err_set(&e, "the encoded output '%.200s' expired before it could be uploaded", id);
         metrics_count_output(METRICS_OUTPUT_FAILED);
     } else if (got == 1) {
-        out = run_send(&w->runner, task, blob.data, blob.len, false, &url, &delay, &e);
+        out = run_send(&w->runner, task, blob.data, blob.len, &url, &delay, &e);
     }
     if (got < 0) {
         pending = PARKED_LEFT;

@@ -64,7 +64,6 @@ How the figures are judged:
 
 import json
 import math
-import re
 import signal
 import subprocess
 import sys
@@ -789,130 +788,6 @@ class PoisonedUploadTest(ThrottleCase):
         dead = [json.loads(d) for d in self.redis.lrange(self.key("dead"))]
         self.assertEqual([d["job_id"] for d in dead], ["pois-1"])
         self.assert_no_leftovers(["pois-1"])
-
-
-class ParkRoomTest(ThrottleCase):
-    """PIXQ_PARK_REDIS_MAX_MB: outputs are parked in Redis only while it has room for them. Past
-    the limit (Redis's used_memory against the setting, or half its maxmemory) a worker holds a
-    throttled output and waits for its slot itself, so that an S3 slower than the fleet slows the
-    fleet down instead of filling Redis with blobs until it refuses writes. One worker, every
-    throttled output to be parked (PIXQ_S3_LOCAL_WAIT_MS=0), bucket A at 4 PUT/s, burst 0: of a
-    job's 4 outputs the first goes at once and the next 3 wait 250 ms each."""
-
-    RATE, SAVES = 4, 4
-
-    def fill(self, mb):
-        """Redis uses `mb` MB more (the worker's limit is then passed). SETRANGE makes the
-        string in Redis: sent whole, it would swell Redis's input buffer for a while."""
-        self.redis.execute("SETRANGE", "filler", (mb << 20) - 1, "x")
-
-    def used_memory(self):
-        info = self.redis.execute("INFO", "memory")
-        return int(re.search(r"^used_memory:(\d+)", info, re.M).group(1))
-
-    def run_job(self, job_id, **env):
-        """Runs a job of SAVES outputs to bucket A; returns the worker and the blob keys seen
-        while it ran."""
-        self.limit("bkt-a", self.RATE, 0)
-        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, **env)
-        self.push_jobs([self.job(job_id, "bkt-a", self.SAVES)])
-        seen = set()
-        deadline = time.monotonic() + scaled(30)
-        while time.monotonic() < deadline and not [
-                pb for pb in self.postbacks.postbacks if pb.job_id == job_id]:
-            seen.update(self.blob_keys())
-            self.check_workers()
-            time.sleep(0.02)
-        pb = self.postbacks_for([job_id])[job_id]
-        self.assert_complete(pb, job_id, "bkt-a", self.SAVES)
-        times = [r.time for r in self.puts("bkt-a")]
-        self.assertEqual(len(times), self.SAVES)
-        # held or parked, each output went at its slot
-        self.assertLessEqual(s3stub.window_max(times, 1.0 - JITTER_S), self.RATE)
-        self.assert_no_leftovers([job_id])
-        return worker, sorted(seen)
-
-    def assert_held(self, worker, seen, reason):
-        held = worker.log_events("upload_held")
-        self.assertEqual(seen, [])
-        self.assertEqual(worker.log_events("job_parked"), [])
-        self.assertEqual(len(held), self.SAVES - 1, held)
-        for e in held:
-            self.assertIn(reason, e["reason"])
-            self.assertTrue(0 < int(e["wait_ms"]) <= 1000, e)
-        self.assertEqual(int(self.redis.hgetall(self.key("stats")).get("throttled", 0)), 0)
-
-    def test_held_past_the_limit(self):
-        self.fill(2)
-        worker, seen = self.run_job("held-1", PIXQ_PARK_REDIS_MAX_MB=1)
-        self.assert_held(worker, seen, "(PIXQ_PARK_REDIS_MAX_MB): held in the worker")
-
-    def test_parked_below_the_limit(self):
-        """The same job with room in Redis (the default, 1024 MB): its outputs are parked."""
-        self.fill(2)
-        worker, seen = self.run_job("parked-1")
-        self.assertEqual(len(worker.log_events("job_parked")), 1)
-        self.assertTrue(seen)
-        self.assertEqual(worker.log_events("upload_held"), [])
-
-    def test_half_of_maxmemory(self):
-        """A maxmemory under twice the setting: half of it is the limit. Writes still succeed
-        (Redis is under maxmemory, with a few MB to spare), but parking would take the room the
-        queues need."""
-        self.fill(6)
-        self.redis.execute("CONFIG", "SET", "maxmemory", str(self.used_memory() * 3 // 2))
-        worker, seen = self.run_job("half-1")
-        self.assert_held(worker, seen, "(half its maxmemory): held in the worker")
-
-    def test_stop_while_holding_parks(self):
-        """A worker asked to stop while it holds an output parks it after all, at the slot it
-        reserved, and exits at once; another worker uploads it from Redis at that slot."""
-        self.fill(2)
-        self.limit("bkt-a", 1, 0)
-        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_PARK_REDIS_MAX_MB=1)
-        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
-        sec, usec = self.redis.execute("TIME")
-        slot = int(sec) + int(usec) / 1e6 + 4.0
-        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (slot * 1e6))
-        self.push_jobs([self.job("stop-1", "bkt-a")])
-        self.wait_until(lambda: worker.log_events("upload_held"), 10, "upload_held")
-        t0 = time.monotonic()
-        self.programs.remove(worker)
-        status, killed = worker.terminate()
-        self.assertEqual((status, killed), (0, False))
-        self.assertLess(time.monotonic() - t0, 2.0)
-        self.assertEqual(len(worker.log_events("job_parked")), 1)
-        self.assertEqual(len(self.blob_keys()), 1)
-        self.assertEqual(self.puts("bkt-a"), [])
-        self.start_worker()
-        pb = self.postbacks_for(["stop-1"])["stop-1"]
-        self.assert_complete(pb, "stop-1", "bkt-a", 1)
-        put = self.puts("bkt-a")
-        self.assertEqual(len(put), 1)
-        self.assertTrue(-0.05 <= put[0].time - slot <= 0.7, put[0].time - slot)
-        self.assert_no_leftovers(["stop-1"])
-
-    def test_held_through_a_throttling_answer(self):
-        """After a SlowDown the output waits its back-off in the worker and goes again from
-        there: no blob, one job run."""
-        self.fill(2)
-        self.s3.fail("flaky-bucket", 503, "SlowDown", count=1)
-        worker = self.start_worker(PIXQ_PARK_REDIS_MAX_MB=1)
-        self.push_jobs([self.job("slow-1", "flaky-bucket")])
-        seen = set()
-        while not [pb for pb in self.postbacks.postbacks if pb.job_id == "slow-1"]:
-            seen.update(self.blob_keys())
-            self.check_workers()
-            time.sleep(0.02)
-        pb = self.postbacks_for(["slow-1"])["slow-1"]
-        self.assert_complete(pb, "slow-1", "flaky-bucket", 1)
-        self.assertEqual([(r.status, r.code or None) for r in self.puts("flaky-bucket")],
-                         [(503, "SlowDown"), (200, None)])
-        self.assertEqual(sorted(seen), [])
-        self.assertEqual(worker.log_events("job_parked"), [])
-        self.assertEqual(len(worker.log_events("upload_held")), 1)
-        self.assert_downloaded_once(["slow-1"])
-        self.assert_no_leftovers(["slow-1"])
 
 
 class NoCredentialsTest(ThrottleCase):
