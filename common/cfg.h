@@ -88,6 +88,7 @@ struct cfg {
     long s3_idle_ms;
     long rl_idle_ttl_s;
     long blob_ttl_s;
+    long max_parked_mb; /* of one queue; 0: no limit */
     long wait_for_s3_interval_ms;
     long wait_for_s3_max_ms;
     bool postback_retry;

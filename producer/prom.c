@@ -140,6 +140,8 @@ void stats_print_prometheus(json_object *s)
     queue_gauge(queues, "pixq_queue_delayed", "delayed", "Entries in pixq:{Q}:delayed.");
     queue_gauge(queues, "pixq_queue_dead", "dead", "Entries in pixq:{Q}:dead.");
     queue_gauge(queues, "pixq_queue_active", "active", "Entries on the workers' active lists.");
+    queue_gauge(queues, "pixq_queue_parked_bytes", "parked_bytes",
+                "Bytes of the queue's outputs parked in Redis (PIXQ_MAX_PARKED_MB).");
     queue_gauge(queues, "pixq_queue_live_workers", "live_workers", "Workers with a valid lease.");
     prom_queue_details(queues);
     prom_workers(queues);

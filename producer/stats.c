@@ -57,6 +57,15 @@ static long long int_on_key(struct sctx *s, const char *cmd, const char *q, cons
     return v;
 }
 
+/* Bytes of the queue's parked outputs (pixq:{q}:parked, kept by park.lua and upload_done.lua). */
+static long long parked_bytes(struct sctx *s, const char *q)
+{
+    redisReply *r = on_key(s, "GET", q, "parked", NULL);
+    long long v = r != NULL && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    return v > 0 ? v : 0;
+}
+
 /* Jobs waiting on pixq:{q}:jobs: its length less the wake-up tokens among the entries at its
  * consuming end (where delay.lua and finish.lua push them; a worker takes them first), which are
  * no work. */
@@ -390,6 +399,7 @@ static json_object *queue_stats(struct sctx *s, const char *q)
                            json_object_new_int64(int_on_key(s, "ZCARD", q, "delayed")));
     json_object_object_add(o, "dead", json_object_new_int64(int_on_key(s, "LLEN", q, "dead")));
     json_object_object_add(o, "active", json_object_new_int64(active_entries(s, q)));
+    json_object_object_add(o, "parked_bytes", json_object_new_int64(parked_bytes(s, q)));
     json_object_object_add(o, "oldest_job", oldest_job(s, q));
     json_object_object_add(o, "throughput", throughput(s, q));
     json_object_object_add(o, "live_workers", json_object_new_int64(live_workers(s, q)));
@@ -525,6 +535,7 @@ static void print_queue(json_object *q)
     printf("  delayed        %lld\n", cli_int(q, "delayed"));
     printf("  dead           %lld\n", cli_int(q, "dead"));
     printf("  active         %lld\n", cli_int(q, "active"));
+    printf("  parked bytes   %lld\n", cli_int(q, "parked_bytes"));
     print_oldest(q);
     printf("  last minute    %lld succeeded, %lld failed\n", cli_int(t, "succeeded"),
            cli_int(t, "failed"));
@@ -564,11 +575,11 @@ static const char STATS_USAGE[] =
     "usage: pixq stats [--json | --prometheus] [--watch [SECONDS] [--count N]]\n"
     "\n"
     "For every queue of PIXQ_QUEUE (highest priority first): jobs waiting, delayed, dead and\n"
-    "active; the oldest waiting job's age (by its pixq_enqueued_at stamp; \"unknown\" for jobs\n"
-    "pushed without it); jobs succeeded and failed in the last minute; the live workers and what\n"
-    "each holds, since when (the first 1000 workers by lease deadline are listed; every one is\n"
-    "counted); the queue's counters. Then the upload limiter of every S3 bucket (as pixq limit\n"
-    "show).\n"
+    "active; the bytes of its outputs parked in Redis (PIXQ_MAX_PARKED_MB); the oldest waiting\n"
+    "job's age (by its pixq_enqueued_at stamp; \"unknown\" for jobs pushed without it); jobs\n"
+    "succeeded and failed in the last minute; the live workers and what each holds, since when\n"
+    "(the first 1000 workers by lease deadline are listed; every one is counted); the queue's\n"
+    "counters. Then the upload limiter of every S3 bucket (as pixq limit show).\n"
     "\n"
     "  --json            one JSON object per refresh\n"
     "  --prometheus      the Prometheus text exposition format\n"

@@ -39,14 +39,22 @@ struct wqueue {
     char delayed_key[RQ_KEY_MAX];
     char recov_key[RQ_KEY_MAX];
     char tput_key[RQ_KEY_MAX];
-    char prefix[RQ_KEY_MAX]; /* "pixq:{name}:", which every per-job key starts with */
+    char parked_key[RQ_KEY_MAX]; /* bytes of the queue's parked outputs (park.lua) */
+    char prefix[RQ_KEY_MAX];     /* "pixq:{name}:", which every per-job key starts with */
     size_t prefix_len;
     long next_promote_at; /* monotonic ms */
     bool due_soon;        /* next_promote_at is a delayed job's due time, not a routine look */
+    bool gated;           /* past PIXQ_MAX_PARKED_MB when last told: only tasks are taken */
+    long gate_at;         /* when that was told (monotonic ms; 0: never) */
+    long gated_since;     /* when it last went past it */
+    long gate_logged_at;  /* when queue_gated was last logged (0: never) */
 };
 
-#define UNSETTLED_MAX      8 /* settlements kept while Redis refuses them */
-#define POISON_NESTING_MAX 8 /* pills in pills unwrapped (see handle_poison) */
+#define UNSETTLED_MAX      8     /* settlements kept while Redis refuses them */
+#define GATE_RECHECK_MS    1000  /* an idle worker asks a queue's parked limit this often */
+#define GATED_NAP_MS       200   /* a queue past it is looked at for tasks this often */
+#define GATE_LOG_MS        60000 /* queue_gated is logged at most this often per queue */
+#define POISON_NESTING_MAX 8     /* pills in pills unwrapped (see handle_poison) */
 
 /* A settlement settle() gave up on (Redis down or refusing writes): its payload stays on the
  * active list and comes back; it is then settled as it was decided, not run (and posted back)
@@ -71,6 +79,7 @@ struct worker {
     struct cfg_delays postback_delays; /* PIXQ_POSTBACK_RETRY_DELAYS_S */
     char id[300];
     char ttl_arg[32], dead_max_arg[32], dead_age_arg[32]; /* settings as script arguments */
+    char parked_max_arg[32];                              /* PIXQ_MAX_PARKED_MB, bytes */
     struct wqueue q[LEASE_QUEUES_MAX];
     size_t nq;
     struct wqueue *cur; /* the queue of the payload in hand: it settles there */
@@ -149,6 +158,7 @@ static int queue_keys(struct wqueue *q, const char *wid, struct err *e)
         rq_key(q->delayed_key, RQ_KEY_MAX, q->name, "delayed") < 0 ||
         rq_key(q->recov_key, RQ_KEY_MAX, q->name, "recov") < 0 ||
         rq_key(q->tput_key, RQ_KEY_MAX, q->name, "tput") < 0 ||
+        rq_key(q->parked_key, RQ_KEY_MAX, q->name, "parked") < 0 ||
         rq_key(q->prefix, RQ_KEY_MAX, q->name, "") < 0) {
         return err_set(e, "PIXQ_QUEUE: queue name '%.100s' too long", q->name);
     }
@@ -187,6 +197,8 @@ static int init_settings(struct worker *w, struct err *e)
     snprintf(w->ttl_arg, sizeof w->ttl_arg, "%ld", c->result_ttl_s);
     snprintf(w->dead_max_arg, sizeof w->dead_max_arg, "%ld", c->dead_max);
     snprintf(w->dead_age_arg, sizeof w->dead_age_arg, "%ld", c->dead_max_age_s * 1000);
+    snprintf(w->parked_max_arg, sizeof w->parked_max_arg, "%lld",
+             (long long)c->max_parked_mb << 20);
     return cfg_delays(c->postback_retry_delays_s, &w->postback_delays, e); /* cfg_load checked */
 }
 
@@ -402,8 +414,8 @@ struct settlement {
 struct finish_call {
     char result_key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
     char retry_ms[32];
-    const char *keys[9], *args[12];
-    size_t lens[12];
+    const char *keys[10], *args[14];
+    size_t lens[14];
 };
 
 static void finish_call_init(struct worker *w, const struct buf *payload,
@@ -414,18 +426,20 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
     job_key(w, s->posted_id != NULL ? s->posted_id : "", "job", -1, c->job_hash,
             sizeof c->job_hash);
     snprintf(c->retry_ms, sizeof c->retry_ms, "%ld", s->retry_ms);
-    const char *keys[] = {w->active_key,    c->result_key, w->dead_key, w->stats_key,  w->recov_key,
-                          w->cur->tput_key, c->job_hash,   w->jobs_key, w->delayed_key};
+    const char *keys[] = {w->active_key,  c->result_key,     w->dead_key, w->stats_key,
+                          w->recov_key,   w->cur->tput_key,  c->job_hash, w->jobs_key,
+                          w->delayed_key, w->cur->parked_key};
     const char *args[] = {payload->data,      s->result,
                           w->ttl_arg,         s->dead != NULL ? s->dead : "",
                           w->dead_max_arg,    s->counter,
                           w->dead_age_arg,    s->posted != NULL ? s->posted : "",
                           next ? "next" : "", s->retry != NULL ? s->retry : "",
-                          c->retry_ms,        RQ_WAKE_TOKEN};
+                          c->retry_ms,        RQ_WAKE_TOKEN,
+                          w->parked_max_arg,  RQ_TASK_MARK};
     memcpy(c->keys, keys, sizeof keys);
     memcpy(c->args, args, sizeof args);
     c->lens[0] = payload->len;
-    for (int i = 1; i < 12; i++) {
+    for (int i = 1; i < 14; i++) {
         c->lens[i] = strlen(args[i]);
     }
 }
@@ -440,14 +454,39 @@ static bool may_fold(const struct worker *w)
            rq_io_errors(w->rq) == w->io_at_start && lease_fresh_ms(w->lease) > 0;
 }
 
+/* Notes whether `q` is past PIXQ_MAX_PARKED_MB (finish.lua's or take.lua's answer `flag`). Near
+ * the limit each park and each upload may cross it: a spell past it is logged when it starts
+ * (once a minute at most) and when it ends after a second or more. */
+static void note_gate(struct worker *w, struct wqueue *q, const redisReply *flag)
+{
+    bool gated = flag != NULL && flag->type == REDIS_REPLY_INTEGER && flag->integer == 1;
+    long now = clock_mono_ms();
+    if (gated && !q->gated) {
+        q->gated_since = now;
+        if (q->gate_logged_at == 0 || now - q->gate_logged_at >= GATE_LOG_MS) {
+            LOG_WARN("queue_gated", "queue=%s max_parked_mb=%ld action=tasks_only", q->name,
+                     w->cfg->max_parked_mb);
+            q->gate_logged_at = now;
+        }
+    } else if (!gated && q->gated && now - q->gated_since >= 1000) {
+        LOG_INFO("queue_ungated", "queue=%s gated_ms=%ld action=taking_jobs", q->name,
+                 now - q->gated_since);
+    }
+    q->gated = gated;
+    q->gate_at = now;
+}
+
 /* finish.lua's answer: 1 settled, 0 not ours. A payload it reserved is kept for the next turn. */
 static int finish_reply(struct worker *w, const redisReply *r)
 {
     if (r->type == REDIS_REPLY_INTEGER) {
         return r->integer == 1;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
         return 0;
+    }
+    if (r->elements == 3) {
+        note_gate(w, w->cur, r->element[2]);
     }
     const redisReply *next = r->element[1];
     if (next->type == REDIS_REPLY_STRING) {
@@ -472,7 +511,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
     long backoff = BACKOFF_MIN_MS;
     for (long attempt = 0; attempt < w->cfg->settle_attempts; attempt++) {
         struct err e = {{0}};
-        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 9, c.keys, 12, c.args, c.lens, &e);
+        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 10, c.keys, 14, c.args, c.lens, &e);
         if (r != NULL) {
             int settled = finish_reply(w, r);
             freeReplyObject(r);
@@ -815,7 +854,7 @@ static char *task_envelope(json_object *task)
     return s;
 }
 
-/* The arguments of one park.lua call (see its header): 4 fixed keys and args, then per parked
+/* The arguments of one park.lua call (see its header): 6 fixed keys and 4 args, then per parked
  * output a blob key and three args. */
 struct park_call {
     size_t n;
@@ -842,7 +881,7 @@ static void park_call_free(struct park_call *c)
 static int park_call_init(struct park_call *c, size_t n)
 {
     c->n = n;
-    c->keys = calloc(5 + n, sizeof *c->keys);
+    c->keys = calloc(6 + n, sizeof *c->keys);
     c->args = calloc(4 + 3 * n, sizeof *c->args);
     c->lens = calloc(4 + 3 * n, sizeof *c->lens);
     c->blob_keys = calloc(n + 1, RQ_KEY_MAX);
@@ -864,7 +903,7 @@ static int park_call_outputs(struct worker *w, const char *job_id, struct park_c
         }
         long delay = p->due_ms - clock_mono_ms(); /* the job went on since the output parked */
         snprintf(c->delays[i], 32, "%ld", delay > 0 ? delay : 0);
-        c->keys[5 + i] = c->blob_keys[i];
+        c->keys[6 + i] = c->blob_keys[i];
         c->args[4 + 3 * i] = c->envs[i];
         c->lens[4 + 3 * i] = strlen(c->envs[i]);
         c->args[5 + 3 * i] = c->delays[i];
@@ -898,8 +937,8 @@ static void park_job(struct worker *w, struct task *t)
     job_key(w, t->job->id, "job", -1, job_hash, sizeof job_hash);
     snprintf(ttl, sizeof ttl, "%ld", w->cfg->blob_ttl_s);
     const char *objs = json_object_to_json_string_ext(w->runner.objs, JSON_C_TO_STRING_PLAIN);
-    const char *fixed_keys[] = {w->active_key, job_hash, w->delayed_key, w->stats_key,
-                                w->recov_key};
+    const char *fixed_keys[] = {w->active_key, job_hash,     w->delayed_key,
+                                w->stats_key,  w->recov_key, w->cur->parked_key};
     char *base = result_json_numbered(t->result); /* its images' save numbers: see assembly */
     const char *fixed_args[] = {t->payload.data, base, ttl, objs};
     if (base != NULL && park_call_init(&c, w->runner.n_parked) == 0 &&
@@ -909,13 +948,14 @@ static void park_job(struct worker *w, struct task *t)
             c.lens[i] = i == 0 ? t->payload.len : strlen(fixed_args[i]);
         }
         memcpy(c.keys, fixed_keys, sizeof fixed_keys);
-        r = rq_script(w->rq, RQ_SCRIPT_PARK, (int)(5 + c.n), c.keys, (int)(4 + 3 * c.n), c.args,
+        r = rq_script(w->rq, RQ_SCRIPT_PARK, (int)(6 + c.n), c.keys, (int)(4 + 3 * c.n), c.args,
                       c.lens, &e);
     }
     char q[ERR_MSG_MAX + 16];
     if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
         LOG_INFO("job_parked", "job_id=%s outputs=%zu", t->job->id, c.n);
         metrics_count_job(METRICS_JOB_PARKED);
+        w->cur->gate_at = 0; /* the parked bytes grew: asked at the next reservation */
         for (size_t i = 0; i < c.n; i++) {
             plan_due(w->cur, w->runner.parked[i].due_ms);
         }
@@ -966,10 +1006,10 @@ static long record_upload(struct worker *w, const char *job_id, int n, const cha
     job_key(w, job_id, "job", -1, job_hash, sizeof job_hash);
     job_key(w, job_id, "blob", n, blob, sizeof blob);
     snprintf(nbuf, sizeof nbuf, "%d", n);
-    const char *keys[] = {job_hash, blob};
+    const char *keys[] = {job_hash, blob, w->cur->parked_key};
     const char *args[] = {nbuf, kind, a, b};
     struct err e = {{0}};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_UPLOAD_DONE, 2, keys, 4, args, NULL, &e);
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_UPLOAD_DONE, 3, keys, 4, args, NULL, &e);
     long pending = PARKED_LEFT;
     if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
         pending = r->integer == -2 ? PARKED_OTHERS
@@ -1652,17 +1692,18 @@ static long retry_delay_ms(struct worker *w, const struct job *j, enum run_statu
 }
 
 /* requeue.lua: the reserved payload leaves the active list; `next` runs in `delay` ms. For the
- * upload task of output `parked_n` of job `parked_id` (else NULL), its blob and the job hash are
- * kept until then and PIXQ_BLOB_TTL_S longer. Returns 1, 0 if the payload was no longer on the
- * active list (another worker took it), or -1 on a Redis error (`e`). */
+ * upload task of output `parked_n` of job `parked_id` (else NULL), its blob, the job hash and the
+ * queue's parked counter are kept until then and PIXQ_BLOB_TTL_S longer. Returns 1, 0 if the
+ * payload was no longer on the active list (another worker took it), or -1 on a Redis error (`e`).
+ */
 static int requeue(struct worker *w, struct task *t, const char *next, long delay,
                    const char *counter, const char *parked_id, int parked_n, struct err *e)
 {
     char ms[32], ttl[32], blob[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
     snprintf(ms, sizeof ms, "%ld", delay);
     snprintf(ttl, sizeof ttl, "%ld", w->cfg->blob_ttl_s);
-    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key,
-                          w->recov_key,  blob,           job_hash};
+    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key,      w->recov_key,
+                          blob,          job_hash,       w->cur->parked_key};
     const char *args[] = {t->payload.data, next, ms, counter, ttl};
     size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter), strlen(ttl)};
     bool parked = parked_id != NULL;
@@ -1671,7 +1712,7 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
         job_key(w, parked_id, "job", -1, job_hash, sizeof job_hash);
     }
     redisReply *r =
-        rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 6 : 4, keys, parked ? 5 : 4, args, lens, e);
+        rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 7 : 4, keys, parked ? 5 : 4, args, lens, e);
     int rc = -1;
     if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
         rc = r->integer >= 0 ? 1 : 0;
@@ -1871,6 +1912,49 @@ static int block_on(struct worker *w, struct wqueue *q, long block, struct buf *
     return took_from(w, q, rq_commandv(w->rq, block, 6, argv, NULL, e), payload, e);
 }
 
+/* Whether a reservation from `q` goes through take.lua: PIXQ_MAX_PARKED_MB is set, and the
+ * queue was past it when last told or has not been asked for GATE_RECHECK_MS (a busy worker
+ * is told by every finish.lua that reserves its next job). */
+static bool gate_check_due(const struct worker *w, const struct wqueue *q)
+{
+    return w->cfg->max_parked_mb > 0 &&
+           (q->gated || q->gate_at == 0 || clock_mono_ms() - q->gate_at >= GATE_RECHECK_MS);
+}
+
+/* take.lua: one entry of `q` into its active list, a fresh job only while the queue is within
+ * PIXQ_MAX_PARKED_MB. Returns 1 with the payload (its queue in use), 0 if none was taken, -1. */
+static int take_gated(struct worker *w, struct wqueue *q, struct buf *payload, struct err *e)
+{
+    const char *keys[] = {q->jobs_key, q->active_key, q->parked_key};
+    const char *args[] = {w->parked_max_arg, RQ_TASK_MARK, RQ_WAKE_TOKEN};
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_TAKE, 3, keys, 3, args, NULL, e);
+    if (r == NULL) {
+        return -1;
+    }
+    int got = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        note_gate(w, q, r->element[1]);
+        got = take_reply(r->element[0], payload, e);
+        if (got == 1) {
+            use_queue(w, q);
+        } else if (got < 0) {
+            w->check_active = true; /* out of memory: it is on the active list */
+        }
+    } else {
+        err_set(e, "take.lua answered %d", r->type);
+    }
+    freeReplyObject(r);
+    return got;
+}
+
+/* A queue past its parked limit with no task to take: a look again in GATED_NAP_MS, or at the
+ * next promotion if sooner (it may bring tasks). */
+static void nap_gated(struct worker *w, long next_promote_at)
+{
+    long until = next_promote_at - clock_mono_ms();
+    nap(w, until < GATED_NAP_MS ? (until > 0 ? until : 0) : GATED_NAP_MS);
+}
+
 /* `block`, or less: a wait for a job ends while the lease surely holds (lease_fresh_ms). A
  * worker frozen in BLMOVE is reaped only after the wait is over in Redis, so that the wait cannot
  * move a job onto the list of a reaped worker. */
@@ -1884,6 +1968,15 @@ static long until_lease_ends(const struct worker *w, long block)
 static int reserve_one(struct worker *w, struct buf *payload, struct err *e)
 {
     struct wqueue *q = &w->q[0];
+    if (gate_check_due(w, q)) {
+        int got = take_gated(w, q, payload, e);
+        if (got == 0 && q->gated) {
+            nap_gated(w, q->next_promote_at);
+        }
+        if (got != 0 || q->gated) {
+            return got;
+        }
+    }
     long block = q->next_promote_at - clock_mono_ms();
     if (q->due_soon) {
         /* Redis may end the wait up to a tick late: stop a tick early and, rather than block,
@@ -1958,6 +2051,27 @@ static int sweep(struct worker *w, struct buf *payload, struct err *e)
     return got != 0 ? got : (rc < 0 ? -1 : 0);
 }
 
+/* sweep(), or while a queue's parked limit is to be asked (gate_check_due), one queue after the
+ * other in priority order, through take.lua where it is: the first entry taken is kept. */
+static int sweep_gated(struct worker *w, struct buf *payload, struct err *e)
+{
+    bool gates = false;
+    for (size_t i = 0; i < w->nq && !gates; i++) {
+        gates = gate_check_due(w, &w->q[i]);
+    }
+    if (!gates) {
+        return sweep(w, payload, e);
+    }
+    for (size_t i = 0; i < w->nq; i++) {
+        struct wqueue *q = &w->q[i];
+        int got = gate_check_due(w, q) ? take_gated(w, q, payload, e) : take_now(w, q, payload, e);
+        if (got != 0) {
+            return got;
+        }
+    }
+    return 0;
+}
+
 /* Several queues. BLMOVE takes one source, so after an empty sweep the worker blocks on the
  * first (highest-priority) queue only, for at most PIXQ_QUEUE_POLL_MS, then sweeps again: a job
  * pushed onto the first queue is taken at once, one pushed onto a lower queue of an idle worker
@@ -1965,13 +2079,17 @@ static int sweep(struct worker *w, struct buf *payload, struct err *e)
  * is one sweep per poll interval while idle. */
 static int reserve_multi(struct worker *w, struct buf *payload, struct err *e)
 {
-    int got = sweep(w, payload, e);
+    int got = sweep_gated(w, payload, e);
     if (got != 0) {
         return got;
     }
     struct wqueue *soonest = &w->q[0];
     for (size_t i = 1; i < w->nq; i++) {
         soonest = w->q[i].next_promote_at < soonest->next_promote_at ? &w->q[i] : soonest;
+    }
+    if (w->q[0].gated) { /* blocking on it would take a fresh job */
+        nap_gated(w, soonest->next_promote_at);
+        return 0;
     }
     long block = soonest->next_promote_at - clock_mono_ms();
     if (soonest->due_soon) {

@@ -29,10 +29,15 @@
 -- ARGV[11] its delay, ms
 -- ARGV[12] the wake-up token pushed onto KEYS[8] when the retry is the earliest delayed payload
 --          (as delay.lua does)
+-- KEYS[10], ARGV[13], ARGV[14] optional, with "next": pixq:{Q}:parked (bytes of the queue's
+--          parked outputs), PIXQ_MAX_PARKED_MB in bytes (0: no limit) and RQ_TASK_MARK. Past the
+--          limit the next entry is reserved only if it is one of pixq's own (a task or the
+--          wake-up token): the queue's fresh jobs wait until uploads bring the parked bytes down
 --
 -- Returns 1 if the job was on the active list and is now settled; 0 if it was not there (another
 -- worker reaped it: the caller no longer owns the job, and nothing else is written). With ARGV[9]
--- "next": {1 or 0, the next payload now on KEYS[1] or nil (none queued, or the job was lost)}.
+-- "next": {1 or 0, the next payload now on KEYS[1] or nil (none queued, or the job was lost),
+-- and with KEYS[10] 1 when the queue is past its parked limit, else 0}.
 
 local want_next = ARGV[9] == 'next'
 if ARGV[8] and ARGV[8] ~= '' then
@@ -109,7 +114,18 @@ if KEYS[6] and (ARGV[6] == 'succeeded' or ARGV[6] == 'failed') then
         redis.call('EXPIRE', KEYS[6], TPUT_KEEP_S)
     end
 end
-if want_next then
+if want_next and not KEYS[10] then
     return {1, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT')}
+end
+if want_next then
+    local limit = tonumber(ARGV[13])
+    if limit > 0 and (tonumber(redis.call('GET', KEYS[10])) or 0) > limit then
+        local head = redis.call('LINDEX', KEYS[8], -1)
+        if head and (head:sub(1, #ARGV[14]) == ARGV[14] or head == ARGV[12]) then
+            return {1, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 1}
+        end
+        return {1, false, 1}
+    end
+    return {1, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 0}
 end
 return 1

@@ -2,6 +2,9 @@
 --
 -- KEYS[1] pixq:{Q}:job:<id>
 -- KEYS[2] pixq:{Q}:blob:<id>:<n>
+-- KEYS[3] optional: pixq:{Q}:parked, less the blob's size when the blob is deleted here (once:
+--         a blob is deleted once; one that expired was never counted out, and is forgotten when
+--         the counter expires, no earlier than the blob)
 -- ARGV[1] n, the output's number
 -- ARGV[2] "img" with ARGV[3] the image entry JSON and ARGV[4] the object JSON (uploaded), or
 --         "err" with ARGV[3] the error and ARGV[4] the image_identifier (failed for good)
@@ -12,8 +15,16 @@
 -- hash is gone (expired), or -2 when output n was recorded already and the job is complete but
 -- not by n: the task of the last output completes it, not this one.
 
+local function drop_blob()
+    local size = redis.call('STRLEN', KEYS[2])
+    if redis.call('DEL', KEYS[2]) == 1 and KEYS[3] and size > 0 and
+        redis.call('DECRBY', KEYS[3], size) < 0 then
+        redis.call('DEL', KEYS[3]) -- blobs parked before the counter existed: none left counted
+    end
+end
+
 if redis.call('EXISTS', KEYS[1]) == 0 then
-    redis.call('DEL', KEYS[2])
+    drop_blob()
     return -1
 end
 if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2]) == 0 then
@@ -29,7 +40,7 @@ if ARGV[2] == 'img' then
 else
     redis.call('HSET', KEYS[1], 'err:' .. ARGV[1], ARGV[3], 'fail:' .. ARGV[1], ARGV[4])
 end
-redis.call('DEL', KEYS[2])
+drop_blob()
 local pending = redis.call('HINCRBY', KEYS[1], 'pending', -1)
 if pending == 0 then
     redis.call('HSET', KEYS[1], 'last', ARGV[1])

@@ -547,7 +547,8 @@ class StatsTest(CliCase):
         self.assertEqual(s, {"live_workers": 0, "counters": {}, "limits": [],
                              "throughput": {"window_s": 60, "succeeded": 0, "failed": 0},
                              "queues": [{"queue": "default", "jobs": 0, "delayed": 0, "dead": 0,
-                                         "active": 0, "oldest_job": None, "live_workers": 0,
+                                         "active": 0, "parked_bytes": 0, "oldest_job": None,
+                                         "live_workers": 0,
                                          "registered_workers": 0, "workers": [], "counters": {},
                                          "throughput": {"window_s": 60, "succeeded": 0,
                                                         "failed": 0}}]})
@@ -641,7 +642,7 @@ class StatsViewsTest(CliCase):
             self.assertEqual(fams[name]["type"], typ)
             self.assertTrue(fams[name]["help"])
         for q in s["queues"]:
-            for field in ("jobs", "delayed", "dead", "active", "live_workers"):
+            for field in ("jobs", "delayed", "dead", "active", "parked_bytes", "live_workers"):
                 self.assertEqual(prom_value(fams, "pixq_queue_" + field, queue=q["queue"]),
                                  q[field], (field, q["queue"]))
         self.assertEqual(prom_value(fams, "pixq_queue_dead", queue=WEIRD_QUEUE), 1)

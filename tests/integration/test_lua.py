@@ -31,8 +31,8 @@ def key(name):
     return "pixq:{%s}:%s" % (Q, name)
 
 
-JOBS, WORKERS, DELAYED, DEAD, STATS, RECOV, REAPED = (key(n) for n in (
-    "jobs", "workers", "delayed", "dead", "stats", "recov", "reaped"))
+JOBS, WORKERS, DELAYED, DEAD, STATS, RECOV, REAPED, PARKED = (key(n) for n in (
+    "jobs", "workers", "delayed", "dead", "stats", "recov", "reaped", "parked"))
 
 
 def sha1(payload):
@@ -692,6 +692,29 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.r.exists(active("w1")), 0)
         self.assertEqual(self.stats()["succeeded"], 3)
 
+    def finish_gated(self, payload, limit):
+        return self.run_script(
+            "finish", [active("w1"), key("result:j1"), DEAD, STATS, RECOV, key("tput"),
+                       key("job:j1"), JOBS, DELAYED, PARKED],
+            [payload, "r", 600, "", 100, "succeeded", 86400000, "", "next", "", 0,
+             '{"pixq_wake":true}', limit, "pixq-task:"])
+
+    def test_past_the_parked_limit_only_a_task_is_reserved_next(self):
+        task = 'pixq-task:{"pixq_upload":{"job_id":"z"}}'
+        self.r.lpush(JOBS, "job-b", "job-c")  # job-b at the consumer end
+        self.r.lpush(active("w1"), "job-a")
+        self.r.set(PARKED, 5000)
+        self.assertEqual(self.finish_gated("job-a", 0), [1, "job-b", 0])  # 0: no limit
+        self.assertEqual(self.finish_gated("job-b", 5000), [1, "job-c", 0])
+        self.r.lpush(JOBS, "job-d")
+        self.assertEqual(self.finish_gated("job-c", 4999), [1, None, 1])  # settled all the same
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertEqual(self.stats()["succeeded"], 3)
+        self.r.rpush(JOBS, task)
+        self.r.lpush(active("w1"), "job-x")
+        self.assertEqual(self.finish_gated("job-x", 4999), [1, task, 1])
+        self.assertEqual(self.r.lrange(JOBS), ["job-d"])
+
     def test_no_next_job_is_reserved_when_the_job_was_lost(self):
         self.r.lpush(JOBS, "job-b")
         self.assertEqual(self.finish8("w1", "job-a", nxt="next"), [0, None])
@@ -853,7 +876,7 @@ class ParkTest(LuaTestCase):
     """park.lua: a job's throttled outputs go to delayed (with their bytes as blobs)."""
 
     def park(self, wid, payload, tasks, job_id="j1", ttl=600):
-        keys = [active(wid), key("job:" + job_id), DELAYED, STATS, RECOV]
+        keys = [active(wid), key("job:" + job_id), DELAYED, STATS, RECOV, PARKED]
         keys += [key("blob:%s:%d" % (job_id, n)) for n in range(len(tasks))]
         args = [payload, '{"base":1}', ttl, '["obj0"]']
         for task, delay, blob in tasks:
@@ -877,6 +900,23 @@ class ParkTest(LuaTestCase):
         self.assert_near(self.zscore(DELAYED, "task-0"), t0 + 100)
         self.assert_near(self.zscore(DELAYED, "task-1"), t0 + 5000)
         self.assertEqual(self.stats(), {"throttled": 2})
+        # the queue's parked bytes, kept as long as the longest-kept blob
+        self.assertEqual(self.r.get(PARKED), str(len("bytes-0") + len("bytes\r\n1")))
+        self.assertTrue(604000 <= self.r.pttl(PARKED) <= 605000)
+
+    def test_parked_bytes_add_up_and_keep_the_longest_expiry(self):
+        self.r.lpush(active("w1"), "job-a", "job-b")
+        self.park("w1", "job-a", [("task-0", 9000, "x" * 1000)])
+        self.park("w1", "job-b", [("task-0", 100, "y" * 500)], job_id="j2")
+        self.assertEqual(self.r.get(PARKED), "1500")
+        self.assertTrue(608000 <= self.r.pttl(PARKED) <= 609000)  # j1's, not j2's shorter one
+
+    def test_a_blob_parked_again_counts_once(self):
+        # the same job parked by a second run (a dead job retried) before the first's upload
+        self.r.lpush(active("w1"), "job-a", "job-a")
+        self.park("w1", "job-a", [("task-0", 100, "x" * 1000)])
+        self.park("w1", "job-a", [("task-0", 100, "x" * 800)])
+        self.assertEqual(self.r.get(PARKED), "800")
 
     def test_an_earlier_runs_outputs_are_forgotten(self):
         # a dead job retried (or its job_id submitted again) parks again: the first run's
@@ -929,13 +969,42 @@ class UploadDoneTest(LuaTestCase):
     """upload_done.lua: one parked output settled, once."""
 
     def done(self, n, kind, a, b, job_id="j1"):
-        keys = [key("job:" + job_id), key("blob:%s:%d" % (job_id, n))]
+        keys = [key("job:" + job_id), key("blob:%s:%d" % (job_id, n)), PARKED]
         return self.run_script("upload_done", keys, [n, kind, a, b])
 
     def park_two(self):
         self.r.execute("HSET", key("job:j1"), "payload", "job-a", "pending", 2)
         self.r.set(key("blob:j1:0"), "bytes-0")
         self.r.set(key("blob:j1:1"), "bytes-1")
+        self.r.execute("SET", PARKED, 14, "PX", 60000)
+
+    def test_parked_bytes_go_down_once_per_blob(self):
+        self.park_two()
+        self.r.execute("INCRBY", PARKED, 100)  # another job's
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
+        self.assertEqual(self.r.get(PARKED), "107")
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)  # run twice
+        self.assertEqual(self.r.get(PARKED), "107")
+        self.assertEqual(self.done(1, "err", "gone", "thumb"), 0)
+        self.assertEqual(self.r.get(PARKED), "100")
+        self.assertTrue(59000 <= self.r.pttl(PARKED) <= 60000)  # its expiry stays
+
+    def test_parked_bytes_never_go_below_zero(self):
+        # blobs parked before the counter existed (an older worker), or after it expired
+        self.park_two()
+        self.r.execute("DEL", PARKED)
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
+        self.assertEqual(self.r.exists(PARKED), 0)
+        self.r.set(PARKED, 3)
+        self.assertEqual(self.done(1, "img", '{"image":1}', '{"obj":1}'), 0)
+        self.assertEqual(self.r.exists(PARKED), 0)
+
+    def test_expired_blob_counts_nothing_out(self):
+        # its bytes stay counted until the counter expires, which is no earlier than the blob
+        self.park_two()
+        self.r.execute("DEL", key("blob:j1:0"))
+        self.assertEqual(self.done(0, "err", "expired", "thumb"), 1)
+        self.assertEqual(self.r.get(PARKED), "14")
 
     def test_outputs_settle_one_by_one(self):
         self.park_two()
@@ -981,8 +1050,42 @@ class UploadDoneTest(LuaTestCase):
 
     def test_expired_job_drops_the_blob(self):
         self.r.set(key("blob:j1:0"), "bytes-0")
+        self.r.set(PARKED, 10)
         self.assertEqual(self.done(0, "img", "{}", "{}"), -1)
         self.assertEqual(self.r.exists(key("blob:j1:0"), key("job:j1")), 0)
+        self.assertEqual(self.r.get(PARKED), "3")
+        self.assertEqual(self.done(0, "img", "{}", "{}"), -1)  # again: nothing more
+        self.assertEqual(self.r.get(PARKED), "3")
+
+
+class TakeTest(LuaTestCase):
+    """take.lua: within PIXQ_MAX_PARKED_MB any entry is reserved; past it only pixq's own."""
+
+    TASK = 'pixq-task:{"pixq_upload":{"job_id":"z"}}'
+    WAKE = '{"pixq_wake":true}'
+
+    def take(self, limit=1000):
+        return self.run_script("take", [JOBS, active("w1"), PARKED],
+                               [limit, "pixq-task:", self.WAKE])
+
+    def test_within_the_limit_anything(self):
+        self.r.lpush(JOBS, "job-b", "job-a")
+        self.r.set(PARKED, 1000)  # at the limit is within it
+        self.assertEqual(self.take(), ["job-b", 0])
+        self.r.execute("DEL", PARKED)
+        self.assertEqual(self.take(), ["job-a", 0])
+        self.assertEqual(self.take(), [None, 0])
+        self.assertEqual(self.r.lrange(active("w1")), ["job-a", "job-b"])
+
+    def test_past_the_limit_only_tasks(self):
+        self.r.set(PARKED, 1001)
+        self.r.lpush(JOBS, "job-a")
+        self.r.rpush(JOBS, self.WAKE, self.TASK)  # promoted: at the consumer end
+        self.assertEqual(self.take(), [self.TASK, 1])
+        self.assertEqual(self.take(), [self.WAKE, 1])
+        self.assertEqual(self.take(), [None, 1])  # a fresh job waits
+        self.assertEqual(self.r.lrange(JOBS), ["job-a"])
+        self.assertEqual(self.take(limit=2000), ["job-a", 0])
 
 
 RL = "pixq:rl:{bucket-a}"
@@ -1173,7 +1276,7 @@ class RateLimitTest(LuaTestCase):
 
 TESTED = ("adopt", "begin", "dead_retry", "delay", "expired", "finish", "heartbeat", "park",
           "posting", "promote", "reap", "requeue", "rl_acquire", "rl_feedback", "rl_show", "split",
-          "upload_done")
+          "take", "upload_done")
 
 
 if __name__ == "__main__":

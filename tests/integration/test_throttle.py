@@ -790,6 +790,92 @@ class PoisonedUploadTest(ThrottleCase):
         self.assert_no_leftovers(["pois-1"])
 
 
+class ParkedLimitTest(ThrottleCase):
+    """PIXQ_MAX_PARKED_MB: past it, workers take only pixq's own tasks from the queue (parked
+    uploads, postback retries) and no new job, so that an S3 slower than the fleet cannot fill
+    Redis with parked outputs until it refuses every write. The queue's parked bytes are counted
+    in pixq:{Q}:parked by park.lua and upload_done.lua."""
+
+    def parked_now(self):
+        """Bytes of the blobs in Redis now."""
+        return sum(int(self.redis.execute("STRLEN", k)) for k in self.blob_keys())
+
+    def photo_job(self, job_id):
+        """A job whose one output is a PNG of a photo, about 400 KB, to bucket A."""
+        src = self.src.add("/src/%s.jpg" % job_id,
+                           (CONFIG.data / "images" / "cups-orient6-1283x797.jpg").read_bytes())
+        job = self.make_job(src, "%s.png" % job_id, params={"width": 520}, job_id=job_id,
+                            bucket="bkt-a")
+        job["functions"][0]["save"]["extension"] = ".png"
+        return job
+
+    def test_new_jobs_wait_while_the_parked_bytes_are_past_the_limit(self):
+        """12 jobs of one ~400 KB output each, 2 workers, bucket A at 2 PUT/s: without the limit
+        the workers park 11 outputs (4.6 MB) within a second; with 1 MB, the parked bytes stay
+        under the limit and what the two workers had in hand (a job each), every job completes,
+        and the counter ends at 0."""
+        jobs, rate, limit = 12, 2, 1 << 20
+        self.limit("bkt-a", rate, 0)
+        ids = ["big-%d" % i for i in range(jobs)]
+        workers = self.start_workers(2, PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_MAX_PARKED_MB=1)
+        for w in workers:
+            self.wait_until(lambda: w.log_events("worker_start"), 10, "worker_start")
+        self.push_jobs([self.photo_job(i) for i in ids])
+        peak, counted = 0, []
+        deadline = time.monotonic() + scaled(60)
+        while time.monotonic() < deadline and len(
+                {pb.job_id for pb in self.postbacks.postbacks} & set(ids)) < jobs:
+            peak = max(peak, self.parked_now())
+            counted.append(int(self.redis.execute("GET", self.key("parked")) or 0))
+            self.check_workers()
+            time.sleep(0.01)
+        pbs = self.postbacks_for(ids)
+        sizes = [r.size for r in self.puts("bkt-a")]
+        figures("parked limit", peak_parked_bytes=peak, limit=limit, output_bytes=max(sizes),
+                counter_peak=max(counted),
+                gated=[e.get("queue") for w in workers for e in w.log_events("queue_gated")])
+        self.assertTrue(min(sizes) > 300000, sizes)  # big enough for the limit to bite
+        self.assertLessEqual(peak, limit + 2 * max(sizes))
+        self.assertLessEqual(max(counted), limit + 2 * max(sizes))
+        self.assertTrue([e for w in workers for e in w.log_events("queue_gated")])
+        for job_id in ids:
+            self.assertNotIn("errors", pbs[job_id].results, pbs[job_id].results)
+        self.assert_one_postback_each(ids)
+        for job_id in ids:  # processed once each: the gate holds jobs back, it does not rerun them
+            self.assertEqual(self.src.requests("/src/%s.jpg" % job_id), 1, job_id)
+        times = [r.time for r in self.puts("bkt-a")]
+        self.assertEqual(len(times), jobs)
+        self.assertLessEqual(s3stub.window_max(times, 1.0 - JITTER_S), rate)
+        self.assert_no_leftovers(ids)
+        self.assertIn(self.redis.execute("GET", self.key("parked")), (None, "0"))
+
+    def test_gate_opens_when_the_parked_bytes_come_down(self):
+        """A queue past its limit (the counter set by hand) gets no new job taken, by a busy
+        worker or an idle one; another queue of the same worker is served meanwhile; the job
+        goes once the bytes are under the limit again."""
+        self.redis.execute("SET", self.key("parked"), 5 << 20, "EX", 600)
+        worker = self.start_worker(PIXQ_MAX_PARKED_MB=4, PIXQ_QUEUE="urgent,default")
+        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
+        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+        self.push_job(self.make_job(src, "d.png", params={"width": 8}, job_id="d-1"))
+        self.redis.lpush("pixq:{urgent}:jobs", json.dumps(
+            self.make_job(src, "u.png", params={"width": 8}, job_id="u-1")))
+        self.wait_for_postback(job_id="u-1")
+        time.sleep(1.5)
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["u-1"])
+        self.assertEqual(self.redis.llen(self.key("jobs")), 1)
+        stats = json.loads(self.run_pixq("stats", "--json").stdout)
+        self.assertEqual([q["parked_bytes"] for q in stats["queues"]], [5 << 20])
+        gated = worker.log_events("queue_gated")
+        self.assertEqual([(e["queue"], e["max_parked_mb"]) for e in gated], [("default", "4")])
+        self.redis.execute("SET", self.key("parked"), 4 << 20, "EX", 600)  # at the limit: within
+        t0 = time.monotonic()
+        self.wait_for_postback(job_id="d-1")
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.wait_until(lambda: worker.log_events("queue_ungated"), 5, "queue_ungated")
+        self.assert_queue_drained()
+
+
 class NoCredentialsTest(ThrottleCase):
     """A worker without S3 credentials fails each output at once, saying so: it is not taken
     for an outage (retried, then "temporarily unavailable")."""
