@@ -57,10 +57,11 @@ static long long int_on_key(struct sctx *s, const char *cmd, const char *q, cons
     return v;
 }
 
-/* Bytes of the queue's parked outputs (pixq:{q}:parked, kept by park.lua and upload_done.lua). */
+/* Bytes of the queue's parked outputs (pixq:{q}:parked's total, kept by park.lua, upload_done.lua
+ * and parked_forget.lua). */
 static long long parked_bytes(struct sctx *s, const char *q)
 {
-    redisReply *r = on_key(s, "GET", q, "parked", NULL);
+    redisReply *r = on_key(s, "HGET", q, "parked", "total", NULL);
     long long v = r != NULL && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
     freeReplyObject(r);
     return v > 0 ? v : 0;

@@ -26,10 +26,14 @@ struct lease_queue {
     char stats_key[RQ_KEY_MAX];
     char reaped_key[RQ_KEY_MAX];
     char dead_key[RQ_KEY_MAX];
+    char parked_key[RQ_KEY_MAX];
+    char parked_cursor[32];                    /* where check_parked() goes on (HSCAN) */
     _Atomic unsigned long long uploaded_bytes; /* counted by the worker, not yet in stats */
 };
 
 #define STOP_GRACE_MARGIN_MS 1000 /* of PIXQ_STOP_GRACE_MS kept to give a job back and exit */
+#define PARKED_CHECK_COUNT   100  /* parked outputs looked at a reap pass (HSCAN's COUNT) */
+#define PARKED_CHECK_MAX     400  /* most passed to parked_forget.lua (COUNT is a hint) */
 
 struct lease {
     const struct cfg *cfg;
@@ -185,6 +189,40 @@ static int reap_all(struct lease *l)
     return rc;
 }
 
+/* Counts out the parked outputs of `q` whose blob went without upload_done.lua (it expired unsent,
+ * its task was buried and purged, a worker of an older build uploaded it): PARKED_CHECK_COUNT of
+ * them a pass, from where the last pass left off (HSCAN), through parked_forget.lua, which looks
+ * at each blob again. Else their bytes would keep the queue past PIXQ_MAX_PARKED_MB for good. */
+static void check_parked(struct lease *l, struct lease_queue *q)
+{
+    struct err e = {{0}};
+    redisReply *r = rq_command(l->rq, &e, "HSCAN %s %s COUNT %d", q->parked_key, q->parked_cursor,
+                               PARKED_CHECK_COUNT);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return;
+    }
+    snprintf(q->parked_cursor, sizeof q->parked_cursor, "%s", r->element[0]->str);
+    const redisReply *fields = r->element[1];
+    const char *keys[PARKED_CHECK_MAX + 1] = {q->parked_key};
+    int n = 1;
+    for (size_t i = 0; i + 1 < fields->elements && n <= PARKED_CHECK_MAX; i += 2) {
+        if (fields->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(fields->element[i]->str, "total") != 0) {
+            keys[n++] = fields->element[i]->str;
+        }
+    }
+    if (n > 1) {
+        redisReply *f = rq_script(l->rq, RQ_SCRIPT_PARKED_FORGET, n, keys, 0, NULL, NULL, &e);
+        if (f != NULL && f->type == REDIS_REPLY_INTEGER && f->integer > 0) {
+            LOG_INFO("parked_forgotten", "queue=%s outputs=%lld", q->name, f->integer);
+        }
+        freeReplyObject(f);
+    }
+    freeReplyObject(r);
+}
+
 /* Adds the bytes the worker counted since the last time to each queue's stats (uploaded_bytes).
  * What Redis did not take is kept for the next time. Returns 0, or -1 on a Redis error. */
 static int flush_counts(struct lease *l)
@@ -326,6 +364,9 @@ static void *run_thread(void *arg)
         }
         if (now >= next_reap) {
             int rc = reap_all(l);
+            for (size_t i = 0; i < l->n && rc == 0; i++) {
+                check_parked(l, &l->q[i]);
+            }
             next_reap = now + (rc < 0 ? ERROR_BACKOFF_MS : l->cfg->reap_interval_ms);
         }
         clock_sleep_ms(TICK_MS);
@@ -341,9 +382,11 @@ static int make_keys(struct lease_queue *q, const char *queue, struct err *e)
         rq_key(q->recov_key, RQ_KEY_MAX, queue, "recov") < 0 ||
         rq_key(q->stats_key, RQ_KEY_MAX, queue, "stats") < 0 ||
         rq_key(q->reaped_key, RQ_KEY_MAX, queue, "reaped") < 0 ||
-        rq_key(q->dead_key, RQ_KEY_MAX, queue, "dead") < 0) {
+        rq_key(q->dead_key, RQ_KEY_MAX, queue, "dead") < 0 ||
+        rq_key(q->parked_key, RQ_KEY_MAX, queue, "parked") < 0) {
         return err_set(e, "queue name too long");
     }
+    snprintf(q->parked_cursor, sizeof q->parked_cursor, "0");
     return 0;
 }
 

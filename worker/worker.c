@@ -1692,8 +1692,8 @@ static long retry_delay_ms(struct worker *w, const struct job *j, enum run_statu
 }
 
 /* requeue.lua: the reserved payload leaves the active list; `next` runs in `delay` ms. For the
- * upload task of output `parked_n` of job `parked_id` (else NULL), its blob, the job hash and the
- * queue's parked counter are kept until then and PIXQ_BLOB_TTL_S longer. Returns 1, 0 if the
+ * upload task of output `parked_n` of job `parked_id` (else NULL), its blob and the job hash are
+ * kept until then and PIXQ_BLOB_TTL_S longer. Returns 1, 0 if the
  * payload was no longer on the active list (another worker took it), or -1 on a Redis error (`e`).
  */
 static int requeue(struct worker *w, struct task *t, const char *next, long delay,
@@ -1702,8 +1702,8 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
     char ms[32], ttl[32], blob[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
     snprintf(ms, sizeof ms, "%ld", delay);
     snprintf(ttl, sizeof ttl, "%ld", w->cfg->blob_ttl_s);
-    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key,      w->recov_key,
-                          blob,          job_hash,       w->cur->parked_key};
+    const char *keys[] = {w->active_key, w->delayed_key, w->stats_key,
+                          w->recov_key,  blob,           job_hash};
     const char *args[] = {t->payload.data, next, ms, counter, ttl};
     size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter), strlen(ttl)};
     bool parked = parked_id != NULL;
@@ -1712,7 +1712,7 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
         job_key(w, parked_id, "job", -1, job_hash, sizeof job_hash);
     }
     redisReply *r =
-        rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 7 : 4, keys, parked ? 5 : 4, args, lens, e);
+        rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 6 : 4, keys, parked ? 5 : 4, args, lens, e);
     int rc = -1;
     if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
         rc = r->integer >= 0 ? 1 : 0;

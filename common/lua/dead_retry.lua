@@ -6,7 +6,9 @@
 -- ARGV[1] "all", or a job id: which entries to retry
 --
 -- Each entry's original payload ("job") goes to the producer end of `jobs`, like a new
--- submission; entries without a payload are left alone. A poison pill (reap.lua's
+-- submission, and one of pixq's own (a parked output's upload task) to the consumer end, where a
+-- queue past PIXQ_MAX_PARKED_MB still takes it (take.lua); entries without a payload are left
+-- alone. A poison pill (reap.lua's
 -- pixq-task:{"pixq_poison": payload, ...}, buried as it was reserved) is retried as the payload it
 -- wraps: re-queued as is, the next worker would bury it again without running it. Returns the
 -- number retried.
@@ -32,7 +34,11 @@ for i = #entries, 1, -1 do
             job = p.pixq_poison
         end
         redis.call('LREM', KEYS[1], 1, entries[i])
-        redis.call('LPUSH', KEYS[2], job)
+        if string.sub(job, 1, 10) == 'pixq-task:' then
+            redis.call('RPUSH', KEYS[2], job)
+        else
+            redis.call('LPUSH', KEYS[2], job)
+        end
         n = n + 1
     end
 end

@@ -5,9 +5,9 @@
 -- KEYS[3] pixq:{Q}:delayed
 -- KEYS[4] pixq:{Q}:stats
 -- KEYS[5] pixq:{Q}:recov            crash-recovery counts: the payload's is cleared
--- KEYS[6] pixq:{Q}:parked           bytes of the queue's parked outputs: the blobs' sizes are
---                                   added, and it is kept as long as the longest-kept blob (so
---                                   that blobs that expired unsent are forgotten with it)
+-- KEYS[6] pixq:{Q}:parked           the queue's parked outputs: each blob's size under its key,
+--                                   and their sum in `total` (upload_done.lua takes a blob's off,
+--                                   parked_forget.lua those of blobs gone otherwise)
 -- KEYS[7..] pixq:{Q}:blob:<id>:<n>  one per parked output, in the order of the tasks below
 -- ARGV[1] the job payload as reserved
 -- ARGV[2] the result so far (JSON: original_meta, images uploaded, errors)
@@ -45,15 +45,13 @@ local longest, bytes = 0, 0
 for i = 1, n do
     local task, delay, blob = ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i]), ARGV[4 + 3 * i]
     -- a blob left by an earlier run is replaced: counted once
-    bytes = bytes + #blob - redis.call('STRLEN', KEYS[6 + i])
+    bytes = bytes + #blob - (tonumber(redis.call('HGET', KEYS[6], KEYS[6 + i])) or 0)
+    redis.call('HSET', KEYS[6], KEYS[6 + i], #blob)
     redis.call('SET', KEYS[6 + i], blob, 'PX', delay + ttl_ms)
     redis.call('ZADD', KEYS[3], now + delay, task)
     longest = math.max(longest, delay)
 end
 redis.call('PEXPIRE', KEYS[2], longest + ttl_ms)
-redis.call('INCRBY', KEYS[6], bytes)
-if redis.call('PTTL', KEYS[6]) < longest + ttl_ms then
-    redis.call('PEXPIRE', KEYS[6], longest + ttl_ms)
-end
+redis.call('HINCRBY', KEYS[6], 'total', bytes)
 redis.call('HINCRBY', KEYS[4], 'throttled', n)
 return n

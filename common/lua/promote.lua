@@ -5,14 +5,50 @@
 -- KEYS[3] pixq:{Q}:stats
 -- ARGV[1] most payloads moved in one call
 --
--- Due payloads go to the consumer end of `jobs`, earliest due taken first.
+-- Due payloads go to the consumer end of `jobs`, earliest due taken first; due jobs (retries,
+-- --delay submissions) behind pixq's own entries (see below).
 -- Returns {moved, ms until the next payload is due (-1 if none is left)}.
+
+-- pixq's own entries (tasks, the wake-up token) at the consumer end of `jobs` stay there: fresh
+-- entries pushed at that end go behind them. Past PIXQ_MAX_PARKED_MB only pixq's own entries are
+-- taken (take.lua), and a fresh job in front must not hide the uploads that bring it back under.
+local function own(e)
+    return string.sub(e, 1, 10) == 'pixq-task:' or e == '{"pixq_wake":true}'
+end
+local function push_behind_own(q, fresh) -- q: the index of `jobs` in KEYS
+    if #fresh == 0 then
+        return
+    end
+    local run = {}
+    for _ = 1, 1000 do
+        local e = redis.call('LINDEX', KEYS[q], -1)
+        if not e or not own(e) then
+            break
+        end
+        run[#run + 1] = redis.call('RPOP', KEYS[q])
+    end
+    for _, e in ipairs(fresh) do
+        redis.call('RPUSH', KEYS[q], e)
+    end
+    for i = #run, 1, -1 do
+        redis.call('RPUSH', KEYS[q], run[i])
+    end
+end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local fresh = {}
 for i = #due, 1, -1 do
-    redis.call('RPUSH', KEYS[2], due[i])
+    if not own(due[i]) then
+        fresh[#fresh + 1] = due[i]
+    end
+end
+push_behind_own(2, fresh)
+for i = #due, 1, -1 do
+    if own(due[i]) then
+        redis.call('RPUSH', KEYS[2], due[i])
+    end
     redis.call('ZREM', KEYS[1], due[i])
 end
 if #due > 0 then

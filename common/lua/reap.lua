@@ -26,7 +26,8 @@
 -- new reap, with a note of its own). Orphan mode leaves a note that is not due yet: it was written
 -- by a later reap than the one the caller saw.
 --
--- Jobs go to the consumer end of `jobs`, so they run next. In crash mode each payload's recovery
+-- Jobs go to the consumer end of `jobs`, so they run next (behind pixq's own entries there:
+-- see push_behind_own). In crash mode each payload's recovery
 -- count goes up; a payload that reaches ARGV[3] is instead wrapped as pixq-task:{"pixq_poison":
 -- payload, "error": "..."}, which the next worker answers with a failed postback and a dead letter,
 -- without running it again. The wrapper starts with `pixq-task:{"pixq_poison":` (pixq's own
@@ -57,7 +58,34 @@ if mode == 'orphan' then
         return -1
     end
 end
+-- pixq's own entries (tasks, the wake-up token) at the consumer end of `jobs` stay there: fresh
+-- entries pushed at that end go behind them. Past PIXQ_MAX_PARKED_MB only pixq's own entries are
+-- taken (take.lua), and a fresh job in front must not hide the uploads that bring it back under.
+local function own(e)
+    return string.sub(e, 1, 10) == 'pixq-task:' or e == '{"pixq_wake":true}'
+end
+local function push_behind_own(q, fresh) -- q: the index of `jobs` in KEYS
+    if #fresh == 0 then
+        return
+    end
+    local run = {}
+    for _ = 1, 1000 do
+        local e = redis.call('LINDEX', KEYS[q], -1)
+        if not e or not own(e) then
+            break
+        end
+        run[#run + 1] = redis.call('RPOP', KEYS[q])
+    end
+    for _, e in ipairs(fresh) do
+        redis.call('RPUSH', KEYS[q], e)
+    end
+    for i = #run, 1, -1 do
+        redis.call('RPUSH', KEYS[q], run[i])
+    end
+end
+
 local items = redis.call('LRANGE', KEYS[2], 0, -1)
+local fresh, mine = {}, {}
 local max = tonumber(ARGV[3])
 for i = #items, 1, -1 do
     local item = items[i]
@@ -107,8 +135,16 @@ for i = #items, 1, -1 do
         redis.call('HINCRBY', KEYS[5], 'requeued_on_stop', 1)
     end
     if item then
-        redis.call('RPUSH', KEYS[3], item)
+        if own(item) then
+            mine[#mine + 1] = item
+        else
+            fresh[#fresh + 1] = item
+        end
     end
+end
+push_behind_own(3, fresh)
+for _, item in ipairs(mine) do
+    redis.call('RPUSH', KEYS[3], item)
 end
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[1], ARGV[1])

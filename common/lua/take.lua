@@ -2,21 +2,40 @@
 --
 -- KEYS[1] pixq:{Q}:jobs
 -- KEYS[2] pixq:{Q}:active:<worker>
--- KEYS[3] pixq:{Q}:parked            bytes of the queue's parked outputs (park.lua, upload_done.lua)
+-- KEYS[3] pixq:{Q}:parked            the queue's parked outputs, their bytes in `total` (park.lua)
 -- ARGV[1] PIXQ_MAX_PARKED_MB in bytes
 -- ARGV[2] RQ_TASK_MARK
 -- ARGV[3] RQ_WAKE_TOKEN
 --
 -- Within the limit the next entry is reserved, whatever it is (as LMOVE). Past it, only one of
 -- pixq's own: a parked output's upload, a postback retry, a pill, the wake-up token. Fresh jobs
--- wait, since each would park more; the uploads, which bring the bytes down, go on.
+-- wait, since each would park more; the uploads, which bring the bytes down, go on. Such an
+-- entry is looked for among the SCAN nearest the consumer end: a job given back there (by a
+-- reaped or stopped worker, reap.lua) must not hide the tasks promoted before it, which alone
+-- can bring the queue back under its limit.
 -- Returns {the entry now on KEYS[2] or nil, 1 if the queue is past its limit, else 0}.
 
-if (tonumber(redis.call('GET', KEYS[3])) or 0) > tonumber(ARGV[1]) then
-    local head = redis.call('LINDEX', KEYS[1], -1)
-    if head and (head:sub(1, #ARGV[2]) == ARGV[2] or head == ARGV[3]) then
-        return {redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT'), 1}
-    end
+local SCAN = 32
+
+if (tonumber(redis.call('HGET', KEYS[3], 'total')) or 0) <= tonumber(ARGV[1]) then
+    return {redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT'), 0}
+end
+local function own(e)
+    return e:sub(1, #ARGV[2]) == ARGV[2] or e == ARGV[3]
+end
+local head = redis.call('LINDEX', KEYS[1], -1)
+if not head then
     return {false, 1}
 end
-return {redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT'), 0}
+if own(head) then
+    return {redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT'), 1}
+end
+local tail = redis.call('LRANGE', KEYS[1], -SCAN, -2)
+for i = #tail, 1, -1 do
+    if own(tail[i]) then
+        redis.call('LREM', KEYS[1], -1, tail[i])
+        redis.call('LPUSH', KEYS[2], tail[i])
+        return {tail[i], 1}
+    end
+end
+return {false, 1}

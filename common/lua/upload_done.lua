@@ -2,9 +2,8 @@
 --
 -- KEYS[1] pixq:{Q}:job:<id>
 -- KEYS[2] pixq:{Q}:blob:<id>:<n>
--- KEYS[3] optional: pixq:{Q}:parked, less the blob's size when the blob is deleted here (once:
---         a blob is deleted once; one that expired was never counted out, and is forgotten when
---         the counter expires, no earlier than the blob)
+-- KEYS[3] optional: pixq:{Q}:parked, where the blob's size is taken off `total` when its entry
+--         is there (parked by a worker that counts them; once: the entry goes with it)
 -- ARGV[1] n, the output's number
 -- ARGV[2] "img" with ARGV[3] the image entry JSON and ARGV[4] the object JSON (uploaded), or
 --         "err" with ARGV[3] the error and ARGV[4] the image_identifier (failed for good)
@@ -16,10 +15,11 @@
 -- not by n: the task of the last output completes it, not this one.
 
 local function drop_blob()
-    local size = redis.call('STRLEN', KEYS[2])
-    if redis.call('DEL', KEYS[2]) == 1 and KEYS[3] and size > 0 and
-        redis.call('DECRBY', KEYS[3], size) < 0 then
-        redis.call('DEL', KEYS[3]) -- blobs parked before the counter existed: none left counted
+    redis.call('DEL', KEYS[2])
+    local size = KEYS[3] and tonumber(redis.call('HGET', KEYS[3], KEYS[2]))
+    if size then
+        redis.call('HDEL', KEYS[3], KEYS[2])
+        redis.call('HINCRBY', KEYS[3], 'total', -size)
     end
 end
 

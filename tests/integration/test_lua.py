@@ -203,6 +203,17 @@ class ReapTest(LuaTestCase):
         self.assertIsNotNone(self.zscore(WORKERS, "w2"))
         self.assertEqual(self.r.hgetall(RECOV), {self.sha1("job-old"): "1",
                                                  self.sha1("job-new"): "1"})
+
+    def test_jobs_go_behind_pixq_s_own_entries(self):
+        # tasks promoted before the reap stay nearest the consumer end: a queue past
+        # PIXQ_MAX_PARKED_MB takes only them, and they alone bring it back under
+        task, wake = 'pixq-task:{"pixq_upload":{"n":0}}', '{"pixq_wake":true}'
+        self.r.execute("ZADD", WORKERS, self.now_ms() - 1, "w1")
+        self.r.rpush(JOBS, "waiting", task, wake)
+        self.r.lpush(active("w1"), "job-a", 'pixq-task:{"pixq_upload":{"n":1}}')
+        self.assertEqual(self.reap("w1"), 2)
+        self.assertEqual(self.r.lrange(JOBS), ["waiting", "job-a", task, wake,
+                                               'pixq-task:{"pixq_upload":{"n":1}}'])
         self.assertEqual(self.stats(), {"recovered": 2})
 
     def test_crash_of_an_unregistered_worker_gives_back_its_list(self):
@@ -384,6 +395,17 @@ class PromoteTest(LuaTestCase):
         self.assertEqual(taken, ["a", "ab", "b", "waiting"])
         self.assertEqual(self.r.zrange(DELAYED), ["future"])
         self.assertEqual(self.stats(), {"promoted": 3})
+
+    def test_due_jobs_go_behind_pixq_s_own_entries(self):
+        # a retry due before a task of the same batch, and tasks promoted earlier: the tasks
+        # stay nearest the consumer end (take.lua reaches them past the parked limit)
+        now = self.now_ms()
+        task0, task1 = 'pixq-task:{"pixq_upload":{"n":0}}', 'pixq-task:{"pixq_upload":{"n":1}}'
+        self.r.rpush(JOBS, "waiting", task0)
+        self.r.execute("ZADD", DELAYED, now - 300, "retry-a", now - 200, task1, now - 100,
+                       "retry-b")
+        self.assertEqual(self.promote()[0], 3)
+        self.assertEqual(self.r.lrange(JOBS), ["waiting", "retry-b", "retry-a", task0, task1])
 
     def test_batch_limit_takes_the_earliest(self):
         now = self.now_ms()
@@ -703,7 +725,7 @@ class FinishTest(LuaTestCase):
         task = 'pixq-task:{"pixq_upload":{"job_id":"z"}}'
         self.r.lpush(JOBS, "job-b", "job-c")  # job-b at the consumer end
         self.r.lpush(active("w1"), "job-a")
-        self.r.set(PARKED, 5000)
+        self.r.execute("HSET", PARKED, "total", 5000)
         self.assertEqual(self.finish_gated("job-a", 0), [1, "job-b", 0])  # 0: no limit
         self.assertEqual(self.finish_gated("job-b", 5000), [1, "job-c", 0])
         self.r.lpush(JOBS, "job-d")
@@ -714,6 +736,10 @@ class FinishTest(LuaTestCase):
         self.r.lpush(active("w1"), "job-x")
         self.assertEqual(self.finish_gated("job-x", 4999), [1, task, 1])
         self.assertEqual(self.r.lrange(JOBS), ["job-d"])
+        self.r.rpush(JOBS, task, "job-given-back")
+        self.r.lpush(active("w1"), "job-y")
+        self.assertEqual(self.finish_gated("job-y", 4999), [1, task, 1])
+        self.assertEqual(self.r.lrange(JOBS), ["job-d", "job-given-back"])
 
     def test_no_next_job_is_reserved_when_the_job_was_lost(self):
         self.r.lpush(JOBS, "job-b")
@@ -794,6 +820,17 @@ class DeadRetryTest(LuaTestCase):
 
     def retry(self, which):
         return self.run_script("dead_retry", [DEAD, JOBS, STATS], [which])
+
+    def test_a_task_goes_to_the_consumer_end(self):
+        # a parked output's upload task buried as a pill: past the parked limit only pixq's own
+        # entries are taken, from the consumer end, where the task is reachable
+        task = 'pixq-task:{"pixq_upload":{"job_id":"t"}}'
+        pill = 'pixq-task:' + json.dumps({"pixq_poison": task, "error": "crashed"})
+        self.r.lpush(DEAD, json.dumps({"job": pill, "error": "e", "attempts": 1,
+                                       "failed_at": 1}))
+        self.r.lpush(JOBS, "waiting")
+        self.assertEqual(self.retry("all"), 1)
+        self.assertEqual(self.r.lrange(JOBS), ["waiting", task])
 
     def test_all(self):
         self.fill()
@@ -900,23 +937,23 @@ class ParkTest(LuaTestCase):
         self.assert_near(self.zscore(DELAYED, "task-0"), t0 + 100)
         self.assert_near(self.zscore(DELAYED, "task-1"), t0 + 5000)
         self.assertEqual(self.stats(), {"throttled": 2})
-        # the queue's parked bytes, kept as long as the longest-kept blob
-        self.assertEqual(self.r.get(PARKED), str(len("bytes-0") + len("bytes\r\n1")))
-        self.assertTrue(604000 <= self.r.pttl(PARKED) <= 605000)
+        # the queue's parked bytes: each blob's, and their total
+        self.assertEqual(self.r.hgetall(PARKED), {
+            key("blob:j1:0"): "7", key("blob:j1:1"): "8", "total": "15"})
 
-    def test_parked_bytes_add_up_and_keep_the_longest_expiry(self):
+    def test_parked_bytes_add_up(self):
         self.r.lpush(active("w1"), "job-a", "job-b")
         self.park("w1", "job-a", [("task-0", 9000, "x" * 1000)])
         self.park("w1", "job-b", [("task-0", 100, "y" * 500)], job_id="j2")
-        self.assertEqual(self.r.get(PARKED), "1500")
-        self.assertTrue(608000 <= self.r.pttl(PARKED) <= 609000)  # j1's, not j2's shorter one
+        self.assertEqual(self.r.execute("HGET", PARKED, "total"), "1500")
+        self.assertEqual(self.r.pttl(PARKED), -1)  # kept while it counts blobs
 
     def test_a_blob_parked_again_counts_once(self):
         # the same job parked by a second run (a dead job retried) before the first's upload
         self.r.lpush(active("w1"), "job-a", "job-a")
         self.park("w1", "job-a", [("task-0", 100, "x" * 1000)])
         self.park("w1", "job-a", [("task-0", 100, "x" * 800)])
-        self.assertEqual(self.r.get(PARKED), "800")
+        self.assertEqual(self.r.hgetall(PARKED), {key("blob:j1:0"): "800", "total": "800"})
 
     def test_an_earlier_runs_outputs_are_forgotten(self):
         # a dead job retried (or its job_id submitted again) parks again: the first run's
@@ -976,35 +1013,31 @@ class UploadDoneTest(LuaTestCase):
         self.r.execute("HSET", key("job:j1"), "payload", "job-a", "pending", 2)
         self.r.set(key("blob:j1:0"), "bytes-0")
         self.r.set(key("blob:j1:1"), "bytes-1")
-        self.r.execute("SET", PARKED, 14, "PX", 60000)
+        self.r.execute("HSET", PARKED, key("blob:j1:0"), 7, key("blob:j1:1"), 7,
+                       "total", 114)  # 100 of another job's
 
     def test_parked_bytes_go_down_once_per_blob(self):
         self.park_two()
-        self.r.execute("INCRBY", PARKED, 100)  # another job's
         self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
-        self.assertEqual(self.r.get(PARKED), "107")
+        self.assertEqual(self.r.execute("HGET", PARKED, "total"), "107")
         self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)  # run twice
-        self.assertEqual(self.r.get(PARKED), "107")
+        self.assertEqual(self.r.execute("HGET", PARKED, "total"), "107")
         self.assertEqual(self.done(1, "err", "gone", "thumb"), 0)
-        self.assertEqual(self.r.get(PARKED), "100")
-        self.assertTrue(59000 <= self.r.pttl(PARKED) <= 60000)  # its expiry stays
+        self.assertEqual(self.r.hgetall(PARKED), {"total": "100"})
 
-    def test_parked_bytes_never_go_below_zero(self):
-        # blobs parked before the counter existed (an older worker), or after it expired
+    def test_blob_of_a_worker_that_does_not_count(self):
+        # parked by an older build: nothing was counted, nothing is taken off
         self.park_two()
-        self.r.execute("DEL", PARKED)
+        self.r.execute("HDEL", PARKED, key("blob:j1:0"))
         self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
-        self.assertEqual(self.r.exists(PARKED), 0)
-        self.r.set(PARKED, 3)
-        self.assertEqual(self.done(1, "img", '{"image":1}', '{"obj":1}'), 0)
-        self.assertEqual(self.r.exists(PARKED), 0)
+        self.assertEqual(self.r.execute("HGET", PARKED, "total"), "114")
 
-    def test_expired_blob_counts_nothing_out(self):
-        # its bytes stay counted until the counter expires, which is no earlier than the blob
+    def test_expired_blob_is_counted_out(self):
+        # its entry says what it counted, the blob itself need not be there
         self.park_two()
         self.r.execute("DEL", key("blob:j1:0"))
         self.assertEqual(self.done(0, "err", "expired", "thumb"), 1)
-        self.assertEqual(self.r.get(PARKED), "14")
+        self.assertEqual(self.r.execute("HGET", PARKED, "total"), "107")
 
     def test_outputs_settle_one_by_one(self):
         self.park_two()
@@ -1050,12 +1083,25 @@ class UploadDoneTest(LuaTestCase):
 
     def test_expired_job_drops_the_blob(self):
         self.r.set(key("blob:j1:0"), "bytes-0")
-        self.r.set(PARKED, 10)
+        self.r.execute("HSET", PARKED, key("blob:j1:0"), 7, "total", 10)
         self.assertEqual(self.done(0, "img", "{}", "{}"), -1)
         self.assertEqual(self.r.exists(key("blob:j1:0"), key("job:j1")), 0)
-        self.assertEqual(self.r.get(PARKED), "3")
+        self.assertEqual(self.r.hgetall(PARKED), {"total": "3"})
         self.assertEqual(self.done(0, "img", "{}", "{}"), -1)  # again: nothing more
-        self.assertEqual(self.r.get(PARKED), "3")
+        self.assertEqual(self.r.hgetall(PARKED), {"total": "3"})
+
+
+class ParkedForgetTest(LuaTestCase):
+    """parked_forget.lua: blobs gone without upload_done.lua are counted out."""
+
+    def test_gone_blobs_are_forgotten(self):
+        self.r.set(key("blob:j1:0"), "x" * 7)
+        self.r.execute("HSET", PARKED, key("blob:j1:0"), 7, key("blob:j1:1"), 9,
+                       key("blob:j2:0"), 5, "total", 21)
+        keys = [PARKED, key("blob:j1:0"), key("blob:j1:1"), key("blob:j2:0"), key("blob:j3:0")]
+        self.assertEqual(self.run_script("parked_forget", keys, []), 2)
+        self.assertEqual(self.r.hgetall(PARKED), {key("blob:j1:0"): "7", "total": "7"})
+        self.assertEqual(self.run_script("parked_forget", keys, []), 0)
 
 
 class TakeTest(LuaTestCase):
@@ -1070,7 +1116,7 @@ class TakeTest(LuaTestCase):
 
     def test_within_the_limit_anything(self):
         self.r.lpush(JOBS, "job-b", "job-a")
-        self.r.set(PARKED, 1000)  # at the limit is within it
+        self.r.execute("HSET", PARKED, "total", 1000)  # at the limit is within it
         self.assertEqual(self.take(), ["job-b", 0])
         self.r.execute("DEL", PARKED)
         self.assertEqual(self.take(), ["job-a", 0])
@@ -1078,7 +1124,7 @@ class TakeTest(LuaTestCase):
         self.assertEqual(self.r.lrange(active("w1")), ["job-a", "job-b"])
 
     def test_past_the_limit_only_tasks(self):
-        self.r.set(PARKED, 1001)
+        self.r.execute("HSET", PARKED, "total", 1001)
         self.r.lpush(JOBS, "job-a")
         self.r.rpush(JOBS, self.WAKE, self.TASK)  # promoted: at the consumer end
         self.assertEqual(self.take(), [self.TASK, 1])
@@ -1086,6 +1132,19 @@ class TakeTest(LuaTestCase):
         self.assertEqual(self.take(), [None, 1])  # a fresh job waits
         self.assertEqual(self.r.lrange(JOBS), ["job-a"])
         self.assertEqual(self.take(limit=2000), ["job-a", 0])
+
+    def test_past_the_limit_a_task_behind_a_given_back_job(self):
+        # a reaped worker's job goes back to the consumer end, in front of tasks promoted
+        # before: they alone can bring the bytes down, so they are looked for behind it
+        self.r.execute("HSET", PARKED, "total", 1001)
+        self.r.rpush(JOBS, "job-old", self.TASK, "job-given-back")
+        self.assertEqual(self.take(), [self.TASK, 1])
+        self.assertEqual(self.r.lrange(JOBS), ["job-old", "job-given-back"])
+        self.assertEqual(self.r.lrange(active("w1")), [self.TASK])
+        self.assertEqual(self.take(), [None, 1])
+        # beyond the 32 nearest the consumer end it is not looked for
+        self.r.rpush(JOBS, self.TASK, *["job-%d" % i for i in range(32)])
+        self.assertEqual(self.take(), [None, 1])
 
 
 RL = "pixq:rl:{bucket-a}"
@@ -1276,7 +1335,7 @@ class RateLimitTest(LuaTestCase):
 
 TESTED = ("adopt", "begin", "dead_retry", "delay", "expired", "finish", "heartbeat", "park",
           "posting", "promote", "reap", "requeue", "rl_acquire", "rl_feedback", "rl_show", "split",
-          "take", "upload_done")
+          "parked_forget", "take", "upload_done")
 
 
 if __name__ == "__main__":

@@ -826,7 +826,7 @@ class ParkedLimitTest(ThrottleCase):
         while time.monotonic() < deadline and len(
                 {pb.job_id for pb in self.postbacks.postbacks} & set(ids)) < jobs:
             peak = max(peak, self.parked_now())
-            counted.append(int(self.redis.execute("GET", self.key("parked")) or 0))
+            counted.append(int(self.redis.execute("HGET", self.key("parked"), "total") or 0))
             self.check_workers()
             time.sleep(0.01)
         pbs = self.postbacks_for(ids)
@@ -847,14 +847,18 @@ class ParkedLimitTest(ThrottleCase):
         self.assertEqual(len(times), jobs)
         self.assertLessEqual(s3stub.window_max(times, 1.0 - JITTER_S), rate)
         self.assert_no_leftovers(ids)
-        self.assertIn(self.redis.execute("GET", self.key("parked")), (None, "0"))
+        self.assertEqual(self.redis.hgetall(self.key("parked")), {"total": "0"})
 
     def test_gate_opens_when_the_parked_bytes_come_down(self):
-        """A queue past its limit (the counter set by hand) gets no new job taken, by a busy
-        worker or an idle one; another queue of the same worker is served meanwhile; the job
-        goes once the bytes are under the limit again."""
-        self.redis.execute("SET", self.key("parked"), 5 << 20, "EX", 600)
-        worker = self.start_worker(PIXQ_MAX_PARKED_MB=4, PIXQ_QUEUE="urgent,default")
+        """A queue past its limit gets no new job taken, by a busy worker or an idle one;
+        another queue of the same worker is served meanwhile. The bytes counted are of a blob
+        that then goes without upload_done.lua (as when a worker of an older build uploads it,
+        or it expires unsent): the reap pass counts it out, and the job goes."""
+        blob = self.key("blob:gone-1:0")
+        self.redis.execute("SETRANGE", blob, 5 << 20, "x")
+        self.redis.execute("HSET", self.key("parked"), blob, 5 << 20, "total", 5 << 20)
+        worker = self.start_worker(PIXQ_MAX_PARKED_MB=4, PIXQ_QUEUE="urgent,default",
+                                   PIXQ_REAP_INTERVAL_MS=300)
         self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
         src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
         self.push_job(self.make_job(src, "d.png", params={"width": 8}, job_id="d-1"))
@@ -868,11 +872,57 @@ class ParkedLimitTest(ThrottleCase):
         self.assertEqual([q["parked_bytes"] for q in stats["queues"]], [5 << 20])
         gated = worker.log_events("queue_gated")
         self.assertEqual([(e["queue"], e["max_parked_mb"]) for e in gated], [("default", "4")])
-        self.redis.execute("SET", self.key("parked"), 4 << 20, "EX", 600)  # at the limit: within
+        self.assertEqual(worker.log_events("parked_forgotten"), [])
+        self.redis.execute("DEL", blob)
         t0 = time.monotonic()
         self.wait_for_postback(job_id="d-1")
-        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertLess(time.monotonic() - t0, 3.0)
+        forgotten = worker.log_events("parked_forgotten")
+        self.assertEqual([(e["queue"], e["outputs"]) for e in forgotten], [("default", "1")])
+        self.assertEqual(self.redis.hgetall(self.key("parked")), {"total": "0"})
         self.wait_until(lambda: worker.log_events("queue_ungated"), 5, "queue_ungated")
+        self.assert_queue_drained()
+
+
+class ParkedLimitDueTest(ThrottleCase):
+    """A review's deadlock: a worker parks 3 outputs of 520 KB (limit 1 MB) and is stopped, as
+    in a deploy; a job falls due (a --delay submission) just before the upload tasks; a new
+    worker starts once all are due. The job, promoted in the same batch, went to the consumer
+    end in front of the tasks, and the queue, past its limit, took nothing: no upload for as long
+    as the counted bytes lived. Promoted jobs go behind pixq's own entries now: the uploads run,
+    the bytes come down, then the job runs."""
+
+    def test_due_job_does_not_hide_the_uploads(self):
+        self.limit("bkt-a", 4, 0)
+        src = self.src.add("/src/photo.jpg",
+                           (CONFIG.data / "images" / "cups-orient6-1283x797.jpg").read_bytes())
+        job = {"job_id": "three", "src": src, "postback_url": self.postbacks.url("/pb"),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 520 - i},
+                              "save": {"image_identifier": "img%d" % i, "extension": ".png",
+                                       "s3_destination": {"bucket": "bkt-a",
+                                                          "key": "three/%d.png" % i}}}
+                             for i in range(3)]}
+        first = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_MAX_PARKED_MB=1)
+        self.wait_until(lambda: first.log_events("worker_start"), 10, "worker_start")
+        sec, usec = self.redis.execute("TIME")
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        # every slot of bucket A taken for the next 2 s: the 3 outputs park, due at 2 to 2.5 s
+        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", (now_ms + 2000) * 1000)
+        self.push_jobs([job])
+        self.wait_until(lambda: first.log_events("job_parked"), 20, "job_parked")
+        self.programs.remove(first)
+        self.assertEqual(first.terminate(), (0, False))
+        total = int(self.redis.execute("HGET", self.key("parked"), "total"))
+        self.assertGreater(total, 1 << 20)
+        later = self.make_job(src, "later.png", params={"width": 8}, job_id="later",
+                              bucket="bkt-b")
+        self.redis.execute("ZADD", self.key("delayed"), now_ms + 1500, json.dumps(later))
+        time.sleep(3.0)  # all due; nobody promoted them
+        self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_MAX_PARKED_MB=1)
+        pbs = self.postbacks_for(["three", "later"], timeout=20)
+        self.assertNotIn("errors", pbs["three"].results, pbs["three"].results)
+        self.assertEqual(len(self.puts("bkt-a", status=200)), 3)
+        self.assertEqual(self.redis.hgetall(self.key("parked")), {"total": "0"})
         self.assert_queue_drained()
 
 
