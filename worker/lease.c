@@ -27,7 +27,9 @@ struct lease_queue {
     char reaped_key[RQ_KEY_MAX];
     char dead_key[RQ_KEY_MAX];
     char parked_key[RQ_KEY_MAX];
-    char parked_cursor[32];                    /* where check_parked() goes on (HSCAN) */
+    char parked_cursor[32];       /* where check_parked() goes on (HSCAN) */
+    char blob_prefix[RQ_KEY_MAX]; /* "pixq:{Q}:blob:": the blob keys among its fields */
+    size_t blob_len;
     _Atomic unsigned long long uploaded_bytes; /* counted by the worker, not yet in stats */
 };
 
@@ -204,21 +206,27 @@ static void check_parked(struct lease *l, struct lease_queue *q)
         return;
     }
     snprintf(q->parked_cursor, sizeof q->parked_cursor, "%s", r->element[0]->str);
+    /* a small hash comes whole, whatever COUNT says: in calls of PARKED_CHECK_MAX blobs */
     const redisReply *fields = r->element[1];
     const char *keys[PARKED_CHECK_MAX + 1] = {q->parked_key};
-    int n = 1;
-    for (size_t i = 0; i + 1 < fields->elements && n <= PARKED_CHECK_MAX; i += 2) {
-        if (fields->element[i]->type == REDIS_REPLY_STRING &&
-            strcmp(fields->element[i]->str, "total") != 0) {
-            keys[n++] = fields->element[i]->str;
+    long long forgotten = 0;
+    for (size_t i = 0; i < fields->elements; i += 2) {
+        int n = 1;
+        for (; i < fields->elements && n <= PARKED_CHECK_MAX; i += 2) {
+            const redisReply *f = fields->element[i];
+            if (f->type == REDIS_REPLY_STRING &&
+                strncmp(f->str, q->blob_prefix, q->blob_len) == 0) {
+                keys[n++] = f->str;
+            }
         }
+        i -= 2; /* the outer loop steps on */
+        redisReply *g =
+            n > 1 ? rq_script(l->rq, RQ_SCRIPT_PARKED_FORGET, n, keys, 0, NULL, NULL, &e) : NULL;
+        forgotten += g != NULL && g->type == REDIS_REPLY_INTEGER ? g->integer : 0;
+        freeReplyObject(g);
     }
-    if (n > 1) {
-        redisReply *f = rq_script(l->rq, RQ_SCRIPT_PARKED_FORGET, n, keys, 0, NULL, NULL, &e);
-        if (f != NULL && f->type == REDIS_REPLY_INTEGER && f->integer > 0) {
-            LOG_INFO("parked_forgotten", "queue=%s outputs=%lld", q->name, f->integer);
-        }
-        freeReplyObject(f);
+    if (forgotten > 0) {
+        LOG_INFO("parked_forgotten", "queue=%s outputs=%lld", q->name, forgotten);
     }
     freeReplyObject(r);
 }
@@ -387,6 +395,10 @@ static int make_keys(struct lease_queue *q, const char *queue, struct err *e)
         return err_set(e, "queue name too long");
     }
     snprintf(q->parked_cursor, sizeof q->parked_cursor, "0");
+    if (rq_key(q->blob_prefix, RQ_KEY_MAX, queue, "blob:") < 0) {
+        return err_set(e, "queue name too long");
+    }
+    q->blob_len = strlen(q->blob_prefix);
     return 0;
 }
 

@@ -50,11 +50,12 @@ struct wqueue {
     long gate_logged_at;  /* when queue_gated was last logged (0: never) */
 };
 
-#define UNSETTLED_MAX      8     /* settlements kept while Redis refuses them */
-#define GATE_RECHECK_MS    1000  /* an idle worker asks a queue's parked limit this often */
-#define GATED_NAP_MS       200   /* a queue past it is looked at for tasks this often */
-#define GATE_LOG_MS        60000 /* queue_gated is logged at most this often per queue */
-#define POISON_NESTING_MAX 8     /* pills in pills unwrapped (see handle_poison) */
+#define UNSETTLED_MAX      8      /* settlements kept while Redis refuses them */
+#define GATE_RECHECK_MS    1000   /* an idle worker asks a queue's parked limit this often */
+#define GATED_NAP_MS       200    /* a queue past it is looked at for tasks this often */
+#define GATE_LOG_MS        60000  /* queue_gated is logged at most this often per queue */
+#define GATE_SCAN_MS       "5000" /* take.lua looks past the consumer end this often, fleet-wide */
+#define POISON_NESTING_MAX 8      /* pills in pills unwrapped (see handle_poison) */
 
 /* A settlement settle() gave up on (Redis down or refusing writes): its payload stays on the
  * active list and comes back; it is then settled as it was decided, not run (and posted back)
@@ -1926,8 +1927,8 @@ static bool gate_check_due(const struct worker *w, const struct wqueue *q)
 static int take_gated(struct worker *w, struct wqueue *q, struct buf *payload, struct err *e)
 {
     const char *keys[] = {q->jobs_key, q->active_key, q->parked_key};
-    const char *args[] = {w->parked_max_arg, RQ_TASK_MARK, RQ_WAKE_TOKEN};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_TAKE, 3, keys, 3, args, NULL, e);
+    const char *args[] = {w->parked_max_arg, RQ_TASK_MARK, RQ_WAKE_TOKEN, GATE_SCAN_MS};
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_TAKE, 3, keys, 4, args, NULL, e);
     if (r == NULL) {
         return -1;
     }

@@ -32,8 +32,8 @@
 -- KEYS[10], ARGV[13], ARGV[14] optional, with "next": pixq:{Q}:parked (the queue's parked
 --          outputs, their bytes in `total`), PIXQ_MAX_PARKED_MB in bytes (0: no limit) and RQ_TASK_MARK. Past the
 --          limit the next entry is reserved only if it is one of pixq's own (a task or the
---          wake-up token; the nearest the consumer end among the last 32, as take.lua): the
---          queue's fresh jobs wait until uploads bring the parked bytes down
+--          wake-up token, which are kept nearest the consumer end): the queue's fresh jobs wait
+--          until uploads bring the parked bytes down
 --
 -- Returns 1 if the job was on the active list and is now settled; 0 if it was not there (another
 -- worker reaped it: the caller no longer owns the job, and nothing else is written). With ARGV[9]
@@ -121,15 +121,10 @@ end
 if want_next then
     local limit = tonumber(ARGV[13])
     if limit > 0 and (tonumber(redis.call('HGET', KEYS[10], 'total')) or 0) > limit then
-        -- as take.lua: pixq's own entries only, among the 32 nearest the consumer end
-        local tail = redis.call('LRANGE', KEYS[8], -32, -1)
-        for i = #tail, 1, -1 do
-            local e = tail[i]
-            if e:sub(1, #ARGV[14]) == ARGV[14] or e == ARGV[12] then
-                redis.call('LREM', KEYS[8], -1, e)
-                redis.call('LPUSH', KEYS[1], e)
-                return {1, e, 1}
-            end
+        -- pixq's own entries only, kept nearest the consumer end (take.lua looks further)
+        local head = redis.call('LINDEX', KEYS[8], -1)
+        if head and (string.sub(head, 1, #ARGV[14]) == ARGV[14] or head == ARGV[12]) then
+            return {1, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 1}
         end
         return {1, false, 1}
     end

@@ -4,13 +4,15 @@
 -- stay counted, and a queue past PIXQ_MAX_PARKED_MB would take no new job for good.
 --
 -- KEYS[1] pixq:{Q}:parked
--- KEYS[2..] blob keys counted in KEYS[1] (a worker lists them with HSCAN, a few at a time)
+-- KEYS[2..] blob keys counted in KEYS[1] (a worker lists them with HSCAN, a few at a time);
+--           another field of KEYS[1] (`total`, `scanned_at`) passed by mistake is left alone
 --
 -- Returns the number forgotten.
 
 local n = 0
 for i = 2, #KEYS do
-    local size = tonumber(redis.call('HGET', KEYS[1], KEYS[i]))
+    local size = string.find(KEYS[i], ':blob:', 1, true) and
+                     tonumber(redis.call('HGET', KEYS[1], KEYS[i]))
     if size and redis.call('EXISTS', KEYS[i]) == 0 then
         redis.call('HDEL', KEYS[1], KEYS[i])
         redis.call('HINCRBY', KEYS[1], 'total', -size)

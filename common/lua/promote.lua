@@ -19,19 +19,28 @@ local function push_behind_own(q, fresh) -- q: the index of `jobs` in KEYS
     if #fresh == 0 then
         return
     end
-    local run = {}
-    for _ = 1, 1000 do
-        local e = redis.call('LINDEX', KEYS[q], -1)
-        if not e or not own(e) then
+    local run = 0 -- pixq's own entries at the consumer end, counted 100 at a time
+    while run < 10000 do
+        local tail = redis.call('LRANGE', KEYS[q], -run - 100, -run - 1)
+        local i = #tail
+        while i >= 1 and own(tail[i]) do
+            i = i - 1
+        end
+        run = run + #tail - i
+        if i >= 1 or #tail < 100 then
             break
         end
-        run[#run + 1] = redis.call('RPOP', KEYS[q])
     end
-    for _, e in ipairs(fresh) do
-        redis.call('RPUSH', KEYS[q], e)
+    local mine = run > 0 and redis.call('RPOP', KEYS[q], run) or {}
+    for i = 1, #fresh, 1000 do
+        redis.call('RPUSH', KEYS[q], unpack(fresh, i, math.min(i + 999, #fresh)))
     end
-    for i = #run, 1, -1 do
-        redis.call('RPUSH', KEYS[q], run[i])
+    for i = #mine, 1, -1000 do -- back in their order: RPOP gave the nearest first
+        local chunk = {}
+        for j = i, math.max(i - 999, 1), -1 do
+            chunk[#chunk + 1] = mine[j]
+        end
+        redis.call('RPUSH', KEYS[q], unpack(chunk))
     end
 end
 

@@ -9,15 +9,53 @@
 -- ARGV[2..] the jobs, in the batch's order
 --
 -- The jobs go to the consumer end of `jobs`, the first one nearest, so they run next and in
--- order. Returns the number of jobs queued, or -1 if the batch was no longer on the active list.
+-- order (behind pixq's own entries there: see push_behind_own). Returns the number of jobs
+-- queued, or -1 if the batch was no longer on the active list.
+
+-- pixq's own entries (tasks, the wake-up token) at the consumer end of `jobs` stay there: fresh
+-- entries pushed at that end go behind them. Past PIXQ_MAX_PARKED_MB only pixq's own entries are
+-- taken (take.lua), and a fresh job in front must not hide the uploads that bring it back under.
+local function own(e)
+    return string.sub(e, 1, 10) == 'pixq-task:' or e == '{"pixq_wake":true}'
+end
+local function push_behind_own(q, fresh) -- q: the index of `jobs` in KEYS
+    if #fresh == 0 then
+        return
+    end
+    local run = 0 -- pixq's own entries at the consumer end, counted 100 at a time
+    while run < 10000 do
+        local tail = redis.call('LRANGE', KEYS[q], -run - 100, -run - 1)
+        local i = #tail
+        while i >= 1 and own(tail[i]) do
+            i = i - 1
+        end
+        run = run + #tail - i
+        if i >= 1 or #tail < 100 then
+            break
+        end
+    end
+    local mine = run > 0 and redis.call('RPOP', KEYS[q], run) or {}
+    for i = 1, #fresh, 1000 do
+        redis.call('RPUSH', KEYS[q], unpack(fresh, i, math.min(i + 999, #fresh)))
+    end
+    for i = #mine, 1, -1000 do -- back in their order: RPOP gave the nearest first
+        local chunk = {}
+        for j = i, math.max(i - 999, 1), -1 do
+            chunk[#chunk + 1] = mine[j]
+        end
+        redis.call('RPUSH', KEYS[q], unpack(chunk))
+    end
+end
 
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     redis.call('HINCRBY', KEYS[3], 'lease_lost', 1)
     return -1
 end
+local jobs = {}
 for i = #ARGV, 2, -1 do
-    redis.call('RPUSH', KEYS[2], ARGV[i])
+    jobs[#jobs + 1] = ARGV[i]
 end
+push_behind_own(2, jobs)
 redis.call('HDEL', KEYS[4], redis.sha1hex(ARGV[1]))
 redis.call('HINCRBY', KEYS[3], 'batches_split', 1)
 return #ARGV - 1

@@ -6,22 +6,25 @@
 -- ARGV[1] PIXQ_MAX_PARKED_MB in bytes
 -- ARGV[2] RQ_TASK_MARK
 -- ARGV[3] RQ_WAKE_TOKEN
+-- ARGV[4] how often a look further than the consumer end is made, ms (fleet-wide, per queue)
 --
 -- Within the limit the next entry is reserved, whatever it is (as LMOVE). Past it, only one of
 -- pixq's own: a parked output's upload, a postback retry, a pill, the wake-up token. Fresh jobs
--- wait, since each would park more; the uploads, which bring the bytes down, go on. Such an
--- entry is looked for among the SCAN nearest the consumer end: a job given back there (by a
--- reaped or stopped worker, reap.lua) must not hide the tasks promoted before it, which alone
--- can bring the queue back under its limit.
+-- wait, since each would park more; the uploads, which bring the bytes down, go on. pixq's own
+-- entries are kept nearest the consumer end (promote.lua, reap.lua and split.lua push jobs
+-- behind them), so the nearest entry is enough; but a job pushed there otherwise (by a client
+-- that RPUSHes, or by a worker of an older build) would hide them, and the queue would take
+-- nothing until their blobs expired. So once every ARGV[4] ms (noted in KEYS[3]'s `scanned_at`)
+-- the SCAN entries nearest that end are looked through.
 -- Returns {the entry now on KEYS[2] or nil, 1 if the queue is past its limit, else 0}.
 
-local SCAN = 32
+local SCAN = 64
 
 if (tonumber(redis.call('HGET', KEYS[3], 'total')) or 0) <= tonumber(ARGV[1]) then
     return {redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT'), 0}
 end
 local function own(e)
-    return e:sub(1, #ARGV[2]) == ARGV[2] or e == ARGV[3]
+    return string.sub(e, 1, #ARGV[2]) == ARGV[2] or e == ARGV[3]
 end
 local head = redis.call('LINDEX', KEYS[1], -1)
 if not head then
@@ -30,6 +33,13 @@ end
 if own(head) then
     return {redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT'), 1}
 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('HGET', KEYS[3], 'scanned_at'))
+if last and now - last < tonumber(ARGV[4]) and now >= last then
+    return {false, 1}
+end
+redis.call('HSET', KEYS[3], 'scanned_at', now)
 local tail = redis.call('LRANGE', KEYS[1], -SCAN, -2)
 for i = #tail, 1, -1 do
     if own(tail[i]) then

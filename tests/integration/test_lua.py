@@ -203,6 +203,7 @@ class ReapTest(LuaTestCase):
         self.assertIsNotNone(self.zscore(WORKERS, "w2"))
         self.assertEqual(self.r.hgetall(RECOV), {self.sha1("job-old"): "1",
                                                  self.sha1("job-new"): "1"})
+        self.assertEqual(self.stats(), {"recovered": 2})
 
     def test_jobs_go_behind_pixq_s_own_entries(self):
         # tasks promoted before the reap stay nearest the consumer end: a queue past
@@ -214,7 +215,6 @@ class ReapTest(LuaTestCase):
         self.assertEqual(self.reap("w1"), 2)
         self.assertEqual(self.r.lrange(JOBS), ["waiting", "job-a", task, wake,
                                                'pixq-task:{"pixq_upload":{"n":1}}'])
-        self.assertEqual(self.stats(), {"recovered": 2})
 
     def test_crash_of_an_unregistered_worker_gives_back_its_list(self):
         self.r.lpush(active("ghost"), "job-a")
@@ -395,6 +395,14 @@ class PromoteTest(LuaTestCase):
         self.assertEqual(taken, ["a", "ab", "b", "waiting"])
         self.assertEqual(self.r.zrange(DELAYED), ["future"])
         self.assertEqual(self.stats(), {"promoted": 3})
+
+    def test_due_jobs_go_behind_a_long_run_of_pixq_s_own_entries(self):
+        now = self.now_ms()
+        tasks = ['pixq-task:{"pixq_upload":{"n":%d}}' % i for i in range(1010)]
+        self.r.rpush(JOBS, "waiting", *tasks)
+        self.r.execute("ZADD", DELAYED, now - 300, "retry-a", now - 100, "retry-b")
+        self.assertEqual(self.promote()[0], 2)
+        self.assertEqual(self.r.lrange(JOBS), ["waiting", "retry-b", "retry-a"] + tasks)
 
     def test_due_jobs_go_behind_pixq_s_own_entries(self):
         # a retry due before a task of the same batch, and tasks promoted earlier: the tasks
@@ -737,9 +745,9 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.finish_gated("job-x", 4999), [1, task, 1])
         self.assertEqual(self.r.lrange(JOBS), ["job-d"])
         self.r.rpush(JOBS, task, "job-given-back")
-        self.r.lpush(active("w1"), "job-y")
-        self.assertEqual(self.finish_gated("job-y", 4999), [1, task, 1])
-        self.assertEqual(self.r.lrange(JOBS), ["job-d", "job-given-back"])
+        self.r.lpush(active("w1"), "job-y")  # the nearest only: take.lua looks further
+        self.assertEqual(self.finish_gated("job-y", 4999), [1, None, 1])
+        self.assertEqual(self.r.lrange(JOBS), ["job-d", task, "job-given-back"])
 
     def test_no_next_job_is_reserved_when_the_job_was_lost(self):
         self.r.lpush(JOBS, "job-b")
@@ -798,6 +806,14 @@ class SplitTest(LuaTestCase):
         self.assertEqual(taken, ["a", "b", "c", "waiting"])
         self.assertEqual(self.stats(), {"batches_split": 1})
         self.assertEqual(self.r.hgetall(RECOV), {"other": "1"})
+
+    def test_jobs_go_behind_pixq_s_own_entries(self):
+        # tasks promoted while the batch was being split stay nearest the consumer end
+        batch, task = '[{"job_id":"a"},{"job_id":"b"}]', 'pixq-task:{"pixq_upload":{"n":0}}'
+        self.r.lpush(active("w1"), batch)
+        self.r.rpush(JOBS, "waiting", task)
+        self.assertEqual(self.split("w1", batch, "a", "b"), 2)
+        self.assertEqual(self.r.lrange(JOBS), ["waiting", "b", "a", task])
 
     def test_lost_queues_nothing(self):
         self.assertEqual(self.split("w1", "[1,2]", "1", "2"), -1)
@@ -1110,9 +1126,9 @@ class TakeTest(LuaTestCase):
     TASK = 'pixq-task:{"pixq_upload":{"job_id":"z"}}'
     WAKE = '{"pixq_wake":true}'
 
-    def take(self, limit=1000):
+    def take(self, limit=1000, scan_ms=5000):
         return self.run_script("take", [JOBS, active("w1"), PARKED],
-                               [limit, "pixq-task:", self.WAKE])
+                               [limit, "pixq-task:", self.WAKE, scan_ms])
 
     def test_within_the_limit_anything(self):
         self.r.lpush(JOBS, "job-b", "job-a")
@@ -1134,17 +1150,21 @@ class TakeTest(LuaTestCase):
         self.assertEqual(self.take(limit=2000), ["job-a", 0])
 
     def test_past_the_limit_a_task_behind_a_given_back_job(self):
-        # a reaped worker's job goes back to the consumer end, in front of tasks promoted
-        # before: they alone can bring the bytes down, so they are looked for behind it
+        # pushed in front of tasks by a client (RPUSH) or a worker of an older build: the tasks
+        # alone bring the bytes down, so they are looked for behind it, once every scan_ms for
+        # the fleet (each look copies up to 64 jobs)
         self.r.execute("HSET", PARKED, "total", 1001)
-        self.r.rpush(JOBS, "job-old", self.TASK, "job-given-back")
-        self.assertEqual(self.take(), [self.TASK, 1])
+        self.r.rpush(JOBS, "job-old", self.TASK, self.TASK + "2", "job-given-back")
+        self.assertEqual(self.take(), [self.TASK + "2", 1])
+        self.assertEqual(self.take(), [None, 1])  # looked already within scan_ms
+        self.assertEqual(self.take(scan_ms=0), [self.TASK, 1])
         self.assertEqual(self.r.lrange(JOBS), ["job-old", "job-given-back"])
-        self.assertEqual(self.r.lrange(active("w1")), [self.TASK])
-        self.assertEqual(self.take(), [None, 1])
-        # beyond the 32 nearest the consumer end it is not looked for
-        self.r.rpush(JOBS, self.TASK, *["job-%d" % i for i in range(32)])
-        self.assertEqual(self.take(), [None, 1])
+        self.assertEqual(self.r.lrange(active("w1")), [self.TASK, self.TASK + "2"])
+        self.assertEqual(self.take(scan_ms=0), [None, 1])
+        # beyond the 64 nearest the consumer end it is not looked for
+        self.r.rpush(JOBS, self.TASK, *["job-%d" % i for i in range(64)])
+        self.assertEqual(self.take(scan_ms=0), [None, 1])
+        self.assertEqual(self.r.execute("HGET", PARKED, "total"), "1001")
 
 
 RL = "pixq:rl:{bucket-a}"
