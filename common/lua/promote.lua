@@ -19,17 +19,14 @@ local function push_behind_own(q, fresh) -- q: the index of `jobs` in KEYS
     if #fresh == 0 then
         return
     end
-    local run = 0 -- pixq's own entries at the consumer end, counted 100 at a time
-    while run < 10000 do
-        local tail = redis.call('LRANGE', KEYS[q], -run - 100, -run - 1)
-        local i = #tail
-        while i >= 1 and own(tail[i]) do
-            i = i - 1
-        end
-        run = run + #tail - i
-        if i >= 1 or #tail < 100 then
+    local run = 0 -- pixq's own entries at the consumer end, each read once (a job's only once:
+    -- a window read at once would copy the jobs past the run too, up to 250 kB each)
+    while run < 1000 do
+        local e = redis.call('LINDEX', KEYS[q], -run - 1)
+        if not e or not own(e) then
             break
         end
+        run = run + 1
     end
     local mine = run > 0 and redis.call('RPOP', KEYS[q], run) or {}
     for i = 1, #fresh, 1000 do

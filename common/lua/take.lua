@@ -14,8 +14,8 @@
 -- entries are kept nearest the consumer end (promote.lua, reap.lua and split.lua push jobs
 -- behind them), so the nearest entry is enough; but a job pushed there otherwise (by a client
 -- that RPUSHes, or by a worker of an older build) would hide them, and the queue would take
--- nothing until their blobs expired. So once every ARGV[4] ms (noted in KEYS[3]'s `scanned_at`)
--- the SCAN entries nearest that end are looked through.
+-- nothing until their blobs expired. So the SCAN entries nearest that end are looked through,
+-- and when that finds none, not again for ARGV[4] ms (noted in KEYS[3]'s `scanned_at`).
 -- Returns {the entry now on KEYS[2] or nil, 1 if the queue is past its limit, else 0}.
 
 local SCAN = 64
@@ -39,7 +39,6 @@ local last = tonumber(redis.call('HGET', KEYS[3], 'scanned_at'))
 if last and now - last < tonumber(ARGV[4]) and now >= last then
     return {false, 1}
 end
-redis.call('HSET', KEYS[3], 'scanned_at', now)
 local tail = redis.call('LRANGE', KEYS[1], -SCAN, -2)
 for i = #tail, 1, -1 do
     if own(tail[i]) then
@@ -48,4 +47,5 @@ for i = #tail, 1, -1 do
         return {tail[i], 1}
     end
 end
+redis.call('HSET', KEYS[3], 'scanned_at', now) -- none: not looked for again for ARGV[4] ms
 return {false, 1}

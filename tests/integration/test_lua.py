@@ -120,6 +120,21 @@ class ScriptFilesTest(LuaTestCase):
             self.assertNotIn("pixq:", code, name)
             self.r.execute("SCRIPT", "LOAD", text)  # compiles
 
+    def test_push_behind_own_is_the_same_in_every_script(self):
+        # one function, copied into the scripts that push jobs at the consumer end (a script
+        # cannot include another); its marks are rq.h's RQ_TASK_MARK and RQ_WAKE_TOKEN
+        def function(name):
+            text = (LUA_DIR / (name + ".lua")).read_text()
+            start = text.index("local function own(e)")
+            return text[start:text.index("\nend\n", text.index("local function push_behind_own"))]
+        copies = {name: function(name) for name in ("promote", "reap", "split")}
+        self.assertEqual(len(set(copies.values())), 1, "push_behind_own differs")
+        rq_h = (LUA_DIR.parent / "rq.h").read_text()
+        self.assertIn('#define RQ_TASK_MARK     "pixq-task:"', rq_h)
+        self.assertIn('#define RQ_WAKE_TOKEN "{\\"pixq_wake\\":true}"', rq_h)
+        self.assertIn("'pixq-task:'", copies["promote"])
+        self.assertIn("""'{"pixq_wake":true}'""", copies["promote"])
+
 
 class HeartbeatTest(LuaTestCase):
     def test_register_adds_with_deadline(self):
@@ -397,12 +412,24 @@ class PromoteTest(LuaTestCase):
         self.assertEqual(self.stats(), {"promoted": 3})
 
     def test_due_jobs_go_behind_a_long_run_of_pixq_s_own_entries(self):
+        # runs of 1, 100 (a window's end), 1000 (the most looked through) and all of a list
+        for run, before in ((1, ["waiting"]), (100, ["waiting"]), (1000, ["waiting"]),
+                            (150, [])):
+            self.r.execute("DEL", JOBS)
+            now = self.now_ms()
+            tasks = ['pixq-task:{"pixq_upload":{"n":%d}}' % i for i in range(run)]
+            self.r.rpush(JOBS, *before, *tasks)
+            self.r.execute("ZADD", DELAYED, now - 300, "retry-a", now - 100, "retry-b")
+            self.assertEqual(self.promote()[0], 2)
+            self.assertEqual(self.r.lrange(JOBS), before + ["retry-b", "retry-a"] + tasks, run)
+
+    def test_many_due_jobs_and_none_of_pixq_s_own(self):
+        # pushed in chunks (Lua's unpack has a limit); nothing of pixq's own: in order
         now = self.now_ms()
-        tasks = ['pixq-task:{"pixq_upload":{"n":%d}}' % i for i in range(1010)]
-        self.r.rpush(JOBS, "waiting", *tasks)
-        self.r.execute("ZADD", DELAYED, now - 300, "retry-a", now - 100, "retry-b")
-        self.assertEqual(self.promote()[0], 2)
-        self.assertEqual(self.r.lrange(JOBS), ["waiting", "retry-b", "retry-a"] + tasks)
+        jobs = ["job-%04d" % i for i in range(2500)]
+        self.r.execute("ZADD", DELAYED, *[x for i, j in enumerate(jobs) for x in (now - 3000 + i, j)])
+        self.assertEqual(self.promote(batch=5000)[0], 2500)
+        self.assertEqual(self.r.lrange(JOBS), list(reversed(jobs)))
 
     def test_due_jobs_go_behind_pixq_s_own_entries(self):
         # a retry due before a task of the same batch, and tasks promoted earlier: the tasks
@@ -1114,9 +1141,12 @@ class ParkedForgetTest(LuaTestCase):
         self.r.set(key("blob:j1:0"), "x" * 7)
         self.r.execute("HSET", PARKED, key("blob:j1:0"), 7, key("blob:j1:1"), 9,
                        key("blob:j2:0"), 5, "total", 21)
-        keys = [PARKED, key("blob:j1:0"), key("blob:j1:1"), key("blob:j2:0"), key("blob:j3:0")]
+        self.r.execute("HSET", PARKED, "scanned_at", 1796054857387)
+        keys = [PARKED, key("blob:j1:0"), key("blob:j1:1"), key("blob:j2:0"), key("blob:j3:0"),
+                "total", "scanned_at"]  # other fields passed by mistake: left alone
         self.assertEqual(self.run_script("parked_forget", keys, []), 2)
-        self.assertEqual(self.r.hgetall(PARKED), {key("blob:j1:0"): "7", "total": "7"})
+        self.assertEqual(self.r.hgetall(PARKED), {key("blob:j1:0"): "7", "total": "7",
+                                                  "scanned_at": "1796054857387"})
         self.assertEqual(self.run_script("parked_forget", keys, []), 0)
 
 
@@ -1156,15 +1186,25 @@ class TakeTest(LuaTestCase):
         self.r.execute("HSET", PARKED, "total", 1001)
         self.r.rpush(JOBS, "job-old", self.TASK, self.TASK + "2", "job-given-back")
         self.assertEqual(self.take(), [self.TASK + "2", 1])
-        self.assertEqual(self.take(), [None, 1])  # looked already within scan_ms
-        self.assertEqual(self.take(scan_ms=0), [self.TASK, 1])
+        self.assertEqual(self.take(), [self.TASK, 1])  # found one: looks again at once
         self.assertEqual(self.r.lrange(JOBS), ["job-old", "job-given-back"])
         self.assertEqual(self.r.lrange(active("w1")), [self.TASK, self.TASK + "2"])
-        self.assertEqual(self.take(scan_ms=0), [None, 1])
-        # beyond the 64 nearest the consumer end it is not looked for
-        self.r.rpush(JOBS, self.TASK, *["job-%d" % i for i in range(64)])
+        self.assertEqual(self.take(), [None, 1])  # found none: not again within scan_ms
+        self.r.execute("LINSERT", JOBS, "BEFORE", "job-given-back", self.TASK + "3")
+        self.assertEqual(self.take(), [None, 1])
+        self.assertEqual(self.take(scan_ms=0), [self.TASK + "3", 1])
+        # the 64th nearest the consumer end is looked at, the 65th not
+        self.r.execute("DEL", JOBS)
+        self.r.rpush(JOBS, self.TASK + "65", self.TASK + "64", *["job-%d" % i for i in range(63)])
+        self.assertEqual(self.take(scan_ms=0), [self.TASK + "64", 1])
+        self.r.rpush(JOBS, "job-63")  # the other one is 65th now
         self.assertEqual(self.take(scan_ms=0), [None, 1])
         self.assertEqual(self.r.execute("HGET", PARKED, "total"), "1001")
+
+    def test_the_look_further_is_not_held_up_by_a_clock_that_went_back(self):
+        self.r.execute("HSET", PARKED, "total", 1001, "scanned_at", self.now_ms() + 10 ** 7)
+        self.r.rpush(JOBS, self.TASK, "job-given-back")
+        self.assertEqual(self.take(), [self.TASK, 1])
 
 
 RL = "pixq:rl:{bucket-a}"
