@@ -192,7 +192,7 @@ static int reap_all(struct lease *l)
 }
 
 /* Counts out the parked outputs of `q` whose blob went without upload_done.lua (it expired unsent,
- * its task was buried and purged, a worker of an older build uploaded it): PARKED_CHECK_COUNT of
+ * or a worker of an older build uploaded it): PARKED_CHECK_COUNT of
  * them a pass, from where the last pass left off (HSCAN), through parked_forget.lua, which looks
  * at each blob again. Else their bytes would keep the queue past PIXQ_MAX_PARKED_MB for good. */
 static void check_parked(struct lease *l, struct lease_queue *q)
@@ -210,7 +210,7 @@ static void check_parked(struct lease *l, struct lease_queue *q)
     const redisReply *fields = r->element[1];
     const char *keys[PARKED_CHECK_MAX + 1] = {q->parked_key};
     long long forgotten = 0;
-    for (size_t i = 0; i < fields->elements; i += 2) {
+    for (size_t i = 0; i < fields->elements;) {
         int n = 1;
         for (; i < fields->elements && n <= PARKED_CHECK_MAX; i += 2) {
             const redisReply *f = fields->element[i];
@@ -219,7 +219,6 @@ static void check_parked(struct lease *l, struct lease_queue *q)
                 keys[n++] = f->str;
             }
         }
-        i -= 2; /* the outer loop steps on */
         redisReply *g =
             n > 1 ? rq_script(l->rq, RQ_SCRIPT_PARKED_FORGET, n, keys, 0, NULL, NULL, &e) : NULL;
         forgotten += g != NULL && g->type == REDIS_REPLY_INTEGER ? g->integer : 0;

@@ -39,7 +39,7 @@ struct wqueue {
     char delayed_key[RQ_KEY_MAX];
     char recov_key[RQ_KEY_MAX];
     char tput_key[RQ_KEY_MAX];
-    char parked_key[RQ_KEY_MAX]; /* bytes of the queue's parked outputs (park.lua) */
+    char parked_key[RQ_KEY_MAX]; /* the queue's parked outputs and their bytes (park.lua) */
     char prefix[RQ_KEY_MAX];     /* "pixq:{name}:", which every per-job key starts with */
     size_t prefix_len;
     long next_promote_at; /* monotonic ms */
@@ -1694,9 +1694,8 @@ static long retry_delay_ms(struct worker *w, const struct job *j, enum run_statu
 
 /* requeue.lua: the reserved payload leaves the active list; `next` runs in `delay` ms. For the
  * upload task of output `parked_n` of job `parked_id` (else NULL), its blob and the job hash are
- * kept until then and PIXQ_BLOB_TTL_S longer. Returns 1, 0 if the
- * payload was no longer on the active list (another worker took it), or -1 on a Redis error (`e`).
- */
+ * kept until then and PIXQ_BLOB_TTL_S longer. Returns 1, 0 if the payload was no longer on the
+ * active list (another worker took it), or -1 on a Redis error (`e`). */
 static int requeue(struct worker *w, struct task *t, const char *next, long delay,
                    const char *counter, const char *parked_id, int parked_n, struct err *e)
 {

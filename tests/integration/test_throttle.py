@@ -861,7 +861,12 @@ class ParkedLimitTest(ThrottleCase):
         or it expires unsent): the reap pass counts it out, and the job goes."""
         blob = self.key("blob:gone-1:0")
         self.redis.execute("SETRANGE", blob, 5 << 20, "x")
-        self.redis.execute("HSET", self.key("parked"), blob, 5 << 20, "total", 5 << 20)
+        self.redis.execute("HSET", self.key("parked"), blob, 5 << 20, "total", (5 << 20) + 450)
+        # and 450 blobs already gone, in a hash small enough to come whole from one HSCAN: the
+        # reap pass hands them to parked_forget.lua in two calls (400 at most a call)
+        self.redis.execute("CONFIG", "SET", "hash-max-listpack-entries", 1000)
+        self.redis.execute("HSET", self.key("parked"), *[
+            x for i in range(450) for x in (self.key("blob:old-%d:0" % i), 1)])
         worker = self.start_worker(PIXQ_MAX_PARKED_MB=4, PIXQ_QUEUE="urgent,default",
                                    PIXQ_REAP_INTERVAL_MS=300)
         self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
@@ -877,12 +882,13 @@ class ParkedLimitTest(ThrottleCase):
         self.assertEqual([q["parked_bytes"] for q in stats["queues"]], [5 << 20])
         gated = worker.log_events("queue_gated")
         self.assertEqual([(e["queue"], e["max_parked_mb"]) for e in gated], [("default", "4")])
-        self.assertEqual(worker.log_events("parked_forgotten"), [])
+        forgotten = worker.log_events("parked_forgotten")
+        self.assertEqual([(e["queue"], e["outputs"]) for e in forgotten], [("default", "450")])
         self.redis.execute("DEL", blob)
         t0 = time.monotonic()
         self.wait_for_postback(job_id="d-1")
         self.assertLess(time.monotonic() - t0, 3.0)
-        forgotten = worker.log_events("parked_forgotten")
+        forgotten = worker.log_events("parked_forgotten")[1:]
         self.assertEqual([(e["queue"], e["outputs"]) for e in forgotten], [("default", "1")])
         self.assert_nothing_parked()
         self.wait_until(lambda: worker.log_events("queue_ungated"), 5, "queue_ungated")
