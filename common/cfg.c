@@ -161,7 +161,7 @@ static const struct cfg_entry table[] = {
      false, "a bucket's limiter state unused this long expires (unless it has an override)"},
     {"blob-ttl-s", "PIXQ_BLOB_TTL_S", T_LONG, F(blob_ttl_s), 60, 30 * 86400L, "86400", false,
      "how long a parked output and its job's state are kept past the time the output is due"},
-    {"max-parked-mb", "PIXQ_MAX_PARKED_MB", T_LONG, F(max_parked_mb), 0, 1048576L, "1024", false,
+    {"max-parked-mb", "PIXQ_MAX_PARKED_MB", T_LONG, F(max_parked_mb), 0, 1048576L, "256", false,
      "most MB of a queue's outputs parked in Redis: past it workers take only uploads and other "
      "tasks from that queue, no new job, until uploads bring it under (0: no limit)"},
     {"wait-for-s3-interval-ms", "PIXQ_WAIT_FOR_S3_INTERVAL_MS", T_LONG,

@@ -334,26 +334,26 @@ static bool info_field(const char *info, const char *field, char *out, size_t ca
     return false;
 }
 
-int rq_server_check(struct rq *r, char *policy, size_t cap, char *refused, size_t refused_cap,
-                    struct err *e)
+int rq_server_check(struct rq *r, struct rq_server *out, struct err *e)
 {
-    policy[0] = '\0';
-    refused[0] = '\0';
+    memset(out, 0, sizeof *out);
     struct err why = {{0}};
     redisReply *rep = rq_command(r, &why, "INFO");
     if (rep == NULL && rq_disconnected(r)) {
         return err_set(e, "%s", why.msg);
     }
     if (rep == NULL) { /* not allowed, or renamed (a managed Redis): nothing to check */
-        snprintf(refused, refused_cap, "%s", why.msg);
+        snprintf(out->refused, sizeof out->refused, "%s", why.msg);
         return 0;
     }
-    char cluster[8] = "";
+    char cluster[8] = "", maxmemory[32] = "";
     if (rep->type == REDIS_REPLY_STRING) {
         info_field(rep->str, "cluster_enabled", cluster, sizeof cluster);
-        info_field(rep->str, "maxmemory_policy", policy, cap);
+        info_field(rep->str, "maxmemory_policy", out->policy, sizeof out->policy);
+        info_field(rep->str, "maxmemory", maxmemory, sizeof maxmemory);
     }
     freeReplyObject(rep);
+    out->maxmemory = strtoull(maxmemory, NULL, 10);
     if (strcmp(cluster, "1") == 0) {
         return err_set(e, "redis server refused: Redis Cluster is not supported: pixq's client "
                           "talks to one server and does not follow MOVED or ASK redirects "

@@ -79,13 +79,19 @@ struct rq *rq_create(const char *url, long timeout_ms, struct err *e);
  * not help. A Redis still loading, busy or without its master is not. */
 bool rq_refused_for_good(const char *msg);
 
+/* What rq_server_check() read of the server's INFO. */
+struct rq_server {
+    char policy[32];              /* maxmemory-policy; "" when INFO does not say */
+    unsigned long long maxmemory; /* bytes; 0: none, or INFO does not say */
+    char refused[ERR_MSG_MAX];    /* the refusal when the server refused INFO, else "" */
+};
+
 /* Reads the server's INFO: -1 with "redis server refused: Redis Cluster ..." (for good, as
  * rq_refused_for_good() says) when it is a Cluster node, which pixq's client cannot follow
- * (MOVED/ASK); else 0, with its maxmemory-policy in `policy` ("" when INFO does not say). When
- * the server refuses INFO (an ACL user without +info, a renamed command) it is 0 with `policy`
- * "" and the refusal in `refused` (else ""). An I/O failure is -1 with the reason. */
-int rq_server_check(struct rq *r, char *policy, size_t cap, char *refused, size_t refused_cap,
-                    struct err *e);
+ * (MOVED/ASK); else 0, with what INFO said in `out`. When the server refuses INFO (an ACL user
+ * without +info, a renamed command) it is 0 with the refusal in out->refused. An I/O failure is
+ * -1 with the reason. */
+int rq_server_check(struct rq *r, struct rq_server *out, struct err *e);
 
 /* Closes the connection; NULL is allowed. */
 void rq_destroy(struct rq *r);

@@ -235,6 +235,33 @@ static bool job_reruns(void *user, const struct job *j, enum run_status st)
     return reruns(user, j, st);
 }
 
+/* Warns at start of what in the server's settings can lose jobs or stop the fleet. */
+static void warn_redis_settings(const struct worker *w, const struct rq_server *info)
+{
+    char q[ERR_MSG_MAX + 16];
+    if (info->refused[0] != '\0') {
+        LOG_WARN("redis_info_unavailable",
+                 "error=%s note=\"not checked: a Cluster node, the eviction policy, maxmemory "
+                 "against PIXQ_MAX_PARKED_MB (allow INFO: +info)\"",
+                 log_quote(info->refused, q, sizeof q));
+    }
+    if (info->policy[0] != '\0' && strcmp(info->policy, "noeviction") != 0) {
+        LOG_WARN("redis_eviction_policy",
+                 "policy=%s error=\"Redis may evict keys under memory pressure, whole queues "
+                 "with them: set maxmemory-policy noeviction\"",
+                 info->policy);
+    }
+    /* each queue may park up to the limit: their sum past half of maxmemory leaves the queues
+     * too little room, and a full Redis refuses every write */
+    unsigned long long parked = (unsigned long long)w->cfg->max_parked_mb * w->nq << 20;
+    if (info->maxmemory > 0 && (parked == 0 || parked > info->maxmemory / 2)) {
+        LOG_WARN("parked_limit_high",
+                 "max_parked_mb=%ld queues=%zu maxmemory_mb=%llu error=\"parked outputs may fill "
+                 "Redis: set PIXQ_MAX_PARKED_MB under half of maxmemory, shared by the queues\"",
+                 w->cfg->max_parked_mb, w->nq, info->maxmemory >> 20);
+    }
+}
+
 struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, struct err *e)
 {
     struct worker *w = calloc(1, sizeof *w);
@@ -262,24 +289,11 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
         goto fail;
     }
     w->rq = rq_create(cfg->redis_url, cfg->redis_timeout_ms, e);
-    char policy[32], refused[ERR_MSG_MAX];
-    if (w->rq == NULL ||
-        rq_server_check(w->rq, policy, sizeof policy, refused, sizeof refused, e) < 0) {
+    struct rq_server info;
+    if (w->rq == NULL || rq_server_check(w->rq, &info, e) < 0) {
         goto fail;
     }
-    if (refused[0] != '\0') {
-        char q[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_info_unavailable",
-                 "error=%s note=\"not checked: a Cluster node, the eviction policy (allow INFO: "
-                 "+info)\"",
-                 log_quote(refused, q, sizeof q));
-    }
-    if (policy[0] != '\0' && strcmp(policy, "noeviction") != 0) {
-        LOG_WARN("redis_eviction_policy",
-                 "policy=%s error=\"Redis may evict keys under memory pressure, whole queues "
-                 "with them: set maxmemory-policy noeviction\"",
-                 policy);
-    }
+    warn_redis_settings(w, &info);
     const char *names[LEASE_QUEUES_MAX];
     for (size_t i = 0; i < w->nq; i++) {
         names[i] = w->q[i].name;

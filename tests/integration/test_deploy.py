@@ -586,6 +586,23 @@ class RedisConfTest(PixqTestCase):
         self.wait_until(lambda: quiet.log_events("worker_start"), 20, "the worker")
         self.assertEqual(quiet.log_events("redis_eviction_policy"), [])
 
+    def test_parked_limit_past_half_of_maxmemory_is_warned(self):
+        """Every queue may park up to PIXQ_MAX_PARKED_MB: their sum past half of maxmemory
+        leaves the queues too little room, and a full Redis refuses every write."""
+        self.redis.execute("CONFIG", "SET", "maxmemory", str(1000 << 20))
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory", "0")
+        cases = (({"PIXQ_QUEUE": "a,b"}, True),  # 2 x 256 MB past 500
+                 ({}, False),  # 256 MB
+                 ({"PIXQ_MAX_PARKED_MB": "0"}, True))  # no limit
+        for env, warns in cases:
+            prog = self.start_worker(**env)
+            self.wait_until(lambda: prog.log_events("worker_start"), 20, "the worker")
+            warned = prog.log_events("parked_limit_high")
+            self.assertEqual(len(warned), 1 if warns else 0, (env, warned))
+            if warns:
+                self.assertEqual(warned[0]["maxmemory_mb"], "1000")
+                self.assertIn("half of maxmemory", warned[0]["error"])
+
     def test_redis_at_maxclients_is_waited_for(self):
         """'ERR max number of clients reached' answers the login too: a spike of connections,
         not a setting to fix. The worker waits it out (it once ended, taking the fleet down)."""
