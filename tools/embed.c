@@ -1,10 +1,50 @@
 /* embed: write a C source that holds each input file as a NUL-terminated string constant.
  *
  * usage: embed OUT.c NAME=FILE [NAME=FILE ...]
- * Each NAME becomes `const char NAME[]` holding FILE's bytes. Used at build time for Lua scripts.
+ * Each NAME becomes `const char NAME[]` holding FILE's bytes (text: no NUL byte). Used at build
+ * time for Lua scripts: a line "-- include: PATH" (PATH relative to FILE's folder) is replaced by
+ * that file's bytes, so that scripts share a function without one copy each (a script run by
+ * EVALSHA cannot load another).
  */
 #include <stdio.h>
 #include <string.h>
+
+#define INCLUDE        "-- include: "
+#define LINE_MAX_BYTES 4096
+
+static void emit_byte(FILE *out, int c, size_t *n)
+{
+    fprintf(out, "%s0x%02x,", *n % 16 == 0 ? "\n    " : "", (unsigned)c);
+    (*n)++;
+}
+
+/* Emits the bytes of `path`, its include lines replaced when `depth` allows. */
+static int emit_path(FILE *out, const char *path, size_t dir_len, int depth, size_t *n)
+{
+    FILE *in = fopen(path, "rb");
+    if (in == NULL) {
+        perror(path);
+        return -1;
+    }
+    char line[LINE_MAX_BYTES];
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, in) != NULL) {
+        size_t len = strlen(line);
+        if (depth > 0 && strncmp(line, INCLUDE, strlen(INCLUDE)) == 0) {
+            char inc[LINE_MAX_BYTES + 512];
+            const char *name = line + strlen(INCLUDE);
+            snprintf(inc, sizeof inc, "%.*s%.*s", (int)dir_len, path, (int)strcspn(name, "\r\n"),
+                     name);
+            rc = emit_path(out, inc, dir_len, depth - 1, n);
+            continue;
+        }
+        for (size_t i = 0; i < len; i++) {
+            emit_byte(out, (unsigned char)line[i], n);
+        }
+    }
+    fclose(in);
+    return rc;
+}
 
 static int emit_file(FILE *out, const char *spec)
 {
@@ -13,20 +53,14 @@ static int emit_file(FILE *out, const char *spec)
         fprintf(stderr, "embed: expected NAME=FILE, got %s\n", spec);
         return -1;
     }
-    FILE *in = fopen(eq + 1, "rb");
-    if (in == NULL) {
-        perror(eq + 1);
+    const char *path = eq + 1, *slash = strrchr(path, '/');
+    size_t dir_len = slash != NULL ? (size_t)(slash - path + 1) : 0;
+    fprintf(out, "const char %.*s[] = {", (int)(eq - spec), spec);
+    size_t n = 0;
+    if (emit_path(out, path, dir_len, 1, &n) < 0) {
         return -1;
     }
-    fprintf(out, "const char %.*s[] = {", (int)(eq - spec), spec);
-    int c;
-    size_t n = 0;
-    while ((c = fgetc(in)) != EOF) {
-        fprintf(out, "%s0x%02x,", n % 16 == 0 ? "\n    " : "", (unsigned)c);
-        n++;
-    }
     fprintf(out, "\n    0x00};\n");
-    fclose(in);
     return 0;
 }
 

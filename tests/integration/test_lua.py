@@ -35,6 +35,16 @@ JOBS, WORKERS, DELAYED, DEAD, STATS, RECOV, REAPED, PARKED = (key(n) for n in (
     "jobs", "workers", "delayed", "dead", "stats", "recov", "reaped", "parked"))
 
 
+INCLUDE = re.compile(r"^-- include: (\S+)\n", re.M)
+
+
+def script_text(name):
+    """common/lua/<name>.lua as the worker runs it: each `-- include: PATH` line replaced by
+    that file, as tools/embed.c does at build time."""
+    text = (LUA_DIR / (name + ".lua")).read_text()
+    return INCLUDE.sub(lambda m: (LUA_DIR / m.group(1)).read_text(), text)
+
+
 def sha1(payload):
     return hashlib.sha1(payload.encode()).hexdigest()
 
@@ -79,7 +89,7 @@ class LuaTestCase(unittest.TestCase):
 
     def run_script(self, name, keys, args):
         """EVAL common/lua/<name>.lua with KEYS and ARGV."""
-        source = (LUA_DIR / (name + ".lua")).read_text()
+        source = script_text(name)
         return self.r.execute("EVAL", source, len(keys), *keys, *args)
 
     def now_ms(self):
@@ -106,7 +116,7 @@ class ScriptFilesTest(LuaTestCase):
         self.assertEqual(names, sorted(TESTED), "a script without tests here, or a test of a "
                          "script that is gone")
         for name in names:
-            text = (LUA_DIR / (name + ".lua")).read_text()
+            text = script_text(name)
             self.assertTrue(text.startswith("-- %s.lua: " % name), name)
             header = [l for l in text.splitlines() if l.startswith("--")]
             code = "\n".join(l for l in text.splitlines() if not l.startswith("--"))
@@ -120,20 +130,19 @@ class ScriptFilesTest(LuaTestCase):
             self.assertNotIn("pixq:", code, name)
             self.r.execute("SCRIPT", "LOAD", text)  # compiles
 
-    def test_push_behind_own_is_the_same_in_every_script(self):
-        # one function, copied into the scripts that push jobs at the consumer end (a script
-        # cannot include another); its marks are rq.h's RQ_TASK_MARK and RQ_WAKE_TOKEN
-        def function(name):
+    def test_push_behind_own_is_shared_and_its_marks_are_rq_h_s(self):
+        # one function, included by the scripts that push jobs at the consumer end; its marks
+        # are rq.h's RQ_TASK_MARK and RQ_WAKE_TOKEN
+        for name in ("promote", "reap", "split"):
             text = (LUA_DIR / (name + ".lua")).read_text()
-            start = text.index("local function own(e)")
-            return text[start:text.index("\nend\n", text.index("local function push_behind_own"))]
-        copies = {name: function(name) for name in ("promote", "reap", "split")}
-        self.assertEqual(len(set(copies.values())), 1, "push_behind_own differs")
+            self.assertEqual(INCLUDE.findall(text), ["lib/own_entries.lua"], name)
+            self.assertNotIn("local function push_behind_own", text, name)
+        lib = (LUA_DIR / "lib" / "own_entries.lua").read_text()
         rq_h = (LUA_DIR.parent / "rq.h").read_text()
         self.assertIn('#define RQ_TASK_MARK     "pixq-task:"', rq_h)
         self.assertIn('#define RQ_WAKE_TOKEN "{\\"pixq_wake\\":true}"', rq_h)
-        self.assertIn("'pixq-task:'", copies["promote"])
-        self.assertIn("""'{"pixq_wake":true}'""", copies["promote"])
+        self.assertIn("'pixq-task:'", lib)
+        self.assertIn("""'{"pixq_wake":true}'""", lib)
 
 
 class HeartbeatTest(LuaTestCase):
