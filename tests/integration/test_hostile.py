@@ -1052,6 +1052,9 @@ class RedisAuthTest(HostileTestCase):
     def check_round_trip(self, server):
         self.start(PIXQ_REDIS_URL=server.url())
         self.assert_still_serving()
+        # finish.lua counts the job after its postback
+        result = self.key("result:hostile-good-%d" % self.good_jobs)
+        self.wait_until(lambda: self.redis.exists(result), 10, "%s to exist" % result)
         r = self.run_pixq("stats", "--json", env={"PIXQ_REDIS_URL": server.url()})
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["counters"].get("succeeded"), 1, r.stdout)

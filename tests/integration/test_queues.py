@@ -111,8 +111,12 @@ class PriorityTest(QueueCase):
         self.assertEqual(sorted(order), sorted(["d-slow", "d3", "d4", "d5", "u-slow", "u3", "u4",
                                                 "u5"]))
 
-        # every job settled in its own queue: results, counters, nothing left reserved
-        for job_id, queue in self.starts(w):
+        # every job settled in its own queue: results, counters, nothing left reserved. A job's
+        # result and counters are written by finish.lua after its postback: wait for the last ones
+        starts = self.starts(w)
+        self.wait_until(lambda: all(self.redis.exists(self.qkey(q, "result:" + j))
+                                    for j, q in starts), 10, "every job's result")
+        for job_id, queue in starts:
             other = "default" if queue == "urgent" else "urgent"
             self.assertEqual(self.redis.exists(self.qkey(queue, "result:" + job_id)), 1, job_id)
             self.assertEqual(self.redis.exists(self.qkey(other, "result:" + job_id)), 0, job_id)
