@@ -39,6 +39,7 @@
 #include "image.h"
 #include "job.h"
 #include "ops.h"
+#include "source.h"
 
 #define MAX_TEXT_BYTES    1000    /* longest text, bytes */
 #define MAX_POINT_SIZE    1000.0  /* largest point size */
@@ -1434,26 +1435,10 @@ static int op_dissolve(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
  * (the caller puts it) of at most MAX_OTHER_IMAGES, or NULL. */
 static json_object *read_other_images(json_object *p, const char *fn, struct err *e)
 {
-    json_object *v = NULL, *out = json_object_new_array();
+    json_object *v = NULL;
     json_object_object_get_ex(p, "other_images", &v);
-    if (json_object_is_type(v, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(v); i++) {
-            json_object_array_add(out, json_object_get(json_object_array_get_idx(v, i)));
-        }
-    } else if (json_object_is_type(v, json_type_string)) {
-        for (const char *s = json_object_get_string(v); *s != '\0';) {
-            size_t n = strcspn(s, ","), skip = strspn(s, " \t");
-            size_t len = skip < n ? n - skip : 0;
-            while (len > 0 && isspace((unsigned char)s[skip + len - 1])) {
-                len--;
-            }
-            if (len > 0) {
-                json_object_array_add(out, json_object_new_string_len(s + skip, (int)len));
-            }
-            s += s[n] == ',' ? n + 1 : n;
-        }
-    } else if (v != NULL) {
-        json_object_put(out);
+    json_object *out = v != NULL ? src_list(v) : json_object_new_array();
+    if (out == NULL) {
         invalid(fn, "other_images", "expected a comma-separated string or an array", e);
         return NULL;
     }

@@ -226,6 +226,16 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
 static int fetch_bytes(void *user, json_object *src, struct buf *out, struct err *e)
 {
     struct runner *w = user;
+    if (srccache_get(&w->sources, src, out)) {
+        LOG_DEBUG("source_reused", "bytes=%zu", out->len);
+        return 0;
+    }
+    if (w->downloads >= w->cfg->max_sources) {
+        note_fetch_failure(w, RUN_SOURCE_FAILED); /* a run again would name as many */
+        return err_set(e, "the job names more than PIXQ_MAX_SOURCES (%ld) sources to download",
+                       w->cfg->max_sources);
+    }
+    w->downloads++;
     if (download_time_left(w) <= 0) {
         note_fetch_failure(w, RUN_SOURCE_FAILED);
         return err_set(e,
@@ -238,6 +248,9 @@ static int fetch_bytes(void *user, json_object *src, struct buf *out, struct err
                  ? fetch_url(w, json_object_get_string(src), out, e)
                  : fetch_s3(w, src, out, e);
     w->times.fetch_us += clock_mono_us() - t0;
+    if (rc == 0) {
+        srccache_put(&w->sources, src, out->data, out->len);
+    }
     return rc;
 }
 
@@ -796,7 +809,11 @@ static enum run_status run(struct runner *r, const struct job *job, struct resul
     struct run_state t = {r, job, res, first_error};
     r->fetch_status = RUN_DONE;
     r->times = (struct run_times){0};
+    r->downloads = 0;
     run_release(r);
+    if (srccache_start(&r->sources, job->root, (size_t)r->cfg->source_cache_bytes) < 0) {
+        LOG_WARN("source_cache_off", "error=out_of_memory"); /* each naming is downloaded */
+    }
     if (job->error[0] != '\0') {
         fail_job(&t, job->error);
         return RUN_DONE;
@@ -807,6 +824,7 @@ static enum run_status run(struct runner *r, const struct job *job, struct resul
         return RUN_DONE;
     }
     process(r, &t);
+    srccache_clear(&r->sources);
     if (r->n_parked > 0) {
         return RUN_PARKED;
     }
@@ -855,6 +873,7 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
     r->up = (struct uploader){.cfg = c, .http = http, .s3 = &r->s3};
     r->objs = json_object_new_array();
     r->job_id = "";
+    srccache_init(&r->sources);
     r->loader = (struct src_loader){
         .fetch = fetch_bytes,
         .fetch_user = r,
@@ -889,6 +908,7 @@ void run_release(struct runner *r)
 void run_finish(struct runner *r)
 {
     run_release(r);
+    srccache_clear(&r->sources);
     free(r->parked);
     r->parked = NULL;
     r->cap_parked = 0;

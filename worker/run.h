@@ -19,6 +19,7 @@
 #include "result.h"
 #include "s3.h"
 #include "source.h"
+#include "srccache.h"
 #include "upload.h"
 
 /* How a run ended, for the caller's retry decision. */
@@ -62,9 +63,11 @@ struct runner {
     struct netguard guard;     /* what sources and postbacks may reach */
     struct run_parked *parked; /* outputs of the last run waiting for upload */
     size_t n_parked, cap_parked;
-    json_object *objs;      /* objects uploaded by the last run: [{"bucket","region","key"}] */
-    const char *job_id;     /* of the job running, for log lines; "" between jobs */
-    struct run_times times; /* of the current job */
+    json_object *objs;       /* objects uploaded by the last run: [{"bucket","region","key"}] */
+    const char *job_id;      /* of the job running, for log lines; "" between jobs */
+    struct run_times times;  /* of the current job */
+    struct srccache sources; /* of the current job: those it names more than once */
+    long downloads;          /* by the current job, against PIXQ_MAX_SOURCES */
     /* whether a run of the job that ends with `st` (a source failure) runs again (then a failed
      * run's finished outputs are not uploaded); or NULL: none does */
     bool (*reruns)(void *user, const struct job *j, enum run_status st);

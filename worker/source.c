@@ -1,5 +1,6 @@
 #include "source.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -260,6 +261,33 @@ int src_open(const struct src_loader *l, json_object *src, struct src_image *out
         return -1;
     }
     return decode(l, out, e);
+}
+
+json_object *src_list(json_object *v)
+{
+    if (json_object_is_type(v, json_type_array)) {
+        json_object *out = json_object_new_array();
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            json_object_array_add(out, json_object_get(json_object_array_get_idx(v, i)));
+        }
+        return out;
+    }
+    if (!json_object_is_type(v, json_type_string)) {
+        return NULL;
+    }
+    json_object *out = json_object_new_array();
+    for (const char *s = json_object_get_string(v); *s != '\0';) {
+        size_t n = strcspn(s, ","), skip = strspn(s, " \t");
+        size_t len = skip < n ? n - skip : 0;
+        while (len > 0 && isspace((unsigned char)s[skip + len - 1])) {
+            len--;
+        }
+        if (len > 0) {
+            json_object_array_add(out, json_object_new_string_len(s + skip, (int)len));
+        }
+        s += s[n] == ',' ? n + 1 : n;
+    }
+    return out;
 }
 
 void src_image_finish(struct src_image *im)

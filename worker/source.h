@@ -64,6 +64,11 @@ struct src_image {
     struct img_probe probe; /* what the guard read, while pending */
 };
 
+/* The sources of an `other_images` value: a comma-separated string (each item trimmed of spaces,
+ * empty ones dropped) or an array, as a new array (json_object_put() it); NULL for another
+ * type. */
+json_object *src_list(json_object *v);
+
 /* Loads `src` into `out` (initialised here; release with src_image_finish(), also after a
  * failure): fetched and through the image guard, its pixels left to src_decode() (a canvas is
  * made at once). Returns 0, or -1 with the reason: Blitline's "Image reference 'X' not found.

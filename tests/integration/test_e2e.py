@@ -11,6 +11,8 @@ Run by meson (suite integration), or by hand:
 """
 
 import json
+import signal
+import subprocess
 import sys
 import time
 
@@ -287,6 +289,76 @@ class JobDownloadTimeTest(E2ETestCase):
         self.assertEqual(self.src.requests("/o.png"), 3)  # 1 s, 1 s, cut at 0.5 s
         self.assertLess(took, scaled(6), took)  # one run: final, not retried
         self.worker.check_alive()
+
+
+class SourceReuseTest(E2ETestCase):
+    """A source the job names more than once (a watermark composited onto each size) is
+    downloaded once (PIXQ_SOURCE_CACHE_BYTES), with the same outputs as when each naming is a
+    download; PIXQ_MAX_SOURCES bounds a job's downloads."""
+
+    start_worker_in_setup = False
+
+    def watermark_job(self, job_id, prefix):
+        """m.png with w.png named four times: a composite, a composite under a resize, and twice
+        in an append's other_images; three outputs."""
+        png = (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
+        mark = (CONFIG.data / "images" / "color-wm-64x40.png").read_bytes()
+        main, wm = self.src.add("/m.png", png), self.src.add("/w.png", mark)
+
+        def save(name):
+            return {"image_identifier": name,
+                    "s3_destination": {"bucket": self.buckets[0], "key": prefix + name + ".png"}}
+        job = self.make_job(main, None, job_id=job_id, postback_path="/pb/" + job_id)
+        job["functions"] = [
+            {"name": "composite", "params": {"src": wm, "x": 3, "y": 5}, "save": save("a")},
+            {"name": "resize_to_fit", "params": {"width": 32},
+             "functions": [{"name": "composite", "params": {"src": wm}, "save": save("b")}]},
+            {"name": "append", "params": {"other_images": "%s, %s" % (wm, wm)},
+             "save": save("c")},
+        ]
+        return job
+
+    def run_job(self, job_id, prefix):
+        self.push_job(self.watermark_job(job_id, prefix))
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/" + job_id)
+        self.assertNotIn("errors", pb.json["results"], pb.json)
+        self.assertEqual(len(pb.json["results"]["images"]), 3, pb.json)
+        return {n: rgba(self.s3_object(prefix + n + ".png")) for n in "abc"}
+
+    def test_a_source_named_again_is_downloaded_once(self):
+        worker = self.start_worker(PIXQ_SOURCE_CACHE_BYTES="0")
+        each = self.run_job("each", "each/")
+        self.assertEqual((self.src.requests("/m.png"), self.src.requests("/w.png")), (1, 4))
+        self.kill_worker(worker, signal.SIGTERM)
+
+        self.start_worker()
+        once = self.run_job("once", "once/")
+        self.assertEqual((self.src.requests("/m.png"), self.src.requests("/w.png")), (2, 5))
+        self.assertEqual(once, each)  # the same pixels, output by output
+        self.assertEqual(self.src.requests("/m.png"), 2)
+
+    def test_a_job_past_max_sources_fails_for_good(self):
+        self.start_worker(PIXQ_MAX_SOURCES="2")
+        job = self.watermark_job("many", "many/")
+        job["functions"][2]["params"]["other_images"] = [self.src.url("/w.png?i=%d" % i)
+                                                         for i in range(3)]
+        self.push_job(job)
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/many")
+        errors = pb.json["results"].get("errors", [])
+        self.assertEqual(len(errors), 1, pb.json)
+        self.assertIn("the job names more than PIXQ_MAX_SOURCES (2) sources to download",
+                      errors[0])
+        # m.png and w.png (named twice: downloaded once), then the first other image refused
+        self.assertEqual((self.src.requests("/m.png"), self.src.requests("/w.png")), (1, 1))
+        self.assertEqual(len(pb.json["results"]["images"]), 2, pb.json)
+        self.assertEqual(len(self.postbacks.postbacks), 1)  # final: not run again
+
+
+def rgba(data):
+    """An image's pixels, 8 bits a channel, for comparing outputs whatever their metadata."""
+    r = subprocess.run(["convert", "-", "-depth", "8", "rgba:-"], input=data,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=True)
+    return r.stdout
 
 
 class PostbackRetryCase(E2ETestCase):
