@@ -747,6 +747,8 @@ class StalePostbackTest(ReliabilityCase):
         self.assertNotIn("errors", pbs[1].results)
         self.assertEqual(pbs[1].results["images"][0]["meta"], {"width": 32, "height": 32})
         self.assertFalse(b.log_events("postback_skipped"))
+        # B's finish.lua stores the result after its postback (A's settled too late: no result)
+        self.wait_until(lambda: self.results("stale"), 10, "B's result")
         self.assertEqual(json.loads(self.results("stale")[0])["results"], pbs[1].results)
 
     def test_job_pushed_again_is_posted_back_unless_unchanged(self):
