@@ -506,6 +506,9 @@ class StatsTest(CliCase):
             self.push(self.job("bytes-%d" % n, "/ok.png"))
             self.wait_for_postback(job_id="bytes-%d" % n)
         size = sum(len(self.s3_object("out/bytes-%d.png" % n)) for n in (1, 2))
+        # finish.lua counts bytes-2 (with its result) after its postback
+        self.wait_until(lambda: self.redis.exists(self.key("result:bytes-2")), 10,
+                        "bytes-2's result")
         time.sleep(0.5)
         self.assertEqual(self.counters(), {"received": 2, "succeeded": 2})
         self.kill_worker(worker, signal.SIGTERM)
