@@ -471,7 +471,11 @@ class ParkedSlotTest(ThrottleCase):
         self.assertEqual(int(self.redis.hgetall(self.key("stats")).get("throttled", 0)), self.RUNS)
         self.assertLess(max(lates), JITTER_S, lates)
         # each job ends with the task that uploads its parked output: its job_done counts that PUT
-        done = {e["job_id"]: e for e in worker.log_events("job_done")}
+        # (logged once finish.lua settled it, after the postback)
+        def every_done():
+            done = {e["job_id"]: e for e in worker.log_events("job_done")}
+            return done if len(done) == self.RUNS else None
+        done = self.wait_until(every_done, 10, "every job's job_done")
         for n in range(self.RUNS):
             self.assertGreater(float(done["slot-%d" % n]["upload_ms"]), 0, done["slot-%d" % n])
         # the stats count the bytes of both kinds of upload, once each, by the next heartbeat (5 s)
