@@ -352,7 +352,12 @@ class SupervisorTest(FleetCase):
             self.assertIsNotNone(self.s3.object(self.buckets[0], "fleet/%s.png" % job_id))
         self.assert_queue_drained()
 
-        fams = self.scrape()
+        # a job's outcome is counted once finish.lua has answered, after its result is stored
+        def counted():
+            fams = self.scrape()
+            return fams if sample(fams, "pixq_jobs_total", outcome="succeeded") >= len(every) \
+                else None
+        fams = self.wait_until(counted, 10, "every job counted in pixq_jobs_total")
         # queue waits: every stamped job but fleet-slow, whose first run was killed before its
         # run number came back from Redis (it is observed then: the job's first run only)
         self.check_counts(prog, fams, len(every), stamped=len(every) - 3, t_start=t_start)
