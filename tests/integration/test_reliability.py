@@ -154,7 +154,8 @@ class KillTest(ReliabilityCase):
         self.assertEqual(stats.get("recovered"), 1, stats)
         self.assertEqual(stats.get("reruns"), 1, stats)
         self.assertEqual(stats.get("succeeded"), 1, stats)
-        reaped = b.log_events("worker_reaped")
+        # logged once reap.lua has answered, while the job it gave back may already run
+        reaped = self.wait_until(lambda: b.log_events("worker_reaped"), 10, "worker_reaped")
         self.assertEqual([(e["worker"], e["jobs_returned"]) for e in reaped], [(wid_a, "1")])
 
 
@@ -798,6 +799,9 @@ class MassReapTest(ReliabilityCase):
         self.wait_until(lambda: self.live_workers() == [wid], 60, "every dead worker reaped")
         took = time.monotonic() - t0
         self.assertLess(took, scaled(5), "reaped in %.1f s" % took)  # 36 s a batch a pass
+        # each line is logged once its worker's reap.lua has answered (after its ZREM)
+        self.wait_until(lambda: len(w.log_events("worker_reaped")) >= n, 10,
+                        "%d worker_reaped lines" % n)
         self.assertEqual(len(w.log_events("worker_reaped")), n)
         self.wait_until(lambda: self.redis.llen(self.key("dead")) == n, 30, "every job settled")
 
@@ -884,7 +888,9 @@ class OrphanTest(ReliabilityCase):
         self.wait_until(lambda: self.results("orphan"), 3 + 10, "the job on the dead worker's list")
         self.wait_for_postback(timeout=10, job_id="orphan")
         self.assert_success("orphan")
-        returned = b.log_events("orphans_returned")
+        # logged once reap.lua has answered, while the job it gave back may already run
+        returned = self.wait_until(lambda: b.log_events("orphans_returned"), 10,
+                                   "orphans_returned")
         self.assertEqual([(e["worker"], e["jobs_returned"]) for e in returned], [(wid_a, "1")])
         self.assertIsNone(self.redis.execute("ZSCORE", self.key("reaped"), wid_a))
         self.assertEqual(self.stats().get("orphaned"), 1, self.stats())  # it never ran: no crash
