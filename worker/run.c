@@ -97,7 +97,7 @@ static void fail_output(struct run_state *t, const char *image_identifier, const
 /* Remembers the worst source failure of the run: a final one beats a transient one. */
 static void note_fetch_failure(struct runner *w, enum run_status s)
 {
-    if (w->fetch_status != RUN_SOURCE_FAILED) {
+    if (w->fetch_status != RUN_SOURCE_FAILED && !w->sources_exceeded) {
         w->fetch_status = s;
     }
 }
@@ -231,7 +231,10 @@ static int fetch_bytes(void *user, json_object *src, struct buf *out, struct err
         return 0;
     }
     if (w->downloads >= w->cfg->max_sources) {
-        note_fetch_failure(w, RUN_SOURCE_FAILED); /* a run again would name as many */
+        /* a run again would name as many: the failure is the job's own (RUN_DONE), as a bad
+         * parameter's, so that wait_retry_delay does not run it again either */
+        w->fetch_status = RUN_DONE;
+        w->sources_exceeded = true;
         return err_set(e, "the job names more than PIXQ_MAX_SOURCES (%ld) sources to download",
                        w->cfg->max_sources);
     }
@@ -810,6 +813,7 @@ static enum run_status run(struct runner *r, const struct job *job, struct resul
     r->fetch_status = RUN_DONE;
     r->times = (struct run_times){0};
     r->downloads = 0;
+    r->sources_exceeded = false;
     run_release(r);
     if (srccache_start(&r->sources, job->root, (size_t)r->cfg->source_cache_bytes) < 0) {
         LOG_WARN("source_cache_off", "error=out_of_memory"); /* each naming is downloaded */
