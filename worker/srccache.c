@@ -69,7 +69,8 @@ static void add_name(struct names *s, json_object *src)
 }
 
 /* Every "src" and "other_images" item in `v` and below (the job's depth was bounded when it was
- * parsed). */
+ * parsed). A source's own value is not read further: nothing in it is a source, and an s3 object
+ * holding another "src" would otherwise be serialised again at each level below it. */
 static void collect(json_object *v, struct names *s)
 {
     if (json_object_is_type(v, json_type_array)) {
@@ -85,6 +86,7 @@ static void collect(json_object *v, struct names *s)
     {
         if (strcmp(name, "src") == 0) {
             add_name(s, val);
+            continue;
         } else if (strcmp(name, "other_images") == 0) {
             json_object *list = src_list(val);
             for (size_t i = 0; list != NULL && i < json_object_array_length(list); i++) {
