@@ -75,7 +75,7 @@ static const struct cfg_entry table[] = {
     {"max-src-bytes", "PIXQ_MAX_SRC_BYTES", T_LONG, F(max_src_bytes), KB, 2048 * MB, "50331648",
      false, "largest source download, bytes"},
     {"max-sources", "PIXQ_MAX_SOURCES", T_LONG, F(max_sources), 1, 10000, "100", false,
-     "most sources one job downloads (its src, composites', other_images'...; a source named again is downloaded once)"},
+     "most source downloads of one job (its src, composites', other_images'...; a source named again counts once while PIXQ_SOURCE_CACHE_BYTES keeps it)"},
     {"source-cache-bytes", "PIXQ_SOURCE_CACHE_BYTES", T_LONG, F(source_cache_bytes), 0,
      2048 * MB, "50331648", false,
      "most bytes of a job's sources named more than once kept for its run, so each is downloaded once (0: none)"},

@@ -235,7 +235,7 @@ static int fetch_bytes(void *user, json_object *src, struct buf *out, struct err
          * parameter's, so that wait_retry_delay does not run it again either */
         w->fetch_status = RUN_DONE;
         w->sources_exceeded = true;
-        return err_set(e, "the job names more than PIXQ_MAX_SOURCES (%ld) sources to download",
+        return err_set(e, "the job needs more than PIXQ_MAX_SOURCES (%ld) source downloads",
                        w->cfg->max_sources);
     }
     w->downloads++;

@@ -346,12 +346,25 @@ class SourceReuseTest(E2ETestCase):
         pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/many")
         errors = pb.json["results"].get("errors", [])
         self.assertEqual(len(errors), 1, pb.json)
-        self.assertIn("the job names more than PIXQ_MAX_SOURCES (2) sources to download",
-                      errors[0])
+        self.assertIn("the job needs more than PIXQ_MAX_SOURCES (2) source downloads", errors[0])
         # m.png and w.png (named twice: downloaded once), then the first other image refused
         self.assertEqual((self.src.requests("/m.png"), self.src.requests("/w.png")), (1, 1))
         self.assertEqual(len(pb.json["results"]["images"]), 2, pb.json)
         self.assertEqual(len(self.postbacks.postbacks), 1)  # final: not run again
+
+    def test_max_sources_counts_downloads_not_names(self):
+        """PIXQ_MAX_SOURCES bounds downloads: with the cache off, the watermark named twice is
+        two of them, and the error says so rather than that the job names more than 2 sources
+        (it names 2)."""
+        self.start_worker(PIXQ_MAX_SOURCES="2", PIXQ_SOURCE_CACHE_BYTES="0")
+        job = self.watermark_job("twice", "twice/")
+        del job["functions"][2]
+        self.push_job(job)
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/twice")
+        errors = pb.json["results"].get("errors", [])
+        self.assertEqual(len(errors), 1, pb.json)
+        self.assertIn("the job needs more than PIXQ_MAX_SOURCES (2) source downloads", errors[0])
+        self.assertEqual((self.src.requests("/m.png"), self.src.requests("/w.png")), (1, 1))
 
     def test_past_max_sources_is_not_run_again_with_wait_retry_delay(self):
         """wait_retry_delay reruns a job whose source failed (it may not be there yet); a job
