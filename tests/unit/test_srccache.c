@@ -157,9 +157,10 @@ static void test_inside_a_source_is_no_source(void)
     /* what an s3 src object holds is not read for sources: a "src" in it names nothing (a.png is
      * named once), and a chain of s3 objects each holding the next is serialised once per
      * object, not once per object and level (the walk's keys were depth times the document) */
-    json_object *job = parse("{\"src\": {\"name\": \"s3\", \"bucket\": \"b\", \"key\": \"k\", "
-                             "\"meta\": {\"src\": \"http://h/a.png\"}}, \"functions\": [{\"params\": "
-                             "{\"src\": \"http://h/a.png\"}}]}");
+    json_object *job =
+        parse("{\"src\": {\"name\": \"s3\", \"bucket\": \"b\", \"key\": \"k\", "
+              "\"meta\": {\"src\": \"http://h/a.png\"}}, \"functions\": [{\"params\": "
+              "{\"src\": \"http://h/a.png\"}}]}");
     struct srccache c;
     srccache_init(&c);
     CHECK_INT(srccache_start(&c, job, 1000), 0);
