@@ -97,9 +97,18 @@ static void fail_output(struct run_state *t, const char *image_identifier, const
 /* Remembers the worst source failure of the run: a final one beats a transient one. */
 static void note_fetch_failure(struct runner *w, enum run_status s)
 {
-    if (w->fetch_status != RUN_SOURCE_FAILED && !w->sources_exceeded) {
+    if (w->fetch_status != RUN_SOURCE_FAILED && !w->past_job_limit) {
         w->fetch_status = s;
     }
+}
+
+/* The run went past one of the job's own limits (PIXQ_MAX_SOURCES, PIXQ_JOB_DOWNLOAD_TIMEOUT_MS):
+ * a run again would too, so the failure is the job's own (RUN_DONE), as a bad parameter's, and
+ * not even wait_retry_delay runs it again. */
+static void note_job_limit(struct runner *w)
+{
+    w->fetch_status = RUN_DONE;
+    w->past_job_limit = true;
 }
 
 /* What is left of the job's PIXQ_JOB_DOWNLOAD_TIMEOUT_MS, ms (times.fetch_us counts the job's
@@ -129,7 +138,7 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
     long t0 = clock_mono_ms();
     int rc = http_perform(w->http, &req, &resp, e);
     if (rc < 0 && capped && clock_mono_ms() - t0 >= left) {
-        note_fetch_failure(w, RUN_SOURCE_FAILED); /* a run again would take as long */
+        note_job_limit(w);
         err_set(e, "the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (%ld ms) in all",
                 w->cfg->job_download_timeout_ms);
     } else if (rc < 0) {
@@ -231,16 +240,13 @@ static int fetch_bytes(void *user, json_object *src, struct buf *out, struct err
         return 0;
     }
     if (w->downloads >= w->cfg->max_sources) {
-        /* a run again would name as many: the failure is the job's own (RUN_DONE), as a bad
-         * parameter's, so that wait_retry_delay does not run it again either */
-        w->fetch_status = RUN_DONE;
-        w->sources_exceeded = true;
+        note_job_limit(w);
         return err_set(e, "the job needs more than PIXQ_MAX_SOURCES (%ld) source downloads",
                        w->cfg->max_sources);
     }
     w->downloads++;
     if (download_time_left(w) <= 0) {
-        note_fetch_failure(w, RUN_SOURCE_FAILED);
+        note_job_limit(w);
         return err_set(e,
                        "the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (%ld ms) in "
                        "all",
@@ -813,7 +819,7 @@ static enum run_status run(struct runner *r, const struct job *job, struct resul
     r->fetch_status = RUN_DONE;
     r->times = (struct run_times){0};
     r->downloads = 0;
-    r->sources_exceeded = false;
+    r->past_job_limit = false;
     run_release(r);
     if (srccache_start(&r->sources, job->root, (size_t)r->cfg->source_cache_bytes) < 0) {
         LOG_WARN("source_cache_off", "error=out_of_memory"); /* each naming is downloaded */

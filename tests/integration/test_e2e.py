@@ -270,6 +270,14 @@ class JobDownloadTimeTest(E2ETestCase):
     worker_env_extra = {"PIXQ_JOB_DOWNLOAD_TIMEOUT_MS": "2500"}
 
     def test_sources_past_the_jobs_time_fail_it_for_good(self):
+        self.check_final(wait_retry_delay=None)
+
+    def test_not_run_again_with_wait_retry_delay(self):
+        """wait_retry_delay runs a job whose source failed again (it may not be there yet), but
+        a run again would take as long."""
+        self.check_final(wait_retry_delay=0)
+
+    def check_final(self, wait_retry_delay):
         png = (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
         self.src.add("/o.png", png)
         self.src.delay["/o.png"] = 1.0
@@ -278,6 +286,8 @@ class JobDownloadTimeTest(E2ETestCase):
                             job_id="slow-sources", postback_path="/pb/slow")
         job["functions"] = [{"name": "append", "params": {"other_images": others},
                              "save": job["functions"][0]["save"]}]
+        if wait_retry_delay is not None:
+            job["wait_retry_delay"] = wait_retry_delay
         t0 = time.monotonic()
         self.push_job(job)
         pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/slow")
@@ -287,7 +297,9 @@ class JobDownloadTimeTest(E2ETestCase):
         self.assertIn("the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (2500 ms) "
                       "in all", errors[0])
         self.assertEqual(self.src.requests("/o.png"), 3)  # 1 s, 1 s, cut at 0.5 s
+        self.assertEqual(self.src.requests("/m.png"), 1)
         self.assertLess(took, scaled(6), took)  # one run: final, not retried
+        self.assertEqual(len(self.postbacks.postbacks), 1)
         self.worker.check_alive()
 
 
