@@ -440,55 +440,86 @@ void img_init(void)
     }
 }
 
-/* An sRGB profile (lcms2's), made at its first use: what an image is converted to before its own
- * profile is dropped; `ref` is it open, to tell a profile that is sRGB already. */
-static struct {
+/* A profile an image is converted to before its own is dropped, made with lcms2 at its first use:
+ * sRGB (lcms2's), and for a grey image a grey profile with sRGB's tone curve. `ref` is it open
+ * (sRGB's tells a profile that is sRGB already). */
+struct icc_target {
     unsigned char *data;
     cmsUInt32Number len;
     cmsHPROFILE ref;
-} srgb;
+};
 
-static bool srgb_profile(void)
+static struct icc_target srgb, srgb_grey;
+
+static cmsHPROFILE make_srgb_grey(void)
 {
-    if (srgb.data != NULL) {
+    /* IEC 61966-2-1's curve: Y = ((X + 0.055) / 1.055)^2.4, X / 12.92 below 0.04045 */
+    const cmsFloat64Number curve[5] = {2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045};
+    cmsToneCurve *trc = cmsBuildParametricToneCurve(NULL, 4, curve);
+    cmsHPROFILE p = trc != NULL ? cmsCreateGrayProfile(cmsD50_xyY(), trc) : NULL;
+    if (trc != NULL) {
+        cmsFreeToneCurve(trc);
+    }
+    return p;
+}
+
+static bool target_ready(struct icc_target *t, cmsHPROFILE (*make)(void))
+{
+    if (t->data != NULL) {
         return true;
     }
-    srgb.ref = srgb.ref != NULL ? srgb.ref : cmsCreate_sRGBProfile();
+    t->ref = t->ref != NULL ? t->ref : make();
     cmsUInt32Number n = 0;
-    if (srgb.ref != NULL && cmsSaveProfileToMem(srgb.ref, NULL, &n) && n > 0 &&
-        (srgb.data = malloc(n)) != NULL && !cmsSaveProfileToMem(srgb.ref, srgb.data, &n)) {
-        free(srgb.data);
-        srgb.data = NULL;
+    if (t->ref != NULL && cmsSaveProfileToMem(t->ref, NULL, &n) && n > 0 &&
+        (t->data = malloc(n)) != NULL && !cmsSaveProfileToMem(t->ref, t->data, &n)) {
+        free(t->data);
+        t->data = NULL;
     }
-    srgb.len = srgb.data != NULL ? n : 0;
-    return srgb.data != NULL;
+    t->len = t->data != NULL ? n : 0;
+    return t->data != NULL;
+}
+
+static void target_forget(struct icc_target *t)
+{
+    free(t->data);
+    t->data = NULL;
+    if (t->ref != NULL) {
+        cmsCloseProfile(t->ref);
+        t->ref = NULL;
+    }
 }
 
 /* Whether an ICC profile describes sRGB (a camera's or a browser's sRGB profile, which are not
  * byte for byte lcms's): an RGB matrix profile whose colorants are sRGB's and whose tone curves
- * follow sRGB's. Converting from it would change nothing but cost a pass over every pixel
- * (ImageMagick 6's transform: about 3 s for 24 megapixels). */
-static bool is_srgb(const unsigned char *icc, size_t n)
+ * follow sRGB's, or a grey profile whose tone curve does. Converting from it would change nothing
+ * but cost a pass over every pixel (ImageMagick 6's transform: about 3 s for 24 megapixels).
+ * `space` gets the profile's colour space (0 if lcms cannot read it). sRGB's target must be
+ * ready. */
+static bool is_srgb(const unsigned char *icc, size_t n, cmsColorSpaceSignature *space)
 {
     static const cmsTagSignature colorants[] = {cmsSigRedColorantTag, cmsSigGreenColorantTag,
                                                 cmsSigBlueColorantTag};
     static const cmsTagSignature curves[] = {cmsSigRedTRCTag, cmsSigGreenTRCTag, cmsSigBlueTRCTag};
+    static const cmsTagSignature grey_curve[] = {cmsSigGrayTRCTag};
     /* a table (A2Bx, D2Bx) is what lcms goes by before the matrix and curves: it may describe
      * another space (calibration tools write both) */
     static const cmsTagSignature tables[] = {cmsSigAToB0Tag, cmsSigAToB1Tag, cmsSigAToB2Tag,
                                              cmsSigDToB0Tag, cmsSigDToB1Tag, cmsSigDToB2Tag};
     cmsHPROFILE p = cmsOpenProfileFromMem(icc, (cmsUInt32Number)n);
-    bool same = p != NULL && srgb.ref != NULL && cmsGetColorSpace(p) == cmsSigRgbData;
+    *space = p != NULL ? cmsGetColorSpace(p) : (cmsColorSpaceSignature)0;
+    bool grey = *space == cmsSigGrayData;
+    bool same = p != NULL && srgb.ref != NULL && (*space == cmsSigRgbData || grey);
     for (size_t i = 0; same && i < sizeof tables / sizeof tables[0]; i++) {
         same = !cmsIsTag(p, tables[i]);
     }
-    for (size_t i = 0; same && i < 3; i++) {
+    for (size_t i = 0; same && !grey && i < 3; i++) {
         const cmsCIEXYZ *a = cmsReadTag(p, colorants[i]), *b = cmsReadTag(srgb.ref, colorants[i]);
         same = a != NULL && b != NULL && fabs(a->X - b->X) < 0.003 && fabs(a->Y - b->Y) < 0.003 &&
                fabs(a->Z - b->Z) < 0.003;
     }
-    for (size_t i = 0; same && i < 3; i++) {
-        const cmsToneCurve *a = cmsReadTag(p, curves[i]), *b = cmsReadTag(srgb.ref, curves[i]);
+    const cmsTagSignature *own = grey ? grey_curve : curves;
+    for (size_t i = 0; same && i < (grey ? 1u : 3u); i++) {
+        const cmsToneCurve *a = cmsReadTag(p, own[i]), *b = cmsReadTag(srgb.ref, curves[i]);
         for (int k = 0; same && k <= 16; k++) {
             float x = (float)k / 16.0f;
             same = a != NULL && b != NULL &&
@@ -503,12 +534,8 @@ static bool is_srgb(const unsigned char *icc, size_t n)
 
 void img_shutdown(void)
 {
-    free(srgb.data);
-    srgb.data = NULL;
-    if (srgb.ref != NULL) {
-        cmsCloseProfile(srgb.ref);
-        srgb.ref = NULL;
-    }
+    target_forget(&srgb);
+    target_forget(&srgb_grey);
     resize_forget();
     if (guard.started) {
         MagickWandTerminus();
@@ -1322,23 +1349,33 @@ static InterlaceType interlace_named(const char *name)
 #define PNG_STRIPPED_KEEP_ICC "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,date"
 
 /* Converts an RGB or CMYK image that has an ICC profile to sRGB through it (lcms, as `convert
- * -profile sRGB.icc`), before the profile is dropped or cannot be written: without it the pixels
- * stay in the profile's space and are read as sRGB (Display P3, Adobe RGB or CMYK sources came
- * out in wrong colours). A profile lcms cannot use leaves the image as it is. */
+ * -profile sRGB.icc`), and a grey image with a grey profile to sRGB's tone curve, before the
+ * profile is dropped or cannot be written: without it the pixels stay in the profile's space and
+ * are read as sRGB (Display P3, Adobe RGB or CMYK sources came out in wrong colours, a grey one of
+ * another gamma too light or too dark). A profile lcms cannot use leaves the image as it is. */
 static void to_srgb(MagickWand *w)
 {
     size_t n = 0;
     unsigned char *icc = MagickGetImageProfile(w, "icc", &n);
     ColorspaceType cs = MagickGetImageColorspace(w);
-    bool convert = icc != NULL && n > 0 && srgb_profile() &&
-                   (cs == CMYKColorspace ||
-                    ((cs == sRGBColorspace || cs == RGBColorspace) && !is_srgb(icc, n)));
+    cmsColorSpaceSignature space = 0;
+    bool srgb_already = icc != NULL && n > 0 && target_ready(&srgb, cmsCreate_sRGBProfile) &&
+                        is_srgb(icc, n, &space);
     MagickRelinquishMemory(icc);
-    if (!convert) {
+    const struct icc_target *to = NULL;
+    if (space == 0 || srgb_already) {
+        to = NULL; /* no profile lcms reads (a CMYK one it cannot read fails in ImageMagick too) */
+    } else if (cs == CMYKColorspace || cs == sRGBColorspace || cs == RGBColorspace) {
+        to = &srgb;
+    } else if (cs == GRAYColorspace && space == cmsSigGrayData &&
+               target_ready(&srgb_grey, make_srgb_grey)) {
+        to = &srgb_grey; /* grey stays grey */
+    }
+    if (to == NULL) {
         return;
     }
     long t0 = clock_mono_us();
-    if (MagickProfileImage(w, "icc", srgb.data, srgb.len) == MagickFalse) {
+    if (MagickProfileImage(w, "icc", to->data, to->len) == MagickFalse) {
         ExceptionType kind;
         char *why = MagickGetException(w, &kind);
         char q[ERR_MSG_MAX + 16];

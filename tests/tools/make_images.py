@@ -19,6 +19,8 @@ were taken from the committed files).
 | icc-wide-48x32.png | two flat colours, rgb(200,50,50) and rgb(50,160,60), tagged with a wide-gamut profile made here (Adobe RGB primaries, gamma 2.2): converted to sRGB before the profile is dropped |
 | icc-srgb-48x32.png | the same colours tagged with an sRGB profile made here (sRGB's primaries and parametric curve, not lcms's bytes): recognised as sRGB, not converted |
 | icc-lut-48x32.png | the same colours tagged with a profile made here whose matrix and curves are sRGB's but whose A2B0 table (what lcms uses first) maps to Adobe RGB's primaries: not sRGB |
+| icc-grey-48x32.png | two flat greys, gray(64) and gray(160), tagged with a grey profile made here whose tone curve is linear (gamma 1.0): converted to sRGB's tone curve (gray(137) and gray(207)) before the profile is dropped |
+| icc-grey-srgb-48x32.png | the same greys tagged with a grey profile made here with sRGB's tone curve: recognised as sRGB, not converted |
 | label-32x32.png | a flat colour whose PNG text holds a `label` ("pixq secret label"), which the TIFF writer wrote as PageName |
 """
 
@@ -96,8 +98,9 @@ def xyz_tag(x, y, z):
     return b"XYZ " + b"\0" * 4 + fixed(x) + fixed(y) + fixed(z)
 
 
-def icc_file(tags):
-    """An ICC v2 RGB display profile of these (signature, body) tags: header, tag table, data."""
+def icc_file(tags, space=b"RGB "):
+    """An ICC v2 display profile (RGB, or `space`) of these (signature, body) tags: header, tag
+    table, data."""
     at = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for sig, body in tags:
@@ -106,7 +109,8 @@ def icc_file(tags):
         data += body
     data += b"\0" * (-len(data) % 4)
     size = 128 + 4 + len(table) + len(data)
-    header = (struct.pack(">I", size) + b"none" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " +
+    header = (struct.pack(">I", size) + b"none" + struct.pack(">I", 0x02100000) + b"mntr" + space +
+              b"XYZ " +
               b"\0" * 12 + b"acspAPPL" + b"\0" * 24 + fixed(0.9642) + fixed(1.0) + fixed(0.8249) +
               b"\0" * 48)
     assert len(header) == 128
@@ -139,15 +143,26 @@ def lut_tag(primaries):
             struct.pack(">%dH" % len(ramp), *ramp))
 
 
+def tone_curve(gamma):
+    """An ICC tone curve: a gamma, or (gamma "srgb") sRGB's parametric curve."""
+    if gamma == "srgb":  # IEC 61966-2-1: Y = ((X + 0.055) / 1.055)^2.4, X / 12.92 below 0.04045
+        return (b"para" + b"\0" * 4 + struct.pack(">HH", 3, 0) + fixed(2.4) + fixed(1 / 1.055) +
+                fixed(0.055 / 1.055) + fixed(1 / 12.92) + fixed(0.04045))
+    return b"curv" + b"\0" * 4 + struct.pack(">IH", 1, int(round(gamma * 256))) + b"\0" * 2
+
+
+def grey_profile(description, gamma):
+    """An ICC v2 grey display profile: one tone curve (kTRC), a gamma or sRGB's."""
+    return icc_file([(b"desc", desc_tag(description)), (b"wtpt", xyz_tag(0.9642, 1.0, 0.8249)),
+                     (b"kTRC", tone_curve(gamma)),
+                     (b"cprt", b"text" + b"\0" * 4 + b"public domain\0")], space=b"GRAY")
+
+
 def rgb_profile(description, primaries, gamma, a2b0=None):
     """An ICC v2 matrix/TRC RGB display profile: colorants (D50-adapted XYZ of red, green and blue)
     and one tone curve for each channel, a gamma or (gamma "srgb") sRGB's parametric curve;
     enough for lcms to convert from it. `a2b0`: primaries for an A2B0 table too (lut_tag)."""
-    if gamma == "srgb":  # IEC 61966-2-1: Y = ((X + 0.055) / 1.055)^2.4, X / 12.92 below 0.04045
-        trc = (b"para" + b"\0" * 4 + struct.pack(">HH", 3, 0) + fixed(2.4) + fixed(1 / 1.055) +
-               fixed(0.055 / 1.055) + fixed(1 / 12.92) + fixed(0.04045))
-    else:
-        trc = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, int(round(gamma * 256))) + b"\0" * 2
+    trc = tone_curve(gamma)
     tags = [(b"desc", desc_tag(description)), (b"wtpt", xyz_tag(0.9642, 1.0, 0.8249)),
             (b"rXYZ", xyz_tag(*primaries[0])), (b"gXYZ", xyz_tag(*primaries[1])),
             (b"bXYZ", xyz_tag(*primaries[2])), (b"rTRC", trc), (b"gTRC", trc), (b"bTRC", trc),
@@ -179,6 +194,19 @@ def make_wide_gamut(out):
         icc.unlink()
     convert("-size", "32x32", "xc:#3060a0", "-set", "label", "pixq secret label",
             str(out / "label-32x32.png"))
+
+
+def make_grey_profiles(out):
+    """icc-grey-48x32.png and icc-grey-srgb-48x32.png: two flat greys tagged with a linear grey
+    profile, and with one of sRGB's tone curve."""
+    for name, description, gamma in (("icc-grey-48x32.png", "pixq linear grey profile", 1.0),
+                                      ("icc-grey-srgb-48x32.png", "pixq sRGB grey profile",
+                                       "srgb")):
+        icc = out / "pixq-test-grey.icc"
+        icc.write_bytes(grey_profile(description, gamma))
+        convert("-size", "24x32", "xc:gray(64)", "xc:gray(160)", "+append", "-colorspace", "gray",
+                "-profile", str(icc), str(out / name))
+        icc.unlink()
 
 
 def insert_exif(path, segment):
@@ -218,6 +246,7 @@ def main():
     insert_exif(ie, exif_segment(1, "2016:05:04 03:02:01", "2016:05:04 03:02:01",
                                  [(0, 1), (0, 1), (0, 1)], "N", [(0, 1), (0, 1), (0, 1)], "E"))
     make_wide_gamut(out)
+    make_grey_profiles(out)
     convert("-size", "32x32", "xc:#ff0000", "xc:#00ff00", "+append", "(", "-size", "32x32",
             "xc:#0000ff", "xc:#ffffff", "+append", ")", "-append", "-strip",
             str(out / "quadrants-64x64.png"))
