@@ -21,6 +21,7 @@ were taken from the committed files).
 | icc-lut-48x32.png | the same colours tagged with a profile made here whose matrix and curves are sRGB's but whose A2B0 table (what lcms uses first) maps to Adobe RGB's primaries: not sRGB |
 | icc-grey-48x32.png | two flat greys, gray(64) and gray(160), tagged with a grey profile made here whose tone curve is linear (gamma 1.0): converted to sRGB's tone curve (gray(137) and gray(207)) before the profile is dropped |
 | icc-grey-srgb-48x32.png | the same greys tagged with a grey profile made here with sRGB's tone curve: recognised as sRGB, not converted |
+| icc-cmyk-48x32.jpg | a CMYK JPEG of two flat colours, cmyk(0,200,200,0) and cmyk(200,0,100,50), tagged with a CMYK profile made here: converted to sRGB through it (#ff7f7f and #73e7cd, as `convert -profile` lcms's sRGB gives) when saved as PNG or without its profile; #ff3737 and #2ccd7d without the profile |
 | label-32x32.png | a flat colour whose PNG text holds a `label` ("pixq secret label"), which the TIFF writer wrote as PageName |
 """
 
@@ -125,22 +126,42 @@ def icc_profile(description):
                      (b"cprt", cprt)])
 
 
-def lut_tag(primaries):
-    """An A2B0 table (lut16Type, 2 grid points a side) taking device RGB linearly to the XYZ of
-    these primaries: another space than the matrix tags may say."""
+def lut16(inputs, xyz_of):
+    """An A2B0 table (lut16Type, 2 grid points a side, linear curves) from `inputs` device
+    channels to XYZ: xyz_of(corner) gives the XYZ of each corner of the grid (0 or 1 a channel,
+    the first channel varying slowest)."""
     grid = []
-    for r in (0, 1):
-        for g in (0, 1):
-            for b in (0, 1):
-                xyz = [r * primaries[0][k] + g * primaries[1][k] + b * primaries[2][k]
-                       for k in range(3)]
-                grid += [min(65535, int(round(v * 32768))) for v in xyz]  # u1Fixed15
+    for n in range(2 ** inputs):
+        corner = [(n >> (inputs - 1 - i)) & 1 for i in range(inputs)]
+        grid += [min(65535, int(round(v * 32768))) for v in xyz_of(corner)]  # u1Fixed15
     identity = [1, 0, 0, 0, 1, 0, 0, 0, 1]
-    ramp = [0, 65535] * 3
-    return (b"mft2" + b"\0" * 4 + struct.pack(">BBBB", 3, 3, 2, 0) +
+    ramp_in, ramp_out = [0, 65535] * inputs, [0, 65535] * 3
+    return (b"mft2" + b"\0" * 4 + struct.pack(">BBBB", inputs, 3, 2, 0) +
             b"".join(struct.pack(">i", v * 65536) for v in identity) + struct.pack(">HH", 2, 2) +
-            struct.pack(">%dH" % len(ramp), *ramp) + struct.pack(">%dH" % len(grid), *grid) +
-            struct.pack(">%dH" % len(ramp), *ramp))
+            struct.pack(">%dH" % len(ramp_in), *ramp_in) + struct.pack(">%dH" % len(grid), *grid) +
+            struct.pack(">%dH" % len(ramp_out), *ramp_out))
+
+
+def mix(primaries, rgb):
+    """The XYZ of linear red, green and blue amounts of these primaries."""
+    return [sum(rgb[i] * primaries[i][k] for i in range(3)) for k in range(3)]
+
+
+def lut_tag(primaries):
+    """An A2B0 table taking device RGB linearly to the XYZ of these primaries: another space than
+    the matrix tags may say."""
+    return lut16(3, lambda rgb: mix(primaries, rgb))
+
+
+def cmyk_profile(description):
+    """An ICC v2 CMYK profile whose A2B0 table takes ink to sRGB's primaries the naive way (red =
+    (1 - C)(1 - K), linear light...): far from what ImageMagick makes of CMYK without a profile."""
+    def xyz_of(cmyk):
+        c, m, y, k = cmyk
+        return mix(SRGB_PRIMARIES, [(1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k)])
+    return icc_file([(b"desc", desc_tag(description)), (b"wtpt", xyz_tag(0.9642, 1.0, 0.8249)),
+                     (b"A2B0", lut16(4, xyz_of)),
+                     (b"cprt", b"text" + b"\0" * 4 + b"public domain\0")], space=b"CMYK")
 
 
 def tone_curve(gamma):
@@ -209,6 +230,15 @@ def make_grey_profiles(out):
         icc.unlink()
 
 
+def make_cmyk(out):
+    """icc-cmyk-48x32.jpg: a CMYK JPEG tagged with cmyk_profile()."""
+    icc = out / "pixq-test-cmyk.icc"
+    icc.write_bytes(cmyk_profile("pixq CMYK test profile"))
+    convert("-size", "24x32", "xc:cmyk(0,200,200,0)", "xc:cmyk(200,0,100,50)", "+append",
+            "-profile", str(icc), "-quality", "100", str(out / "icc-cmyk-48x32.jpg"))
+    icc.unlink()
+
+
 def insert_exif(path, segment):
     data = path.read_bytes()
     assert data[:2] == b"\xff\xd8"
@@ -247,6 +277,7 @@ def main():
                                  [(0, 1), (0, 1), (0, 1)], "N", [(0, 1), (0, 1), (0, 1)], "E"))
     make_wide_gamut(out)
     make_grey_profiles(out)
+    make_cmyk(out)
     convert("-size", "32x32", "xc:#ff0000", "xc:#00ff00", "+append", "(", "-size", "32x32",
             "xc:#0000ff", "xc:#ffffff", "+append", ")", "-append", "-strip",
             str(out / "quadrants-64x64.png"))
