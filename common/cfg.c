@@ -134,7 +134,7 @@ static const struct cfg_entry table[] = {
     {"max-attempts", "PIXQ_MAX_ATTEMPTS", T_LONG, F(max_attempts), 1, 100, "3", false,
      "runs of a job whose source failed transiently (timeout, reset, 5xx) before it fails"},
     {"retry-base-ms", "PIXQ_RETRY_BASE_MS", T_LONG, F(retry_base_ms), 1, 3600000, "1000", false,
-     "first retry delay; doubles per attempt, with full jitter"},
+     "first retry delay; doubles per attempt, each wait drawn between half its step and the step"},
     {"retry-max-ms", "PIXQ_RETRY_MAX_MS", T_LONG, F(retry_max_ms), 1, 86400000L, "60000", false,
      "longest retry delay"},
     {"dead-max-age-s", "PIXQ_DEAD_MAX_AGE_S", T_LONG, F(dead_max_age_s), 60, 3650 * 86400L,

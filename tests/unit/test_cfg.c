@@ -504,6 +504,35 @@ static void test_usage_ranges(void)
     free(text);
 }
 
+/* The help of one setting in --help: from its variable's name to the next setting's line. */
+static char *usage_of(const char *var)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cfg_usage(f);
+    fclose(f);
+    char *at = strstr(text, var);
+    char *end = at != NULL ? strstr(at, "\n  --") : NULL;
+    char *out = at != NULL ? strndup(at, end != NULL ? (size_t)(end - at) : strlen(at)) : NULL;
+    free(text);
+    return out;
+}
+
+/* A job's retry waits between half its step and the step (worker.c's jittered(): equal jitter,
+ * so that a retry never comes at once), an upload's between 0 and the step (full jitter): --help
+ * says which. It said "full jitter" of PIXQ_RETRY_BASE_MS too. */
+static void test_usage_retry_jitter(void)
+{
+    char *job = usage_of("PIXQ_RETRY_BASE_MS");
+    char *s3 = usage_of("PIXQ_S3_RETRY_BASE_MS");
+    CHECK(job != NULL && strstr(job, "full jitter") == NULL);
+    CHECK(job != NULL && strstr(job, "between half its step and the step") != NULL);
+    CHECK(s3 != NULL && strstr(s3, "full jitter") != NULL);
+    free(job);
+    free(s3);
+}
+
 int main(void)
 {
     test_defaults();
@@ -519,5 +548,6 @@ int main(void)
     test_queues_and_url();
     test_postback_delays();
     test_usage_ranges();
+    test_usage_retry_jitter();
     return check_summary("cfg");
 }
