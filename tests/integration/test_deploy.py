@@ -9,7 +9,9 @@
   NoNewPrivileges, MemoryDenyWriteExecute, SystemCallFilter and RestrictAddressFamilies:
   this machine runs no systemd).
 * deploy/systemd/pixq.env.example: every line a setting the worker knows with a valid value
-  (`pixq-worker --config FILE --print-config`), the commented ones too; placeholders only.
+  (`pixq-worker --config FILE --print-config`), the commented ones too; placeholders only;
+  every setting of `pixq-worker --help` in it, a commented one with its default. README.md's
+  configuration table likewise: a row for every setting, with its default.
 * deploy/redis.conf: redis-server started with it (port, bind and dir overridden), CONFIG GET of
   the settings that keep jobs safe; its commented ACL user is enough for a worker and the CLI
   and is refused the dangerous commands and other keys.
@@ -450,6 +452,57 @@ class EnvExampleTest(unittest.TestCase):
                     "PIXQ_REDIS_URL"):
             self.assertIn("CHANGE-ME", values[key], "%s should be a placeholder" % key)
         self.assertIn("# PIXQ_METRICS_ADDR=", ENV_EXAMPLE.read_text())
+
+    def test_every_setting_is_in_the_example(self):
+        """Every setting appears, set or commented; a commented one shows its default (an
+        example for one empty by default). 47 of the 92 were missing: the example said
+        `pixq-worker --help lists every setting` instead."""
+        text = ENV_EXAMPLE.read_text()
+        shown = dict(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=(.*)$", text, re.M))
+        commented = dict(re.findall(r"^# ([A-Z][A-Z0-9_]*)=(.*)$", text, re.M))
+        for var, default in worker_settings().items():
+            self.assertTrue(var in shown, "%s is missing from %s" % (var, ENV_EXAMPLE.name))
+            if var in commented and default != "":
+                self.assertEqual(commented[var], default, "# %s= should show the default" % var)
+
+
+class ReadmeSettingsTest(unittest.TestCase):
+    """README.md's configuration table against `pixq-worker --help`: every setting has a row,
+    every row names settings, and the default the row gives is the program's (nothing checked
+    this: the table and the code could drift apart)."""
+
+    EMPTY = {"none", "none (any)", "none (off)", "AWS"}  # how the table says "empty"
+
+    def rows(self):
+        """{VARIABLE: the default the README gives}, from the table under ## Configuration."""
+        text = (REPO / "README.md").read_text()
+        section = text[text.index("\n## Configuration\n"):]
+        section = section[:section.index("\n## ", 1)]
+        rows = {}
+        for line in section.splitlines():
+            if not line.startswith("| `"):
+                continue
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            names = re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0])
+            defaults = [d.strip().strip("`") for d in cells[1].split(", ")] \
+                if len(names) > 1 and "," in cells[1] else [cells[1].strip("`")]
+            for i, name in enumerate(names):
+                rows[name] = defaults[i] if i < len(defaults) else defaults[-1]
+        return rows
+
+    def test_every_setting_has_a_row_with_its_default(self):
+        rows = self.rows()
+        settings = worker_settings()
+        for var, default in settings.items():
+            self.assertTrue(var in rows, "README's configuration table has no row for %s" % var)
+            shown = rows[var]
+            m = re.fullmatch(r"(\d+) MiB", shown)
+            if m:
+                shown = str(int(m.group(1)) << 20)
+            elif shown in self.EMPTY:
+                shown = ""
+            self.assertEqual(shown, default, "README's default of %s" % var)
+        self.assertEqual(sorted(set(rows) - set(settings)), [], "rows that are no setting")
 
 
 # ---------------------------------------------------------------------------------------------
