@@ -1,5 +1,6 @@
 #include "srccache.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,37 +13,56 @@ struct names {
     bool failed; /* out of memory */
 };
 
-/* "u" + URL, "o" + an s3 object's JSON text, or NULL: a source that is never downloaded (a
- * reference, a canvas, another type) or out of memory. free() it. */
-static char *key_of(json_object *src)
+/* A member of `o` as run.c's fetch_s3() reads it (json_object_get_string()), or "" if absent. */
+static const char *member(json_object *o, const char *name)
 {
-    const char *text;
-    char kind;
-    if (json_object_is_type(src, json_type_string)) {
-        text = json_object_get_string(src);
-        kind = 'u';
-        if (text[0] == '&') {
-            return NULL;
-        }
-    } else if (json_object_is_type(src, json_type_object)) {
-        json_object *name = NULL;
-        if (!json_object_object_get_ex(src, "name", &name) ||
-            !json_object_is_type(name, json_type_string) ||
-            strcmp(json_object_get_string(name), "s3") != 0) {
-            return NULL;
-        }
-        text = json_object_to_json_string_ext(src, JSON_C_TO_STRING_PLAIN);
-        kind = 'o';
-    } else {
+    json_object *v = NULL;
+    return json_object_object_get_ex(o, name, &v) && v != NULL ? json_object_get_string(v) : "";
+}
+
+/* `kind` followed by each of the `n` parts after its length ("u12:http://h/a"). free() it; NULL if
+ * out of memory. */
+static char *joined(char kind, size_t n, const char *const *parts)
+{
+    size_t len = 2;
+    for (size_t i = 0; i < n; i++) {
+        len += strlen(parts[i]) + 21;
+    }
+    char *key = malloc(len), *at = key;
+    if (key == NULL) {
         return NULL;
     }
-    size_t len = strlen(text);
-    char *key = malloc(len + 2);
-    if (key != NULL) {
-        key[0] = kind;
-        memcpy(key + 1, text, len + 1);
+    *at++ = kind;
+    for (size_t i = 0; i < n; i++) {
+        at += sprintf(at, "%zu:%s", strlen(parts[i]), parts[i]);
     }
     return key;
+}
+
+/* The key of a source: "u" and its URL; "o" and what fetch_s3() reads of an s3 object (the
+ * bucket's name and location, and the key), so that an object written with its members in
+ * another order, or with others that fetch_s3() ignores, is the same source. NULL: a source that
+ * is never downloaded (a reference, a canvas, another type), or out of memory. free() it. */
+static char *key_of(json_object *src)
+{
+    if (json_object_is_type(src, json_type_string)) {
+        const char *url = json_object_get_string(src);
+        return url[0] == '&' ? NULL : joined('u', 1, &url);
+    }
+    if (!json_object_is_type(src, json_type_object) || strcmp(member(src, "name"), "s3") != 0) {
+        return NULL;
+    }
+    json_object *bucket = NULL;
+    json_object_object_get_ex(src, "bucket", &bucket);
+    bool nested = json_object_is_type(bucket, json_type_object);
+    const char *parts[3] = {
+        nested           ? member(bucket, "name")
+        : bucket != NULL ? json_object_get_string(bucket)
+                         : "",
+        nested ? member(bucket, "location") : "",
+        member(src, "key"),
+    };
+    return joined('o', 3, parts);
 }
 
 static void add_name(struct names *s, json_object *src)

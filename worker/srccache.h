@@ -9,8 +9,8 @@
  * canvas) and every item of every "other_images" (src_list()). A source named twice or more is
  * kept once downloaded (a copy of its bytes) while all kept bytes stay within the budget
  * (PIXQ_SOURCE_CACHE_BYTES); a source named once is never copied. Two namings are the same source
- * when they are the same URL, or objects written alike (their JSON text). Only the job's run
- * keeps them: srccache_start() and srccache_clear() drop them all. */
+ * when they are the same URL, or s3 objects of the same bucket, location and key. Only the job's
+ * run keeps them: srccache_start() and srccache_clear() drop them all. */
 #ifndef PIXQ_SRCCACHE_H
 #define PIXQ_SRCCACHE_H
 
@@ -21,7 +21,7 @@
 #include "buf.h"
 
 struct srccache_entry {
-    char *key;        /* "u" + URL, or "o" + the object's JSON text */
+    char *key;        /* "u" and the URL, or "o" and the s3 object's bucket, location and key */
     struct buf bytes; /* empty until kept */
     bool kept;
 };

@@ -88,8 +88,18 @@ static void test_what_counts_as_named_twice(void)
     check_get(&c, "{\"name\":\"s3\",\"bucket\":\"b\",\"key\":\"k\"}", "S3");
     check_get(&c, "\"http://h/once.png\"", NULL);
     check_get(&c, "\"http://h/W.png\"", NULL);
-    /* an object written otherwise is another source */
-    check_get(&c, "{\"bucket\": \"b\", \"name\": \"s3\", \"key\": \"k\"}", NULL);
+    /* the same object written otherwise is the same source; another key, bucket or location
+     * (the bucket as an object) is another */
+    check_get(&c, "{\"bucket\": \"b\", \"name\": \"s3\", \"key\": \"k\", \"x\": 1}", "S3");
+    check_get(&c, "{\"name\": \"s3\", \"bucket\": {\"name\": \"b\"}, \"key\": \"k\"}", "S3");
+    check_get(&c, "{\"name\": \"s3\", \"bucket\": \"b\", \"key\": \"k2\"}", NULL);
+    check_get(&c, "{\"name\": \"s3\", \"bucket\": \"b2\", \"key\": \"k\"}", NULL);
+    check_get(&c,
+              "{\"name\": \"s3\", \"bucket\": {\"name\": \"b\", \"location\": \"eu-west-1\"}, "
+              "\"key\": \"k\"}",
+              NULL);
+    /* lengths keep the parts apart: bucket "bk" with an empty key is not bucket "b" key "k" */
+    check_get(&c, "{\"name\": \"s3\", \"bucket\": \"bk\", \"key\": \"\"}", NULL);
 
     /* the next job starts empty */
     json_object *next = parse("{\"src\": \"http://h/w.png\"}");
