@@ -1348,6 +1348,18 @@ static InterlaceType interlace_named(const char *name)
 #define PNG_STRIPPED_CHUNKS   "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,zTXt,date"
 #define PNG_STRIPPED_KEEP_ICC "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,date"
 
+/* Whether an image's pixels are all grey. ImageMagick leaves GRAYColorspace on a grey image that
+ * a composite, sepia_tone or a colour drawn on it made colour: through a grey profile's transform
+ * it would keep one channel and lose its colours (left as they are, as before grey images were
+ * converted). A pass over the pixels, only for a grey image with a grey profile. */
+static bool pixels_grey(MagickWand *w)
+{
+    ExceptionInfo *ex = AcquireExceptionInfo();
+    ImageType t = IdentifyImageGray(GetImageFromMagickWand(w), ex);
+    DestroyExceptionInfo(ex);
+    return t != UndefinedType;
+}
+
 /* Converts an RGB or CMYK image that has an ICC profile to sRGB through it (lcms, as `convert
  * -profile sRGB.icc`), and a grey image with a grey profile to sRGB's tone curve, before the
  * profile is dropped or cannot be written: without it the pixels stay in the profile's space and
@@ -1367,7 +1379,7 @@ static void to_srgb(MagickWand *w)
         to = NULL; /* no profile lcms reads (a CMYK one it cannot read fails in ImageMagick too) */
     } else if (cs == CMYKColorspace || cs == sRGBColorspace || cs == RGBColorspace) {
         to = &srgb;
-    } else if (cs == GRAYColorspace && space == cmsSigGrayData &&
+    } else if (cs == GRAYColorspace && space == cmsSigGrayData && pixels_grey(w) &&
                target_ready(&srgb_grey, make_srgb_grey)) {
         to = &srgb_grey; /* grey stays grey */
     }
