@@ -1348,10 +1348,11 @@ static InterlaceType interlace_named(const char *name)
 #define PNG_STRIPPED_CHUNKS   "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,zTXt,date"
 #define PNG_STRIPPED_KEEP_ICC "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,date"
 
-/* Whether an image's pixels are all grey. ImageMagick leaves GRAYColorspace on a grey image that
- * a composite, sepia_tone or a colour drawn on it made colour: through a grey profile's transform
- * it would keep one channel and lose its colours (left as they are, as before grey images were
- * converted). A pass over the pixels, only for a grey image with a grey profile. */
+/* Whether an image's pixels are all grey. A grey image that a composite, sepia_tone or a colour
+ * drawn on it made colour keeps its grey profile, and GRAYColorspace too after a composite or
+ * sepia_tone (sRGB after a line or text): through the grey profile's transform it would keep one
+ * channel and lose its colours (left as they are). A pass over the pixels, only for an image with
+ * a grey profile. */
 static bool pixels_grey(MagickWand *w)
 {
     ExceptionInfo *ex = AcquireExceptionInfo();
@@ -1377,9 +1378,11 @@ static void to_srgb(MagickWand *w)
     const struct icc_target *to = NULL;
     if (space == 0 || srgb_already) {
         to = NULL; /* no profile lcms reads (a CMYK one it cannot read fails in ImageMagick too) */
+    } else if (space == cmsSigGrayData && !pixels_grey(w)) {
+        to = NULL; /* colours a grey profile does not describe: its transform keeps one channel */
     } else if (cs == CMYKColorspace || cs == sRGBColorspace || cs == RGBColorspace) {
         to = &srgb;
-    } else if (cs == GRAYColorspace && space == cmsSigGrayData && pixels_grey(w) &&
+    } else if (cs == GRAYColorspace && space == cmsSigGrayData &&
                target_ready(&srgb_grey, make_srgb_grey)) {
         to = &srgb_grey; /* grey stays grey */
     }
