@@ -350,18 +350,28 @@ class SourceReuseTest(E2ETestCase):
         self.assertEqual(self.src.requests("/m.png"), 2)
 
     def test_a_job_past_max_sources_fails_for_good(self):
+        self.check_past_max_sources("many")
+
+    def test_past_max_sources_is_not_run_again_with_wait_retry_delay(self):
+        """wait_retry_delay reruns a job whose source failed (it may not be there yet); a job
+        past PIXQ_MAX_SOURCES would name as many sources again: it runs once."""
+        self.check_past_max_sources("many-wrd", wait_retry_delay=0)
+
+    def check_past_max_sources(self, job_id, wait_retry_delay=None):
         self.start_worker(PIXQ_MAX_SOURCES="2")
-        job = self.watermark_job("many", "many/")
+        job = self.watermark_job(job_id, job_id + "/")
         job["functions"][2]["params"]["other_images"] = [self.src.url("/w.png?i=%d" % i)
                                                          for i in range(3)]
+        if wait_retry_delay is not None:
+            job["wait_retry_delay"] = wait_retry_delay
         self.push_job(job)
-        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/many")
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/" + job_id)
         errors = pb.json["results"].get("errors", [])
         self.assertEqual(len(errors), 1, pb.json)
         self.assertIn("the job needs more than PIXQ_MAX_SOURCES (2) source downloads", errors[0])
         # m.png and w.png (named twice: downloaded once), then the first other image refused
         self.assertEqual((self.src.requests("/m.png"), self.src.requests("/w.png")), (1, 1))
-        self.assertEqual(len(pb.json["results"]["images"]), 2, pb.json)
+        self.assertEqual(len(pb.json["results"]["images"]), 2, pb.json)  # those saved before
         self.assertEqual(len(self.postbacks.postbacks), 1)  # final: not run again
 
     def test_max_sources_counts_downloads_not_names(self):
@@ -377,23 +387,6 @@ class SourceReuseTest(E2ETestCase):
         self.assertEqual(len(errors), 1, pb.json)
         self.assertIn("the job needs more than PIXQ_MAX_SOURCES (2) source downloads", errors[0])
         self.assertEqual((self.src.requests("/m.png"), self.src.requests("/w.png")), (1, 1))
-
-    def test_past_max_sources_is_not_run_again_with_wait_retry_delay(self):
-        """wait_retry_delay reruns a job whose source failed (it may not be there yet); a job
-        past PIXQ_MAX_SOURCES would name as many sources again: it runs once."""
-        self.start_worker(PIXQ_MAX_SOURCES="2")
-        job = self.watermark_job("many-wrd", "many-wrd/")
-        job["wait_retry_delay"] = 0
-        job["functions"][2]["params"]["other_images"] = [self.src.url("/w.png?i=%d" % i)
-                                                         for i in range(3)]
-        self.push_job(job)
-        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/many-wrd")
-        errors = pb.json["results"].get("errors", [])
-        self.assertEqual(len(errors), 1, pb.json)
-        self.assertIn("PIXQ_MAX_SOURCES (2)", errors[0])
-        self.assertEqual((self.src.requests("/m.png"), self.src.requests("/w.png")), (1, 1))
-        self.assertEqual(len(pb.json["results"]["images"]), 2, pb.json)  # those saved before
-        self.assertEqual(len(self.postbacks.postbacks), 1)
 
 
 def rgba(data):
