@@ -500,7 +500,6 @@ static bool is_srgb(const unsigned char *icc, size_t n, cmsColorSpaceSignature *
     static const cmsTagSignature colorants[] = {cmsSigRedColorantTag, cmsSigGreenColorantTag,
                                                 cmsSigBlueColorantTag};
     static const cmsTagSignature curves[] = {cmsSigRedTRCTag, cmsSigGreenTRCTag, cmsSigBlueTRCTag};
-    static const cmsTagSignature grey_curve[] = {cmsSigGrayTRCTag};
     /* a table (A2Bx, D2Bx) is what lcms goes by before the matrix and curves: it may describe
      * another space (calibration tools write both) */
     static const cmsTagSignature tables[] = {cmsSigAToB0Tag, cmsSigAToB1Tag, cmsSigAToB2Tag,
@@ -517,9 +516,9 @@ static bool is_srgb(const unsigned char *icc, size_t n, cmsColorSpaceSignature *
         same = a != NULL && b != NULL && fabs(a->X - b->X) < 0.003 && fabs(a->Y - b->Y) < 0.003 &&
                fabs(a->Z - b->Z) < 0.003;
     }
-    const cmsTagSignature *own = grey ? grey_curve : curves;
     for (size_t i = 0; same && i < (grey ? 1u : 3u); i++) {
-        const cmsToneCurve *a = cmsReadTag(p, own[i]), *b = cmsReadTag(srgb.ref, curves[i]);
+        const cmsToneCurve *a = cmsReadTag(p, grey ? cmsSigGrayTRCTag : curves[i]),
+                           *b = cmsReadTag(srgb.ref, curves[i]);
         for (int k = 0; same && k <= 16; k++) {
             float x = (float)k / 16.0f;
             same = a != NULL && b != NULL &&

@@ -390,13 +390,11 @@ static int make_keys(struct lease_queue *q, const char *queue, struct err *e)
         rq_key(q->stats_key, RQ_KEY_MAX, queue, "stats") < 0 ||
         rq_key(q->reaped_key, RQ_KEY_MAX, queue, "reaped") < 0 ||
         rq_key(q->dead_key, RQ_KEY_MAX, queue, "dead") < 0 ||
-        rq_key(q->parked_key, RQ_KEY_MAX, queue, "parked") < 0) {
+        rq_key(q->parked_key, RQ_KEY_MAX, queue, "parked") < 0 ||
+        rq_key(q->blob_prefix, RQ_KEY_MAX, queue, "blob:") < 0) {
         return err_set(e, "queue name too long");
     }
     snprintf(q->parked_cursor, sizeof q->parked_cursor, "0");
-    if (rq_key(q->blob_prefix, RQ_KEY_MAX, queue, "blob:") < 0) {
-        return err_set(e, "queue name too long");
-    }
     q->blob_len = strlen(q->blob_prefix);
     return 0;
 }

@@ -821,9 +821,6 @@ static enum run_status run(struct runner *r, const struct job *job, struct resul
     r->downloads = 0;
     r->past_job_limit = false;
     run_release(r);
-    if (srccache_start(&r->sources, job->root, (size_t)r->cfg->source_cache_bytes) < 0) {
-        LOG_WARN("source_cache_off", "error=out_of_memory"); /* each naming is downloaded */
-    }
     if (job->error[0] != '\0') {
         fail_job(&t, job->error);
         return RUN_DONE;
@@ -832,6 +829,9 @@ static enum run_status run(struct runner *r, const struct job *job, struct resul
     if (guard_job(r, job, &e) < 0) {
         fail_job(&t, e.msg);
         return RUN_DONE;
+    }
+    if (srccache_start(&r->sources, job->root, (size_t)r->cfg->source_cache_bytes) < 0) {
+        LOG_WARN("source_cache_off", "error=out_of_memory"); /* each naming is downloaded */
     }
     process(r, &t);
     srccache_clear(&r->sources);

@@ -80,9 +80,7 @@ static void add_name(struct names *s, json_object *src)
         s->keys = keys;
         s->cap = cap;
     }
-    bool named =
-        json_object_is_type(src, json_type_string) || json_object_is_type(src, json_type_object);
-    char *key = named ? key_of(src) : NULL;
+    char *key = key_of(src);
     if (key != NULL) {
         s->keys[s->n++] = key;
     }
@@ -106,16 +104,15 @@ static void collect(json_object *v, struct names *s)
     {
         if (strcmp(name, "src") == 0) {
             add_name(s, val);
-            continue;
         } else if (strcmp(name, "other_images") == 0) {
             json_object *list = src_list(val);
             for (size_t i = 0; list != NULL && i < json_object_array_length(list); i++) {
                 add_name(s, json_object_array_get_idx(list, i));
             }
             json_object_put(list);
-            continue;
+        } else {
+            collect(val, s);
         }
-        collect(val, s);
     }
 }
 
@@ -199,7 +196,7 @@ static struct srccache_entry *find(const struct srccache *c, json_object *src)
 bool srccache_get(const struct srccache *c, json_object *src, struct buf *out)
 {
     const struct srccache_entry *en = find(c, src);
-    if (en == NULL || !en->kept) {
+    if (en == NULL || en->bytes.len == 0) {
         return false;
     }
     struct buf copy;
@@ -216,14 +213,13 @@ bool srccache_get(const struct srccache *c, json_object *src, struct buf *out)
 bool srccache_put(struct srccache *c, json_object *src, const void *data, size_t len)
 {
     struct srccache_entry *en = find(c, src);
-    if (en == NULL || en->kept || len == 0 || len > c->budget - c->kept_bytes) {
+    if (en == NULL || en->bytes.len > 0 || len == 0 || len > c->budget - c->kept_bytes) {
         return false;
     }
     if (buf_append(&en->bytes, data, len) < 0) {
         buf_finish(&en->bytes);
         return false;
     }
-    en->kept = true;
     c->kept_bytes += len;
     return true;
 }

@@ -22,8 +22,7 @@
 
 struct srccache_entry {
     char *key;        /* "u" and the URL, or "o" and the s3 object's bucket, location and key */
-    struct buf bytes; /* empty until kept */
-    bool kept;
+    struct buf bytes; /* empty until kept (an empty download is not) */
 };
 
 struct srccache {
