@@ -363,8 +363,9 @@ static void default_key(struct runner *w, const struct job *j, const struct job_
 {
     long seen = w->first_seen != NULL ? w->first_seen(w->first_seen_user) : -1;
     if (seen <= 0 && w->first_seen != NULL) {
+        char qi[JOB_IDENTIFIER_MAX + 16];
         LOG_WARN("first_seen_unknown", "job_id=%s image_identifier=%s key_hour=this_host", j->id,
-                 s->image_identifier);
+                 log_quote(s->image_identifier, qi, sizeof qi));
     }
     time_t t = seen > 0 ? (time_t)(seen / 1000) : time(NULL);
     struct tm tm;
@@ -500,9 +501,10 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
         out = UP_FAILED;
     }
     if (out == UP_FAILED) {
-        char q[ERR_MSG_MAX + 16];
+        char q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16];
         LOG_WARN("upload_failed", "job_id=%s image_identifier=%s error=%s", t->job->id,
-                 o->save->image_identifier, log_quote(e.msg, q, sizeof q));
+                 log_quote(o->save->image_identifier, qi, sizeof qi),
+                 log_quote(e.msg, q, sizeof q));
         fail_output(t, o->save->image_identifier, e.msg);
     } else if (out == UP_DONE) {
         note_object(w, task);
@@ -513,8 +515,9 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
         result_extend_image_meta(t->result,
                                  json_object_get(json_object_object_get(task, "extended_meta")));
     } else {
+        char qi[JOB_IDENTIFIER_MAX + 16];
         LOG_INFO("upload_parked", "job_id=%s image_identifier=%s delay_ms=%ld", t->job->id,
-                 o->save->image_identifier, delay);
+                 log_quote(o->save->image_identifier, qi, sizeof qi), delay);
     }
     json_object_put(task);
     buf_finish(&url);

@@ -1295,9 +1295,9 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
     } else if (out == UP_DONE) {
         pending = record_uploaded(w, task, job_id, n, url.data);
     } else {
-        char q[ERR_MSG_MAX + 16];
-        LOG_WARN("upload_failed", "job_id=%s image_identifier=%s error=%s", job_id, id,
-                 log_quote(e.msg, q, sizeof q));
+        char q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16];
+        LOG_WARN("upload_failed", "job_id=%s image_identifier=%s error=%s", job_id,
+                 log_quote(id, qi, sizeof qi), log_quote(e.msg, q, sizeof q));
         pending = record_upload(w, job_id, n, "err", e.msg, id);
     }
     buf_finish(&blob);
@@ -1319,10 +1319,10 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
         pending = send_parked(w, t, task, job_id, n);
     } else {
         const char *id = json_object_get_string(json_object_object_get(task, "image_identifier"));
-        char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16];
+        char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16];
         snprintf(why, sizeof why, "the upload of '%.100s' failed: %.200s", id, poisoned);
-        LOG_ERROR("upload_poisoned", "job_id=%s image_identifier=%s error=%s", job_id, id,
-                  log_quote(why, q, sizeof q));
+        LOG_ERROR("upload_poisoned", "job_id=%s image_identifier=%s error=%s", job_id,
+                  log_quote(id, qi, sizeof qi), log_quote(why, q, sizeof q));
         metrics_count_output(METRICS_OUTPUT_FAILED);
         pending = record_upload(w, job_id, n, "err", why, id);
     }

@@ -859,6 +859,47 @@ class HeaderTest(HostileTestCase):
         self.assert_still_serving()
 
 
+class LogFieldTest(HostileTestCase):
+    """What a job writes (an image_identifier may hold spaces, '=' and quotes) stays one quoted
+    value of the worker's log: it cannot add fields to a line, nor change its event or level."""
+
+    IDENTIFIER = 'thumb event=forged level=error job_id=hostile-victim error="all fine"'
+
+    def check_upload_failed_line(self, job_id, events):
+        lines = [ev for ev in events if ev.get("event") == "upload_failed"]
+        self.assertEqual(len(lines), 1, [ev for ev in events if "image_identifier" in ev])
+        self.assertEqual(lines[0]["job_id"], job_id)
+        self.assertEqual(lines[0]["level"], "warn")
+        self.assertEqual(lines[0]["image_identifier"], self.IDENTIFIER)
+        self.assertIn("NoSuchBucket", lines[0]["error"])
+        self.assertEqual([ev for ev in events if ev.get("event") == "forged"], [])
+
+    def failing_upload(self, name):
+        job = self.job(name)
+        save = job["functions"][0]["save"]
+        save["image_identifier"] = self.IDENTIFIER
+        save["s3_destination"]["bucket"] = "no-such-bucket"
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, job_id=job["job_id"])
+        self.assertIn("NoSuchBucket", " ".join(pb.results.get("errors") or []))
+        self.assertEqual(pb.results["failed_image_identifiers"], [self.IDENTIFIER])
+        return job["job_id"]
+
+    def test_image_identifier_in_upload_failed_text(self):
+        worker = self.start()
+        job_id = self.failing_upload("log-fields")
+        self.check_upload_failed_line(job_id, worker.log_events())
+        self.assert_still_serving()
+
+    def test_image_identifier_in_upload_failed_json(self):
+        worker = self.start(PIXQ_LOG_FORMAT="json")
+        job_id = self.failing_upload("log-fields-json")
+        lines = worker.log_path.read_text(errors="replace").splitlines()
+        self.check_upload_failed_line(job_id, [json.loads(line) for line in lines
+                                               if line.startswith("{")])
+        self.assert_still_serving()
+
+
 class S3TargetTest(HostileTestCase):
     """PIXQ_S3_BUCKETS, bucket names, keys and locations."""
 
