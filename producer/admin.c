@@ -78,8 +78,8 @@ static void iso_utc(long long ms, char *out, size_t cap)
  * attempts=N  [queue=Q  ]ERROR", the queue named when PIXQ_QUEUE names several. */
 static void dead_print(const struct dead_cursor *c, bool json, bool several)
 {
-    if (!json_object_is_type(c->head, json_type_object)) {
-        printf(json ? "%s\n" : "(not a dead entry)  %s\n", c->r->element[c->next]->str);
+    if (json && !json_object_is_type(c->head, json_type_object)) {
+        printf("%s\n", c->r->element[c->next]->str);
         return;
     }
     if (json) {
@@ -87,11 +87,25 @@ static void dead_print(const struct dead_cursor *c, bool json, bool several)
         cli_print_json(c->head);
         return;
     }
+    /* what a job wrote (its URL in the error, its job_id) is shown, not sent to the terminal */
+    if (!json_object_is_type(c->head, json_type_object)) {
+        char *entry = cli_printable(c->r->element[c->next]->str);
+        printf("(not a dead entry)  %s\n", entry != NULL ? entry : "(out of memory)");
+        free(entry);
+        return;
+    }
     char when[48];
     iso_utc(c->failed_at, when, sizeof when);
-    printf("%s  %s  attempts=%s  %s%s%s%s\n", cli_str(c->head, "job_id", "(no id)"), when,
-           cli_str(c->head, "attempts", "?"), several ? "queue=" : "", several ? c->queue : "",
-           several ? "  " : "", cli_str(c->head, "error", ""));
+    char *id = cli_printable(cli_str(c->head, "job_id", "(no id)"));
+    char *attempts = cli_printable(cli_str(c->head, "attempts", "?"));
+    char *error = cli_printable(cli_str(c->head, "error", ""));
+    const char *oom = "(out of memory)";
+    printf("%s  %s  attempts=%s  %s%s%s%s\n", id != NULL ? id : oom, when,
+           attempts != NULL ? attempts : oom, several ? "queue=" : "", several ? c->queue : "",
+           several ? "  " : "", error != NULL ? error : oom);
+    free(id);
+    free(attempts);
+    free(error);
 }
 
 /* The cursor whose entry failed last (the first queue's on a tie), or NULL when all are done. */

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 bool cli_wants_help(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -93,4 +95,31 @@ const char *cli_str(json_object *o, const char *k, const char *absent)
 {
     json_object *v = json_object_object_get(o, k);
     return v != NULL ? json_object_get_string(v) : absent;
+}
+
+char *cli_printable(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
+    char *out = malloc(4 * n + 1); /* at worst, every byte as \xNN */
+    if (out == NULL) {
+        return NULL;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_seq(u + i, n - i);
+        bool c1 = len == 2 && u[i] == 0xc2 && u[i + 1] < 0xa0; /* U+0080 to U+009F */
+        if (len == 0 || c1 || u[i] < 0x20 || u[i] == 0x7f) {
+            len = len == 0 ? 1 : len;
+            for (size_t k = 0; k < len; k++) {
+                o += (size_t)snprintf(out + o, 5, "\\x%02x", u[i + k]);
+            }
+        } else {
+            memcpy(out + o, s + i, len);
+            o += len;
+        }
+        i += len;
+    }
+    out[o] = '\0';
+    return out;
 }

@@ -43,6 +43,12 @@ long long cli_int(json_object *o, const char *k);
 /* Member `k` of `o` as a string (`absent` if it is absent or null). */
 const char *cli_str(json_object *o, const char *k, const char *absent);
 
+/* A malloc'd copy of `s` that a terminal shows as it is written: every control character (C0,
+ * DEL, and C1 in UTF-8) and every byte that is not valid UTF-8 written as \xNN, so that text from
+ * Redis (a job's URL in an error, a job_id a producer chose) cannot move the cursor, rewrite the
+ * screen or print lines of its own. NULL if out of memory. Free the result. */
+char *cli_printable(const char *s);
+
 /* Prints `o` as one line of compact JSON on stdout (slashes not escaped). */
 void cli_print_json(json_object *o);
 

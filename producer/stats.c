@@ -490,17 +490,25 @@ static json_object *collect(struct sctx *s, const struct cfg_queues *qs)
 
 /* ---------------------------------------------------------------- text */
 
+/* Prints a job_id as a producer wrote it (not checked yet: it may be waiting), escaped. */
+static void print_job_id(const char *before, const char *id, const char *after)
+{
+    char *shown = cli_printable(id);
+    printf("%s%s%s", before, shown != NULL ? shown : "(out of memory)", after);
+    free(shown);
+}
+
 static void print_oldest(json_object *q)
 {
     json_object *old = cli_get(q, "oldest_job");
     if (old == NULL) {
         printf("  oldest job     none waiting\n");
     } else if (cli_get(old, "age_ms") == NULL) {
-        printf("  oldest job     unknown (%s: pushed without pixq_enqueued_at)\n",
-               cli_str(old, "job_id", "no job_id"));
+        print_job_id("  oldest job     unknown (", cli_str(old, "job_id", "no job_id"),
+                     ": pushed without pixq_enqueued_at)\n");
     } else {
-        printf("  oldest job     %.1f s (%s)\n", (double)cli_int(old, "age_ms") / 1000.0,
-               cli_str(old, "job_id", "no job_id"));
+        printf("  oldest job     %.1f s ", (double)cli_int(old, "age_ms") / 1000.0);
+        print_job_id("(", cli_str(old, "job_id", "no job_id"), ")\n");
     }
 }
 
@@ -513,13 +521,18 @@ static void print_worker(json_object *w)
     for (size_t i = 0; i < json_object_array_length(jobs); i++) {
         json_object *j = json_object_array_get_idx(jobs, i);
         const char *id = cli_str(j, "job_id", NULL);
-        printf(id != NULL ? "%s\"%s\"" : "%s(%s)", i > 0 ? "," : "",
-               id != NULL ? id : cli_str(j, "kind", ""));
+        printf("%s", i > 0 ? "," : "");
+        if (id != NULL) {
+            print_job_id("\"", id, "\"");
+        } else {
+            printf("(%s)", cli_str(j, "kind", ""));
+        }
     }
     printf("]\n");
     for (size_t i = 0; i < json_object_array_length(jobs); i++) {
         json_object *j = json_object_array_get_idx(jobs, i);
-        printf("      %s  %s", cli_str(j, "job_id", "(no id yet)"), cli_str(j, "kind", ""));
+        print_job_id("      ", cli_str(j, "job_id", "(no id yet)"), "  ");
+        printf("%s", cli_str(j, "kind", ""));
         if (cli_get(j, "running_ms") != NULL) {
             printf(", running since %.1f s, run %lld", (double)cli_int(j, "running_ms") / 1000.0,
                    cli_int(j, "runs"));

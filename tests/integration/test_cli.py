@@ -557,6 +557,17 @@ class StatsTest(CliCase):
                                                         "failed": 0}}]})
         self.assertRegex(self.pixq_ok("stats"), r"oldest job +none waiting\n")
 
+    def test_stats_shows_a_waiting_job_id_escaped(self):
+        """A job waiting in the queue is not checked yet: its job_id is whatever its producer
+        wrote, and `pixq stats` shows it escaped."""
+        self.push({"job_id": "w\x1b[2J\nforged line\x9b", "src": "http://x.test/a.png",
+                   "functions": []})
+        text = self.pixq_ok("stats")
+        self.assertFalse(any(ord(c) < 0x20 and c != "\n" or 0x7f <= ord(c) < 0xa0 for c in text),
+                         repr(text))
+        self.assertRegex(text, r"oldest job +unknown \(w\\x1b\[2J\\x0aforged line\\xc2\\x9b: "
+                               r"pushed without pixq_enqueued_at\)\n")
+
 
 WEIRD_QUEUE = 'we"ird\\q'  # a quote and a backslash: escaped in Prometheus labels
 
@@ -834,6 +845,27 @@ class DeadTest(CliCase):
         # every job posted back once per run: d1..d3 failed, d2 and d3 again after the retry
         per_job = sorted(pb.job_id for pb in self.postbacks.postbacks)
         self.assertEqual(per_job, ["d1", "d2", "d2", "d3", "d3", "p1", "p2"])
+
+    def test_list_shows_what_a_job_wrote_escaped(self):
+        """A job's URL is quoted in its error; in the text listing its control characters are
+        escaped: no terminal sequence reaches the screen and no line of the job's own appears
+        (--json keeps the error as it is)."""
+        self.start_worker()
+        path = ("/gone\x1b[2J\x1b]0;pwned\x07\n"
+                "forged-job  2026-01-01T00:00:00.000Z  attempts=1  all fine\r\x9b31m.png")
+        self.push(self.job("esc-1", path))
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 30, "a dead entry")
+        error = json.loads(self.pixq_ok("dead", "list", "--json"))["error"]
+        self.assertIn(path, error)
+        self.assertIn("server answered HTTP 404", error)
+        text = self.pixq_ok("dead", "list")
+        self.assertEqual(len(text.splitlines()), 1, text)
+        self.assertFalse(any(ord(c) < 0x20 and c != "\n" or 0x7f <= ord(c) < 0xa0 for c in text),
+                         repr(text))
+        self.assertIn(r"/gone\x1b[2J\x1b]0;pwned\x07\x0aforged-job  2026-01-01T00:00:00.000Z  "
+                      r"attempts=1  all fine\x0d\xc2\x9b31m.png", text)
+        self.assertTrue(text.startswith("esc-1  "), text)
+        self.assertTrue(text.rstrip("\n").endswith("server answered HTTP 404"), text)
 
 
 class DeadQueuesTest(CliCase):
