@@ -137,7 +137,30 @@ static void jb_ascii(struct jbuf *b, unsigned char c)
     }
 }
 
-/* `n` bytes as a JSON string: escaped, with every byte that is not UTF-8 as U+FFFD. */
+/* The length of what at `s` (`n` > 0 bytes left) a line must not hold as it is: a control
+ * character (C0, DEL, C1) or a byte that is not UTF-8, and U+2028 and U+2029, line breaks to many
+ * readers as C1's NEL is (Python's splitlines(), JavaScript): a job's URL in an error would start
+ * a line of its own there. 0 when the character at `s` is safe. */
+static size_t unsafe_len(const unsigned char *s, size_t n)
+{
+    size_t len = utf8_seq(s, n);
+    if (len == 0) {
+        return 1;
+    }
+    if (len == 1) {
+        return s[0] < 0x20 || s[0] == 0x7f ? 1 : 0;
+    }
+    if (len == 2 && s[0] == 0xc2 && s[1] < 0xa0) {
+        return 2;
+    }
+    if (len == 3 && s[0] == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9)) {
+        return 3;
+    }
+    return 0;
+}
+
+/* `n` bytes as a JSON string: escaped (C1 controls, U+2028 and U+2029 as \uXXXX too), with every
+ * byte that is not UTF-8 as U+FFFD. */
 static void jb_string(struct jbuf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -146,6 +169,11 @@ static void jb_string(struct jbuf *b, const char *s, size_t n)
         size_t len = utf8_seq(u + i, n - i);
         if (len == 1) {
             jb_ascii(b, u[i]);
+        } else if (len > 1 && unsafe_len(u + i, n - i) > 0) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x",
+                     len == 2 ? u[i + 1] : 0x2000u | (u[i + 2] & 0x3fu));
+            jb_puts(b, esc);
         } else if (len > 1) {
             jb_put(b, s + i, len);
         } else {
@@ -491,10 +519,11 @@ static bool needs_quotes(const char *s)
     if (*s == '\0') {
         return true;
     }
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= ' ' || c == '=' || c == '"' || c == 0x7f) {
-            return true;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i += utf8_seq(u + i, n - i)) {
+        if (u[i] <= ' ' || u[i] == '=' || u[i] == '"' || unsafe_len(u + i, n - i) > 0) {
+            return true; /* unsafe_len() is 1 where utf8_seq() is 0: never a step of 0 */
         }
     }
     return false;
@@ -509,24 +538,31 @@ const char *log_quote(const char *s, char *out, unsigned cap)
         snprintf(out, cap, "%s", s);
         return out;
     }
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s), i = 0;
     unsigned o = 0;
     out[o++] = '"';
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        unsigned width = c == '"' || c == '\\' ? 2 : c < ' ' || c == 0x7f ? 4 : 1;
+    while (i < n) {
+        unsigned char c = u[i];
+        size_t bad = unsafe_len(u + i, n - i), len = bad > 0 ? bad : utf8_seq(u + i, n - i);
+        unsigned width = bad > 0 ? 4 * (unsigned)bad : c == '"' || c == '\\' ? 2 : (unsigned)len;
         if (o + width + 5 > cap) {
             break; /* room for it, then "...", the closing quote and the NUL */
         }
         if (c == '"' || c == '\\') {
             out[o++] = '\\';
             out[o++] = (char)c;
-        } else if (c < ' ' || c == 0x7f) {
-            o += (unsigned)snprintf(out + o, cap - o, "\\x%02x", c);
+        } else if (bad > 0) {
+            for (size_t k = 0; k < bad; k++) {
+                o += (unsigned)snprintf(out + o, cap - o, "\\x%02x", u[i + k]);
+            }
         } else {
-            out[o++] = (char)c;
+            memcpy(out + o, s + i, len);
+            o += (unsigned)len;
         }
+        i += len;
     }
-    if (*s != '\0') {
+    if (i < n) {
         memcpy(out + o, "...", 3);
         o += 3;
     }

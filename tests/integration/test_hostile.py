@@ -891,6 +891,40 @@ class LogFieldTest(HostileTestCase):
         self.check_upload_failed_line(job_id, worker.log_events())
         self.assert_still_serving()
 
+    def check_line_breaks(self, log_format):
+        """A URL with C1's NEL, U+2028 and U+2029 (line breaks to Python's splitlines(), and to
+        other readers) quoted in an error stays on its line."""
+        worker = self.start(PIXQ_LOG_FORMAT=log_format)
+        src = ("http://10.0.0.1/a\u0085ts=2026-01-01T00:00:00.000Z level=error event=forged "
+               "job_id=hostile-victim\u2028{\"event\":\"forged\"}\u2029\u009b31m.jpg")
+        job = self.job("breaks-" + log_format, src)
+        self.expect_failure(job, "address 10.0.0.1 is not allowed (private)")
+        text = worker.log_path.read_text(errors="replace")
+        breaks = ("\u0085", "\u2028", "\u2029", "\u009b")
+        self.assertEqual([line for line in text.split("\n") if any(b in line for b in breaks)],
+                         [])
+        lines = [line for line in text.splitlines() if "forged" in line]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("event=job_failed" if log_format == "text" else '"event":"job_failed"',
+                      lines[0])
+        self.assert_still_serving()
+        return lines[0]
+
+    def test_line_breaks_in_an_error_text(self):
+        line = self.check_line_breaks("text")
+        self.assertIn(r"/a\xc2\x85ts=2026", line)
+        self.assertIn(r'job_id=hostile-victim\xe2\x80\xa8{\"event', line)
+        self.assertEqual([ev for ev in self.worker.log_events() if ev.get("event") == "forged"],
+                         [])
+
+    def test_line_breaks_in_an_error_json(self):
+        line = self.check_line_breaks("json")
+        error = json.loads(line)["error"]
+        self.assertIn("/a\u0085ts=2026-01-01T00:00:00.000Z level=error event=forged "
+                      "job_id=hostile-victim\u2028{\"event\":\"forged\"}\u2029\u009b31m.jpg",
+                      error)
+        self.assertIn(r"/a\u0085ts=2026", line)
+
     def test_image_identifier_in_upload_failed_json(self):
         worker = self.start(PIXQ_LOG_FORMAT="json")
         job_id = self.failing_upload("log-fields-json")

@@ -73,6 +73,10 @@ static const struct json_case cases[] = {
      ",\"bad\":\"\\ufffd\\ufffd\\ufffd\",\"x\":\"\\ufffd\\ufffd\\ufffd\","
      "\"t\":\"\\ufffd\\ufffd\""},
     {"tab=a\tb", ",\"tab\":\"a\\tb\""},
+    /* C1 controls (NEL) and U+2028, U+2029 break lines for many readers: escaped, raw or quoted */
+    {"a=x\xc2\x85y b=\xe2\x80\xa8 c=\"\\xe2\\x80\\xa9\\xc2\\x9b\" d=\xc2\xa0\xe2\x80\xa7",
+     ",\"a\":\"x\\u0085y\",\"b\":\"\\u2028\",\"c\":\"\\u2029\\u009b\",\"d\":"
+     "\"\xc2\xa0\xe2\x80\xa7\""},
 };
 
 static void test_cases(void)
@@ -90,9 +94,19 @@ static void test_cases(void)
 /* Whatever log_quote() makes of a string comes back as the same string. */
 static void test_round_trip(void)
 {
-    const char *values[] = {"plain",          "with space", "q\"uote", "back\\slash",
-                            "nl\nand\ttab\r", "",           "a=b",     "\x01\x1f\x7f",
-                            "\"\\\"",         "end\\",      "x\\x41",  "utf8 \xc3\xa9"};
+    const char *values[] = {"plain",
+                            "with space",
+                            "q\"uote",
+                            "back\\slash",
+                            "nl\nand\ttab\r",
+                            "",
+                            "a=b",
+                            "\x01\x1f\x7f",
+                            "\"\\\"",
+                            "end\\",
+                            "x\\x41",
+                            "utf8 \xc3\xa9",
+                            "nel\xc2\x85 csi\xc2\x9b ls\xe2\x80\xa8 ps\xe2\x80\xa9"};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         char q[256], fields[300];
         snprintf(fields, sizeof fields, "v=%s n=1", log_quote(values[i], q, sizeof q));
@@ -108,11 +122,32 @@ static void test_round_trip(void)
     }
 }
 
+/* What a line must not hold as it is (a control character, C1 included, U+2028 and U+2029: line
+ * breaks to Python's splitlines(), and a byte that is not UTF-8) is quoted and written \xNN; other
+ * UTF-8 is kept. */
+static void test_quote_escapes(void)
+{
+    char q[64];
+    CHECK_STR(log_quote("caf\xc3\xa9", q, sizeof q), "caf\xc3\xa9");
+    CHECK_STR(log_quote("a\xc2\x85z", q, sizeof q), "\"a\\xc2\\x85z\"");
+    CHECK_STR(log_quote("\xe2\x80\xa8\xe2\x80\xa9", q, sizeof q),
+              "\"\\xe2\\x80\\xa8\\xe2\\x80\\xa9\"");
+    CHECK_STR(log_quote("x\xffy\xc3", q, sizeof q), "\"x\\xffy\\xc3\"");
+    CHECK_STR(log_quote("\xc2\xa0\xe2\x80\xa7", q, sizeof q), "\xc2\xa0\xe2\x80\xa7");
+    /* the text of a quoted value has no byte a reader takes for a line break */
+    const char *v = "u\xc2\x85ts=1 level=error event=forged\xe2\x80\xa8\n";
+    log_quote(v, q, sizeof q);
+    CHECK(strstr(q, "\xc2\x85") == NULL && strstr(q, "\xe2\x80\xa8") == NULL &&
+          strchr(q, '\n') == NULL);
+}
+
 /* A value cut to fit stays within `cap` whatever the width of its last escape (a control byte
  * takes 4 bytes: a cut after one wrote 2 bytes past the buffer), and ends in `..."`. */
 static void test_quote_cut_fits(void)
 {
-    const char *fills[] = {"\x01", "\"", "a b", "\x01x", "x\x7f\"", "\\\x02 "};
+    const char *fills[] = {
+        "\x01",    "\"",       "a b",           "\x01x",     "x\x7f\"",
+        "\\\x02 ", "\xc2\x85", "\xe2\x80\xa8x", "\xc3\xa9 ", "=\xf0\x9f\x98\x80"};
     for (size_t f = 0; f < sizeof fills / sizeof fills[0]; f++) {
         char long_value[700] = "";
         while (strlen(long_value) + strlen(fills[f]) < sizeof long_value) {
@@ -316,6 +351,7 @@ int main(void)
 {
     test_cases();
     test_round_trip();
+    test_quote_escapes();
     test_quote_cut_fits();
     test_head();
     test_truncation();
