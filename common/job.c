@@ -271,6 +271,41 @@ const char *job_header_refused(const char *name, bool s3)
     return NULL;
 }
 
+/* Whether `value`, a job's Content-Type for an upload, names what an output is: an image type
+ * other than SVG (a browser runs an SVG's scripts), or bytes without a type. Parameters after ';'
+ * and case do not matter. A type a browser renders as a page (text/html, image/svg+xml,
+ * application/xhtml+xml, text/javascript...) would let a job serve its own script from the
+ * deployment's bucket: a JPEG whose comment holds a page is a valid source, and move_original
+ * stores its bytes as they are. */
+static bool upload_type_allowed(const char *value)
+{
+    static const char *const allowed[] = {"application/octet-stream", "binary/octet-stream"};
+    char type[128];
+    size_t n = strcspn(value, ";");
+    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t')) {
+        n--;
+    }
+    size_t skip = strspn(value, " \t");
+    n = skip < n ? n - skip : 0;
+    if (n == 0) {
+        return value[strspn(value, " \t")] == '\0'; /* "": no type at all, as Blitline's "" */
+    }
+    if (n >= sizeof type) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        type[i] = (char)tolower((unsigned char)value[skip + i]);
+    }
+    type[n] = '\0';
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++) {
+        if (strcmp(type, allowed[i]) == 0) {
+            return true;
+        }
+    }
+    return strncmp(type, "image/", 6) == 0 && type[6] != '\0' && strstr(type, "svg") == NULL &&
+           strpbrk(type + 6, "/ \t") == NULL;
+}
+
 int job_check_headers(json_object *headers, const char *what, struct err *e)
 {
     bool s3 = strncmp(what, "s3_destination", 14) == 0;
@@ -318,6 +353,13 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
         if (why != NULL) {
             return err_set(e, "%s: header '%s' may not come from a job: it %s", what,
                            shown(name, q, sizeof q), why);
+        }
+        if (s3 && strcasecmp(name, "Content-Type") == 0 && !upload_type_allowed(value)) {
+            return err_set(e,
+                           "%s: Content-Type '%s' may not come from a job: an output is an image "
+                           "(image/*, not SVG) or application/octet-stream, never a type a "
+                           "browser would run from the bucket",
+                           what, shown(value, q, sizeof q));
         }
     }
     return 0;

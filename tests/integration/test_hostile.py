@@ -843,6 +843,43 @@ class HeaderTest(HostileTestCase):
             "copy", {"x-amz-copy-source": "/other-bucket/secret.jpg"},
             "s3_destination.headers: header 'x-amz-copy-source' may not come from a job")
 
+    def test_upload_type_a_browser_would_run(self):
+        """A JPEG whose comment holds a page is a valid source; stored as text/html (or SVG) in
+        the deployment's public bucket it would be the job's own page on the bucket's origin.
+        Neither an output nor move_original's copy may take such a Content-Type; image types and
+        application/octet-stream still may."""
+        self.start()
+        page = b"<html><body><script>document.title='job'</script></body></html>"
+        poly = self.image[:2] + b"\xff\xfe" + (len(page) + 2).to_bytes(2, "big") + page + \
+            self.image[2:]
+        self.src.add("/poly.jpg", poly)
+        for i, ctype in enumerate(("text/html", "image/svg+xml", "Text/HTML; charset=utf-8",
+                                   "application/xhtml+xml")):
+            with self.subTest(ctype=ctype):
+                self.expect_upload_refused(
+                    "type-%d" % i, {"Content-Type": ctype},
+                    "s3_destination.headers: Content-Type '%s' may not come from a job" % ctype)
+                job = self.job("move-type-%d" % i, self.src.url("/poly.jpg"))
+                job["pre_process"] = {"move_original": {"s3_destination": {
+                    "bucket": "pixq-test", "key": "move-%d.html" % i,
+                    "headers": {"Content-Type": ctype}}}}
+                self.expect_failure(job, "Content-Type '%s' may not come from a job" % ctype)
+                status, _, _ = self.s3.get_object("pixq-test", "move-%d.html" % i)
+                self.assertEqual(status, 404)
+        for i, ctype in enumerate(("image/png", "application/octet-stream", "")):
+            with self.subTest(ctype=ctype):
+                job = self.job("type-ok-%d" % i, self.src.url("/poly.jpg"))
+                job["functions"][0]["save"]["s3_destination"]["headers"] = {"Content-Type": ctype}
+                self.push_job(job)
+                pb = self.wait_for_postback(TIMEOUT_S, job_id=job["job_id"])
+                self.assertNotIn("errors", pb.results, pb.body[:500])
+                status, headers, _ = self.s3.get_object("pixq-test", "out/type-ok-%d.jpg" % i)
+                self.assertEqual(status, 200)
+                stored = {k.lower(): v for k, v in headers.items()}.get("content-type")
+                self.assertNotIn("html", stored or "")
+                if ctype:
+                    self.assertEqual(stored, ctype)
+
     def test_other_control_characters(self):
         self.start()
         cases = [({"X-Nul": "a\u0000b"}, "X-Nul"), ({"X-Del": "a\u007fb"}, "X-Del"),

@@ -529,6 +529,45 @@ static void test_guards(void)
                  "\"x-amz-grant-read\":\"\",\"x-amz-meta-a\":\"1\",\"Cache-Control\":\"max-age=1\","
                  "\"Content-Type\":\"image/png\",\"x-amz-storage-class\":\"STANDARD_IA\"}}",
                  "{\"X-Token\":\"t\",\"Content-Type\":\"application/json\"}", NULL);
+    /* an upload's Content-Type is an image's (not SVG) or none: never a page a browser runs */
+    const char *types_ok[] = {"image/jpeg",
+                              "IMAGE/PNG; charset=x",
+                              " image/webp ",
+                              "image/x-icon",
+                              "application/octet-stream",
+                              "Binary/Octet-Stream",
+                              "",
+                              "  "};
+    for (size_t i = 0; i < sizeof types_ok / sizeof types_ok[0]; i++) {
+        char dest[160];
+        snprintf(dest, sizeof dest,
+                 "{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"content-type\":\"%s\"}}",
+                 types_ok[i]);
+        expect_guard(dest, "{}", NULL);
+    }
+    const char *types_refused[] = {"text/html",
+                                   "Text/HTML; charset=utf-8",
+                                   "image/svg+xml",
+                                   "IMAGE/SVG+XML",
+                                   "application/xhtml+xml",
+                                   "text/xml",
+                                   "application/javascript",
+                                   "text/plain",
+                                   "image/",
+                                   "image/png/../html",
+                                   "image/png x",
+                                   ";image/png",
+                                   "application/octet-stream2"};
+    for (size_t i = 0; i < sizeof types_refused / sizeof types_refused[0]; i++) {
+        char dest[160];
+        snprintf(dest, sizeof dest,
+                 "{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"Content-Type\":\"%s\"}}",
+                 types_refused[i]);
+        expect_guard(dest, "{}", "s3_destination.headers: Content-Type '");
+        expect_guard(dest, "{}", "' may not come from a job: an output is an image");
+    }
+    /* a postback's is the receiver's business */
+    expect_guard(ok_dest, "{\"Content-Type\":\"text/html\"}", NULL);
     char many[2048];
     size_t n = (size_t)snprintf(many, sizeof many, "{");
     for (int i = 0; i <= JOB_MAX_HEADERS; i++) {
