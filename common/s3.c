@@ -55,12 +55,19 @@ bool s3_transient(const struct s3_reply *r)
            strcmp(r->code, "RequestTimeout") == 0;
 }
 
+/* Whether the answer says the bucket lives in another region than the request was signed for,
+ * whether or not it says which (307 aside). */
+static bool elsewhere(const struct s3_reply *r)
+{
+    return r->status == 301 ||
+           (r->status == 400 && (strcmp(r->code, "AuthorizationHeaderMalformed") == 0 ||
+                                 strcmp(r->code, "PermanentRedirect") == 0 ||
+                                 strcmp(r->code, "IllegalLocationConstraintException") == 0));
+}
+
 bool s3_wrong_region(const struct s3_reply *r)
 {
-    bool redirect = r->status == 301 || r->status == 307 ||
-                    (r->status == 400 && (strcmp(r->code, "AuthorizationHeaderMalformed") == 0 ||
-                                          strcmp(r->code, "PermanentRedirect") == 0));
-    return redirect && s3_valid_region(r->region);
+    return (elsewhere(r) || r->status == 307) && s3_valid_region(r->region);
 }
 
 bool s3_key_has_dot_segment(const char *key)
@@ -164,7 +171,9 @@ static int build_target(const struct s3_config *c, const struct s3_object *o, st
     if (path_style) {
         rc = rc < 0 ? rc : buf_printf(&t->url, "/%s", o->bucket);
     }
-    rc = rc < 0 ? rc : buf_puts(&t->url, "/");
+    if (!path_style || o->key[0] != '\0') { /* no key: the bucket itself, "/bucket" or "/" */
+        rc = rc < 0 ? rc : buf_puts(&t->url, "/");
+    }
     rc = rc < 0 ? rc : sigv4_uri_encode(&t->url, o->key, true);
     if (rc < 0) {
         buf_finish(&t->url);
@@ -420,4 +429,30 @@ int s3_head(struct http *h, const struct s3_config *c, const struct s3_object *o
     int rc = s3_request(h, c, o, &call, &resp, reply, e);
     http_response_finish(&resp);
     return rc;
+}
+
+bool s3_redirect_region(struct http *h, const struct s3_config *c, const struct s3_object *o,
+                        time_t now, struct s3_reply *r)
+{
+    if (!elsewhere(r) || r->region[0] != '\0') {
+        return s3_wrong_region(r);
+    }
+    /* HeadBucket: S3 names the bucket's region in x-amz-bucket-region whatever it answers (200,
+     * 301, 400 for an opt-in region, 403) */
+    const struct s3_object bucket = {o->bucket, o->region, ""};
+    const struct s3_call call = {"HEAD", NULL, 0, NULL, 0, MAX_ERR_BODY, now};
+    struct http_response resp;
+    http_response_init(&resp);
+    struct s3_reply head;
+    struct err e = {{0}};
+    s3_request(h, c, &bucket, &call, &resp, &head, &e);
+    http_response_finish(&resp);
+    const char *signed_for = o->region != NULL && o->region[0] ? o->region : c->region;
+    LOG_DEBUG("s3_head_bucket", "method=HEAD bucket=%s status=%ld region=%s", o->bucket,
+              head.status, s3_valid_region(head.region) ? head.region : "");
+    if (!s3_valid_region(head.region) || strcmp(head.region, signed_for) == 0) {
+        return false; /* nothing learned, or the same request again */
+    }
+    snprintf(r->region, sizeof r->region, "%s", head.region);
+    return true;
 }

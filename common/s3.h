@@ -100,8 +100,18 @@ bool s3_legacy_bucket(const char *name);
 
 /* Whether the answer says the bucket lives in another region, and which (r->region, a region
  * name): a 301, a 307 (a bucket created lately, whose name does not resolve to its region yet) or
- * a 400 AuthorizationHeaderMalformed or PermanentRedirect naming it. */
+ * a 400 AuthorizationHeaderMalformed, PermanentRedirect or IllegalLocationConstraintException
+ * naming it. */
 bool s3_wrong_region(const struct s3_reply *r);
+
+/* After a failed request for `o`: whether to send it again signed for another region, which is
+ * then in r->region. As s3_wrong_region(), and when the answer says the bucket lives elsewhere
+ * without naming the region (S3's 400 IllegalLocationConstraintException for a bucket in a region
+ * one must opt in to, af-south-1, ap-east-1..., addressed through another, or the other way
+ * round; a 301 without x-amz-bucket-region), HEADs the bucket, signed at `now`, whose answer
+ * names it: not when it names the region the request was signed for. */
+bool s3_redirect_region(struct http *h, const struct s3_config *c, const struct s3_object *o,
+                        time_t now, struct s3_reply *r);
 
 /* Whether a "/"-separated segment of `key` is "." or "..": S3 keeps such a key as it is, but
  * libcurl, S3-compatible stores and proxies resolve the path ("../other-bucket/k"). pixq sends no

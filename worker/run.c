@@ -214,7 +214,8 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
             hop--; /* the same hop, signed again at S3's time */
             continue;
         }
-        if (rc == 0 || !s3_wrong_region(&reply) || hop == SRC_REGION_HOPS) {
+        if (rc == 0 || hop == SRC_REGION_HOPS ||
+            !s3_redirect_region(w->http, &w->s3, &o, s3_clock(), &reply)) {
             break;
         }
         snprintf(region, sizeof region, "%s", reply.region);

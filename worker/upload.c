@@ -156,7 +156,8 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
             hop--; /* the same hop, signed again at S3's time */
             continue;
         }
-        if (rc == 0 || !s3_wrong_region(reply) || hop == MAX_REGION_HOPS) {
+        if (rc == 0 || hop == MAX_REGION_HOPS ||
+            !s3_redirect_region(u->http, u->s3, o, s3_clock(), reply)) {
             return rc;
         }
         snprintf(region, sizeof region, "%s", reply->region);

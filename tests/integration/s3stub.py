@@ -18,7 +18,9 @@ Checks on every request, in this order (each answers the way S3 does):
 * Unknown bucket: 404 NoSuchBucket (or the bucket is created, with `auto_create`).
 * Signed for another region than the bucket's (set_region): 301 PermanentRedirect with
   `x-amz-bucket-region` and <Endpoint>, or with style="400" a 400 AuthorizationHeaderMalformed
-  carrying <Region> in the body (header only if region_header).
+  carrying <Region> in the body (header only if region_header), or with style="opt-in" a 400
+  IllegalLocationConstraintException naming the region only in its message (and the header if
+  region_header). A HEAD of the bucket (no key: HeadBucket) answers with x-amz-bucket-region.
 * Body whose SHA-256 is not x-amz-content-sha256 (unless UNSIGNED-PAYLOAD): 400
   XAmzContentSHA256Mismatch.
 * stall delays the answer to a bucket's requests of some methods (all faults but reset still
@@ -378,9 +380,14 @@ class S3Stub:
 
     def set_region(self, bucket, region, style="301", region_header=True):
         """The bucket lives in `region`: requests signed for another one get a 301
-        PermanentRedirect (style "301"), a 400 AuthorizationHeaderMalformed (style "400") or a
-        307 TemporaryRedirect (style "307": S3's answer for up to a day after a bucket's creation);
-        region_header=False leaves x-amz-bucket-region out, so only the XML names it."""
+        PermanentRedirect (style "301"), a 400 AuthorizationHeaderMalformed (style "400"), a
+        307 TemporaryRedirect (style "307": S3's answer for up to a day after a bucket's creation)
+        or a 400 IllegalLocationConstraintException (style "opt-in": S3's answer when a bucket in
+        a region one must opt in to, such as af-south-1, is addressed through another region, or
+        the other way round; its message names the bucket's region, no XML element does);
+        region_header=False leaves x-amz-bucket-region out, so only the XML names it (or, for
+        "opt-in", nothing but the message). A HEAD of the bucket itself (HeadBucket, no key)
+        always carries x-amz-bucket-region, as S3's does, whatever its status."""
         with self._lock:
             self._buckets[bucket] = region
             self._redirect[bucket] = (style, region_header)
@@ -405,6 +412,15 @@ class S3Stub:
     def keys(self, bucket):
         with self._lock:
             return sorted(k for b, k in self._objects if b == bucket)
+
+    def put_object(self, bucket, key, data, content_type="application/octet-stream"):
+        """Stores an object as a client with rights would (readable at once); the status, as
+        harness's s3rver put_object()."""
+        with self._lock:
+            if bucket not in self._buckets:
+                return 404
+            self._objects[(bucket, key)] = _Object(data, content_type, 0.0, {})
+        return 200
 
     def get_object(self, bucket, key):
         """(status, headers, body) as an anonymous reader with rights would see it (for the
@@ -648,8 +664,13 @@ class S3Stub:
 
     def _wrong_region(self, rec, region, redirect):
         style, with_header = redirect
-        extra = {"x-amz-bucket-region": region} if with_header else {}
+        head_bucket = rec.method == "HEAD" and rec.key == ""
+        extra = {"x-amz-bucket-region": region} if with_header or head_bucket else {}
         rec.fault = "redirect"
+        if style == "opt-in":
+            return (400, "IllegalLocationConstraintException",
+                    "The %s location constraint is incompatible for the region specific endpoint "
+                    "this request was sent to." % region, extra, None)
         if style == "307":
             return (307, "TemporaryRedirect", "Please re-send this request to the specified "
                     "temporary endpoint. Continue to use the original request endpoint for future "
@@ -708,6 +729,10 @@ class S3Stub:
         return 200, "", "", {"ETag": obj.etag}, None
 
     def _get(self, rec):
+        if rec.method == "HEAD" and rec.key == "":  # HeadBucket: the bucket exists, and where
+            with self._lock:
+                region = self._buckets.get(rec.bucket)
+            return 200, "", "", {"x-amz-bucket-region": region}, None
         with self._lock:
             obj = self._objects.get((rec.bucket, rec.key))
         if obj is None or time.time() < obj.visible_at:

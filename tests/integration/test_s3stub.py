@@ -317,6 +317,20 @@ class StubRegionTest(StubCase):
         self.assertIn(b"<Region>ap-south-2</Region>", body)
         self.assertEqual(self.put("k", region="ap-south-2")[0], 200)
 
+    def test_opt_in_region_and_head_bucket(self):
+        self.stub.set_region("bkt", "af-south-1", style="opt-in", region_header=False)
+        status, hdrs, body = self.put("k")
+        self.assertEqual((status, self.code(body)), (400, "IllegalLocationConstraintException"))
+        self.assertNotIn("x-amz-bucket-region", hdrs)
+        self.assertNotIn(b"<Region>", body)
+        self.assertIn(b"The af-south-1 location constraint is incompatible", body)
+        # HeadBucket names the region, signed for the wrong one or the right one
+        status, hdrs, _ = self.request("HEAD", "bkt", "")
+        self.assertEqual((status, hdrs["x-amz-bucket-region"]), (400, "af-south-1"))
+        status, hdrs, _ = self.request("HEAD", "bkt", "", region="af-south-1")
+        self.assertEqual((status, hdrs["x-amz-bucket-region"]), (200, "af-south-1"))
+        self.assertEqual(self.put("k", region="af-south-1")[0], 200)
+
 
 class StubFaultsTest(StubCase):
     def test_request_timeout_n_times(self):

@@ -573,22 +573,22 @@ class SlowDownNoRefillTest(ThrottleCase):
 class RegionTest(ThrottleCase):
     """A bucket in eu-west-1 while AWS_REGION is us-east-1."""
 
-    def check_region(self, bucket, first_status):
+    def check_region(self, bucket, first_status, region="eu-west-1"):
         self.start_workers(1)
         self.push_jobs([self.job("eu-1", bucket)])
         pb = self.postbacks_for(["eu-1"])["eu-1"]
         self.assert_complete(pb, "eu-1", bucket, 1)
         self.assertEqual([(r.status, r.region) for r in self.puts(bucket)],
-                         [(first_status, "us-east-1"), (200, "eu-west-1")])
+                         [(first_status, "us-east-1"), (200, region)])
         state = self.limiter(bucket)
-        self.assertEqual(state.get("region"), "eu-west-1")
+        self.assertEqual(state.get("region"), region)
         self.assertEqual(int(state.get("throttle_signals", 0)), 0)  # not throttling
         self.assertEqual(int(state.get("decreases", 0)), 0)
         # the next job goes to the remembered region at once
         self.push_jobs([self.job("eu-2", bucket)])
         self.assert_complete(self.postbacks_for(["eu-2"])["eu-2"], "eu-2", bucket, 1)
         self.assertEqual([(r.status, r.region) for r in self.puts(bucket)][2:],
-                         [(200, "eu-west-1")])
+                         [(200, region)])
 
     def test_301_permanent_redirect(self):
         self.s3.set_region("eu-bucket", "eu-west-1")
@@ -627,6 +627,28 @@ class RegionTest(ThrottleCase):
         self.assertIn("HTTP 301 PermanentRedirect", results["errors"][0])
         self.assertEqual(len(self.puts("flaky-bucket")), 1)
         self.assertIsNone(self.limiter("flaky-bucket").get("region"))
+
+    def test_400_illegal_location_constraint_opt_in_region(self):
+        # a bucket in a region one must opt in to (af-south-1, ap-east-1, me-south-1...) signed
+        # for another: S3 answers 400 IllegalLocationConstraintException, naming the region only
+        # in its message; the output failed at once. A HEAD of the bucket says where it lives
+        self.s3.set_region("optin-bucket", "af-south-1", style="opt-in", region_header=False)
+        self.check_region("optin-bucket", 400, "af-south-1")
+        heads = self.s3.records(method="HEAD", bucket="optin-bucket")
+        self.assertEqual([(r.key, r.status, r.region) for r in heads], [("", 400, "us-east-1")])
+
+    def test_s3_source_in_an_opt_in_region(self):
+        self.s3.set_region("optin-bucket", "af-south-1", style="opt-in", region_header=False)
+        self.assertEqual(self.s3.put_object("optin-bucket", "in/a.png", self.png), 200)
+        self.start_workers(1)
+        job = self.job("optin-src-2", "pixq-test")
+        job["src"] = {"name": "s3", "bucket": "optin-bucket", "key": "in/a.png"}
+        self.push_jobs([job])
+        self.assert_complete(self.postbacks_for(["optin-src-2"])["optin-src-2"], "optin-src-2",
+                             "pixq-test", 1)
+        self.assertEqual([(r.status, r.region) for r in self.s3.records(method="GET",
+                                                                         bucket="optin-bucket")],
+                         [(400, "us-east-1"), (200, "af-south-1")])
 
     def test_307_temporary_redirect(self):
         # failed the output at once: every upload to a bucket made less than a day ago

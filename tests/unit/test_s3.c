@@ -1,4 +1,5 @@
 /* test_s3: bucket names and the URL each object is addressed at (common/s3.c). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,30 @@ static void test_addressing(void)
     check_url(&local, "Legacy_Bucket", "k", "http://127.0.0.1:9000/Legacy_Bucket/k");
     local.path_style = true;
     check_url(&local, "pixq-test", "k", "http://127.0.0.1:9000/pixq-test/k");
+    /* no key: the bucket itself (the HEAD that asks where it lives) */
+    check_url(&local, "pixq-test", "", "http://127.0.0.1:9000/pixq-test");
+    check_url(&aws, "pixq-test", "", "https://pixq-test.s3.amazonaws.com/");
+    check_url(&aws, "a.b.c", "", "https://s3.amazonaws.com/a.b.c");
+}
+
+/* The answers that name the bucket's region: followed only to a region name. */
+static void test_wrong_region(void)
+{
+    struct s3_reply r = {
+        .status = 400, .code = "IllegalLocationConstraintException", .region = "af-south-1"};
+    CHECK(s3_wrong_region(&r));
+    snprintf(r.code, sizeof r.code, "AuthorizationHeaderMalformed");
+    CHECK(s3_wrong_region(&r));
+    snprintf(r.code, sizeof r.code, "InvalidArgument");
+    CHECK(!s3_wrong_region(&r));
+    r = (struct s3_reply){.status = 301, .region = "eu-west-1"};
+    CHECK(s3_wrong_region(&r));
+    r.status = 307;
+    CHECK(s3_wrong_region(&r));
+    snprintf(r.region, sizeof r.region, "evil.example/x");
+    CHECK(!s3_wrong_region(&r));
+    r = (struct s3_reply){.status = 403, .code = "AccessDenied", .region = "eu-west-1"};
+    CHECK(!s3_wrong_region(&r));
 }
 
 /* S3's <Message> as an error quotes it: control bytes as spaces, cut to the buffer. */
@@ -82,6 +107,7 @@ int main(void)
 {
     test_bucket_names();
     test_addressing();
+    test_wrong_region();
     test_error_message();
     return check_summary("s3");
 }
