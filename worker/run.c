@@ -201,10 +201,18 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
     struct s3_reply reply;
     char region[64];
     int rc;
-    bool resigned = false;
+    bool resigned = false, capped = false;
+    /* as a URL's, the GETs end when the job's PIXQ_JOB_DOWNLOAD_TIMEOUT_MS does */
+    long deadline = clock_mono_ms() + download_time_left(w);
+    struct s3_config c = w->s3;
     for (int hop = 0;; hop++) { /* as uploads do: where S3 says the bucket lives, re-signed */
+        long left = deadline - clock_mono_ms();
+        capped = left < w->s3.timeout_ms;
+        c.timeout_ms = capped ? (left > 1 ? left : 1) : w->s3.timeout_ms;
+        c.connect_timeout_ms =
+            w->s3.connect_timeout_ms < c.timeout_ms ? w->s3.connect_timeout_ms : c.timeout_ms;
         double t0 = metrics_clock();
-        rc = s3_get(w->http, &w->s3, &o, (size_t)w->cfg->max_src_bytes, s3_clock(), out, &reply, e);
+        rc = s3_get(w->http, &c, &o, (size_t)w->cfg->max_src_bytes, s3_clock(), out, &reply, e);
         metrics_count_s3(METRICS_S3_GET, reply.status);
         LOG_DEBUG("s3_get", "job_id=%s method=GET bucket=%s status=%ld bytes=%zu ms=%.3f",
                   w->job_id, o.bucket, reply.status, rc == 0 ? out->len : 0,
@@ -214,13 +222,20 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
             hop--; /* the same hop, signed again at S3's time */
             continue;
         }
-        if (rc == 0 || hop == SRC_REGION_HOPS ||
-            !s3_redirect_region(w->http, &w->s3, &o, s3_clock(), &reply)) {
+        if (rc == 0 || hop == SRC_REGION_HOPS || clock_mono_ms() >= deadline ||
+            !s3_redirect_region(w->http, &c, &o, s3_clock(), &reply)) {
             break;
         }
         snprintf(region, sizeof region, "%s", reply.region);
         LOG_INFO("bucket_region", "job_id=%s bucket=%s region=%s", w->job_id, o.bucket, region);
         o.region = region;
+    }
+    if (rc < 0 && capped && reply.status == 0 && !reply.not_sent && clock_mono_ms() >= deadline) {
+        note_job_limit(w);
+        return err_set(e,
+                       "the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (%ld ms) in "
+                       "all",
+                       w->cfg->job_download_timeout_ms);
     }
     if (rc < 0) {
         bool transient = !reply.too_large && s3_transient(&reply); /* status 0, yet final */

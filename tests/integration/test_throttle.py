@@ -1262,6 +1262,34 @@ class WaitForS3StalledTest(ThrottleCase):
                          [("warn", "3", "post_anyway")])
 
 
+class S3SourceTimeTest(ThrottleCase):
+    """An {"name": "s3"} source counts against PIXQ_JOB_DOWNLOAD_TIMEOUT_MS as a URL does: its
+    GET is cut when the job's time is over, and the job fails for good. It waited for the whole
+    PIXQ_S3_TIMEOUT_MS (60 s by default) whatever the job's time, and was run again as after an
+    outage."""
+
+    def test_stalled_s3_source_is_cut_at_the_jobs_time(self):
+        self.assertEqual(self.s3.put_object("late-bucket", "in/a.png", self.png), 200)
+        self.s3.stall("late-bucket", 30.0, methods=("GET",))
+        worker = self.start_worker(PIXQ_JOB_DOWNLOAD_TIMEOUT_MS=1500, PIXQ_S3_TIMEOUT_MS=20000,
+                                   PIXQ_RETRY_BASE_MS=50)
+        job = self.job("s3time-1", "pixq-test")
+        job["src"] = {"name": "s3", "bucket": "late-bucket", "key": "in/a.png"}
+        t0 = time.time()
+        self.push_jobs([job])
+        pb = self.postbacks_for(["s3time-1"], timeout=90)["s3time-1"]
+        took = pb.wall - t0
+        figures("s3_source_time", postback_after=took)
+        errors = pb.results.get("errors", [])
+        self.assertEqual(len(errors), 1, pb.results)
+        self.assertIn("the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (1500 ms) "
+                      "in all", errors[0])
+        self.assertEqual(len(self.s3.records(method="GET", bucket="late-bucket")), 0)  # unanswered
+        self.assertEqual(self.s3.stalled(), 1)  # one run, one GET: final, not retried
+        self.assertLess(took, scaled(5.0), took)
+        self.assertEqual(worker.log_events("job_retry"), [])
+
+
 class IdleConnectionTest(ThrottleCase):
     """S3 connections are reused, but not once idle for PIXQ_S3_IDLE_MS."""
 
