@@ -358,9 +358,12 @@ static char *url_escaped(const char *url)
     return out;
 }
 
-int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
-                 struct err *e)
+/* http_perform() once; *died tells whether the request went out on a kept-alive connection that
+ * died before a byte of an answer came back. */
+static int perform_once(struct http *h, const struct http_request *req, struct http_response *resp,
+                        bool *died, struct err *e)
 {
+    *died = false;
     reset_response(req, resp);
     if (req->guard != NULL && netguard_check_url(req->guard, req->url, e) < 0) {
         resp->refused = true;
@@ -398,6 +401,10 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
                        CURL_MAX_HTTP_HEADER);
     }
     if (rc != CURLE_OK) {
+        long connects = -1; /* 0: the transfer reused a connection */
+        curl_easy_getinfo(h->curl, CURLINFO_NUM_CONNECTS, &connects);
+        *died = connects == 0 && resp->status == 0 && resp->head.len == 0 && !guard.refused &&
+                (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING);
         resp->bad_url = rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL;
         /* a 2xx body only: an error page or a redirect's over the cap says nothing final */
         resp->too_large =
@@ -405,6 +412,26 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
         return transport_error(rc, &body, req->max_body, errbuf, e);
     }
     return 0;
+}
+
+int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
+                 struct err *e)
+{
+    bool died;
+    int rc = perform_once(h, req, resp, &died, e);
+    if (rc < 0 && died) {
+        /* the server closed the connection as the request went out on it (idle too long on its
+         * side): nothing was answered, so the request is sent once more, on a new connection.
+         * libcurl does so itself when the close shows while it reads, not while it is still
+         * sending the body (a large PUT: "Send failure: Broken pipe") */
+        char q[ERR_MSG_MAX + 16];
+        LOG_DEBUG("http_connection_died", "method=%s error=%s", req->method,
+                  log_quote(e->msg, q, sizeof q));
+        struct http_request fresh = *req;
+        fresh.fresh_connect = true;
+        rc = perform_once(h, &fresh, resp, &died, e);
+    }
+    return rc;
 }
 
 bool http_response_header(const struct http_response *r, const char *name, char *out, size_t cap)

@@ -72,6 +72,9 @@ void http_response_init(struct http_response *r);
 void http_response_finish(struct http_response *r);
 
 /* Sends the request and reads the response into `resp` (initialised by the caller; reset here).
+ * A request on a kept-alive connection that dies before any answer (the server closed it as the
+ * request went out: a reset, a broken pipe while the body is sent) is sent once more on a new
+ * connection (libcurl itself does so only when the close shows while it reads the answer).
  * Returns 0 when a response arrived (any status), or -1 on a transport failure (the message says
  * which: timeout, connection refused, reset, body larger than the cap, "address 10.0.0.1 is not
  * allowed (private)" with `resp->refused` set...). Messages never contain a URL's password. */

@@ -23,9 +23,10 @@ Checks on every request, in this order (each answers the way S3 does):
   region_header). A HEAD of the bucket (no key: HeadBucket) answers with x-amz-bucket-region.
 * Body whose SHA-256 is not x-amz-content-sha256 (unless UNSIGNED-PAYLOAD): 400
   XAmzContentSHA256Mismatch.
-* stall delays the answer to a bucket's requests of some methods (all faults but reset still
-  apply after it), as an endpoint that has stopped answering.
-* Then the faults, first match wins: reset (connection closed with a TCP RST after part of the
+* stall delays the answer to a bucket's requests of some methods (all faults but reset and
+  drop_reused still apply after it), as an endpoint that has stopped answering.
+* Then the faults, first match wins: drop_reused (a PUT on a kept-alive connection finds it
+  closed under it, unanswered), reset (connection closed with a TCP RST after part of the
   body, no answer), fail (scripted status and code, N times or always), slow_down_above (503
   SlowDown when the bucket has accepted `rate` PUTs in the last second: a server that accepts at
   most `rate` PUTs per sliding second, counted at the moment each is decided, Record.decided,
@@ -436,6 +437,7 @@ class S3Stub:
             self._stalls = {}  # bucket -> [seconds, methods, count left or None]
             self._stalled = 0
             self._resets = {}  # bucket -> [remaining, after_bytes]
+            self._drops = {}  # bucket -> remaining (None: every one)
             self._slow_rate = {}  # bucket -> PUTs per sliding second
             self._slow_prob = {}  # bucket -> probability
             self._accepted = collections.defaultdict(collections.deque)  # bucket -> PUT times
@@ -473,6 +475,17 @@ class S3Stub:
         the connection is reset (TCP RST) without an answer."""
         with self._lock:
             self._resets[bucket] = [count, after_bytes]
+
+    def drop_reused(self, bucket, count=None):
+        """The next count PUTs (None: all) to bucket that come on a kept-alive connection (one
+        that has carried a request already) find it closed as they arrive, nothing answered, as
+        when S3 closes a connection it held idle while the client is sending the next request on
+        it: a third of the body (at most 1 MiB) is taken in, as a TCP stack would while the close
+        crosses the request, the rest left unread (so the close is a reset, and the client is
+        still sending when it comes). Recorded with status 0 and fault "dropped"; a PUT on a new
+        connection is served."""
+        with self._lock:
+            self._drops[bucket] = count
 
     def slow_down_above(self, bucket, rate):
         """503 SlowDown for a PUT to bucket when `rate` PUTs were accepted in the last second
@@ -547,7 +560,7 @@ class S3Stub:
             rec.fault = "stall"
             self._stopping.wait(hold)
         try:
-            if self._maybe_reset(h, rec):
+            if self._maybe_drop(h, rec) or self._maybe_reset(h, rec):
                 return
             body = self._read_body(h)
             rec.size = len(body)
@@ -585,6 +598,27 @@ class S3Stub:
         if n > MAX_BODY_BYTES:
             raise ValueError("body too large")
         return h.rfile.read(n) if n > 0 else b""
+
+    def _maybe_drop(self, h, rec):
+        served = getattr(h, "pixq_served", 0)  # requests this connection carried before
+        h.pixq_served = served + 1
+        if h.command != "PUT" or served == 0:
+            return False
+        with self._lock:
+            if rec.bucket not in self._drops or self._drops[rec.bucket] == 0:
+                return False
+            if self._drops[rec.bucket] is not None:
+                self._drops[rec.bucket] -= 1
+            rec.status, rec.code, rec.fault = 0, "", "dropped"
+        n = int(h.headers.get("Content-Length") or 0)  # see drop_reused()
+        h.rfile.read(min(n // 3, 1 << 20))
+        rec.end = time.time()
+        with self._lock:
+            self._records.append(rec)
+        os.close(h.connection.detach())  # the unread body makes it a reset
+        h.close_connection = True
+        self._write_log(rec)
+        return True
 
     def _maybe_reset(self, h, rec):
         if h.command != "PUT":

@@ -391,6 +391,21 @@ class StubFaultsTest(StubCase):
         recs = self.stub.records()
         self.assertEqual([(r.status, r.fault) for r in recs], [(0, "reset"), (200, None)])
 
+    def test_drop_reused(self):
+        self.stub.drop_reused("bkt", count=1)
+        c = http.client.HTTPConnection("127.0.0.1", self.stub.port, timeout=10)
+        self.addCleanup(c.close)
+        self.assertEqual(self.put("k1", conn=c)[0], 200)  # a new connection: served
+        with self.assertRaises((ConnectionResetError, http.client.RemoteDisconnected,
+                                BrokenPipeError)):
+            self.put("k2", b"x" * 200000, conn=c)  # the same one, kept alive: closed
+        c.close()
+        self.assertEqual(self.put("k2", conn=c)[0], 200)  # count=1: the next one is served
+        self.assertEqual(self.put("k3", conn=c)[0], 200)
+        self.assertEqual([(r.key, r.status, r.fault) for r in self.stub.records()],
+                         [("k1", 200, None), ("k2", 0, "dropped"), ("k2", 200, None),
+                          ("k3", 200, None)])
+
     def test_reset_is_a_tcp_rst(self):
         """A raw client sees ECONNRESET (not an orderly end of stream) when it reads."""
         self.stub.reset("bkt", count=None, after_bytes=10)
