@@ -176,6 +176,35 @@ static int check_s3_src(struct runner *w, const struct s3_object *o, struct err 
     return 0;
 }
 
+/* The region an earlier S3 source's GET learned for `bucket`, or NULL. */
+static const char *known_region(const struct runner *w, const char *bucket)
+{
+    for (size_t i = 0; i < RUN_REGIONS; i++) {
+        if (strcmp(w->regions[i].bucket, bucket) == 0) {
+            return w->regions[i].region;
+        }
+    }
+    return NULL;
+}
+
+/* Keeps the region S3 named for `bucket` (a valid name, s3_redirect_region()), for the next jobs'
+ * sources: without it each met S3's redirect again. */
+static void learn_region(struct runner *w, const char *bucket, const char *region)
+{
+    struct run_region *slot = NULL;
+    for (size_t i = 0; i < RUN_REGIONS && slot == NULL; i++) {
+        if (strcmp(w->regions[i].bucket, bucket) == 0) {
+            slot = &w->regions[i];
+        }
+    }
+    if (slot == NULL) {
+        slot = &w->regions[w->next_region];
+        w->next_region = (w->next_region + 1) % RUN_REGIONS;
+    }
+    snprintf(slot->bucket, sizeof slot->bucket, "%s", bucket);
+    snprintf(slot->region, sizeof slot->region, "%s", region);
+}
+
 static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct err *e)
 {
     json_object *bucket = NULL, *key = NULL;
@@ -202,6 +231,11 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
     char region[64];
     int rc;
     bool resigned = false, capped = false;
+    const char *known = o.region == NULL || o.region[0] == '\0' ? known_region(w, o.bucket) : NULL;
+    if (known != NULL) { /* the job names no region: the one S3 named for an earlier job */
+        snprintf(region, sizeof region, "%s", known);
+        o.region = region;
+    }
     /* as a URL's, the GETs end when the job's PIXQ_JOB_DOWNLOAD_TIMEOUT_MS does */
     long deadline = clock_mono_ms() + download_time_left(w);
     struct s3_config c = w->s3;
@@ -229,6 +263,7 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
         snprintf(region, sizeof region, "%s", reply.region);
         LOG_INFO("bucket_region", "job_id=%s bucket=%s region=%s", w->job_id, o.bucket, region);
         o.region = region;
+        learn_region(w, o.bucket, region);
     }
     if (rc < 0 && capped && reply.status == 0 && !reply.not_sent && clock_mono_ms() >= deadline) {
         note_job_limit(w);
@@ -881,6 +916,8 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
     r->cfg = c;
     r->http = http;
     r->uploaded = NULL;
+    memset(r->regions, 0, sizeof r->regions);
+    r->next_region = 0;
     struct err e = {{0}};
     if (netguard_init(&r->guard, c->allow_private_networks, c->allowed_networks, &e) < 0) {
         /* cfg validated the list at start-up; should it not parse, only public addresses pass */

@@ -51,6 +51,14 @@ struct run_times {
     long postback_us; /* posting the result back */
 };
 
+#define RUN_REGIONS 32 /* buckets whose region an S3 source's GET learned, kept per process */
+
+/* A bucket's region, as S3 named it. */
+struct run_region {
+    char bucket[64]; /* "" : free */
+    char region[64];
+};
+
 struct runner {
     const struct cfg *cfg;
     enum run_status fetch_status; /* the worst source download failure of the current run */
@@ -59,7 +67,9 @@ struct runner {
     struct src_loader loader; /* refs set while a job runs */
     struct proc_opts popts;
     struct uploader up;
-    long s3_last_used_ms;      /* for not reusing S3 connections past PIXQ_S3_IDLE_MS */
+    long s3_last_used_ms; /* for not reusing S3 connections past PIXQ_S3_IDLE_MS */
+    struct run_region regions[RUN_REGIONS]; /* for S3 sources' buckets; the oldest replaced */
+    size_t next_region;
     struct netguard guard;     /* what sources and postbacks may reach */
     struct run_parked *parked; /* outputs of the last run waiting for upload */
     size_t n_parked, cap_parked;

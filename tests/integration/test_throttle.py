@@ -615,6 +615,30 @@ class RegionTest(ThrottleCase):
                                                                          bucket="eu-bucket")],
                          [(301, "us-east-1"), (200, "eu-west-1")])
 
+    def test_s3_source_region_is_remembered(self):
+        # each job reading a source from a bucket in another region met the 301 again (for an
+        # opt-in region's bucket: the 400, a HEAD of the bucket, then the GET): the region a
+        # source's GET learned was forgotten with the job
+        self.s3.set_region("eu-bucket", "eu-west-1")
+        self.s3.set_region("optin-bucket", "af-south-1", style="opt-in", region_header=False)
+        for bucket in ("eu-bucket", "optin-bucket"):
+            self.assertEqual(self.s3.put_object(bucket, "in/a.png", self.png), 200)
+        self.start_workers(1)
+        for i in range(3):
+            for bucket in ("eu-bucket", "optin-bucket"):
+                job_id = "src-%s-%d" % (bucket, i)
+                job = self.job(job_id, "pixq-test")
+                job["src"] = {"name": "s3", "bucket": bucket, "key": "in/a.png"}
+                self.push_jobs([job])
+                self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "pixq-test",
+                                     1)
+        self.assertEqual([(r.status, r.region) for r in self.s3.records(bucket="eu-bucket")],
+                         [(301, "us-east-1")] + [(200, "eu-west-1")] * 3)
+        self.assertEqual([(r.method, r.status, r.region)
+                          for r in self.s3.records(bucket="optin-bucket")],
+                         [("GET", 400, "us-east-1"), ("HEAD", 400, "us-east-1")]
+                         + [("GET", 200, "af-south-1")] * 3)
+
     def test_region_that_is_not_a_region_name_is_not_followed(self):
         # the region goes into the AWS host name (s3.<region>.amazonaws.com) and is remembered
         # for the whole fleet: an answer naming "evil.example/x" must not be taken as one
