@@ -74,6 +74,16 @@ CHECKS = {
         r"us; inside them the commands %s us \((\w+ %s x %s us)(, \w+ %s x %s us)*\), the rest "
         r"-?%s us the scripts' own .*$" % ((NUM,) * 8),
     ],
+    "soak": [
+        r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",
+        r"(?m)^ +60 +%s +%s +%s +\d+ +\d+$" % ((NUM,) * 3),
+        r"(?m)^jobs: \d+ succeeded, \d+ failed .*; %s jobs/s$" % NUM,
+        r"(?m)^rss: %s MB after the first batch, %s MB half way \(\d+ jobs\), %s MB at the end; "
+        r"peak %s MB$" % ((NUM,) * 4),
+        r"(?m)^growth over the second half: -?%s MB per 1000 jobs; open descriptors \d+ -> \d+, "
+        r"threads \d+ -> \d+ .*$" % NUM,
+        r"(?m)^failures other than the generator's: 0$",
+    ],
 }
 
 
