@@ -545,8 +545,61 @@ static int parse_destination(struct job_save *s, json_object *dest, struct err *
     return s->headers != NULL ? job_check_headers(s->headers, "s3_destination.headers", e) : 0;
 }
 
+/* save.encoding_options: settings of the WebP encoder, each given to it as `-define webp:k=v`
+ * (Blitline's worker), used when the output is WebP. A name is what ImageMagick's webp: defines
+ * are made of (a-z, 0-9, '-', '_'); a value longer than 8 characters is left out, as Blitline left
+ * it out, and so is one that is no string, number or boolean. */
+static int parse_encoding_options(struct job_save *s, json_object *save, struct err *e)
+{
+    json_object *opts = member(save, "encoding_options");
+    if (opts == NULL) {
+        return 0;
+    }
+    if (!json_object_is_type(opts, json_type_object)) {
+        return err_set(e, "encoding_options of '%s' must be an object", s->image_identifier);
+    }
+    if (json_object_object_length(opts) > JOB_MAX_ENCODING_OPTIONS) {
+        return err_set(e, "encoding_options of '%s' has more than %d settings", s->image_identifier,
+                       JOB_MAX_ENCODING_OPTIONS);
+    }
+    char q[64];
+    json_object_object_foreach(opts, name, v)
+    {
+        (void)v;
+        size_t n = strlen(name);
+        if (n == 0 || n > JOB_ENCODING_NAME_MAX ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                         "0123456789-_") != n) {
+            return err_set(e,
+                           "encoding_options of '%s': '%s' is not a setting name (a-z 0-9 - _, "
+                           "at most %d)",
+                           s->image_identifier, shown(name, q, sizeof q), JOB_ENCODING_NAME_MAX);
+        }
+    }
+    s->encoding_options = opts;
+    return 0;
+}
+
+const char *job_encoding_value(json_object *v)
+{
+    if (!(json_object_is_type(v, json_type_string) || json_object_is_type(v, json_type_int) ||
+          json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_boolean))) {
+        return NULL;
+    }
+    const char *s = json_object_get_string(v);
+    size_t n = strlen(s);
+    if (n == 0 || n > JOB_ENCODING_VALUE_MAX || !clean_text(s) ||
+        (json_object_is_type(v, json_type_string) && (size_t)json_object_get_string_len(v) != n)) {
+        return NULL;
+    }
+    return s;
+}
+
 static int parse_save_options(struct job_save *s, json_object *save, double v, struct err *e)
 {
+    if (parse_encoding_options(s, save, e) < 0) {
+        return -1;
+    }
     const char *fn = "save";
     if (job_param_long(save, fn, "quality", 0, 1, 100, &s->quality, e) < 0 ||
         job_param_bool(save, fn, "skip", false, &s->skip, e) < 0 ||

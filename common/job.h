@@ -27,6 +27,10 @@
 #define JOB_S3_KEY_MAX       1024 /* bytes of an S3 key (S3's own limit) */
 #define JOB_IDENTIFIER_MAX   512  /* bytes of an image_identifier */
 
+#define JOB_MAX_ENCODING_OPTIONS 32 /* most settings in a save's encoding_options */
+#define JOB_ENCODING_NAME_MAX    32 /* bytes of an encoding_options name */
+#define JOB_ENCODING_VALUE_MAX   8  /* longest encoding_options value Blitline passed on */
+
 struct job_limits {
     size_t max_bytes;     /* longest payload */
     int max_depth;        /* deepest JSON nesting */
@@ -47,6 +51,7 @@ struct job_save {
     bool save_profiles;           /* keep the ICC profile while stripping the rest */
     const char *interlace;        /* ImageMagick interlace name, or NULL */
     bool png_quantize;
+    json_object *encoding_options; /* WebP encoder settings ("lossless": "true"...), or NULL */
     bool return_keys; /* s3_destination.return_keys: the result names the key (s3_key) */
     int index;        /* 0-based, unique among the saves of the job and of its pre_process
                          steps, in the order they run (pre_process first) */
@@ -135,6 +140,10 @@ const char *job_src_url(const struct job *j);
  * with "s3_destination", none that signs the upload or makes it another operation
  * (Authorization, x-amz-date, x-amz-copy-source...). Returns 0 or -1. */
 int job_check_headers(json_object *headers, const char *what, struct err *e);
+
+/* The text of an encoding_options value (a string, number or boolean as JSON writes it), or NULL
+ * when it is left out: longer than JOB_ENCODING_VALUE_MAX, empty, or not UTF-8 text. */
+const char *job_encoding_value(json_object *v);
 
 /* Why a job may not send header `name` (NULL: it may), on an S3 upload (`s3`) or a postback. */
 const char *job_header_refused(const char *name, bool s3);

@@ -1459,6 +1459,28 @@ int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e)
     return 0;
 }
 
+/* A save's encoding_options as the WebP encoder's defines (`-define webp:k=v`); a value
+ * job_encoding_value() leaves out is not set. */
+static int webp_encoding_options(MagickWand *w, json_object *opts, struct err *e)
+{
+    if (opts == NULL) {
+        return 0;
+    }
+    json_object_object_foreach(opts, name, v)
+    {
+        const char *value = job_encoding_value(v);
+        char key[JOB_ENCODING_NAME_MAX + 8];
+        if (value == NULL) {
+            continue;
+        }
+        snprintf(key, sizeof key, "webp:%s", name);
+        if (MagickSetOption(w, key, value) == MagickFalse) {
+            return img_fail(w, "set encoding_options", e);
+        }
+    }
+    return 0;
+}
+
 static int apply_save_options(MagickWand *w, const struct job_save *save, const char *magick,
                               long default_quality, struct err *e)
 {
@@ -1487,6 +1509,9 @@ static int apply_save_options(MagickWand *w, const struct job_save *save, const 
     if (MagickSetInterlaceScheme(w, il) == MagickFalse ||
         MagickSetImageInterlaceScheme(w, il) == MagickFalse) {
         return img_fail(w, "set interlace", e);
+    }
+    if (strcmp(magick, "WEBP") == 0 && webp_encoding_options(w, save->encoding_options, e) < 0) {
+        return -1;
     }
     if (save->png_quantize && strcmp(magick, "PNG") == 0 &&
         MagickQuantizeImage(w, 256, sRGBColorspace, 0, MagickFalse, MagickFalse) == MagickFalse) {

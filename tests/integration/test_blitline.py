@@ -613,6 +613,25 @@ class DestinationsTest(BlitlineTestCase):
         self.assertEqual(set(images[1]["meta"]),
                          {"width", "height", "filesize", "density", "depth", "quality"})
 
+    def test_webp_encoding_options(self):
+        """save.encoding_options are the WebP encoder's settings (`-define webp:k=v`, BLITLINE.md
+        5): "lossless": "true" makes a lossless WebP (a VP8L bitstream), a boolean as well; a
+        JPEG output is not touched by them."""
+        fns = [{"name": "resize_to_fit", "params": {"width": 64}, "save": dict(
+            image_identifier=ident, s3_destination={"bucket": DEST_BUCKET, "key": "enc/" + key},
+            **extra)} for ident, key, extra in (
+                ("lossless", "a.webp", {"encoding_options": {"lossless": "true", "method": 6}}),
+                ("boolean", "b.webp", {"encoding_options": {"lossless": True}}),
+                ("lossy", "c.webp", {}),
+                ("jpeg", "d.jpg", {"encoding_options": {"lossless": "true"}}))]
+        job = {"src": self.serve_photo(), "job_id": "enc-1",
+               "postback_url": self.postbacks.url("/pb/enc-1"), "functions": fns}
+        images = self.assert_success(self.submit(job), "enc-1",
+                                     ["lossless", "boolean", "lossy", "jpeg"])
+        chunks = [self.fetch(img, "WEBP", (64, 40))[12:16] for img in images[:3]]
+        self.assertEqual(chunks, [b"VP8L", b"VP8L", b"VP8 "])
+        self.assertEqual(identify_escape(self.fetch(images[3], "JPEG", (64, 40)), "%Q"), "75")
+
     def test_failed_upload_does_not_stop_the_others(self):
         job = {"src": self.serve_photo(), "job_id": "partial-1",
                "postback_url": self.postbacks.url("/pb/partial-1"),
