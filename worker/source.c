@@ -470,6 +470,34 @@ static int add_hash(json_object *meta, const char *kind, const struct buf *b, st
     return 0;
 }
 
+/* A resolution as Blitline wrote it: a whole number as an integer (72), else the number. */
+static json_object *density_number(double d)
+{
+    if (d == floor(d) && fabs(d) < 1e15) {
+        return json_object_new_int64((int64_t)d);
+    }
+    return json_object_new_double(d);
+}
+
+/* original_meta.density_info, as Blitline returned it with get_exif: the source's resolution
+ * ({"density_x": 72, "density_y": 72, "units": "PixelsPerInch"}), 72 where it names none (as
+ * ImageMagick reports it, and as an output's extended_metadata density). */
+static json_object *density_info(MagickWand *w)
+{
+    double x = 0, y = 0;
+    MagickGetImageResolution(w, &x, &y);
+    ResolutionType units = MagickGetImageUnits(w);
+    json_object *info = json_object_new_object();
+    json_object_object_add(info, "density_x", density_number(x > 0 ? x : 72));
+    json_object_object_add(info, "density_y", density_number(y > 0 ? y : 72));
+    json_object_object_add(info, "units",
+                           json_object_new_string(units == PixelsPerInchResolution ? "PixelsPerInch"
+                                                  : units == PixelsPerCentimeterResolution
+                                                      ? "PixelsPerCentimeter"
+                                                      : "Undefined"));
+    return info;
+}
+
 json_object *src_describe(const struct job *j, const struct src_image *im, struct err *e)
 {
     json_object *meta = json_object_new_object();
@@ -483,6 +511,8 @@ json_object *src_describe(const struct job *j, const struct src_image *im, struc
         json_object *exif = json_object_new_object();
         add_exif_all(im->wand, exif, NULL);
         json_object_object_add(meta, "original_exif", exif);
+        json_object_object_add(meta, "density_info", density_info(im->wand));
+        json_object_object_add(meta, "filesize", json_object_new_int64((int64_t)im->bytes.len));
     }
     if (j->extended_metadata) {
         json_object *all = json_object_new_array();

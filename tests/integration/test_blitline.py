@@ -802,10 +802,29 @@ class SourcesTest(BlitlineTestCase):
         self.assertEqual(meta["original_exif"]["Orientation"], "6")
         self.assertEqual(results["images"][0]["meta"], {"width": 300, "height": 400})
         self.fetch(results["images"][0], "JPEG", (300, 400))
+        self.assertEqual(meta["density_info"],
+                         {"density_x": 72, "density_y": 72, "units": "Undefined"})
+        self.assertEqual(meta["filesize"], len(image_file("orient6-400x300.jpg")))
         job.update(job_id="meta-2", v=1.19, postback_url=self.postbacks.url("/pb/meta-2"))
         meta = self.submit(job).json["results"]["original_meta"]
         self.assertEqual(meta["date_created"], "2014:08:02 20:17:55")
         self.assertNotIn("iso_date_created", meta)  # not before 1.20
+
+    def test_get_exif_density_info_and_filesize(self):
+        """get_exif returns, besides original_exif, the source's density_info and filesize
+        (Blitline's metadata example: {"density_x": 72, "density_y": 72, "units":
+        "PixelsPerInch"}); without it neither is there."""
+        job = {"src": self.serve_photo(), "job_id": "dens-1", "get_exif": "true",
+               "postback_url": self.postbacks.url("/pb/dens-1"),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 20},
+                              "save": {"image_identifier": "d"}}]}
+        meta = self.submit(job).json["results"]["original_meta"]
+        self.assertEqual(meta["density_info"],
+                         {"density_x": 299, "density_y": 299, "units": "PixelsPerInch"})
+        self.assertEqual(meta["filesize"], len(corpus(PHOTO[1])))
+        self.assertEqual(meta["original_exif"], {})
+        job.update(job_id="dens-2", get_exif=False, postback_url=self.postbacks.url("/pb/dens-2"))
+        self.assert_success(self.submit(job), "dens-2", ["d"])  # exactly width and height
 
 
 class ArrayTest(BlitlineTestCase):
