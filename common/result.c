@@ -128,6 +128,15 @@ char *result_json_numbered(struct result *r)
     return text;
 }
 
+void result_mark_image(struct result *r, const char *name)
+{
+    size_t n = json_object_array_length(r->images);
+    if (n > 0) {
+        json_object_object_add(json_object_array_get_idx(r->images, n - 1), name,
+                               json_object_new_boolean(1));
+    }
+}
+
 void result_extend_image_meta(struct result *r, json_object *fields)
 {
     size_t n = json_object_array_length(r->images);

@@ -49,6 +49,9 @@ void result_image_number(struct result *r, int n);
  * state of a job whose other outputs are parked; malloc'd, NULL if out of memory. */
 char *result_json_numbered(struct result *r);
 
+/* Sets `name` to true in the entry of the image added last (check_blank's "is_blank"). */
+void result_mark_image(struct result *r, const char *name);
+
 /* Adds the members of `fields` (an object, taken; NULL: nothing) to the `meta` of the image
  * added last (Blitline's extended_metadata: filesize, density, depth, quality). */
 void result_extend_image_meta(struct result *r, json_object *fields);

@@ -1520,6 +1520,32 @@ static int apply_save_options(MagickWand *w, const struct job_save *save, const 
     return 0;
 }
 
+/* Whether `w` is blank as Blitline's check_blank meant it: empty, or all of one colour (every
+ * channel, alpha included, the same in every pixel), or wholly transparent. */
+static bool blank_image(MagickWand *w)
+{
+    bool alpha = MagickGetImageAlphaChannel(w) == MagickTrue;
+    double lo = 0, hi = 0;
+    if (MagickGetImageWidth(w) == 0 || MagickGetImageHeight(w) == 0) {
+        return true;
+    }
+    if (alpha && MagickGetImageChannelRange(w, AlphaChannel, &lo, &hi) == MagickTrue && hi <= 0.0) {
+        return true; /* nothing shows, whatever its colours */
+    }
+    ChannelType channels[] = {RedChannel, GreenChannel, BlueChannel, AlphaChannel, BlackChannel};
+    size_t n = sizeof channels / sizeof channels[0];
+    for (size_t i = 0; i < n; i++) {
+        if ((channels[i] == AlphaChannel && !alpha) ||
+            (channels[i] == BlackChannel && MagickGetImageColorspace(w) != CMYKColorspace)) {
+            continue;
+        }
+        if (MagickGetImageChannelRange(w, channels[i], &lo, &hi) == MagickFalse || hi > lo) {
+            return false;
+        }
+    }
+    return true;
+}
+
 int img_encode(MagickWand *w, const struct job_save *save, long default_quality, size_t max_bytes,
                struct img_output *out, struct err *e)
 {
@@ -1537,6 +1563,7 @@ int img_encode(MagickWand *w, const struct job_save *save, long default_quality,
     MagickGetImageResolution(w, &out->density_x, &out->density_y);
     out->depth = (long)MagickGetImageDepth(w);
     out->quality = (long)MagickGetImageCompressionQuality(w);
+    out->blank = save->check_blank && blank_image(w);
     MagickResetIterator(w);
     out->blob = MagickGetImageBlob(w, &out->len);
     /* an encoder stopped by the deadline, or by an error, may still hand back half a file */

@@ -89,6 +89,7 @@ struct img_output {
     double density_x, density_y; /* resolution written, as ImageMagick reports it (0: none) */
     long depth;                  /* bits per channel */
     long quality;                /* compression quality ImageMagick wrote with (0: none) */
+    bool blank;                  /* check_blank: every pixel one colour, or all transparent */
 };
 
 /* The image guard, then the decoding of the first frame of an encoded image: the format must be

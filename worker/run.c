@@ -467,6 +467,9 @@ static json_object *build_task(struct runner *w, struct run_state *t, const stru
     if (save->return_keys) {
         json_object_object_add(task, "return_keys", json_object_new_boolean(1));
     }
+    if (o->img.blank) {
+        json_object_object_add(task, "is_blank", json_object_new_boolean(1));
+    }
     json_object_object_add(task, "headers", headers);
     json_object *extended = extended_meta(t->job, &o->img);
     if (extended != NULL) { /* for the postback of a parked output */
@@ -562,6 +565,9 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
         result_add_image(t->result, o->save->image_identifier, url.data,
                          o->save->return_keys ? o->save->key : NULL, o->img.width, o->img.height);
         result_image_number(t->result, o->save->index);
+        if (o->img.blank) {
+            result_mark_image(t->result, "is_blank");
+        }
         /* build_task computed them, for a parked output's postback */
         result_extend_image_meta(t->result,
                                  json_object_get(json_object_object_get(task, "extended_meta")));

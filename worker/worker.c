@@ -1244,6 +1244,9 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
                      (long)json_object_get_int64(json_object_object_get(task, "width")),
                      (long)json_object_get_int64(json_object_object_get(task, "height")));
     result_image_add_meta(img, json_object_object_get(task, "extended_meta"));
+    if (json_object_get_boolean(json_object_object_get(task, "is_blank"))) {
+        json_object_object_add(img, "is_blank", json_object_new_boolean(1)); /* check_blank */
+    }
     json_object *obj = json_object_new_object();
     const char *names[] = {"bucket", "region", "key"};
     for (int i = 0; i < 3; i++) {

@@ -632,6 +632,54 @@ class DestinationsTest(BlitlineTestCase):
         self.assertEqual(chunks, [b"VP8L", b"VP8L", b"VP8 "])
         self.assertEqual(identify_escape(self.fetch(images[3], "JPEG", (64, 40)), "%Q"), "75")
 
+    def test_check_blank(self):
+        """save.check_blank (BLITLINE.md 5) puts "is_blank": true in the entry of an output that
+        is all one colour (or wholly transparent); an output with anything on it, or a save
+        that did not ask, has no is_blank."""
+        def save(ident, check=True, ext=".png"):
+            s = {"image_identifier": ident, "extension": ext}
+            if check:
+                s["check_blank"] = "true"
+            return s
+        job = {"src": {"name": "canvas", "width": 30, "height": 20, "color": "#336699"},
+               "job_id": "blank-1", "postback_url": self.postbacks.url("/pb/blank-1"),
+               "functions": [
+                   {"name": "no_op", "save": save("plain")},
+                   {"name": "no_op", "save": save("unasked", check=False)},
+                   {"name": "no_op", "save": save("plain-jpeg", ext=".jpg")},
+                   {"name": "line", "params": {"x": 0, "y": 0, "x1": 29, "y1": 19},
+                    "save": save("drawn")},
+                   {"name": "pad", "params": {"size": 2, "color": "#ff000000"},
+                    "save": save("padded")}]}
+        results = self.submit(job).json["results"]
+        blank = {i["image_identifier"]: i.get("is_blank") for i in results["images"]}
+        self.assertEqual(blank, {"plain": True, "unasked": None, "plain-jpeg": True,
+                                 "drawn": None, "padded": None}, results)
+        self.assertEqual(list(results["images"][0]),
+                         ["image_identifier", "s3_url", "meta", "is_blank"])
+        job = {"src": {"name": "canvas", "width": 30, "height": 20, "color": "#ff000000"},
+               "job_id": "blank-2", "postback_url": self.postbacks.url("/pb/blank-2"),
+               "functions": [{"name": "no_op", "save": save("clear")},
+                             {"name": "pad", "params": {"size": 2, "color": "#00ff0000"},
+                              "save": save("clear-padded")}]}
+        results = self.submit(job).json["results"]
+        self.assertEqual([i.get("is_blank") for i in results["images"]], [True, True])
+        # wholly transparent, its hidden colours a gradient: blank
+        clear = subprocess.run(
+            ["convert", "-size", "30x20", "gradient:red-blue", "-alpha", "set", "-channel", "A",
+             "-evaluate", "set", "0", "+channel", "PNG32:-"],
+            stdout=subprocess.PIPE, check=True, timeout=60).stdout
+        job = {"src": self.src.add("/clear.png", clear), "job_id": "blank-4",
+               "postback_url": self.postbacks.url("/pb/blank-4"),
+               "functions": [{"name": "no_op", "save": save("hidden")}]}
+        results = self.submit(job).json["results"]
+        self.assertEqual([i.get("is_blank") for i in results["images"]], [True])
+        job = {"src": self.serve_photo(), "job_id": "blank-3",
+               "postback_url": self.postbacks.url("/pb/blank-3"),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 40},
+                              "save": save("photo")}]}
+        self.assert_success(self.submit(job), "blank-3", ["photo"])
+
     def test_failed_upload_does_not_stop_the_others(self):
         job = {"src": self.serve_photo(), "job_id": "partial-1",
                "postback_url": self.postbacks.url("/pb/partial-1"),

@@ -811,6 +811,21 @@ class ParkedReturnKeysTest(ThrottleCase):
         self.assertEqual(results["images"][0]["meta"]["depth"], 8)
         self.assert_no_leftovers(["keys-p"])
 
+    def test_parked_output_keeps_is_blank(self):
+        """check_blank on a parked output: its is_blank comes with it when another task
+        uploads it."""
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        RerunParkedTest.hold_bucket(self, "bkt-a", 2)
+        job = self.job("blank-p", "bkt-a", 1)
+        job["src"] = {"name": "canvas", "width": 20, "height": 20, "color": "#123456"}
+        job["functions"][0]["save"]["check_blank"] = True
+        self.push_jobs([job])
+        results = self.postbacks_for(["blank-p"])["blank-p"].results
+        self.assertEqual(len(worker.log_events("upload_parked")), 1)
+        self.assertIs(results["images"][0].get("is_blank"), True, results)
+        self.assert_no_leftovers(["blank-p"])
+
 
 class PoisonedUploadTest(ThrottleCase):
     """A parked output whose upload crashed its worker 3 times (PIXQ_MAX_RECOVERIES) is not a
