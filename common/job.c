@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -604,6 +605,7 @@ static int parse_save_options(struct job_save *s, json_object *save, double v, s
     if (job_param_long(save, fn, "quality", 0, 1, 100, &s->quality, e) < 0 ||
         job_param_bool(save, fn, "skip", false, &s->skip, e) < 0 ||
         job_param_bool(save, fn, "check_blank", false, &s->check_blank, e) < 0 ||
+        job_param_long(save, fn, "max_filesize", 0, 0, LONG_MAX, &s->max_filesize, e) < 0 ||
         job_param_bool(save, fn, "save_metadata", false, &s->save_metadata, e) < 0 ||
         job_param_bool(save, fn, "save_profiles", v >= 1.20, &s->save_profiles, e) < 0 ||
         job_param_string(save, fn, "interlace", NULL, &s->interlace, e) < 0) {

@@ -51,7 +51,8 @@ struct job_save {
     bool save_profiles;           /* keep the ICC profile while stripping the rest */
     const char *interlace;        /* ImageMagick interlace name, or NULL */
     bool png_quantize;
-    bool check_blank;              /* the result says "is_blank": true of an output of one colour */
+    bool check_blank;  /* the result says "is_blank": true of an output of one colour */
+    long max_filesize; /* bytes a JPEG or WebP output should fit in (lower quality); 0: none */
     json_object *encoding_options; /* WebP encoder settings ("lossless": "true"...), or NULL */
     bool return_keys; /* s3_destination.return_keys: the result names the key (s3_key) */
     int index;        /* 0-based, unique among the saves of the job and of its pre_process

@@ -1546,6 +1546,77 @@ static bool blank_image(MagickWand *w)
     return true;
 }
 
+/* Encodes `w` as it is set into out->blob and out->len; 0, or -1 (out released). */
+static int encode_blob(MagickWand *w, struct img_output *out, struct err *e)
+{
+    MagickResetIterator(w);
+    out->blob = MagickGetImageBlob(w, &out->len);
+    /* an encoder stopped by the deadline, or by an error, may still hand back half a file */
+    if (out->blob == NULL || out->len == 0 || MagickGetExceptionType(w) >= ErrorException ||
+        past_deadline(w)) {
+        img_output_finish(out);
+        return img_fail(w, "encode", e);
+    }
+    return 0;
+}
+
+/* save.max_filesize ("we will try to reduce the image to fit within a maximum filesize"): a
+ * lossy JPEG or WebP output larger than it is encoded again at lower qualities (a binary search
+ * over 1 to the quality it had) and the highest quality that fits is kept; when none fits, the
+ * smallest encoding. Other outputs are left as they are (their quality changes nothing). */
+static int fit_filesize(MagickWand *w, const struct job_save *save, const char *magick,
+                        struct img_output *out, struct err *e)
+{
+    size_t max = (size_t)save->max_filesize;
+    char *lossless = MagickGetOption(w, "webp:lossless");
+    bool lossy = strcmp(magick, "JPEG") == 0 ||
+                 (strcmp(magick, "WEBP") == 0 &&
+                  (lossless == NULL || IsStringTrue(lossless) == MagickFalse));
+    MagickRelinquishMemory(lossless);
+    if (save->max_filesize <= 0 || out->len <= max || !lossy) {
+        return 0;
+    }
+    struct img_output smallest = *out, fit = {0};
+    long lo = 1, hi = out->quality > 1 ? out->quality - 1 : 0, fit_q = 0, smallest_q = out->quality;
+    while (lo <= hi) {
+        long q = lo + (hi - lo) / 2;
+        struct img_output t = {0};
+        if (MagickSetImageCompressionQuality(w, (size_t)q) == MagickFalse) {
+            img_output_finish(&smallest);
+            img_output_finish(&fit);
+            *out = (struct img_output){0};
+            return img_fail(w, "set quality", e);
+        }
+        if (encode_blob(w, &t, e) < 0) {
+            img_output_finish(&smallest);
+            img_output_finish(&fit);
+            *out = (struct img_output){0};
+            return -1;
+        }
+        if (t.len <= max) { /* fits: try higher */
+            img_output_finish(&fit);
+            fit = t;
+            fit_q = q;
+            lo = q + 1;
+            continue;
+        }
+        if (t.len < smallest.len) {
+            img_output_finish(&smallest);
+            smallest = t;
+            smallest_q = q;
+        } else {
+            img_output_finish(&t);
+        }
+        hi = q - 1;
+    }
+    bool fits = fit.blob != NULL;
+    img_output_finish(fits ? &smallest : &fit);
+    out->blob = fits ? fit.blob : smallest.blob;
+    out->len = fits ? fit.len : smallest.len;
+    out->quality = fits ? fit_q : smallest_q;
+    return 0;
+}
+
 int img_encode(MagickWand *w, const struct job_save *save, long default_quality, size_t max_bytes,
                struct img_output *out, struct err *e)
 {
@@ -1564,13 +1635,8 @@ int img_encode(MagickWand *w, const struct job_save *save, long default_quality,
     out->depth = (long)MagickGetImageDepth(w);
     out->quality = (long)MagickGetImageCompressionQuality(w);
     out->blank = save->check_blank && blank_image(w);
-    MagickResetIterator(w);
-    out->blob = MagickGetImageBlob(w, &out->len);
-    /* an encoder stopped by the deadline, or by an error, may still hand back half a file */
-    if (out->blob == NULL || out->len == 0 || MagickGetExceptionType(w) >= ErrorException ||
-        past_deadline(w)) {
-        img_output_finish(out);
-        return img_fail(w, "encode", e);
+    if (encode_blob(w, out, e) < 0 || fit_filesize(w, save, magick, out, e) < 0) {
+        return -1;
     }
     if (out->len > max_bytes) {
         size_t len = out->len;

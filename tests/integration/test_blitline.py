@@ -632,6 +632,39 @@ class DestinationsTest(BlitlineTestCase):
         self.assertEqual(chunks, [b"VP8L", b"VP8L", b"VP8 "])
         self.assertEqual(identify_escape(self.fetch(images[3], "JPEG", (64, 40)), "%Q"), "75")
 
+    def test_max_filesize(self):
+        """save.max_filesize (BLITLINE.md 5: "we will try to reduce the image to fit within a
+        maximum filesize"): a JPEG or WebP output over it is written at the highest quality
+        that fits (extended_metadata's quality says which); one that cannot fit gets the
+        smallest; a PNG is left as it is."""
+        def fn(ident, ext, **save):
+            return {"name": "resize_to_fit", "params": {"width": 400},
+                    "save": dict(image_identifier=ident, extension=ext, **save)}
+        job = {"src": self.serve_photo(), "job_id": "max-1", "extended_metadata": True,
+               "postback_url": self.postbacks.url("/pb/max-1"), "functions": [
+                   fn("free", ".jpg"), fn("fit", ".jpg", max_filesize="12000"),
+                   fn("tiny", ".jpg", max_filesize=100), fn("webp", ".webp", max_filesize=6000),
+                   fn("png", ".png", max_filesize=100)]}
+        images = {i["image_identifier"]: i for i in self.submit(job).json["results"]["images"]}
+        free = self.fetch(images["free"], "JPEG", (400, 250))
+        self.assertGreater(len(free), 12000)
+        fit = self.fetch(images["fit"], "JPEG", (400, 250))
+        self.assertLessEqual(len(fit), 12000)
+        quality = images["fit"]["meta"]["quality"]
+        self.assertTrue(1 < quality < 75, quality)
+        self.assertEqual(identify_escape(fit, "%Q"), str(quality))
+        self.assertEqual(images["fit"]["meta"]["filesize"], len(fit))
+        tiny = self.fetch(images["tiny"], "JPEG", (400, 250))
+        quality = images["tiny"]["meta"]["quality"]
+        self.assertTrue(1 <= quality <= 5, quality)  # the smallest of those tried
+        self.assertEqual(identify_escape(tiny, "%Q"), str(quality))
+        self.assertLess(len(tiny), len(fit))
+        webp = self.fetch(images["webp"], "WEBP", (400, 250))
+        self.assertLessEqual(len(webp), 6000)
+        self.assertLess(images["webp"]["meta"]["quality"], 75)
+        png = self.fetch(images["png"], "PNG", (400, 250))
+        self.assertGreater(len(png), 100)
+
     def test_check_blank(self):
         """save.check_blank (BLITLINE.md 5) puts "is_blank": true in the entry of an output that
         is all one colour (or wholly transparent); an output with anything on it, or a save
