@@ -580,6 +580,9 @@ int cfg_load_file(struct cfg *c, const char *path, struct err *e)
         }
         rc = load_line(c, line, path, lineno, e);
     }
+    if (rc == 0 && ferror(f)) { /* a directory opens, then fails to read (EISDIR) */
+        rc = err_set(e, "cannot read config file %s: %s", path, strerror(errno));
+    }
     fclose(f);
     return rc;
 }

@@ -208,6 +208,9 @@ static void test_bad_file(void)
     CHECK(strstr(e.msg, ":2: unknown setting 'PIXQ_NOPE'") != NULL);
     unlink(path);
     CHECK_INT(cfg_load_file(&c, "/nonexistent/pixq.env", &e), -1);
+    /* a directory opens but cannot be read: refused, not taken for an empty file */
+    CHECK_INT(cfg_load_file(&c, "/tmp", &e), -1);
+    CHECK(strstr(e.msg, "cannot read config file /tmp: Is a directory") != NULL);
     char *argv[] = {"prog", "--default-quality", NULL};
     int argc = 2;
     CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), -1);
