@@ -34,13 +34,23 @@ static int open_admin(const struct cfg *cfg, struct admin *a)
 
 /* ---------------------------------------------------------------- pixq dead */
 
-/* One queue's dead entries as dead_list reads them, the next one to print parsed. */
+/* Dead entries read per round trip (LRANGE): a page, not the whole list, so that a list of
+ * 10,000 entries of 200 KB (2 GB) is neither held in memory at once nor sent in one reply that
+ * outlasts PIXQ_REDIS_TIMEOUT_MS. */
+#define DEAD_PAGE 32
+
+/* One queue's dead entries as dead_list reads them, a page at a time, the next one to print
+ * parsed. */
 struct dead_cursor {
+    struct rq *rq;
     const char *queue;
-    redisReply *r;       /* LRANGE of pixq:{Q}:dead, newest first */
-    size_t next;         /* index of `head` in r */
-    json_object *head;   /* r->element[next] parsed (NULL if it is not JSON); owned */
-    long long failed_at; /* head's, ms */
+    char key[RQ_KEY_MAX]; /* pixq:{Q}:dead, newest first */
+    long wanted;          /* entries still to read (--limit) */
+    long from;            /* index in the list of the next page */
+    redisReply *r;        /* the page being read */
+    size_t next;          /* index of `head` in r */
+    json_object *head;    /* r->element[next] parsed (NULL if it is not JSON); owned */
+    long long failed_at;  /* head's, ms */
 };
 
 static bool dead_cursor_done(const struct dead_cursor *c)
@@ -48,16 +58,52 @@ static bool dead_cursor_done(const struct dead_cursor *c)
     return c->r == NULL || c->r->type != REDIS_REPLY_ARRAY || c->next >= c->r->elements;
 }
 
-/* Moves `c` to entry `i` of its list, parsing it. */
-static void dead_cursor_at(struct dead_cursor *c, size_t i)
+/* How many entries at the start of page `r` were on page `prev` already: dead entries that
+ * workers pushed at the head of the list while the previous pages were printed moved the older
+ * ones down, and the next page starts that many entries early. Found as the last entry of
+ * `prev` (0 if it is not there: it was retried or purged meanwhile). */
+static size_t dead_page_seen(const redisReply *prev, const redisReply *r)
+{
+    if (prev == NULL || prev->type != REDIS_REPLY_ARRAY || prev->elements == 0 ||
+        r->type != REDIS_REPLY_ARRAY) {
+        return 0;
+    }
+    const redisReply *last = prev->element[prev->elements - 1];
+    for (size_t j = r->elements; j > 0; j--) {
+        const redisReply *el = r->element[j - 1];
+        if (el->len == last->len && memcmp(el->str, last->str, el->len) == 0) {
+            return j;
+        }
+    }
+    return 0;
+}
+
+/* Moves `c` to entry `i` of its page, reading the next page when `i` is past this one. Returns
+ * 0, or -1 (reason in `e`) if Redis failed. */
+static int dead_cursor_at(struct dead_cursor *c, size_t i, struct err *e)
 {
     json_object_put(c->head);
     c->head = NULL;
     c->next = i;
+    while (dead_cursor_done(c) && c->wanted > 0) {
+        long n = c->wanted < DEAD_PAGE ? c->wanted : DEAD_PAGE;
+        redisReply *prev = c->r; /* kept until the next page is seen */
+        c->r = rq_command(c->rq, e, "LRANGE %s %ld %ld", c->key, c->from, c->from + n - 1);
+        if (c->r == NULL) {
+            freeReplyObject(prev);
+            return -1;
+        }
+        size_t got = c->r->type == REDIS_REPLY_ARRAY ? c->r->elements : 0;
+        c->from += (long)got;
+        c->next = dead_page_seen(prev, c->r);
+        c->wanted = got < (size_t)n ? 0 : c->wanted - (long)(got - c->next);
+        freeReplyObject(prev);
+    }
     if (!dead_cursor_done(c)) {
-        c->head = json_tokener_parse(c->r->element[i]->str);
+        c->head = json_tokener_parse(c->r->element[c->next]->str);
         c->failed_at = json_object_get_int64(json_object_object_get(c->head, "failed_at"));
     }
+    return 0;
 }
 
 /* "2026-03-01T10:00:00.123Z": a unix time in ms, in UTC. */
@@ -125,19 +171,18 @@ static int dead_list(struct admin *a, long limit, bool json)
 {
     struct dead_cursor c[CFG_QUEUES_MAX] = {{0}};
     int rc = CLI_OK;
+    struct err e = {{0}};
     for (size_t i = 0; i < a->qs.n && rc == CLI_OK; i++) {
-        char key[RQ_KEY_MAX];
-        rq_key(key, sizeof key, a->qs.name[i], "dead");
-        struct err e = {{0}};
+        c[i].rq = a->rq;
         c[i].queue = a->qs.name[i];
-        c[i].r = rq_command(a->rq, &e, "LRANGE %s 0 %ld", key, limit - 1);
-        rc = c[i].r != NULL ? CLI_OK : cli_fail("%s", e.msg);
-        dead_cursor_at(&c[i], 0);
+        c[i].wanted = limit;
+        rq_key(c[i].key, sizeof c[i].key, a->qs.name[i], "dead");
+        rc = dead_cursor_at(&c[i], 0, &e) == 0 ? CLI_OK : cli_fail("%s", e.msg);
     }
     struct dead_cursor *next;
     for (long k = 0; rc == CLI_OK && k < limit && (next = dead_newest(c, a->qs.n)) != NULL; k++) {
         dead_print(next, json, a->qs.n > 1);
-        dead_cursor_at(next, next->next + 1);
+        rc = dead_cursor_at(next, next->next + 1, &e) == 0 ? CLI_OK : cli_fail("%s", e.msg);
     }
     for (size_t i = 0; i < a->qs.n; i++) {
         json_object_put(c[i].head);
@@ -146,50 +191,92 @@ static int dead_list(struct admin *a, long limit, bool json)
     return rc;
 }
 
-/* Forgets that the dead jobs of queue `q` about to be retried (`which`: "all" or a job id) were
- * posted back (the "posted" claim in pixq:{Q}:job:<id>), so that each re-run posts its new
- * outcome. Done before they are re-queued: a claim cleared for a job that then stays dead is
- * harmless. */
-static void forget_postbacks(struct admin *a, const char *q, const char *which)
+/* Dead entries dead_retry.lua looks at per call: a window, so that no call holds Redis (and
+ * every worker) for long, however large the list and its entries are. */
+#define DEAD_RETRY_WINDOW 32
+
+/* Forgets that the dead jobs of the window of queue `q`'s dead list that dead_retry.lua is
+ * about to look at (`skip` entries from the tail on, `which`: "all" or a job id) were posted
+ * back (the "posted" claim in pixq:{Q}:job:<id>), so that each re-run posts its new outcome.
+ * Done before they are re-queued: a claim cleared for a job that then stays dead is harmless.
+ * Returns the window's size (0: nothing left to look at), or -1 (reason in `e`). */
+static long forget_postbacks(struct admin *a, const char *q, const char *which, long skip,
+                             struct err *e)
 {
     char key[RQ_KEY_MAX];
     rq_key(key, sizeof key, q, "dead");
-    struct err e = {{0}};
-    redisReply *r = rq_command(a->rq, &e, "LRANGE %s 0 -1", key);
-    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        json_object *d = json_tokener_parse(r->element[i]->str);
+    redisReply *r =
+        rq_command(a->rq, e, "LRANGE %s %ld %ld", key, -(skip + DEAD_RETRY_WINDOW), -(skip + 1));
+    if (r == NULL) {
+        return -1;
+    }
+    long n = r->type == REDIS_REPLY_ARRAY ? (long)r->elements : 0;
+    bool all = strcmp(which, "all") == 0;
+    for (long i = 0; i < n; i++) {
+        const redisReply *el = r->element[i];
+        if (!all && (el->type != REDIS_REPLY_STRING || strstr(el->str, which) == NULL)) {
+            continue; /* cannot be the job's: not parsed */
+        }
+        json_object *d = json_tokener_parse(el->str);
         const char *id = json_object_get_string(json_object_object_get(d, "job_id"));
-        if (id != NULL && (strcmp(which, "all") == 0 || strcmp(which, id) == 0)) {
+        if (id != NULL && (all || strcmp(which, id) == 0)) {
             char suffix[JOB_ID_MAX + 8], job_key[RQ_KEY_MAX];
-            snprintf(suffix, sizeof suffix, "job:%s", id);
+            snprintf(suffix, sizeof suffix, "job:%.*s", JOB_ID_MAX - 1, id);
             rq_key(job_key, sizeof job_key, q, suffix);
-            freeReplyObject(rq_command(a->rq, &e, "HDEL %s posted", job_key));
+            freeReplyObject(rq_command(a->rq, e, "HDEL %s posted", job_key));
         }
         json_object_put(d);
     }
     freeReplyObject(r);
+    return n;
 }
 
-/* Retries the dead jobs `which` of queue `q`. Returns how many, or -1 (message printed). */
+/* Retries the dead jobs `which` of queue `q`, a window of its dead list at a time, oldest first.
+ * Returns how many, or -1 (message printed). */
 static long long dead_retry_queue(struct admin *a, const char *q, const char *which)
 {
-    forget_postbacks(a, q, which);
-    char dead[RQ_KEY_MAX], jobs[RQ_KEY_MAX], stats[RQ_KEY_MAX];
+    char dead[RQ_KEY_MAX], jobs[RQ_KEY_MAX], stats[RQ_KEY_MAX], skip_text[32], window[32];
     rq_key(dead, sizeof dead, q, "dead");
     rq_key(jobs, sizeof jobs, q, "jobs");
     rq_key(stats, sizeof stats, q, "stats");
+    snprintf(window, sizeof window, "%d", DEAD_RETRY_WINDOW);
     const char *keys[] = {dead, jobs, stats};
-    const char *args[] = {which};
-    struct err e = {{0}};
-    redisReply *r = rq_script(a->rq, RQ_SCRIPT_DEAD_RETRY, 3, keys, 1, args, NULL, &e);
-    if (r == NULL) {
-        cli_fail("%s", e.msg);
-        return -1;
+    const char *args[] = {which, skip_text, window};
+    long long total = 0;
+    long skip = 0; /* entries at the tail looked at and kept */
+    for (;;) {
+        struct err e = {{0}};
+        long seen = forget_postbacks(a, q, which, skip, &e);
+        if (seen < 0) {
+            cli_fail("%s", e.msg);
+            return -1;
+        }
+        if (seen == 0) {
+            break;
+        }
+        snprintf(skip_text, sizeof skip_text, "%ld", skip);
+        redisReply *r = rq_script(a->rq, RQ_SCRIPT_DEAD_RETRY, 3, keys, 3, args, NULL, &e);
+        if (r == NULL) {
+            cli_fail("%s", e.msg);
+            return -1;
+        }
+        bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[0]->type == REDIS_REPLY_INTEGER &&
+                  r->element[1]->type == REDIS_REPLY_INTEGER;
+        long long n = ok ? r->element[0]->integer : 0, kept = ok ? r->element[1]->integer : 0;
+        freeReplyObject(r);
+        if (!ok) {
+            cli_fail("redis: dead_retry.lua answered something else than {retried, kept}");
+            return -1;
+        }
+        total += n;
+        skip += (long)kept;
+        if (n + kept == 0) {
+            break;
+        }
     }
-    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-    freeReplyObject(r);
-    printf("%lld job(s) put back on %s\n", n, jobs);
-    return n;
+    printf("%lld job(s) put back on %s\n", total, jobs);
+    return total;
 }
 
 /* Retries `which` in every queue: a job id is looked for in each. */
@@ -211,24 +298,38 @@ static int dead_retry(struct admin *a, const char *which)
     return CLI_OK;
 }
 
-/* Removes the dead entries of job `job_id` from list `key`; returns how many. */
+/* Removes the dead entries of job `job_id` from list `key`, read a page at a time; returns how
+ * many. */
 static long long purge_one(struct admin *a, const char *key, const char *job_id, struct err *e)
 {
     long long n = 0;
-    redisReply *r = rq_command(a->rq, e, "LRANGE %s 0 -1", key);
-    for (size_t i = 0; r != NULL && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        json_object *d = json_tokener_parse(r->element[i]->str);
-        json_object *id = json_object_object_get(d, "job_id");
-        if (id != NULL && strcmp(json_object_get_string(id), job_id) == 0) {
-            redisReply *x =
-                rq_command(a->rq, e, "LREM %s 1 %b", key, r->element[i]->str, r->element[i]->len);
-            n += x != NULL && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
-            freeReplyObject(x);
+    long from = 0;
+    for (;;) {
+        redisReply *r = rq_command(a->rq, e, "LRANGE %s %ld %ld", key, from, from + DEAD_PAGE - 1);
+        size_t got = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+        long removed = 0;
+        for (size_t i = 0; i < got; i++) {
+            const redisReply *el = r->element[i];
+            if (el->type != REDIS_REPLY_STRING || strstr(el->str, job_id) == NULL) {
+                continue; /* cannot be the job's: not parsed */
+            }
+            json_object *d = json_tokener_parse(el->str);
+            json_object *id = json_object_object_get(d, "job_id");
+            if (id != NULL && strcmp(json_object_get_string(id), job_id) == 0) {
+                redisReply *x = rq_command(a->rq, e, "LREM %s 1 %b", key, el->str, el->len);
+                long long k = x != NULL && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
+                n += k;
+                removed += (long)k;
+                freeReplyObject(x);
+            }
+            json_object_put(d);
         }
-        json_object_put(d);
+        freeReplyObject(r);
+        if (got < DEAD_PAGE || e->msg[0] != '\0') {
+            return n;
+        }
+        from += (long)got - removed; /* the entries after those removed moved up */
     }
-    freeReplyObject(r);
-    return n;
 }
 
 /* Removes every dead entry of queue `q`, or those of one job id. Returns how many. */

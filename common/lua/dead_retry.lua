@@ -4,19 +4,32 @@
 -- KEYS[2] pixq:{Q}:jobs
 -- KEYS[3] pixq:{Q}:stats
 -- ARGV[1] "all", or a job id: which entries to retry
+-- ARGV[2] entries at the tail of `dead` looked at already (by earlier calls) and kept there
+-- ARGV[3] how many entries to look at, from there towards the head
+--
+-- One call looks at one window of the list, oldest first, so that retrying a dead list of
+-- 10,000 entries of 200 KB never holds Redis (and every worker) for the seconds a pass over
+-- its gigabytes takes: the caller calls again with ARGV[2] raised by the number kept, until a
+-- call finds no entry. Entries pushed at the head meanwhile do not move the window (it counts
+-- from the tail). An entry that does not hold the job id's text (as JSON writes it, without
+-- \u escapes) is not decoded. Returns {retried, kept}: the window's entries retried (removed)
+-- and left alone.
 --
 -- Each entry's original payload ("job") goes to the producer end of `jobs`, like a new
 -- submission, and one of pixq's own (a parked output's upload task) to the consumer end, where a
 -- queue past PIXQ_MAX_PARKED_MB still takes it (take.lua); entries without a payload are left
 -- alone. A poison pill (reap.lua's
 -- pixq-task:{"pixq_poison": payload, ...}, buried as it was reserved) is retried as the payload it
--- wraps: re-queued as is, the next worker would bury it again without running it. Returns the
--- number retried.
+-- wraps: re-queued as is, the next worker would bury it again without running it.
 
-local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+local skip, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local entries = redis.call('LRANGE', KEYS[1], -(skip + count), -(skip + 1))
 local n = 0
 for i = #entries, 1, -1 do
-    local ok, d = pcall(cjson.decode, entries[i])
+    local ok, d = false, nil
+    if ARGV[1] == 'all' or string.find(entries[i], ARGV[1], 1, true) then
+        ok, d = pcall(cjson.decode, entries[i])
+    end
     if ok and type(d) == 'table' and type(d.job) == 'string' and
         (ARGV[1] == 'all' or d.job_id == ARGV[1]) then
         local job = d.job
@@ -33,7 +46,7 @@ for i = #entries, 1, -1 do
             end
             job = p.pixq_poison
         end
-        redis.call('LREM', KEYS[1], 1, entries[i])
+        redis.call('LREM', KEYS[1], -1, entries[i]) -- from the tail: where the window is
         if string.sub(job, 1, 10) == 'pixq-task:' then
             redis.call('RPUSH', KEYS[2], job)
         else
@@ -45,4 +58,4 @@ end
 if n > 0 then
     redis.call('HINCRBY', KEYS[3], 'dead_retried', n)
 end
-return n
+return {n, #entries - n}

@@ -867,6 +867,28 @@ class DeadTest(CliCase):
         self.assertTrue(text.startswith("esc-1  "), text)
         self.assertTrue(text.rstrip("\n").endswith("server answered HTTP 404"), text)
 
+    def test_list_while_jobs_die(self):
+        """dead list reads a page at a time; entries that land at the head meanwhile (a fleet
+        keeps failing jobs while a long list prints) move the older ones down, and are not
+        listed again from the next page."""
+        pad = "p" * 100_000  # each line more than a pipe holds: pixq waits for the reader
+        for i in range(100):
+            self.redis.lpush(self.key("dead"), json.dumps({
+                "job": "{}", "job_id": "old-%d" % i, "error": pad, "attempts": 1,
+                "failed_at": 1700000000000 + i}))
+        proc = subprocess.Popen([CONFIG.pixq, "dead", "list", "--json"], env=self.worker_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(proc.kill)
+        first = json.loads(proc.stdout.readline())["job_id"]  # the first page has been read
+        for i in range(5):
+            self.redis.lpush(self.key("dead"), json.dumps({
+                "job": "{}", "job_id": "new-%d" % i, "error": "E", "attempts": 1,
+                "failed_at": 1800000000000 + i}))
+        rest = [json.loads(line)["job_id"] for line in proc.stdout]
+        self.assertEqual(proc.wait(scaled(30)), 0, proc.stderr.read())
+        proc.stderr.close()
+        self.assertEqual([first] + rest, ["old-%d" % i for i in range(99, -1, -1)])
+
 
 class DeadQueuesTest(CliCase):
     """dead list, retry and purge cover every queue of PIXQ_QUEUE (entries pushed by hand)."""
@@ -922,6 +944,87 @@ class DeadQueuesTest(CliCase):
         self.assertEqual((rc, out.splitlines()),
                          (0, [purged % (0, "urgent"), purged % (3, "default")]))
         self.assertEqual(self.pixq_q("dead", "list"), (0, ""))
+
+
+class DeadLargeTest(CliCase):
+    """A long dead list of large entries (1,000 of 100 KB here; 10,000 of 200 KB in a fleet) is
+    read a page at a time by list, purge and retry: pixq's memory stays a few pages' worth, and
+    dead_retry.lua looks at one window per call, so that no call holds Redis (and every
+    worker) for the time a pass over the whole list takes."""
+
+    N, PAD = 1000, 100_000
+
+    def fill(self):
+        key = self.key("dead")
+        for start in range(0, self.N, 100):
+            entries = []
+            for i in range(start, start + 100):
+                job = json.dumps({"job_id": "big-%d" % i, "src": "http://x.test/a.png",
+                                  "functions": [], "pad": "p" * self.PAD})
+                entries.append(json.dumps({"job": job, "job_id": "big-%d" % i, "error": "E",
+                                           "attempts": 1, "failed_at": 1700000000000 + i}))
+            self.redis.lpush(key, *entries)  # big-999 newest, at the head
+
+    # Runs pixq from a fresh interpreter, so that its peak RSS is its own (a child forked from
+    # the test process would inherit the test's high-water mark) and prints it on stderr.
+    RSS_RUNNER = ("import os, sys\n"
+                  "pid = os.fork()\n"
+                  "if pid == 0:\n"
+                  "    os.execv(sys.argv[1], sys.argv[1:])\n"
+                  "_, status, usage = os.wait4(pid, 0)\n"
+                  "sys.stderr.write('maxrss_kb %d\\n' % usage.ru_maxrss)\n"
+                  "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+    def pixq_rss(self, *args):
+        """Runs pixq; returns (stdout line count, peak RSS in MB)."""
+        env = self.worker_env()
+        if CONFIG.sanitized:  # freed pages measured as freed, not kept in quarantine
+            env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"
+        with open(self.tmp / "pixq-large.out", "w+b") as out:
+            r = subprocess.run([sys.executable, "-c", self.RSS_RUNNER, CONFIG.pixq, *args],
+                               env=env, stdout=out, stderr=subprocess.PIPE, text=True,
+                               timeout=scaled(120))
+            out.seek(0)
+            lines = sum(1 for _ in out)
+        self.assertEqual(r.returncode, 0, "pixq %s: %s" % (" ".join(args), r.stderr))
+        rss_kb = int(re.search(r"^maxrss_kb (\d+)$", r.stderr, re.M).group(1))
+        return lines, rss_kb / 1024
+
+    def script_calls_us(self):
+        """The duration (µs) of every script call since the SLOWLOG was reset."""
+        return [entry[2] for entry in self.redis.execute("SLOWLOG", "GET", "100000")
+                if entry[3][0].upper() in ("EVALSHA", "EVAL")]
+
+    def test_large_dead_list(self):
+        self.fill()
+        bound_mb = self.N * self.PAD / 1e6 / (1.25 if CONFIG.sanitized else 2)
+        lines, rss = self.pixq_rss("dead", "list", "--json", "--limit", "1000000")
+        self.assertEqual(lines, self.N)
+        self.assertLess(rss, bound_mb, "dead list held the whole list")
+        lines, rss = self.pixq_rss("dead", "purge", "big-3")
+        self.assertLess(rss, bound_mb, "dead purge JOB_ID held the whole list")
+        self.assertEqual(self.redis.llen(self.key("dead")), self.N - 1)
+
+        self.redis.execute("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        self.redis.execute("CONFIG", "SET", "slowlog-max-len", "100000")
+        self.redis.execute("SLOWLOG", "RESET")
+        _, rss = self.pixq_rss("dead", "retry", "big-500")
+        self.assertLess(rss, bound_mb, "dead retry JOB_ID held the whole list")
+        self.assertEqual(json.loads(self.redis.lindex(self.key("jobs"), 0))["job_id"], "big-500")
+        self.redis.execute("SLOWLOG", "RESET")
+        _, rss = self.pixq_rss("dead", "retry", "all")
+        self.assertLess(rss, bound_mb, "dead retry all held the whole list")
+        # a window is 32 entries (3.2 MB) of the 100 MB: Redis is held for one window's time
+        # at once (about 1/30 of the whole, however fast this machine is), not for all of it
+        calls = self.script_calls_us()
+        self.assertGreaterEqual(len(calls), (self.N - 2) // 32)
+        self.assertLess(max(calls), sum(calls) / 5, calls)
+        self.assertEqual(self.redis.llen(self.key("dead")), 0)
+        queued = [json.loads(p)["job_id"] for p in self.redis.lrange(self.key("jobs"))]
+        # oldest first at the consuming end, big-500 (retried first) last of all there
+        expected = ["big-%d" % i for i in range(self.N - 1, -1, -1) if i not in (3, 500)]
+        self.assertEqual(queued, expected + ["big-500"])
+        self.assertEqual(self.counters()["dead_retried"], self.N - 1)
 
 
 BAD_ARGUMENTS = [

@@ -871,8 +871,32 @@ class DeadRetryTest(LuaTestCase):
         self.r.execute("RPUSH", DEAD, "garbage")
         return entries
 
-    def retry(self, which):
-        return self.run_script("dead_retry", [DEAD, JOBS, STATS], [which])
+    def retry(self, which, window=2):
+        """As pixq dead retry calls it: a window of `window` entries at a time from the tail
+        (the entries looked at and kept skipped), until a window is empty. Returns the number
+        retried."""
+        total = skip = 0
+        while True:
+            n, kept = self.run_script("dead_retry", [DEAD, JOBS, STATS],
+                                      [which, str(skip), str(window)])
+            total, skip = total + n, skip + kept
+            if n + kept == 0:
+                return total
+
+    def test_one_window_per_call(self):
+        """A call looks at `window` entries from the tail, past those kept, and no further."""
+        self.fill()  # a, b, nojob, {not json}, garbage (newest first)
+        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS], ["all", "0", "2"]),
+                         [1, 1])  # garbage kept, {not json} retried
+        self.assertEqual(self.r.lrange(JOBS), ["{not json"])
+        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS], ["all", "1", "1"]),
+                         [0, 1])  # nojob kept
+        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS], ["all", "2", "9"]),
+                         [2, 0])  # b, then a
+        self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"a"}', '{"job_id":"b"}', "{not json"])
+        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS], ["all", "2", "9"]),
+                         [0, 0])
+        self.assertEqual(self.stats(), {"dead_retried": 3})
 
     def test_a_task_goes_to_the_consumer_end(self):
         # a parked output's upload task buried as a pill: past the parked limit only pixq's own
