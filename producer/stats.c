@@ -721,14 +721,19 @@ static const char QUEUES_USAGE[] =
     "Exit status: 0 done, 1 Redis failed, 2 bad usage.\n";
 
 /* Adds the queue of `key` to `names` (a JSON object used as a set) if it is one of pixq's
- * per-queue lists or sets. */
-static void note_queue(json_object *names, const char *key)
+ * per-queue lists or sets. A name longer than a queue name may be (pushed by another client) is
+ * not cut to one, which would show another queue's depths: it is counted in `*too_long`. */
+static void note_queue(json_object *names, const char *key, size_t *too_long)
 {
     static const char *const kinds[] = {"}:jobs", "}:delayed", "}:dead", "}:workers"};
     const char *open = key + strlen("pixq:{");
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
         size_t n = strlen(key), k = strlen(kinds[i]);
         if (n > k + 6 && strcmp(key + n - k, kinds[i]) == 0 && strncmp(key, "pixq:{", 6) == 0) {
+            if (n - k - 6 >= CFG_QUEUE_NAME_MAX) {
+                ++*too_long;
+                continue;
+            }
             char name[CFG_QUEUE_NAME_MAX];
             snprintf(name, sizeof name, "%.*s", (int)(n - k - 6), open);
             json_object_object_add(names, name, NULL);
@@ -736,7 +741,7 @@ static void note_queue(json_object *names, const char *key)
     }
 }
 
-static json_object *find_queues(struct sctx *s)
+static json_object *find_queues(struct sctx *s, size_t *too_long)
 {
     json_object *names = json_object_new_object();
     char cursor[32] = "0";
@@ -749,7 +754,7 @@ static json_object *find_queues(struct sctx *s)
         }
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
-            note_queue(names, r->element[1]->element[i]->str);
+            note_queue(names, r->element[1]->element[i]->str, too_long);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
@@ -784,8 +789,11 @@ static void print_queues(json_object *list, bool json)
     printf("%-30s %10s %10s %10s %10s\n", "queue", "jobs", "delayed", "dead", "active");
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         json_object *q = json_object_array_get_idx(list, i);
-        printf("%-30s %10lld %10lld %10lld %10lld\n", cli_str(q, "queue", ""), cli_int(q, "jobs"),
-               cli_int(q, "delayed"), cli_int(q, "dead"), cli_int(q, "active"));
+        /* a name is what some client wrote in Redis: shown, not sent to the terminal */
+        char *name = cli_printable(cli_str(q, "queue", ""));
+        printf("%-30s %10lld %10lld %10lld %10lld\n", name != NULL ? name : "(out of memory)",
+               cli_int(q, "jobs"), cli_int(q, "delayed"), cli_int(q, "dead"), cli_int(q, "active"));
+        free(name);
     }
 }
 
@@ -804,7 +812,8 @@ int queues_main(const struct cfg *cfg, int argc, char **argv)
     if (s.rq == NULL) {
         return cli_fail("queues: %s", e.msg);
     }
-    json_object *names = find_queues(&s), *list = json_object_new_array();
+    size_t too_long = 0;
+    json_object *names = find_queues(&s, &too_long), *list = json_object_new_array();
     json_object_object_foreach(names, name, unused)
     {
         (void)unused;
@@ -813,6 +822,12 @@ int queues_main(const struct cfg *cfg, int argc, char **argv)
     json_object_array_sort(list, by_name);
     if (s.error[0] == '\0') {
         print_queues(list, json);
+    }
+    if (s.error[0] == '\0' && too_long > 0) {
+        fprintf(stderr,
+                "pixq: warning: queues: %zu key(s) of queues whose names are longer than %d "
+                "bytes (more than a queue name may have) not listed\n",
+                too_long, CFG_QUEUE_NAME_MAX - 1);
     }
     json_object_put(names);
     json_object_put(list);

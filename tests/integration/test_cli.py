@@ -771,6 +771,30 @@ class StatsViewsTest(CliCase):
                                     queue="default"), 2)
 
 
+    def test_queues_with_odd_names_pushed_by_other_clients(self):
+        """Names are what other clients wrote in Redis: the listing escapes their control
+        characters (no terminal sequence reaches the screen), and a name longer than a queue's
+        may be is not cut to another queue's name (whose depths it would show) but left out,
+        with a warning."""
+        painted = "\x1b[2J\x1b]0;pwned\x07red"
+        self.redis.lpush("pixq:{%s}:jobs" % painted, "{}")
+        long_name = "L" * 250
+        self.redis.lpush("pixq:{%s}:dead" % long_name, "{}")
+        self.redis.lpush("pixq:{%s}:jobs" % long_name[:199], "{}", "{}")  # another queue
+        r = self.run_pixq("queues", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), [  # by name: ESC comes before L
+            {"queue": painted, "jobs": 1, "delayed": 0, "dead": 0, "active": 0},
+            {"queue": long_name[:199], "jobs": 2, "delayed": 0, "dead": 0, "active": 0}])
+        self.assertEqual(r.stderr, "pixq: warning: queues: 1 key(s) of queues whose names are "
+                         "longer than 199 bytes (more than a queue name may have) not listed\n")
+        text = self.pixq_ok("queues")
+        self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in text), repr(text))
+        self.assertEqual([line.split() for line in text.splitlines()[1:]],
+                         [[r"\x1b[2J\x1b]0;pwned\x07red", "1", "0", "0", "0"],
+                          [long_name[:199], "2", "0", "0", "0"]])
+
+
 
 class DeadTest(CliCase):
     def dead_ids(self):
