@@ -18,6 +18,7 @@
 #define MAX_FILES         256                 /* most FILE arguments */
 #define LPUSH_CHUNK_BYTES (8L * 1024 * 1024)  /* payload bytes per LPUSH / ZADD command */
 #define STAMP_KEY         "pixq_enqueued_at"  /* Redis time (unix ms) a job was enqueued */
+#define STAMP_BYTES       (sizeof ",\"" STAMP_KEY "\":" - 1 + 13) /* ms: 13 digits until 2286 */
 
 static const char USAGE[] =
     "usage: pixq submit FILE|-... [--wait] [--timeout SECONDS] [--delay MS] [--json]\n"
@@ -202,6 +203,18 @@ static int collect(void *user, json_object *obj, const char *file, long line, st
     json_object_object_del(j->root, STAMP_KEY); /* stamp() adds this submission's */
     const char *text = json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PLAIN |
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
+    /* what the worker will read: this text, with its job_id, and the stamp */
+    size_t bytes = text != NULL ? strlen(text) + STAMP_BYTES : 0;
+    if (bytes > (size_t)b->cfg->max_job_bytes) {
+        if (b->bad++ == 0) {
+            snprintf(b->first_bad, sizeof b->first_bad,
+                     "%s:%ld: invalid job: job is %zu bytes with its job_id and " STAMP_KEY
+                     ", more than the limit of %ld (PIXQ_MAX_JOB_BYTES)",
+                     file, line, bytes, b->cfg->max_job_bytes);
+        }
+        job_destroy(j);
+        return 0;
+    }
     int rc = b->n < b->cap ? 0 : batch_grow(b, e);
     char *copy = rc == 0 && text != NULL ? strdup(text) : NULL;
     if (copy != NULL) {

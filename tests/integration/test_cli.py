@@ -272,6 +272,34 @@ class SubmitTest(CliCase):
                             "job_id 'twin' is given to two jobs")
         self.assertEqual(self.queued(), [])
 
+    def test_job_at_the_size_limit_with_its_id_and_stamp(self):
+        """The worker reads the job as enqueued, with the job_id submit gives it and the
+        pixq_enqueued_at stamp: a job that fits PIXQ_MAX_JOB_BYTES only without them is refused
+        here (the worker would send it straight to dead, without a postback or a result), one
+        that fits with them is enqueued, at most the limit."""
+        limit = 1000
+        env = {"PIXQ_MAX_JOB_BYTES": str(limit)}
+
+        def padded(size, **extra):
+            job = dict(self.job_text(), pad="", **extra)
+            job["pad"] = "p" * (size - len(json.dumps(job, separators=(",", ":"))))
+            text = json.dumps(job, separators=(",", ":"))
+            self.assertEqual(len(text), size)
+            return text
+
+        path = self.tmp / "at-limit.json"
+        path.write_text(padded(limit))
+        r = self.run_pixq("submit", str(path), env=env)
+        self.assert_refused(r, "at-limit.json:1: invalid job: job is ",
+                            "with its job_id and pixq_enqueued_at, more than the limit of 1000")
+        stamp = len(',"pixq_enqueued_at":') + len(str(self.redis_ms()))
+        path.write_text(padded(limit - stamp + 1, job_id="over-1"))
+        self.assert_refused(self.run_pixq("submit", str(path), env=env), "job is 1001 bytes")
+        path.write_text(padded(limit - stamp, job_id="fits-1"))
+        r = self.run_pixq("submit", str(path), env=env)
+        self.assertEqual((r.returncode, r.stdout), (0, "fits-1\n"), r.stderr)
+        self.assertEqual(len(self.redis.lindex(self.key("jobs"), 0).encode()), limit)
+
     def assert_refused(self, r, *fragments):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stdout, "")
