@@ -476,8 +476,10 @@ static bool rl_show_reply_ok(const redisReply *r)
     return true;
 }
 
-/* rl_show.lua for one limiter key, as a JSON object; NULL if it could not be read. */
-static json_object *limit_state(struct rq *rq, const struct cfg *cfg, const char *key)
+/* rl_show.lua for one limiter key, as a JSON object; NULL if it could not be read (the reason
+ * in `e`: Redis refused the script, say NOPERM for a user without the key). */
+static json_object *limit_state(struct rq *rq, const struct cfg *cfg, const char *key,
+                                struct err *e)
 {
     char rate[32], burst[32], min_rate[32];
     snprintf(rate, sizeof rate, "%g", cfg->s3_rate);
@@ -485,9 +487,11 @@ static json_object *limit_state(struct rq *rq, const struct cfg *cfg, const char
     snprintf(min_rate, sizeof min_rate, "%g", cfg->s3_min_rate);
     const char *keys[] = {key};
     const char *args[] = {rate, burst, min_rate};
-    struct err e = {{0}};
-    redisReply *r = rq_script(rq, RQ_SCRIPT_RL_SHOW, 1, keys, 3, args, NULL, &e);
+    redisReply *r = rq_script(rq, RQ_SCRIPT_RL_SHOW, 1, keys, 3, args, NULL, e);
     if (!rl_show_reply_ok(r)) {
+        if (r != NULL) {
+            err_set(e, "redis: rl_show.lua gave an unexpected answer for %.300s", key);
+        }
         freeReplyObject(r);
         return NULL;
     }
@@ -507,26 +511,30 @@ static json_object *limit_state(struct rq *rq, const struct cfg *cfg, const char
     return o;
 }
 
-json_object *limit_collect(struct rq *rq, const struct cfg *cfg)
+json_object *limit_collect(struct rq *rq, const struct cfg *cfg, struct err *e)
 {
     json_object *list = json_object_new_array();
     char cursor[32] = "0";
+    int rc = 0;
     do {
-        struct err e = {{0}};
-        redisReply *r = rq_command(rq, &e, "SCAN %s MATCH pixq:rl:{* COUNT 1000", cursor);
+        redisReply *r = rq_command(rq, e, "SCAN %s MATCH pixq:rl:{* COUNT 1000", cursor);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            rc = r == NULL ? -1 : err_set(e, "redis: SCAN gave an unexpected answer");
             freeReplyObject(r);
             break;
         }
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            json_object *o = limit_state(rq, cfg, r->element[1]->element[i]->str);
-            if (o != NULL) {
-                json_object_array_add(list, o);
-            }
+        for (size_t i = 0; rc == 0 && i < r->element[1]->elements; i++) {
+            const char *key = r->element[1]->element[i]->str;
+            json_object *o = limit_state(rq, cfg, key, e);
+            rc = o != NULL ? json_object_array_add(list, o) : err_wrap(e, "%.300s", key);
         }
         freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
+    } while (rc == 0 && strcmp(cursor, "0") != 0);
+    if (rc < 0) {
+        json_object_put(list);
+        return NULL;
+    }
     return list;
 }
 
@@ -550,9 +558,9 @@ void limit_print(json_object *list, const char *indent)
 
 static int limit_show(struct admin *a, const struct cfg *cfg, bool json)
 {
-    unsigned long io_before = rq_io_errors(a->rq);
-    json_object *list = limit_collect(a->rq, cfg);
-    int rc = rq_io_errors(a->rq) == io_before ? CLI_OK : cli_fail("limit: redis: connection lost");
+    struct err e = {{0}};
+    json_object *list = limit_collect(a->rq, cfg, &e);
+    int rc = list != NULL ? CLI_OK : cli_fail("limit: %s", e.msg);
     if (rc == CLI_OK && json) {
         cli_print_json(list);
     } else if (rc == CLI_OK) {

@@ -477,7 +477,12 @@ static json_object *collect(struct sctx *s, const struct cfg_queues *qs)
     json_object_object_add(o, "throughput", totals(queues));
     json_object_object_add(o, "counters", sum_counters(queues));
     json_object_object_add(o, "queues", queues);
-    json_object_object_add(o, "limits", limit_collect(s->rq, s->cfg));
+    struct err e = {{0}};
+    json_object *limits = s->error[0] == '\0' ? limit_collect(s->rq, s->cfg, &e) : NULL;
+    if (limits == NULL && s->error[0] == '\0') {
+        snprintf(s->error, sizeof s->error, "%s", e.msg);
+    }
+    json_object_object_add(o, "limits", limits);
     if (s->error[0] == '\0' && rq_io_errors(s->rq) != io_before) {
         snprintf(s->error, sizeof s->error, "redis: connection lost");
     }

@@ -823,6 +823,32 @@ class StatsViewsTest(CliCase):
                           [long_name[:199], "2", "0", "0", "0"]])
 
 
+    def test_limits_refused_by_redis_are_a_failure(self):
+        """A user that may not read the limiter keys (an ACL limited to one queue's keys) or
+        run SCAN gets a failure naming Redis's reason from limit show and stats, not an empty
+        table that says no bucket has a limit."""
+        self.assertEqual(self.run_pixq("limit", "set", "bkt-x", "2.5", "3").returncode, 0)
+        self.redis.execute("ACL", "SETUSER", "oneq", "on", ">pw1", "~pixq:{default}:*",
+                           "resetchannels", "+@all", "-@admin", "-@dangerous")
+        self.redis.execute("ACL", "SETUSER", "noscan", "on", ">pw2", "~pixq:*",
+                           "resetchannels", "+@all", "-@admin", "-@dangerous", "-scan")
+        port = self.redis_server.port
+        for user, reason in (("oneq:pw1", "pixq:rl:{bkt-x}: redis: NOPERM"),
+                             ("noscan:pw2", "redis: NOPERM")):
+            env = {"PIXQ_REDIS_URL": "redis://%s@127.0.0.1:%d/0" % (user, port),
+                   "PIXQ_QUEUE": "default"}
+            for args, cmd in ((("limit", "show"), "limit"), (("limit", "show", "--json"), "limit"),
+                              (("stats",), "stats"), (("stats", "--prometheus"), "stats")):
+                with self.subTest(user=user, args=args):
+                    r = self.run_pixq(*args, env=env)
+                    self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+                    self.assertTrue(r.stderr.startswith("pixq: %s: %s" % (cmd, reason)),
+                                    r.stderr)
+                    self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        out = json.loads(self.pixq_ok("limit", "show", "--json"))  # the default user may
+        self.assertEqual([b["bucket"] for b in out], ["bkt-x"])
+
+
 
 class DeadTest(CliCase):
     def dead_ids(self):
