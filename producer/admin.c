@@ -125,7 +125,15 @@ static void iso_utc(long long ms, char *out, size_t cap)
 static void dead_print(const struct dead_cursor *c, bool json, bool several)
 {
     if (json && !json_object_is_type(c->head, json_type_object)) {
-        printf("%s\n", c->r->element[c->next]->str);
+        /* not a dead entry (not JSON, or JSON of another kind): its text as a string, so that
+         * each line stays one JSON object, and one line (the text may hold line feeds, even
+         * lines that look like entries of their own) */
+        const redisReply *el = c->r->element[c->next];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "entry", json_object_new_string_len(el->str, (int)el->len));
+        json_object_object_add(o, "queue", json_object_new_string(c->queue));
+        cli_print_json(o);
+        json_object_put(o);
         return;
     }
     if (json) {

@@ -967,6 +967,19 @@ class DeadTest(CliCase):
         proc.stderr.close()
         self.assertEqual([first] + rest, ["old-%d" % i for i in range(99, -1, -1)])
 
+    def test_list_json_of_entries_that_are_not_entries(self):
+        """Every line of dead list --json is one JSON object, also for an entry that is not JSON
+        (its text, line feeds and all, as a string: a line of it cannot pass for an entry) or is
+        JSON of another kind."""
+        forged = json.dumps({"job_id": "forged", "error": "E", "attempts": 1,
+                             "failed_at": 1700000000000, "job": "{}"})
+        self.redis.rpush(self.key("dead"), "truncated {\n" + forged, '"a string"', "[1,\n2]")
+        out = self.pixq_ok("dead", "list", "--json")
+        self.assertEqual([json.loads(line) for line in out.splitlines()], [
+            {"entry": "truncated {\n" + forged, "queue": "default"},
+            {"entry": '"a string"', "queue": "default"},
+            {"entry": "[1,\n2]", "queue": "default"}])
+
 
 class DeadQueuesTest(CliCase):
     """dead list, retry and purge cover every queue of PIXQ_QUEUE (entries pushed by hand)."""
