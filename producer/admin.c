@@ -1,6 +1,7 @@
 #include "admin.h"
 
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,7 +102,11 @@ static int dead_cursor_at(struct dead_cursor *c, size_t i, struct err *e)
     }
     if (!dead_cursor_done(c)) {
         c->head = json_tokener_parse(c->r->element[c->next]->str);
-        c->failed_at = json_object_get_int64(json_object_object_get(c->head, "failed_at"));
+        json_object *at = json_object_object_get(c->head, "failed_at");
+        if (json_object_is_type(at, json_type_int)) {
+            c->failed_at = json_object_get_int64(at);
+        } /* else unknown: as new as the entry before it in its list (newest first), so that it
+           * neither holds back its queue's newer entries nor jumps ahead of older ones */
     }
     return 0;
 }
@@ -149,7 +154,9 @@ static void dead_print(const struct dead_cursor *c, bool json, bool several)
         return;
     }
     char when[48];
-    iso_utc(c->failed_at, when, sizeof when);
+    json_object *at = json_object_object_get(c->head, "failed_at");
+    iso_utc(json_object_is_type(at, json_type_int) ? json_object_get_int64(at) : 0, when,
+            sizeof when);
     char *id = cli_printable(cli_str(c->head, "job_id", "(no id)"));
     char *attempts = cli_printable(cli_str(c->head, "attempts", "?"));
     char *error = cli_printable(cli_str(c->head, "error", ""));
@@ -184,6 +191,7 @@ static int dead_list(struct admin *a, long limit, bool json)
         c[i].rq = a->rq;
         c[i].queue = a->qs.name[i];
         c[i].wanted = limit;
+        c[i].failed_at = LLONG_MAX; /* until an entry says when */
         rq_key(c[i].key, sizeof c[i].key, a->qs.name[i], "dead");
         rc = dead_cursor_at(&c[i], 0, &e) == 0 ? CLI_OK : cli_fail("%s", e.msg);
     }

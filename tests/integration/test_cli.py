@@ -1036,6 +1036,27 @@ class DeadQueuesTest(CliCase):
                          (0, [purged % (0, "urgent"), purged % (3, "default")]))
         self.assertEqual(self.pixq_q("dead", "list"), (0, ""))
 
+    def test_entries_without_a_time_keep_their_place(self):
+        """An entry that does not say when it failed (not JSON, or without failed_at) is taken
+        as new as the one before it in its queue's list: it neither holds back that queue's
+        newer entries behind another queue's older ones nor jumps ahead of older ones."""
+        self.redis.lpush("pixq:{urgent}:dead", self.dead_entry("u1", 1700000000500, "E u1"))
+        self.redis.lpush("pixq:{urgent}:dead", "not json")  # newest of urgent
+        self.redis.lpush("pixq:{default}:dead", self.dead_entry("d1", 1700000000000, "E d1"))
+        self.redis.lpush("pixq:{default}:dead", json.dumps({"job_id": "d0", "error": "E d0"}))
+        self.redis.lpush("pixq:{default}:dead", self.dead_entry("d2", 1700000001000, "E d2"))
+        rc, out = self.pixq_q("dead", "list")
+        self.assertEqual(rc, 0)
+        self.assertEqual(out.splitlines(), [
+            "(not a dead entry)  not json",
+            "d2  2023-11-14T22:13:21.000Z  attempts=2  queue=default  E d2",
+            "d0  (unknown time)  attempts=?  queue=default  E d0",
+            "u1  2023-11-14T22:13:20.500Z  attempts=2  queue=urgent  E u1",
+            "d1  2023-11-14T22:13:20.000Z  attempts=2  queue=default  E d1"])
+        rc, out = self.pixq_q("dead", "list", "--json", "--limit", "4")
+        self.assertEqual([e.get("job_id") for e in map(json.loads, out.splitlines())],
+                         [None, "d2", "d0", "u1"])
+
 
 class DeadLargeTest(CliCase):
     """A long dead list of large entries (1,000 of 100 KB here; 10,000 of 200 KB in a fleet) is
