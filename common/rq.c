@@ -223,11 +223,28 @@ static void drop(struct rq *r)
     }
 }
 
+/* Why an I/O on `c` failed, in words: hiredis's message, except for a read that timed out,
+ * which hiredis words as its errno, "Resource temporarily unavailable" (EAGAIN): that is Redis
+ * not answering within the timeout (frozen, swapping, or busy with a long command). */
+static const char *io_reason(const redisContext *c, long timeout_ms, char *buf, size_t cap)
+{
+    if (c == NULL || c->errstr[0] == '\0') {
+        return "connection lost";
+    }
+    if (c->err == REDIS_ERR_IO && (strcmp(c->errstr, strerror(EAGAIN)) == 0 ||
+                                   strcmp(c->errstr, strerror(EWOULDBLOCK)) == 0)) {
+        snprintf(buf, cap, "no reply within %ld ms (PIXQ_REDIS_TIMEOUT_MS)", timeout_ms);
+        return buf;
+    }
+    return c->errstr;
+}
+
 /* Checks a reply of a set-up command; frees it. */
-static int expect_ok(redisContext *c, redisReply *rep, const char *what, struct err *e)
+static int expect_ok(const struct rq *r, redisReply *rep, const char *what, struct err *e)
 {
     if (rep == NULL) {
-        return err_set(e, "redis %s: %s", what, c->errstr[0] ? c->errstr : "no reply");
+        char why[96];
+        return err_set(e, "redis %s: %s", what, io_reason(r->ctx, r->timeout_ms, why, sizeof why));
     }
     int rc = 0;
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -279,7 +296,7 @@ static int authenticate(struct rq *r, struct err *e)
     } else {
         rep = redisCommand(r->ctx, "AUTH %s", u->password);
     }
-    return expect_ok(r->ctx, rep, "AUTH", e);
+    return expect_ok(r, rep, "AUTH", e);
 }
 
 static int connect_now(struct rq *r, struct err *e)
@@ -300,7 +317,7 @@ static int connect_now(struct rq *r, struct err *e)
     redisSetTimeout(r->ctx, tv);
     if (authenticate(r, e) < 0 ||
         (r->url.db != 0 &&
-         expect_ok(r->ctx, redisCommand(r->ctx, "SELECT %d", r->url.db), "SELECT", e) < 0)) {
+         expect_ok(r, redisCommand(r->ctx, "SELECT %d", r->url.db), "SELECT", e) < 0)) {
         drop(r);
         return -1;
     }
@@ -402,8 +419,8 @@ bool rq_disconnected(const struct rq *r)
  * failure counted. Returns -1. */
 static int connection_lost(struct rq *r, struct err *e)
 {
-    err_set(e, "redis: %s",
-            r->ctx != NULL && r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+    char why[96];
+    err_set(e, "redis: %s", io_reason(r->ctx, r->timeout_ms, why, sizeof why));
     r->io_error = true;
     r->io_errors++;
     drop(r);

@@ -1236,6 +1236,37 @@ class BadArgumentsTest(unittest.TestCase):
                 self.assertRegex(r.stderr, r"^pixq: .*redis", r.stderr)
                 self.assertEqual(r.stdout, "")
 
+    def test_redis_that_does_not_answer(self):
+        """A Redis that takes the connection and never answers (frozen, swapping, or stuck in a
+        long script) fails each command within PIXQ_REDIS_TIMEOUT_MS or so, and says so, not
+        "Resource temporarily unavailable" (hiredis's word for the read timeout's EAGAIN)."""
+        import socket
+        silent = socket.socket()
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # connections wait in the backlog, never read
+        env = clean_env()
+        env["PIXQ_REDIS_URL"] = "redis://127.0.0.1:%d/0" % silent.getsockname()[1]
+        env["PIXQ_REDIS_TIMEOUT_MS"] = "300"
+        for args in (["stats"], ["queues"], ["dead", "list"], ["dead", "retry", "all"],
+                     ["dead", "purge"], ["limit", "show"], ["submit", "-"]):
+            with self.subTest(args=args):
+                t0 = time.monotonic()
+                r = subprocess.run([CONFIG.pixq, *args], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, timeout=scaled(30),
+                                   input=json.dumps(GOOD_JOB))
+                self.assertLess(time.monotonic() - t0, scaled(5))
+                self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+                self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                self.assertRegex(r.stderr, r"^pixq: .*redis: no reply within 300 ms "
+                                 r"\(PIXQ_REDIS_TIMEOUT_MS\)\n$")
+        pw = dict(env, PIXQ_REDIS_URL="redis://:secret@127.0.0.1:%d/0" % silent.getsockname()[1])
+        r = subprocess.run([CONFIG.pixq, "stats"], env=pw, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=scaled(30))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr, "pixq: stats: redis AUTH: no reply within 300 ms "
+                         "(PIXQ_REDIS_TIMEOUT_MS)\n")
+
 
 if __name__ == "__main__":
     harness.main()
