@@ -560,15 +560,21 @@ void limit_print(json_object *list, const char *indent)
            "backlog_ms", "throttle", "region");
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         json_object *o = json_object_array_get_idx(list, i);
+        /* names and regions are what some client wrote in Redis: shown, not sent to the
+         * terminal */
+        char *bucket = cli_printable(json_object_get_string(json_object_object_get(o, "bucket")));
+        char *region = cli_printable(json_object_get_string(json_object_object_get(o, "region")));
         printf("%s%-40s %10.3f %6s %10.3f %10s %8s %s%s\n", indent,
-               json_object_get_string(json_object_object_get(o, "bucket")),
+               bucket != NULL ? bucket : "(out of memory)",
                json_object_get_double(json_object_object_get(o, "rate")),
                json_object_get_string(json_object_object_get(o, "burst")),
                json_object_get_double(json_object_object_get(o, "effective_rate")),
                json_object_get_string(json_object_object_get(o, "backlog_ms")),
                json_object_get_string(json_object_object_get(o, "throttle_signals")),
-               json_object_get_string(json_object_object_get(o, "region")),
+               region != NULL ? region : "(out of memory)",
                json_object_get_boolean(json_object_object_get(o, "override")) ? " (override)" : "");
+        free(bucket);
+        free(region);
     }
 }
 

@@ -520,7 +520,8 @@ static void print_oldest(json_object *q)
 static void print_worker(json_object *w)
 {
     json_object *jobs = cli_get(w, "jobs");
-    printf("    %s  %s  lease %.1f s  jobs [", cli_str(w, "id", ""),
+    print_job_id("    ", cli_str(w, "id", ""), ""); /* a worker id is escaped as a job id */
+    printf("  %s  lease %.1f s  jobs [",
            json_object_get_boolean(cli_get(w, "alive")) ? "alive" : "EXPIRED",
            (double)cli_int(w, "lease_ms_left") / 1000.0);
     for (size_t i = 0; i < json_object_array_length(jobs); i++) {
@@ -571,7 +572,10 @@ static void print_queue(json_object *q)
     printf("  counters\n");
     json_object_object_foreach(cli_get(q, "counters"), name, v)
     {
-        printf("    %-18s %s\n", name, json_object_get_string(v));
+        char *shown = cli_printable(name);
+        printf("    %-18s %s\n", shown != NULL ? shown : "(out of memory)",
+               json_object_get_string(v));
+        free(shown);
     }
 }
 

@@ -823,6 +823,20 @@ class StatsViewsTest(CliCase):
                           [long_name[:199], "2", "0", "0", "0"]])
 
 
+    def test_text_shows_names_from_redis_escaped(self):
+        """Worker ids, counter names, bucket names and regions are what some client wrote in
+        Redis: the text of stats and limit show escapes their control characters, as it does a
+        job's id, so that none reaches the terminal."""
+        self.redis.execute("ZADD", self.key("workers"), 99999999999999, "w\x1b[31mred")
+        self.redis.execute("HSET", self.key("stats"), "cnt\x1b[2J", 5)
+        self.redis.execute("HSET", "pixq:rl:{b\x1b[32mg}", "tat", 0, "region", "us\x1b]0;t\x07")
+        out = self.run_pixq("stats", env={"PIXQ_QUEUE": "default"}).stdout
+        out += self.pixq_ok("limit", "show")
+        self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in out), repr(out))
+        for shown in (r"    w\x1b[31mred  alive  lease ", r"    cnt\x1b[2J ",
+                      r"b\x1b[32mg ", r" us\x1b]0;t\x07"):
+            self.assertIn(shown, out)
+
     def test_limits_refused_by_redis_are_a_failure(self):
         """A user that may not read the limiter keys (an ACL limited to one queue's keys) or
         run SCAN gets a failure naming Redis's reason from limit show and stats, not an empty
