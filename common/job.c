@@ -776,17 +776,18 @@ static json_object *parse_payload(const char *text, size_t len, const struct job
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
     if (root == NULL && jerr == json_tokener_continue) {
-        /* the text ended inside a value: the end of input (a NUL) completes a bare number, and
-         * leaves anything else unfinished */
+        /* the text ended inside a value: the end of input (a NUL) completes a bare number or a
+         * null, and leaves anything else unfinished */
         root = json_tokener_parse_ex(tok, "", 1);
-        jerr = root != NULL ? json_tokener_get_error(tok) : json_tokener_continue;
+        jerr = json_tokener_get_error(tok);
         end = len;
     }
     json_tokener_reset(tok);
-    while (root != NULL && end < len && isspace((unsigned char)text[end])) {
+    /* a NULL root parsed with success is JSON's null: valid JSON, of another kind (below) */
+    while (jerr == json_tokener_success && end < len && isspace((unsigned char)text[end])) {
         end++;
     }
-    if (root == NULL || jerr != json_tokener_success || end != len) {
+    if (jerr != json_tokener_success || end != len) {
         if (jerr == json_tokener_error_depth) { /* valid JSON, for all json-c can tell */
             err_set(e, "job nests deeper than %d levels (PIXQ_MAX_JSON_DEPTH)", lim->max_depth);
         } else {

@@ -73,26 +73,30 @@ static size_t skip_blank(const struct text *t, size_t off)
     return off;
 }
 
-/* Parses one JSON value at data[off..end). Returns it, or NULL with `*stop` at the error; on
- * success `*stop` is where the value ended. */
-static json_object *parse_value(const struct text *t, size_t off, size_t end, size_t *stop,
-                                enum json_tokener_error *why)
+/* Parses one JSON value at data[off..end) into `*out` (NULL for JSON's null, a value too).
+ * Returns 0, with `*stop` where the value ended, or -1 with `*stop` at the error. */
+static int parse_value(const struct text *t, size_t off, size_t end, size_t *stop,
+                       enum json_tokener_error *why, json_object **out)
 {
     json_tokener_reset(t->tok);
     json_object *v = json_tokener_parse_ex(t->tok, t->data + off, (int)(end - off));
     *why = json_tokener_get_error(t->tok);
     *stop = off + json_tokener_get_parse_end(t->tok);
     if (v == NULL && *why == json_tokener_continue) {
-        /* the text ended inside a value: the end of input completes a bare number only */
+        /* the text ended inside a value: the end of input completes a bare number, or a null
+         * (the tokener waits for a byte after its last letter) */
         v = json_tokener_parse_ex(t->tok, "", 1);
-        *why = v != NULL ? json_tokener_get_error(t->tok) : json_tokener_error_parse_eof;
+        *why = json_tokener_get_error(t->tok);
+        *why = *why == json_tokener_continue ? json_tokener_error_parse_eof : *why;
         *stop = end;
     }
     if (*why != json_tokener_success) {
         json_object_put(v);
-        return NULL;
+        *out = NULL;
+        return -1;
     }
-    return v;
+    *out = v;
+    return 0;
 }
 
 static int json_error(const struct text *t, size_t at, enum json_tokener_error why, struct err *e)
@@ -122,8 +126,8 @@ static int read_array(const struct text *t, size_t open, struct err *e)
     for (size_t n = 1;; n++) {
         size_t stop;
         enum json_tokener_error why;
-        json_object *job = parse_value(t, pos, t->len, &stop, &why);
-        if (job == NULL) {
+        json_object *job;
+        if (parse_value(t, pos, t->len, &stop, &why, &job) < 0) {
             return json_error(t, stop, why, e);
         }
         if (!json_object_is_type(job, json_type_object)) {
@@ -160,8 +164,8 @@ static int read_lines(const struct text *t, struct err *e)
         if (first < end) {
             size_t stop;
             enum json_tokener_error why;
-            json_object *v = parse_value(t, first, end, &stop, &why);
-            if (v == NULL) {
+            json_object *v;
+            if (parse_value(t, first, end, &stop, &why, &v) < 0) {
                 return json_error(t, stop, why, e);
             }
             if (skip_blank(t, stop) < end) {
@@ -189,8 +193,8 @@ static int parse_text(const struct text *t, struct err *e)
     }
     size_t stop;
     enum json_tokener_error why;
-    json_object *doc = parse_value(t, start, t->len, &stop, &why);
-    if (doc == NULL) {
+    json_object *doc;
+    if (parse_value(t, start, t->len, &stop, &why, &doc) < 0) {
         return json_error(t, stop, why, e);
     }
     if (skip_blank(t, stop) >= t->len) {

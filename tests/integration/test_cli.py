@@ -300,6 +300,23 @@ class SubmitTest(CliCase):
         self.assertEqual((r.returncode, r.stdout), (0, "fits-1\n"), r.stderr)
         self.assertEqual(len(self.redis.lindex(self.key("jobs"), 0).encode()), limit)
 
+    def test_null_is_valid_json_of_another_kind(self):
+        """null is JSON, not a job: refused as "job must be a JSON object" (a single document, a
+        line) or "element N of the array is not a JSON object", on its own line, as a number or
+        a string is; not "not valid JSON: success" or "unexpected end of input"."""
+        job = json.dumps(self.job_text("n-1"))
+        for text, where, why in (
+                ("null", "1", "invalid job: job must be a JSON object"),
+                ("null\n", "1", "invalid job: job must be a JSON object"),
+                ("%s\nnull\n" % job, "2", "invalid job: job must be a JSON object"),
+                ("%s\nnull" % job, "2", "invalid job: job must be a JSON object"),
+                ("[%s,\n null]" % job, "2", "element 2 of the array is not a JSON object"),
+                ("[%s,\n null ]" % job, "2", "element 2 of the array is not a JSON object")):
+            with self.subTest(text=text):
+                r = self.run_pixq("submit", "-", input=text)
+                self.assert_refused(r, "pixq: submit: (stdin):%s: %s; nothing was enqueued"
+                                    % (where, why))
+
     def assert_refused(self, r, *fragments):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stdout, "")

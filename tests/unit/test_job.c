@@ -140,6 +140,11 @@ static void test_errors(void)
     expect_unusable("1", "job must be a JSON object");
     expect_unusable("12", "job must be a JSON object");
     expect_unusable("{\"a\":1} 2", "job is not valid JSON: trailing data");
+    /* JSON's null is valid JSON of another kind, as a number is (json-c parses it to NULL) */
+    expect_unusable("null", "job must be a JSON object");
+    expect_unusable("null \n", "job must be a JSON object");
+    expect_unusable("null x", "job is not valid JSON: trailing data");
+    expect_unusable("nul", "job is not valid JSON: unexpected end of input");
     expect_invalid("{\"src\":\"u\",\"job_id\":\"a\\u0000b\",\"functions\":[]}",
                    "job_id 'a' must be");
     char deep[200];
