@@ -153,11 +153,11 @@ static int read_array(const struct text *t, size_t open, struct err *e)
     }
 }
 
-/* JSON lines: every non-blank line is one job. */
-static int read_lines(const struct text *t, struct err *e)
+/* JSON lines from data[from] on: every non-blank line is one job. */
+static int read_lines(const struct text *t, size_t from, struct err *e)
 {
     struct cursor c = {0, 1};
-    for (size_t off = 0; off < t->len;) {
+    for (size_t off = from; off < t->len;) {
         const char *nl = memchr(t->data + off, '\n', t->len - off);
         size_t end = nl != NULL ? (size_t)(nl - t->data) : t->len;
         size_t first = skip_blank(t, off);
@@ -184,7 +184,10 @@ static int read_lines(const struct text *t, struct err *e)
 
 static int parse_text(const struct text *t, struct err *e)
 {
-    size_t start = skip_blank(t, 0);
+    /* a UTF-8 byte order mark (Windows editors write one; JSON parsers may ignore it, RFC 8259
+     * 8.1) is not the "invalid utf-8 string" json-c calls it */
+    size_t bom = t->len >= 3 && memcmp(t->data, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    size_t start = skip_blank(t, bom);
     if (start >= t->len) {
         return err_set(e, "%s: no job in it (empty)", t->path);
     }
@@ -202,7 +205,7 @@ static int parse_text(const struct text *t, struct err *e)
         return hand_out(t, &c, doc, start, e);
     }
     json_object_put(doc); /* more follows: JSON lines, read again line by line */
-    return read_lines(t, e);
+    return read_lines(t, bom, e);
 }
 
 int input_read(const char *path, const struct input_limits *lim, input_job_fn each, void *user,

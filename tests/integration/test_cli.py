@@ -317,6 +317,24 @@ class SubmitTest(CliCase):
                 self.assert_refused(r, "pixq: submit: (stdin):%s: %s; nothing was enqueued"
                                     % (where, why))
 
+    def test_byte_order_mark_at_the_start_is_ignored(self):
+        """A file that starts with a UTF-8 byte order mark (as Windows editors save it) is read
+        without it, as RFC 8259 allows: one job, JSON lines or an array; not refused as
+        "invalid utf-8 string" (a BOM is valid UTF-8)."""
+        bom = b"\xef\xbb\xbf"
+        one, two = (json.dumps(self.job_text("bom-%d" % i)).encode() for i in (1, 2))
+        for name, data, ids in (("one.json", bom + one + b"\r\n", ["bom-1"]),
+                                ("lines.jsonl", bom + one + b"\r\n" + two + b"\r\n",
+                                 ["bom-1", "bom-2"]),
+                                ("array.json", bom + b"[" + one + b",\n" + two + b"]",
+                                 ["bom-1", "bom-2"])):
+            with self.subTest(name=name):
+                self.redis.delete(self.key("jobs"))
+                path = self.tmp / name
+                path.write_bytes(data)
+                self.assertEqual(self.pixq_ok("submit", str(path)).split(), ids)
+                self.assertEqual([j["job_id"] for j in self.queued()], ids)
+
     def assert_refused(self, r, *fragments):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stdout, "")
