@@ -20,9 +20,15 @@
 -- queue past PIXQ_MAX_PARKED_MB still takes it (take.lua); entries without a payload are left
 -- alone. A poison pill (reap.lua's
 -- pixq-task:{"pixq_poison": payload, ...}, buried as it was reserved) is retried as the payload it
--- wraps: re-queued as is, the next worker would bury it again without running it.
+-- wraps: re-queued as is, the next worker would bury it again without running it. A job stamped
+-- by `pixq submit` (its last member "pixq_enqueued_at": unix ms) is stamped with now, the time
+-- it is queued again: the oldest job's age in `pixq stats` (and the alert on it) counts from
+-- the retry, not from its first submission days or months before; the rest of it is kept
+-- byte for byte.
 
 local skip, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local entries = redis.call('LRANGE', KEYS[1], -(skip + count), -(skip + 1))
 local n = 0
 for i = #entries, 1, -1 do
@@ -50,6 +56,7 @@ for i = #entries, 1, -1 do
         if string.sub(job, 1, 10) == 'pixq-task:' then
             redis.call('RPUSH', KEYS[2], job)
         else
+            job = string.gsub(job, '("pixq_enqueued_at":)%d+}$', '%1' .. now .. '}')
             redis.call('LPUSH', KEYS[2], job)
         end
         n = n + 1

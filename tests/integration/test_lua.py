@@ -883,6 +883,25 @@ class DeadRetryTest(LuaTestCase):
             if n + kept == 0:
                 return total
 
+    def test_a_stamped_job_is_stamped_again(self):
+        """The pixq_enqueued_at stamp pixq submit ends a job with becomes the time of the retry
+        (stats' oldest job age counts from there); the rest of the job is kept byte for byte,
+        and a stamp elsewhere (another producer's) is left alone."""
+        stamped = '{"job_id":"s","src":"x/y","functions":[],"pixq_enqueued_at":1700000000000}'
+        other = '{"pixq_enqueued_at":1700000000000,"job_id":"o","src":"x/y"}'
+        for job_id, job in (("s", stamped), ("o", other)):
+            self.r.lpush(DEAD, json.dumps({"job": job, "job_id": job_id, "error": "e",
+                                           "attempts": 1, "failed_at": 1}))
+        before = self.now_ms()
+        self.assertEqual(self.retry("all"), 2)
+        after = self.now_ms()
+        kept, again = self.r.lrange(JOBS)  # s died first: retried first
+        self.assertEqual(kept, other)
+        head, _, stamp = again.rpartition('"pixq_enqueued_at":')
+        self.assertEqual(head, stamped[:stamped.index('"pixq_enqueued_at":')])
+        self.assertTrue(stamp.endswith("}"), again)
+        self.assertTrue(before <= int(stamp[:-1]) <= after, again)
+
     def test_one_window_per_call(self):
         """A call looks at `window` entries from the tail, past those kept, and no further."""
         self.fill()  # a, b, nojob, {not json}, garbage (newest first)
