@@ -322,35 +322,54 @@ static long long active_entries(struct sctx *s, const char *q)
 
 /* ---------------------------------------------------------------- queue figures */
 
-/* The job at the consuming end of pixq:{q}:jobs (pixq's own entries skipped): {"job_id",
- * "enqueued_at_ms", "age_ms"} (null where unknown: jobs pushed without pixq_enqueued_at), or
- * NULL when no job waits. */
+/* {"job_id", "enqueued_at_ms", "age_ms"} of the job at entry `payload`, or NULL if the entry
+ * is one of pixq's own (a wake-up token, a task). An entry that is not JSON is a job (without
+ * an id or a stamp), as a worker takes it. */
+static json_object *job_entry(struct sctx *s, const char *payload)
+{
+    bool task;
+    json_object *doc = parse_entry(payload, &task), *at = NULL;
+    const char *kind = task ? "task" : "job";
+    const char *id = doc != NULL ? entry_id(doc, task, &kind) : NULL;
+    if (strcmp(kind, "job") != 0) {
+        json_object_put(doc); /* a wake-up token or a task, not a job */
+        return NULL;
+    }
+    json_object_object_get_ex(doc, "pixq_enqueued_at", &at);
+    bool stamped = at != NULL && json_object_is_type(at, json_type_int);
+    long long when = stamped ? json_object_get_int64(at) : 0;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "job_id", id != NULL ? json_object_new_string(id) : NULL);
+    json_object_object_add(o, "enqueued_at_ms", stamped ? json_object_new_int64(when) : NULL);
+    json_object_object_add(o, "age_ms", stamped ? json_object_new_int64(s->now_ms - when) : NULL);
+    json_object_put(doc);
+    return o;
+}
+
+/* The job at the consuming end of pixq:{q}:jobs, pixq's own entries skipped (upload tasks
+ * promoted there by the hundred while a bucket is throttled, wake-up tokens): read from that
+ * end STATS_OLDEST_SCAN entries first, then STATS_OLDEST_PAGE at a time, as far as
+ * STATS_OLDEST_SCAN_MAX. NULL when no job waits (within that reach). */
 static json_object *oldest_job(struct sctx *s, const char *q)
 {
-    char first[32];
-    snprintf(first, sizeof first, "%d", -STATS_OLDEST_SCAN);
-    redisReply *r = on_key(s, "LRANGE", q, "jobs", first, "-1", NULL);
     json_object *o = NULL;
-    for (size_t i = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0; i > 0 && !o; i--) {
-        bool task;
-        json_object *doc = parse_entry(r->element[i - 1]->str, &task), *at = NULL;
-        const char *kind = task ? "task" : "job";
-        const char *id = doc != NULL ? entry_id(doc, task, &kind) : NULL;
-        if (strcmp(kind, "job") != 0) {
-            json_object_put(doc); /* a wake-up token or a task, not a job */
-            continue;
+    long from = 0; /* entries looked at, from the consuming end */
+    while (o == NULL && from < STATS_OLDEST_SCAN_MAX && s->error[0] == '\0') {
+        long n = from == 0 ? STATS_OLDEST_SCAN : STATS_OLDEST_PAGE;
+        char first[32], last[32];
+        snprintf(first, sizeof first, "%ld", -(from + n));
+        snprintf(last, sizeof last, "%ld", -(from + 1));
+        redisReply *r = on_key(s, "LRANGE", q, "jobs", first, last, NULL);
+        size_t got = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+        for (size_t i = got; i > 0 && o == NULL; i--) {
+            o = job_entry(s, r->element[i - 1]->str);
         }
-        json_object_object_get_ex(doc, "pixq_enqueued_at", &at);
-        bool stamped = at != NULL && json_object_is_type(at, json_type_int);
-        long long when = stamped ? json_object_get_int64(at) : 0;
-        o = json_object_new_object();
-        json_object_object_add(o, "job_id", id != NULL ? json_object_new_string(id) : NULL);
-        json_object_object_add(o, "enqueued_at_ms", stamped ? json_object_new_int64(when) : NULL);
-        json_object_object_add(o, "age_ms",
-                               stamped ? json_object_new_int64(s->now_ms - when) : NULL);
-        json_object_put(doc);
+        freeReplyObject(r);
+        if (got < (size_t)n) {
+            break; /* the whole list was read */
+        }
+        from += n;
     }
-    freeReplyObject(r);
     return o;
 }
 

@@ -8,12 +8,14 @@
 
 #include "cfg.h"
 
-#define STATS_WORKERS_MAX   1000 /* workers listed per queue (every one is counted) */
-#define STATS_LLEN_CHUNK    1000 /* active lists measured per round trip */
-#define STATS_TPUT_WINDOW_S 60   /* throughput is summed over this many seconds */
-#define STATS_OLDEST_SCAN   16   /* entries at the consuming end searched for the oldest job */
-#define STATS_WAKE_SCAN     1000 /* entries at the consuming end searched for wake-up tokens */
-#define STATS_WATCH_S       2.0  /* default --watch interval */
+#define STATS_WORKERS_MAX     1000 /* workers listed per queue (every one is counted) */
+#define STATS_LLEN_CHUNK      1000 /* active lists measured per round trip */
+#define STATS_TPUT_WINDOW_S   60   /* throughput is summed over this many seconds */
+#define STATS_OLDEST_SCAN     16   /* entries at the consuming end searched for the oldest job, */
+#define STATS_OLDEST_PAGE     64   /* then this many per round trip past pixq's own entries, */
+#define STATS_OLDEST_SCAN_MAX 4096 /* as far as this */
+#define STATS_WAKE_SCAN       1000 /* entries at the consuming end searched for wake-up tokens */
+#define STATS_WATCH_S         2.0  /* default --watch interval */
 
 /* `pixq stats [--json|--prometheus] [--watch [SECONDS] [--count N]]`. argv[0] is "stats".
  * Returns the exit status. */

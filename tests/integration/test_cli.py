@@ -620,6 +620,23 @@ class StatsTest(CliCase):
                                                         "failed": 0}}]})
         self.assertRegex(self.pixq_ok("stats"), r"oldest job +none waiting\n")
 
+    def test_oldest_job_behind_many_own_entries(self):
+        """Upload tasks promoted by the hundred to the consuming end (a throttled bucket) and
+        wake-up tokens are no jobs: the oldest job is the first job behind them, not "none
+        waiting" (which would also drop the Prometheus gauge an alert watches)."""
+        self.redis.lpush(self.key("jobs"), json.dumps({"job_id": "behind-1", "src": "x",
+                                                        "pixq_enqueued_at": 1700000000000}))
+        tasks = ['pixq-task:{"pixq_upload":{"job_id":"t%d"}}' % i for i in range(300)]
+        for at in range(0, len(tasks), 100):
+            self.redis.rpush(self.key("jobs"), *tasks[at:at + 100])
+        self.redis.rpush(self.key("jobs"), '{"pixq_wake":true}')
+        old = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]["oldest_job"]
+        self.assertEqual((old["job_id"], old["enqueued_at_ms"]), ("behind-1", 1700000000000))
+        self.assertRegex(self.pixq_ok("stats"), r"oldest job +\d+\.\d s \(behind-1\)\n")
+        prom = parse_prometheus(self.pixq_ok("stats", "--prometheus"))
+        self.assertGreater(prom_value(prom, "pixq_queue_oldest_job_age_seconds", queue="default"),
+                           86400)
+
     def test_stats_shows_a_waiting_job_id_escaped(self):
         """A job waiting in the queue is not checked yet: its job_id is whatever its producer
         wrote, and `pixq stats` shows it escaped."""
