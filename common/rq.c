@@ -308,9 +308,12 @@ static int connect_now(struct rq *r, struct err *e)
         r->ctx = redisConnectWithTimeout(r->url.host, r->url.port, tv);
     }
     if (r->ctx == NULL || r->ctx->err != 0) {
-        err_set(e, "cannot connect to redis at %s:%d: %s",
-                r->url.unix_path[0] ? r->url.unix_path : r->url.host, r->url.port,
-                r->ctx != NULL ? r->ctx->errstr : "out of memory");
+        const char *why = r->ctx != NULL ? r->ctx->errstr : "out of memory";
+        if (r->url.unix_path[0] != '\0') { /* a socket path has no port */
+            err_set(e, "cannot connect to redis at %s: %s", r->url.unix_path, why);
+        } else {
+            err_set(e, "cannot connect to redis at %s:%d: %s", r->url.host, r->url.port, why);
+        }
         drop(r);
         return -1;
     }

@@ -1302,6 +1302,17 @@ class BadArgumentsTest(unittest.TestCase):
                 self.assertRegex(r.stderr, r"^pixq: .*redis", r.stderr)
                 self.assertEqual(r.stdout, "")
 
+    def test_unreachable_socket_path_named_as_it_is(self):
+        """A unix socket that is not there is named by its path alone (it has no port)."""
+        env = clean_env()
+        path = "/nonexistent/pixq-redis.sock"
+        env["PIXQ_REDIS_URL"] = "unix://%s" % path
+        r = subprocess.run([CONFIG.pixq, "queues"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=scaled(30))
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertEqual(r.stderr, "pixq: queues: cannot connect to redis at %s: No such file or "
+                         "directory\n" % path)
+
     def test_redis_that_does_not_answer(self):
         """A Redis that takes the connection and never answers (frozen, swapping, or stuck in a
         long script) fails each command within PIXQ_REDIS_TIMEOUT_MS or so, and says so, not
