@@ -982,18 +982,23 @@ class ParkedLimitDueTest(ThrottleCase):
         self.wait_until(lambda: first.log_events("worker_start"), 10, "worker_start")
         sec, usec = self.redis.execute("TIME")
         now_ms = int(sec) * 1000 + int(usec) // 1000
-        # every slot of bucket A taken for the next 2 s: the 3 outputs park, due at 2 to 2.5 s
-        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", (now_ms + 2000) * 1000)
+        # every slot of bucket A taken for the next `hold` ms: the 3 outputs park, due from then
+        # on, 250 ms apart; long enough that the first worker is stopped before the first is due
+        # (a loaded machine took over 2 s to run the job under ASan, and that worker uploaded it)
+        hold = int(scaled(4.0) * 1000)
+        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", (now_ms + hold) * 1000)
         self.push_jobs([job])
         self.wait_until(lambda: first.log_events("job_parked"), 20, "job_parked")
         self.programs.remove(first)
         self.assertEqual(first.terminate(), (0, False))
         total = int(self.redis.execute("HGET", self.key("parked"), "total"))
-        self.assertGreater(total, 1 << 20)
+        self.assertGreater(total, 1 << 20, self.redis.execute("HGETALL", self.key("parked")))
         later = self.make_job(src, "later.png", params={"width": 8}, job_id="later",
                               bucket="bkt-b")
-        self.redis.execute("ZADD", self.key("delayed"), now_ms + 1500, json.dumps(later))
-        time.sleep(3.0)  # all due; nobody promoted them
+        self.redis.execute("ZADD", self.key("delayed"), now_ms + hold - 500, json.dumps(later))
+        sec, usec = self.redis.execute("TIME")
+        time.sleep(max(0.0, now_ms + hold + 1000 - (int(sec) * 1000 + int(usec) // 1000)) / 1000)
+        # all due; nobody promoted them
         second = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_MAX_PARKED_MB=1)
         pbs = self.postbacks_for(["three", "later"], timeout=20)
         self.assertNotIn("errors", pbs["three"].results, pbs["three"].results)
