@@ -1576,18 +1576,15 @@ static int fit_filesize(MagickWand *w, const struct job_save *save, const char *
     if (save->max_filesize <= 0 || out->len <= max || !lossy) {
         return 0;
     }
-    struct img_output smallest = *out, fit = {0};
-    long lo = 1, hi = out->quality > 1 ? out->quality - 1 : 0, fit_q = 0, smallest_q = out->quality;
+    struct img_output smallest = *out, fit = {0}; /* each encoding with its quality */
+    long lo = 1, hi = out->quality > 1 ? out->quality - 1 : 0;
     while (lo <= hi) {
         long q = lo + (hi - lo) / 2;
-        struct img_output t = {0};
-        if (MagickSetImageCompressionQuality(w, (size_t)q) == MagickFalse) {
-            img_output_finish(&smallest);
-            img_output_finish(&fit);
-            *out = (struct img_output){0};
-            return img_fail(w, "set quality", e);
-        }
-        if (encode_blob(w, &t, e) < 0) {
+        struct img_output t = {.quality = q};
+        int rc = MagickSetImageCompressionQuality(w, (size_t)q) == MagickFalse
+                     ? img_fail(w, "set quality", e)
+                     : encode_blob(w, &t, e);
+        if (rc < 0) {
             img_output_finish(&smallest);
             img_output_finish(&fit);
             *out = (struct img_output){0};
@@ -1596,24 +1593,22 @@ static int fit_filesize(MagickWand *w, const struct job_save *save, const char *
         if (t.len <= max) { /* fits: try higher */
             img_output_finish(&fit);
             fit = t;
-            fit_q = q;
             lo = q + 1;
             continue;
         }
         if (t.len < smallest.len) {
             img_output_finish(&smallest);
             smallest = t;
-            smallest_q = q;
         } else {
             img_output_finish(&t);
         }
         hi = q - 1;
     }
-    bool fits = fit.blob != NULL;
-    img_output_finish(fits ? &smallest : &fit);
-    out->blob = fits ? fit.blob : smallest.blob;
-    out->len = fits ? fit.len : smallest.len;
-    out->quality = fits ? fit_q : smallest_q;
+    struct img_output *keep = fit.blob != NULL ? &fit : &smallest;
+    img_output_finish(keep == &fit ? &smallest : &fit);
+    out->blob = keep->blob;
+    out->len = keep->len;
+    out->quality = keep->quality;
     return 0;
 }
 

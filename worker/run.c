@@ -176,12 +176,12 @@ static int check_s3_src(struct runner *w, const struct s3_object *o, struct err 
     return 0;
 }
 
-/* The region an earlier S3 source's GET learned for `bucket`, or NULL. */
-static const char *known_region(const struct runner *w, const char *bucket)
+/* The slot of the region an earlier S3 source's GET learned for `bucket`, or NULL. */
+static struct run_region *region_slot(struct runner *w, const char *bucket)
 {
     for (size_t i = 0; i < RUN_REGIONS; i++) {
         if (strcmp(w->regions[i].bucket, bucket) == 0) {
-            return w->regions[i].region;
+            return &w->regions[i];
         }
     }
     return NULL;
@@ -191,12 +191,7 @@ static const char *known_region(const struct runner *w, const char *bucket)
  * sources: without it each met S3's redirect again. */
 static void learn_region(struct runner *w, const char *bucket, const char *region)
 {
-    struct run_region *slot = NULL;
-    for (size_t i = 0; i < RUN_REGIONS && slot == NULL; i++) {
-        if (strcmp(w->regions[i].bucket, bucket) == 0) {
-            slot = &w->regions[i];
-        }
-    }
+    struct run_region *slot = region_slot(w, bucket);
     if (slot == NULL) {
         slot = &w->regions[w->next_region];
         w->next_region = (w->next_region + 1) % RUN_REGIONS;
@@ -231,9 +226,10 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
     char region[64];
     int rc;
     bool resigned = false, capped = false;
-    const char *known = o.region == NULL || o.region[0] == '\0' ? known_region(w, o.bucket) : NULL;
+    const struct run_region *known =
+        o.region == NULL || o.region[0] == '\0' ? region_slot(w, o.bucket) : NULL;
     if (known != NULL) { /* the job names no region: the one S3 named for an earlier job */
-        snprintf(region, sizeof region, "%s", known);
+        snprintf(region, sizeof region, "%s", known->region);
         o.region = region;
     }
     /* as a URL's, the GETs end when the job's PIXQ_JOB_DOWNLOAD_TIMEOUT_MS does */
