@@ -28,7 +28,8 @@ static const char USAGE[] =
     "pixq:{QUEUE}:jobs (QUEUE: the first of PIXQ_QUEUE, or --queue NAME) and prints their ids.\n"
     "A FILE holds one job, a JSON array of jobs, or JSON lines (one job per line). A job\n"
     "without a job_id gets one; every job is stamped \"" STAMP_KEY "\": <unix ms>.\n"
-    "Nothing is enqueued if any job is invalid (the error names the file and line).\n"
+    "Nothing is enqueued if any job is invalid (the error names the file and line), or if\n"
+    "a job_id is in use (given twice, waiting, or kept with its record or result).\n"
     "\n"
     "  --wait                 wait for each result and print it (one JSON per line, as they\n"
     "                         arrive); exit 1 if a job failed or timed out\n"
@@ -297,52 +298,92 @@ static const char *repeated_id(const struct batch *b)
     return twice;
 }
 
-/* Refuses a batch with a job_id used twice in it, or one that the queue still knows (its job
- * record or its result): workers would take the new job for a re-run of the old one, skip its
- * postback as sent, and --wait would print the old result. Returns 0, or CLI_FAILED (message
- * printed). */
-static int ids_unused(struct rq *r, const char *queue, const struct batch *b)
+#define CLAIM_CHUNK 1000 /* ids per claim.lua call (2 keys each, under rq's MAX_ARGS) */
+
+/* The keys of ids [from, to) of `b` on `queue`: job hash, result, job hash, result... */
+static char (*id_keys(const char *queue, const struct batch *b, size_t from, size_t to))[RQ_KEY_MAX]
+{
+    char(*keys)[RQ_KEY_MAX] = malloc(2 * (to - from) * sizeof *keys);
+    for (size_t i = from; keys != NULL && i < to; i++) {
+        char suffix[JOB_ID_MAX + 16];
+        snprintf(suffix, sizeof suffix, "job:%s", b->ids[i]);
+        rq_key(keys[2 * (i - from)], RQ_KEY_MAX, queue, suffix);
+        snprintf(suffix, sizeof suffix, "result:%s", b->ids[i]);
+        rq_key(keys[2 * (i - from) + 1], RQ_KEY_MAX, queue, suffix);
+    }
+    return keys;
+}
+
+/* Gives back the claims on ids [0, n) of `b` (their job hashes, written by claim.lua a moment
+ * ago: none of those jobs is enqueued, so no worker has written to them). Best effort: a claim
+ * left behind expires with PIXQ_RESULT_TTL_S. */
+static void unclaim(struct rq *r, const char *queue, const struct batch *b, size_t n)
+{
+    for (size_t from = 0; from < n; from += CLAIM_CHUNK) {
+        size_t to = n - from > CLAIM_CHUNK ? from + CLAIM_CHUNK : n;
+        char(*keys)[RQ_KEY_MAX] = id_keys(queue, b, from, to);
+        const char **argv = malloc((to - from + 1) * sizeof *argv);
+        if (keys != NULL && argv != NULL) {
+            argv[0] = "DEL";
+            for (size_t i = 0; i < to - from; i++) {
+                argv[i + 1] = keys[2 * i];
+            }
+            struct err e = {{0}};
+            redisReply *rep = rq_commandv(r, 0, (int)(to - from + 1), argv, NULL, &e);
+            freeReplyObject(rep);
+        }
+        free(keys);
+        free(argv);
+    }
+}
+
+/* Claims the batch's job_ids (claim.lua), refusing a batch with an id used twice in it, or one
+ * that the queue still knows: a job record (of a job that ran, or of one submitted and still
+ * waiting) or a result. Workers would take the new job for a re-run of the old one, skip its
+ * postback as sent, and --wait would print the old result. A claim is the id's job hash, kept
+ * PIXQ_RESULT_TTL_S. Returns 0, or CLI_FAILED (message printed, no claim left). */
+static int claim_ids(struct rq *r, const char *queue, const struct batch *b)
 {
     const char *twice = repeated_id(b);
     if (twice != NULL) {
         return cli_fail("submit: job_id '%s' is given to two jobs; nothing was enqueued", twice);
     }
-    char(*keys)[2][RQ_KEY_MAX] = malloc(b->n * sizeof *keys);
-    const char **argv = malloc(b->n * 3 * sizeof *argv);
-    struct rq_cmd *cmds = malloc(b->n * sizeof *cmds);
-    redisReply **replies = calloc(b->n, sizeof *replies);
-    struct err e = {{0}};
-    int rc = keys != NULL && argv != NULL && cmds != NULL && replies != NULL
-                 ? 0
-                 : cli_fail("submit: out of memory");
-    for (size_t i = 0; rc == 0 && i < b->n; i++) {
-        char suffix[JOB_ID_MAX + 16];
-        snprintf(suffix, sizeof suffix, "job:%s", b->ids[i]);
-        rq_key(keys[i][0], RQ_KEY_MAX, queue, suffix);
-        snprintf(suffix, sizeof suffix, "result:%s", b->ids[i]);
-        rq_key(keys[i][1], RQ_KEY_MAX, queue, suffix);
-        argv[3 * i] = "EXISTS";
-        argv[3 * i + 1] = keys[i][0];
-        argv[3 * i + 2] = keys[i][1];
-        cmds[i] = (struct rq_cmd){3, argv + 3 * i, NULL};
-    }
-    if (rc == 0 && b->n > 0 && rq_pipeline(r, b->n, cmds, replies, &e) < 0) {
-        rc = cli_fail("submit: %s", e.msg);
-    }
-    for (size_t i = 0; i < b->n && replies != NULL; i++) {
-        if (rc == 0 && replies[i] != NULL && replies[i]->type == REDIS_REPLY_INTEGER &&
-            replies[i]->integer > 0) {
-            rc = cli_fail("submit: job_id '%s' was used already in %s (its record or result is "
-                          "kept until it expires): give the job another job_id, or none to get "
-                          "a fresh one; nothing was enqueued",
-                          b->ids[i], queue);
+    char ttl[32];
+    snprintf(ttl, sizeof ttl, "%ld", b->cfg->result_ttl_s);
+    const char *args[] = {ttl};
+    int rc = 0;
+    size_t claimed = 0; /* ids [0, claimed) are claimed */
+    for (size_t from = 0; rc == 0 && from < b->n; from += CLAIM_CHUNK) {
+        size_t to = b->n - from > CLAIM_CHUNK ? from + CLAIM_CHUNK : b->n;
+        char(*keys)[RQ_KEY_MAX] = id_keys(queue, b, from, to);
+        const char **kv = malloc(2 * (to - from) * sizeof *kv);
+        redisReply *rep = NULL;
+        struct err e = {{0}};
+        if (keys == NULL || kv == NULL) {
+            rc = cli_fail("submit: out of memory");
+        } else {
+            for (size_t i = 0; i < 2 * (to - from); i++) {
+                kv[i] = keys[i];
+            }
+            rep = rq_script(r, RQ_SCRIPT_CLAIM, (int)(2 * (to - from)), kv, 1, args, NULL, &e);
         }
-        freeReplyObject(replies[i]);
+        if (rc == 0 && (rep == NULL || rep->type != REDIS_REPLY_INTEGER)) {
+            rc = cli_fail("submit: %s", rep == NULL ? e.msg : "claim.lua gave no count");
+        } else if (rc == 0 && rep->integer > 0) {
+            rc = cli_fail("submit: job_id '%s' was used already in %s (a job with it is waiting, "
+                          "or its record or result is kept until it expires): give the job "
+                          "another job_id, or none to get a fresh one; nothing was enqueued",
+                          b->ids[from + (size_t)rep->integer - 1], queue);
+        } else if (rc == 0) {
+            claimed = to;
+        }
+        freeReplyObject(rep);
+        free(keys);
+        free(kv);
     }
-    free(keys);
-    free(argv);
-    free(cmds);
-    free(replies);
+    if (rc != 0) {
+        unclaim(r, queue, b, claimed); /* not the chunk that failed: its ids may be another's */
+    }
     return rc;
 }
 
@@ -475,7 +516,9 @@ static int await(struct rq *r, const char *queue, const struct batch *b,
     return CLI_OK;
 }
 
-/* Stamps and enqueues the batch on `queue`. Returns 0 or -1 (message printed). */
+/* Stamps and enqueues the batch, whose ids are claimed, on `queue`. Returns 0 or -1 (message
+ * printed). The claims are given back when nothing was sent; once the jobs were sent, some may
+ * have been enqueued whatever the error, and their claims stay. */
 static int enqueue(struct rq *r, const char *queue, struct batch *b, long delay_ms)
 {
     struct err e = {{0}};
@@ -484,12 +527,15 @@ static int enqueue(struct rq *r, const char *queue, struct batch *b, long delay_
         if (now < 0) {
             cli_fail("submit: %s", e.msg);
         }
+        unclaim(r, queue, b, b->n);
         return -1;
     }
     int rc =
         delay_ms > 0 ? enqueue_delayed(r, queue, b, delay_ms, &e) : enqueue_now(r, queue, b, &e);
     if (rc < 0) {
-        cli_fail("submit: enqueueing: %s", e.msg);
+        cli_fail("submit: enqueueing: %s (some jobs may be enqueued: `pixq stats` shows the "
+                 "queue; their job_ids stay used)",
+                 e.msg);
     }
     return rc;
 }
@@ -520,7 +566,10 @@ int submit_main(const struct cfg *cfg, int argc, char **argv)
         cli_fail("submit: %s", e.msg);
         goto out;
     }
-    if (ids_unused(r, q.name[0], &b) != 0 || enqueue(r, q.name[0], &b, o.delay_ms) < 0) {
+    if (claim_ids(r, q.name[0], &b) != 0) {
+        goto out;
+    }
+    if (enqueue(r, q.name[0], &b, o.delay_ms) < 0) {
         goto out;
     }
     print_ids(q.name[0], &b, o.json);

@@ -238,15 +238,18 @@ class SubmitTest(CliCase):
         r = self.run_pixq("submit", "-", input=json.dumps(self.job_text("stdin-1")))
         self.assertEqual((r.returncode, r.stdout), (0, "stdin-1\n"), r.stderr)
         # several inputs at once, --json
+        one.write_text(json.dumps(self.job_text("one-2")))
+        lines.write_text("%s\n%s\n" % (json.dumps(self.job_text("jl-3")),
+                                       json.dumps(self.job_text("jl-4"))))
         out = json.loads(self.pixq_ok("submit", "--json", str(one), "-", str(lines),
                                       input=json.dumps(self.job_text("stdin-2"))))
         self.assertEqual(out, {"queue": "default",
-                               "job_ids": ["one-1", "stdin-2", "jl-1", "jl-2"]})
+                               "job_ids": ["one-2", "stdin-2", "jl-3", "jl-4"]})
         after = self.redis_ms()
         q = self.queued()
         self.assertEqual([j["job_id"] for j in q],
                          ["one-1", "arr-1", ids[1], "jl-1", "jl-2", "stdin-1",
-                          "one-1", "stdin-2", "jl-1", "jl-2"])
+                          "one-2", "stdin-2", "jl-3", "jl-4"])
         for j in q:
             self.assertTrue(before <= j["pixq_enqueued_at"] <= after, j)
             self.assertEqual(j["src"], self.src.url("/a.png"))
@@ -271,6 +274,42 @@ class SubmitTest(CliCase):
         self.assert_refused(self.run_pixq("submit", str(both)),
                             "job_id 'twin' is given to two jobs")
         self.assertEqual(self.queued(), [])
+
+    def test_id_of_a_waiting_job_is_refused(self):
+        """A job submitted and still waiting has no record of a run yet: its id is claimed at
+        submit (its job hash, with `submitted`), so submitting the id again, alone or in a batch,
+        or in a batch whose ids are claimed a thousand at a time, is refused. A refused batch
+        leaves no claim behind; the job that waited runs as received, not as a rerun."""
+        path = self.tmp / "wait.json"
+        path.write_text(json.dumps(self.job_text("waits-1")))
+        self.assertEqual(self.pixq_ok("submit", str(path)), "waits-1\n")
+        claim = self.redis.hgetall(self.key("job:waits-1"))
+        self.assertEqual(list(claim), ["submitted"])
+        ttl = int(self.redis.execute("TTL", self.key("job:waits-1")))
+        self.assertTrue(86400 - 60 < ttl <= 86400, ttl)  # PIXQ_RESULT_TTL_S's default
+        def refused(r, *fragments):
+            self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+            for f in ("pixq: submit: job_id 'waits-1' was used already in default",) + fragments:
+                self.assertIn(f, r.stderr)
+
+        refused(self.run_pixq("submit", str(path)), "a job with it is waiting",
+                "nothing was enqueued")
+        big = self.tmp / "big.jsonl"
+        big.write_text("".join(json.dumps(self.job_text("big-%d" % i)) + "\n"
+                               for i in range(1500)) + json.dumps(self.job_text("waits-1")))
+        refused(self.run_pixq("submit", str(big)))
+        self.assertEqual([j["job_id"] for j in self.queued()], ["waits-1"])
+        self.assertEqual(self.redis.execute("KEYS", self.key("job:big-*")), [])
+        # the ids of the refused batch are free again
+        big.write_text("".join(json.dumps(self.job_text("big-%d" % i)) + "\n"
+                               for i in (0, 1499)))
+        self.assertEqual(self.pixq_ok("submit", str(big)).split(), ["big-0", "big-1499"])
+        self.start_worker()
+        for job_id in ("waits-1", "big-0", "big-1499"):
+            self.wait_until(lambda: self.redis.execute("EXISTS", self.key("result:" + job_id)),
+                            30, "the result of " + job_id)
+        c = self.counters()
+        self.assertEqual((c.get("received"), c.get("reruns", 0)), (3, 0), c)
 
     def test_job_at_the_size_limit_with_its_id_and_stamp(self):
         """The worker reads the job as enqueued, with the job_id submit gives it and the
@@ -329,7 +368,7 @@ class SubmitTest(CliCase):
                                 ("array.json", bom + b"[" + one + b",\n" + two + b"]",
                                  ["bom-1", "bom-2"])):
             with self.subTest(name=name):
-                self.redis.delete(self.key("jobs"))
+                self.redis.delete(self.key("jobs"), *(self.key("job:" + i) for i in ids))
                 path = self.tmp / name
                 path.write_bytes(data)
                 self.assertEqual(self.pixq_ok("submit", str(path)).split(), ids)

@@ -563,6 +563,37 @@ class BeginTest(LuaTestCase):
         self.assertEqual(self.stats(), {"received": 1, "reruns": 2})
 
 
+class ClaimTest(LuaTestCase):
+    def claim(self, *ids, ttl=3600):
+        keys = [key(k + i) for i in ids for k in ("job:", "result:")]
+        return self.run_script("claim", keys, [ttl])
+
+    def test_claims_every_id_or_none(self):
+        t0 = self.now_ms()
+        self.assertEqual(self.claim("a", "b"), 0)
+        for i in ("a", "b"):
+            h = self.r.hgetall(key("job:" + i))
+            self.assertEqual(list(h), ["submitted"])
+            self.assert_near(int(h["submitted"]), t0)
+            self.assertTrue(3500 <= self.r.ttl(key("job:" + i)) <= 3600)
+        # a claimed id (a waiting job), a job that ran, a result: the first used one's position
+        self.r.execute("HSET", key("job:ran"), "first_seen", 1, "runs", 1)
+        self.r.execute("RPUSH", key("result:done"), "{}")
+        self.assertEqual(self.claim("c", "b", "d"), 2)
+        self.assertEqual(self.claim("c", "d", "ran"), 3)
+        self.assertEqual(self.claim("done", "ran"), 1)
+        self.assertEqual(self.r.exists(key("job:c"), key("job:d"), key("job:done")), 0)
+        self.assertEqual(self.r.hgetall(key("job:ran")), {"first_seen": "1", "runs": "1"})
+
+    def test_first_run_of_a_claimed_job_is_received(self):
+        self.assertEqual(self.claim("j1"), 0)
+        first_seen, runs = self.run_script("begin", [key("job:j1"), STATS], [7200])
+        self.assertEqual(runs, 1)
+        self.assertEqual(self.stats(), {"received": 1})
+        self.assertEqual(sorted(self.r.hgetall(key("job:j1"))), ["first_seen", "runs", "submitted"])
+        self.assertTrue(7100 <= self.r.ttl(key("job:j1")) <= 7200)
+
+
 class FinishTest(LuaTestCase):
     def finish(self, wid, payload, result="", dead="", counter="succeeded", job_id="j1",
                ttl=600, dead_max=100, dead_age_ms=86400000):
@@ -1450,7 +1481,7 @@ class RateLimitTest(LuaTestCase):
         self.assertEqual(self.show()[1::6], [7, 1])
 
 
-TESTED = ("adopt", "begin", "dead_retry", "delay", "expired", "finish", "heartbeat", "park",
+TESTED = ("adopt", "begin", "claim", "dead_retry", "delay", "expired", "finish", "heartbeat", "park",
           "posting", "promote", "reap", "requeue", "rl_acquire", "rl_feedback", "rl_show", "split",
           "parked_forget", "take", "upload_done")
 
