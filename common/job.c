@@ -401,6 +401,40 @@ int job_check_s3_object(const char *bucket, const char *location, const char *ke
     return job_check_s3_key(location, key, e);
 }
 
+static int check_destination(const struct job_save *s, struct err *e)
+{
+    if (s == NULL || s->bucket == NULL) {
+        return 0; /* PIXQ_DEFAULT_BUCKET's, checked at start */
+    }
+    if (job_check_s3_object(s->bucket, s->location, s->key, e) < 0) {
+        return err_wrap(e, "s3_destination of '%.100s'", s->image_identifier);
+    }
+    return 0;
+}
+
+static int check_fn_destinations(const struct job_fn *fns, size_t n, struct err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (check_destination(fns[i].save, e) < 0 ||
+            check_fn_destinations(fns[i].children, fns[i].n_children, e) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int job_check_destinations(const struct job *j, struct err *e)
+{
+    for (size_t i = 0; i < j->n_pre; i++) {
+        int rc = j->pre[i].job != NULL ? job_check_destinations(j->pre[i].job, e)
+                                       : check_destination(j->pre[i].move, e);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return check_fn_destinations(j->functions, j->n_functions, e);
+}
+
 static size_t count_saves(const struct job_fn *fns, size_t n)
 {
     size_t saves = 0;

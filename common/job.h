@@ -152,12 +152,19 @@ const char *job_header_refused(const char *name, bool s3);
 
 /* Checks where an S3 object a job names lives: a region-like location ("us-west-2", or NULL) and
  * a key of 1 to JOB_S3_KEY_MAX bytes of UTF-8 without control characters. (job_parse() checks
- * every s3_destination so; bucket names are the worker's to check, with its allow-list.) Returns
- * 0 or -1. */
+ * every s3_destination so; bucket names are job_check_destinations()'s to check, and the
+ * allow-list the worker's.) Returns 0 or -1. */
 int job_check_s3_key(const char *location, const char *key, struct err *e);
 
 /* job_check_s3_key(), and a bucket name S3 accepts (s3_valid_bucket()). Returns 0 or -1. */
 int job_check_s3_object(const char *bucket, const char *location, const char *key, struct err *e);
+
+/* Checks the bucket name of every s3_destination of `j` (its saves, its pre_process jobs' and
+ * each move_original), as job_check_s3_object() does: job_parse() leaves bucket names alone
+ * (see job_check_s3_key()). pixq submit and the worker's job guard both call it, so that a job
+ * the worker would refuse for its destinations is refused before it is enqueued. Returns 0, or
+ * -1 with the first bad destination named in `e` ("s3_destination of 'ID': ..."). */
+int job_check_destinations(const struct job *j, struct err *e);
 
 /* The number of outputs a job asks for: its saves, its pre_process jobs' saves and each
  * move_original. */

@@ -169,14 +169,21 @@ static struct job *check_job(const struct cfg *cfg, json_object *obj, struct err
     const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
     struct job *j = job_parse(text, strlen(text), &lim, e);
-    if (j != NULL && j->error[0] != '\0') {
+    if (j == NULL) {
+        return NULL;
+    }
+    if (j->error[0] != '\0') {
         err_set(e, "%s", j->error);
+        job_destroy(j);
+        return NULL;
+    }
+    if (job_check_destinations(j, e) < 0) { /* as the worker's guard: a bucket S3 refuses */
         job_destroy(j);
         return NULL;
     }
     struct buf scratch;
     buf_init(&scratch, 0);
-    if (j != NULL && j->id[0] == '\0' && job_assign_id(j, &scratch, e) < 0) {
+    if (j->id[0] == '\0' && job_assign_id(j, &scratch, e) < 0) {
         job_destroy(j);
         j = NULL;
     }

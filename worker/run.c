@@ -803,21 +803,15 @@ static int post_back(struct runner *w, const struct job *job, const char *json)
 
 /* ---------------------------------------------------------------- the job guard */
 
-/* A save with an s3_destination goes to a valid bucket that the deployment lets jobs write to
- * (saves without one go to PIXQ_DEFAULT_BUCKET). */
+/* A save with an s3_destination goes to a bucket that the deployment lets jobs write to (saves
+ * without one go to PIXQ_DEFAULT_BUCKET); job_check_destinations() checked its name. */
 static int check_save(const struct cfg *c, const struct job_save *s, struct err *e)
 {
-    if (s == NULL || s->bucket == NULL) {
+    if (s == NULL || s->bucket == NULL || cfg_bucket_allowed(c, s->bucket)) {
         return 0;
     }
-    if (job_check_s3_object(s->bucket, s->location, s->key, e) < 0) {
-        return err_wrap(e, "s3_destination of '%.100s'", s->image_identifier);
-    }
-    if (!cfg_bucket_allowed(c, s->bucket)) {
-        return err_set(e, "s3_destination of '%.100s': bucket '%.100s' is not allowed",
-                       s->image_identifier, s->bucket);
-    }
-    return 0;
+    return err_set(e, "s3_destination of '%.100s': bucket '%.100s' is not allowed",
+                   s->image_identifier, s->bucket);
 }
 
 static int check_saves(const struct cfg *c, const struct job_fn *fns, size_t n, struct err *e)
@@ -856,6 +850,9 @@ static int guard_job(struct runner *w, const struct job *j, struct err *e)
         char shown[512];
         cfg_redact_url(j->postback_url, shown, sizeof shown);
         return err_wrap(e, "postback_url %.300s", shown);
+    }
+    if (job_check_destinations(j, e) < 0) {
+        return -1;
     }
     return check_destinations(w->cfg, j, e);
 }

@@ -417,6 +417,28 @@ class SubmitTest(CliCase):
         self.assert_refused(self.run_pixq("submit", "-", input='{"src": "a"} trailing'),
                             "(stdin):1:")
 
+    def test_bad_destination_bucket_is_refused(self):
+        """A bucket name S3 refuses fails the job at the worker's first step, so submit refuses
+        it too (README: submit checks destinations as the worker's first step does), in a save,
+        a nested save and a pre_process move_original alike; a legacy name is a bucket."""
+        def dest(bucket):
+            return {"bucket": bucket, "key": "k.png"}
+        nested = self.job_text("n-1")
+        nested["functions"][0]["functions"] = [{"name": "blur", "save": {
+            "image_identifier": "kid", "s3_destination": dest("ab")}}]
+        pre = self.job_text("p-1", pre_process=[{"move_original": {"s3_destination":
+                                                                   dest("bad bucket")}}])
+        top = self.job_text("t-1")
+        top["functions"][0]["save"]["s3_destination"] = dest("-bad")
+        for job, shown in ((top, "'-bad'"), (nested, "'ab'"), (pre, "'bad bucket'")):
+            with self.subTest(bucket=shown):
+                self.assert_refused(self.run_pixq("submit", "-", input=json.dumps(job)),
+                                    "(stdin):1: invalid job: s3_destination of ",
+                                    "bucket name %s is not valid" % shown, "nothing was enqueued")
+        legacy = self.job_text("l-1")
+        legacy["functions"][0]["save"]["s3_destination"] = dest("Legacy_Bucket")
+        self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(legacy)), "l-1\n")
+
     def test_delayed_batch_shares_one_due_time(self):
         path = self.tmp / "later.jsonl"
         path.write_text("".join(json.dumps(self.job_text("later-%d" % i)) + "\n"
