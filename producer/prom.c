@@ -115,7 +115,7 @@ static void prom_limits(json_object *limits)
         {"pixq_bucket_effective_rate", "effective_rate", "gauge",
          "Rate after adaptive slowing, PUT/s.", 1},
         {"pixq_bucket_backlog_seconds", "backlog_ms", "gauge",
-         "How far ahead the next free upload slot is.", 0.001},
+         "How far ahead the upload slots are taken (uploads wait past burst intervals).", 0.001},
         {"pixq_bucket_throttle_signals_total", "throttle_signals", "counter",
          "Throttling answers (503, 429) seen from S3.", 1},
         {"pixq_bucket_decreases_total", "decreases", "counter",

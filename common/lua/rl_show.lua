@@ -5,9 +5,10 @@
 -- ARGV[2] default burst
 -- ARGV[3] lowest effective rate, tokens/s: a floor for slowing down, never above the rate itself
 --
--- Returns {configured rate * 1000, burst, effective rate * 1000, reserved backlog ms (how far in
--- the future the next free slot is), throttle_signals, decreases, region or "", 1 if the rate or
--- burst is an operator override else 0}.
+-- Returns {configured rate * 1000, burst, effective rate * 1000, reserved backlog ms (tat - now:
+-- how far ahead the slots are taken; an upload waits only for what passes burst intervals),
+-- throttle_signals, decreases, region or "", 1 if the rate or burst is an operator override
+-- else 0}.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])

@@ -1446,7 +1446,7 @@ class LimitCliTest(ThrottleCase):
         text = self.run_pixq("limit", "show")
         self.assertEqual(text.returncode, 0)
         self.assertRegex(text.stdout, r"(?m)^bkt-a\s+2\.500\s+3\s+2\.500\s+0\s+0\b")
-        # a reserved backlog: the next free slot 2 s from now
+        # a reserved backlog: slots taken 2 s ahead
         self.redis.execute("HSET", self.rl_key("bkt-a"), "tat",
                            int(time.time() * 1e6) + 2_000_000)
         self.assertTrue(1500 <= self.show()["bkt-a"]["backlog_ms"] <= 2000)
