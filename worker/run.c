@@ -704,6 +704,10 @@ static void postback_headers(const struct job *j, const char *content_type, stru
         if (form && strcasecmp(name, "Content-Type") == 0) {
             continue; /* a form is a form, whatever the job's headers say */
         }
+        if (strcasecmp(name, "X-Pixq-Timestamp") == 0 ||
+            strcasecmp(name, "X-Pixq-Signature") == 0) {
+            continue; /* sign_postback()'s, with PIXQ_POSTBACK_SECRET or not: never the job's */
+        }
         if (!json_object_is_type(v, json_type_string) ||
             (size_t)json_object_get_string_len(v) != strlen(value) || /* "\u0000" */
             job_header_refused(name, false) != NULL || header_put(s, name, value, &e) < 0) {

@@ -1143,6 +1143,13 @@ class SignatureTest(HostileTestCase):
         pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-unsigned")
         self.assertNotIn("x-pixq-signature", pb.headers)
         self.assertNotIn("x-pixq-timestamp", pb.headers)
+        # nor can a job sign its own: a receiver would take a forged header for pixq's
+        self.push_job(self.job("self-signed", postback_headers={
+            "X-Pixq-Signature": "v1=forged", "x-pixq-timestamp": "1", "X-Other": "kept"}))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-self-signed")
+        self.assertNotIn("x-pixq-signature", pb.headers)
+        self.assertNotIn("x-pixq-timestamp", pb.headers)
+        self.assertEqual(pb.headers.get("x-other"), "kept")
 
 
 # ---------------------------------------------------------------------------------------------
