@@ -14,6 +14,8 @@
 #include "rq.h"
 #include "s3.h"
 
+#define DOUBLE_MAX 1e6 /* largest T_DOUBLE (PUT/s) */
+
 enum cfg_type {
     T_STR,    /* free text */
     T_URL,    /* text that must be an http(s) URL, or empty */
@@ -22,7 +24,7 @@ enum cfg_type {
     T_LEVEL,  /* log level name */
     T_RATE,   /* "10/s,burst=20" into s3_rate and s3_burst */
     T_AUTO01, /* "auto", "0" or "1" into an int (-1 for auto) */
-    T_DOUBLE, /* positive decimal number */
+    T_DOUBLE, /* decimal number above 0, at most DOUBLE_MAX */
     T_NETS,   /* comma-separated CIDRs (netguard), or empty */
     T_BUCKETS /* comma-separated S3 bucket names, or empty */
 };
@@ -442,6 +444,22 @@ static int set_long(struct cfg *c, const struct cfg_entry *en, const char *value
     return 0;
 }
 
+/* A T_DOUBLE: a plain decimal number above 0 and at most DOUBLE_MAX. */
+static int set_double(struct cfg *c, const struct cfg_entry *en, const char *value, struct err *e)
+{
+    char *end;
+    double d = strtod(value, &end);
+    if (!decimal_text(value, strlen(value), true) || end == value || *end != '\0' || !isfinite(d)) {
+        return err_set(e, "%s: '%s' is not a decimal number", en->var, value);
+    }
+    if (d <= 0 || d > DOUBLE_MAX) {
+        return err_set(e, "%s: %s is out of range (above 0, at most %.0f)", en->var, value,
+                       DOUBLE_MAX);
+    }
+    *(double *)((char *)c + en->off) = d;
+    return 0;
+}
+
 static int set_typed(struct cfg *c, const struct cfg_entry *en, const char *value, struct err *e)
 {
     char *field = (char *)c + en->off;
@@ -453,16 +471,8 @@ static int set_typed(struct cfg *c, const struct cfg_entry *en, const char *valu
         return set_string(c, en, value, e);
     case T_LONG:
         return set_long(c, en, value, e);
-    case T_DOUBLE: {
-        char *end;
-        double d = strtod(value, &end);
-        if (!decimal_text(value, strlen(value), true) || end == value || *end != '\0' ||
-            !isfinite(d) || d <= 0 || d > 1e6) {
-            return err_set(e, "%s: '%s' is not a positive number", en->var, value);
-        }
-        *(double *)field = d;
-        return 0;
-    }
+    case T_DOUBLE:
+        return set_double(c, en, value, e);
     case T_BOOL:
         if (parse_bool(value, (bool *)field) < 0) {
             return err_set(e, "%s: '%s' is not a boolean (0/1, true/false)", en->var, value);
@@ -1035,6 +1045,8 @@ void cfg_usage(FILE *out)
         char range[64] = "";
         if (table[i].type == T_LONG) {
             snprintf(range, sizeof range, " (%ld to %ld)", table[i].min, table[i].max);
+        } else if (table[i].type == T_DOUBLE) {
+            snprintf(range, sizeof range, " (above 0, at most %.0f)", DOUBLE_MAX);
         }
         fprintf(out, "  --%-24s %-28s [%s]\n      %s%s\n", table[i].flag, table[i].var,
                 table[i].def, table[i].help, range);

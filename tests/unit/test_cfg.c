@@ -82,6 +82,13 @@ static void test_bad_values(void)
     CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "-5", &e), -1);
     CHECK(strstr(e.msg, "-5 is out of range") != NULL);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "0x10", &e), -1);
+    CHECK(strstr(e.msg, "'0x10' is not a decimal number") != NULL);
+    /* a number past the range says so, not that it is no positive number */
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "2000000", &e), -1);
+    CHECK(strstr(e.msg, "2000000 is out of range (above 0, at most 1000000)") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "0", &e), -1);
+    CHECK(strstr(e.msg, "0 is out of range") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "1000000", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "1e3", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "1.5.", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "2.5", &e), 0);
