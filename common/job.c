@@ -453,6 +453,15 @@ size_t job_count_saves(const struct job *j)
     return saves;
 }
 
+int job_check_saves(const struct job *j, long max_saves, struct err *e)
+{
+    size_t saves = job_count_saves(j);
+    if (saves > (size_t)max_saves) {
+        return err_set(e, "too many saves (%zu, at most %ld)", saves, max_saves);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the function tree */
 
 struct tree_ctx {

@@ -170,6 +170,10 @@ int job_check_destinations(const struct job *j, struct err *e);
  * move_original. */
 size_t job_count_saves(const struct job *j);
 
+/* Checks that `j` asks for at most `max_saves` outputs (PIXQ_MAX_SAVES), as pixq submit and the
+ * worker's job guard both do. Returns 0, or -1 ("too many saves (N, at most M)" in `e`). */
+int job_check_saves(const struct job *j, long max_saves, struct err *e);
+
 /* ---- parameters: `fn` and `name` only serve the error message. A missing or JSON-null
  * parameter gives `def` and returns 0; a present one must parse and lie in [min, max]. */
 int job_param_long(json_object *params, const char *fn, const char *name, long def, long min,

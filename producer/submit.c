@@ -177,7 +177,8 @@ static struct job *check_job(const struct cfg *cfg, json_object *obj, struct err
         job_destroy(j);
         return NULL;
     }
-    if (job_check_destinations(j, e) < 0) { /* as the worker's guard: a bucket S3 refuses */
+    /* as the worker's guard: PIXQ_MAX_SAVES, a bucket S3 refuses */
+    if (job_check_saves(j, cfg->max_saves, e) < 0 || job_check_destinations(j, e) < 0) {
         job_destroy(j);
         return NULL;
     }

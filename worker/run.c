@@ -846,9 +846,8 @@ static int check_destinations(const struct cfg *c, const struct job *j, struct e
  * URL; a literal address must pass the network guard, a name is checked when it resolves). */
 static int guard_job(struct runner *w, const struct job *j, struct err *e)
 {
-    size_t saves = job_count_saves(j);
-    if (saves > (size_t)w->cfg->max_saves) {
-        return err_set(e, "too many saves (%zu, at most %ld)", saves, w->cfg->max_saves);
+    if (job_check_saves(j, w->cfg->max_saves, e) < 0) {
+        return -1;
     }
     if (j->postback_url != NULL && netguard_check_url(&w->guard, j->postback_url, e) < 0) {
         char shown[512];

@@ -439,6 +439,18 @@ class SubmitTest(CliCase):
         legacy["functions"][0]["save"]["s3_destination"] = dest("Legacy_Bucket")
         self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(legacy)), "l-1\n")
 
+    def test_too_many_saves_are_refused(self):
+        """PIXQ_MAX_SAVES, which the worker's first step checks, is checked by submit too,
+        pre_process saves counted, as PIXQ_MAX_JOB_BYTES and PIXQ_MAX_FUNCTIONS are."""
+        job = self.job_text("s-1", pre_process=[{"move_original": {"s3_destination": {
+            "bucket": "pixq-test", "key": "o.png"}}}])
+        job["functions"].append({"name": "blur", "save": {"image_identifier": "b"}})
+        r = self.run_pixq("submit", "-", input=json.dumps(job), env={"PIXQ_MAX_SAVES": "2"})
+        self.assert_refused(r, "(stdin):1: invalid job: too many saves (3, at most 2)",
+                            "nothing was enqueued")
+        r = self.run_pixq("submit", "-", input=json.dumps(job), env={"PIXQ_MAX_SAVES": "3"})
+        self.assertEqual((r.returncode, r.stdout), (0, "s-1\n"), r.stderr)
+
     def test_delayed_batch_shares_one_due_time(self):
         path = self.tmp / "later.jsonl"
         path.write_text("".join(json.dumps(self.job_text("later-%d" % i)) + "\n"
