@@ -8,6 +8,7 @@
 #include "admin.h"
 #include "cfg.h"
 #include "cli.h"
+#include "log.h"
 #include "stats.h"
 #include "submit.h"
 
@@ -83,6 +84,17 @@ static const char *env_lookup(const char *name)
 
 extern char **environ;
 
+/* PIXQ_LOG_LEVEL and PIXQ_LOG_FORMAT, as the worker reads them: at debug level every Redis
+ * command's round trip is one line on stderr (common/rq.c). */
+static void setup_logging(const struct cfg *cfg)
+{
+    log_threshold = (enum log_level)cfg->log_level;
+    enum log_format f = LOG_FORMAT_TEXT;
+    if (log_parse_format(cfg->log_format, &f) == 0) { /* cfg accepts nothing else */
+        log_output = f;
+    }
+}
+
 static void warn_unknown(const char *name, void *user)
 {
     (void)user;
@@ -108,6 +120,7 @@ int main(int argc, char **argv)
         }
         return CLI_USAGE;
     }
+    setup_logging(&cfg);
     cfg_unknown_env(environ, warn_unknown, NULL);
     if (argc < 2) {
         fprintf(stderr, "pixq: a command is needed: submit, stats, queues, dead or limit "

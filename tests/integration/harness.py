@@ -1176,6 +1176,11 @@ class PixqTestCase(unittest.TestCase):
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
+    def cli_env(self, **extra):
+        """worker_env() for the CLI: PIXQ_LOG_LEVEL=info unless `extra` says otherwise, so that
+        pixq's stderr holds its messages, not a debug line per Redis command."""
+        return self.worker_env(**dict({"PIXQ_LOG_LEVEL": "info"}, **extra))
+
     def start_worker(self, *args, **env):
         """Start one more worker (pixq-worker [args]) with worker_env(**env); it is stopped with
         SIGTERM at the end of the test. Returns its Program."""
@@ -1190,12 +1195,12 @@ class PixqTestCase(unittest.TestCase):
         return prog
 
     def run_pixq(self, *args, input=None, timeout=60, env=None):
-        """Run the CLI (pixq [args]) to completion with worker_env(); returns CompletedProcess
+        """Run the CLI (pixq [args]) to completion with cli_env(); returns CompletedProcess
         with str stdout and stderr (both also kept for the failure log)."""
         if not CONFIG.pixq or not os.access(CONFIG.pixq, os.X_OK):
             raise AssertionError("no pixq CLI binary (--pixq or PIXQ_TEST_CLI): %r" % CONFIG.pixq)
         n = len(self.cli_logs) + 1
-        r = subprocess.run([CONFIG.pixq, *args], input=input, env=self.worker_env(**(env or {})),
+        r = subprocess.run([CONFIG.pixq, *args], input=input, env=self.cli_env(**(env or {})),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            timeout=scaled(timeout))
         path = self.tmp / ("pixq-%d.log" % n)

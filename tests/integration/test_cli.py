@@ -537,7 +537,7 @@ class WaitTest(CliCase):
         master, slave = pty.openpty()
         self.addCleanup(os.close, master)
         proc = subprocess.Popen([CONFIG.pixq, "submit", str(path), "--wait", "--timeout", "2"],
-                                env=self.worker_env(), stdout=subprocess.PIPE, stderr=slave,
+                                env=self.cli_env(), stdout=subprocess.PIPE, stderr=slave,
                                 text=True)
         os.close(slave)
         tty = read_pty(master)
@@ -692,6 +692,17 @@ class StatsTest(CliCase):
                                          "throughput": {"window_s": 60, "succeeded": 0,
                                                         "failed": 0}}]})
         self.assertRegex(self.pixq_ok("stats"), r"oldest job +none waiting\n")
+
+    def test_log_level_debug_shows_redis_commands(self):
+        """PIXQ_LOG_LEVEL=debug (and PIXQ_LOG_FORMAT) work in pixq as in the worker: a line per
+        Redis command on stderr; before, pixq never read them and stayed silent."""
+        r = self.run_pixq("queues", env={"PIXQ_LOG_LEVEL": "debug"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^ts=\S+ level=debug event=redis cmd=SCAN ms=[\d.]+ ok=1$")
+        r = self.run_pixq("queues", env={"PIXQ_LOG_LEVEL": "debug", "PIXQ_LOG_FORMAT": "json"})
+        lines = [json.loads(line) for line in r.stderr.splitlines()]
+        self.assertIn(("redis", "SCAN"), [(ev["event"], ev.get("cmd")) for ev in lines])
+        self.assertEqual(self.run_pixq("queues").stderr, "")  # info: nothing
 
     def test_oldest_job_behind_many_own_entries(self):
         """Upload tasks promoted by the hundred to the consuming end (a throttled bucket) and
@@ -849,7 +860,7 @@ class StatsViewsTest(CliCase):
         master, slave = pty.openpty()
         self.addCleanup(os.close, master)
         proc = subprocess.Popen([CONFIG.pixq, "stats", "--watch", "0.1", "--count", "2"],
-                                env=self.worker_env(**self.queues_env), stdout=slave)
+                                env=self.cli_env(**self.queues_env), stdout=slave)
         os.close(slave)
         self.assertEqual(proc.wait(scaled(20)), 0)
         screen = read_pty(master)
@@ -1093,7 +1104,7 @@ class DeadTest(CliCase):
             self.redis.lpush(self.key("dead"), json.dumps({
                 "job": "{}", "job_id": "old-%d" % i, "error": pad, "attempts": 1,
                 "failed_at": 1700000000000 + i}))
-        proc = subprocess.Popen([CONFIG.pixq, "dead", "list", "--json"], env=self.worker_env(),
+        proc = subprocess.Popen([CONFIG.pixq, "dead", "list", "--json"], env=self.cli_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.addCleanup(proc.kill)
         first = json.loads(proc.stdout.readline())["job_id"]  # the first page has been read
@@ -1228,7 +1239,7 @@ class DeadLargeTest(CliCase):
 
     def pixq_rss(self, *args):
         """Runs pixq; returns (stdout line count, peak RSS in MB)."""
-        env = self.worker_env()
+        env = self.cli_env()
         if CONFIG.sanitized:  # freed pages measured as freed, not kept in quarantine
             env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"
         with open(self.tmp / "pixq-large.out", "w+b") as out:
