@@ -1,5 +1,6 @@
 #include "rq.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/sha.h>
@@ -124,8 +125,55 @@ static int parse_db(const char *s, int *db, struct err *e)
     return 0;
 }
 
+/* The port after a host ("6379", `n` bytes): 0, or -1 with the reason. */
+static int parse_port(const char *s, size_t n, int *out, struct err *e)
+{
+    char port[16];
+    if (n == 0 || n >= sizeof port) {
+        return err_set(e, "PIXQ_REDIS_URL: bad port");
+    }
+    memcpy(port, s, n);
+    port[n] = '\0';
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (*end != '\0' || p < 1 || p > 65535) {
+        return err_set(e, "PIXQ_REDIS_URL: bad port '%s'", port);
+    }
+    *out = (int)p;
+    return 0;
+}
+
+/* An IPv6 literal in brackets, "[::1]" or "[::1]:6380" (`n` bytes at `s`, which starts with
+ * '['): the address without its brackets into out->host. */
+static int parse_bracketed(const char *s, size_t n, struct rq_url *out, struct err *e)
+{
+    const char *close = memchr(s, ']', n);
+    size_t hlen = close != NULL ? (size_t)(close - s - 1) : 0;
+    struct in6_addr a;
+    if (close == NULL || hlen == 0 || hlen >= sizeof out->host) {
+        return err_set(e, "PIXQ_REDIS_URL: an IPv6 address goes in brackets: [::1]:6379");
+    }
+    memcpy(out->host, s + 1, hlen);
+    out->host[hlen] = '\0';
+    if (inet_pton(AF_INET6, out->host, &a) != 1) {
+        return err_set(e, "PIXQ_REDIS_URL: '%s' in brackets is not an IPv6 address", out->host);
+    }
+    size_t rest = n - hlen - 2; /* after the ']' */
+    if (rest == 0) {
+        return 0;
+    }
+    if (close[1] != ':') {
+        return err_set(e, "PIXQ_REDIS_URL: bad port after ']'");
+    }
+    return parse_port(close + 2, rest - 1, &out->port, e);
+}
+
 static int parse_hostport(const char *s, size_t n, struct rq_url *out, struct err *e)
 {
+    out->port = 6379;
+    if (n > 0 && s[0] == '[') {
+        return parse_bracketed(s, n, out, e);
+    }
     const char *colon = memchr(s, ':', n);
     size_t hlen = colon != NULL ? (size_t)(colon - s) : n;
     if (hlen == 0 || hlen >= sizeof out->host) {
@@ -133,24 +181,10 @@ static int parse_hostport(const char *s, size_t n, struct rq_url *out, struct er
     }
     memcpy(out->host, s, hlen);
     out->host[hlen] = '\0';
-    out->port = 6379;
     if (colon == NULL) {
         return 0;
     }
-    char port[16];
-    size_t plen = n - hlen - 1;
-    if (plen == 0 || plen >= sizeof port) {
-        return err_set(e, "PIXQ_REDIS_URL: bad port");
-    }
-    memcpy(port, colon + 1, plen);
-    port[plen] = '\0';
-    char *end;
-    long p = strtol(port, &end, 10);
-    if (*end != '\0' || p < 1 || p > 65535) {
-        return err_set(e, "PIXQ_REDIS_URL: bad port '%s'", port);
-    }
-    out->port = (int)p;
-    return 0;
+    return parse_port(colon + 1, n - hlen - 1, &out->port, e);
 }
 
 static int parse_unix(const char *rest, struct rq_url *out, struct err *e)
@@ -312,7 +346,9 @@ static int connect_now(struct rq *r, struct err *e)
         if (r->url.unix_path[0] != '\0') { /* a socket path has no port */
             err_set(e, "cannot connect to redis at %s: %s", r->url.unix_path, why);
         } else {
-            err_set(e, "cannot connect to redis at %s:%d: %s", r->url.host, r->url.port, why);
+            bool v6 = strchr(r->url.host, ':') != NULL; /* written as in the URL: [::1]:6379 */
+            err_set(e, "cannot connect to redis at %s%s%s:%d: %s", v6 ? "[" : "", r->url.host,
+                    v6 ? "]" : "", r->url.port, why);
         }
         drop(r);
         return -1;

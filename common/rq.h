@@ -32,7 +32,7 @@ const char *rq_task_json(const char *payload, size_t len);
 
 /* A parsed PIXQ_REDIS_URL. */
 struct rq_url {
-    char host[RQ_HOST_MAX]; /* TCP host; empty for a unix socket */
+    char host[RQ_HOST_MAX]; /* TCP host (an IPv6 address without brackets); empty for a socket */
     int port;
     char unix_path[RQ_HOST_MAX];
     char user[128]; /* ACL user; empty for the default user */
@@ -67,7 +67,8 @@ enum rq_script {
 
 struct rq;
 
-/* Parses redis://[user:password@]host[:port][/db] or unix:///path/to/sock[?db=N]. User and
+/* Parses redis://[user:password@]host[:port][/db] (host: a name, an IPv4 address, or an IPv6
+ * address in brackets, [::1]) or unix:///path/to/sock[?db=N]. User and
  * password may be %-encoded. Returns 0 or -1 (the message never contains the password). */
 int rq_parse_url(const char *url, struct rq_url *out, struct err *e);
 

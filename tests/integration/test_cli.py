@@ -1397,6 +1397,18 @@ class BadArgumentsTest(unittest.TestCase):
         self.assertEqual(r.stderr, "pixq: queues: cannot connect to redis at %s: No such file or "
                          "directory\n" % path)
 
+    def test_ipv6_literal_in_brackets(self):
+        """redis://[::1]:PORT is an address to connect to, named as written; before, the port
+        was read from the first colon and the URL refused as a usage error."""
+        env = clean_env()
+        port = free_port()
+        env["PIXQ_REDIS_URL"] = "redis://[::1]:%d/0" % port
+        r = subprocess.run([CONFIG.pixq, "queues"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=scaled(30))
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: queues: cannot connect to redis at \[::1\]:%d: "
+                         % port)
+
     def test_redis_that_does_not_answer(self):
         """A Redis that takes the connection and never answers (frozen, swapping, or stuck in a
         long script) fails each command within PIXQ_REDIS_TIMEOUT_MS or so, and says so, not

@@ -31,6 +31,24 @@ static void test_urls(void)
     CHECK_INT(rq_parse_url("redis://u:bad%zzpass@h", &u, &e), -1);
     CHECK(strstr(e.msg, "bad%zzpass") == NULL); /* never echoes the password */
     CHECK_INT(rq_parse_url("unix://relative.sock", &u, &e), -1);
+    /* an IPv6 literal in brackets, as in any URL */
+    CHECK_INT(rq_parse_url("redis://u:pw@[::1]:6380/4", &u, &e), 0);
+    CHECK_STR(u.host, "::1");
+    CHECK_INT(u.port, 6380);
+    CHECK_INT(u.db, 4);
+    CHECK_STR(u.password, "pw");
+    CHECK_INT(rq_parse_url("redis://[fd00:1::5]", &u, &e), 0);
+    CHECK_STR(u.host, "fd00:1::5");
+    CHECK_INT(u.port, 6379);
+    CHECK_INT(rq_parse_url("redis://[::1]/2", &u, &e), 0);
+    CHECK_INT(u.port, 6379);
+    CHECK_INT(u.db, 2);
+    CHECK_INT(rq_parse_url("redis://[::1:6379", &u, &e), -1);
+    CHECK_INT(rq_parse_url("redis://[]:6379", &u, &e), -1);
+    CHECK_INT(rq_parse_url("redis://[redis.internal]:6379", &u, &e), -1);
+    CHECK_INT(rq_parse_url("redis://[::1]6379", &u, &e), -1);
+    CHECK_INT(rq_parse_url("redis://[::1]:", &u, &e), -1);
+    CHECK_INT(rq_parse_url("redis://[::1]:0", &u, &e), -1);
 }
 
 static void test_keys(void)
