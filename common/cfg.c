@@ -47,7 +47,7 @@ struct cfg_entry {
 /* clang-format off */
 static const struct cfg_entry table[] = {
     {"redis-url", "PIXQ_REDIS_URL", T_STR, F(redis_url), 0, 0, "redis://127.0.0.1:6379/0", false,
-     "redis://[user:password@]host:port/db or unix:///path/redis.sock"},
+     "redis://[user:password@]host:port/db ([::1] for an IPv6 host) or unix:///path/redis.sock"},
     {"queue", "PIXQ_QUEUE", T_STR, F(queue), 0, 0, "default", false,
      "queue names served, comma-separated, highest priority first"},
     {"aws-access-key-id", "AWS_ACCESS_KEY_ID", T_STR, F(aws_access_key_id), 0, 0, "", true,
@@ -117,6 +117,10 @@ static const struct cfg_entry table[] = {
      "with several queues: longest wait for a job of a lower-priority queue while idle"},
     {"redis-timeout-ms", "PIXQ_REDIS_TIMEOUT_MS", T_LONG, F(redis_timeout_ms), 100, 600000, "5000",
      false, "connect and reply timeout for Redis, on top of any blocking wait"},
+    {"redis-outage-ms", "PIXQ_REDIS_OUTAGE_MS", T_LONG, F(redis_outage_ms), 0, 86400000L,
+     "300000", false,
+     "pixq stats --watch and pixq submit --wait: how long they keep reconnecting to a Redis "
+     "that went away or is loading before they give up (0: at the first failure)"},
     {"settle-attempts", "PIXQ_SETTLE_ATTEMPTS", T_LONG, F(settle_attempts), 1, 1000, "50", false,
      "tries (100 ms doubling to 5 s apart, each wait 50-100 % of its step) to record a job's "
      "outcome through a Redis outage before "

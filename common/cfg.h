@@ -67,6 +67,7 @@ struct cfg {
     long reserve_timeout_ms;
     long queue_poll_ms; /* several queues: idle workers block on the first one this long */
     long redis_timeout_ms;
+    long redis_outage_ms; /* pixq stats --watch, submit --wait: Redis away this long ends them */
     long settle_attempts;
     long lease_ms;
     long heartbeat_ms;

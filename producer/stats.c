@@ -11,6 +11,7 @@
 #include "admin.h"
 #include "cli.h"
 #include "clock.h"
+#include "outage.h"
 #include "rq.h"
 
 /* One collection: the connection, Redis's clock, and whether any command failed. */
@@ -19,6 +20,7 @@ struct sctx {
     struct rq *rq;
     long long now_ms;
     char error[ERR_MSG_MAX]; /* the first failure, "" if none */
+    bool passing;            /* collect(): that failure may pass with time (outage_passing()) */
 };
 
 /* Runs a command (its arguments as strings); NULL on failure, remembered in s->error. */
@@ -505,6 +507,7 @@ static json_object *collect(struct sctx *s, const struct cfg_queues *qs)
     if (s->error[0] == '\0' && rq_io_errors(s->rq) != io_before) {
         snprintf(s->error, sizeof s->error, "redis: connection lost");
     }
+    s->passing = s->error[0] != '\0' && outage_passing(s->rq, io_before, s->error);
     if (s->error[0] != '\0') {
         json_object_put(o);
         return NULL;
@@ -628,6 +631,8 @@ static const char STATS_USAGE[] =
     "  --watch [SECONDS] refresh every SECONDS (default 2) until interrupted; on a terminal\n"
     "                    the screen is cleared first\n"
     "  --count N         with --watch: stop after N refreshes\n"
+    "With --watch, a Redis that goes away or is loading is tried again for up to\n"
+    "PIXQ_REDIS_OUTAGE_MS (a line on stderr says so).\n"
     "\n"
     "Exit status: 0 done, 1 Redis failed, 2 bad usage.\n";
 
@@ -696,14 +701,34 @@ static void render(json_object *s, enum stats_format f)
     fflush(stdout);
 }
 
+/* A collection that failed, under --watch: the wait (ms) before the next one while Redis may come
+ * back, or -1 with the reason in s->error. */
+static long watch_failed(struct sctx *s, struct outage *out, const struct stats_opts *o)
+{
+    struct err e = {{0}};
+    long wait_ms = o->watch && s->passing ? outage_failed(out, s->error, clock_mono_ms(), &e) : -1;
+    if (wait_ms < 0 && e.msg[0] != '\0') {
+        snprintf(s->error, sizeof s->error, "%s", e.msg);
+    }
+    return wait_ms;
+}
+
 static int watch_loop(struct sctx *s, const struct cfg_queues *qs, const struct stats_opts *o)
 {
     bool clear = o->watch && isatty(STDOUT_FILENO) == 1;
-    for (long n = 1;; n++) {
+    struct outage out;
+    outage_init(&out, "stats", s->cfg->redis_outage_ms, false);
+    for (long n = 1;;) { /* n: the refreshes shown, which --count counts */
         json_object *st = collect(s, qs);
         if (st == NULL) {
-            return cli_fail("stats: %s", s->error);
+            long wait_ms = watch_failed(s, &out, o);
+            if (wait_ms < 0) {
+                return cli_fail("stats: %s", s->error);
+            }
+            clock_sleep_ms(wait_ms);
+            continue;
         }
+        outage_over(&out, clock_mono_ms());
         if (clear) {
             fputs("\033[H\033[2J", stdout);
         }
@@ -712,6 +737,7 @@ static int watch_loop(struct sctx *s, const struct cfg_queues *qs, const struct 
         if (!o->watch || (o->count > 0 && n >= o->count)) {
             return CLI_OK;
         }
+        n++;
         clock_sleep_ms((long)(o->every_s * 1000));
     }
 }
@@ -728,7 +754,7 @@ int stats_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_USAGE;
     }
     struct err e = {{0}};
-    struct sctx s = {cfg, rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e), 0, ""};
+    struct sctx s = {cfg, rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e), 0, "", false};
     if (s.rq == NULL) {
         return cli_fail("stats: %s", e.msg);
     }
@@ -836,7 +862,7 @@ int queues_main(const struct cfg *cfg, int argc, char **argv)
         return cli_usage("queues", "unknown argument '%s'", argv[argc == 2 ? 1 : 2]);
     }
     struct err e = {{0}};
-    struct sctx s = {cfg, rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e), 0, ""};
+    struct sctx s = {cfg, rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e), 0, "", false};
     if (s.rq == NULL) {
         return cli_fail("queues: %s", e.msg);
     }

@@ -33,7 +33,8 @@ static const char USAGE[] =
     "\n"
     "  --wait                 wait for each result and print it (one JSON per line, as they\n"
     "                         arrive); exit 1 if a job failed or timed out\n"
-    "  --timeout SECONDS      longest --wait (default 300)\n"
+    "  --timeout SECONDS      longest --wait (default 300); a Redis that goes away meanwhile\n"
+    "                         is tried again for up to PIXQ_REDIS_OUTAGE_MS\n"
     "  --delay MS             run the jobs MS milliseconds from now\n"
     "  --json                 print {\"queue\", \"job_ids\"} as one JSON line instead of the ids\n"
     "  --no-progress          no progress on stderr while waiting for a batch\n"
@@ -506,11 +507,15 @@ static void print_ids(const char *queue, const struct batch *b, bool json)
 static int await(struct rq *r, const char *queue, const struct batch *b,
                  const struct submit_opts *o)
 {
-    const struct wait_opts wo = {queue, o->timeout_s, o->progress && b->n > 1, o->progress_ms};
+    const struct wait_opts wo = {queue, o->timeout_s, o->progress && b->n > 1, o->progress_ms,
+                                 b->cfg->redis_outage_ms};
     struct wait_outcome out;
     struct err e = {{0}};
     if (wait_results(r, &wo, b->ids, b->n, &out, &e) < 0) {
-        return cli_fail("submit: waiting for results: %s", e.msg);
+        return cli_fail("submit: waiting for results: %s; %zu of %zu jobs have no result yet "
+                        "(%s%s): they may still finish",
+                        e.msg, out.timed_out, b->n, out.first_timed_out,
+                        out.timed_out > 1 ? ", ..." : "");
     }
     if (out.timed_out > 0) {
         return cli_fail("submit: timed out after %ld s: %zu of %zu jobs have no result yet "

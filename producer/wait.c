@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "outage.h"
 #include "rq.h"
 
 #define BAR_WIDTH 30 /* characters of the bar on a terminal */
@@ -130,17 +131,38 @@ static long poll_interval_ms(size_t pending)
     return ms < WAIT_POLL_MIN_MS ? WAIT_POLL_MIN_MS : ms > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS : ms;
 }
 
+/* One poll, through a Redis that went away for a while (`out`): the wait (ms) before the next
+ * one, or -1 if Redis failed for good or stayed away past PIXQ_REDIS_OUTAGE_MS (reason in `e`).
+ * The jobs carry on in the fleet meanwhile: their results wait in Redis, read when it is back. */
+static long poll_step(struct rq *r, struct waiter *w, struct outage *out, struct err *e)
+{
+    unsigned long io_before = rq_io_errors(r);
+    struct err why = {{0}};
+    if (poll_once(r, w, &why) == 0) {
+        outage_over(out, clock_mono_ms());
+        return poll_interval_ms(w->n_pending);
+    }
+    if (!outage_passing(r, io_before, why.msg)) {
+        err_set(e, "%s", why.msg);
+        return -1;
+    }
+    return outage_failed(out, why.msg, clock_mono_ms(), e);
+}
+
 static int wait_loop(struct rq *r, struct waiter *w, struct err *e)
 {
     long deadline = w->start_ms + w->o->timeout_s * 1000;
     long next_poll = w->start_ms;
+    struct outage out;
+    outage_init(&out, "submit", w->o->outage_ms, w->tty && w->o->progress);
     for (;;) {
         long now = clock_mono_ms();
         if (now >= next_poll) {
-            if (poll_once(r, w, e) < 0) {
+            long wait_ms = poll_step(r, w, &out, e);
+            if (wait_ms < 0) {
                 return -1;
             }
-            next_poll = now + poll_interval_ms(w->n_pending);
+            next_poll = clock_mono_ms() + wait_ms;
         }
         if (w->n_pending == 0 || now >= deadline) {
             return 0;
@@ -171,7 +193,7 @@ int wait_results(struct rq *r, const struct wait_opts *o, const char *const *ids
     if (rc == 0 && o->progress) {
         draw(&w, true);
     }
-    out->timed_out = rc == 0 ? w.n_pending : 0;
+    out->timed_out = w.n_pending; /* or, when Redis failed, still without a result */
     if (out->timed_out > 0) {
         snprintf(out->first_timed_out, sizeof out->first_timed_out, "%s", ids[w.pending[0]]);
     }

@@ -18,16 +18,20 @@ struct wait_opts {
     long timeout_s;
     bool progress;    /* show progress on stderr (batches only) */
     long progress_ms; /* when stderr is not a terminal: one line this often */
+    long outage_ms;   /* Redis away this long (PIXQ_REDIS_OUTAGE_MS) ends the wait */
 };
 
 /* What became of the jobs. */
 struct wait_outcome {
-    size_t succeeded, failed, timed_out;
-    char first_timed_out[128]; /* a job id, for the message */
+    size_t succeeded, failed, timed_out; /* timed_out: no result when the wait ended */
+    char first_timed_out[128];           /* a job id, for the message */
 };
 
 /* Waits for result:<id> of every id (no result is consumed), printing each result JSON on its
- * own line of stdout as it arrives. Returns 0, or -1 if Redis failed (reason in `e`). */
+ * own line of stdout as it arrives, until every job has one or o->timeout_s has passed. A Redis
+ * that goes away or is loading is waited for, with a line on stderr (outage.h), for up to
+ * o->outage_ms within the timeout. Returns 0, or -1 if Redis failed for good or stayed away
+ * (reason in `e`; out->timed_out then counts the jobs still without a result). */
 int wait_results(struct rq *r, const struct wait_opts *o, const char *const *ids, size_t n,
                  struct wait_outcome *out, struct err *e);
 

@@ -553,6 +553,77 @@ class WaitTest(CliCase):
         self.wait_for_postback(job_id="t-stuck")
 
 
+class RedisRestartTest(CliCase):
+    """`pixq stats --watch` and `pixq submit --wait` ride out a Redis restart (with its AOF, as
+    deploy/redis.conf runs it): a line on stderr while it is away and when it is back, and they
+    carry on; before, each gave up at the first failed command (exit 1)."""
+
+    redis_appendonly = True
+
+    def start_cli(self, *args, **env):
+        proc = subprocess.Popen([CONFIG.pixq, *args], env=self.cli_env(**env), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
+
+    def test_watch_through_a_restart(self):
+        proc = self.start_cli("stats", "--json", "--watch", "0.2", "--count", "6")
+        self.assertTrue(proc.stdout.readline())  # a refresh before the restart
+        self.redis_server.restart(down_seconds=1.0)
+        out, err = proc.communicate(timeout=scaled(20))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(len(out.splitlines()), 5)  # the other refreshes, after it
+        lines = err.splitlines()
+        self.assertRegex(lines[0], r"^pixq: stats: redis unavailable \(.+\); trying again for "
+                         r"up to 300 s \(PIXQ_REDIS_OUTAGE_MS\)$")
+        self.assertIn("cannot connect to redis at 127.0.0.1:%d: Connection refused"
+                      % self.redis_server.port, err)
+        self.assertRegex(lines[-1], r"^pixq: stats: redis is back after [\d.]+ s$")
+
+    def test_wait_through_a_restart_and_its_limits(self):
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        worker = self.start_worker()
+        path = self.tmp / "job.json"
+        path.write_text(json.dumps(self.job("slow", "/slow.png")))
+        proc = self.start_cli("submit", str(path), "--wait", "--timeout", "60")
+        self.assertEqual(proc.stdout.readline(), "slow\n")
+        self.wait_until(lambda: self.src.requests("/slow.png"), 20, "the worker to take the job")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=1.0)
+        self.src.release()  # the job finishes once Redis is back
+        out, err = proc.communicate(timeout=scaled(30))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(json.loads(out)["results"]["job_id"], "slow")
+        self.assertRegex(err, r"^pixq: submit: redis unavailable \(.+\); trying again for up "
+                         r"to 300 s \(PIXQ_REDIS_OUTAGE_MS\)\n")
+        self.assertRegex(err, r"\npixq: submit: redis is back after [\d.]+ s\n$")
+        worker.check_alive()
+
+        # Redis gone for good: --timeout still ends the wait, or PIXQ_REDIS_OUTAGE_MS first
+        self.src.stall("/slow.png")
+        path.write_text(json.dumps(self.job("slow-2", "/slow.png")))
+        proc = self.start_cli("submit", str(path), "--wait", "--timeout", "2")
+        self.assertEqual(proc.stdout.readline(), "slow-2\n")
+        path.write_text(json.dumps(self.job("slow-3", "/slow.png")))
+        proc3 = self.start_cli("submit", str(path), "--wait", PIXQ_REDIS_OUTAGE_MS="500")
+        self.assertEqual(proc3.stdout.readline(), "slow-3\n")
+        self.redis_server.shutdown()
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=scaled(20))
+        self.assertEqual(proc.returncode, 1, err)
+        self.assertLess(time.monotonic() - t0, scaled(4))
+        self.assertEqual(err.splitlines()[-1], "pixq: submit: timed out after 2 s: 1 of 1 jobs "
+                         "have no result yet (slow-2), 0 failed")
+        _, err = proc3.communicate(timeout=scaled(20))
+        self.assertEqual(proc3.returncode, 1, err)
+        self.assertRegex(err.splitlines()[-1], r"^pixq: submit: waiting for results: redis "
+                         r"unavailable for 0\.\d s \(PIXQ_REDIS_OUTAGE_MS\): cannot connect to "
+                         r"redis at .*; 1 of 1 jobs have no result yet \(slow-3\): they may "
+                         r"still finish$")
+        self.src.release()
+
+
 class StatsTest(CliCase):
     def test_stats_of_a_running_fleet(self):
         fleet = [self.start_worker(), self.start_worker()]
@@ -1408,6 +1479,47 @@ class BadArgumentsTest(unittest.TestCase):
         self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
         self.assertRegex(r.stderr, r"^pixq: queues: cannot connect to redis at \[::1\]:%d: "
                          % port)
+
+    def test_redis_that_keeps_loading(self):
+        """A Redis answering LOADING (reading its data set after a restart) is waited for by
+        stats --watch, for PIXQ_REDIS_OUTAGE_MS; a one-off stats fails at once."""
+        import socket
+        import threading
+        server = socket.socket()
+        self.addCleanup(server.close)
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    while conn.recv(65536):
+                        conn.sendall(b"-LOADING Redis is loading the dataset in memory\r\n")
+        threading.Thread(target=serve, daemon=True).start()
+        env = clean_env()
+        env["PIXQ_REDIS_URL"] = "redis://127.0.0.1:%d/0" % server.getsockname()[1]
+        env["PIXQ_REDIS_OUTAGE_MS"] = "800"
+        t0 = time.monotonic()
+        r = subprocess.run([CONFIG.pixq, "stats", "--watch", "0.1"], env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(30))
+        self.assertGreaterEqual(time.monotonic() - t0, 0.8)
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        lines = r.stderr.splitlines()
+        self.assertEqual(len(lines), 2, r.stderr)
+        self.assertEqual(lines[0], "pixq: stats: redis unavailable (redis: LOADING Redis is "
+                         "loading the dataset in memory); trying again for up to 1 s "
+                         "(PIXQ_REDIS_OUTAGE_MS)")
+        self.assertRegex(lines[1], r"^pixq: stats: redis unavailable for 0\.[89] s "
+                         r"\(PIXQ_REDIS_OUTAGE_MS\): redis: LOADING Redis is loading the "
+                         r"dataset in memory$")
+        r = subprocess.run([CONFIG.pixq, "stats"], env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=scaled(30))
+        self.assertEqual(r.stderr, "pixq: stats: redis: LOADING Redis is loading the dataset in "
+                         "memory\n")
 
     def test_redis_that_does_not_answer(self):
         """A Redis that takes the connection and never answers (frozen, swapping, or stuck in a
