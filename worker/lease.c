@@ -155,6 +155,11 @@ static int reap_expired(struct lease *l, const struct lease_queue *q, long until
         const redisReply *expired = ids_of(r, 0), *due = ids_of(r, 1);
         for (size_t i = 0; expired != NULL && i < expired->elements; i++) {
             const char *wid = expired->element[i]->str;
+            if (strcmp(wid, l->wid) == 0) {
+                /* our own lease ran out (heartbeats refused: OOM, READONLY...) but we are alive
+                 * and hold our job: the next heartbeat renews it; the fleet may still reap us */
+                continue;
+            }
             long n = reap_one(l, q, wid, "crash");
             failed = failed || n == REAP_FAILED;
             if (n >= 0) {

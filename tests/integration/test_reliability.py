@@ -645,6 +645,32 @@ class LeaseLossTest(ReliabilityCase):
         self.assert_success("after-idle-reap")
 
 
+    def test_worker_does_not_reap_itself(self):
+        """A worker whose own lease ran out (its heartbeats failed: Redis refusing writes, OOM or
+        READONLY, for longer than the lease) is alive, since its reap pass runs: it leaves its
+        own job alone and renews its lease at the next heartbeat. Before, a reap pass that came
+        first gave its job back ("worker_reaped worker=X by=X"): the run in hand ended in
+        lease_lost, and the job was fetched and run again."""
+        w = self.start_worker(PIXQ_REAP_INTERVAL_MS=100)
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        self.push_jobs([self.tiny_job("own-lease", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        self.redis.execute("ZADD", self.key("workers"), "XX", "1", wid)  # its lease ran out
+        self.wait_until(lambda: int(float(self.redis.execute("ZSCORE", self.key("workers"),
+                                                             wid) or 0)) > 1, 5, "a heartbeat")
+        self.src.release()
+        self.wait_until(lambda: self.results("own-lease"), 10, "the result")
+        self.wait_for_postback(timeout=5, job_id="own-lease")
+        self.assert_success("own-lease")
+        self.assertEqual(self.src.requests("/slow.png"), 1)
+        self.assertEqual(w.log_events("worker_reaped"), [])
+        stats = self.stats()
+        self.assertEqual((stats.get("lease_lost"), stats.get("recovered")), (None, None), stats)
+
+
 class FencingTest(ReliabilityCase):
     """A worker paused longer than its lease (SIGSTOP: a GC pause, a frozen VM) loses its job to
     another worker; when it wakes up it finds out, posts nothing, writes nothing, counts
