@@ -323,12 +323,12 @@ static char (*id_keys(const char *queue, const struct batch *b, size_t from, siz
     return keys;
 }
 
-/* Gives back the claims on ids [0, n) of `b` (their job hashes, written by claim.lua a moment
+/* Gives back the claims on ids [first, n) of `b` (their job hashes, written by claim.lua a moment
  * ago: none of those jobs is enqueued, so no worker has written to them). Best effort: a claim
  * left behind expires with PIXQ_RESULT_TTL_S. */
-static void unclaim(struct rq *r, const char *queue, const struct batch *b, size_t n)
+static void unclaim(struct rq *r, const char *queue, const struct batch *b, size_t first, size_t n)
 {
-    for (size_t from = 0; from < n; from += CLAIM_CHUNK) {
+    for (size_t from = first; from < n; from += CLAIM_CHUNK) {
         size_t to = n - from > CLAIM_CHUNK ? from + CLAIM_CHUNK : n;
         char(*keys)[RQ_KEY_MAX] = id_keys(queue, b, from, to);
         const char **argv = malloc((to - from + 1) * sizeof *argv);
@@ -391,7 +391,7 @@ static int claim_ids(struct rq *r, const char *queue, const struct batch *b)
         free(kv);
     }
     if (rc != 0) {
-        unclaim(r, queue, b, claimed); /* not the chunk that failed: its ids may be another's */
+        unclaim(r, queue, b, 0, claimed); /* not the chunk that failed: its ids may be another's */
     }
     return rc;
 }
@@ -416,9 +416,10 @@ static long long redis_now_ms(struct rq *rq, struct err *e)
 
 /* Sends `head` (LPUSH key, or ZADD key) followed by payloads[from..n) (each preceded by `score`
  * unless it is NULL), in as many commands as keep each under LPUSH_CHUNK_BYTES, pipelined.
- * `from` < b->n. Returns 0 or -1. */
+ * `from` < b->n. Returns 0 or -1; `*taken` grows by the jobs of the commands Redis took (those
+ * before the first it refused: a chunk is taken whole or not at all). */
 static int push_chunks(struct rq *r, const char **head, int n_head, const struct batch *b,
-                       size_t from, const char *score, struct err *e)
+                       size_t from, const char *score, size_t *taken, struct err *e)
 {
     size_t per = score != NULL ? 2 : 1;
     size_t max_args = ((size_t)n_head + per) * (b->n - from); /* a head per chunk at worst */
@@ -444,6 +445,7 @@ static int push_chunks(struct rq *r, const char **head, int n_head, const struct
     bool sent = rc == 0;
     rc = sent ? rq_pipeline(r, n_cmds, cmds, replies, e) : rc; /* error replies fail it */
     for (size_t i = 0; sent && i < n_cmds; i++) {
+        *taken += replies[i] != NULL ? (size_t)(cmds[i].argc - n_head) / per : 0;
         freeReplyObject(replies[i]);
     }
     free(argv);
@@ -452,18 +454,19 @@ static int push_chunks(struct rq *r, const char **head, int n_head, const struct
     return rc;
 }
 
-static int enqueue_now(struct rq *r, const char *queue, const struct batch *b, struct err *e)
+static int enqueue_now(struct rq *r, const char *queue, const struct batch *b, size_t *taken,
+                       struct err *e)
 {
     char key[RQ_KEY_MAX];
     rq_key(key, sizeof key, queue, "jobs");
     const char *head[] = {"LPUSH", key};
-    return push_chunks(r, head, 2, b, 0, NULL, e);
+    return push_chunks(r, head, 2, b, 0, NULL, taken, e);
 }
 
 /* The first job goes through delay.lua (which wakes a worker if it is now the earliest delayed
  * entry); the others get the same due time with ZADD, so none of them is earlier. */
 static int enqueue_delayed(struct rq *r, const char *queue, const struct batch *b, long delay_ms,
-                           struct err *e)
+                           size_t *taken, struct err *e)
 {
     char delayed[RQ_KEY_MAX], jobs[RQ_KEY_MAX], delay[32];
     rq_key(delayed, sizeof delayed, queue, "delayed");
@@ -476,24 +479,26 @@ static int enqueue_delayed(struct rq *r, const char *queue, const struct batch *
     snprintf(due, sizeof due, "%lld", rep != NULL ? rep->integer : 0LL);
     int rc = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? 0 : -1;
     freeReplyObject(rep);
+    *taken = rc == 0 ? 1 : 0;
     if (rc == 0 && b->n > 1) {
         const char *head[] = {"ZADD", delayed};
-        rc = push_chunks(r, head, 2, b, 1, due, e);
+        rc = push_chunks(r, head, 2, b, 1, due, taken, e);
     }
     return rc;
 }
 
-static void print_ids(const char *queue, const struct batch *b, bool json)
+/* Prints the ids of the first `n` jobs of the batch. */
+static void print_ids(const char *queue, const struct batch *b, size_t n, bool json)
 {
     if (!json) {
-        for (size_t i = 0; i < b->n; i++) {
+        for (size_t i = 0; i < n; i++) {
             printf("%s\n", b->ids[i]);
         }
         fflush(stdout);
         return;
     }
     json_object *o = json_object_new_object(), *ids = json_object_new_array();
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         json_object_array_add(ids, json_object_new_string(b->ids[i]));
     }
     json_object_object_add(o, "queue", json_object_new_string(queue));
@@ -529,10 +534,36 @@ static int await(struct rq *r, const char *queue, const struct batch *b,
     return CLI_OK;
 }
 
-/* Stamps and enqueues the batch, whose ids are claimed, on `queue`. Returns 0 or -1 (message
- * printed). The claims are given back when nothing was sent; once the jobs were sent, some may
- * have been enqueued whatever the error, and their claims stay. */
-static int enqueue(struct rq *r, const char *queue, struct batch *b, long delay_ms)
+/* Enqueueing failed (`why`): says what became of the jobs, and prints the ids of those that are,
+ * or may be, on the queue, so that they are not submitted again unawares. The connection lost
+ * once the commands were sent leaves each one unknown; a refusal (out of memory, a read-only
+ * replica) leaves those before it enqueued (`taken`) and the rest not. */
+static void enqueue_failed(struct rq *r, const char *queue, const struct batch *b, bool lost,
+                           size_t taken, bool json, const char *why)
+{
+    if (lost) { /* their claims stay */
+        print_ids(queue, b, b->n, json);
+        cli_fail("submit: enqueueing: %s: the connection was lost before Redis answered, so the "
+                 "%zu job(s) printed may or may not be on the queue: look for them before "
+                 "submitting them again",
+                 why, b->n);
+        return;
+    }
+    unclaim(r, queue, b, taken, b->n); /* those jobs are not on the queue */
+    if (taken > 0) {
+        print_ids(queue, b, taken, json);
+        cli_fail("submit: enqueueing: %s: %zu of %zu jobs were enqueued (their ids are printed), "
+                 "the others not",
+                 why, taken, b->n);
+    } else {
+        cli_fail("submit: enqueueing: %s; nothing was enqueued", why);
+    }
+}
+
+/* Stamps and enqueues the batch, whose ids are claimed, on `queue`, then prints the ids. Returns
+ * 0 or -1 (message printed). The claims of jobs that are not on the queue are given back; those
+ * of jobs that may be stay. */
+static int enqueue(struct rq *r, const char *queue, struct batch *b, long delay_ms, bool json)
 {
     struct err e = {{0}};
     long long now = redis_now_ms(r, &e);
@@ -540,17 +571,21 @@ static int enqueue(struct rq *r, const char *queue, struct batch *b, long delay_
         if (now < 0) {
             cli_fail("submit: %s", e.msg);
         }
-        unclaim(r, queue, b, b->n);
+        unclaim(r, queue, b, 0, b->n);
         return -1;
     }
-    int rc =
-        delay_ms > 0 ? enqueue_delayed(r, queue, b, delay_ms, &e) : enqueue_now(r, queue, b, &e);
+    unsigned long io_before = rq_io_errors(r), trips_before = rq_round_trips(r);
+    size_t taken = 0;
+    int rc = delay_ms > 0 ? enqueue_delayed(r, queue, b, delay_ms, &taken, &e)
+                          : enqueue_now(r, queue, b, &taken, &e);
     if (rc < 0) {
-        cli_fail("submit: enqueueing: %s (some jobs may be enqueued: `pixq stats` shows the "
-                 "queue; their job_ids stay used)",
-                 e.msg);
+        /* lost: commands went out (a round trip began), and the connection went */
+        bool lost = rq_io_errors(r) != io_before && rq_round_trips(r) != trips_before;
+        enqueue_failed(r, queue, b, lost, taken, json, e.msg);
+        return -1;
     }
-    return rc;
+    print_ids(queue, b, b->n, json);
+    return 0;
 }
 
 int submit_main(const struct cfg *cfg, int argc, char **argv)
@@ -582,10 +617,9 @@ int submit_main(const struct cfg *cfg, int argc, char **argv)
     if (claim_ids(r, q.name[0], &b) != 0) {
         goto out;
     }
-    if (enqueue(r, q.name[0], &b, o.delay_ms) < 0) {
+    if (enqueue(r, q.name[0], &b, o.delay_ms, o.json) < 0) {
         goto out;
     }
-    print_ids(q.name[0], &b, o.json);
     status = o.wait ? await(r, q.name[0], &b, &o) : CLI_OK;
 out:
     rq_destroy(r);

@@ -221,6 +221,32 @@ class SubmitTest(CliCase):
         sec, usec = self.redis.execute("TIME")
         return int(sec) * 1000 + int(usec) // 1000
 
+    def test_enqueue_cut_short_says_what_became_of_the_jobs(self):
+        """The LPUSH runs but its answer is lost with the connection: the jobs are on the queue,
+        and pixq prints their ids with the warning that they may be; before, it printed no id
+        ("enqueueing: redis: Server closed the connection"), and the jobs, without job_ids of
+        their own, could only be found by reading the queue. A refused LPUSH (out of memory)
+        enqueued nothing, and says so."""
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        proxy.cut_on(b"LPUSH")
+        batch = json.dumps([self.job_text(), self.job_text()])
+        r = self.run_pixq("submit", "-", input=batch, env={"PIXQ_REDIS_URL": proxy.redis_url()})
+        self.assertEqual(r.returncode, 1, r.stderr)
+        queued = [j["job_id"] for j in self.queued()]
+        self.assertEqual(len(queued), 2)
+        self.assertEqual(r.stdout.splitlines(), queued)
+        self.assertRegex(r.stderr, r"^pixq: submit: enqueueing: redis: .+: the connection was "
+                         r"lost before Redis answered, so the 2 job\(s\) printed may or may "
+                         r"not be on the queue: look for them before submitting them again\n$")
+        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory", "0")
+        r = self.run_pixq("submit", "-", input=batch)
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: submit: enqueueing: redis: OOM .+; nothing was "
+                         r"enqueued\n$")
+        self.assertEqual(len(self.queued()), 2)
+
     def test_one_job_an_array_json_lines_and_stdin(self):
         one = self.tmp / "one.json"
         one.write_text(json.dumps(self.job_text("one-1"), indent=2))  # one job over many lines
