@@ -423,14 +423,15 @@ struct settlement {
     const char *posted;    /* set with posted_id: that postback's digest (postback_digest) */
     const char *retry;     /* a postback retry task to schedule with the settlement, or NULL */
     long retry_ms;         /* when it is due, ms from now */
+    bool forgotten_ok;     /* settle job_id even off the active list if Redis lost the job */
 };
 
 /* finish.lua's keys and arguments (see its header). */
 struct finish_call {
     char result_key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
     char retry_ms[32];
-    const char *keys[10], *args[14];
-    size_t lens[14];
+    const char *keys[10], *args[15];
+    size_t lens[15];
 };
 
 static void finish_call_init(struct worker *w, const struct buf *payload,
@@ -438,23 +439,31 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
 {
     job_key(w, s->job_id != NULL ? s->job_id : "", "result", -1, c->result_key,
             sizeof c->result_key);
-    job_key(w, s->posted_id != NULL ? s->posted_id : "", "job", -1, c->job_hash,
-            sizeof c->job_hash);
+    const char *hash_id = s->posted_id != NULL ? s->posted_id : s->job_id;
+    job_key(w, hash_id != NULL ? hash_id : "", "job", -1, c->job_hash, sizeof c->job_hash);
     snprintf(c->retry_ms, sizeof c->retry_ms, "%ld", s->retry_ms);
     const char *keys[] = {w->active_key,  c->result_key,     w->dead_key, w->stats_key,
                           w->recov_key,   w->cur->tput_key,  c->job_hash, w->jobs_key,
                           w->delayed_key, w->cur->parked_key};
-    const char *args[] = {payload->data,      s->result,
-                          w->ttl_arg,         s->dead != NULL ? s->dead : "",
-                          w->dead_max_arg,    s->counter,
-                          w->dead_age_arg,    s->posted != NULL ? s->posted : "",
-                          next ? "next" : "", s->retry != NULL ? s->retry : "",
-                          c->retry_ms,        RQ_WAKE_TOKEN,
-                          w->parked_max_arg,  RQ_TASK_MARK};
+    const char *args[] = {payload->data,
+                          s->result,
+                          w->ttl_arg,
+                          s->dead != NULL ? s->dead : "",
+                          w->dead_max_arg,
+                          s->counter,
+                          w->dead_age_arg,
+                          s->posted != NULL ? s->posted : "",
+                          next ? "next" : "",
+                          s->retry != NULL ? s->retry : "",
+                          c->retry_ms,
+                          RQ_WAKE_TOKEN,
+                          w->parked_max_arg,
+                          RQ_TASK_MARK,
+                          s->forgotten_ok && s->job_id != NULL ? "forgotten" : ""};
     memcpy(c->keys, keys, sizeof keys);
     memcpy(c->args, args, sizeof args);
     c->lens[0] = payload->len;
-    for (int i = 1; i < 14; i++) {
+    for (int i = 1; i < 15; i++) {
         c->lens[i] = strlen(args[i]);
     }
 }
@@ -495,7 +504,7 @@ static void note_gate(struct worker *w, struct wqueue *q, const redisReply *flag
 static int finish_reply(struct worker *w, const redisReply *r)
 {
     if (r->type == REDIS_REPLY_INTEGER) {
-        return r->integer == 1;
+        return r->integer == 1 || r->integer == 2 ? (int)r->integer : 0;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
         return 0;
@@ -512,13 +521,17 @@ static int finish_reply(struct worker *w, const redisReply *r)
             w->check_active = true; /* out of memory: take it from the active list later */
         }
     }
-    return r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1;
+    const redisReply *done = r->element[0];
+    return done->type == REDIS_REPLY_INTEGER && (done->integer == 1 || done->integer == 2)
+               ? (int)done->integer
+               : 0;
 }
 
 static void keep_unsettled(struct worker *w, const struct buf *payload, const struct settlement *s);
 
-/* Runs finish.lua, retrying through Redis outages. Returns 1 settled, 0 not ours, -1 gave up
- * (the settlement is kept for when the payload comes back from the active list). */
+/* Runs finish.lua, retrying through Redis outages. Returns 1 settled, 2 settled although Redis had
+ * lost the job (s->forgotten_ok), 0 not ours, -1 gave up (the settlement is kept for when the
+ * payload comes back from the active list). */
 static int settle(struct worker *w, const struct buf *payload, const struct settlement *s)
 {
     struct finish_call c;
@@ -526,7 +539,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
     long backoff = BACKOFF_MIN_MS;
     for (long attempt = 0; attempt < w->cfg->settle_attempts; attempt++) {
         struct err e = {{0}};
-        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 10, c.keys, 14, c.args, c.lens, &e);
+        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 10, c.keys, 15, c.args, c.lens, &e);
         if (r != NULL) {
             int settled = finish_reply(w, r);
             freeReplyObject(r);
@@ -742,11 +755,12 @@ static void postback_digest(const struct job *job, const char *json, char out[HA
     buf_finish(&key);
 }
 
-enum posting { POSTING_LOST, POSTING_DONE, POSTING_GO };
+enum posting { POSTING_LOST, POSTING_DONE, POSTING_GO, POSTING_FORGOTTEN };
 
 /* posting.lua, right before a postback: whether `payload` is still on this worker's active list
  * (a run whose lease was lost must not post: the run that has the job now does) and whether this
- * very postback was delivered. When Redis cannot answer, post: at least once. */
+ * very postback was delivered; or whether Redis lost the job (POSTING_FORGOTTEN: post, this run
+ * is the only one). When Redis cannot answer, post: at least once. */
 static enum posting posting_check(struct worker *w, const struct buf *payload, const char *job_id,
                                   const char *digest)
 {
@@ -762,6 +776,8 @@ static enum posting posting_check(struct worker *w, const struct buf *payload, c
         p = POSTING_LOST;
     } else if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
         p = POSTING_DONE;
+    } else if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 3) {
+        p = POSTING_FORGOTTEN;
     }
     freeReplyObject(r);
     return p;
@@ -795,6 +811,9 @@ static int post_once(struct worker *w, const struct buf *payload, const struct j
     case POSTING_DONE:
         LOG_INFO("postback_skipped", "job_id=%s reason=already_sent", job->id);
         return 0;
+    case POSTING_FORGOTTEN:
+        LOG_WARN("job_forgotten", "job_id=%s step=before_postback action=post", job->id);
+        break;
     case POSTING_GO:
         break;
     }
@@ -1388,7 +1407,8 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            .dead = dead,
                            .counter = failed ? "failed" : "succeeded",
                            .posted_id = sent ? job->id : NULL,
-                           .posted = sent ? digest : NULL};
+                           .posted = sent ? digest : NULL,
+                           .forgotten_ok = true};
     char *retry = NULL;
     if (posted == -1 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
@@ -1411,6 +1431,13 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
              (double)rt->s3_wait_us / 1e3, (double)rt->postback_us / 1e3);
     if (settled == 0) {
         LOG_WARN("lease_lost", "job_id=%s step=finish", job->id);
+    } else if (settled == 2) {
+        /* no job_done/job_failed line: this one says how it ended */
+        LOG_WARN("job_forgotten",
+                 "job_id=%s step=finish action=settled outcome=%s ms=%ld %s reason=\"Redis no "
+                 "longer knew the job: restarted without its data, or a failover or a flush "
+                 "lost it\"",
+                 job->id, failed ? "failed" : "succeeded", clock_mono_ms() - t0, times);
     } else if (settled < 0) {
         LOG_WARN("job_unsettled", "job_id=%s ms=%ld %s action=settle_when_redis_takes_it", job->id,
                  clock_mono_ms() - t0, times);

@@ -9,7 +9,8 @@
 -- KEYS[6] pixq:{Q}:tput              throughput for `pixq stats`: fields "<unix s>:succeeded|
 --                                    failed" of the last TPUT_KEEP_S seconds, older ones trimmed
 --                                    here (optional: without it nothing is counted there)
--- KEYS[7] pixq:{Q}:job:<id>          the job's postback bookkeeping (only with ARGV[8])
+-- KEYS[7] pixq:{Q}:job:<id>          the job's postback bookkeeping (only with ARGV[8] or
+--                                    ARGV[15])
 -- KEYS[8] pixq:{Q}:jobs              the queue, for the next reservation (only with ARGV[9]) and a
 --                                    wake-up token (only with ARGV[10])
 -- KEYS[9] pixq:{Q}:delayed           where a postback retry waits (only with ARGV[10])
@@ -35,25 +36,42 @@
 --          wake-up token, which are kept nearest the consumer end): the queue's fresh jobs wait
 --          until uploads bring the parked bytes down
 --
--- Returns 1 if the job was on the active list and is now settled; 0 if it was not there (another
--- worker reaped it: the caller no longer owns the job, and nothing else is written). With ARGV[9]
--- "next": {1 or 0, the next payload now on KEYS[1] or nil (none queued, or the job was lost),
--- and with KEYS[10] 1 when the queue is past its parked limit, else 0}.
+-- ARGV[15] optional: "forgotten" to settle the job even though it is not on the active list when
+--          Redis no longer knows it at all (KEYS[7] is gone too): Redis lost it (restarted
+--          without its data, failed over to a replica that never had it, flushed), so no other
+--          run has it, and the outcome this run holds is all there is. Counted as `forgotten`.
+--
+-- Returns 1 if the job was on the active list and is now settled; 2 if it was settled although
+-- Redis had lost it (ARGV[15]); 0 if it was not there (another worker reaped it: the caller no
+-- longer owns the job, and nothing else is written). With ARGV[9] "next": {1, 2 or 0, the next
+-- payload now on KEYS[1] or nil (none queued, or the job was lost), and with KEYS[10] 1 when the
+-- queue is past its parked limit, else 0}.
 
 local want_next = ARGV[9] == 'next'
-if ARGV[8] and ARGV[8] ~= '' then
+local settled = 1
+local marked = ARGV[8] and ARGV[8] ~= ''
+local hash_new = false -- KEYS[7] made by the HSET below (begin.lua's has an expiry)
+if marked then
     redis.call('HSET', KEYS[7], 'posted', ARGV[8])
     if redis.call('TTL', KEYS[7]) == -1 then
         -- begin.lua never reached Redis (or its expiry passed): the hash goes with the result
         redis.call('EXPIRE', KEYS[7], ARGV[3])
+        hash_new = true
     end
 end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
-    redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
-    if want_next then
-        return {0, false}
+    -- asked only here, off the path of every job that is settled as usual
+    local forgotten = ARGV[15] == 'forgotten' and
+        (hash_new or (not marked and redis.call('EXISTS', KEYS[7]) == 0))
+    if not forgotten then
+        redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
+        if want_next then
+            return {0, false}
+        end
+        return 0
     end
-    return 0
+    redis.call('HINCRBY', KEYS[4], 'forgotten', 1)
+    settled = 2
 end
 redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[1]))
 if ARGV[10] and ARGV[10] ~= '' then
@@ -116,7 +134,7 @@ if KEYS[6] and (ARGV[6] == 'succeeded' or ARGV[6] == 'failed') then
     end
 end
 if want_next and not KEYS[10] then
-    return {1, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT')}
+    return {settled, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT')}
 end
 if want_next then
     local limit = tonumber(ARGV[13])
@@ -124,10 +142,10 @@ if want_next then
         -- pixq's own entries only, kept nearest the consumer end (take.lua looks further)
         local head = redis.call('LINDEX', KEYS[8], -1)
         if head and (string.sub(head, 1, #ARGV[14]) == ARGV[14] or head == ARGV[12]) then
-            return {1, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 1}
+            return {settled, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 1}
         end
-        return {1, false, 1}
+        return {settled, false, 1}
     end
-    return {1, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 0}
+    return {settled, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 0}
 end
-return 1
+return settled

@@ -12,9 +12,15 @@
 -- whether or not the job was still that run's (a run whose lease was lost while its postback
 -- was on its way: the live run need not post the same again), or the job was pushed again
 -- unchanged. A run killed between its postback and its settlement wrote nothing: its rerun
--- posts again (at least once). 2 to post.
+-- posts again (at least once). 2 to post. 3 to post when the payload is not on the list and the
+-- job's hash (written by begin.lua when the run began) is gone too: Redis lost the job
+-- (restarted without its data, failed over to a replica that never had it, flushed), no other
+-- run has it, and this run is its only chance of a postback (finish.lua's "forgotten").
 
 if not redis.call('LPOS', KEYS[1], ARGV[1]) then
+    if redis.call('EXISTS', KEYS[2]) == 0 then
+        return 3
+    end
     return 0
 end
 if redis.call('HGET', KEYS[2], 'posted') == ARGV[2] then

@@ -605,12 +605,28 @@ class FinishTest(LuaTestCase):
         return json.dumps({"job": '{"job_id":"%s"}' % job_id, "job_id": job_id, "error": error,
                            "attempts": 1, "failed_at": failed_at})
 
-    def full(self, wid, payload, posted="", retry="", retry_ms=0):
+    def full(self, wid, payload, posted="", retry="", retry_ms=0, forgotten=""):
         """finish.lua with every key: the postback mark and a postback retry."""
         keys = [active(wid), key("result:j1"), DEAD, STATS, RECOV, key("tput"), key("job:j1"),
-                JOBS, DELAYED]
+                JOBS, DELAYED, PARKED]
         return self.run_script("finish", keys, [payload, "r", 600, "", 100, "succeeded",
-                                                86400000, posted, "", retry, retry_ms, WAKE])
+                                                86400000, posted, "", retry, retry_ms, WAKE,
+                                                0, "pixq-task:", forgotten])
+
+    def test_job_redis_lost_is_settled_by_the_run_that_holds_it(self):
+        """"forgotten": not on the list and no job hash (Redis lost its data): settled, counted
+        `forgotten`; with the hash there (another run began it) it is a lost lease, as ever."""
+        self.assertEqual(self.full("w1", "job-a", posted="d1", forgotten="forgotten"), 2)
+        self.assertEqual(self.r.lrange(key("result:j1")), ["r"])
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "d1"})
+        self.assertEqual(self.stats(), {"forgotten": 1, "succeeded": 1})
+        self.r.delete(key("result:j1"), STATS)
+        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 0)  # the hash is there
+        self.assertEqual(self.r.exists(key("result:j1")), 0)
+        self.assertEqual(self.stats(), {"lease_lost": 1})
+        self.r.delete(key("job:j1"), STATS)
+        self.assertEqual(self.full("w1", "job-a"), 0)  # not asked for
+        self.assertEqual(self.stats(), {"lease_lost": 1})
 
     def test_postback_retry_scheduled_with_the_settlement(self):
         self.r.lpush(active("w1"), "job-a")
@@ -1122,11 +1138,17 @@ class PostingTest(LuaTestCase):
         self.assertEqual(self.posting("d2"), 2)
 
     def test_payload_not_held_posts_nothing(self):
-        self.r.lpush(active("w2"), "job-a")  # another worker has it now
+        self.r.lpush(active("w2"), "job-a")  # another worker has it now, and began it
+        self.r.execute("HSET", key("job:j1"), "runs", 2)
         self.assertEqual(self.posting("d1"), 0)
         self.r.execute("HSET", key("job:j1"), "posted", "d1")
         self.assertEqual(self.posting("d1"), 0)
-        self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "d1"})  # read only
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"runs": "2", "posted": "d1"})  # read only
+
+    def test_job_redis_lost_is_posted(self):
+        """Neither on the list nor a job hash: Redis lost the job, and this run posts (3)."""
+        self.assertEqual(self.posting("d1"), 3)
+        self.assertEqual(self.r.exists(key("job:j1")), 0)
 
 
 class UploadDoneTest(LuaTestCase):

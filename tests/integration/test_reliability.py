@@ -348,6 +348,34 @@ class RedisRestartTest(ReliabilityCase):
         w.check_alive()
 
 
+class RedisDataLossTest(ReliabilityCase):
+    """Redis restarted without its data (no persistence, a failover to a replica that never got
+    the job, a flush) while a worker runs a job: the worker holds the only copy of the job and
+    its outcome. It posts the result back and stores it (`job_forgotten`, counted `forgotten`);
+    before, it took the job missing from its active list for a lost lease and dropped the
+    outcome: no result, no postback, the job lost although its output was uploaded."""
+
+    def test_job_in_hand_when_redis_loses_its_data(self):
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        w = self.start_worker()
+        self.worker_id(w)
+        self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
+        self.src.release()
+        self.wait_until(lambda: self.results("in-hand"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="in-hand")
+        self.assert_success("in-hand")
+        self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
+        self.assertEqual([e["step"] for e in w.log_events("job_forgotten")],
+                         ["before_postback", "finish"])
+        self.push_jobs([self.tiny_job("after")])
+        self.wait_for_postback(timeout=10, job_id="after")
+        w.check_alive()
+
+
 class GracefulStopTest(ReliabilityCase):
     """SIGTERM during a job: it completes, or it goes back to the head of the queue; never both,
     never neither."""
