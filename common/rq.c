@@ -467,10 +467,23 @@ static int connection_lost(struct rq *r, struct err *e)
 }
 
 /* A reply that came: itself, or NULL for an error reply, whose message goes into `e`. */
+/* An error reply's message into `e` (may be NULL), "redis: <message>". A replica's READONLY
+ * (PIXQ_REDIS_URL names a server that a failover made a replica, or a replica from the start)
+ * says what to do about it: writes will be refused until it is promoted or the URL changes.
+ * Returns -1. */
+static int reply_error(const char *msg, struct err *e)
+{
+    bool replica = strncmp(msg, "READONLY ", 9) == 0;
+    return err_set(e, "redis: %.400s%s", msg,
+                   replica ? " (PIXQ_REDIS_URL names a read-only replica: point it at the "
+                             "primary)"
+                           : "");
+}
+
 static redisReply *answer(redisReply *rep, struct err *e)
 {
     if (rep->type == REDIS_REPLY_ERROR) {
-        err_set(e, "redis: %.400s", rep->str);
+        reply_error(rep->str, e);
         freeReplyObject(rep);
         return NULL;
     }
@@ -748,7 +761,7 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
         replies[i] = rep;
         if (replies[i]->type == REDIS_REPLY_ERROR) {
             /* the first error says why: a refused MULTI's EXEC answers only EXECABORT */
-            rc = rc < 0 ? rc : err_set(e, "redis: %.400s", replies[i]->str);
+            rc = rc < 0 ? rc : reply_error(replies[i]->str, e);
             freeReplyObject(replies[i]);
             replies[i] = NULL;
         }

@@ -56,20 +56,21 @@ struct lease {
     struct lease_queue q[LEASE_QUEUES_MAX];
 };
 
-/* Runs heartbeat.lua in queue `q`; returns 1 held, 0 lost, -1 on a Redis error. */
-static int beat(struct lease *l, const struct lease_queue *q, const char *mode)
+/* Runs heartbeat.lua in queue `q`; returns 1 held, 0 lost, -1 on a Redis error (its message in
+ * `e`, which may be NULL). */
+static int beat(struct lease *l, const struct lease_queue *q, const char *mode, struct err *e)
 {
     char lease_ms[32];
     snprintf(lease_ms, sizeof lease_ms, "%ld", l->cfg->lease_ms);
     const char *keys[] = {q->workers_key};
     const char *args[] = {l->wid, lease_ms, mode};
-    struct err e = {{0}};
-    redisReply *r = rq_script(l->rq, RQ_SCRIPT_HEARTBEAT, 1, keys, 3, args, NULL, &e);
+    struct err why = {{0}};
+    redisReply *r = rq_script(l->rq, RQ_SCRIPT_HEARTBEAT, 1, keys, 3, args, NULL, &why);
     if (r == NULL) {
         char quoted[ERR_MSG_MAX + 16];
         LOG_WARN("redis_error", "step=heartbeat queue=%s error=%s", q->name,
-                 log_quote(e.msg, quoted, sizeof quoted));
-        return -1;
+                 log_quote(why.msg, quoted, sizeof quoted));
+        return e != NULL ? err_set(e, "%s", why.msg) : -1;
     }
     int held = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
@@ -321,10 +322,10 @@ static long renew(struct lease *l, long now)
     long sent = clock_boot_ms();
     bool failed = false;
     for (size_t i = 0; i < l->n; i++) {
-        int held = beat(l, &l->q[i], "beat");
+        int held = beat(l, &l->q[i], "beat", NULL);
         if (held == 0) {
             LOG_WARN("lease_lost", "worker=%s queue=%s", l->wid, l->q[i].name);
-            held = beat(l, &l->q[i], "register");
+            held = beat(l, &l->q[i], "register", NULL);
         }
         failed = failed || held < 0;
     }
@@ -418,8 +419,10 @@ static int register_all(struct lease *l, const char *const *queues, struct err *
     }
     long sent = clock_boot_ms();
     for (size_t i = 0; i < l->n; i++) {
-        if (beat(l, &l->q[i], "register") != 1) {
-            return err_set(e, "cannot register the worker in %s", l->q[i].workers_key);
+        struct err why = {{0}};
+        if (beat(l, &l->q[i], "register", &why) != 1) {
+            return err_set(e, "cannot register the worker in %s: %s", l->q[i].workers_key,
+                           why.msg[0] != '\0' ? why.msg : "unexpected answer");
         }
     }
     renewed(l, sent);

@@ -376,6 +376,34 @@ class RedisDataLossTest(ReliabilityCase):
         w.check_alive()
 
 
+class ReplicaTest(ReliabilityCase):
+    """PIXQ_REDIS_URL naming a read-only replica (a failover made the old primary one, or a
+    mistake): Redis refuses every write with READONLY. The worker says so, with what to do, keeps
+    trying, and serves once the replica is promoted; pixq's writes fail with the same words.
+    Before, the worker's start_failed line said only "cannot register the worker in ..."."""
+
+    def test_worker_on_a_replica_until_it_is_promoted(self):
+        replica = harness.RedisServer(self.tmp / "replica").start()
+        self.addCleanup(replica.stop)
+        r = harness.Redis(harness.LOOPBACK, replica.port)
+        self.addCleanup(r.close)
+        r.execute("REPLICAOF", harness.LOOPBACK, str(self.redis_server.port))
+        hint = "(PIXQ_REDIS_URL names a read-only replica: point it at the primary)"
+        w = self.start_worker(PIXQ_REDIS_URL=replica.url())
+        ev = self.wait_until(lambda: w.log_events("start_failed"), 10, "the worker to try")
+        self.assertRegex(ev[0]["error"], r"^cannot register the worker in pixq:\{default\}:"
+                         r"workers: redis: READONLY .* \(PIXQ_REDIS_URL names a read-only "
+                         r"replica: point it at the primary\)$")
+        res = self.run_pixq("dead", "purge", env={"PIXQ_REDIS_URL": replica.url()})
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertTrue(res.stderr.startswith("pixq: dead purge: redis: READONLY "), res.stderr)
+        self.assertTrue(res.stderr.endswith(hint + "\n"), res.stderr)
+        r.execute("REPLICAOF", "NO", "ONE")  # promoted
+        r.lpush(self.key("jobs"), json.dumps(self.tiny_job("promoted")))
+        self.wait_for_postback(timeout=20, job_id="promoted")
+        w.check_alive()
+
+
 class GracefulStopTest(ReliabilityCase):
     """SIGTERM during a job: it completes, or it goes back to the head of the queue; never both,
     never neither."""
