@@ -631,8 +631,8 @@ static const char STATS_USAGE[] =
     "  --watch [SECONDS] refresh every SECONDS (default 2) until interrupted; on a terminal\n"
     "                    the screen is cleared first\n"
     "  --count N         with --watch: stop after N refreshes\n"
-    "With --watch, a Redis that goes away or is loading is tried again for up to\n"
-    "PIXQ_REDIS_OUTAGE_MS (a line on stderr says so).\n"
+    "With --watch, a Redis that is not up yet, goes away or is loading is tried again for\n"
+    "up to PIXQ_REDIS_OUTAGE_MS (a line on stderr says so).\n"
     "\n"
     "Exit status: 0 done, 1 Redis failed, 2 bad usage.\n";
 
@@ -742,6 +742,30 @@ static int watch_loop(struct sctx *s, const struct cfg_queues *qs, const struct 
     }
 }
 
+/* The connection; with --watch, a Redis not up yet (or loading) is waited for as one that goes
+ * away later is (outage.h). NULL with the reason in `e`. */
+static struct rq *connect_watching(const struct cfg *cfg, bool watch, struct err *e)
+{
+    struct outage out;
+    outage_init(&out, "stats", cfg->redis_outage_ms, false);
+    for (;;) {
+        struct rq *r = rq_create(cfg->redis_url, cfg->redis_timeout_ms, e);
+        if (r != NULL) {
+            outage_over(&out, clock_mono_ms());
+            return r;
+        }
+        if (!watch || rq_refused_for_good(e->msg)) {
+            return NULL;
+        }
+        struct err why = *e;
+        long wait_ms = outage_failed(&out, why.msg, clock_mono_ms(), e);
+        if (wait_ms < 0) {
+            return NULL;
+        }
+        clock_sleep_ms(wait_ms);
+    }
+}
+
 int stats_main(const struct cfg *cfg, int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -754,7 +778,7 @@ int stats_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_USAGE;
     }
     struct err e = {{0}};
-    struct sctx s = {cfg, rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e), 0, "", false};
+    struct sctx s = {cfg, connect_watching(cfg, o.watch, &e), 0, "", false};
     if (s.rq == NULL) {
         return cli_fail("stats: %s", e.msg);
     }

@@ -606,6 +606,22 @@ class RedisRestartTest(CliCase):
                       % self.redis_server.port, err)
         self.assertRegex(lines[-1], r"^pixq: stats: redis is back after [\d.]+ s$")
 
+    def test_watch_started_while_redis_is_down(self):
+        """--watch waits for a Redis not up yet as for one that went away; a one-off stats
+        fails at once."""
+        self.redis.close()
+        self.redis_server.shutdown()
+        self.assertEqual(self.run_pixq("stats").returncode, 1)
+        proc = self.start_cli("stats", "--json", "--watch", "0.2", "--count", "2")
+        time.sleep(0.5)
+        self.redis_server.restart()
+        out, err = proc.communicate(timeout=scaled(20))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(len(out.splitlines()), 2)
+        self.assertRegex(err, r"^pixq: stats: redis unavailable \(cannot connect to redis at "
+                         r"127\.0\.0\.1:\d+: Connection refused\); trying again for up to 300 s "
+                         r"\(PIXQ_REDIS_OUTAGE_MS\)\npixq: stats: redis is back after [\d.]+ s\n$")
+
     def test_wait_through_a_restart_and_its_limits(self):
         self.src.add("/slow.png", tiny_png())
         self.src.stall("/slow.png")
