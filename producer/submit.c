@@ -377,7 +377,8 @@ static int claim_ids(struct rq *r, const char *queue, const struct batch *b)
             rep = rq_script(r, RQ_SCRIPT_CLAIM, (int)(2 * (to - from)), kv, 1, args, NULL, &e);
         }
         if (rc == 0 && (rep == NULL || rep->type != REDIS_REPLY_INTEGER)) {
-            rc = cli_fail("submit: %s", rep == NULL ? e.msg : "claim.lua gave no count");
+            rc = cli_fail("submit: claiming the job_ids: %s; nothing was enqueued",
+                          rep == NULL ? e.msg : "claim.lua gave no count");
         } else if (rc == 0 && rep->integer > 0) {
             rc = cli_fail("submit: job_id '%s' was used already in %s (a job with it is waiting, "
                           "or its record or result is kept until it expires): give the job "

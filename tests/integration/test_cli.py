@@ -225,8 +225,8 @@ class SubmitTest(CliCase):
         """The LPUSH runs but its answer is lost with the connection: the jobs are on the queue,
         and pixq prints their ids with the warning that they may be; before, it printed no id
         ("enqueueing: redis: Server closed the connection"), and the jobs, without job_ids of
-        their own, could only be found by reading the queue. A refused LPUSH (out of memory)
-        enqueued nothing, and says so."""
+        their own, could only be found by reading the queue. A refused LPUSH enqueued nothing, and
+        says so; so does a Redis out of memory, which refuses the claims of the job_ids first."""
         proxy = harness.TcpProxy(self.redis_server.port)
         self.addCleanup(proxy.stop)
         proxy.cut_on(b"LPUSH")
@@ -239,12 +239,27 @@ class SubmitTest(CliCase):
         self.assertRegex(r.stderr, r"^pixq: submit: enqueueing: redis: .+: the connection was "
                          r"lost before Redis answered, so the 2 job\(s\) printed may or may "
                          r"not be on the queue: look for them before submitting them again\n$")
+        # the ids of jobs that may be queued stay claimed
+        self.assertEqual(self.redis.exists(*(self.key("job:" + i) for i in queued)), 2)
+        # a push Redis refuses (the queue's key holds a string): the claims are given back
+        jobs = self.redis.lrange(self.key("jobs"))
+        self.redis.delete(self.key("jobs"))
+        self.redis.execute("SET", self.key("jobs"), "not a list")
+        r = self.run_pixq("submit", "-", input=batch)
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: submit: enqueueing: redis: WRONGTYPE .+; nothing was "
+                         r"enqueued\n$")
+        self.assertEqual(sorted(self.redis.execute("KEYS", self.key("job:*"))),
+                         sorted(self.key("job:" + i) for i in queued))
+        self.redis.delete(self.key("jobs"))
+        self.redis.execute("RPUSH", self.key("jobs"), *reversed(jobs))
+        # a Redis out of memory refuses the claims, before anything is sent
         self.redis.execute("CONFIG", "SET", "maxmemory", "1")
         self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory", "0")
         r = self.run_pixq("submit", "-", input=batch)
         self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
-        self.assertRegex(r.stderr, r"^pixq: submit: enqueueing: redis: OOM .+; nothing was "
-                         r"enqueued\n$")
+        self.assertRegex(r.stderr, r"^pixq: submit: claiming the job_ids: redis: OOM .+; nothing "
+                         r"was enqueued\n$")
         self.assertEqual(len(self.queued()), 2)
 
     def test_one_job_an_array_json_lines_and_stdin(self):
