@@ -74,6 +74,29 @@ static bool past_deadline(MagickWand *w)
            clock_mono_ms() >= (long)(intptr_t)im->client_data;
 }
 
+bool img_past_deadline(MagickWand *w)
+{
+    return past_deadline(w);
+}
+
+long img_time_left_ms(MagickWand *w)
+{
+    if (w == NULL || MagickGetNumberImages(w) == 0) {
+        return -1;
+    }
+    const Image *im = GetImageFromMagickWand(w);
+    if (im == NULL || im->progress_monitor != before_deadline) {
+        return -1;
+    }
+    long left = (long)(intptr_t)im->client_data - clock_mono_ms();
+    return left > 0 ? left : 0;
+}
+
+long img_time_limit_s(void)
+{
+    return guard.cfg.time_s;
+}
+
 int img_fail(MagickWand *w, const char *what, struct err *e)
 {
     ExceptionType severity = UndefinedException;

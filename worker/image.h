@@ -81,6 +81,18 @@ void img_shutdown(void);
  * wand's image is past its deadline, the message says so. */
 int img_fail(MagickWand *w, const char *what, struct err *e);
 
+/* Whether the deadline the wand's current image carries (PIXQ_MAGICK_TIME_S from its source's
+ * decoding) has passed: for pixq's own loops over rows, which ImageMagick's progress monitor
+ * does not see. img_fail() then says "took longer than the limit". */
+bool img_past_deadline(MagickWand *w);
+
+/* Milliseconds left before that deadline (0 once it has passed), or -1 if the image carries
+ * none. */
+long img_time_left_ms(MagickWand *w);
+
+/* PIXQ_MAGICK_TIME_S, seconds. */
+long img_time_limit_s(void);
+
 struct img_output {
     unsigned char *blob; /* encoded bytes; release with img_output_finish() */
     size_t len;

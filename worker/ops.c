@@ -1,8 +1,10 @@
 #include "ops.h"
 
+#include <math.h>
 #include <string.h>
 #include <strings.h>
 
+#include "clock.h"
 #include "image.h"
 #include "job.h"
 
@@ -47,6 +49,44 @@ int op_check_size(double w, double h, const struct op_ctx *ctx, const char *fn, 
                        "Function '%s' would make a %.0fx%.0f image, beyond ImageMagick's largest "
                        "side (%llux%llu)",
                        fn, w, h, (unsigned long long)wl, (unsigned long long)hl);
+    }
+    return 0;
+}
+
+int op_within_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn run, const void *arg,
+                   struct err *e)
+{
+    long left = img_time_left_ms(w);
+    double cols = (double)MagickGetImageWidth(w), rows = (double)MagickGetImageHeight(w);
+    if (left >= 0 && out_pixels * OP_SLOW_NS_PER_PIXEL / 1e6 > (double)left) {
+        /* a sample of the image's shape, 1/OP_SAMPLE_SIDE of each side, from its middle: its
+         * result has the same share of pixels inside the image as the whole one's */
+        size_t sw = (size_t)ceil(cols / OP_SAMPLE_SIDE), sh = (size_t)ceil(rows / OP_SAMPLE_SIDE);
+        long t0 = clock_mono_ms();
+        MagickWand *sample = MagickGetImageRegion(w, sw, sh, (ssize_t)((cols - (double)sw) / 2),
+                                                  (ssize_t)((rows - (double)sh) / 2));
+        if (sample == NULL) {
+            return img_fail(w, fn, e);
+        }
+        if (run(sample, arg) == MagickFalse) {
+            img_fail(sample, fn, e);
+            DestroyMagickWand(sample);
+            return -1;
+        }
+        double done = (double)MagickGetImageWidth(sample) * (double)MagickGetImageHeight(sample);
+        DestroyMagickWand(sample);
+        double need = (double)(clock_mono_ms() - t0) * out_pixels / (done > 1.0 ? done : 1.0);
+        left = img_time_left_ms(w);
+        if (need > (double)left) {
+            return err_set(e,
+                           "%s: would take longer than the limit of %ld s (about %.1f s more "
+                           "for %.0f pixels, %.1f s left)",
+                           fn, img_time_limit_s(), need / 1000.0, out_pixels,
+                           (double)left / 1000.0);
+        }
+    }
+    if (run(w, arg) == MagickFalse || img_past_deadline(w)) {
+        return img_fail(w, fn, e);
     }
     return 0;
 }

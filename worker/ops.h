@@ -60,6 +60,20 @@ PixelWand *op_color(json_object *params, const char *fn, const char *name, const
  * limit". Returns 0, or -1 with "Function 'fn' would make a WxH image, ..." in `e`. */
 int op_check_size(double w, double h, const struct op_ctx *ctx, const char *fn, struct err *e);
 
+/* ImageMagick's distortions (rotate, deskew) look at the deadline row by row but do not stop
+ * there: they run to the end. Such an operation goes through op_within_time(). */
+typedef MagickBooleanType (*op_run_fn)(MagickWand *w, const void *arg);
+#define OP_SLOW_NS_PER_PIXEL 1000.0 /* an output pixel costs less than this: no need to measure */
+#define OP_SAMPLE_SIDE       6.0    /* the sample measured is 1/6 of each side, 1/36 of the image */
+
+/* Runs `run` on `w`, which makes an image of about `out_pixels`, if it can end before the
+ * deadline (PIXQ_MAGICK_TIME_S): when the time left might not be enough, `run` first goes over
+ * a sample of the image, and the whole is refused ("fn: would take longer than the limit of N
+ * s ...") if it would take longer than the time left at the sample's pace. Returns 0, or -1 with
+ * the reason in `e` (also when `run` ends past the deadline). */
+int op_within_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn run, const void *arg,
+                   struct err *e);
+
 /* Sizes from Blitline's resize_to_fit rule for a w x h image into at most W x H (0 = free):
  * scale = min of the given W/w and H/h, each side rounded half up, at least 1. Exposed for
  * tests. */

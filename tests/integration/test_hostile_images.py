@@ -30,6 +30,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 import zlib
 
 sys.dont_write_bytecode = True
@@ -773,6 +774,26 @@ class TimeLimitTest(HostileImageTestCase):
                          "s3_destination": {"bucket": self.buckets[0], "key": "out/slow.jpg"}}}]
         self.refused("slow", src, "took longer than the limit of 1 s", fns)
         self.assertEqual(self.s3.get_object(self.buckets[0], "out/slow.jpg")[0], 404)
+        self.assert_still_serving()
+
+    # a 47 MP canvas: ImageMagick's distortions (deskew's turn) run to their end once started,
+    # whatever the deadline, 8 to 11 s here against the 1 s limit
+    BIG_CANVAS = {"name": "canvas", "width": 6900, "height": 6900, "color": "#808080"}
+
+    def refused_soon(self, name, function, params, fragment):
+        """`function` on BIG_CANVAS fails with `fragment`, in much less than the minute it takes
+        and well before the many seconds ImageMagick would run past the limit."""
+        fns = [{"name": function, "params": params, "save": {"image_identifier": "thumb"}}]
+        t0 = time.monotonic()
+        error = self.refused(name, self.BIG_CANVAS, fragment, fns)
+        self.assertLess(time.monotonic() - t0, 5.0, error)
+        return error
+
+    def test_deskew_of_a_large_image_refused_in_time(self):
+        """deskew's Radon transform looks at no deadline (ImageMagick's went to disk: 11 s), and
+        its turn is a distortion."""
+        error = self.refused_soon("deskew-big", "deskew", {}, "longer than the limit of 1 s")
+        self.assertTrue(error.startswith("Image processing failed. deskew: "), error)
         self.assert_still_serving()
 
     def png_with_text(self, keyword, text, width=64):
