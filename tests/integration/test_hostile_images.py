@@ -776,8 +776,8 @@ class TimeLimitTest(HostileImageTestCase):
         self.assertEqual(self.s3.get_object(self.buckets[0], "out/slow.jpg")[0], 404)
         self.assert_still_serving()
 
-    # a 47 MP canvas: ImageMagick's distortions (deskew's turn) run to their end once started,
-    # whatever the deadline, 8 to 11 s here against the 1 s limit
+    # a 47 MP canvas: ImageMagick's distortions (rotate by an odd angle, deskew) run to their end
+    # once started, whatever the deadline, 8 to 11 s here against the 1 s limit
     BIG_CANVAS = {"name": "canvas", "width": 6900, "height": 6900, "color": "#808080"}
 
     def refused_soon(self, name, function, params, fragment):
@@ -788,6 +788,14 @@ class TimeLimitTest(HostileImageTestCase):
         error = self.refused(name, self.BIG_CANVAS, fragment, fns)
         self.assertLess(time.monotonic() - t0, 5.0, error)
         return error
+
+    def test_rotate_of_a_large_image_refused_in_time(self):
+        """Rotating by 1 degree distorts row by row without stopping at the deadline: it is
+        measured on a sample first."""
+        error = self.refused_soon("rotate-big", "rotate", {"amount": 1},
+                                  "rotate: would take longer than the limit of 1 s")
+        self.assertRegex(error, r"about [0-9.]+ s more for [0-9]+ pixels, [0-9.]+ s left\)$")
+        self.assert_still_serving()
 
     def test_deskew_of_a_large_image_refused_in_time(self):
         """deskew's Radon transform looks at no deadline (ImageMagick's went to disk: 11 s), and
