@@ -804,6 +804,15 @@ class TimeLimitTest(HostileImageTestCase):
         self.assertTrue(error.startswith("Image processing failed. deskew: "), error)
         self.assert_still_serving()
 
+    def test_wide_outline_stopped(self):
+        """ImageMagick draws a shape without looking at the deadline: a 1000-pixel outline
+        round the canvas is drawn a band of rows at a time."""
+        self.refused_soon("outline-big", "rectangle",
+                          {"x": 0, "y": 0, "x1": 6900, "y1": 6900, "stroke_width": 1000,
+                           "color": "#ff000080"},
+                          "rectangle: took longer than the limit of 1 s")
+        self.assert_still_serving()
+
     def png_with_text(self, keyword, text, width=64):
         data = png(width, 1)
         return data[:33] + png_chunk(b"zTXt", keyword + b"\0\0" + zlib.compress(text, 9)) + \
