@@ -53,6 +53,20 @@ int op_check_size(double w, double h, const struct op_ctx *ctx, const char *fn, 
     return 0;
 }
 
+MagickWand *op_rows(MagickWand *w, long y0, long n)
+{
+    size_t pw = 0, ph = 0;
+    ssize_t px = 0, py = 0;
+    (void)MagickGetImagePage(w, &pw, &ph, &px, &py);
+    (void)MagickSetImagePage(w, 0, 0, 0, 0); /* ImageMagick crops within the virtual canvas */
+    MagickWand *band = MagickGetImageRegion(w, MagickGetImageWidth(w), (size_t)n, 0, y0);
+    (void)MagickSetImagePage(w, pw, ph, px, py);
+    if (band != NULL) {
+        (void)MagickSetImagePage(band, 0, 0, 0, 0);
+    }
+    return band;
+}
+
 int op_within_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn run, const void *arg,
                    struct err *e)
 {

@@ -1048,7 +1048,7 @@ static DrawingWand *paint_wand(const struct paint *s)
 static int draw_band(MagickWand *w, const char *primitive, long y0, long rows, const char *fn,
                      struct err *e)
 {
-    MagickWand *band = MagickGetImageRegion(w, (size_t)width_of(w), (size_t)rows, 0, y0);
+    MagickWand *band = op_rows(w, y0, rows);
     if (band == NULL) {
         return img_fail(w, fn, e);
     }
