@@ -53,18 +53,23 @@ int op_check_size(double w, double h, const struct op_ctx *ctx, const char *fn, 
     return 0;
 }
 
-MagickWand *op_rows(MagickWand *w, long y0, long n)
+MagickWand *op_region(MagickWand *w, long width, long height, long x, long y)
 {
     size_t pw = 0, ph = 0;
     ssize_t px = 0, py = 0;
     (void)MagickGetImagePage(w, &pw, &ph, &px, &py);
     (void)MagickSetImagePage(w, 0, 0, 0, 0); /* ImageMagick crops within the virtual canvas */
-    MagickWand *band = MagickGetImageRegion(w, MagickGetImageWidth(w), (size_t)n, 0, y0);
+    MagickWand *region = MagickGetImageRegion(w, (size_t)width, (size_t)height, x, y);
     (void)MagickSetImagePage(w, pw, ph, px, py);
-    if (band != NULL) {
-        (void)MagickSetImagePage(band, 0, 0, 0, 0);
+    if (region != NULL) {
+        (void)MagickSetImagePage(region, 0, 0, 0, 0);
     }
-    return band;
+    return region;
+}
+
+MagickWand *op_rows(MagickWand *w, long y0, long n)
+{
+    return op_region(w, (long)MagickGetImageWidth(w), n, 0, y0);
 }
 
 int op_within_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn run, const void *arg,
@@ -76,12 +81,12 @@ int op_within_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn r
         /* a sample of the image's shape, 1/OP_SAMPLE_SIDE of each side, from its middle: its
          * result has the same share of pixels inside the image as the whole one's */
         size_t sw = (size_t)ceil(cols / OP_SAMPLE_SIDE), sh = (size_t)ceil(rows / OP_SAMPLE_SIDE);
-        long t0 = clock_mono_ms();
-        MagickWand *sample = MagickGetImageRegion(w, sw, sh, (ssize_t)((cols - (double)sw) / 2),
-                                                  (ssize_t)((rows - (double)sh) / 2));
+        MagickWand *sample = op_region(w, (long)sw, (long)sh, (long)((cols - (double)sw) / 2),
+                                       (long)((rows - (double)sh) / 2));
         if (sample == NULL) {
             return img_fail(w, fn, e);
         }
+        long t0 = clock_mono_ms();
         if (run(sample, arg) == MagickFalse) {
             img_fail(sample, fn, e);
             DestroyMagickWand(sample);

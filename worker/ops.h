@@ -60,6 +60,10 @@ PixelWand *op_color(json_object *params, const char *fn, const char *name, const
  * limit". Returns 0, or -1 with "Function 'fn' would make a WxH image, ..." in `e`. */
 int op_check_size(double w, double h, const struct op_ctx *ctx, const char *fn, struct err *e);
 
+/* A new wand of the width x height pixels of `w` at x, y (counted from its first pixel, whatever
+ * its virtual canvas), with no canvas offset; NULL with the reason left on `w`. */
+MagickWand *op_region(MagickWand *w, long width, long height, long x, long y);
+
 /* A new wand of the `n` rows of `w` from row y0 (counted from its first pixel, whatever its
  * virtual canvas), with no canvas offset; NULL with the reason left on `w`. */
 MagickWand *op_rows(MagickWand *w, long y0, long n);

@@ -804,6 +804,13 @@ class TimeLimitTest(HostileImageTestCase):
         self.assertTrue(error.startswith("Image processing failed. deskew: "), error)
         self.assert_still_serving()
 
+    def test_auto_gamma_of_a_large_image_refused_in_time(self):
+        """ImageMagick's auto-gamma measures the whole image, once per channel, without looking
+        at the deadline: it is timed on a sample first, and refused before it starts."""
+        self.refused_soon("auto-gamma-big", "auto_gamma", {},
+                          "auto_gamma: would take longer than the limit of 1 s")
+        self.assert_still_serving()
+
     def test_wide_outline_stopped(self):
         """ImageMagick draws a shape without looking at the deadline: a 1000-pixel outline
         round the canvas is drawn a band of rows at a time."""
