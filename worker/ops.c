@@ -72,8 +72,8 @@ MagickWand *op_rows(MagickWand *w, long y0, long n)
     return op_region(w, (long)MagickGetImageWidth(w), n, 0, y0);
 }
 
-int op_within_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn run, const void *arg,
-                   struct err *e)
+int op_fits_in_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn run,
+                    const void *arg, struct err *e)
 {
     long left = img_time_left_ms(w);
     double cols = (double)MagickGetImageWidth(w), rows = (double)MagickGetImageHeight(w);
@@ -103,6 +103,15 @@ int op_within_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn r
                            fn, img_time_limit_s(), need / 1000.0, out_pixels,
                            (double)left / 1000.0);
         }
+    }
+    return 0;
+}
+
+int op_within_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn run, const void *arg,
+                   struct err *e)
+{
+    if (op_fits_in_time(w, fn, out_pixels, run, arg, e) < 0) {
+        return -1;
     }
     if (run(w, arg) == MagickFalse || img_past_deadline(w)) {
         return img_fail(w, fn, e);

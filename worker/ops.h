@@ -82,6 +82,11 @@ typedef MagickBooleanType (*op_run_fn)(MagickWand *w, const void *arg);
 int op_within_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn run, const void *arg,
                    struct err *e);
 
+/* The check of op_within_time() alone: 0 if `run` over all of `w` can end in time (the caller
+ * then runs it), or -1 with "fn: would take longer than the limit ..." in `e`. */
+int op_fits_in_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn run,
+                    const void *arg, struct err *e);
+
 /* Sizes from Blitline's resize_to_fit rule for a w x h image into at most W x H (0 = free):
  * scale = min of the given W/w and H/h, each side rounded half up, at least 1. Exposed for
  * tests. */

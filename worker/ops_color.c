@@ -536,6 +536,16 @@ static int op_sketch(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
     return done(w, MagickSketchImage(w, radius, sigma, angle), fn, e);
 }
 
+/* The pixels of a photograph of `w` at most: the polaroid frame adds less than a tenth of each
+ * side plus a few pixels, then the picture turns by `angle`. */
+static double photograph_pixels(MagickWand *w, double angle)
+{
+    double a = fabs(angle) * (3.14159265358979323846 / 180.0);
+    double fw = (double)MagickGetImageWidth(w) * 1.1 + 40.0;
+    double fh = (double)MagickGetImageHeight(w) * 1.1 + 40.0;
+    return (fw * fabs(cos(a)) + fh * fabs(sin(a))) * (fw * fabs(sin(a)) + fh * fabs(cos(a)));
+}
+
 /* Refuses a photograph whose result could pass the limits: the polaroid frame adds less than a
  * tenth of each side plus a few pixels, then the picture turns by `angle`. */
 static int photograph_fits(MagickWand *w, double angle, const struct op_ctx *ctx, struct err *e)
@@ -573,7 +583,9 @@ static int polaroid(MagickWand *w, double angle, struct err *e)
         kept = DestroyString(kept);
     }
     int rc = 0;
-    if (out == NULL) {
+    if (out == NULL && img_past_deadline(w)) { /* stopped by the monitor, with no reason */
+        rc = img_fail(w, "photograph", e);
+    } else if (out == NULL) {
         rc = err_set(e, "photograph: %s", ex->reason != NULL ? ex->reason : "failed");
     } else {
         MagickWand *tmp = NewMagickWandFromImage(out);
@@ -586,14 +598,24 @@ static int polaroid(MagickWand *w, double angle, struct err *e)
     return rc;
 }
 
+/* op_run_fn: the polaroid of `w` at the angle `arg` points to (for op_fits_in_time(): its turn is
+ * a distortion, which does not stop at the deadline). */
+static MagickBooleanType polaroid_run(MagickWand *w, const void *arg)
+{
+    struct err e = {0};
+    return polaroid(w, *(const double *)arg, &e) == 0 ? MagickTrue : MagickFalse;
+}
+
 /* photograph: a polaroid print with a curl and a shadow, turned by angle degrees (the docs give
  * no default; the 2014 worker's -5.0) (`-polaroid A`). The corners outside the turned print are
  * transparent: save as PNG to keep them. */
 static int op_photograph(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
+    const char *fn = "photograph";
     double angle;
-    if (job_param_double(p, "photograph", "angle", -5.0, -360.0, 360.0, &angle, e) < 0 ||
-        photograph_fits(w, angle, ctx, e) < 0) {
+    if (job_param_double(p, fn, "angle", -5.0, -360.0, 360.0, &angle, e) < 0 ||
+        photograph_fits(w, angle, ctx, e) < 0 ||
+        op_fits_in_time(w, fn, photograph_pixels(w, angle), polaroid_run, &angle, e) < 0) {
         return -1;
     }
     return polaroid(w, angle, e);

@@ -811,6 +811,17 @@ class TimeLimitTest(HostileImageTestCase):
                           "auto_gamma: would take longer than the limit of 1 s")
         self.assert_still_serving()
 
+    def test_photograph_of_a_large_image_says_the_limit(self):
+        """A polaroid stopped by the deadline said only "photograph: failed"; its turn is a
+        distortion (a 36 MP photograph ran 48 s to fail on the pixel cache): it is timed on a
+        sample first."""
+        canvas = dict(self.BIG_CANVAS, width=6000, height=6000)
+        fns = [{"name": "photograph", "params": {"angle": 3},
+                "save": {"image_identifier": "thumb"}}]
+        error = self.refused("photograph-big", canvas, "than the limit of 1 s", fns)
+        self.assertTrue(error.startswith("Image processing failed. photograph: "), error)
+        self.assert_still_serving()
+
     def test_wide_outline_stopped(self):
         """ImageMagick draws a shape without looking at the deadline: a 1000-pixel outline
         round the canvas is drawn a band of rows at a time."""
