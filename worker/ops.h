@@ -68,8 +68,10 @@ MagickWand *op_region(MagickWand *w, long width, long height, long x, long y);
  * virtual canvas), with no canvas offset; NULL with the reason left on `w`. */
 MagickWand *op_rows(MagickWand *w, long y0, long n);
 
-/* ImageMagick's distortions (rotate, deskew) look at the deadline row by row but do not stop
- * there: they run to the end. Such an operation goes through op_within_time(). */
+/* ImageMagick's distortions (rotate, deskew's turn, photograph's) look at the deadline row by row
+ * but do not stop there, and its measures of a whole image (auto_gamma, auto_level) do not look
+ * at it: such an operation goes through op_within_time(), whose cost is about proportional to
+ * the pixels it makes. */
 typedef MagickBooleanType (*op_run_fn)(MagickWand *w, const void *arg);
 #define OP_SLOW_NS_PER_PIXEL 1000.0 /* an output pixel costs less than this: no need to measure */
 #define OP_SAMPLE_SIDE       6.0    /* the sample measured is 1/6 of each side, 1/36 of the image */

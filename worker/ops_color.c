@@ -716,11 +716,42 @@ static int radon_cells(MagickWand *w, struct radon *r, double threshold, bool re
     return 0;
 }
 
+/* One pairing of a step: the columns `near` and `far` (its partner `step` columns on) make the
+ * columns `even` (far moved up k rows) and `odd` (k + 1 rows) of the next step. */
+static void radon_pair(const uint16_t *near, const uint16_t *far, uint16_t *even, uint16_t *odd,
+                       ptrdiff_t rows, ptrdiff_t k)
+{
+    ptrdiff_t y = 0;
+    for (; y < rows - k - 1; y++) {
+        even[y] = (uint16_t)(near[y] + far[y + k]);
+        odd[y] = (uint16_t)(near[y] + far[y + k + 1]);
+    }
+    for (; y < rows - k; y++) {
+        even[y] = (uint16_t)(near[y] + far[y + k]);
+        odd[y] = near[y];
+    }
+    for (; y < rows; y++) {
+        even[y] = near[y];
+        odd[y] = near[y];
+    }
+}
+
+/* The sum of the squared differences from row to row of the column `col`. */
+static uint64_t radon_variation(const uint16_t *col, size_t rows)
+{
+    uint64_t sum = 0;
+    for (size_t y = 0; y + 1 < rows; y++) {
+        int64_t d = (int64_t)col[y] - (int64_t)col[y + 1];
+        sum += (uint64_t)(d * d);
+    }
+    return sum;
+}
+
 /* The projection of r->a, in `out[width - 1 + sign * x]` for slope x. Returns 0, or -1 when the
  * deadline passed. */
 static int radon_project(MagickWand *w, struct radon *r, long sign, uint64_t *out)
 {
-    const ptrdiff_t rows = (ptrdiff_t)r->rows;
+    const size_t n = r->rows;
     uint16_t *p = r->a, *q = r->b;
     for (size_t step = 1; step < r->width; step *= 2) {
         if (img_past_deadline(w)) {
@@ -728,21 +759,8 @@ static int radon_project(MagickWand *w, struct radon *r, long sign, uint64_t *ou
         }
         for (size_t x = 0; x < r->width; x += 2 * step) {
             for (size_t i = 0; i < step; i++) {
-                const uint16_t *near = p + (x + i) * r->rows, *far = p + (x + i + step) * r->rows;
-                uint16_t *even = q + (x + 2 * i) * r->rows, *odd = q + (x + 2 * i + 1) * r->rows;
-                ptrdiff_t k = (ptrdiff_t)i, y = 0;
-                for (; y < rows - k - 1; y++) {
-                    even[y] = (uint16_t)(near[y] + far[y + k]);
-                    odd[y] = (uint16_t)(near[y] + far[y + k + 1]);
-                }
-                for (; y < rows - k; y++) {
-                    even[y] = (uint16_t)(near[y] + far[y + k]);
-                    odd[y] = near[y];
-                }
-                for (; y < rows; y++) {
-                    even[y] = near[y];
-                    odd[y] = near[y];
-                }
+                radon_pair(p + (x + i) * n, p + (x + i + step) * n, q + (x + 2 * i) * n,
+                           q + (x + 2 * i + 1) * n, (ptrdiff_t)n, (ptrdiff_t)i);
             }
         }
         uint16_t *t = p;
@@ -750,13 +768,7 @@ static int radon_project(MagickWand *w, struct radon *r, long sign, uint64_t *ou
         q = t;
     }
     for (size_t x = 0; x < r->width; x++) {
-        const uint16_t *col = p + x * r->rows;
-        uint64_t sum = 0;
-        for (size_t y = 0; y + 1 < r->rows; y++) {
-            int64_t d = (int64_t)col[y] - (int64_t)col[y + 1];
-            sum += (uint64_t)(d * d);
-        }
-        out[(ptrdiff_t)r->width - 1 + sign * (ptrdiff_t)x] = sum;
+        out[(ptrdiff_t)r->width - 1 + sign * (ptrdiff_t)x] = radon_variation(p + x * n, n);
     }
     return 0;
 }
