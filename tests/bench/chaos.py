@@ -1,0 +1,626 @@
+#!/usr/bin/python3
+"""chaos: a randomized fault driver that checks pixq's promise, nothing is ever lost.
+
+    tests/bench/run [--build DIR] chaos [--jobs 300] [--workers 3] [--seed N] [--smoke]
+    /usr/bin/python3 tests/bench/chaos.py --worker build/worker/pixq-worker [--seed N] ...
+
+Not a test of the suite (a run takes a minute or two, and what it finds depends on the seed):
+run it with several seeds by hand; its smoke entry (--smoke: 12 jobs, one of each fault) only
+checks that it runs. Exit status 1 when it saw a violation.
+
+What runs, all on loopback: redis-server with the README's persistence (appendonly yes,
+appendfsync everysec: harness.RedisServer(appendonly=True)), the fault-injecting S3 stub
+(tests/integration/s3stub.py) with buckets chaos-a (an operator limit of 4 PUT/s, burst 2, so
+that most outputs are parked in Redis) and chaos-b (PIXQ_S3_RATE 20/s), a source server whose
+answers take 20 to 150 ms, a postback receiver of this script's own that records which
+postbacks it answered 2xx, and --workers pixq-worker processes (short leases, as
+test_reliability.py's), each its own process so that it can be SIGKILLed alone.
+
+The jobs (seeded: --seed gives the same jobs and the same schedule of faults, not the same
+interleaving): 1 to 4 saves over both buckets, some nested, a third with wait_for_s3, every one
+with retry_postback; a few fail on purpose: a 404 source (fails at once), a save to a bucket the
+stub does not have (NoSuchBucket: the job fails, its other outputs are uploaded), an unknown
+function; some sources answer 503 once (a retry through delayed). They are pushed in waves
+through the first part of the run while, at random moments:
+
+* a worker is SIGKILLed and started again (every 0.7 to 2.5 s);
+* redis-server is restarted (every 6 to 14 s): a clean SHUTDOWN (SIGTERM: the AOF is flushed),
+  or SIGKILL after `CONFIG SET appendfsync always` and a pause (so that no acknowledged write
+  is lost: a crash under everysec may lose a second of writes, which the README allows);
+* S3 misbehaves for a burst (every 3 to 7 s): 503 SlowDown at random, connection resets, 500s,
+  PUTs held past PIXQ_S3_TIMEOUT_MS;
+* the postback receiver answers 500 to the next one to three postbacks.
+
+At the end (every job has a result and the queue is quiet, or --deadline passed) the workers are
+stopped and every invariant is checked; each violation is printed with its job id:
+
+* exactly one result in result:<id>;
+* at least one postback answered 2xx, and the last one is the stored result; more than one
+  (the README allows it only for a worker killed between its postback and its settling) is a
+  violation when no worker was killed between the first and the last;
+* a job meant to succeed has no errors (unless they are what a fault budget explains: an upload
+  that met PIXQ_S3_MAX_ATTEMPTS throttles, a poison pill), one meant to fail has them;
+* a job with errors has exactly one entry in dead, a job without none;
+* every image in a result is in S3 (the stub) as a PNG;
+* nothing is left: jobs, delayed, active lists, blobs, parked bytes; each job hash expires.
+"""
+
+import argparse
+import collections
+import http.server
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+sys.dont_write_bytecode = True
+
+import harness  # noqa: E402
+import s3stub  # noqa: E402
+from benchlib import machine_line, memory_tmpdir  # noqa: E402
+
+QUEUE = "chaos"
+SLOW_BUCKET, FAST_BUCKET, MISSING_BUCKET = "chaos-a", "chaos-b", "chaos-missing"
+WORKER_ENV = {
+    "PIXQ_LEASE_MS": "3000", "PIXQ_HEARTBEAT_MS": "1000", "PIXQ_REAP_INTERVAL_MS": "500",
+    "PIXQ_S3_RATE": "20/s,burst=10", "PIXQ_S3_MAX_ATTEMPTS": "10",
+    "PIXQ_S3_RETRY_BASE_MS": "100", "PIXQ_S3_RETRY_MAX_MS": "2000",
+    "PIXQ_S3_THROTTLE_RETRY_BASE_MS": "300", "PIXQ_S3_TIMEOUT_MS": "2000",
+    "PIXQ_RETRY_BASE_MS": "200", "PIXQ_RETRY_MAX_MS": "2000", "PIXQ_MAX_RECOVERIES": "10",
+    "PIXQ_WAIT_FOR_S3_INTERVAL_MS": "200", "PIXQ_WAIT_FOR_S3_MAX_MS": "1000",
+    "PIXQ_POSTBACK_RETRY_DELAYS_S": "1,1,2,2,3,3", "PIXQ_REDIS_TIMEOUT_MS": "2000",
+    "PIXQ_LOG_LEVEL": "info",
+}
+# errors a fault budget explains in a job meant to succeed
+EXPLAINED = ("temporarily unavailable", "worker died while running it", "upload_poisoned",
+             "kept killing")
+# what the jobs made to fail say
+EXPECTED_FAIL = {"404": "HTTP 404", "nobucket": "NoSuchBucket", "badfn": "Unknown function"}
+
+
+def tiny_png():
+    return (harness.CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# servers of this script's own
+
+
+class Receiver:
+    """Postback receiver: records (job_id, results, time, status answered); fail_next(n) answers
+    the next n with 500."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.records = []
+        self.to_fail = 0
+        self.delay = 0.0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, fmt, *args):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                try:
+                    results = json.loads(body)["results"]
+                except (ValueError, KeyError, TypeError):
+                    results = None
+                with owner.lock:
+                    status = 500 if owner.to_fail > 0 else 200
+                    owner.to_fail -= 1 if owner.to_fail > 0 else 0
+                    rec = [results.get("job_id") if isinstance(results, dict) else None,
+                           results, time.monotonic(), status, None]
+                    owner.records.append(rec)
+                if owner.delay:
+                    time.sleep(owner.delay)
+                rec[4] = time.monotonic()  # answered (as good as: the write is buffered)
+                out = b"{}"
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.httpd = http.server.ThreadingHTTPServer((harness.LOOPBACK, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self):
+        return "http://%s:%d/pb" % (harness.LOOPBACK, self.httpd.server_address[1])
+
+    def fail_next(self, n):
+        with self.lock:
+            self.to_fail += n
+
+    def delivered(self):
+        """{job_id: [(results, arrived, answered)]} of the postbacks answered 2xx, in order."""
+        out = collections.defaultdict(list)
+        with self.lock:
+            for job_id, results, t, status, answered in self.records:
+                if status < 300:
+                    out[job_id].append((results, t, answered or t))
+        return out
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Client:
+    """harness.Redis that reconnects through a Redis restart."""
+
+    def __init__(self, server):
+        self.server = server
+        self.r = None
+
+    def __call__(self, *args, tries=200):
+        for i in range(tries):
+            try:
+                if self.r is None:
+                    self.r = harness.Redis(harness.LOOPBACK, self.server.port, timeout=5)
+                return self.r.execute(*args)
+            except (OSError, ConnectionError, harness.RespError) as e:
+                if isinstance(e, harness.RespError) and "LOADING" not in str(e):
+                    raise
+                if self.r is not None:
+                    self.r.close()
+                self.r = None
+                time.sleep(0.05)
+        raise AssertionError("redis did not answer %r" % (args,))
+
+
+def key(name):
+    return "pixq:{%s}:%s" % (QUEUE, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs
+
+
+class Jobs:
+    def __init__(self, rnd, src, receiver):
+        self.rnd, self.src, self.receiver = rnd, src, receiver
+        self.png = tiny_png()
+        self.meant = {}  # job_id -> "ok" | "404" | "nobucket" | "badfn"
+        self.expect = {}  # job_id -> {identifier: (bucket, key, width)}
+
+    def make(self, i):
+        r = self.rnd
+        job_id = "chaos-%04d" % i
+        kind = r.choices(["ok", "404", "nobucket", "badfn"], [88, 4, 5, 3])[0]
+        path = "/src/%s.png" % job_id
+        if kind == "404":
+            url = self.src.url("/missing/%s.png" % job_id)
+        else:
+            url = self.src.add(path, self.png)
+            self.src.delay[path] = r.choice([0.02, 0.05, 0.1, 0.15])
+            if r.random() < 0.1:
+                self.src.answer_with(path, 503)  # transient: the job runs again from delayed
+        functions, expect = [], {}
+        for n in range(r.randint(1, 4)):
+            bucket = r.choice([SLOW_BUCKET, SLOW_BUCKET, FAST_BUCKET])
+            width = 8 + 4 * n
+            ident = "img%d" % n
+            f = {"name": "resize_to_fit", "params": {"width": width},
+                 "save": {"image_identifier": ident,
+                          "s3_destination": {"bucket": bucket, "key": "%s/%d.png" % (job_id, n)}}}
+            expect[ident] = (bucket, "%s/%d.png" % (job_id, n), width)
+            if r.random() < 0.3:  # a child of this output, saved too
+                cw = max(4, width // 2)
+                cid = "img%dc" % n
+                ckey = "%s/%dc.png" % (job_id, n)
+                f["functions"] = [{"name": "resize_to_fit", "params": {"width": cw},
+                                   "save": {"image_identifier": cid,
+                                            "s3_destination": {"bucket": bucket, "key": ckey}}}]
+                expect[cid] = (bucket, ckey, cw)
+            functions.append(f)
+        if kind == "nobucket":
+            functions.append({"name": "resize_to_fit", "params": {"width": 10},
+                              "save": {"image_identifier": "lost", "s3_destination": {
+                                  "bucket": MISSING_BUCKET, "key": "%s/x.png" % job_id}}})
+        if kind == "badfn":
+            functions.append({"name": "no_such_function", "params": {},
+                              "save": {"image_identifier": "bad"}})
+        job = {"application_id": "chaos", "job_id": job_id, "src": url,
+               "postback_url": self.receiver.url(), "retry_postback": True,
+               "functions": functions}
+        if r.random() < 0.3:
+            job["wait_for_s3"] = True
+        self.meant[job_id] = kind
+        self.expect[job_id] = expect
+        return job
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+class Chaos:
+    def __init__(self, opts, tmp):
+        self.opts, self.tmp = opts, tmp
+        self.rnd = random.Random(opts.seed)
+        self.events = []  # (monotonic time, what)
+        self.kill_times = []
+        self.outages = []  # [went down, answered again] (monotonic)
+        self.counts = collections.Counter()
+        self.workers = []
+        self.n_started = 0
+
+    # -- servers and workers ---------------------------------------------------------------------
+
+    def start(self):
+        self.redis_server = harness.RedisServer(self.tmp / "redis", appendonly=True).start()
+        self.s3 = s3stub.S3Stub(buckets=(SLOW_BUCKET, FAST_BUCKET),
+                                log_path=self.tmp / "s3stub.log").start()
+        self.src = harness.SourceServer()
+        # a worker killed in the middle of a download resets its connection: not news
+        self.src.httpd.handle_error = lambda request, address: None
+        self.receiver = Receiver()
+        self.redis = Client(self.redis_server)
+        self.redis("HSET", "pixq:rl:{%s}" % SLOW_BUCKET, "rate", 4, "burst", 2)
+        self.redis("PERSIST", "pixq:rl:{%s}" % SLOW_BUCKET)
+        self.env = harness.clean_env()
+        self.env.update(WORKER_ENV)
+        self.env.update(self.s3.credentials())
+        self.env.update({
+            "PIXQ_REDIS_URL": self.redis_server.url(), "PIXQ_QUEUE": QUEUE,
+            "PIXQ_S3_ENDPOINT": self.s3.endpoint(), "AWS_REGION": "us-east-1",
+            "PIXQ_DEFAULT_BUCKET": FAST_BUCKET, "PIXQ_ALLOW_PRIVATE_NETWORKS": "1",
+            "PIXQ_POSTBACK_RETRY": "1"})
+        self.workers = [self.start_worker() for _ in range(self.opts.workers)]
+
+    def start_worker(self):
+        self.n_started += 1
+        return harness.Program("chaos-worker-%d" % self.n_started, [self.opts.worker], self.env,
+                               self.tmp / ("worker-%d.log" % self.n_started))
+
+    def stop(self):
+        for w in self.workers:
+            w.terminate(10)
+        for what in (self.receiver, self.src, self.s3, self.redis_server):
+            try:
+                what.stop()
+            except Exception:  # noqa: BLE001 (best effort at the end)
+                pass
+
+    def note(self, what):
+        self.events.append((time.monotonic(), what))
+        self.counts[what.split()[0]] += 1
+        if self.opts.verbose:
+            print("%7.2f %s" % (time.monotonic() - self.t0, what), flush=True)
+
+    # -- faults ----------------------------------------------------------------------------------
+
+    def kill_worker(self):
+        i = self.rnd.randrange(len(self.workers))
+        w = self.workers[i]
+        self.kill_times.append(time.monotonic())
+        if w.alive():
+            w.proc.send_signal(signal.SIGKILL)
+            w.proc.wait(10)
+        w.terminate(1)
+        self.workers[i] = self.start_worker()
+        self.note("kill %s" % w.name)
+
+    def stop_redis(self):
+        """Shut redis-server down (it starts again from the loop, so that workers are killed
+        while it is down too): a clean SHUTDOWN, or SIGKILL once everything acknowledged is on
+        disk (appendfsync always for a moment), sometimes right after an AOF rewrite began."""
+        down = self.rnd.choice([0.2, 0.5, 1.0, 2.0, 4.0, 6.0])
+        self.down_since = time.monotonic()
+        if self.rnd.random() < 0.5:
+            self.redis_server.shutdown(signal.SIGTERM)
+            how = "shutdown"
+        else:
+            self.redis("CONFIG", "SET", "appendfsync", "always")
+            how = "kill-9"
+            if self.rnd.random() < 0.3:
+                self.redis("BGREWRITEAOF")
+                how += "-during-rewrite"
+            time.sleep(0.3)
+            self.redis_server.shutdown(signal.SIGKILL)
+        self.redis.r = None
+        self.outages.append([self.down_since, float("inf")])
+        self.redis_up_at = time.monotonic() + down
+        self.note("redis_restart %s down %.1fs" % (how, down))
+
+    def start_redis(self):
+        for _ in range(50):  # the port may linger for a moment
+            self.redis_server._spawn()
+            if self.redis_server._wait_ready(20):
+                self.redis_up_at = None
+                self.outages[-1][1] = time.monotonic()
+                return
+            self.redis_server.stop()
+            time.sleep(0.1)
+        raise AssertionError("redis-server did not restart")
+
+    def s3_burst(self):
+        bucket = self.rnd.choice([SLOW_BUCKET, FAST_BUCKET])
+        kind = self.rnd.choice(["slowdown", "reset", "500", "stall"])
+        self.s3.clear_faults()
+        if kind == "slowdown":
+            self.s3.slow_down_probability(bucket, 0.5, seed=self.rnd.randrange(1 << 30))
+        elif kind == "reset":
+            self.s3.reset(bucket, count=self.rnd.randint(2, 6))
+        elif kind == "500":
+            self.s3.fail(bucket, 500, "InternalError", count=self.rnd.randint(2, 6))
+        else:
+            self.s3.stall(bucket, 3.0, methods=("PUT",), count=self.rnd.randint(1, 3))
+        self.burst_end = time.monotonic() + self.rnd.uniform(1, 3)
+        self.note("s3_%s %s" % (kind, bucket))
+
+    def postback_burst(self):
+        if self.rnd.random() < 0.5:
+            self.receiver.fail_next(self.rnd.randint(1, 3))
+            self.note("postback_500")
+        else:  # slow answers: kills land in the middle of postbacks
+            self.receiver.delay = self.rnd.choice([0.0, 0.1, 0.3, 0.8])
+            self.note("postback_delay %.1fs" % self.receiver.delay)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def pending(self, ids):
+        return [i for i in ids if not self.redis("EXISTS", key("result:" + i))]
+
+    def quiet(self):
+        """No job waiting, active, delayed (postback retries), or parked."""
+        if self.redis("LLEN", key("jobs")) or self.redis("ZCARD", key("delayed")):
+            return False
+        return not self.redis("KEYS", key("active:*"))
+
+    def run(self):
+        jobs = Jobs(self.rnd, self.src, self.receiver)
+        self.jobs = jobs
+        ids = []
+        self.t0 = time.monotonic()
+        waves = max(1, min(10, self.opts.jobs // 10))
+        per_wave = -(-self.opts.jobs // waves)
+        next_wave = self.t0
+        r = self.rnd
+        nxt = {"kill": self.t0 + r.uniform(0.7, 2.5), "redis": self.t0 + r.uniform(3, 8),
+               "s3": self.t0 + r.uniform(1, 4), "pb": self.t0 + r.uniform(1, 5)}
+        if self.opts.smoke:
+            nxt["redis"] = self.t0 + 1.5
+        self.burst_end = None
+        self.redis_up_at = None
+        deadline = self.t0 + self.opts.deadline
+        chaos_until = None
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if self.redis_up_at is not None:  # down: workers are killed meanwhile too
+                if now >= self.redis_up_at:
+                    self.start_redis()
+                if now >= nxt["kill"]:
+                    self.kill_worker()
+                    nxt["kill"] = time.monotonic() + r.uniform(*self.opts.kill_every)
+                time.sleep(0.05)
+                continue
+            if len(ids) < self.opts.jobs and now >= next_wave:
+                batch = [jobs.make(len(ids) + k)
+                         for k in range(min(per_wave, self.opts.jobs - len(ids)))]
+                ids += [j["job_id"] for j in batch]
+                self.redis("LPUSH", key("jobs"), *[json.dumps(j) for j in batch])
+                next_wave = now + 2.0
+            if self.burst_end and now >= self.burst_end:
+                self.s3.clear_faults()
+                self.burst_end = None
+            pending = self.pending(ids) if len(ids) == self.opts.jobs else ids
+            chaotic = chaos_until is None or now < chaos_until
+            if chaotic and now >= nxt["kill"]:
+                self.kill_worker()
+                nxt["kill"] = time.monotonic() + r.uniform(*self.opts.kill_every)
+            if chaotic and now >= nxt["redis"]:
+                self.stop_redis()
+                nxt["redis"] = time.monotonic() + r.uniform(6, 14)
+            if chaotic and now >= nxt["s3"]:
+                self.s3_burst()
+                nxt["s3"] = time.monotonic() + r.uniform(3, 7)
+            if chaotic and now >= nxt["pb"]:
+                self.postback_burst()
+                nxt["pb"] = time.monotonic() + r.uniform(2, 6)
+            if self.opts.smoke and chaos_until is None and all(
+                    self.counts[k] for k in ("kill", "redis_restart")):
+                chaos_until = now
+            if not pending and chaos_until is None:
+                chaos_until = now  # calm down and let the rest settle
+                self.s3.clear_faults()
+                self.receiver.delay = 0.0
+            if not pending and self.quiet():
+                break
+            time.sleep(0.05)
+        self.elapsed = time.monotonic() - self.t0
+        time.sleep(1.5)  # a late duplicate postback would land now
+        self.s3.clear_faults()
+        return ids
+
+    # -- the checks ------------------------------------------------------------------------------
+
+    def check(self, ids):
+        v = []  # (job_id, what)
+        delivered = self.receiver.delivered()
+        dead = collections.Counter()
+        for entry in self.redis("LRANGE", key("dead"), 0, -1):
+            try:
+                dead[json.loads(entry).get("job_id")] += 1
+            except ValueError:
+                dead[None] += 1
+        self.explained = []
+        for job_id in ids:
+            self.check_job(job_id, delivered.get(job_id, []), dead[job_id], v)
+        for j in set(delivered) - set(ids):
+            v.append((j, "postback for an unknown job"))
+        self.check_leftovers(ids, v)
+        self.dead = dead
+        self.delivered = delivered
+        return v
+
+    def check_job(self, job_id, pbs, n_dead, v):
+        results = self.redis("LRANGE", key("result:" + job_id), 0, -1)
+        if len(results) != 1:
+            v.append((job_id, "%d results in result:%s" % (len(results), job_id)))
+            if not results:
+                return
+        result = json.loads(results[-1])["results"]
+        if not pbs:
+            v.append((job_id, "no postback delivered"))
+        else:
+            if pbs[-1][0] != result:
+                v.append((job_id, "last postback differs from the result: %s vs %s"
+                          % (json.dumps(pbs[-1][0])[:300], json.dumps(result)[:300])))
+            for (_, t1, a1), (_, t2, _) in zip(pbs, pbs[1:]):
+                if self.kill_in_postback(t1, a1):
+                    self.counts["duplicate_postbacks_after_kill"] += 1
+                else:
+                    v.append((job_id, "posted back again %.2f s after a postback answered %.2f s "
+                              "after it arrived, with no worker killed in between"
+                              % (t2 - t1, a1 - t1)))
+        errors = result.get("errors")
+        meant = self.jobs.meant[job_id]
+        if meant == "ok" and errors:
+            text = json.dumps(errors)
+            if any(m in text for m in EXPLAINED):
+                self.explained.append((job_id, text[:200]))
+            else:
+                v.append((job_id, "meant to succeed, failed: %s" % text[:300]))
+        if meant != "ok":
+            if not errors:
+                v.append((job_id, "meant to fail (%s), succeeded" % meant))
+            elif EXPECTED_FAIL[meant] not in json.dumps(errors):
+                v.append((job_id, "failed otherwise than meant (%s): %s"
+                          % (meant, json.dumps(errors)[:300])))
+        if errors and n_dead != 1:
+            v.append((job_id, "failed, with %d dead entries" % n_dead))
+        if not errors and n_dead:
+            v.append((job_id, "succeeded, with %d dead entries" % n_dead))
+        self.check_images(job_id, result, v)
+
+    def kill_in_postback(self, arrived, answered):
+        """Whether a worker was killed while a postback that arrived and was answered then was
+        in flight or not yet settled (the README's "stopped in the middle of its own postback"):
+        from its arrival until 1 s after its answer, or, when Redis was down meanwhile (the
+        outcome not recorded, kept in the worker's memory), until 1 s after Redis came back."""
+        end = answered + 1.0
+        for down, up in self.outages:
+            if down <= end and up >= arrived:
+                end = max(end, up + 1.0)
+        return any(arrived - 0.2 <= k <= end for k in self.kill_times)
+
+    def check_images(self, job_id, result, v):
+        expect = self.jobs.expect[job_id]
+        for im in result.get("images") or []:
+            ident = im.get("image_identifier")
+            if "error" in im or ident not in expect:
+                continue
+            bucket, k, width = expect[ident]
+            data = self.s3.object(bucket, k)
+            if data is None:
+                v.append((job_id, "%s is in the result but %s/%s is not in S3" % (ident, bucket, k)))
+            elif not data.startswith(b"\x89PNG"):
+                v.append((job_id, "%s/%s is not a PNG" % (bucket, k)))
+            if im.get("meta") != {"width": width, "height": width}:
+                v.append((job_id, "%s meta %r, expected %d px" % (ident, im.get("meta"), width)))
+        if not result.get("errors"):
+            listed = {im.get("image_identifier") for im in result.get("images") or []}
+            if listed != set(expect):
+                v.append((job_id, "images %s, expected %s" % (sorted(listed), sorted(expect))))
+
+    def check_leftovers(self, ids, v):
+        for name in ("jobs", "delayed"):
+            n = self.redis("ZCARD" if name == "delayed" else "LLEN", key(name))
+            if n:
+                entries = (self.redis("ZRANGE", key(name), 0, 4) if name == "delayed"
+                           else self.redis("LRANGE", key(name), 0, 4))
+                v.append(("-", "%d entries left in %s: %s" % (n, name, [e[:200] for e in entries])))
+        for k in self.redis("KEYS", key("active:*")):
+            left = self.redis("LRANGE", k, 0, -1)
+            if left:
+                v.append(("-", "%s holds %s" % (k, [e[:200] for e in left])))
+        blobs = self.redis("KEYS", key("blob:*"))
+        if blobs:
+            v.append(("-", "blobs left: %s" % blobs[:10]))
+        parked = self.redis("HGET", key("parked"), "total")
+        if parked not in (None, "0"):
+            v.append(("-", "parked total %s" % parked))
+        for job_id in ids:
+            ttl = self.redis("TTL", key("job:" + job_id))
+            if ttl == -1:
+                v.append((job_id, "job:%s has no expiry" % job_id))
+
+
+def report(c, ids, violations):
+    stats = {}
+    flat = c.redis("HGETALL", key("stats"))
+    for i in range(0, len(flat), 2):
+        stats[flat[i]] = int(flat[i + 1])
+    meant = collections.Counter(c.jobs.meant.values())
+    print("chaos: seed %d, %d jobs (%s), %d workers, %.1f s" % (
+        c.opts.seed, len(ids), ", ".join("%s %d" % kv for kv in sorted(meant.items())),
+        c.opts.workers, c.elapsed))
+    print("faults: %d worker kills, %d redis restarts, %d s3 bursts, %d postback 500 bursts" % (
+        c.counts["kill"], c.counts["redis_restart"],
+        sum(n for k, n in c.counts.items() if k.startswith("s3_")), c.counts["postback_500"]))
+    print("postbacks: %d delivered, %d duplicates after a kill; dead entries %d; failures a fault "
+          "budget explains %d" % (sum(len(p) for p in c.delivered.values()),
+                                  c.counts["duplicate_postbacks_after_kill"],
+                                  sum(c.dead.values()), len(c.explained)))
+    for job_id, text in c.explained[:10]:
+        print("  explained: %s %s" % (job_id, text))
+    print("stats: %s" % json.dumps(stats, sort_keys=True))
+    print("violations: %d" % len(violations))
+    for job_id, what in violations:
+        print("VIOLATION %s: %s" % (job_id, what))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worker", required=True)
+    ap.add_argument("--jobs", type=int, default=300)
+    ap.add_argument("--workers", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--kill-every", type=float, nargs=2, default=(0.7, 2.5), metavar=("MIN", "MAX"),
+                    help="seconds between worker kills, drawn between MIN and MAX")
+    ap.add_argument("--deadline", type=float, default=300, help="seconds for the whole run")
+    ap.add_argument("--smoke", action="store_true", help="12 jobs, each kind of fault once")
+    ap.add_argument("--verbose", action="store_true", help="print each fault as it happens")
+    ap.add_argument("--keep", action="store_true", help="keep the logs (the directory is printed)")
+    opts = ap.parse_args()
+    if opts.seed is None:
+        opts.seed = random.SystemRandom().randrange(1 << 20)
+    if opts.smoke:
+        opts.jobs, opts.workers, opts.deadline = 12, 2, 90
+    opts.worker = os.path.abspath(opts.worker)
+    print(machine_line())
+    tmp = memory_tmpdir("pixq-chaos-")
+    c = Chaos(opts, tmp)
+    violations = [("-", "did not run")]
+    try:
+        c.start()
+        ids = c.run()
+        for w in c.workers:
+            w.terminate(10)
+        violations = c.check(ids)
+        report(c, ids, violations)
+    finally:
+        c.stop()
+        if opts.keep or violations:
+            print("logs kept in %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
