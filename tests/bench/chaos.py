@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """chaos: a randomized fault driver that checks pixq's promise, nothing is ever lost.
 
-    tests/bench/run [--build DIR] chaos [--jobs 300] [--workers 3] [--seed N] [--smoke]
+    tests/bench/run [--build DIR] chaos [--jobs 300] [--workers 3] [--seed N] [--processes]
+        [--kill-every MIN MAX] [--smoke] [--verbose] [--keep]
     /usr/bin/python3 tests/bench/chaos.py --worker build/worker/pixq-worker [--seed N] ...
 
 Not a test of the suite (a run takes a minute or two, and what it finds depends on the seed):
@@ -119,8 +120,8 @@ class Receiver:
                 with owner.lock:
                     status = 500 if owner.to_fail > 0 else 200
                     owner.to_fail -= 1 if owner.to_fail > 0 else 0
-                    rec = [results.get("job_id") if isinstance(results, dict) else None,
-                           results, time.monotonic(), status, None]
+                    tag = self.path.partition("?t=")[2] or None
+                    rec = [tag, results, time.monotonic(), status, None]
                     owner.records.append(rec)
                 if owner.delay:
                     time.sleep(owner.delay)
@@ -137,20 +138,21 @@ class Receiver:
         self.httpd.handle_error = lambda request, address: None
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def url(self):
-        return "http://%s:%d/pb" % (harness.LOOPBACK, self.httpd.server_address[1])
+    def url(self, tag):
+        return "http://%s:%d/pb?t=%s" % (harness.LOOPBACK, self.httpd.server_address[1], tag)
 
     def fail_next(self, n):
         with self.lock:
             self.to_fail += n
 
     def delivered(self):
-        """{job_id: [(results, arrived, answered)]} of the postbacks answered 2xx, in order."""
+        """{tag: [(results, arrived, answered)]} of the postbacks answered 2xx, in order (the
+        tag is the job's name in this script: its job_id, when it has one)."""
         out = collections.defaultdict(list)
         with self.lock:
-            for job_id, results, t, status, answered in self.records:
+            for tag, results, t, status, answered in self.records:
                 if status < 300:
-                    out[job_id].append((results, t, answered or t))
+                    out[tag].append((results, t, answered or t))
         return out
 
     def stop(self):
@@ -193,8 +195,9 @@ class Jobs:
     def __init__(self, rnd, src, receiver):
         self.rnd, self.src, self.receiver = rnd, src, receiver
         self.png = tiny_png()
-        self.meant = {}  # job_id -> "ok" | "404" | "nobucket" | "badfn"
-        self.expect = {}  # job_id -> {identifier: (bucket, key, width)}
+        self.meant = {}  # tag -> "ok" | "404" | "nobucket" | "badfn"
+        self.expect = {}  # tag -> {identifier: (bucket, key, width)}
+        self.ids = {}  # tag -> job_id, for the jobs that have one
 
     def make(self, i):
         r = self.rnd
@@ -234,8 +237,12 @@ class Jobs:
             functions.append({"name": "no_such_function", "params": {},
                               "save": {"image_identifier": "bad"}})
         job = {"application_id": "chaos", "job_id": job_id, "src": url,
-               "postback_url": self.receiver.url(), "retry_postback": True,
+               "postback_url": self.receiver.url(job_id), "retry_postback": True,
                "functions": functions}
+        if r.random() < 0.15:  # the worker names it (adopt.lua)
+            del job["job_id"]
+        else:
+            self.ids[job_id] = job_id
         if r.random() < 0.3:
             job["wait_for_s3"] = True
         self.meant[job_id] = kind
@@ -279,7 +286,13 @@ class Chaos:
             "PIXQ_S3_ENDPOINT": self.s3.endpoint(), "AWS_REGION": "us-east-1",
             "PIXQ_DEFAULT_BUCKET": FAST_BUCKET, "PIXQ_ALLOW_PRIVATE_NETWORKS": "1",
             "PIXQ_POSTBACK_RETRY": "1"})
-        self.workers = [self.start_worker() for _ in range(self.opts.workers)]
+        if self.opts.processes:  # one supervisor; its children are killed
+            self.env.update({"PIXQ_PROCESSES": str(self.opts.workers),
+                             "PIXQ_RESTART_QUICK_EXIT_MS": "1000",
+                             "PIXQ_RESTART_BACKOFF_MIN_MS": "100"})
+            self.workers = [self.start_worker()]
+        else:
+            self.workers = [self.start_worker() for _ in range(self.opts.workers)]
 
     def start_worker(self):
         self.n_started += 1
@@ -303,7 +316,27 @@ class Chaos:
 
     # -- faults ----------------------------------------------------------------------------------
 
+    def children(self):
+        """The worker processes of a `--processes` supervisor."""
+        sup = self.workers[0].pid
+        try:
+            text = Path("/proc/%d/task/%d/children" % (sup, sup)).read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
     def kill_worker(self):
+        if self.opts.processes:
+            kids = self.children()
+            if kids:
+                pid = self.rnd.choice(kids)
+                self.kill_times.append(time.monotonic())
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.note("kill child %d" % pid)
+            return
         i = self.rnd.randrange(len(self.workers))
         w = self.workers[i]
         self.kill_times.append(time.monotonic())
@@ -372,8 +405,30 @@ class Chaos:
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def pending(self, ids):
-        return [i for i in ids if not self.redis("EXISTS", key("result:" + i))]
+    def entries(self, batch):
+        """The payloads of a wave: most jobs alone, some as a JSON array of 2 to 4 (split.lua)."""
+        out, i = [], 0
+        while i < len(batch):
+            n = 1 if self.rnd.random() < 0.85 else self.rnd.randint(2, 4)
+            group = batch[i:i + n]
+            out.append(json.dumps(group if n > 1 else group[0]))
+            i += n
+        return out
+
+    def job_id(self, tag):
+        """The job's id: its own, or the one the worker gave it, as its postbacks tell."""
+        if tag in self.jobs.ids:
+            return self.jobs.ids[tag]
+        named = {(res or {}).get("job_id") for res, _, _ in self.receiver.delivered().get(tag, [])}
+        return sorted(named)[0] if len(named) == 1 else None
+
+    def pending(self, tags):
+        out = []
+        for tag in tags:
+            job_id = self.job_id(tag)
+            if job_id is None or not self.redis("EXISTS", key("result:" + job_id)):
+                out.append(tag)
+        return out
 
     def quiet(self):
         """No job waiting, active, delayed (postback retries), or parked."""
@@ -411,8 +466,8 @@ class Chaos:
             if len(ids) < self.opts.jobs and now >= next_wave:
                 batch = [jobs.make(len(ids) + k)
                          for k in range(min(per_wave, self.opts.jobs - len(ids)))]
-                ids += [j["job_id"] for j in batch]
-                self.redis("LPUSH", key("jobs"), *[json.dumps(j) for j in batch])
+                ids += ["chaos-%04d" % (len(ids) + k) for k in range(len(batch))]
+                self.redis("LPUSH", key("jobs"), *self.entries(batch))
                 next_wave = now + 2.0
             if self.burst_end and now >= self.burst_end:
                 self.s3.clear_faults()
@@ -458,8 +513,20 @@ class Chaos:
             except ValueError:
                 dead[None] += 1
         self.explained = []
-        for job_id in ids:
-            self.check_job(job_id, delivered.get(job_id, []), dead[job_id], v)
+        self.named = {}
+        for tag in ids:
+            pbs = delivered.get(tag, [])
+            named = {(res or {}).get("job_id") for res, _, _ in pbs}
+            job_id = self.jobs.ids.get(tag)
+            if job_id is None:
+                if len(named) != 1:
+                    v.append((tag, "job without a job_id posted back under %s" % sorted(named)))
+                    continue
+                job_id = named.pop()
+                self.named[tag] = job_id
+            elif named - {job_id}:
+                v.append((tag, "posted back under job_ids %s" % sorted(named)))
+            self.check_job(tag, job_id, pbs, dead[job_id], v)
         for j in set(delivered) - set(ids):
             v.append((j, "postback for an unknown job"))
         self.check_leftovers(ids, v)
@@ -467,7 +534,7 @@ class Chaos:
         self.delivered = delivered
         return v
 
-    def check_job(self, job_id, pbs, n_dead, v):
+    def check_job(self, tag, job_id, pbs, n_dead, v):
         results = self.redis("LRANGE", key("result:" + job_id), 0, -1)
         if len(results) != 1:
             v.append((job_id, "%d results in result:%s" % (len(results), job_id)))
@@ -488,7 +555,7 @@ class Chaos:
                               "after it arrived, with no worker killed in between"
                               % (t2 - t1, a1 - t1)))
         errors = result.get("errors")
-        meant = self.jobs.meant[job_id]
+        meant = self.jobs.meant[tag]
         if meant == "ok" and errors:
             text = json.dumps(errors)
             if any(m in text for m in EXPLAINED):
@@ -505,7 +572,7 @@ class Chaos:
             v.append((job_id, "failed, with %d dead entries" % n_dead))
         if not errors and n_dead:
             v.append((job_id, "succeeded, with %d dead entries" % n_dead))
-        self.check_images(job_id, result, v)
+        self.check_images(tag, job_id, result, v)
 
     def kill_in_postback(self, arrived, answered):
         """Whether a worker was killed while a postback that arrived and was answered then was
@@ -518,8 +585,8 @@ class Chaos:
                 end = max(end, up + 1.0)
         return any(arrived - 0.2 <= k <= end for k in self.kill_times)
 
-    def check_images(self, job_id, result, v):
-        expect = self.jobs.expect[job_id]
+    def check_images(self, tag, job_id, result, v):
+        expect = self.jobs.expect[tag]
         for im in result.get("images") or []:
             ident = im.get("image_identifier")
             if "error" in im or ident not in expect:
@@ -554,7 +621,8 @@ class Chaos:
         parked = self.redis("HGET", key("parked"), "total")
         if parked not in (None, "0"):
             v.append(("-", "parked total %s" % parked))
-        for job_id in ids:
+        for tag in ids:
+            job_id = self.jobs.ids.get(tag) or self.named.get(tag) or tag
             ttl = self.redis("TTL", key("job:" + job_id))
             if ttl == -1:
                 v.append((job_id, "job:%s has no expiry" % job_id))
@@ -566,6 +634,7 @@ def report(c, ids, violations):
     for i in range(0, len(flat), 2):
         stats[flat[i]] = int(flat[i + 1])
     meant = collections.Counter(c.jobs.meant.values())
+    meant["without job_id"] = len(ids) - len(c.jobs.ids)
     print("chaos: seed %d, %d jobs (%s), %d workers, %.1f s" % (
         c.opts.seed, len(ids), ", ".join("%s %d" % kv for kv in sorted(meant.items())),
         c.opts.workers, c.elapsed))
@@ -590,6 +659,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=300)
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--processes", action="store_true",
+                    help="one pixq-worker --processes WORKERS; its children are killed")
     ap.add_argument("--kill-every", type=float, nargs=2, default=(0.7, 2.5), metavar=("MIN", "MAX"),
                     help="seconds between worker kills, drawn between MIN and MAX")
     ap.add_argument("--deadline", type=float, default=300, help="seconds for the whole run")
