@@ -24,7 +24,9 @@ stub does not have (NoSuchBucket: the job fails, its other outputs are uploaded)
 function; some sources answer 503 once (a retry through delayed). They are pushed in waves
 through the first part of the run while, at random moments:
 
-* a worker is SIGKILLed and started again (every 0.7 to 2.5 s);
+* a worker is SIGKILLed and started again (every 0.7 to 2.5 s, --kill-every), or one time in
+  ten sent SIGTERM (a graceful stop, PIXQ_SHUTDOWN_TIMEOUT_MS 2 s) and replaced, or one time
+  in ten frozen (SIGSTOP) for 3.5 to 6 s, past its 3-s lease, then let go on (SIGCONT);
 * redis-server is restarted (every 6 to 14 s): a clean SHUTDOWN (SIGTERM: the AOF is flushed),
   or SIGKILL after `CONFIG SET appendfsync always` and a pause (so that no acknowledged write
   is lost: a crash under everysec may lose a second of writes, which the README allows);
@@ -78,7 +80,7 @@ WORKER_ENV = {
     "PIXQ_RETRY_BASE_MS": "200", "PIXQ_RETRY_MAX_MS": "2000", "PIXQ_MAX_RECOVERIES": "10",
     "PIXQ_WAIT_FOR_S3_INTERVAL_MS": "200", "PIXQ_WAIT_FOR_S3_MAX_MS": "1000",
     "PIXQ_POSTBACK_RETRY_DELAYS_S": "1,1,2,2,3,3", "PIXQ_REDIS_TIMEOUT_MS": "2000",
-    "PIXQ_LOG_LEVEL": "info",
+    "PIXQ_SHUTDOWN_TIMEOUT_MS": "2000", "PIXQ_STOP_GRACE_MS": "3000", "PIXQ_LOG_LEVEL": "info",
 }
 # errors a fault budget explains in a job meant to succeed
 EXPLAINED = ("temporarily unavailable", "worker died while running it", "upload_poisoned",
@@ -261,6 +263,8 @@ class Chaos:
         self.events = []  # (monotonic time, what)
         self.kill_times = []
         self.outages = []  # [went down, answered again] (monotonic)
+        self.frozen = []  # (when to SIGCONT, worker)
+        self.stopping = []  # workers sent SIGTERM
         self.counts = collections.Counter()
         self.workers = []
         self.n_started = 0
@@ -271,6 +275,7 @@ class Chaos:
         self.redis_server = harness.RedisServer(self.tmp / "redis", appendonly=True).start()
         self.s3 = s3stub.S3Stub(buckets=(SLOW_BUCKET, FAST_BUCKET),
                                 log_path=self.tmp / "s3stub.log").start()
+        self.s3.httpd.handle_error = lambda request, address: None  # resets, killed workers
         self.src = harness.SourceServer()
         # a worker killed in the middle of a download resets its connection: not news
         self.src.httpd.handle_error = lambda request, address: None
@@ -300,7 +305,9 @@ class Chaos:
                                self.tmp / ("worker-%d.log" % self.n_started))
 
     def stop(self):
-        for w in self.workers:
+        for _, w in self.frozen:
+            w.proc.send_signal(signal.SIGCONT)
+        for w in self.workers + self.stopping:
             w.terminate(10)
         for what in (self.receiver, self.src, self.s3, self.redis_server):
             try:
@@ -339,13 +346,29 @@ class Chaos:
             return
         i = self.rnd.randrange(len(self.workers))
         w = self.workers[i]
+        how = self.rnd.choices(["kill", "term", "freeze"], [80, 10, 10])[0]
+        if how == "freeze" and w.alive():  # a stall past its lease: fenced, then it goes on
+            self.kill_times.append(time.monotonic())
+            w.proc.send_signal(signal.SIGSTOP)
+            self.frozen.append((time.monotonic() + self.rnd.uniform(3.5, 6), w))
+            self.note("freeze %s" % w.name)
+            return
         self.kill_times.append(time.monotonic())
-        if w.alive():
-            w.proc.send_signal(signal.SIGKILL)
-            w.proc.wait(10)
-        w.terminate(1)
+        if how == "term":  # a graceful stop (PIXQ_SHUTDOWN_TIMEOUT_MS 2 s), run in the background
+            self.stopping.append(w)
+            w.proc.send_signal(signal.SIGTERM)
+        else:
+            if w.alive():
+                w.proc.send_signal(signal.SIGKILL)
+                w.proc.wait(10)
+            w.terminate(1)
         self.workers[i] = self.start_worker()
-        self.note("kill %s" % w.name)
+        self.note("%s %s" % (how, w.name))
+
+    def thaw(self, now):
+        for t, w in [f for f in self.frozen if f[0] <= now]:
+            self.frozen.remove((t, w))
+            w.proc.send_signal(signal.SIGCONT)
 
     def stop_redis(self):
         """Shut redis-server down (it starts again from the loop, so that workers are killed
@@ -431,7 +454,9 @@ class Chaos:
         return out
 
     def quiet(self):
-        """No job waiting, active, delayed (postback retries), or parked."""
+        """No job waiting, active, delayed (postback retries), or parked; no worker frozen."""
+        if self.frozen:
+            return False
         if self.redis("LLEN", key("jobs")) or self.redis("ZCARD", key("delayed")):
             return False
         return not self.redis("KEYS", key("active:*"))
@@ -455,6 +480,7 @@ class Chaos:
         chaos_until = None
         while time.monotonic() < deadline:
             now = time.monotonic()
+            self.thaw(now)
             if self.redis_up_at is not None:  # down: workers are killed meanwhile too
                 if now >= self.redis_up_at:
                     self.start_redis()
@@ -680,7 +706,9 @@ def main():
     try:
         c.start()
         ids = c.run()
-        for w in c.workers:
+        for _, w in c.frozen:
+            w.proc.send_signal(signal.SIGCONT)
+        for w in c.workers + c.stopping:
             w.terminate(10)
         violations = c.check(ids)
         report(c, ids, violations)
