@@ -27,7 +27,10 @@ through the first part of the run while, at random moments:
 * a worker is SIGKILLed and started again (every 0.7 to 2.5 s, --kill-every), or one time in
   ten sent SIGTERM (a graceful stop, PIXQ_SHUTDOWN_TIMEOUT_MS 2 s) and replaced, or one time
   in ten frozen (SIGSTOP) for 3.5 to 6 s, past its 3-s lease, then let go on (SIGCONT);
-* redis-server is restarted (every 6 to 14 s): a clean SHUTDOWN (SIGTERM: the AOF is flushed),
+* Redis misbehaves (every 6 to 14 s): one time in four it stops answering for 0.5 to 3.5 s
+  (CLIENT PAUSE: a command sent meanwhile runs after the worker's PIXQ_REDIS_TIMEOUT_MS, 2 s,
+  gave up on it), one in seven it refuses writes for 0.5 to 3 s (maxmemory 1, noeviction),
+  otherwise redis-server is restarted: a clean SHUTDOWN (SIGTERM: the AOF is flushed),
   or SIGKILL after `CONFIG SET appendfsync always` and a pause (so that no acknowledged write
   is lost: a crash under everysec may lose a second of writes, which the README allows);
 * S3 misbehaves for a burst (every 3 to 7 s): 503 SlowDown at random, connection resets, 500s,
@@ -45,6 +48,7 @@ stopped and every invariant is checked; each violation is printed with its job i
   that met PIXQ_S3_MAX_ATTEMPTS throttles, a poison pill), one meant to fail has them;
 * a job with errors has exactly one entry in dead, a job without none;
 * every image in a result is in S3 (the stub) as a PNG;
+* the queue's counters: every job received once and settled once, as many dead as listed;
 * nothing is left: jobs, delayed, active lists, blobs, parked bytes; each job hash expires.
 """
 
@@ -370,6 +374,21 @@ class Chaos:
             self.frozen.remove((t, w))
             w.proc.send_signal(signal.SIGCONT)
 
+    def redis_fault(self):
+        how = self.rnd.choices(["restart", "pause", "oom"], [60, 25, 15])[0]
+        if self.opts.smoke and not self.counts["redis_restart"]:
+            how = "restart"
+        if how == "restart":
+            self.stop_redis()
+        elif how == "pause":  # commands sent meanwhile run after the worker gave up on them
+            ms = self.rnd.choice([500, 1500, 2500, 3500])
+            self.redis("CLIENT", "PAUSE", ms, "ALL")
+            self.note("redis_pause %d ms" % ms)
+        else:  # a full Redis: writes refused (noeviction) for a moment
+            self.redis("CONFIG", "SET", "maxmemory", "1")
+            self.oom_until = time.monotonic() + self.rnd.uniform(0.5, 3)
+            self.note("redis_oom")
+
     def stop_redis(self):
         """Shut redis-server down (it starts again from the loop, so that workers are killed
         while it is down too): a clean SHUTDOWN, or SIGKILL once everything acknowledged is on
@@ -476,6 +495,7 @@ class Chaos:
             nxt["redis"] = self.t0 + 1.5
         self.burst_end = None
         self.redis_up_at = None
+        self.oom_until = None
         deadline = self.t0 + self.opts.deadline
         chaos_until = None
         while time.monotonic() < deadline:
@@ -503,8 +523,11 @@ class Chaos:
             if chaotic and now >= nxt["kill"]:
                 self.kill_worker()
                 nxt["kill"] = time.monotonic() + r.uniform(*self.opts.kill_every)
+            if self.oom_until and now >= self.oom_until:
+                self.redis("CONFIG", "SET", "maxmemory", "0")
+                self.oom_until = None
             if chaotic and now >= nxt["redis"]:
-                self.stop_redis()
+                self.redis_fault()
                 nxt["redis"] = time.monotonic() + r.uniform(6, 14)
             if chaotic and now >= nxt["s3"]:
                 self.s3_burst()
@@ -517,6 +540,9 @@ class Chaos:
                 chaos_until = now
             if not pending and chaos_until is None:
                 chaos_until = now  # calm down and let the rest settle
+                if self.oom_until:
+                    self.redis("CONFIG", "SET", "maxmemory", "0")
+                    self.oom_until = None
                 self.s3.clear_faults()
                 self.receiver.delay = 0.0
             if not pending and self.quiet():
@@ -555,8 +581,8 @@ class Chaos:
             self.check_job(tag, job_id, pbs, dead[job_id], v)
         for j in set(delivered) - set(ids):
             v.append((j, "postback for an unknown job"))
-        self.check_leftovers(ids, v)
         self.dead = dead
+        self.check_leftovers(ids, v)
         self.delivered = delivered
         return v
 
@@ -647,6 +673,15 @@ class Chaos:
         parked = self.redis("HGET", key("parked"), "total")
         if parked not in (None, "0"):
             v.append(("-", "parked total %s" % parked))
+        flat = self.redis("HGETALL", key("stats"))
+        stats = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        settled = stats.get("succeeded", 0) + stats.get("failed", 0)
+        if settled != len(ids) or stats.get("received", 0) != len(ids):
+            v.append(("-", "stats count %d received, %d settled, for %d jobs"
+                      % (stats.get("received", 0), settled, len(ids))))
+        if stats.get("dead", 0) != sum(self.dead.values()):
+            v.append(("-", "stats count %d dead, the dead list holds %d"
+                      % (stats.get("dead", 0), sum(self.dead.values()))))
         for tag in ids:
             job_id = self.jobs.ids.get(tag) or self.named.get(tag) or tag
             ttl = self.redis("TTL", key("job:" + job_id))
@@ -664,8 +699,10 @@ def report(c, ids, violations):
     print("chaos: seed %d, %d jobs (%s), %d workers, %.1f s" % (
         c.opts.seed, len(ids), ", ".join("%s %d" % kv for kv in sorted(meant.items())),
         c.opts.workers, c.elapsed))
-    print("faults: %d worker kills, %d redis restarts, %d s3 bursts, %d postback 500 bursts" % (
-        c.counts["kill"], c.counts["redis_restart"],
+    print("faults: %d worker kills (and %d stops, %d freezes), %d redis restarts, %d pauses, %d write refusals, %d s3 bursts, "
+          "%d postback 500 bursts" % (
+        c.counts["kill"], c.counts["term"], c.counts["freeze"], c.counts["redis_restart"],
+        c.counts["redis_pause"], c.counts["redis_oom"],
         sum(n for k, n in c.counts.items() if k.startswith("s3_")), c.counts["postback_500"]))
     print("postbacks: %d delivered, %d duplicates after a kill; dead entries %d; failures a fault "
           "budget explains %d" % (sum(len(p) for p in c.delivered.values()),
