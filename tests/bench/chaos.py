@@ -689,6 +689,22 @@ class Chaos:
                 v.append((job_id, "job:%s has no expiry" % job_id))
 
 
+NOTABLE = ("parked_job_lost", "postback_given_up", "unsettled_dropped", "upload_poisoned",
+           "job_unsettled", "settle_resumed", "lease_lost", "task_stranded", "orphans_returned")
+LOST = ("parked_job_lost", "postback_given_up")  # something given up: a violation here
+
+
+def log_events(tmp):
+    """{event: [log line]} of the NOTABLE events in every worker's log."""
+    out = collections.defaultdict(list)
+    for log in sorted(tmp.glob("worker-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            for ev in NOTABLE:
+                if "event=%s " % ev in line:
+                    out[ev].append(line)
+    return out
+
+
 def report(c, ids, violations):
     stats = {}
     flat = c.redis("HGETALL", key("stats"))
@@ -711,6 +727,7 @@ def report(c, ids, violations):
     for job_id, text in c.explained[:10]:
         print("  explained: %s %s" % (job_id, text))
     print("stats: %s" % json.dumps(stats, sort_keys=True))
+    print("logged: %s" % ", ".join("%s %d" % (ev, len(c.logged[ev])) for ev in NOTABLE))
     print("violations: %d" % len(violations))
     for job_id, what in violations:
         print("VIOLATION %s: %s" % (job_id, what))
@@ -748,6 +765,8 @@ def main():
         for w in c.workers + c.stopping:
             w.terminate(10)
         violations = c.check(ids)
+        c.logged = log_events(tmp)
+        violations += [("-", "logged: %s" % line[:300]) for ev in LOST for line in c.logged[ev]]
         report(c, ids, violations)
     finally:
         c.stop()
