@@ -60,7 +60,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -646,7 +645,8 @@ class Chaos:
             bucket, k, width = expect[ident]
             data = self.s3.object(bucket, k)
             if data is None:
-                v.append((job_id, "%s is in the result but %s/%s is not in S3" % (ident, bucket, k)))
+                v.append((job_id, "%s is in the result but %s/%s is not in S3"
+                          % (ident, bucket, k)))
             elif not data.startswith(b"\x89PNG"):
                 v.append((job_id, "%s/%s is not a PNG" % (bucket, k)))
             if im.get("meta") != {"width": width, "height": width}:
@@ -715,8 +715,8 @@ def report(c, ids, violations):
     print("chaos: seed %d, %d jobs (%s), %d workers, %.1f s" % (
         c.opts.seed, len(ids), ", ".join("%s %d" % kv for kv in sorted(meant.items())),
         c.opts.workers, c.elapsed))
-    print("faults: %d worker kills (and %d stops, %d freezes), %d redis restarts, %d pauses, %d write refusals, %d s3 bursts, "
-          "%d postback 500 bursts" % (
+    print("faults: %d worker kills (and %d stops, %d freezes), %d redis restarts, %d pauses, "
+          "%d write refusals, %d s3 bursts, %d postback 500 bursts" % (
         c.counts["kill"], c.counts["term"], c.counts["freeze"], c.counts["redis_restart"],
         c.counts["redis_pause"], c.counts["redis_oom"],
         sum(n for k, n in c.counts.items() if k.startswith("s3_")), c.counts["postback_500"]))
