@@ -63,6 +63,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -225,6 +226,9 @@ class Jobs:
                  "save": {"image_identifier": ident,
                           "s3_destination": {"bucket": bucket, "key": "%s/%d.png" % (job_id, n)}}}
             expect[ident] = (bucket, "%s/%d.png" % (job_id, n), width)
+            if r.random() < 0.15:  # to PIXQ_DEFAULT_BUCKET, under <hour>/<job_id>/
+                f["save"] = {"image_identifier": ident, "extension": ".png"}
+                expect[ident] = (FAST_BUCKET, None, width)
             if r.random() < 0.3:  # a child of this output, saved too
                 cw = max(4, width // 2)
                 cid = "img%dc" % n
@@ -643,6 +647,12 @@ class Chaos:
             if "error" in im or ident not in expect:
                 continue
             bucket, k, width = expect[ident]
+            if k is None:  # a default destination: where the result says
+                prefix = "%s/%s/" % (self.s3.endpoint(), bucket)
+                url = im.get("s3_url") or ""
+                k = urllib.parse.unquote(url[len(prefix):]) if url.startswith(prefix) else url
+                if "/%s/%s-" % (job_id, ident) not in k:
+                    v.append((job_id, "%s at %s, not under the job's id" % (ident, url)))
             data = self.s3.object(bucket, k)
             if data is None:
                 v.append((job_id, "%s is in the result but %s/%s is not in S3"
