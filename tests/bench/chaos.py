@@ -34,7 +34,8 @@ through the first part of the run while, at random moments:
   or SIGKILL after `CONFIG SET appendfsync always` and a pause (so that no acknowledged write
   is lost: a crash under everysec may lose a second of writes, which the README allows);
 * S3 misbehaves for a burst (every 3 to 7 s): 503 SlowDown at random, connection resets, 500s,
-  PUTs held past PIXQ_S3_TIMEOUT_MS;
+  PUTs or wait_for_s3's HEADs held past PIXQ_S3_TIMEOUT_MS (chaos-b's objects are readable
+  only 0.3 s after their PUT, so that wait_for_s3 polls);
 * the postback receiver answers 500 to the next one to three postbacks.
 
 At the end (every job has a result and the queue is quiet, or --deadline passed) the workers are
@@ -283,6 +284,7 @@ class Chaos:
         self.s3 = s3stub.S3Stub(buckets=(SLOW_BUCKET, FAST_BUCKET),
                                 log_path=self.tmp / "s3stub.log").start()
         self.s3.httpd.handle_error = lambda request, address: None  # resets, killed workers
+        self.s3.set_visibility(FAST_BUCKET, 0.3)  # wait_for_s3 polls a few times
         self.src = harness.SourceServer()
         # a worker killed in the middle of a download resets its connection: not news
         self.src.httpd.handle_error = lambda request, address: None
@@ -436,7 +438,9 @@ class Chaos:
         elif kind == "500":
             self.s3.fail(bucket, 500, "InternalError", count=self.rnd.randint(2, 6))
         else:
-            self.s3.stall(bucket, 3.0, methods=("PUT",), count=self.rnd.randint(1, 3))
+            methods = self.rnd.choice([("PUT",), ("HEAD",)])  # HEAD: wait_for_s3's checks
+            self.s3.stall(bucket, 3.0, methods=methods, count=self.rnd.randint(1, 3))
+            kind += "-" + methods[0]
         self.burst_end = time.monotonic() + self.rnd.uniform(1, 3)
         self.note("s3_%s %s" % (kind, bucket))
 
@@ -512,7 +516,7 @@ class Chaos:
                     nxt["kill"] = time.monotonic() + r.uniform(*self.opts.kill_every)
                 time.sleep(0.05)
                 continue
-            if len(ids) < self.opts.jobs and now >= next_wave:
+            if len(ids) < self.opts.jobs and now >= next_wave and not self.oom_until:
                 batch = [jobs.make(len(ids) + k)
                          for k in range(min(per_wave, self.opts.jobs - len(ids)))]
                 ids += ["chaos-%04d" % (len(ids) + k) for k in range(len(batch))]
