@@ -311,7 +311,10 @@ class Chaos:
         if self.opts.processes:  # one supervisor; its children are killed
             self.env.update({"PIXQ_PROCESSES": str(self.opts.workers),
                              "PIXQ_RESTART_QUICK_EXIT_MS": "1000",
-                             "PIXQ_RESTART_BACKOFF_MIN_MS": "100"})
+                             "PIXQ_RESTART_BACKOFF_MIN_MS": "100",
+                             # a child killed every second is a crash loop to the supervisor,
+                             # whose restarts would back off to 30 s
+                             "PIXQ_RESTART_BACKOFF_MAX_MS": "1000"})
             self.workers = [self.start_worker()]
         else:
             self.workers = [self.start_worker() for _ in range(self.opts.workers)]
