@@ -466,7 +466,6 @@ static int connection_lost(struct rq *r, struct err *e)
     return -1;
 }
 
-/* A reply that came: itself, or NULL for an error reply, whose message goes into `e`. */
 /* An error reply's message into `e` (may be NULL), "redis: <message>". A replica's READONLY
  * (PIXQ_REDIS_URL names a server that a failover made a replica, or a replica from the start)
  * says what to do about it: writes will be refused until it is promoted or the URL changes.
@@ -480,6 +479,7 @@ static int reply_error(const char *msg, struct err *e)
                            : "");
 }
 
+/* A reply that came: itself, or NULL for an error reply, whose message goes into `e`. */
 static redisReply *answer(redisReply *rep, struct err *e)
 {
     if (rep->type == REDIS_REPLY_ERROR) {

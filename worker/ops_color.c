@@ -536,26 +536,15 @@ static int op_sketch(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
     return done(w, MagickSketchImage(w, radius, sigma, angle), fn, e);
 }
 
-/* The pixels of a photograph of `w` at most: the polaroid frame adds less than a tenth of each
- * side plus a few pixels, then the picture turns by `angle`. */
-static double photograph_pixels(MagickWand *w, double angle)
+/* The size of a photograph of `w` at most: the polaroid frame adds less than a tenth of each side
+ * plus a few pixels, then the picture turns by `angle`. */
+static void photograph_size(MagickWand *w, double angle, double *rw, double *rh)
 {
     double a = fabs(angle) * (3.14159265358979323846 / 180.0);
     double fw = (double)MagickGetImageWidth(w) * 1.1 + 40.0;
     double fh = (double)MagickGetImageHeight(w) * 1.1 + 40.0;
-    return (fw * fabs(cos(a)) + fh * fabs(sin(a))) * (fw * fabs(sin(a)) + fh * fabs(cos(a)));
-}
-
-/* Refuses a photograph whose result could pass the limits: the polaroid frame adds less than a
- * tenth of each side plus a few pixels, then the picture turns by `angle`. */
-static int photograph_fits(MagickWand *w, double angle, const struct op_ctx *ctx, struct err *e)
-{
-    double a = fabs(angle) * (3.14159265358979323846 / 180.0);
-    double fw = (double)MagickGetImageWidth(w) * 1.1 + 40.0;
-    double fh = (double)MagickGetImageHeight(w) * 1.1 + 40.0;
-    double rw = fw * fabs(cos(a)) + fh * fabs(sin(a));
-    double rh = fw * fabs(sin(a)) + fh * fabs(cos(a));
-    return op_check_size(rw, rh, ctx, "photograph", e);
+    *rw = fw * fabs(cos(a)) + fh * fabs(sin(a));
+    *rh = fw * fabs(sin(a)) + fh * fabs(cos(a));
 }
 
 /* Makes the polaroid with MagickCore: MagickPolaroidImage() of ImageMagick 6.9.11 leaks the
@@ -612,10 +601,13 @@ static MagickBooleanType polaroid_run(MagickWand *w, const void *arg)
 static int op_photograph(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
     const char *fn = "photograph";
-    double angle;
-    if (job_param_double(p, fn, "angle", -5.0, -360.0, 360.0, &angle, e) < 0 ||
-        photograph_fits(w, angle, ctx, e) < 0 ||
-        op_fits_in_time(w, fn, photograph_pixels(w, angle), polaroid_run, &angle, e) < 0) {
+    double angle, rw = 0.0, rh = 0.0;
+    if (job_param_double(p, fn, "angle", -5.0, -360.0, 360.0, &angle, e) < 0) {
+        return -1;
+    }
+    photograph_size(w, angle, &rw, &rh); /* a result that could pass the limits is refused */
+    if (op_check_size(rw, rh, ctx, fn, e) < 0 ||
+        op_fits_in_time(w, fn, rw * rh, polaroid_run, &angle, e) < 0) {
         return -1;
     }
     return polaroid(w, angle, e);
