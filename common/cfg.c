@@ -303,6 +303,7 @@ static bool decimal_text(const char *s, size_t n, bool fraction)
     return digit;
 }
 
+/* -1: not a plain decimal; -2: a plain decimal past what a long holds (out of any range). */
 static int parse_long(const char *s, long *out)
 {
     if (!decimal_text(s, strlen(s), false)) {
@@ -311,6 +312,9 @@ static int parse_long(const char *s, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
+    if (errno == ERANGE) {
+        return -2;
+    }
     if (errno != 0 || end == s || *end != '\0') {
         return -1;
     }
@@ -438,7 +442,11 @@ static int set_string(struct cfg *c, const struct cfg_entry *en, const char *val
 static int set_long(struct cfg *c, const struct cfg_entry *en, const char *value, struct err *e)
 {
     long v;
-    if (parse_long(value, &v) < 0) {
+    int rc = parse_long(value, &v);
+    if (rc == -2) {
+        return err_set(e, "%s: %s is out of range [%ld, %ld]", en->var, value, en->min, en->max);
+    }
+    if (rc < 0) {
         return err_set(e, "%s: '%s' is not a whole number", en->var, value);
     }
     if (v < en->min || v > en->max) {

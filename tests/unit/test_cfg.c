@@ -81,6 +81,11 @@ static void test_bad_values(void)
     CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "0x10", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_DEFAULT_QUALITY", "-5", &e), -1);
     CHECK(strstr(e.msg, "-5 is out of range") != NULL);
+    /* a number past what a long holds is out of range too, not "not a whole number" */
+    CHECK_INT(cfg_set(&c, "PIXQ_MAX_ATTEMPTS", "99999999999999999999", &e), -1);
+    CHECK(strstr(e.msg, "PIXQ_MAX_ATTEMPTS: 99999999999999999999 is out of range [") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_MAX_ATTEMPTS", "-99999999999999999999", &e), -1);
+    CHECK(strstr(e.msg, "-99999999999999999999 is out of range [") != NULL);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_MIN_RATE", "0x10", &e), -1);
     CHECK(strstr(e.msg, "'0x10' is not a decimal number") != NULL);
     /* a number past the range says so, not that it is no positive number */
