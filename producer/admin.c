@@ -239,7 +239,13 @@ static long forget_postbacks(struct admin *a, const char *q, const char *which, 
             char suffix[JOB_ID_MAX + 8], job_key[RQ_KEY_MAX];
             snprintf(suffix, sizeof suffix, "job:%.*s", JOB_ID_MAX - 1, id);
             rq_key(job_key, sizeof job_key, q, suffix);
-            freeReplyObject(rq_command(a->rq, e, "HDEL %s posted", job_key));
+            redisReply *h = rq_command(a->rq, e, "HDEL %s posted", job_key);
+            if (h == NULL) { /* the window is not retried: its re-runs would not post back */
+                json_object_put(d);
+                freeReplyObject(r);
+                return -1;
+            }
+            freeReplyObject(h);
         }
         json_object_put(d);
     }
@@ -247,8 +253,25 @@ static long forget_postbacks(struct admin *a, const char *q, const char *which, 
     return n;
 }
 
+/* Says why retrying queue `q` stopped part-way, and how many jobs went back before that:
+ * `total`, and when the connection was lost before Redis answered a dead_retry.lua call, up to
+ * `window` more that call may have put back. */
+static void dead_retry_failed(const char *jobs, const struct err *e, long long total, long window,
+                              bool unknown)
+{
+    if (unknown) {
+        cli_fail("dead retry: %s; %lld job(s) were put back on %s before the failure, and up to "
+                 "%ld more may have been (no answer came for them); the rest are still dead",
+                 e->msg, total, jobs, window);
+    } else {
+        cli_fail("dead retry: %s; %lld job(s) were put back on %s before the failure; the rest "
+                 "are still dead",
+                 e->msg, total, jobs);
+    }
+}
+
 /* Retries the dead jobs `which` of queue `q`, a window of its dead list at a time, oldest first.
- * Returns how many, or -1 (message printed). */
+ * Returns how many, or -1 (message printed, with how many went back before the failure). */
 static long long dead_retry_queue(struct admin *a, const char *q, const char *which)
 {
     char dead[RQ_KEY_MAX], jobs[RQ_KEY_MAX], stats[RQ_KEY_MAX], skip_text[32], window[32];
@@ -264,16 +287,17 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
         struct err e = {{0}};
         long seen = forget_postbacks(a, q, which, skip, &e);
         if (seen < 0) {
-            cli_fail("%s", e.msg);
+            dead_retry_failed(jobs, &e, total, 0, false);
             return -1;
         }
         if (seen == 0) {
             break;
         }
         snprintf(skip_text, sizeof skip_text, "%ld", skip);
+        unsigned long io_errors = rq_io_errors(a->rq);
         redisReply *r = rq_script(a->rq, RQ_SCRIPT_DEAD_RETRY, 3, keys, 3, args, NULL, &e);
         if (r == NULL) {
-            cli_fail("%s", e.msg);
+            dead_retry_failed(jobs, &e, total, seen, rq_io_errors(a->rq) != io_errors);
             return -1;
         }
         bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -282,7 +306,9 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
         long long n = ok ? r->element[0]->integer : 0, kept = ok ? r->element[1]->integer : 0;
         freeReplyObject(r);
         if (!ok) {
-            cli_fail("redis: dead_retry.lua answered something else than {retried, kept}");
+            struct err bad = {{0}};
+            err_set(&bad, "redis: dead_retry.lua answered something else than {retried, kept}");
+            dead_retry_failed(jobs, &bad, total, seen, true);
             return -1;
         }
         total += n;

@@ -1202,6 +1202,56 @@ class DeadTest(CliCase):
         per_job = sorted(pb.job_id for pb in self.postbacks.postbacks)
         self.assertEqual(per_job, ["d1", "d2", "d2", "d3", "d3", "p1", "p2"])
 
+    def test_retry_all_failing_part_way_says_how_many_went_back(self):
+        """dead retry all goes a window of 32 entries at a time; when Redis fails part-way, pixq
+        says how many jobs went back before the failure, and exits 1: the connection cut before
+        a window's first command (those after it are still dead), cut before Redis's answer to
+        a window's call (it may have run), and a Redis refusing writes.
+        Before, only the error was printed, and a lost connection while clearing a job's
+        "posted" claim was ignored (the job's re-run would not post back)."""
+        def fill():
+            self.redis.delete(self.key("dead"), self.key("jobs"))
+            # the oldest entry has no payload: kept, so the second window's call says skip 1
+            self.redis.lpush(self.key("dead"), json.dumps({"job_id": "keep-0", "error": "E"}))
+            for i in range(1, 40):
+                self.redis.lpush(self.key("dead"), json.dumps({
+                    "job": json.dumps(self.job("dr-%d" % i, "/a.png")), "job_id": "dr-%d" % i,
+                    "error": "E", "attempts": 1, "failed_at": 1700000000000 + i}))
+
+        def retry_through(proxy):
+            r = self.run_pixq("dead", "retry", "all", env={"PIXQ_REDIS_URL": proxy.redis_url()})
+            self.assertTrue(proxy.tripped.is_set())
+            self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+            return r.stderr
+
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        fill()
+        proxy.cut_before(b"job:dr-35")  # in the second window (dr-32..dr-39)
+        self.assertRegex(retry_through(proxy), r"^pixq: dead retry: redis: .+; 31 job\(s\) were "
+                         r"put back on pixq:\{default\}:jobs before the failure; the rest are "
+                         r"still dead\n$")
+        self.assertEqual((self.redis.llen(self.key("jobs")), self.redis.llen(self.key("dead"))),
+                         (31, 9))
+
+        fill()
+        proxy.cut_on(b"all\r\n$1\r\n1\r\n$2\r\n32\r\n")  # the second window's call
+        self.assertRegex(retry_through(proxy), r"^pixq: dead retry: redis: .+; 31 job\(s\) were "
+                         r"put back on pixq:\{default\}:jobs before the failure, and up to 8 "
+                         r"more may have been \(no answer came for them\); the rest are still "
+                         r"dead\n$")
+        self.assertEqual(self.redis.llen(self.key("jobs")), 39)  # the call ran
+
+        fill()
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")  # refuses writes
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "min-replicas-to-write", "0")
+        r = self.run_pixq("dead", "retry", "all")
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: dead retry: redis: NOREPLICAS .+; 0 job\(s\) were put back "
+                         r"on pixq:\{default\}:jobs before the failure; the rest are still dead\n$")
+        self.assertEqual(self.redis.llen(self.key("dead")), 40)
+
     def test_list_shows_what_a_job_wrote_escaped(self):
         """A job's URL is quoted in its error; in the text listing its control characters are
         escaped: no terminal sequence reaches the screen and no line of the job's own appears
