@@ -20,6 +20,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static const char *const format_names[] = {"text", "json"};
 
 #define TRUNCATED_MARK    ",\"log_truncated\":true}"
+#define BYTES_MARK_MAX    48 /* ,"log_truncated_bytes":N in JSON, " log_truncated_bytes=N" */
 #define MAX_NUMBER_DIGITS 18 /* digits before the point of a value written as a JSON number */
 #define MAX_FRACTION      9  /* digits after it */
 
@@ -66,24 +67,29 @@ static bool has_job_id(const char *fields)
     return false;
 }
 
-/* Formats the fields, after `job_id=<context>` when this thread runs a job they do not name. */
-__attribute__((format(printf, 3, 0))) static void format_fields(char *out, size_t cap,
-                                                                const char *fmt, va_list ap)
+/* Formats the fields, after `job_id=<context>` when this thread runs a job they do not name.
+ * Returns how many bytes of them did not fit `cap` (0: none). */
+__attribute__((format(printf, 3, 0))) static size_t format_fields(char *out, size_t cap,
+                                                                  const char *fmt, va_list ap)
 {
     out[0] = '\0';
+    size_t dropped = 0;
     if (fmt != NULL) {
-        vsnprintf(out, cap, fmt, ap);
+        int full = vsnprintf(out, cap, fmt, ap);
+        dropped = full > 0 && (size_t)full >= cap ? (size_t)full - (cap - 1) : 0;
     }
     if (log_job[0] == '\0' || has_job_id(out)) {
-        return;
+        return dropped;
     }
     char q[sizeof log_job + 16];
     log_quote(log_job, q, sizeof q);
     size_t qlen = strlen(q), len = strlen(out);
     if (qlen + 9 >= cap) {
-        return;
+        return dropped;
     }
-    len = len + qlen + 9 >= cap ? cap - qlen - 9 : len; /* cut the end of long fields */
+    size_t keep = len + qlen + 9 >= cap ? cap - qlen - 9 : len; /* cut the end of long fields */
+    dropped += len - keep;
+    len = keep;
     memmove(out + 7 + qlen + 1, out, len);
     memcpy(out, "job_id=", 7);
     memcpy(out + 7, q, qlen);
@@ -91,6 +97,7 @@ __attribute__((format(printf, 3, 0))) static void format_fields(char *out, size_
         out[7 + qlen] = ' ';
     }
     out[7 + qlen + (len > 0) + len] = '\0';
+    return dropped;
 }
 
 /* ---------------------------------------------------------------- a JSON writer */
@@ -355,13 +362,15 @@ static const char *continuation(const char **p, size_t *len)
     return start;
 }
 
-/* Appends a member for every field of `fields`; returns whether one was left out. */
-static bool jb_fields(struct jbuf *b, const char *fields)
+/* Appends a member for every field of `fields`; returns the bytes of text of those left out
+ * (0: none was). */
+static size_t jb_fields(struct jbuf *b, const char *fields)
 {
-    bool cut = false;
+    size_t lost = 0;
     const char *p = fields;
     struct token t;
     while (next_token(&p, &t)) {
+        const char *start = t.klen > 0 ? t.key : t.val;
         size_t tail_len;
         const char *tail = continuation(&p, &tail_len);
         size_t mark = b->len;
@@ -369,16 +378,19 @@ static bool jb_fields(struct jbuf *b, const char *fields)
         if (b->over) {
             b->len = mark;
             b->over = false;
-            cut = true;
+            lost += (size_t)(p - start);
         }
     }
-    return cut;
+    return lost;
 }
 
-size_t log_line_json(char *out, size_t cap, const char *ts, enum log_level level, const char *event,
-                     long pid, const char *fields)
+/* log_line_json(), for fields of which `dropped` bytes were cut off already. */
+static size_t json_line(char *out, size_t cap, const char *ts, enum log_level level,
+                        const char *event, long pid, const char *fields, size_t dropped)
 {
-    struct jbuf b = {out, cap - sizeof TRUNCATED_MARK, 0, false};
+    /* room for the marks: with the count of bytes lost when the line is not tiny */
+    size_t reserve = sizeof TRUNCATED_MARK + (cap >= 512 ? BYTES_MARK_MAX : 0);
+    struct jbuf b = {out, cap - reserve, 0, false};
     char num[32];
     jb_puts(&b, "{\"ts\":");
     jb_string(&b, ts, strlen(ts));
@@ -396,11 +408,29 @@ size_t log_line_json(char *out, size_t cap, const char *ts, enum log_level level
         b.over = false;
         jb_puts(&b, "{\"event\":\"log_line_too_long\"");
     }
-    cut = (fields != NULL && jb_fields(&b, fields)) || cut;
+    size_t lost = dropped + (fields != NULL ? jb_fields(&b, fields) : 0);
     b.cap = cap - 1;
-    jb_puts(&b, cut ? TRUNCATED_MARK : "}");
+    if (cut || lost > 0) {
+        jb_puts(&b, ",\"log_truncated\":true");
+    }
+    if (lost > 0) {
+        snprintf(num, sizeof num, ",\"log_truncated_bytes\":%zu", lost);
+        size_t mark = b.len;
+        jb_puts(&b, num);
+        if (b.over) { /* a tiny line: the mark alone */
+            b.len = mark;
+            b.over = false;
+        }
+    }
+    jb_puts(&b, "}");
     out[b.len] = '\0';
     return b.len;
+}
+
+size_t log_line_json(char *out, size_t cap, const char *ts, enum log_level level, const char *event,
+                     long pid, const char *fields)
+{
+    return json_line(out, cap, ts, level, event, pid, fields, 0);
 }
 
 /* ---------------------------------------------------------------- writing */
@@ -470,9 +500,51 @@ static void put(char *out, size_t cap, size_t *n, const char *s)
     out[*n] = '\0';
 }
 
-/* "ts=... level=... event=...[ pid=...][ fields]", at most cap - 1 bytes. */
+/* Cuts the key=value text `f` to at most `keep` bytes where it stays readable: not inside a
+ * UTF-8 sequence, nor inside an escape (\" \\ \xNN) of a quoted value, whose quote it closes
+ * then (one byte past what is kept: `f` must have room for it). Returns how many bytes of `f` are
+ * kept. */
+static size_t cut_fields(char *f, size_t keep)
+{
+    size_t n = strlen(f);
+    keep = keep < n ? keep : n;
+    size_t s = keep; /* back over the continuation bytes at the end to their lead byte */
+    while (s > 0 && keep - s < 3 && ((unsigned char)f[s - 1] & 0xc0) == 0x80) {
+        s--;
+    }
+    if (s > 0 && (unsigned char)f[s - 1] >= 0xc0) {
+        unsigned char lead = (unsigned char)f[s - 1];
+        size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+        keep = keep - (s - 1) < want ? s - 1 : keep;
+    }
+    f[keep] = '\0';
+    const char *p = f;
+    struct token t, last = {0};
+    while (next_token(&p, &t)) {
+        last = t;
+    }
+    if (!last.quoted || last.val[last.vlen] == '"') {
+        return keep; /* the cut is not inside a quoted value */
+    }
+    size_t i = 0;
+    while (i < last.vlen) {
+        size_t esc = last.val[i] != '\\' ? 1 : last.val[i + 1] == 'x' ? 4 : 2;
+        if (i + esc > last.vlen) {
+            break;
+        }
+        i += esc;
+    }
+    keep = (size_t)(last.val - f) + i;
+    f[keep] = '"';
+    f[keep + 1] = '\0';
+    return keep;
+}
+
+/* "ts=... level=... event=...[ pid=...][ fields]", at most cap - 1 bytes. When the fields do
+ * not fit, or `dropped` bytes of them were cut off already, they are cut (cut_fields()) and the
+ * line ends with " log_truncated_bytes=N": the bytes of the fields the line lost. */
 static size_t text_line(char *out, size_t cap, const char *ts, enum log_level level,
-                        const char *event, const char *fields)
+                        const char *event, char *fields, size_t dropped)
 {
     size_t n = 0;
     out[0] = '\0';
@@ -487,9 +559,20 @@ static size_t text_line(char *out, size_t cap, const char *ts, enum log_level le
         snprintf(pid, sizeof pid, " pid=%ld", log_pid);
         put(out, cap, &n, pid);
     }
-    if (fields[0] != '\0' && n < cap - 2) {
-        put(out, cap, &n, " ");
-        put(out, cap, &n, fields);
+    size_t len = strlen(fields);
+    if (len == 0 || n + 2 + BYTES_MARK_MAX >= cap) {
+        return n;
+    }
+    if (dropped > 0 || n + 1 + len > cap - 1) {
+        size_t kept = cut_fields(fields, cap - 1 - n - 1 - 1 - BYTES_MARK_MAX);
+        dropped += len - kept;
+    }
+    put(out, cap, &n, " ");
+    put(out, cap, &n, fields);
+    if (dropped > 0) {
+        char mark[BYTES_MARK_MAX];
+        snprintf(mark, sizeof mark, " log_truncated_bytes=%zu", dropped);
+        put(out, cap, &n, mark);
     }
     return n;
 }
@@ -502,13 +585,13 @@ void log_event(enum log_level level, const char *event, const char *fields, ...)
     format_time(ts);
     va_list ap;
     va_start(ap, fields);
-    format_fields(text, sizeof text, fields, ap);
+    size_t dropped = format_fields(text, sizeof text, fields, ap);
     va_end(ap);
     size_t n;
     if (log_output == LOG_FORMAT_JSON) {
-        n = log_line_json(line, sizeof line - 1, ts, level, event, log_pid, text);
+        n = json_line(line, sizeof line - 1, ts, level, event, log_pid, text, dropped);
     } else {
-        n = text_line(line, LOG_TEXT_MAX - 1, ts, level, event, text);
+        n = text_line(line, LOG_TEXT_MAX - 1, ts, level, event, text, dropped);
     }
     line[n++] = '\n';
     write_line(line, n);

@@ -15,7 +15,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define LOG_TEXT_MAX 4096 /* bytes of a key=value line, with its newline; longer ones are cut */
+/* Bytes of a key=value line, with its newline, and of an event's key=value fields in either
+ * format: a longer line is cut and ends with " log_truncated_bytes=N" (the bytes it lost). */
+#define LOG_TEXT_MAX 4096
 #define LOG_JSON_MAX 8192 /* bytes of a JSON line; members that do not fit are left out */
 
 enum log_level {
@@ -64,7 +66,8 @@ const char *log_quote(const char *s, char *out, unsigned cap);
  * (-?(0|[1-9][0-9]*)(.[0-9]+)?, at most 18 digits before and 9 after the point), else a string;
  * a word without '=' continues the value before it (a value logged without log_quote) or, first,
  * becomes "msg". Field names "ts", "level", "event" and "pid" get a leading '_'. Bytes that are not
- * UTF-8 become U+FFFD. Members that do not fit are left out and "log_truncated":true is added.
+ * UTF-8 become U+FFFD. Members that do not fit are left out and "log_truncated":true is added,
+ * then, when `cap` is at least 512, "log_truncated_bytes": the bytes of text of those members.
  * Returns the length written (always a complete JSON object). */
 size_t log_line_json(char *out, size_t cap, const char *ts, enum log_level level, const char *event,
                      long pid, const char *fields);

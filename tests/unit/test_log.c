@@ -175,20 +175,40 @@ static void test_head(void)
     CHECK_STR(out, "{\"ts\":\"" TS "\",\"level\":\"debug\",\"event\":\"ev\\\"il\"}");
 }
 
-/* Members that do not fit are left out; the line stays one valid object within `cap`. */
+/* Members that do not fit are left out; the line stays one valid object within `cap`, and says
+ * how many bytes of the fields' text it lost (but for a tiny line). */
 static void test_truncation(void)
 {
     char fields[LOG_TEXT_MAX];
-    size_t o = 0;
+    size_t o = 0, tokens = 0; /* the fields' text without the spaces between them */
     for (int i = 0; o + 40 < sizeof fields; i++) {
-        o += (size_t)snprintf(fields + o, sizeof fields - o, "field%d=\"value %d\" ", i, i);
+        int w = snprintf(fields + o, sizeof fields - o, "field%d=\"value %d\" ", i, i);
+        o += (size_t)w;
+        tokens += (size_t)w - 1;
     }
     for (size_t cap = 64; cap <= 1024; cap += 37) {
         char *out = malloc(cap);
         size_t n = log_line_json(out, cap, TS, LOG_LEVEL_WARN, "e", 1, fields);
         CHECK(n < cap && strlen(out) == n);
         CHECK(valid_json(out));
-        CHECK(strstr(out, "\"log_truncated\":true}") != NULL);
+        if (cap < 512) {
+            CHECK(strstr(out, "\"log_truncated\":true}") != NULL);
+            free(out);
+            continue;
+        }
+        CHECK(strstr(out, "\"log_truncated\":true,\"log_truncated_bytes\":") != NULL);
+        json_object *obj = json_tokener_parse(out), *v = NULL;
+        size_t kept = 0;
+        json_object_object_foreach(obj, key, val)
+        {
+            if (strncmp(key, "field", 5) == 0) {
+                kept += strlen(key) + 3 + strlen(json_object_get_string(val));
+            }
+        }
+        CHECK(kept > 0);
+        CHECK(json_object_object_get_ex(obj, "log_truncated_bytes", &v));
+        CHECK_INT(json_object_get_int64(v), (long long)(tokens - kept));
+        json_object_put(obj);
         free(out);
     }
     char big[LOG_JSON_MAX];
@@ -203,7 +223,7 @@ static void test_truncation(void)
     char small[2048];
     log_line_json(small, sizeof small, TS, LOG_LEVEL_INFO, "e", 0, ctl);
     CHECK(valid_json(small));
-    CHECK(strstr(small, "\"a\":1,\"log_truncated\":true}") != NULL);
+    CHECK(strstr(small, "\"a\":1,\"log_truncated\":true,\"log_truncated_bytes\":1995}") != NULL);
 }
 
 static void test_parse(void)
@@ -292,6 +312,24 @@ static void emit_long(void)
     LOG_INFO("b", "y=2");
 }
 
+/* A quoted value with escapes (\x01, \") across the cut, then UTF-8 across it. */
+static char quoted_big[LOG_TEXT_MAX * 2];
+static char utf8_big[LOG_TEXT_MAX * 2];
+
+static void emit_cut_inside(void)
+{
+    LOG_INFO("quoted", "n=1 error=%s", quoted_big);
+    LOG_INFO("utf8", "n=2 v=%s", utf8_big);
+}
+
+static void emit_long_json(void)
+{
+    log_output = LOG_FORMAT_JSON;
+    emit_long();
+    emit_cut_inside();
+    log_output = LOG_FORMAT_TEXT;
+}
+
 /* Whether `ts` reads YYYY-MM-DDTHH:MM:SS.mmmZ. */
 static bool ts_shape(const char *ts)
 {
@@ -305,13 +343,24 @@ static bool ts_shape(const char *ts)
     return ts[sizeof shape - 1] == ' ';
 }
 
-/* A text line is cut to LOG_TEXT_MAX - 1 bytes with its newline; time stamps have one shape, and
+/* A text line is cut to LOG_TEXT_MAX - 1 bytes with its newline, and ends with
+ * " log_truncated_bytes=N", N the bytes of the fields it lost; time stamps have one shape, and
  * lines logged in a row carry the same second or a later one. */
 static void test_text_lines(void)
 {
     static char out[4 * LOG_TEXT_MAX];
     capture(emit_long, out, sizeof out);
-    CHECK_INT((long)strcspn(out, "\n"), LOG_TEXT_MAX - 2);
+    size_t len = strcspn(out, "\n");
+    CHECK(len <= LOG_TEXT_MAX - 2 && len > LOG_TEXT_MAX - 100);
+    const char *v = strstr(out, " v=");
+    const char *mark = strstr(out, " log_truncated_bytes=");
+    CHECK(v != NULL && mark != NULL && mark < out + len);
+    if (v != NULL && mark != NULL) {
+        size_t kept = strspn(v + 3, "b");
+        CHECK(v + 3 + kept == mark); /* the value, then the mark */
+        CHECK_INT(strtol(mark + 21, NULL, 10), 4999 - (long)kept);
+        CHECK(mark[21 + strspn(mark + 21, "0123456789")] == '\n');
+    }
     const char *a = strstr(out, "\nts=");
     const char *b = a != NULL ? strstr(a + 1, "\nts=") : NULL;
     CHECK(a != NULL && b != NULL);
@@ -322,6 +371,95 @@ static void test_text_lines(void)
     CHECK(strncmp(out + 3, a + 4, 19) <= 0 && strncmp(a + 4, b + 4, 19) <= 0);
     CHECK(strstr(a, " level=info event=a x=1\n") != NULL);
     CHECK(strstr(b, " level=info event=b y=2\n") != NULL);
+}
+
+/* A text line cut inside a quoted value ends the value where an escape or a UTF-8 character
+ * begins, closes its quote, and says how many bytes it lost. */
+static void test_text_cut_inside(void)
+{
+    char q[LOG_TEXT_MAX * 2];
+    size_t o = 0;
+    while (o + 4 < sizeof q - 1) {
+        memcpy(q + o, "a\x01\"", 3); /* log_quote() writes a\x01\" */
+        o += 3;
+    }
+    q[o] = '\0';
+    log_quote(q, quoted_big, sizeof quoted_big);
+    o = 0;
+    while (o + 2 < sizeof utf8_big - 1) {
+        memcpy(utf8_big + o, "\xc3\xa9", 2);
+        o += 2;
+    }
+    utf8_big[o] = '\0';
+    static char out[4 * LOG_TEXT_MAX];
+    capture(emit_cut_inside, out, sizeof out);
+    char *nl = strchr(out, '\n');
+    CHECK(nl != NULL);
+    if (nl == NULL) {
+        return;
+    }
+    *nl = '\0';
+    const char *err = strstr(out, " error=\"");
+    const char *mark = strstr(out, "\" log_truncated_bytes=");
+    CHECK(err != NULL && mark != NULL && strlen(out) <= LOG_TEXT_MAX - 2);
+    if (err != NULL && mark != NULL) {
+        size_t kept = (size_t)(mark - (err + 8)); /* the value's text before its closing quote */
+        CHECK(kept > 3000);
+        /* whole escapes only: a\x01\" repeated, cut after one of them */
+        for (size_t i = 0; i < kept; i++) {
+            CHECK(err[8 + i] == "a\\x01\\\""[i % 7]);
+        }
+        CHECK_INT(kept % 7 == 1 || kept % 7 == 5 || kept % 7 == 0, 1);
+        CHECK_INT(strtol(mark + 22, NULL, 10), (long)(strlen(quoted_big) - 1 - kept));
+    }
+    char *line2 = nl + 1;
+    nl = strchr(line2, '\n');
+    CHECK(nl != NULL);
+    if (nl == NULL) {
+        return;
+    }
+    *nl = '\0';
+    const char *val = strstr(line2, " v=");
+    mark = strstr(line2, " log_truncated_bytes=");
+    CHECK(val != NULL && mark != NULL);
+    if (val != NULL && mark != NULL) {
+        size_t kept = (size_t)(mark - (val + 3));
+        CHECK(kept > 3000 && kept % 2 == 0); /* whole characters */
+        CHECK_INT(strtol(mark + 21, NULL, 10), (long)(strlen(utf8_big) - kept));
+    }
+}
+
+/* A JSON line of fields longer than LOG_TEXT_MAX stays valid JSON and says how many bytes of
+ * them it lost. */
+static void test_json_cut(void)
+{
+    static char out[4 * LOG_JSON_MAX];
+    capture(emit_long_json, out, sizeof out);
+    char *line = out;
+    for (int i = 0; i < 5; i++) {
+        char *nl = strchr(line, '\n');
+        CHECK(nl != NULL);
+        if (nl == NULL) {
+            return;
+        }
+        *nl = '\0';
+        CHECK(valid_json(line));
+        json_object *o = json_tokener_parse(line), *v = NULL, *t = NULL;
+        const char *event = json_object_get_string(json_object_object_get(o, "event"));
+        if (strcmp(event, "long") == 0) {
+            CHECK(json_object_object_get_ex(o, "v", &v));
+            CHECK(json_object_object_get_ex(o, "log_truncated", &t) && json_object_get_boolean(t));
+            CHECK(json_object_object_get_ex(o, "log_truncated_bytes", &t));
+            CHECK_INT(json_object_get_int64(t), 4999 - (long)strlen(json_object_get_string(v)));
+        } else if (strcmp(event, "quoted") == 0 || strcmp(event, "utf8") == 0) {
+            CHECK(json_object_object_get_ex(o, "log_truncated_bytes", &t) &&
+                  json_object_get_int64(t) > 1000);
+        } else {
+            CHECK(!json_object_object_get_ex(o, "log_truncated", &t));
+        }
+        json_object_put(o);
+        line = nl + 1;
+    }
 }
 
 static void test_log_event(void)
@@ -358,6 +496,8 @@ int main(void)
     test_parse();
     test_log_event();
     test_job_context();
+    test_text_cut_inside();
+    test_json_cut();
     test_text_lines();
     return check_summary("log");
 }
