@@ -31,6 +31,7 @@ struct lease_queue {
     char blob_prefix[RQ_KEY_MAX]; /* "pixq:{Q}:blob:": the blob keys among its fields */
     size_t blob_len;
     _Atomic unsigned long long uploaded_bytes; /* counted by the worker, not yet in stats */
+    long renewed_ms; /* clock_boot_ms when the last heartbeat that held the lease was sent */
 };
 
 #define STOP_GRACE_MARGIN_MS 1000 /* of PIXQ_STOP_GRACE_MS kept to give a job back and exit */
@@ -322,10 +323,27 @@ static long renew(struct lease *l, long now)
     long sent = clock_boot_ms();
     bool failed = false;
     for (size_t i = 0; i < l->n; i++) {
-        int held = beat(l, &l->q[i], "beat", NULL);
+        struct lease_queue *q = &l->q[i];
+        long beat_sent = clock_boot_ms();
+        int held = beat(l, q, "beat", NULL);
         if (held == 0) {
-            LOG_WARN("lease_lost", "worker=%s queue=%s", l->wid, l->q[i].name);
-            held = beat(l, &l->q[i], "register", NULL);
+            /* Redis ran the beat by now: if that is less than a lease after the last renewal
+             * was sent, the lease had not run out there, so no reap took the record (reap.lua
+             * leaves a lease that holds alone): Redis lost it (a restart without its data, a
+             * failover, a flush), and no job of ours went back to the queue. */
+            long since = clock_boot_ms() - q->renewed_ms;
+            if (since < l->cfg->lease_ms) {
+                LOG_WARN("worker_reregistered",
+                         "worker=%s queue=%s reason=record_lost since_renewal_ms=%ld lease_ms=%ld",
+                         l->wid, q->name, since, l->cfg->lease_ms);
+            } else {
+                LOG_WARN("lease_lost", "worker=%s queue=%s", l->wid, q->name);
+            }
+            beat_sent = clock_boot_ms();
+            held = beat(l, q, "register", NULL);
+        }
+        if (held == 1) {
+            q->renewed_ms = beat_sent;
         }
         failed = failed || held < 0;
     }
@@ -420,6 +438,7 @@ static int register_all(struct lease *l, const char *const *queues, struct err *
     long sent = clock_boot_ms();
     for (size_t i = 0; i < l->n; i++) {
         struct err why = {{0}};
+        l->q[i].renewed_ms = sent;
         if (beat(l, &l->q[i], "register", &why) != 1) {
             return err_set(e, "cannot register the worker in %s: %s", l->q[i].workers_key,
                            why.msg[0] != '\0' ? why.msg : "unexpected answer");

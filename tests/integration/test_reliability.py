@@ -353,12 +353,14 @@ class RedisDataLossTest(ReliabilityCase):
     the job, a flush) while a worker runs a job: the worker holds the only copy of the job and
     its outcome. It posts the result back and stores it (`job_forgotten`, counted `forgotten`);
     before, it took the job missing from its active list for a lost lease and dropped the
-    outcome: no result, no postback, the job lost although its output was uploaded."""
+    outcome: no result, no postback, the job lost although its output was uploaded. Its heartbeat
+    then finds its record gone before its lease ran out, and logs that it registered again
+    (worker_reregistered reason=record_lost), not lease_lost."""
 
     def test_job_in_hand_when_redis_loses_its_data(self):
         self.src.add("/slow.png", tiny_png())
         self.src.stall("/slow.png")
-        w = self.start_worker()
+        w = self.start_worker(PIXQ_LEASE_MS=8000)  # a slow restart stays well within it
         self.worker_id(w)
         self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
         self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
@@ -371,6 +373,15 @@ class RedisDataLossTest(ReliabilityCase):
         self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
         self.assertEqual([e["step"] for e in w.log_events("job_forgotten")],
                          ["before_postback", "finish"])
+        # the heartbeat finds the worker's record gone well within its lease: Redis lost it,
+        # no reap took it, and the log says so (before: lease_lost, as if its job had gone)
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 10, "the worker to register again")
+        events = w.log_events("worker_reregistered")
+        self.assertEqual([(e["queue"], e["reason"]) for e in events],
+                         [("default", "record_lost")])
+        self.assertLess(int(events[0]["since_renewal_ms"]), 8000)
+        self.assertEqual(w.log_events("lease_lost"), [])
         self.push_jobs([self.tiny_job("after")])
         self.wait_for_postback(timeout=10, job_id="after")
         w.check_alive()
