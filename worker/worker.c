@@ -59,7 +59,9 @@ struct wqueue {
 
 /* A settlement settle() gave up on (Redis down or refusing writes): its payload stays on the
  * active list and comes back; it is then settled as it was decided, not run (and posted back)
- * again. The strings are copies. */
+ * again. One that may settle a job Redis lost (forgotten_ok) is settled again, so, once every
+ * active list is found empty: its payload will not come back from there. The strings are
+ * copies. */
 struct unsettled {
     struct buf payload;     /* empty: a free slot */
     const struct wqueue *q; /* the queue whose active list holds it */
@@ -67,6 +69,7 @@ struct unsettled {
     char *job_id, *result, *dead, *posted_id, *posted, *retry;
     const char *counter; /* a literal */
     long retry_ms;
+    bool forgotten_ok; /* as the settlement's */
 };
 
 struct worker {
@@ -590,12 +593,34 @@ static void keep_unsettled(struct worker *w, const struct buf *payload, const st
     u->retry = copy_or_null(s->retry);
     u->counter = s->counter;
     u->retry_ms = s->retry_ms;
+    u->forgotten_ok = s->forgotten_ok;
     if (buf_append(&u->payload, payload->data, payload->len) < 0 ||
         (s->job_id != NULL && u->job_id == NULL) || (s->result != NULL && u->result == NULL) ||
         (s->dead != NULL && u->dead == NULL) || (s->posted_id != NULL && u->posted_id == NULL) ||
         (s->posted != NULL && u->posted == NULL) || (s->retry != NULL && u->retry == NULL)) {
         forget_unsettled(u); /* out of memory: it runs again from the active list */
     }
+}
+
+/* Settles the kept settlement `u` (of payload `payload`, in w->cur) as it was decided, and
+ * frees its slot; settle() keeps it again (in a slot of its choice) if Redis still fails. */
+static int settle_again(struct worker *w, struct unsettled *u, const struct buf *payload)
+{
+    struct unsettled kept = *u; /* settle() may keep it again, in another slot */
+    *u = (struct unsettled){.counter = ""};
+    const struct settlement s = {.job_id = kept.job_id,
+                                 .result = kept.result != NULL ? kept.result : "",
+                                 .dead = kept.dead,
+                                 .counter = kept.counter,
+                                 .posted_id = kept.posted_id,
+                                 .posted = kept.posted,
+                                 .retry = kept.retry,
+                                 .retry_ms = kept.retry_ms,
+                                 .forgotten_ok = kept.forgotten_ok};
+    LOG_INFO("settle_resumed", "job_id=%s", kept.job_id != NULL ? kept.job_id : "");
+    int settled = settle(w, payload == NULL ? &kept.payload : payload, &s);
+    forget_unsettled(&kept);
+    return settled;
 }
 
 /* A payload back from the active list whose settlement was decided: settles it as decided.
@@ -608,22 +633,38 @@ static bool settle_kept(struct worker *w, const struct buf *payload)
             memcmp(u->payload.data, payload->data, payload->len) != 0) {
             continue;
         }
-        struct unsettled kept = *u; /* settle() may keep it again, in another slot */
-        *u = (struct unsettled){.counter = ""};
-        const struct settlement s = {.job_id = kept.job_id,
-                                     .result = kept.result != NULL ? kept.result : "",
-                                     .dead = kept.dead,
-                                     .counter = kept.counter,
-                                     .posted_id = kept.posted_id,
-                                     .posted = kept.posted,
-                                     .retry = kept.retry,
-                                     .retry_ms = kept.retry_ms};
-        LOG_INFO("settle_resumed", "job_id=%s", kept.job_id != NULL ? kept.job_id : "");
-        settle(w, payload, &s);
-        forget_unsettled(&kept);
+        settle_again(w, u, payload);
         return true;
     }
     return false;
+}
+
+/* Every active list was found empty: the kept settlements that may settle a job Redis lost
+ * (forgotten_ok; their payload gone with the rest) are settled again, since their payload will
+ * not come back from there. finish.lua stores a lost job's outcome (job_forgotten), or finds the
+ * job another worker's (it was reaped meanwhile: lease_lost); one Redis still refuses is kept
+ * again, for the next time the lists are found empty. Returns whether one was kept again. */
+static bool settle_forgotten(struct worker *w)
+{
+    bool again = false;
+    unsigned long upto = w->unsettled_seq; /* not those kept again meanwhile */
+    for (size_t i = 0; i < UNSETTLED_MAX; i++) {
+        struct unsettled *u = &w->unsettled[i];
+        if (u->payload.len == 0 || !u->forgotten_ok || u->seq > upto) {
+            continue;
+        }
+        use_queue(w, &w->q[u->q - w->q]);
+        char job_id[JOB_ID_MAX];
+        snprintf(job_id, sizeof job_id, "%s", u->job_id != NULL ? u->job_id : "");
+        int settled = settle_again(w, u, NULL);
+        again = again || settled < 0;
+        if (settled == 2) {
+            LOG_WARN("job_forgotten", "job_id=%s step=finish action=settled resumed=1", job_id);
+        } else if (settled == 0) {
+            LOG_WARN("lease_lost", "job_id=%s step=finish resumed=1", job_id);
+        }
+    }
+    return again;
 }
 
 static void bury_unparseable(struct worker *w, const struct buf *payload, const char *why)
@@ -1917,7 +1958,8 @@ static int take_stranded(struct worker *w, struct buf *payload, struct err *e)
             return got;
         }
     }
-    w->check_active = false;
+    w->check_active = true; /* meanwhile: finish.lua reserves no next job */
+    w->check_active = settle_forgotten(w);
     return 0;
 }
 

@@ -1220,6 +1220,41 @@ class UnsettledTest(ReliabilityCase):
         self.assert_queue_drained()
 
 
+    def test_outcome_of_a_job_redis_lost_recorded_later(self):
+        """The same, for a job Redis lost while the worker ran it (restarted without its data):
+        its settlement (job_forgotten) cannot come back from the active list, which Redis lost
+        with the job, so it is tried again once the worker finds its active lists empty.
+        Before, it was kept for a payload that never came back: no result, not counted."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2", PIXQ_LEASE_MS=8000)
+        self.worker_id(w)
+        self.push_jobs([self.tiny_job("lost-unsettled", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
+        self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
+        self.src.release()
+        self.wait_for_postback(20, job_id="lost-unsettled")
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        try:
+            self.wait_until(lambda: w.log_events("job_unsettled"), 20, "the settlement to fail")
+            self.wait_until(lambda: w.log_events("settle_resumed"), 10,
+                            "the kept outcome to be tried again")
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        self.postbacks.delay = 0.0
+        self.wait_until(lambda: self.results("lost-unsettled"), 10, "the outcome to be recorded")
+        time.sleep(0.5)
+        self.assert_success("lost-unsettled")  # one result, one postback
+        self.assertEqual(self.src.requests("/slow.png"), 1)
+        self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
+        self.assertEqual([(e["step"], e.get("resumed")) for e in w.log_events("job_forgotten")],
+                         [("before_postback", None), ("finish", "1")])
+        self.assert_queue_drained()
+
+
 class RetryTest(ReliabilityCase):
     """Transient source failures are retried through pixq:{Q}:delayed with back-off; Blitline's
     wait_retry_delay re-queues a job whose source is not there yet."""
