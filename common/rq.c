@@ -466,12 +466,50 @@ static int connection_lost(struct rq *r, struct err *e)
     return -1;
 }
 
-/* An error reply's message into `e` (may be NULL), "redis: <message>". A replica's READONLY
+/* Whether `s` starts with at least one digit; *end is set after the digits. */
+static bool leading_digits(const char *s, const char **end)
+{
+    size_t n = strspn(s, "0123456789");
+    *end = s + n;
+    return n > 0;
+}
+
+void rq_clean_error(char *msg)
+{
+    /* Redis 6: "ERR Error running script (call to f_<sha1>): @user_script:<N>: <message>" */
+    static const char run6[] = "ERR Error running script (call to f_";
+    const char *at = strstr(msg, "): @user_script:"), *end;
+    if (strncmp(msg, run6, sizeof run6 - 1) == 0 && at != NULL && leading_digits(at + 16, &end) &&
+        strncmp(end, ": ", 2) == 0) {
+        memmove(msg, end + 2, strlen(end + 2) + 1);
+    }
+    /* Redis 7: "<message> script: <sha1>, on @user_script:<N>." */
+    for (char *p = strstr(msg, " script: "); p != NULL; p = strstr(p + 1, " script: ")) {
+        const char *q = p + 9;
+        if (strspn(q, "0123456789abcdef") == 40 && strncmp(q + 40, ", on @user_script:", 18) == 0 &&
+            leading_digits(q + 58, &end) && (strcmp(end, ".") == 0 || *end == '\0')) {
+            *p = '\0';
+            break;
+        }
+    }
+    /* Redis 7, for an error the script raised: "ERR user_script:<N>: <message>" */
+    char *word = strchr(msg, ' ');
+    if (word != NULL && strncmp(word + 1, "user_script:", 12) == 0 &&
+        leading_digits(word + 13, &end) && strncmp(end, ": ", 2) == 0) {
+        memmove(word + 1, end + 2, strlen(end + 2) + 1);
+    }
+}
+
+/* An error reply's message into `e` (may be NULL), "redis: <message>", without what Redis adds
+ * to a script's errors (rq_clean_error()). A replica's READONLY
  * (PIXQ_REDIS_URL names a server that a failover made a replica, or a replica from the start)
  * says what to do about it: writes will be refused until it is promoted or the URL changes.
  * Returns -1. */
-static int reply_error(const char *msg, struct err *e)
+static int reply_error(const char *reply, struct err *e)
 {
+    char msg[ERR_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", reply);
+    rq_clean_error(msg);
     bool replica = strncmp(msg, "READONLY ", 9) == 0;
     return err_set(e, "redis: %.400s%s", msg,
                    replica ? " (PIXQ_REDIS_URL names a read-only replica: point it at the "

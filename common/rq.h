@@ -148,6 +148,12 @@ void rq_wait_sent(struct rq *r);
  * lost, or not read). */
 const redisReply *rq_sent_reply(struct rq *r);
 
+/* Strips, in place, what Redis adds to the error of a Lua script around the script's own message:
+ * " script: <sha1>, on @user_script:<N>." after it and "user_script:<N>: " before it (Redis 7),
+ * "Error running script (call to f_<sha1>): @user_script:<N>: " (Redis 6). Every error reply
+ * rq returns has it stripped: what users see (pixq's stderr, the worker's log) is the message. */
+void rq_clean_error(char *msg);
+
 /* Whether the last command failed on I/O (the connection was dropped). */
 bool rq_disconnected(const struct rq *r);
 

@@ -1252,6 +1252,11 @@ class UnsettledTest(ReliabilityCase):
         self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
         self.assertEqual([(e["step"], e.get("resumed")) for e in w.log_events("job_forgotten")],
                          [("before_postback", None), ("finish", "1")])
+        # finish.lua's refusal as Redis's message alone, without "script: <sha1>, on
+        # @user_script:N."
+        refusals = {e["error"] for e in w.log_events("redis_error") if e.get("step") == "finish"}
+        self.assertEqual(refusals, {"redis: OOM command not allowed when used memory > "
+                                    "'maxmemory'."})
         self.assert_queue_drained()
 
 

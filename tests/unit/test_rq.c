@@ -111,8 +111,40 @@ static void test_refused_for_good(void)
     CHECK(!rq_refused_for_good("cannot connect to redis at 127.0.0.1:1: Connection refused"));
 }
 
+/* What Redis adds to a script's error around the script's own message is stripped. */
+static void test_clean_error(void)
+{
+    static const char *const cases[][2] = {
+        {"NOREPLICAS Not enough good replicas to write. script: "
+         "0831e2c9533e8cbed57da1d2a40c4d744e66cf6c, on @user_script:57.",
+         "NOREPLICAS Not enough good replicas to write."},
+        {"OOM command not allowed when used memory > 'maxmemory'. script: "
+         "4eae107ee6a8971c22ae3f766040813387b8be6c, on @user_script:1.",
+         "OOM command not allowed when used memory > 'maxmemory'."},
+        {"ERR user_script:12: boom script: 82903a0434f1503e152f89c03c9acd881a0e8150, on "
+         "@user_script:12.",
+         "ERR boom"},
+        {"ERR Error running script (call to f_0831e2c9533e8cbed57da1d2a40c4d744e66cf6c): "
+         "@user_script:3: WRONGTYPE Operation against a key holding the wrong kind of value",
+         "WRONGTYPE Operation against a key holding the wrong kind of value"},
+        /* no script's: left alone */
+        {"WRONGTYPE Operation against a key holding the wrong kind of value",
+         "WRONGTYPE Operation against a key holding the wrong kind of value"},
+        {"ERR the script: abc, on @user_script:1.", "ERR the script: abc, on @user_script:1."},
+        {"ERR user_script: x", "ERR user_script: x"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", cases[i][0]);
+        rq_clean_error(msg);
+        CHECK_STR(msg, cases[i][1]);
+    }
+}
+
 int main(void)
 {
+    test_clean_error();
     test_refused_for_good();
     test_urls();
     test_keys();
