@@ -716,7 +716,8 @@ class Chaos:
 
 
 NOTABLE = ("parked_job_lost", "postback_given_up", "unsettled_dropped", "upload_poisoned",
-           "job_unsettled", "settle_resumed", "lease_lost", "task_stranded", "orphans_returned")
+           "job_unsettled", "settle_resumed", "lease_lost", "worker_reregistered", "task_stranded",
+           "orphans_returned")
 LOST = ("parked_job_lost", "postback_given_up")  # something given up: a violation here
 
 
