@@ -253,9 +253,9 @@ static long forget_postbacks(struct admin *a, const char *q, const char *which, 
     return n;
 }
 
-/* Says why retrying queue `q` stopped part-way, and how many jobs went back before that:
- * `total`, and when the connection was lost before Redis answered a dead_retry.lua call, up to
- * `window` more that call may have put back. */
+/* Says why retrying queue `q` stopped part-way, and how many jobs went back before that
+ * (when any did): `total`, and when the connection was lost before Redis answered a dead_retry.lua
+ * call, up to `window` more that call may have put back. */
 static void dead_retry_failed(const char *jobs, const struct err *e, long long total, long window,
                               bool unknown)
 {
@@ -263,6 +263,8 @@ static void dead_retry_failed(const char *jobs, const struct err *e, long long t
         cli_fail("dead retry: %s; %lld job(s) were put back on %s before the failure, and up to "
                  "%ld more may have been (no answer came for them); the rest are still dead",
                  e->msg, total, jobs, window);
+    } else if (total == 0) {
+        cli_fail("dead retry: %s", e->msg); /* nothing done */
     } else {
         cli_fail("dead retry: %s; %lld job(s) were put back on %s before the failure; the rest "
                  "are still dead",
