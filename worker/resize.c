@@ -18,6 +18,10 @@
 #define FILTERS_KEPT     4             /* filters kept for the next resizes (filter_get) */
 #define FILTER_KEPT_MAX  (256UL << 10) /* bytes: a larger filter serves its own resize only */
 
+/* The functions of the hot loops start on a cache line: their speed then does not hang on the
+ * size of the code linked before them (16 bytes more of process.c made a resize 20% slower) */
+#define HOT_CODE __attribute__((aligned(64)))
+
 /* One output sample's source span and normalised weights (n of them, from `start`). */
 struct taps {
     long start;
@@ -265,7 +269,7 @@ static int32_t to_quantum(float v)
 }
 
 /* `in` (in_columns pixels) filtered horizontally into `out` (columns pixels). */
-static void filter_h(const float *in, const struct filter *h, size_t columns, float *out)
+HOT_CODE static void filter_h(const float *in, const struct filter *h, size_t columns, float *out)
 {
     for (size_t x = 0; x < columns; x++) {
         const struct taps *t = &h->taps[x];
@@ -310,7 +314,8 @@ static inline void alpha_finish(const double *a, float *out)
 }
 
 /* filter_h for an image with alpha. */
-static void filter_h_alpha(const float *in, const struct filter *h, size_t columns, float *out)
+HOT_CODE static void filter_h_alpha(const float *in, const struct filter *h, size_t columns,
+                                    float *out)
 {
     for (size_t x = 0; x < columns; x++) {
         const struct taps *t = &h->taps[x];
@@ -423,7 +428,7 @@ static void quantize(float *row, size_t width)
 }
 
 /* A row of finished samples into the output's pixels. */
-static void put_row(const float *row, size_t columns, PixelPacket *out)
+HOT_CODE static void put_row(const float *row, size_t columns, PixelPacket *out)
 {
     Quantum *q = (Quantum *)out;
     size_t k = 0, n = SAMPLES * columns;
@@ -501,7 +506,7 @@ static const char *monitor(const Image *im, MagickOffsetType done, MagickSizeTyp
 
 /* Source row y into `out`, with a look at the monitor every READS_PER_CHECK rows read (a far
  * smaller output has few rows of its own to look at it after). */
-static const char *read_row(Image *im, struct work *w, long y, float *out)
+HOT_CODE static const char *read_row(Image *im, struct work *w, long y, float *out)
 {
     const char *why = ++w->reads % READS_PER_CHECK == 0 ? monitor(im, w->reads, im->rows) : NULL;
     return why != NULL ? why : get_row(im, y, out);
@@ -624,7 +629,8 @@ static const char *store(Image *im, const PixelPacket *pixels, size_t columns, s
     return NULL;
 }
 
-enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows, const char **why)
+HOT_CODE enum resize_result resize_fast(MagickWand *w, size_t columns, size_t rows,
+                                        const char **why)
 {
     Image *im = GetImageFromMagickWand(w);
     struct kind k;
