@@ -106,6 +106,12 @@ static int run_fn(struct walk *wk, MagickWand **parent, bool take, const struct 
         *parent = NULL;
     }
     int rc = op_find(f->name)->run(w, f->params, &wk->ctx, e);
+    /* an operation that does not look at the clock (or ends just past it) returns in success: the
+     * job stops here, at the first function boundary after the deadline, and says which function
+     * ran past it, rather than going on to its save, its children and the next function */
+    if (rc == 0 && img_past_deadline(w)) {
+        rc = img_fail(w, f->name, e);
+    }
     if (rc == 0 && f->save != NULL) {
         rc = save_output(wk, w, f->save, e);
     }

@@ -831,6 +831,16 @@ class TimeLimitTest(HostileImageTestCase):
                           "rectangle: took longer than the limit of 1 s")
         self.assert_still_serving()
 
+    def test_tree_stops_after_the_function_that_ran_past_the_limit(self):
+        """A function that ends past the deadline without failing (sepia_tone's last steps on
+        47 MP do not look at the clock) stops the job there, in its name: its children did run
+        (the save failed as "encode: took longer than ...")."""
+        fns = [{"name": "sepia_tone", "params": {}, "functions": [
+            {"name": "no_op", "save": {"image_identifier": "thumb"}}]}]
+        error = self.refused("tree-past", self.BIG_CANVAS, "than the limit of 1 s", fns)
+        self.assertTrue(error.startswith("Image processing failed. sepia_tone: "), error)
+        self.assert_still_serving()
+
     def png_with_text(self, keyword, text, width=64):
         data = png(width, 1)
         return data[:33] + png_chunk(b"zTXt", keyword + b"\0\0" + zlib.compress(text, 9)) + \
