@@ -831,6 +831,17 @@ class TimeLimitTest(HostileImageTestCase):
                           "rectangle: took longer than the limit of 1 s")
         self.assert_still_serving()
 
+    def test_one_step_operations_of_a_large_image_refused_in_time(self):
+        """ImageMagick's despeckle looks at the deadline once per channel, its quantize and the
+        end of its sepia tone not at all (1 to 3.5 s of this canvas against the 1 s limit): they
+        are timed on a sample first, and refused before they start."""
+        for function, params in (("despeckle", {}), ("quantize", {"number_colors": 16}),
+                                 ("sepia_tone", {})):
+            with self.subTest(function=function):
+                self.refused_soon(function.replace("_", "-") + "-big", function, params,
+                                  function + ": would take longer than the limit of 1 s")
+        self.assert_still_serving()
+
     def test_tree_stops_after_the_function_that_ran_past_the_limit(self):
         """A function that ends past the deadline without failing (sepia_tone's last steps on
         47 MP do not look at the clock) stops the job there, in its name: its children did run
