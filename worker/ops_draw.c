@@ -534,6 +534,43 @@ static int dissolve_layer(MagickWand *w, MagickWand *layer, double src, double d
     return rc;
 }
 
+/* The part of watermark and caption that grows with the image: a transparent layer of box_w x
+ * box_h made (ImageMagick fills it without looking at the deadline, on disk beyond
+ * PIXQ_MAGICK_MEMORY_MB) and put on an image of cols x rows. The text drawn on it does not grow
+ * with the image (check_ink() bounds it). */
+struct layer_cost {
+    double box_w, box_h, cols, rows;
+    double opacity; /* < 0: put Over, else dissolved at this opacity */
+};
+
+/* op_run_fn: the layer of `arg` (a struct layer_cost), scaled as `w` is to the whole image, made
+ * and put on `w`. */
+static MagickBooleanType layer_run(MagickWand *w, const void *arg)
+{
+    const struct layer_cost *c = arg;
+    double lw = ceil(c->box_w * (double)width_of(w) / c->cols);
+    double lh = ceil(c->box_h * (double)height_of(w) / c->rows);
+    struct err e;
+    MagickWand *layer = new_layer((long)fmax(lw, 1.0), (long)fmax(lh, 1.0), "layer", &e);
+    if (layer == NULL) {
+        return MagickFalse;
+    }
+    int rc = c->opacity < 0.0
+                 ? (MagickCompositeImage(w, layer, OverCompositeOp, 0, 0) == MagickFalse ? -1 : 0)
+                 : dissolve_layer(w, layer, c->opacity, 1.0, 0, 0, "layer", &e);
+    DestroyMagickWand(layer);
+    return rc == 0 ? MagickTrue : MagickFalse;
+}
+
+/* Refuses, when the time left might be short, a layer of box_w x box_h on `w` that would not be
+ * made and put on in time (timed on a sample: op_fits_in_time()). */
+static int layer_fits_in_time(MagickWand *w, double box_w, double box_h, double opacity,
+                              const char *fn, struct err *e)
+{
+    struct layer_cost c = {box_w, box_h, (double)width_of(w), (double)height_of(w), opacity};
+    return op_fits_in_time(w, fn, c.cols * c.rows, layer_run, &c, e);
+}
+
 /* annotate's drop shadow: the text in dropshadow_color, dropshadow_offset pixels down and right
  * of it, on a transparent layer blurred with sigma 1 and composited under the text. */
 static int drop_shadow(MagickWand *w, json_object *p, const struct text *t, const char *fn,
@@ -617,7 +654,8 @@ static int op_watermark(MagickWand *w, json_object *p, const struct op_ctx *ctx,
         read_text_style(p, fn, WATERMARK_POINTS, &t.ts, e) < 0 ||
         op_gravity(p, fn, "gravity", &t.gravity, e) < 0 ||
         job_param_double(p, fn, "opacity", WATERMARK_OPACITY, 0.0, 1.0, &opacity, e) < 0 ||
-        check_ink(t.text, t.ts.point_size, fn, e) < 0) {
+        check_ink(t.text, t.ts.point_size, fn, e) < 0 ||
+        layer_fits_in_time(w, (double)width_of(w), (double)height_of(w), opacity, fn, e) < 0) {
         return -1;
     }
     MagickWand *layer = new_layer(width_of(w), height_of(w), fn, e);
@@ -946,7 +984,8 @@ static int read_caption(MagickWand *w, json_object *p, const struct op_ctx *ctx,
 static int draw_caption(MagickWand *w, struct caption *c, const struct op_ctx *ctx, const char *fn,
                         struct err *e)
 {
-    if (op_check_size(c->box_w, c->box_h, ctx, fn, e) < 0) {
+    if (op_check_size(c->box_w, c->box_h, ctx, fn, e) < 0 ||
+        layer_fits_in_time(w, (double)c->box_w, (double)c->box_h, -1.0, fn, e) < 0) {
         return -1;
     }
     MagickWand *layer = new_layer(c->box_w, c->box_h, fn, e);

@@ -842,6 +842,22 @@ class TimeLimitTest(HostileImageTestCase):
                                   function + ": would take longer than the limit of 1 s")
         self.assert_still_serving()
 
+    def test_layers_of_a_large_image_refused_in_time(self):
+        """watermark's layer is the image's size, a caption's its box: ImageMagick fills it
+        without looking at the deadline (on disk at 47 MP). Timed on a sample first. The
+        source is a 47 MP PNG, whose decoding (0.2 s here) counts against the limit: the whole
+        (about 1 s here) would not fit what is left."""
+        src = self.src.add("/grey-47mp.png", png(6900, 6900, color_type=2))
+        for function, params in (("watermark", {"text": "Watermark"}),
+                                 ("caption", {"text": "Hello world", "width": "100%",
+                                              "height": "100%"})):
+            with self.subTest(function=function):
+                fns = [{"name": function, "params": params,
+                        "save": {"image_identifier": "thumb"}}]
+                self.refused(function + "-big", src,
+                             function + ": would take longer than the limit of 1 s", fns)
+        self.assert_still_serving()
+
     def test_tree_stops_after_the_function_that_ran_past_the_limit(self):
         """A function that ends past the deadline without failing (sepia_tone's last steps on
         47 MP do not look at the clock) stops the job there, in its name: its children did run
