@@ -854,8 +854,14 @@ class TimeLimitTest(HostileImageTestCase):
             with self.subTest(function=function):
                 fns = [{"name": function, "params": params,
                         "save": {"image_identifier": "thumb"}}]
-                self.refused(function + "-big", src,
-                             function + ": would take longer than the limit of 1 s", fns)
+                # the decoding goes to disk (380 MB over PIXQ_MAGICK_MEMORY_MB): once in a
+                # while it alone takes the second, and there is nothing left to measure
+                for attempt in range(3):
+                    error = self.refused("%s-big-%d" % (function, attempt), src,
+                                         "than the limit of 1 s", fns)
+                    if "cannot read the PNG image" not in error:
+                        break
+                self.assertIn(function + ": would take longer than the limit of 1 s", error)
         self.assert_still_serving()
 
     def test_tree_stops_after_the_function_that_ran_past_the_limit(self):
