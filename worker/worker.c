@@ -347,7 +347,16 @@ void worker_destroy(struct worker *w)
     http_destroy(w->http);
     buf_finish(&w->next);
     for (size_t i = 0; i < UNSETTLED_MAX; i++) {
-        forget_unsettled(&w->unsettled[i]);
+        struct unsettled *u = &w->unsettled[i];
+        if (u->payload.len > 0) {
+            /* its payload is still on its active list: it runs again from there, or, once
+             * reaped, elsewhere (unless Redis lost the job: then its outcome, posted back, is
+             * recorded nowhere) */
+            LOG_WARN("unsettled_dropped",
+                     "job_id=%s reason=stopping action=run_again_from_active_list",
+                     u->job_id != NULL ? u->job_id : "");
+        }
+        forget_unsettled(u);
     }
     free(w);
 }
@@ -578,7 +587,8 @@ static void keep_unsettled(struct worker *w, const struct buf *payload, const st
         u = v->payload.len == 0 || v->seq < u->seq ? v : u; /* a free slot, else the oldest */
     }
     if (u->payload.len > 0) {
-        LOG_WARN("unsettled_dropped", "job_id=%s kept=%d action=run_again_from_active_list",
+        LOG_WARN("unsettled_dropped",
+                 "job_id=%s reason=more_than_kept kept=%d action=run_again_from_active_list",
                  u->job_id != NULL ? u->job_id : "", UNSETTLED_MAX);
     }
     forget_unsettled(u);

@@ -1220,6 +1220,26 @@ class UnsettledTest(ReliabilityCase):
         self.assert_queue_drained()
 
 
+    def test_stop_while_an_outcome_is_kept_says_so(self):
+        """A worker stopped while it keeps an outcome Redis refused says it drops it (the job
+        runs again from its active list); before, it went without a word."""
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2")
+        self.worker_id(w)
+        self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
+        self.push_jobs([self.tiny_job("kept-at-stop")])
+        self.wait_for_postback(20, job_id="kept-at-stop")
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        try:
+            self.wait_until(lambda: w.log_events("job_unsettled"), 20, "the settlement to fail")
+            w.terminate()
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        dropped = w.log_events("unsettled_dropped")
+        self.assertEqual([(e["job_id"], e["reason"], e["action"]) for e in dropped],
+                         [("kept-at-stop", "stopping", "run_again_from_active_list")])
+        self.assertEqual(self.redis.execute("LLEN", self.key("active:" + self.worker_id(w))), 1)
+
     def test_outcome_of_a_job_redis_lost_recorded_later(self):
         """The same, for a job Redis lost while the worker ran it (restarted without its data):
         its settlement (job_forgotten) cannot come back from the active list, which Redis lost
