@@ -1255,7 +1255,9 @@ int img_resize(MagickWand *w, long width, long height, const char *what, struct 
     return 0;
 }
 
-MagickWand *img_solid(long width, long height, const PixelWand *color, struct err *e)
+/* A new solid image watched by `monitor` with `data` (ImageMagick's progress monitor). */
+static MagickWand *solid(long width, long height, const PixelWand *color,
+                         MagickProgressMonitor monitor, void *data, struct err *e)
 {
     if (width <= 0 || height <= 0) {
         err_set(e, "canvas: %ldx%ld pixels", width, height);
@@ -1270,13 +1272,27 @@ MagickWand *img_solid(long width, long height, const PixelWand *color, struct er
         img_fail(w, "canvas", e);
         return DestroyMagickWand(w);
     }
-    MagickSetImageProgressMonitor(w, before_deadline, deadline_in(guard.cfg.time_s * 1000));
+    MagickSetImageProgressMonitor(w, monitor, data);
     if (PixelGetAlpha(color) < 1.0 &&
         MagickSetImageAlphaChannel(w, ActivateAlphaChannel) == MagickFalse) {
         img_fail(w, "canvas alpha", e);
         return DestroyMagickWand(w);
     }
     return w;
+}
+
+MagickWand *img_solid(long width, long height, const PixelWand *color, struct err *e)
+{
+    return solid(width, height, color, before_deadline, deadline_in(guard.cfg.time_s * 1000), e);
+}
+
+MagickWand *img_layer(MagickWand *of, long width, long height, const PixelWand *color,
+                      struct err *e)
+{
+    const Image *im =
+        of != NULL && MagickGetNumberImages(of) > 0 ? GetImageFromMagickWand(of) : NULL;
+    return solid(width, height, color, im != NULL ? im->progress_monitor : NULL,
+                 im != NULL ? im->client_data : NULL, e);
 }
 
 const char *img_property_made(MagickWand *w, const char *name)

@@ -18,8 +18,9 @@
  * Time: ImageMagick's own time limit counts from the process's first image and kills the process
  * (a fatal exception), so it is never set. Instead every decoded source (and every canvas) carries
  * a deadline, PIXQ_MAGICK_TIME_S after it was started, in ImageMagick's progress monitor: once it
- * passes, decoders, operations and encoders stop, and the failure says so. Clones inherit it, so
- * it bounds everything made from the source. */
+ * passes, decoders, operations and encoders stop, and the failure says so. Clones inherit it, and
+ * so do the layers and bands an operation makes for an image (img_layer), so it bounds everything
+ * made from the source. */
 #ifndef PIXQ_IMAGE_H
 #define PIXQ_IMAGE_H
 
@@ -164,6 +165,13 @@ int img_resize(MagickWand *w, long width, long height, const char *what, struct 
  * has an alpha channel), with a deadline like a decoded source's. Returns a wand to destroy, or
  * NULL. */
 MagickWand *img_solid(long width, long height, const PixelWand *color, struct err *e);
+
+/* A new image as img_solid() makes, for the image of `of` (a layer or a band put on it, a part of
+ * its work): it carries the deadline of `of`'s current image (none if that carries none), as a
+ * clone of it would, rather than PIXQ_MAGICK_TIME_S of its own. Returns a wand to destroy, or
+ * NULL. */
+MagickWand *img_layer(MagickWand *of, long width, long height, const PixelWand *color,
+                      struct err *e);
 
 /* Rotates/flips the image upright according to its EXIF orientation. */
 int img_auto_orient(MagickWand *w, struct err *e);

@@ -140,15 +140,15 @@ static long height_of(MagickWand *w)
     return (long)MagickGetImageHeight(w);
 }
 
-/* A transparent w x h image. */
-static MagickWand *new_layer(long w, long h, const char *fn, struct err *e)
+/* A transparent w x h image to put on `of`, under the deadline of `of` (img_layer()). */
+static MagickWand *new_layer(MagickWand *of, long w, long h, const char *fn, struct err *e)
 {
     PixelWand *none = NewPixelWand();
     MagickWand *layer = NULL;
     if (PixelSetColor(none, "none") == MagickFalse) {
         err_set(e, "%s: cannot make a transparent layer", fn);
     } else {
-        layer = img_solid(w, h, none, e);
+        layer = img_layer(of, w, h, none, e);
     }
     DestroyPixelWand(none);
     return layer;
@@ -551,7 +551,7 @@ static MagickBooleanType layer_run(MagickWand *w, const void *arg)
     double lw = ceil(c->box_w * (double)width_of(w) / c->cols);
     double lh = ceil(c->box_h * (double)height_of(w) / c->rows);
     struct err e;
-    MagickWand *layer = new_layer((long)fmax(lw, 1.0), (long)fmax(lh, 1.0), "layer", &e);
+    MagickWand *layer = new_layer(w, (long)fmax(lw, 1.0), (long)fmax(lh, 1.0), "layer", &e);
     if (layer == NULL) {
         return MagickFalse;
     }
@@ -585,7 +585,7 @@ static int drop_shadow(MagickWand *w, json_object *p, const struct text *t, cons
     if (color == NULL) {
         return -1;
     }
-    MagickWand *layer = new_layer(width_of(w), height_of(w), fn, e);
+    MagickWand *layer = new_layer(w, width_of(w), height_of(w), fn, e);
     int rc = layer != NULL ? 0 : -1;
     if (rc == 0) {
         rc = draw_text(layer, t, color, t->x + right_by(t->gravity, off),
@@ -658,7 +658,7 @@ static int op_watermark(MagickWand *w, json_object *p, const struct op_ctx *ctx,
         layer_fits_in_time(w, (double)width_of(w), (double)height_of(w), opacity, fn, e) < 0) {
         return -1;
     }
-    MagickWand *layer = new_layer(width_of(w), height_of(w), fn, e);
+    MagickWand *layer = new_layer(w, width_of(w), height_of(w), fn, e);
     if (layer == NULL) {
         return -1;
     }
@@ -988,7 +988,7 @@ static int draw_caption(MagickWand *w, struct caption *c, const struct op_ctx *c
         layer_fits_in_time(w, (double)c->box_w, (double)c->box_h, -1.0, fn, e) < 0) {
         return -1;
     }
-    MagickWand *layer = new_layer(c->box_w, c->box_h, fn, e);
+    MagickWand *layer = new_layer(w, c->box_w, c->box_h, fn, e);
     if (layer == NULL) {
         return -1;
     }
@@ -1675,7 +1675,7 @@ static int tile_over(MagickWand *w, MagickWand *tile, const char *fn, struct err
     if (MagickSetImageAlphaChannel(tile, SetAlphaChannel) == MagickFalse) {
         return img_fail(tile, fn, e);
     }
-    MagickWand *band = new_layer(W, th < H ? th : H, fn, e);
+    MagickWand *band = new_layer(w, W, th < H ? th : H, fn, e);
     if (band == NULL) {
         return -1;
     }

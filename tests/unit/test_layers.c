@@ -1,0 +1,192 @@
+/* Unit tests of the deadline of the images an operation makes for an image (worker/image.c's
+ * img_layer(), worker/ops_draw.c's layers and bands): they carry the deadline of the image they
+ * are made for, as its clones do, not PIXQ_MAGICK_TIME_S of their own.
+ *
+ * The image-level test shortens a canvas's deadline and looks at its layer's time left. The
+ * operation-level tests put a monitor of their own on the image (ImageMagick's progress monitor,
+ * which is where the deadline lives) and check that the work done on a layer or a band (the drop
+ * shadow's blur, the copies of the tile into its band) reported to it: a layer with a deadline of
+ * its own reports to pixq's monitor instead. Nothing here depends on the machine's speed. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wand/MagickWand.h>
+
+#include "cfg.h"
+#include "check.h"
+#include "clock.h"
+#include "err.h"
+#include "image.h"
+#include "ops.h"
+
+#define IMAGE_W 400
+#define IMAGE_H 300
+#define TILE_W  30
+#define TILE_H  20
+
+/* What the test's monitor saw. */
+struct watch {
+    long calls;
+    long blur;       /* calls of a blur ("Blur/Image"...) */
+    long tile_rows;  /* composite calls over TILE_H rows: the band's */
+    long image_rows; /* composite calls over IMAGE_H rows: the image's */
+};
+
+static MagickBooleanType watch_monitor(const char *text, const MagickOffsetType offset,
+                                       const MagickSizeType span, void *data)
+{
+    struct watch *s = data;
+    (void)offset;
+    s->calls++;
+    if (strncmp(text, "Blur", 4) == 0 || strncmp(text, "Morphology", 10) == 0 ||
+        strncmp(text, "Convolve", 8) == 0) {
+        s->blur++;
+    }
+    if (strncmp(text, "Composite", 9) == 0 && span == TILE_H) {
+        s->tile_rows++;
+    }
+    if (strncmp(text, "Composite", 9) == 0 && span == IMAGE_H) {
+        s->image_rows++;
+    }
+    return MagickTrue;
+}
+
+static MagickWand *solid(long w, long h, const char *color)
+{
+    PixelWand *p = NewPixelWand();
+    PixelSetColor(p, color);
+    struct err e = {{0}};
+    MagickWand *wand = img_solid(w, h, p, &e);
+    DestroyPixelWand(p);
+    CHECK(wand != NULL);
+    return wand;
+}
+
+/* op_load_fn: the tile, a source of its own (30x20, red). */
+static MagickWand *load_tile(void *user, json_object *src, struct err *e)
+{
+    (void)user;
+    (void)src;
+    (void)e;
+    return solid(TILE_W, TILE_H, "#ff0000");
+}
+
+/* Runs function `name` with `params` (JSON) on a white IMAGE_W x IMAGE_H image watched by `s`. */
+static int run_watched(const char *name, const char *params, struct watch *s, struct err *e)
+{
+    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#ffffff");
+    if (w == NULL) {
+        return -1;
+    }
+    MagickSetImageProgressMonitor(w, watch_monitor, s);
+    json_object *p = json_tokener_parse(params);
+    const struct op *op = op_find(name);
+    struct op_ctx ctx = {50000000L, load_tile, NULL};
+    CHECK(p != NULL && op != NULL);
+    int rc = p != NULL && op != NULL ? op->run(w, p, &ctx, e) : -1;
+    json_object_put(p);
+    DestroyMagickWand(w);
+    return rc;
+}
+
+/* annotate's drop shadow is blurred on a layer: that blur is the image's work. */
+static void test_drop_shadow_layer(void)
+{
+    struct watch s = {0};
+    struct err e = {{0}};
+    CHECK_INT(run_watched("annotate",
+                          "{\"text\": \"Shadow\", \"color\": \"#ffffff\", "
+                          "\"dropshadow_color\": \"#000000\", \"dropshadow_offset\": 4}",
+                          &s, &e),
+              0);
+    CHECK(s.blur > 0);
+}
+
+/* tile copies its tile into a band of the image's width, then puts the band down the image: the
+ * copies are the image's work too. */
+static void test_tile_band(void)
+{
+    struct watch s = {0};
+    struct err e = {{0}};
+    CHECK_INT(run_watched("tile", "{\"src\": \"tile\"}", &s, &e), 0);
+    CHECK(s.image_rows > 0);                               /* the band put on the image */
+    CHECK(s.tile_rows >= (IMAGE_W / TILE_W + 1) * TILE_H); /* a tile into the band, row by row */
+}
+
+/* A layer made for an image has no more time than the image, however much that has left; a
+ * canvas (a source of its own) has the whole limit. */
+static void test_layer_time_left(void)
+{
+    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#ffffff");
+    if (w == NULL) {
+        return;
+    }
+    long limit_ms = img_time_limit_s() * 1000;
+    CHECK(img_time_left_ms(w) > limit_ms / 2);
+    /* as if most of the limit had passed: 60 s of an hour left (the deadline is the monotonic
+     * ms in the monitor's data, see worker/image.c) */
+    const Image *im = GetImageFromMagickWand(w);
+    MagickSetImageProgressMonitor(w, im->progress_monitor,
+                                  (void *)(intptr_t)(clock_mono_ms() + 60000));
+    long image_left = img_time_left_ms(w);
+    CHECK(image_left > 0 && image_left <= 60000);
+
+    PixelWand *none = NewPixelWand();
+    PixelSetColor(none, "none");
+    struct err e = {{0}};
+    MagickWand *layer = img_layer(w, 50, 40, none, &e);
+    CHECK(layer != NULL);
+    if (layer != NULL) {
+        long left = img_time_left_ms(layer);
+        CHECK(left >= 0 && left <= image_left);
+        CHECK(img_past_deadline(layer) == false);
+        DestroyMagickWand(layer);
+    }
+    MagickWand *canvas = img_solid(50, 40, none, &e);
+    CHECK(canvas != NULL && img_time_left_ms(canvas) > limit_ms / 2);
+    if (canvas != NULL) {
+        DestroyMagickWand(canvas);
+    }
+
+    /* an image past its deadline: so is its layer */
+    MagickSetImageProgressMonitor(w, im->progress_monitor, (void *)(intptr_t)(clock_mono_ms() - 1));
+    layer = img_layer(w, 50, 40, none, &e);
+    CHECK(layer != NULL && img_past_deadline(layer) && img_time_left_ms(layer) == 0);
+    if (layer != NULL) {
+        DestroyMagickWand(layer);
+    }
+    /* an image without a deadline: a layer without one */
+    MagickSetImageProgressMonitor(w, NULL, NULL);
+    layer = img_layer(w, 50, 40, none, &e);
+    CHECK(layer != NULL && img_time_left_ms(layer) == -1);
+    if (layer != NULL) {
+        DestroyMagickWand(layer);
+    }
+    DestroyPixelWand(none);
+    DestroyMagickWand(w);
+}
+
+int main(void)
+{
+    static struct cfg cfg;
+    struct img_config ic;
+    struct err e = {{0}};
+    cfg_defaults(&cfg);
+    if (img_config_from(&cfg, &ic, &e) < 0) {
+        fprintf(stderr, "layers: %s\n", e.msg);
+        return 1;
+    }
+    ic.time_s = 3600;
+    if (img_start(&ic, &e) < 0) {
+        fprintf(stderr, "layers: %s\n", e.msg);
+        return 1;
+    }
+    test_drop_shadow_layer();
+    test_tile_band();
+    test_layer_time_left();
+    int rc = check_summary("layers");
+    img_shutdown();
+    return rc;
+}
