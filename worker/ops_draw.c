@@ -70,6 +70,9 @@
 #define WATERMARK_SHADOW  "#555555" /* watermark's shadow, 1 pixel down and right of the text */
 #define SHADOW_OFFSET     3L        /* annotate dropshadow_offset default (doc), pixels */
 #define SHADOW_SIGMA      1.0       /* blur of annotate's drop shadow */
+/* pixels around its text that the drop shadow's blur reaches, and more: ImageMagick's kernel for
+ * sigma 1 has a radius of 5 at most (Q16), applied across then down */
+#define SHADOW_REACH 16L
 
 /* ---------------------------------------------------------------- parameters */
 
@@ -571,6 +574,61 @@ static int layer_fits_in_time(MagickWand *w, double box_w, double box_h, double 
     return op_fits_in_time(w, fn, c.cols * c.rows, layer_run, &c, e);
 }
 
+/* Whether the pixel of `w` at x, y is fully transparent. */
+static bool clear_at(MagickWand *w, long x, long y)
+{
+    PixelWand *p = NewPixelWand();
+    bool clear = MagickGetImagePixelColor(w, x, y, p) == MagickTrue && PixelGetAlpha(p) == 0.0;
+    DestroyPixelWand(p);
+    return clear;
+}
+
+/* The part of the drop shadow's full-size `*layer` that its blur can change: the box of the text
+ * drawn on it grown by SHADOW_REACH on every side (within the layer). A blur of the whole layer
+ * makes two more images of its size, which past PIXQ_MAGICK_MEMORY_MB and PIXQ_MAGICK_MAP_MB
+ * ImageMagick keeps on disk (a 5000x5000 image: over 60 s instead of 2); the pixels beyond that
+ * box stay transparent, and put on the image Over change nothing. `*layer` becomes that part
+ * (NULL: no text on the layer, nothing to blur or put on), whose place on the image is *x, *y;
+ * it stays whole when its corners are not clear (ImageMagick's search for the box compares
+ * with them). Returns 0, or -1 with the reason. */
+static int shadow_part(MagickWand **layer, long *x, long *y, const char *fn, struct err *e)
+{
+    long W = width_of(*layer), H = height_of(*layer);
+    *x = 0;
+    *y = 0;
+    if (!clear_at(*layer, 0, 0) || !clear_at(*layer, W - 1, 0) || !clear_at(*layer, 0, H - 1) ||
+        !clear_at(*layer, W - 1, H - 1)) {
+        return 0;
+    }
+    ExceptionInfo *ex = AcquireExceptionInfo();
+    RectangleInfo box = GetImageBoundingBox(GetImageFromMagickWand(*layer), ex);
+    DestroyExceptionInfo(ex);
+    if (box.width == 0 || box.height == 0 || box.x >= W || box.y >= H) {
+        DestroyMagickWand(*layer); /* all clear: nothing drawn */
+        *layer = NULL;
+        return 0;
+    }
+    long x0 = (long)box.x - SHADOW_REACH, y0 = (long)box.y - SHADOW_REACH;
+    long x1 = (long)box.x + (long)box.width + SHADOW_REACH;
+    long y1 = (long)box.y + (long)box.height + SHADOW_REACH;
+    x0 = x0 > 0 ? x0 : 0;
+    y0 = y0 > 0 ? y0 : 0;
+    x1 = x1 < W ? x1 : W;
+    y1 = y1 < H ? y1 : H;
+    if (x0 == 0 && y0 == 0 && x1 == W && y1 == H) {
+        return 0;
+    }
+    MagickWand *part = op_region(*layer, x1 - x0, y1 - y0, x0, y0);
+    if (part == NULL) {
+        return img_fail(*layer, fn, e);
+    }
+    DestroyMagickWand(*layer);
+    *layer = part;
+    *x = x0;
+    *y = y0;
+    return 0;
+}
+
 /* annotate's drop shadow: the text in dropshadow_color, dropshadow_offset pixels down and right
  * of it, on a transparent layer blurred with sigma 1 and composited under the text. */
 static int drop_shadow(MagickWand *w, json_object *p, const struct text *t, const char *fn,
@@ -591,10 +649,16 @@ static int drop_shadow(MagickWand *w, json_object *p, const struct text *t, cons
         rc = draw_text(layer, t, color, t->x + right_by(t->gravity, off),
                        t->y + down_by(t->gravity, off), fn, e);
     }
-    if (rc == 0 && MagickBlurImageChannel(layer, AllChannels, 0.0, SHADOW_SIGMA) == MagickFalse) {
+    long x = 0, y = 0;
+    if (rc == 0) {
+        rc = shadow_part(&layer, &x, &y, fn, e);
+    }
+    if (rc == 0 && layer != NULL &&
+        MagickBlurImageChannel(layer, AllChannels, 0.0, SHADOW_SIGMA) == MagickFalse) {
         rc = img_fail(layer, fn, e);
     }
-    if (rc == 0 && MagickCompositeImage(w, layer, OverCompositeOp, 0, 0) == MagickFalse) {
+    if (rc == 0 && layer != NULL &&
+        MagickCompositeImage(w, layer, OverCompositeOp, x, y) == MagickFalse) {
         rc = img_fail(w, fn, e);
     }
     if (layer != NULL) {
