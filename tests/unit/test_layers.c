@@ -168,6 +168,38 @@ static void test_layer_time_left(void)
     DestroyMagickWand(w);
 }
 
+/* caption's layout (fitting a long text to a large box) measures the text many times without
+ * ImageMagick looking at the clock: on an image past its deadline it stops at once, not after
+ * the layout (about a second here for this text and box) and its refusal. */
+static void test_caption_layout_stops(void)
+{
+    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#ffffff");
+    if (w == NULL) {
+        return;
+    }
+    const Image *im = GetImageFromMagickWand(w);
+    MagickSetImageProgressMonitor(w, im->progress_monitor, (void *)(intptr_t)(clock_mono_ms() - 1));
+    char params[2048], *o = params;
+    o += sprintf(o, "{\"width\": 7000, \"height\": 7000, \"text\": \"");
+    for (int i = 0; i < 150 && o - params < 1000; i++) {
+        o += sprintf(o, "word%d ", i);
+    }
+    sprintf(o, "end\"}");
+    json_object *p = json_tokener_parse(params);
+    struct op_ctx ctx = {50000000L, NULL, NULL};
+    struct err e = {{0}};
+    long t0 = clock_mono_ms();
+    CHECK(p != NULL && op_find("caption")->run(w, p, &ctx, &e) == -1);
+    long took = clock_mono_ms() - t0;
+    CHECK(strstr(e.msg, "took longer than the limit") != NULL);
+    if (took >= 250) {
+        fprintf(stderr, "caption on an image past its deadline took %ld ms\n", took);
+    }
+    CHECK(took < 250); /* the layout alone takes about a second */
+    json_object_put(p);
+    DestroyMagickWand(w);
+}
+
 int main(void)
 {
     static struct cfg cfg;
@@ -186,6 +218,7 @@ int main(void)
     test_drop_shadow_layer();
     test_tile_band();
     test_layer_time_left();
+    test_caption_layout_stops();
     int rc = check_summary("layers");
     img_shutdown();
     return rc;
