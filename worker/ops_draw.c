@@ -157,6 +157,22 @@ static MagickWand *new_layer(MagickWand *of, long w, long h, const char *fn, str
     return layer;
 }
 
+/* Makes `layer`, a new sRGB image to put on `w`, CMYK too when `w` is: ImageMagick's composite
+ * only relabels its source as the image's colorspace, and the black channel it then reads was
+ * never written (valgrind: uninitialised values from the heap into the output, which differed
+ * run to run), while the colours themselves would be read as cyan, magenta and yellow. */
+static int match_colorspace(MagickWand *w, MagickWand *layer, const char *fn, struct err *e)
+{
+    if (MagickGetImageColorspace(w) != CMYKColorspace ||
+        MagickGetImageColorspace(layer) == CMYKColorspace) {
+        return 0;
+    }
+    if (MagickTransformImageColorspace(layer, CMYKColorspace) == MagickFalse) {
+        return img_fail(layer, fn, e);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- fonts */
 
 /* Words at the end of a font name that set its weight (0: unchanged) or style (-1: unchanged). */
@@ -527,8 +543,8 @@ static int dissolve_layer(MagickWand *w, MagickWand *layer, double src, double d
     if (MagickSetImageArtifact(layer, "compose:args", args) == MagickFalse) {
         return img_fail(layer, fn, e);
     }
-    int rc = 0;
-    if (MagickCompositeImage(w, layer, DissolveCompositeOp, x, y) == MagickFalse) {
+    int rc = match_colorspace(w, layer, fn, e);
+    if (rc == 0 && MagickCompositeImage(w, layer, DissolveCompositeOp, x, y) == MagickFalse) {
         rc = img_fail(w, fn, e);
     }
     if (MagickDeleteImageArtifact(w, "compose:args") == MagickFalse && rc == 0) {
@@ -558,9 +574,11 @@ static MagickBooleanType layer_run(MagickWand *w, const void *arg)
     if (layer == NULL) {
         return MagickFalse;
     }
-    int rc = c->opacity < 0.0
-                 ? (MagickCompositeImage(w, layer, OverCompositeOp, 0, 0) == MagickFalse ? -1 : 0)
-                 : dissolve_layer(w, layer, c->opacity, 1.0, 0, 0, "layer", &e);
+    int rc = c->opacity >= 0.0 ? dissolve_layer(w, layer, c->opacity, 1.0, 0, 0, "layer", &e)
+             : match_colorspace(w, layer, "layer", &e) == 0 &&
+                     MagickCompositeImage(w, layer, OverCompositeOp, 0, 0) == MagickTrue
+                 ? 0
+                 : -1;
     DestroyMagickWand(layer);
     return rc == 0 ? MagickTrue : MagickFalse;
 }
@@ -656,6 +674,9 @@ static int drop_shadow(MagickWand *w, json_object *p, const struct text *t, cons
     if (rc == 0 && layer != NULL &&
         MagickBlurImageChannel(layer, AllChannels, 0.0, SHADOW_SIGMA) == MagickFalse) {
         rc = img_fail(layer, fn, e);
+    }
+    if (rc == 0 && layer != NULL) {
+        rc = match_colorspace(w, layer, fn, e);
     }
     if (rc == 0 && layer != NULL &&
         MagickCompositeImage(w, layer, OverCompositeOp, x, y) == MagickFalse) {
@@ -1063,6 +1084,9 @@ static int draw_caption(MagickWand *w, struct caption *c, const struct op_ctx *c
         return -1;
     }
     int rc = draw_text(layer, &c->t, c->t.color, c->shift, 0, fn, e);
+    if (rc == 0) {
+        rc = match_colorspace(w, layer, fn, e);
+    }
     if (rc == 0) {
         long x, y;
         gravity_place(c->place, width_of(w), height_of(w), c->box_w, c->box_h, c->t.x, c->t.y, &x,
@@ -1558,6 +1582,9 @@ static int prepare_overlay(MagickWand *w, MagickWand *src, json_object *p, const
 static int place(MagickWand *w, MagickWand *src, CompositeOperator op, const struct placement *at,
                  const char *fn, struct err *e)
 {
+    if (match_colorspace(w, src, fn, e) < 0) {
+        return -1;
+    }
     MagickBooleanType ok = at->by_gravity ? MagickCompositeImageGravity(w, src, op, at->gravity)
                                           : MagickCompositeImage(w, src, op, at->x, at->y);
     return ok == MagickFalse ? img_fail(w, fn, e) : 0;
@@ -1754,6 +1781,9 @@ static int tile_over(MagickWand *w, MagickWand *tile, const char *fn, struct err
         if (MagickCompositeImage(band, tile, CopyCompositeOp, x, 0) == MagickFalse) {
             rc = img_fail(band, fn, e);
         }
+    }
+    if (rc == 0) {
+        rc = match_colorspace(w, band, fn, e);
     }
     for (long y = 0; rc == 0 && y < H; y += th) {
         if (MagickCompositeImage(w, band, OverCompositeOp, 0, y) == MagickFalse) {

@@ -200,6 +200,68 @@ static void test_caption_layout_stops(void)
     DestroyMagickWand(w);
 }
 
+/* Whether some pixel of `w` (any colorspace) is red in sRGB, or white when `white`. */
+static bool has_ink(MagickWand *w, bool white)
+{
+    MagickWand *rgb = CloneMagickWand(w);
+    size_t n = (size_t)IMAGE_W * IMAGE_H * 3;
+    float *px = malloc(n * sizeof *px);
+    bool red = false;
+    if (px != NULL && MagickTransformImageColorspace(rgb, sRGBColorspace) == MagickTrue &&
+        MagickExportImagePixels(rgb, 0, 0, IMAGE_W, IMAGE_H, "RGB", FloatPixel, px) == MagickTrue) {
+        for (size_t i = 0; i < n && !red; i += 3) {
+            red = px[i] > 0.8f && (px[i + 1] < 0.2f) != white && (px[i + 2] < 0.2f) != white;
+        }
+    }
+    free(px);
+    DestroyMagickWand(rgb);
+    return red;
+}
+
+/* A layer, band or overlay (sRGB) put on a CMYK image is made CMYK first: ImageMagick's
+ * composite would relabel it CMYK, its red read as cyan and its black channel never written
+ * (valgrind: uninitialised values into the output). Red ink on a white CMYK image stays red,
+ * watermark's white text on a red one white (which the old code also gave, its uninitialised
+ * reads found by the suite's valgrind run). */
+static void test_cmyk_image(void)
+{
+    static const struct {
+        const char *name, *params;
+        bool white; /* on red, white ink (else on white, red ink) */
+    } cases[] = {
+        {"annotate",
+         "{\"text\": \"RED\", \"point_size\": 60, \"color\": \"#ff0000\", "
+         "\"dropshadow_color\": \"#ff0000\"}",
+         false},
+        {"watermark",
+         "{\"text\": \"RED\", \"point_size\": 60, \"color\": \"#ff0000\", "
+         "\"opacity\": 1.0}",
+         true},
+        {"caption", "{\"text\": \"RED\", \"point_size\": 60, \"color\": \"#ff0000\"}", false},
+        {"tile", "{\"src\": \"tile\"}", false},
+        {"composite", "{\"src\": \"tile\", \"x\": 10, \"y\": 10}", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        MagickWand *w = solid(IMAGE_W, IMAGE_H, cases[i].white ? "#ff0000" : "#ffffff");
+        if (w == NULL) {
+            return;
+        }
+        CHECK(MagickTransformImageColorspace(w, CMYKColorspace) == MagickTrue);
+        json_object *p = json_tokener_parse(cases[i].params);
+        struct op_ctx ctx = {50000000L, load_tile, NULL};
+        struct err e = {{0}};
+        CHECK(p != NULL && op_find(cases[i].name)->run(w, p, &ctx, &e) == 0);
+        CHECK(MagickGetImageColorspace(w) == CMYKColorspace);
+        if (!has_ink(w, cases[i].white)) {
+            fprintf(stderr, "%s on a CMYK image: no %s pixel (%s)\n", cases[i].name,
+                    cases[i].white ? "white" : "red", e.msg);
+            CHECK(false);
+        }
+        json_object_put(p);
+        DestroyMagickWand(w);
+    }
+}
+
 int main(void)
 {
     static struct cfg cfg;
@@ -219,6 +281,7 @@ int main(void)
     test_tile_band();
     test_layer_time_left();
     test_caption_layout_stops();
+    test_cmyk_image();
     int rc = check_summary("layers");
     img_shutdown();
     return rc;
