@@ -81,22 +81,31 @@ int op_fits_in_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn 
         /* a sample of the image's shape, 1/OP_SAMPLE_SIDE of each side, from its middle: its
          * result has the same share of pixels inside the image as the whole one's */
         size_t sw = (size_t)ceil(cols / OP_SAMPLE_SIDE), sh = (size_t)ceil(rows / OP_SAMPLE_SIDE);
+        long t0 = clock_mono_ms();
         MagickWand *sample = op_region(w, (long)sw, (long)sh, (long)((cols - (double)sw) / 2),
                                        (long)((rows - (double)sh) / 2));
-        if (sample == NULL) {
-            return img_fail(w, fn, e);
-        }
-        long t0 = clock_mono_ms();
-        if (run(sample, arg) == MagickFalse) {
-            img_fail(sample, fn, e);
-            DestroyMagickWand(sample);
+        bool ran = sample != NULL && run(sample, arg) == MagickTrue;
+        /* the deadline passed while the sample was cut or measured (the time was nearly gone
+         * before: a large source's decoding on a loaded machine): the whole would not fit
+         * either, and nothing ran on the image, so it is refused as below, its estimate from
+         * the sample's time so far (a lower bound) */
+        bool late = !ran && img_past_deadline(sample != NULL ? sample : w);
+        if (!ran && !late) {
+            img_fail(sample != NULL ? sample : w, fn, e);
+            if (sample != NULL) {
+                DestroyMagickWand(sample);
+            }
             return -1;
         }
-        double done = (double)MagickGetImageWidth(sample) * (double)MagickGetImageHeight(sample);
-        DestroyMagickWand(sample);
+        double done =
+            ran ? (double)MagickGetImageWidth(sample) * (double)MagickGetImageHeight(sample)
+                : (double)sw * (double)sh;
+        if (sample != NULL) {
+            DestroyMagickWand(sample);
+        }
         double need = (double)(clock_mono_ms() - t0) * out_pixels / (done > 1.0 ? done : 1.0);
         left = img_time_left_ms(w);
-        if (need > (double)left) {
+        if (late || need > (double)left) {
             return err_set(e,
                            "%s: would take longer than the limit of %ld s (about %.1f s more "
                            "for %.0f pixels, %.1f s left)",

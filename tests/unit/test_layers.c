@@ -200,6 +200,30 @@ static void test_caption_layout_stops(void)
     DestroyMagickWand(w);
 }
 
+/* An operation timed on a sample first (op_fits_in_time()) on an image whose time ran out
+ * before it started (a large source's decoding on a loaded machine took the limit): refused up
+ * front, "would take longer", as when the sample's pace says so; before, cutting the sample
+ * failed on the deadline and the refusal read as if the operation had run ("took longer"). */
+static void test_measure_past_the_deadline(void)
+{
+    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#808080");
+    if (w == NULL) {
+        return;
+    }
+    const Image *im = GetImageFromMagickWand(w);
+    MagickSetImageProgressMonitor(w, im->progress_monitor, (void *)(intptr_t)(clock_mono_ms() - 1));
+    json_object *p = json_tokener_parse("{}");
+    struct op_ctx ctx = {50000000L, NULL, NULL};
+    struct err e = {{0}};
+    CHECK(p != NULL && op_find("auto_gamma")->run(w, p, &ctx, &e) == -1);
+    if (strstr(e.msg, "auto_gamma: would take longer than the limit") == NULL) {
+        fprintf(stderr, "auto_gamma past the deadline: %s\n", e.msg);
+        CHECK(false);
+    }
+    json_object_put(p);
+    DestroyMagickWand(w);
+}
+
 /* Whether some pixel of `w` (any colorspace) is red in sRGB, or white when `white`. */
 static bool has_ink(MagickWand *w, bool white)
 {
@@ -282,6 +306,7 @@ int main(void)
     test_layer_time_left();
     test_caption_layout_stops();
     test_cmyk_image();
+    test_measure_past_the_deadline();
     int rc = check_summary("layers");
     img_shutdown();
     return rc;
