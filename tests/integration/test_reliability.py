@@ -1196,14 +1196,20 @@ class UnsettledTest(ReliabilityCase):
     without running the job, or posting it back, a second time (a chaos review saw a finished
     job run and posted again every few minutes while Redis refused writes)."""
 
-    def test_outcome_recorded_later_not_posted_again(self):
+    def run_then_refuse_writes(self, job_id):
+        """A worker runs job `job_id`; Redis refuses writes while its postback is answered (the
+        settlement comes after it). Returns the worker."""
         w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2")
         self.worker_id(w)
         self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
-        self.push_jobs([self.tiny_job("unsettled")])
-        self.wait_for_postback(20, job_id="unsettled")
+        self.push_jobs([self.tiny_job(job_id)])
+        self.wait_for_postback(20, job_id=job_id)
         self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
         self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        return w
+
+    def test_outcome_recorded_later_not_posted_again(self):
+        w = self.run_then_refuse_writes("unsettled")
         try:
             self.wait_until(lambda: w.log_events("job_unsettled"), 20, "the settlement to fail")
             self.wait_until(lambda: len(w.log_events("settle_resumed")) >= 2, 20,
@@ -1223,13 +1229,7 @@ class UnsettledTest(ReliabilityCase):
     def test_stop_while_an_outcome_is_kept_says_so(self):
         """A worker stopped while it keeps an outcome Redis refused says it drops it (the job
         runs again from its active list); before, it went without a word."""
-        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2")
-        self.worker_id(w)
-        self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
-        self.push_jobs([self.tiny_job("kept-at-stop")])
-        self.wait_for_postback(20, job_id="kept-at-stop")
-        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
-        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        w = self.run_then_refuse_writes("kept-at-stop")
         try:
             self.wait_until(lambda: w.log_events("job_unsettled"), 20, "the settlement to fail")
             w.terminate()

@@ -168,17 +168,27 @@ static void test_layer_time_left(void)
     DestroyMagickWand(w);
 }
 
+/* `w` (may be NULL), its deadline moved to a millisecond ago (it is the monotonic ms in the
+ * monitor's data, see worker/image.c). */
+static MagickWand *expired(MagickWand *w)
+{
+    if (w != NULL) {
+        const Image *im = GetImageFromMagickWand(w);
+        MagickSetImageProgressMonitor(w, im->progress_monitor,
+                                      (void *)(intptr_t)(clock_mono_ms() - 1));
+    }
+    return w;
+}
+
 /* caption's layout (fitting a long text to a large box) measures the text many times without
  * ImageMagick looking at the clock: on an image past its deadline it stops at once, not after
  * the layout (about a second here for this text and box) and its refusal. */
 static void test_caption_layout_stops(void)
 {
-    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#ffffff");
+    MagickWand *w = expired(solid(IMAGE_W, IMAGE_H, "#ffffff"));
     if (w == NULL) {
         return;
     }
-    const Image *im = GetImageFromMagickWand(w);
-    MagickSetImageProgressMonitor(w, im->progress_monitor, (void *)(intptr_t)(clock_mono_ms() - 1));
     char params[2048], *o = params;
     o += sprintf(o, "{\"width\": 7000, \"height\": 7000, \"text\": \"");
     for (int i = 0; i < 150 && o - params < 1000; i++) {
@@ -206,12 +216,10 @@ static void test_caption_layout_stops(void)
  * failed on the deadline and the refusal read as if the operation had run ("took longer"). */
 static void test_measure_past_the_deadline(void)
 {
-    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#808080");
+    MagickWand *w = expired(solid(IMAGE_W, IMAGE_H, "#808080"));
     if (w == NULL) {
         return;
     }
-    const Image *im = GetImageFromMagickWand(w);
-    MagickSetImageProgressMonitor(w, im->progress_monitor, (void *)(intptr_t)(clock_mono_ms() - 1));
     json_object *p = json_tokener_parse("{}");
     struct op_ctx ctx = {50000000L, NULL, NULL};
     struct err e = {{0}};
