@@ -49,12 +49,13 @@ static int bad_type(struct err *e, const char *fn, const char *name, const char 
     return err_set(e, "Invalid parameter '%s' for function '%s': expected %s", name, fn, want);
 }
 
-/* The number in `v` (a JSON number or a numeric string), or -1 if it is neither. */
+/* The number in `v` (a JSON number or a numeric string): 0, or -1 if it is neither, or -2 if it
+ * is a number past what a double holds (1e400, which JSON allows and json-c reads as infinity). */
 static int number_of(json_object *v, double *out)
 {
     if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
         *out = json_object_get_double(v);
-        return isfinite(*out) ? 0 : -1;
+        return isfinite(*out) ? 0 : isinf(*out) ? -2 : -1;
     }
     if (!json_object_is_type(v, json_type_string)) {
         return -1;
@@ -66,11 +67,30 @@ static int number_of(json_object *v, double *out)
     while (isspace((unsigned char)*end)) {
         end++;
     }
-    if (errno != 0 || end == s || *end != '\0' || !isfinite(d)) {
+    if (end == s || *end != '\0' || isnan(d)) {
         return -1;
     }
-    *out = d;
+    if (isinf(d)) {
+        /* "1e400" overflows (ERANGE); "inf" and "infinity" are words, not numbers */
+        return errno == ERANGE ? -2 : -1;
+    }
+    *out = d; /* an underflow ("1e-400", ERANGE) is its nearest double, 0 or a subnormal */
     return 0;
+}
+
+/* The error for a parameter whose number is past what a double holds, with the number as given
+ * (json-c keeps a parsed number's text). */
+static int too_big(struct err *e, const char *fn, const char *name, json_object *v, double min,
+                   double max, bool whole)
+{
+    const char *text = json_object_get_string(v); /* a JSON number's text as written */
+    if (whole) {
+        return err_set(
+            e, "Invalid parameter '%s' for function '%s': %.40s is out of range [%.0f, %.0f]", name,
+            fn, text, min, max);
+    }
+    return err_set(e, "Invalid parameter '%s' for function '%s': %.40s is out of range [%g, %g]",
+                   name, fn, text, min, max);
 }
 
 int job_param_double(json_object *params, const char *fn, const char *name, double def, double min,
@@ -82,7 +102,11 @@ int job_param_double(json_object *params, const char *fn, const char *name, doub
         return 0;
     }
     double d;
-    if (number_of(v, &d) < 0) {
+    int rc = number_of(v, &d);
+    if (rc == -2) {
+        return too_big(e, fn, name, v, min, max, false);
+    }
+    if (rc < 0) {
         return bad_type(e, fn, name, "a number");
     }
     if (d < min || d > max) {
@@ -102,7 +126,11 @@ int job_param_long(json_object *params, const char *fn, const char *name, long d
         return 0;
     }
     double d;
-    if (number_of(v, &d) < 0) {
+    int rc = number_of(v, &d);
+    if (rc == -2) {
+        return too_big(e, fn, name, v, (double)min, (double)max, true);
+    }
+    if (rc < 0) {
         return bad_type(e, fn, name, "a whole number");
     }
     d = trunc(d); /* Blitline's worker used to_i: "100.7" is 100 */
