@@ -391,9 +391,11 @@ static long long purge_queue(struct admin *a, const char *q, const char *job_id,
     return n;
 }
 
-/* Removes every dead entry, or those of one job id, from every queue. */
+/* Removes every dead entry, or those of one job id, from every queue. A job id found in none
+ * fails, as `dead retry` does: a typo or a job retried meanwhile is told, not taken as done. */
 static int dead_purge(struct admin *a, const char *job_id)
 {
+    long long total = 0;
     for (size_t i = 0; i < a->qs.n; i++) {
         struct err e = {{0}};
         unsigned long io_before = rq_io_errors(a->rq);
@@ -404,6 +406,12 @@ static int dead_purge(struct admin *a, const char *job_id)
         char key[RQ_KEY_MAX];
         rq_key(key, sizeof key, a->qs.name[i], "dead");
         printf("%lld dead job(s) purged from %s\n", n, key);
+        total += n;
+    }
+    if (total == 0 && job_id != NULL) {
+        cli_fail("dead purge: no dead job %s in %s", job_id,
+                 a->qs.n == 1 ? a->qs.name[0] : "these queues");
+        return CLI_FAILED;
     }
     return CLI_OK;
 }
@@ -420,7 +428,7 @@ static const char DEAD_USAGE[] =
     "\"queue\"}); put them back on their queue (a JOB_ID is looked for in every queue; their next\n"
     "outcome is posted back again); or drop them. retry and purge print a line per queue.\n"
     "\n"
-    "Exit status: 0 done, 1 Redis failed or retry found no such job, 2 bad usage.\n";
+    "Exit status: 0 done, 1 Redis failed or no dead job JOB_ID was found, 2 bad usage.\n";
 
 /* Parses `dead list [--limit N] [--json]` (before connecting: a usage error exits 2 even when
  * Redis is down). Returns 0 or CLI_USAGE (reason printed). */

@@ -1181,8 +1181,10 @@ class DeadTest(CliCase):
         self.assertEqual(self.pixq_ok("dead", "purge", "d1").strip(),
                          "1 dead job(s) purged from pixq:{default}:dead")
         self.assertEqual(self.dead_ids(), ["d3"])
-        self.assertEqual(self.pixq_ok("dead", "purge", "d1").strip(),
-                         "0 dead job(s) purged from pixq:{default}:dead")
+        r = self.run_pixq("dead", "purge", "d1")  # gone now: told, as retry tells
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout.strip(), "0 dead job(s) purged from pixq:{default}:dead")
+        self.assertEqual(r.stderr.strip(), "pixq: dead purge: no dead job d1 in default")
 
         self.assertEqual(self.pixq_ok("dead", "retry", "all").strip(),
                          "1 job(s) put back on pixq:{default}:jobs")
@@ -1365,6 +1367,9 @@ class DeadQueuesTest(CliCase):
         self.assertEqual((rc, out.splitlines()),
                          (0, [purged % (0, "urgent"), purged % (3, "default")]))
         self.assertEqual(self.pixq_q("dead", "list"), (0, ""))
+        rc, out = self.pixq_q("dead", "purge", "u1")  # in no queue now
+        self.assertEqual((rc, out.splitlines()),
+                         (1, [purged % (0, "urgent"), purged % (0, "default")]))
 
     def test_entries_without_a_time_keep_their_place(self):
         """An entry that does not say when it failed (not JSON, or without failed_at) is taken
