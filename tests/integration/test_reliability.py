@@ -1204,18 +1204,26 @@ class UnsettledTest(ReliabilityCase):
         self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
         self.push_jobs([self.tiny_job(job_id)])
         self.wait_for_postback(20, job_id=job_id)
-        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
-        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        self.refuse_writes()
         return w
 
-    def test_outcome_recorded_later_not_posted_again(self):
-        w = self.run_then_refuse_writes("unsettled")
+    def refuse_writes(self):
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+
+    def writes_back_after_retries(self, w, retries):
+        """Waits until worker `w`'s settlement failed and was tried `retries` times again, then
+        lets Redis take writes again (whatever happened)."""
         try:
             self.wait_until(lambda: w.log_events("job_unsettled"), 20, "the settlement to fail")
-            self.wait_until(lambda: len(w.log_events("settle_resumed")) >= 2, 20,
+            self.wait_until(lambda: len(w.log_events("settle_resumed")) >= retries, 20,
                             "the kept outcome to be tried again")
         finally:
             self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+
+    def test_outcome_recorded_later_not_posted_again(self):
+        w = self.run_then_refuse_writes("unsettled")
+        self.writes_back_after_retries(w, 2)
         self.postbacks.delay = 0.0
         self.wait_until(lambda: self.results("unsettled"), 20, "the outcome to be recorded")
         time.sleep(1)
@@ -1224,7 +1232,6 @@ class UnsettledTest(ReliabilityCase):
         self.assertFalse(w.log_events("job_rerun"))
         self.assertEqual(self.stats().get("succeeded"), 1)
         self.assert_queue_drained()
-
 
     def test_stop_while_an_outcome_is_kept_says_so(self):
         """A worker stopped while it keeps an outcome Redis refused says it drops it (the job
@@ -1256,14 +1263,8 @@ class UnsettledTest(ReliabilityCase):
         self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
         self.src.release()
         self.wait_for_postback(20, job_id="lost-unsettled")
-        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
-        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
-        try:
-            self.wait_until(lambda: w.log_events("job_unsettled"), 20, "the settlement to fail")
-            self.wait_until(lambda: w.log_events("settle_resumed"), 10,
-                            "the kept outcome to be tried again")
-        finally:
-            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        self.refuse_writes()
+        self.writes_back_after_retries(w, 1)
         self.postbacks.delay = 0.0
         self.wait_until(lambda: self.results("lost-unsettled"), 10, "the outcome to be recorded")
         time.sleep(0.5)
