@@ -55,7 +55,12 @@ static int number_of(json_object *v, double *out)
 {
     if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
         *out = json_object_get_double(v);
-        return isfinite(*out) ? 0 : isinf(*out) ? -2 : -1;
+        if (isinf(*out)) {
+            /* json-c reads its Infinity and -Infinity tokens as infinity too: words, not numbers
+             * (json-c keeps a parsed number's text: an overflow's has digits) */
+            return strpbrk(json_object_get_string(v), "0123456789") != NULL ? -2 : -1;
+        }
+        return isfinite(*out) ? 0 : -1;
     }
     if (!json_object_is_type(v, json_type_string)) {
         return -1;

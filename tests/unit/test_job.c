@@ -203,7 +203,8 @@ static void test_params(void)
     json_object *p = json_tokener_parse(
         "{\"n\":5,\"s\":\"7\",\"f\":\"2.5\",\"t\":\"TRUE\",\"b\":false,\"one\":1,\"bad\":\"x7\","
         "\"neg\":-3,\"nan\":\"nan\",\"nul\":null,\"obj\":{},\"big\":1e300,\"empty\":\"\","
-        "\"huge\":-1e400,\"hugestr\":\"1e400\",\"inf\":\"inf\",\"tiny\":\"1e-400\"}");
+        "\"huge\":-1e400,\"hugestr\":\"1e400\",\"inf\":\"inf\",\"tiny\":\"1e-400\","
+        "\"inftok\":-Infinity}");
     struct err e;
     long l;
     double d;
@@ -233,6 +234,9 @@ static void test_params(void)
               "Invalid parameter 'hugestr' for function 'fn': 1e400 is out of range [0, 2.5]");
     CHECK_INT(job_param_double(p, "fn", "inf", 0, 0, 10, &d, &e), -1);
     CHECK_STR(e.msg, "Invalid parameter 'inf' for function 'fn': expected a number");
+    /* json-c's Infinity token is a word too, though it reads it as a double */
+    CHECK_INT(job_param_long(p, "fn", "inftok", 0, 0, 10, &l, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'inftok' for function 'fn': expected a whole number");
     CHECK_INT(job_param_double(p, "fn", "tiny", 1, 0, 10, &d, &e), 0);
     CHECK(d >= 0.0 && d < 1e-300);
     CHECK_INT(job_param_bool(p, "fn", "t", false, &b, &e), 0);
