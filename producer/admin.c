@@ -323,6 +323,14 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
     return total;
 }
 
+/* `dead retry|purge JOB_ID` found the id in no queue's dead list: says so. Returns CLI_FAILED. */
+static int no_dead_job(const struct admin *a, const char *cmd, const char *job_id)
+{
+    cli_fail("dead %s: no dead job %s in %s", cmd, job_id,
+             a->qs.n == 1 ? a->qs.name[0] : "these queues");
+    return CLI_FAILED;
+}
+
 /* Retries `which` in every queue: a job id is looked for in each. */
 static int dead_retry(struct admin *a, const char *which)
 {
@@ -335,9 +343,7 @@ static int dead_retry(struct admin *a, const char *which)
         total += n;
     }
     if (total == 0 && strcmp(which, "all") != 0) {
-        cli_fail("dead retry: no dead job %s in %s", which,
-                 a->qs.n == 1 ? a->qs.name[0] : "these queues");
-        return CLI_FAILED;
+        return no_dead_job(a, "retry", which);
     }
     return CLI_OK;
 }
@@ -409,9 +415,7 @@ static int dead_purge(struct admin *a, const char *job_id)
         total += n;
     }
     if (total == 0 && job_id != NULL) {
-        cli_fail("dead purge: no dead job %s in %s", job_id,
-                 a->qs.n == 1 ? a->qs.name[0] : "these queues");
-        return CLI_FAILED;
+        return no_dead_job(a, "purge", job_id);
     }
     return CLI_OK;
 }
