@@ -25,9 +25,11 @@ How the figures are judged:
   PUTs in a second without any excess. So the tests allow a slot-to-arrival jitter J and require
   at most rate + burst PUTs in every window of 1 - J s (a real excess still shows) and at most
   rate + burst + ceil(J * rate) in every window of 1 s. J is 50 ms, far above the jitter
-  measured in a plain build; 100 ms in an ASan/UBSan build, where 4 instrumented workers on
+  measured in a plain build; 150 ms in an ASan/UBSan build, where 4 instrumented workers on
   2 cores were measured up to 60-100 ms late (22 PUTs in one 1-s window at 20/s, while every
-  window of 0.95 s held at most 20).
+  window of 0.95 s held at most 20), and once more than 100 ms (21 PUTs in a window of 0.9 s, a
+  fresh clone's run on a slow day). The plain build keeps the strict 50 ms: the ASan build is
+  there for memory errors, the plain one for the limiter's accuracy.
 * Adaptive, rate. The stub lets at most 8 PUTs through per sliding second: the ceiling is 8/s.
   CUBIC cuts to 0.7 of the rate at the throttle (5.6/s after 8/s) and climbs back to 8/s within
   K = cbrt(8 * 0.3 / 0.4) = 1.8 s, so the time average over the second half stays above 6.5/s
@@ -75,7 +77,7 @@ import s3stub  # noqa: E402
 from harness import CONFIG, PixqTestCase, scaled  # noqa: E402
 
 TIMEOUT_S = 60
-JITTER_S = 0.10 if CONFIG.sanitized else 0.05  # see "Windows" above
+JITTER_S = 0.15 if CONFIG.sanitized else 0.05  # see "Windows" above
 
 
 def window_bounds(times, rate, burst):
