@@ -178,7 +178,9 @@ class CleanupTest(unittest.TestCase):
         return seen, result, stderr.getvalue()
 
     def assert_all_gone(self, seen):
-        for name in ("redis", "s3", "worker"):
+        """The test's own servers and programs are gone (the process's s3rver stays: see
+        SharedS3rverTest)."""
+        for name in ("redis", "worker"):
             harness.wait_until(lambda: pid_gone(seen[name]), 5, "%s to be gone" % name)
         self.assertFalse(Path(seen["tmp"]).exists())
         for port in seen["http"]:
@@ -251,6 +253,107 @@ class CleanupTest(unittest.TestCase):
         self.assertIn("exited with status -9", result.failures[0][1])
         self.assertIn("exited with status -9 after SIGTERM", result.failures[1][1])
         self.assert_all_gone(seen)
+
+
+# A test process with one s3rver test: prints its s3rver's pid and directory, and its
+# redis-server's pid; argv[1] "kill" then SIGKILLs the process in the middle of the test.
+S3RVER_PROCESS = """
+import os, signal, sys, unittest
+sys.path.insert(0, %r)
+import harness
+
+class T(harness.PixqTestCase):
+    start_worker_in_setup = False
+
+    def test_it(self):
+        print(self.s3.proc.pid, self.s3.dir, self.redis_server.proc.pid, flush=True)
+        if sys.argv[1] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+unittest.main(argv=["s3rver-process"])
+"""
+
+
+class SharedS3rverTest(unittest.TestCase):
+    """One s3rver serves the tests of a process (harness.SharedS3rver): each test finds just its
+    own buckets, empty, and the server ends with the process."""
+
+    def run_inner(self, body, buckets):
+        class Inner(PixqTestCase):
+            start_worker_in_setup = False
+
+            def test_it(self):
+                body(self)
+
+        Inner.buckets = buckets
+        result = unittest.TestResult()
+        with redirect_stderr(io.StringIO()):
+            Inner("test_it").run(result)
+        self.assertTrue(result.wasSuccessful(), result.errors + result.failures)
+
+    def listed(self, t):
+        status, _, body = harness.http_request(t.s3.endpoint() + "/")
+        self.assertEqual(status, 200)
+        return sorted(re.findall(r"<Name>([^<]*)</Name>", body.decode()))
+
+    def test_each_test_gets_its_buckets_empty(self):
+        seen = {}
+
+        def fill(t):
+            seen["pid"] = t.s3.proc.pid
+            self.assertEqual(self.listed(t), ["bkt-a", "bkt-b"])
+            self.assertEqual(t.s3.put_object("bkt-a", "x/y.png", b"data"), 200)
+            self.assertEqual(harness.http_request(t.s3.endpoint() + "/extra", "PUT")[0], 200)
+            self.assertEqual(self.listed(t), ["bkt-a", "bkt-b", "extra"])
+
+        def look(t):
+            self.assertEqual(t.s3.proc.pid, seen["pid"])  # the same server, not a new one
+            self.assertEqual(self.listed(t), ["bkt-a", "pixq-test"])
+            self.assertEqual(t.s3.get_object("bkt-a", "x/y.png")[0], 404)
+            self.assertEqual(t.s3.get_object("extra", "")[0], 404)
+            self.assertEqual(t.s3.put_object("pixq-test", "k", b"v"), 200)
+
+        self.run_inner(fill, ("bkt-a", "bkt-b"))
+        self.run_inner(look, ("pixq-test", "bkt-a"))
+
+    def test_a_dead_server_is_replaced(self):
+        seen = {}
+
+        def kill(t):
+            seen["pid"] = t.s3.proc.pid
+            t.s3.proc.kill()
+            t.s3.proc.wait(10)
+
+        def use(t):
+            self.assertNotEqual(t.s3.proc.pid, seen["pid"])
+            self.assertEqual(t.s3.put_object("pixq-test", "k", b"v"), 200)
+            self.assertEqual(t.s3.get_object("pixq-test", "k")[2], b"v")
+
+        self.run_inner(kill, ("pixq-test",))
+        self.run_inner(use, ("pixq-test",))
+
+    def run_process(self, how):
+        script = S3RVER_PROCESS % str(Path(harness.__file__).parent)
+        proc = subprocess.run([sys.executable, "-c", script, how], capture_output=True,
+                              text=True, timeout=harness.scaled(60))
+        fields = proc.stdout.split()
+        self.assertEqual(len(fields), 3, proc.stdout + proc.stderr)
+        s3_pid, s3_dir, redis_pid = int(fields[0]), Path(fields[1]), int(fields[2])
+        for pid in (redis_pid, s3_pid):  # when the test fails, or redis after a SIGKILL
+            self.addCleanup(lambda pid=pid: pid_gone(pid) or os.kill(pid, signal.SIGKILL))
+        return proc, s3_pid, s3_dir
+
+    def test_server_ends_with_the_process(self):
+        proc, pid, directory = self.run_process("pass")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        harness.wait_until(lambda: pid_gone(pid), 5, "s3rver to be gone")
+        self.assertFalse(directory.exists())
+
+    def test_server_ends_when_the_process_is_killed(self):
+        proc, pid, directory = self.run_process("kill")
+        self.assertEqual(proc.returncode, -signal.SIGKILL)
+        harness.wait_until(lambda: pid_gone(pid), 5, "s3rver to be gone")
+        self.addCleanup(shutil.rmtree, directory.parent, True)
 
 
 class StackShTest(unittest.TestCase):
