@@ -1049,14 +1049,35 @@ class SharedS3rver:
 class Program:
     """A pixq program started as a subprocess, output in a log file."""
 
-    def __init__(self, name, argv, env, log_path):
+    def __init__(self, name, argv, env, log_path, started_marks=()):
         self.name = name
         self.argv = list(argv)
         self.log_path = Path(log_path)
+        # log texts that show the program has set up its signal handlers (see wait_started)
+        self.started_marks = tuple(started_marks)
         self._log = open(self.log_path, "ab")
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
+
+    def wait_started(self, age):
+        """Wait until the log shows one of started_marks, the program has ended, or it has run
+        for `age` seconds. A SIGTERM sent before the program has set up its handlers ends it
+        with the signal's default action, not its graceful stop: a worker started just before
+        a test ends (the chaos test replaces killed workers to the last moment) is still loading
+        its libraries, a quarter of a second under ASan on a busy machine."""
+        def started():
+            if not self.alive() or time.monotonic() - self.started_at >= age:
+                return True
+            try:
+                text = self.log_path.read_text(errors="replace")
+            except OSError:
+                return False
+            return any(mark in text for mark in self.started_marks)
+
+        if self.started_marks:
+            wait_until(started, age + 1, "%s to start" % self.name)
 
     def alive(self):
         return self.proc.poll() is None
@@ -1178,6 +1199,7 @@ class PixqTestCase(unittest.TestCase):
     def _stop_programs(self):
         problems = []
         for prog in reversed(self.programs):
+            prog.wait_started(scaled(3))
             status, killed = prog.terminate(scaled(self.worker_stop_timeout))
             report = prog.sanitizer_report()
             if killed:
@@ -1266,8 +1288,11 @@ class PixqTestCase(unittest.TestCase):
             raise AssertionError("no worker binary (--worker or PIXQ_TEST_WORKER): %r"
                                  % CONFIG.worker)
         n = len(self.programs_ever) + 1
+        # started: a worker's handlers are set before it logs worker_start, a supervisor's
+        # before it forks its first child
         prog = Program("worker-%d" % n, [CONFIG.worker, *args], self.worker_env(**env),
-                       self.tmp / ("worker-%d.log" % n))
+                       self.tmp / ("worker-%d.log" % n),
+                       started_marks=("worker_start", "child_start"))
         self.programs.append(prog)
         self.programs_ever.append(prog)
         return prog

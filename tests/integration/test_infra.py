@@ -24,12 +24,15 @@ sys.dont_write_bytecode = True
 import harness  # noqa: E402
 from harness import CONFIG, LOOPBACK, STACK_SH, PixqTestCase, Redis  # noqa: E402
 
-# A stand-in worker: writes $SAY to its log, records its environment in $ENV_OUT, exits 0 on
-# SIGTERM (or ignores SIGTERM with IGNORE_TERM=1).
+# A stand-in worker: records its environment in $ENV_OUT, waits $START_DELAY seconds if set,
+# then exits 0 on SIGTERM (or ignores SIGTERM with IGNORE_TERM=1), writes $SAY to its log, and
+# logs worker_start as the real worker does once its handlers are set.
 FAKE_WORKER = """#!/bin/sh
+env > "$ENV_OUT.tmp" && mv "$ENV_OUT.tmp" "$ENV_OUT"
+[ -n "${START_DELAY:-}" ] && sleep "$START_DELAY"
 if [ "${IGNORE_TERM:-0}" = 1 ]; then trap '' TERM; else trap 'exit 0' TERM; fi
 [ -n "${SAY:-}" ] && echo "$SAY" >&2
-env > "$ENV_OUT.tmp" && mv "$ENV_OUT.tmp" "$ENV_OUT"
+echo "event=worker_start"
 while :; do sleep 0.05; done
 """
 
@@ -239,6 +242,15 @@ class CleanupTest(unittest.TestCase):
 
         env_out = self.env_out
         seen, result, err = self.run_inner(crash_and_restart)
+        self.assertTrue(result.wasSuccessful(), result.errors + result.failures)
+        self.assert_all_gone(seen)
+
+    def test_worker_stopped_before_it_set_its_handlers(self):
+        """A test that ends while a worker it started is still starting: the tear-down waits
+        for the worker to log worker_start before its SIGTERM (else the signal's default action
+        ends the worker, exit status -15, and the test fails)."""
+        seen, result, err = self.run_inner(lambda t: None, worker_env_extra={
+            "ENV_OUT": self.env_out, "START_DELAY": "1"})
         self.assertTrue(result.wasSuccessful(), result.errors + result.failures)
         self.assert_all_gone(seen)
 
