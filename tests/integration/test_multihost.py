@@ -46,10 +46,12 @@ from harness import CONFIG, PixqTestCase, scaled  # noqa: E402
 HOSTS = 3
 PROCESSES = 2  # worker processes per host
 PREFIX = "pixq-mh-"
-# slot-to-arrival jitter allowed, as in test_throttle.py (see its "Windows"): 100 ms in every
-# build, because here 6 worker processes share 2 cores with the servers (a plain build was
-# measured with 21 PUTs in one 0.95-s window at 20/s, its 1-s windows at most 21)
-JITTER_S = 0.10
+# slot-to-arrival jitter allowed, as in test_throttle.py (see its "Windows"): 100 ms in the
+# plain build, because here 6 worker processes share 2 cores with the servers (a plain build was
+# measured with 21 PUTs in one 0.95-s window at 20/s, its 1-s windows at most 21); 150 ms in the
+# ASan build, as test_throttle allows it (an ASan run, with a benchmark running beside it, had
+# 21 PUTs in a 0.9-s window)
+JITTER_S = 0.15 if CONFIG.sanitized else 0.10
 SHORT_LEASES = {"PIXQ_LEASE_MS": 3000, "PIXQ_HEARTBEAT_MS": 1000, "PIXQ_REAP_INTERVAL_MS": 500}
 
 
