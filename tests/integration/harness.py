@@ -1406,6 +1406,41 @@ class PixqTestCase(unittest.TestCase):
 # command line
 
 
+class _TimedResult(unittest.TextTestResult):
+    """A TextTestResult that keeps how long each test took (set-up and clean-ups included)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.durations = []
+        self._started = None
+
+    def startTest(self, test):
+        self._started = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self.durations.append((time.monotonic() - self._started, test.id()))
+
+
+class TimedRunner(unittest.TextTestRunner):
+    """unittest's runner, ending with the slowest tests and their seconds: where the suite's
+    time goes, in every meson log."""
+
+    resultclass = _TimedResult
+    SHOWN = 8
+
+    def run(self, test):
+        result = super().run(test)
+        slowest = sorted(result.durations, reverse=True)[:self.SHOWN]
+        if slowest:
+            self.stream.writeln("slowest tests: total %.1f s" % sum(d for d, _ in result.durations))
+            for seconds, name in slowest:
+                self.stream.writeln("  %6.1f s  %s" % (seconds, name))
+            self.stream.flush()
+        return result
+
+
 def main(argv=None):
     """Parse --worker, --pixq, --data, --timeout-scale; hand the rest to unittest.main()."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -1422,4 +1457,5 @@ def main(argv=None):
         CONFIG.data = Path(opts.data)
     if opts.timeout_scale:
         CONFIG.timeout_scale = opts.timeout_scale
-    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2)
+    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2,
+                  testRunner=TimedRunner)
