@@ -267,6 +267,56 @@ class CleanupTest(unittest.TestCase):
         self.assert_all_gone(seen)
 
 
+class PngSizeTest(unittest.TestCase):
+    """harness.png_size, identify()'s way around an identify process for well-formed PNGs."""
+
+    def pngs(self):
+        return sorted((CONFIG.data / "images").glob("*.png")) + sorted(
+            (CONFIG.data / "corpus").glob("*.png"))
+
+    def by_imagemagick(self, data):
+        r = subprocess.run(["identify", "-format", "%m %w %h\n", "-"], input=data,
+                           capture_output=True, timeout=60)
+        if r.returncode != 0:
+            return None
+        fmt, w, h = r.stdout.decode().splitlines()[0].split()
+        return fmt, int(w), int(h)
+
+    def test_agrees_with_identify(self):
+        paths = self.pngs()
+        self.assertGreater(len(paths), 10)
+        for path in paths:
+            data = path.read_bytes()
+            with self.subTest(path.name):
+                size = harness.png_size(data)
+                self.assertIsNotNone(size)
+                self.assertEqual(("PNG",) + size, self.by_imagemagick(data))
+                self.assertEqual(harness.identify(data), ("PNG",) + size)
+
+    def test_leaves_the_rest_to_identify(self):
+        data = (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
+        idat = data.index(b"IDAT")
+        flipped = bytearray(data)
+        flipped[idat + 20] ^= 0x01
+        interlaced = subprocess.run(["convert", "png:-", "-interlace", "PNG", "png:-"],
+                                    input=data, capture_output=True, check=True).stdout
+        cases = {
+            "truncated": data[:len(data) // 2],
+            "no IEND": data[:-12],
+            "bytes after IEND": data + b"x",
+            "a flipped bit": bytes(flipped),
+            "interlaced": interlaced,
+            "JPEG": harness.corpus("autumn-2560x1600.jpg"),
+            "empty": b"",
+        }
+        for name, case in cases.items():
+            with self.subTest(name):
+                self.assertIsNone(harness.png_size(case))
+        self.assertEqual(harness.identify(interlaced), ("PNG", 64, 64))  # by ImageMagick
+        with self.assertRaises(AssertionError):
+            harness.identify(data[:len(data) // 2])
+
+
 # A test process with one s3rver test: prints its s3rver's pid and directory, and its
 # redis-server's pid; argv[1] "kill" then SIGKILLs the process in the middle of the test.
 S3RVER_PROCESS = """
