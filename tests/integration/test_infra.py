@@ -317,8 +317,9 @@ class PngSizeTest(unittest.TestCase):
             harness.identify(data[:len(data) // 2])
 
 
-# A test process with one s3rver test: prints its s3rver's pid and directory, and its
-# redis-server's pid; argv[1] "kill" then SIGKILLs the process in the middle of the test.
+# A test process with one s3rver test: prints its s3rver's pid and directory, its
+# redis-server's pid and its temporary directory; argv[1] "kill" then SIGKILLs the process in the
+# middle of the test.
 S3RVER_PROCESS = """
 import os, signal, sys, unittest
 sys.path.insert(0, %r)
@@ -328,7 +329,7 @@ class T(harness.PixqTestCase):
     start_worker_in_setup = False
 
     def test_it(self):
-        print(self.s3.proc.pid, self.s3.dir, self.redis_server.proc.pid, flush=True)
+        print(self.s3.proc.pid, self.s3.dir, self.redis_server.proc.pid, self.tmp, flush=True)
         if sys.argv[1] == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -399,9 +400,12 @@ class SharedS3rverTest(unittest.TestCase):
         proc = subprocess.run([sys.executable, "-c", script, how], capture_output=True,
                               text=True, timeout=harness.scaled(60))
         fields = proc.stdout.split()
-        self.assertEqual(len(fields), 3, proc.stdout + proc.stderr)
+        self.assertEqual(len(fields), 4, proc.stdout + proc.stderr)
         s3_pid, s3_dir, redis_pid = int(fields[0]), Path(fields[1]), int(fields[2])
-        for pid in (redis_pid, s3_pid):  # when the test fails, or redis after a SIGKILL
+        # what a SIGKILLed process leaves: its test's directory and redis-server (and, when the
+        # test fails, its s3rver)
+        self.addCleanup(shutil.rmtree, fields[3], True)
+        for pid in (redis_pid, s3_pid):
             self.addCleanup(lambda pid=pid: pid_gone(pid) or os.kill(pid, signal.SIGKILL))
         return proc, s3_pid, s3_dir
 
