@@ -236,6 +236,11 @@ def identify(data):
     size = png_size(data)
     if size is not None:
         return ("PNG",) + size
+    return magick_identify(data)
+
+
+def magick_identify(data):
+    """identify() by ImageMagick's identify, whatever the image."""
     r = subprocess.run(
         ["identify", "-format", "%m %w %h\n", "-"],
         input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
@@ -1024,11 +1029,16 @@ class S3rverServer(_Daemon):
         for b in buckets:
             (data / b).mkdir()
         self.buckets = tuple(buckets)
+        listed = self.bucket_names()
+        if listed != sorted(buckets):
+            raise AssertionError("s3rver, emptied for %s, lists %s" % (list(buckets), listed))
+
+    def bucket_names(self):
+        """The buckets GET / lists, sorted; AssertionError if it does not answer 200."""
         status, _, body = http_request(self.endpoint() + "/")
-        listed = re.findall(r"<Name>([^<]*)</Name>", body.decode("utf-8", "replace"))
-        if status != 200 or sorted(listed) != sorted(buckets):
-            raise AssertionError("s3rver, emptied for %s, answered %s listing %s"
-                                 % (list(buckets), status, listed))
+        if status != 200:
+            raise AssertionError("s3rver answered GET / with %s: %r" % (status, body[:300]))
+        return sorted(re.findall(r"<Name>([^<]*)</Name>", body.decode("utf-8", "replace")))
 
     def endpoint(self):
         return "http://%s:%d" % (LOOPBACK, self.port)

@@ -274,14 +274,6 @@ class PngSizeTest(unittest.TestCase):
         return sorted((CONFIG.data / "images").glob("*.png")) + sorted(
             (CONFIG.data / "corpus").glob("*.png"))
 
-    def by_imagemagick(self, data):
-        r = subprocess.run(["identify", "-format", "%m %w %h\n", "-"], input=data,
-                           capture_output=True, timeout=60)
-        if r.returncode != 0:
-            return None
-        fmt, w, h = r.stdout.decode().splitlines()[0].split()
-        return fmt, int(w), int(h)
-
     def test_agrees_with_identify(self):
         paths = self.pngs()
         self.assertGreater(len(paths), 10)
@@ -290,7 +282,7 @@ class PngSizeTest(unittest.TestCase):
             with self.subTest(path.name):
                 size = harness.png_size(data)
                 self.assertIsNotNone(size)
-                self.assertEqual(("PNG",) + size, self.by_imagemagick(data))
+                self.assertEqual(("PNG",) + size, harness.magick_identify(data))
                 self.assertEqual(harness.identify(data), ("PNG",) + size)
 
     def test_leaves_the_rest_to_identify(self):
@@ -354,24 +346,19 @@ class SharedS3rverTest(unittest.TestCase):
             Inner("test_it").run(result)
         self.assertTrue(result.wasSuccessful(), result.errors + result.failures)
 
-    def listed(self, t):
-        status, _, body = harness.http_request(t.s3.endpoint() + "/")
-        self.assertEqual(status, 200)
-        return sorted(re.findall(r"<Name>([^<]*)</Name>", body.decode()))
-
     def test_each_test_gets_its_buckets_empty(self):
         seen = {}
 
         def fill(t):
             seen["pid"] = t.s3.proc.pid
-            self.assertEqual(self.listed(t), ["bkt-a", "bkt-b"])
+            self.assertEqual(t.s3.bucket_names(), ["bkt-a", "bkt-b"])
             self.assertEqual(t.s3.put_object("bkt-a", "x/y.png", b"data"), 200)
             self.assertEqual(harness.http_request(t.s3.endpoint() + "/extra", "PUT")[0], 200)
-            self.assertEqual(self.listed(t), ["bkt-a", "bkt-b", "extra"])
+            self.assertEqual(t.s3.bucket_names(), ["bkt-a", "bkt-b", "extra"])
 
         def look(t):
             self.assertEqual(t.s3.proc.pid, seen["pid"])  # the same server, not a new one
-            self.assertEqual(self.listed(t), ["bkt-a", "pixq-test"])
+            self.assertEqual(t.s3.bucket_names(), ["bkt-a", "pixq-test"])
             self.assertEqual(t.s3.get_object("bkt-a", "x/y.png")[0], 404)
             self.assertEqual(t.s3.get_object("extra", "")[0], 404)
             self.assertEqual(t.s3.put_object("pixq-test", "k", b"v"), 200)
