@@ -1016,10 +1016,11 @@ class S3rverServer(_Daemon):
         if not self.alive():
             raise AssertionError("s3rver exited with status %s" % self.proc.returncode)
 
-    def empty(self, buckets):
+    def empty(self, buckets, timeout=10):
         """Leave exactly `buckets`, each without objects or uploads. s3rver keeps everything in
         its data directory (a directory per bucket, files per object) and reads it there on each
-        request, so the directory is rebuilt; then GET / must list just these buckets."""
+        request, so the directory is rebuilt; then GET / must list just these buckets (OSError
+        if it does not answer within `timeout` seconds)."""
         data = self.dir / "data"
         for entry in data.iterdir():
             if entry.is_dir() and not entry.is_symlink():
@@ -1029,13 +1030,14 @@ class S3rverServer(_Daemon):
         for b in buckets:
             (data / b).mkdir()
         self.buckets = tuple(buckets)
-        listed = self.bucket_names()
+        listed = self.bucket_names(timeout)
         if listed != sorted(buckets):
             raise AssertionError("s3rver, emptied for %s, lists %s" % (list(buckets), listed))
 
-    def bucket_names(self):
-        """The buckets GET / lists, sorted; AssertionError if it does not answer 200."""
-        status, _, body = http_request(self.endpoint() + "/")
+    def bucket_names(self, timeout=10):
+        """The buckets GET / lists, sorted; AssertionError if it does not answer 200, OSError
+        if it does not answer."""
+        status, _, body = http_request(self.endpoint() + "/", timeout=timeout)
         if status != 200:
             raise AssertionError("s3rver answered GET / with %s: %r" % (status, body[:300]))
         return sorted(re.findall(r"<Name>([^<]*)</Name>", body.decode("utf-8", "replace")))
@@ -1061,13 +1063,14 @@ class SharedS3rver:
     """A test's view of the process's one s3rver (PixqTestCase with s3_server = "s3rver").
 
     start() empties the server for this test's buckets, starting it at the first test (and again
-    if it has died); stop() does nothing: the server stays for the next test (and this view can
+    if it has died, or does not answer within ANSWER_TIMEOUT seconds); stop() does nothing: the server stays for the next test (and this view can
     still show its log). Attributes not defined here are the server's (port, proc, log_path,
     endpoint(), get_object(), ...). The server and its directory go when the process exits
     (atexit), and with the process if it is killed (die_with_parent)."""
 
     _server = None  # the process's S3rverServer
     _dir = None
+    ANSWER_TIMEOUT = 10  # seconds; a server that does not answer the emptying is replaced
 
     def __init__(self, buckets):
         self.buckets = tuple(buckets)
@@ -1078,14 +1081,22 @@ class SharedS3rver:
         if cls._server is not None and not cls._server.alive():
             cls._server.stop()
             cls._server = None
+        if cls._server is not None:
+            try:
+                cls._server.empty(self.buckets, cls.ANSWER_TIMEOUT)
+            except OSError as e:
+                # hung (stopped, or stuck in its event loop): every later test of the process
+                # would fail at this point, so it makes way for a new one
+                sys.stderr.write("harness: s3rver (pid %d) did not answer (%s); starting a new "
+                                 "one\n" % (cls._server.proc.pid, e))
+                cls._server.stop()
+                cls._server = None
         if cls._server is None:
             if cls._dir is None:
                 cls._dir = Path(tempfile.mkdtemp(prefix="pixq-s3rver-"))
                 atexit.register(cls._end)
             d = cls._dir / ("s3rver-%d" % len(list(cls._dir.iterdir())))
             cls._server = S3rverServer(d, self.buckets, die_with_parent=True).start()
-        else:
-            cls._server.empty(self.buckets)
         self.server = cls._server
         return self
 

@@ -382,6 +382,30 @@ class SharedS3rverTest(unittest.TestCase):
         self.run_inner(kill, ("pixq-test",))
         self.run_inner(use, ("pixq-test",))
 
+    def test_a_hung_server_is_replaced(self):
+        seen = {}
+
+        def hang(t):
+            seen["proc"] = t.s3.proc
+            os.kill(t.s3.proc.pid, signal.SIGSTOP)  # alive, but answers nothing
+
+        def use(t):
+            self.assertNotEqual(t.s3.proc.pid, seen["proc"].pid)
+            self.assertIsNotNone(seen["proc"].poll())  # the hung one was ended
+            self.assertEqual(t.s3.put_object("pixq-test", "k", b"v"), 200)
+            self.assertEqual(t.s3.get_object("pixq-test", "k")[2], b"v")
+
+        shared = harness.SharedS3rver
+        old = shared.ANSWER_TIMEOUT
+        shared.ANSWER_TIMEOUT = 1  # not the 10 s a test's emptying may take
+        try:
+            self.run_inner(hang, ("pixq-test",))
+            self.run_inner(use, ("pixq-test",))
+        finally:
+            shared.ANSWER_TIMEOUT = old
+            if seen["proc"].poll() is None:
+                os.kill(seen["proc"].pid, signal.SIGCONT)
+
     def run_process(self, how):
         script = S3RVER_PROCESS % str(Path(harness.__file__).parent)
         proc = subprocess.run([sys.executable, "-c", script, how], capture_output=True,
