@@ -811,6 +811,11 @@ static int post_back(struct runner *w, const struct job *job, const char *json)
  * without one go to PIXQ_DEFAULT_BUCKET); job_check_destinations() checked its name. */
 static int check_save(const struct cfg *c, const struct job_save *s, struct err *e)
 {
+    if (s != NULL && s->bucket == NULL && !s->skip && c->default_bucket[0] == '\0') {
+        /* BLITLINE.md: the job fails, before anything is fetched or uploaded */
+        return err_set(e, "'%.100s' has no s3_destination and PIXQ_DEFAULT_BUCKET is not set",
+                       s->image_identifier);
+    }
     if (s == NULL || s->bucket == NULL || cfg_bucket_allowed(c, s->bucket)) {
         return 0;
     }

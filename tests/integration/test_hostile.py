@@ -985,6 +985,23 @@ class S3TargetTest(HostileTestCase):
         self.assertEqual(self.src.requests("/ok.jpg"), 0, "refused before fetching")
         self.assert_still_serving()
 
+    def test_save_without_destination_and_no_default_bucket(self):
+        # BLITLINE.md: such a job fails with a clear error; it used to run, fetch its source
+        # and fail only that output, after processing it
+        self.start(PIXQ_DEFAULT_BUCKET="")
+        job = self.job("no-dest")
+        del job["functions"][0]["save"]["s3_destination"]
+        self.expect_failure(job, "'thumb' has no s3_destination and PIXQ_DEFAULT_BUCKET is not "
+                                 "set")
+        self.assertEqual(self.src.requests("/ok.jpg"), 0, "refused before fetching")
+        # a save with skip makes no object, and needs no bucket
+        job = self.job("no-dest-skip")
+        job["functions"][0]["save"] = {"image_identifier": "meta", "skip": True}
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-no-dest-skip")
+        self.assertNotIn("errors", pb.results, pb.body[:400])
+        self.assert_still_serving()
+
     def test_s3_source_outside_allow_list(self):
         self.start(PIXQ_S3_BUCKETS="pixq-test")
         self.assertEqual(self.s3.put_object("other-bucket", "secret.jpg", self.image), 200)
