@@ -411,6 +411,8 @@ struct text {
     struct text_style ts;
     GravityType gravity;
     long x, y;         /* offsets, as -annotate +x+y */
+    long box_w, box_h; /* annotate's width and height: the box the text is placed in (0 x 0: the
+                          image), at x, y */
     PixelWand *color;  /* owned */
     PixelWand *stroke; /* owned; NULL: none */
 };
@@ -505,7 +507,35 @@ static DrawingWand *text_wand(const struct text *t, const PixelWand *fill)
     return d;
 }
 
-/* Draws t->text on `w` in `fill` at t->gravity, moved by (x, y) as -annotate +x+y. */
+/* MagickAnnotateImage() with the box of width x height at (x, y) that RMagick's
+ * Draw#annotate(img, width, height, x, y, text), and so Blitline's annotate, gave ImageMagick
+ * (geometry WxH+X+Y): gravity places the text in that box rather than in the whole image. The
+ * reason of a failure is the image's. */
+static int annotate_in_box(MagickWand *w, const DrawingWand *d, const struct text *t, double x,
+                           double y, const char *fn, struct err *e)
+{
+    DrawInfo *info = PeekDrawingWand(d);
+    if (info == NULL) {
+        return err_set(e, "%s: out of memory", fn);
+    }
+    char geometry[128];
+    snprintf(geometry, sizeof geometry, "%ldx%ld%+g%+g", t->box_w, t->box_h, x, y);
+    (void)CloneString(&info->text, t->text);
+    (void)CloneString(&info->geometry, geometry);
+    Image *im = GetImageFromMagickWand(w);
+    MagickBooleanType ok = AnnotateImage(im, info);
+    DestroyDrawInfo(info);
+    if (ok != MagickFalse) {
+        return 0;
+    }
+    if (img_past_deadline(w) || im->exception.reason == NULL) {
+        return img_fail(w, fn, e);
+    }
+    return err_set(e, "%s: %s", fn, im->exception.reason);
+}
+
+/* Draws t->text on `w` in `fill` at t->gravity, moved by (x, y) as -annotate +x+y, or placed in
+ * t's box at (x, y). */
 static int draw_text(MagickWand *w, const struct text *t, const PixelWand *fill, double x, double y,
                      const char *fn, struct err *e)
 {
@@ -513,9 +543,14 @@ static int draw_text(MagickWand *w, const struct text *t, const PixelWand *fill,
     if (d == NULL) {
         return err_set(e, "%s: out of memory", fn);
     }
-    MagickBooleanType ok = MagickAnnotateImage(w, d, x, y, 0.0, t->text);
+    int rc = 0;
+    if (t->box_w > 0 || t->box_h > 0) {
+        rc = annotate_in_box(w, d, t, x, y, fn, e);
+    } else if (MagickAnnotateImage(w, d, x, y, 0.0, t->text) == MagickFalse) {
+        rc = img_fail(w, fn, e);
+    }
     DestroyDrawingWand(d);
-    return ok == MagickFalse ? img_fail(w, fn, e) : 0;
+    return rc;
 }
 
 /* The -annotate x offset that moves text `d` pixels right at gravity `g` (offsets point inward
@@ -691,12 +726,17 @@ static int drop_shadow(MagickWand *w, json_object *p, const struct text *t, cons
 
 /* annotate: draws text (required) at gravity (Center) moved by x, y, in color (#ffffff), with
  * an optional stroke colour and a drop shadow when dropshadow_color is given. Defaults: bold
- * Helvetica (Nimbus Sans), 32 points. The worker's width/height box is not supported. */
+ * Helvetica (Nimbus Sans), 32 points. With the worker's width and height (0 each: none), gravity
+ * places the text in the box of that size whose corner is at x, y. */
 static int op_annotate(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
     const char *fn = "annotate";
     struct text t = {0};
     int rc = read_text_params(p, fn, ANNOTATE_POINTS, "gravity", &t, e);
+    if (rc == 0 && (job_param_long(p, fn, "width", 0, 0, OP_MAX_SIDE, &t.box_w, e) < 0 ||
+                    job_param_long(p, fn, "height", 0, 0, OP_MAX_SIDE, &t.box_h, e) < 0)) {
+        rc = -1;
+    }
     if (rc == 0 && job_param_present(p, "dropshadow_color")) {
         rc = drop_shadow(w, p, &t, fn, e);
     }
