@@ -1789,30 +1789,43 @@ static long retry_delay_ms(struct worker *w, const struct job *j, enum run_statu
 
 /* requeue.lua: the reserved payload leaves the active list; `next` runs in `delay` ms. For the
  * upload task of output `parked_n` of job `parked_id` (else NULL), its blob and the job hash are
- * kept until then and PIXQ_BLOB_TTL_S longer. Returns 1, 0 if the payload was no longer on the
- * active list (another worker took it), or -1 on a Redis error (`e`). */
+ * kept until then and PIXQ_BLOB_TTL_S longer; for a job run again (parked_id NULL), its job hash
+ * until then, and the retry is scheduled even off the active list when Redis lost the job (its
+ * hash gone too: requeue.lua's "forgotten"). Returns 1, 2 if scheduled although Redis had lost
+ * the job, 0 if the payload was no longer on the active list (another worker took it), or -1 on a
+ * Redis error (`e`). */
 static int requeue(struct worker *w, struct task *t, const char *next, long delay,
                    const char *counter, const char *parked_id, int parked_n, struct err *e)
 {
     char ms[32], ttl[32], blob[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
+    bool parked = parked_id != NULL;
     snprintf(ms, sizeof ms, "%ld", delay);
-    snprintf(ttl, sizeof ttl, "%ld", w->cfg->blob_ttl_s);
+    snprintf(ttl, sizeof ttl, "%ld", parked ? w->cfg->blob_ttl_s : 0L);
     const char *keys[] = {w->active_key, w->delayed_key, w->stats_key,
                           w->recov_key,  blob,           job_hash};
-    const char *args[] = {t->payload.data, next, ms, counter, ttl};
-    size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter), strlen(ttl)};
-    bool parked = parked_id != NULL;
+    const char *args[] = {t->payload.data, next, ms, counter, ttl, "forgotten"};
+    size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter), strlen(ttl), 9};
+    job_key(w, parked ? parked_id : t->job->id, "job", -1, job_hash, sizeof job_hash);
     if (parked) {
         job_key(w, parked_id, "blob", parked_n, blob, sizeof blob);
-        job_key(w, parked_id, "job", -1, job_hash, sizeof job_hash);
+    } else {
+        keys[4] = job_hash; /* the only extra key */
     }
     redisReply *r =
-        rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 6 : 4, keys, parked ? 5 : 4, args, lens, e);
+        rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 6 : 5, keys, parked ? 5 : 6, args, lens, e);
+    /* an integer, or with "forgotten" {wait, 1 if Redis had lost the job} */
+    const redisReply *wait = r;
+    long forgotten = 0;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER) {
+        wait = r->element[0];
+        forgotten = (long)r->element[1]->integer;
+    }
     int rc = -1;
-    if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
-        rc = r->integer >= 0 ? 1 : 0;
-        if (rc == 1) {
-            plan_due(w->cur, clock_mono_ms() + (long)r->integer);
+    if (wait != NULL && wait->type == REDIS_REPLY_INTEGER) {
+        rc = wait->integer >= 0 ? (forgotten == 1 ? 2 : 1) : 0;
+        if (rc > 0) {
+            plan_due(w->cur, clock_mono_ms() + (long)wait->integer);
         } else {
             err_set(e, "lease lost");
         }
@@ -1846,7 +1859,13 @@ static void retry_later(struct worker *w, struct task *t, long delay)
         e = (struct err){{0}};
         rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
     }
-    if (rc == 1) {
+    if (rc == 2) {
+        LOG_WARN("job_forgotten",
+                 "job_id=%s step=retry action=scheduled reason=\"Redis no longer knew the job: "
+                 "restarted without its data, or a failover or a flush lost it\"",
+                 t->job->id);
+    }
+    if (rc > 0) {
         LOG_INFO("job_retry", "job_id=%s attempt=%ld delay_ms=%ld error=%s", t->job->id,
                  attempt + 1, delay, log_quote(t->first_error, q, sizeof q));
         metrics_count_job(METRICS_JOB_RETRIED);

@@ -9,16 +9,33 @@
 -- ARGV[2] the payload to run later
 -- ARGV[3] delay, ms
 -- ARGV[4] counter to increment ("retried")
--- A parked output's upload task (park.lua) also passes:
--- KEYS[5..] its blob and its job hash, kept at least for the delay plus ARGV[5] seconds (a key
---           already gone stays gone; a longer expiry stays)
+-- With more keys:
+-- KEYS[5..] a parked output's blob and its job hash (its upload task, park.lua), or the job hash
+--           of a job run again: each kept at least for the delay plus ARGV[5] seconds (a key
+--           already gone stays gone; a longer expiry stays), so that the run finds them
+-- ARGV[5] those seconds
+-- ARGV[6] optional: "forgotten" to schedule ARGV[2] even though ARGV[1] is not on the active
+--         list when Redis no longer knows the job at all (the last key, its job hash written by
+--         begin.lua, is gone too): Redis lost it (restarted without its data, failed over to a
+--         replica that never had it, flushed), so no other run has it, and the run that calls
+--         this holds its only copy (as finish.lua's ARGV[15]). Counted as `forgotten`.
 --
 -- Returns the ms until the earliest delayed payload is due, or -1 if ARGV[1] was not on the active
--- list (the job was taken from this worker: nothing is written).
+-- list (the job was taken from this worker: nothing is written). With ARGV[6], {that, 1 if it was
+-- scheduled although Redis had lost the job, else 0}.
 
+local forgotten_ok = ARGV[6] == 'forgotten'
+local forgotten = 0
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
-    redis.call('HINCRBY', KEYS[3], 'lease_lost', 1)
-    return -1
+    if not (forgotten_ok and redis.call('EXISTS', KEYS[#KEYS]) == 0) then
+        redis.call('HINCRBY', KEYS[3], 'lease_lost', 1)
+        if forgotten_ok then
+            return {-1, 0}
+        end
+        return -1
+    end
+    redis.call('HINCRBY', KEYS[3], 'forgotten', 1)
+    forgotten = 1
 end
 redis.call('HDEL', KEYS[4], redis.sha1hex(ARGV[1]))
 local t = redis.call('TIME')
@@ -38,5 +55,8 @@ local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local wait = tonumber(nxt[2]) - now
 if wait < 0 then
     wait = 0
+end
+if forgotten_ok then
+    return {wait, forgotten}
 end
 return wait

@@ -513,6 +513,40 @@ class RequeueTest(LuaTestCase):
         self.assertEqual(self.r.execute("ZCARD", DELAYED), 0)
         self.assertEqual(self.stats(), {"lease_lost": 1})
 
+    def requeue_job(self, wid, payload, new, delay):
+        """A job run again, as the worker asks: its job hash kept until the delay, and
+        scheduled although off the active list if Redis lost the job."""
+        return self.run_script("requeue", [active(wid), DELAYED, STATS, RECOV, key("job:j1")],
+                               [payload, new, delay, "retried", 0, "forgotten"])
+
+    def test_job_retry_keeps_its_hash_until_due(self):
+        self.r.lpush(active("w1"), "job-a")
+        self.r.execute("HSET", key("job:j1"), "first_seen", 1)
+        self.r.execute("PEXPIRE", key("job:j1"), 1000)
+        wait, forgotten = self.requeue_job("w1", "job-a", "job-a-2", 60000)
+        self.assertEqual(forgotten, 0)
+        self.assertTrue(0 <= wait <= 60000, wait)
+        self.assertTrue(59000 <= self.r.pttl(key("job:j1")) <= 60000)
+        self.assertIsNotNone(self.zscore(DELAYED, "job-a-2"))
+        self.assertEqual(self.stats(), {"retried": 1})
+
+    def test_forgotten_job_is_scheduled(self):
+        # Redis lost the job (its active list and its hash): the run's copy is the only one
+        t0 = self.now_ms()
+        wait, forgotten = self.requeue_job("w1", "job-a", "job-a-2", 2000)
+        self.assertEqual(forgotten, 1)
+        self.assertTrue(1000 <= wait <= 2000, wait)
+        self.assert_near(self.zscore(DELAYED, "job-a-2"), t0 + 2000)
+        self.assertEqual(self.r.exists(key("job:j1")), 0)
+        self.assertEqual(self.stats(), {"retried": 1, "forgotten": 1})
+
+    def test_forgotten_not_when_the_job_hash_is_there(self):
+        # the job went back to the queue (a lost lease): the run that has it now decides
+        self.r.execute("HSET", key("job:j1"), "first_seen", 1)
+        self.assertEqual(self.requeue_job("w1", "job-a", "job-a-2", 1000), [-1, 0])
+        self.assertEqual(self.r.execute("ZCARD", DELAYED), 0)
+        self.assertEqual(self.stats(), {"lease_lost": 1})
+
 
 class DelayTest(LuaTestCase):
     def delay(self, payload, ms):

@@ -386,6 +386,30 @@ class RedisDataLossTest(ReliabilityCase):
         self.wait_for_postback(timeout=10, job_id="after")
         w.check_alive()
 
+    def test_retry_decided_when_redis_loses_its_data(self):
+        """The job in hand's source fails transiently while Redis restarts empty: the worker
+        holds the only copy of the job, and schedules its retry all the same. Before,
+        requeue.lua found the job missing from the active list, the worker took that for a lost
+        lease (job_retry_failed) and dropped the job: no retry, no result, no postback."""
+        self.src.add("/flaky.png", tiny_png())
+        self.src.answer_with("/flaky.png", 503)
+        self.src.stall("/flaky.png")
+        w = self.start_worker(PIXQ_LEASE_MS=8000, PIXQ_RETRY_BASE_MS=200)
+        self.worker_id(w)
+        self.push_jobs([self.tiny_job("retried", path="/flaky.png")])
+        self.wait_until(lambda: self.src.requests("/flaky.png") == 1, 20, "the worker to fetch")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
+        self.src.release()  # answered 503: a transient failure, retried
+        self.wait_until(lambda: self.results("retried"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="retried")
+        self.assert_success("retried")
+        self.assertEqual(self.src.requests("/flaky.png"), 2)
+        self.assertEqual(w.log_events("job_retry_failed"), [])
+        self.assertEqual([e["step"] for e in w.log_events("job_forgotten")], ["retry"])
+        self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
+        w.check_alive()
+
 
 class ReplicaTest(ReliabilityCase):
     """PIXQ_REDIS_URL naming a read-only replica (a failover made the old primary one, or a
