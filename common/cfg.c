@@ -196,7 +196,7 @@ static const struct cfg_entry table[] = {
      "a source download slower than this for PIXQ_LOW_SPEED_TIME_S is cut (0: never)"},
     {"low-speed-time-s", "PIXQ_LOW_SPEED_TIME_S", T_LONG, F(low_speed_time_s), 1, 3600, "10",
      false, "seconds below PIXQ_LOW_SPEED_BYTES_PER_S after which a transfer is cut"},
-    /* at most 1000: parking them all (9 + 4 keys and arguments a save) must fit one script call
+    /* at most 1000: parking them all (11 + 4 keys and arguments a save) must fit one script call
      * (rq.c's MAX_ARGS) */
     {"max-saves", "PIXQ_MAX_SAVES", T_LONG, F(max_saves), 1, 1000, "50", false,
      "most saves (outputs) in one job, pre_process included"},

@@ -32,7 +32,7 @@ static const char *const script_name[RQ_SCRIPT_COUNT] = {
     "park",   "upload_done", "posting",    "take",    "parked_forget", "claim",
 };
 
-/* park.lua with PIXQ_MAX_SAVES (at most 1000) outputs takes 10 + 4 keys and arguments a save */
+/* park.lua with PIXQ_MAX_SAVES (at most 1000) outputs takes 11 + 4 keys and arguments a save */
 #define MAX_ARGS       4096  /* most keys plus arguments of one script call */
 #define STACK_ARGS     32    /* a script call with at most this many words allocates no vector */
 #define CMD_KEEP_BYTES 65536 /* a command buffer larger than this is freed after its command */

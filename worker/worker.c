@@ -939,7 +939,9 @@ static char *task_envelope(json_object *task)
     return s;
 }
 
-/* The arguments of one park.lua call (see its header): 6 fixed keys and 4 args, then per parked
+#define PARK_FIXED_ARGS 5 /* park.lua's arguments before those of the outputs */
+
+/* The arguments of one park.lua call (see its header): 6 fixed keys and 5 args, then per parked
  * output a blob key and three args. */
 struct park_call {
     size_t n;
@@ -967,8 +969,8 @@ static int park_call_init(struct park_call *c, size_t n)
 {
     c->n = n;
     c->keys = calloc(6 + n, sizeof *c->keys);
-    c->args = calloc(4 + 3 * n, sizeof *c->args);
-    c->lens = calloc(4 + 3 * n, sizeof *c->lens);
+    c->args = calloc(PARK_FIXED_ARGS + 3 * n, sizeof *c->args);
+    c->lens = calloc(PARK_FIXED_ARGS + 3 * n, sizeof *c->lens);
     c->blob_keys = calloc(n + 1, RQ_KEY_MAX);
     c->delays = calloc(n + 1, 32);
     c->envs = calloc(n + 1, sizeof *c->envs);
@@ -989,12 +991,12 @@ static int park_call_outputs(struct worker *w, const char *job_id, struct park_c
         long delay = p->due_ms - clock_mono_ms(); /* the job went on since the output parked */
         snprintf(c->delays[i], 32, "%ld", delay > 0 ? delay : 0);
         c->keys[6 + i] = c->blob_keys[i];
-        c->args[4 + 3 * i] = c->envs[i];
-        c->lens[4 + 3 * i] = strlen(c->envs[i]);
-        c->args[5 + 3 * i] = c->delays[i];
-        c->lens[5 + 3 * i] = strlen(c->delays[i]);
-        c->args[6 + 3 * i] = (const char *)p->data;
-        c->lens[6 + 3 * i] = p->len;
+        c->args[PARK_FIXED_ARGS + 3 * i] = c->envs[i];
+        c->lens[PARK_FIXED_ARGS + 3 * i] = strlen(c->envs[i]);
+        c->args[PARK_FIXED_ARGS + 1 + 3 * i] = c->delays[i];
+        c->lens[PARK_FIXED_ARGS + 1 + 3 * i] = strlen(c->delays[i]);
+        c->args[PARK_FIXED_ARGS + 2 + 3 * i] = (const char *)p->data;
+        c->lens[PARK_FIXED_ARGS + 2 + 3 * i] = p->len;
     }
     return 0;
 }
@@ -1025,27 +1027,41 @@ static void park_job(struct worker *w, struct task *t)
     const char *fixed_keys[] = {w->active_key, job_hash,     w->delayed_key,
                                 w->stats_key,  w->recov_key, w->cur->parked_key};
     char *base = result_json_numbered(t->result); /* its images' save numbers: see assembly */
-    const char *fixed_args[] = {t->payload.data, base, ttl, objs};
+    /* "forgotten": parked all the same when Redis lost the job (park.lua), else it is lost */
+    const char *fixed_args[PARK_FIXED_ARGS] = {t->payload.data, base, ttl, objs, "forgotten"};
     if (base != NULL && park_call_init(&c, w->runner.n_parked) == 0 &&
         park_call_outputs(w, t->job->id, &c) == 0) {
-        for (size_t i = 0; i < 4; i++) {
+        for (size_t i = 0; i < PARK_FIXED_ARGS; i++) {
             c.args[i] = fixed_args[i];
             c.lens[i] = i == 0 ? t->payload.len : strlen(fixed_args[i]);
         }
         memcpy(c.keys, fixed_keys, sizeof fixed_keys);
-        r = rq_script(w->rq, RQ_SCRIPT_PARK, (int)(6 + c.n), c.keys, (int)(4 + 3 * c.n), c.args,
-                      c.lens, &e);
+        r = rq_script(w->rq, RQ_SCRIPT_PARK, (int)(6 + c.n), c.keys,
+                      (int)(PARK_FIXED_ARGS + 3 * c.n), c.args, c.lens, &e);
     }
+    /* {parked or -1, 1 if Redis had lost the job} */
+    bool answered = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                    r->element[0]->type == REDIS_REPLY_INTEGER &&
+                    r->element[1]->type == REDIS_REPLY_INTEGER;
     char q[ERR_MSG_MAX + 16];
-    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
+    if (answered && r->element[0]->integer >= 0) {
+        if (r->element[1]->integer == 1) {
+            LOG_WARN("job_forgotten",
+                     "job_id=%s step=park action=parked reason=\"Redis no longer knew the job: "
+                     "restarted without its data, or a failover or a flush lost it\"",
+                     t->job->id);
+        }
         LOG_INFO("job_parked", "job_id=%s outputs=%zu", t->job->id, c.n);
         metrics_count_job(METRICS_JOB_PARKED);
         w->cur->gate_at = 0; /* the parked bytes grew: asked at the next reservation */
         for (size_t i = 0; i < c.n; i++) {
             plan_due(w->cur, w->runner.parked[i].due_ms);
         }
-    } else if (r == NULL) { /* still on the active list: run it again */
-        stranded(w, "park", t->job->id, e.msg[0] ? e.msg : "out of memory");
+    } else if (!answered) { /* still on the active list: run it again */
+        stranded(w, "park", t->job->id,
+                 e.msg[0]    ? e.msg
+                 : r == NULL ? "out of memory"
+                             : "bad reply");
     } else {
         LOG_WARN("park_failed", "job_id=%s error=%s", t->job->id,
                  log_quote("lease lost", q, sizeof q));

@@ -13,6 +13,11 @@
 -- ARGV[2] the result so far (JSON: original_meta, images uploaded, errors)
 -- ARGV[3] how long the blobs and the job hash are kept past the time their output is due, seconds
 -- ARGV[4] objects uploaded so far (JSON array, for wait_for_s3)
+-- ARGV[5] "forgotten" to park even though ARGV[1] is not on the active list when Redis no longer
+--         knows the job at all (KEYS[2], written by begin.lua when the run began, is gone too):
+--         Redis lost it (restarted without its data, failed over to a replica that never had
+--         it, flushed), so no other run has it, and the run that calls this holds its only copy
+--         (as finish.lua's ARGV[15]). Counted as `forgotten`. Or "".
 -- then, per parked output: the upload task JSON, its delay in ms, the encoded bytes
 --
 -- The job leaves the active list; the job hash holds `payload`, `base`, `objs` and `pending`
@@ -23,15 +28,25 @@
 -- first: their done:/img:/obj:/err:/fail: fields and `last` would make this run's outputs look
 -- recorded already, and the job would never complete. (Two runs parked at once, a job_id
 -- submitted again while its first run's uploads wait, share one state: not supported.)
--- Returns the number parked, or -1 if the job was no longer on the active list.
+-- Returns the number parked, or -1 if the job was no longer on the active list. With ARGV[5]
+-- "forgotten", {that, 1 if it was parked although Redis had lost the job, else 0}.
 
+local forgotten_ok = ARGV[5] == 'forgotten'
+local forgotten = 0
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
-    redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
-    return -1
+    if not (forgotten_ok and redis.call('EXISTS', KEYS[2]) == 0) then
+        redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
+        if forgotten_ok then
+            return {-1, 0}
+        end
+        return -1
+    end
+    redis.call('HINCRBY', KEYS[4], 'forgotten', 1)
+    forgotten = 1
 end
 redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[1]))
 local ttl_ms = tonumber(ARGV[3]) * 1000
-local n = (#ARGV - 4) / 3
+local n = (#ARGV - 5) / 3
 for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
     if f == 'last' or f:find('^done:') or f:find('^img:') or f:find('^obj:') or f:find('^err:') or
         f:find('^fail:') then
@@ -43,7 +58,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local longest, bytes = 0, 0
 for i = 1, n do
-    local task, delay, blob = ARGV[2 + 3 * i], tonumber(ARGV[3 + 3 * i]), ARGV[4 + 3 * i]
+    local task, delay, blob = ARGV[3 + 3 * i], tonumber(ARGV[4 + 3 * i]), ARGV[5 + 3 * i]
     -- a blob left by an earlier run is replaced: counted once
     bytes = bytes + #blob - (tonumber(redis.call('HGET', KEYS[6], KEYS[6 + i])) or 0)
     redis.call('HSET', KEYS[6], KEYS[6 + i], #blob)
@@ -54,4 +69,7 @@ end
 redis.call('PEXPIRE', KEYS[2], longest + ttl_ms)
 redis.call('HINCRBY', KEYS[6], 'total', bytes)
 redis.call('HINCRBY', KEYS[4], 'throttled', n)
+if forgotten_ok then
+    return {n, forgotten}
+end
 return n

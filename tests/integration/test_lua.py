@@ -1089,10 +1089,10 @@ class MigrateTaskMarkTest(LuaTestCase):
 class ParkTest(LuaTestCase):
     """park.lua: a job's throttled outputs go to delayed (with their bytes as blobs)."""
 
-    def park(self, wid, payload, tasks, job_id="j1", ttl=600):
+    def park(self, wid, payload, tasks, job_id="j1", ttl=600, forgotten=""):
         keys = [active(wid), key("job:" + job_id), DELAYED, STATS, RECOV, PARKED]
         keys += [key("blob:%s:%d" % (job_id, n)) for n in range(len(tasks))]
-        args = [payload, '{"base":1}', ttl, '["obj0"]']
+        args = [payload, '{"base":1}', ttl, '["obj0"]', forgotten]
         for task, delay, blob in tasks:
             args += [task, delay, blob]
         return self.run_script("park", keys, args)
@@ -1150,6 +1150,34 @@ class ParkTest(LuaTestCase):
         self.assertEqual(self.park("w1", "job-a", [("task-0", 100, "bytes-0")]), -1)
         self.assertEqual(self.r.exists(key("job:j1"), key("blob:j1:0"), DELAYED), 0)
         self.assertEqual(self.stats(), {"lease_lost": 1})
+
+    def test_forgotten_job_is_parked(self):
+        # Redis lost the job (its active list and its hash): the run's copy is the only one
+        t0 = self.now_ms()
+        self.assertEqual(self.park("w1", "job-a", [("task-0", 100, "bytes-0")],
+                                   forgotten="forgotten"), [1, 1])
+        self.assertEqual(self.r.hgetall(key("job:j1")), {
+            "payload": "job-a", "base": '{"base":1}', "objs": '["obj0"]', "pending": "1"})
+        self.assertEqual(self.r.get(key("blob:j1:0")), "bytes-0")
+        self.assert_near(self.zscore(DELAYED, "task-0"), t0 + 100)
+        self.assertEqual(self.stats(), {"throttled": 1, "forgotten": 1})
+
+    def test_forgotten_not_when_the_job_hash_is_there(self):
+        # the job went back to the queue (a lost lease): the run that has it now decides
+        self.r.execute("HSET", key("job:j1"), "first_seen", 5)
+        self.assertEqual(self.park("w1", "job-a", [("task-0", 100, "bytes-0")],
+                                   forgotten="forgotten"), [-1, 0])
+        self.assertEqual(self.r.exists(key("blob:j1:0"), DELAYED), 0)
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"first_seen": "5"})
+        self.assertEqual(self.stats(), {"lease_lost": 1})
+
+    def test_forgotten_mode_parks_a_job_on_the_list_as_ever(self):
+        self.r.execute("HSET", key("job:j1"), "first_seen", 5)
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.park("w1", "job-a", [("task-0", 100, "bytes-0")],
+                                   forgotten="forgotten"), [1, 0])
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertEqual(self.stats(), {"throttled": 1})
 
 
 class PostingTest(LuaTestCase):

@@ -410,6 +410,42 @@ class RedisDataLossTest(ReliabilityCase):
         self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
         w.check_alive()
 
+    def test_park_decided_when_redis_loses_its_data(self):
+        """The job in hand parks an output (its bucket's rate is spent) after Redis restarted
+        empty: the worker parks it all the same, uploads it from its blob and posts the job
+        back. Before, park.lua found the job missing from the active list, the worker took that
+        for a lost lease (park_failed) and dropped the job with its parked output: the outputs
+        sent at once were in S3, but no result and no postback ever came."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        # 1 PUT/s, burst 0: after Redis comes back empty the first output's rate limit call
+        # finds the connection gone (it goes unlimited), the second takes the bucket's token,
+        # the third's slot is a second away: parked
+        w = self.start_worker(PIXQ_LEASE_MS=8000, PIXQ_S3_RATE="1/s,burst=0")
+        self.worker_id(w)
+        job = self.tiny_job("parked", path="/slow.png")
+        save = job["functions"][0]["save"]
+        job["functions"] += [
+            {"name": "resize_to_fit", "params": {"width": 32},
+             "save": {"image_identifier": "thumb%d" % i,
+                      "s3_destination": {"bucket": save["s3_destination"]["bucket"],
+                                         "key": "out/parked-%d.png" % i}}} for i in (2, 3)]
+        self.push_jobs([job])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
+        self.src.release()
+        self.wait_until(lambda: self.results("parked"), 20, "the result")
+        pb = self.wait_for_postback(timeout=10, job_id="parked")
+        self.assertNotIn("errors", pb.results)
+        self.assertEqual([i["image_identifier"] for i in pb.results["images"]],
+                         ["thumb", "thumb2", "thumb3"])
+        self.assertEqual(len(self.postbacks_of("parked")), 1)
+        self.assertEqual(w.log_events("park_failed"), [])
+        self.assertEqual([e["step"] for e in w.log_events("job_forgotten")], ["park"])
+        self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
+        w.check_alive()
+
 
 class ReplicaTest(ReliabilityCase):
     """PIXQ_REDIS_URL naming a read-only replica (a failover made the old primary one, or a
