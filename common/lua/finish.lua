@@ -40,6 +40,9 @@
 --          Redis no longer knows it at all (KEYS[7] is gone too): Redis lost it (restarted
 --          without its data, failed over to a replica that never had it, flushed), so no other
 --          run has it, and the outcome this run holds is all there is. Counted as `forgotten`.
+--          A job settled with it leaves KEYS[7] behind (`settled`, with the result's expiry) when
+--          there is none (begin.lua never reached Redis): the same call again, after its answer
+--          was lost, then finds the job settled rather than forgotten, and writes nothing twice.
 --
 -- Returns 1 if the job was on the active list and is now settled; 2 if it was settled although
 -- Redis had lost it (ARGV[15]); 0 if it was not there (another worker reaped it: the caller no
@@ -74,6 +77,10 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     settled = 2
 end
 redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[1]))
+if ARGV[15] == 'forgotten' and not marked and redis.call('EXISTS', KEYS[7]) == 0 then
+    redis.call('HSET', KEYS[7], 'settled', 1)
+    redis.call('EXPIRE', KEYS[7], ARGV[3])
+end
 if ARGV[10] and ARGV[10] ~= '' then
     -- in the same step as the settlement: a lost answer or a crash cannot drop the retry
     local t = redis.call('TIME')

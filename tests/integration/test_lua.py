@@ -662,6 +662,30 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.full("w1", "job-a"), 0)  # not asked for
         self.assertEqual(self.stats(), {"lease_lost": 1})
 
+    def test_settled_without_a_job_hash_leaves_one(self):
+        """begin.lua never reached Redis, nothing posted: the settlement leaves the job hash
+        (with the result's expiry), so that the same call again after a lost answer finds the
+        job settled, not forgotten, and writes nothing twice."""
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 1)
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"settled": "1"})
+        self.assertTrue(590 <= self.r.ttl(key("job:j1")) <= 600)
+        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 0)  # the call again
+        self.assertEqual(self.r.lrange(key("result:j1")), ["r"])
+        self.assertEqual(self.stats(), {"succeeded": 1, "lease_lost": 1})
+        # Redis lost the job: settled as forgotten, and once only too
+        self.r.delete(key("job:j1"), key("result:j1"), STATS)
+        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 2)
+        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 0)
+        self.assertEqual(self.stats(), {"forgotten": 1, "succeeded": 1, "lease_lost": 1})
+        # a job hash begin.lua wrote is left as it is
+        self.r.delete(key("job:j1"), STATS)
+        self.r.execute("HSET", key("job:j1"), "first_seen", 5)
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 1)
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"first_seen": "5"})
+        self.assertEqual(self.r.ttl(key("job:j1")), -1)
+
     def test_postback_retry_scheduled_with_the_settlement(self):
         self.r.lpush(active("w1"), "job-a")
         t0 = self.now_ms()

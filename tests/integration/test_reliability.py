@@ -1206,6 +1206,33 @@ class JobHashExpiryTest(ReliabilityCase):
         self.assertGreater(self.redis.ttl(job_hash), 0)
         self.assertLessEqual(self.redis.ttl(job_hash), self.redis.ttl(self.key("result:leak-1")))
 
+    def test_lost_finish_answer_without_begin_settles_once(self):
+        """begin.lua never reached Redis, and the answer of finish.lua, which settled the failed
+        job (no postback_url: nothing marked posted), was lost: the worker's second call finds
+        the job off its list and no job hash. That is its own settlement, not a job Redis lost:
+        it writes nothing again. Before, the second call took it for a forgotten job and settled
+        it once more: two dead letters for one failure, `failed` counted twice."""
+        proxy, w = self.start_worker_through_relay()
+        self.push_jobs([self.tiny_job("warm")])  # the scripts are loaded before the cuts
+        self.wait_until(lambda: self.results("warm"), 20, "the first job")
+        proxy.cut_before(self.key("job:once-1").encode())  # begin.lua never reaches Redis
+        proxy.cut_on(self.key("result:once-1").encode())  # finish.lua runs, its answer is lost
+        job = self.tiny_job("once-1", path="/missing.png")  # 404: fails for good
+        del job["postback_url"]
+        self.push_jobs([job])
+        self.wait_until(lambda: self.results("once-1"), 20, "the result")
+        self.assertTrue(proxy.tripped.wait(scaled(10)), "finish.lua was not answered")
+        self.wait_until(lambda: w.log_events("job_failed") or w.log_events("lease_lost")
+                        or w.log_events("job_forgotten"), 20, "the worker to settle")
+        time.sleep(0.5)
+        dead = [json.loads(d) for d in self.redis.lrange(self.key("dead"))]
+        self.assertEqual([d["job_id"] for d in dead], ["once-1"])
+        self.assertEqual(len(self.results("once-1")), 1)
+        self.assertEqual(self.stats().get("failed"), 1, self.stats())
+        self.assertNotIn("forgotten", self.stats())
+        self.assertEqual(w.log_events("job_forgotten"), [])
+        self.assert_queue_drained()
+
 
 class RecoveryCountTest(ReliabilityCase):
     """A job recovered from a crash and then retried (requeue.lua rewrites it) leaves no
