@@ -1720,6 +1720,9 @@ static void queue_split(struct worker *w, struct task *t, struct split *sp)
     if (r == NULL) { /* still on the active list: split again */
         LOG_WARN("batch_split_failed", "error=%s", log_quote(e.msg, q, sizeof q));
         stranded(w, "split", "", e.msg[0] ? e.msg : "out of memory");
+    } else if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+        /* reaped from this worker meanwhile: the batch is whoever took it's to split */
+        LOG_WARN("batch_split_failed", "error=%s", log_quote("lease lost", q, sizeof q));
     } else {
         LOG_INFO("batch_split", "jobs=%zu", sp->n);
     }
