@@ -148,6 +148,17 @@ int job_param_long(json_object *params, const char *fn, const char *name, long d
     return 0;
 }
 
+int job_param_check_number(json_object *params, const char *fn, const char *name, bool whole,
+                           struct err *e)
+{
+    json_object *v = number_param(params, name);
+    double d;
+    if (v != NULL && number_of(v, &d) == -1) {
+        return bad_type(e, fn, name, whole ? "a whole number" : "a number");
+    }
+    return 0;
+}
+
 int job_param_bool(json_object *params, const char *fn, const char *name, bool def, bool *out,
                    struct err *e)
 {

@@ -186,6 +186,13 @@ int job_param_bool(json_object *params, const char *fn, const char *name, bool d
 int job_param_string(json_object *params, const char *fn, const char *name, const char *def,
                      const char **out, struct err *e);
 
+/* Checks only that the number parameter `name`, when given, is a number (`whole`: as
+ * job_param_long reads it), whatever its value: 0, or -1 with the error job_param_long or
+ * job_param_double gives for a value that is not a number. For a parameter whose range depends on
+ * the image, which an operation's check-only mode (ops.h) cannot know. */
+int job_param_check_number(json_object *params, const char *fn, const char *name, bool whole,
+                           struct err *e);
+
 /* Whether `params` has `name` with a non-null value. */
 bool job_param_present(json_object *params, const char *name);
 

@@ -261,6 +261,20 @@ static void test_params(void)
     CHECK(job_param_present(p, "empty"));
     CHECK_INT(job_param_bool(p, "fn", "empty", true, &b, &e), 0);
     CHECK(!b);
+    /* a number whatever its range (which may depend on the image), with job_param_*'s error for
+     * anything else: an overflow is a number out of some range, "" and null are no value */
+    CHECK_INT(job_param_check_number(p, "fn", "neg", true, &e), 0);
+    CHECK_INT(job_param_check_number(p, "fn", "huge", true, &e), 0);
+    CHECK_INT(job_param_check_number(p, "fn", "hugestr", false, &e), 0);
+    CHECK_INT(job_param_check_number(p, "fn", "empty", false, &e), 0);
+    CHECK_INT(job_param_check_number(p, "fn", "nul", false, &e), 0);
+    CHECK_INT(job_param_check_number(p, "fn", "missing", false, &e), 0);
+    CHECK_INT(job_param_check_number(p, "fn", "bad", true, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'bad' for function 'fn': expected a whole number");
+    CHECK_INT(job_param_check_number(p, "fn", "inf", false, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'inf' for function 'fn': expected a number");
+    CHECK_INT(job_param_check_number(p, "fn", "obj", false, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'obj' for function 'fn': expected a number");
     json_object_put(p);
 }
 
