@@ -8,7 +8,8 @@
 #include "image.h"
 #include "job.h"
 
-/* no_op: the output is the input (convert, copy or metadata only). */
+/* no_op: the output is the input (convert, copy or metadata only); it has no parameters, and so
+ * nothing to check either. */
 static int op_no_op(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
     return 0;

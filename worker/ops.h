@@ -28,6 +28,19 @@ struct op_ctx {
     void *load_user;
 };
 
+/* Runs an operation on `w`: 0, or -1 with the reason in `e`.
+ *
+ * Check-only mode: with `w` NULL, the operation reads and validates its parameters as it does
+ * before touching the image (the same errors, word for word) and returns 0 or -1 without doing
+ * anything else: it calls no MagickWand function on an image, does not call ctx->load (other
+ * images are not loaded; only their parameters are checked) and keeps nothing it allocates.
+ * What only the image can tell is left to the run: a range bound to the image's size (stegano's
+ * offset, contrast_stretch_channel's points, the radii of rectangle and ellipse: their value is
+ * only checked to be a number), and the limits of the result's size (op_check_size()) and time.
+ * proc_check() runs every function of a job so before its source is fetched. An operation may
+ * then meet in the run an error the check did not (one that depends on the image, or on an
+ * other image it loads): the check stops a job at its first bad parameter, before anything that
+ * only the run can find in an earlier parameter or function. */
 typedef int (*op_fn)(MagickWand *w, json_object *params, const struct op_ctx *ctx, struct err *e);
 
 struct op {

@@ -166,6 +166,9 @@ static int radius_sigma_op(MagickWand *w, json_object *p, const char *fn, double
     if (radius_sigma(p, fn, radius_max, sigma_max, 1.0, &radius, &sigma, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     return done(w, op(w, radius, sigma), fn, e);
 }
 
@@ -205,6 +208,9 @@ static int op_blue_shift(MagickWand *w, json_object *p, const struct op_ctx *ctx
     if (job_param_double(p, "blue_shift", "factor", 1.5, 0.0, 100.0, &factor, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     return done(w, MagickBlueShiftImage(w, factor), "blue_shift", e);
 }
 
@@ -215,6 +221,9 @@ static int op_threshold(MagickWand *w, json_object *p, const struct op_ctx *ctx,
     double t;
     if (job_param_double(p, "threshold", "threshold_value", 0.5, 0.0, 1.0, &t, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     return done(w, MagickThresholdImage(w, t * QuantumRange), "threshold", e);
 }
@@ -230,6 +239,9 @@ static int op_unsharp_mask(MagickWand *w, json_object *p, const struct op_ctx *c
         job_param_double(p, fn, "threshold", 0.05, 0.0, 1.0, &threshold, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     return done(w, MagickUnsharpMaskImage(w, radius, sigma, amount, threshold), fn, e);
 }
 
@@ -243,6 +255,9 @@ static int op_median_filter(MagickWand *w, json_object *p, const struct op_ctx *
     double radius;
     if (job_param_double(p, fn, "radius", 1.0, 0.0, MEDIAN_RADIUS_MAX, &radius, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     size_t width = 2 * (size_t)ceil(radius) + 1;
     return done(w, MagickStatisticImage(w, MedianStatistic, width, width), fn, e);
@@ -258,12 +273,18 @@ static MagickBooleanType despeckle(MagickWand *w, const void *arg)
 /* despeckle: reduces speckle noise, keeps edges (`-despeckle`). */
 static int op_despeckle(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
+    if (w == NULL) {
+        return 0;
+    }
     return op_within_time(w, "despeckle", pixels_of(w), despeckle, NULL, e);
 }
 
 /* enhance: a noise-reducing filter (`-enhance`). */
 static int op_enhance(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
+    if (w == NULL) {
+        return 0;
+    }
     return done(w, MagickEnhanceImage(w), "enhance", e);
 }
 
@@ -282,6 +303,9 @@ static int op_sepia_tone(MagickWand *w, json_object *p, const struct op_ctx *ctx
     double threshold;
     if (job_param_double(p, "sepia_tone", "threshold", 0.80, 0.0, 1.0, &threshold, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     threshold *= QuantumRange;
     return op_within_time(w, "sepia_tone", pixels_of(w), sepia_tone, &threshold, e);
@@ -308,6 +332,9 @@ static MagickBooleanType quantize_colors(MagickWand *w, const void *arg)
 static int op_gray_colorspace(MagickWand *w, json_object *p, const struct op_ctx *ctx,
                               struct err *e)
 {
+    if (w == NULL) {
+        return 0;
+    }
     const struct quantize q = {65535, GRAYColorspace, MagickFalse};
     return op_within_time(w, "gray_colorspace", pixels_of(w), quantize_colors, &q, e);
 }
@@ -324,6 +351,9 @@ static int op_modulate(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
         either_double(p, fn, "hue", "Hue", 1.0, 0.0, 2.0, &h, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     return done(w, MagickModulateImage(w, b * 100.0, s * 100.0, h * 100.0), fn, e);
 }
 
@@ -335,6 +365,9 @@ static int op_contrast(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
     bool sharpen;
     if (job_param_bool(p, "contrast", "sharpen", false, &sharpen, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     return done(w, MagickContrastImage(w, sharpen ? MagickTrue : MagickFalse), "contrast", e);
 }
@@ -348,6 +381,15 @@ static int op_contrast_stretch_channel(MagickWand *w, json_object *p, const stru
                                        struct err *e)
 {
     const char *fn = "contrast_stretch_channel";
+    if (w == NULL) { /* their range is the image's pixels */
+        if (!job_param_number_given(p, "black_point")) {
+            return missing(fn, "black_point", e);
+        }
+        return job_param_check_number(p, fn, "black_point", false, e) < 0 ||
+                       job_param_check_number(p, fn, "white_point", false, e) < 0
+                   ? -1
+                   : 0;
+    }
     double pixels = (double)MagickGetImageWidth(w) * (double)MagickGetImageHeight(w);
     double black, white;
     if (required_double(p, fn, "black_point", 0.0, pixels, &black, e) < 0 ||
@@ -366,6 +408,9 @@ static int op_gamma_channel(MagickWand *w, json_object *p, const struct op_ctx *
     if (required_double(p, fn, "gamma", GAMMA_MIN, GAMMA_MAX, &gamma, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     return done(w, MagickGammaImage(w, gamma), fn, e);
 }
 
@@ -380,6 +425,9 @@ static int level_common(MagickWand *w, json_object *p, const char *fn, bool inve
         job_param_double(p, fn, "white_point", LEVEL_MAX, 0.0, LEVEL_MAX, &white, e) < 0 ||
         job_param_double(p, fn, "gamma", 1.0, GAMMA_MIN, GAMMA_MAX, &gamma, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     black *= QuantumRange / LEVEL_MAX;
     white *= QuantumRange / LEVEL_MAX;
@@ -425,12 +473,18 @@ static MagickBooleanType auto_gamma(MagickWand *w, const void *arg)
  * 2014 worker also stretched alpha (AllChannels); the docs speak of the colour channels. */
 static int op_auto_level(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
+    if (w == NULL) {
+        return 0;
+    }
     return op_within_time(w, "auto_level", pixels_of(w), auto_level, &all_channels, e);
 }
 
 /* auto_gamma: chooses the gamma that brings the mean to the middle (`-auto-gamma`). */
 static int op_auto_gamma(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
+    if (w == NULL) {
+        return 0;
+    }
     return op_within_time(w, "auto_gamma", pixels_of(w), auto_gamma, &all_channels, e);
 }
 
@@ -470,6 +524,9 @@ static int mean_brightness(MagickWand *w, double *out, struct err *e)
  * HSB brightness under 30% or over 70%) (`-channel rgb [-auto-gamma] -auto-level`). */
 static int op_auto_enhance(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
+    if (w == NULL) {
+        return 0;
+    }
     const char *fn = "auto_enhance";
     double brightness = 0.0;
     if (mean_brightness(w, &brightness, e) < 0) {
@@ -485,12 +542,18 @@ static int op_auto_enhance(MagickWand *w, json_object *p, const struct op_ctx *c
 /* equalize: histogram equalisation (`-equalize`). */
 static int op_equalize(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
+    if (w == NULL) {
+        return 0;
+    }
     return done(w, MagickEqualizeImage(w), "equalize", e);
 }
 
 /* normalize: stretches the histogram, clipping 2% dark and 1% light pixels (`-normalize`). */
 static int op_normalize(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
+    if (w == NULL) {
+        return 0;
+    }
     return done(w, MagickNormalizeImage(w), "normalize", e);
 }
 
@@ -510,6 +573,9 @@ static int op_quantize(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
         colorspace_of(cs_name, fn, key, &cs, e) < 0 ||
         job_param_bool(p, fn, "dither", false, &dither, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     const struct quantize q = {(size_t)colors, cs, dither ? MagickTrue : MagickFalse};
     return op_within_time(w, fn, pixels_of(w), quantize_colors, &q, e);
@@ -535,6 +601,10 @@ static int op_vignette(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
     PixelWand *color = op_color(p, fn, "color", "#000000", e);
     if (color == NULL) {
         return -1;
+    }
+    if (w == NULL) {
+        DestroyPixelWand(color);
+        return 0;
     }
     PixelWand *old = NewPixelWand();
     int rc = done(w, MagickGetImageBackgroundColor(w, old), fn, e);
@@ -562,6 +632,9 @@ static int op_sketch(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
     if (radius_sigma(p, fn, SKETCH_RADIUS_MAX, SKETCH_SIGMA_MAX, 0.0, &radius, &sigma, e) < 0 ||
         job_param_double(p, fn, "angle", 0.0, -360.0, 360.0, &angle, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     return done(w, MagickSketchImage(w, radius, sigma, angle), fn, e);
 }
@@ -635,6 +708,9 @@ static int op_photograph(MagickWand *w, json_object *p, const struct op_ctx *ctx
     if (job_param_double(p, fn, "angle", -5.0, -360.0, 360.0, &angle, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     photograph_size(w, angle, &rw, &rh); /* a result that could pass the limits is refused */
     if (op_check_size(rw, rh, ctx, fn, e) < 0 ||
         op_fits_in_time(w, fn, rw * rh, polaroid_run, &angle, e) < 0) {
@@ -673,7 +749,9 @@ static int pixelate_area(MagickWand *w, long x, long y, long aw, long ah, double
 static int op_pixelate(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
     const char *fn = "pixelate";
-    long iw = (long)MagickGetImageWidth(w), ih = (long)MagickGetImageHeight(w);
+    /* the defaults of width and height, the image's size, are not checked */
+    long iw = w != NULL ? (long)MagickGetImageWidth(w) : 1;
+    long ih = w != NULL ? (long)MagickGetImageHeight(w) : 1;
     long x, y, aw, ah;
     double amount;
     if (job_param_long(p, fn, "x", 0, 0, OP_MAX_SIDE, &x, e) < 0 ||
@@ -682,6 +760,9 @@ static int op_pixelate(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
         job_param_long(p, fn, "height", ih, 1, OP_MAX_SIDE, &ah, e) < 0 ||
         job_param_double(p, fn, "amount", 10.0, 1.0, 100.0, &amount, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     if (x >= iw || y >= ih) {
         return err_set(e,
@@ -849,8 +930,13 @@ static int op_deskew(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
 {
     const char *fn = "deskew";
     double threshold, degrees = 0.0;
-    if (job_param_double(p, fn, "threshold", 0.40, 0.0, 1.0, &threshold, e) < 0 ||
-        deskew_angle(w, threshold * QuantumRange, &degrees, e) < 0) {
+    if (job_param_double(p, fn, "threshold", 0.40, 0.0, 1.0, &threshold, e) < 0) {
+        return -1;
+    }
+    if (w == NULL) {
+        return 0;
+    }
+    if (deskew_angle(w, threshold * QuantumRange, &degrees, e) < 0) {
         return -1;
     }
     char angle[64];
@@ -905,6 +991,9 @@ static int op_density(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
     if (dpi_param(p, "density", &x, &y, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     if (MagickSetImageUnits(w, PixelsPerInchResolution) == MagickFalse) {
         return img_fail(w, "density", e);
     }
@@ -919,6 +1008,9 @@ static int op_convert_to_dpi(MagickWand *w, json_object *p, const struct op_ctx 
     long dpi;
     if (job_param_long(p, fn, "dpi", 72, 1, (long)DPI_MAX, &dpi, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     if (MagickSetImageUnits(w, PixelsPerInchResolution) == MagickFalse) {
         return img_fail(w, fn, e);
@@ -936,6 +1028,9 @@ static int op_interlace(MagickWand *w, json_object *p, const struct op_ctx *ctx,
     }
     if (strlen(type) > NAME_MAX_LEN) {
         return err_set(e, "Invalid parameter 'type' for function 'interlace': too long");
+    }
+    if (w == NULL) {
+        return 0;
     }
     return done(w, MagickSetImageArtifact(w, IMG_INTERLACE_ARTIFACT, type), "interlace", e);
 }
@@ -966,8 +1061,13 @@ static int op_resample(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
 {
     const char *fn = "resample";
     double d, rx, ry;
-    if (either_double(p, fn, "density", "amount", 72.0, 1.0, DPI_MAX, &d, e) < 0 ||
-        to_inches(w, fn, e) < 0 || done(w, MagickGetImageResolution(w, &rx, &ry), fn, e) < 0) {
+    if (either_double(p, fn, "density", "amount", 72.0, 1.0, DPI_MAX, &d, e) < 0) {
+        return -1;
+    }
+    if (w == NULL) {
+        return 0;
+    }
+    if (to_inches(w, fn, e) < 0 || done(w, MagickGetImageResolution(w, &rx, &ry), fn, e) < 0) {
         return -1;
     }
     double nw = floor(d * (double)MagickGetImageWidth(w) / rx + 0.5);
@@ -1014,23 +1114,32 @@ static int op_delete_profile(MagickWand *w, json_object *p, const struct op_ctx 
         return err_set(e, "Invalid parameter 'name' for function '%s': at most %d '*'", fn,
                        PROFILE_NAME_STARS);
     }
+    if (w == NULL) {
+        return 0;
+    }
     return done(w, MagickProfileImage(w, name, NULL, 0), fn, e);
 }
 
-/* Loads the stegano watermark named by watermark_url (required). */
-static MagickWand *load_watermark(json_object *p, const struct op_ctx *ctx, struct err *e)
+/* The stegano watermark's source, watermark_url (required): a string. */
+static int watermark_param(json_object *p, json_object **src, struct err *e)
 {
     const char *fn = "stegano";
-    json_object *src = NULL;
+    *src = NULL;
     if (!job_param_present(p, "watermark_url") ||
-        !json_object_object_get_ex(p, "watermark_url", &src)) {
-        missing(fn, "watermark_url", e);
-        return NULL;
+        !json_object_object_get_ex(p, "watermark_url", src)) {
+        return missing(fn, "watermark_url", e);
     }
-    if (!json_object_is_type(src, json_type_string)) {
-        err_set(e, "Invalid parameter 'watermark_url' for function '%s': expected a string", fn);
-        return NULL;
+    if (!json_object_is_type(*src, json_type_string)) {
+        return err_set(e, "Invalid parameter 'watermark_url' for function '%s': expected a string",
+                       fn);
     }
+    return 0;
+}
+
+/* Loads the stegano watermark `src`. */
+static MagickWand *load_watermark(json_object *src, const struct op_ctx *ctx, struct err *e)
+{
+    const char *fn = "stegano";
     if (ctx->load == NULL) {
         err_set(e, "Function '%s' cannot load images here", fn);
         return NULL;
@@ -1048,12 +1157,20 @@ static MagickWand *load_watermark(json_object *p, const struct op_ctx *ctx, stru
 static int op_stegano(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
     const char *fn = "stegano";
+    json_object *src;
+    if (w == NULL) { /* offset's range is the image's pixels */
+        return job_param_check_number(p, fn, "offset", true, e) < 0 ||
+                       watermark_param(p, &src, e) < 0
+                   ? -1
+                   : 0;
+    }
     long pixels = (long)(MagickGetImageWidth(w) * MagickGetImageHeight(w));
     long offset;
-    if (job_param_long(p, fn, "offset", 0, 0, pixels - 1, &offset, e) < 0) {
+    if (job_param_long(p, fn, "offset", 0, 0, pixels - 1, &offset, e) < 0 ||
+        watermark_param(p, &src, e) < 0) {
         return -1;
     }
-    MagickWand *wm = load_watermark(p, ctx, e);
+    MagickWand *wm = load_watermark(src, ctx, e);
     if (wm == NULL) {
         return -1;
     }

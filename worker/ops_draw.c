@@ -380,9 +380,10 @@ static int read_weight(json_object *p, const char *fn, size_t *out, struct err *
 }
 
 /* Reads font (or font_family), font_weight (or weight), style, stretch, point_size (default
- * `points`) and kerning. Unknown style and stretch names are normal, as in Blitline. */
-static int read_text_style(json_object *p, const char *fn, double points, struct text_style *ts,
-                           struct err *e)
+ * `points`) and kerning. Unknown style and stretch names are normal, as in Blitline. The font is
+ * looked for (ts->face) when `resolve`, which only the run needs (a font name is never wrong). */
+static int read_text_style(json_object *p, const char *fn, double points, bool resolve,
+                           struct text_style *ts, struct err *e)
 {
     const char *font, *style, *stretch;
     if (job_param_string(p, fn, either(p, "font", "font_family"), DEFAULT_FONT, &font, e) < 0 ||
@@ -399,7 +400,9 @@ static int read_text_style(json_object *p, const char *fn, double points, struct
     ts->style = v < 0 || v == AnyStyle ? NormalStyle : (StyleType)v;
     v = option_value(MagickStretchOptions, stretch);
     ts->stretch = v < 0 || v == AnyStretch ? NormalStretch : (StretchType)v;
-    resolve_font(font, ts);
+    if (resolve) {
+        resolve_font(font, ts);
+    }
     return 0;
 }
 
@@ -455,12 +458,14 @@ static int check_ink(const char *text, double points, const char *fn, struct err
     return 0;
 }
 
-/* annotate's and caption's parameters: text, style, gravity (`gravity_key`), x, y, color and
- * stroke. */
+/* annotate's and caption's parameters: text, style (its font looked for when `resolve`),
+ * gravity (`gravity_key`), x, y, color and stroke. t's colours are set even on failure: release
+ * them with text_finish(). */
 static int read_text_params(json_object *p, const char *fn, double points, const char *gravity_key,
-                            struct text *t, struct err *e)
+                            bool resolve, struct text *t, struct err *e)
 {
-    if (read_text(p, fn, &t->text, e) < 0 || read_text_style(p, fn, points, &t->ts, e) < 0 ||
+    if (read_text(p, fn, &t->text, e) < 0 ||
+        read_text_style(p, fn, points, resolve, &t->ts, e) < 0 ||
         op_gravity(p, fn, gravity_key, &t->gravity, e) < 0 ||
         job_param_long(p, fn, "x", 0, -OP_MAX_SIDE, OP_MAX_SIDE, &t->x, e) < 0 ||
         job_param_long(p, fn, "y", 0, -OP_MAX_SIDE, OP_MAX_SIDE, &t->y, e) < 0) {
@@ -683,7 +688,8 @@ static int shadow_part(MagickWand **layer, long *x, long *y, const char *fn, str
 }
 
 /* annotate's drop shadow: the text in dropshadow_color, dropshadow_offset pixels down and right
- * of it, on a transparent layer blurred with sigma 1 and composited under the text. */
+ * of it, on a transparent layer blurred with sigma 1 and composited under the text. With `w`
+ * NULL, its parameters are checked only. */
 static int drop_shadow(MagickWand *w, json_object *p, const struct text *t, const char *fn,
                        struct err *e)
 {
@@ -695,6 +701,10 @@ static int drop_shadow(MagickWand *w, json_object *p, const struct text *t, cons
     PixelWand *color = op_color(p, fn, "dropshadow_color", "#000000", e);
     if (color == NULL) {
         return -1;
+    }
+    if (w == NULL) {
+        DestroyPixelWand(color);
+        return 0;
     }
     MagickWand *layer = new_layer(w, width_of(w), height_of(w), fn, e);
     int rc = layer != NULL ? 0 : -1;
@@ -732,7 +742,7 @@ static int op_annotate(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
 {
     const char *fn = "annotate";
     struct text t = {0};
-    int rc = read_text_params(p, fn, ANNOTATE_POINTS, "gravity", &t, e);
+    int rc = read_text_params(p, fn, ANNOTATE_POINTS, "gravity", w != NULL, &t, e);
     if (rc == 0 && (job_param_long(p, fn, "width", 0, 0, OP_MAX_SIDE, &t.box_w, e) < 0 ||
                     job_param_long(p, fn, "height", 0, 0, OP_MAX_SIDE, &t.box_h, e) < 0)) {
         rc = -1;
@@ -740,7 +750,7 @@ static int op_annotate(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
     if (rc == 0 && job_param_present(p, "dropshadow_color")) {
         rc = drop_shadow(w, p, &t, fn, e);
     }
-    if (rc == 0) {
+    if (rc == 0 && w != NULL) {
         rc = draw_text(w, &t, t.color, t.x, t.y, fn, e);
     }
     text_finish(&t);
@@ -776,11 +786,16 @@ static int op_watermark(MagickWand *w, json_object *p, const struct op_ctx *ctx,
     struct text t = {0};
     double opacity;
     if (read_text(p, fn, &t.text, e) < 0 ||
-        read_text_style(p, fn, WATERMARK_POINTS, &t.ts, e) < 0 ||
+        read_text_style(p, fn, WATERMARK_POINTS, w != NULL, &t.ts, e) < 0 ||
         op_gravity(p, fn, "gravity", &t.gravity, e) < 0 ||
         job_param_double(p, fn, "opacity", WATERMARK_OPACITY, 0.0, 1.0, &opacity, e) < 0 ||
-        check_ink(t.text, t.ts.point_size, fn, e) < 0 ||
-        layer_fits_in_time(w, (double)width_of(w), (double)height_of(w), opacity, fn, e) < 0) {
+        check_ink(t.text, t.ts.point_size, fn, e) < 0) {
+        return -1;
+    }
+    if (w == NULL) {
+        return 0;
+    }
+    if (layer_fits_in_time(w, (double)width_of(w), (double)height_of(w), opacity, fn, e) < 0) {
         return -1;
     }
     MagickWand *layer = new_layer(w, width_of(w), height_of(w), fn, e);
@@ -1097,14 +1112,18 @@ static void gravity_place(GravityType g, long w, long h, long bw, long bh, long 
     *y = south ? h - bh - dy : (mid_y ? h / 2 - bh / 2 + dy : dy);
 }
 
+/* caption's parameters; with `w` NULL, checked only (the box's size is the run's). */
 static int read_caption(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct caption *c,
                         const char *fn, struct err *e)
 {
-    if (read_text_params(p, fn, 0.0, "text_gravity", &c->t, e) < 0 ||
+    if (read_text_params(p, fn, 0.0, "text_gravity", w != NULL, &c->t, e) < 0 ||
         op_gravity(p, fn, "gravity", &c->place, e) < 0 ||
-        read_side(p, fn, "width", width_of(w), &c->box_w, e) < 0 ||
-        read_side(p, fn, "height", height_of(w), &c->box_h, e) < 0) {
+        read_side(p, fn, "width", w != NULL ? width_of(w) : 0, &c->box_w, e) < 0 ||
+        read_side(p, fn, "height", w != NULL ? height_of(w) : 0, &c->box_h, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     c->box_w = c->box_w > 0 ? c->box_w : width_of(w);
     return c->box_h > 0 ? op_check_size(c->box_w, c->box_h, ctx, fn, e) : 0;
@@ -1148,7 +1167,7 @@ static int op_caption(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
     const char *fn = "caption";
     struct caption c = {0};
     int rc = read_caption(w, p, ctx, &c, fn, e);
-    if (rc == 0 && c.t.text[0] != '\0') {
+    if (rc == 0 && w != NULL && c.t.text[0] != '\0') {
         rc = layout_caption(w, &c, fn, e);
         if (rc == 0) {
             rc = draw_caption(w, &c, ctx, fn, e);
@@ -1303,6 +1322,21 @@ static double max_radius(MagickWand *w)
     return fmin(MAX_COORD, 2.0 * side);
 }
 
+/* A required radius (rectangle's cw and ch, ellipse's radii) in [0, max_radius(w)]; with `w`
+ * NULL only checked to be a number, its range being the image's. */
+static int required_radius(MagickWand *w, json_object *p, const char *fn, const char *name,
+                           double *out, struct err *e)
+{
+    *out = 0.0;
+    if (w != NULL) {
+        return required_double(p, fn, name, 0.0, max_radius(w), out, e);
+    }
+    if (!job_param_number_given(p, name)) {
+        return missing(fn, name, e);
+    }
+    return job_param_check_number(p, fn, name, false, e);
+}
+
 /* The required x, y, x1, y1 of line and rectangle. */
 static int read_corners(json_object *p, const char *fn, double v[4], struct err *e)
 {
@@ -1332,6 +1366,10 @@ static int op_line(MagickWand *w, json_object *p, const struct op_ctx *ctx, stru
     if (color == NULL) {
         return -1;
     }
+    if (w == NULL) {
+        DestroyPixelWand(color);
+        return 0;
+    }
     long lc = option_value(MagickLineCapOptions, cap);
     DrawingWand *d = NewDrawingWand();
     if (d != NULL) {
@@ -1354,15 +1392,15 @@ static int op_rectangle(MagickWand *w, json_object *p, const struct op_ctx *ctx,
     const char *fn = "rectangle";
     double v[4], cw, ch;
     bool round = job_param_number_given(p, "cw") || job_param_number_given(p, "ch");
-    if (read_corners(p, fn, v, e) < 0 ||
-        (round && (required_double(p, fn, "cw", 0.0, max_radius(w), &cw, e) < 0 ||
-                   required_double(p, fn, "ch", 0.0, max_radius(w), &ch, e) < 0))) {
+    if (read_corners(p, fn, v, e) < 0 || (round && (required_radius(w, p, fn, "cw", &cw, e) < 0 ||
+                                                    required_radius(w, p, fn, "ch", &ch, e) < 0))) {
         return -1;
     }
     struct paint s = {0};
-    if (read_paint(p, fn, &s, e) < 0) {
+    int rc = read_paint(p, fn, &s, e);
+    if (rc < 0 || w == NULL) {
         paint_finish(&s);
-        return -1;
+        return rc;
     }
     DrawingWand *d = paint_wand(&s);
     paint_finish(&s);
@@ -1383,14 +1421,15 @@ static int op_ellipse(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
     double ox, oy, rx, ry;
     if (required_double(p, fn, "origin_x", -MAX_COORD, MAX_COORD, &ox, e) < 0 ||
         required_double(p, fn, "origin_y", -MAX_COORD, MAX_COORD, &oy, e) < 0 ||
-        required_double(p, fn, "ellipse_width", 0.0, max_radius(w), &rx, e) < 0 ||
-        required_double(p, fn, "ellipse_height", 0.0, max_radius(w), &ry, e) < 0) {
+        required_radius(w, p, fn, "ellipse_width", &rx, e) < 0 ||
+        required_radius(w, p, fn, "ellipse_height", &ry, e) < 0) {
         return -1;
     }
     struct paint s = {0};
-    if (read_paint(p, fn, &s, e) < 0) {
+    int rc = read_paint(p, fn, &s, e);
+    if (rc < 0 || w == NULL) {
         paint_finish(&s);
-        return -1;
+        return rc;
     }
     DrawingWand *d = paint_wand(&s);
     paint_finish(&s);
@@ -1436,14 +1475,22 @@ static void name_src(json_object *src, const char *fn, const char *name, struct 
     err_wrap(e, "Function '%s' could not load %s '%s'", fn, name, shown);
 }
 
+/* Checks that `src` (parameter `name` of `fn`) may name an image: a string or an object. */
+static int check_src(json_object *src, const char *fn, const char *name, struct err *e)
+{
+    if (!json_object_is_type(src, json_type_string) &&
+        !json_object_is_type(src, json_type_object)) {
+        return invalid(fn, name, "expected a URL, \"&identifier\" or an object", e);
+    }
+    return 0;
+}
+
 /* Loads the image `src` names (parameter `name` of `fn`). Returns a wand to destroy, or NULL
  * with an error that names the src. */
 static MagickWand *load_other(json_object *src, const struct op_ctx *ctx, const char *fn,
                               const char *name, struct err *e)
 {
-    if (!json_object_is_type(src, json_type_string) &&
-        !json_object_is_type(src, json_type_object)) {
-        invalid(fn, name, "expected a URL, \"&identifier\" or an object", e);
+    if (check_src(src, fn, name, e) < 0) {
         return NULL;
     }
     if (ctx->load == NULL) {
@@ -1459,15 +1506,14 @@ static MagickWand *load_other(json_object *src, const struct op_ctx *ctx, const 
     return o;
 }
 
-/* Loads the required `src`. */
-static MagickWand *load_src(json_object *p, const struct op_ctx *ctx, const char *fn, struct err *e)
+/* The required `src`, checked (check_src()) but not loaded. */
+static int src_param(json_object *p, const char *fn, json_object **src, struct err *e)
 {
-    json_object *src = NULL;
-    if (!job_param_present(p, "src") || !json_object_object_get_ex(p, "src", &src)) {
-        missing(fn, "src", e);
-        return NULL;
+    *src = NULL;
+    if (!job_param_present(p, "src") || !json_object_object_get_ex(p, "src", src)) {
+        return missing(fn, "src", e);
     }
-    return load_other(src, ctx, fn, "src", e);
+    return check_src(*src, fn, "src", e);
 }
 
 /* Where an overlay goes: at gravity when the params give one (x and y are then ignored, as in
@@ -1527,18 +1573,22 @@ static int resize_overlay(MagickWand *src, long nw, long nh, const struct op_ctx
 }
 
 /* scale_to_fit {width, height} (either may be omitted): resize keeping the aspect ratio to fit
- * inside, as -resize WxH. Sides are pixels or "N%" of the image's. */
+ * inside, as -resize WxH. Sides are pixels or "N%" of the image's. With `w` and `src` NULL, the
+ * box is checked only (and so in prepare_overlay() and size_overlay()). */
 static int fit_overlay(MagickWand *w, MagickWand *src, json_object *box, const struct op_ctx *ctx,
                        struct err *e)
 {
     const char *fn = "composite scale_to_fit";
     long W, H, nw, nh;
-    if (read_side(box, fn, "width", width_of(w), &W, e) < 0 ||
-        read_side(box, fn, "height", height_of(w), &H, e) < 0) {
+    if (read_side(box, fn, "width", w != NULL ? width_of(w) : 0, &W, e) < 0 ||
+        read_side(box, fn, "height", w != NULL ? height_of(w) : 0, &H, e) < 0) {
         return -1;
     }
     if (W == 0 && H == 0) {
         return missing(fn, "width", e);
+    }
+    if (src == NULL) {
+        return 0;
     }
     op_fit_size(width_of(src), height_of(src), W, H, &nw, &nh);
     return resize_overlay(src, nw, nh, ctx, fn, e);
@@ -1551,12 +1601,15 @@ static int fill_overlay(MagickWand *w, MagickWand *src, json_object *box, const 
 {
     const char *fn = "composite scale_to_fill";
     long W, H;
-    if (read_side(box, fn, "width", width_of(w), &W, e) < 0 ||
-        read_side(box, fn, "height", height_of(w), &H, e) < 0) {
+    if (read_side(box, fn, "width", w != NULL ? width_of(w) : 0, &W, e) < 0 ||
+        read_side(box, fn, "height", w != NULL ? height_of(w) : 0, &H, e) < 0) {
         return -1;
     }
     if (W == 0 || H == 0) {
         return missing(fn, W == 0 ? "width" : "height", e);
+    }
+    if (src == NULL) {
+        return 0;
     }
     double sw = (double)W / (double)width_of(src), sh = (double)H / (double)height_of(src);
     double s = sw > sh ? sw : sh;
@@ -1584,6 +1637,9 @@ static int size_overlay(MagickWand *w, MagickWand *src, json_object *p, const st
         object_param(p, fn, "scale_to_fill", &fill, e) < 0) {
         return -1;
     }
+    if (match && src == NULL) {
+        return 0;
+    }
     if (match) {
         if (MagickScaleImage(src, (size_t)width_of(w), (size_t)height_of(w)) == MagickFalse) {
             return img_fail(src, fn, e);
@@ -1606,7 +1662,7 @@ static int prepare_overlay(MagickWand *w, MagickWand *src, json_object *p, const
         size_overlay(w, src, p, ctx, fn, e) < 0) {
         return -1;
     }
-    if (!as_mask) {
+    if (!as_mask || src == NULL) {
         return 0;
     }
     if (MagickSetImageAlphaChannel(w, SetAlphaChannel) == MagickFalse) {
@@ -1638,10 +1694,16 @@ static int op_composite(MagickWand *w, json_object *p, const struct op_ctx *ctx,
     const char *fn = "composite";
     struct placement at;
     CompositeOperator op = OverCompositeOp;
-    if (read_placement(p, fn, &at, e) < 0 || read_compose(p, fn, &op, e) < 0) {
+    json_object *src_p;
+    /* the overlay's parameters are checked before it is loaded, then read again to size it */
+    if (read_placement(p, fn, &at, e) < 0 || read_compose(p, fn, &op, e) < 0 ||
+        src_param(p, fn, &src_p, e) < 0 || prepare_overlay(NULL, NULL, p, ctx, fn, e) < 0) {
         return -1;
     }
-    MagickWand *src = load_src(p, ctx, fn, e);
+    if (w == NULL) {
+        return 0;
+    }
+    MagickWand *src = load_other(src_p, ctx, fn, "src", e);
     if (src == NULL) {
         return -1;
     }
@@ -1660,12 +1722,17 @@ static int op_dissolve(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
     const char *fn = "dissolve";
     struct placement at;
     double sp, dp;
+    json_object *src_p;
     if (read_placement(p, fn, &at, e) < 0 ||
         job_param_double(p, fn, "src_percentage", 0.25, 0.0, 1.0, &sp, e) < 0 ||
-        job_param_double(p, fn, "dst_percentage", 1.0, 0.0, 1.0, &dp, e) < 0) {
+        job_param_double(p, fn, "dst_percentage", 1.0, 0.0, 1.0, &dp, e) < 0 ||
+        src_param(p, fn, &src_p, e) < 0 || prepare_overlay(NULL, NULL, p, ctx, fn, e) < 0) {
         return -1;
     }
-    MagickWand *src = load_src(p, ctx, fn, e);
+    if (w == NULL) {
+        return 0;
+    }
+    MagickWand *src = load_other(src_p, ctx, fn, "src", e);
     if (src == NULL) {
         return -1;
     }
@@ -1757,6 +1824,16 @@ static int op_append(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
     if (srcs == NULL) {
         return -1;
     }
+    for (size_t i = 0; i < json_object_array_length(srcs); i++) { /* before any is loaded */
+        if (check_src(json_object_array_get_idx(srcs, i), fn, "other_images", e) < 0) {
+            json_object_put(srcs);
+            return -1;
+        }
+    }
+    if (w == NULL) {
+        json_object_put(srcs);
+        return 0;
+    }
     MagickWand *list = NewMagickWand();
     int rc = 0;
     if (json_object_array_length(srcs) > 0) {
@@ -1840,10 +1917,14 @@ static int op_tile(MagickWand *w, json_object *p, const struct op_ctx *ctx, stru
 {
     const char *fn = "tile";
     struct tile_size ts;
-    if (read_tile_size(p, fn, &ts, e) < 0) {
+    json_object *src_p;
+    if (read_tile_size(p, fn, &ts, e) < 0 || src_param(p, fn, &src_p, e) < 0) {
         return -1;
     }
-    MagickWand *tile = load_src(p, ctx, fn, e);
+    if (w == NULL) {
+        return 0;
+    }
+    MagickWand *tile = load_other(src_p, ctx, fn, "src", e);
     if (tile == NULL) {
         return -1;
     }

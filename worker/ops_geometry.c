@@ -199,6 +199,9 @@ static int op_resize_to_fit(MagickWand *w, json_object *p, const struct op_ctx *
     if (W == 0 && H == 0) {
         return err_set(e, "Missing parameter 'width' or 'height' for function '%s'", fn);
     }
+    if (w == NULL) {
+        return 0;
+    }
     long iw = width_of(w), ih = height_of(w);
     if (only_shrink && below_constraints(iw, ih, W, H)) {
         return 0;
@@ -223,6 +226,9 @@ static int op_resize_to_fill(MagickWand *w, json_object *p, const struct op_ctx 
         job_param_bool(p, fn, "autosharpen", false, &sharpen, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     long iw = width_of(w), ih = height_of(w);
     if ((only_shrink && below_constraints(iw, ih, W, H)) || (iw == W && ih == H)) {
         return 0;
@@ -240,10 +246,12 @@ static int op_resize_to_fill(MagickWand *w, json_object *p, const struct op_ctx 
 }
 
 /* The size resize and scale ask for: width x height (both required), or the image's size times
- * scale_factor (which wins when both are given), sides rounded half up. */
+ * scale_factor (which wins when both are given), sides rounded half up (0 x 0 when `w` is NULL:
+ * the parameters checked only). */
 static int exact_size(MagickWand *w, json_object *p, const char *fn, long *nw, long *nh,
                       struct err *e)
 {
+    *nw = *nh = 0;
     if (job_param_number_given(p, "scale_factor")) {
         double f;
         if (job_param_double(p, fn, "scale_factor", 1.0, 0.0, (double)OP_MAX_SIDE, &f, e) < 0) {
@@ -254,6 +262,9 @@ static int exact_size(MagickWand *w, json_object *p, const char *fn, long *nw, l
                            "Invalid parameter 'scale_factor' for function '%s': must be more "
                            "than 0",
                            fn);
+        }
+        if (w == NULL) {
+            return 0;
         }
         *nw = side_of(f * (double)width_of(w));
         *nh = side_of(f * (double)height_of(w));
@@ -273,6 +284,9 @@ static int op_resize(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
     if (exact_size(w, p, "resize", &nw, &nh, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     return resize_to(w, nw, nh, false, ctx, "resize", e);
 }
 
@@ -283,6 +297,9 @@ static int op_scale(MagickWand *w, json_object *p, const struct op_ctx *ctx, str
     long nw, nh;
     if (exact_size(w, p, fn, &nw, &nh, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     if (nw == width_of(w) && nh == height_of(w)) {
         return 0;
@@ -304,8 +321,13 @@ static int op_thumbnail(MagickWand *w, json_object *p, const struct op_ctx *ctx,
     const char *fn = "thumbnail";
     long nw, nh;
     if (required_long(p, fn, "width", 1, OP_MAX_SIDE, &nw, e) < 0 ||
-        required_long(p, fn, "height", 1, OP_MAX_SIDE, &nh, e) < 0 ||
-        op_check_size(nw, nh, ctx, fn, e) < 0) {
+        required_long(p, fn, "height", 1, OP_MAX_SIDE, &nh, e) < 0) {
+        return -1;
+    }
+    if (w == NULL) {
+        return 0; /* the size's limits are the run's, as for every operation */
+    }
+    if (op_check_size(nw, nh, ctx, fn, e) < 0) {
         return -1;
     }
     if (MagickThumbnailImage(w, (size_t)nw, (size_t)nh) == MagickFalse) {
@@ -328,6 +350,9 @@ static int op_resize_to_fit_with_wrap(MagickWand *w, json_object *p, const struc
         job_param_double(p, fn, "height", 1.0, 1.0, (double)OP_MAX_SIDE, &H, e) < 0 ||
         job_param_bool(p, fn, "only_shrink_larger", false, &only_shrink, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     long iw = width_of(w), ih = height_of(w);
     if (only_shrink && below_constraints(iw, ih, (long)W, (long)H)) {
@@ -369,6 +394,9 @@ static int op_crop(MagickWand *w, json_object *p, const struct op_ctx *ctx, stru
         job_param_bool(p, fn, "preserve_aspect_if_smaller", false, &preserve, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     long iw = width_of(w), ih = height_of(w);
     if (only_shrink && below_constraints(iw, ih, W, H)) {
         return 0;
@@ -393,6 +421,9 @@ static int op_crop_to_square(MagickWand *w, json_object *p, const struct op_ctx 
         job_param_long(p, fn, "y", 0, -OP_MAX_SIDE, OP_MAX_SIDE, &dy, e) < 0) {
         return -1;
     }
+    if (w == NULL) {
+        return 0;
+    }
     long iw = width_of(w), ih = height_of(w);
     long side = iw < ih ? iw : ih;
     long x, y;
@@ -407,7 +438,13 @@ static int op_trim(MagickWand *w, json_object *p, const struct op_ctx *ctx, stru
 {
     const char *fn = "trim";
     double fuzz;
-    if (job_param_double(p, fn, "fuzz", 0.0, 0.0, 1.0, &fuzz, e) < 0 || reset_page(w, fn, e) < 0) {
+    if (job_param_double(p, fn, "fuzz", 0.0, 0.0, 1.0, &fuzz, e) < 0) {
+        return -1;
+    }
+    if (w == NULL) {
+        return 0;
+    }
+    if (reset_page(w, fn, e) < 0) {
         return -1;
     }
     if (MagickTrimImage(w, fuzz * QuantumRange) == MagickFalse) {
@@ -434,6 +471,10 @@ static int op_pad(MagickWand *w, json_object *p, const struct op_ctx *ctx, struc
     if (color == NULL) {
         return -1;
     }
+    if (w == NULL) {
+        DestroyPixelWand(color);
+        return 0;
+    }
     long aw = width_of(w), ah = height_of(w);
     bool vertical = g == NorthGravity || g == SouthGravity;
     bool horizontal = g == WestGravity || g == EastGravity;
@@ -454,6 +495,10 @@ static int op_background_color(MagickWand *w, json_object *p, const struct op_ct
     PixelWand *color = op_color(p, fn, "color", "#ffffff", e);
     if (color == NULL) {
         return -1;
+    }
+    if (w == NULL) {
+        DestroyPixelWand(color);
+        return 0;
     }
     int rc = extent_onto(w, color, width_of(w), height_of(w), 0, 0, ctx, fn, e);
     DestroyPixelWand(color);
@@ -500,6 +545,10 @@ static int op_pad_resize_to_fit(MagickWand *w, json_object *p, const struct op_c
     if (color == NULL) {
         return -1;
     }
+    if (w == NULL) {
+        DestroyPixelWand(color);
+        return 0;
+    }
     int rc = letterbox(w, W, H, only_larger, g, color, ctx, e);
     DestroyPixelWand(color);
     return rc;
@@ -528,6 +577,9 @@ static int op_rotate(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
     double deg;
     if (job_param_double(p, fn, "amount", 90.0, -ROTATE_MAX_DEG, ROTATE_MAX_DEG, &deg, e) < 0) {
         return -1;
+    }
+    if (w == NULL) {
+        return 0;
     }
     deg = fmod(deg, 360.0);
     double rad = deg * RAD_PER_DEG, c = fabs(cos(rad)), s = fabs(sin(rad));
