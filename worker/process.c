@@ -16,27 +16,41 @@ struct walk {
     size_t cap;
 };
 
-static int check_tree(const struct job_fn *fns, size_t n, struct err *e)
+/* Checks every function of a tree: that it exists, then its parameters (the operation's
+ * check-only mode, ops.h). A pre_process job's errors are wrapped as its run wraps them, but for
+ * an unknown function, which proc_check() has always named alone. */
+static int check_tree(const struct job_fn *fns, size_t n, bool pre, struct err *e)
 {
+    const struct op_ctx ctx = {0}; /* no limits and no loader: the check needs neither */
     for (size_t i = 0; i < n; i++) {
-        if (op_find(fns[i].name) == NULL) {
+        const struct op *op = op_find(fns[i].name);
+        if (op == NULL) {
             return err_set(e, "Unknown function named '%s'", fns[i].name);
         }
-        if (check_tree(fns[i].children, fns[i].n_children, e) < 0) {
+        if (op->run(NULL, fns[i].params, &ctx, e) < 0) {
+            return pre ? err_wrap(e, "pre_process job") : -1;
+        }
+        if (check_tree(fns[i].children, fns[i].n_children, pre, e) < 0) {
             return -1;
         }
     }
     return 0;
 }
 
-int proc_check(const struct job *j, struct err *e)
+/* proc_check() of a job, `pre` when it is a pre_process job. */
+static int check_job(const struct job *j, bool pre, struct err *e)
 {
     for (size_t i = 0; i < j->n_pre; i++) {
-        if (j->pre[i].job != NULL && proc_check(j->pre[i].job, e) < 0) {
+        if (j->pre[i].job != NULL && check_job(j->pre[i].job, true, e) < 0) {
             return -1;
         }
     }
-    return check_tree(j->functions, j->n_functions, e);
+    return check_tree(j->functions, j->n_functions, pre, e);
+}
+
+int proc_check(const struct job *j, struct err *e)
+{
+    return check_job(j, false, e);
 }
 
 static int save_output(struct walk *wk, MagickWand *w, const struct job_save *save, struct err *e)

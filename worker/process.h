@@ -53,8 +53,12 @@ struct proc_sink {
     void *user;
 };
 
-/* Checks that every function of the tree (and of its pre_process jobs) exists. Returns 0, or -1
- * with Blitline's message "Unknown function named 'X'". */
+/* Checks that every function of the tree (and of its pre_process jobs) exists and that its
+ * parameters are valid, as far as they can be without the image (the check-only mode of ops.h),
+ * so that a bad job fails before its source is fetched. Returns 0, or -1 with Blitline's message
+ * "Unknown function named 'X'" or the error the function would have failed with at run time
+ * ("Invalid parameter ...", "Missing parameter ...", after "pre_process job: " for a pre_process
+ * job's, as its run says). */
 int proc_check(const struct job *j, struct err *e);
 
 /* Decodes a loaded source if it is still pending (at the smallest size the tree allows when
