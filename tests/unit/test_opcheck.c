@@ -1,0 +1,454 @@
+/* Unit tests of the operations' check-only mode (worker/ops.h: `w` NULL) and of proc_check(),
+ * which runs it for every function of a job before its source is fetched.
+ *
+ * Every operation of every table is checked with no params, empty params and a valid set: it
+ * must neither crash (a MagickWand call on a NULL wand aborts) nor load an image, and say what
+ * its run on an image says. Known-bad parameters must be refused with the run's very error, and
+ * proc_check() must refuse them in a job's tree, its children and its pre_process jobs. Leaks
+ * (PixelWands, DrawingWands, JSON) show under AddressSanitizer's LeakSanitizer (build-asan) and
+ * valgrind (scripts/test). */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wand/MagickWand.h>
+
+#include "cfg.h"
+#include "check.h"
+#include "err.h"
+#include "image.h"
+#include "job.h"
+#include "ops.h"
+#include "process.h"
+
+#define IMAGE_W 100
+#define IMAGE_H 80
+
+static long loads; /* images the loader gave */
+
+static MagickWand *solid(long w, long h, const char *color)
+{
+    PixelWand *p = NewPixelWand();
+    PixelSetColor(p, color);
+    struct err e = {{0}};
+    MagickWand *wand = img_solid(w, h, p, &e);
+    DestroyPixelWand(p);
+    CHECK(wand != NULL);
+    return wand;
+}
+
+/* op_load_fn: any src is a 20x10 grey image. */
+static MagickWand *load_any(void *user, json_object *src, struct err *e)
+{
+    (void)user;
+    (void)src;
+    (void)e;
+    loads++;
+    return solid(20, 10, "#808080");
+}
+
+static const struct op_ctx ctx = {50000000L, load_any, NULL};
+
+/* Runs `op` with `params` (JSON text, or NULL for no params) in check-only mode; the loader must
+ * not be called. */
+static int check_only(const struct op *op, const char *params, struct err *e)
+{
+    json_object *p = params != NULL ? json_tokener_parse(params) : NULL;
+    CHECK(params == NULL || p != NULL);
+    long before = loads;
+    int rc = op->run(NULL, p, &ctx, e);
+    if (loads != before) {
+        fprintf(stderr, "  %s %s: the check loaded an image\n", op->name, params);
+    }
+    CHECK(loads == before);
+    json_object_put(p);
+    return rc;
+}
+
+/* Runs `op` with `params` on a IMAGE_W x IMAGE_H image, as a job would. */
+static int run_on_image(const struct op *op, const char *params, struct err *e)
+{
+    json_object *p = params != NULL ? json_tokener_parse(params) : NULL;
+    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#336699");
+    int rc = w != NULL ? op->run(w, p, &ctx, e) : -1;
+    if (w != NULL) {
+        DestroyMagickWand(w);
+    }
+    json_object_put(p);
+    return rc;
+}
+
+/* The check and the run of `op` with `params` agree: both succeed, or both fail with the same
+ * error (an operation whose required parameters are missing). */
+static void check_agrees(const struct op *op, const char *params)
+{
+    struct err ce = {{0}}, re = {{0}};
+    int crc = check_only(op, params, &ce);
+    int rrc = run_on_image(op, params, &re);
+    if (crc != rrc || (crc < 0 && strcmp(ce.msg, re.msg) != 0)) {
+        fprintf(stderr, "  %s %s: check %d '%s', run %d '%s'\n", op->name,
+                params != NULL ? params : "(none)", crc, ce.msg, rrc, re.msg);
+    }
+    CHECK_INT(crc, rrc);
+    if (crc < 0) {
+        CHECK_STR(ce.msg, re.msg);
+        CHECK(strncmp(ce.msg, "Missing parameter", 17) == 0);
+    }
+}
+
+/* A valid set of parameters for each operation, exercising what its check allocates (colours,
+ * a stroke, a drop shadow) and what it must not do (load other images, look for fonts). */
+static const struct {
+    const char *name, *params;
+} valid[] = {
+    {"no_op", "{}"},
+    {"resize_to_fit", "{\"width\": 50, \"only_shrink_larger\": true, \"autosharpen\": \"true\"}"},
+    {"resize_to_fill", "{\"width\": 40, \"height\": \"30\", \"gravity\": \"North\"}"},
+    {"resize", "{\"scale_factor\": 0.5}"},
+    {"scale", "{\"width\": 30, \"height\": 20}"},
+    {"thumbnail", "{\"width\": 30, \"height\": 20}"},
+    {"resize_to_fit_with_wrap", "{\"width\": 30, \"height\": 30}"},
+    {"crop", "{\"width\": 20, \"height\": 10, \"x\": 5, \"y\": 5, \"gravity\": \"SouthEast\"}"},
+    {"crop_to_square", "{\"gravity\": \"East\"}"},
+    {"pad", "{\"size\": 4, \"color\": \"#ff000080\", \"gravity\": \"North\"}"},
+    {"pad_resize_to_fit", "{\"width\": 60, \"height\": 60, \"color\": \"transparent\"}"},
+    {"rotate", "{\"amount\": 30}"},
+    {"trim", "{\"fuzz\": 0.1}"},
+    {"background_color", "{\"color\": \"red\"}"},
+    {"blur", "{\"radius\": 2, \"sigma\": 1}"},
+    {"sharpen", "{\"sigma\": 1}"},
+    {"adaptive_blur", "{}"},
+    {"adaptive_sharpen", "{}"},
+    {"blue_shift", "{\"factor\": 2}"},
+    {"threshold", "{\"threshold_value\": 0.3}"},
+    {"convert_to_dpi", "{\"dpi\": 150}"},
+    {"interlace", "{\"type\": \"PlaneInterlace\"}"},
+    {"unsharp_mask", "{\"amount\": 2, \"threshold\": 0.1}"},
+    {"median_filter", "{\"radius\": 1}"},
+    {"despeckle", "{}"},
+    {"enhance", "{}"},
+    {"sepia_tone", "{\"threshold\": 0.5}"},
+    {"gray_colorspace", "{}"},
+    {"modulate", "{\"Brightness\": 1.2, \"saturation\": 0.5, \"hue\": 1.5}"},
+    {"contrast", "{\"sharpen\": true}"},
+    {"contrast_stretch_channel", "{\"black_point\": 10, \"white_point\": 7000}"},
+    {"gamma_channel", "{\"gamma\": 1.5}"},
+    {"level", "{\"channel\": \"RedChannel\", \"black_point\": 100, \"white_point\": 60000}"},
+    {"levelize", "{\"channel\": \"Blue\", \"gamma\": 0.8}"},
+    {"auto_level", "{}"},
+    {"auto_gamma", "{}"},
+    {"auto_enhance", "{}"},
+    {"equalize", "{}"},
+    {"normalize", "{}"},
+    {"quantize", "{\"number_colors\": 8, \"color_space\": \"GRAYColorspace\", \"dither\": 1}"},
+    {"vignette", "{\"color\": \"#102030\", \"x\": 5, \"y\": 5}"},
+    {"sketch", "{\"sigma\": 1}"},
+    {"photograph", "{\"angle\": 10}"},
+    {"pixelate", "{\"amount\": 20, \"width\": 50}"},
+    {"deskew", "{\"threshold\": 0.5}"},
+    {"density", "{\"dpi\": \"300x200\"}"},
+    {"resample", "{\"density\": 36}"},
+    {"delete_profile", "{\"name\": \"exif,icc\"}"},
+    {"stegano", "{\"watermark_url\": \"http://example.com/wm.png\", \"offset\": 3}"},
+    {"annotate",
+     "{\"text\": \"Hi\", \"color\": \"#ffff00\", \"stroke\": \"#000000\", \"dropshadow_color\": "
+     "\"#000000\", \"dropshadow_offset\": 2, \"font_family\": \"Times-Bold\", \"width\": 50, "
+     "\"height\": 20}"},
+    {"watermark", "{\"text\": \"W\", \"point_size\": 20, \"opacity\": 0.5}"},
+    {"caption",
+     "{\"text\": \"a caption\", \"width\": \"50%\", \"height\": 30, \"stroke\": \"red\", "
+     "\"text_gravity\": \"North\"}"},
+    {"line", "{\"x\": 0, \"y\": 0, \"x1\": 50, \"y1\": 40, \"color\": \"red\", \"width\": 3}"},
+    {"rectangle",
+     "{\"x\": 5, \"y\": 5, \"x1\": 50, \"y1\": 40, \"cw\": 4, \"ch\": 4, \"fill_color\": "
+     "\"#00ff0080\", \"stroke_width\": 2}"},
+    {"ellipse",
+     "{\"origin_x\": 50, \"origin_y\": 40, \"ellipse_width\": 20, \"ellipse_height\": 10, "
+     "\"color\": \"blue\"}"},
+    {"composite",
+     "{\"src\": \"http://example.com/o.png\", \"composite_op\": \"Multiply\", \"as_mask\": "
+     "false, \"scale_to_fit\": {\"width\": \"50%\"}, \"gravity\": \"Center\"}"},
+    {"dissolve",
+     "{\"src\": {\"name\": \"canvas\"}, \"src_percentage\": 0.5, \"scale_to_fill\": {\"width\": "
+     "30, \"height\": \"20\"}}"},
+    {"append", "{\"other_images\": \"http://example.com/a.png, http://example.com/b.png\"}"},
+    {"tile", "{\"src\": \"http://example.com/t.png\", \"scale\": 0.5}"},
+};
+
+static const char *valid_params(const char *name)
+{
+    for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++) {
+        if (strcmp(valid[i].name, name) == 0) {
+            return valid[i].params;
+        }
+    }
+    return NULL;
+}
+
+/* Every operation of every table: no params, {} and its valid set, checked without a crash, a
+ * load or a leak, as its run on an image says. */
+static void test_every_op(void)
+{
+    const struct op *const tables[] = {op_find("no_op"), ops_geometry, ops_color, ops_draw};
+    size_t n = 0;
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
+        CHECK(tables[t] != NULL);
+        for (const struct op *op = tables[t]; op != NULL && op->name != NULL; op++) {
+            n++;
+            check_agrees(op, NULL);
+            check_agrees(op, "{}");
+            const char *params = valid_params(op->name);
+            if (params == NULL) {
+                fprintf(stderr, "  %s: no valid params in this test\n", op->name);
+            }
+            CHECK(params != NULL);
+            struct err e = {{0}};
+            if (params != NULL && check_only(op, params, &e) != 0) {
+                fprintf(stderr, "  %s %s: %s\n", op->name, params, e.msg);
+                CHECK(false);
+            }
+            if (params != NULL && run_on_image(op, params, &e) != 0) {
+                fprintf(stderr, "  %s %s (run): %s\n", op->name, params, e.msg);
+                CHECK(false);
+            }
+            if (t == 0) {
+                break; /* op_find() gives no_op, not its table */
+            }
+        }
+    }
+    CHECK_INT(n, sizeof valid / sizeof valid[0]);
+}
+
+/* Bad parameters, refused by the check with the error their run gives. */
+static const struct {
+    const char *name, *params, *error;
+} bad[] = {
+    {"crop", "{\"height\": 5}", "Missing parameter 'width' for function 'crop'"},
+    {"resize", "{\"width\": -5, \"height\": 10}",
+     "Invalid parameter 'width' for function 'resize': -5 is out of range [1, 65535]"},
+    {"resize", "{\"scale_factor\": 0}",
+     "Invalid parameter 'scale_factor' for function 'resize': must be more than 0"},
+    {"resize_to_fit", "{\"only_shrink_larger\": true}",
+     "Missing parameter 'width' or 'height' for function 'resize_to_fit'"},
+    {"thumbnail", "{\"width\": 10}", "Missing parameter 'height' for function 'thumbnail'"},
+    {"crop_to_square", "{\"x\": \"left\"}",
+     "Invalid parameter 'x' for function 'crop_to_square': expected a whole number"},
+    {"rotate", "{\"amount\": \"ninety\"}",
+     "Invalid parameter 'amount' for function 'rotate': expected a number"},
+    {"pad", "{\"size\": 5, \"color\": \"bogus\"}",
+     "Invalid parameter 'color' for function 'pad': 'bogus' is not a colour"},
+    {"trim", "{\"fuzz\": 2}",
+     "Invalid parameter 'fuzz' for function 'trim': 2 is out of range [0, 1]"},
+    {"blur", "{\"sigma\": \"abc\"}",
+     "Invalid parameter 'sigma' for function 'blur': expected a number"},
+    {"level", "{\"channel\": \"Purple\"}",
+     "Invalid parameter 'channel' for function 'level': 'Purple' is not a channel"},
+    {"quantize", "{\"number_colors\": 8, \"colorspace\": \"Nope\"}",
+     "Invalid parameter 'colorspace' for function 'quantize': 'Nope' is not a colorspace"},
+    {"contrast", "{\"sharpen\": \"maybe\"}",
+     "Invalid parameter 'sharpen' for function 'contrast': expected true or false"},
+    {"contrast_stretch_channel", "{\"white_point\": 5}",
+     "Missing parameter 'black_point' for function 'contrast_stretch_channel'"},
+    {"contrast_stretch_channel", "{\"black_point\": 5, \"white_point\": \"x\"}",
+     "Invalid parameter 'white_point' for function 'contrast_stretch_channel': expected a number"},
+    {"pixelate", "{\"amount\": 0}",
+     "Invalid parameter 'amount' for function 'pixelate': 0 is out of range [1, 100]"},
+    {"density", "{\"dpi\": \"abc\"}",
+     "Invalid parameter 'dpi' for function 'density': expected a number or XxY in [1, 10000]"},
+    {"delete_profile", "{\"name\": \"****\"}",
+     "Invalid parameter 'name' for function 'delete_profile': at most 3 '*'"},
+    {"stegano", "{\"offset\": \"x\", \"watermark_url\": \"u\"}",
+     "Invalid parameter 'offset' for function 'stegano': expected a whole number"},
+    {"stegano", "{\"offset\": 2}", "Missing parameter 'watermark_url' for function 'stegano'"},
+    {"stegano", "{\"watermark_url\": 5}",
+     "Invalid parameter 'watermark_url' for function 'stegano': expected a string"},
+    {"annotate", "{\"text\": \"hi\", \"dropshadow_color\": \"notacolour\"}",
+     "Invalid parameter 'dropshadow_color' for function 'annotate': 'notacolour' is not a colour"},
+    {"annotate", "{\"text\": \"hi\", \"stroke\": \"#zzz\"}",
+     "Invalid parameter 'stroke' for function 'annotate': '#zzz' is not a colour"},
+    {"annotate", "{\"text\": \"hi\", \"width\": -1}",
+     "Invalid parameter 'width' for function 'annotate': -1 is out of range [0, 65535]"},
+    {"watermark", "{\"text\": \"x\", \"opacity\": 2}",
+     "Invalid parameter 'opacity' for function 'watermark': 2 is out of range [0, 1]"},
+    {"caption", "{\"text\": \"hi\", \"width\": \"0%\"}",
+     "Invalid parameter 'width' for function 'caption': expected pixels or a percentage in (0%, "
+     "1000%]"},
+    {"caption", "{\"text\": \"hi\", \"point_size\": 2000}",
+     "Invalid parameter 'point_size' for function 'caption': 2000 is out of range [1, 1000]"},
+    {"line", "{\"x\": 0, \"y\": 0, \"x1\": 5, \"y1\": 5, \"color\": \"bogus\"}",
+     "Invalid parameter 'color' for function 'line': 'bogus' is not a colour"},
+    {"rectangle", "{\"x\": 0, \"y\": 0, \"x1\": 5, \"y1\": 5, \"cw\": \"wide\", \"ch\": 3}",
+     "Invalid parameter 'cw' for function 'rectangle': expected a number"},
+    {"rectangle", "{\"x\": 0, \"y\": 0, \"x1\": 5, \"y1\": 5, \"cw\": 3}",
+     "Missing parameter 'ch' for function 'rectangle'"},
+    {"rectangle", "{\"x\": 0, \"y\": 0, \"x1\": 5, \"y1\": 5, \"fill_color\": \"nope\"}",
+     "Invalid parameter 'fill_color' for function 'rectangle': 'nope' is not a colour"},
+    {"ellipse", "{\"origin_x\": 1, \"origin_y\": 1, \"ellipse_width\": 3}",
+     "Missing parameter 'ellipse_height' for function 'ellipse'"},
+    {"composite", "{\"src\": \"http://x/y.png\", \"composite_op\": \"Nope\"}",
+     "Invalid parameter 'composite_op' for function 'composite': 'Nope' is not a composite "
+     "operator"},
+    {"composite", "{\"src\": 5}",
+     "Invalid parameter 'src' for function 'composite': expected a URL, \"&identifier\" or an "
+     "object"},
+    {"composite", "{\"src\": \"u\", \"scale_to_fit\": {}}",
+     "Missing parameter 'width' for function 'composite scale_to_fit'"},
+    {"composite", "{\"src\": \"u\", \"as_mask\": \"yes\"}",
+     "Invalid parameter 'as_mask' for function 'composite': expected true or false"},
+    {"dissolve", "{\"src\": \"u\", \"scale_to_fill\": {\"width\": 10}}",
+     "Missing parameter 'height' for function 'composite scale_to_fill'"},
+    {"dissolve", "{\"src\": \"u\", \"scale_to_fit\": 3}",
+     "Invalid parameter 'scale_to_fit' for function 'dissolve': expected an object {\"width\", "
+     "\"height\"}"},
+    {"append", "{\"other_images\": [\"a\", 5]}",
+     "Invalid parameter 'other_images' for function 'append': expected a URL, \"&identifier\" or "
+     "an object"},
+    {"append", "{\"other_images\": 5}",
+     "Invalid parameter 'other_images' for function 'append': expected a comma-separated string "
+     "or an array"},
+    {"tile", "{\"src\": \"u\", \"scale\": 0}",
+     "Invalid parameter 'scale' for function 'tile': 0 is out of range [0.001, 100]"},
+    {"tile", "{\"scale\": 2}", "Missing parameter 'src' for function 'tile'"},
+};
+
+static void test_bad_params(void)
+{
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const struct op *op = op_find(bad[i].name);
+        CHECK(op != NULL);
+        if (op == NULL) {
+            continue;
+        }
+        struct err ce = {{0}}, re = {{0}};
+        long before = loads;
+        CHECK_INT(check_only(op, bad[i].params, &ce), -1);
+        CHECK_STR(ce.msg, bad[i].error);
+        CHECK_INT(run_on_image(op, bad[i].params, &re), -1);
+        CHECK_STR(re.msg, bad[i].error);
+        CHECK_INT(loads, before); /* the run too refuses them before loading anything */
+    }
+}
+
+/* What only the image can tell is left to the run: ranges bound to its size. */
+static void test_left_to_the_run(void)
+{
+    static const struct {
+        const char *name, *params, *error;
+    } cases[] = {
+        {"stegano", "{\"offset\": 8000, \"watermark_url\": \"u\"}",
+         "Invalid parameter 'offset' for function 'stegano': 8000 is out of range [0, 7999]"},
+        {"contrast_stretch_channel", "{\"black_point\": -1}",
+         "Invalid parameter 'black_point' for function 'contrast_stretch_channel': -1 is out of "
+         "range [0, 8000]"},
+        {"ellipse",
+         "{\"origin_x\": 1, \"origin_y\": 1, \"ellipse_width\": 201, \"ellipse_height\": 3}",
+         "Invalid parameter 'ellipse_width' for function 'ellipse': 201 is out of range [0, 200]"},
+        {"crop", "{\"width\": 10, \"x\": 500}",
+         "Invalid parameter 'x' for function 'crop': the 10x80 region at +500+0 lies outside the "
+         "100x80 image"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct op *op = op_find(cases[i].name);
+        struct err ce = {{0}}, re = {{0}};
+        CHECK_INT(check_only(op, cases[i].params, &ce), 0);
+        CHECK_INT(run_on_image(op, cases[i].params, &re), -1);
+        CHECK_STR(re.msg, cases[i].error);
+    }
+}
+
+static const struct job_limits limits = {250000, 32, 100};
+
+/* proc_check() of the job `text`: its return, its error in `msg`. */
+static int check_job(const char *text, char msg[ERR_MSG_MAX])
+{
+    struct err e = {{0}};
+    struct job *j = job_parse(text, strlen(text), &limits, &e);
+    CHECK(j != NULL);
+    if (j == NULL) {
+        snprintf(msg, ERR_MSG_MAX, "(parse failed: %.400s)", e.msg);
+        return -2;
+    }
+    CHECK_STR(j->error, "");
+    int rc = proc_check(j, &e);
+    snprintf(msg, ERR_MSG_MAX, "%s", rc < 0 ? e.msg : "");
+    job_destroy(j);
+    return rc;
+}
+
+#define JOB_HEAD "{\"application_id\": \"a\", \"src\": \"http://example.com/s.jpg\", "
+
+static void test_proc_check(void)
+{
+    char msg[ERR_MSG_MAX];
+    long before = loads;
+    /* a good job: its first function's valid parameters and all */
+    CHECK_INT(check_job(JOB_HEAD "\"functions\": [{\"name\": \"resize_to_fit\", \"params\": "
+                                 "{\"width\": 100}, \"save\": {\"image_identifier\": \"a\"}, "
+                                 "\"functions\": [{\"name\": \"composite\", \"params\": {\"src\": "
+                                 "\"http://example.com/o.png\"}}]}]}",
+                        msg),
+              0);
+    /* the second function's bad parameter, after a save */
+    CHECK_INT(check_job(JOB_HEAD "\"functions\": [{\"name\": \"resize_to_fit\", \"params\": "
+                                 "{\"width\": 100}, \"save\": {\"image_identifier\": \"a\"}}, "
+                                 "{\"name\": \"crop\", \"params\": {\"height\": 5}}]}",
+                        msg),
+              -1);
+    CHECK_STR(msg, "Missing parameter 'width' for function 'crop'");
+    /* a child's */
+    CHECK_INT(check_job(JOB_HEAD "\"functions\": [{\"name\": \"no_op\", \"functions\": [{\"name\": "
+                                 "\"blur\", \"params\": {\"sigma\": \"soft\"}}]}]}",
+                        msg),
+              -1);
+    CHECK_STR(msg, "Invalid parameter 'sigma' for function 'blur': expected a number");
+    /* a function without params that needs some */
+    CHECK_INT(check_job(JOB_HEAD "\"functions\": [{\"name\": \"thumbnail\"}]}", msg), -1);
+    CHECK_STR(msg, "Missing parameter 'width' for function 'thumbnail'");
+    /* a pre_process job's, named as its run names it */
+    CHECK_INT(check_job(JOB_HEAD
+                        "\"pre_process\": {\"job\": {\"src\": \"http://example.com/p.jpg\", "
+                        "\"functions\": [{\"name\": \"pad\", \"params\": {\"size\": -1}}]}}, "
+                        "\"functions\": [{\"name\": \"no_op\"}]}",
+                        msg),
+              -1);
+    CHECK_STR(msg, "pre_process job: Invalid parameter 'size' for function 'pad': -1 is out of "
+                   "range [0, 65535]");
+    /* an unknown function, in a pre_process job too, is named alone as before */
+    CHECK_INT(check_job(JOB_HEAD
+                        "\"pre_process\": {\"job\": {\"src\": \"http://example.com/p.jpg\", "
+                        "\"functions\": [{\"name\": \"nope\"}]}}, "
+                        "\"functions\": [{\"name\": \"no_op\"}]}",
+                        msg),
+              -1);
+    CHECK_STR(msg, "Unknown function named 'nope'");
+    CHECK_INT(check_job(JOB_HEAD "\"functions\": [{\"name\": \"crop\", \"params\": {}}, {\"name\": "
+                                 "\"nope\"}]}",
+                        msg),
+              -1);
+    CHECK_STR(msg, "Missing parameter 'width' for function 'crop'");
+    CHECK_INT(loads, before);
+}
+
+int main(void)
+{
+    static struct cfg cfg;
+    struct img_config ic;
+    struct err e = {{0}};
+    cfg_defaults(&cfg);
+    if (img_config_from(&cfg, &ic, &e) < 0) {
+        fprintf(stderr, "opcheck: %s\n", e.msg);
+        return 1;
+    }
+    ic.time_s = 3600;
+    if (img_start(&ic, &e) < 0) {
+        fprintf(stderr, "opcheck: %s\n", e.msg);
+        return 1;
+    }
+    test_every_op();
+    test_bad_params();
+    test_left_to_the_run();
+    test_proc_check();
+    int rc = check_summary("opcheck");
+    img_shutdown();
+    return rc;
+}
