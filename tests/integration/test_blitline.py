@@ -287,6 +287,69 @@ class ErrorsTest(BlitlineTestCase):
         self.assert_failure(pb, "err-param",
                             "Invalid parameter 'width' for function 'resize_to_fit'", ["a"])
 
+    def dead_error(self, job_id):
+        """The error of the job's entry in dead (written after the postback: waited for)."""
+        def find():
+            for raw in self.redis.lrange(self.key("dead"), 0, -1):
+                entry = json.loads(raw)
+                if entry.get("job_id") == job_id:
+                    return entry["error"]
+            return None
+        return self.wait_until(find, POSTBACK_TIMEOUT_S, "a dead entry for %s" % job_id)
+
+    def test_bad_parameter_fails_before_anything_runs(self):
+        """A bad parameter anywhere in the tree fails the job at once (DESIGN.md, job life
+        cycle step 2): its source is never fetched and the output of the function before it is
+        neither made nor uploaded, unlike a failure only the run can find
+        (test_outputs_saved_before_a_failure_stay). The error is the one the run would give."""
+        error = "Image processing failed. Missing parameter 'width' for function 'crop'"
+        pb = self.one("err-param-late", [
+            {"name": "resize_to_fit", "params": {"width": 50},
+             "save": {"image_identifier": "first",
+                      "s3_destination": {"bucket": DEST_BUCKET, "key": "late/first.jpg"}}},
+            {"name": "crop", "params": {"height": 10},
+             "save": {"image_identifier": "cropped"}}])
+        self.assert_failure(pb, "err-param-late", error, ["first", "cropped"])
+        self.assertEqual(pb.json["results"]["errors"], [error])
+        self.assertEqual(self.dead_error("err-param-late"), error)
+        self.assertEqual(self.src.requests(), {})  # refused before downloading anything
+        self.assertEqual(self.s3.get_object(DEST_BUCKET, "late/first.jpg")[0], 404)
+        self.assertEqual(len(self.programs[0].log_events("s3_put")), 0)
+
+    def test_bad_parameter_of_a_child_stops_pre_process(self):
+        """A child's bad parameter is found before the pre_process job runs: neither source is
+        fetched and the pre_process job's output is not uploaded. A pre_process job's own bad
+        parameter says so, as its run did."""
+        pre_src = self.src.add("/pre.jpg", corpus(PHOTO[1]))
+        job = {"application_id": "test", "src": "&early", "job_id": "err-param-child",
+               "postback_url": self.postbacks.url("/pb/err-param-child"),
+               "pre_process": {"job": {"src": pre_src, "functions": [
+                   {"name": "resize_to_fit", "params": {"width": 60},
+                    "save": {"image_identifier": "early", "s3_destination": {
+                        "bucket": DEST_BUCKET, "key": "early/pre.jpg"}}}]}},
+               "functions": [{"name": "no_op", "save": {"image_identifier": "copy"},
+                              "functions": [{"name": "annotate", "params": {
+                                  "text": "hi", "color": "not-a-colour"},
+                                  "save": {"image_identifier": "text"}}]}]}
+        error = ("Image processing failed. Invalid parameter 'color' for function 'annotate': "
+                 "'not-a-colour' is not a colour")
+        pb = self.submit(job)
+        results = pb.json["results"]
+        self.assertEqual(results["errors"], [error])
+        self.assertEqual(results["images"], [])
+        self.assertEqual(self.dead_error("err-param-child"), error)
+        self.assertEqual(self.src.requests(), {})
+        self.assertEqual(self.s3.get_object(DEST_BUCKET, "early/pre.jpg")[0], 404)
+        job = copy.deepcopy(job)
+        job["job_id"] = "err-param-pre"
+        job["postback_url"] = self.postbacks.url("/pb/err-param-pre")
+        job["pre_process"]["job"]["functions"][0]["params"]["width"] = -1
+        pb = self.submit(job)
+        self.assertEqual(pb.json["results"]["errors"],
+                         ["Image processing failed. pre_process job: Invalid parameter 'width' "
+                          "for function 'resize_to_fit': -1 is out of range [0, 1000000000]"])
+        self.assertEqual(self.src.requests(), {})
+
     def test_composite_src_cannot_be_fetched(self):
         missing = self.src.url("/missing-overlay.png")
         pb = self.one("err-composite", [{"name": "composite", "params": {"src": missing},
