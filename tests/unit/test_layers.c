@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "err.h"
 #include "image.h"
+#include "img_start.h"
 #include "ops.h"
 
 #define IMAGE_W 400
@@ -296,17 +297,7 @@ static void test_cmyk_image(void)
 
 int main(void)
 {
-    static struct cfg cfg;
-    struct img_config ic;
-    struct err e = {{0}};
-    cfg_defaults(&cfg);
-    if (img_config_from(&cfg, &ic, &e) < 0) {
-        fprintf(stderr, "layers: %s\n", e.msg);
-        return 1;
-    }
-    ic.time_s = 3600;
-    if (img_start(&ic, &e) < 0) {
-        fprintf(stderr, "layers: %s\n", e.msg);
+    if (test_img_start("layers") < 0) {
         return 1;
     }
     test_drop_shadow_layer();

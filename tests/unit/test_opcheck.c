@@ -17,6 +17,7 @@
 #include "check.h"
 #include "err.h"
 #include "image.h"
+#include "img_start.h"
 #include "job.h"
 #include "ops.h"
 #include "process.h"
@@ -431,17 +432,7 @@ static void test_proc_check(void)
 
 int main(void)
 {
-    static struct cfg cfg;
-    struct img_config ic;
-    struct err e = {{0}};
-    cfg_defaults(&cfg);
-    if (img_config_from(&cfg, &ic, &e) < 0) {
-        fprintf(stderr, "opcheck: %s\n", e.msg);
-        return 1;
-    }
-    ic.time_s = 3600;
-    if (img_start(&ic, &e) < 0) {
-        fprintf(stderr, "opcheck: %s\n", e.msg);
+    if (test_img_start("opcheck") < 0) {
         return 1;
     }
     test_every_op();
