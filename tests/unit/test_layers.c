@@ -19,7 +19,7 @@
 #include "clock.h"
 #include "err.h"
 #include "image.h"
-#include "img_start.h"
+#include "magick_test.h"
 #include "ops.h"
 
 #define IMAGE_W 400
@@ -52,17 +52,6 @@ static MagickBooleanType watch_monitor(const char *text, const MagickOffsetType 
         s->image_rows++;
     }
     return MagickTrue;
-}
-
-static MagickWand *solid(long w, long h, const char *color)
-{
-    PixelWand *p = NewPixelWand();
-    PixelSetColor(p, color);
-    struct err e = {{0}};
-    MagickWand *wand = img_solid(w, h, p, &e);
-    DestroyPixelWand(p);
-    CHECK(wand != NULL);
-    return wand;
 }
 
 /* op_load_fn: the tile, a source of its own (30x20, red). */

@@ -17,8 +17,8 @@
 #include "check.h"
 #include "err.h"
 #include "image.h"
-#include "img_start.h"
 #include "job.h"
+#include "magick_test.h"
 #include "ops.h"
 #include "process.h"
 
@@ -26,17 +26,6 @@
 #define IMAGE_H 80
 
 static long loads; /* images the loader gave */
-
-static MagickWand *solid(long w, long h, const char *color)
-{
-    PixelWand *p = NewPixelWand();
-    PixelSetColor(p, color);
-    struct err e = {{0}};
-    MagickWand *wand = img_solid(w, h, p, &e);
-    DestroyPixelWand(p);
-    CHECK(wand != NULL);
-    return wand;
-}
 
 /* op_load_fn: any src is a 20x10 grey image. */
 static MagickWand *load_any(void *user, json_object *src, struct err *e)
