@@ -528,7 +528,11 @@ void lease_job_ends(struct lease *l)
 
 void lease_delivering(struct lease *l, bool on)
 {
-    if (l != NULL) {
+    /* After a stop the worker takes nothing more: once the job is settled it is on its way out
+     * (unregistering, lease_stop()), and a deadline passing meanwhile would give back nothing
+     * but cut that way short. So a stop keeps the mark until lease_stop(), within the same
+     * bound as the delivery (run_thread). */
+    if (l != NULL && (on || !*l->stop)) {
         atomic_store(&l->delivering, on);
     }
 }

@@ -50,7 +50,8 @@ void lease_job_id(struct lease *l, const char *job_id);
 
 /* The job in hand is being posted back and settled (`on`), or no longer. Past the shutdown
  * deadline such a job is not given back (it would be posted twice) while that lasts, up to a
- * postback's timeout and wait_for_s3's longest wait more. NULL allowed. */
+ * postback's timeout and wait_for_s3's longest wait more. Once a stop has begun, the mark stays
+ * until lease_stop(): the worker, its job settled, is on its way out. NULL allowed. */
 void lease_delivering(struct lease *l, bool on);
 
 /* How long the lease surely holds, in ms: until a heartbeat before it runs out, counted from the
