@@ -350,15 +350,17 @@ static void unclaim(struct rq *r, const char *queue, const struct batch *b, size
  * that the queue still knows: a job record (of a job that ran, or of one submitted and still
  * waiting) or a result. Workers would take the new job for a re-run of the old one, skip its
  * postback as sent, and --wait would print the old result. A claim is the id's job hash, kept
- * PIXQ_RESULT_TTL_S. Returns 0, or CLI_FAILED (message printed, no claim left). */
-static int claim_ids(struct rq *r, const char *queue, const struct batch *b)
+ * PIXQ_RESULT_TTL_S past the jobs' due time (`delay_ms` from now): a job that waits in delayed
+ * longer than the TTL keeps its id claimed. Returns 0, or CLI_FAILED (message printed, no claim
+ * left). */
+static int claim_ids(struct rq *r, const char *queue, const struct batch *b, long delay_ms)
 {
     const char *twice = repeated_id(b);
     if (twice != NULL) {
         return cli_fail("submit: job_id '%s' is given to two jobs; nothing was enqueued", twice);
     }
     char ttl[32];
-    snprintf(ttl, sizeof ttl, "%ld", b->cfg->result_ttl_s);
+    snprintf(ttl, sizeof ttl, "%ld", b->cfg->result_ttl_s + (delay_ms + 999) / 1000);
     const char *args[] = {ttl};
     int rc = 0;
     size_t claimed = 0; /* ids [0, claimed) are claimed */
@@ -615,7 +617,7 @@ int submit_main(const struct cfg *cfg, int argc, char **argv)
         cli_fail("submit: %s", e.msg);
         goto out;
     }
-    if (claim_ids(r, q.name[0], &b) != 0) {
+    if (claim_ids(r, q.name[0], &b, o.delay_ms) != 0) {
         goto out;
     }
     if (enqueue(r, q.name[0], &b, o.delay_ms, o.json) < 0) {

@@ -513,6 +513,25 @@ class SubmitTest(CliCase):
         # delay.lua woke the (absent) workers once: one token, no job, on the queue
         self.assertEqual(self.redis.lrange(self.key("jobs")), ['{"pixq_wake":true}'])
 
+    def test_claim_of_a_delayed_job_outlasts_its_delay(self):
+        """A job submitted with --delay waits in delayed until its due time: its id's claim is
+        kept PIXQ_RESULT_TTL_S past that, not from the submission, or a --delay longer than
+        the TTL (30 days may be asked for, the TTL is one by default) would let the id be
+        submitted again while the first job still waits."""
+        path = self.tmp / "later.json"
+        path.write_text(json.dumps(self.job_text("later-1")))
+        env = {"PIXQ_RESULT_TTL_S": "2"}
+        r = self.run_pixq("submit", str(path), "--delay", "10000", env=env)
+        self.assertEqual((r.returncode, r.stdout), (0, "later-1\n"), r.stderr)
+        ttl = int(self.redis.execute("TTL", self.key("job:later-1")))
+        self.assertTrue(10 < ttl <= 12, ttl)
+        time.sleep(2.5)  # the TTL alone has run out; the job still waits
+        r = self.run_pixq("submit", str(path), env=env)
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertIn("pixq: submit: job_id 'later-1' was used already in default", r.stderr)
+        self.assertEqual(self.redis.execute("ZCARD", self.key("delayed")), 1)
+        self.assertEqual(self.redis.lrange(self.key("jobs")), ['{"pixq_wake":true}'])
+
 
 class WaitTest(CliCase):
     """`pixq submit --wait`: results, progress on stderr, exit status; then what stats shows."""
