@@ -25,7 +25,7 @@ static int open_admin(const struct cfg *cfg, struct admin *a)
         return -1;
     }
     struct err e = {{0}};
-    a->rq = rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e);
+    a->rq = cli_connect(cfg, &e);
     if (a->rq == NULL) {
         cli_fail("%s", e.msg);
         return -1;

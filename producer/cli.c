@@ -75,6 +75,17 @@ int cli_queues(const struct cfg *cfg, struct cfg_queues *q)
     return 0;
 }
 
+struct rq *cli_connect(const struct cfg *cfg, struct err *e)
+{
+    struct rq *r = rq_create(cfg->redis_url, cfg->redis_timeout_ms, e);
+    struct rq_server info;
+    if (r != NULL && rq_server_check(r, &info, e) < 0) {
+        rq_destroy(r);
+        return NULL;
+    }
+    return r;
+}
+
 void cli_print_json(json_object *o)
 {
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |

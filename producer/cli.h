@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "cfg.h"
+#include "rq.h"
 
 #define CLI_OK     0
 #define CLI_FAILED 1
@@ -33,6 +34,11 @@ bool cli_double(const char *s, double min, double max, double *out);
 
 /* Splits cfg->queue into `q` (cfg_queues()). Returns 0, or -1 with the reason printed. */
 int cli_queues(const struct cfg *cfg, struct cfg_queues *q);
+
+/* Connects to PIXQ_REDIS_URL (rq_create()) and refuses a Redis Cluster node (rq_server_check():
+ * pixq's client follows no MOVED or ASK, so a node's keys would be a part of the queues'), as
+ * the worker does. NULL with the reason in `e`. */
+struct rq *cli_connect(const struct cfg *cfg, struct err *e);
 
 /* Member `k` of object `o` (NULL if absent or `o` is not an object): borrowed. */
 json_object *cli_get(json_object *o, const char *k);

@@ -749,7 +749,7 @@ static struct rq *connect_watching(const struct cfg *cfg, bool watch, struct err
     struct outage out;
     outage_init(&out, "stats", cfg->redis_outage_ms, false);
     for (;;) {
-        struct rq *r = rq_create(cfg->redis_url, cfg->redis_timeout_ms, e);
+        struct rq *r = cli_connect(cfg, e);
         if (r != NULL) {
             outage_over(&out, clock_mono_ms());
             return r;
@@ -886,7 +886,7 @@ int queues_main(const struct cfg *cfg, int argc, char **argv)
         return cli_usage("queues", "unknown argument '%s'", argv[argc == 2 ? 1 : 2]);
     }
     struct err e = {{0}};
-    struct sctx s = {cfg, rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e), 0, "", false};
+    struct sctx s = {cfg, cli_connect(cfg, &e), 0, "", false};
     if (s.rq == NULL) {
         return cli_fail("queues: %s", e.msg);
     }

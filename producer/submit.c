@@ -612,7 +612,7 @@ int submit_main(const struct cfg *cfg, int argc, char **argv)
     if (read_batch(&o, &b) < 0) {
         goto out;
     }
-    r = rq_create(cfg->redis_url, cfg->redis_timeout_ms, &e);
+    r = cli_connect(cfg, &e);
     if (r == NULL) {
         cli_fail("submit: %s", e.msg);
         goto out;

@@ -1654,6 +1654,50 @@ class BadArgumentsTest(unittest.TestCase):
         self.assertEqual(r.stderr, "pixq: stats: redis: LOADING Redis is loading the dataset in "
                          "memory\n")
 
+    def test_cluster_node_is_refused(self):
+        """pixq's client talks to one server and follows no MOVED or ASK: a Redis Cluster node is
+        refused, as the worker refuses it, with the reason. Before, `queues` and `limit show`
+        exited 0 with nothing listed (a node's SCAN sees its own keys only), and the others
+        failed with whatever the node answered (CLUSTERDOWN, MOVED)."""
+        import shutil
+        import tempfile
+        from pathlib import Path
+        folder = Path(tempfile.mkdtemp(prefix="pixq-cluster-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        port = free_port()
+        # its own bus port: by default port + 10000, past 65535 for a high free port
+        node = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                 "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                                 "--dir", str(folder), "--save", "", "--appendonly", "no",
+                                 "--logfile", str(folder / "node.log")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(node.wait)
+        self.addCleanup(node.terminate)
+
+        def answers():
+            probe = harness.Redis("127.0.0.1", port, timeout=1)
+            try:
+                return probe.ping() == "PONG"
+            except OSError:
+                return False
+            finally:
+                probe.close()
+
+        harness.wait_until(answers, scaled(10), "the cluster node")
+        env = clean_env()
+        env["PIXQ_REDIS_URL"] = "redis://127.0.0.1:%d/0" % port
+        for args in (["stats"], ["stats", "--watch", "0.1"], ["queues"], ["dead", "list"],
+                     ["dead", "retry", "all"], ["dead", "purge"], ["limit", "show"],
+                     ["limit", "set", "my-bucket", "5", "1"], ["submit", "-"]):
+            with self.subTest(args=args):
+                r = subprocess.run([CONFIG.pixq, *args], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, timeout=scaled(30),
+                                   input=json.dumps(GOOD_JOB))
+                self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+                self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                self.assertRegex(r.stderr, r"^pixq: .*redis server refused: Redis Cluster is not "
+                                 r"supported")
+
     def test_redis_that_does_not_answer(self):
         """A Redis that takes the connection and never answers (frozen, swapping, or stuck in a
         long script) fails each command within PIXQ_REDIS_TIMEOUT_MS or so, and says so, not
