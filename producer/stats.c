@@ -569,6 +569,20 @@ static void print_worker(json_object *w)
     }
 }
 
+/* "  counters" and a line per counter of `counters`; names are what some client wrote in Redis:
+ * shown, not sent to the terminal. */
+static void print_counters(json_object *counters)
+{
+    printf("  counters\n");
+    json_object_object_foreach(counters, name, v)
+    {
+        char *shown = cli_printable(name);
+        printf("    %-18s %s\n", shown != NULL ? shown : "(out of memory)",
+               json_object_get_string(v));
+        free(shown);
+    }
+}
+
 static void print_queue(json_object *q)
 {
     json_object *t = cli_get(q, "throughput");
@@ -591,14 +605,7 @@ static void print_queue(json_object *q)
         printf("    ... and %lld more workers (%zu listed)\n",
                cli_int(q, "registered_workers") - (long long)listed, listed);
     }
-    printf("  counters\n");
-    json_object_object_foreach(cli_get(q, "counters"), name, v)
-    {
-        char *shown = cli_printable(name);
-        printf("    %-18s %s\n", shown != NULL ? shown : "(out of memory)",
-               json_object_get_string(v));
-        free(shown);
-    }
+    print_counters(cli_get(q, "counters"));
 }
 
 static void print_text(json_object *s)
@@ -610,6 +617,7 @@ static void print_text(json_object *s)
     json_object *t = cli_get(s, "throughput");
     printf("fleet\n  live workers   %lld\n  last minute    %lld succeeded, %lld failed\n",
            cli_int(s, "live_workers"), cli_int(t, "succeeded"), cli_int(t, "failed"));
+    print_counters(cli_get(s, "counters")); /* summed over the queues */
     printf("limits\n");
     limit_print(cli_get(s, "limits"), "  ");
 }

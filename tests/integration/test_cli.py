@@ -959,6 +959,20 @@ class StatsViewsTest(CliCase):
         self.assertRegex(text, r"(?m)^  bkt-x +2\.500 +3 +2\.500 +0 +0 .*\(override\)$")
         self.assertLess(text.index("queue urgent"), text.index("queue default"))
 
+    def test_text_shows_the_fleet_counters(self):
+        """The text view's fleet section sums the queues' counters, as --json's `counters` does
+        (README: "Then the fleet (live workers counted once, throughput and counters summed)");
+        it showed only the live workers and the last minute's throughput."""
+        self.fill()
+        self.redis.execute("HSET", self.key("stats"), "succeeded", 2)
+        self.assertEqual(json.loads(self.stats("--json"))["counters"],
+                         {"succeeded": 9, "failed": 4, "dead": 1, "uploaded_bytes": 123456789})
+        text = self.stats()
+        fleet = text[text.index("\nfleet\n") + 1:text.index("\nlimits\n")]
+        self.assertEqual(re.findall(r"(?m)^    (\S+) +(\d+)$", fleet),
+                         [("succeeded", "9"), ("uploaded_bytes", "123456789"), ("failed", "4"),
+                          ("dead", "1")])
+
     def test_prometheus_text_parsed(self):
         self.fill()
         fams = parse_prometheus(self.stats("--prometheus"))
