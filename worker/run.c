@@ -791,6 +791,13 @@ static int post_back(struct runner *w, const struct job *job, const char *json)
     if (rc < 0 && resp.status / 100 == 2 && !resp.refused) {
         rc = 0; /* its status came: taken, whatever befell the body (over the cap, cut, late) */
     }
+    if (rc < 0 && resp.status >= 300 && !resp.refused) {
+        /* refused, whatever befell its error page: the status says why, not the page's bytes */
+        char why[ERR_MSG_MAX];
+        memcpy(why, e.msg, sizeof why);
+        rc = err_set(&e, "postback answered HTTP %ld (its body cut short: %.200s)", resp.status,
+                     why);
+    }
     if (rc == 0 && resp.status / 100 != 2) {
         rc = err_set(&e, "postback answered HTTP %ld", resp.status);
     }

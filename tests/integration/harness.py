@@ -603,12 +603,14 @@ class PostbackReceiver(_Server):
     crashed while handling them: for the sender they were never delivered) until drop_held()
     closes their connections without an answer; `held` lists them. delay = seconds answers
     every request that late (recorded at once); answer_body = bytes answers a 2xx with that
-    body instead of `{}`; cut_answer = True sends less of the body than its Content-Length."""
+    body instead of `{}`, error_body = bytes any other status instead of `error`; cut_answer =
+    True sends less of the body than its Content-Length."""
 
     def __init__(self, host=LOOPBACK):
         self.status = 200
         self.delay = 0.0
         self.answer_body = None
+        self.error_body = None
         self.cut_answer = False
         self._queued = []
         self._records = []
@@ -664,7 +666,7 @@ class PostbackReceiver(_Server):
             self._cond.notify_all()
         if self.delay > 0:
             time.sleep(self.delay)
-        body = (self.answer_body or b"{}") if status < 300 else b"error"
+        body = (self.answer_body or b"{}") if status < 300 else (self.error_body or b"error")
         if self.cut_answer:  # promises 1000 bytes more than it sends, then hangs up
             handler.send_response(status)
             handler.send_header("Content-Length", str(len(body) + 1000))

@@ -510,6 +510,33 @@ class PostbackAnswerTest(PostbackRetryCase):
         self.assert_posted_once("pb-slow-answer")
 
 
+class PostbackErrorAnswerTest(PostbackRetryCase):
+    """A receiver that refused the postback says so in the log, whatever its error page: the
+    status, not what befell the page's bytes."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1"}
+
+    def assert_failed_with(self, job_id, want):
+        self.push_retrying(job_id)
+        self.attempts(job_id, 2)  # refused, so posted again
+        failed = self.wait_until(
+            lambda: [e for e in self.worker.log_events("postback_failed")
+                     if e.get("job_id") == job_id], 10, "postback_failed")
+        self.assertIn(want, failed[0]["error"], failed[0])
+
+    def test_error_page_over_the_cap_names_the_status(self):
+        """It read 'response larger than the limit of 65536 bytes': the 500 was lost."""
+        self.postbacks.error_body = b"<html>" + b"x" * (1 << 17) + b"</html>"
+        self.postbacks.answer_with(500)
+        self.assert_failed_with("pb-big-error", "postback answered HTTP 500")
+
+    def test_error_page_cut_short_names_the_status(self):
+        """It read 'transfer closed with 1000 bytes remaining to read': the 503 was lost."""
+        self.postbacks.cut_answer = True
+        self.postbacks.answer_with(503)
+        self.assert_failed_with("pb-cut-error", "postback answered HTTP 503")
+
+
 class CliTest(E2ETestCase):
     """(d) pixq submit, from a file with --wait and from standard input."""
 
