@@ -369,7 +369,10 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         rc < 0 && !reply->not_sent && !resp->refused && !resp->bad_url && resp->status >= 300;
     if (rc < 0 && !answered) {
         reply->too_large = resp->too_large;
-        err_wrap(e, "S3 %s %s", call->method, t.url.data);
+        /* the URL cut as answer_error() cuts it: a long key left no room for the reason */
+        bool long_url = t.url.len > MAX_ERR_URL;
+        err_wrap(e, "S3 %s %.*s%s", call->method, long_url ? MAX_ERR_URL - 3 : (int)t.url.len,
+                 t.url.data, long_url ? "..." : "");
         buf_finish(&t.url);
         return -1;
     }

@@ -227,10 +227,13 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
         json_object_object_add(task, "reserved", json_object_new_boolean(0));
         return UP_PARK;
     }
+    static const char frame[] = " temporarily unavailable ()";
     char host[256], why[ERR_MSG_MAX];
     url_host(url, host, sizeof host);
-    snprintf(why, sizeof why, "%.200s", r->code[0] ? r->code : e->msg);
-    err_set(e, "%s temporarily unavailable (%s)", host, why);
+    snprintf(why, sizeof why, "%s", r->code[0] ? r->code : e->msg);
+    /* as much of the reason as fits: a transport error's is after the URL (S3 PUT <url>: ...) */
+    int room = ERR_MSG_MAX - (int)sizeof frame - (int)strlen(host);
+    err_set(e, "%s temporarily unavailable (%.*s)", host, room > 0 ? room : 0, why);
     return UP_FAILED;
 }
 

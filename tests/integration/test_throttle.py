@@ -726,6 +726,22 @@ class FinalErrorTest(ThrottleCase):
         self.assertEqual(len(attempts), 5)
         self.assertTrue(5 <= len(self.puts("dead-bucket")) <= 10)
 
+    def test_transport_error_of_a_long_key_says_what_went_wrong(self):
+        # the reason came after the whole URL: with a key of a few hundred bytes, the error
+        # ended inside the key ("temporarily unavailable (S3 PUT http://.../kkkk...)")
+        self.s3.reset("dead-bucket")
+        self.worker = self.start_workers(1)[0]
+        job = self.job("dead-3", None, 2, buckets=["dead-bucket", "pixq-test"])
+        job["functions"][0]["save"]["s3_destination"]["key"] = "dead-3/" + "k" * 400 + ".png"
+        self.push_jobs([job])
+        results = self.postbacks_for(["dead-3"])["dead-3"].results
+        self.assertEqual(results["failed_image_identifiers"], ["img0"], results)
+        error = results["errors"][0]
+        self.assertTrue(error.startswith("%s temporarily unavailable (" % self.s3.host()), error)
+        self.assertRegex(error, r"(?i)(reset|recv|send|closed|empty reply|broken pipe)", error)
+        failed = [e for e in self.worker.log_events("upload_failed") if e.get("job_id") == "dead-3"]
+        self.assertRegex(failed[0]["error"], r"(?i)(reset|recv|send|closed|empty reply|broken pipe)")
+
     def assert_final(self, job_id, bucket, status, code):
         """S3 answering `status` `code` fails the output at once, with both in its error."""
         self.s3.fail(bucket, status, code)
