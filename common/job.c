@@ -598,11 +598,11 @@ static int parse_destination(struct job_save *s, json_object *dest, struct err *
         return 0;
     }
     if (!json_object_is_type(dest, json_type_object)) {
-        return err_set(e, "s3_destination of '%s' must be an object", s->image_identifier);
+        return err_set(e, "s3_destination of '%.100s' must be an object", s->image_identifier);
     }
     if (member(dest, "signed_url") != NULL) {
         return err_set(
-            e, "s3_destination.signed_url of '%s' is not supported: give a bucket and a key",
+            e, "s3_destination.signed_url of '%.100s' is not supported: give a bucket and a key",
             s->image_identifier);
     }
     json_object *bucket = member(dest, "bucket");
@@ -615,20 +615,23 @@ static int parse_destination(struct job_save *s, json_object *dest, struct err *
     }
     s->key = string_member(dest, "key");
     if (s->bucket == NULL || s->key == NULL || s->key[0] == '\0') {
-        return err_set(e, "s3_destination of '%s' needs a bucket and a key", s->image_identifier);
+        return err_set(e, "s3_destination of '%.100s' needs a bucket and a key",
+                       s->image_identifier);
     }
     if ((size_t)json_object_get_string_len(member(dest, "key")) != strlen(s->key)) {
-        return err_set(e, "s3_destination of '%s': key has a NUL character", s->image_identifier);
+        return err_set(e, "s3_destination of '%.100s': key has a NUL character",
+                       s->image_identifier);
     }
     if (job_check_s3_key(s->location, s->key, e) < 0) {
-        return err_wrap(e, "s3_destination of '%s'", s->image_identifier);
+        return err_wrap(e, "s3_destination of '%.100s'", s->image_identifier);
     }
     if (job_param_bool(dest, "s3_destination", "return_keys", false, &s->return_keys, e) < 0) {
         return -1;
     }
     s->headers = member(dest, "headers");
     if (s->headers != NULL && !json_object_is_type(s->headers, json_type_object)) {
-        return err_set(e, "s3_destination.headers of '%s' must be an object", s->image_identifier);
+        return err_set(e, "s3_destination.headers of '%.100s' must be an object",
+                       s->image_identifier);
     }
     return s->headers != NULL ? job_check_headers(s->headers, "s3_destination.headers", e) : 0;
 }
@@ -644,11 +647,11 @@ static int parse_encoding_options(struct job_save *s, json_object *save, struct 
         return 0;
     }
     if (!json_object_is_type(opts, json_type_object)) {
-        return err_set(e, "encoding_options of '%s' must be an object", s->image_identifier);
+        return err_set(e, "encoding_options of '%.100s' must be an object", s->image_identifier);
     }
     if (json_object_object_length(opts) > JOB_MAX_ENCODING_OPTIONS) {
-        return err_set(e, "encoding_options of '%s' has more than %d settings", s->image_identifier,
-                       JOB_MAX_ENCODING_OPTIONS);
+        return err_set(e, "encoding_options of '%.100s' has more than %d settings",
+                       s->image_identifier, JOB_MAX_ENCODING_OPTIONS);
     }
     char q[64];
     json_object_object_foreach(opts, name, v)
@@ -659,7 +662,7 @@ static int parse_encoding_options(struct job_save *s, json_object *save, struct 
             strspn(name, "abcdefghijklmnopqrstuvwxyz"
                          "0123456789-_") != n) {
             return err_set(e,
-                           "encoding_options of '%s': '%s' is not a setting name (a-z 0-9 - _, "
+                           "encoding_options of '%.100s': '%s' is not a setting name (a-z 0-9 - _, "
                            "at most %d)",
                            s->image_identifier, shown(name, q, sizeof q), JOB_ENCODING_NAME_MAX);
         }
@@ -734,7 +737,8 @@ static int parse_save(struct tree_ctx *t, const char *fn, json_object *save, str
                                             "signed_destination"};
     for (size_t i = 0; i < sizeof elsewhere / sizeof *elsewhere; i++) {
         if (member(save, elsewhere[i]) != NULL) {
-            return err_set(t->e, "%s of '%s' is not supported: pixq saves to S3 (s3_destination)",
+            return err_set(t->e,
+                           "%s of '%.100s' is not supported: pixq saves to S3 (s3_destination)",
                            elsewhere[i], s->image_identifier);
         }
     }

@@ -155,6 +155,13 @@ static void test_errors(void)
     expect_unusable(doc, "job nests deeper than 32 levels (PIXQ_MAX_JSON_DEPTH)");
     expect_invalid("{\"functions\":[{\"name\":\"no_op\"}]}", "No source");
     expect_invalid("{\"src\":\"u\"}", "Functions are required");
+    /* an image_identifier of 500 bytes, cut in the message: the reason still fits */
+    char long_id[700];
+    snprintf(long_id, sizeof long_id,
+             "{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":"
+             "\"%0500d\",\"s3_destination\":{\"bucket\":\"b\"}}}]}",
+             7);
+    expect_invalid(long_id, "needs a bucket and a key");
     expect_invalid("{\"src\":\"u\",\"functions\":[]}", "Functions are required");
     expect_invalid("{\"src\":\"u\",\"functions\":{\"name\":\"no_op\"}}",
                    "functions must be an array of functions");
