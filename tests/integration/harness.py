@@ -866,6 +866,39 @@ class _Daemon:
         self.proc = None
 
 
+def start_cluster_node(test):
+    """A Redis Cluster node (cluster-enabled, no slots assigned) on a free loopback port, for the
+    tests that pixq refuses one. It is stopped, and its folder removed, when `test` ends. Returns
+    its port once it answers PING."""
+    folder = Path(tempfile.mkdtemp(prefix="pixq-cluster-"))
+    test.addCleanup(shutil.rmtree, folder, True)
+    port = free_port()
+    # its own bus port: by default port + 10000, past 65535 for a high free port
+    node = subprocess.Popen(["redis-server", "--port", str(port), "--bind", LOOPBACK,
+                             "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                             "--dir", str(folder), "--save", "", "--appendonly", "no",
+                             "--logfile", str(folder / "node.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    test.addCleanup(node.wait)
+    test.addCleanup(node.terminate)
+
+    def answers():
+        probe = Redis(LOOPBACK, port, timeout=1)
+        try:
+            return probe.ping() == "PONG"
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    try:
+        wait_until(answers, scaled(10), "the cluster node")
+    except AssertionError:
+        log = folder / "node.log"
+        raise AssertionError("the cluster node did not start: %s"
+                             % (log.read_text() if log.exists() else "(no log)"))
+    return port
+
 class RedisServer(_Daemon):
     """redis-server on a free loopback port, files in `directory`. No persistence, or with
     appendonly=True an append-only file synced every second (what deploy/ recommends), so that

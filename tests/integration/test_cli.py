@@ -1673,31 +1673,7 @@ class BadArgumentsTest(unittest.TestCase):
         refused, as the worker refuses it, with the reason. Before, `queues` and `limit show`
         exited 0 with nothing listed (a node's SCAN sees its own keys only), and the others
         failed with whatever the node answered (CLUSTERDOWN, MOVED)."""
-        import shutil
-        import tempfile
-        from pathlib import Path
-        folder = Path(tempfile.mkdtemp(prefix="pixq-cluster-"))
-        self.addCleanup(shutil.rmtree, folder, True)
-        port = free_port()
-        # its own bus port: by default port + 10000, past 65535 for a high free port
-        node = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                 "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
-                                 "--dir", str(folder), "--save", "", "--appendonly", "no",
-                                 "--logfile", str(folder / "node.log")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(node.wait)
-        self.addCleanup(node.terminate)
-
-        def answers():
-            probe = harness.Redis("127.0.0.1", port, timeout=1)
-            try:
-                return probe.ping() == "PONG"
-            except OSError:
-                return False
-            finally:
-                probe.close()
-
-        harness.wait_until(answers, scaled(10), "the cluster node")
+        port = harness.start_cluster_node(self)
         env = clean_env()
         env["PIXQ_REDIS_URL"] = "redis://127.0.0.1:%d/0" % port
         for args in (["stats"], ["stats", "--watch", "0.1"], ["queues"], ["dead", "list"],

@@ -591,30 +591,7 @@ class RedisConfTest(PixqTestCase):
         """pixq's client does not follow MOVED or ASK: on a Cluster node the keys of a bucket's
         limiter on another node failed open (uploads without a token) and `pixq limit` failed.
         The worker ends with status 2 and says why instead."""
-        folder = Path(tempfile.mkdtemp(prefix="pixq-cluster-"))
-        self.addCleanup(shutil.rmtree, folder, True)
-        port = harness.free_port()
-        # its own bus port: by default port + 10000, past 65535 for a high free port
-        node = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                 "--cluster-enabled", "yes", "--cluster-port",
-                                 str(harness.free_port()), "--dir", str(folder), "--save", "",
-                                 "--appendonly", "no", "--logfile", str(folder / "node.log")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(node.wait)
-        self.addCleanup(node.terminate)
-        def answers():
-            probe = harness.Redis("127.0.0.1", port, timeout=1)
-            try:
-                return probe.ping() == "PONG"
-            except OSError:
-                return False
-            finally:
-                probe.close()
-
-        try:
-            self.wait_until(answers, 10, "the node")
-        except AssertionError:
-            raise AssertionError("the node did not start: %s" % (folder / "node.log").read_text())
+        port = harness.start_cluster_node(self)
         prog = self.start_worker(PIXQ_REDIS_URL="redis://127.0.0.1:%d/0" % port)
         prog.proc.wait(harness.scaled(20))
         self.programs.remove(prog)
