@@ -213,7 +213,7 @@ int proc_run(const struct job *j, struct src_image *src, const struct proc_opts 
              struct proc_result *out, struct err *e)
 {
     memset(out, 0, sizeof *out);
-    if (proc_check(j, e) < 0 || decode_source(j, src, out, e) < 0) {
+    if (decode_source(j, src, out, e) < 0) {
         return -1;
     }
     out->original_meta = src_describe(j, src, e);

@@ -67,7 +67,9 @@ int proc_check(const struct job *j, struct err *e);
  * each save into `out` (initialised here; release with
  * proc_result_finish(), also after a failure, which may leave original_meta set). The source's
  * wand is consumed: the tree's last function at the top level works on it rather than on a copy
- * (src->wand is then NULL; src_image_finish() still releases the rest). Returns 0 or -1. */
+ * (src->wand is then NULL; src_image_finish() still releases the rest). The job must have passed
+ * proc_check() (its pre_process jobs with it): the tree is not checked again here. Returns 0 or
+ * -1. */
 int proc_run(const struct job *j, struct src_image *src, const struct proc_opts *o,
              struct proc_result *out, struct err *e);
 

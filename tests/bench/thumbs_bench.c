@@ -83,6 +83,10 @@ static struct job *make_job(long size, struct err *e)
         job_destroy(j);
         return NULL;
     }
+    if (j != NULL && proc_check(j, e) < 0) { /* as the worker, once before its runs */
+        job_destroy(j);
+        return NULL;
+    }
     return j;
 }
 
