@@ -12,6 +12,7 @@
 #include "http.h"
 #include "id.h"
 #include "s3.h"
+#include "settags.h"
 
 /* ---------------------------------------------------------------- parameters */
 
@@ -747,6 +748,12 @@ static int parse_save(struct tree_ctx *t, const char *fn, json_object *save, str
         return -1;
     }
     resolve_format(s, save, member(save, "s3_destination"));
+    s->set_exif = member(save, "set_exif");
+    if (s->set_exif != NULL && !s->skip) {
+        char what[112];
+        snprintf(what, sizeof what, "'%.100s'", s->image_identifier);
+        return settags_check(s->set_exif, s->format, what, t->e);
+    }
     return 0;
 }
 

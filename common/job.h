@@ -54,9 +54,10 @@ struct job_save {
     bool check_blank;  /* the result says "is_blank": true of an output of one colour */
     long max_filesize; /* bytes a JPEG or WebP output should fit in (lower quality); 0: none */
     json_object *encoding_options; /* WebP encoder settings ("lossless": "true"...), or NULL */
-    bool return_keys; /* s3_destination.return_keys: the result names the key (s3_key) */
-    int index;        /* 0-based, unique among the saves of the job and of its pre_process
-                         steps, in the order they run (pre_process first) */
+    bool return_keys;      /* s3_destination.return_keys: the result names the key (s3_key) */
+    json_object *set_exif; /* EXIF and IPTC tags to write (common/settags.h), or NULL */
+    int index;             /* 0-based, unique among the saves of the job and of its pre_process
+                              steps, in the order they run (pre_process first) */
 };
 
 struct job_fn {

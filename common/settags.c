@@ -1,0 +1,711 @@
+/* settags: the EXIF and IPTC blocks a save's set_exif writes (see settags.h). */
+#include "settags.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "utf8.h"
+
+enum kind {
+    TEXT,
+    EXIF_DATETIME, /* "YYYY:MM:DD HH:MM:SS" */
+    IPTC_DATE,     /* "YYYY:MM:DD" or "YYYYMMDD", written as 8 digits */
+};
+
+struct tag {
+    const char *name;
+    enum settags_group group;
+    unsigned id;   /* EXIF tag, or IPTC dataset of record 2 */
+    size_t max;    /* bytes of a value */
+    bool repeated; /* IPTC: may be given as a list */
+    enum kind kind;
+};
+
+static const struct tag tags[] = {
+    {"DocumentName", SETTAGS_EXIF, 0x010d, SETTAGS_EXIF_MAX, false, TEXT},
+    {"ImageDescription", SETTAGS_EXIF, 0x010e, SETTAGS_EXIF_MAX, false, TEXT},
+    {"Make", SETTAGS_EXIF, 0x010f, SETTAGS_EXIF_MAX, false, TEXT},
+    {"Model", SETTAGS_EXIF, 0x0110, SETTAGS_EXIF_MAX, false, TEXT},
+    {"Software", SETTAGS_EXIF, 0x0131, SETTAGS_EXIF_MAX, false, TEXT},
+    {"ModifyDate", SETTAGS_EXIF, 0x0132, 19, false, EXIF_DATETIME},
+    {"DateTime", SETTAGS_EXIF, 0x0132, 19, false, EXIF_DATETIME},
+    {"Artist", SETTAGS_EXIF, 0x013b, SETTAGS_EXIF_MAX, false, TEXT},
+    {"HostComputer", SETTAGS_EXIF, 0x013c, SETTAGS_EXIF_MAX, false, TEXT},
+    {"Copyright", SETTAGS_EXIF, 0x8298, SETTAGS_EXIF_MAX, false, TEXT},
+    {"ObjectName", SETTAGS_IPTC, 5, 64, false, TEXT},
+    {"EditStatus", SETTAGS_IPTC, 7, 64, false, TEXT},
+    {"Category", SETTAGS_IPTC, 15, 3, false, TEXT},
+    {"SupplementalCategories", SETTAGS_IPTC, 20, 32, true, TEXT},
+    {"Keywords", SETTAGS_IPTC, 25, 64, true, TEXT},
+    {"SpecialInstructions", SETTAGS_IPTC, 40, 256, false, TEXT},
+    {"DateCreated", SETTAGS_IPTC, 55, 10, false, IPTC_DATE},
+    {"By-line", SETTAGS_IPTC, 80, 32, true, TEXT},
+    {"By-lineTitle", SETTAGS_IPTC, 85, 32, true, TEXT},
+    {"City", SETTAGS_IPTC, 90, 32, false, TEXT},
+    {"Sub-location", SETTAGS_IPTC, 92, 32, false, TEXT},
+    {"Province-State", SETTAGS_IPTC, 95, 32, false, TEXT},
+    {"Country-PrimaryLocationCode", SETTAGS_IPTC, 100, 3, false, TEXT},
+    {"Country-PrimaryLocationName", SETTAGS_IPTC, 101, 64, false, TEXT},
+    {"OriginalTransmissionReference", SETTAGS_IPTC, 103, 32, false, TEXT},
+    {"Headline", SETTAGS_IPTC, 105, 256, false, TEXT},
+    {"Credit", SETTAGS_IPTC, 110, 32, false, TEXT},
+    {"Source", SETTAGS_IPTC, 115, 32, false, TEXT},
+    {"CopyrightNotice", SETTAGS_IPTC, 116, 128, false, TEXT},
+    {"Contact", SETTAGS_IPTC, 118, 128, true, TEXT},
+    {"Caption-Abstract", SETTAGS_IPTC, 120, 2000, false, TEXT},
+    {"Writer-Editor", SETTAGS_IPTC, 122, 32, true, TEXT},
+};
+
+#define N_TAGS (sizeof tags / sizeof tags[0])
+
+static const char *const group_names[] = {"EXIF", "IPTC"};
+
+/* The tag named `name` ("Copyright", "iptc:keywords"), or NULL. */
+static const struct tag *tag_named(const char *name)
+{
+    const char *colon = strchr(name, ':');
+    int group = -1;
+    if (colon != NULL) {
+        for (int g = 0; g < 2; g++) {
+            size_t n = strlen(group_names[g]);
+            if ((size_t)(colon - name) == n && strncasecmp(name, group_names[g], n) == 0) {
+                group = g;
+            }
+        }
+        if (group < 0 && (size_t)(colon - name) == 4 && strncasecmp(name, "IFD0", 4) == 0) {
+            group = SETTAGS_EXIF;
+        }
+        if (group < 0) {
+            return NULL;
+        }
+        name = colon + 1;
+    }
+    for (size_t i = 0; i < N_TAGS; i++) {
+        if (strcasecmp(name, tags[i].name) == 0 && (group < 0 || (int)tags[i].group == group)) {
+            return &tags[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- checking set_exif ---- */
+
+/* Whether the `n` bytes at `s` are UTF-8 without control characters but tab, CR and LF. */
+static bool clean(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq(p + i, n - i);
+        if (k == 0 || (k == 1 && p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' && p[i] != '\r') ||
+            p[i] == 0x7f || (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0)) {
+            return false;
+        }
+        i += k;
+    }
+    return true;
+}
+
+static bool digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Whether `s` has the form of a `k` value. */
+static bool well_formed(const char *s, size_t n, enum kind k)
+{
+    switch (k) {
+    case EXIF_DATETIME:
+        return n == 19 && digits(s, 4) && s[4] == ':' && digits(s + 5, 2) && s[7] == ':' &&
+               digits(s + 8, 2) && s[10] == ' ' && digits(s + 11, 2) && s[13] == ':' &&
+               digits(s + 14, 2) && s[16] == ':' && digits(s + 17, 2);
+    case IPTC_DATE:
+        return (n == 8 && digits(s, 8)) || (n == 10 && digits(s, 4) && s[4] == ':' &&
+                                            digits(s + 5, 2) && s[7] == ':' && digits(s + 8, 2));
+    case TEXT:
+        break;
+    }
+    return true;
+}
+
+/* The text of a value: a string, or a number as JSON writes it; NULL for anything else. */
+static const char *value_text(json_object *v, size_t *len)
+{
+    if (json_object_is_type(v, json_type_string)) {
+        *len = (size_t)json_object_get_string_len(v);
+        return json_object_get_string(v);
+    }
+    if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+        const char *s = json_object_get_string(v);
+        *len = strlen(s);
+        return s;
+    }
+    return NULL;
+}
+
+static int check_value(const struct tag *t, json_object *v, const char *what, struct err *e)
+{
+    size_t n = 0;
+    const char *s = value_text(v, &n);
+    const char *form = t->kind == EXIF_DATETIME ? " (YYYY:MM:DD HH:MM:SS)"
+                       : t->kind == IPTC_DATE   ? " (YYYY:MM:DD)"
+                                                : "";
+    if (s == NULL) {
+        return err_set(e, "set_exif of %s: %s must be text%s%s", what, t->name, form,
+                       t->repeated ? ", or a list of texts" : "");
+    }
+    if (n > t->max && t->kind == TEXT) {
+        return err_set(e, "set_exif of %s: %s is %zu bytes, more than %s allows (%zu)", what,
+                       t->name, n, group_names[t->group], t->max);
+    }
+    if (!clean(s, n)) {
+        return err_set(e,
+                       "set_exif of %s: %s must be UTF-8 without control characters (but tab "
+                       "and line breaks)",
+                       what, t->name);
+    }
+    if (n > 0 && !well_formed(s, n, t->kind)) {
+        return err_set(e, "set_exif of %s: %s must be a date%s", what, t->name, form);
+    }
+    return 0;
+}
+
+static int check_tag(const struct tag *t, json_object *v, const char *what, struct err *e)
+{
+    if (v == NULL) {
+        return 0; /* null: delete */
+    }
+    if (!json_object_is_type(v, json_type_array)) {
+        return check_value(t, v, what, e);
+    }
+    size_t n = json_object_array_length(v);
+    if (!t->repeated) {
+        return err_set(e, "set_exif of %s: %s takes one value, not a list", what, t->name);
+    }
+    if (n > SETTAGS_MAX_VALUES) {
+        return err_set(e, "set_exif of %s: %s has more than %d values", what, t->name,
+                       SETTAGS_MAX_VALUES);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (check_value(t, json_object_array_get_idx(v, i), what, e) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The groups an output of `format` holds: a bit per group. */
+static unsigned groups_held(const char *format)
+{
+    if (strcmp(format, "jpg") == 0 || strcmp(format, "jpeg") == 0 || strcmp(format, "png") == 0) {
+        return 1u << SETTAGS_EXIF | 1u << SETTAGS_IPTC;
+    }
+    return strcmp(format, "webp") == 0 ? 1u << SETTAGS_EXIF : 0;
+}
+
+int settags_check(json_object *set, const char *format, const char *what, struct err *e)
+{
+    if (!json_object_is_type(set, json_type_object)) {
+        return err_set(e, "set_exif of %s must be an object of tag names and values", what);
+    }
+    if (json_object_object_length(set) > SETTAGS_MAX_TAGS) {
+        return err_set(e, "set_exif of %s has more than %d tags", what, SETTAGS_MAX_TAGS);
+    }
+    unsigned held = groups_held(format);
+    json_object_object_foreach(set, name, v)
+    {
+        const struct tag *t = tag_named(name);
+        if (t == NULL) {
+            char shown[64];
+            size_t i = 0;
+            for (; name[i] != '\0' && i + 1 < sizeof shown; i++) {
+                unsigned char c = (unsigned char)name[i];
+                shown[i] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+            }
+            shown[i] = '\0';
+            return err_set(e,
+                           "set_exif of %s: '%s' is not a tag pixq writes (EXIF: Artist, "
+                           "Copyright, ImageDescription...; IPTC: ObjectName, Keywords, "
+                           "Caption-Abstract...: see README)",
+                           what, shown);
+        }
+        if (check_tag(t, v, what, e) < 0) {
+            return -1;
+        }
+        if (!(held & 1u << t->group)) {
+            return err_set(e, "set_exif of %s: a %s output holds no %s tags (%s)%s", what, format,
+                           group_names[t->group], t->name,
+                           held == 0 ? ": JPEG, PNG and WebP outputs hold them"
+                                     : ": JPEG and PNG outputs hold them");
+        }
+    }
+    return 0;
+}
+
+bool settags_has(json_object *set, enum settags_group group)
+{
+    json_object_object_foreach(set, name, v)
+    {
+        (void)v;
+        const struct tag *t = tag_named(name);
+        if (t != NULL && t->group == group) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- EXIF ---- */
+
+static unsigned get16(const unsigned char *p, bool be)
+{
+    return be ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0];
+}
+
+static uint32_t get32(const unsigned char *p, bool be)
+{
+    return be ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+              : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static void put16(unsigned char *p, unsigned v, bool be)
+{
+    p[be ? 0 : 1] = (unsigned char)(v >> 8);
+    p[be ? 1 : 0] = (unsigned char)v;
+}
+
+static void put32(unsigned char *p, uint32_t v, bool be)
+{
+    for (int i = 0; i < 4; i++) {
+        p[be ? 3 - i : i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* An IFD0 entry of the new block: an old one (its 12 bytes) or a tag set (its text). */
+struct entry {
+    unsigned tag;
+    const unsigned char *old; /* 12 bytes in the old block, or NULL */
+    const char *text;         /* the value without its NUL */
+    size_t len;
+    size_t order; /* keeps qsort stable */
+};
+
+static int by_tag(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+    if (x->tag != y->tag) {
+        return x->tag < y->tag ? -1 : 1;
+    }
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* The old TIFF structure, when it parses: where IFD0 is and how many entries it has. */
+struct tiff {
+    const unsigned char *p;
+    size_t len;
+    bool be;
+    size_t ifd0;
+    unsigned count;
+    uint32_t next; /* IFD1, the thumbnail's */
+};
+
+static bool tiff_parse(const unsigned char *old, size_t len, struct tiff *t)
+{
+    if (old != NULL && len >= 6 && memcmp(old, "Exif\0\0", 6) == 0) {
+        old += 6;
+        len -= 6;
+    }
+    if (old == NULL || len < 8 || !(memcmp(old, "II*\0", 4) == 0 || memcmp(old, "MM\0*", 4) == 0)) {
+        return false;
+    }
+    t->p = old;
+    t->len = len;
+    t->be = old[0] == 'M';
+    t->ifd0 = get32(old + 4, t->be);
+    if (t->ifd0 < 8 || t->ifd0 > len || len - t->ifd0 < 2) {
+        return false;
+    }
+    t->count = get16(old + t->ifd0, t->be);
+    if ((len - t->ifd0 - 2) / 12 < t->count || len - t->ifd0 - 2 - 12 * (size_t)t->count < 4) {
+        return false;
+    }
+    t->next = get32(old + t->ifd0 + 2 + 12 * (size_t)t->count, t->be);
+    return true;
+}
+
+/* Whether `set` names `tag` of `group` (then *v is its value, NULL to delete). */
+static bool set_names(json_object *set, enum settags_group group, unsigned id, json_object **v)
+{
+    json_object_object_foreach(set, name, value)
+    {
+        const struct tag *t = tag_named(name);
+        if (t != NULL && t->group == group && t->id == id) {
+            *v = value;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The text to write of a value (NULL: delete), its length in *len. */
+static const char *written(json_object *v, size_t *len)
+{
+    const char *s = v != NULL ? value_text(v, len) : NULL;
+    return s != NULL && *len > 0 ? s : NULL;
+}
+
+static size_t exif_entries(json_object *set, const struct tiff *old, struct entry *out)
+{
+    size_t n = 0;
+    json_object *v;
+    for (unsigned i = 0; old != NULL && i < old->count; i++) {
+        const unsigned char *e = old->p + old->ifd0 + 2 + 12 * (size_t)i;
+        unsigned tag = get16(e, old->be);
+        if (!set_names(set, SETTAGS_EXIF, tag, &v)) {
+            out[n++] = (struct entry){.tag = tag, .old = e};
+        }
+    }
+    for (size_t i = 0; i < N_TAGS; i++) {
+        size_t len = 0;
+        const char *text = NULL;
+        if (tags[i].group != SETTAGS_EXIF || !set_names(set, SETTAGS_EXIF, tags[i].id, &v) ||
+            (text = written(v, &len)) == NULL) {
+            continue;
+        }
+        bool twice = false; /* ModifyDate and its alias DateTime */
+        for (size_t j = 0; j < n; j++) {
+            twice = twice || (out[j].old == NULL && out[j].tag == tags[i].id);
+        }
+        if (!twice) {
+            out[n++] = (struct entry){.tag = tags[i].id, .text = text, .len = len};
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i].order = i;
+    }
+    qsort(out, n, sizeof *out, by_tag);
+    return n;
+}
+
+int settags_exif(json_object *set, const unsigned char *old, size_t old_len, struct buf *out,
+                 struct err *e)
+{
+    buf_reset(out);
+    struct tiff t;
+    bool had = tiff_parse(old, old_len, &t);
+    size_t base_len = had ? t.len : 8;
+    struct entry *entries = calloc((had ? t.count : 0) + N_TAGS, sizeof *entries);
+    if (entries == NULL) {
+        return err_set(e, "out of memory");
+    }
+    size_t n = exif_entries(set, had ? &t : NULL, entries);
+    if (!had && n == 0) {
+        free(entries);
+        return 0;
+    }
+    bool be = had && t.be;
+    size_t ifd = 6 + base_len + (base_len & 1); /* the new IFD0, word-aligned, in `out` */
+    size_t data = ifd + 2 + 12 * n + 4, end = data;
+    for (size_t i = 0; i < n; i++) {
+        end += entries[i].old == NULL && entries[i].len + 1 > 4 ? (entries[i].len + 2) & ~(size_t)1
+                                                                : 0;
+    }
+    if (end > SETTAGS_EXIF_BLOCK || buf_reserve(out, end) < 0) {
+        free(entries);
+        return end > SETTAGS_EXIF_BLOCK
+                   ? err_set(e, "set_exif: the EXIF block would be %zu bytes, more than %d", end,
+                             SETTAGS_EXIF_BLOCK)
+                   : err_set(e, "out of memory");
+    }
+    unsigned char *p = (unsigned char *)out->data;
+    memset(p, 0, end);
+    memcpy(p, "Exif\0\0", 6);
+    unsigned char *tiff = p + 6;
+    if (had) {
+        memcpy(tiff, t.p, t.len);
+    } else {
+        memcpy(tiff, "II*\0", 4);
+    }
+    put32(tiff + 4, (uint32_t)(ifd - 6), be);
+    put16(p + ifd, (unsigned)n, be);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *en = p + ifd + 2 + 12 * i;
+        if (entries[i].old != NULL) {
+            memcpy(en, entries[i].old, 12);
+            continue;
+        }
+        size_t count = entries[i].len + 1; /* with its NUL */
+        put16(en, entries[i].tag, be);
+        put16(en + 2, 2, be); /* ASCII */
+        put32(en + 4, (uint32_t)count, be);
+        if (count <= 4) {
+            memcpy(en + 8, entries[i].text, entries[i].len);
+        } else {
+            put32(en + 8, (uint32_t)(data - 6), be);
+            memcpy(p + data, entries[i].text, entries[i].len);
+            data += (count + 1) & ~(size_t)1;
+        }
+    }
+    put32(p + ifd + 2 + 12 * n, had ? t.next : 0, be);
+    out->len = end;
+    free(entries);
+    return 0;
+}
+
+/* ---- IPTC ---- */
+
+struct dataset {
+    unsigned record, id;
+    const unsigned char *value;
+    size_t len;
+    size_t order; /* keeps qsort stable: a repeated dataset's values stay in their order */
+};
+
+static int by_dataset(const void *a, const void *b)
+{
+    const struct dataset *x = a, *y = b;
+    unsigned kx = x->record << 8 | x->id, ky = y->record << 8 | y->id;
+    if (kx != ky) {
+        return kx < ky ? -1 : 1;
+    }
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Reads the datasets of `p` into `out` (room for `cap`), setting *n; false when it does not parse
+ * (or has more than `cap`). */
+static bool iptc_parse(const unsigned char *p, size_t len, struct dataset *out, size_t cap,
+                       size_t *n)
+{
+    size_t i = 0;
+    *n = 0;
+    while (i < len) {
+        if (p[i] == 0 && *n > 0) {
+            break; /* padding after the last dataset */
+        }
+        if (len - i < 5 || p[i] != 0x1c || *n == cap) {
+            return false;
+        }
+        size_t size = (size_t)p[i + 3] << 8 | p[i + 4], head = 5;
+        if (size & 0x8000) { /* extended: the length's length */
+            size_t k = size & 0x7fff;
+            if (k == 0 || k > 4 || len - i - 5 < k) {
+                return false;
+            }
+            size = 0;
+            for (size_t j = 0; j < k; j++) {
+                size = size << 8 | p[i + 5 + j];
+            }
+            head += k;
+        }
+        if (len - i - head < size) {
+            return false;
+        }
+        out[(*n)++] = (struct dataset){
+            .record = p[i + 1], .id = p[i + 2], .value = p + i + head, .len = size};
+        i += head + size;
+    }
+    return true;
+}
+
+static bool has_dataset(const struct dataset *d, size_t n, unsigned record, unsigned id)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (d[i].record == record && d[i].id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The 8 digits of an IPTC date given as "YYYY:MM:DD" or "YYYYMMDD". */
+static void date_digits(const char *s, size_t len, char out[8])
+{
+    const char *from = len == 10 ? s : NULL;
+    if (from == NULL) {
+        memcpy(out, s, 8);
+        return;
+    }
+    memcpy(out, from, 4);
+    memcpy(out + 4, from + 5, 2);
+    memcpy(out + 6, from + 8, 2);
+}
+
+/* Appends the datasets of `set` to `d` (at *n): a value, or each of a list. */
+static void iptc_values(json_object *set, struct dataset *d, size_t *n, char (*dates)[8],
+                        bool *utf8)
+{
+    json_object_object_foreach(set, name, v)
+    {
+        const struct tag *t = tag_named(name);
+        if (t == NULL || t->group != SETTAGS_IPTC || v == NULL) {
+            continue;
+        }
+        size_t count = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
+        for (size_t i = 0; i < count; i++) {
+            json_object *one =
+                json_object_is_type(v, json_type_array) ? json_object_array_get_idx(v, i) : v;
+            size_t len = 0;
+            const char *s = written(one, &len);
+            if (s == NULL) {
+                continue;
+            }
+            if (t->kind == IPTC_DATE) {
+                date_digits(s, len, *dates);
+                s = *dates++;
+                len = 8;
+            }
+            for (size_t j = 0; j < len; j++) {
+                *utf8 = *utf8 || (unsigned char)s[j] >= 0x80;
+            }
+            d[(*n)++] = (struct dataset){.record = SETTAGS_IPTC_RECORD,
+                                         .id = t->id,
+                                         .value = (const unsigned char *)s,
+                                         .len = len};
+        }
+    }
+}
+
+static int put_dataset(struct buf *out, const struct dataset *d)
+{
+    unsigned char head[9] = {0x1c, (unsigned char)d->record, (unsigned char)d->id};
+    size_t head_len = 5;
+    if (d->len < 0x8000) {
+        head[3] = (unsigned char)(d->len >> 8);
+        head[4] = (unsigned char)d->len;
+    } else {
+        head[3] = 0x80;
+        head[4] = 4;
+        for (int i = 0; i < 4; i++) {
+            head[5 + i] = (unsigned char)(d->len >> (24 - 8 * i));
+        }
+        head_len = 9;
+    }
+    return buf_append(out, head, head_len) < 0 || buf_append(out, d->value, d->len) < 0 ? -1 : 0;
+}
+
+#define IPTC_MAX_DATASETS 4096 /* datasets of an old block kept at most */
+
+int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, struct buf *out,
+                 struct err *e)
+{
+    buf_reset(out);
+    size_t cap = IPTC_MAX_DATASETS + SETTAGS_MAX_TAGS * SETTAGS_MAX_VALUES + 2, n = 0, kept = 0;
+    struct dataset *d = calloc(cap, sizeof *d);
+    char(*dates)[8] = calloc(SETTAGS_MAX_TAGS, sizeof *dates);
+    if (d == NULL || dates == NULL) {
+        free(d);
+        free(dates);
+        return err_set(e, "out of memory");
+    }
+    if (old == NULL || !iptc_parse(old, old_len, d, IPTC_MAX_DATASETS, &n)) {
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) { /* the old datasets but those set */
+        json_object *v;
+        if (!(d[i].record == SETTAGS_IPTC_RECORD && set_names(set, SETTAGS_IPTC, d[i].id, &v))) {
+            d[kept++] = d[i];
+        }
+    }
+    n = kept;
+    bool utf8 = false;
+    iptc_values(set, d, &n, dates, &utf8);
+    static const unsigned char version[] = {0, 4}, coded_utf8[] = {0x1b, '%', 'G'};
+    bool record2 = false;
+    for (size_t i = 0; i < n; i++) {
+        record2 = record2 || d[i].record == SETTAGS_IPTC_RECORD;
+    }
+    if (record2 && !has_dataset(d, n, SETTAGS_IPTC_RECORD, 0)) {
+        d[n++] = (struct dataset){
+            .record = SETTAGS_IPTC_RECORD, .value = version, .len = sizeof version};
+    }
+    if (utf8 && !has_dataset(d, n, 1, 90)) { /* CodedCharacterSet: UTF-8 */
+        d[n++] =
+            (struct dataset){.record = 1, .id = 90, .value = coded_utf8, .len = sizeof coded_utf8};
+    }
+    for (size_t i = 0; i < n; i++) {
+        d[i].order = i;
+    }
+    qsort(d, n, sizeof *d, by_dataset);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = put_dataset(out, &d[i]);
+    }
+    if (rc == 0 && out->len > SETTAGS_IPTC_BLOCK) {
+        rc = err_set(e, "set_exif: the IPTC block would be %zu bytes, more than %d", out->len,
+                     SETTAGS_IPTC_BLOCK);
+    } else if (rc < 0) {
+        rc = err_set(e, "out of memory");
+    }
+    free(d);
+    free(dates);
+    if (rc < 0) {
+        buf_reset(out);
+    }
+    return rc;
+}
+
+/* ---- Photoshop resources ---- */
+
+#define PS_IPTC        0x0404 /* the IPTC-NAA resource */
+#define PS_IPTC_DIGEST 0x0425 /* an MD5 of it: dropped with it, as it would no longer match */
+
+static int put_resource(struct buf *out, unsigned id, const unsigned char *name, size_t name_len,
+                        const unsigned char *data, size_t len)
+{
+    unsigned char head[6] = {'8', 'B', 'I', 'M', (unsigned char)(id >> 8), (unsigned char)id};
+    unsigned char size[4], zero = 0;
+    put32(size, (uint32_t)len, true);
+    int rc = buf_append(out, head, sizeof head);
+    rc = rc < 0 ? rc : buf_append(out, name, name_len);
+    rc = rc < 0 || name_len % 2 == 0 ? rc : buf_append(out, &zero, 1);
+    rc = rc < 0 ? rc : buf_append(out, size, sizeof size);
+    rc = rc < 0 ? rc : buf_append(out, data, len);
+    return rc < 0 || len % 2 == 0 ? rc : buf_append(out, &zero, 1);
+}
+
+int settags_8bim(const unsigned char *old, size_t old_len, const unsigned char *iptc,
+                 size_t iptc_len, struct buf *out, struct err *e)
+{
+    static const unsigned char no_name[] = {0};
+    buf_reset(out);
+    size_t i = 0;
+    int rc = 0;
+    bool placed = false;
+    /* i passes old_len by one when the last resource's padding byte is missing */
+    while (old != NULL && rc == 0 && i < old_len && old_len - i >= 12 &&
+           memcmp(old + i, "8BIM", 4) == 0) {
+        unsigned id = get16(old + i + 4, true);
+        size_t name_len = 1 + (size_t)old[i + 6]; /* a Pascal string, padded to even */
+        size_t at = i + 6 + name_len + (name_len & 1);
+        if (at > old_len || old_len - at < 4) {
+            break;
+        }
+        size_t len = get32(old + at, true);
+        if (old_len - at - 4 < len) {
+            break;
+        }
+        if (id == PS_IPTC_DIGEST) {
+            rc = 0;
+        } else if (id != PS_IPTC) {
+            rc = put_resource(out, id, old + i + 6, name_len, old + at + 4, len);
+        } else if (!placed && iptc_len > 0) {
+            rc = put_resource(out, id, old + i + 6, name_len, iptc, iptc_len);
+        }
+        placed = placed || id == PS_IPTC;
+        i = at + 4 + len + (len & 1);
+    }
+    if (rc == 0 && !placed && iptc_len > 0) {
+        rc = put_resource(out, PS_IPTC, no_name, sizeof no_name, iptc, iptc_len);
+    }
+    if (rc < 0) {
+        buf_reset(out);
+        return err_set(e, "out of memory");
+    }
+    return 0;
+}

@@ -1,0 +1,399 @@
+/* Unit tests for settags: set_exif's checks, and the EXIF, IPTC and Photoshop blocks it writes,
+ * read back by a reader of the test's own. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "settags.h"
+
+static json_object *parse(const char *text)
+{
+    json_object *o = json_tokener_parse(text);
+    if (o == NULL) {
+        fprintf(stderr, "bad JSON in test: %s\n", text);
+        exit(1);
+    }
+    return o;
+}
+
+/* settags_check()'s message for `set` and `format`, "" when it passes. */
+static const char *checked(const char *set, const char *format)
+{
+    static struct err e;
+    json_object *o = parse(set);
+    e.msg[0] = '\0';
+    int rc = settags_check(o, format, "'x'", &e);
+    json_object_put(o);
+    return rc == 0 ? "" : e.msg;
+}
+
+static void append(char *to, size_t cap, const char *s)
+{
+    size_t n = strlen(to);
+    snprintf(to + n, cap - n, "%s", s);
+}
+
+static void test_check(void)
+{
+    CHECK_STR(checked("{\"Copyright\": \"me\", \"keywords\": [\"a\", \"b\"], \"IPTC:ObjectName\": "
+                      "\"o\", \"exif:artist\": 42, \"Make\": \"\", \"Model\": null}",
+                      "jpg"),
+              "");
+    CHECK_STR(
+        checked("{\"ModifyDate\": \"2026:12:01 10:11:12\", \"DateCreated\": \"20261201\"}", "png"),
+        "");
+    CHECK_STR(checked("{\"Copyright\": \"c\"}", "webp"), "");
+    CHECK_STR(checked("[]", "jpg"), "set_exif of 'x' must be an object of tag names and values");
+    CHECK_STR(checked("{\"Title\": \"t\"}", "jpg"),
+              "set_exif of 'x': 'Title' is not a tag pixq writes (EXIF: Artist, Copyright, "
+              "ImageDescription...; IPTC: ObjectName, Keywords, Caption-Abstract...: see README)");
+    CHECK_STR(checked("{\"EXIF:Keywords\": \"k\"}", "jpg"),
+              "set_exif of 'x': 'EXIF:Keywords' is not a tag pixq writes (EXIF: Artist, Copyright, "
+              "ImageDescription...; IPTC: ObjectName, Keywords, Caption-Abstract...: see README)");
+    CHECK_STR(checked("{\"ObjectName\": "
+                      "\"0123456789012345678901234567890123456789012345678901234567890123X\"}",
+                      "jpg"),
+              "set_exif of 'x': ObjectName is 65 bytes, more than IPTC allows (64)");
+    CHECK_STR(checked("{\"Copyright\": [\"a\"]}", "jpg"),
+              "set_exif of 'x': Copyright takes one value, not a list");
+    CHECK_STR(checked("{\"Keywords\": [\"a\", {}]}", "jpg"),
+              "set_exif of 'x': Keywords must be text, or a list of texts");
+    CHECK_STR(checked("{\"Artist\": true}", "jpg"), "set_exif of 'x': Artist must be text");
+    CHECK_STR(checked("{\"Artist\": \"a\\u0007b\"}", "jpg"),
+              "set_exif of 'x': Artist must be UTF-8 without control characters (but tab and "
+              "line breaks)");
+    CHECK_STR(checked("{\"Caption-Abstract\": \"line\\nline\\ttab\"}", "jpg"), "");
+    CHECK_STR(checked("{\"Artist\": \"a\\u0085b\"}", "jpg"),
+              "set_exif of 'x': Artist must be UTF-8 without control characters (but tab and "
+              "line breaks)");
+    CHECK_STR(checked("{\"ModifyDate\": \"2026-12-01 10:11:12\"}", "jpg"),
+              "set_exif of 'x': ModifyDate must be a date (YYYY:MM:DD HH:MM:SS)");
+    CHECK_STR(checked("{\"DateCreated\": \"2026/12/01\"}", "jpg"),
+              "set_exif of 'x': DateCreated must be a date (YYYY:MM:DD)");
+    CHECK_STR(checked("{\"Keywords\": \"k\"}", "webp"),
+              "set_exif of 'x': a webp output holds no IPTC tags (Keywords): JPEG and PNG outputs "
+              "hold them");
+    CHECK_STR(checked("{\"Copyright\": \"c\"}", "gif"),
+              "set_exif of 'x': a gif output holds no EXIF tags (Copyright): JPEG, PNG and WebP "
+              "outputs hold them");
+
+    char many[2048] = "{";
+    for (int i = 0; i <= SETTAGS_MAX_TAGS; i++) {
+        char one[32];
+        snprintf(one, sizeof one, "%s\"K%d\": \"k\"", i > 0 ? ", " : "", i);
+        append(many, sizeof many, one);
+    }
+    append(many, sizeof many, "}");
+    CHECK_STR(checked(many, "jpg"), "set_exif of 'x' has more than 32 tags");
+    char list[2048] = "{\"Keywords\": [";
+    for (int i = 0; i <= SETTAGS_MAX_VALUES; i++) {
+        append(list, sizeof list, i > 0 ? ", \"k\"" : "\"k\"");
+    }
+    append(list, sizeof list, "]}");
+    CHECK_STR(checked(list, "jpg"), "set_exif of 'x': Keywords has more than 64 values");
+
+    json_object *o = parse("{\"Copyright\": \"c\"}");
+    CHECK(settags_has(o, SETTAGS_EXIF));
+    CHECK(!settags_has(o, SETTAGS_IPTC));
+    json_object_put(o);
+}
+
+/* ---- a reader of TIFF structures ---- */
+
+static unsigned rd16(const unsigned char *p, bool be)
+{
+    return be ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0];
+}
+
+static unsigned long rd32(const unsigned char *p, bool be)
+{
+    return be ? (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 |
+                    p[3]
+              : (unsigned long)p[3] << 24 | (unsigned long)p[2] << 16 | (unsigned long)p[1] << 8 |
+                    p[0];
+}
+
+static void wr16(unsigned char *p, unsigned v, bool be)
+{
+    p[be ? 0 : 1] = (unsigned char)(v >> 8);
+    p[be ? 1 : 0] = (unsigned char)v;
+}
+
+static void wr32(unsigned char *p, unsigned long v, bool be)
+{
+    for (int i = 0; i < 4; i++) {
+        p[be ? 3 - i : i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* The IFD at `ifd` of the TIFF at `t`: its entry count, and the entry with `tag` (NULL: none). */
+static const unsigned char *ifd_entry(const unsigned char *t, bool be, unsigned long ifd,
+                                      unsigned tag, unsigned *count)
+{
+    *count = rd16(t + ifd, be);
+    for (unsigned i = 0; i < *count; i++) {
+        const unsigned char *e = t + ifd + 2 + 12 * i;
+        if (rd16(e, be) == tag) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* The ASCII value of `tag` in IFD0 of the EXIF block `b`, or NULL. */
+static const char *exif_text(const struct buf *b, unsigned tag)
+{
+    static char text[4096];
+    const unsigned char *t = (const unsigned char *)b->data + 6;
+    bool be = t[0] == 'M';
+    unsigned n;
+    const unsigned char *e = ifd_entry(t, be, rd32(t + 4, be), tag, &n);
+    if (e == NULL || rd16(e + 2, be) != 2) {
+        return NULL;
+    }
+    unsigned long count = rd32(e + 4, be);
+    const unsigned char *v = count <= 4 ? e + 8 : t + rd32(e + 8, be);
+    if (count == 0 || count > sizeof text || v[count - 1] != '\0') {
+        return NULL;
+    }
+    memcpy(text, v, count);
+    return text;
+}
+
+static void test_exif_new(void)
+{
+    struct buf b;
+    struct err e;
+    buf_init(&b, 0);
+    json_object *set = parse("{\"Copyright\": \"(c) 2026 Ann\", \"make\": \"ab\", \"Keywords\": "
+                             "\"k\", \"Model\": \"\", \"DateTime\": \"2026:12:01 10:11:12\"}");
+    CHECK_INT(settags_exif(set, NULL, 0, &b, &e), 0);
+    CHECK(b.len > 14 && memcmp(b.data, "Exif\0\0II*\0", 10) == 0);
+    const unsigned char *t = (const unsigned char *)b.data + 6;
+    unsigned n = 0;
+    ifd_entry(t, false, rd32(t + 4, false), 0, &n);
+    CHECK_INT(n, 3); /* Make, DateTime, Copyright: Model "" is not written, Keywords is IPTC */
+    unsigned long ifd = rd32(t + 4, false);
+    CHECK_INT(rd16(t + ifd + 2, false), 0x010f); /* in the order of their tags */
+    CHECK_INT(rd16(t + ifd + 14, false), 0x0132);
+    CHECK_INT(rd16(t + ifd + 26, false), 0x8298);
+    CHECK_INT(rd32(t + ifd + 2 + 12 * 3, false), 0); /* no IFD1 */
+    CHECK_STR(exif_text(&b, 0x010f), "ab");          /* 3 bytes: in the entry */
+    CHECK_STR(exif_text(&b, 0x8298), "(c) 2026 Ann");
+    CHECK_STR(exif_text(&b, 0x0132), "2026:12:01 10:11:12");
+    json_object_put(set);
+
+    set = parse("{\"Copyright\": \"\", \"Keywords\": \"k\"}"); /* nothing to write, nothing old */
+    CHECK_INT(settags_exif(set, NULL, 0, &b, &e), 0);
+    CHECK_INT(b.len, 0);
+    json_object_put(set);
+    buf_finish(&b);
+}
+
+/* An EXIF block of a camera, big-endian: IFD0 (Make, Orientation, the EXIF IFD's pointer, then
+ * IFD1) with Make's text after it, the EXIF IFD (ExposureTime as RATIONAL) and IFD1. */
+static size_t camera_exif(unsigned char *p)
+{
+    memset(p, 0, 200);
+    memcpy(p, "Exif\0\0MM\0*", 10);
+    unsigned char *t = p + 6;
+    wr32(t + 4, 8, true);
+    wr16(t + 8, 3, true);
+    unsigned char *e = t + 10;
+    wr16(e, 0x010f, true); /* Make "CameraCo" at 60 */
+    wr16(e + 2, 2, true);
+    wr32(e + 4, 9, true);
+    wr32(e + 8, 60, true);
+    wr16(e + 12, 0x0112, true); /* Orientation 6, inline */
+    wr16(e + 14, 3, true);
+    wr32(e + 16, 1, true);
+    wr16(e + 20, 6, true);
+    wr16(e + 24, 0x8769, true); /* EXIF IFD at 70 */
+    wr16(e + 26, 4, true);
+    wr32(e + 28, 1, true);
+    wr32(e + 32, 70, true);
+    wr32(t + 46, 100, true); /* IFD1 at 100 */
+    memcpy(t + 60, "CameraCo", 9);
+    wr16(t + 70, 1, true); /* ExposureTime 1/640 at 88 */
+    wr16(t + 72, 0x829a, true);
+    wr16(t + 74, 5, true);
+    wr32(t + 76, 1, true);
+    wr32(t + 80, 88, true);
+    wr32(t + 84, 0, true);
+    wr32(t + 88, 1, true);
+    wr32(t + 92, 640, true);
+    wr16(t + 100, 0, true); /* an empty IFD1 */
+    wr32(t + 102, 0, true);
+    return 6 + 106;
+}
+
+static void test_exif_merged(void)
+{
+    struct buf b;
+    struct err e;
+    buf_init(&b, 0);
+    unsigned char old[256];
+    size_t old_len = camera_exif(old);
+    json_object *set = parse("{\"Make\": null, \"Copyright\": \"mine\", \"Artist\": \"Bo\"}");
+    CHECK_INT(settags_exif(set, old, old_len, &b, &e), 0);
+    const unsigned char *t = (const unsigned char *)b.data + 6;
+    CHECK(memcmp(b.data, "Exif\0\0MM\0*", 10) == 0);         /* its byte order kept */
+    CHECK(memcmp(t + 8, old + 6 + 8, old_len - 6 - 8) == 0); /* the old bytes where they were */
+    unsigned long ifd = rd32(t + 4, true);
+    CHECK(ifd >= old_len - 6 && ifd % 2 == 0);
+    unsigned n = 0;
+    CHECK(ifd_entry(t, true, ifd, 0x010f, &n) == NULL); /* Make deleted */
+    CHECK_INT(n, 4);                                    /* Orientation, Artist, EXIF, Copyright */
+    const unsigned char *o = ifd_entry(t, true, ifd, 0x0112, &n);
+    CHECK(o != NULL && rd16(o + 8, true) == 6);
+    unsigned tags[4];
+    for (unsigned i = 0; i < 4; i++) {
+        tags[i] = rd16(t + ifd + 2 + 12 * i, true);
+    }
+    CHECK(tags[0] == 0x0112 && tags[1] == 0x013b && tags[2] == 0x8298 && tags[3] == 0x8769);
+    const unsigned char *x = ifd_entry(t, true, ifd, 0x8769, &n);
+    CHECK(x != NULL && rd32(x + 8, true) == 70);
+    const unsigned char *exposure = ifd_entry(t, true, 70, 0x829a, &n);
+    CHECK(exposure != NULL && rd32(t + rd32(exposure + 8, true) + 4, true) == 640);
+    CHECK_INT(rd32(t + ifd + 2 + 12 * 4, true), 100); /* IFD1 still follows */
+    CHECK_STR(exif_text(&b, 0x8298), "mine");
+    CHECK_STR(exif_text(&b, 0x013b), "Bo");
+    json_object_put(set);
+
+    /* twice: the block written before is merged again, the first value replaced */
+    struct buf again;
+    buf_init(&again, 0);
+    set = parse("{\"Copyright\": \"theirs\"}");
+    CHECK_INT(settags_exif(set, (const unsigned char *)b.data, b.len, &again, &e), 0);
+    CHECK_STR(exif_text(&again, 0x8298), "theirs");
+    CHECK_STR(exif_text(&again, 0x013b), "Bo");
+    buf_finish(&again);
+
+    /* a block that does not parse (IFD0 past its end) is replaced */
+    wr32(old + 6 + 4, 5000, true);
+    CHECK_INT(settags_exif(set, old, old_len, &b, &e), 0);
+    CHECK(memcmp(b.data, "Exif\0\0II*\0", 10) == 0);
+    CHECK_STR(exif_text(&b, 0x8298), "theirs");
+    t = (const unsigned char *)b.data + 6;
+    ifd_entry(t, false, rd32(t + 4, false), 0, &n);
+    CHECK_INT(n, 1);
+    json_object_put(set);
+
+    /* too large for a JPEG's APP1 */
+    size_t big_len = 64000;
+    unsigned char *big = calloc(1, big_len);
+    size_t camera_len = camera_exif(big);
+    (void)camera_len;
+    char value[SETTAGS_EXIF_MAX + 1];
+    memset(value, 'v', SETTAGS_EXIF_MAX);
+    value[SETTAGS_EXIF_MAX] = '\0';
+    set = json_object_new_object();
+    json_object_object_add(set, "Copyright", json_object_new_string(value));
+    CHECK_INT(settags_exif(set, big, big_len, &b, &e), -1);
+    CHECK_STR(e.msg, "set_exif: the EXIF block would be 66056 bytes, more than 65533");
+    json_object_put(set);
+    free(big);
+    buf_finish(&b);
+}
+
+/* The datasets of an IPTC block as "r:d=value;" text. */
+static const char *datasets(const struct buf *b)
+{
+    static char text[4096];
+    const unsigned char *p = (const unsigned char *)b->data;
+    size_t o = 0;
+    text[0] = '\0';
+    for (size_t i = 0; i + 5 <= b->len && o < sizeof text - 100;) {
+        size_t n = (size_t)p[i + 3] << 8 | p[i + 4];
+        if (p[i] != 0x1c || i + 5 + n > b->len) {
+            return "(bad)";
+        }
+        o += (size_t)snprintf(text + o, sizeof text - o, "%u:%u=", p[i + 1], p[i + 2]);
+        for (size_t k = 0; k < n && o < sizeof text - 8; k++) {
+            unsigned char c = p[i + 5 + k];
+            o += (size_t)snprintf(text + o, sizeof text - o,
+                                  c >= 0x20 && c < 0x7f ? "%c" : "\\%02x", c);
+        }
+        o += (size_t)snprintf(text + o, sizeof text - o, ";");
+        i += 5 + n;
+    }
+    return text;
+}
+
+static void test_iptc(void)
+{
+    struct buf b;
+    struct err e;
+    buf_init(&b, 0);
+    json_object *set = parse("{\"Keywords\": [\"b\", \"a\", \"\\u00e9t\\u00e9\"], \"ObjectName\": "
+                             "\"obj\", \"DateCreated\": \"2026:12:01\", \"Copyright\": \"exif\"}");
+    CHECK_INT(settags_iptc(set, NULL, 0, &b, &e), 0);
+    CHECK_STR(
+        datasets(&b),
+        "1:90=\\1b%G;2:0=\\00\\04;2:5=obj;2:25=b;2:25=a;2:25=\\c3\\a9t\\c3\\a9;2:55=20261201;");
+    json_object_put(set);
+
+    /* merged: the old datasets but those set, one of them with an extended length */
+    static const unsigned char old[] = {
+        0x1c, 2,  0, 0, 2,   0,   2,    0x1c, 2,    5, 0,  3,   'o', 'l',  'd', 0x1c,
+        2,    25, 0, 2, 'k', '1', 0x1c, 2,    25,   0, 2,  'k', '2', 0x1c, 2,   120,
+        0x80, 2,  0, 4, 'c', 'a', 'p',  't',  0x1c, 3, 10, 0,   1,   'z',  0,   0};
+    set = parse("{\"Keywords\": \"new\", \"ObjectName\": \"\"}");
+    CHECK_INT(settags_iptc(set, old, sizeof old, &b, &e), 0);
+    CHECK_STR(datasets(&b), "2:0=\\00\\02;2:25=new;2:120=capt;3:10=z;");
+    json_object_put(set);
+
+    /* an old block that does not parse is replaced */
+    static const unsigned char bad[] = {0x1c, 2, 5, 0, 9, 'x'};
+    set = parse("{\"City\": \"Oslo\"}");
+    CHECK_INT(settags_iptc(set, bad, sizeof bad, &b, &e), 0);
+    CHECK_STR(datasets(&b), "2:0=\\00\\04;2:90=Oslo;");
+    json_object_put(set);
+    buf_finish(&b);
+}
+
+static void test_8bim(void)
+{
+    struct buf b;
+    struct err e;
+    buf_init(&b, 0);
+    static const unsigned char iptc[] = {0x1c, 2, 5, 0, 1, 'n'}; /* 6 bytes */
+    CHECK_INT(settags_8bim(NULL, 0, iptc, sizeof iptc, &b, &e), 0);
+    static const unsigned char alone[] = {'8', 'B', 'I', 'M',  4, 4, 0, 0, 0,
+                                          0,   0,   6,   0x1c, 2, 5, 0, 1, 'n'};
+    CHECK(b.len == sizeof alone && memcmp(b.data, alone, sizeof alone) == 0);
+
+    /* resolution info (a 1-byte name, padded; odd data, padded), old IPTC, its digest */
+    static const unsigned char old[] = {
+        '8', 'B', 'I', 'M', 3,   0xed, 1, 'r', 0, 0, 0, 3, 1, 2, 3,
+        0,   '8', 'B', 'I', 'M', 4,    4, 0,   0, 0, 0, 0, 2, 9, 9,
+        '8', 'B', 'I', 'M', 4,   0x25, 0, 0,   0, 0, 0, 2, 7, 7,
+    };
+    CHECK_INT(settags_8bim(old, sizeof old, iptc, sizeof iptc, &b, &e), 0);
+    static const unsigned char want[] = {
+        '8', 'B', 'I', 'M', 3, 0xed, 1, 'r', 0, 0, 0, 3,    1, 2, 3, 0, '8',
+        'B', 'I', 'M', 4,   4, 0,    0, 0,   0, 0, 6, 0x1c, 2, 5, 0, 1, 'n',
+    };
+    CHECK(b.len == sizeof want && memcmp(b.data, want, sizeof want) == 0);
+
+    /* the last resource's padding byte missing (its data odd): read to the end, no further */
+    static const unsigned char unpadded[] = {'8', 'B', 'I', 'M', 4, 0, 0, 0, 0, 0, 0, 1, 7};
+    CHECK_INT(settags_8bim(unpadded, sizeof unpadded, iptc, sizeof iptc, &b, &e), 0);
+    CHECK(b.len == 14 + sizeof alone && memcmp(b.data, unpadded, 13) == 0 && b.data[13] == 0 &&
+          memcmp(b.data + 14, alone, sizeof alone) == 0);
+
+    /* no IPTC left: the resource goes */
+    CHECK_INT(settags_8bim(old, sizeof old, NULL, 0, &b, &e), 0);
+    CHECK(b.len == 16 && memcmp(b.data, old, 16) == 0);
+    buf_finish(&b);
+}
+
+int main(void)
+{
+    test_check();
+    test_exif_new();
+    test_exif_merged();
+    test_iptc();
+    test_8bim();
+    return check_summary("settags");
+}
