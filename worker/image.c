@@ -16,6 +16,7 @@
 #include "metaguard.h"
 #include "pngshrink.h"
 #include "resize.h"
+#include "settags.h"
 #include "shrink.h"
 #include "tmpdir.h"
 #include "webp.h"
@@ -1520,6 +1521,101 @@ static int webp_encoding_options(MagickWand *w, json_object *opts, struct err *e
     return 0;
 }
 
+/* Sets the profile `name` to the `len` bytes at `data`, or removes it when there are none. */
+static int put_profile(MagickWand *w, const char *name, const struct buf *b, struct err *e)
+{
+    if (b->len == 0) {
+        unsigned char *gone = MagickRemoveImageProfile(w, name, &(size_t){0});
+        MagickRelinquishMemory(gone);
+        return 0;
+    }
+    if (MagickSetImageProfile(w, name, b->data, b->len) == MagickFalse) {
+        return img_fail(w, "set_exif", e);
+    }
+    return 0;
+}
+
+/* `list` (comma-separated PNG chunk names) without `name`, into `out`. */
+static void chunks_without(const char *list, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name), o = 0;
+    out[0] = '\0';
+    for (const char *p = list; *p != '\0';) {
+        size_t k = strcspn(p, ",");
+        if (!(k == n && strncmp(p, name, n) == 0) && o + k + 2 < cap) {
+            o += (size_t)snprintf(out + o, cap - o, "%s%.*s", o > 0 ? "," : "", (int)k, p);
+        }
+        p += k + (p[k] == ',');
+    }
+}
+
+/* A PNG stripped of its metadata writes no eXIf chunk and no text: let through those that hold
+ * the tags set (eXIf; IPTC as ImageMagick's "Raw profile type iptc" text, which zCCP excludes). */
+static int png_let_tags_through(MagickWand *w, bool exif, bool iptc, struct err *e)
+{
+    char *list = MagickGetImageArtifact(w, "png:exclude-chunk");
+    if (list == NULL) {
+        return 0;
+    }
+    char a[256], b[256];
+    snprintf(a, sizeof a, "%s", list);
+    MagickRelinquishMemory(list);
+    /* zCCP: ImageMagick's name for its profiles written as text (not iCCP) */
+    const char *drop[] = {exif ? "eXIf" : NULL, iptc ? "tEXt" : NULL, iptc ? "zTXt" : NULL,
+                          iptc ? "zCCP" : NULL};
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
+        if (drop[i] != NULL) {
+            chunks_without(a, drop[i], b, sizeof b);
+            memcpy(a, b, sizeof a);
+        }
+    }
+    if (MagickSetImageArtifact(w, "png:exclude-chunk", a) == MagickFalse) {
+        return img_fail(w, "set PNG chunks", e);
+    }
+    return 0;
+}
+
+/* save.set_exif: its EXIF and IPTC tags merged into the image's profiles (common/settags.h);
+ * the IPTC also into a Photoshop block the image has, which the JPEG encoder writes in its
+ * place. */
+static int write_tags(MagickWand *w, const struct job_save *save, bool png, struct err *e)
+{
+    bool exif = settags_has(save->set_exif, SETTAGS_EXIF);
+    bool iptc = settags_has(save->set_exif, SETTAGS_IPTC);
+    struct buf b, ps;
+    buf_init(&b, 0);
+    buf_init(&ps, 0);
+    MagickResetIterator(w); /* the first image's profiles are the file's */
+    int rc = 0;
+    size_t n = 0;
+    unsigned char *old = exif ? MagickGetImageProfile(w, "exif", &n) : NULL;
+    if (exif) {
+        rc = settags_exif(save->set_exif, old, n, &b, e);
+        rc = rc < 0 ? rc : put_profile(w, "exif", &b, e);
+    }
+    MagickRelinquishMemory(old);
+    old = rc == 0 && iptc ? MagickGetImageProfile(w, "iptc", &n) : NULL;
+    if (rc == 0 && iptc) {
+        rc = settags_iptc(save->set_exif, old, n, &b, e);
+    }
+    MagickRelinquishMemory(old);
+    old = rc == 0 && iptc ? MagickGetImageProfile(w, "8bim", &n) : NULL;
+    if (old != NULL) { /* set first: setting "8bim" sets "iptc" from it */
+        rc = settags_8bim(old, n, (const unsigned char *)b.data, b.len, &ps, e);
+        rc = rc < 0 ? rc : put_profile(w, "8bim", &ps, e);
+    }
+    MagickRelinquishMemory(old);
+    if (rc == 0 && iptc) {
+        rc = put_profile(w, "iptc", &b, e);
+    }
+    if (rc == 0 && png) {
+        rc = png_let_tags_through(w, exif, iptc, e);
+    }
+    buf_finish(&b);
+    buf_finish(&ps);
+    return rc;
+}
+
 static int apply_save_options(MagickWand *w, const struct job_save *save, const char *magick,
                               long default_quality, struct err *e)
 {
@@ -1537,6 +1633,9 @@ static int apply_save_options(MagickWand *w, const struct job_save *save, const 
     }
     if (MagickSetImageFormat(w, magick) == MagickFalse) {
         return img_fail(w, "set output format", e);
+    }
+    if (save->set_exif != NULL && write_tags(w, save, strcmp(magick, "PNG") == 0, e) < 0) {
+        return -1;
     }
     bool lossy = strcmp(magick, "JPEG") == 0 || strcmp(magick, "WEBP") == 0;
     long q = save->quality > 0 ? save->quality : default_quality;

@@ -6,7 +6,8 @@
  * use is reached), then what every job does with a source: original_meta with all of its EXIF,
  * auto-orient, a small resize through img_resize() (resize.c, or ImageMagick's where it
  * declines; a small image is enlarged when the input's last byte has bit 3 set), and an encode
- * whose format the input's last byte picks. The limits are pixq's defaults scaled down (1 MP, 16
+ * whose format the input's last byte picks (bit 4: keeping the metadata; bit 5: with set_exif's
+ * tags merged into it). The limits are pixq's defaults scaled down (1 MP, 16
  * frames, 64 MiB of memory) so that an input runs in milliseconds; the code paths are the same.
  * Built only with -Dfuzz=true (scripts/fuzz). */
 #include <stddef.h>
@@ -129,6 +130,17 @@ static void thumbnail(MagickWand *w, uint8_t pick)
     save.image_identifier = "fuzz";
     snprintf(save.format, sizeof save.format, "%s", formats[pick % 4]);
     save.png_quantize = (pick & 4) != 0;
+    /* bit 4 keeps the source's metadata; bit 5 merges set_exif's tags into it (settags.c) */
+    save.save_metadata = (pick & 16) != 0;
+    static json_object *tags[2];
+    if (tags[0] == NULL) {
+        tags[0] = json_tokener_parse("{\"Copyright\": \"(c) fuzz\", \"Make\": \"\", "
+                                     "\"Keywords\": [\"k1\", \"k2\"], \"ObjectName\": null}");
+        tags[1] = json_tokener_parse("{\"Copyright\": \"(c) fuzz\", \"Make\": \"\"}");
+    }
+    if ((pick & 32) != 0 && pick % 4 != 3) {
+        save.set_exif = tags[pick % 4 == 2]; /* a WebP holds no IPTC */
+    }
     struct img_output out;
     if (img_encode(w, &save, 75, 1 << 20, &out, &e) == 0) {
         img_output_finish(&out);

@@ -971,6 +971,101 @@ class SourcesTest(BlitlineTestCase):
         self.assert_success(self.submit(job), "dens-2", ["d"])  # exactly width and height
 
 
+def exiftool(data):
+    """The tags exiftool (an independent reader) finds in an image: {"GROUP:Name": value}."""
+    r = subprocess.run(["exiftool", "-j", "-G1", "-a", "-"], input=data, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60, check=True)
+    return json.loads(r.stdout)[0]
+
+
+class SetExifTest(BlitlineTestCase):
+    """save.set_exif (BLITLINE.md 5): EXIF and IPTC tags written into the output, read back by
+    exiftool, whose tag names Blitline took."""
+
+    def save(self, ident, key, tags, **extra):
+        return {"name": "resize_to_fit", "params": {"width": 64}, "save": dict(
+            image_identifier=ident, set_exif=tags,
+            s3_destination={"bucket": DEST_BUCKET, "key": "tags/" + key}, **extra)}
+
+    def test_tags_written_into_jpeg_png_and_webp(self):
+        """The tags are written whether or not the save keeps the source's metadata (stripped
+        first, then written); a PNG holds EXIF in eXIf and IPTC as text, a WebP EXIF only."""
+        tags = {"Copyright": "(c) 2026 \u00c5se", "Artist": "Ann", "ModifyDate":
+                "2026:12:01 10:11:12", "iptc:keywords": ["one", "two", "tr\u00e9s"],
+                "ObjectName": "An object", "Caption-Abstract": "line 1\nline 2",
+                "DateCreated": "2026:12:01", "City": 42}
+        job = {"src": self.serve_photo(), "job_id": "tags-1",
+               "postback_url": self.postbacks.url("/pb/tags-1"), "functions": [
+                   self.save("jpg", "a.jpg", tags),
+                   self.save("png", "b.png", tags),
+                   self.save("webp", "c.webp", {"Copyright": "webp (c)", "Software": "pixq"})]}
+        images = self.assert_success(self.submit(job), "tags-1", ["jpg", "png", "webp"])
+        for img, fmt in zip(images[:2], ("JPEG", "PNG")):
+            got = exiftool(self.fetch(img, fmt, (64, 40)))
+            self.assertEqual(got.get("IFD0:Copyright"), "(c) 2026 \u00c5se", fmt)
+            self.assertEqual(got.get("IFD0:Artist"), "Ann", fmt)
+            self.assertEqual(got.get("IFD0:ModifyDate"), "2026:12:01 10:11:12", fmt)
+            self.assertEqual(got.get("IPTC:Keywords"), ["one", "two", "tr\u00e9s"], fmt)
+            self.assertEqual(got.get("IPTC:ObjectName"), "An object", fmt)
+            self.assertEqual(got.get("IPTC:Caption-Abstract"), "line 1\nline 2", fmt)
+            self.assertEqual(got.get("IPTC:DateCreated"), "2026:12:01", fmt)
+            self.assertEqual(str(got.get("IPTC:City")), "42", fmt)
+            self.assertEqual(got.get("IPTC:CodedCharacterSet"), "UTF8", fmt)
+            # the photo's own EXIF (its resolution) was stripped: only the tags set are there
+            self.assertNotIn("IFD0:XResolution", got, fmt)
+        got = exiftool(self.fetch(images[2], "WEBP", (64, 40)))
+        self.assertEqual(got.get("IFD0:Copyright"), "webp (c)")
+        self.assertEqual(got.get("IFD0:Software"), "pixq")
+
+    def test_tags_merged_into_the_kept_metadata(self):
+        """With save_metadata the source's EXIF and IPTC stay, the tags set replace theirs, ""
+        and null delete one; Photoshop's IPTC digest, which would no longer match, goes."""
+        source = subprocess.run(
+            ["exiftool", "-Keywords=old1", "-Keywords=old2", "-ObjectName=Old name",
+             "-City=Bergen", "-Copyright=Old (c)", "-Make=Cam", "-Model=X1",
+             "-DateTimeOriginal=2014:04:29 14:25:26", "-IPTCDigest=new", "-o", "-", "-"],
+            input=image_file("autumn-320x200.jpg"), stdout=subprocess.PIPE,
+            check=True, timeout=60).stdout
+        before = exiftool(source)
+        self.assertEqual(before.get("Photoshop:IPTCDigest"), before.get("File:CurrentIPTCDigest"))
+        job = {"src": self.src.add("/tagged.jpg", source), "job_id": "tags-2",
+               "postback_url": self.postbacks.url("/pb/tags-2"), "functions": [
+                   self.save("kept", "kept.jpg", {"Keywords": "new", "ObjectName": "",
+                                                  "Copyright": "New (c)", "Make": None},
+                             save_metadata=True)]}
+        images = self.assert_success(self.submit(job), "tags-2", ["kept"], original=(320, 200),
+                                     exact_meta=False)
+        got = exiftool(self.fetch(images[0], "JPEG", (64, 40)))
+        self.assertEqual(got.get("IFD0:Copyright"), "New (c)")
+        self.assertNotIn("IFD0:Make", got)
+        self.assertEqual(got.get("IFD0:Model"), "X1")
+        self.assertEqual(got.get("ExifIFD:DateTimeOriginal"), "2014:04:29 14:25:26")
+        self.assertEqual(got.get("IPTC:Keywords"), "new")
+        self.assertNotIn("IPTC:ObjectName", got)
+        self.assertEqual(got.get("IPTC:City"), "Bergen")
+        self.assertNotIn("Photoshop:IPTCDigest", got)
+        self.assertNotIn("ExifTool:Warning", got)
+
+    def test_bad_tags_fail_the_job_before_the_fetch(self):
+        """An unknown tag, a value IPTC cannot hold, or tags the output's format cannot hold
+        fail the job at once, naming the save and the tag."""
+        for n, (save, error) in enumerate((
+                (self.save("t", "t.jpg", {"Title": "x"}),
+                 "set_exif of 't': 'Title' is not a tag pixq writes"),
+                (self.save("t", "t.jpg", {"ObjectName": "x" * 65}),
+                 "set_exif of 't': ObjectName is 65 bytes, more than IPTC allows (64)"),
+                (self.save("t", "t.webp", {"Keywords": ["k"]}),
+                 "set_exif of 't': a webp output holds no IPTC tags (Keywords)"),
+                (self.save("t", "t.gif", {"Copyright": "c"}),
+                 "set_exif of 't': a gif output holds no EXIF tags (Copyright)"))):
+            job_id = "tags-bad-%d" % n
+            job = {"src": self.serve_photo(), "job_id": job_id,
+                   "postback_url": self.postbacks.url("/pb/" + job_id), "functions": [save]}
+            self.assert_failure(self.submit(job), job_id, "Image processing failed. " + error,
+                                ["t"])
+        self.assertEqual(self.src.requests(), {})  # refused before downloading anything
+
+
 class ArrayTest(BlitlineTestCase):
     """A JSON array pushed by a plain Redis client is several jobs (BLITLINE.md 1.1)."""
 
