@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 #include <wand/MagickWand.h>
 
+#include "buf.h"
 #include "err.h"
 
 #define OP_MAX_SIDE 65535L /* largest width or height a parameter may ask for, pixels */
@@ -21,11 +22,17 @@
  * destroys it) or NULL with the reason in `e`. */
 typedef MagickWand *(*op_load_fn)(void *user, json_object *src, struct err *e);
 
+/* Fetches the bytes of a file a function names that is no image (add_profile's ICC profile):
+ * `src` is a URL string or {"name": "s3", ...}; `out` is emptied first. Returns 0, or -1 with
+ * the reason in `e`. */
+typedef int (*op_fetch_fn)(void *user, json_object *src, struct buf *out, struct err *e);
+
 /* What every operation may need besides its parameters. */
 struct op_ctx {
-    long max_pixels; /* largest image an operation may produce */
-    op_load_fn load; /* NULL: the operation cannot load other images */
-    void *load_user;
+    long max_pixels;   /* largest image an operation may produce */
+    op_load_fn load;   /* NULL: the operation cannot load other images */
+    op_fetch_fn fetch; /* NULL: the operation cannot fetch other files */
+    void *load_user;   /* passed to both */
 };
 
 /* Runs an operation on `w`: 0, or -1 with the reason in `e`.

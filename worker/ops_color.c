@@ -1120,6 +1120,93 @@ static int op_delete_profile(MagickWand *w, json_object *p, const struct op_ctx 
     return done(w, MagickProfileImage(w, name, NULL, 0), fn, e);
 }
 
+/* add_profile's src (required): a URL string or an {"name": "s3"} object. */
+static int profile_src_param(json_object *p, json_object **src, struct err *e)
+{
+    const char *fn = "add_profile";
+    *src = NULL;
+    if (!job_param_present(p, "src") || !json_object_object_get_ex(p, "src", src)) {
+        return missing(fn, "src", e);
+    }
+    if (!json_object_is_type(*src, json_type_string) &&
+        !json_object_is_type(*src, json_type_object)) {
+        return err_set(e,
+                       "Invalid parameter 'src' for function '%s': expected a URL or an s3 "
+                       "object",
+                       fn);
+    }
+    return 0;
+}
+
+/* The colour space an ICC profile's header names ("RGB", "GRAY", "CMYK"...), or NULL when the
+ * `n` bytes at `icc` are no ICC profile (no "acsp" signature, or a size other than n). */
+static const char *icc_space(const unsigned char *icc, size_t n, char out[5])
+{
+    if (n < 132 || memcmp(icc + 36, "acsp", 4) != 0 ||
+        ((size_t)icc[0] << 24 | (size_t)icc[1] << 16 | (size_t)icc[2] << 8 | icc[3]) != n) {
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++) {
+        out[i] = icc[16 + i] >= 0x20 && icc[16 + i] < 0x7f ? (char)icc[16 + i] : '?';
+    }
+    out[4] = '\0';
+    for (int i = 3; i > 0 && out[i] == ' '; i--) {
+        out[i] = '\0'; /* "RGB " */
+    }
+    return out;
+}
+
+/* The ICC colour space of the image's pixels. */
+static const char *image_space(MagickWand *w)
+{
+    ColorspaceType c = MagickGetImageColorspace(w);
+    return c == CMYKColorspace ? "CMYK" : c == GRAYColorspace ? "GRAY" : "RGB";
+}
+
+/* add_profile (Blitline's worker): the ICC profile at src (a URL or an s3 object) applied as
+ * `convert -profile FILE` applies it: an image with an ICC profile is converted from that
+ * profile to this one; one without is tagged with it, which the profile's colour space must then
+ * match (an RGB profile for an RGB image...: ImageMagick would tag a grey image with a CMYK
+ * profile, and the output would be read through it). */
+static int op_add_profile(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
+{
+    const char *fn = "add_profile";
+    json_object *src;
+    if (profile_src_param(p, &src, e) < 0) {
+        return -1;
+    }
+    if (w == NULL) {
+        return 0;
+    }
+    if (ctx->fetch == NULL) {
+        return err_set(e, "Function '%s' cannot fetch files here", fn);
+    }
+    struct buf icc;
+    buf_init(&icc, 0);
+    if (ctx->fetch(ctx->load_user, src, &icc, e) < 0) {
+        buf_finish(&icc);
+        return err_wrap(e, "add_profile");
+    }
+    const unsigned char *data = (const unsigned char *)icc.data;
+    char space[5];
+    size_t had = 0;
+    unsigned char *own = MagickGetImageProfile(w, "icc", &had);
+    MagickRelinquishMemory(own);
+    int rc = 0;
+    if (icc_space(data, icc.len, space) == NULL) {
+        rc = err_set(e, "Invalid parameter 'src' for function '%s': not an ICC profile", fn);
+    } else if (had == 0 && strcmp(space, image_space(w)) != 0) {
+        rc = err_set(e,
+                     "Invalid parameter 'src' for function '%s': a %s profile cannot tag an "
+                     "image of %s pixels that has no profile to convert from",
+                     fn, space, image_space(w));
+    } else {
+        rc = done(w, MagickProfileImage(w, "icc", data, icc.len), fn, e);
+    }
+    buf_finish(&icc);
+    return rc;
+}
+
 /* The stegano watermark's source, watermark_url (required): a string. */
 static int watermark_param(json_object *p, json_object **src, struct err *e)
 {
@@ -1227,6 +1314,7 @@ const struct op ops_color[] = {
     {"density", op_density},
     {"resample", op_resample},
     {"delete_profile", op_delete_profile},
+    {"add_profile", op_add_profile},
     {"stegano", op_stegano},
     {NULL, NULL},
 };

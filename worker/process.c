@@ -225,7 +225,10 @@ int proc_run(const struct job *j, struct src_image *src, const struct proc_opts 
     }
     struct walk wk = {
         .opts = o,
-        .ctx = {.max_pixels = o->max_pixels, .load = o->load, .load_user = o->load_user},
+        .ctx = {.max_pixels = o->max_pixels,
+                .load = o->load,
+                .fetch = o->fetch,
+                .load_user = o->load_user},
         .out = out,
     };
     return walk_tree(&wk, &src->wand, j->functions, j->n_functions, e);

@@ -20,7 +20,8 @@ struct proc_opts {
     size_t max_output_bytes;
     size_t max_job_output_bytes; /* all the outputs of one proc_run() together */
     op_load_fn load;             /* how functions load other images; NULL: they cannot */
-    void *load_user;
+    op_fetch_fn fetch;           /* how they fetch other files; NULL: they cannot */
+    void *load_user;             /* passed to both */
     /* an output this job refers to ("&identifier") keeps its image as saved (proc_output.image);
      * NULL: none does */
     const struct job *keep_refs_of;

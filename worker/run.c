@@ -965,6 +965,7 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
         .max_output_bytes = (size_t)c->max_output_bytes,
         .max_job_output_bytes = (size_t)c->max_job_output_bytes,
         .load = src_load,
+        .fetch = src_fetch,
         .load_user = &r->loader,
     };
 }

@@ -175,6 +175,15 @@ static int src_bytes(const struct src_loader *l, json_object *src, struct buf *o
     return l->fetch(l->fetch_user, src, out, e);
 }
 
+int src_fetch(void *user, json_object *src, struct buf *out, struct err *e)
+{
+    const char *s = json_object_is_type(src, json_type_string) ? json_object_get_string(src) : NULL;
+    if (s != NULL && s[0] == '&') {
+        return err_set(e, "src must be a URL or an s3 object, not an image reference");
+    }
+    return src_bytes(user, src, out, e);
+}
+
 /* Puts out->bytes through the image guard: out->wand holds the headers until src_decode(). */
 static int decode(const struct src_loader *l, struct src_image *out, struct err *e)
 {

@@ -87,6 +87,11 @@ int src_decode(struct src_image *im, const struct shrink_plan *plan, struct err 
 /* Releases a loaded source; safe on a zeroed or finished one. */
 void src_image_finish(struct src_image *im);
 
+/* op_fetch_fn over a `const struct src_loader *` (passed as `user`): the bytes of a URL or
+ * {"name": "s3"} source that is no image (add_profile's ICC file): "&identifier" and canvas
+ * sources are refused. Returns 0, or -1 with the reason in `e`. */
+int src_fetch(void *user, json_object *src, struct buf *out, struct err *e);
+
 /* op_load_fn over a `const struct src_loader *` (passed as `user`): loads and decodes in full an
  * image a function names. Returns a wand the caller destroys, or NULL with the reason in `e`. */
 MagickWand *src_load(void *user, json_object *src, struct err *e);

@@ -1066,6 +1066,39 @@ class SetExifTest(BlitlineTestCase):
         self.assertEqual(self.src.requests(), {})  # refused before downloading anything
 
 
+class AddProfileTest(BlitlineTestCase):
+    """add_profile (a function of Blitline's worker): the ICC profile at a URL, fetched as a
+    source is (the same guards, limits and cache), converts the image to it."""
+
+    def test_profile_fetched_and_applied(self):
+        icc = self.src.add("/profiles/wide.icc", image_file("wide-gamut.icc"))
+        job = {"src": self.src.add("/srgb.png", image_file("icc-srgb-48x32.png")),
+               "job_id": "icc-1", "postback_url": self.postbacks.url("/pb/icc-1"), "functions": [
+                   {"name": "add_profile", "params": {"src": icc}, "save": {
+                       "image_identifier": "wide", "s3_destination": {
+                           "bucket": DEST_BUCKET, "key": "icc/wide.png"}},
+                    "functions": [{"name": "add_profile", "params": {"src": icc},
+                                   "save": {"image_identifier": "again", "extension": "png"}}]}]}
+        images = self.assert_success(self.submit(job), "icc-1", ["wide", "again"],
+                                     original=(48, 32))
+        for img in images:
+            png = self.fetch(img, "PNG", (48, 32))
+            self.assertEqual(identify_escape(png, "%[icc:description]"),
+                             "pixq wide-gamut test profile")
+            self.assertEqual(identify_escape(png, "%[pixel:p{1,1}]"), "srgb(172,53,53)")
+        self.assertEqual(self.src.requests("/profiles/wide.icc"), 1)  # fetched once a job
+
+    def test_missing_profile_fails_the_job(self):
+        job = {"src": self.serve_photo(), "job_id": "icc-2",
+               "postback_url": self.postbacks.url("/pb/icc-2"), "functions": [
+                   {"name": "add_profile", "params": {"src": self.src.url("/gone.icc")},
+                    "save": {"image_identifier": "p"}}]}
+        pb = self.submit(job)
+        self.assert_failure(pb, "icc-2", "Image processing failed. add_profile: Failed to "
+                            "download", ["p"])
+        self.assertIn("404", pb.json["results"]["errors"][0])
+
+
 class ArrayTest(BlitlineTestCase):
     """A JSON array pushed by a plain Redis client is several jobs (BLITLINE.md 1.1)."""
 

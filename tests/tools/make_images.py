@@ -23,6 +23,8 @@ were taken from the committed files).
 | icc-grey-srgb-48x32.png | the same greys tagged with a grey profile made here with sRGB's tone curve: recognised as sRGB, not converted |
 | icc-cmyk-48x32.jpg | a CMYK JPEG of two flat colours, cmyk(0,200,200,0) and cmyk(200,0,100,50), tagged with a CMYK profile made here: converted to sRGB through it (#ff7f7f and #73e7cd, as `convert -profile` lcms's sRGB gives) when saved as PNG or without its profile; #ff3737 and #2ccd7d without the profile |
 | label-32x32.png | a flat colour whose PNG text holds a `label` ("pixq secret label"), which the TIFF writer wrote as PageName |
+| wide-gamut.icc | the wide-gamut profile of icc-wide-48x32.png as a file: add_profile's src |
+| grey-linear.icc | the linear grey profile of icc-grey-48x32.png as a file: add_profile's src for a grey image, and an RGB image refused |
 """
 
 import struct
@@ -230,6 +232,13 @@ def make_grey_profiles(out):
         icc.unlink()
 
 
+def make_icc_files(out):
+    """wide-gamut.icc and grey-linear.icc: profiles as files, for add_profile's src."""
+    (out / "wide-gamut.icc").write_bytes(
+        rgb_profile("pixq wide-gamut test profile", WIDE_PRIMARIES, 2.2))
+    (out / "grey-linear.icc").write_bytes(grey_profile("pixq linear grey profile", 1.0))
+
+
 def make_cmyk(out):
     """icc-cmyk-48x32.jpg: a CMYK JPEG tagged with cmyk_profile()."""
     icc = out / "pixq-test-cmyk.icc"
@@ -276,6 +285,7 @@ def main():
     insert_exif(ie, exif_segment(1, "2016:05:04 03:02:01", "2016:05:04 03:02:01",
                                  [(0, 1), (0, 1), (0, 1)], "N", [(0, 1), (0, 1), (0, 1)], "E"))
     make_wide_gamut(out)
+    make_icc_files(out)
     make_grey_profiles(out)
     make_cmyk(out)
     convert("-size", "32x32", "xc:#ff0000", "xc:#00ff00", "+append", "(", "-size", "32x32",

@@ -307,6 +307,7 @@ static int setup(struct apply *a)
         .max_output_bytes = (size_t)a->cfg.max_output_bytes,
         .max_job_output_bytes = (size_t)a->cfg.max_job_output_bytes,
         .load = src_load,
+        .fetch = src_fetch,
         .load_user = &a->loader,
     };
     a->outputs = json_object_new_array();

@@ -73,7 +73,7 @@ static int run_watched(const char *name, const char *params, struct watch *s, st
     MagickSetImageProgressMonitor(w, watch_monitor, s);
     json_object *p = json_tokener_parse(params);
     const struct op *op = op_find(name);
-    struct op_ctx ctx = {50000000L, load_tile, NULL};
+    struct op_ctx ctx = {.max_pixels = 50000000L, .load = load_tile};
     CHECK(p != NULL && op != NULL);
     int rc = p != NULL && op != NULL ? op->run(w, p, &ctx, e) : -1;
     json_object_put(p);
@@ -186,7 +186,7 @@ static void test_caption_layout_stops(void)
     }
     sprintf(o, "end\"}");
     json_object *p = json_tokener_parse(params);
-    struct op_ctx ctx = {50000000L, NULL, NULL};
+    struct op_ctx ctx = {.max_pixels = 50000000L};
     struct err e = {{0}};
     long t0 = clock_mono_ms();
     CHECK(p != NULL && op_find("caption")->run(w, p, &ctx, &e) == -1);
@@ -211,7 +211,7 @@ static void test_measure_past_the_deadline(void)
         return;
     }
     json_object *p = json_tokener_parse("{}");
-    struct op_ctx ctx = {50000000L, NULL, NULL};
+    struct op_ctx ctx = {.max_pixels = 50000000L};
     struct err e = {{0}};
     CHECK(p != NULL && op_find("auto_gamma")->run(w, p, &ctx, &e) == -1);
     if (strstr(e.msg, "auto_gamma: would take longer than the limit") == NULL) {
@@ -270,7 +270,7 @@ static void test_cmyk_image(void)
         }
         CHECK(MagickTransformImageColorspace(w, CMYKColorspace) == MagickTrue);
         json_object *p = json_tokener_parse(cases[i].params);
-        struct op_ctx ctx = {50000000L, load_tile, NULL};
+        struct op_ctx ctx = {.max_pixels = 50000000L, .load = load_tile};
         struct err e = {{0}};
         CHECK(p != NULL && op_find(cases[i].name)->run(w, p, &ctx, &e) == 0);
         CHECK(MagickGetImageColorspace(w) == CMYKColorspace);

@@ -7,12 +7,14 @@
  * proc_check() must refuse them in a job's tree, its children and its pre_process jobs. Leaks
  * (PixelWands, DrawingWands, JSON) show under AddressSanitizer's LeakSanitizer (build-asan) and
  * valgrind (scripts/test). */
+#include <lcms2.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wand/MagickWand.h>
 
+#include "buf.h"
 #include "cfg.h"
 #include "check.h"
 #include "err.h"
@@ -37,7 +39,29 @@ static MagickWand *load_any(void *user, json_object *src, struct err *e)
     return solid(20, 10, "#808080");
 }
 
-static const struct op_ctx ctx = {50000000L, load_any, NULL};
+static long fetches; /* files the fetcher gave */
+
+/* op_fetch_fn: any src is lcms's sRGB profile. */
+static int fetch_any(void *user, json_object *src, struct buf *out, struct err *e)
+{
+    (void)user;
+    (void)src;
+    cmsHPROFILE srgb = cmsCreate_sRGBProfile();
+    cmsUInt32Number n = 0;
+    buf_reset(out);
+    int rc = srgb != NULL && cmsSaveProfileToMem(srgb, NULL, &n) && buf_reserve(out, n) == 0 &&
+                     cmsSaveProfileToMem(srgb, out->data, &n)
+                 ? 0
+                 : err_set(e, "no sRGB profile");
+    out->len = rc == 0 ? n : 0;
+    if (srgb != NULL) {
+        cmsCloseProfile(srgb);
+    }
+    fetches++;
+    return rc;
+}
+
+static const struct op_ctx ctx = {.max_pixels = 50000000L, .load = load_any, .fetch = fetch_any};
 
 /* Runs `op` with `params` (JSON text, or NULL for no params) in check-only mode; the loader must
  * not be called. */
@@ -45,12 +69,12 @@ static int check_only(const struct op *op, const char *params, struct err *e)
 {
     json_object *p = params != NULL ? json_tokener_parse(params) : NULL;
     CHECK(params == NULL || p != NULL);
-    long before = loads;
+    long before = loads, fetched = fetches;
     int rc = op->run(NULL, p, &ctx, e);
-    if (loads != before) {
-        fprintf(stderr, "  %s %s: the check loaded an image\n", op->name, params);
+    if (loads != before || fetches != fetched) {
+        fprintf(stderr, "  %s %s: the check loaded an image or fetched a file\n", op->name, params);
     }
-    CHECK(loads == before);
+    CHECK(loads == before && fetches == fetched);
     json_object_put(p);
     return rc;
 }
@@ -140,6 +164,7 @@ static const struct {
     {"resample", "{\"density\": 36}"},
     {"delete_profile", "{\"name\": \"exif,icc\"}"},
     {"stegano", "{\"watermark_url\": \"http://example.com/wm.png\", \"offset\": 3}"},
+    {"add_profile", "{\"src\": \"http://example.com/sRGB.icc\"}"},
     {"annotate",
      "{\"text\": \"Hi\", \"color\": \"#ffff00\", \"stroke\": \"#000000\", \"dropshadow_color\": "
      "\"#000000\", \"dropshadow_offset\": 2, \"font_family\": \"Times-Bold\", \"width\": 50, "
@@ -250,6 +275,8 @@ static const struct {
     {"stegano", "{\"offset\": \"x\", \"watermark_url\": \"u\"}",
      "Invalid parameter 'offset' for function 'stegano': expected a whole number"},
     {"stegano", "{\"offset\": 2}", "Missing parameter 'watermark_url' for function 'stegano'"},
+    {"add_profile", "{\"src\": 5}",
+     "Invalid parameter 'src' for function 'add_profile': expected a URL or an s3 object"},
     {"stegano", "{\"watermark_url\": 5}",
      "Invalid parameter 'watermark_url' for function 'stegano': expected a string"},
     {"annotate", "{\"text\": \"hi\", \"dropshadow_color\": \"notacolour\"}",
