@@ -870,6 +870,19 @@ class StatsTest(CliCase):
         self.assertGreater(prom_value(prom, "pixq_queue_oldest_job_age_seconds", queue="default"),
                            86400)
 
+    def test_oldest_job_stamped_in_the_future(self):
+        """A pixq_enqueued_at ahead of Redis's clock (another producer's clock ahead) is a job
+        just enqueued: age 0, not a negative age that an alert on the gauge would never see."""
+        sec, usec = self.redis.execute("TIME")
+        ahead = int(sec) * 1000 + int(usec) // 1000 + 3600000
+        self.redis.lpush(self.key("jobs"), json.dumps({"job_id": "ahead-1", "src": "x",
+                                                        "pixq_enqueued_at": ahead}))
+        old = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]["oldest_job"]
+        self.assertEqual(old, {"job_id": "ahead-1", "enqueued_at_ms": ahead, "age_ms": 0})
+        self.assertRegex(self.pixq_ok("stats"), r"oldest job +0\.0 s \(ahead-1\)\n")
+        prom = parse_prometheus(self.pixq_ok("stats", "--prometheus"))
+        self.assertEqual(prom_value(prom, "pixq_queue_oldest_job_age_seconds", queue="default"), 0)
+
     def test_stats_shows_a_waiting_job_id_escaped(self):
         """A job waiting in the queue is not checked yet: its job_id is whatever its producer
         wrote, and `pixq stats` shows it escaped."""
