@@ -654,11 +654,14 @@ static int limit_write(struct admin *a, const struct rq_cmd *two, struct err *e)
     return rc;
 }
 
-static int limit_set(struct admin *a, const char *bucket, const char *rate, long burst_n)
+/* Sets the bucket's override: the rate as a plain decimal ("0x10" and "1.6e1" are 16), both
+ * in Redis and in what is printed. */
+static int limit_set(struct admin *a, const char *bucket, double rate_n, long burst_n)
 {
-    char key[RQ_KEY_MAX], burst[32];
+    char key[RQ_KEY_MAX], burst[32], rate[32];
     snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
     snprintf(burst, sizeof burst, "%ld", burst_n);
+    snprintf(rate, sizeof rate, "%.15g", rate_n);
     const char *hset[] = {"HSET", key, "rate", rate, "burst", burst}, *persist[] = {"PERSIST", key};
     const struct rq_cmd two[] = {{6, hset, NULL}, {2, persist, NULL}};
     struct err e = {{0}};
@@ -687,10 +690,9 @@ static int limit_reset(struct admin *a, const struct cfg *cfg, const char *bucke
 }
 
 /* Checks the words after `limit` before connecting. Returns 0 or CLI_USAGE (reason printed). */
-static int limit_args(int argc, char **argv, long *burst)
+static int limit_args(int argc, char **argv, double *rate, long *burst)
 {
     const char *cmd = argc >= 2 ? argv[1] : "";
-    double rate;
     if (strcmp(cmd, "show") == 0) {
         return argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0)
                    ? 0
@@ -700,7 +702,7 @@ static int limit_args(int argc, char **argv, long *burst)
         if (argc != 5) {
             return cli_usage("limit", "set takes BUCKET RATE BURST");
         }
-        if (!s3_valid_bucket(argv[2]) || !cli_double(argv[3], 0.001, 1e6, &rate) ||
+        if (!s3_valid_bucket(argv[2]) || !cli_double(argv[3], 0.001, 1e6, rate) ||
             !cli_long(argv[4], 0, 1000000, burst)) {
             return cli_usage("limit", "set needs a valid bucket name, a RATE of 0.001 to 1000000 "
                                       "PUT/s and a BURST of 0 to 1000000");
@@ -723,7 +725,8 @@ int limit_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_OK;
     }
     long burst = 0;
-    if (limit_args(argc, argv, &burst) != 0) {
+    double rate = 0;
+    if (limit_args(argc, argv, &rate, &burst) != 0) {
         return CLI_USAGE;
     }
     struct admin a;
@@ -731,7 +734,7 @@ int limit_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_FAILED;
     }
     int rc = strcmp(argv[1], "show") == 0  ? limit_show(&a, cfg, argc == 3)
-             : strcmp(argv[1], "set") == 0 ? limit_set(&a, argv[2], argv[3], burst)
+             : strcmp(argv[1], "set") == 0 ? limit_set(&a, argv[2], rate, burst)
                                            : limit_reset(&a, cfg, argv[2]);
     rq_destroy(a.rq);
     return rc;

@@ -1467,6 +1467,13 @@ class LimitCliTest(ThrottleCase):
         text = self.run_pixq("limit", "show")
         self.assertEqual(text.returncode, 0)
         self.assertRegex(text.stdout, r"(?m)^bkt-a\s+2\.500\s+3\s+2\.500\s+0\s+0\b")
+        # a rate in another notation is stored and echoed as a plain decimal
+        r = self.run_pixq("limit", "set", "bkt-h", "0x10", "1")
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "bkt-h: 16 PUT/s, burst 1 (fleet-wide, now)\n"))
+        self.assertEqual(self.limiter("bkt-h"), {"rate": "16", "burst": "1"})
+        r = self.run_pixq("limit", "set", "bkt-h", "2.5e-1", "1")
+        self.assertEqual((r.returncode, self.limiter("bkt-h")["rate"]), (0, "0.25"))
         # a reserved backlog: slots taken 2 s ahead
         self.redis.execute("HSET", self.rl_key("bkt-a"), "tat",
                            int(time.time() * 1e6) + 2_000_000)
