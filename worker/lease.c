@@ -373,7 +373,8 @@ static void *run_thread(void *arg)
              * supervisor (and the unit, and Kubernetes) kill us at the grace's end, and a job
              * killed there is neither settled nor given back */
             long grace = l->cfg->postback_timeout_ms + l->cfg->connect_timeout_ms +
-                         l->cfg->wait_for_s3_max_ms + 2 * l->cfg->redis_timeout_ms;
+                         l->cfg->wait_for_s3_max_ms + l->cfg->wait_for_s3_interval_ms +
+                         2 * l->cfg->redis_timeout_ms; /* wait_for_s3's HEADs end by then */
             long room = l->cfg->stop_grace_ms - STOP_GRACE_MARGIN_MS;
             grace = room < 0 ? 0 : grace < room ? grace : room;
             if (!atomic_load(&l->delivering) || now >= deadline + grace) {

@@ -514,7 +514,10 @@ class GracefulStopTest(ReliabilityCase):
         """A job whose postback is on its way when the deadline passes is not given back: it
         would be run and posted back again, perhaps with another outcome (a chaos review saw a
         success, then a failure). The worker waits for the answer, settles and exits."""
-        w = self.start_worker(PIXQ_SHUTDOWN_TIMEOUT_MS="1000")
+        w = self.start_worker(PIXQ_SHUTDOWN_TIMEOUT_MS="1000", PIXQ_STOP_GRACE_MS="60000",
+                              PIXQ_POSTBACK_TIMEOUT_MS="10000", PIXQ_CONNECT_TIMEOUT_MS="1000",
+                              PIXQ_WAIT_FOR_S3_MAX_MS="2000", PIXQ_WAIT_FOR_S3_INTERVAL_MS="500",
+                              PIXQ_REDIS_TIMEOUT_MS="1000")
         wid = self.worker_id(w)
         self.postbacks.delay = 3.0
         self.push_jobs([self.tiny_job("stop-pb")])
@@ -522,7 +525,10 @@ class GracefulStopTest(ReliabilityCase):
         w.proc.send_signal(signal.SIGTERM)
         status, waited = self.wait_exit(w, 20)
         self.assertEqual(status, 0)
-        self.assertTrue(w.log_events("shutdown_deadline_postback"))
+        # the wait allowed: the postback's timeouts, wait_for_s3's (its last round of HEADs may
+        # end one interval after PIXQ_WAIT_FOR_S3_MAX_MS) and two Redis calls
+        self.assertEqual([ev["wait_ms_max"] for ev in w.log_events("shutdown_deadline_postback")],
+                         ["15500"])
         self.assertFalse(w.log_events("shutdown_deadline"))
         self.assertGreater(waited, 1.5)
         self.postbacks.delay = 0.0
