@@ -229,20 +229,31 @@ void s3_error_message(const char *body, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* Whether cached connections may have been dropped by S3 for idleness: then the request opens a
- * new one instead of finding out through a reset. Notes the request's time. */
+static long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether cached connections may have been dropped by S3 for idleness, idle since the end of
+ * the last request (noted by used_connection()): then the request opens a new one instead of
+ * finding out through a reset. */
 static bool stale_connection(const struct s3_config *c)
 {
     if (c->last_used_ms == NULL) {
         return false;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long now = (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    bool stale =
-        *c->last_used_ms != 0 && c->max_idle_ms > 0 && now - *c->last_used_ms > c->max_idle_ms;
-    *c->last_used_ms = now;
-    return stale;
+    long now = mono_ms();
+    return *c->last_used_ms != 0 && c->max_idle_ms > 0 && now - *c->last_used_ms > c->max_idle_ms;
+}
+
+/* Notes that a request just ended: its connection was busy until now. */
+static void used_connection(const struct s3_config *c)
+{
+    if (c->last_used_ms != NULL) {
+        *c->last_used_ms = mono_ms();
+    }
 }
 
 struct s3_call {
@@ -362,6 +373,7 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
             .path_as_is = true,
         };
         rc = http_perform(h, &req, resp, e);
+        used_connection(c);
     }
     /* an answer whose status arrived is that answer, even when its body did not (over the cap,
      * cut off): a 403 with a large error page is final, not an outage to retry */

@@ -1370,6 +1370,19 @@ class IdleConnectionTest(ThrottleCase):
         self.assertNotEqual(ports[1], ports[2], "a connection idle 1.6 s > 1 s was reused")
 
 
+    def test_idle_counts_from_the_last_answer(self):
+        """A PUT answered after 1.5 s leaves its connection idle from its answer, not from its
+        start: the next PUT, right after, reuses it (it opened a new one)."""
+        self.s3.stall("pixq-test", 1.5, methods=("PUT",), count=1)
+        self.start_workers(1, PIXQ_S3_IDLE_MS=1000)
+        self.push_jobs([self.job("idle-slow", "pixq-test", saves=2)])
+        self.postbacks_for(["idle-slow"])
+        ports = [r.port for r in self.puts("pixq-test")]
+        figures("idle_slow", ports=ports)
+        self.assertEqual(len(ports), 2)
+        self.assertEqual(ports[0], ports[1], "a connection busy until 0 s ago was not reused")
+
+
 class DroppedConnectionTest(ThrottleCase):
     """A kept-alive S3 connection closed by S3 just as the next request goes out on it (S3
     closes connections it held idle, and the close can cross the request): the request is sent
