@@ -218,6 +218,9 @@ int settags_check(json_object *set, const char *format, const char *what, struct
         return err_set(e, "set_exif of %s has more than %d tags", what, SETTAGS_MAX_TAGS);
     }
     unsigned held = groups_held(format);
+    const struct tag *seen[SETTAGS_MAX_TAGS];
+    const char *seen_as[SETTAGS_MAX_TAGS];
+    size_t n_seen = 0;
     json_object_object_foreach(set, name, v)
     {
         const struct tag *t = tag_named(name);
@@ -235,6 +238,14 @@ int settags_check(json_object *set, const char *format, const char *what, struct
                            "Caption-Abstract...: see README)",
                            what, shown);
         }
+        for (size_t i = 0; i < n_seen; i++) {
+            if (seen[i]->group == t->group && seen[i]->id == t->id) {
+                return err_set(e, "set_exif of %s: '%.60s' and '%.60s' name the same tag", what,
+                               seen_as[i], name);
+            }
+        }
+        seen[n_seen] = t;
+        seen_as[n_seen++] = name;
         if (check_tag(t, v, what, e) < 0) {
             return -1;
         }
@@ -246,6 +257,15 @@ int settags_check(json_object *set, const char *format, const char *what, struct
         }
     }
     return 0;
+}
+
+const char *settags_name(const char *key, enum settags_group *group)
+{
+    const struct tag *t = tag_named(key);
+    if (t != NULL) {
+        *group = t->group;
+    }
+    return t != NULL ? t->name : NULL;
 }
 
 bool settags_has(json_object *set, enum settags_group group)
@@ -393,8 +413,54 @@ static size_t exif_entries(json_object *set, const struct tiff *old, struct entr
     return n;
 }
 
-int settags_exif(json_object *set, const unsigned char *old, size_t old_len, struct buf *out,
-                 struct err *e)
+/* Bytes of one value of TIFF type `type`; 0 for a type TIFF does not define. */
+static size_t type_size(unsigned type)
+{
+    static const unsigned char sizes[] = {0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8};
+    return type < sizeof sizes ? sizes[type] : 0;
+}
+
+/* Where the values of the IFD entry `en` lie in the TIFF block of `len` bytes, when they lie
+ * outside the entry: *at and *n; false when they are inside it or outside the block. */
+static bool entry_values(const unsigned char *en, size_t len, bool be, size_t *at, size_t *n)
+{
+    size_t size = type_size(get16(en + 2, be)), count = get32(en + 4, be);
+    *at = get32(en + 8, be);
+    if (size == 0 || count > SIZE_MAX / size || (*n = count * size) <= 4) {
+        return false;
+    }
+    return *at <= len && len - *at >= *n;
+}
+
+/* Zeroes in `tiff` (the old block, copied) the old IFD0 and the values of the entries the new
+ * IFD0 leaves out (a tag replaced or deleted), which nothing points to any longer: a deleted
+ * value is not left readable in the file. Values that a kept entry's overlap stay. */
+static void clear_old(unsigned char *tiff, const struct tiff *t, const struct entry *kept,
+                      size_t n_kept)
+{
+    for (unsigned i = 0; i < t->count; i++) {
+        const unsigned char *en = t->p + t->ifd0 + 2 + 12 * (size_t)i;
+        size_t at, n, kat, kn;
+        bool dropped = true, shared = false;
+        for (size_t k = 0; k < n_kept && dropped; k++) {
+            dropped = kept[k].old != en;
+        }
+        if (!dropped || !entry_values(en, t->len, t->be, &at, &n) || at < 8) {
+            continue; /* values over the header: a broken entry, the header stays */
+        }
+        for (size_t k = 0; k < n_kept && !shared; k++) {
+            shared = kept[k].old != NULL && entry_values(kept[k].old, t->len, t->be, &kat, &kn) &&
+                     kat < at + n && at < kat + kn;
+        }
+        if (!shared) {
+            memset(tiff + at, 0, n);
+        }
+    }
+    memset(tiff + t->ifd0, 0, 2 + 12 * (size_t)t->count + 4);
+}
+
+int settags_exif(json_object *set, const unsigned char *old, size_t old_len, size_t max,
+                 struct buf *out, struct err *e)
 {
     buf_reset(out);
     struct tiff t;
@@ -416,12 +482,10 @@ int settags_exif(json_object *set, const unsigned char *old, size_t old_len, str
         end += entries[i].old == NULL && entries[i].len + 1 > 4 ? (entries[i].len + 2) & ~(size_t)1
                                                                 : 0;
     }
-    if (end > SETTAGS_EXIF_BLOCK || buf_reserve(out, end) < 0) {
+    if (end > max || buf_reserve(out, end) < 0) {
         free(entries);
-        return end > SETTAGS_EXIF_BLOCK
-                   ? err_set(e, "set_exif: the EXIF block would be %zu bytes, more than %d", end,
-                             SETTAGS_EXIF_BLOCK)
-                   : err_set(e, "out of memory");
+        return end > max ? err_set(e, "the EXIF block would be %zu bytes, more than %zu", end, max)
+                         : err_set(e, "out of memory");
     }
     unsigned char *p = (unsigned char *)out->data;
     memset(p, 0, end);
@@ -429,6 +493,7 @@ int settags_exif(json_object *set, const unsigned char *old, size_t old_len, str
     unsigned char *tiff = p + 6;
     if (had) {
         memcpy(tiff, t.p, t.len);
+        clear_old(tiff, &t, entries, n);
     } else {
         memcpy(tiff, "II*\0", 4);
     }
@@ -637,7 +702,7 @@ int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, str
         rc = put_dataset(out, &d[i]);
     }
     if (rc == 0 && out->len > SETTAGS_IPTC_BLOCK) {
-        rc = err_set(e, "set_exif: the IPTC block would be %zu bytes, more than %d", out->len,
+        rc = err_set(e, "the IPTC block would be %zu bytes, more than %d", out->len,
                      SETTAGS_IPTC_BLOCK);
     } else if (rc < 0) {
         rc = err_set(e, "out of memory");

@@ -35,9 +35,10 @@
 #define SETTAGS_MAX_TAGS    32    /* names in one set_exif */
 #define SETTAGS_MAX_VALUES  64    /* entries in one repeatable tag's list */
 #define SETTAGS_EXIF_MAX    2000  /* bytes of one EXIF value */
-#define SETTAGS_EXIF_BLOCK  65533 /* bytes of the EXIF block ("Exif\0\0"...): a JPEG APP1's */
-#define SETTAGS_IPTC_BLOCK  65500 /* bytes of the IPTC block */
-#define SETTAGS_IPTC_RECORD 2     /* the application record */
+#define SETTAGS_EXIF_JPEG   65533 /* bytes of a JPEG's EXIF block ("Exif\0\0"...): an APP1's */
+#define SETTAGS_EXIF_BLOCK  (1024 * 1024) /* bytes of another format's EXIF block */
+#define SETTAGS_IPTC_BLOCK  65500         /* bytes of the IPTC block */
+#define SETTAGS_IPTC_RECORD 2             /* the application record */
 
 enum settags_group {
     SETTAGS_EXIF,
@@ -48,15 +49,20 @@ enum settags_group {
  * "jpg"); `what` names the save in the error ("'thumb'"). Returns 0, or -1 with the reason. */
 int settags_check(json_object *set, const char *format, const char *what, struct err *e);
 
+/* The name pixq gives the tag a set_exif key names ("iptc:keywords": "Keywords"; "DateTime":
+ * "DateTime", which is ModifyDate), and its group in *group; NULL for no tag. */
+const char *settags_name(const char *key, enum settags_group *group);
+
 /* Whether `set` (checked) names a tag of `group`. */
 bool settags_has(json_object *set, enum settags_group group);
 
 /* Writes into `out` (emptied first) the EXIF block ("Exif\0\0" and a TIFF structure) that is
  * `old` (`old_len` bytes, with or without "Exif\0\0"; NULL for none) with the EXIF tags of `set`
- * written. `out` is left empty when there is nothing to write (no old block, nothing set).
- * Returns 0, or -1 (the block too large, out of memory). */
-int settags_exif(json_object *set, const unsigned char *old, size_t old_len, struct buf *out,
-                 struct err *e);
+ * written: IFD0 anew after the old bytes, the old IFD0 and the values of the entries it leaves
+ * out zeroed. `out` is left empty when there is nothing to write (no old block, nothing set).
+ * Returns 0, or -1 (the block larger than `max` bytes, out of memory). */
+int settags_exif(json_object *set, const unsigned char *old, size_t old_len, size_t max,
+                 struct buf *out, struct err *e);
 
 /* As settags_exif() for the IPTC datasets ("\x1c" record dataset length value...). */
 int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, struct buf *out,

@@ -1486,19 +1486,6 @@ static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
     return rc;
 }
 
-int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e)
-{
-    const char *magick = NULL, *mime = NULL;
-    if (!save->save_metadata && strip_metadata(w, save->save_profiles, e) < 0) {
-        return -1;
-    }
-    if (img_format_for(save->format, &magick, &mime) &&
-        MagickSetImageFormat(w, magick) == MagickFalse) {
-        return img_fail(w, "set output format", e);
-    }
-    return 0;
-}
-
 /* A save's encoding_options as the WebP encoder's defines (`-define webp:k=v`); a value
  * job_encoding_value() leaves out is not set. */
 static int webp_encoding_options(MagickWand *w, json_object *opts, struct err *e)
@@ -1575,13 +1562,34 @@ static int png_let_tags_through(MagickWand *w, bool exif, bool iptc, struct err 
     return 0;
 }
 
+/* Deletes the image's "exif:NAME" properties of the EXIF tags set: the PNG encoder writes them
+ * as text beside the EXIF block, a deleted or replaced value among them. */
+static void delete_exif_properties(MagickWand *w, json_object *set)
+{
+    json_object_object_foreach(set, key, v)
+    {
+        (void)v;
+        enum settags_group group;
+        const char *name = settags_name(key, &group);
+        char property[64];
+        if (name == NULL || group != SETTAGS_EXIF) {
+            continue;
+        }
+        /* ImageMagick's name for ModifyDate (0x0132) is DateTime */
+        snprintf(property, sizeof property, "exif:%s",
+                 strcmp(name, "ModifyDate") == 0 ? "DateTime" : name);
+        MagickDeleteImageProperty(w, property);
+    }
+}
+
 /* save.set_exif: its EXIF and IPTC tags merged into the image's profiles (common/settags.h);
  * the IPTC also into a Photoshop block the image has, which the JPEG encoder writes in its
  * place. */
-static int write_tags(MagickWand *w, const struct job_save *save, bool png, struct err *e)
+static int write_tags(MagickWand *w, const struct job_save *save, const char *magick, struct err *e)
 {
     bool exif = settags_has(save->set_exif, SETTAGS_EXIF);
     bool iptc = settags_has(save->set_exif, SETTAGS_IPTC);
+    bool jpeg = strcmp(magick, "JPEG") == 0;
     struct buf b, ps;
     buf_init(&b, 0);
     buf_init(&ps, 0);
@@ -1590,7 +1598,9 @@ static int write_tags(MagickWand *w, const struct job_save *save, bool png, stru
     size_t n = 0;
     unsigned char *old = exif ? MagickGetImageProfile(w, "exif", &n) : NULL;
     if (exif) {
-        rc = settags_exif(save->set_exif, old, n, &b, e);
+        delete_exif_properties(w, save->set_exif);
+        rc = settags_exif(save->set_exif, old, n, jpeg ? SETTAGS_EXIF_JPEG : SETTAGS_EXIF_BLOCK, &b,
+                          e);
         rc = rc < 0 ? rc : put_profile(w, "exif", &b, e);
     }
     MagickRelinquishMemory(old);
@@ -1608,12 +1618,29 @@ static int write_tags(MagickWand *w, const struct job_save *save, bool png, stru
     if (rc == 0 && iptc) {
         rc = put_profile(w, "iptc", &b, e);
     }
-    if (rc == 0 && png) {
+    if (rc == 0 && strcmp(magick, "PNG") == 0) {
         rc = png_let_tags_through(w, exif, iptc, e);
     }
     buf_finish(&b);
     buf_finish(&ps);
-    return rc;
+    return rc < 0 ? err_wrap(e, "set_exif of '%.100s'", save->image_identifier) : 0;
+}
+
+int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e)
+{
+    const char *magick = NULL, *mime = NULL;
+    if (!save->save_metadata && strip_metadata(w, save->save_profiles, e) < 0) {
+        return -1;
+    }
+    if (img_format_for(save->format, &magick, &mime) &&
+        MagickSetImageFormat(w, magick) == MagickFalse) {
+        return img_fail(w, "set output format", e);
+    }
+    /* with its tags, as the output has them: a reference reads them ("&identifier") */
+    if (magick != NULL && save->set_exif != NULL && write_tags(w, save, magick, e) < 0) {
+        return -1;
+    }
+    return 0;
 }
 
 static int apply_save_options(MagickWand *w, const struct job_save *save, const char *magick,
@@ -1634,7 +1661,7 @@ static int apply_save_options(MagickWand *w, const struct job_save *save, const 
     if (MagickSetImageFormat(w, magick) == MagickFalse) {
         return img_fail(w, "set output format", e);
     }
-    if (save->set_exif != NULL && write_tags(w, save, strcmp(magick, "PNG") == 0, e) < 0) {
+    if (save->set_exif != NULL && write_tags(w, save, magick, e) < 0) {
         return -1;
     }
     bool lossy = strcmp(magick, "JPEG") == 0 || strcmp(magick, "WEBP") == 0;

@@ -73,6 +73,10 @@ static void test_check(void)
     CHECK_STR(checked("{\"Keywords\": \"k\"}", "webp"),
               "set_exif of 'x': a webp output holds no IPTC tags (Keywords): JPEG and PNG outputs "
               "hold them");
+    CHECK_STR(checked("{\"ObjectName\": \"one\", \"IPTC:ObjectName\": \"two\"}", "jpg"),
+              "set_exif of 'x': 'ObjectName' and 'IPTC:ObjectName' name the same tag");
+    CHECK_STR(checked("{\"DateTime\": null, \"ModifyDate\": \"2020:01:02 03:04:05\"}", "jpg"),
+              "set_exif of 'x': 'DateTime' and 'ModifyDate' name the same tag");
     CHECK_STR(checked("{\"Copyright\": \"c\"}", "gif"),
               "set_exif of 'x': a gif output holds no EXIF tags (Copyright): JPEG, PNG and WebP "
               "outputs hold them");
@@ -167,7 +171,7 @@ static void test_exif_new(void)
     buf_init(&b, 0);
     json_object *set = parse("{\"Copyright\": \"(c) 2026 Ann\", \"make\": \"ab\", \"Keywords\": "
                              "\"k\", \"Model\": \"\", \"DateTime\": \"2026:12:01 10:11:12\"}");
-    CHECK_INT(settags_exif(set, NULL, 0, &b, &e), 0);
+    CHECK_INT(settags_exif(set, NULL, 0, SETTAGS_EXIF_JPEG, &b, &e), 0);
     CHECK(b.len > 14 && memcmp(b.data, "Exif\0\0II*\0", 10) == 0);
     const unsigned char *t = (const unsigned char *)b.data + 6;
     unsigned n = 0;
@@ -184,7 +188,7 @@ static void test_exif_new(void)
     json_object_put(set);
 
     set = parse("{\"Copyright\": \"\", \"Keywords\": \"k\"}"); /* nothing to write, nothing old */
-    CHECK_INT(settags_exif(set, NULL, 0, &b, &e), 0);
+    CHECK_INT(settags_exif(set, NULL, 0, SETTAGS_EXIF_JPEG, &b, &e), 0);
     CHECK_INT(b.len, 0);
     json_object_put(set);
     buf_finish(&b);
@@ -227,6 +231,17 @@ static size_t camera_exif(unsigned char *p)
     return 6 + 106;
 }
 
+static bool contains(const struct buf *b, const char *text)
+{
+    size_t n = strlen(text);
+    for (size_t i = 0; i + n <= b->len; i++) {
+        if (memcmp(b->data + i, text, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void test_exif_merged(void)
 {
     struct buf b;
@@ -235,15 +250,20 @@ static void test_exif_merged(void)
     unsigned char old[256];
     size_t old_len = camera_exif(old);
     json_object *set = parse("{\"Make\": null, \"Copyright\": \"mine\", \"Artist\": \"Bo\"}");
-    CHECK_INT(settags_exif(set, old, old_len, &b, &e), 0);
+    CHECK_INT(settags_exif(set, old, old_len, SETTAGS_EXIF_JPEG, &b, &e), 0);
     const unsigned char *t = (const unsigned char *)b.data + 6;
-    CHECK(memcmp(b.data, "Exif\0\0MM\0*", 10) == 0);         /* its byte order kept */
-    CHECK(memcmp(t + 8, old + 6 + 8, old_len - 6 - 8) == 0); /* the old bytes where they were */
+    CHECK(memcmp(b.data, "Exif\0\0MM\0*", 10) == 0); /* its byte order kept */
+    /* the old bytes where they were (the EXIF IFD and IFD1 at 70 to 106), but the old IFD0 and
+     * the deleted Make's text, zeroed (8 to 70) */
+    CHECK(memcmp(t + 70, old + 6 + 70, old_len - 6 - 70) == 0);
+    static const unsigned char zeros[62];
+    CHECK(memcmp(t + 8, zeros, sizeof zeros) == 0);
     unsigned long ifd = rd32(t + 4, true);
     CHECK(ifd >= old_len - 6 && ifd % 2 == 0);
     unsigned n = 0;
     CHECK(ifd_entry(t, true, ifd, 0x010f, &n) == NULL); /* Make deleted */
-    CHECK_INT(n, 4);                                    /* Orientation, Artist, EXIF, Copyright */
+    CHECK(!contains(&b, "CameraCo"));
+    CHECK_INT(n, 4); /* Orientation, Artist, EXIF, Copyright */
     const unsigned char *o = ifd_entry(t, true, ifd, 0x0112, &n);
     CHECK(o != NULL && rd16(o + 8, true) == 6);
     unsigned tags[4];
@@ -264,14 +284,16 @@ static void test_exif_merged(void)
     struct buf again;
     buf_init(&again, 0);
     set = parse("{\"Copyright\": \"theirs\"}");
-    CHECK_INT(settags_exif(set, (const unsigned char *)b.data, b.len, &again, &e), 0);
+    CHECK_INT(
+        settags_exif(set, (const unsigned char *)b.data, b.len, SETTAGS_EXIF_JPEG, &again, &e), 0);
     CHECK_STR(exif_text(&again, 0x8298), "theirs");
     CHECK_STR(exif_text(&again, 0x013b), "Bo");
+    CHECK(!contains(&again, "mine")); /* the value replaced is gone from the block */
     buf_finish(&again);
 
     /* a block that does not parse (IFD0 past its end) is replaced */
     wr32(old + 6 + 4, 5000, true);
-    CHECK_INT(settags_exif(set, old, old_len, &b, &e), 0);
+    CHECK_INT(settags_exif(set, old, old_len, SETTAGS_EXIF_JPEG, &b, &e), 0);
     CHECK(memcmp(b.data, "Exif\0\0II*\0", 10) == 0);
     CHECK_STR(exif_text(&b, 0x8298), "theirs");
     t = (const unsigned char *)b.data + 6;
@@ -289,8 +311,10 @@ static void test_exif_merged(void)
     value[SETTAGS_EXIF_MAX] = '\0';
     set = json_object_new_object();
     json_object_object_add(set, "Copyright", json_object_new_string(value));
-    CHECK_INT(settags_exif(set, big, big_len, &b, &e), -1);
-    CHECK_STR(e.msg, "set_exif: the EXIF block would be 66056 bytes, more than 65533");
+    CHECK_INT(settags_exif(set, big, big_len, SETTAGS_EXIF_JPEG, &b, &e), -1);
+    CHECK_STR(e.msg, "the EXIF block would be 66056 bytes, more than 65533");
+    CHECK_INT(settags_exif(set, big, big_len, SETTAGS_EXIF_BLOCK, &b, &e), 0); /* not a JPEG's */
+    CHECK_STR(exif_text(&b, 0x8298), value);
     json_object_put(set);
     free(big);
     buf_finish(&b);
