@@ -1032,6 +1032,7 @@ static int read_envelope(struct job *j, struct err *e)
             0 ||
         job_param_bool(j->root, fn, "get_exif", false, &j->get_exif, e) < 0 ||
         job_param_bool(j->root, fn, "extended_metadata", false, &j->extended_metadata, e) < 0 ||
+        job_param_bool(j->root, fn, "include_iptc", false, &j->include_iptc, e) < 0 ||
         job_param_string(j->root, fn, "hash", NULL, &j->hash, e) < 0) {
         return -1;
     }

@@ -87,6 +87,7 @@ struct job {
     bool suppress_auto_orient;
     bool get_exif;          /* original_meta.original_exif */
     bool extended_metadata; /* original_meta.all_exif and filesize */
+    bool include_iptc;      /* original_meta.iptc */
     const char *hash;       /* "md5", "sha256", "crc32", or NULL */
     double v;
     struct job_fn *functions;

@@ -2,6 +2,7 @@
 #include "settags.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -713,6 +714,105 @@ int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, str
         buf_reset(out);
     }
     return rc;
+}
+
+/* `n` bytes of IPTC text as a JSON string: UTF-8 kept, other bytes read as Latin-1, cut at
+ * SETTAGS_READ_MAX bytes (of UTF-8, at a character's start). */
+static json_object *iptc_text(const unsigned char *s, size_t n, bool utf8)
+{
+    char out[SETTAGS_READ_MAX + 4];
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8 ? utf8_seq(s + i, n - i) : 0;
+        unsigned char latin[2] = {(unsigned char)(0xc0 | s[i] >> 6),
+                                  (unsigned char)(0x80 | (s[i] & 0x3f))};
+        const unsigned char *from = k == 0 && s[i] >= 0x80 ? latin : s + i;
+        size_t w = k > 0 ? k : s[i] < 0x80 ? 1 : 2;
+        if (o + w > SETTAGS_READ_MAX) {
+            break;
+        }
+        memcpy(out + o, from, w);
+        o += w;
+        i += k > 0 ? k : 1;
+    }
+    return json_object_new_string_len(out, (int)o);
+}
+
+/* Whether the `n` bytes at `s` are UTF-8 throughout. */
+static bool all_utf8(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0, k; i < n; i += k) {
+        if ((k = utf8_seq(s + i, n - i)) == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The IPTC tag of record 2's dataset `id`, or NULL. */
+static const struct tag *iptc_tag(unsigned id)
+{
+    for (size_t k = 0; k < N_TAGS; k++) {
+        if (tags[k].group == SETTAGS_IPTC && tags[k].id == id) {
+            return &tags[k];
+        }
+    }
+    return NULL;
+}
+
+/* Adds dataset `d` of tag `t` to `o`: a list's next value, or the first value of another. */
+static void read_dataset(json_object *o, const struct tag *t, const struct dataset *d, bool utf8)
+{
+    json_object *have = NULL, *v;
+    if (!t->repeated && json_object_object_get_ex(o, t->name, &have)) {
+        return;
+    }
+    const char *s = (const char *)d->value;
+    if (t->kind == IPTC_DATE && d->len == 8 && digits(s, 8)) {
+        char date[11];
+        snprintf(date, sizeof date, "%.4s:%.2s:%.2s", s, s + 4, s + 6);
+        v = json_object_new_string(date);
+    } else {
+        v = iptc_text(d->value, d->len, utf8);
+    }
+    if (!t->repeated) {
+        json_object_object_add(o, t->name, v);
+        return;
+    }
+    if (!json_object_object_get_ex(o, t->name, &have)) {
+        have = json_object_new_array();
+        json_object_object_add(o, t->name, have);
+    }
+    json_object_array_add(have, v);
+}
+
+json_object *settags_iptc_read(const unsigned char *p, size_t len)
+{
+    json_object *o = json_object_new_object();
+    struct dataset *d = calloc(IPTC_MAX_DATASETS, sizeof *d);
+    size_t n = 0;
+    if (o == NULL || d == NULL) {
+        json_object_put(o);
+        free(d);
+        return NULL;
+    }
+    if (p == NULL || !iptc_parse(p, len, d, IPTC_MAX_DATASETS, &n)) {
+        n = 0;
+    }
+    bool declared = false, utf8 = true; /* CodedCharacterSet ESC % G; or every value UTF-8 */
+    for (size_t i = 0; i < n; i++) {
+        declared = declared || (d[i].record == 1 && d[i].id == 90 && d[i].len == 3 &&
+                                memcmp(d[i].value, "\x1b%G", 3) == 0);
+        utf8 = utf8 && (d[i].record != SETTAGS_IPTC_RECORD || all_utf8(d[i].value, d[i].len));
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct tag *t = d[i].record == SETTAGS_IPTC_RECORD ? iptc_tag(d[i].id) : NULL;
+        if (t != NULL) {
+            read_dataset(o, t, &d[i], declared || utf8);
+        }
+    }
+    free(d);
+    return o;
 }
 
 /* ---- Photoshop resources ---- */

@@ -39,6 +39,7 @@
 #define SETTAGS_EXIF_BLOCK  (1024 * 1024) /* bytes of another format's EXIF block */
 #define SETTAGS_IPTC_BLOCK  65500         /* bytes of the IPTC block */
 #define SETTAGS_IPTC_RECORD 2             /* the application record */
+#define SETTAGS_READ_MAX    2000          /* bytes of a value settags_iptc_read() gives */
 
 enum settags_group {
     SETTAGS_EXIF,
@@ -67,6 +68,14 @@ int settags_exif(json_object *set, const unsigned char *old, size_t old_len, siz
 /* As settags_exif() for the IPTC datasets ("\x1c" record dataset length value...). */
 int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, struct buf *out,
                  struct err *e);
+
+/* The IPTC block `p` (`len` bytes) as original_meta.iptc gives it: an object of the tags above
+ * by their names ({"ObjectName": "Dog", "Keywords": ["beach", "dog"], "DateCreated":
+ * "2026:12:01"}), a repeatable tag as a list, others as their first value; text as UTF-8 (a
+ * block that says so, or bytes that are; else Latin-1), each value at most SETTAGS_READ_MAX
+ * bytes. Other datasets are left out. A new object (empty for a block that does not parse), or
+ * NULL when memory ran out. */
+json_object *settags_iptc_read(const unsigned char *p, size_t len);
 
 /* Writes into `out` the Photoshop resource block `old` ("8BIM" resources; NULL for none) with
  * its IPTC resource (0x0404) holding `iptc` (`iptc_len` bytes; none when 0), and without the

@@ -12,6 +12,7 @@
 #include "image.h"
 #include "log.h"
 #include "ops.h"
+#include "settags.h"
 
 /* ---------------------------------------------------------------- references */
 
@@ -528,6 +529,13 @@ json_object *src_describe(const struct job *j, const struct src_image *im, struc
         add_exif_all(im->wand, NULL, all);
         json_object_object_add(meta, "all_exif", all);
         json_object_object_add(meta, "filesize", json_object_new_int64((int64_t)im->bytes.len));
+    }
+    if (j->include_iptc) {
+        size_t n = 0;
+        unsigned char *iptc = MagickGetImageProfile(im->wand, "iptc", &n);
+        json_object *fields = settags_iptc_read(iptc, n);
+        MagickRelinquishMemory(iptc);
+        json_object_object_add(meta, "iptc", fields != NULL ? fields : json_object_new_object());
     }
     if (j->hash != NULL && add_hash(meta, j->hash, &im->bytes, e) < 0) {
         json_object_put(meta);

@@ -155,6 +155,11 @@ static void fuzz_iptc(const uint8_t *data, size_t size)
     struct err e;
     buf_init(&b, 0);
     buf_init(&again, 0);
+    json_object *read = settags_iptc_read(data, size); /* original_meta.iptc */
+    if (read == NULL || json_object_to_json_string(read) == NULL) {
+        abort();
+    }
+    json_object_put(read);
     if (settags_iptc(set, data, size, &b, &e) == 0) {
         check_iptc(&b);
         if (settags_iptc(set, (const unsigned char *)b.data, b.len, &again, &e) != 0 ||

@@ -1055,6 +1055,28 @@ class SetExifTest(BlitlineTestCase):
             for gone in (b"Cam\0", b"Old (c)", b"Old name", b"old1"):
                 self.assertNotIn(gone, data, fmt)
 
+    def test_include_iptc(self):
+        """include_iptc gives the source's IPTC in original_meta.iptc, by the names set_exif
+        takes; a source without IPTC gives {}, a job without include_iptc no iptc at all."""
+        source = subprocess.run(
+            ["exiftool", "-Keywords=k\u00e91", "-Keywords=k2", "-ObjectName=Old name",
+             "-City=Bergen", "-DateCreated=2014:04:29", "-charset", "iptc=UTF8",
+             "-CodedCharacterSet=UTF8", "-o", "-", "-"],
+            input=image_file("autumn-320x200.jpg"), stdout=subprocess.PIPE,
+            check=True, timeout=60).stdout
+        for n, (src, include, want) in enumerate((
+                (source, True, {"ObjectName": "Old name", "Keywords": ["k\u00e91", "k2"],
+                                "City": "Bergen", "DateCreated": "2014:04:29"}),
+                (image_file("autumn-320x200.jpg"), True, {}),
+                (source, False, None))):
+            job_id = "iptc-%d" % n
+            job = {"src": self.src.add("/iptc-%d.jpg" % n, src), "job_id": job_id,
+                   "include_iptc": include, "postback_url": self.postbacks.url("/pb/" + job_id),
+                   "functions": [{"name": "no_op", "save": {"image_identifier": "s",
+                                                            "skip": True}}]}
+            meta = self.submit(job).json["results"]["original_meta"]
+            self.assertEqual(meta.get("iptc"), want, n)
+
     def test_a_reference_has_the_tags(self):
         """An image a pre_process job saved with tags is read with them ("&identifier"): its
         original_exif names them, and a save that keeps the metadata keeps them."""

@@ -376,6 +376,50 @@ static void test_iptc(void)
     buf_finish(&b);
 }
 
+/* original_meta.iptc of an IPTC block given as bytes. */
+static const char *read_back(const unsigned char *p, size_t n)
+{
+    static char text[8192];
+    json_object *o = settags_iptc_read(p, n);
+    snprintf(text, sizeof text, "%s", o != NULL ? json_object_to_json_string(o) : "(null)");
+    json_object_put(o);
+    return text;
+}
+
+static void test_iptc_read(void)
+{
+    /* UTF-8 declared; a repeated tag as a list, another's first value; a date; other datasets
+     * (the version, 2:200 preview data) left out */
+    static const unsigned char declared[] = {
+        0x1c, 1,   90,   0,    3,    0x1b, '%',  'G',  0x1c, 2,   0,    0,   2,    0,    4, 0x1c,
+        2,    5,   0,    2,    'o',  '1',  0x1c, 2,    5,    0,   2,    'o', '2',  0x1c, 2, 25,
+        0,    2,   0xc3, 0xa5, 0x1c, 2,    25,   0,    1,    'b', 0x1c, 2,   55,   0,    8, '2',
+        '0',  '2', '6',  '1',  '2',  '0',  '1',  0x1c, 2,    200, 0,    2,   0xff, 0xfe};
+    CHECK_STR(read_back(declared, sizeof declared),
+              "{ \"ObjectName\": \"o1\", \"Keywords\": [ \"\u00e5\", \"b\" ], \"DateCreated\": "
+              "\"2026:12:01\" }");
+    /* no character set and bytes that are no UTF-8: Latin-1 */
+    static const unsigned char latin[] = {0x1c, 2, 90, 0, 5, 'M', 0xfc, 'n', 'c', 'h'};
+    CHECK_STR(read_back(latin, sizeof latin), "{ \"City\": \"M\u00fcnch\" }");
+    /* a block that does not parse, and none */
+    static const unsigned char bad[] = {0x1c, 2, 5, 0, 9, 'x'};
+    CHECK_STR(read_back(bad, sizeof bad), "{ }");
+    CHECK_STR(read_back(NULL, 0), "{ }");
+    /* a long value cut at SETTAGS_READ_MAX bytes, at a character's start */
+    size_t n = 5 + 2 * 1500;
+    unsigned char *big = malloc(n);
+    memcpy(big, "\x1c\x02\x78\x0b\xb8", 5); /* 2:120, 3000 bytes */
+    for (size_t i = 5; i < n; i += 2) {
+        big[i] = 0xc3;
+        big[i + 1] = 0xa9;
+    }
+    json_object *o = settags_iptc_read(big, n), *v = NULL;
+    CHECK(json_object_object_get_ex(o, "Caption-Abstract", &v));
+    CHECK_INT(json_object_get_string_len(v), SETTAGS_READ_MAX);
+    json_object_put(o);
+    free(big);
+}
+
 static void test_8bim(void)
 {
     struct buf b;
@@ -418,6 +462,7 @@ int main(void)
     test_exif_new();
     test_exif_merged();
     test_iptc();
+    test_iptc_read();
     test_8bim();
     return check_summary("settags");
 }
