@@ -76,6 +76,8 @@ static const struct cfg_entry table[] = {
      "debug, info, warn or error"},
     {"max-src-bytes", "PIXQ_MAX_SRC_BYTES", T_LONG, F(max_src_bytes), KB, 2048 * MB, "50331648",
      false, "largest source download, bytes"},
+    {"max-profile-bytes", "PIXQ_MAX_PROFILE_BYTES", T_LONG, F(max_profile_bytes), KB, 16 * MB,
+     "4194304", false, "largest ICC profile add_profile applies (it goes into every output), bytes"},
     {"max-sources", "PIXQ_MAX_SOURCES", T_LONG, F(max_sources), 1, 10000, "100", false,
      "most source downloads of one job (its src, composites', other_images'...; a source named again counts once while PIXQ_SOURCE_CACHE_BYTES keeps it)"},
     {"source-cache-bytes", "PIXQ_SOURCE_CACHE_BYTES", T_LONG, F(source_cache_bytes), 0,

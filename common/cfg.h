@@ -48,6 +48,7 @@ struct cfg {
     bool allow_private_networks;
     int log_level; /* enum log_level */
     long max_src_bytes;
+    long max_profile_bytes;  /* of an ICC profile add_profile fetches */
     long max_sources;        /* downloads of one job */
     long source_cache_bytes; /* of a job's sources named twice or more, kept for its run */
     long max_output_bytes;

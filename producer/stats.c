@@ -344,7 +344,7 @@ static json_object *job_entry(struct sctx *s, const char *payload)
     json_object_object_add(o, "job_id", id != NULL ? json_object_new_string(id) : NULL);
     json_object_object_add(o, "enqueued_at_ms", stamped ? json_object_new_int64(when) : NULL);
     /* a stamp ahead of Redis's clock (a producer's clock ahead) is a job just enqueued */
-    long long age = when < s->now_ms ? s->now_ms - when : 0;
+    long long age = when >= s->now_ms ? 0 : when < 0 ? s->now_ms : s->now_ms - when;
     json_object_object_add(o, "age_ms", stamped ? json_object_new_int64(age) : NULL);
     json_object_put(doc);
     return o;

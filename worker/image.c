@@ -1461,9 +1461,11 @@ static void delete_metadata_properties(MagickWand *w)
 /* Strips metadata unless asked to keep it, keeping the ICC profile when `keep_icc`. */
 static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
 {
-    if (!keep_icc) {
+    char *added = keep_icc ? NULL : MagickGetImageArtifact(w, IMG_ADDED_PROFILE_ARTIFACT);
+    if (!keep_icc && added == NULL) {
         to_srgb(w);
     }
+    MagickRelinquishMemory(added);
     size_t icc_len = 0;
     unsigned char *icc = keep_icc ? MagickGetImageProfile(w, "icc", &icc_len) : NULL;
     int rc = 0;

@@ -37,6 +37,10 @@
 #define IMG_FORMATS_MAX 256    /* bytes of the allowed-formats text, "jpeg, png, gif, webp" */
 /* the image artifact holding the interlace function's type, for saves that name none */
 #define IMG_INTERLACE_ARTIFACT "pixq:interlace"
+/* set by add_profile on an image whose ICC profile it applied: a save that drops the profile
+ * keeps the pixels as they are, converted to (or tagged with) it, as Blitline kept them, instead
+ * of converting them to sRGB through it */
+#define IMG_ADDED_PROFILE_ARTIFACT "pixq:added-profile"
 
 /* The image guard's settings, fixed at start-up. A plain value: tests build it on the stack. */
 struct img_config {

@@ -29,10 +29,11 @@ typedef int (*op_fetch_fn)(void *user, json_object *src, struct buf *out, struct
 
 /* What every operation may need besides its parameters. */
 struct op_ctx {
-    long max_pixels;   /* largest image an operation may produce */
-    op_load_fn load;   /* NULL: the operation cannot load other images */
-    op_fetch_fn fetch; /* NULL: the operation cannot fetch other files */
-    void *load_user;   /* passed to both */
+    long max_pixels;        /* largest image an operation may produce */
+    long max_profile_bytes; /* largest ICC profile add_profile applies; 0: the default */
+    op_load_fn load;        /* NULL: the operation cannot load other images */
+    op_fetch_fn fetch;      /* NULL: the operation cannot fetch other files */
+    void *load_user;        /* passed to both */
 };
 
 /* Runs an operation on `w`: 0, or -1 with the reason in `e`.

@@ -10,6 +10,7 @@
  * the cost grows with its width), sharpen 0x4 4.0 s and 12x0 3.5 s (a square kernel: the cost
  * grows with its area; 0x20 took 54 s), median 5x5 3.8 s (7x7: 6.5 s), sketch 0x3 6.2 s and 5x0
  * 6.1 s (30x0: 94 s). */
+#include <lcms2.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,7 +37,8 @@
 #define STEGANO_MAX_PIXELS 1000000L /* stegano: one pixel access per watermark pixel and bit */
 #define NAME_MAX_LEN       64       /* longest channel or colorspace name */
 #define PROFILE_NAME_MAX   256
-#define PROFILE_NAME_STARS 3 /* wildcards in a delete_profile glob */
+#define PROFILE_MAX_BYTES  (4L * 1024 * 1024) /* PIXQ_MAX_PROFILE_BYTES's default */
+#define PROFILE_NAME_STARS 3                  /* wildcards in a delete_profile glob */
 #define MAGICK_PI          3.14159265358979323846264338327950288419716939937510 /* as MagickPI */
 
 /* ---------------------------------------------------------------- helpers */
@@ -1120,16 +1122,23 @@ static int op_delete_profile(MagickWand *w, json_object *p, const struct op_ctx 
     return done(w, MagickProfileImage(w, name, NULL, 0), fn, e);
 }
 
-/* add_profile's src (required): a URL string or an {"name": "s3"} object. */
+/* add_profile's src (required): a URL string or an {"name": "s3"} object; not an image
+ * reference or a canvas, which are no files. */
 static int profile_src_param(json_object *p, json_object **src, struct err *e)
 {
     const char *fn = "add_profile";
+    json_object *kind = NULL;
     *src = NULL;
     if (!job_param_present(p, "src") || !json_object_object_get_ex(p, "src", src)) {
         return missing(fn, "src", e);
     }
-    if (!json_object_is_type(*src, json_type_string) &&
-        !json_object_is_type(*src, json_type_object)) {
+    bool url =
+        json_object_is_type(*src, json_type_string) && json_object_get_string(*src)[0] != '&';
+    bool s3 = json_object_is_type(*src, json_type_object) &&
+              json_object_object_get_ex(*src, "name", &kind) &&
+              json_object_is_type(kind, json_type_string) &&
+              strcmp(json_object_get_string(kind), "s3") == 0;
+    if (!url && !s3) {
         return err_set(e,
                        "Invalid parameter 'src' for function '%s': expected a URL or an s3 "
                        "object",
@@ -1156,6 +1165,31 @@ static const char *icc_space(const unsigned char *icc, size_t n, char out[5])
     return out;
 }
 
+/* Whether lcms can convert from the profile (of colour space `space`: "RGB", "GRAY" or
+ * "CMYK"), as it must for an image tagged with it: ImageMagick tags an image without opening
+ * the profile, and a broken one would fail only when a later save converts through it. */
+static bool icc_usable(const unsigned char *icc, size_t n, const char *space)
+{
+    cmsUInt32Number format = strcmp(space, "CMYK") == 0   ? TYPE_CMYK_8
+                             : strcmp(space, "GRAY") == 0 ? TYPE_GRAY_8
+                                                          : TYPE_RGB_8;
+    cmsHPROFILE from = cmsOpenProfileFromMem(icc, (cmsUInt32Number)n);
+    cmsHPROFILE lab = from != NULL ? cmsCreateLab4Profile(NULL) : NULL;
+    cmsHTRANSFORM t = lab != NULL ? cmsCreateTransform(from, format, lab, TYPE_Lab_DBL,
+                                                       INTENT_PERCEPTUAL, cmsFLAGS_NOCACHE)
+                                  : NULL;
+    if (t != NULL) {
+        cmsDeleteTransform(t);
+    }
+    if (lab != NULL) {
+        cmsCloseProfile(lab);
+    }
+    if (from != NULL) {
+        cmsCloseProfile(from);
+    }
+    return t != NULL;
+}
+
 /* The ICC colour space of the image's pixels. */
 static const char *image_space(MagickWand *w)
 {
@@ -1163,11 +1197,44 @@ static const char *image_space(MagickWand *w)
     return c == CMYKColorspace ? "CMYK" : c == GRAYColorspace ? "GRAY" : "RGB";
 }
 
-/* add_profile (Blitline's worker): the ICC profile at src (a URL or an s3 object) applied as
- * `convert -profile FILE` applies it: an image with an ICC profile is converted from that
- * profile to this one; one without is tagged with it, which the profile's colour space must then
- * match (an RGB profile for an RGB image...: ImageMagick would tag a grey image with a CMYK
- * profile, and the output would be read through it). */
+/* Checks the `n` profile bytes at `icc` for the image `w` (which has an ICC profile when `had`):
+ * 0, or -1 with the reason. */
+static int check_profile(MagickWand *w, const unsigned char *icc, size_t n, bool had, long max,
+                         struct err *e)
+{
+    const char *fn = "add_profile";
+    char space[5];
+    if (n > (size_t)max) {
+        return err_set(e,
+                       "Invalid parameter 'src' for function '%s': the profile is %zu bytes, more "
+                       "than PIXQ_MAX_PROFILE_BYTES (%ld)",
+                       fn, n, max);
+    }
+    if (icc_space(icc, n, space) == NULL) {
+        return err_set(e, "Invalid parameter 'src' for function '%s': not an ICC profile", fn);
+    }
+    if (had) {
+        return 0; /* converted to: ImageMagick's transform fails on a profile it cannot use */
+    }
+    if (strcmp(space, image_space(w)) != 0) {
+        return err_set(e,
+                       "Invalid parameter 'src' for function '%s': the profile is for %s pixels; "
+                       "the image, with no profile to convert from, has %s pixels",
+                       fn, space, image_space(w));
+    }
+    if (!icc_usable(icc, n, space)) {
+        return err_set(e, "Invalid parameter 'src' for function '%s': not a usable ICC profile",
+                       fn);
+    }
+    return 0;
+}
+
+/* add_profile (Blitline's worker): the ICC profile at src (a URL or an s3 object, at most
+ * PIXQ_MAX_PROFILE_BYTES) applied as `convert -profile FILE` applies it: an image with an ICC
+ * profile is converted from that profile to this one; one without is tagged with it, which the
+ * profile's colour space must then match (an RGB profile for an RGB image...: ImageMagick would
+ * tag a grey image with a CMYK profile, and the output would be read through it). A save that
+ * drops the profile keeps the pixels as they are then (IMG_ADDED_PROFILE_ARTIFACT). */
 static int op_add_profile(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
     const char *fn = "add_profile";
@@ -1188,20 +1255,16 @@ static int op_add_profile(MagickWand *w, json_object *p, const struct op_ctx *ct
         return err_wrap(e, "add_profile");
     }
     const unsigned char *data = (const unsigned char *)icc.data;
-    char space[5];
     size_t had = 0;
     unsigned char *own = MagickGetImageProfile(w, "icc", &had);
     MagickRelinquishMemory(own);
-    int rc = 0;
-    if (icc_space(data, icc.len, space) == NULL) {
-        rc = err_set(e, "Invalid parameter 'src' for function '%s': not an ICC profile", fn);
-    } else if (had == 0 && strcmp(space, image_space(w)) != 0) {
-        rc = err_set(e,
-                     "Invalid parameter 'src' for function '%s': a %s profile cannot tag an "
-                     "image of %s pixels that has no profile to convert from",
-                     fn, space, image_space(w));
-    } else {
+    long max = ctx->max_profile_bytes > 0 ? ctx->max_profile_bytes : PROFILE_MAX_BYTES;
+    int rc = check_profile(w, data, icc.len, had > 0, max, e);
+    if (rc == 0) {
         rc = done(w, MagickProfileImage(w, "icc", data, icc.len), fn, e);
+    }
+    if (rc == 0 && MagickSetImageArtifact(w, IMG_ADDED_PROFILE_ARTIFACT, "1") == MagickFalse) {
+        rc = img_fail(w, fn, e);
     }
     buf_finish(&icc);
     return rc;

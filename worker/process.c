@@ -226,6 +226,7 @@ int proc_run(const struct job *j, struct src_image *src, const struct proc_opts 
     struct walk wk = {
         .opts = o,
         .ctx = {.max_pixels = o->max_pixels,
+                .max_profile_bytes = o->max_profile_bytes,
                 .load = o->load,
                 .fetch = o->fetch,
                 .load_user = o->load_user},

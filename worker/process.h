@@ -16,6 +16,7 @@
 
 struct proc_opts {
     long max_pixels;
+    long max_profile_bytes; /* PIXQ_MAX_PROFILE_BYTES */
     long default_quality;
     size_t max_output_bytes;
     size_t max_job_output_bytes; /* all the outputs of one proc_run() together */

@@ -961,6 +961,7 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
     };
     r->popts = (struct proc_opts){
         .max_pixels = c->max_pixels,
+        .max_profile_bytes = c->max_profile_bytes,
         .default_quality = c->default_quality,
         .max_output_bytes = (size_t)c->max_output_bytes,
         .max_job_output_bytes = (size_t)c->max_job_output_bytes,

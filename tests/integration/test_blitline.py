@@ -18,6 +18,7 @@ import copy
 import hashlib
 import json
 import re
+import struct
 import subprocess
 import urllib.parse
 import sys
@@ -1114,6 +1115,8 @@ class AddProfileTest(BlitlineTestCase):
     """add_profile (a function of Blitline's worker): the ICC profile at a URL, fetched as a
     source is (the same guards, limits and cache), converts the image to it."""
 
+    worker_env_extra = {"PIXQ_MAX_PROFILE_BYTES": "4096"}
+
     def test_profile_fetched_and_applied(self):
         icc = self.src.add("/profiles/wide.icc", image_file("wide-gamut.icc"))
         job = {"src": self.src.add("/srgb.png", image_file("icc-srgb-48x32.png")),
@@ -1131,6 +1134,28 @@ class AddProfileTest(BlitlineTestCase):
                              "pixq wide-gamut test profile")
             self.assertEqual(identify_escape(png, "%[pixel:p{1,1}]"), "srgb(172,53,53)")
         self.assertEqual(self.src.requests("/profiles/wide.icc"), 1)  # fetched once a job
+
+    def test_profile_too_large_or_broken_fails_the_job(self):
+        """A profile over PIXQ_MAX_PROFILE_BYTES (it goes into every output), and one lcms cannot
+        convert from (ImageMagick would tag the image with it unopened), fail the job."""
+        good = image_file("wide-gamut.icc")
+        count = struct.unpack(">I", good[128:132])[0]
+        table = [good[132 + 12 * i:144 + 12 * i] for i in range(count)]
+        tags = {entry[:4]: struct.unpack(">I", entry[4:8])[0] for entry in table}
+        broken = bytearray(good)
+        broken[tags[b"rXYZ"]:tags[b"rXYZ"] + 4] = b"\xff\xfe\x80\x81"  # no tag type
+        for n, (icc, error) in enumerate((
+                (b"x" * 5000, "the profile is 5000 bytes, more than PIXQ_MAX_PROFILE_BYTES "
+                              "(4096)"),
+                (bytes(broken), "not a usable ICC profile"))):
+            job_id = "icc-bad-%d" % n
+            job = {"src": self.serve_photo(), "job_id": job_id,
+                   "postback_url": self.postbacks.url("/pb/" + job_id), "functions": [
+                       {"name": "add_profile",
+                        "params": {"src": self.src.add("/bad-%d.icc" % n, icc)},
+                        "save": {"image_identifier": "p"}}]}
+            self.assert_failure(self.submit(job), job_id, "Image processing failed. Invalid "
+                                "parameter 'src' for function 'add_profile': " + error, ["p"])
 
     def test_missing_profile_fails_the_job(self):
         job = {"src": self.serve_photo(), "job_id": "icc-2",

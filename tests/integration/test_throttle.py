@@ -1369,7 +1369,6 @@ class IdleConnectionTest(ThrottleCase):
         self.assertEqual(ports[0], ports[1], "a connection idle 0.3 s was not reused")
         self.assertNotEqual(ports[1], ports[2], "a connection idle 1.6 s > 1 s was reused")
 
-
     def test_idle_counts_from_the_last_answer(self):
         """A PUT answered after 1.5 s leaves its connection idle from its answer, not from its
         start: the next PUT, right after, reuses it (it opened a new one)."""

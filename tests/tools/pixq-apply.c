@@ -303,6 +303,7 @@ static int setup(struct apply *a)
     };
     a->opts = (struct proc_opts){
         .max_pixels = a->cfg.max_pixels,
+        .max_profile_bytes = a->cfg.max_profile_bytes,
         .default_quality = a->cfg.default_quality,
         .max_output_bytes = (size_t)a->cfg.max_output_bytes,
         .max_job_output_bytes = (size_t)a->cfg.max_job_output_bytes,
