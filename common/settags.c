@@ -433,31 +433,83 @@ static bool entry_values(const unsigned char *en, size_t len, bool be, size_t *a
     return *at <= len && len - *at >= *n;
 }
 
+static bool overlap(size_t a, size_t an, size_t b, size_t bn)
+{
+    return a < b + bn && b < a + an;
+}
+
+#define LINKED_IFDS 8 /* IFDs in_use() walks: the EXIF, GPS, interoperability IFDs and IFD1 */
+
+/* Whether bytes [at, at + n) of the old block are used by what the new block keeps: the values
+ * of the kept IFD0 entries, and the EXIF, GPS and interoperability IFDs and IFD1 (their
+ * directories and their entries' values), which may share bytes with a dropped entry. */
+static bool in_use(const struct tiff *t, const struct entry *kept, size_t n_kept, size_t at,
+                   size_t n)
+{
+    size_t ifds[LINKED_IFDS], n_ifds = 0, vat, vn;
+    if (t->next != 0) {
+        ifds[n_ifds++] = t->next;
+    }
+    for (size_t k = 0; k < n_kept; k++) {
+        const unsigned char *en = kept[k].old;
+        unsigned tag = en != NULL ? get16(en, t->be) : 0;
+        if (en != NULL && entry_values(en, t->len, t->be, &vat, &vn) && overlap(at, n, vat, vn)) {
+            return true;
+        }
+        if ((tag == 0x8769 || tag == 0x8825) && n_ifds < LINKED_IFDS) {
+            ifds[n_ifds++] = get32(en + 8, t->be);
+        }
+    }
+    for (size_t i = 0; i < n_ifds; i++) {
+        size_t ifd = ifds[i];
+        if (ifd < 8 || ifd > t->len || t->len - ifd < 2) {
+            continue;
+        }
+        unsigned count = get16(t->p + ifd, t->be);
+        size_t size = 2 + 12 * (size_t)count + 4;
+        if (size > t->len - ifd) {
+            continue;
+        }
+        if (overlap(at, n, ifd, size)) {
+            return true;
+        }
+        for (unsigned j = 0; j < count; j++) {
+            const unsigned char *en = t->p + ifd + 2 + 12 * (size_t)j;
+            if (entry_values(en, t->len, t->be, &vat, &vn) && overlap(at, n, vat, vn)) {
+                return true;
+            }
+            if (get16(en, t->be) == 0xa005 && n_ifds < LINKED_IFDS) {
+                ifds[n_ifds++] = get32(en + 8, t->be);
+            }
+        }
+    }
+    return false;
+}
+
 /* Zeroes in `tiff` (the old block, copied) the old IFD0 and the values of the entries the new
  * IFD0 leaves out (a tag replaced or deleted), which nothing points to any longer: a deleted
- * value is not left readable in the file. Values that a kept entry's overlap stay. */
+ * value is not left readable in the file. Bytes that what is kept still uses stay (in_use()). */
 static void clear_old(unsigned char *tiff, const struct tiff *t, const struct entry *kept,
                       size_t n_kept)
 {
     for (unsigned i = 0; i < t->count; i++) {
         const unsigned char *en = t->p + t->ifd0 + 2 + 12 * (size_t)i;
-        size_t at, n, kat, kn;
-        bool dropped = true, shared = false;
+        size_t at, n;
+        bool dropped = true;
         for (size_t k = 0; k < n_kept && dropped; k++) {
             dropped = kept[k].old != en;
         }
         if (!dropped || !entry_values(en, t->len, t->be, &at, &n) || at < 8) {
             continue; /* values over the header: a broken entry, the header stays */
         }
-        for (size_t k = 0; k < n_kept && !shared; k++) {
-            shared = kept[k].old != NULL && entry_values(kept[k].old, t->len, t->be, &kat, &kn) &&
-                     kat < at + n && at < kat + kn;
-        }
-        if (!shared) {
+        if (!in_use(t, kept, n_kept, at, n)) {
             memset(tiff + at, 0, n);
         }
     }
-    memset(tiff + t->ifd0, 0, 2 + 12 * (size_t)t->count + 4);
+    size_t dir = 2 + 12 * (size_t)t->count + 4;
+    if (!in_use(t, kept, n_kept, t->ifd0, dir)) {
+        memset(tiff + t->ifd0, 0, dir);
+    }
 }
 
 int settags_exif(json_object *set, const unsigned char *old, size_t old_len, size_t max,
@@ -796,8 +848,13 @@ json_object *settags_iptc_read(const unsigned char *p, size_t len)
         free(d);
         return NULL;
     }
-    if (p == NULL || !iptc_parse(p, len, d, IPTC_MAX_DATASETS, &n)) {
-        n = 0;
+    if (p != NULL) {
+        (void)iptc_parse(p, len, d, IPTC_MAX_DATASETS, &n); /* those before a broken one */
+    }
+    for (size_t i = 0; i < n; i++) {
+        while (d[i].len > 0 && d[i].value[d[i].len - 1] == '\0') {
+            d[i].len--; /* the padding some writers leave */
+        }
     }
     bool declared = false, utf8 = true; /* CodedCharacterSet ESC % G; or every value UTF-8 */
     for (size_t i = 0; i < n; i++) {

@@ -73,8 +73,8 @@ int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, str
  * by their names ({"ObjectName": "Dog", "Keywords": ["beach", "dog"], "DateCreated":
  * "2026:12:01"}), a repeatable tag as a list, others as their first value; text as UTF-8 (a
  * block that says so, or bytes that are; else Latin-1), each value at most SETTAGS_READ_MAX
- * bytes. Other datasets are left out. A new object (empty for a block that does not parse), or
- * NULL when memory ran out. */
+ * bytes, trailing NULs (a writer's padding) left out. Other datasets are left out, and those
+ * after one that does not parse. A new object, or NULL when memory ran out. */
 json_object *settags_iptc_read(const unsigned char *p, size_t len);
 
 /* Writes into `out` the Photoshop resource block `old` ("8BIM" resources; NULL for none) with

@@ -1642,6 +1642,13 @@ int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e)
     if (magick != NULL && save->set_exif != NULL && write_tags(w, save, magick, e) < 0) {
         return -1;
     }
+    /* and without what only this save's encoding was to read: the image stands for its file,
+     * and a reference's own saves must not drop chunks, skip a conversion or interlace by it */
+    static const char *const this_save[] = {"png:exclude-chunk", IMG_ADDED_PROFILE_ARTIFACT,
+                                            IMG_INTERLACE_ARTIFACT};
+    for (size_t i = 0; i < sizeof this_save / sizeof this_save[0]; i++) {
+        MagickDeleteImageArtifact(w, this_save[i]);
+    }
     return 0;
 }
 

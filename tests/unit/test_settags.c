@@ -299,6 +299,21 @@ static void test_exif_merged(void)
     CHECK(!contains(&again, "mine")); /* the value replaced is gone from the block */
     buf_finish(&again);
 
+    /* a value another IFD shares stays: the EXIF IFD's entry made an ASCII tag on Make's text */
+    unsigned char shared[256];
+    size_t shared_len = camera_exif(shared);
+    wr16(shared + 6 + 72, 0x9003, true); /* DateTimeOriginal, ASCII, 9 bytes at 60 */
+    wr16(shared + 6 + 74, 2, true);
+    wr32(shared + 6 + 76, 9, true);
+    wr32(shared + 6 + 80, 60, true);
+    json_object *no_make = parse("{\"Make\": null}");
+    CHECK_INT(settags_exif(no_make, shared, shared_len, SETTAGS_EXIF_JPEG, &again, &e), 0);
+    json_object_put(no_make);
+    t = (const unsigned char *)again.data + 6;
+    CHECK(memcmp(t + 60, "CameraCo", 9) == 0);
+    CHECK(ifd_entry(t, true, rd32(t + 4, true), 0x010f, &n) == NULL); /* yet Make is gone */
+    buf_finish(&again);
+
     /* a block that does not parse (IFD0 past its end) is replaced */
     wr32(old + 6 + 4, 5000, true);
     CHECK_INT(settags_exif(set, old, old_len, SETTAGS_EXIF_JPEG, &b, &e), 0);
@@ -409,6 +424,10 @@ static void test_iptc_read(void)
     /* no character set and bytes that are no UTF-8: Latin-1 */
     static const unsigned char latin[] = {0x1c, 2, 90, 0, 5, 'M', 0xfc, 'n', 'c', 'h'};
     CHECK_STR(read_back(latin, sizeof latin), "{ \"City\": \"M\u00fcnch\" }");
+    /* a writer's trailing NULs left out; the datasets before a broken one kept */
+    static const unsigned char padded[] = {0x1c, 2,    5, 0,  4, 'D', 'o', 'g',
+                                           0,    0x1c, 2, 25, 0, 9,   'x'};
+    CHECK_STR(read_back(padded, sizeof padded), "{ \"ObjectName\": \"Dog\" }");
     /* a block that does not parse, and none */
     static const unsigned char bad[] = {0x1c, 2, 5, 0, 9, 'x'};
     CHECK_STR(read_back(bad, sizeof bad), "{ }");
