@@ -1380,12 +1380,18 @@ static InterlaceType interlace_named(const char *name)
     return NoInterlace; /* Blitline's fallback for an unknown name */
 }
 
-/* PNG chunks a stripped image leaves out (ImageMagick's list less iCCP and pHYs), and those it
- * leaves out when it keeps its ICC profile: less zTXt too, for ImageMagick 6 writes no iCCP when
- * both tEXt and zTXt are excluded (a kept profile was lost from every PNG output); the image's
- * properties are deleted, or they would be written as zTXt (delete_metadata_properties). */
-#define PNG_STRIPPED_CHUNKS   "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,zTXt,date"
-#define PNG_STRIPPED_KEEP_ICC "bKGD,caNv,cHRM,eXIf,gAMA,iTXt,sRGB,tEXt,zCCP,date"
+/* The PNG chunks a stripped image leaves out ("png:exclude-chunk"): ImageMagick's list less pHYs
+ * (not metadata: `density` sets it), and less what the save keeps or writes:
+ * - the ICC profile: iCCP, and zTXt, for ImageMagick 6 writes no iCCP when both tEXt and zTXt
+ *   are excluded (a kept profile was lost from every PNG output); the image's properties are
+ *   deleted, or they would be written as zTXt (delete_metadata_properties);
+ * - set_exif's EXIF: eXIf; its IPTC: tEXt, zTXt and zCCP (ImageMagick's name for its profiles
+ *   written as text, "Raw profile type iptc"). */
+static void stripped_chunks(bool keep_icc, bool exif, bool iptc, char *out, size_t cap)
+{
+    snprintf(out, cap, "bKGD,caNv,cHRM,gAMA,iTXt,sRGB,date%s%s%s%s", exif ? "" : ",eXIf",
+             iptc ? "" : ",tEXt,zCCP", keep_icc || iptc ? "" : ",zTXt", keep_icc ? "" : ",iCCP");
+}
 
 /* Whether an image's pixels are all grey. A grey image that a composite, sepia_tone or a colour
  * drawn on it made colour keeps its grey profile, and GRAYColorspace too after a composite or
@@ -1458,9 +1464,11 @@ static void delete_metadata_properties(MagickWand *w)
     MagickRelinquishMemory(names);
 }
 
-/* Strips metadata unless asked to keep it, keeping the ICC profile when `keep_icc`. */
-static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
+/* Strips the metadata of an image a save does not keep it for, keeping the ICC profile when the
+ * save keeps profiles, and letting through the PNG chunks of the tags set_exif writes after. */
+static int strip_metadata(MagickWand *w, const struct job_save *save, struct err *e)
 {
+    bool keep_icc = save->save_profiles;
     char *added = keep_icc ? NULL : MagickGetImageArtifact(w, IMG_ADDED_PROFILE_ARTIFACT);
     if (!keep_icc && added == NULL) {
         to_srgb(w);
@@ -1479,9 +1487,11 @@ static int strip_metadata(MagickWand *w, bool keep_icc, struct err *e)
         MagickRelinquishMemory(icc);
     }
     delete_metadata_properties(w); /* TIFF wrote `label` as PageName, PNG all of them as text */
-    /* StripImage also tells the PNG writer to leave out iCCP and pHYs: do not exclude the profile
-     * that was asked for, nor the resolution (not metadata: `density` sets it) */
-    const char *chunks = keep_icc ? PNG_STRIPPED_KEEP_ICC : PNG_STRIPPED_CHUNKS ",iCCP";
+    /* StripImage also tells the PNG writer to leave out iCCP and pHYs */
+    bool tags = save->set_exif != NULL;
+    char chunks[128];
+    stripped_chunks(keep_icc, tags && settags_has(save->set_exif, SETTAGS_EXIF),
+                    tags && settags_has(save->set_exif, SETTAGS_IPTC), chunks, sizeof chunks);
     if (rc == 0 && MagickSetImageArtifact(w, "png:exclude-chunk", chunks) == MagickFalse) {
         rc = img_fail(w, "set PNG chunks", e);
     }
@@ -1520,46 +1530,6 @@ static int put_profile(MagickWand *w, const char *name, const struct buf *b, str
     }
     if (MagickSetImageProfile(w, name, b->data, b->len) == MagickFalse) {
         return img_fail(w, "set_exif", e);
-    }
-    return 0;
-}
-
-/* `list` (comma-separated PNG chunk names) without `name`, into `out`. */
-static void chunks_without(const char *list, const char *name, char *out, size_t cap)
-{
-    size_t n = strlen(name), o = 0;
-    out[0] = '\0';
-    for (const char *p = list; *p != '\0';) {
-        size_t k = strcspn(p, ",");
-        if (!(k == n && strncmp(p, name, n) == 0) && o + k + 2 < cap) {
-            o += (size_t)snprintf(out + o, cap - o, "%s%.*s", o > 0 ? "," : "", (int)k, p);
-        }
-        p += k + (p[k] == ',');
-    }
-}
-
-/* A PNG stripped of its metadata writes no eXIf chunk and no text: let through those that hold
- * the tags set (eXIf; IPTC as ImageMagick's "Raw profile type iptc" text, which zCCP excludes). */
-static int png_let_tags_through(MagickWand *w, bool exif, bool iptc, struct err *e)
-{
-    char *list = MagickGetImageArtifact(w, "png:exclude-chunk");
-    if (list == NULL) {
-        return 0;
-    }
-    char a[256], b[256];
-    snprintf(a, sizeof a, "%s", list);
-    MagickRelinquishMemory(list);
-    /* zCCP: ImageMagick's name for its profiles written as text (not iCCP) */
-    const char *drop[] = {exif ? "eXIf" : NULL, iptc ? "tEXt" : NULL, iptc ? "zTXt" : NULL,
-                          iptc ? "zCCP" : NULL};
-    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
-        if (drop[i] != NULL) {
-            chunks_without(a, drop[i], b, sizeof b);
-            memcpy(a, b, sizeof a);
-        }
-    }
-    if (MagickSetImageArtifact(w, "png:exclude-chunk", a) == MagickFalse) {
-        return img_fail(w, "set PNG chunks", e);
     }
     return 0;
 }
@@ -1620,9 +1590,6 @@ static int write_tags(MagickWand *w, const struct job_save *save, const char *ma
     if (rc == 0 && iptc) {
         rc = put_profile(w, "iptc", &b, e);
     }
-    if (rc == 0 && strcmp(magick, "PNG") == 0) {
-        rc = png_let_tags_through(w, exif, iptc, e);
-    }
     buf_finish(&b);
     buf_finish(&ps);
     return rc < 0 ? err_wrap(e, "set_exif of '%.100s'", save->image_identifier) : 0;
@@ -1631,7 +1598,7 @@ static int write_tags(MagickWand *w, const struct job_save *save, const char *ma
 int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e)
 {
     const char *magick = NULL, *mime = NULL;
-    if (!save->save_metadata && strip_metadata(w, save->save_profiles, e) < 0) {
+    if (!save->save_metadata && strip_metadata(w, save, e) < 0) {
         return -1;
     }
     if (img_format_for(save->format, &magick, &mime) &&
@@ -1660,7 +1627,7 @@ static int apply_save_options(MagickWand *w, const struct job_save *save, const 
     const char *name = save->interlace != NULL ? save->interlace : set;
     InterlaceType interlace = name != NULL ? interlace_named(name) : NoInterlace;
     MagickRelinquishMemory(set);
-    if (!save->save_metadata && strip_metadata(w, save->save_profiles, e) < 0) {
+    if (!save->save_metadata && strip_metadata(w, save, e) < 0) {
         return -1;
     }
     bool cmyk_format = strcmp(magick, "JPEG") == 0 || strcmp(magick, "TIFF") == 0;
