@@ -89,8 +89,11 @@ struct worker {
     struct wqueue *cur; /* the queue of the payload in hand: it settles there */
     /* cur's name and keys (use_queue), so that each step names the queue its payload came from */
     const char *queue, *jobs_key, *active_key, *dead_key, *stats_key, *delayed_key, *recov_key;
-    struct buf next;           /* a payload finish.lua reserved for the next turn, in next_q */
-    struct wqueue *next_q;     /* NULL while `next` holds nothing */
+    struct buf next;       /* a payload finish.lua reserved for the next turn, in next_q */
+    struct wqueue *next_q; /* NULL while `next` holds nothing */
+    /* the run_id of the server the payload in hand, and `next`, were reserved from (rq_server_id):
+     * adopt.lua and split.lua tell a lease Redis lost from one taken from us by it */
+    char reserved_on[RQ_SERVER_ID_MAX], next_on[RQ_SERVER_ID_MAX];
     unsigned long io_at_start; /* rq_io_errors() when the payload in hand was reserved */
     unsigned long jobs;        /* payloads handled, for the round trips per job at the end */
     unsigned seed;             /* for retry jitter */
@@ -529,6 +532,7 @@ static int finish_reply(struct worker *w, const redisReply *r)
         buf_reset(&w->next);
         if (buf_append(&w->next, next->str, next->len) == 0) {
             w->next_q = w->cur;
+            rq_server_id(w->rq, w->next_on);
         } else {
             w->check_active = true; /* out of memory: take it from the active list later */
         }
@@ -690,7 +694,32 @@ static void bury_unparseable(struct worker *w, const struct buf *payload, const 
     free(dead);
 }
 
-/* Gives a job without a job_id one, and keeps the rewritten payload on the active list. */
+/* Runs script `s` with the payload in hand's Redis steps: asked again through Redis outages,
+ * as settle() does, the same call each time (the scripts that take the payload off the active
+ * list this way find their own work done, or the payload lost with Redis's data, when an answer
+ * was lost). Returns the answer, or NULL when Redis never gave one (or the worker stops). */
+static redisReply *script_retried(struct worker *w, const char *step, enum rq_script s, int nkeys,
+                                  const char **keys, int nargs, const char **args,
+                                  const size_t *lens, struct err *e)
+{
+    long backoff = BACKOFF_MIN_MS;
+    for (long attempt = 1;; attempt++) {
+        redisReply *r = rq_script(w->rq, s, nkeys, keys, nargs, args, lens, e);
+        if (r != NULL || attempt >= w->cfg->settle_attempts || *w->stop) {
+            return r;
+        }
+        char q[ERR_MSG_MAX + 16];
+        long wait = jittered(w, backoff);
+        LOG_WARN("redis_error", "step=%s attempt=%ld error=%s retry_ms=%ld", step, attempt,
+                 log_quote(e->msg, q, sizeof q), wait);
+        nap(w, wait);
+        backoff = next_backoff(backoff);
+    }
+}
+
+/* Gives a job without a job_id one, and keeps the rewritten payload on the active list. When
+ * Redis lost the reservation (it restarted without its data since), the job is kept there all
+ * the same: this worker holds its only copy. */
 static int adopt(struct worker *w, struct task *t, struct err *e)
 {
     struct buf fresh;
@@ -699,19 +728,25 @@ static int adopt(struct worker *w, struct task *t, struct err *e)
         buf_finish(&fresh);
         return -1;
     }
-    const char *keys[] = {w->active_key, w->recov_key};
-    const char *args[] = {t->payload.data, fresh.data};
-    size_t lens[] = {t->payload.len, fresh.len};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_ADOPT, 2, keys, 2, args, lens, e);
+    const char *keys[] = {w->active_key, w->recov_key, w->jobs_key, w->stats_key};
+    const char *args[] = {t->payload.data, fresh.data, w->reserved_on};
+    size_t lens[] = {t->payload.len, fresh.len, strlen(w->reserved_on)};
+    redisReply *r = script_retried(w, "adopt", RQ_SCRIPT_ADOPT, 4, keys, 3, args, lens, e);
+    long answer = r != NULL && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
     bool replied = r != NULL;
-    bool ok = replied && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
-    if (!ok) {
+    if (answer != 1 && answer != 2) {
         buf_finish(&fresh);
         return replied ? err_set(e, "job was taken from this worker") : -1;
     }
     buf_finish(&t->payload);
     t->payload = fresh;
+    if (answer == 2) {
+        LOG_WARN("job_forgotten",
+                 "job_id=%s step=adopt action=kept reason=\"Redis no longer knew the job it had "
+                 "reserved: restarted without its data, or a failover or a flush lost it\"",
+                 t->job->id);
+    }
     return 0;
 }
 
@@ -1699,30 +1734,43 @@ static int collect_job(void *user, const char *job, size_t len)
     return sp->jobs[sp->n++] != NULL ? 0 : -1;
 }
 
-/* Replaces the reserved batch with its jobs on the queue (split.lua). */
+/* Replaces the reserved batch with its jobs on the queue (split.lua); when Redis lost the
+ * reservation (it restarted without its data since), the jobs are queued all the same. */
 static void queue_split(struct worker *w, struct task *t, struct split *sp)
 {
-    const char **args = calloc(sp->n + 1, sizeof *args);
-    size_t *lens = calloc(sp->n + 1, sizeof *lens);
+    const char **args = calloc(sp->n + 2, sizeof *args);
+    size_t *lens = calloc(sp->n + 2, sizeof *lens);
     struct err e = {{0}};
     redisReply *r = NULL;
     if (args != NULL && lens != NULL) {
         args[0] = t->payload.data;
         lens[0] = t->payload.len;
+        args[1] = w->reserved_on;
+        lens[1] = strlen(w->reserved_on);
         for (size_t i = 0; i < sp->n; i++) {
-            args[i + 1] = sp->jobs[i];
-            lens[i + 1] = sp->lens[i];
+            args[i + 2] = sp->jobs[i];
+            lens[i + 2] = sp->lens[i];
         }
         const char *keys[] = {w->active_key, w->jobs_key, w->stats_key, w->recov_key};
-        r = rq_script(w->rq, RQ_SCRIPT_SPLIT, 4, keys, (int)sp->n + 1, args, lens, &e);
+        r = script_retried(w, "split", RQ_SCRIPT_SPLIT, 4, keys, (int)sp->n + 2, args, lens, &e);
     }
+    /* {jobs queued or -1, 1 if Redis had lost the batch} */
+    bool answered = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                    r->element[0]->type == REDIS_REPLY_INTEGER &&
+                    r->element[1]->type == REDIS_REPLY_INTEGER;
     char q[ERR_MSG_MAX + 16];
-    if (r == NULL) { /* still on the active list: split again */
-        LOG_WARN("batch_split_failed", "error=%s", log_quote(e.msg, q, sizeof q));
-        stranded(w, "split", "", e.msg[0] ? e.msg : "out of memory");
-    } else if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+    if (!answered) { /* still on the active list, if Redis has it: split again */
+        const char *why = e.msg[0] ? e.msg : r != NULL ? "unexpected answer" : "out of memory";
+        LOG_WARN("batch_split_failed", "error=%s", log_quote(why, q, sizeof q));
+        stranded(w, "split", "", why);
+    } else if (r->element[0]->integer < 0) {
         /* reaped from this worker meanwhile: the batch is whoever took it's to split */
         LOG_WARN("batch_split_failed", "error=%s", log_quote("lease lost", q, sizeof q));
+    } else if (r->element[1]->integer == 1) {
+        LOG_WARN("job_forgotten",
+                 "step=split action=queued jobs=%zu reason=\"Redis no longer knew the batch it "
+                 "had reserved: restarted without its data, or a failover or a flush lost it\"",
+                 sp->n);
     } else {
         LOG_INFO("batch_split", "jobs=%zu", sp->n);
     }
@@ -2242,16 +2290,9 @@ static int reserve_multi(struct worker *w, struct buf *payload, struct err *e)
     return block_on(w, &w->q[0], block, payload, e);
 }
 
-/* The next payload: one finish.lua reserved already, a stranded one after a Redis error, or a
- * fresh reservation. Returns 1 with it (its queue in use), 0 if none came in time, -1 on error. */
-static int reserve(struct worker *w, struct buf *payload, struct err *e)
+/* reserve() when finish.lua reserved nothing: a stranded payload, or a fresh reservation. */
+static int reserve_fresh(struct worker *w, struct buf *payload, struct err *e)
 {
-    if (w->next_q != NULL) {
-        use_queue(w, w->next_q);
-        w->next_q = NULL;
-        return buf_append(payload, w->next.data, w->next.len) == 0 ? 1
-                                                                   : err_set(e, "out of memory");
-    }
     if (w->check_active) {
         int got = take_stranded(w, payload, e);
         if (got != 0) {
@@ -2272,6 +2313,24 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
         w->stale = false;
     }
     return w->nq > 1 ? reserve_multi(w, payload, e) : reserve_one(w, payload, e);
+}
+
+/* The next payload: one finish.lua reserved already, a stranded one after a Redis error, or a
+ * fresh reservation. Returns 1 with it (its queue in use), 0 if none came in time, -1 on error. */
+static int reserve(struct worker *w, struct buf *payload, struct err *e)
+{
+    if (w->next_q != NULL) {
+        use_queue(w, w->next_q);
+        w->next_q = NULL;
+        memcpy(w->reserved_on, w->next_on, sizeof w->reserved_on);
+        return buf_append(payload, w->next.data, w->next.len) == 0 ? 1
+                                                                   : err_set(e, "out of memory");
+    }
+    int got = reserve_fresh(w, payload, e);
+    if (got == 1) { /* its answer came on the connection in use, if it is still up */
+        rq_server_id(w->rq, w->reserved_on);
+    }
+    return got;
 }
 
 int worker_run(struct worker *w)

@@ -6,23 +6,34 @@
 -- KEYS[4] pixq:{Q}:recov     crash-recovery counts (reap.lua): the batch's is cleared, its jobs
 --                            count their own from here
 -- ARGV[1] the batch payload as reserved
--- ARGV[2..] the jobs, in the batch's order
+-- ARGV[2] the run_id of the server the batch was reserved from, or "" unknown
+-- ARGV[3..] the jobs, in the batch's order
 --
 -- The jobs go to the consumer end of `jobs`, the first one nearest, so they run next and in
--- order (behind pixq's own entries there: see push_behind_own). Returns the number of jobs
--- queued, or -1 if the batch was no longer on the active list.
+-- order (behind pixq's own entries there: see push_behind_own). A batch missing from the active
+-- list was taken from the worker (reaped), unless this is no longer the server it was reserved
+-- from: then Redis lost the reservation (see adopt.lua), and the jobs are queued all the same,
+-- the batch taken off the queue if the restart put it back there. Returns {the number of jobs
+-- queued, 1 if Redis had lost the batch else 0}, or {-1, 0} if it was taken from us.
 
 -- include: lib/own_entries.lua
+-- include: lib/server_changed.lua
 
+local lost = 0
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
-    redis.call('HINCRBY', KEYS[3], 'lease_lost', 1)
-    return -1
+    if not server_changed(ARGV[2]) then
+        redis.call('HINCRBY', KEYS[3], 'lease_lost', 1)
+        return {-1, 0}
+    end
+    redis.call('LREM', KEYS[2], -1, ARGV[1])
+    redis.call('HINCRBY', KEYS[3], 'forgotten', 1)
+    lost = 1
 end
 local jobs = {}
-for i = #ARGV, 2, -1 do
+for i = #ARGV, 3, -1 do
     jobs[#jobs + 1] = ARGV[i]
 end
 push_behind_own(2, jobs)
 redis.call('HDEL', KEYS[4], redis.sha1hex(ARGV[1]))
 redis.call('HINCRBY', KEYS[3], 'batches_split', 1)
-return #ARGV - 1
+return {#ARGV - 2, lost}

@@ -722,12 +722,14 @@ class TcpProxy:
     whose client sends `pattern` without relaying those bytes (the server never runs that
     command; `tripped` is set); new connections are relayed as before. refuse = pattern closes,
     for as long as it is set, every connection whose client sends `pattern`, without relaying
-    those bytes (one client of several cut off from the server). stop() ends everything."""
+    those bytes (one client of several cut off from the server; `refusals` counts them). stop()
+    ends everything."""
 
     def __init__(self, target_port):
         self.target_port = target_port
         self.swallow = False
         self.refuse = None
+        self.refusals = 0
         self.tripped = threading.Event()
         self._trigger = None
         self._trigger_before = None
@@ -797,6 +799,7 @@ class TcpProxy:
                                 self.tripped.set()
                                 return  # neither these bytes nor the rest reach the server
                             if self.refuse is not None and self.refuse in seen:
+                                self.refusals += 1
                                 return
                         upstream.sendall(data)
                         with self._lock:

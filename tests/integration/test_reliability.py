@@ -446,6 +446,88 @@ class RedisDataLossTest(ReliabilityCase):
         self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
         w.check_alive()
 
+    def refused_until(self, proxy, step):
+        """Waits for the worker's first call of `step` to be refused (the relay closes the
+        connection of any call naming the marker; the worker tries again, 100 ms doubling)."""
+        self.wait_until(lambda: proxy.refusals > 0, 20, "%s.lua to be refused" % step)
+
+    def test_job_without_id_reserved_when_redis_loses_its_data(self):
+        """A job without a job_id reserved right before Redis restarted empty: the call that
+        gives it its id (adopt.lua) finds the reservation gone, on a server that is not the one
+        it was reserved from (INFO's run_id), and keeps the job: it runs once and is posted
+        back. Before, the worker took the missing reservation for a lost lease and dropped the
+        job: no result, no postback."""
+        self.src.add("/noid-marker.png", tiny_png())
+        proxy, w = self.start_worker_through_relay(PIXQ_LEASE_MS=8000)
+        self.worker_id(w)
+        proxy.refuse = b"noid-marker"  # in adopt.lua's arguments, in no call before it
+        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
+        del job["job_id"]
+        self.push_jobs([job])
+        self.refused_until(proxy, "adopt")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
+        proxy.refuse = None
+        pb = self.wait_for_postback(timeout=20, path="/pb-noid")
+        self.assertNotIn("errors", pb.results)
+        self.assertTrue(pb.job_id)
+        self.wait_until(lambda: self.results(pb.job_id), 10, "the result")
+        self.assert_success(pb.job_id)
+        self.assertEqual([e["step"] for e in w.log_events("job_forgotten")], ["adopt"])
+        stats = self.stats()
+        self.assertEqual((stats.get("forgotten"), stats.get("succeeded")), (1, 1), stats)
+        self.assertEqual(self.src.requests("/noid-marker.png"), 1)
+        self.assertEqual(w.log_events("adopt_failed"), [])
+        self.assert_queue_drained()
+        w.check_alive()
+
+    def test_job_without_id_whose_adoption_answer_was_lost(self):
+        """adopt.lua ran but its answer was lost: asked again, it finds the new payload on the
+        list already and says so; the job runs at once, once, and nothing is counted lost."""
+        self.src.add("/noid-marker.png", tiny_png())
+        proxy, w = self.start_worker_through_relay()
+        self.worker_id(w)
+        proxy.cut_on(b"noid-marker")
+        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
+        del job["job_id"]
+        self.push_jobs([job])
+        self.assertTrue(proxy.tripped.wait(10), "adopt.lua was not answered")
+        pb = self.wait_for_postback(timeout=20, path="/pb-noid")
+        self.assertNotIn("errors", pb.results)
+        self.wait_until(lambda: self.results(pb.job_id), 10, "the result")
+        self.assert_success(pb.job_id)
+        self.assertEqual([e.get("step") for e in w.log_events("redis_error")], ["adopt"])
+        for event in ("adopt_failed", "job_stranded", "job_forgotten", "lease_lost"):
+            self.assertEqual(w.log_events(event), [], event)
+        self.assertNotIn("forgotten", self.stats())
+        self.assert_queue_drained()
+        w.check_alive()
+
+    def test_batch_reserved_when_redis_loses_its_data(self):
+        """A batch reserved right before Redis restarted empty: split.lua finds it gone from a
+        server that is not the one it was reserved from, and queues its jobs all the same.
+        Before, the batch was dropped as if taken from the worker."""
+        self.src.add("/batch-marker.png", tiny_png())
+        proxy, w = self.start_worker_through_relay(PIXQ_LEASE_MS=8000)
+        self.worker_id(w)
+        proxy.refuse = b"batch-marker"  # in split.lua's arguments, in no call before it
+        jobs = [self.tiny_job(j, path="/batch-marker.png") for j in ("batch-1", "batch-2")]
+        self.redis.lpush(self.key("jobs"), json.dumps(jobs))
+        self.refused_until(proxy, "split")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
+        proxy.refuse = None
+        for job_id in ("batch-1", "batch-2"):
+            self.wait_for_postback(timeout=20, job_id=job_id)
+            self.wait_until(lambda: self.results(job_id), 10, "the result")
+            self.assert_success(job_id)
+        self.assertEqual([e["step"] for e in w.log_events("job_forgotten")], ["split"])
+        stats = self.stats()
+        self.assertEqual((stats.get("forgotten"), stats.get("batches_split"),
+                          stats.get("succeeded")), (1, 1, 2), stats)
+        self.assert_queue_drained()
+        w.check_alive()
+
 
 class ReplicaTest(ReliabilityCase):
     """PIXQ_REDIS_URL naming a read-only replica (a failover made the old primary one, or a
