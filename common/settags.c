@@ -308,14 +308,21 @@ static void put32(unsigned char *p, uint32_t v, bool be)
     }
 }
 
-/* An IFD0 entry of the new block: an old one (its 12 bytes) or a tag set (its text). */
+/* An IFD0 entry of the new block: an old one (its 12 bytes), a tag set (its text), or a
+ * mandatory tag of a new IFD0 (one SHORT, or one RATIONAL number/1). */
 struct entry {
     unsigned tag;
     const unsigned char *old; /* 12 bytes in the old block, or NULL */
     const char *text;         /* the value without its NUL */
     size_t len;
-    size_t order; /* keeps qsort stable */
+    unsigned type;  /* TIFF_SHORT or TIFF_RATIONAL for a mandatory tag, else 0 */
+    uint32_t value; /* its value (the numerator) */
+    size_t order;   /* keeps qsort stable */
 };
+
+#define TIFF_ASCII    2
+#define TIFF_SHORT    3
+#define TIFF_RATIONAL 5
 
 static int by_tag(const void *a, const void *b)
 {
@@ -381,7 +388,26 @@ static const char *written(json_object *v, size_t *len)
     return s != NULL && *len > 0 ? s : NULL;
 }
 
-static size_t exif_entries(json_object *set, const struct tiff *old, struct entry *out)
+/* The tags EXIF requires in IFD0, for a new IFD0: what exiftool writes into a file without
+ * EXIF. Returns how many were added to `out` (at `n`). */
+static size_t mandatory_entries(const struct settags_image *img, struct entry *out, size_t n)
+{
+    size_t k = n;
+    out[k++] = (struct entry){.tag = 0x011a, .type = TIFF_RATIONAL, .value = img->x_res};
+    out[k++] = (struct entry){.tag = 0x011b, .type = TIFF_RATIONAL, .value = img->y_res};
+    out[k++] = (struct entry){.tag = 0x0128, .type = TIFF_SHORT, .value = img->unit};
+    if (img->jpeg) {
+        out[k++] = (struct entry){.tag = 0x0213, .type = TIFF_SHORT, .value = 1}; /* centred */
+    }
+    return k - n;
+}
+
+#define MANDATORY_MAX 4 /* entries mandatory_entries() adds */
+
+/* The entries of the new IFD0, sorted by tag: the old ones not set, then the tags set (and, for
+ * a new IFD0 with a tag set, the mandatory ones). */
+static size_t exif_entries(json_object *set, const struct tiff *old,
+                           const struct settags_image *img, struct entry *out)
 {
     size_t n = 0;
     json_object *v;
@@ -406,6 +432,9 @@ static size_t exif_entries(json_object *set, const struct tiff *old, struct entr
         if (!twice) {
             out[n++] = (struct entry){.tag = tags[i].id, .text = text, .len = len};
         }
+    }
+    if (old == NULL && n > 0) {
+        n += mandatory_entries(img, out, n);
     }
     for (size_t i = 0; i < n; i++) {
         out[i].order = i;
@@ -512,18 +541,62 @@ static void clear_old(unsigned char *tiff, const struct tiff *t, const struct en
     }
 }
 
-int settags_exif(json_object *set, const unsigned char *old, size_t old_len, size_t max,
-                 struct buf *out, struct err *e)
+/* Bytes an entry's value takes after the IFD (0: it fits in the entry), word-aligned. */
+static size_t outside(const struct entry *en)
+{
+    if (en->old != NULL || en->type == TIFF_SHORT) {
+        return 0;
+    }
+    if (en->type == TIFF_RATIONAL) {
+        return 8;
+    }
+    return en->len + 1 > 4 ? (en->len + 2) & ~(size_t)1 : 0; /* ASCII, with its NUL */
+}
+
+/* Writes the new entry `en` (not an old one) at `at`, its value at `data` if outside (at most
+ * outside(en) bytes there); `p` is the block, its TIFF structure at p + 6. */
+static void put_entry(unsigned char *p, size_t at, size_t data, const struct entry *en, bool be)
+{
+    unsigned char *d = p + at;
+    put16(d, en->tag, be);
+    if (en->type == TIFF_SHORT) {
+        put16(d + 2, TIFF_SHORT, be);
+        put32(d + 4, 1, be);
+        put16(d + 8, en->value, be); /* the first two of the four bytes */
+        return;
+    }
+    if (en->type == TIFF_RATIONAL) {
+        put16(d + 2, TIFF_RATIONAL, be);
+        put32(d + 4, 1, be);
+        put32(d + 8, (uint32_t)(data - 6), be);
+        put32(p + data, en->value, be);
+        put32(p + data + 4, 1, be);
+        return;
+    }
+    size_t count = en->len + 1; /* with its NUL */
+    put16(d + 2, TIFF_ASCII, be);
+    put32(d + 4, (uint32_t)count, be);
+    if (count <= 4) {
+        memcpy(d + 8, en->text, en->len);
+    } else {
+        put32(d + 8, (uint32_t)(data - 6), be);
+        memcpy(p + data, en->text, en->len);
+    }
+}
+
+int settags_exif(json_object *set, const unsigned char *old, size_t old_len,
+                 const struct settags_image *img, struct buf *out, struct err *e)
 {
     buf_reset(out);
+    size_t max = img->jpeg ? SETTAGS_EXIF_JPEG : SETTAGS_EXIF_BLOCK;
     struct tiff t;
     bool had = tiff_parse(old, old_len, &t);
     size_t base_len = had ? t.len : 8;
-    struct entry *entries = calloc((had ? t.count : 0) + N_TAGS, sizeof *entries);
+    struct entry *entries = calloc((had ? t.count : 0) + N_TAGS + MANDATORY_MAX, sizeof *entries);
     if (entries == NULL) {
         return err_set(e, "out of memory");
     }
-    size_t n = exif_entries(set, had ? &t : NULL, entries);
+    size_t n = exif_entries(set, had ? &t : NULL, img, entries);
     if (!had && n == 0) {
         free(entries);
         return 0;
@@ -532,8 +605,7 @@ int settags_exif(json_object *set, const unsigned char *old, size_t old_len, siz
     size_t ifd = 6 + base_len + (base_len & 1); /* the new IFD0, word-aligned, in `out` */
     size_t data = ifd + 2 + 12 * n + 4, end = data;
     for (size_t i = 0; i < n; i++) {
-        end += entries[i].old == NULL && entries[i].len + 1 > 4 ? (entries[i].len + 2) & ~(size_t)1
-                                                                : 0;
+        end += outside(&entries[i]);
     }
     if (end > max || buf_reserve(out, end) < 0) {
         free(entries);
@@ -553,21 +625,12 @@ int settags_exif(json_object *set, const unsigned char *old, size_t old_len, siz
     put32(tiff + 4, (uint32_t)(ifd - 6), be);
     put16(p + ifd, (unsigned)n, be);
     for (size_t i = 0; i < n; i++) {
-        unsigned char *en = p + ifd + 2 + 12 * i;
+        size_t at = ifd + 2 + 12 * i;
         if (entries[i].old != NULL) {
-            memcpy(en, entries[i].old, 12);
-            continue;
-        }
-        size_t count = entries[i].len + 1; /* with its NUL */
-        put16(en, entries[i].tag, be);
-        put16(en + 2, 2, be); /* ASCII */
-        put32(en + 4, (uint32_t)count, be);
-        if (count <= 4) {
-            memcpy(en + 8, entries[i].text, entries[i].len);
+            memcpy(p + at, entries[i].old, 12);
         } else {
-            put32(en + 8, (uint32_t)(data - 6), be);
-            memcpy(p + data, entries[i].text, entries[i].len);
-            data += (count + 1) & ~(size_t)1;
+            put_entry(p, at, data, &entries[i], be);
+            data += outside(&entries[i]);
         }
     }
     put32(p + ifd + 2 + 12 * n, had ? t.next : 0, be);

@@ -57,13 +57,24 @@ const char *settags_name(const char *key, enum settags_group *group);
 /* Whether `set` (checked) names a tag of `group`. */
 bool settags_has(json_object *set, enum settags_group group);
 
+/* The output settags_exif() writes for: what a new IFD0 says besides the tags set (EXIF's
+ * mandatory tags, as exiftool writes them into a file without EXIF), and how large the block
+ * may be. */
+struct settags_image {
+    unsigned x_res, y_res; /* XResolution, YResolution: pixels a unit, as the file says (JFIF) */
+    unsigned unit;         /* ResolutionUnit, TIFF's: 1 none (an aspect ratio), 2 inch, 3 cm */
+    bool jpeg;             /* YCbCrPositioning (centred) too, and at most SETTAGS_EXIF_JPEG bytes
+                              (else SETTAGS_EXIF_BLOCK) */
+};
+
 /* Writes into `out` (emptied first) the EXIF block ("Exif\0\0" and a TIFF structure) that is
  * `old` (`old_len` bytes, with or without "Exif\0\0"; NULL for none) with the EXIF tags of `set`
  * written: IFD0 anew after the old bytes, the old IFD0 and the values of the entries it leaves
- * out zeroed. `out` is left empty when there is nothing to write (no old block, nothing set).
- * Returns 0, or -1 (the block larger than `max` bytes, out of memory). */
-int settags_exif(json_object *set, const unsigned char *old, size_t old_len, size_t max,
-                 struct buf *out, struct err *e);
+ * out zeroed. Without an old block, IFD0 also holds `img`'s resolution (and YCbCrPositioning for
+ * a JPEG). `out` is left empty when there is nothing to write (no old block, nothing set).
+ * Returns 0, or -1 (the block larger than `img` allows, out of memory). */
+int settags_exif(json_object *set, const unsigned char *old, size_t old_len,
+                 const struct settags_image *img, struct buf *out, struct err *e);
 
 /* As settags_exif() for the IPTC datasets ("\x1c" record dataset length value...). */
 int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, struct buf *out,

@@ -1554,6 +1554,30 @@ static void delete_exif_properties(MagickWand *w, json_object *set)
     }
 }
 
+/* A density as JFIF and PNG's pHYs hold it: a whole number of pixels a unit, 1 to 65535. */
+static unsigned whole_density(double d)
+{
+    return d < 1.5 ? 1 : d >= 65535.0 ? 65535 : (unsigned)lround(d);
+}
+
+/* What a new EXIF IFD0 says of the image `w` (saved as JPEG or not): its resolution as the
+ * encoder writes it (JFIF's density, pHYs), 1:1 without a unit when it has none. */
+static struct settags_image tags_image(MagickWand *w, bool jpeg)
+{
+    double x = 0, y = 0;
+    MagickGetImageResolution(w, &x, &y);
+    ResolutionType units = MagickGetImageUnits(w);
+    struct settags_image img = {.x_res = 1, .y_res = 1, .unit = 1, .jpeg = jpeg};
+    if (x > 0 && y > 0) {
+        img.x_res = whole_density(x);
+        img.y_res = whole_density(y);
+        img.unit = units == PixelsPerInchResolution         ? 2
+                   : units == PixelsPerCentimeterResolution ? 3
+                                                            : 1;
+    }
+    return img;
+}
+
 /* save.set_exif: its EXIF and IPTC tags merged into the image's profiles (common/settags.h);
  * the IPTC also into a Photoshop block the image has, which the JPEG encoder writes in its
  * place. */
@@ -1571,8 +1595,8 @@ static int write_tags(MagickWand *w, const struct job_save *save, const char *ma
     unsigned char *old = exif ? MagickGetImageProfile(w, "exif", &n) : NULL;
     if (exif) {
         delete_exif_properties(w, save->set_exif);
-        rc = settags_exif(save->set_exif, old, n, jpeg ? SETTAGS_EXIF_JPEG : SETTAGS_EXIF_BLOCK, &b,
-                          e);
+        struct settags_image img = tags_image(w, jpeg);
+        rc = settags_exif(save->set_exif, old, n, &img, &b, e);
         rc = rc < 0 ? rc : put_profile(w, "exif", &b, e);
     }
     MagickRelinquishMemory(old);

@@ -85,16 +85,16 @@ static size_t check_exif(const struct buf *b)
 
 static void fuzz_exif(const uint8_t *data, size_t size)
 {
+    static const struct settags_image jpeg = {.x_res = 72, .y_res = 72, .unit = 2, .jpeg = true};
     struct buf b, again;
     struct err e;
     buf_init(&b, 0);
     buf_init(&again, 0);
-    if (settags_exif(set, data, size, SETTAGS_EXIF_JPEG, &b, &e) == 0) {
+    if (settags_exif(set, data, size, &jpeg, &b, &e) == 0) {
         size_t ifd = check_exif(&b);
         bool be = b.data[6] == 'M';
         size_t entries = 2 + 12 * rd16((const unsigned char *)b.data + 6 + ifd, be);
-        if (settags_exif(set, (const unsigned char *)b.data, b.len, SETTAGS_EXIF_JPEG, &again,
-                         &e) == 0) {
+        if (settags_exif(set, (const unsigned char *)b.data, b.len, &jpeg, &again, &e) == 0) {
             size_t ifd2 = check_exif(&again);
             if (memcmp(b.data + 6 + ifd, again.data + 6 + ifd2, 2) != 0) {
                 abort();

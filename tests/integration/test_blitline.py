@@ -972,10 +972,10 @@ class SourcesTest(BlitlineTestCase):
         self.assert_success(self.submit(job), "dens-2", ["d"])  # exactly width and height
 
 
-def exiftool(data):
+def exiftool(data, *options):
     """The tags exiftool (an independent reader) finds in an image: {"GROUP:Name": value}."""
-    r = subprocess.run(["exiftool", "-j", "-G1", "-a", "-"], input=data, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=60, check=True)
+    r = subprocess.run(["exiftool", "-j", "-G1", "-a", *options, "-"], input=data,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=True)
     return json.loads(r.stdout)[0]
 
 
@@ -1012,8 +1012,22 @@ class SetExifTest(BlitlineTestCase):
             self.assertEqual(got.get("IPTC:DateCreated"), "2026:12:01", fmt)
             self.assertEqual(str(got.get("IPTC:City")), "42", fmt)
             self.assertEqual(got.get("IPTC:CodedCharacterSet"), "UTF8", fmt)
-            # the photo's own EXIF (its resolution) was stripped: only the tags set are there
-            self.assertNotIn("IFD0:XResolution", got, fmt)
+            # the photo's own EXIF was stripped; the new IFD0 holds the tags EXIF requires there,
+            # as exiftool writes them into a file without EXIF: the resolution the file gives
+            # (JFIF's, pHYs'), and for a JPEG YCbCrPositioning
+            self.assertEqual(got.get("IFD0:XResolution"), got.get("IFD0:YResolution"), fmt)
+            self.assertEqual(got.get("IFD0:ResolutionUnit"), "inches", fmt)
+            if fmt == "JPEG":
+                self.assertEqual(got.get("IFD0:XResolution"), got.get("JFIF:XResolution"))
+                self.assertEqual(got.get("IFD0:ResolutionUnit"), got.get("JFIF:ResolutionUnit"))
+                self.assertEqual(got.get("IFD0:YCbCrPositioning"), "Centered")
+                self.assertEqual(exiftool(self.fetch(img, fmt, (64, 40)), "-validate",
+                                          "-warning").get("ExifTool:Validate"), "OK")
+            else:
+                self.assertEqual(got.get("PNG-pHYs:PixelUnits"), "meters")
+                self.assertEqual(got.get("IFD0:XResolution"),
+                                 round(got.get("PNG-pHYs:PixelsPerUnitX") * 0.0254))
+                self.assertNotIn("IFD0:YCbCrPositioning", got)
         got = exiftool(self.fetch(images[2], "WEBP", (64, 40)))
         self.assertEqual(got.get("IFD0:Copyright"), "webp (c)")
         self.assertEqual(got.get("IFD0:Software"), "pixq")

@@ -172,6 +172,28 @@ static const char *exif_text(const struct buf *b, unsigned tag)
     return text;
 }
 
+/* What write_tags() passes for a JPEG of 300 dpi, and for a PNG without a density. */
+static const struct settags_image JPEG_300 = {.x_res = 300, .y_res = 300, .unit = 2, .jpeg = true};
+static const struct settags_image PNG_NONE = {.x_res = 1, .y_res = 1, .unit = 1, .jpeg = false};
+
+/* The value of the one-valued SHORT or RATIONAL (its numerator, over 1) `tag` in IFD0 of `b`;
+ * -1 if it is not there, or not such, or not over 1. */
+static long exif_number(const struct buf *b, unsigned tag)
+{
+    const unsigned char *t = (const unsigned char *)b->data + 6;
+    bool be = t[0] == 'M';
+    unsigned n;
+    const unsigned char *e = ifd_entry(t, be, rd32(t + 4, be), tag, &n);
+    if (e == NULL || rd32(e + 4, be) != 1) {
+        return -1;
+    }
+    if (rd16(e + 2, be) == 3) {
+        return (long)rd16(e + 8, be);
+    }
+    const unsigned char *v = t + rd32(e + 8, be);
+    return rd16(e + 2, be) == 5 && rd32(v + 4, be) == 1 ? (long)rd32(v, be) : -1;
+}
+
 static void test_exif_new(void)
 {
     struct buf b;
@@ -179,24 +201,44 @@ static void test_exif_new(void)
     buf_init(&b, 0);
     json_object *set = parse("{\"Copyright\": \"(c) 2026 Ann\", \"make\": \"ab\", \"Keywords\": "
                              "\"k\", \"Model\": \"\", \"DateTime\": \"2026:12:01 10:11:12\"}");
-    CHECK_INT(settags_exif(set, NULL, 0, SETTAGS_EXIF_JPEG, &b, &e), 0);
+    CHECK_INT(settags_exif(set, NULL, 0, &JPEG_300, &b, &e), 0);
     CHECK(b.len > 14 && memcmp(b.data, "Exif\0\0II*\0", 10) == 0);
     const unsigned char *t = (const unsigned char *)b.data + 6;
     unsigned n = 0;
     ifd_entry(t, false, rd32(t + 4, false), 0, &n);
-    CHECK_INT(n, 3); /* Make, DateTime, Copyright: Model "" is not written, Keywords is IPTC */
+    /* Make, DateTime, Copyright (Model "" is not written, Keywords is IPTC), and the four tags
+     * EXIF requires in IFD0 (as exiftool writes them): XResolution, YResolution, ResolutionUnit
+     * and YCbCrPositioning, in the order of their tags */
+    CHECK_INT(n, 7);
     unsigned long ifd = rd32(t + 4, false);
-    CHECK_INT(rd16(t + ifd + 2, false), 0x010f); /* in the order of their tags */
-    CHECK_INT(rd16(t + ifd + 14, false), 0x0132);
-    CHECK_INT(rd16(t + ifd + 26, false), 0x8298);
-    CHECK_INT(rd32(t + ifd + 2 + 12 * 3, false), 0); /* no IFD1 */
+    static const unsigned order[] = {0x010f, 0x011a, 0x011b, 0x0128, 0x0132, 0x0213, 0x8298};
+    for (unsigned i = 0; i < 7; i++) {
+        CHECK_INT(rd16(t + ifd + 2 + 12 * i, false), order[i]);
+    }
+    CHECK_INT(rd32(t + ifd + 2 + 12 * 7, false), 0); /* no IFD1 */
     CHECK_STR(exif_text(&b, 0x010f), "ab");          /* 3 bytes: in the entry */
     CHECK_STR(exif_text(&b, 0x8298), "(c) 2026 Ann");
     CHECK_STR(exif_text(&b, 0x0132), "2026:12:01 10:11:12");
+    CHECK_INT(exif_number(&b, 0x011a), 300);
+    CHECK_INT(exif_number(&b, 0x011b), 300);
+    CHECK_INT(exif_number(&b, 0x0128), 2); /* inches */
+    CHECK_INT(exif_number(&b, 0x0213), 1); /* centred */
+    /* the values after the IFD, each in its own bytes */
+    size_t end = ifd + 2 + 12 * 7 + 4 + 8 + 8 + 20 + 14;
+    CHECK_INT(b.len, end + 6);
+
+    /* another format: no YCbCrPositioning; no density is 1:1 without a unit */
+    CHECK_INT(settags_exif(set, NULL, 0, &PNG_NONE, &b, &e), 0);
+    t = (const unsigned char *)b.data + 6;
+    ifd_entry(t, false, rd32(t + 4, false), 0, &n);
+    CHECK_INT(n, 6);
+    CHECK_INT(exif_number(&b, 0x011a), 1);
+    CHECK_INT(exif_number(&b, 0x0128), 1);
+    CHECK_INT(exif_number(&b, 0x0213), -1);
     json_object_put(set);
 
     set = parse("{\"Copyright\": \"\", \"Keywords\": \"k\"}"); /* nothing to write, nothing old */
-    CHECK_INT(settags_exif(set, NULL, 0, SETTAGS_EXIF_JPEG, &b, &e), 0);
+    CHECK_INT(settags_exif(set, NULL, 0, &JPEG_300, &b, &e), 0);
     CHECK_INT(b.len, 0);
     json_object_put(set);
     buf_finish(&b);
@@ -258,7 +300,7 @@ static void test_exif_merged(void)
     unsigned char old[256];
     size_t old_len = camera_exif(old);
     json_object *set = parse("{\"Make\": null, \"Copyright\": \"mine\", \"Artist\": \"Bo\"}");
-    CHECK_INT(settags_exif(set, old, old_len, SETTAGS_EXIF_JPEG, &b, &e), 0);
+    CHECK_INT(settags_exif(set, old, old_len, &JPEG_300, &b, &e), 0);
     const unsigned char *t = (const unsigned char *)b.data + 6;
     CHECK(memcmp(b.data, "Exif\0\0MM\0*", 10) == 0); /* its byte order kept */
     /* the old bytes where they were (the EXIF IFD and IFD1 at 70 to 106), but the old IFD0 and
@@ -292,8 +334,7 @@ static void test_exif_merged(void)
     struct buf again;
     buf_init(&again, 0);
     set = parse("{\"Copyright\": \"theirs\"}");
-    CHECK_INT(
-        settags_exif(set, (const unsigned char *)b.data, b.len, SETTAGS_EXIF_JPEG, &again, &e), 0);
+    CHECK_INT(settags_exif(set, (const unsigned char *)b.data, b.len, &JPEG_300, &again, &e), 0);
     CHECK_STR(exif_text(&again, 0x8298), "theirs");
     CHECK_STR(exif_text(&again, 0x013b), "Bo");
     CHECK(!contains(&again, "mine")); /* the value replaced is gone from the block */
@@ -307,7 +348,7 @@ static void test_exif_merged(void)
     wr32(shared + 6 + 76, 9, true);
     wr32(shared + 6 + 80, 60, true);
     json_object *no_make = parse("{\"Make\": null}");
-    CHECK_INT(settags_exif(no_make, shared, shared_len, SETTAGS_EXIF_JPEG, &again, &e), 0);
+    CHECK_INT(settags_exif(no_make, shared, shared_len, &JPEG_300, &again, &e), 0);
     json_object_put(no_make);
     t = (const unsigned char *)again.data + 6;
     CHECK(memcmp(t + 60, "CameraCo", 9) == 0);
@@ -316,12 +357,12 @@ static void test_exif_merged(void)
 
     /* a block that does not parse (IFD0 past its end) is replaced */
     wr32(old + 6 + 4, 5000, true);
-    CHECK_INT(settags_exif(set, old, old_len, SETTAGS_EXIF_JPEG, &b, &e), 0);
+    CHECK_INT(settags_exif(set, old, old_len, &JPEG_300, &b, &e), 0);
     CHECK(memcmp(b.data, "Exif\0\0II*\0", 10) == 0);
     CHECK_STR(exif_text(&b, 0x8298), "theirs");
     t = (const unsigned char *)b.data + 6;
     ifd_entry(t, false, rd32(t + 4, false), 0, &n);
-    CHECK_INT(n, 1);
+    CHECK_INT(n, 5); /* Copyright and the four mandatory tags of a new IFD0 */
     json_object_put(set);
 
     /* too large for a JPEG's APP1 */
@@ -334,9 +375,9 @@ static void test_exif_merged(void)
     value[SETTAGS_EXIF_MAX] = '\0';
     set = json_object_new_object();
     json_object_object_add(set, "Copyright", json_object_new_string(value));
-    CHECK_INT(settags_exif(set, big, big_len, SETTAGS_EXIF_JPEG, &b, &e), -1);
+    CHECK_INT(settags_exif(set, big, big_len, &JPEG_300, &b, &e), -1);
     CHECK_STR(e.msg, "the EXIF block would be 66056 bytes, more than 65533");
-    CHECK_INT(settags_exif(set, big, big_len, SETTAGS_EXIF_BLOCK, &b, &e), 0); /* not a JPEG's */
+    CHECK_INT(settags_exif(set, big, big_len, &PNG_NONE, &b, &e), 0); /* not a JPEG's */
     CHECK_STR(exif_text(&b, 0x8298), value);
     json_object_put(set);
     free(big);
