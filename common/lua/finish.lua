@@ -44,11 +44,29 @@
 --          there is none (begin.lua never reached Redis): the same call again, after its answer
 --          was lost, then finds the job settled rather than forgotten, and writes nothing twice.
 --
+-- The same call sent again after its answer was lost finds its own settlement (settled_before):
+-- the result it stored is the last, its dead letter (which holds the time it failed) the newest,
+-- its postback retry scheduled. It answers 1 without writing or counting anything again
+-- (before, it counted a lost lease, and the worker logged one, for a job it had settled). A
+-- reaped run whose outcome is the very one stored is taken for settled in the same way: the
+-- job is, with that outcome.
+--
 -- Returns 1 if the job was on the active list and is now settled; 2 if it was settled although
 -- Redis had lost it (ARGV[15]); 0 if it was not there (another worker reaped it: the caller no
 -- longer owns the job, and nothing else is written). With ARGV[9] "next": {1, 2 or 0, the next
 -- payload now on KEYS[1] or nil (none queued, or the job was lost), and with KEYS[10] 1 when the
 -- queue is past its parked limit, else 0}.
+
+-- Whether this settlement was written already (see above): asked only of a payload missing from
+-- the active list.
+local function settled_before()
+    if ARGV[2] == '' and ARGV[4] == '' then
+        return false
+    end
+    return (ARGV[2] == '' or redis.call('LINDEX', KEYS[2], -1) == ARGV[2]) and
+        (ARGV[4] == '' or redis.call('LINDEX', KEYS[3], 0) == ARGV[4]) and
+        (not ARGV[10] or ARGV[10] == '' or redis.call('ZSCORE', KEYS[9], ARGV[10]) ~= false)
+end
 
 local want_next = ARGV[9] == 'next'
 local settled = 1
@@ -64,6 +82,12 @@ if marked then
 end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     -- asked only here, off the path of every job that is settled as usual
+    if settled_before() then
+        if want_next then
+            return {1, false}
+        end
+        return 1
+    end
     local forgotten = ARGV[15] == 'forgotten' and
         (hash_new or (not marked and redis.call('EXISTS', KEYS[7]) == 0))
     if not forgotten then

@@ -670,14 +670,15 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 1)
         self.assertEqual(self.r.hgetall(key("job:j1")), {"settled": "1"})
         self.assertTrue(590 <= self.r.ttl(key("job:j1")) <= 600)
-        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 0)  # the call again
+        # the call again finds its own settlement: nothing written or counted again
+        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 1)
         self.assertEqual(self.r.lrange(key("result:j1")), ["r"])
-        self.assertEqual(self.stats(), {"succeeded": 1, "lease_lost": 1})
+        self.assertEqual(self.stats(), {"succeeded": 1})
         # Redis lost the job: settled as forgotten, and once only too
         self.r.delete(key("job:j1"), key("result:j1"), STATS)
         self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 2)
-        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 0)
-        self.assertEqual(self.stats(), {"forgotten": 1, "succeeded": 1, "lease_lost": 1})
+        self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 1)
+        self.assertEqual(self.stats(), {"forgotten": 1, "succeeded": 1})
         # a job hash begin.lua wrote is left as it is
         self.r.delete(key("job:j1"), STATS)
         self.r.execute("HSET", key("job:j1"), "first_seen", 5)
@@ -685,6 +686,33 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.full("w1", "job-a", forgotten="forgotten"), 1)
         self.assertEqual(self.r.hgetall(key("job:j1")), {"first_seen": "5"})
         self.assertEqual(self.r.ttl(key("job:j1")), -1)
+
+    def test_the_call_again_finds_its_own_settlement(self):
+        """A failed job's settlement (result, dead letter, postback retry) sent again after its
+        answer was lost: found written, nothing written or counted again, answered 1. Once
+        another dead letter is newer, it cannot tell, and it is a lost lease as before."""
+        keys = [active("w1"), key("result:j1"), DEAD, STATS, RECOV, key("tput"), key("job:j1"),
+                JOBS, DELAYED, PARKED]
+        dead = self.dead_entry("j1", self.now_ms())
+        args = ["job-a", "r", 600, dead, 100, "failed", 86400000, "", "", "retry-1", 3000, WAKE,
+                0, "pixq-task:", ""]
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.run_script("finish", keys, args), 1)
+        settled = (self.r.lrange(key("result:j1")), self.r.lrange(DEAD),
+                   self.r.execute("ZRANGE", DELAYED, 0, -1), self.r.lrange(JOBS), self.stats())
+        self.assertEqual(settled[4], {"failed": 1, "dead": 1})
+        self.assertEqual(self.run_script("finish", keys, args), 1)
+        self.assertEqual((self.r.lrange(key("result:j1")), self.r.lrange(DEAD),
+                          self.r.execute("ZRANGE", DELAYED, 0, -1), self.r.lrange(JOBS),
+                          self.stats()), settled)
+        # its retry no longer waiting (promoted meanwhile), or another job's dead letter newer
+        for undo in (lambda: self.r.execute("ZREM", DELAYED, "retry-1"),
+                     lambda: self.r.lpush(DEAD, self.dead_entry("j2", self.now_ms()))):
+            self.r.delete(STATS)
+            undo()
+            self.assertEqual(self.run_script("finish", keys, args), 0)
+            self.assertEqual(self.stats(), {"lease_lost": 1})
+            self.r.execute("ZADD", DELAYED, 1, "retry-1")
 
     def test_postback_retry_scheduled_with_the_settlement(self):
         self.r.lpush(active("w1"), "job-a")
@@ -839,18 +867,18 @@ class FinishTest(LuaTestCase):
         self.r.execute("LREM", active("w1"), 0, "job-b")
         self.assertEqual(self.run_script(  # lease lost: not counted
             "finish", [active("w1"), key("result:j1"), DEAD, STATS, RECOV, key("tput")],
-            ["job-b", "r", 600, "", 100, "succeeded", 86400000]), 0)
+            ["job-b", "r-other", 600, "", 100, "succeeded", 86400000]), 0)
         self.r.lpush(active("w1"), "job-c")
         self.assertEqual(self.finish("w1", "job-c", result="r"), 1)  # five keys: no KEYS[6]
         self.assertEqual(self.r.keys("pixq:{t}:tput*"), [])
 
     # -- the folded ack: `posted` and the next reservation (worker.c settle) ------------------
 
-    def finish8(self, wid, payload, posted="", nxt=""):
+    def finish8(self, wid, payload, posted="", nxt="", result="r"):
         return self.run_script(
             "finish", [active(wid), key("result:j1"), DEAD, STATS, RECOV, key("tput"),
                        key("job:j1"), JOBS],
-            [payload, "r", 600, "", 100, "succeeded", 86400000, posted, nxt])
+            [payload, result, 600, "", 100, "succeeded", 86400000, posted, nxt])
 
     def test_next_job_is_reserved_in_the_same_call(self):
         self.r.lpush(JOBS, "job-b", "job-c")  # job-b is at the consumer end (right)
@@ -902,9 +930,10 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.finish8("w1", "job-a", posted="1234"), 1)
         self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "1234"})
         self.r.execute("DEL", key("job:j1"))
-        self.assertEqual(self.finish8("w1", "job-a", posted="5678"), 0)  # lost: still marked
+        # lost (another run stored another outcome): still marked
+        self.assertEqual(self.finish8("w1", "job-a", posted="5678", result="r2"), 0)
         self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "5678"})
-        self.assertEqual(self.finish8("w1", "job-a"), 0)  # no postback: nothing written
+        self.assertEqual(self.finish8("w1", "job-a", result="r2"), 0)  # no postback: nothing
         self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "5678"})
 
 

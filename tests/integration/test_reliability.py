@@ -1319,6 +1319,11 @@ class JobHashExpiryTest(ReliabilityCase):
         self.assertEqual(self.stats().get("failed"), 1, self.stats())
         self.assertNotIn("forgotten", self.stats())
         self.assertEqual(w.log_events("job_forgotten"), [])
+        # and it finds its own settlement: the job failed, no lease was lost (before: the
+        # second call counted `lease_lost` and the worker logged one)
+        self.assertNotIn("lease_lost", self.stats())
+        self.assertEqual(w.log_events("lease_lost"), [])
+        self.assertEqual([e["job_id"] for e in w.log_events("job_failed")], ["once-1"])
         self.assert_queue_drained()
 
 
