@@ -69,6 +69,7 @@ struct unsettled {
     char *job_id, *result, *dead, *posted_id, *posted, *retry;
     const char *counter; /* a literal */
     long retry_ms;
+    long run;          /* as the settlement's */
     bool forgotten_ok; /* as the settlement's */
 };
 
@@ -111,6 +112,7 @@ struct worker {
 struct task {
     struct buf payload; /* the bytes on the active list */
     struct job *job;
+    long run; /* this run's number (begin.lua's count), or -1 not known */
     struct result *result;
     char first_error[ERR_MSG_MAX]; /* empty while nothing failed */
 };
@@ -438,15 +440,16 @@ struct settlement {
     const char *posted;    /* set with posted_id: that postback's digest (postback_digest) */
     const char *retry;     /* a postback retry task to schedule with the settlement, or NULL */
     long retry_ms;         /* when it is due, ms from now */
+    long run;              /* the run number of the job settled (begin.lua's), or <= 0 unknown */
     bool forgotten_ok;     /* settle job_id even off the active list if Redis lost the job */
 };
 
 /* finish.lua's keys and arguments (see its header). */
 struct finish_call {
     char result_key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
-    char retry_ms[32];
-    const char *keys[10], *args[15];
-    size_t lens[15];
+    char retry_ms[32], run[32];
+    const char *keys[10], *args[16];
+    size_t lens[16];
 };
 
 static void finish_call_init(struct worker *w, const struct buf *payload,
@@ -457,6 +460,11 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
     const char *hash_id = s->posted_id != NULL ? s->posted_id : s->job_id;
     job_key(w, hash_id != NULL ? hash_id : "", "job", -1, c->job_hash, sizeof c->job_hash);
     snprintf(c->retry_ms, sizeof c->retry_ms, "%ld", s->retry_ms);
+    if (s->run > 0) {
+        snprintf(c->run, sizeof c->run, "%ld", s->run);
+    } else {
+        c->run[0] = '\0';
+    }
     const char *keys[] = {w->active_key,  c->result_key,     w->dead_key, w->stats_key,
                           w->recov_key,   w->cur->tput_key,  c->job_hash, w->jobs_key,
                           w->delayed_key, w->cur->parked_key};
@@ -474,11 +482,12 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
                           RQ_WAKE_TOKEN,
                           w->parked_max_arg,
                           RQ_TASK_MARK,
-                          s->forgotten_ok && s->job_id != NULL ? "forgotten" : ""};
+                          s->forgotten_ok && s->job_id != NULL ? "forgotten" : "",
+                          c->run};
     memcpy(c->keys, keys, sizeof keys);
     memcpy(c->args, args, sizeof args);
     c->lens[0] = payload->len;
-    for (int i = 1; i < 15; i++) {
+    for (int i = 1; i < 16; i++) {
         c->lens[i] = strlen(args[i]);
     }
 }
@@ -555,7 +564,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
     long backoff = BACKOFF_MIN_MS;
     for (long attempt = 0; attempt < w->cfg->settle_attempts; attempt++) {
         struct err e = {{0}};
-        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 10, c.keys, 15, c.args, c.lens, &e);
+        redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 10, c.keys, 16, c.args, c.lens, &e);
         if (r != NULL) {
             int settled = finish_reply(w, r);
             freeReplyObject(r);
@@ -607,6 +616,7 @@ static void keep_unsettled(struct worker *w, const struct buf *payload, const st
     u->retry = copy_or_null(s->retry);
     u->counter = s->counter;
     u->retry_ms = s->retry_ms;
+    u->run = s->run;
     u->forgotten_ok = s->forgotten_ok;
     if (buf_append(&u->payload, payload->data, payload->len) < 0 ||
         (s->job_id != NULL && u->job_id == NULL) || (s->result != NULL && u->result == NULL) ||
@@ -630,6 +640,7 @@ static int settle_again(struct worker *w, struct unsettled *u, const struct buf 
                                  .posted = kept.posted,
                                  .retry = kept.retry,
                                  .retry_ms = kept.retry_ms,
+                                 .run = kept.run,
                                  .forgotten_ok = kept.forgotten_ok};
     LOG_INFO("settle_resumed", "job_id=%s", kept.job_id != NULL ? kept.job_id : "");
     int settled = settle(w, payload == NULL ? &kept.payload : payload, &s);
@@ -1510,6 +1521,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            .counter = failed ? "failed" : "succeeded",
                            .posted_id = sent ? job->id : NULL,
                            .posted = sent ? digest : NULL,
+                           .run = t->run,
                            .forgotten_ok = true};
     char *retry = NULL;
     if (posted == -1 && wants_postback_retry(w, job)) {
@@ -1962,6 +1974,7 @@ static void handle_payload(struct worker *w, struct task *t)
         w->begin_ahead = false;
         run = begin_reply(w, t->job);
     }
+    t->run = run;
     if (run > 1) {
         LOG_INFO("job_rerun", "job_id=%s run=%ld", t->job->id, run);
     }

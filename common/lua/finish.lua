@@ -44,12 +44,15 @@
 --          there is none (begin.lua never reached Redis): the same call again, after its answer
 --          was lost, then finds the job settled rather than forgotten, and writes nothing twice.
 --
+-- ARGV[16] optional: the run number of the job settled (begin.lua's `runs` as it answered this
+--          run), or "" unknown
+--
 -- The same call sent again after its answer was lost finds its own settlement (settled_before):
--- the result it stored is the last, its dead letter (which holds the time it failed) the newest,
--- its postback retry scheduled. It answers 1 without writing or counting anything again
--- (before, it counted a lost lease, and the worker logged one, for a job it had settled). A
--- reaped run whose outcome is the very one stored is taken for settled in the same way: the
--- job is, with that outcome.
+-- no later run began (KEYS[7]'s `runs` is ARGV[16], or there is none), the result it stored is
+-- the last, its dead letter (which holds the time it failed) the newest, its postback retry
+-- scheduled. It answers 1 without writing or counting anything again (before, it counted a lost
+-- lease, and the worker logged one, for a job it had settled). A reaped run finds a later run
+-- begun, and is a lost lease even when its outcome is the very one that run stored.
 --
 -- Returns 1 if the job was on the active list and is now settled; 2 if it was settled although
 -- Redis had lost it (ARGV[15]); 0 if it was not there (another worker reaped it: the caller no
@@ -60,10 +63,11 @@
 -- Whether this settlement was written already (see above): asked only of a payload missing from
 -- the active list.
 local function settled_before()
-    if ARGV[2] == '' and ARGV[4] == '' then
+    if (ARGV[2] == '' and ARGV[4] == '') or not KEYS[7] then
         return false
     end
-    return (ARGV[2] == '' or redis.call('LINDEX', KEYS[2], -1) == ARGV[2]) and
+    local runs = redis.call('HGET', KEYS[7], 'runs')
+    return (not runs or runs == (ARGV[16] or '')) and (ARGV[2] == '' or redis.call('LINDEX', KEYS[2], -1) == ARGV[2]) and
         (ARGV[4] == '' or redis.call('LINDEX', KEYS[3], 0) == ARGV[4]) and
         (not ARGV[10] or ARGV[10] == '' or redis.call('ZSCORE', KEYS[9], ARGV[10]) ~= false)
 end

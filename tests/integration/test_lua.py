@@ -705,13 +705,20 @@ class FinishTest(LuaTestCase):
         self.assertEqual((self.r.lrange(key("result:j1")), self.r.lrange(DEAD),
                           self.r.execute("ZRANGE", DELAYED, 0, -1), self.r.lrange(JOBS),
                           self.stats()), settled)
-        # its retry no longer waiting (promoted meanwhile), or another job's dead letter newer
-        for undo in (lambda: self.r.execute("ZREM", DELAYED, "retry-1"),
+        # this run's number (begin.lua's count) and no later run's: its own settlement
+        self.r.execute("HSET", key("job:j1"), "runs", 2)
+        self.assertEqual(self.run_script("finish", keys, args + ["2"]), 1)
+        self.assertEqual(self.stats(), {"failed": 1, "dead": 1})
+        # a later run began (this one was reaped, and the same outcome is that run's), its retry
+        # no longer waits (promoted meanwhile), another job's dead letter is newer
+        for undo in (lambda: self.r.execute("HSET", key("job:j1"), "runs", 3),
+                     lambda: self.r.execute("ZREM", DELAYED, "retry-1"),
                      lambda: self.r.lpush(DEAD, self.dead_entry("j2", self.now_ms()))):
             self.r.delete(STATS)
             undo()
-            self.assertEqual(self.run_script("finish", keys, args), 0)
+            self.assertEqual(self.run_script("finish", keys, args + ["2"]), 0)
             self.assertEqual(self.stats(), {"lease_lost": 1})
+            self.r.execute("HSET", key("job:j1"), "runs", 2)
             self.r.execute("ZADD", DELAYED, 1, "retry-1")
 
     def test_postback_retry_scheduled_with_the_settlement(self):
