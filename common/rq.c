@@ -55,8 +55,7 @@ struct rq {
     long long sent_us;
     struct buf sent_cmd;          /* its bytes, sent again if Redis answers NOSCRIPT */
     bool loaded[RQ_SCRIPT_COUNT]; /* scripts known to be in the server's cache since connecting */
-    bool server_asked;            /* server_id was asked on this connection */
-    char server_id[RQ_SERVER_ID_MAX]; /* its run_id, "" unknown (rq_server_id) */
+    unsigned long connections;    /* connections made so far (rq_connection) */
 };
 
 /* ---------------------------------------------------------------- URL parsing */
@@ -364,8 +363,7 @@ static int connect_now(struct rq *r, struct err *e)
     }
     r->io_error = false;
     memset(r->loaded, 0, sizeof r->loaded); /* perhaps a new server, or one restarted */
-    r->server_asked = false;
-    r->server_id[0] = '\0';
+    r->connections++;
     return 0;
 }
 
@@ -423,19 +421,9 @@ int rq_server_check(struct rq *r, struct rq_server *out, struct err *e)
     return 0;
 }
 
-void rq_server_id(struct rq *r, char out[RQ_SERVER_ID_MAX])
+unsigned long rq_connection(const struct rq *r)
 {
-    if (r->ctx != NULL && !r->server_asked) {
-        struct err why = {{0}};
-        redisReply *rep = rq_command(r, &why, "INFO server");
-        if (rep != NULL && rep->type == REDIS_REPLY_STRING &&
-            !info_field(rep->str, "run_id", r->server_id, sizeof r->server_id)) {
-            r->server_id[0] = '\0';
-        }
-        freeReplyObject(rep);
-        r->server_asked = r->ctx != NULL; /* an I/O failure dropped the connection: not known */
-    }
-    snprintf(out, RQ_SERVER_ID_MAX, "%s", r->ctx != NULL ? r->server_id : "");
+    return r->ctx != NULL && !r->io_error ? r->connections : 0;
 }
 
 struct rq *rq_create(const char *url, long timeout_ms, struct err *e)

@@ -95,14 +95,10 @@ struct rq_server {
  * -1 with the reason. */
 int rq_server_check(struct rq *r, struct rq_server *out, struct err *e);
 
-#define RQ_SERVER_ID_MAX 48 /* INFO's run_id is 40 hex digits */
-
-/* The run_id of the server the connection in use reached (INFO server's: a new one at every
- * start of the server, and another server's when a replica took over), into `out`: what a
- * reservation read on this connection was reserved from. Asked once a connection, with one
- * round trip, and never connecting: "" while disconnected, after an I/O failure, or when the
- * server refuses INFO. */
-void rq_server_id(struct rq *r, char out[RQ_SERVER_ID_MAX]);
+/* Which connection is in use: a number that changes at every (re)connection; 0 while
+ * disconnected, or after an I/O failure on it. A reply read on connection n came from the data
+ * the server held then (a restart or a failover ends the connection). */
+unsigned long rq_connection(const struct rq *r);
 
 /* Closes the connection; NULL is allowed. */
 void rq_destroy(struct rq *r);

@@ -27,6 +27,7 @@
 #define MIN_BLOCK_MS   10   /* shortest blocking wait for a job */
 #define REDIS_TICK_MS  100  /* a blocking wait may end this late (Redis's default hz 10) */
 #define STALE_NAP_MS   50   /* look again this soon whether an overdue lease holds again */
+#define EPOCH_MAX      48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
 
 /* One queue the worker serves (PIXQ_QUEUE names them, highest priority first), with its keys:
  * every key of a queue carries its {name} hash tag, so each queue settles on its own. */
@@ -40,7 +41,10 @@ struct wqueue {
     char recov_key[RQ_KEY_MAX];
     char tput_key[RQ_KEY_MAX];
     char parked_key[RQ_KEY_MAX]; /* the queue's parked outputs and their bytes (park.lua) */
-    char prefix[RQ_KEY_MAX];     /* "pixq:{name}:", which every per-job key starts with */
+    char epoch_key[RQ_KEY_MAX];  /* the token of the queue's data (note_epoch) */
+    char epoch[EPOCH_MAX];       /* its value, read on connection epoch_conn ("" unknown) */
+    unsigned long epoch_conn;
+    char prefix[RQ_KEY_MAX]; /* "pixq:{name}:", which every per-job key starts with */
     size_t prefix_len;
     long next_promote_at; /* monotonic ms */
     bool due_soon;        /* next_promote_at is a delayed job's due time, not a routine look */
@@ -92,9 +96,9 @@ struct worker {
     const char *queue, *jobs_key, *active_key, *dead_key, *stats_key, *delayed_key, *recov_key;
     struct buf next;       /* a payload finish.lua reserved for the next turn, in next_q */
     struct wqueue *next_q; /* NULL while `next` holds nothing */
-    /* the run_id of the server the payload in hand, and `next`, were reserved from (rq_server_id):
-     * adopt.lua and split.lua tell a lease Redis lost from one taken from us by it */
-    char reserved_on[RQ_SERVER_ID_MAX], next_on[RQ_SERVER_ID_MAX];
+    /* the token of the data the payload in hand, and `next`, were reserved in (note_epoch):
+     * adopt.lua and split.lua tell a reservation Redis lost from one taken from us */
+    char reserved_on[EPOCH_MAX], next_on[EPOCH_MAX];
     unsigned long io_at_start; /* rq_io_errors() when the payload in hand was reserved */
     unsigned long jobs;        /* payloads handled, for the round trips per job at the end */
     unsigned seed;             /* for retry jitter */
@@ -168,6 +172,7 @@ static int queue_keys(struct wqueue *q, const char *wid, struct err *e)
         rq_key(q->recov_key, RQ_KEY_MAX, q->name, "recov") < 0 ||
         rq_key(q->tput_key, RQ_KEY_MAX, q->name, "tput") < 0 ||
         rq_key(q->parked_key, RQ_KEY_MAX, q->name, "parked") < 0 ||
+        rq_key(q->epoch_key, RQ_KEY_MAX, q->name, "epoch") < 0 ||
         rq_key(q->prefix, RQ_KEY_MAX, q->name, "") < 0) {
         return err_set(e, "PIXQ_QUEUE: queue name '%.100s' too long", q->name);
     }
@@ -524,6 +529,34 @@ static void note_gate(struct worker *w, struct wqueue *q, const redisReply *flag
     q->gate_at = now;
 }
 
+/* The token of queue `q`'s data on the connection in use (pixq:{Q}:epoch, made if missing) into
+ * `out`, for a payload just reserved from `q` on it: adopt.lua and split.lua tell from it a
+ * reservation lost with Redis's data from one reaped (lib/data_lost.lua). Read once a
+ * connection, in one round trip; "" unknown (the connection failed). */
+static void note_epoch(struct worker *w, struct wqueue *q, char out[EPOCH_MAX])
+{
+    unsigned long conn = rq_connection(w->rq);
+    if (conn != 0 && q->epoch_conn != conn) {
+        char token[ID_JOB_LEN];
+        q->epoch[0] = '\0';
+        if (id_job(token) == 0) {
+            const char *set[] = {"SET", q->epoch_key, token, "NX"};
+            const char *get[] = {"GET", q->epoch_key};
+            struct rq_cmd cmds[2] = {{4, set, NULL}, {2, get, NULL}};
+            redisReply *rep[2];
+            struct err e = {{0}};
+            rq_pipeline(w->rq, 2, cmds, rep, &e);
+            if (rep[1] != NULL && rep[1]->type == REDIS_REPLY_STRING) {
+                snprintf(q->epoch, sizeof q->epoch, "%s", rep[1]->str);
+            }
+            freeReplyObject(rep[0]);
+            freeReplyObject(rep[1]);
+        }
+        q->epoch_conn = conn;
+    }
+    snprintf(out, EPOCH_MAX, "%s", conn != 0 && rq_connection(w->rq) == conn ? q->epoch : "");
+}
+
 /* finish.lua's answer: 1 settled, 0 not ours. A payload it reserved is kept for the next turn. */
 static int finish_reply(struct worker *w, const redisReply *r)
 {
@@ -541,7 +574,7 @@ static int finish_reply(struct worker *w, const redisReply *r)
         buf_reset(&w->next);
         if (buf_append(&w->next, next->str, next->len) == 0) {
             w->next_q = w->cur;
-            rq_server_id(w->rq, w->next_on);
+            note_epoch(w, w->cur, w->next_on);
         } else {
             w->check_active = true; /* out of memory: take it from the active list later */
         }
@@ -739,10 +772,11 @@ static int adopt(struct worker *w, struct task *t, struct err *e)
         buf_finish(&fresh);
         return -1;
     }
-    const char *keys[] = {w->active_key, w->recov_key, w->jobs_key, w->stats_key};
+    const char *keys[] = {w->active_key, w->recov_key, w->jobs_key, w->stats_key,
+                          w->cur->epoch_key};
     const char *args[] = {t->payload.data, fresh.data, w->reserved_on};
     size_t lens[] = {t->payload.len, fresh.len, strlen(w->reserved_on)};
-    redisReply *r = script_retried(w, "adopt", RQ_SCRIPT_ADOPT, 4, keys, 3, args, lens, e);
+    redisReply *r = script_retried(w, "adopt", RQ_SCRIPT_ADOPT, 5, keys, 3, args, lens, e);
     long answer = r != NULL && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
     bool replied = r != NULL;
     freeReplyObject(r);
@@ -1763,8 +1797,9 @@ static void queue_split(struct worker *w, struct task *t, struct split *sp)
             args[i + 2] = sp->jobs[i];
             lens[i + 2] = sp->lens[i];
         }
-        const char *keys[] = {w->active_key, w->jobs_key, w->stats_key, w->recov_key};
-        r = script_retried(w, "split", RQ_SCRIPT_SPLIT, 4, keys, (int)sp->n + 2, args, lens, &e);
+        const char *keys[] = {w->active_key, w->jobs_key, w->stats_key, w->recov_key,
+                              w->cur->epoch_key};
+        r = script_retried(w, "split", RQ_SCRIPT_SPLIT, 5, keys, (int)sp->n + 2, args, lens, &e);
     }
     /* {jobs queued or -1, 1 if Redis had lost the batch} */
     bool answered = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -2341,7 +2376,7 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
     }
     int got = reserve_fresh(w, payload, e);
     if (got == 1) { /* its answer came on the connection in use, if it is still up */
-        rq_server_id(w->rq, w->reserved_on);
+        note_epoch(w, w->cur, w->reserved_on);
     }
     return got;
 }

@@ -5,30 +5,30 @@
 -- KEYS[2] pixq:{Q}:recov     crash-recovery counts (reap.lua), by sha1 of the payload
 -- KEYS[3] pixq:{Q}:jobs      where a restart may have put the payload back
 -- KEYS[4] pixq:{Q}:stats     counters
+-- KEYS[5] pixq:{Q}:epoch     the token of the queue's data (lib/data_lost.lua)
 -- ARGV[1] the payload as reserved
 -- ARGV[2] the payload to keep instead (it holds a fresh job_id: no other entry is the same)
--- ARGV[3] the run_id of the server the payload was reserved from, or "" unknown
+-- ARGV[3] the token the worker read where it reserved the payload, or "" unknown
 --
 -- The payload's crash-recovery count goes with it: finish.lua clears the new payload's, and a
 -- job that keeps crashing its workers is still a poison pill after its count's first crashes.
 --
 -- A payload missing from the active list was taken from the worker (reaped: it went back to the
--- queue), unless this is no longer the server it was reserved from: then Redis lost the
--- reservation (restarted without its data or from an older snapshot, failed over to a replica
--- that never got it, flushed) and the worker holds the job's only sure copy. The lease is made
--- again, and the payload taken off the queue if the restart put it back there, so that it runs
--- once: here. A call sent again after its answer was lost finds its own work done.
+-- queue), unless Redis lost the data it was reserved in (restarted without it, failed over to a
+-- replica that never had it, flushed: data_lost) and the worker holds the job's only copy. The
+-- lease is made again (the payload taken off the queue, should it be there), so that the job
+-- runs once: here. A call sent again after its answer was lost finds its own work done.
 --
 -- Returns 1 if swapped (now or by an earlier call), 2 if kept after Redis lost it, 0 if the job
 -- was taken from us.
 
--- include: lib/server_changed.lua
+-- include: lib/data_lost.lua
 
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     if redis.call('LPOS', KEYS[1], ARGV[2]) then
         return 1
     end
-    if not server_changed(ARGV[3]) then
+    if not data_lost(redis.call('GET', KEYS[5]), ARGV[3]) then
         return 0
     end
     redis.call('LREM', KEYS[3], -1, ARGV[1])

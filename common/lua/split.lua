@@ -5,23 +5,24 @@
 -- KEYS[3] pixq:{Q}:stats
 -- KEYS[4] pixq:{Q}:recov     crash-recovery counts (reap.lua): the batch's is cleared, its jobs
 --                            count their own from here
+-- KEYS[5] pixq:{Q}:epoch     the token of the queue's data (lib/data_lost.lua)
 -- ARGV[1] the batch payload as reserved
--- ARGV[2] the run_id of the server the batch was reserved from, or "" unknown
+-- ARGV[2] the token the worker read where it reserved the batch, or "" unknown
 -- ARGV[3..] the jobs, in the batch's order
 --
 -- The jobs go to the consumer end of `jobs`, the first one nearest, so they run next and in
 -- order (behind pixq's own entries there: see push_behind_own). A batch missing from the active
--- list was taken from the worker (reaped), unless this is no longer the server it was reserved
--- from: then Redis lost the reservation (see adopt.lua), and the jobs are queued all the same,
--- the batch taken off the queue if the restart put it back there. Returns {the number of jobs
--- queued, 1 if Redis had lost the batch else 0}, or {-1, 0} if it was taken from us.
+-- list was taken from the worker (reaped), or split by the same call whose answer was lost,
+-- unless Redis lost the data it was reserved in (data_lost, see adopt.lua): then the jobs are
+-- queued all the same (the batch taken off the queue, should it be there). Returns {the number
+-- of jobs queued, 1 if Redis had lost the batch else 0}, or {-1, 0} if it was not there.
 
 -- include: lib/own_entries.lua
--- include: lib/server_changed.lua
+-- include: lib/data_lost.lua
 
 local lost = 0
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
-    if not server_changed(ARGV[2]) then
+    if not data_lost(redis.call('GET', KEYS[5]), ARGV[2]) then
         redis.call('HINCRBY', KEYS[3], 'lease_lost', 1)
         return {-1, 0}
     end

@@ -944,17 +944,20 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "5678"})
 
 
-# a run_id no server has: the payload was reserved from another server (one that restarted)
-OTHER_SERVER = "0" * 40
+# a data token the queue does not have: the payload was reserved in data Redis has lost since
+OTHER_EPOCH = "lost-epoch"
+EPOCH = key("epoch")
 
 
 class AdoptTest(LuaTestCase):
     def adopt(self, wid, old, new, reserved_on=""):
-        return self.run_script("adopt", [active(wid), RECOV, JOBS, STATS], [old, new, reserved_on])
+        return self.run_script("adopt", [active(wid), RECOV, JOBS, STATS, EPOCH],
+                               [old, new, reserved_on])
 
-    def run_id(self):
-        info = self.r.execute("INFO", "server")
-        return re.search(r"run_id:([0-9a-f]+)", info).group(1)
+    def epoch(self):
+        """The queue's data token, as a worker makes and reads it."""
+        self.r.execute("SET", EPOCH, "e1", "NX")
+        return self.r.execute("GET", EPOCH)
 
     def test_ok_swaps_the_payload(self):
         self.r.lpush(active("w1"), '{"src":"x"}')
@@ -974,38 +977,44 @@ class AdoptTest(LuaTestCase):
     def test_lost_pushes_nothing(self):
         self.assertEqual(self.adopt("w1", '{"src":"x"}', '{"src":"x","job_id":"J"}'), 0)
         self.assertEqual(self.r.exists(active("w1")), 0)
-        # reserved from this very server: taken from the worker (reaped), whoever has it runs it
+        # reserved in the data Redis has now (the same token): taken from the worker (reaped),
+        # whoever has it runs it
         self.assertEqual(self.adopt("w1", '{"src":"x"}', '{"src":"x","job_id":"J"}',
-                                    self.run_id()), 0)
+                                    self.epoch()), 0)
         self.assertEqual(self.r.exists(active("w1")), 0)
         self.assertEqual(self.stats(), {})
 
-    def test_kept_when_the_server_lost_the_reservation(self):
-        """Reserved from another server (this one restarted without its data since): the
-        worker holds the only copy, and the lease is made again under the new payload."""
+    def test_kept_when_redis_lost_the_reservation(self):
+        """Reserved in data Redis has lost since (restarted without it, flushed: the token is
+        gone, or another worker made a new one): the worker holds the only copy, and the lease
+        is made again under the new payload."""
         self.r.lpush(JOBS, "other")
         self.assertEqual(self.adopt("w1", '{"src":"x"}', '{"src":"x","job_id":"J"}',
-                                    OTHER_SERVER), 2)
+                                    OTHER_EPOCH), 2)
         self.assertEqual(self.r.lrange(active("w1")), ['{"src":"x","job_id":"J"}'])
         self.assertEqual(self.r.lrange(JOBS), ["other"])
         self.assertEqual(self.stats(), {"forgotten": 1})
+        self.epoch()  # a new token
+        self.assertEqual(self.adopt("w1", '{"src":"y"}', '{"src":"y","job_id":"K"}',
+                                    OTHER_EPOCH), 2)
+        self.assertEqual(self.stats(), {"forgotten": 2})
 
-    def test_kept_once_when_a_restart_put_it_back_on_the_queue(self):
-        """A restart from an older state (a snapshot, an AOF a second behind) that has the job
-        queued again: the copy nearest the consumer end is taken off, so that the job runs once,
-        here; a copy pushed again by the client stays."""
+    def test_kept_once_when_the_job_is_queued_again(self):
+        """Redis lost the reservation, and the job is on the queue again (its producer pushed
+        it again): the copy nearest the consumer end is taken off, so that the job runs once,
+        here; a further copy stays."""
         old = '{"src":"x"}'
         self.r.rpush(JOBS, old, "other", old)
-        self.assertEqual(self.adopt("w1", old, '{"src":"x","job_id":"J"}', OTHER_SERVER), 2)
+        self.assertEqual(self.adopt("w1", old, '{"src":"x","job_id":"J"}', OTHER_EPOCH), 2)
         self.assertEqual(self.r.lrange(JOBS), [old, "other"])
 
     def test_a_call_sent_again_finds_its_work_done(self):
         """The answer was lost, the worker asks again: the new payload is on the list already,
-        from this server or another."""
+        whatever the token says."""
         old, new = '{"src":"x"}', '{"src":"x","job_id":"J"}'
         self.r.lpush(active("w1"), old)
-        self.assertEqual(self.adopt("w1", old, new, OTHER_SERVER), 1)
-        for reserved_on in (OTHER_SERVER, self.run_id(), ""):
+        self.assertEqual(self.adopt("w1", old, new, OTHER_EPOCH), 1)
+        for reserved_on in (OTHER_EPOCH, self.epoch(), ""):
             self.assertEqual(self.adopt("w1", old, new, reserved_on), 1)
         self.assertEqual(self.r.lrange(active("w1")), [new])
         self.assertEqual(self.stats(), {})
@@ -1013,7 +1022,7 @@ class AdoptTest(LuaTestCase):
 
 class SplitTest(LuaTestCase):
     def split(self, wid, batch, *jobs, reserved_on=""):
-        n, lost = self.run_script("split", [active(wid), JOBS, STATS, RECOV],
+        n, lost = self.run_script("split", [active(wid), JOBS, STATS, RECOV, EPOCH],
                                   [batch, reserved_on, *jobs])
         return n if not lost else ("lost", n)
 
@@ -1042,14 +1051,18 @@ class SplitTest(LuaTestCase):
         self.assertEqual(self.split("w1", "[1,2]", "1", "2"), -1)
         self.assertEqual(self.r.llen(JOBS), 0)
         self.assertEqual(self.stats(), {"lease_lost": 1})
+        # reserved in the data Redis has now: reaped, or split by the call whose answer was
+        # lost (a restart from the AOF keeps the token): not queued again
+        self.r.execute("SET", key("epoch"), "e1")
+        self.assertEqual(self.split("w1", "[1,2]", "1", "2", reserved_on="e1"), -1)
+        self.assertEqual(self.r.llen(JOBS), 0)
 
-    def test_queued_when_the_server_lost_the_reservation(self):
-        """Reserved from another server (this one restarted since, and has the batch queued
-        again from an older state, or not at all): the jobs are queued all the same, the
-        batch's copy taken off the queue."""
+    def test_queued_when_redis_lost_the_reservation(self):
+        """Reserved in data Redis has lost since (the token gone): the jobs are queued all
+        the same, the batch's copy taken off the queue should it be there."""
         batch = '[{"job_id":"a"},{"job_id":"b"}]'
         self.r.rpush(JOBS, batch, "waiting")
-        self.assertEqual(self.split("w1", batch, "a", "b", reserved_on=OTHER_SERVER), ("lost", 2))
+        self.assertEqual(self.split("w1", batch, "a", "b", reserved_on=OTHER_EPOCH), ("lost", 2))
         self.assertEqual(self.r.lrange(JOBS), ["waiting", "b", "a"])
         self.assertEqual(self.stats(), {"batches_split": 1, "forgotten": 1})
         self.assertEqual(self.r.exists(active("w1")), 0)

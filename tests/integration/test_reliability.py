@@ -22,6 +22,7 @@ import random
 import re
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -453,9 +454,9 @@ class RedisDataLossTest(ReliabilityCase):
 
     def test_job_without_id_reserved_when_redis_loses_its_data(self):
         """A job without a job_id reserved right before Redis restarted empty: the call that
-        gives it its id (adopt.lua) finds the reservation gone, on a server that is not the one
-        it was reserved from (INFO's run_id), and keeps the job: it runs once and is posted
-        back. Before, the worker took the missing reservation for a lost lease and dropped the
+        gives it its id (adopt.lua) finds the reservation gone, and the queue's data token
+        (pixq:{Q}:epoch) not the one the worker read where it reserved the job: Redis lost the
+        data, and the worker keeps the job: it runs once and is posted back. Before, the worker took the missing reservation for a lost lease and dropped the
         job: no result, no postback."""
         self.src.add("/noid-marker.png", tiny_png())
         proxy, w = self.start_worker_through_relay(PIXQ_LEASE_MS=8000)
@@ -487,6 +488,12 @@ class RedisDataLossTest(ReliabilityCase):
         self.src.add("/noid-marker.png", tiny_png())
         proxy, w = self.start_worker_through_relay()
         self.worker_id(w)
+        # adopt.lua in the server's script cache first: else the cut takes its NOSCRIPT answer,
+        # adopt.lua never runs, and the call sent again merely runs it the first time
+        warm = self.tiny_job("unused", postback_path="/pb-warm")
+        del warm["job_id"]
+        self.push_jobs([warm])
+        self.wait_for_postback(timeout=20, path="/pb-warm")
         proxy.cut_on(b"noid-marker")
         job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
         del job["job_id"]
@@ -527,6 +534,99 @@ class RedisDataLossTest(ReliabilityCase):
                           stats.get("succeeded")), (1, 1, 2), stats)
         self.assert_queue_drained()
         w.check_alive()
+
+    def test_job_without_id_reserved_with_the_last_settlement(self):
+        """As above for a job without a job_id that finish.lua reserved for the next turn when
+        it settled the job before (the folded ack): the token read on that call's connection
+        goes with it."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        self.src.add("/noid-marker.png", tiny_png())
+        proxy, w = self.start_worker_through_relay(PIXQ_LEASE_MS=8000)
+        self.worker_id(w)
+        self.push_jobs([self.tiny_job("first", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
+        del job["job_id"]
+        self.push_jobs([job])
+        proxy.refuse = b"noid-marker"
+        self.src.release()
+        self.wait_until(lambda: proxy.refusals > 0, 20, "adopt.lua to be refused")
+        self.assertTrue([e for e in w.log_events("redis") if e.get("script") == "finish"])
+        self.assertEqual(w.log_events("job_stranded"), [])
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)
+        proxy.refuse = None
+        pb = self.wait_for_postback(timeout=20, path="/pb-noid")
+        self.assertNotIn("errors", pb.results)
+        self.assertEqual([e["step"] for e in w.log_events("job_forgotten")], ["adopt"])
+        w.check_alive()
+
+
+class RestartWithDataTest(ReliabilityCase):
+    """Redis restarted with its data (the AOF deploy/ recommends) keeps the queue's data token:
+    a reservation missing from a worker's list there was not lost with the data, and is not
+    kept or queued again. (A check by the server's run_id, which every restart changes, ran
+    these jobs twice.)"""
+
+    redis_appendonly = True
+
+    def test_split_answer_lost_then_restart_with_aof(self):
+        """split.lua ran, its answer was lost, Redis restarted from its AOF before the call was
+        sent again: the jobs are queued once, not twice."""
+        self.src.add("/batch-marker.png", tiny_png())
+        proxy, w = self.start_worker_through_relay(PIXQ_LEASE_MS=8000)
+        self.worker_id(w)
+        # a first batch: split.lua is in the script cache (else the cut takes a NOSCRIPT)
+        self.redis.lpush(self.key("jobs"), json.dumps([self.tiny_job("warm-1")]))
+        self.wait_until(lambda: self.results("warm-1"), 20, "the warm-up batch")
+
+        def refuse_after_cut():
+            if proxy.tripped.wait(20):
+                proxy.refuse = b"batch-marker"
+        threading.Thread(target=refuse_after_cut, daemon=True).start()
+        proxy.cut_on(b"batch-marker")
+        jobs = [self.tiny_job(j, path="/batch-marker.png") for j in ("dup-1", "dup-2")]
+        self.redis.lpush(self.key("jobs"), json.dumps(jobs))
+        self.assertTrue(proxy.tripped.wait(10), "split.lua was not answered")
+        self.wait_until(lambda: proxy.refusals > 0, 20, "split.lua to be asked again")
+        self.assertEqual(self.redis.llen(self.key("jobs")), 2)  # split ran: its 2 jobs queued
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # SIGTERM: the AOF brings it all back
+        proxy.refuse = None
+        for job_id in ("dup-1", "dup-2"):
+            self.wait_until(lambda: self.results(job_id), 20, "the result")
+        time.sleep(3)
+        self.assertEqual(self.src.requests("/batch-marker.png"), 2, self.stats())
+        self.assertEqual(self.stats().get("batches_split"), 2, self.stats())
+        self.assertNotIn("forgotten", self.stats())
+
+    def test_adopt_after_reap_then_restart_with_aof(self):
+        """A job without a job_id, its worker cut off while adopt.lua is asked again: it is
+        reaped and run by another worker; Redis restarts from its AOF; the first worker must
+        not run the job a second time."""
+        self.src.add("/noid-marker.png", tiny_png())
+        proxy, w1 = self.start_worker_through_relay()
+        wid1 = self.worker_id(w1)
+        self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register")
+        proxy.refuse = b"noid-marker"
+        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
+        del job["job_id"]
+        self.push_jobs([job])
+        self.wait_until(lambda: proxy.refusals > 0, 20, "adopt.lua to be refused")
+        proxy.refuse = wid1.encode()  # w1 cut off: heartbeats too, its lease runs out
+        self.start_worker()           # reaps w1, takes the job, runs it
+        self.wait_for_postback(timeout=30, path="/pb-noid")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # SIGTERM: the AOF brings it all back
+        proxy.refuse = None
+        # w1's adopt.lua, asked again (back-off up to 5 s), finds the job taken from it
+        self.wait_until(lambda: w1.log_events("adopt_failed"), 20, "w1 to find the job gone")
+        time.sleep(1)
+        pbs = [pb for pb in self.postbacks.postbacks if pb.path == "/pb-noid"]
+        self.assertEqual(len(pbs), 1, [pb.job_id for pb in pbs])
+        self.assertEqual(self.src.requests("/noid-marker.png"), 1)
+        self.assertNotIn("forgotten", self.stats())
 
 
 class ReplicaTest(ReliabilityCase):
