@@ -44,7 +44,8 @@ struct lease {
     struct rq *rq; /* the thread's own connection */
     pthread_t thread;
     atomic_bool quit;
-    atomic_long fresh_until;  /* clock_boot_ms: until then the lease surely holds in every queue */
+    atomic_long fresh_until;   /* clock_boot_ms: until then the lease surely holds in every queue */
+    atomic_ulong records_lost; /* lease_records_lost() */
     clockid_t worker_cpu;     /* the CPU time of the thread that runs jobs (lease_start's caller) */
     atomic_long job_cpu_ms;   /* its CPU time when the job in hand began; -1: no job */
     atomic_ulong job_gen;     /* jobs begun so far: which job a look at job_cpu_ms concerns */
@@ -333,6 +334,7 @@ static long renew(struct lease *l, long now)
              * failover, a flush), and no job of ours went back to the queue. */
             long since = clock_boot_ms() - q->renewed_ms;
             if (since < l->cfg->lease_ms) {
+                atomic_fetch_add(&l->records_lost, 1);
                 LOG_WARN("worker_reregistered",
                          "worker=%s queue=%s reason=record_lost since_renewal_ms=%ld lease_ms=%ld",
                          l->wid, q->name, since, l->cfg->lease_ms);
@@ -541,6 +543,11 @@ void lease_delivering(struct lease *l, bool on)
 long lease_fresh_ms(struct lease *l)
 {
     return l == NULL ? LONG_MAX : atomic_load(&l->fresh_until) - clock_boot_ms();
+}
+
+unsigned long lease_records_lost(struct lease *l)
+{
+    return l == NULL ? 0 : atomic_load(&l->records_lost);
 }
 
 void lease_stop(struct lease *l)

@@ -99,15 +99,16 @@ struct worker {
     /* the token of the data the payload in hand, and `next`, were reserved in (note_epoch):
      * adopt.lua and split.lua tell a reservation Redis lost from one taken from us */
     char reserved_on[EPOCH_MAX], next_on[EPOCH_MAX];
-    unsigned long io_at_start; /* rq_io_errors() when the payload in hand was reserved */
-    unsigned long jobs;        /* payloads handled, for the round trips per job at the end */
-    unsigned seed;             /* for retry jitter */
-    bool check_active;         /* a Redis error happened: our active list may hold a reserved job */
-    bool stale;                /* the lease is overdue: no new job is taken until it holds */
-    long strand_wait_ms;       /* nap before a stranded task runs again (stranded()) */
-    bool stranded_now;         /* the task in hand was stranded */
-    bool begin_ahead;          /* the job in hand's begin.lua was sent ahead, its answer not read */
-    long first_seen_ms;        /* else what its answer said (runner.first_seen), -1 if nothing */
+    unsigned long records_lost; /* lease_records_lost() when the tokens were last read */
+    unsigned long io_at_start;  /* rq_io_errors() when the payload in hand was reserved */
+    unsigned long jobs;         /* payloads handled, for the round trips per job at the end */
+    unsigned seed;              /* for retry jitter */
+    bool check_active;   /* a Redis error happened: our active list may hold a reserved job */
+    bool stale;          /* the lease is overdue: no new job is taken until it holds */
+    long strand_wait_ms; /* nap before a stranded task runs again (stranded()) */
+    bool stranded_now;   /* the task in hand was stranded */
+    bool begin_ahead;    /* the job in hand's begin.lua was sent ahead, its answer not read */
+    long first_seen_ms;  /* else what its answer said (runner.first_seen), -1 if nothing */
     struct unsettled unsettled[UNSETTLED_MAX];
     unsigned long unsettled_seq; /* settlements kept so far */
 };
@@ -532,9 +533,18 @@ static void note_gate(struct worker *w, struct wqueue *q, const redisReply *flag
 /* The token of queue `q`'s data on the connection in use (pixq:{Q}:epoch, made if missing) into
  * `out`, for a payload just reserved from `q` on it: adopt.lua and split.lua tell from it a
  * reservation lost with Redis's data from one reaped (lib/data_lost.lua). Read once a
- * connection, in one round trip; "" unknown (the connection failed). */
+ * connection, in one round trip, and again once the heartbeat finds the worker's record lost (a
+ * flush keeps the connection); "" unknown (the connection failed). */
 static void note_epoch(struct worker *w, struct wqueue *q, char out[EPOCH_MAX])
 {
+    unsigned long lost = lease_records_lost(w->lease);
+    /* Redis lost its data since (a flush, say, which kept the connection): read them again */
+    if (lost != w->records_lost) {
+        w->records_lost = lost;
+        for (size_t i = 0; i < w->nq; i++) {
+            w->q[i].epoch_conn = 0;
+        }
+    }
     unsigned long conn = rq_connection(w->rq);
     if (conn != 0 && q->epoch_conn != conn) {
         char token[ID_JOB_LEN];
@@ -1797,9 +1807,14 @@ static void queue_split(struct worker *w, struct task *t, struct split *sp)
             args[i + 2] = sp->jobs[i];
             lens[i + 2] = sp->lens[i];
         }
-        const char *keys[] = {w->active_key, w->jobs_key, w->stats_key, w->recov_key,
-                              w->cur->epoch_key};
-        r = script_retried(w, "split", RQ_SCRIPT_SPLIT, 5, keys, (int)sp->n + 2, args, lens, &e);
+        /* a key of this call's own (split.lua's KEYS[6]), the same for every try */
+        char call[ID_JOB_LEN], call_key[RQ_KEY_MAX];
+        int nkeys = id_job(call) == 0 ? 6 : 5;
+        job_key(w, nkeys == 6 ? call : "", "split", -1, call_key, sizeof call_key);
+        const char *keys[] = {w->active_key, w->jobs_key,       w->stats_key,
+                              w->recov_key,  w->cur->epoch_key, call_key};
+        r = script_retried(w, "split", RQ_SCRIPT_SPLIT, nkeys, keys, (int)sp->n + 2, args, lens,
+                           &e);
     }
     /* {jobs queued or -1, 1 if Redis had lost the batch} */
     bool answered = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&

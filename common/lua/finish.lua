@@ -49,10 +49,10 @@
 --
 -- The same call sent again after its answer was lost finds its own settlement (settled_before):
 -- no later run began (KEYS[7]'s `runs` is ARGV[16], or there is none), the result it stored is
--- the last, its dead letter (which holds the time it failed) the newest, its postback retry
--- scheduled. It answers 1 without writing or counting anything again (before, it counted a lost
--- lease, and the worker logged one, for a job it had settled). A reaped run finds a later run
--- begun, and is a lost lease even when its outcome is the very one that run stored.
+-- the last, its dead letter (which holds the time it failed) in the dead list. It answers 1
+-- without writing or counting anything again (before, it counted a lost lease, and the worker
+-- logged one, for a job it had settled). A reaped run finds a later run begun, and is a lost
+-- lease even when its outcome is the very one that run stored.
 --
 -- Returns 1 if the job was on the active list and is now settled; 2 if it was settled although
 -- Redis had lost it (ARGV[15]); 0 if it was not there (another worker reaped it: the caller no
@@ -67,9 +67,13 @@ local function settled_before()
         return false
     end
     local runs = redis.call('HGET', KEYS[7], 'runs')
-    return (not runs or runs == (ARGV[16] or '')) and (ARGV[2] == '' or redis.call('LINDEX', KEYS[2], -1) == ARGV[2]) and
-        (ARGV[4] == '' or redis.call('LINDEX', KEYS[3], 0) == ARGV[4]) and
-        (not ARGV[10] or ARGV[10] == '' or redis.call('ZSCORE', KEYS[9], ARGV[10]) ~= false)
+    -- the dead letter anywhere in the list (other workers' may be newer: an outage loses many
+    -- answers at once); the postback retry is not looked for: the result, stored in the same
+    -- step, tells already, and the retry may be promoted, or run, by the time the call is sent
+    -- again (its first delay, 1 s, is shorter than PIXQ_REDIS_TIMEOUT_MS)
+    return (not runs or runs == (ARGV[16] or '')) and
+        (ARGV[2] == '' or redis.call('LINDEX', KEYS[2], -1) == ARGV[2]) and
+        (ARGV[4] == '' or redis.call('LPOS', KEYS[3], ARGV[4]) ~= false)
 end
 
 local want_next = ARGV[9] == 'next'

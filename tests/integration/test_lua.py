@@ -689,8 +689,7 @@ class FinishTest(LuaTestCase):
 
     def test_the_call_again_finds_its_own_settlement(self):
         """A failed job's settlement (result, dead letter, postback retry) sent again after its
-        answer was lost: found written, nothing written or counted again, answered 1. Once
-        another dead letter is newer, it cannot tell, and it is a lost lease as before."""
+        answer was lost: found written, nothing written or counted again, answered 1."""
         keys = [active("w1"), key("result:j1"), DEAD, STATS, RECOV, key("tput"), key("job:j1"),
                 JOBS, DELAYED, PARKED]
         dead = self.dead_entry("j1", self.now_ms())
@@ -709,17 +708,21 @@ class FinishTest(LuaTestCase):
         self.r.execute("HSET", key("job:j1"), "runs", 2)
         self.assertEqual(self.run_script("finish", keys, args + ["2"]), 1)
         self.assertEqual(self.stats(), {"failed": 1, "dead": 1})
-        # a later run began (this one was reaped, and the same outcome is that run's), its retry
-        # no longer waits (promoted meanwhile), another job's dead letter is newer
+        # its retry no longer waits (promoted meanwhile: due in 1 s, it is before the call is
+        # sent again after a timeout), another job's dead letter is newer: its own all the same
+        self.r.execute("ZREM", DELAYED, "retry-1")
+        self.r.lpush(DEAD, self.dead_entry("j2", self.now_ms()))
+        self.assertEqual(self.run_script("finish", keys, args + ["2"]), 1)
+        self.assertEqual(self.stats(), {"failed": 1, "dead": 1})
+        # a later run began (this one was reaped, and the same outcome is that run's); its dead
+        # letter gone (trimmed): a lost lease
         for undo in (lambda: self.r.execute("HSET", key("job:j1"), "runs", 3),
-                     lambda: self.r.execute("ZREM", DELAYED, "retry-1"),
-                     lambda: self.r.lpush(DEAD, self.dead_entry("j2", self.now_ms()))):
+                     lambda: self.r.execute("LREM", DEAD, 0, dead)):
             self.r.delete(STATS)
             undo()
             self.assertEqual(self.run_script("finish", keys, args + ["2"]), 0)
             self.assertEqual(self.stats(), {"lease_lost": 1})
             self.r.execute("HSET", key("job:j1"), "runs", 2)
-            self.r.execute("ZADD", DELAYED, 1, "retry-1")
 
     def test_postback_retry_scheduled_with_the_settlement(self):
         self.r.lpush(active("w1"), "job-a")
@@ -731,8 +734,8 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.full("w1", "job-b", retry="retry-2", retry_ms=60000), 1)
         self.assertEqual(self.r.lrange(JOBS), [WAKE])
         self.assertEqual(self.r.execute("ZCARD", DELAYED), 2)
-        # not ours (another worker took it, or this call ran before and its answer was lost):
-        # nothing is scheduled again
+        # not ours (another worker took it, and a later run began): nothing is scheduled again
+        self.r.execute("HSET", key("job:j1"), "runs", 5)
         self.assertEqual(self.full("w1", "job-c", retry="retry-3", retry_ms=1000), 0)
         self.assertIsNone(self.zscore(DELAYED, "retry-3"))
 
@@ -1066,6 +1069,26 @@ class SplitTest(LuaTestCase):
         self.assertEqual(self.r.lrange(JOBS), ["waiting", "b", "a"])
         self.assertEqual(self.stats(), {"batches_split": 1, "forgotten": 1})
         self.assertEqual(self.r.exists(active("w1")), 0)
+
+    def test_queued_once_when_the_call_is_sent_again(self):
+        """The answer lost, the same call again (its own key, KEYS[6], written) queues nothing
+        twice and answers as before: after a split of a batch Redis had lost, and after an
+        ordinary split (which a lost lease would otherwise count)."""
+        batch = '[{"job_id":"a"},{"job_id":"b"}]'
+        keys = [active("w1"), JOBS, STATS, RECOV, EPOCH, key("split:c1")]
+        for _ in range(2):
+            self.assertEqual(self.run_script("split", keys, [batch, OTHER_EPOCH, "a", "b"]),
+                             [2, 1])
+        self.assertEqual(self.r.lrange(JOBS), ["b", "a"])
+        self.assertEqual(self.stats(), {"batches_split": 1, "forgotten": 1})
+        self.assertTrue(3590 < self.r.ttl(key("split:c1")) <= 3600)
+        self.r.delete(JOBS, STATS)
+        self.r.lpush(active("w1"), batch)
+        keys[5] = key("split:c2")
+        for _ in range(2):
+            self.assertEqual(self.run_script("split", keys, [batch, "", "a", "b"]), [2, 0])
+        self.assertEqual(self.r.lrange(JOBS), ["b", "a"])
+        self.assertEqual(self.stats(), {"batches_split": 1})
 
 
 class DeadRetryTest(LuaTestCase):

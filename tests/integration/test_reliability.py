@@ -535,6 +535,33 @@ class RedisDataLossTest(ReliabilityCase):
         self.assert_queue_drained()
         w.check_alive()
 
+    def test_batch_queued_after_data_loss_whose_answer_was_lost(self):
+        """As above, and split.lua's answer, which queued the jobs, was lost: asked again, it
+        finds its own key (KEYS[6]) and queues nothing twice. Before, each job ran twice."""
+        lua = harness.REPO_ROOT / "common" / "lua"
+        text = re.sub(r"^-- include: (\S+)\n", lambda m: (lua / m.group(1)).read_text(),
+                      (lua / "split.lua").read_text(), flags=re.M)
+        self.src.add("/batch-marker.png", tiny_png())
+        proxy, w = self.start_worker_through_relay(PIXQ_LEASE_MS=8000)
+        self.worker_id(w)
+        proxy.refuse = b"batch-marker"
+        jobs = [self.tiny_job(j, path="/batch-marker.png") for j in ("batch-1", "batch-2")]
+        self.redis.lpush(self.key("jobs"), json.dumps(jobs))
+        self.refused_until(proxy, "split")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
+        self.redis.execute("SCRIPT", "LOAD", text)  # else the cut takes a NOSCRIPT answer
+        proxy.cut_on(b"batch-marker")
+        proxy.refuse = None
+        self.assertTrue(proxy.tripped.wait(20), "split.lua was not answered")
+        for job_id in ("batch-1", "batch-2"):
+            self.wait_until(lambda: self.results(job_id), 20, "the result")
+        time.sleep(3)
+        self.assertEqual(self.src.requests("/batch-marker.png"), 2, self.stats())
+        stats = self.stats()
+        self.assertEqual((stats.get("forgotten"), stats.get("batches_split")), (1, 1), stats)
+        self.assert_queue_drained()
+
     def test_job_without_id_reserved_with_the_last_settlement(self):
         """As above for a job without a job_id that finish.lua reserved for the next turn when
         it settled the job before (the folded ack): the token read on that call's connection
@@ -561,6 +588,38 @@ class RedisDataLossTest(ReliabilityCase):
         self.assertNotIn("errors", pb.results)
         self.assertEqual([e["step"] for e in w.log_events("job_forgotten")], ["adopt"])
         w.check_alive()
+
+    def test_adopt_after_reap_following_a_flush(self):
+        """A flush ends no connection, so a worker keeps the token it read before it; once its
+        heartbeat finds its record gone (the flush), it reads the token again. Else a job
+        without a job_id reserved after the flush carried the old token, and a reap of it (the
+        worker cut off before adopt.lua answered) was taken for lost data: the job ran twice,
+        under two job ids."""
+        self.src.add("/noid-marker.png", tiny_png())
+        proxy, w1 = self.start_worker_through_relay()
+        wid1 = self.worker_id(w1)
+        self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register")
+        self.push_jobs([self.tiny_job("warm")])  # w1 reads the token on its connection
+        self.wait_until(lambda: self.results("warm"), 20, "the warm-up job")
+        self.redis.execute("FLUSHALL")  # w1 stays connected: its cached token is the old one
+        self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register again")
+        self.assertEqual([e["reason"] for e in w1.log_events("worker_reregistered")],
+                         ["record_lost"])
+        proxy.refuse = b"noid-marker"
+        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
+        del job["job_id"]
+        self.push_jobs([job])
+        self.wait_until(lambda: proxy.refusals > 0, 20, "adopt.lua to be refused")
+        proxy.refuse = wid1.encode()  # w1 cut off: heartbeats too, its lease runs out
+        self.start_worker()           # reaps w1, takes the job, runs it
+        self.wait_for_postback(timeout=30, path="/pb-noid")
+        proxy.refuse = None
+        self.wait_until(lambda: w1.log_events("adopt_failed") or w1.log_events("job_forgotten"),
+                        20, "w1 to ask adopt.lua again")
+        time.sleep(3)
+        pbs = [pb for pb in self.postbacks.postbacks if pb.path == "/pb-noid"]
+        self.assertEqual(len(pbs), 1, [pb.job_id for pb in pbs])
+        self.assertEqual(self.src.requests("/noid-marker.png"), 1)
 
 
 class RestartWithDataTest(ReliabilityCase):
