@@ -52,6 +52,19 @@ class ReliabilityCase(PixqTestCase):
 
     # -- jobs ----------------------------------------------------------------------------------
 
+    def reaped_while_adopting(self, proxy, wid1):
+        """Worker w1 (behind `proxy`) reserves a job without a job_id and is cut off while it
+        asks adopt.lua (its heartbeats too): a second worker reaps it, runs the job and posts
+        it back (to /pb-noid)."""
+        proxy.refuse = b"noid-marker"
+        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
+        del job["job_id"]
+        self.push_jobs([job])
+        self.wait_until(lambda: proxy.refusals > 0, 20, "adopt.lua to be refused")
+        proxy.refuse = wid1.encode()  # w1 cut off: heartbeats too, its lease runs out
+        self.start_worker()  # reaps w1, takes the job, runs it
+        self.wait_for_postback(timeout=30, path="/pb-noid")
+
     def tiny_job(self, job_id, path=TINY, postback_path="/pb", **extra):
         job = self.make_job(self.src.url(path), "out/%s.png" % job_id, params={"width": 32},
                             job_id=job_id, postback_path=postback_path)
@@ -605,14 +618,7 @@ class RedisDataLossTest(ReliabilityCase):
         self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register again")
         self.assertEqual([e["reason"] for e in w1.log_events("worker_reregistered")],
                          ["record_lost"])
-        proxy.refuse = b"noid-marker"
-        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
-        del job["job_id"]
-        self.push_jobs([job])
-        self.wait_until(lambda: proxy.refusals > 0, 20, "adopt.lua to be refused")
-        proxy.refuse = wid1.encode()  # w1 cut off: heartbeats too, its lease runs out
-        self.start_worker()           # reaps w1, takes the job, runs it
-        self.wait_for_postback(timeout=30, path="/pb-noid")
+        self.reaped_while_adopting(proxy, wid1)
         proxy.refuse = None
         self.wait_until(lambda: w1.log_events("adopt_failed") or w1.log_events("job_forgotten"),
                         20, "w1 to ask adopt.lua again")
@@ -668,14 +674,7 @@ class RestartWithDataTest(ReliabilityCase):
         proxy, w1 = self.start_worker_through_relay()
         wid1 = self.worker_id(w1)
         self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register")
-        proxy.refuse = b"noid-marker"
-        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
-        del job["job_id"]
-        self.push_jobs([job])
-        self.wait_until(lambda: proxy.refusals > 0, 20, "adopt.lua to be refused")
-        proxy.refuse = wid1.encode()  # w1 cut off: heartbeats too, its lease runs out
-        self.start_worker()           # reaps w1, takes the job, runs it
-        self.wait_for_postback(timeout=30, path="/pb-noid")
+        self.reaped_while_adopting(proxy, wid1)
         self.redis.close()
         self.redis_server.restart(down_seconds=0.5)  # SIGTERM: the AOF brings it all back
         proxy.refuse = None
