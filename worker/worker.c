@@ -117,7 +117,7 @@ struct worker {
 struct task {
     struct buf payload; /* the bytes on the active list */
     struct job *job;
-    long run; /* this run's number (begin.lua's count), or -1 not known */
+    long run; /* this run's number (begin.lua's count); 0 or -1: not known */
     struct result *result;
     char first_error[ERR_MSG_MAX]; /* empty while nothing failed */
 };
