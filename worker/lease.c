@@ -333,8 +333,11 @@ static long renew(struct lease *l, long now)
              * leaves a lease that holds alone): Redis lost it (a restart without its data, a
              * failover, a flush), and no job of ours went back to the queue. */
             long since = clock_boot_ms() - q->renewed_ms;
+            /* either way the worker reads its data tokens again: a record found gone late may
+             * have gone with a flush all the same (the worker paused meanwhile), and a token
+             * read again after a mere reap is the same one */
+            atomic_fetch_add(&l->records_lost, 1);
             if (since < l->cfg->lease_ms) {
-                atomic_fetch_add(&l->records_lost, 1);
                 LOG_WARN("worker_reregistered",
                          "worker=%s queue=%s reason=record_lost since_renewal_ms=%ld lease_ms=%ld",
                          l->wid, q->name, since, l->cfg->lease_ms);

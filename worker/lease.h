@@ -60,10 +60,10 @@ void lease_delivering(struct lease *l, bool on);
  * this, so that no job lands on its list once the fleet may have reaped it. NULL: LONG_MAX. */
 long lease_fresh_ms(struct lease *l);
 
-/* How many times a heartbeat found the worker's record gone while its lease held: Redis lost
- * its data (a restart without it, a failover, a flush; worker_reregistered reason=record_lost).
- * A flush ends no connection: the worker reads its queues' data tokens again when this changes.
- * NULL: 0. */
+/* How many times a heartbeat found the worker's record gone: Redis lost its data (a restart
+ * without it, a failover, a flush; worker_reregistered reason=record_lost), or, found late
+ * (lease_lost), the worker was reaped, or a flush came while it was paused. A flush ends no
+ * connection: the worker reads its queues' data tokens again when this changes. NULL: 0. */
 unsigned long lease_records_lost(struct lease *l);
 
 /* Stops the thread, gives back anything left on the worker's active lists (each to its own queue)

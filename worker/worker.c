@@ -28,6 +28,9 @@
 #define REDIS_TICK_MS  100  /* a blocking wait may end this late (Redis's default hz 10) */
 #define STALE_NAP_MS   50   /* look again this soon whether an overdue lease holds again */
 #define EPOCH_MAX      48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
+/* script_retried() stops trying well within the hour the key of a split.lua or adopt.lua call
+ * lives (pixq:{Q}:split:<call>, pixq:{Q}:adopt:<job_id>) */
+#define CALL_RETRY_MAX_MS (50L * 60 * 1000)
 
 /* One queue the worker serves (PIXQ_QUEUE names them, highest priority first), with its keys:
  * every key of a queue carries its {name} hash tag, so each queue settles on its own. */
@@ -757,13 +760,17 @@ static redisReply *script_retried(struct worker *w, const char *step, enum rq_sc
                                   const size_t *lens, struct err *e)
 {
     long backoff = BACKOFF_MIN_MS;
+    long t0 = clock_mono_ms();
     for (long attempt = 1;; attempt++) {
         redisReply *r = rq_script(w->rq, s, nkeys, keys, nargs, args, lens, e);
-        if (r != NULL || attempt >= w->cfg->settle_attempts || *w->stop) {
+        long wait = jittered(w, backoff);
+        /* no try may reach Redis once the call's own key (split.lua's, adopt.lua's KEYS[6])
+         * could have expired: that call would do its work again */
+        bool late = clock_mono_ms() - t0 + wait + 2 * w->cfg->redis_timeout_ms > CALL_RETRY_MAX_MS;
+        if (r != NULL || attempt >= w->cfg->settle_attempts || *w->stop || late) {
             return r;
         }
         char q[ERR_MSG_MAX + 16];
-        long wait = jittered(w, backoff);
         LOG_WARN("redis_error", "step=%s attempt=%ld error=%s retry_ms=%ld", step, attempt,
                  log_quote(e->msg, q, sizeof q), wait);
         nap(w, wait);
@@ -782,11 +789,14 @@ static int adopt(struct worker *w, struct task *t, struct err *e)
         buf_finish(&fresh);
         return -1;
     }
-    const char *keys[] = {w->active_key, w->recov_key, w->jobs_key, w->stats_key,
-                          w->cur->epoch_key};
+    /* adopt.lua's KEYS[6]: this call kept the job after Redis lost it (the new id is its own) */
+    char kept_key[RQ_KEY_MAX];
+    job_key(w, t->job->id, "adopt", -1, kept_key, sizeof kept_key);
+    const char *keys[] = {w->active_key, w->recov_key,      w->jobs_key,
+                          w->stats_key,  w->cur->epoch_key, kept_key};
     const char *args[] = {t->payload.data, fresh.data, w->reserved_on};
     size_t lens[] = {t->payload.len, fresh.len, strlen(w->reserved_on)};
-    redisReply *r = script_retried(w, "adopt", RQ_SCRIPT_ADOPT, 5, keys, 3, args, lens, e);
+    redisReply *r = script_retried(w, "adopt", RQ_SCRIPT_ADOPT, 6, keys, 3, args, lens, e);
     long answer = r != NULL && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1;
     bool replied = r != NULL;
     freeReplyObject(r);

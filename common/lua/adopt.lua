@@ -6,6 +6,10 @@
 -- KEYS[3] pixq:{Q}:jobs      where a restart may have put the payload back
 -- KEYS[4] pixq:{Q}:stats     counters
 -- KEYS[5] pixq:{Q}:epoch     the token of the queue's data (lib/data_lost.lua)
+-- KEYS[6] optional: pixq:{Q}:adopt:<new job_id>, written (for an hour) when the job is kept
+--                            after Redis lost it: the call sent again after its answer was lost
+--                            then tells a reap of the kept job (its payload gone from the list
+--                            again, the token still not the one read) from lost data
 -- ARGV[1] the payload as reserved
 -- ARGV[2] the payload to keep instead (it holds a fresh job_id: no other entry is the same)
 -- ARGV[3] the token the worker read where it reserved the payload, or "" unknown
@@ -28,12 +32,16 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     if redis.call('LPOS', KEYS[1], ARGV[2]) then
         return 1
     end
-    if not data_lost(redis.call('GET', KEYS[5]), ARGV[3]) then
-        return 0
+    if not data_lost(redis.call('GET', KEYS[5]), ARGV[3]) or
+        (KEYS[6] and redis.call('EXISTS', KEYS[6]) == 1) then
+        return 0 -- taken from us (reaped), perhaps after an earlier call kept it
     end
     redis.call('LREM', KEYS[3], -1, ARGV[1])
     redis.call('LPUSH', KEYS[1], ARGV[2])
     redis.call('HINCRBY', KEYS[4], 'forgotten', 1)
+    if KEYS[6] then
+        redis.call('SET', KEYS[6], 1, 'EX', 3600)
+    end
     return 2
 end
 redis.call('LPUSH', KEYS[1], ARGV[2])

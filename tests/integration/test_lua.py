@@ -1022,6 +1022,19 @@ class AdoptTest(LuaTestCase):
         self.assertEqual(self.r.lrange(active("w1")), [new])
         self.assertEqual(self.stats(), {})
 
+    def test_kept_then_reaped_is_not_kept_again(self):
+        """Kept after Redis lost it, the answer lost, and the worker reaped before it asks
+        again (the new payload on the queue, or run by another worker): the token still differs
+        from the one read, but KEYS[6] says this call kept the job already: taken from us."""
+        old, new = '{"src":"x"}', '{"src":"x","job_id":"J"}'
+        keys = [active("w1"), RECOV, JOBS, STATS, EPOCH, key("adopt:J")]
+        self.assertEqual(self.run_script("adopt", keys, [old, new, OTHER_EPOCH]), 2)
+        self.r.execute("LMOVE", active("w1"), JOBS, "LEFT", "RIGHT")  # reaped
+        self.assertEqual(self.run_script("adopt", keys, [old, new, OTHER_EPOCH]), 0)
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertEqual(self.r.lrange(JOBS), [new])
+        self.assertEqual(self.stats(), {"forgotten": 1})
+
 
 class SplitTest(LuaTestCase):
     def split(self, wid, batch, *jobs, reserved_on=""):

@@ -52,6 +52,15 @@ class ReliabilityCase(PixqTestCase):
 
     # -- jobs ----------------------------------------------------------------------------------
 
+    def load_script(self, name):
+        """Loads common/lua/<name>.lua, as the worker runs it (its `-- include:` lines
+        replaced), into the test's Redis: a cut_on() then cuts the script's answer, not the
+        NOSCRIPT one that would make the worker load it."""
+        lua = harness.REPO_ROOT / "common" / "lua"
+        text = re.sub(r"^-- include: (\S+)\n", lambda m: (lua / m.group(1)).read_text(),
+                      (lua / (name + ".lua")).read_text(), flags=re.M)
+        self.redis.execute("SCRIPT", "LOAD", text)
+
     def reaped_while_adopting(self, proxy, wid1):
         """Worker w1 (behind `proxy`) reserves a job without a job_id and is cut off while it
         asks adopt.lua (its heartbeats too): a second worker reaps it, runs the job and posts
@@ -551,9 +560,6 @@ class RedisDataLossTest(ReliabilityCase):
     def test_batch_queued_after_data_loss_whose_answer_was_lost(self):
         """As above, and split.lua's answer, which queued the jobs, was lost: asked again, it
         finds its own key (KEYS[6]) and queues nothing twice. Before, each job ran twice."""
-        lua = harness.REPO_ROOT / "common" / "lua"
-        text = re.sub(r"^-- include: (\S+)\n", lambda m: (lua / m.group(1)).read_text(),
-                      (lua / "split.lua").read_text(), flags=re.M)
         self.src.add("/batch-marker.png", tiny_png())
         proxy, w = self.start_worker_through_relay(PIXQ_LEASE_MS=8000)
         self.worker_id(w)
@@ -563,7 +569,7 @@ class RedisDataLossTest(ReliabilityCase):
         self.refused_until(proxy, "split")
         self.redis.close()
         self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
-        self.redis.execute("SCRIPT", "LOAD", text)  # else the cut takes a NOSCRIPT answer
+        self.load_script("split")  # else the cut takes a NOSCRIPT answer
         proxy.cut_on(b"batch-marker")
         proxy.refuse = None
         self.assertTrue(proxy.tripped.wait(20), "split.lua was not answered")
@@ -602,30 +608,89 @@ class RedisDataLossTest(ReliabilityCase):
         self.assertEqual([e["step"] for e in w.log_events("job_forgotten")], ["adopt"])
         w.check_alive()
 
-    def test_adopt_after_reap_following_a_flush(self):
-        """A flush ends no connection, so a worker keeps the token it read before it; once its
-        heartbeat finds its record gone (the flush), it reads the token again. Else a job
-        without a job_id reserved after the flush carried the old token, and a reap of it (the
-        worker cut off before adopt.lua answered) was taken for lost data: the job ran twice,
-        under two job ids."""
+    def test_adopt_kept_after_data_loss_answer_lost_then_reaped(self):
+        """Redis restarts empty while w1 holds a job without a job_id; adopt.lua keeps it (data
+        lost) but its answer is lost, and w1 is then cut off past its lease: w2 reaps w1 and
+        runs the job. w1's adopt.lua, asked again, finds its own key (pixq:{Q}:adopt:<id>) and
+        does not keep the job a second time. Before, the token still differed, and the job ran
+        twice."""
+        self.src.add("/noid-marker.png", tiny_png())
+        proxy, w1 = self.start_worker_through_relay()
+        wid1 = self.worker_id(w1)
+        self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register")
+        proxy.refuse = b"noid-marker"
+        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
+        del job["job_id"]
+        self.push_jobs([job])
+        self.wait_until(lambda: proxy.refusals > 0, 20, "adopt.lua to be refused")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
+        self.load_script("adopt")  # else the cut takes a NOSCRIPT answer
+        # w1 registered again (else, cut off from then on, it has no record to be reaped by)
+        self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register again")
+
+        def refuse_after_cut():
+            if proxy.tripped.wait(30):
+                proxy.refuse = wid1.encode()  # w1 cut off: heartbeats too
+        threading.Thread(target=refuse_after_cut, daemon=True).start()
+        proxy.cut_on(b"noid-marker")
+        proxy.refuse = None
+        self.assertTrue(proxy.tripped.wait(30), "adopt.lua was not answered")
+        time.sleep(0.2)
+        self.assertEqual(self.stats().get("forgotten"), 1, self.stats())  # kept by that call
+        self.start_worker()  # reaps w1 (its lease runs out), runs the job
+        self.wait_for_postback(timeout=30, path="/pb-noid")
+        proxy.refuse = None
+        self.wait_until(lambda: w1.log_events("adopt_failed") or w1.log_events("job_forgotten")
+                        or w1.log_events("job_start"), 30, "w1 to ask adopt.lua again")
+        time.sleep(4)
+        pbs = [pb for pb in self.postbacks.postbacks if pb.path == "/pb-noid"]
+        self.assertEqual(len(pbs), 1, [pb.job_id for pb in pbs])
+        self.assertEqual(self.src.requests("/noid-marker.png"), 1)
+
+    def flush_then_reap_while_adopting(self, paused):
+        """FLUSHALL (with w1 paused past its lease if `paused`), then a job without a job_id
+        that w1 reserves is reaped and run by w2 while w1 asks adopt.lua: w1, asking again,
+        must not run it a second time. Returns w1."""
         self.src.add("/noid-marker.png", tiny_png())
         proxy, w1 = self.start_worker_through_relay()
         wid1 = self.worker_id(w1)
         self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register")
         self.push_jobs([self.tiny_job("warm")])  # w1 reads the token on its connection
         self.wait_until(lambda: self.results("warm"), 20, "the warm-up job")
+        if paused:
+            w1.proc.send_signal(signal.SIGSTOP)
         self.redis.execute("FLUSHALL")  # w1 stays connected: its cached token is the old one
+        if paused:
+            time.sleep(LEASE_MS / 1000.0 + 1)
+            w1.proc.send_signal(signal.SIGCONT)
         self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register again")
-        self.assertEqual([e["reason"] for e in w1.log_events("worker_reregistered")],
-                         ["record_lost"])
         self.reaped_while_adopting(proxy, wid1)
         proxy.refuse = None
         self.wait_until(lambda: w1.log_events("adopt_failed") or w1.log_events("job_forgotten"),
-                        20, "w1 to ask adopt.lua again")
+                        30, "w1 to ask adopt.lua again")
         time.sleep(3)
         pbs = [pb for pb in self.postbacks.postbacks if pb.path == "/pb-noid"]
         self.assertEqual(len(pbs), 1, [pb.job_id for pb in pbs])
         self.assertEqual(self.src.requests("/noid-marker.png"), 1)
+        return w1
+
+    def test_adopt_after_reap_following_a_flush(self):
+        """A flush ends no connection, so a worker keeps the token it read before it; once its
+        heartbeat finds its record gone (the flush), it reads the token again. Else a job
+        without a job_id reserved after the flush carried the old token, and a reap of it (the
+        worker cut off before adopt.lua answered) was taken for lost data: the job ran twice,
+        under two job ids."""
+        w1 = self.flush_then_reap_while_adopting(paused=False)
+        self.assertEqual([e["reason"] for e in w1.log_events("worker_reregistered")][:1],
+                         ["record_lost"])
+
+    def test_adopt_after_reap_following_a_flush_seen_late(self):
+        """As above, but w1's heartbeat finds its record gone only after a lease (w1 was paused
+        during the flush), and logs lease_lost: it reads the token again all the same. Before,
+        it kept the token it read before the flush, and the job ran twice."""
+        w1 = self.flush_then_reap_while_adopting(paused=True)
+        self.assertTrue(w1.log_events("lease_lost"))
 
 
 class RestartWithDataTest(ReliabilityCase):
