@@ -13,6 +13,7 @@
 #include "id.h"
 #include "s3.h"
 #include "settags.h"
+#include "utf8.h"
 
 /* ---------------------------------------------------------------- parameters */
 
@@ -252,18 +253,6 @@ static bool clean_text(const char *s)
     return true;
 }
 
-/* `s` for a message: at most 60 bytes, control characters and non-ASCII bytes as '?'. */
-static const char *shown(const char *s, char *out, size_t cap)
-{
-    size_t i = 0;
-    for (; s[i] != '\0' && i + 1 < cap && i < 60; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
-    }
-    out[i] = '\0';
-    return out;
-}
-
 /* A number or a boolean where Blitline takes a string (a header's value, an image_identifier
  * from a database id) becomes that string, as JSON writes it: `obj`'s member `name` is replaced.
  * Returns the member. */
@@ -373,11 +362,11 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
     if (json_object_object_length(headers) > JOB_MAX_HEADERS) {
         return err_set(e, "%s has more than %d headers", what, JOB_MAX_HEADERS);
     }
-    char q[64];
+    char q[UTF8_SHOWN_MAX + 1];
     json_object_object_foreach(headers, name, v)
     {
         if (!json_object_is_type(v, json_type_string)) {
-            return err_set(e, "%s.%s must be a string", what, shown(name, q, sizeof q));
+            return err_set(e, "%s.%s must be a string", what, utf8_ascii_shown(name, q, sizeof q));
         }
         const char *value = json_object_get_string(v);
         bool nul = (size_t)json_object_get_string_len(v) != strlen(value); /* "\u0000" */
@@ -385,11 +374,11 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
             return err_set(e,
                            "%s: header '%s' has a forbidden character (CR, LF, another control "
                            "character, or a name that is not a token)",
-                           what, shown(name, q, sizeof q));
+                           what, utf8_ascii_shown(name, q, sizeof q));
         }
         if (strlen(name) > JOB_HEADER_NAME_MAX) {
             return err_set(e, "%s: header name '%s' is longer than %d bytes", what,
-                           shown(name, q, sizeof q), JOB_HEADER_NAME_MAX);
+                           utf8_ascii_shown(name, q, sizeof q), JOB_HEADER_NAME_MAX);
         }
         if (strlen(value) > JOB_HEADER_VALUE_MAX) {
             return err_set(e, "%s: header '%s' is longer than %d bytes", what, name,
@@ -398,14 +387,14 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
         const char *why = job_header_refused(name, s3);
         if (why != NULL) {
             return err_set(e, "%s: header '%s' may not come from a job: it %s", what,
-                           shown(name, q, sizeof q), why);
+                           utf8_ascii_shown(name, q, sizeof q), why);
         }
         if (s3 && strcasecmp(name, "Content-Type") == 0 && !upload_type_allowed(value)) {
             return err_set(e,
                            "%s: Content-Type '%s' may not come from a job: an output is an image "
                            "(image/*, not SVG) or application/octet-stream, never a type a "
                            "browser would run from the bucket",
-                           what, shown(value, q, sizeof q));
+                           what, utf8_ascii_shown(value, q, sizeof q));
         }
     }
     return 0;
@@ -413,10 +402,10 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
 
 int job_check_s3_key(const char *location, const char *key, struct err *e)
 {
-    char q[64];
+    char q[UTF8_SHOWN_MAX + 1];
     if (location != NULL && location[0] != '\0' && !s3_valid_region(location)) {
         return err_set(e, "bucket location '%s' is not a region name",
-                       shown(location, q, sizeof q));
+                       utf8_ascii_shown(location, q, sizeof q));
     }
     size_t n = key != NULL ? strlen(key) : 0;
     if (n == 0 || n > JOB_S3_KEY_MAX) {
@@ -424,24 +413,24 @@ int job_check_s3_key(const char *location, const char *key, struct err *e)
     }
     if (!clean_text(key)) {
         return err_set(e, "key '%s' is not UTF-8 without control characters",
-                       shown(key, q, sizeof q));
+                       utf8_ascii_shown(key, q, sizeof q));
     }
     if (s3_key_has_dot_segment(key)) {
         /* S3 keeps it as a key, but S3-compatible stores and proxies resolve the path:
          * "../other-bucket/k" would reach a bucket outside PIXQ_S3_BUCKETS */
-        return err_set(e, "key '%s' has a '.' or '..' segment", shown(key, q, sizeof q));
+        return err_set(e, "key '%s' has a '.' or '..' segment", utf8_ascii_shown(key, q, sizeof q));
     }
     return 0;
 }
 
 int job_check_s3_object(const char *bucket, const char *location, const char *key, struct err *e)
 {
-    char q[64];
+    char q[UTF8_SHOWN_MAX + 1];
     if (bucket == NULL || !s3_valid_bucket(bucket)) {
         return err_set(e,
                        "bucket name '%s' is not valid (3-63 characters of a-z 0-9 . -; "
                        "A-Z and _ in a legacy us-east-1 name)",
-                       bucket != NULL ? shown(bucket, q, sizeof q) : "");
+                       bucket != NULL ? utf8_ascii_shown(bucket, q, sizeof q) : "");
     }
     return job_check_s3_key(location, key, e);
 }
@@ -654,7 +643,7 @@ static int parse_encoding_options(struct job_save *s, json_object *save, struct 
         return err_set(e, "encoding_options of '%.100s' has more than %d settings",
                        s->image_identifier, JOB_MAX_ENCODING_OPTIONS);
     }
-    char q[64];
+    char q[UTF8_SHOWN_MAX + 1];
     json_object_object_foreach(opts, name, v)
     {
         (void)v;
@@ -665,7 +654,8 @@ static int parse_encoding_options(struct job_save *s, json_object *save, struct 
             return err_set(e,
                            "encoding_options of '%.100s': '%s' is not a setting name (a-z 0-9 - _, "
                            "at most %d)",
-                           s->image_identifier, shown(name, q, sizeof q), JOB_ENCODING_NAME_MAX);
+                           s->image_identifier, utf8_ascii_shown(name, q, sizeof q),
+                           JOB_ENCODING_NAME_MAX);
         }
     }
     s->encoding_options = opts;
@@ -1009,9 +999,9 @@ static int read_src_type(const struct job *j, struct err *e)
         return err_set(e, "src_type must be a string");
     }
     if (strcmp(s, "image") != 0 && strcmp(s, "smart_image") != 0) {
-        char q[64];
+        char q[UTF8_SHOWN_MAX + 1];
         return err_set(e, "src_type '%s' is not supported (pixq reads images only)",
-                       shown(s, q, sizeof q));
+                       utf8_ascii_shown(s, q, sizeof q));
     }
     return 0;
 }

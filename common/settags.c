@@ -226,18 +226,12 @@ int settags_check(json_object *set, const char *format, const char *what, struct
     {
         const struct tag *t = tag_named(name);
         if (t == NULL) {
-            char shown[64];
-            size_t i = 0;
-            for (; name[i] != '\0' && i + 1 < sizeof shown; i++) {
-                unsigned char c = (unsigned char)name[i];
-                shown[i] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
-            }
-            shown[i] = '\0';
+            char shown[UTF8_SHOWN_MAX + 1];
             return err_set(e,
                            "set_exif of %s: '%s' is not a tag pixq writes (EXIF: Artist, "
                            "Copyright, ImageDescription...; IPTC: ObjectName, Keywords, "
                            "Caption-Abstract...: see README)",
-                           what, shown);
+                           what, utf8_ascii_shown(name, shown, sizeof shown));
         }
         for (size_t i = 0; i < n_seen; i++) {
             if (seen[i]->group == t->group && seen[i]->id == t->id) {

@@ -54,3 +54,14 @@ char *utf8_valid_dup(const char *s)
     out[o] = '\0';
     return out;
 }
+
+const char *utf8_ascii_shown(const char *s, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; s[i] != '\0' && i + 1 < cap && i < UTF8_SHOWN_MAX; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+    }
+    out[i] = '\0';
+    return out;
+}

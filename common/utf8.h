@@ -14,4 +14,9 @@ size_t utf8_seq(const unsigned char *s, size_t n);
  * U+FFFD; NULL if out of memory. */
 char *utf8_valid_dup(const char *s);
 
+/* `s` quoted in a message: its first UTF8_SHOWN_MAX bytes at most (fewer if `cap` is smaller),
+ * control characters and every byte that is not ASCII as '?'. Written to `out`, returned. */
+#define UTF8_SHOWN_MAX 60
+const char *utf8_ascii_shown(const char *s, char *out, size_t cap);
+
 #endif

@@ -49,6 +49,13 @@ static const struct {
     {"{\"EXIF:Keywords\": \"k\"}", "jpg",
      "set_exif of 'x': 'EXIF:Keywords' is not a tag pixq writes (EXIF: Artist, Copyright, "
      "ImageDescription...; IPTC: ObjectName, Keywords, Caption-Abstract...: see README)"},
+    /* an unknown name is quoted as ASCII, its first 60 bytes */
+    {"{\"T\\u0007\u00e9"
+     "0123456789012345678901234567890123456789012345678901234567XYZ\": 1}",
+     "jpg",
+     "set_exif of 'x': 'T???01234567890123456789012345678901234567890123456789012345' is not a "
+     "tag pixq writes (EXIF: Artist, Copyright, ImageDescription...; IPTC: ObjectName, Keywords, "
+     "Caption-Abstract...: see README)"},
     {"{\"ObjectName\": "
      "\"0123456789012345678901234567890123456789012345678901234567890123X\"}",
      "jpg", "set_exif of 'x': ObjectName is 65 bytes, more than IPTC allows (64)"},
