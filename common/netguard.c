@@ -361,7 +361,8 @@ static int url_host(const char *authority, size_t n, char *out, size_t cap)
     return 0;
 }
 
-int netguard_check_url(const struct netguard *g, const char *url, struct err *e)
+/* The host of an http(s) URL into `host` (256 bytes). Returns 0 or -1 with the reason. */
+static int url_form(const char *url, char host[256], struct err *e)
 {
     size_t skip;
     if (strncasecmp(url, "http://", 7) == 0) {
@@ -373,9 +374,23 @@ int netguard_check_url(const struct netguard *g, const char *url, struct err *e)
     }
     const char *authority = url + skip;
     size_t n = strcspn(authority, "/?#");
-    char host[256];
-    if (url_host(authority, n, host, sizeof host) < 0) {
+    if (url_host(authority, n, host, 256) < 0) {
         return err_set(e, "the URL has no usable host");
+    }
+    return 0;
+}
+
+int netguard_check_url_form(const char *url, struct err *e)
+{
+    char host[256];
+    return url_form(url, host, e);
+}
+
+int netguard_check_url(const struct netguard *g, const char *url, struct err *e)
+{
+    char host[256];
+    if (url_form(url, host, e) < 0) {
+        return -1;
     }
     struct netguard_addr a;
     if (netguard_parse_addr(host, &a) < 0) {

@@ -96,4 +96,8 @@ int netguard_check(const struct netguard *g, const struct netguard_addr *a, stru
  * at connect time). Returns 0 or -1 with the reason in `e`. */
 int netguard_check_url(const struct netguard *g, const char *url, struct err *e);
 
+/* The part of netguard_check_url() that no policy changes: an http:// or https:// URL with a
+ * host (pixq submit, which does not know the workers' policy). Returns 0 or -1 with the reason. */
+int netguard_check_url_form(const char *url, struct err *e);
+
 #endif

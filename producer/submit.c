@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "input.h"
 #include "job.h"
+#include "netguard.h"
 #include "rq.h"
 #include "wait.h"
 
@@ -162,6 +163,18 @@ static int batch_grow(struct batch *b, struct err *e)
     return 0;
 }
 
+/* netguard_check_url_form() of a job's postback_url, the URL in the reason as the worker
+ * shows it (credentials redacted). */
+static int postback_url_form(const char *url, struct err *e)
+{
+    if (netguard_check_url_form(url, e) < 0) {
+        char shown[512];
+        cfg_redact_url(url, shown, sizeof shown);
+        return err_wrap(e, "postback_url %.300s", shown);
+    }
+    return 0;
+}
+
 /* Validates one job and gives it a job_id if it has none. Returns it, or NULL (reason in `e`). */
 static struct job *check_job(const struct cfg *cfg, json_object *obj, struct err *e)
 {
@@ -178,8 +191,11 @@ static struct job *check_job(const struct cfg *cfg, json_object *obj, struct err
         job_destroy(j);
         return NULL;
     }
-    /* as the worker's guard: PIXQ_MAX_SAVES, a bucket S3 refuses */
-    if (job_check_saves(j, cfg->max_saves, e) < 0 || job_check_destinations(j, e) < 0) {
+    /* as the worker's guard: PIXQ_MAX_SAVES, a bucket S3 refuses, a postback_url no worker
+     * could reach (its network policy is the workers' own: a literal address is theirs to
+     * check); the worker could not even say why */
+    if (job_check_saves(j, cfg->max_saves, e) < 0 || job_check_destinations(j, e) < 0 ||
+        (j->postback_url != NULL && postback_url_form(j->postback_url, e) < 0)) {
         job_destroy(j);
         return NULL;
     }

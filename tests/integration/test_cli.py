@@ -482,6 +482,25 @@ class SubmitTest(CliCase):
         legacy["functions"][0]["save"]["s3_destination"] = dest("Legacy_Bucket")
         self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(legacy)), "l-1\n")
 
+    def test_postback_url_no_worker_can_reach_is_refused(self):
+        """A postback_url that is not http(s), or has no host, fails at the worker's first step
+        with nowhere to say so (the job only lands in the dead list), so submit refuses it; its
+        password is not shown. A literal private address is left to the workers' own network
+        policy (PIXQ_ALLOWED_NETWORKS), which submit does not know."""
+        for url, why in (("gopher://x/pb", "postback_url gopher://x/pb: only http:// and "
+                                           "https:// URLs are allowed"),
+                         ("http://u:secret@/pb", "postback_url http://u:***@/pb: the URL has "
+                                                 "no usable host"),
+                         ("https:///pb", "postback_url https:///pb: the URL has no usable host")):
+            with self.subTest(url=url):
+                job = self.job_text("pb-1", postback_url=url)
+                r = self.run_pixq("submit", "-", input=json.dumps(job))
+                self.assert_refused(r, "(stdin):1: invalid job: " + why, "nothing was enqueued")
+                self.assertNotIn("secret", r.stderr)
+        for i, url in enumerate(("HTTP://10.0.0.1:8080/pb", "https://[::1]/pb")):
+            job = self.job_text("pb-ok-%d" % i, postback_url=url)
+            self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(job)), "pb-ok-%d\n" % i)
+
     def test_too_many_saves_are_refused(self):
         """PIXQ_MAX_SAVES, which the worker's first step checks, is checked by submit too,
         pre_process saves counted, as PIXQ_MAX_JOB_BYTES and PIXQ_MAX_FUNCTIONS are."""
