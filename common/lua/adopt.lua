@@ -23,13 +23,16 @@
 -- lease is made again (the payload taken off the queue, should it be there), so that the job
 -- runs once: here. A call sent again after its answer was lost finds its own work done.
 --
--- Returns 1 if swapped (now or by an earlier call), 2 if kept after Redis lost it, 0 if the job
--- was taken from us.
+-- Returns 1 if swapped (now or by an earlier call), 2 if kept after Redis lost it (now or by an
+-- earlier call), 0 if the job was taken from us.
 
 -- include: lib/data_lost.lua
 
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     if redis.call('LPOS', KEYS[1], ARGV[2]) then
+        if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 1 then
+            return 2 -- kept by this call already, after Redis lost the job: answered as then
+        end
         return 1
     end
     if not data_lost(redis.call('GET', KEYS[5]), ARGV[3]) or

@@ -1022,6 +1022,18 @@ class AdoptTest(LuaTestCase):
         self.assertEqual(self.r.lrange(active("w1")), [new])
         self.assertEqual(self.stats(), {})
 
+    def test_a_call_sent_again_after_keeping_the_job_says_so(self):
+        """Kept after Redis lost it, the answer lost: the call sent again finds the new payload
+        on the list and KEYS[6] written, and answers 2 as the first did (the worker logs
+        job_forgotten once, whichever answer reaches it), writing and counting nothing again."""
+        old, new = '{"src":"x"}', '{"src":"x","job_id":"J"}'
+        keys = [active("w1"), RECOV, JOBS, STATS, EPOCH, key("adopt:J")]
+        self.assertEqual(self.run_script("adopt", keys, [old, new, OTHER_EPOCH]), 2)
+        for reserved_on in (OTHER_EPOCH, self.epoch()):
+            self.assertEqual(self.run_script("adopt", keys, [old, new, reserved_on]), 2)
+        self.assertEqual(self.r.lrange(active("w1")), [new])
+        self.assertEqual(self.stats(), {"forgotten": 1})
+
     def test_kept_then_reaped_is_not_kept_again(self):
         """Kept after Redis lost it, the answer lost, and the worker reaped before it asks
         again (the new payload on the queue, or run by another worker): the token still differs

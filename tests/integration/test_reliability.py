@@ -608,16 +608,10 @@ class RedisDataLossTest(ReliabilityCase):
         self.assertEqual([e["step"] for e in w.log_events("job_forgotten")], ["adopt"])
         w.check_alive()
 
-    def test_adopt_kept_after_data_loss_answer_lost_then_reaped(self):
-        """Redis restarts empty while w1 holds a job without a job_id; adopt.lua keeps it (data
-        lost) but its answer is lost, and w1 is then cut off past its lease: w2 reaps w1 and
-        runs the job. w1's adopt.lua, asked again, finds its own key (pixq:{Q}:adopt:<id>) and
-        does not keep the job a second time. Before, the token still differed, and the job ran
-        twice."""
-        self.src.add("/noid-marker.png", tiny_png())
-        proxy, w1 = self.start_worker_through_relay()
-        wid1 = self.worker_id(w1)
-        self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register")
+    def restart_empty_while_adopting(self, proxy, wid1):
+        """Redis restarts empty (no AOF) while w1, behind `proxy`, holds a job without a job_id
+        (/noid-marker.png, postback /pb-noid) whose adopt.lua it is refused; returns once w1 is
+        registered again, adopt.lua in the script cache."""
         proxy.refuse = b"noid-marker"
         job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
         del job["job_id"]
@@ -628,6 +622,38 @@ class RedisDataLossTest(ReliabilityCase):
         self.load_script("adopt")  # else the cut takes a NOSCRIPT answer
         # w1 registered again (else, cut off from then on, it has no record to be reaped by)
         self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register again")
+
+    def test_adopt_kept_after_data_loss_answer_lost(self):
+        """Redis restarts empty while w1 holds a job without a job_id; adopt.lua keeps it but
+        its answer is lost. Asked again, it answers as the first time: the job runs once, and
+        w1 logs job_forgotten for it (before, the second answer said "swapped", and the line
+        was missing)."""
+        self.src.add("/noid-marker.png", tiny_png())
+        proxy, w1 = self.start_worker_through_relay()
+        wid1 = self.worker_id(w1)
+        self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register")
+        self.restart_empty_while_adopting(proxy, wid1)
+        proxy.cut_on(b"noid-marker")
+        proxy.refuse = None
+        self.assertTrue(proxy.tripped.wait(30), "adopt.lua was not answered")
+        pb = self.wait_for_postback(timeout=30, path="/pb-noid")
+        self.assertNotIn("errors", pb.results)
+        self.assertEqual([e["step"] for e in w1.log_events("job_forgotten")], ["adopt"])
+        self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
+        self.assertEqual(self.src.requests("/noid-marker.png"), 1)
+        w1.check_alive()
+
+    def test_adopt_kept_after_data_loss_answer_lost_then_reaped(self):
+        """Redis restarts empty while w1 holds a job without a job_id; adopt.lua keeps it (data
+        lost) but its answer is lost, and w1 is then cut off past its lease: w2 reaps w1 and
+        runs the job. w1's adopt.lua, asked again, finds its own key (pixq:{Q}:adopt:<id>) and
+        does not keep the job a second time. Before, the token still differed, and the job ran
+        twice."""
+        self.src.add("/noid-marker.png", tiny_png())
+        proxy, w1 = self.start_worker_through_relay()
+        wid1 = self.worker_id(w1)
+        self.wait_until(lambda: wid1 in self.live_workers(), 20, "w1 to register")
+        self.restart_empty_while_adopting(proxy, wid1)
 
         def refuse_after_cut():
             if proxy.tripped.wait(30):
