@@ -447,10 +447,11 @@ int s3_head(struct http *h, const struct s3_config *c, const struct s3_object *o
 }
 
 bool s3_redirect_region(struct http *h, const struct s3_config *c, const struct s3_object *o,
-                        time_t now, struct s3_reply *r)
+                        time_t now, struct s3_reply *r, struct err *e)
 {
+    const char *signed_for = o->region != NULL && o->region[0] ? o->region : c->region;
     if (!elsewhere(r) || r->region[0] != '\0') {
-        return s3_wrong_region(r);
+        return s3_wrong_region(r) && strcmp(r->region, signed_for) != 0;
     }
     /* HeadBucket: S3 names the bucket's region in x-amz-bucket-region whatever it answers (200,
      * 301, 400 for an opt-in region, 403) */
@@ -459,12 +460,18 @@ bool s3_redirect_region(struct http *h, const struct s3_config *c, const struct 
     struct http_response resp;
     http_response_init(&resp);
     struct s3_reply head;
-    struct err e = {{0}};
-    s3_request(h, c, &bucket, &call, &resp, &head, &e);
+    struct err he = {{0}};
+    s3_request(h, c, &bucket, &call, &resp, &head, &he);
     http_response_finish(&resp);
-    const char *signed_for = o->region != NULL && o->region[0] ? o->region : c->region;
     LOG_DEBUG("s3_head_bucket", "method=HEAD bucket=%s status=%ld region=%s", o->bucket,
               head.status, s3_valid_region(head.region) ? head.region : "");
+    if (!s3_valid_region(head.region) && s3_transient(&head)) {
+        *r = head;
+        char why[ERR_MSG_MAX];
+        memcpy(why, he.msg, sizeof why);
+        err_set(e, "finding the bucket's region: %s", why);
+        return false;
+    }
     if (!s3_valid_region(head.region) || strcmp(head.region, signed_for) == 0) {
         return false; /* nothing learned, or the same request again */
     }

@@ -109,9 +109,12 @@ bool s3_wrong_region(const struct s3_reply *r);
  * without naming the region (S3's 400 IllegalLocationConstraintException for a bucket in a region
  * one must opt in to, af-south-1, ap-east-1..., addressed through another, or the other way
  * round; a 301 without x-amz-bucket-region), HEADs the bucket, signed at `now`, whose answer
- * names it: not when it names the region the request was signed for. */
+ * names it. Never to the region the request was signed for (a 307 naming it is S3's DNS catching
+ * up: s3_transient()). When that HEAD failed for a passing reason (SlowDown, a reset, a
+ * timeout) its answer replaces *r, and its reason `e`'s: the request is then one to retry, not
+ * a bucket in an unknown region. */
 bool s3_redirect_region(struct http *h, const struct s3_config *c, const struct s3_object *o,
-                        time_t now, struct s3_reply *r);
+                        time_t now, struct s3_reply *r, struct err *e);
 
 /* Whether a "/"-separated segment of `key` is "." or "..": S3 keeps such a key as it is, but
  * libcurl, S3-compatible stores and proxies resolve the path ("../other-bucket/k"). pixq sends no

@@ -253,7 +253,7 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
             continue;
         }
         if (rc == 0 || hop == SRC_REGION_HOPS || clock_mono_ms() >= deadline ||
-            !s3_redirect_region(w->http, &c, &o, s3_clock(), &reply)) {
+            !s3_redirect_region(w->http, &c, &o, s3_clock(), &reply, e)) {
             break;
         }
         snprintf(region, sizeof region, "%s", reply.region);

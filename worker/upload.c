@@ -157,7 +157,7 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
             continue;
         }
         if (rc == 0 || hop == MAX_REGION_HOPS ||
-            !s3_redirect_region(u->http, u->s3, o, s3_clock(), reply)) {
+            !s3_redirect_region(u->http, u->s3, o, s3_clock(), reply, e)) {
             return rc;
         }
         snprintf(region, sizeof region, "%s", reply->region);

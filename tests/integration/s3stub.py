@@ -270,10 +270,11 @@ class _Object:
 
 
 class _Fail:
-    def __init__(self, status, code, count, methods, key_prefix, message, headers):
+    def __init__(self, status, code, count, methods, key_prefix, message, headers, any_region):
         self.status, self.code, self.count = status, code, count
         self.methods, self.key_prefix = methods, key_prefix
         self.message, self.headers = message, headers
+        self.any_region = any_region
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -445,13 +446,15 @@ class S3Stub:
             self._visibility = getattr(self, "_visibility", {})
 
     def fail(self, bucket, status, code, count=None, methods=("PUT",), key_prefix="",
-             message=None, headers=None):
+             message=None, headers=None, any_region=False):
         """Answer the next `count` requests (None: all) of `methods` to bucket (keys starting
-        with key_prefix) with status and an S3 error body carrying code."""
+        with key_prefix) with status and an S3 error body carrying code; any_region: whatever
+        region they are signed for (else one signed for another than the bucket's gets the
+        wrong-region answer of set_region() first)."""
         with self._lock:
             self._fails.setdefault(bucket, []).append(
                 _Fail(status, code, count, tuple(methods), key_prefix,
-                      message or "injected %s" % code, headers or {}))
+                      message or "injected %s" % code, headers or {}, any_region))
 
     def stall(self, bucket, seconds, methods=("HEAD",), count=None):
         """Hold the answer to the next `count` (None: every) `methods` requests to bucket for
@@ -681,7 +684,8 @@ class S3Stub:
         if region is None:
             return 404, "NoSuchBucket", "The specified bucket does not exist", {}, None
         if rec.region is not None and rec.region != region:
-            return self._wrong_region(rec, region, redirect)
+            fault = self._fault(h.command, rec, any_region=True)
+            return fault if fault is not None else self._wrong_region(rec, region, redirect)
         claimed = hmap.get("x-amz-content-sha256", "").strip()
         if rec.verified and claimed != UNSIGNED and claimed != hashlib.sha256(body).hexdigest():
             return (400, "XAmzContentSHA256Mismatch",
@@ -721,18 +725,20 @@ class S3Stub:
                 {"Endpoint": "%s.s3.%s.amazonaws.com" % (rec.bucket, region),
                  "Bucket": rec.bucket})
 
-    def _fault(self, method, rec):
+    def _fault(self, method, rec, any_region=False):
+        """The injected answer to a request, if any; any_region: only fail()'s any_region ones
+        (asked before the bucket's wrong-region answer)."""
         now = time.time()
         with self._lock:
             for f in self._fails.get(rec.bucket, ()):
                 if f.count == 0 or method not in f.methods or not rec.key.startswith(
-                        f.key_prefix):
+                        f.key_prefix) or (any_region and not f.any_region):
                     continue
                 if f.count is not None:
                     f.count -= 1
                 rec.fault = "fail"
                 return f.status, f.code, f.message, dict(f.headers), None
-            if method != "PUT":
+            if method != "PUT" or any_region:
                 return None
             p = self._slow_prob.get(rec.bucket)
             if p and self._rng.random() < p:

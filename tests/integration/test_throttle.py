@@ -678,6 +678,38 @@ class RegionTest(ThrottleCase):
                                                                          bucket="optin-bucket")],
                          [(400, "us-east-1"), (200, "af-south-1")])
 
+    def test_head_bucket_failing_for_a_moment_is_retried(self):
+        """The HEAD of the bucket that finds an opt-in region's name gets a 500 (or SlowDown, a
+        reset): the upload is retried, as for any passing failure, and then finds the region.
+        Before, the output failed for good, blamed on IllegalLocationConstraintException."""
+        self.s3.set_region("optin-bucket", "af-south-1", style="opt-in", region_header=False)
+        self.s3.fail("optin-bucket", 500, "InternalError", count=1, methods=("HEAD",),
+                     any_region=True)
+        self.start_workers(1)
+        self.push_jobs([self.job("optin-3", "optin-bucket")])
+        self.assert_complete(self.postbacks_for(["optin-3"])["optin-3"], "optin-3",
+                             "optin-bucket", 1)
+        self.assertEqual([(r.method, r.status, r.region)
+                          for r in self.s3.records(bucket="optin-bucket")],
+                         [("PUT", 400, "us-east-1"), ("HEAD", 500, "us-east-1"),
+                          ("PUT", 400, "us-east-1"), ("HEAD", 400, "us-east-1"),
+                          ("PUT", 200, "af-south-1")])
+
+    def test_redirect_naming_the_signed_region_is_not_followed(self):
+        """A 307 whose x-amz-bucket-region is the region the request was signed for (an
+        S3-compatible store, or S3's DNS catching up) is retried with back-off, once an
+        attempt: not sent again at once as if to another region (3 PUTs an attempt before)."""
+        self.s3.fail("flaky-bucket", 307, "TemporaryRedirect",
+                     headers={"x-amz-bucket-region": "us-east-1"})
+        self.worker = self.start_workers(1)[0]
+        self.push_jobs([self.job("same-1", "flaky-bucket")])
+        results = self.postbacks_for(["same-1"])["same-1"].results
+        self.assertEqual(results.get("errors"), ["%s temporarily unavailable (TemporaryRedirect)"
+                                                 % self.s3.host()], results)
+        self.assertEqual(len(self.puts("flaky-bucket")), 5)  # PIXQ_S3_MAX_ATTEMPTS
+        self.assertEqual(self.worker.log_events("bucket_region"), [])
+        self.assertIsNone(self.limiter("flaky-bucket").get("region"))
+
     def test_307_temporary_redirect(self):
         # failed the output at once: every upload to a bucket made less than a day ago
         self.s3.set_region("eu307-bucket", "eu-west-1", style="307")
