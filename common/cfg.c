@@ -34,7 +34,7 @@ struct cfg_entry {
     const char *var;
     enum cfg_type type;
     size_t off;
-    long min, max;
+    long min, max; /* a number's range; a T_STR's field size when not CFG_STR_MAX (max) */
     const char *def;
     bool secret;
     const char *help;
@@ -54,7 +54,8 @@ static const struct cfg_entry table[] = {
      "S3 access key id"},
     {"aws-secret-access-key", "AWS_SECRET_ACCESS_KEY", T_STR, F(aws_secret_access_key), 0, 0, "",
      true, "S3 secret access key"},
-    {"aws-session-token", "AWS_SESSION_TOKEN", T_STR, F(aws_session_token), 0, 0, "", true,
+    {"aws-session-token", "AWS_SESSION_TOKEN", T_STR, F(aws_session_token), 0, CFG_TOKEN_MAX, "",
+     true,
      "S3 session token (temporary credentials)"},
     {"aws-region", "AWS_REGION", T_STR, F(aws_region), 0, 0, "us-east-1", false,
      "default region of destination buckets"},
@@ -421,8 +422,9 @@ static bool valid_http_url(const char *v)
 static int set_string(struct cfg *c, const struct cfg_entry *en, const char *value, struct err *e)
 {
     size_t n = strlen(value);
-    if (n >= CFG_STR_MAX) {
-        return err_set(e, "%s: value longer than %d bytes", en->var, CFG_STR_MAX - 1);
+    long cap = en->type == T_STR && en->max > 0 ? en->max : CFG_STR_MAX; /* the field's size */
+    if (n >= (size_t)cap) {
+        return err_set(e, "%s: value longer than %ld bytes", en->var, cap - 1);
     }
     if (en->type == T_URL && n > 0 && !valid_http_url(value)) {
         return err_set(e, "%s: '%s' is not an http:// or https:// URL with a host", en->var, value);
@@ -593,7 +595,7 @@ int cfg_load_file(struct cfg *c, const char *path, struct err *e)
     if (f == NULL) {
         return err_set(e, "cannot open config file %s: %s", path, strerror(errno));
     }
-    char line[CFG_STR_MAX + 128];
+    char line[CFG_TOKEN_MAX + 128];
     int lineno = 0;
     int rc = 0;
     while (rc == 0 && fgets(line, sizeof line, f) != NULL) {

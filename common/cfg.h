@@ -13,10 +13,13 @@
 
 #include "err.h"
 
-#define CFG_STR_MAX        1024 /* bytes for a string setting, with NUL */
-#define CFG_QUEUES_MAX     16   /* most queues named in PIXQ_QUEUE */
-#define CFG_QUEUE_NAME_MAX 200  /* bytes of one queue name, with NUL */
-#define CFG_DELAYS_MAX     16   /* most retries named in PIXQ_POSTBACK_RETRY_DELAYS_S */
+#define CFG_STR_MAX 1024 /* bytes for a string setting, with NUL */
+#define CFG_TOKEN_MAX                                                                              \
+    8192                       /* bytes for AWS_SESSION_TOKEN, with NUL: AWS says "typically less  \
+                                * than 4096", and an instance role's passes 1023 */
+#define CFG_QUEUES_MAX     16  /* most queues named in PIXQ_QUEUE */
+#define CFG_QUEUE_NAME_MAX 200 /* bytes of one queue name, with NUL */
+#define CFG_DELAYS_MAX     16  /* most retries named in PIXQ_POSTBACK_RETRY_DELAYS_S */
 #define CFG_DELAY_MAX_S    86400
 
 /* The queues of PIXQ_QUEUE, highest priority first. */
@@ -36,7 +39,7 @@ struct cfg {
     char queue[CFG_STR_MAX]; /* comma-separated, highest priority first */
     char aws_access_key_id[CFG_STR_MAX];
     char aws_secret_access_key[CFG_STR_MAX];
-    char aws_session_token[CFG_STR_MAX];
+    char aws_session_token[CFG_TOKEN_MAX];
     char aws_region[CFG_STR_MAX];
     char s3_endpoint[CFG_STR_MAX]; /* "" means AWS */
     int s3_path_style;             /* -1 auto: path-style with a custom endpoint, else vhost */

@@ -141,7 +141,7 @@ static struct curl_slist *build_headers(const struct http_request *req, struct e
         list = next;
     }
     for (size_t i = 0; list != NULL && i < req->n_headers; i++) {
-        char line[8192];
+        char line[10240]; /* a name, and up to 8191 bytes of AWS_SESSION_TOKEN */
         int n = snprintf(line, sizeof line, "%s: %s", req->headers[i].name, req->headers[i].value);
         if (n < 0 || (size_t)n >= sizeof line) {
             curl_slist_free_all(list);

@@ -313,6 +313,7 @@ class S3Stub:
         self.auto_create = auto_create
         self.allow_anonymous_reads = allow_anonymous_reads
         self.idle_timeout_s = idle_timeout_s
+        self.session_token = None  # if set: a signed request must carry it (x-amz-security-token)
         self.clock = time.time
         self.log_path = log_path  # if given: one line per request, for failure reports
         self._log = None
@@ -669,6 +670,9 @@ class S3Stub:
         rec.verified = True
         rec.region = auth["region"]
         rec.amz_date = auth["amz_date"]
+        if self.session_token is not None and \
+                hmap.get("x-amz-security-token") != self.session_token:
+            return 403, "InvalidToken", "The provided token is malformed or otherwise invalid."
         return None
 
     def _decide(self, h, rec, path, query, headers, hmap, body):

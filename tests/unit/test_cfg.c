@@ -130,6 +130,38 @@ static void test_bad_values(void)
     CHECK(strstr(e.msg, "SSSS") == NULL);
 }
 
+/* AWS_SESSION_TOKEN holds what AWS gives: "typically less than 4096 bytes", an instance role's
+ * more than 1023 (the other strings' limit), from the environment or a config file. */
+static void test_session_token(void)
+{
+    struct cfg c;
+    struct err e;
+    cfg_defaults(&c);
+    static char token[CFG_TOKEN_MAX + 1];
+    memset(token, 'T', CFG_TOKEN_MAX - 1);
+    CHECK_INT(cfg_set(&c, "AWS_SESSION_TOKEN", token, &e), 0);
+    CHECK_INT((long)strlen(c.aws_session_token), CFG_TOKEN_MAX - 1);
+    token[CFG_TOKEN_MAX - 1] = 'T';
+    CHECK_INT(cfg_set(&c, "AWS_SESSION_TOKEN", token, &e), -1);
+    CHECK(strstr(e.msg, "AWS_SESSION_TOKEN: value longer than 8191 bytes") != NULL);
+    CHECK(strstr(e.msg, "TTTT") == NULL);
+    char longval[CFG_STR_MAX + 1];
+    memset(longval, 'q', CFG_STR_MAX);
+    longval[CFG_STR_MAX] = '\0';
+    CHECK_INT(cfg_set(&c, "PIXQ_QUEUE", longval, &e), -1); /* the others keep theirs */
+    CHECK(strstr(e.msg, "PIXQ_QUEUE: value longer than 1023 bytes") != NULL);
+    char path[] = "/tmp/pixq-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "AWS_SESSION_TOKEN=%.4000s\n", token);
+    fclose(f);
+    cfg_defaults(&c);
+    CHECK_INT(cfg_load_file(&c, path, &e), 0);
+    CHECK_INT((long)strlen(c.aws_session_token), 4000);
+    unlink(path);
+}
+
 static void test_precedence(void)
 {
     char path[] = "/tmp/pixq-cfg-XXXXXX";
@@ -553,6 +585,7 @@ int main(void)
     test_defaults();
     test_good_values();
     test_bad_values();
+    test_session_token();
     test_precedence();
     test_boolean_flag_values();
     test_bad_file();
