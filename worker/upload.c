@@ -223,6 +223,15 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
     }
     if (attempt < u->cfg->s3_max_attempts) {
         *delay_ms = backoff_ms(u->cfg, attempt, s3_throttled(r));
+        /* why, for the operator: a reset, a timeout, a 500 and SlowDown each show here */
+        char q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16];
+        const char *id = task_string(task, "image_identifier"),
+                   *job_id = task_string(task, "job_id");
+        LOG_INFO("upload_retry",
+                 "job_id=%s image_identifier=%s attempt=%ld status=%ld code=%s delay_ms=%ld "
+                 "error=%s",
+                 job_id != NULL ? job_id : "", log_quote(id != NULL ? id : "", qi, sizeof qi),
+                 attempt, r->status, r->code, *delay_ms, log_quote(e->msg, q, sizeof q));
         json_object_object_add(task, "attempt", json_object_new_int64(attempt + 1));
         json_object_object_add(task, "reserved", json_object_new_boolean(0));
         return UP_PARK;

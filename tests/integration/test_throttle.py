@@ -777,6 +777,12 @@ class FinalErrorTest(ThrottleCase):
         attempts = [e for e in self.worker.log_events("s3_put") if e.get("bucket") == "dead-bucket"]
         self.assertEqual(len(attempts), 5)
         self.assertTrue(5 <= len(self.puts("dead-bucket")) <= 10)
+        # each retry says why, at the default level (before, only delay_ms, whatever the cause)
+        retries = self.worker.log_events("upload_retry")
+        self.assertEqual([(e["job_id"], e["image_identifier"], e["attempt"], e["status"])
+                          for e in retries], [("dead-2", "img0", str(n), "0") for n in (1, 2, 3, 4)])
+        for e in retries:
+            self.assertRegex(e["error"], r"(?i)(reset|recv|send|closed|empty reply|broken pipe)")
 
     def test_transport_error_of_a_long_key_says_what_went_wrong(self):
         # the reason came after the whole URL: with a key of a few hundred bytes, the error
