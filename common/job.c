@@ -253,6 +253,17 @@ static bool clean_text(const char *s)
     return true;
 }
 
+/* Whether every byte of `s` is ASCII. */
+static bool ascii(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s >= 0x80) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* A number or a boolean where Blitline takes a string (a header's value, an image_identifier
  * from a database id) becomes that string, as JSON writes it: `obj`'s member `name` is replaced.
  * Returns the member. */
@@ -374,6 +385,13 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
             return err_set(e,
                            "%s: header '%s' has a forbidden character (CR, LF, another control "
                            "character, or a name that is not a token)",
+                           what, utf8_ascii_shown(name, q, sizeof q));
+        }
+        if (s3 && !ascii(value)) {
+            return err_set(e,
+                           "%s: header '%s' has a value that is not ASCII, whose signature S3 "
+                           "refuses (it reads header bytes as ISO-8859-1): encode it first (S3 "
+                           "decodes RFC 2047's =?UTF-8?B?...?= in x-amz-meta-* values)",
                            what, utf8_ascii_shown(name, q, sizeof q));
         }
         if (strlen(name) > JOB_HEADER_NAME_MAX) {

@@ -528,6 +528,15 @@ static void test_guards(void)
     expect_guard(ok_dest, "[]", "postback_headers must be an object");
     expect_guard("{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"Cache-Control\":\"a\\nb\"}}", "{}",
                  "s3_destination.headers: header 'Cache-Control' has a forbidden character");
+    /* S3 reads header bytes as ISO-8859-1: a UTF-8 value's signature would not match */
+    expect_guard("{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"x-amz-meta-name\":"
+                 "\"gro\\u00df.jpg\"}}",
+                 "{}",
+                 "s3_destination.headers: header 'x-amz-meta-name' has a value that is not ASCII");
+    expect_guard("{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"x-amz-meta-name\":"
+                 "\"=?UTF-8?B?Z3Jvw58uanBn?=\"}}",
+                 "{}", NULL);
+    expect_guard(ok_dest, "{\"X-Name\":\"gro\\u00df\"}", NULL); /* a postback is not signed */
     expect_guard("{\"bucket\":\"b\",\"key\":\"a\\u0001\"}", "{}",
                  "s3_destination of 'i': key 'a?' is not UTF-8 without control characters");
     expect_guard("{\"bucket\":\"b\",\"key\":\"a\\u0000b\"}", "{}", "key has a NUL character");
