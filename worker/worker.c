@@ -2427,7 +2427,11 @@ int worker_run(struct worker *w)
         } else {
             backoff = BACKOFF_MIN_MS;
         }
-        if (got == 1) {
+        if (got == 1 && *w->stop) {
+            /* reserved while the stop came (a reservation blocks up to PIXQ_RESERVE_TIMEOUT_MS):
+             * not begun, it stays on the active list, which lease_stop gives back */
+            LOG_INFO("job_not_started", "reason=stopping action=given_back");
+        } else if (got == 1) {
             w->io_at_start = rq_io_errors(w->rq);
             lease_job_begins(w->lease, (size_t)(w->cur - w->q));
             handle(w, &t);

@@ -841,6 +841,29 @@ class GracefulStopTest(ReliabilityCase):
         self.assertNotIn("requeued_on_stop", stats)
         self.assertTrue(w.log_events("worker_unregistered"))
 
+    def test_job_reserved_as_the_stop_comes_is_not_started(self):
+        """SIGTERM while the worker waits for a job (the reservation blocks up to
+        PIXQ_RESERVE_TIMEOUT_MS, which the signal does not cut short): a job that comes in that
+        wait is given back at the queue's head, not started. Before, it was run, the stop
+        taking as long as the job (a supervisor or systemd past its grace kills it then, and it
+        counts as a crash)."""
+        w = self.start_worker(PIXQ_RESERVE_TIMEOUT_MS="4000", PIXQ_LEASE_MS="15000",
+                              PIXQ_HEARTBEAT_MS="5000")
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        time.sleep(0.5)  # blocked in its reservation
+        w.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        payload = self.push_jobs([self.tiny_job("late")])[0]
+        status, _ = self.wait_exit(w, 15)
+        self.assertEqual(status, 0)
+        self.assertEqual(w.log_events("job_start"), [])
+        self.assertEqual(len(w.log_events("job_not_started")), 1)
+        self.assertEqual(self.redis.lrange(self.key("jobs")), [payload])
+        self.assertEqual(self.redis.keys(self.key("active:*")), [])
+        self.assertEqual(self.results("late"), [])
+        self.assertNotIn("recovered", self.stats())
+
     def test_postback_in_flight_at_the_deadline_is_let_finish(self):
         """A job whose postback is on its way when the deadline passes is not given back: it
         would be run and posted back again, perhaps with another outcome (a chaos review saw a
