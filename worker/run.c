@@ -541,6 +541,13 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
     buf_init(&url, 0);
     struct err e = {{0}};
     long delay = 0;
+    if (w->taken != NULL && w->taken(w->taken_user)) {
+        /* a later run may have written the same key since: this run's outcome goes nowhere */
+        fail_output(t, o->save->image_identifier,
+                    "not uploaded: the job was taken from this worker (its lease ran out)");
+        buf_finish(&url);
+        return;
+    }
     json_object *task = build_task(w, t, o, &e);
     enum up_outcome out =
         task == NULL ? UP_FAILED : run_send(w, task, o->img.blob, o->img.len, &url, &delay, &e);

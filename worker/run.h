@@ -85,6 +85,10 @@ struct runner {
      * run's finished outputs are not uploaded); or NULL: none does */
     bool (*reruns)(void *user, const struct job *j, enum run_status st);
     void *reruns_user;
+    /* asked before each upload: whether the job in hand was taken from this worker (its lease
+     * ran out, and the fleet gave it to another), when the output is not sent; or NULL */
+    bool (*taken)(void *user);
+    void *taken_user;
     /* told the size of every upload S3 took, at once (the stats' uploaded_bytes); or NULL */
     void (*uploaded)(void *user, size_t bytes);
     void *uploaded_user;

@@ -104,8 +104,13 @@ struct worker {
     char reserved_on[EPOCH_MAX], next_on[EPOCH_MAX];
     unsigned long records_lost; /* lease_records_lost() when the tokens were last read */
     unsigned long io_at_start;  /* rq_io_errors() when the payload in hand was reserved */
-    unsigned long jobs;         /* payloads handled, for the round trips per job at the end */
-    unsigned seed;              /* for retry jitter */
+    /* the payload in hand, lease_records_lost() when it was taken, and whether it was found
+     * taken from this worker since (job_taken) */
+    const struct buf *in_hand;
+    unsigned long lost_at_start;
+    bool taken;
+    unsigned long jobs;  /* payloads handled, for the round trips per job at the end */
+    unsigned seed;       /* for retry jitter */
     bool check_active;   /* a Redis error happened: our active list may hold a reserved job */
     bool stale;          /* the lease is overdue: no new job is taken until it holds */
     long strand_wait_ms; /* nap before a stranded task runs again (stranded()) */
@@ -227,6 +232,49 @@ static void count_uploaded(void *user, size_t bytes)
     lease_count_uploaded(w->lease, (size_t)(w->cur - w->q), bytes);
 }
 
+/* Whether the payload in hand was taken from this worker: asked before each upload, of Redis
+ * only when the lease may have run out meanwhile (it is overdue, the worker frozen or cut off
+ * from Redis past it, or a heartbeat found the record gone since the payload was taken), for
+ * then the fleet may have reaped the job, another run finished it, and a later job written the
+ * same keys: a stale upload would put the older output back over them. Not taken when Redis lost
+ * its data instead (the token changed: this run holds the job's only copy), nor when Redis
+ * cannot say (the uploads go on, as before). */
+static bool job_taken(struct worker *w, const struct buf *payload)
+{
+    if (w->taken) {
+        return true;
+    }
+    if (payload == NULL ||
+        (lease_fresh_ms(w->lease) > 0 && lease_records_lost(w->lease) == w->lost_at_start)) {
+        return false;
+    }
+    const char *lpos[] = {"LPOS", w->active_key, payload->data};
+    const char *get[] = {"GET", w->cur->epoch_key};
+    size_t lens[] = {4, strlen(w->active_key), payload->len};
+    struct rq_cmd cmds[2] = {{3, lpos, lens}, {2, get, NULL}};
+    redisReply *rep[2];
+    struct err e = {{0}};
+    rq_pipeline(w->rq, 2, cmds, rep, &e);
+    /* the same data as when the payload was reserved: "" (the token unknown) cannot tell */
+    bool same_data = rep[1] != NULL && rep[1]->type == REDIS_REPLY_STRING &&
+                     w->reserved_on[0] != '\0' && strcmp(rep[1]->str, w->reserved_on) == 0;
+    w->taken = rep[0] != NULL && rep[0]->type == REDIS_REPLY_NIL && same_data;
+    freeReplyObject(rep[0]);
+    freeReplyObject(rep[1]);
+    if (w->taken) {
+        LOG_WARN("lease_lost", "job_id=%s step=upload action=not_uploaded",
+                 w->runner.job_id != NULL ? w->runner.job_id : "");
+    }
+    return w->taken;
+}
+
+/* runner.taken: job_taken() of the payload in hand. */
+static bool in_hand_taken(void *user)
+{
+    struct worker *w = user;
+    return job_taken(w, w->in_hand);
+}
+
 /* {first_seen, runs}'s first_seen, or -1. */
 static long reply_first_seen(const redisReply *r)
 {
@@ -330,6 +378,8 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
     w->runner.first_seen_user = w;
     w->runner.reruns = job_reruns;
     w->runner.reruns_user = w;
+    w->runner.taken = in_hand_taken;
+    w->runner.taken_user = w;
     run_set_redis(&w->runner, w->rq);
     img_init();
     return w;
@@ -1504,6 +1554,9 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
     const char *job_id = idv != NULL ? json_object_get_string(idv) : "";
     int n = json_object_get_int(json_object_object_get(task, "n"));
     long pending;
+    if (poisoned == NULL && job_taken(w, &t->payload)) {
+        return; /* the task went back to the queue: whoever has it now uploads */
+    }
     if (poisoned == NULL) {
         pending = send_parked(w, t, task, job_id, n);
     } else {
@@ -2433,8 +2486,12 @@ int worker_run(struct worker *w)
             LOG_INFO("job_not_started", "reason=stopping action=given_back");
         } else if (got == 1) {
             w->io_at_start = rq_io_errors(w->rq);
+            w->in_hand = &t.payload;
+            w->lost_at_start = lease_records_lost(w->lease);
+            w->taken = false;
             lease_job_begins(w->lease, (size_t)(w->cur - w->q));
             handle(w, &t);
+            w->in_hand = NULL;
             lease_job_ends(w->lease);
             w->jobs++;
             /* a command lost to Redis may have left the job (or a stray) on our list */

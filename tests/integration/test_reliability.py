@@ -1195,6 +1195,46 @@ class FencingTest(ReliabilityCase):
         a.check_alive()
 
 
+    def test_paused_worker_does_not_write_over_a_later_jobs_object(self):
+        """A is paused past its lease with a job in hand; B runs the job, then a later job
+        writes the same key (a user's avatar, updated twice). A, woken up, finds its lease
+        overdue, asks Redis before it uploads, and does not put its older output back over the
+        later one (before, only its postback was held back)."""
+        key = "out/avatar.png"
+        a = self.start_worker()
+        self.worker_id(a)
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        first = self.tiny_job("avatar-1", path="/slow.png")
+        first["functions"][0]["save"]["s3_destination"]["key"] = key
+        self.push_jobs([first])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "worker A to fetch")
+        b = self.start_worker()
+        self.worker_id(b)
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.wait_until(lambda: self.src.requests("/slow.png") == 2,
+                            (LEASE_MS + REAP_MS) / 1000.0 + 5, "worker B to take the job over")
+            self.src.release()  # both fetches are answered; A is still frozen
+            self.wait_for_postback(timeout=10, job_id="avatar-1")
+            later = self.make_job(self.src.url(TINY), key, params={"width": 16},
+                                  job_id="avatar-2")
+            self.push_jobs([later])
+            self.wait_for_postback(timeout=10, job_id="avatar-2")
+            status, _, newer = self.s3.get_object(self.buckets[0], key)
+            self.assertEqual(status, 200)
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        self.wait_until(lambda: a.log_events("lease_lost"), 10, "A to find out")
+        time.sleep(1.0)
+        self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], newer)
+        self.assertIn({"step": "upload", "action": "not_uploaded", "job_id": "avatar-1"},
+                      [{k: e.get(k) for k in ("step", "action", "job_id")}
+                       for e in a.log_events("lease_lost")])
+        self.assertEqual(len(self.postbacks_of("avatar-1")), 1)
+        a.check_alive()
+
+
 class StalePostbackTest(ReliabilityCase):
     """A run whose lease was lost posts nothing, and what it posted before it found out does not
     stop the live run's postback: `posted` holds a digest of the postback delivered, and a run
