@@ -268,6 +268,15 @@ static bool job_taken(struct worker *w, const struct buf *payload)
     return w->taken;
 }
 
+/* The "forgotten" argument of a script that settles, parks or schedules `payload` even off the
+ * active list when Redis no longer knows the job (its hash gone): "" when the job was taken from
+ * this worker instead, and the hash merely expired meanwhile (PIXQ_RESULT_TTL_S, shorter than
+ * the stall): that stale run would be posted, stored or run again beside the live one. */
+static const char *forgotten_arg(struct worker *w, const struct buf *payload)
+{
+    return job_taken(w, payload) ? "" : "forgotten";
+}
+
 /* runner.taken: job_taken() of the payload in hand. */
 static bool in_hand_taken(void *user)
 {
@@ -1013,6 +1022,9 @@ static int post_once(struct worker *w, const struct buf *payload, const struct j
         LOG_INFO("postback_skipped", "job_id=%s reason=already_sent", job->id);
         return 0;
     case POSTING_FORGOTTEN:
+        if (job_taken(w, payload)) { /* its hash merely expired (PIXQ_RESULT_TTL_S) meanwhile */
+            return -2;
+        }
         LOG_WARN("job_forgotten", "job_id=%s step=before_postback action=post", job->id);
         break;
     case POSTING_GO:
@@ -1178,7 +1190,8 @@ static void park_job(struct worker *w, struct task *t)
                                 w->stats_key,  w->recov_key, w->cur->parked_key};
     char *base = result_json_numbered(t->result); /* its images' save numbers: see assembly */
     /* "forgotten": parked all the same when Redis lost the job (park.lua), else it is lost */
-    const char *fixed_args[PARK_FIXED_ARGS] = {t->payload.data, base, ttl, objs, "forgotten"};
+    const char *fixed_args[PARK_FIXED_ARGS] = {t->payload.data, base, ttl, objs,
+                                               forgotten_arg(w, &t->payload)};
     if (base != NULL && park_call_init(&c, w->runner.n_parked) == 0 &&
         park_call_outputs(w, t->job->id, &c) == 0) {
         for (size_t i = 0; i < PARK_FIXED_ARGS; i++) {
@@ -1189,13 +1202,14 @@ static void park_job(struct worker *w, struct task *t)
         r = rq_script(w->rq, RQ_SCRIPT_PARK, (int)(6 + c.n), c.keys,
                       (int)(PARK_FIXED_ARGS + 3 * c.n), c.args, c.lens, &e);
     }
-    /* {parked or -1, 1 if Redis had lost the job} */
-    bool answered = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                    r->element[0]->type == REDIS_REPLY_INTEGER &&
-                    r->element[1]->type == REDIS_REPLY_INTEGER;
+    /* {parked or -1, 1 if Redis had lost the job}; without "forgotten", parked or -1 */
+    bool pair = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                r->element[1]->type == REDIS_REPLY_INTEGER;
+    const redisReply *parked = pair ? r->element[0] : r;
+    bool answered = parked != NULL && parked->type == REDIS_REPLY_INTEGER;
     char q[ERR_MSG_MAX + 16];
-    if (answered && r->element[0]->integer >= 0) {
-        if (r->element[1]->integer == 1) {
+    if (answered && parked->integer >= 0) {
+        if (pair && r->element[1]->integer == 1) {
             LOG_WARN("job_forgotten",
                      "job_id=%s step=park action=parked reason=\"Redis no longer knew the job: "
                      "restarted without its data, or a failover or a flush lost it\"",
@@ -1629,7 +1643,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            .posted_id = sent ? job->id : NULL,
                            .posted = sent ? digest : NULL,
                            .run = t->run,
-                           .forgotten_ok = true};
+                           .forgotten_ok = !job_taken(w, &t->payload)};
     char *retry = NULL;
     if (posted == -1 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
@@ -1995,13 +2009,15 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
     snprintf(ttl, sizeof ttl, "%ld", parked ? w->cfg->blob_ttl_s : 0L);
     const char *keys[] = {w->active_key, w->delayed_key, w->stats_key,
                           w->recov_key,  blob,           job_hash};
-    const char *args[] = {t->payload.data, next, ms, counter, ttl, "forgotten"};
-    size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter), strlen(ttl), 9};
+    const char *args[] = {t->payload.data, next, ms, counter, ttl, ""};
+    size_t lens[] = {t->payload.len, strlen(next), strlen(ms), strlen(counter), strlen(ttl), 0};
     job_key(w, parked ? parked_id : t->job->id, "job", -1, job_hash, sizeof job_hash);
     if (parked) {
         job_key(w, parked_id, "blob", parked_n, blob, sizeof blob);
     } else {
         keys[4] = job_hash; /* the only extra key */
+        args[5] = forgotten_arg(w, &t->payload);
+        lens[5] = strlen(args[5]);
     }
     redisReply *r =
         rq_script(w->rq, RQ_SCRIPT_REQUEUE, parked ? 6 : 5, keys, parked ? 5 : 6, args, lens, e);

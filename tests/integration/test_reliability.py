@@ -1195,6 +1195,40 @@ class FencingTest(ReliabilityCase):
         a.check_alive()
 
 
+    def test_paused_past_the_result_ttl_is_not_taken_for_lost_data(self):
+        """As above, with PIXQ_RESULT_TTL_S shorter than the pause: the job's hash (begin.lua's)
+        is gone by the time A wakes up, which the scripts read as Redis having lost the job. A's
+        lease, overdue, makes it ask Redis: the payload is off its list and the data token the
+        same, so the job was taken from it, not lost: A neither posts nor stores its run (before,
+        it posted a second time and counted the job forgotten)."""
+        env = {"PIXQ_RESULT_TTL_S": "2"}
+        a = self.start_worker(**env)
+        self.worker_id(a)
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        self.push_jobs([self.tiny_job("ttl-stale", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "worker A to fetch")
+        b = self.start_worker(**env)
+        self.worker_id(b)
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.wait_until(lambda: self.src.requests("/slow.png") == 2,
+                            (LEASE_MS + REAP_MS) / 1000.0 + 5, "worker B to take the job over")
+            self.src.release()
+            self.wait_for_postback(timeout=10, job_id="ttl-stale")
+            self.wait_until(lambda: not self.redis.exists(self.key("job:ttl-stale")), 10,
+                            "the job's hash to expire")
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        self.wait_until(lambda: a.log_events("lease_lost"), 10, "A to find out")
+        time.sleep(1.5)
+        self.assertEqual(len(self.postbacks_of("ttl-stale")), 1)
+        self.assertEqual(a.log_events("job_forgotten"), [])
+        stats = self.stats()
+        self.assertNotIn("forgotten", stats)
+        self.assertEqual(stats.get("succeeded"), 1, stats)
+        a.check_alive()
+
     def test_paused_worker_does_not_write_over_a_later_jobs_object(self):
         """A is paused past its lease with a job in hand; B runs the job, then a later job
         writes the same key (a user's avatar, updated twice). A, woken up, finds its lease
