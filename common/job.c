@@ -1044,9 +1044,13 @@ static int read_envelope(struct job *j, struct err *e)
         job_param_string(j->root, fn, "hash", NULL, &j->hash, e) < 0) {
         return -1;
     }
-    if (j->hash != NULL && strcmp(j->hash, "md5") != 0 && strcmp(j->hash, "sha256") != 0 &&
-        strcmp(j->hash, "crc32") != 0) {
-        return err_set(e, "hash must be \"md5\", \"sha256\" or \"crc32\", not '%.40s'", j->hash);
+    /* in any case, as Blitline lowercased it; a name it did not know it left out (the job went
+     * on without the hash), as pixq does: only the perceptual hashes, which Blitline computed
+     * and pixq does not, fail the job rather than leave out a value asked for */
+    if (j->hash != NULL &&
+        (strcasecmp(j->hash, "phash_dct") == 0 || strcasecmp(j->hash, "phash_mh") == 0)) {
+        return err_set(e, "hash '%s' is not supported (pixq computes md5, sha256 and crc32)",
+                       j->hash);
     }
     j->src = member(j->root, "src");
     if (j->src == NULL || (!json_object_is_type(j->src, json_type_string) &&

@@ -88,7 +88,7 @@ struct job {
     bool get_exif;          /* original_meta.original_exif */
     bool extended_metadata; /* original_meta.all_exif and filesize */
     bool include_iptc;      /* original_meta.iptc */
-    const char *hash;       /* "md5", "sha256", "crc32", or NULL */
+    const char *hash;       /* "md5", "sha256", "crc32" in any case (another: none), or NULL */
     double v;
     struct job_fn *functions;
     size_t n_functions;  /* top level */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hash.h"
 #include "image.h"
@@ -457,21 +458,24 @@ static json_object *md5_hex(const void *p, size_t n)
     return json_object_new_string(hex);
 }
 
-/* original_meta.hash as Blitline gave it: md5/sha256 hex, crc32 an integer. */
+/* original_meta.hash as Blitline gave it: md5/sha256 hex, crc32 an integer; the name in any
+ * case, and none for a name it did not know (its worker left the hash out, the job going on). */
 static int add_hash(json_object *meta, const char *kind, const struct buf *b, struct err *e)
 {
     const unsigned char *p = (const unsigned char *)(b->data != NULL ? b->data : "");
     json_object *v = NULL;
-    if (strcmp(kind, "md5") == 0) {
+    if (strcasecmp(kind, "md5") == 0) {
         v = md5_hex(p, b->len);
-    } else if (strcmp(kind, "sha256") == 0) {
+    } else if (strcasecmp(kind, "sha256") == 0) {
         char hex[HASH_SHA256_HEX];
         hash_sha256_hex(p, b->len, hex);
         v = json_object_new_string(hex);
-    } else if (strcmp(kind, "crc32") == 0) {
+    } else if (strcasecmp(kind, "crc32") == 0) {
         v = json_object_new_int64((int64_t)crc32_of(p, b->len));
     } else {
-        return err_set(e, "hash must be \"md5\", \"sha256\" or \"crc32\", not '%.40s'", kind);
+        char q[80];
+        LOG_INFO("hash_left_out", "reason=unknown_name hash=%s", log_quote(kind, q, sizeof q));
+        return 0;
     }
     if (v == NULL) {
         return err_set(e, "cannot compute the %s hash", kind);

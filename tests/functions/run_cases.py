@@ -199,8 +199,12 @@ def same(got, want):
 
 
 def check_meta(meta, want):
+    """Each expected member's value; null: the member is absent."""
     for k, v in want.items():
-        if k not in meta or not same(meta[k], v):
+        if v is None:
+            if k in meta:
+                raise CaseError("original_meta.%s is %r, want it absent" % (k, meta[k]))
+        elif k not in meta or not same(meta[k], v):
             raise CaseError("original_meta.%s is %r, want %r" % (k, meta.get(k), v))
 
 
