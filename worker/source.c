@@ -360,13 +360,21 @@ static const char *exif_value(MagickWand *w, const char *name)
     return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
-static void add_gps(json_object *meta, MagickWand *w, const char *key, const char *tag,
-                    const char *ref_tag)
+/* One GPS coordinate in decimal degrees into *out: 0, or -1 when the EXIF has none. */
+static int gps_coordinate(MagickWand *w, const char *tag, const char *ref_tag, double *out)
 {
     const char *dms = exif_value(w, tag), *ref = exif_value(w, ref_tag);
-    double d;
-    if (dms != NULL && gps_decimal(dms, ref, &d) == 0) {
-        json_object_object_add(meta, key, json_object_new_double(d));
+    return dms != NULL ? gps_decimal(dms, ref, out) : -1;
+}
+
+/* lat and lng, both or neither, as Blitline's worker wrote them: half a position is none. */
+static void add_gps(json_object *meta, MagickWand *w)
+{
+    double lat, lng;
+    if (gps_coordinate(w, "exif:GPSLatitude", "exif:GPSLatitudeRef", &lat) == 0 &&
+        gps_coordinate(w, "exif:GPSLongitude", "exif:GPSLongitudeRef", &lng) == 0) {
+        json_object_object_add(meta, "lat", json_object_new_double(lat));
+        json_object_object_add(meta, "lng", json_object_new_double(lng));
     }
 }
 
@@ -399,8 +407,7 @@ static void add_exif_basics(json_object *meta, MagickWand *w, double v)
             json_object_object_add(meta, "iso_date_created", json_object_new_string(iso));
         }
     }
-    add_gps(meta, w, "lat", "exif:GPSLatitude", "exif:GPSLatitudeRef");
-    add_gps(meta, w, "lng", "exif:GPSLongitude", "exif:GPSLongitudeRef");
+    add_gps(meta, w);
 }
 
 /* Every exif:* property, as made by the caller's one walk of the EXIF (ReadImage() makes them all

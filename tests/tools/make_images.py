@@ -16,6 +16,7 @@ were taken from the committed files).
 | tall-1536x2048.jpg | the size of Blitline's documented example (resize_to_fit width 100 gives 100x133) |
 | quadrants-64x64.png | four 32x32 quadrants red, green, blue, white (NW, NE, SW, SE): exact pixel checks |
 | icc-exif-120x80.jpg | the small photo with an ICC profile (description "pixq test profile", made here) and EXIF (Orientation 1, DateTime): save_metadata and save_profiles |
+| gps-lat-only-32x24.jpg | EXIF GPS with a latitude and no longitude: original_meta has neither lat nor lng, as Blitline's worker wrote them only together |
 | icc-wide-48x32.png | two flat colours, rgb(200,50,50) and rgb(50,160,60), tagged with a wide-gamut profile made here (Adobe RGB primaries, gamma 2.2): converted to sRGB before the profile is dropped |
 | icc-srgb-48x32.png | the same colours tagged with an sRGB profile made here (sRGB's primaries and parametric curve, not lcms's bytes): recognised as sRGB, not converted |
 | icc-lut-48x32.png | the same colours tagged with a profile made here whose matrix and curves are sRGB's but whose A2B0 table (what lcms uses first) maps to Adobe RGB's primaries: not sRGB |
@@ -67,10 +68,12 @@ def rationals(*pairs):
 
 def exif_segment(orientation, date_original, date, lat, lat_ref, lng, lng_ref):
     """An APP1 Exif segment with IFD0 (Orientation, DateTime), an Exif IFD (DateTimeOriginal) and
-    a GPS IFD (latitude, longitude as degrees/minutes/seconds rationals)."""
+    a GPS IFD (latitude, longitude as degrees/minutes/seconds rationals; no longitude when lng
+    is None)."""
     exif_ifd = [(0x9003,) + ascii_(date_original)]
-    gps_ifd = [(1,) + ascii_(lat_ref), (2,) + rationals(*lat),
-               (3,) + ascii_(lng_ref), (4,) + rationals(*lng)]
+    gps_ifd = [(1,) + ascii_(lat_ref), (2,) + rationals(*lat)]
+    if lng is not None:
+        gps_ifd += [(3,) + ascii_(lng_ref), (4,) + rationals(*lng)]
     ifd0 = [(0x0112, 3, 1, struct.pack(">H", orientation)), (0x0132,) + ascii_(date),
             (0x8769, 4, 1, b"\0\0\0\0"), (0x8825, 4, 1, b"\0\0\0\0")]
     size0 = len(ifd(ifd0, 8))
@@ -83,6 +86,14 @@ def exif_segment(orientation, date_original, date, lat, lat_ref, lng, lng_ref):
         ifd(gps_ifd, gps_at)
     body = b"Exif\0\0" + tiff
     return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+
+
+def make_gps_lat_only(out):
+    """gps-lat-only-32x24.jpg: EXIF GPS with a latitude and no longitude."""
+    path = out / "gps-lat-only-32x24.jpg"
+    convert("-size", "32x24", "xc:#4080c0", "-strip", "-quality", "90", str(path))
+    insert_exif(path, exif_segment(1, "2016:05:04 03:02:01", "2016:05:04 03:02:01",
+                                   [(10, 1), (30, 1), (0, 1)], "N", None, None))
 
 
 def fixed(v):
@@ -284,6 +295,7 @@ def main():
     icc.unlink()
     insert_exif(ie, exif_segment(1, "2016:05:04 03:02:01", "2016:05:04 03:02:01",
                                  [(0, 1), (0, 1), (0, 1)], "N", [(0, 1), (0, 1), (0, 1)], "E"))
+    make_gps_lat_only(out)
     make_wide_gamut(out)
     make_icc_files(out)
     make_grey_profiles(out)
