@@ -1066,7 +1066,7 @@ static int read_tree(struct job *j, size_t max_functions, size_t *n_functions, s
     if (fns != NULL && !json_object_is_type(fns, json_type_array)) {
         return err_set(e, "functions must be an array of functions");
     }
-    if (fns == NULL || json_object_array_length(fns) == 0) {
+    if (fns == NULL) { /* [] is a job all the same, as in Blitline: the source's metadata */
         return err_set(e, "Functions are required, or we aren't doing anything (null op)");
     }
     struct tree_ctx t = {

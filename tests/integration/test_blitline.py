@@ -955,6 +955,27 @@ class SourcesTest(BlitlineTestCase):
         self.assertEqual(meta["date_created"], "2014:08:02 20:17:55")
         self.assertNotIn("iso_date_created", meta)  # not before 1.20
 
+    def test_no_functions_is_a_metadata_job(self):
+        """`"functions": []` is a job, as in Blitline (its worker checked only that the key was
+        there): the source is fetched and described, nothing is made, nothing fails. Without
+        the key the job fails as Blitline's did."""
+        src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
+        job = {"src": src, "job_id": "meta-only", "postback_url": self.postbacks.url("/pb/meta-only"),
+               "hash": "md5", "get_exif": True, "functions": []}
+        results = self.submit(job).json["results"]
+        self.assertEqual(results["images"], [])
+        self.assertNotIn("errors", results)
+        self.assertNotIn("failed_image_identifiers", results)
+        meta = results["original_meta"]
+        self.assertEqual((meta["width"], meta["height"], meta["hash"]),
+                         (400, 300, "4fd6ab448e1b5fe096713552b9f7dcc8"))
+        self.assertEqual(meta["original_exif"]["Orientation"], "6")
+        del job["functions"]
+        job.update(job_id="meta-none", postback_url=self.postbacks.url("/pb/meta-none"))
+        results = self.submit(job).json["results"]
+        self.assertEqual(results["errors"], ["Image processing failed. Functions are required, "
+                                             "or we aren't doing anything (null op)"])
+
     def test_get_exif_density_info_and_filesize(self):
         """get_exif returns, besides original_exif, the source's density_info and filesize
         (Blitline's metadata example: {"density_x": 72, "density_y": 72, "units":
