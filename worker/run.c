@@ -534,7 +534,10 @@ enum up_outcome run_send(struct runner *r, json_object *task, const void *data, 
     return out;
 }
 
-static void upload_output(struct run_state *t, const struct proc_output *o)
+/* Uploads one output (or parks it). `listed`: its entry goes into the result's images; a
+ * pre_process job's outputs are not listed, as Blitline's worker ran that job apart and kept only
+ * its images for references (their failures are reported all the same, as move_original's). */
+static void upload_output(struct run_state *t, const struct proc_output *o, bool listed)
 {
     struct runner *w = t->runner;
     struct buf url;
@@ -549,6 +552,9 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
         return;
     }
     json_object *task = build_task(w, t, o, &e);
+    if (task != NULL && !listed) {
+        json_object_object_add(task, "listed", json_object_new_boolean(0)); /* if it parks */
+    }
     enum up_outcome out =
         task == NULL ? UP_FAILED : run_send(w, task, o->img.blob, o->img.len, &url, &delay, &e);
     if (task == NULL) {
@@ -563,6 +569,8 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
                  log_quote(o->save->image_identifier, qi, sizeof qi),
                  log_quote(e.msg, q, sizeof q));
         fail_output(t, o->save->image_identifier, e.msg);
+    } else if (out == UP_DONE && !listed) {
+        note_object(w, task);
     } else if (out == UP_DONE) {
         note_object(w, task);
         result_add_image(t->result, o->save->image_identifier, url.data,
@@ -586,7 +594,7 @@ static void upload_output(struct run_state *t, const struct proc_output *o)
 static int sink_output(void *user, const struct job *pre, const struct proc_output *o,
                        struct err *e)
 {
-    upload_output(user, o);
+    upload_output(user, o, false);
     return 0;
 }
 
@@ -667,7 +675,7 @@ static void process(struct runner *w, struct run_state *t)
         bool again = w->n_parked == 0 && w->fetch_status != RUN_DONE && w->reruns != NULL &&
                      w->reruns(w->reruns_user, t->job, w->fetch_status);
         for (size_t i = 0; !again && i < pr.n_outputs; i++) {
-            upload_output(t, &pr.outputs[i]);
+            upload_output(t, &pr.outputs[i], true);
         }
         fail_remaining(t);
         goto out;
@@ -679,7 +687,7 @@ static void process(struct runner *w, struct run_state *t)
               pr.n_outputs, us / 1000, us, w->times.fetch_us);
     result_set_original_meta(t->result, json_object_get(pr.original_meta));
     for (size_t i = 0; i < pr.n_outputs; i++) {
-        upload_output(t, &pr.outputs[i]);
+        upload_output(t, &pr.outputs[i], true);
     }
 out:
     /* what is left of the time is the job's own work (move_original's uploads run in prepare) */

@@ -1506,7 +1506,10 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
         }
     }
     const int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
-    long pending = record_upload(w, job_id, n, "img", json_object_to_json_string_ext(img, flags),
+    json_object *listed = json_object_object_get(task, "listed"); /* a pre_process output's */
+    bool unlisted = listed != NULL && !json_object_get_boolean(listed);
+    long pending = record_upload(w, job_id, n, unlisted ? "obj" : "img",
+                                 unlisted ? "" : json_object_to_json_string_ext(img, flags),
                                  json_object_to_json_string_ext(obj, flags));
     json_object_put(img);
     json_object_put(obj);

@@ -5,8 +5,10 @@
 -- KEYS[3] optional: pixq:{Q}:parked, where the blob's size is taken off `total` when its entry
 --         is there (parked by a worker that counts them; once: the entry goes with it)
 -- ARGV[1] n, the output's number
--- ARGV[2] "img" with ARGV[3] the image entry JSON and ARGV[4] the object JSON (uploaded), or
---         "err" with ARGV[3] the error and ARGV[4] the image_identifier (failed for good)
+-- ARGV[2] "img" with ARGV[3] the image entry JSON and ARGV[4] the object JSON (uploaded), "obj"
+--         with ARGV[4] the object JSON (uploaded, listed in no image entry: a pre_process job's
+--         output), or "err" with ARGV[3] the error and ARGV[4] the image_identifier (failed for
+--         good)
 --
 -- The blob is deleted and `pending` goes down by one; the output that takes it to 0 is kept as
 -- `last`. Output n recorded already (a task run twice, or run again after a lost answer) changes
@@ -37,6 +39,8 @@ if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2]) == 0 then
 end
 if ARGV[2] == 'img' then
     redis.call('HSET', KEYS[1], 'img:' .. ARGV[1], ARGV[3], 'obj:' .. ARGV[1], ARGV[4])
+elseif ARGV[2] == 'obj' then
+    redis.call('HSET', KEYS[1], 'obj:' .. ARGV[1], ARGV[4])
 else
     redis.call('HSET', KEYS[1], 'err:' .. ARGV[1], ARGV[3], 'fail:' .. ARGV[1], ARGV[4])
 end

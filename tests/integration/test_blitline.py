@@ -819,10 +819,14 @@ class SourcesTest(BlitlineTestCase):
                    "image_identifier": "main", "s3_destination": {
                        "bucket": DEST_BUCKET, "key": "main/out.png"}}}]}
         pb = self.submit(job)
-        # the pre_process output with a destination is uploaded and reported; "small" is not
-        images = self.assert_success(pb, "pre-1", ["kept", "main"], original=(32, 32))
-        self.fetch(images[0], "PNG", (64, 64))
-        body = self.fetch(images[1], "PNG", (32, 32))
+        # the pre_process output with a destination is uploaded, and listed no more than in
+        # Blitline, whose worker ran that job apart and kept only its images for references:
+        # images[0] is the main job's first save
+        images = self.assert_success(pb, "pre-1", ["main"], original=(32, 32))
+        status, _, kept = self.s3.get_object(DEST_BUCKET, "pre/kept.png")
+        self.assertEqual(status, 200)
+        self.assert_image(kept, "PNG", 64, 64)
+        body = self.fetch(images[0], "PNG", (32, 32))
         self.assert_near(pixels(body, [(4, 4)])[0], (255, 0, 0, 255), 2, "the reference")
         # move_original copied the job's src (the PNG "&small"), converted to the key's JPEG
         status, headers, moved = self.s3.get_object(DEST_BUCKET, "orig/small.jpg")
@@ -877,7 +881,7 @@ class SourcesTest(BlitlineTestCase):
         self.assertEqual(meta["hash"], hashlib.md5(stored).hexdigest())
         self.assertEqual(meta["filesize"], len(stored))
         self.assertEqual(self.s3.get_object(DEST_BUCKET, "orig/r.jpg")[2], stored)
-        self.assertEqual([i["image_identifier"] for i in results["images"]], ["r", "m"])
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["m"])
 
     def test_url_with_spaces_and_utf8(self):
         """A src URL as users write it (a space, UTF-8 in the file name) is fetched with those

@@ -1413,6 +1413,17 @@ class UploadDoneTest(LuaTestCase):
         self.assertEqual(self.done(1, "err", "gone", "thumb"), 0)
         self.assertEqual(self.r.hgetall(PARKED), {"total": "100"})
 
+    def test_unlisted_output_keeps_its_object_only(self):
+        """A pre_process job's output ("obj"): its object is kept for wait_for_s3, no image
+        entry is made for the postback, and it settles like any other."""
+        self.park_two()
+        self.assertEqual(self.done(0, "obj", "", '{"obj":0}'), 1)
+        self.assertEqual(self.done(1, "img", '{"image":1}', '{"obj":1}'), 0)
+        fields = self.r.hgetall(key("job:j1"))
+        self.assertEqual({k: v for k, v in fields.items() if k.startswith(("img:", "obj:"))},
+                         {"obj:0": '{"obj":0}', "img:1": '{"image":1}', "obj:1": '{"obj":1}'})
+        self.assertEqual(fields["done:0"], "obj")
+
     def test_blob_of_a_worker_that_does_not_count(self):
         # parked by an older build: nothing was counted, nothing is taken off
         self.park_two()
