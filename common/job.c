@@ -477,6 +477,9 @@ static int check_fn_destinations(const struct job_fn *fns, size_t n, struct err 
 
 int job_check_destinations(const struct job *j, struct err *e)
 {
+    if (check_destination(j->postback_save, e) < 0) {
+        return -1;
+    }
     for (size_t i = 0; i < j->n_pre; i++) {
         int rc = j->pre[i].job != NULL ? job_check_destinations(j->pre[i].job, e)
                                        : check_destination(j->pre[i].move, e);
@@ -985,10 +988,40 @@ static int read_id(struct job *j, struct err *e)
     return 0;
 }
 
+/* postback_url {"save": {"s3_destination": {bucket, key, headers}}}: where the result JSON goes. */
+static int read_postback_save(struct job *j, json_object *url, struct err *e)
+{
+    json_object *save = member(url, "save");
+    json_object *dest = save != NULL && json_object_is_type(save, json_type_object)
+                            ? member(save, "s3_destination")
+                            : NULL;
+    if (dest == NULL) {
+        return err_set(e, "postback_url must be a URL, or {\"save\": {\"s3_destination\": "
+                          "{\"bucket\": ..., \"key\": ...}}} to write the result to S3");
+    }
+    struct job_save *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return err_set(e, "out of memory");
+    }
+    s->image_identifier = "postback_url";
+    snprintf(s->format, sizeof s->format, "json");
+    if (parse_destination(s, dest, e) < 0) {
+        free(s); /* nowhere to say so: the job goes to dead with the reason */
+        return -1;
+    }
+    j->postback_save = s;
+    return 0;
+}
+
 static int read_postback(struct job *j, struct err *e)
 {
     json_object *url = member(j->root, "postback_url");
-    if (url != NULL && !json_object_is_type(url, json_type_string)) {
+    if (url != NULL && json_object_is_type(url, json_type_object)) {
+        if (read_postback_save(j, url, e) < 0) {
+            return -1;
+        }
+        url = NULL;
+    } else if (url != NULL && !json_object_is_type(url, json_type_string)) {
         return err_set(e, "postback_url must be a string");
     }
     j->postback_url =
@@ -1273,6 +1306,7 @@ void job_destroy(struct job *j)
         free(j->pre[i].move);
     }
     free(j->pre);
+    free(j->postback_save);
     free_functions(j->functions, j->n_functions);
     json_object_put(j->root);
     free(j);

@@ -83,6 +83,9 @@ struct job {
     bool id_assigned; /* the payload had no job_id and job_assign_id() made one */
     json_object *src; /* string or object */
     const char *postback_url;
+    /* postback_url given as {"save": {"s3_destination": ...}}, as Blitline's worker took it: the
+     * result JSON is written to that object instead of POSTed (postback_url is then NULL) */
+    struct job_save *postback_save;
     json_object *postback_headers;
     bool suppress_auto_orient;
     bool get_exif;          /* original_meta.original_exif */

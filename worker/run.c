@@ -358,12 +358,11 @@ static bool names_a_grant(const json_object *headers)
  * canned ACL: a job that names an x-amz-grant-* header gets no default x-amz-acl. S3 refuses a
  * canned ACL beside grants, and `"x-amz-grant-read": ""` was Blitline's documented way to keep
  * an object private. */
-static int upload_headers(struct runner *w, const struct job_save *save, const char *content_type,
-                          struct header_set *s, struct err *e)
+static int upload_headers(const struct job_save *save, const char *content_type,
+                          const char *default_acl, struct header_set *s, struct err *e)
 {
     s->n = 0;
-    const char *acl =
-        save->headers != NULL && names_a_grant(save->headers) ? "" : w->cfg->s3_default_acl;
+    const char *acl = save->headers != NULL && names_a_grant(save->headers) ? "" : default_acl;
     if (header_put(s, "Content-Type", content_type, e) < 0 ||
         header_put(s, "x-amz-acl", acl, e) < 0) {
         return -1;
@@ -443,7 +442,7 @@ static json_object *build_task(struct runner *w, struct run_state *t, const stru
         obj.key = key;
     }
     struct header_set hs;
-    if (upload_headers(w, save, o->img.content_type, &hs, e) < 0) {
+    if (upload_headers(save, o->img.content_type, w->cfg->s3_default_acl, &hs, e) < 0) {
         return NULL;
     }
     json_object *task = json_object_new_object();
@@ -858,6 +857,9 @@ static int check_saves(const struct cfg *c, const struct job_fn *fns, size_t n, 
 
 static int check_destinations(const struct cfg *c, const struct job *j, struct err *e)
 {
+    if (j->postback_save != NULL && check_save(c, j->postback_save, e) < 0) {
+        return -1;
+    }
     for (size_t i = 0; i < j->n_pre; i++) {
         int rc = j->pre[i].job != NULL ? check_destinations(c, j->pre[i].job, e)
                                        : check_save(c, j->pre[i].move, e);
@@ -935,9 +937,79 @@ enum run_status run_job(struct runner *r, const struct job *job, struct result *
     return st;
 }
 
+/* The upload task (upload.h) of the result JSON that postback_url's save names. */
+static json_object *result_task(const struct job *job, struct err *e)
+{
+    const struct job_save *save = job->postback_save;
+    struct header_set hs;
+    /* as Blitline's worker wrote it: the result is the job owner's, never public */
+    if (upload_headers(save, "application/json", "bucket-owner-full-control", &hs, e) < 0) {
+        return NULL;
+    }
+    json_object *task = json_object_new_object();
+    json_object *headers = json_object_new_object();
+    for (size_t i = 0; i < hs.n; i++) {
+        json_object_object_add(headers, hs.h[i].name, json_object_new_string(hs.h[i].value));
+    }
+    json_object_object_add(task, "job_id", json_object_new_string(job->id));
+    json_object_object_add(task, "image_identifier", json_object_new_string("postback_url"));
+    json_object_object_add(task, "bucket", json_object_new_string(save->bucket));
+    if (save->location != NULL) {
+        json_object_object_add(task, "region", json_object_new_string(save->location));
+    }
+    json_object_object_add(task, "key", json_object_new_string(save->key));
+    json_object_object_add(task, "headers", headers);
+    json_object_object_add(task, "attempt", json_object_new_int(1));
+    return task;
+}
+
+/* postback_url {"save": {"s3_destination": ...}}: the result JSON goes to that object, as
+ * Blitline's worker wrote it, through the bucket's rate limit; a throttled or failing PUT is
+ * tried again here, with the uploads' back-off, while PIXQ_POSTBACK_TIMEOUT_MS lasts (a postback
+ * that fails is retried later with retry_postback, as a POST is). Returns 0 stored, -1 failed. */
+static int post_to_s3(struct runner *w, const struct job *job, const char *json)
+{
+    struct err e = {{0}};
+    json_object *task = result_task(job, &e);
+    long t0 = clock_mono_us(), deadline = clock_mono_ms() + w->cfg->postback_timeout_ms;
+    enum up_outcome out = UP_FAILED;
+    struct buf url;
+    buf_init(&url, 0);
+    while (task != NULL) {
+        long delay = 0;
+        out = up_send(&w->up, task, json, strlen(json), &url, &delay, &e);
+        if (out != UP_PARK) {
+            break;
+        }
+        if (clock_mono_ms() + delay > deadline) {
+            char why[ERR_MSG_MAX];
+            memcpy(why, e.msg, sizeof why);
+            err_set(&e, "S3 did not take the result within PIXQ_POSTBACK_TIMEOUT_MS (%ld ms)%s%s",
+                    w->cfg->postback_timeout_ms, why[0] ? ": " : "", why);
+            out = UP_FAILED;
+            break;
+        }
+        clock_sleep_ms(delay);
+        e = (struct err){{0}};
+    }
+    long us = clock_mono_us() - t0;
+    w->times.postback_us += us;
+    char q[ERR_MSG_MAX + 16];
+    if (out != UP_DONE) {
+        LOG_WARN("postback_failed", "job_id=%s to=s3 error=%s", job->id,
+                 log_quote(e.msg, q, sizeof q));
+    } else {
+        LOG_DEBUG("postback_sent", "job_id=%s to=s3 url=%s ms=%.3f", job->id,
+                  log_quote(url.data != NULL ? url.data : "", q, sizeof q), (double)us / 1000.0);
+    }
+    json_object_put(task);
+    buf_finish(&url);
+    return out == UP_DONE ? 0 : -1;
+}
+
 int run_postback(struct runner *r, const struct job *job, const char *body)
 {
-    return post_back(r, job, body);
+    return job->postback_save != NULL ? post_to_s3(r, job, body) : post_back(r, job, body);
 }
 
 void run_init(struct runner *r, const struct cfg *c, struct http *http)

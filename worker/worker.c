@@ -951,18 +951,24 @@ static void postback_digest(const struct job *job, const char *json, char out[HA
     if (job_param_bool(job->root, "job", "content_type_json", false, &as_json, &ignored) < 0) {
         as_json = false;
     }
-    struct buf key;
+    struct buf key, to;
     buf_init(&key, 0);
+    buf_init(&to, 0);
+    if (job->postback_url == NULL && job->postback_save != NULL) { /* the result goes to S3 */
+        buf_printf(&to, "s3://%s/%s", job->postback_save->bucket, job->postback_save->key);
+    }
+    const char *url = job->postback_url != NULL ? job->postback_url : to.data ? to.data : "";
     int rc = buf_printf(
-        &key, "%s\n%g\n%d\n%s", job->postback_url, job->v, as_json ? 1 : 0,
+        &key, "%s\n%g\n%d\n%s", url, job->v, as_json ? 1 : 0,
         job->postback_headers != NULL
             ? json_object_to_json_string_ext(job->postback_headers, JSON_C_TO_STRING_PLAIN)
             : "");
     uint8_t d[HASH_SHA256_LEN];
-    const char *k = rc == 0 ? key.data : job->postback_url; /* no memory: the URL alone */
+    const char *k = rc == 0 ? key.data : url; /* no memory: the URL alone */
     hash_hmac_sha256(k, strlen(k), json, strlen(json), d);
     hash_hex(d, sizeof d, out);
     buf_finish(&key);
+    buf_finish(&to);
 }
 
 enum posting { POSTING_LOST, POSTING_DONE, POSTING_GO, POSTING_FORGOTTEN };
@@ -1004,7 +1010,7 @@ static int post_once(struct worker *w, const struct buf *payload, const struct j
                      const char *json, char digest[HASH_SHA256_HEX], bool *sent)
 {
     *sent = false;
-    if (job->postback_url == NULL) {
+    if (job->postback_url == NULL && job->postback_save == NULL) {
         return 0;
     }
     bool error_only = false;

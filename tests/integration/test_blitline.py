@@ -980,6 +980,49 @@ class SourcesTest(BlitlineTestCase):
         self.assertEqual(results["errors"], ["Image processing failed. Functions are required, "
                                              "or we aren't doing anything (null op)"])
 
+    def test_postback_url_save_writes_the_result_to_s3(self):
+        """postback_url as {"save": {"s3_destination": ...}} (Blitline's worker took it): the
+        result JSON is written to that object, application/json, with the job's headers, and
+        nothing is POSTed; a failed job's result goes there too. Before, such a job went to the
+        dead list with 'postback_url must be a string', and its owner was never told."""
+        src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
+
+        def job(job_id, source):
+            return {"src": source, "job_id": job_id, "postback_url": {"save": {
+                        "s3_destination": {"bucket": DEST_BUCKET, "key": "results/%s.json" % job_id,
+                                           "headers": {"x-amz-meta-kind": "result"}}}},
+                    "functions": [{"name": "no_op", "save": {
+                        "image_identifier": "o", "s3_destination": {
+                            "bucket": DEST_BUCKET, "key": "out/%s.jpg" % job_id}}}]}
+
+        for job_id, source in (("to-s3", src), ("to-s3-fail", self.src.url("/missing.jpg"))):
+            self.push_job(job(job_id, source))
+            stored = self.read_result(job_id, timeout=30)
+            self.wait_until(lambda: self.s3.get_object(
+                DEST_BUCKET, "results/%s.json" % job_id)[0] == 200, 10, "the result object")
+            status, headers, body = self.s3.get_object(DEST_BUCKET, "results/%s.json" % job_id)
+            headers = {k.lower(): v for k, v in headers.items()}
+            self.assertEqual(headers.get("content-type"), "application/json")
+            self.assertEqual(headers.get("x-amz-meta-kind"), "result")
+            self.assertEqual(json.loads(body), stored)
+            self.assertEqual(stored["results"]["job_id"], job_id)
+        ok = json.loads(self.s3.get_object(DEST_BUCKET, "results/to-s3.json")[2])["results"]
+        self.assertEqual([i["image_identifier"] for i in ok["images"]], ["o"])
+        failed = json.loads(self.s3.get_object(DEST_BUCKET, "results/to-s3-fail.json")[2])
+        self.assertIn("Failed to download", failed["results"]["errors"][0])
+        self.assertEqual(self.postbacks.postbacks, [])
+        # a save that names no S3 object is refused, saying what postback_url may be
+
+        def dead(job_id):
+            entries = [json.loads(d) for d in self.redis.lrange(self.key("dead"), 0, -1)]
+            return [d for d in entries if d.get("job_id") == job_id]
+        bad = job("to-s3-bad", src)
+        bad["postback_url"] = {"save": {"image_identifier": "x"}}
+        self.push_job(bad)
+        self.wait_until(lambda: dead("to-s3-bad"), 20, "the dead entry")
+        self.assertIn("postback_url must be a URL, or {\"save\": {\"s3_destination\"",
+                      dead("to-s3-bad")[0]["error"])
+
     def test_get_exif_density_info_and_filesize(self):
         """get_exif returns, besides original_exif, the source's density_info and filesize
         (Blitline's metadata example: {"density_x": 72, "density_y": 72, "units":

@@ -518,6 +518,34 @@ static void expect_guard(const char *dest, const char *pb, const char *fragment)
     expect_invalid(text, fragment);
 }
 
+/* postback_url as Blitline's worker also took it: {"save": {"s3_destination": ...}}. */
+static void test_postback_to_s3(void)
+{
+    struct job *j = parse("{\"src\":\"u\",\"postback_url\":{\"save\":{\"s3_destination\":{"
+                          "\"bucket\":{\"name\":\"b\",\"location\":\"eu-west-1\"},"
+                          "\"key\":\"r/1.json\"}}},\"functions\":[]}");
+    CHECK(j != NULL && j->error[0] == '\0' && j->postback_url == NULL && j->postback_save != NULL);
+    if (j != NULL && j->postback_save != NULL) {
+        CHECK_STR(j->postback_save->bucket, "b");
+        CHECK_STR(j->postback_save->location, "eu-west-1");
+        CHECK_STR(j->postback_save->key, "r/1.json");
+    }
+    job_destroy(j);
+    expect_invalid("{\"src\":\"u\",\"postback_url\":{\"save\":{}},\"functions\":[]}",
+                   "postback_url must be a URL, or {\"save\": {\"s3_destination\"");
+    expect_invalid("{\"src\":\"u\",\"postback_url\":{\"save\":{\"s3_destination\":{"
+                   "\"bucket\":\"b\"}}},\"functions\":[]}",
+                   "needs a bucket and a key");
+    j = parse("{\"src\":\"u\",\"postback_url\":{\"save\":{\"s3_destination\":{"
+              "\"bucket\":\"-b\",\"key\":\"k\"}}},\"functions\":[]}");
+    struct err e = {{0}};
+    CHECK(j != NULL && job_check_destinations(j, &e) < 0 &&
+          strstr(e.msg, "bucket name '-b' is not valid") != NULL);
+    job_destroy(j);
+    expect_invalid("{\"src\":\"u\",\"postback_url\":7,\"functions\":[]}",
+                   "postback_url must be a string");
+}
+
 static void test_guards(void)
 {
     const char *ok_dest = "{\"bucket\":\"b\",\"key\":\"k.png\"}";
@@ -701,5 +729,6 @@ int main(void)
     test_pre_process_errors();
     test_batch();
     test_guards();
+    test_postback_to_s3();
     return check_summary("job");
 }
