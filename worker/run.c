@@ -613,6 +613,12 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
     buf_init(&url, 0);
     long t0 = clock_mono_us(); /* the waits for a slot are the upload's time too */
     for (long delay = 0; task != NULL;) {
+        struct runner *w = t->runner;
+        if (w->taken != NULL && w->taken(w->taken_user)) { /* asked again after each wait */
+            err_set(e, "not uploaded: the job was taken from this worker (its lease ran out)");
+            out = UP_FAILED;
+            break;
+        }
         out = up_send(&t->runner->up, task, data, len, &url, &delay, e);
         if (out != UP_PARK) {
             break;

@@ -104,10 +104,11 @@ struct worker {
     char reserved_on[EPOCH_MAX], next_on[EPOCH_MAX];
     unsigned long records_lost; /* lease_records_lost() when the tokens were last read */
     unsigned long io_at_start;  /* rq_io_errors() when the payload in hand was reserved */
-    /* the payload in hand, lease_records_lost() when it was taken, and whether it was found
-     * taken from this worker since (job_taken) */
+    /* the payload in hand, lease_records_lost() before it was reserved (and before finish.lua
+     * reserved `next`, and before the finish.lua call in flight), and whether it was found taken
+     * from this worker since (job_taken) */
     const struct buf *in_hand;
-    unsigned long lost_at_start;
+    unsigned long lost_at_start, next_lost, lost_at_call;
     bool taken;
     unsigned long jobs;  /* payloads handled, for the round trips per job at the end */
     unsigned seed;       /* for retry jitter */
@@ -239,7 +240,8 @@ static void count_uploaded(void *user, size_t bytes)
  * same keys: a stale upload would put the older output back over them. Not taken when Redis lost
  * its data instead (the token changed: this run holds the job's only copy), nor when Redis
  * cannot say (the uploads go on, as before). */
-static bool job_taken(struct worker *w, const struct buf *payload)
+static bool job_taken(struct worker *w, const struct buf *payload, const char *step,
+                      const char *job_id)
 {
     if (w->taken) {
         return true;
@@ -262,8 +264,8 @@ static bool job_taken(struct worker *w, const struct buf *payload)
     freeReplyObject(rep[0]);
     freeReplyObject(rep[1]);
     if (w->taken) {
-        LOG_WARN("lease_lost", "job_id=%s step=upload action=not_uploaded",
-                 w->runner.job_id != NULL ? w->runner.job_id : "");
+        LOG_WARN("lease_lost", "job_id=%s step=%s action=%s", job_id != NULL ? job_id : "", step,
+                 strcmp(step, "upload") == 0 ? "not_uploaded" : "not_forgotten");
     }
     return w->taken;
 }
@@ -272,16 +274,17 @@ static bool job_taken(struct worker *w, const struct buf *payload)
  * active list when Redis no longer knows the job (its hash gone): "" when the job was taken from
  * this worker instead, and the hash merely expired meanwhile (PIXQ_RESULT_TTL_S, shorter than
  * the stall): that stale run would be posted, stored or run again beside the live one. */
-static const char *forgotten_arg(struct worker *w, const struct buf *payload)
+static const char *forgotten_arg(struct worker *w, const struct buf *payload, const char *step,
+                                 const char *job_id)
 {
-    return job_taken(w, payload) ? "" : "forgotten";
+    return job_taken(w, payload, step, job_id) ? "" : "forgotten";
 }
 
 /* runner.taken: job_taken() of the payload in hand. */
 static bool in_hand_taken(void *user)
 {
     struct worker *w = user;
-    return job_taken(w, w->in_hand);
+    return job_taken(w, w->in_hand, "upload", w->runner.job_id);
 }
 
 /* {first_seen, runs}'s first_seen, or -1. */
@@ -646,6 +649,7 @@ static int finish_reply(struct worker *w, const redisReply *r)
         buf_reset(&w->next);
         if (buf_append(&w->next, next->str, next->len) == 0) {
             w->next_q = w->cur;
+            w->next_lost = w->lost_at_call;
             note_epoch(w, w->cur, w->next_on);
         } else {
             w->check_active = true; /* out of memory: take it from the active list later */
@@ -669,6 +673,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
     long backoff = BACKOFF_MIN_MS;
     for (long attempt = 0; attempt < w->cfg->settle_attempts; attempt++) {
         struct err e = {{0}};
+        w->lost_at_call = lease_records_lost(w->lease); /* for a `next` it reserves */
         redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 10, c.keys, 16, c.args, c.lens, &e);
         if (r != NULL) {
             int settled = finish_reply(w, r);
@@ -1028,7 +1033,7 @@ static int post_once(struct worker *w, const struct buf *payload, const struct j
         LOG_INFO("postback_skipped", "job_id=%s reason=already_sent", job->id);
         return 0;
     case POSTING_FORGOTTEN:
-        if (job_taken(w, payload)) { /* its hash merely expired (PIXQ_RESULT_TTL_S) meanwhile */
+        if (job_taken(w, payload, "before_postback", job->id)) { /* its hash merely expired */
             return -2;
         }
         LOG_WARN("job_forgotten", "job_id=%s step=before_postback action=post", job->id);
@@ -1197,7 +1202,7 @@ static void park_job(struct worker *w, struct task *t)
     char *base = result_json_numbered(t->result); /* its images' save numbers: see assembly */
     /* "forgotten": parked all the same when Redis lost the job (park.lua), else it is lost */
     const char *fixed_args[PARK_FIXED_ARGS] = {t->payload.data, base, ttl, objs,
-                                               forgotten_arg(w, &t->payload)};
+                                               forgotten_arg(w, &t->payload, "park", t->job->id)};
     if (base != NULL && park_call_init(&c, w->runner.n_parked) == 0 &&
         park_call_outputs(w, t->job->id, &c) == 0) {
         for (size_t i = 0; i < PARK_FIXED_ARGS; i++) {
@@ -1577,7 +1582,7 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
     const char *job_id = idv != NULL ? json_object_get_string(idv) : "";
     int n = json_object_get_int(json_object_object_get(task, "n"));
     long pending;
-    if (poisoned == NULL && job_taken(w, &t->payload)) {
+    if (poisoned == NULL && job_taken(w, &t->payload, "upload", job_id)) {
         return; /* the task went back to the queue: whoever has it now uploads */
     }
     if (poisoned == NULL) {
@@ -1652,7 +1657,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            .posted_id = sent ? job->id : NULL,
                            .posted = sent ? digest : NULL,
                            .run = t->run,
-                           .forgotten_ok = !job_taken(w, &t->payload)};
+                           .forgotten_ok = !job_taken(w, &t->payload, "finish", job->id)};
     char *retry = NULL;
     if (posted == -1 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
@@ -2025,7 +2030,7 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
         job_key(w, parked_id, "blob", parked_n, blob, sizeof blob);
     } else {
         keys[4] = job_hash; /* the only extra key */
-        args[5] = forgotten_arg(w, &t->payload);
+        args[5] = forgotten_arg(w, &t->payload, "retry", t->job->id);
         lens[5] = strlen(args[5]);
     }
     redisReply *r =
@@ -2474,11 +2479,15 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
         use_queue(w, w->next_q);
         w->next_q = NULL;
         memcpy(w->reserved_on, w->next_on, sizeof w->reserved_on);
+        w->lost_at_start = w->next_lost;
         return buf_append(payload, w->next.data, w->next.len) == 0 ? 1
                                                                    : err_set(e, "out of memory");
     }
+    /* before the reservation: a reap (and registering again) from here on makes job_taken ask */
+    unsigned long lost = lease_records_lost(w->lease);
     int got = reserve_fresh(w, payload, e);
     if (got == 1) { /* its answer came on the connection in use, if it is still up */
+        w->lost_at_start = lost;
         note_epoch(w, w->cur, w->reserved_on);
     }
     return got;
@@ -2512,7 +2521,6 @@ int worker_run(struct worker *w)
         } else if (got == 1) {
             w->io_at_start = rq_io_errors(w->rq);
             w->in_hand = &t.payload;
-            w->lost_at_start = lease_records_lost(w->lease);
             w->taken = false;
             lease_job_begins(w->lease, (size_t)(w->cur - w->q));
             handle(w, &t);

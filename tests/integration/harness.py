@@ -722,8 +722,9 @@ class TcpProxy:
     whose client sends `pattern` without relaying those bytes (the server never runs that
     command; `tripped` is set); new connections are relayed as before. refuse = pattern closes,
     for as long as it is set, every connection whose client sends `pattern`, without relaying
-    those bytes (one client of several cut off from the server; `refusals` counts them). stop()
-    ends everything."""
+    those bytes (one client of several cut off from the server; `refusals` counts them).
+    hold_on(pattern) keeps the bytes of the first client that sends `pattern` from the server
+    (`held` is set) until release(): a call held up on the way. stop() ends everything."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -733,6 +734,9 @@ class TcpProxy:
         self.tripped = threading.Event()
         self._trigger = None
         self._trigger_before = None
+        self._hold = None
+        self.held = threading.Event()
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._pairs = []
         self._stopped = False
@@ -780,6 +784,16 @@ class TcpProxy:
         with self._lock:
             self._trigger_before = pattern
 
+    def hold_on(self, pattern):
+        """Holds the next call that sends `pattern`: see the class."""
+        self.held.clear()
+        self._released.clear()
+        with self._lock:
+            self._hold = pattern
+
+    def release(self):
+        self._released.set()
+
     def _pump(self, pair):
         client, upstream = pair
         doomed = False
@@ -801,6 +815,12 @@ class TcpProxy:
                             if self.refuse is not None and self.refuse in seen:
                                 self.refusals += 1
                                 return
+                            hold = self._hold is not None and self._hold in seen
+                            if hold:
+                                self._hold = None
+                        if hold:
+                            self.held.set()
+                            self._released.wait(60)
                         upstream.sendall(data)
                         with self._lock:
                             if self._trigger is not None and self._trigger in seen:
@@ -837,6 +857,7 @@ class TcpProxy:
 
     def stop(self):
         self._stopped = True
+        self._released.set()
         try:
             self._sock.close()
         except OSError:

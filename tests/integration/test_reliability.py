@@ -40,6 +40,18 @@ def tiny_png():
     return (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
 
 
+def script_text(name):
+    """common/lua/<name>.lua as the worker runs it (its `-- include:` lines replaced)."""
+    lua = harness.REPO_ROOT / "common" / "lua"
+    return re.sub(r"^-- include: (\S+)\n", lambda m: (lua / m.group(1)).read_text(),
+                  (lua / (name + ".lua")).read_text(), flags=re.M)
+
+
+def script_sha1(name):
+    """The SHA-1 EVALSHA names the script by, as the worker sends it."""
+    return hashlib.sha1(script_text(name).encode()).hexdigest()
+
+
 class ReliabilityCase(PixqTestCase):
     """Workers started by the tests themselves, with short leases."""
 
@@ -56,10 +68,7 @@ class ReliabilityCase(PixqTestCase):
         """Loads common/lua/<name>.lua, as the worker runs it (its `-- include:` lines
         replaced), into the test's Redis: a cut_on() then cuts the script's answer, not the
         NOSCRIPT one that would make the worker load it."""
-        lua = harness.REPO_ROOT / "common" / "lua"
-        text = re.sub(r"^-- include: (\S+)\n", lambda m: (lua / m.group(1)).read_text(),
-                      (lua / (name + ".lua")).read_text(), flags=re.M)
-        self.redis.execute("SCRIPT", "LOAD", text)
+        self.redis.execute("SCRIPT", "LOAD", script_text(name))
 
     def reaped_while_adopting(self, proxy, wid1):
         """Worker w1 (behind `proxy`) reserves a job without a job_id and is cut off while it
@@ -1267,6 +1276,89 @@ class FencingTest(ReliabilityCase):
                        for e in a.log_events("lease_lost")])
         self.assertEqual(len(self.postbacks_of("avatar-1")), 1)
         a.check_alive()
+
+
+    def test_paused_worker_does_not_move_its_original_over_a_later_one(self):
+        """As above for pre_process move_original, which uploads on a path of its own: A,
+        woken up, asks before that upload too (a review found it put its older source back
+        over the later job's)."""
+        key = "orig/avatar.png"
+        other = (CONFIG.data / "images" / "grey-160x120.png").read_bytes()
+        self.src.add("/other.png", other)
+        a = self.start_worker()
+        self.worker_id(a)
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+
+        def moving(job_id, path):
+            job = self.tiny_job(job_id, path=path)
+            job["pre_process"] = {"move_original": {"s3_destination": {
+                "bucket": self.buckets[0], "key": key}}}
+            return job
+        self.push_jobs([moving("mo-1", "/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "worker A to fetch")
+        b = self.start_worker()
+        self.worker_id(b)
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.wait_until(lambda: self.src.requests("/slow.png") == 2,
+                            (LEASE_MS + REAP_MS) / 1000.0 + 5, "worker B to take the job over")
+            self.src.release()
+            self.wait_for_postback(timeout=10, job_id="mo-1")
+            self.push_jobs([moving("mo-2", "/other.png")])
+            self.wait_for_postback(timeout=10, job_id="mo-2")
+            self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], other)
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        self.wait_until(lambda: a.log_events("lease_lost"), 10, "A to find out")
+        time.sleep(1.5)
+        self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], other)
+
+    def test_job_reserved_before_its_worker_was_reaped_is_fenced(self):
+        """finish.lua reserves A's next job n; A's next call is held up on the way while its
+        heartbeats fail; B reaps A and runs n; a later job writes n's key; A's heartbeat then
+        finds its record gone and registers again (its lease fresh once more) before the held
+        call comes back, and A starts n from memory. Counted from before the reservation, the
+        record lost since makes A ask before it uploads: it does not write over the later
+        object (a review: counted from the start of the job, it never asked)."""
+        key = "out/folded.png"
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        proxy, a = self.start_worker_through_relay(PIXQ_REDIS_TIMEOUT_MS="30000",
+                                                   PIXQ_RESERVE_TIMEOUT_MS="200")
+        wid_a = self.worker_id(a)
+        self.wait_until(lambda: wid_a in self.live_workers(), 20, "A to register")
+        self.push_jobs([self.tiny_job("p1", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch p1")
+        n = self.tiny_job("n")
+        n["functions"][0]["save"]["s3_destination"]["key"] = key
+        self.push_jobs([n])
+        proxy.hold_on(script_sha1("promote").encode())
+        time.sleep(0.6)  # promote.lua is due again by the time p1 ends
+        self.src.release()
+        self.wait_until(lambda: proxy.held.is_set(), 20, "A's promote.lua to be held")
+        proxy.refuse = self.key("workers").encode()  # A's heartbeats fail
+        b = self.start_worker()
+        self.worker_id(b)
+        self.wait_for_postback(timeout=20, job_id="n")
+        later = self.make_job(self.src.url(TINY), key, params={"width": 16}, job_id="later")
+        self.push_jobs([later])
+        self.wait_for_postback(timeout=10, job_id="later")
+        newer = self.s3.get_object(self.buckets[0], key)[2]
+        proxy.refuse = None
+        self.wait_until(lambda: a.log_events("worker_reregistered") or
+                        [e for e in a.log_events("lease_lost") if "queue" in e], 20,
+                        "A's heartbeat to find its record gone")
+        self.wait_until(lambda: wid_a in self.live_workers(), 10, "A to register again")
+        time.sleep(0.3)
+        proxy.release()
+        self.wait_until(lambda: [e for e in a.log_events("job_start") if e["job_id"] == "n"],
+                        10, "A to start n")
+        time.sleep(3)
+        self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], newer)
+        self.assertIn(("n", "upload"), [(e.get("job_id"), e.get("step"))
+                                        for e in a.log_events("lease_lost")])
+        self.assertEqual(len(self.postbacks_of("n")), 1)
 
 
 class StalePostbackTest(ReliabilityCase):
