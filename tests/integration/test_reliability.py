@@ -1172,24 +1172,35 @@ class FencingTest(ReliabilityCase):
     another worker; when it wakes up it finds out, posts nothing, writes nothing, counts
     lease_lost and carries on."""
 
-    def test_paused_worker_loses_its_job_and_finds_out(self):
-        a = self.start_worker()
-        wid_a = self.worker_id(a)
+    def taken_over_while_paused(self, job, meanwhile=None, **env):
+        """Worker A fetches `job` (its src /slow.png, held) and is paused (SIGSTOP) past its
+        lease; worker B takes the job over and posts it back; meanwhile() runs while A is still
+        paused; A is resumed. Returns A."""
+        a = self.start_worker(**env)
+        self.worker_id(a)
         self.src.add("/slow.png", tiny_png())
         self.src.stall("/slow.png")
-        self.push_jobs([self.tiny_job("fenced", path="/slow.png")])
+        self.push_jobs([job])
         self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "worker A to fetch")
-        b = self.start_worker()
+        b = self.start_worker(**env)
         self.worker_id(b)
         a.proc.send_signal(signal.SIGSTOP)
         try:
             self.wait_until(lambda: self.src.requests("/slow.png") == 2,
                             (LEASE_MS + REAP_MS) / 1000.0 + 5, "worker B to take the job over")
             self.src.release()  # both fetches are answered; A is still frozen
-            self.wait_for_postback(timeout=10, job_id="fenced")
-            self.wait_until(lambda: self.results("fenced"), 5, "B's result")
+            self.wait_for_postback(timeout=10, job_id=job["job_id"])
+            if meanwhile is not None:
+                meanwhile()
         finally:
             a.proc.send_signal(signal.SIGCONT)
+        return a
+
+    def test_paused_worker_loses_its_job_and_finds_out(self):
+        a = self.taken_over_while_paused(
+            self.tiny_job("fenced", path="/slow.png"),
+            lambda: self.wait_until(lambda: self.results("fenced"), 5, "B's result"))
+        wid_a = self.worker_id(a)
         self.wait_until(lambda: self.stats().get("lease_lost"), 10, "A to find out")
         self.wait_until(lambda: wid_a in self.live_workers(), 5, "A to register again")
         time.sleep(0.5)
@@ -1203,32 +1214,17 @@ class FencingTest(ReliabilityCase):
             self.wait_for_postback(timeout=10, job_id="after-%d" % i)
         a.check_alive()
 
-
     def test_paused_past_the_result_ttl_is_not_taken_for_lost_data(self):
         """As above, with PIXQ_RESULT_TTL_S shorter than the pause: the job's hash (begin.lua's)
         is gone by the time A wakes up, which the scripts read as Redis having lost the job. A's
         lease, overdue, makes it ask Redis: the payload is off its list and the data token the
         same, so the job was taken from it, not lost: A neither posts nor stores its run (before,
         it posted a second time and counted the job forgotten)."""
-        env = {"PIXQ_RESULT_TTL_S": "2"}
-        a = self.start_worker(**env)
-        self.worker_id(a)
-        self.src.add("/slow.png", tiny_png())
-        self.src.stall("/slow.png")
-        self.push_jobs([self.tiny_job("ttl-stale", path="/slow.png")])
-        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "worker A to fetch")
-        b = self.start_worker(**env)
-        self.worker_id(b)
-        a.proc.send_signal(signal.SIGSTOP)
-        try:
-            self.wait_until(lambda: self.src.requests("/slow.png") == 2,
-                            (LEASE_MS + REAP_MS) / 1000.0 + 5, "worker B to take the job over")
-            self.src.release()
-            self.wait_for_postback(timeout=10, job_id="ttl-stale")
-            self.wait_until(lambda: not self.redis.exists(self.key("job:ttl-stale")), 10,
-                            "the job's hash to expire")
-        finally:
-            a.proc.send_signal(signal.SIGCONT)
+        a = self.taken_over_while_paused(
+            self.tiny_job("ttl-stale", path="/slow.png"),
+            lambda: self.wait_until(lambda: not self.redis.exists(self.key("job:ttl-stale")),
+                                    10, "the job's hash to expire"),
+            PIXQ_RESULT_TTL_S="2")
         self.wait_until(lambda: a.log_events("lease_lost"), 10, "A to find out")
         time.sleep(1.5)
         self.assertEqual(len(self.postbacks_of("ttl-stale")), 1)
@@ -1244,39 +1240,26 @@ class FencingTest(ReliabilityCase):
         overdue, asks Redis before it uploads, and does not put its older output back over the
         later one (before, only its postback was held back)."""
         key = "out/avatar.png"
-        a = self.start_worker()
-        self.worker_id(a)
-        self.src.add("/slow.png", tiny_png())
-        self.src.stall("/slow.png")
         first = self.tiny_job("avatar-1", path="/slow.png")
         first["functions"][0]["save"]["s3_destination"]["key"] = key
-        self.push_jobs([first])
-        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "worker A to fetch")
-        b = self.start_worker()
-        self.worker_id(b)
-        a.proc.send_signal(signal.SIGSTOP)
-        try:
-            self.wait_until(lambda: self.src.requests("/slow.png") == 2,
-                            (LEASE_MS + REAP_MS) / 1000.0 + 5, "worker B to take the job over")
-            self.src.release()  # both fetches are answered; A is still frozen
-            self.wait_for_postback(timeout=10, job_id="avatar-1")
-            later = self.make_job(self.src.url(TINY), key, params={"width": 16},
-                                  job_id="avatar-2")
-            self.push_jobs([later])
+        newer = []
+
+        def later_job():
+            self.push_jobs([self.make_job(self.src.url(TINY), key, params={"width": 16},
+                                          job_id="avatar-2")])
             self.wait_for_postback(timeout=10, job_id="avatar-2")
-            status, _, newer = self.s3.get_object(self.buckets[0], key)
+            status, _, body = self.s3.get_object(self.buckets[0], key)
             self.assertEqual(status, 200)
-        finally:
-            a.proc.send_signal(signal.SIGCONT)
+            newer.append(body)
+        a = self.taken_over_while_paused(first, later_job)
         self.wait_until(lambda: a.log_events("lease_lost"), 10, "A to find out")
         time.sleep(1.0)
-        self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], newer)
+        self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], newer[0])
         self.assertIn({"step": "upload", "action": "not_uploaded", "job_id": "avatar-1"},
                       [{k: e.get(k) for k in ("step", "action", "job_id")}
                        for e in a.log_events("lease_lost")])
         self.assertEqual(len(self.postbacks_of("avatar-1")), 1)
         a.check_alive()
-
 
     def test_paused_worker_does_not_move_its_original_over_a_later_one(self):
         """As above for pre_process move_original, which uploads on a path of its own: A,
@@ -1285,31 +1268,18 @@ class FencingTest(ReliabilityCase):
         key = "orig/avatar.png"
         other = (CONFIG.data / "images" / "grey-160x120.png").read_bytes()
         self.src.add("/other.png", other)
-        a = self.start_worker()
-        self.worker_id(a)
-        self.src.add("/slow.png", tiny_png())
-        self.src.stall("/slow.png")
 
         def moving(job_id, path):
             job = self.tiny_job(job_id, path=path)
             job["pre_process"] = {"move_original": {"s3_destination": {
                 "bucket": self.buckets[0], "key": key}}}
             return job
-        self.push_jobs([moving("mo-1", "/slow.png")])
-        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "worker A to fetch")
-        b = self.start_worker()
-        self.worker_id(b)
-        a.proc.send_signal(signal.SIGSTOP)
-        try:
-            self.wait_until(lambda: self.src.requests("/slow.png") == 2,
-                            (LEASE_MS + REAP_MS) / 1000.0 + 5, "worker B to take the job over")
-            self.src.release()
-            self.wait_for_postback(timeout=10, job_id="mo-1")
+
+        def later_job():
             self.push_jobs([moving("mo-2", "/other.png")])
             self.wait_for_postback(timeout=10, job_id="mo-2")
             self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], other)
-        finally:
-            a.proc.send_signal(signal.SIGCONT)
+        a = self.taken_over_while_paused(moving("mo-1", "/slow.png"), later_job)
         self.wait_until(lambda: a.log_events("lease_lost"), 10, "A to find out")
         time.sleep(1.5)
         self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], other)
