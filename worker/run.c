@@ -943,13 +943,24 @@ enum run_status run_job(struct runner *r, const struct job *job, struct result *
     return st;
 }
 
-/* The upload task (upload.h) of the result JSON that postback_url's save names. */
-static json_object *result_task(const struct job *job, struct err *e)
+/* The upload task (upload.h) of the result JSON that postback_url's save names; NULL with the
+ * reason when the deployment does not let jobs write there (PIXQ_S3_BUCKETS). */
+static json_object *result_task(const struct cfg *c, const struct job *job, struct err *e)
 {
     const struct job_save *save = job->postback_save;
+    /* asked here too: a job that failed before its guard (bad JSON in a field, say) is posted */
+    if (job_check_s3_object(save->bucket, save->location, save->key, e) < 0) {
+        return NULL;
+    }
+    if (!cfg_bucket_allowed(c, save->bucket)) {
+        err_set(e, "bucket '%.100s' is not allowed", save->bucket);
+        return NULL;
+    }
     struct header_set hs;
-    /* as Blitline's worker wrote it: the result is the job owner's, never public */
-    if (upload_headers(save, "application/json", "bucket-owner-full-control", &hs, e) < 0) {
+    /* as Blitline's worker wrote it: the result is the job owner's, never public; no ACL where
+     * the deployment sends none (PIXQ_S3_DEFAULT_ACL "": a store that refuses them) */
+    const char *acl = c->s3_default_acl[0] != '\0' ? "bucket-owner-full-control" : "";
+    if (upload_headers(save, "application/json", acl, &hs, e) < 0) {
         return NULL;
     }
     json_object *task = json_object_new_object();
@@ -976,14 +987,31 @@ static json_object *result_task(const struct job *job, struct err *e)
 static int post_to_s3(struct runner *w, const struct job *job, const char *json)
 {
     struct err e = {{0}};
-    json_object *task = result_task(job, &e);
+    json_object *task = result_task(w->cfg, job, &e);
     long t0 = clock_mono_us(), deadline = clock_mono_ms() + w->cfg->postback_timeout_ms;
     enum up_outcome out = UP_FAILED;
     struct buf url;
     buf_init(&url, 0);
-    while (task != NULL) {
+    /* in the job's version's shape, always JSON (a form body is for a POST) */
+    bool form = false;
+    char *body = task != NULL ? result_postback_body(json, job->v, true, &form) : NULL;
+    if (task != NULL && body == NULL) {
+        err_set(&e, "out of memory");
+    }
+    while (body != NULL) {
+        /* every try within the time left: each PUT's timeouts, and a slot of the bucket's rate
+         * no further ahead (a slot taken past it would be left unused, the bucket's other
+         * uploads pushed back for nothing) */
+        long left = deadline - clock_mono_ms();
+        struct s3_config s3 = *w->up.s3;
+        s3.timeout_ms = left < s3.timeout_ms ? (left > 1 ? left : 1) : s3.timeout_ms;
+        s3.connect_timeout_ms =
+            s3.connect_timeout_ms < s3.timeout_ms ? s3.connect_timeout_ms : s3.timeout_ms;
+        struct uploader up = w->up;
+        up.s3 = &s3;
+        up.horizon_ms = left > 1 ? left : 1;
         long delay = 0;
-        out = up_send(&w->up, task, json, strlen(json), &url, &delay, &e);
+        out = up_send(&up, task, body, strlen(body), &url, &delay, &e);
         if (out != UP_PARK) {
             break;
         }
@@ -1009,6 +1037,7 @@ static int post_to_s3(struct runner *w, const struct job *job, const char *json)
                   log_quote(url.data != NULL ? url.data : "", q, sizeof q), (double)us / 1000.0);
     }
     json_object_put(task);
+    free(body);
     buf_finish(&url);
     return out == UP_DONE ? 0 : -1;
 }

@@ -60,7 +60,7 @@ static void acquire(const struct uploader *u, const char *bucket, const char *jo
     limiter_key(bucket, key, sizeof key);
     snprintf(rate, sizeof rate, "%g", c->s3_rate);
     snprintf(burst, sizeof burst, "%ld", c->s3_burst);
-    snprintf(horizon, sizeof horizon, "%ld", c->s3_horizon_ms);
+    snprintf(horizon, sizeof horizon, "%ld", u->horizon_ms > 0 ? u->horizon_ms : c->s3_horizon_ms);
     snprintf(min_rate, sizeof min_rate, "%g", c->s3_min_rate);
     snprintf(ttl, sizeof ttl, "%ld", c->rl_idle_ttl_s * 1000);
     const char *keys[] = {key};

@@ -32,7 +32,8 @@ struct uploader {
     const struct cfg *cfg;
     struct http *http;
     const struct s3_config *s3;
-    struct rq *rq; /* for the limiter; NULL: no limit (tools and tests) */
+    struct rq *rq;   /* for the limiter; NULL: no limit (tools and tests) */
+    long horizon_ms; /* a slot taken at most this far ahead; 0: PIXQ_S3_HORIZON_MS */
 };
 
 /* Sends `len` bytes as the task says. Returns the outcome; see above. */

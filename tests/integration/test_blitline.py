@@ -22,6 +22,7 @@ import struct
 import subprocess
 import urllib.parse
 import sys
+import time
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
@@ -1264,6 +1265,97 @@ class ArrayTest(BlitlineTestCase):
             pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/arr-%d" % i)
             images = self.assert_success(pb, "arr-%d" % i, ["a%d" % i])
             self.assertEqual(images[0]["meta"]["width"], 10 * i)
+
+
+def result_to_s3_job(job_id, src, bucket, key, functions=None, **extra):
+    """A job whose postback_url writes its result JSON to bucket/key."""
+    job = {"src": src, "job_id": job_id,
+           "postback_url": {"save": {"s3_destination": {"bucket": bucket, "key": key}}},
+           "functions": functions if functions is not None else [
+               {"name": "no_op", "save": {"image_identifier": "o", "s3_destination": {
+                   "bucket": DEST_BUCKET, "key": "out/%s.jpg" % job_id}}}]}
+    job.update(extra)
+    return job
+
+
+class ResultToS3BucketsTest(BlitlineTestCase):
+    """postback_url's S3 object is in a bucket PIXQ_S3_BUCKETS lets jobs write, as outputs are:
+    a job failing on its bucket, or failing before its guard, does not write its failure there
+    (a review wrote into a forbidden bucket both ways)."""
+
+    buckets = BlitlineTestCase.buckets + ("forbidden",)
+    worker_env_extra = {"PIXQ_S3_BUCKETS": ",".join(BlitlineTestCase.buckets)}
+
+    def test_result_is_not_written_to_a_forbidden_bucket(self):
+        src = self.src.add("/a.jpg", image_file("orient6-400x300.jpg"))
+        for job_id, functions in (("fb-1", None),
+                                  ("fb-2", [{"name": "nope", "save": {"image_identifier": "x"}}])):
+            self.push_job(result_to_s3_job(job_id, src, "forbidden", "r/%s.json" % job_id,
+                                           functions=functions))
+            self.assertIn("errors", self.read_result(job_id, timeout=30)["results"])
+            self.wait_until(lambda: [e for e in self.programs[0].log_events("postback_failed")
+                                     if e.get("job_id") == job_id], 10, "postback_failed")
+            self.assertEqual(self.s3.get_object("forbidden", "r/%s.json" % job_id)[0], 404)
+        errors = [e["error"] for e in self.programs[0].log_events("postback_failed")]
+        self.assertEqual(errors, ["bucket 'forbidden' is not allowed"] * 2)
+
+
+class ResultToS3ShapeTest(BlitlineTestCase):
+    """The S3 result has the shape of the job's v, as its POST would (a review: the current
+    shape whatever v was)."""
+
+    def test_shape_of_the_jobs_version(self):
+        for v in (1.17, 1.19):
+            job_id = "old-%d" % int(v * 100)
+            job = result_to_s3_job(job_id, self.src.url("/missing.jpg"), DEST_BUCKET,
+                                   "results/%s.json" % job_id, v=v)
+            self.push_job(job)
+            self.read_result(job_id, timeout=30)
+            self.wait_until(lambda: self.s3.get_object(
+                DEST_BUCKET, "results/%s.json" % job_id)[0] == 200, 10, "the result object")
+            stored = json.loads(self.s3.get_object(DEST_BUCKET, "results/%s.json" % job_id)[2])
+            self.push_job(dict(job, job_id=job_id + "p", content_type_json=True,
+                               postback_url=self.postbacks.url("/pb/%sp" % job_id)))
+            posted = self.wait_for_postback(30, path="/pb/%sp" % job_id).json
+            self.assertNotIn("errors", stored["results"])  # before 1.20: kept in images
+            for doc in (stored, posted):
+                del doc["results"]["job_id"]
+            self.assertEqual(stored, posted)
+
+
+class ResultToS3TimeTest(BlitlineTestCase):
+    """Writing the result takes at most PIXQ_POSTBACK_TIMEOUT_MS, each PUT's timeouts cut to the
+    time left (a review: one PUT held the worker PIXQ_S3_TIMEOUT_MS, 12 s against 2), and a
+    bucket whose rate limit has no slot within that time is not given one that nobody would use
+    (a review saw each try push the bucket's other uploads back a slot)."""
+
+    s3_server = "stub"
+    buckets = BlitlineTestCase.buckets + ("results",)
+    worker_env_extra = {"PIXQ_POSTBACK_TIMEOUT_MS": "2000", "PIXQ_S3_TIMEOUT_MS": "12000"}
+
+    def test_stalled_put_is_cut_at_the_postback_timeout(self):
+        src = self.src.add("/a.jpg", image_file("orient6-400x300.jpg"))
+        self.s3.stall("results", 30, methods=("PUT",), count=1)
+        t0 = time.time()
+        self.push_job(result_to_s3_job("st-1", src, "results", "r/st-1.json"))
+        self.read_result("st-1", timeout=60)
+        self.assertLess(time.time() - t0, 6)
+        errors = [e["error"] for e in self.programs[0].log_events("postback_failed")]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn("within PIXQ_POSTBACK_TIMEOUT_MS (2000 ms)", errors[0])
+
+    def test_no_slot_is_taken_past_the_postback_timeout(self):
+        key = "pixq:rl:{results}"
+        sec, usec = self.redis.execute("TIME")
+        tat = str(int(sec) * 1000000 + int(usec) + 30000000)  # a 30 s backlog
+        self.redis.execute("HSET", key, "rate", "1", "burst", "0", "tat", tat)
+        src = self.src.add("/a.jpg", image_file("orient6-400x300.jpg"))
+        self.push_job(result_to_s3_job("bl-1", src, "results", "r/bl-1.json"))
+        self.read_result("bl-1", timeout=30)
+        self.wait_until(lambda: self.programs[0].log_events("postback_failed"), 10,
+                        "postback_failed")
+        self.assertEqual(self.redis.execute("HGET", key, "tat"), tat)
+        self.assertEqual(self.s3.object("results", "r/bl-1.json"), None)
 
 
 if __name__ == "__main__":
