@@ -424,6 +424,30 @@ static void default_key(struct runner *w, const struct job *j, const struct job_
 /* What one upload sends. */
 
 /* PUTs one object where its save says (or to the default bucket); `url` receives its URL. */
+/* Why an output of a job taken from this worker (runner.taken) is not uploaded. */
+#define TAKEN_ERROR "not uploaded: the job was taken from this worker (its lease ran out)"
+
+/* A first attempt's upload task (see upload.h) of `obj` with headers `hs`. */
+static json_object *new_task(const char *job_id, const char *identifier,
+                             const struct s3_object *obj, const struct header_set *hs)
+{
+    json_object *task = json_object_new_object();
+    json_object *headers = json_object_new_object();
+    for (size_t i = 0; i < hs->n; i++) {
+        json_object_object_add(headers, hs->h[i].name, json_object_new_string(hs->h[i].value));
+    }
+    json_object_object_add(task, "job_id", json_object_new_string(job_id));
+    json_object_object_add(task, "image_identifier", json_object_new_string(identifier));
+    json_object_object_add(task, "bucket", json_object_new_string(obj->bucket));
+    if (obj->region != NULL) {
+        json_object_object_add(task, "region", json_object_new_string(obj->region));
+    }
+    json_object_object_add(task, "key", json_object_new_string(obj->key));
+    json_object_object_add(task, "headers", headers);
+    json_object_object_add(task, "attempt", json_object_new_int(1));
+    return task;
+}
+
 /* Builds the upload task of one output (see upload.h); NULL with the reason in `e`. */
 static json_object *build_task(struct runner *w, struct run_state *t, const struct proc_output *o,
                                struct err *e)
@@ -445,34 +469,20 @@ static json_object *build_task(struct runner *w, struct run_state *t, const stru
     if (upload_headers(save, o->img.content_type, w->cfg->s3_default_acl, &hs, e) < 0) {
         return NULL;
     }
-    json_object *task = json_object_new_object();
-    json_object *headers = json_object_new_object();
-    for (size_t i = 0; i < hs.n; i++) {
-        json_object_object_add(headers, hs.h[i].name, json_object_new_string(hs.h[i].value));
-    }
-    json_object_object_add(task, "job_id", json_object_new_string(t->job->id));
+    json_object *task = new_task(t->job->id, save->image_identifier, &obj, &hs);
     json_object_object_add(task, "n", json_object_new_int(save->index));
-    json_object_object_add(task, "image_identifier",
-                           json_object_new_string(save->image_identifier));
-    json_object_object_add(task, "bucket", json_object_new_string(obj.bucket));
-    if (obj.region != NULL) {
-        json_object_object_add(task, "region", json_object_new_string(obj.region));
-    }
-    json_object_object_add(task, "key", json_object_new_string(obj.key));
     if (save->return_keys) {
         json_object_object_add(task, "return_keys", json_object_new_boolean(1));
     }
     if (o->img.blank) {
         json_object_object_add(task, "is_blank", json_object_new_boolean(1));
     }
-    json_object_object_add(task, "headers", headers);
     json_object *extended = extended_meta(t->job, &o->img);
     if (extended != NULL) { /* for the postback of a parked output */
         json_object_object_add(task, "extended_meta", extended);
     }
     json_object_object_add(task, "width", json_object_new_int64(o->img.width));
     json_object_object_add(task, "height", json_object_new_int64(o->img.height));
-    json_object_object_add(task, "attempt", json_object_new_int(1));
     return task;
 }
 
@@ -545,8 +555,7 @@ static void upload_output(struct run_state *t, const struct proc_output *o, bool
     long delay = 0;
     if (w->taken != NULL && w->taken(w->taken_user)) {
         /* a later run may have written the same key since: this run's outcome goes nowhere */
-        fail_output(t, o->save->image_identifier,
-                    "not uploaded: the job was taken from this worker (its lease ran out)");
+        fail_output(t, o->save->image_identifier, TAKEN_ERROR);
         buf_finish(&url);
         return;
     }
@@ -615,7 +624,7 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
     for (long delay = 0; task != NULL;) {
         struct runner *w = t->runner;
         if (w->taken != NULL && w->taken(w->taken_user)) { /* asked again after each wait */
-            err_set(e, "not uploaded: the job was taken from this worker (its lease ran out)");
+            err_set(e, TAKEN_ERROR);
             out = UP_FAILED;
             break;
         }
@@ -963,21 +972,8 @@ static json_object *result_task(const struct cfg *c, const struct job *job, stru
     if (upload_headers(save, "application/json", acl, &hs, e) < 0) {
         return NULL;
     }
-    json_object *task = json_object_new_object();
-    json_object *headers = json_object_new_object();
-    for (size_t i = 0; i < hs.n; i++) {
-        json_object_object_add(headers, hs.h[i].name, json_object_new_string(hs.h[i].value));
-    }
-    json_object_object_add(task, "job_id", json_object_new_string(job->id));
-    json_object_object_add(task, "image_identifier", json_object_new_string("postback_url"));
-    json_object_object_add(task, "bucket", json_object_new_string(save->bucket));
-    if (save->location != NULL) {
-        json_object_object_add(task, "region", json_object_new_string(save->location));
-    }
-    json_object_object_add(task, "key", json_object_new_string(save->key));
-    json_object_object_add(task, "headers", headers);
-    json_object_object_add(task, "attempt", json_object_new_int(1));
-    return task;
+    const struct s3_object obj = {save->bucket, save->location, save->key};
+    return new_task(job->id, "postback_url", &obj, &hs);
 }
 
 /* postback_url {"save": {"s3_destination": ...}}: the result JSON goes to that object, as
