@@ -1406,6 +1406,13 @@ static bool pixels_grey(MagickWand *w)
     return t != UndefinedType;
 }
 
+void img_label_colour(MagickWand *w)
+{
+    if (MagickGetImageColorspace(w) == GRAYColorspace && !pixels_grey(w)) {
+        (void)MagickSetImageColorspace(w, sRGBColorspace); /* a label: the pixels stay */
+    }
+}
+
 /* Converts an RGB or CMYK image that has an ICC profile to sRGB through it (lcms, as `convert
  * -profile sRGB.icc`), and a grey image with a grey profile to sRGB's tone curve, before the
  * profile is dropped or cannot be written: without it the pixels stay in the profile's space and

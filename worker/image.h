@@ -185,6 +185,13 @@ int img_auto_orient(MagickWand *w, struct err *e);
  * EXIF profile again for a tag it lacks (metaguard.h). Borrowed: valid while the property is. */
 const char *img_property_made(MagickWand *w, const char *name);
 
+/* Labels sRGB a grey (GRAYColorspace) image whose pixels are no longer all grey: ImageMagick
+ * keeps the grey label on an image that a composite, dissolve, tile, sepia_tone, vignette or a
+ * channel's level made colour, and its JPEG, WebP and GIF encoders then write only its grey
+ * levels (a red logo on a black-and-white photo came out grey there, red in PNG, BMP and TIFF). A
+ * pass over the pixels, only for a grey image. */
+void img_label_colour(MagickWand *w);
+
 /* What img_encode() makes of the image's metadata and format, without encoding it: the image a
  * pre_process job's save leaves for "&identifier". Returns 0, or -1 with the reason. */
 int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e);

@@ -67,6 +67,7 @@ static int save_output(struct walk *wk, MagickWand *w, const struct job_save *sa
         wk->out->outputs = p;
         wk->cap = cap;
     }
+    img_label_colour(w);                   /* and so for its children */
     MagickWand *copy = CloneMagickWand(w); /* encoding strips metadata: keep w intact */
     if (copy == NULL) {
         return err_set(e, "out of memory");
