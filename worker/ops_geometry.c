@@ -567,6 +567,16 @@ static MagickBooleanType turn(MagickWand *w, const void *arg)
     return MagickRotateImage(w, t->bg, t->deg);
 }
 
+/* Makes `c`, an sRGB colour, the CMYK one (no black) that ImageMagick's turn fills a CMYK image's
+ * corners with: it reads the background colour's red, green and blue as cyan, magenta and
+ * yellow (the default white came out black, a background_color's green magenta). */
+static void cmyk_fill(PixelWand *c)
+{
+    PixelSetRed(c, 1.0 - PixelGetRed(c));
+    PixelSetGreen(c, 1.0 - PixelGetGreen(c));
+    PixelSetBlue(c, 1.0 - PixelGetBlue(c));
+}
+
 /* rotate: `amount` degrees clockwise (default 90, as Blitline's worker; any turn, as
  * ImageMagick takes it: 450 is 90). The canvas grows to the
  * rotated bounding box; the corners take the image's background colour (white unless the
@@ -595,7 +605,19 @@ static int op_rotate(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
     } else if (fmod(deg, 90.0) == 0.0) { /* a quarter turn moves pixels, row by row */
         rc = turn(w, &t) == MagickFalse ? img_fail(w, fn, e) : 0;
     } else {
+        bool cmyk = MagickGetImageColorspace(w) == CMYKColorspace;
+        PixelWand *bg = cmyk ? ClonePixelWand(t.bg) : NULL;
+        if (cmyk) {
+            cmyk_fill(t.bg);
+        }
         rc = op_within_time(w, fn, (iw * c + ih * s) * (iw * s + ih * c), turn, &t, e);
+        /* the turn made the fill the image's background colour: a later turn reads it */
+        if (bg != NULL && rc == 0 && MagickSetImageBackgroundColor(w, bg) == MagickFalse) {
+            rc = img_fail(w, fn, e);
+        }
+        if (bg != NULL) {
+            DestroyPixelWand(bg);
+        }
     }
     DestroyPixelWand(t.bg);
     return rc == 0 ? reset_page(w, fn, e) : rc;
