@@ -585,6 +585,57 @@ static int op_quantize(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
 
 /* ---------------------------------------------------------------- effects */
 
+/* vignette of a CMYK image, whose colours ImageMagick's own would read as red, green and blue
+ * (it turned the middle of a CMYK photo black and left its edges): the vignette of a white sRGB
+ * image is its mask, and `color` through the negated mask, made CMYK, is put Over the image:
+ * what ImageMagick's vignette flattens, image x mask + color x (1 - mask). */
+static int cmyk_vignette(MagickWand *w, const PixelWand *color, double radius, double sigma, long x,
+                         long y, struct err *e)
+{
+    const char *fn = "vignette";
+    long iw = (long)MagickGetImageWidth(w), ih = (long)MagickGetImageHeight(w);
+    PixelWand *white = NewPixelWand(), *black = NewPixelWand();
+    MagickWand *mask = NULL, *layer = NULL;
+    int rc = PixelSetColor(white, "#ffffff") == MagickFalse ||
+                     PixelSetColor(black, "#000000") == MagickFalse
+                 ? err_set(e, "%s: cannot set the mask colours", fn)
+                 : 0;
+    if (rc == 0 && ((mask = img_layer(w, iw, ih, white, e)) == NULL ||
+                    (layer = img_layer(w, iw, ih, color, e)) == NULL)) {
+        rc = -1;
+    }
+    if (rc == 0) {
+        rc = done(mask, MagickSetImageBackgroundColor(mask, black), fn, e);
+    }
+    if (rc == 0) {
+        rc = done(mask, MagickVignetteImage(mask, radius, sigma, x, y), fn, e);
+    }
+    if (rc == 0) {
+        rc = done(mask, MagickNegateImage(mask, MagickFalse), fn, e);
+    }
+    if (rc == 0) {
+        rc = done(mask, MagickSetImageAlphaChannel(mask, DeactivateAlphaChannel), fn, e);
+    }
+    if (rc == 0) {
+        rc = done(layer, MagickCompositeImage(layer, mask, CopyOpacityCompositeOp, 0, 0), fn, e);
+    }
+    if (rc == 0) {
+        rc = done(layer, MagickTransformImageColorspace(layer, CMYKColorspace), fn, e);
+    }
+    if (rc == 0) {
+        rc = done(w, MagickCompositeImage(w, layer, OverCompositeOp, 0, 0), fn, e);
+    }
+    if (mask != NULL) {
+        DestroyMagickWand(mask);
+    }
+    if (layer != NULL) {
+        DestroyMagickWand(layer);
+    }
+    DestroyPixelWand(white);
+    DestroyPixelWand(black);
+    return rc;
+}
+
 /* vignette: the edges fade into color (#000000) through a blurred ellipse x (10) and y (10)
  * pixels inside the borders; sigma 10.0, radius 0.0 (`-background C -vignette RxS+X+Y`). The
  * docs also list a threshold (0.0 to 1.0), which ImageMagick's vignette has no use for: it is
@@ -607,6 +658,11 @@ static int op_vignette(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
     if (w == NULL) {
         DestroyPixelWand(color);
         return 0;
+    }
+    if (MagickGetImageColorspace(w) == CMYKColorspace) {
+        int rc = cmyk_vignette(w, color, radius, sigma, x, y, e);
+        DestroyPixelWand(color);
+        return rc;
     }
     PixelWand *old = NewPixelWand();
     int rc = done(w, MagickGetImageBackgroundColor(w, old), fn, e);
