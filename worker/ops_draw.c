@@ -173,6 +173,21 @@ static int match_colorspace(MagickWand *w, MagickWand *layer, const char *fn, st
     return 0;
 }
 
+/* Puts `layer`, a transparent sRGB layer of w's size with what was drawn for `w` on it, Over `w`,
+ * made CMYK first. ImageMagick draws a colour's red, green and blue into a CMYK image's cyan,
+ * magenta and yellow and leaves its black as it was (red text or a red rectangle came out cyan,
+ * darkened by the black under it): on a CMYK image, text and shapes are drawn on such a layer. */
+static int put_drawn(MagickWand *w, MagickWand *layer, const char *fn, struct err *e)
+{
+    if (match_colorspace(w, layer, fn, e) < 0) {
+        return -1;
+    }
+    if (MagickCompositeImage(w, layer, OverCompositeOp, 0, 0) == MagickFalse) {
+        return img_fail(w, fn, e);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- fonts */
 
 /* Words at the end of a font name that set its weight (0: unchanged) or style (-1: unchanged). */
@@ -544,6 +559,16 @@ static int annotate_in_box(MagickWand *w, const DrawingWand *d, const struct tex
 static int draw_text(MagickWand *w, const struct text *t, const PixelWand *fill, double x, double y,
                      const char *fn, struct err *e)
 {
+    if (MagickGetImageColorspace(w) == CMYKColorspace) {
+        MagickWand *layer = new_layer(w, width_of(w), height_of(w), fn, e);
+        if (layer == NULL) {
+            return -1;
+        }
+        int rc = draw_text(layer, t, fill, x, y, fn, e);
+        rc = rc == 0 ? put_drawn(w, layer, fn, e) : rc;
+        DestroyMagickWand(layer);
+        return rc;
+    }
     DrawingWand *d = text_wand(t, fill);
     if (d == NULL) {
         return err_set(e, "%s: out of memory", fn);
@@ -1284,6 +1309,17 @@ static int render(MagickWand *w, DrawingWand *d, double ylo, double yhi, const c
 {
     if (d == NULL) {
         return err_set(e, "%s: out of memory", fn);
+    }
+    if (MagickGetImageColorspace(w) == CMYKColorspace) {
+        MagickWand *layer = new_layer(w, width_of(w), height_of(w), fn, e);
+        if (layer == NULL) {
+            DestroyDrawingWand(d);
+            return -1;
+        }
+        int rc = render(layer, d, ylo, yhi, fn, e);
+        rc = rc == 0 ? put_drawn(w, layer, fn, e) : rc;
+        DestroyMagickWand(layer);
+        return rc;
     }
     long cols = width_of(w), rows = height_of(w);
     long step = DRAW_BAND_PIXELS / cols > 0 ? DRAW_BAND_PIXELS / cols : 1;
