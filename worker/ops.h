@@ -7,6 +7,7 @@
 #define PIXQ_OPS_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <wand/MagickWand.h>
 
 #include "buf.h"
@@ -55,6 +56,11 @@ struct op {
     const char *name;
     op_fn run;
 };
+
+/* Whether ImageMagick's operation `name` reads a CMYK image's cyan, magenta and yellow as red,
+ * green and blue (modulate's brightness darkened it, sepia_tone turned it blue, threshold and
+ * gamma_channel inverted): proc_run() makes a CMYK image sRGB for it, and CMYK again after. */
+bool op_in_rgb(const char *name);
 
 /* The operation tables, one per file, each ending with {NULL, NULL}. */
 extern const struct op ops_geometry[];

@@ -1397,6 +1397,19 @@ static int op_stegano(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
     return rc;
 }
 
+bool op_in_rgb(const char *name)
+{
+    static const char *const names[] = {"blue_shift", "threshold",     "sepia_tone",
+                                        "modulate",   "gamma_channel", "auto_gamma",
+                                        "equalize",   "sketch",        "photograph"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* clang-format off */
 const struct op ops_color[] = {
     {"blur", op_blur},

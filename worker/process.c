@@ -120,7 +120,15 @@ static int run_fn(struct walk *wk, MagickWand **parent, bool take, const struct 
     if (take) {
         *parent = NULL;
     }
-    int rc = op_find(f->name)->run(w, f->params, &wk->ctx, e);
+    const struct op *op = op_find(f->name);
+    bool cmyk = op_in_rgb(f->name) && MagickGetImageColorspace(w) == CMYKColorspace;
+    int rc = cmyk && MagickTransformImageColorspace(w, sRGBColorspace) == MagickFalse
+                 ? img_fail(w, f->name, e)
+                 : 0;
+    rc = rc == 0 ? op->run(w, f->params, &wk->ctx, e) : rc;
+    if (rc == 0 && cmyk && MagickTransformImageColorspace(w, CMYKColorspace) == MagickFalse) {
+        rc = img_fail(w, f->name, e);
+    }
     /* an operation that does not look at the clock (or ends just past it) returns in success: the
      * job stops here, at the first function boundary after the deadline, and says which function
      * ran past it, rather than going on to its save, its children and the next function */
