@@ -659,6 +659,12 @@ static int op_vignette(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
         DestroyPixelWand(color);
         return 0;
     }
+    /* a grey image would take the colour's grey: its pixels are sRGB's too */
+    if (MagickGetImageColorspace(w) == GRAYColorspace &&
+        MagickSetImageColorspace(w, sRGBColorspace) == MagickFalse) {
+        DestroyPixelWand(color);
+        return img_fail(w, fn, e);
+    }
     if (MagickGetImageColorspace(w) == CMYKColorspace) {
         int rc = cmyk_vignette(w, color, radius, sigma, x, y, e);
         DestroyPixelWand(color);
