@@ -7,10 +7,17 @@
 --
 -- Returns two lists: the ids of up to ARGV[1] workers whose deadline is before the Redis clock's
 -- now (for reap.lua's crash mode), and up to ARGV[1] reaped workers whose second look is due (for
--- its orphan mode).
+-- its orphan mode). The first is empty when every lease ran out, the caller's too: no worker
+-- could renew for a lease (Redis down, loading, refusing writes), and the next beat renews them
+-- all (see heartbeat.lua). A worker that starts registers first: a fleet that died is reaped.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
-return {redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, limit),
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local expired = {}
+if last[2] and tonumber(last[2]) >= now then
+    expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, limit)
+end
+return {expired,
         redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)}

@@ -170,6 +170,22 @@ class HeartbeatTest(LuaTestCase):
         self.assertIsNone(self.zscore(WORKERS, "w1"))
         self.assertEqual(self.r.zrange(WORKERS, withscores=True), ["other", "123"])
 
+    def test_beat_after_every_lease_ran_out_renews_them_all(self):
+        """No worker could renew for a lease (Redis down, loading, out of memory): the first beat
+        back renews every lease, so that the others are not reaped before their own beat."""
+        self.r.execute("ZADD", WORKERS, 1, "w1", 2, "w2", 3, "w3")
+        t0 = self.now_ms()
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 20000, "beat"]), 1)
+        for wid in ("w1", "w2", "w3"):
+            self.assert_near(self.zscore(WORKERS, wid), t0 + 20000)
+
+    def test_beat_while_another_lease_holds_renews_only_its_own(self):
+        now = self.now_ms()
+        self.r.execute("ZADD", WORKERS, 1, "w1", 2, "dead", now + 60000, "alive")
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 20000, "beat"]), 1)
+        self.assertEqual(self.zscore(WORKERS, "dead"), 2)
+        self.assertEqual(self.zscore(WORKERS, "alive"), now + 60000)
+
 
 class ExpiredTest(LuaTestCase):
     def expired(self, limit):
@@ -187,10 +203,18 @@ class ExpiredTest(LuaTestCase):
     def test_lists_reaped_workers_whose_second_look_is_due(self):
         now = self.now_ms()
         self.r.execute("ZADD", REAPED, now - 5000, "r1", now - 10, "r2", now + 60000, "later")
-        self.r.execute("ZADD", WORKERS, now - 1000, "old")
+        self.r.execute("ZADD", WORKERS, now - 1000, "old", now + 60000, "alive")
         self.assertEqual(self.expired(16), [["old"], ["r1", "r2"]])
         self.assertEqual(self.expired(1), [["old"], ["r1"]])
         self.assertEqual(self.r.execute("ZCARD", REAPED), 3)
+
+    def test_none_listed_when_every_lease_ran_out(self):
+        """Nobody renewed for a lease: an outage of Redis, not a fleet that died (a worker that
+        starts registers before it reaps); the next beat renews them all."""
+        now = self.now_ms()
+        self.r.execute("ZADD", WORKERS, now - 10000, "w1", now - 5000, "w2")
+        self.r.execute("ZADD", REAPED, now - 10, "r1")
+        self.assertEqual(self.expired(16), [[], ["r1"]])
 
     def test_none_expired(self):
         self.assertEqual(self.expired(16), [[], []])

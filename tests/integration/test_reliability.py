@@ -787,6 +787,41 @@ class RestartWithDataTest(ReliabilityCase):
         self.assertNotIn("forgotten", self.stats())
 
 
+    def test_outage_longer_than_the_lease_reaps_nobody(self):
+        """Redis is down longer than a lease (a restart that loads a large AOF, an OOM, a
+        freeze): on Redis's clock every lease ran out meanwhile, that of the first worker back
+        too. No worker died, so none is reaped: the job in hand runs once, where it runs.
+        Before, the first worker back reaped the others before their first heartbeat: their
+        jobs ran again, counted as crashes (towards a poison pill), and an outcome posted during
+        the outage was posted twice."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        proxy, a = self.start_worker_through_relay()
+        wid_a = self.worker_id(a)
+        self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        b = self.start_worker()
+        wid_b = self.worker_id(b)
+        self.wait_until(lambda: wid_b in self.live_workers(), 20, "B to register")
+        proxy.refuse = wid_a.encode()  # A's first heartbeat after the outage comes after B's
+        self.redis.close()
+        # within the 10 s without a byte that end the source's download
+        self.redis_server.restart(down_seconds=1.5 * LEASE_MS / 1000.0)
+        time.sleep(2 * HEARTBEAT_MS / 1000.0)  # B beats and makes its reap passes
+        proxy.refuse = None
+        self.assertEqual(b.log_events("worker_reaped"), [])
+        self.assertEqual(self.src.requests("/slow.png"), 1)
+        self.src.release()
+        self.wait_until(lambda: self.results("in-hand"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="in-hand")
+        time.sleep(1)
+        self.assert_success("in-hand")
+        self.assertNotIn("recovered", self.stats())
+        self.assertEqual(self.redis.execute("HGET", self.key("job:in-hand"), "runs"), "1")
+        self.assertEqual(a.log_events("lease_lost") + b.log_events("lease_lost"), [])
+        self.assertEqual(sorted(self.live_workers()), sorted([wid_a, wid_b]))
+
+
 class ReplicaTest(ReliabilityCase):
     """PIXQ_REDIS_URL naming a read-only replica (a failover made the old primary one, or a
     mistake): Redis refuses every write with READONLY. The worker says so, with what to do, keeps
