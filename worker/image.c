@@ -913,6 +913,20 @@ static MagickWand *disarm(MagickWand *w, const struct metaguard *g, struct err *
     return w != NULL ? DestroyMagickWand(w) : NULL;
 }
 
+/* A PNG's text and ICC chunks within PIXQ_METADATA_MAX_MB: libpng inflates each whole, before
+ * the profile guard sees it (metaguard_png_text_bytes()). */
+static int check_png_text(const void *data, size_t len, struct err *e)
+{
+    uint64_t max = (uint64_t)guard.cfg.metadata_max_mb * MIB;
+    if (metaguard_png_text_bytes(data, len, max) > max) {
+        return err_set(e,
+                       "the image's metadata is too large to read: its text and ICC chunks hold "
+                       "more than %ld MB (PIXQ_METADATA_MAX_MB)",
+                       guard.cfg.metadata_max_mb);
+    }
+    return 0;
+}
+
 static MagickWand *probe(const void *data, size_t len, long max_pixels, struct img_probe *p,
                          struct err *e)
 {
@@ -923,7 +937,8 @@ static MagickWand *probe(const void *data, size_t len, long max_pixels, struct i
         err_set(e, "ImageMagick is not started");
         return NULL;
     }
-    if (check_declared(&si, max_pixels, e) < 0) {
+    if (check_declared(&si, max_pixels, e) < 0 ||
+        (si.format == SNIFF_PNG && check_png_text(data, len, e) < 0)) {
         return NULL;
     }
     long ww = 0, wh = 0;

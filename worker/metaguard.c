@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <wand/MagickWand.h>
+#include <zlib.h>
 
 #include "tiffint.h"
 
@@ -300,6 +301,78 @@ void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uin
         }
         at = data + size + size % 2;
     }
+}
+
+/* ---- PNG text chunks ---------------------------------------------------------------------- */
+
+#define PNG_SIGNATURE_LEN 8
+#define PNG_CHUNK_EXTRA   12    /* length, type, CRC */
+#define PNG_KEYWORD_MAX   80    /* a keyword of 1 to 79 bytes and its NUL */
+#define INFLATE_CHUNK     16384 /* bytes inflated at a time */
+
+/* What the `n` bytes of zlib data at `z` inflate to, as far as they go (libpng inflates a
+ * corrupt stream up to where it breaks), counted up to just past `limit`. */
+static uint64_t inflated_bytes(const unsigned char *z, size_t n, uint64_t limit)
+{
+    static _Thread_local unsigned char out[INFLATE_CHUNK];
+    z_stream s = {.next_in = (Bytef *)z, .avail_in = (uInt)n};
+    if (inflateInit(&s) != Z_OK) {
+        return limit + 1; /* out of memory: libpng could not either */
+    }
+    uint64_t total = 0;
+    int rc = Z_OK;
+    while (rc == Z_OK && total <= limit) {
+        s.next_out = out;
+        s.avail_out = sizeof out;
+        rc = inflate(&s, Z_NO_FLUSH);
+        total += sizeof out - s.avail_out;
+    }
+    inflateEnd(&s);
+    return total;
+}
+
+/* The bytes of one metadata chunk (type `t`, data `c` of `n` bytes), at most just past `limit`. */
+static uint64_t png_chunk_bytes(const unsigned char *t, const unsigned char *c, size_t n,
+                                uint64_t limit)
+{
+    bool ztxt = memcmp(t, "zTXt", 4) == 0 || memcmp(t, "iCCP", 4) == 0;
+    if (memcmp(t, "tEXt", 4) == 0) {
+        return n;
+    }
+    if (!ztxt && memcmp(t, "iTXt", 4) != 0) {
+        return 0;
+    }
+    /* keyword NUL, then zTXt and iCCP: method, zlib data; iTXt: compressed flag, method,
+     * language NUL, translated keyword NUL, text (zlib data when compressed) */
+    const unsigned char *k = memchr(c, 0, n < PNG_KEYWORD_MAX ? n : PNG_KEYWORD_MAX);
+    size_t at = k != NULL ? (size_t)(k - c) + 2 : n;
+    bool compressed = ztxt || (at < n && c[at - 1] == 1);
+    for (int i = 0; !ztxt && i < 2 && at < n; i++) {
+        const unsigned char *end = memchr(c + at + (i == 0), 0, n - at - (i == 0));
+        at = end != NULL ? (size_t)(end - c) + 1 : n;
+    }
+    if (at >= n) {
+        return 0; /* libpng refuses such a chunk before it reads its text */
+    }
+    return compressed ? inflated_bytes(c + at, n - at, limit) : n - at;
+}
+
+uint64_t metaguard_png_text_bytes(const unsigned char *p, size_t len, uint64_t limit)
+{
+    limit = limit < LIMIT_MAX ? limit : LIMIT_MAX;
+    uint64_t total = 0;
+    /* chunk after chunk to IEND or to a chunk the file does not hold whole (libpng stops) */
+    for (size_t at = PNG_SIGNATURE_LEN;
+         p != NULL && at <= len && len - at >= PNG_CHUNK_EXTRA && total <= limit;) {
+        size_t n = be32(p + at);
+        const unsigned char *type = p + at + 4;
+        if (n > len - at - PNG_CHUNK_EXTRA || memcmp(type, "IEND", 4) == 0) {
+            break;
+        }
+        total += png_chunk_bytes(type, p + at + 8, n, limit - total);
+        at += PNG_CHUNK_EXTRA + n;
+    }
+    return total;
 }
 
 /* ---- the guard ---------------------------------------------------------------------------- */

@@ -133,4 +133,13 @@ void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uin
  * start with '<' in an ASCII-like encoding (or UTF-16, UTF-32) or declares another one. */
 uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len);
 
+/* The bytes libpng inflates or copies, before ImageMagick sees them, for the metadata chunks
+ * of the PNG file `p` of `len` bytes: a tEXt chunk's length, and what the zlib data of a zTXt,
+ * iCCP or compressed iTXt chunk inflates to (as far as it goes, as libpng inflates it), an
+ * uncompressed iTXt's length. libpng inflates each whole, in memory, before any profile
+ * reaches SetImageProfile() and whatever the time limit: a 390 KB zTXt chunk holds 400 MB of
+ * text, and ImageMagick keeps its copies (1.2 GB, 19 s). Counting stops past `limit` (returns
+ * more than `limit`), so that no more than `limit` + 16 KB is ever inflated here. */
+uint64_t metaguard_png_text_bytes(const unsigned char *p, size_t len, uint64_t limit);
+
 #endif

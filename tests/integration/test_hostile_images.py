@@ -999,6 +999,32 @@ class MetadataLimitTest(HostileImageTestCase):
                               "or an encoding other than UTF-8")
         self.assert_still_serving()
 
+    def test_png_text_and_icc_bombs(self):
+        """libpng inflates a zTXt or iCCP chunk whole before any profile reaches the guard, and
+        ImageMagick keeps a text's copies: a 390 KB zTXt of 400 MB took 19 s and 1.2 GB, past
+        any time limit, and 100 zTXt chunks of 7.9 MB (770 KB) as long; a 190 KB iCCP of
+        200 MB took 2.5 s and 400 MB before its profile was refused. Refused from the bytes."""
+        data = image_file("grey-160x120.png")
+        big = zlib.compress(b"A" * (100 * 1024 * 1024), 9)
+        texts = b"".join(png_chunk(b"zTXt", b"Comment%d\0\0" % i +
+                                   zlib.compress(b"A" * 7900000, 9)) for i in range(100))
+        bombs = {"ztxt-bomb": data[:33] + png_chunk(b"zTXt", b"Comment\0\0" + big) + data[33:],
+                 "ztxt-many": data[:33] + texts + data[33:],
+                 "iccp-bomb": data[:33] + png_chunk(b"iCCP", b"icc\0\0" + big) + data[33:]}
+        for name, bomb in bombs.items():
+            t0 = time.monotonic()
+            self.refuse_bytes(name, bomb, "the image's metadata is too large to read: its text "
+                              "and ICC chunks hold more than 64 MB (PIXQ_METADATA_MAX_MB)")
+            self.assertLess(time.monotonic() - t0, harness.scaled(10), name)
+        # texts of 24 MB in all are read
+        under = b"".join(png_chunk(b"zTXt", b"Comment%d\0\0" % i +
+                                   zlib.compress(b"A" * 7900000, 9)) for i in range(3))
+        job = self.job("texts", self.src.add("/texts.png", data[:33] + under + data[33:]))
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/texts")
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+        self.assert_still_serving()
+
     def test_fractions_walked_again_by_lookups(self):
         """140 x 7,000 fractions in IFD1: 980,000 values, under the limit counted one each, but
         each walk of them takes ImageMagick 0.36 s, and a job asking for its EXIF walked them six

@@ -1,11 +1,13 @@
 /* test_metaguard: worker/metaguard.c. The EXIF cost of blocks built here (IFDs, pointers, loops,
  * values in and out of the block, several headers, the limit), the EXIF resources of Photoshop
- * resource blocks, and the guard itself: SetImageProfile() while armed and not. */
+ * resource blocks, the metadata chunks of PNG files, and the guard itself: SetImageProfile() while
+ * armed and not. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wand/MagickWand.h>
+#include <zlib.h>
 
 #include "check.h"
 #include "err.h"
@@ -418,6 +420,111 @@ static void test_guard(void)
     MagickCoreTerminus();
 }
 
+/* ---- PNG text chunks ---- */
+
+struct png {
+    unsigned char *b;
+    size_t len, cap;
+};
+
+static void png_put(struct png *g, const void *p, size_t n)
+{
+    if (g->len + n > g->cap) {
+        g->cap = (g->len + n) * 2;
+        g->b = realloc(g->b, g->cap);
+    }
+    memcpy(g->b + g->len, p, n);
+    g->len += n;
+}
+
+/* A chunk of `type` holding `head` (`hn` bytes) then `body` (`bn` bytes), zlib-compressed when
+ * `deflate`. The CRC is not checked: 0. */
+static void png_chunk(struct png *g, const char *type, const void *head, size_t hn,
+                      const void *body, size_t bn, bool deflate)
+{
+    uLongf zn = compressBound((uLong)bn);
+    unsigned char *z = malloc(zn);
+    if (deflate) {
+        compress2(z, &zn, body, (uLong)bn, 9);
+    } else {
+        memcpy(z, body, bn);
+        zn = bn;
+    }
+    size_t n = hn + zn;
+    unsigned char len[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                            (unsigned char)(n >> 8), (unsigned char)n};
+    png_put(g, len, 4);
+    png_put(g, type, 4);
+    png_put(g, head, hn);
+    png_put(g, z, zn);
+    png_put(g, "\0\0\0\0", 4);
+    free(z);
+}
+
+static void png_start(struct png *g)
+{
+    g->len = 0;
+    png_put(g, "\x89PNG\r\n\x1a\n", 8);
+    png_chunk(g, "IHDR", "\0\0\0\1\0\0\0\1\x08\x02\0\0\0", 13, "", 0, false);
+}
+
+static uint64_t png_text(const struct png *g, uint64_t limit)
+{
+    return metaguard_png_text_bytes(g->b, g->len, limit);
+}
+
+static void test_png_text(void)
+{
+    size_t big = 8 * 1024 * 1024;
+    unsigned char *a = malloc(big);
+    memset(a, 'A', big);
+    struct png g = {0};
+    png_start(&g);
+    CHECK_INT(png_text(&g, BIG), 0);
+    png_chunk(&g, "tEXt", "Comment\0", 8, "hello", 5, false);
+    CHECK_INT(png_text(&g, BIG), 8 + 5);
+    png_chunk(&g, "zTXt", "Comment\0\0", 9, a, 1000, true);
+    CHECK_INT(png_text(&g, BIG), 13 + 1000);
+    png_chunk(&g, "iTXt", "Comment\0\1\0en\0Kommentar\0", 23, a, 300, true);
+    png_chunk(&g, "iTXt", "Comment\0\0\0\0\0", 12, a, 200, false);
+    CHECK_INT(png_text(&g, BIG), 13 + 1000 + 300 + 200);
+    png_chunk(&g, "iCCP", "icc\0\0", 5, a, 4000, true);
+    CHECK_INT(png_text(&g, BIG), 13 + 1000 + 300 + 200 + 4000);
+    png_chunk(&g, "IDAT", "", 0, a, 10, true); /* not metadata */
+    CHECK_INT(png_text(&g, BIG), 13 + 1000 + 300 + 200 + 4000);
+    /* a chunk of 8 MB inflated from a few KB: counted to just past the limit only */
+    png_chunk(&g, "zTXt", "Comment\0\0", 9, a, big, true);
+    CHECK(g.len < 64 * 1024);
+    CHECK_INT(png_text(&g, BIG), 13 + 1000 + 300 + 200 + 4000 + big);
+    uint64_t c = png_text(&g, 1000000);
+    CHECK(c > 1000000 && c <= 1000000 + 16384 + 13 + 1000 + 300 + 200 + 4000);
+    /* after IEND, or in a chunk the file does not hold whole, nothing more is read */
+    size_t whole = g.len;
+    png_chunk(&g, "IEND", "", 0, "", 0, false);
+    png_chunk(&g, "tEXt", "Comment\0", 8, a, 100, false);
+    CHECK_INT(png_text(&g, BIG), 13 + 1000 + 300 + 200 + 4000 + big);
+    g.len = whole;
+    png_chunk(&g, "tEXt", "Comment\0", 8, a, 100, false);
+    CHECK_INT(metaguard_png_text_bytes(g.b, g.len - 5, BIG), 13 + 1000 + 300 + 200 + 4000 + big);
+    /* a keyword without its NUL, a stream cut short (counted as far as it inflates) */
+    png_start(&g);
+    png_chunk(&g, "zTXt", "Comment", 7, "", 0, false);
+    CHECK_INT(png_text(&g, BIG), 0);
+    png_chunk(&g, "zTXt", "Comment\0\0", 9, a, big, true);
+    CHECK_INT(metaguard_png_text_bytes(g.b, g.len - 4 - 100, BIG), 0); /* not whole: not read */
+    uLongf zn = compressBound((uLong)big);
+    unsigned char *z = malloc(zn);
+    compress2(z, &zn, a, (uLong)big, 9);
+    png_start(&g);
+    png_chunk(&g, "zTXt", "Comment\0\0", 9, z, zn / 2, false);
+    c = png_text(&g, BIG);
+    CHECK(c > big / 4 && c < big);
+    free(z);
+    CHECK_INT(metaguard_png_text_bytes(NULL, 0, BIG), 0);
+    free(g.b);
+    free(a);
+}
+
 int main(void)
 {
     test_no_exif();
@@ -426,6 +533,7 @@ int main(void)
     test_shared_values_and_limit();
     test_several_headers();
     test_8bim();
+    test_png_text();
     test_weights();
     test_guard();
     return check_summary("metaguard");
