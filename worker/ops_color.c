@@ -281,10 +281,14 @@ static int op_despeckle(MagickWand *w, json_object *p, const struct op_ctx *ctx,
     return op_within_time(w, "despeckle", pixels_of(w), despeckle, NULL, e);
 }
 
-/* enhance: a noise-reducing filter (`-enhance`). */
+#define ENHANCE_MIN_SIDE 5 /* ImageMagick's filter refuses (says nothing) a smaller image */
+
+/* enhance: a noise-reducing filter (`-enhance`). An image with a side under ENHANCE_MIN_SIDE is
+ * left as it is, as `convert -enhance` leaves it (the job failed with "enhance failed"). */
 static int op_enhance(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
-    if (w == NULL) {
+    if (w == NULL || MagickGetImageWidth(w) < ENHANCE_MIN_SIDE ||
+        MagickGetImageHeight(w) < ENHANCE_MIN_SIDE) {
         return 0;
     }
     return done(w, MagickEnhanceImage(w), "enhance", e);
