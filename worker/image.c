@@ -733,6 +733,21 @@ static MagickBooleanType read_blob(MagickWand *r, const void *data, size_t len,
     return ping ? MagickPingImageBlob(r, data, len) : MagickReadImageBlob(r, data, len);
 }
 
+/* Whether a read left an error on its first image rather than on the wand: the error into `e`.
+ * ImageMagick's JPEG reader, stopped by libjpeg once the image's size is known (past 1024 scans:
+ * "too many scans"), hands back the partial image with the error on it; the job's functions all
+ * ran on that image, and the error came up at its save ("encode: too many scans"). */
+static bool image_error(MagickWand *r, const struct sniff_info *si, struct err *e)
+{
+    const Image *im = GetImageFromMagickWand(r);
+    if (im == NULL || im->exception.severity < ErrorException) {
+        return false;
+    }
+    err_set(e, "cannot read the %s image: %s", si->name,
+            im->exception.reason != NULL ? im->exception.reason : "corrupt");
+    return true;
+}
+
 /* Decodes the first frame only ("[0]") into a wand of its own (no explicit format left on it,
  * so that encoding follows the output's format); `size` is a "jpeg:size" hint or NULL. */
 static MagickWand *read_first(const void *data, size_t len, const struct sniff_info *si,
@@ -750,11 +765,12 @@ static MagickWand *read_first(const void *data, size_t len, const struct sniff_i
         unreadable(r, si, e);
     } else {
         MagickSetFirstIterator(r);
-        w = NewMagickWandFromImage(GetImageFromMagickWand(r));
+        bool failed = image_error(r, si, e);
+        w = failed ? NULL : NewMagickWandFromImage(GetImageFromMagickWand(r));
         if (w != NULL && MagickGetNumberImages(w) == 0) {
             w = DestroyMagickWand(w);
         }
-        if (w == NULL) {
+        if (w == NULL && !failed) {
             err_set(e, "out of memory");
         }
     }

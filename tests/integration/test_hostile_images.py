@@ -543,6 +543,29 @@ class CorruptTest(HostileImageTestCase):
         self.refuse_bytes("png-crc", bytes(data), "cannot read the PNG image")
         self.assert_still_serving()
 
+    def test_progressive_jpeg_of_too_many_scans(self):
+        """ImageMagick stops a JPEG after 1024 scans, but hands back the partial image with the
+        error on it: the job's functions ran on it and it failed at the save, "encode: too many
+        scans". It fails as the read it is."""
+        data = subprocess.run(["convert", "-size", "64x64", "gradient:red-blue", "-interlace",
+                               "JPEG", "jpeg:-"], check=True, capture_output=True).stdout
+        scans, i = [], jpeg_segments(data)[-1][0]  # the first SOS
+        while data[i:i + 2] == b"\xff\xda":  # each scan: its SOS, its data to the next marker
+            j = i + 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+            while not (data[j] == 0xFF and data[j + 1] not in (0,) + tuple(range(0xD0, 0xD8))):
+                j += 1
+            scans.append(data[i:j])
+            while data[j + 1] == 0xC4:  # a DHT between scans
+                j += 2 + struct.unpack(">H", data[j + 2:j + 4])[0]
+            i = j
+        self.assertGreater(len(scans), 3)
+        smallest = min(scans[1:], key=len)  # an AC scan: repeated, a warning each, then too many
+        bomb = data[:i] + smallest * 1100 + data[i:]
+        error = self.refuse_bytes("jpeg-scans", bomb, "cannot read the JPEG image: too many "
+                                  "scans", ".jpg")
+        self.assertNotIn("encode", error)
+        self.assert_still_serving()
+
     def test_empty_body(self):
         self.refuse_bytes("empty", b"", "Unsupported image format: empty file " +
                           DEFAULT_ALLOWED, ".jpg")
