@@ -34,8 +34,9 @@ static const char USAGE[] =
     "\n"
     "  --wait                 wait for each result and print it (one JSON per line, as they\n"
     "                         arrive); exit 1 if a job failed or timed out\n"
-    "  --timeout SECONDS      longest --wait (default 300); a Redis that goes away meanwhile\n"
-    "                         is tried again for up to PIXQ_REDIS_OUTAGE_MS\n"
+    "  --timeout SECONDS      longest --wait (default 300), from the jobs' due time with\n"
+    "                         --delay; a Redis that goes away meanwhile is tried again for up\n"
+    "                         to PIXQ_REDIS_OUTAGE_MS\n"
     "  --delay MS             run the jobs MS milliseconds from now\n"
     "  --json                 print {\"queue\", \"job_ids\"} as one JSON line instead of the ids\n"
     "  --no-progress          no progress on stderr while waiting for a batch\n"
@@ -531,8 +532,9 @@ static void print_ids(const char *queue, const struct batch *b, size_t n, bool j
 static int await(struct rq *r, const char *queue, const struct batch *b,
                  const struct submit_opts *o)
 {
-    const struct wait_opts wo = {queue, o->timeout_s, o->progress && b->n > 1, o->progress_ms,
-                                 b->cfg->redis_outage_ms};
+    const struct wait_opts wo = {queue,          o->timeout_s,
+                                 o->delay_ms,    o->progress && b->n > 1,
+                                 o->progress_ms, b->cfg->redis_outage_ms};
     struct wait_outcome out;
     struct err e = {{0}};
     if (wait_results(r, &wo, b->ids, b->n, &out, &e) < 0) {
@@ -542,10 +544,10 @@ static int await(struct rq *r, const char *queue, const struct batch *b,
                         out.timed_out > 1 ? ", ..." : "");
     }
     if (out.timed_out > 0) {
-        return cli_fail("submit: timed out after %ld s: %zu of %zu jobs have no result yet "
+        return cli_fail("submit: timed out after %ld s%s: %zu of %zu jobs have no result yet "
                         "(%s%s), %zu failed",
-                        o->timeout_s, out.timed_out, b->n, out.first_timed_out,
-                        out.timed_out > 1 ? ", ..." : "", out.failed);
+                        o->timeout_s, o->delay_ms > 0 ? " from their due time" : "", out.timed_out,
+                        b->n, out.first_timed_out, out.timed_out > 1 ? ", ..." : "", out.failed);
     }
     if (out.failed > 0) {
         return cli_fail("submit: %zu of %zu jobs failed", out.failed, b->n);

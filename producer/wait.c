@@ -151,7 +151,7 @@ static long poll_step(struct rq *r, struct waiter *w, struct outage *out, struct
 
 static int wait_loop(struct rq *r, struct waiter *w, struct err *e)
 {
-    long deadline = w->start_ms + w->o->timeout_s * 1000;
+    long deadline = w->start_ms + w->o->delay_ms + w->o->timeout_s * 1000;
     long next_poll = w->start_ms;
     struct outage out;
     outage_init(&out, "submit", w->o->outage_ms, w->tty && w->o->progress);

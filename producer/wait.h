@@ -15,7 +15,8 @@
 
 struct wait_opts {
     const char *queue;
-    long timeout_s;
+    long timeout_s;   /* counted from the jobs' due time: delay_ms after the wait begins */
+    long delay_ms;    /* `pixq submit --delay`: no job can have a result before it */
     bool progress;    /* show progress on stderr (batches only) */
     long progress_ms; /* when stderr is not a terminal: one line this often */
     long outage_ms;   /* Redis away this long (PIXQ_REDIS_OUTAGE_MS) ends the wait */
@@ -28,10 +29,11 @@ struct wait_outcome {
 };
 
 /* Waits for result:<id> of every id (no result is consumed), printing each result JSON on its
- * own line of stdout as it arrives, until every job has one or o->timeout_s has passed. A Redis
- * that goes away or is loading is waited for, with a line on stderr (outage.h), for up to
- * o->outage_ms within the timeout. Returns 0, or -1 if Redis failed for good or stayed away
- * (reason in `e`; out->timed_out then counts the jobs still without a result). */
+ * own line of stdout as it arrives, until every job has one or o->timeout_s has passed since the
+ * jobs were due (o->delay_ms from now). A Redis that goes away or is loading is waited for, with a
+ * line on stderr (outage.h), for up to o->outage_ms within the timeout. Returns 0, or -1 if Redis
+ * failed for good or stayed away (reason in `e`; out->timed_out then counts the jobs still without
+ * a result). */
 int wait_results(struct rq *r, const struct wait_opts *o, const char *const *ids, size_t n,
                  struct wait_outcome *out, struct err *e);
 

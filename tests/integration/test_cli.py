@@ -633,6 +633,29 @@ class WaitTest(CliCase):
         self.src.release()
         self.wait_for_postback(job_id="t-stuck")
 
+    def test_timeout_counts_from_the_due_time_of_delayed_jobs(self):
+        """--wait with --delay: no job can have a result before it is due, so --timeout counts
+        from then; it counted from the submission, and a --delay longer than --timeout (the
+        default 300 s, say) always ended with "timed out" and status 1 while the job was fine."""
+        self.start_worker()
+        self.src.add("/ok.png", tiny_png())
+        one = self.tmp / "later.json"
+        one.write_text(json.dumps(self.job("later", "/ok.png")))
+        r = self.run_pixq("submit", str(one), "--delay", "2500", "--wait", "--timeout", "2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout.splitlines()[1])["results"]["job_id"], "later")
+        # a job that never finishes still times out, the message says from when
+        self.src.stall("/stuck.png")
+        one.write_text(json.dumps(self.job("later-stuck", "/stuck.png")))
+        t0 = time.monotonic()
+        r = self.run_pixq("submit", str(one), "--delay", "500", "--wait", "--timeout", "1")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertGreaterEqual(time.monotonic() - t0, 1.5)
+        self.assertIn("pixq: submit: timed out after 1 s from their due time: 1 of 1 jobs have "
+                      "no result yet (later-stuck), 0 failed", r.stderr)
+        self.src.release()
+        self.wait_for_postback(job_id="later-stuck")
+
 
 class RedisRestartTest(CliCase):
     """`pixq stats --watch` and `pixq submit --wait` ride out a Redis restart (with its AOF, as
