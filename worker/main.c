@@ -120,11 +120,13 @@ static struct worker *start_worker(const struct cfg *cfg, bool *refused)
 }
 
 /* One worker process: ImageMagick, curl and Redis are set up here, after any fork. Returns the
- * exit status. */
+ * exit status. An image guard that cannot be set up (a policy.xml time limit, a policy
+ * ImageMagick refuses) is the machine's configuration: SUPERVISOR_EXIT_CONFIG, which stops a
+ * supervisor's fleet and which systemd does not restart, rather than a crash loop. */
 static int run_worker(const struct cfg *cfg)
 {
     if (start_images(cfg) < 0) {
-        return 1;
+        return SUPERVISOR_EXIT_CONFIG;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     bool refused = false;

@@ -571,6 +571,28 @@ class MagickLimitTest(FleetCase):
         self.assertEqual(guard["memory_mb"], "256")
 
 
+    def test_an_image_guard_refused_ends_the_fleet_with_status_2(self):
+        """The worker refuses to run without its image guard (here: a policy.xml with a time
+        limit). That is the machine's configuration, as a bad setting is: status 2, which the
+        systemd unit does not restart; under --processes the supervisor stops and exits 2 too.
+        Before, a single worker exited 1 and a supervisor restarted its children forever, its
+        unit "active" with no worker running."""
+        policy = self.tmp / "policy"
+        policy.mkdir()
+        (policy / "policy.xml").write_text(
+            '<policymap><policy domain="resource" name="time" value="100"/></policymap>\n')
+        for args in ((), ("--processes", "2")):
+            prog = self.start_worker(*args, MAGICK_CONFIGURE_PATH=str(policy))
+            prog.proc.wait(scaled(20))
+            self.programs.remove(prog)
+            self.assertEqual(prog.proc.returncode, 2, args)
+            failed = prog.log_events("image_guard_failed")
+            self.assertTrue(failed and "sets a time limit of 100 s" in failed[0]["error"],
+                            failed)
+            self.assertEqual(prog.log_events("worker_start"), [])
+        self.assertTrue(prog.log_events("child_config_error"))
+        self.assertEqual(prog.log_events("supervisor_stop")[0]["killed"], "0")
+
 class JsonLogTest(FleetCase):
 
     def test_json_lines_and_single_process_metrics(self):
