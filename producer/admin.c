@@ -19,7 +19,7 @@ struct admin {
 };
 
 /* Connects and splits PIXQ_QUEUE. Returns 0, or -1 (message printed). */
-static int open_admin(const struct cfg *cfg, struct admin *a)
+static int open_admin(const struct cfg *cfg, struct admin *a, const char *cmd)
 {
     if (cli_queues(cfg, &a->qs) < 0) {
         return -1;
@@ -27,7 +27,7 @@ static int open_admin(const struct cfg *cfg, struct admin *a)
     struct err e = {{0}};
     a->rq = cli_connect(cfg, &e);
     if (a->rq == NULL) {
-        cli_fail("%s", e.msg);
+        cli_fail("%s: %s", cmd, e.msg); /* as the other commands: "pixq: dead: ..." */
         return -1;
     }
     return 0;
@@ -486,7 +486,7 @@ int dead_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_USAGE;
     }
     struct admin a;
-    if (open_admin(cfg, &a) < 0) {
+    if (open_admin(cfg, &a, "dead") < 0) {
         return CLI_FAILED;
     }
     int rc = strcmp(argv[1], "list") == 0    ? dead_list(&a, limit, json)
@@ -730,7 +730,7 @@ int limit_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_USAGE;
     }
     struct admin a;
-    if (open_admin(cfg, &a) < 0) {
+    if (open_admin(cfg, &a, "limit") < 0) {
         return CLI_FAILED;
     }
     int rc = strcmp(argv[1], "show") == 0  ? limit_show(&a, cfg, argc == 3)

@@ -1657,6 +1657,7 @@ class BadArgumentsTest(unittest.TestCase):
                 self.assertEqual(r.returncode, 1, r.stderr)
                 self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
                 self.assertRegex(r.stderr, r"^pixq: .*redis", r.stderr)
+                self.assertTrue(r.stderr.startswith("pixq: %s: " % args[0]), r.stderr)
                 self.assertEqual(r.stdout, "")
 
     def test_unreachable_socket_path_named_as_it_is(self):
