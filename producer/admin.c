@@ -397,8 +397,9 @@ static long long purge_queue(struct admin *a, const char *q, const char *job_id,
     return n;
 }
 
-/* Removes every dead entry, or those of one job id, from every queue. A job id found in none
- * fails, as `dead retry` does: a typo or a job retried meanwhile is told, not taken as done. */
+/* Removes every dead entry (`job_id` NULL), or those of one job id, from every queue. A job id
+ * found in none fails, as `dead retry` does: a typo or a job retried meanwhile is told, not taken
+ * as done. */
 static int dead_purge(struct admin *a, const char *job_id)
 {
     long long total = 0;
@@ -423,14 +424,15 @@ static int dead_purge(struct admin *a, const char *job_id)
 static const char DEAD_USAGE[] =
     "usage: pixq dead list [--limit N] [--json]\n"
     "       pixq dead retry all|JOB_ID\n"
-    "       pixq dead purge [JOB_ID]\n"
+    "       pixq dead purge [all|JOB_ID]\n"
     "\n"
     "The jobs that failed for good, in every queue of PIXQ_QUEUE (or --queue NAME for one):\n"
     "list the newest N (default 100) of them all, newest first, one line each: job id, when it\n"
     "failed (UTC), attempts, the queue (when PIXQ_QUEUE names several), error (--json: one dead\n"
     "entry per line, {\"job\", \"job_id\", \"error\", \"attempts\", \"failed_at\" (unix ms),\n"
     "\"queue\"}); put them back on their queue (a JOB_ID is looked for in every queue; their next\n"
-    "outcome is posted back again); or drop them. retry and purge print a line per queue.\n"
+    "outcome is posted back again); or drop them (purge alone, as purge all, drops them all).\n"
+    "retry and purge print a line per queue.\n"
     "\n"
     "Exit status: 0 done, 1 Redis failed or no dead job JOB_ID was found, 2 bad usage.\n";
 
@@ -465,7 +467,7 @@ static int dead_args(int argc, char **argv, long *limit, bool *json)
         return cli_usage("dead", "retry takes one argument: all or a JOB_ID");
     }
     if (strcmp(cmd, "purge") == 0 && argc > 3) {
-        return cli_usage("dead", "purge takes at most one JOB_ID");
+        return cli_usage("dead", "purge takes at most one argument: all or a JOB_ID");
     }
     if (strcmp(cmd, "retry") != 0 && strcmp(cmd, "purge") != 0) {
         return argc < 2 ? cli_usage("dead", "list, retry or purge expected")
@@ -489,9 +491,11 @@ int dead_main(const struct cfg *cfg, int argc, char **argv)
     if (open_admin(cfg, &a, "dead") < 0) {
         return CLI_FAILED;
     }
+    /* `purge all` is `purge`, as `retry all` is every job: "all" is never taken as a job id */
+    const char *purge_id = argc == 3 && strcmp(argv[2], "all") != 0 ? argv[2] : NULL;
     int rc = strcmp(argv[1], "list") == 0    ? dead_list(&a, limit, json)
              : strcmp(argv[1], "retry") == 0 ? dead_retry(&a, argv[2])
-                                             : dead_purge(&a, argc == 3 ? argv[2] : NULL);
+                                             : dead_purge(&a, purge_id);
     rq_destroy(a.rq);
     return rc;
 }

@@ -1458,6 +1458,11 @@ class DeadQueuesTest(CliCase):
         rc, out = self.pixq_q("dead", "purge", "u1")  # in no queue now
         self.assertEqual((rc, out.splitlines()),
                          (1, [purged % (0, "urgent"), purged % (0, "default")]))
+        self.fill()  # purge all is purge, as retry all is every job: not a job id "all"
+        rc, out = self.pixq_q("dead", "purge", "all")
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [purged % (1, "urgent"), purged % (2, "default")]))
+        self.assertEqual(self.pixq_q("dead", "list"), (0, ""))
 
     def test_entries_without_a_time_keep_their_place(self):
         """An entry that does not say when it failed (not JSON, or without failed_at) is taken
