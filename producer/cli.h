@@ -17,7 +17,7 @@
 #define CLI_FAILED 1
 #define CLI_USAGE  2
 
-/* Whether argv[1..argc-1] holds --help or -h. */
+/* Whether argv[1..argc-1] holds --help or -h before any `--` (after it, they are operands). */
 bool cli_wants_help(int argc, char **argv);
 
 /* Prints "pixq: <cmd>: <reason> (usage: pixq <cmd> --help)" on stderr; returns CLI_USAGE. */

@@ -25,10 +25,11 @@ static const char USAGE[] =
     "usage: pixq submit FILE|-... [--wait] [--timeout SECONDS] [--delay MS] [--json]\n"
     "                   [--no-progress] [--progress-interval SECONDS]\n"
     "\n"
-    "Validates every job of every FILE (- is standard input), then enqueues them all on\n"
-    "pixq:{QUEUE}:jobs (QUEUE: the first of PIXQ_QUEUE, or --queue NAME) and prints their ids.\n"
-    "A FILE holds one job, a JSON array of jobs, or JSON lines (one job per line). A job\n"
-    "without a job_id gets one; every job is stamped \"" STAMP_KEY "\": <unix ms>.\n"
+    "Validates every job of every FILE (- is standard input; after --, every word is a FILE,\n"
+    "even one that begins with -), then enqueues them all on pixq:{QUEUE}:jobs (QUEUE: the\n"
+    "first of PIXQ_QUEUE, or --queue NAME) and prints their ids. A FILE holds one job, a\n"
+    "JSON array of jobs, or JSON lines (one job per line). A job without a job_id gets one;\n"
+    "every job is stamped \"" STAMP_KEY "\": <unix ms>.\n"
     "Nothing is enqueued if any job is invalid (the error names the file and line), or if\n"
     "a job_id is in use (given twice, waiting, or kept with its record or result).\n"
     "\n"
@@ -117,10 +118,14 @@ static int parse_option(int argc, char **argv, int *i, struct submit_opts *o)
 static int parse_opts(int argc, char **argv, struct submit_opts *o)
 {
     *o = (struct submit_opts){.timeout_s = 300, .progress = true, .progress_ms = 2000};
-    bool stdin_used = false;
+    bool stdin_used = false, operands = false; /* after `--`, every word is a FILE */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (a[0] == '-' && strcmp(a, "-") != 0) {
+        if (!operands && strcmp(a, "--") == 0) {
+            operands = true;
+            continue;
+        }
+        if (!operands && a[0] == '-' && strcmp(a, "-") != 0) {
             if (parse_option(argc, argv, &i, o) != 0) {
                 return CLI_USAGE;
             }

@@ -1431,15 +1431,16 @@ class PixqTestCase(unittest.TestCase):
         self.programs_ever.append(prog)
         return prog
 
-    def run_pixq(self, *args, input=None, timeout=60, env=None):
+    def run_pixq(self, *args, input=None, timeout=60, env=None, cwd=None):
         """Run the CLI (pixq [args]) to completion with cli_env(); returns CompletedProcess
         with str stdout and stderr (both also kept for the failure log)."""
         if not CONFIG.pixq or not os.access(CONFIG.pixq, os.X_OK):
             raise AssertionError("no pixq CLI binary (--pixq or PIXQ_TEST_CLI): %r" % CONFIG.pixq)
         n = len(self.cli_logs) + 1
-        r = subprocess.run([CONFIG.pixq, *args], input=input, env=self.cli_env(**(env or {})),
+        r = subprocess.run([os.path.abspath(CONFIG.pixq), *args], input=input,
+                           env=self.cli_env(**(env or {})),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=scaled(timeout))
+                           timeout=scaled(timeout), cwd=cwd)
         path = self.tmp / ("pixq-%d.log" % n)
         path.write_text("$ pixq %s\nexit status %d\n--- stdout\n%s--- stderr\n%s"
                         % (" ".join(args), r.returncode, r.stdout, r.stderr))

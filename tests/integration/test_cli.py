@@ -299,6 +299,20 @@ class SubmitTest(CliCase):
         # one submission, one stamp
         self.assertEqual(len({j["pixq_enqueued_at"] for j in q[-4:]}), 1)
 
+    def test_files_after_the_end_of_options(self):
+        """`--` ends the options: after it every word is a FILE, even one that begins with -
+        (was: "unknown option '--'", exit 2); --help there is a file too."""
+        (self.tmp / "-x").write_text(json.dumps(self.job_text("dash-1")))
+        (self.tmp / "--help").write_text(json.dumps(self.job_text("dash-2")))
+        r = self.run_pixq("submit", "--json", "--", "-x", "--help", cwd=str(self.tmp))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), {"queue": "default",
+                                                "job_ids": ["dash-1", "dash-2"]})
+        self.assertEqual([j["job_id"] for j in self.queued()], ["dash-1", "dash-2"])
+        r = self.run_pixq("submit", "-x", cwd=str(self.tmp))  # before it, an option
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown option '-x'", r.stderr)
+
     def test_used_job_id_is_refused(self):
         """A job_id the queue still knows (a job record, a result) or given twice: workers
         would take the new job for a re-run of the old one and skip its postback as sent, and
