@@ -574,6 +574,9 @@ static json_object *limit_state(struct rq *rq, const struct cfg *cfg, const char
 json_object *limit_collect(struct rq *rq, const struct cfg *cfg, struct err *e)
 {
     json_object *list = json_object_new_array();
+    /* SCAN may give a key twice (the keyspace was resized meanwhile): each bucket is listed
+     * once, or `limit show` would print it twice and `stats --prometheus` repeat its series */
+    json_object *seen = json_object_new_object();
     char cursor[32] = "0";
     int rc = 0;
     do {
@@ -586,11 +589,16 @@ json_object *limit_collect(struct rq *rq, const struct cfg *cfg, struct err *e)
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         for (size_t i = 0; rc == 0 && i < r->element[1]->elements; i++) {
             const char *key = r->element[1]->element[i]->str;
+            if (json_object_object_get_ex(seen, key, NULL)) {
+                continue;
+            }
+            json_object_object_add(seen, key, NULL);
             json_object *o = limit_state(rq, cfg, key, e);
             rc = o != NULL ? json_object_array_add(list, o) : err_wrap(e, "%.300s", key);
         }
         freeReplyObject(r);
     } while (rc == 0 && strcmp(cursor, "0") != 0);
+    json_object_put(seen);
     if (rc < 0) {
         json_object_put(list);
         return NULL;

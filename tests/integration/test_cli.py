@@ -17,6 +17,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -1229,6 +1230,52 @@ class StatsViewsTest(CliCase):
                     self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
         out = json.loads(self.pixq_ok("limit", "show", "--json"))  # the default user may
         self.assertEqual([b["bucket"] for b in out], ["bkt-x"])
+
+    def test_bucket_scan_gives_twice_is_listed_once(self):
+        """SCAN may give a key twice when Redis shrinks its keyspace between two calls: limit
+        show listed such a bucket twice, and stats --prometheus repeated its series (invalid
+        exposition). 70000 buckets; all but the last 100 SCAN's first call gives go while pixq's
+        second call is held: the keyspace shrinks to 128 slots, and the slot that call goes on
+        from holds those 100, given again."""
+        self.redis.execute("EVAL", "for i = 1, 70000 do redis.call('HSET', 'pixq:rl:{b' .. i "
+                           ".. '}', 'tat', '0') end", 0)
+
+        def first_call():
+            return self.redis.execute("SCAN", "0", "MATCH", "pixq:rl:{*", "COUNT", "1000")
+
+        calls = [first_call()]  # the same as pixq's once the keyspace is not being resized
+        while calls[-1] != calls[0] or len(calls) < 2:
+            time.sleep(0.2)
+            calls = [calls[-1], first_call()]
+        cursor, first = calls[0]
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        proxy.hold_on(b"SCAN\r\n$%d\r\n%s\r\n" % (len(cursor), cursor.encode()))
+        runs = []
+        env = {"PIXQ_REDIS_URL": proxy.redis_url()}
+        t = threading.Thread(target=lambda: runs.append(
+            self.run_pixq("limit", "show", "--json", env=env)))
+        t.start()
+        self.addCleanup(t.join)
+        self.addCleanup(proxy.release)
+        self.assertTrue(proxy.held.wait(scaled(30)), "pixq's second SCAN")
+        keep = set(first[-100:])  # those in the slot visited last
+        self.assertEqual(self.redis.execute("EVAL", """
+            local keep = {}
+            for _, k in ipairs(ARGV) do keep[k] = true end
+            for i = 1, 70000 do
+                local k = 'pixq:rl:{b' .. i .. '}'
+                if not keep[k] then redis.call('DEL', k) end
+            end
+            return redis.call('DBSIZE')""", 0, *keep), 100)
+        # a cursor is below the table's size: the table is down to 128 slots, rehashed
+        self.wait_until(lambda: int(self.redis.execute("SCAN", "0", "COUNT", "1")[0]) < 128,
+                        30, "the keyspace shrunk")
+        proxy.release()
+        t.join(scaled(60))
+        self.assertEqual(runs[0].returncode, 0, runs[0].stderr)
+        buckets = ["pixq:rl:{%s}" % b["bucket"] for b in json.loads(runs[0].stdout)]
+        self.assertEqual(sorted(buckets), sorted(set(first) | keep))
 
 
 
