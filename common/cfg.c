@@ -568,7 +568,7 @@ static char *unquote(char *v)
 static int load_line(struct cfg *c, char *line, const char *path, int lineno, struct err *e)
 {
     char *s = trim(line);
-    if (*s == '\0' || *s == '#') {
+    if (*s == '\0' || *s == '#' || *s == ';') { /* comments, as systemd's EnvironmentFile= */
         return 0;
     }
     if (strncmp(s, "export ", 7) == 0) {

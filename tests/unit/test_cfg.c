@@ -167,7 +167,9 @@ static void test_precedence(void)
     char path[] = "/tmp/pixq-cfg-XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
-    const char text[] = "# comment\nPIXQ_QUEUE=fromfile\nexport PIXQ_DEFAULT_QUALITY=\"60\"\n"
+    /* ';' starts a comment too, as in systemd's EnvironmentFile, which reads the same file */
+    const char text[] = "# comment\n; comment\n  ;PIXQ_QUEUE=x\nPIXQ_QUEUE=fromfile\n"
+                        "export PIXQ_DEFAULT_QUALITY=\"60\"\n"
                         "PIXQ_MAX_PIXELS=1000\n\nPIXQ_DEFAULT_BUCKET='bkt1'\n";
     CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
     close(fd);
