@@ -9,10 +9,15 @@
 
 #include "clock.h"
 
-#define STATUS_SLOTS   602 /* 0: no answer, 100-599: the status, 601: anything else */
-#define STATUS_OTHER   601
-#define MAX_BUCKETS    16      /* finite buckets of one histogram (+Inf comes on top) */
-#define MAX_QUEUE_WAIT 86400.0 /* seconds; a larger "wait" is a bad stamp, not a wait */
+#define STATUS_SLOTS 602 /* 0: no answer, 100-599: the status, 601: anything else */
+#define STATUS_OTHER 601
+#define MAX_BUCKETS  16 /* finite buckets of one histogram (+Inf comes on top) */
+
+/* A pixq_enqueued_at outside these is not a time pixq submit wrote (seconds for ms, a mistake):
+ * not a wait. Any wait after 2000 counts, a backlog days old after an outage too (in +Inf); a
+ * stamp a little ahead of this host's clock is the skew of two hosts' clocks (observed as 0). */
+#define MIN_STAMP_MS       946684800000LL /* 2000-01-01T00:00:00Z */
+#define MAX_STAMP_AHEAD_MS 300000LL       /* 5 minutes */
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "shared counters need lock-free 64-bit atomics");
 
@@ -141,9 +146,9 @@ void metrics_job_reserved(const struct job *j, long run, long started_ms)
         !json_object_is_type(at, json_type_int)) {
         return;
     }
-    double waited = (double)(started_ms - json_object_get_int64(at)) / 1000.0;
-    if (waited <= MAX_QUEUE_WAIT) {
-        observe(HIST_QUEUE_WAIT, waited); /* a little negative (clocks of two hosts): 0 */
+    long long at_ms = (long long)json_object_get_int64(at);
+    if (at_ms >= MIN_STAMP_MS && at_ms <= (long long)started_ms + MAX_STAMP_AHEAD_MS) {
+        observe(HIST_QUEUE_WAIT, (double)(started_ms - at_ms) / 1000.0); /* a little negative: 0 */
     }
 }
 

@@ -16,7 +16,8 @@
  *   processing_seconds                  histogram: fetch, decode, process, encode of one job
  *   upload_seconds                      histogram: one S3 PUT
  *   queue_wait_seconds                  histogram: from "pixq_enqueued_at" (pixq submit) to
- *                                       the first reserve; jobs without it are not counted
+ *                                       the first reserve; jobs without it (or with one before
+ *                                       2000 or over 5 minutes ahead) are not counted
  *   worker_processes                    gauge: live worker processes
  *   worker_restarts_total               worker processes the supervisor started again
  *   process_start_time_seconds          gauge: when the supervisor (or the worker) started */

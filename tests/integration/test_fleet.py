@@ -595,6 +595,27 @@ class MagickLimitTest(FleetCase):
 
 class JsonLogTest(FleetCase):
 
+    def test_queue_wait_of_a_backlog_days_old_is_counted(self):
+        """A job stamped days ago (a backlog after a long outage) waited that long: it is counted
+        in pixq_queue_wait_seconds (+Inf bucket), not dropped as a bad stamp as it was past a day.
+        Stamps that are no time pixq submit wrote (before 2000, a day ahead) are still not
+        counted; one a minute ahead (two hosts' clocks) waited 0."""
+        self.start_worker("--metrics-addr", "127.0.0.1:%d" % self.metrics_port)
+        now = int(time.time() * 1000)
+        stamps = {"old": now - 3 * 86400 * 1000, "y1999": 915148800000,
+                  "ahead": now + 86400 * 1000, "skew": now + 60000}
+        for job_id, at in stamps.items():
+            job = self.job(job_id, stamp=False)
+            job["pixq_enqueued_at"] = at
+            self.push_job(job)
+        self.wait_results(list(stamps))
+        fams = self.scrape()
+        self.assertEqual(sample(fams, "pixq_queue_wait_seconds_count"), 2)
+        self.assertEqual(sample(fams, "pixq_queue_wait_seconds_bucket", le="0.005"), 1)  # skew
+        self.assertEqual(sample(fams, "pixq_queue_wait_seconds_bucket", le="3600"), 1)
+        self.assertEqual(sample(fams, "pixq_queue_wait_seconds_bucket", le="+Inf"), 2)
+        self.assertGreaterEqual(sample(fams, "pixq_queue_wait_seconds_sum"), 3 * 86400)
+
     def test_json_lines_and_single_process_metrics(self):
         prog = self.start_worker("--log-format", "json", "--metrics-addr",
                                  "127.0.0.1:%d" % self.metrics_port)
