@@ -45,6 +45,11 @@ enum {
 #define DIFF_BIAS         2048    /* added to the differences in it (12 bits) */
 #define BAD_DIFF          INT_MIN /* dc_diff: a code the table does not have */
 
+/* ImageMagick's JPEG reader stops at the 1024th scan ("too many scans", its jpeg:max-scan-number
+ * guard against libjpeg's work per scan): a file of more is left to it, to fail as it does at
+ * any other size. jpegdc's own work is the file's bytes (AC scans skipped), not per scan. */
+#define MAX_SCANS 1023
+
 /* The bit reader's fast paths, inlined into the decoding loops (which keep it in registers). */
 #if defined(__GNUC__)
 #define HOT inline __attribute__((always_inline))
@@ -101,6 +106,7 @@ struct dec {
     struct dc_table dc[4];
     struct huff ac[4];
     unsigned restart; /* MCUs between restart markers, 0: none */
+    long scans;
     const char *why;
 };
 
@@ -836,6 +842,9 @@ static int parse_sos(struct dec *d)
 {
     const uint8_t *s;
     unsigned len;
+    if (++d->scans > MAX_SCANS) {
+        return decline(d, "too many scans");
+    }
     if (!d->sof || segment(d, &s, &len) < 0 || len < 1 || s[0] < 1 || s[0] > d->nc ||
         len != 4 + 2u * s[0]) {
         return decline(d, "bad scan header");

@@ -20,9 +20,10 @@
  * grey or YCbCr, each component at full or half resolution each way, DC scans complete down to
  * their last bit, and every component with an AC scan of its lowest coefficients (without one,
  * libjpeg's block smoothing would change the DC values). Anything else (baseline, arithmetic
- * coding, 12-bit, CMYK, Adobe RGB, markers libjpeg refuses, a damaged or truncated DC scan) is
- * declined, and the caller decodes the file with libjpeg through ImageMagick as before. Every
- * read is bounds-checked: the input is untrusted (tests/fuzz/fuzz_jpegdc.c). */
+ * coding, 12-bit, CMYK, Adobe RGB, markers libjpeg refuses, a damaged or truncated DC scan,
+ * more than 1023 scans, which ImageMagick refuses) is declined, and the caller decodes the file
+ * with libjpeg through ImageMagick as before. Every read is bounds-checked: the input is untrusted
+ * (tests/fuzz/fuzz_jpegdc.c). */
 #ifndef PIXQ_JPEGDC_H
 #define PIXQ_JPEGDC_H
 

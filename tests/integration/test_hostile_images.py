@@ -564,6 +564,13 @@ class CorruptTest(HostileImageTestCase):
         error = self.refuse_bytes("jpeg-scans", bomb, "cannot read the JPEG image: too many "
                                   "scans", ".jpg")
         self.assertNotIn("encode", error)
+        # needed at 1/8, the DC reader (PIXQ_JPEG_DC) took it and the job succeeded: it leaves
+        # a file of more scans than ImageMagick reads to ImageMagick, to fail the same way
+        src = self.src.add("/jpeg-scans-dc.jpg", bomb)
+        self.refused("jpeg-scans-dc", src, "cannot read the JPEG image: too many scans", [
+            {"name": "resize_to_fit", "params": {"width": 8, "height": 8},
+             "save": {"image_identifier": "thumb", "s3_destination": {
+                 "bucket": self.buckets[0], "key": "out/jpeg-scans-dc.jpg"}}}])
         self.assert_still_serving()
 
     def test_empty_body(self):

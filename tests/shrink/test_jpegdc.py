@@ -11,7 +11,9 @@ Checks, with libjpeg-turbo's own tools as the reference:
     mean absolute error is at most MAE_420 and no sample is further than MAX_420 off;
   - what it declines (exit 3) and why: a baseline JPEG, arithmetic coding, 12 bits (not made
     by Debian's tools: a hand-patched SOF header stands for it), a file cut before its DC scans
-    end, a file of DC scans only (libjpeg's block smoothing would change its DC values); every cut of a progressive file either declines or gives exactly the full
+    end, a file of DC scans only (libjpeg's block smoothing would change its DC values), a file
+    of 1024 scans (ImageMagick refuses it; one of 1023 is decoded); every cut of a progressive
+    file either declines or gives exactly the full
     file's image (the DC scans were complete), and damaged copies (seeded random bytes)
     decline or decode, never crash (sanitizer builds report through stderr); a DC scan one
     byte short (its last byte, before the marker that ends it or a restart marker, removed) is
@@ -157,6 +159,38 @@ def check_declines(args, c, tmp):
                 f"exit {rc}: {err[:200]}")
 
 
+def with_scans(data, total):
+    """A copy of a progressive JPEG with its smallest AC scan (the last, here) repeated until
+    the file has `total` scans (libjpeg warns of each copy, and takes it)."""
+    i = data.index(b"\xff\xda")
+    scans = []
+    while data[i:i + 2] == b"\xff\xda":
+        j = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        while not (data[j] == 0xFF and data[j + 1] != 0 and not 0xD0 <= data[j + 1] <= 0xD7):
+            j += 1
+        scans.append(data[i:j])
+        while data[j + 1] == 0xC4:  # a DHT between scans
+            j += 2 + int.from_bytes(data[j + 2:j + 4], "big")
+        i = j
+    extra = min(scans[1:], key=len) * (total - len(scans))
+    return data[:i] + extra + data[i:]
+
+
+def check_many_scans(args, c, tmp):
+    """ImageMagick stops a JPEG at its 1024th scan ("too many scans"): the DC reader decodes a
+    file of 1023 scans and declines one of 1024, for ImageMagick to refuse as at any size."""
+    prog = run(["convert", "-size", "64x64", "gradient:red-blue", "-interlace", "JPEG", "jpeg:-"],
+               check=True).stdout
+    for total, want in ((1023, 0), (1024, 3)):
+        path = tmp / ("scans-%d.jpg" % total)
+        blob = with_scans(prog, total)
+        path.write_bytes(blob)
+        rc, _, err = dump(args, path)
+        c.check(blob.count(b"\xff\xda") == total and rc == want and
+                (want == 0 or "too many scans" in err),
+                f"{total} scans: {'declined' if want else 'decoded'}", f"exit {rc}: {err[:200]}")
+
+
 def scan_short(data, nth, restart=False):
     """A copy of a JPEG whose nth scan has lost the byte before the marker that ends its
     entropy-coded data (with restart, before its first RSTn marker)."""
@@ -289,5 +323,6 @@ def check_worker(args, c, tmp):
 
 
 if __name__ == "__main__":
-    sys.exit(checklib.main("jpegdc", __doc__, (check_exact, check_declines, check_short_scans,
-                                               check_cuts_and_damage, check_worker)))
+    sys.exit(checklib.main("jpegdc", __doc__, (check_exact, check_declines, check_many_scans,
+                                               check_short_scans, check_cuts_and_damage,
+                                               check_worker)))
