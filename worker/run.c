@@ -137,18 +137,27 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
     http_response_init(&resp);
     long t0 = clock_mono_ms();
     int rc = http_perform(w->http, &req, &resp, e);
+    /* a 4xx or 5xx is the last answer (none is followed): its status says whether a run again
+     * may help, whatever befell its error page (over the cap, cut short) */
+    bool error_page = resp.status >= 400 && !resp.refused;
     if (rc < 0 && capped && clock_mono_ms() - t0 >= left) {
         note_job_limit(w);
         err_set(e, "the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (%ld ms) in all",
                 w->cfg->job_download_timeout_ms);
-    } else if (rc < 0) {
+    } else if (rc < 0 && !error_page) {
         bool final = resp.too_large || resp.refused || resp.bad_url || resp.bad_answer ||
                      strstr(e->msg, "redirects followed") != NULL;
         note_fetch_failure(w, final ? RUN_SOURCE_FAILED : RUN_SOURCE_TRANSIENT);
     } else if (resp.status / 100 != 2) {
         bool transient = resp.status >= 500 || resp.status == 429 || resp.status == 408;
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
-        rc = err_set(e, "server answered HTTP %ld", resp.status);
+        if (rc < 0) {
+            char why[ERR_MSG_MAX];
+            memcpy(why, e->msg, sizeof why);
+            err_set(e, "server answered HTTP %ld (its body cut short: %.200s)", resp.status, why);
+        } else {
+            rc = err_set(e, "server answered HTTP %ld", resp.status);
+        }
     }
     if (rc == 0) {
         buf_finish(out);

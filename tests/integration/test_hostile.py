@@ -137,6 +137,8 @@ class TrickServer(harness._Server):
             self._trickle(h)
         elif self.kinds.get(path) == "big503":  # an error page larger than the cap
             self._reply(h, 503, b"x" * (2 * 1024 * 1024), {"Content-Type": "text/plain"})
+        elif self.kinds.get(path) == "big404":  # a final answer whose page is over the cap
+            self._reply(h, 404, b"x" * (2 * 1024 * 1024), {"Content-Type": "text/html"})
         elif self.kinds.get(path) == "huge_header":  # one header line over libcurl's 100 KiB
             self._reply(h, 200, image_bytes(), {"Content-Type": "image/jpeg",
                                                 "X-Big": "b" * (300 * 1024)})
@@ -608,6 +610,17 @@ class TransferTest(HostileTestCase):
         self.expect_failure(self.job("big503", src), "larger than the limit")
         self.assertEqual(len(self.tricks.requests["/busy.png"]), 2)
         self.assertEqual(len(self.worker.log_events("job_retry")), 1)
+        self.assert_still_serving()
+
+    def test_error_page_larger_than_cap_is_final_as_its_status(self):
+        # a 404 is final however large its page: it was taken for a lost connection (no usable
+        # answer), run PIXQ_MAX_ATTEMPTS times and failed "response larger than the limit"
+        self.start(PIXQ_MAX_SRC_BYTES=1048576, PIXQ_MAX_ATTEMPTS=3, PIXQ_RETRY_BASE_MS=100,
+                   PIXQ_RETRY_MAX_MS=200)
+        src = self.tricks.special("/gone.png", "big404")
+        self.expect_failure(self.job("big404", src), "server answered HTTP 404 (its body cut short")
+        self.assertEqual(len(self.tricks.requests["/gone.png"]), 1)
+        self.assertEqual(self.worker.log_events("job_retry"), [])
         self.assert_still_serving()
 
     def test_trickling_source(self):
