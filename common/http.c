@@ -21,6 +21,9 @@ struct http {
 struct sink {
     struct buf *b;
     bool overflow;
+    struct buf *head;  /* the last response's header lines */
+    long status;       /* the status line's, of the response whose headers are coming */
+    bool check_length; /* a 2xx's Content-Length is held against b->max */
 };
 
 /* The guard of one request, as curl's callbacks see it. */
@@ -79,15 +82,43 @@ static size_t write_cb(char *p, size_t size, size_t n, void *user)
     return size * n;
 }
 
+/* The number after `skip` bytes of the header line p[0..len) (its status, its value), or -1. */
+static long long header_number(const char *p, size_t len, size_t skip)
+{
+    char text[64];
+    if (len <= skip) {
+        return -1;
+    }
+    snprintf(text, sizeof text, "%.*s", (int)(len - skip), p + skip);
+    char *end;
+    long long v = strtoll(text, &end, 10);
+    return end != text && v >= 0 ? v : -1;
+}
+
 static size_t header_cb(char *p, size_t size, size_t n, void *user)
 {
-    struct buf *b = user;
+    struct sink *s = user;
+    size_t len = size * n;
     /* a new status line starts a new response (after a redirect or 100-continue) */
-    if (size * n > 5 && strncmp(p, "HTTP/", 5) == 0) {
-        buf_reset(b);
+    if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
+        buf_reset(s->head);
+        const char *space = memchr(p, ' ', len);
+        s->status = space != NULL ? header_number(p, len, (size_t)(space - p)) : -1;
     }
-    buf_append(b, p, size * n); /* overflow only loses headers, never the request */
-    return size * n;
+    buf_append(s->head, p, len); /* overflow only loses headers, never the request */
+    /* a 2xx that says it is larger than the cap fails before its body is read; another answer's
+     * length is not held against it: libcurl skips the body of a redirect it follows (with
+     * CURLOPT_MAXFILESIZE, a redirect whose page was over the cap failed the download), and an
+     * error page is cut at the cap by write_cb() */
+    if (s->check_length && s->status / 100 == 2 && len > 15 &&
+        strncasecmp(p, "Content-Length:", 15) == 0) {
+        long long declared = header_number(p, len, 15);
+        if (declared >= 0 && (unsigned long long)declared > s->b->max) {
+            s->overflow = true;
+            return 0; /* curl stops: CURLE_WRITE_ERROR */
+        }
+    }
+    return len;
 }
 
 bool http_header_valid(const char *name, const char *value)
@@ -241,7 +272,7 @@ static void set_guard(CURL *c, struct guard_ctx *g)
 }
 
 static void set_options(CURL *c, const struct http_request *req, struct curl_slist *headers,
-                        struct sink *body, struct buf *head, char *errbuf)
+                        struct sink *body, char *errbuf)
 {
     curl_easy_reset(c); /* keeps the connection cache: keep-alive across requests */
     curl_easy_setopt(c, CURLOPT_URL, req->url);
@@ -253,11 +284,9 @@ static void set_options(CURL *c, const struct http_request *req, struct curl_sli
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-    /* a HEAD has no body to cap: libcurl would hold its Content-Length against the cap and fail
-     * it (the answer to a wait_for_s3 HEAD of an object over 64 KiB was lost) */
-    if (strcmp(req->method, "HEAD") != 0) {
-        curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
-    }
+    /* a HEAD has no body to cap: its Content-Length is not held against the cap (the answer to
+     * a wait_for_s3 HEAD of an object over 64 KiB was lost) */
+    body->check_length = req->max_body > 0 && strcmp(req->method, "HEAD") != 0;
     /* a source of 750 KB took 47 recv() and 49 poll() calls in 16 KiB reads, 3 and 5 in these */
     if (strcmp(req->method, "GET") == 0) {
         curl_easy_setopt(c, CURLOPT_BUFFERSIZE, GET_BUFFER);
@@ -265,7 +294,7 @@ static void set_options(CURL *c, const struct http_request *req, struct curl_sli
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, head);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, body);
     if (req->fresh_connect) {
         curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
     }
@@ -373,13 +402,13 @@ static int perform_once(struct http *h, const struct http_request *req, struct h
     if (headers == NULL) {
         return -1;
     }
-    struct sink body = {.b = &resp->body};
+    struct sink body = {.b = &resp->body, .head = &resp->head};
     struct guard_ctx guard = {.guard = req->guard};
     char errbuf[CURL_ERROR_SIZE] = "";
     char *escaped = url_escaped(req->url);
     struct http_request sent = *req;
     sent.url = escaped != NULL ? escaped : req->url;
-    set_options(h->curl, &sent, headers, &body, &resp->head, errbuf);
+    set_options(h->curl, &sent, headers, &body, errbuf);
     set_guard(h->curl, &guard);
     CURLcode rc = curl_easy_perform(h->curl);
     curl_slist_free_all(headers);

@@ -137,6 +137,17 @@ class TrickServer(harness._Server):
             self._trickle(h)
         elif self.kinds.get(path) == "big503":  # an error page larger than the cap
             self._reply(h, 503, b"x" * (2 * 1024 * 1024), {"Content-Type": "text/plain"})
+        elif self.kinds.get(path) == "big302":  # a redirect whose page is over the cap
+            self._reply(h, 302, b"x" * (2 * 1024 * 1024), {"Location": "/ok.jpg"})
+        elif self.kinds.get(path) == "declared":  # says it is over the cap, then sends slowly
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            h.send_header("Content-Length", str(64 * 1024 * 1024))
+            h.end_headers()
+            h.wfile.write(image_bytes()[:1024])
+            h.wfile.flush()
+            self.stopping.wait(30)
+            h.close_connection = True
         elif self.kinds.get(path) == "big404":  # a final answer whose page is over the cap
             self._reply(h, 404, b"x" * (2 * 1024 * 1024), {"Content-Type": "text/html"})
         elif self.kinds.get(path) == "huge_header":  # one header line over libcurl's 100 KiB
@@ -557,6 +568,22 @@ class RedirectTest(HostileTestCase):
         self.assertIn("file", pb.results["errors"][0].lower())
         self.assertNotIn("root:", pb.body.decode())
         self.assert_still_serving()
+
+    def test_redirect_with_a_page_over_the_cap(self):
+        # libcurl skips the page of a redirect it follows: it failed the download as "larger
+        # than the limit" (CURLOPT_MAXFILESIZE holding its Content-Length against the cap)
+        self.start(PIXQ_MAX_SRC_BYTES=1048576)
+        self.tricks.files["/ok.jpg"] = self.image
+        self.push_job(self.job("big302", self.tricks.special("/big302", "big302")))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-big302")
+        self.assertNotIn("errors", pb.results, pb.body[:400])
+        self.assertEqual(len(self.tricks.requests["/ok.jpg"]), 1)
+        # an image that says it is over the cap still fails as it says so, its body unread
+        t0 = time.monotonic()
+        self.expect_failure(self.job("declared", self.tricks.special("/big.jpg", "declared")),
+                            "response larger than the limit of 1048576 bytes")
+        self.assertLess(time.monotonic() - t0, scaled(8), "the body was read")
+        self.assertEqual(self.worker.log_events("job_retry"), [])
 
     def test_redirect_limit(self):
         self.start()
