@@ -58,8 +58,9 @@ struct op {
 };
 
 /* Whether ImageMagick's operation `name` reads a CMYK image's cyan, magenta and yellow as red,
- * green and blue (modulate's brightness darkened it, sepia_tone turned it blue, threshold and
- * gamma_channel inverted): proc_run() makes a CMYK image sRGB for it, and CMYK again after. */
+ * green and blue (modulate's brightness darkened it, sepia_tone turned it blue, threshold,
+ * gamma_channel, level and levelize inverted, auto_enhance made a white page black, deskew found
+ * no turn): proc_run() makes a CMYK image sRGB for it, and CMYK again after. */
 bool op_in_rgb(const char *name);
 
 /* The operation tables, one per file, each ending with {NULL, NULL}. */

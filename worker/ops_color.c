@@ -1409,9 +1409,10 @@ static int op_stegano(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
 
 bool op_in_rgb(const char *name)
 {
-    static const char *const names[] = {"blue_shift", "threshold",     "sepia_tone",
-                                        "modulate",   "gamma_channel", "auto_gamma",
-                                        "equalize",   "sketch",        "photograph"};
+    static const char *const names[] = {
+        "blue_shift", "threshold", "sepia_tone", "modulate",     "gamma_channel",
+        "auto_gamma", "equalize",  "sketch",     "photograph",   "level",
+        "levelize",   "normalize", "deskew",     "auto_enhance", "contrast_stretch_channel"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(name, names[i]) == 0) {
             return true;
