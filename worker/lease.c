@@ -141,14 +141,15 @@ static const redisReply *ids_of(const redisReply *r, size_t i)
  */
 static int reap_expired(struct lease *l, const struct lease_queue *q, long until)
 {
-    char batch[16];
+    char batch[16], lease_ms[32];
     snprintf(batch, sizeof batch, "%d", REAP_BATCH);
+    snprintf(lease_ms, sizeof lease_ms, "%ld", l->cfg->lease_ms);
     const char *keys[] = {q->workers_key, q->reaped_key};
-    const char *args[] = {batch};
+    const char *args[] = {batch, lease_ms};
     bool full = true, failed = false;
     while (full && !failed) {
         struct err e = {{0}};
-        redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 2, keys, 1, args, NULL, &e);
+        redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 2, keys, 2, args, NULL, &e);
         if (r == NULL) {
             char quoted[ERR_MSG_MAX + 16];
             LOG_WARN("redis_error", "step=expired queue=%s error=%s", q->name,

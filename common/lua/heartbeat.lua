@@ -8,13 +8,16 @@
 -- Returns 1 when the lease is held until now + lease; 0 when a "beat" found the worker gone (it
 -- was reaped: its jobs went back to the queue, so it must stop treating them as its own).
 --
--- A "beat" that finds every lease run out, its own too, comes after a time when no worker could
--- renew: Redis was down, loading, frozen or refusing writes (out of memory) for longer than a
--- lease. The workers did not die, Redis's clock ran on: every lease is renewed until now +
--- lease, so that the first worker back does not reap the others, whose beats come next (their
--- jobs would run twice, counted as crashes). expired.lua lists no worker meanwhile. A worker that
--- did die during the outage is reaped a lease later. ("register" does not: a fleet that starts
--- again after it died reaps the old workers at once.)
+-- A "beat" that finds no lease renewed for two thirds of a lease (the newest deadline, its own
+-- too, less than a third of a lease away; a live fleet renews every heartbeat, at most a third
+-- of the lease) comes after a time when no worker could renew: Redis was down, loading, frozen
+-- or refusing writes (out of memory) for about a lease or longer, and some leases or all ran out
+-- meanwhile (each worker renewed at its own time within a heartbeat). The workers did not die,
+-- Redis's clock ran on: every lease is renewed until now + lease, so that the first worker back
+-- does not reap the others, whose beats come next (their jobs would run twice, counted as
+-- crashes). expired.lua lists no worker meanwhile. A worker that did die during the outage is
+-- reaped a lease later. ("register" does not: a fleet that starts again after it died reaps the
+-- old workers at once.)
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -27,7 +30,7 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
     return 0
 end
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if tonumber(last[2]) < now then
+if tonumber(last[2]) < now + tonumber(ARGV[2]) / 3 then
     for _, wid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
         redis.call('ZADD', KEYS[1], 'XX', deadline, wid)
     end

@@ -179,6 +179,16 @@ class HeartbeatTest(LuaTestCase):
         for wid in ("w1", "w2", "w3"):
             self.assert_near(self.zscore(WORKERS, wid), t0 + 20000)
 
+    def test_beat_after_some_leases_ran_out_in_an_outage_renews_them_all(self):
+        """An outage of about a lease: the leases renewed first ran out, the last one holds
+        for 3 s more, and no worker renewed for 17 s: the first beat back renews every lease."""
+        now = self.now_ms()
+        self.r.execute("ZADD", WORKERS, now + 3000, "a", now - 1000, "b", now - 2000, "c")
+        t0 = self.now_ms()
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["b", 20000, "beat"]), 1)
+        for wid in ("a", "b", "c"):
+            self.assert_near(self.zscore(WORKERS, wid), t0 + 20000)
+
     def test_beat_while_another_lease_holds_renews_only_its_own(self):
         now = self.now_ms()
         self.r.execute("ZADD", WORKERS, 1, "w1", 2, "dead", now + 60000, "alive")
@@ -188,8 +198,8 @@ class HeartbeatTest(LuaTestCase):
 
 
 class ExpiredTest(LuaTestCase):
-    def expired(self, limit):
-        return self.run_script("expired", [WORKERS, REAPED], [limit])
+    def expired(self, limit, lease_ms=20000):
+        return self.run_script("expired", [WORKERS, REAPED], [limit, lease_ms])
 
     def test_lists_only_expired_workers_up_to_the_limit(self):
         now = self.now_ms()
@@ -215,6 +225,18 @@ class ExpiredTest(LuaTestCase):
         self.r.execute("ZADD", WORKERS, now - 10000, "w1", now - 5000, "w2")
         self.r.execute("ZADD", REAPED, now - 10, "r1")
         self.assertEqual(self.expired(16), [[], ["r1"]])
+
+    def test_none_listed_when_no_lease_was_renewed_for_two_thirds_of_a_lease(self):
+        """The workers renew at different times within a heartbeat (5 s of a 20 s lease): an
+        outage of 18 s lets those that renewed first run out while the last one's lease holds.
+        No worker renewed for 17 s, which a live fleet does every heartbeat: an outage still,
+        and nobody is reaped (b was, by a, before its first beat back: its job ran twice)."""
+        now = self.now_ms()
+        self.r.execute("ZADD", WORKERS, now + 3000, "a", now - 1000, "b")
+        self.assertEqual(self.expired(16), [[], []])
+        # a renewed 5 s ago, as a live fleet does: b is expired
+        self.r.execute("ZADD", WORKERS, now + 15000, "a")
+        self.assertEqual(self.expired(16), [["b"], []])
 
     def test_none_expired(self):
         self.assertEqual(self.expired(16), [[], []])
