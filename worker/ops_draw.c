@@ -160,14 +160,17 @@ static MagickWand *new_layer(MagickWand *of, long w, long h, const char *fn, str
 /* Makes `layer`, a new sRGB image to put on `w`, CMYK too when `w` is: ImageMagick's composite
  * only relabels its source as the image's colorspace, and the black channel it then reads was
  * never written (valgrind: uninitialised values from the heap into the output, which differed
- * run to run), while the colours themselves would be read as cyan, magenta and yellow. */
+ * run to run), while the colours themselves would be read as cyan, magenta and yellow. A CMYK
+ * layer (a CMYK JPEG logo, tile or other image) put on an image that is not CMYK is made sRGB:
+ * its inks were read as red, green and blue (it came out as a negative, its black lost). */
 static int match_colorspace(MagickWand *w, MagickWand *layer, const char *fn, struct err *e)
 {
-    if (MagickGetImageColorspace(w) != CMYKColorspace ||
-        MagickGetImageColorspace(layer) == CMYKColorspace) {
+    bool cmyk = MagickGetImageColorspace(w) == CMYKColorspace;
+    if (cmyk == (MagickGetImageColorspace(layer) == CMYKColorspace)) {
         return 0;
     }
-    if (MagickTransformImageColorspace(layer, CMYKColorspace) == MagickFalse) {
+    if (MagickTransformImageColorspace(layer, cmyk ? CMYKColorspace : sRGBColorspace) ==
+        MagickFalse) {
         return img_fail(layer, fn, e);
     }
     return 0;
@@ -1805,8 +1808,8 @@ static json_object *read_other_images(json_object *p, const char *fn, struct err
 }
 
 /* Loads every source into `list` (which holds the image), checking the appended size. */
-static int load_others(MagickWand *list, json_object *srcs, bool vertical, const struct op_ctx *ctx,
-                       const char *fn, struct err *e)
+static int load_others(MagickWand *w, MagickWand *list, json_object *srcs, bool vertical,
+                       const struct op_ctx *ctx, const char *fn, struct err *e)
 {
     long aw = width_of(list), ah = height_of(list);
     for (size_t i = 0; i < json_object_array_length(srcs); i++) {
@@ -1817,7 +1820,8 @@ static int load_others(MagickWand *list, json_object *srcs, bool vertical, const
         long ow = width_of(o), oh = height_of(o);
         aw = vertical ? (aw > ow ? aw : ow) : aw + ow;
         ah = vertical ? ah + oh : (ah > oh ? ah : oh);
-        int rc = op_check_size(aw, ah, ctx, fn, e);
+        /* ImageMagick's append copies each image's channels as they are into the first one's */
+        int rc = op_check_size(aw, ah, ctx, fn, e) < 0 ? -1 : match_colorspace(w, o, fn, e);
         if (rc == 0 && MagickAddImage(list, o) == MagickFalse) {
             rc = img_fail(list, fn, e);
         }
@@ -1875,7 +1879,7 @@ static int op_append(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
     if (json_object_array_length(srcs) > 0) {
         rc = MagickAddImage(list, w) == MagickFalse ? img_fail(list, fn, e) : 0;
         if (rc == 0) {
-            rc = load_others(list, srcs, vertical, ctx, fn, e);
+            rc = load_others(w, list, srcs, vertical, ctx, fn, e);
         }
         if (rc == 0) {
             rc = append_into(w, list, vertical, fn, e);
@@ -1929,7 +1933,7 @@ static int tile_over(MagickWand *w, MagickWand *tile, const char *fn, struct err
     if (band == NULL) {
         return -1;
     }
-    int rc = 0;
+    int rc = match_colorspace(band, tile, fn, e); /* a CMYK tile: the band is sRGB */
     for (long x = 0; rc == 0 && x < W; x += tw) {
         if (MagickCompositeImage(band, tile, CopyCompositeOp, x, 0) == MagickFalse) {
             rc = img_fail(band, fn, e);
