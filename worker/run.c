@@ -783,8 +783,9 @@ static int sign_postback(struct header_set *s, const char *secret, time_t now, c
     return 0;
 }
 
-/* Posts the result document `json` back in the shape of the job's version. */
-static int post_back(struct runner *w, const struct job *job, const char *json)
+/* Posts the result document `json` back in the shape of the job's version. Returns 0, -1 or
+ * RUN_POSTBACK_REFUSED with the reason in `out`, as run_postback(). */
+static int post_back(struct runner *w, const struct job *job, const char *json, struct err *out)
 {
     const char *url = job->postback_url;
     if (url == NULL) {
@@ -792,6 +793,15 @@ static int post_back(struct runner *w, const struct job *job, const char *json)
     }
     bool as_json = false, form = false;
     struct err e = {{0}};
+    char q[ERR_MSG_MAX + 16];
+    /* the URL itself refused (not http(s), no host, a literal address the guard refuses): no
+     * later try can be sent either. A name whose address is refused is not final: that is DNS's
+     * answer of the moment (see http_perform's refusal at connect time, retried as any other) */
+    if (netguard_check_url(&w->guard, url, &e) < 0) {
+        LOG_WARN("postback_failed", "job_id=%s error=%s", job->id, log_quote(e.msg, q, sizeof q));
+        *out = e;
+        return RUN_POSTBACK_REFUSED;
+    }
     if (job_param_bool(job->root, "job", "content_type_json", false, &as_json, &e) < 0) {
         as_json = false; /* job_parse() made such a job fail; its failure is still posted */
     }
@@ -839,15 +849,16 @@ static int post_back(struct runner *w, const struct job *job, const char *json)
     if (rc == 0 && resp.status / 100 != 2) {
         rc = err_set(&e, "postback answered HTTP %ld", resp.status);
     }
-    char q[ERR_MSG_MAX + 16];
     if (rc < 0) {
         LOG_WARN("postback_failed", "job_id=%s error=%s", job->id, log_quote(e.msg, q, sizeof q));
+        rc = resp.bad_url ? RUN_POSTBACK_REFUSED : -1; /* a URL libcurl cannot send, ever */
     } else {
         LOG_DEBUG("postback_sent", "job_id=%s status=%ld ms=%.3f", job->id, resp.status, ms);
     }
     http_response_finish(&resp);
     free(body);
-    return rc < 0 ? -1 : 0;
+    *out = e;
+    return rc < 0 ? rc : 0;
 }
 
 /* ---------------------------------------------------------------- the job guard */
@@ -988,11 +999,14 @@ static json_object *result_task(const struct cfg *c, const struct job *job, stru
 /* postback_url {"save": {"s3_destination": ...}}: the result JSON goes to that object, as
  * Blitline's worker wrote it, through the bucket's rate limit; a throttled or failing PUT is
  * tried again here, with the uploads' back-off, while PIXQ_POSTBACK_TIMEOUT_MS lasts (a postback
- * that fails is retried later with retry_postback, as a POST is). Returns 0 stored, -1 failed. */
-static int post_to_s3(struct runner *w, const struct job *job, const char *json)
+ * that fails is retried later with retry_postback, as a POST is). Returns 0 stored, -1 failed,
+ * RUN_POSTBACK_REFUSED when the deployment refuses the object (PIXQ_S3_BUCKETS), with the
+ * reason in `res`. */
+static int post_to_s3(struct runner *w, const struct job *job, const char *json, struct err *res)
 {
     struct err e = {{0}};
     json_object *task = result_task(w->cfg, job, &e);
+    bool refused = task == NULL && e.msg[0] != '\0'; /* the destination itself: final */
     long t0 = clock_mono_us(), deadline = clock_mono_ms() + w->cfg->postback_timeout_ms;
     enum up_outcome out = UP_FAILED;
     struct buf url;
@@ -1044,12 +1058,14 @@ static int post_to_s3(struct runner *w, const struct job *job, const char *json)
     json_object_put(task);
     free(body);
     buf_finish(&url);
-    return out == UP_DONE ? 0 : -1;
+    *res = e;
+    return out == UP_DONE ? 0 : refused ? RUN_POSTBACK_REFUSED : -1;
 }
 
-int run_postback(struct runner *r, const struct job *job, const char *body)
+int run_postback(struct runner *r, const struct job *job, const char *body, struct err *e)
 {
-    return job->postback_save != NULL ? post_to_s3(r, job, body) : post_back(r, job, body);
+    *e = (struct err){{0}};
+    return job->postback_save != NULL ? post_to_s3(r, job, body, e) : post_back(r, job, body, e);
 }
 
 void run_init(struct runner *r, const struct cfg *c, struct http *http)

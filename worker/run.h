@@ -128,9 +128,14 @@ void run_finish(struct runner *r);
 void run_fail(const struct job *job, struct result *res, char first_error[ERR_MSG_MAX],
               const char *why);
 
+#define RUN_POSTBACK_REFUSED (-3) /* run_postback(): the target is refused for good */
+
 /* POSTs `body` to the job's postback_url (if any) with its postback_headers, signed when a secret
  * is configured. Returns 0 when delivered (2xx) or when the job has no postback_url, -1 when it
- * failed (logged). */
-int run_postback(struct runner *r, const struct job *job, const char *body);
+ * failed (logged; a later try may succeed), RUN_POSTBACK_REFUSED when no try can (logged): the
+ * URL is not http(s), has no host or is malformed, or is a literal address the network guard
+ * refuses; a postback_url save to a bucket PIXQ_S3_BUCKETS does not allow. A name that
+ * resolves to a refused address is -1: DNS may answer otherwise later. The reason is in `e`. */
+int run_postback(struct runner *r, const struct job *job, const char *body, struct err *e);
 
 #endif

@@ -1010,9 +1010,10 @@ static enum posting posting_check(struct worker *w, const struct buf *payload, c
  * marked only once delivered, so a worker dying with it in flight leaves it to the rerun: at
  * least once. Redis is asked on every run, the first included: a run counted first may be the
  * stale one (its lease lost while it was paused) after another run posted. Returns 0 delivered
- * (or nothing to deliver), -1 failed, -2 the job is no longer this worker's (nothing posted). */
+ * (or nothing to deliver), -1 failed, -2 the job is no longer this worker's (nothing posted),
+ * RUN_POSTBACK_REFUSED failed for good (no retry can help; why in `e`). */
 static int post_once(struct worker *w, const struct buf *payload, const struct job *job,
-                     const char *json, char digest[HASH_SHA256_HEX], bool *sent)
+                     const char *json, char digest[HASH_SHA256_HEX], bool *sent, struct err *why)
 {
     *sent = false;
     if (job->postback_url == NULL && job->postback_save == NULL) {
@@ -1041,8 +1042,9 @@ static int post_once(struct worker *w, const struct buf *payload, const struct j
     case POSTING_GO:
         break;
     }
-    if (run_postback(&w->runner, job, json) < 0) {
-        return -1;
+    int rc = run_postback(&w->runner, job, json, why);
+    if (rc < 0) {
+        return rc == RUN_POSTBACK_REFUSED ? rc : -1;
     }
     *sent = true;
     return 0;
@@ -1097,6 +1099,14 @@ static void log_postback_retry(const char *job_id, long attempt, const struct se
     /* not settled: another worker took the job, or Redis ran the call and its answer was lost */
     LOG_INFO("postback_retry", "job_id=%s attempt=%ld in_ms=%ld scheduled=%s", job_id, attempt + 1,
              s->retry_ms, settled == 1 ? "1" : "unknown");
+}
+
+/* A postback whose target is refused for good (RUN_POSTBACK_REFUSED): no retry is scheduled. */
+static void log_postback_refused(const char *job_id, long attempt, const struct err *why)
+{
+    char q[ERR_MSG_MAX + 16];
+    LOG_ERROR("postback_given_up", "job_id=%s reason=refused attempt=%ld error=%s", job_id, attempt,
+              log_quote(why->msg, q, sizeof q));
 }
 
 static long job_attempt(const struct job *j);
@@ -1643,9 +1653,12 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     }
     bool sent = false;
     char digest[HASH_SHA256_HEX] = "";
-    int posted = post_once(w, &t->payload, job, json, digest, &sent);
+    struct err why = {{0}};
+    int posted = post_once(w, &t->payload, job, json, digest, &sent, &why);
     if (posted == -2) {
         LOG_WARN("lease_lost", "job_id=%s step=before_postback", job->id);
+    } else if (posted == RUN_POSTBACK_REFUSED && wants_postback_retry(w, job)) {
+        log_postback_refused(job->id, 1, &why);
     }
     long attempts = job_attempt(job);
     const char *text = failed ? job_text(job) : NULL; /* serialised only when needed */
@@ -1798,8 +1811,10 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     } else if (r == NULL || r->type != REDIS_REPLY_STRING) {
         LOG_WARN("postback_given_up", "job_id=%s reason=result_gone attempt=%ld",
                  job != NULL ? job->id : "", attempt + 1);
-    } else if ((posted = post_once(w, &t->payload, job, r->str, digest, &sent)) == -2) {
+    } else if ((posted = post_once(w, &t->payload, job, r->str, digest, &sent, &e)) == -2) {
         LOG_WARN("lease_lost", "job_id=%s step=before_postback", job->id);
+    } else if (posted == RUN_POSTBACK_REFUSED) {
+        log_postback_refused(job->id, attempt + 1, &e);
     } else if (posted < 0) {
         if (attempt >= 1 && attempt < (long)w->postback_delays.n) {
             retry = postback_retry(w, text, job->id, attempt + 1, &s);

@@ -26,7 +26,7 @@ import time
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
-from harness import CONFIG, PixqTestCase, corpus  # noqa: E402
+from harness import CONFIG, PixqTestCase, corpus, scaled  # noqa: E402
 
 POSTBACK_TIMEOUT_S = 60
 DEST_BUCKET = "blitline-out"  # where s3_destination buckets are rewritten to
@@ -1284,7 +1284,25 @@ class ResultToS3BucketsTest(BlitlineTestCase):
     (a review wrote into a forbidden bucket both ways)."""
 
     buckets = BlitlineTestCase.buckets + ("forbidden",)
-    worker_env_extra = {"PIXQ_S3_BUCKETS": ",".join(BlitlineTestCase.buckets)}
+    worker_env_extra = {"PIXQ_S3_BUCKETS": ",".join(BlitlineTestCase.buckets),
+                        "PIXQ_POSTBACK_RETRY_DELAYS_S": "1,1"}
+
+    def test_forbidden_bucket_is_given_up_at_once(self):
+        """With retry_postback, a bucket PIXQ_S3_BUCKETS refuses is refused on every retry too:
+        given up at once (reason=refused), not tried again after each wait."""
+        src = self.src.add("/a.jpg", image_file("orient6-400x300.jpg"))
+        self.push_job(result_to_s3_job("fb-retry", src, "forbidden", "r/fb-retry.json",
+                                       retry_postback=True))
+        worker = self.programs[0]
+        given_up = self.wait_until(lambda: worker.log_events("postback_given_up"), 20,
+                                   "postback_given_up")
+        self.assertEqual((given_up[0].get("reason"), given_up[0].get("attempt")),
+                         ("refused", "1"), given_up)
+        self.assertEqual(given_up[0].get("error"), "bucket 'forbidden' is not allowed")
+        time.sleep(scaled(3))  # both retries would have come by now
+        self.assertEqual(worker.log_events("postback_retry"), [])
+        self.assertEqual(len(worker.log_events("postback_failed")), 1)
+        self.assertEqual(self.s3.get_object("forbidden", "r/fb-retry.json")[0], 404)
 
     def test_result_is_not_written_to_a_forbidden_bucket(self):
         src = self.src.add("/a.jpg", image_file("orient6-400x300.jpg"))

@@ -726,6 +726,41 @@ class PostbackAddressTest(HostileTestCase):
         self.assertEqual(self.loop_postbacks.postbacks, [])
         self.assert_still_serving()
 
+    def test_refused_postback_is_given_up_at_once(self):
+        """retry_postback to a URL the guard refuses (a literal private address, a scheme other
+        than http(s)): no retry can be sent either, so it is given up at once, with the reason,
+        not tried again after each of PIXQ_POSTBACK_RETRY_DELAYS_S."""
+        self.start(PIXQ_POSTBACK_RETRY_DELAYS_S="1,1")
+        for name, url, why in (("pb-refused-ip", "http://10.0.0.7/pb", "(private)"),
+                               ("pb-refused-scheme", "ftp://example.com/pb",
+                                "only http:// and https:// URLs are allowed")):
+            self.push_job(self.job(name, postback_url=url, retry_postback=True))
+            job_id = "hostile-" + name
+            given_up = self.wait_until(
+                lambda: [e for e in self.worker.log_events("postback_given_up")
+                         if e.get("job_id") == job_id], 10, "postback_given_up of " + job_id)
+            self.assertEqual(given_up[0].get("reason"), "refused", given_up)
+            self.assertEqual(given_up[0].get("attempt"), "1", given_up)
+            self.assertIn(why, given_up[0].get("error", ""), given_up)
+        time.sleep(scaled(3))  # both retries would have come by now
+        self.assertEqual(self.worker.log_events("postback_retry"), [])
+        self.assertEqual(len(self.worker.log_events("postback_failed")), 2)
+        self.assertEqual(len(self.worker.log_events("postback_given_up")), 2)
+        self.assert_queue_drained()
+        self.assert_still_serving()
+
+    def test_postback_to_refused_name_is_retried(self):
+        """A name that resolves to a refused address is DNS's answer of the moment, which may
+        change: its postback is retried as any failed one (README, Security)."""
+        self.start(PIXQ_POSTBACK_RETRY_DELAYS_S="1")
+        url = "http://localhost:%d/pb" % self.loop_postbacks.port
+        self.push_job(self.job("pb-name-retry", postback_url=url, retry_postback=True))
+        given_up = self.wait_until(lambda: self.worker.log_events("postback_given_up"), 15,
+                                   "postback_given_up")
+        self.assertEqual(given_up[0].get("attempts"), "2", given_up)
+        self.assertEqual(len(self.worker.log_events("postback_retry")), 1)
+        self.assertEqual(self.loop_postbacks.postbacks, [])
+
     def test_postback_scheme(self):
         self.start()
         self.push_job(self.job("pb-scheme", postback_url="file:///tmp/pb"))
