@@ -33,6 +33,7 @@ struct histogram {
 struct shared {
     atomic_ullong jobs[METRICS_JOB_COUNT];
     atomic_ullong outputs[METRICS_OUTPUT_COUNT];
+    atomic_ullong postbacks[METRICS_POSTBACK_COUNT];
     atomic_ullong s3[METRICS_S3_COUNT][STATUS_SLOTS];
     atomic_ullong waits[METRICS_WAIT_COUNT];
     atomic_ullong wait_us[METRICS_WAIT_COUNT];
@@ -55,6 +56,8 @@ static const char *const job_names[METRICS_JOB_COUNT] = {
     "succeeded", "failed", "retried", "parked", "dead", "lease_lost",
 };
 static const char *const output_names[METRICS_OUTPUT_COUNT] = {"uploaded", "failed", "parked"};
+static const char *const postback_names[METRICS_POSTBACK_COUNT] = {"delivered", "retried",
+                                                                   "given_up", "refused"};
 static const char *const s3_names[METRICS_S3_COUNT] = {"PUT", "GET", "HEAD"};
 static const char *const wait_names[METRICS_WAIT_COUNT] = {"local", "park"};
 
@@ -101,6 +104,13 @@ void metrics_count_output(enum metrics_output outcome)
 {
     if (shm != NULL && outcome < METRICS_OUTPUT_COUNT) {
         add(&shm->outputs[outcome], 1);
+    }
+}
+
+void metrics_count_postback(enum metrics_postback outcome)
+{
+    if (shm != NULL && outcome < METRICS_POSTBACK_COUNT) {
+        add(&shm->postbacks[outcome], 1);
     }
 }
 
@@ -254,6 +264,12 @@ static int render_counters(struct buf *out)
     rc = rc ? rc
             : labelled(out, "outputs_total", "outcome", output_names, shm->outputs,
                        METRICS_OUTPUT_COUNT, 1);
+    rc = rc ? rc
+            : head(out, "postbacks_total", "counter",
+                   "Postback attempts by how they ended (given_up and refused: never delivered).");
+    rc = rc ? rc
+            : labelled(out, "postbacks_total", "outcome", postback_names, shm->postbacks,
+                       METRICS_POSTBACK_COUNT, 1);
     rc = rc ? rc : render_s3(out);
     rc = rc ? rc
             : head(out, "throttle_waits_total", "counter",

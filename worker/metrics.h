@@ -9,6 +9,8 @@
  * Exposed (text format 0.0.4), all prefixed pixq_:
  *   jobs_total{outcome}                 succeeded, failed, retried, parked, dead, lease_lost
  *   outputs_total{outcome}              uploaded, failed, parked
+ *   postbacks_total{outcome}            delivered, retried, given_up, refused: how each postback
+ *                                       attempt (a POST, or the result's PUT) ended
  *   s3_responses_total{method,code}     PUT/GET/HEAD by HTTP status; code="transport" when no
  *                                       answer came (reset, timeout); only codes seen
  *   throttle_waits_total{kind}          uploads that waited for their bucket's slot: "local" (in
@@ -47,6 +49,15 @@ enum metrics_output {
     METRICS_OUTPUT_COUNT,
 };
 
+enum metrics_postback {
+    METRICS_POSTBACK_DELIVERED, /* 2xx, or the result stored in S3 */
+    METRICS_POSTBACK_RETRIED,   /* failed; a retry is scheduled (retry_postback) */
+    METRICS_POSTBACK_GIVEN_UP,  /* failed, and no retry comes: none asked, the last one, or the
+                                 * retry task poisoned or its result gone */
+    METRICS_POSTBACK_REFUSED, /* refused by the deployment (its URL or bucket): given up at once */
+    METRICS_POSTBACK_COUNT,
+};
+
 enum metrics_s3 {
     METRICS_S3_PUT,
     METRICS_S3_GET,
@@ -71,6 +82,9 @@ void metrics_count_job(enum metrics_job outcome);
 
 /* Counts an output's outcome (one upload attempt's end: done, failed for good, or parked). */
 void metrics_count_output(enum metrics_output outcome);
+
+/* Counts how a postback attempt ended. */
+void metrics_count_postback(enum metrics_postback outcome);
 
 /* One S3 answer (`status` 0: none came). */
 void metrics_count_s3(enum metrics_s3 method, long status);

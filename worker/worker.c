@@ -1101,6 +1101,19 @@ static void log_postback_retry(const char *job_id, long attempt, const struct se
              s->retry_ms, settled == 1 ? "1" : "unknown");
 }
 
+/* Counts how a postback attempt ended: post_once()'s `posted` (nothing for -2, a lost job),
+ * whether it `sent` one, whether a retry of it is scheduled. */
+static void count_postback(int posted, bool sent, bool retried)
+{
+    if (posted == 0 && sent) {
+        metrics_count_postback(METRICS_POSTBACK_DELIVERED);
+    } else if (posted == RUN_POSTBACK_REFUSED) {
+        metrics_count_postback(METRICS_POSTBACK_REFUSED);
+    } else if (posted == -1) {
+        metrics_count_postback(retried ? METRICS_POSTBACK_RETRIED : METRICS_POSTBACK_GIVEN_UP);
+    }
+}
+
 /* A postback whose target is refused for good (RUN_POSTBACK_REFUSED): no retry is scheduled. */
 static void log_postback_refused(const char *job_id, long attempt, const struct err *why)
 {
@@ -1675,6 +1688,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     if (posted == -1 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
     }
+    count_postback(posted, sent, retry != NULL);
     int settled = settle(w, &t->payload, &s);
     lease_delivering(w->lease, false);
     free(dead);
@@ -1805,10 +1819,12 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     int posted = 0;
     lease_delivering(w->lease, true);
     if (poisoned != NULL) {
+        metrics_count_postback(METRICS_POSTBACK_GIVEN_UP);
         char q[ERR_MSG_MAX + 16];
         LOG_ERROR("postback_given_up", "job_id=%s reason=poisoned attempt=%ld error=%s",
                   job != NULL ? job->id : "", attempt + 1, log_quote(poisoned, q, sizeof q));
     } else if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        metrics_count_postback(METRICS_POSTBACK_GIVEN_UP);
         LOG_WARN("postback_given_up", "job_id=%s reason=result_gone attempt=%ld",
                  job != NULL ? job->id : "", attempt + 1);
     } else if ((posted = post_once(w, &t->payload, job, r->str, digest, &sent, &e)) == -2) {
@@ -1822,6 +1838,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
             LOG_ERROR("postback_given_up", "job_id=%s attempts=%ld", job->id, attempt + 1);
         }
     }
+    count_postback(posted, sent, retry != NULL);
     freeReplyObject(r);
     s.posted_id = sent ? job->id : NULL;
     s.posted = sent ? digest : NULL;

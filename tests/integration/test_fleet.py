@@ -386,6 +386,8 @@ class SupervisorTest(FleetCase):
         self.assertEqual(sample(fams, "pixq_outputs_total", outcome="uploaded"), jobs)
         self.assertEqual(sample(fams, "pixq_outputs_total", outcome="parked"), 1)
         self.assertEqual(sample(fams, "pixq_outputs_total", outcome="failed"), 0)
+        self.assertEqual(sample(fams, "pixq_postbacks_total", outcome="delivered"), jobs)
+        self.assertEqual(sample(fams, "pixq_postbacks_total", outcome="given_up"), 0)
         s3 = {s[1]["code"]: s[2] for s in fams["pixq_s3_responses_total"]["samples"]
               if s[1]["method"] == "PUT"}
         self.assertEqual(s3, {"200": len(ok_puts), "500": 1})
@@ -398,7 +400,8 @@ class SupervisorTest(FleetCase):
         self.assertEqual(sample(fams, "pixq_worker_restarts_total"), 1)
         started = sample(fams, "pixq_process_start_time_seconds")
         self.assertTrue(t_start - 1 <= started <= time.time(), (t_start, started))
-        for fam in ("pixq_jobs_total", "pixq_outputs_total", "pixq_s3_responses_total",
+        for fam in ("pixq_jobs_total", "pixq_outputs_total", "pixq_postbacks_total",
+                    "pixq_s3_responses_total",
                     "pixq_throttle_waits_total", "pixq_throttle_wait_seconds_total",
                     "pixq_processing_seconds", "pixq_upload_seconds", "pixq_queue_wait_seconds"):
             self.assertIn(fam, fams)
@@ -664,6 +667,35 @@ class JsonLogTest(FleetCase):
         result = json.loads(self.redis.lindex(self.key("result:json-bad"), 0))["results"]
         self.assertEqual(failed[0]["error"], result["errors"][0])  # unquoted, then JSON again
         self.assertTrue(any(e["event"] == "redis" and e.get("script") for e in events))
+
+    def test_postback_outcomes(self):
+        """pixq_postbacks_total counts how each postback attempt ended: a failed one whose retry
+        is scheduled (retried), the retry failing too (given_up: the last wait), one never sent
+        because the guard refuses its URL (refused, at once), and a delivered one. They were in
+        the log only."""
+        self.start_worker("--metrics-addr", "127.0.0.1:%d" % self.metrics_port,
+                          PIXQ_POSTBACK_RETRY_DELAYS_S="1")
+        self.postbacks.answer_with(500, 503)
+        job = self.job("pm-retry")
+        job["retry_postback"] = True
+        self.push_job(job)
+        self.wait_until(lambda: self.programs[0].log_events("postback_given_up"), 20,
+                        "the retry given up")
+        refused = self.job("pm-refused")
+        refused["postback_url"] = "ftp://example.com/pb"
+        refused["retry_postback"] = True
+        self.push_job(refused)
+        self.push_job(self.job("pm-ok"))
+        self.wait_for_postback(30, job_id="pm-ok")
+
+        def counted():
+            fams = self.scrape()
+            got = {o: sample(fams, "pixq_postbacks_total", outcome=o)
+                   for o in ("delivered", "retried", "given_up", "refused")}
+            return got if got["delivered"] == 1 and got["refused"] == 1 else None
+        got = self.wait_until(counted, 10, "the postbacks counted")
+        self.assertEqual(got, {"delivered": 1, "retried": 1, "given_up": 1, "refused": 1})
+        self.assertEqual(len(self.postbacks.postbacks), 3)  # the refused one was never sent
 
     def parse_line(self, line):
         try:
