@@ -146,6 +146,10 @@ static const struct cfg_entry table[] = {
      "first retry delay; doubles per attempt, each wait drawn between half its step and the step"},
     {"retry-max-ms", "PIXQ_RETRY_MAX_MS", T_LONG, F(retry_max_ms), 1, 86400000L, "60000", false,
      "longest retry delay"},
+    {"retry-after-max-ms", "PIXQ_RETRY_AFTER_MAX_MS", T_LONG, F(retry_after_max_ms), 0, 86400000L,
+     "300000", false,
+     "longest wait a source's or postback receiver's Retry-After (with 429 or 503) may set before "
+     "the retry; a longer one waits this long; 0: Retry-After is ignored"},
     {"dead-max-age-s", "PIXQ_DEAD_MAX_AGE_S", T_LONG, F(dead_max_age_s), 60, 3650 * 86400L,
      "15552000", false, "oldest entry kept in pixq:{Q}:dead, seconds (180 days)"},
     {"shutdown-timeout-ms", "PIXQ_SHUTDOWN_TIMEOUT_MS", T_LONG, F(shutdown_timeout_ms), 0, 3600000,

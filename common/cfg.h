@@ -81,6 +81,7 @@ struct cfg {
     long max_attempts;
     long retry_base_ms;
     long retry_max_ms;
+    long retry_after_max_ms; /* longest Retry-After honoured; 0: none is */
     long dead_max_age_s;
     long shutdown_timeout_ms;
     long promote_batch;

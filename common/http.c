@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -461,6 +462,35 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
         rc = perform_once(h, &fresh, resp, &died, e);
     }
     return rc;
+}
+
+long http_retry_after_ms(const struct http_response *r, time_t now, long max_ms)
+{
+    char v[128];
+    if ((r->status != 429 && r->status != 503) || max_ms <= 0 ||
+        !http_response_header(r, "Retry-After", v, sizeof v)) {
+        return -1;
+    }
+    size_t len = strlen(v);
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t')) {
+        v[--len] = '\0';
+    }
+    long long secs;
+    if (len > 0 && strspn(v, "0123456789") == len) {
+        /* delay-seconds; more digits than a long long holds is more than any cap */
+        secs = len > 12 ? LLONG_MAX / 1000 : strtoll(v, NULL, 10);
+    } else {
+        time_t at = curl_getdate(v, NULL);
+        if (len == 0 || at == -1) {
+            return -1;
+        }
+        secs = at > now ? (long long)(at - now) : 0;
+    }
+    if (secs > max_ms / 1000) {
+        return max_ms;
+    }
+    long ms = (long)secs * 1000;
+    return ms < max_ms ? ms : max_ms;
 }
 
 bool http_response_header(const struct http_response *r, const char *name, char *out, size_t cap)

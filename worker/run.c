@@ -151,6 +151,8 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
     } else if (resp.status / 100 != 2) {
         bool transient = resp.status >= 500 || resp.status == 429 || resp.status == 408;
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
+        long after = http_retry_after_ms(&resp, time(NULL), w->cfg->retry_after_max_ms);
+        w->retry_after_ms = after > w->retry_after_ms ? after : w->retry_after_ms;
         if (rc < 0) {
             char why[ERR_MSG_MAX];
             memcpy(why, e->msg, sizeof why);
@@ -794,6 +796,7 @@ static int post_back(struct runner *w, const struct job *job, const char *json, 
     bool as_json = false, form = false;
     struct err e = {{0}};
     char q[ERR_MSG_MAX + 16];
+    w->postback_retry_after_ms = -1;
     /* the URL itself refused (not http(s), no host, a literal address the guard refuses): no
      * later try can be sent either. A name whose address is refused is not final: that is DNS's
      * answer of the moment (see http_perform's refusal at connect time, retried as any other) */
@@ -851,6 +854,8 @@ static int post_back(struct runner *w, const struct job *job, const char *json, 
     }
     if (rc < 0) {
         LOG_WARN("postback_failed", "job_id=%s error=%s", job->id, log_quote(e.msg, q, sizeof q));
+        w->postback_retry_after_ms =
+            http_retry_after_ms(&resp, time(NULL), w->cfg->retry_after_max_ms);
         rc = resp.bad_url ? RUN_POSTBACK_REFUSED : -1; /* a URL libcurl cannot send, ever */
     } else {
         LOG_DEBUG("postback_sent", "job_id=%s status=%ld ms=%.3f", job->id, resp.status, ms);
@@ -940,6 +945,7 @@ static enum run_status run(struct runner *r, const struct job *job, struct resul
     r->times = (struct run_times){0};
     r->downloads = 0;
     r->past_job_limit = false;
+    r->retry_after_ms = -1;
     run_release(r);
     if (job->error[0] != '\0') {
         fail_job(&t, job->error);
@@ -1065,6 +1071,7 @@ static int post_to_s3(struct runner *w, const struct job *job, const char *json,
 int run_postback(struct runner *r, const struct job *job, const char *body, struct err *e)
 {
     *e = (struct err){{0}};
+    r->postback_retry_after_ms = -1;
     return job->postback_save != NULL ? post_to_s3(r, job, body, e) : post_back(r, job, body, e);
 }
 
@@ -1073,6 +1080,8 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
     r->cfg = c;
     r->http = http;
     r->uploaded = NULL;
+    r->retry_after_ms = -1;
+    r->postback_retry_after_ms = -1;
     memset(r->regions, 0, sizeof r->regions);
     r->next_region = 0;
     struct err e = {{0}};

@@ -78,9 +78,13 @@ struct runner {
     struct run_times times;  /* of the current job */
     struct srccache sources; /* of the current job: those it names more than once */
     long downloads;          /* by the current job, against PIXQ_MAX_SOURCES */
-    bool past_job_limit;     /* the current run went past PIXQ_MAX_SOURCES or
-                                PIXQ_JOB_DOWNLOAD_TIMEOUT_MS: no run again fixes it, not even
-                                wait_retry_delay's */
+    long retry_after_ms;     /* the longest wait a transient source failure of the current run
+                                asked for (Retry-After, at most PIXQ_RETRY_AFTER_MAX_MS); -1:
+                                none did */
+    long postback_retry_after_ms; /* the same, of the last failed postback POST; -1: none */
+    bool past_job_limit;          /* the current run went past PIXQ_MAX_SOURCES or
+                                     PIXQ_JOB_DOWNLOAD_TIMEOUT_MS: no run again fixes it, not even
+                                     wait_retry_delay's */
     /* whether a run of the job that ends with `st` (a source failure) runs again (then a failed
      * run's finished outputs are not uploaded); or NULL: none does */
     bool (*reruns)(void *user, const struct job *j, enum run_status st);

@@ -1090,6 +1090,10 @@ static char *postback_retry(struct worker *w, const char *job_text, const char *
     json_object_put(env);
     s->retry = text;
     s->retry_ms = w->postback_delays.s[attempt - 1] * 1000;
+    /* the receiver's Retry-After (429, 503), up to PIXQ_RETRY_AFTER_MAX_MS, when it is longer */
+    if (w->runner.postback_retry_after_ms > s->retry_ms) {
+        s->retry_ms = w->runner.postback_retry_after_ms;
+    }
     return text;
 }
 
@@ -2016,27 +2020,30 @@ static bool reruns(const struct worker *w, const struct job *j, enum run_status 
 /* How long to wait before running the job again, or -1 not to: wait_retry_delay's seconds
  * (outside 0..100 it is 5), else exponential back-off with equal jitter (between half the step
  * and the step: with full jitter a retry could come at once, and a source down for a second
- * failed the job for good). */
+ * failed the job for good); or, when longer, what a source answering 429 or 503 asked for with
+ * Retry-After (at most PIXQ_RETRY_AFTER_MAX_MS: the runner's retry_after_ms). */
 static long retry_delay_ms(struct worker *w, const struct job *j, enum run_status st)
 {
     if (!reruns(w, j, st)) {
         return -1;
     }
-    long attempt = job_attempt(j);
+    long attempt = job_attempt(j), delay;
     if (waits_retry(j)) {
         long secs = 5;
         struct err e;
         if (job_param_long(j->root, "job", "wait_retry_delay", 5, 0, 100, &secs, &e) < 0) {
             secs = 5;
         }
-        return secs * 1000;
+        delay = secs * 1000;
+    } else {
+        long cap = w->cfg->retry_base_ms;
+        for (long i = 1; i < attempt && cap < w->cfg->retry_max_ms; i++) {
+            cap *= 2;
+        }
+        cap = cap > w->cfg->retry_max_ms ? w->cfg->retry_max_ms : cap;
+        delay = jittered(w, cap);
     }
-    long cap = w->cfg->retry_base_ms;
-    for (long i = 1; i < attempt && cap < w->cfg->retry_max_ms; i++) {
-        cap *= 2;
-    }
-    cap = cap > w->cfg->retry_max_ms ? w->cfg->retry_max_ms : cap;
-    return jittered(w, cap);
+    return w->runner.retry_after_ms > delay ? w->runner.retry_after_ms : delay;
 }
 
 /* requeue.lua: the reserved payload leaves the active list; `next` runs in `delay` ms. For the

@@ -484,7 +484,8 @@ class SourceServer(_Server):
     host). stall(path) makes requests for path wait, without answering, until release() or stop()
     (or `stall_seconds`); status[path] = code answers that path with an error status instead;
     answer_with(path, 503, 503) answers the next requests for path with those statuses, one each,
-    before serving it normally again; delay[path] = seconds answers that path late."""
+    before serving it normally again (a status may be (status, {header: value}) to send those
+    headers with it); delay[path] = seconds answers that path late."""
 
     def __init__(self, files=None, stall_seconds=120, host=LOOPBACK):
         self.files = dict(files or {})
@@ -548,7 +549,8 @@ class SourceServer(_Server):
         if self.delay.get(path):
             time.sleep(self.delay[path])
         if scripted is not None:
-            handler.reply(scripted, b"scripted error\n", head_only=head_only)
+            status, extra = scripted if isinstance(scripted, tuple) else (scripted, None)
+            handler.reply(status, b"scripted error\n", head_only=head_only, extra=extra)
         elif path in self.status:
             handler.reply(self.status[path], b"error\n", head_only=head_only)
         elif path in self.files:
@@ -637,7 +639,8 @@ class PostbackReceiver(_Server):
         return self.base_url() + path
 
     def answer_with(self, *statuses):
-        """Answer the next requests with these statuses, in order, then with `status`."""
+        """Answer the next requests with these statuses, in order, then with `status`; a status
+        may be (status, {header: value}) to send those headers with it."""
         with self._cond:
             self._queued.extend(statuses)
 
@@ -664,6 +667,7 @@ class PostbackReceiver(_Server):
             self._records.append(pb)
             status = self._queued.pop(0) if self._queued else self.status
             self._cond.notify_all()
+        status, extra = status if isinstance(status, tuple) else (status, None)
         if self.delay > 0:
             time.sleep(self.delay)
         body = (self.answer_body or b"{}") if status < 300 else (self.error_body or b"error")
@@ -674,7 +678,7 @@ class PostbackReceiver(_Server):
             handler.wfile.write(body)
             handler.close_connection = True
             return
-        handler.reply(status, body, "application/json")
+        handler.reply(status, body, "application/json", extra=extra)
 
     def wait_for_postback(self, timeout=30, path=None, job_id=None, predicate=None, check=None):
         """The first recorded postback that matches path, job_id and predicate, waiting up to

@@ -475,6 +475,27 @@ class PostbackRetryEveryJobTest(PostbackRetryCase):
         self.assertEqual(len(self.worker.log_events("postback_given_up")), 1)
 
 
+class PostbackRetryAfterTest(PostbackRetryCase):
+    """A receiver answering 429 or 503 with Retry-After: the retry waits that long when it is
+    longer than PIXQ_POSTBACK_RETRY_DELAYS_S's wait (1 s here), at most
+    PIXQ_RETRY_AFTER_MAX_MS (3 s here)."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1,1", "PIXQ_RETRY_AFTER_MAX_MS": "3000"}
+
+    def test_retry_waits_for_retry_after(self):
+        self.postbacks.answer_with((503, {"Retry-After": "2"}), (429, {"Retry-After": "3600"}))
+        self.push_retrying("pb-retry-after")
+        pbs = self.attempts("pb-retry-after", 3)
+        gaps = [b.time - a.time for a, b in zip(pbs, pbs[1:])]
+        self.assertGreaterEqual(gaps[0], 1.95, gaps)  # Retry-After: 2, not the 1 s wait
+        self.assertGreaterEqual(gaps[1], 2.95, gaps)  # an hour asked for: the cap, 3 s
+        self.assertLess(gaps[1], scaled(5), gaps)
+        retries = [e for e in self.worker.log_events("postback_retry")
+                   if e.get("job_id") == "pb-retry-after"]
+        self.assertEqual([e.get("in_ms") for e in retries], ["2000", "3000"])
+        self.assert_queue_drained()
+
+
 class PostbackAnswerTest(PostbackRetryCase):
     """A receiver that took the postback: answering 2xx with a large body, or after longer than
     PIXQ_LOW_SPEED_TIME_S, is a delivered postback, not one to post again."""

@@ -16,6 +16,7 @@ duration, kills, duplicate postbacks and the stats counters (reruns, recovered, 
 """
 
 import collections
+import email.utils
 import hashlib
 import json
 import random
@@ -1947,6 +1948,54 @@ class RetryTest(ReliabilityCase):
             self.assertGreaterEqual(gaps[0], 0.095, (job_id, gaps))
             self.assertGreaterEqual(gaps[1], 0.195, (job_id, gaps))
             self.assert_success(job_id)
+
+    def retry_gap(self, job_id, *answers, **env):
+        """The wait between a source's failed answer(s) `answers` and the run after it."""
+        self.start_worker(**env)
+        path = "/%s.png" % job_id
+        self.src.add(path, tiny_png())
+        self.src.answer_with(path, *answers)
+        self.push_jobs([self.tiny_job(job_id, path=path)])
+        self.wait_until(lambda: self.results(job_id), 30, "the result")
+        self.assert_success(job_id)
+        times = self.src.request_times(path)
+        self.assertEqual(len(times), 2, times)
+        return times[1] - times[0]
+
+    def test_retry_after_seconds(self):
+        """A source answering 503 with Retry-After: 3 is run again 3 s later, not after the
+        back-off's 100-200 ms: it was ignored, and the job failed while the source said when
+        to come back."""
+        gap = self.retry_gap("ra-secs", (503, {"Retry-After": "3"}))
+        self.assertGreaterEqual(gap, 2.95)
+        self.assertLess(gap, scaled(5))
+
+    def test_retry_after_http_date(self):
+        """Retry-After as an HTTP-date (429 here): the wait is until then."""
+        at = email.utils.formatdate(time.time() + 4, usegmt=True)  # whole seconds: 3-4 s on
+        gap = self.retry_gap("ra-date", (429, {"Retry-After": at}))
+        self.assertGreaterEqual(gap, 2.5)
+        self.assertLess(gap, scaled(6))
+
+    def test_retry_after_capped(self):
+        """A Retry-After longer than PIXQ_RETRY_AFTER_MAX_MS waits that long only; 0 ignores
+        it; a Retry-After with a 500 is no wait asked for."""
+        gap = self.retry_gap("ra-cap", (503, {"Retry-After": "3600"}),
+                             PIXQ_RETRY_AFTER_MAX_MS=1500)
+        self.assertGreaterEqual(gap, 1.45)
+        self.assertLess(gap, scaled(3))
+
+    def test_retry_after_ignored(self):
+        self.start_worker(PIXQ_RETRY_AFTER_MAX_MS=0)
+        for job_id, status in (("ra-off", 503), ("ra-500", 500)):
+            path = "/%s.png" % job_id
+            self.src.add(path, tiny_png())
+            self.src.answer_with(path, (status, {"Retry-After": "30"}))
+            self.push_jobs([self.tiny_job(job_id, path=path)])
+        for job_id in ("ra-off", "ra-500"):
+            self.wait_until(lambda j=job_id: self.results(j), 10, "the result of " + job_id)
+            times = self.src.request_times("/%s.png" % job_id)
+            self.assertLess(times[1] - times[0], scaled(1.5), (job_id, times))
 
     def test_always_503_fails_after_max_attempts(self):
         self.start_worker()
