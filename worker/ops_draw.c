@@ -1717,6 +1717,19 @@ static int prepare_overlay(MagickWand *w, MagickWand *src, json_object *p, const
 static int place(MagickWand *w, MagickWand *src, CompositeOperator op, const struct placement *at,
                  const char *fn, struct err *e)
 {
+    /* CopyOpacity takes the grey levels of a src without alpha (as_mask's) for the image's alpha:
+     * on a CMYK image ImageMagick reads them from its cyan, magenta and yellow, all 0 once the
+     * grey is made CMYK (its black), and the mask was lost (the image left opaque). The grey
+     * levels (of a CMYK mask made sRGB: its inks are no grey levels) are made its alpha first,
+     * which CopyOpacity takes as it is in any colorspace. */
+    if (op == CopyOpacityCompositeOp && MagickGetImageColorspace(w) == CMYKColorspace &&
+        MagickGetImageAlphaChannel(src) == MagickFalse) {
+        if ((MagickGetImageColorspace(src) == CMYKColorspace &&
+             MagickTransformImageColorspace(src, sRGBColorspace) == MagickFalse) ||
+            MagickSetImageAlphaChannel(src, CopyAlphaChannel) == MagickFalse) {
+            return img_fail(src, fn, e);
+        }
+    }
     if (match_colorspace(w, src, fn, e) < 0) {
         return -1;
     }
