@@ -1,3 +1,4 @@
+#define _DEFAULT_SOURCE /* inet_aton */
 #include "netguard.h"
 
 #include <arpa/inet.h>
@@ -386,6 +387,21 @@ int netguard_check_url_form(const char *url, struct err *e)
     return url_form(url, host, e);
 }
 
+/* An IPv4 address in one of the spellings inet_aton() takes besides the dotted quad, which the
+ * resolver reads the same way when the request connects: "127.1", "2130706433", "0x7f.1",
+ * "017700000001". Without it they were taken for names: refused at connect time only, so that a
+ * postback_url spelt so was tried again after each of its retry_postback waits. */
+static int numeric_ipv4(const char *host, struct netguard_addr *out)
+{
+    struct in_addr in;
+    if (inet_aton(host, &in) == 0) {
+        return -1;
+    }
+    *out = (struct netguard_addr){.family = AF_INET};
+    memcpy(out->b, &in, 4);
+    return 0;
+}
+
 int netguard_check_url(const struct netguard *g, const char *url, struct err *e)
 {
     char host[256];
@@ -393,7 +409,7 @@ int netguard_check_url(const struct netguard *g, const char *url, struct err *e)
         return -1;
     }
     struct netguard_addr a;
-    if (netguard_parse_addr(host, &a) < 0) {
+    if (netguard_parse_addr(host, &a) < 0 && numeric_ipv4(host, &a) < 0) {
         return 0; /* a name: checked when it resolves */
     }
     return netguard_check(g, &a, e);

@@ -260,6 +260,15 @@ static void test_urls(void)
     CHECK(netguard_check_url(&g, "http://10.0.0.1?x=1", &e) < 0);
     CHECK(netguard_check_url(&g, "http://a@b@169.254.169.254/latest", &e) < 0);
     CHECK(strstr(e.msg, "169.254.169.254") != NULL);
+    /* the other spellings of an IPv4 address the resolver takes are addresses, not names */
+    CHECK(netguard_check_url(&g, "http://2130706433/x", &e) < 0);
+    CHECK_STR(e.msg, "address 127.0.0.1 is not allowed (loopback)");
+    CHECK(netguard_check_url(&g, "http://127.1:8080/x", &e) < 0);
+    CHECK_STR(e.msg, "address 127.0.0.1 is not allowed (loopback)");
+    CHECK(netguard_check_url(&g, "http://0x7f.0.0.9/x", &e) == 0); /* 127.0.0.9 is allowed */
+    CHECK(netguard_check_url(&g, "http://012.1/x", &e) < 0);
+    CHECK_STR(e.msg, "address 10.0.0.1 is not allowed (private)");
+    CHECK(netguard_check_url(&g, "http://1e3.example/x", &e) == 0); /* a name */
     CHECK(netguard_check_url(&g, "http://[::1]:8080/x", &e) < 0);
     CHECK_STR(e.msg, "address ::1 is not allowed (loopback)");
     CHECK(netguard_check_url(&g, "http://[fe80::1%25eth0]/x", &e) < 0);
