@@ -16,8 +16,8 @@ static int op_no_op(MagickWand *w, json_object *p, const struct op_ctx *ctx, str
 }
 
 static const struct op ops_core[] = {
-    {"no_op", op_no_op},
-    {NULL, NULL},
+    {"no_op", op_no_op, false},
+    {NULL, NULL, false},
 };
 
 /* Every table of operations; each ends with a NULL name. */

@@ -55,13 +55,12 @@ typedef int (*op_fn)(MagickWand *w, json_object *params, const struct op_ctx *ct
 struct op {
     const char *name;
     op_fn run;
+    /* ImageMagick's operation reads a CMYK image's cyan, magenta and yellow as red, green and
+     * blue (modulate's brightness darkened it, sepia_tone turned it blue, threshold,
+     * gamma_channel, level and levelize inverted, auto_enhance made a white page black, deskew
+     * found no turn): run_fn() makes a CMYK image sRGB for it, and CMYK again after. */
+    bool in_rgb;
 };
-
-/* Whether ImageMagick's operation `name` reads a CMYK image's cyan, magenta and yellow as red,
- * green and blue (modulate's brightness darkened it, sepia_tone turned it blue, threshold,
- * gamma_channel, level and levelize inverted, auto_enhance made a white page black, deskew found
- * no turn): proc_run() makes a CMYK image sRGB for it, and CMYK again after. */
-bool op_in_rgb(const char *name);
 
 /* The operation tables, one per file, each ending with {NULL, NULL}. */
 extern const struct op ops_geometry[];

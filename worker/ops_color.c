@@ -1407,58 +1407,44 @@ static int op_stegano(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
     return rc;
 }
 
-bool op_in_rgb(const char *name)
-{
-    static const char *const names[] = {
-        "blue_shift", "threshold", "sepia_tone", "modulate",     "gamma_channel",
-        "auto_gamma", "equalize",  "sketch",     "photograph",   "level",
-        "levelize",   "normalize", "deskew",     "auto_enhance", "contrast_stretch_channel"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* clang-format off */
 const struct op ops_color[] = {
-    {"blur", op_blur},
-    {"sharpen", op_sharpen},
-    {"adaptive_blur", op_adaptive_blur},
-    {"adaptive_sharpen", op_adaptive_sharpen},
-    {"blue_shift", op_blue_shift},
-    {"threshold", op_threshold},
-    {"convert_to_dpi", op_convert_to_dpi},
-    {"interlace", op_interlace},
-    {"unsharp_mask", op_unsharp_mask},
-    {"median_filter", op_median_filter},
-    {"despeckle", op_despeckle},
-    {"enhance", op_enhance},
-    {"sepia_tone", op_sepia_tone},
-    {"gray_colorspace", op_gray_colorspace},
-    {"modulate", op_modulate},
-    {"contrast", op_contrast},
-    {"contrast_stretch_channel", op_contrast_stretch_channel},
-    {"gamma_channel", op_gamma_channel},
-    {"level", op_level},
-    {"levelize", op_levelize},
-    {"auto_level", op_auto_level},
-    {"auto_gamma", op_auto_gamma},
-    {"auto_enhance", op_auto_enhance},
-    {"equalize", op_equalize},
-    {"normalize", op_normalize},
-    {"quantize", op_quantize},
-    {"vignette", op_vignette},
-    {"sketch", op_sketch},
-    {"photograph", op_photograph},
-    {"pixelate", op_pixelate},
-    {"deskew", op_deskew},
-    {"density", op_density},
-    {"resample", op_resample},
-    {"delete_profile", op_delete_profile},
-    {"add_profile", op_add_profile},
-    {"stegano", op_stegano},
-    {NULL, NULL},
+    {"blur", op_blur, false},
+    {"sharpen", op_sharpen, false},
+    {"adaptive_blur", op_adaptive_blur, false},
+    {"adaptive_sharpen", op_adaptive_sharpen, false},
+    {"blue_shift", op_blue_shift, true},
+    {"threshold", op_threshold, true},
+    {"convert_to_dpi", op_convert_to_dpi, false},
+    {"interlace", op_interlace, false},
+    {"unsharp_mask", op_unsharp_mask, false},
+    {"median_filter", op_median_filter, false},
+    {"despeckle", op_despeckle, false},
+    {"enhance", op_enhance, false},
+    {"sepia_tone", op_sepia_tone, true},
+    {"gray_colorspace", op_gray_colorspace, false},
+    {"modulate", op_modulate, true},
+    {"contrast", op_contrast, false},
+    {"contrast_stretch_channel", op_contrast_stretch_channel, true},
+    {"gamma_channel", op_gamma_channel, true},
+    {"level", op_level, true},
+    {"levelize", op_levelize, true},
+    {"auto_level", op_auto_level, false},
+    {"auto_gamma", op_auto_gamma, true},
+    {"auto_enhance", op_auto_enhance, true},
+    {"equalize", op_equalize, true},
+    {"normalize", op_normalize, true},
+    {"quantize", op_quantize, false},
+    {"vignette", op_vignette, false},
+    {"sketch", op_sketch, true},
+    {"photograph", op_photograph, true},
+    {"pixelate", op_pixelate, false},
+    {"deskew", op_deskew, true},
+    {"density", op_density, false},
+    {"resample", op_resample, false},
+    {"delete_profile", op_delete_profile, false},
+    {"add_profile", op_add_profile, false},
+    {"stegano", op_stegano, false},
+    {NULL, NULL, false},
 };
 /* clang-format on */

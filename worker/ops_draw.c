@@ -1991,16 +1991,16 @@ static int op_tile(MagickWand *w, json_object *p, const struct op_ctx *ctx, stru
 
 /* clang-format off */
 const struct op ops_draw[] = {
-    {"annotate", op_annotate},
-    {"watermark", op_watermark},
-    {"caption", op_caption},
-    {"line", op_line},
-    {"rectangle", op_rectangle},
-    {"ellipse", op_ellipse},
-    {"composite", op_composite},
-    {"dissolve", op_dissolve},
-    {"append", op_append},
-    {"tile", op_tile},
-    {NULL, NULL},
+    {"annotate", op_annotate, false},
+    {"watermark", op_watermark, false},
+    {"caption", op_caption, false},
+    {"line", op_line, false},
+    {"rectangle", op_rectangle, false},
+    {"ellipse", op_ellipse, false},
+    {"composite", op_composite, false},
+    {"dissolve", op_dissolve, false},
+    {"append", op_append, false},
+    {"tile", op_tile, false},
+    {NULL, NULL, false},
 };
 /* clang-format on */

@@ -625,19 +625,19 @@ static int op_rotate(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
 
 /* clang-format off */
 const struct op ops_geometry[] = {
-    {"resize_to_fit", op_resize_to_fit},
-    {"resize_to_fill", op_resize_to_fill},
-    {"resize", op_resize},
-    {"scale", op_scale},
-    {"thumbnail", op_thumbnail},
-    {"resize_to_fit_with_wrap", op_resize_to_fit_with_wrap},
-    {"crop", op_crop},
-    {"crop_to_square", op_crop_to_square},
-    {"pad", op_pad},
-    {"pad_resize_to_fit", op_pad_resize_to_fit},
-    {"rotate", op_rotate},
-    {"trim", op_trim},
-    {"background_color", op_background_color},
-    {NULL, NULL},
+    {"resize_to_fit", op_resize_to_fit, false},
+    {"resize_to_fill", op_resize_to_fill, false},
+    {"resize", op_resize, false},
+    {"scale", op_scale, false},
+    {"thumbnail", op_thumbnail, false},
+    {"resize_to_fit_with_wrap", op_resize_to_fit_with_wrap, false},
+    {"crop", op_crop, false},
+    {"crop_to_square", op_crop_to_square, false},
+    {"pad", op_pad, false},
+    {"pad_resize_to_fit", op_pad_resize_to_fit, false},
+    {"rotate", op_rotate, false},
+    {"trim", op_trim, false},
+    {"background_color", op_background_color, false},
+    {NULL, NULL, false},
 };
 /* clang-format on */

@@ -121,7 +121,7 @@ static int run_fn(struct walk *wk, MagickWand **parent, bool take, const struct 
         *parent = NULL;
     }
     const struct op *op = op_find(f->name);
-    bool cmyk = op_in_rgb(f->name) && MagickGetImageColorspace(w) == CMYKColorspace;
+    bool cmyk = op->in_rgb && MagickGetImageColorspace(w) == CMYKColorspace;
     int rc = cmyk && MagickTransformImageColorspace(w, sRGBColorspace) == MagickFalse
                  ? img_fail(w, f->name, e)
                  : 0;
