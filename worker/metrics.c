@@ -196,11 +196,12 @@ static int head(struct buf *out, const char *name, const char *type, const char 
     return buf_printf(out, "# HELP pixq_%s %s\n# TYPE pixq_%s %s\n", name, help, name, type);
 }
 
-/* A counter with one label whose values are all shown, zeros included. */
-static int labelled(struct buf *out, const char *name, const char *label, const char *const *names,
-                    atomic_ullong *values, int n, double scale)
+/* A counter with its HELP and TYPE lines and one label whose values are all shown, zeros
+ * included. */
+static int labelled(struct buf *out, const char *name, const char *help, const char *label,
+                    const char *const *names, atomic_ullong *values, int n, double scale)
 {
-    int rc = 0;
+    int rc = head(out, name, "counter", help);
     for (int i = 0; i < n && rc == 0; i++) {
         if (scale == 1) {
             rc = buf_printf(out, "pixq_%s{%s=\"%s\"} %llu\n", name, label, names[i],
@@ -257,32 +258,26 @@ static int render_histogram(struct buf *out, enum histogram_id h, const char *na
 
 static int render_counters(struct buf *out)
 {
-    int rc = head(out, "jobs_total", "counter", "Jobs by how their run ended.");
+    int rc = labelled(out, "jobs_total", "Jobs by how their run ended.", "outcome", job_names,
+                      shm->jobs, METRICS_JOB_COUNT, 1);
     rc = rc ? rc
-            : labelled(out, "jobs_total", "outcome", job_names, shm->jobs, METRICS_JOB_COUNT, 1);
-    rc = rc ? rc : head(out, "outputs_total", "counter", "Outputs by how their upload ended.");
+            : labelled(out, "outputs_total", "Outputs by how their upload ended.", "outcome",
+                       output_names, shm->outputs, METRICS_OUTPUT_COUNT, 1);
     rc = rc ? rc
-            : labelled(out, "outputs_total", "outcome", output_names, shm->outputs,
-                       METRICS_OUTPUT_COUNT, 1);
-    rc = rc ? rc
-            : head(out, "postbacks_total", "counter",
-                   "Postback attempts by how they ended (given_up and refused: never delivered).");
-    rc = rc ? rc
-            : labelled(out, "postbacks_total", "outcome", postback_names, shm->postbacks,
-                       METRICS_POSTBACK_COUNT, 1);
+            : labelled(out, "postbacks_total",
+                       "Postback attempts by how they ended (given_up and refused: never "
+                       "delivered).",
+                       "outcome", postback_names, shm->postbacks, METRICS_POSTBACK_COUNT, 1);
     rc = rc ? rc : render_s3(out);
+    rc =
+        rc ? rc
+           : labelled(out, "throttle_waits_total",
+                      "Uploads that waited for their bucket's rate limit, in the worker or parked.",
+                      "kind", wait_names, shm->waits, METRICS_WAIT_COUNT, 1);
     rc = rc ? rc
-            : head(out, "throttle_waits_total", "counter",
-                   "Uploads that waited for their bucket's rate limit, in the worker or parked.");
-    rc = rc ? rc
-            : labelled(out, "throttle_waits_total", "kind", wait_names, shm->waits,
-                       METRICS_WAIT_COUNT, 1);
-    rc = rc ? rc
-            : head(out, "throttle_wait_seconds_total", "counter",
-                   "Time uploads waited for their bucket's rate limit.");
-    rc = rc ? rc
-            : labelled(out, "throttle_wait_seconds_total", "kind", wait_names, shm->wait_us,
-                       METRICS_WAIT_COUNT, 1e-6);
+            : labelled(out, "throttle_wait_seconds_total",
+                       "Time uploads waited for their bucket's rate limit.", "kind", wait_names,
+                       shm->wait_us, METRICS_WAIT_COUNT, 1e-6);
     return rc;
 }
 
