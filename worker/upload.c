@@ -43,7 +43,7 @@ struct slot {
     int status; /* 0 go, 1 reserved in wait_ms, 2 nothing reserved, wait_ms away */
     long wait_ms;
     char region[64];
-    long epoch; /* the bucket's `decreases` when the slot was given */
+    long epoch; /* the bucket's epoch (decreases and re-plans) when the slot was given */
 };
 
 /* rl_acquire.lua for one token. A Redis failure lets the upload go (S3 itself still pushes back).
@@ -67,11 +67,19 @@ static void acquire(const struct uploader *u, const char *bucket, const char *jo
     const char *args[] = {rate, burst, "1", horizon, min_rate, ttl};
     struct err e = {{0}};
     redisReply *r = rq_script(u->rq, RQ_SCRIPT_RL_ACQUIRE, 1, keys, 6, args, NULL, &e);
-    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 5) {
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 6) {
         s->status = (int)r->element[0]->integer;
         s->wait_ms = (long)r->element[1]->integer;
         s->epoch = (long)r->element[4]->integer;
         snprintf(s->region, sizeof s->region, "%s", r->element[2]->str ? r->element[2]->str : "");
+        long eff = (long)r->element[3]->integer; /* tokens per 1000 s */
+        if (r->element[5]->integer == 1 && eff > 0) {
+            LOG_INFO("bucket_replanned", "job_id=%s bucket=%s rate=%.3f", job_id, bucket,
+                     eff / 1000.0);
+            if (u->replanned != NULL) {
+                u->replanned(u->replanned_user, bucket, 1000000000L / eff);
+            }
+        }
     } else {
         char q[ERR_MSG_MAX + 16];
         LOG_WARN("limiter_unavailable", "job_id=%s bucket=%s error=%s", job_id, bucket,
@@ -246,8 +254,9 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
     return UP_FAILED;
 }
 
-/* The bucket's `decreases` counter: a slot reserved before the last decrease is void. Returns
- * -2 when it cannot be read (then no reservation is trusted). */
+/* The bucket's epoch, its `decreases` and `replans` counters added: a slot reserved before the
+ * last decrease or re-plan is void. Returns -2 when it cannot be read (then no reservation is
+ * trusted). */
 static long current_epoch(const struct uploader *u, const char *bucket)
 {
     if (u->rq == NULL || bucket == NULL) {
@@ -256,12 +265,14 @@ static long current_epoch(const struct uploader *u, const char *bucket)
     char key[RQ_KEY_MAX];
     limiter_key(bucket, key, sizeof key);
     struct err e = {{0}};
-    redisReply *r = rq_command(u->rq, &e, "HGET %s decreases", key);
+    redisReply *r = rq_command(u->rq, &e, "HMGET %s decreases replans", key);
     long epoch = -2;
-    if (r != NULL && r->type == REDIS_REPLY_STRING) {
-        epoch = strtol(r->str, NULL, 10);
-    } else if (r != NULL && r->type == REDIS_REPLY_NIL) {
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         epoch = 0;
+        for (size_t i = 0; i < 2; i++) {
+            const redisReply *v = r->element[i];
+            epoch += v->type == REDIS_REPLY_STRING ? strtol(v->str, NULL, 10) : 0;
+        }
     }
     freeReplyObject(r);
     return epoch;

@@ -34,6 +34,10 @@ struct uploader {
     const struct s3_config *s3;
     struct rq *rq;   /* for the limiter; NULL: no limit (tools and tests) */
     long horizon_ms; /* a slot taken at most this far ahead; 0: PIXQ_S3_HORIZON_MS */
+    /* Called when the bucket's limiter re-planned at a higher rate (rl_acquire.lua), to bring the
+     * bucket's parked uploads forward (replan.lua); NULL: none. */
+    void (*replanned)(void *user, const char *bucket, long interval_us);
+    void *replanned_user;
 };
 
 /* Sends `len` bytes as the task says. Returns the outcome; see above. */

@@ -287,6 +287,36 @@ static bool in_hand_taken(void *user)
     return job_taken(w, w->in_hand, "upload", w->runner.job_id);
 }
 
+#define REPLAN_LOOK_MAX 10000 /* most delayed entries of a queue replan.lua looks at */
+
+/* uploader.replanned: the bucket's limiter re-planned at a higher rate: its parked uploads in
+ * every queue of this worker are brought forward (replan.lua), and each queue where some were
+ * is looked at again at once. Those of queues this worker does not serve keep their times. */
+static void replan_parked(void *user, const char *bucket, long interval_us)
+{
+    struct worker *w = user;
+    char step[32], most[32];
+    snprintf(step, sizeof step, "%ld", interval_us);
+    snprintf(most, sizeof most, "%d", REPLAN_LOOK_MAX);
+    for (size_t i = 0; i < w->nq; i++) {
+        struct wqueue *q = &w->q[i];
+        const char *keys[] = {q->delayed_key};
+        const char *args[] = {bucket, step, most};
+        struct err e = {{0}};
+        redisReply *r = rq_script(w->rq, RQ_SCRIPT_REPLAN, 1, keys, 3, args, NULL, &e);
+        if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+            LOG_INFO("uploads_replanned", "queue=%s bucket=%s count=%lld interval_ms=%.1f", q->name,
+                     bucket, r->integer, interval_us / 1000.0);
+            q->next_promote_at = 0;
+        } else if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+            char qe[ERR_MSG_MAX + 16];
+            LOG_WARN("uploads_replanned", "queue=%s bucket=%s error=%s", q->name, bucket,
+                     log_quote(e.msg[0] ? e.msg : "bad reply", qe, sizeof qe));
+        }
+        freeReplyObject(r);
+    }
+}
+
 /* {first_seen, runs}'s first_seen, or -1. */
 static long reply_first_seen(const redisReply *r)
 {
@@ -392,6 +422,8 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
     w->runner.reruns_user = w;
     w->runner.taken = in_hand_taken;
     w->runner.taken_user = w;
+    w->runner.up.replanned = replan_parked;
+    w->runner.up.replanned_user = w;
     run_set_redis(&w->runner, w->rq);
     img_init();
     return w;

@@ -1,7 +1,8 @@
 -- rl_acquire.lua: take tokens from one S3 bucket's shared rate limit (GCRA on Redis's clock).
 --
 -- KEYS[1] pixq:rl:{<bucket>}   hash: tat (µs), optional overrides rate (tokens/s) and burst,
---                              adaptive state w_max and last_fail (µs), region
+--                              adaptive state w_max and last_fail (µs), region, the epoch's
+--                              counters decreases and replans, and plan (tokens/s)
 -- ARGV[1] default rate, tokens/s (PIXQ_S3_RATE)
 -- ARGV[2] default burst
 -- ARGV[3] cost, tokens
@@ -13,15 +14,22 @@
 --
 -- The effective rate is the configured one, or lower after a throttling answer (rl_feedback.lua):
 -- it follows CUBIC from the decrease, C = 0.4, beta = 0.7, as the AWS SDKs' adaptive mode does.
--- Returns {status, wait ms, region or "", effective rate in tokens per 1000 s, decreases}: status
--- 0 = go now; 1 = the slot `wait` ms from now is reserved for the caller; 2 = nothing reserved, the
--- slot would be `wait` ms away. `decreases` dates the reservation: after a decrease (rl_feedback)
--- reserved slots are void.
+-- A decrease (rl_feedback.lua) records the rate it planned for in `plan`. When the rate has
+-- climbed back to twice that, or to the configured rate, the call that sees it re-plans: as a
+-- decrease does, it drops the slots reserved ahead (beyond the burst window, the tokens in use
+-- counted again at the new rate) and voids their reservations; the caller is told, so that it
+-- brings the bucket's parked uploads forward (replan.lua). Without it, after an outage the slots
+-- reserved at the floor kept their spacing of seconds for as long as the backlog lasted, and the
+-- fleet sent at a fraction of the rate it had recovered.
+-- Returns {status, wait ms, region or "", effective rate in tokens per 1000 s, epoch, 1 if this
+-- call re-planned else 0}: status 0 = go now; 1 = the slot `wait` ms from now is reserved for the
+-- caller; 2 = nothing reserved, the slot would be `wait` ms away. The epoch (decreases plus
+-- re-plans) dates the reservation: after a decrease or a re-plan reserved slots are void.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'burst', 'w_max', 'last_fail', 'region',
-                     'decreases')
+                     'decreases', 'replans', 'plan')
 local rate = tonumber(h[2]) or tonumber(ARGV[1])
 local burst = tonumber(h[3]) or tonumber(ARGV[2])
 local eff = rate
@@ -34,6 +42,14 @@ end
 eff = math.min(rate, math.max(tonumber(ARGV[5]), eff))
 local interval = 1000000 / eff
 local tat = math.max(tonumber(h[1]) or 0, now)
+local replans, replanned = tonumber(h[8]) or 0, 0
+local plan = tonumber(h[9])
+if plan and (eff >= 2 * plan or (eff >= rate and plan < rate)) then
+    local used = math.min(tat - now, (burst + 1) * 1000000 / plan)
+    tat = now + used * plan / eff
+    replans, replanned = replans + 1, 1
+    redis.call('HSET', KEYS[1], 'plan', eff, 'replans', replans, 'tat', string.format('%.0f', tat))
+end
 local new_tat = tat + interval * tonumber(ARGV[3])
 local wait = new_tat - interval * (burst + 1) - now
 local status = 0
@@ -53,4 +69,5 @@ if not h[2] and not h[3] then
 else
     redis.call('PERSIST', KEYS[1])
 end
-return {status, math.ceil(wait / 1000), h[6] or '', math.floor(eff * 1000), tonumber(h[7]) or 0}
+return {status, math.ceil(wait / 1000), h[6] or '', math.floor(eff * 1000),
+        (tonumber(h[7]) or 0) + replans, replanned}

@@ -1714,17 +1714,48 @@ class RateLimitTest(LuaTestCase):
     def test_decrease_voids_reserved_slots(self):
         for _ in range(20):
             self.acquire_full(rate=10, burst=0)  # slots reserved up to ~2 s ahead
-        status, wait, _, _, epoch = self.acquire_full(rate=10, burst=0)
-        self.assertEqual((status, epoch), (1, 0))
+        status, wait, _, _, epoch, replanned = self.acquire_full(rate=10, burst=0)
+        self.assertEqual((status, epoch, replanned), (1, 0, 0))
         self.assertTrue(wait >= 1900, wait)
         self.assertEqual(self.feedback(rate=10, burst=0), 1)
         # the slots reserved ahead are gone: the next caller waits for one interval at the new
         # rate, not 2 s, and learns the new epoch, so holders of older reservations take new
         # slots
-        status, wait, _, eff, epoch = self.acquire_full(rate=10, burst=0)
-        self.assertEqual(epoch, 1)
+        status, wait, _, eff, epoch, replanned = self.acquire_full(rate=10, burst=0)
+        self.assertEqual((epoch, replanned), (1, 0))
         self.assertEqual(status, 1)
         self.assertTrue(1000 * 1000 / eff - 10 <= wait <= 1000 * 1000 / eff + 5, (wait, eff))
+
+    def test_rate_climbed_back_replans_once_per_doubling(self):
+        # after an outage: slowed to the floor, 10 slots reserved 2 s apart (20 s of backlog)
+        self.r.execute("HSET", RL, "w_max", 0.5, "last_fail", self.now_us(), "decreases", 3,
+                       "plan", 0.5)
+        for _ in range(10):
+            self.acquire_full(rate=10, burst=0)
+        self.assertTrue(18000 <= self.show(rate=10, burst=0)[3] <= 20000)
+        # S3 answered no throttling for 2.5 s: CUBIC is back at 2.5/s, past twice 0.5
+        self.r.execute("HSET", RL, "last_fail", self.now_us() - 2500000)
+        status, wait, _, eff, epoch, replanned = self.acquire_full(rate=10, burst=0)
+        self.assertEqual((epoch, replanned), (4, 1))  # reservations void: 3 decreases + 1
+        self.assertTrue(2700 <= eff <= 2900, eff)  # 0.4 (2.5 - cbrt(0.375)) ^ 3 + 0.5
+        # the slots reserved at 0.5/s are dropped, the token in use kept at the new rate: the
+        # caller's slot is one new interval after it, not 20 s away
+        self.assertEqual(status, 1)
+        self.assertTrue(1000 * 1000 / eff - 10 <= wait <= 2 * 1000 * 1000 / eff + 5, (wait, eff))
+        self.assertEqual(float(self.r.execute("HGET", RL, "plan")) * 1000 // 1, eff)
+        # the next caller at about the same rate does not re-plan again
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:], [4, 0])
+        # back at the configured rate (past twice 2.5 or not): a last re-plan, then none
+        self.r.execute("HSET", RL, "last_fail", self.now_us() - 30000000)
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[3:], [10000, 5, 1])
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[3:], [10000, 5, 0])
+        # a rate never lowered has no plan and never re-plans
+        self.r.execute("DEL", RL)
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:], [0, 0])
+
+    def test_decrease_sets_the_plan(self):
+        self.assertEqual(self.feedback(rate=10), 1)
+        self.assertEqual(float(self.r.execute("HGET", RL, "plan")), 7)
 
     def gos(self, n, **kw):
         """How many of n acquisitions in a row go at once (status 0)."""
@@ -1820,9 +1851,57 @@ class RateLimitTest(LuaTestCase):
         self.assertEqual(self.show()[1::6], [7, 1])
 
 
+class ReplanTest(LuaTestCase):
+    """replan.lua: a bucket's parked uploads brought forward after its rate rose."""
+
+    def replan(self, bucket="bkt-a", interval_us=100000, most=10000):
+        return self.run_script("replan", [DELAYED], [bucket, interval_us, most])
+
+    @staticmethod
+    def task(job_id, bucket):
+        return 'pixq-task:{"pixq_upload":{"job_id":"%s","n":0,"bucket":"%s"}}' % (job_id, bucket)
+
+    def test_brings_the_buckets_uploads_forward_in_their_order(self):
+        now = self.now_ms()
+        a1, a2, a3 = self.task("a1", "bkt-a"), self.task("a2", "bkt-a"), self.task("a3", "bkt-a")
+        first, soon = self.task("first", "bkt-a"), self.task("soon", "bkt-a")
+        other = self.task("b1", "bkt-ab")  # another bucket whose name holds bkt-a
+        job = '{"job_id":"j","bkt-a":"pixq_upload"}'  # a delayed job, left as it is
+        postback = 'pixq-task:{"pixq_postback":{"job_id":"p"}}'
+        self.r.execute("ZADD", DELAYED, now + 500, first, now + 900, soon, now + 20000, a1,
+                       now + 40000, a2, now + 60000, a3, now + 30000, other, now + 50000, job,
+                       now + 45000, postback)
+        self.assertEqual(self.replan(interval_us=1000000), 4)
+        t0 = self.now_ms()
+        # ranks 0 to 4, 1 s apart from now; soon (rank 1) was due sooner than its place: left
+        self.assertEqual(self.zscore(DELAYED, soon), now + 900)
+        for rank, member in ((0, first), (2, a1), (3, a2), (4, a3)):
+            at = self.zscore(DELAYED, member)
+            self.assertTrue(now + rank * 1000 <= at <= t0 + rank * 1000, (rank, at - now))
+        self.assertEqual(self.zscore(DELAYED, other), now + 30000)
+        self.assertEqual(self.zscore(DELAYED, job), now + 50000)
+        self.assertEqual(self.zscore(DELAYED, postback), now + 45000)
+        self.assertEqual(self.r.execute("ZCARD", DELAYED), 8)
+
+    def test_due_entries_and_those_past_the_limit_stay(self):
+        now = self.now_ms()
+        due = self.task("due", "bkt-a")
+        far = [self.task("f%d" % i, "bkt-a") for i in range(3)]
+        self.r.execute("ZADD", DELAYED, now - 500, due, now + 10000, far[0], now + 20000, far[1],
+                       now + 30000, far[2])
+        self.assertEqual(self.replan(interval_us=1000000, most=2), 2)  # 2 looked at: f0, f1
+        self.assertEqual(self.zscore(DELAYED, due), now - 500)  # promote.lua's now
+        self.assertTrue(self.zscore(DELAYED, far[1]) <= self.now_ms() + 1000)
+        self.assertEqual(self.zscore(DELAYED, far[2]), now + 30000)
+
+    def test_nothing_delayed(self):
+        self.assertEqual(self.replan(), 0)
+        self.assertEqual(self.r.exists(DELAYED), 0)
+
+
 TESTED = ("adopt", "begin", "claim", "dead_retry", "delay", "expired", "finish", "heartbeat", "park",
-          "posting", "promote", "reap", "requeue", "rl_acquire", "rl_feedback", "rl_show", "split",
-          "parked_forget", "take", "upload_done")
+          "posting", "promote", "reap", "replan", "requeue", "rl_acquire", "rl_feedback", "rl_show",
+          "split", "parked_forget", "take", "upload_done")
 
 
 if __name__ == "__main__":

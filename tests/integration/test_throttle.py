@@ -575,6 +575,48 @@ class SlowDownNoRefillTest(ThrottleCase):
         self.assert_no_leftovers(first + second)
 
 
+class OutageRecoveryTest(ThrottleCase):
+    """S3 answers every PUT to the bucket with 503 SlowDown for OUTAGE_S while 100 one-output
+    jobs come in, then accepts again: 2 workers at 10 PUT/s, burst 0. The limiter sits at its
+    floor (0.5/s) through the outage, and CUBIC brings it back to 10/s within about 4 s of the
+    last SlowDown; then the backlog should go at 10/s: all in about 4 + 100 / 10 = 14 s.
+    Measured before the limiter re-planned (rl_acquire.lua, replan.lua): half of the outputs
+    22 s after the outage, the last 28.6 s after it, 2 or 3 PUT/s for the last 15 s (the
+    slots reserved at 0.5/s kept their 2-s spacing); after: 7.5 s and 12.4 s."""
+
+    JOBS, OUTAGE_S, RATE = 100, 12, 10
+    MAX_HALF_S, MAX_P90_S = 12, 18
+
+    def test_fleet_comes_back_to_its_rate_after_an_outage(self):
+        ids = ["out-%03d" % i for i in range(self.JOBS)]
+        self.s3.fail("bkt-a", 503, "SlowDown")
+        self.start_workers(2, PIXQ_S3_RATE="%d/s,burst=0" % self.RATE, PIXQ_S3_MAX_ATTEMPTS=20)
+        self.push_jobs([self.job(i, "bkt-a") for i in ids])
+        time.sleep(self.OUTAGE_S)
+        self.s3.clear_faults()
+        t_end = time.time()
+        pbs = self.postbacks_for(ids, timeout=120)
+        ok = sorted(r.time for r in self.puts("bkt-a", 200))
+        state = self.limiter("bkt-a")
+        figures("outage recovery", outputs=len(ok), slowdowns=len(self.puts("bkt-a", 503)),
+                first_put_after_s=ok[0] - t_end, drain_s=ok[-1] - t_end,
+                half_s=ok[len(ok) // 2] - t_end, p90_s=ok[len(ok) * 9 // 10] - t_end,
+                window_after=s3stub.window_max(ok), decreases=state.get("decreases"),
+                replans=state.get("replans"),
+                per_second=",".join(str(len([t for t in ok if k <= t - t_end < k + 1]))
+                                    for k in range(int(ok[-1] - t_end) + 1)))
+        for job_id in ids:
+            self.assert_complete(pbs[job_id], job_id, "bkt-a", 1)
+        self.assertGreaterEqual(int(state.get("replans", 0)), 1)
+        self.assertLessEqual(ok[len(ok) // 2] - t_end, self.MAX_HALF_S)
+        self.assertLessEqual(ok[len(ok) * 9 // 10] - t_end, self.MAX_P90_S)
+        # brought forward, never faster than the rate
+        self.assertLessEqual(s3stub.window_max(ok, 1.0 - JITTER_S), self.RATE)
+        self.assert_one_postback_each(ids)
+        self.assert_downloaded_once(ids)
+        self.assert_no_leftovers(ids)
+
+
 class RegionTest(ThrottleCase):
     """A bucket in eu-west-1 while AWS_REGION is us-east-1."""
 
