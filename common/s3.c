@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -350,6 +351,7 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
                       struct s3_reply *reply, struct err *e)
 {
     memset(reply, 0, sizeof *reply);
+    reply->retry_after_ms = -1;
     struct target t;
     if (build_target(c, o, &t, e) < 0) {
         reply->not_sent = true;
@@ -395,6 +397,7 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         time_t when = curl_getdate(date, NULL);
         reply->server_time = when > 0 ? when : 0;
     }
+    reply->retry_after_ms = http_retry_after_ms(resp, time(NULL), LONG_MAX);
     if (resp->status / 100 != 2) {
         xml_field(&resp->body, "Code", reply->code, sizeof reply->code);
         if (reply->region[0] == '\0') {

@@ -36,13 +36,15 @@ struct s3_object {
 
 /* What S3 answered. */
 struct s3_reply {
-    long status;        /* HTTP status; 0 when no response came */
-    char code[64];      /* S3 error code from the XML body ("SlowDown"), or "" */
-    char region[64];    /* x-amz-bucket-region, or "" */
-    bool too_large;     /* a GET's object is larger than the caller's limit (status 0) */
-    bool not_sent;      /* the request could not be made: no credentials, a bucket or region that
-                           cannot be addressed or signed for (status 0); trying again won't help */
-    time_t server_time; /* the answer's Date (unix s), 0 when it had none */
+    long status;         /* HTTP status; 0 when no response came */
+    char code[64];       /* S3 error code from the XML body ("SlowDown"), or "" */
+    char region[64];     /* x-amz-bucket-region, or "" */
+    bool too_large;      /* a GET's object is larger than the caller's limit (status 0) */
+    bool not_sent;       /* the request could not be made: no credentials, a bucket or region that
+                            cannot be addressed or signed for (status 0); trying again won't help */
+    time_t server_time;  /* the answer's Date (unix s), 0 when it had none */
+    long retry_after_ms; /* the wait a 429 or 503 asked for with Retry-After, ms (LONG_MAX for
+                            any longer); -1: none */
 };
 
 /* The time requests are signed at: this host's clock, corrected by the offset the last

@@ -282,6 +282,12 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
     if (rc < 0) {
         bool transient = !reply.too_large && s3_transient(&reply); /* status 0, yet final */
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
+        /* a 429 or 503's Retry-After, as a URL source's (fetch_url()) */
+        long max = w->cfg->retry_after_max_ms;
+        long after = reply.retry_after_ms < 0 || max <= 0 ? -1
+                     : reply.retry_after_ms < max         ? reply.retry_after_ms
+                                                          : max;
+        w->retry_after_ms = after > w->retry_after_ms ? after : w->retry_after_ms;
         char why[ERR_MSG_MAX];
         memcpy(why, e->msg, sizeof why);
         return err_set(e, "Failed to download from s3 (%.400s)", why);

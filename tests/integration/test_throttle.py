@@ -1455,6 +1455,37 @@ class S3SourceTimeTest(ThrottleCase):
         self.assertEqual(worker.log_events("job_retry"), [])
 
 
+class S3SourceRetryAfterTest(ThrottleCase):
+    """An {"name": "s3"} source answered 503 or 429 with Retry-After is run again that much later
+    (at most PIXQ_RETRY_AFTER_MAX_MS), as a URL source is: the wait asked for was ignored, and
+    the job ran again after the back-off's 25-50 ms."""
+
+    def gap(self, job_id, status, code, retry_after, **env):
+        """The wait between the source's one failed GET and the GET of the run after it."""
+        self.assertEqual(self.s3.put_object("flaky-bucket", "in/%s.png" % job_id, self.png), 200)
+        self.s3.fail("flaky-bucket", status, code, count=1, methods=("GET",),
+                     key_prefix="in/" + job_id, headers={"Retry-After": retry_after})
+        self.start_worker(PIXQ_RETRY_BASE_MS=50, PIXQ_RETRY_MAX_MS=100, **env)
+        job = self.job(job_id, "pixq-test")
+        job["src"] = {"name": "s3", "bucket": "flaky-bucket", "key": "in/%s.png" % job_id}
+        self.push_jobs([job])
+        self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "pixq-test", 1)
+        gets = self.s3.records(method="GET", bucket="flaky-bucket")
+        self.assertEqual([r.status for r in gets], [status, 200])
+        figures("s3_source_retry_after", job=job_id, gap=gets[1].time - gets[0].time)
+        return gets[1].time - gets[0].time
+
+    def test_retry_after_seconds(self):
+        gap = self.gap("s3ra-secs", 503, "SlowDown", "3")
+        self.assertGreaterEqual(gap, 2.95)
+        self.assertLess(gap, scaled(5))
+
+    def test_retry_after_capped(self):
+        gap = self.gap("s3ra-cap", 429, "TooManyRequests", "3600", PIXQ_RETRY_AFTER_MAX_MS=1500)
+        self.assertGreaterEqual(gap, 1.45)
+        self.assertLess(gap, scaled(3))
+
+
 class IdleConnectionTest(ThrottleCase):
     """S3 connections are reused, but not once idle for PIXQ_S3_IDLE_MS."""
 
