@@ -60,6 +60,40 @@ static void log_setting(const char *var, const char *value, void *user)
     LOG_INFO("config", "%s=%s", var, log_quote(value, q, sizeof q));
 }
 
+/* A postback retry posts the result finish.lua stored for PIXQ_RESULT_TTL_S: warns when the
+ * retries' waits (PIXQ_POSTBACK_RETRY_DELAYS_S, each stretched up to PIXQ_RETRY_AFTER_MAX_MS by a
+ * receiver's Retry-After) may add up to more, the last retries then finding it gone
+ * (postback_given_up reason=result_gone). A warning only: a short TTL may be meant. */
+static void warn_postback_retries(const struct cfg *cfg)
+{
+    struct cfg_delays d;
+    struct err e = {{0}};
+    if (cfg_delays(cfg->postback_retry_delays_s, &d, &e) < 0) {
+        return; /* refused by cfg_load() already */
+    }
+    long total_ms = 0, longest_ms = 0;
+    for (size_t i = 0; i < d.n; i++) {
+        long ms = d.s[i] * 1000;
+        total_ms += ms;
+        longest_ms += cfg->retry_after_max_ms > ms ? cfg->retry_after_max_ms : ms;
+    }
+    if (longest_ms <= cfg->result_ttl_s * 1000) {
+        return;
+    }
+    char q[CFG_STR_MAX + 16];
+    LOG_WARN("postback_retry_past_result_ttl",
+             "postback_retry_delays_s=%s delays_total_s=%ld retry_after_max_ms=%ld "
+             "longest_total_s=%ld result_ttl_s=%ld error=%s",
+             log_quote(cfg->postback_retry_delays_s, q, sizeof q), total_ms / 1000,
+             cfg->retry_after_max_ms, (longest_ms + 999) / 1000, cfg->result_ttl_s,
+             total_ms > cfg->result_ttl_s * 1000
+                 ? "\"the postback retries (PIXQ_POSTBACK_RETRY_DELAYS_S) last longer than "
+                   "PIXQ_RESULT_TTL_S keeps the result they post: the last ones find it gone\""
+                 : "\"a receiver's Retry-After (up to PIXQ_RETRY_AFTER_MAX_MS) may stretch the "
+                   "postback retries past PIXQ_RESULT_TTL_S, which keeps the result they post: "
+                   "the last ones would find it gone\"");
+}
+
 static void install_signals(void)
 {
     struct sigaction sa;
@@ -256,6 +290,7 @@ int main(int argc, char **argv)
                  "\"AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set: every upload and every "
                  "S3 source will fail\"");
     }
+    warn_postback_retries(&cfg);
     struct mhttp *metrics = NULL;
     status = start_metrics(&cfg, &metrics);
     if (status != 0) {

@@ -496,6 +496,55 @@ class PostbackRetryAfterTest(PostbackRetryCase):
         self.assert_queue_drained()
 
 
+class PostbackRetryTtlTest(PostbackRetryCase):
+    """A postback retry reads the result that finish.lua stored with PIXQ_RESULT_TTL_S: retries
+    whose waits (each at least its PIXQ_POSTBACK_RETRY_DELAYS_S wait, at most the longer of it and
+    PIXQ_RETRY_AFTER_MAX_MS) add up to more than that find it gone (postback_given_up
+    reason=result_gone). Nothing said so: the worker now warns at its start (and still starts:
+    tests set short TTLs on purpose)."""
+
+    start_worker_in_setup = False
+
+    def started(self, **env):
+        worker = self.start_worker(**env)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        return worker
+
+    def test_delays_past_the_result_ttl(self):
+        worker = self.started(PIXQ_POSTBACK_RETRY_DELAYS_S="1,2", PIXQ_RESULT_TTL_S="2")
+        warned = worker.log_events("postback_retry_past_result_ttl")
+        self.assertEqual(len(warned), 1, warned)
+        self.assertEqual(warned[0].get("level"), "warn", warned)
+        self.assertEqual({k: warned[0].get(k) for k in (
+            "postback_retry_delays_s", "delays_total_s", "retry_after_max_ms", "longest_total_s",
+            "result_ttl_s")}, {"postback_retry_delays_s": "1,2", "delays_total_s": "3",
+                               "retry_after_max_ms": "300000", "longest_total_s": "600",
+                               "result_ttl_s": "2"}, warned)
+        # as it warns: the second retry, 3 s after the result was stored, finds it gone
+        self.postbacks.answer_with(500, 500, 500)
+        self.push_retrying("pb-ttl")
+        self.attempts("pb-ttl", 2)
+        gone = self.wait_until(
+            lambda: [e for e in worker.log_events("postback_given_up")
+                     if e.get("job_id") == "pb-ttl"], 10, "postback_given_up")
+        self.assertEqual(gone[0].get("reason"), "result_gone", gone)
+        self.assertEqual(len(self.postbacks_of("pb-ttl")), 2)
+
+    def test_retry_after_past_the_result_ttl(self):
+        """The waits fit, but a receiver's Retry-After may stretch them past the TTL."""
+        worker = self.started(PIXQ_POSTBACK_RETRY_DELAYS_S="1,1", PIXQ_RESULT_TTL_S="60",
+                              PIXQ_RETRY_AFTER_MAX_MS="40000")
+        warned = worker.log_events("postback_retry_past_result_ttl")
+        self.assertEqual([(e.get("delays_total_s"), e.get("longest_total_s")) for e in warned],
+                         [("2", "80")], warned)
+
+    def test_no_warning_when_they_fit(self):
+        for env in ({}, {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1,1", "PIXQ_RESULT_TTL_S": "60",
+                         "PIXQ_RETRY_AFTER_MAX_MS": "30000"}):
+            worker = self.started(**env)
+            self.assertEqual(worker.log_events("postback_retry_past_result_ttl"), [], env)
+
+
 class PostbackAnswerTest(PostbackRetryCase):
     """A receiver that took the postback: answering 2xx with a large body, or after longer than
     PIXQ_LOW_SPEED_TIME_S, is a delivered postback, not one to post again."""

@@ -521,6 +521,7 @@ NOT_ABOUT_A_JOB = {
     "cpu_affinity", "cpu_affinity_failed",  # start-up: PIXQ_CPU_AFFINITY
     "magick_tmpdir", "magick_tmpdir_failed",  # start-up: ImageMagick's temporary directory
     "unknown_setting", "start_refused",  # start-up: the environment, Redis refusing the login
+    "postback_retry_past_result_ttl",  # start-up: PIXQ_RESULT_TTL_S shorter than the retries
     "shutdown_deadline_postback",  # a stop waiting for a postback on its way
     "redis",  # a Redis command's timing: with the job's id when a job's run sent it
 }
