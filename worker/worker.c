@@ -1138,15 +1138,17 @@ static void log_postback_retry(const char *job_id, long attempt, const struct se
 }
 
 /* Counts how a postback attempt ended: post_once()'s `posted` (nothing for -2, a lost job),
- * whether it `sent` one, whether a retry of it is scheduled. */
-static void count_postback(int posted, bool sent, bool retried)
+ * whether it `sent` one, whether a retry of it was asked for (`retry`), and settle()'s answer:
+ * a failed attempt whose settlement found the lease lost (0) is not counted, the retry not
+ * scheduled (finish.lua wrote nothing) and the job another worker's, whose run posts back. */
+static void count_postback(int posted, bool sent, bool retry, int settled)
 {
     if (posted == 0 && sent) {
         metrics_count_postback(METRICS_POSTBACK_DELIVERED);
     } else if (posted == RUN_POSTBACK_REFUSED) {
         metrics_count_postback(METRICS_POSTBACK_REFUSED);
-    } else if (posted == -1) {
-        metrics_count_postback(retried ? METRICS_POSTBACK_RETRIED : METRICS_POSTBACK_GIVEN_UP);
+    } else if (posted == -1 && settled != 0) {
+        metrics_count_postback(retry ? METRICS_POSTBACK_RETRIED : METRICS_POSTBACK_GIVEN_UP);
     }
 }
 
@@ -1724,8 +1726,8 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     if (posted == -1 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, job_text(job), job->id, 1, &s);
     }
-    count_postback(posted, sent, retry != NULL);
     int settled = settle(w, &t->payload, &s);
+    count_postback(posted, sent, retry != NULL, settled);
     lease_delivering(w->lease, false);
     free(dead);
     if (retry != NULL) {
@@ -1874,11 +1876,11 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
             LOG_ERROR("postback_given_up", "job_id=%s attempts=%ld", job->id, attempt + 1);
         }
     }
-    count_postback(posted, sent, retry != NULL);
     freeReplyObject(r);
     s.posted_id = sent ? job->id : NULL;
     s.posted = sent ? digest : NULL;
     int settled = settle(w, &t->payload, &s);
+    count_postback(posted, sent, retry != NULL, settled);
     lease_delivering(w->lease, false);
     if (retry != NULL) {
         log_postback_retry(job->id, attempt + 1, &s, settled);

@@ -1320,6 +1320,42 @@ class FencingTest(ReliabilityCase):
         time.sleep(1.5)
         self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], other)
 
+    def test_failed_postback_of_a_lost_job_is_not_counted_retried(self):
+        """A's postback is held at the receiver while A is paused past its lease; B takes the
+        job over and posts it back; A, resumed, sees its POST fail (retry_postback) and its
+        settlement finds the lease lost: no retry of A's is scheduled (finish.lua writes
+        nothing), so A counts no pixq_postbacks_total{outcome="retried"} (it did: the outcome was
+        counted before the settlement), nor given_up (the run B took over posts back)."""
+        port = harness.free_port()
+        a = self.start_worker("--metrics-addr", "127.0.0.1:%d" % port)
+        self.worker_id(a)
+        self.postbacks.hold_next(1)
+        self.push_jobs([self.tiny_job("pb-fenced", retry_postback=True)])
+        self.wait_until(lambda: self.postbacks.held, 20, "A's postback")
+        b = self.start_worker()
+        self.worker_id(b)
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.wait_for_postback(timeout=(LEASE_MS + REAP_MS) / 1000.0 + 10,
+                                   job_id="pb-fenced")  # B's
+        finally:
+            self.postbacks.drop_held()  # A's POST: closed without an answer
+            a.proc.send_signal(signal.SIGCONT)
+        lost = self.wait_until(lambda: [e for e in a.log_events("lease_lost")
+                                        if e.get("step") == "finish"], 10, "A to find out")
+        self.assertEqual(lost[0].get("job_id"), "pb-fenced", lost)
+
+        def outcomes():
+            _, _, body = harness.http_request("http://127.0.0.1:%d/metrics" % port)
+            return dict(re.findall(r'^pixq_postbacks_total\{outcome="(\w+)"\} (\d+)$',
+                                   body.decode(), re.M))
+        self.assertEqual(outcomes(), {"delivered": "0", "retried": "0", "given_up": "0",
+                                      "refused": "0"})
+        time.sleep(1.5)  # the first wait of PIXQ_POSTBACK_RETRY_DELAYS_S: no retry comes
+        self.assertEqual(len(self.postbacks_of("pb-fenced")), 1)
+        self.assertEqual(self.redis.execute("ZCARD", self.key("delayed")), 0)
+        a.check_alive()
+
     def test_job_reserved_before_its_worker_was_reaped_is_fenced(self):
         """finish.lua reserves A's next job n; A's next call is held up on the way while its
         heartbeats fail; B reaps A and runs n; a later job writes n's key; A's heartbeat then
