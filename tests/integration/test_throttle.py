@@ -579,13 +579,14 @@ class OutageRecoveryTest(ThrottleCase):
     """S3 answers every PUT to the bucket with 503 SlowDown for OUTAGE_S while 100 one-output
     jobs come in, then accepts again: 2 workers at 10 PUT/s, burst 0. The limiter sits at its
     floor (0.5/s) through the outage, and CUBIC brings it back to 10/s within about 4 s of the
-    last SlowDown; then the backlog should go at 10/s: all in about 4 + 100 / 10 = 14 s.
+    last SlowDown; then the backlog should go at 10/s: all in about 4 + 70 / 10 = 11 s.
     Measured before the limiter re-planned (rl_acquire.lua, replan.lua): half of the outputs
-    22 s after the outage, the last 28.6 s after it, 2 or 3 PUT/s for the last 15 s (the
-    slots reserved at 0.5/s kept their 2-s spacing); after: 7.5 s and 12.4 s."""
+    13.2 s after the outage, 90 % 19.8 s, the last 20.4 s after it, 2 or 3 PUT/s at the end
+    (the slots reserved at 0.5/s kept their 2-s spacing); after: 6.2, 9.0 and 9.6 s (with 100
+    jobs and 12 s of outage: 22, 27.7 and 28.6 s before; 7.5, 11.5 and 12.4 s after)."""
 
-    JOBS, OUTAGE_S, RATE = 100, 12, 10
-    MAX_HALF_S, MAX_P90_S = 12, 18
+    JOBS, OUTAGE_S, RATE = 70, 8, 10
+    MAX_HALF_S, MAX_P90_S = 10, 14
 
     def test_fleet_comes_back_to_its_rate_after_an_outage(self):
         ids = ["out-%03d" % i for i in range(self.JOBS)]
@@ -607,9 +608,9 @@ class OutageRecoveryTest(ThrottleCase):
                                     for k in range(int(ok[-1] - t_end) + 1)))
         for job_id in ids:
             self.assert_complete(pbs[job_id], job_id, "bkt-a", 1)
-        self.assertGreaterEqual(int(state.get("replans", 0)), 1)
         self.assertLessEqual(ok[len(ok) // 2] - t_end, self.MAX_HALF_S)
         self.assertLessEqual(ok[len(ok) * 9 // 10] - t_end, self.MAX_P90_S)
+        self.assertGreaterEqual(int(state.get("replans", 0)), 1)
         # brought forward, never faster than the rate
         self.assertLessEqual(s3stub.window_max(ok, 1.0 - JITTER_S), self.RATE)
         self.assert_one_postback_each(ids)
