@@ -525,10 +525,10 @@ static json_object *rate_value(long long milli)
 
 static bool rl_show_reply_ok(const redisReply *r)
 {
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 8) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 9) {
         return false;
     }
-    for (size_t i = 0; i < 8; i++) {
+    for (size_t i = 0; i < 9; i++) {
         if (r->element[i]->type != (i == 6 ? REDIS_REPLY_STRING : REDIS_REPLY_INTEGER)) {
             return false;
         }
@@ -565,6 +565,7 @@ static json_object *limit_state(struct rq *rq, const struct cfg *cfg, const char
     json_object_object_add(o, "backlog_ms", json_object_new_int64(r->element[3]->integer));
     json_object_object_add(o, "throttle_signals", json_object_new_int64(r->element[4]->integer));
     json_object_object_add(o, "decreases", json_object_new_int64(r->element[5]->integer));
+    json_object_object_add(o, "replans", json_object_new_int64(r->element[8]->integer));
     json_object_object_add(o, "region", json_object_new_string(r->element[6]->str));
     json_object_object_add(o, "override", json_object_new_boolean(r->element[7]->integer == 1));
     freeReplyObject(r);

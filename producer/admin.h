@@ -16,9 +16,10 @@ int dead_main(const struct cfg *cfg, int argc, char **argv);
 int limit_main(const struct cfg *cfg, int argc, char **argv);
 
 /* Every bucket's limiter state (SCAN pixq:rl:{*}, rl_show.lua): a JSON array of {"bucket",
- * "rate", "burst", "effective_rate", "backlog_ms", "throttle_signals", "decreases", "region",
- * "override"}, owned by the caller; NULL, with the reason in `e`, if Redis failed or refused a
- * command (a user without SCAN or without the limiter keys), rather than a list short of them. */
+ * "rate", "burst", "effective_rate", "backlog_ms", "throttle_signals", "decreases", "replans",
+ * "region", "override"}, owned by the caller; NULL, with the reason in `e`, if Redis failed or
+ * refused a command (a user without SCAN or without the limiter keys), rather than a list short of
+ * them. */
 json_object *limit_collect(struct rq *rq, const struct cfg *cfg, struct err *e);
 
 /* Prints limit_collect()'s array as a table, each line starting with `indent`. */

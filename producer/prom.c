@@ -120,6 +120,8 @@ static void prom_limits(json_object *limits)
          "Throttling answers (503, 429) seen from S3.", 1},
         {"pixq_bucket_decreases_total", "decreases", "counter",
          "Times the adaptive limiter lowered the rate.", 1},
+        {"pixq_bucket_replans_total", "replans", "counter",
+         "Times the rate climbed back and the parked uploads were brought forward.", 1},
         {"pixq_bucket_override", "override", "gauge", "1 if an operator set rate or burst.", 1},
     };
     for (size_t f = 0; f < sizeof fams / sizeof *fams; f++) {

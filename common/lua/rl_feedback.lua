@@ -18,7 +18,8 @@
 -- new intervals) and the next caller waits one new interval. (tat = now would hand out burst + 1
 -- tokens at once: the fleet kept its old pace for seconds after a SlowDown.)
 -- The rate planned for is kept in `plan`: rl_acquire.lua re-plans when the rate has climbed back
--- to twice it.
+-- to twice it. The floor is kept in `floor`, for rl_show.lua (`pixq limit show` and `pixq stats`
+-- run with a configuration of their own).
 -- Returns 1 if the rate was lowered, 0 if the signal fell within the current episode.
 
 local t = redis.call('TIME')
@@ -49,6 +50,6 @@ local used = math.min(math.max((tonumber(h[6]) or 0) - now, 0), (burst + 1) * 10
 local tat = now + used * eff / new_eff
 local stamp = string.format('%.0f', now)
 redis.call('HSET', KEYS[1], 'w_max', eff, 'last_fail', stamp, 'last_decrease', stamp, 'tat',
-           string.format('%.0f', tat), 'plan', new_eff)
+           string.format('%.0f', tat), 'plan', new_eff, 'floor', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'decreases', 1)
 return 1

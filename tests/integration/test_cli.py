@@ -1000,7 +1000,8 @@ class StatsViewsTest(CliCase):
         self.redis.execute("HSET", "pixq:{urgent}:stats", "succeeded", 7,
                            "uploaded_bytes", 123456789)
         self.assertEqual(self.run_pixq("limit", "set", "bkt-x", "2.5", "3").returncode, 0)
-        self.redis.execute("HSET", "pixq:rl:{bkt-y}", "throttle_signals", 2, "decreases", 1)
+        self.redis.execute("HSET", "pixq:rl:{bkt-y}", "throttle_signals", 2, "decreases", 1,
+                           "replans", 1)
 
     def test_queues_in_priority_order_and_limits(self):
         self.fill()
@@ -1023,7 +1024,7 @@ class StatsViewsTest(CliCase):
         self.assertEqual((x["rate"], x["burst"], x["effective_rate"], x["override"]),
                          (2.5, 3, 2.5, True))
         self.assertEqual((y["rate"], y["burst"], y["throttle_signals"], y["decreases"],
-                          y["override"]), (10.0, 20, 2, 1, False))
+                          y["replans"], y["override"]), (10.0, 20, 2, 1, 1, False))
         text = self.stats()
         self.assertRegex(text, r"oldest job +[\d.]+ s \(u-1\)\n")
         self.assertRegex(text, r"(?m)^  bkt-x +2\.500 +3 +2\.500 +0 +0 .*\(override\)$")
@@ -1076,6 +1077,7 @@ class StatsViewsTest(CliCase):
         self.assertEqual(prom_value(fams, "pixq_bucket_override", bucket="bkt-x"), 1)
         self.assertEqual(prom_value(fams, "pixq_bucket_throttle_signals_total", bucket="bkt-y"),
                          2)
+        self.assertEqual(prom_value(fams, "pixq_bucket_replans_total", bucket="bkt-y"), 1)
         self.assertEqual(prom_value(fams, "pixq_live_workers"), 0)
 
     def test_watch_count(self):

@@ -1837,18 +1837,28 @@ class RateLimitTest(LuaTestCase):
         self.assertTrue(4990 <= wait2 - wait <= 5000, (wait, wait2))
 
     def test_show_is_read_only(self):
-        self.assertEqual(self.show(), [10000, 2, 10000, 0, 0, 0, "", 0])
+        self.assertEqual(self.show(), [10000, 2, 10000, 0, 0, 0, "", 0, 0])
         self.assertEqual(self.r.exists(RL), 0)
         self.feedback()
         for _ in range(5):
             self.acquire()  # at 7/s after the decrease
-        rate, burst, eff, backlog, signals, decreases, region, override = self.show()
-        self.assertEqual((rate, burst, signals, decreases, region, override),
-                         (10000, 2, 1, 1, "", 0))
+        rate, burst, eff, backlog, signals, decreases, region, override, replans = self.show()
+        self.assertEqual((rate, burst, signals, decreases, region, override, replans),
+                         (10000, 2, 1, 1, "", 0, 0))
         self.assertTrue(6900 <= eff <= 7100, eff)
         self.assertTrue(600 <= backlog <= 720, backlog)  # 5 slots of 1/7 s each
         self.r.execute("HSET", RL, "burst", 7)
         self.assertEqual(self.show()[1::6], [7, 1])
+        self.r.execute("HSET", RL, "replans", 3)
+        self.assertEqual(self.show()[8], 3)
+
+    def test_show_takes_the_workers_floor(self):
+        # the workers slowed the bucket with a floor of 2/s; `pixq limit show` runs with the
+        # default 0.5: it shows the rate the workers use, not 0.7 of 1/s
+        self.r.execute("HSET", RL, "w_max", 1, "last_fail", self.now_us())
+        self.assertEqual(self.feedback(rate=10, min_rate=2), 1)
+        self.assertEqual(self.acquire(rate=10, min_rate=2)[3], 2000)
+        self.assertEqual(self.show(rate=10, min_rate=0.5)[2], 2000)
 
 
 class ReplanTest(LuaTestCase):
