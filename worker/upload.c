@@ -77,7 +77,7 @@ static void acquire(const struct uploader *u, const char *bucket, const char *jo
             LOG_INFO("bucket_replanned", "job_id=%s bucket=%s rate=%.3f", job_id, bucket,
                      eff / 1000.0);
             if (u->replanned != NULL) {
-                u->replanned(u->replanned_user, bucket, 1000000000L / eff);
+                u->replanned(u->replanned_user, bucket, 1000000000L / eff, s->epoch);
             }
         }
     } else {

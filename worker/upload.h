@@ -35,8 +35,8 @@ struct uploader {
     struct rq *rq;   /* for the limiter; NULL: no limit (tools and tests) */
     long horizon_ms; /* a slot taken at most this far ahead; 0: PIXQ_S3_HORIZON_MS */
     /* Called when the bucket's limiter re-planned at a higher rate (rl_acquire.lua), to bring the
-     * bucket's parked uploads forward (replan.lua); NULL: none. */
-    void (*replanned)(void *user, const char *bucket, long interval_us);
+     * bucket's parked uploads forward (replan.lua), with the bucket's new epoch; NULL: none. */
+    void (*replanned)(void *user, const char *bucket, long interval_us, long epoch);
     void *replanned_user;
 };
 

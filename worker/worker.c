@@ -292,18 +292,19 @@ static bool in_hand_taken(void *user)
 /* uploader.replanned: the bucket's limiter re-planned at a higher rate: its parked uploads in
  * every queue of this worker are brought forward (replan.lua), and each queue where some were
  * is looked at again at once. Those of queues this worker does not serve keep their times. */
-static void replan_parked(void *user, const char *bucket, long interval_us)
+static void replan_parked(void *user, const char *bucket, long interval_us, long epoch)
 {
     struct worker *w = user;
-    char step[32], most[32];
+    char step[32], most[32], ep[32];
     snprintf(step, sizeof step, "%ld", interval_us);
     snprintf(most, sizeof most, "%d", REPLAN_LOOK_MAX);
+    snprintf(ep, sizeof ep, "%ld", epoch);
     for (size_t i = 0; i < w->nq; i++) {
         struct wqueue *q = &w->q[i];
         const char *keys[] = {q->delayed_key};
-        const char *args[] = {bucket, step, most};
+        const char *args[] = {bucket, step, most, ep};
         struct err e = {{0}};
-        redisReply *r = rq_script(w->rq, RQ_SCRIPT_REPLAN, 1, keys, 3, args, NULL, &e);
+        redisReply *r = rq_script(w->rq, RQ_SCRIPT_REPLAN, 1, keys, 4, args, NULL, &e);
         if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
             LOG_INFO("uploads_replanned", "queue=%s bucket=%s count=%lld interval_ms=%.1f", q->name,
                      bucket, r->integer, interval_us / 1000.0);

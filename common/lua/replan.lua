@@ -7,12 +7,15 @@
 -- ARGV[1] the bucket
 -- ARGV[2] the bucket's interval at its new rate, µs
 -- ARGV[3] most delayed entries looked at, nearest due first
+-- ARGV[4] the bucket's epoch after the re-plan (rl_acquire.lua)
 --
 -- The bucket's upload tasks (pixq-task:{"pixq_upload": {"bucket": ...}}) keep their order and are made
 -- due one interval apart from now: the i-th (from 0) at now + i intervals, if that is sooner
 -- than it was. Their reservations are void (the re-plan changed the epoch): each takes a slot at
--- the new rate when it comes. Other entries (jobs, postback retries, other buckets' uploads) are
--- left as they are.
+-- the new rate when it comes. A task that reserved its slot in the new epoch (parked by a worker
+-- that acquired after the re-plan, before this call) keeps its time: its slot is good, and the
+-- worker that takes it early would send at once (upload.c holds_slot), ahead of the rate. Other
+-- entries (jobs, postback retries, other buckets' uploads) are left as they are.
 -- Returns the number of tasks brought forward.
 
 local t = redis.call('TIME')
@@ -27,7 +30,8 @@ for i = 1, #entries, 2 do
         p:find(ARGV[1], 11, true) then
         local ok, doc = pcall(cjson.decode, p:sub(11))
         local task = ok and type(doc) == 'table' and doc.pixq_upload
-        if type(task) == 'table' and task.bucket == ARGV[1] then
+        if type(task) == 'table' and task.bucket == ARGV[1] and
+            not (task.reserved == true and tostring(task.epoch) == ARGV[4]) then
             local at = now + math.floor(rank * step)
             rank = rank + 1
             if at < tonumber(entries[i + 1]) then

@@ -1864,8 +1864,8 @@ class RateLimitTest(LuaTestCase):
 class ReplanTest(LuaTestCase):
     """replan.lua: a bucket's parked uploads brought forward after its rate rose."""
 
-    def replan(self, bucket="bkt-a", interval_us=100000, most=10000):
-        return self.run_script("replan", [DELAYED], [bucket, interval_us, most])
+    def replan(self, bucket="bkt-a", interval_us=100000, most=10000, epoch=4):
+        return self.run_script("replan", [DELAYED], [bucket, interval_us, most, epoch])
 
     @staticmethod
     def task(job_id, bucket):
@@ -1903,6 +1903,20 @@ class ReplanTest(LuaTestCase):
         self.assertEqual(self.zscore(DELAYED, due), now - 500)  # promote.lua's now
         self.assertTrue(self.zscore(DELAYED, far[1]) <= self.now_ms() + 1000)
         self.assertEqual(self.zscore(DELAYED, far[2]), now + 30000)
+
+    def test_a_slot_reserved_in_the_new_epoch_keeps_its_time(self):
+        # a worker acquired after the re-plan (epoch 4) and parked its task for its slot 3 s away
+        # before the re-planning worker's replan.lua ran: brought forward, it would come off the
+        # queue at once, hold its (good) slot and go 3 s early, on top of the bucket's rate
+        now = self.now_ms()
+        fresh = ('pixq-task:{"pixq_upload":{"job_id":"new","n":0,"bucket":"bkt-a",'
+                 '"reserved":true,"slot_at":%d,"epoch":4}}' % (now + 3000))
+        void = ('pixq-task:{"pixq_upload":{"job_id":"old","n":0,"bucket":"bkt-a",'
+                '"reserved":true,"slot_at":%d,"epoch":3}}' % (now + 6000))
+        self.r.execute("ZADD", DELAYED, now + 3000, fresh, now + 6000, void)
+        self.assertEqual(self.replan(interval_us=1000000, epoch=4), 1)
+        self.assertEqual(self.zscore(DELAYED, fresh), now + 3000)
+        self.assertTrue(self.zscore(DELAYED, void) <= self.now_ms())
 
     def test_nothing_delayed(self):
         self.assertEqual(self.replan(), 0)
