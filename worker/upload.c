@@ -44,12 +44,13 @@ struct slot {
     long wait_ms;
     char region[64];
     long epoch; /* the bucket's epoch (decreases and re-plans) when the slot was given */
+    bool ok;    /* the limiter answered */
 };
 
-/* rl_acquire.lua for one token. A Redis failure lets the upload go (S3 itself still pushes back).
- */
+/* rl_acquire.lua for `cost` tokens (0: only the bucket's epoch, after a re-plan if one is due).
+ * A Redis failure lets the upload go (S3 itself still pushes back). */
 static void acquire(const struct uploader *u, const char *bucket, const char *job_id,
-                    struct slot *s)
+                    const char *cost, struct slot *s)
 {
     memset(s, 0, sizeof *s);
     if (u->rq == NULL) {
@@ -64,10 +65,11 @@ static void acquire(const struct uploader *u, const char *bucket, const char *jo
     snprintf(min_rate, sizeof min_rate, "%g", c->s3_min_rate);
     snprintf(ttl, sizeof ttl, "%ld", c->rl_idle_ttl_s * 1000);
     const char *keys[] = {key};
-    const char *args[] = {rate, burst, "1", horizon, min_rate, ttl};
+    const char *args[] = {rate, burst, cost, horizon, min_rate, ttl};
     struct err e = {{0}};
     redisReply *r = rq_script(u->rq, RQ_SCRIPT_RL_ACQUIRE, 1, keys, 6, args, NULL, &e);
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 6) {
+        s->ok = true;
         s->status = (int)r->element[0]->integer;
         s->wait_ms = (long)r->element[1]->integer;
         s->epoch = (long)r->element[4]->integer;
@@ -254,28 +256,20 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
     return UP_FAILED;
 }
 
-/* The bucket's epoch, its `decreases` and `replans` counters added: a slot reserved before the
- * last decrease or re-plan is void. Returns -2 when it cannot be read (then no reservation is
- * trusted). */
-static long current_epoch(const struct uploader *u, const char *bucket)
+/* The bucket's epoch (its `decreases` and `replans` counters added): a slot reserved before the
+ * last decrease or re-plan is void. Read through rl_acquire.lua for no token, which re-plans
+ * first when the rate has climbed back: when every parked upload holds a slot and no other
+ * upload comes, nothing else would, and they would go at the spacing of their low rate to the
+ * last. Returns -2 when it cannot be read (then no reservation is trusted). */
+static long current_epoch(const struct uploader *u, json_object *task)
 {
+    const char *bucket = task_string(task, "bucket");
     if (u->rq == NULL || bucket == NULL) {
         return -2;
     }
-    char key[RQ_KEY_MAX];
-    limiter_key(bucket, key, sizeof key);
-    struct err e = {{0}};
-    redisReply *r = rq_command(u->rq, &e, "HMGET %s decreases replans", key);
-    long epoch = -2;
-    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-        epoch = 0;
-        for (size_t i = 0; i < 2; i++) {
-            const redisReply *v = r->element[i];
-            epoch += v->type == REDIS_REPLY_STRING ? strtol(v->str, NULL, 10) : 0;
-        }
-    }
-    freeReplyObject(r);
-    return epoch;
+    struct slot s;
+    acquire(u, bucket, task_string(task, "job_id"), "0", &s);
+    return s.ok ? s.epoch : -2;
 }
 
 /* Whether the task holds a slot reserved when it was parked that is still good: a slot missed by
@@ -300,7 +294,7 @@ static bool holds_slot(const struct uploader *u, json_object *task)
                   task_string(task, "bucket"), late);
         return false;
     }
-    return current_epoch(u, task_string(task, "bucket")) == task_long(task, "epoch", -1);
+    return current_epoch(u, task) == task_long(task, "epoch", -1);
 }
 
 /* Takes the task's slot: go now (0), or park until it (1). */
@@ -311,7 +305,7 @@ static int wait_for_slot(const struct uploader *u, json_object *task, struct s3_
         return 0; /* the slot was taken when the task was parked: it is now */
     }
     struct slot s;
-    acquire(u, o->bucket, task_string(task, "job_id"), &s);
+    acquire(u, o->bucket, task_string(task, "job_id"), "1", &s);
     /* the region S3 named (remember_region), checked again: it goes into a host name */
     if (o->region == NULL && s.region[0] != '\0' && s3_valid_region(s.region)) {
         json_object_object_add(task, "region", json_object_new_string(s.region));

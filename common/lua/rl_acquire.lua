@@ -5,7 +5,8 @@
 --                              counters decreases and replans, and plan (tokens/s)
 -- ARGV[1] default rate, tokens/s (PIXQ_S3_RATE)
 -- ARGV[2] default burst
--- ARGV[3] cost, tokens
+-- ARGV[3] cost, tokens; 0 to read the epoch only (an upload that comes for the slot it holds),
+--         after a re-plan when one is due
 -- ARGV[4] longest wait to reserve, ms: a caller whose slot is further away reserves nothing
 -- ARGV[5] lowest effective rate, tokens/s: a floor for slowing down, never above the rate itself
 -- ARGV[6] idle expiry of the hash, ms: set again at each call without an operator override

@@ -618,6 +618,36 @@ class OutageRecoveryTest(ThrottleCase):
         self.assert_no_leftovers(ids)
 
 
+class HeldSlotsReplanTest(ThrottleCase):
+    """A bucket slowed to its floor a moment ago (as an outage leaves it: no 503 since), 1
+    worker at 10 PUT/s, burst 0, and 20 jobs at once: their outputs take slots at about 0.5/s,
+    the first now, the others parked 2 s apart, each holding its slot, and nothing else comes.
+    The rate is back at 10/s within 4 s, but with no other upload to acquire a slot nothing
+    re-planned: measured 38 s from the first PUT to the last. The first upload that comes for
+    its held slot re-plans (current_epoch() in worker/upload.c reads the epoch through
+    rl_acquire.lua): about 5 s."""
+
+    JOBS, MAX_SPAN_S = 20, 15
+
+    def test_uploads_holding_their_slots_replan(self):
+        ids = ["held-%02d" % i for i in range(self.JOBS)]
+        now_us = int(time.time() * 1e6)
+        self.redis.execute("HSET", self.rl_key("bkt-a"), "w_max", 0.5, "last_fail", now_us,
+                           "last_decrease", now_us, "plan", 0.5, "decreases", 1)
+        self.start_workers(1, PIXQ_S3_RATE="%d/s,burst=0" % 10)
+        self.push_jobs([self.job(i, "bkt-a") for i in ids])
+        pbs = self.postbacks_for(ids, timeout=90)
+        ok = sorted(r.time for r in self.puts("bkt-a", 200))
+        state = self.limiter("bkt-a")
+        figures("held slots replan", outputs=len(ok), span_s=ok[-1] - ok[0],
+                replans=state.get("replans"), window=s3stub.window_max(ok))
+        for job_id in ids:
+            self.assert_complete(pbs[job_id], job_id, "bkt-a", 1)
+        self.assertLessEqual(ok[-1] - ok[0], self.MAX_SPAN_S)
+        self.assertLessEqual(s3stub.window_max(ok, 1.0 - JITTER_S), 10)
+        self.assert_no_leftovers(ids)
+
+
 class RegionTest(ThrottleCase):
     """A bucket in eu-west-1 while AWS_REGION is us-east-1."""
 
@@ -1729,7 +1759,7 @@ class LimitCliTest(ThrottleCase):
 # The classes whose rates and slots are measured at the stub: meson's `throttle` runs them alone
 # (`--part timed`); `throttle-answers` runs every other class beside other tests (`--part rest`).
 TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest", "SlotAfterLongJobTest",
-         "SlowDownNoRefillTest", "OutageRecoveryTest")
+         "SlowDownNoRefillTest", "OutageRecoveryTest", "HeldSlotsReplanTest")
 
 
 def part_classes(part):
