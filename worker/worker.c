@@ -1634,6 +1634,23 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
     return pending;
 }
 
+/* Why a parked output's job state is gone: "data_lost" when the token of the queue's data
+ * (note_epoch) is no longer the one the task was reserved in (Redis restarted without its data,
+ * failed over to a replica that never had it, was flushed), else "state_expired" (kept
+ * PIXQ_BLOB_TTL_S past its due time). */
+static const char *state_gone_reason(struct worker *w)
+{
+    if (w->reserved_on[0] == '\0') {
+        return "state_expired";
+    }
+    struct err e = {{0}};
+    redisReply *r = rq_command(w->rq, &e, "GET %s", w->cur->epoch_key);
+    bool lost = r != NULL && (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_STRING &&
+                                                             strcmp(r->str, w->reserved_on) != 0));
+    freeReplyObject(r);
+    return lost ? "data_lost" : "state_expired";
+}
+
 /* An upload task (park.lua): {"pixq_upload": task}. A task that crashed its workers too often
  * (`poisoned`: why, else NULL) is not tried again: its output fails, and the job completes
  * without it when it was the last. */
@@ -1665,7 +1682,7 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
         return; /* completed, back in delayed, or not to settle here */
     }
     if (pending == PARKED_GONE) {
-        LOG_WARN("parked_job_lost", "job_id=%s reason=state_expired", job_id);
+        LOG_WARN("parked_job_lost", "job_id=%s reason=%s", job_id, state_gone_reason(w));
     }
     const struct settlement s = {.result = "", .counter = ""}; /* other outputs still pending */
     settle(w, &t->payload, &s);

@@ -1200,6 +1200,21 @@ class RetryTest(ThrottleCase):
         for event in ("parked_job_lost", "upload_failed", "task_stranded"):
             self.assertEqual(worker.log_events(event), [])
 
+    def test_parked_output_of_a_job_redis_lost(self):
+        """Redis flushed while a parked output's PUT is under way: the job's state is gone with
+        the queue's data, and the log says so (it said state_expired, as for state kept past
+        PIXQ_BLOB_TTL_S, which sent the operator to the wrong setting)."""
+        self.s3.fail("flaky-bucket", 500, "InternalError", count=1)
+        worker = self.start_workers(1, PIXQ_S3_RETRY_BASE_MS=500)[0]
+        self.push_jobs([self.job("lost-1", "flaky-bucket")])
+        self.wait_until(lambda: self.puts("flaky-bucket"), 10, "the first PUT")
+        self.s3.stall("flaky-bucket", 2, methods=("PUT",), count=1)  # the parked output's
+        self.wait_until(lambda: self.s3.stalled() >= 1, 10, "the parked output's PUT")
+        self.redis.execute("FLUSHALL")
+        self.wait_until(lambda: worker.log_events("parked_job_lost"), 10, "parked_job_lost")
+        self.assertEqual([e["reason"] for e in worker.log_events("parked_job_lost")],
+                         ["data_lost"])
+
     def test_connection_resets(self):
         self.s3.reset("flaky-bucket", count=2)
         self.retried("reset-1", "flaky-bucket", [(0, "reset"), (0, "reset"), (200, None)])
