@@ -43,8 +43,9 @@ struct slot {
     int status; /* 0 go, 1 reserved in wait_ms, 2 nothing reserved, wait_ms away */
     long wait_ms;
     char region[64];
-    long epoch; /* the bucket's epoch (decreases and re-plans) when the slot was given */
-    bool ok;    /* the limiter answered */
+    long epoch;   /* the bucket's epoch (decreases and re-plans) when the slot was given */
+    long late_ms; /* how late the slot may still be used (burst intervals) */
+    bool ok;      /* the limiter answered */
 };
 
 /* rl_acquire.lua for `cost` tokens (0: only the bucket's epoch, after a re-plan if one is due).
@@ -68,11 +69,12 @@ static void acquire(const struct uploader *u, const char *bucket, const char *jo
     const char *args[] = {rate, burst, cost, horizon, min_rate, ttl};
     struct err e = {{0}};
     redisReply *r = rq_script(u->rq, RQ_SCRIPT_RL_ACQUIRE, 1, keys, 6, args, NULL, &e);
-    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 6) {
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 7) {
         s->ok = true;
         s->status = (int)r->element[0]->integer;
         s->wait_ms = (long)r->element[1]->integer;
         s->epoch = (long)r->element[4]->integer;
+        s->late_ms = (long)r->element[6]->integer;
         snprintf(s->region, sizeof s->region, "%s", r->element[2]->str ? r->element[2]->str : "");
         long eff = (long)r->element[3]->integer; /* tokens per 1000 s */
         if (r->element[5]->integer == 1 && eff > 0) {
@@ -273,9 +275,10 @@ static long current_epoch(const struct uploader *u, json_object *task)
 }
 
 /* Whether the task holds a slot reserved when it was parked that is still good: a slot missed by
- * more than PIXQ_S3_LOCAL_WAIT_MS or SLOT_GRACE_MS (the task came late off the queue) is not used,
- * since sending late would bunch it with the slots after it, nor one reserved before the bucket's
- * last decrease. Clears the reservation either way. */
+ * more than PIXQ_S3_LOCAL_WAIT_MS, SLOT_GRACE_MS and the bucket's burst intervals when it was
+ * reserved (`slot_late_ms`, rl_acquire.lua) is not used, since sending that late would bunch it
+ * with the slots after it past the burst, nor one reserved before the bucket's last decrease or
+ * re-plan. Clears the reservation either way. */
 static bool holds_slot(const struct uploader *u, json_object *task)
 {
     json_object *reserved = NULL;
@@ -289,6 +292,8 @@ static bool holds_slot(const struct uploader *u, json_object *task)
     long late = clock_wall_ms() - slot_at;
     long grace =
         u->cfg->s3_local_wait_ms > SLOT_GRACE_MS ? u->cfg->s3_local_wait_ms : SLOT_GRACE_MS;
+    long burst = task_long(task, "slot_late_ms", 0);
+    grace = burst > grace ? burst : grace;
     if (late > grace) {
         LOG_DEBUG("slot_missed", "job_id=%s bucket=%s late_ms=%ld", task_string(task, "job_id"),
                   task_string(task, "bucket"), late);
@@ -322,6 +327,7 @@ static int wait_for_slot(const struct uploader *u, json_object *task, struct s3_
     json_object_object_add(task, "reserved", json_object_new_boolean(s.status == 1));
     json_object_object_add(task, "slot_at", json_object_new_int64(clock_wall_ms() + s.wait_ms));
     json_object_object_add(task, "epoch", json_object_new_int64(s.epoch));
+    json_object_object_add(task, "slot_late_ms", json_object_new_int64(s.late_ms));
     *delay_ms = s.wait_ms;
     return 1;
 }

@@ -23,9 +23,13 @@
 -- reserved at the floor kept their spacing of seconds for as long as the backlog lasted, and the
 -- fleet sent at a fraction of the rate it had recovered.
 -- Returns {status, wait ms, region or "", effective rate in tokens per 1000 s, epoch, 1 if this
--- call re-planned else 0}: status 0 = go now; 1 = the slot `wait` ms from now is reserved for the
--- caller; 2 = nothing reserved, the slot would be `wait` ms away. The epoch (decreases plus
--- re-plans) dates the reservation: after a decrease or a re-plan reserved slots are void.
+-- call re-planned else 0, lateness ms}: status 0 = go now; 1 = the slot `wait` ms from now is
+-- reserved for the caller; 2 = nothing reserved, the slot would be `wait` ms away. The epoch
+-- (decreases plus re-plans) dates the reservation: after a decrease or a re-plan reserved slots
+-- are void. The lateness, burst intervals, is how late the slot may still be used: a send at
+-- most that late after its slot keeps the bucket within rate * T + burst + 1 sends in any T
+-- (its slot is within burst intervals before it, as a token that goes at once is), so a worker
+-- busy when the slot came still uses it rather than taking another (the slot lost).
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -71,4 +75,4 @@ else
     redis.call('PERSIST', KEYS[1])
 end
 return {status, math.ceil(wait / 1000), h[6] or '', math.floor(eff * 1000),
-        (tonumber(h[7]) or 0) + replans, replanned}
+        (tonumber(h[7]) or 0) + replans, replanned, math.floor(burst * interval / 1000)}

@@ -1714,14 +1714,14 @@ class RateLimitTest(LuaTestCase):
     def test_decrease_voids_reserved_slots(self):
         for _ in range(20):
             self.acquire_full(rate=10, burst=0)  # slots reserved up to ~2 s ahead
-        status, wait, _, _, epoch, replanned = self.acquire_full(rate=10, burst=0)
+        status, wait, _, _, epoch, replanned, _ = self.acquire_full(rate=10, burst=0)
         self.assertEqual((status, epoch, replanned), (1, 0, 0))
         self.assertTrue(wait >= 1900, wait)
         self.assertEqual(self.feedback(rate=10, burst=0), 1)
         # the slots reserved ahead are gone: the next caller waits for one interval at the new
         # rate, not 2 s, and learns the new epoch, so holders of older reservations take new
         # slots
-        status, wait, _, eff, epoch, replanned = self.acquire_full(rate=10, burst=0)
+        status, wait, _, eff, epoch, replanned, _ = self.acquire_full(rate=10, burst=0)
         self.assertEqual((epoch, replanned), (1, 0))
         self.assertEqual(status, 1)
         self.assertTrue(1000 * 1000 / eff - 10 <= wait <= 1000 * 1000 / eff + 5, (wait, eff))
@@ -1735,7 +1735,7 @@ class RateLimitTest(LuaTestCase):
         self.assertTrue(18000 <= self.show(rate=10, burst=0)[3] <= 20000)
         # S3 answered no throttling for 2.5 s: CUBIC is back at 2.5/s, past twice 0.5
         self.r.execute("HSET", RL, "last_fail", self.now_us() - 2500000)
-        status, wait, _, eff, epoch, replanned = self.acquire_full(rate=10, burst=0)
+        status, wait, _, eff, epoch, replanned, _ = self.acquire_full(rate=10, burst=0)
         self.assertEqual((epoch, replanned), (4, 1))  # reservations void: 3 decreases + 1
         self.assertTrue(2700 <= eff <= 2900, eff)  # 0.4 (2.5 - cbrt(0.375)) ^ 3 + 0.5
         # the slots reserved at 0.5/s are dropped, the token in use kept at the new rate: the
@@ -1744,14 +1744,20 @@ class RateLimitTest(LuaTestCase):
         self.assertTrue(1000 * 1000 / eff - 10 <= wait <= 2 * 1000 * 1000 / eff + 5, (wait, eff))
         self.assertEqual(float(self.r.execute("HGET", RL, "plan")) * 1000 // 1, eff)
         # the next caller at about the same rate does not re-plan again
-        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:], [4, 0])
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:6], [4, 0])
         # back at the configured rate (past twice 2.5 or not): a last re-plan, then none
         self.r.execute("HSET", RL, "last_fail", self.now_us() - 30000000)
-        self.assertEqual(self.acquire_full(rate=10, burst=0)[3:], [10000, 5, 1])
-        self.assertEqual(self.acquire_full(rate=10, burst=0)[3:], [10000, 5, 0])
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[3:6], [10000, 5, 1])
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[3:6], [10000, 5, 0])
         # a rate never lowered has no plan and never re-plans
         self.r.execute("DEL", RL)
-        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:], [0, 0])
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:6], [0, 0])
+
+    def test_a_slot_may_be_used_burst_intervals_late(self):
+        self.assertEqual(self.acquire_full(rate=10, burst=20)[6], 2000)  # 20 intervals of 100 ms
+        self.assertEqual(self.acquire_full(rate=4, burst=0)[6], 0)
+        self.r.execute("HSET", RL, "rate", 2, "burst", 3)  # an operator's, at 2/s
+        self.assertEqual(self.acquire_full(rate=10, burst=20)[6], 1500)
 
     def test_decrease_sets_the_plan(self):
         self.assertEqual(self.feedback(rate=10), 1)
