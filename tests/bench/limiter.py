@@ -227,6 +227,12 @@ class RawClient:
         self.sock.close()
 
 
+def reply_lines(reply):
+    """The RESP lines of an array reply of integers and one-line bulk strings, as parsed by
+    harness.Redis: its header, one line an integer, two a string."""
+    return 1 + sum(2 if isinstance(v, str) else 1 for v in reply)
+
+
 def per_call_us(client, encoded, lines, count):
     """Median over 5 rounds of the mean round trip, in microseconds."""
     rounds = []
@@ -261,15 +267,18 @@ def bench_cost(count):
                                          + acquire_args(1e9, 0))
         r.execute("EVALSHA", fb_sha, 1, "pixq:rl:{cost-adaptive}", 1e9, 1000, MIN_RATE, 0)
         ping = harness.Redis._encode(["PING"])
-        for enc, lines in ((ping, 1), (acquire, 6), (adaptive, 6)):  # warm up
-            per_call_us(raw, enc, lines, max(1, count // 10))
+        # rl_acquire.lua's answer, read line by line: its length in lines, from one call
+        lines = reply_lines(r.execute("EVALSHA", sha, 1, "pixq:rl:{cost}",
+                                      *acquire_args(1e9, 0)))
+        for enc, n in ((ping, 1), (acquire, lines), (adaptive, lines)):  # warm up
+            per_call_us(raw, enc, n, max(1, count // 10))
         r.execute("CONFIG", "RESETSTAT")
         ping_us = per_call_us(raw, ping, 1, count)
-        acquire_us = per_call_us(raw, acquire, 6, count)
+        acquire_us = per_call_us(raw, acquire, lines, count)
         ping_server = server_usec_per_call(r, "ping")
         acquire_server = server_usec_per_call(r, "evalsha")
         r.execute("CONFIG", "RESETSTAT")
-        adaptive_us = per_call_us(raw, adaptive, 6, count)
+        adaptive_us = per_call_us(raw, adaptive, lines, count)
         adaptive_server = server_usec_per_call(r, "evalsha")
         raw.close()
         r.close()
