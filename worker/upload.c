@@ -262,15 +262,18 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
  * last decrease or re-plan is void. Read through rl_acquire.lua for no token, which re-plans
  * first when the rate has climbed back: when every parked upload holds a slot and no other
  * upload comes, nothing else would, and they would go at the spacing of their low rate to the
- * last. Returns -2 when it cannot be read (then no reservation is trusted). */
-static long current_epoch(const struct uploader *u, json_object *task)
+ * last. Returns -2 when it cannot be read (then no reservation is trusted); `late_ms`: the
+ * bucket's burst intervals now (an operator may have lowered its burst or rate since). */
+static long current_epoch(const struct uploader *u, json_object *task, long *late_ms)
 {
     const char *bucket = task_string(task, "bucket");
+    *late_ms = 0;
     if (u->rq == NULL || bucket == NULL) {
         return -2;
     }
     struct slot s;
     acquire(u, bucket, task_string(task, "job_id"), "0", &s);
+    *late_ms = s.late_ms;
     return s.ok ? s.epoch : -2;
 }
 
@@ -292,14 +295,20 @@ static bool holds_slot(const struct uploader *u, json_object *task)
     long late = clock_wall_ms() - slot_at;
     long grace =
         u->cfg->s3_local_wait_ms > SLOT_GRACE_MS ? u->cfg->s3_local_wait_ms : SLOT_GRACE_MS;
-    long burst = task_long(task, "slot_late_ms", 0);
+    long burst = task_long(task, "slot_late_ms", 0), burst_now = 0;
+    long epoch = late > grace && late <= burst ? current_epoch(u, task, &burst_now) : -3;
+    /* the burst intervals of when the slot was reserved, or of now if fewer: a slot held while
+     * an operator lowered the burst (pixq limit set) would go as late as the old burst allowed,
+     * bunched with the slots after it past the new one */
+    burst = burst_now < burst ? burst_now : burst;
     grace = burst > grace ? burst : grace;
     if (late > grace) {
         LOG_DEBUG("slot_missed", "job_id=%s bucket=%s late_ms=%ld", task_string(task, "job_id"),
                   task_string(task, "bucket"), late);
         return false;
     }
-    return current_epoch(u, task) == task_long(task, "epoch", -1);
+    return (epoch != -3 ? epoch : current_epoch(u, task, &burst_now)) ==
+           task_long(task, "epoch", -1);
 }
 
 /* Takes the task's slot: go now (0), or park until it (1). */

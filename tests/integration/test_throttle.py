@@ -571,6 +571,47 @@ class BusyAtTheSlotTest(ThrottleCase):
         self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(tat * 1e6) + 500000)
 
 
+class BusyAtTheSlotLoweredBurstTest(ThrottleCase):
+    """As BusyAtTheSlotTest, but the operator lowers the bucket's burst to 0 (pixq limit set)
+    while the output is parked: its slot, reserved at burst 2 (1 s of lateness), may then be
+    used only SLOT_GRACE_MS late, as the bucket's burst is now. The worker comes about 0.7 s
+    late: the slot is missed (slot_missed) and the output takes a new one at the new burst. It
+    used the slot as late as the old burst allowed (the lateness the task kept from when it was
+    reserved): with a burst of 1000 lowered to 0, outputs held slots up to 1000 intervals late
+    and went bunched, past the burst the operator had set."""
+
+    SLOT_S, STALL_S = 1.0, 1.6
+
+    def test_slot_late_by_the_old_burst_is_missed(self):
+        self.limit("bkt-a", 2, 2)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
+        time.sleep(0.3)  # waiting for a job
+        self.s3.stall("late-bucket", self.STALL_S, methods=("PUT",), count=1)
+        sec, usec = self.redis.execute("TIME")
+        slot = int(sec) + int(usec) / 1e6 + self.SLOT_S
+        tat = slot + 2 * 0.5  # a slot is burst intervals before tat: 2 of 1/2 s
+        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (tat * 1e6))
+        self.push_jobs([self.job("lowb-1", "bkt-a"), self.job("lowb-2", "late-bucket")])
+        self.wait_until(lambda: worker.log_events("upload_parked"), 10, "upload_parked")
+        self.limit("bkt-a", 2, 0)  # the operator's, before the slot
+        pbs = self.postbacks_for(["lowb-1", "lowb-2"])
+        for job_id in ("lowb-1", "lowb-2"):
+            self.assertNotIn("errors", pbs[job_id].results, pbs[job_id].results)
+        put = self.puts("bkt-a")
+        stalled = self.puts("late-bucket")
+        missed = worker.log_events("slot_missed")
+        figures("busy at the slot, burst lowered", put_after_slot_s=put[0].time - slot,
+                stalled_put_answered_after_slot_s=stalled[0].end - slot,
+                slot_missed=[e.get("late_ms") for e in missed])
+        self.assertGreater(stalled[0].end, slot + 0.3)  # the worker was busy at the slot
+        self.assertEqual(len(missed), 1, missed)
+        self.assertEqual([(r.status, r.key) for r in put], [(200, "lowb-1/0.png")])
+        # a new token at burst 0, after the one reserved: its slot 1.5 s after the one missed
+        self.assertGreaterEqual(put[0].time, tat + 0.5 - 0.05)
+        self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(tat * 1e6) + 1000000)
+
+
 class SlowDownNoRefillTest(ThrottleCase):
     """A SlowDown slows the fleet down: it does not refill the bucket. 4 workers at the default
     10 PUT/s, burst 20 (PIXQ_S3_RATE): a first batch drains the bucket and leaves slots reserved
