@@ -14,7 +14,8 @@
 -- than it was. Their reservations are void (the re-plan changed the epoch): each takes a slot at
 -- the new rate when it comes. A task that reserved its slot in the new epoch (parked by a worker
 -- that acquired after the re-plan, before this call) keeps its time: its slot is good, and the
--- worker that takes it early would send at once (upload.c holds_slot), ahead of the rate. Other
+-- worker that takes it early would send at once (upload.c holds_slot), ahead of the rate; so does
+-- one reserved in a later epoch (a decrease or another re-plan came before this call). Other
 -- entries (jobs, postback retries, other buckets' uploads) are left as they are.
 -- Returns the number of tasks brought forward.
 
@@ -31,7 +32,7 @@ for i = 1, #entries, 2 do
         local ok, doc = pcall(cjson.decode, p:sub(11))
         local task = ok and type(doc) == 'table' and doc.pixq_upload
         if type(task) == 'table' and task.bucket == ARGV[1] and
-            not (task.reserved == true and tostring(task.epoch) == ARGV[4]) then
+            not (task.reserved == true and (tonumber(task.epoch) or -1) >= tonumber(ARGV[4])) then
             local at = now + math.floor(rank * step)
             rank = rank + 1
             if at < tonumber(entries[i + 1]) then

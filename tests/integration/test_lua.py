@@ -1924,6 +1924,17 @@ class ReplanTest(LuaTestCase):
         self.assertEqual(self.zscore(DELAYED, fresh), now + 3000)
         self.assertTrue(self.zscore(DELAYED, void) <= self.now_ms())
 
+    def test_a_slot_reserved_in_a_later_epoch_keeps_its_time(self):
+        # a decrease (epoch 5) came after the re-plan to epoch 4, before the re-planning worker's
+        # replan.lua ran, and a worker parked its task for a slot reserved in epoch 5: that slot
+        # is as good, and brought forward it would go 3 s early (holds_slot sees epoch 5 == 5)
+        now = self.now_ms()
+        later = ('pixq-task:{"pixq_upload":{"job_id":"new","n":0,"bucket":"bkt-a",'
+                 '"reserved":true,"slot_at":%d,"epoch":5}}' % (now + 3000))
+        self.r.execute("ZADD", DELAYED, now + 3000, later)
+        self.assertEqual(self.replan(interval_us=1000000, epoch=4), 0)
+        self.assertEqual(self.zscore(DELAYED, later), now + 3000)
+
     def test_nothing_delayed(self):
         self.assertEqual(self.replan(), 0)
         self.assertEqual(self.r.exists(DELAYED), 0)
