@@ -229,6 +229,18 @@ class ThrottleCase(PixqTestCase):
     def start_workers(self, n, **env):
         return [self.start_worker(**env) for _ in range(n)]
 
+    def idle_worker_and_a_stall(self, rate, burst, stall_s):
+        """Bucket A at rate and burst, one worker parking every throttled output
+        (PIXQ_S3_LOCAL_WAIT_MS=0) and waiting for a job, the stub holding the next PUT to
+        late-bucket for stall_s: (the worker, Redis's time in s)."""
+        self.limit("bkt-a", rate, burst)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
+        time.sleep(0.3)  # waiting for a job
+        self.s3.stall("late-bucket", stall_s, methods=("PUT",), count=1)
+        sec, usec = self.redis.execute("TIME")
+        return worker, int(sec) + int(usec) / 1e6
+
 
 # ---------------------------------------------------------------------------------------------
 
@@ -500,13 +512,8 @@ class SlotAfterLongJobTest(ThrottleCase):
     SLOT_S, STALL_S = 3.0, 2.0
 
     def test_parked_output_goes_at_its_slot_after_the_job_went_on(self):
-        self.limit("bkt-a", 2, 0)
-        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
-        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
-        time.sleep(0.3)  # waiting for a job
-        self.s3.stall("late-bucket", self.STALL_S, methods=("PUT",), count=1)
-        sec, usec = self.redis.execute("TIME")
-        slot = int(sec) + int(usec) / 1e6 + self.SLOT_S
+        worker, now = self.idle_worker_and_a_stall(2, 0, self.STALL_S)
+        slot = now + self.SLOT_S
         self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (slot * 1e6))
         self.push_jobs([self.job("late-1", None, 2, buckets=["bkt-a", "late-bucket"])])
         pb = self.postbacks_for(["late-1"])["late-1"]
@@ -530,83 +537,67 @@ class SlotAfterLongJobTest(ThrottleCase):
         self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(slot * 1e6) + 500000)
 
 
-class BusyAtTheSlotTest(ThrottleCase):
-    """A parked output whose worker is busy when its slot comes still uses the slot when it is
-    late by no more than the bucket's burst intervals (such a send keeps the bucket within its
-    rate and burst, as a token that goes at once does). One worker, every throttled output
-    parked (PIXQ_S3_LOCAL_WAIT_MS=0), bucket A at 2 PUT/s, burst 2 (1 s of lateness), its next
-    slot set 1 s ahead; job 1's output goes to bucket A (parked for that slot), then job 2's
-    output to a bucket whose PUT the stub holds for 1.6 s: the worker comes for the slot about
-    0.7 s late. It logged slot_missed and took another token (the slot lost: with every worker
-    busy in long jobs, 2.9 PUT/s of 4 went); now the slot is used and the bucket's tat stays."""
+class BusyAtTheSlotCase(ThrottleCase):
+    """One worker, every throttled output parked (PIXQ_S3_LOCAL_WAIT_MS=0), bucket A at 2 PUT/s,
+    burst 2 (1 s of lateness), its next slot set SLOT_S ahead; job 1's output goes to bucket A
+    (parked for that slot), then job 2's output to a bucket whose PUT the stub holds for
+    STALL_S: the worker comes for the slot about 0.7 s late."""
 
     SLOT_S, STALL_S = 1.0, 1.6
 
-    def test_slot_used_late_within_the_burst(self):
-        self.limit("bkt-a", 2, 2)
-        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
-        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
-        time.sleep(0.3)  # waiting for a job
-        self.s3.stall("late-bucket", self.STALL_S, methods=("PUT",), count=1)
-        sec, usec = self.redis.execute("TIME")
-        now = int(sec) + int(usec) / 1e6
+    def busy_at_the_slot(self, prefix, burst_then=None):
+        """Runs the two jobs (bucket A's burst set to `burst_then` once the output is parked,
+        if given); returns (slot, tat as set, bucket A's PUTs, slot_missed events)."""
+        worker, now = self.idle_worker_and_a_stall(2, 2, self.STALL_S)
         slot = now + self.SLOT_S
         tat = slot + 2 * 0.5  # a slot is burst intervals before tat: 2 of 1/2 s
         self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (tat * 1e6))
-        self.push_jobs([self.job("busy-1", "bkt-a"), self.job("busy-2", "late-bucket")])
-        pbs = self.postbacks_for(["busy-1", "busy-2"])
-        for job_id in ("busy-1", "busy-2"):
+        ids = [prefix + "-1", prefix + "-2"]
+        self.push_jobs([self.job(ids[0], "bkt-a"), self.job(ids[1], "late-bucket")])
+        if burst_then is not None:
+            self.wait_until(lambda: worker.log_events("upload_parked"), 10, "upload_parked")
+            self.limit("bkt-a", 2, burst_then)  # the operator's, before the slot
+        pbs = self.postbacks_for(ids)
+        for job_id in ids:
             self.assertNotIn("errors", pbs[job_id].results, pbs[job_id].results)
         put = self.puts("bkt-a")
         stalled = self.puts("late-bucket")
         missed = worker.log_events("slot_missed")
-        figures("busy at the slot", put_after_slot_s=put[0].time - slot,
+        figures("busy at the slot", burst_then=burst_then, put_after_slot_s=put[0].time - slot,
                 stalled_put_answered_after_slot_s=stalled[0].end - slot,
                 slot_missed=[e.get("late_ms") for e in missed])
         self.assertGreater(stalled[0].end, slot + 0.3)  # the worker was busy at the slot
+        self.assertEqual([(r.status, r.key) for r in put], [(200, ids[0] + "/0.png")])
+        return slot, tat, put, missed
+
+
+class BusyAtTheSlotTest(BusyAtTheSlotCase):
+    """A parked output whose worker is busy when its slot comes still uses the slot when it is
+    late by no more than the bucket's burst intervals (such a send keeps the bucket within its
+    rate and burst, as a token that goes at once does). It logged slot_missed and took another
+    token (the slot lost: with every worker busy in long jobs, 2.9 PUT/s of 4 went); now the slot
+    is used and the bucket's tat stays."""
+
+    def test_slot_used_late_within_the_burst(self):
+        slot, tat, put, missed = self.busy_at_the_slot("busy")
         self.assertEqual(missed, [])
-        self.assertEqual([(r.status, r.key) for r in put], [(200, "busy-1/0.png")])
         self.assertTrue(0.3 <= put[0].time - slot <= 1.0, put[0].time - slot)
         # the slot reserved was used: no other token was taken from bucket A's limit
         self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(tat * 1e6) + 500000)
 
 
-class BusyAtTheSlotLoweredBurstTest(ThrottleCase):
+class BusyAtTheSlotLoweredBurstTest(BusyAtTheSlotCase):
     """As BusyAtTheSlotTest, but the operator lowers the bucket's burst to 0 (pixq limit set)
     while the output is parked: its slot, reserved at burst 2 (1 s of lateness), may then be
-    used only SLOT_GRACE_MS late, as the bucket's burst is now. The worker comes about 0.7 s
-    late: the slot is missed (slot_missed) and the output takes a new one at the new burst. It
-    used the slot as late as the old burst allowed (the lateness the task kept from when it was
-    reserved): with a burst of 1000 lowered to 0, outputs held slots up to 1000 intervals late
-    and went bunched, past the burst the operator had set."""
-
-    SLOT_S, STALL_S = 1.0, 1.6
+    used only SLOT_GRACE_MS late, as the bucket's burst is now. The slot is missed (slot_missed)
+    and the output takes a new one at the new burst. It used the slot as late as the old burst
+    allowed (the lateness the task kept from when it was reserved): with a burst of 1000 lowered
+    to 0, outputs held slots up to 1000 intervals late and went bunched, past the burst the
+    operator had set."""
 
     def test_slot_late_by_the_old_burst_is_missed(self):
-        self.limit("bkt-a", 2, 2)
-        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
-        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
-        time.sleep(0.3)  # waiting for a job
-        self.s3.stall("late-bucket", self.STALL_S, methods=("PUT",), count=1)
-        sec, usec = self.redis.execute("TIME")
-        slot = int(sec) + int(usec) / 1e6 + self.SLOT_S
-        tat = slot + 2 * 0.5  # a slot is burst intervals before tat: 2 of 1/2 s
-        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (tat * 1e6))
-        self.push_jobs([self.job("lowb-1", "bkt-a"), self.job("lowb-2", "late-bucket")])
-        self.wait_until(lambda: worker.log_events("upload_parked"), 10, "upload_parked")
-        self.limit("bkt-a", 2, 0)  # the operator's, before the slot
-        pbs = self.postbacks_for(["lowb-1", "lowb-2"])
-        for job_id in ("lowb-1", "lowb-2"):
-            self.assertNotIn("errors", pbs[job_id].results, pbs[job_id].results)
-        put = self.puts("bkt-a")
-        stalled = self.puts("late-bucket")
-        missed = worker.log_events("slot_missed")
-        figures("busy at the slot, burst lowered", put_after_slot_s=put[0].time - slot,
-                stalled_put_answered_after_slot_s=stalled[0].end - slot,
-                slot_missed=[e.get("late_ms") for e in missed])
-        self.assertGreater(stalled[0].end, slot + 0.3)  # the worker was busy at the slot
+        slot, tat, put, missed = self.busy_at_the_slot("lowb", burst_then=0)
         self.assertEqual(len(missed), 1, missed)
-        self.assertEqual([(r.status, r.key) for r in put], [(200, "lowb-1/0.png")])
         # a new token at burst 0, after the one reserved: its slot 1.5 s after the one missed
         self.assertGreaterEqual(put[0].time, tat + 0.5 - 0.05)
         self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(tat * 1e6) + 1000000)
