@@ -1847,7 +1847,7 @@ class LimitCliTest(ThrottleCase):
 # The classes whose rates and slots are measured at the stub: meson's `throttle` runs them alone
 # (`--part timed`); `throttle-answers` runs every other class beside other tests (`--part rest`).
 TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest", "SlotAfterLongJobTest",
-         "SlowDownNoRefillTest", "OutageRecoveryTest", "HeldSlotsReplanTest", "BusyAtTheSlotTest")
+         "SlowDownNoRefillTest", "OutageRecoveryTest", "HeldSlotsReplanTest")
 
 
 def part_classes(part):
