@@ -1278,11 +1278,13 @@ class RetryTest(ThrottleCase):
         the queue's data, and the log says so (it said state_expired, as for state kept past
         PIXQ_BLOB_TTL_S, which sent the operator to the wrong setting)."""
         self.s3.fail("flaky-bucket", 500, "InternalError", count=1)
-        worker = self.start_workers(1, PIXQ_S3_RETRY_BASE_MS=500)[0]
+        # both PUTs held 1.5 s: the first, answered 500 then, and the parked output's retry,
+        # during which Redis is flushed (a stall set once the first was answered came too late
+        # for a retry drawn a few ms after it: the full jitter starts at 0)
+        self.s3.stall("flaky-bucket", 1.5, methods=("PUT",), count=2)
+        worker = self.start_workers(1)[0]
         self.push_jobs([self.job("lost-1", "flaky-bucket")])
-        self.wait_until(lambda: self.puts("flaky-bucket"), 10, "the first PUT")
-        self.s3.stall("flaky-bucket", 2, methods=("PUT",), count=1)  # the parked output's
-        self.wait_until(lambda: self.s3.stalled() >= 1, 10, "the parked output's PUT")
+        self.wait_until(lambda: self.s3.stalled() >= 2, 15, "the parked output's PUT")
         self.redis.execute("FLUSHALL")
         self.wait_until(lambda: worker.log_events("parked_job_lost"), 10, "parked_job_lost")
         self.assertEqual([e["reason"] for e in worker.log_events("parked_job_lost")],
