@@ -2,7 +2,6 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -397,7 +396,7 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         time_t when = curl_getdate(date, NULL);
         reply->server_time = when > 0 ? when : 0;
     }
-    reply->retry_after_ms = http_retry_after_ms(resp, time(NULL), LONG_MAX);
+    reply->retry_after_ms = http_retry_after_ms(resp, time(NULL), c->retry_after_max_ms);
     if (resp->status / 100 != 2) {
         xml_field(&resp->body, "Code", reply->code, sizeof reply->code);
         if (reply->region[0] == '\0') {

@@ -23,9 +23,10 @@ struct s3_config {
     const char *session_token; /* "" or NULL: none */
     long connect_timeout_ms;
     long timeout_ms;
-    long max_idle_ms;   /* after this long without an S3 request, the next one does not reuse a
-                           cached connection (S3 drops idle ones at about 20 s); 0: always reuse */
-    long *last_used_ms; /* monotonic ms of the last request through this config, or NULL */
+    long max_idle_ms;        /* after this long without an S3 request, the next one does not reuse a
+                                cached connection (S3 drops idle ones at about 20 s); 0: always reuse */
+    long *last_used_ms;      /* monotonic ms of the last request through this config, or NULL */
+    long retry_after_max_ms; /* a 429's or 503's Retry-After is read up to this; 0: not read */
 };
 
 struct s3_object {
@@ -43,8 +44,8 @@ struct s3_reply {
     bool not_sent;       /* the request could not be made: no credentials, a bucket or region that
                             cannot be addressed or signed for (status 0); trying again won't help */
     time_t server_time;  /* the answer's Date (unix s), 0 when it had none */
-    long retry_after_ms; /* the wait a 429 or 503 asked for with Retry-After, ms (LONG_MAX for
-                            any longer); -1: none */
+    long retry_after_ms; /* the wait a 429 or 503 asked for with Retry-After, ms, at most the
+                            config's retry_after_max_ms; -1: none */
 };
 
 /* The time requests are signed at: this host's clock, corrected by the offset the last

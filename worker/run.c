@@ -283,10 +283,7 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
         bool transient = !reply.too_large && s3_transient(&reply); /* status 0, yet final */
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
         /* a 429 or 503's Retry-After, as a URL source's (fetch_url()) */
-        long max = w->cfg->retry_after_max_ms;
-        long after = reply.retry_after_ms < 0 || max <= 0 ? -1
-                     : reply.retry_after_ms < max         ? reply.retry_after_ms
-                                                          : max;
+        long after = reply.retry_after_ms;
         w->retry_after_ms = after > w->retry_after_ms ? after : w->retry_after_ms;
         char why[ERR_MSG_MAX];
         memcpy(why, e->msg, sizeof why);
@@ -1107,6 +1104,7 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
         .timeout_ms = c->s3_timeout_ms,
         .max_idle_ms = c->s3_idle_ms,
         .last_used_ms = &r->s3_last_used_ms,
+        .retry_after_max_ms = c->retry_after_max_ms,
     };
     r->up = (struct uploader){.cfg = c, .http = http, .s3 = &r->s3};
     r->objs = json_object_new_array();
