@@ -23,8 +23,9 @@ struct s3_config {
     const char *session_token; /* "" or NULL: none */
     long connect_timeout_ms;
     long timeout_ms;
-    long max_idle_ms;        /* after this long without an S3 request, the next one does not reuse a
-                                cached connection (S3 drops idle ones at about 20 s); 0: always reuse */
+    long max_idle_ms;        /* after this long without an S3 request, the next one does not
+                                reuse a cached connection (S3 drops idle ones at about 20 s); 0:
+                                always reuse */
     long *last_used_ms;      /* monotonic ms of the last request through this config, or NULL */
     long retry_after_max_ms; /* a 429's or 503's Retry-After is read up to this; 0: not read */
 };
