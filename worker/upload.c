@@ -296,19 +296,16 @@ static bool holds_slot(const struct uploader *u, json_object *task)
     long grace =
         u->cfg->s3_local_wait_ms > SLOT_GRACE_MS ? u->cfg->s3_local_wait_ms : SLOT_GRACE_MS;
     long burst = task_long(task, "slot_late_ms", 0), burst_now = 0;
-    long epoch = late > grace && late <= burst ? current_epoch(u, task, &burst_now) : -3;
-    /* the burst intervals of when the slot was reserved, or of now if fewer: a slot held while
-     * an operator lowered the burst (pixq limit set) would go as late as the old burst allowed,
-     * bunched with the slots after it past the new one */
-    burst = burst_now < burst ? burst_now : burst;
-    grace = burst > grace ? burst : grace;
-    if (late > grace) {
+    long epoch = late <= grace || late <= burst ? current_epoch(u, task, &burst_now) : -2;
+    /* past the grace, the burst intervals of when the slot was reserved and of now: a slot held
+     * while an operator lowered the burst (pixq limit set) would go as late as the old burst
+     * allowed, bunched with the slots after it past the new one */
+    if (late > grace && (late > burst || late > burst_now)) {
         LOG_DEBUG("slot_missed", "job_id=%s bucket=%s late_ms=%ld", task_string(task, "job_id"),
                   task_string(task, "bucket"), late);
         return false;
     }
-    return (epoch != -3 ? epoch : current_epoch(u, task, &burst_now)) ==
-           task_long(task, "epoch", -1);
+    return epoch == task_long(task, "epoch", -1);
 }
 
 /* Takes the task's slot: go now (0), or park until it (1). */
