@@ -509,7 +509,8 @@ class Chaos:
         r = self.rnd
         nxt = {"kill": self.t0 + r.uniform(0.7, 2.5), "redis": self.t0 + r.uniform(3, 8),
                "s3": self.t0 + r.uniform(1, 4), "pb": self.t0 + r.uniform(1, 5)}
-        if self.opts.smoke:
+        if self.opts.smoke:  # both faults early, while the 12 jobs are still running
+            nxt["kill"] = self.t0 + 0.8
             nxt["redis"] = self.t0 + 1.5
         self.burst_end = None
         self.redis_up_at = None
@@ -553,17 +554,18 @@ class Chaos:
             if chaotic and now >= nxt["pb"]:
                 self.postback_burst()
                 nxt["pb"] = time.monotonic() + r.uniform(2, 6)
-            if self.opts.smoke and chaos_until is None and all(
-                    self.counts[k] for k in ("kill", "redis_restart")):
+            smoke_faults_due = self.opts.smoke and not all(
+                self.counts[k] for k in ("kill", "redis_restart"))
+            if self.opts.smoke and chaos_until is None and not smoke_faults_due:
                 chaos_until = now
-            if not pending and chaos_until is None:
+            if not pending and chaos_until is None and not smoke_faults_due:
                 chaos_until = now  # calm down and let the rest settle
                 if self.oom_until:
                     self.redis("CONFIG", "SET", "maxmemory", "0")
                     self.oom_until = None
                 self.s3.clear_faults()
                 self.receiver.delay = 0.0
-            if not pending and self.quiet():
+            if not pending and not smoke_faults_due and self.quiet():
                 break
             time.sleep(0.05)
         self.elapsed = time.monotonic() - self.t0
