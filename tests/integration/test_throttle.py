@@ -716,8 +716,8 @@ class HeldSlotsReplanTest(ThrottleCase):
                 replans=state.get("replans"), window=s3stub.window_max(ok))
         for job_id in ids:
             self.assert_complete(pbs[job_id], job_id, "bkt-a", 1)
-        # (it runs beside other tests, in both builds: the rate's windows are checked by
-        # OutageRecoveryTest, which runs alone)
+        # (it runs in both builds: the rate's windows are checked by OutageRecoveryTest, which
+        # runs in the plain build only)
         self.assertLessEqual(ok[-1] - ok[0], self.MAX_SPAN_S)
         self.assert_no_leftovers(ids)
 
@@ -1139,7 +1139,7 @@ class ParkedLimitTest(ThrottleCase):
         self.assert_one_postback_each(ids)
         for job_id in ids:  # processed once each: the gate holds jobs back, it does not rerun them
             self.assertEqual(self.src.requests("/src/%s.jpg" % job_id), 1, job_id)
-        # (the rate is ParkingTest's: timed, it runs alone; this one runs beside other tests)
+        # (the rate is ParkingTest's: timed, in the plain build only; this one runs in both)
         self.assertEqual(len(self.puts("bkt-a")), jobs)
         self.assert_no_leftovers(ids)
         self.assert_nothing_parked()
@@ -1847,8 +1847,9 @@ class LimitCliTest(ThrottleCase):
         self.assertTrue(0.22 <= middle <= 0.3, middle)
 
 
-# The classes whose rates and slots are measured at the stub: meson's `throttle` runs them alone
-# (`--part timed`); `throttle-answers` runs every other class beside other tests (`--part rest`).
+# The classes whose rates and slots are measured at the stub: meson's `throttle` runs them in the
+# plain build only (`--part timed`); `throttle-answers` runs every other class in both builds
+# (`--part rest`).
 TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest", "SlotAfterLongJobTest",
          "SlowDownNoRefillTest", "OutageRecoveryTest")
 
