@@ -16,7 +16,14 @@
  *    "outputs": [{"image_identifier", "file", "width", "height"}]}
  * ("decoded": the size the main source was decoded at, smaller than original_meta's with
  * shrink-on-load; width and height are 0 for move_original copies, written as they are)
- * or {"error": "Image processing failed. ..."} with exit status 1. Bad usage exits 2. */
+ * or {"error": "Image processing failed. ..."} with exit status 1. Bad usage exits 2.
+ *
+ *   pixq-apply [--data DIR] --batch
+ *
+ * runs one job after another in the same process, as a worker does: each line of stdin is
+ * JOB.json, SRC_IMAGE_FILE and OUTDIR separated by tabs, and each job prints its JSON line (the
+ * same line as above) as soon as it is done. Exits 0 at the end of stdin, 2 on a line that is
+ * not three fields. The settings are read once, at start. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +267,7 @@ static struct job *load_job(struct apply *a, struct err *e)
     return j;
 }
 
+/* Returns 1 for --batch, 0 for one job (its files in a), -1 after printing the usage. */
 static int parse_args(struct apply *a, int argc, char **argv)
 {
     int i = 1;
@@ -268,8 +276,12 @@ static int parse_args(struct apply *a, int argc, char **argv)
         a->data_dir = argv[2];
         i = 3;
     }
+    if (argc - i == 1 && strcmp(argv[i], "--batch") == 0) {
+        return 1;
+    }
     if (argc - i != 3) {
-        fprintf(stderr, "usage: pixq-apply [--data DIR] JOB.json SRC_IMAGE_FILE|- OUTDIR\n");
+        fprintf(stderr, "usage: pixq-apply [--data DIR] JOB.json SRC_IMAGE_FILE|- OUTDIR\n"
+                        "       pixq-apply [--data DIR] --batch  (JOB\tSRC\tOUTDIR lines)\n");
         return -1;
     }
     a->job_file = argv[i];
@@ -311,7 +323,6 @@ static int setup(struct apply *a)
         .fetch = src_fetch,
         .load_user = &a->loader,
     };
-    a->outputs = json_object_new_array();
     return 0;
 }
 
@@ -323,31 +334,70 @@ static json_object *size_object(long width, long height)
     return o;
 }
 
-int main(int argc, char **argv)
+/* Runs the job a names and prints its line; returns 0, or 1 when it failed. */
+static int run_one(struct apply *a)
 {
-    static struct apply a;
-    if (parse_args(&a, argc, argv) < 0) {
-        return 2;
-    }
-    if (setup(&a) < 0) {
-        return 2;
-    }
     struct err e = {{0}};
     json_object *meta = NULL;
-    struct job *j = load_job(&a, &e);
+    a->outputs = json_object_new_array();
+    a->n_written = 0;
+    a->decoded_width = a->decoded_height = 0;
+    struct job *j = load_job(a, &e);
     int status = 0;
-    if (j == NULL || apply_job(&a, j, &meta, &e) < 0) {
+    if (j == NULL || apply_job(a, j, &meta, &e) < 0) {
         status = print_error(e.msg);
     } else {
         json_object *doc = json_object_new_object();
         json_object_object_add(doc, "original_meta", meta);
-        json_object_object_add(doc, "decoded", size_object(a.decoded_width, a.decoded_height));
-        json_object_object_add(doc, "outputs", json_object_get(a.outputs));
+        json_object_object_add(doc, "decoded", size_object(a->decoded_width, a->decoded_height));
+        json_object_object_add(doc, "outputs", json_object_get(a->outputs));
         print_json(doc);
         json_object_put(doc);
     }
-    json_object_put(a.outputs);
+    fflush(stdout);
+    json_object_put(a->outputs);
+    a->outputs = NULL;
     job_destroy(j);
+    return status;
+}
+
+/* --batch: one job a line of stdin, JOB\tSRC\tOUTDIR. Returns 0 at the end of stdin, 2 on a
+ * line that is not three fields. */
+static int run_batch(struct apply *a)
+{
+    char line[3 * 4096];
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            fprintf(stderr, "pixq-apply --batch: a line longer than %zu bytes\n", len);
+            return 2;
+        }
+        line[strcspn(line, "\r\n")] = '\0';
+        char *src = strchr(line, '\t');
+        char *out = src != NULL ? strchr(src + 1, '\t') : NULL;
+        if (out == NULL || strchr(out + 1, '\t') != NULL) {
+            fprintf(stderr, "pixq-apply --batch: a line is three tab-separated fields: %.200s\n",
+                    line);
+            return 2;
+        }
+        *src++ = '\0';
+        *out++ = '\0';
+        a->job_file = line;
+        a->src_file = src;
+        a->out_dir = out;
+        run_one(a);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct apply a;
+    int mode = parse_args(&a, argc, argv);
+    if (mode < 0 || setup(&a) < 0) {
+        return 2;
+    }
+    int status = mode == 1 ? run_batch(&a) : run_one(&a);
     img_shutdown();
     return status;
 }
