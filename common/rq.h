@@ -63,6 +63,7 @@ enum rq_script {
     RQ_SCRIPT_PARKED_FORGET, /* parked_forget.lua: count out parked outputs whose blob is gone */
     RQ_SCRIPT_CLAIM,         /* claim.lua: claim the job_ids of jobs about to be submitted */
     RQ_SCRIPT_REPLAN,        /* replan.lua: bring a bucket's parked uploads forward */
+    RQ_SCRIPT_RL_SET,        /* rl_set.lua: an operator's override of a bucket's limit */
     RQ_SCRIPT_COUNT,
 };
 

@@ -511,7 +511,8 @@ static const char LIMIT_USAGE[] =
     "show every bucket's configured rate and burst, effective rate (after adaptive slowing),\n"
     "reserved backlog, throttling answers seen and region (--json: one JSON array); set an\n"
     "override (RATE PUT/s, 0.001 to 1000000; BURST 0 to 1000000), or reset a\n"
-    "bucket to PIXQ_S3_RATE. Changes apply to every worker at once.\n"
+    "bucket to PIXQ_S3_RATE. Changes apply to every worker at once, and to the outputs\n"
+    "already parked: the slots they hold are re-planned at the new rate.\n"
     "\n"
     "Exit status: 0 done, 1 Redis failed, 2 bad usage.\n";
 
@@ -645,40 +646,36 @@ static int limit_show(struct admin *a, const struct cfg *cfg, bool json)
     return rc;
 }
 
-/* Runs two commands on one limiter hash as one transaction (MULTI ... EXEC, one round trip): an
- * upload or another `pixq limit` cannot land between them. Returns 0, or -1 with the reason. */
-static int limit_write(struct admin *a, const struct rq_cmd *two, struct err *e)
+/* rl_set.lua on the bucket's limiter: "set" with the rate and burst as stored, or "reset". It
+ * writes the override and the rate the reserved slots were planned at, in one script: an upload
+ * or another `pixq limit` cannot land between them, and the next rl_acquire.lua re-plans the
+ * slots reserved at the old rate. Returns 0, or -1 with the reason (Redis's refusal). */
+static int limit_write(struct admin *a, const struct cfg *cfg, const char *bucket, const char *rate,
+                       const char *burst, struct err *e)
 {
-    const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
-    const struct rq_cmd cmds[] = {{1, multi, NULL}, two[0], two[1], {1, exec, NULL}};
-    redisReply *rep[4];
-    int rc = rq_pipeline(a->rq, 4, cmds, rep, e);
-    if (rc == 0 && (rep[3]->type != REDIS_REPLY_ARRAY || rep[3]->elements != 2)) {
-        rc = err_set(e, "redis: the transaction was not carried out");
-    }
-    for (size_t i = 0; rc == 0 && i < rep[3]->elements; i++) {
-        if (rep[3]->element[i]->type == REDIS_REPLY_ERROR) {
-            rc = err_set(e, "redis: %.400s", rep[3]->element[i]->str);
-        }
-    }
-    for (size_t i = 0; i < 4; i++) {
-        freeReplyObject(rep[i]);
-    }
+    char key[RQ_KEY_MAX], def_rate[32], ttl[32];
+    snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
+    snprintf(def_rate, sizeof def_rate, "%g", cfg->s3_rate);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)cfg->rl_idle_ttl_s * 1000);
+    const char *keys[] = {key};
+    const char *set[] = {"set", def_rate, rate, burst}, *reset[] = {"reset", def_rate, "", "", ttl};
+    redisReply *r = rate != NULL ? rq_script(a->rq, RQ_SCRIPT_RL_SET, 1, keys, 4, set, NULL, e)
+                                 : rq_script(a->rq, RQ_SCRIPT_RL_SET, 1, keys, 5, reset, NULL, e);
+    int rc = r != NULL ? 0 : -1;
+    freeReplyObject(r);
     return rc;
 }
 
 /* Sets the bucket's override: the rate as a plain decimal ("0x10" and "1.6e1" are 16), both
  * in Redis and in what is printed. */
-static int limit_set(struct admin *a, const char *bucket, double rate_n, long burst_n)
+static int limit_set(struct admin *a, const struct cfg *cfg, const char *bucket, double rate_n,
+                     long burst_n)
 {
-    char key[RQ_KEY_MAX], burst[32], rate[32];
-    snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
+    char burst[32], rate[32];
     snprintf(burst, sizeof burst, "%ld", burst_n);
     snprintf(rate, sizeof rate, "%.15g", rate_n);
-    const char *hset[] = {"HSET", key, "rate", rate, "burst", burst}, *persist[] = {"PERSIST", key};
-    const struct rq_cmd two[] = {{6, hset, NULL}, {2, persist, NULL}};
     struct err e = {{0}};
-    if (limit_write(a, two, &e) < 0) {
+    if (limit_write(a, cfg, bucket, rate, burst, &e) < 0) {
         return cli_fail("limit set: %s", e.msg);
     }
     printf("%s: %s PUT/s, burst %s (fleet-wide, now)\n", bucket, rate, burst);
@@ -689,13 +686,8 @@ static int limit_set(struct admin *a, const char *bucket, double rate_n, long bu
  * upload's rl_acquire.lua sets it anew; without one it stayed for good). */
 static int limit_reset(struct admin *a, const struct cfg *cfg, const char *bucket)
 {
-    char key[RQ_KEY_MAX], ttl[32];
-    snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
-    snprintf(ttl, sizeof ttl, "%lld", (long long)cfg->rl_idle_ttl_s * 1000);
-    const char *hdel[] = {"HDEL", key, "rate", "burst"}, *pexpire[] = {"PEXPIRE", key, ttl};
-    const struct rq_cmd two[] = {{4, hdel, NULL}, {3, pexpire, NULL}};
     struct err e = {{0}};
-    if (limit_write(a, two, &e) < 0) {
+    if (limit_write(a, cfg, bucket, NULL, NULL, &e) < 0) {
         return cli_fail("limit reset: %s", e.msg);
     }
     printf("%s: back to the default rate\n", bucket);
@@ -747,7 +739,7 @@ int limit_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_FAILED;
     }
     int rc = strcmp(argv[1], "show") == 0  ? limit_show(&a, cfg, argc == 3)
-             : strcmp(argv[1], "set") == 0 ? limit_set(&a, argv[2], rate, burst)
+             : strcmp(argv[1], "set") == 0 ? limit_set(&a, cfg, argv[2], rate, burst)
                                            : limit_reset(&a, cfg, argv[2]);
     rq_destroy(a.rq);
     return rc;

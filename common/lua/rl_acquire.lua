@@ -21,7 +21,10 @@
 -- counted again at the new rate) and voids their reservations; the caller is told, so that it
 -- brings the bucket's parked uploads forward (replan.lua). Without it, after an outage the slots
 -- reserved at the floor kept their spacing of seconds for as long as the backlog lasted, and the
--- fleet sent at a fraction of the rate it had recovered.
+-- fleet sent at a fraction of the rate it had recovered. An operator's `pixq limit set` records
+-- the rate the reserved slots were planned at too (rl_set.lua): above a lowered rate, so that
+-- the next call re-plans (`plan > rate`: the slots reserved at the old pace void, not sent at
+-- it), or below a raised one (the parked uploads brought forward).
 -- Returns {status, wait ms, region or "", effective rate in tokens per 1000 s, epoch, 1 if this
 -- call re-planned else 0, lateness ms}: status 0 = go now; 1 = the slot `wait` ms from now is
 -- reserved for the caller; 2 = nothing reserved, the slot would be `wait` ms away. The epoch
@@ -49,7 +52,7 @@ local interval = 1000000 / eff
 local tat = math.max(tonumber(h[1]) or 0, now)
 local replans, replanned = tonumber(h[8]) or 0, 0
 local plan = tonumber(h[9])
-if plan and (eff >= 2 * plan or (eff >= rate and plan < rate)) then
+if plan and (eff >= 2 * plan or (eff >= rate and plan < rate) or plan > rate) then
     local used = math.min(tat - now, (burst + 1) * 1000000 / plan)
     tat = now + used * plan / eff
     replans, replanned = replans + 1, 1

@@ -1763,6 +1763,67 @@ class RateLimitTest(LuaTestCase):
         self.assertEqual(self.feedback(rate=10), 1)
         self.assertEqual(float(self.r.execute("HGET", RL, "plan")), 7)
 
+    def limit_set(self, rate, burst, default=10):
+        return self.run_script("rl_set", [RL], ["set", default, rate, burst])
+
+    def backlog_ms(self, default=10):
+        return self.show(rate=default, burst=0)[3]
+
+    def test_limit_raised_replans_the_reserved_slots(self):
+        self.limit_set(1, 0)
+        for _ in range(10):
+            self.acquire_full(rate=10, burst=0)  # reserved 1 s apart: about 9 s ahead
+        self.assertTrue(8500 <= self.backlog_ms() <= 10000, self.backlog_ms())
+        self.assertEqual(self.limit_set(20, 0), "1")  # planned at the old rate, 1/s
+        self.assertEqual(self.limiter_fields("rate", "burst", "plan"), ["20", "0", "1"])
+        # the next caller re-plans: the slots void (epoch 1), the backlog counted again at
+        # 20/s, its slot one new interval away, not 10 s
+        status, wait, _, eff, epoch, replanned, _ = self.acquire_full(rate=10, burst=0)
+        self.assertEqual((eff, epoch, replanned), (20000, 1, 1))
+        self.assertTrue(status == 1 and wait <= 55, (status, wait))
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:6], [1, 0])  # once
+
+    def test_limit_lowered_replans_the_reserved_slots(self):
+        for _ in range(20):
+            self.acquire_full(rate=10, burst=0)  # reserved 100 ms apart: about 2 s ahead
+        self.assertEqual(self.limit_set(2, 0), "10")  # above the new rate
+        status, wait, _, eff, epoch, replanned, _ = self.acquire_full(rate=10, burst=0)
+        self.assertEqual((eff, epoch, replanned), (2000, 1, 1))
+        # holders of the slots 100 ms apart take new ones, 500 ms apart: the one token in use
+        # (the burst window at the old rate, 100 ms) is 500 ms at the new one, the caller's slot
+        # after it
+        self.assertTrue(status == 1 and 490 <= wait <= 505, (status, wait))
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:6], [1, 0])
+
+    def test_limit_set_keeps_a_decrease_s_plan_and_a_burst_alone_does_not_replan(self):
+        self.acquire_full(rate=10, burst=0)
+        self.assertEqual(self.feedback(rate=10, burst=0), 1)  # plan 7 (0.7 * 10)
+        # raised: the decrease's plan stays (re-planned when CUBIC gets to twice it)
+        self.assertEqual(self.limit_set(40, 0), "")
+        self.assertEqual(self.limiter_fields("plan"), ["7"])
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:6], [1, 0])
+        self.r.execute("DEL", RL)
+        self.acquire_full(rate=10, burst=0)
+        self.assertEqual(self.limit_set(10, 5), "10")  # the same rate, another burst
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[4:6], [0, 0])
+        # nothing in use: nothing to re-plan, whatever the new rate
+        self.r.execute("DEL", RL)
+        self.assertEqual(self.limit_set(1, 0), "")
+        self.assertEqual(self.limit_set(100, 0), "")
+        self.assertEqual(self.limiter_fields("plan"), [None])
+
+    def test_limit_reset_replans_toward_the_default(self):
+        self.limit_set(50, 0)
+        for _ in range(3):
+            self.assertEqual(self.acquire_full(rate=10, burst=0)[4:6], [0, 0])
+        self.assertEqual(self.run_script("rl_set", [RL], ["reset", 10, "", "", 60000]), "50")
+        self.assertEqual(self.limiter_fields("rate", "burst", "plan"), [None, None, "50"])
+        self.assertTrue(55000 <= self.r.execute("PTTL", RL) <= 60000)
+        self.assertEqual(self.acquire_full(rate=10, burst=0)[3:6], [10000, 1, 1])
+
+    def limiter_fields(self, *names):
+        return self.r.execute("HMGET", RL, *names)
+
     def gos(self, n, **kw):
         """How many of n acquisitions in a row go at once (status 0)."""
         return sum(1 for _ in range(n) if self.acquire(**kw)[0] == 0)
@@ -1941,8 +2002,8 @@ class ReplanTest(LuaTestCase):
 
 
 TESTED = ("adopt", "begin", "claim", "dead_retry", "delay", "expired", "finish", "heartbeat", "park",
-          "posting", "promote", "reap", "replan", "requeue", "rl_acquire", "rl_feedback", "rl_show",
-          "split", "parked_forget", "take", "upload_done")
+          "posting", "promote", "reap", "replan", "requeue", "rl_acquire", "rl_feedback", "rl_set",
+          "rl_show", "split", "parked_forget", "take", "upload_done")
 
 
 if __name__ == "__main__":
