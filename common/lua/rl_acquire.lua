@@ -34,27 +34,21 @@
 -- (its slot is within burst intervals before it, as a token that goes at once is), so a worker
 -- busy when the slot came still uses it rather than taking another (the slot lost).
 
+-- include: lib/limiter.lua
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'burst', 'w_max', 'last_fail', 'region',
                      'decreases', 'replans', 'plan')
 local rate = tonumber(h[2]) or tonumber(ARGV[1])
 local burst = tonumber(h[3]) or tonumber(ARGV[2])
-local eff = rate
-if h[4] and h[5] then
-    local w_max = tonumber(h[4])
-    local dt = (now - tonumber(h[5])) / 1000000
-    local k = (w_max * (1 - 0.7) / 0.4) ^ (1 / 3)
-    eff = 0.4 * (dt - k) ^ 3 + w_max
-end
-eff = math.min(rate, math.max(tonumber(ARGV[5]), eff))
+local eff = effective_rate(rate, tonumber(ARGV[5]), h[4], h[5], now)
 local interval = 1000000 / eff
 local tat = math.max(tonumber(h[1]) or 0, now)
 local replans, replanned = tonumber(h[8]) or 0, 0
 local plan = tonumber(h[9])
 if plan and (eff >= 2 * plan or (eff >= rate and plan < rate) or plan > rate) then
-    local used = math.min(tat - now, (burst + 1) * 1000000 / plan)
-    tat = now + used * plan / eff
+    tat = replanned_tat(tat, now, burst, plan, eff)
     replans, replanned = replans + 1, 1
     redis.call('HSET', KEYS[1], 'plan', eff, 'replans', replans, 'tat', string.format('%.0f', tat))
 end

@@ -22,6 +22,8 @@
 -- run with a configuration of their own).
 -- Returns 1 if the rate was lowered, 0 if the signal fell within the current episode.
 
+-- include: lib/limiter.lua
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', KEYS[1], 'rate', 'w_max', 'last_fail', 'last_decrease', 'burst',
@@ -32,22 +34,12 @@ if h[4] and now - tonumber(h[4]) < tonumber(ARGV[2]) * 1000 then
     return 0
 end
 local rate = tonumber(h[1]) or tonumber(ARGV[1])
-local eff = rate
-if h[2] and h[3] then
-    local w_max = tonumber(h[2])
-    local dt = (now - tonumber(h[3])) / 1000000
-    local k = (w_max * (1 - 0.7) / 0.4) ^ (1 / 3)
-    eff = 0.4 * (dt - k) ^ 3 + w_max
-end
-eff = math.min(rate, math.max(tonumber(ARGV[3]), eff))
+local eff = effective_rate(rate, tonumber(ARGV[3]), h[2], h[3], now)
 -- the rate rl_acquire.lua derives right after this decrease: 0.7 eff, within the same bounds
 local new_eff = math.min(rate, math.max(tonumber(ARGV[3]), 0.7 * eff))
 local burst = tonumber(h[5]) or tonumber(ARGV[4])
--- the part of the burst window in use at the old rate, counted in tokens, is kept in use at the
--- new one; slots reserved beyond the window are dropped: their holders see `decreases` change
--- and take new slots at the new rate instead of sending at the old pace
-local used = math.min(math.max((tonumber(h[6]) or 0) - now, 0), (burst + 1) * 1000000 / eff)
-local tat = now + used * eff / new_eff
+-- slots reserved beyond the burst window are dropped: their holders see `decreases` change
+local tat = replanned_tat(tonumber(h[6]) or 0, now, burst, eff, new_eff)
 local stamp = string.format('%.0f', now)
 redis.call('HSET', KEYS[1], 'w_max', eff, 'last_fail', stamp, 'last_decrease', stamp, 'tat',
            string.format('%.0f', tat), 'plan', new_eff, 'floor', ARGV[3])

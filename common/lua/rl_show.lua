@@ -11,20 +11,15 @@
 -- throttle_signals, decreases, region or "", 1 if the rate or burst is an operator override
 -- else 0, replans}.
 
+-- include: lib/limiter.lua
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'burst', 'w_max', 'last_fail', 'region',
                      'throttle_signals', 'decreases', 'replans', 'floor')
 local rate = tonumber(h[2]) or tonumber(ARGV[1])
 local burst = tonumber(h[3]) or tonumber(ARGV[2])
-local eff = rate
-if h[4] and h[5] then
-    local w_max = tonumber(h[4])
-    local dt = (now - tonumber(h[5])) / 1000000
-    local k = (w_max * (1 - 0.7) / 0.4) ^ (1 / 3)
-    eff = 0.4 * (dt - k) ^ 3 + w_max
-end
-eff = math.min(rate, math.max(tonumber(h[10]) or tonumber(ARGV[3]), eff))
+local eff = effective_rate(rate, tonumber(h[10]) or tonumber(ARGV[3]), h[4], h[5], now)
 local backlog = math.max(0, (tonumber(h[1]) or 0) - now)
 local override = 0
 if h[2] or h[3] then

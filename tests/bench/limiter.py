@@ -44,8 +44,8 @@ import harness  # noqa: E402
 import s3stub  # noqa: E402
 from benchlib import machine, machine_line  # noqa: E402
 
-RL_ACQUIRE = REPO_ROOT / "common" / "lua" / "rl_acquire.lua"
-RL_FEEDBACK = REPO_ROOT / "common" / "lua" / "rl_feedback.lua"
+RL_ACQUIRE = harness.lua_script("rl_acquire")  # with lib/limiter.lua, as the worker runs it
+RL_FEEDBACK = harness.lua_script("rl_feedback")
 # what pixq-worker passes by default (PIXQ_S3_HORIZON_MS, PIXQ_S3_MIN_RATE, PIXQ_RL_IDLE_TTL_S)
 HORIZON_MS, MIN_RATE, IDLE_TTL_MS = 600000, 0.5, 86400 * 1000
 LOCAL_WAIT_MS = 1000
@@ -114,7 +114,7 @@ def bench_loop(rate, seconds):
     stack = Stack("loop")
     try:
         r = stack.client()
-        sha = r.execute("SCRIPT", "LOAD", RL_ACQUIRE.read_text())
+        sha = r.execute("SCRIPT", "LOAD", RL_ACQUIRE)
         out = []
         for n in WORKERS:
             key = "pixq:rl:{loop-%d}" % n
@@ -257,8 +257,8 @@ def bench_cost(count):
     stack = Stack("cost")
     try:
         r = stack.client()
-        sha = r.execute("SCRIPT", "LOAD", RL_ACQUIRE.read_text())
-        fb_sha = r.execute("SCRIPT", "LOAD", RL_FEEDBACK.read_text())
+        sha = r.execute("SCRIPT", "LOAD", RL_ACQUIRE)
+        fb_sha = r.execute("SCRIPT", "LOAD", RL_FEEDBACK)
         raw = RawClient(stack.redis_server.port)
         # a rate no loop can reach: every call conforms and writes the new tat (the usual path)
         acquire = harness.Redis._encode(["EVALSHA", sha, 1, "pixq:rl:{cost}"]

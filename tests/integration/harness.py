@@ -56,6 +56,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
 S3RVER_BIN = REPO_ROOT / "deploy" / "s3rver" / "node_modules" / ".bin" / "s3rver"
+LUA_DIR = REPO_ROOT / "common" / "lua"
+LUA_INCLUDE = re.compile(r"^-- include: (\S+)\n", re.M)
 S3RVER_CLUSTER = REPO_ROOT / "tests" / "bench" / "s3rver-cluster.js"  # s3rver in N processes
 STACK_SH = REPO_ROOT / "deploy" / "stack.sh"
 LOOPBACK = "127.0.0.1"
@@ -94,6 +96,13 @@ class Config:
 
 
 CONFIG = Config()
+
+
+def lua_script(name):
+    """common/lua/<name>.lua as the worker runs it: each `-- include: PATH` line replaced by
+    that file, as tools/embed.c does at build time."""
+    text = (LUA_DIR / (name + ".lua")).read_text()
+    return LUA_INCLUDE.sub(lambda m: (LUA_DIR / m.group(1)).read_text(), text)
 
 
 def scaled(seconds):

@@ -21,9 +21,10 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
-from harness import LOOPBACK, REPO_ROOT, Redis, RedisServer  # noqa: E402
+from harness import LOOPBACK, LUA_DIR, LUA_INCLUDE as INCLUDE, REPO_ROOT, Redis  # noqa: E402
+from harness import RedisServer  # noqa: E402
+from harness import lua_script as script_text  # noqa: E402
 
-LUA_DIR = REPO_ROOT / "common" / "lua"
 Q = "t"
 WAKE = '{"pixq_wake":true}'  # RQ_WAKE_TOKEN in common/rq.h
 
@@ -34,16 +35,6 @@ def key(name):
 
 JOBS, WORKERS, DELAYED, DEAD, STATS, RECOV, REAPED, PARKED = (key(n) for n in (
     "jobs", "workers", "delayed", "dead", "stats", "recov", "reaped", "parked"))
-
-
-INCLUDE = re.compile(r"^-- include: (\S+)\n", re.M)
-
-
-def script_text(name):
-    """common/lua/<name>.lua as the worker runs it: each `-- include: PATH` line replaced by
-    that file, as tools/embed.c does at build time."""
-    text = (LUA_DIR / (name + ".lua")).read_text()
-    return INCLUDE.sub(lambda m: (LUA_DIR / m.group(1)).read_text(), text)
 
 
 def sha1(payload):
