@@ -2,7 +2,8 @@
 --
 -- KEYS[1] pixq:rl:{<bucket>}   hash: tat (µs), optional overrides rate (tokens/s) and burst,
 --                              adaptive state w_max and last_fail (µs), region, the epoch's
---                              counters decreases and replans, and plan (tokens/s)
+--                              counters decreases and replans, plan (tokens/s) and plan_set
+--                              (1: the plan is an operator's, rl_set.lua)
 -- ARGV[1] default rate, tokens/s (PIXQ_S3_RATE)
 -- ARGV[2] default burst
 -- ARGV[3] cost, tokens; 0 to read the epoch only (an upload that comes for the slot it holds),
@@ -23,8 +24,11 @@
 -- reserved at the floor kept their spacing of seconds for as long as the backlog lasted, and the
 -- fleet sent at a fraction of the rate it had recovered. An operator's `pixq limit set` records
 -- the rate the reserved slots were planned at too (rl_set.lua): above a lowered rate, so that
--- the next call re-plans (`plan > rate`: the slots reserved at the old pace void, not sent at
--- it), or below a raised one (the parked uploads brought forward).
+-- the next call re-plans (`plan > rate` with `plan_set`, which that re-plan removes: the slots
+-- reserved at the old pace void, not sent at it), or below a raised one (the parked uploads
+-- brought forward). A plan above the rate without `plan_set` is one a worker of a higher
+-- PIXQ_S3_RATE wrote (a fleet part-way through a change of it): re-planned at each call, the
+-- workers of two rates voided each other's slots at every upload.
 -- Returns {status, wait ms, region or "", effective rate in tokens per 1000 s, epoch, 1 if this
 -- call re-planned else 0, lateness ms}: status 0 = go now; 1 = the slot `wait` ms from now is
 -- reserved for the caller; 2 = nothing reserved, the slot would be `wait` ms away. The epoch
@@ -39,7 +43,7 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'burst', 'w_max', 'last_fail', 'region',
-                     'decreases', 'replans', 'plan')
+                     'decreases', 'replans', 'plan', 'plan_set')
 local rate = tonumber(h[2]) or tonumber(ARGV[1])
 local burst = tonumber(h[3]) or tonumber(ARGV[2])
 local eff = effective_rate(rate, tonumber(ARGV[5]), h[4], h[5], now)
@@ -47,10 +51,11 @@ local interval = 1000000 / eff
 local tat = math.max(tonumber(h[1]) or 0, now)
 local replans, replanned = tonumber(h[8]) or 0, 0
 local plan = tonumber(h[9])
-if plan and (eff >= 2 * plan or (eff >= rate and plan < rate) or plan > rate) then
+if plan and (eff >= 2 * plan or (eff >= rate and plan < rate) or (h[10] and plan > rate)) then
     tat = replanned_tat(tat, now, burst, plan, eff)
     replans, replanned = replans + 1, 1
     redis.call('HSET', KEYS[1], 'plan', eff, 'replans', replans, 'tat', string.format('%.0f', tat))
+    redis.call('HDEL', KEYS[1], 'plan_set')
 end
 local new_tat = tat + interval * tonumber(ARGV[3])
 local wait = new_tat - interval * (burst + 1) - now

@@ -16,8 +16,14 @@
 -- counts the backlog again at the new rate; its worker brings the parked uploads forward):
 --   lowered: plan = the old rate, above the new one;
 --   raised: plan stays what a decrease recorded (the re-plan comes when the rate has climbed
---   to twice it or to the new rate, as after any decrease), else the old rate, below the new.
+--   to twice it or to the new rate, as after any decrease), else (none, or one above the old
+--   rate: left by a plain HSET that lowered it) the old rate, below the new.
 -- With no token in use (tat not ahead of now) nothing is planned and `plan` is left as it is.
+-- Either way, when there is a plan, `plan_set` marks it as the operator's: rl_acquire.lua
+-- re-plans a plan above the rate only then, once (with the CLI's PIXQ_S3_RATE not the
+-- workers', a reset the CLI counts as a raise may be a lowering for them; and a plan left above
+-- a rate lowered with nothing in use comes down to it, or a later raise would find it in place
+-- and re-plan nothing).
 -- A burst alone changed needs no re-plan (upload.c uses a held slot at most as late as the
 -- burst allows now). Returns the plan written, or "" when none was.
 
@@ -31,11 +37,20 @@ if ARGV[1] == 'set' then
     new = tonumber(ARGV[3])
 end
 local plan = tonumber(h[2])
-if (tonumber(h[3]) or 0) > now and (new < old or not plan) then
+local fields = {}
+if (tonumber(h[3]) or 0) > now and (new < old or not plan or plan > old) then
     plan = old
-    redis.call('HSET', KEYS[1], 'plan', plan)
+    fields = {'plan', plan}
 else
     plan = nil
+end
+-- plan_set: the plan is the operator's, for rl_acquire.lua's `plan > rate` (once: a plan above
+-- the caller's rate otherwise comes from a worker whose PIXQ_S3_RATE is higher, and workers of
+-- two rates re-planned each other's plans at every call)
+if #fields > 0 or h[2] then
+    fields[#fields + 1] = 'plan_set'
+    fields[#fields + 1] = '1'
+    redis.call('HSET', KEYS[1], unpack(fields))
 end
 if ARGV[1] == 'set' then
     redis.call('HSET', KEYS[1], 'rate', ARGV[3], 'burst', ARGV[4])

@@ -1812,6 +1812,49 @@ class RateLimitTest(LuaTestCase):
         self.assertTrue(55000 <= self.r.execute("PTTL", RL) <= 60000)
         self.assertEqual(self.acquire_full(rate=10, burst=0)[3:6], [10000, 1, 1])
 
+    def test_workers_of_two_rates_do_not_replan_each_other_s_plan(self):
+        # a fleet part-way through a change of PIXQ_S3_RATE (10/s and 5/s), no override, after a
+        # decrease it has recovered from: a plan above a worker's rate is the other worker's,
+        # not an operator's; re-planned at each call, every upload voided every held slot
+        self.acquire_full(rate=10, burst=0)
+        self.assertEqual(self.feedback(rate=10, burst=0), 1)
+        self.r.execute("HSET", RL, "last_fail", self.now_us() - 100 * 10 ** 6)
+        flags = [self.acquire_full(rate=(10, 5)[i % 2], burst=0)[5] for i in range(8)]
+        self.assertEqual(flags, [1, 0, 0, 0, 0, 0, 0, 0])
+        # an operator's lowering re-plans once, whichever worker comes first
+        for _ in range(10):
+            self.acquire_full(rate=10, burst=0)
+        self.assertEqual(self.limit_set(3, 0), "10")
+        flags = [self.acquire_full(rate=(5, 10)[i % 2], burst=0)[5] for i in range(8)]
+        self.assertEqual(flags, [1, 0, 0, 0, 0, 0, 0, 0])
+        self.assertEqual(self.limiter_fields("plan", "plan_set"), ["3", None])
+
+    def test_limit_raised_replans_after_a_plan_was_left_above_the_rate(self):
+        for how in ("limit set", "plain HSET"):
+            self.r.execute("DEL", RL)
+            self.r.execute("HSET", RL, "plan", 10)  # a re-plan at 10/s, long ago
+            if how == "limit set":
+                self.assertEqual(self.limit_set(2, 0), "")  # nothing in use: nothing planned
+            else:
+                self.r.execute("HSET", RL, "rate", 2, "burst", 0)  # no re-plan, as documented
+                self.assertEqual(self.acquire_full(rate=10, burst=0)[5], 0)
+            for _ in range(10):
+                self.acquire_full(rate=10, burst=0)  # reserved 500 ms apart
+            # raised back: the slots reserved at 2/s re-planned at 10/s, not kept for 4 s
+            self.limit_set(10, 0)
+            self.assertEqual(self.acquire_full(rate=10, burst=0)[3:6:2], [10000, 1], how)
+
+    def test_limit_reset_replans_a_lowering_the_cli_takes_for_a_raise(self):
+        # workers at 4/s (PIXQ_S3_RATE), the CLI at its 20/s: a reset from 10/s lowers the
+        # workers' rate, though the CLI counts it a raise and keeps the plan in place
+        self.limit_set(10, 0, default=20)
+        for _ in range(10):
+            self.acquire_full(rate=4, burst=0)
+        self.assertEqual(self.r.execute("HGET", RL, "plan"), None)
+        self.r.execute("HSET", RL, "plan", 10)  # as a re-plan at 10/s left it
+        self.assertEqual(self.run_script("rl_set", [RL], ["reset", 20, "", "", 60000]), "")
+        self.assertEqual(self.acquire_full(rate=4, burst=0)[3:6], [4000, 1, 1])
+
     def limiter_fields(self, *names):
         return self.r.execute("HMGET", RL, *names)
 
