@@ -1760,6 +1760,28 @@ class LimitSetReplanTest(ThrottleCase):
         self.assertLessEqual(s3stub.window_max(after), 3)  # 2/s, burst 0: at most 3 in 1 s
         self.assert_no_leftovers(ids)
 
+    def test_lowered_limit_voids_a_slot_waited_for_in_the_process(self):
+        """An output waiting in its worker for a slot (PIXQ_S3_LOCAL_WAIT_MS) when the limit
+        is lowered takes a new slot at the new rate after its wait: it went at the old slot,
+        0.5 s after the first PUT at 2/s where 0.5/s allows one in 2 s."""
+        r = self.run_pixq("limit", "set", "bkt-a", "2", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=3000, PIXQ_LOG_LEVEL="debug")
+        self.push_jobs([self.job("waited", "bkt-a", saves=4)])
+        self.wait_until(lambda: self.puts("bkt-a", 200), 20, "the first PUT")
+        time.sleep(0.1)  # the second output waits for its slot, 0.5 s after the first
+        self.set_limit(0.5)
+        pb = self.postbacks_for(["waited"], timeout=60)["waited"]
+        self.assert_complete(pb, "waited", "bkt-a", 4)
+        ok = sorted(r.time for r in self.puts("bkt-a", 200))
+        gaps = [b - a for a, b in zip(ok, ok[1:])]
+        figures("limit lowered during a local wait", gaps_s=",".join("%.2f" % g for g in gaps),
+                voided=len(worker.log_events("slot_voided")))
+        self.assertEqual(len(ok), 4)
+        self.assertGreaterEqual(min(gaps), 1.9, gaps)  # 0.5/s, burst 0
+        self.assertTrue(worker.log_events("slot_voided"))
+        self.assert_no_leftovers(["waited"])
+
 
 class LimitCliTest(ThrottleCase):
     """pixq limit show/set/reset, bad arguments, and overrides taking effect at once."""
