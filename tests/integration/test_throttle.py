@@ -1778,7 +1778,9 @@ class LimitSetReplanTest(ThrottleCase):
         figures("limit lowered during a local wait", gaps_s=",".join("%.2f" % g for g in gaps),
                 voided=len(worker.log_events("slot_voided")))
         self.assertEqual(len(ok), 4)
-        self.assertGreaterEqual(min(gaps), 1.9, gaps)  # 0.5/s, burst 0
+        # 0.5/s, burst 0: 2 s apart (2.5, 2.0, 2.0 measured); 0.5 s before. At least 1 s, not
+        # 2: a PUT sent late (a loaded machine) would make the next gap short, not the rate high
+        self.assertGreaterEqual(min(gaps), 1.0, gaps)
         self.assertTrue(worker.log_events("slot_voided"))
         self.assert_no_leftovers(["waited"])
 
