@@ -236,6 +236,11 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
     }
     if (attempt < u->cfg->s3_max_attempts) {
         *delay_ms = backoff_ms(u->cfg, attempt, s3_throttled(r));
+        /* a 503's or 429's Retry-After (some S3-compatible stores send one), at most
+         * PIXQ_RETRY_AFTER_MAX_MS (s3.c reads it so), when it asks for longer */
+        if (r->retry_after_ms > *delay_ms) {
+            *delay_ms = r->retry_after_ms;
+        }
         /* why, for the operator: a reset, a timeout, a 500 and SlowDown each show here */
         char q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16];
         const char *id = task_string(task, "image_identifier"),

@@ -1608,6 +1608,33 @@ class S3SourceRetryAfterTest(ThrottleCase):
         self.assertLess(gap, scaled(3))
 
 
+class UploadRetryAfterTest(ThrottleCase):
+    """A PUT answered 503 (or 429) with Retry-After is tried again that much later, at most
+    PIXQ_RETRY_AFTER_MAX_MS, when the back-off would be shorter: it was tried again after the
+    back-off alone (up to PIXQ_S3_THROTTLE_RETRY_BASE_MS, set to 50 ms here)."""
+
+    def gap(self, job_id, retry_after, **env):
+        self.s3.fail("flaky-bucket", 503, "SlowDown", count=1, key_prefix=job_id,
+                     headers={"Retry-After": retry_after})
+        self.start_worker(PIXQ_S3_THROTTLE_RETRY_BASE_MS=50, PIXQ_S3_RETRY_BASE_MS=50, **env)
+        self.push_jobs([self.job(job_id, "flaky-bucket")])
+        self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "flaky-bucket", 1)
+        puts = self.puts("flaky-bucket")
+        self.assertEqual([r.status for r in puts], [503, 200])
+        figures("upload_retry_after", job=job_id, gap=puts[1].time - puts[0].time)
+        return puts[1].time - puts[0].time
+
+    def test_retry_after_seconds(self):
+        gap = self.gap("upra-secs", "3")
+        self.assertGreaterEqual(gap, 2.95)
+        self.assertLess(gap, scaled(5))
+
+    def test_retry_after_capped(self):
+        gap = self.gap("upra-cap", "3600", PIXQ_RETRY_AFTER_MAX_MS=1500)
+        self.assertGreaterEqual(gap, 1.45)
+        self.assertLess(gap, scaled(3))
+
+
 class IdleConnectionTest(ThrottleCase):
     """S3 connections are reused, but not once idle for PIXQ_S3_IDLE_MS."""
 
