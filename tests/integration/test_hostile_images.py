@@ -891,11 +891,14 @@ class TimeLimitTest(HostileImageTestCase):
                 # alone takes the second, and there is nothing left to measure (under ASan on a
                 # loaded machine, the first decoding in a new worker every time, a later one
                 # once in 4 or 5; in a fresh-clone run of the whole suite, the main build's
-                # workers beside the other suites, 6 attempts in a row once)
+                # workers beside the other suites, 6 attempts in a row once). A sample timed
+                # while the machine was busier than when the layer is filled, or the other way
+                # round, lets the job start and stop at the deadline ("caption: took longer",
+                # in one fresh-clone run): refused in time all the same, and tried again
                 for attempt in range(12):
                     error = self.refused("%s-big-%d" % (function, attempt), src,
                                          "than the limit of 1 s", fns)
-                    if "cannot read the PNG image" not in error:
+                    if "cannot read the PNG image" not in error and "took longer" not in error:
                         break
                 self.assertIn(function + ": would take longer than the limit of 1 s", error)
         self.assert_still_serving()
