@@ -317,12 +317,10 @@ static bool holds_slot(const struct uploader *u, json_object *task)
 /* After a wait in the process for a slot of `epoch`: whether a decrease or a re-plan (S3's
  * SlowDown, pixq limit set) voided it meanwhile. Sent all the same, the slots of every worker
  * waiting so went at the old pace: after a lowering from 100/s to 2/s, up to 10 in 100 ms. */
-static bool slot_voided(const struct uploader *u, const char *bucket, const char *job_id,
-                        long epoch)
+static bool slot_voided(const struct uploader *u, json_object *task, long epoch)
 {
-    struct slot now;
-    acquire(u, bucket, job_id, "0", &now);
-    return now.ok && now.epoch != epoch;
+    long late_ms, now = current_epoch(u, task, &late_ms);
+    return now != -2 && now != epoch;
 }
 
 /* Takes the task's slot: go now (0), or park until it (1). */
@@ -350,7 +348,7 @@ static int wait_for_slot(const struct uploader *u, json_object *task, struct s3_
         metrics_throttle_wait(METRICS_WAIT_LOCAL, s.wait_ms);
         clock_sleep_ms(s.wait_ms);
         /* a new slot at the new rate; after a few (the epoch changing at each), the last goes */
-        if (taken >= SLOT_RETAKES || !slot_voided(u, o->bucket, job_id, s.epoch)) {
+        if (taken >= SLOT_RETAKES || !slot_voided(u, task, s.epoch)) {
             return 0;
         }
         LOG_DEBUG("slot_voided", "job_id=%s bucket=%s epoch=%ld", job_id, o->bucket, s.epoch);

@@ -118,14 +118,13 @@ def check(name, out, patterns):
 
 
 def run_smoke(run, build, name):
-    """(exit status, stdout) of `run NAME --smoke`, stdout under its "== bench NAME ==" line
-    as `run all` prints it."""
+    """(exit status, stdout) of `run NAME --smoke`."""
     r = subprocess.run([run, "--build", build, name, "--smoke"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, timeout=1200)
     sys.stdout.write("$ run %s --smoke (exit %d)\n%s" % (name, r.returncode, r.stdout))
     if r.returncode != 0:
         sys.stdout.write("stderr:\n%s" % r.stderr)
-    return r.returncode, "== bench %s ==\n%s" % (name, r.stdout)
+    return r.returncode, r.stdout
 
 
 def main():
@@ -135,15 +134,15 @@ def main():
     only = sys.argv[3].split(",") if len(sys.argv) > 3 else None
     if only is None:
         status, out = run_smoke(run, build, "all")
-        out = out.split("\n", 1)[1]
     else:
         unknown = sorted(set(only) - set(CHECKS))
         if unknown:
             print("bench-smoke: no checks for %s" % ", ".join(unknown))
             return 1
-        results = [run_smoke(run, build, name) for name in only]
-        status = max(st for st, _ in results)
-        out = "".join(text for _, text in results)
+        results = [(name,) + run_smoke(run, build, name) for name in only]
+        status = max(st for _, st, _ in results)
+        # each under its "== bench NAME ==" line, as `run all` prints it
+        out = "".join("== bench %s ==\n%s" % (name, text) for name, _, text in results)
     checks = {name: p for name, p in CHECKS.items() if only is None or name in only}
     found = sections(out)
     failed = 0
