@@ -1013,6 +1013,10 @@ class LogFieldTest(HostileTestCase):
                "job_id=hostile-victim\u2028{\"event\":\"forged\"}\u2029\u009b31m.jpg")
         job = self.job("breaks-" + log_format, src)
         self.expect_failure(job, "address 10.0.0.1 is not allowed (private)")
+        # job_failed is logged once finish.lua settled the job, which may be after the dead
+        # letter expect_failure saw
+        self.wait_until(lambda: "forged" in worker.log_path.read_text(errors="replace"), 10,
+                        "the job_failed line")
         text = worker.log_path.read_text(errors="replace")
         breaks = ("\u0085", "\u2028", "\u2029", "\u009b")
         self.assertEqual([line for line in text.split("\n") if any(b in line for b in breaks)],

@@ -404,6 +404,8 @@ class RedisDataLossTest(ReliabilityCase):
         self.wait_for_postback(timeout=10, job_id="in-hand")
         self.assert_success("in-hand")
         self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
+        # step=finish is logged when finish.lua answered, which may be after the postback
+        self.wait_until(lambda: len(w.log_events("job_forgotten")) >= 2, 10, "job_forgotten")
         self.assertEqual([e["step"] for e in w.log_events("job_forgotten")],
                          ["before_postback", "finish"])
         # the heartbeat finds the worker's record gone well within its lease: Redis lost it,

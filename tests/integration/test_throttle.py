@@ -541,9 +541,9 @@ class BusyAtTheSlotCase(ThrottleCase):
     """One worker, every throttled output parked (PIXQ_S3_LOCAL_WAIT_MS=0), bucket A at 2 PUT/s,
     burst 2 (1 s of lateness), its next slot set SLOT_S ahead; job 1's output goes to bucket A
     (parked for that slot), then job 2's output to a bucket whose PUT the stub holds for
-    STALL_S: the worker comes for the slot about 0.7 s late."""
+    STALL_S: the worker comes for the slot about 0.5 s late (0.45 s and the two jobs)."""
 
-    SLOT_S, STALL_S = 1.0, 1.6
+    SLOT_S, STALL_S = 1.0, 1.45
 
     def busy_at_the_slot(self, prefix, burst_then=None):
         """Runs the two jobs (bucket A's burst set to `burst_then` once the output is parked,
