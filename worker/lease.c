@@ -365,7 +365,7 @@ static void *run_thread(void *arg)
     struct lease *l = arg;
     long now = clock_mono_ms();
     long next_beat = now + l->cfg->heartbeat_ms;
-    long next_reap = now; /* reap once at start-up: a restarted fleet recovers at once */
+    long next_reap = now; /* reap once at start-up: workers that died while others held leases */
     long deadline = 0;
     bool extended = false;
     while (!atomic_load(&l->quit)) {

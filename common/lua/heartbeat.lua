@@ -16,25 +16,31 @@
 -- Redis's clock ran on: every lease is renewed until now + lease, so that the first worker back
 -- does not reap the others, whose beats come next (their jobs would run twice, counted as
 -- crashes). expired.lua lists no worker meanwhile. A worker that did die during the outage is
--- reaped a lease later. ("register" does not: a fleet that starts again after it died reaps the
--- old workers at once.)
+-- reaped a lease later.
+--
+-- A "register" that finds the same does the same before it adds the worker: a worker that
+-- starts during the outage registers as Redis comes back, often before the others' first
+-- beat, and its fresh lease would let its start-up reap take them for dead. It cannot tell an
+-- outage from a fleet that died (no lease renewed either way): a fleet that died more than two
+-- thirds of a lease before a worker starts again is reaped a lease after that start, not at
+-- once. (Before, it was reaped at once, and an outage's live workers with it.)
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[2])
-if ARGV[3] == 'register' then
-    redis.call('ZADD', KEYS[1], deadline, ARGV[1])
-    return 1
-end
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+local registering = ARGV[3] == 'register'
+if not registering and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
     return 0
 end
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if tonumber(last[2]) < now + tonumber(ARGV[2]) / 3 then
+if last[2] and tonumber(last[2]) < now + tonumber(ARGV[2]) / 3 then
     for _, wid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
         redis.call('ZADD', KEYS[1], 'XX', deadline, wid)
     end
-    return 1
 end
-redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[1])
+if registering then
+    redis.call('ZADD', KEYS[1], deadline, ARGV[1])
+else
+    redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[1])
+end
 return 1

@@ -825,6 +825,66 @@ class RestartWithDataTest(ReliabilityCase):
         self.assertEqual(sorted(self.live_workers()), sorted([wid_a, wid_b]))
 
 
+    def test_worker_started_during_an_outage_reaps_nobody(self):
+        """As above, but B starts while Redis is down and registers as it comes back, before
+        A's first heartbeat. B's registration renews every lease, as A's beat would have: no
+        lease was renewed for two thirds of a lease. Before, B's fresh lease let its start-up
+        reap take A for dead: A's job ran again, and A lost its lease."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        proxy, a = self.start_worker_through_relay()
+        wid_a = self.worker_id(a)
+        self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        proxy.refuse = wid_a.encode()  # A's first heartbeat after the outage comes after B's
+        self.redis.close()
+        self.redis_server.shutdown()  # SIGTERM: the AOF brings it all back
+        time.sleep(1.5 * LEASE_MS / 1000.0)
+        b = self.start_worker()
+        time.sleep(0.5)  # B tries to register meanwhile
+        self.redis_server.restart()
+        wid_b = self.worker_id(b)
+        self.wait_until(lambda: wid_b in self.live_workers(), 20, "B to register")
+        time.sleep(HEARTBEAT_MS / 1000.0)  # B's start-up reap and two passes more
+        proxy.refuse = None
+        self.assertEqual(b.log_events("worker_reaped"), [])
+        self.src.release()
+        self.wait_until(lambda: self.results("in-hand"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="in-hand")
+        time.sleep(1)
+        self.assert_success("in-hand")
+        self.assertEqual(self.src.requests("/slow.png"), 1)
+        self.assertNotIn("recovered", self.stats())
+        self.assertEqual(self.redis.execute("HGET", self.key("job:in-hand"), "runs"), "1")
+        self.assertEqual(a.log_events("lease_lost") + b.log_events("lease_lost"), [])
+        self.assertEqual(sorted(self.live_workers()), sorted([wid_a, wid_b]))
+
+    def test_fleet_that_died_is_reaped_a_lease_after_a_worker_starts(self):
+        """The other side of the above: a fleet that died (A killed, no lease renewed since)
+        looks the same to a worker that starts as an outage does. Its registration renews A's
+        lease too, and A's job is recovered a lease after the start instead of at once."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        a = self.start_worker()
+        wid_a = self.worker_id(a)
+        self.push_jobs([self.tiny_job("orphan", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        self.kill_worker(a, signal.SIGKILL)
+        self.src.release()
+        time.sleep(1.5 * LEASE_MS / 1000.0)  # A's lease ran out, nobody reaped it
+        b = self.start_worker()
+        self.worker_id(b)
+        t_start = time.monotonic()
+        pb = self.wait_for_postback(timeout=20, job_id="orphan")
+        waited = pb.time - t_start
+        sys.stderr.write("\nfleet that died: recovered %.2f s after a worker started\n" % waited)
+        self.assertGreater(waited, LEASE_MS / 1000.0 - 0.5)
+        self.assertLess(waited, scaled((LEASE_MS + REAP_MS) / 1000.0 + 1.0))
+        self.assertEqual(self.stats().get("recovered"), 1)
+        self.assertEqual(len(b.log_events("worker_reaped")), 1)
+        self.assertNotIn(wid_a, self.live_workers())
+
+
 class ReplicaTest(ReliabilityCase):
     """PIXQ_REDIS_URL naming a read-only replica (a failover made the old primary one, or a
     mistake): Redis refuses every write with READONLY. The worker says so, with what to do, keeps
@@ -1509,6 +1569,9 @@ class MassReapTest(ReliabilityCase):
 
     def test_hundreds_of_expired_workers_are_reaped_in_one_pass(self):
         n = 300
+        w = self.start_worker(PIXQ_REAP_INTERVAL_MS=2000)
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the survivor to register")
         now_ms = int(self.redis.execute("TIME")[0]) * 1000
         args = []
         for i in range(n):
@@ -1516,8 +1579,6 @@ class MassReapTest(ReliabilityCase):
             self.redis.rpush(self.key("active:dead-%04d" % i),
                              json.dumps({"src": "x", "job_id": "lost-%d" % i}))
         self.redis.execute("ZADD", self.key("workers"), *args)
-        w = self.start_worker(PIXQ_REAP_INTERVAL_MS=2000)
-        wid = self.worker_id(w)
         t0 = time.monotonic()
         self.wait_until(lambda: self.live_workers() == [wid], 60, "every dead worker reaped")
         took = time.monotonic() - t0
