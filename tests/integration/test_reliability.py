@@ -790,6 +790,32 @@ class RestartWithDataTest(ReliabilityCase):
         self.assertNotIn("forgotten", self.stats())
 
 
+    def job_in_hand_through_relay(self):
+        """Worker A, through a relay, with job in-hand in its hands (its source stalled):
+        (proxy, A, A's id)."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        proxy, a = self.start_worker_through_relay()
+        wid_a = self.worker_id(a)
+        self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        return proxy, a, wid_a
+
+    def assert_ran_once_where_it_ran(self, a, b, wid_a, wid_b):
+        """B reaped nobody; job in-hand, let go on, ran once, in A; no lease was lost."""
+        self.assertEqual(b.log_events("worker_reaped"), [])
+        self.assertEqual(self.src.requests("/slow.png"), 1)
+        self.src.release()
+        self.wait_until(lambda: self.results("in-hand"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="in-hand")
+        time.sleep(1)
+        self.assert_success("in-hand")
+        self.assertEqual(self.src.requests("/slow.png"), 1)
+        self.assertNotIn("recovered", self.stats())
+        self.assertEqual(self.redis.execute("HGET", self.key("job:in-hand"), "runs"), "1")
+        self.assertEqual(a.log_events("lease_lost") + b.log_events("lease_lost"), [])
+        self.assertEqual(sorted(self.live_workers()), sorted([wid_a, wid_b]))
+
     def test_outage_longer_than_the_lease_reaps_nobody(self):
         """Redis is down longer than a lease (a restart that loads a large AOF, an OOM, a
         freeze): on Redis's clock every lease ran out meanwhile, that of the first worker back
@@ -797,12 +823,7 @@ class RestartWithDataTest(ReliabilityCase):
         Before, the first worker back reaped the others before their first heartbeat: their
         jobs ran again, counted as crashes (towards a poison pill), and an outcome posted during
         the outage was posted twice."""
-        self.src.add("/slow.png", tiny_png())
-        self.src.stall("/slow.png")
-        proxy, a = self.start_worker_through_relay()
-        wid_a = self.worker_id(a)
-        self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
-        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        proxy, a, wid_a = self.job_in_hand_through_relay()
         b = self.start_worker()
         wid_b = self.worker_id(b)
         self.wait_until(lambda: wid_b in self.live_workers(), 20, "B to register")
@@ -812,30 +833,14 @@ class RestartWithDataTest(ReliabilityCase):
         self.redis_server.restart(down_seconds=1.5 * LEASE_MS / 1000.0)
         time.sleep(2 * HEARTBEAT_MS / 1000.0)  # B beats and makes its reap passes
         proxy.refuse = None
-        self.assertEqual(b.log_events("worker_reaped"), [])
-        self.assertEqual(self.src.requests("/slow.png"), 1)
-        self.src.release()
-        self.wait_until(lambda: self.results("in-hand"), 20, "the result")
-        self.wait_for_postback(timeout=10, job_id="in-hand")
-        time.sleep(1)
-        self.assert_success("in-hand")
-        self.assertNotIn("recovered", self.stats())
-        self.assertEqual(self.redis.execute("HGET", self.key("job:in-hand"), "runs"), "1")
-        self.assertEqual(a.log_events("lease_lost") + b.log_events("lease_lost"), [])
-        self.assertEqual(sorted(self.live_workers()), sorted([wid_a, wid_b]))
-
+        self.assert_ran_once_where_it_ran(a, b, wid_a, wid_b)
 
     def test_worker_started_during_an_outage_reaps_nobody(self):
         """As above, but B starts while Redis is down and registers as it comes back, before
         A's first heartbeat. B's registration renews every lease, as A's beat would have: no
         lease was renewed for two thirds of a lease. Before, B's fresh lease let its start-up
         reap take A for dead: A's job ran again, and A lost its lease."""
-        self.src.add("/slow.png", tiny_png())
-        self.src.stall("/slow.png")
-        proxy, a = self.start_worker_through_relay()
-        wid_a = self.worker_id(a)
-        self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
-        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        proxy, a, wid_a = self.job_in_hand_through_relay()
         proxy.refuse = wid_a.encode()  # A's first heartbeat after the outage comes after B's
         self.redis.close()
         self.redis_server.shutdown()  # SIGTERM: the AOF brings it all back
@@ -847,17 +852,7 @@ class RestartWithDataTest(ReliabilityCase):
         self.wait_until(lambda: wid_b in self.live_workers(), 20, "B to register")
         time.sleep(HEARTBEAT_MS / 1000.0)  # B's start-up reap and two passes more
         proxy.refuse = None
-        self.assertEqual(b.log_events("worker_reaped"), [])
-        self.src.release()
-        self.wait_until(lambda: self.results("in-hand"), 20, "the result")
-        self.wait_for_postback(timeout=10, job_id="in-hand")
-        time.sleep(1)
-        self.assert_success("in-hand")
-        self.assertEqual(self.src.requests("/slow.png"), 1)
-        self.assertNotIn("recovered", self.stats())
-        self.assertEqual(self.redis.execute("HGET", self.key("job:in-hand"), "runs"), "1")
-        self.assertEqual(a.log_events("lease_lost") + b.log_events("lease_lost"), [])
-        self.assertEqual(sorted(self.live_workers()), sorted([wid_a, wid_b]))
+        self.assert_ran_once_where_it_ran(a, b, wid_a, wid_b)
 
     def test_fleet_that_died_is_reaped_a_lease_after_a_worker_starts(self):
         """The other side of the above: a fleet that died (A killed, no lease renewed since)
