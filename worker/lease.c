@@ -346,7 +346,7 @@ static long renew(struct lease *l, long now)
                 LOG_WARN("lease_lost", "worker=%s queue=%s", l->wid, q->name);
             }
             beat_sent = clock_boot_ms();
-            held = beat(l, q, "register", NULL);
+            held = beat(l, q, "rejoin", NULL); /* alive all along: a lapse is an outage */
         }
         if (held == 1) {
             q->renewed_ms = beat_sent;
@@ -431,7 +431,7 @@ static int make_keys(struct lease_queue *q, const char *queue, struct err *e)
 }
 
 /* Keys for every queue and registration in each. Returns 0 or -1. */
-static int register_all(struct lease *l, const char *const *queues, struct err *e)
+static int register_all(struct lease *l, const char *const *queues, bool rejoin, struct err *e)
 {
     for (size_t i = 0; i < l->n; i++) {
         if (make_keys(&l->q[i], queues[i], e) < 0) {
@@ -446,7 +446,7 @@ static int register_all(struct lease *l, const char *const *queues, struct err *
     for (size_t i = 0; i < l->n; i++) {
         struct err why = {{0}};
         l->q[i].renewed_ms = sent;
-        if (beat(l, &l->q[i], "register", &why) != 1) {
+        if (beat(l, &l->q[i], rejoin ? "rejoin" : "register", &why) != 1) {
             return err_set(e, "cannot register the worker in %s: %s", l->q[i].workers_key,
                            why.msg[0] != '\0' ? why.msg : "unexpected answer");
         }
@@ -456,7 +456,7 @@ static int register_all(struct lease *l, const char *const *queues, struct err *
 }
 
 struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size_t n,
-                          const char *wid, volatile sig_atomic_t *stop, struct err *e)
+                          const char *wid, bool rejoin, volatile sig_atomic_t *stop, struct err *e)
 {
     if (n == 0 || n > LEASE_QUEUES_MAX) {
         err_set(e, "a worker serves 1 to %d queues, not %zu", LEASE_QUEUES_MAX, n);
@@ -485,7 +485,7 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     for (size_t i = 0; i < n; i++) {
         atomic_init(&l->q[i].uploaded_bytes, 0);
     }
-    if (register_all(l, queues, e) < 0) {
+    if (register_all(l, queues, rejoin, e) < 0) {
         goto fail;
     }
     if (pthread_create(&l->thread, NULL, run_thread, l) != 0) {

@@ -29,9 +29,12 @@
 struct lease;
 
 /* Registers worker `wid` in each of the `n` queues (1..LEASE_QUEUES_MAX) and starts the thread.
- * `stop` is the process's stop flag. Returns NULL with the reason in `e`. */
+ * `stop` is the process's stop flag. `rejoin`: the worker saw Redis fail before (its start had
+ * to wait for Redis): after a time in which no lease was renewed, it renews every lease as it
+ * registers, an outage's and not a dead fleet's (heartbeat.lua). Returns NULL with the reason
+ * in `e`. */
 struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size_t n,
-                          const char *wid, volatile sig_atomic_t *stop, struct err *e);
+                          const char *wid, bool rejoin, volatile sig_atomic_t *stop, struct err *e);
 
 /* Counts `bytes` uploaded for a job of queue `queue` (the index into the queues given to
  * lease_start()); the next heartbeat adds them to pixq:{Q}:stats uploaded_bytes. NULL allowed. */

@@ -128,10 +128,11 @@ static struct worker *start_worker(const struct cfg *cfg, bool *refused)
 {
     long backoff_ms = 100;
     int refusals = 0; /* in a row: a wrong password is refused every time */
+    bool failed = false;
     *refused = false;
     while (!stop_requested) {
         struct err e = {{0}};
-        struct worker *w = worker_create(cfg, &stop_requested, &e);
+        struct worker *w = worker_create(cfg, &stop_requested, failed, &e);
         if (w != NULL) {
             return w;
         }
@@ -145,6 +146,7 @@ static struct worker *start_worker(const struct cfg *cfg, bool *refused)
         }
         LOG_WARN("start_failed", "error=%s retry_ms=%ld", log_quote(e.msg, q, sizeof q),
                  backoff_ms);
+        failed = true;
         struct timespec ts = {.tv_sec = backoff_ms / 1000,
                               .tv_nsec = (backoff_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);

@@ -370,7 +370,8 @@ static void warn_redis_settings(const struct worker *w, const struct rq_server *
     }
 }
 
-struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, struct err *e)
+struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, bool rejoin,
+                             struct err *e)
 {
     struct worker *w = calloc(1, sizeof *w);
     if (w == NULL) {
@@ -406,7 +407,7 @@ struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop,
     for (size_t i = 0; i < w->nq; i++) {
         names[i] = w->q[i].name;
     }
-    w->lease = lease_start(cfg, names, w->nq, w->id, stop, e);
+    w->lease = lease_start(cfg, names, w->nq, w->id, rejoin, stop, e);
     if (w->lease == NULL) {
         goto fail;
     }

@@ -15,6 +15,7 @@
 #define PIXQ_WORKER_H
 
 #include <signal.h>
+#include <stdbool.h>
 
 #include "cfg.h"
 #include "err.h"
@@ -22,9 +23,11 @@
 struct worker;
 
 /* Connects to Redis and prepares HTTP, S3 and ImageMagick for `cfg` (which must outlive the
- * worker). `stop` is polled between and during steps: set it from a signal handler. Returns NULL
- * with the reason in `e`. */
-struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, struct err *e);
+ * worker). `stop` is polled between and during steps: set it from a signal handler. `rejoin`:
+ * an earlier try failed (Redis down or refusing), see lease_start(). Returns NULL with the
+ * reason in `e`. */
+struct worker *worker_create(const struct cfg *cfg, volatile sig_atomic_t *stop, bool rejoin,
+                             struct err *e);
 
 /* Frees the worker; NULL is allowed. */
 void worker_destroy(struct worker *w);

@@ -3,7 +3,9 @@
 -- KEYS[1] pixq:{Q}:workers   sorted set: worker id -> lease deadline (ms, Redis clock)
 -- ARGV[1] worker id
 -- ARGV[2] lease, ms
--- ARGV[3] "register" (start-up: always adds) or "beat" (renews only a lease still held)
+-- ARGV[3] "register" (start-up: always adds), "rejoin" (adds, as a worker that saw Redis fail:
+--         at a start that had to wait for Redis, or after its record was gone) or "beat"
+--         (renews only a lease still held)
 --
 -- Returns 1 when the lease is held until now + lease; 0 when a "beat" found the worker gone (it
 -- was reaped: its jobs went back to the queue, so it must stop treating them as its own).
@@ -18,18 +20,23 @@
 -- crashes). expired.lua lists no worker meanwhile. A worker that did die during the outage is
 -- reaped a lease later.
 --
--- A "register" that finds the same does the same before it adds the worker: a worker that
--- starts during the outage registers as Redis comes back, often before the others' first
--- beat, and its fresh lease would let its start-up reap take them for dead. It cannot tell an
--- outage from a fleet that died (no lease renewed either way): a fleet that died more than two
--- thirds of a lease before a worker starts again is reaped a lease after that start, not at
--- once. (Before, it was reaped at once, and an outage's live workers with it.)
+-- A "rejoin" that finds the same does the same before it adds the worker: a worker that started
+-- during the outage (its first tries to register failed) registers as Redis comes back, often
+-- before the others' first beat, and its fresh lease would let its start-up reap take them for
+-- dead. A "register" (a start that reached Redis at once) does not: no lease renewed is then
+-- taken for a fleet that died, whose workers the start-up reap recovers at once (a crash loop
+-- gives back the job each run held, counted towards the poison pill). A worker that starts
+-- cleanly within a heartbeat after an outage still reaps the others.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[2])
-local registering = ARGV[3] == 'register'
-if not registering and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+if ARGV[3] == 'register' then
+    redis.call('ZADD', KEYS[1], deadline, ARGV[1])
+    return 1
+end
+local beat = ARGV[3] == 'beat'
+if beat and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
     return 0
 end
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
@@ -38,9 +45,9 @@ if last[2] and tonumber(last[2]) < now + tonumber(ARGV[2]) / 3 then
         redis.call('ZADD', KEYS[1], 'XX', deadline, wid)
     end
 end
-if registering then
-    redis.call('ZADD', KEYS[1], deadline, ARGV[1])
-else
+if beat then
     redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[1])
+else
+    redis.call('ZADD', KEYS[1], deadline, ARGV[1])
 end
 return 1

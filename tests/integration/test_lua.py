@@ -180,23 +180,35 @@ class HeartbeatTest(LuaTestCase):
         for wid in ("a", "b", "c"):
             self.assert_near(self.zscore(WORKERS, wid), t0 + 20000)
 
-    def test_register_after_no_renewal_renews_every_lease(self):
-        """A worker that starts during an outage registers as Redis comes back, maybe before
-        the others' first beat: it renews them all as that beat would, so that its start-up
-        reap does not take them for dead (it did: their jobs ran twice)."""
+    def test_rejoin_after_no_renewal_renews_every_lease(self):
+        """A worker that started during an outage (its first tries failed) registers as Redis
+        comes back, maybe before the others' first beat: it renews them all as that beat would,
+        so that its start-up reap does not take them for dead (it did: their jobs ran twice)."""
         now = self.now_ms()
         self.r.execute("ZADD", WORKERS, now + 3000, "a", now - 30000, "b")
         t0 = self.now_ms()
-        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["new", 20000, "register"]), 1)
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["new", 20000, "rejoin"]), 1)
         for wid in ("a", "b", "new"):
             self.assert_near(self.zscore(WORKERS, wid), t0 + 20000)
         self.assertEqual(self.run_script("expired", [WORKERS, REAPED], [16, 20000]), [[], []])
 
-    def test_register_while_a_lease_holds_adds_only_its_own(self):
+    def test_register_after_no_renewal_adds_only_its_own(self):
+        """A start that reached Redis at once: no lease renewed is a fleet that died, which the
+        start-up reap recovers at once."""
+        now = self.now_ms()
+        self.r.execute("ZADD", WORKERS, now + 3000, "a", now - 30000, "b")
+        t0 = self.now_ms()
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["new", 20000, "register"]), 1)
+        self.assertEqual(self.zscore(WORKERS, "a"), now + 3000)
+        self.assertEqual(self.zscore(WORKERS, "b"), now - 30000)
+        self.assert_near(self.zscore(WORKERS, "new"), t0 + 20000)
+        self.assertEqual(self.run_script("expired", [WORKERS, REAPED], [16, 20000]), [["b"], []])
+
+    def test_rejoin_while_a_lease_holds_adds_only_its_own(self):
         now = self.now_ms()
         self.r.execute("ZADD", WORKERS, now - 1000, "dead", now + 15000, "alive")
         t0 = self.now_ms()
-        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["new", 20000, "register"]), 1)
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["new", 20000, "rejoin"]), 1)
         self.assertEqual(self.zscore(WORKERS, "dead"), now - 1000)
         self.assertEqual(self.zscore(WORKERS, "alive"), now + 15000)
         self.assert_near(self.zscore(WORKERS, "new"), t0 + 20000)
@@ -231,8 +243,8 @@ class ExpiredTest(LuaTestCase):
         self.assertEqual(self.r.execute("ZCARD", REAPED), 3)
 
     def test_none_listed_when_every_lease_ran_out(self):
-        """Nobody renewed for a lease: an outage of Redis, or a fleet that died; the next beat or
-        registration renews them all (a worker that starts registers before it reaps)."""
+        """Nobody renewed for a lease: an outage of Redis, not a fleet that died (a worker that
+        starts registers before it reaps); the next beat renews them all."""
         now = self.now_ms()
         self.r.execute("ZADD", WORKERS, now - 10000, "w1", now - 5000, "w2")
         self.r.execute("ZADD", REAPED, now - 10, "r1")
