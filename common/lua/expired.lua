@@ -13,8 +13,8 @@
 -- down, loading, refusing writes), and the next beat renews them all (see heartbeat.lua). Not
 -- only once every lease ran out: the workers renewed at different times within a heartbeat, so
 -- an outage of about a lease lets some run out while others hold. A worker that starts
--- registers first (and, after a time without renewals, renews every lease as a beat does:
--- heartbeat.lua).
+-- registers first: a fleet that died is reaped (one whose start had to wait for Redis renews
+-- every lease then, as a beat does: heartbeat.lua's "rejoin").
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
