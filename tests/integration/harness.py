@@ -32,6 +32,7 @@ test starts with `host=`, to another loopback address).
 
 import argparse
 import atexit
+import calendar
 import http.server
 import json
 import os
@@ -129,6 +130,13 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+def log_seconds(event):
+    """When a log event was logged: its ts (2026-11-28T06:01:02.345Z, UTC, to the ms) in seconds
+    since the epoch, as time.time() gives them."""
+    ts = event["ts"]
+    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + int(ts[20:23]) / 1000.0
 
 
 def wait_until(predicate, timeout, what="condition", check=None, interval=0.02):

@@ -26,7 +26,8 @@ import time
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
-from harness import CONFIG, LOOPBACK, PixqTestCase, free_port, http_request, scaled  # noqa: E402
+from harness import (CONFIG, LOOPBACK, PixqTestCase, free_port, http_request,  # noqa: E402
+                     log_seconds, scaled)
 
 TINY = "/tiny.png"
 SHORT_LEASES = {"PIXQ_LEASE_MS": 3000, "PIXQ_HEARTBEAT_MS": 1000, "PIXQ_REAP_INTERVAL_MS": 1000}
@@ -413,11 +414,6 @@ class SupervisorTest(FleetCase):
         def slot0():
             return [e for e in prog.log_events("child_start") if e["slot"] == "0"]
 
-        def seconds(event):  # its ts, 2026-11-28T06:01:02.345Z: the supervisor's own clock
-            ts = event["ts"]
-            return (time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) +
-                    int(ts[20:23]) / 1000.0)
-
         delays, waits = [], []
         for n in range(3):
             victim = int(slot0()[-1]["child_pid"])
@@ -428,7 +424,7 @@ class SupervisorTest(FleetCase):
             self.wait_until(lambda: len(slot0()) == n + 2, 10, "slot 0 to start again")
             # from the exit the supervisor logged to the start it logged, not as this test saw
             # them: a late look at the exit (a loaded machine) shortened the wait measured
-            waits.append(seconds(slot0()[-1]) - seconds(ev))
+            waits.append(log_seconds(slot0()[-1]) - log_seconds(ev))
         self.assertEqual(delays, [0, 400, 800])  # each died young: the first restart at once
         self.assertLess(waits[0], 0.4, waits)
         self.assertGreaterEqual(waits[1], 0.35, waits)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
-from harness import CONFIG, PixqTestCase, scaled  # noqa: E402
+from harness import CONFIG, PixqTestCase, log_seconds, scaled  # noqa: E402
 
 LEASE_MS, HEARTBEAT_MS, REAP_MS = 3000, 1000, 500
 SHORT_LEASES = {"PIXQ_LEASE_MS": LEASE_MS, "PIXQ_HEARTBEAT_MS": HEARTBEAT_MS,
@@ -877,12 +877,8 @@ class RestartWithDataTest(ReliabilityCase):
         self.assertEqual(self.stats().get("recovered"), 1)
         self.assertNotIn(wid_a, self.live_workers())
 
-        def seconds(event):  # its ts, 2026-11-28T06:01:02.345Z
-            ts = event["ts"]
-            return (time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) +
-                    int(ts[20:23]) / 1000.0)
         # B's log: reaped within a reap interval of its start (a renewed lease: 3 s later)
-        waited = seconds(reaped[0]) - seconds(b.log_events("worker_start")[0])
+        waited = log_seconds(reaped[0]) - log_seconds(b.log_events("worker_start")[0])
         sys.stderr.write("\nfleet that died: reaped %.3f s after the worker started\n" % waited)
         self.assertLess(waited, LEASE_MS / 1000.0 / 2)
 
@@ -1173,9 +1169,7 @@ class DelayedTest(ReliabilityCase):
         started = self.src.request_times(path)[0]
         logged = [e for e in w.log_events("job_start") if e.get("job_id") == job_id]
         self.assertEqual(len(logged), 1)
-        ts = logged[0]["ts"]  # 2026-11-28T06:01:02.345Z
-        log_s = time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-        log_s += int(ts[20:23]) / 1000.0
+        log_s = log_seconds(logged[0])
         late = started - due
         sys.stderr.write("\ndelayed %s: source fetched %+.1f ms after due, job_start logged "
                          "%+.1f ms after due\n" % (job_id, late * 1000, (log_s - due) * 1000))
