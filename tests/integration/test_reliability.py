@@ -1234,6 +1234,30 @@ class LeaseLossTest(ReliabilityCase):
         self.assert_success("after-idle-reap")
 
 
+    def test_record_found_gone_after_an_outage_reaps_nobody(self):
+        """Both workers' beats fail for longer than the lease (an outage as each sees it), and
+        Redis has lost A's record meanwhile. A's first beat back finds its record gone and
+        registers again: as a worker that saw Redis fail (rejoin), it renews B's lease too, so
+        that its own reap passes do not take B for dead before B's first beat."""
+        proxy_a, a = self.start_worker_through_relay()
+        proxy_b, b = self.start_worker_through_relay()
+        wid_a, wid_b = self.worker_id(a), self.worker_id(b)
+        self.wait_until(lambda: sorted(self.live_workers()) == sorted([wid_a, wid_b]), 20,
+                        "both to register")
+        proxy_a.refuse, proxy_b.refuse = wid_a.encode(), wid_b.encode()
+        time.sleep(1.2 * LEASE_MS / 1000.0)  # no lease renewed: both ran out
+        self.redis.execute("ZREM", self.key("workers"), wid_a)
+        proxy_a.refuse = None
+        self.wait_until(lambda: a.log_events("lease_lost"), 10, "A to find its record gone")
+        self.wait_until(lambda: wid_a in self.live_workers(), 10, "A to register again")
+        time.sleep(2 * REAP_MS / 1000.0)  # A's reap passes
+        proxy_b.refuse = None
+        self.assertEqual(a.log_events("worker_reaped"), [])
+        self.wait_until(lambda: len(b.log_events("redis_error")) > 0, 10, "B's refused beats")
+        time.sleep(HEARTBEAT_MS / 1000.0 + 0.5)  # B's first beat back
+        self.assertEqual(b.log_events("lease_lost"), [])
+        self.assertEqual(sorted(self.live_workers()), sorted([wid_a, wid_b]))
+
     def test_worker_does_not_reap_itself(self):
         """A worker whose own lease ran out (its heartbeats failed: Redis refusing writes, OOM or
         READONLY, for longer than the lease) is alive, since its reap pass runs: it leaves its
