@@ -1748,8 +1748,7 @@ class LimitSetReplanTest(ThrottleCase):
     def park(self, prefix, jobs, rate):
         """One worker parking every throttled output, the bucket at `rate`, burst 0, and
         `jobs` one-output jobs; returns their ids once the first PUT came."""
-        r = self.run_pixq("limit", "set", "bkt-a", str(rate), "0")
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.set_limit(rate)
         self.start_workers(1, PIXQ_S3_LOCAL_WAIT_MS=0)
         ids = ["%s-%02d" % (prefix, i) for i in range(jobs)]
         self.push_jobs([self.job(i, "bkt-a") for i in ids])
@@ -1757,6 +1756,7 @@ class LimitSetReplanTest(ThrottleCase):
         return ids
 
     def set_limit(self, rate):
+        """pixq limit set bkt-a RATE 0; returns when it was done."""
         r = self.run_pixq("limit", "set", "bkt-a", str(rate), "0")
         self.assertEqual(r.returncode, 0, r.stderr)
         return time.time()
@@ -1791,8 +1791,7 @@ class LimitSetReplanTest(ThrottleCase):
         """An output waiting in its worker for a slot (PIXQ_S3_LOCAL_WAIT_MS) when the limit
         is lowered takes a new slot at the new rate after its wait: it went at the old slot,
         0.5 s after the first PUT at 2/s where 0.5/s allows one in 2 s."""
-        r = self.run_pixq("limit", "set", "bkt-a", "2", "0")
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.set_limit(2)
         worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=3000, PIXQ_LOG_LEVEL="debug")
         self.push_jobs([self.job("waited", "bkt-a", saves=4)])
         self.wait_until(lambda: self.puts("bkt-a", 200), 20, "the first PUT")
