@@ -828,6 +828,20 @@ def window_max(times, width=1.0):
     return best
 
 
+def least_jitter(times, rate):
+    """The least slot-to-arrival delay J that explains times as slots at most `rate` a second
+    (burst 0: slots at least 1 / rate apart), each arriving between its slot and J after it: the
+    largest (k - i) / rate - (t_k - t_i) over i < k, or 0. PUTs k - i slots apart that arrived
+    closer than that were late by that much between them, at least."""
+    interval = 1.0 / rate
+    best, lowest = 0.0, None
+    for k, t in enumerate(sorted(times)):
+        ahead = k * interval - t
+        lowest = ahead if lowest is None else min(lowest, ahead)
+        best = max(best, ahead - lowest)
+    return best
+
+
 def rate(times):
     """Events per second from the first to the last of times ((n - 1) / span), or 0."""
     times = sorted(times)

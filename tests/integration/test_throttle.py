@@ -24,12 +24,18 @@ How the figures are judged:
   little later than slot k + rate's, both fall into one 1-s window at the stub: rate + burst + 1
   PUTs in a second without any excess. So the tests allow a slot-to-arrival jitter J and require
   at most rate + burst PUTs in every window of 1 - J s (a real excess still shows) and at most
-  rate + burst + ceil(J * rate) in every window of 1 s. J is 50 ms, far above the jitter
-  measured in a plain build; 150 ms in an ASan/UBSan build, where 4 instrumented workers on
-  2 cores were measured up to 60-100 ms late (22 PUTs in one 1-s window at 20/s, while every
-  window of 0.95 s held at most 20), and once more than 100 ms (21 PUTs in a window of 0.9 s, a
-  fresh clone's run on a slow day). The plain build keeps the strict 50 ms: the ASan build is
-  there for memory errors, the plain one for the limiter's accuracy.
+  rate + burst + ceil(J * rate) in every window of 1 s. RateTest also prints the least J that
+  explains its PUTs (s3stub.least_jitter: how late they were at least, for the next failure to
+  tell). In a plain build J is 120 ms: the worker's own slot grace (SLOT_GRACE_MS in
+  worker/upload.c: a parked output's slot still counts when a worker takes the task up to 100 ms
+  late, so that a busy worker does not lose it) and 20 ms for the PUT to reach the stub. It was
+  50 ms until 2026-12-02, above the 30 ms a run with the 2 cores busy needs, but CI, 6 tests at
+  once on 2 cores, once saw 11 PUTs at 10/s in a window of 0.95 s. 150 ms in an ASan/UBSan
+  build, where 4 instrumented workers on 2 cores were measured up to 60-100 ms late (22 PUTs in
+  one 1-s window at 20/s, while every window of 0.95 s held at most 20), and once more than 100
+  ms (21 PUTs in a window of 0.9 s, a fresh clone's run on a slow day). ParkedSlotTest, one
+  worker waiting for its parked output's slot, keeps 50 ms (SLOT_JITTER_S): there lateness is
+  the planning's error alone.
 * Adaptive, rate. The stub lets at most 8 PUTs through per sliding second: the ceiling is 8/s.
   CUBIC cuts to 0.7 of the rate at the throttle (5.6/s after 8/s) and climbs back to 8/s within
   K = cbrt(8 * 0.3 / 0.4) = 1.8 s, so the time average over the second half stays above 6.5/s
@@ -77,7 +83,8 @@ import s3stub  # noqa: E402
 from harness import CONFIG, PixqTestCase, scaled  # noqa: E402
 
 TIMEOUT_S = 60
-JITTER_S = 0.15 if CONFIG.sanitized else 0.05  # see "Windows" above
+JITTER_S = 0.15 if CONFIG.sanitized else 0.12  # a fleet's PUTs: see "Windows" above
+SLOT_JITTER_S = 0.15 if CONFIG.sanitized else 0.05  # one idle worker's parked PUT
 
 
 def window_bounds(times, rate, burst):
@@ -271,9 +278,11 @@ class RateTest(ThrottleCase):
         # windows of 1 s and of 1 s less the jitter: see "Windows" in the module's comment
         a_win, a_max, a_win_j, a_max_j = window_bounds(a, 10, 0)
         b_win, b_max, b_win_j, b_max_j = window_bounds(b, 20, 0)
+        a_late, b_late = s3stub.least_jitter(a, 10), s3stub.least_jitter(b, 20)
         figures("rate", a_puts=len(a), a_rate=a_rate, a_span=max(a) - min(a), a_window=a_win,
                 a_window_short=a_win_j, b_puts=len(b), b_rate=b_rate, b_span=max(b) - min(b),
                 b_window=b_win, b_window_short=b_win_j, jitter_s=JITTER_S,
+                a_late_ms=round(1000 * a_late), b_late_ms=round(1000 * b_late),
                 throttled=self.redis.execute("HGET", self.key("stats"), "throttled"))
         self.assertEqual(len(a), self.JOBS * self.SAVES)  # one PUT per output, nothing failed
         self.assertEqual(len(b), self.JOBS * self.SAVES)
@@ -486,7 +495,7 @@ class ParkedSlotTest(ThrottleCase):
             time.sleep(0.4)  # idle: the next job's first PUT conforms at once
         figures("parked slot", late_ms=[round(x * 1000) for x in lates])
         self.assertEqual(int(self.redis.hgetall(self.key("stats")).get("throttled", 0)), self.RUNS)
-        self.assertLess(max(lates), JITTER_S, lates)
+        self.assertLess(max(lates), SLOT_JITTER_S, lates)
         # each job ends with the task that uploads its parked output: its job_done counts that PUT
         # (logged once finish.lua settled it, after the postback)
         def every_done():
