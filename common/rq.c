@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -34,9 +35,10 @@ static const char *const script_name[RQ_SCRIPT_COUNT] = {
 };
 
 /* park.lua with PIXQ_MAX_SAVES (at most 1000) outputs takes 11 + 4 keys and arguments a save */
-#define MAX_ARGS       4096  /* most keys plus arguments of one script call */
-#define STACK_ARGS     32    /* a script call with at most this many words allocates no vector */
-#define CMD_KEEP_BYTES 65536 /* a command buffer larger than this is freed after its command */
+#define MAX_ARGS       4096   /* most keys plus arguments of one script call */
+#define STACK_ARGS     32     /* a script call with at most this many words allocates no vector */
+#define CMD_KEEP_BYTES 65536  /* a command buffer larger than this is freed after its command */
+#define IDLE_CHECK_US  250000 /* a connection unused this long is looked at before a command */
 
 struct rq {
     redisContext *ctx; /* NULL while disconnected */
@@ -57,6 +59,7 @@ struct rq {
     struct buf sent_cmd;          /* its bytes, sent again if Redis answers NOSCRIPT */
     bool loaded[RQ_SCRIPT_COUNT]; /* scripts known to be in the server's cache since connecting */
     unsigned long connections;    /* connections made so far (rq_connection) */
+    long long used_us;            /* when a command last went on the connection (mono_us) */
 };
 
 /* ---------------------------------------------------------------- URL parsing */
@@ -546,8 +549,38 @@ static redisReply *check_reply(struct rq *r, redisReply *rep, struct err *e)
     return answer(rep, e);
 }
 
+/* Microseconds of the monotonic clock, for the timing lines and the idle check. */
+static long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+/* Whether the server closed `c`'s connection: its end of stream, or an error, waits on the socket.
+ * A peek that does not block and takes nothing from the stream. */
+static bool closed_by_server(const redisContext *c)
+{
+    char byte;
+    ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Connects when there is no connection. One left unused for IDLE_CHECK_US is looked at first,
+ * and replaced if the server closed it meanwhile (Redis restarted while this process was paused
+ * or waiting on something else; an idle timeout of Redis's or of a proxy): sent on it, the
+ * command would fail with it, and the caller could not tell whether it ran. A worker paused past
+ * its lease while Redis restarted then asked posting.lua on such a connection, got no answer,
+ * and posted a job that another worker had already run and posted (chaos). */
 static int ensure_connected(struct rq *r, struct err *e)
 {
+    long long now = mono_us();
+    if (r->ctx != NULL && now - r->used_us >= IDLE_CHECK_US && closed_by_server(r->ctx)) {
+        LOG_INFO("redis_reconnect", "reason=closed_while_idle idle_ms=%lld",
+                 (now - r->used_us) / 1000);
+        drop(r);
+    }
+    r->used_us = now;
     if (r->ctx != NULL) {
         return 0;
     }
@@ -561,14 +594,6 @@ static int ensure_connected(struct rq *r, struct err *e)
 unsigned long rq_io_errors(const struct rq *r)
 {
     return r->io_errors;
-}
-
-/* Microseconds of the monotonic clock, for the timing lines. */
-static long long mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
 }
 
 /* The debug line of one round trip: the command's name (`len` bytes), the script's, how long. */

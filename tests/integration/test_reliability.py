@@ -1488,6 +1488,47 @@ class FencingTest(ReliabilityCase):
         self.assertEqual(len(self.postbacks_of("n")), 1)
 
 
+class StaleConnectionTest(ReliabilityCase):
+    """A worker paused past its lease while Redis restarted (with its data) wakes up with
+    connections the old server closed. Asked on one of them, posting.lua could not answer and
+    the worker posted at least once: a second postback of a job another worker had run and
+    posted (chaos: seed 771669 under load). A connection left unused is looked at before a
+    command goes on it, and one found closed is replaced first."""
+
+    s3_server = "stub"
+    redis_appendonly = True
+
+    def test_worker_paused_across_a_redis_restart_does_not_post(self):
+        job = self.tiny_job("paused-restart")
+        job["wait_for_s3"] = True
+        self.s3.stall(self.buckets[0], 6, methods=("HEAD",), count=1)  # A's wait_for_s3 HEAD
+        a = self.start_worker()
+        wid_a = self.worker_id(a)
+        self.wait_until(lambda: wid_a in self.live_workers(), 20, "A to register")
+        self.push_jobs([job])
+        self.wait_until(lambda: self.s3.stalled() == 1, 20, "A's upload and HEAD")
+        a.proc.send_signal(signal.SIGSTOP)  # uploaded; nothing left to ask Redis but posting.lua
+        try:
+            b = self.start_worker()
+            self.worker_id(b)
+            self.wait_for_postback(timeout=(LEASE_MS + REAP_MS) / 1000.0 + 20,
+                                   job_id="paused-restart")
+            self.wait_until(lambda: self.results("paused-restart"), 10, "B's result")
+            self.redis.close()
+            self.redis_server.restart(down_seconds=0.3)  # SIGTERM: the AOF brings it all back
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        # A's HEAD is answered 6 s after it came, A's run then ends
+        self.wait_until(lambda: [e for e in a.log_events("lease_lost") if e.get("job_id")], 20,
+                        "A to find out")
+        time.sleep(1)
+        self.assertEqual(len(self.postbacks_of("paused-restart")), 1)  # B's only
+        steps = [e.get("step") for e in a.log_events("lease_lost") if e.get("job_id")]
+        self.assertEqual(steps[0], "before_postback", steps)  # asked, and told before posting
+        self.assertTrue(a.log_events("redis_reconnect"))
+        self.assert_success("paused-restart")
+
+
 class StalePostbackTest(ReliabilityCase):
     """A run whose lease was lost posts nothing, and what it posted before it found out does not
     stop the live run's postback: `posted` holds a digest of the postback delivered, and a run
