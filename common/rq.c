@@ -45,8 +45,9 @@ struct rq {
     struct rq_url url;
     long timeout_ms;
     bool io_error;
-    unsigned long io_errors;   /* commands lost to I/O failures since the start */
-    unsigned long round_trips; /* replies waited for since the start (a pipeline counts once) */
+    unsigned long io_errors;    /* commands lost to I/O failures since the start */
+    unsigned long closed_found; /* connections found closed before a command went on them */
+    unsigned long round_trips;  /* replies waited for since the start (a pipeline counts once) */
     char sha[RQ_SCRIPT_COUNT][2 * SHA_DIGEST_LENGTH + 1];
     struct buf cmd; /* the command being sent, in RESP, kept for the next one (see append_cmd) */
     /* a script call sent by rq_script_send() whose reply is not read yet (`sent`), or was read by
@@ -59,7 +60,7 @@ struct rq {
     struct buf sent_cmd;          /* its bytes, sent again if Redis answers NOSCRIPT */
     bool loaded[RQ_SCRIPT_COUNT]; /* scripts known to be in the server's cache since connecting */
     unsigned long connections;    /* connections made so far (rq_connection) */
-    long long used_us;            /* when a command last went on the connection (mono_us) */
+    long long used_us; /* when the connection last carried a command or a reply (mono_us) */
 };
 
 /* ---------------------------------------------------------------- URL parsing */
@@ -338,6 +339,14 @@ static int authenticate(struct rq *r, struct err *e)
     return expect_ok(r, rep, "AUTH", e);
 }
 
+/* Microseconds of the monotonic clock, for the timing lines and the idle check. */
+static long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
 static int connect_now(struct rq *r, struct err *e)
 {
     struct timeval tv = ms_to_tv(r->timeout_ms);
@@ -368,6 +377,7 @@ static int connect_now(struct rq *r, struct err *e)
     r->io_error = false;
     memset(r->loaded, 0, sizeof r->loaded); /* perhaps a new server, or one restarted */
     r->connections++;
+    r->used_us = mono_us();
     return 0;
 }
 
@@ -549,21 +559,20 @@ static redisReply *check_reply(struct rq *r, redisReply *rep, struct err *e)
     return answer(rep, e);
 }
 
-/* Microseconds of the monotonic clock, for the timing lines and the idle check. */
-static long long mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
-}
-
-/* Whether the server closed `c`'s connection: its end of stream, or an error, waits on the socket.
+/* Why `c`'s connection, with no command outstanding, cannot carry the next one, or NULL: the
+ * server closed it (its end of stream, or an error, waits on the socket), or bytes nobody asked
+ * for wait there (the stream is out of step: they would be read as the next command's answer).
  * A peek that does not block and takes nothing from the stream. */
-static bool closed_by_server(const redisContext *c)
+static const char *not_clean(const redisContext *c)
 {
     char byte;
     ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    if (n > 0) {
+        return "unexpected_bytes";
+    }
+    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+               ? "closed_while_idle"
+               : NULL;
 }
 
 /* Connects when there is no connection. One left unused for IDLE_CHECK_US is looked at first,
@@ -575,9 +584,11 @@ static bool closed_by_server(const redisContext *c)
 static int ensure_connected(struct rq *r, struct err *e)
 {
     long long now = mono_us();
-    if (r->ctx != NULL && now - r->used_us >= IDLE_CHECK_US && closed_by_server(r->ctx)) {
-        LOG_INFO("redis_reconnect", "reason=closed_while_idle idle_ms=%lld",
-                 (now - r->used_us) / 1000);
+    const char *why =
+        r->ctx != NULL && now - r->used_us >= IDLE_CHECK_US ? not_clean(r->ctx) : NULL;
+    if (why != NULL) {
+        LOG_INFO("redis_reconnect", "reason=%s idle_ms=%lld", why, (now - r->used_us) / 1000);
+        r->closed_found++;
         drop(r);
     }
     r->used_us = now;
@@ -594,6 +605,11 @@ static int ensure_connected(struct rq *r, struct err *e)
 unsigned long rq_io_errors(const struct rq *r)
 {
     return r->io_errors;
+}
+
+unsigned long rq_breaks(const struct rq *r)
+{
+    return r->io_errors + r->closed_found;
 }
 
 /* The debug line of one round trip: the command's name (`len` bytes), the script's, how long. */
@@ -632,6 +648,7 @@ static void collect_sent(struct rq *r)
     r->sent = false;
     const char *name = script_name[r->sent_script];
     void *rep = NULL;
+    /* (used_us stays the send's: this reply may have waited here since long before a close) */
     bool io = redisGetReply(r->ctx, &rep) == REDIS_OK && rep != NULL;
     redisReply *got = rep;
     /* `ms`: from sending the call to reading its answer, the caller's work in between included */
@@ -746,6 +763,7 @@ static redisReply *round_trip(struct rq *r, long extra_timeout_ms, const char *n
     r->round_trips++;
     long long t0 = mono_us();
     redisReply *rep = send_cmd(r);
+    r->used_us = mono_us();
     log_round_trip(name, len, script, t0, rep);
     if (extra_timeout_ms > 0 && r->ctx != NULL && rep != NULL) {
         redisSetTimeout(r->ctx, ms_to_tv(r->timeout_ms));
@@ -783,6 +801,7 @@ redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...)
     long long t0 = mono_us();
     redisReply *rep = redisvCommand(r->ctx, fmt, ap);
     va_end(ap);
+    r->used_us = mono_us();
     log_round_trip(fmt, (int)strcspn(fmt, " "), NULL, t0, rep);
     return check_reply(r, rep, e);
 }
@@ -837,6 +856,7 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
             replies[i] = NULL;
         }
     }
+    r->used_us = mono_us();
     LOG_DEBUG("redis", "cmd=pipeline commands=%zu ms=%.3f ok=%d", n,
               (double)(mono_us() - t0) / 1000.0, rc == 0);
     return rc;

@@ -168,6 +168,11 @@ bool rq_disconnected(const struct rq *r);
  * two readings to learn whether a sequence of commands was cut short. */
 unsigned long rq_io_errors(const struct rq *r);
 
+/* rq_io_errors(), and the connections found closed (or out of step) and replaced before a command
+ * went on them: a caller compares two readings to learn whether Redis may have restarted, or
+ * replies been lost, in between, even when every command got its answer. */
+unsigned long rq_breaks(const struct rq *r);
+
 /* Round trips to Redis since rq_create() (a pipeline counts once): for measurements. */
 unsigned long rq_round_trips(const struct rq *r);
 

@@ -103,7 +103,7 @@ struct worker {
      * adopt.lua and split.lua tell a reservation Redis lost from one taken from us */
     char reserved_on[EPOCH_MAX], next_on[EPOCH_MAX];
     unsigned long records_lost; /* lease_records_lost() when the tokens were last read */
-    unsigned long io_at_start;  /* rq_io_errors() when the payload in hand was reserved */
+    unsigned long io_at_start;  /* rq_breaks() when the payload in hand was reserved */
     /* the payload in hand, lease_records_lost() before it was reserved (and before finish.lua
      * reserved `next`, and before the finish.lua call in flight), and whether it was found taken
      * from this worker since (job_taken) */
@@ -604,7 +604,7 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
 static bool may_fold(const struct worker *w)
 {
     return !*w->stop && !w->check_active && w->cur == &w->q[0] && w->next_q == NULL &&
-           rq_io_errors(w->rq) == w->io_at_start && lease_fresh_ms(w->lease) > 0;
+           rq_breaks(w->rq) == w->io_at_start && lease_fresh_ms(w->lease) > 0;
 }
 
 /* Notes whether `q` is past PIXQ_MAX_PARKED_MB (finish.lua's or take.lua's answer `flag`). Near
@@ -1026,6 +1026,12 @@ static enum posting posting_check(struct worker *w, const struct buf *payload, c
     size_t lens[] = {payload->len, strlen(digest)};
     struct err e = {{0}};
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_POSTING, 2, keys, 2, args, lens, &e);
+    if (r == NULL && rq_disconnected(w->rq)) {
+        /* the connection failed under it (a server that restarted closed it, and the close had
+         * not reached us yet): posting.lua only reads, so it is asked once more, on a new one */
+        e = (struct err){{0}};
+        r = rq_script(w->rq, RQ_SCRIPT_POSTING, 2, keys, 2, args, lens, &e);
+    }
     enum posting p = POSTING_GO;
     if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
         p = POSTING_LOST;
@@ -2611,7 +2617,7 @@ int worker_run(struct worker *w)
              * not begun, it stays on the active list, which lease_stop gives back */
             LOG_INFO("job_not_started", "reason=stopping action=given_back");
         } else if (got == 1) {
-            w->io_at_start = rq_io_errors(w->rq);
+            w->io_at_start = rq_breaks(w->rq);
             w->in_hand = &t.payload;
             w->taken = false;
             lease_job_begins(w->lease, (size_t)(w->cur - w->q));
@@ -2619,8 +2625,9 @@ int worker_run(struct worker *w)
             w->in_hand = NULL;
             lease_job_ends(w->lease);
             w->jobs++;
-            /* a command lost to Redis may have left the job (or a stray) on our list */
-            w->check_active = w->check_active || rq_io_errors(w->rq) != w->io_at_start;
+            /* a command lost to Redis, or a restart (a connection found closed), may have left
+             * the job (or a stray) on our list */
+            w->check_active = w->check_active || rq_breaks(w->rq) != w->io_at_start;
         }
         result_destroy(t.result);
         job_destroy(t.job);

@@ -1499,10 +1499,22 @@ class StaleConnectionTest(ReliabilityCase):
     redis_appendonly = True
 
     def test_worker_paused_across_a_redis_restart_does_not_post(self):
-        job = self.tiny_job("paused-restart")
+        def restart():
+            self.redis.close()
+            self.redis_server.restart(down_seconds=0.3)  # SIGTERM: the AOF brings it all back
+        a = self.paused_in_wait_for_s3("paused-restart", restart)
+        self.assert_posted_once_by_b(a, "paused-restart")
+        self.assertTrue(a.log_events("redis_reconnect"))
+
+    def paused_in_wait_for_s3(self, job_id, meanwhile, a=None):
+        """Worker A (or `a`) uploads job_id's output and is paused (SIGSTOP) while its
+        wait_for_s3 HEAD is held (6 s); worker B takes the job over and posts it back;
+        meanwhile() runs; A is resumed and, once the HEAD is answered, finishes its run.
+        Returns A."""
+        job = self.tiny_job(job_id)
         job["wait_for_s3"] = True
         self.s3.stall(self.buckets[0], 6, methods=("HEAD",), count=1)  # A's wait_for_s3 HEAD
-        a = self.start_worker()
+        a = a or self.start_worker()
         wid_a = self.worker_id(a)
         self.wait_until(lambda: wid_a in self.live_workers(), 20, "A to register")
         self.push_jobs([job])
@@ -1511,22 +1523,64 @@ class StaleConnectionTest(ReliabilityCase):
         try:
             b = self.start_worker()
             self.worker_id(b)
-            self.wait_for_postback(timeout=(LEASE_MS + REAP_MS) / 1000.0 + 20,
-                                   job_id="paused-restart")
-            self.wait_until(lambda: self.results("paused-restart"), 10, "B's result")
-            self.redis.close()
-            self.redis_server.restart(down_seconds=0.3)  # SIGTERM: the AOF brings it all back
+            self.wait_for_postback(timeout=(LEASE_MS + REAP_MS) / 1000.0 + 20, job_id=job_id)
+            self.wait_until(lambda: self.results(job_id), 10, "B's result")
+            meanwhile()
         finally:
             a.proc.send_signal(signal.SIGCONT)
-        # A's HEAD is answered 6 s after it came, A's run then ends
         self.wait_until(lambda: [e for e in a.log_events("lease_lost") if e.get("job_id")], 20,
                         "A to find out")
         time.sleep(1)
-        self.assertEqual(len(self.postbacks_of("paused-restart")), 1)  # B's only
+        return a
+
+    def assert_posted_once_by_b(self, a, job_id):
+        self.assertEqual(len(self.postbacks_of(job_id)), 1)  # B's only
         steps = [e.get("step") for e in a.log_events("lease_lost") if e.get("job_id")]
         self.assertEqual(steps[0], "before_postback", steps)  # asked, and told before posting
+        self.assert_success(job_id)
+
+    def test_posting_check_cut_off_is_asked_again(self):
+        """posting.lua's call cut off on its way (its connection closed under it: a close the
+        idle check cannot see before it comes, as from a server that went away without a word):
+        posting.lua only reads, so it is asked once more on a new connection, and the run whose
+        job was taken over posts nothing. Before, a worker that could not ask posted (at least
+        once): a second postback."""
+        proxy, a = self.start_worker_through_relay()
+        a = self.paused_in_wait_for_s3(
+            "cut-posting", lambda: proxy.cut_before(script_sha1("posting").encode()), a)
+        self.assertTrue(proxy.tripped.is_set(), "A did not ask posting.lua")
+        self.assert_posted_once_by_b(a, "cut-posting")
+
+
+    def test_stray_left_by_a_restart_is_run_when_no_command_failed(self):
+        """A payload on a live worker's active list that its run did not put there (a
+        reservation whose answer was lost, a finish.lua the restart's AOF lost; here the test
+        pushes it) is looked for after Redis restarted during a job, although no command of the
+        worker failed: its connection was found closed and replaced before the next one went
+        (rq_breaks). Counting only failed commands, the worker never looked, and the stray stayed
+        there for as long as the worker lived."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        a = self.start_worker()
+        wid = self.worker_id(a)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "A to register")
+        self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        self.redis.lpush(self.key("active:" + wid), json.dumps(self.tiny_job("stray")))
+        self.redis.close()
+        self.redis_server.restart(down_seconds=0.3)  # SIGTERM: the AOF brings it all back
+        time.sleep(0.5)  # A's connection unused for longer than the idle check's 250 ms
+        self.src.release()
+        self.wait_for_postback(timeout=20, job_id="in-hand")
+        self.wait_for_postback(timeout=20, job_id="stray")
+        self.assertTrue(a.log_events("job_stranded"))
         self.assertTrue(a.log_events("redis_reconnect"))
-        self.assert_success("paused-restart")
+        lease_steps = ("heartbeat", "expired", "reap", "stats")  # the lease thread's own
+        self.assertFalse([e for e in a.log_events("redis_error")
+                          if e.get("step") not in lease_steps])  # none of the job's path failed
+        self.assertFalse(a.log_events("limiter_unavailable"))
+        self.assert_success("in-hand")
+        self.assert_success("stray")
 
 
 class StalePostbackTest(ReliabilityCase):
