@@ -1573,6 +1573,8 @@ class StaleConnectionTest(ReliabilityCase):
         self.src.release()
         self.wait_for_postback(timeout=20, job_id="in-hand")
         self.wait_for_postback(timeout=20, job_id="stray")
+        for job_id in ("in-hand", "stray"):  # stored by finish.lua, after the postback
+            self.wait_until(lambda: self.results(job_id), 10, "%s's result" % job_id)
         self.assertTrue(a.log_events("job_stranded"))
         self.assertTrue(a.log_events("redis_reconnect"))
         lease_steps = ("heartbeat", "expired", "reap", "stats")  # the lease thread's own
