@@ -718,7 +718,15 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
         long wait = jittered(w, backoff);
         LOG_WARN("redis_error", "step=finish attempt=%ld error=%s retry_ms=%ld", attempt + 1,
                  log_quote(e.msg, q, sizeof q), wait);
-        nap(w, wait);
+        if (*w->stop && !rq_disconnected(w->rq)) {
+            /* Redis answers but refuses (full, a failed save, no replicas, loading): a stop
+             * waits for it, up to the lease's shutdown deadline, rather than spend the attempts
+             * at once and leave a job done (perhaps posted back) to run again. One Redis cannot
+             * be reached still ends the waits: a stop then is not held by an outage. */
+            clock_sleep_ms(wait);
+        } else {
+            nap(w, wait);
+        }
         backoff = next_backoff(backoff);
         c.args[8] = ""; /* after a lost reply, a reserved next job would be a stray */
         c.lens[8] = 0;

@@ -2095,6 +2095,36 @@ class UnsettledTest(ReliabilityCase):
                          [("kept-at-stop", "stopping", "run_again_from_active_list")])
         self.assertEqual(self.redis.execute("LLEN", self.key("active:" + self.worker_id(w))), 1)
 
+    def test_stop_while_redis_refuses_waits_for_the_settlement(self):
+        """A worker stopped while Redis refuses its settlement (here, before it gave up on it)
+        waits for Redis to take writes again and settles the job, once, before it exits. Before,
+        a stop ended every wait at once: the attempts ran out in a few milliseconds and the job,
+        done and posted back, ran again from the active list (chaos seed 21)."""
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="20")
+        wid = self.worker_id(w)
+        self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
+        self.push_jobs([self.tiny_job("refused-at-stop")])
+        self.wait_for_postback(20, job_id="refused-at-stop")
+        self.refuse_writes()
+        try:
+            self.wait_until(lambda: any(e.get("step") == "finish"
+                                        for e in w.log_events("redis_error")),
+                            20, "finish.lua to be refused")
+            w.proc.send_signal(signal.SIGTERM)
+            time.sleep(1.5)  # a few of the attempts' waits
+            self.assertIsNone(w.proc.poll(), "the worker left without its settlement")
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        status, killed = w.terminate()
+        self.assertEqual((status, killed), (0, False))
+        self.postbacks.delay = 0.0
+        self.assertFalse(w.log_events("job_unsettled"))
+        self.assertFalse(w.log_events("unsettled_dropped"))
+        self.wait_until(lambda: self.results("refused-at-stop"), 10, "the outcome to be recorded")
+        self.assert_success("refused-at-stop")  # one result, one postback
+        self.assertEqual(self.redis.execute("LLEN", self.key("active:" + wid)), 0)
+        self.assertEqual(self.stats().get("succeeded"), 1)
+
     def test_outcome_of_a_job_redis_lost_recorded_later(self):
         """The same, for a job Redis lost while the worker ran it (restarted without its data):
         its settlement (job_forgotten) cannot come back from the active list, which Redis lost
