@@ -575,17 +575,28 @@ static const char *not_clean(const redisContext *c)
                : NULL;
 }
 
+/* Whether bytes read from `c`'s connection with an answer, after it, wait in hiredis's buffer
+ * with no command outstanding (the bytes nobody asked for of not_clean(), come in with the last
+ * answer: a peek at the socket cannot see them). */
+static bool unread_bytes(const redisContext *c)
+{
+    return c->reader != NULL && c->reader->len > c->reader->pos;
+}
+
 /* Connects when there is no connection. One left unused for IDLE_CHECK_US is looked at first,
  * and replaced if the server closed it meanwhile (Redis restarted while this process was paused
  * or waiting on something else; an idle timeout of Redis's or of a proxy): sent on it, the
  * command would fail with it, and the caller could not tell whether it ran. A worker paused past
  * its lease while Redis restarted then asked posting.lua on such a connection, got no answer,
- * and posted a job that another worker had already run and posted (chaos). */
+ * and posted a job that another worker had already run and posted (chaos). Bytes nobody asked
+ * for, come in with the last answer, replace it whenever it is used. */
 static int ensure_connected(struct rq *r, struct err *e)
 {
     long long now = mono_us();
-    const char *why =
-        r->ctx != NULL && now - r->used_us >= IDLE_CHECK_US ? not_clean(r->ctx) : NULL;
+    const char *why = r->ctx == NULL                      ? NULL
+                      : unread_bytes(r->ctx)              ? "unexpected_bytes"
+                      : now - r->used_us >= IDLE_CHECK_US ? not_clean(r->ctx)
+                                                          : NULL;
     if (why != NULL) {
         LOG_INFO("redis_reconnect", "reason=%s idle_ms=%lld", why, (now - r->used_us) / 1000);
         r->closed_found++;

@@ -745,7 +745,9 @@ class TcpProxy:
     for as long as it is set, every connection whose client sends `pattern`, without relaying
     those bytes (one client of several cut off from the server; `refusals` counts them).
     hold_on(pattern) keeps the bytes of the first client that sends `pattern` from the server
-    (`held` is set) until release(): a call held up on the way. stop() ends everything."""
+    (`held` is set) until release(): a call held up on the way. mark(pattern) picks the next
+    connection whose client sends `pattern`; inject(data) then sends `data` to that client as if
+    from the server (bytes no command asked for). stop() ends everything."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -756,6 +758,8 @@ class TcpProxy:
         self._trigger = None
         self._trigger_before = None
         self._hold = None
+        self._mark = None
+        self.marked = None  # the (client, upstream) pair mark() picked
         self.held = threading.Event()
         self._released = threading.Event()
         self._lock = threading.Lock()
@@ -815,6 +819,20 @@ class TcpProxy:
     def release(self):
         self._released.set()
 
+    def mark(self, pattern):
+        """Picks the next connection whose client sends `pattern`: see the class."""
+        with self._lock:
+            self.marked = None
+            self._mark = pattern
+
+    def inject(self, data):
+        """Sends `data` to the marked connection's client: see the class."""
+        with self._lock:
+            pair = self.marked
+        if pair is None:
+            raise AssertionError("no connection sent the marked pattern")
+        pair[0].sendall(data)
+
     def _pump(self, pair):
         client, upstream = pair
         doomed = False
@@ -836,6 +854,9 @@ class TcpProxy:
                             if self.refuse is not None and self.refuse in seen:
                                 self.refusals += 1
                                 return
+                            if self._mark is not None and self._mark in seen:
+                                self._mark = None
+                                self.marked = pair
                             hold = self._hold is not None and self._hold in seen
                             if hold:
                                 self._hold = None

@@ -1585,6 +1585,31 @@ class StaleConnectionTest(ReliabilityCase):
         self.assert_success("stray")
 
 
+    def test_bytes_nobody_asked_for_replace_the_connection(self):
+        """Bytes wait on a connection left unused that no command asked for (an answer to a
+        call given up on, a proxy out of step): sent on it, the next command would read them as
+        its answer, and every answer after would be one behind. The connection is replaced
+        before a command goes on it. Here the relay sends them during the job's download."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        proxy, a = self.start_worker_through_relay()
+        wid = self.worker_id(a)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "A to register")
+        proxy.mark(self.key("job:stray-bytes").encode())  # begin.lua's call: the job's connection
+        self.push_jobs([self.tiny_job("stray-bytes", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        proxy.inject(b":1\r\n")
+        time.sleep(0.5)  # unused for longer than the idle check's 250 ms
+        self.src.release()
+        self.wait_for_postback(timeout=20, job_id="stray-bytes")
+        self.wait_until(lambda: self.results("stray-bytes"), 10, "the result")
+        self.assertEqual([e["reason"] for e in a.log_events("redis_reconnect")],
+                         ["unexpected_bytes"])
+        self.assertFalse(a.log_events("redis_error"))
+        self.assert_success("stray-bytes")
+        self.assert_queue_drained()
+
+
 class StalePostbackTest(ReliabilityCase):
     """A run whose lease was lost posts nothing, and what it posted before it found out does not
     stop the live run's postback: `posted` holds a digest of the postback delivered, and a run
