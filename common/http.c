@@ -484,6 +484,12 @@ long http_retry_after_ms(const struct http_response *r, time_t now, long max_ms)
         if (len == 0 || at == -1) {
             return -1;
         }
+        /* counted from the answer's own Date when it has one: the server's clock, not ours,
+         * set the date (a worker whose clock is a minute off would wait a minute more, or
+         * none) */
+        char d[128];
+        time_t sent = http_response_header(r, "Date", d, sizeof d) ? curl_getdate(d, NULL) : -1;
+        now = sent != -1 ? sent : now;
         secs = at > now ? (long long)(at - now) : 0;
     }
     if (secs > max_ms / 1000) {

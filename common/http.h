@@ -88,7 +88,8 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
 bool http_header_valid(const char *name, const char *value);
 
 /* The wait that a 429 or 503 answer asks for with Retry-After, in ms, at most `max_ms`: its
- * delay-seconds, or its HTTP-date (any of RFC 9110's three forms) less `now` (a date past: 0).
+ * delay-seconds, or its HTTP-date (any of RFC 9110's three forms) less the answer's Date, or
+ * less `now` when it has none that can be read (a date past: 0).
  * -1 for another status, no header, one that cannot be read, or `max_ms` 0. */
 long http_retry_after_ms(const struct http_response *r, time_t now, long max_ms);
 

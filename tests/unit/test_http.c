@@ -34,6 +34,24 @@ static void test_retry_after(void)
     CHECK_INT(after(503, "Retry-After: Wed Oct 21 07:29:00 2015\r\n", now, 300000), 60000);
     CHECK_INT(after(503, "Retry-After: Wed, 21 Oct 2015 07:00:00 GMT\r\n", now, 300000), 0);
     CHECK_INT(after(503, "Retry-After: Thu, 22 Oct 2015 07:28:00 GMT\r\n", now, 300000), 300000);
+    /* an HTTP-date counted from the answer's Date (the server's clock), here 20 s before ours
+     * and 5 min after it; a Date that cannot be read leaves ours */
+    CHECK_INT(after(503,
+                    "Date: Wed, 21 Oct 2015 07:27:40 GMT\r\n"
+                    "Retry-After: Wed, 21 Oct 2015 07:28:30 GMT\r\n",
+                    now, 300000),
+              50000);
+    CHECK_INT(after(503,
+                    "Retry-After: Wed, 21 Oct 2015 07:33:30 GMT\r\n"
+                    "Date: Wed, 21 Oct 2015 07:33:00 GMT\r\n",
+                    now, 300000),
+              30000);
+    CHECK_INT(
+        after(503, "Date: whenever\r\nRetry-After: Wed, 21 Oct 2015 07:28:30 GMT\r\n", now, 300000),
+        30000);
+    /* delay-seconds need no clock */
+    CHECK_INT(after(503, "Date: Wed, 21 Oct 2015 07:00:00 GMT\r\nRetry-After: 30\r\n", now, 300000),
+              30000);
     /* none: another status, no header, one that is no delay, Retry-After turned off */
     CHECK_INT(after(500, "Retry-After: 30\r\n", now, 300000), -1);
     CHECK_INT(after(200, "Retry-After: 30\r\n", now, 300000), -1);
