@@ -40,6 +40,8 @@ struct cfg {
     char aws_access_key_id[CFG_STR_MAX];
     char aws_secret_access_key[CFG_STR_MAX];
     char aws_session_token[CFG_TOKEN_MAX];
+    char aws_shared_credentials_file[CFG_STR_MAX]; /* "" none: the three keys above */
+    char aws_profile[CFG_STR_MAX];                 /* the file's profile */
     char aws_region[CFG_STR_MAX];
     char s3_endpoint[CFG_STR_MAX]; /* "" means AWS */
     int s3_path_style;             /* -1 auto: path-style with a custom endpoint, else vhost */

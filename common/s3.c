@@ -52,7 +52,7 @@ bool s3_transient(const struct s3_reply *r)
     /* 307 without a region to go to: S3's DNS for a new bucket, which catches up */
     return (r->status == 0 && !r->not_sent) || r->status == 307 || r->status == 500 ||
            r->status == 502 || r->status == 504 || s3_throttled(r) ||
-           strcmp(r->code, "RequestTimeout") == 0;
+           strcmp(r->code, "RequestTimeout") == 0 || r->refreshable;
 }
 
 /* Whether the answer says the bucket lives in another region than the request was signed for,
@@ -289,8 +289,18 @@ static int sign_request(const struct s3_config *c, const struct s3_object *o,
     if (call->n_extra > S3_HEADERS) {
         return err_set(e, "too many headers (%zu)", call->n_extra);
     }
-    if (c->access_key == NULL || c->access_key[0] == '\0' || c->secret_key == NULL ||
-        c->secret_key[0] == '\0') {
+    const struct awscreds *f = c->creds;
+    const char *access_key = f != NULL ? f->access_key : c->access_key;
+    const char *secret_key = f != NULL ? f->secret_key : c->secret_key;
+    const char *token = f != NULL ? f->session_token : c->session_token;
+    if (f != NULL && !f->loaded) {
+        return err_set(e,
+                       "no S3 credentials: AWS_SHARED_CREDENTIALS_FILE %s could not be read "
+                       "(the log's s3_credentials_refused says why)",
+                       f->path);
+    }
+    if (access_key == NULL || access_key[0] == '\0' || secret_key == NULL ||
+        secret_key[0] == '\0') {
         return err_set(e, "no S3 credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must "
                           "both be set");
     }
@@ -300,8 +310,8 @@ static int sign_request(const struct s3_config *c, const struct s3_object *o,
     add_header(s, "host", t->host);
     add_header(s, "x-amz-content-sha256", s->payload_hash);
     add_header(s, "x-amz-date", s->amz_date);
-    if (c->session_token != NULL && c->session_token[0] != '\0') {
-        add_header(s, "x-amz-security-token", c->session_token);
+    if (token != NULL && token[0] != '\0') {
+        add_header(s, "x-amz-security-token", token);
     }
     for (size_t i = 0; i < call->n_extra; i++) {
         add_header(s, call->extra[i].name, call->extra[i].value);
@@ -315,8 +325,8 @@ static int sign_request(const struct s3_config *c, const struct s3_object *o,
         .payload_hash = s->payload_hash,
     };
     const struct sigv4_key key = {
-        .access_key = c->access_key,
-        .secret_key = c->secret_key,
+        .access_key = access_key,
+        .secret_key = secret_key,
         .region = o->region != NULL && o->region[0] ? o->region : c->region,
         .service = "s3",
     };
@@ -345,9 +355,9 @@ static void answer_error(const struct s3_call *call, const struct target *t,
             message[0] ? ": " : "", message, answered ? cut : "");
 }
 
-static int s3_request(struct http *h, const struct s3_config *c, const struct s3_object *o,
-                      const struct s3_call *call, struct http_response *resp,
-                      struct s3_reply *reply, struct err *e)
+static int request_once(struct http *h, const struct s3_config *c, const struct s3_object *o,
+                        const struct s3_call *call, struct http_response *resp,
+                        struct s3_reply *reply, struct err *e)
 {
     memset(reply, 0, sizeof *reply);
     reply->retry_after_ms = -1;
@@ -406,6 +416,55 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         rc = -1;
     }
     buf_finish(&t.url);
+    return rc;
+}
+
+/* Whether S3 refused the request's credentials (a HEAD's answer has no body to say why: any 400
+ * or 403 of one may be that). */
+static bool credentials_refused(const struct s3_call *call, const struct s3_reply *r)
+{
+    static const char *const codes[] = {"ExpiredToken",          "InvalidToken",
+                                        "TokenRefreshRequired",  "InvalidAccessKeyId",
+                                        "SignatureDoesNotMatch", "InvalidClientTokenId"};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (strcmp(r->code, codes[i]) == 0) {
+            return true;
+        }
+    }
+    return strcmp(call->method, "HEAD") == 0 && r->code[0] == '\0' &&
+           (r->status == 400 || r->status == 403);
+}
+
+/* One request; with credentials from a file, the file is looked at first (read again if it
+ * changed), and a request whose credentials S3 refused is sent once more, at once, when the file
+ * then holds other keys (rewritten between the look and the answer). */
+static int s3_request(struct http *h, const struct s3_config *c, const struct s3_object *o,
+                      const struct s3_call *call, struct http_response *resp,
+                      struct s3_reply *reply, struct err *e)
+{
+    struct err ignored = {{0}}; /* said in the log (s3_credentials_refused); the keys in use stay */
+    time_t started = time(NULL);
+    if (c->creds != NULL) {
+        awscreds_refresh(c->creds, false, &ignored);
+    }
+    int rc = request_once(h, c, o, call, resp, reply, e);
+    if (rc == 0 || c->creds == NULL || !credentials_refused(call, reply)) {
+        return rc;
+    }
+    if (awscreds_refresh(c->creds, true, &ignored) == 1) {
+        LOG_INFO("s3_credentials_retry", "method=%s bucket=%s status=%ld code=%s", call->method,
+                 o->bucket, reply->status, reply->code);
+        http_response_finish(resp);
+        http_response_init(resp);
+        if (e != NULL) {
+            *e = (struct err){{0}};
+        }
+        struct s3_call again = *call; /* signed afresh: the first answer may have been slow */
+        again.now = call->now + (time(NULL) - started);
+        rc = request_once(h, c, o, &again, resp, reply, e);
+    }
+    reply->refreshable = rc < 0 && (strcmp(reply->code, "ExpiredToken") == 0 ||
+                                    strcmp(reply->code, "TokenRefreshRequired") == 0);
     return rc;
 }
 

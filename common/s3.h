@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "awscreds.h"
 #include "buf.h"
 #include "err.h"
 #include "http.h"
@@ -21,6 +22,7 @@ struct s3_config {
     const char *access_key;
     const char *secret_key;
     const char *session_token; /* "" or NULL: none */
+    struct awscreds *creds; /* when not NULL, the keys come from this file, not the three above */
     long connect_timeout_ms;
     long timeout_ms;
     long max_idle_ms;        /* after this long without an S3 request, the next one does not
@@ -44,6 +46,8 @@ struct s3_reply {
     bool too_large;      /* a GET's object is larger than the caller's limit (status 0) */
     bool not_sent;       /* the request could not be made: no credentials, a bucket or region that
                             cannot be addressed or signed for (status 0); trying again won't help */
+    bool refreshable;    /* ExpiredToken or TokenRefreshRequired with a credentials file: its
+                            keeper may yet write new ones (s3_transient) */
     time_t server_time;  /* the answer's Date (unix s), 0 when it had none */
     long retry_after_ms; /* the wait a 429 or 503 asked for with Retry-After, ms, at most the
                             config's retry_after_max_ms; -1: none */
@@ -84,8 +88,9 @@ bool s3_throttled(const struct s3_reply *r);
 
 /* Whether the request may pass if tried again: no response (a reset, a timeout; not a request
  * that could not be made, not_sent), throttling,
- * 500, 502, 504 or the code RequestTimeout, the answers the AWS SDKs retry. Other 5xx (501 Not
- * Implemented, 505) are the same on every attempt. */
+ * 500, 502, 504 or the code RequestTimeout, the answers the AWS SDKs retry, and an expired token
+ * while the credentials come from a file (`refreshable`). Other 5xx (501 Not Implemented, 505)
+ * are the same on every attempt. */
 bool s3_transient(const struct s3_reply *r);
 
 /* Writes S3's explanation in an XML error body (`body`, NUL-terminated, or NULL) into `out`

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "awscreds.h"
 #include "cfg.h"
 #include "image.h"
 #include "log.h"
@@ -255,6 +256,38 @@ static int run_single(const struct cfg *cfg, struct mhttp *metrics)
     return run_worker(cfg);
 }
 
+/* S3's keys at start: from the environment (a warning when they are missing: every upload will
+ * fail), or from AWS_SHARED_CREDENTIALS_FILE, which must then be readable and hold the profile's
+ * keys. Returns -1 (said on stderr) for a setting to fix. */
+static int check_credentials(const struct cfg *cfg)
+{
+    if (cfg->aws_shared_credentials_file[0] == '\0') {
+        if (cfg->aws_access_key_id[0] == '\0' || cfg->aws_secret_access_key[0] == '\0') {
+            LOG_WARN("s3_credentials_missing", "error=%s",
+                     "\"AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set: every upload and "
+                     "every S3 source will fail\"");
+        }
+        return 0;
+    }
+    if (cfg->aws_access_key_id[0] != '\0' || cfg->aws_secret_access_key[0] != '\0' ||
+        cfg->aws_session_token[0] != '\0') {
+        fprintf(stderr, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE and AWS_ACCESS_KEY_ID, "
+                        "AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN are both set: the keys come "
+                        "from one or the other\n");
+        return -1;
+    }
+    struct err e = {{0}};
+    struct awscreds *creds = malloc(sizeof *creds); /* 11 KB: a token may be 8 KB */
+    if (creds == NULL ||
+        awscreds_init(creds, cfg->aws_shared_credentials_file, cfg->aws_profile, &e) < 0) {
+        fprintf(stderr, "pixq-worker: %s\n", creds == NULL ? "out of memory" : e.msg);
+        free(creds);
+        return -1;
+    }
+    free(creds);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct cfg cfg;
@@ -287,10 +320,8 @@ int main(int argc, char **argv)
         log_set_pid((long)getpid()); /* several processes share stderr */
     }
     cfg_each(&cfg, log_setting, NULL);
-    if (cfg.aws_access_key_id[0] == '\0' || cfg.aws_secret_access_key[0] == '\0') {
-        LOG_WARN("s3_credentials_missing", "error=%s",
-                 "\"AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set: every upload and every "
-                 "S3 source will fail\"");
+    if (check_credentials(&cfg) < 0) {
+        return 2;
     }
     warn_postback_retries(&cfg);
     struct mhttp *metrics = NULL;

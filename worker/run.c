@@ -1106,6 +1106,16 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
         .last_used_ms = &r->s3_last_used_ms,
         .retry_after_max_ms = c->retry_after_max_ms,
     };
+    if (c->aws_shared_credentials_file[0] != '\0') {
+        r->s3.creds = &r->creds;
+        if (awscreds_init(&r->creds, c->aws_shared_credentials_file, c->aws_profile, &e) < 0) {
+            /* checked at start; gone since: each request looks for it again */
+            char q[ERR_MSG_MAX + 16];
+            LOG_WARN("s3_credentials_refused",
+                     "path=%s profile=%s error=%s action=none_to_sign_with", r->creds.path,
+                     r->creds.profile, log_quote(e.msg, q, sizeof q));
+        }
+    }
     r->up = (struct uploader){.cfg = c, .http = http, .s3 = &r->s3};
     r->objs = json_object_new_array();
     r->job_id = "";

@@ -314,6 +314,7 @@ class S3Stub:
         self.allow_anonymous_reads = allow_anonymous_reads
         self.idle_timeout_s = idle_timeout_s
         self.session_token = None  # if set: a signed request must carry it (x-amz-security-token)
+        self.expired_tokens = set()  # tokens answered 400 ExpiredToken, as S3 does past expiry
         self.clock = time.time
         self.log_path = log_path  # if given: one line per request, for failure reports
         self._log = None
@@ -525,6 +526,15 @@ class S3Stub:
         with self._lock:
             return list(self._failures)
 
+    def forget_failures(self):
+        """Forgets the requests whose authentication failed (failures(), the failed count and
+        their records): for a test that checked its own."""
+        with self._lock:
+            failed = {id(rec) for rec, _ in self._failures}
+            self._records = [r for r in self._records if id(r) not in failed]
+            self._failures.clear()
+            self.failed = 0
+
     def counts(self):
         """{"verified": n, "failed": n, "requests": n}."""
         with self._lock:
@@ -670,6 +680,8 @@ class S3Stub:
         rec.verified = True
         rec.region = auth["region"]
         rec.amz_date = auth["amz_date"]
+        if hmap.get("x-amz-security-token") in self.expired_tokens:
+            return 400, "ExpiredToken", "The provided token has expired."
         if self.session_token is not None and \
                 hmap.get("x-amz-security-token") != self.session_token:
             return 403, "InvalidToken", "The provided token is malformed or otherwise invalid."

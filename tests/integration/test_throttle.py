@@ -72,6 +72,7 @@ How the figures are judged:
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -1266,6 +1267,125 @@ class NoCredentialsTest(ThrottleCase):
         self.assertEqual(self.puts("pixq-test"), [])
         self.assertEqual(len(worker.log_events("s3_credentials_missing")), 1)
         self.assert_no_leftovers(["nocred-1"])
+
+
+class CredentialsFileTest(ThrottleCase):
+    """Temporary credentials kept up to date in an AWS shared credentials file (by a credentials
+    helper, a sidecar, a mounted secret): the worker reads the file again when it changes, so
+    that the fleet goes on uploading through a rotation. Before, the keys were read at start and
+    every upload failed with ExpiredToken once they expired, until the workers were restarted."""
+
+    def setUp(self):
+        super().setUp()
+        self.creds_path = self.tmp / "aws-credentials"
+        self.rotate("AKIDFILEONE", "secret/one", "token-one")
+
+    def rotate(self, key, secret, token):
+        """The stub takes the new keys, and the file gets them (written aside, renamed over)."""
+        self.s3.access_key, self.s3.secret_key, self.s3.session_token = key, secret, token
+        self.write_file(key, secret, token)
+
+    def write_file(self, key, secret, token):
+        tmp = self.creds_path.with_suffix(".new")
+        tmp.write_text("[default]\naws_access_key_id = AKIDDECOY\n"
+                       "aws_secret_access_key = decoy\n\n"
+                       "[fleet]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                       "aws_session_token = %s\n" % (key, secret, token))
+        os.replace(tmp, self.creds_path)
+
+    def file_env(self):
+        return dict(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="",
+                    AWS_SHARED_CREDENTIALS_FILE=str(self.creds_path), AWS_PROFILE="fleet")
+
+    def test_keys_replaced_in_the_file_are_used(self):
+        worker = self.start_worker(**self.file_env())
+        self.push_jobs([self.job("cf-1", "pixq-test", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for(["cf-1"])["cf-1"], "cf-1", "pixq-test", 1)
+        self.rotate("AKIDFILETWO", "secret/two", "token-two")
+        self.push_jobs([self.job("cf-2", "pixq-test", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for(["cf-2"])["cf-2"], "cf-2", "pixq-test", 1)
+        self.assertEqual([e["access_key_id_ends"] for e in
+                          worker.log_events("s3_credentials_reloaded")], ["ETWO"])
+        self.assertFalse(worker.log_events("upload_retry"))
+        # the stub checked each signature and token (check_signatures): the old keys were not
+        # used after the file changed; a file that then loses a key leaves the keys in use
+        self.creds_path.write_text("[fleet]\naws_access_key_id = AKIDBROKEN\n")
+        self.push_jobs([self.job("cf-3", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["cf-3"])["cf-3"], "cf-3", "pixq-test", 1)
+        refused = worker.log_events("s3_credentials_refused")
+        self.assertEqual([(e["error"], e["action"]) for e in refused],
+                         [("profile [fleet] has no aws_secret_access_key",
+                           "keep_the_credentials_in_use")])
+
+    def test_request_refused_as_the_file_changes_is_sent_again(self):
+        """The file changes between the worker's look at it and S3's answer (here while the PUT
+        is held): S3 refuses the old key, the worker reads the file again and sends the request
+        once more at once, with the new keys."""
+        worker = self.start_worker(**self.file_env())
+        self.s3.stall("pixq-test", 1.5, methods=("PUT",), count=1)
+        self.push_jobs([self.job("cf-held", "pixq-test")])
+        self.wait_until(lambda: self.s3.stalled() == 1, 20, "the PUT to be held")
+        self.rotate("AKIDFILETWO", "secret/two", "token-two")
+        self.assert_complete(self.postbacks_for(["cf-held"])["cf-held"], "cf-held", "pixq-test",
+                             1)
+        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")],
+                         [(403, "InvalidAccessKeyId"), (200, "")])
+        self.assertEqual([e["code"] for e in worker.log_events("s3_credentials_retry")],
+                         ["InvalidAccessKeyId"])
+        self.assertFalse(worker.log_events("upload_retry"))  # no back-off, no parking
+        self.assertEqual(len(self.s3.failures()), 1)
+        self.s3.forget_failures()  # that one, and only that one, was meant
+
+    def test_expired_token_waits_for_the_file(self):
+        """S3 says the token expired and the file still holds it (its keeper is late): the
+        upload is tried again after a back-off, as an outage's, and goes once the file has new
+        keys. With keys from the environment an expired token stays final (nothing would change
+        them)."""
+        worker = self.start_worker(PIXQ_S3_RETRY_BASE_MS="300", **self.file_env())
+        self.s3.expired_tokens.add("token-one")
+        self.push_jobs([self.job("cf-exp", "pixq-test")])
+        self.wait_until(lambda: worker.log_events("upload_retry"), 20, "a retry")
+        self.rotate("AKIDFILETWO", "secret/two", "token-two")
+        self.assert_complete(self.postbacks_for(["cf-exp"])["cf-exp"], "cf-exp", "pixq-test", 1)
+        codes = [(r.status, r.code) for r in self.puts("pixq-test")]
+        self.assertEqual(codes[-1], (200, ""))
+        self.assertTrue(set(codes[:-1]) == {(400, "ExpiredToken")}, codes)
+        self.assertEqual({e["code"] for e in worker.log_events("upload_retry")}, {"ExpiredToken"})
+        # the environment's keys: final at once
+        env_worker = self.start_worker(AWS_ACCESS_KEY_ID="AKIDFILETWO",
+                                       AWS_SECRET_ACCESS_KEY="secret/two",
+                                       AWS_SESSION_TOKEN="token-one")
+        self.programs.remove(worker)
+        worker.terminate()
+        self.push_jobs([self.job("cf-env", "pixq-test")])
+        results = self.postbacks_for(["cf-env"])["cf-env"].results
+        self.assertIn("ExpiredToken", results["errors"][0], results)
+        self.assertNotIn("temporarily unavailable", results["errors"][0], results)
+        self.assertFalse(env_worker.log_events("upload_retry"))
+
+    def run_worker_at_once(self, **env):
+        """Runs a worker that is meant to refuse to start: (status, the last line of stderr)."""
+        r = subprocess.run([harness.CONFIG.worker], env=self.worker_env(**env),
+                           capture_output=True, text=True, timeout=harness.scaled(20))
+        return r.returncode, r.stderr.splitlines()[-1] if r.stderr else ""
+
+    def test_refused_at_start(self):
+        """A file that cannot be read, or without the profile's keys, and keys set both ways
+        are settings to fix: the worker says so and ends with status 2."""
+        missing = str(self.tmp / "nowhere")
+        env = dict(self.file_env(), AWS_SHARED_CREDENTIALS_FILE=missing)
+        self.assertEqual(self.run_worker_at_once(**env),
+                         (2, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: No such file or "
+                             "directory" % missing))
+        env = dict(self.file_env(), AWS_PROFILE="nobody")
+        self.assertEqual(self.run_worker_at_once(**env),
+                         (2, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: no profile [nobody] in "
+                             "it" % self.creds_path))
+        env = dict(self.file_env(), AWS_ACCESS_KEY_ID="AKIDENV")
+        status, err = self.run_worker_at_once(**env)
+        self.assertEqual(status, 2)
+        self.assertIn("AWS_SHARED_CREDENTIALS_FILE and AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
+                      "or AWS_SESSION_TOKEN are both set", err)
 
 
 class RetryTest(ThrottleCase):

@@ -1,0 +1,226 @@
+#include "awscreds.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* The keys of one profile, as parse() found them: pointers into the text, with lengths. */
+struct found {
+    bool section; /* the profile's section was seen */
+    const char *value[3];
+    size_t len[3];
+};
+
+static const char *const key_names[3] = {"aws_access_key_id", "aws_secret_access_key",
+                                         "aws_session_token"};
+
+static bool blank(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r';
+}
+
+/* Trims blanks around [*s, *s + *n). */
+static void trim(const char **s, size_t *n)
+{
+    while (*n > 0 && blank(**s)) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n > 0 && blank((*s)[*n - 1])) {
+        (*n)--;
+    }
+}
+
+/* One `key = value` line of the profile's section: notes the value of a key it knows (the
+ * legacy aws_security_token stands for aws_session_token when that is not given). */
+static void note_key(struct found *f, const char *line, size_t n)
+{
+    const char *eq = memchr(line, '=', n);
+    if (eq == NULL) {
+        return;
+    }
+    const char *key = line, *value = eq + 1;
+    size_t klen = (size_t)(eq - line), vlen = n - klen - 1;
+    trim(&key, &klen);
+    trim(&value, &vlen);
+    for (int i = 0; i < 3; i++) {
+        if (klen == strlen(key_names[i]) && strncasecmp(key, key_names[i], klen) == 0) {
+            f->value[i] = value;
+            f->len[i] = vlen;
+        }
+    }
+    if (klen == 18 && strncasecmp(key, "aws_security_token", klen) == 0 && f->value[2] == NULL) {
+        f->value[2] = value;
+        f->len[2] = vlen;
+    }
+}
+
+/* Whether a value can be sent in a header as it is: no control characters (a CR or LF would
+ * start another header). */
+static bool printable(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
+{
+    const char *profile = c->profile[0] != '\0' ? c->profile : "default";
+    struct found f = {0};
+    bool mine = false; /* in the profile's section */
+    for (const char *p = text; *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        const char *line = p;
+        p = nl != NULL ? nl + 1 : p + n;
+        trim(&line, &n);
+        if (n == 0 || line[0] == '#' || line[0] == ';') {
+            continue;
+        }
+        if (line[0] == '[' && line[n - 1] == ']') {
+            const char *name = line + 1;
+            size_t len = n - 2;
+            trim(&name, &len);
+            mine = len == strlen(profile) && strncmp(name, profile, len) == 0;
+            f.section = f.section || mine;
+            continue;
+        }
+        if (mine) {
+            note_key(&f, line, n);
+        }
+    }
+    if (!f.section) {
+        return err_set(e, "no profile [%s] in it", profile);
+    }
+    const size_t cap[3] = {sizeof c->access_key, sizeof c->secret_key, sizeof c->session_token};
+    for (int i = 0; i < 3; i++) {
+        if (i < 2 && (f.value[i] == NULL || f.len[i] == 0)) {
+            return err_set(e, "profile [%s] has no %s", profile, key_names[i]);
+        }
+        if (f.len[i] >= cap[i]) {
+            return err_set(e, "profile [%s]: %s is longer than %zu bytes", profile, key_names[i],
+                           cap[i] - 1);
+        }
+        if (!printable(f.value[i] != NULL ? f.value[i] : "", f.len[i])) {
+            return err_set(e, "profile [%s]: %s holds a control character", profile, key_names[i]);
+        }
+    }
+    char *dst[3] = {c->access_key, c->secret_key, c->session_token};
+    for (int i = 0; i < 3; i++) {
+        memcpy(dst[i], f.value[i] != NULL ? f.value[i] : "", f.len[i]);
+        dst[i][f.len[i]] = '\0';
+    }
+    return 0;
+}
+
+/* Reads the file and parses it into `c`; `st` gets the look at the file that was read. */
+static int load(struct awscreds *c, struct stat *st, struct err *e)
+{
+    int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return err_set(e, "%s", strerror(errno));
+    }
+    char *text = NULL;
+    int rc = -1;
+    if (fstat(fd, st) < 0) {
+        err_set(e, "%s", strerror(errno));
+    } else if (!S_ISREG(st->st_mode)) {
+        err_set(e, "not a regular file");
+    } else if (st->st_size > AWSCREDS_FILE_MAX) {
+        err_set(e, "larger than %d bytes", AWSCREDS_FILE_MAX);
+    } else if ((text = malloc((size_t)st->st_size + 1)) == NULL) {
+        err_set(e, "out of memory");
+    } else {
+        size_t got = 0, want = (size_t)st->st_size;
+        ssize_t n = 1;
+        while (got < want && (n = read(fd, text + got, want - got)) > 0) {
+            got += (size_t)n;
+        }
+        text[got] = '\0';
+        if (n < 0) {
+            err_set(e, "%s", strerror(errno));
+        } else if (memchr(text, '\0', got) != NULL) {
+            err_set(e, "it holds a NUL byte");
+        } else {
+            rc = awscreds_parse(c, text, e);
+        }
+    }
+    free(text);
+    close(fd);
+    return rc;
+}
+
+int awscreds_init(struct awscreds *c, const char *path, const char *profile, struct err *e)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->path, sizeof c->path, "%s", path);
+    snprintf(c->profile, sizeof c->profile, "%s", profile[0] != '\0' ? profile : "default");
+    struct stat st;
+    if (load(c, &st, e) < 0) {
+        err_wrap(e, "AWS_SHARED_CREDENTIALS_FILE %s", c->path);
+        return -1;
+    }
+    c->st = st;
+    c->seen = c->loaded = true;
+    return 0;
+}
+
+/* Whether two looks at the file show the same file, as it was. */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+int awscreds_refresh(struct awscreds *c, bool force, struct err *e)
+{
+    struct stat now;
+    bool looked = stat(c->path, &now) == 0;
+    if (!force && c->seen && looked && same_file(&now, &c->st)) {
+        return 0;
+    }
+    if (!force && c->seen && !looked && c->st.st_ino == 0) {
+        /* still gone: said so already */
+        return err_set(e, "AWS_SHARED_CREDENTIALS_FILE %s: %s", c->path, strerror(errno));
+    }
+    struct awscreds next = *c;
+    struct stat st = {0};
+    if (load(&next, &st, e) < 0) {
+        bool new_refusal = force || !c->seen || !same_file(&st, &c->st);
+        c->st = st; /* a file gone is st_ino 0 */
+        c->seen = true;
+        if (new_refusal) {
+            char q[ERR_MSG_MAX + 16];
+            LOG_WARN("s3_credentials_refused", "path=%s profile=%s error=%s action=%s", c->path,
+                     c->profile, log_quote(e->msg, q, sizeof q),
+                     c->loaded ? "keep_the_credentials_in_use" : "none_to_sign_with");
+        }
+        err_wrap(e, "AWS_SHARED_CREDENTIALS_FILE %s", c->path);
+        return -1;
+    }
+    next.st = st;
+    next.seen = true;
+    bool changed = !c->loaded || strcmp(next.access_key, c->access_key) != 0 ||
+                   strcmp(next.secret_key, c->secret_key) != 0 ||
+                   strcmp(next.session_token, c->session_token) != 0;
+    next.loaded = true;
+    *c = next;
+    if (changed) {
+        size_t n = strlen(c->access_key);
+        LOG_INFO("s3_credentials_reloaded", "path=%s profile=%s access_key_id_ends=%s", c->path,
+                 c->profile, c->access_key + (n > 4 ? n - 4 : 0));
+    }
+    return changed ? 1 : 0;
+}

@@ -1,0 +1,159 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "awscreds.h"
+#include "check.h"
+
+/* Parses `text` for `profile`: 0 with the keys in *c, or -1 with why in `why`. */
+static int parse(struct awscreds *c, const char *profile, const char *text, char *why)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->profile, sizeof c->profile, "%s", profile);
+    struct err e = {{0}};
+    int rc = awscreds_parse(c, text, &e);
+    strcpy(why, e.msg);
+    return rc;
+}
+
+static void test_parse(void)
+{
+    struct awscreds c;
+    char why[ERR_MSG_MAX];
+    /* the AWS tools' form: blanks around '=', comments, CRLF, other profiles around */
+    const char *file = "# written by a credentials helper\r\n"
+                       "[other]\n"
+                       "aws_access_key_id = AKIDOTHER\n"
+                       "aws_secret_access_key = other/secret\n"
+                       "\n"
+                       "[default]\r\n"
+                       "; the fleet's keys\n"
+                       "aws_access_key_id=AKIDDEFAULT\r\n"
+                       "  aws_secret_access_key =  wJalr/K7MDENG+bPxRfiCY=  \r\n"
+                       "aws_session_token = IQoJb3JpZ2luX2Vj//token==\n"
+                       "region = eu-west-1\n"
+                       "[ later ]\n"
+                       "aws_access_key_id = AKIDLATER\n";
+    CHECK_INT(parse(&c, "default", file, why), 0);
+    CHECK_STR(c.access_key, "AKIDDEFAULT");
+    CHECK_STR(c.secret_key, "wJalr/K7MDENG+bPxRfiCY=");
+    CHECK_STR(c.session_token, "IQoJb3JpZ2luX2Vj//token==");
+    CHECK_INT(parse(&c, "other", file, why), 0);
+    CHECK_STR(c.access_key, "AKIDOTHER");
+    CHECK_STR(c.session_token, "");
+    /* "" is the default profile; a key's name in any case; the legacy aws_security_token */
+    CHECK_INT(parse(&c, "",
+                    "[default]\nAWS_Access_Key_Id=A1\naws_secret_access_key=S1\n"
+                    "aws_security_token=T1\n",
+                    why),
+              0);
+    CHECK_STR(c.access_key, "A1");
+    CHECK_STR(c.session_token, "T1");
+    CHECK_INT(parse(&c, "default",
+                    "[default]\naws_access_key_id=A1\naws_secret_access_key=S1\n"
+                    "aws_session_token=T2\naws_security_token=T1\n",
+                    why),
+              0);
+    CHECK_STR(c.session_token, "T2");
+    /* refused, saying why, and the keys in *c left alone */
+    CHECK_INT(parse(&c, "missing", file, why), -1);
+    CHECK_STR(why, "no profile [missing] in it");
+    CHECK_INT(parse(&c, "later", file, why), -1);
+    CHECK_STR(why, "profile [later] has no aws_secret_access_key");
+    CHECK_STR(c.access_key, "");
+    CHECK_INT(parse(&c, "default", "[default]\naws_access_key_id=\naws_secret_access_key=S\n", why),
+              -1);
+    CHECK_STR(why, "profile [default] has no aws_access_key_id");
+    CHECK_INT(
+        parse(&c, "default", "[default]\naws_access_key_id=A\taB\naws_secret_access_key=S\n", why),
+        -1);
+    CHECK_STR(why, "profile [default]: aws_access_key_id holds a control character");
+    char *big = malloc(CFG_TOKEN_MAX + 100);
+    int n = snprintf(big, 100,
+                     "[default]\naws_access_key_id=A\naws_secret_access_key=S\n"
+                     "aws_session_token=");
+    memset(big + n, 'x', CFG_TOKEN_MAX);
+    big[n + CFG_TOKEN_MAX] = '\0';
+    CHECK_INT(parse(&c, "default", big, why), -1);
+    CHECK_STR(why, "profile [default]: aws_session_token is longer than 8191 bytes");
+    big[n + CFG_TOKEN_MAX - 1] = '\0';
+    CHECK_INT(parse(&c, "default", big, why), 0);
+    CHECK_INT(strlen(c.session_token), CFG_TOKEN_MAX - 1);
+    free(big);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    fputs(text, f);
+    fclose(f);
+    rename(tmp, path); /* as a credentials helper replaces it */
+}
+
+static void test_refresh(void)
+{
+    char dir[] = "/tmp/pixq-awscreds-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[512];
+    snprintf(path, sizeof path, "%s/credentials", dir);
+    struct awscreds *c = malloc(sizeof *c);
+    struct err e = {{0}};
+    /* a file that is not there */
+    CHECK_INT(awscreds_init(c, path, "", &e), -1);
+    CHECK(strstr(e.msg, "AWS_SHARED_CREDENTIALS_FILE /tmp/pixq-awscreds-") == e.msg);
+    CHECK(strstr(e.msg, "/credentials: No such file or directory") != NULL);
+    write_file(path, "[default]\naws_access_key_id=AKID1\naws_secret_access_key=S1\n");
+    CHECK_INT(awscreds_init(c, path, "", &e), 0);
+    CHECK_STR(c->access_key, "AKID1");
+    CHECK_STR(c->profile, "default");
+    /* unchanged: not read again; forced: read, the same keys */
+    CHECK_INT(awscreds_refresh(c, false, &e), 0);
+    CHECK_INT(awscreds_refresh(c, true, &e), 0);
+    /* replaced with new keys */
+    write_file(path, "[default]\naws_access_key_id=AKID2\naws_secret_access_key=S2\n"
+                     "aws_session_token=T2\n");
+    CHECK_INT(awscreds_refresh(c, false, &e), 1);
+    CHECK_STR(c->access_key, "AKID2");
+    CHECK_STR(c->session_token, "T2");
+    CHECK_INT(awscreds_refresh(c, false, &e), 0);
+    /* rewritten without a key, then gone: the keys in use stay */
+    write_file(path, "[default]\naws_access_key_id=AKID3\n");
+    e = (struct err){{0}};
+    CHECK_INT(awscreds_refresh(c, false, &e), -1);
+    CHECK(strstr(e.msg, "profile [default] has no aws_secret_access_key") != NULL);
+    CHECK_STR(c->access_key, "AKID2");
+    CHECK_INT(awscreds_refresh(c, false, &e), 0); /* the same refused file: nothing new */
+    unlink(path);
+    CHECK_INT(awscreds_refresh(c, false, &e), -1);
+    CHECK_INT(awscreds_refresh(c, false, &e), -1);
+    CHECK_STR(c->access_key, "AKID2");
+    CHECK(c->loaded);
+    /* back, with a token only changed */
+    write_file(path, "[default]\naws_access_key_id=AKID2\naws_secret_access_key=S2\n"
+                     "aws_session_token=T3\n");
+    CHECK_INT(awscreds_refresh(c, false, &e), 1);
+    CHECK_STR(c->session_token, "T3");
+    /* rewritten in place to the same keys: read again, no change */
+    FILE *f = fopen(path, "a");
+    fputs("# touched\n", f);
+    fclose(f);
+    CHECK_INT(awscreds_refresh(c, false, &e), 0);
+    CHECK_STR(c->session_token, "T3");
+    /* a directory is no file */
+    unlink(path);
+    CHECK_INT(mkdir(path, 0700), 0);
+    CHECK_INT(awscreds_refresh(c, false, &e), -1);
+    CHECK(strstr(e.msg, "not a regular file") != NULL);
+    rmdir(path);
+    rmdir(dir);
+    free(c);
+}
+
+int main(void)
+{
+    test_parse();
+    test_refresh();
+    return check_summary("awscreds");
+}
