@@ -37,11 +37,12 @@ static void trim(const char **s, size_t *n)
     }
 }
 
-/* One `key = value` line of the profile's section: notes the value of a key it knows (the
- * legacy aws_security_token stands for aws_session_token when that is not given). */
+/* One `key = value` (or `key: value`) line of the profile's section: notes the value of a key it
+ * knows (the legacy aws_security_token stands for aws_session_token when that is not given). */
 static void note_key(struct found *f, const char *line, size_t n)
 {
-    const char *eq = memchr(line, '=', n);
+    const char *eq = memchr(line, '=', n), *colon = memchr(line, ':', n);
+    eq = eq == NULL || (colon != NULL && colon < eq) ? colon : eq; /* "key: value" too */
     if (eq == NULL) {
         return;
     }
@@ -79,7 +80,11 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
     const char *profile = c->profile[0] != '\0' ? c->profile : "default";
     struct found f = {0};
     bool mine = false; /* in the profile's section */
-    for (const char *p = text; *p != '\0';) {
+    const char *p = text;
+    if (strncmp(p, "\xef\xbb\xbf", 3) == 0) {
+        p += 3; /* a byte order mark, as some editors write */
+    }
+    while (*p != '\0') {
         const char *nl = strchr(p, '\n');
         size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
         const char *line = p;
@@ -88,11 +93,11 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
         if (n == 0 || line[0] == '#' || line[0] == ';') {
             continue;
         }
-        if (line[0] == '[' && line[n - 1] == ']') {
-            const char *name = line + 1;
-            size_t len = n - 2;
+        if (line[0] == '[') { /* a section, whatever follows its ']' (a comment) */
+            const char *name = line + 1, *end = memchr(line, ']', n);
+            size_t len = end != NULL ? (size_t)(end - name) : 0;
             trim(&name, &len);
-            mine = len == strlen(profile) && strncmp(name, profile, len) == 0;
+            mine = end != NULL && len == strlen(profile) && strncmp(name, profile, len) == 0;
             f.section = f.section || mine;
             continue;
         }
@@ -106,7 +111,10 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
     const size_t cap[3] = {sizeof c->access_key, sizeof c->secret_key, sizeof c->session_token};
     for (int i = 0; i < 3; i++) {
         if (i < 2 && (f.value[i] == NULL || f.len[i] == 0)) {
-            return err_set(e, "profile [%s] has no %s", profile, key_names[i]);
+            return err_set(e,
+                           "profile [%s] has no %s (only keys written in the file are read: "
+                           "not credential_process, sso_* or role_arn)",
+                           profile, key_names[i]);
         }
         if (f.len[i] >= cap[i]) {
             return err_set(e, "profile [%s]: %s is longer than %zu bytes", profile, key_names[i],
@@ -127,7 +135,7 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
 /* Reads the file and parses it into `c`; `st` gets the look at the file that was read. */
 static int load(struct awscreds *c, struct stat *st, struct err *e)
 {
-    int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+    int fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
     if (fd < 0) {
         return err_set(e, "%s", strerror(errno));
     }
@@ -166,14 +174,12 @@ int awscreds_init(struct awscreds *c, const char *path, const char *profile, str
     memset(c, 0, sizeof *c);
     snprintf(c->path, sizeof c->path, "%s", path);
     snprintf(c->profile, sizeof c->profile, "%s", profile[0] != '\0' ? profile : "default");
-    struct stat st;
-    if (load(c, &st, e) < 0) {
-        err_wrap(e, "AWS_SHARED_CREDENTIALS_FILE %s", c->path);
-        return -1;
-    }
-    c->st = st;
-    c->seen = c->loaded = true;
-    return 0;
+    struct stat st = {0};
+    int rc = load(c, &st, e);
+    c->st = st; /* refused: the caller says so, and the file is read again once it changes */
+    c->seen = true;
+    c->loaded = rc == 0;
+    return rc;
 }
 
 /* Whether two looks at the file show the same file, as it was. */

@@ -28,7 +28,8 @@ struct awscreds {
 };
 
 /* Sets up `c` for the file `path` and the profile `profile` ("" is "default") and reads it.
- * Returns 0, or -1 with why (the file named) when it cannot be read or the profile lacks a key. */
+ * Returns 0, or -1 with why when it cannot be read or the profile lacks a key (then c->loaded is
+ * false, and awscreds_refresh() reads it once it changes). */
 int awscreds_init(struct awscreds *c, const char *path, const char *profile, struct err *e);
 
 /* Parses the credentials file text `text` (NUL-terminated) into c's keys for c->profile.

@@ -437,21 +437,27 @@ static bool credentials_refused(const struct s3_call *call, const struct s3_repl
 
 /* One request; with credentials from a file, the file is looked at first (read again if it
  * changed), and a request whose credentials S3 refused is sent once more, at once, when the file
- * then holds other keys (rewritten between the look and the answer). */
+ * then holds other keys (rewritten between the look and the answer), within what is left of the
+ * request's timeout. An expired token, or no file to read, is `refreshable`: the file's keeper
+ * may yet write new keys. */
 static int s3_request(struct http *h, const struct s3_config *c, const struct s3_object *o,
                       const struct s3_call *call, struct http_response *resp,
                       struct s3_reply *reply, struct err *e)
 {
     struct err ignored = {{0}}; /* said in the log (s3_credentials_refused); the keys in use stay */
     time_t started = time(NULL);
+    long t0 = mono_ms();
     if (c->creds != NULL) {
         awscreds_refresh(c->creds, false, &ignored);
     }
     int rc = request_once(h, c, o, call, resp, reply, e);
-    if (rc == 0 || c->creds == NULL || !credentials_refused(call, reply)) {
+    if (rc == 0 || c->creds == NULL) {
         return rc;
     }
-    if (awscreds_refresh(c->creds, true, &ignored) == 1) {
+    struct s3_config left = *c; /* the re-send within the caller's time (a job's deadline) */
+    left.timeout_ms = c->timeout_ms - (mono_ms() - t0);
+    if (credentials_refused(call, reply) && left.timeout_ms > 0 &&
+        awscreds_refresh(c->creds, true, &ignored) == 1) {
         LOG_INFO("s3_credentials_retry", "method=%s bucket=%s status=%ld code=%s", call->method,
                  o->bucket, reply->status, reply->code);
         http_response_finish(resp);
@@ -461,10 +467,11 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         }
         struct s3_call again = *call; /* signed afresh: the first answer may have been slow */
         again.now = call->now + (time(NULL) - started);
-        rc = request_once(h, c, o, &again, resp, reply, e);
+        rc = request_once(h, &left, o, &again, resp, reply, e);
     }
-    reply->refreshable = rc < 0 && (strcmp(reply->code, "ExpiredToken") == 0 ||
-                                    strcmp(reply->code, "TokenRefreshRequired") == 0);
+    reply->refreshable =
+        rc < 0 && (strcmp(reply->code, "ExpiredToken") == 0 ||
+                   strcmp(reply->code, "TokenRefreshRequired") == 0 || !c->creds->loaded);
     return rc;
 }
 

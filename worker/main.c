@@ -4,10 +4,12 @@
  * With --processes 1 (the default) this process is the worker; with N > 1 it is a supervisor
  * of N worker processes (supervisor.h). Either way, --metrics-addr serves Prometheus metrics. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -258,7 +260,8 @@ static int run_single(const struct cfg *cfg, struct mhttp *metrics)
 
 /* S3's keys at start: from the environment (a warning when they are missing: every upload will
  * fail), or from AWS_SHARED_CREDENTIALS_FILE, which must then be readable and hold the profile's
- * keys. Returns -1 (said on stderr) for a setting to fix. */
+ * keys if it is there (a warning if it is not yet). Returns -1 (said on stderr) for a setting to
+ * fix. */
 static int check_credentials(const struct cfg *cfg)
 {
     if (cfg->aws_shared_credentials_file[0] == '\0') {
@@ -276,11 +279,19 @@ static int check_credentials(const struct cfg *cfg)
                         "from one or the other\n");
         return -1;
     }
+    struct stat st;
+    if (stat(cfg->aws_shared_credentials_file, &st) < 0 && errno == ENOENT) {
+        /* not written yet (its keeper starts with the worker): each worker process says so
+         * (s3_credentials_refused), each S3 request looks for it, and uploads wait for it as
+         * for an outage */
+        return 0;
+    }
     struct err e = {{0}};
     struct awscreds *creds = malloc(sizeof *creds); /* 11 KB: a token may be 8 KB */
     if (creds == NULL ||
         awscreds_init(creds, cfg->aws_shared_credentials_file, cfg->aws_profile, &e) < 0) {
-        fprintf(stderr, "pixq-worker: %s\n", creds == NULL ? "out of memory" : e.msg);
+        fprintf(stderr, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: %s\n",
+                cfg->aws_shared_credentials_file, creds == NULL ? "out of memory" : e.msg);
         free(creds);
         return -1;
     }

@@ -1314,7 +1314,8 @@ class CredentialsFileTest(ThrottleCase):
         self.assert_complete(self.postbacks_for(["cf-3"])["cf-3"], "cf-3", "pixq-test", 1)
         refused = worker.log_events("s3_credentials_refused")
         self.assertEqual([(e["error"], e["action"]) for e in refused],
-                         [("profile [fleet] has no aws_secret_access_key",
+                         [("profile [fleet] has no aws_secret_access_key (only keys written in "
+                           "the file are read: not credential_process, sso_* or role_arn)",
                            "keep_the_credentials_in_use")])
 
     def test_request_refused_as_the_file_changes_is_sent_again(self):
@@ -1370,13 +1371,8 @@ class CredentialsFileTest(ThrottleCase):
         return r.returncode, r.stderr.splitlines()[-1] if r.stderr else ""
 
     def test_refused_at_start(self):
-        """A file that cannot be read, or without the profile's keys, and keys set both ways
-        are settings to fix: the worker says so and ends with status 2."""
-        missing = str(self.tmp / "nowhere")
-        env = dict(self.file_env(), AWS_SHARED_CREDENTIALS_FILE=missing)
-        self.assertEqual(self.run_worker_at_once(**env),
-                         (2, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: No such file or "
-                             "directory" % missing))
+        """A file without the profile's keys, and keys set both ways, are settings to fix: the
+        worker says so and ends with status 2."""
         env = dict(self.file_env(), AWS_PROFILE="nobody")
         self.assertEqual(self.run_worker_at_once(**env),
                          (2, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: no profile [nobody] in "
@@ -1386,6 +1382,26 @@ class CredentialsFileTest(ThrottleCase):
         self.assertEqual(status, 2)
         self.assertIn("AWS_SHARED_CREDENTIALS_FILE and AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
                       "or AWS_SESSION_TOKEN are both set", err)
+
+    def test_file_written_after_the_worker_started(self):
+        """A file not there yet (its keeper starts with the worker, at boot) is waited for: the
+        worker starts, says so, and its uploads are retried as in an outage until the file
+        comes. Ending with status 2 left a systemd unit (RestartPreventExitStatus=2) down."""
+        self.creds_path.unlink()
+        worker = self.start_worker(PIXQ_S3_RETRY_BASE_MS="300", **self.file_env())
+        self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 10, "a warning")
+        self.assertEqual([(e["error"], e["action"]) for e in
+                          worker.log_events("s3_credentials_refused")],
+                         [("No such file or directory", "none_to_sign_with")])
+        self.push_jobs([self.job("cf-late", "pixq-test")])
+        self.wait_until(lambda: worker.log_events("upload_retry"), 20, "a retry")
+        self.rotate("AKIDFILETWO", "secret/two", "token-two")
+        self.assert_complete(self.postbacks_for(["cf-late"])["cf-late"], "cf-late", "pixq-test",
+                             1)
+        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")], [(200, "")])
+        self.assertEqual(len(worker.log_events("s3_credentials_refused")), 1)  # said once
+        self.assertIn("no S3 credentials: AWS_SHARED_CREDENTIALS_FILE %s could not be read"
+                      % self.creds_path, worker.log_events("upload_retry")[0]["error"])
 
 
 class RetryTest(ThrottleCase):

@@ -55,15 +55,34 @@ static void test_parse(void)
                     why),
               0);
     CHECK_STR(c.session_token, "T2");
+    /* a section line with a comment after it is a section all the same (its keys were taken
+     * for the section above); "key: value"; a byte order mark */
+    CHECK_INT(parse(&c, "default",
+                    "[default]\naws_access_key_id=A1\naws_secret_access_key=S1\n"
+                    "[prod] # production\naws_access_key_id=P1\naws_secret_access_key=P2\n"
+                    "[broken\naws_session_token=T9\n",
+                    why),
+              0);
+    CHECK_STR(c.access_key, "A1");
+    CHECK_STR(c.secret_key, "S1");
+    CHECK_STR(c.session_token, "");
+    CHECK_INT(parse(&c, "prod",
+                    "\xef\xbb\xbf[prod]\naws_access_key_id: P1\n"
+                    "aws_secret_access_key :P2=x:y\n",
+                    why),
+              0);
+    CHECK_STR(c.access_key, "P1");
+    CHECK_STR(c.secret_key, "P2=x:y");
     /* refused, saying why, and the keys in *c left alone */
     CHECK_INT(parse(&c, "missing", file, why), -1);
     CHECK_STR(why, "no profile [missing] in it");
     CHECK_INT(parse(&c, "later", file, why), -1);
-    CHECK_STR(why, "profile [later] has no aws_secret_access_key");
+    CHECK_STR(why, "profile [later] has no aws_secret_access_key (only keys written in the file "
+                   "are read: not credential_process, sso_* or role_arn)");
     CHECK_STR(c.access_key, "");
     CHECK_INT(parse(&c, "default", "[default]\naws_access_key_id=\naws_secret_access_key=S\n", why),
               -1);
-    CHECK_STR(why, "profile [default] has no aws_access_key_id");
+    CHECK(strstr(why, "profile [default] has no aws_access_key_id (") == why);
     CHECK_INT(
         parse(&c, "default", "[default]\naws_access_key_id=A\taB\naws_secret_access_key=S\n", why),
         -1);
@@ -102,8 +121,8 @@ static void test_refresh(void)
     struct err e = {{0}};
     /* a file that is not there */
     CHECK_INT(awscreds_init(c, path, "", &e), -1);
-    CHECK(strstr(e.msg, "AWS_SHARED_CREDENTIALS_FILE /tmp/pixq-awscreds-") == e.msg);
-    CHECK(strstr(e.msg, "/credentials: No such file or directory") != NULL);
+    CHECK_STR(e.msg, "No such file or directory");
+    CHECK(!c->loaded);
     write_file(path, "[default]\naws_access_key_id=AKID1\naws_secret_access_key=S1\n");
     CHECK_INT(awscreds_init(c, path, "", &e), 0);
     CHECK_STR(c->access_key, "AKID1");
@@ -140,6 +159,12 @@ static void test_refresh(void)
     fputs("# touched\n", f);
     fclose(f);
     CHECK_INT(awscreds_refresh(c, false, &e), 0);
+    CHECK_STR(c->session_token, "T3");
+    /* a FIFO is no file, and opening it does not wait for a writer */
+    unlink(path);
+    CHECK_INT(mkfifo(path, 0600), 0);
+    CHECK_INT(awscreds_refresh(c, false, &e), -1);
+    CHECK(strstr(e.msg, "not a regular file") != NULL);
     CHECK_STR(c->session_token, "T3");
     /* a directory is no file */
     unlink(path);
