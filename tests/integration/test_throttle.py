@@ -1293,6 +1293,12 @@ class CredentialsFileTest(ThrottleCase):
                        "aws_session_token = %s\n" % (key, secret, token))
         os.replace(tmp, self.creds_path)
 
+    def patient(self):
+        """Upload retries spread over 10 s or so (20 of at most 1 s), so that the test's change
+        to the file comes before the last of them however the jitter falls."""
+        return dict(PIXQ_S3_RETRY_BASE_MS="300", PIXQ_S3_RETRY_MAX_MS="1000",
+                    PIXQ_S3_MAX_ATTEMPTS="20")
+
     def file_env(self):
         return dict(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="",
                     AWS_SHARED_CREDENTIALS_FILE=str(self.creds_path), AWS_PROFILE="fleet")
@@ -1320,10 +1326,10 @@ class CredentialsFileTest(ThrottleCase):
 
     def test_request_refused_as_the_file_changes_is_sent_again(self):
         """The file changes between the worker's look at it and S3's answer (here while the PUT
-        is held): S3 refuses the old key, the worker reads the file again and sends the request
+        is held, before S3 reads its signature): S3 refuses the old key, the worker reads the file again and sends the request
         once more at once, with the new keys."""
         worker = self.start_worker(**self.file_env())
-        self.s3.stall("pixq-test", 1.5, methods=("PUT",), count=1)
+        self.s3.stall("pixq-test", 3, methods=("PUT",), count=1)
         self.push_jobs([self.job("cf-held", "pixq-test")])
         self.wait_until(lambda: self.s3.stalled() == 1, 20, "the PUT to be held")
         self.rotate("AKIDFILETWO", "secret/two", "token-two")
@@ -1342,7 +1348,7 @@ class CredentialsFileTest(ThrottleCase):
         upload is tried again after a back-off, as an outage's, and goes once the file has new
         keys. With keys from the environment an expired token stays final (nothing would change
         them)."""
-        worker = self.start_worker(PIXQ_S3_RETRY_BASE_MS="300", **self.file_env())
+        worker = self.start_worker(**self.patient(), **self.file_env())
         self.s3.expired_tokens.add("token-one")
         self.push_jobs([self.job("cf-exp", "pixq-test")])
         self.wait_until(lambda: worker.log_events("upload_retry"), 20, "a retry")
@@ -1388,7 +1394,7 @@ class CredentialsFileTest(ThrottleCase):
         worker starts, says so, and its uploads are retried as in an outage until the file
         comes. Ending with status 2 left a systemd unit (RestartPreventExitStatus=2) down."""
         self.creds_path.unlink()
-        worker = self.start_worker(PIXQ_S3_RETRY_BASE_MS="300", **self.file_env())
+        worker = self.start_worker(**self.patient(), **self.file_env())
         self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 10, "a warning")
         self.assertEqual([(e["error"], e["action"]) for e in
                           worker.log_events("s3_credentials_refused")],
