@@ -2,12 +2,12 @@
 """chaos: a randomized fault driver that checks pixq's promise, nothing is ever lost.
 
     tests/bench/run [--build DIR] chaos [--jobs 300] [--workers 3] [--seed N] [--processes]
-        [--kill-every MIN MAX] [--smoke] [--verbose] [--keep]
+        [--kill-every MIN MAX] [--rotate-credentials] [--smoke] [--verbose] [--keep]
     /usr/bin/python3 tests/bench/chaos.py --worker build/worker/pixq-worker [--seed N] ...
 
 Not a test of the suite (a run takes a minute or two, and what it finds depends on the seed):
 run it with several seeds by hand; its smoke entry (--smoke: 12 jobs, 2 workers, at least one
-kill and one Redis restart, about 10 s) only checks that it runs clean. Exit status 1 when it saw
+kill, one Redis restart and one key rotation, about 10 s) only checks that it runs clean. Exit status 1 when it saw
 a violation. tests/bench/RESULTS.md ("Chaos") lists the seeds run and what they found.
 
 What runs, all on loopback: redis-server with the README's persistence (appendonly yes,
@@ -41,7 +41,12 @@ delayed). They are pushed in waves through the first part of the run while, at r
   PUTs or wait_for_s3's HEADs held past PIXQ_S3_TIMEOUT_MS (chaos-b's objects are readable
   only 0.3 s after their PUT, so that wait_for_s3 polls);
 * the postback receiver answers 500 to the next one to three postbacks, or answers every
-  postback 0 to 0.8 s late from now on (so that kills land in the middle of postbacks).
+  postback 0 to 0.8 s late from now on (so that kills land in the middle of postbacks);
+* with --rotate-credentials the workers take their S3 keys from a credentials file
+  (AWS_SHARED_CREDENTIALS_FILE) and every 3 to 8 s new temporary keys are issued (the stub takes
+  them), written to the file (aside, then renamed over it), and 0.3 to 2 s later the old ones
+  stop working: S3 then refuses a request signed with them (InvalidAccessKeyId, or half the time
+  ExpiredToken for the old token), as temporary credentials expire.
 
 At the end (every job has a result and the queue is quiet, or --deadline passed) the workers are
 stopped and every invariant is checked; each violation is printed with its job id:
@@ -284,6 +289,8 @@ class Chaos:
         self.counts = collections.Counter()
         self.workers = []
         self.n_started = 0
+        self.creds_gen = 0
+        self.retire_at = None  # when the keys issued last become the only good ones
 
     # -- servers and workers ---------------------------------------------------------------------
 
@@ -303,6 +310,12 @@ class Chaos:
         self.env = harness.clean_env()
         self.env.update(WORKER_ENV)
         self.env.update(self.s3.credentials())
+        if self.opts.rotate_credentials:
+            self.creds_path = self.tmp / "aws-credentials"
+            self.write_credentials(self.s3.access_key, self.s3.secret_key, None)
+            self.env.pop("AWS_ACCESS_KEY_ID")
+            self.env.pop("AWS_SECRET_ACCESS_KEY")
+            self.env["AWS_SHARED_CREDENTIALS_FILE"] = str(self.creds_path)
         self.env.update({
             "PIXQ_REDIS_URL": self.redis_server.url(), "PIXQ_QUEUE": QUEUE,
             "PIXQ_S3_ENDPOINT": self.s3.endpoint(), "AWS_REGION": "us-east-1",
@@ -455,6 +468,32 @@ class Chaos:
         self.burst_end = time.monotonic() + self.rnd.uniform(1, 3)
         self.note("s3_%s %s" % (kind, bucket))
 
+    def write_credentials(self, key, secret, token):
+        tmp = self.creds_path.with_suffix(".new")
+        tmp.write_text("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n%s"
+                       % (key, secret, "aws_session_token = %s\n" % token if token else ""))
+        os.replace(tmp, self.creds_path)
+
+    def rotate_credentials(self):
+        """New keys: good at once, in the file now, the only good ones at retire_at."""
+        self.creds_gen += 1
+        self.new_creds = ("AKIDCHAOS%04d" % self.creds_gen,
+                          "chaos/secret/%08x" % self.rnd.randrange(1 << 32),
+                          "chaos-token-%d-%08x" % (self.creds_gen, self.rnd.randrange(1 << 32)))
+        self.s3.also_valid[self.new_creds[0]] = self.new_creds[1:]
+        self.write_credentials(*self.new_creds)
+        self.retire_at = time.monotonic() + self.rnd.uniform(0.3, 2.0)
+        self.note("creds_rotate")
+
+    def retire_credentials(self):
+        old = (self.s3.access_key, self.s3.secret_key, self.s3.session_token)
+        self.s3.access_key, self.s3.secret_key, self.s3.session_token = self.new_creds
+        self.s3.also_valid = {}
+        if old[2] is not None and self.rnd.random() < 0.5:  # the old token expired
+            self.s3.also_valid[old[0]] = old[1:]
+            self.s3.expired_tokens.add(old[2])
+        self.retire_at = None
+
     def postback_burst(self):
         if self.rnd.random() < 0.5:
             self.receiver.fail_next(self.rnd.randint(1, 3))
@@ -508,10 +547,15 @@ class Chaos:
         next_wave = self.t0
         r = self.rnd
         nxt = {"kill": self.t0 + r.uniform(0.7, 2.5), "redis": self.t0 + r.uniform(3, 8),
-               "s3": self.t0 + r.uniform(1, 4), "pb": self.t0 + r.uniform(1, 5)}
+               "s3": self.t0 + r.uniform(1, 4), "pb": self.t0 + r.uniform(1, 5),
+               "creds": self.t0 + r.uniform(1, 4)}
+        smoke_faults = ["kill", "redis_restart"]
         if self.opts.smoke:  # both faults early, while the 12 jobs are still running
             nxt["kill"] = self.t0 + 0.8
             nxt["redis"] = self.t0 + 1.5
+            nxt["creds"] = self.t0 + 0.5
+        if self.opts.rotate_credentials:
+            smoke_faults.append("creds_rotate")
         self.burst_end = None
         self.redis_up_at = None
         self.oom_until = None
@@ -554,8 +598,12 @@ class Chaos:
             if chaotic and now >= nxt["pb"]:
                 self.postback_burst()
                 nxt["pb"] = time.monotonic() + r.uniform(2, 6)
-            smoke_faults_due = self.opts.smoke and not all(
-                self.counts[k] for k in ("kill", "redis_restart"))
+            if self.retire_at is not None and now >= self.retire_at:
+                self.retire_credentials()
+            if chaotic and self.opts.rotate_credentials and now >= nxt["creds"]:
+                self.rotate_credentials()
+                nxt["creds"] = time.monotonic() + r.uniform(3, 8)
+            smoke_faults_due = self.opts.smoke and not all(self.counts[k] for k in smoke_faults)
             if self.opts.smoke and chaos_until is None and not smoke_faults_due:
                 chaos_until = now
             if not pending and chaos_until is None and not smoke_faults_due:
@@ -719,7 +767,7 @@ class Chaos:
 
 NOTABLE = ("parked_job_lost", "postback_given_up", "unsettled_dropped", "upload_poisoned",
            "job_unsettled", "settle_resumed", "lease_lost", "worker_reregistered", "task_stranded",
-           "orphans_returned")
+           "orphans_returned", "s3_credentials_retry")
 LOST = ("parked_job_lost", "postback_given_up")  # something given up: a violation here
 
 
@@ -745,10 +793,11 @@ def report(c, ids, violations):
         c.opts.seed, len(ids), ", ".join("%s %d" % kv for kv in sorted(meant.items())),
         c.opts.workers, c.elapsed))
     print("faults: %d worker kills (and %d stops, %d freezes), %d redis restarts, %d pauses, "
-          "%d write refusals, %d s3 bursts, %d postback 500 bursts" % (
+          "%d write refusals, %d s3 bursts, %d postback 500 bursts, %d key rotations" % (
         c.counts["kill"], c.counts["term"], c.counts["freeze"], c.counts["redis_restart"],
         c.counts["redis_pause"], c.counts["redis_oom"],
-        sum(n for k, n in c.counts.items() if k.startswith("s3_")), c.counts["postback_500"]))
+        sum(n for k, n in c.counts.items() if k.startswith("s3_")), c.counts["postback_500"],
+        c.counts["creds_rotate"]))
     print("postbacks: %d delivered, %d duplicates after a kill; dead entries %d; failures a fault "
           "budget explains %d" % (sum(len(p) for p in c.delivered.values()),
                                   c.counts["duplicate_postbacks_after_kill"],
@@ -779,8 +828,11 @@ def main():
     ap.add_argument("--deadline", type=float, default=None,
                     help="seconds for the whole run (60 + a second a job: chaos-a's 4 PUT/s, "
                          "slowed by the SlowDown bursts, takes about one a job)")
+    ap.add_argument("--rotate-credentials", action="store_true",
+                    help="S3 keys from a credentials file, replaced every 3 to 8 s")
     ap.add_argument("--smoke", action="store_true",
-                    help="12 jobs, 2 workers, a kill and a Redis restart")
+                    help="12 jobs, 2 workers, a kill, a Redis restart and a key rotation "
+                         "(--rotate-credentials)")
     ap.add_argument("--verbose", action="store_true", help="print each fault as it happens")
     ap.add_argument("--keep", action="store_true", help="keep the logs (the directory is printed)")
     opts = ap.parse_args()
@@ -788,6 +840,7 @@ def main():
         opts.seed = random.SystemRandom().randrange(1 << 20)
     if opts.smoke:
         opts.jobs, opts.workers, opts.deadline = 12, 2, 90
+        opts.rotate_credentials = True
     if opts.deadline is None:
         opts.deadline = 60 + opts.jobs
     opts.worker = os.path.abspath(opts.worker)

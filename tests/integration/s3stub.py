@@ -315,6 +315,9 @@ class S3Stub:
         self.idle_timeout_s = idle_timeout_s
         self.session_token = None  # if set: a signed request must carry it (x-amz-security-token)
         self.expired_tokens = set()  # tokens answered 400 ExpiredToken, as S3 does past expiry
+        # more keys S3 takes: {access_key: (secret_key, session_token or None)}, as temporary
+        # credentials just issued are good while the last ones are not expired yet
+        self.also_valid = {}
         self.clock = time.time
         self.log_path = log_path  # if given: one line per request, for failure reports
         self._log = None
@@ -664,9 +667,13 @@ class S3Stub:
             if h.command in ("GET", "HEAD") and self.allow_anonymous_reads:
                 return None
             return 403, "AccessDenied", "Anonymous access is forbidden for this operation"
+        m = _AUTHZ.match(hmap.get("authorization", ""))
+        key, secret, token = self.access_key, self.secret_key, self.session_token
+        if m and m.group(1) in self.also_valid:
+            key = m.group(1)
+            secret, token = self.also_valid[key]
         try:
-            auth = verify(h.command, path, query, headers, self.access_key, self.secret_key,
-                          self.clock())
+            auth = verify(h.command, path, query, headers, key, secret, self.clock())
         except AuthError as e:
             with self._lock:
                 self.failed += 1
@@ -682,8 +689,7 @@ class S3Stub:
         rec.amz_date = auth["amz_date"]
         if hmap.get("x-amz-security-token") in self.expired_tokens:
             return 400, "ExpiredToken", "The provided token has expired."
-        if self.session_token is not None and \
-                hmap.get("x-amz-security-token") != self.session_token:
+        if token is not None and hmap.get("x-amz-security-token") != token:
             return 403, "InvalidToken", "The provided token is malformed or otherwise invalid."
         return None
 

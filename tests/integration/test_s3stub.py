@@ -256,6 +256,33 @@ class StubAuthTest(StubCase):
         self.assert_refused(self.put("k", access_key="AKIDSOMEBODYELSE"), 403,
                             "InvalidAccessKeyId")
 
+    def test_keys_also_valid_and_expired_tokens(self):
+        """Keys just issued are good beside the usual ones (also_valid), each with its own
+        secret and token; a token set to expire is answered 400 ExpiredToken."""
+        self.stub.also_valid["AKIDNEWKEYS"] = ("new/secret", "new-token")
+        token = {"x-amz-security-token": "new-token"}
+
+        def answer(key, **kw):
+            status, _, body = self.put(key, **kw)
+            return status, self.code(body) if status >= 300 else ""
+        self.assertEqual(answer("k1", access_key="AKIDNEWKEYS", secret="new/secret",
+                                headers=token), (200, ""))
+        self.assertEqual(answer("k2"), (200, ""))  # the usual keys still
+        self.assertEqual(answer("k3", access_key="AKIDNEWKEYS", secret="new/secret"),
+                         (403, "InvalidToken"))  # its token missing
+        self.assertEqual(answer("k4", access_key="AKIDNEWKEYS", secret=self.stub.secret_key,
+                                headers=token),
+                         (403, "SignatureDoesNotMatch"))  # the usual keys' secret
+        self.stub.expired_tokens.add("new-token")
+        self.assertEqual(answer("k5", access_key="AKIDNEWKEYS", secret="new/secret",
+                                headers=token), (400, "ExpiredToken"))
+        self.assertEqual(self.stub.keys("bkt"), ["k1", "k2"])
+        self.assertEqual(self.stub.counts()["failed"], 1)  # k4's signature
+        self.stub.forget_failures()
+        self.assertEqual(self.stub.failures(), [])
+        self.assertEqual([r.key for r in self.stub.records(method="PUT")],
+                         ["k1", "k2", "k3", "k5"])  # k4's record forgotten with its failure
+
     def test_body_not_the_signed_one(self):
         # signed for b"data", sent b"DATA": the signature holds, the payload hash does not
         status, _, body = self.put("k", b"data", send_body=b"DATA")
