@@ -148,6 +148,44 @@ static void nap(struct worker *w, long ms)
     }
 }
 
+/* Whether a write Redis refused with `msg` ("redis: OOM command not allowed...") may pass by
+ * itself: Redis full, a failed save, too few replicas, loading its data, busy with a script,
+ * without its master, a failover under way. */
+static bool refusal_passes(const char *msg)
+{
+    static const char *const codes[] = {"OOM ",      "MISCONF ",  "NOREPLICAS ",
+                                        "LOADING ",  "BUSY ",     "MASTERDOWN ",
+                                        "TRYAGAIN ", "READONLY ", "CLUSTERDOWN "};
+    const char *p = strncmp(msg, "redis: ", 7) == 0 ? msg + 7 : msg;
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (strncmp(p, codes[i], strlen(codes[i])) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether a stop ends the retries of a Redis write that failed with `msg`. While Redis answers
+ * but refuses for a passing reason (refusal_passes), a stop waits for it, up to the lease's
+ * shutdown deadline, rather than spend the tries at once and leave the work done (a job posted
+ * back, a retry decided) to be done again from the active list; a Redis that cannot be reached,
+ * or another error, ends them: a stop is not held by an outage. */
+static bool stop_ends_retries(const struct worker *w, const char *msg)
+{
+    return *w->stop && (rq_disconnected(w->rq) || !refusal_passes(msg));
+}
+
+/* The wait of `ms` between retries of a Redis write that failed with `msg`: a stop ends it
+ * unless it waits for the refusal to pass (stop_ends_retries). */
+static void retry_nap(struct worker *w, long ms, const char *msg)
+{
+    if (*w->stop && !stop_ends_retries(w, msg)) {
+        clock_sleep_ms(ms);
+    } else {
+        nap(w, ms);
+    }
+}
+
 /* A back-off wait of `ms` with equal jitter, between ms/2 and ms: the workers of a fleet that
  * lost Redis together come back apart, not all at once every 5 s while it loads its AOF. */
 static long jittered(struct worker *w, long ms)
@@ -718,15 +756,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
         long wait = jittered(w, backoff);
         LOG_WARN("redis_error", "step=finish attempt=%ld error=%s retry_ms=%ld", attempt + 1,
                  log_quote(e.msg, q, sizeof q), wait);
-        if (*w->stop && !rq_disconnected(w->rq)) {
-            /* Redis answers but refuses (full, a failed save, no replicas, loading): a stop
-             * waits for it, up to the lease's shutdown deadline, rather than spend the attempts
-             * at once and leave a job done (perhaps posted back) to run again. One Redis cannot
-             * be reached still ends the waits: a stop then is not held by an outage. */
-            clock_sleep_ms(wait);
-        } else {
-            nap(w, wait);
-        }
+        retry_nap(w, wait, e.msg); /* a stop waits for a refusal to pass: no second run */
         backoff = next_backoff(backoff);
         c.args[8] = ""; /* after a lost reply, a reserved next job would be a stray */
         c.lens[8] = 0;
@@ -860,7 +890,8 @@ static void bury_unparseable(struct worker *w, const struct buf *payload, const 
 /* Runs script `s` with the payload in hand's Redis steps: asked again through Redis outages,
  * as settle() does, the same call each time (the scripts that take the payload off the active
  * list this way find their own work done, or the payload lost with Redis's data, when an answer
- * was lost). Returns the answer, or NULL when Redis never gave one (or the worker stops). */
+ * was lost). Returns the answer, or NULL when Redis never gave one (or the worker stops, unless
+ * Redis refuses for a passing reason: stop_ends_retries). */
 static redisReply *script_retried(struct worker *w, const char *step, enum rq_script s, int nkeys,
                                   const char **keys, int nargs, const char **args,
                                   const size_t *lens, struct err *e)
@@ -873,13 +904,14 @@ static redisReply *script_retried(struct worker *w, const char *step, enum rq_sc
         /* no try may reach Redis once the call's own key (split.lua's, adopt.lua's KEYS[6])
          * could have expired: that call would do its work again */
         bool late = clock_mono_ms() - t0 + wait + 2 * w->cfg->redis_timeout_ms > CALL_RETRY_MAX_MS;
-        if (r != NULL || attempt >= w->cfg->settle_attempts || *w->stop || late) {
+        if (r != NULL || attempt >= w->cfg->settle_attempts || stop_ends_retries(w, e->msg) ||
+            late) {
             return r;
         }
         char q[ERR_MSG_MAX + 16];
         LOG_WARN("redis_error", "step=%s attempt=%ld error=%s retry_ms=%ld", step, attempt,
                  log_quote(e->msg, q, sizeof q), wait);
-        nap(w, wait);
+        retry_nap(w, wait, e->msg);
         backoff = next_backoff(backoff);
     }
 }
@@ -2178,11 +2210,12 @@ static void retry_later(struct worker *w, struct task *t, long delay)
      * download and process it again, and lose the attempt count and the delay */
     int rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
     long backoff = BACKOFF_MIN_MS;
-    for (long tries = 1; rc < 0 && tries < w->cfg->settle_attempts && !*w->stop; tries++) {
+    for (long tries = 1; rc < 0 && tries < w->cfg->settle_attempts && !stop_ends_retries(w, e.msg);
+         tries++) {
         long wait = jittered(w, backoff);
         LOG_WARN("redis_error", "step=retry job_id=%s attempt=%ld error=%s retry_ms=%ld",
                  t->job->id, tries, log_quote(e.msg, q, sizeof q), wait);
-        nap(w, wait);
+        retry_nap(w, wait, e.msg);
         backoff = next_backoff(backoff);
         e = (struct err){{0}};
         rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);

@@ -2228,6 +2228,40 @@ class RetryTest(ReliabilityCase):
             self.assertGreaterEqual(gaps[1], 0.195, (job_id, gaps))
             self.assert_success(job_id)
 
+    def test_stop_while_redis_refuses_waits_for_the_retry(self):
+        """A worker stopped while Redis refuses the write that schedules a job's retry
+        (requeue.lua; here NOREPLICAS: a full Redis lets it through, as its first write only
+        deletes) waits for the refusal to pass and schedules the retry before it
+        exits. Before, a stop ended the tries at once: the job stayed on the worker's active
+        list (task_stranded), to run again without the failed run counted."""
+        w = self.start_worker()
+        wid = self.worker_id(w)
+        self.src.add("/refused.png", tiny_png())
+        self.src.answer_with("/refused.png", 503)
+        self.src.stall("/refused.png")
+        self.push_jobs([self.tiny_job("retry-refused", path="/refused.png")])
+        self.wait_until(lambda: self.src.requests("/refused.png") == 1, 20, "the fetch")
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")  # refuses writes
+        try:
+            self.src.release()  # 503: a retry, which Redis refuses to schedule
+            self.wait_until(lambda: [e for e in w.log_events("redis_error")
+                                     if e.get("step") == "retry"], 20, "requeue.lua's refusal")
+            w.proc.send_signal(signal.SIGTERM)
+            time.sleep(1.5)  # a few of the tries' waits
+            self.assertIsNone(w.proc.poll(), "the worker left without scheduling the retry")
+        finally:
+            self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
+        self.programs.remove(w)
+        self.assertEqual(w.terminate(), (0, False))
+        self.assertFalse(w.log_events("task_stranded"))
+        self.assertEqual([e["job_id"] for e in w.log_events("job_retry")], ["retry-refused"])
+        self.assertEqual(self.redis.execute("LLEN", self.key("active:" + wid)), 0)
+        self.start_worker()  # the retry, due from delayed, runs (and succeeds) once
+        self.wait_until(lambda: self.results("retry-refused"), 20, "the result")
+        self.assert_success("retry-refused")
+        self.assertEqual(self.src.requests("/refused.png"), 2)
+        self.assertEqual(self.stats().get("retried"), 1, self.stats())
+
     def retry_gap(self, job_id, *answers, **env):
         """The wait between a source's failed answer(s) `answers` and the run after it."""
         self.start_worker(**env)
