@@ -1610,6 +1610,29 @@ class StaleConnectionTest(ReliabilityCase):
         self.assert_queue_drained()
 
 
+    def test_bytes_nobody_asked_for_on_the_socket_replace_the_connection(self):
+        """The same when the bytes come after the last answer was read, so that they wait on
+        the socket, not in hiredis's buffer: here during wait_for_s3's HEAD, held 1.5 s, after
+        the upload's Redis calls. The idle check's peek finds them before posting.lua's call."""
+        job = self.tiny_job("socket-bytes")
+        job["wait_for_s3"] = True
+        self.s3.stall(self.buckets[0], 1.5, methods=("HEAD",), count=1)
+        proxy, a = self.start_worker_through_relay()
+        wid = self.worker_id(a)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "A to register")
+        proxy.mark(self.key("job:socket-bytes").encode())
+        self.push_jobs([job])
+        self.wait_until(lambda: self.s3.stalled() == 1, 20, "the upload and the HEAD")
+        proxy.inject(b":1\r\n")
+        self.wait_for_postback(timeout=20, job_id="socket-bytes")
+        self.wait_until(lambda: self.results("socket-bytes"), 10, "the result")
+        self.assertEqual([e["reason"] for e in a.log_events("redis_reconnect")],
+                         ["unexpected_bytes"])
+        self.assertFalse(a.log_events("redis_error"))
+        self.assert_success("socket-bytes")
+        self.assert_queue_drained()
+
+
 class StalePostbackTest(ReliabilityCase):
     """A run whose lease was lost posts nothing, and what it posted before it found out does not
     stop the live run's postback: `posted` holds a digest of the postback delivered, and a run
