@@ -177,7 +177,6 @@ int awscreds_init(struct awscreds *c, const char *path, const char *profile, str
     struct stat st = {0};
     int rc = load(c, &st, e);
     c->st = st; /* refused: the caller says so, and the file is read again once it changes */
-    c->seen = true;
     c->loaded = rc == 0;
     return rc;
 }
@@ -194,19 +193,18 @@ int awscreds_refresh(struct awscreds *c, bool force, struct err *e)
 {
     struct stat now;
     bool looked = stat(c->path, &now) == 0;
-    if (!force && c->seen && looked && same_file(&now, &c->st)) {
+    if (!force && looked && same_file(&now, &c->st)) {
         return 0;
     }
-    if (!force && c->seen && !looked && c->st.st_ino == 0) {
+    if (!force && !looked && c->st.st_ino == 0) {
         /* still gone: said so already */
         return err_set(e, "AWS_SHARED_CREDENTIALS_FILE %s: %s", c->path, strerror(errno));
     }
     struct awscreds next = *c;
     struct stat st = {0};
     if (load(&next, &st, e) < 0) {
-        bool new_refusal = force || !c->seen || !same_file(&st, &c->st);
+        bool new_refusal = force || !same_file(&st, &c->st);
         c->st = st; /* a file gone is st_ino 0 */
-        c->seen = true;
         if (new_refusal) {
             char q[ERR_MSG_MAX + 16];
             LOG_WARN("s3_credentials_refused", "path=%s profile=%s error=%s action=%s", c->path,
@@ -217,7 +215,6 @@ int awscreds_refresh(struct awscreds *c, bool force, struct err *e)
         return -1;
     }
     next.st = st;
-    next.seen = true;
     bool changed = !c->loaded || strcmp(next.access_key, c->access_key) != 0 ||
                    strcmp(next.secret_key, c->secret_key) != 0 ||
                    strcmp(next.session_token, c->session_token) != 0;

@@ -23,8 +23,7 @@ struct awscreds {
     char secret_key[CFG_STR_MAX];
     char session_token[CFG_TOKEN_MAX]; /* "" when the profile has none */
     bool loaded;                       /* the keys above were read (once at least) */
-    bool seen;                         /* `st` holds the file's last look */
-    struct stat st;                    /* as it was when last read, or last refused */
+    struct stat st; /* as it was when last read, or last refused (st_ino 0: not there) */
 };
 
 /* Sets up `c` for the file `path` and the profile `profile` ("" is "default") and reads it.

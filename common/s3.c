@@ -444,14 +444,15 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
                       const struct s3_call *call, struct http_response *resp,
                       struct s3_reply *reply, struct err *e)
 {
+    if (c->creds == NULL) {
+        return request_once(h, c, o, call, resp, reply, e);
+    }
     struct err ignored = {{0}}; /* said in the log (s3_credentials_refused); the keys in use stay */
     time_t started = time(NULL);
     long t0 = mono_ms();
-    if (c->creds != NULL) {
-        awscreds_refresh(c->creds, false, &ignored);
-    }
+    awscreds_refresh(c->creds, false, &ignored);
     int rc = request_once(h, c, o, call, resp, reply, e);
-    if (rc == 0 || c->creds == NULL) {
+    if (rc == 0) {
         return rc;
     }
     struct s3_config left = *c; /* the re-send within the caller's time (a job's deadline) */
