@@ -2,12 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* The keys of one profile, as parse() found them: pointers into the text, with lengths. */
@@ -189,8 +191,99 @@ static bool same_file(const struct stat *a, const struct stat *b)
            a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
+const char *awscreds_origin(const struct awscreds *c, char *out, size_t cap)
+{
+    if (c->from_endpoint) {
+        return awsmeta_origin(&c->meta, out, cap);
+    }
+    snprintf(out, cap, "AWS_SHARED_CREDENTIALS_FILE %s", c->path);
+    return out;
+}
+
+/* When keys that expire at `expires` are next fetched: lead_ms before, or, when that is past
+ * (the endpoint still serves keys about to expire), a quarter of what is left, at least
+ * retry_ms. */
+static time_t next_due(const struct awscreds *c, time_t now)
+{
+    if (c->expires == 0) {
+        return (time_t)INT64_MAX; /* keys that do not expire are fetched again only when forced */
+    }
+    time_t due = c->expires - (time_t)(c->lead_ms / 1000);
+    if (due > now) {
+        return due;
+    }
+    time_t quarter = c->expires > now ? (c->expires - now) / 4 : 0;
+    time_t least = (time_t)((c->retry_ms + 999) / 1000);
+    return now + (quarter > least ? quarter : least);
+}
+
+static int refresh_endpoint(struct awscreds *c, bool force, struct err *e)
+{
+    time_t now = time(NULL);
+    long mono = clock_mono_ms();
+    char origin[CFG_STR_MAX + 64];
+    awscreds_origin(c, origin, sizeof origin);
+    if (!force && c->loaded && now < c->due) {
+        return 0;
+    }
+    if (c->tried_ms >= 0 && mono - c->tried_ms < c->retry_ms) {
+        return c->loaded ? 0 : err_set(e, "no S3 credentials from %s yet: %s", origin, c->failed);
+    }
+    c->tried_ms = mono;
+    struct awsmeta_keys k;
+    if (awsmeta_fetch(&c->meta, &k, e) < 0) {
+        if (strcmp(e->msg, c->failed) != 0) {
+            char q[ERR_MSG_MAX + 16];
+            LOG_WARN("s3_credentials_refused", "source=%s url=%s error=%s action=%s",
+                     c->meta.kind == AWSMETA_CONTAINER ? "container" : "instance", c->meta.url,
+                     log_quote(e->msg, q, sizeof q),
+                     c->loaded ? "keep_the_credentials_in_use" : "none_to_sign_with");
+            snprintf(c->failed, sizeof c->failed, "%s", e->msg);
+        }
+        err_wrap(e, "%s", origin);
+        return -1;
+    }
+    bool changed = !c->loaded || strcmp(k.access_key, c->access_key) != 0 ||
+                   strcmp(k.secret_key, c->secret_key) != 0 ||
+                   strcmp(k.session_token, c->session_token) != 0;
+    memcpy(c->access_key, k.access_key, sizeof c->access_key);
+    memcpy(c->secret_key, k.secret_key, sizeof c->secret_key);
+    memcpy(c->session_token, k.session_token, sizeof c->session_token);
+    c->expires = k.expires;
+    c->loaded = true;
+    c->failed[0] = '\0';
+    c->due = next_due(c, now);
+    if (changed) {
+        size_t n = strlen(c->access_key);
+        LOG_INFO("s3_credentials_reloaded",
+                 "source=%s url=%s access_key_id_ends=%s expires_in_s=%lld",
+                 c->meta.kind == AWSMETA_CONTAINER ? "container" : "instance", c->meta.url,
+                 c->access_key + (n > 4 ? n - 4 : 0),
+                 c->expires != 0 ? (long long)(c->expires - now) : -1LL);
+    }
+    return changed ? 1 : 0;
+}
+
+int awscreds_init_endpoint(struct awscreds *c, const struct cfg *cfg, struct err *e)
+{
+    memset(c, 0, sizeof *c);
+    c->from_endpoint = true;
+    c->lead_ms = cfg->s3_credentials_refresh_ms;
+    c->retry_ms = cfg->s3_credentials_retry_ms;
+    c->tried_ms = -1;
+    if (awsmeta_init(&c->meta, cfg, e) < 0) {
+        return -1;
+    }
+    struct err ignored = {{0}}; /* logged; each S3 request tries again (retry_ms apart) */
+    refresh_endpoint(c, true, &ignored);
+    return 0;
+}
+
 int awscreds_refresh(struct awscreds *c, bool force, struct err *e)
 {
+    if (c->from_endpoint) {
+        return refresh_endpoint(c, force, e);
+    }
     struct stat now;
     bool looked = stat(c->path, &now) == 0;
     if (!force && looked && same_file(&now, &c->st)) {

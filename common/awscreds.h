@@ -1,4 +1,5 @@
-/* awscreds: S3 credentials from an AWS shared credentials file, read again when it changes.
+/* awscreds: S3 credentials that change: from an AWS shared credentials file, read again when it
+ * changes, or from a metadata endpoint (awsmeta), fetched again before they expire.
  *
  * The file is the AWS tools' INI form (`[profile]` sections with aws_access_key_id,
  * aws_secret_access_key and aws_session_token), as a credentials helper, a sidecar or a mounted
@@ -11,6 +12,7 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 
+#include "awsmeta.h"
 #include "cfg.h"
 #include "err.h"
 
@@ -24,12 +26,30 @@ struct awscreds {
     char session_token[CFG_TOKEN_MAX]; /* "" when the profile has none */
     bool loaded;                       /* the keys above were read (once at least) */
     struct stat st; /* as it was when last read, or last refused (st_ino 0: not there) */
+
+    /* from a metadata endpoint instead of the file */
+    bool from_endpoint;
+    struct awsmeta meta;
+    long lead_ms;             /* keys are fetched again this long before they expire */
+    long retry_ms;            /* no two fetches closer than this */
+    time_t expires;           /* the keys' Expiration; 0: none named */
+    time_t due;               /* the next fetch that is not forced, wall-clock s */
+    long tried_ms;            /* monotonic ms of the last fetch; -1: none yet */
+    char failed[ERR_MSG_MAX]; /* why the last fetch failed ("": it did not), said once */
 };
 
 /* Sets up `c` for the file `path` and the profile `profile` ("" is "default") and reads it.
  * Returns 0, or -1 with why when it cannot be read or the profile lacks a key (then c->loaded is
  * false, and awscreds_refresh() reads it once it changes). */
 int awscreds_init(struct awscreds *c, const char *path, const char *profile, struct err *e);
+
+/* Sets up `c` for keys from the metadata endpoint that the configuration names (awsmeta_init())
+ * and fetches them. Returns -1 with why only when the configuration is wrong; a fetch that fails
+ * is logged (s3_credentials_refused) and tried again by awscreds_refresh(). */
+int awscreds_init_endpoint(struct awscreds *c, const struct cfg *cfg, struct err *e);
+
+/* Names where the keys come from, for messages. */
+const char *awscreds_origin(const struct awscreds *c, char *out, size_t cap);
 
 /* Parses the credentials file text `text` (NUL-terminated) into c's keys for c->profile.
  * Returns 0, or -1 with why. `c` is left as it was on failure. */
@@ -39,7 +59,10 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e);
  * a rename over it, a rewrite, Kubernetes' swap of a secret's files), or always when `force`.
  * Returns 1 when the keys changed, 0 when they did not (or the file did not change), -1 when the
  * file changed but could not be read or lacks a key: the keys in use stay (once per change
- * logged as s3_credentials_refused). */
+ * logged as s3_credentials_refused).
+ * With an endpoint: fetches the keys again when none were fetched yet, when they expire within
+ * lead_ms, or when `force`; never twice within retry_ms. A failed fetch leaves the keys in use
+ * (logged once for each new reason). */
 int awscreds_refresh(struct awscreds *c, bool force, struct err *e);
 
 #endif

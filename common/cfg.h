@@ -40,8 +40,17 @@ struct cfg {
     char aws_access_key_id[CFG_STR_MAX];
     char aws_secret_access_key[CFG_STR_MAX];
     char aws_session_token[CFG_TOKEN_MAX];
-    char aws_shared_credentials_file[CFG_STR_MAX]; /* "" none: the three keys above */
-    char aws_profile[CFG_STR_MAX];                 /* the file's profile */
+    char aws_shared_credentials_file[CFG_STR_MAX];            /* "" none: the three keys above */
+    char aws_profile[CFG_STR_MAX];                            /* the file's profile */
+    char aws_container_credentials_full_uri[CFG_STR_MAX];     /* "" none */
+    char aws_container_credentials_relative_uri[CFG_STR_MAX]; /* "" none; before FULL_URI */
+    char aws_container_authorization_token[CFG_TOKEN_MAX];
+    char aws_container_authorization_token_file[CFG_STR_MAX]; /* before the token above */
+    bool s3_instance_credentials;                             /* keys from IMDSv2 */
+    char aws_ec2_metadata_service_endpoint[CFG_STR_MAX];
+    long s3_credentials_timeout_ms; /* one fetch from a metadata endpoint */
+    long s3_credentials_refresh_ms; /* fetched again this long before the keys expire */
+    long s3_credentials_retry_ms;   /* least time between two fetches */
     char aws_region[CFG_STR_MAX];
     char s3_endpoint[CFG_STR_MAX]; /* "" means AWS */
     int s3_path_style;             /* -1 auto: path-style with a custom endpoint, else vhost */

@@ -294,10 +294,10 @@ static int sign_request(const struct s3_config *c, const struct s3_object *o,
     const char *secret_key = f != NULL ? f->secret_key : c->secret_key;
     const char *token = f != NULL ? f->session_token : c->session_token;
     if (f != NULL && !f->loaded) {
-        return err_set(e,
-                       "no S3 credentials: AWS_SHARED_CREDENTIALS_FILE %s could not be read "
-                       "(the log's s3_credentials_refused says why)",
-                       f->path);
+        char origin[CFG_STR_MAX + 64];
+        return err_set(e, "no S3 credentials: %s %s (the log's s3_credentials_refused says why)",
+                       awscreds_origin(f, origin, sizeof origin),
+                       f->from_endpoint ? "gave none" : "could not be read");
     }
     if (access_key == NULL || access_key[0] == '\0' || secret_key == NULL ||
         secret_key[0] == '\0') {
@@ -439,7 +439,8 @@ static bool credentials_refused(const struct s3_call *call, const struct s3_repl
  * changed), and a request whose credentials S3 refused is sent once more, at once, when the file
  * then holds other keys (rewritten between the look and the answer), within what is left of the
  * request's timeout. An expired token, or no file to read, is `refreshable`: the file's keeper
- * may yet write new keys. */
+ * may yet write new keys. Keys from a metadata endpoint alike: fetched again first when they
+ * are about to expire, and at once when S3 refused them. */
 static int s3_request(struct http *h, const struct s3_config *c, const struct s3_object *o,
                       const struct s3_call *call, struct http_response *resp,
                       struct s3_reply *reply, struct err *e)

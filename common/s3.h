@@ -22,7 +22,8 @@ struct s3_config {
     const char *access_key;
     const char *secret_key;
     const char *session_token; /* "" or NULL: none */
-    struct awscreds *creds; /* when not NULL, the keys come from this file, not the three above */
+    struct awscreds *creds; /* when not NULL, the keys come from it (a file, an endpoint), not the
+                             * three above */
     long connect_timeout_ms;
     long timeout_ms;
     long max_idle_ms;        /* after this long without an S3 request, the next one does not

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "awscreds.h"
+#include "awsmeta.h"
 #include "cfg.h"
 #include "image.h"
 #include "log.h"
@@ -259,11 +260,34 @@ static int run_single(const struct cfg *cfg, struct mhttp *metrics)
 }
 
 /* S3's keys at start: from the environment (a warning when they are missing: every upload will
- * fail), or from AWS_SHARED_CREDENTIALS_FILE, which must then be readable and hold the profile's
- * keys if it is there (a warning if it is not yet). Returns -1 (said on stderr) for a setting to
- * fix. */
+ * fail), from AWS_SHARED_CREDENTIALS_FILE, which must then be readable and hold the profile's
+ * keys if it is there (a warning if it is not yet), or from a metadata endpoint whose settings
+ * must make sense (it is asked by each worker process). The AWS SDKs' order: keys in the
+ * environment, then the file, then a container's endpoint, then the instance's (which pixq asks
+ * only when PIXQ_S3_INSTANCE_CREDENTIALS says so: not with keys or a file). Returns -1 (said on
+ * stderr) for a setting to fix. */
 static int check_credentials(const struct cfg *cfg)
 {
+    bool keys = cfg->aws_access_key_id[0] != '\0' || cfg->aws_secret_access_key[0] != '\0' ||
+                cfg->aws_session_token[0] != '\0';
+    if (cfg->s3_instance_credentials && (keys || cfg->aws_shared_credentials_file[0] != '\0')) {
+        fprintf(stderr,
+                "pixq-worker: PIXQ_S3_INSTANCE_CREDENTIALS and %s are both set: the keys "
+                "come from one or the other\n",
+                keys ? "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN"
+                     : "AWS_SHARED_CREDENTIALS_FILE");
+        return -1;
+    }
+    if (cfg->aws_shared_credentials_file[0] == '\0' && !keys && awsmeta_configured(cfg)) {
+        struct err e = {{0}};
+        struct awsmeta *m = malloc(sizeof *m);
+        int rc = m != NULL ? awsmeta_init(m, cfg, &e) : err_set(&e, "out of memory");
+        free(m);
+        if (rc < 0) {
+            fprintf(stderr, "pixq-worker: %s\n", e.msg);
+        }
+        return rc;
+    }
     if (cfg->aws_shared_credentials_file[0] == '\0') {
         if (cfg->aws_access_key_id[0] == '\0' || cfg->aws_secret_access_key[0] == '\0') {
             LOG_WARN("s3_credentials_missing", "error=%s",
@@ -272,8 +296,7 @@ static int check_credentials(const struct cfg *cfg)
         }
         return 0;
     }
-    if (cfg->aws_access_key_id[0] != '\0' || cfg->aws_secret_access_key[0] != '\0' ||
-        cfg->aws_session_token[0] != '\0') {
+    if (keys) {
         fprintf(stderr, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE and AWS_ACCESS_KEY_ID, "
                         "AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN are both set: the keys come "
                         "from one or the other\n");

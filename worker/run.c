@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "awsmeta.h"
 #include "clock.h"
 #include "hash.h"
 #include "log.h"
@@ -1114,6 +1115,17 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
             LOG_WARN("s3_credentials_refused",
                      "path=%s profile=%s error=%s action=none_to_sign_with", r->creds.path,
                      r->creds.profile, log_quote(e.msg, q, sizeof q));
+        }
+    } else if (c->aws_access_key_id[0] == '\0' && c->aws_secret_access_key[0] == '\0' &&
+               c->aws_session_token[0] == '\0' && awsmeta_configured(c)) {
+        /* checked at start (status 2 when wrong); a fetch that fails is logged and tried again
+         * by the requests */
+        if (awscreds_init_endpoint(&r->creds, c, &e) == 0) {
+            r->s3.creds = &r->creds;
+        } else {
+            char q[ERR_MSG_MAX + 16];
+            LOG_ERROR("s3_credentials_refused", "error=%s action=none_to_sign_with",
+                      log_quote(e.msg, q, sizeof q));
         }
     }
     r->up = (struct uploader){.cfg = c, .http = http, .s3 = &r->s3};

@@ -64,7 +64,7 @@ struct runner {
     enum run_status fetch_status; /* the worst source download failure of the current run */
     struct http *http;            /* borrowed */
     struct s3_config s3;
-    struct awscreds creds;    /* AWS_SHARED_CREDENTIALS_FILE's keys, when it is set (s3.creds) */
+    struct awscreds creds;    /* keys from AWS_SHARED_CREDENTIALS_FILE or an endpoint (s3.creds) */
     struct src_loader loader; /* refs set while a job runs */
     struct proc_opts popts;
     struct uploader up;

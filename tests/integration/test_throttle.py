@@ -80,6 +80,7 @@ import time
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
+import metastub  # noqa: E402
 import s3stub  # noqa: E402
 from harness import CONFIG, PixqTestCase, scaled  # noqa: E402
 
@@ -1411,6 +1412,149 @@ class CredentialsFileTest(ThrottleCase):
         self.assertEqual(len(worker.log_events("s3_credentials_refused")), 1)  # said once
         self.assertIn("no S3 credentials: AWS_SHARED_CREDENTIALS_FILE %s could not be read"
                       % self.creds_path, worker.log_events("upload_retry")[0]["error"])
+
+
+class MetadataCredentialsTest(ThrottleCase):
+    """Temporary keys from a metadata endpoint, as AWS hands them to a role: a container's
+    credentials endpoint (an ECS task role, EKS Pod Identity) or the EC2 instance metadata
+    service (IMDSv2), fetched by each worker and fetched again before they expire. Before,
+    a fleet on EC2, ECS or EKS needed static keys, or a sidecar writing a credentials file."""
+
+    def setUp(self):
+        super().setUp()
+        self.meta = metastub.MetadataStub()
+        self.addCleanup(self.meta.close)
+        self.issue("ASIAMETAONE", "secret/one", "token-one", 3600)
+        self.s3.access_key, self.s3.secret_key, self.s3.session_token = self.meta.keys[:3]
+
+    def issue(self, key, secret, token, expires_in_s):
+        """The endpoint serves new keys, which S3 takes beside the old."""
+        self.meta.set(key, secret, token, expires_in_s)
+        self.s3.also_valid[key] = (secret, token)
+
+    def retire(self, key, secret, token):
+        """S3 takes only these keys from now on."""
+        self.s3.access_key, self.s3.secret_key, self.s3.session_token = key, secret, token
+        self.s3.also_valid.clear()
+
+    def container_env(self, **extra):
+        env = dict(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="",
+                   AWS_CONTAINER_CREDENTIALS_FULL_URI=self.meta.url("/creds"))
+        env.update(extra)
+        return env
+
+    def test_container_keys_are_fetched_again_before_they_expire(self):
+        """The first keys expire 5 s after they are served; with a lead of 3 s the worker asks
+        again once 2 s have passed, before a request, and signs with the new keys: no request
+        meets a refusal. The Authorization value is read from its file at each fetch (EKS
+        replaces the file)."""
+        token_file = self.tmp / "pod-identity-token"
+        token_file.write_text("pod-token-1\n")
+        self.meta.auth = "pod-token-1"
+        self.issue("ASIAMETAONE", "secret/one", "token-one", 5)
+        served = time.time()
+        worker = self.start_worker(**self.container_env(
+            AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(token_file),
+            PIXQ_S3_CREDENTIALS_REFRESH_MS="3000"))
+        self.push_jobs([self.job("mc-1", "pixq-test", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for(["mc-1"])["mc-1"], "mc-1", "pixq-test", 1)
+        # new keys and a new pod token; the old keys stop working once they have been replaced
+        token_file.write_text("pod-token-2\n")
+        self.meta.auth = "pod-token-2"
+        self.issue("ASIAMETATWO", "secret/two", "token-two", 3600)
+        time.sleep(max(0.0, served + 2.3 - time.time()))
+        self.retire("ASIAMETATWO", "secret/two", "token-two")
+        self.push_jobs([self.job("mc-2", "pixq-test", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for(["mc-2"])["mc-2"], "mc-2", "pixq-test", 1)
+        self.assertEqual([e["access_key_id_ends"] for e in
+                          worker.log_events("s3_credentials_reloaded")], ["AONE", "ATWO"])
+        self.assertEqual({e["source"] for e in worker.log_events("s3_credentials_reloaded")},
+                         {"container"})
+        self.assertEqual({(r.status, r.code) for r in self.s3.records()}, {(200, "")})
+        self.assertFalse(worker.log_events("s3_credentials_retry"))
+        self.assertFalse(worker.log_events("s3_credentials_refused"))
+        self.assertEqual({h.get("Authorization") for _, p, h in self.meta.requests},
+                         {"pod-token-1", "pod-token-2"})
+        self.assertEqual(self.meta.paths(), ["/creds", "/creds"])  # not once per request
+
+    def test_instance_keys_come_through_imdsv2(self):
+        """PIXQ_S3_INSTANCE_CREDENTIALS: a session token first (IMDSv2: the stub, like an
+        instance that requires it, answers a GET without one 401), the role's name, its keys."""
+        worker = self.start_worker(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="",
+                                   PIXQ_S3_INSTANCE_CREDENTIALS="1",
+                                   AWS_EC2_METADATA_SERVICE_ENDPOINT=self.meta.base)
+        self.push_jobs([self.job("mi-1", "pixq-test", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for(["mi-1"])["mi-1"], "mi-1", "pixq-test", 1)
+        creds = "/latest/meta-data/iam/security-credentials/"
+        self.assertEqual([(m, p) for m, p, _ in self.meta.requests],
+                         [("PUT", "/latest/api/token"), ("GET", creds),
+                          ("GET", creds + metastub.ROLE)])
+        put_headers, get_headers = self.meta.requests[0][2], self.meta.requests[2][2]
+        self.assertEqual(put_headers.get("X-aws-ec2-metadata-token-ttl-seconds"), "21600")
+        self.assertTrue(get_headers.get("X-aws-ec2-metadata-token", "").startswith("imds-"))
+        self.assertEqual([(e["source"], e["access_key_id_ends"]) for e in
+                          worker.log_events("s3_credentials_reloaded")], [("instance", "AONE")])
+
+    def test_keys_refused_by_s3_are_fetched_again_at_once(self):
+        """Keys revoked before their Expiration (a role's session revoked, keys rotated early):
+        S3 refuses them, the worker asks the endpoint again at once and sends the request once
+        more with the new keys; no back-off."""
+        worker = self.start_worker(**self.container_env(PIXQ_S3_CREDENTIALS_RETRY_MS="100"))
+        self.push_jobs([self.job("mr-1", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["mr-1"])["mr-1"], "mr-1", "pixq-test", 1)
+        self.issue("ASIAMETATWO", "secret/two", "token-two", 3600)
+        self.retire("ASIAMETATWO", "secret/two", "token-two")
+        time.sleep(0.2)  # past PIXQ_S3_CREDENTIALS_RETRY_MS since the fetch at start
+        self.push_jobs([self.job("mr-2", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["mr-2"])["mr-2"], "mr-2", "pixq-test", 1)
+        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")],
+                         [(200, ""), (403, "InvalidAccessKeyId"), (200, "")])
+        self.assertEqual([e["code"] for e in worker.log_events("s3_credentials_retry")],
+                         ["InvalidAccessKeyId"])
+        self.assertFalse(worker.log_events("upload_retry"))
+        self.assertEqual(len(self.s3.failures()), 1)
+        self.s3.forget_failures()  # that one, and only that one, was meant
+
+    def test_endpoint_down_is_waited_for(self):
+        """The endpoint fails at start (the agent not ready yet): the worker starts, says so
+        once, and its uploads are retried as in an outage until the endpoint answers."""
+        self.meta.down = True
+        worker = self.start_worker(**self.patient(), **self.container_env())
+        self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 10, "a warning")
+        self.push_jobs([self.job("md-1", "pixq-test")])
+        self.wait_until(lambda: worker.log_events("upload_retry") and len(self.meta.paths()) >= 2,
+                        20, "a retry, and a second fetch")
+        self.meta.down = False
+        self.assert_complete(self.postbacks_for(["md-1"])["md-1"], "md-1", "pixq-test", 1)
+        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")], [(200, "")])
+        refused = worker.log_events("s3_credentials_refused")
+        self.assertEqual([(e["source"], e["action"]) for e in refused],
+                         [("container", "none_to_sign_with")])  # said once, not per fetch
+        self.assertEqual(refused[0]["error"], "GET %s answered 500: metadata service "
+                         "unavailable" % self.meta.url("/creds"))
+        self.assertIn("no S3 credentials: the container credentials endpoint %s gave none "
+                      "(the log's s3_credentials_refused says why)" % self.meta.url("/creds"),
+                      worker.log_events("upload_retry")[0]["error"])
+
+    def patient(self):
+        return CredentialsFileTest.patient(self)
+
+    def test_refused_at_start(self):
+        """Settings to fix end the worker with status 2, before any request: a plain http
+        endpoint elsewhere than loopback or the ECS and EKS agents, and the instance's keys
+        asked for beside other keys."""
+        run = CredentialsFileTest.run_worker_at_once
+        env = self.container_env(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://192.0.2.7/creds")
+        self.assertEqual(run(self, **env),
+                         (2, "pixq-worker: AWS_CONTAINER_CREDENTIALS_FULL_URI: "
+                             "http://192.0.2.7/creds: a plain http URL must name a loopback "
+                             "address, 169.254.170.2, 169.254.170.23 or fd00:ec2::23 (else use "
+                             "https)"))
+        status, err = run(self, PIXQ_S3_INSTANCE_CREDENTIALS="1",
+                          AWS_EC2_METADATA_SERVICE_ENDPOINT=self.meta.base)
+        self.assertEqual(status, 2)
+        self.assertIn("PIXQ_S3_INSTANCE_CREDENTIALS and AWS_ACCESS_KEY_ID", err)
+        self.assertEqual(self.meta.requests, [])
 
 
 class RetryTest(ThrottleCase):

@@ -1,0 +1,398 @@
+#define _DEFAULT_SOURCE     /* timegm */
+#define _XOPEN_SOURCE   700 /* strptime */
+#include "awsmeta.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "http.h"
+#include "netguard.h"
+
+bool awsmeta_configured(const struct cfg *c)
+{
+    return c->aws_container_credentials_full_uri[0] != '\0' ||
+           c->aws_container_credentials_relative_uri[0] != '\0' || c->s3_instance_credentials;
+}
+
+/* Whether a plain http URL's host may serve credentials: loopback, or the ECS or EKS agent. */
+static bool http_host_allowed(const char *host)
+{
+    static const char *const agents[] = {"169.254.170.2", "169.254.170.23", "[fd00:ec2::23]"};
+    for (size_t i = 0; i < sizeof agents / sizeof agents[0]; i++) {
+        if (strcmp(host, agents[i]) == 0) {
+            return true;
+        }
+    }
+    if (strcasecmp(host, "localhost") == 0) {
+        return true;
+    }
+    char bare[NETGUARD_ADDR_MAX];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof bare) {
+        memcpy(bare, host + 1, n - 2);
+        bare[n - 2] = '\0';
+        host = bare;
+    }
+    struct netguard_addr a;
+    return netguard_parse_addr(host, &a) == 0 && netguard_classify(&a) == NETGUARD_LOOPBACK;
+}
+
+/* The container URL's check: https anywhere, http only to a host http_host_allowed(). */
+static int check_container_url(const char *url, struct err *e)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    int rc = -1;
+    if (u == NULL) {
+        return err_set(e, "out of memory");
+    }
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        err_set(e, "%s is not a URL", url);
+    } else if (strcasecmp(scheme, "https") == 0) {
+        rc = 0;
+    } else if (strcasecmp(scheme, "http") != 0) {
+        err_set(e, "%s: only http and https are spoken", url);
+    } else if (!http_host_allowed(host)) {
+        err_set(e,
+                "%s: a plain http URL must name a loopback address, 169.254.170.2, "
+                "169.254.170.23 or fd00:ec2::23 (else use https)",
+                url);
+    } else {
+        rc = 0;
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+int awsmeta_init(struct awsmeta *m, const struct cfg *c, struct err *e)
+{
+    memset(m, 0, sizeof *m);
+    m->timeout_ms = c->s3_credentials_timeout_ms;
+    const char *full = c->aws_container_credentials_full_uri;
+    const char *rel = c->aws_container_credentials_relative_uri;
+    if (rel[0] != '\0') { /* the SDKs take it before FULL_URI */
+        if (rel[0] != '/') {
+            return err_set(e, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start with '/'");
+        }
+        m->kind = AWSMETA_CONTAINER;
+        if ((size_t)snprintf(m->url, sizeof m->url, "%s%s", AWSMETA_ECS_HOST, rel) >=
+            sizeof m->url) {
+            return err_set(e, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is too long");
+        }
+    } else if (full[0] != '\0') {
+        m->kind = AWSMETA_CONTAINER;
+        snprintf(m->url, sizeof m->url, "%s", full);
+        if (check_container_url(full, e) < 0) {
+            err_wrap(e, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
+            return -1;
+        }
+    } else if (c->s3_instance_credentials) {
+        m->kind = AWSMETA_INSTANCE;
+        snprintf(m->url, sizeof m->url, "%s", c->aws_ec2_metadata_service_endpoint);
+        size_t n = strlen(m->url);
+        while (n > 0 && m->url[n - 1] == '/') {
+            m->url[--n] = '\0';
+        }
+        if (n == 0) {
+            return err_set(e, "AWS_EC2_METADATA_SERVICE_ENDPOINT is empty");
+        }
+        return 0;
+    } else {
+        return err_set(e, "no metadata endpoint is configured");
+    }
+    snprintf(m->auth_file, sizeof m->auth_file, "%s", c->aws_container_authorization_token_file);
+    snprintf(m->auth, sizeof m->auth, "%s", c->aws_container_authorization_token);
+    if (m->auth_file[0] == '\0' && !http_header_valid("Authorization", m->auth)) {
+        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN holds a control character");
+    }
+    return 0;
+}
+
+const char *awsmeta_origin(const struct awsmeta *m, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s %s",
+             m->kind == AWSMETA_CONTAINER ? "the container credentials endpoint"
+                                          : "the instance metadata service",
+             m->url);
+    return out;
+}
+
+/* Trims blanks and line ends from both ends of s (in place). */
+static void trim_in_place(char *s)
+{
+    size_t n = strlen(s), i = 0;
+    while (n > 0 && strchr(" \t\r\n", s[n - 1]) != NULL) {
+        s[--n] = '\0';
+    }
+    while (s[i] != '\0' && strchr(" \t\r\n", s[i]) != NULL) {
+        i++;
+    }
+    memmove(s, s + i, n - i + 1);
+}
+
+/* The Authorization value of a container fetch: the file's, read now (EKS replaces it), else the
+ * configured one. */
+static int container_auth(const struct awsmeta *m, char *out, size_t cap, struct err *e)
+{
+    if (m->auth_file[0] == '\0') {
+        snprintf(out, cap, "%s", m->auth);
+        return 0;
+    }
+    int fd = open(m->auth_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s", m->auth_file,
+                       strerror(errno));
+    }
+    size_t got = 0;
+    ssize_t n = 1;
+    while (got < cap - 1 && (n = read(fd, out + got, cap - 1 - got)) > 0) {
+        got += (size_t)n;
+    }
+    char extra;
+    bool more = n > 0 && read(fd, &extra, 1) > 0;
+    int saved = errno;
+    close(fd);
+    out[got] = '\0';
+    if (n < 0) {
+        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s", m->auth_file,
+                       strerror(saved));
+    }
+    if (more) {
+        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s is longer than %zu bytes",
+                       m->auth_file, cap - 1);
+    }
+    if (memchr(out, '\0', got) != NULL) {
+        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s holds a NUL byte",
+                       m->auth_file);
+    }
+    trim_in_place(out);
+    if (out[0] == '\0') {
+        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s is empty", m->auth_file);
+    }
+    if (!http_header_valid("Authorization", out)) {
+        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s holds a control character",
+                       m->auth_file);
+    }
+    return 0;
+}
+
+/* One request of a fetch, within what is left of the fetch's time; 0 only for a 200. */
+static int ask(struct http *h, const char *method, const char *url, const struct http_header *hd,
+               size_t n_hd, long deadline_ms, struct http_response *resp, struct err *e)
+{
+    static const struct netguard direct = {.allow_private = true}; /* any address, no proxy */
+    long left = deadline_ms - clock_mono_ms();
+    if (left <= 0) {
+        return err_set(e, "timed out");
+    }
+    const struct http_request req = {
+        .method = method,
+        .url = url,
+        .headers = hd,
+        .n_headers = n_hd,
+        .body = strcmp(method, "PUT") == 0 ? "" : NULL,
+        .connect_timeout_ms = left,
+        .timeout_ms = left,
+        .max_body = AWSMETA_BODY_MAX,
+        .guard = &direct,
+    };
+    if (http_perform(h, &req, resp, e) < 0) {
+        return -1;
+    }
+    if (resp->status != 200) {
+        size_t n = resp->body.len < 200 ? resp->body.len : 200;
+        char excerpt[201];
+        memcpy(excerpt, resp->body.len > 0 ? resp->body.data : "", n);
+        excerpt[n] = '\0';
+        for (size_t i = 0; i < n; i++) {
+            if ((unsigned char)excerpt[i] < 0x20) {
+                excerpt[i] = ' ';
+            }
+        }
+        trim_in_place(excerpt);
+        return err_set(e, "%s %s answered %ld%s%s", method, url, resp->status,
+                       excerpt[0] != '\0' ? ": " : "", excerpt);
+    }
+    return 0;
+}
+
+/* The body of a 200 as text (a NUL after it). */
+static const char *text_of(struct http_response *resp)
+{
+    if (buf_append(&resp->body, "", 1) < 0) {
+        return "";
+    }
+    resp->body.len--;
+    return resp->body.data;
+}
+
+static int fetch_container(struct http *h, const struct awsmeta *m, long deadline,
+                           struct http_response *resp, struct err *e)
+{
+    char auth[CFG_TOKEN_MAX];
+    if (container_auth(m, auth, sizeof auth, e) < 0) {
+        return -1;
+    }
+    struct http_header hd[2] = {{"Accept", "application/json"}, {"Authorization", auth}};
+    return ask(h, "GET", m->url, hd, auth[0] != '\0' ? 2 : 1, deadline, resp, e);
+}
+
+/* IMDSv2: a session token, the role's name, then its credentials. */
+static int fetch_instance(struct http *h, const struct awsmeta *m, long deadline,
+                          struct http_response *resp, struct err *e)
+{
+    char url[CFG_STR_MAX + 256], ttl[32], token[256], role[256];
+    snprintf(ttl, sizeof ttl, "%d", AWSMETA_IMDS_TTL_S);
+    snprintf(url, sizeof url, "%s/latest/api/token", m->url);
+    struct http_header put[1] = {{"X-aws-ec2-metadata-token-ttl-seconds", ttl}};
+    if (ask(h, "PUT", url, put, 1, deadline, resp, e) < 0) {
+        return -1;
+    }
+    snprintf(token, sizeof token, "%s", text_of(resp));
+    trim_in_place(token);
+    if (token[0] == '\0' || !http_header_valid("X-aws-ec2-metadata-token", token)) {
+        return err_set(e, "the instance metadata service gave no session token that can be sent");
+    }
+    struct http_header get[1] = {{"X-aws-ec2-metadata-token", token}};
+    snprintf(url, sizeof url, "%s/latest/meta-data/iam/security-credentials/", m->url);
+    if (ask(h, "GET", url, get, 1, deadline, resp, e) < 0) {
+        return -1;
+    }
+    snprintf(role, sizeof role, "%s", text_of(resp));
+    role[strcspn(role, "\r\n")] = '\0'; /* one role per instance profile: the first line */
+    trim_in_place(role);
+    if (role[0] == '\0' || strspn(role, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789+=,.@_-") != strlen(role)) {
+        return err_set(e, "the instance has no role to take credentials from (%s answered \"%s\")",
+                       url, role);
+    }
+    size_t n = strlen(url);
+    snprintf(url + n, sizeof url - n, "%s", role);
+    return ask(h, "GET", url, get, 1, deadline, resp, e);
+}
+
+int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e)
+{
+    struct http *h = http_create(e);
+    if (h == NULL) {
+        return -1;
+    }
+    struct http_response resp;
+    http_response_init(&resp);
+    long deadline = clock_mono_ms() + m->timeout_ms;
+    int rc = m->kind == AWSMETA_CONTAINER ? fetch_container(h, m, deadline, &resp, e)
+                                          : fetch_instance(h, m, deadline, &resp, e);
+    if (rc == 0) {
+        rc = awsmeta_parse(resp.body.len > 0 ? resp.body.data : "", resp.body.len, k, e);
+    }
+    http_response_finish(&resp);
+    http_destroy(h);
+    return rc;
+}
+
+/* Copies string member `name` of `obj` into out (cap bytes); `need`: absent is an error. */
+static int member(json_object *obj, const char *name, char *out, size_t cap, bool need,
+                  struct err *e)
+{
+    json_object *v;
+    out[0] = '\0';
+    if (!json_object_object_get_ex(obj, name, &v) || json_object_is_type(v, json_type_null)) {
+        return need ? err_set(e, "the answer has no %s", name) : 0;
+    }
+    if (!json_object_is_type(v, json_type_string)) {
+        return err_set(e, "the answer's %s is not a string", name);
+    }
+    const char *s = json_object_get_string(v);
+    size_t n = (size_t)json_object_get_string_len(v);
+    if (n >= cap) {
+        return err_set(e, "the answer's %s is longer than %zu bytes", name, cap - 1);
+    }
+    if (memchr(s, '\0', n) != NULL || !http_header_valid("X-Amz-Security-Token", s)) {
+        return err_set(e, "the answer's %s holds a control character", name);
+    }
+    memcpy(out, s, n + 1);
+    if (need && n == 0) {
+        return err_set(e, "the answer's %s is empty", name);
+    }
+    return 0;
+}
+
+int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct err *e)
+{
+    json_tokener *tok = json_tokener_new_ex(8);
+    if (tok == NULL) {
+        return err_set(e, "out of memory");
+    }
+    json_object *obj = len <= AWSMETA_BODY_MAX && len < (size_t)INT32_MAX
+                           ? json_tokener_parse_ex(tok, json, (int)len)
+                           : NULL;
+    bool whole = obj != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+                 tok->char_offset == (int)len;
+    json_tokener_free(tok);
+    int rc = -1;
+    char code[64], expiration[64];
+    struct awsmeta_keys got = {0};
+    if (!whole || !json_object_is_type(obj, json_type_object)) {
+        err_set(e, "the answer is not a JSON object");
+    } else if (member(obj, "Code", code, sizeof code, false, e) < 0) {
+        /* said */
+    } else if (code[0] != '\0' && strcmp(code, "Success") != 0) {
+        char message[256];
+        if (member(obj, "Message", message, sizeof message, false, e) < 0) {
+            message[0] = '\0';
+        }
+        err_set(e, "the answer's Code is %s%s%s", code, message[0] != '\0' ? ": " : "", message);
+    } else if (member(obj, "AccessKeyId", got.access_key, sizeof got.access_key, true, e) < 0 ||
+               member(obj, "SecretAccessKey", got.secret_key, sizeof got.secret_key, true, e) < 0 ||
+               member(obj, "Token", got.session_token, sizeof got.session_token, false, e) < 0 ||
+               member(obj, "Expiration", expiration, sizeof expiration, false, e) < 0) {
+        /* said */
+    } else if (expiration[0] != '\0' && awsmeta_time(expiration, &got.expires) < 0) {
+        err_set(e, "the answer's Expiration \"%s\" cannot be read", expiration);
+    } else {
+        *k = got;
+        rc = 0;
+    }
+    json_object_put(obj);
+    return rc;
+}
+
+int awsmeta_time(const char *s, time_t *out)
+{
+    struct tm tm = {0};
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (p == NULL) {
+        return -1;
+    }
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9') {
+            return -1;
+        }
+        while (*p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0 && strcmp(p, "+0000") != 0) {
+        return -1;
+    }
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1) {
+        return -1;
+    }
+    *out = t;
+    return 0;
+}

@@ -1,0 +1,69 @@
+/* awsmeta: temporary S3 credentials from a metadata endpoint, as AWS hands them to a task, a pod
+ * or an instance with a role.
+ *
+ * Two endpoints are spoken: a container's credentials endpoint (ECS task roles, EKS Pod
+ * Identity: AWS_CONTAINER_CREDENTIALS_FULL_URI or _RELATIVE_URI, with the Authorization value
+ * from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, read at each fetch, or
+ * AWS_CONTAINER_AUTHORIZATION_TOKEN), and the EC2 instance metadata service in its version 2
+ * (a session token first, then the role's credentials). Both answer JSON with AccessKeyId,
+ * SecretAccessKey, Token and Expiration. Requests go straight to the endpoint: no proxy. */
+#ifndef PIXQ_AWSMETA_H
+#define PIXQ_AWSMETA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "cfg.h"
+#include "err.h"
+
+#define AWSMETA_ECS_HOST   "http://169.254.170.2" /* where a RELATIVE_URI points */
+#define AWSMETA_BODY_MAX   (64 * 1024)            /* bytes of an answer read */
+#define AWSMETA_IMDS_TTL_S 21600                  /* life asked for an IMDSv2 session token */
+
+enum awsmeta_kind {
+    AWSMETA_CONTAINER, /* a container's credentials endpoint */
+    AWSMETA_INSTANCE,  /* the EC2 instance metadata service (IMDSv2) */
+};
+
+struct awsmeta {
+    enum awsmeta_kind kind;
+    char url[CFG_STR_MAX];       /* the container's credentials URL, or the IMDS endpoint */
+    char auth_file[CFG_STR_MAX]; /* a container's Authorization value is read from it; "" none */
+    char auth[CFG_TOKEN_MAX];    /* else this one; "" none */
+    long timeout_ms;             /* a whole fetch, every request of it */
+};
+
+/* Keys as an endpoint gave them. */
+struct awsmeta_keys {
+    char access_key[CFG_STR_MAX];
+    char secret_key[CFG_STR_MAX];
+    char session_token[CFG_TOKEN_MAX];
+    time_t expires; /* 0: the answer named no Expiration */
+};
+
+/* Sets up `m` from the configuration: a container endpoint when AWS_CONTAINER_CREDENTIALS_FULL_URI
+ * or _RELATIVE_URI is set, else the instance metadata service. Returns 0, or -1 with why (a plain
+ * http URL must name a loopback address or the ECS or EKS agent's, as the AWS SDKs require). */
+int awsmeta_init(struct awsmeta *m, const struct cfg *c, struct err *e);
+
+/* Whether the configuration asks for credentials from a metadata endpoint. */
+bool awsmeta_configured(const struct cfg *c);
+
+/* Asks the endpoint for the credentials. Returns 0, or -1 with why. */
+int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e);
+
+/* Reads an endpoint's JSON answer (`len` bytes) into `k`. Returns 0, or -1 with why (an IMDS
+ * Code other than Success, a key missing or too long or holding a control character, an
+ * Expiration that cannot be read). */
+int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct err *e);
+
+/* Reads an ISO 8601 UTC time as the endpoints write it ("2026-12-02T20:15:00Z", with or without
+ * fractions of a second, "Z" or "+00:00"). Returns 0, or -1 when it cannot be read. */
+int awsmeta_time(const char *s, time_t *out);
+
+/* Names where the keys come from, for messages: "the container credentials endpoint <url>" or
+ * "the instance metadata service <url>". */
+const char *awsmeta_origin(const struct awsmeta *m, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,116 @@
+"""A credentials endpoint on loopback for the tests: a container's (ECS task roles, EKS Pod
+Identity) at /creds, and the EC2 instance metadata service's version 2 under /latest/, serving the
+keys the test sets, as AWS does:
+
+* container: GET /creds, with the Authorization value the test asks for (when it asks for one),
+  answers {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "RoleArn"};
+* IMDSv2: PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds gives a session token;
+  GET /latest/meta-data/iam/security-credentials/ with it names the role, and GET .../<role>
+  answers {"Code": "Success", ..., the keys}. A GET without a valid token is answered 401, as an
+  instance that requires IMDSv2 does.
+
+`down` makes every answer a 500. Every request is recorded (method, path, headers)."""
+
+import http.server
+import json
+import threading
+import time
+
+ROLE = "pixq-role"
+
+
+class MetadataStub:
+    def __init__(self):
+        self.keys = None  # (access key, secret, token, expiration as epoch seconds)
+        self.auth = None  # the Authorization value /creds wants; None: any
+        self.down = False
+        self.requests = []
+        self._tokens = set()
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):
+                pass
+
+            def do_GET(self):
+                owner._handle(self)
+
+            do_PUT = do_GET
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self):
+        return "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def url(self, path):
+        return self.base + path
+
+    def set(self, key, secret, token, expires_in_s):
+        self.keys = (key, secret, token, time.time() + expires_in_s)
+
+    def paths(self, method=None):
+        with self._lock:
+            return [r[1] for r in self.requests if method is None or r[0] == method]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _answer(self, h, status, body, content_type="text/plain"):
+        data = body.encode() if isinstance(body, str) else body
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _keys_json(self, imds):
+        key, secret, token, expires = self.keys
+        doc = {"AccessKeyId": key, "SecretAccessKey": secret, "Token": token,
+               "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))}
+        if imds:
+            doc = dict({"Code": "Success", "Type": "AWS-HMAC",
+                        "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, **doc)
+        else:
+            doc["RoleArn"] = "arn:aws:iam::123456789012:role/" + ROLE
+        return json.dumps(doc, indent=2)
+
+    def _handle(self, h):
+        length = int(h.headers.get("Content-Length") or 0)
+        if length:
+            h.rfile.read(length)
+        with self._lock:
+            self.requests.append((h.command, h.path, dict(h.headers.items())))
+        if self.down:
+            return self._answer(h, 500, "metadata service unavailable")
+        creds_path = "/latest/meta-data/iam/security-credentials/"
+        if h.command == "PUT" and h.path == "/latest/api/token":
+            if not h.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                return self._answer(h, 400, "missing ttl")
+            token = "imds-session-%d" % len(self.requests)
+            with self._lock:
+                self._tokens.add(token)
+            return self._answer(h, 200, token)
+        if h.command != "GET":
+            return self._answer(h, 405, "")
+        if h.path.startswith("/latest/"):
+            if h.headers.get("X-aws-ec2-metadata-token") not in self._tokens:
+                return self._answer(h, 401, "")
+            if h.path == creds_path:
+                return self._answer(h, 200, ROLE)
+            if h.path == creds_path + ROLE and self.keys:
+                return self._answer(h, 200, self._keys_json(True))
+            return self._answer(h, 404, "")
+        if h.path == "/creds":
+            if self.auth is not None and h.headers.get("Authorization") != self.auth:
+                return self._answer(h, 401, json.dumps({"code": "AccessDeniedException"}),
+                                    "application/json")
+            return self._answer(h, 200, self._keys_json(False), "application/json")
+        return self._answer(h, 404, "")

@@ -1,0 +1,168 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "awsmeta.h"
+#include "check.h"
+
+/* Parses `json`: 0 with the keys in *k, or -1 with why in `why`. */
+static int parse(const char *json, struct awsmeta_keys *k, char *why)
+{
+    struct err e = {{0}};
+    memset(k, 0, sizeof *k);
+    int rc = awsmeta_parse(json, strlen(json), k, &e);
+    strcpy(why, e.msg);
+    return rc;
+}
+
+static void test_parse(void)
+{
+    struct awsmeta_keys k;
+    char why[ERR_MSG_MAX];
+    /* an ECS or EKS answer */
+    CHECK_INT(parse("{\"AccessKeyId\":\"ASIAEXAMPLE\",\"SecretAccessKey\":\"wJalr/K7+x=\","
+                    "\"Token\":\"IQoJb3JpZ2luX2Vj//tok==\",\"Expiration\":\"2026-12-02T20:15:00Z\","
+                    "\"RoleArn\":\"arn:aws:iam::123456789012:role/pixq\"}",
+                    &k, why),
+              0);
+    CHECK_STR(k.access_key, "ASIAEXAMPLE");
+    CHECK_STR(k.secret_key, "wJalr/K7+x=");
+    CHECK_STR(k.session_token, "IQoJb3JpZ2luX2Vj//tok==");
+    CHECK_INT(k.expires, 1796242500); /* date -u -d 2026-12-02T20:15:00Z +%s */
+    /* an IMDS answer: Code, LastUpdated, Type beside the keys */
+    CHECK_INT(parse("{\n  \"Code\" : \"Success\",\n  \"LastUpdated\" : \"2026-12-02T14:00:00Z\",\n"
+                    "  \"Type\" : \"AWS-HMAC\",\n  \"AccessKeyId\" : \"ASIAIMDS\",\n"
+                    "  \"SecretAccessKey\" : \"s\",\n  \"Token\" : \"t\",\n"
+                    "  \"Expiration\" : \"2026-12-02T20:15:00Z\"\n}\n",
+                    &k, why),
+              0);
+    CHECK_STR(k.access_key, "ASIAIMDS");
+    /* no Expiration: keys that do not expire; no Token: none sent */
+    CHECK_INT(parse("{\"AccessKeyId\":\"AKID\",\"SecretAccessKey\":\"s\"}", &k, why), 0);
+    CHECK_INT(k.expires, 0);
+    CHECK_STR(k.session_token, "");
+    /* refusals, with why */
+    CHECK_INT(
+        parse("{\"Code\":\"AssumeRoleUnauthorizedAccess\",\"Message\":\"not allowed\"}", &k, why),
+        -1);
+    CHECK_STR(why, "the answer's Code is AssumeRoleUnauthorizedAccess: not allowed");
+    CHECK_INT(parse("{\"SecretAccessKey\":\"s\"}", &k, why), -1);
+    CHECK_STR(why, "the answer has no AccessKeyId");
+    CHECK_INT(parse("{\"AccessKeyId\":\"\",\"SecretAccessKey\":\"s\"}", &k, why), -1);
+    CHECK_STR(why, "the answer's AccessKeyId is empty");
+    CHECK_INT(parse("{\"AccessKeyId\":\"A\",\"SecretAccessKey\":7}", &k, why), -1);
+    CHECK_STR(why, "the answer's SecretAccessKey is not a string");
+    CHECK_INT(parse("{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Token\":\"a\\r\\nX: y\"}",
+                    &k, why),
+              -1);
+    CHECK_STR(why, "the answer's Token holds a control character");
+    CHECK_INT(parse("{\"AccessKeyId\":\"A\\u0000B\",\"SecretAccessKey\":\"s\"}", &k, why), -1);
+    CHECK_STR(why, "the answer's AccessKeyId holds a control character");
+    CHECK_INT(
+        parse("{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Expiration\":\"soon\"}", &k, why),
+        -1);
+    CHECK_STR(why, "the answer's Expiration \"soon\" cannot be read");
+    CHECK_INT(parse("<html>502 Bad Gateway</html>", &k, why), -1);
+    CHECK_STR(why, "the answer is not a JSON object");
+    CHECK_INT(parse("[\"AccessKeyId\"]", &k, why), -1);
+    CHECK_INT(parse("{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\"} trailing", &k, why), -1);
+    char *big = malloc(CFG_TOKEN_MAX + 100);
+    snprintf(big, CFG_TOKEN_MAX + 100,
+             "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Token\":\"%0*d\"}", CFG_TOKEN_MAX,
+             0);
+    CHECK_INT(parse(big, &k, why), -1);
+    CHECK(strstr(why, "the answer's Token is longer than") != NULL);
+    free(big);
+    /* a refusal leaves the keys alone */
+    strcpy(k.access_key, "KEEP");
+    struct err e = {{0}};
+    CHECK_INT(awsmeta_parse("{}", 2, &k, &e), -1);
+    CHECK_STR(k.access_key, "KEEP");
+}
+
+static void test_time(void)
+{
+    time_t t = 0;
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00Z", &t), 0);
+    CHECK_INT(t, 1796242500);
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00.123456Z", &t), 0);
+    CHECK_INT(t, 1796242500);
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00+00:00", &t), 0);
+    CHECK_INT(t, 1796242500);
+    CHECK_INT(awsmeta_time("1970-01-01T00:00:01Z", &t), 0);
+    CHECK_INT(t, 1);
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00+02:00", &t), -1); /* only UTC is written */
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00", &t), -1);
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00.Z", &t), -1);
+    CHECK_INT(awsmeta_time("2026-12-02 20:15:00Z", &t), -1);
+    CHECK_INT(awsmeta_time("", &t), -1);
+}
+
+/* awsmeta_init() with one setting changed from the defaults: 0, or -1 with why. */
+static int init(const char *var, const char *value, struct awsmeta *m, char *why)
+{
+    struct cfg c;
+    struct err e = {{0}};
+    cfg_defaults(&c);
+    if (cfg_set(&c, var, value, &e) != 0) {
+        strcpy(why, e.msg);
+        return -2;
+    }
+    int rc = awsmeta_init(m, &c, &e);
+    strcpy(why, e.msg);
+    return rc;
+}
+
+static void test_init(void)
+{
+    struct awsmeta *m = malloc(sizeof *m);
+    char why[ERR_MSG_MAX], origin[CFG_STR_MAX + 64];
+    /* plain http only to loopback or the agents; https anywhere */
+    const char *allowed[] = {"http://127.0.0.1:8080/creds",
+                             "http://127.1.2.3/x",
+                             "http://localhost:9/x",
+                             "http://[::1]:80/creds",
+                             "http://169.254.170.2/v2/x",
+                             "http://169.254.170.23/v1/credentials",
+                             "http://[fd00:ec2::23]/v1/credentials",
+                             "https://creds.example/x"};
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++) {
+        CHECK_INT(init("AWS_CONTAINER_CREDENTIALS_FULL_URI", allowed[i], m, why), 0);
+        CHECK_INT(m->kind, AWSMETA_CONTAINER);
+        CHECK_STR(m->url, allowed[i]);
+    }
+    const char *refused[] = {"http://10.0.0.1/creds", "http://169.254.169.254/latest",
+                             "http://creds.example/x", "http://[::ffff:10.0.0.1]/x",
+                             "http://127.0.0.1.evil.example/x"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        CHECK_INT(init("AWS_CONTAINER_CREDENTIALS_FULL_URI", refused[i], m, why), -1);
+        CHECK(strstr(why, "a plain http URL must name a loopback address") != NULL);
+    }
+    CHECK_INT(init("AWS_CONTAINER_CREDENTIALS_FULL_URI", "ftp://127.0.0.1/x", m, why), -1);
+    CHECK_STR(why, "AWS_CONTAINER_CREDENTIALS_FULL_URI: ftp://127.0.0.1/x: only http and https "
+                   "are spoken");
+    CHECK_INT(init("AWS_CONTAINER_CREDENTIALS_FULL_URI", "not a url", m, why), -1);
+    /* the ECS agent's path */
+    CHECK_INT(init("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc", m, why), 0);
+    CHECK_STR(m->url, "http://169.254.170.2/v2/credentials/abc");
+    CHECK_STR(awsmeta_origin(m, origin, sizeof origin),
+              "the container credentials endpoint http://169.254.170.2/v2/credentials/abc");
+    CHECK_INT(init("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "v2/x", m, why), -1);
+    /* the instance's, only when asked */
+    CHECK_INT(init("PIXQ_S3_INSTANCE_CREDENTIALS", "1", m, why), 0);
+    CHECK_INT(m->kind, AWSMETA_INSTANCE);
+    CHECK_STR(m->url, "http://169.254.169.254");
+    CHECK_STR(awsmeta_origin(m, origin, sizeof origin),
+              "the instance metadata service http://169.254.169.254");
+    CHECK_INT(init("PIXQ_S3_INSTANCE_CREDENTIALS", "0", m, why), -1);
+    CHECK_STR(why, "no metadata endpoint is configured");
+    free(m);
+}
+
+int main(void)
+{
+    test_parse();
+    test_time();
+    test_init();
+    return check_summary("awsmeta");
+}
