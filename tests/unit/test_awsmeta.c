@@ -56,6 +56,9 @@ static void test_parse(void)
                     &k, why),
               -1);
     CHECK_STR(why, "the answer's Token holds a control character");
+    CHECK_INT(
+        parse("{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Token\":\"a\tb\"}", &k, why),
+        -1); /* a TAB too: signed otherwise than S3 reads it */
     CHECK_INT(parse("{\"AccessKeyId\":\"A\\u0000B\",\"SecretAccessKey\":\"s\"}", &k, why), -1);
     CHECK_STR(why, "the answer's AccessKeyId holds a control character");
     CHECK_INT(

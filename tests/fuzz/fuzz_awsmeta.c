@@ -1,0 +1,82 @@
+/* fuzz_awsmeta: libFuzzer target for the reader of a credentials endpoint's JSON answer
+ * (awsmeta_parse() and awsmeta_time() in common/awsmeta.c).
+ *
+ * The input is the answer's body. A parse that succeeds must give both keys non-empty, every key
+ * shorter than its field and free of control characters (they go into headers), and an
+ * Expiration that, written again as the endpoints write it, reads back the same. A parse that
+ * fails must say why and leave the keys as they were. The input is also read as a time on its
+ * own: a time that reads must write back to one that reads the same. Seeds:
+ * tests/fuzz/seeds/fuzz_awsmeta/. Built only with -Dfuzz=true. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "awsmeta.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_key(const char *s, size_t cap, bool required)
+{
+    size_t n = strnlen(s, cap);
+    if (n >= cap || (required && n == 0)) {
+        abort();
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            abort();
+        }
+    }
+}
+
+/* Writes `t` as the endpoints do and reads it back: the same time. */
+static void check_time_round_trip(time_t t)
+{
+    struct tm tm;
+    char text[64];
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
+        return; /* not a time the form can write */
+    }
+    strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    time_t again = 0;
+    if (awsmeta_time(text, &again) < 0 || again != t) {
+        abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct awsmeta_keys *k = malloc(sizeof *k);
+    char *text = malloc(size + 1);
+    if (k == NULL || text == NULL) {
+        free(k);
+        free(text);
+        return 0;
+    }
+    memcpy(text, data, size);
+    text[size] = '\0';
+    memset(k, 0, sizeof *k);
+    strcpy(k->access_key, "keep");
+    k->expires = 7;
+    struct err e = {{0}};
+    if (awsmeta_parse(text, size, k, &e) < 0) {
+        if (e.msg[0] == '\0' || strcmp(k->access_key, "keep") != 0 || k->expires != 7) {
+            abort();
+        }
+    } else {
+        check_key(k->access_key, sizeof k->access_key, true);
+        check_key(k->secret_key, sizeof k->secret_key, true);
+        check_key(k->session_token, sizeof k->session_token, false);
+        if (k->expires != 0) {
+            check_time_round_trip(k->expires);
+        }
+    }
+    time_t t;
+    if (awsmeta_time(text, &t) == 0) {
+        check_time_round_trip(t);
+    }
+    free(text);
+    free(k);
+    return 0;
+}
