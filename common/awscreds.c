@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,46 +201,81 @@ const char *awscreds_origin(const struct awscreds *c, char *out, size_t cap)
     return out;
 }
 
-/* When keys that expire at `expires` are next fetched: lead_ms before, or, when that is past
- * (the endpoint still serves keys about to expire), a quarter of what is left, at least
- * retry_ms. */
-static time_t next_due(const struct awscreds *c, time_t now)
+long awscreds_due_ms(long at_ms, long lifetime_ms, long lead_ms, long retry_ms)
 {
-    if (c->expires == 0) {
-        return (time_t)INT64_MAX; /* keys that do not expire are fetched again only when forced */
+    if (lifetime_ms == LONG_MAX) {
+        return LONG_MAX; /* keys that do not expire are fetched again only when forced */
     }
-    time_t due = c->expires - (time_t)(c->lead_ms / 1000);
-    if (due > now) {
-        return due;
+    if (lifetime_ms > lead_ms) {
+        return at_ms + (lifetime_ms - lead_ms);
     }
-    time_t quarter = c->expires > now ? (c->expires - now) / 4 : 0;
-    time_t least = (time_t)((c->retry_ms + 999) / 1000);
-    return now + (quarter > least ? quarter : least);
+    /* the endpoint still serves keys about to expire, or (by this clock) expired */
+    long wait = lifetime_ms > 0 ? lifetime_ms / 4 : AWSCREDS_EXPIRED_WAIT_MS;
+    return at_ms + (wait > retry_ms ? wait : retry_ms);
 }
 
-static int refresh_endpoint(struct awscreds *c, bool force, struct err *e)
+long awscreds_backoff_ms(int failures, long retry_ms, long retry_max_ms)
 {
-    time_t now = time(NULL);
+    long wait = retry_ms;
+    for (int i = 1; i < failures && wait < retry_max_ms; i++) {
+        wait *= 2;
+    }
+    return wait < retry_max_ms ? wait : (retry_max_ms > retry_ms ? retry_max_ms : retry_ms);
+}
+
+/* Whether two failures say the same, numbers aside ("after 2001 milliseconds"). */
+static bool same_reason(const char *a, const char *b)
+{
+    for (;;) {
+        while (*a >= '0' && *a <= '9') {
+            a++;
+        }
+        while (*b >= '0' && *b <= '9') {
+            b++;
+        }
+        if (*a != *b) {
+            return false;
+        }
+        if (*a == '\0') {
+            return true;
+        }
+        a++;
+        b++;
+    }
+}
+
+static const char *source_name(const struct awscreds *c)
+{
+    return c->meta.kind == AWSMETA_CONTAINER ? "container" : "instance";
+}
+
+static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long budget_ms,
+                            struct err *e)
+{
     long mono = clock_mono_ms();
     char origin[CFG_STR_MAX + 64];
     awscreds_origin(c, origin, sizeof origin);
-    if (!force && c->loaded && now < c->due) {
+    if (!force && c->loaded && mono < c->due_ms) {
         return 0;
     }
-    if (c->tried_ms >= 0 && mono - c->tried_ms < c->retry_ms) {
+    if (mono < c->next_try_ms || budget_ms <= 0) {
         return c->loaded ? 0 : err_set(e, "no S3 credentials from %s yet: %s", origin, c->failed);
     }
-    c->tried_ms = mono;
+    struct awsmeta meta = c->meta;
+    meta.timeout_ms = budget_ms < meta.timeout_ms ? budget_ms : meta.timeout_ms;
     struct awsmeta_keys k;
-    if (awsmeta_fetch(&c->meta, &k, e) < 0) {
-        if (strcmp(e->msg, c->failed) != 0) {
+    int rc = awsmeta_fetch(&meta, &k, e);
+    long after = clock_mono_ms(); /* the spacing counts from the fetch's end: a slow one too */
+    if (rc < 0) {
+        c->failures++;
+        c->next_try_ms = after + awscreds_backoff_ms(c->failures, c->retry_ms, c->retry_max_ms);
+        if (!same_reason(e->msg, c->failed)) {
             char q[ERR_MSG_MAX + 16];
             LOG_WARN("s3_credentials_refused", "source=%s url=%s error=%s action=%s",
-                     c->meta.kind == AWSMETA_CONTAINER ? "container" : "instance", c->meta.url,
-                     log_quote(e->msg, q, sizeof q),
+                     source_name(c), c->meta.url, log_quote(e->msg, q, sizeof q),
                      c->loaded ? "keep_the_credentials_in_use" : "none_to_sign_with");
-            snprintf(c->failed, sizeof c->failed, "%s", e->msg);
         }
+        snprintf(c->failed, sizeof c->failed, "%s", e->msg);
         err_wrap(e, "%s", origin);
         return -1;
     }
@@ -249,17 +285,23 @@ static int refresh_endpoint(struct awscreds *c, bool force, struct err *e)
     memcpy(c->access_key, k.access_key, sizeof c->access_key);
     memcpy(c->secret_key, k.secret_key, sizeof c->secret_key);
     memcpy(c->session_token, k.session_token, sizeof c->session_token);
-    c->expires = k.expires;
     c->loaded = true;
+    c->failures = 0;
     c->failed[0] = '\0';
-    c->due = next_due(c, now);
+    c->next_try_ms = after + c->retry_ms;
+    /* the time left by the caller's clock (S3's, when it corrected ours), counted from here on
+     * the monotonic clock: a jump of the wall clock moves nothing */
+    long long left_s = (long long)k.expires - (long long)now;
+    long lifetime_ms = k.expires == 0              ? LONG_MAX
+                       : left_s > LONG_MAX / 2000  ? LONG_MAX / 2
+                       : left_s < -LONG_MAX / 2000 ? -LONG_MAX / 2
+                                                   : (long)(left_s * 1000);
+    c->due_ms = awscreds_due_ms(after, lifetime_ms, c->lead_ms, c->retry_ms);
     if (changed) {
         size_t n = strlen(c->access_key);
         LOG_INFO("s3_credentials_reloaded",
-                 "source=%s url=%s access_key_id_ends=%s expires_in_s=%lld",
-                 c->meta.kind == AWSMETA_CONTAINER ? "container" : "instance", c->meta.url,
-                 c->access_key + (n > 4 ? n - 4 : 0),
-                 c->expires != 0 ? (long long)(c->expires - now) : -1LL);
+                 "source=%s url=%s access_key_id_ends=%s expires_in_s=%lld", source_name(c),
+                 c->meta.url, c->access_key + (n > 4 ? n - 4 : 0), k.expires != 0 ? left_s : -1LL);
     }
     return changed ? 1 : 0;
 }
@@ -270,23 +312,30 @@ int awscreds_init_endpoint(struct awscreds *c, const struct cfg *cfg, struct err
     c->from_endpoint = true;
     c->lead_ms = cfg->s3_credentials_refresh_ms;
     c->retry_ms = cfg->s3_credentials_retry_ms;
-    c->tried_ms = -1;
+    c->retry_max_ms = cfg->s3_credentials_retry_max_ms;
     if (awsmeta_init(&c->meta, cfg, e) < 0) {
         return -1;
     }
-    struct err ignored = {{0}}; /* logged; each S3 request tries again (retry_ms apart) */
-    refresh_endpoint(c, true, &ignored);
+    c->next_try_ms = clock_mono_ms();
+    struct err ignored = {{0}}; /* logged; the requests try again */
+    refresh_endpoint(c, true, time(NULL), c->meta.timeout_ms, &ignored);
     return 0;
 }
 
 int awscreds_refresh(struct awscreds *c, bool force, struct err *e)
 {
+    return awscreds_refresh_within(c, force, time(NULL), LONG_MAX, e);
+}
+
+int awscreds_refresh_within(struct awscreds *c, bool force, time_t now, long budget_ms,
+                            struct err *e)
+{
     if (c->from_endpoint) {
-        return refresh_endpoint(c, force, e);
+        return refresh_endpoint(c, force, now, budget_ms, e);
     }
-    struct stat now;
-    bool looked = stat(c->path, &now) == 0;
-    if (!force && looked && same_file(&now, &c->st)) {
+    struct stat look;
+    bool looked = stat(c->path, &look) == 0;
+    if (!force && looked && same_file(&look, &c->st)) {
         return 0;
     }
     if (!force && !looked && c->st.st_ino == 0) {

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "awsmeta.h"
 #include "cfg.h"
@@ -31,11 +32,12 @@ struct awscreds {
     bool from_endpoint;
     struct awsmeta meta;
     long lead_ms;             /* keys are fetched again this long before they expire */
-    long retry_ms;            /* no two fetches closer than this */
-    time_t expires;           /* the keys' Expiration; 0: none named */
-    time_t due;               /* the next fetch that is not forced, wall-clock s */
-    long tried_ms;            /* monotonic ms of the last fetch; -1: none yet */
-    char failed[ERR_MSG_MAX]; /* why the last fetch failed ("": it did not), said once */
+    long retry_ms;            /* no two fetches closer than this, */
+    long retry_max_ms;        /* and after failures in a row, twice as far apart up to this */
+    long due_ms;              /* monotonic ms of the next fetch that is not forced */
+    long next_try_ms;         /* monotonic ms before which no fetch is made */
+    int failures;             /* fetches failed in a row */
+    char failed[ERR_MSG_MAX]; /* why the last fetch failed ("": it did not) */
 };
 
 /* Sets up `c` for the file `path` and the profile `profile` ("" is "default") and reads it.
@@ -61,8 +63,27 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e);
  * file changed but could not be read or lacks a key: the keys in use stay (once per change
  * logged as s3_credentials_refused).
  * With an endpoint: fetches the keys again when none were fetched yet, when they expire within
- * lead_ms, or when `force`; never twice within retry_ms. A failed fetch leaves the keys in use
- * (logged once for each new reason). */
+ * lead_ms, or when `force`; never twice within retry_ms (further apart after failures). A failed
+ * fetch leaves the keys in use (logged once for each new reason). */
 int awscreds_refresh(struct awscreds *c, bool force, struct err *e);
+
+/* awscreds_refresh() for a request: `now` is the time by the caller's clock (S3's, when it
+ * corrected ours), which the keys' Expiration is read against; a fetch takes at most
+ * `budget_ms` (what is left of the request's time), none when that is 0 or less. */
+int awscreds_refresh_within(struct awscreds *c, bool force, time_t now, long budget_ms,
+                            struct err *e);
+
+#define AWSCREDS_EXPIRED_WAIT_MS                                                                   \
+    60000L /* keys served already expired by our clock: asked                                      \
+            * again after this (S3 may still take them) */
+
+/* When keys fetched at `at_ms` (monotonic) with `lifetime_ms` left (LONG_MAX: they do not
+ * expire) are next fetched: `lead_ms` before they expire, or, when that is past (the endpoint
+ * still serves keys about to expire), after a quarter of what is left, at least `retry_ms`. */
+long awscreds_due_ms(long at_ms, long lifetime_ms, long lead_ms, long retry_ms);
+
+/* The least wait after the `failures`-th failed fetch in a row: retry_ms, doubled with each
+ * further failure, up to retry_max_ms. */
+long awscreds_backoff_ms(int failures, long retry_ms, long retry_max_ms);
 
 #endif

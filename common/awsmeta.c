@@ -28,7 +28,7 @@ static bool http_host_allowed(const char *host)
 {
     static const char *const agents[] = {"169.254.170.2", "169.254.170.23", "[fd00:ec2::23]"};
     for (size_t i = 0; i < sizeof agents / sizeof agents[0]; i++) {
-        if (strcmp(host, agents[i]) == 0) {
+        if (strcasecmp(host, agents[i]) == 0) {
             return true;
         }
     }
@@ -261,7 +261,10 @@ static int fetch_instance(struct http *h, const struct awsmeta *m, long deadline
     if (ask(h, "PUT", url, put, 1, deadline, resp, e) < 0) {
         return -1;
     }
-    snprintf(token, sizeof token, "%s", text_of(resp));
+    if ((size_t)snprintf(token, sizeof token, "%s", text_of(resp)) >= sizeof token) {
+        return err_set(e, "the instance metadata service gave a session token over %zu bytes",
+                       sizeof token - 1);
+    }
     trim_in_place(token);
     if (token[0] == '\0' || !http_header_valid("X-aws-ec2-metadata-token", token)) {
         return err_set(e, "the instance metadata service gave no session token that can be sent");
@@ -271,8 +274,13 @@ static int fetch_instance(struct http *h, const struct awsmeta *m, long deadline
     if (ask(h, "GET", url, get, 1, deadline, resp, e) < 0) {
         return -1;
     }
-    snprintf(role, sizeof role, "%s", text_of(resp));
-    role[strcspn(role, "\r\n")] = '\0'; /* one role per instance profile: the first line */
+    const char *listed = text_of(resp);
+    size_t line = strcspn(listed, "\r\n"); /* one role per instance profile: the first line */
+    if (line >= sizeof role) {
+        return err_set(e, "the instance's role name is longer than %zu bytes", sizeof role - 1);
+    }
+    memcpy(role, listed, line);
+    role[line] = '\0';
     trim_in_place(role);
     if (role[0] == '\0' || strspn(role, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                         "0123456789+=,.@_-") != strlen(role)) {
@@ -280,7 +288,9 @@ static int fetch_instance(struct http *h, const struct awsmeta *m, long deadline
                        url, role);
     }
     size_t n = strlen(url);
-    snprintf(url + n, sizeof url - n, "%s", role);
+    if ((size_t)snprintf(url + n, sizeof url - n, "%s", role) >= sizeof url - n) {
+        return err_set(e, "the instance's role name is too long: %s", role);
+    }
     return ask(h, "GET", url, get, 1, deadline, resp, e);
 }
 
@@ -352,7 +362,7 @@ int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct e
                            ? json_tokener_parse_ex(tok, json, (int)len)
                            : NULL;
     bool whole = obj != NULL && json_tokener_get_error(tok) == json_tokener_success &&
-                 tok->char_offset == (int)len;
+                 json_tokener_get_parse_end(tok) == len;
     json_tokener_free(tok);
     int rc = -1;
     char code[64], expiration[64];

@@ -48,9 +48,10 @@ struct cfg {
     char aws_container_authorization_token_file[CFG_STR_MAX]; /* before the token above */
     bool s3_instance_credentials;                             /* keys from IMDSv2 */
     char aws_ec2_metadata_service_endpoint[CFG_STR_MAX];
-    long s3_credentials_timeout_ms; /* one fetch from a metadata endpoint */
-    long s3_credentials_refresh_ms; /* fetched again this long before the keys expire */
-    long s3_credentials_retry_ms;   /* least time between two fetches */
+    long s3_credentials_timeout_ms;   /* one fetch from a metadata endpoint */
+    long s3_credentials_refresh_ms;   /* fetched again this long before the keys expire */
+    long s3_credentials_retry_ms;     /* least time between two fetches */
+    long s3_credentials_retry_max_ms; /* ... after failures in a row, doubled up to this */
     char aws_region[CFG_STR_MAX];
     char s3_endpoint[CFG_STR_MAX]; /* "" means AWS */
     int s3_path_style;             /* -1 auto: path-style with a custom endpoint, else vhost */

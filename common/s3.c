@@ -451,15 +451,31 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
     struct err ignored = {{0}}; /* said in the log (s3_credentials_refused); the keys in use stay */
     time_t started = time(NULL);
     long t0 = mono_ms();
-    awscreds_refresh(c->creds, false, &ignored);
-    int rc = request_once(h, c, o, call, resp, reply, e);
+    bool endpoint = c->creds->from_endpoint;
+    struct s3_config left = *c; /* a fetch and the sendings share the caller's time */
+    awscreds_refresh_within(c->creds, false, call->now, c->timeout_ms, &ignored);
+    left.timeout_ms = c->timeout_ms - (mono_ms() - t0);
+    struct s3_call first = *call; /* signed after the fetch */
+    first.now = call->now + (time(NULL) - started);
+    int rc;
+    if (left.timeout_ms > 0) {
+        rc = request_once(h, &left, o, &first, resp, reply, e);
+    } else { /* the fetch took the request's time: as a timeout, transient */
+        memset(reply, 0, sizeof *reply);
+        reply->retry_after_ms = -1;
+        rc = err_set(e, "timed out (the S3 credentials' fetch took the request's time)");
+    }
     if (rc == 0) {
         return rc;
     }
-    struct s3_config left = *c; /* the re-send within the caller's time (a job's deadline) */
+    /* a HEAD's bare 400 or 403 may be refused keys, or only a bucket of another account: a
+     * file is read again for it, an endpoint not asked */
+    bool refused = credentials_refused(call, reply) && (!endpoint || reply->code[0] != '\0');
     left.timeout_ms = c->timeout_ms - (mono_ms() - t0);
-    if (credentials_refused(call, reply) && left.timeout_ms > 0 &&
-        awscreds_refresh(c->creds, true, &ignored) == 1) {
+    if (refused && left.timeout_ms > 0 &&
+        awscreds_refresh_within(c->creds, true, call->now + (time(NULL) - started), left.timeout_ms,
+                                &ignored) == 1 &&
+        (left.timeout_ms = c->timeout_ms - (mono_ms() - t0)) > 0) {
         LOG_INFO("s3_credentials_retry", "method=%s bucket=%s status=%ld code=%s", call->method,
                  o->bucket, reply->status, reply->code);
         http_response_finish(resp);
@@ -470,10 +486,13 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
         struct s3_call again = *call; /* signed afresh: the first answer may have been slow */
         again.now = call->now + (time(NULL) - started);
         rc = request_once(h, &left, o, &again, resp, reply, e);
+        refused = credentials_refused(call, reply) && (!endpoint || reply->code[0] != '\0');
     }
-    reply->refreshable =
-        rc < 0 && (strcmp(reply->code, "ExpiredToken") == 0 ||
-                   strcmp(reply->code, "TokenRefreshRequired") == 0 || !c->creds->loaded);
+    /* the keeper of the keys may yet give others: the file's, or the endpoint (keys revoked
+     * early, a fetch that failed or came too soon after the last) */
+    reply->refreshable = rc < 0 && (strcmp(reply->code, "ExpiredToken") == 0 ||
+                                    strcmp(reply->code, "TokenRefreshRequired") == 0 ||
+                                    !c->creds->loaded || (endpoint && refused));
     return rc;
 }
 

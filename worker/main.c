@@ -264,8 +264,9 @@ static int run_single(const struct cfg *cfg, struct mhttp *metrics)
  * keys if it is there (a warning if it is not yet), or from a metadata endpoint whose settings
  * must make sense (it is asked by each worker process). The AWS SDKs' order: keys in the
  * environment, then the file, then a container's endpoint, then the instance's (which pixq asks
- * only when PIXQ_S3_INSTANCE_CREDENTIALS says so: not with keys or a file). Returns -1 (said on
- * stderr) for a setting to fix. */
+ * only when PIXQ_S3_INSTANCE_CREDENTIALS says so: not with keys or a file). A session token
+ * alone is not keys (the SDKs want the key pair). Returns -1 (said on stderr) for a setting to
+ * fix. */
 static int check_credentials(const struct cfg *cfg)
 {
     bool keys = cfg->aws_access_key_id[0] != '\0' || cfg->aws_secret_access_key[0] != '\0' ||
@@ -278,7 +279,8 @@ static int check_credentials(const struct cfg *cfg)
                      : "AWS_SHARED_CREDENTIALS_FILE");
         return -1;
     }
-    if (cfg->aws_shared_credentials_file[0] == '\0' && !keys && awsmeta_configured(cfg)) {
+    bool key_pair = cfg->aws_access_key_id[0] != '\0' || cfg->aws_secret_access_key[0] != '\0';
+    if (cfg->aws_shared_credentials_file[0] == '\0' && !key_pair && awsmeta_configured(cfg)) {
         struct err e = {{0}};
         struct awsmeta *m = malloc(sizeof *m);
         int rc = m != NULL ? awsmeta_init(m, cfg, &e) : err_set(&e, "out of memory");

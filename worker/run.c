@@ -1117,7 +1117,7 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
                      r->creds.profile, log_quote(e.msg, q, sizeof q));
         }
     } else if (c->aws_access_key_id[0] == '\0' && c->aws_secret_access_key[0] == '\0' &&
-               c->aws_session_token[0] == '\0' && awsmeta_configured(c)) {
+               awsmeta_configured(c)) {
         /* checked at start (status 2 when wrong); a fetch that fails is logged and tried again
          * by the requests */
         if (awscreds_init_endpoint(&r->creds, c, &e) == 0) {

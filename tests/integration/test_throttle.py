@@ -1444,25 +1444,27 @@ class MetadataCredentialsTest(ThrottleCase):
         return env
 
     def test_container_keys_are_fetched_again_before_they_expire(self):
-        """The first keys expire 5 s after they are served; with a lead of 3 s the worker asks
-        again once 2 s have passed, before a request, and signs with the new keys: no request
+        """The first keys expire 10 s after they are served; with a lead of 5 s the worker asks
+        again once they have 5 s left, before a request, and signs with the new keys: no request
         meets a refusal. The Authorization value is read from its file at each fetch (EKS
         replaces the file)."""
         token_file = self.tmp / "pod-identity-token"
         token_file.write_text("pod-token-1\n")
         self.meta.auth = "pod-token-1"
-        self.issue("ASIAMETAONE", "secret/one", "token-one", 5)
-        served = time.time()
+        self.issue("ASIAMETAONE", "secret/one", "token-one", 10)
+        due = int(self.meta.keys[3]) - 5  # Expiration is written in whole seconds
         worker = self.start_worker(**self.container_env(
             AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(token_file),
-            PIXQ_S3_CREDENTIALS_REFRESH_MS="3000"))
+            PIXQ_S3_CREDENTIALS_REFRESH_MS="5000"))
         self.push_jobs([self.job("mc-1", "pixq-test", wait_for_s3=True)])
         self.assert_complete(self.postbacks_for(["mc-1"])["mc-1"], "mc-1", "pixq-test", 1)
         # new keys and a new pod token; the old keys stop working once they have been replaced
         token_file.write_text("pod-token-2\n")
         self.meta.auth = "pod-token-2"
         self.issue("ASIAMETATWO", "secret/two", "token-two", 3600)
-        time.sleep(max(0.0, served + 2.3 - time.time()))
+        last = max(r.end or r.time for r in self.s3.records())
+        self.assertLess(last, due, "mc-1 still ran when the keys were due (too slow a machine)")
+        time.sleep(max(0.0, due + 0.3 - time.time()))
         self.retire("ASIAMETATWO", "secret/two", "token-two")
         self.push_jobs([self.job("mc-2", "pixq-test", wait_for_s3=True)])
         self.assert_complete(self.postbacks_for(["mc-2"])["mc-2"], "mc-2", "pixq-test", 1)
@@ -1514,6 +1516,25 @@ class MetadataCredentialsTest(ThrottleCase):
         self.assertFalse(worker.log_events("upload_retry"))
         self.assertEqual(len(self.s3.failures()), 1)
         self.s3.forget_failures()  # that one, and only that one, was meant
+
+    def test_keys_refused_before_the_endpoint_has_others_are_retried(self):
+        """S3 refuses the keys while the endpoint still serves them (revoked, the new ones not
+        issued yet): the upload is retried as in an outage, not failed for good, and goes once
+        the endpoint serves new keys."""
+        worker = self.start_worker(**self.patient(), **self.container_env(
+            PIXQ_S3_CREDENTIALS_RETRY_MS="100"))
+        self.retire("ASIAMETATWO", "secret/two", "token-two")  # ONE refused from now on
+        self.push_jobs([self.job("mw-1", "pixq-test")])
+        self.wait_until(lambda: worker.log_events("upload_retry"), 20, "a retry")
+        self.issue("ASIAMETATWO", "secret/two", "token-two", 3600)
+        self.assert_complete(self.postbacks_for(["mw-1"])["mw-1"], "mw-1", "pixq-test", 1)
+        codes = [(r.status, r.code) for r in self.puts("pixq-test")]
+        self.assertEqual(codes[-1], (200, ""))
+        self.assertEqual(set(codes[:-1]), {(403, "InvalidAccessKeyId")}, codes)
+        self.assertEqual({e["code"] for e in worker.log_events("upload_retry")},
+                         {"InvalidAccessKeyId"})
+        self.assertEqual(len(self.s3.failures()), len(codes) - 1)
+        self.s3.forget_failures()  # those were meant
 
     def test_endpoint_down_is_waited_for(self):
         """The endpoint fails at start (the agent not ready yet): the worker starts, says so

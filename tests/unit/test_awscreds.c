@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -176,9 +177,33 @@ static void test_refresh(void)
     free(c);
 }
 
+/* When keys from an endpoint are fetched again, and the waits after failed fetches. */
+static void test_schedule(void)
+{
+    const long at = 1000000, lead = 300000, retry = 1000;
+    /* an hour left: 5 minutes before they expire */
+    CHECK_INT(awscreds_due_ms(at, 3600000, lead, retry), at + 3300000);
+    /* no Expiration: only when forced */
+    CHECK_INT(awscreds_due_ms(at, LONG_MAX, lead, retry), LONG_MAX);
+    /* within the lead (the endpoint still serves them): a quarter of what is left */
+    CHECK_INT(awscreds_due_ms(at, 240000, lead, retry), at + 60000);
+    CHECK_INT(awscreds_due_ms(at, 2000, lead, retry), at + 1000); /* at least retry_ms */
+    /* already expired by this clock (ahead of the endpoint's?): not every retry_ms */
+    CHECK_INT(awscreds_due_ms(at, 0, lead, retry), at + AWSCREDS_EXPIRED_WAIT_MS);
+    CHECK_INT(awscreds_due_ms(at, -5000000, lead, retry), at + AWSCREDS_EXPIRED_WAIT_MS);
+    /* failures in a row: retry_ms, doubled each time, up to the cap */
+    CHECK_INT(awscreds_backoff_ms(1, 1000, 30000), 1000);
+    CHECK_INT(awscreds_backoff_ms(2, 1000, 30000), 2000);
+    CHECK_INT(awscreds_backoff_ms(5, 1000, 30000), 16000);
+    CHECK_INT(awscreds_backoff_ms(6, 1000, 30000), 30000);
+    CHECK_INT(awscreds_backoff_ms(1000, 1000, 30000), 30000);
+    CHECK_INT(awscreds_backoff_ms(3, 1000, 500), 1000); /* a cap below the least: the least */
+}
+
 int main(void)
 {
     test_parse();
     test_refresh();
+    test_schedule();
     return check_summary("awscreds");
 }

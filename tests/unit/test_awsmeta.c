@@ -1,6 +1,8 @@
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "awsmeta.h"
 #include "check.h"
@@ -151,6 +153,18 @@ static void test_init(void)
     CHECK_STR(awsmeta_origin(m, origin, sizeof origin),
               "the container credentials endpoint http://169.254.170.2/v2/credentials/abc");
     CHECK_INT(init("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "v2/x", m, why), -1);
+    /* RELATIVE_URI before FULL_URI, as the SDKs take them */
+    struct cfg c;
+    struct err e = {{0}};
+    cfg_defaults(&c);
+    CHECK_INT(cfg_set(&c, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/rel", &e), 0);
+    CHECK_INT(cfg_set(&c, "AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1/full", &e), 0);
+    CHECK_INT(awsmeta_init(m, &c, &e), 0);
+    CHECK_STR(m->url, "http://169.254.170.2/v2/rel");
+    /* an address's case does not matter */
+    CHECK_INT(
+        init("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://[FD00:EC2::23]/v1/credentials", m, why),
+        0);
     /* the instance's, only when asked */
     CHECK_INT(init("PIXQ_S3_INSTANCE_CREDENTIALS", "1", m, why), 0);
     CHECK_INT(m->kind, AWSMETA_INSTANCE);
@@ -162,10 +176,69 @@ static void test_init(void)
     free(m);
 }
 
+/* A container fetch with the Authorization value from a file holding `content` (NULL: no
+ * file), to a loopback port where nothing listens: the message says what went wrong first. */
+static void fetch_with_token_file(const char *content, size_t len, char *why)
+{
+    char path[] = "/tmp/pixq-awsmeta-XXXXXX";
+    int fd = mkstemp(path);
+    if (content != NULL && write(fd, content, len) != (ssize_t)len) {
+        perror("write");
+    }
+    close(fd);
+    if (content == NULL) {
+        unlink(path);
+    }
+    struct cfg c;
+    struct err e = {{0}};
+    cfg_defaults(&c);
+    cfg_set(&c, "AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/creds", &e);
+    cfg_set(&c, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", path, &e);
+    cfg_set(&c, "AWS_CONTAINER_AUTHORIZATION_TOKEN", "not-this-one", &e); /* the file first */
+    struct awsmeta *m = malloc(sizeof *m);
+    struct awsmeta_keys *k = malloc(sizeof *k);
+    CHECK_INT(awsmeta_init(m, &c, &e), 0);
+    CHECK_INT(awsmeta_fetch(m, k, &e), -1);
+    const char *p = strstr(e.msg, path);
+    if (p != NULL) { /* the path aside, which differs each time */
+        snprintf(why, ERR_MSG_MAX, "%.*sFILE%s", (int)(p - e.msg), e.msg, p + strlen(path));
+    } else {
+        snprintf(why, ERR_MSG_MAX, "%s", e.msg);
+    }
+    unlink(path);
+    free(m);
+    free(k);
+}
+
+static void test_token_file(void)
+{
+    char why[ERR_MSG_MAX];
+    fetch_with_token_file(NULL, 0, why);
+    CHECK_STR(why, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE FILE: No such file or directory");
+    fetch_with_token_file(" \n", 2, why);
+    CHECK_STR(why, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE FILE is empty");
+    fetch_with_token_file("ab\0cd", 5, why);
+    CHECK_STR(why, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE FILE holds a NUL byte");
+    fetch_with_token_file("ab\r\nX-Evil: 1\n", 14, why);
+    CHECK_STR(why, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE FILE holds a control character");
+    char *big = malloc(CFG_TOKEN_MAX + 1);
+    memset(big, 'a', CFG_TOKEN_MAX + 1);
+    fetch_with_token_file(big, CFG_TOKEN_MAX + 1, why);
+    CHECK(strstr(why, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE FILE is longer than") == why);
+    free(big);
+    /* a good token (its line end trimmed): on to the request, which nothing answers */
+    fetch_with_token_file("pod-token\n", 10, why);
+    CHECK(strstr(why, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") == NULL);
+    CHECK(why[0] != '\0');
+}
+
 int main(void)
 {
     test_parse();
     test_time();
     test_init();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    test_token_file();
+    curl_global_cleanup();
     return check_summary("awsmeta");
 }
