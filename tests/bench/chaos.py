@@ -2,7 +2,8 @@
 """chaos: a randomized fault driver that checks pixq's promise, nothing is ever lost.
 
     tests/bench/run [--build DIR] chaos [--jobs 300] [--workers 3] [--seed N] [--processes]
-        [--kill-every MIN MAX] [--rotate-credentials] [--smoke] [--verbose] [--keep]
+        [--kill-every MIN MAX] [--rotate-credentials] [--credentials-endpoint] [--smoke]
+        [--verbose] [--keep]
     /usr/bin/python3 tests/bench/chaos.py --worker build/worker/pixq-worker [--seed N] ...
 
 Not a test of the suite (a run takes a minute or two, and what it finds depends on the seed):
@@ -46,7 +47,11 @@ delayed). They are pushed in waves through the first part of the run while, at r
   (AWS_SHARED_CREDENTIALS_FILE) and every 3 to 8 s new temporary keys are issued (the stub takes
   them), written to the file (aside, then renamed over it), and 0.3 to 2 s later the old ones
   stop working: S3 then refuses a request signed with them (InvalidAccessKeyId, or half the time
-  ExpiredToken for the old token), as temporary credentials expire.
+  ExpiredToken for the old token), as temporary credentials expire;
+* with --credentials-endpoint the same, but the keys come from a container credentials endpoint
+  (metastub.py, AWS_CONTAINER_CREDENTIALS_FULL_URI) that serves each set for 10 s, which the
+  workers ask again 9.5 s before that (PIXQ_S3_CREDENTIALS_REFRESH_MS): they take new keys within
+  half a second, or when S3 refuses the old ones.
 
 At the end (every job has a result and the queue is quiet, or --deadline passed) the workers are
 stopped and every invariant is checked; each violation is printed with its job id:
@@ -85,6 +90,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 sys.dont_write_bytecode = True
 
 import harness  # noqa: E402
+import metastub  # noqa: E402
 import s3stub  # noqa: E402
 from benchlib import machine_line, memory_tmpdir  # noqa: E402
 
@@ -310,7 +316,16 @@ class Chaos:
         self.env = harness.clean_env()
         self.env.update(WORKER_ENV)
         self.env.update(self.s3.credentials())
-        if self.opts.rotate_credentials:
+        self.meta = None
+        if self.opts.credentials_endpoint:
+            self.meta = metastub.MetadataStub()
+            self.meta.set(self.s3.access_key, self.s3.secret_key, None, ENDPOINT_KEYS_S)
+            self.env.pop("AWS_ACCESS_KEY_ID")
+            self.env.pop("AWS_SECRET_ACCESS_KEY")
+            self.env.update({"AWS_CONTAINER_CREDENTIALS_FULL_URI": self.meta.url("/creds"),
+                             "PIXQ_S3_CREDENTIALS_REFRESH_MS": str(ENDPOINT_LEAD_MS),
+                             "PIXQ_S3_CREDENTIALS_RETRY_MS": "200"})
+        elif self.opts.rotate_credentials:
             self.creds_path = self.tmp / "aws-credentials"
             self.write_credentials(self.s3.access_key, self.s3.secret_key, None)
             self.env.pop("AWS_ACCESS_KEY_ID")
@@ -345,6 +360,11 @@ class Chaos:
         for what in (self.receiver, self.src, self.s3, self.redis_server):
             try:
                 what.stop()
+            except Exception:  # noqa: BLE001 (best effort at the end)
+                pass
+        if self.meta is not None:
+            try:
+                self.meta.close()
             except Exception:  # noqa: BLE001 (best effort at the end)
                 pass
 
@@ -481,7 +501,10 @@ class Chaos:
                           "chaos/secret/%08x" % self.rnd.randrange(1 << 32),
                           "chaos-token-%d-%08x" % (self.creds_gen, self.rnd.randrange(1 << 32)))
         self.s3.also_valid[self.new_creds[0]] = self.new_creds[1:]
-        self.write_credentials(*self.new_creds)
+        if self.meta is not None:
+            self.meta.set(*self.new_creds, ENDPOINT_KEYS_S)
+        else:
+            self.write_credentials(*self.new_creds)
         self.retire_at = time.monotonic() + self.rnd.uniform(0.3, 2.0)
         self.note("creds_rotate")
 
@@ -765,6 +788,10 @@ class Chaos:
                 v.append((job_id, "job:%s has no expiry" % job_id))
 
 
+ENDPOINT_KEYS_S = 10  # --credentials-endpoint: each set of keys expires 10 s after it is served,
+ENDPOINT_LEAD_MS = 9500  # and is asked for again 9.5 s before that
+
+
 NOTABLE = ("parked_job_lost", "postback_given_up", "unsettled_dropped", "upload_poisoned",
            "job_unsettled", "settle_resumed", "lease_lost", "worker_reregistered", "task_stranded",
            "orphans_returned", "s3_credentials_retry")
@@ -830,6 +857,8 @@ def main():
                          "slowed by the SlowDown bursts, takes about one a job)")
     ap.add_argument("--rotate-credentials", action="store_true",
                     help="S3 keys from a credentials file, replaced every 3 to 8 s")
+    ap.add_argument("--credentials-endpoint", action="store_true",
+                    help="--rotate-credentials, the keys from a container credentials endpoint")
     ap.add_argument("--smoke", action="store_true",
                     help="12 jobs, 2 workers, a kill, a Redis restart and a key rotation "
                          "(--rotate-credentials)")
@@ -840,6 +869,8 @@ def main():
         opts.seed = random.SystemRandom().randrange(1 << 20)
     if opts.smoke:
         opts.jobs, opts.workers, opts.deadline = 12, 2, 90
+        opts.rotate_credentials = True
+    if opts.credentials_endpoint:
         opts.rotate_credentials = True
     if opts.deadline is None:
         opts.deadline = 60 + opts.jobs
