@@ -223,25 +223,34 @@ long awscreds_backoff_ms(int failures, long retry_ms, long retry_max_ms)
     return wait < retry_max_ms ? wait : (retry_max_ms > retry_ms ? retry_max_ms : retry_ms);
 }
 
-/* Whether two failures say the same, numbers aside ("after 2001 milliseconds"). */
+/* `msg` with the counts of a timeout's message ("after 2001 milliseconds with 0 bytes
+ * received") taken out, so that two timeouts say the same: other numbers (a status) stay. */
+static void reason_of(const char *msg, char *out, size_t cap)
+{
+    static const char *const units[] = {" milliseconds", " ms", " bytes"};
+    size_t n = 0;
+    while (*msg != '\0' && n + 1 < cap) {
+        size_t digits = strspn(msg, "0123456789");
+        bool count = false;
+        for (size_t i = 0; digits > 0 && i < sizeof units / sizeof units[0]; i++) {
+            count = count || strncmp(msg + digits, units[i], strlen(units[i])) == 0;
+        }
+        if (count) {
+            msg += digits;
+            out[n++] = '#';
+        } else {
+            out[n++] = *msg++;
+        }
+    }
+    out[n] = '\0';
+}
+
 static bool same_reason(const char *a, const char *b)
 {
-    for (;;) {
-        while (*a >= '0' && *a <= '9') {
-            a++;
-        }
-        while (*b >= '0' && *b <= '9') {
-            b++;
-        }
-        if (*a != *b) {
-            return false;
-        }
-        if (*a == '\0') {
-            return true;
-        }
-        a++;
-        b++;
-    }
+    char ra[ERR_MSG_MAX], rb[ERR_MSG_MAX];
+    reason_of(a, ra, sizeof ra);
+    reason_of(b, rb, sizeof rb);
+    return strcmp(ra, rb) == 0;
 }
 
 static const char *source_name(const struct awscreds *c)
@@ -255,17 +264,26 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
     long mono = clock_mono_ms();
     char origin[CFG_STR_MAX + 64];
     awscreds_origin(c, origin, sizeof origin);
-    if (!force && c->loaded && mono < c->due_ms) {
+    /* a request with less time left than a fetch may take goes with the keys in hand while they
+     * have not expired (S3 refusing them forces a fetch) */
+    bool cut = budget_ms < c->meta.timeout_ms;
+    if (!force && c->loaded && (mono < c->due_ms || (cut && mono < c->expires_ms))) {
         return 0;
     }
     if (mono < c->next_try_ms || budget_ms <= 0) {
         return c->loaded ? 0 : err_set(e, "no S3 credentials from %s yet: %s", origin, c->failed);
     }
     struct awsmeta meta = c->meta;
-    meta.timeout_ms = budget_ms < meta.timeout_ms ? budget_ms : meta.timeout_ms;
+    meta.timeout_ms = cut ? budget_ms : meta.timeout_ms;
     struct awsmeta_keys k;
     int rc = awsmeta_fetch(&meta, &k, e);
     long after = clock_mono_ms(); /* the spacing counts from the fetch's end: a slow one too */
+    if (rc < 0 && cut) {
+        /* out of the request's time, not the endpoint's fault: no back-off, nothing said */
+        c->next_try_ms = after + c->retry_ms;
+        err_wrap(e, "%s", origin);
+        return -1;
+    }
     if (rc < 0) {
         c->failures++;
         c->next_try_ms = after + awscreds_backoff_ms(c->failures, c->retry_ms, c->retry_max_ms);
@@ -295,8 +313,10 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
     long lifetime_ms = k.expires == 0              ? LONG_MAX
                        : left_s > LONG_MAX / 2000  ? LONG_MAX / 2
                        : left_s < -LONG_MAX / 2000 ? -LONG_MAX / 2
-                                                   : (long)(left_s * 1000);
+                                                   : (long)(left_s * 1000) - 1000;
+    /* (less a second: `now` is whole seconds, up to 999 ms behind) */
     c->due_ms = awscreds_due_ms(after, lifetime_ms, c->lead_ms, c->retry_ms);
+    c->expires_ms = lifetime_ms == LONG_MAX ? LONG_MAX : after + lifetime_ms;
     if (changed) {
         size_t n = strlen(c->access_key);
         LOG_INFO("s3_credentials_reloaded",

@@ -35,6 +35,7 @@ struct awscreds {
     long retry_ms;            /* no two fetches closer than this, */
     long retry_max_ms;        /* and after failures in a row, twice as far apart up to this */
     long due_ms;              /* monotonic ms of the next fetch that is not forced */
+    long expires_ms;          /* monotonic ms when the keys expire (LONG_MAX: never) */
     long next_try_ms;         /* monotonic ms before which no fetch is made */
     int failures;             /* fetches failed in a row */
     char failed[ERR_MSG_MAX]; /* why the last fetch failed ("": it did not) */
@@ -69,7 +70,9 @@ int awscreds_refresh(struct awscreds *c, bool force, struct err *e);
 
 /* awscreds_refresh() for a request: `now` is the time by the caller's clock (S3's, when it
  * corrected ours), which the keys' Expiration is read against; a fetch takes at most
- * `budget_ms` (what is left of the request's time), none when that is 0 or less. */
+ * `budget_ms` (what is left of the request's time), none when that is 0 or less; with less than
+ * a fetch's time (PIXQ_S3_CREDENTIALS_TIMEOUT_MS) left, keys due but not expired are used as
+ * they are, and a fetch that runs out of the request's time is not the endpoint's failure. */
 int awscreds_refresh_within(struct awscreds *c, bool force, time_t now, long budget_ms,
                             struct err *e);
 

@@ -490,9 +490,11 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
     }
     /* the keeper of the keys may yet give others: the file's, or the endpoint (keys revoked
      * early, a fetch that failed or came too soon after the last) */
-    reply->refreshable = rc < 0 && (strcmp(reply->code, "ExpiredToken") == 0 ||
-                                    strcmp(reply->code, "TokenRefreshRequired") == 0 ||
-                                    !c->creds->loaded || (endpoint && refused));
+    /* (SignatureDoesNotMatch aside: with an endpoint's keys, rather a request's own fault) */
+    reply->refreshable =
+        rc < 0 && (strcmp(reply->code, "ExpiredToken") == 0 ||
+                   strcmp(reply->code, "TokenRefreshRequired") == 0 || !c->creds->loaded ||
+                   (endpoint && refused && strcmp(reply->code, "SignatureDoesNotMatch") != 0));
     return rc;
 }
 

@@ -47,8 +47,9 @@ struct s3_reply {
     bool too_large;      /* a GET's object is larger than the caller's limit (status 0) */
     bool not_sent;       /* the request could not be made: no credentials, a bucket or region that
                             cannot be addressed or signed for (status 0); trying again won't help */
-    bool refreshable;    /* ExpiredToken or TokenRefreshRequired with a credentials file, or
-                            that file not read yet: its keeper may yet write new keys
+    bool refreshable;    /* ExpiredToken or TokenRefreshRequired with a credentials file or an
+                            endpoint, keys refused while the endpoint has no others, or none
+                            read or fetched yet: their keeper may yet give new keys
                             (s3_transient) */
     time_t server_time;  /* the answer's Date (unix s), 0 when it had none */
     long retry_after_ms; /* the wait a 429 or 503 asked for with Retry-After, ms, at most the

@@ -9,7 +9,8 @@ keys the test sets, as AWS does:
   answers {"Code": "Success", ..., the keys}. A GET without a valid token is answered 401, as an
   instance that requires IMDSv2 does.
 
-`down` makes every answer a 500. Every request is recorded (method, path, headers)."""
+`down` makes every answer a 500; `hang` (seconds) holds every answer that long first, as an
+endpoint that does not answer. Every request is recorded (method, path, headers)."""
 
 import http.server
 import json
@@ -24,6 +25,7 @@ class MetadataStub:
         self.keys = None  # (access key, secret, token, expiration as epoch seconds)
         self.auth = None  # the Authorization value /creds wants; None: any
         self.down = False
+        self.hang = 0.0
         self.requests = []
         self._tokens = set()
         self._lock = threading.Lock()
@@ -42,6 +44,7 @@ class MetadataStub:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # a client gone while held
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -88,6 +91,8 @@ class MetadataStub:
             h.rfile.read(length)
         with self._lock:
             self.requests.append((h.command, h.path, dict(h.headers.items())))
+        if self.hang:
+            time.sleep(self.hang)
         if self.down:
             return self._answer(h, 500, "metadata service unavailable")
         creds_path = "/latest/meta-data/iam/security-credentials/"
