@@ -65,19 +65,6 @@ static void note_key(struct found *f, const char *line, size_t n)
     }
 }
 
-/* Whether a value can be sent in a header as it is: no control characters (a CR or LF would
- * start another header). */
-static bool printable(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f) {
-            return false;
-        }
-    }
-    return true;
-}
-
 int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
 {
     const char *profile = c->profile[0] != '\0' ? c->profile : "default";
@@ -123,7 +110,7 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
             return err_set(e, "profile [%s]: %s is longer than %zu bytes", profile, key_names[i],
                            cap[i] - 1);
         }
-        if (!printable(f.value[i] != NULL ? f.value[i] : "", f.len[i])) {
+        if (!awsmeta_printable(f.value[i] != NULL ? f.value[i] : "", f.len[i])) {
             return err_set(e, "profile [%s]: %s holds a control character", profile, key_names[i]);
         }
     }

@@ -313,9 +313,7 @@ int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e
     return rc;
 }
 
-/* Whether a key can be sent in a header and signed as it is: no control character at all (a
- * TAB too: SigV4 would sign it otherwise than S3 reads it). */
-static bool printable(const char *s, size_t n)
+bool awsmeta_printable(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
@@ -342,7 +340,7 @@ static int member(json_object *obj, const char *name, char *out, size_t cap, boo
     if (n >= cap) {
         return err_set(e, "the answer's %s is longer than %zu bytes", name, cap - 1);
     }
-    if (!printable(s, n)) {
+    if (!awsmeta_printable(s, n)) {
         return err_set(e, "the answer's %s holds a control character", name);
     }
     memcpy(out, s, n + 1);

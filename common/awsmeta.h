@@ -58,6 +58,10 @@ int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e
  * Expiration that cannot be read). */
 int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct err *e);
 
+/* Whether a key can be sent in a header and signed as it is: no control character at all (a
+ * CR or LF would start another header; a TAB SigV4 would sign otherwise than S3 reads it). */
+bool awsmeta_printable(const char *s, size_t n);
+
 /* Reads an ISO 8601 UTC time as the endpoints write it ("2026-12-02T20:15:00Z", with or without
  * fractions of a second, "Z" or "+00:00"). Returns 0, or -1 when it cannot be read. */
 int awsmeta_time(const char *s, time_t *out);

@@ -12,21 +12,9 @@
 #include <string.h>
 
 #include "awscreds.h"
+#include "fuzzcheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_key(const char *s, size_t cap, bool required)
-{
-    size_t n = strnlen(s, cap);
-    if (n >= cap || (required && n == 0)) {
-        abort();
-    }
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-            abort();
-        }
-    }
-}
 
 /* Parses `text` for `profile` into a fresh `c` whose keys start as "keep"; checks the result. */
 static void parse_and_check(struct awscreds *c, const char *profile, const char *text)
@@ -44,9 +32,9 @@ static void parse_and_check(struct awscreds *c, const char *profile, const char 
         }
         return;
     }
-    check_key(c->access_key, sizeof c->access_key, true);
-    check_key(c->secret_key, sizeof c->secret_key, true);
-    check_key(c->session_token, sizeof c->session_token, false);
+    fuzz_check_key(c->access_key, sizeof c->access_key, true);
+    fuzz_check_key(c->secret_key, sizeof c->secret_key, true);
+    fuzz_check_key(c->session_token, sizeof c->session_token, false);
     /* written again plainly, the same keys: values are kept whole, blanks around them aside */
     size_t cap = strlen(c->access_key) + strlen(c->secret_key) + strlen(c->session_token) + 256;
     char *again = malloc(cap);

@@ -14,21 +14,9 @@
 #include <time.h>
 
 #include "awsmeta.h"
+#include "fuzzcheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_key(const char *s, size_t cap, bool required)
-{
-    size_t n = strnlen(s, cap);
-    if (n >= cap || (required && n == 0)) {
-        abort();
-    }
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-            abort();
-        }
-    }
-}
 
 /* Writes `t` as the endpoints do and reads it back: the same time. */
 static void check_time_round_trip(time_t t)
@@ -65,9 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     } else {
-        check_key(k->access_key, sizeof k->access_key, true);
-        check_key(k->secret_key, sizeof k->secret_key, true);
-        check_key(k->session_token, sizeof k->session_token, false);
+        fuzz_check_key(k->access_key, sizeof k->access_key, true);
+        fuzz_check_key(k->secret_key, sizeof k->secret_key, true);
+        fuzz_check_key(k->session_token, sizeof k->session_token, false);
         if (k->expires != 0) {
             check_time_round_trip(k->expires);
         }
