@@ -257,6 +257,13 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
     static const char frame[] = " temporarily unavailable ()";
     char host[256], why[ERR_MSG_MAX];
     url_host(url, host, sizeof host);
+    if (r->refreshable && r->code[0] != '\0') { /* not an outage: keys their keeper never renewed */
+        err_set(e,
+                "%s refused the S3 credentials %ld times (%s), and their source gave no others "
+                "(the log's s3_credentials_* lines say more)",
+                host, attempt, r->code);
+        return UP_FAILED;
+    }
     snprintf(why, sizeof why, "%s", r->code[0] ? r->code : e->msg);
     /* as much of the reason as fits: a transport error's is after the URL (S3 PUT <url>: ...) */
     int room = ERR_MSG_MAX - (int)sizeof frame - (int)strlen(host);

@@ -1537,6 +1537,14 @@ class MetadataCredentialsTest(ThrottleCase):
                          {"InvalidAccessKeyId"})
         self.assertEqual(len(self.s3.failures()), len(codes) - 1)
         self.s3.forget_failures()  # those were meant
+        # keys that never come: given up after PIXQ_S3_MAX_ATTEMPTS, saying why
+        self.retire("ASIAMETATHREE", "secret/three", "token-three")
+        self.push_jobs([self.job("mw-2", "pixq-test")])
+        error = self.postbacks_for(["mw-2"])["mw-2"].results["errors"][0]
+        self.assertEqual(error, "%s refused the S3 credentials 20 times (InvalidAccessKeyId), and "
+                         "their source gave no others (the log's s3_credentials_* lines say more)"
+                         % self.s3.host())
+        self.s3.forget_failures()
 
     def test_endpoint_down_is_waited_for(self):
         """The endpoint fails at start (the agent not ready yet): the worker starts, says so
