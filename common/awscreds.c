@@ -242,7 +242,9 @@ static bool same_reason(const char *a, const char *b)
 
 static const char *source_name(const struct awscreds *c)
 {
-    return c->meta.kind == AWSMETA_CONTAINER ? "container" : "instance";
+    return c->meta.kind == AWSMETA_CONTAINER  ? "container"
+           : c->meta.kind == AWSMETA_INSTANCE ? "instance"
+                                              : "web_identity";
 }
 
 static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long budget_ms,

@@ -17,9 +17,12 @@
 #include "http.h"
 #include "netguard.h"
 
+static int xml_text(const char *xml, const char *tag, char *out, size_t cap);
+
 bool awsmeta_configured(const struct cfg *c)
 {
-    return c->aws_container_credentials_full_uri[0] != '\0' ||
+    return c->aws_web_identity_token_file[0] != '\0' || c->aws_role_arn[0] != '\0' ||
+           c->aws_container_credentials_full_uri[0] != '\0' ||
            c->aws_container_credentials_relative_uri[0] != '\0' || c->s3_instance_credentials;
 }
 
@@ -77,12 +80,48 @@ static int check_container_url(const char *url, struct err *e)
     return rc;
 }
 
+/* STS with a web identity token (EKS IAM Roles for Service Accounts). */
+static int init_web_identity(struct awsmeta *m, const struct cfg *c, struct err *e)
+{
+    if (c->aws_web_identity_token_file[0] == '\0' || c->aws_role_arn[0] == '\0') {
+        return err_set(e,
+                       "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN go together (%s is "
+                       "not set)",
+                       c->aws_role_arn[0] == '\0' ? "AWS_ROLE_ARN" : "AWS_WEB_IDENTITY_TOKEN_FILE");
+    }
+    const char *name = c->aws_role_session_name;
+    size_t n = strlen(name);
+    if (n < 2 || n > 64 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+=,.@-") !=
+            n) {
+        return err_set(e, "AWS_ROLE_SESSION_NAME must be 2 to 64 letters, digits or _+=,.@-");
+    }
+    m->kind = AWSMETA_WEB_IDENTITY;
+    snprintf(m->auth_file, sizeof m->auth_file, "%s", c->aws_web_identity_token_file);
+    snprintf(m->role_arn, sizeof m->role_arn, "%s", c->aws_role_arn);
+    snprintf(m->session_name, sizeof m->session_name, "%s", name);
+    if (c->aws_endpoint_url_sts[0] != '\0') {
+        snprintf(m->url, sizeof m->url, "%s", c->aws_endpoint_url_sts);
+    } else if ((size_t)snprintf(m->url, sizeof m->url, "https://sts.%s.amazonaws.com",
+                                c->aws_region) >= sizeof m->url) {
+        return err_set(e, "AWS_REGION is too long");
+    }
+    size_t u = strlen(m->url);
+    while (u > 0 && m->url[u - 1] == '/') {
+        m->url[--u] = '\0';
+    }
+    return 0;
+}
+
 int awsmeta_init(struct awsmeta *m, const struct cfg *c, struct err *e)
 {
     memset(m, 0, sizeof *m);
     m->timeout_ms = c->s3_credentials_timeout_ms;
     const char *full = c->aws_container_credentials_full_uri;
     const char *rel = c->aws_container_credentials_relative_uri;
+    if (c->aws_web_identity_token_file[0] != '\0' || c->aws_role_arn[0] != '\0') {
+        return init_web_identity(m, c, e);
+    }
     if (rel[0] != '\0') { /* the SDKs take it before FULL_URI */
         if (rel[0] != '/') {
             return err_set(e, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start with '/'");
@@ -123,6 +162,10 @@ int awsmeta_init(struct awsmeta *m, const struct cfg *c, struct err *e)
 
 const char *awsmeta_origin(const struct awsmeta *m, char *out, size_t cap)
 {
+    if (m->kind == AWSMETA_WEB_IDENTITY) {
+        snprintf(out, cap, "STS %s (AssumeRoleWithWebIdentity for %s)", m->url, m->role_arn);
+        return out;
+    }
     snprintf(out, cap, "%s %s",
              m->kind == AWSMETA_CONTAINER ? "the container credentials endpoint"
                                           : "the instance metadata service",
@@ -143,18 +186,13 @@ static void trim_in_place(char *s)
     memmove(s, s + i, n - i + 1);
 }
 
-/* The Authorization value of a container fetch: the file's, read now (EKS replaces it), else the
- * configured one. */
-static int container_auth(const struct awsmeta *m, char *out, size_t cap, struct err *e)
+/* Reads a token from `path` (the setting `var` names it) into out: trimmed, not empty, no
+ * control character (it goes into a header or a form). */
+static int read_token_file(const char *var, const char *path, char *out, size_t cap, struct err *e)
 {
-    if (m->auth_file[0] == '\0') {
-        snprintf(out, cap, "%s", m->auth);
-        return 0;
-    }
-    int fd = open(m->auth_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
-        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s", m->auth_file,
-                       strerror(errno));
+        return err_set(e, "%s %s: %s", var, path, strerror(errno));
     }
     size_t got = 0;
     ssize_t n = 1;
@@ -167,33 +205,43 @@ static int container_auth(const struct awsmeta *m, char *out, size_t cap, struct
     close(fd);
     out[got] = '\0';
     if (n < 0) {
-        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s", m->auth_file,
-                       strerror(saved));
+        return err_set(e, "%s %s: %s", var, path, strerror(saved));
     }
     if (more) {
-        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s is longer than %zu bytes",
-                       m->auth_file, cap - 1);
+        return err_set(e, "%s %s is longer than %zu bytes", var, path, cap - 1);
     }
     if (memchr(out, '\0', got) != NULL) {
-        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s holds a NUL byte",
-                       m->auth_file);
+        return err_set(e, "%s %s holds a NUL byte", var, path);
     }
     trim_in_place(out);
     if (out[0] == '\0') {
-        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s is empty", m->auth_file);
+        return err_set(e, "%s %s is empty", var, path);
     }
     if (!http_header_valid("Authorization", out)) {
-        return err_set(e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s holds a control character",
-                       m->auth_file);
+        return err_set(e, "%s %s holds a control character", var, path);
     }
     return 0;
 }
 
-/* One request of a fetch, within what is left of the fetch's time; 0 only for a 200. */
-static int ask(struct http *h, const char *method, const char *url, const struct http_header *hd,
-               size_t n_hd, long deadline_ms, struct http_response *resp, struct err *e)
+/* The Authorization value of a container fetch: the file's, read now (EKS replaces it), else the
+ * configured one. */
+static int container_auth(const struct awsmeta *m, char *out, size_t cap, struct err *e)
 {
-    static const struct netguard direct = {.allow_private = true}; /* any address, no proxy */
+    if (m->auth_file[0] == '\0') {
+        snprintf(out, cap, "%s", m->auth);
+        return 0;
+    }
+    return read_token_file("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", m->auth_file, out, cap, e);
+}
+
+/* One request of a fetch, within what is left of the fetch's time, with `body` (`len` bytes;
+ * NULL: none, or "" for a PUT), straight to the endpoint (`direct`: no proxy) or as S3's go
+ * (the environment's proxy, if any); 0 only for a 200. */
+static int ask_with(struct http *h, const char *method, const char *url,
+                    const struct http_header *hd, size_t n_hd, const char *body, size_t len,
+                    bool direct, long deadline_ms, struct http_response *resp, struct err *e)
+{
+    static const struct netguard any = {.allow_private = true}; /* any address, no proxy */
     long left = deadline_ms - clock_mono_ms();
     if (left <= 0) {
         return err_set(e, "timed out");
@@ -203,11 +251,14 @@ static int ask(struct http *h, const char *method, const char *url, const struct
         .url = url,
         .headers = hd,
         .n_headers = n_hd,
-        .body = strcmp(method, "PUT") == 0 ? "" : NULL,
+        .body = body != NULL                 ? body
+                : strcmp(method, "PUT") == 0 ? ""
+                                             : NULL,
+        .body_len = len,
         .connect_timeout_ms = left,
         .timeout_ms = left,
         .max_body = AWSMETA_BODY_MAX,
-        .guard = &direct,
+        .guard = direct ? &any : NULL,
     };
     if (http_perform(h, &req, resp, e) < 0) {
         return -1;
@@ -227,6 +278,13 @@ static int ask(struct http *h, const char *method, const char *url, const struct
                        excerpt[0] != '\0' ? ": " : "", excerpt);
     }
     return 0;
+}
+
+/* ask_with() without a body, straight to the endpoint. */
+static int ask(struct http *h, const char *method, const char *url, const struct http_header *hd,
+               size_t n_hd, long deadline_ms, struct http_response *resp, struct err *e)
+{
+    return ask_with(h, method, url, hd, n_hd, NULL, 0, true, deadline_ms, resp, e);
 }
 
 /* The body of a 200 as text (a NUL after it). */
@@ -294,6 +352,66 @@ static int fetch_instance(struct http *h, const struct awsmeta *m, long deadline
     return ask(h, "GET", url, get, 1, deadline, resp, e);
 }
 
+/* Appends `s` to `b` form-encoded (unreserved characters as they are, the rest %XX). */
+static int form_append(struct buf *b, const char *name, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = buf_puts(b, b->len > 0 ? "&" : "") | buf_puts(b, name) | buf_puts(b, "=");
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && rc == 0; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p) != NULL) {
+            rc = buf_append(b, p, 1);
+        } else {
+            char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            rc = buf_append(b, esc, 3);
+        }
+    }
+    return rc;
+}
+
+/* STS's AssumeRoleWithWebIdentity with the token read now (the kubelet renews it). */
+static int fetch_web_identity(struct http *h, const struct awsmeta *m, long deadline,
+                              struct http_response *resp, struct err *e)
+{
+    char *token = malloc(CFG_TOKEN_MAX);
+    if (token == NULL) {
+        return err_set(e, "out of memory");
+    }
+    struct buf form;
+    buf_init(&form, 4 * CFG_TOKEN_MAX);
+    int rc = read_token_file("AWS_WEB_IDENTITY_TOKEN_FILE", m->auth_file, token, CFG_TOKEN_MAX, e);
+    if (rc == 0 && (form_append(&form, "Action", "AssumeRoleWithWebIdentity") < 0 ||
+                    form_append(&form, "Version", "2011-06-15") < 0 ||
+                    form_append(&form, "RoleArn", m->role_arn) < 0 ||
+                    form_append(&form, "RoleSessionName", m->session_name) < 0 ||
+                    form_append(&form, "WebIdentityToken", token) < 0)) {
+        rc = err_set(e, "out of memory");
+    }
+    char url[CFG_STR_MAX + 2];
+    snprintf(url, sizeof url, "%s/", m->url);
+    const struct http_header hd[2] = {{"Content-Type", "application/x-www-form-urlencoded"},
+                                      {"Accept", "application/xml"}};
+    if (rc == 0) {
+        rc = ask_with(h, "POST", url, hd, 2, form.data, form.len, false, deadline, resp, e);
+    }
+    if (rc < 0 && resp->status >= 400) { /* STS says why in XML */
+        char code[128] = "", message[256] = "";
+        const char *xml = text_of(resp);
+        if (xml_text(xml, "Code", code, sizeof code) == 0) {
+            xml_text(xml, "Message", message, sizeof message);
+            err_set(e, "STS answered %ld %s%s%s", resp->status, code, message[0] ? ": " : "",
+                    message);
+        }
+    }
+    if (form.data != NULL) {
+        memset(form.data, 0, form.len); /* the token: not left in freed memory */
+    }
+    buf_finish(&form);
+    memset(token, 0, CFG_TOKEN_MAX);
+    free(token);
+    return rc;
+}
+
 int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e)
 {
     struct http *h = http_create(e);
@@ -303,9 +421,12 @@ int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e
     struct http_response resp;
     http_response_init(&resp);
     long deadline = clock_mono_ms() + m->timeout_ms;
-    int rc = m->kind == AWSMETA_CONTAINER ? fetch_container(h, m, deadline, &resp, e)
-                                          : fetch_instance(h, m, deadline, &resp, e);
-    if (rc == 0) {
+    int rc = m->kind == AWSMETA_CONTAINER  ? fetch_container(h, m, deadline, &resp, e)
+             : m->kind == AWSMETA_INSTANCE ? fetch_instance(h, m, deadline, &resp, e)
+                                           : fetch_web_identity(h, m, deadline, &resp, e);
+    if (rc == 0 && m->kind == AWSMETA_WEB_IDENTITY) {
+        rc = awsmeta_parse_sts(text_of(&resp), k, e);
+    } else if (rc == 0) {
         rc = awsmeta_parse(resp.body.len > 0 ? resp.body.data : "", resp.body.len, k, e);
     }
     http_response_finish(&resp);
@@ -388,6 +509,70 @@ int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct e
     }
     json_object_put(obj);
     return rc;
+}
+
+/* The text of the first <tag>...</tag> in `xml` (XML's five escapes read), into out. Returns 0,
+ * -1 when there is none, -2 when it does not fit or holds a control character. */
+static int xml_text(const char *xml, const char *tag, char *out, size_t cap)
+{
+    static const struct {
+        const char *esc;
+        char ch;
+    } escapes[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    char open[64], close[64];
+    snprintf(open, sizeof open, "<%s>", tag);
+    snprintf(close, sizeof close, "</%s>", tag);
+    const char *p = strstr(xml, open);
+    const char *end = p != NULL ? strstr(p + strlen(open), close) : NULL;
+    if (end == NULL) {
+        return -1;
+    }
+    size_t n = 0;
+    for (p += strlen(open); p < end; n++) {
+        if (n + 1 >= cap) {
+            return -2;
+        }
+        out[n] = *p++;
+        for (size_t i = 0; out[n] == '&' && i < sizeof escapes / sizeof escapes[0]; i++) {
+            size_t len = strlen(escapes[i].esc);
+            if (strncmp(p - 1, escapes[i].esc, len) == 0) {
+                out[n] = escapes[i].ch;
+                p += len - 1;
+                break;
+            }
+        }
+    }
+    out[n] = '\0';
+    return awsmeta_printable(out, n) ? 0 : -2;
+}
+
+int awsmeta_parse_sts(const char *xml, struct awsmeta_keys *k, struct err *e)
+{
+    static const char *const names[4] = {"AccessKeyId", "SecretAccessKey", "SessionToken",
+                                         "Expiration"};
+    const char *creds = strstr(xml, "<Credentials>");
+    if (creds == NULL) {
+        return err_set(e, "STS's answer has no Credentials");
+    }
+    struct awsmeta_keys got = {0};
+    char expiration[64];
+    char *dst[4] = {got.access_key, got.secret_key, got.session_token, expiration};
+    const size_t cap[4] = {sizeof got.access_key, sizeof got.secret_key, sizeof got.session_token,
+                           sizeof expiration};
+    for (int i = 0; i < 4; i++) {
+        int rc = xml_text(creds, names[i], dst[i], cap[i]);
+        if (rc == -1 || (rc == 0 && dst[i][0] == '\0')) {
+            return err_set(e, "STS's answer has no %s", names[i]);
+        }
+        if (rc < 0) {
+            return err_set(e, "STS's %s is too long or holds a control character", names[i]);
+        }
+    }
+    if (awsmeta_time(expiration, &got.expires) < 0) {
+        return err_set(e, "STS's Expiration \"%s\" cannot be read", expiration);
+    }
+    *k = got;
+    return 0;
 }
 
 int awsmeta_time(const char *s, time_t *out)

@@ -22,16 +22,20 @@
 #define AWSMETA_IMDS_TTL_S 21600                  /* life asked for an IMDSv2 session token */
 
 enum awsmeta_kind {
-    AWSMETA_CONTAINER, /* a container's credentials endpoint */
-    AWSMETA_INSTANCE,  /* the EC2 instance metadata service (IMDSv2) */
+    AWSMETA_CONTAINER,    /* a container's credentials endpoint */
+    AWSMETA_INSTANCE,     /* the EC2 instance metadata service (IMDSv2) */
+    AWSMETA_WEB_IDENTITY, /* STS's AssumeRoleWithWebIdentity with a token file (EKS IRSA) */
 };
 
 struct awsmeta {
     enum awsmeta_kind kind;
     char url[CFG_STR_MAX];       /* the container's credentials URL, or the IMDS endpoint */
-    char auth_file[CFG_STR_MAX]; /* a container's Authorization value is read from it; "" none */
-    char auth[CFG_TOKEN_MAX];    /* else this one; "" none */
-    long timeout_ms;             /* a whole fetch, every request of it */
+    char auth_file[CFG_STR_MAX]; /* a container's Authorization value, or the web identity
+                                  * token, is read from it at each fetch; "" none */
+    char role_arn[CFG_STR_MAX];  /* web identity: the role, and the session's name */
+    char session_name[CFG_STR_MAX];
+    char auth[CFG_TOKEN_MAX]; /* else this one; "" none */
+    long timeout_ms;          /* a whole fetch, every request of it */
 };
 
 /* Keys as an endpoint gave them. */
@@ -42,9 +46,11 @@ struct awsmeta_keys {
     time_t expires; /* 0: the answer named no Expiration */
 };
 
-/* Sets up `m` from the configuration: a container endpoint when AWS_CONTAINER_CREDENTIALS_FULL_URI
- * or _RELATIVE_URI is set, else the instance metadata service. Returns 0, or -1 with why (a plain
- * http URL must name a loopback address or the ECS or EKS agent's, as the AWS SDKs require). */
+/* Sets up `m` from the configuration: STS with a web identity token when
+ * AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are set, else a container endpoint when
+ * AWS_CONTAINER_CREDENTIALS_FULL_URI or _RELATIVE_URI is set, else the instance metadata service.
+ * Returns 0, or -1 with why (a plain http URL must name a loopback address or the ECS or EKS
+ * agent's, as the AWS SDKs require). */
 int awsmeta_init(struct awsmeta *m, const struct cfg *c, struct err *e);
 
 /* Whether the configuration asks for credentials from a metadata endpoint. */
@@ -52,6 +58,10 @@ bool awsmeta_configured(const struct cfg *c);
 
 /* Asks the endpoint for the credentials. Returns 0, or -1 with why. */
 int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e);
+
+/* Reads STS's XML answer to AssumeRoleWithWebIdentity (NUL-terminated) into `k`. Returns 0, or
+ * -1 with why (STS's <Code> and <Message> for an error answer). */
+int awsmeta_parse_sts(const char *xml, struct awsmeta_keys *k, struct err *e);
 
 /* Reads an endpoint's JSON answer (`len` bytes) into `k`. Returns 0, or -1 with why (an IMDS
  * Code other than Success, a key missing or too long or holding a control character, an

@@ -47,6 +47,10 @@ struct cfg {
     char aws_container_authorization_token[CFG_TOKEN_MAX];
     char aws_container_authorization_token_file[CFG_STR_MAX]; /* before the token above */
     bool s3_instance_credentials;                             /* keys from IMDSv2 */
+    char aws_web_identity_token_file[CFG_STR_MAX];            /* with AWS_ROLE_ARN: STS's keys */
+    char aws_role_arn[CFG_STR_MAX];
+    char aws_role_session_name[CFG_STR_MAX];
+    char aws_endpoint_url_sts[CFG_STR_MAX]; /* "": https://sts.<AWS_REGION>.amazonaws.com */
     char aws_ec2_metadata_service_endpoint[CFG_STR_MAX];
     long s3_credentials_timeout_ms;   /* one fetch from a metadata endpoint */
     long s3_credentials_refresh_ms;   /* fetched again this long before the keys expire */

@@ -1,11 +1,11 @@
-/* fuzz_awsmeta: libFuzzer target for the reader of a credentials endpoint's JSON answer
- * (awsmeta_parse() and awsmeta_time() in common/awsmeta.c).
+/* fuzz_awsmeta: libFuzzer target for the readers of a credentials endpoint's JSON answer and of
+ * STS's XML one (awsmeta_parse(), awsmeta_parse_sts() and awsmeta_time() in common/awsmeta.c).
  *
- * The input is the answer's body. A parse that succeeds must give both keys non-empty, every key
- * shorter than its field and free of control characters (they go into headers), and an
- * Expiration that, written again as the endpoints write it, reads back the same. A parse that
- * fails must say why and leave the keys as they were. The input is also read as a time on its
- * own: a time that reads must write back to one that reads the same. Seeds:
+ * The input is the answer's body, read as each. A parse that succeeds must give both keys
+ * non-empty, every key shorter than its field and free of control characters (they go into
+ * headers), and an Expiration that, written again as the endpoints write it, reads back the same. A
+ * parse that fails must say why and leave the keys as they were. The input is also read as a time
+ * on its own: a time that reads must write back to one that reads the same. Seeds:
  * tests/fuzz/seeds/fuzz_awsmeta/. Built only with -Dfuzz=true. */
 #include <stdint.h>
 #include <stdio.h>
@@ -59,6 +59,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (k->expires != 0) {
             check_time_round_trip(k->expires);
         }
+    }
+    /* the same checks for the input read as STS's XML answer */
+    memset(k, 0, sizeof *k);
+    strcpy(k->access_key, "keep");
+    k->expires = 7;
+    e = (struct err){{0}};
+    if (awsmeta_parse_sts(text, k, &e) < 0) {
+        if (e.msg[0] == '\0' || strcmp(k->access_key, "keep") != 0 || k->expires != 7) {
+            abort();
+        }
+    } else {
+        fuzz_check_key(k->access_key, sizeof k->access_key, true);
+        fuzz_check_key(k->secret_key, sizeof k->secret_key, true);
+        fuzz_check_key(k->session_token, sizeof k->session_token, true);
+        check_time_round_trip(k->expires);
     }
     time_t t;
     if (awsmeta_time(text, &t) == 0) {

@@ -7,7 +7,10 @@ keys the test sets, as AWS does:
 * IMDSv2: PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds gives a session token;
   GET /latest/meta-data/iam/security-credentials/ with it names the role, and GET .../<role>
   answers {"Code": "Success", ..., the keys}. A GET without a valid token is answered 401, as an
-  instance that requires IMDSv2 does.
+  instance that requires IMDSv2 does;
+* STS: POST / with a form Action=AssumeRoleWithWebIdentity, Version, RoleArn,
+  RoleSessionName and WebIdentityToken answers AssumeRoleWithWebIdentityResponse XML with the
+  keys when the token is `web_token` (else 400 InvalidIdentityToken, in STS's XML).
 
 `down` makes every answer a 500; `hang` (seconds) holds every answer that long first, as an
 endpoint that does not answer. Every request is recorded (method, path, headers)."""
@@ -16,6 +19,7 @@ import http.server
 import json
 import threading
 import time
+import urllib.parse
 
 ROLE = "pixq-role"
 
@@ -26,6 +30,8 @@ class MetadataStub:
         self.auth = None  # the Authorization value /creds wants; None: any
         self.down = False
         self.hang = 0.0
+        self.web_token = None  # the web identity token STS takes
+        self.forms = []  # the forms POSTed to / (STS)
         self.requests = []
         self._tokens = set()
         self._lock = threading.Lock()
@@ -40,7 +46,7 @@ class MetadataStub:
             def do_GET(self):
                 owner._handle(self)
 
-            do_PUT = do_GET
+            do_PUT = do_POST = do_GET
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -85,16 +91,39 @@ class MetadataStub:
             doc["RoleArn"] = "arn:aws:iam::123456789012:role/" + ROLE
         return json.dumps(doc, indent=2)
 
+    def _sts(self, h, body):
+        form = dict(urllib.parse.parse_qsl(body.decode()))
+        with self._lock:
+            self.forms.append(form)
+        if form.get("WebIdentityToken") != self.web_token:
+            return self._answer(h, 400, (
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>"
+                "<Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>Couldn&apos;t "
+                "retrieve verification key from your identity provider</Message></Error>"
+                "<RequestId>stub</RequestId></ErrorResponse>"), "text/xml")
+        key, secret, token, expires = self.keys
+        return self._answer(h, 200, (
+            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+            "<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>%s</AccessKeyId>"
+            "<SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken>"
+            "<Expiration>%s</Expiration></Credentials><SubjectFromWebIdentityToken>system:sa"
+            "</SubjectFromWebIdentityToken><AssumedRoleUser><Arn>%s/%s</Arn></AssumedRoleUser>"
+            "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>") % (
+            key, secret.replace("&", "&amp;"), token,
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+            form.get("RoleArn"), form.get("RoleSessionName")), "text/xml")
+
     def _handle(self, h):
         length = int(h.headers.get("Content-Length") or 0)
-        if length:
-            h.rfile.read(length)
+        body = h.rfile.read(length) if length else b""
         with self._lock:
             self.requests.append((h.command, h.path, dict(h.headers.items())))
         if self.hang:
             time.sleep(self.hang)
         if self.down:
             return self._answer(h, 500, "metadata service unavailable")
+        if h.command == "POST" and h.path == "/":
+            return self._sts(h, body)
         creds_path = "/latest/meta-data/iam/security-credentials/"
         if h.command == "PUT" and h.path == "/latest/api/token":
             if not h.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):

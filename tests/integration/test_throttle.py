@@ -1546,6 +1546,49 @@ class MetadataCredentialsTest(ThrottleCase):
                          % self.s3.host())
         self.s3.forget_failures()
 
+    def test_web_identity_keys_come_from_sts(self):
+        """IAM Roles for Service Accounts (EKS): STS's AssumeRoleWithWebIdentity with the
+        token in AWS_WEB_IDENTITY_TOKEN_FILE, read at each fetch (the kubelet renews it). A
+        token STS refuses is said with STS's reason; once the file holds one it takes, the
+        keys come; keys S3 then refuses are fetched again with the token of that moment."""
+        token_file = self.tmp / "eks-token"
+        token_file.write_text("stale-token\n")
+        self.meta.web_token = "eks-token-1"
+        self.issue("ASIAWEBONE", "secret&one", "token-web-1", 3600)
+        self.retire("ASIAWEBONE", "secret&one", "token-web-1")
+        role = "arn:aws:iam::123456789012:role/pixq"
+        worker = self.start_worker(
+            **self.patient(), AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="", AWS_ROLE_ARN=role,
+            AWS_WEB_IDENTITY_TOKEN_FILE=str(token_file), AWS_ENDPOINT_URL_STS=self.meta.base,
+            PIXQ_S3_CREDENTIALS_RETRY_MS="100", PIXQ_S3_CREDENTIALS_RETRY_MAX_MS="200")
+        self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 10, "a warning")
+        refused = worker.log_events("s3_credentials_refused")[0]
+        self.assertEqual((refused["source"], refused["error"]),
+                         ("web_identity", "STS answered 400 InvalidIdentityToken: Couldn't "
+                          "retrieve verification key from your identity provider"))
+        token_file.write_text("eks-token-1\n")
+        self.push_jobs([self.job("wi-1", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["wi-1"])["wi-1"], "wi-1", "pixq-test", 1)
+        form = self.meta.forms[-1]
+        self.assertEqual(form, {"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
+                                "RoleArn": role, "RoleSessionName": "pixq-worker",
+                                "WebIdentityToken": "eks-token-1"})
+        # a new token and new keys; the old keys revoked
+        token_file.write_text("eks-token-2\n")
+        self.meta.web_token = "eks-token-2"
+        self.issue("ASIAWEBTWO", "secret/two", "token-web-2", 3600)
+        self.retire("ASIAWEBTWO", "secret/two", "token-web-2")
+        time.sleep(0.2)  # past PIXQ_S3_CREDENTIALS_RETRY_MS since wi-1's fetch
+        self.push_jobs([self.job("wi-2", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["wi-2"])["wi-2"], "wi-2", "pixq-test", 1)
+        self.assertEqual(self.meta.forms[-1]["WebIdentityToken"], "eks-token-2")
+        self.assertEqual([e["access_key_id_ends"] for e in
+                          worker.log_events("s3_credentials_reloaded")], ["BONE", "BTWO"])
+        self.assertEqual([e["code"] for e in worker.log_events("s3_credentials_retry")],
+                         ["InvalidAccessKeyId"])
+        self.assertEqual(len(self.s3.failures()), 1)
+        self.s3.forget_failures()
+
     def test_endpoint_down_is_waited_for(self):
         """The endpoint fails at start (the agent not ready yet): the worker starts, says so
         once, and its uploads are retried as in an outage until the endpoint answers."""
@@ -1613,6 +1656,10 @@ class MetadataCredentialsTest(ThrottleCase):
                           AWS_EC2_METADATA_SERVICE_ENDPOINT=self.meta.base)
         self.assertEqual(status, 2)
         self.assertIn("PIXQ_S3_INSTANCE_CREDENTIALS and AWS_ACCESS_KEY_ID", err)
+        self.assertEqual(run(self, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="",
+                             AWS_WEB_IDENTITY_TOKEN_FILE=str(self.tmp / "token")),
+                         (2, "pixq-worker: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN go "
+                             "together (AWS_ROLE_ARN is not set)"))
         self.assertEqual(self.meta.requests, [])
 
 

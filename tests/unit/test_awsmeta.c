@@ -85,6 +85,58 @@ static void test_parse(void)
     CHECK_STR(k.access_key, "KEEP");
 }
 
+/* STS's answers to AssumeRoleWithWebIdentity. */
+static void test_parse_sts(void)
+{
+    struct awsmeta_keys k;
+    struct err e = {{0}};
+    const char *ok =
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"
+        "  <AssumeRoleWithWebIdentityResult>\n"
+        "    "
+        "<SubjectFromWebIdentityToken>system:serviceaccount:pixq:worker</"
+        "SubjectFromWebIdentityToken>\n"
+        "    <Credentials>\n"
+        "      <SessionToken>FwoGZXIvYXdzEBY//token</SessionToken>\n"
+        "      <SecretAccessKey>wJalr&amp;K7/x+&lt;y&gt;</SecretAccessKey>\n"
+        "      <Expiration>2026-12-02T20:15:00Z</Expiration>\n"
+        "      <AccessKeyId>ASIASTS</AccessKeyId>\n"
+        "    </Credentials>\n"
+        "  </AssumeRoleWithWebIdentityResult>\n"
+        "</AssumeRoleWithWebIdentityResponse>\n";
+    CHECK_INT(awsmeta_parse_sts(ok, &k, &e), 0);
+    CHECK_STR(k.access_key, "ASIASTS");
+    CHECK_STR(k.secret_key, "wJalr&K7/x+<y>"); /* XML's escapes read */
+    CHECK_STR(k.session_token, "FwoGZXIvYXdzEBY//token");
+    CHECK_INT(k.expires, 1796242500);
+    strcpy(k.access_key, "KEEP");
+    CHECK_INT(
+        awsmeta_parse_sts("<ErrorResponse><Error><Code>X</Code></Error></ErrorResponse>", &k, &e),
+        -1);
+    CHECK_STR(e.msg, "STS's answer has no Credentials");
+    CHECK_STR(k.access_key, "KEEP");
+    CHECK_INT(awsmeta_parse_sts("<Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>s"
+                                "</SecretAccessKey><Expiration>2026-12-02T20:15:00Z</Expiration>"
+                                "</Credentials>",
+                                &k, &e),
+              -1);
+    CHECK_STR(e.msg, "STS's answer has no SessionToken");
+    CHECK_INT(awsmeta_parse_sts("<Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>s\r\n"
+                                "</SecretAccessKey><SessionToken>t</SessionToken><Expiration>"
+                                "2026-12-02T20:15:00Z</Expiration></Credentials>",
+                                &k, &e),
+              -1);
+    CHECK_STR(e.msg, "STS's SecretAccessKey is too long or holds a control character");
+    CHECK_INT(awsmeta_parse_sts("<Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>s"
+                                "</SecretAccessKey><SessionToken>t</SessionToken><Expiration>"
+                                "later</Expiration></Credentials>",
+                                &k, &e),
+              -1);
+    CHECK_STR(e.msg, "STS's Expiration \"later\" cannot be read");
+    CHECK_INT(awsmeta_parse_sts("<Credentials><AccessKeyId>A", &k, &e), -1);
+    CHECK_STR(k.access_key, "KEEP");
+}
+
 static void test_time(void)
 {
     time_t t = 0;
@@ -173,6 +225,25 @@ static void test_init(void)
               "the instance metadata service http://169.254.169.254");
     CHECK_INT(init("PIXQ_S3_INSTANCE_CREDENTIALS", "0", m, why), -1);
     CHECK_STR(why, "no metadata endpoint is configured");
+    /* a web identity: the token file and the role together, STS at the region's endpoint */
+    CHECK_INT(init("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/pixq", m, why), -1);
+    CHECK_STR(why, "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN go together "
+                   "(AWS_WEB_IDENTITY_TOKEN_FILE is not set)");
+    cfg_defaults(&c);
+    cfg_set(&c, "AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/pixq", &e);
+    cfg_set(&c, "AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks/token", &e);
+    cfg_set(&c, "AWS_REGION", "eu-west-1", &e);
+    cfg_set(&c, "AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1/creds", &e); /* after */
+    CHECK_INT(awsmeta_init(m, &c, &e), 0);
+    CHECK_INT(m->kind, AWSMETA_WEB_IDENTITY);
+    CHECK_STR(m->url, "https://sts.eu-west-1.amazonaws.com");
+    CHECK_STR(m->session_name, "pixq-worker");
+    CHECK_STR(awsmeta_origin(m, origin, sizeof origin),
+              "STS https://sts.eu-west-1.amazonaws.com (AssumeRoleWithWebIdentity for "
+              "arn:aws:iam::123456789012:role/pixq)");
+    cfg_set(&c, "AWS_ROLE_SESSION_NAME", "a b", &e);
+    CHECK_INT(awsmeta_init(m, &c, &e), -1);
+    CHECK_STR(e.msg, "AWS_ROLE_SESSION_NAME must be 2 to 64 letters, digits or _+=,.@-");
     free(m);
 }
 
@@ -235,6 +306,7 @@ static void test_token_file(void)
 int main(void)
 {
     test_parse();
+    test_parse_sts();
     test_time();
     test_init();
     curl_global_init(CURL_GLOBAL_DEFAULT);
