@@ -17,11 +17,11 @@
 #include "http.h"
 #include "netguard.h"
 
-static int xml_text(const char *xml, const char *tag, char *out, size_t cap);
+static int xml_text(const char *xml, const char *limit, const char *tag, char *out, size_t cap);
 
 bool awsmeta_configured(const struct cfg *c)
 {
-    return c->aws_web_identity_token_file[0] != '\0' || c->aws_role_arn[0] != '\0' ||
+    return c->aws_web_identity_token_file[0] != '\0' ||
            c->aws_container_credentials_full_uri[0] != '\0' ||
            c->aws_container_credentials_relative_uri[0] != '\0' || c->s3_instance_credentials;
 }
@@ -80,28 +80,63 @@ static int check_container_url(const char *url, struct err *e)
     return rc;
 }
 
+/* Whether an http URL names a loopback host (a token may go there in the clear). */
+static bool loopback_url(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    bool loopback = false;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        char bare[NETGUARD_ADDR_MAX];
+        size_t n = strlen(host);
+        const char *h = host;
+        if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof bare) {
+            memcpy(bare, host + 1, n - 2);
+            bare[n - 2] = '\0';
+            h = bare;
+        }
+        struct netguard_addr a;
+        loopback = strcasecmp(h, "localhost") == 0 ||
+                   (netguard_parse_addr(h, &a) == 0 && netguard_classify(&a) == NETGUARD_LOOPBACK);
+    }
+    curl_free(host);
+    curl_url_cleanup(u);
+    return loopback;
+}
+
 /* STS with a web identity token (EKS IAM Roles for Service Accounts). */
 static int init_web_identity(struct awsmeta *m, const struct cfg *c, struct err *e)
 {
-    if (c->aws_web_identity_token_file[0] == '\0' || c->aws_role_arn[0] == '\0') {
-        return err_set(e,
-                       "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN go together (%s is "
-                       "not set)",
-                       c->aws_role_arn[0] == '\0' ? "AWS_ROLE_ARN" : "AWS_WEB_IDENTITY_TOKEN_FILE");
+    static const char allowed[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+=,.@-";
+    if (c->aws_role_arn[0] == '\0') {
+        return err_set(e, "AWS_WEB_IDENTITY_TOKEN_FILE needs AWS_ROLE_ARN, the role to take");
     }
     const char *name = c->aws_role_session_name;
     size_t n = strlen(name);
-    if (n < 2 || n > 64 ||
-        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+=,.@-") !=
-            n) {
+    if (n > 0 && (n < 2 || n > 64 || strspn(name, allowed) != n)) {
         return err_set(e, "AWS_ROLE_SESSION_NAME must be 2 to 64 letters, digits or _+=,.@-");
     }
     m->kind = AWSMETA_WEB_IDENTITY;
     snprintf(m->auth_file, sizeof m->auth_file, "%s", c->aws_web_identity_token_file);
     snprintf(m->role_arn, sizeof m->role_arn, "%s", c->aws_role_arn);
-    snprintf(m->session_name, sizeof m->session_name, "%s", name);
+    if (n > 0) {
+        snprintf(m->session_name, sizeof m->session_name, "%s", name);
+    } else { /* one per process, as the SDKs make: pixq-<host>-<pid> (the pod, in CloudTrail) */
+        char host[64] = "";
+        gethostname(host, sizeof host - 1);
+        host[strspn(host, allowed)] = '\0';
+        snprintf(m->session_name, sizeof m->session_name, "pixq-%.40s-%ld", host, (long)getpid());
+    }
     if (c->aws_endpoint_url_sts[0] != '\0') {
         snprintf(m->url, sizeof m->url, "%s", c->aws_endpoint_url_sts);
+        if (strncasecmp(m->url, "https://", 8) != 0 && !loopback_url(m->url)) {
+            return err_set(e,
+                           "AWS_ENDPOINT_URL_STS %s: the token goes in the request: https, or "
+                           "plain http to a loopback address only",
+                           m->url);
+        }
     } else if ((size_t)snprintf(m->url, sizeof m->url, "https://sts.%s.amazonaws.com",
                                 c->aws_region) >= sizeof m->url) {
         return err_set(e, "AWS_REGION is too long");
@@ -119,7 +154,7 @@ int awsmeta_init(struct awsmeta *m, const struct cfg *c, struct err *e)
     m->timeout_ms = c->s3_credentials_timeout_ms;
     const char *full = c->aws_container_credentials_full_uri;
     const char *rel = c->aws_container_credentials_relative_uri;
-    if (c->aws_web_identity_token_file[0] != '\0' || c->aws_role_arn[0] != '\0') {
+    if (c->aws_web_identity_token_file[0] != '\0') { /* (AWS_ROLE_ARN alone is ignored) */
         return init_web_identity(m, c, e);
     }
     if (rel[0] != '\0') { /* the SDKs take it before FULL_URI */
@@ -356,7 +391,9 @@ static int fetch_instance(struct http *h, const struct awsmeta *m, long deadline
 static int form_append(struct buf *b, const char *name, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    int rc = buf_puts(b, b->len > 0 ? "&" : "") | buf_puts(b, name) | buf_puts(b, "=");
+    int rc = buf_puts(b, b->len > 0 ? "&" : "") < 0 || buf_puts(b, name) < 0 || buf_puts(b, "=") < 0
+                 ? -1
+                 : 0;
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && rc == 0; p++) {
         if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
             strchr("-._~", *p) != NULL) {
@@ -379,7 +416,10 @@ static int fetch_web_identity(struct http *h, const struct awsmeta *m, long dead
     }
     struct buf form;
     buf_init(&form, 4 * CFG_TOKEN_MAX);
-    int rc = read_token_file("AWS_WEB_IDENTITY_TOKEN_FILE", m->auth_file, token, CFG_TOKEN_MAX, e);
+    int reserved = buf_reserve(&form, 4 * CFG_TOKEN_MAX); /* no realloc leaves a token behind */
+    int rc = reserved < 0 ? err_set(e, "out of memory")
+                          : read_token_file("AWS_WEB_IDENTITY_TOKEN_FILE", m->auth_file, token,
+                                            CFG_TOKEN_MAX, e);
     if (rc == 0 && (form_append(&form, "Action", "AssumeRoleWithWebIdentity") < 0 ||
                     form_append(&form, "Version", "2011-06-15") < 0 ||
                     form_append(&form, "RoleArn", m->role_arn) < 0 ||
@@ -397,17 +437,20 @@ static int fetch_web_identity(struct http *h, const struct awsmeta *m, long dead
     if (rc < 0 && resp->status >= 400) { /* STS says why in XML */
         char code[128] = "", message[256] = "";
         const char *xml = text_of(resp);
-        if (xml_text(xml, "Code", code, sizeof code) == 0) {
-            xml_text(xml, "Message", message, sizeof message);
+        const char *all = xml + strlen(xml);
+        if (xml_text(xml, all, "Code", code, sizeof code) == 0) {
+            if (xml_text(xml, all, "Message", message, sizeof message) < 0) {
+                message[0] = '\0';
+            }
             err_set(e, "STS answered %ld %s%s%s", resp->status, code, message[0] ? ": " : "",
                     message);
         }
     }
     if (form.data != NULL) {
-        memset(form.data, 0, form.len); /* the token: not left in freed memory */
+        explicit_bzero(form.data, form.len); /* the token: not left in freed memory */
     }
     buf_finish(&form);
-    memset(token, 0, CFG_TOKEN_MAX);
+    explicit_bzero(token, CFG_TOKEN_MAX);
     free(token);
     return rc;
 }
@@ -511,9 +554,10 @@ int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct e
     return rc;
 }
 
-/* The text of the first <tag>...</tag> in `xml` (XML's five escapes read), into out. Returns 0,
- * -1 when there is none, -2 when it does not fit or holds a control character. */
-static int xml_text(const char *xml, const char *tag, char *out, size_t cap)
+/* The text of the first <tag>...</tag> in [xml, limit) (XML's five escapes read), into out.
+ * Returns 0, -1 when there is none, -2 when it does not fit, holds a control character, markup
+ * (CDATA) or another escape: not read as keys that would then be wrong. */
+static int xml_text(const char *xml, const char *limit, const char *tag, char *out, size_t cap)
 {
     static const struct {
         const char *esc;
@@ -524,23 +568,28 @@ static int xml_text(const char *xml, const char *tag, char *out, size_t cap)
     snprintf(close, sizeof close, "</%s>", tag);
     const char *p = strstr(xml, open);
     const char *end = p != NULL ? strstr(p + strlen(open), close) : NULL;
-    if (end == NULL) {
+    if (end == NULL || end > limit) {
         return -1;
     }
     size_t n = 0;
     for (p += strlen(open); p < end; n++) {
-        if (n + 1 >= cap) {
+        if (n + 1 >= cap || *p == '<') {
             return -2;
         }
         out[n] = *p++;
-        for (size_t i = 0; out[n] == '&' && i < sizeof escapes / sizeof escapes[0]; i++) {
-            size_t len = strlen(escapes[i].esc);
-            if (strncmp(p - 1, escapes[i].esc, len) == 0) {
-                out[n] = escapes[i].ch;
-                p += len - 1;
-                break;
-            }
+        if (out[n] != '&') {
+            continue;
         }
+        size_t i = 0;
+        while (i < sizeof escapes / sizeof escapes[0] &&
+               strncmp(p - 1, escapes[i].esc, strlen(escapes[i].esc)) != 0) {
+            i++;
+        }
+        if (i == sizeof escapes / sizeof escapes[0]) {
+            return -2; /* &#43; and the like: not what STS writes */
+        }
+        out[n] = escapes[i].ch;
+        p += strlen(escapes[i].esc) - 1;
     }
     out[n] = '\0';
     return awsmeta_printable(out, n) ? 0 : -2;
@@ -551,7 +600,8 @@ int awsmeta_parse_sts(const char *xml, struct awsmeta_keys *k, struct err *e)
     static const char *const names[4] = {"AccessKeyId", "SecretAccessKey", "SessionToken",
                                          "Expiration"};
     const char *creds = strstr(xml, "<Credentials>");
-    if (creds == NULL) {
+    const char *creds_end = creds != NULL ? strstr(creds, "</Credentials>") : NULL;
+    if (creds_end == NULL) {
         return err_set(e, "STS's answer has no Credentials");
     }
     struct awsmeta_keys got = {0};
@@ -560,12 +610,13 @@ int awsmeta_parse_sts(const char *xml, struct awsmeta_keys *k, struct err *e)
     const size_t cap[4] = {sizeof got.access_key, sizeof got.secret_key, sizeof got.session_token,
                            sizeof expiration};
     for (int i = 0; i < 4; i++) {
-        int rc = xml_text(creds, names[i], dst[i], cap[i]);
+        int rc = xml_text(creds, creds_end, names[i], dst[i], cap[i]);
         if (rc == -1 || (rc == 0 && dst[i][0] == '\0')) {
             return err_set(e, "STS's answer has no %s", names[i]);
         }
         if (rc < 0) {
-            return err_set(e, "STS's %s is too long or holds a control character", names[i]);
+            return err_set(e, "STS's %s is too long, or holds a control character or markup",
+                           names[i]);
         }
     }
     if (awsmeta_time(expiration, &got.expires) < 0) {

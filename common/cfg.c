@@ -80,7 +80,7 @@ static const struct cfg_entry table[] = {
     {"aws-role-arn", "AWS_ROLE_ARN", T_STR, F(aws_role_arn), 0, 0, "", false,
      "role whose keys STS gives for the web identity token"},
     {"aws-role-session-name", "AWS_ROLE_SESSION_NAME", T_STR, F(aws_role_session_name), 0, 0,
-     "pixq-worker", false, "session name of those keys (in CloudTrail)"},
+     "", false, "session name of those keys, in CloudTrail (empty: pixq-HOST-PID)"},
     {"aws-endpoint-url-sts", "AWS_ENDPOINT_URL_STS", T_URL, F(aws_endpoint_url_sts), 0, 0, "",
      false, "STS endpoint (empty: the region's, https://sts.AWS_REGION.amazonaws.com)"},
     {"s3-instance-credentials", "PIXQ_S3_INSTANCE_CREDENTIALS", T_BOOL,

@@ -1552,7 +1552,12 @@ class MetadataCredentialsTest(ThrottleCase):
         token STS refuses is said with STS's reason; once the file holds one it takes, the
         keys come; keys S3 then refuses are fetched again with the token of that moment."""
         token_file = self.tmp / "eks-token"
-        token_file.write_text("stale-token\n")
+
+        def write_token(text):  # as the kubelet does: aside, then renamed over
+            token_file.with_suffix(".new").write_text(text)
+            os.replace(token_file.with_suffix(".new"), token_file)
+
+        write_token("stale-token\n")
         self.meta.web_token = "eks-token-1"
         self.issue("ASIAWEBONE", "secret&one", "token-web-1", 3600)
         self.retire("ASIAWEBONE", "secret&one", "token-web-1")
@@ -1560,21 +1565,25 @@ class MetadataCredentialsTest(ThrottleCase):
         worker = self.start_worker(
             **self.patient(), AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="", AWS_ROLE_ARN=role,
             AWS_WEB_IDENTITY_TOKEN_FILE=str(token_file), AWS_ENDPOINT_URL_STS=self.meta.base,
-            PIXQ_S3_CREDENTIALS_RETRY_MS="100", PIXQ_S3_CREDENTIALS_RETRY_MAX_MS="200")
+            PIXQ_S3_CREDENTIALS_RETRY_MS="100", PIXQ_S3_CREDENTIALS_RETRY_MAX_MS="200",
+            PIXQ_S3_CREDENTIALS_TIMEOUT_MS=str(int(harness.scaled(5) * 1000)))
         self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 10, "a warning")
         refused = worker.log_events("s3_credentials_refused")[0]
         self.assertEqual((refused["source"], refused["error"]),
                          ("web_identity", "STS answered 400 InvalidIdentityToken: Couldn't "
                           "retrieve verification key from your identity provider"))
-        token_file.write_text("eks-token-1\n")
+        write_token("eks-token-1\n")
         self.push_jobs([self.job("wi-1", "pixq-test")])
         self.assert_complete(self.postbacks_for(["wi-1"])["wi-1"], "wi-1", "pixq-test", 1)
-        form = self.meta.forms[-1]
+        form = dict(self.meta.forms[-1])
+        self.assertRegex(form.pop("RoleSessionName"), r"^pixq-[\w.-]+-%d$" % worker.proc.pid)
         self.assertEqual(form, {"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
-                                "RoleArn": role, "RoleSessionName": "pixq-worker",
-                                "WebIdentityToken": "eks-token-1"})
+                                "RoleArn": role, "WebIdentityToken": "eks-token-1"})
+        headers = {k.lower(): v for k, v in self.meta.requests[-1][2].items()}
+        self.assertEqual(headers["content-type"], "application/x-www-form-urlencoded")
+        self.assertFalse([k for k in headers if k == "authorization" or k.startswith("x-amz-")])
         # a new token and new keys; the old keys revoked
-        token_file.write_text("eks-token-2\n")
+        write_token("eks-token-2\n")
         self.meta.web_token = "eks-token-2"
         self.issue("ASIAWEBTWO", "secret/two", "token-web-2", 3600)
         self.retire("ASIAWEBTWO", "secret/two", "token-web-2")
@@ -1658,8 +1667,8 @@ class MetadataCredentialsTest(ThrottleCase):
         self.assertIn("PIXQ_S3_INSTANCE_CREDENTIALS and AWS_ACCESS_KEY_ID", err)
         self.assertEqual(run(self, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="",
                              AWS_WEB_IDENTITY_TOKEN_FILE=str(self.tmp / "token")),
-                         (2, "pixq-worker: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN go "
-                             "together (AWS_ROLE_ARN is not set)"))
+                         (2, "pixq-worker: AWS_WEB_IDENTITY_TOKEN_FILE needs AWS_ROLE_ARN, the "
+                             "role to take"))
         self.assertEqual(self.meta.requests, [])
 
 

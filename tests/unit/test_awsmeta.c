@@ -126,7 +126,21 @@ static void test_parse_sts(void)
                                 "2026-12-02T20:15:00Z</Expiration></Credentials>",
                                 &k, &e),
               -1);
-    CHECK_STR(e.msg, "STS's SecretAccessKey is too long or holds a control character");
+    CHECK_STR(e.msg, "STS's SecretAccessKey is too long, or holds a control character or markup");
+    /* keys outside Credentials, CDATA, escapes STS does not write: not taken */
+    CHECK_INT(
+        awsmeta_parse_sts("<Credentials></Credentials><AccessKeyId>EVIL</AccessKeyId>", &k, &e),
+        -1);
+    CHECK_STR(e.msg, "STS's answer has no AccessKeyId");
+    CHECK_INT(awsmeta_parse_sts("<Credentials><AccessKeyId><![CDATA[A]]></AccessKeyId>"
+                                "</Credentials>",
+                                &k, &e),
+              -1);
+    CHECK_STR(e.msg, "STS's AccessKeyId is too long, or holds a control character or markup");
+    CHECK_INT(
+        awsmeta_parse_sts("<Credentials><AccessKeyId>A&#43;B</AccessKeyId></Credentials>", &k, &e),
+        -1);
+    CHECK_STR(e.msg, "STS's AccessKeyId is too long, or holds a control character or markup");
     CHECK_INT(awsmeta_parse_sts("<Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>s"
                                 "</SecretAccessKey><SessionToken>t</SessionToken><Expiration>"
                                 "later</Expiration></Credentials>",
@@ -227,8 +241,9 @@ static void test_init(void)
     CHECK_STR(why, "no metadata endpoint is configured");
     /* a web identity: the token file and the role together, STS at the region's endpoint */
     CHECK_INT(init("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/pixq", m, why), -1);
-    CHECK_STR(why, "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN go together "
-                   "(AWS_WEB_IDENTITY_TOKEN_FILE is not set)");
+    CHECK_STR(why, "no metadata endpoint is configured"); /* a role alone: ignored, as the SDKs */
+    CHECK_INT(init("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks/token", m, why), -1);
+    CHECK_STR(why, "AWS_WEB_IDENTITY_TOKEN_FILE needs AWS_ROLE_ARN, the role to take");
     cfg_defaults(&c);
     cfg_set(&c, "AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/pixq", &e);
     cfg_set(&c, "AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks/token", &e);
@@ -237,10 +252,20 @@ static void test_init(void)
     CHECK_INT(awsmeta_init(m, &c, &e), 0);
     CHECK_INT(m->kind, AWSMETA_WEB_IDENTITY);
     CHECK_STR(m->url, "https://sts.eu-west-1.amazonaws.com");
-    CHECK_STR(m->session_name, "pixq-worker");
+    CHECK(strncmp(m->session_name, "pixq-", 5) == 0); /* pixq-<host>-<pid> */
+    CHECK(strlen(m->session_name) <= 64 &&
+          strspn(m->session_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789_+=,.@-") == strlen(m->session_name));
     CHECK_STR(awsmeta_origin(m, origin, sizeof origin),
               "STS https://sts.eu-west-1.amazonaws.com (AssumeRoleWithWebIdentity for "
               "arn:aws:iam::123456789012:role/pixq)");
+    /* the token in the clear only to loopback */
+    cfg_set(&c, "AWS_ENDPOINT_URL_STS", "http://sts.example", &e);
+    CHECK_INT(awsmeta_init(m, &c, &e), -1);
+    CHECK_STR(e.msg, "AWS_ENDPOINT_URL_STS http://sts.example: the token goes in the request: "
+                     "https, or plain http to a loopback address only");
+    cfg_set(&c, "AWS_ENDPOINT_URL_STS", "http://127.0.0.1:8080", &e);
+    CHECK_INT(awsmeta_init(m, &c, &e), 0);
     cfg_set(&c, "AWS_ROLE_SESSION_NAME", "a b", &e);
     CHECK_INT(awsmeta_init(m, &c, &e), -1);
     CHECK_STR(e.msg, "AWS_ROLE_SESSION_NAME must be 2 to 64 letters, digits or _+=,.@-");
