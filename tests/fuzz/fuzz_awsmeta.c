@@ -33,6 +33,29 @@ static void check_time_round_trip(time_t t)
     }
 }
 
+/* Parses `text` into `k`, whose keys start as "keep": a success must give keys that can be sent
+ * and an Expiration that reads back; a failure must say why and leave `k` alone. */
+static void parse_and_check(const char *text, size_t size, bool sts, struct awsmeta_keys *k)
+{
+    memset(k, 0, sizeof *k);
+    strcpy(k->access_key, "keep");
+    k->expires = 7;
+    struct err e = {{0}};
+    int rc = sts ? awsmeta_parse_sts(text, k, &e) : awsmeta_parse(text, size, k, &e);
+    if (rc < 0) {
+        if (e.msg[0] == '\0' || strcmp(k->access_key, "keep") != 0 || k->expires != 7) {
+            abort();
+        }
+        return;
+    }
+    fuzz_check_key(k->access_key, sizeof k->access_key, true);
+    fuzz_check_key(k->secret_key, sizeof k->secret_key, true);
+    fuzz_check_key(k->session_token, sizeof k->session_token, sts);
+    if (sts || k->expires != 0) {
+        check_time_round_trip(k->expires);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct awsmeta_keys *k = malloc(sizeof *k);
@@ -44,37 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     memcpy(text, data, size);
     text[size] = '\0';
-    memset(k, 0, sizeof *k);
-    strcpy(k->access_key, "keep");
-    k->expires = 7;
-    struct err e = {{0}};
-    if (awsmeta_parse(text, size, k, &e) < 0) {
-        if (e.msg[0] == '\0' || strcmp(k->access_key, "keep") != 0 || k->expires != 7) {
-            abort();
-        }
-    } else {
-        fuzz_check_key(k->access_key, sizeof k->access_key, true);
-        fuzz_check_key(k->secret_key, sizeof k->secret_key, true);
-        fuzz_check_key(k->session_token, sizeof k->session_token, false);
-        if (k->expires != 0) {
-            check_time_round_trip(k->expires);
-        }
-    }
-    /* the same checks for the input read as STS's XML answer */
-    memset(k, 0, sizeof *k);
-    strcpy(k->access_key, "keep");
-    k->expires = 7;
-    e = (struct err){{0}};
-    if (awsmeta_parse_sts(text, k, &e) < 0) {
-        if (e.msg[0] == '\0' || strcmp(k->access_key, "keep") != 0 || k->expires != 7) {
-            abort();
-        }
-    } else {
-        fuzz_check_key(k->access_key, sizeof k->access_key, true);
-        fuzz_check_key(k->secret_key, sizeof k->secret_key, true);
-        fuzz_check_key(k->session_token, sizeof k->session_token, true);
-        check_time_round_trip(k->expires);
-    }
+    parse_and_check(text, size, false, k); /* as an endpoint's JSON */
+    parse_and_check(text, size, true, k);  /* as STS's XML (its token and Expiration required) */
     time_t t;
     if (awsmeta_time(text, &t) == 0) {
         check_time_round_trip(t);
