@@ -1576,7 +1576,7 @@ class MetadataCredentialsTest(ThrottleCase):
         self.push_jobs([self.job("wi-1", "pixq-test")])
         self.assert_complete(self.postbacks_for(["wi-1"])["wi-1"], "wi-1", "pixq-test", 1)
         form = dict(self.meta.forms[-1])
-        self.assertRegex(form.pop("RoleSessionName"), r"^pixq-[\w.-]+-%d$" % worker.proc.pid)
+        self.assertRegex(form.pop("RoleSessionName"), r"^pixq-[\w.-]*-%d$" % worker.proc.pid)
         self.assertEqual(form, {"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
                                 "RoleArn": role, "WebIdentityToken": "eks-token-1"})
         headers = {k.lower(): v for k, v in self.meta.requests[-1][2].items()}
