@@ -240,13 +240,6 @@ static bool same_reason(const char *a, const char *b)
     return strcmp(ra, rb) == 0;
 }
 
-static const char *source_name(const struct awscreds *c)
-{
-    return c->meta.kind == AWSMETA_CONTAINER  ? "container"
-           : c->meta.kind == AWSMETA_INSTANCE ? "instance"
-                                              : "web_identity";
-}
-
 static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long budget_ms,
                             struct err *e)
 {
@@ -279,7 +272,7 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
         if (!same_reason(e->msg, c->failed)) {
             char q[ERR_MSG_MAX + 16];
             LOG_WARN("s3_credentials_refused", "source=%s url=%s error=%s action=%s",
-                     source_name(c), c->meta.url, log_quote(e->msg, q, sizeof q),
+                     awsmeta_source(&c->meta), c->meta.url, log_quote(e->msg, q, sizeof q),
                      c->loaded ? "keep_the_credentials_in_use" : "none_to_sign_with");
         }
         snprintf(c->failed, sizeof c->failed, "%s", e->msg);
@@ -309,8 +302,9 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
     if (changed) {
         size_t n = strlen(c->access_key);
         LOG_INFO("s3_credentials_reloaded",
-                 "source=%s url=%s access_key_id_ends=%s expires_in_s=%lld", source_name(c),
-                 c->meta.url, c->access_key + (n > 4 ? n - 4 : 0), k.expires != 0 ? left_s : -1LL);
+                 "source=%s url=%s access_key_id_ends=%s expires_in_s=%lld",
+                 awsmeta_source(&c->meta), c->meta.url, c->access_key + (n > 4 ? n - 4 : 0),
+                 k.expires != 0 ? left_s : -1LL);
     }
     return changed ? 1 : 0;
 }

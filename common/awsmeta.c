@@ -195,6 +195,13 @@ int awsmeta_init(struct awsmeta *m, const struct cfg *c, struct err *e)
     return 0;
 }
 
+const char *awsmeta_source(const struct awsmeta *m)
+{
+    return m->kind == AWSMETA_CONTAINER  ? "container"
+           : m->kind == AWSMETA_INSTANCE ? "instance"
+                                         : "web_identity";
+}
+
 const char *awsmeta_origin(const struct awsmeta *m, char *out, size_t cap)
 {
     if (m->kind == AWSMETA_WEB_IDENTITY) {

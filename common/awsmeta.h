@@ -76,6 +76,9 @@ bool awsmeta_printable(const char *s, size_t n);
  * fractions of a second, "Z" or "+00:00"). Returns 0, or -1 when it cannot be read. */
 int awsmeta_time(const char *s, time_t *out);
 
+/* The source's name in the logs: "container", "instance" or "web_identity". */
+const char *awsmeta_source(const struct awsmeta *m);
+
 /* Names where the keys come from, for messages: "the container credentials endpoint <url>" or
  * "the instance metadata service <url>". */
 const char *awsmeta_origin(const struct awsmeta *m, char *out, size_t cap);

@@ -284,10 +284,12 @@ static int check_credentials(const struct cfg *cfg)
         struct err e = {{0}};
         struct awsmeta *m = malloc(sizeof *m);
         int rc = m != NULL ? awsmeta_init(m, cfg, &e) : err_set(&e, "out of memory");
-        free(m);
         if (rc < 0) {
             fprintf(stderr, "pixq-worker: %s\n", e.msg);
+        } else { /* which of the sources the environment names was taken: said once */
+            LOG_INFO("s3_credentials", "source=%s url=%s", awsmeta_source(m), m->url);
         }
+        free(m);
         return rc;
     }
     if (cfg->aws_shared_credentials_file[0] == '\0') {
@@ -295,6 +297,10 @@ static int check_credentials(const struct cfg *cfg)
             LOG_WARN("s3_credentials_missing", "error=%s",
                      "\"AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not set: every upload and "
                      "every S3 source will fail\"");
+        } else {
+            size_t n = strlen(cfg->aws_access_key_id);
+            LOG_INFO("s3_credentials", "source=environment access_key_id_ends=%s",
+                     cfg->aws_access_key_id + (n > 4 ? n - 4 : 0));
         }
         return 0;
     }
@@ -304,6 +310,8 @@ static int check_credentials(const struct cfg *cfg)
                         "from one or the other\n");
         return -1;
     }
+    LOG_INFO("s3_credentials", "source=file path=%s profile=%s", cfg->aws_shared_credentials_file,
+             cfg->aws_profile);
     struct stat st;
     if (stat(cfg->aws_shared_credentials_file, &st) < 0 && errno == ENOENT) {
         /* not written yet (its keeper starts with the worker): each worker process says so

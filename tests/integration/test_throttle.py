@@ -1313,6 +1313,9 @@ class CredentialsFileTest(ThrottleCase):
         self.assert_complete(self.postbacks_for(["cf-2"])["cf-2"], "cf-2", "pixq-test", 1)
         self.assertEqual([e["access_key_id_ends"] for e in
                           worker.log_events("s3_credentials_reloaded")], ["ETWO"])
+        self.assertEqual([(e["source"], e["path"], e["profile"]) for e in
+                          worker.log_events("s3_credentials")],
+                         [("file", str(self.creds_path), "fleet")])  # said once, at start
         self.assertFalse(worker.log_events("upload_retry"))
         # the stub checked each signature and token (check_signatures): the old keys were not
         # used after the file changed; a file that then loses a key leaves the keys in use
@@ -1373,6 +1376,8 @@ class CredentialsFileTest(ThrottleCase):
         self.assertIn("ExpiredToken", results["errors"][0], results)
         self.assertNotIn("temporarily unavailable", results["errors"][0], results)
         self.assertFalse(env_worker.log_events("upload_retry"))
+        self.assertEqual([(e["source"], e["access_key_id_ends"]) for e in
+                          env_worker.log_events("s3_credentials")], [("environment", "ETWO")])
 
     def run_worker_at_once(self, **env):
         """Runs a worker that is meant to refuse to start: (status, the last line of stderr)."""
@@ -1498,6 +1503,8 @@ class MetadataCredentialsTest(ThrottleCase):
         self.assertTrue(get_headers.get("X-aws-ec2-metadata-token", "").startswith("imds-"))
         self.assertEqual([(e["source"], e["access_key_id_ends"]) for e in
                           worker.log_events("s3_credentials_reloaded")], [("instance", "AONE")])
+        self.assertEqual([(e["source"], e["url"]) for e in worker.log_events("s3_credentials")],
+                         [("instance", self.meta.base)])
 
     def test_keys_refused_by_s3_are_fetched_again_at_once(self):
         """Keys revoked before their Expiration (a role's session revoked, keys rotated early):
@@ -1591,6 +1598,8 @@ class MetadataCredentialsTest(ThrottleCase):
         self.push_jobs([self.job("wi-2", "pixq-test")])
         self.assert_complete(self.postbacks_for(["wi-2"])["wi-2"], "wi-2", "pixq-test", 1)
         self.assertEqual(self.meta.forms[-1]["WebIdentityToken"], "eks-token-2")
+        self.assertEqual([(e["source"], e["url"]) for e in worker.log_events("s3_credentials")],
+                         [("web_identity", self.meta.base)])
         self.assertEqual([e["access_key_id_ends"] for e in
                           worker.log_events("s3_credentials_reloaded")], ["BONE", "BTWO"])
         self.assertEqual([e["code"] for e in worker.log_events("s3_credentials_retry")],
