@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,8 +243,7 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
                             struct err *e)
 {
     long mono = clock_mono_ms();
-    char origin[CFG_STR_MAX + 64];
-    awscreds_origin(c, origin, sizeof origin);
+    char origin[CFG_STR_MAX + 64]; /* for messages: written only on the way to one */
     /* a request with less time left than a fetch may take goes with the keys in hand while they
      * have not expired (S3 refusing them forces a fetch) */
     bool cut = budget_ms < c->meta.timeout_ms;
@@ -253,7 +251,9 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
         return 0;
     }
     if (mono < c->next_try_ms || budget_ms <= 0) {
-        return c->loaded ? 0 : err_set(e, "no S3 credentials from %s yet: %s", origin, c->failed);
+        return c->loaded ? 0
+                         : err_set(e, "no S3 credentials from %s yet: %s",
+                                   awscreds_origin(c, origin, sizeof origin), c->failed);
     }
     struct awsmeta meta = c->meta;
     meta.timeout_ms = cut ? budget_ms : meta.timeout_ms;
@@ -263,7 +263,7 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
     if (rc < 0 && cut) {
         /* out of the request's time, not the endpoint's fault: no back-off, nothing said */
         c->next_try_ms = after + c->retry_ms;
-        err_wrap(e, "%s", origin);
+        err_wrap(e, "%s", awscreds_origin(c, origin, sizeof origin));
         return -1;
     }
     if (rc < 0) {
@@ -276,7 +276,7 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
                      c->loaded ? "keep_the_credentials_in_use" : "none_to_sign_with");
         }
         snprintf(c->failed, sizeof c->failed, "%s", e->msg);
-        err_wrap(e, "%s", origin);
+        err_wrap(e, "%s", awscreds_origin(c, origin, sizeof origin));
         return -1;
     }
     bool changed = !c->loaded || strcmp(k.access_key, c->access_key) != 0 ||

@@ -26,15 +26,10 @@ bool awsmeta_configured(const struct cfg *c)
            c->aws_container_credentials_relative_uri[0] != '\0' || c->s3_instance_credentials;
 }
 
-/* Whether a plain http URL's host may serve credentials: loopback, or the ECS or EKS agent. */
-static bool http_host_allowed(const char *host)
+/* Whether a URL's host (as curl gives it: an IPv6 address in brackets) is this machine:
+ * "localhost" or a loopback address. */
+static bool loopback_host(const char *host)
 {
-    static const char *const agents[] = {"169.254.170.2", "169.254.170.23", "[fd00:ec2::23]"};
-    for (size_t i = 0; i < sizeof agents / sizeof agents[0]; i++) {
-        if (strcasecmp(host, agents[i]) == 0) {
-            return true;
-        }
-    }
     if (strcasecmp(host, "localhost") == 0) {
         return true;
     }
@@ -47,6 +42,18 @@ static bool http_host_allowed(const char *host)
     }
     struct netguard_addr a;
     return netguard_parse_addr(host, &a) == 0 && netguard_classify(&a) == NETGUARD_LOOPBACK;
+}
+
+/* Whether a plain http URL's host may serve credentials: loopback, or the ECS or EKS agent. */
+static bool http_host_allowed(const char *host)
+{
+    static const char *const agents[] = {"169.254.170.2", "169.254.170.23", "[fd00:ec2::23]"};
+    for (size_t i = 0; i < sizeof agents / sizeof agents[0]; i++) {
+        if (strcasecmp(host, agents[i]) == 0) {
+            return true;
+        }
+    }
+    return loopback_host(host);
 }
 
 /* The container URL's check: https anywhere, http only to a host http_host_allowed(). */
@@ -88,17 +95,7 @@ static bool loopback_url(const char *url)
     bool loopback = false;
     if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-        char bare[NETGUARD_ADDR_MAX];
-        size_t n = strlen(host);
-        const char *h = host;
-        if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof bare) {
-            memcpy(bare, host + 1, n - 2);
-            bare[n - 2] = '\0';
-            h = bare;
-        }
-        struct netguard_addr a;
-        loopback = strcasecmp(h, "localhost") == 0 ||
-                   (netguard_parse_addr(h, &a) == 0 && netguard_classify(&a) == NETGUARD_LOOPBACK);
+        loopback = loopback_host(host);
     }
     curl_free(host);
     curl_url_cleanup(u);
