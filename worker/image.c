@@ -1437,6 +1437,20 @@ static bool pixels_grey(MagickWand *w)
     return t != UndefinedType;
 }
 
+void img_forget_type(MagickWand *w)
+{
+    Image *first = GetImageFromMagickWand(w);
+    while (first != NULL && GetPreviousImageInList(first) != NULL) {
+        first = GetPreviousImageInList(first);
+    }
+    for (Image *im = first; im != NULL; im = GetNextImageInList(im)) {
+        if (im->type == BilevelType || im->type == GrayscaleType ||
+            im->type == GrayscaleMatteType) {
+            im->type = UndefinedType;
+        }
+    }
+}
+
 void img_label_colour(MagickWand *w)
 {
     if (MagickGetImageColorspace(w) == GRAYColorspace && !pixels_grey(w)) {

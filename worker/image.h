@@ -192,6 +192,14 @@ const char *img_property_made(MagickWand *w, const char *name);
  * pass over the pixels, only for a grey image. */
 void img_label_colour(MagickWand *w);
 
+/* Forgets what every image of `w` was found to be grey or black-and-white (its `type`), after an
+ * operation that may have changed its pixels: ImageMagick answers "is it grey?" from that record
+ * when it holds, and its encoders then write a colour image as grey. ImageMagick's pixel cache
+ * used to forget it on every write of pixels; Debian's 6.9.11.60+dfsg-1.6+deb12u16 took the cache
+ * of 6.9.13, which does not (a grey photo with a red vignette came out grey in JPEG). The next
+ * question about it looks at the pixels again. */
+void img_forget_type(MagickWand *w);
+
 /* What img_encode() makes of the image's metadata and format, without encoding it: the image a
  * pre_process job's save leaves for "&identifier". Returns 0, or -1 with the reason. */
 int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e);

@@ -129,6 +129,9 @@ static int run_fn(struct walk *wk, MagickWand **parent, bool take, const struct 
     if (rc == 0 && cmyk && MagickTransformImageColorspace(w, CMYKColorspace) == MagickFalse) {
         rc = img_fail(w, f->name, e);
     }
+    if (rc == 0) {
+        img_forget_type(w);
+    }
     /* an operation that does not look at the clock (or ends just past it) returns in success: the
      * job stops here, at the first function boundary after the deadline, and says which function
      * ran past it, rather than going on to its save, its children and the next function */
