@@ -235,6 +235,38 @@ static int policy_config_paths(struct buf *b)
     return rc;
 }
 
+/* The path rule for ImageMagick's own files: its disk pixel cache, in this process's directory
+ * (tmpdir.h), or where ImageMagick puts it when there is none. Debian's 6.9.11.60+dfsg-1.6+deb12u16
+ * took the pixel cache of 6.9.13, which asks the policy before it opens a cache file, and the
+ * rule "path: none" above then refused every image larger than PIXQ_MAGICK_MEMORY_MB and
+ * PIXQ_MAGICK_MAP_MB ("unable to open file .../magick-..."). Named as it is and, when a link is
+ * on the way, as its real path, which is what the policy is asked about in newer releases. A
+ * directory whose name the policy cannot hold (quotes, brackets, wildcards) gets no rule: the
+ * start says so, and only images cached on disk fail. */
+static int policy_tmpdir(struct buf *b, bool *unusable)
+{
+    const char *dir = tmpdir_path()[0] != '\0' ? tmpdir_path() : tmpdir_base();
+    char real[PATH_MAX];
+    const char *names[2] = {dir, realpath(dir, real) != NULL ? real : dir};
+    *unusable = false;
+    for (size_t i = 0; i < 2; i++) {
+        if (i == 1 && strcmp(names[1], names[0]) == 0) {
+            break;
+        }
+        if (names[i][0] != '/' || strpbrk(names[i], "\"<>&*?[]{}\\") != NULL) {
+            *unusable = true;
+            continue;
+        }
+        if (buf_printf(b,
+                       "<policy domain=\"path\" rights=\"read|write\" pattern=\"%s%s"
+                       "magick-*\"/>",
+                       names[i], names[i][strlen(names[i]) - 1] == '/' ? "" : "/") < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* "read|write", "read", "write" or NULL (none). */
 static const char *rights_of(bool read, bool write)
 {
@@ -309,6 +341,10 @@ static int set_policy(const struct img_config *c, struct err *e)
     if (rc == 0) {
         rc = policy_config_paths(&b);
     }
+    bool tmp_unusable = false;
+    if (rc == 0) {
+        rc = policy_tmpdir(&b, &tmp_unusable);
+    }
     if (rc == 0) {
         rc = policy_coders(&b, c->formats);
     }
@@ -329,6 +365,15 @@ static int set_policy(const struct img_config *c, struct err *e)
     }
     DestroyExceptionInfo(x);
     buf_finish(&b);
+    if (rc == 0 && tmp_unusable) {
+        char q[TMPDIR_PATH_MAX + 16], m[ERR_MSG_MAX + 16];
+        const char *dir = tmpdir_path()[0] != '\0' ? tmpdir_path() : tmpdir_base();
+        LOG_WARN("magick_tmpdir_unusable", "dir=%s error=%s", log_quote(dir, q, sizeof q),
+                 log_quote("ImageMagick's policy cannot name this directory (a quote, bracket "
+                           "or wildcard in its path): images too large for "
+                           "PIXQ_MAGICK_MEMORY_MB and PIXQ_MAGICK_MAP_MB fail",
+                           m, sizeof m));
+    }
     return rc;
 }
 
@@ -433,16 +478,18 @@ int img_start(const struct img_config *c, struct err *e)
     guard.cfg = *c;
     allowed_text(c->formats, guard.allowed, sizeof guard.allowed);
     MagickWandGenesis();
-    if (set_policy(c, e) < 0 || set_limits(c, e) < 0) {
-        MagickWandTerminus();
-        return -1;
-    }
-    keep_buffers(c);
+    /* before the policy, which names the directory */
     struct err te = {{0}};
     if (tmpdir_start(&guard.tmpdirs_swept, &te) < 0) { /* ImageMagick's own then */
         char q[ERR_MSG_MAX + 16];
         LOG_WARN("magick_tmpdir_failed", "error=%s", log_quote(te.msg, q, sizeof q));
     }
+    if (set_policy(c, e) < 0 || set_limits(c, e) < 0) {
+        tmpdir_finish();
+        MagickWandTerminus();
+        return -1;
+    }
+    keep_buffers(c);
     guard.started = true;
     log_guard();
     return 0;

@@ -181,6 +181,11 @@ int tmpdir_start(int *swept, struct err *e)
     return 0;
 }
 
+const char *tmpdir_base(void)
+{
+    return base_dir();
+}
+
 const char *tmpdir_path(void)
 {
     return own;

@@ -31,6 +31,11 @@ int tmpdir_start(int *swept, struct err *e);
 /* The directory tmpdir_start() made ("" before). */
 const char *tmpdir_path(void);
 
+/* Where ImageMagick makes its temporary files when it has no directory from tmpdir_start(): the
+ * first absolute one of MAGICK_TEMPORARY_PATH, MAGICK_TMPDIR and TMPDIR, else /tmp (the directory
+ * tmpdir_start() makes its own in). */
+const char *tmpdir_base(void);
+
 /* Removes this process's directory and what is left in it. */
 void tmpdir_finish(void);
 

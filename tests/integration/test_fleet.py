@@ -520,7 +520,7 @@ NOT_ABOUT_A_JOB = {
     "batch_split_failed", "adopt_failed",
     "malloc_settings_refused",  # start-up: an allocator (ASan's) that ignores mallopt
     "cpu_affinity", "cpu_affinity_failed",  # start-up: PIXQ_CPU_AFFINITY
-    "magick_tmpdir", "magick_tmpdir_failed",  # start-up: ImageMagick's temporary directory
+    "magick_tmpdir", "magick_tmpdir_failed", "magick_tmpdir_unusable",  # start-up: ImageMagick's temporary directory
     "unknown_setting", "start_refused",  # start-up: the environment, Redis refusing the login
     "postback_retry_past_result_ttl",  # start-up: PIXQ_RESULT_TTL_S shorter than the retries
     "shutdown_deadline_postback",  # a stop waiting for a postback on its way

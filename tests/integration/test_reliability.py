@@ -1958,6 +1958,50 @@ class HungJobTest(ReliabilityCase):
         self.assertEqual(b.terminate(), (0, False))
         self.assertFalse(dir_b.exists())
 
+    def disk_cached_job(self, job_id):
+        """A 3-MP photo turned whole: 25 MB of pixels, more than 16 MB of memory and map."""
+        self.src.add("/geo.jpg", (CONFIG.data / "images" / "geo-1536x2048.jpg").read_bytes())
+        return {"job_id": job_id, "src": self.src.url("/geo.jpg"),
+                "postback_url": self.postbacks.url("/pb"),
+                "functions": [{"name": "rotate", "params": {"amount": 90},
+                               "save": {"image_identifier": "out",
+                                        "s3_destination": {"bucket": self.buckets[0],
+                                                           "key": job_id + ".jpg"}}}]}
+
+    def test_pixels_cached_on_disk(self):
+        """An image too large for ImageMagick's memory and map limits is cached in the worker's
+        directory. ImageMagick 6.9.13's pixel cache (Debian's deb12u16 of 6.9.11) asks the
+        security policy before it opens a cache file: without a rule for the directory, such
+        a job failed with "unable to open file .../magick-...". """
+        tmp = self.tmp / "tmpdir"
+        tmp.mkdir()
+        w = self.start_worker(PIXQ_MAGICK_MEMORY_MB=16, PIXQ_MAGICK_MAP_MB=16, TMPDIR=str(tmp),
+                              MAGICK_TEMPORARY_PATH="")
+        self.push_jobs([self.disk_cached_job("on-disk")])
+        pb = self.wait_for_postback(timeout=60, job_id="on-disk")
+        self.assertNotIn("errors", pb.results, pb.results)
+        self.assertEqual(pb.results["images"][0]["meta"], {"width": 2048, "height": 1536})
+        self.assertEqual(w.log_events("magick_tmpdir_unusable"), [])
+        w.check_alive()
+
+    def test_directory_the_policy_cannot_name_is_said_at_start(self):
+        """A temporary directory with a wildcard in its path cannot be named in ImageMagick's
+        policy: the start says so, the worker runs, and a job cached on disk fails with the
+        reason in its postback."""
+        tmp = self.tmp / "tmp[1]"
+        tmp.mkdir()
+        w = self.start_worker(PIXQ_MAGICK_MEMORY_MB=16, PIXQ_MAGICK_MAP_MB=16, TMPDIR=str(tmp),
+                              MAGICK_TEMPORARY_PATH="")
+        said = self.wait_until(lambda: w.log_events("magick_tmpdir_unusable"), 20, "the start")
+        self.assertIn(str(tmp), said[0]["dir"])
+        self.assertIn("PIXQ_MAGICK_MEMORY_MB", said[0]["error"])
+        self.push_jobs([self.disk_cached_job("no-disk"), self.tiny_job("small")])
+        pb = self.wait_for_postback(timeout=60, job_id="no-disk")
+        self.assertIn("magick-", " ".join(pb.results.get("errors", [])), pb.results)
+        self.wait_for_postback(timeout=20, job_id="small")
+        self.assert_success("small")
+        w.check_alive()
+
     def test_waiting_is_not_hanging(self):
         # a source that takes 3 s to come, with a limit of 1 s of CPU: the job runs
         self.src.add("/late.png", tiny_png())
