@@ -1998,6 +1998,7 @@ class HungJobTest(ReliabilityCase):
         self.push_jobs([self.disk_cached_job("no-disk"), self.tiny_job("small")])
         pb = self.wait_for_postback(timeout=60, job_id="no-disk")
         self.assertIn("magick-", " ".join(pb.results.get("errors", [])), pb.results)
+        self.wait_until(lambda: self.results("small"), 20, "the result")
         self.wait_for_postback(timeout=20, job_id="small")
         self.assert_success("small")
         w.check_alive()
