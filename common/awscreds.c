@@ -17,6 +17,8 @@ struct found {
     bool section; /* the profile's section was seen */
     const char *value[3];
     size_t len[3];
+    const char *process; /* credential_process */
+    size_t process_len;
 };
 
 static const char *const key_names[3] = {"aws_access_key_id", "aws_secret_access_key",
@@ -52,6 +54,10 @@ static void note_key(struct found *f, const char *line, size_t n)
     size_t klen = (size_t)(eq - line), vlen = n - klen - 1;
     trim(&key, &klen);
     trim(&value, &vlen);
+    if (klen == 18 && strncasecmp(key, "credential_process", klen) == 0) {
+        f->process = value;
+        f->process_len = vlen;
+    }
     for (int i = 0; i < 3; i++) {
         if (klen == strlen(key_names[i]) && strncasecmp(key, key_names[i], klen) == 0) {
             f->value[i] = value;
@@ -97,12 +103,27 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
     if (!f.section) {
         return err_set(e, "no profile [%s] in it", profile);
     }
+    if (f.value[0] == NULL && f.value[1] == NULL && f.process != NULL) {
+        /* keys from a program (keys written beside it come first, as in the AWS tools) */
+        if (f.process_len == 0 || f.process_len >= sizeof c->process) {
+            return err_set(e, "profile [%s]: credential_process is %s", profile,
+                           f.process_len == 0 ? "empty" : "too long");
+        }
+        if (!awsmeta_printable(f.process, f.process_len)) {
+            return err_set(e, "profile [%s]: credential_process holds a control character",
+                           profile);
+        }
+        memcpy(c->process, f.process, f.process_len);
+        c->process[f.process_len] = '\0';
+        c->access_key[0] = c->secret_key[0] = c->session_token[0] = '\0';
+        return 0;
+    }
     const size_t cap[3] = {sizeof c->access_key, sizeof c->secret_key, sizeof c->session_token};
     for (int i = 0; i < 3; i++) {
         if (i < 2 && (f.value[i] == NULL || f.len[i] == 0)) {
             return err_set(e,
-                           "profile [%s] has no %s (only keys written in the file are read: "
-                           "not credential_process, sso_* or role_arn)",
+                           "profile [%s] has no %s (keys written in the file or a "
+                           "credential_process are read: not sso_* or role_arn)",
                            profile, key_names[i]);
         }
         if (f.len[i] >= cap[i]) {
@@ -118,6 +139,7 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
         memcpy(dst[i], f.value[i] != NULL ? f.value[i] : "", f.len[i]);
         dst[i][f.len[i]] = '\0';
     }
+    c->process[0] = '\0';
     return 0;
 }
 
@@ -158,15 +180,50 @@ static int load(struct awscreds *c, struct stat *st, struct err *e)
     return rc;
 }
 
-int awscreds_init(struct awscreds *c, const char *path, const char *profile, struct err *e)
+static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long budget_ms,
+                            struct err *e);
+
+/* The file's profile names a credential_process: from now on the keys come from it, fetched
+ * as an endpoint's are (the file is no longer looked at). `fetch`: run it now. */
+static int use_process(struct awscreds *c, bool fetch, struct err *e)
+{
+    if (awsmeta_init_process(&c->meta, c->path, c->profile, c->process, c->fetch_timeout_ms, e) <
+        0) {
+        return -1;
+    }
+    c->from_endpoint = true;
+    c->loaded = false;
+    c->next_try_ms = clock_mono_ms();
+    if (fetch) {
+        struct err ignored = {{0}}; /* logged; the requests try again */
+        refresh_endpoint(c, true, time(NULL), c->meta.timeout_ms, &ignored);
+    }
+    return 0;
+}
+
+/* The renewal settings of keys from an endpoint or a program. */
+static void set_timing(struct awscreds *c, const struct cfg *cfg)
+{
+    c->lead_ms = cfg->s3_credentials_refresh_ms;
+    c->retry_ms = cfg->s3_credentials_retry_ms;
+    c->retry_max_ms = cfg->s3_credentials_retry_max_ms;
+    c->fetch_timeout_ms = cfg->s3_credentials_timeout_ms;
+}
+
+int awscreds_init(struct awscreds *c, const struct cfg *cfg, bool fetch, struct err *e)
 {
     memset(c, 0, sizeof *c);
-    snprintf(c->path, sizeof c->path, "%s", path);
-    snprintf(c->profile, sizeof c->profile, "%s", profile[0] != '\0' ? profile : "default");
+    set_timing(c, cfg);
+    snprintf(c->path, sizeof c->path, "%s", cfg->aws_shared_credentials_file);
+    snprintf(c->profile, sizeof c->profile, "%s",
+             cfg->aws_profile[0] != '\0' ? cfg->aws_profile : "default");
     struct stat st = {0};
     int rc = load(c, &st, e);
     c->st = st; /* refused: the caller says so, and the file is read again once it changes */
     c->loaded = rc == 0;
+    if (rc == 0 && c->process[0] != '\0') {
+        return use_process(c, fetch, e);
+    }
     return rc;
 }
 
@@ -313,9 +370,7 @@ int awscreds_init_endpoint(struct awscreds *c, const struct cfg *cfg, struct err
 {
     memset(c, 0, sizeof *c);
     c->from_endpoint = true;
-    c->lead_ms = cfg->s3_credentials_refresh_ms;
-    c->retry_ms = cfg->s3_credentials_retry_ms;
-    c->retry_max_ms = cfg->s3_credentials_retry_max_ms;
+    set_timing(c, cfg);
     if (awsmeta_init(&c->meta, cfg, e) < 0) {
         return -1;
     }
@@ -360,6 +415,19 @@ int awscreds_refresh_within(struct awscreds *c, bool force, time_t now, long bud
         return -1;
     }
     next.st = st;
+    if (next.process[0] != '\0') { /* the profile names a program now (or at last) */
+        if (use_process(&next, false, e) < 0) {
+            c->st = st; /* said once for this look at the file; the keys in use stay */
+            char q[ERR_MSG_MAX + 16];
+            LOG_WARN("s3_credentials_refused", "path=%s profile=%s error=%s action=%s", c->path,
+                     c->profile, log_quote(e->msg, q, sizeof q),
+                     c->loaded ? "keep_the_credentials_in_use" : "none_to_sign_with");
+            err_wrap(e, "AWS_SHARED_CREDENTIALS_FILE %s", c->path);
+            return -1;
+        }
+        *c = next;
+        return refresh_endpoint(c, true, now, budget_ms, e);
+    }
     bool changed = !c->loaded || strcmp(next.access_key, c->access_key) != 0 ||
                    strcmp(next.secret_key, c->secret_key) != 0 ||
                    strcmp(next.session_token, c->session_token) != 0;

@@ -28,9 +28,12 @@ struct awscreds {
     bool loaded;                       /* the keys above were read (once at least) */
     struct stat st; /* as it was when last read, or last refused (st_ino 0: not there) */
 
-    /* from a metadata endpoint instead of the file */
+    char process[CFG_STR_MAX]; /* the profile's credential_process, when it has no keys */
+
+    /* from a metadata endpoint or the credential_process instead of the file */
     bool from_endpoint;
     struct awsmeta meta;
+    long fetch_timeout_ms;    /* PIXQ_S3_CREDENTIALS_TIMEOUT_MS */
     long lead_ms;             /* keys are fetched again this long before they expire */
     long retry_ms;            /* no two fetches closer than this, */
     long retry_max_ms;        /* and after failures in a row, twice as far apart up to this */
@@ -41,10 +44,13 @@ struct awscreds {
     char failed[ERR_MSG_MAX]; /* why the last fetch failed ("": it did not) */
 };
 
-/* Sets up `c` for the file `path` and the profile `profile` ("" is "default") and reads it.
- * Returns 0, or -1 with why when it cannot be read or the profile lacks a key (then c->loaded is
- * false, and awscreds_refresh() reads it once it changes). */
-int awscreds_init(struct awscreds *c, const char *path, const char *profile, struct err *e);
+/* Sets up `c` for the configuration's AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE ("" is
+ * "default") and reads it. Returns 0, or -1 with why when it cannot be read or the profile lacks
+ * a key (then c->loaded is false, and awscreds_refresh() reads it once it changes). A profile
+ * with a credential_process and no keys makes `c` take its keys from the program from then on
+ * (credproc.h), as from an endpoint; it is run at once when `fetch` (a run that fails is logged
+ * and tried again by awscreds_refresh()). */
+int awscreds_init(struct awscreds *c, const struct cfg *cfg, bool fetch, struct err *e);
 
 /* Sets up `c` for keys from the metadata endpoint that the configuration names (awsmeta_init())
  * and fetches them. Returns -1 with why only when the configuration is wrong; a fetch that fails

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "credproc.h"
 #include "http.h"
 #include "netguard.h"
 
@@ -194,13 +195,42 @@ int awsmeta_init(struct awsmeta *m, const struct cfg *c, struct err *e)
 
 const char *awsmeta_source(const struct awsmeta *m)
 {
-    return m->kind == AWSMETA_CONTAINER  ? "container"
-           : m->kind == AWSMETA_INSTANCE ? "instance"
-                                         : "web_identity";
+    return m->kind == AWSMETA_CONTAINER      ? "container"
+           : m->kind == AWSMETA_INSTANCE     ? "instance"
+           : m->kind == AWSMETA_WEB_IDENTITY ? "web_identity"
+                                             : "process";
+}
+
+int awsmeta_init_process(struct awsmeta *m, const char *file, const char *profile,
+                         const char *command, long timeout_ms, struct err *e)
+{
+    memset(m, 0, sizeof *m);
+    m->kind = AWSMETA_PROCESS;
+    m->timeout_ms = timeout_ms;
+    struct credproc_argv a;
+    if (strlen(command) >= sizeof m->command) {
+        return err_set(e, "profile [%s]: credential_process is longer than %zu bytes", profile,
+                       sizeof m->command - 1);
+    }
+    if (credproc_split(command, &a, e) < 0) {
+        err_wrap(e, "profile [%s]: credential_process", profile);
+        return -1;
+    }
+    snprintf(m->url, sizeof m->url, "%s", a.argv[0]);
+    credproc_argv_free(&a);
+    snprintf(m->command, sizeof m->command, "%s", command);
+    snprintf(m->file, sizeof m->file, "%s", file);
+    snprintf(m->profile, sizeof m->profile, "%s", profile);
+    return 0;
 }
 
 const char *awsmeta_origin(const struct awsmeta *m, char *out, size_t cap)
 {
+    if (m->kind == AWSMETA_PROCESS) {
+        snprintf(out, cap, "credential_process %s of profile [%s] in %s", m->url, m->profile,
+                 m->file);
+        return out;
+    }
     if (m->kind == AWSMETA_WEB_IDENTITY) {
         snprintf(out, cap, "STS %s (AssumeRoleWithWebIdentity for %s)", m->url, m->role_arn);
         return out;
@@ -459,8 +489,27 @@ static int fetch_web_identity(struct http *h, const struct awsmeta *m, long dead
     return rc;
 }
 
+/* Runs the credential_process and reads what it wrote. */
+static int fetch_process(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e)
+{
+    struct buf out;
+    buf_init(&out, CREDPROC_OUTPUT_MAX);
+    int rc = credproc_run(m->command, m->timeout_ms, &out, e);
+    if (rc == 0) {
+        rc = awsmeta_parse_process(out.len > 0 ? out.data : "", out.len, k, e);
+    }
+    if (out.data != NULL) {
+        explicit_bzero(out.data, out.len); /* the secret key: not left in freed memory */
+    }
+    buf_finish(&out);
+    return rc;
+}
+
 int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e)
 {
+    if (m->kind == AWSMETA_PROCESS) {
+        return fetch_process(m, k, e);
+    }
     struct http *h = http_create(e);
     if (h == NULL) {
         return -1;
@@ -518,7 +567,10 @@ static int member(json_object *obj, const char *name, char *out, size_t cap, boo
     return 0;
 }
 
-int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct err *e)
+/* Reads an endpoint's or a credential_process's JSON into `k`; `process`: the latter's form
+ * ("Version": 1, SessionToken rather than Token, no Code). */
+static int parse_json(const char *json, size_t len, bool process, struct awsmeta_keys *k,
+                      struct err *e)
 {
     json_tokener *tok = json_tokener_new_ex(8);
     if (tok == NULL) {
@@ -533,8 +585,13 @@ int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct e
     int rc = -1;
     char code[64], expiration[64];
     struct awsmeta_keys got = {0};
+    json_object *version = NULL;
     if (!whole || !json_object_is_type(obj, json_type_object)) {
         err_set(e, "the answer is not a JSON object");
+    } else if (process && (!json_object_object_get_ex(obj, "Version", &version) ||
+                           !json_object_is_type(version, json_type_int) ||
+                           json_object_get_int64(version) != 1)) {
+        err_set(e, "the answer's Version is not 1");
     } else if (member(obj, "Code", code, sizeof code, false, e) < 0) {
         /* said */
     } else if (code[0] != '\0' && strcmp(code, "Success") != 0) {
@@ -545,7 +602,8 @@ int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct e
         err_set(e, "the answer's Code is %s%s%s", code, message[0] != '\0' ? ": " : "", message);
     } else if (member(obj, "AccessKeyId", got.access_key, sizeof got.access_key, true, e) < 0 ||
                member(obj, "SecretAccessKey", got.secret_key, sizeof got.secret_key, true, e) < 0 ||
-               member(obj, "Token", got.session_token, sizeof got.session_token, false, e) < 0 ||
+               member(obj, process ? "SessionToken" : "Token", got.session_token,
+                      sizeof got.session_token, false, e) < 0 ||
                member(obj, "Expiration", expiration, sizeof expiration, false, e) < 0) {
         /* said */
     } else if (expiration[0] != '\0' && awsmeta_time(expiration, &got.expires) < 0) {
@@ -556,6 +614,16 @@ int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct e
     }
     json_object_put(obj);
     return rc;
+}
+
+int awsmeta_parse(const char *json, size_t len, struct awsmeta_keys *k, struct err *e)
+{
+    return parse_json(json, len, false, k, e);
+}
+
+int awsmeta_parse_process(const char *json, size_t len, struct awsmeta_keys *k, struct err *e)
+{
+    return parse_json(json, len, true, k, e);
 }
 
 /* The text of the first <tag>...</tag> in [xml, limit) (XML's five escapes read), into out.

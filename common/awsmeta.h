@@ -25,6 +25,7 @@ enum awsmeta_kind {
     AWSMETA_CONTAINER,    /* a container's credentials endpoint */
     AWSMETA_INSTANCE,     /* the EC2 instance metadata service (IMDSv2) */
     AWSMETA_WEB_IDENTITY, /* STS's AssumeRoleWithWebIdentity with a token file (EKS IRSA) */
+    AWSMETA_PROCESS,      /* a credentials file profile's credential_process (credproc.h) */
 };
 
 struct awsmeta {
@@ -34,6 +35,10 @@ struct awsmeta {
                                   * token, is read from it at each fetch; "" none */
     char role_arn[CFG_STR_MAX];  /* web identity: the role, and the session's name */
     char session_name[CFG_STR_MAX];
+    char command[CFG_STR_MAX]; /* credential_process: the command; url holds its program, the
+                                * only part logged (its arguments may hold a secret) */
+    char file[CFG_STR_MAX];    /* ... and the credentials file and profile that name it */
+    char profile[CFG_STR_MAX];
     char auth[CFG_TOKEN_MAX]; /* else this one; "" none */
     long timeout_ms;          /* a whole fetch, every request of it */
 };
@@ -63,6 +68,17 @@ int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e
  * -1 with why (STS's <Code> and <Message> for an error answer). */
 int awsmeta_parse_sts(const char *xml, struct awsmeta_keys *k, struct err *e);
 
+/* Sets up `m` for the command `command` that profile `profile` of the credentials file `file`
+ * names as its credential_process. Returns 0, or -1 with why (a command that cannot be split
+ * into words). */
+int awsmeta_init_process(struct awsmeta *m, const char *file, const char *profile,
+                         const char *command, long timeout_ms, struct err *e);
+
+/* Reads a credential_process's output (`len` bytes) into `k`: JSON with "Version": 1,
+ * AccessKeyId, SecretAccessKey, and SessionToken and Expiration when the keys have them.
+ * Returns 0, or -1 with why. */
+int awsmeta_parse_process(const char *json, size_t len, struct awsmeta_keys *k, struct err *e);
+
 /* Reads an endpoint's JSON answer (`len` bytes) into `k`. Returns 0, or -1 with why (an IMDS
  * Code other than Success, a key missing or too long or holding a control character, an
  * Expiration that cannot be read). */
@@ -76,7 +92,7 @@ bool awsmeta_printable(const char *s, size_t n);
  * fractions of a second, "Z" or "+00:00"). Returns 0, or -1 when it cannot be read. */
 int awsmeta_time(const char *s, time_t *out);
 
-/* The source's name in the logs: "container", "instance" or "web_identity". */
+/* The source's name in the logs: "container", "instance", "web_identity" or "process". */
 const char *awsmeta_source(const struct awsmeta *m);
 
 /* Names where the keys come from, for messages: "the container credentials endpoint <url>" or

@@ -310,23 +310,31 @@ static int check_credentials(const struct cfg *cfg)
                         "from one or the other\n");
         return -1;
     }
-    LOG_INFO("s3_credentials", "source=file path=%s profile=%s", cfg->aws_shared_credentials_file,
-             cfg->aws_profile);
     struct stat st;
     if (stat(cfg->aws_shared_credentials_file, &st) < 0 && errno == ENOENT) {
         /* not written yet (its keeper starts with the worker): each worker process says so
          * (s3_credentials_refused), each S3 request looks for it, and uploads wait for it as
          * for an outage */
+        LOG_INFO("s3_credentials", "source=file path=%s profile=%s",
+                 cfg->aws_shared_credentials_file, cfg->aws_profile);
         return 0;
     }
     struct err e = {{0}};
     struct awscreds *creds = malloc(sizeof *creds); /* 11 KB: a token may be 8 KB */
-    if (creds == NULL ||
-        awscreds_init(creds, cfg->aws_shared_credentials_file, cfg->aws_profile, &e) < 0) {
+    /* read, and a credential_process's command checked, but not run: each worker process runs
+     * it for its own keys */
+    if (creds == NULL || awscreds_init(creds, cfg, false, &e) < 0) {
         fprintf(stderr, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: %s\n",
                 cfg->aws_shared_credentials_file, creds == NULL ? "out of memory" : e.msg);
         free(creds);
         return -1;
+    }
+    if (creds->from_endpoint) {
+        LOG_INFO("s3_credentials", "source=process path=%s profile=%s url=%s",
+                 cfg->aws_shared_credentials_file, cfg->aws_profile, creds->meta.url);
+    } else {
+        LOG_INFO("s3_credentials", "source=file path=%s profile=%s",
+                 cfg->aws_shared_credentials_file, cfg->aws_profile);
     }
     free(creds);
     return 0;

@@ -1109,7 +1109,7 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
     };
     if (c->aws_shared_credentials_file[0] != '\0') {
         r->s3.creds = &r->creds;
-        if (awscreds_init(&r->creds, c->aws_shared_credentials_file, c->aws_profile, &e) < 0) {
+        if (awscreds_init(&r->creds, c, true, &e) < 0) {
             /* not there yet, or gone since the check at start: each request looks again */
             char q[ERR_MSG_MAX + 16];
             LOG_WARN("s3_credentials_refused",

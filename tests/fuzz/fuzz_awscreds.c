@@ -3,8 +3,10 @@
  * The input is the file's text, for the profile "default" and for "p". A parse that succeeds
  * must give both keys non-empty, every key shorter than its field and free of control
  * characters (they go into headers), and the same keys when the file is written again in the
- * plain form (`[p]` then `name = value` lines) and parsed once more. A parse that fails must
- * leave the keys as they were. Seeds: tests/fuzz/seeds/fuzz_awscreds/. Built only with
+ * plain form (`[p]` then `name = value` lines) and parsed once more; or, for a profile with no
+ * keys that names a credential_process, no keys and the command, non-empty, free of control
+ * characters and the same when written again. A parse that fails must leave the keys as they
+ * were. Seeds: tests/fuzz/seeds/fuzz_awscreds/. Built only with
  * -Dfuzz=true. */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +32,23 @@ static void parse_and_check(struct awscreds *c, const char *profile, const char 
             strcmp(c->secret_key, "keep") != 0 || strcmp(c->session_token, "keep") != 0) {
             abort();
         }
+        return;
+    }
+    if (c->process[0] != '\0') {
+        if (c->access_key[0] != '\0' || c->secret_key[0] != '\0' || c->session_token[0] != '\0') {
+            abort();
+        }
+        fuzz_check_key(c->process, sizeof c->process, true);
+        char again[sizeof c->process + 64];
+        snprintf(again, sizeof again, "[p]\ncredential_process = %s\n", c->process);
+        struct awscreds *d = calloc(1, sizeof *d);
+        if (d != NULL) {
+            strcpy(d->profile, "p");
+            if (awscreds_parse(d, again, &e) < 0 || strcmp(d->process, c->process) != 0) {
+                abort();
+            }
+        }
+        free(d);
         return;
     }
     fuzz_check_key(c->access_key, sizeof c->access_key, true);

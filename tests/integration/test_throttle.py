@@ -1324,8 +1324,8 @@ class CredentialsFileTest(ThrottleCase):
         self.assert_complete(self.postbacks_for(["cf-3"])["cf-3"], "cf-3", "pixq-test", 1)
         refused = worker.log_events("s3_credentials_refused")
         self.assertEqual([(e["error"], e["action"]) for e in refused],
-                         [("profile [fleet] has no aws_secret_access_key (only keys written in "
-                           "the file are read: not credential_process, sso_* or role_arn)",
+                         [("profile [fleet] has no aws_secret_access_key (keys written in the "
+                           "file or a credential_process are read: not sso_* or role_arn)",
                            "keep_the_credentials_in_use")])
 
     def test_request_refused_as_the_file_changes_is_sent_again(self):
@@ -1679,6 +1679,166 @@ class MetadataCredentialsTest(ThrottleCase):
                          (2, "pixq-worker: AWS_WEB_IDENTITY_TOKEN_FILE needs AWS_ROLE_ARN, the "
                              "role to take"))
         self.assertEqual(self.meta.requests, [])
+
+
+# A credential_process for the tests: prints the keys of the state file (JSON: key, secret,
+# token, expires_in_s; "fail" to write it on stderr and end with status 1; "sleep" seconds
+# first), and notes each run (its pid) in the runs file.
+HELPER = r'''
+import json, os, sys, time
+state = json.load(open(sys.argv[1]))
+with open(sys.argv[2], "a") as runs:
+    runs.write("%d\n" % os.getpid())
+time.sleep(state.get("sleep", 0))
+if state.get("fail"):
+    sys.stderr.write(state["fail"] + "\n")
+    sys.exit(1)
+out = {"Version": 1, "AccessKeyId": state["key"], "SecretAccessKey": state["secret"],
+       "SessionToken": state["token"]}
+if state.get("expires_in_s"):
+    out["Expiration"] = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                      time.gmtime(state["expires_at"]))
+print(json.dumps(out))
+'''
+
+
+class ProcessCredentialsTest(ThrottleCase):
+    """Keys from a program that a credentials file's profile names (credential_process: IAM
+    Roles Anywhere's signing helper on machines outside AWS, a vault's helper): each worker
+    runs it, and runs it again before the keys expire or when S3 refuses them. Before, such a
+    profile was refused at start ("only keys written in the file are read")."""
+
+    def setUp(self):
+        super().setUp()
+        self.helper = self.tmp / "helper.py"
+        self.helper.write_text(HELPER)
+        self.state = self.tmp / "state.json"
+        self.runs = self.tmp / "runs"
+        self.creds_path = self.tmp / "aws-credentials"
+        self.creds_path.write_text(
+            "[default]\naws_access_key_id = AKIDDECOY\naws_secret_access_key = decoy\n\n"
+            "[fleet]\nregion = us-east-1\ncredential_process = /usr/bin/python3 '%s' %s %s\n"
+            % (self.helper, self.state, self.runs))
+        self.issue("ASIAPROCONE", "secret/one", "token-one")
+        self.s3.access_key, self.s3.secret_key, self.s3.session_token = self.keys[:3]
+
+    def issue(self, key, secret, token, expires_in_s=0, **extra):
+        """The program gives new keys from now on, which S3 takes beside the old."""
+        self.keys = (key, secret, token)
+        state = dict(key=key, secret=secret, token=token, expires_in_s=expires_in_s,
+                     expires_at=time.time() + expires_in_s, **extra)
+        self.state.with_suffix(".new").write_text(json.dumps(state))
+        os.replace(self.state.with_suffix(".new"), self.state)
+        self.s3.also_valid[key] = (secret, token)
+        return state
+
+    def retire(self, key, secret, token):
+        """S3 takes only these keys from now on."""
+        self.s3.access_key, self.s3.secret_key, self.s3.session_token = key, secret, token
+        self.s3.also_valid.clear()
+
+    def run_pids(self):
+        return [int(p) for p in self.runs.read_text().split()] if self.runs.exists() else []
+
+    def env(self, timeout_s=5, **extra):
+        return dict(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="",
+                    AWS_SHARED_CREDENTIALS_FILE=str(self.creds_path), AWS_PROFILE="fleet",
+                    PIXQ_S3_CREDENTIALS_TIMEOUT_MS=str(int(harness.scaled(timeout_s) * 1000)),
+                    **extra)
+
+    def test_keys_come_from_the_program_and_again_before_they_expire(self):
+        """The first keys expire 10 s after they are given; with a lead of 5 s the worker runs
+        the program again once they have 5 s left, and signs with the new keys: no request
+        meets a refusal, and the program runs once per set of keys, not per request."""
+        state = self.issue("ASIAPROCONE", "secret/one", "token-one", 6 + harness.scaled(4))
+        due = int(state["expires_at"]) - 5
+        worker = self.start_worker(**self.env(PIXQ_S3_CREDENTIALS_REFRESH_MS="5000"))
+        self.push_jobs([self.job("cp-1", "pixq-test", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for(["cp-1"])["cp-1"], "cp-1", "pixq-test", 1)
+        self.push_jobs([self.job("cp-1b", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["cp-1b"])["cp-1b"], "cp-1b", "pixq-test", 1)
+        self.issue("ASIAPROCTWO", "secret/two", "token-two", 3600)
+        last = max(r.end or r.time for r in self.s3.records())
+        self.assertLess(last, due - 1, "cp-1 still ran when the keys were due (a slow machine)")
+        time.sleep(max(0.0, due + 0.3 - time.time()))
+        self.retire("ASIAPROCTWO", "secret/two", "token-two")
+        self.push_jobs([self.job("cp-2", "pixq-test", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for(["cp-2"])["cp-2"], "cp-2", "pixq-test", 1)
+        self.assertEqual([(e["source"], e["url"], e["access_key_id_ends"]) for e in
+                          worker.log_events("s3_credentials_reloaded")],
+                         [("process", "/usr/bin/python3", "CONE"),
+                          ("process", "/usr/bin/python3", "CTWO")])
+        self.assertEqual([(e["source"], e["path"], e["profile"], e["url"]) for e in
+                          worker.log_events("s3_credentials")],
+                         [("process", str(self.creds_path), "fleet", "/usr/bin/python3")])
+        self.assertEqual({(r.status, r.code) for r in self.s3.records()}, {(200, "")})
+        self.assertFalse(worker.log_events("s3_credentials_refused"))
+        self.assertEqual(len(self.run_pids()), 2)  # not at the check before the start either
+
+    def test_keys_refused_by_s3_are_asked_for_again_at_once(self):
+        """Keys revoked before they expire: S3 refuses them, the worker runs the program again
+        at once and sends the request once more with the new keys."""
+        worker = self.start_worker(**self.env(PIXQ_S3_CREDENTIALS_RETRY_MS="100"))
+        self.push_jobs([self.job("cr-1", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["cr-1"])["cr-1"], "cr-1", "pixq-test", 1)
+        self.issue("ASIAPROCTWO", "secret/two", "token-two")
+        self.retire("ASIAPROCTWO", "secret/two", "token-two")
+        time.sleep(0.2)  # past PIXQ_S3_CREDENTIALS_RETRY_MS since the run at start
+        self.push_jobs([self.job("cr-2", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["cr-2"])["cr-2"], "cr-2", "pixq-test", 1)
+        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")],
+                         [(200, ""), (403, "InvalidAccessKeyId"), (200, "")])
+        self.assertEqual([e["code"] for e in worker.log_events("s3_credentials_retry")],
+                         ["InvalidAccessKeyId"])
+        self.assertEqual(len(self.run_pids()), 2)
+        self.assertEqual(len(self.s3.failures()), 1)
+        self.s3.forget_failures()  # that one, and only that one, was meant
+
+    def test_program_that_fails_or_hangs_is_said_and_tried_again(self):
+        """The program fails (a login expired): the worker starts, says why with what the
+        program wrote on its standard error, and its uploads wait as in an outage. Then it
+        hangs: it is ended, with what it started, after PIXQ_S3_CREDENTIALS_TIMEOUT_MS. Once it
+        gives keys, the upload goes."""
+        self.issue("ASIAPROCONE", "secret/one", "token-one",
+                   fail="helper: the session expired, run `helper login`")
+        worker = self.start_worker(**CredentialsFileTest.patient(self), **self.env(
+            timeout_s=1.5, PIXQ_S3_CREDENTIALS_RETRY_MS="100",
+            PIXQ_S3_CREDENTIALS_RETRY_MAX_MS="200"))
+        self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 10, "a warning")
+        refused = worker.log_events("s3_credentials_refused")[0]
+        self.assertEqual((refused["source"], refused["url"], refused["action"], refused["error"]),
+                         ("process", "/usr/bin/python3", "none_to_sign_with",
+                          "/usr/bin/python3 ended with status 1: helper: the session expired, "
+                          "run `helper login`"))
+        self.push_jobs([self.job("cf-1", "pixq-test")])
+        self.wait_until(lambda: worker.log_events("upload_retry"), 20, "a retry")
+        self.assertIn("no S3 credentials: credential_process /usr/bin/python3 of profile [fleet] "
+                      "in %s gave none" % self.creds_path,
+                      worker.log_events("upload_retry")[0]["error"])
+        self.issue("ASIAPROCONE", "secret/one", "token-one", sleep=60)
+        runs = len(self.run_pids())
+        self.wait_until(lambda: len(self.run_pids()) >= runs + 2, 30, "two runs that hang")
+        hung = self.run_pids()[runs]
+        self.wait_until(lambda: not os.path.exists("/proc/%d" % hung) or
+                        open("/proc/%d/stat" % hung).read().split(") ")[-1][0] == "Z", 10,
+                        "the hung program to be ended")
+        self.issue("ASIAPROCONE", "secret/one", "token-one")
+        self.assert_complete(self.postbacks_for(["cf-1"])["cf-1"], "cf-1", "pixq-test", 1)
+        errors = [e["error"] for e in worker.log_events("s3_credentials_refused")]
+        self.assertEqual(len(errors), 2, errors)  # each reason said once
+        self.assertEqual(errors[1], "/usr/bin/python3 did not end within %d ms "
+                         "(PIXQ_S3_CREDENTIALS_TIMEOUT_MS)" % int(harness.scaled(1.5) * 1000))
+        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")], [(200, "")])
+
+    def test_refused_at_start(self):
+        """A command that cannot be split into words is a setting to fix: status 2, and the
+        program is never run."""
+        self.creds_path.write_text("[fleet]\ncredential_process = /usr/bin/python3 'open\n")
+        self.assertEqual(CredentialsFileTest.run_worker_at_once(self, **self.env()),
+                         (2, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: profile [fleet]: "
+                             "credential_process: the command has a ' that is not closed"
+                          % self.creds_path))
+        self.assertEqual(self.run_pids(), [])
 
 
 class RetryTest(ThrottleCase):

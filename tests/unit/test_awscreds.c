@@ -78,8 +78,8 @@ static void test_parse(void)
     CHECK_INT(parse(&c, "missing", file, why), -1);
     CHECK_STR(why, "no profile [missing] in it");
     CHECK_INT(parse(&c, "later", file, why), -1);
-    CHECK_STR(why, "profile [later] has no aws_secret_access_key (only keys written in the file "
-                   "are read: not credential_process, sso_* or role_arn)");
+    CHECK_STR(why, "profile [later] has no aws_secret_access_key (keys written in the file or a "
+                   "credential_process are read: not sso_* or role_arn)");
     CHECK_STR(c.access_key, "");
     CHECK_INT(parse(&c, "default", "[default]\naws_access_key_id=\naws_secret_access_key=S\n", why),
               -1);
@@ -119,13 +119,17 @@ static void test_refresh(void)
     char path[512];
     snprintf(path, sizeof path, "%s/credentials", dir);
     struct awscreds *c = malloc(sizeof *c);
+    struct cfg *cfg = malloc(sizeof *cfg);
+    cfg_defaults(cfg);
+    snprintf(cfg->aws_shared_credentials_file, sizeof cfg->aws_shared_credentials_file, "%s", path);
+    cfg->aws_profile[0] = '\0';
     struct err e = {{0}};
     /* a file that is not there */
-    CHECK_INT(awscreds_init(c, path, "", &e), -1);
+    CHECK_INT(awscreds_init(c, cfg, true, &e), -1);
     CHECK_STR(e.msg, "No such file or directory");
     CHECK(!c->loaded);
     write_file(path, "[default]\naws_access_key_id=AKID1\naws_secret_access_key=S1\n");
-    CHECK_INT(awscreds_init(c, path, "", &e), 0);
+    CHECK_INT(awscreds_init(c, cfg, true, &e), 0);
     CHECK_STR(c->access_key, "AKID1");
     CHECK_STR(c->profile, "default");
     /* unchanged: not read again; forced: read, the same keys */
@@ -175,6 +179,7 @@ static void test_refresh(void)
     rmdir(path);
     rmdir(dir);
     free(c);
+    free(cfg);
 }
 
 /* When keys from an endpoint are fetched again, and the waits after failed fetches. */

@@ -1,0 +1,308 @@
+/* credproc: a credential_process's command split into words and run; its output read as keys
+ * (awsmeta_parse_process), and a credentials file's profile that names one (awscreds). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "awscreds.h"
+#include "awsmeta.h"
+#include "check.h"
+#include "clock.h"
+#include "credproc.h"
+#include "log.h"
+
+/* `cmd` split: its words joined with '|', or "!" and why. */
+static void split(const char *cmd, char *out, size_t cap)
+{
+    struct credproc_argv a;
+    struct err e = {{0}};
+    if (credproc_split(cmd, &a, &e) < 0) {
+        snprintf(out, cap, "!%s", e.msg);
+        return;
+    }
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < a.argc; i++) {
+        n += (size_t)snprintf(out + n, cap - n, "%s%s", i > 0 ? "|" : "", a.argv[i]);
+    }
+    CHECK(a.argv[a.argc] == NULL);
+    credproc_argv_free(&a);
+}
+
+static void test_split(void)
+{
+    char got[1024];
+    split("aws_signing_helper credential-process --region eu-west-1", got, sizeof got);
+    CHECK_STR(got, "aws_signing_helper|credential-process|--region|eu-west-1");
+    split("  /opt/bin/helper\t--name  'two words'  ", got, sizeof got);
+    CHECK_STR(got, "/opt/bin/helper|--name|two words");
+    /* quotes within a word, an empty word, escapes as a POSIX shell reads them */
+    split("a'b c'd \"\" x\\ y \"q\\\"u\\$o\\n\" 'no\\escape'", got, sizeof got);
+    CHECK_STR(got, "ab cd||x y|q\"u$o\\n|no\\escape");
+    split("helper --json='{\"a\": 1}'", got, sizeof got);
+    CHECK_STR(got, "helper|--json={\"a\": 1}");
+    split("", got, sizeof got);
+    CHECK_STR(got, "!the command is empty");
+    split("   ", got, sizeof got);
+    CHECK_STR(got, "!the command is empty");
+    split("helper 'open", got, sizeof got);
+    CHECK_STR(got, "!the command has a ' that is not closed");
+    split("helper \"open", got, sizeof got);
+    CHECK_STR(got, "!the command has a \" that is not closed");
+    split("helper \\", got, sizeof got);
+    CHECK_STR(got, "!the command ends with a backslash");
+    char many[1024] = "h";
+    for (int i = 0; i < CREDPROC_ARGS_MAX; i++) {
+        strcat(many, " a");
+    }
+    split(many, got, sizeof got);
+    CHECK_STR(got, "!the command has more than 256 words");
+    many[strlen(many) - 2] = '\0';
+    split(many, got, sizeof got);
+    CHECK(got[0] == 'h');
+}
+
+/* Runs `cmd` for at most `ms`: 0 with its output in `out`, or -1 with why. */
+static int run(const char *cmd, long ms, char *out, size_t cap)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    struct err e = {{0}};
+    int rc = credproc_run(cmd, ms, &b, &e);
+    snprintf(out, cap, "%.*s", (int)b.len, b.len > 0 ? b.data : "");
+    if (rc < 0) {
+        snprintf(out, cap, "%s", e.msg);
+    }
+    buf_finish(&b);
+    return rc;
+}
+
+/* Whether process `pid` is gone (or a zombie nobody has reaped yet). */
+static bool gone(pid_t pid)
+{
+    char path[64], stat[256] = "";
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return true;
+    }
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    stat[n] = '\0';
+    fclose(f);
+    const char *close = strrchr(stat, ')');
+    return close != NULL && close[1] == ' ' && close[2] == 'Z';
+}
+
+static void test_run(void)
+{
+    char got[1024];
+    CHECK_INT(run("/bin/sh -c 'printf \"%s\" \"{\\\"Version\\\": 1}\"'", 5000, got, sizeof got), 0);
+    CHECK_STR(got, "{\"Version\": 1}");
+    /* the environment, less pixq's settings */
+    setenv("PIXQ_POSTBACK_SECRET", "do-not-pass", 1);
+    setenv("HTTPS_PROXY", "http://proxy.invalid:3128", 1);
+    CHECK_INT(run("sh -c 'echo \"[$PIXQ_POSTBACK_SECRET][$HTTPS_PROXY]\"'", 5000, got, sizeof got),
+              0);
+    CHECK_STR(got, "[][http://proxy.invalid:3128]\n");
+    unsetenv("PIXQ_POSTBACK_SECRET");
+    unsetenv("HTTPS_PROXY");
+    /* found on PATH; its input is /dev/null, not the worker's */
+    CHECK_INT(run("sh -c 'cat; echo done'", 5000, got, sizeof got), 0);
+    CHECK_STR(got, "done\n");
+    /* a status other than 0, with what it said on its standard error (one line, trimmed) */
+    CHECK_INT(run("sh -c 'echo keys >&1; printf \"\\n  token expired:\\trun login \\n\" >&2; "
+                  "exit 3'",
+                  5000, got, sizeof got),
+              -1);
+    CHECK_STR(got, "sh ended with status 3: token expired: run login");
+    CHECK_INT(run("false", 5000, got, sizeof got), -1);
+    CHECK_STR(got, "false ended with status 1 (nothing on its standard error)");
+    CHECK_INT(run("sh -c 'kill -TERM $$'", 5000, got, sizeof got), -1);
+    CHECK_STR(got, "sh was ended by signal 15");
+    /* signals the worker ignores are the program's own again */
+    CHECK_INT(run("sh -c 'yes | head -c 10 >/dev/null; echo piped'", 5000, got, sizeof got), 0);
+    CHECK_STR(got, "piped\n");
+    CHECK_INT(run("/nonexistent/helper --x", 5000, got, sizeof got), -1);
+    /* (glibc's posix_spawn says so; under valgrind, a fork whose exec fails ends with 127) */
+    CHECK(strcmp(got, "cannot run /nonexistent/helper: No such file or directory") == 0 ||
+          strcmp(got, "/nonexistent/helper ended with status 127 (nothing on its standard "
+                      "error)") == 0);
+    CHECK_INT(run("helper 'open", 5000, got, sizeof got), -1);
+    CHECK_STR(got, "the command has a ' that is not closed");
+    CHECK_INT(run("sh -c 'head -c 70000 /dev/zero'", 5000, got, sizeof got), -1);
+    CHECK_STR(got, "sh wrote more than 65536 bytes");
+    /* out of time: the program and what it started are ended together */
+    char dir[] = "/tmp/pixq-credproc-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char cmd[512], pidfile[256];
+    snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
+    snprintf(cmd, sizeof cmd, "sh -c 'sleep 30 & echo $! > %s; wait'", pidfile);
+    long t0 = clock_mono_ms();
+    CHECK_INT(run(cmd, 300, got, sizeof got), -1);
+    long took = clock_mono_ms() - t0;
+    CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_TIMEOUT_MS)");
+    CHECK(took >= 300 && took < 3000);
+    FILE *f = fopen(pidfile, "r");
+    int child = 0;
+    CHECK(f != NULL && fscanf(f, "%d", &child) == 1);
+    if (f != NULL) {
+        fclose(f);
+    }
+    for (int i = 0; i < 100 && child > 0 && !gone(child); i++) {
+        struct timespec ms10 = {0, 10000000};
+        nanosleep(&ms10, NULL);
+    }
+    CHECK(child > 0 && gone(child));
+    unlink(pidfile);
+    /* a program that closes its output and goes on is waited for up to the deadline too */
+    CHECK_INT(run("sh -c 'exec >&- 2>&-; sleep 30'", 300, got, sizeof got), -1);
+    CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_TIMEOUT_MS)");
+    rmdir(dir);
+}
+
+static void test_parse_process(void)
+{
+    struct awsmeta_keys k;
+    struct err e = {{0}};
+    const char *good = "{\"Version\": 1, \"AccessKeyId\": \"ASIAPROC\", \"SecretAccessKey\": "
+                       "\"s/p\", \"SessionToken\": \"tok\", \"Expiration\": "
+                       "\"2026-12-03T10:00:00Z\"}";
+    CHECK_INT(awsmeta_parse_process(good, strlen(good), &k, &e), 0);
+    CHECK_STR(k.access_key, "ASIAPROC");
+    CHECK_STR(k.secret_key, "s/p");
+    CHECK_STR(k.session_token, "tok");
+    CHECK_INT((long long)k.expires, 1796292000LL);
+    /* long-term keys: no token, no Expiration; "Token" is the endpoints' name, not read here */
+    const char *plain = "{\"Version\": 1, \"AccessKeyId\": \"AKIA\", \"SecretAccessKey\": \"s\", "
+                        "\"Token\": \"not-this\"}";
+    CHECK_INT(awsmeta_parse_process(plain, strlen(plain), &k, &e), 0);
+    CHECK_STR(k.session_token, "");
+    CHECK_INT((long long)k.expires, 0);
+    const char *v2 = "{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}";
+    CHECK_INT(awsmeta_parse_process(v2, strlen(v2), &k, &e), -1);
+    CHECK_STR(e.msg, "the answer's Version is not 1");
+    const char *none = "{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}";
+    CHECK_INT(awsmeta_parse_process(none, strlen(none), &k, &e), -1);
+    CHECK_STR(e.msg, "the answer's Version is not 1");
+    const char *text = "{\"Version\": \"1\", \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}";
+    CHECK_INT(awsmeta_parse_process(text, strlen(text), &k, &e), -1);
+    const char *nokey = "{\"Version\": 1, \"SecretAccessKey\": \"s\"}";
+    CHECK_INT(awsmeta_parse_process(nokey, strlen(nokey), &k, &e), -1);
+    CHECK_STR(e.msg, "the answer has no AccessKeyId");
+    CHECK_INT(awsmeta_parse_process("keys", 4, &k, &e), -1);
+    CHECK_STR(e.msg, "the answer is not a JSON object");
+}
+
+static void write_file(const char *path, const char *text)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    fputs(text, f);
+    fclose(f);
+    rename(tmp, path);
+}
+
+/* A profile that names a credential_process: the keys come from it, and from it again when
+ * forced; keys written beside it come first; a file that gets one later switches to it. */
+static void test_profile(void)
+{
+    char dir[] = "/tmp/pixq-credproc-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[512], out[512], text[2048];
+    snprintf(path, sizeof path, "%s/credentials", dir);
+    snprintf(out, sizeof out, "%s/keys.json", dir);
+    write_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIAONE\", \"SecretAccessKey\": "
+                    "\"s1\", \"SessionToken\": \"t1\"}");
+    snprintf(text, sizeof text,
+             "[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = sf\n"
+             "[fleet]\ncredential_process = cat %s\nregion = eu-west-1\n",
+             out);
+    write_file(path, text);
+    struct cfg *cfg = malloc(sizeof *cfg);
+    struct awscreds *c = malloc(sizeof *c);
+    cfg_defaults(cfg);
+    snprintf(cfg->aws_shared_credentials_file, sizeof cfg->aws_shared_credentials_file, "%s", path);
+    snprintf(cfg->aws_profile, sizeof cfg->aws_profile, "fleet");
+    cfg->s3_credentials_retry_ms = 0; /* no spacing between the forced runs below */
+    struct err e = {{0}};
+    /* checked, not run */
+    CHECK_INT(awscreds_init(c, cfg, false, &e), 0);
+    CHECK(c->from_endpoint && !c->loaded);
+    CHECK_STR(awsmeta_source(&c->meta), "process");
+    CHECK_STR(c->meta.url, "cat");
+    char origin[2048];
+    snprintf(text, sizeof text, "credential_process cat of profile [fleet] in %s", path);
+    CHECK_STR(awscreds_origin(c, origin, sizeof origin), text);
+    /* run */
+    CHECK_INT(awscreds_init(c, cfg, true, &e), 0);
+    CHECK(c->loaded);
+    CHECK_STR(c->access_key, "ASIAONE");
+    CHECK_STR(c->session_token, "t1");
+    CHECK_INT(awscreds_refresh(c, false, &e), 0); /* keys that do not expire: not run again */
+    write_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIATWO\", \"SecretAccessKey\": "
+                    "\"s2\"}");
+    CHECK_INT(awscreds_refresh(c, true, &e), 1); /* S3 refused them: run again */
+    CHECK_STR(c->access_key, "ASIATWO");
+    CHECK_STR(c->session_token, "");
+    /* a run that fails leaves the keys in use */
+    unlink(out);
+    CHECK_INT(awscreds_refresh(c, true, &e), -1);
+    CHECK(strstr(e.msg, "credential_process cat of profile [fleet]") == e.msg);
+    CHECK(strstr(e.msg, "cat ended with status 1: cat: ") != NULL);
+    CHECK_STR(c->access_key, "ASIATWO");
+    /* keys written in the profile come first */
+    snprintf(text, sizeof text,
+             "[fleet]\ncredential_process = cat %s\naws_access_key_id = AKIDF\n"
+             "aws_secret_access_key = sf\n",
+             out);
+    write_file(path, text);
+    CHECK_INT(awscreds_init(c, cfg, true, &e), 0);
+    CHECK(!c->from_endpoint);
+    CHECK_STR(c->access_key, "AKIDF");
+    /* a file that names a program it cannot run leaves the keys in use */
+    struct timespec ms20 = {0, 20000000};
+    nanosleep(&ms20, NULL); /* another mtime */
+    write_file(path, "[fleet]\ncredential_process = helper 'open\n");
+    CHECK_INT(awscreds_refresh(c, false, &e), -1);
+    CHECK(strstr(e.msg, "the command has a ' that is not closed") != NULL);
+    CHECK(!c->from_endpoint && c->loaded);
+    CHECK_STR(c->access_key, "AKIDF");
+    CHECK_INT(awscreds_refresh(c, false, &e), 0); /* the same file: said once */
+    /* a file that names a program only later (written after the start) switches to it */
+    write_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIALATE\", \"SecretAccessKey\": "
+                    "\"s3\"}");
+    snprintf(text, sizeof text, "[fleet]\ncredential_process = cat %s\n", out);
+    nanosleep(&ms20, NULL);
+    write_file(path, text);
+    CHECK_INT(awscreds_refresh(c, false, &e), 1);
+    CHECK(c->from_endpoint);
+    CHECK_STR(c->access_key, "ASIALATE");
+    /* a command that cannot be split is a setting to fix */
+    write_file(path, "[fleet]\ncredential_process = helper 'open\n");
+    CHECK_INT(awscreds_init(c, cfg, false, &e), -1);
+    CHECK_STR(e.msg, "profile [fleet]: credential_process: the command has a ' that is not closed");
+    write_file(path, "[fleet]\ncredential_process =\n");
+    CHECK_INT(awscreds_init(c, cfg, false, &e), -1);
+    CHECK_STR(e.msg, "profile [fleet]: credential_process is empty");
+    unlink(path);
+    unlink(out);
+    rmdir(dir);
+    free(c);
+    free(cfg);
+}
+
+int main(void)
+{
+    log_threshold = LOG_LEVEL_ERROR; /* the refusals below are meant */
+    test_split();
+    test_run();
+    test_parse_process();
+    test_profile();
+    return check_summary("credproc");
+}
