@@ -2,7 +2,8 @@
 """chaos: a randomized fault driver that checks pixq's promise, nothing is ever lost.
 
     tests/bench/run [--build DIR] chaos [--jobs 300] [--workers 3] [--seed N] [--processes]
-        [--kill-every MIN MAX] [--rotate-credentials] [--credentials-endpoint] [--smoke]
+        [--kill-every MIN MAX] [--rotate-credentials] [--credentials-endpoint]
+        [--credentials-process] [--smoke]
         [--verbose] [--keep]
     /usr/bin/python3 tests/bench/chaos.py --worker build/worker/pixq-worker [--seed N] ...
 
@@ -51,7 +52,10 @@ delayed). They are pushed in waves through the first part of the run while, at r
 * with --credentials-endpoint the same, but the keys come from a container credentials endpoint
   (metastub.py, AWS_CONTAINER_CREDENTIALS_FULL_URI) that serves each set for 10 s, which the
   workers ask again 9.5 s before that (PIXQ_S3_CREDENTIALS_REFRESH_MS): they take new keys within
-  half a second, or when S3 refuses the old ones.
+  half a second, or when S3 refuses the old ones;
+* with --credentials-process the same again, but each worker runs a credentials file profile's
+  credential_process (a Python helper that asks that endpoint and prints its keys in the
+  credential_process form).
 
 At the end (every job has a result and the queue is quiet, or --deadline passed) the workers are
 stopped and every invariant is checked; each violation is printed with its job id:
@@ -322,9 +326,18 @@ class Chaos:
             self.meta.set(self.s3.access_key, self.s3.secret_key, None, ENDPOINT_KEYS_S)
             self.env.pop("AWS_ACCESS_KEY_ID")
             self.env.pop("AWS_SECRET_ACCESS_KEY")
-            self.env.update({"AWS_CONTAINER_CREDENTIALS_FULL_URI": self.meta.url("/creds"),
-                             "PIXQ_S3_CREDENTIALS_REFRESH_MS": str(ENDPOINT_LEAD_MS),
+            self.env.update({"PIXQ_S3_CREDENTIALS_REFRESH_MS": str(ENDPOINT_LEAD_MS),
                              "PIXQ_S3_CREDENTIALS_RETRY_MS": "200"})
+            if self.opts.credentials_process:
+                helper = self.tmp / "credential-helper.py"
+                helper.write_text(PROCESS_HELPER)
+                self.creds_path = self.tmp / "aws-credentials"
+                self.creds_path.write_text("[default]\ncredential_process = /usr/bin/python3 %s %s\n"
+                                           % (helper, self.meta.url("/creds")))
+                self.env.update({"AWS_SHARED_CREDENTIALS_FILE": str(self.creds_path),
+                                 "PIXQ_S3_CREDENTIALS_TIMEOUT_MS": "5000"})
+            else:
+                self.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = self.meta.url("/creds")
         elif self.opts.rotate_credentials:
             self.creds_path = self.tmp / "aws-credentials"
             self.write_credentials(self.s3.access_key, self.s3.secret_key, None)
@@ -791,6 +804,16 @@ class Chaos:
 ENDPOINT_KEYS_S = 10  # --credentials-endpoint: each set of keys expires 10 s after it is served,
 ENDPOINT_LEAD_MS = 9500  # and is asked for again 9.5 s before that
 
+# --credentials-process: the program, which asks the endpoint (argv[1]) and prints its keys
+PROCESS_HELPER = r'''
+import json, sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+d = json.load(opener.open(sys.argv[1], timeout=5))
+print(json.dumps({"Version": 1, "AccessKeyId": d["AccessKeyId"],
+                  "SecretAccessKey": d["SecretAccessKey"], "SessionToken": d.get("Token"),
+                  "Expiration": d["Expiration"]}))
+'''
+
 
 NOTABLE = ("parked_job_lost", "postback_given_up", "unsettled_dropped", "upload_poisoned",
            "job_unsettled", "settle_resumed", "lease_lost", "worker_reregistered", "task_stranded",
@@ -859,6 +882,8 @@ def main():
                     help="S3 keys from a credentials file, replaced every 3 to 8 s")
     ap.add_argument("--credentials-endpoint", action="store_true",
                     help="--rotate-credentials, the keys from a container credentials endpoint")
+    ap.add_argument("--credentials-process", action="store_true",
+                    help="--credentials-endpoint, asked by a credential_process")
     ap.add_argument("--smoke", action="store_true",
                     help="12 jobs, 2 workers, a kill, a Redis restart and a key rotation "
                          "(--rotate-credentials; --credentials-endpoint with an odd seed)")
@@ -871,6 +896,8 @@ def main():
         opts.jobs, opts.workers, opts.deadline = 12, 2, 90
         opts.rotate_credentials = True
         opts.credentials_endpoint = opts.credentials_endpoint or opts.seed % 2 == 1
+    if opts.credentials_process:
+        opts.credentials_endpoint = True
     if opts.credentials_endpoint:
         opts.rotate_credentials = True
     if opts.deadline is None:
