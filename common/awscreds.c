@@ -17,8 +17,9 @@ struct found {
     bool section; /* the profile's section was seen */
     const char *value[3];
     size_t len[3];
-    const char *process; /* credential_process */
+    char process[CFG_STR_MAX]; /* credential_process, its continuation lines joined */
     size_t process_len;
+    bool process_seen, process_long;
 };
 
 static const char *const key_names[3] = {"aws_access_key_id", "aws_secret_access_key",
@@ -41,6 +42,22 @@ static void trim(const char **s, size_t *n)
     }
 }
 
+/* Adds [s, s + n) to the credential_process found, after a blank when it has a start. */
+static void add_to_process(struct found *f, const char *s, size_t n)
+{
+    size_t need = f->process_len + (f->process_len > 0 ? 1 : 0) + n;
+    if (need >= sizeof f->process) {
+        f->process_long = true;
+        return;
+    }
+    if (f->process_len > 0) {
+        f->process[f->process_len++] = ' ';
+    }
+    memcpy(f->process + f->process_len, s, n);
+    f->process_len += n;
+    f->process[f->process_len] = '\0';
+}
+
 /* One `key = value` (or `key: value`) line of the profile's section: notes the value of a key it
  * knows (the legacy aws_security_token stands for aws_session_token when that is not given). */
 static void note_key(struct found *f, const char *line, size_t n)
@@ -55,8 +72,10 @@ static void note_key(struct found *f, const char *line, size_t n)
     trim(&key, &klen);
     trim(&value, &vlen);
     if (klen == 18 && strncasecmp(key, "credential_process", klen) == 0) {
-        f->process = value;
-        f->process_len = vlen;
+        f->process_seen = true;
+        f->process_len = 0;
+        f->process_long = false;
+        add_to_process(f, value, vlen);
     }
     for (int i = 0; i < 3; i++) {
         if (klen == strlen(key_names[i]) && strncasecmp(key, key_names[i], klen) == 0) {
@@ -79,15 +98,23 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
     if (strncmp(p, "\xef\xbb\xbf", 3) == 0) {
         p += 3; /* a byte order mark, as some editors write */
     }
+    bool continued = false; /* an indented line goes on the credential_process before it */
     while (*p != '\0') {
         const char *nl = strchr(p, '\n');
         size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
         const char *line = p;
         p = nl != NULL ? nl + 1 : p + n;
+        bool indented = n > 0 && (line[0] == ' ' || line[0] == '\t');
         trim(&line, &n);
         if (n == 0 || line[0] == '#' || line[0] == ';') {
             continue;
         }
+        if (continued && indented) {
+            /* as the AWS tools' reader joins a value's indented lines (a long command) */
+            add_to_process(&f, line, n);
+            continue;
+        }
+        continued = false;
         if (line[0] == '[') { /* a section, whatever follows its ']' (a comment) */
             const char *name = line + 1, *end = memchr(line, ']', n);
             size_t len = end != NULL ? (size_t)(end - name) : 0;
@@ -97,24 +124,30 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
             continue;
         }
         if (mine) {
+            bool seen = f.process_seen;
+            f.process_seen = false;
             note_key(&f, line, n);
+            continued = f.process_seen;
+            f.process_seen = f.process_seen || seen;
         }
     }
     if (!f.section) {
         return err_set(e, "no profile [%s] in it", profile);
     }
-    if (f.value[0] == NULL && f.value[1] == NULL && f.process != NULL) {
+    if (f.value[0] == NULL && f.value[1] == NULL && f.process_seen) {
         /* keys from a program (keys written beside it come first, as in the AWS tools) */
-        if (f.process_len == 0 || f.process_len >= sizeof c->process) {
+        if (f.process_len == 0 || f.process_long) {
             return err_set(e, "profile [%s]: credential_process is %s", profile,
                            f.process_len == 0 ? "empty" : "too long");
         }
-        if (!awsmeta_printable(f.process, f.process_len)) {
-            return err_set(e, "profile [%s]: credential_process holds a control character",
-                           profile);
+        for (size_t i = 0; i < f.process_len; i++) { /* a TAB separates words */
+            if (((unsigned char)f.process[i] < 0x20 && f.process[i] != '\t') ||
+                f.process[i] == 0x7f) {
+                return err_set(e, "profile [%s]: credential_process holds a control character",
+                               profile);
+            }
         }
-        memcpy(c->process, f.process, f.process_len);
-        c->process[f.process_len] = '\0';
+        memcpy(c->process, f.process, f.process_len + 1);
         c->access_key[0] = c->secret_key[0] = c->session_token[0] = '\0';
         return 0;
     }
@@ -187,7 +220,7 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
  * as an endpoint's are (the file is no longer looked at). `fetch`: run it now. */
 static int use_process(struct awscreds *c, bool fetch, struct err *e)
 {
-    if (awsmeta_init_process(&c->meta, c->path, c->profile, c->process, c->fetch_timeout_ms, e) <
+    if (awsmeta_init_process(&c->meta, c->path, c->profile, c->process, c->process_timeout_ms, e) <
         0) {
         return -1;
     }
@@ -207,7 +240,7 @@ static void set_timing(struct awscreds *c, const struct cfg *cfg)
     c->lead_ms = cfg->s3_credentials_refresh_ms;
     c->retry_ms = cfg->s3_credentials_retry_ms;
     c->retry_max_ms = cfg->s3_credentials_retry_max_ms;
-    c->fetch_timeout_ms = cfg->s3_credentials_timeout_ms;
+    c->process_timeout_ms = cfg->s3_credentials_process_timeout_ms;
 }
 
 int awscreds_init(struct awscreds *c, const struct cfg *cfg, bool fetch, struct err *e)
@@ -221,8 +254,10 @@ int awscreds_init(struct awscreds *c, const struct cfg *cfg, bool fetch, struct 
     int rc = load(c, &st, e);
     c->st = st; /* refused: the caller says so, and the file is read again once it changes */
     c->loaded = rc == 0;
-    if (rc == 0 && c->process[0] != '\0') {
-        return use_process(c, fetch, e);
+    if (rc == 0 && c->process[0] != '\0' && use_process(c, fetch, e) < 0) {
+        c->loaded = false; /* no keys: the file is read again once it changes */
+        c->process[0] = '\0';
+        return -1;
     }
     return rc;
 }
@@ -425,6 +460,11 @@ int awscreds_refresh_within(struct awscreds *c, bool force, time_t now, long bud
             err_wrap(e, "AWS_SHARED_CREDENTIALS_FILE %s", c->path);
             return -1;
         }
+        /* the keys in use stay until the program gives others */
+        memcpy(next.access_key, c->access_key, sizeof next.access_key);
+        memcpy(next.secret_key, c->secret_key, sizeof next.secret_key);
+        memcpy(next.session_token, c->session_token, sizeof next.session_token);
+        next.loaded = c->loaded;
         *c = next;
         return refresh_endpoint(c, true, now, budget_ms, e);
     }

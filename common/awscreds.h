@@ -33,7 +33,7 @@ struct awscreds {
     /* from a metadata endpoint or the credential_process instead of the file */
     bool from_endpoint;
     struct awsmeta meta;
-    long fetch_timeout_ms;    /* PIXQ_S3_CREDENTIALS_TIMEOUT_MS */
+    long process_timeout_ms;  /* PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS */
     long lead_ms;             /* keys are fetched again this long before they expire */
     long retry_ms;            /* no two fetches closer than this, */
     long retry_max_ms;        /* and after failures in a row, twice as far apart up to this */

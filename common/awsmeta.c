@@ -499,7 +499,8 @@ static int fetch_process(const struct awsmeta *m, struct awsmeta_keys *k, struct
         rc = awsmeta_parse_process(out.len > 0 ? out.data : "", out.len, k, e);
     }
     if (out.data != NULL) {
-        explicit_bzero(out.data, out.len); /* the secret key: not left in freed memory */
+        /* the secret key: not left in freed memory (json-c's own read buffer aside) */
+        explicit_bzero(out.data, out.len);
     }
     buf_finish(&out);
     return rc;
@@ -583,16 +584,17 @@ static int parse_json(const char *json, size_t len, bool process, struct awsmeta
                  json_tokener_get_parse_end(tok) == len;
     json_tokener_free(tok);
     int rc = -1;
-    char code[64], expiration[64];
+    char code[64] = "", expiration[64];
     struct awsmeta_keys got = {0};
     json_object *version = NULL;
     if (!whole || !json_object_is_type(obj, json_type_object)) {
         err_set(e, "the answer is not a JSON object");
     } else if (process && (!json_object_object_get_ex(obj, "Version", &version) ||
-                           !json_object_is_type(version, json_type_int) ||
-                           json_object_get_int64(version) != 1)) {
+                           !(json_object_is_type(version, json_type_int) ||
+                             json_object_is_type(version, json_type_double)) ||
+                           json_object_get_double(version) != 1.0)) {
         err_set(e, "the answer's Version is not 1");
-    } else if (member(obj, "Code", code, sizeof code, false, e) < 0) {
+    } else if (!process && member(obj, "Code", code, sizeof code, false, e) < 0) {
         /* said */
     } else if (code[0] != '\0' && strcmp(code, "Success") != 0) {
         char message[256];
@@ -612,6 +614,17 @@ static int parse_json(const char *json, size_t len, bool process, struct awsmeta
         *k = got;
         rc = 0;
     }
+    static const char *const secrets[] = {"SecretAccessKey", "Token", "SessionToken"};
+    for (size_t i = 0; obj != NULL && i < sizeof secrets / sizeof secrets[0]; i++) {
+        json_object *v;
+        if (json_object_object_get_ex(obj, secrets[i], &v) &&
+            json_object_is_type(v, json_type_string)) {
+            /* the parsed copy: not left in freed memory (json-c's own read buffer may be) */
+            explicit_bzero((char *)json_object_get_string(v),
+                           (size_t)json_object_get_string_len(v));
+        }
+    }
+    explicit_bzero(&got, sizeof got);
     json_object_put(obj);
     return rc;
 }
@@ -714,13 +727,31 @@ int awsmeta_time(const char *s, time_t *out)
             p++;
         }
     }
-    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0 && strcmp(p, "+0000") != 0) {
-        return -1;
+    long offset_s = 0; /* east of UTC: "+02:00", "-0500" (a credential_process may write one) */
+    if (strcmp(p, "Z") != 0) {
+        bool colon = strlen(p) == 6 && p[3] == ':';
+        if ((p[0] != '+' && p[0] != '-') || (strlen(p) != 5 && !colon)) {
+            return -1;
+        }
+        const char *mm = p + (colon ? 4 : 3);
+        for (const char *d = p + 1; *d != '\0'; d++) {
+            if ((*d < '0' || *d > '9') && d != p + 3) {
+                return -1;
+            }
+        }
+        if (!colon && (p[3] < '0' || p[3] > '9')) {
+            return -1;
+        }
+        long hh = (p[1] - '0') * 10 + (p[2] - '0'), mins = (mm[0] - '0') * 10 + (mm[1] - '0');
+        if (hh > 23 || mins > 59) {
+            return -1;
+        }
+        offset_s = (p[0] == '-' ? -1 : 1) * (hh * 3600 + mins * 60);
     }
     time_t t = timegm(&tm);
     if (t == (time_t)-1) {
         return -1;
     }
-    *out = t;
+    *out = t - offset_s;
     return 0;
 }

@@ -52,10 +52,11 @@ struct cfg {
     char aws_role_session_name[CFG_STR_MAX];
     char aws_endpoint_url_sts[CFG_STR_MAX]; /* "": https://sts.<AWS_REGION>.amazonaws.com */
     char aws_ec2_metadata_service_endpoint[CFG_STR_MAX];
-    long s3_credentials_timeout_ms;   /* one fetch from a metadata endpoint */
-    long s3_credentials_refresh_ms;   /* fetched again this long before the keys expire */
-    long s3_credentials_retry_ms;     /* least time between two fetches */
-    long s3_credentials_retry_max_ms; /* ... after failures in a row, doubled up to this */
+    long s3_credentials_timeout_ms;         /* one fetch from a metadata endpoint */
+    long s3_credentials_process_timeout_ms; /* one run of a credential_process */
+    long s3_credentials_refresh_ms;         /* fetched again this long before the keys expire */
+    long s3_credentials_retry_ms;           /* least time between two fetches */
+    long s3_credentials_retry_max_ms;       /* ... after failures in a row, doubled up to this */
     char aws_region[CFG_STR_MAX];
     char s3_endpoint[CFG_STR_MAX]; /* "" means AWS */
     int s3_path_style;             /* -1 auto: path-style with a custom endpoint, else vhost */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,13 +76,10 @@ int credproc_split(const char *cmd, struct credproc_argv *out, struct err *e)
             memcpy(w, p + 1, (size_t)(end - p - 1));
             w += end - p - 1;
             p = end + 1;
-        } else if (*p == '"') { /* a backslash escapes only \ " $ ` and a line's end */
+        } else if (*p == '"') { /* a backslash escapes only \ and " (as shlex reads it) */
             for (p++; *p != '\0' && *p != '"'; p++) {
-                if (*p == '\\' && p[1] != '\0' && strchr("\\\"$`\n", p[1]) != NULL) {
+                if (*p == '\\' && (p[1] == '\\' || p[1] == '"')) {
                     p++;
-                    if (*p == '\n') {
-                        continue;
-                    }
                 }
                 *w++ = *p;
             }
@@ -95,9 +93,7 @@ int credproc_split(const char *cmd, struct credproc_argv *out, struct err *e)
                 why = "ends with a backslash";
                 break;
             }
-            if (p[1] != '\n') {
-                *w++ = p[1];
-            }
+            *w++ = p[1];
             p += 2;
         } else {
             *w++ = *p++;
@@ -119,15 +115,50 @@ int credproc_split(const char *cmd, struct credproc_argv *out, struct err *e)
     return 0;
 }
 
-/* The signals a worker catches or ignores, set back to their defaults in the program. */
-static void default_signals(sigset_t *s)
+/* Whether `path` is a regular file this process may execute: 0, or an errno. */
+static int runnable(const char *path)
 {
-    static const int sigs[] = {SIGPIPE, SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,
-                               SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM, SIGXCPU};
-    sigemptyset(s);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        sigaddset(s, sigs[i]);
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        return errno;
     }
+    if (!S_ISREG(st.st_mode)) {
+        return EACCES;
+    }
+    return access(path, X_OK) == 0 ? 0 : errno;
+}
+
+int credproc_check(const char *cmd, struct err *e)
+{
+    struct credproc_argv a;
+    if (credproc_split(cmd, &a, e) < 0) {
+        return -1;
+    }
+    const char *prog = a.argv[0];
+    int why = ENOENT;
+    if (strchr(prog, '/') != NULL) {
+        why = runnable(prog);
+    } else { /* as posix_spawnp looks: each directory of PATH (glibc's default without one) */
+        const char *path = getenv("PATH");
+        path = path != NULL ? path : "/bin:/usr/bin";
+        while (why != 0 && *path != '\0') {
+            size_t n = strcspn(path, ":");
+            char full[PATH_MAX];
+            int k = snprintf(full, sizeof full, "%.*s%s%s", (int)n, path, n > 0 ? "/" : "", prog);
+            if (k > 0 && (size_t)k < sizeof full) {
+                int r = runnable(full);
+                why = r == 0 || why == ENOENT ? r : why; /* "not allowed" beats "not there" */
+            }
+            path += n + (path[n] == ':' ? 1 : 0);
+        }
+    }
+    int rc = why == 0 ? 0
+             : strchr(prog, '/') == NULL && why == ENOENT
+                 ? err_set(e, "%s is not found on PATH (%s)", prog,
+                           getenv("PATH") != NULL ? getenv("PATH") : "")
+                 : err_set(e, "%s cannot be run: %s", prog, strerror(why));
+    credproc_argv_free(&a);
+    return rc;
 }
 
 /* The worker's environment less pixq's own settings (PIXQ_*: Redis's password, the postback
@@ -174,7 +205,7 @@ static pid_t start(const struct credproc_argv *a, int *out_fd, int *err_fd, stru
     posix_spawnattr_t at;
     sigset_t none, dfl;
     sigemptyset(&none);
-    default_signals(&dfl);
+    sigfillset(&dfl); /* every signal to its default: none the worker ignores stays ignored */
     int rc = posix_spawn_file_actions_init(&fa);
     if (rc == 0) {
         rc = posix_spawnattr_init(&at);
@@ -187,6 +218,9 @@ static pid_t start(const struct credproc_argv *a, int *out_fd, int *err_fd, stru
         rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         rc = rc != 0 ? rc : posix_spawn_file_actions_adddup2(&fa, po[1], STDOUT_FILENO);
         rc = rc != 0 ? rc : posix_spawn_file_actions_adddup2(&fa, pe[1], STDERR_FILENO);
+        /* none of the worker's other descriptors (Redis's and S3's connections are not
+         * close-on-exec) */
+        rc = rc != 0 ? rc : posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
         rc = rc != 0 ? rc : posix_spawnattr_setsigmask(&at, &none);
         rc = rc != 0 ? rc : posix_spawnattr_setsigdefault(&at, &dfl);
         rc = rc != 0 ? rc : posix_spawnattr_setpgroup(&at, 0);
@@ -228,110 +262,156 @@ static void tidy(char *s)
     memmove(s, s + i, n - i + 1);
 }
 
+/* How long, once the program has ended, what it wrote is still read: a child it left behind may
+ * hold its pipes open for ever. */
+#define CREDPROC_AFTER_EXIT_MS 100
+#define CREDPROC_LOOK_MS       50 /* while its output is read, how often it is looked at */
+
+/* The state of one run. */
+struct run {
+    pid_t pid;
+    struct pollfd pfd[2]; /* its standard output and error (fd -1: closed) */
+    char errs[CREDPROC_STDERR_MAX + 1];
+    size_t errs_len;
+    bool reaped; /* ended, with `status` */
+    int status;
+    int wait_error; /* errno of a waitpid() that failed */
+};
+
+/* Reads what is there on r's pipes into `out` and r->errs. Returns -1 when the output is past
+ * CREDPROC_OUTPUT_MAX (`too_much`), else 0. */
+static int read_pipes(struct run *r, struct buf *out, bool *too_much)
+{
+    for (int i = 0; i < 2; i++) {
+        if (r->pfd[i].fd < 0 || r->pfd[i].revents == 0) {
+            continue;
+        }
+        char chunk[4096];
+        ssize_t got = read(r->pfd[i].fd, chunk, sizeof chunk);
+        if (got < 0 && (errno == EINTR || errno == EAGAIN)) {
+            continue;
+        }
+        if (got <= 0) {
+            close(r->pfd[i].fd);
+            r->pfd[i].fd = -1;
+        } else if (i == 0 && out->len + (size_t)got > CREDPROC_OUTPUT_MAX) {
+            *too_much = true;
+        } else if (i == 0) {
+            buf_append(out, chunk, (size_t)got); /* reserved whole: cannot fail */
+        } else if (r->errs_len < CREDPROC_STDERR_MAX) {
+            size_t room = CREDPROC_STDERR_MAX - r->errs_len;
+            size_t keep = (size_t)got < room ? (size_t)got : room;
+            memcpy(r->errs + r->errs_len, chunk, keep);
+            r->errs_len += keep;
+        }
+        explicit_bzero(chunk, sizeof chunk); /* the keys: not left on the stack */
+        if (*too_much) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Whether the program has ended (reaped now or before). */
+static bool ended(struct run *r, int flags)
+{
+    while (!r->reaped && r->wait_error == 0) {
+        pid_t w = waitpid(r->pid, &r->status, flags);
+        if (w == r->pid) {
+            r->reaped = true;
+        } else if (w < 0 && errno != EINTR) {
+            r->wait_error = errno;
+        } else if (w == 0) {
+            break;
+        }
+    }
+    return r->reaped || r->wait_error != 0;
+}
+
 int credproc_run(const char *cmd, long timeout_ms, struct buf *out, struct err *e)
 {
     struct credproc_argv a;
     if (credproc_split(cmd, &a, e) < 0) {
         return -1;
     }
+    if (buf_reserve(out, CREDPROC_OUTPUT_MAX) < 0) { /* no realloc leaves keys behind */
+        credproc_argv_free(&a);
+        return err_set(e, "out of memory");
+    }
+    struct run r = {.pid = -1};
     int fds[2] = {-1, -1};
-    pid_t pid = start(&a, &fds[0], &fds[1], e);
-    if (pid < 0) {
+    r.pid = start(&a, &fds[0], &fds[1], e);
+    if (r.pid < 0) {
         credproc_argv_free(&a);
         return -1;
     }
-    long deadline = clock_mono_ms() + timeout_ms;
-    char errs[CREDPROC_STDERR_MAX + 1];
-    size_t errs_len = 0;
-    bool late = false, too_much = false, no_memory = false;
-    struct pollfd pfd[2] = {{.fd = fds[0], .events = POLLIN}, {.fd = fds[1], .events = POLLIN}};
-    int open_fds = 2;
-    while (open_fds > 0 && !too_much && !no_memory) {
-        long left = deadline - clock_mono_ms();
-        if (left <= 0) {
-            late = true;
+    r.pfd[0] = (struct pollfd){.fd = fds[0], .events = POLLIN};
+    r.pfd[1] = (struct pollfd){.fd = fds[1], .events = POLLIN};
+    long deadline = clock_mono_ms() + timeout_ms, stop_reading = deadline;
+    bool late = false, too_much = false;
+    /* its output until both pipes close; looked at every CREDPROC_LOOK_MS meanwhile: once it
+     * has ended, what comes within CREDPROC_AFTER_EXIT_MS is read, and no more */
+    while ((r.pfd[0].fd >= 0 || r.pfd[1].fd >= 0) && !too_much) {
+        long now = clock_mono_ms();
+        if (now >= deadline) {
+            late = !r.reaped;
             break;
         }
-        if (poll(pfd, 2, left > INT_MAX ? INT_MAX : (int)left) < 0 && errno != EINTR) {
+        if (now >= stop_reading) {
+            break;
+        }
+        long wait = stop_reading - now < CREDPROC_LOOK_MS ? stop_reading - now : CREDPROC_LOOK_MS;
+        int n = poll(r.pfd, 2, (int)wait);
+        if (n < 0 && errno != EINTR) {
             late = true; /* cannot wait for it: ended as one that ran out of time */
             break;
         }
-        for (int i = 0; i < 2; i++) {
-            if (pfd[i].fd < 0 || pfd[i].revents == 0) {
-                continue;
-            }
-            char chunk[4096];
-            ssize_t got = read(pfd[i].fd, chunk, sizeof chunk);
-            if (got < 0 && (errno == EINTR || errno == EAGAIN)) {
-                continue;
-            }
-            if (got <= 0) {
-                close(pfd[i].fd);
-                pfd[i].fd = -1;
-                open_fds--;
-            } else if (i == 0 && out->len + (size_t)got > CREDPROC_OUTPUT_MAX) {
-                too_much = true;
-                break;
-            } else if (i == 0) {
-                no_memory = buf_append(out, chunk, (size_t)got) < 0;
-            } else if (errs_len < CREDPROC_STDERR_MAX) {
-                size_t keep = (size_t)got < CREDPROC_STDERR_MAX - errs_len
-                                  ? (size_t)got
-                                  : CREDPROC_STDERR_MAX - errs_len;
-                memcpy(errs + errs_len, chunk, keep);
-                errs_len += keep;
-            }
+        if (n > 0 && read_pipes(&r, out, &too_much) < 0) {
+            break;
+        }
+        if (!r.reaped && ended(&r, WNOHANG) && r.wait_error == 0) {
+            long after = clock_mono_ms() + CREDPROC_AFTER_EXIT_MS;
+            stop_reading = after < deadline ? after : deadline;
         }
     }
-    errs[errs_len] = '\0';
+    r.errs[r.errs_len] = '\0';
     for (int i = 0; i < 2; i++) {
-        if (pfd[i].fd >= 0) {
-            close(pfd[i].fd);
+        if (r.pfd[i].fd >= 0) {
+            close(r.pfd[i].fd);
         }
     }
-    /* both pipes closed: the program is ending (or left a child holding them); wait for it up
-     * to the deadline, then end its whole process group */
-    bool killed = late || too_much || no_memory;
-    if (killed) {
-        kill(-pid, SIGKILL);
+    /* the pipes closed: the program is ending; waited for up to the deadline, then its whole
+     * process group (what it started too) is ended */
+    bool killed = late || too_much;
+    if (killed && !r.reaped) {
+        kill(-r.pid, SIGKILL);
     }
-    int status = 0, wait_error = 0;
-    for (;;) {
-        pid_t w = waitpid(pid, &status, killed ? 0 : WNOHANG);
-        if (w == pid) {
-            break;
-        }
-        if (w < 0 && errno != EINTR) {
-            wait_error = errno;
-            break;
-        }
-        if (w == 0 && clock_mono_ms() >= deadline) {
-            kill(-pid, SIGKILL);
+    while (!ended(&r, killed ? 0 : WNOHANG)) {
+        if (clock_mono_ms() >= deadline) {
+            kill(-r.pid, SIGKILL);
             killed = late = true;
-        } else if (w == 0) {
+        } else {
             struct timespec ms = {0, 1000000};
             nanosleep(&ms, NULL);
         }
     }
     const char *prog = a.argv[0];
     int rc = -1;
-    tidy(errs);
-    if (no_memory) {
-        err_set(e, "out of memory");
-    } else if (wait_error != 0) {
-        err_set(e, "cannot wait for %s: %s", prog, strerror(wait_error));
-    } else if (too_much) {
+    tidy(r.errs);
+    if (too_much) {
         err_set(e, "%s wrote more than %d bytes", prog, CREDPROC_OUTPUT_MAX);
     } else if (late) {
-        err_set(e, "%s did not end within %ld ms (PIXQ_S3_CREDENTIALS_TIMEOUT_MS)", prog,
+        err_set(e, "%s did not end within %ld ms (PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS)", prog,
                 timeout_ms);
-    } else if (WIFSIGNALED(status)) {
-        err_set(e, "%s was ended by signal %d%s%s", prog, WTERMSIG(status),
-                errs[0] != '\0' ? ": " : "", errs);
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    } else if (r.wait_error != 0) {
+        err_set(e, "cannot wait for %s: %s", prog, strerror(r.wait_error));
+    } else if (WIFSIGNALED(r.status)) {
+        err_set(e, "%s was ended by signal %d%s%s", prog, WTERMSIG(r.status),
+                r.errs[0] != '\0' ? ": " : "", r.errs);
+    } else if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0) {
         err_set(e, "%s ended with status %d%s%s", prog,
-                WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                errs[0] != '\0' ? ": " : " (nothing on its standard error)", errs);
+                WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1,
+                r.errs[0] != '\0' ? ": " : " (nothing on its standard error)", r.errs);
     } else {
         rc = 0;
     }

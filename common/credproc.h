@@ -3,8 +3,10 @@
  * own): the program writes JSON on its standard output, {"Version": 1, "AccessKeyId",
  * "SecretAccessKey", "SessionToken", "Expiration"}, and ends with status 0.
  *
- * The command is split into words as a POSIX shell would (blanks between words, '...' and "..."
- * quoting, backslash escapes) but run without a shell, as the AWS CLI runs it: the program is
+ * The command is split into words as the AWS CLI splits it (Python's shlex: blanks between
+ * words, '...' and "..." quoting, a backslash escaping the next character, within "..." only a
+ * backslash or a quote) and run without a shell, as the AWS CLI runs it (no variables, `~`,
+ * pipes or redirections): the program is
  * looked for on PATH, gets the worker's environment less pixq's own settings (PIXQ_*, which hold
  * Redis's password and the postback secret), /dev/null for its input, and a process group of
  * its own, which is killed whole when it runs out of time. */
@@ -32,6 +34,10 @@ struct credproc_argv {
 int credproc_split(const char *cmd, struct credproc_argv *out, struct err *e);
 
 void credproc_argv_free(struct credproc_argv *a);
+
+/* Whether the program of `cmd` can be run: found on PATH (or at its path, with a '/'), a file
+ * this process may execute. Returns 0, or -1 with why. */
+int credproc_check(const char *cmd, struct err *e);
 
 /* Runs `cmd` and puts what it wrote on its standard output into `out` (at most
  * CREDPROC_OUTPUT_MAX bytes). Returns 0 when it ended with status 0 within `timeout_ms`; else

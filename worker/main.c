@@ -16,6 +16,7 @@
 #include "awscreds.h"
 #include "awsmeta.h"
 #include "cfg.h"
+#include "credproc.h"
 #include "image.h"
 #include "log.h"
 #include "metrics.h"
@@ -326,6 +327,14 @@ static int check_credentials(const struct cfg *cfg)
     if (creds == NULL || awscreds_init(creds, cfg, false, &e) < 0) {
         fprintf(stderr, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: %s\n",
                 cfg->aws_shared_credentials_file, creds == NULL ? "out of memory" : e.msg);
+        free(creds);
+        return -1;
+    }
+    if (creds->from_endpoint && credproc_check(creds->meta.command, &e) < 0) {
+        fprintf(stderr,
+                "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: profile [%s]: "
+                "credential_process: %s\n",
+                cfg->aws_shared_credentials_file, creds->profile, e.msg);
         free(creds);
         return -1;
     }

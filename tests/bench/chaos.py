@@ -335,7 +335,7 @@ class Chaos:
                 self.creds_path.write_text("[default]\ncredential_process = /usr/bin/python3 %s %s\n"
                                            % (helper, self.meta.url("/creds")))
                 self.env.update({"AWS_SHARED_CREDENTIALS_FILE": str(self.creds_path),
-                                 "PIXQ_S3_CREDENTIALS_TIMEOUT_MS": "5000"})
+                                 "PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS": "5000"})
             else:
                 self.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = self.meta.url("/creds")
         elif self.opts.rotate_credentials:

@@ -1743,7 +1743,8 @@ class ProcessCredentialsTest(ThrottleCase):
     def env(self, timeout_s=5, **extra):
         return dict(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="",
                     AWS_SHARED_CREDENTIALS_FILE=str(self.creds_path), AWS_PROFILE="fleet",
-                    PIXQ_S3_CREDENTIALS_TIMEOUT_MS=str(int(harness.scaled(timeout_s) * 1000)),
+                    PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS=str(int(harness.scaled(timeout_s) *
+                                                                   1000)),
                     **extra)
 
     def test_keys_come_from_the_program_and_again_before_they_expire(self):
@@ -1797,8 +1798,8 @@ class ProcessCredentialsTest(ThrottleCase):
     def test_program_that_fails_or_hangs_is_said_and_tried_again(self):
         """The program fails (a login expired): the worker starts, says why with what the
         program wrote on its standard error, and its uploads wait as in an outage. Then it
-        hangs: it is ended, with what it started, after PIXQ_S3_CREDENTIALS_TIMEOUT_MS. Once it
-        gives keys, the upload goes."""
+        hangs: it is ended, with what it started, after PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS.
+        Once it gives keys, the upload goes."""
         self.issue("ASIAPROCONE", "secret/one", "token-one",
                    fail="helper: the session expired, run `helper login`")
         worker = self.start_worker(**CredentialsFileTest.patient(self), **self.env(
@@ -1827,18 +1828,23 @@ class ProcessCredentialsTest(ThrottleCase):
         errors = [e["error"] for e in worker.log_events("s3_credentials_refused")]
         self.assertEqual(len(errors), 2, errors)  # each reason said once
         self.assertEqual(errors[1], "/usr/bin/python3 did not end within %d ms "
-                         "(PIXQ_S3_CREDENTIALS_TIMEOUT_MS)" % int(harness.scaled(1.5) * 1000))
+                         "(PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS)" % int(harness.scaled(1.5) *
+                                                                          1000))
         self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")], [(200, "")])
 
     def test_refused_at_start(self):
-        """A command that cannot be split into words is a setting to fix: status 2, and the
-        program is never run."""
+        """A command that cannot be split into words, or whose program is not there, is a
+        setting to fix: status 2."""
         self.creds_path.write_text("[fleet]\ncredential_process = /usr/bin/python3 'open\n")
         self.assertEqual(CredentialsFileTest.run_worker_at_once(self, **self.env()),
                          (2, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: profile [fleet]: "
                              "credential_process: the command has a ' that is not closed"
                           % self.creds_path))
-        self.assertEqual(self.run_pids(), [])
+        self.creds_path.write_text("[fleet]\ncredential_process = pixq-no-such-helper --x\n")
+        status, err = CredentialsFileTest.run_worker_at_once(self, **self.env())
+        self.assertEqual(status, 2)
+        self.assertIn("profile [fleet]: credential_process: pixq-no-such-helper is not found "
+                      "on PATH", err)
 
 
 class RetryTest(ThrottleCase):

@@ -162,7 +162,16 @@ static void test_time(void)
     CHECK_INT(t, 1796242500);
     CHECK_INT(awsmeta_time("1970-01-01T00:00:01Z", &t), 0);
     CHECK_INT(t, 1);
-    CHECK_INT(awsmeta_time("2026-12-02T20:15:00+02:00", &t), -1); /* only UTC is written */
+    /* an offset (a credential_process may write one): the same instant */
+    CHECK_INT(awsmeta_time("2026-12-02T22:45:00+02:30", &t), 0);
+    CHECK_INT((long long)t, 1796242500LL);
+    CHECK_INT(awsmeta_time("2026-12-02T15:15:00-0500", &t), 0);
+    CHECK_INT((long long)t, 1796242500LL);
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00+24:00", &t), -1);
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00+02:60", &t), -1);
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00+2:00", &t), -1);
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00+02-00", &t), -1);
+    CHECK_INT(awsmeta_time("2026-12-02T20:15:00+02:00Z", &t), -1);
     CHECK_INT(awsmeta_time("2026-12-02T20:15:00", &t), -1);
     CHECK_INT(awsmeta_time("2026-12-02T20:15:00.Z", &t), -1);
     CHECK_INT(awsmeta_time("2026-12-02 20:15:00Z", &t), -1);

@@ -1,6 +1,7 @@
 /* credproc: a credential_process's command split into words and run; its output read as keys
  * (awsmeta_parse_process), and a credentials file's profile that names one (awscreds). */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,9 +42,12 @@ static void test_split(void)
     CHECK_STR(got, "aws_signing_helper|credential-process|--region|eu-west-1");
     split("  /opt/bin/helper\t--name  'two words'  ", got, sizeof got);
     CHECK_STR(got, "/opt/bin/helper|--name|two words");
-    /* quotes within a word, an empty word, escapes as a POSIX shell reads them */
+    /* quotes within a word, an empty word, escapes as Python's shlex reads them (the AWS CLI's
+     * split: within "..." a backslash escapes only a backslash or a quote) */
     split("a'b c'd \"\" x\\ y \"q\\\"u\\$o\\n\" 'no\\escape'", got, sizeof got);
-    CHECK_STR(got, "ab cd||x y|q\"u$o\\n|no\\escape");
+    CHECK_STR(got, "ab cd||x y|q\"u\\$o\\n|no\\escape");
+    split("h\tx  \"a\\$b\"", got, sizeof got);
+    CHECK_STR(got, "h|x|a\\$b");
     split("helper --json='{\"a\": 1}'", got, sizeof got);
     CHECK_STR(got, "helper|--json={\"a\": 1}");
     split("", got, sizeof got);
@@ -124,9 +128,23 @@ static void test_run(void)
     CHECK_STR(got, "false ended with status 1 (nothing on its standard error)");
     CHECK_INT(run("sh -c 'kill -TERM $$'", 5000, got, sizeof got), -1);
     CHECK_STR(got, "sh was ended by signal 15");
-    /* signals the worker ignores are the program's own again */
-    CHECK_INT(run("sh -c 'yes | head -c 10 >/dev/null; echo piped'", 5000, got, sizeof got), 0);
-    CHECK_STR(got, "piped\n");
+    /* signals the worker ignores are the program's own again: SIGPIPE (13) not ignored */
+    signal(SIGPIPE, SIG_IGN);
+    CHECK_INT(run("sh -c 'grep SigIgn /proc/$$/status'", 5000, got, sizeof got), 0);
+    unsigned long long ignored = ~0ULL;
+    CHECK(sscanf(got, "SigIgn: %llx", &ignored) == 1);
+    CHECK((ignored & (1ULL << (SIGPIPE - 1))) == 0);
+    signal(SIGPIPE, SIG_DFL);
+    /* none of the worker's descriptors but its three (Redis's and S3's connections are not
+     * close-on-exec) */
+    int fd = open("/dev/null", O_RDONLY);
+    CHECK(fd > 2);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "sh -c 'ls /proc/$$/fd; test -e /proc/$$/fd/%d && echo leaked; exit 0'", fd);
+    CHECK_INT(run(cmd, 5000, got, sizeof got), 0);
+    CHECK_STR(got, "0\n1\n2\n");
+    close(fd);
     CHECK_INT(run("/nonexistent/helper --x", 5000, got, sizeof got), -1);
     /* (glibc's posix_spawn says so; under valgrind, a fork whose exec fails ends with 127) */
     CHECK(strcmp(got, "cannot run /nonexistent/helper: No such file or directory") == 0 ||
@@ -139,13 +157,13 @@ static void test_run(void)
     /* out of time: the program and what it started are ended together */
     char dir[] = "/tmp/pixq-credproc-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
-    char cmd[512], pidfile[256];
+    char pidfile[256];
     snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
     snprintf(cmd, sizeof cmd, "sh -c 'sleep 30 & echo $! > %s; wait'", pidfile);
     long t0 = clock_mono_ms();
     CHECK_INT(run(cmd, 300, got, sizeof got), -1);
     long took = clock_mono_ms() - t0;
-    CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_TIMEOUT_MS)");
+    CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS)");
     CHECK(took >= 300 && took < 3000);
     FILE *f = fopen(pidfile, "r");
     int child = 0;
@@ -159,9 +177,65 @@ static void test_run(void)
     }
     CHECK(child > 0 && gone(child));
     unlink(pidfile);
-    /* a program that closes its output and goes on is waited for up to the deadline too */
-    CHECK_INT(run("sh -c 'exec >&- 2>&-; sleep 30'", 300, got, sizeof got), -1);
-    CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_TIMEOUT_MS)");
+    /* a program that closes its output and goes on is waited for up to the deadline too, and
+     * then ended */
+    snprintf(cmd, sizeof cmd, "sh -c 'exec >&- 2>&-; echo $$ > %s; exec sleep 30'", pidfile);
+    CHECK_INT(run(cmd, 300, got, sizeof got), -1);
+    CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS)");
+    f = fopen(pidfile, "r");
+    child = 0;
+    CHECK(f != NULL && fscanf(f, "%d", &child) == 1);
+    if (f != NULL) {
+        fclose(f);
+    }
+    CHECK(child > 0 && gone(child)); /* reaped by run() */
+    unlink(pidfile);
+    /* a program that ended, leaving a child that holds its standard error: its output is
+     * judged at once, not at the deadline */
+    t0 = clock_mono_ms();
+    CHECK_INT(run("sh -c 'sleep 2 >/dev/null & printf keys'", 5000, got, sizeof got), 0);
+    took = clock_mono_ms() - t0;
+    CHECK_STR(got, "keys");
+    CHECK(took < 1500);
+    rmdir(dir);
+}
+
+/* credproc_check(): "" when the program can be run, else why. */
+static void check(const char *cmd, char *out, size_t cap)
+{
+    struct err e = {{0}};
+    snprintf(out, cap, "%s", credproc_check(cmd, &e) == 0 ? "" : e.msg);
+}
+
+static void test_check(void)
+{
+    char got[1024], cmd[512];
+    check("sh -c true", got, sizeof got);
+    CHECK_STR(got, "");
+    check("/bin/sh", got, sizeof got);
+    CHECK_STR(got, "");
+    check("/nonexistent/helper --x", got, sizeof got);
+    CHECK_STR(got, "/nonexistent/helper cannot be run: No such file or directory");
+    setenv("PATH", "/nonexistent:/bin", 1);
+    check("pixq-no-such-helper", got, sizeof got);
+    CHECK_STR(got, "pixq-no-such-helper is not found on PATH (/nonexistent:/bin)");
+    check("sh", got, sizeof got);
+    CHECK_STR(got, "");
+    char dir[] = "/tmp/pixq-credproc-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(cmd, sizeof cmd, "%s/helper", dir);
+    FILE *f = fopen(cmd, "w");
+    fclose(f);
+    chmod(cmd, 0644); /* not executable, even by root */
+    check(cmd, got, sizeof got);
+    CHECK(strstr(got, "cannot be run: Permission denied") != NULL);
+    setenv("PATH", dir, 1);
+    check("helper", got, sizeof got);
+    CHECK_STR(got, "helper cannot be run: Permission denied");
+    check(dir, got, sizeof got); /* a directory */
+    CHECK(strstr(got, "cannot be run: Permission denied") != NULL);
+    setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
+    unlink(cmd);
     rmdir(dir);
 }
 
@@ -183,6 +257,13 @@ static void test_parse_process(void)
     CHECK_INT(awsmeta_parse_process(plain, strlen(plain), &k, &e), 0);
     CHECK_STR(k.session_token, "");
     CHECK_INT((long long)k.expires, 0);
+    /* Version 1.0 is 1; an Expiration with an offset (botocore's and Go's readers take one);
+     * a Code is the endpoints', not looked at here */
+    const char *other =
+        "{\"Version\": 1.0, \"Code\": \"Failed\", \"AccessKeyId\": \"A\", "
+        "\"SecretAccessKey\": \"s\", \"Expiration\": \"2026-12-03T12:00:00+02:00\"}";
+    CHECK_INT(awsmeta_parse_process(other, strlen(other), &k, &e), 0);
+    CHECK_INT((long long)k.expires, 1796292000LL);
     const char *v2 = "{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"s\"}";
     CHECK_INT(awsmeta_parse_process(v2, strlen(v2), &k, &e), -1);
     CHECK_STR(e.msg, "the answer's Version is not 1");
@@ -274,18 +355,35 @@ static void test_profile(void)
     CHECK(!c->from_endpoint && c->loaded);
     CHECK_STR(c->access_key, "AKIDF");
     CHECK_INT(awscreds_refresh(c, false, &e), 0); /* the same file: said once */
-    /* a file that names a program only later (written after the start) switches to it */
-    write_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIALATE\", \"SecretAccessKey\": "
-                    "\"s3\"}");
+    /* a file that names a program only later (written after the start) switches to it; while
+     * the program fails, the keys in use stay */
+    unlink(out);
     snprintf(text, sizeof text, "[fleet]\ncredential_process = cat %s\n", out);
     nanosleep(&ms20, NULL);
     write_file(path, text);
-    CHECK_INT(awscreds_refresh(c, false, &e), 1);
+    CHECK_INT(awscreds_refresh(c, false, &e), -1);
+    CHECK(c->from_endpoint && c->loaded);
+    CHECK_STR(c->access_key, "AKIDF");
+    write_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIALATE\", \"SecretAccessKey\": "
+                    "\"s3\"}");
+    CHECK_INT(awscreds_refresh(c, false, &e), 1); /* run again (no spacing in this test) */
     CHECK(c->from_endpoint);
     CHECK_STR(c->access_key, "ASIALATE");
-    /* a command that cannot be split is a setting to fix */
+    /* a long command goes on over indented lines, as the AWS tools read them; a TAB is a
+     * blank */
+    write_file(path, "[fleet]\ncredential_process = /opt/bin/aws_signing_helper\n"
+                     "    credential-process --region\teu-west-1\n"
+                     "  # a comment\n"
+                     "\t--role-arn arn:aws:iam::123456789012:role/pixq\n"
+                     "region = eu-west-1\n"
+                     "  --not-this one: a continuation of region\n");
+    CHECK_INT(awscreds_init(c, cfg, false, &e), 0);
+    CHECK_STR(c->meta.command, "/opt/bin/aws_signing_helper credential-process --region\t"
+                               "eu-west-1 --role-arn arn:aws:iam::123456789012:role/pixq");
+    /* a command that cannot be split is a setting to fix, and leaves no keys */
     write_file(path, "[fleet]\ncredential_process = helper 'open\n");
     CHECK_INT(awscreds_init(c, cfg, false, &e), -1);
+    CHECK(!c->loaded && !c->from_endpoint);
     CHECK_STR(e.msg, "profile [fleet]: credential_process: the command has a ' that is not closed");
     write_file(path, "[fleet]\ncredential_process =\n");
     CHECK_INT(awscreds_init(c, cfg, false, &e), -1);
@@ -302,6 +400,7 @@ int main(void)
     log_threshold = LOG_LEVEL_ERROR; /* the refusals below are meant */
     test_split();
     test_run();
+    test_check();
     test_parse_process();
     test_profile();
     return check_summary("credproc");
