@@ -437,7 +437,14 @@ int awscreds_refresh_within(struct awscreds *c, bool force, time_t now, long bud
     }
     struct awscreds next = *c;
     struct stat st = {0};
-    if (load(&next, &st, e) < 0) {
+    int rc = load(&next, &st, e);
+    /* a profile that names a program now (or at last): a command it cannot run is refused as
+     * a file without keys is */
+    bool program = rc == 0 && next.process[0] != '\0';
+    if (program && use_process(&next, false, e) < 0) {
+        rc = -1;
+    }
+    if (rc < 0) {
         bool new_refusal = force || !same_file(&st, &c->st);
         c->st = st; /* a file gone is st_ino 0 */
         if (new_refusal) {
@@ -450,17 +457,7 @@ int awscreds_refresh_within(struct awscreds *c, bool force, time_t now, long bud
         return -1;
     }
     next.st = st;
-    if (next.process[0] != '\0') { /* the profile names a program now (or at last) */
-        if (use_process(&next, false, e) < 0) {
-            c->st = st; /* said once for this look at the file; the keys in use stay */
-            char q[ERR_MSG_MAX + 16];
-            LOG_WARN("s3_credentials_refused", "path=%s profile=%s error=%s action=%s", c->path,
-                     c->profile, log_quote(e->msg, q, sizeof q),
-                     c->loaded ? "keep_the_credentials_in_use" : "none_to_sign_with");
-            err_wrap(e, "AWS_SHARED_CREDENTIALS_FILE %s", c->path);
-            return -1;
-        }
-        /* the keys in use stay until the program gives others */
+    if (program) { /* the keys in use stay until the program gives others */
         memcpy(next.access_key, c->access_key, sizeof next.access_key);
         memcpy(next.secret_key, c->secret_key, sizeof next.secret_key);
         memcpy(next.session_token, c->session_token, sizeof next.session_token);

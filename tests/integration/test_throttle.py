@@ -126,6 +126,25 @@ class ThrottleCase(PixqTestCase):
     buckets = ("pixq-test", "bkt-a", "bkt-b", "eu-bucket", "eu400-bucket", "flaky-bucket",
                "dead-bucket", "deny-bucket", "noimpl-bucket", "late-bucket", "never-bucket")
 
+    def assert_revoked_keys_replaced_at_once(self, worker, prefix, revoke):
+        """A job, then `revoke()` (new keys from the source, the old refused by S3 from now
+        on), then another: its PUT meets InvalidAccessKeyId once, and the worker, after asking
+        its source again at once, sends it once more with the new keys; no back-off."""
+        first, second = prefix + "-1", prefix + "-2"
+        self.push_jobs([self.job(first, "pixq-test")])
+        self.assert_complete(self.postbacks_for([first])[first], first, "pixq-test", 1)
+        revoke()
+        time.sleep(0.2)  # past PIXQ_S3_CREDENTIALS_RETRY_MS since the fetch at start
+        self.push_jobs([self.job(second, "pixq-test")])
+        self.assert_complete(self.postbacks_for([second])[second], second, "pixq-test", 1)
+        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")],
+                         [(200, ""), (403, "InvalidAccessKeyId"), (200, "")])
+        self.assertEqual([e["code"] for e in worker.log_events("s3_credentials_retry")],
+                         ["InvalidAccessKeyId"])
+        self.assertFalse(worker.log_events("upload_retry"))
+        self.assertEqual(len(self.s3.failures()), 1)
+        self.s3.forget_failures()  # that one, and only that one, was meant
+
     def setUp(self):
         super().setUp()
         self.png = tiny_png()
@@ -1511,20 +1530,11 @@ class MetadataCredentialsTest(ThrottleCase):
         S3 refuses them, the worker asks the endpoint again at once and sends the request once
         more with the new keys; no back-off."""
         worker = self.start_worker(**self.container_env(PIXQ_S3_CREDENTIALS_RETRY_MS="100"))
-        self.push_jobs([self.job("mr-1", "pixq-test")])
-        self.assert_complete(self.postbacks_for(["mr-1"])["mr-1"], "mr-1", "pixq-test", 1)
-        self.issue("ASIAMETATWO", "secret/two", "token-two", 3600)
-        self.retire("ASIAMETATWO", "secret/two", "token-two")
-        time.sleep(0.2)  # past PIXQ_S3_CREDENTIALS_RETRY_MS since the fetch at start
-        self.push_jobs([self.job("mr-2", "pixq-test")])
-        self.assert_complete(self.postbacks_for(["mr-2"])["mr-2"], "mr-2", "pixq-test", 1)
-        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")],
-                         [(200, ""), (403, "InvalidAccessKeyId"), (200, "")])
-        self.assertEqual([e["code"] for e in worker.log_events("s3_credentials_retry")],
-                         ["InvalidAccessKeyId"])
-        self.assertFalse(worker.log_events("upload_retry"))
-        self.assertEqual(len(self.s3.failures()), 1)
-        self.s3.forget_failures()  # that one, and only that one, was meant
+
+        def revoke():
+            self.issue("ASIAMETATWO", "secret/two", "token-two", 3600)
+            self.retire("ASIAMETATWO", "secret/two", "token-two")
+        self.assert_revoked_keys_replaced_at_once(worker, "mr", revoke)
 
     def test_keys_refused_before_the_endpoint_has_others_are_retried(self):
         """S3 refuses the keys while the endpoint still serves them (revoked, the new ones not
@@ -1780,20 +1790,12 @@ class ProcessCredentialsTest(ThrottleCase):
         """Keys revoked before they expire: S3 refuses them, the worker runs the program again
         at once and sends the request once more with the new keys."""
         worker = self.start_worker(**self.env(PIXQ_S3_CREDENTIALS_RETRY_MS="100"))
-        self.push_jobs([self.job("cr-1", "pixq-test")])
-        self.assert_complete(self.postbacks_for(["cr-1"])["cr-1"], "cr-1", "pixq-test", 1)
-        self.issue("ASIAPROCTWO", "secret/two", "token-two")
-        self.retire("ASIAPROCTWO", "secret/two", "token-two")
-        time.sleep(0.2)  # past PIXQ_S3_CREDENTIALS_RETRY_MS since the run at start
-        self.push_jobs([self.job("cr-2", "pixq-test")])
-        self.assert_complete(self.postbacks_for(["cr-2"])["cr-2"], "cr-2", "pixq-test", 1)
-        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")],
-                         [(200, ""), (403, "InvalidAccessKeyId"), (200, "")])
-        self.assertEqual([e["code"] for e in worker.log_events("s3_credentials_retry")],
-                         ["InvalidAccessKeyId"])
+
+        def revoke():
+            self.issue("ASIAPROCTWO", "secret/two", "token-two")
+            self.retire("ASIAPROCTWO", "secret/two", "token-two")
+        self.assert_revoked_keys_replaced_at_once(worker, "cr", revoke)
         self.assertEqual(len(self.run_pids()), 2)
-        self.assertEqual(len(self.s3.failures()), 1)
-        self.s3.forget_failures()  # that one, and only that one, was meant
 
     def test_program_that_fails_or_hangs_is_said_and_tried_again(self):
         """The program fails (a login expired): the worker starts, says why with what the

@@ -45,6 +45,23 @@ static int check_failed;
         }                                                                                          \
     } while (0)
 
+/* Writes `text` to `path` as a credentials helper or a mounted secret's update replaces a file:
+ * aside, then renamed over it. */
+static inline void check_replace_file(const char *path, const char *text)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        check_failed++;
+        fprintf(stderr, "cannot write %s\n", tmp);
+        return;
+    }
+    fputs(text, f);
+    fclose(f);
+    rename(tmp, path);
+}
+
 static inline int check_summary(const char *name)
 {
     printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);

@@ -102,16 +102,6 @@ static void test_parse(void)
     free(big);
 }
 
-static void write_file(const char *path, const char *text)
-{
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s.new", path);
-    FILE *f = fopen(tmp, "w");
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path); /* as a credentials helper replaces it */
-}
-
 static void test_refresh(void)
 {
     char dir[] = "/tmp/pixq-awscreds-XXXXXX";
@@ -128,7 +118,7 @@ static void test_refresh(void)
     CHECK_INT(awscreds_init(c, cfg, true, &e), -1);
     CHECK_STR(e.msg, "No such file or directory");
     CHECK(!c->loaded);
-    write_file(path, "[default]\naws_access_key_id=AKID1\naws_secret_access_key=S1\n");
+    check_replace_file(path, "[default]\naws_access_key_id=AKID1\naws_secret_access_key=S1\n");
     CHECK_INT(awscreds_init(c, cfg, true, &e), 0);
     CHECK_STR(c->access_key, "AKID1");
     CHECK_STR(c->profile, "default");
@@ -136,14 +126,14 @@ static void test_refresh(void)
     CHECK_INT(awscreds_refresh(c, false, &e), 0);
     CHECK_INT(awscreds_refresh(c, true, &e), 0);
     /* replaced with new keys */
-    write_file(path, "[default]\naws_access_key_id=AKID2\naws_secret_access_key=S2\n"
-                     "aws_session_token=T2\n");
+    check_replace_file(path, "[default]\naws_access_key_id=AKID2\naws_secret_access_key=S2\n"
+                             "aws_session_token=T2\n");
     CHECK_INT(awscreds_refresh(c, false, &e), 1);
     CHECK_STR(c->access_key, "AKID2");
     CHECK_STR(c->session_token, "T2");
     CHECK_INT(awscreds_refresh(c, false, &e), 0);
     /* rewritten without a key, then gone: the keys in use stay */
-    write_file(path, "[default]\naws_access_key_id=AKID3\n");
+    check_replace_file(path, "[default]\naws_access_key_id=AKID3\n");
     e = (struct err){{0}};
     CHECK_INT(awscreds_refresh(c, false, &e), -1);
     CHECK(strstr(e.msg, "profile [default] has no aws_secret_access_key") != NULL);
@@ -155,8 +145,8 @@ static void test_refresh(void)
     CHECK_STR(c->access_key, "AKID2");
     CHECK(c->loaded);
     /* back, with a token only changed */
-    write_file(path, "[default]\naws_access_key_id=AKID2\naws_secret_access_key=S2\n"
-                     "aws_session_token=T3\n");
+    check_replace_file(path, "[default]\naws_access_key_id=AKID2\naws_secret_access_key=S2\n"
+                             "aws_session_token=T3\n");
     CHECK_INT(awscreds_refresh(c, false, &e), 1);
     CHECK_STR(c->session_token, "T3");
     /* rewritten in place to the same keys: read again, no change */

@@ -279,16 +279,6 @@ static void test_parse_process(void)
     CHECK_STR(e.msg, "the answer is not a JSON object");
 }
 
-static void write_file(const char *path, const char *text)
-{
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s.new", path);
-    FILE *f = fopen(tmp, "w");
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
-
 /* A profile that names a credential_process: the keys come from it, and from it again when
  * forced; keys written beside it come first; a file that gets one later switches to it. */
 static void test_profile(void)
@@ -298,13 +288,13 @@ static void test_profile(void)
     char path[512], out[512], text[2048];
     snprintf(path, sizeof path, "%s/credentials", dir);
     snprintf(out, sizeof out, "%s/keys.json", dir);
-    write_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIAONE\", \"SecretAccessKey\": "
-                    "\"s1\", \"SessionToken\": \"t1\"}");
+    check_replace_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIAONE\", \"SecretAccessKey\": "
+                            "\"s1\", \"SessionToken\": \"t1\"}");
     snprintf(text, sizeof text,
              "[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = sf\n"
              "[fleet]\ncredential_process = cat %s\nregion = eu-west-1\n",
              out);
-    write_file(path, text);
+    check_replace_file(path, text);
     struct cfg *cfg = malloc(sizeof *cfg);
     struct awscreds *c = malloc(sizeof *c);
     cfg_defaults(cfg);
@@ -326,8 +316,8 @@ static void test_profile(void)
     CHECK_STR(c->access_key, "ASIAONE");
     CHECK_STR(c->session_token, "t1");
     CHECK_INT(awscreds_refresh(c, false, &e), 0); /* keys that do not expire: not run again */
-    write_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIATWO\", \"SecretAccessKey\": "
-                    "\"s2\"}");
+    check_replace_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIATWO\", \"SecretAccessKey\": "
+                            "\"s2\"}");
     CHECK_INT(awscreds_refresh(c, true, &e), 1); /* S3 refused them: run again */
     CHECK_STR(c->access_key, "ASIATWO");
     CHECK_STR(c->session_token, "");
@@ -342,14 +332,14 @@ static void test_profile(void)
              "[fleet]\ncredential_process = cat %s\naws_access_key_id = AKIDF\n"
              "aws_secret_access_key = sf\n",
              out);
-    write_file(path, text);
+    check_replace_file(path, text);
     CHECK_INT(awscreds_init(c, cfg, true, &e), 0);
     CHECK(!c->from_endpoint);
     CHECK_STR(c->access_key, "AKIDF");
     /* a file that names a program it cannot run leaves the keys in use */
     struct timespec ms20 = {0, 20000000};
     nanosleep(&ms20, NULL); /* another mtime */
-    write_file(path, "[fleet]\ncredential_process = helper 'open\n");
+    check_replace_file(path, "[fleet]\ncredential_process = helper 'open\n");
     CHECK_INT(awscreds_refresh(c, false, &e), -1);
     CHECK(strstr(e.msg, "the command has a ' that is not closed") != NULL);
     CHECK(!c->from_endpoint && c->loaded);
@@ -360,32 +350,32 @@ static void test_profile(void)
     unlink(out);
     snprintf(text, sizeof text, "[fleet]\ncredential_process = cat %s\n", out);
     nanosleep(&ms20, NULL);
-    write_file(path, text);
+    check_replace_file(path, text);
     CHECK_INT(awscreds_refresh(c, false, &e), -1);
     CHECK(c->from_endpoint && c->loaded);
     CHECK_STR(c->access_key, "AKIDF");
-    write_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIALATE\", \"SecretAccessKey\": "
-                    "\"s3\"}");
+    check_replace_file(out, "{\"Version\": 1, \"AccessKeyId\": \"ASIALATE\", \"SecretAccessKey\": "
+                            "\"s3\"}");
     CHECK_INT(awscreds_refresh(c, false, &e), 1); /* run again (no spacing in this test) */
     CHECK(c->from_endpoint);
     CHECK_STR(c->access_key, "ASIALATE");
     /* a long command goes on over indented lines, as the AWS tools read them; a TAB is a
      * blank */
-    write_file(path, "[fleet]\ncredential_process = /opt/bin/aws_signing_helper\n"
-                     "    credential-process --region\teu-west-1\n"
-                     "  # a comment\n"
-                     "\t--role-arn arn:aws:iam::123456789012:role/pixq\n"
-                     "region = eu-west-1\n"
-                     "  --not-this one: a continuation of region\n");
+    check_replace_file(path, "[fleet]\ncredential_process = /opt/bin/aws_signing_helper\n"
+                             "    credential-process --region\teu-west-1\n"
+                             "  # a comment\n"
+                             "\t--role-arn arn:aws:iam::123456789012:role/pixq\n"
+                             "region = eu-west-1\n"
+                             "  --not-this one: a continuation of region\n");
     CHECK_INT(awscreds_init(c, cfg, false, &e), 0);
     CHECK_STR(c->meta.command, "/opt/bin/aws_signing_helper credential-process --region\t"
                                "eu-west-1 --role-arn arn:aws:iam::123456789012:role/pixq");
     /* a command that cannot be split is a setting to fix, and leaves no keys */
-    write_file(path, "[fleet]\ncredential_process = helper 'open\n");
+    check_replace_file(path, "[fleet]\ncredential_process = helper 'open\n");
     CHECK_INT(awscreds_init(c, cfg, false, &e), -1);
     CHECK(!c->loaded && !c->from_endpoint);
     CHECK_STR(e.msg, "profile [fleet]: credential_process: the command has a ' that is not closed");
-    write_file(path, "[fleet]\ncredential_process =\n");
+    check_replace_file(path, "[fleet]\ncredential_process =\n");
     CHECK_INT(awscreds_init(c, cfg, false, &e), -1);
     CHECK_STR(e.msg, "profile [fleet]: credential_process is empty");
     unlink(path);
