@@ -61,6 +61,7 @@ struct rq {
     bool loaded[RQ_SCRIPT_COUNT]; /* scripts known to be in the server's cache since connecting */
     unsigned long connections;    /* connections made so far (rq_connection) */
     long long used_us; /* when the connection last carried a command or a reply (mono_us) */
+    enum log_level reconnect_level; /* of the redis_reconnect line */
 };
 
 /* ---------------------------------------------------------------- URL parsing */
@@ -448,6 +449,7 @@ struct rq *rq_create(const char *url, long timeout_ms, struct err *e)
         return NULL;
     }
     r->timeout_ms = timeout_ms;
+    r->reconnect_level = LOG_LEVEL_INFO;
     buf_init(&r->cmd, 0);
     buf_init(&r->sent_cmd, 0);
     if (rq_parse_url(url, &r->url, e) < 0 || connect_now(r, e) < 0) {
@@ -456,6 +458,11 @@ struct rq *rq_create(const char *url, long timeout_ms, struct err *e)
     }
     compute_shas(r);
     return r;
+}
+
+void rq_set_reconnect_log_level(struct rq *r, enum log_level level)
+{
+    r->reconnect_level = level;
 }
 
 void rq_destroy(struct rq *r)
@@ -598,7 +605,8 @@ static int ensure_connected(struct rq *r, struct err *e)
                       : now - r->used_us >= IDLE_CHECK_US ? not_clean(r->ctx)
                                                           : NULL;
     if (why != NULL) {
-        LOG_INFO("redis_reconnect", "reason=%s idle_ms=%lld", why, (now - r->used_us) / 1000);
+        LOG_AT(r->reconnect_level, "redis_reconnect", "reason=%s idle_ms=%lld", why,
+               (now - r->used_us) / 1000);
         r->closed_found++;
         drop(r);
     }

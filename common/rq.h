@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "err.h"
+#include "log.h"
 
 #define RQ_HOST_MAX 256
 #define RQ_KEY_MAX  512 /* bytes for a key name, with NUL */
@@ -101,6 +102,11 @@ int rq_server_check(struct rq *r, struct rq_server *out, struct err *e);
  * disconnected, or after an I/O failure on it. A reply read on connection n came from the data
  * the server held then (a restart or a failover ends the connection). */
 unsigned long rq_connection(const struct rq *r);
+
+/* The level of the redis_reconnect line, written when a connection is found closed before a
+ * command and replaced (info by default: a worker's operator wants it; the command line writes
+ * its own lines about an outage, and sets debug). */
+void rq_set_reconnect_log_level(struct rq *r, enum log_level level);
 
 /* Closes the connection; NULL is allowed. */
 void rq_destroy(struct rq *r);

@@ -83,6 +83,9 @@ struct rq *cli_connect(const struct cfg *cfg, struct err *e)
         rq_destroy(r);
         return NULL;
     }
+    if (r != NULL) {
+        rq_set_reconnect_log_level(r, LOG_LEVEL_DEBUG); /* the outage lines say it (outage.h) */
+    }
     return r;
 }
 

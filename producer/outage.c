@@ -48,9 +48,10 @@ long outage_failed(struct outage *o, const char *msg, long now_ms, struct err *e
     }
     if (strcmp(o->said, msg) != 0) {
         char line[ERR_MSG_MAX + 128];
+        long left_ms = o->limit_ms - spent_ms; /* whole seconds as such, else to a tenth */
         snprintf(line, sizeof line,
-                 "redis unavailable (%s); trying again for up to %.0f s (PIXQ_REDIS_OUTAGE_MS)",
-                 msg, (double)(o->limit_ms - spent_ms) / 1000.0);
+                 "redis unavailable (%s); trying again for up to %.*f s (PIXQ_REDIS_OUTAGE_MS)",
+                 msg, left_ms % 1000 == 0 ? 0 : 1, (double)left_ms / 1000.0);
         say(o, line);
         snprintf(o->said, sizeof o->said, "%s", msg);
     }
