@@ -752,40 +752,44 @@ int cfg_flag_values(const char *arg, const char *next)
     return en != NULL ? 1 : 0;
 }
 
-/* Whether `s` is HOST:PORT (or [IPv6]:PORT) with a port of 1-65535 and a host of name characters.
- * A host of digits and dots must be an IPv4 address and a bracketed one an IPv6 address: else
+/* What is wrong with `s` as a listening address HOST:PORT (or [IPv6]:PORT), or NULL when nothing
+ * is. A host of digits and dots must be an IPv4 address and a bracketed one an IPv6 address: else
  * the resolver would take it for a name and ask the name servers (256.1.1.1). */
-static bool valid_host_port(const char *s)
+static const char *host_port_fault(const char *s)
 {
     const char *colon = strrchr(s, ':');
     if (colon == NULL || colon == s || colon[1] == '\0') {
-        return false;
+        return "it needs a host, a ':' and a port";
     }
     long port;
     if (parse_long(colon + 1, &port) < 0 || port < 1 || port > 65535) {
-        return false;
+        return "the port must be a number from 1 to 65535";
     }
     for (const char *p = s; p < colon; p++) {
         if (!isalnum((unsigned char)*p) && strchr(".-_:[]", *p) == NULL) {
-            return false;
+            return "the host may hold only letters, digits and . - _ : [ ]";
         }
     }
     char host[CFG_STR_MAX];
     size_t n = (size_t)(colon - s);
     if (n >= sizeof host) {
-        return false;
+        return "the host is too long";
     }
     memcpy(host, s, n);
     host[n] = '\0';
     unsigned char addr[sizeof(struct in6_addr)];
     if (host[0] == '[') {
         if (n < 3 || host[n - 1] != ']') {
-            return false;
+            return "a host in brackets must be an IPv6 address";
         }
         host[n - 1] = '\0';
-        return inet_pton(AF_INET6, host + 1, addr) == 1;
+        return inet_pton(AF_INET6, host + 1, addr) == 1
+                   ? NULL
+                   : "a host in brackets must be an IPv6 address";
     }
-    return strspn(host, "0123456789.") < n || inet_pton(AF_INET, host, addr) == 1;
+    return strspn(host, "0123456789.") < n || inet_pton(AF_INET, host, addr) == 1
+               ? NULL
+               : "a numeric host must be an IP address";
 }
 
 /* Copies the `n` bytes of one queue name at `s`, without the blanks around it, into `out`. */
@@ -940,10 +944,9 @@ static int cross_check(const struct cfg *c, struct err *e)
         return err_set(e,
                        "PIXQ_RESTART_BACKOFF_MIN_MS must not exceed PIXQ_RESTART_BACKOFF_MAX_MS");
     }
-    if (c->metrics_addr[0] != '\0' && !valid_host_port(c->metrics_addr)) {
-        return err_set(
-            e, "PIXQ_METRICS_ADDR: '%s' is not HOST:PORT (a numeric host must be an IP address)",
-            c->metrics_addr);
+    const char *fault = c->metrics_addr[0] != '\0' ? host_port_fault(c->metrics_addr) : NULL;
+    if (fault != NULL) {
+        return err_set(e, "PIXQ_METRICS_ADDR: '%s' is not HOST:PORT (%s)", c->metrics_addr, fault);
     }
     return cross_check_s3(c, e);
 }

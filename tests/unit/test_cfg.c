@@ -379,13 +379,6 @@ static void test_fleet_settings(void)
     const char *bad[][2] = {{"PIXQ_LOG_FORMAT", "xml"},
                             {"PIXQ_PNG_SHRINK", "2"},
                             {"PIXQ_FAST_RESIZE", "yes please"},
-                            {"PIXQ_METRICS_ADDR", "9464"},
-                            {"PIXQ_METRICS_ADDR", "host:0"},
-                            {"PIXQ_METRICS_ADDR", "a b:80"},
-                            {"PIXQ_METRICS_ADDR", "256.1.1.1:80"}, /* no name to resolve */
-                            {"PIXQ_METRICS_ADDR", "10.0.0:80"},
-                            {"PIXQ_METRICS_ADDR", "[::g]:80"},
-                            {"PIXQ_METRICS_ADDR", "[127.0.0.1]:80"},
                             {"PIXQ_PROCESSES", "0"},
                             {"PIXQ_PROCESSES", "257"},
                             {"PIXQ_RESTART_BACKOFF_MIN_MS", "40000"},
@@ -397,6 +390,26 @@ static void test_fleet_settings(void)
         e.msg[0] = '\0';
         CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), -1);
         CHECK(strstr(e.msg, bad[i][0]) != NULL);
+    }
+    /* each bad address with what is wrong with it */
+    const char *addr[][2] = {{"9464", "needs a host, a ':' and a port"},
+                             {"127.0.0.1", "needs a host, a ':' and a port"},
+                             {"host:", "needs a host, a ':' and a port"},
+                             {"host:0", "from 1 to 65535"},
+                             {"127.0.0.1:99999", "from 1 to 65535"},
+                             {"a b:80", "only letters, digits"},
+                             {"256.1.1.1:80", "numeric host must be an IP"}, /* not resolved */
+                             {"10.0.0:80", "numeric host must be an IP"},
+                             {"[::g]:80", "brackets must be an IPv6"},
+                             {"[127.0.0.1]:80", "brackets must be an IPv6"},
+                             {"[::1:80", "brackets must be an IPv6"}};
+    for (size_t i = 0; i < sizeof addr / sizeof addr[0]; i++) {
+        const char *env[] = {"PIXQ_METRICS_ADDR", addr[i][0], NULL};
+        fake_env = env;
+        argc = 1;
+        e.msg[0] = '\0';
+        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), -1);
+        CHECK(strstr(e.msg, "PIXQ_METRICS_ADDR") != NULL && strstr(e.msg, addr[i][1]) != NULL);
     }
     fake_env = NULL;
 }
