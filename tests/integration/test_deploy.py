@@ -95,6 +95,18 @@ def worker_settings():
     return settings
 
 
+def process_worst_mib(env):
+    """MiB one worker process may hold at most with these settings (the rest at their
+    defaults): ImageMagick's pixels in memory and mapped, a job's encoded outputs, its source
+    and the sources it keeps."""
+    d = dict(worker_settings())
+    d.update(env)
+    mib = int(d["PIXQ_MAGICK_MEMORY_MB"]) + int(d["PIXQ_MAGICK_MAP_MB"])
+    for name in ("PIXQ_MAX_JOB_OUTPUT_BYTES", "PIXQ_MAX_SRC_BYTES", "PIXQ_SOURCE_CACHE_BYTES"):
+        mib += int(d[name]) / (1 << 20)
+    return mib
+
+
 def print_config(env=None, config=None):
     """pixq-worker [--config FILE] --print-config with this environment: CompletedProcess."""
     argv = [CONFIG.worker] + (["--config", str(config)] if config else []) + ["--print-config"]
@@ -209,6 +221,20 @@ class UnitTest(unittest.TestCase):
                                     "TimeoutStopSec=%gs leaves a draining worker no margin "
                                     "over PIXQ_SHUTDOWN_TIMEOUT_MS=%d" % (stop_s, ms))
         self.assertEqual(dict(service_settings(self.text))["KillMode"], "mixed")
+
+    def test_memory_caps_above_what_the_processes_may_hold(self):
+        """MemoryHigh (throttling) and MemoryMax (the OOM killer) leave the example's processes
+        room for their pixels, outputs and sources: at 1536M, two processes' pixel budgets alone
+        filled MemoryHigh."""
+        units = {"K": 1 / 1024, "M": 1, "G": 1024}
+        settings = dict(service_settings(self.text))
+        env = env_lines(ENV_EXAMPLE.read_text())
+        need = int(env.get("PIXQ_PROCESSES", "1")) * process_worst_mib(env)
+        for key in ("MemoryHigh", "MemoryMax"):
+            m = re.fullmatch(r"(\d+)([KMG])", settings[key])
+            self.assertIsNotNone(m, settings[key])
+            self.assertGreaterEqual(int(m.group(1)) * units[m.group(2)], need, key)
+        self.assertGreaterEqual(int(settings["TasksMax"]), 256 * 4, "256 processes' threads")
 
     def test_systemd_analyze_verify(self):
         r = self.verify(self.copy())
@@ -514,7 +540,7 @@ ACL_PASSWORD = "pixq-test-acl-password"
 
 class FleetRedisServer(harness.RedisServer):
     """redis-server running deploy/redis.conf, with only what a test must change appended:
-    port, loopback bind, directory, log to stdout; and the file's commented `user pixq` ACL
+    port, loopback bind, directory, log to stdout, process id file; and the file's commented `user pixq` ACL
     line uncommented with a test password."""
 
     def _write_conf(self):
@@ -524,8 +550,8 @@ class FleetRedisServer(harness.RedisServer):
             raise AssertionError("deploy/redis.conf has no commented `user pixq ...` example")
         user = re.sub(r">\S+", ">" + ACL_PASSWORD, acl.group(1), count=1)
         text = re.sub(r"^dir .*$", 'dir "%s"' % self.dir, text, flags=re.M)
-        text += "\n# test overrides\nport %d\nbind 127.0.0.1\nlogfile \"\"\ndaemonize no\n%s\n" % (
-            self.port, user)
+        text += ("\n# test overrides\nport %d\nbind 127.0.0.1\nlogfile \"\"\ndaemonize no\n"
+                 "pidfile \"%s\"\n%s\n") % (self.port, self.dir / "redis.pid", user)
         conf = self.dir / "redis.conf"
         conf.write_text(text)
         return conf
@@ -557,6 +583,9 @@ class RedisConfTest(PixqTestCase):
         self.assertEqual(got, want)
         text = REDIS_CONF.read_text()
         self.assertRegex(text, r"(?m)^bind 127\.0\.0\.1 -::1$", "the file binds loopback only")
+        # Debian's redis-server.service reads the process id there (PIDFile=); the test's own
+        self.assertRegex(text, r"(?m)^pidfile /run/redis/redis-server\.pid$")
+        self.assertTrue((self.redis_server.dir / "redis.pid").is_file())
         self.assertRegex(text, r"(?m)^# requirepass ")
         # the AOF really is written
         self.redis.lpush("pixq:{default}:jobs", "{}")
@@ -849,6 +878,10 @@ class ContainerfileTest(unittest.TestCase):
                               "%s needs %s (%s), which the runtime stage does not install"
                               % (program, soname, pkg))
         self.assertIn("ca-certificates", runtime)
+        # the fonts the text functions draw Blitline's Helvetica, Times and Courier with, as
+        # scripts/bootstrap installs them for the tests (worker/ops_draw.c)
+        self.assertIn("fonts-urw-base35", runtime)
+        self.assertIn("fonts-urw-base35", (REPO / "scripts" / "bootstrap").read_text())
 
     @unittest.skipIf(CONFIG.sanitized, "the build stage is checked in the plain build's run")
     def test_build_stage_commands_build_the_programs(self):
@@ -968,6 +1001,12 @@ class KubernetesTest(unittest.TestCase):
             self.assertEqual(sorted(c["resources"][kind]), ["cpu", "memory"])
         tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
         self.assertEqual(len(tmp), 1, "a writable /tmp for ImageMagick's disk cache")
+        m = re.fullmatch(r"(\d+)(Mi|Gi)", c["resources"]["limits"]["memory"])
+        self.assertIsNotNone(m, c["resources"]["limits"]["memory"])
+        limit_mib = int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1)
+        env = self.env()
+        self.assertGreaterEqual(limit_mib, int(env.get("PIXQ_PROCESSES", "1"))
+                                * process_worst_mib(env), "room for pixels, outputs, sources")
 
     def test_env_is_valid_for_the_worker(self):
         env = self.env()
@@ -1005,6 +1044,12 @@ class KubernetesTest(unittest.TestCase):
         self.assertEqual(sorted(t["metadata"]["listName"] for t in triggers),
                          sorted("pixq:{%s}:jobs" % q for q in queues))
         self.assertIn("pixq:{default}:jobs", [t["metadata"]["listName"] for t in triggers])
+        # cooldownPeriod covers scaling to zero only: with a minimum of 1, scaling in is the
+        # HPA's, slowed by its own window
+        if so["spec"].get("minReplicaCount", 0) >= 1:
+            hpa = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
+            self.assertGreaterEqual(hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+                                    300)
         url = urllib.parse.urlsplit(env["PIXQ_REDIS_URL"])
         auth = self.by_kind["TriggerAuthentication"]
         secret = self.by_kind["Secret"]
