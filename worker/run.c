@@ -789,6 +789,16 @@ static int sign_postback(struct header_set *s, const char *secret, time_t now, c
     return 0;
 }
 
+/* `url` for a log line: without a password (cfg_redact_url) and without its query and fragment,
+ * where receivers often carry a token; quoted for the log. */
+static const char *postback_url_for_log(const char *url, char *out, size_t cap)
+{
+    char plain[1024];
+    cfg_redact_url(url, plain, sizeof plain);
+    plain[strcspn(plain, "?#")] = '\0';
+    return log_quote(plain, out, (unsigned)cap);
+}
+
 /* Posts the result document `json` back in the shape of the job's version. Returns 0, -1 or
  * RUN_POSTBACK_REFUSED with the reason in `out`, as run_postback(). */
 static int post_back(struct runner *w, const struct job *job, const char *json, struct err *out)
@@ -799,13 +809,15 @@ static int post_back(struct runner *w, const struct job *job, const char *json, 
     }
     bool as_json = false, form = false;
     struct err e = {{0}};
-    char q[ERR_MSG_MAX + 16];
+    char q[ERR_MSG_MAX + 16], where[1100];
+    postback_url_for_log(url, where, sizeof where);
     w->postback_retry_after_ms = -1;
     /* the URL itself refused (not http(s), no host, a literal address the guard refuses): no
      * later try can be sent either. A name whose address is refused is not final: that is DNS's
      * answer of the moment (see http_perform's refusal at connect time, retried as any other) */
     if (netguard_check_url(&w->guard, url, &e) < 0) {
-        LOG_WARN("postback_failed", "job_id=%s error=%s", job->id, log_quote(e.msg, q, sizeof q));
+        LOG_WARN("postback_failed", "job_id=%s url=%s error=%s", job->id, where,
+                 log_quote(e.msg, q, sizeof q));
         *out = e;
         return RUN_POSTBACK_REFUSED;
     }
@@ -814,7 +826,7 @@ static int post_back(struct runner *w, const struct job *job, const char *json, 
     }
     char *body = result_postback_body(json, job->v, as_json, &form);
     if (body == NULL) {
-        LOG_WARN("postback_failed", "job_id=%s error=\"out of memory\"", job->id);
+        LOG_WARN("postback_failed", "job_id=%s url=%s error=\"out of memory\"", job->id, where);
         return -1;
     }
     struct header_set hs;
@@ -857,7 +869,8 @@ static int post_back(struct runner *w, const struct job *job, const char *json, 
         rc = err_set(&e, "postback answered HTTP %ld", resp.status);
     }
     if (rc < 0) {
-        LOG_WARN("postback_failed", "job_id=%s error=%s", job->id, log_quote(e.msg, q, sizeof q));
+        LOG_WARN("postback_failed", "job_id=%s url=%s error=%s", job->id, where,
+                 log_quote(e.msg, q, sizeof q));
         w->postback_retry_after_ms =
             http_retry_after_ms(&resp, time(NULL), w->cfg->retry_after_max_ms);
         rc = resp.bad_url ? RUN_POSTBACK_REFUSED : -1; /* a URL libcurl cannot send, ever */

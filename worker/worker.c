@@ -1795,6 +1795,13 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     count_postback(posted, sent, retry != NULL, settled);
     lease_delivering(w->lease, false);
     free(dead);
+    /* how the postback went, on the job's last line: a job whose result reached nobody */
+    const char *postback = job->postback_url == NULL && job->postback_save == NULL ? "none"
+                           : posted == 0 ? (sent ? "delivered" : "delivered_before")
+                           : posted == RUN_POSTBACK_REFUSED ? "refused"
+                           : retry != NULL                  ? "retry_scheduled"
+                                                            : "failed";
+    bool reached = strncmp(postback, "delivered", 9) == 0 || strcmp(postback, "none") == 0;
     if (retry != NULL) {
         log_postback_retry(job->id, 1, &s, settled);
         free(retry);
@@ -1821,10 +1828,14 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
         LOG_WARN("job_unsettled", "job_id=%s ms=%ld %s action=settle_when_redis_takes_it", job->id,
                  clock_mono_ms() - t0, times);
     } else if (failed) {
-        LOG_WARN("job_failed", "job_id=%s ms=%ld %s error=%s", job->id, clock_mono_ms() - t0, times,
-                 log_quote(first_error, q, sizeof q));
-    } else {
-        LOG_INFO("job_done", "job_id=%s ms=%ld %s", job->id, clock_mono_ms() - t0, times);
+        LOG_WARN("job_failed", "job_id=%s ms=%ld %s postback=%s error=%s", job->id,
+                 clock_mono_ms() - t0, times, postback, log_quote(first_error, q, sizeof q));
+    } else if (reached) {
+        LOG_INFO("job_done", "job_id=%s ms=%ld %s postback=%s", job->id, clock_mono_ms() - t0,
+                 times, postback);
+    } else { /* done, but its result reached nobody yet: a warning, as postback_failed is */
+        LOG_WARN("job_done", "job_id=%s ms=%ld %s postback=%s", job->id, clock_mono_ms() - t0,
+                 times, postback);
     }
 }
 

@@ -109,6 +109,49 @@ class ResizeTest(E2ETestCase):
                         out_format="PNG", function="no_op")
 
 
+class PostbackOutcomeLogTest(E2ETestCase):
+    """The job's last line (job_done, job_failed) says how its postback went, so that a job
+    whose result reached nobody does not read as a plain success; postback_failed names the
+    receiver, without the query, where receivers carry tokens."""
+
+    def last_line(self, job_id):
+        return self.wait_until(
+            lambda: [e for e in self.worker.log_events("job_done") + self.worker.log_events(
+                "job_failed") if e.get("job_id") == job_id], 20, "the last line of " + job_id)[0]
+
+    def test_each_outcome_on_the_last_line(self):
+        src = self.serve("jpeg")
+        self.push_job(self.make_job(src, "out/pbo-ok.jpg", params=THUMB, job_id="pbo-ok"))
+        done = self.last_line("pbo-ok")
+        self.assertEqual((done["event"], done["level"], done["postback"]),
+                         ("job_done", "info", "delivered"), done)
+
+        job = self.make_job(src, "out/pbo-none.jpg", params=THUMB, job_id="pbo-none")
+        del job["postback_url"]
+        self.push_job(job)
+        done = self.last_line("pbo-none")
+        self.assertEqual((done["event"], done["level"], done["postback"]),
+                         ("job_done", "info", "none"), done)
+
+        job = self.make_job(src, "out/pbo-bad.jpg", function="nope", job_id="pbo-bad")
+        self.push_job(job)
+        done = self.last_line("pbo-bad")
+        self.assertEqual((done["event"], done["postback"]), ("job_failed", "delivered"), done)
+
+        self.postbacks.answer_with(500)
+        self.push_job(self.make_job(src, "out/pbo-500.jpg", params=THUMB, job_id="pbo-500",
+                                    postback_path="/pb/r?token=s3cr3t"))
+        done = self.last_line("pbo-500")
+        self.assertEqual((done["event"], done["level"], done["postback"]),
+                         ("job_done", "warn", "failed"), done)
+        failed = [e for e in self.worker.log_events("postback_failed")
+                  if e.get("job_id") == "pbo-500"]
+        self.assertEqual(len(failed), 1, failed)
+        self.assertEqual(failed[0]["url"], self.postbacks.url("/pb/r"), failed)
+        self.assertEqual(failed[0]["error"], "postback answered HTTP 500", failed)
+        self.assertNotIn("s3cr3t", self.worker.log_path.read_text(errors="replace"))
+
+
 class TimesTest(E2ETestCase):
     """job_done (info level) says where the job's time went."""
 
