@@ -217,10 +217,18 @@ void s3_error_message(const char *body, char *out, size_t cap)
     out[0] = '\0';
     const char *p = body != NULL ? strstr(body, "<Message>") : NULL;
     const char *end = p != NULL ? strstr(p, "</Message>") : NULL;
-    if (end == NULL) {
+    if (end != NULL) {
+        p += strlen("<Message>");
+    } else if (body != NULL && strchr(body, '<') == NULL) {
+        /* plain text, as a proxy or an S3-like store answers ("Not Found"): the text itself */
+        for (p = body; *p == ' ' || (*p >= '\t' && *p <= '\r'); p++) {
+        }
+        for (end = p + strlen(p);
+             end > p && (end[-1] == ' ' || (end[-1] >= '\t' && end[-1] <= '\r')); end--) {
+        }
+    } else {
         return;
     }
-    p += strlen("<Message>");
     size_t n = (size_t)(end - p) < cap ? (size_t)(end - p) : cap - 1;
     for (size_t i = 0; i < n; i++) { /* control bytes (a line break, an escape) as spaces */
         unsigned char c = (unsigned char)p[i];

@@ -98,7 +98,8 @@ bool s3_transient(const struct s3_reply *r);
 
 /* Writes S3's explanation in an XML error body (`body`, NUL-terminated, or NULL) into `out`
  * (`cap` bytes, at least 1): the text of its <Message>, control bytes as spaces, cut at cap - 1
- * bytes; "" when it has none. The text is S3's as sent (XML escapes stay). */
+ * bytes; "" when it has none. The text is S3's as sent (XML escapes stay). A body of plain text
+ * (no '<': a proxy's or an S3-like store's "Not Found") is taken whole, less blanks around it. */
 void s3_error_message(const char *body, char *out, size_t cap);
 
 /* Whether `name` is a bucket name S3 accepts: 3-63 of a-z 0-9 . -, starting and ending with a

@@ -152,6 +152,19 @@ class PostbackOutcomeLogTest(E2ETestCase):
         self.assertNotIn("s3cr3t", self.worker.log_path.read_text(errors="replace"))
 
 
+class PlainTextS3AnswerTest(E2ETestCase):
+    def test_text_body_of_an_error_is_said(self):
+        """s3rver answers a key with an empty segment (valid in S3) 404 with a body of plain
+        text: the error quotes it, where it said a bare "HTTP 404" of a bucket that exists."""
+        self.push_job(self.make_job(self.serve("jpeg"), "a//x.jpg", params=THUMB,
+                                    job_id="s3-text"))
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, job_id="s3-text")
+        errors = pb.json["results"].get("errors") or []
+        self.assertEqual(len(errors), 1, pb.json)
+        self.assertRegex(errors[0], r"^S3 PUT http://\S+/a//x\.jpg: "
+                         r"HTTP 404: Not Found$")
+
+
 class TimesTest(E2ETestCase):
     """job_done (info level) says where the job's time went."""
 

@@ -101,6 +101,17 @@ static void test_error_message(void)
     CHECK_STR(out, "");
     s3_error_message(NULL, out, sizeof out);
     CHECK_STR(out, "");
+    /* plain text (s3rver's 404 for an empty key segment), less the blanks around it */
+    s3_error_message(" Not Found\r\n", out, sizeof out);
+    CHECK_STR(out, "Not Found");
+    s3_error_message("a very long text answer", out, sizeof out);
+    CHECK_STR(out, "a very long tex");
+    s3_error_message("<html><body>Bad Gateway</body></html>", out, sizeof out);
+    CHECK_STR(out, ""); /* a page: no text to pick */
+    s3_error_message("", out, sizeof out);
+    CHECK_STR(out, "");
+    s3_error_message(" \n", out, sizeof out);
+    CHECK_STR(out, "");
 }
 
 int main(void)
