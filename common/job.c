@@ -754,8 +754,18 @@ static int parse_save(struct tree_ctx *t, const char *fn, json_object *save, str
                            elsewhere[i], s->image_identifier);
         }
     }
-    if (parse_destination(s, member(save, "s3_destination"), t->e) < 0 ||
-        parse_save_options(s, save, t->job->v, t->e) < 0) {
+    if (parse_destination(s, member(save, "s3_destination"), t->e) < 0) {
+        return -1;
+    }
+    if (parse_save_options(s, save, t->job->v, t->e) < 0) {
+        /* "... for function 'save': ..." names no save of the several a job may have */
+        char *at = strstr(t->e->msg, " for function 'save'");
+        if (at != NULL) {
+            char rest[ERR_MSG_MAX];
+            snprintf(rest, sizeof rest, "%s", at + strlen(" for function 'save'"));
+            snprintf(at, sizeof t->e->msg - (size_t)(at - t->e->msg), " of the save of '%.100s'%s",
+                     s->image_identifier, rest);
+        }
         return -1;
     }
     resolve_format(s, save, member(save, "s3_destination"));

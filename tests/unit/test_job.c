@@ -191,7 +191,13 @@ static void test_errors(void)
     }
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":"
                    "{\"image_identifier\":\"x\",\"quality\":\"high\"}}]}",
-                   "Invalid parameter 'quality'");
+                   "Invalid parameter 'quality' of the save of 'x': expected");
+    /* which of a job's saves: the second here */
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":"
+                   "{\"image_identifier\":\"thumb\"},\"functions\":[{\"name\":\"no_op\","
+                   "\"save\":{\"image_identifier\":\"medium\",\"quality\":150}}]}]}",
+                   "Invalid parameter 'quality' of the save of 'medium': 150 is out of range "
+                   "[1, 100]");
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":"
                    "{\"image_identifier\":\"x\",\"s3_destination\":{\"bucket\":\"b\"}}}]}",
                    "needs a bucket and a key");
