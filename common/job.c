@@ -883,7 +883,8 @@ static json_object *parse_payload(const char *text, size_t len, const struct job
                                   json_type want, struct err *e)
 {
     if (len > lim->max_bytes) {
-        err_set(e, "job is %zu bytes, more than the limit of %zu", len, lim->max_bytes);
+        err_set(e, "job is %zu bytes, more than the limit of %zu (PIXQ_MAX_JOB_BYTES)", len,
+                lim->max_bytes);
         return NULL;
     }
     json_tokener *tok = tokener(lim->max_depth);

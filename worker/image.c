@@ -634,7 +634,8 @@ static int check_size(long w, long h, long max_pixels, struct err *e)
         return 0;
     }
     if (w > max_pixels / h) {
-        return err_set(e, "image is %ldx%ld, more than the limit of %ld pixels", w, h, max_pixels);
+        return err_set(e, "image is %ldx%ld, more than the limit of %ld pixels (PIXQ_MAX_PIXELS)",
+                       w, h, max_pixels);
     }
     MagickSizeType wl = GetMagickResourceLimit(WidthResource);
     MagickSizeType hl = GetMagickResourceLimit(HeightResource);
@@ -648,8 +649,8 @@ static int check_size(long w, long h, long max_pixels, struct err *e)
 static int check_frames(long frames, struct err *e)
 {
     if (frames > guard.cfg.max_frames) {
-        return err_set(e, "image has %ld frames, more than the limit of %ld", frames,
-                       guard.cfg.max_frames);
+        return err_set(e, "image has %ld frames, more than the limit of %ld (PIXQ_MAX_FRAMES)",
+                       frames, guard.cfg.max_frames);
     }
     return 0;
 }
@@ -1900,8 +1901,9 @@ int img_encode(MagickWand *w, const struct job_save *save, long default_quality,
     if (out->len > max_bytes) {
         size_t len = out->len;
         img_output_finish(out);
-        return err_set(e, "output '%s' is %zu bytes, more than the limit of %zu",
-                       save->image_identifier, len, max_bytes);
+        return err_set(
+            e, "output '%s' is %zu bytes, more than the limit of %zu (PIXQ_MAX_OUTPUT_BYTES)",
+            save->image_identifier, len, max_bytes);
     }
     return 0;
 }

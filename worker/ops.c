@@ -40,7 +40,7 @@ int op_check_size(double w, double h, const struct op_ctx *ctx, const char *fn, 
     if (w > (double)OP_MAX_SIDE || h > (double)OP_MAX_SIDE || w * h > (double)ctx->max_pixels) {
         return err_set(e,
                        "Function '%s' would make a %.0fx%.0f image, over the limit of %ld pixels "
-                       "and %ld per side",
+                       "(PIXQ_MAX_PIXELS) and %ld per side",
                        fn, w, h, ctx->max_pixels, OP_MAX_SIDE);
     }
     MagickSizeType wl = GetMagickResourceLimit(WidthResource);

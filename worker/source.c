@@ -121,7 +121,8 @@ static MagickWand *new_canvas(json_object *src, long max_pixels, struct err *e)
         return NULL;
     }
     if (w > max_pixels / h) {
-        err_set(e, "canvas of %ldx%ld is more than the limit of %ld pixels", w, h, max_pixels);
+        err_set(e, "canvas of %ldx%ld is more than the limit of %ld pixels (PIXQ_MAX_PIXELS)", w, h,
+                max_pixels);
         return NULL;
     }
     PixelWand *color = op_color(src, fn, "color", SRC_CANVAS_COLOR, e);

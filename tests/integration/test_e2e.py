@@ -313,7 +313,8 @@ class FailureTest(E2ETestCase):
         self.assertNotIn("job", entry)  # nothing `pixq dead retry` could run
         self.assertEqual(entry["job_head"], "\x01" * 65536)
         self.assertEqual(entry["job_bytes"], len(payload))
-        self.assertEqual(entry["error"], "job is 17825792 bytes, more than the limit of 250000")
+        self.assertEqual(entry["error"], "job is 17825792 bytes, more than the limit of 250000 "
+                         "(PIXQ_MAX_JOB_BYTES)")
         self.worker.check_alive()
         self.push_good_job_and_check("e2e-after-huge")
 

@@ -827,7 +827,8 @@ class JobLimitTest(HostileTestCase):
     def test_parameters_out_of_range(self):
         self.start()
         cases = [
-            ("resize_to_fit", {"width": 100000}, "over the limit of 50000000 pixels"),
+            ("resize_to_fit", {"width": 100000},
+             "over the limit of 50000000 pixels (PIXQ_MAX_PIXELS)"),
             ("resize_to_fit", {"width": 2000000000}, "2000000000 is out of range"),
             ("resize", {"width": 100000, "height": 100000}, "out of range"),
             ("resize", {"width": -5, "height": 10}, "-5 is out of range"),

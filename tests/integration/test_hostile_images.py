@@ -375,7 +375,8 @@ class DecompressionBombTest(HostileImageTestCase):
         data = png(30000, 30000, rows=2)
         self.assertLess(len(data), 8192)
         self.refuse_bytes("png-bomb", data,
-                          "image is 30000x30000, more than the limit of 50000000 pixels")
+                          "image is 30000x30000, more than the limit of 50000000 pixels "
+                          "(PIXQ_MAX_PIXELS)")
         self.assert_still_serving()
 
     def test_jpeg_declaring_huge_dimensions(self):
@@ -783,7 +784,8 @@ class FrameLimitTest(HostileImageTestCase):
     worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_MAX_FRAMES": "2"}
 
     def test_frames(self):
-        self.refuse_bytes("gif-3", gif(3), "image has 3 frames, more than the limit of 2", ".gif")
+        self.refuse_bytes("gif-3", gif(3),
+                          "image has 3 frames, more than the limit of 2 (PIXQ_MAX_FRAMES)", ".gif")
         name = "gif-2"
         self.push_job(self.job(name, self.src.add("/gif-2.gif", gif(2))))
         pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
