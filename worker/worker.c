@@ -1801,7 +1801,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            : posted == RUN_POSTBACK_REFUSED ? "refused"
                            : retry != NULL                  ? "retry_scheduled"
                                                             : "failed";
-    bool reached = strncmp(postback, "delivered", 9) == 0 || strcmp(postback, "none") == 0;
+    bool reached = posted == 0; /* delivered, now or before, or nothing to deliver */
     if (retry != NULL) {
         log_postback_retry(job->id, 1, &s, settled);
         free(retry);
