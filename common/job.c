@@ -11,6 +11,7 @@
 
 #include "http.h"
 #include "id.h"
+#include "jscan.h"
 #include "s3.h"
 #include "settags.h"
 #include "utf8.h"
@@ -878,19 +879,22 @@ static const char *json_error_text(enum json_tokener_error jerr)
     }
 }
 
-/* The parsed payload of type `want` (an object, or an array for a batch), or NULL. */
-static json_object *parse_payload(const char *text, size_t len, const struct job_limits *lim,
-                                  json_type want, struct err *e)
+/* Parses `text` as one JSON value within the limits into *out (NULL for JSON's null). Returns 0,
+ * or -1 with the reason in `e`; *unread then tells whether it was for the size or depth limits
+ * alone, json-c having not read the text or not to its end. */
+static int parse_text(const char *text, size_t len, const struct job_limits *lim, json_object **out,
+                      bool *unread, struct err *e)
 {
+    *out = NULL;
+    *unread = false;
     if (len > lim->max_bytes) {
-        err_set(e, "job is %zu bytes, more than the limit of %zu (PIXQ_MAX_JOB_BYTES)", len,
-                lim->max_bytes);
-        return NULL;
+        *unread = true;
+        return err_set(e, "job is %zu bytes, more than the limit of %zu (PIXQ_MAX_JOB_BYTES)", len,
+                       lim->max_bytes);
     }
     json_tokener *tok = tokener(lim->max_depth);
     if (tok == NULL) {
-        err_set(e, "out of memory");
-        return NULL;
+        return err_set(e, "out of memory");
     }
     json_object *root = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
@@ -903,17 +907,30 @@ static json_object *parse_payload(const char *text, size_t len, const struct job
         end = len;
     }
     json_tokener_reset(tok);
-    /* a NULL root parsed with success is JSON's null: valid JSON, of another kind (below) */
+    /* a NULL root parsed with success is JSON's null */
     while (jerr == json_tokener_success && end < len && isspace((unsigned char)text[end])) {
         end++;
     }
     if (jerr != json_tokener_success || end != len) {
-        if (jerr == json_tokener_error_depth) { /* valid JSON, for all json-c can tell */
-            err_set(e, "job nests deeper than %d levels (PIXQ_MAX_JSON_DEPTH)", lim->max_depth);
-        } else {
-            err_set(e, "job is not valid JSON: %s", json_error_text(jerr));
-        }
         json_object_put(root);
+        if (jerr == json_tokener_error_depth) { /* valid JSON, for all json-c can tell */
+            *unread = true;
+            return err_set(e, "job nests deeper than %d levels (PIXQ_MAX_JSON_DEPTH)",
+                           lim->max_depth);
+        }
+        return err_set(e, "job is not valid JSON: %s", json_error_text(jerr));
+    }
+    *out = root;
+    return 0;
+}
+
+/* The parsed payload of type `want` (an object, or an array for a batch), or NULL; *unread as
+ * parse_text() says it (false when the payload is valid JSON of another kind). */
+static json_object *parse_payload(const char *text, size_t len, const struct job_limits *lim,
+                                  json_type want, bool *unread, struct err *e)
+{
+    json_object *root;
+    if (parse_text(text, len, lim, &root, unread, e) < 0) {
         return NULL;
     }
     if (!json_object_is_type(root, want)) {
@@ -923,12 +940,6 @@ static json_object *parse_payload(const char *text, size_t len, const struct job
         return NULL;
     }
     return root;
-}
-
-static json_object *parse_document(const char *text, size_t len, const struct job_limits *lim,
-                                   struct err *e)
-{
-    return parse_payload(text, len, lim, json_type_object, e);
 }
 
 bool job_is_batch(const char *text, size_t len)
@@ -943,7 +954,8 @@ bool job_is_batch(const char *text, size_t len)
 int job_split_batch(const char *text, size_t len, const struct job_limits *lim, job_each_fn each,
                     void *user, struct err *e)
 {
-    json_object *root = parse_payload(text, len, lim, json_type_array, e);
+    bool unread;
+    json_object *root = parse_payload(text, len, lim, json_type_array, &unread, e);
     if (root == NULL) {
         return -1;
     }
@@ -1286,11 +1298,78 @@ static void number_saves(struct job *j, int *next)
     number_functions(j->functions, j->n_functions, next);
 }
 
+/* The members of a job that say how its failure is posted, and under which id, job_id first (and
+ * when it was queued, for the queue wait histogram). */
+static const char *const postback_members[] = {"job_id",
+                                               "postback_url",
+                                               "postback_headers",
+                                               "v",
+                                               "content_type_json",
+                                               "postback_error_only",
+                                               "retry_postback",
+                                               "pixq_enqueued_at"};
+#define N_POSTBACK_MEMBERS (sizeof postback_members / sizeof postback_members[0])
+
+/* A payload json-c did not read (over PIXQ_MAX_JOB_BYTES) or not to its end (deeper than
+ * PIXQ_MAX_JSON_DEPTH) that a scan finds to be one JSON object still has a postback_url to tell:
+ * a job of its postback members alone (each read within the limits, as a job's are), failing
+ * with `why`. NULL when the payload is not such an object, or a member breaks the limits. */
+static struct job *salvage(const char *text, size_t len, const struct job_limits *lim,
+                           const char *why)
+{
+    struct jscan_member m[N_POSTBACK_MEMBERS];
+    for (size_t k = 0; k < N_POSTBACK_MEMBERS; k++) {
+        m[k].name = postback_members[k];
+    }
+    size_t open = 0;
+    if (len > JOB_SALVAGE_MAX || jscan_members(text, len, m, N_POSTBACK_MEMBERS, &open) < 0) {
+        return NULL;
+    }
+    json_object *root = json_object_new_object();
+    for (size_t k = 0; root != NULL && k < N_POSTBACK_MEMBERS; k++) {
+        json_object *v;
+        bool unread;
+        struct err ignored;
+        if (m[k].len == 0) {
+            continue;
+        }
+        if (parse_text(text + m[k].at, m[k].len, lim, &v, &unread, &ignored) < 0 ||
+            json_object_object_add(root, m[k].name, v) < 0) {
+            json_object_put(v);
+            json_object_put(root);
+            root = NULL;
+        }
+    }
+    struct job *j = root != NULL ? job_new(root) : NULL;
+    if (j == NULL) {
+        json_object_put(root);
+        return NULL;
+    }
+    j->text = malloc(len + 1);
+    if (j->text == NULL) {
+        job_destroy(j);
+        return NULL;
+    }
+    memcpy(j->text, text, len);
+    j->text[len] = '\0';
+    j->text_len = len;
+    /* no source, no functions: the error that counts is `why` */
+    struct err ignored = {{0}};
+    struct parse_ctx p = {.lim = lim};
+    read_job(j, &p, false, &ignored);
+    snprintf(j->error, sizeof j->error, "%s", why);
+    j->salvaged = true;
+    j->id_at = m[0].len > 0 ? m[0].at : open + 1;
+    j->id_len = m[0].len;
+    return j;
+}
+
 struct job *job_parse(const char *text, size_t len, const struct job_limits *lim, struct err *e)
 {
-    json_object *root = parse_document(text, len, lim, e);
+    bool unread = false;
+    json_object *root = parse_payload(text, len, lim, json_type_object, &unread, e);
     if (root == NULL) {
-        return NULL;
+        return unread ? salvage(text, len, lim, e->msg) : NULL;
     }
     struct job *j = job_new(root);
     if (j == NULL) {
@@ -1318,9 +1397,43 @@ void job_destroy(struct job *j)
     }
     free(j->pre);
     free(j->postback_save);
+    free(j->text);
     free_functions(j->functions, j->n_functions);
     json_object_put(j->root);
     free(j);
+}
+
+/* A salvaged job's payload with its new id (j->id) written in, into `payload`: in place of the
+ * value of its job_id member, or as its first member. j->text becomes that payload too. */
+static int write_id(struct job *j, struct buf *payload, struct err *e)
+{
+    const char *text = j->text;
+    size_t len = j->text_len;
+    size_t rest = j->id_at + j->id_len;
+    size_t next = rest;
+    while (next < len && isspace((unsigned char)text[next])) {
+        next++;
+    }
+    bool named = j->id_len > 0;
+    bool alone = !named && next < len && text[next] == '}'; /* in "{}" */
+    if (buf_append(payload, text, j->id_at) < 0 ||
+        buf_printf(payload, "%s\"%s\"%s", named ? "" : "\"job_id\":", j->id,
+                   named || alone ? "" : ",") < 0 ||
+        buf_append(payload, text + rest, len - rest) < 0) {
+        return err_set(e, "out of memory");
+    }
+    char *copy = malloc(payload->len + 1);
+    if (copy == NULL) {
+        return err_set(e, "out of memory");
+    }
+    memcpy(copy, payload->data, payload->len);
+    copy[payload->len] = '\0';
+    free(j->text);
+    j->text = copy;
+    j->text_len = payload->len;
+    j->id_at += named ? 0 : strlen("\"job_id\":");
+    j->id_len = strlen(j->id) + 2;
+    return 0;
 }
 
 int job_assign_id(struct job *j, struct buf *payload, struct err *e)
@@ -1337,10 +1450,13 @@ int job_assign_id(struct job *j, struct buf *payload, struct err *e)
         }
     }
     json_object_object_add(j->root, "job_id", json_object_new_string(id));
-    const char *text = json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PLAIN |
-                                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
     buf_reset(payload);
-    if (text == NULL || buf_puts(payload, text) < 0) {
+    if (j->salvaged) {
+        return write_id(j, payload, e);
+    }
+    const char *doc = json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PLAIN |
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (doc == NULL || buf_puts(payload, doc) < 0) {
         return err_set(e, "cannot serialise the job with its new id");
     }
     return 0;

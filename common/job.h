@@ -26,6 +26,7 @@
 #define JOB_HEADER_NAME_MAX  128  /* bytes of one header name from a job (all of them signed fit) */
 #define JOB_S3_KEY_MAX       1024 /* bytes of an S3 key (S3's own limit) */
 #define JOB_IDENTIFIER_MAX   512  /* bytes of an image_identifier */
+#define JOB_SALVAGE_MAX      (16L * 1024 * 1024) /* largest payload scanned for its postback_url */
 
 #define JOB_MAX_ENCODING_OPTIONS 32 /* most settings in a save's encoding_options */
 #define JOB_ENCODING_NAME_MAX    32 /* bytes of an encoding_options name */
@@ -98,10 +99,20 @@ struct job {
     struct job_pre *pre; /* pre_process steps in order */
     size_t n_pre;
     char error[ERR_MSG_MAX]; /* non-empty: the job is invalid, this says why */
+    /* A payload over the size or depth limits that is still a JSON object (up to
+     * JOB_SALVAGE_MAX bytes): the job holds the members that say how its failure is posted
+     * alone (job_id, postback_url, postback_headers, v, content_type_json, postback_error_only,
+     * retry_postback, and pixq's enqueue stamp) and `error` says which limit it broke. */
+    bool salvaged;
+    char *text;           /* a salvaged job's payload (owned, NUL-terminated) */
+    size_t text_len;      /* its bytes */
+    size_t id_at, id_len; /* its job_id's value in `text` (id_len 0: none, and id_at is just
+                             inside the object's '{') */
 };
 
 /* Parses a payload. Returns NULL (reason in `e`) if it is not a usable JSON object; otherwise a
- * job to release with job_destroy(), valid when `error` is empty. */
+ * job to release with job_destroy(), valid when `error` is empty. A payload over lim's size or
+ * depth is a salvaged job (above) when a scan finds it one JSON object, NULL otherwise. */
 struct job *job_parse(const char *text, size_t len, const struct job_limits *lim, struct err *e);
 
 /* Whether a payload is a batch: a JSON array of jobs (its first non-blank byte is '['), as
@@ -123,7 +134,8 @@ int job_split_batch(const char *text, size_t len, const struct job_limits *lim, 
 void job_destroy(struct job *j);
 
 /* Gives a job without a job_id a new one (its pre_process jobs share it) and writes the payload to
- * keep (the original with "job_id" added) into `payload`. Returns 0 or -1. */
+ * keep (the original with "job_id" added) into `payload`: the job's document written out again,
+ * or a salvaged job's payload with the id written in (its `text` too). Returns 0 or -1. */
 int job_assign_id(struct job *j, struct buf *payload, struct err *e);
 
 /* Whether the job (its JSON, pre_process jobs included) names "&identifier" anywhere: a src, a

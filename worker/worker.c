@@ -1745,10 +1745,13 @@ static bool job_wants_wait_for_s3(const struct job *j)
     return job_param_bool(j->root, "job", "wait_for_s3", false, &wait, &e) == 0 && wait;
 }
 
-/* The job's JSON without pixq's attempt count (a retried dead job starts afresh). The text is
- * owned by job->root. */
+/* The job's JSON without pixq's attempt count (a retried dead job starts afresh); a salvaged
+ * job's payload as it came (it never runs again). The text is owned by the job. */
 static const char *job_text(const struct job *job)
 {
+    if (job->salvaged) {
+        return job->text;
+    }
     json_object_object_del(job->root, "pixq_attempt");
     return json_object_to_json_string_ext(job->root,
                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);

@@ -62,6 +62,12 @@ def job_seeds(data):
                  '{"src": "http://x/a.jpg", "job_id": "J1", "functions": [{"name": "resize",'
                  ' "params": {"width": "1e308", "height": -1, "x": 1e400}}]}'):
         put("fuzz_job", text.encode())
+    # over PIXQ_MAX_JSON_DEPTH: salvaged for their postback members, the id written in
+    deep = "[" * 40 + "]" * 40
+    for text in ('{"postback_url": "http://127.0.0.1/pb", "src": %s, "job_id": null}' % deep,
+                 '{"job_\\u005fid": "J2", "v": 1.2, "postback_headers": {"X-A": "1"},'
+                 ' "functions": [{"postback_url": 1}, %s], "retry_postback": true}' % deep):
+        put("fuzz_job", text.encode())
 
 
 def convert(*args, suffix):

@@ -772,16 +772,19 @@ class PostbackAddressTest(HostileTestCase):
 
 
 class JobLimitTest(HostileTestCase):
-    """Payloads that cannot be answered go to `dead` (no postback_url can be trusted from
-    them); valid JSON that asks too much fails with its postback."""
+    """Payloads that cannot be answered (not JSON, not an object) go to `dead`; a JSON object
+    that asks too much fails with its postback, even one over PIXQ_MAX_JOB_BYTES or
+    PIXQ_MAX_JSON_DEPTH, which json-c does not read: a scan finds its postback members."""
 
     def assert_unparseable(self, payload, fragment):
+        before = len(self.dead_entries())
         self.push_job(payload)
-        dead = self.wait_until(
-            lambda: [d for d in self.dead_entries() if fragment in d["error"]], TIMEOUT_S,
-            "a dead entry with %r" % fragment)[0]
+        dead = self.wait_until(lambda: self.dead_entries()[:len(self.dead_entries()) - before],
+                               TIMEOUT_S, "a dead entry for %r" % fragment[:40])[0]
+        self.assertIn(fragment, dead["error"])
+        self.assertEqual(dead["job"], payload)
         self.assertNotIn("job_id", dead)
-        self.assertEqual(self.postbacks.postbacks, [])
+        self.assertFalse([pb for pb in self.postbacks.postbacks if pb.path == "/pb/lost"])
         events = self.worker.log_events("job_unparseable")
         self.assertTrue(any(fragment in ev.get("error", "") for ev in events), events)
 
@@ -796,17 +799,52 @@ class JobLimitTest(HostileTestCase):
                         "the array's element in dead with its error")
         self.assert_still_serving()
 
+    def assert_salvaged(self, pb, job_id, fragment):
+        """The postback `pb` and the dead entry of job_id say `fragment`; the worker logged a
+        failed job, not an unparseable payload."""
+        self.assertEqual(pb.job_id, job_id)
+        self.assertEqual(pb.results["images"], [])
+        self.assertTrue(any(fragment in e for e in pb.results["errors"]), pb.results)
+        dead = self.dead_entry(job_id)
+        self.assertIn(fragment, dead["error"])
+        failed = [ev for ev in self.worker.log_events("job_failed") if ev.get("job_id") == job_id]
+        self.assertTrue(failed and fragment in failed[0].get("error", ""), failed)
+        self.assertFalse(self.worker.log_events("job_unparseable"))
+        return dead
+
     def test_10_mb_json(self):
         self.start()
         job = self.job("huge")
         job["padding"] = "x" * (10 * 1024 * 1024)
-        self.assert_unparseable(json.dumps(job), "more than the limit of 250000")
+        job["postback_url"] = self.postbacks.url("/pb/early")  # the last of a name counts
+        text = json.dumps(job)[:-1] + ', "postback_url": %s}' % json.dumps(self.postbacks.url("/pb"))
+        self.push_job(text)
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-huge")
+        self.assertEqual(pb.path, "/pb")
+        dead = self.assert_salvaged(pb, "hostile-huge", "job is %d bytes, more than the limit of "
+                                    "250000 (PIXQ_MAX_JOB_BYTES)" % len(text))
+        self.assertEqual(dead["job"], text)  # kept whole, for `pixq dead retry`
+        self.assertEqual(len(self.postbacks.postbacks), 1)
         self.assert_still_serving()
 
     def test_10000_deep_json(self):
         self.start()
-        self.assert_unparseable('{"src":' + "[" * 10000 + "]" * 10000 + "}",
-                                "job nests deeper than 32 levels")
+        deep = "[" * 10000 + "]" * 10000
+        # no job_id: the worker writes one into the payload, first of its members
+        text = '{"src": %s, "postback_url": %s}' % (deep, json.dumps(self.postbacks.url("/pb")))
+        self.push_job(text)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb")
+        self.assertTrue(pb.job_id)
+        dead = self.assert_salvaged(pb, pb.job_id, "job nests deeper than 32 levels "
+                                    "(PIXQ_MAX_JSON_DEPTH)")
+        self.assertEqual(dead["job"], '{"job_id":"%s",%s' % (pb.job_id, text[1:]))
+        # the same, not JSON past its depth, or with postback_headers too deep of their own:
+        # nothing in it can be read
+        self.assert_unparseable('{"postback_url": %s, "src":' % json.dumps(
+            self.postbacks.url("/pb/lost")) + deep + "]}", "job nests deeper than 32 levels")
+        self.assert_unparseable('{"postback_url": %s, "postback_headers": %s}' % (
+            json.dumps(self.postbacks.url("/pb/lost")), deep), "job nests deeper than 32 levels")
+        self.assertEqual(len(self.postbacks.postbacks), 1)
         self.assert_still_serving()
 
     def test_too_many_functions(self):

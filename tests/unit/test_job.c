@@ -2,6 +2,7 @@
 
 #include "check.h"
 #include "job.h"
+#include "jscan.h"
 
 static const struct job_limits limits = {250000, 32, 100};
 
@@ -209,8 +210,9 @@ static void test_errors(void)
     CHECK(j != NULL && strstr(j->error, "too many functions") != NULL);
     job_destroy(j);
     struct job_limits small = {10, 32, 100};
-    CHECK(job_parse(three, strlen(three), &small, &e) == NULL);
-    CHECK(strstr(e.msg, "more than the limit") != NULL);
+    j = job_parse(three, strlen(three), &small, &e); /* salvaged: test_salvage() */
+    CHECK(j != NULL && j->salvaged && strstr(j->error, "more than the limit of 10") != NULL);
+    job_destroy(j);
 }
 
 static void test_params(void)
@@ -723,6 +725,251 @@ static void test_guards(void)
                    "image_identifier of function 'no_op' must be UTF-8 without control");
 }
 
+/* jscan_members() on `text`: whether it is a JSON object, and the span of member `name`. */
+static int scan_member(const char *text, const char *name, char *value, size_t cap)
+{
+    struct jscan_member m[] = {{.name = name}};
+    size_t open = 0;
+    value[0] = '\0';
+    if (jscan_members(text, strlen(text), m, 1, &open) < 0) {
+        return -1;
+    }
+    snprintf(value, cap, "%.*s", (int)m[0].len, text + m[0].at);
+    return (int)open;
+}
+
+static void expect_member(const char *text, const char *name, const char *want)
+{
+    char got[256];
+    int open = scan_member(text, name, got, sizeof got);
+    CHECK(open >= 0);
+    CHECK_STR(got, want);
+}
+
+static void test_scan(void)
+{
+    char v[256];
+    expect_member("{\"a\":1,\"b\":[{\"c\":\"}\"}],\"a\":\"x\\\"y\"}", "a", "\"x\\\"y\""); /* last */
+    expect_member("{\"a\":1,\"b\":[{\"c\":\"}\"}],\"a\":\"x\"}", "b", "[{\"c\":\"}\"}]");
+    expect_member("{\"x\":{\"job_id\":\"n\"},\"y\":[\"job_id\"]}", "job_id", ""); /* nested */
+    expect_member("{\"job\\u005fid\":\"q\"}", "job_id", "\"q\""); /* json-c decodes names */
+    expect_member("{\"job_\\u0000x\":7}", "job_", "7");           /* and ends them at a NUL */
+    expect_member("{\"job_id\\t\":7}", "job_id", "");
+    expect_member("{ \"v\" : -1.5e+3 , \"w\":[true,false,null,{}],\"z\":{}}", "v", "-1.5e+3");
+    expect_member("{\"v\":\"\\u00e9\\n\\/\"}", "v", "\"\\u00e9\\n\\/\"");
+    CHECK_INT(scan_member(" \n{\"a\":0}\r\n", "a", v, sizeof v), 2);
+    CHECK_STR(v, "0");
+    CHECK_INT(scan_member("{}", "a", v, sizeof v), 0);
+    const char *bad[] = {"",
+                         "{",
+                         "[1]",
+                         "\"s\"",
+                         "{\"a\":1,}",
+                         "{'a':1}",
+                         "{\"a\":1} x",
+                         "{\"a\":[}",
+                         "{\"a\":01}",
+                         "{\"a\":\"\x01\"}",
+                         "{\"a\":tru}",
+                         "{\"a\" 1}",
+                         "{\"a\":1}}",
+                         "/*c*/{}",
+                         "{\"a\":1.}",
+                         "{\"a\":-}",
+                         "{\"a\":\"\\u12G4\"}",
+                         "{\"a\":\"\\x\"}",
+                         "{\"a\":[1,]}",
+                         "{\"a\":1,\"b\"}",
+                         "{1:2}",
+                         "{\"a\":[1 2]}",
+                         "{\"a\":NaN}",
+                         "{\"a\":\"x}",
+                         "{\"a\":{\"b\":1]}",
+                         "{\"a\":1}{}",
+                         "{\"a\":+1}",
+                         "{\"a\":1e}",
+                         "{\"a\":.5}",
+                         "{\"a\":\"\\"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(scan_member(bad[i], "a", v, sizeof v) < 0);
+    }
+    /* 100000 levels of nesting, closed as they opened: an object all the same */
+    size_t depth = 100000;
+    char *deep = malloc(2 * depth + 32);
+    CHECK(deep != NULL);
+    if (deep == NULL) {
+        return;
+    }
+    char *at = deep + sprintf(deep, "{\"a\":");
+    memset(at, '[', depth);
+    memset(at + depth, ']', depth);
+    sprintf(at + 2 * depth, ",\"b\":2}");
+    expect_member(deep, "b", "2");
+    at[depth] = '}'; /* an array closed as an object */
+    CHECK(scan_member(deep, "b", v, sizeof v) < 0);
+    free(deep);
+}
+
+static struct job *parse_limited(const char *text, size_t max_bytes, struct err *e)
+{
+    const struct job_limits small = {max_bytes, 32, 100};
+    *e = (struct err){{0}};
+    return job_parse(text, strlen(text), &small, e);
+}
+
+/* A payload over the limits that is a JSON object all the same: its failure still reaches its
+ * postback_url, under its job_id, or one written into the payload. */
+static void test_salvage(void)
+{
+    struct err e;
+    char deep[512];
+    snprintf(deep, sizeof deep,
+             "{\"job_id\":\"d1\",\"postback_url\":\"http://pb/x\",\"postback_headers\":"
+             "{\"X-T\":\"1\"},\"v\":1.22,\"src\":\"http://x/a.jpg\",\"functions\":[{\"name\":"
+             "\"no_op\",\"save\":{\"image_identifier\":\"t\"},\"params\":{\"a\":%.40s%.40s}}]}",
+             "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+             "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    struct job *j = parse_limited(deep, 250000, &e);
+    CHECK(j != NULL);
+    if (j != NULL) {
+        CHECK(j->salvaged);
+        CHECK_STR(j->error, "job nests deeper than 32 levels (PIXQ_MAX_JSON_DEPTH)");
+        CHECK_STR(j->id, "d1");
+        CHECK_STR(j->postback_url, "http://pb/x");
+        CHECK_STR(json_object_get_string(json_object_object_get(j->postback_headers, "X-T")), "1");
+        CHECK(j->v > 1.21 && j->v < 1.23);
+        CHECK(j->n_functions == 0 && job_src_url(j) == NULL); /* nothing else is read */
+        json_object *ids = json_object_new_array();
+        job_identifiers(j, ids);
+        CHECK_INT(json_object_array_length(ids), 0);
+        json_object_put(ids);
+        job_destroy(j);
+    }
+    /* too large, with no job_id: one is written in as its first member */
+    const char *big =
+        " {\"src\":\"http://x/a.jpg\",\"padding\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\","
+        "\"functions\":[{\"postback_url\":\"http://inner/\"}],"
+        "\"postback_url\":\"http://pb/first\",\"postback_url\":\"http://pb/y\"}";
+    j = parse_limited(big, 100, &e);
+    CHECK(j != NULL);
+    if (j != NULL) {
+        CHECK(j->salvaged);
+        CHECK_STR(j->postback_url, "http://pb/y"); /* the last, and not a nested one */
+        char want[128];
+        snprintf(want, sizeof want,
+                 "job is %zu bytes, more than the limit of 100 "
+                 "(PIXQ_MAX_JOB_BYTES)",
+                 strlen(big));
+        CHECK_STR(j->error, want);
+        CHECK_STR(j->id, "");
+        struct buf payload;
+        buf_init(&payload, 0);
+        CHECK_INT(job_assign_id(j, &payload, &e), 0);
+        char head[256];
+        snprintf(head, sizeof head, " {\"job_id\":\"%s\",\"src\":", j->id);
+        CHECK(strncmp(payload.data, head, strlen(head)) == 0);
+        CHECK_STR(payload.data + strlen(head), big + strlen(" {\"src\":"));
+        struct job *again = parse_limited(payload.data, 100, &e);
+        CHECK(again != NULL && again->salvaged && strcmp(again->id, j->id) == 0);
+        job_destroy(again);
+        buf_finish(&payload);
+        job_destroy(j);
+    }
+    /* a job_id refused, or null: the new one takes its place */
+    const char *ids[] = {"\"bad id!\"", "null", "[1]"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "{\"job_id\":%s,\"postback_url\":\"http://pb/z\",\"padding\":\"%080d\"}", ids[i],
+                 0);
+        j = parse_limited(text, 100, &e);
+        CHECK(j != NULL && j->salvaged && j->id[0] == '\0');
+        if (j == NULL) {
+            continue;
+        }
+        struct buf payload;
+        buf_init(&payload, 0);
+        CHECK_INT(job_assign_id(j, &payload, &e), 0);
+        char want[512];
+        snprintf(want, sizeof want,
+                 "{\"job_id\":\"%s\",\"postback_url\":\"http://pb/z\",\"padding\":\"%080d\"}",
+                 j->id, 0);
+        CHECK_STR(payload.data, want);
+        buf_finish(&payload);
+        job_destroy(j);
+    }
+    /* "{}" over a limit of 1 byte: the id is its only member */
+    j = parse_limited("{ }", 1, &e);
+    CHECK(j != NULL && j->salvaged && j->postback_url == NULL);
+    if (j != NULL) {
+        struct buf payload;
+        buf_init(&payload, 0);
+        CHECK_INT(job_assign_id(j, &payload, &e), 0);
+        char want[256];
+        snprintf(want, sizeof want, "{\"job_id\":\"%s\" }", j->id);
+        CHECK_STR(payload.data, want);
+        buf_finish(&payload);
+        job_destroy(j);
+    }
+    /* postback_url {"save": ...} is read as any job's */
+    j = parse_limited("{\"postback_url\":{\"save\":{\"s3_destination\":{\"bucket\":\"b\","
+                      "\"key\":\"r.json\"}}},\"padding\":\"0123456789012345678901234567890\"}",
+                      60, &e);
+    CHECK(j != NULL && j->salvaged && j->postback_save != NULL);
+    if (j != NULL && j->postback_save != NULL) {
+        CHECK_STR(j->postback_save->key, "r.json");
+    }
+    job_destroy(j);
+    /* not salvaged: not one JSON object, or a postback member over the limits itself */
+    const char *lost[] = {
+        "[{\"postback_url\":\"http://pb/\"},\"0123456789012345678901234567890123456789\"]",
+        "{\"postback_url\":\"http://pb/\",\"padding\":\"012345678901234567890123456789\" x",
+        "{\"postback_url\":\"http://pb/\",'padding':\"012345678901234567890123456789\"}",
+        "{\"postback_url\":\"http://pb/\",\"padding\":\"012345678901234567890123456789\",}",
+    };
+    for (size_t i = 0; i < sizeof lost / sizeof lost[0]; i++) {
+        j = parse_limited(lost[i], 40, &e);
+        CHECK(j == NULL);
+        CHECK(strstr(e.msg, "more than the limit of 40 (PIXQ_MAX_JOB_BYTES)") != NULL);
+        job_destroy(j);
+    }
+    char headers[512];
+    snprintf(headers, sizeof headers,
+             "{\"postback_url\":\"http://pb/\",\"postback_headers\":%.40s%.40s}",
+             "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+             "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    j = parse_limited(headers, 250000, &e);
+    CHECK(j == NULL);
+    CHECK_STR(e.msg, "job nests deeper than 32 levels (PIXQ_MAX_JSON_DEPTH)");
+    job_destroy(j);
+    /* up to JOB_SALVAGE_MAX bytes are scanned */
+    size_t cap = (size_t)JOB_SALVAGE_MAX + 2;
+    char *huge = malloc(cap);
+    CHECK(huge != NULL);
+    if (huge != NULL) {
+        int head = snprintf(huge, cap,
+                            "{\"postback_url\":\"http://pb/\",\"content_type_json\":"
+                            "true,\"p\":\"");
+        memset(huge + head, 'x', cap - (size_t)head);
+        memcpy(huge + JOB_SALVAGE_MAX - 2, "\"}", 3);
+        j = job_parse(huge, (size_t)JOB_SALVAGE_MAX, &limits, &e);
+        CHECK(j != NULL && j->salvaged && j->text_len == (size_t)JOB_SALVAGE_MAX);
+        CHECK(j != NULL && json_object_object_get(j->root, "content_type_json") != NULL);
+        job_destroy(j);
+        memcpy(huge + JOB_SALVAGE_MAX - 2, "x\"}", 4);
+        j = job_parse(huge, (size_t)JOB_SALVAGE_MAX + 1, &limits, &e);
+        CHECK(j == NULL && strstr(e.msg, "PIXQ_MAX_JOB_BYTES") != NULL);
+        job_destroy(j);
+        free(huge);
+    }
+    /* nests too deep and is not JSON past that: not an object one can read */
+    snprintf(deep, sizeof deep, "{\"postback_url\":\"http://pb/\",\"a\":%.40s",
+             "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[");
+    j = parse_limited(deep, 250000, &e);
+    CHECK(j == NULL);
+    job_destroy(j);
+}
+
 int main(void)
 {
     test_full_job();
@@ -736,5 +983,7 @@ int main(void)
     test_batch();
     test_guards();
     test_postback_to_s3();
+    test_scan();
+    test_salvage();
     return check_summary("job");
 }
