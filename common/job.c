@@ -887,7 +887,7 @@ static int parse_text(const char *text, size_t len, const struct job_limits *lim
 {
     *out = NULL;
     *unread = false;
-    if (len > lim->max_bytes) {
+    if (len > lim->max_bytes + lim->own_bytes) {
         *unread = true;
         return err_set(e, "job is %zu bytes, more than the limit of %zu (PIXQ_MAX_JOB_BYTES)", len,
                        lim->max_bytes);

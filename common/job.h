@@ -32,10 +32,15 @@
 #define JOB_ENCODING_NAME_MAX    32 /* bytes of an encoding_options name */
 #define JOB_ENCODING_VALUE_MAX   8  /* longest encoding_options value Blitline passed on */
 
+/* Bytes a payload may hold past PIXQ_MAX_JOB_BYTES for the members the worker writes into it
+ * itself: a job_id (`"job_id":"<23 characters>",`) and the run number (`,"pixq_attempt":5`). */
+#define JOB_OWN_BYTES 64
+
 struct job_limits {
     size_t max_bytes;     /* longest payload */
     int max_depth;        /* deepest JSON nesting */
     size_t max_functions; /* most functions in the whole tree */
+    size_t own_bytes;     /* taken past max_bytes (JOB_OWN_BYTES in the worker; 0) */
 };
 
 /* Where and how one output is saved (a function's `save` block). */

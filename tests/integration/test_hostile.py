@@ -778,9 +778,13 @@ class JobLimitTest(HostileTestCase):
 
     def assert_unparseable(self, payload, fragment):
         before = len(self.dead_entries())
+
+        def new_entries():  # newest first
+            entries = self.dead_entries()
+            return entries[:len(entries) - before]
+
         self.push_job(payload)
-        dead = self.wait_until(lambda: self.dead_entries()[:len(self.dead_entries()) - before],
-                               TIMEOUT_S, "a dead entry for %r" % fragment[:40])[0]
+        dead = self.wait_until(new_entries, TIMEOUT_S, "a dead entry for %r" % fragment[:40])[0]
         self.assertIn(fragment, dead["error"])
         self.assertEqual(dead["job"], payload)
         self.assertNotIn("job_id", dead)
@@ -845,6 +849,25 @@ class JobLimitTest(HostileTestCase):
         self.assert_unparseable('{"postback_url": %s, "postback_headers": %s}' % (
             json.dumps(self.postbacks.url("/pb/lost")), deep), "job nests deeper than 32 levels")
         self.assertEqual(len(self.postbacks.postbacks), 1)
+        self.assert_still_serving()
+
+    def test_job_at_the_limit_runs_again(self):
+        """A job of PIXQ_MAX_JOB_BYTES exactly, without a job_id, whose source fails: the
+        worker writes a job_id and then an attempt count into it, and each run reads it whole
+        (it was over the limit from its second run on, failed for the worker's own bytes)."""
+        self.start(PIXQ_MAX_JOB_BYTES=1000)
+        job = {"src": self.src.url("/missing.jpg"), "wait_retry_delay": 0,
+               "postback_url": self.postbacks.url("/pb/at-limit"), "padding": "",
+               "functions": [{"name": "no_op", "save": {"image_identifier": "t"}}]}
+        job["padding"] = "x" * (1000 - len(json.dumps(job, separators=(",", ":"))))
+        text = json.dumps(job, separators=(",", ":"))
+        self.assertEqual(len(text), 1000)
+        self.push_job(text)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/at-limit")
+        errors = pb.results["errors"]
+        self.assertTrue(errors and "PIXQ_MAX_JOB_BYTES" not in errors[0], errors)
+        self.assertIn("404", errors[0])
+        self.assertEqual(self.src.requests("/missing.jpg"), 5)  # Blitline's five runs
         self.assert_still_serving()
 
     def test_too_many_functions(self):

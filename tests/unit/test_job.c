@@ -4,7 +4,7 @@
 #include "job.h"
 #include "jscan.h"
 
-static const struct job_limits limits = {250000, 32, 100};
+static const struct job_limits limits = {250000, 32, 100, 0};
 
 static struct job *parse(const char *text)
 {
@@ -202,14 +202,27 @@ static void test_errors(void)
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":"
                    "{\"image_identifier\":\"x\",\"s3_destination\":{\"bucket\":\"b\"}}}]}",
                    "needs a bucket and a key");
-    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2};
+    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2, 0};
     const char *three = "{\"src\":\"u\",\"functions\":[{\"name\":\"a\"},{\"name\":\"b\","
                         "\"functions\":[{\"name\":\"c\"}]}]}";
     struct err e;
     struct job *j = job_parse(three, strlen(three), &tight, &e);
     CHECK(j != NULL && strstr(j->error, "too many functions") != NULL);
     job_destroy(j);
-    struct job_limits small = {10, 32, 100};
+    struct job_limits small = {10, 32, 100, 0};
+    /* the worker's room for its own members, past max_bytes */
+    struct job_limits own = {strlen(three) - JOB_OWN_BYTES, 32, 100, JOB_OWN_BYTES};
+    j = job_parse(three, strlen(three), &own, &e);
+    CHECK(j != NULL && !j->salvaged && j->error[0] == '\0');
+    job_destroy(j);
+    own.max_bytes--;
+    j = job_parse(three, strlen(three), &own, &e);
+    CHECK(j != NULL && j->salvaged);
+    char want[96];
+    snprintf(want, sizeof want, "job is %zu bytes, more than the limit of %zu (PIXQ_MAX_JOB_BYTES)",
+             strlen(three), own.max_bytes);
+    CHECK_STR(j != NULL ? j->error : "", want);
+    job_destroy(j);
     j = job_parse(three, strlen(three), &small, &e); /* salvaged: test_salvage() */
     CHECK(j != NULL && j->salvaged && strstr(j->error, "more than the limit of 10") != NULL);
     job_destroy(j);
@@ -467,7 +480,7 @@ static void test_pre_process_errors(void)
         expect_invalid(doc, cases[i][1]);
     }
     /* the function limit counts the nested jobs' functions too */
-    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2};
+    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2, 0};
     const char *three = "{\"src\":\"u\",\"pre_process\":{\"job\":{\"src\":\"u\",\"functions\":"
                         "[{\"name\":\"a\"},{\"name\":\"b\"}]}},\"functions\":[{\"name\":\"c\"}]}";
     struct err e;
@@ -812,7 +825,7 @@ static void test_scan(void)
 
 static struct job *parse_limited(const char *text, size_t max_bytes, struct err *e)
 {
-    const struct job_limits small = {max_bytes, 32, 100};
+    const struct job_limits small = {max_bytes, 32, 100, 0};
     *e = (struct err){{0}};
     return job_parse(text, strlen(text), &small, e);
 }
