@@ -918,7 +918,12 @@ static int parse_text(const char *text, size_t len, const struct job_limits *lim
             return err_set(e, "job nests deeper than %d levels (PIXQ_MAX_JSON_DEPTH)",
                            lim->max_depth);
         }
-        return err_set(e, "job is not valid JSON: %s", json_error_text(jerr));
+        if (jerr == json_tokener_continue || jerr == json_tokener_error_parse_eof) {
+            return err_set(e, "job is not valid JSON: %s", json_error_text(jerr));
+        }
+        /* where, counted from 1: the byte json-c stopped at, or the first after the value */
+        return err_set(e, "job is not valid JSON: %s at byte %zu of %zu", json_error_text(jerr),
+                       (end < len ? end : len - 1) + 1, len);
     }
     *out = root;
     return 0;

@@ -131,16 +131,20 @@ static void expect_unusable(const char *text, const char *fragment)
 
 static void test_errors(void)
 {
-    expect_unusable("{not json", "not valid JSON");
+    /* where it breaks, counted from 1: the byte json-c stopped at, or the first after the value */
+    expect_unusable("{not json",
+                    "job is not valid JSON: quoted object property name expected at byte 2 of 9");
+    expect_unusable("{\"a\": [1, 2,, 3]}",
+                    "job is not valid JSON: unexpected character at byte 13 of 17");
     expect_unusable("[1,2]", "must be a JSON object");
-    expect_unusable("{\"a\":1} trailing", "not valid JSON");
+    expect_unusable("{\"a\":1} trailing", "job is not valid JSON: trailing data at byte 9 of 16");
     expect_unusable("", "not valid JSON");
     /* json-c's "continue" (input ended inside a value) in words; a bare number is valid JSON */
     expect_unusable("{\"src\": \"x\"", "job is not valid JSON: unexpected end of input");
     expect_unusable("{\"src\": [", "job is not valid JSON: unexpected end of input");
     expect_unusable("1", "job must be a JSON object");
     expect_unusable("12", "job must be a JSON object");
-    expect_unusable("{\"a\":1} 2", "job is not valid JSON: trailing data");
+    expect_unusable("{\"a\":1} 2", "job is not valid JSON: trailing data at byte 9 of 9");
     /* JSON's null is valid JSON of another kind, as a number is (json-c parses it to NULL) */
     expect_unusable("null", "job must be a JSON object");
     expect_unusable("null \n", "job must be a JSON object");
