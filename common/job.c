@@ -575,6 +575,18 @@ static bool image_extension(const char *ext)
     return false;
 }
 
+bool job_format_writable(const char *ext)
+{
+    static const char *const writable[] = {"jpg", "jpeg", "png", "webp",
+                                           "gif", "bmp",  "tif", "tiff"};
+    for (size_t i = 0; i < sizeof writable / sizeof writable[0]; i++) {
+        if (strcmp(ext, writable[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Output format, as Blitline's worker chose it: force_type (the destination's, then the save's)
  * overrides the destination key's extension when that names an image format, then the save's
  * extension, then jpg. */
@@ -770,6 +782,10 @@ static int parse_save(struct tree_ctx *t, const char *fn, json_object *save, str
         return -1;
     }
     resolve_format(s, save, member(save, "s3_destination"));
+    if (!s->skip && !job_format_writable(s->format)) { /* found before any source is fetched */
+        return err_set(t->e, "Unsupported output format '%s' for '%.100s'", s->format,
+                       s->image_identifier);
+    }
     s->set_exif = member(save, "set_exif");
     if (s->set_exif != NULL && !s->skip) {
         char what[112];

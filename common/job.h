@@ -151,6 +151,10 @@ bool job_refers_to(const struct job *j, const char *identifier);
  * `out`; works on the raw document so that it also serves invalid jobs. */
 void job_identifiers(const struct job *j, json_object *out);
 
+/* Whether `ext` (a save's `format`) names a format the worker writes (worker/image.c's
+ * img_format_for() knows each). */
+bool job_format_writable(const char *ext);
+
 /* The src as a URL string, or NULL if it is an object. */
 const char *job_src_url(const struct job *j);
 

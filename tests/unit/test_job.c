@@ -63,6 +63,19 @@ static void test_full_job(void)
     job_destroy(j);
 }
 
+static void expect_invalid(const char *text, const char *fragment)
+{
+    struct job *j = parse(text);
+    CHECK(j != NULL);
+    if (j != NULL) {
+        CHECK(strstr(j->error, fragment) != NULL);
+        if (strstr(j->error, fragment) == NULL) {
+            fprintf(stderr, "  error was: '%s', wanted '%s'\n", j->error, fragment);
+        }
+    }
+    job_destroy(j);
+}
+
 static void test_format_order(void)
 {
     struct job *j = parse(
@@ -78,7 +91,7 @@ static void test_format_order(void)
         "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"avatars/user.123\"}}},"
         "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"g\",\"extension\":\"webp\","
         "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"photo.v2\"}}},"
-        "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"h\","
+        "{\"name\":\"no_op\",\"save\":{\"image_identifier\":\"h\",\"skip\":true,"
         "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"doc.PDF\"}}}]}");
     CHECK(j != NULL && j->error[0] == '\0');
     if (j == NULL) {
@@ -91,7 +104,7 @@ static void test_format_order(void)
     CHECK_STR(j->functions[4].save->format, "gif");  /* force_type beats the key's */
     CHECK_STR(j->functions[5].save->format, "jpg");  /* `.123` names no image format */
     CHECK_STR(j->functions[6].save->format, "webp"); /* nor does `.v2` */
-    CHECK_STR(j->functions[7].save->format, "pdf");  /* refused when encoding, by name */
+    CHECK_STR(j->functions[7].save->format, "pdf");  /* a skipped save's: never written */
     CHECK(j->functions[0].save->bucket == NULL);
     CHECK_STR(j->id, ""); /* no job_id: assigned later */
     struct buf payload;
@@ -105,19 +118,16 @@ static void test_format_order(void)
     job_destroy(again);
     buf_finish(&payload);
     job_destroy(j);
-}
-
-static void expect_invalid(const char *text, const char *fragment)
-{
-    struct job *j = parse(text);
-    CHECK(j != NULL);
-    if (j != NULL) {
-        CHECK(strstr(j->error, fragment) != NULL);
-        if (strstr(j->error, fragment) == NULL) {
-            fprintf(stderr, "  error was: '%s', wanted '%s'\n", j->error, fragment);
-        }
-    }
-    job_destroy(j);
+    /* a format pixq does not write fails the job before any source is fetched */
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{"
+                   "\"image_identifier\":\"h\",\"s3_destination\":{\"bucket\":\"bk\","
+                   "\"key\":\"doc.PDF\"}}}]}",
+                   "Unsupported output format 'pdf' for 'h'");
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{"
+                   "\"image_identifier\":\"x\",\"extension\":\".bpg\"}}]}",
+                   "Unsupported output format 'bpg' for 'x'");
+    CHECK(job_format_writable("tiff") && job_format_writable("jpeg") && !job_format_writable("") &&
+          !job_format_writable("JPG") && !job_format_writable("avif"));
 }
 
 static void expect_unusable(const char *text, const char *fragment)

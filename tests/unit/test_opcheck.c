@@ -446,6 +446,22 @@ static void test_proc_check(void)
     CHECK_INT(loads, before);
 }
 
+/* Validation's formats (job_format_writable(), in common/) are the encoder's (img_format_for()). */
+static void test_output_formats(void)
+{
+    static const char *const exts[] = {"jpg",  "jpeg", "png", "webp", "gif",  "bmp",  "tif",
+                                       "tiff", "pdf",  "bpg", "avif", "heic", "heif", "jp2",
+                                       "jxl",  "svg",  "ico", "psd",  "eps",  "tga",  "JPG",
+                                       "",     "jpe",  "ppm", "txt"};
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        const char *magick, *mime;
+        if (job_format_writable(exts[i]) != img_format_for(exts[i], &magick, &mime)) {
+            fprintf(stderr, "  format '%s': validation and the encoder disagree\n", exts[i]);
+            CHECK(false);
+        }
+    }
+}
+
 int main(void)
 {
     if (test_img_start("opcheck") < 0) {
@@ -455,6 +471,7 @@ int main(void)
     test_bad_params();
     test_left_to_the_run();
     test_proc_check();
+    test_output_formats();
     int rc = check_summary("opcheck");
     img_shutdown();
     return rc;
