@@ -1194,6 +1194,9 @@ static int read_move(struct job_pre *step, json_object *spec, struct err *e)
     if (!image_extension(s->format)) {
         s->format[0] = '\0'; /* `orig/user.123`: the source's format, as without one */
     }
+    if (s->format[0] != '\0' && !job_format_writable(s->format)) {
+        return err_set(e, "Unsupported output format '%s' for move_original", s->format);
+    }
     return 0;
 }
 

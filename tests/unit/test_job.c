@@ -126,6 +126,9 @@ static void test_format_order(void)
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{"
                    "\"image_identifier\":\"x\",\"extension\":\".bpg\"}}]}",
                    "Unsupported output format 'bpg' for 'x'");
+    expect_invalid("{\"src\":\"u\",\"functions\":[],\"pre_process\":{\"move_original\":{"
+                   "\"s3_destination\":{\"bucket\":\"bk\",\"key\":\"orig/doc.pdf\"}}}}",
+                   "Unsupported output format 'pdf' for move_original");
     CHECK(job_format_writable("tiff") && job_format_writable("jpeg") && !job_format_writable("") &&
           !job_format_writable("JPG") && !job_format_writable("avif"));
 }
