@@ -14,7 +14,7 @@
  *     NewCenturySchlbk, ZapfChancery) their URW equivalents: see font_aliases[];
  *   - any other installed family is used by name: "DejaVu-Sans-Bold" is DejaVu Sans, bold;
  *   - anything else (unknown, or not a plain name) is Nimbus Sans, or DejaVu Sans (fontconfig's
- *     own dependency) where fonts-urw-base35 is missing.
+ *     own dependency) where fonts-urw-base35 is missing, and font_missing says so in the log.
  * A weight or style word at the end of the name ("-Bold", "-Italic", "-Light") wins over the
  * font_weight and style parameters. Of a family, pick_face() takes the TrueType or OpenType file
  * closest to the weight, style and stretch, and hands ImageMagick that file (from its own font
@@ -38,6 +38,7 @@
 #include "cfg.h"
 #include "image.h"
 #include "job.h"
+#include "log.h"
 #include "ops.h"
 #include "source.h"
 
@@ -55,8 +56,9 @@
 #define MITER_REACH                                                                                \
     6.0 /* an outline reaches at most this times its width past a shape (miter limit 10: 5) */
 #define DRAW_BAND_PIXELS                                                                           \
-    1048576L              /* line, rectangle, ellipse: pixels drawn between looks at the deadline */
-#define MAX_FACE_PATH 512 /* longest font file path kept, bytes with the NUL */
+    1048576L /* line, rectangle, ellipse: pixels drawn between looks at the deadline */
+#define MAX_FACE_PATH    512 /* longest font file path kept, bytes with the NUL */
+#define MISSING_SAID_MAX 32  /* font names said missing (font_missing), a process */
 
 #define DEFAULT_FONT    "Helvetica"   /* Blitline's default font_family */
 #define DEFAULT_FAMILY  "Nimbus Sans" /* what Helvetica and Arial become */
@@ -348,12 +350,35 @@ static void strip_font_words(char *name, struct text_style *ts)
     }
 }
 
+/* Logs that the font a job named is not drawn, and what is drawn instead (font_missing, the run's
+ * job_id on the line): once a process for each of the first MISSING_SAID_MAX names. */
+static void say_missing(const char *name, const char *used)
+{
+    static char said[MISSING_SAID_MAX][MAX_NAME_BYTES + 1];
+    static size_t n_said;
+    char cut[MAX_NAME_BYTES + 1];
+    snprintf(cut, sizeof cut, "%s", name);
+    for (size_t i = 0; i < n_said; i++) {
+        if (strcmp(said[i], cut) == 0) {
+            return;
+        }
+    }
+    if (n_said == MISSING_SAID_MAX) {
+        return;
+    }
+    memcpy(said[n_said++], cut, sizeof cut);
+    char qn[2 * MAX_NAME_BYTES + 8], qu[2 * MAX_NAME_BYTES + 8];
+    LOG_WARN("font_missing", "font=%s drawn_in=%s", log_quote(cut, qn, sizeof qn),
+             log_quote(used, qu, sizeof qu));
+}
+
 /* Sets ts->face (and maybe weight and style) from a font name; see the file comment. */
 static void resolve_font(const char *name, struct text_style *ts)
 {
     char buf[MAX_NAME_BYTES + 1];
     const char *want = DEFAULT_FAMILY;
-    if (normalize_font(name, buf) == 0) {
+    bool plain = normalize_font(name, buf) == 0;
+    if (plain) {
         strip_font_words(buf, ts);
         want = buf;
         for (size_t i = 0; i < sizeof font_aliases / sizeof font_aliases[0]; i++) {
@@ -364,8 +389,14 @@ static void resolve_font(const char *name, struct text_style *ts)
         }
     }
     ts->face[0] = '\0';
-    if (!pick_face(want, ts) && !pick_face(DEFAULT_FAMILY, ts)) {
-        pick_face(FALLBACK_FAMILY, ts);
+    const char *used = want;
+    if (!pick_face(want, ts)) {
+        used = pick_face(DEFAULT_FAMILY, ts)    ? DEFAULT_FAMILY
+               : pick_face(FALLBACK_FAMILY, ts) ? FALLBACK_FAMILY
+                                                : "ImageMagick's default font";
+    }
+    if (!plain || used != want) {
+        say_missing(name, used);
     }
 }
 

@@ -152,6 +152,39 @@ class PostbackOutcomeLogTest(E2ETestCase):
         self.assertNotIn("s3cr3t", self.worker.log_path.read_text(errors="replace"))
 
 
+class MissingFontLogTest(E2ETestCase):
+    """A font_family that is not installed is drawn in the default face, as Blitline's
+    ImageMagick did, and the log says so (font_missing, with the job's id): once a process for
+    a name, however many functions and jobs use it."""
+
+    def text_job(self, src, job_id, *fonts):
+        job = self.make_job(src, "out/%s.jpg" % job_id, params=THUMB, job_id=job_id)
+        job["functions"][0]["functions"] = [
+            {"name": "annotate", "params": {"text": "pixq", "font_family": f},
+             "save": {"image_identifier": "%s-%d" % (job_id, i)}}
+            for i, f in enumerate(fonts)]
+        return job
+
+    def done(self, job_id):
+        pb = self.wait_for_postback(30, job_id=job_id)
+        self.assertNotIn("errors", pb.results, pb.results)
+
+    def test_said_once_with_what_is_drawn(self):
+        src = self.serve("jpeg")
+        self.push_job(self.text_job(src, "font-known", "Helvetica", "DejaVu Sans Bold", "Arial"))
+        self.done("font-known")
+        self.assertEqual(self.worker.log_events("font_missing"), [])
+        self.push_job(self.text_job(src, "font-missing", "Comic Sans MS", "Comic Sans MS",
+                                    "../../etc/fonts/x.ttf"))
+        self.done("font-missing")
+        self.push_job(self.text_job(src, "font-again", "Comic Sans MS"))
+        self.done("font-again")
+        said = [(e["font"], e["drawn_in"], e["job_id"], e["level"])
+                for e in self.worker.log_events("font_missing")]
+        self.assertEqual(said, [("Comic Sans MS", "Nimbus Sans", "font-missing", "warn"),
+                                ("../../etc/fonts/x.ttf", "Nimbus Sans", "font-missing", "warn")])
+
+
 class PlainTextS3AnswerTest(E2ETestCase):
     def test_text_body_of_an_error_is_said(self):
         """s3rver answers a key with an empty segment (valid in S3) 404 with a body of plain
