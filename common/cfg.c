@@ -138,6 +138,10 @@ static const struct cfg_entry table[] = {
      "most bytes of encoded outputs a job holds before they are uploaded (its saves, all together)"},
     {"max-job-bytes", "PIXQ_MAX_JOB_BYTES", T_LONG, F(max_job_bytes), 256, 16 * MB, "250000", false,
      "largest job JSON, bytes"},
+    {"max-batch-bytes", "PIXQ_MAX_BATCH_BYTES", T_LONG, F(max_batch_bytes), 256, 256 * MB,
+     "16777216", false,
+     "largest batch (a JSON array of jobs pushed as one entry), bytes; each job obeys "
+     "PIXQ_MAX_JOB_BYTES"},
     {"max-json-depth", "PIXQ_MAX_JSON_DEPTH", T_LONG, F(max_json_depth), 4, 1000, "32", false,
      "deepest nesting of job JSON"},
     {"max-functions", "PIXQ_MAX_FUNCTIONS", T_LONG, F(max_functions), 1, 10000, "100", false,

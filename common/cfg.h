@@ -74,6 +74,7 @@ struct cfg {
     long max_output_bytes;
     long max_job_output_bytes;
     long max_job_bytes;
+    long max_batch_bytes;
     long max_json_depth;
     long max_functions;
     long max_pixels;

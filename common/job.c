@@ -972,9 +972,49 @@ bool job_is_batch(const char *text, size_t len)
     return i < len && text[i] == '[';
 }
 
+/* jscan_elements()'s visitor for job_split_batch(): counts the elements (each == NULL), or
+ * passes them on. */
+struct batch_scan {
+    job_each_fn each;
+    void *user;
+    size_t n;
+};
+
+static int batch_element(void *user, const char *element, size_t len)
+{
+    struct batch_scan *b = user;
+    b->n++;
+    return b->each != NULL ? b->each(b->user, element, len) : 0;
+}
+
 int job_split_batch(const char *text, size_t len, const struct job_limits *lim, job_each_fn each,
                     void *user, struct err *e)
 {
+    size_t max = lim->max_batch_bytes > 0 ? lim->max_batch_bytes : lim->max_bytes;
+    if (len > max) {
+        return err_set(e, "a batch is %zu bytes, more than the limit of %zu (PIXQ_MAX_BATCH_BYTES)",
+                       len, max);
+    }
+    /* the elements as written, however large the whole (each is a job of its own limits), in
+     * two passes: the first finds the text one JSON array of at most JOB_MAX_BATCH elements */
+    struct batch_scan b = {NULL, NULL, 0};
+    size_t at = 0;
+    if (jscan_elements(text, len, batch_element, &b, &at) == 0) {
+        if (b.n > JOB_MAX_BATCH) {
+            return err_set(e, "a batch holds %zu jobs, more than the limit of %d", b.n,
+                           JOB_MAX_BATCH);
+        }
+        b = (struct batch_scan){each, user, 0};
+        if (jscan_elements(text, len, batch_element, &b, &at) < 0) {
+            return err_set(e, "job %zu of the batch could not be queued", b.n - 1);
+        }
+        return (int)b.n;
+    }
+    if (len > lim->max_bytes + lim->own_bytes) { /* more than json-c is given */
+        return at >= len ? err_set(e, "batch is not valid JSON: unexpected end of input")
+                         : err_set(e, "batch is not valid JSON at byte %zu of %zu", at + 1, len);
+    }
+    /* what json-c takes besides JSON (single quotes, comments...), and its words for a fault */
     bool unread;
     json_object *root = parse_payload(text, len, lim, json_type_array, &unread, e);
     if (root == NULL) {

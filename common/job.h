@@ -37,10 +37,11 @@
 #define JOB_OWN_BYTES 64
 
 struct job_limits {
-    size_t max_bytes;     /* longest payload */
-    int max_depth;        /* deepest JSON nesting */
-    size_t max_functions; /* most functions in the whole tree */
-    size_t own_bytes;     /* taken past max_bytes (JOB_OWN_BYTES in the worker; 0) */
+    size_t max_bytes;       /* longest payload */
+    int max_depth;          /* deepest JSON nesting */
+    size_t max_functions;   /* most functions in the whole tree */
+    size_t own_bytes;       /* taken past max_bytes (JOB_OWN_BYTES in the worker; 0) */
+    size_t max_batch_bytes; /* longest batch payload (0: max_bytes) */
 };
 
 /* Where and how one output is saved (a function's `save` block). */
@@ -124,14 +125,17 @@ struct job *job_parse(const char *text, size_t len, const struct job_limits *lim
  * Blitline accepted and any Redis client may push. */
 bool job_is_batch(const char *text, size_t len);
 
-/* Called by job_split_batch() with the compact JSON text of one element; returns 0, or -1 to
- * stop. */
+/* Called by job_split_batch() with the JSON text of one element (`len` bytes, not
+ * NUL-terminated); returns 0, or -1 to stop. */
 typedef int (*job_each_fn)(void *user, const char *job, size_t len);
 
 /* Splits a batch into its jobs: calls `each` with every element of the array, in order, so that
  * the caller can queue them as separate jobs (an element that is not an object is passed on too:
- * it fails on its own). The whole payload obeys `lim` (size, depth) and holds at most
- * JOB_MAX_BATCH elements. Returns the number of elements, or -1 with the reason in `e`. */
+ * it fails on its own, as one over a job's size or depth limits does). The payload is at most
+ * lim->max_batch_bytes and holds at most JOB_MAX_BATCH elements; one that is not JSON as RFC
+ * 8259 writes it is read by json-c within the job's limits (single quotes, comments), its
+ * elements then written out compact. Returns the number of elements, or -1 with the reason in
+ * `e`. */
 int job_split_batch(const char *text, size_t len, const struct job_limits *lim, job_each_fn each,
                     void *user, struct err *e);
 

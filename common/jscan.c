@@ -10,6 +10,12 @@ struct scan {
     const unsigned char *s;
     size_t len;
     size_t i;
+    unsigned char root;     /* '{' or '[': what the text must be */
+    struct jscan_member *m; /* an object's members asked for */
+    size_t n;               /* of them */
+    jscan_element_fn each;  /* an array's elements' visitor */
+    void *user;             /* its argument */
+    size_t open;            /* where the root starts */
     unsigned char *objects; /* a bit a level: 1 an object, 0 an array */
     size_t depth;
     size_t cap; /* bytes of `objects` */
@@ -226,8 +232,9 @@ static bool blank(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* The scan itself; `sc` is set up and freed by the caller. */
-static int scan(struct scan *sc, struct jscan_member *m, size_t n, size_t *open)
+/* The scan itself; `sc` is set up and freed by the caller. Returns 0, -1 where the text breaks
+ * (at sc->i), or -2 when sc->each refused an element. */
+static int scan(struct scan *sc)
 {
     enum want want = WANT_VALUE;
     long member = -1;    /* the top-level member whose value is being read, of `m` */
@@ -244,8 +251,8 @@ static int scan(struct scan *sc, struct jscan_member *m, size_t n, size_t *open)
         switch (want) {
         case WANT_VALUE:
         case WANT_VALUE_OR_CLOSE:
-            if (sc->depth == 0 && c != '{') {
-                return -1; /* not an object */
+            if (sc->depth == 0 && c != sc->root) {
+                return -1; /* not the kind of value asked for */
             }
             if (want == WANT_VALUE_OR_CLOSE && c == ']') {
                 sc->depth--;
@@ -254,7 +261,7 @@ static int scan(struct scan *sc, struct jscan_member *m, size_t n, size_t *open)
                 break;
             }
             if (sc->depth == 0) {
-                *open = sc->i;
+                sc->open = sc->i;
             } else if (sc->depth == 1) {
                 value_at = sc->i;
             }
@@ -288,7 +295,7 @@ static int scan(struct scan *sc, struct jscan_member *m, size_t n, size_t *open)
                 if (string(sc, name, &name_len) < 0) {
                     return -1;
                 }
-                member = member_index(m, n, name, name_len);
+                member = member_index(sc->m, sc->n, name, name_len);
             } else if (string(sc, NULL, NULL) < 0) {
                 return -1;
             }
@@ -325,9 +332,12 @@ static int scan(struct scan *sc, struct jscan_member *m, size_t n, size_t *open)
             continue;
         }
         if (sc->depth == 1 && member >= 0) { /* a top-level member's value ended */
-            m[member].at = value_at;
-            m[member].len = sc->i - value_at;
+            sc->m[member].at = value_at;
+            sc->m[member].len = sc->i - value_at;
             member = -1;
+        } else if (sc->depth == 1 && sc->root == '[' &&
+                   sc->each(sc->user, (const char *)sc->s + value_at, sc->i - value_at) < 0) {
+            return -2;
         }
         want = WANT_COMMA_OR_CLOSE;
     }
@@ -339,8 +349,19 @@ int jscan_members(const char *text, size_t len, struct jscan_member *m, size_t n
         m[k].at = 0;
         m[k].len = 0;
     }
-    struct scan sc = {.s = (const unsigned char *)text, .len = len};
-    int rc = scan(&sc, m, n, open);
+    struct scan sc = {.s = (const unsigned char *)text, .len = len, .root = '{', .m = m, .n = n};
+    int rc = scan(&sc);
     free(sc.objects);
+    *open = sc.open;
+    return rc < 0 ? -1 : 0;
+}
+
+int jscan_elements(const char *text, size_t len, jscan_element_fn each, void *user, size_t *at)
+{
+    struct scan sc = {
+        .s = (const unsigned char *)text, .len = len, .root = '[', .each = each, .user = user};
+    int rc = scan(&sc);
+    free(sc.objects);
+    *at = sc.i;
     return rc;
 }

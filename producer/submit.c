@@ -185,7 +185,7 @@ static int postback_url_form(const char *url, struct err *e)
 static struct job *check_job(const struct cfg *cfg, json_object *obj, struct err *e)
 {
     const struct job_limits lim = {(size_t)cfg->max_job_bytes, (int)cfg->max_json_depth,
-                                   (size_t)cfg->max_functions, 0};
+                                   (size_t)cfg->max_functions, 0, 0};
     const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
     struct job *j = job_parse(text, strlen(text), &lim, e);

@@ -256,6 +256,7 @@ static int init_settings(struct worker *w, struct err *e)
         .max_depth = (int)c->max_json_depth,
         .max_functions = (size_t)c->max_functions,
         .own_bytes = JOB_OWN_BYTES, /* the job_id and run number it writes itself */
+        .max_batch_bytes = (size_t)c->max_batch_bytes,
     };
     snprintf(w->ttl_arg, sizeof w->ttl_arg, "%ld", c->result_ttl_s);
     snprintf(w->dead_max_arg, sizeof w->dead_max_arg, "%ld", c->dead_max);

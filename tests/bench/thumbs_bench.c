@@ -76,7 +76,7 @@ static struct job *make_job(long size, struct err *e)
              "{\"src\": \"bench\", \"functions\": [{\"name\": \"resize_to_fit\", \"params\": "
              "{\"width\": %ld, \"height\": %ld}, \"save\": {\"image_identifier\": \"thumb\"}}]}",
              size, size);
-    const struct job_limits lim = {1 << 20, 32, 100, 0};
+    const struct job_limits lim = {1 << 20, 32, 100, 0, 0};
     struct job *j = job_parse(text, strlen(text), &lim, e);
     if (j != NULL && j->error[0] != '\0') {
         err_set(e, "%s", j->error);

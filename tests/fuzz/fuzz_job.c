@@ -20,7 +20,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The worker's defaults (PIXQ_MAX_JOB_BYTES, PIXQ_MAX_JSON_DEPTH, PIXQ_MAX_FUNCTIONS). */
-static const struct job_limits limits = {250000, 32, 100, 0};
+static const struct job_limits limits = {250000, 32, 100, 0, 0};
 
 /* Reads every parameter of one function with every getter, as the operations would. */
 static void read_params(json_object *params, const char *fn)

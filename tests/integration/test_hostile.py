@@ -870,6 +870,42 @@ class JobLimitTest(HostileTestCase):
         self.assertEqual(self.src.requests("/missing.jpg"), 5)  # Blitline's five runs
         self.assert_still_serving()
 
+    def test_batch_larger_than_a_job(self):
+        """A batch is held to PIXQ_MAX_BATCH_BYTES, its jobs each to PIXQ_MAX_JOB_BYTES: a batch
+        of 1.8 KB runs its jobs (it was buried whole, over PIXQ_MAX_JOB_BYTES), the one too deep
+        failing on its own with its postback."""
+        self.start(PIXQ_MAX_JOB_BYTES=1000)
+        jobs = []
+        for name in ("batch-a", "batch-b"):
+            job = self.job(name)
+            job["postback_url"] = self.postbacks.url("/pb/" + name)
+            job["padding"] = "x" * (700 - len(json.dumps(job)))
+            jobs.append(json.dumps(job))
+        deep = self.job("batch-deep")
+        deep["postback_url"] = self.postbacks.url("/pb/batch-deep")
+        jobs.append(json.dumps(deep)[:-1] + ', "a": %s}' % ("[" * 40 + "]" * 40))
+        text = "[%s]" % ",\n ".join(jobs)
+        self.assertGreater(len(text), 1800)
+        self.push_job(text)
+        for name in ("batch-a", "batch-b"):
+            pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+            self.assertNotIn("errors", pb.results, pb.results)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/batch-deep")
+        self.assertEqual(pb.results["errors"], ["Image processing failed. job nests deeper than "
+                                                "32 levels (PIXQ_MAX_JSON_DEPTH)"])
+        self.assertEqual(self.dead_entry("hostile-batch-deep")["job"], jobs[2])  # as written
+        self.assert_still_serving()
+
+    def test_batch_over_its_limit(self):
+        self.start(PIXQ_MAX_BATCH_BYTES=1500)
+        job = self.job("batch-big")
+        job["padding"] = "x" * 1000
+        text = json.dumps([job, job])
+        self.assert_unparseable(text, "a batch is %d bytes, more than the limit of 1500 "
+                                "(PIXQ_MAX_BATCH_BYTES)" % len(text))
+        self.assertEqual(self.postbacks.postbacks, [])
+        self.assert_still_serving()
+
     def test_too_many_functions(self):
         self.start()
         job = self.job("many-fns")

@@ -255,7 +255,7 @@ static struct job *load_job(struct apply *a, struct err *e)
     struct job *j = NULL;
     if (job_text(a, &text, e) == 0) {
         const struct job_limits lim = {(size_t)a->cfg.max_job_bytes, (int)a->cfg.max_json_depth,
-                                       (size_t)a->cfg.max_functions, 0};
+                                       (size_t)a->cfg.max_functions, 0, 0};
         j = job_parse(text.data != NULL ? text.data : "", text.len, &lim, e);
     }
     buf_finish(&text);

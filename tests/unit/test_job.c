@@ -4,7 +4,7 @@
 #include "job.h"
 #include "jscan.h"
 
-static const struct job_limits limits = {250000, 32, 100, 0};
+static const struct job_limits limits = {250000, 32, 100, 0, 0};
 
 static struct job *parse(const char *text)
 {
@@ -219,16 +219,16 @@ static void test_errors(void)
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":"
                    "{\"image_identifier\":\"x\",\"s3_destination\":{\"bucket\":\"b\"}}}]}",
                    "needs a bucket and a key");
-    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2, 0};
+    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2, 0, 0};
     const char *three = "{\"src\":\"u\",\"functions\":[{\"name\":\"a\"},{\"name\":\"b\","
                         "\"functions\":[{\"name\":\"c\"}]}]}";
     struct err e;
     struct job *j = job_parse(three, strlen(three), &tight, &e);
     CHECK(j != NULL && strstr(j->error, "too many functions") != NULL);
     job_destroy(j);
-    struct job_limits small = {10, 32, 100, 0};
+    struct job_limits small = {10, 32, 100, 0, 0};
     /* the worker's room for its own members, past max_bytes */
-    struct job_limits own = {strlen(three) - JOB_OWN_BYTES, 32, 100, JOB_OWN_BYTES};
+    struct job_limits own = {strlen(three) - JOB_OWN_BYTES, 32, 100, JOB_OWN_BYTES, 0};
     j = job_parse(three, strlen(three), &own, &e);
     CHECK(j != NULL && !j->salvaged && j->error[0] == '\0');
     job_destroy(j);
@@ -497,7 +497,7 @@ static void test_pre_process_errors(void)
         expect_invalid(doc, cases[i][1]);
     }
     /* the function limit counts the nested jobs' functions too */
-    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2, 0};
+    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2, 0, 0};
     const char *three = "{\"src\":\"u\",\"pre_process\":{\"job\":{\"src\":\"u\",\"functions\":"
                         "[{\"name\":\"a\"},{\"name\":\"b\"}]}},\"functions\":[{\"name\":\"c\"}]}";
     struct err e;
@@ -534,6 +534,71 @@ static void test_batch(void)
     CHECK(strstr(e.msg, "must be a JSON array") != NULL);
     CHECK_INT(job_split_batch("[1,", 3, &limits, collect, NULL, &e), -1);
     CHECK_STR(e.msg, "job is not valid JSON: unexpected end of input");
+    /* what json-c takes besides JSON: its elements written out compact */
+    got = json_object_new_array();
+    CHECK_INT(job_split_batch("[{'a': 1}, 2,]", 14, &limits, collect, got, &e), 2);
+    CHECK_STR(json_object_to_json_string_ext(got, JSON_C_TO_STRING_PLAIN),
+              "[\"{\\\"a\\\":1}\",\"2\"]");
+    json_object_put(got);
+}
+
+static int count_all(void *user, const char *job, size_t len)
+{
+    size_t *n = user;
+    (*n)++;
+    return job[len - 1] == '}' || job[len - 1] == ']' || job[len - 1] == '1' ? 0 : -1;
+}
+
+/* A batch larger than a job: held to max_batch_bytes, each element as written. */
+static void test_large_batch(void)
+{
+    struct job_limits lim = {20, 4, 100, 0, 4096};
+    const char *text = "[ {\"src\": \"http://x/a.jpg\", \"job_id\": \"one\"},\n"
+                       "  {\"deep\": [[[[[[[[1]]]]]]]]} ]";
+    json_object *got = json_object_new_array();
+    struct err e = {{0}};
+    CHECK_INT(job_split_batch(text, strlen(text), &lim, collect, got, &e), 2);
+    CHECK_STR(json_object_to_json_string_ext(got, JSON_C_TO_STRING_PLAIN |
+                                                      JSON_C_TO_STRING_NOSLASHESCAPE),
+              "[\"{\\\"src\\\": \\\"http://x/a.jpg\\\", \\\"job_id\\\": \\\"one\\\"}\","
+              "\"{\\\"deep\\\": [[[[[[[[1]]]]]]]]}\"]");
+    json_object_put(got);
+    lim.max_batch_bytes = strlen(text) - 1;
+    CHECK_INT(job_split_batch(text, strlen(text), &lim, collect, NULL, &e), -1);
+    char want[128];
+    snprintf(want, sizeof want,
+             "a batch is %zu bytes, more than the limit of %zu (PIXQ_MAX_BATCH_BYTES)",
+             strlen(text), strlen(text) - 1);
+    CHECK_STR(e.msg, want);
+    /* not JSON, past what json-c is given: where it breaks */
+    lim.max_batch_bytes = 4096;
+    lim.max_bytes = 10;
+    size_t n = 0;
+    CHECK_INT(job_split_batch("[{\"a\": 1}, {\"b\": x}]", 20, &lim, count_all, &n, &e), -1);
+    CHECK_STR(e.msg, "batch is not valid JSON at byte 18 of 20");
+    CHECK_INT(job_split_batch("[{\"a\": 1}, {\"b\": 1}", 19, &lim, count_all, &n, &e), -1);
+    CHECK_STR(e.msg, "batch is not valid JSON: unexpected end of input");
+    CHECK_INT(n, 0); /* nothing passed on of a batch refused */
+    /* JOB_MAX_BATCH elements at most, counted before any is passed on */
+    char *many = malloc(2 * (JOB_MAX_BATCH + 1) + 2);
+    CHECK(many != NULL);
+    if (many == NULL) {
+        return;
+    }
+    size_t at = 0;
+    many[at++] = '[';
+    for (int i = 0; i <= JOB_MAX_BATCH; i++) {
+        many[at++] = '1';
+        many[at++] = i < JOB_MAX_BATCH ? ',' : ']';
+    }
+    CHECK_INT(job_split_batch(many, at, &lim, count_all, &n, &e), -1);
+    CHECK_STR(e.msg, "a batch holds 1001 jobs, more than the limit of 1000");
+    CHECK_INT(n, 0);
+    CHECK_INT(job_split_batch(many + 2, at - 2, &lim, count_all, &n, &e), -1); /* "1,1,...]" */
+    many[2 * JOB_MAX_BATCH] = ']';
+    CHECK_INT(job_split_batch(many, 2 * JOB_MAX_BATCH + 1, &lim, count_all, &n, &e), JOB_MAX_BATCH);
+    CHECK_INT(n, JOB_MAX_BATCH);
+    free(many);
 }
 
 /* A job whose one save has `dest` as s3_destination and `pb` as postback_headers. */
@@ -842,7 +907,7 @@ static void test_scan(void)
 
 static struct job *parse_limited(const char *text, size_t max_bytes, struct err *e)
 {
-    const struct job_limits small = {max_bytes, 32, 100, 0};
+    const struct job_limits small = {max_bytes, 32, 100, 0, 0};
     *e = (struct err){{0}};
     return job_parse(text, strlen(text), &small, e);
 }
@@ -1011,6 +1076,7 @@ int main(void)
     test_pre_process();
     test_pre_process_errors();
     test_batch();
+    test_large_batch();
     test_guards();
     test_postback_to_s3();
     test_scan();

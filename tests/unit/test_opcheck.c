@@ -373,7 +373,7 @@ static void test_left_to_the_run(void)
     }
 }
 
-static const struct job_limits limits = {250000, 32, 100, 0};
+static const struct job_limits limits = {250000, 32, 100, 0, 0};
 
 /* proc_check() of the job `text`: its return, its error in `msg`. */
 static int check_job(const char *text, char msg[ERR_MSG_MAX])

@@ -14,7 +14,7 @@ static int scale_for(const char *functions, long w, long h, int orientation, boo
     char text[2048];
     snprintf(text, sizeof text, "{\"src\": \"x\", \"suppress_auto_orient\": %s, \"functions\": %s}",
              suppress ? "true" : "false", functions);
-    const struct job_limits lim = {1 << 20, 32, 100, 0};
+    const struct job_limits lim = {1 << 20, 32, 100, 0, 0};
     struct err e = {{0}};
     struct job *j = job_parse(text, strlen(text), &lim, &e);
     CHECK(j != NULL && j->error[0] == '\0');
