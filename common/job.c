@@ -923,6 +923,10 @@ static int parse_text(const char *text, size_t len, const struct job_limits *lim
         end = len;
     }
     json_tokener_reset(tok);
+    /* json-c 0.16's reset leaves a \uD800-\uDBFF escape a payload ended after waiting for its
+     * low half: the next payload's first \u escape would be joined to it ("\u0041bc" read as
+     * U+FFFD "Abc", a lone \uDC00 as U+1F400) */
+    tok->high_surrogate = 0;
     /* a NULL root parsed with success is JSON's null */
     while (jerr == json_tokener_success && end < len && isspace((unsigned char)text[end])) {
         end++;

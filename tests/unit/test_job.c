@@ -165,6 +165,15 @@ static void test_errors(void)
     expect_unusable("nul", "job is not valid JSON: unexpected end of input");
     expect_invalid("{\"src\":\"u\",\"job_id\":\"a\\u0000b\",\"functions\":[]}",
                    "job_id 'a' must be");
+    /* a payload that ends after half a surrogate pair leaves nothing to the next one */
+    expect_unusable("{\"a\":\"\\ud83d\\ude0", "unexpected end of input");
+    struct job *after = parse("{\"src\":\"u\",\"job_id\":\"\\u0041bc\",\"functions\":[]}");
+    CHECK(after != NULL && strcmp(after->id, "Abc") == 0 && after->error[0] == '\0');
+    job_destroy(after);
+    expect_unusable("{\"a\":\"\\ud83d", "unexpected end of input");
+    after = parse("{\"src\":\"\\udc00\",\"functions\":[]}");
+    CHECK(after != NULL && strcmp(job_src_url(after), "\xef\xbf\xbd") == 0);
+    job_destroy(after);
     char deep[200];
     memset(deep, '[', 40);
     deep[40] = '\0';
