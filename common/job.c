@@ -1366,8 +1366,8 @@ static void number_saves(struct job *j, int *next)
     number_functions(j->functions, j->n_functions, next);
 }
 
-/* The members of a job that say how its failure is posted, and under which id, job_id first (and
- * when it was queued, for the queue wait histogram). */
+/* The members of a job that say how its failure is posted, and under which id (and when it was
+ * queued, for the queue wait histogram, and its run number). */
 static const char *const postback_members[] = {"job_id",
                                                "postback_url",
                                                "postback_headers",
@@ -1375,13 +1375,28 @@ static const char *const postback_members[] = {"job_id",
                                                "content_type_json",
                                                "postback_error_only",
                                                "retry_postback",
-                                               "pixq_enqueued_at"};
+                                               "pixq_enqueued_at",
+                                               "pixq_attempt"};
 #define N_POSTBACK_MEMBERS (sizeof postback_members / sizeof postback_members[0])
+
+/* Keeps a copy of the payload `j` was read from in j->text. Returns 0 or -1. */
+static int keep_text(struct job *j, const char *text, size_t len)
+{
+    j->text = malloc(len + 1);
+    if (j->text == NULL) {
+        return -1;
+    }
+    memcpy(j->text, text, len);
+    j->text[len] = '\0';
+    j->text_len = len;
+    return 0;
+}
 
 /* A payload json-c did not read (over PIXQ_MAX_JOB_BYTES) or not to its end (deeper than
  * PIXQ_MAX_JSON_DEPTH) that a scan finds to be one JSON object still has a postback_url to tell:
- * a job of its postback members alone (each read within the limits, as a job's are), failing
- * with `why`. NULL when the payload is not such an object, or a member breaks the limits. */
+ * a job of its postback members alone (each read within the limits, one level down, as in the
+ * payload), failing with `why`. NULL when the payload is not such an object, or a member breaks
+ * the limits. */
 static struct job *salvage(const char *text, size_t len, const struct job_limits *lim,
                            const char *why)
 {
@@ -1393,6 +1408,8 @@ static struct job *salvage(const char *text, size_t len, const struct job_limits
     if (len > JOB_SALVAGE_MAX || jscan_members(text, len, m, N_POSTBACK_MEMBERS, &open) < 0) {
         return NULL;
     }
+    struct job_limits inside = *lim;
+    inside.max_depth = lim->max_depth > 1 ? lim->max_depth - 1 : 1;
     json_object *root = json_object_new_object();
     for (size_t k = 0; root != NULL && k < N_POSTBACK_MEMBERS; k++) {
         json_object *v;
@@ -1401,7 +1418,7 @@ static struct job *salvage(const char *text, size_t len, const struct job_limits
         if (m[k].len == 0) {
             continue;
         }
-        if (parse_text(text + m[k].at, m[k].len, lim, &v, &unread, &ignored) < 0 ||
+        if (parse_text(text + m[k].at, m[k].len, &inside, &v, &unread, &ignored) < 0 ||
             json_object_object_add(root, m[k].name, v) < 0) {
             json_object_put(v);
             json_object_put(root);
@@ -1413,22 +1430,16 @@ static struct job *salvage(const char *text, size_t len, const struct job_limits
         json_object_put(root);
         return NULL;
     }
-    j->text = malloc(len + 1);
-    if (j->text == NULL) {
+    if (keep_text(j, text, len) < 0) {
         job_destroy(j);
         return NULL;
     }
-    memcpy(j->text, text, len);
-    j->text[len] = '\0';
-    j->text_len = len;
     /* no source, no functions: the error that counts is `why` */
     struct err ignored = {{0}};
     struct parse_ctx p = {.lim = lim};
     read_job(j, &p, false, &ignored);
     snprintf(j->error, sizeof j->error, "%s", why);
     j->salvaged = true;
-    j->id_at = m[0].len > 0 ? m[0].at : open + 1;
-    j->id_len = m[0].len;
     return j;
 }
 
@@ -1440,8 +1451,9 @@ struct job *job_parse(const char *text, size_t len, const struct job_limits *lim
         return unread ? salvage(text, len, lim, e->msg) : NULL;
     }
     struct job *j = job_new(root);
-    if (j == NULL) {
-        json_object_put(root);
+    if (j == NULL || keep_text(j, text, len) < 0) {
+        job_destroy(j);
+        json_object_put(j == NULL ? root : NULL);
         err_set(e, "out of memory");
         return NULL;
     }
@@ -1471,37 +1483,129 @@ void job_destroy(struct job *j)
     free(j);
 }
 
-/* A salvaged job's payload with its new id (j->id) written in, into `payload`: in place of the
- * value of its job_id member, or as its first member. j->text becomes that payload too. */
-static int write_id(struct job *j, struct buf *payload, struct err *e)
+/* The object's closing '}' in `text` (`len` bytes): its offset, or `len` when the text does not
+ * end with it (blanks aside). */
+static size_t closing_brace(const char *text, size_t len)
 {
-    const char *text = j->text;
-    size_t len = j->text_len;
-    size_t rest = j->id_at + j->id_len;
-    size_t next = rest;
-    while (next < len && isspace((unsigned char)text[next])) {
-        next++;
+    size_t end = len;
+    while (end > 0 && isspace((unsigned char)text[end - 1])) {
+        end--;
     }
-    bool named = j->id_len > 0;
-    bool alone = !named && next < len && text[next] == '}'; /* in "{}" */
-    if (buf_append(payload, text, j->id_at) < 0 ||
-        buf_printf(payload, "%s\"%s\"%s", named ? "" : "\"job_id\":", j->id,
-                   named || alone ? "" : ",") < 0 ||
-        buf_append(payload, text + rest, len - rest) < 0) {
-        return err_set(e, "out of memory");
+    return end >= 2 && text[end - 1] == '}' ? end - 1 : len;
+}
+
+static bool id_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.' || c == ':';
+}
+
+/* Where the member `,"name":value` that pixq wrote last into `text` starts: right before the
+ * object's '}' at `close`, its value digits or a string of an id's characters, as pixq writes
+ * them; `close` when there is none. */
+static size_t own_member_at(const char *text, size_t close, const char *name)
+{
+    size_t v = close;
+    if (v > 0 && isdigit((unsigned char)text[v - 1])) {
+        while (v > 0 && isdigit((unsigned char)text[v - 1])) {
+            v--;
+        }
+    } else if (v > 1 && text[v - 1] == '"') {
+        v--;
+        while (v > 0 && id_char(text[v - 1])) {
+            v--;
+        }
+        if (v == 0 || text[v - 1] != '"' || v + 1 == close) {
+            return close;
+        }
+        v--;
+    } else {
+        return close;
     }
-    char *copy = malloc(payload->len + 1);
+    char head[64];
+    int hn = snprintf(head, sizeof head, ",\"%s\":", name);
+    if (hn > 0 && v >= (size_t)hn && memcmp(text + v - (size_t)hn, head, (size_t)hn) == 0) {
+        return v - (size_t)hn;
+    }
+    return close;
+}
+
+/* `text` (`len` bytes, a JSON object) with `"name":value` written as its last member into `out`:
+ * in place of the one pixq wrote last (own_member_at()), else after the others, so that json-c,
+ * which keeps the last of a name, reads it there; the rest of the payload is kept byte for byte
+ * (json-c would write out again, escaped, a raw control character it took, making the payload
+ * larger than its client sent it). Returns 0, 1 when the text is not JSON as jscan reads it (a
+ * comment, which may hold the last '}', single quotes, a trailing comma), or -1 when out of
+ * memory. */
+static int set_last_member(const char *text, size_t len, const char *name, const char *value,
+                           struct buf *out)
+{
+    size_t open;
+    size_t close = closing_brace(text, len);
+    if (close == len || jscan_members(text, len, NULL, 0, &open) < 0) {
+        return 1;
+    }
+    size_t at = own_member_at(text, close, name);
+    size_t before = at;
+    while (before > 0 && isspace((unsigned char)text[before - 1])) {
+        before--;
+    }
+    bool comma = at != close || text[before - 1] != '{'; /* none in an empty object */
+    if (buf_append(out, text, at) < 0 ||
+        buf_printf(out, "%s\"%s\":%s", comma ? "," : "", name, value) < 0 ||
+        buf_append(out, text + close, len - close) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes j->text again with `"name":value` as its last member (set_last_member()) into
+ * `payload`, or, where it is not JSON as jscan reads it, the job's document as json-c writes it
+ * (never a salvaged job's, which jscan read); j->text becomes the new payload. Returns 0 or -1. */
+static int rewrite_text(struct job *j, const char *name, const char *value, struct buf *payload,
+                        struct err *e)
+{
+    buf_reset(payload);
+    int rc = j->text != NULL ? set_last_member(j->text, j->text_len, name, value, payload) : 1;
+    if (rc > 0 && j->salvaged) { /* its document holds a few members of the payload only */
+        rc = -1;
+    } else if (rc > 0) {
+        buf_reset(payload);
+        const char *doc = json_object_to_json_string_ext(
+            j->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        rc = doc != NULL && buf_puts(payload, doc) == 0 ? 0 : -1;
+    }
+    char *copy = rc == 0 ? malloc(payload->len + 1) : NULL;
     if (copy == NULL) {
-        return err_set(e, "out of memory");
+        return err_set(e, "cannot write the job with its %s", name);
     }
     memcpy(copy, payload->data, payload->len);
     copy[payload->len] = '\0';
     free(j->text);
     j->text = copy;
     j->text_len = payload->len;
-    j->id_at += named ? 0 : strlen("\"job_id\":");
-    j->id_len = strlen(j->id) + 2;
     return 0;
+}
+
+int job_set_attempt(struct job *j, long attempt, struct buf *payload, struct err *e)
+{
+    char value[32];
+    snprintf(value, sizeof value, "%ld", attempt);
+    json_object_object_add(j->root, "pixq_attempt", json_object_new_int64(attempt));
+    return rewrite_text(j, "pixq_attempt", value, payload, e);
+}
+
+int job_text_afresh(const struct job *j, struct buf *out)
+{
+    buf_reset(out);
+    if (j->text == NULL) {
+        return -1;
+    }
+    size_t close = closing_brace(j->text, j->text_len);
+    size_t at = close < j->text_len ? own_member_at(j->text, close, "pixq_attempt") : close;
+    return buf_append(out, j->text, at) < 0 ||
+                   buf_append(out, j->text + close, j->text_len - close) < 0
+               ? -1
+               : 0;
 }
 
 int job_assign_id(struct job *j, struct buf *payload, struct err *e)
@@ -1518,16 +1622,9 @@ int job_assign_id(struct job *j, struct buf *payload, struct err *e)
         }
     }
     json_object_object_add(j->root, "job_id", json_object_new_string(id));
-    buf_reset(payload);
-    if (j->salvaged) {
-        return write_id(j, payload, e);
-    }
-    const char *doc = json_object_to_json_string_ext(j->root, JSON_C_TO_STRING_PLAIN |
-                                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (doc == NULL || buf_puts(payload, doc) < 0) {
-        return err_set(e, "cannot serialise the job with its new id");
-    }
-    return 0;
+    char value[ID_JOB_LEN + 2];
+    snprintf(value, sizeof value, "\"%s\"", id);
+    return rewrite_text(j, "job_id", value, payload, e);
 }
 
 static void collect_identifiers(json_object *fns, json_object *out, int depth)

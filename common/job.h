@@ -108,12 +108,12 @@ struct job {
     /* A payload over the size or depth limits that is still a JSON object (up to
      * JOB_SALVAGE_MAX bytes): the job holds the members that say how its failure is posted
      * alone (job_id, postback_url, postback_headers, v, content_type_json, postback_error_only,
-     * retry_postback, and pixq's enqueue stamp) and `error` says which limit it broke. */
+     * retry_postback, pixq's enqueue stamp and run number) and `error` says which limit it
+     * broke. */
     bool salvaged;
-    char *text;           /* a salvaged job's payload (owned, NUL-terminated) */
-    size_t text_len;      /* its bytes */
-    size_t id_at, id_len; /* its job_id's value in `text` (id_len 0: none, and id_at is just
-                             inside the object's '{') */
+    char *text;      /* the payload (owned, NUL-terminated; NULL in a pre_process job), with what
+                        job_assign_id() and job_set_attempt() wrote into it */
+    size_t text_len; /* its bytes */
 };
 
 /* Parses a payload. Returns NULL (reason in `e`) if it is not a usable JSON object; otherwise a
@@ -143,9 +143,18 @@ int job_split_batch(const char *text, size_t len, const struct job_limits *lim, 
 void job_destroy(struct job *j);
 
 /* Gives a job without a job_id a new one (its pre_process jobs share it) and writes the payload to
- * keep (the original with "job_id" added) into `payload`: the job's document written out again,
- * or a salvaged job's payload with the id written in (its `text` too). Returns 0 or -1. */
+ * keep into `payload` (and j->text): the payload with `"job_id":"<id>"` as its last member (json-c
+ * keeps the last of a name), the client's bytes kept as they are. Returns 0 or -1. */
 int job_assign_id(struct job *j, struct buf *payload, struct err *e);
+
+/* Sets the job's run number ("pixq_attempt", the last member of its payload, replacing the one
+ * pixq wrote there before) and writes the payload to keep into `payload` (and j->text), as
+ * job_assign_id() does. Returns 0 or -1. */
+int job_set_attempt(struct job *j, long attempt, struct buf *payload, struct err *e);
+
+/* The job's payload less the run number pixq wrote last into it (a dead job retried starts
+ * afresh), into `out`. Returns 0, or -1 (a pre_process job, or out of memory). */
+int job_text_afresh(const struct job *j, struct buf *out);
 
 /* Whether the job (its JSON, pre_process jobs included) names "&identifier" anywhere: a src, a
  * function's src. */

@@ -92,7 +92,7 @@ static int string(struct scan *sc, char *name, size_t *name_len)
             }
             return 0;
         }
-        if (c < 0x20) {
+        if (c == '\0') { /* json-c ends its input there; other raw control characters it takes */
             return -1;
         }
         if (c != '\\') {

@@ -2,7 +2,8 @@
  *
  * For a payload json-c was not given (over PIXQ_MAX_JOB_BYTES) or gave up on (nested deeper than
  * PIXQ_MAX_JSON_DEPTH): the scan checks that the whole text is one JSON object, as RFC 8259
- * writes it (no comments, single quotes or trailing commas, which json-c also takes), and says
+ * writes it (no comments, single quotes or trailing commas, which json-c also takes) but for raw
+ * control characters in strings (json-c takes them, NUL aside), and says
  * where the values of the members asked for lie. Its memory is one bit a level of nesting.
  * And for a batch (a JSON array of jobs): its elements as written, one by one, however large
  * the whole. */

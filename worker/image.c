@@ -1428,6 +1428,11 @@ const char *img_content_type(const char *magick)
     return "application/octet-stream";
 }
 
+const char *img_format_ext(size_t i)
+{
+    return i < sizeof formats / sizeof formats[0] ? formats[i].ext : NULL;
+}
+
 bool img_format_for(const char *ext, const char **magick, const char **content_type)
 {
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {

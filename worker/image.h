@@ -208,6 +208,9 @@ int img_as_saved(MagickWand *w, const struct job_save *save, struct err *e);
  * returns false for formats pixq does not write. */
 bool img_format_for(const char *ext, const char **magick, const char **content_type);
 
+/* The extension of the i-th format img_format_for() knows, or NULL past the last. */
+const char *img_format_ext(size_t i);
+
 /* The ImageMagick format a probed source was read as, as img_format_for() names it ("BMP" where
  * ImageMagick calls the decoded image BMP3), or NULL (none: a canvas). */
 const char *img_source_magick(const struct img_probe *p);

@@ -1747,14 +1747,27 @@ static bool job_wants_wait_for_s3(const struct job *j)
     return job_param_bool(j->root, "job", "wait_for_s3", false, &wait, &e) == 0 && wait;
 }
 
-/* The job's JSON without pixq's attempt count (a retried dead job starts afresh); a salvaged
- * job's payload as it came (it never runs again). The text is owned by the job. */
-static const char *job_text(const struct job *job)
+/* The job's payload without the run number pixq wrote into it (a retried dead job starts afresh),
+ * in `out`; short of memory, the job's document as json-c writes it. */
+static const char *job_text(const struct job *job, struct buf *out)
 {
-    if (job->salvaged) {
-        return job->text;
+    if (job_text_afresh(job, out) == 0) {
+        return out->data;
     }
     json_object_object_del(job->root, "pixq_attempt");
+    return json_object_to_json_string_ext(job->root,
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* What a postback retry task keeps of the job to post its result again: its payload (job_text()),
+ * or, of a salvaged job (up to JOB_SALVAGE_MAX bytes, read again at each try), the members a
+ * postback reads, its id among them. */
+static const char *postback_text(const struct job *job, struct buf *out)
+{
+    if (!job->salvaged) {
+        return job_text(job, out);
+    }
+    json_object_object_add(job->root, "job_id", json_object_new_string(job->id));
     return json_object_to_json_string_ext(job->root,
                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
@@ -1782,8 +1795,11 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
         log_postback_refused(job->id, 1, &why);
     }
     long attempts = job_attempt(job);
-    const char *text = failed ? job_text(job) : NULL; /* serialised only when needed */
-    char *dead = failed ? dead_envelope(text, strlen(text), job->id, first_error, attempts) : NULL;
+    struct buf text;
+    buf_init(&text, 0);
+    const char *dead_job = failed ? job_text(job, &text) : NULL; /* made only when needed */
+    char *dead =
+        failed ? dead_envelope(dead_job, strlen(dead_job), job->id, first_error, attempts) : NULL;
     struct settlement s = {.job_id = job->id,
                            .result = json,
                            .dead = dead,
@@ -1794,9 +1810,10 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            .forgotten_ok = !job_taken(w, &t->payload, "finish", job->id)};
     char *retry = NULL;
     if (posted == -1 && wants_postback_retry(w, job)) {
-        retry = postback_retry(w, job_text(job), job->id, 1, &s);
+        retry = postback_retry(w, postback_text(job, &text), job->id, 1, &s);
     }
     int settled = settle(w, &t->payload, &s);
+    buf_finish(&text);
     count_postback(posted, sent, retry != NULL, settled);
     lease_delivering(w->lease, false);
     free(dead);
@@ -2217,11 +2234,16 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
 static void retry_later(struct worker *w, struct task *t, long delay)
 {
     long attempt = job_attempt(t->job);
-    json_object_object_add(t->job->root, "pixq_attempt", json_object_new_int64(attempt + 1));
-    const char *next = json_object_to_json_string_ext(
-        t->job->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    struct buf payload;
+    buf_init(&payload, 0);
     struct err e = {{0}};
     char q[ERR_MSG_MAX + 16];
+    if (job_set_attempt(t->job, attempt + 1, &payload, &e) < 0) {
+        buf_finish(&payload);
+        stranded(w, "retry", t->job->id, e.msg); /* runs again from the active list */
+        return;
+    }
+    const char *next = payload.data;
     /* requeue.lua alone is retried while Redis fails or refuses it: running the job again would
      * download and process it again, and lose the attempt count and the delay */
     int rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
@@ -2252,6 +2274,7 @@ static void retry_later(struct worker *w, struct task *t, long delay)
     } else {
         stranded(w, "retry", t->job->id, e.msg); /* gave up: runs again from the active list */
     }
+    buf_finish(&payload);
 }
 
 static void handle_payload(struct worker *w, struct task *t)

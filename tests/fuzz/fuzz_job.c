@@ -20,7 +20,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The worker's defaults (PIXQ_MAX_JOB_BYTES, PIXQ_MAX_JSON_DEPTH, PIXQ_MAX_FUNCTIONS). */
-static const struct job_limits limits = {250000, 32, 100, 0, 0};
+static const struct job_limits limits = {250000, 32, 100, JOB_OWN_BYTES, 0};
 
 /* Reads every parameter of one function with every getter, as the operations would. */
 static void read_params(json_object *params, const char *fn)
@@ -54,19 +54,25 @@ static void walk(const struct job_fn *fns, size_t n)
     }
 }
 
-/* A salvaged job (over the limits, a JSON object all the same) given its id is read again with
- * that id: the payload the worker keeps in its place. */
-static void check_salvaged(const struct job *j, const struct buf *payload)
+/* A payload the worker wrote (a job given its id, then its run number) reads back with that id
+ * and run number, salvaged as before (a salvaged job only grows), or whole when the job fitted
+ * PIXQ_MAX_JOB_BYTES (what the worker writes fits its room for it). */
+static void check_rewritten(const struct job *j, const struct buf *payload, long attempt,
+                            bool fitted)
 {
     struct err e = {{0}};
     struct job *again = job_parse(payload->data, payload->len, &limits, &e);
-    if (again == NULL || !again->salvaged || strcmp(again->id, j->id) != 0) {
+    json_object *a = NULL;
+    if (again == NULL || strcmp(again->id, j->id) != 0 ||
+        (j->salvaged ? !again->salvaged : fitted && again->salvaged) ||
+        (attempt > 0 && !(json_object_object_get_ex(again->root, "pixq_attempt", &a) &&
+                          json_object_get_int64(a) == attempt))) {
         abort();
     }
     job_destroy(again);
 }
 
-static void use_job(struct job *j)
+static void use_job(struct job *j, size_t len)
 {
     walk(j->functions, j->n_functions);
     for (size_t i = 0; i < j->n_pre; i++) {
@@ -80,13 +86,23 @@ static void use_job(struct job *j)
     job_count_saves(j);
     job_src_url(j);
     if (j->id[0] == '\0') {
-        struct buf payload;
+        struct buf payload, afresh;
         struct err e = {{0}};
         buf_init(&payload, 0);
-        if (job_assign_id(j, &payload, &e) == 0 && j->salvaged) {
-            check_salvaged(j, &payload);
+        buf_init(&afresh, 0);
+        bool fitted = len <= limits.max_bytes;
+        if (job_assign_id(j, &payload, &e) == 0) {
+            check_rewritten(j, &payload, 0, fitted);
+            if (!j->salvaged && job_set_attempt(j, 12, &payload, &e) == 0) {
+                check_rewritten(j, &payload, 12, fitted);
+                /* the run number off again: the payload as given its id */
+                if (job_text_afresh(j, &afresh) == 0) {
+                    check_rewritten(j, &afresh, 0, fitted);
+                }
+            }
         }
         buf_finish(&payload);
+        buf_finish(&afresh);
     }
 }
 
@@ -95,7 +111,7 @@ static void parse_one(const char *text, size_t len)
     struct err e = {{0}};
     struct job *j = job_parse(text, len, &limits, &e);
     if (j != NULL) {
-        use_job(j);
+        use_job(j, len);
     }
     job_destroy(j);
 }

@@ -811,8 +811,10 @@ class JobLimitTest(HostileTestCase):
         self.assertTrue(any(fragment in e for e in pb.results["errors"]), pb.results)
         dead = self.dead_entry(job_id)
         self.assertIn(fragment, dead["error"])
-        failed = [ev for ev in self.worker.log_events("job_failed") if ev.get("job_id") == job_id]
-        self.assertTrue(failed and fragment in failed[0].get("error", ""), failed)
+        failed = self.wait_until(
+            lambda: [ev for ev in self.worker.log_events("job_failed")
+                     if ev.get("job_id") == job_id], TIMEOUT_S, "job_failed of " + job_id)
+        self.assertIn(fragment, failed[0].get("error", ""), failed)
         self.assertFalse(self.worker.log_events("job_unparseable"))
         return dead
 
@@ -834,14 +836,15 @@ class JobLimitTest(HostileTestCase):
     def test_10000_deep_json(self):
         self.start()
         deep = "[" * 10000 + "]" * 10000
-        # no job_id: the worker writes one into the payload, first of its members
+        # no job_id: the worker writes one into the payload, last of its members
         text = '{"src": %s, "postback_url": %s}' % (deep, json.dumps(self.postbacks.url("/pb")))
         self.push_job(text)
         pb = self.wait_for_postback(TIMEOUT_S, path="/pb")
         self.assertTrue(pb.job_id)
         dead = self.assert_salvaged(pb, pb.job_id, "job nests deeper than 32 levels "
                                     "(PIXQ_MAX_JSON_DEPTH)")
-        self.assertEqual(dead["job"], '{"job_id":"%s",%s' % (pb.job_id, text[1:]))
+        self.assertTrue(dead["job"] == '%s,"job_id":"%s"}' % (text[:-1], pb.job_id),
+                        "the dead entry's job is not the payload with its job_id")
         # the same, not JSON past its depth, or with postback_headers too deep of their own:
         # nothing in it can be read
         self.assert_unparseable('{"postback_url": %s, "src":' % json.dumps(

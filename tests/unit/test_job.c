@@ -829,17 +829,121 @@ static void test_guards(void)
                    "image_identifier of function 'no_op' must be UTF-8 without control");
 }
 
-/* jscan_members() on `text`: whether it is a JSON object, and the span of member `name`. */
-static int scan_member(const char *text, const char *name, char *value, size_t cap)
+/* job_assign_id() then job_set_attempt() on `text`: the payloads they write are `before`, then
+ * `sep` (a comma, or none), the members pixq writes, and `after`. */
+static void expect_rewrites(const char *text, size_t max_bytes, const char *before, const char *sep,
+                            const char *after)
+{
+    const struct job_limits lim = {max_bytes, 32, 100, JOB_OWN_BYTES, 0};
+    struct err e = {{0}};
+    struct job *j = job_parse(text, strlen(text), &lim, &e);
+    CHECK(j != NULL && !j->salvaged);
+    if (j == NULL) {
+        return;
+    }
+    struct buf payload;
+    buf_init(&payload, 0);
+    CHECK_INT(job_assign_id(j, &payload, &e), 0);
+    char with_id[1024];
+    snprintf(with_id, sizeof with_id, "%s%s\"job_id\":\"%s\"%s", before, sep, j->id, after);
+    CHECK_STR(payload.data, with_id);
+    for (long attempt = 2; attempt <= 12; attempt += 10) {
+        CHECK_INT(job_set_attempt(j, attempt, &payload, &e), 0);
+        char want[1024];
+        snprintf(want, sizeof want, "%s%s\"job_id\":\"%s\",\"pixq_attempt\":%ld%s", before, sep,
+                 j->id, attempt, after);
+        CHECK_STR(payload.data, want);
+        CHECK_STR(j->text, want);
+        struct job *again = job_parse(payload.data, payload.len, &lim, &e); /* within the room */
+        CHECK(again != NULL && !again->salvaged && strcmp(again->id, j->id) == 0);
+        json_object *a = NULL;
+        CHECK(again != NULL && json_object_object_get_ex(again->root, "pixq_attempt", &a) &&
+              json_object_get_int64(a) == attempt);
+        job_destroy(again);
+    }
+    CHECK_INT(job_text_afresh(j, &payload), 0); /* the run number off again */
+    CHECK_STR(payload.data, with_id);
+    buf_finish(&payload);
+    job_destroy(j);
+}
+
+/* What the worker writes into a payload (a job_id, its run number) is written into the client's
+ * bytes, which stay as they were: json-c would write again, escaped and six times as long, a raw
+ * control character it took, and a job at the limit would be over it from its second run. */
+static void test_rewrites(void)
+{
+    char raw[256];
+    snprintf(raw, sizeof raw, "{\"src\":\"u\",\"functions\":[],\"note\":\"%s\"}",
+             "\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\n\t");
+    char before[256];
+    snprintf(before, sizeof before, "%.*s", (int)strlen(raw) - 1, raw);
+    expect_rewrites(raw, strlen(raw), before, ",", "}");
+    /* blanks after the object kept */
+    expect_rewrites("{\"src\":\"u\",\"functions\":[]}\n", 250000, "{\"src\":\"u\",\"functions\":[]",
+                    ",", "}\n");
+    /* what json-c alone takes (a trailing comma, a comment that may hold the last '}'): the job
+     * written out by json-c, then as JSON */
+    expect_rewrites("{\"src\": \"u\", \"functions\": [],}", 250000,
+                    "{\"src\":\"u\",\"functions\":[]", ",", "}");
+    expect_rewrites("{\"src\": \"u\", \"functions\": []} //}", 250000,
+                    "{\"src\":\"u\",\"functions\":[]", ",", "}");
+    /* a job_id refused: the new one after it, where json-c reads it */
+    expect_rewrites("{\"job_id\":\"bad id\",\"src\":\"u\",\"functions\":[]}", 250000,
+                    "{\"job_id\":\"bad id\",\"src\":\"u\",\"functions\":[]", ",", "}");
+    /* a comment after the object: json-c writes the job out */
+    struct err e = {{0}};
+    const char *commented = "{\"src\":\"u\",\"functions\":[]} /* c */";
+    struct job *j = job_parse(commented, strlen(commented), &limits, &e);
+    CHECK(j != NULL);
+    if (j != NULL) {
+        struct buf payload;
+        buf_init(&payload, 0);
+        CHECK_INT(job_assign_id(j, &payload, &e), 0);
+        char want[256];
+        snprintf(want, sizeof want, "{\"src\":\"u\",\"functions\":[],\"job_id\":\"%s\"}", j->id);
+        CHECK_STR(payload.data, want);
+        buf_finish(&payload);
+        job_destroy(j);
+    }
+    /* a member the client wrote last is not taken for pixq's */
+    const char *own = "{\"src\":\"u\",\"functions\":[],\"pixq_attempt\":\"x y\"}";
+    j = job_parse(own, strlen(own), &limits, &e);
+    CHECK(j != NULL);
+    if (j != NULL) {
+        struct buf payload;
+        buf_init(&payload, 0);
+        CHECK_INT(job_set_attempt(j, 2, &payload, &e), 0);
+        CHECK_STR(payload.data, "{\"src\":\"u\",\"functions\":[],\"pixq_attempt\":\"x y\","
+                                "\"pixq_attempt\":2}");
+        buf_finish(&payload);
+        job_destroy(j);
+    }
+}
+
+/* jscan_members() on the `len` bytes of `text`, copied to a buffer of that size (no NUL after
+ * them, so that a read past the end is one for the sanitizers): where the object starts, or -1
+ * when it is not one; the value of member `name` in `value`. */
+static int scan_bytes(const char *text, size_t len, const char *name, char *value, size_t cap)
 {
     struct jscan_member m[] = {{.name = name}};
     size_t open = 0;
     value[0] = '\0';
-    if (jscan_members(text, strlen(text), m, 1, &open) < 0) {
+    char *exact = malloc(len > 0 ? len : 1);
+    if (exact == NULL) {
         return -1;
     }
-    snprintf(value, cap, "%.*s", (int)m[0].len, text + m[0].at);
-    return (int)open;
+    memcpy(exact, text, len);
+    int rc = jscan_members(exact, len, m, 1, &open);
+    if (rc == 0) {
+        snprintf(value, cap, "%.*s", (int)m[0].len, exact + m[0].at);
+    }
+    free(exact);
+    return rc < 0 ? -1 : (int)open;
+}
+
+static int scan_member(const char *text, const char *name, char *value, size_t cap)
+{
+    return scan_bytes(text, strlen(text), name, value, cap);
 }
 
 static void expect_member(const char *text, const char *name, const char *want)
@@ -864,6 +968,10 @@ static void test_scan(void)
     CHECK_INT(scan_member(" \n{\"a\":0}\r\n", "a", v, sizeof v), 2);
     CHECK_STR(v, "0");
     CHECK_INT(scan_member("{}", "a", v, sizeof v), 0);
+    /* raw control characters in a string, as json-c takes them; not a NUL, where it stops */
+    expect_member("{\"a\":\"\x01\t\n\x1f\"}", "a", "\"\x01\t\n\x1f\"");
+    CHECK(scan_bytes("{\"a\":\"x\0y\"}", 11, "a", v, sizeof v) < 0);
+    CHECK(scan_bytes("{\"a\":1}\0", 8, "a", v, sizeof v) < 0);
     const char *bad[] = {"",
                          "{",
                          "[1]",
@@ -873,7 +981,7 @@ static void test_scan(void)
                          "{\"a\":1} x",
                          "{\"a\":[}",
                          "{\"a\":01}",
-                         "{\"a\":\"\x01\"}",
+                         "{\"a\":\"\x01\"",
                          "{\"a\":tru}",
                          "{\"a\" 1}",
                          "{\"a\":1}}",
@@ -949,7 +1057,7 @@ static void test_salvage(void)
         json_object_put(ids);
         job_destroy(j);
     }
-    /* too large, with no job_id: one is written in as its first member */
+    /* too large, with no job_id: one is written in as its last member, the rest as it was */
     const char *big =
         " {\"src\":\"http://x/a.jpg\",\"padding\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\","
         "\"functions\":[{\"postback_url\":\"http://inner/\"}],"
@@ -969,17 +1077,18 @@ static void test_salvage(void)
         struct buf payload;
         buf_init(&payload, 0);
         CHECK_INT(job_assign_id(j, &payload, &e), 0);
-        char head[256];
-        snprintf(head, sizeof head, " {\"job_id\":\"%s\",\"src\":", j->id);
-        CHECK(strncmp(payload.data, head, strlen(head)) == 0);
-        CHECK_STR(payload.data + strlen(head), big + strlen(" {\"src\":"));
+        char whole[512];
+        snprintf(whole, sizeof whole, "%.*s,\"job_id\":\"%s\"}", (int)strlen(big) - 1, big, j->id);
+        CHECK_STR(payload.data, whole);
+        CHECK_STR(j->text, whole);
         struct job *again = parse_limited(payload.data, 100, &e);
         CHECK(again != NULL && again->salvaged && strcmp(again->id, j->id) == 0);
         job_destroy(again);
         buf_finish(&payload);
         job_destroy(j);
     }
-    /* a job_id refused, or null: the new one takes its place */
+    /* a job_id refused, or null: the new one after it, where json-c reads it (the last of a
+     * name); the payload is as large and as deep as before, and salvaged again */
     const char *ids[] = {"\"bad id!\"", "null", "[1]"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         char text[256];
@@ -995,10 +1104,11 @@ static void test_salvage(void)
         buf_init(&payload, 0);
         CHECK_INT(job_assign_id(j, &payload, &e), 0);
         char want[512];
-        snprintf(want, sizeof want,
-                 "{\"job_id\":\"%s\",\"postback_url\":\"http://pb/z\",\"padding\":\"%080d\"}",
-                 j->id, 0);
+        snprintf(want, sizeof want, "%.*s,\"job_id\":\"%s\"}", (int)strlen(text) - 1, text, j->id);
         CHECK_STR(payload.data, want);
+        struct job *again = parse_limited(payload.data, 100, &e);
+        CHECK(again != NULL && again->salvaged && strcmp(again->id, j->id) == 0);
+        job_destroy(again);
         buf_finish(&payload);
         job_destroy(j);
     }
@@ -1010,7 +1120,7 @@ static void test_salvage(void)
         buf_init(&payload, 0);
         CHECK_INT(job_assign_id(j, &payload, &e), 0);
         char want[256];
-        snprintf(want, sizeof want, "{\"job_id\":\"%s\" }", j->id);
+        snprintf(want, sizeof want, "{ \"job_id\":\"%s\"}", j->id);
         CHECK_STR(payload.data, want);
         buf_finish(&payload);
         job_destroy(j);
@@ -1066,6 +1176,15 @@ static void test_salvage(void)
         job_destroy(j);
         free(huge);
     }
+    /* a member as deep as the limit allows of a whole job is one level too deep in it */
+    char id_deep[256];
+    snprintf(id_deep, sizeof id_deep, "{\"job_id\":%.32s%.32s,\"postback_url\":\"http://pb/\"}",
+             "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+             "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    j = parse_limited(id_deep, 250000, &e);
+    CHECK(j == NULL);
+    CHECK_STR(e.msg, "job nests deeper than 32 levels (PIXQ_MAX_JSON_DEPTH)");
+    job_destroy(j);
     /* nests too deep and is not JSON past that: not an object one can read */
     snprintf(deep, sizeof deep, "{\"postback_url\":\"http://pb/\",\"a\":%.40s",
              "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[");
@@ -1090,5 +1209,6 @@ int main(void)
     test_postback_to_s3();
     test_scan();
     test_salvage();
+    test_rewrites();
     return check_summary("job");
 }

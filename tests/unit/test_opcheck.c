@@ -460,6 +460,14 @@ static void test_output_formats(void)
             CHECK(false);
         }
     }
+    size_t n = 0;
+    for (const char *ext; (ext = img_format_ext(n)) != NULL; n++) { /* one added to image.c */
+        if (!job_format_writable(ext)) {
+            fprintf(stderr, "  format '%s': the encoder writes it, validation refuses it\n", ext);
+            CHECK(false);
+        }
+    }
+    CHECK_INT(n, 8);
 }
 
 int main(void)
