@@ -540,6 +540,21 @@ class PostbackRetryTest(PostbackRetryCase):
         self.assertEqual(len(self.postbacks_of("pb-given-up")), 3)
         self.assert_queue_drained()
 
+    def test_job_over_the_limit_retried(self):
+        """A job over PIXQ_MAX_JOB_BYTES (salvaged for its postback members) has its failure
+        posted again too; the retry task keeps the few members a postback reads, not the job."""
+        self.postbacks.answer_with(500)
+        job = self.make_job(self.serve("jpeg"), "out/pb-huge.jpg", params=THUMB,
+                            job_id="pb-huge")
+        job["retry_postback"] = True
+        job["padding"] = "x" * 300000
+        self.push_job(job)
+        pbs = self.attempts("pb-huge", 2)
+        self.assertEqual(pbs[0].json, pbs[1].json)
+        self.assertIn("more than the limit of 250000 (PIXQ_MAX_JOB_BYTES)",
+                      pbs[1].results["errors"][0])
+        self.assert_queue_drained()
+
     def test_posted_once_without_retry_postback(self):
         self.postbacks.answer_with(500)
         self.push_retrying("pb-once", retry=False)
