@@ -829,6 +829,24 @@ static void test_guards(void)
                    "image_identifier of function 'no_op' must be UTF-8 without control");
 }
 
+/* job_assign_id() on `j` writes `before`, `"job_id":"<id>"` and `after`; frees `j`. */
+static void expect_assigned(struct job *j, const char *before, const char *after)
+{
+    CHECK(j != NULL);
+    if (j == NULL) {
+        return;
+    }
+    struct buf payload;
+    buf_init(&payload, 0);
+    struct err e = {{0}};
+    CHECK_INT(job_assign_id(j, &payload, &e), 0);
+    char want[256];
+    snprintf(want, sizeof want, "%s\"job_id\":\"%s\"%s", before, j->id, after);
+    CHECK_STR(payload.data, want);
+    buf_finish(&payload);
+    job_destroy(j);
+}
+
 /* job_assign_id() then job_set_attempt() on `text`: the payloads they write are `before`, then
  * `sep` (a comma, or none), the members pixq writes, and `after`. */
 static void expect_rewrites(const char *text, size_t max_bytes, const char *before, const char *sep,
@@ -894,17 +912,7 @@ static void test_rewrites(void)
     struct err e = {{0}};
     const char *commented = "{\"src\":\"u\",\"functions\":[]} /* c */";
     struct job *j = job_parse(commented, strlen(commented), &limits, &e);
-    CHECK(j != NULL);
-    if (j != NULL) {
-        struct buf payload;
-        buf_init(&payload, 0);
-        CHECK_INT(job_assign_id(j, &payload, &e), 0);
-        char want[256];
-        snprintf(want, sizeof want, "{\"src\":\"u\",\"functions\":[],\"job_id\":\"%s\"}", j->id);
-        CHECK_STR(payload.data, want);
-        buf_finish(&payload);
-        job_destroy(j);
-    }
+    expect_assigned(j, "{\"src\":\"u\",\"functions\":[],", "}");
     /* a member the client wrote last is not taken for pixq's */
     const char *own = "{\"src\":\"u\",\"functions\":[],\"pixq_attempt\":\"x y\"}";
     j = job_parse(own, strlen(own), &limits, &e);
@@ -1115,16 +1123,7 @@ static void test_salvage(void)
     /* "{}" over a limit of 1 byte: the id is its only member */
     j = parse_limited("{ }", 1, &e);
     CHECK(j != NULL && j->salvaged && j->postback_url == NULL);
-    if (j != NULL) {
-        struct buf payload;
-        buf_init(&payload, 0);
-        CHECK_INT(job_assign_id(j, &payload, &e), 0);
-        char want[256];
-        snprintf(want, sizeof want, "{ \"job_id\":\"%s\"}", j->id);
-        CHECK_STR(payload.data, want);
-        buf_finish(&payload);
-        job_destroy(j);
-    }
+    expect_assigned(j, "{ ", "}");
     /* postback_url {"save": ...} is read as any job's */
     j = parse_limited("{\"postback_url\":{\"save\":{\"s3_destination\":{\"bucket\":\"b\","
                       "\"key\":\"r.json\"}}},\"padding\":\"0123456789012345678901234567890\"}",
