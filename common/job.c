@@ -1018,9 +1018,18 @@ int job_split_batch(const char *text, size_t len, const struct job_limits *lim, 
         return at >= len ? err_set(e, "batch is not valid JSON: unexpected end of input")
                          : err_set(e, "batch is not valid JSON at byte %zu of %zu", at + 1, len);
     }
-    /* what json-c takes besides JSON (single quotes, comments...), and its words for a fault */
+    /* what json-c takes besides JSON (single quotes, comments...), and its words for a fault; the
+     * array one level more than a job may nest, which each of its jobs is held to on its own */
+    struct job_limits array = *lim;
+    array.max_depth = lim->max_depth + 1;
     bool unread;
-    json_object *root = parse_payload(text, len, lim, json_type_array, &unread, e);
+    json_object *root = parse_payload(text, len, &array, json_type_array, &unread, e);
+    if (root == NULL && unread) { /* deeper than that (it was not too large) */
+        return err_set(e,
+                       "a batch nests deeper than %d levels: its jobs %d (PIXQ_MAX_JSON_DEPTH), "
+                       "and one for the array",
+                       array.max_depth, lim->max_depth);
+    }
     if (root == NULL) {
         return -1;
     }
@@ -1494,57 +1503,39 @@ static size_t closing_brace(const char *text, size_t len)
     return end >= 2 && text[end - 1] == '}' ? end - 1 : len;
 }
 
-static bool id_char(char c)
-{
-    return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.' || c == ':';
-}
-
-/* Where the member `,"name":value` that pixq wrote last into `text` starts: right before the
- * object's '}' at `close`, its value digits or a string of an id's characters, as pixq writes
- * them; `close` when there is none. */
+/* Where the member `,"name":<digits>` that pixq wrote last into `text` starts: right before the
+ * object's '}' at `close`; `close` when there is none. */
 static size_t own_member_at(const char *text, size_t close, const char *name)
 {
     size_t v = close;
-    if (v > 0 && isdigit((unsigned char)text[v - 1])) {
-        while (v > 0 && isdigit((unsigned char)text[v - 1])) {
-            v--;
-        }
-    } else if (v > 1 && text[v - 1] == '"') {
+    while (v > 0 && isdigit((unsigned char)text[v - 1])) {
         v--;
-        while (v > 0 && id_char(text[v - 1])) {
-            v--;
-        }
-        if (v == 0 || text[v - 1] != '"' || v + 1 == close) {
-            return close;
-        }
-        v--;
-    } else {
-        return close;
     }
     char head[64];
     int hn = snprintf(head, sizeof head, ",\"%s\":", name);
-    if (hn > 0 && v >= (size_t)hn && memcmp(text + v - (size_t)hn, head, (size_t)hn) == 0) {
+    if (v < close && hn > 0 && v >= (size_t)hn &&
+        memcmp(text + v - (size_t)hn, head, (size_t)hn) == 0) {
         return v - (size_t)hn;
     }
     return close;
 }
 
 /* `text` (`len` bytes, a JSON object) with `"name":value` written as its last member into `out`:
- * in place of the one pixq wrote last (own_member_at()), else after the others, so that json-c,
- * which keeps the last of a name, reads it there; the rest of the payload is kept byte for byte
- * (json-c would write out again, escaped, a raw control character it took, making the payload
- * larger than its client sent it). Returns 0, 1 when the text is not JSON as jscan reads it (a
- * comment, which may hold the last '}', single quotes, a trailing comma), or -1 when out of
- * memory. */
+ * in place of a number pixq wrote last under that name when `replace` (own_member_at()), else
+ * after the others, so that json-c, which keeps the last of a name, reads it there; the rest of the
+ * payload is kept byte for byte (json-c would write out again, escaped, a raw control character it
+ * took, making the payload larger than its client sent it). Returns 0, 1 when the text is not JSON
+ * as jscan reads it (a comment, which may hold the last '}', single quotes, a trailing comma), or
+ * -1 when out of memory. */
 static int set_last_member(const char *text, size_t len, const char *name, const char *value,
-                           struct buf *out)
+                           bool replace, struct buf *out)
 {
     size_t open;
     size_t close = closing_brace(text, len);
     if (close == len || jscan_members(text, len, NULL, 0, &open) < 0) {
         return 1;
     }
-    size_t at = own_member_at(text, close, name);
+    size_t at = replace ? own_member_at(text, close, name) : close;
     size_t before = at;
     while (before > 0 && isspace((unsigned char)text[before - 1])) {
         before--;
@@ -1561,11 +1552,12 @@ static int set_last_member(const char *text, size_t len, const char *name, const
 /* Writes j->text again with `"name":value` as its last member (set_last_member()) into
  * `payload`, or, where it is not JSON as jscan reads it, the job's document as json-c writes it
  * (never a salvaged job's, which jscan read); j->text becomes the new payload. Returns 0 or -1. */
-static int rewrite_text(struct job *j, const char *name, const char *value, struct buf *payload,
-                        struct err *e)
+static int rewrite_text(struct job *j, const char *name, const char *value, bool replace,
+                        struct buf *payload, struct err *e)
 {
     buf_reset(payload);
-    int rc = j->text != NULL ? set_last_member(j->text, j->text_len, name, value, payload) : 1;
+    int rc =
+        j->text != NULL ? set_last_member(j->text, j->text_len, name, value, replace, payload) : 1;
     if (rc > 0 && j->salvaged) { /* its document holds a few members of the payload only */
         rc = -1;
     } else if (rc > 0) {
@@ -1591,7 +1583,7 @@ int job_set_attempt(struct job *j, long attempt, struct buf *payload, struct err
     char value[32];
     snprintf(value, sizeof value, "%ld", attempt);
     json_object_object_add(j->root, "pixq_attempt", json_object_new_int64(attempt));
-    return rewrite_text(j, "pixq_attempt", value, payload, e);
+    return rewrite_text(j, "pixq_attempt", value, true, payload, e);
 }
 
 int job_text_afresh(const struct job *j, struct buf *out)
@@ -1624,7 +1616,9 @@ int job_assign_id(struct job *j, struct buf *payload, struct err *e)
     json_object_object_add(j->root, "job_id", json_object_new_string(id));
     char value[ID_JOB_LEN + 2];
     snprintf(value, sizeof value, "\"%s\"", id);
-    return rewrite_text(j, "job_id", value, payload, e);
+    /* never in place of one: a job_id refused stays where it was, and the payload as large and
+     * as deep as it came (a salvaged job's could fit the limits without it) */
+    return rewrite_text(j, "job_id", value, false, payload, e);
 }
 
 static void collect_identifiers(json_object *fns, json_object *out, int depth)

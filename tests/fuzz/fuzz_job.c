@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "err.h"
 #include "job.h"
+#include "jscan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -54,6 +55,38 @@ static void walk(const struct job_fn *fns, size_t n)
     }
 }
 
+/* The document json-c reads from `len` bytes of `text` less pixq's own members (job_id,
+ * pixq_attempt), or NULL. */
+static json_object *doc_less_own(const char *text, size_t len)
+{
+    json_tokener *tok = json_tokener_new_ex(64);
+    json_object *doc = tok != NULL ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
+    json_tokener_free(tok);
+    if (doc != NULL && json_object_is_type(doc, json_type_object)) {
+        json_object_object_del(doc, "job_id");
+        json_object_object_del(doc, "pixq_attempt");
+    }
+    return doc;
+}
+
+/* The payload the worker wrote into the client's bytes (JSON as jscan reads it: what json-c
+ * alone takes is written out again by json-c, as the worker read it) is, but for pixq's own
+ * members, the document it was given. */
+static void check_same_document(const char *text, size_t len, const struct buf *payload)
+{
+    size_t open;
+    if (jscan_members(text, len, NULL, 0, &open) < 0) {
+        return;
+    }
+    json_object *before = doc_less_own(text, len);
+    json_object *after = before != NULL ? doc_less_own(payload->data, payload->len) : NULL;
+    if (before != NULL && (after == NULL || !json_object_equal(before, after))) {
+        abort();
+    }
+    json_object_put(before);
+    json_object_put(after);
+}
+
 /* A payload the worker wrote (a job given its id, then its run number) reads back with that id
  * and run number, salvaged as before (a salvaged job only grows), or whole when the job fitted
  * PIXQ_MAX_JOB_BYTES (what the worker writes fits its room for it). */
@@ -72,7 +105,7 @@ static void check_rewritten(const struct job *j, const struct buf *payload, long
     job_destroy(again);
 }
 
-static void use_job(struct job *j, size_t len)
+static void use_job(struct job *j, const char *text, size_t len)
 {
     walk(j->functions, j->n_functions);
     for (size_t i = 0; i < j->n_pre; i++) {
@@ -93,8 +126,10 @@ static void use_job(struct job *j, size_t len)
         bool fitted = len <= limits.max_bytes;
         if (job_assign_id(j, &payload, &e) == 0) {
             check_rewritten(j, &payload, 0, fitted);
+            check_same_document(text, len, &payload);
             if (!j->salvaged && job_set_attempt(j, 12, &payload, &e) == 0) {
                 check_rewritten(j, &payload, 12, fitted);
+                check_same_document(text, len, &payload);
                 /* the run number off again: the payload as given its id */
                 if (job_text_afresh(j, &afresh) == 0) {
                     check_rewritten(j, &afresh, 0, fitted);
@@ -111,7 +146,7 @@ static void parse_one(const char *text, size_t len)
     struct err e = {{0}};
     struct job *j = job_parse(text, len, &limits, &e);
     if (j != NULL) {
-        use_job(j, len);
+        use_job(j, text, len);
     }
     job_destroy(j);
 }

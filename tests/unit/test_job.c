@@ -588,6 +588,27 @@ static void test_large_batch(void)
     CHECK_INT(job_split_batch("[{\"a\": 1}, {\"b\": 1}", 19, &lim, count_all, &n, &e), -1);
     CHECK_STR(e.msg, "batch is not valid JSON: unexpected end of input");
     CHECK_INT(n, 0); /* nothing passed on of a batch refused */
+    /* a job the caller could not queue stops the split */
+    const char *three = "[{\"a\": 1}, {}, {\"b\": [1]}, {}]";
+    json_object *got3 = json_object_new_array();
+    CHECK_INT(job_split_batch(three, strlen(three), &lim, collect, got3, &e), -1);
+    CHECK_STR(e.msg, "job 2 of the batch could not be queued");
+    CHECK_INT(json_object_array_length(got3), 3);
+    json_object_put(got3);
+    /* what json-c alone takes: the array one level more than its jobs */
+    char lenient[128];
+    snprintf(lenient, sizeof lenient, "[{'a': %.3s1%.3s}, 1] /* c */", "[[[", "]]]");
+    lim.max_bytes = 100;
+    lim.max_depth = 5;
+    n = 0;
+    CHECK_INT(job_split_batch(lenient, strlen(lenient), &lim, count_all, &n, &e), 2);
+    snprintf(lenient, sizeof lenient, "[{'a': %.4s1%.4s}, 1] /* c */", "[[[[", "]]]]");
+    CHECK_INT(job_split_batch(lenient, strlen(lenient), &lim, count_all, &n, &e), -1);
+    CHECK_STR(e.msg, "a batch nests deeper than 6 levels: its jobs 5 (PIXQ_MAX_JSON_DEPTH), and "
+                     "one for the array");
+    n = 0;
+    lim.max_bytes = 10;
+    lim.max_depth = 4;
     /* JOB_MAX_BATCH elements at most, counted before any is passed on */
     char *many = malloc(2 * (JOB_MAX_BATCH + 1) + 2);
     CHECK(many != NULL);
@@ -913,16 +934,17 @@ static void test_rewrites(void)
     const char *commented = "{\"src\":\"u\",\"functions\":[]} /* c */";
     struct job *j = job_parse(commented, strlen(commented), &limits, &e);
     expect_assigned(j, "{\"src\":\"u\",\"functions\":[],", "}");
-    /* a member the client wrote last is not taken for pixq's */
-    const char *own = "{\"src\":\"u\",\"functions\":[],\"pixq_attempt\":\"x y\"}";
+    /* a member the client wrote last is not taken for pixq's: a string, not its number */
+    const char *own = "{\"job_id\":\"c\",\"src\":\"u\",\"functions\":[],\"pixq_attempt\":\"xy\"}";
     j = job_parse(own, strlen(own), &limits, &e);
     CHECK(j != NULL);
     if (j != NULL) {
         struct buf payload;
         buf_init(&payload, 0);
         CHECK_INT(job_set_attempt(j, 2, &payload, &e), 0);
-        CHECK_STR(payload.data, "{\"src\":\"u\",\"functions\":[],\"pixq_attempt\":\"x y\","
-                                "\"pixq_attempt\":2}");
+        CHECK_STR(payload.data,
+                  "{\"job_id\":\"c\",\"src\":\"u\",\"functions\":[],\"pixq_attempt\":\"xy\","
+                  "\"pixq_attempt\":2}");
         buf_finish(&payload);
         job_destroy(j);
     }
@@ -1116,6 +1138,24 @@ static void test_salvage(void)
         CHECK_STR(payload.data, want);
         struct job *again = parse_limited(payload.data, 100, &e);
         CHECK(again != NULL && again->salvaged && strcmp(again->id, j->id) == 0);
+        job_destroy(again);
+        buf_finish(&payload);
+        job_destroy(j);
+    }
+    /* a job_id of id characters, too long, last: not taken for one pixq wrote (written over, the
+     * payload would fit the limit again, and run) */
+    char long_id[512];
+    snprintf(long_id, sizeof long_id, "{\"postback_url\":\"http://pb/z\",\"job_id\":\"%0200d\"}",
+             7);
+    j = parse_limited(long_id, 230, &e);
+    CHECK(j != NULL && j->salvaged && j->id[0] == '\0');
+    if (j != NULL) {
+        struct buf payload;
+        buf_init(&payload, 0);
+        CHECK_INT(job_assign_id(j, &payload, &e), 0);
+        struct job *again = parse_limited(payload.data, 230, &e);
+        CHECK(again != NULL && again->salvaged && strcmp(again->id, j->id) == 0);
+        CHECK(strstr(payload.data, "\"job_id\":\"0000") != NULL);
         job_destroy(again);
         buf_finish(&payload);
         job_destroy(j);

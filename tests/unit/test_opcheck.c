@@ -467,7 +467,7 @@ static void test_output_formats(void)
             CHECK(false);
         }
     }
-    CHECK_INT(n, 8);
+    CHECK_INT(n, 8); /* a format added to image.c: this, and job_format_writable(), learn it */
 }
 
 int main(void)
