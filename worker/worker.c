@@ -2230,8 +2230,9 @@ static int requeue(struct worker *w, struct task *t, const char *next, long dela
 }
 
 /* Schedules the job to run again in `delay` ms, with its attempt count raised (requeue.lua).
- * No postback is sent for this attempt. */
-static void retry_later(struct worker *w, struct task *t, long delay)
+ * No postback is sent for this attempt. Returns false, scheduling nothing, when that run would
+ * find the job over PIXQ_MAX_JOB_BYTES: the job ends now with its failure. */
+static bool retry_later(struct worker *w, struct task *t, long delay)
 {
     long attempt = job_attempt(t->job);
     struct buf payload;
@@ -2241,7 +2242,16 @@ static void retry_later(struct worker *w, struct task *t, long delay)
     if (job_set_attempt(t->job, attempt + 1, &payload, &e) < 0) {
         buf_finish(&payload);
         stranded(w, "retry", t->job->id, e.msg); /* runs again from the active list */
-        return;
+        return true;
+    }
+    if (payload.len > w->limits.max_bytes + w->limits.own_bytes) {
+        /* json-c wrote out again what it alone takes (comments, single quotes), escaping the raw
+         * control characters it took: the next run would fail for the size alone */
+        LOG_WARN("job_retry_skipped", "job_id=%s bytes=%zu limit=%zu error=%s", t->job->id,
+                 payload.len, w->limits.max_bytes, log_quote(t->first_error, q, sizeof q));
+        json_object_object_add(t->job->root, "pixq_attempt", json_object_new_int64(attempt));
+        buf_finish(&payload);
+        return false;
     }
     const char *next = payload.data;
     /* requeue.lua alone is retried while Redis fails or refuses it: running the job again would
@@ -2275,6 +2285,7 @@ static void retry_later(struct worker *w, struct task *t, long delay)
         stranded(w, "retry", t->job->id, e.msg); /* gave up: runs again from the active list */
     }
     buf_finish(&payload);
+    return true;
 }
 
 static void handle_payload(struct worker *w, struct task *t)
@@ -2305,8 +2316,7 @@ static void handle_payload(struct worker *w, struct task *t)
         return;
     }
     long delay = st != RUN_DONE ? retry_delay_ms(w, t->job, st) : -1;
-    if (delay >= 0) {
-        retry_later(w, t, delay);
+    if (delay >= 0 && retry_later(w, t, delay)) {
         return;
     }
     complete(w, t, t0);

@@ -873,6 +873,31 @@ class JobLimitTest(HostileTestCase):
         self.assertEqual(self.src.requests("/missing.jpg"), 5)  # Blitline's five runs
         self.assert_still_serving()
 
+    def test_retry_that_would_be_over_the_limit(self):
+        """A job only json-c reads (a comment after it), holding raw control characters, near
+        PIXQ_MAX_JOB_BYTES: written out again with its run number, by json-c, which escapes
+        them, it would be over the limit. Its source's failure ends it now, with its postback
+        and its source's error, rather than in a run that fails for the size."""
+        self.start(PIXQ_MAX_JOB_BYTES=1000)
+        head = ('{"job_id": "hostile-lenient", "src": %s, "wait_retry_delay": 0, '
+                '"postback_url": %s, "functions": [{"name": "no_op", "save": '
+                '{"image_identifier": "t"}}], "padding": "' % (
+                    json.dumps(self.src.url("/missing-lenient.jpg")),
+                    json.dumps(self.postbacks.url("/pb/lenient"))))
+        tail = '", "note": "' + "\x01" * 100 + '"} /* lenient */'
+        text = head + "x" * (990 - len(head) - len(tail)) + tail
+        self.assertEqual(len(text), 990)
+        self.push_job(text)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/lenient")
+        errors = pb.results["errors"]
+        self.assertTrue(errors and "404" in errors[0] and "PIXQ_MAX_JOB_BYTES" not in errors[0],
+                        errors)
+        self.assertEqual(self.src.requests("/missing-lenient.jpg"), 1)
+        skipped = self.worker.log_events("job_retry_skipped")
+        self.assertEqual([e.get("job_id") for e in skipped], ["hostile-lenient"], skipped)
+        self.assertEqual(self.dead_entry("hostile-lenient")["attempts"], 1)
+        self.assert_still_serving()
+
     def test_batch_larger_than_a_job(self):
         """A batch is held to PIXQ_MAX_BATCH_BYTES, its jobs each to PIXQ_MAX_JOB_BYTES: a batch
         of 1.8 KB runs its jobs (it was buried whole, over PIXQ_MAX_JOB_BYTES), the one too deep
