@@ -132,6 +132,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def refused_port(test):
+    """A TCP port on 127.0.0.1 that refuses connections for the rest of the test: a socket is
+    bound to it and never listens, so the port is not handed to another server meanwhile (a
+    port free_port() gave was taken by a test running beside it, which answered)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    test.addCleanup(s.close)
+    s.bind((LOOPBACK, 0))
+    return s.getsockname()[1]
+
+
 def log_seconds(event):
     """When a log event was logged: its ts (2026-11-28T06:01:02.345Z, UTC, to the ms) in seconds
     since the epoch, as time.time() gives them."""

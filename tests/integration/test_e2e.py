@@ -18,7 +18,7 @@ import time
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
-from harness import CONFIG, PixqTestCase, corpus, free_port, scaled  # noqa: E402
+from harness import CONFIG, PixqTestCase, corpus, scaled  # noqa: E402
 
 POSTBACK_TIMEOUT_S = 30
 THUMB = {"width": 200}  # resize_to_fit's params in every job here
@@ -262,7 +262,7 @@ class FailureTest(E2ETestCase):
         self.assert_finished(job_id, pb.json)
 
     def test_unreachable_src(self):
-        src = "http://127.0.0.1:%d/autumn.jpg" % free_port()  # nothing listens there
+        src = "http://127.0.0.1:%d/autumn.jpg" % harness.refused_port(self)
         self.push_job(self.make_job(src, "out/never.jpg", params=THUMB, job_id="e2e-unreachable",
                                     postback_path="/pb/bad"))
         pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/bad")
@@ -289,7 +289,7 @@ class FailureTest(E2ETestCase):
     def test_error_quoting_a_long_utf8_url_is_utf8(self):
         # the message quotes the URL's first 300 bytes: cut inside an "é", the postback was not
         # UTF-8 (a strict receiver refused it)
-        prefix = "http://127.0.0.1:%d/xy" % free_port()
+        prefix = "http://127.0.0.1:%d/xy" % harness.refused_port(self)
         src = prefix + "z" * ((300 - len(prefix) + 1) % 2) + "é" * 400  # 300 bytes end mid-"é"
         self.push_job(self.make_job(src, "out/never.jpg", params=THUMB, job_id="e2e-utf8",
                                     postback_path="/pb/utf8"))
