@@ -52,7 +52,6 @@
 #define MAX_PERCENT       1000.0  /* largest "N%" size */
 #define MAX_OTHER_IMAGES  10      /* most images one append loads */
 #define MAX_NAME_BYTES    64      /* longest font or operator name, bytes */
-#define MAX_SRC_SHOWN     200     /* bytes of a src quoted in an error */
 #define MITER_REACH                                                                                \
     6.0 /* an outline reaches at most this times its width past a shape (miter limit 10: 5) */
 #define DRAW_BAND_PIXELS                                                                           \
@@ -1512,36 +1511,17 @@ static int op_ellipse(MagickWand *w, json_object *p, const struct op_ctx *ctx, s
 
 /* ---------------------------------------------------------------- other images */
 
-/* Writes `src` as an error message quotes it into `out`: a string with a URL's password as
- * "***" (cfg_redact_url()), an object as JSON; at most MAX_SRC_SHOWN bytes, a cut marked "...".
- * Returns how many bytes of `out` are the src's own (all but that "..."). */
-static size_t src_shown(json_object *src, char out[static MAX_SRC_SHOWN + 2])
-{
-    if (json_object_is_type(src, json_type_string)) {
-        cfg_redact_url(json_object_get_string(src), out, MAX_SRC_SHOWN + 2);
-    } else {
-        snprintf(out, MAX_SRC_SHOWN + 2, "%s",
-                 json_object_to_json_string_ext(src, JSON_C_TO_STRING_PLAIN));
-    }
-    if (strlen(out) <= MAX_SRC_SHOWN) {
-        return strlen(out);
-    }
-    memcpy(out + MAX_SRC_SHOWN - 3, "...", 4);
-    return MAX_SRC_SHOWN - 3;
-}
-
 /* Names the src in the loader's error `e`, unless the loader did (a failed download names the
  * URL it tried, its password hidden): the URL once, so that the reason after it stays within
  * ERR_MSG_MAX. */
 static void name_src(json_object *src, const char *fn, const char *name, struct err *e)
 {
-    char shown[MAX_SRC_SHOWN + 2];
-    char head[MAX_SRC_SHOWN + 2];
-    snprintf(head, sizeof head, "%.*s", (int)src_shown(src, shown), shown);
-    if (json_object_is_type(src, json_type_string) && strstr(e->msg, head) != NULL) {
+    if (src_quoted_in(src, e)) {
         err_wrap(e, "Function '%s' could not load %s", fn, name);
         return;
     }
+    char shown[SRC_SHOWN_MAX + 2];
+    src_shown(src, shown);
     err_wrap(e, "Function '%s' could not load %s '%s'", fn, name, shown);
 }
 
@@ -1564,7 +1544,7 @@ static MagickWand *load_other(json_object *src, const struct op_ctx *ctx, const 
         return NULL;
     }
     if (ctx->load == NULL) {
-        char shown[MAX_SRC_SHOWN + 2];
+        char shown[SRC_SHOWN_MAX + 2];
         src_shown(src, shown);
         err_set(e, "Function '%s' cannot load %s '%s' here", fn, name, shown);
         return NULL;

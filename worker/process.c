@@ -201,7 +201,7 @@ static int decode_source(const struct job *j, struct src_image *src, struct proc
     long t0 = clock_mono_ms();
     long stored_w = src->width, stored_h = src->height;
     if (src_decode(src, shrink && by_decoder ? &plan : NULL, e) < 0) {
-        return -1;
+        return src_blame(j->src, src, e);
     }
     if (shrink && (src->width != stored_w || src->height != stored_h)) { /* a TIFF's first page */
         shrink = shrink_plan(j, src->width, src->height, src->probe.orientation, &plan);
@@ -290,7 +290,7 @@ static int run_pre_job(const struct job *top, const struct job *pre, const struc
     struct proc_result pr = {0};
     struct proc_opts keep = *o;
     keep.keep_refs_of = top;
-    int rc = src_open(l, pre->src, &im, e);
+    int rc = src_open(l, pre->src, &im, e) < 0 ? src_blame(pre->src, &im, e) : 0;
     if (rc == 0) {
         rc = proc_run(pre, &im, &keep, &pr, e);
     }
@@ -367,7 +367,7 @@ int proc_pre_process(const struct job *j, const struct src_loader *l, struct src
             continue;
         }
         if (main_src->wand == NULL && src_open(l, j->src, main_src, e) < 0) {
-            return -1;
+            return src_blame(j->src, main_src, e);
         }
         if (move_original(step->move, main_src, o, sink, e) < 0) {
             return err_wrap(e, "move_original");

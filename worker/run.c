@@ -687,7 +687,10 @@ static int prepare(struct runner *w, struct run_state *t, struct src_refs *refs,
         return 0;
     }
     src_image_finish(im);
-    return src_open(&w->loader, t->job->src, im, e);
+    if (src_open(&w->loader, t->job->src, im, e) < 0) {
+        return src_blame(t->job->src, im, e);
+    }
+    return 0;
 }
 
 static void process(struct runner *w, struct run_state *t)

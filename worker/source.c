@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cfg.h"
 #include "hash.h"
 #include "image.h"
 #include "log.h"
@@ -246,6 +247,7 @@ int src_open_bytes(const struct src_loader *l, struct buf *bytes, struct src_ima
 {
     memset(out, 0, sizeof *out);
     out->bytes = *bytes;
+    out->fetched = true;
     buf_init(bytes, 0);
     return decode(l, out, e);
 }
@@ -272,7 +274,41 @@ int src_open(const struct src_loader *l, json_object *src, struct src_image *out
     if (src_bytes(l, src, &out->bytes, e) < 0) {
         return -1;
     }
+    out->fetched = true;
     return decode(l, out, e);
+}
+
+size_t src_shown(json_object *src, char out[static SRC_SHOWN_MAX + 2])
+{
+    if (json_object_is_type(src, json_type_string)) {
+        cfg_redact_url(json_object_get_string(src), out, SRC_SHOWN_MAX + 2);
+    } else {
+        snprintf(out, SRC_SHOWN_MAX + 2, "%s",
+                 json_object_to_json_string_ext(src, JSON_C_TO_STRING_PLAIN));
+    }
+    if (strlen(out) <= SRC_SHOWN_MAX) {
+        return strlen(out);
+    }
+    memcpy(out + SRC_SHOWN_MAX - 3, "...", 4);
+    return SRC_SHOWN_MAX - 3;
+}
+
+bool src_quoted_in(json_object *src, const struct err *e)
+{
+    char shown[SRC_SHOWN_MAX + 2];
+    char head[SRC_SHOWN_MAX + 2];
+    snprintf(head, sizeof head, "%.*s", (int)src_shown(src, shown), shown);
+    return json_object_is_type(src, json_type_string) && strstr(e->msg, head) != NULL;
+}
+
+int src_blame(json_object *src, const struct src_image *im, struct err *e)
+{
+    if (!im->fetched || src == NULL || src_quoted_in(src, e)) {
+        return -1;
+    }
+    char shown[SRC_SHOWN_MAX + 2];
+    src_shown(src, shown);
+    return err_wrap(e, "Failed to load image at '%s'", shown);
 }
 
 json_object *src_list(json_object *v)

@@ -24,6 +24,7 @@
 #define SRC_CANVAS_COLOR   "#ffffff" /* default canvas colour */
 #define SRC_MAX_REFS       256       /* most images pre_process jobs may keep */
 #define SRC_EXIF_MAX_ITEMS 512       /* most EXIF entries reported in original_meta */
+#define SRC_SHOWN_MAX      200       /* bytes of a src quoted in an error */
 
 /* Fetches the encoded bytes of a URL string or an {"name": "s3"} object into `out` (emptied
  * first). Returns 0, or -1 with a Blitline-style message in `e` ("Failed to download ..."). */
@@ -61,6 +62,7 @@ struct src_image {
     struct buf bytes;       /* the encoded bytes (empty for a canvas) */
     long width, height;     /* as stored, before auto-orient (and before any shrink-on-load) */
     bool pending;           /* passed the image guard, pixels not decoded yet */
+    bool fetched;           /* its bytes came: a failure since is the image's own */
     struct img_probe probe; /* what the guard read, while pending */
 };
 
@@ -78,6 +80,21 @@ int src_open(const struct src_loader *l, json_object *src, struct src_image *out
 /* As src_open() for bytes already fetched: takes the contents of `bytes` (left empty). */
 int src_open_bytes(const struct src_loader *l, struct buf *bytes, struct src_image *out,
                    struct err *e);
+
+/* Writes `src` as an error message quotes it into `out`: a string with a URL's password as
+ * "***" (cfg_redact_url()), an object as JSON; at most SRC_SHOWN_MAX bytes, a cut marked "...".
+ * Returns how many bytes of `out` are the src's own (all but that "..."). */
+size_t src_shown(json_object *src, char out[static SRC_SHOWN_MAX + 2]);
+
+/* Whether the error `e` quotes `src` (as src_shown() writes it) already: a failed download
+ * names the URL it tried. */
+bool src_quoted_in(json_object *src, const struct err *e);
+
+/* Names `src`, the source `im` was loaded from, in the error `e` when the failure is the
+ * image's own (its bytes came: the guard refused them, or they did not decode), as Blitline's
+ * "Failed to load image at 'URL': <reason>". A download's error, which names the URL, a
+ * reference's or a canvas's are left as they are. Returns -1. */
+int src_blame(json_object *src, const struct src_image *im, struct err *e);
 
 /* Decodes a pending source's pixels (nothing to do otherwise): in full, or with `plan` (NULL:
  * none) at the reduced size shrink_plan() chose. Should libjpeg not give exactly that size, the

@@ -352,7 +352,12 @@ class HostileImageTestCase(PixqTestCase):
         return self.s3_object("out/%s.png" % name), pb.json["results"]["original_meta"]
 
     def refuse_bytes(self, name, data, fragment, suffix=".png"):
-        return self.refused(name, self.src.add("/" + name + suffix, data), fragment)
+        """refused() for a source of these bytes, whose error names its URL as Blitline's did."""
+        src = self.src.add("/" + name + suffix, data)
+        error = self.refused(name, src, fragment)
+        self.assertTrue(error.startswith("Image processing failed. Failed to load image at '%s': "
+                                         % src), error)
+        return error
 
     def assert_still_serving(self):
         """The same worker (same pid, alive) processes a good job."""
