@@ -1578,6 +1578,14 @@ static int rewrite_text(struct job *j, const char *name, const char *value, bool
     return 0;
 }
 
+long job_attempt(const struct job *j)
+{
+    json_object *v = NULL;
+    json_object_object_get_ex(j->root, "pixq_attempt", &v);
+    long a = v != NULL ? (long)json_object_get_int64(v) : 1;
+    return a < 1 ? 1 : a;
+}
+
 int job_set_attempt(struct job *j, long attempt, struct buf *payload, struct err *e)
 {
     char value[32];

@@ -147,6 +147,10 @@ void job_destroy(struct job *j);
  * keeps the last of a name), the client's bytes kept as they are. Returns 0 or -1. */
 int job_assign_id(struct job *j, struct buf *payload, struct err *e);
 
+/* The job's run number, kept in its payload as "pixq_attempt" by the worker's retry (1 for the
+ * first run). */
+long job_attempt(const struct job *j);
+
 /* Sets the job's run number ("pixq_attempt", the last member of its payload, replacing the one
  * pixq wrote there before) and writes the payload to keep into `payload` (and j->text), as
  * job_assign_id() does. Returns 0 or -1. */

@@ -93,6 +93,26 @@ static void fail_output(struct run_state *t, const char *image_identifier, const
     result_add_failed(t->result, image_identifier);
 }
 
+/* A source's failure that ends a job run before says so: "... (the job ran 3 times, each
+ * failing on a source)" (a run that fails otherwise does not run again), the reason cut to fit. */
+static void say_runs(const struct job *j, struct err *e)
+{
+    long runs = job_attempt(j);
+    if (runs < 2) {
+        return;
+    }
+    char tail[96];
+    int n = snprintf(tail, sizeof tail, " (the job ran %ld times, each failing on a source)", runs);
+    size_t keep = strlen(e->msg);
+    if (keep + (size_t)n >= sizeof e->msg) {
+        keep = sizeof e->msg - 1 - (size_t)n;
+        while (keep > 0 && ((unsigned char)e->msg[keep] & 0xC0) == 0x80) {
+            keep--; /* not inside a UTF-8 character */
+        }
+    }
+    snprintf(e->msg + keep, sizeof e->msg - keep, "%s", tail);
+}
+
 /* ---------------------------------------------------------------- source */
 
 /* Remembers the worst source failure of the run: a final one beats a transient one. */
@@ -701,11 +721,14 @@ static void process(struct runner *w, struct run_state *t)
     struct src_refs *refs = src_refs_create();
     long t0 = clock_mono_us();
     if (prepare(w, t, refs, &im, &e) < 0 || proc_run(t->job, &im, &w->popts, &pr, &e) < 0) {
-        job_error(t, e.msg);
         /* as in Blitline, what was saved before the failure still goes: unless the job runs
          * again, which saves it anew (it does not once a pre_process output was parked) */
         bool again = w->n_parked == 0 && w->fetch_status != RUN_DONE && w->reruns != NULL &&
                      w->reruns(w->reruns_user, t->job, w->fetch_status);
+        if (!again && w->fetch_status != RUN_DONE) {
+            say_runs(t->job, &e);
+        }
+        job_error(t, e.msg);
         for (size_t i = 0; !again && i < pr.n_outputs; i++) {
             upload_output(t, &pr.outputs[i], true);
         }

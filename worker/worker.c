@@ -1210,8 +1210,6 @@ static void log_postback_refused(const char *job_id, long attempt, const struct 
               log_quote(why->msg, q, sizeof q));
 }
 
-static long job_attempt(const struct job *j);
-
 /* ---------------------------------------------------------------- parked uploads */
 
 static char *task_envelope(json_object *task)
@@ -2119,15 +2117,6 @@ static bool handle_batch(struct worker *w, struct task *t)
     free(sp.jobs);
     free(sp.lens);
     return true;
-}
-
-/* The run number kept in the payload by requeue (1 for the first run). */
-static long job_attempt(const struct job *j)
-{
-    json_object *v = NULL;
-    json_object_object_get_ex(j->root, "pixq_attempt", &v);
-    long a = v != NULL ? (long)json_object_get_int64(v) : 1;
-    return a < 1 ? 1 : a;
 }
 
 /* Whether the job asked for Blitline's wait_retry_delay. */

@@ -2390,8 +2390,13 @@ class RetryTest(ReliabilityCase):
         self.assertEqual(len(self.postbacks.postbacks), 1)
         errors = pb.results.get("errors")
         self.assertTrue(errors and errors[0].startswith("Image processing failed."), errors)
+        # the final error says the job ran before (it read as if the source was tried once)
+        ran = " (the job ran 3 times, each failing on a source)"
+        self.assertTrue(errors[0].endswith(ran), errors)
+        self.assertIn("HTTP 503", errors[0])
         dead = json.loads(self.redis.lindex(self.key("dead"), 0))
         self.assertEqual((dead["job_id"], dead["attempts"]), ("retry-fail", 3))
+        self.assertTrue(dead["error"].endswith(ran), dead)
         self.assertEqual(len(self.results("retry-fail")), 1)
         self.assert_queue_drained()
 
