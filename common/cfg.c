@@ -175,8 +175,14 @@ static const struct cfg_entry table[] = {
      "300000", false,
      "pixq stats --watch and pixq submit --wait: how long they keep reconnecting to a Redis "
      "that went away or is loading before they give up (0: at the first failure)"},
+    {"redis-retry-min-ms", "PIXQ_REDIS_RETRY_MIN_MS", T_LONG, F(redis_retry_min_ms), 1, 60000,
+     "100", false,
+     "a worker's first wait after a Redis failure, doubling up to PIXQ_REDIS_RETRY_MAX_MS (each "
+     "wait 50-100 % of its step)"},
+    {"redis-retry-max-ms", "PIXQ_REDIS_RETRY_MAX_MS", T_LONG, F(redis_retry_max_ms), 1, 600000,
+     "5000", false, "a worker's longest wait between tries of a Redis that fails"},
     {"settle-attempts", "PIXQ_SETTLE_ATTEMPTS", T_LONG, F(settle_attempts), 1, 1000, "50", false,
-     "tries (100 ms doubling to 5 s apart, each wait 50-100 % of its step) to record a job's "
+     "tries (PIXQ_REDIS_RETRY_MIN_MS doubling to PIXQ_REDIS_RETRY_MAX_MS apart) to record a job's "
      "outcome through a Redis outage before "
      "keeping it to record when the job comes back from the worker's active list"},
     {"lease-ms", "PIXQ_LEASE_MS", T_LONG, F(lease_ms), 1000, 3600000, "20000", false,
@@ -937,6 +943,11 @@ static int cross_check(const struct cfg *c, struct err *e)
     if (c->heartbeat_ms * 3 > c->lease_ms) {
         return err_set(e, "PIXQ_HEARTBEAT_MS (%ld) must be at most a third of PIXQ_LEASE_MS (%ld)",
                        c->heartbeat_ms, c->lease_ms);
+    }
+    if (c->redis_retry_min_ms > c->redis_retry_max_ms) {
+        return err_set(
+            e, "PIXQ_REDIS_RETRY_MIN_MS (%ld) must not exceed PIXQ_REDIS_RETRY_MAX_MS (%ld)",
+            c->redis_retry_min_ms, c->redis_retry_max_ms);
     }
     if (c->retry_base_ms > c->retry_max_ms) {
         return err_set(e, "PIXQ_RETRY_BASE_MS must not exceed PIXQ_RETRY_MAX_MS");

@@ -22,12 +22,10 @@
 #include "run.h"
 #include "upload.h"
 
-#define BACKOFF_MIN_MS 100  /* first wait after a Redis failure */
-#define BACKOFF_MAX_MS 5000 /* longest wait between Redis retries */
-#define MIN_BLOCK_MS   10   /* shortest blocking wait for a job */
-#define REDIS_TICK_MS  100  /* a blocking wait may end this late (Redis's default hz 10) */
-#define STALE_NAP_MS   50   /* look again this soon whether an overdue lease holds again */
-#define EPOCH_MAX      48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
+#define MIN_BLOCK_MS  10  /* shortest blocking wait for a job */
+#define REDIS_TICK_MS 100 /* a blocking wait may end this late (Redis's default hz 10) */
+#define STALE_NAP_MS  50  /* look again this soon whether an overdue lease holds again */
+#define EPOCH_MAX     48  /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
 /* script_retried() stops trying well within the hour the key of a split.lua or adopt.lua call
  * lives (pixq:{Q}:split:<call>, pixq:{Q}:adopt:<job_id>) */
 #define CALL_RETRY_MAX_MS (50L * 60 * 1000)
@@ -131,10 +129,12 @@ struct task {
     char first_error[ERR_MSG_MAX]; /* empty while nothing failed */
 };
 
-/* The wait after `ms` (0: none yet) when Redis fails again: 100 ms doubling to 5 s. */
-static long next_backoff(long ms)
+/* The wait after `ms` (0: none yet) when Redis fails again: PIXQ_REDIS_RETRY_MIN_MS (100 ms)
+ * doubling to PIXQ_REDIS_RETRY_MAX_MS (5 s). */
+static long next_backoff(const struct worker *w, long ms)
 {
-    return ms == 0 ? BACKOFF_MIN_MS : ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+    long lo = w->cfg->redis_retry_min_ms, hi = w->cfg->redis_retry_max_ms;
+    return ms == 0 ? lo : ms * 2 > hi ? hi : ms * 2;
 }
 
 /* Sleeps `ms`, waking early when asked to stop. */
@@ -744,7 +744,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
 {
     struct finish_call c;
     finish_call_init(w, payload, s, may_fold(w), &c);
-    long backoff = BACKOFF_MIN_MS;
+    long backoff = w->cfg->redis_retry_min_ms;
     for (long attempt = 0; attempt < w->cfg->settle_attempts; attempt++) {
         struct err e = {{0}};
         w->lost_at_call = lease_records_lost(w->lease); /* for a `next` it reserves */
@@ -759,7 +759,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
         LOG_WARN("redis_error", "step=finish attempt=%ld error=%s retry_ms=%ld", attempt + 1,
                  log_quote(e.msg, q, sizeof q), wait);
         retry_nap(w, wait, e.msg); /* a stop waits for a refusal to pass: no second run */
-        backoff = next_backoff(backoff);
+        backoff = next_backoff(w, backoff);
         c.args[8] = ""; /* after a lost reply, a reserved next job would be a stray */
         c.lens[8] = 0;
     }
@@ -898,7 +898,7 @@ static redisReply *script_retried(struct worker *w, const char *step, enum rq_sc
                                   const char **keys, int nargs, const char **args,
                                   const size_t *lens, struct err *e)
 {
-    long backoff = BACKOFF_MIN_MS;
+    long backoff = w->cfg->redis_retry_min_ms;
     long t0 = clock_mono_ms();
     for (long attempt = 1;; attempt++) {
         redisReply *r = rq_script(w->rq, s, nkeys, keys, nargs, args, lens, e);
@@ -914,7 +914,7 @@ static redisReply *script_retried(struct worker *w, const char *step, enum rq_sc
         LOG_WARN("redis_error", "step=%s attempt=%ld error=%s retry_ms=%ld", step, attempt,
                  log_quote(e->msg, q, sizeof q), wait);
         retry_nap(w, wait, e->msg);
-        backoff = next_backoff(backoff);
+        backoff = next_backoff(w, backoff);
     }
 }
 
@@ -1358,12 +1358,12 @@ static void park_job(struct worker *w, struct task *t)
 /* A task that met a Redis error where it should have left the active list stays there and runs
  * again from there: each step of an upload task can run twice (the PUT of the same bytes,
  * upload_done.lua's HSETNX), a job runs again as after a crash. It runs again after a nap that
- * doubles each time tasks strand in a row (100 ms up to 5 s): a Redis that answers reads but
- * refuses writes (out of memory, a failed save) does not turn it into a loop of PUTs or
- * downloads. */
+ * doubles each time tasks strand in a row (PIXQ_REDIS_RETRY_MIN_MS up to PIXQ_REDIS_RETRY_MAX_MS):
+ * a Redis that answers reads but refuses writes (out of memory, a failed save) does not turn it
+ * into a loop of PUTs or downloads. */
 static void stranded(struct worker *w, const char *step, const char *job_id, const char *why)
 {
-    w->strand_wait_ms = next_backoff(w->strand_wait_ms);
+    w->strand_wait_ms = next_backoff(w, w->strand_wait_ms);
     long wait = jittered(w, w->strand_wait_ms);
     char q[ERR_MSG_MAX + 16];
     LOG_WARN("task_stranded", "job_id=%s step=%s error=%s retry_ms=%ld", job_id, step,
@@ -2246,14 +2246,14 @@ static bool retry_later(struct worker *w, struct task *t, long delay)
     /* requeue.lua alone is retried while Redis fails or refuses it: running the job again would
      * download and process it again, and lose the attempt count and the delay */
     int rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
-    long backoff = BACKOFF_MIN_MS;
+    long backoff = w->cfg->redis_retry_min_ms;
     for (long tries = 1; rc < 0 && tries < w->cfg->settle_attempts && !stop_ends_retries(w, e.msg);
          tries++) {
         long wait = jittered(w, backoff);
         LOG_WARN("redis_error", "step=retry job_id=%s attempt=%ld error=%s retry_ms=%ld",
                  t->job->id, tries, log_quote(e.msg, q, sizeof q), wait);
         retry_nap(w, wait, e.msg);
-        backoff = next_backoff(backoff);
+        backoff = next_backoff(w, backoff);
         e = (struct err){{0}};
         rc = requeue(w, t, next, delay, "retried", NULL, -1, &e);
     }
@@ -2672,7 +2672,7 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
 
 int worker_run(struct worker *w)
 {
-    long backoff = BACKOFF_MIN_MS;
+    long backoff = w->cfg->redis_retry_min_ms;
     LOG_INFO("worker_start", "worker=%s queue=%s", w->id, w->cfg->queue);
     while (!*w->stop) {
         struct task t = {0};
@@ -2687,9 +2687,9 @@ int worker_run(struct worker *w)
             LOG_WARN("redis_error", "step=reserve error=%s retry_ms=%ld",
                      log_quote(e.msg, q, sizeof q), wait);
             nap(w, wait);
-            backoff = next_backoff(backoff);
+            backoff = next_backoff(w, backoff);
         } else {
-            backoff = BACKOFF_MIN_MS;
+            backoff = w->cfg->redis_retry_min_ms;
         }
         if (got == 1 && *w->stop) {
             /* reserved while the stop came (a reservation blocks up to PIXQ_RESERVE_TIMEOUT_MS):

@@ -276,6 +276,28 @@ class RedisRestartTest(ReliabilityCase):
         # died (the process, not the machine) comes back
         self.run_with_restart(signal.SIGKILL)
 
+    def test_back_off_as_configured(self):
+        """PIXQ_REDIS_RETRY_MIN_MS and _MAX_MS bound an idle worker's waits while Redis is
+        down: 400 ms doubling to 800 ms, each drawn between half its step and the step (they
+        were constants, 100 ms to 5 s)."""
+        w = self.start_worker(PIXQ_REDIS_RETRY_MIN_MS=400, PIXQ_REDIS_RETRY_MAX_MS=800)
+        self.worker_id(w)
+        self.redis.close()
+        self.redis_server.restart(down_seconds=4)
+        self.tiny_job_done("after-backoff")
+        waits = [int(e["retry_ms"]) for e in w.log_events("redis_error")
+                 if e.get("step") == "reserve"]
+        self.assertGreaterEqual(len(waits), 3, waits)  # 4 s down: at most 10 tries of >= 400 ms
+        self.assertLessEqual(len(waits), 12, waits)
+        self.assertTrue(200 <= waits[0] <= 400, waits)
+        self.assertTrue(all(400 <= t <= 800 for t in waits[1:]), waits)
+
+    def tiny_job_done(self, job_id):
+        """A tiny job pushed now runs to its result."""
+        self.push_jobs([self.tiny_job(job_id)])
+        self.wait_until(lambda: self.results(job_id), 30, "the result of %s" % job_id)
+        self.assert_success(job_id)
+
     def run_with_restart(self, sig):
         self.src.delay[TINY] = 0.05  # ~50 jobs last a few seconds
         ids = ["restart-%02d" % i for i in range(50)]

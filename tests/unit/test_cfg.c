@@ -423,6 +423,7 @@ static void test_s3_cross_checks(void)
     char *argv0[] = {"prog", NULL};
     const char *good[][4] = {
         {"PIXQ_S3_RETRY_BASE_MS", "20000", "PIXQ_S3_RETRY_MAX_MS", "20000"},
+        {"PIXQ_REDIS_RETRY_MIN_MS", "60000", "PIXQ_REDIS_RETRY_MAX_MS", "60000"},
         {"PIXQ_S3_THROTTLE_RETRY_BASE_MS", "500", "PIXQ_S3_RETRY_MAX_MS", "500"},
         {"PIXQ_DEFAULT_BUCKET", "my-images.eu", "PIXQ_S3_DEFAULT_ACL", ""},
         {"PIXQ_DEFAULT_BUCKET", "", "PIXQ_S3_DEFAULT_ACL", "private"},
@@ -439,6 +440,9 @@ static void test_s3_cross_checks(void)
          "PIXQ_S3_RETRY_BASE_MS (20001) must not exceed PIXQ_S3_RETRY_MAX_MS (20000)"},
         {"PIXQ_S3_RETRY_MAX_MS", "100", "PIXQ_LOG_FORMAT", "text",
          "PIXQ_S3_RETRY_BASE_MS (200) must not exceed PIXQ_S3_RETRY_MAX_MS (100)"},
+        {"PIXQ_REDIS_RETRY_MIN_MS", "5001", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_REDIS_RETRY_MIN_MS (5001) must not exceed PIXQ_REDIS_RETRY_MAX_MS (5000)"},
+        {"PIXQ_REDIS_RETRY_MAX_MS", "0", "PIXQ_LOG_FORMAT", "text", "PIXQ_REDIS_RETRY_MAX_MS"},
         {"PIXQ_S3_THROTTLE_RETRY_BASE_MS", "30000", "PIXQ_LOG_FORMAT", "text",
          "PIXQ_S3_THROTTLE_RETRY_BASE_MS (30000) must not exceed PIXQ_S3_RETRY_MAX_MS (20000)"},
         {"PIXQ_DEFAULT_BUCKET", "Bad_Bucket_", "PIXQ_LOG_FORMAT", "text",
