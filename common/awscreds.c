@@ -371,6 +371,12 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
         err_wrap(e, "%s", awscreds_origin(c, origin, sizeof origin));
         return -1;
     }
+    if (k.imds_v1[0] != '\0' && !c->imds_v1) {
+        char q[ERR_MSG_MAX + 16];
+        LOG_WARN("s3_credentials_imdsv1", "url=%s reason=%s", c->meta.url,
+                 log_quote(k.imds_v1, q, sizeof q));
+    }
+    c->imds_v1 = k.imds_v1[0] != '\0';
     bool changed = !c->loaded || strcmp(k.access_key, c->access_key) != 0 ||
                    strcmp(k.secret_key, c->secret_key) != 0 ||
                    strcmp(k.session_token, c->session_token) != 0;

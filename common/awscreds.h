@@ -42,6 +42,7 @@ struct awscreds {
     long next_try_ms;         /* monotonic ms before which no fetch is made */
     int failures;             /* fetches failed in a row */
     char failed[ERR_MSG_MAX]; /* why the last fetch failed ("": it did not) */
+    bool imds_v1;             /* the last keys came through IMDSv1 (said once in a row) */
 };
 
 /* Sets up `c` for the configuration's AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE ("" is

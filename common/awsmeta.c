@@ -173,6 +173,7 @@ int awsmeta_init(struct awsmeta *m, const struct cfg *c, struct err *e)
         }
     } else if (c->s3_instance_credentials) {
         m->kind = AWSMETA_INSTANCE;
+        m->v1_disabled = c->aws_ec2_metadata_v1_disabled;
         snprintf(m->url, sizeof m->url, "%s", c->aws_ec2_metadata_service_endpoint);
         size_t n = strlen(m->url);
         while (n > 0 && m->url[n - 1] == '/') {
@@ -377,28 +378,63 @@ static int fetch_container(struct http *h, const struct awsmeta *m, long deadlin
     return ask(h, "GET", m->url, hd, auth[0] != '\0' ? 2 : 1, deadline, resp, e);
 }
 
-/* IMDSv2: a session token, the role's name, then its credentials. */
-static int fetch_instance(struct http *h, const struct awsmeta *m, long deadline,
-                          struct http_response *resp, struct err *e)
+/* IMDSv2's session token into `token`; or "" for IMDSv1, with why into `v1` (ERR_MSG_MAX
+ * bytes), when the token's PUT is refused (other than 400, a bad request) or not answered, as
+ * AWS's SDKs fall back: an instance or a proxy without IMDSv2, a container behind a hop limit of
+ * 1 that IMDSv2's answers do not reach. Unless IMDSv1 is off, the PUT has half the time left, so
+ * that the fallback has the other half. Returns 0, or -1 with why. */
+static int imds_token(struct http *h, const struct awsmeta *m, long deadline,
+                      struct http_response *resp, char *token, size_t cap, char *v1, struct err *e)
 {
-    char url[CFG_STR_MAX + 256], ttl[32], token[256], role[256];
+    char url[CFG_STR_MAX + 32], ttl[32];
     snprintf(ttl, sizeof ttl, "%d", AWSMETA_IMDS_TTL_S);
     snprintf(url, sizeof url, "%s/latest/api/token", m->url);
     struct http_header put[1] = {{"X-aws-ec2-metadata-token-ttl-seconds", ttl}};
-    if (ask(h, "PUT", url, put, 1, deadline, resp, e) < 0) {
-        return -1;
+    long now = clock_mono_ms();
+    struct err why = {{0}};
+    token[0] = v1[0] = '\0';
+    if (ask(h, "PUT", url, put, 1, m->v1_disabled ? deadline : now + (deadline - now) / 2, resp,
+            &why) < 0) {
+        if (m->v1_disabled || resp->status == 400) {
+            *e = why;
+            return -1;
+        }
+        snprintf(v1, ERR_MSG_MAX, "%s", why.msg);
+        return 0;
     }
-    if ((size_t)snprintf(token, sizeof token, "%s", text_of(resp)) >= sizeof token) {
+    if ((size_t)snprintf(token, cap, "%s", text_of(resp)) >= cap) {
         return err_set(e, "the instance metadata service gave a session token over %zu bytes",
-                       sizeof token - 1);
+                       cap - 1);
     }
     trim_in_place(token);
     if (token[0] == '\0' || !http_header_valid("X-aws-ec2-metadata-token", token)) {
         return err_set(e, "the instance metadata service gave no session token that can be sent");
     }
+    return 0;
+}
+
+/* ask() of IMDS, with the session token when there is one; an IMDSv1 failure says why IMDSv2
+ * was not used. */
+static int ask_imds(struct http *h, const char *url, const char *token, const char *v1,
+                    long deadline, struct http_response *resp, struct err *e)
+{
     struct http_header get[1] = {{"X-aws-ec2-metadata-token", token}};
+    if (ask(h, "GET", url, get, token[0] != '\0' ? 1 : 0, deadline, resp, e) < 0) {
+        return v1[0] != '\0' ? err_wrap(e, "IMDSv1, without a session token (%s)", v1) : -1;
+    }
+    return 0;
+}
+
+/* IMDSv2 (or v1, imds_token()): a session token, the role's name, then its credentials. */
+static int fetch_instance(struct http *h, const struct awsmeta *m, long deadline,
+                          struct http_response *resp, char *v1, struct err *e)
+{
+    char url[CFG_STR_MAX + 256], token[256], role[256];
+    if (imds_token(h, m, deadline, resp, token, sizeof token, v1, e) < 0) {
+        return -1;
+    }
     snprintf(url, sizeof url, "%s/latest/meta-data/iam/security-credentials/", m->url);
-    if (ask(h, "GET", url, get, 1, deadline, resp, e) < 0) {
+    if (ask_imds(h, url, token, v1, deadline, resp, e) < 0) {
         return -1;
     }
     const char *listed = text_of(resp);
@@ -418,7 +454,7 @@ static int fetch_instance(struct http *h, const struct awsmeta *m, long deadline
     if ((size_t)snprintf(url + n, sizeof url - n, "%s", role) >= sizeof url - n) {
         return err_set(e, "the instance's role name is too long: %s", role);
     }
-    return ask(h, "GET", url, get, 1, deadline, resp, e);
+    return ask_imds(h, url, token, v1, deadline, resp, e);
 }
 
 /* Appends `s` to `b` form-encoded (unreserved characters as they are, the rest %XX). */
@@ -518,13 +554,17 @@ int awsmeta_fetch(const struct awsmeta *m, struct awsmeta_keys *k, struct err *e
     struct http_response resp;
     http_response_init(&resp);
     long deadline = clock_mono_ms() + m->timeout_ms;
+    char v1[ERR_MSG_MAX] = "";
     int rc = m->kind == AWSMETA_CONTAINER  ? fetch_container(h, m, deadline, &resp, e)
-             : m->kind == AWSMETA_INSTANCE ? fetch_instance(h, m, deadline, &resp, e)
+             : m->kind == AWSMETA_INSTANCE ? fetch_instance(h, m, deadline, &resp, v1, e)
                                            : fetch_web_identity(h, m, deadline, &resp, e);
     if (rc == 0 && m->kind == AWSMETA_WEB_IDENTITY) {
         rc = awsmeta_parse_sts(text_of(&resp), k, e);
     } else if (rc == 0) {
         rc = awsmeta_parse(resp.body.len > 0 ? resp.body.data : "", resp.body.len, k, e);
+    }
+    if (rc == 0) {
+        memcpy(k->imds_v1, v1, sizeof k->imds_v1);
     }
     http_response_finish(&resp);
     http_destroy(h);

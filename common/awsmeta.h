@@ -5,7 +5,9 @@
  * Identity: AWS_CONTAINER_CREDENTIALS_FULL_URI or _RELATIVE_URI, with the Authorization value
  * from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, read at each fetch, or
  * AWS_CONTAINER_AUTHORIZATION_TOKEN), and the EC2 instance metadata service in its version 2
- * (a session token first, then the role's credentials). Both answer JSON with AccessKeyId,
+ * (a session token first, then the role's credentials), falling back to version 1 (no token) as
+ * AWS's SDKs do when the token is refused or not answered, unless AWS_EC2_METADATA_V1_DISABLED.
+ * Both answer JSON with AccessKeyId,
  * SecretAccessKey, Token and Expiration. Requests go straight to the endpoint: no proxy. */
 #ifndef PIXQ_AWSMETA_H
 #define PIXQ_AWSMETA_H
@@ -41,6 +43,7 @@ struct awsmeta {
     char profile[CFG_STR_MAX];
     char auth[CFG_TOKEN_MAX]; /* else this one; "" none */
     long timeout_ms;          /* a whole fetch, every request of it */
+    bool v1_disabled;         /* instance: no IMDSv1 fallback */
 };
 
 /* Keys as an endpoint gave them. */
@@ -48,7 +51,9 @@ struct awsmeta_keys {
     char access_key[CFG_STR_MAX];
     char secret_key[CFG_STR_MAX];
     char session_token[CFG_TOKEN_MAX];
-    time_t expires; /* 0: the answer named no Expiration */
+    time_t expires;            /* 0: the answer named no Expiration */
+    char imds_v1[ERR_MSG_MAX]; /* they came through IMDSv1: why IMDSv2's token did not come;
+                                * "" otherwise */
 };
 
 /* Sets up `m` from the configuration: STS with a web identity token when

@@ -89,6 +89,10 @@ static const struct cfg_entry table[] = {
     {"aws-ec2-metadata-service-endpoint", "AWS_EC2_METADATA_SERVICE_ENDPOINT", T_URL,
      F(aws_ec2_metadata_service_endpoint), 0, 0, "http://169.254.169.254", false,
      "the instance metadata service"},
+    {"aws-ec2-metadata-v1-disabled", "AWS_EC2_METADATA_V1_DISABLED", T_BOOL,
+     F(aws_ec2_metadata_v1_disabled), 0, 1, "0", false,
+     "never fall back to IMDSv1 (no session token) when IMDSv2's token is refused or not "
+     "answered"},
     {"s3-credentials-timeout-ms", "PIXQ_S3_CREDENTIALS_TIMEOUT_MS", T_LONG,
      F(s3_credentials_timeout_ms), 100, 60000, "2000", false,
      "whole time for one fetch of the S3 keys from a metadata endpoint"},

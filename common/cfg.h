@@ -52,6 +52,7 @@ struct cfg {
     char aws_role_session_name[CFG_STR_MAX];
     char aws_endpoint_url_sts[CFG_STR_MAX]; /* "": https://sts.<AWS_REGION>.amazonaws.com */
     char aws_ec2_metadata_service_endpoint[CFG_STR_MAX];
+    bool aws_ec2_metadata_v1_disabled;      /* no IMDSv1 fallback */
     long s3_credentials_timeout_ms;         /* one fetch from a metadata endpoint */
     long s3_credentials_process_timeout_ms; /* one run of a credential_process */
     long s3_credentials_refresh_ms;         /* fetched again this long before the keys expire */

@@ -13,7 +13,11 @@ keys the test sets, as AWS does:
   keys when the token is `web_token` (else 400 InvalidIdentityToken, in STS's XML).
 
 `down` makes every answer a 500; `hang` (seconds) holds every answer that long first, as an
-endpoint that does not answer. Every request is recorded (method, path, headers)."""
+endpoint that does not answer. For IMDS, `token_status` answers the token's PUT with that status
+instead (an IMDSv1-only instance, or a proxy, answers 403, 404 or 405), `token_hang` holds that
+answer (a container behind a hop limit of 1, which IMDSv2's answers do not reach), and `v1`
+takes GETs without a token (an instance that allows IMDSv1). Every request is recorded (method,
+path, headers)."""
 
 import http.server
 import json
@@ -30,6 +34,9 @@ class MetadataStub:
         self.auth = None  # the Authorization value /creds wants; None: any
         self.down = False
         self.hang = 0.0
+        self.token_status = None
+        self.token_hang = 0.0
+        self.v1 = False
         self.web_token = None  # the web identity token STS takes
         self.forms = []  # the forms POSTed to / (STS)
         self.requests = []
@@ -126,6 +133,10 @@ class MetadataStub:
             return self._sts(h, body)
         creds_path = "/latest/meta-data/iam/security-credentials/"
         if h.command == "PUT" and h.path == "/latest/api/token":
+            if self.token_hang:
+                time.sleep(self.token_hang)
+            if self.token_status is not None:
+                return self._answer(h, self.token_status, "")
             if not h.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
                 return self._answer(h, 400, "missing ttl")
             token = "imds-session-%d" % len(self.requests)
@@ -135,7 +146,8 @@ class MetadataStub:
         if h.command != "GET":
             return self._answer(h, 405, "")
         if h.path.startswith("/latest/"):
-            if h.headers.get("X-aws-ec2-metadata-token") not in self._tokens:
+            token = h.headers.get("X-aws-ec2-metadata-token")
+            if token not in self._tokens and not (self.v1 and token is None):
                 return self._answer(h, 401, "")
             if h.path == creds_path:
                 return self._answer(h, 200, ROLE)

@@ -1525,6 +1525,59 @@ class MetadataCredentialsTest(ThrottleCase):
         self.assertEqual([(e["source"], e["url"]) for e in worker.log_events("s3_credentials")],
                          [("instance", self.meta.base)])
 
+    def instance_worker(self, **extra):
+        return self.start_worker(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="",
+                                 PIXQ_S3_INSTANCE_CREDENTIALS="1",
+                                 AWS_EC2_METADATA_SERVICE_ENDPOINT=self.meta.base, **extra)
+
+    def check_imdsv1(self, job_id, reason):
+        """A job's upload signs with keys that came through IMDSv1 (no token), said once."""
+        worker = self.instance_worker(PIXQ_S3_CREDENTIALS_TIMEOUT_MS="1000")
+        self.push_jobs([self.job(job_id, "pixq-test", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "pixq-test", 1)
+        creds = "/latest/meta-data/iam/security-credentials/"
+        self.assertEqual([(m, p) for m, p, _ in self.meta.requests],
+                         [("PUT", "/latest/api/token"), ("GET", creds),
+                          ("GET", creds + metastub.ROLE)])
+        self.assertFalse([h for m, _, h in self.meta.requests
+                          if m == "GET" and "X-aws-ec2-metadata-token" in h])
+        said = worker.log_events("s3_credentials_imdsv1")
+        self.assertEqual(len(said), 1, said)
+        self.assertIn(reason, said[0]["reason"])
+        self.assertEqual([(e["source"], e["access_key_id_ends"]) for e in
+                          worker.log_events("s3_credentials_reloaded")], [("instance", "AONE")])
+
+    def test_instance_without_imdsv2_falls_back_to_imdsv1(self):
+        """The token's PUT answered 403 (an instance, or a proxy, without IMDSv2): the role's
+        keys come without a token, as AWS's SDKs take them. Before, the worker had no keys."""
+        self.meta.token_status, self.meta.v1 = 403, True
+        self.check_imdsv1("v1-403", "PUT %s/latest/api/token answered 403" % self.meta.base)
+
+    def test_token_not_answered_falls_back_to_imdsv1(self):
+        """The token's answer never comes (a container behind a hop limit of 1): the PUT has
+        half of PIXQ_S3_CREDENTIALS_TIMEOUT_MS, the keys come through IMDSv1 in the rest."""
+        self.meta.token_hang, self.meta.v1 = 5.0, True
+        self.check_imdsv1("v1-hung", "timed out")
+
+    def test_no_imdsv1_fallback_when_disabled(self):
+        """AWS_EC2_METADATA_V1_DISABLED=true: a refused token is the fetch's failure, no GET is
+        sent without one; and where IMDSv1 is off too, the failure of the fallback says why it
+        was tried."""
+        self.meta.token_status = 403
+        worker = self.instance_worker(AWS_EC2_METADATA_V1_DISABLED="true")
+        self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 20, "the refusal")
+        error = worker.log_events("s3_credentials_refused")[0]["error"]
+        self.assertEqual(error, "PUT %s/latest/api/token answered 403" % self.meta.base)
+        self.assertEqual(self.meta.paths("GET"), [])
+        self.kill_worker(worker, signal.SIGTERM)
+        worker = self.instance_worker()  # IMDSv1 allowed by pixq, refused by the instance
+        self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 20, "the refusal")
+        error = worker.log_events("s3_credentials_refused")[0]["error"]
+        self.assertEqual(error, "IMDSv1, without a session token (PUT %s/latest/api/token "
+                         "answered 403): GET %s/latest/meta-data/iam/security-credentials/ "
+                         "answered 401" % (self.meta.base, self.meta.base))
+        self.assertFalse(worker.log_events("s3_credentials_imdsv1"))
+
     def test_keys_refused_by_s3_are_fetched_again_at_once(self):
         """Keys revoked before their Expiration (a role's session revoked, keys rotated early):
         S3 refuses them, the worker asks the endpoint again at once and sends the request once
