@@ -35,10 +35,10 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: pixq-worker [--config FILE] [--SETTING VALUE]... [--print-config]\n\n"
-            "Serves the queues named by PIXQ_QUEUE until SIGTERM, SIGINT or SIGHUP. With\n"
-            "--processes N, a supervisor runs N worker processes and restarts any that die.\n\n");
+    fprintf(out, "usage: pixq-worker [--config FILE] [--SETTING VALUE]... [--print-config]\n\n"
+                 "Serves the queues named by PIXQ_QUEUE until SIGTERM, SIGINT, SIGHUP or SIGQUIT.\n"
+                 "With --processes N, a supervisor runs N worker processes and restarts any that\n"
+                 "die.\n\n");
     cfg_usage(out);
 }
 
@@ -107,7 +107,8 @@ static void install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL); /* a closed terminal, a "reload" habit: stop as gracefully */
+    sigaction(SIGHUP, &sa, NULL);  /* a closed terminal, a "reload" habit: stop as gracefully */
+    sigaction(SIGQUIT, &sa, NULL); /* nginx's and unicorn's graceful stop (no core dump) */
     signal(SIGPIPE, SIG_IGN);
 }
 

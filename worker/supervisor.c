@@ -37,7 +37,7 @@ struct sup {
     bool config_error; /* a child exited with SUPERVISOR_EXIT_CONFIG: the fleet stops */
 };
 
-static volatile sig_atomic_t stop_signal; /* the SIGTERM, SIGINT or SIGHUP received, 0: none */
+static volatile sig_atomic_t stop_signal; /* the SIGTERM, SIGINT, SIGHUP or SIGQUIT, 0: none */
 
 static void on_stop(int sig)
 {
@@ -58,6 +58,7 @@ static void install_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
     sa.sa_handler = on_child;
     sa.sa_flags = SA_NOCLDSTOP;
     sigaction(SIGCHLD, &sa, NULL);
@@ -137,6 +138,7 @@ static void child_main(struct sup *s, int cpu, const sigset_t *unblocked)
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    signal(SIGQUIT, SIG_DFL);
     s->o->child_setup();
     sigprocmask(SIG_SETMASK, unblocked, NULL);
     exit(s->o->child_run(s->o->cfg));
@@ -149,6 +151,7 @@ static void spawn(struct sup *s, long i)
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGQUIT);
     sigaddset(&block, SIGCHLD);
     sigprocmask(SIG_BLOCK, &block, &old);
     int cpu = s->o->cfg->cpu_affinity ? assigned_cpu(i) : -1;

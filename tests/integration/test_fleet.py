@@ -492,9 +492,15 @@ class SupervisorTest(FleetCase):
         self.wait_results(["pinned-single"])
 
     def test_sighup_stops_the_fleet_gracefully(self):
+        self.check_fleet_stop(signal.SIGHUP)
+
+    def test_sigquit_stops_the_fleet_gracefully(self):
+        self.check_fleet_stop(signal.SIGQUIT)
+
+    def check_fleet_stop(self, sig):
         prog = self.start_fleet()
         pids = self.child_pids(prog)
-        self.assertEqual(self.kill_worker(prog, signal.SIGHUP), 0)
+        self.assertEqual(self.kill_worker(prog, sig), 0)
         for pid in pids:
             self.assertTrue(gone(pid), "child %d is still there" % pid)
         self.assertEqual(self.redis.zrange(self.key("workers")), [])

@@ -1040,13 +1040,21 @@ class GracefulStopTest(ReliabilityCase):
 
     def test_sighup_is_a_graceful_stop(self):
         """A closed terminal or a "reload" habit: the job finishes as on SIGTERM."""
-        w, wid, _ = self.start_stalled_job("stop-hup", 10000)
-        w.proc.send_signal(signal.SIGHUP)
+        self.check_graceful(signal.SIGHUP, "stop-hup")
+
+    def test_sigquit_is_a_graceful_stop(self):
+        """nginx's and unicorn's graceful stop: before, it dumped core, and the job waited for
+        its lease to run again."""
+        self.check_graceful(signal.SIGQUIT, "stop-quit")
+
+    def check_graceful(self, sig, job_id):
+        w, wid, _ = self.start_stalled_job(job_id, 10000)
+        w.proc.send_signal(sig)
         time.sleep(0.3)
         self.src.release()
         status, _ = self.wait_exit(w, 15)
         self.assertEqual(status, 0)
-        self.assert_success("stop-hup")
+        self.assert_success(job_id)
         self.assertEqual(self.redis.keys(self.key("active:*")), [])
         self.assertNotIn(wid, self.live_workers())
 
