@@ -1,5 +1,6 @@
 #include "image.h"
 
+#include <ctype.h>
 #include <lcms2.h>
 #include <limits.h>
 #include <malloc.h>
@@ -98,14 +99,46 @@ long img_time_limit_s(void)
     return guard.cfg.time_s;
 }
 
+/* Whether `s` is the place ImageMagick names after " @ ": a severity, its file, its function and
+ * a line ("error/jpeg.c/JPEGProgressHandler/361"), nothing after it. */
+static bool magick_place(const char *s)
+{
+    int slashes = 0;
+    for (; *s != '\0'; s++) {
+        if (*s == ' ') {
+            return false;
+        }
+        slashes += *s == '/';
+    }
+    return slashes >= 3 && isdigit((unsigned char)s[-1]);
+}
+
+const char *img_magick_words(const char *text, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", text);
+    char *at = NULL;
+    for (char *p = strstr(out, " @ "); p != NULL; p = strstr(p + 1, " @ ")) {
+        at = p; /* the last one */
+    }
+    if (at != NULL && magick_place(at + 3)) {
+        *at = '\0';
+    }
+    size_t n = strlen(out);
+    if (n >= 3 && strcmp(out + n - 3, " `'") == 0) {
+        out[n - 3] = '\0';
+    }
+    return out;
+}
+
 int img_fail(MagickWand *w, const char *what, struct err *e)
 {
     ExceptionType severity = UndefinedException;
     char *text = w != NULL ? MagickGetException(w, &severity) : NULL;
+    char words[ERR_MSG_MAX];
     if (past_deadline(w)) {
         err_set(e, "%s: took longer than the limit of %ld s", what, guard.cfg.time_s);
     } else if (text != NULL && text[0] != '\0') {
-        err_set(e, "%s: %s", what, text);
+        err_set(e, "%s: %s", what, img_magick_words(text, words, sizeof words));
     } else {
         err_set(e, "%s failed", what);
     }
@@ -791,8 +824,10 @@ static bool image_error(MagickWand *r, const struct sniff_info *si, struct err *
     if (im == NULL || im->exception.severity < ErrorException) {
         return false;
     }
+    char words[ERR_MSG_MAX];
     err_set(e, "cannot read the %s image: %s", si->name,
-            im->exception.reason != NULL ? im->exception.reason : "corrupt");
+            img_magick_words(im->exception.reason != NULL ? im->exception.reason : "corrupt", words,
+                             sizeof words));
     return true;
 }
 
@@ -1322,8 +1357,10 @@ int img_resize(MagickWand *w, long width, long height, const char *what, struct 
                 return img_fail(w, what, e); /* says so */
             }
             const Image *im = GetImageFromMagickWand(w);
-            const char *detail =
-                im != NULL && im->exception.reason != NULL ? im->exception.reason : "";
+            char words[ERR_MSG_MAX];
+            const char *detail = img_magick_words(
+                im != NULL && im->exception.reason != NULL ? im->exception.reason : "", words,
+                sizeof words);
             return err_set(e, "%s: %s%s%s", what, why, detail[0] ? ": " : "", detail);
         case RESIZE_DECLINED:
             break;

@@ -82,9 +82,14 @@ void img_init(void);
 /* Stops ImageMagick at process exit. */
 void img_shutdown(void);
 
-/* Turns the wand's pending exception into `e` ("what: reason"); always returns -1. When the
- * wand's image is past its deadline, the message says so. */
+/* Turns the wand's pending exception into `e` ("what: reason", img_magick_words()); always
+ * returns -1. When the wand's image is past its deadline, the message says so. */
 int img_fail(MagickWand *w, const char *what, struct err *e);
+
+/* ImageMagick's message `text` without what only its developers read, into `out`: the source
+ * place it appends (" @ error/jpeg.c/JPEGProgressHandler/361") and an empty quote of the file
+ * (" `'"). Returns `out`. */
+const char *img_magick_words(const char *text, char *out, size_t cap);
 
 /* Whether the deadline the wand's current image carries (PIXQ_MAGICK_TIME_S from its source's
  * decoding) has passed: for pixq's own loops over rows, which ImageMagick's progress monitor

@@ -584,7 +584,8 @@ static int annotate_in_box(MagickWand *w, const DrawingWand *d, const struct tex
     if (img_past_deadline(w) || im->exception.reason == NULL) {
         return img_fail(w, fn, e);
     }
-    return err_set(e, "%s: %s", fn, im->exception.reason);
+    char words[ERR_MSG_MAX];
+    return err_set(e, "%s: %s", fn, img_magick_words(im->exception.reason, words, sizeof words));
 }
 
 /* Draws t->text on `w` in `fill` at t->gravity, moved by (x, y) as -annotate +x+y, or placed in
@@ -1316,8 +1317,11 @@ static int draw_band(MagickWand *w, const char *primitive, long y0, long rows, c
         mvg = NULL;
         Image *im = GetImageFromMagickWand(band);
         if (DrawImage(im, info) == MagickFalse) {
-            rc = err_set(e, "%s: %s", fn,
-                         im->exception.reason != NULL ? im->exception.reason : "failed");
+            char words[ERR_MSG_MAX];
+            rc = err_set(
+                e, "%s: %s", fn,
+                img_magick_words(im->exception.reason != NULL ? im->exception.reason : "failed",
+                                 words, sizeof words));
         } else if (MagickCompositeImage(w, band, CopyCompositeOp, 0, y0) == MagickFalse) {
             rc = img_fail(w, fn, e);
         }

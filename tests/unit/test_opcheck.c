@@ -470,6 +470,29 @@ static void test_output_formats(void)
     CHECK_INT(n, 8); /* a format added to image.c: this, and job_format_writable(), learn it */
 }
 
+/* ImageMagick's messages reach the user without its source places (img_magick_words()). */
+static void test_magick_words(void)
+{
+    static const char *const cases[][2] = {
+        {"too many scans `' @ error/jpeg.c/JPEGProgressHandler/361", "too many scans"},
+        {"improper image header `x.png' @ error/png.c/ReadPNGImage/3941",
+         "improper image header `x.png'"},
+        {"width or height exceeds limit `' @ error/cache.c/OpenPixelCache/3909",
+         "width or height exceeds limit"},
+        {"an @ b", "an @ b"},                                             /* not a place: kept */
+        {"mail me @ home/now/x/7 today", "mail me @ home/now/x/7 today"}, /* not at the end */
+        {"a @ b @ warning/x.c/F/12", "a @ b"},                            /* the last one */
+        {"", ""},
+        {"nothing to strip", "nothing to strip"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[ERR_MSG_MAX];
+        CHECK_STR(img_magick_words(cases[i][0], out, sizeof out), cases[i][1]);
+    }
+    char small[8]; /* cut to the buffer */
+    CHECK_STR(img_magick_words("too many scans `' @ error/jpeg.c/J/1", small, sizeof small),
+              "too man");
+}
+
 int main(void)
 {
     if (test_img_start("opcheck") < 0) {
@@ -480,6 +503,7 @@ int main(void)
     test_left_to_the_run();
     test_proc_check();
     test_output_formats();
+    test_magick_words();
     int rc = check_summary("opcheck");
     img_shutdown();
     return rc;
