@@ -349,6 +349,7 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
     }
     struct awsmeta meta = c->meta;
     meta.timeout_ms = cut ? budget_ms : meta.timeout_ms;
+    meta.cut = cut;
     struct awsmeta_keys k;
     int rc = awsmeta_fetch(&meta, &k, e);
     long after = clock_mono_ms(); /* the spacing counts from the fetch's end: a slow one too */

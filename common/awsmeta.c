@@ -381,8 +381,8 @@ static int fetch_container(struct http *h, const struct awsmeta *m, long deadlin
 /* IMDSv2's session token into `token`; or "" for IMDSv1, with why into `v1` (ERR_MSG_MAX
  * bytes), when the token's PUT is refused (other than 400, a bad request) or not answered, as
  * AWS's SDKs fall back: an instance or a proxy without IMDSv2, a container behind a hop limit of
- * 1 that IMDSv2's answers do not reach. Unless IMDSv1 is off, the PUT has half the time left, so
- * that the fallback has the other half. Returns 0, or -1 with why. */
+ * 1 that IMDSv2's answers do not reach. Unless IMDSv1 is off or the fetch is cut short, the PUT
+ * has half the time left, so that the fallback has the other half. Returns 0, or -1 with why. */
 static int imds_token(struct http *h, const struct awsmeta *m, long deadline,
                       struct http_response *resp, char *token, size_t cap, char *v1, struct err *e)
 {
@@ -393,9 +393,9 @@ static int imds_token(struct http *h, const struct awsmeta *m, long deadline,
     long now = clock_mono_ms();
     struct err why = {{0}};
     token[0] = v1[0] = '\0';
-    if (ask(h, "PUT", url, put, 1, m->v1_disabled ? deadline : now + (deadline - now) / 2, resp,
-            &why) < 0) {
-        if (m->v1_disabled || resp->status == 400) {
+    bool whole = m->v1_disabled || m->cut;
+    if (ask(h, "PUT", url, put, 1, whole ? deadline : now + (deadline - now) / 2, resp, &why) < 0) {
+        if (m->v1_disabled || resp->status == 400 || (m->cut && resp->status == 0)) {
             *e = why;
             return -1;
         }
@@ -420,7 +420,7 @@ static int ask_imds(struct http *h, const char *url, const char *token, const ch
 {
     struct http_header get[1] = {{"X-aws-ec2-metadata-token", token}};
     if (ask(h, "GET", url, get, token[0] != '\0' ? 1 : 0, deadline, resp, e) < 0) {
-        return v1[0] != '\0' ? err_wrap(e, "IMDSv1, without a session token (%s)", v1) : -1;
+        return v1[0] != '\0' ? err_wrap(e, "IMDSv1, without a session token (%.160s)", v1) : -1;
     }
     return 0;
 }

@@ -44,6 +44,8 @@ struct awsmeta {
     char auth[CFG_TOKEN_MAX]; /* else this one; "" none */
     long timeout_ms;          /* a whole fetch, every request of it */
     bool v1_disabled;         /* instance: no IMDSv1 fallback */
+    bool cut;                 /* the fetch has less time than usual (a request's last): the
+                               * token's PUT has all of it, and only its refusal means IMDSv1 */
 };
 
 /* Keys as an endpoint gave them. */

@@ -183,7 +183,7 @@ static const struct cfg_entry table[] = {
      "100", false,
      "a worker's first wait after a Redis failure, doubling up to PIXQ_REDIS_RETRY_MAX_MS (each "
      "wait 50-100 % of its step)"},
-    {"redis-retry-max-ms", "PIXQ_REDIS_RETRY_MAX_MS", T_LONG, F(redis_retry_max_ms), 1, 600000,
+    {"redis-retry-max-ms", "PIXQ_REDIS_RETRY_MAX_MS", T_LONG, F(redis_retry_max_ms), 1, 60000,
      "5000", false, "a worker's longest wait between tries of a Redis that fails"},
     {"settle-attempts", "PIXQ_SETTLE_ATTEMPTS", T_LONG, F(settle_attempts), 1, 1000, "50", false,
      "tries (PIXQ_REDIS_RETRY_MIN_MS doubling to PIXQ_REDIS_RETRY_MAX_MS apart) to record a job's "

@@ -320,7 +320,9 @@ static int move_needs_encoding(const struct job_save *dest, const struct src_ima
     return 0;
 }
 
-static int move_original(const struct job_save *dest, struct src_image *src,
+/* Keeps the job's source (`src`, loaded from `from`) as it came, or converted to the format
+ * `dest` names. */
+static int move_original(const struct job_save *dest, json_object *from, struct src_image *src,
                          const struct proc_opts *o, const struct proc_sink *sink, struct err *e)
 {
     bool encode = false;
@@ -336,7 +338,7 @@ static int move_original(const struct job_save *dest, struct src_image *src,
         snprintf(as.format, sizeof as.format, "png");
     }
     if (src_decode(src, NULL, e) < 0) { /* a converted copy is the whole image */
-        return -1;
+        return src_blame(from, src, e);
     }
     MagickWand *copy = CloneMagickWand(src->wand);
     if (copy == NULL) {
@@ -369,7 +371,7 @@ int proc_pre_process(const struct job *j, const struct src_loader *l, struct src
         if (main_src->wand == NULL && src_open(l, j->src, main_src, e) < 0) {
             return src_blame(j->src, main_src, e);
         }
-        if (move_original(step->move, main_src, o, sink, e) < 0) {
+        if (move_original(step->move, j->src, main_src, o, sink, e) < 0) {
             return err_wrap(e, "move_original");
         }
     }

@@ -28,12 +28,14 @@ struct run_state {
 
 /* ---------------------------------------------------------------- failures */
 
+#define JOB_FAILED "Image processing failed. " /* Blitline's words before a job's failure */
+
 /* Blitline's "Image processing failed. <why>" for the whole job, the first error if none came
  * before. */
 static void job_error(struct run_state *t, const char *why)
 {
     char msg[ERR_MSG_MAX + 32];
-    snprintf(msg, sizeof msg, "Image processing failed. %s", why);
+    snprintf(msg, sizeof msg, JOB_FAILED "%s", why);
     result_add_error(t->result, msg);
     if (t->first_error[0] == '\0') {
         snprintf(t->first_error, ERR_MSG_MAX, "%.*s", ERR_MSG_MAX - 1, msg);
@@ -94,7 +96,8 @@ static void fail_output(struct run_state *t, const char *image_identifier, const
 }
 
 /* A source's failure that ends a job run before says so: "... (the job ran 3 times, each
- * failing on a source)" (a run that fails otherwise does not run again), the reason cut to fit. */
+ * failing on a source)" (a run that fails otherwise does not run again), the reason cut so that
+ * the whole, after JOB_FAILED, fits in a first_error (the dead entry's). */
 static void say_runs(const struct job *j, struct err *e)
 {
     long runs = job_attempt(j);
@@ -103,9 +106,10 @@ static void say_runs(const struct job *j, struct err *e)
     }
     char tail[96];
     int n = snprintf(tail, sizeof tail, " (the job ran %ld times, each failing on a source)", runs);
+    size_t room = sizeof e->msg - 1 - (sizeof JOB_FAILED - 1);
     size_t keep = strlen(e->msg);
-    if (keep + (size_t)n >= sizeof e->msg) {
-        keep = sizeof e->msg - 1 - (size_t)n;
+    if (keep + (size_t)n > room) {
+        keep = room - (size_t)n;
         while (keep > 0 && ((unsigned char)e->msg[keep] & 0xC0) == 0x80) {
             keep--; /* not inside a UTF-8 character */
         }

@@ -22,10 +22,11 @@
 #include "run.h"
 #include "upload.h"
 
-#define MIN_BLOCK_MS  10  /* shortest blocking wait for a job */
-#define REDIS_TICK_MS 100 /* a blocking wait may end this late (Redis's default hz 10) */
-#define STALE_NAP_MS  50  /* look again this soon whether an overdue lease holds again */
-#define EPOCH_MAX     48  /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
+#define MIN_BLOCK_MS      10   /* shortest blocking wait for a job */
+#define STOP_RETRY_MAX_MS 1000 /* while stopping, a refused write is tried again this often */
+#define REDIS_TICK_MS     100  /* a blocking wait may end this late (Redis's default hz 10) */
+#define STALE_NAP_MS      50   /* look again this soon whether an overdue lease holds again */
+#define EPOCH_MAX         48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
 /* script_retried() stops trying well within the hour the key of a split.lua or adopt.lua call
  * lives (pixq:{Q}:split:<call>, pixq:{Q}:adopt:<job_id>) */
 #define CALL_RETRY_MAX_MS (50L * 60 * 1000)
@@ -176,11 +177,12 @@ static bool stop_ends_retries(const struct worker *w, const char *msg)
 }
 
 /* The wait of `ms` between retries of a Redis write that failed with `msg`: a stop ends it
- * unless it waits for the refusal to pass (stop_ends_retries). */
+ * unless it waits for the refusal to pass (stop_ends_retries), trying again at least every
+ * STOP_RETRY_MAX_MS (PIXQ_REDIS_RETRY_MAX_MS may be a minute). */
 static void retry_nap(struct worker *w, long ms, const char *msg)
 {
     if (*w->stop && !stop_ends_retries(w, msg)) {
-        clock_sleep_ms(ms);
+        clock_sleep_ms(ms < STOP_RETRY_MAX_MS ? ms : STOP_RETRY_MAX_MS);
     } else {
         nap(w, ms);
     }

@@ -549,10 +549,9 @@ class CorruptTest(HostileImageTestCase):
         self.refuse_bytes("png-crc", bytes(data), "cannot read the PNG image")
         self.assert_still_serving()
 
-    def test_progressive_jpeg_of_too_many_scans(self):
-        """ImageMagick stops a JPEG after 1024 scans, but hands back the partial image with the
-        error on it: the job's functions ran on it and it failed at the save, "encode: too many
-        scans". It fails as the read it is."""
+    def too_many_scans(self):
+        """A progressive JPEG of 1100 more scans than it has: its header reads, its pixels fail
+        ("too many scans")."""
         data = subprocess.run(["convert", "-size", "64x64", "gradient:red-blue", "-interlace",
                                "JPEG", "jpeg:-"], check=True, capture_output=True).stdout
         scans, i = [], jpeg_segments(data)[-1][0]  # the first SOS
@@ -566,7 +565,29 @@ class CorruptTest(HostileImageTestCase):
             i = j
         self.assertGreater(len(scans), 3)
         smallest = min(scans[1:], key=len)  # an AC scan: repeated, a warning each, then too many
-        bomb = data[:i] + smallest * 1100 + data[i:]
+        return data[:i] + smallest * 1100 + data[i:]
+
+    def test_source_converted_by_move_original_that_does_not_decode(self):
+        """move_original converting the source (to the PNG its key names) decodes it first:
+        its failure names the source, as the job's own decode does."""
+        src = self.src.add("/moved-scans.jpg", self.too_many_scans())
+        job = self.job("moved-scans", src)
+        job["pre_process"] = [{"move_original": {"s3_destination": {
+            "bucket": self.buckets[0], "key": "orig/moved-scans.png"}}}]
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/moved-scans")
+        # (without ImageMagick's " `' @ error/jpeg.c/JPEGProgressHandler/361" after it)
+        self.assertEqual(pb.json["results"].get("errors"), [
+            "Image processing failed. move_original: Failed to load image at '%s': cannot read "
+            "the JPEG image: too many scans" % src], pb.json)
+        self.assertEqual(self.s3.get_object(self.buckets[0], "orig/moved-scans.png")[0], 404)
+        self.assert_still_serving()
+
+    def test_progressive_jpeg_of_too_many_scans(self):
+        """ImageMagick stops a JPEG after 1024 scans, but hands back the partial image with the
+        error on it: the job's functions ran on it and it failed at the save, "encode: too many
+        scans". It fails as the read it is."""
+        bomb = self.too_many_scans()
         error = self.refuse_bytes("jpeg-scans", bomb, "cannot read the JPEG image: too many "
                                   "scans", ".jpg")
         self.assertNotIn("encode", error)
