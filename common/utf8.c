@@ -26,6 +26,18 @@ size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
+size_t utf8_cut(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n <= max) {
+        return n;
+    }
+    while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80) {
+        max--;
+    }
+    return max;
+}
+
 char *utf8_valid_dup(const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;

@@ -10,6 +10,10 @@
  * not one (an overlong form, a surrogate, past U+10FFFF, cut short). */
 size_t utf8_seq(const unsigned char *s, size_t n);
 
+/* The length of the longest start of the string `s` of at most `max` bytes that does not end
+ * inside a UTF-8 character (a cut there would leave half of one). */
+size_t utf8_cut(const char *s, size_t max);
+
 /* A malloc'd copy of the string `s` with every byte that is not part of valid UTF-8 replaced by
  * U+FFFD; NULL if out of memory. */
 char *utf8_valid_dup(const char *s);

@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "process.h"
 #include "upload.h"
+#include "utf8.h"
 
 #define MAX_POSTBACK_BODY 65536 /* bytes of a postback response read */
 #define MAX_OUT_HEADERS   32    /* headers on one upload */
@@ -109,10 +110,7 @@ static void say_runs(const struct job *j, struct err *e)
     size_t room = sizeof e->msg - 1 - (sizeof JOB_FAILED - 1);
     size_t keep = strlen(e->msg);
     if (keep + (size_t)n > room) {
-        keep = room - (size_t)n;
-        while (keep > 0 && ((unsigned char)e->msg[keep] & 0xC0) == 0x80) {
-            keep--; /* not inside a UTF-8 character */
-        }
+        keep = utf8_cut(e->msg, room - (size_t)n);
     }
     snprintf(e->msg + keep, sizeof e->msg - keep, "%s", tail);
 }

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "ops.h"
 #include "settags.h"
+#include "utf8.h"
 
 /* ---------------------------------------------------------------- references */
 
@@ -153,8 +154,8 @@ static int src_reference(const struct src_loader *l, const char *identifier, str
 {
     const struct src_ref *ref = ref_find(l->refs, identifier);
     if (ref == NULL) {
-        return err_set(e, "Image reference '%.200s' not found. Preprocessing probably failed.",
-                       identifier);
+        return err_set(e, "Image reference '%.*s' not found. Preprocessing probably failed.",
+                       (int)utf8_cut(identifier, 200), identifier);
     }
     out->wand = CloneMagickWand(ref->image);
     if (out->wand == NULL || buf_append(&out->bytes, ref->bytes.data, ref->bytes.len) < 0) {
@@ -289,8 +290,9 @@ size_t src_shown(json_object *src, char out[static SRC_SHOWN_MAX + 2])
     if (strlen(out) <= SRC_SHOWN_MAX) {
         return strlen(out);
     }
-    memcpy(out + SRC_SHOWN_MAX - 3, "...", 4);
-    return SRC_SHOWN_MAX - 3;
+    size_t cut = utf8_cut(out, SRC_SHOWN_MAX - 3);
+    memcpy(out + cut, "...", 4);
+    return cut;
 }
 
 bool src_quoted_in(json_object *src, const struct err *e)

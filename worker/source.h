@@ -82,7 +82,8 @@ int src_open_bytes(const struct src_loader *l, struct buf *bytes, struct src_ima
                    struct err *e);
 
 /* Writes `src` as an error message quotes it into `out`: a string with a URL's password as
- * "***" (cfg_redact_url()), an object as JSON; at most SRC_SHOWN_MAX bytes, a cut marked "...".
+ * "***" (cfg_redact_url()), an object as JSON; at most SRC_SHOWN_MAX bytes, a cut (between
+ * UTF-8 characters) marked "...".
  * Returns how many bytes of `out` are the src's own (all but that "..."). */
 size_t src_shown(json_object *src, char out[static SRC_SHOWN_MAX + 2]);
 

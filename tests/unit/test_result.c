@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "result.h"
+#include "utf8.h"
 
 /* Blitline's documented success payload (BLITLINE.md 6.2), with pixq's values. */
 static void test_success_shape(void)
@@ -260,8 +261,29 @@ static void test_errors_are_utf8(void)
     result_destroy(r);
 }
 
+/* utf8_cut(): a cut that quotes a string never ends inside a character. */
+static void test_utf8_cut(void)
+{
+    CHECK_INT(utf8_cut("abc", 5), 3);
+    CHECK_INT(utf8_cut("abc", 3), 3);
+    CHECK_INT(utf8_cut("abc", 2), 2);
+    CHECK_INT(utf8_cut("a\xc3\xa9"
+                       "b",
+                       2),
+              1); /* not inside the 'é' */
+    CHECK_INT(utf8_cut("a\xc3\xa9"
+                       "b",
+                       3),
+              3);
+    CHECK_INT(utf8_cut("\xe2\x82\xac\xe2\x82\xac", 5), 3); /* 3-byte euro signs */
+    CHECK_INT(utf8_cut("\xf0\x9f\x98\x80!", 3), 0);        /* a 4-byte emoji */
+    CHECK_INT(utf8_cut("", 0), 0);
+    CHECK_INT(utf8_cut("x", 0), 0);
+}
+
 int main(void)
 {
+    test_utf8_cut();
     test_errors_are_utf8();
     test_success_shape();
     test_failure_shape();
