@@ -234,6 +234,12 @@ static const struct cfg_entry table[] = {
      "lowest rate the adaptive limiter slows a bucket to, PUT/s"},
     {"s3-cooldown-ms", "PIXQ_S3_COOLDOWN_MS", T_LONG, F(s3_cooldown_ms), 0, 600000, "1000", false,
      "throttling answers within this of a decrease count as the same congestion episode"},
+    {"s3-expect-continue-bytes", "PIXQ_S3_EXPECT_CONTINUE_BYTES", T_LONG,
+     F(s3_expect_continue_bytes), 0, 1073741824L, "1048576", false,
+     "an upload of this many bytes or more asks S3 first (Expect: 100-continue), so that a "
+     "refusal (SlowDown, a wrong region) comes before the body is sent; 0: never"},
+    {"s3-expect-continue-ms", "PIXQ_S3_EXPECT_CONTINUE_MS", T_LONG, F(s3_expect_continue_ms), 1,
+     60000, "1000", false, "the body is sent anyway after this long without S3's answer"},
     {"s3-idle-ms", "PIXQ_S3_IDLE_MS", T_LONG, F(s3_idle_ms), 1000, 3600000, "20000", false,
      "an S3 connection idle this long is not reused (S3 closes idle ones at about 20 s)"},
     {"rl-idle-ttl-s", "PIXQ_RL_IDLE_TTL_S", T_LONG, F(rl_idle_ttl_s), 60, 365 * 86400L, "86400",

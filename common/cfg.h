@@ -115,6 +115,8 @@ struct cfg {
     double s3_min_rate;
     long s3_cooldown_ms;
     long s3_idle_ms;
+    long s3_expect_continue_bytes; /* uploads this large ask first (Expect: 100-continue)... */
+    long s3_expect_continue_ms;    /* ...and send the body after this long without answer */
     long rl_idle_ttl_s;
     long blob_ttl_s;
     long max_parked_mb; /* of one queue; 0: no limit */

@@ -161,8 +161,10 @@ static struct curl_slist *build_headers(const struct http_request *req, struct e
         }
     }
     struct curl_slist *list = NULL;
-    /* curl would send "Expect: 100-continue" for large bodies: one round trip lost */
-    list = curl_slist_append(list, "Expect:");
+    /* curl would send "Expect: 100-continue" for large bodies: one round trip lost, unless the
+     * request asks for it */
+    bool expect = req->expect_continue_ms > 0 && req->body_len > 0;
+    list = curl_slist_append(list, expect ? "Expect: 100-continue" : "Expect:");
     /* and a body without a Content-Type its POST's application/x-www-form-urlencoded: S3 would
      * store an upload whose job removed the type ("Content-Type": "") as a form */
     if (list != NULL && !has_header(req, "Content-Type")) {
@@ -285,6 +287,9 @@ static void set_options(CURL *c, const struct http_request *req, struct curl_sli
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    if (req->expect_continue_ms > 0) {
+        curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, req->expect_continue_ms);
+    }
     /* a HEAD has no body to cap: its Content-Length is not held against the cap (the answer to
      * a wait_for_s3 HEAD of an object over 64 KiB was lost) */
     body->check_length = req->max_body > 0 && strcmp(req->method, "HEAD") != 0;

@@ -43,6 +43,9 @@ struct http_request {
     long low_speed_time_s;
     bool path_as_is; /* send the path exactly as given, "." and ".." segments too (an S3 key:
                       * the signature covers the path, and "../other-bucket/" is a key there) */
+    long expect_continue_ms; /* > 0: send "Expect: 100-continue" and the body only once the
+                              * server says so (a refusal comes before it), or this many ms
+                              * without an answer; 0: the body goes at once */
 };
 
 struct http_response {

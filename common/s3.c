@@ -390,6 +390,11 @@ static int request_once(struct http *h, const struct s3_config *c, const struct 
             .max_body = call->max_body,
             .fresh_connect = stale_connection(c),
             .path_as_is = true,
+            .expect_continue_ms = c->expect_continue_bytes > 0 &&
+                                          call->len >= c->expect_continue_bytes &&
+                                          strcmp(call->method, "PUT") == 0
+                                      ? c->expect_continue_ms
+                                      : 0,
         };
         rc = http_perform(h, &req, resp, e);
         used_connection(c);

@@ -31,6 +31,9 @@ struct s3_config {
                                 always reuse */
     long *last_used_ms;      /* monotonic ms of the last request through this config, or NULL */
     long retry_after_max_ms; /* a 429's or 503's Retry-After is read up to this; 0: not read */
+    size_t expect_continue_bytes; /* a PUT of this many bytes or more asks "Expect: 100-continue"
+                                   * (S3 refuses before the body goes); 0: never */
+    long expect_continue_ms;      /* and sends the body anyway after this long without answer */
 };
 
 struct s3_object {

@@ -1147,6 +1147,8 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
         .max_idle_ms = c->s3_idle_ms,
         .last_used_ms = &r->s3_last_used_ms,
         .retry_after_max_ms = c->retry_after_max_ms,
+        .expect_continue_bytes = (size_t)c->s3_expect_continue_bytes,
+        .expect_continue_ms = c->s3_expect_continue_ms,
     };
     if (c->aws_shared_credentials_file[0] != '\0') {
         r->s3.creds = &r->creds;

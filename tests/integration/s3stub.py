@@ -246,7 +246,7 @@ class Record:
     """One request the stub received."""
 
     __slots__ = ("time", "decided", "end", "method", "bucket", "key", "status", "code", "region",
-                 "verified", "fault", "port", "size", "amz_date")
+                 "verified", "fault", "port", "size", "amz_date", "expect")
 
     def __init__(self, **kw):
         for name in self.__slots__:
@@ -293,6 +293,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """The Date of every answer, by the stub's clock (as S3 says its own time)."""
         return super().date_time_string(self.server.owner.clock() if timestamp is None
                                         else timestamp)
+
+    def handle_expect_100(self):
+        """A client asking first (Expect: 100-continue): a refusal set by refuse_before_body()
+        is answered before the body comes, as S3 answers one; else 100 Continue."""
+        self.pixq_expect = True
+        if self.server.owner._refuse_before_body(self):
+            return False
+        return super().handle_expect_100()
 
     def do_PUT(self):
         self.server.owner._handle(self)
@@ -444,6 +452,7 @@ class S3Stub:
             self._stalled = 0
             self._resets = {}  # bucket -> [remaining, after_bytes]
             self._drops = {}  # bucket -> remaining (None: every one)
+            self._early = {}  # bucket -> [status, code, remaining (None: every one)]
             self._slow_rate = {}  # bucket -> PUTs per sliding second
             self._slow_prob = {}  # bucket -> probability
             self._accepted = collections.defaultdict(collections.deque)  # bucket -> PUT times
@@ -460,6 +469,14 @@ class S3Stub:
             self._fails.setdefault(bucket, []).append(
                 _Fail(status, code, count, tuple(methods), key_prefix,
                       message or "injected %s" % code, headers or {}, any_region))
+
+    def refuse_before_body(self, bucket, status, code, count=None):
+        """Answer the next `count` (None: every) PUTs to bucket that ask first (Expect:
+        100-continue) with status and code before their body comes, and close the connection.
+        Such a request is recorded with fault "before_body" and size 0; its signature is checked
+        from its headers (a bad one is answered as such instead)."""
+        with self._lock:
+            self._early[bucket] = [status, code, count]
 
     def stall(self, bucket, seconds, methods=("HEAD",), count=None):
         """Hold the answer to the next `count` (None: every) `methods` requests to bucket for
@@ -559,13 +576,41 @@ class S3Stub:
         key = text(parts[1]) if len(parts) > 1 else ""
         return path, query, bucket, key
 
-    def _handle(self, h):
-        rec = Record(time=time.time(), method=h.command, port=h.client_address[1], size=0)
-        path, query, rec.bucket, rec.key = self._split_path(h.path)
-        # header values too arrive as Latin-1: recover their bytes, as UTF-8 text
+    @staticmethod
+    def _headers(h):
+        """The request's headers as [(name, value)] and {lower name: value}: values arrive as
+        Latin-1, their bytes recovered as UTF-8 text."""
         headers = [(n, v.encode("latin-1", "replace").decode("utf-8", "surrogateescape"))
                    for n, v in h.headers.items()]
-        hmap = {n.lower(): v for n, v in headers}
+        return headers, {n.lower(): v for n, v in headers}
+
+    def _refuse_before_body(self, h):
+        path, query, bucket, key = self._split_path(h.path)
+        with self._lock:
+            early = self._early.get(bucket)
+            if h.command != "PUT" or early is None or early[2] == 0:
+                return False
+            early[2] = None if early[2] is None else early[2] - 1
+        rec = Record(time=time.time(), method=h.command, port=h.client_address[1], size=0,
+                     bucket=bucket, key=key, fault="before_body", expect=True)
+        headers, hmap = self._headers(h)  # the signature is checked from the headers alone
+        denied = self._authenticate(h, rec, path, query, headers, hmap)
+        rec.status, rec.code = denied[:2] if denied is not None else early[:2]
+        message = denied[2] if denied is not None else "injected %s before the body" % rec.code
+        rec.end = time.time()
+        with self._lock:
+            self._records.append(rec)
+        h.close_connection = True
+        self._answer(h, rec, rec.status, rec.code, message, {"Connection": "close"}, None)
+        self._write_log(rec)
+        return True
+
+    def _handle(self, h):
+        rec = Record(time=time.time(), method=h.command, port=h.client_address[1], size=0,
+                     expect=getattr(h, "pixq_expect", False))
+        h.pixq_expect = False
+        path, query, rec.bucket, rec.key = self._split_path(h.path)
+        headers, hmap = self._headers(h)
         hold = 0
         with self._lock:
             stall = self._stalls.get(rec.bucket)

@@ -1438,6 +1438,29 @@ class CredentialsFileTest(ThrottleCase):
                       % self.creds_path, worker.log_events("upload_retry")[0]["error"])
 
 
+class ExpectContinueTest(ThrottleCase):
+    """PIXQ_S3_EXPECT_CONTINUE_BYTES: an upload that large asks S3 first (Expect:
+    100-continue), as AWS's SDKs do from 1 MB, so that a refusal (SlowDown, a wrong region) comes
+    before its body is sent, not after."""
+
+    def test_large_upload_asks_first(self):
+        small = self.start_worker()  # the default, 1 MiB: these outputs do not ask
+        self.push_jobs([self.job("ec-small", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["ec-small"])["ec-small"], "ec-small",
+                             "pixq-test", 1)
+        self.assertEqual([r.expect for r in self.s3.records(method="PUT")], [False])
+        self.kill_worker(small, signal.SIGTERM)
+        self.s3.refuse_before_body("pixq-test", 503, "SlowDown", count=1)
+        worker = self.start_worker(PIXQ_S3_EXPECT_CONTINUE_BYTES="1")
+        self.push_jobs([self.job("ec-1", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["ec-1"])["ec-1"], "ec-1", "pixq-test", 1)
+        puts = self.s3.records(method="PUT", key="ec-1/0.png")
+        self.assertEqual([(r.fault, r.status, r.expect) for r in puts],
+                         [("before_body", 503, True), (None, 200, True)], puts)
+        self.assertEqual(puts[0].size, 0)  # refused before its body came
+        self.assertGreater(puts[1].size, 0)
+        self.assertEqual(len(worker.log_events("upload_retry")), 1)
+
 class MetadataCredentialsTest(ThrottleCase):
     """Temporary keys from a metadata endpoint, as AWS hands them to a role: a container's
     credentials endpoint (an ECS task role, EKS Pod Identity) or the EC2 instance metadata
