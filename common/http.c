@@ -17,14 +17,17 @@
 
 struct http {
     CURL *curl;
+    bool no_expect; /* a server answered "Expect: 100-continue" 417: never asked again */
 };
 
 struct sink {
     struct buf *b;
     bool overflow;
-    struct buf *head;  /* the last response's header lines */
-    long status;       /* the status line's, of the response whose headers are coming */
-    bool check_length; /* a 2xx's Content-Length is held against b->max */
+    struct buf *head;    /* the last response's header lines */
+    long status;         /* the status line's, of the response whose headers are coming */
+    bool check_length;   /* a 2xx's Content-Length is held against b->max */
+    bool expecting;      /* the request asked "Expect: 100-continue" */
+    bool expect_refused; /* ...and was answered 417 Expectation Failed */
 };
 
 /* The guard of one request, as curl's callbacks see it. */
@@ -105,6 +108,12 @@ static size_t header_cb(char *p, size_t size, size_t n, void *user)
         buf_reset(s->head);
         const char *space = memchr(p, ' ', len);
         s->status = space != NULL ? header_number(p, len, (size_t)(space - p)) : -1;
+        if (s->expecting && s->status == 417) {
+            /* libcurl would send it again asking again (the header is ours, not its own, which
+             * it drops after a 417), and again: thousands of times */
+            s->expect_refused = true;
+            return 0;
+        }
     }
     buf_append(s->head, p, len); /* overflow only loses headers, never the request */
     /* a 2xx that says it is larger than the cap fails before its body is read; another answer's
@@ -396,9 +405,10 @@ static char *url_escaped(const char *url)
 /* http_perform() once; *died tells whether the request went out on a kept-alive connection that
  * died before a byte of an answer came back. */
 static int perform_once(struct http *h, const struct http_request *req, struct http_response *resp,
-                        bool *died, struct err *e)
+                        bool *died, bool *expect_refused, struct err *e)
 {
     *died = false;
+    *expect_refused = false;
     reset_response(req, resp);
     if (req->guard != NULL && netguard_check_url(req->guard, req->url, e) < 0) {
         resp->refused = true;
@@ -408,7 +418,9 @@ static int perform_once(struct http *h, const struct http_request *req, struct h
     if (headers == NULL) {
         return -1;
     }
-    struct sink body = {.b = &resp->body, .head = &resp->head};
+    struct sink body = {.b = &resp->body,
+                        .head = &resp->head,
+                        .expecting = req->expect_continue_ms > 0 && req->body_len > 0};
     struct guard_ctx guard = {.guard = req->guard};
     char errbuf[CURL_ERROR_SIZE] = "";
     char *escaped = url_escaped(req->url);
@@ -435,6 +447,7 @@ static int perform_once(struct http *h, const struct http_request *req, struct h
         return err_set(e, "the answer has a header line over libcurl's limit of %d bytes",
                        CURL_MAX_HTTP_HEADER);
     }
+    *expect_refused = body.expect_refused;
     if (rc != CURLE_OK) {
         long connects = -1; /* 0: the transfer reused a connection */
         curl_easy_getinfo(h->curl, CURLINFO_NUM_CONNECTS, &connects);
@@ -452,8 +465,18 @@ static int perform_once(struct http *h, const struct http_request *req, struct h
 int http_perform(struct http *h, const struct http_request *req, struct http_response *resp,
                  struct err *e)
 {
-    bool died;
-    int rc = perform_once(h, req, resp, &died, e);
+    bool died, no_expect;
+    struct http_request plain = *req;
+    plain.expect_continue_ms = h->no_expect ? 0 : req->expect_continue_ms;
+    int rc = perform_once(h, &plain, resp, &died, &no_expect, e);
+    if (rc < 0 && no_expect) {
+        /* a store that does not take "Expect: 100-continue" (417): the body goes at once, now
+         * and from now on */
+        LOG_INFO("http_expect_refused", "method=%s action=send_without_expect", req->method);
+        h->no_expect = true;
+        plain.expect_continue_ms = 0;
+        rc = perform_once(h, &plain, resp, &died, &no_expect, e);
+    }
     if (rc < 0 && died) {
         /* the server closed the connection as the request went out on it (idle too long on its
          * side): nothing was answered, so the request is sent once more, on a new connection.
@@ -462,9 +485,9 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
         char q[ERR_MSG_MAX + 16];
         LOG_DEBUG("http_connection_died", "method=%s error=%s", req->method,
                   log_quote(e->msg, q, sizeof q));
-        struct http_request fresh = *req;
+        struct http_request fresh = plain;
         fresh.fresh_connect = true;
-        rc = perform_once(h, &fresh, resp, &died, e);
+        rc = perform_once(h, &fresh, resp, &died, &no_expect, e);
     }
     return rc;
 }

@@ -45,7 +45,8 @@ struct http_request {
                       * the signature covers the path, and "../other-bucket/" is a key there) */
     long expect_continue_ms; /* > 0: send "Expect: 100-continue" and the body only once the
                               * server says so (a refusal comes before it), or this many ms
-                              * without an answer; 0: the body goes at once */
+                              * without an answer; 0: the body goes at once. A server answering
+                              * 417 gets it at once, and the client never asks again */
 };
 
 struct http_response {

@@ -452,7 +452,7 @@ class S3Stub:
             self._stalled = 0
             self._resets = {}  # bucket -> [remaining, after_bytes]
             self._drops = {}  # bucket -> remaining (None: every one)
-            self._early = {}  # bucket -> [status, code, remaining (None: every one)]
+            self._early = {}  # bucket -> [status, code, remaining (None: every one), close]
             self._slow_rate = {}  # bucket -> PUTs per sliding second
             self._slow_prob = {}  # bucket -> probability
             self._accepted = collections.defaultdict(collections.deque)  # bucket -> PUT times
@@ -470,13 +470,14 @@ class S3Stub:
                 _Fail(status, code, count, tuple(methods), key_prefix,
                       message or "injected %s" % code, headers or {}, any_region))
 
-    def refuse_before_body(self, bucket, status, code, count=None):
+    def refuse_before_body(self, bucket, status, code, count=None, close=True):
         """Answer the next `count` (None: every) PUTs to bucket that ask first (Expect:
-        100-continue) with status and code before their body comes, and close the connection.
-        Such a request is recorded with fault "before_body" and size 0; its signature is checked
-        from its headers (a bad one is answered as such instead)."""
+        100-continue) with status and code before their body comes, and close the connection
+        (or, not `close`, keep it for the next request, as a store answering 417 Expectation
+        Failed does). Such a request is recorded with fault "before_body" and size 0; its
+        signature is checked from its headers (a bad one is answered as such instead)."""
         with self._lock:
-            self._early[bucket] = [status, code, count]
+            self._early[bucket] = [status, code, count, close]
 
     def stall(self, bucket, seconds, methods=("HEAD",), count=None):
         """Hold the answer to the next `count` (None: every) `methods` requests to bucket for
@@ -593,15 +594,22 @@ class S3Stub:
             early[2] = None if early[2] is None else early[2] - 1
         rec = Record(time=time.time(), method=h.command, port=h.client_address[1], size=0,
                      bucket=bucket, key=key, fault="before_body", expect=True)
-        headers, hmap = self._headers(h)  # the signature is checked from the headers alone
-        denied = self._authenticate(h, rec, path, query, headers, hmap)
-        rec.status, rec.code = denied[:2] if denied is not None else early[:2]
-        message = denied[2] if denied is not None else "injected %s before the body" % rec.code
+        denied = None
+        try:
+            headers, hmap = self._headers(h)  # the signature is checked from the headers alone
+            denied = self._authenticate(h, rec, path, query, headers, hmap)
+            rec.status, rec.code = denied[:2] if denied is not None else early[:2]
+            message = (denied[2] if denied is not None
+                       else "injected %s before the body" % rec.code)
+        except Exception as exc:  # a bug in the stub must not look like a worker failure
+            rec.status, rec.code, message, rec.fault = 500, "InternalError", repr(exc), "stub-error"
         rec.end = time.time()
         with self._lock:
             self._records.append(rec)
-        h.close_connection = True
-        self._answer(h, rec, rec.status, rec.code, message, {"Connection": "close"}, None)
+        close = early[3] or denied is not None
+        h.close_connection = close
+        self._answer(h, rec, rec.status, rec.code, message,
+                     {"Connection": "close"} if close else {}, None)
         self._write_log(rec)
         return True
 
