@@ -363,6 +363,19 @@ static void answer_error(const struct s3_call *call, const struct target *t,
             message[0] ? ": " : "", message, answered ? cut : "");
 }
 
+/* How long a PUT waits for S3's "100 Continue" before sending its body (0: it does not ask):
+ * PIXQ_S3_EXPECT_CONTINUE_MS for a body of PIXQ_S3_EXPECT_CONTINUE_BYTES or more, at most half of
+ * the request's time (a store that never answers 100 would spend it all). */
+static long asks_first(const struct s3_config *c, const struct s3_call *call)
+{
+    if (c->expect_continue_bytes == 0 || call->len < c->expect_continue_bytes ||
+        strcmp(call->method, "PUT") != 0) {
+        return 0;
+    }
+    long half = c->timeout_ms / 2;
+    return c->expect_continue_ms < half ? c->expect_continue_ms : half > 0 ? half : 1;
+}
+
 static int request_once(struct http *h, const struct s3_config *c, const struct s3_object *o,
                         const struct s3_call *call, struct http_response *resp,
                         struct s3_reply *reply, struct err *e)
@@ -390,11 +403,7 @@ static int request_once(struct http *h, const struct s3_config *c, const struct 
             .max_body = call->max_body,
             .fresh_connect = stale_connection(c),
             .path_as_is = true,
-            .expect_continue_ms = c->expect_continue_bytes > 0 &&
-                                          call->len >= c->expect_continue_bytes &&
-                                          strcmp(call->method, "PUT") == 0
-                                      ? c->expect_continue_ms
-                                      : 0,
+            .expect_continue_ms = asks_first(c, call),
         };
         rc = http_perform(h, &req, resp, e);
         used_connection(c);

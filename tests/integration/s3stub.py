@@ -300,6 +300,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.pixq_expect = True
         if self.server.owner._refuse_before_body(self):
             return False
+        if self.server.owner._split_path(self.path)[2] in self.server.owner.no_continue:
+            return True  # no 100: the client sends its body after its own wait
         return super().handle_expect_100()
 
     def do_PUT(self):
@@ -453,6 +455,7 @@ class S3Stub:
             self._resets = {}  # bucket -> [remaining, after_bytes]
             self._drops = {}  # bucket -> remaining (None: every one)
             self._early = {}  # bucket -> [status, code, remaining (None: every one), close]
+            self.no_continue = set()  # buckets whose PUTs asking first get no "100 Continue"
             self._slow_rate = {}  # bucket -> PUTs per sliding second
             self._slow_prob = {}  # bucket -> probability
             self._accepted = collections.defaultdict(collections.deque)  # bucket -> PUT times

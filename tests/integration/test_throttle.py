@@ -1463,6 +1463,22 @@ class ExpectContinueTest(ThrottleCase):
         self.assertGreater(puts[1].size, 0)
         self.assertEqual(len(worker.log_events("upload_retry")), 1)
 
+    def test_store_that_never_answers_continue(self):
+        """A store that never answers "100 Continue": the body goes after
+        PIXQ_S3_EXPECT_CONTINUE_MS, but never later than half of PIXQ_S3_TIMEOUT_MS (a wait of
+        60 s against a timeout of 2 s failed every large upload)."""
+        self.s3.no_continue.add("pixq-test")
+        worker = self.start_worker(PIXQ_S3_EXPECT_CONTINUE_BYTES="1",
+                                   PIXQ_S3_EXPECT_CONTINUE_MS="60000", PIXQ_S3_TIMEOUT_MS="2000")
+        self.push_jobs([self.job("nc-1", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["nc-1"])["nc-1"], "nc-1", "pixq-test", 1)
+        puts = self.s3.records(method="PUT")
+        self.assertEqual([(r.status, r.expect) for r in puts], [(200, True)], puts)
+        waited = puts[0].end - puts[0].time  # from its headers to its whole body
+        self.assertGreaterEqual(waited, 0.9)
+        self.assertLess(waited, 1.9)
+        self.assertFalse(worker.log_events("upload_retry"))
+
     def test_store_that_refuses_to_be_asked(self):
         """A store answering 417 Expectation Failed (on a connection it keeps) gets the body at
         once, and is not asked again. Before, libcurl sent the PUT again asking again, 5,689
