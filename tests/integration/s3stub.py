@@ -298,6 +298,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """A client asking first (Expect: 100-continue): a refusal set by refuse_before_body()
         is answered before the body comes, as S3 answers one; else 100 Continue."""
         self.pixq_expect = True
+        if self.server.owner._drop_before_continue(self):
+            return False
         if self.server.owner._refuse_before_body(self):
             return False
         if self.server.owner._split_path(self.path)[2] in self.server.owner.no_continue:
@@ -512,7 +514,8 @@ class S3Stub:
         it: a third of the body (at most 1 MiB) is taken in, as a TCP stack would while the close
         crosses the request, the rest left unread (so the close is a reset, and the client is
         still sending when it comes). Recorded with status 0 and fault "dropped"; a PUT on a new
-        connection is served."""
+        connection is served. A PUT that asks first (Expect: 100-continue) finds it closed before
+        any "100 Continue": S3 closed it, so none comes, and no body is sent."""
         with self._lock:
             self._drops[bucket] = count
 
@@ -672,7 +675,9 @@ class S3Stub:
             raise ValueError("body too large")
         return h.rfile.read(n) if n > 0 else b""
 
-    def _maybe_drop(self, h, rec):
+    def _drop_due(self, h, rec):
+        """Whether drop_reused() drops this request (counted, and the connection's requests
+        counted); rec gets the fault."""
         served = getattr(h, "pixq_served", 0)  # requests this connection carried before
         h.pixq_served = served + 1
         if h.command != "PUT" or served == 0:
@@ -683,6 +688,26 @@ class S3Stub:
             if self._drops[rec.bucket] is not None:
                 self._drops[rec.bucket] -= 1
             rec.status, rec.code, rec.fault = 0, "", "dropped"
+        return True
+
+    def _drop_before_continue(self, h):
+        _, _, bucket, key = self._split_path(h.path)
+        rec = Record(time=time.time(), method=h.command, port=h.client_address[1], size=0,
+                     bucket=bucket, key=key, expect=True)
+        if not self._drop_due(h, rec):
+            h.pixq_served -= 1  # counted again by _handle()
+            return False
+        rec.end = time.time()
+        with self._lock:
+            self._records.append(rec)
+        os.close(h.connection.detach())
+        h.close_connection = True
+        self._write_log(rec)
+        return True
+
+    def _maybe_drop(self, h, rec):
+        if not self._drop_due(h, rec):
+            return False
         n = int(h.headers.get("Content-Length") or 0)  # see drop_reused()
         h.rfile.read(min(n // 3, 1 << 20))
         rec.end = time.time()

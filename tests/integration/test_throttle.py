@@ -2376,9 +2376,18 @@ class DroppedConnectionTest(ThrottleCase):
     OUTPUTS = 40
 
     def test_request_on_a_connection_closed_under_it_is_sent_again(self):
+        # the body goes with the request (it does not ask first): the close comes while it is
+        # still being sent
+        self.check_sent_again(PIXQ_S3_EXPECT_CONTINUE_BYTES=0)
+
+    def test_request_asking_first_on_a_connection_closed_under_it_is_sent_again(self):
+        # the outputs (4 MB) ask first (Expect: 100-continue): the close comes before any answer
+        self.check_sent_again()
+
+    def check_sent_again(self, **env):
         self.s3.drop_reused("pixq-test")  # every PUT on a kept-alive connection
         self.limit("pixq-test", 1000, 1000)  # all at once, none parked
-        worker = self.start_worker(PIXQ_S3_MAX_ATTEMPTS=1)
+        worker = self.start_worker(PIXQ_S3_MAX_ATTEMPTS=1, **env)
         src = self.src.add("/src/big.jpg", harness.corpus("cups-2560x1600.jpg"))
         # 40 crops, not resizes: under ASan on a busy machine 40 resizes took the job 60 s
         functions = [{"name": "crop", "params": {"x": i, "y": 0, "width": 1280, "height": 800},
@@ -2401,6 +2410,8 @@ class DroppedConnectionTest(ThrottleCase):
         # every output but the first went out on the kept-alive connection first
         self.assertEqual([r.fault or r.status for r in puts],
                          [200] + ["dropped", 200] * (self.OUTPUTS - 1))
+        asked = "PIXQ_S3_EXPECT_CONTINUE_BYTES" not in env
+        self.assertEqual({r.expect for r in puts}, {asked})
         events = worker.log_events("s3_put")
         self.assertEqual([e["status"] for e in events], ["200"] * self.OUTPUTS)  # none failed
         self.assertEqual(lost, [])
