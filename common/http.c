@@ -161,6 +161,12 @@ static bool has_header(const struct http_request *req, const char *name)
     return false;
 }
 
+/* Whether the request asks "Expect: 100-continue" before its body. */
+static bool expects_continue(const struct http_request *req)
+{
+    return req->expect_continue_ms > 0 && req->body_len > 0;
+}
+
 static struct curl_slist *build_headers(const struct http_request *req, struct err *e)
 {
     for (size_t i = 0; i < req->n_headers; i++) {
@@ -172,8 +178,7 @@ static struct curl_slist *build_headers(const struct http_request *req, struct e
     struct curl_slist *list = NULL;
     /* curl would send "Expect: 100-continue" for large bodies: one round trip lost, unless the
      * request asks for it */
-    bool expect = req->expect_continue_ms > 0 && req->body_len > 0;
-    list = curl_slist_append(list, expect ? "Expect: 100-continue" : "Expect:");
+    list = curl_slist_append(list, expects_continue(req) ? "Expect: 100-continue" : "Expect:");
     /* and a body without a Content-Type its POST's application/x-www-form-urlencoded: S3 would
      * store an upload whose job removed the type ("Content-Type": "") as a form */
     if (list != NULL && !has_header(req, "Content-Type")) {
@@ -418,9 +423,7 @@ static int perform_once(struct http *h, const struct http_request *req, struct h
     if (headers == NULL) {
         return -1;
     }
-    struct sink body = {.b = &resp->body,
-                        .head = &resp->head,
-                        .expecting = req->expect_continue_ms > 0 && req->body_len > 0};
+    struct sink body = {.b = &resp->body, .head = &resp->head, .expecting = expects_continue(req)};
     struct guard_ctx guard = {.guard = req->guard};
     char errbuf[CURL_ERROR_SIZE] = "";
     char *escaped = url_escaped(req->url);

@@ -297,10 +297,12 @@ size_t src_shown(json_object *src, char out[static SRC_SHOWN_MAX + 2])
 
 bool src_quoted_in(json_object *src, const struct err *e)
 {
+    if (!json_object_is_type(src, json_type_string)) {
+        return false;
+    }
     char shown[SRC_SHOWN_MAX + 2];
-    char head[SRC_SHOWN_MAX + 2];
-    snprintf(head, sizeof head, "%.*s", (int)src_shown(src, shown), shown);
-    return json_object_is_type(src, json_type_string) && strstr(e->msg, head) != NULL;
+    shown[src_shown(src, shown)] = '\0'; /* its own bytes, without the cut's "..." */
+    return strstr(e->msg, shown) != NULL;
 }
 
 int src_blame(json_object *src, const struct src_image *im, struct err *e)
