@@ -15,6 +15,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -1695,7 +1696,9 @@ class BadArgumentsTest(unittest.TestCase):
 
     def run_cli(self, args, input=None):
         env = clean_env()
-        env["PIXQ_REDIS_URL"] = "redis://127.0.0.1:%d/0" % free_port()  # nothing listens
+        # nothing listens, and nothing can start to: the port stays bound (never listening) for
+        # the test; a port from free_port() can be taken by a test running beside this one
+        env["PIXQ_REDIS_URL"] = "redis://127.0.0.1:%d/0" % harness.refused_port(self)
         env["PIXQ_REDIS_TIMEOUT_MS"] = "500"
         return subprocess.run([CONFIG.pixq, *args], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, timeout=scaled(30),
@@ -1747,7 +1750,16 @@ class BadArgumentsTest(unittest.TestCase):
         """redis://[::1]:PORT is an address to connect to, named as written; before, the port
         was read from the first colon and the URL refused as a usage error."""
         env = clean_env()
-        port = free_port()
+        # a port on ::1 held bound and not listening for the test (as harness.refused_port on
+        # 127.0.0.1): nothing else can take it meanwhile. Without IPv6 nothing can listen on
+        # ::1 at all, and any port does.
+        held = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self.addCleanup(held.close)
+        try:
+            held.bind(("::1", 0))
+            port = held.getsockname()[1]
+        except OSError:
+            port = free_port()
         env["PIXQ_REDIS_URL"] = "redis://[::1]:%d/0" % port
         r = subprocess.run([CONFIG.pixq, "queues"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=scaled(30))
