@@ -142,6 +142,28 @@ def refused_port(test):
     return s.getsockname()[1]
 
 
+def held_port_socket():
+    """A socket bound to a free port of 127.0.0.1, with SO_REUSEADDR, never listening: while it
+    is open, no other bind to port 0 (another test's server, free_port()) is handed that port,
+    but a server that sets SO_REUSEADDR too (redis-server, pixq-worker's metrics listener) can
+    still bind and listen on it. Closing it gives the port back."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((LOOPBACK, 0))
+    return s
+
+
+def reserved_port(test):
+    """A TCP port on 127.0.0.1 kept for a server the test starts later (a worker's
+    --metrics-addr): held by held_port_socket() until the test ends, so a test running beside
+    it cannot take it between this call and the server's bind (free_port() leaves that window
+    open). Only for servers that set SO_REUSEADDR; connections to it are refused until one
+    listens."""
+    s = held_port_socket()
+    test.addCleanup(s.close)
+    return s.getsockname()[1]
+
+
 def log_seconds(event):
     """When a log event was logged: its ts (2026-11-28T06:01:02.345Z, UTC, to the ms) in seconds
     since the epoch, as time.time() gives them."""
@@ -948,10 +970,10 @@ def start_cluster_node(test):
     its port once it answers PING."""
     folder = Path(tempfile.mkdtemp(prefix="pixq-cluster-"))
     test.addCleanup(shutil.rmtree, folder, True)
-    port = free_port()
+    port = reserved_port(test)  # held for the test: see reserved_port()
     # its own bus port: by default port + 10000, past 65535 for a high free port
     node = subprocess.Popen(["redis-server", "--port", str(port), "--bind", LOOPBACK,
-                             "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                             "--cluster-enabled", "yes", "--cluster-port", str(reserved_port(test)),
                              "--dir", str(folder), "--save", "", "--appendonly", "no",
                              "--logfile", str(folder / "node.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -986,6 +1008,9 @@ class RedisServer(_Daemon):
         self.log_path = self.dir / "redis.log"
         self.port = None
         self.appendonly = appendonly
+        # the port, held from start() to release_port() (see held_port_socket()): no other
+        # test's server can take it, at the start or while restart() has the server down
+        self._hold = None
 
     def _write_conf(self):
         conf = self.dir / "redis.conf"
@@ -1007,12 +1032,21 @@ class RedisServer(_Daemon):
         if shutil.which("redis-server") is None:
             raise AssertionError("redis-server is not installed: run scripts/bootstrap")
         for _ in range(5):
-            self.port = free_port()
+            self.release_port()
+            self._hold = held_port_socket()
+            self.port = self._hold.getsockname()[1]
             self._spawn()
             if self._wait_ready(timeout):
                 return self
-            self.stop()  # the port was taken between the probe and the bind: try another
+            self.stop()  # the port could not be had after all: try another
+        self.release_port()
         raise AssertionError("redis-server did not start:\n" + tail(self.log_path, 30))
+
+    def release_port(self):
+        """Stop holding the port (after stop(): the server is not restarted again)."""
+        if self._hold is not None:
+            self._hold.close()
+            self._hold = None
 
     def shutdown(self, sig=signal.SIGTERM, timeout=20):
         """Stop the server with `sig` (SIGTERM: a clean shutdown that flushes the AOF; SIGKILL:
@@ -1356,6 +1390,7 @@ class PixqTestCase(unittest.TestCase):
         self.cli_logs = []
 
         self.redis_server = RedisServer(self.tmp / "redis", appendonly=self.redis_appendonly)
+        self.addCleanup(self.redis_server.release_port)  # after stop(): cleanups run last first
         self.addCleanup(self.redis_server.stop)
         self.redis_server.start()
         self.s3 = self.make_s3()
