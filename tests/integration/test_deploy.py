@@ -288,7 +288,7 @@ class SandboxedWorkerTest(PixqTestCase):
         return prog
 
     def test_job_end_to_end_in_the_sandbox(self):
-        port = harness.free_port()
+        port = harness.reserved_port(self)  # held for the test: the worker binds it
         prog = self.start_sandboxed(PIXQ_PROCESSES=2, PIXQ_LOG_LEVEL="info",
                                     PIXQ_METRICS_ADDR="127.0.0.1:%d" % port,
                                     PIXQ_CPU_AFFINITY=1)
@@ -455,7 +455,7 @@ class EnvExampleTest(unittest.TestCase):
         for addr, status, reason in cases:
             for args in ((), ("--processes", "2")):
                 env = dict(clean_env(), PIXQ_METRICS_ADDR=addr,
-                           PIXQ_REDIS_URL="redis://127.0.0.1:%d/0" % harness.free_port())
+                           PIXQ_REDIS_URL="redis://127.0.0.1:%d/0" % harness.refused_port(self))
                 r = subprocess.run([CONFIG.worker, *args], env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True,
                                    timeout=harness.scaled(20))

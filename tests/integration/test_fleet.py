@@ -26,7 +26,7 @@ import time
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
-from harness import (CONFIG, LOOPBACK, PixqTestCase, free_port, http_request,  # noqa: E402
+from harness import (CONFIG, LOOPBACK, PixqTestCase, http_request, reserved_port,  # noqa: E402
                      log_seconds, scaled)
 
 TINY = "/tiny.png"
@@ -248,7 +248,7 @@ class FleetCase(PixqTestCase):
     def setUp(self):
         super().setUp()
         self.src.add(TINY, tiny_png())
-        self.metrics_port = free_port()
+        self.metrics_port = reserved_port(self)  # held for the test: a later worker binds it
 
     def job(self, job_id, path=TINY, stamp=True):
         job = self.make_job(self.src.url(path), key="fleet/%s.png" % job_id,

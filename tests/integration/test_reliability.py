@@ -1441,7 +1441,7 @@ class FencingTest(ReliabilityCase):
         settlement finds the lease lost: no retry of A's is scheduled (finish.lua writes
         nothing), so A counts no pixq_postbacks_total{outcome="retried"} (it did: the outcome was
         counted before the settlement), nor given_up (the run B took over posts back)."""
-        port = harness.free_port()
+        port = harness.reserved_port(self)  # held for the test: the worker binds it
         a = self.start_worker("--metrics-addr", "127.0.0.1:%d" % port)
         self.worker_id(a)
         self.postbacks.hold_next(1)
