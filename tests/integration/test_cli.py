@@ -711,9 +711,14 @@ class RedisRestartTest(CliCase):
         self.redis_server.shutdown()
         self.assertEqual(self.run_pixq("stats").returncode, 1)
         proc = self.start_cli("stats", "--json", "--watch", "0.2", "--count", "2")
-        time.sleep(0.5)
+        # Redis comes back once pixq has found it down (its first line), not after a fixed
+        # 0.5 s: a sanitized pixq on a busy machine may not have tried by then
+        ready, _, _ = select.select([proc.stderr], [], [], scaled(20))
+        self.assertTrue(ready, "pixq said nothing of the Redis that is down")
+        first = proc.stderr.readline()
         self.redis_server.restart()
         out, err = proc.communicate(timeout=scaled(20))
+        err = first + err
         self.assertEqual(proc.returncode, 0, err)
         self.assertEqual(len(out.splitlines()), 2)
         self.assertRegex(err, r"^pixq: stats: redis unavailable \(cannot connect to redis at "
