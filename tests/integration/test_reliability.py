@@ -334,9 +334,12 @@ class RedisRestartTest(ReliabilityCase):
         self.redis.close()
         self.redis_server.shutdown()
         w = self.start_worker()
-        time.sleep(1.0)
-        w.check_alive()
-        self.assertTrue(w.log_events("start_failed"), "the worker did not notice Redis is down")
+        # waited for, not a fixed second: a sanitized worker on a busy machine takes a good
+        # part of one to start (its libraries, ImageMagick) before it first tries Redis
+        self.wait_until(lambda: w.log_events("start_failed"), 10,
+                        "the worker to notice Redis is down")
+        time.sleep(0.5)
+        w.check_alive()  # and it waits, not exits
         self.redis_server.restart()
         self.push_jobs([self.tiny_job("late-redis")])
         self.wait_for_postback(timeout=20, job_id="late-redis")
