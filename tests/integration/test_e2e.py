@@ -386,7 +386,8 @@ class JobDownloadTimeTest(E2ETestCase):
         self.assertEqual(len(errors), 1, pb.json)
         self.assertIn("the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (2500 ms) "
                       "in all", errors[0])
-        self.assertEqual(self.src.requests("/o.png"), 3)  # 1 s, 1 s, cut at 0.5 s
+        # 1 s, 1 s, cut at 0.5 s; on a machine slow to reach the first, the third may not start
+        self.assertIn(self.src.requests("/o.png"), (2, 3))
         self.assertEqual(self.src.requests("/m.png"), 1)
         self.assertLess(took, scaled(6), took)  # one run: final, not retried
         self.assertEqual(len(self.postbacks.postbacks), 1)
