@@ -169,14 +169,30 @@ static int batch_grow(struct batch *b, struct err *e)
     return 0;
 }
 
-/* netguard_check_url_form() of a job's postback_url, the URL in the reason as the worker
- * shows it (credentials redacted). */
-static int postback_url_form(const char *url, struct err *e)
+/* netguard_check_url_form() of a URL of the job (`what`: "postback_url", "src"), the URL in the
+ * reason as the worker shows it (credentials redacted). */
+static int url_form(const char *what, const char *url, struct err *e)
 {
     if (netguard_check_url_form(url, e) < 0) {
         char shown[512];
         cfg_redact_url(url, shown, sizeof shown);
-        return err_wrap(e, "postback_url %.300s", shown);
+        return err_wrap(e, "%s %.300s", what, shown);
+    }
+    return 0;
+}
+
+/* url_form() of the job's src when it is a URL (not an "&identifier" or an object), and of its
+ * pre_process jobs': the worker would fail the job for good on it, after its queue wait. */
+static int src_url_form(const struct job *j, const char *what, struct err *e)
+{
+    const char *url = job_src_url(j);
+    if (url != NULL && url[0] != '&' && url_form(what, url, e) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < j->n_pre; i++) {
+        if (j->pre[i].job != NULL && src_url_form(j->pre[i].job, "pre_process src", e) < 0) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -199,9 +215,10 @@ static struct job *check_job(const struct cfg *cfg, json_object *obj, struct err
     }
     /* as the worker's guard: PIXQ_MAX_SAVES, a bucket S3 refuses, a postback_url no worker
      * could reach (its network policy is the workers' own: a literal address is theirs to
-     * check); the worker could not even say why */
+     * check), the worker could not even say why; a src no worker can download */
     if (job_check_saves(j, cfg->max_saves, e) < 0 || job_check_destinations(j, e) < 0 ||
-        (j->postback_url != NULL && postback_url_form(j->postback_url, e) < 0)) {
+        (j->postback_url != NULL && url_form("postback_url", j->postback_url, e) < 0) ||
+        src_url_form(j, "src", e) < 0) {
         job_destroy(j);
         return NULL;
     }

@@ -517,6 +517,30 @@ class SubmitTest(CliCase):
             job = self.job_text("pb-ok-%d" % i, postback_url=url)
             self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(job)), "pb-ok-%d\n" % i)
 
+    def test_src_no_worker_can_download_is_refused(self):
+        """A src URL that is not http(s) or has no host would fail for good on the worker, after
+        its wait in the queue: submit refuses it, a pre_process job's too, its password not
+        shown. An "&identifier" and a canvas are not URLs, and go."""
+        for src, why in (("not a url", "src not a url: only http:// and https:// URLs are "
+                                       "allowed"),
+                         ("ftp://u:secret@127.0.0.1/a.jpg", "src ftp://u:***@127.0.0.1/a.jpg: "
+                                                            "only http:// and https:// URLs are "
+                                                            "allowed"),
+                         ("http:///a.jpg", "src http:///a.jpg: the URL has no usable host")):
+            with self.subTest(src=src):
+                job = self.job_text("src-1", src=src)
+                r = self.run_pixq("submit", "-", input=json.dumps(job))
+                self.assert_refused(r, "(stdin):1: invalid job: " + why, "nothing was enqueued")
+                self.assertNotIn("secret", r.stderr)
+        pre = self.job_text("src-pre", pre_process=[{"job": {
+            "src": "gopher://x/y.png", "functions": [{"name": "no_op", "save": {
+                "image_identifier": "p"}}]}}])
+        r = self.run_pixq("submit", "-", input=json.dumps(pre))
+        self.assert_refused(r, "(stdin):1: invalid job: pre_process src gopher://x/y.png: only "
+                            "http:// and https:// URLs are allowed", "nothing was enqueued")
+        canvas = self.job_text("src-canvas", src={"name": "canvas", "width": 8, "height": 8})
+        self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(canvas)), "src-canvas\n")
+
     def test_too_many_saves_are_refused(self):
         """PIXQ_MAX_SAVES, which the worker's first step checks, is checked by submit too,
         pre_process saves counted, as PIXQ_MAX_JOB_BYTES and PIXQ_MAX_FUNCTIONS are."""
