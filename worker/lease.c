@@ -372,6 +372,11 @@ static void *run_thread(void *arg)
         now = clock_mono_ms();
         if (*l->stop && deadline == 0) {
             deadline = now + l->cfg->shutdown_timeout_ms;
+            /* said at once: the job may take until the deadline, and the loop says nothing
+             * before worker_stop */
+            LOG_INFO("worker_stopping", "worker=%s signal=%d job=%s shutdown_timeout_ms=%ld",
+                     l->wid, (int)*l->stop, atomic_load(&l->job_cpu_ms) >= 0 ? "running" : "none",
+                     l->cfg->shutdown_timeout_ms);
         }
         if (deadline != 0 && now >= deadline) {
             /* a job whose postback is on its way is let finish that (given back, it would be

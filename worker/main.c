@@ -25,12 +25,13 @@
 #include "supervisor.h"
 #include "worker.h"
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested; /* the signal that asked (0: none yet) */
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (stop_requested == 0) {
+        stop_requested = sig;
+    }
 }
 
 static void usage(FILE *out)

@@ -952,6 +952,12 @@ class GracefulStopTest(ReliabilityCase):
     def test_job_finishes_within_the_deadline(self):
         w, wid, _ = self.start_stalled_job("stop-a", 10000)
         w.proc.send_signal(signal.SIGTERM)
+        # said at once, while the job still waits for its source (it said nothing until
+        # worker_stop, when the job was done)
+        stopping = self.wait_until(lambda: w.log_events("worker_stopping"), 5, "worker_stopping")
+        self.assertEqual((stopping[0].get("signal"), stopping[0].get("job"),
+                          stopping[0].get("shutdown_timeout_ms")), ("15", "running", "10000"),
+                         stopping)
         time.sleep(0.3)
         after = self.push_jobs([self.tiny_job("after-stop")])[0]  # not taken: stops reserving
         time.sleep(0.5)
@@ -988,6 +994,8 @@ class GracefulStopTest(ReliabilityCase):
         self.assertEqual(status, 0)
         self.assertEqual(w.log_events("job_start"), [])
         self.assertEqual(len(w.log_events("job_not_started")), 1)
+        self.assertEqual([(e.get("signal"), e.get("job")) for e in w.log_events("worker_stopping")],
+                         [("15", "none")])
         self.assertEqual(self.redis.lrange(self.key("jobs")), [payload])
         self.assertEqual(self.redis.keys(self.key("active:*")), [])
         self.assertEqual(self.results("late"), [])
