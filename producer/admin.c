@@ -687,10 +687,18 @@ static int limit_set(struct admin *a, const struct cfg *cfg, const char *bucket,
 static int limit_reset(struct admin *a, const struct cfg *cfg, const char *bucket)
 {
     struct err e = {{0}};
-    if (limit_write(a, cfg, bucket, NULL, NULL, &e) < 0) {
+    char key[RQ_KEY_MAX];
+    snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
+    /* said, so that a misspelt bucket is seen: the reset itself changes nothing then */
+    redisReply *had = rq_command(a->rq, &e, "HEXISTS %s rate", key);
+    bool override = had != NULL && had->type == REDIS_REPLY_INTEGER && had->integer == 1;
+    freeReplyObject(had);
+    if (had == NULL || limit_write(a, cfg, bucket, NULL, NULL, &e) < 0) {
         return cli_fail("limit reset: %s", e.msg);
     }
-    printf("%s: back to the default rate\n", bucket);
+    printf(override ? "%s: back to the default rate\n"
+                    : "%s: had no limit of its own (at the default rate already)\n",
+           bucket);
     return CLI_OK;
 }
 

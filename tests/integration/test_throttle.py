@@ -2555,7 +2555,13 @@ class LimitCliTest(ThrottleCase):
                            int(time.time() * 1e6) + 2_000_000)
         self.assertTrue(1500 <= self.show()["bkt-a"]["backlog_ms"] <= 2000)
         r = self.run_pixq("limit", "reset", "bkt-a")
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual((r.returncode, r.stdout), (0, "bkt-a: back to the default rate\n"),
+                         r.stderr)
+        # a bucket without an override (misspelt?) is said to be one, not "back to" anything
+        r = self.run_pixq("limit", "reset", "bkt-typo")
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "bkt-typo: had no limit of its own (at the default rate already)\n"),
+                         r.stderr)
         state = self.show()["bkt-a"]
         self.assertEqual((state["rate"], state["burst"], state["override"]), (10.0, 20, False))
         self.assertNotIn("rate", self.limiter("bkt-a"))
