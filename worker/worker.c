@@ -22,11 +22,13 @@
 #include "run.h"
 #include "upload.h"
 
-#define MIN_BLOCK_MS      10   /* shortest blocking wait for a job */
-#define STOP_RETRY_MAX_MS 1000 /* while stopping, a refused write is tried again this often */
-#define REDIS_TICK_MS     100  /* a blocking wait may end this late (Redis's default hz 10) */
-#define STALE_NAP_MS      50   /* look again this soon whether an overdue lease holds again */
-#define EPOCH_MAX         48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
+#define MIN_BLOCK_MS 10 /* shortest blocking wait for a job */
+/* the stats counter of postbacks that failed with no retry to come (`pixq stats`) */
+#define POSTBACKS_GIVEN_UP "postbacks_given_up"
+#define STOP_RETRY_MAX_MS  1000 /* while stopping, a refused write is tried again this often */
+#define REDIS_TICK_MS      100  /* a blocking wait may end this late (Redis's default hz 10) */
+#define STALE_NAP_MS       50   /* look again this soon whether an overdue lease holds again */
+#define EPOCH_MAX          48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
 /* script_retried() stops trying well within the hour the key of a split.lua or adopt.lua call
  * lives (pixq:{Q}:split:<call>, pixq:{Q}:adopt:<job_id>) */
 #define CALL_RETRY_MAX_MS (50L * 60 * 1000)
@@ -582,7 +584,7 @@ struct settlement {
     const char *job_id;    /* NULL: no result is stored */
     const char *result;    /* "" when job_id is NULL */
     const char *dead;      /* dead-letter envelope, or NULL */
-    const char *counter;   /* "succeeded", "failed" or "" */
+    const char *counter;   /* finish.lua's ARGV[6]: "succeeded", "failed" or "", and others */
     const char *posted_id; /* the job whose postback was just delivered (marked), or NULL */
     const char *posted;    /* set with posted_id: that postback's digest (postback_digest) */
     const char *retry;     /* a postback retry task to schedule with the settlement, or NULL */
@@ -1800,10 +1802,16 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     const char *dead_job = failed ? job_text(job, &text) : NULL; /* made only when needed */
     char *dead =
         failed ? dead_envelope(dead_job, strlen(dead_job), job->id, first_error, attempts) : NULL;
+    /* a postback that failed with no retry to come is counted too (postbacks_given_up, in
+     * `pixq stats`): its result reached nobody, which the outcome alone does not say */
+    bool given_up =
+        posted == RUN_POSTBACK_REFUSED || (posted == -1 && !wants_postback_retry(w, job));
     struct settlement s = {.job_id = job->id,
                            .result = json,
                            .dead = dead,
-                           .counter = failed ? "failed" : "succeeded",
+                           .counter =
+                               failed ? (given_up ? "failed," POSTBACKS_GIVEN_UP : "failed")
+                                      : (given_up ? "succeeded," POSTBACKS_GIVEN_UP : "succeeded"),
                            .posted_id = sent ? job->id : NULL,
                            .posted = sent ? digest : NULL,
                            .run = t->run,
@@ -1955,22 +1963,26 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     int posted = 0;
     lease_delivering(w->lease, true);
     if (poisoned != NULL) {
+        s.counter = POSTBACKS_GIVEN_UP;
         metrics_count_postback(METRICS_POSTBACK_GIVEN_UP);
         char q[ERR_MSG_MAX + 16];
         LOG_ERROR("postback_given_up", "job_id=%s reason=poisoned attempt=%ld error=%s",
                   job != NULL ? job->id : "", attempt + 1, log_quote(poisoned, q, sizeof q));
     } else if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        s.counter = POSTBACKS_GIVEN_UP;
         metrics_count_postback(METRICS_POSTBACK_GIVEN_UP);
         LOG_WARN("postback_given_up", "job_id=%s reason=result_gone attempt=%ld",
                  job != NULL ? job->id : "", attempt + 1);
     } else if ((posted = post_once(w, &t->payload, job, r->str, digest, &sent, &e)) == -2) {
         LOG_WARN("lease_lost", "job_id=%s step=before_postback", job->id);
     } else if (posted == RUN_POSTBACK_REFUSED) {
+        s.counter = POSTBACKS_GIVEN_UP;
         log_postback_refused(job->id, attempt + 1, &e);
     } else if (posted < 0) {
         if (attempt >= 1 && attempt < (long)w->postback_delays.n) {
             retry = postback_retry(w, text, job->id, attempt + 1, &s);
         } else {
+            s.counter = POSTBACKS_GIVEN_UP;
             LOG_ERROR("postback_given_up", "job_id=%s attempts=%ld", job->id, attempt + 1);
         }
     }

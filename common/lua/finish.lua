@@ -19,7 +19,8 @@
 -- ARGV[3] result TTL, seconds
 -- ARGV[4] dead-letter envelope JSON (with a numeric "failed_at", ms), or "" when it succeeded
 -- ARGV[5] most entries kept in the dead list
--- ARGV[6] counter to increment: "succeeded", "failed", or "" for none
+-- ARGV[6] counters to increment, comma-separated: "succeeded" or "failed" first (the outcome,
+--         also counted in KEYS[6]), then others ("succeeded,postbacks_given_up"); "" for none
 -- ARGV[7] oldest dead entry kept, ms of age
 -- ARGV[8] optional: the digest of the postback just delivered, or "": sets `posted` in KEYS[7]
 --         whether or not the job is still ours (a delivered postback is a fact either way; a
@@ -146,10 +147,11 @@ if ARGV[4] ~= '' then
         redis.call('RPOP', KEYS[3])
     end
 end
-if ARGV[6] ~= '' then
-    redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
+for counter in string.gmatch(ARGV[6], '[^,]+') do
+    redis.call('HINCRBY', KEYS[4], counter, 1)
 end
-if KEYS[6] and (ARGV[6] == 'succeeded' or ARGV[6] == 'failed') then
+local outcome = string.match(ARGV[6], '^[^,]*')
+if KEYS[6] and (outcome == 'succeeded' or outcome == 'failed') then
     -- per-second outcome counts for `pixq stats` (throughput over the last minute). The field
     -- "trimmed" is the oldest second whose fields may remain; trimming and the expiry (the hash
     -- goes when idle, so the trim loop stays short) are renewed once per second, not per job:
@@ -160,7 +162,7 @@ if KEYS[6] and (ARGV[6] == 'succeeded' or ARGV[6] == 'failed') then
     local sec = redis.call('TIME')[1]
     local keep = tonumber(sec) - TPUT_KEEP_S + 1
     local trimmed = keep
-    if redis.call('HINCRBY', KEYS[6], sec .. ':' .. ARGV[6], 1) == 1 then
+    if redis.call('HINCRBY', KEYS[6], sec .. ':' .. outcome, 1) == 1 then
         trimmed = tonumber(redis.call('HGET', KEYS[6], 'trimmed'))
     end
     if not trimmed or trimmed < keep then

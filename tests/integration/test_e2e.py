@@ -137,6 +137,7 @@ class PostbackOutcomeLogTest(E2ETestCase):
         self.push_job(job)
         done = self.last_line("pbo-bad")
         self.assertEqual((done["event"], done["postback"]), ("job_failed", "delivered"), done)
+        self.assertNotIn("postbacks_given_up", self.redis.hgetall(self.key("stats")))
 
         self.postbacks.answer_with(500)
         self.push_job(self.make_job(src, "out/pbo-500.jpg", params=THUMB, job_id="pbo-500",
@@ -150,6 +151,10 @@ class PostbackOutcomeLogTest(E2ETestCase):
         self.assertEqual(failed[0]["url"], self.postbacks.url("/pb/r"), failed)
         self.assertEqual(failed[0]["error"], "postback answered HTTP 500", failed)
         self.assertNotIn("s3cr3t", self.worker.log_path.read_text(errors="replace"))
+        # counted fleet-wide beside the outcome, for `pixq stats`: the result reached nobody
+        stats = self.redis.hgetall(self.key("stats"))
+        self.assertEqual((stats.get("succeeded"), stats.get("failed"),
+                          stats.get("postbacks_given_up")), ("3", "1", "1"), stats)
 
 
 class MissingFontLogTest(E2ETestCase):
@@ -539,6 +544,8 @@ class PostbackRetryTest(PostbackRetryCase):
         self.assertEqual(given_up[0].get("attempts"), "3", given_up)
         time.sleep(scaled(1.5))
         self.assertEqual(len(self.postbacks_of("pb-given-up")), 3)
+        # counted once, when no retry is left (not at the failures a retry followed)
+        self.assertEqual(self.redis.hgetall(self.key("stats")).get("postbacks_given_up"), "1")
         self.assert_queue_drained()
 
     def test_job_over_the_limit_retried(self):
