@@ -106,4 +106,5 @@ cat "$dir/worker.log"
 if ((keep)); then
 	echo "== worker, helper servers and stack left running; to reach them: set -a; . $dir/stack.env; set +a; export PIXQ_ALLOWED_NETWORKS=127.0.0.0/8,::1/128"
 	echo "== stop them all with: deploy/stack.sh stop $dir"
+	echo "== its logs and data stay in $dir: remove it after, rm -rf $dir"
 fi
