@@ -492,6 +492,25 @@ class EnvExampleTest(unittest.TestCase):
                 self.assertEqual(commented[var], default, "# %s= should show the default" % var)
 
 
+class ReadmeFunctionsTest(unittest.TestCase):
+    """README.md's list of the functions a job may name against the worker's function tables
+    (worker/ops*.c): a function added, renamed or dropped without the list fails here."""
+
+    def test_the_list_is_the_worker_s(self):
+        tables = set()
+        for path in sorted((REPO / "worker").glob("ops*.c")):
+            tables.update(re.findall(r'\{"([a-z0-9_]+)", op_[a-z0-9_]+,', path.read_text()))
+        self.assertGreater(len(tables), 50, "the function tables were not found")
+        text = (REPO / "README.md").read_text()
+        start = text.index("The functions a job may name, ")
+        block = text[start:text.index("\nTheir parameters are Blitline's", start)]
+        names = re.findall(r"`([a-z0-9_]+)`", block[block.index("\n- "):])  # the list
+        self.assertEqual(sorted(names), sorted(set(names)), "a function listed twice")
+        self.assertEqual(set(names), tables)
+        count = int(re.match(r"The functions a job may name, (\d+) in all", block).group(1))
+        self.assertEqual(count, len(tables))
+
+
 class ReadmeSettingsTest(unittest.TestCase):
     """README.md's configuration table against `pixq-worker --help`: every setting has a row,
     every row names settings, and the default the row gives is the program's (nothing checked
