@@ -530,6 +530,7 @@ NOT_ABOUT_A_JOB = {
     "unknown_setting", "start_refused",  # start-up: the environment, Redis refusing the login
     "postback_retry_past_result_ttl",  # start-up: PIXQ_RESULT_TTL_S shorter than the retries
     "shutdown_deadline_postback",  # a stop waiting for a postback on its way
+    "worker_stopping",  # the signal seen: job=running or none
     "s3_credentials", "s3_credentials_missing",  # start-up: where the S3 keys come from
     "s3_credentials_reloaded", "s3_credentials_refused",  # the process's keys, not a job's
     "s3_credentials_retry",
