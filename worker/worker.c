@@ -22,13 +22,13 @@
 #include "run.h"
 #include "upload.h"
 
-#define MIN_BLOCK_MS 10 /* shortest blocking wait for a job */
+#define MIN_BLOCK_MS      10   /* shortest blocking wait for a job */
+#define STOP_RETRY_MAX_MS 1000 /* while stopping, a refused write is tried again this often */
+#define REDIS_TICK_MS     100  /* a blocking wait may end this late (Redis's default hz 10) */
+#define STALE_NAP_MS      50   /* look again this soon whether an overdue lease holds again */
+#define EPOCH_MAX         48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
 /* the stats counter of postbacks that failed with no retry to come (`pixq stats`) */
 #define POSTBACKS_GIVEN_UP "postbacks_given_up"
-#define STOP_RETRY_MAX_MS  1000 /* while stopping, a refused write is tried again this often */
-#define REDIS_TICK_MS      100  /* a blocking wait may end this late (Redis's default hz 10) */
-#define STALE_NAP_MS       50   /* look again this soon whether an overdue lease holds again */
-#define EPOCH_MAX          48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
 /* script_retried() stops trying well within the hour the key of a split.lua or adopt.lua call
  * lives (pixq:{Q}:split:<call>, pixq:{Q}:adopt:<job_id>) */
 #define CALL_RETRY_MAX_MS (50L * 60 * 1000)
