@@ -1802,16 +1802,9 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     const char *dead_job = failed ? job_text(job, &text) : NULL; /* made only when needed */
     char *dead =
         failed ? dead_envelope(dead_job, strlen(dead_job), job->id, first_error, attempts) : NULL;
-    /* a postback that failed with no retry to come is counted too (postbacks_given_up, in
-     * `pixq stats`): its result reached nobody, which the outcome alone does not say */
-    bool given_up =
-        posted == RUN_POSTBACK_REFUSED || (posted == -1 && !wants_postback_retry(w, job));
     struct settlement s = {.job_id = job->id,
                            .result = json,
                            .dead = dead,
-                           .counter =
-                               failed ? (given_up ? "failed," POSTBACKS_GIVEN_UP : "failed")
-                                      : (given_up ? "succeeded," POSTBACKS_GIVEN_UP : "succeeded"),
                            .posted_id = sent ? job->id : NULL,
                            .posted = sent ? digest : NULL,
                            .run = t->run,
@@ -1820,6 +1813,12 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     if (posted == -1 && wants_postback_retry(w, job)) {
         retry = postback_retry(w, postback_text(job, &text), job->id, 1, &s);
     }
+    /* a postback that failed with no retry to come (none asked for, or none made: out of
+     * memory) is counted too (postbacks_given_up, in `pixq stats`): its result reached nobody,
+     * which the outcome alone does not say */
+    bool given_up = posted == RUN_POSTBACK_REFUSED || (posted == -1 && retry == NULL);
+    s.counter = failed ? (given_up ? "failed," POSTBACKS_GIVEN_UP : "failed")
+                       : (given_up ? "succeeded," POSTBACKS_GIVEN_UP : "succeeded");
     int settled = settle(w, &t->payload, &s);
     buf_finish(&text);
     count_postback(posted, sent, retry != NULL, settled);
@@ -1955,6 +1954,11 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     if (job != NULL && poisoned == NULL) { /* a poisoned retry posts nothing */
         job_key(w, job->id, "result", -1, key, sizeof key);
         r = rq_command(w->rq, &e, "LINDEX %s 0", key);
+        if (r == NULL) { /* not an answer that the result is gone: the task runs again */
+            stranded(w, "postback_result", job->id, e.msg);
+            job_destroy(job);
+            return;
+        }
     }
     bool sent = false;
     char digest[HASH_SHA256_HEX] = "";
@@ -1981,7 +1985,8 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     } else if (posted < 0) {
         if (attempt >= 1 && attempt < (long)w->postback_delays.n) {
             retry = postback_retry(w, text, job->id, attempt + 1, &s);
-        } else {
+        }
+        if (retry == NULL) { /* the last attempt, or out of memory */
             s.counter = POSTBACKS_GIVEN_UP;
             LOG_ERROR("postback_given_up", "job_id=%s attempts=%ld", job->id, attempt + 1);
         }

@@ -548,6 +548,35 @@ class PostbackRetryTest(PostbackRetryCase):
         self.assertEqual(self.redis.hgetall(self.key("stats")).get("postbacks_given_up"), "1")
         self.assert_queue_drained()
 
+    def test_redis_error_reading_the_result_is_not_result_gone(self):
+        """A retry whose read of the stored result fails (a Redis error, not an answer that it
+        expired) stays on the active list and runs again once Redis answers. It was taken for
+        reason=result_gone and the retry dropped for good. A WRONGTYPE error stands in for the
+        error here: a key of another type in the result's place."""
+        self.postbacks.answer_with(500)
+        self.push_retrying("pb-read-fails")
+        first = self.attempts("pb-read-fails", 1)[0]
+        key = self.key("result:pb-read-fails")
+        stored = self.redis.lrange(key, 0, -1)
+        ttl = self.redis.pttl(key)
+        self.redis.delete(key)
+        self.redis.set(key, "not a list")
+        stranded = self.wait_until(
+            lambda: [e for e in self.worker.log_events("task_stranded")
+                     if e.get("job_id") == "pb-read-fails"], 10, "task_stranded")
+        self.assertEqual(stranded[0].get("step"), "postback_result", stranded)
+        self.assertIn("WRONGTYPE", stranded[0].get("error", ""), stranded)
+        self.assertEqual(self.worker.log_events("postback_given_up"), [])
+        self.assertEqual(len(self.postbacks_of("pb-read-fails")), 1)
+        self.redis.delete(key)
+        self.redis.rpush(key, *stored)
+        self.redis.execute("PEXPIRE", key, ttl)
+        pbs = self.attempts("pb-read-fails", 2)
+        self.assertEqual(pbs[1].json, first.json)
+        self.assertEqual(self.worker.log_events("postback_given_up"), [])
+        self.assertIsNone(self.redis.hgetall(self.key("stats")).get("postbacks_given_up"))
+        self.assert_queue_drained()
+
     def test_job_over_the_limit_retried(self):
         """A job over PIXQ_MAX_JOB_BYTES (salvaged for its postback members) has its failure
         posted again too; the retry task keeps the few members a postback reads, not the job."""
