@@ -649,7 +649,8 @@ static int limit_show(struct admin *a, const struct cfg *cfg, bool json)
 /* rl_set.lua on the bucket's limiter: "set" with the rate and burst as stored, or "reset". It
  * writes the override and the rate the reserved slots were planned at, in one script: an upload
  * or another `pixq limit` cannot land between them, and the next rl_acquire.lua re-plans the
- * slots reserved at the old rate. Returns 0, or -1 with the reason (Redis's refusal). */
+ * slots reserved at the old rate. Returns 1 when a reset removed an override (a rate, a burst or
+ * both), else 0; or -1 with the reason (Redis's refusal). */
 static int limit_write(struct admin *a, const struct cfg *cfg, const char *bucket, const char *rate,
                        const char *burst, struct err *e)
 {
@@ -662,6 +663,10 @@ static int limit_write(struct admin *a, const struct cfg *cfg, const char *bucke
     redisReply *r = rate != NULL ? rq_script(a->rq, RQ_SCRIPT_RL_SET, 1, keys, 4, set, NULL, e)
                                  : rq_script(a->rq, RQ_SCRIPT_RL_SET, 1, keys, 5, reset, NULL, e);
     int rc = r != NULL ? 0 : -1;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer > 0) {
+        rc = 1;
+    }
     freeReplyObject(r);
     return rc;
 }
@@ -689,15 +694,13 @@ static int limit_reset(struct admin *a, const struct cfg *cfg, const char *bucke
     struct err e = {{0}};
     char key[RQ_KEY_MAX];
     snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
-    /* said, so that a misspelt bucket is seen: the reset itself changes nothing then */
-    redisReply *had = rq_command(a->rq, &e, "HEXISTS %s rate", key);
-    bool override = had != NULL && had->type == REDIS_REPLY_INTEGER && had->integer == 1;
-    freeReplyObject(had);
-    if (had == NULL || limit_write(a, cfg, bucket, NULL, NULL, &e) < 0) {
+    int override = limit_write(a, cfg, bucket, NULL, NULL, &e);
+    if (override < 0) {
         return cli_fail("limit reset: %s", e.msg);
     }
-    printf(override ? "%s: back to the default rate\n"
-                    : "%s: had no limit of its own (at the default rate already)\n",
+    /* said, so that a misspelt bucket is seen: the reset itself changes nothing then */
+    printf(override == 1 ? "%s: back to the default rate\n"
+                         : "%s: had no limit of its own (at the default rate already)\n",
            bucket);
     return CLI_OK;
 }

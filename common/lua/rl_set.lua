@@ -25,7 +25,8 @@
 -- a rate lowered with nothing in use comes down to it, or a later raise would find it in place
 -- and re-plan nothing).
 -- A burst alone changed needs no re-plan (upload.c uses a held slot at most as late as the
--- burst allows now). Returns the plan written, or "" when none was.
+-- burst allows now). Returns {the plan written, or "" when none was; with "reset", how many of
+-- rate and burst it removed (0: the bucket had no override of its own), else 0}.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -52,11 +53,12 @@ if #fields > 0 or h[2] then
     fields[#fields + 1] = '1'
     redis.call('HSET', KEYS[1], unpack(fields))
 end
+local removed = 0
 if ARGV[1] == 'set' then
     redis.call('HSET', KEYS[1], 'rate', ARGV[3], 'burst', ARGV[4])
     redis.call('PERSIST', KEYS[1])
 else
-    redis.call('HDEL', KEYS[1], 'rate', 'burst')
+    removed = redis.call('HDEL', KEYS[1], 'rate', 'burst')
     redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 end
-return plan and tostring(plan) or ''
+return {plan and tostring(plan) or '', removed}

@@ -1812,7 +1812,9 @@ class RateLimitTest(LuaTestCase):
         self.assertEqual(float(self.r.execute("HGET", RL, "plan")), 7)
 
     def limit_set(self, rate, burst, default=10):
-        return self.run_script("rl_set", [RL], ["set", default, rate, burst])
+        plan, removed = self.run_script("rl_set", [RL], ["set", default, rate, burst])
+        self.assertEqual(removed, 0)
+        return plan
 
     def backlog_ms(self, default=10):
         return self.show(rate=default, burst=0)[3]
@@ -1863,10 +1865,18 @@ class RateLimitTest(LuaTestCase):
         self.limit_set(50, 0)
         for _ in range(3):  # 0.5 s each at 50/s: still in use at the reset
             self.assertEqual(self.acquire_full(rate=10, burst=0, cost=25)[4:6], [0, 0])
-        self.assertEqual(self.run_script("rl_set", [RL], ["reset", 10, "", "", 60000]), "50")
+        self.assertEqual(self.run_script("rl_set", [RL], ["reset", 10, "", "", 60000]), ["50", 2])
         self.assertEqual(self.limiter_fields("rate", "burst", "plan"), [None, None, "50"])
         self.assertTrue(55000 <= self.r.execute("PTTL", RL) <= 60000)
         self.assertEqual(self.acquire_full(rate=10, burst=0)[3:6], [10000, 1, 1])
+
+    def test_limit_reset_says_what_it_removed(self):
+        """`pixq limit reset` says whether the bucket had an override: a burst alone is one
+        (an HSET the README allows)."""
+        self.r.execute("HSET", RL, "burst", 5)
+        self.assertEqual(self.run_script("rl_set", [RL], ["reset", 10, "", "", 60000]), ["", 1])
+        self.assertEqual(self.run_script("rl_set", [RL], ["reset", 10, "", "", 60000]), ["", 0])
+        self.assertEqual(self.limiter_fields("rate", "burst"), [None, None])
 
     def test_workers_of_two_rates_do_not_replan_each_other_s_plan(self):
         # a fleet part-way through a change of PIXQ_S3_RATE (10/s and 5/s), no override, after a
@@ -1908,7 +1918,7 @@ class RateLimitTest(LuaTestCase):
             self.acquire_full(rate=4, burst=0)
         self.assertEqual(self.r.execute("HGET", RL, "plan"), None)
         self.r.execute("HSET", RL, "plan", 10)  # as a re-plan at 10/s left it
-        self.assertEqual(self.run_script("rl_set", [RL], ["reset", 20, "", "", 60000]), "")
+        self.assertEqual(self.run_script("rl_set", [RL], ["reset", 20, "", "", 60000]), ["", 2])
         self.assertEqual(self.acquire_full(rate=4, burst=0)[3:6], [4000, 1, 1])
 
     def limiter_fields(self, *names):

@@ -2562,6 +2562,12 @@ class LimitCliTest(ThrottleCase):
         self.assertEqual((r.returncode, r.stdout),
                          (0, "bkt-typo: had no limit of its own (at the default rate already)\n"),
                          r.stderr)
+        # a burst alone set with HSET (as the README allows) is an override too
+        self.redis.execute("HSET", self.rl_key("bkt-b"), "burst", "4")
+        r = self.run_pixq("limit", "reset", "bkt-b")
+        self.assertEqual((r.returncode, r.stdout), (0, "bkt-b: back to the default rate\n"),
+                         r.stderr)
+        self.assertNotIn("burst", self.limiter("bkt-b"))
         state = self.show()["bkt-a"]
         self.assertEqual((state["rate"], state["burst"], state["override"]), (10.0, 20, False))
         self.assertNotIn("rate", self.limiter("bkt-a"))
