@@ -1951,10 +1951,14 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     struct job *job = text != NULL ? job_parse(text, strlen(text), &w->limits, &e) : NULL;
     char key[RQ_KEY_MAX];
     redisReply *r = NULL;
+    bool unreadable = false;
     if (job != NULL && poisoned == NULL) { /* a poisoned retry posts nothing */
         job_key(w, job->id, "result", -1, key, sizeof key);
         r = rq_command(w->rq, &e, "LINDEX %s 0", key);
-        if (r == NULL) { /* not an answer that the result is gone: the task runs again */
+        /* an error is not an answer that the result is gone: the task runs again once Redis
+         * answers; only another type of key in the result's place can never be read */
+        unreadable = r == NULL && strncmp(e.msg, "redis: WRONGTYPE", 16) == 0;
+        if (r == NULL && !unreadable) {
             stranded(w, "postback_result", job->id, e.msg);
             job_destroy(job);
             return;
@@ -1972,6 +1976,12 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
         char q[ERR_MSG_MAX + 16];
         LOG_ERROR("postback_given_up", "job_id=%s reason=poisoned attempt=%ld error=%s",
                   job != NULL ? job->id : "", attempt + 1, log_quote(poisoned, q, sizeof q));
+    } else if (unreadable) {
+        s.counter = POSTBACKS_GIVEN_UP;
+        metrics_count_postback(METRICS_POSTBACK_GIVEN_UP);
+        char q[ERR_MSG_MAX + 16];
+        LOG_ERROR("postback_given_up", "job_id=%s reason=result_unreadable attempt=%ld error=%s",
+                  job->id, attempt + 1, log_quote(e.msg, q, sizeof q));
     } else if (r == NULL || r->type != REDIS_REPLY_STRING) {
         s.counter = POSTBACKS_GIVEN_UP;
         metrics_count_postback(METRICS_POSTBACK_GIVEN_UP);

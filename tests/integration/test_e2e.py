@@ -551,30 +551,45 @@ class PostbackRetryTest(PostbackRetryCase):
     def test_redis_error_reading_the_result_is_not_result_gone(self):
         """A retry whose read of the stored result fails (a Redis error, not an answer that it
         expired) stays on the active list and runs again once Redis answers. It was taken for
-        reason=result_gone and the retry dropped for good. A WRONGTYPE error stands in for the
-        error here: a key of another type in the result's place."""
+        reason=result_gone and the retry dropped for good. Redis refusing LINDEX to the
+        worker's user for a while (an ACL) stands in for the error here."""
         self.postbacks.answer_with(500)
         self.push_retrying("pb-read-fails")
         first = self.attempts("pb-read-fails", 1)[0]
-        key = self.key("result:pb-read-fails")
-        stored = self.redis.lrange(key, 0, -1)
-        ttl = self.redis.pttl(key)
-        self.redis.delete(key)
-        self.redis.set(key, "not a list")
-        stranded = self.wait_until(
-            lambda: [e for e in self.worker.log_events("task_stranded")
-                     if e.get("job_id") == "pb-read-fails"], 10, "task_stranded")
-        self.assertEqual(stranded[0].get("step"), "postback_result", stranded)
-        self.assertIn("WRONGTYPE", stranded[0].get("error", ""), stranded)
-        self.assertEqual(self.worker.log_events("postback_given_up"), [])
-        self.assertEqual(len(self.postbacks_of("pb-read-fails")), 1)
-        self.redis.delete(key)
-        self.redis.rpush(key, *stored)
-        self.redis.execute("PEXPIRE", key, ttl)
+        self.redis.execute("ACL", "SETUSER", "default", "-lindex")
+        try:
+            stranded = self.wait_until(
+                lambda: [e for e in self.worker.log_events("task_stranded")
+                         if e.get("job_id") == "pb-read-fails"], 10, "task_stranded")
+            self.assertEqual(stranded[0].get("step"), "postback_result", stranded)
+            self.assertIn("NOPERM", stranded[0].get("error", ""), stranded)
+            self.assertEqual(self.worker.log_events("postback_given_up"), [])
+            self.assertEqual(len(self.postbacks_of("pb-read-fails")), 1)
+        finally:
+            self.redis.execute("ACL", "SETUSER", "default", "+lindex")
         pbs = self.attempts("pb-read-fails", 2)
         self.assertEqual(pbs[1].json, first.json)
         self.assertEqual(self.worker.log_events("postback_given_up"), [])
         self.assertIsNone(self.redis.hgetall(self.key("stats")).get("postbacks_given_up"))
+        self.assert_queue_drained()
+
+    def test_result_of_another_type_is_given_up(self):
+        """A key of another type in the result's place can never be read: the retry is given
+        up at once, said so and counted, not run again for ever."""
+        self.postbacks.answer_with(500)
+        self.push_retrying("pb-wrong-type")
+        self.attempts("pb-wrong-type", 1)
+        key = self.key("result:pb-wrong-type")
+        self.redis.delete(key)
+        self.redis.set(key, "not a list")
+        given_up = self.wait_until(
+            lambda: [e for e in self.worker.log_events("postback_given_up")
+                     if e.get("job_id") == "pb-wrong-type"], 10, "postback_given_up")
+        self.assertEqual(given_up[0].get("reason"), "result_unreadable", given_up)
+        self.assertIn("WRONGTYPE", given_up[0].get("error", ""), given_up)
+        self.assertEqual(self.worker.log_events("task_stranded"), [])
+        self.assertEqual(self.redis.hgetall(self.key("stats")).get("postbacks_given_up"), "1")
+        self.assertEqual(len(self.postbacks_of("pb-wrong-type")), 1)
         self.assert_queue_drained()
 
     def test_job_over_the_limit_retried(self):
