@@ -692,8 +692,6 @@ static int limit_set(struct admin *a, const struct cfg *cfg, const char *bucket,
 static int limit_reset(struct admin *a, const struct cfg *cfg, const char *bucket)
 {
     struct err e = {{0}};
-    char key[RQ_KEY_MAX];
-    snprintf(key, sizeof key, "pixq:rl:{%s}", bucket);
     int override = limit_write(a, cfg, bucket, NULL, NULL, &e);
     if (override < 0) {
         return cli_fail("limit reset: %s", e.msg);
