@@ -16,6 +16,78 @@
 #include "settags.h"
 #include "utf8.h"
 
+/* ---------------------------------------------------------------- recording */
+
+static job_record_fn recorder;
+static void *recorder_user;
+static bool recorder_present;
+
+void job_param_record(job_record_fn fn, void *user, bool present)
+{
+    recorder = fn;
+    recorder_user = user;
+    recorder_present = present;
+}
+
+void job_param_alias(const char *fn, const char *name, const char *alias)
+{
+    if (recorder != NULL) {
+        struct job_param_desc d = {.fn = fn, .name = name, .alias = alias};
+        recorder(recorder_user, &d);
+    }
+}
+
+bool job_param_recording(void)
+{
+    return recorder != NULL;
+}
+
+/* Reports one parameter to the recorder. */
+static void record(const char *fn, const char *name, const char *type, const char *def)
+{
+    struct job_param_desc d = {.fn = fn, .name = name, .type = type, .def = def};
+    recorder(recorder_user, &d);
+}
+
+static void record_number(const char *fn, const char *name, bool whole, double def, double min,
+                          double max)
+{
+    char text[64];
+    snprintf(text, sizeof text, whole ? "%.0f" : "%g", def);
+    struct job_param_desc d = {.fn = fn,
+                               .name = name,
+                               .type = whole ? "integer" : "number",
+                               .def = text,
+                               .ranged = true,
+                               .min = min,
+                               .max = max};
+    recorder(recorder_user, &d);
+}
+
+int job_param_required(json_object *params, const char *fn, const char *name, bool number,
+                       struct err *e)
+{
+    if (recorder != NULL) {
+        struct job_param_desc d = {.fn = fn, .name = name, .required = true};
+        recorder(recorder_user, &d);
+        return 0;
+    }
+    bool given = number ? job_param_number_given(params, name) : job_param_present(params, name);
+    if (!given) {
+        return err_set(e, "Missing parameter '%s' for function '%s'", name, fn);
+    }
+    return 0;
+}
+
+void job_param_declare(const char *fn, const char *name, const char *type, const char *note)
+{
+    if (recorder != NULL) {
+        struct job_param_desc d = {
+            .fn = fn, .name = name, .type = type, .declared = type != NULL, .note = note};
+        recorder(recorder_user, &d);
+    }
+}
+
 /* ---------------------------------------------------------------- parameters */
 
 static json_object *param(json_object *params, const char *name)
@@ -39,11 +111,17 @@ static json_object *number_param(json_object *params, const char *name)
 
 bool job_param_number_given(json_object *params, const char *name)
 {
+    if (recorder != NULL) {
+        return recorder_present;
+    }
     return number_param(params, name) != NULL;
 }
 
 bool job_param_present(json_object *params, const char *name)
 {
+    if (recorder != NULL) {
+        return recorder_present;
+    }
     return param(params, name) != NULL;
 }
 
@@ -104,6 +182,11 @@ static int too_big(struct err *e, const char *fn, const char *name, json_object 
 int job_param_double(json_object *params, const char *fn, const char *name, double def, double min,
                      double max, double *out, struct err *e)
 {
+    if (recorder != NULL) {
+        record_number(fn, name, false, def, min, max);
+        *out = fmax(min, fmin(def, max));
+        return 0;
+    }
     json_object *v = number_param(params, name);
     if (v == NULL) {
         *out = def;
@@ -128,6 +211,11 @@ int job_param_double(json_object *params, const char *fn, const char *name, doub
 int job_param_long(json_object *params, const char *fn, const char *name, long def, long min,
                    long max, long *out, struct err *e)
 {
+    if (recorder != NULL) {
+        record_number(fn, name, true, (double)def, (double)min, (double)max);
+        *out = def < min ? min : def > max ? max : def;
+        return 0;
+    }
     json_object *v = number_param(params, name);
     if (v == NULL) {
         *out = def;
@@ -154,6 +242,12 @@ int job_param_long(json_object *params, const char *fn, const char *name, long d
 int job_param_check_number(json_object *params, const char *fn, const char *name, bool whole,
                            struct err *e)
 {
+    if (recorder != NULL) {
+        struct job_param_desc d = {
+            .fn = fn, .name = name, .type = whole ? "integer" : "number", .image_range = true};
+        recorder(recorder_user, &d);
+        return 0;
+    }
     json_object *v = number_param(params, name);
     double d;
     if (v != NULL && number_of(v, &d) == -1) {
@@ -165,6 +259,11 @@ int job_param_check_number(json_object *params, const char *fn, const char *name
 int job_param_bool(json_object *params, const char *fn, const char *name, bool def, bool *out,
                    struct err *e)
 {
+    if (recorder != NULL) {
+        record(fn, name, "boolean", def ? "true" : "false");
+        *out = def;
+        return 0;
+    }
     json_object *v = param(params, name);
     if (v == NULL) {
         *out = def;
@@ -198,6 +297,11 @@ int job_param_bool(json_object *params, const char *fn, const char *name, bool d
 int job_param_string(json_object *params, const char *fn, const char *name, const char *def,
                      const char **out, struct err *e)
 {
+    if (recorder != NULL) {
+        record(fn, name, "string", def);
+        *out = def;
+        return 0;
+    }
     json_object *v = param(params, name);
     if (v == NULL) {
         *out = def;

@@ -236,11 +236,58 @@ int job_param_string(json_object *params, const char *fn, const char *name, cons
 int job_param_check_number(json_object *params, const char *fn, const char *name, bool whole,
                            struct err *e);
 
+/* Checks that the required parameter `name` is given (`number`: as job_param_number_given() sees
+ * it; otherwise as job_param_present() does): 0, or -1 with "Missing parameter 'name' for function
+ * 'fn'" in `e`. While a recorder is installed, records `name` as required and returns 0. */
+int job_param_required(json_object *params, const char *fn, const char *name, bool number,
+                       struct err *e);
+
+/* Tells a recorder what job_param_*() cannot about parameter `name` of function `fn`: its `type`
+ * when the function reads it itself or it is more precise ("url or s3 object", "gravity"), and a
+ * `note` ("width or height is required"); either may be NULL. Does nothing without a recorder. */
+void job_param_declare(const char *fn, const char *name, const char *type, const char *note);
+
 /* Whether `params` has `name` with a non-null value. */
 bool job_param_present(json_object *params, const char *name);
 
 /* Whether `params` has the number parameter `name` with a value other than null and "" (which
  * job_param_long and job_param_double read as absent, as Blitline's to_i did). */
 bool job_param_number_given(json_object *params, const char *name);
+
+/* ---- describing parameters (pixq-worker --functions). With a recorder installed, every
+ * job_param_*() call reports the parameter it reads instead of reading it: a number or bool gives
+ * its default (a number's clamped into its range), a string its default, job_param_required()
+ * succeeds, and job_param_present() and job_param_number_given() give the recorder's answer: a
+ * function run in check-only mode on an empty params object, once with each answer, reaches each
+ * parameter it reads, both sides of a branch on a parameter's presence. Not thread-safe:
+ * only the describe command installs one; normal runs pay one NULL test per parameter. */
+struct job_param_desc {
+    const char *fn;    /* as the call named it */
+    const char *name;  /* the parameter */
+    const char *type;  /* "integer", "number", "boolean", "string", a declared type, or NULL */
+    bool declared;     /* `type` came from job_param_declare() */
+    const char *note;  /* job_param_declare()'s, or NULL */
+    const char *alias; /* job_param_alias()'s, or NULL */
+    const char *def;   /* the default as text, or NULL: none */
+    bool ranged;       /* min and max hold */
+    double min, max;   /* inclusive */
+    bool image_range;  /* only checked to be a number: its range depends on the image */
+    bool required;     /* job_param_required() */
+};
+
+typedef void (*job_record_fn)(void *user, const struct job_param_desc *d);
+
+/* Tells a recorder that parameter `name` of `fn` may also be spelt `alias` (which the function
+ * reads when only it is given); nothing without a recorder. */
+void job_param_alias(const char *fn, const char *name, const char *alias);
+
+/* Whether a recorder is installed: for the few checks that must not stop a recorded run
+ * (a value the defaults cannot make valid, "width or height"), and for reading what a job can
+ * only give one of. */
+bool job_param_recording(void);
+
+/* Installs `fn` (NULL: none) as the recorder that job_param_*() calls report to, with what
+ * job_param_present() and job_param_number_given() answer meanwhile (`present`). */
+void job_param_record(job_record_fn fn, void *user, bool present);
 
 #endif

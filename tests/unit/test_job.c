@@ -1232,12 +1232,74 @@ static void test_salvage(void)
     job_destroy(j);
 }
 
+/* What a recorder got: the last report and how many. */
+struct recorded {
+    struct job_param_desc last;
+    char def[32];
+    int n;
+};
+
+static void on_record(void *user, const struct job_param_desc *d)
+{
+    struct recorded *r = user;
+    r->last = *d;
+    snprintf(r->def, sizeof r->def, "%s", d->def != NULL ? d->def : "(none)");
+    r->n++;
+}
+
+/* With a recorder, job_param_*() report what they would read and succeed with the default (a
+ * number's within its range), whatever the params hold; without one, nothing changed. */
+static void test_recorder(void)
+{
+    struct err e = {{0}};
+    json_object *p = json_tokener_parse("{\"n\": \"bad\"}");
+    struct recorded r = {0};
+    long l = 0;
+    double d = 0;
+    const char *s = "x";
+    job_param_record(on_record, &r, true);
+    CHECK(job_param_recording());
+    CHECK_INT(job_param_long(p, "fn", "n", 0, 1, 10, &l, &e), 0);
+    CHECK_INT(l, 1);
+    CHECK_STR(r.last.type, "integer");
+    CHECK_STR(r.def, "0");
+    CHECK(r.last.ranged && r.last.min == 1.0 && r.last.max == 10.0 && !r.last.required);
+    CHECK_INT(job_param_double(p, "fn", "d", 2.5, 0, 1, &d, &e), 0);
+    CHECK(d == 1.0);
+    CHECK_STR(r.def, "2.5");
+    CHECK_INT(job_param_string(p, "fn", "s", NULL, &s, &e), 0);
+    CHECK(s == NULL);
+    CHECK_STR(r.def, "(none)");
+    CHECK_INT(job_param_required(p, "fn", "gone", true, &e), 0);
+    CHECK(r.last.required && strcmp(r.last.name, "gone") == 0);
+    CHECK_INT(job_param_check_number(p, "fn", "n", true, &e), 0);
+    CHECK(r.last.image_range);
+    job_param_declare("fn", "n", "thing", "a note");
+    CHECK(r.last.declared && strcmp(r.last.note, "a note") == 0);
+    job_param_alias("fn", "n", "N");
+    CHECK_STR(r.last.alias, "N");
+    CHECK(job_param_present(p, "zz") && job_param_number_given(p, "zz"));
+    job_param_record(on_record, &r, false);
+    CHECK(!job_param_present(p, "n") && !job_param_number_given(p, "n"));
+    job_param_record(NULL, NULL, false);
+    int n = r.n;
+    CHECK(!job_param_recording());
+    CHECK_INT(job_param_long(p, "fn", "n", 0, 1, 10, &l, &e), -1);
+    CHECK_INT(job_param_required(p, "fn", "gone", false, &e), -1);
+    CHECK_STR(e.msg, "Missing parameter 'gone' for function 'fn'");
+    CHECK_INT(job_param_required(p, "fn", "n", false, &e), 0);
+    job_param_declare("fn", "n", "thing", NULL);
+    CHECK_INT(r.n, n);
+    json_object_put(p);
+}
+
 int main(void)
 {
     test_full_job();
     test_format_order();
     test_errors();
     test_params();
+    test_recorder();
     test_metadata_options();
     test_blitline_leniency();
     test_pre_process();
