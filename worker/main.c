@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
+#include "opdoc.h"
 #include "rq.h"
 #include "supervisor.h"
 #include "worker.h"
@@ -36,10 +37,12 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: pixq-worker [--config FILE] [--SETTING VALUE]... [--print-config]\n\n"
+    fprintf(out, "usage: pixq-worker [--config FILE] [--SETTING VALUE]... [--print-config]\n"
+                 "       pixq-worker --functions [--json | --markdown]\n\n"
                  "Serves the queues named by PIXQ_QUEUE until SIGTERM, SIGINT, SIGHUP or SIGQUIT.\n"
                  "With --processes N, a supervisor runs N worker processes and restarts any that\n"
-                 "die.\n\n");
+                 "die. --functions prints the parameters of each function a job may name (type,\n"
+                 "default, range, required), as the worker reads them, and exits.\n\n");
     cfg_usage(out);
 }
 
@@ -351,8 +354,36 @@ static int check_credentials(const struct cfg *cfg)
     return 0;
 }
 
+/* --functions [--json | --markdown]: prints each function's parameters (opdoc.h). Returns -1
+ * when argv asks for something else, else the exit status. */
+static int print_functions(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--functions") != 0 || argc > 3) {
+        return -1;
+    }
+    enum opdoc_format f = OPDOC_TEXT;
+    if (argc == 3 && strcmp(argv[2], "--json") == 0) {
+        f = OPDOC_JSON;
+    } else if (argc == 3 && strcmp(argv[2], "--markdown") == 0) {
+        f = OPDOC_MARKDOWN;
+    } else if (argc == 3) {
+        fprintf(stderr, "pixq-worker: --functions takes --json or --markdown, not '%s'\n", argv[2]);
+        return 2;
+    }
+    struct err e = {{0}};
+    if (opdoc_print(stdout, f, &e) < 0) {
+        fprintf(stderr, "pixq-worker: %s\n", e.msg);
+        return 1;
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    int listed = print_functions(argc, argv); /* needs no configuration */
+    if (listed >= 0) {
+        return listed;
+    }
     struct cfg cfg;
     struct err e = {{0}};
     struct img_config images; /* PIXQ_IMAGE_FORMATS checked before --print-config or a fork */

@@ -23,6 +23,18 @@ static const struct op ops_core[] = {
 /* Every table of operations; each ends with a NULL name. */
 static const struct op *const tables[] = {ops_core, ops_geometry, ops_color, ops_draw};
 
+const struct op *op_at(size_t i)
+{
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
+        for (const struct op *o = tables[t]; o->name != NULL; o++) {
+            if (i-- == 0) {
+                return o;
+            }
+        }
+    }
+    return NULL;
+}
+
 const struct op *op_find(const char *name)
 {
     for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
@@ -146,6 +158,7 @@ int op_gravity(json_object *params, const char *fn, const char *name, GravityTyp
                struct err *e)
 {
     const char *s;
+    job_param_declare(fn, name, "gravity", NULL);
     if (job_param_string(params, fn, name, "CenterGravity", &s, e) < 0) {
         return -1;
     }
@@ -165,6 +178,7 @@ PixelWand *op_color(json_object *params, const char *fn, const char *name, const
                     struct err *e)
 {
     const char *s;
+    job_param_declare(fn, name, "colour", NULL);
     if (job_param_string(params, fn, name, def, &s, e) < 0) {
         return NULL;
     }

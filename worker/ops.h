@@ -67,6 +67,9 @@ extern const struct op ops_geometry[];
 extern const struct op ops_color[];
 extern const struct op ops_draw[];
 
+/* The i-th operation of all the tables, in table order (no_op first), or NULL past the last. */
+const struct op *op_at(size_t i);
+
 /* The operation called `name`, or NULL. */
 const struct op *op_find(const char *name);
 

@@ -33,7 +33,8 @@
 #define LEVEL_MAX          65535.0 /* level/levelize points are on Blitline's 16-bit scale */
 #define GAMMA_MIN          0.01
 #define GAMMA_MAX          10.0
-#define DPI_MAX            10000.0  /* density, resample: dots per inch */
+#define DPI_LIMIT          10000 /* density, resample: dots per inch */
+#define DPI_MAX            ((double)DPI_LIMIT)
 #define STEGANO_MAX_PIXELS 1000000L /* stegano: one pixel access per watermark pixel and bit */
 #define NAME_MAX_LEN       64       /* longest channel or colorspace name */
 #define PROFILE_NAME_MAX   256
@@ -55,17 +56,12 @@ static double pixels_of(MagickWand *w)
     return (double)MagickGetImageWidth(w) * (double)MagickGetImageHeight(w);
 }
 
-static int missing(const char *fn, const char *name, struct err *e)
-{
-    return err_set(e, "Missing parameter '%s' for function '%s'", name, fn);
-}
-
 /* A required number in [min, max]. */
 static int required_double(json_object *p, const char *fn, const char *name, double min, double max,
                            double *out, struct err *e)
 {
-    if (!job_param_number_given(p, name)) {
-        return missing(fn, name, e);
+    if (job_param_required(p, fn, name, true, e) < 0) {
+        return -1;
     }
     return job_param_double(p, fn, name, 0.0, min, max, out, e);
 }
@@ -74,8 +70,8 @@ static int required_double(json_object *p, const char *fn, const char *name, dou
 static int required_long(json_object *p, const char *fn, const char *name, long min, long max,
                          long *out, struct err *e)
 {
-    if (!job_param_number_given(p, name)) {
-        return missing(fn, name, e);
+    if (job_param_required(p, fn, name, true, e) < 0) {
+        return -1;
     }
     return job_param_long(p, fn, name, 0, min, max, out, e);
 }
@@ -154,6 +150,7 @@ static int either_double(json_object *p, const char *fn, const char *name, const
 {
     const char *key =
         job_param_number_given(p, name) || !job_param_number_given(p, alias) ? name : alias;
+    job_param_alias(fn, name, alias);
     return job_param_double(p, fn, key, def, min, max, out, e);
 }
 
@@ -388,9 +385,11 @@ static int op_contrast_stretch_channel(MagickWand *w, json_object *p, const stru
 {
     const char *fn = "contrast_stretch_channel";
     if (w == NULL) { /* their range is the image's pixels */
-        if (!job_param_number_given(p, "black_point")) {
-            return missing(fn, "black_point", e);
+        if (job_param_required(p, fn, "black_point", true, e) < 0) {
+            return -1;
         }
+        job_param_declare(fn, "white_point", NULL,
+                          "from the dark end; default: pixels - black_point");
         return job_param_check_number(p, fn, "black_point", false, e) < 0 ||
                        job_param_check_number(p, fn, "white_point", false, e) < 0
                    ? -1
@@ -570,6 +569,7 @@ static int op_quantize(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
 {
     const char *fn = "quantize";
     const char *key = job_param_present(p, "color_space") ? "color_space" : "colorspace";
+    job_param_alias(fn, "color_space", "colorspace");
     const char *cs_name;
     long colors;
     bool dither;
@@ -1023,15 +1023,23 @@ static int op_deskew(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
 
 /* ---------------------------------------------------------------- resolution and metadata */
 
+#define TEXT_OF_(x) #x
+#define TEXT_OF(x)  TEXT_OF_(x) /* a number's macro as a string literal */
+
 /* Reads dpi as a number or, like the 2014 worker's density string, "XxY". */
 static int dpi_param(json_object *p, const char *fn, double *x, double *y, struct err *e)
 {
     const char *s;
-    if (!job_param_present(p, "dpi")) {
-        return missing(fn, "dpi", e);
+    if (job_param_required(p, fn, "dpi", false, e) < 0) {
+        return -1;
     }
+    job_param_declare(fn, "dpi", "number or \"XxY\"", "each in [1, " TEXT_OF(DPI_LIMIT) "]");
     if (job_param_string(p, fn, "dpi", NULL, &s, e) < 0) {
         return -1;
+    }
+    if (s == NULL) { /* recorded (job_param_record()): there is no value */
+        *x = *y = 1.0;
+        return 0;
     }
     char *end;
     *x = strtod(s, &end);
@@ -1158,11 +1166,14 @@ static int op_delete_profile(MagickWand *w, json_object *p, const struct op_ctx 
 {
     const char *fn = "delete_profile";
     const char *name;
-    if (!job_param_present(p, "name")) {
-        return missing(fn, "name", e);
+    if (job_param_required(p, fn, "name", false, e) < 0) {
+        return -1;
     }
     if (job_param_string(p, fn, "name", NULL, &name, e) < 0) {
         return -1;
+    }
+    if (name == NULL) { /* recorded (job_param_record()): there is no value */
+        return 0;
     }
     if (name[0] == '\0' || strlen(name) > PROFILE_NAME_MAX) {
         return err_set(e, "Invalid parameter 'name' for function '%s': expected 1 to %d bytes", fn,
@@ -1195,8 +1206,12 @@ static int profile_src_param(json_object *p, json_object **src, struct err *e)
     const char *fn = "add_profile";
     json_object *kind = NULL;
     *src = NULL;
-    if (!job_param_present(p, "src") || !json_object_object_get_ex(p, "src", src)) {
-        return missing(fn, "src", e);
+    job_param_declare(fn, "src", "URL or s3 object", "the ICC profile");
+    if (job_param_required(p, fn, "src", false, e) < 0) {
+        return -1;
+    }
+    if (!json_object_object_get_ex(p, "src", src)) {
+        return 0; /* recorded (job_param_record()): there is no value */
     }
     bool url =
         json_object_is_type(*src, json_type_string) && json_object_get_string(*src)[0] != '&';
@@ -1341,9 +1356,12 @@ static int watermark_param(json_object *p, json_object **src, struct err *e)
 {
     const char *fn = "stegano";
     *src = NULL;
-    if (!job_param_present(p, "watermark_url") ||
-        !json_object_object_get_ex(p, "watermark_url", src)) {
-        return missing(fn, "watermark_url", e);
+    job_param_declare(fn, "watermark_url", "image source", NULL);
+    if (job_param_required(p, fn, "watermark_url", false, e) < 0) {
+        return -1;
+    }
+    if (!json_object_object_get_ex(p, "watermark_url", src)) {
+        return 0; /* recorded (job_param_record()): there is no value */
     }
     if (!json_object_is_type(*src, json_type_string)) {
         return err_set(e, "Invalid parameter 'watermark_url' for function '%s': expected a string",

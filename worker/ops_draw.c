@@ -91,15 +91,16 @@ static int invalid(const char *fn, const char *name, const char *why, struct err
 static int required_double(json_object *p, const char *fn, const char *name, double min, double max,
                            double *out, struct err *e)
 {
-    if (!job_param_number_given(p, name)) {
-        return missing(fn, name, e);
+    if (job_param_required(p, fn, name, true, e) < 0) {
+        return -1;
     }
     return job_param_double(p, fn, name, 0.0, min, max, out, e);
 }
 
 /* Of two names for one parameter, the one the params use (`a` when they use neither). */
-static const char *either(json_object *p, const char *a, const char *b)
+static const char *either(json_object *p, const char *fn, const char *a, const char *b)
 {
+    job_param_alias(fn, a, b);
     return job_param_present(p, a) || !job_param_present(p, b) ? a : b;
 }
 
@@ -108,7 +109,12 @@ static int object_param(json_object *p, const char *fn, const char *name, json_o
                         struct err *e)
 {
     *out = NULL;
+    job_param_declare(fn, name, "object", NULL);
     if (!job_param_present(p, name)) {
+        return 0;
+    }
+    if (job_param_recording()) {
+        *out = p; /* its members are read from the (empty) params, named "name.member" */
         return 0;
     }
     json_object_object_get_ex(p, name, out);
@@ -402,9 +408,10 @@ static void resolve_font(const char *name, struct text_style *ts)
 /* font_weight (or the worker's `weight`): "bold", "normal"..., or 100 to 900. */
 static int read_weight(json_object *p, const char *fn, size_t *out, struct err *e)
 {
-    const char *key = either(p, "font_weight", "weight");
+    const char *key = either(p, fn, "font_weight", "weight");
     const char *s = NULL;
     *out = DEFAULT_WEIGHT;
+    job_param_declare(fn, key, "name or integer", "\"bold\", \"normal\"... or 100 to 900");
     if (job_param_string(p, fn, key, NULL, &s, e) < 0) {
         return -1;
     }
@@ -434,7 +441,7 @@ static int read_text_style(json_object *p, const char *fn, double points, bool r
                            struct text_style *ts, struct err *e)
 {
     const char *font, *style, *stretch;
-    if (job_param_string(p, fn, either(p, "font", "font_family"), DEFAULT_FONT, &font, e) < 0 ||
+    if (job_param_string(p, fn, either(p, fn, "font", "font_family"), DEFAULT_FONT, &font, e) < 0 ||
         job_param_string(p, fn, "style", "normal", &style, e) < 0 ||
         job_param_string(p, fn, "stretch", "normal", &stretch, e) < 0 ||
         job_param_double(p, fn, "point_size", points, 1.0, MAX_POINT_SIZE, &ts->point_size, e) <
@@ -481,8 +488,8 @@ static void text_finish(struct text *t)
 /* The required `text`, at most MAX_TEXT_BYTES long. */
 static int read_text(json_object *p, const char *fn, const char **out, struct err *e)
 {
-    if (!job_param_present(p, "text")) {
-        return missing(fn, "text", e);
+    if (job_param_required(p, fn, "text", false, e) < 0) {
+        return -1;
     }
     if (job_param_string(p, fn, "text", "", out, e) < 0) {
         return -1;
@@ -901,8 +908,12 @@ static int read_side(json_object *p, const char *fn, const char *name, long whol
 {
     const char *s = NULL;
     *out = 0;
+    job_param_declare(fn, name, "pixels or \"N%\"", NULL);
     if (job_param_string(p, fn, name, NULL, &s, e) < 0) {
         return -1;
+    }
+    if (s == NULL && job_param_recording()) { /* the range of pixels */
+        return job_param_long(p, fn, name, 0, 1, OP_MAX_SIDE, out, e);
     }
     if (s == NULL) {
         return 0;
@@ -1404,8 +1415,8 @@ static int required_radius(MagickWand *w, json_object *p, const char *fn, const 
     if (w != NULL) {
         return required_double(p, fn, name, 0.0, max_radius(w), out, e);
     }
-    if (!job_param_number_given(p, name)) {
-        return missing(fn, name, e);
+    if (job_param_required(p, fn, name, true, e) < 0) {
+        return -1;
     }
     return job_param_check_number(p, fn, name, false, e);
 }
@@ -1465,6 +1476,8 @@ static int op_rectangle(MagickWand *w, json_object *p, const struct op_ctx *ctx,
     const char *fn = "rectangle";
     double v[4], cw, ch;
     bool round = job_param_number_given(p, "cw") || job_param_number_given(p, "ch");
+    job_param_declare(fn, "cw", NULL, "required with ch: rounded corners");
+    job_param_declare(fn, "ch", NULL, "required with cw: rounded corners");
     if (read_corners(p, fn, v, e) < 0 || (round && (required_radius(w, p, fn, "cw", &cw, e) < 0 ||
                                                     required_radius(w, p, fn, "ch", &ch, e) < 0))) {
         return -1;
@@ -1564,8 +1577,12 @@ static MagickWand *load_other(json_object *src, const struct op_ctx *ctx, const 
 static int src_param(json_object *p, const char *fn, json_object **src, struct err *e)
 {
     *src = NULL;
-    if (!job_param_present(p, "src") || !json_object_object_get_ex(p, "src", src)) {
-        return missing(fn, "src", e);
+    job_param_declare(fn, "src", "image source", NULL);
+    if (job_param_required(p, fn, "src", false, e) < 0) {
+        return -1;
+    }
+    if (!json_object_object_get_ex(p, "src", src)) {
+        return 0; /* recorded (job_param_record()): there is no value */
     }
     return check_src(*src, fn, "src", e);
 }
@@ -1638,7 +1655,9 @@ static int fit_overlay(MagickWand *w, MagickWand *src, json_object *box, const s
         read_side(box, fn, "height", w != NULL ? height_of(w) : 0, &H, e) < 0) {
         return -1;
     }
-    if (W == 0 && H == 0) {
+    job_param_declare(fn, "width", NULL, "width or height is required");
+    job_param_declare(fn, "height", NULL, "width or height is required");
+    if (W == 0 && H == 0 && !job_param_recording()) {
         return missing(fn, "width", e);
     }
     if (src == NULL) {
@@ -1659,6 +1678,8 @@ static int fill_overlay(MagickWand *w, MagickWand *src, json_object *box, const 
         read_side(box, fn, "height", w != NULL ? height_of(w) : 0, &H, e) < 0) {
         return -1;
     }
+    job_param_declare(fn, "width", NULL, "required with scale_to_fill");
+    job_param_declare(fn, "height", NULL, "required with scale_to_fill");
     if (W == 0 || H == 0) {
         return missing(fn, W == 0 ? "width" : "height", e);
     }
@@ -1699,6 +1720,9 @@ static int size_overlay(MagickWand *w, MagickWand *src, json_object *p, const st
             return img_fail(src, fn, e);
         }
         return 0;
+    }
+    if (job_param_recording()) { /* both boxes, which a job gives one of */
+        return fit_overlay(w, src, fit, ctx, e) < 0 ? -1 : fill_overlay(w, src, fill, ctx, e);
     }
     if (fit != NULL) {
         return fit_overlay(w, src, fit, ctx, e);
@@ -1820,6 +1844,7 @@ static int op_dissolve(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
 static json_object *read_other_images(json_object *p, const char *fn, struct err *e)
 {
     json_object *v = NULL;
+    job_param_declare(fn, "other_images", "image sources", "a comma-separated string or an array");
     json_object_object_get_ex(p, "other_images", &v);
     json_object *out = v != NULL ? src_list(v) : json_object_new_array();
     if (out == NULL) {

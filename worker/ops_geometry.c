@@ -91,17 +91,12 @@ static void gravity_place(GravityType g, long aw, long ah, long bw, long bh, lon
 
 /* ---------------------------------------------------------------- checked wand calls */
 
-static int missing(const char *fn, const char *name, struct err *e)
-{
-    return err_set(e, "Missing parameter '%s' for function '%s'", name, fn);
-}
-
 /* A required whole-number parameter in [min, max]. */
 static int required_long(json_object *p, const char *fn, const char *name, long min, long max,
                          long *out, struct err *e)
 {
-    if (!job_param_number_given(p, name)) {
-        return missing(fn, name, e);
+    if (job_param_required(p, fn, name, true, e) < 0) {
+        return -1;
     }
     return job_param_long(p, fn, name, 0, min, max, out, e);
 }
@@ -196,7 +191,9 @@ static int op_resize_to_fit(MagickWand *w, json_object *p, const struct op_ctx *
         job_param_bool(p, fn, "autosharpen", false, &sharpen, e) < 0) {
         return -1;
     }
-    if (W == 0 && H == 0) {
+    job_param_declare(fn, "width", NULL, "width or height is required");
+    job_param_declare(fn, "height", NULL, "width or height is required");
+    if (W == 0 && H == 0 && !job_param_recording()) {
         return err_set(e, "Missing parameter 'width' or 'height' for function '%s'", fn);
     }
     if (w == NULL) {
@@ -270,6 +267,8 @@ static int exact_size(MagickWand *w, json_object *p, const char *fn, long *nw, l
         *nh = side_of(f * (double)height_of(w));
         return 0;
     }
+    job_param_declare(fn, "width", NULL, "unless scale_factor is given");
+    job_param_declare(fn, "height", NULL, "unless scale_factor is given");
     if (required_long(p, fn, "width", 1, OP_MAX_SIDE, nw, e) < 0 ||
         required_long(p, fn, "height", 1, OP_MAX_SIDE, nh, e) < 0) {
         return -1;

@@ -1,0 +1,264 @@
+#include "opdoc.h"
+
+#include <json-c/json.h>
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "job.h"
+#include "ops.h"
+
+#define OPDOC_MAX_PARAMS 48   /* most parameters one function reads */
+#define OPDOC_NAME_MAX   64   /* bytes of a parameter's name ("scale_to_fit.width"), with NUL */
+#define OPDOC_TEXT_MAX   64   /* bytes of a type or a default, with NUL */
+#define OPDOC_NOTE_MAX   128  /* bytes of a note, with NUL */
+#define OPDOC_UNBOUNDED  1e15 /* a bound this far is shown as none */
+
+struct param {
+    char name[OPDOC_NAME_MAX];
+    char type[OPDOC_TEXT_MAX];
+    bool declared; /* `type` came from job_param_declare() */
+    char note[OPDOC_NOTE_MAX];
+    char alias[OPDOC_NAME_MAX]; /* another spelling the function reads */
+    char def[OPDOC_TEXT_MAX];
+    bool has_def;
+    bool ranged;
+    double min, max;
+    bool image_range;
+    bool required;
+};
+
+struct fn_doc {
+    const char *fn;
+    struct param params[OPDOC_MAX_PARAMS];
+    size_t n;
+    bool overflow;
+};
+
+/* ---------------------------------------------------------------- recording */
+
+/* The parameter's name as the function's: a call naming another function ("composite
+ * scale_to_fit", for the box inside scale_to_fit) reads a member of the parameter named last. */
+static void full_name(const struct fn_doc *d, const struct job_param_desc *r, char *out, size_t cap)
+{
+    const char *space = strrchr(r->fn, ' ');
+    if (strcmp(r->fn, d->fn) == 0 || space == NULL) {
+        snprintf(out, cap, "%s", r->name);
+        return;
+    }
+    snprintf(out, cap, "%s.%s", space + 1, r->name);
+}
+
+/* The parameter called `name` or spelt so (its alias), added if new. */
+static struct param *find_or_add(struct fn_doc *d, const char *name)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        if (strcmp(d->params[i].name, name) == 0 || strcmp(d->params[i].alias, name) == 0) {
+            return &d->params[i];
+        }
+    }
+    if (d->n == OPDOC_MAX_PARAMS) {
+        d->overflow = true;
+        return NULL;
+    }
+    struct param *p = &d->params[d->n++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    return p;
+}
+
+/* Merges one report into the parameter: a declared type wins over the call's, the first call
+ * with a default and range gives them, required sticks. */
+static void on_param(void *user, const struct job_param_desc *r)
+{
+    struct fn_doc *d = user;
+    char name[OPDOC_NAME_MAX];
+    full_name(d, r, name, sizeof name);
+    struct param *p = find_or_add(d, name);
+    if (p == NULL) {
+        return;
+    }
+    p->required |= r->required;
+    if (r->note != NULL && p->note[0] == '\0') {
+        snprintf(p->note, sizeof p->note, "%s", r->note);
+    }
+    if (r->alias != NULL && p->alias[0] == '\0') {
+        snprintf(p->alias, sizeof p->alias, "%s", r->alias);
+    }
+    p->image_range |= r->image_range;
+    if (r->type != NULL && (r->declared || (!p->declared && p->type[0] == '\0'))) {
+        snprintf(p->type, sizeof p->type, "%s", r->type);
+        p->declared = r->declared;
+    }
+    if (r->def != NULL && !p->has_def) {
+        snprintf(p->def, sizeof p->def, "%s", r->def);
+        p->has_def = true;
+    }
+    if (r->ranged && !p->ranged) {
+        p->ranged = true;
+        p->min = r->min;
+        p->max = r->max;
+    }
+}
+
+/* Runs `op` in check-only mode under the recorder, every parameter present, then none (the
+ * two sides of `if (job_param_present(...))`). Returns 0, or -1 with the reason in `e`. */
+static int record_op(const struct op *op, struct fn_doc *d, struct err *e)
+{
+    const struct op_ctx ctx = {0};
+    json_object *empty = json_object_new_object();
+    d->fn = op->name;
+    d->n = 0;
+    d->overflow = false;
+    int rc = 0;
+    for (int present = 1; present >= 0 && rc == 0; present--) {
+        job_param_record(on_param, d, present == 1);
+        rc = op->run(NULL, empty, &ctx, e);
+        job_param_record(NULL, NULL, false);
+    }
+    json_object_put(empty);
+    if (rc < 0) {
+        return err_wrap(e, "function '%s' stopped while its parameters were recorded", op->name);
+    }
+    if (d->overflow) {
+        return err_set(e, "function '%s' reads more than %d parameters", op->name,
+                       OPDOC_MAX_PARAMS);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- printing */
+
+static void print_bound(FILE *out, const struct param *p, double v)
+{
+    if (fabs(v) >= OPDOC_UNBOUNDED) {
+        fputs(v < 0 ? "-inf" : "inf", out);
+    } else {
+        fprintf(out, strcmp(p->type, "integer") == 0 ? "%.0f" : "%g", v);
+    }
+}
+
+/* The range as "[min, max]", "depends on the image", or nothing. */
+static void print_range(FILE *out, const struct param *p)
+{
+    if (p->image_range) {
+        fputs("depends on the image", out);
+    } else if (p->ranged) {
+        fputc('[', out);
+        print_bound(out, p, p->min);
+        fputs(", ", out);
+        print_bound(out, p, p->max);
+        fputc(']', out);
+    }
+}
+
+/* The default as shown: "required", the default, or "none". */
+static const char *shown_default(const struct param *p)
+{
+    return p->required ? "required" : p->has_def ? p->def : "none";
+}
+
+static void print_text(FILE *out, const struct fn_doc *d)
+{
+    fprintf(out, "%s\n", d->fn);
+    if (d->n == 0) {
+        fputs("  (no parameters)\n", out);
+    }
+    for (size_t i = 0; i < d->n; i++) {
+        const struct param *p = &d->params[i];
+        fprintf(out, "  %-26s %-18s %-14s ", p->name, p->type, shown_default(p));
+        print_range(out, p);
+        if (p->alias[0] != '\0') {
+            fprintf(out, "  (or %s)", p->alias);
+        }
+        fprintf(out, "%s%s\n", p->note[0] != '\0' ? "  " : "", p->note);
+    }
+}
+
+static void print_markdown(FILE *out, const struct fn_doc *d)
+{
+    fprintf(out, "### %s\n\n", d->fn);
+    if (d->n == 0) {
+        fputs("No parameters.\n\n", out);
+        return;
+    }
+    fputs("| Parameter | Type | Default | Range | Note |\n|---|---|---|---|---|\n", out);
+    for (size_t i = 0; i < d->n; i++) {
+        const struct param *p = &d->params[i];
+        fprintf(out, "| `%s`", p->name);
+        if (p->alias[0] != '\0') {
+            fprintf(out, " (or `%s`)", p->alias);
+        }
+        fprintf(out, " | %s | %s%s%s | ", p->type, p->has_def && !p->required ? "`" : "",
+                shown_default(p), p->has_def && !p->required ? "`" : "");
+        print_range(out, p);
+        fprintf(out, " | %s |\n", p->note);
+    }
+    fputc('\n', out);
+}
+
+static json_object *bound_json(const struct param *p, double v)
+{
+    if (fabs(v) >= OPDOC_UNBOUNDED) {
+        return NULL;
+    }
+    return strcmp(p->type, "integer") == 0 ? json_object_new_int64((int64_t)v)
+                                           : json_object_new_double(v);
+}
+
+static json_object *param_json(const struct param *p)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "name", json_object_new_string(p->name));
+    json_object_object_add(o, "type", json_object_new_string(p->type));
+    json_object_object_add(o, "required", json_object_new_boolean(p->required));
+    json_object_object_add(o, "default",
+                           p->has_def && !p->required ? json_object_new_string(p->def) : NULL);
+    json_object_object_add(o, "min", p->ranged ? bound_json(p, p->min) : NULL);
+    json_object_object_add(o, "max", p->ranged ? bound_json(p, p->max) : NULL);
+    json_object_object_add(o, "range_depends_on_image", json_object_new_boolean(p->image_range));
+    json_object_object_add(o, "alias",
+                           p->alias[0] != '\0' ? json_object_new_string(p->alias) : NULL);
+    json_object_object_add(o, "note", p->note[0] != '\0' ? json_object_new_string(p->note) : NULL);
+    return o;
+}
+
+static json_object *fn_json(const struct fn_doc *d)
+{
+    json_object *o = json_object_new_object();
+    json_object *params = json_object_new_array();
+    for (size_t i = 0; i < d->n; i++) {
+        json_object_array_add(params, param_json(&d->params[i]));
+    }
+    json_object_object_add(o, "function", json_object_new_string(d->fn));
+    json_object_object_add(o, "parameters", params);
+    return o;
+}
+
+int opdoc_print(FILE *out, enum opdoc_format format, struct err *e)
+{
+    static struct fn_doc d; /* large: not on the stack */
+    json_object *all = format == OPDOC_JSON ? json_object_new_array() : NULL;
+    int rc = 0;
+    for (size_t i = 0; op_at(i) != NULL && rc == 0; i++) {
+        rc = record_op(op_at(i), &d, e);
+        if (rc < 0) {
+            break;
+        }
+        if (format == OPDOC_JSON) {
+            json_object_array_add(all, fn_json(&d));
+        } else if (format == OPDOC_MARKDOWN) {
+            print_markdown(out, &d);
+        } else {
+            print_text(out, &d);
+        }
+    }
+    if (all != NULL && rc == 0) {
+        fprintf(out, "%s\n",
+                json_object_to_json_string_ext(all, JSON_C_TO_STRING_PRETTY |
+                                                        JSON_C_TO_STRING_SPACED |
+                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
+    }
+    json_object_put(all);
+    return rc;
+}
