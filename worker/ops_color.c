@@ -1356,7 +1356,7 @@ static int watermark_param(json_object *p, json_object **src, struct err *e)
 {
     const char *fn = "stegano";
     *src = NULL;
-    job_param_declare(fn, "watermark_url", "image source", NULL);
+    job_param_declare(fn, "watermark_url", "URL or \"&identifier\"", NULL);
     if (job_param_required(p, fn, "watermark_url", false, e) < 0) {
         return -1;
     }
