@@ -492,15 +492,22 @@ class EnvExampleTest(unittest.TestCase):
                 self.assertEqual(commented[var], default, "# %s= should show the default" % var)
 
 
+def function_tables():
+    """The names of the worker's function tables (worker/ops*.c), read from the source."""
+    tables = set()
+    for path in sorted((REPO / "worker").glob("ops*.c")):
+        tables.update(re.findall(r'\{"([a-z0-9_]+)", op_[a-z0-9_]+,', path.read_text()))
+    if len(tables) <= 50:
+        raise AssertionError("the function tables were not found")
+    return tables
+
+
 class ReadmeFunctionsTest(unittest.TestCase):
     """README.md's list of the functions a job may name against the worker's function tables
     (worker/ops*.c): a function added, renamed or dropped without the list fails here."""
 
     def test_the_list_is_the_worker_s(self):
-        tables = set()
-        for path in sorted((REPO / "worker").glob("ops*.c")):
-            tables.update(re.findall(r'\{"([a-z0-9_]+)", op_[a-z0-9_]+,', path.read_text()))
-        self.assertGreater(len(tables), 50, "the function tables were not found")
+        tables = function_tables()
         text = (REPO / "README.md").read_text()
         start = text.index("The functions a job may name, ")
         block = text[start:text.index("\nTheir parameters are Blitline's", start)]
@@ -509,6 +516,56 @@ class ReadmeFunctionsTest(unittest.TestCase):
         self.assertEqual(set(names), tables)
         count = int(re.match(r"The functions a job may name, (\d+) in all", block).group(1))
         self.assertEqual(count, len(tables))
+
+
+class FunctionsDocTest(unittest.TestCase):
+    """docs/FUNCTIONS.md's parameter tables against `pixq-worker --functions`, which records the
+    parameters each operation reads (worker/opdoc.c): the doc cannot drift from the code, and a
+    function the recorder misses, or stops in, fails here."""
+
+    BEGIN = "<!-- pixq-worker --functions --markdown: begin -->\n"
+    END = "<!-- pixq-worker --functions --markdown: end -->"
+
+    def functions(self, *args):
+        r = run([CONFIG.worker, "--functions", *args], env=clean_env())
+        self.assertEqual(r.returncode, 0, "pixq-worker --functions %s failed:\n%s"
+                         % (" ".join(args), r.stderr))
+        return r.stdout
+
+    def test_the_doc_is_the_worker_s(self):
+        text = (REPO / "docs" / "FUNCTIONS.md").read_text()
+        block = text[text.index(self.BEGIN) + len(self.BEGIN):text.index(self.END)]
+        self.assertEqual(block, self.functions("--markdown"),
+                         "docs/FUNCTIONS.md is not what pixq-worker --functions --markdown "
+                         "prints: regenerate it with scripts/functions-doc")
+
+    def test_every_function_is_described(self):
+        described = json.loads(self.functions("--json"))
+        names = [f["function"] for f in described]
+        self.assertEqual(sorted(names), sorted(function_tables()))
+        for f in described:
+            for p in f["parameters"]:
+                self.assertTrue(p["type"], "%s.%s has no type" % (f["function"], p["name"]))
+        # a sample of what the code says, in each form
+        params = {f["function"]: {p["name"]: p for p in f["parameters"]} for f in described}
+        self.assertEqual(params["no_op"], {})
+        self.assertTrue(params["thumbnail"]["height"]["required"])
+        self.assertEqual(params["sharpen"]["sigma"],
+                         {"name": "sigma", "type": "number", "required": False, "default": "1",
+                          "min": 0, "max": 4, "range_depends_on_image": False, "alias": None,
+                          "note": None})
+        self.assertEqual(params["modulate"]["brightness"]["alias"], "Brightness")
+        self.assertTrue(params["stegano"]["offset"]["range_depends_on_image"])
+        self.assertIn("scale_to_fill.height", params["composite"])
+        text = self.functions()
+        self.assertRegex(text, r"(?m)^sharpen\n  radius +number +0 +\[0, 12\]$")
+
+    def test_help_and_readme_name_it(self):
+        r = run([CONFIG.worker, "--help"], env=clean_env())
+        self.assertIn("--functions", r.stdout)
+        self.assertIn("docs/FUNCTIONS.md", (REPO / "README.md").read_text())
+        r = run([CONFIG.worker, "--functions", "--yaml"], env=clean_env())
+        self.assertEqual(r.returncode, 2)
 
 
 class ReadmeSettingsTest(unittest.TestCase):
