@@ -1192,6 +1192,10 @@ static int read_caption(MagickWand *w, json_object *p, const struct op_ctx *ctx,
         read_side(p, fn, "height", w != NULL ? height_of(w) : 0, &c->box_h, e) < 0) {
         return -1;
     }
+    job_param_declare(fn, "point_size", NULL,
+                      "absent: the largest that fits a box with a height, else 32");
+    job_param_declare(fn, "width", NULL, "absent: the image's width");
+    job_param_declare(fn, "height", NULL, "absent: the text's height");
     if (w == NULL) {
         return 0;
     }
