@@ -348,8 +348,25 @@ static int dead_retry(struct admin *a, const char *which)
     return CLI_OK;
 }
 
-/* Removes the dead entries of job `job_id` from list `key`, read a page at a time; returns how
- * many. */
+/* Whether dead entry `el` is job `job_id`'s or, with `job_id` NULL, one `dead list` shows
+ * without an id: a payload that was not a job ("(no id)": no job_id, or an empty one) or an
+ * entry that is no dead letter at all. */
+static bool dead_entry_of(const redisReply *el, const char *job_id)
+{
+    if (el->type != REDIS_REPLY_STRING || (job_id != NULL && strstr(el->str, job_id) == NULL)) {
+        return false; /* cannot be the job's: not parsed */
+    }
+    json_object *d = json_tokener_parse(el->str);
+    json_object *id =
+        json_object_is_type(d, json_type_object) ? json_object_object_get(d, "job_id") : NULL;
+    const char *text = id != NULL ? json_object_get_string(id) : "";
+    bool of = job_id != NULL ? id != NULL && strcmp(text, job_id) == 0 : text[0] == '\0';
+    json_object_put(d);
+    return of;
+}
+
+/* Removes the dead entries of job `job_id` (NULL: those without an id, dead_entry_of()) from
+ * list `key`, read a page at a time; returns how many. */
 static long long purge_one(struct admin *a, const char *key, const char *job_id, struct err *e)
 {
     long long n = 0;
@@ -360,19 +377,13 @@ static long long purge_one(struct admin *a, const char *key, const char *job_id,
         long removed = 0;
         for (size_t i = 0; i < got; i++) {
             const redisReply *el = r->element[i];
-            if (el->type != REDIS_REPLY_STRING || strstr(el->str, job_id) == NULL) {
-                continue; /* cannot be the job's: not parsed */
-            }
-            json_object *d = json_tokener_parse(el->str);
-            json_object *id = json_object_object_get(d, "job_id");
-            if (id != NULL && strcmp(json_object_get_string(id), job_id) == 0) {
+            if (dead_entry_of(el, job_id)) {
                 redisReply *x = rq_command(a->rq, e, "LREM %s 1 %b", key, el->str, el->len);
                 long long k = x != NULL && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
                 n += k;
                 removed += (long)k;
                 freeReplyObject(x);
             }
-            json_object_put(d);
         }
         freeReplyObject(r);
         if (got < DEAD_PAGE || e->msg[0] != '\0') {
@@ -382,13 +393,20 @@ static long long purge_one(struct admin *a, const char *key, const char *job_id,
     }
 }
 
-/* Removes every dead entry of queue `q`, or those of one job id. Returns how many. */
-static long long purge_queue(struct admin *a, const char *q, const char *job_id, struct err *e)
+/* What `dead purge` drops: every entry, one job's, or those without an id. */
+struct purge_what {
+    const char *job_id; /* NULL: all of them, or (no_id) those without an id */
+    bool no_id;
+};
+
+/* Removes the dead entries of queue `q` that `w` names. Returns how many. */
+static long long purge_queue(struct admin *a, const char *q, const struct purge_what *w,
+                             struct err *e)
 {
     char key[RQ_KEY_MAX];
     rq_key(key, sizeof key, q, "dead");
-    if (job_id != NULL) {
-        return purge_one(a, key, job_id, e);
+    if (w->job_id != NULL || w->no_id) {
+        return purge_one(a, key, w->job_id, e);
     }
     redisReply *r = rq_command(a->rq, e, "LLEN %s", key);
     long long n = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
@@ -397,16 +415,15 @@ static long long purge_queue(struct admin *a, const char *q, const char *job_id,
     return n;
 }
 
-/* Removes every dead entry (`job_id` NULL), or those of one job id, from every queue. A job id
- * found in none fails, as `dead retry` does: a typo or a job retried meanwhile is told, not taken
- * as done. */
-static int dead_purge(struct admin *a, const char *job_id)
+/* Removes the dead entries `w` names from every queue. A job id found in none fails, as `dead
+ * retry` does: a typo or a job retried meanwhile is told, not taken as done. */
+static int dead_purge(struct admin *a, const struct purge_what *w)
 {
     long long total = 0;
     for (size_t i = 0; i < a->qs.n; i++) {
         struct err e = {{0}};
         unsigned long io_before = rq_io_errors(a->rq);
-        long long n = purge_queue(a, a->qs.name[i], job_id, &e);
+        long long n = purge_queue(a, a->qs.name[i], w, &e);
         if (rq_io_errors(a->rq) != io_before || e.msg[0] != '\0') {
             return cli_fail("dead purge: %s", e.msg[0] != '\0' ? e.msg : "redis: connection lost");
         }
@@ -415,8 +432,8 @@ static int dead_purge(struct admin *a, const char *job_id)
         printf("%lld dead job(s) purged from %s\n", n, key);
         total += n;
     }
-    if (total == 0 && job_id != NULL) {
-        return no_dead_job(a, "purge", job_id);
+    if (total == 0 && w->job_id != NULL) {
+        return no_dead_job(a, "purge", w->job_id);
     }
     return CLI_OK;
 }
@@ -424,14 +441,15 @@ static int dead_purge(struct admin *a, const char *job_id)
 static const char DEAD_USAGE[] =
     "usage: pixq dead list [--limit N] [--json]\n"
     "       pixq dead retry all|JOB_ID\n"
-    "       pixq dead purge [all|JOB_ID]\n"
+    "       pixq dead purge [all|JOB_ID|--no-id]\n"
     "\n"
     "The jobs that failed for good, in every queue of PIXQ_QUEUE (or --queue NAME for one):\n"
     "list the newest N (default 100) of them all, newest first, one line each: job id, when it\n"
     "failed (UTC), attempts, the queue (when PIXQ_QUEUE names several), error (--json: one dead\n"
     "entry per line, {\"job\", \"job_id\", \"error\", \"attempts\", \"failed_at\" (unix ms),\n"
     "\"queue\"}); put them back on their queue (a JOB_ID is looked for in every queue; their next\n"
-    "outcome is posted back again); or drop them (purge alone, as purge all, drops them all).\n"
+    "outcome is posted back again); or drop them (purge alone, as purge all, drops them all;\n"
+    "--no-id, those listed without an id: payloads that were not jobs).\n"
     "retry and purge print a line per queue.\n"
     "\n"
     "Exit status: 0 done, 1 Redis failed or no dead job JOB_ID was found, 2 bad usage.\n";
@@ -467,7 +485,7 @@ static int dead_args(int argc, char **argv, long *limit, bool *json)
         return cli_usage("dead", "retry takes one argument: all or a JOB_ID");
     }
     if (strcmp(cmd, "purge") == 0 && argc > 3) {
-        return cli_usage("dead", "purge takes at most one argument: all or a JOB_ID");
+        return cli_usage("dead", "purge takes at most one argument: all, a JOB_ID or --no-id");
     }
     if (strcmp(cmd, "retry") != 0 && strcmp(cmd, "purge") != 0) {
         return argc < 2 ? cli_usage("dead", "list, retry or purge expected")
@@ -492,10 +510,13 @@ int dead_main(const struct cfg *cfg, int argc, char **argv)
         return CLI_FAILED;
     }
     /* `purge all` is `purge`, as `retry all` is every job: "all" is never taken as a job id */
-    const char *purge_id = argc == 3 && strcmp(argv[2], "all") != 0 ? argv[2] : NULL;
+    struct purge_what purge = {.no_id = argc == 3 && strcmp(argv[2], "--no-id") == 0};
+    if (argc == 3 && !purge.no_id && strcmp(argv[2], "all") != 0) {
+        purge.job_id = argv[2];
+    }
     int rc = strcmp(argv[1], "list") == 0    ? dead_list(&a, limit, json)
              : strcmp(argv[1], "retry") == 0 ? dead_retry(&a, argv[2])
-                                             : dead_purge(&a, purge_id);
+                                             : dead_purge(&a, &purge);
     rq_destroy(a.rq);
     return rc;
 }

@@ -1561,6 +1561,33 @@ class DeadQueuesTest(CliCase):
                          (0, [purged % (1, "urgent"), purged % (2, "default")]))
         self.assertEqual(self.pixq_q("dead", "list"), (0, ""))
 
+    def test_purge_no_id_drops_only_the_entries_listed_without_an_id(self):
+        """A payload that was not a job is buried without a job id ("(no id)" in the list); only
+        `purge all` could drop it, with every job beside it. `purge --no-id` drops those, and
+        entries that are no dead letter at all, in every queue, and nothing else."""
+        self.fill()
+        unparseable = json.dumps({"job": "{not json", "error": "invalid job: not JSON",
+                                  "attempts": 1, "failed_at": 1700000002000})
+        self.redis.lpush("pixq:{default}:dead", unparseable)
+        self.redis.lpush("pixq:{default}:dead", json.dumps({"job_id": None, "error": "E"}))
+        self.redis.lpush("pixq:{urgent}:dead", "not json")
+        rc, out = self.pixq_q("dead", "list")
+        self.assertEqual([line.split()[0] for line in out.splitlines()],
+                         ["(not", "(no", "(no", "d2", "u1", "d1"])
+        purged = "%d dead job(s) purged from pixq:{%s}:dead"
+        rc, out = self.pixq_q("dead", "purge", "--no-id")
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [purged % (1, "urgent"), purged % (2, "default")]))
+        rc, out = self.pixq_q("dead", "list")
+        self.assertEqual([line.split()[0] for line in out.splitlines()], ["d2", "u1", "d1"])
+        rc, out = self.pixq_q("dead", "purge", "--no-id")  # none left: not an error
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [purged % (0, "urgent"), purged % (0, "default")]))
+        r = self.run_pixq("dead", "purge", "--no-id", "d1")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("all, a JOB_ID or --no-id", r.stderr)
+        self.assertIn("--no-id", self.pixq_ok("dead", "--help"))
+
     def test_entries_without_a_time_keep_their_place(self):
         """An entry that does not say when it failed (not JSON, or without failed_at) is taken
         as new as the one before it in its queue's list: it neither holds back that queue's
