@@ -35,6 +35,7 @@ and systemd running the unit (no systemd as PID 1).
         --pixq build-dep/producer/pixq --data tests/data [UnitTest]
 """
 
+import difflib
 import json
 import os
 import re
@@ -62,6 +63,7 @@ K8S = DEPLOY / "k8s"
 CHECK_DIR = REPO / "tests" / "deploy-check"
 SANDBOX = CHECK_DIR / "sandbox.py"
 PYTHON = "/usr/bin/python3"
+FUNCTION_MEANINGS = REPO / "docs" / "functions-meaning.tsv"
 MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 (locked down) .. 10 (exposed)
 
 
@@ -518,13 +520,35 @@ class ReadmeFunctionsTest(unittest.TestCase):
         self.assertEqual(count, len(tables))
 
 
-class FunctionsDocTest(unittest.TestCase):
-    """docs/FUNCTIONS.md's parameter tables against `pixq-worker --functions`, which records the
-    parameters each operation reads (worker/opdoc.c): the doc cannot drift from the code, and a
-    function the recorder misses, or stops in, fails here."""
+def function_meanings():
+    """{(function, parameter): meaning} of docs/functions-meaning.tsv (parameter "" for the
+    function's own line), read here rather than by scripts/functions-doc, so that a test of the
+    file does not rest on the script it checks."""
+    meanings = {}
+    lines = [line for line in FUNCTION_MEANINGS.read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    if not lines or lines[0] != "function\tparameter\tmeaning":
+        raise AssertionError("%s has no header line" % FUNCTION_MEANINGS)
+    for line in lines[1:]:
+        cells = line.split("\t")
+        if len(cells) != 3 or not cells[0] or not cells[2].strip():
+            raise AssertionError("%s: malformed line %r" % (FUNCTION_MEANINGS, line))
+        if (cells[0], cells[1]) in meanings:
+            raise AssertionError("%s: %s.%s twice" % (FUNCTION_MEANINGS, cells[0], cells[1]))
+        meanings[(cells[0], cells[1])] = cells[2]
+    return meanings
 
-    BEGIN = "<!-- pixq-worker --functions --markdown: begin -->\n"
-    END = "<!-- pixq-worker --functions --markdown: end -->"
+
+class FunctionsDocTest(unittest.TestCase):
+    """docs/FUNCTIONS.md's tables against `pixq-worker --functions`, which records the parameters
+    each operation reads (worker/opdoc.c), and docs/functions-meaning.tsv, which says what each
+    function and parameter means: scripts/functions-doc merges the two. The doc cannot drift from
+    the code, a function or parameter cannot go without a meaning nor a meaning outlive its
+    parameter, and a function the recorder misses, or stops in, fails here."""
+
+    BEGIN = "<!-- scripts/functions-doc: begin -->\n"
+    END = "<!-- scripts/functions-doc: end -->"
+    GENERATOR = REPO / "scripts" / "functions-doc"
 
     def functions(self, *args):
         r = run([CONFIG.worker, "--functions", *args], env=clean_env())
@@ -532,12 +556,65 @@ class FunctionsDocTest(unittest.TestCase):
                          % (" ".join(args), r.stderr))
         return r.stdout
 
-    def test_the_doc_is_the_worker_s(self):
+    def assert_same_text(self, got, want, what):
+        """Fails with the unified diff from `want` to `got` (assertEqual shows no more than the
+        first differing characters of a long text)."""
+        if got != want:
+            diff = difflib.unified_diff(want.splitlines(True), got.splitlines(True),
+                                        "expected", "got")
+            self.fail("%s:\n%s" % (what, "".join(list(diff)[:60])))
+
+    def reported(self):
+        """Every (function, parameter) the worker reports, parameter "" for the function."""
+        keys = []
+        for f in json.loads(self.functions("--json")):
+            keys.append((f["function"], ""))
+            keys.extend((f["function"], p["name"]) for p in f["parameters"])
+        return keys
+
+    def test_the_doc_is_the_generator_s(self):
+        r = run([PYTHON, str(self.GENERATOR), "--print", CONFIG.worker], env=clean_env())
+        self.assertEqual(r.returncode, 0, "scripts/functions-doc --print failed:\n%s" % r.stderr)
+        self.assert_same_text((REPO / "docs" / "FUNCTIONS.md").read_text(), r.stdout,
+                              "docs/FUNCTIONS.md is not what scripts/functions-doc writes from "
+                              "pixq-worker --functions --json and docs/functions-meaning.tsv: "
+                              "run scripts/functions-doc")
+        r = run([PYTHON, str(self.GENERATOR), "--check", CONFIG.worker], env=clean_env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_every_function_and_parameter_has_a_meaning(self):
+        meanings = function_meanings()
+        missing = ["%s.%s" % k if k[1] else k[0] for k in self.reported() if k not in meanings]
+        self.assertEqual(missing, [], "no meaning in docs/functions-meaning.tsv")
+
+    def test_no_meaning_is_stale(self):
+        reported = set(self.reported())
+        stale = ["%s.%s" % k if k[1] else k[0] for k in function_meanings() if k not in reported]
+        self.assertEqual(stale, [], "docs/functions-meaning.tsv describes what "
+                         "pixq-worker --functions does not report")
+
+    def test_the_tables_are_the_worker_s_markdown_with_meanings(self):
+        """The doc's tables, their meanings taken out, are what `--markdown` prints: the
+        generator formats type, default and range as the worker does."""
         text = (REPO / "docs" / "FUNCTIONS.md").read_text()
         block = text[text.index(self.BEGIN) + len(self.BEGIN):text.index(self.END)]
-        self.assertEqual(block, self.functions("--markdown"),
-                         "docs/FUNCTIONS.md is not what pixq-worker --functions --markdown "
-                         "prints: regenerate it with scripts/functions-doc")
+        meanings = function_meanings()
+        stripped = []
+        for line in block.splitlines(True):
+            if line.startswith("| "):
+                cells = line.rstrip("\n")[2:-2].split(" | ")
+                del cells[1]
+                line = "| %s |\n" % " | ".join(cells)
+            elif line.startswith("|---"):
+                line = "|---|---|---|---|---|\n"
+            stripped.append(line)
+        stripped = "".join(stripped)
+        for (fn, param), meaning in meanings.items():
+            if not param:
+                stripped = stripped.replace("### %s\n\n%s\n\n" % (fn, meaning), "### %s\n\n" % fn)
+        self.assert_same_text(stripped, self.functions("--markdown"),
+                              "docs/FUNCTIONS.md's tables without their meanings are not what "
+                              "pixq-worker --functions --markdown prints")
 
     def test_every_function_is_described(self):
         described = json.loads(self.functions("--json"))
