@@ -54,10 +54,12 @@ static void record_number(const char *fn, const char *name, bool whole, double d
 {
     char text[64];
     snprintf(text, sizeof text, whole ? "%.0f" : "%g", def);
+    /* a default out of the range is no value a job could give: the function tells "absent" by
+     * it (the image's size, a size that fits...), so none is reported */
     struct job_param_desc d = {.fn = fn,
                                .name = name,
                                .type = whole ? "integer" : "number",
-                               .def = text,
+                               .def = def < min || def > max ? NULL : text,
                                .ranged = true,
                                .min = min,
                                .max = max};

@@ -817,9 +817,10 @@ static int pixelate_area(MagickWand *w, long x, long y, long aw, long ah, double
 static int op_pixelate(MagickWand *w, json_object *p, const struct op_ctx *ctx, struct err *e)
 {
     const char *fn = "pixelate";
-    /* the defaults of width and height, the image's size, are not checked */
-    long iw = w != NULL ? (long)MagickGetImageWidth(w) : 1;
-    long ih = w != NULL ? (long)MagickGetImageHeight(w) : 1;
+    /* the defaults of width and height, the image's size, are not checked (without an image:
+     * 0, out of their range, which the parameter recorder reports as no default) */
+    long iw = w != NULL ? (long)MagickGetImageWidth(w) : 0;
+    long ih = w != NULL ? (long)MagickGetImageHeight(w) : 0;
     long x, y, aw, ah;
     double amount;
     if (job_param_long(p, fn, "x", 0, 0, OP_MAX_SIDE, &x, e) < 0 ||

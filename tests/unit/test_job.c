@@ -1259,14 +1259,20 @@ static void test_recorder(void)
     const char *s = "x";
     job_param_record(on_record, &r, true);
     CHECK(job_param_recording());
+    CHECK_INT(job_param_long(p, "fn", "n", 3, 1, 10, &l, &e), 0);
+    CHECK_INT(l, 3);
+    CHECK_STR(r.last.type, "integer");
+    CHECK_STR(r.def, "3");
+    CHECK(r.last.ranged && r.last.min == 1.0 && r.last.max == 10.0 && !r.last.required);
+    /* a default out of the range stands for "absent" (the image's size...): reported as none */
     CHECK_INT(job_param_long(p, "fn", "n", 0, 1, 10, &l, &e), 0);
     CHECK_INT(l, 1);
-    CHECK_STR(r.last.type, "integer");
-    CHECK_STR(r.def, "0");
-    CHECK(r.last.ranged && r.last.min == 1.0 && r.last.max == 10.0 && !r.last.required);
+    CHECK_STR(r.def, "(none)");
     CHECK_INT(job_param_double(p, "fn", "d", 2.5, 0, 1, &d, &e), 0);
     CHECK(d == 1.0);
-    CHECK_STR(r.def, "2.5");
+    CHECK_STR(r.def, "(none)");
+    CHECK_INT(job_param_double(p, "fn", "d", 0.5, 0, 1, &d, &e), 0);
+    CHECK_STR(r.def, "0.5");
     CHECK_INT(job_param_string(p, "fn", "s", NULL, &s, &e), 0);
     CHECK(s == NULL);
     CHECK_STR(r.def, "(none)");
