@@ -13,6 +13,7 @@
 #define OPDOC_TEXT_MAX   64   /* bytes of a type or a default, with NUL */
 #define OPDOC_NOTE_MAX   128  /* bytes of a note, with NUL */
 #define OPDOC_UNBOUNDED  1e15 /* a bound this far is shown as none */
+#define OPDOC_RANGE_MAX  80   /* bytes of a range as text ("[min, max]"), with NUL */
 
 struct param {
     char name[OPDOC_NAME_MAX];
@@ -129,26 +130,28 @@ static int record_op(const struct op *op, struct fn_doc *d, struct err *e)
 
 /* ---------------------------------------------------------------- printing */
 
-static void print_bound(FILE *out, const struct param *p, double v)
+/* One bound as text: "inf", "-inf", or the number (whole for an integer). */
+static void bound_text(const struct param *p, double v, char *out, size_t cap)
 {
     if (fabs(v) >= OPDOC_UNBOUNDED) {
-        fputs(v < 0 ? "-inf" : "inf", out);
+        snprintf(out, cap, "%s", v < 0 ? "-inf" : "inf");
     } else {
-        fprintf(out, strcmp(p->type, "integer") == 0 ? "%.0f" : "%g", v);
+        snprintf(out, cap, strcmp(p->type, "integer") == 0 ? "%.0f" : "%g", v);
     }
 }
 
-/* The range as "[min, max]", "depends on the image", or nothing. */
-static void print_range(FILE *out, const struct param *p)
+/* The range as "[min, max]", "depends on the image", or "". */
+static void range_text(const struct param *p, char *out, size_t cap)
 {
+    char lo[32], hi[32];
     if (p->image_range) {
-        fputs("depends on the image", out);
+        snprintf(out, cap, "depends on the image");
     } else if (p->ranged) {
-        fputc('[', out);
-        print_bound(out, p, p->min);
-        fputs(", ", out);
-        print_bound(out, p, p->max);
-        fputc(']', out);
+        bound_text(p, p->min, lo, sizeof lo);
+        bound_text(p, p->max, hi, sizeof hi);
+        snprintf(out, cap, "[%s, %s]", lo, hi);
+    } else {
+        out[0] = '\0';
     }
 }
 
@@ -166,12 +169,17 @@ static void print_text(FILE *out, const struct fn_doc *d)
     }
     for (size_t i = 0; i < d->n; i++) {
         const struct param *p = &d->params[i];
-        fprintf(out, "  %-26s %-18s %-14s ", p->name, p->type, shown_default(p));
-        print_range(out, p);
-        if (p->alias[0] != '\0') {
-            fprintf(out, "  (or %s)", p->alias);
+        char range[OPDOC_RANGE_MAX],
+            line[OPDOC_NAME_MAX * 2 + OPDOC_TEXT_MAX * 2 + OPDOC_NOTE_MAX + 128];
+        range_text(p, range, sizeof range);
+        snprintf(line, sizeof line, "  %-26s %-18s %-14s %s%s%s%s%s", p->name, p->type,
+                 shown_default(p), range, p->alias[0] != '\0' ? "  (or " : "", p->alias,
+                 p->alias[0] != '\0' ? ")" : "", p->note[0] != '\0' ? "  " : "");
+        size_t n = strlen(line);
+        while (n > 0 && line[n - 1] == ' ') { /* the columns' padding, when nothing follows */
+            line[--n] = '\0';
         }
-        fprintf(out, "%s%s\n", p->note[0] != '\0' ? "  " : "", p->note);
+        fprintf(out, "%s%s%s\n", line, p->note[0] != '\0' ? "  " : "", p->note);
     }
 }
 
@@ -191,8 +199,9 @@ static void print_markdown(FILE *out, const struct fn_doc *d)
         }
         fprintf(out, " | %s | %s%s%s | ", p->type, p->has_def && !p->required ? "`" : "",
                 shown_default(p), p->has_def && !p->required ? "`" : "");
-        print_range(out, p);
-        fprintf(out, " | %s |\n", p->note);
+        char range[OPDOC_RANGE_MAX];
+        range_text(p, range, sizeof range);
+        fprintf(out, "%s | %s |\n", range, p->note);
     }
     fputc('\n', out);
 }

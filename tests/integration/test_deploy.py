@@ -636,6 +636,7 @@ class FunctionsDocTest(unittest.TestCase):
         self.assertIn("scale_to_fill.height", params["composite"])
         text = self.functions()
         self.assertRegex(text, r"(?m)^sharpen\n  radius +number +0 +\[0, 12\]$")
+        self.assertNotRegex(text, r"(?m) $", "a line padded with spaces at its end")
 
     def test_help_and_readme_name_it(self):
         r = run([CONFIG.worker, "--help"], env=clean_env())
