@@ -117,8 +117,11 @@ struct worker {
     bool stale;          /* the lease is overdue: no new job is taken until it holds */
     long strand_wait_ms; /* nap before a stranded task runs again (stranded()) */
     bool stranded_now;   /* the task in hand was stranded */
-    bool begin_ahead;    /* the job in hand's begin.lua was sent ahead, its answer not read */
-    long first_seen_ms;  /* else what its answer said (runner.first_seen), -1 if nothing */
+    /* the postback retry whose stored result Redis failed to read, and how many times in a row */
+    char unread_id[JOB_ID_MAX];
+    long unread_tries;
+    bool begin_ahead;   /* the job in hand's begin.lua was sent ahead, its answer not read */
+    long first_seen_ms; /* else what its answer said (runner.first_seen), -1 if nothing */
     struct unsettled unsettled[UNSETTLED_MAX];
     unsigned long unsettled_seq; /* settlements kept so far */
 };
@@ -1940,6 +1943,31 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
     json_object_put(outer);
 }
 
+/* A postback retry's read of its stored result failed (the error in `e`). An error is not an
+ * answer that the result is gone: the task strands, to run again once Redis answers (0). It is
+ * given up (-1; `e` says why) when another type of key holds the result's place, which can never
+ * be read, or when the read failed PIXQ_SETTLE_ATTEMPTS times in a row while Redis answered the
+ * rest (an error that persists would hold the worker on this task for ever). */
+static int result_unread(struct worker *w, const char *job_id, struct err *e)
+{
+    if (strncmp(e->msg, "redis: WRONGTYPE", 16) == 0) {
+        return -1;
+    }
+    if (strcmp(w->unread_id, job_id) != 0) {
+        snprintf(w->unread_id, sizeof w->unread_id, "%s", job_id);
+        w->unread_tries = 0;
+    }
+    if (++w->unread_tries >= w->cfg->settle_attempts) {
+        char why[ERR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", e->msg);
+        w->unread_id[0] = '\0';
+        return err_set(e, "%.400s (failed %ld times in a row: PIXQ_SETTLE_ATTEMPTS)", why,
+                       w->cfg->settle_attempts);
+    }
+    stranded(w, "postback_result", job_id, e->msg);
+    return 0;
+}
+
 /* A postback retry (postback_retry): post the stored result again, or schedule the next try;
  * given up when the task crashed its workers too often (`poisoned`: why, else NULL). */
 static void handle_postback(struct worker *w, struct task *t, json_object *task,
@@ -1955,14 +1983,12 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     if (job != NULL && poisoned == NULL) { /* a poisoned retry posts nothing */
         job_key(w, job->id, "result", -1, key, sizeof key);
         r = rq_command(w->rq, &e, "LINDEX %s 0", key);
-        /* an error is not an answer that the result is gone: the task runs again once Redis
-         * answers; only another type of key in the result's place can never be read */
-        unreadable = r == NULL && strncmp(e.msg, "redis: WRONGTYPE", 16) == 0;
-        if (r == NULL && !unreadable) {
-            stranded(w, "postback_result", job->id, e.msg);
+        if (r == NULL && result_unread(w, job->id, &e) == 0) {
             job_destroy(job);
             return;
         }
+        unreadable = r == NULL;
+        w->unread_id[0] = '\0'; /* read, or given up: a later failure counts from 1 */
     }
     bool sent = false;
     char digest[HASH_SHA256_HEX] = "";

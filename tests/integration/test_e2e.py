@@ -617,6 +617,36 @@ class PostbackRetryTest(PostbackRetryCase):
         self.assert_queue_drained()
 
 
+class PostbackRetryReadFailsTest(PostbackRetryCase):
+    """A retry whose stored result Redis keeps failing to read, while it answers the rest (an ACL
+    here refuses LINDEX on the result's key, and only there), is given up after
+    PIXQ_SETTLE_ATTEMPTS reads in a row (3 here): stranded for ever, it held its worker on that
+    one task."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1", "PIXQ_SETTLE_ATTEMPTS": "3"}
+
+    def test_given_up_after_settle_attempts_reads(self):
+        self.postbacks.answer_with(500)
+        self.push_retrying("pb-never-read")
+        self.attempts("pb-never-read", 1)
+        # LINDEX only on the worker's active list (to take the stranded task): not on result:*
+        self.redis.execute("ACL", "SETUSER", "default", "-lindex", "(+lindex ~pixq:*:active:*)")
+        try:
+            given_up = self.wait_until(
+                lambda: [e for e in self.worker.log_events("postback_given_up")
+                         if e.get("job_id") == "pb-never-read"], 30, "postback_given_up")
+        finally:
+            self.redis.execute("ACL", "SETUSER", "default", "+lindex", "clearselectors")
+        self.assertEqual(given_up[0].get("reason"), "result_unreadable", given_up)
+        self.assertIn("failed 3 times in a row", given_up[0].get("error", ""), given_up)
+        stranded = [e for e in self.worker.log_events("task_stranded")
+                    if e.get("job_id") == "pb-never-read"]
+        self.assertEqual([e.get("step") for e in stranded], ["postback_result"] * 2, stranded)
+        self.assertEqual(self.redis.hgetall(self.key("stats")).get("postbacks_given_up"), "1")
+        self.assertEqual(len(self.postbacks_of("pb-never-read")), 1)
+        self.assert_queue_drained()
+
+
 class PostbackRetryEveryJobTest(PostbackRetryCase):
     """PIXQ_POSTBACK_RETRY=1: every job's failed postback is retried, retry_postback or not."""
 
