@@ -125,6 +125,19 @@ static void iso_utc(long long ms, char *out, size_t cap)
     snprintf(out, cap, "%s.%03lldZ", base, ms % 1000);
 }
 
+/* The job id of dead entry `d` (parsed), or NULL when it has none to show or name: not an
+ * object, no job_id, or one that is not a string of its own (empty, or holding a NUL). */
+static const char *dead_id(json_object *d)
+{
+    json_object *id =
+        json_object_is_type(d, json_type_object) ? json_object_object_get(d, "job_id") : NULL;
+    if (!json_object_is_type(id, json_type_string)) {
+        return NULL;
+    }
+    const char *s = json_object_get_string(id);
+    return s[0] != '\0' && strlen(s) == (size_t)json_object_get_string_len(id) ? s : NULL;
+}
+
 /* Prints the entry under `c`: with --json, the entry with its "queue" added; otherwise "ID  WHEN
  * attempts=N  [queue=Q  ]ERROR", the queue named when PIXQ_QUEUE names several. */
 static void dead_print(const struct dead_cursor *c, bool json, bool several)
@@ -157,7 +170,8 @@ static void dead_print(const struct dead_cursor *c, bool json, bool several)
     json_object *at = json_object_object_get(c->head, "failed_at");
     iso_utc(json_object_is_type(at, json_type_int) ? json_object_get_int64(at) : 0, when,
             sizeof when);
-    char *id = cli_printable(cli_str(c->head, "job_id", "(no id)"));
+    const char *job_id = dead_id(c->head);
+    char *id = cli_printable(job_id != NULL ? job_id : "(no id)");
     char *attempts = cli_printable(cli_str(c->head, "attempts", "?"));
     char *error = cli_printable(cli_str(c->head, "error", ""));
     const char *oom = "(out of memory)";
@@ -349,18 +363,16 @@ static int dead_retry(struct admin *a, const char *which)
 }
 
 /* Whether dead entry `el` is job `job_id`'s or, with `job_id` NULL, one `dead list` shows
- * without an id: a payload that was not a job ("(no id)": no job_id, or an empty one) or an
- * entry that is no dead letter at all. */
+ * without an id (dead_id()): a payload that was not a job ("(no id)") or an entry that is no
+ * dead letter at all. */
 static bool dead_entry_of(const redisReply *el, const char *job_id)
 {
     if (el->type != REDIS_REPLY_STRING || (job_id != NULL && strstr(el->str, job_id) == NULL)) {
         return false; /* cannot be the job's: not parsed */
     }
     json_object *d = json_tokener_parse(el->str);
-    json_object *id =
-        json_object_is_type(d, json_type_object) ? json_object_object_get(d, "job_id") : NULL;
-    const char *text = id != NULL ? json_object_get_string(id) : "";
-    bool of = job_id != NULL ? id != NULL && strcmp(text, job_id) == 0 : text[0] == '\0';
+    const char *id = dead_id(d);
+    bool of = job_id != NULL ? id != NULL && strcmp(id, job_id) == 0 : id == NULL;
     json_object_put(d);
     return of;
 }

@@ -8,7 +8,7 @@
 #include "rq.h"
 
 /* `pixq dead list [--limit N] [--json]`, `pixq dead retry all|JOB_ID`,
- * `pixq dead purge [all|JOB_ID]`. argv[0] is "dead". Returns the exit status. */
+ * `pixq dead purge [all|JOB_ID|--no-id]`. argv[0] is "dead". Returns the exit status. */
 int dead_main(const struct cfg *cfg, int argc, char **argv);
 
 /* `pixq limit show [--json]`, `pixq limit set BUCKET RATE BURST`, `pixq limit reset BUCKET`:

@@ -31,7 +31,7 @@ static const struct command {
      "      the queues found in Redis and their depths"},
     {"dead", dead_main,
      "dead list [--limit N] [--json] | dead retry all|JOB_ID\n"
-     "      | dead purge [all|JOB_ID]\n"
+     "      | dead purge [all|JOB_ID|--no-id]\n"
      "      inspect, re-run or drop the jobs that failed for good"},
     {"limit", limit_main,
      "limit show [--json] | limit set BUCKET RATE BURST | limit reset BUCKET\n"

@@ -1569,15 +1569,17 @@ class DeadQueuesTest(CliCase):
         unparseable = json.dumps({"job": "{not json", "error": "invalid job: not JSON",
                                   "attempts": 1, "failed_at": 1700000002000})
         self.redis.lpush("pixq:{default}:dead", unparseable)
-        self.redis.lpush("pixq:{default}:dead", json.dumps({"job_id": None, "error": "E"}))
+        # ids that are no string of their own are none, listed and purged alike
+        for odd in (None, "", 123, {"a": 1}):
+            self.redis.lpush("pixq:{default}:dead", json.dumps({"job_id": odd, "error": "E"}))
         self.redis.lpush("pixq:{urgent}:dead", "not json")
         rc, out = self.pixq_q("dead", "list")
         self.assertEqual([line.split()[0] for line in out.splitlines()],
-                         ["(not", "(no", "(no", "d2", "u1", "d1"])
+                         ["(not"] + ["(no"] * 5 + ["d2", "u1", "d1"])
         purged = "%d dead job(s) purged from pixq:{%s}:dead"
         rc, out = self.pixq_q("dead", "purge", "--no-id")
         self.assertEqual((rc, out.splitlines()),
-                         (0, [purged % (1, "urgent"), purged % (2, "default")]))
+                         (0, [purged % (1, "urgent"), purged % (5, "default")]))
         rc, out = self.pixq_q("dead", "list")
         self.assertEqual([line.split()[0] for line in out.splitlines()], ["d2", "u1", "d1"])
         rc, out = self.pixq_q("dead", "purge", "--no-id")  # none left: not an error
