@@ -136,7 +136,8 @@ static void bound_text(const struct param *p, double v, char *out, size_t cap)
     if (fabs(v) >= OPDOC_UNBOUNDED) {
         snprintf(out, cap, "%s", v < 0 ? "-inf" : "inf");
     } else {
-        snprintf(out, cap, strcmp(p->type, "integer") == 0 ? "%.0f" : "%g", v);
+        /* whole bounds in full (1000000, not 1e+06), whatever the declared type */
+        snprintf(out, cap, v == trunc(v) ? "%.0f" : "%.15g", v);
     }
 }
 
