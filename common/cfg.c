@@ -188,7 +188,8 @@ static const struct cfg_entry table[] = {
     {"settle-attempts", "PIXQ_SETTLE_ATTEMPTS", T_LONG, F(settle_attempts), 1, 1000, "50", false,
      "tries (PIXQ_REDIS_RETRY_MIN_MS doubling to PIXQ_REDIS_RETRY_MAX_MS apart) to record a job's "
      "outcome through a Redis outage before "
-     "keeping it to record when the job comes back from the worker's active list"},
+     "keeping it to record when the job comes back from the worker's active list; also the "
+     "failed reads in a row of a postback retry's stored result that give the retry up"},
     {"lease-ms", "PIXQ_LEASE_MS", T_LONG, F(lease_ms), 1000, 3600000, "20000", false,
      "a worker silent for this long is dead and its job goes back to the queue"},
     {"heartbeat-ms", "PIXQ_HEARTBEAT_MS", T_LONG, F(heartbeat_ms), 100, 1200000, "5000", false,
