@@ -507,6 +507,12 @@ class PostbackRetryCase(E2ETestCase):
                         "%d postbacks of %s" % (n, job_id))
         return self.postbacks_of(job_id)
 
+    def wait_for_events(self, event, job_id, timeout=10, worker=None):
+        """The worker's log lines `event` about `job_id`, once there is one."""
+        worker = worker or self.worker
+        return self.wait_until(lambda: [e for e in worker.log_events(event)
+                                        if e.get("job_id") == job_id], timeout, event)
+
     def postbacks_of(self, job_id):
         return [pb for pb in self.postbacks.postbacks
                 if (pb.results or {}).get("job_id") == job_id]
@@ -538,9 +544,7 @@ class PostbackRetryTest(PostbackRetryCase):
         self.postbacks.answer_with(500, 500, 500)
         self.push_retrying("pb-given-up")
         self.attempts("pb-given-up", 3)
-        given_up = self.wait_until(
-            lambda: [e for e in self.worker.log_events("postback_given_up")
-                     if e.get("job_id") == "pb-given-up"], 10, "postback_given_up")
+        given_up = self.wait_for_events("postback_given_up", "pb-given-up")
         self.assertEqual(given_up[0].get("attempts"), "3", given_up)
         time.sleep(scaled(1.5))
         self.assertEqual(len(self.postbacks_of("pb-given-up")), 3)
@@ -558,9 +562,7 @@ class PostbackRetryTest(PostbackRetryCase):
         first = self.attempts("pb-read-fails", 1)[0]
         self.redis.execute("ACL", "SETUSER", "default", "-lindex")
         try:
-            stranded = self.wait_until(
-                lambda: [e for e in self.worker.log_events("task_stranded")
-                         if e.get("job_id") == "pb-read-fails"], 10, "task_stranded")
+            stranded = self.wait_for_events("task_stranded", "pb-read-fails")
             self.assertEqual(stranded[0].get("step"), "postback_result", stranded)
             self.assertIn("NOPERM", stranded[0].get("error", ""), stranded)
             self.assertEqual(self.worker.log_events("postback_given_up"), [])
@@ -582,9 +584,7 @@ class PostbackRetryTest(PostbackRetryCase):
         key = self.key("result:pb-wrong-type")
         self.redis.delete(key)
         self.redis.set(key, "not a list")
-        given_up = self.wait_until(
-            lambda: [e for e in self.worker.log_events("postback_given_up")
-                     if e.get("job_id") == "pb-wrong-type"], 10, "postback_given_up")
+        given_up = self.wait_for_events("postback_given_up", "pb-wrong-type")
         self.assertEqual(given_up[0].get("reason"), "result_unreadable", given_up)
         self.assertIn("WRONGTYPE", given_up[0].get("error", ""), given_up)
         self.assertEqual(self.worker.log_events("task_stranded"), [])
@@ -632,9 +632,7 @@ class PostbackRetryReadFailsTest(PostbackRetryCase):
         # LINDEX only on the worker's active list (to take the stranded task): not on result:*
         self.redis.execute("ACL", "SETUSER", "default", "-lindex", "(+lindex ~pixq:*:active:*)")
         try:
-            given_up = self.wait_until(
-                lambda: [e for e in self.worker.log_events("postback_given_up")
-                         if e.get("job_id") == "pb-never-read"], 30, "postback_given_up")
+            given_up = self.wait_for_events("postback_given_up", "pb-never-read", 30)
         finally:
             self.redis.execute("ACL", "SETUSER", "default", "+lindex", "clearselectors")
         self.assertEqual(given_up[0].get("reason"), "result_unreadable", given_up)
@@ -711,9 +709,7 @@ class PostbackRetryTtlTest(PostbackRetryCase):
         self.postbacks.answer_with(500, 500, 500)
         self.push_retrying("pb-ttl")
         self.attempts("pb-ttl", 2)
-        gone = self.wait_until(
-            lambda: [e for e in worker.log_events("postback_given_up")
-                     if e.get("job_id") == "pb-ttl"], 10, "postback_given_up")
+        gone = self.wait_for_events("postback_given_up", "pb-ttl", worker=worker)
         self.assertEqual(gone[0].get("reason"), "result_gone", gone)
         self.assertEqual(len(self.postbacks_of("pb-ttl")), 2)
 
