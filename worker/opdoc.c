@@ -250,7 +250,7 @@ int opdoc_print(FILE *out, enum opdoc_format format, struct err *e)
     static struct fn_doc d; /* large: not on the stack */
     json_object *all = format == OPDOC_JSON ? json_object_new_array() : NULL;
     int rc = 0;
-    for (size_t i = 0; op_at(i) != NULL && rc == 0; i++) {
+    for (size_t i = 0; op_at(i) != NULL; i++) {
         rc = record_op(op_at(i), &d, e);
         if (rc < 0) {
             break;

@@ -117,13 +117,13 @@ struct worker {
     bool stale;          /* the lease is overdue: no new job is taken until it holds */
     long strand_wait_ms; /* nap before a stranded task runs again (stranded()) */
     bool stranded_now;   /* the task in hand was stranded */
+    bool begin_ahead;    /* the job in hand's begin.lua was sent ahead, its answer not read */
+    long first_seen_ms;  /* else what its answer said (runner.first_seen), -1 if nothing */
+    struct unsettled unsettled[UNSETTLED_MAX];
+    unsigned long unsettled_seq; /* settlements kept so far */
     /* the postback retry whose stored result Redis failed to read, and how many times in a row */
     char unread_id[JOB_ID_MAX];
     long unread_tries;
-    bool begin_ahead;   /* the job in hand's begin.lua was sent ahead, its answer not read */
-    long first_seen_ms; /* else what its answer said (runner.first_seen), -1 if nothing */
-    struct unsettled unsettled[UNSETTLED_MAX];
-    unsigned long unsettled_seq; /* settlements kept so far */
 };
 
 /* One reserved job while it is being worked on. */
