@@ -1,17 +1,18 @@
 /* credproc: S3 keys from a program (credproc.h). */
-#define _GNU_SOURCE /* pipe2 */
+#define _GNU_SOURCE /* pipe2, closefrom */
 #include "credproc.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -128,6 +129,30 @@ static int runnable(const char *path)
     return access(path, X_OK) == 0 ? 0 : errno;
 }
 
+/* Looks for `prog` as execvp would: at its path when it has a '/', else in each directory of PATH
+ * (glibc's default without one). Returns 0 with its path in `full`, or an errno: "not allowed"
+ * found anywhere beats "not there". */
+static int locate(const char *prog, char *full, size_t cap)
+{
+    if (strchr(prog, '/') != NULL) {
+        int n = snprintf(full, cap, "%s", prog);
+        return n < 0 || (size_t)n >= cap ? ENAMETOOLONG : runnable(full);
+    }
+    const char *path = getenv("PATH");
+    path = path != NULL ? path : "/bin:/usr/bin";
+    int why = ENOENT;
+    while (why != 0 && *path != '\0') {
+        size_t n = strcspn(path, ":");
+        int k = snprintf(full, cap, "%.*s%s%s", (int)n, path, n > 0 ? "/" : "", prog);
+        if (k > 0 && (size_t)k < cap) {
+            int r = runnable(full);
+            why = r == 0 || why == ENOENT ? r : why;
+        }
+        path += n + (path[n] == ':' ? 1 : 0);
+    }
+    return why;
+}
+
 int credproc_check(const char *cmd, struct err *e)
 {
     struct credproc_argv a;
@@ -135,23 +160,8 @@ int credproc_check(const char *cmd, struct err *e)
         return -1;
     }
     const char *prog = a.argv[0];
-    int why = ENOENT;
-    if (strchr(prog, '/') != NULL) {
-        why = runnable(prog);
-    } else { /* as posix_spawnp looks: each directory of PATH (glibc's default without one) */
-        const char *path = getenv("PATH");
-        path = path != NULL ? path : "/bin:/usr/bin";
-        while (why != 0 && *path != '\0') {
-            size_t n = strcspn(path, ":");
-            char full[PATH_MAX];
-            int k = snprintf(full, sizeof full, "%.*s%s%s", (int)n, path, n > 0 ? "/" : "", prog);
-            if (k > 0 && (size_t)k < sizeof full) {
-                int r = runnable(full);
-                why = r == 0 || why == ENOENT ? r : why; /* "not allowed" beats "not there" */
-            }
-            path += n + (path[n] == ':' ? 1 : 0);
-        }
-    }
+    char full[PATH_MAX];
+    int why = locate(prog, full, sizeof full);
     int rc = why == 0 ? 0
              : strchr(prog, '/') == NULL && why == ENOENT
                  ? err_set(e, "%s is not found on PATH (%s)", prog,
@@ -182,66 +192,113 @@ static char **program_environment(void)
     return env;
 }
 
+/* Where the child tells why its exec failed: an errno on this descriptor, which the exec closes. */
+#define REPORT_FD 3
+
+/* In the child, between fork() and exec: only what a signal handler may call. Never returns. */
+static void child_exec(const char *path, char *const argv[], char *const env[], const int src[3],
+                       pid_t parent)
+{
+    /* ended with the worker's thread that started it: a worker killed while its program hangs
+     * leaves none behind (what the program started itself is not reached) */
+    int why = 0;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) {
+        _exit(127);
+    }
+    setpgid(0, 0);
+    /* every signal to its default (none the worker ignores stays ignored), then unblocked */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < NSIG; sig++) {
+        (void)sigaction(sig, &dfl, NULL); /* SIGKILL, SIGSTOP and glibc's own refuse: no matter */
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* its output, errors and report above 0 to 3 first, so that no dup2 below closes another */
+    int high[3];
+    for (int i = 0; i < 3; i++) {
+        high[i] = fcntl(src[i], F_DUPFD, REPORT_FD + 1);
+        if (high[i] < 0) {
+            _exit(127);
+        }
+    }
+    int in = open("/dev/null", O_RDONLY);
+    if (in < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(high[0], STDOUT_FILENO) < 0 ||
+        dup2(high[1], STDERR_FILENO) < 0 || dup2(high[2], REPORT_FD) < 0 ||
+        fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC) < 0) {
+        _exit(127);
+    }
+    /* none of the worker's other descriptors (Redis's and S3's connections are not
+     * close-on-exec) */
+    closefrom(REPORT_FD + 1);
+    execve(path, argv, env);
+    why = errno;
+    ssize_t rc = write(REPORT_FD, &why, sizeof why);
+    (void)rc;
+    _exit(127);
+}
+
 /* Starts a.argv with its output on *out_fd and its errors on *err_fd (the read ends). Returns
  * the pid, or -1 with why. */
 static pid_t start(const struct credproc_argv *a, int *out_fd, int *err_fd, struct err *e)
 {
+    const char *prog = a->argv[0];
+    char path[PATH_MAX];
+    int why = locate(prog, path, sizeof path);
+    if (why != 0) {
+        return err_set(e, "cannot run %s: %s", prog, strerror(why));
+    }
     char **env = program_environment();
     if (env == NULL) {
         return err_set(e, "out of memory");
     }
-    int po[2] = {-1, -1}, pe[2] = {-1, -1};
-    if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
-        int err = errno;
-        for (int i = 0; i < 2; i++) {
-            if (po[i] >= 0) {
-                close(po[i]);
-            }
-        }
-        free(env);
-        return err_set(e, "cannot make a pipe: %s", strerror(err));
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none, dfl;
-    sigemptyset(&none);
-    sigfillset(&dfl); /* every signal to its default: none the worker ignores stays ignored */
-    int rc = posix_spawn_file_actions_init(&fa);
-    if (rc == 0) {
-        rc = posix_spawnattr_init(&at);
-        if (rc != 0) {
-            posix_spawn_file_actions_destroy(&fa);
-        }
-    }
+    int p[6] = {-1, -1, -1, -1, -1, -1}; /* output, errors, report: read end, write end */
     pid_t pid = -1;
-    if (rc == 0) {
-        rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        rc = rc != 0 ? rc : posix_spawn_file_actions_adddup2(&fa, po[1], STDOUT_FILENO);
-        rc = rc != 0 ? rc : posix_spawn_file_actions_adddup2(&fa, pe[1], STDERR_FILENO);
-        /* none of the worker's other descriptors (Redis's and S3's connections are not
-         * close-on-exec) */
-        rc = rc != 0 ? rc : posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
-        rc = rc != 0 ? rc : posix_spawnattr_setsigmask(&at, &none);
-        rc = rc != 0 ? rc : posix_spawnattr_setsigdefault(&at, &dfl);
-        rc = rc != 0 ? rc : posix_spawnattr_setpgroup(&at, 0);
-        rc = rc != 0
-                 ? rc
-                 : posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                     POSIX_SPAWN_SETSIGDEF);
-        rc = rc != 0 ? rc : posix_spawnp(&pid, a->argv[0], &fa, &at, a->argv, env);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&at);
+    sigset_t all, old;
+    sigfillset(&all);
+    if (pipe2(p, O_CLOEXEC) == 0 && pipe2(p + 2, O_CLOEXEC) == 0 && pipe2(p + 4, O_CLOEXEC) == 0) {
+        /* the worker's handlers must not run in the child before it sets them to default */
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pid_t self = getpid();
+        pid = fork();
+        if (pid == 0) {
+            child_exec(path, a->argv, env, (const int[3]){p[1], p[3], p[5]}, self);
+        }
+        why = pid < 0 ? errno : 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    } else {
+        why = errno;
     }
     free(env);
-    close(po[1]);
-    close(pe[1]);
-    if (rc != 0) {
-        close(po[0]);
-        close(pe[0]);
-        return err_set(e, "cannot run %s: %s", a->argv[0], strerror(rc));
+    for (int i = 1; i < 6; i += 2) {
+        if (p[i] >= 0) {
+            close(p[i]);
+        }
     }
-    *out_fd = po[0];
-    *err_fd = pe[0];
+    if (pid > 0) { /* its report: nothing once the exec has closed it */
+        ssize_t got;
+        do {
+            got = read(p[4], &why, sizeof why);
+        } while (got < 0 && errno == EINTR);
+        why = got == (ssize_t)sizeof why ? why : 0;
+        if (why != 0) {
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+            }
+        }
+    }
+    if (p[4] >= 0) {
+        close(p[4]);
+    }
+    if (why != 0) {
+        for (int i = 0; i < 4; i += 2) {
+            if (p[i] >= 0) {
+                close(p[i]);
+            }
+        }
+        return err_set(e, "cannot run %s: %s", prog, strerror(why));
+    }
+    *out_fd = p[0];
+    *err_fd = p[2];
     return pid;
 }
 

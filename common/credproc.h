@@ -9,7 +9,9 @@
  * pipes or redirections): the program is
  * looked for on PATH, gets the worker's environment less pixq's own settings (PIXQ_*, which hold
  * Redis's password and the postback secret), /dev/null for its input, and a process group of
- * its own, which is killed whole when it runs out of time. */
+ * its own, which is killed whole when it runs out of time. The program gets SIGKILL when the
+ * thread that ran it ends (the worker killed): call credproc_run() from a thread that lives as
+ * long as the process, as the worker's main thread does. */
 #ifndef PIXQ_CREDPROC_H
 #define PIXQ_CREDPROC_H
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,6 +190,36 @@ static void test_run(void)
         fclose(f);
     }
     CHECK(child > 0 && gone(child)); /* reaped by run() */
+    unlink(pidfile);
+    /* a worker killed while its program hangs leaves no program behind */
+    snprintf(cmd, sizeof cmd, "sh -c 'echo $$ > %s; exec sleep 30'", pidfile);
+    pid_t worker = fork();
+    if (worker == 0) {
+        char said[256];
+        run(cmd, 60000, said, sizeof said);
+        _exit(0);
+    }
+    child = 0;
+    for (int i = 0; i < 500 && child == 0; i++) {
+        struct timespec ms10 = {0, 10000000};
+        nanosleep(&ms10, NULL);
+        f = fopen(pidfile, "r");
+        if (f != NULL) {
+            child = fscanf(f, "%d", &child) == 1 ? child : 0;
+            fclose(f);
+        }
+    }
+    CHECK(worker > 0 && child > 0 && !gone(child));
+    kill(worker, SIGKILL);
+    waitpid(worker, NULL, 0);
+    for (int i = 0; i < 200 && child > 0 && !gone(child); i++) {
+        struct timespec ms10 = {0, 10000000};
+        nanosleep(&ms10, NULL);
+    }
+    CHECK(child > 0 && gone(child));
+    if (child > 0 && !gone(child)) {
+        kill(child, SIGKILL);
+    }
     unlink(pidfile);
     /* a program that ended, leaving a child that holds its standard error: its output is
      * judged at once, not at the deadline */
