@@ -809,6 +809,15 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.full("w1", "job-c", retry="retry-3", retry_ms=1000), 0)
         self.assertIsNone(self.zscore(DELAYED, "retry-3"))
 
+    def test_postback_retry_sooner_than_the_earliest_delayed_wakes_a_worker(self):
+        """A worker sleeps until the earliest delayed payload is due: a retry due before it must
+        wake one (as delay.lua does), or the retry waits for the later payload."""
+        self.r.execute("ZADD", DELAYED, self.now_ms() + 60000, "later-job")
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.full("w1", "job-a", retry="retry-1", retry_ms=1000), 1)
+        self.assertEqual(self.r.lrange(JOBS), [WAKE])
+        self.assertEqual(self.r.zrange(DELAYED), ["retry-1", "later-job"])
+
     def test_posted_gives_a_hash_without_expiry_the_results(self):
         self.r.lpush(active("w1"), "job-a")
         self.full("w1", "job-a", posted="123")

@@ -2441,6 +2441,23 @@ class RetryTest(ReliabilityCase):
         self.assertEqual(len(self.results("retry-fail")), 1)
         self.assert_queue_drained()
 
+    def test_wait_retry_delay_gives_up_after_five_runs(self):
+        """wait_retry_delay runs a job whose source never comes at most 5 times (Blitline's
+        limit, whatever PIXQ_MAX_ATTEMPTS says), then fails it: one postback, one dead entry."""
+        self.start_worker()
+        self.src.add("/never.png", tiny_png())
+        self.src.status["/never.png"] = 404
+        self.push_jobs([self.tiny_job("wait-never", path="/never.png", wait_retry_delay=0)])
+        self.wait_for_postback(timeout=20, job_id="wait-never")
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 10, "a dead entry")
+        time.sleep(1.0)  # no further run, no second postback
+        self.assertEqual(self.src.requests("/never.png"), 5)
+        self.assertEqual(len(self.postbacks.postbacks), 1)
+        self.assertEqual(self.redis.execute("HGET", self.key("job:wait-never"), "runs"), "5")
+        dead = json.loads(self.redis.lindex(self.key("dead"), 0))
+        self.assertEqual((dead["job_id"], dead["attempts"]), ("wait-never", 5))
+        self.assert_queue_drained()
+
     def test_wait_retry_delay_requeues_until_the_source_exists(self):
         self.start_worker()
         self.src.add("/later.png", tiny_png())
