@@ -201,7 +201,6 @@ static void child_exec(const char *path, char *const argv[], char *const env[], 
 {
     /* ended with the worker's thread that started it: a worker killed while its program hangs
      * leaves none behind (what the program started itself is not reached) */
-    int why = 0;
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) {
         _exit(127);
     }
@@ -232,7 +231,7 @@ static void child_exec(const char *path, char *const argv[], char *const env[], 
      * close-on-exec) */
     closefrom(REPORT_FD + 1);
     execve(path, argv, env);
-    why = errno;
+    int why = errno;
     ssize_t rc = write(REPORT_FD, &why, sizeof why);
     (void)rc;
     _exit(127);

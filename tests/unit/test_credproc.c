@@ -103,6 +103,28 @@ static bool gone(pid_t pid)
     return close != NULL && close[1] == ' ' && close[2] == 'Z';
 }
 
+/* The pid written in file `path`, or 0 when it holds none (yet). */
+static pid_t read_pid(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f != NULL) {
+        pid = fscanf(f, "%d", &pid) == 1 ? pid : 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+/* Whether process `pid` is gone within `ms`, looked at every 10 ms. */
+static bool gone_within(pid_t pid, int ms)
+{
+    for (int i = 0; i < ms / 10 && !gone(pid); i++) {
+        struct timespec ms10 = {0, 10000000};
+        nanosleep(&ms10, NULL);
+    }
+    return gone(pid);
+}
+
 static void test_run(void)
 {
     char got[1024];
@@ -173,29 +195,15 @@ static void test_run(void)
     long took = clock_mono_ms() - t0;
     CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS)");
     CHECK(took >= 300 && took < 3000);
-    FILE *f = fopen(pidfile, "r");
-    int child = 0;
-    CHECK(f != NULL && fscanf(f, "%d", &child) == 1);
-    if (f != NULL) {
-        fclose(f);
-    }
-    for (int i = 0; i < 100 && child > 0 && !gone(child); i++) {
-        struct timespec ms10 = {0, 10000000};
-        nanosleep(&ms10, NULL);
-    }
-    CHECK(child > 0 && gone(child));
+    pid_t child = read_pid(pidfile);
+    CHECK(child > 0 && gone_within(child, 1000));
     unlink(pidfile);
     /* a program that closes its output and goes on is waited for up to the deadline too, and
      * then ended */
     snprintf(cmd, sizeof cmd, "sh -c 'exec >&- 2>&-; echo $$ > %s; exec sleep 30'", pidfile);
     CHECK_INT(run(cmd, 300, got, sizeof got), -1);
     CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS)");
-    f = fopen(pidfile, "r");
-    child = 0;
-    CHECK(f != NULL && fscanf(f, "%d", &child) == 1);
-    if (f != NULL) {
-        fclose(f);
-    }
+    child = read_pid(pidfile);
     CHECK(child > 0 && gone(child)); /* reaped by run() */
     unlink(pidfile);
     /* a worker killed while its program hangs leaves no program behind */
@@ -210,20 +218,12 @@ static void test_run(void)
     for (int i = 0; i < 500 && child == 0; i++) {
         struct timespec ms10 = {0, 10000000};
         nanosleep(&ms10, NULL);
-        f = fopen(pidfile, "r");
-        if (f != NULL) {
-            child = fscanf(f, "%d", &child) == 1 ? child : 0;
-            fclose(f);
-        }
+        child = read_pid(pidfile);
     }
     CHECK(worker > 0 && child > 0 && !gone(child));
     kill(worker, SIGKILL);
     waitpid(worker, NULL, 0);
-    for (int i = 0; i < 200 && child > 0 && !gone(child); i++) {
-        struct timespec ms10 = {0, 10000000};
-        nanosleep(&ms10, NULL);
-    }
-    CHECK(child > 0 && gone(child));
+    CHECK(child > 0 && gone_within(child, 2000));
     if (child > 0 && !gone(child)) {
         kill(child, SIGKILL);
     }
