@@ -1457,8 +1457,9 @@ class PixqTestCase(unittest.TestCase):
             out += ["--- %s log (%s)" % (prog.name, prog.log_path), tail(prog.log_path, 400)]
         for name, path in self.cli_logs:
             out += ["--- %s" % name, tail(path, 100)]
-        if hasattr(self, "s3"):
-            out += ["--- s3rver log (last 40 lines)", tail(self.s3.log_path, 40)]
+        s3_log = getattr(getattr(self, "s3", None), "log_path", None)  # None: never started
+        if s3_log is not None:
+            out += ["--- s3rver log (last 40 lines)", tail(s3_log, 40)]
         if hasattr(self, "redis_server"):
             out += ["--- redis log (last 20 lines)", tail(self.redis_server.log_path, 20)]
         if hasattr(self, "postbacks"):
