@@ -111,23 +111,7 @@ static int dead_cursor_at(struct dead_cursor *c, size_t i, struct err *e)
     return 0;
 }
 
-/* "2026-03-01T10:00:00.123Z": a unix time in ms, in UTC. */
-static void iso_utc(long long ms, char *out, size_t cap)
-{
-    time_t sec = (time_t)(ms / 1000);
-    struct tm tm;
-    char base[32];
-    if (ms <= 0 || gmtime_r(&sec, &tm) == NULL ||
-        strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
-        snprintf(out, cap, "(unknown time)");
-        return;
-    }
-    snprintf(out, cap, "%s.%03lldZ", base, ms % 1000);
-}
-
-/* The job id of dead entry `d` (parsed), or NULL when it has none to show or name: not an
- * object, no job_id, or one that is not a string of its own (empty, or holding a NUL). */
-static const char *dead_id(json_object *d)
+const char *admin_dead_id(json_object *d)
 {
     json_object *id =
         json_object_is_type(d, json_type_object) ? json_object_object_get(d, "job_id") : NULL;
@@ -168,9 +152,9 @@ static void dead_print(const struct dead_cursor *c, bool json, bool several)
     }
     char when[48];
     json_object *at = json_object_object_get(c->head, "failed_at");
-    iso_utc(json_object_is_type(at, json_type_int) ? json_object_get_int64(at) : 0, when,
-            sizeof when);
-    const char *job_id = dead_id(c->head);
+    cli_iso_utc(json_object_is_type(at, json_type_int) ? json_object_get_int64(at) : 0, when,
+                sizeof when);
+    const char *job_id = admin_dead_id(c->head);
     char *id = cli_printable(job_id != NULL ? job_id : "(no id)");
     char *attempts = cli_printable(cli_str(c->head, "attempts", "?"));
     char *error = cli_printable(cli_str(c->head, "error", ""));
@@ -363,7 +347,7 @@ static int dead_retry(struct admin *a, const char *which)
 }
 
 /* Whether dead entry `el` is job `job_id`'s or, with `job_id` NULL, one `dead list` shows
- * without an id (dead_id()): a payload that was not a job ("(no id)") or an entry that is no
+ * without an id (admin_dead_id()): a payload that was not a job ("(no id)") or an entry that is no
  * dead letter at all. */
 static bool dead_entry_of(const redisReply *el, const char *job_id)
 {
@@ -371,7 +355,7 @@ static bool dead_entry_of(const redisReply *el, const char *job_id)
         return false; /* cannot be the job's: not parsed */
     }
     json_object *d = json_tokener_parse(el->str);
-    const char *id = dead_id(d);
+    const char *id = admin_dead_id(d);
     bool of = job_id != NULL ? id != NULL && strcmp(id, job_id) == 0 : id == NULL;
     json_object_put(d);
     return of;

@@ -11,6 +11,10 @@
  * `pixq dead purge [all|JOB_ID|--no-id]`. argv[0] is "dead". Returns the exit status. */
 int dead_main(const struct cfg *cfg, int argc, char **argv);
 
+/* The job id of dead entry `d` (parsed), or NULL when it has none to show or name: not an
+ * object, no job_id, or one that is not a string of its own (empty, or holding a NUL). */
+const char *admin_dead_id(json_object *d);
+
 /* `pixq limit show [--json]`, `pixq limit set BUCKET RATE BURST`, `pixq limit reset BUCKET`:
  * the per-bucket upload limits shared by the fleet. argv[0] is "limit". */
 int limit_main(const struct cfg *cfg, int argc, char **argv);

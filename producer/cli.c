@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "utf8.h"
 
@@ -136,4 +137,17 @@ char *cli_printable(const char *s)
     }
     out[o] = '\0';
     return out;
+}
+
+void cli_iso_utc(long long ms, char *out, size_t cap)
+{
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    char base[32];
+    if (ms <= 0 || gmtime_r(&sec, &tm) == NULL ||
+        strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(out, cap, "(unknown time)");
+        return;
+    }
+    snprintf(out, cap, "%s.%03lldZ", base, ms % 1000);
 }

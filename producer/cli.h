@@ -55,6 +55,9 @@ const char *cli_str(json_object *o, const char *k, const char *absent);
  * screen or print lines of its own. NULL if out of memory. Free the result. */
 char *cli_printable(const char *s);
 
+/* "2026-03-01T10:00:00.123Z": unix time `ms` in UTC, or "(unknown time)" for one <= 0. */
+void cli_iso_utc(long long ms, char *out, size_t cap);
+
 /* Prints `o` as one line of compact JSON on stdout (slashes not escaped). */
 void cli_print_json(json_object *o);
 

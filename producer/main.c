@@ -1,5 +1,5 @@
 /* pixq: the command line. main() loads the configuration and hands the command to its module:
- * submit (submit.c), stats and queues (stats.c), dead and limit (admin.c). */
+ * submit (submit.c), stats and queues (stats.c), job (jobinfo.c), dead and limit (admin.c). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 #include "admin.h"
 #include "cfg.h"
 #include "cli.h"
+#include "jobinfo.h"
 #include "log.h"
 #include "stats.h"
 #include "submit.h"
@@ -29,6 +30,10 @@ static const struct command {
     {"queues", queues_main,
      "queues [--json]\n"
      "      the queues found in Redis and their depths"},
+    {"job", job_main,
+     "job JOB_ID [--json] [--scan N]\n"
+     "      where a job is and what became of it: on a worker, waiting, delayed,\n"
+     "      its result, its postback, its dead entry"},
     {"dead", dead_main,
      "dead list [--limit N] [--json] | dead retry all|JOB_ID\n"
      "      | dead purge [all|JOB_ID|--no-id]\n"
@@ -124,7 +129,7 @@ int main(int argc, char **argv)
     setup_logging(&cfg);
     cfg_unknown_env(environ, warn_unknown, NULL);
     if (argc < 2) {
-        fprintf(stderr, "pixq: a command is needed: submit, stats, queues, dead or limit "
+        fprintf(stderr, "pixq: a command is needed: submit, stats, queues, job, dead or limit "
                         "(usage: pixq --help)\n");
         return CLI_USAGE;
     }

@@ -105,8 +105,7 @@ static json_object *int_or_null(const char *s)
 
 /* ---------------------------------------------------------------- what workers hold */
 
-/* The job id an active-list entry is about, and what kind of entry it is. */
-static const char *entry_id(json_object *doc, bool task, const char **kind)
+const char *stats_entry_id(json_object *doc, bool task, const char **kind)
 {
     static const char *const tasks[] = {"pixq_upload", "pixq_postback", "pixq_poison"};
     json_object *id = NULL, *inner = NULL;
@@ -153,9 +152,7 @@ static int each_key(struct sctx *s, const char *cmd, char (*keys)[RQ_KEY_MAX], s
     return rc;
 }
 
-/* One entry of a queue or an active list, parsed: a job, or one of pixq's own (`task`, behind
- * RQ_TASK_MARK). NULL if it is not JSON. */
-static json_object *parse_entry(const char *payload, bool *task)
+json_object *stats_parse_entry(const char *payload, bool *task)
 {
     const char *json = rq_task_json(payload, strlen(payload));
     *task = json != NULL;
@@ -166,9 +163,9 @@ static json_object *parse_entry(const char *payload, bool *task)
 static json_object *held_entry(const char *payload)
 {
     bool task;
-    json_object *doc = parse_entry(payload, &task);
+    json_object *doc = stats_parse_entry(payload, &task);
     const char *kind = "unparseable";
-    const char *id = doc != NULL ? entry_id(doc, task, &kind) : NULL;
+    const char *id = doc != NULL ? stats_entry_id(doc, task, &kind) : NULL;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "job_id", id != NULL ? json_object_new_string(id) : NULL);
     json_object_object_add(o, "kind", json_object_new_string(kind));
@@ -330,9 +327,9 @@ static long long active_entries(struct sctx *s, const char *q)
 static json_object *job_entry(struct sctx *s, const char *payload)
 {
     bool task;
-    json_object *doc = parse_entry(payload, &task), *at = NULL;
+    json_object *doc = stats_parse_entry(payload, &task), *at = NULL;
     const char *kind = task ? "task" : "job";
-    const char *id = doc != NULL ? entry_id(doc, task, &kind) : NULL;
+    const char *id = doc != NULL ? stats_entry_id(doc, task, &kind) : NULL;
     if (strcmp(kind, "job") != 0) {
         json_object_put(doc); /* a wake-up token or a task, not a job */
         return NULL;

@@ -5,6 +5,7 @@
 #define PIXQ_STATS_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 
 #include "cfg.h"
 
@@ -16,6 +17,14 @@
 #define STATS_OLDEST_SCAN_MAX 4096 /* as far as this */
 #define STATS_WAKE_SCAN       1000 /* entries at the consuming end searched for wake-up tokens */
 #define STATS_WATCH_S         2.0  /* default --watch interval */
+
+/* One entry of a queue, an active list or `delayed`, parsed: a job, or one of pixq's own (`task`,
+ * behind RQ_TASK_MARK). NULL if it is not JSON. Put the result. */
+json_object *stats_parse_entry(const char *payload, bool *task);
+
+/* The job id an entry parsed by stats_parse_entry() is about (NULL if none), and in `kind` what
+ * it is: "job", "upload", "postback", "poison" or "wake". Borrowed from `doc`. */
+const char *stats_entry_id(json_object *doc, bool task, const char **kind);
 
 /* `pixq stats [--json|--prometheus] [--watch [SECONDS] [--count N]]`. argv[0] is "stats".
  * Returns the exit status. */

@@ -24,8 +24,7 @@ struct waiter {
     struct wait_outcome *out;
 };
 
-/* Whether a Blitline result reports a failure: a non-empty "errors" in "results". */
-static bool result_failed(const char *text)
+bool wait_result_failed(const char *text)
 {
     json_object *doc = json_tokener_parse(text);
     json_object *results = NULL, *errors = NULL;
@@ -77,7 +76,7 @@ static void take(struct waiter *w, const redisReply *r)
     }
     printf("%s\n", r->str);
     fflush(stdout);
-    if (result_failed(r->str)) {
+    if (wait_result_failed(r->str)) {
         w->out->failed++;
     } else {
         w->out->succeeded++;

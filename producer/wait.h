@@ -28,6 +28,10 @@ struct wait_outcome {
     char first_timed_out[128];           /* a job id, for the message */
 };
 
+/* Whether a Blitline result JSON reports a failure: a non-empty "errors" in "results" (or it is
+ * not such a result). */
+bool wait_result_failed(const char *text);
+
 /* Waits for result:<id> of every id (no result is consumed), printing each result JSON on its
  * own line of stdout as it arrives, until every job has one or o->timeout_s has passed since the
  * jobs were due (o->delay_ms from now). A Redis that goes away or is loading is waited for, with a

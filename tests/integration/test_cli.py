@@ -84,6 +84,16 @@ class CliCase(PixqTestCase):
     def counters(self):
         return {k: int(v) for k, v in self.redis.hgetall(self.key("stats")).items()}
 
+    def submit_later(self, job_id):
+        """Serves /ok.png and /slow.png, submits job_id (of /ok.png) with --delay 600000, and
+        returns once the idle worker took the wake-up token delay.lua pushed."""
+        self.src.add("/ok.png", tiny_png())
+        self.src.add("/slow.png", tiny_png())
+        later = self.tmp / ("%s.json" % job_id)
+        later.write_text(json.dumps(self.job(job_id, "/ok.png")))
+        self.pixq_ok("submit", str(later), "--delay", "600000")
+        self.wait_until(lambda: self.redis.llen(self.key("jobs")) == 0, 10, "the wake-up token")
+
 
 class PromFormatError(AssertionError):
     pass
@@ -797,13 +807,7 @@ class StatsTest(CliCase):
     def test_stats_of_a_running_fleet(self):
         fleet = [self.start_worker(), self.start_worker()]
         wids = [self.worker_id(w) for w in fleet]
-        self.src.add("/ok.png", tiny_png())
-        self.src.add("/slow.png", tiny_png())
-        later = self.tmp / "later.json"
-        later.write_text(json.dumps(self.job("later-1", "/ok.png")))
-        self.pixq_ok("submit", str(later), "--delay", "600000")
-        # an idle worker takes the wake-up token delay.lua pushed
-        self.wait_until(lambda: self.redis.llen(self.key("jobs")) == 0, 10, "the wake-up token")
+        self.submit_later("later-1")
 
         self.push(self.job("done-1", "/ok.png"))
         self.wait_for_postback(job_id="done-1")
@@ -1709,6 +1713,11 @@ BAD_ARGUMENTS = [
     ["dead"],
     ["dead", "frob"],
     ["dead", "retry"],
+    ["job"],
+    ["job", "a", "b"],
+    ["job", "a*b"],
+    ["job", "a", "--scan", "0"],
+    ["job", "a", "--bogus"],
     ["dead", "retry", "a", "b"],
     ["dead", "purge", "a", "b"],
     ["dead", "list", "--limit"],
@@ -1745,7 +1754,159 @@ COMMANDS_HELP = {
     ("dead", "list"): ["list", "retry", "purge"],
     ("limit",): ["show", "set", "reset", "--json", "0.001 to 1000000", "Exit status"],
     ("limit", "set"): ["BUCKET RATE BURST"],
+    ("job",): ["JOB_ID", "--json", "--scan", "PIXQ_RESULT_TTL_S", "Exit status"],
 }
+
+
+class JobTest(CliCase):
+    """`pixq job JOB_ID`: where a job is (on a worker, waiting and its place, delayed, its
+    outputs parked, a postback retry) and what became of it (its result, its postback, its dead
+    entry), in text and --json; a job of which nothing is left is an error (status 1)."""
+
+    worker_env_extra = dict(SHORT_LEASES, PIXQ_POSTBACK_RETRY_DELAYS_S="600",
+                            PIXQ_S3_LOCAL_WAIT_MS="0")
+
+    def job_json(self, job_id, *args):
+        r = self.run_pixq("job", job_id, "--json", *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        o = json.loads(r.stdout)
+        self.assertEqual((o["job_id"], len(o["queues"])), (job_id, 1), o)
+        self.assertEqual(o["queues"][0]["queue"], "default")
+        return o["queues"][0]
+
+    def job_text(self, job_id):
+        return self.pixq_ok("job", job_id)
+
+    def test_a_job_through_its_life(self):
+        worker = self.start_worker()
+        wid = self.worker_id(worker)
+        self.submit_later("later-1")
+
+        q = self.job_json("later-1")
+        self.assertEqual(q["state"], "delayed", q)
+        self.assertEqual([d["kind"] for d in q["delayed"]], ["job"], q)
+        self.assertTrue(590000 <= q["delayed"][0]["due_in_ms"] <= 600000, q)
+        self.assertIn("submitted_at_ms", q)
+        self.assertNotIn("first_run_at_ms", q)
+        self.assertRegex(self.job_text("later-1"),
+                         r"^job later-1 in queue default: delayed\n  due +\d{4}-\d\d-\d\dT"
+                         r"[\d:.]+Z \(in (59\d|600)\.\d s\): the job \(a retry, or submitted with "
+                         r"--delay\)\n  submitted +\d{4}-")
+
+        self.src.stall("/slow.png")
+        self.push(self.job("busy-1", "/slow.png"))
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker busy")
+        self.push(self.job("wait-1", "/ok.png"))
+        self.push(self.job("wait-2", "/ok.png"))
+        q = self.job_json("busy-1")
+        self.assertEqual(q["state"], "running", q)
+        self.assertEqual(len(q["held_by"]), 1, q)
+        h = q["held_by"][0]
+        self.assertEqual((h["worker"], h["kind"], h["alive"]), (wid, "job", True), h)
+        self.assertTrue(0 < h["lease_ms_left"] <= LEASE_MS, h)
+        self.assertEqual(q["runs"], 1, q)
+        self.assertRegex(self.job_text("busy-1"),
+                         r"^job busy-1 in queue default: running\n  worker +%s \(lease [\d.]+ "
+                         r"s\): the job\n  first run +\d{4}-[-\dT:.]+Z, 1 run\n$"
+                         % re.escape(wid))
+        q = self.job_json("wait-2")
+        self.assertEqual(q["state"], "waiting", q)
+        self.assertEqual(q["waiting"], [{"kind": "job", "position": 2}], q)
+        self.assertEqual(q["searched"], {"jobs": 2, "jobs_total": 2, "dead": 0,
+                                         "dead_total": 0}, q)
+        self.assertIn("  waiting      the job, number 2 from the front of 2 entries\n",
+                      self.job_text("wait-2"))
+        # only the entry nearest the front is searched: wait-2, pushed by redis-cli (no record
+        # of it), is not found
+        r = self.run_pixq("job", "wait-2", "--scan", "1")
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertEqual(r.stderr, "pixq: job: no trace of job 'wait-2' in default: not held, "
+                         "waiting, delayed or dead, and no result or record (kept "
+                         "PIXQ_RESULT_TTL_S, 86400 s); searched the 1 waiting entries nearest "
+                         "the front of 2 (--scan)\n")
+        self.assertEqual(self.job_json("wait-1", "--scan", "1")["waiting"][0]["position"], 1)
+
+        self.src.release()
+        pb = self.wait_for_postback(job_id="busy-1")
+        self.wait_for_postback(job_id="wait-2")
+        q = self.job_json("busy-1")
+        self.assertEqual((q["state"], q["outcome"], q["postback_delivered"]),
+                         ("succeeded", "succeeded", True), q)
+        self.assertEqual(q["result"], pb.json)
+        self.assertNotIn("held_by", q)
+        url = pb.json["results"]["images"][0]["s3_url"]
+        self.assertEqual(self.job_text("busy-1").splitlines()[-3:],
+                         ["  result       succeeded, 1 image",
+                          "               thumb  %s" % url,
+                          "  postback     delivered"])
+
+        bad = self.job("bad-1", "/ok.png")
+        bad["functions"][0]["name"] = "no_such_function"
+        self.push(bad)
+        self.wait_for_postback(job_id="bad-1")
+        q = self.job_json("bad-1")
+        self.assertEqual(q["state"], "failed", q)
+        self.assertEqual(len(q["dead"]), 1, q)
+        self.assertIn("Unknown function named 'no_such_function'", q["dead"][0]["error"])
+        text = self.job_text("bad-1")
+        self.assertIn("  result       failed: Image processing failed. Unknown function named "
+                      "'no_such_function'\n", text)
+        self.assertRegex(text, r"\n  dead +\d{4}-[-\dT:.]+Z, 1 attempt: .*Unknown function")
+
+        r = self.run_pixq("job", "nope-1")
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertEqual(r.stderr, "pixq: job: no trace of job 'nope-1' in default: not held, "
+                         "waiting, delayed or dead, and no result or record (kept "
+                         "PIXQ_RESULT_TTL_S, 86400 s)\n")
+        r = self.run_pixq("job", "nope-1", "--json")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["queues"], [])
+        # every queue of PIXQ_QUEUE is searched; only those with a trace are shown
+        both = {"PIXQ_QUEUE": "urgent, default"}
+        r = self.run_pixq("job", "busy-1", "--json", env=both)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([(q["queue"], q["state"]) for q in json.loads(r.stdout)["queues"]],
+                         [("default", "succeeded")])
+        r = self.run_pixq("job", "nope-1", env=both)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertTrue(r.stderr.startswith("pixq: job: no trace of job 'nope-1' in the queues "
+                                            "of PIXQ_QUEUE, urgent, default: not held"), r.stderr)
+
+    def test_postback_retry_and_parked_output(self):
+        self.start_worker()
+        self.src.add("/ok.png", tiny_png())
+        self.postbacks.answer_with(500)
+        retried = self.job("pb-1", "/ok.png")
+        retried["retry_postback"] = True
+        self.push(retried)
+        self.wait_until(lambda: self.redis.execute("ZCARD", self.key("delayed")) == 1, 20,
+                        "the postback retry")
+        q = self.job_json("pb-1")
+        self.assertEqual((q["state"], q["outcome"]), ("postback retry", "succeeded"), q)
+        self.assertEqual([d["kind"] for d in q["delayed"]], ["postback"], q)
+        self.assertTrue(590000 <= q["delayed"][0]["due_in_ms"] <= 600000, q)
+        self.assertNotIn("postback_delivered", q)
+        self.assertRegex(self.job_text("pb-1"), r"\(in (59\d|600)\.\d s\): a postback retry\n")
+
+        # one upload a 1,000 s, none in advance: of two jobs, one at least is parked (both
+        # are when pb-1's upload took the slot)
+        self.pixq_ok("limit", "set", self.buckets[0], "0.001", "0")
+        self.push(self.job("park-1", "/ok.png"))
+        self.push(self.job("park-2", "/ok.png"))
+        posted = lambda: [p for p in self.postbacks.postbacks  # noqa: E731
+                          if (p.results or {}).get("job_id", "").startswith("park-")]
+        self.wait_until(lambda: len(posted()) + self.redis.execute(
+            "ZCARD", self.key("delayed")) - 1 == 2, 20, "the parked outputs")
+        parked = [j for j in ("park-1", "park-2")
+                  if self.job_json(j)["state"] == "outputs parked"]
+        self.assertEqual(len(parked) + len(posted()), 2, parked)
+        q = self.job_json(parked[0])
+        self.assertEqual(q["parked_outputs"], 1, q)
+        self.assertEqual([d["kind"] for d in q["delayed"]], ["upload"], q)
+        self.assertNotIn("outcome", q)
+        text = self.job_text(parked[0])
+        self.assertIn("  outputs      1 still to upload\n", text)
+        self.assertRegex(text, r"\(in \d+\.\d s\): an output's upload \(parked\)\n")
 
 
 class BadArgumentsTest(unittest.TestCase):
@@ -1784,7 +1945,7 @@ class BadArgumentsTest(unittest.TestCase):
 
     def test_redis_down_is_not_a_usage_error(self):
         for args in (["stats"], ["stats", "--prometheus"], ["queues"], ["dead", "list"],
-                     ["limit", "show"], ["dead", "purge"], ["submit", "-"]):
+                     ["limit", "show"], ["dead", "purge"], ["submit", "-"], ["job", "a-1"]):
             with self.subTest(args=args):
                 r = self.run_cli(args, input=json.dumps(GOOD_JOB))
                 self.assertEqual(r.returncode, 1, r.stderr)
