@@ -25,9 +25,8 @@
     "was delivered, its dead entry. The queue's waiting jobs are searched from the front and\n"    \
     "its dead entries from the newest, N of each (--scan, 10000); the rest is read whole.\n"       \
     "\n"                                                                                           \
-    "  --json    one JSON object: {\"job_id\", \"time_ms\", \"queues\": [...]}, a queue each "     \
-    "where\n"                                                                                      \
-    "            the job was found\n"                                                              \
+    "  --json    one JSON object: {\"job_id\", \"time_ms\", \"queues\": [...]}, one for\n"         \
+    "            each queue where the job was found\n"                                             \
     "  --scan N  entries of the queue and of the dead list searched, each (1 to 10000000)\n"       \
     "\n"                                                                                           \
     "Exit status: 0 found, 1 not found anywhere (or Redis failed), 2 bad usage.\n"
