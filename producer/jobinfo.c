@@ -551,9 +551,14 @@ static void print_queue(const char *id, json_object *q)
     }
 }
 
-/* "searched ..." when the queue or its dead list was longer than what --scan let be read. */
+/* "searched ..." when the queue or its dead list was longer than what --scan let be read, and
+ * only its record was found (submitted or started: it may be in the part not read). */
 static void print_searched(json_object *q)
 {
+    const char *state = cli_str(q, "state", "");
+    if (strcmp(state, "submitted") != 0 && strcmp(state, "started") != 0) {
+        return;
+    }
     json_object *s = cli_get(q, "searched");
     if (cli_int(s, "jobs") < cli_int(s, "jobs_total")) {
         printf("  (searched the %lld waiting entries nearest the front of %lld: --scan)\n",

@@ -1825,6 +1825,17 @@ class JobTest(CliCase):
                          "PIXQ_RESULT_TTL_S, 86400 s); searched the 1 waiting entries nearest "
                          "the front of 2 (--scan)\n")
         self.assertEqual(self.job_json("wait-1", "--scan", "1")["waiting"][0]["position"], 1)
+        # a submitted job (its record holds when) not within --scan: the note says what was not
+        # read
+        path = self.tmp / "wait-3.json"
+        path.write_text(json.dumps(self.job("wait-3", "/ok.png")))
+        self.pixq_ok("submit", str(path))
+        self.assertEqual(self.job_json("wait-3")["waiting"], [{"kind": "job", "position": 3}])
+        text = self.pixq_ok("job", "wait-3", "--scan", "2")
+        self.assertRegex(text, r"^job wait-3 in queue default: submitted\n  submitted +\d{4}-"
+                               r"[-\dT:.]+Z\n  \(searched the 2 waiting entries nearest the "
+                               r"front of 3: --scan\)\n$")
+        self.assertNotIn("searched", self.job_text("wait-3"))
 
         self.src.release()
         pb = self.wait_for_postback(job_id="busy-1")
