@@ -391,7 +391,7 @@ static size_t json_line(char *out, size_t cap, const char *ts, enum log_level le
     /* room for the marks: with the count of bytes lost when the line is not tiny */
     size_t reserve = sizeof TRUNCATED_MARK + (cap >= 512 ? BYTES_MARK_MAX : 0);
     struct jbuf b = {out, cap - reserve, 0, false};
-    char num[32];
+    char num[BYTES_MARK_MAX]; /* the longer of the pid and the bytes-lost members */
     jb_puts(&b, "{\"ts\":");
     jb_string(&b, ts, strlen(ts));
     jb_puts(&b, ",\"level\":");
