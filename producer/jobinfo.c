@@ -72,20 +72,62 @@ static int look_pipeline(struct look *l, size_t n, const struct rq_cmd *cmds, re
     return rc;
 }
 
-/* The kind of entry `payload` is ("job", "upload", "postback", "poison") if it is about job
- * l->id, else NULL. The id is looked for in the text first: most entries are not parsed. */
-static const char *entry_kind(const struct look *l, const char *payload, size_t len)
+/* The place of the job in a batch entry (a JSON array of jobs, as Blitline took them and as
+ * `redis-cli LPUSH` may push them): its index from 1 and the batch's number of jobs; index 0
+ * when the entry is the job itself. */
+struct in_batch {
+    long index, jobs;
+};
+
+/* Whether `doc`, a JSON array, holds the job l->id: its place in *b. */
+static bool batch_holds(const struct look *l, json_object *doc, struct in_batch *b)
 {
+    size_t n = json_object_is_type(doc, json_type_array) ? json_object_array_length(doc) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *kind;
+        const char *id = stats_entry_id(json_object_array_get_idx(doc, i), false, &kind);
+        if (id != NULL && strcmp(id, l->id) == 0) {
+            *b = (struct in_batch){(long)i + 1, (long)n};
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The kind of entry `payload` is ("job", "upload", "postback", "poison") if it is about job
+ * l->id, else NULL; a batch that holds the job is of kind "job", its place in *b. The id is
+ * looked for in the text first: most entries are not parsed. */
+static const char *entry_kind(const struct look *l, const char *payload, size_t len,
+                              struct in_batch *b)
+{
+    *b = (struct in_batch){0, 0};
     if (memmem(payload, len, l->id, strlen(l->id)) == NULL) {
         return NULL;
     }
     bool task;
     json_object *doc = stats_parse_entry(payload, &task);
     const char *kind = NULL;
-    const char *id = doc != NULL ? stats_entry_id(doc, task, &kind) : NULL;
-    bool ours = id != NULL && strcmp(id, l->id) == 0;
+    bool ours;
+    if (!task && json_object_is_type(doc, json_type_array)) {
+        kind = "job";
+        ours = batch_holds(l, doc, b);
+    } else {
+        const char *id = doc != NULL ? stats_entry_id(doc, task, &kind) : NULL;
+        ours = id != NULL && strcmp(id, l->id) == 0;
+    }
     json_object_put(doc);
     return ours ? kind : NULL; /* stats_entry_id()'s kinds are static strings */
+}
+
+/* Adds to `o` the job's place in a batch entry, "batch": {"index", "jobs"}, if it is in one. */
+static void add_batch(json_object *o, const struct in_batch *b)
+{
+    if (b->index > 0) {
+        json_object *place = json_object_new_object();
+        json_object_object_add(place, "index", json_object_new_int64(b->index));
+        json_object_object_add(place, "jobs", json_object_new_int64(b->jobs));
+        json_object_object_add(o, "batch", place);
+    }
 }
 
 /* The length of array `a`, 0 if it is no array (absent). */
@@ -195,7 +237,8 @@ static void find_held_in(struct look *l, const redisReply *ids, bool reaped)
             const char *worker = ids->element[2 * (at + i)]->str;
             long long score = strtoll(ids->element[2 * (at + i) + 1]->str, NULL, 10);
             for (size_t j = 0; list->type == REDIS_REPLY_ARRAY && j < list->elements; j++) {
-                const char *kind = entry_kind(l, list->element[j]->str, list->element[j]->len);
+                struct in_batch b;
+                const char *kind = entry_kind(l, list->element[j]->str, list->element[j]->len, &b);
                 if (kind == NULL) {
                     continue;
                 }
@@ -206,6 +249,7 @@ static void find_held_in(struct look *l, const redisReply *ids, bool reaped)
                                        json_object_new_boolean(!reaped && score >= l->now_ms));
                 json_object_object_add(h, "lease_ms_left",
                                        reaped ? NULL : json_object_new_int64(score - l->now_ms));
+                add_batch(h, &b);
                 add_to(l, "held_by", h);
             }
             freeReplyObject(lists[i]);
@@ -253,7 +297,8 @@ static void find_delayed(struct look *l)
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         const redisReply *m = r->element[1];
         for (size_t i = 0; i + 1 < m->elements; i += 2) {
-            const char *kind = entry_kind(l, m->element[i]->str, m->element[i]->len);
+            struct in_batch b;
+            const char *kind = entry_kind(l, m->element[i]->str, m->element[i]->len, &b);
             if (kind == NULL) {
                 continue;
             }
@@ -263,6 +308,7 @@ static void find_delayed(struct look *l)
             json_object_object_add(d, "due_at_ms", json_object_new_int64(due));
             json_object_object_add(d, "due_in_ms",
                                    json_object_new_int64(due > l->now_ms ? due - l->now_ms : 0));
+            add_batch(d, &b);
             add_to(l, "delayed", d);
         }
         freeReplyObject(r);
@@ -314,11 +360,13 @@ static long scan_list(struct look *l, const char *name, bool from_right, long pa
  * takes; pixq's own entries count). */
 static void visit_waiting(struct look *l, const redisReply *el, long position)
 {
-    const char *kind = entry_kind(l, el->str, el->len);
+    struct in_batch b;
+    const char *kind = entry_kind(l, el->str, el->len, &b);
     if (kind != NULL) {
         json_object *w = json_object_new_object();
         json_object_object_add(w, "kind", json_object_new_string(kind));
         json_object_object_add(w, "position", json_object_new_int64(position));
+        add_batch(w, &b);
         add_to(l, "waiting", w);
     }
 }
@@ -355,14 +403,17 @@ static json_object *first_of(json_object *o, const char *name, const char *kind)
 /* What the job is doing or what became of it, from what was found (NULL: nothing was). */
 static const char *state_of(json_object *o)
 {
-    json_object *held = first_of(o, "held_by", NULL);
-    if (held != NULL) {
-        const char *kind = cli_str(held, "kind", "");
-        return strcmp(kind, "upload") == 0     ? "uploading"
-               : strcmp(kind, "postback") == 0 ? "posting back"
-                                               : "running";
+    json_object *held = cli_get(o, "held_by");
+    for (size_t i = 0; i < length_of(held); i++) {
+        json_object *h = item_of(held, i);
+        const char *kind = cli_str(h, "kind", "");
+        if (cli_get(h, "batch") == NULL) { /* a batch held is being split: still waiting */
+            return strcmp(kind, "upload") == 0     ? "uploading"
+                   : strcmp(kind, "postback") == 0 ? "posting back"
+                                                   : "running";
+        }
     }
-    if (first_of(o, "waiting", "job") != NULL) {
+    if (length_of(held) > 0 || first_of(o, "waiting", "job") != NULL) {
         return "waiting";
     }
     if (first_of(o, "delayed", "job") != NULL) {
@@ -464,21 +515,34 @@ static void print_result(json_object *q)
     }
 }
 
+/* " (job I of a batch of N, pushed as one entry)" if `o` says the job is in a batch, else "". */
+static const char *batch_note(json_object *o, char *out, size_t size)
+{
+    json_object *b = cli_get(o, "batch");
+    if (b == NULL) {
+        return "";
+    }
+    snprintf(out, size, " (job %lld of a batch of %lld, pushed as one entry)", cli_int(b, "index"),
+             cli_int(b, "jobs"));
+    return out;
+}
+
 static void print_held(json_object *h)
 {
-    char line[600];
+    char line[600], place[100];
     const char *kind = cli_str(h, "kind", "");
     const char *what = strcmp(kind, "upload") == 0     ? "an output's upload"
                        : strcmp(kind, "postback") == 0 ? "its postback retry"
+                       : cli_get(h, "batch") != NULL   ? "the batch that holds the job, to split"
                                                        : "the job";
     if (cli_get(h, "lease_ms_left") == NULL) {
-        snprintf(line, sizeof line, "%.400s (reaped or stopped, being given back): %s",
-                 cli_str(h, "worker", ""), what);
+        snprintf(line, sizeof line, "%.400s (reaped or stopped, being given back): %s%s",
+                 cli_str(h, "worker", ""), what, batch_note(h, place, sizeof place));
     } else {
         long long left = cli_int(h, "lease_ms_left");
-        snprintf(line, sizeof line, "%.400s (%s %.1f s): %s", cli_str(h, "worker", ""),
+        snprintf(line, sizeof line, "%.400s (%s %.1f s): %s%s", cli_str(h, "worker", ""),
                  left >= 0 ? "lease" : "lease ran out", (double)(left >= 0 ? left : -left) / 1e3,
-                 what);
+                 what, batch_note(h, place, sizeof place));
     }
     print_line("worker", line);
 }
@@ -486,11 +550,13 @@ static void print_held(json_object *h)
 static void print_delayed(json_object *d)
 {
     const char *kind = cli_str(d, "kind", "");
-    char after[200];
-    snprintf(after, sizeof after, " (in %.1f s): %s", (double)cli_int(d, "due_in_ms") / 1000.0,
+    char after[300], place[100];
+    snprintf(after, sizeof after, " (in %.1f s): %s%s", (double)cli_int(d, "due_in_ms") / 1000.0,
              strcmp(kind, "upload") == 0     ? "an output's upload (parked)"
              : strcmp(kind, "postback") == 0 ? "a postback retry"
-                                             : "the job (a retry, or submitted with --delay)");
+             : cli_get(d, "batch") != NULL   ? "the job"
+                                             : "the job (a retry, or submitted with --delay)",
+             batch_note(d, place, sizeof place));
     print_when("due", cli_int(d, "due_at_ms"), after);
 }
 
@@ -509,7 +575,7 @@ static void print_queue(const char *id, json_object *q)
            cli_str(q, "queue", ""), cli_str(q, "state", ""));
     free(shown);
     json_object *a;
-    char line[200];
+    char line[300], place[100];
     a = cli_get(q, "held_by");
     for (size_t i = 0; i < length_of(a); i++) {
         print_held(item_of(a, i));
@@ -518,9 +584,10 @@ static void print_queue(const char *id, json_object *q)
     json_object *searched = cli_get(q, "searched");
     for (size_t i = 0; i < length_of(a); i++) {
         json_object *w = item_of(a, i);
-        snprintf(line, sizeof line, "%s, number %lld from the front of %lld entries",
+        snprintf(line, sizeof line, "%s%s, number %lld from the front of %lld entries",
                  strcmp(cli_str(w, "kind", ""), "job") == 0 ? "the job" : "an output's upload",
-                 cli_int(w, "position"), cli_int(searched, "jobs_total"));
+                 batch_note(w, place, sizeof place), cli_int(w, "position"),
+                 cli_int(searched, "jobs_total"));
         print_line("waiting", line);
     }
     a = cli_get(q, "delayed");

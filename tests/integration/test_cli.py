@@ -1883,6 +1883,43 @@ class JobTest(CliCase):
         self.assertTrue(r.stderr.startswith("pixq: job: no trace of job 'nope-1' in the queues "
                                             "of PIXQ_QUEUE, urgent, default: not held"), r.stderr)
 
+    def test_a_job_in_a_batch(self):
+        # a batch pushed as one entry (as Blitline took them): its jobs are found inside it,
+        # waiting, and held while a worker splits it, with their place in it
+        self.src.add("/ok.png", tiny_png())
+        batch = [self.job("bat-1", "/ok.png"), self.job("bat-2", "/ok.png")]
+        self.push(self.job("solo-1", "/ok.png"))
+        payload = self.push(batch)
+        q = self.job_json("bat-2")
+        self.assertEqual(q["state"], "waiting", q)
+        self.assertEqual(q["waiting"], [{"kind": "job", "position": 2,
+                                         "batch": {"index": 2, "jobs": 2}}], q)
+        self.assertIn("  waiting      the job (job 2 of a batch of 2, pushed as one entry), "
+                      "number 2 from the front of 2 entries\n", self.job_text("bat-2"))
+        self.assertEqual(self.job_json("solo-1")["waiting"], [{"kind": "job", "position": 1}])
+        # a worker that took the batch and has not split it yet: still waiting
+        self.redis.execute("LREM", self.key("jobs"), "1", payload)
+        self.redis.execute("ZADD", self.key("workers"), str(int(time.time() * 1000) + 60000),
+                           "w-split")
+        self.redis.lpush(self.key("active:w-split"), payload)
+        q = self.job_json("bat-1")
+        self.assertEqual(q["state"], "waiting", q)
+        self.assertNotIn("waiting", q)
+        self.assertEqual([(h["worker"], h["kind"], h["batch"]) for h in q["held_by"]],
+                         [("w-split", "job", {"index": 1, "jobs": 2})], q)
+        self.assertRegex(self.job_text("bat-1"),
+                         r"\n  worker +w-split \(lease [\d.]+ s\): the batch that holds the "
+                         r"job, to split \(job 1 of a batch of 2, pushed as one entry\)\n")
+        # given back, split and run: found as itself
+        self.redis.execute("DEL", self.key("active:w-split"))
+        self.redis.execute("ZREM", self.key("workers"), "w-split")
+        self.redis.lpush(self.key("jobs"), payload)
+        self.start_worker()
+        self.wait_for_postback(job_id="bat-2")
+        q = self.job_json("bat-2")
+        self.assertEqual(q["state"], "succeeded", q)
+        self.assertNotIn("waiting", q)
+
     def test_postback_retry_and_parked_output(self):
         self.start_worker()
         self.src.add("/ok.png", tiny_png())
