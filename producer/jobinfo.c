@@ -82,7 +82,7 @@ struct in_batch {
 /* Whether `doc`, a JSON array, holds the job l->id: its place in *b. */
 static bool batch_holds(const struct look *l, json_object *doc, struct in_batch *b)
 {
-    size_t n = json_object_is_type(doc, json_type_array) ? json_object_array_length(doc) : 0;
+    size_t n = json_object_array_length(doc);
     for (size_t i = 0; i < n; i++) {
         const char *kind;
         const char *id = stats_entry_id(json_object_array_get_idx(doc, i), false, &kind);
