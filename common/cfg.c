@@ -177,8 +177,9 @@ static const struct cfg_entry table[] = {
      false, "connect and reply timeout for Redis, on top of any blocking wait"},
     {"redis-outage-ms", "PIXQ_REDIS_OUTAGE_MS", T_LONG, F(redis_outage_ms), 0, 86400000L,
      "300000", false,
-     "pixq stats --watch and pixq submit --wait: how long they keep reconnecting to a Redis "
-     "that went away or is loading before they give up (0: at the first failure)"},
+     "pixq stats --watch, pixq submit --wait and pixq job --wait: how long they keep "
+     "reconnecting to a Redis that went away or is loading before they give up (0: at the "
+     "first failure)"},
     {"redis-retry-min-ms", "PIXQ_REDIS_RETRY_MIN_MS", T_LONG, F(redis_retry_min_ms), 1, 60000,
      "100", false,
      "a worker's first wait after a Redis failure, doubling up to PIXQ_REDIS_RETRY_MAX_MS (each "

@@ -90,7 +90,7 @@ struct cfg {
     long reserve_timeout_ms;
     long queue_poll_ms; /* several queues: idle workers block on the first one this long */
     long redis_timeout_ms;
-    long redis_outage_ms;    /* pixq stats --watch, submit --wait: Redis away this long ends them */
+    long redis_outage_ms; /* stats --watch, submit and job --wait: Redis away this long ends them */
     long redis_retry_min_ms; /* a worker's waits between Redis tries: from this, doubling... */
     long redis_retry_max_ms; /* ...up to this */
     long settle_attempts;

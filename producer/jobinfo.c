@@ -10,13 +10,15 @@
 
 #include "admin.h"
 #include "cli.h"
+#include "clock.h"
 #include "job.h"
+#include "outage.h"
 #include "rq.h"
 #include "stats.h"
 #include "wait.h"
 
 #define JOB_USAGE                                                                                  \
-    "usage: pixq job JOB_ID [--json] [--scan N]\n"                                                 \
+    "usage: pixq job JOB_ID [--json] [--scan N] [--wait [--timeout SECONDS]]\n"                    \
     "\n"                                                                                           \
     "Where job JOB_ID is and what became of it, in every queue of PIXQ_QUEUE (--queue NAME for\n"  \
     "one): held by a worker (running, uploading, posting back), waiting (its place from the\n"     \
@@ -25,11 +27,15 @@
     "was delivered, its dead entry. The queue's waiting jobs are searched from the front and\n"    \
     "its dead entries from the newest, N of each (--scan, 10000); the rest is read whole.\n"       \
     "\n"                                                                                           \
-    "  --json    one JSON object: {\"job_id\", \"time_ms\", \"queues\": [...]}, one for\n"         \
-    "            each queue where the job was found\n"                                             \
-    "  --scan N  entries of the queue and of the dead list searched, each (1 to 10000000)\n"       \
+    "  --json       one JSON object: {\"job_id\", \"time_ms\", \"queues\": [...]}, one for\n"      \
+    "               each queue where the job was found\n"                                          \
+    "  --scan N     entries of the queue and of the dead list searched, each (1 to 10000000)\n"    \
+    "  --wait       search again until the job has its outcome (succeeded, failed or dead; a\n"    \
+    "               postback retry still due does not change it), then show it as above\n"         \
+    "  --timeout S  longest --wait, 1 to 86400 seconds (default 300)\n"                            \
     "\n"                                                                                           \
-    "Exit status: 0 found, 1 not found anywhere (or Redis failed), 2 bad usage.\n"
+    "Exit status: 0 found (with --wait: succeeded), 1 not found anywhere (with --wait: failed,\n"  \
+    "dead or still without its outcome at --timeout), or Redis failed, 2 bad usage.\n"
 
 /* One queue's search for one job. */
 struct look {
@@ -651,34 +657,177 @@ static bool id_ok(const char *s)
     return n > 0 && n < JOB_ID_MAX;
 }
 
-static int job_args(int argc, char **argv, const char **id, bool *json, long *scan)
+struct job_opts {
+    const char *id;
+    bool json;
+    long scan;
+    bool wait;
+    long timeout_s; /* of --wait */
+};
+
+static int job_args(int argc, char **argv, struct job_opts *o)
 {
+    bool timeout = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
-            *json = true;
+            o->json = true;
+        } else if (strcmp(argv[i], "--wait") == 0) {
+            o->wait = true;
         } else if (strcmp(argv[i], "--scan") == 0) {
-            if (i + 1 >= argc || !cli_long(argv[i + 1], 1, JOBINFO_SCAN_MAX, scan)) {
+            if (i + 1 >= argc || !cli_long(argv[i + 1], 1, JOBINFO_SCAN_MAX, &o->scan)) {
                 return cli_usage("job", "--scan takes a whole number from 1 to %ld",
                                  (long)JOBINFO_SCAN_MAX);
             }
             i++;
+        } else if (strcmp(argv[i], "--timeout") == 0) {
+            if (i + 1 >= argc || !cli_long(argv[i + 1], 1, JOBINFO_WAIT_MAX_S, &o->timeout_s)) {
+                return cli_usage("job", "--timeout takes 1 to %d seconds", JOBINFO_WAIT_MAX_S);
+            }
+            timeout = true;
+            i++;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return cli_usage("job", "unknown option '%s'", argv[i]);
-        } else if (*id != NULL) {
+        } else if (o->id != NULL) {
             return cli_usage("job", "one JOB_ID at a time");
         } else {
-            *id = argv[i];
+            o->id = argv[i];
         }
     }
-    if (*id == NULL) {
+    if (o->id == NULL) {
         return cli_usage("job", "a JOB_ID is needed");
     }
-    if (!id_ok(*id)) {
+    if (!id_ok(o->id)) {
         return cli_usage("job",
                          "'%.200s' is no job_id: 1 to %d letters, digits and '-', '_', '.', ':'",
-                         *id, JOB_ID_MAX - 1);
+                         o->id, JOB_ID_MAX - 1);
+    }
+    if (timeout && !o->wait) {
+        return cli_usage("job", "--timeout is the longest --wait: it needs --wait");
     }
     return 0;
+}
+
+/* What one search of every queue found. */
+struct sighting {
+    json_object *found; /* the queues where the job was found (their objects of --json) */
+    long long now_ms;   /* Redis's clock */
+    char partial[400];  /* what --scan left unread where the job was not found */
+};
+
+/* Looks for the job in every queue of `qs`: 0, or -1 if Redis failed (reason in `e`). */
+static int look_all(struct rq *rq, const struct cfg_queues *qs, const struct job_opts *o,
+                    struct sighting *s, struct err *e)
+{
+    *s = (struct sighting){.found = json_object_new_array()};
+    for (size_t i = 0; i < qs->n; i++) {
+        json_object *q = look_in(rq, qs->name[i], o->id, o->scan, &s->now_ms, e);
+        if (q == NULL) {
+            return -1;
+        }
+        if (cli_get(q, "state") != NULL) {
+            json_object_array_add(s->found, q);
+            continue;
+        }
+        json_object *sc = cli_get(q, "searched");
+        if (s->partial[0] == '\0' && cli_int(sc, "jobs") < cli_int(sc, "jobs_total")) {
+            snprintf(s->partial, sizeof s->partial,
+                     "; searched the %lld waiting entries nearest the front of %lld%s%s "
+                     "(--scan)",
+                     cli_int(sc, "jobs"), cli_int(sc, "jobs_total"), qs->n > 1 ? " in " : "",
+                     qs->n > 1 ? qs->name[i] : "");
+        } else if (s->partial[0] == '\0' && cli_int(sc, "dead") < cli_int(sc, "dead_total")) {
+            snprintf(s->partial, sizeof s->partial,
+                     "; searched the newest %lld of %lld dead entries%s%s (--scan)",
+                     cli_int(sc, "dead"), cli_int(sc, "dead_total"), qs->n > 1 ? " in " : "",
+                     qs->n > 1 ? qs->name[i] : "");
+        }
+        json_object_put(q);
+    }
+    return 0;
+}
+
+/* Whether a state found is an outcome: the job has its result or its dead entry, and nothing of
+ * it runs, waits or is delayed (a postback retry still due changes no outcome). */
+static bool is_outcome(const char *state)
+{
+    return strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
+           strcmp(state, "dead") == 0 || strcmp(state, "postback retry") == 0;
+}
+
+/* Whether the job has its outcome in every queue where it was found (and was found). */
+static bool settled(json_object *found)
+{
+    for (size_t i = 0; i < length_of(found); i++) {
+        if (!is_outcome(cli_str(item_of(found, i), "state", ""))) {
+            return false;
+        }
+    }
+    return length_of(found) > 0;
+}
+
+/* --wait: searches again until the job has its outcome, or is found nowhere, or --timeout has
+ * passed (*timed_out), riding out a Redis that goes away for a while (outage.h). Each search
+ * follows a pause of 100 ms doubling to a second, and at least 4 times the last search's own
+ * time: a search of a long queue (--scan) takes no more than a fifth of a Redis connection.
+ * Returns 0, or -1 if Redis failed for good or stayed away (reason in `e`). */
+static int wait_outcome(struct rq *rq, const struct cfg *cfg, const struct cfg_queues *qs,
+                        const struct job_opts *o, struct sighting *s, bool *timed_out,
+                        struct err *e)
+{
+    long deadline = clock_mono_ms() + o->timeout_s * 1000;
+    long pause = JOBINFO_WAIT_POLL_MIN_MS;
+    struct outage out;
+    outage_init(&out, "job", cfg->redis_outage_ms, false);
+    *timed_out = false;
+    while (length_of(s->found) > 0 && !settled(s->found)) {
+        long now = clock_mono_ms();
+        if (now >= deadline) {
+            *timed_out = true;
+            return 0;
+        }
+        clock_sleep_ms(pause < deadline - now ? pause : deadline - now);
+        unsigned long io_before = rq_io_errors(rq);
+        long t0 = clock_mono_ms();
+        struct sighting next;
+        struct err why = {{0}};
+        if (look_all(rq, qs, o, &next, &why) < 0) {
+            json_object_put(next.found);
+            if (!outage_passing(rq, io_before, why.msg)) {
+                return err_set(e, "%s", why.msg);
+            }
+            pause = outage_failed(&out, why.msg, clock_mono_ms(), e);
+            if (pause < 0) {
+                return -1;
+            }
+            continue;
+        }
+        outage_over(&out, clock_mono_ms());
+        json_object_put(s->found);
+        *s = next;
+        long took = clock_mono_ms() - t0;
+        pause = pause * 2 < JOBINFO_WAIT_POLL_MAX_MS ? pause * 2 : JOBINFO_WAIT_POLL_MAX_MS;
+        pause = pause > 4 * took ? pause : 4 * took;
+    }
+    return 0;
+}
+
+/* The exit status of --wait, with its line on stderr when the job has not succeeded. */
+static int waited_status(const struct job_opts *o, json_object *found, bool timed_out)
+{
+    json_object *q = item_of(found, 0);
+    if (timed_out) {
+        return cli_fail("job: job '%s' is still %s after %ld s (--timeout)", o->id,
+                        cli_str(q, "state", ""), o->timeout_s);
+    }
+    for (size_t i = 0; i < length_of(found); i++) {
+        q = item_of(found, i);
+        const char *outcome = cli_str(q, "outcome", "");
+        if (strcmp(outcome, "succeeded") != 0) {
+            return cli_fail("job: job '%s' %s", o->id,
+                            outcome[0] != '\0' ? outcome : "is dead (failed for good)");
+        }
+    }
+    return CLI_OK;
 }
 
 int job_main(const struct cfg *cfg, int argc, char **argv)
@@ -687,10 +836,8 @@ int job_main(const struct cfg *cfg, int argc, char **argv)
         fputs(JOB_USAGE, stdout);
         return CLI_OK;
     }
-    const char *id = NULL;
-    bool json = false;
-    long scan = JOBINFO_SCAN_DEFAULT;
-    if (job_args(argc, argv, &id, &json, &scan) != 0) {
+    struct job_opts o = {.scan = JOBINFO_SCAN_DEFAULT, .timeout_s = JOBINFO_WAIT_DEFAULT_S};
+    if (job_args(argc, argv, &o) != 0) {
         return CLI_USAGE;
     }
     struct cfg_queues qs;
@@ -702,53 +849,34 @@ int job_main(const struct cfg *cfg, int argc, char **argv)
     if (rq == NULL) {
         return cli_fail("job: %s", e.msg);
     }
-    json_object *found = json_object_new_array();
-    long long now_ms = 0;
-    char partial[400] = ""; /* what --scan left unread where the job was not found */
-    int rc = CLI_OK;
-    for (size_t i = 0; i < qs.n && rc == CLI_OK; i++) {
-        json_object *q = look_in(rq, qs.name[i], id, scan, &now_ms, &e);
-        if (q == NULL) {
-            rc = cli_fail("job: %s", e.msg);
-        } else if (cli_get(q, "state") == NULL) {
-            json_object *sc = cli_get(q, "searched");
-            if (partial[0] == '\0' && cli_int(sc, "jobs") < cli_int(sc, "jobs_total")) {
-                snprintf(partial, sizeof partial,
-                         "; searched the %lld waiting entries nearest the front of %lld%s%s "
-                         "(--scan)",
-                         cli_int(sc, "jobs"), cli_int(sc, "jobs_total"), qs.n > 1 ? " in " : "",
-                         qs.n > 1 ? qs.name[i] : "");
-            } else if (partial[0] == '\0' && cli_int(sc, "dead") < cli_int(sc, "dead_total")) {
-                snprintf(partial, sizeof partial,
-                         "; searched the newest %lld of %lld dead entries%s%s (--scan)",
-                         cli_int(sc, "dead"), cli_int(sc, "dead_total"), qs.n > 1 ? " in " : "",
-                         qs.n > 1 ? qs.name[i] : "");
-            }
-            json_object_put(q);
-        } else {
-            json_object_array_add(found, q);
-        }
+    struct sighting s;
+    bool timed_out = false;
+    int rc = look_all(rq, &qs, &o, &s, &e) == 0 ? CLI_OK : cli_fail("job: %s", e.msg);
+    if (rc == CLI_OK && o.wait && wait_outcome(rq, cfg, &qs, &o, &s, &timed_out, &e) < 0) {
+        rc = cli_fail("job: waiting for its outcome: %s", e.msg);
     }
     rq_destroy(rq);
-    size_t n = length_of(found);
-    if (rc == CLI_OK && json) {
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "job_id", json_object_new_string(id));
-        json_object_object_add(o, "time_ms", json_object_new_int64(now_ms));
-        json_object_object_add(o, "queues", json_object_get(found));
-        cli_print_json(o);
-        json_object_put(o);
+    size_t n = length_of(s.found);
+    if (rc == CLI_OK && o.json) {
+        json_object *out = json_object_new_object();
+        json_object_object_add(out, "job_id", json_object_new_string(o.id));
+        json_object_object_add(out, "time_ms", json_object_new_int64(s.now_ms));
+        json_object_object_add(out, "queues", json_object_get(s.found));
+        cli_print_json(out);
+        json_object_put(out);
     }
-    for (size_t i = 0; rc == CLI_OK && !json && i < n; i++) {
-        print_queue(id, item_of(found, i));
-        print_searched(item_of(found, i));
+    for (size_t i = 0; rc == CLI_OK && !o.json && i < n; i++) {
+        print_queue(o.id, item_of(s.found, i));
+        print_searched(item_of(s.found, i));
     }
     if (rc == CLI_OK && n == 0) {
         rc = cli_fail("job: no trace of job '%s' in %s%s: not held, waiting, delayed or dead, and "
                       "no result or record (kept PIXQ_RESULT_TTL_S, %ld s)%s",
-                      id, qs.n > 1 ? "the queues of PIXQ_QUEUE, " : "",
-                      qs.n > 1 ? cfg->queue : qs.name[0], cfg->result_ttl_s, partial);
+                      o.id, qs.n > 1 ? "the queues of PIXQ_QUEUE, " : "",
+                      qs.n > 1 ? cfg->queue : qs.name[0], cfg->result_ttl_s, s.partial);
+    } else if (rc == CLI_OK && o.wait) {
+        rc = waited_status(&o, s.found, timed_out);
     }
-    json_object_put(found);
+    json_object_put(s.found);
     return rc;
 }

@@ -31,7 +31,7 @@ static const struct command {
      "queues [--json]\n"
      "      the queues found in Redis and their depths"},
     {"job", job_main,
-     "job JOB_ID [--json] [--scan N]\n"
+     "job JOB_ID [--json] [--scan N] [--wait [--timeout S]]\n"
      "      where a job is and what became of it: on a worker, waiting, delayed,\n"
      "      its result, its postback, its dead entry"},
     {"dead", dead_main,

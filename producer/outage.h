@@ -1,8 +1,8 @@
-/* outage: how the commands that keep watching Redis (`pixq stats --watch`, `pixq submit --wait`)
- * ride out a Redis that goes away for a while (a restart, a failover, a network cut) or is still
- * loading its data: which failures may pass, the back-off between tries, and the lines on stderr
- * while Redis is away. The rq connection reconnects by itself at the next command; this module
- * only decides whether, and when, to send one. */
+/* outage: how the commands that keep watching Redis (`pixq stats --watch`, `--wait` of submit and
+ * job) ride out a Redis that goes away for a while (a restart, a failover, a network cut) or is
+ * still loading its data: which failures may pass, the back-off between tries, and the lines on
+ * stderr while Redis is away. The rq connection reconnects by itself at the next command; this
+ * module only decides whether, and when, to send one. */
 #ifndef PIXQ_OUTAGE_H
 #define PIXQ_OUTAGE_H
 

@@ -84,6 +84,13 @@ class CliCase(PixqTestCase):
     def counters(self):
         return {k: int(v) for k, v in self.redis.hgetall(self.key("stats")).items()}
 
+    def start_cli(self, *args, **env):
+        """pixq [args] started, its stdout and stderr piped (killed at the cleanup)."""
+        proc = subprocess.Popen([CONFIG.pixq, *args], env=self.cli_env(**env), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
+
     def submit_later(self, job_id):
         """Serves /ok.png and /slow.png, submits job_id (of /ok.png) with --delay 600000, and
         returns once the idle worker took the wake-up token delay.lua pushed."""
@@ -713,12 +720,6 @@ class RedisRestartTest(CliCase):
     carry on; before, each gave up at the first failed command (exit 1)."""
 
     redis_appendonly = True
-
-    def start_cli(self, *args, **env):
-        proc = subprocess.Popen([CONFIG.pixq, *args], env=self.cli_env(**env), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.addCleanup(lambda: proc.poll() is None and proc.kill())
-        return proc
 
     def test_watch_through_a_restart(self):
         """Refreshes further apart than the client's idle check (250 ms): the closed connection
@@ -1718,6 +1719,9 @@ BAD_ARGUMENTS = [
     ["job", "a*b"],
     ["job", "a", "--scan", "0"],
     ["job", "a", "--bogus"],
+    ["job", "a", "--timeout", "5"],
+    ["job", "a", "--wait", "--timeout", "0"],
+    ["job", "a", "--wait", "--timeout"],
     ["dead", "retry", "a", "b"],
     ["dead", "purge", "a", "b"],
     ["dead", "list", "--limit"],
@@ -1919,6 +1923,90 @@ class JobTest(CliCase):
         q = self.job_json("bat-2")
         self.assertEqual(q["state"], "succeeded", q)
         self.assertNotIn("waiting", q)
+
+    def job_waited(self, *args):
+        """`pixq job ... --wait` run in a thread: (thread, box); box["r"] once it returned."""
+        box = {}
+        t = threading.Thread(target=lambda: box.update(r=self.run_pixq("job", *args, "--wait")))
+        t.start()
+        return t, box
+
+    def test_wait_for_the_outcome(self):
+        self.start_worker()
+        self.src.add("/ok.png", tiny_png())
+        # a job that fails for good, then is retried from `dead` while its failed result is
+        # still kept: --wait waits for the new run, not for the result already there
+        self.push(self.job("wait-again", "/later.png"))
+        self.wait_for_postback(job_id="wait-again")
+        self.assertEqual(self.job_json("wait-again")["state"], "failed")
+        self.src.add("/later.png", tiny_png())
+        self.src.stall("/later.png")
+        self.pixq_ok("dead", "retry", "wait-again")
+        t, box = self.job_waited("wait-again", "--json")
+        # its first request met a 404; the second is the rerun's
+        self.wait_until(lambda: self.src.requests("/later.png") == 2, 20, "the rerun")
+        time.sleep(scaled(1.5))
+        self.assertTrue(t.is_alive(), box)  # the rerun is held by its download
+        self.src.release()
+        t.join(scaled(30))
+        r = box["r"]
+        self.assertEqual(r.returncode, 0, r.stderr)
+        q = json.loads(r.stdout)["queues"][0]
+        self.assertEqual((q["state"], q["outcome"]), ("succeeded", "succeeded"), q)
+        self.assertEqual(q["runs"], 2, q)
+
+        # a failure: the report, and status 1 with a line that says so
+        bad = self.job("wait-bad", "/ok.png")
+        bad["functions"][0]["name"] = "no_such_function"
+        self.push(bad)
+        t, box = self.job_waited("wait-bad")
+        t.join(scaled(30))
+        r = box["r"]
+        self.assertEqual((r.returncode, r.stderr), (1, "pixq: job: job 'wait-bad' failed\n"))
+        self.assertRegex(r.stdout, r"^job wait-bad in queue default: failed\n(.*\n)*  result +"
+                                   r"failed: Image processing failed. Unknown function")
+
+        # no outcome by --timeout: the report as it stands, and status 1
+        self.src.stall("/slow.png")
+        self.src.add("/slow.png", tiny_png())
+        self.push(self.job("wait-slow", "/slow.png"))
+        t0 = time.monotonic()
+        r = self.run_pixq("job", "wait-slow", "--wait", "--timeout", "2")
+        self.assertGreaterEqual(time.monotonic() - t0, 2)
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "pixq: job: job 'wait-slow' is still running after 2 s "
+                             "(--timeout)\n"))
+        self.assertTrue(r.stdout.startswith("job wait-slow in queue default: running\n"),
+                        r.stdout)
+        self.src.release()
+        self.wait_for_postback(job_id="wait-slow")
+        # an outcome already there is shown at once; a job found nowhere is no wait
+        t0 = time.monotonic()
+        self.assertIn(": succeeded\n", self.pixq_ok("job", "wait-slow", "--wait"))
+        r = self.run_pixq("job", "wait-nowhere", "--wait")
+        self.assertLess(time.monotonic() - t0, scaled(10))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertTrue(r.stderr.startswith("pixq: job: no trace of job 'wait-nowhere'"),
+                        r.stderr)
+
+    def test_wait_through_a_redis_restart(self):
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        worker = self.start_worker()
+        self.push(self.job("wait-restart", "/slow.png"))
+        self.wait_until(lambda: self.src.requests("/slow.png"), 20, "the worker to take the job")
+        proc = self.start_cli("job", "wait-restart", "--wait", "--json")
+        time.sleep(scaled(0.5))
+        self.redis.close()
+        self.redis_server.restart(down_seconds=1.5)
+        self.src.release()  # the job finishes once Redis is back
+        out, err = proc.communicate(timeout=scaled(30))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(json.loads(out)["queues"][0]["state"], "succeeded", out)
+        self.assertRegex(err, r"^pixq: job: redis unavailable \(.+\); trying again for up "
+                         r"to 300 s \(PIXQ_REDIS_OUTAGE_MS\)\n")
+        self.assertRegex(err, r"\npixq: job: redis is back after [\d.]+ s\n$")
+        worker.check_alive()
 
     def test_postback_retry_and_parked_output(self):
         self.start_worker()
