@@ -377,7 +377,23 @@ static void visit_waiting(struct look *l, const redisReply *el, long position)
     }
 }
 
-/* A dead entry of the job: "dead", as stored. */
+/* Whether dead entry `d` without a job_id holds a batch (its "job" a JSON array: one a worker
+ * could not split, over JOB_MAX_BATCH jobs or PIXQ_MAX_BATCH_BYTES) with the job l->id in it:
+ * its place in *b. A batch kept only by its first bytes ("job_head") is not looked into. */
+static bool dead_batch_holds(const struct look *l, json_object *d, struct in_batch *b)
+{
+    json_object *job = cli_get(d, "job");
+    if (!json_object_is_type(job, json_type_string) ||
+        !job_is_batch(json_object_get_string(job), (size_t)json_object_get_string_len(job))) {
+        return false;
+    }
+    json_object *doc = json_tokener_parse(json_object_get_string(job));
+    bool held = json_object_is_type(doc, json_type_array) && batch_holds(l, doc, b);
+    json_object_put(doc);
+    return held;
+}
+
+/* A dead entry of the job: "dead", as stored (with "batch" when it is a batch that holds it). */
 static void visit_dead(struct look *l, const redisReply *el, long position)
 {
     (void)position;
@@ -386,7 +402,9 @@ static void visit_dead(struct look *l, const redisReply *el, long position)
     }
     json_object *d = json_tokener_parse(el->str);
     const char *id = d != NULL ? admin_dead_id(d) : NULL;
-    if (id != NULL && strcmp(id, l->id) == 0) {
+    struct in_batch b = {0, 0};
+    if (id != NULL ? strcmp(id, l->id) == 0 : dead_batch_holds(l, d, &b)) {
+        add_batch(d, &b);
         add_to(l, "dead", d);
     } else {
         json_object_put(d);
@@ -568,9 +586,10 @@ static void print_delayed(json_object *d)
 
 static void print_dead(json_object *d)
 {
-    char after[1200];
-    snprintf(after, sizeof after, ", %lld attempt%s: %.1000s", cli_int(d, "attempts"),
-             cli_int(d, "attempts") == 1 ? "" : "s", cli_str(d, "error", ""));
+    char after[1300], place[100];
+    snprintf(after, sizeof after, "%s, %lld attempt%s: %.1000s", batch_note(d, place, sizeof place),
+             cli_int(d, "attempts"), cli_int(d, "attempts") == 1 ? "" : "s",
+             cli_str(d, "error", ""));
     print_when("dead", cli_int(d, "failed_at"), after);
 }
 

@@ -1923,6 +1923,20 @@ class JobTest(CliCase):
         q = self.job_json("bat-2")
         self.assertEqual(q["state"], "succeeded", q)
         self.assertNotIn("waiting", q)
+        # a batch no worker splits (over 1,000 jobs) is dead as a whole, without an id: its
+        # jobs are found in its dead entry
+        self.push([self.job("big-%d" % i, "/ok.png") for i in range(1, 1002)])
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 20, "the batch dead")
+        q = self.job_json("big-7")
+        self.assertEqual(q["state"], "dead", q)
+        self.assertEqual(len(q["dead"]), 1, q)
+        self.assertEqual(q["dead"][0]["batch"], {"index": 7, "jobs": 1001}, q)
+        self.assertIn("a batch holds 1001 jobs, more than the limit of 1000",
+                      q["dead"][0]["error"])
+        self.assertRegex(self.job_text("big-7"),
+                         r"\n  dead +\d{4}-[-\dT:.]+Z \(job 7 of a batch of 1001, pushed as one "
+                         r"entry\), 1 attempt: .*a batch holds 1001 jobs")
+        self.assertEqual(self.job_json("bat-2")["state"], "succeeded")  # not in that batch
 
     def job_waited(self, *args):
         """`pixq job ... --wait` run in a thread: (thread, box); box["r"] once it returned."""
