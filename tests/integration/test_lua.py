@@ -1703,6 +1703,24 @@ class RateLimitTest(LuaTestCase):
         self.assertTrue(1000 - self.ms_since(t0) - 1 <= wait <= 1000, wait)
         self.assertEqual(self.r.execute("HGET", RL, "tat"), tat)
 
+    def test_an_idle_bucket_holds_burst_plus_one_tokens_and_no_more(self):
+        # idle for 10 s at 10/s: burst + 1 = 3 go at once, not the 100 the idle time earned
+        self.acquire(rate=10, burst=2)
+        self.r.execute("HSET", RL, "tat", self.now_us() - 10 * 1000000)
+        t0 = time.monotonic()  # a token comes back each 1/10 s at most
+        went = self.gos(10, rate=10, burst=2)
+        self.assertTrue(3 <= went <= 3 + int((time.monotonic() - t0) * 10), went)
+
+    def test_the_wait_told_is_never_short_of_the_slot(self):
+        # the wait is rounded up to the ms: a caller that sleeps it never sends before its slot
+        self.acquire(rate=3, burst=0)
+        for _ in range(20):
+            status, wait, _, _ = self.acquire(rate=3, burst=0)
+            after = self.now_us()  # later than the script's now: its wait is longer than this
+            slot = int(self.r.execute("HGET", RL, "tat")) - 1000000 / 3
+            self.assertEqual(status, 1)
+            self.assertGreaterEqual(wait * 1000, slot - after - 1, (wait, slot - after))
+
     def test_cost_takes_several_tokens(self):
         t0 = time.monotonic()  # the wait is counted from its call: less by the time since t0
         self.assertEqual(self.acquire(rate=1, cost=3)[0], 0)
@@ -1728,6 +1746,9 @@ class RateLimitTest(LuaTestCase):
         self.r.execute("HDEL", RL, "rate", "burst")  # pixq limit reset: idle expiry again
         self.acquire()
         self.assertGreater(self.r.execute("PTTL", RL), 0)
+        self.r.execute("HSET", RL, "burst", 5)  # a burst alone is an override too
+        self.acquire()
+        self.assertEqual(self.r.execute("PTTL", RL), -1)
 
     def test_throttling_slows_the_fleet_once_per_episode_and_recovers(self):
         self.assertEqual(self.feedback(rate=100), 1)
@@ -1870,6 +1891,12 @@ class RateLimitTest(LuaTestCase):
         self.assertEqual(self.limit_set(100, 0), "")
         self.assertEqual(self.limiter_fields("plan"), [None])
 
+    def test_limit_set_at_the_same_rate_keeps_a_decrease_s_plan(self):
+        self.acquire_full(rate=10, burst=20, cost=30)  # 3 s in use, 3 s still at 7/s
+        self.assertEqual(self.feedback(rate=10, burst=20), 1)  # plan 7
+        self.assertEqual(self.limit_set(10, 5), "")  # another burst alone: no plan of its own
+        self.assertEqual(self.limiter_fields("plan", "plan_set"), ["7", "1"])
+
     def test_limit_reset_replans_toward_the_default(self):
         self.limit_set(50, 0)
         for _ in range(3):  # 0.5 s each at 50/s: still in use at the reset
@@ -2002,6 +2029,15 @@ class RateLimitTest(LuaTestCase):
         went = self.gos(10, rate=10, burst=20)
         self.assertLessEqual(went, 1 + int((time.monotonic() - t0) * 10), went)
 
+    def test_decrease_drops_the_slots_beyond_an_operator_s_burst(self):
+        # an operator's burst of 0, 2 s of slots reserved at 10/s: the decrease keeps the one
+        # token in use (100 ms, 143 ms at 7/s), not the 2 s that fit in the default burst of 20
+        self.r.execute("HSET", RL, "burst", 0)
+        self.assertEqual(self.acquire(rate=10, burst=20, cost=20)[0], 1)
+        self.assertEqual(self.feedback(rate=10, burst=20), 1)
+        status, wait, _, _ = self.acquire(rate=10, burst=20)
+        self.assertTrue(status == 1 and wait <= 143, (status, wait))
+
     def test_rate_never_falls_below_the_floor(self):
         t0 = self.now_us()
         self.r.execute("HSET", RL, "w_max", 1, "last_fail", t0)
@@ -2055,6 +2091,7 @@ class RateLimitTest(LuaTestCase):
         # default 0.5: it shows the rate the workers use, not 0.7 of 1/s
         self.r.execute("HSET", RL, "w_max", 1, "last_fail", self.now_us())
         self.assertEqual(self.feedback(rate=10, min_rate=2), 1)
+        self.assertEqual(float(self.r.execute("HGET", RL, "plan")), 2)  # not 0.7 of 2/s
         self.assertEqual(self.acquire(rate=10, min_rate=2)[3], 2000)
         self.assertEqual(self.show(rate=10, min_rate=0.5)[2], 2000)
 
