@@ -62,6 +62,7 @@ Prints one line per check and "pngshrink: N passed, N failed".
 """
 
 import difflib
+import functools
 import itertools
 import json
 import math
@@ -262,6 +263,7 @@ def grey_alpha_image(width, height, seed, interlace=0):
     return png(width, height, 4, ga, interlace=interlace), rgba_of_grey_alpha(ga)
 
 
+@functools.lru_cache(maxsize=None)  # the same sizes are asked for again and again
 def smooth_pixels(width, height, channels):
     """Gradients and soft waves with a little noise (a photo-like source for the worker's path,
     where noise would measure the resize filters, not the reader); with alpha, a fully
@@ -334,6 +336,7 @@ def parse_dump(out):
     return int(m.group(1)), int(m.group(2)), int(m.group(3)), out[m.end():]
 
 
+@functools.lru_cache(maxsize=None)  # built once a run (several checks take them): seconds each
 def sources(tmp):
     """name -> (path, width, height, channels, pixels) of the files the reader takes."""
     out = {}
