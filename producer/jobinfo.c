@@ -765,6 +765,23 @@ static int look_all(struct rq *rq, const struct cfg_queues *qs, const struct job
     return 0;
 }
 
+/* look_all(), and once more at once when the job was found nowhere. One search reads the active
+ * lists, then the waiting list: a job taken in between (LMOVE onto a worker's active list) is
+ * in neither as they are read, and a job pushed with any Redis client has no record until its
+ * run begins. The second search finds it on the worker's list (or its record, or its outcome). */
+static int look_twice(struct rq *rq, const struct cfg_queues *qs, const struct job_opts *o,
+                      struct sighting *s, struct err *e)
+{
+    if (look_all(rq, qs, o, s, e) < 0) {
+        return -1;
+    }
+    if (length_of(s->found) > 0) {
+        return 0;
+    }
+    json_object_put(s->found);
+    return look_all(rq, qs, o, s, e);
+}
+
 /* Whether a state found is an outcome: the job has its result or its dead entry, and nothing of
  * it runs, waits or is delayed (a postback retry still due changes no outcome). */
 static bool is_outcome(const char *state)
@@ -809,7 +826,7 @@ static int wait_outcome(struct rq *rq, const struct cfg *cfg, const struct cfg_q
         long t0 = clock_mono_ms();
         struct sighting next;
         struct err why = {{0}};
-        if (look_all(rq, qs, o, &next, &why) < 0) {
+        if (look_twice(rq, qs, o, &next, &why) < 0) {
             json_object_put(next.found);
             if (!outage_passing(rq, io_before, why.msg)) {
                 return err_set(e, "%s", why.msg);
@@ -870,7 +887,7 @@ int job_main(const struct cfg *cfg, int argc, char **argv)
     }
     struct sighting s;
     bool timed_out = false;
-    int rc = look_all(rq, &qs, &o, &s, &e) == 0 ? CLI_OK : cli_fail("job: %s", e.msg);
+    int rc = look_twice(rq, &qs, &o, &s, &e) == 0 ? CLI_OK : cli_fail("job: %s", e.msg);
     if (rc == CLI_OK && o.wait && wait_outcome(rq, cfg, &qs, &o, &s, &timed_out, &e) < 0) {
         rc = cli_fail("job: waiting for its outcome: %s", e.msg);
     }

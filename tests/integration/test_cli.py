@@ -2013,6 +2013,65 @@ class JobTest(CliCase):
         self.assertTrue(r.stderr.startswith("pixq: job: no trace of job 'wait-nowhere'"),
                         r.stderr)
 
+    def move_at_the_delayed_scan(self, worker, search):
+        """Moves the job of the waiting list onto `worker`'s active list (as a worker's LMOVE
+        does) when Redis is sent the first ZSCAN of the `search`th search (pixq job reads
+        `delayed` after the active lists and before the waiting list); 100,000 entries in
+        `delayed` keep the search there for a few hundred round trips. Returns an Event set
+        once it has moved."""
+        self.redis.execute("EVAL", "for i = 1, 100000 do redis.call('ZADD', KEYS[1], 9e12, "
+                           "'other-' .. i) end", 1, self.key("delayed"))
+        self.redis.execute("ZADD", self.key("workers"), 9 * 10 ** 12, worker)
+        watch = harness.Redis(harness.LOOPBACK, self.redis_server.port, timeout=scaled(30))
+        self.addCleanup(watch.close)
+        self.assertEqual(watch.execute("MONITOR"), "OK")
+        moved = threading.Event()
+
+        def mover():
+            mover_redis = harness.Redis(harness.LOOPBACK, self.redis_server.port)
+            try:
+                first = '"ZSCAN" "%s" "0"' % self.key("delayed")
+                for _ in range(search):
+                    while first not in watch._read_reply():
+                        pass
+                mover_redis.execute("LMOVE", self.key("jobs"), self.key("active:" + worker),
+                                    "RIGHT", "LEFT")
+                moved.set()
+            except (OSError, ConnectionError):
+                pass  # the test ended first
+            finally:
+                mover_redis.close()
+        threading.Thread(target=mover, daemon=True).start()
+        return moved
+
+    def test_a_job_taken_during_the_search(self):
+        """A job taken off the waiting list between the search of the active lists and that of
+        the waiting list is in neither as they are read, and one pushed with any Redis client
+        has no record until its run begins: one search reported it as no trace (status 1), and
+        --wait gave up on it so. pixq job searches again at once before saying so."""
+        self.push(self.job("moving-1", "/ok.png"))
+        moved = self.move_at_the_delayed_scan("w-taker", 1)
+        q = self.job_json("moving-1")
+        self.assertTrue(moved.is_set())
+        self.assertEqual(q["state"], "running", q)
+        self.assertEqual([h["worker"] for h in q["held_by"]], ["w-taker"], q)
+
+        self.redis.execute("DEL", self.key("active:w-taker"), self.key("delayed"))
+        self.push(self.job("moving-2", "/ok.png"))
+        moved = self.move_at_the_delayed_scan("w-taker", 2)  # while it waits
+        proc = self.start_cli("job", "moving-2", "--wait", "--timeout", "60")
+        self.assertTrue(moved.wait(scaled(20)), "no ZSCAN from pixq job")
+        time.sleep(scaled(0.5))
+        self.assertIsNone(proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
+        # the job settles as finish.lua settles it
+        self.redis.rpush(self.key("result:moving-2"),
+                         json.dumps({"results": {"job_id": "moving-2", "images": []}}))
+        self.redis.execute("LREM", self.key("active:w-taker"), 1,
+                           self.redis.execute("LINDEX", self.key("active:w-taker"), 0))
+        out, err = proc.communicate(timeout=scaled(30))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertRegex(out, r"^job moving-2 in queue default: succeeded\n")
+
     def test_wait_through_a_redis_restart(self):
         self.src.add("/slow.png", tiny_png())
         self.src.stall("/slow.png")
