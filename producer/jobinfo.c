@@ -805,23 +805,33 @@ static bool settled(json_object *found)
  * passed (*timed_out), riding out a Redis that goes away for a while (outage.h). Each search
  * follows a pause of 100 ms doubling to a second, and at least 4 times the last search's own
  * time: a search of a long queue (--scan) takes no more than a fifth of a Redis connection.
- * Returns 0, or -1 if Redis failed for good or stayed away (reason in `e`). */
+ * An outcome is taken when two searches in a row find it, the second at once: a job that moves
+ * between one search's reads (taken off the waiting list after the active lists were read) is
+ * seen by it in neither place, and then a result kept from an earlier run (`dead retry`) would
+ * pass for the outcome. At --timeout the last search's finding stands. Returns 0, or -1 if
+ * Redis failed for good or stayed away (reason in `e`). */
 static int wait_outcome(struct rq *rq, const struct cfg *cfg, const struct cfg_queues *qs,
                         const struct job_opts *o, struct sighting *s, bool *timed_out,
                         struct err *e)
 {
     long deadline = clock_mono_ms() + o->timeout_s * 1000;
     long pause = JOBINFO_WAIT_POLL_MIN_MS;
+    long nap = settled(s->found) ? 0 : pause; /* before the next search */
+    bool after_outcome = false;               /* the search before the last found the outcome too */
     struct outage out;
     outage_init(&out, "job", cfg->redis_outage_ms, false);
     *timed_out = false;
-    while (length_of(s->found) > 0 && !settled(s->found)) {
-        long now = clock_mono_ms();
-        if (now >= deadline) {
-            *timed_out = true;
+    while (length_of(s->found) > 0) {
+        bool outcome = settled(s->found);
+        if (outcome && after_outcome) {
             return 0;
         }
-        clock_sleep_ms(pause < deadline - now ? pause : deadline - now);
+        long now = clock_mono_ms();
+        if (now >= deadline) {
+            *timed_out = !outcome;
+            return 0;
+        }
+        clock_sleep_ms(nap < deadline - now ? nap : deadline - now);
         unsigned long io_before = rq_io_errors(rq);
         long t0 = clock_mono_ms();
         struct sighting next;
@@ -831,8 +841,8 @@ static int wait_outcome(struct rq *rq, const struct cfg *cfg, const struct cfg_q
             if (!outage_passing(rq, io_before, why.msg)) {
                 return err_set(e, "%s", why.msg);
             }
-            pause = outage_failed(&out, why.msg, clock_mono_ms(), e);
-            if (pause < 0) {
+            nap = outage_failed(&out, why.msg, clock_mono_ms(), e);
+            if (nap < 0) {
                 return -1;
             }
             continue;
@@ -840,9 +850,11 @@ static int wait_outcome(struct rq *rq, const struct cfg *cfg, const struct cfg_q
         outage_over(&out, clock_mono_ms());
         json_object_put(s->found);
         *s = next;
+        after_outcome = outcome;
         long took = clock_mono_ms() - t0;
         pause = pause * 2 < JOBINFO_WAIT_POLL_MAX_MS ? pause * 2 : JOBINFO_WAIT_POLL_MAX_MS;
         pause = pause > 4 * took ? pause : 4 * took;
+        nap = settled(s->found) ? 0 : pause;
     }
     return 0;
 }

@@ -2048,7 +2048,9 @@ class JobTest(CliCase):
         """A job taken off the waiting list between the search of the active lists and that of
         the waiting list is in neither as they are read, and one pushed with any Redis client
         has no record until its run begins: one search reported it as no trace (status 1), and
-        --wait gave up on it so. pixq job searches again at once before saying so."""
+        --wait gave up on it so, or took the result of an earlier run for its outcome. pixq job
+        searches again at once before saying no trace, and --wait takes an outcome that two
+        searches in a row find."""
         self.push(self.job("moving-1", "/ok.png"))
         moved = self.move_at_the_delayed_scan("w-taker", 1)
         q = self.job_json("moving-1")
@@ -2071,6 +2073,26 @@ class JobTest(CliCase):
         out, err = proc.communicate(timeout=scaled(30))
         self.assertEqual(proc.returncode, 0, err)
         self.assertRegex(out, r"^job moving-2 in queue default: succeeded\n")
+
+        # a job sent back by dead retry, its earlier run's result kept: taken off the waiting
+        # list during a search, it was in no place but its old result, taken for its outcome
+        self.redis.execute("DEL", self.key("active:w-taker"), self.key("delayed"))
+        result = self.key("result:moving-3")
+        self.redis.rpush(result, json.dumps({"results": {"job_id": "moving-3",
+                                                         "errors": ["an earlier run's"]}}))
+        self.push(self.job("moving-3", "/ok.png"))
+        moved = self.move_at_the_delayed_scan("w-taker", 2)
+        proc = self.start_cli("job", "moving-3", "--wait", "--timeout", "60")
+        self.assertTrue(moved.wait(scaled(20)), "no ZSCAN from pixq job")
+        time.sleep(scaled(0.5))
+        self.assertIsNone(proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
+        self.redis.rpush(result, json.dumps({"results": {"job_id": "moving-3", "images": []}}))
+        self.redis.execute("LTRIM", result, -1, -1)
+        self.redis.execute("LREM", self.key("active:w-taker"), 1,
+                           self.redis.execute("LINDEX", self.key("active:w-taker"), 0))
+        out, err = proc.communicate(timeout=scaled(30))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertRegex(out, r"^job moving-3 in queue default: succeeded\n")
 
     def test_wait_through_a_redis_restart(self):
         self.src.add("/slow.png", tiny_png())
