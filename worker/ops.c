@@ -191,3 +191,17 @@ PixelWand *op_color(json_object *params, const char *fn, const char *name, const
     }
     return p;
 }
+
+int op_color_for(const MagickWand *w, json_object *params, const char *fn, const char *name,
+                 const char *def, PixelWand **out, struct err *e)
+{
+    *out = op_color(params, fn, name, def, e);
+    if (*out == NULL) {
+        return -1;
+    }
+    if (w == NULL) {
+        *out = DestroyPixelWand(*out);
+        return 0;
+    }
+    return 1;
+}

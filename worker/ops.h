@@ -84,6 +84,12 @@ int op_gravity(json_object *params, const char *fn, const char *name, GravityTyp
 PixelWand *op_color(json_object *params, const char *fn, const char *name, const char *def,
                     struct err *e);
 
+/* op_color() for an operation on `w` (NULL: its parameters are only checked). Returns 1 with the
+ * colour in *out (to destroy), 0 when `w` is NULL and the colour is good (nothing to destroy),
+ * or -1 with the error in `e`. */
+int op_color_for(const MagickWand *w, json_object *params, const char *fn, const char *name,
+                 const char *def, PixelWand **out, struct err *e);
+
 /* Refuses a result of w x h pixels that function `fn` would make beyond ctx->max_pixels,
  * OP_MAX_SIDE per side, or ImageMagick's width and height resource limits (policy.xml: 16000 on
  * Debian), which ImageMagick itself reports only as "pixel cache: width or height exceeds

@@ -655,13 +655,10 @@ static int op_vignette(MagickWand *w, json_object *p, const struct op_ctx *ctx, 
         job_param_double(p, fn, "threshold", 0.05, 0.0, 1.0, &threshold, e) < 0) {
         return -1;
     }
-    PixelWand *color = op_color(p, fn, "color", "#000000", e);
-    if (color == NULL) {
-        return -1;
-    }
-    if (w == NULL) {
-        DestroyPixelWand(color);
-        return 0;
+    PixelWand *color;
+    int go = op_color_for(w, p, fn, "color", "#000000", &color, e);
+    if (go <= 0) {
+        return go;
     }
     /* a grey image would take the colour's grey: its pixels are sRGB's too */
     if (MagickGetImageColorspace(w) == GRAYColorspace &&

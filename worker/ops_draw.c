@@ -764,13 +764,10 @@ static int drop_shadow(MagickWand *w, json_object *p, const struct text *t, cons
                        MAX_SHADOW_OFFSET, &off, e) < 0) {
         return -1;
     }
-    PixelWand *color = op_color(p, fn, "dropshadow_color", "#000000", e);
-    if (color == NULL) {
-        return -1;
-    }
-    if (w == NULL) {
-        DestroyPixelWand(color);
-        return 0;
+    PixelWand *color;
+    int go = op_color_for(w, p, fn, "dropshadow_color", "#000000", &color, e);
+    if (go <= 0) {
+        return go;
     }
     MagickWand *layer = new_layer(w, width_of(w), height_of(w), fn, e);
     int rc = layer != NULL ? 0 : -1;
@@ -1450,13 +1447,10 @@ static int op_line(MagickWand *w, json_object *p, const struct op_ctx *ctx, stru
         job_param_string(p, fn, "line_cap", "butt", &cap, e) < 0) {
         return -1;
     }
-    PixelWand *color = op_color(p, fn, "color", "#ffffff", e);
-    if (color == NULL) {
-        return -1;
-    }
-    if (w == NULL) {
-        DestroyPixelWand(color);
-        return 0;
+    PixelWand *color;
+    int go = op_color_for(w, p, fn, "color", "#ffffff", &color, e);
+    if (go <= 0) {
+        return go;
     }
     long lc = option_value(MagickLineCapOptions, cap);
     DrawingWand *d = NewDrawingWand();

@@ -466,13 +466,10 @@ static int op_pad(MagickWand *w, json_object *p, const struct op_ctx *ctx, struc
         op_gravity(p, fn, "gravity", &g, e) < 0) {
         return -1;
     }
-    PixelWand *color = op_color(p, fn, "color", "#ffffff", e);
-    if (color == NULL) {
-        return -1;
-    }
-    if (w == NULL) {
-        DestroyPixelWand(color);
-        return 0;
+    PixelWand *color;
+    int go = op_color_for(w, p, fn, "color", "#ffffff", &color, e);
+    if (go <= 0) {
+        return go;
     }
     long aw = width_of(w), ah = height_of(w);
     bool vertical = g == NorthGravity || g == SouthGravity;
@@ -491,13 +488,10 @@ static int op_background_color(MagickWand *w, json_object *p, const struct op_ct
                                struct err *e)
 {
     const char *fn = "background_color";
-    PixelWand *color = op_color(p, fn, "color", "#ffffff", e);
-    if (color == NULL) {
-        return -1;
-    }
-    if (w == NULL) {
-        DestroyPixelWand(color);
-        return 0;
+    PixelWand *color;
+    int go = op_color_for(w, p, fn, "color", "#ffffff", &color, e);
+    if (go <= 0) {
+        return go;
     }
     int rc = extent_onto(w, color, width_of(w), height_of(w), 0, 0, ctx, fn, e);
     DestroyPixelWand(color);
@@ -540,13 +534,10 @@ static int op_pad_resize_to_fit(MagickWand *w, json_object *p, const struct op_c
         job_param_bool(p, fn, "only_resize_larger", false, &only_larger, e) < 0) {
         return -1;
     }
-    PixelWand *color = op_color(p, fn, "color", "#ffffff", e);
-    if (color == NULL) {
-        return -1;
-    }
-    if (w == NULL) {
-        DestroyPixelWand(color);
-        return 0;
+    PixelWand *color;
+    int go = op_color_for(w, p, fn, "color", "#ffffff", &color, e);
+    if (go <= 0) {
+        return go;
     }
     int rc = letterbox(w, W, H, only_larger, g, color, ctx, e);
     DestroyPixelWand(color);
