@@ -344,6 +344,9 @@ class ReapTest(LuaTestCase):
         self.assertIsNone(self.zscore(WORKERS, "w1"))
         self.assertEqual(self.r.hgetall(RECOV), {})  # it never ran there: not a crash
         self.assertEqual(self.stats(), {"orphaned": 1})
+        # a second reaper that saw the same note due finds it taken: -1, nothing counted
+        self.assertEqual(self.reap("w1", "orphan"), -1)
+        self.assertEqual(self.stats(), {"orphaned": 1})
 
     def test_second_look_leaves_a_worker_that_registered_again(self):
         self.r.execute("ZADD", WORKERS, 1, "w1")
@@ -448,6 +451,21 @@ class ReapTest(LuaTestCase):
         self.assertEqual(self.r.hgetall(RECOV), {self.sha1("job-a"): "2"})  # not counted
         self.assertEqual(self.stats(), {"requeued_on_stop": 1})
 
+    def test_graceful_gives_back_a_pill_as_it_is_without_counting(self):
+        """A worker that stops while it holds a poison pill: the pill goes back uncounted (a
+        deploy's stops are not its crashes), however often, and is never buried for them."""
+        pill = 'pixq-task:' + json.dumps({"pixq_poison": '{"job_id":"pj"}',
+                                          "error": crashed(1)}, separators=(",", ":"))
+        for _ in range(6):
+            self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")
+            self.r.lpush(active("w1"), pill)
+            self.assertEqual(self.reap("w1", "graceful", 3), 1)
+            self.assertEqual(self.r.lrange(JOBS), [pill])
+            self.r.delete(JOBS)
+        self.assertEqual(self.r.hgetall(RECOV), {})
+        self.assertEqual(self.r.llen(DEAD), 0)
+        self.assertEqual(self.stats(), {"requeued_on_stop": 6})
+
     def test_graceful_with_nothing_reserved_unregisters_and_notes(self):
         # a worker stopping at its shutdown deadline may still wait in BLMOVE: its list gets a
         # second look too
@@ -522,6 +540,30 @@ class PromoteTest(LuaTestCase):
         self.assertEqual(self.promote()[0], 3)
         self.assertEqual(self.r.lrange(JOBS), ["waiting", "retry-b", "retry-a", task0, task1])
 
+    def test_pixq_s_own_entries_come_out_earliest_due_first(self):
+        """Tasks due in one batch: the earliest due nearest the consumer end (a bucket's
+        uploads in the order of their slots), as the jobs."""
+        now = self.now_ms()
+        tasks = ['pixq-task:{"pixq_upload":{"n":%d}}' % i for i in range(3)]
+        self.r.execute("ZADD", DELAYED, now - 300, tasks[0], now - 200, tasks[1], now - 100,
+                       tasks[2])
+        self.assertEqual(self.promote()[0], 3)
+        self.assertEqual([self.r.execute("RPOP", JOBS) for _ in range(3)], tasks)
+
+    def test_nothing_is_promoted_before_it_is_due(self):
+        """Due in a moment is not due: it waits in the sorted set (a retry's back-off, an
+        upload's rate-limiter slot), and the wait to it is told."""
+        now = self.now_ms()
+        self.r.execute("ZADD", DELAYED, now + 900, "soon")
+        moved, wait = self.promote()
+        self.assertEqual(moved, 0)
+        self.assertTrue(0 < wait <= 900, wait)
+        self.assertEqual(self.r.llen(JOBS), 0)
+        self.assertEqual(self.stats(), {})
+        self.r.execute("ZADD", DELAYED, now - 1, "due")  # one due is counted
+        self.assertEqual(self.promote()[0], 1)
+        self.assertEqual(self.stats(), {"promoted": 1})
+
     def test_batch_limit_takes_the_earliest(self):
         now = self.now_ms()
         self.r.execute("ZADD", DELAYED, now - 30, "c", now - 10, "d", now - 50, "a", now - 40, "b")
@@ -568,6 +610,28 @@ class RequeueTest(LuaTestCase):
         self.assertTrue(9990000 <= self.r.pttl(key("job:j1")) <= 10000000)
         self.assertEqual(self.r.exists(key("blob:j1:9")), 0)  # gone stays gone
         self.assertEqual(self.stats(), {"throttled": 1})
+
+    def test_a_key_without_an_expiry_keeps_none(self):
+        """A key that never expires (a job hash persisted by hand, a blob kept on purpose) is
+        not given an expiry: "a longer expiry stays", and none is the longest."""
+        self.r.lpush(active("w1"), "task-a")
+        self.r.execute("HSET", key("job:j1"), "pending", 1)
+        keys = [active("w1"), DELAYED, STATS, RECOV, key("job:j1")]
+        self.run_script("requeue", keys, ["task-a", "task-a", 60000, "throttled", 600])
+        self.assertEqual(self.r.pttl(key("job:j1")), -1)
+
+    def test_the_wait_is_never_negative(self):
+        """An overdue payload among the delayed (no worker promoted it yet): the wait told is
+        0, not a negative number of ms."""
+        self.r.execute("ZADD", DELAYED, self.now_ms() - 5000, "overdue")
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.requeue("w1", "job-a", "job-a-2", 1000), 0)
+
+    def test_one_copy_of_an_identical_payload_leaves_the_active_list(self):
+        """A second entry of the same bytes (reserved late) is another job: it stays."""
+        self.r.lpush(active("w1"), "job-a", "job-a")
+        self.requeue("w1", "job-a", "job-a-2", 1000)
+        self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
 
     def test_clears_the_payloads_recovery_count(self):
         # the payload leaves the active list rewritten: its count would stay forever
@@ -732,6 +796,18 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.full("w1", "job-a"), 0)  # not asked for
         self.assertEqual(self.stats(), {"lease_lost": 1})
 
+    def test_forgotten_not_when_a_postback_was_marked_on_a_begun_job(self):
+        """"forgotten" with a postback just delivered, the job off the list and its hash still
+        there (begin.lua's, with its expiry: another run has the job): the HSET of `posted`
+        does not make it look forgotten. A lost lease: the mark only, no result, counted
+        `lease_lost`."""
+        self.r.execute("HSET", key("job:j1"), "runs", 2)
+        self.r.execute("EXPIRE", key("job:j1"), 3600)
+        self.assertEqual(self.full("w1", "job-a", posted="d1", forgotten="forgotten"), 0)
+        self.assertEqual(self.r.hgetall(key("job:j1")), {"runs": "2", "posted": "d1"})
+        self.assertEqual(self.r.exists(key("result:j1")), 0)
+        self.assertEqual(self.stats(), {"lease_lost": 1})
+
     def test_settled_without_a_job_hash_leaves_one(self):
         """begin.lua never reached Redis, nothing posted: the settlement leaves the job hash
         (with the result's expiry), so that the same call again after a lost answer finds the
@@ -817,6 +893,12 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.full("w1", "job-a", retry="retry-1", retry_ms=1000), 1)
         self.assertEqual(self.r.lrange(JOBS), [WAKE])
         self.assertEqual(self.r.zrange(DELAYED), ["retry-1", "later-job"])
+        # the token goes to the consumer end, ahead of the jobs that wait (as delay.lua's)
+        self.r.delete(JOBS)
+        self.r.lpush(JOBS, "waiting")
+        self.r.lpush(active("w1"), "job-b")
+        self.assertEqual(self.full("w1", "job-b", retry="retry-2", retry_ms=100), 1)
+        self.assertEqual(self.r.lrange(JOBS), ["waiting", WAKE])
 
     def test_posted_gives_a_hash_without_expiry_the_results(self):
         self.r.lpush(active("w1"), "job-a")
@@ -840,15 +922,26 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.stats(), {"succeeded": 1})
 
     def test_result_is_replaced_not_appended(self):
-        self.r.rpush(key("result:j1"), "older run", "an even older one")
-        self.r.lpush(active("w1"), "job-a")
-        self.finish("w1", "job-a", result="new")
-        self.assertEqual(self.r.lrange(key("result:j1")), ["new"])
+        """A rerun's result replaces the earlier one, be there one or more: pollers read the
+        first entry (LINDEX 0)."""
+        for earlier in (["older run"], ["older run", "an even older one"]):
+            self.r.delete(key("result:j1"))
+            self.r.rpush(key("result:j1"), *earlier)
+            self.r.lpush(active("w1"), "job-a")
+            self.finish("w1", "job-a", result="new")
+            self.assertEqual(self.r.lrange(key("result:j1")), ["new"], earlier)
 
     def test_only_this_payload_leaves_the_active_list(self):
         self.r.lpush(active("w1"), "job-b", "job-a")
         self.finish("w1", "job-a", result="r")
         self.assertEqual(self.r.lrange(active("w1")), ["job-b"])
+
+    def test_one_copy_of_an_identical_payload_leaves_the_active_list(self):
+        """A second entry of the same bytes on the list (an identical payload reserved late, a
+        BLMOVE held up on the way) is another job: it stays there, to be given back."""
+        self.r.lpush(active("w1"), "job-a", "job-a")
+        self.assertEqual(self.finish("w1", "job-a", result="r"), 1)
+        self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
 
     def test_lost_writes_nothing_but_the_counter(self):
         dead = self.dead_entry("j1", self.now_ms())
@@ -980,6 +1073,23 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.finish8("w1", "job-c", nxt="next"), [1, None])  # queue empty
         self.assertEqual(self.r.exists(active("w1")), 0)
         self.assertEqual(self.stats()["succeeded"], 3)
+        # the next one goes to the left end of the list, as BLMOVE's (another entry: a late one)
+        self.r.lpush(JOBS, "job-d")
+        self.r.lpush(active("w1"), "late", "job-c")
+        self.assertEqual(self.finish8("w1", "job-c", nxt="next"), [1, "job-d"])
+        self.assertEqual(self.r.lrange(active("w1")), ["job-d", "late"])
+
+    def test_the_call_again_with_next_reserves_nothing_more(self):
+        """The settlement with "next" sent again after its answer was lost: the first call
+        settled the job and reserved the next; the second finds its settlement (1), reserves
+        no other job, and leaves the one reserved on the list."""
+        self.r.lpush(JOBS, "job-b", "job-c")  # job-b at the consumer end
+        self.r.lpush(active("w1"), "job-a")
+        self.assertEqual(self.finish8("w1", "job-a", nxt="next"), [1, "job-b"])
+        self.assertEqual(self.finish8("w1", "job-a", nxt="next"), [1, None])
+        self.assertEqual(self.r.lrange(active("w1")), ["job-b"])
+        self.assertEqual(self.r.lrange(JOBS), ["job-c"])
+        self.assertEqual(self.stats(), {"succeeded": 1})
 
     def finish_gated(self, payload, limit):
         return self.run_script(
@@ -1007,6 +1117,16 @@ class FinishTest(LuaTestCase):
         self.r.lpush(active("w1"), "job-y")  # the nearest only: take.lua looks further
         self.assertEqual(self.finish_gated("job-y", 4999), [1, None, 1])
         self.assertEqual(self.r.lrange(JOBS), ["job-d", task, "job-given-back"])
+        self.r.rpush(JOBS, WAKE)  # the wake-up token is pixq's own too
+        self.r.lpush(active("w1"), "job-z")
+        self.assertEqual(self.finish_gated("job-z", 4999), [1, WAKE, 1])
+        # no parked outputs at all: within the limit, and the next one goes to the left end of
+        # the list, as BLMOVE's (another entry there: a late one)
+        self.r.delete(JOBS, active("w1"), PARKED)
+        self.r.lpush(JOBS, "job-e")
+        self.r.lpush(active("w1"), "late", "job-w")
+        self.assertEqual(self.finish_gated("job-w", 4999), [1, "job-e", 0])
+        self.assertEqual(self.r.lrange(active("w1")), ["job-e", "late"])
 
     def test_no_next_job_is_reserved_when_the_job_was_lost(self):
         self.r.lpush(JOBS, "job-b")
@@ -1046,6 +1166,14 @@ class AdoptTest(LuaTestCase):
         self.assertEqual(self.adopt("w1", '{"src":"x"}', '{"src":"x","job_id":"J"}'), 1)
         self.assertEqual(self.r.lrange(active("w1")), ['{"src":"x","job_id":"J"}'])
         self.assertEqual(self.r.hgetall(RECOV), {})
+
+    def test_one_copy_of_an_identical_payload_is_swapped(self):
+        """A job without an id may be pushed twice, byte for byte: a second copy on the list
+        (reserved late) is another job, and stays as it is."""
+        old, new = '{"src":"x"}', '{"src":"x","job_id":"J"}'
+        self.r.lpush(active("w1"), old, old)
+        self.assertEqual(self.adopt("w1", old, new), 1)
+        self.assertEqual(self.r.lrange(active("w1")), [new, old])
 
     def test_the_recovery_count_goes_with_the_payload(self):
         """A job without a job_id recovered from a crash: its count follows the new payload,
@@ -1635,6 +1763,15 @@ class TakeTest(LuaTestCase):
         self.r.rpush(JOBS, "job-63")  # the other one is 65th now
         self.assertEqual(self.take(scan_ms=0), [None, 1])
         self.assertEqual(self.r.execute("HGET", PARKED, "total"), "1001")
+
+    def test_an_entry_found_further_is_taken_once(self):
+        """Two identical entries of pixq's own behind a job (two wake-up tokens): the look
+        further reserves one; the other stays on the queue."""
+        self.r.execute("HSET", PARKED, "total", 1001)
+        self.r.rpush(JOBS, self.WAKE, self.WAKE, "job-given-back")
+        self.assertEqual(self.take(), [self.WAKE, 1])
+        self.assertEqual(self.r.lrange(JOBS), [self.WAKE, "job-given-back"])
+        self.assertEqual(self.r.lrange(active("w1")), [self.WAKE])
 
     def test_the_look_further_is_not_held_up_by_a_clock_that_went_back(self):
         self.r.execute("HSET", PARKED, "total", 1001, "scanned_at", self.now_ms() + 10 ** 7)
