@@ -1732,6 +1732,10 @@ BAD_ARGUMENTS = [
     ["job", "a", "--timeout", "5"],
     ["job", "a", "--wait", "--timeout", "0"],
     ["job", "a", "--wait", "--timeout"],
+    ["job", "a", "--wait", "--timeout", "86401"],
+    ["job", "a", "--scan", "10000001"],
+    ["job", ""],
+    ["job", "a" * 128],
     ["dead", "retry", "a", "b"],
     ["dead", "purge", "a", "b"],
     ["dead", "list", "--limit"],
@@ -2149,6 +2153,203 @@ class JobTest(CliCase):
         self.assertIn("  outputs      1 still to upload\n", text)
         self.assertRegex(text, r"\(in \d+\.\d s\): an output's upload \(parked\)\n")
 
+    def task(self, kind, job_id):
+        """One of pixq's own entries, of `kind` ("upload", "postback"), about job_id."""
+        return "pixq-task:" + json.dumps({"pixq_" + kind: {"job_id": job_id}})
+
+    def test_states_from_what_redis_holds(self):
+        """Every state from what pixq finds, set up in Redis as workers leave it (none runs):
+        an output's upload or a postback retry on a worker's list ("uploading", "posting back")
+        or in the queue ("outputs parked", "postback retry"); outputs parked that only the
+        record counts; a job on the list of a reaped worker (being given back: no lease, not
+        alive); a job that started and is not within --scan ("started", with the note of what
+        was not read); a retry delayed while the failed result of an earlier run is kept
+        ("delayed": that result is not its outcome, and --wait waits); a retry already due (0 s
+        left); an id that only begins the ids of entries there is not theirs."""
+        now = int(time.time() * 1000)
+        r = self.redis
+        r.execute("ZADD", self.key("workers"), str(now + 60000), "w-live")
+        r.lpush(self.key("active:w-live"), self.task("upload", "st-up"),
+                self.task("postback", "st-pb"))
+        r.execute("ZADD", self.key("reaped"), str(now + 60000), "w-gone")
+        r.lpush(self.key("active:w-gone"), json.dumps(self.job("st-reaped", "/ok.png")))
+        r.lpush(self.key("jobs"), self.task("upload", "st-upw"), self.task("postback", "st-pbw"))
+        for job_id, fields in (("st-parked", ["pending", "1"]),
+                               ("st-started", ["first_seen", str(now), "runs", "1"]),
+                               ("st-again", ["first_seen", str(now), "runs", "2"])):
+            r.execute("HSET", self.key("job:" + job_id), "submitted", str(now), *fields)
+        r.execute("ZADD", self.key("delayed"), str(now + 600000),
+                  json.dumps(self.job("st-again", "/ok.png")), str(now - 5000),
+                  json.dumps(self.job("st-due", "/ok.png")))
+        r.lpush(self.key("result:st-again"), json.dumps(
+            {"job_id": "st-again", "results": {"images": [], "errors": ["E"]}}))
+
+        def state(job_id, *args):
+            q = self.job_json(job_id, *args)
+            held = [(h["worker"], h["kind"], h["alive"]) for h in q.get("held_by", [])]
+            return q["state"], held, [(w["kind"], w["position"]) for w in q.get("waiting", [])]
+
+        self.assertEqual(state("st-up"), ("uploading", [("w-live", "upload", True)], []))
+        self.assertRegex(self.job_text("st-up"), r"\n  worker +w-live \(lease [56]\d\.\d s\): "
+                                                 r"an output's upload\n")
+        self.assertEqual(state("st-pb"), ("posting back", [("w-live", "postback", True)], []))
+        self.assertRegex(self.job_text("st-pb"), r"\n  worker +w-live \(lease [56]\d\.\d s\): "
+                                                 r"its postback retry\n")
+        self.assertEqual(state("st-upw"), ("outputs parked", [], [("upload", 1)]))
+        self.assertIn("\n  waiting      an output's upload, number 1 from the front of 2 "
+                      "entries\n", self.job_text("st-upw"))
+        self.assertEqual(state("st-pbw"), ("postback retry", [], [("postback", 2)]))
+        self.assertEqual(state("st-parked"), ("outputs parked", [], []))
+        self.assertIn("\n  outputs      1 still to upload\n", self.job_text("st-parked"))
+        q = self.job_json("st-reaped")
+        self.assertEqual(q["state"], "running", q)
+        self.assertEqual(q["held_by"], [{"worker": "w-gone", "kind": "job", "alive": False,
+                                         "lease_ms_left": None}], q)
+        self.assertIn("\n  worker       w-gone (reaped or stopped, being given back): the job\n",
+                      self.job_text("st-reaped"))
+        self.assertEqual(state("st-started"), ("started", [], []))
+        self.assertRegex(self.pixq_ok("job", "st-started", "--scan", "1"),
+                         r"^job st-started in queue default: started\n  submitted +\d{4}-"
+                         r"[-\dT:.]+Z\n  first run +\d{4}-[-\dT:.]+Z, 1 run\n  \(searched the 1 "
+                         r"waiting entries nearest the front of 2: --scan\)\n$")
+        q = self.job_json("st-again")
+        self.assertEqual((q["state"], q["outcome"], q["runs"]), ("delayed", "failed", 2), q)
+        r2 = self.run_pixq("job", "st-again", "--wait", "--timeout", "1")
+        self.assertEqual((r2.returncode, r2.stderr),
+                         (1, "pixq: job: job 'st-again' is still delayed after 1 s (--timeout)\n"))
+        q = self.job_json("st-due")
+        self.assertEqual((q["state"], q["delayed"][0]["due_in_ms"]), ("delayed", 0), q)
+        self.assertIn(" (in 0.0 s): the job (a retry, or submitted with --delay)\n",
+                      self.job_text("st-due"))
+        self.assertNotIn("waiting", self.job_json("st-up"))  # st-upw's entry is not st-up's
+        r2 = self.run_pixq("job", "st-")
+        self.assertEqual(r2.returncode, 1, r2.stderr)
+        self.assertIn("no trace of job 'st-'", r2.stderr)
+        # the time is Redis's clock
+        o = json.loads(self.pixq_ok("job", "st-up", "--json"))
+        self.assertLess(abs(o["time_ms"] - time.time() * 1000), 60000, o)
+
+    def test_wait_ends_at_every_outcome(self):
+        """--wait ends as soon as the job has its outcome, whatever it is: dead with no result
+        (status 1, and the line says it is dead), succeeded with a postback retry still due
+        (status 0); and the job must have it in every queue where it is found: waiting in one
+        queue of PIXQ_QUEUE and succeeded in another is no outcome yet."""
+        now = int(time.time() * 1000)
+        self.redis.lpush(self.key("dead"), json.dumps(
+            {"job": json.dumps(self.job("wo-dead", "/ok.png")), "job_id": "wo-dead",
+             "error": "E", "attempts": 3, "failed_at": now, "queue": "default"}))
+        self.redis.execute("ZADD", self.key("delayed"), str(now + 600000),
+                           self.task("postback", "wo-pb"))
+        for job_id in ("wo-pb", "wo-two"):
+            self.redis.lpush(self.key("result:" + job_id), json.dumps(
+                {"job_id": job_id, "results": {"images": [], "errors": []}}))
+        self.redis.lpush("pixq:{urgent}:jobs", json.dumps(self.job("wo-two", "/ok.png")))
+        t0 = time.monotonic()
+        r = self.run_pixq("job", "wo-dead", "--wait", "--timeout", "5")
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "pixq: job: job 'wo-dead' is dead (failed for good)\n"))
+        self.assertTrue(r.stdout.startswith("job wo-dead in queue default: dead\n"), r.stdout)
+        r = self.run_pixq("job", "wo-pb", "--wait", "--timeout", "5")
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertTrue(r.stdout.startswith("job wo-pb in queue default: postback retry\n"),
+                        r.stdout)
+        self.assertLess(time.monotonic() - t0, 5)
+        both = {"PIXQ_QUEUE": "default, urgent"}
+        r = self.run_pixq("job", "wo-two", "--wait", "--timeout", "1", env=both)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr,
+                         r"^pixq: job: job 'wo-two' is still \w+ after 1 s \(--timeout\)\n$")
+        self.redis.delete("pixq:{urgent}:jobs")
+        r = self.run_pixq("job", "wo-two", "--wait", "--timeout", "1", env=both)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+
+    def test_wait_searches_less_and_less_often(self):
+        """--wait searches again after 100 ms, then twice as long each time up to 1 s, and its
+        last pause ends at --timeout: a job waiting for 5 s is searched 9 times (at once, then
+        0.1, 0.3, 0.7, 1.5, 2.5, 3.5, 4.5 and 5 s later), as Redis counts its ZSCANs of
+        `delayed` (one a search)."""
+        self.push(self.job("slow-wait", "/ok.png"))
+        self.redis.execute("CONFIG", "RESETSTAT")
+        t0 = time.monotonic()
+        r = self.run_pixq("job", "slow-wait", "--wait", "--timeout", "5")
+        took = time.monotonic() - t0
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("still waiting after 5 s", r.stderr)
+        stats = self.redis.execute("INFO", "commandstats")
+        searches = int(re.search(r"cmdstat_zscan:calls=(\d+)", stats).group(1))
+        self.assertTrue(8 <= searches <= 10, searches)
+        self.assertTrue(5 <= took < 5 + scaled(0.35), took)
+
+    def test_wait_pauses_at_least_four_times_a_search(self):
+        """--wait pauses at least 4 times as long as its last search took, past 1 s if need be
+        (a search of a long queue holds a fifth of a Redis connection at most): searching a
+        queue of a million entries whole (--scan), from the end of each search (its last LRANGE
+        of the queue) to the start of the next (its ZSCAN of `delayed`), as the test sees them
+        in Redis's command counts, is 4 times the search's time at least (the last pause may
+        end sooner, at --timeout). Pausing 100 ms doubling to 1 s alone starts searches sooner
+        (where a search is fast, this tells less)."""
+        self.push(self.job("long-wait", "/ok.png"))  # at the front, a million entries behind
+        entries = ["e%d" % i for i in range(1000000)]
+        for i in range(0, len(entries), 50000):
+            self.redis.lpush(self.key("jobs"), *entries[i:i + 50000])
+
+        def calls():
+            stats = self.redis.execute("INFO", "commandstats")
+            return [int(re.search(r"cmdstat_%s:calls=(\d+)" % c, stats).group(1))
+                    for c in ("zscan", "lrange")]
+
+        self.redis.execute("CONFIG", "RESETSTAT")
+        self.redis.execute("ZSCAN", "x", "0")
+        self.redis.execute("LRANGE", "x", "0", "0")
+        proc = self.start_cli("job", "long-wait", "--scan", "1000001", "--wait", "--timeout", "4")
+        starts, ends = [], []  # of each search, as seen every 10 ms
+        last = calls()
+        while proc.poll() is None:
+            time.sleep(0.01)
+            now, seen = time.monotonic(), calls()
+            if seen[0] > last[0]:
+                starts.append(now)
+            elif seen[1] > last[1]:
+                ends[len(starts) - 1:] = [now]
+            last = seen
+        self.assertIn("still waiting after 4 s", proc.stderr.read())
+        self.assertEqual(len(starts), len(ends), (starts, ends))
+        # the pause after each search but the first (100 ms) and the last (cut at --timeout)
+        checked = [(starts[k + 1] - ends[k], ends[k] - starts[k])
+                   for k in range(1, len(starts) - 2)]
+        self.assertTrue(checked, (starts, ends))
+        for pause, search in checked:
+            self.assertGreaterEqual(pause, 4 * search - 0.05, checked)
+
+    def test_deep_in_long_lists(self):
+        """Past the first page of the lists read: a job waiting at number 300 (pages of 256),
+        a dead entry at number 40 from the newest (pages of 32), each of 10 retries among 20,000
+        entries of `delayed` (ZSCAN's cursor followed to its end); and a dead list longer than
+        --scan is noted when the job is found nowhere."""
+        fill = lambda n, name: [json.dumps({"job_id": "%s-%d" % (name, i)})  # noqa: E731
+                                for i in range(n)]
+        now = int(time.time() * 1000)
+        self.redis.lpush(self.key("dead"), json.dumps(
+            {"job": "{}", "job_id": "deep-dead", "error": "E", "attempts": 1, "failed_at": now}),
+            *fill(39, "newer"))
+        self.assertEqual(self.job_json("deep-dead")["state"], "dead")
+        r = self.run_pixq("job", "deep-none", "--scan", "39")
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertTrue(r.stderr.endswith(" s); searched the newest 39 of 40 dead entries "
+                                          "(--scan)\n"), r.stderr)
+        self.redis.lpush(self.key("jobs"), *fill(299, "ahead"),
+                         json.dumps(self.job("deep-1", "/ok.png")))
+        self.assertEqual(self.job_json("deep-1")["waiting"], [{"kind": "job", "position": 300}])
+        members = fill(20000, "later") + [json.dumps({"job_id": "deep-late-%d" % i})
+                                          for i in range(10)]
+        args = []
+        for m in members:
+            args += [str(now + 600000), m]
+        self.redis.execute("ZADD", self.key("delayed"), *args)
+        for i in range(10):
+            q = self.job_json("deep-late-%d" % i)
+            self.assertEqual((q["state"], len(q["delayed"])), ("delayed", 1), q)
+
 
 class BadArgumentsTest(unittest.TestCase):
     """Usage errors exit 2 with one line on stderr and nothing on stdout, whether or not Redis is
@@ -2186,7 +2387,10 @@ class BadArgumentsTest(unittest.TestCase):
 
     def test_redis_down_is_not_a_usage_error(self):
         for args in (["stats"], ["stats", "--prometheus"], ["queues"], ["dead", "list"],
-                     ["limit", "show"], ["dead", "purge"], ["submit", "-"], ["job", "a-1"]):
+                     ["limit", "show"], ["dead", "purge"], ["submit", "-"], ["job", "a-1"],
+                     # the widest arguments `pixq job` takes: an id of 127 bytes, with ':'
+                     ["job", "a:" + "b" * 125, "--scan", "10000000", "--wait", "--timeout",
+                      "86400"]):
             with self.subTest(args=args):
                 r = self.run_cli(args, input=json.dumps(GOOD_JOB))
                 self.assertEqual(r.returncode, 1, r.stderr)
