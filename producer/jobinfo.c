@@ -609,8 +609,11 @@ static void print_queue(const char *id, json_object *q)
     json_object *searched = cli_get(q, "searched");
     for (size_t i = 0; i < length_of(a); i++) {
         json_object *w = item_of(a, i);
+        const char *kind = cli_str(w, "kind", "");
         snprintf(line, sizeof line, "%s%s, number %lld from the front of %lld entries",
-                 strcmp(cli_str(w, "kind", ""), "job") == 0 ? "the job" : "an output's upload",
+                 strcmp(kind, "job") == 0        ? "the job"
+                 : strcmp(kind, "postback") == 0 ? "a postback retry"
+                                                 : "an output's upload",
                  batch_note(w, place, sizeof place), cli_int(w, "position"),
                  cli_int(searched, "jobs_total"));
         print_line("waiting", line);
@@ -859,11 +862,18 @@ static int wait_outcome(struct rq *rq, const struct cfg *cfg, const struct cfg_q
     return 0;
 }
 
-/* The exit status of --wait, with its line on stderr when the job has not succeeded. */
+/* The exit status of --wait, with its line on stderr when the job has not succeeded (at
+ * --timeout, the state of the first queue where it has no outcome yet). */
 static int waited_status(const struct job_opts *o, json_object *found, bool timed_out)
 {
     json_object *q = item_of(found, 0);
     if (timed_out) {
+        for (size_t i = 0; i < length_of(found); i++) {
+            if (!is_outcome(cli_str(item_of(found, i), "state", ""))) {
+                q = item_of(found, i);
+                break;
+            }
+        }
         return cli_fail("job: job '%s' is still %s after %ld s (--timeout)", o->id,
                         cli_str(q, "state", ""), o->timeout_s);
     }

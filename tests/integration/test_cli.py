@@ -2160,12 +2160,13 @@ class JobTest(CliCase):
     def test_states_from_what_redis_holds(self):
         """Every state from what pixq finds, set up in Redis as workers leave it (none runs):
         an output's upload or a postback retry on a worker's list ("uploading", "posting back")
-        or in the queue ("outputs parked", "postback retry"); outputs parked that only the
-        record counts; a job on the list of a reaped worker (being given back: no lease, not
-        alive); a job that started and is not within --scan ("started", with the note of what
-        was not read); a retry delayed while the failed result of an earlier run is kept
-        ("delayed": that result is not its outcome, and --wait waits); a retry already due (0 s
-        left); an id that only begins the ids of entries there is not theirs."""
+        or in the queue ("outputs parked", "postback retry", each shown as what it is: a
+        postback retry was shown as "an output's upload"); outputs parked that only the record
+        counts; a job on the list of a reaped worker (being given back: no lease, not alive); a
+        job that started and is not within --scan ("started", with the note of what was not
+        read); a retry delayed while the failed result of an earlier run is kept ("delayed":
+        that result is not its outcome, and --wait waits); a retry already due (0 s left); an
+        id that only begins the ids of entries there is not theirs."""
         now = int(time.time() * 1000)
         r = self.redis
         r.execute("ZADD", self.key("workers"), str(now + 60000), "w-live")
@@ -2199,6 +2200,8 @@ class JobTest(CliCase):
         self.assertIn("\n  waiting      an output's upload, number 1 from the front of 2 "
                       "entries\n", self.job_text("st-upw"))
         self.assertEqual(state("st-pbw"), ("postback retry", [], [("postback", 2)]))
+        self.assertIn("\n  waiting      a postback retry, number 2 from the front of 2 entries\n",
+                      self.job_text("st-pbw"))
         self.assertEqual(state("st-parked"), ("outputs parked", [], []))
         self.assertIn("\n  outputs      1 still to upload\n", self.job_text("st-parked"))
         q = self.job_json("st-reaped")
@@ -2232,8 +2235,9 @@ class JobTest(CliCase):
     def test_wait_ends_at_every_outcome(self):
         """--wait ends as soon as the job has its outcome, whatever it is: dead with no result
         (status 1, and the line says it is dead), succeeded with a postback retry still due
-        (status 0); and the job must have it in every queue where it is found: waiting in one
-        queue of PIXQ_QUEUE and succeeded in another is no outcome yet."""
+        (status 0); and the job must have it in every queue where it is found: succeeded in the
+        first queue of PIXQ_QUEUE and waiting in the second is no outcome yet, and the line at
+        --timeout says "waiting" (before, the state of the first queue: "still succeeded")."""
         now = int(time.time() * 1000)
         self.redis.lpush(self.key("dead"), json.dumps(
             {"job": json.dumps(self.job("wo-dead", "/ok.png")), "job_id": "wo-dead",
@@ -2256,9 +2260,8 @@ class JobTest(CliCase):
         self.assertLess(time.monotonic() - t0, 5)
         both = {"PIXQ_QUEUE": "default, urgent"}
         r = self.run_pixq("job", "wo-two", "--wait", "--timeout", "1", env=both)
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertRegex(r.stderr,
-                         r"^pixq: job: job 'wo-two' is still \w+ after 1 s \(--timeout\)\n$")
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "pixq: job: job 'wo-two' is still waiting after 1 s (--timeout)\n"))
         self.redis.delete("pixq:{urgent}:jobs")
         r = self.run_pixq("job", "wo-two", "--wait", "--timeout", "1", env=both)
         self.assertEqual((r.returncode, r.stderr), (0, ""))
