@@ -734,6 +734,7 @@ struct sighting {
     json_object *found; /* the queues where the job was found (their objects of --json) */
     long long now_ms;   /* Redis's clock */
     char partial[400];  /* what --scan left unread where the job was not found */
+    long took_ms;       /* how long the search took (look_twice()) */
 };
 
 /* Looks for the job in every queue of `qs`: 0, or -1 if Redis failed (reason in `e`). */
@@ -775,14 +776,18 @@ static int look_all(struct rq *rq, const struct cfg_queues *qs, const struct job
 static int look_twice(struct rq *rq, const struct cfg_queues *qs, const struct job_opts *o,
                       struct sighting *s, struct err *e)
 {
+    long t0 = clock_mono_ms();
     if (look_all(rq, qs, o, s, e) < 0) {
         return -1;
     }
-    if (length_of(s->found) > 0) {
-        return 0;
+    if (length_of(s->found) == 0) {
+        json_object_put(s->found);
+        if (look_all(rq, qs, o, s, e) < 0) {
+            return -1;
+        }
     }
-    json_object_put(s->found);
-    return look_all(rq, qs, o, s, e);
+    s->took_ms = clock_mono_ms() - t0;
+    return 0;
 }
 
 /* Whether a state found is an outcome: the job has its result or its dead entry, and nothing of
@@ -818,7 +823,8 @@ static int wait_outcome(struct rq *rq, const struct cfg *cfg, const struct cfg_q
                         struct err *e)
 {
     long deadline = clock_mono_ms() + o->timeout_s * 1000;
-    long pause = JOBINFO_WAIT_POLL_MIN_MS;
+    long pause =
+        JOBINFO_WAIT_POLL_MIN_MS > 4 * s->took_ms ? JOBINFO_WAIT_POLL_MIN_MS : 4 * s->took_ms;
     long nap = settled(s->found) ? 0 : pause; /* before the next search */
     bool after_outcome = false;               /* the search before the last found the outcome too */
     struct outage out;
@@ -836,7 +842,6 @@ static int wait_outcome(struct rq *rq, const struct cfg *cfg, const struct cfg_q
         }
         clock_sleep_ms(nap < deadline - now ? nap : deadline - now);
         unsigned long io_before = rq_io_errors(rq);
-        long t0 = clock_mono_ms();
         struct sighting next;
         struct err why = {{0}};
         if (look_twice(rq, qs, o, &next, &why) < 0) {
@@ -854,9 +859,8 @@ static int wait_outcome(struct rq *rq, const struct cfg *cfg, const struct cfg_q
         json_object_put(s->found);
         *s = next;
         after_outcome = outcome;
-        long took = clock_mono_ms() - t0;
         pause = pause * 2 < JOBINFO_WAIT_POLL_MAX_MS ? pause * 2 : JOBINFO_WAIT_POLL_MAX_MS;
-        pause = pause > 4 * took ? pause : 4 * took;
+        pause = pause > 4 * s->took_ms ? pause : 4 * s->took_ms;
         nap = settled(s->found) ? 0 : pause;
     }
     return 0;
