@@ -2062,41 +2062,33 @@ class JobTest(CliCase):
         self.assertEqual(q["state"], "running", q)
         self.assertEqual([h["worker"] for h in q["held_by"]], ["w-taker"], q)
 
-        self.redis.execute("DEL", self.key("active:w-taker"), self.key("delayed"))
-        self.push(self.job("moving-2", "/ok.png"))
-        moved = self.move_at_the_delayed_scan("w-taker", 2)  # while it waits
-        proc = self.start_cli("job", "moving-2", "--wait", "--timeout", "60")
-        self.assertTrue(moved.wait(scaled(20)), "no ZSCAN from pixq job")
-        time.sleep(scaled(0.5))
-        self.assertIsNone(proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
-        # the job settles as finish.lua settles it
-        self.redis.rpush(self.key("result:moving-2"),
-                         json.dumps({"results": {"job_id": "moving-2", "images": []}}))
-        self.redis.execute("LREM", self.key("active:w-taker"), 1,
-                           self.redis.execute("LINDEX", self.key("active:w-taker"), 0))
-        out, err = proc.communicate(timeout=scaled(30))
-        self.assertEqual(proc.returncode, 0, err)
-        self.assertRegex(out, r"^job moving-2 in queue default: succeeded\n")
+        self.wait_as_it_moves("moving-2")
 
         # a job sent back by dead retry, its earlier run's result kept: taken off the waiting
         # list during a search, it was in no place but its old result, taken for its outcome
-        self.redis.execute("DEL", self.key("active:w-taker"), self.key("delayed"))
-        result = self.key("result:moving-3")
-        self.redis.rpush(result, json.dumps({"results": {"job_id": "moving-3",
-                                                         "errors": ["an earlier run's"]}}))
-        self.push(self.job("moving-3", "/ok.png"))
-        moved = self.move_at_the_delayed_scan("w-taker", 2)
-        proc = self.start_cli("job", "moving-3", "--wait", "--timeout", "60")
+        self.redis.rpush(self.key("result:moving-3"), json.dumps(
+            {"results": {"job_id": "moving-3", "errors": ["an earlier run's"]}}))
+        self.wait_as_it_moves("moving-3")
+
+    def wait_as_it_moves(self, job_id):
+        """`pixq job JOB_ID --wait` on job_id, pushed now, taken by worker w-taker during the
+        first search of the wait: still waiting 0.5 s later; settled then as finish.lua settles
+        it (its result replacing any earlier one, off the active list), the wait ends with
+        it succeeded."""
+        active, result = self.key("active:w-taker"), self.key("result:" + job_id)
+        self.redis.execute("DEL", active, self.key("delayed"))
+        self.push(self.job(job_id, "/ok.png"))
+        moved = self.move_at_the_delayed_scan("w-taker", 2)  # while it waits
+        proc = self.start_cli("job", job_id, "--wait", "--timeout", "60")
         self.assertTrue(moved.wait(scaled(20)), "no ZSCAN from pixq job")
         time.sleep(scaled(0.5))
         self.assertIsNone(proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
-        self.redis.rpush(result, json.dumps({"results": {"job_id": "moving-3", "images": []}}))
+        self.redis.rpush(result, json.dumps({"results": {"job_id": job_id, "images": []}}))
         self.redis.execute("LTRIM", result, -1, -1)
-        self.redis.execute("LREM", self.key("active:w-taker"), 1,
-                           self.redis.execute("LINDEX", self.key("active:w-taker"), 0))
+        self.redis.execute("LREM", active, 1, self.redis.execute("LINDEX", active, 0))
         out, err = proc.communicate(timeout=scaled(30))
         self.assertEqual(proc.returncode, 0, err)
-        self.assertRegex(out, r"^job moving-3 in queue default: succeeded\n")
+        self.assertRegex(out, r"^job %s in queue default: succeeded\n" % job_id)
 
     def test_wait_through_a_redis_restart(self):
         self.src.add("/slow.png", tiny_png())
@@ -2266,6 +2258,12 @@ class JobTest(CliCase):
         r = self.run_pixq("job", "wo-two", "--wait", "--timeout", "1", env=both)
         self.assertEqual((r.returncode, r.stderr), (0, ""))
 
+    def command_calls(self, *commands):
+        """How many times Redis ran each command since its counts were reset (each must
+        have run)."""
+        stats = self.redis.execute("INFO", "commandstats")
+        return [int(re.search(r"cmdstat_%s:calls=(\d+)" % c, stats).group(1)) for c in commands]
+
     def test_wait_searches_less_and_less_often(self):
         """--wait searches again after 100 ms, then twice as long each time up to 1 s, and its
         last pause ends at --timeout: a job waiting for 5 s is searched 9 times (at once, then
@@ -2278,8 +2276,7 @@ class JobTest(CliCase):
         took = time.monotonic() - t0
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("still waiting after 5 s", r.stderr)
-        stats = self.redis.execute("INFO", "commandstats")
-        searches = int(re.search(r"cmdstat_zscan:calls=(\d+)", stats).group(1))
+        searches, = self.command_calls("zscan")
         self.assertTrue(8 <= searches <= 10, searches)
         self.assertTrue(5 <= took < 5 + scaled(0.35), took)
 
@@ -2302,21 +2299,15 @@ class JobTest(CliCase):
         search = time.monotonic() - t0
         if search > 0.5:
             self.redis.execute("LTRIM", self.key("jobs"), -int(1000001 * 0.4 / search), -1)
-
-        def calls():
-            stats = self.redis.execute("INFO", "commandstats")
-            return [int(re.search(r"cmdstat_%s:calls=(\d+)" % c, stats).group(1))
-                    for c in ("zscan", "lrange")]
-
         self.redis.execute("CONFIG", "RESETSTAT")
         self.redis.execute("ZSCAN", "x", "0")
         self.redis.execute("LRANGE", "x", "0", "0")
         proc = self.start_cli("job", "long-wait", "--scan", "1000001", "--wait", "--timeout", "4")
         starts, ends = [], []  # of each search, as seen every 10 ms
-        last = calls()
+        last = self.command_calls("zscan", "lrange")
         while proc.poll() is None:
             time.sleep(0.01)
-            now, seen = time.monotonic(), calls()
+            now, seen = time.monotonic(), self.command_calls("zscan", "lrange")
             if seen[0] > last[0]:
                 starts.append(now)
             elif seen[1] > last[1]:
