@@ -48,6 +48,21 @@ static void test_failure_shape(void)
               "[\"MY_CLIENT_ID\",\"other\"]"); /* listed once each */
     json_object_put(doc);
     result_destroy(r);
+    /* as the documented text: errors before failed_image_identifiers, whatever was added (and
+     * written) first */
+    r = result_create("4weK03Kd0j-D_ttohR7GTcg");
+    result_add_failed(r, "MY_CLIENT_ID");
+    CHECK(strstr(result_json(r), "\"errors\"") == NULL);
+    result_add_error(r, "Image processing failed. Unknown function named 'blu3r'");
+    CHECK_STR(
+        result_json(r),
+        "{\"results\":{\"original_meta\":{},\"images\":[],\"job_id\":\"4weK03Kd0j-D_ttohR7GTcg\","
+        "\"errors\":[\"Image processing failed. Unknown function named 'blu3r'\"],"
+        "\"failed_image_identifiers\":[\"MY_CLIENT_ID\"]}}");
+    CHECK_INT(result_error_count(r), 1); /* the errors, not the failed identifiers */
+    result_add_failed(r, "other");
+    CHECK_INT(result_error_count(r), 1);
+    result_destroy(r);
 }
 
 /* A failed upload of one output: the other stays in images, the failed one is listed. */
@@ -92,6 +107,29 @@ static void test_original_meta(void)
               "\"images\":[{\"image_identifier\":\"o\",\"s3_url\":\"http://h/b/o.jpg\","
               "\"s3_key\":\"b/o.jpg\",\"meta\":{\"width\":300,\"height\":400}}],"
               "\"job_id\":\"j\"}}");
+    result_destroy(r);
+    /* the size then goes into the meta that replaced the first */
+    r = result_create("j");
+    result_set_original_meta(r, json_tokener_parse("{\"hash\":\"ab\"}"));
+    result_set_original_size(r, 3, 4);
+    CHECK_STR(result_json(r), "{\"results\":{\"original_meta\":{\"hash\":\"ab\",\"width\":3,"
+                              "\"height\":4},\"images\":[],\"job_id\":\"j\"}}");
+    result_destroy(r);
+}
+
+/* check_blank: "is_blank": true in the entry of the image added last, and only there. */
+static void test_mark_image(void)
+{
+    struct result *r = result_create("j");
+    result_mark_image(r, "is_blank"); /* no image yet: nothing */
+    result_add_image(r, "a", "http://h/b/a.jpg", NULL, 1, 2);
+    result_add_image(r, "b", "http://h/b/b.jpg", NULL, 3, 4);
+    result_mark_image(r, "is_blank");
+    CHECK_STR(result_json(r),
+              "{\"results\":{\"original_meta\":{},\"images\":[{\"image_identifier\":\"a\","
+              "\"s3_url\":\"http://h/b/a.jpg\",\"meta\":{\"width\":1,\"height\":2}},"
+              "{\"image_identifier\":\"b\",\"s3_url\":\"http://h/b/b.jpg\",\"meta\":{\"width\":3,"
+              "\"height\":4},\"is_blank\":true}],\"job_id\":\"j\"}}");
     result_destroy(r);
 }
 
@@ -158,14 +196,16 @@ static void test_postback_body_by_version(void)
                        "{\"failed_image_identifiers\":[\"x\",\"y\"]}],\"job_id\":\"j\"}}";
     check_body(r, 1.17, true, v117, false);
     /* ... as a form without content_type_json, "error": "true" beside job_id */
-    check_body(
-        r, 1.0, false,
+    const char *form117 =
         "results=%7B%22original_meta%22%3A%7B%7D%2C%22images%22%3A%5B%7B%22image_identifier"
         "%22%3A%22ok%22%2C%22s3_url%22%3A%22http%3A%2F%2Fh%2Fb%2Fok.jpg%22%2C%22meta%22%3A%7B"
         "%22width%22%3A1%2C%22height%22%3A2%7D%7D%2C%7B%22error%22%3A%22bad%20%26%20ugly%22"
         "%7D%2C%7B%22error%22%3A%22second%22%7D%2C%7B%22failed_image_identifiers%22%3A%5B"
-        "%22x%22%2C%22y%22%5D%7D%5D%2C%22job_id%22%3A%22j%22%2C%22error%22%3A%22true%22%7D",
-        true);
+        "%22x%22%2C%22y%22%5D%7D%5D%2C%22job_id%22%3A%22j%22%2C%22error%22%3A%22true%22%7D";
+    check_body(r, 1.0, false, form117, true);
+    check_body(r, 1.17, false, form117, true);
+    /* Blitline compared v > 1.19: a 1.195 is past it */
+    check_body(r, 1.195, false, result_json(r), false);
     result_destroy(r);
     /* a success has no "error" */
     r = result_create("k");
@@ -196,7 +236,50 @@ static void test_postback_body_by_version(void)
     bool form = true;
     CHECK(result_postback_body("[1]", 1.0, false, &form) == NULL);
     CHECK(result_postback_body("{\"results\":{}}", 1.18, false, &form) == NULL);
+    CHECK(result_postback_body("{\"results\":{\"images\":{}}}", 1.18, false, &form) == NULL);
     CHECK(!form);
+}
+
+/* A document that lists errors and failed identifiers, both empty: nothing failed. */
+static void test_postback_body_empty_lists(void)
+{
+    const char *doc = "{\"results\":{\"original_meta\":{},\"images\":[],\"job_id\":\"k\","
+                      "\"errors\":[],\"failed_image_identifiers\":[]}}";
+    CHECK(!result_json_failed(doc));
+    bool form = false;
+    char *body = result_postback_body(doc, 1.0, false, &form);
+    CHECK_STR(body != NULL ? body : "",
+              "results=%7B%22original_meta%22%3A%7B%7D%2C%22images%22%3A%5B%5D%2C%22job_id%22%3A"
+              "%22k%22%7D");
+    CHECK(form);
+    free(body);
+    body = result_postback_body(doc, 1.19, false, &form);
+    CHECK_STR(body != NULL ? body : "",
+              "{\"results\":{\"original_meta\":{},\"images\":[],\"job_id\":\"k\"}}");
+    CHECK(!form);
+    free(body);
+}
+
+/* The form's encoding: letters, digits and "-._~" as they are, every other byte as %XX (its
+ * bytes three times over when all are such). */
+static void test_postback_form_encoding(void)
+{
+    struct result *r = result_create("AZaz09-._~*/ @[`{:");
+    char percents[301], want[2048];
+    memset(percents, '%', 300);
+    percents[300] = '\0';
+    result_add_error(r, percents);
+    int n = snprintf(want, sizeof want, "%s",
+                     "results=%7B%22original_meta%22%3A%7B%7D%2C%22images%22%3A%5B%7B%22error"
+                     "%22%3A%22");
+    for (int i = 0; i < 300; i++) {
+        n += snprintf(want + n, sizeof want - (size_t)n, "%%25");
+    }
+    snprintf(want + n, sizeof want - (size_t)n, "%s",
+             "%22%7D%5D%2C%22job_id%22%3A%22AZaz09-._~%2A%2F%20%40%5B%60%7B%3A%22%2C%22error%22"
+             "%3A%22true%22%7D");
+    check_body(r, 1.0, false, want, true);
+    result_destroy(r);
 }
 
 /* The save numbers of a parked job's own images go with its stored state, not its result. */
@@ -216,6 +299,25 @@ static void test_numbered(void)
     free(text);
     CHECK(strstr(result_json(r), RESULT_ORDER_MEMBER) == NULL);
     result_add_image(r, "c", "http://h/b/c.jpg", NULL, 1, 2); /* no number: none listed */
+    text = result_json_numbered(r);
+    CHECK(strstr(text, RESULT_ORDER_MEMBER) == NULL);
+    free(text);
+    result_destroy(r);
+    /* an image's second number is ignored; after an image without one, every number is */
+    r = result_create("j");
+    result_add_image(r, "a", "http://h/b/a.jpg", NULL, 1, 2);
+    result_image_number(r, 3);
+    result_image_number(r, 4);
+    text = result_json_numbered(r);
+    doc = json_tokener_parse(text);
+    numbers = json_object_object_get(json_object_object_get(doc, "results"), RESULT_ORDER_MEMBER);
+    CHECK_STR(json_object_to_json_string_ext(numbers, JSON_C_TO_STRING_PLAIN), "[3]");
+    json_object_put(doc);
+    free(text);
+    result_add_image(r, "b", "http://h/b/b.jpg", NULL, 1, 2);
+    result_add_image(r, "c", "http://h/b/c.jpg", NULL, 1, 2);
+    result_image_number(r, 5);
+    result_image_number(r, 6);
     text = result_json_numbered(r);
     CHECK(strstr(text, RESULT_ORDER_MEMBER) == NULL);
     free(text);
@@ -291,6 +393,9 @@ int main(void)
     test_original_meta();
     test_extended_meta();
     test_postback_body_by_version();
+    test_postback_body_empty_lists();
+    test_postback_form_encoding();
+    test_mark_image();
     test_numbered();
     return check_summary("result");
 }
