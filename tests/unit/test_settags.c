@@ -84,6 +84,53 @@ static const struct {
     {"{\"Copyright\": \"c\"}", "gif",
      "set_exif of 'x': a gif output holds no EXIF tags (Copyright): JPEG, PNG and WebP "
      "outputs hold them"},
+    {"{\"Keywords\": \"k\"}", "jpeg", ""},
+    /* a group is EXIF, IFD0 or IPTC, the whole of it */
+    {"{\"IFD0:Copyright\": \"c\"}", "jpg", ""},
+    {"{\"EXIFX:Copyright\": \"c\"}", "jpg",
+     "set_exif of 'x': 'EXIFX:Copyright' is not a tag pixq writes (EXIF: Artist, Copyright, "
+     "ImageDescription...; IPTC: ObjectName, Keywords, Caption-Abstract...: see README)"},
+    {"{\"XMP:Copyright\": \"c\"}", "jpg",
+     "set_exif of 'x': 'XMP:Copyright' is not a tag pixq writes (EXIF: Artist, Copyright, "
+     "ImageDescription...; IPTC: ObjectName, Keywords, Caption-Abstract...: see README)"},
+    /* lengths: at most IPTC's, that length itself allowed */
+    {"{\"ObjectName\": "
+     "\"0123456789012345678901234567890123456789012345678901234567890123\"}",
+     "jpg", ""},
+    {"{\"Category\": \"abc\"}", "jpg", ""},
+    {"{\"Category\": \"abcd\"}", "jpg",
+     "set_exif of 'x': Category is 4 bytes, more than IPTC allows (3)"},
+    /* the control characters: C0 but tab, LF and CR; DEL; C1 (U+0080 to U+009F) */
+    {"{\"Artist\": \"a\\r\\nb\\u00a0\"}", "jpg", ""},
+    {"{\"Artist\": \"a\\u001fb\"}", "jpg",
+     "set_exif of 'x': Artist must be UTF-8 without control characters (but tab and "
+     "line breaks)"},
+    {"{\"Artist\": \"a\\u007fb\"}", "jpg",
+     "set_exif of 'x': Artist must be UTF-8 without control characters (but tab and "
+     "line breaks)"},
+    {"{\"Artist\": \"a\\u009fb\"}", "jpg",
+     "set_exif of 'x': Artist must be UTF-8 without control characters (but tab and "
+     "line breaks)"},
+    {"{\"Artist\": \"a\xff\"}", "jpg",
+     "set_exif of 'x': Artist must be UTF-8 without control characters (but tab and "
+     "line breaks)"},
+    /* a number is its text */
+    {"{\"Artist\": 1.5, \"Make\": 7}", "jpg", ""},
+    /* dates: every separator and digit checked; "" deletes */
+    {"{\"ModifyDate\": \"2019:09:29 19:59:59\", \"DateCreated\": \"1999:09:09\"}", "jpg", ""},
+    {"{\"ModifyDate\": \"\", \"DateCreated\": \"\"}", "jpg", ""},
+    {"{\"ModifyDate\": \"2026-12:01 10:11:12\"}", "jpg",
+     "set_exif of 'x': ModifyDate must be a date (YYYY:MM:DD HH:MM:SS)"},
+    {"{\"ModifyDate\": \"2026:12:01T10:11:12\"}", "jpg",
+     "set_exif of 'x': ModifyDate must be a date (YYYY:MM:DD HH:MM:SS)"},
+    {"{\"ModifyDate\": \"2026:12:01 10:11:1x\"}", "jpg",
+     "set_exif of 'x': ModifyDate must be a date (YYYY:MM:DD HH:MM:SS)"},
+    {"{\"ModifyDate\": \"2026:12:01 10:11:12 \"}", "jpg",
+     "set_exif of 'x': ModifyDate must be a date (YYYY:MM:DD HH:MM:SS)"},
+    {"{\"DateCreated\": \"2026120x\"}", "jpg",
+     "set_exif of 'x': DateCreated must be a date (YYYY:MM:DD)"},
+    {"{\"DateCreated\": \"2026-12:01\"}", "jpg",
+     "set_exif of 'x': DateCreated must be a date (YYYY:MM:DD)"},
 };
 
 static void test_check(void)
@@ -110,6 +157,25 @@ static void test_check(void)
     }
     append(list, sizeof list, "]}");
     CHECK_STR(checked(list, "jpg"), "set_exif of 'x': Keywords has more than 64 values");
+    list[strlen(list) - strlen(", \"k\"]}")] = '\0'; /* 64 of them */
+    append(list, sizeof list, "]}");
+    CHECK_STR(checked(list, "jpg"), "");
+    char caption[2100] = "{\"Caption-Abstract\": \"";
+    size_t at = strlen(caption);
+    memset(caption + at, 'c', 2000);
+    snprintf(caption + at + 2000, sizeof caption - at - 2000, "\"}");
+    CHECK_STR(checked(caption, "jpg"), "");
+    snprintf(caption + at + 2000, sizeof caption - at - 2000, "c\"}");
+    CHECK_STR(checked(caption, "jpg"),
+              "set_exif of 'x': Caption-Abstract is 2001 bytes, more than IPTC allows (2000)");
+
+    /* the name pixq gives a key, and its group */
+    enum settags_group group = SETTAGS_EXIF;
+    CHECK_STR(settags_name("iptc:KEYWORDS", &group), "Keywords");
+    CHECK_INT(group, SETTAGS_IPTC);
+    CHECK_STR(settags_name("datetime", &group), "DateTime");
+    CHECK_INT(group, SETTAGS_EXIF);
+    CHECK(settags_name("Title", &group) == NULL);
 
     json_object *o = parse("{\"Copyright\": \"c\"}");
     CHECK(settags_has(o, SETTAGS_EXIF));
@@ -244,6 +310,27 @@ static void test_exif_new(void)
     CHECK_INT(exif_number(&b, 0x0213), -1);
     json_object_put(set);
 
+    /* every EXIF tag at its number (TIFF 6.0's); a value of 3 bytes (4 with its NUL) in the
+     * entry, nothing after the IFD for it; XResolution and YResolution each their own */
+    set = parse("{\"DocumentName\": \"dn\", \"ImageDescription\": \"id\", \"Make\": \"ma\", "
+                "\"Model\": \"mo\", \"Software\": \"so\", \"ModifyDate\": \"2026:12:01 10:11:12\", "
+                "\"Artist\": \"abc\", \"HostComputer\": \"hc\", \"Copyright\": \"co\"}");
+    static const struct settags_image PNG_300_200 = {.x_res = 300, .y_res = 200, .unit = 2};
+    CHECK_INT(settags_exif(set, NULL, 0, &PNG_300_200, &b, &e), 0);
+    static const struct {
+        unsigned tag;
+        const char *text;
+    } numbers[] = {{0x010d, "dn"},  {0x010e, "id"}, {0x010f, "ma"},
+                   {0x0110, "mo"},  {0x0131, "so"}, {0x0132, "2026:12:01 10:11:12"},
+                   {0x013b, "abc"}, {0x013c, "hc"}, {0x8298, "co"}};
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        CHECK_STR(exif_text(&b, numbers[i].tag), numbers[i].text);
+    }
+    CHECK_INT(exif_number(&b, 0x011a), 300);
+    CHECK_INT(exif_number(&b, 0x011b), 200);
+    CHECK_INT(b.len, 6 + 8 + 2 + 12 * 12 + 4 + 20 + 8 + 8);
+    json_object_put(set);
+
     set = parse("{\"Copyright\": \"\", \"Keywords\": \"k\"}"); /* nothing to write, nothing old */
     CHECK_INT(settags_exif(set, NULL, 0, &JPEG_300, &b, &e), 0);
     CHECK_INT(b.len, 0);
@@ -286,6 +373,115 @@ static size_t camera_exif(unsigned char *p)
     wr16(t + 100, 0, true); /* an empty IFD1 */
     wr32(t + 102, 0, true);
     return 6 + 106;
+}
+
+/* An EXIF block, big-endian, whose IFD0 has Make's text (`make_n` bytes at `make_at`, which may
+ * be any bytes of the block), Model's, the EXIF IFD's pointer (to `exif_at`), the GPS IFD's, and
+ * a LONG whose value is the offset of Make's text were it at 189, where it is in most tests.
+ * The EXIF IFD (80: ExposureTime RATIONAL at 112, the interoperability IFD 122), GPS IFD (142)
+ * and IFD1 (162) each have an entry; Model's text is at 180, its end where that 189 begins. */
+static size_t linked_exif(unsigned char *p, unsigned long make_at, unsigned long make_n,
+                          unsigned long exif_at)
+{
+    memset(p, 0, 256);
+    memcpy(p, "Exif\0\0MM\0*", 10);
+    unsigned char *t = p + 6;
+    wr32(t + 4, 8, true);
+    static const struct {
+        unsigned tag, type;
+        unsigned long count, value;
+    } ifd0[] = {{0x010f, 2, 0, 0},
+                {0x0110, 2, 9, 180},
+                {0x8769, 4, 1, 0},
+                {0x8825, 4, 1, 142},
+                {0xc000, 4, 1, 189}};
+    wr16(t + 8, 5, true);
+    for (unsigned i = 0; i < 5; i++) {
+        unsigned char *e = t + 10 + 12 * i;
+        wr16(e, ifd0[i].tag, true);
+        wr16(e + 2, ifd0[i].type, true);
+        wr32(e + 4, i == 0 ? make_n : ifd0[i].count, true);
+        wr32(e + 8, i == 0 ? make_at : i == 2 ? exif_at : ifd0[i].value, true);
+    }
+    wr32(t + 70, 162, true); /* IFD1 */
+    wr16(t + 80, 2, true);   /* the EXIF IFD */
+    wr16(t + 82, 0x829a, true);
+    wr16(t + 84, 5, true);
+    wr32(t + 86, 1, true);
+    wr32(t + 90, 112, true);
+    wr16(t + 94, 0xa005, true);
+    wr16(t + 96, 4, true);
+    wr32(t + 98, 1, true);
+    wr32(t + 102, 122, true);
+    wr32(t + 112, 1, true); /* 1/640 */
+    wr32(t + 116, 640, true);
+    wr16(t + 122, 1, true); /* the interoperability IFD: InteropIndex "R98" */
+    wr16(t + 124, 0x0001, true);
+    wr16(t + 126, 2, true);
+    wr32(t + 128, 4, true);
+    memcpy(t + 132, "R98", 4);
+    wr16(t + 142, 1, true); /* the GPS IFD: GPSVersionID 2.2.0.0 */
+    wr16(t + 146, 1, true);
+    wr32(t + 148, 4, true);
+    memcpy(t + 152, "\2\2\0\0", 4);
+    wr16(t + 162, 1, true); /* IFD1: Compression 6 */
+    wr16(t + 164, 0x0103, true);
+    wr16(t + 166, 3, true);
+    wr32(t + 168, 1, true);
+    wr16(t + 172, 6, true);
+    memcpy(t + 180, "ModelXYZ", 9);
+    memcpy(t + 189, "CameraCo", 9);
+    return 6 + 198;
+}
+
+/* Make deleted: its text zeroed, unless what the block keeps uses its bytes. */
+static void test_exif_shared_bytes(void)
+{
+    struct buf b;
+    struct err e;
+    buf_init(&b, 0);
+    json_object *set = parse("{\"Make\": null}");
+    static const struct {
+        unsigned long at, n; /* Make's text */
+        bool kept;
+    } cases[] = {
+        {189, 9, false}, /* right after Model's text; the LONG's value is no offset */
+        {80, 9, true},   /* the EXIF IFD's directory */
+        {116, 5, true},  /* ExposureTime's denominator */
+        {122, 9, true},  /* the interoperability IFD */
+        {142, 9, true},  /* the GPS IFD */
+        {162, 9, true},  /* IFD1 */
+        {180, 9, true},  /* Model's text */
+    };
+    unsigned char old[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t old_len = linked_exif(old, cases[i].at, cases[i].n, 80);
+        CHECK_INT(settags_exif(set, old, old_len, &JPEG_300, &b, &e), 0);
+        const unsigned char *t = (const unsigned char *)b.data + 6;
+        static const unsigned char zeros[9];
+        bool same = memcmp(t + cases[i].at, old + 6 + cases[i].at, cases[i].n) == 0;
+        bool zeroed = memcmp(t + cases[i].at, zeros, cases[i].n) == 0;
+        if (!(cases[i].kept ? same : zeroed)) {
+            fprintf(stderr, "  Make's text at %lu\n", cases[i].at);
+        }
+        CHECK(cases[i].kept ? same : zeroed);
+        unsigned n = 0;
+        CHECK(ifd_entry(t, true, rd32(t + 4, true), 0x010f, &n) == NULL);
+        CHECK_INT(n, 4);
+    }
+    /* over the header: it stays; past the block's end: nothing zeroed */
+    size_t old_len = linked_exif(old, 2, 9, 80);
+    CHECK_INT(settags_exif(set, old, old_len, &JPEG_300, &b, &e), 0);
+    CHECK(memcmp(b.data, "Exif\0\0MM\0*", 10) == 0);
+    old_len = linked_exif(old, 195, 4096, 80);
+    CHECK_INT(settags_exif(set, old, old_len, &JPEG_300, &b, &e), 0);
+    CHECK(memcmp(b.data + 6 + 80, old + 6 + 80, old_len - 6 - 80) == 0);
+    /* an EXIF IFD that is IFD0 itself: the old IFD0 is not zeroed */
+    old_len = linked_exif(old, 189, 9, 8);
+    CHECK_INT(settags_exif(set, old, old_len, &JPEG_300, &b, &e), 0);
+    CHECK(memcmp(b.data + 6 + 8, old + 6 + 8, 66) == 0);
+    json_object_put(set);
+    buf_finish(&b);
 }
 
 static bool contains(const struct buf *b, const char *text)
@@ -370,6 +566,39 @@ static void test_exif_merged(void)
     t = (const unsigned char *)b.data + 6;
     ifd_entry(t, false, rd32(t + 4, false), 0, &n);
     CHECK_INT(n, 5); /* Copyright and the four mandatory tags of a new IFD0 */
+
+    /* nor does one with IFD0 over its header, with IFD0 cut before its next IFD's offset, or
+     * with another mark than "II*\0" or "MM\0*" */
+    for (int i = 0; i < 3; i++) {
+        old_len = camera_exif(old);
+        if (i == 0) {
+            wr32(old + 6 + 4, 4, true);
+        } else if (i == 1) {
+            old_len = 6 + 8 + 2 + 12 * 3 + 3;
+        } else {
+            old[6 + 3] = '+';
+        }
+        CHECK_INT(settags_exif(set, old, old_len, &JPEG_300, &b, &e), 0);
+        CHECK(memcmp(b.data, "Exif\0\0II*\0", 10) == 0);
+        CHECK_STR(exif_text(&b, 0x8298), "theirs");
+    }
+
+    /* an old block of an odd length: the new IFD0 at the next even offset */
+    old_len = camera_exif(old);
+    CHECK_INT(settags_exif(set, old, old_len + 1, &JPEG_300, &b, &e), 0);
+    CHECK_INT(rd32((const unsigned char *)b.data + 6 + 4, true), old_len + 1 - 6 + 1);
+    CHECK_STR(exif_text(&b, 0x8298), "theirs");
+    json_object_put(set);
+
+    /* the only tag of an IFD0 deleted: the block is written, its IFD0 empty */
+    set = parse("{\"Make\": null}");
+    static const unsigned char make_only[] = {'M', 'M', 0, '*', 0, 0,   0, 8, 0, 1, 0x01, 0x0f, 0,
+                                              2,   0,   0, 0,   2, 'a', 0, 0, 0, 0, 0,    0,    0};
+    CHECK_INT(settags_exif(set, make_only, sizeof make_only, &PNG_NONE, &b, &e), 0);
+    CHECK(b.len > 14 && memcmp(b.data, "Exif\0\0MM\0*", 10) == 0);
+    t = (const unsigned char *)b.data + 6;
+    CHECK(ifd_entry(t, true, rd32(t + 4, true), 0x010f, &n) == NULL);
+    CHECK_INT(n, 0);
     json_object_put(set);
 
     /* too large for a JPEG's APP1 */
@@ -386,6 +615,12 @@ static void test_exif_merged(void)
     CHECK_STR(e.msg, "the EXIF block would be 66056 bytes, more than 65533");
     CHECK_INT(settags_exif(set, big, big_len, &PNG_NONE, &b, &e), 0); /* not a JPEG's */
     CHECK_STR(exif_text(&b, 0x8298), value);
+    /* the limit itself: 65534 bytes are too many (a block's size is even), 65532 are not */
+    size_t fit = big_len - (b.len - 65534);
+    CHECK_INT(settags_exif(set, big, fit, &JPEG_300, &b, &e), -1);
+    CHECK_STR(e.msg, "the EXIF block would be 65534 bytes, more than 65533");
+    CHECK_INT(settags_exif(set, big, fit - 2, &JPEG_300, &b, &e), 0);
+    CHECK_INT(b.len, 65532);
     json_object_put(set);
     free(big);
     buf_finish(&b);
@@ -443,8 +678,78 @@ static void test_iptc(void)
     set = parse("{\"City\": \"Oslo\"}");
     CHECK_INT(settags_iptc(set, bad, sizeof bad, &b, &e), 0);
     CHECK_STR(datasets(&b), "2:0=\\00\\04;2:90=Oslo;");
+    /* as is one with another mark than 0x1c, or an extended length of no bytes */
+    static const unsigned char marked[] = {0x1d, 2, 5, 0, 1, 'x'};
+    CHECK_INT(settags_iptc(set, marked, sizeof marked, &b, &e), 0);
+    CHECK_STR(datasets(&b), "2:0=\\00\\04;2:90=Oslo;");
+    static const unsigned char no_length[] = {0x1c, 2, 5, 0x80, 0, 0x1c, 2, 7, 0, 1, 'x'};
+    CHECK_INT(settags_iptc(set, no_length, sizeof no_length, &b, &e), 0);
+    CHECK_STR(datasets(&b), "2:0=\\00\\04;2:90=Oslo;");
+
+    /* a kept dataset of 32768 bytes or more: its length extended, 4 bytes big-endian */
+    unsigned char *big = calloc(1, SETTAGS_IPTC_BLOCK + 100);
+    memcpy(big, "\x1c\x03\x0a\x80\x04\x00\x00\x80\x00", 9);
+    CHECK_INT(settags_iptc(set, big, 9 + 0x8000, &b, &e), 0);
+    CHECK_INT(b.len, 7 + 9 + 9 + 0x8000);
+    CHECK(b.len > 25 && memcmp(b.data + 16, big, 9) == 0);
+    /* the block's limit: 65500 bytes (2:0, 2:90 and the head of 3:10 take 25) */
+    big[7] = 0xff;
+    big[8] = 0xc3; /* 65475 */
+    CHECK_INT(settags_iptc(set, big, 9 + 65475, &b, &e), 0);
+    CHECK_INT(b.len, SETTAGS_IPTC_BLOCK);
+    big[8] = 0xc4;
+    CHECK_INT(settags_iptc(set, big, 9 + 65476, &b, &e), -1);
+    CHECK_STR(e.msg, "the IPTC block would be 65501 bytes, more than 65500");
+    CHECK_INT(b.len, 0);
+    free(big);
+    json_object_put(set);
+
+    /* another record's dataset kept, though its number is that of a tag set, and without
+     * record 2 no version added */
+    static const unsigned char record3[] = {0x1c, 3, 25, 0, 2, 'r', '3'};
+    set = parse("{\"ObjectName\": null}");
+    CHECK_INT(settags_iptc(set, record3, sizeof record3, &b, &e), 0);
+    CHECK_STR(datasets(&b), "3:25=r3;");
+    json_object_put(set);
+    set = parse("{\"Keywords\": \"k\"}");
+    CHECK_INT(settags_iptc(set, record3, sizeof record3, &b, &e), 0);
+    CHECK_STR(datasets(&b), "2:0=\\00\\04;2:25=k;3:25=r3;");
+    json_object_put(set);
+
+    /* UTF-8 declared once */
+    static const unsigned char declared[] = {0x1c, 1, 90, 0, 3, 0x1b, '%', 'G'};
+    set = parse("{\"City\": \"Z\\u00fcrich\"}");
+    CHECK_INT(settags_iptc(set, declared, sizeof declared, &b, &e), 0);
+    CHECK_STR(datasets(&b), "1:90=\\1b%G;2:0=\\00\\04;2:90=Z\\c3\\bcrich;");
+    json_object_put(set);
+
+    /* every IPTC tag at its number (IIM 4.2's) */
+    set = parse("{\"ObjectName\": \"a\", \"EditStatus\": \"b\", \"Category\": \"c\", "
+                "\"SupplementalCategories\": \"d\", \"Keywords\": \"e\", "
+                "\"SpecialInstructions\": \"f\", \"DateCreated\": \"20260101\", "
+                "\"By-line\": \"g\", \"By-lineTitle\": \"h\", \"City\": \"i\", "
+                "\"Sub-location\": \"j\", \"Province-State\": \"k\", "
+                "\"Country-PrimaryLocationCode\": \"l\", \"Country-PrimaryLocationName\": \"m\", "
+                "\"OriginalTransmissionReference\": \"n\", \"Headline\": \"o\", \"Credit\": \"p\", "
+                "\"Source\": \"q\", \"CopyrightNotice\": \"r\", \"Contact\": \"s\", "
+                "\"Caption-Abstract\": \"t\", \"Writer-Editor\": \"u\"}");
+    CHECK_INT(settags_iptc(set, NULL, 0, &b, &e), 0);
+    CHECK_STR(datasets(&b), "2:0=\\00\\04;2:5=a;2:7=b;2:15=c;2:20=d;2:25=e;2:40=f;2:55=20260101;"
+                            "2:80=g;2:85=h;2:90=i;2:92=j;2:95=k;2:100=l;2:101=m;2:103=n;2:105=o;"
+                            "2:110=p;2:115=q;2:116=r;2:118=s;2:120=t;2:122=u;");
     json_object_put(set);
     buf_finish(&b);
+}
+
+/* The text settags_iptc_read() gives the first value of `name` in the block `p`. */
+static const char *read_one(const unsigned char *p, size_t n, const char *name)
+{
+    static char text[SETTAGS_READ_MAX + 16]; /* room to show a value too long */
+    json_object *o = settags_iptc_read(p, n), *v = NULL;
+    snprintf(text, sizeof text, "%s",
+             json_object_object_get_ex(o, name, &v) ? json_object_get_string(v) : "(none)");
+    json_object_put(o);
+    return text;
 }
 
 /* original_meta.iptc of an IPTC block given as bytes. */
@@ -492,7 +797,26 @@ static void test_iptc_read(void)
     CHECK(json_object_object_get_ex(o, "Caption-Abstract", &v));
     CHECK_INT(json_object_get_string_len(v), SETTAGS_READ_MAX);
     json_object_put(o);
+    /* ... and one of ASCII at SETTAGS_READ_MAX bytes too */
+    memset(big + 5, 'a', n - 5);
+    CHECK_INT(strlen(read_one(big, n, "Caption-Abstract")), SETTAGS_READ_MAX);
     free(big);
+    /* Latin-1: 0x80 too is a character of its own (U+0080) */
+    static const unsigned char c1[] = {0x1c, 2, 90, 0, 2, 'a', 0x80};
+    CHECK_STR(read_one(c1, sizeof c1, "City"), "a\xc2\x80");
+    /* a date that is no 8 digits as it is; every trailing NUL left out */
+    static const unsigned char odd_date[] = {0x1c, 2,   55,  0,   8,   '2',  '0', '2',
+                                             '6',  '1', '2', '0', 'x', 0x1c, 2,   5,
+                                             0,    5,   'D', 'o', 'g', 0,    0};
+    CHECK_STR(read_back(odd_date, sizeof odd_date),
+              "{ \"DateCreated\": \"2026120x\", \"ObjectName\": \"Dog\" }");
+    /* UTF-8 is declared by record 1's CodedCharacterSet only; else record 2's values tell */
+    static const unsigned char declared3[] = {
+        0x1c, 3, 90, 0, 3, 0x1b, '%', 'G', 0x1c, 2, 90, 0, 2, 0xc3, 0xa9, 0x1c, 2, 95, 0, 1, 0xfc};
+    CHECK_STR(read_one(declared3, sizeof declared3, "City"), "\xc3\x83\xc2\xa9");
+    CHECK_STR(read_one(declared3, sizeof declared3, "Province-State"), "\xc3\xbc");
+    static const unsigned char other3[] = {0x1c, 3, 10, 0, 1, 0xff, 0x1c, 2, 90, 0, 2, 0xc3, 0xa9};
+    CHECK_STR(read_one(other3, sizeof other3, "City"), "\xc3\xa9");
 }
 
 static void test_8bim(void)
@@ -528,6 +852,37 @@ static void test_8bim(void)
     /* no IPTC left: the resource goes */
     CHECK_INT(settags_8bim(old, sizeof old, NULL, 0, &b, &e), 0);
     CHECK(b.len == 16 && memcmp(b.data, old, 16) == 0);
+
+    /* a resource after one of odd data kept, and one of 12 bytes (no name, no data) at the end;
+     * zeros after the last resource, which make no resource, dropped */
+    static const unsigned char kept[] = {'8', 'B', 'I', 'M', 3,   0xed, 0, 0,    0, 0, 0, 3, 1, 2,
+                                         3,   0,   '8', 'B', 'I', 'M',  3, 0xee, 0, 0, 0, 0, 0, 2,
+                                         5,   6,   '8', 'B', 'I', 'M',  4, 0,    0, 0, 0, 0, 0, 0,
+                                         0,   0,   0,   0,   0,   0,    0, 0,    0, 0, 0, 0};
+    CHECK_INT(settags_8bim(kept, sizeof kept, iptc, sizeof iptc, &b, &e), 0);
+    CHECK(b.len == 42 + sizeof alone && memcmp(b.data, kept, 42) == 0 &&
+          memcmp(b.data + 42, alone, sizeof alone) == 0);
+    CHECK_INT(settags_8bim(kept, 42, iptc, sizeof iptc, &b, &e), 0);
+    CHECK(b.len == 42 + sizeof alone && memcmp(b.data, kept, 42) == 0 &&
+          memcmp(b.data + 42, alone, sizeof alone) == 0);
+
+    /* two IPTC resources: the new one in the first's place, once */
+    static const unsigned char twice[] = {'8', 'B', 'I', 'M', 4, 4,    0, 0, 0, 0, 0, 2, 9, 9,
+                                          '8', 'B', 'I', 'M', 3, 0xed, 0, 0, 0, 0, 0, 2, 1, 2,
+                                          '8', 'B', 'I', 'M', 4, 4,    0, 0, 0, 0, 0, 2, 8, 8};
+    CHECK_INT(settags_8bim(twice, sizeof twice, iptc, sizeof iptc, &b, &e), 0);
+    CHECK(b.len == sizeof alone + 14 && memcmp(b.data, alone, sizeof alone) == 0 &&
+          memcmp(b.data + sizeof alone, twice + 14, 14) == 0);
+
+    /* a resource cut in its size: read no further */
+    unsigned char *cut = malloc(12);
+    memcpy(cut,
+           "8BIM\x03\xed\x03"
+           "abc\0\0",
+           12);
+    CHECK_INT(settags_8bim(cut, 12, iptc, sizeof iptc, &b, &e), 0);
+    CHECK(b.len == sizeof alone && memcmp(b.data, alone, sizeof alone) == 0);
+    free(cut);
     buf_finish(&b);
 }
 
@@ -536,6 +891,7 @@ int main(void)
     test_check();
     test_exif_new();
     test_exif_merged();
+    test_exif_shared_bytes();
     test_iptc();
     test_iptc_read();
     test_8bim();
