@@ -688,6 +688,61 @@ static bool iptc_parse(const unsigned char *p, size_t len, struct dataset *out, 
     return true;
 }
 
+/* Whether the `n` bytes at `s` are UTF-8 throughout. */
+static bool all_utf8(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0, k; i < n; i += k) {
+        if ((k = utf8_seq(s + i, n - i)) == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Whether `d` is CodedCharacterSet (1:90) saying UTF-8 (ESC % G). */
+static bool says_utf8(const struct dataset *d)
+{
+    return d->record == 1 && d->id == 90 && d->len == 3 && memcmp(d->value, "\x1b%G", 3) == 0;
+}
+
+/* Whether the text of the datasets `d` is UTF-8 as a reader takes it: the block says so, or every
+ * value of record 2 is UTF-8 (else it is Latin-1). */
+static bool iptc_utf8(const struct dataset *d, size_t n)
+{
+    bool all = true;
+    for (size_t i = 0; i < n; i++) {
+        if (says_utf8(&d[i])) {
+            return true;
+        }
+        all = all && (d[i].record != SETTAGS_IPTC_RECORD || all_utf8(d[i].value, d[i].len));
+    }
+    return all;
+}
+
+/* Rewrites the values of record 2 among `d` as UTF-8, their bytes read as Latin-1, into `to`
+ * (room for twice their bytes). */
+static void latin1_to_utf8(struct dataset *d, size_t n, unsigned char *to)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (d[i].record != SETTAGS_IPTC_RECORD) {
+            continue;
+        }
+        size_t len = 0;
+        for (size_t k = 0; k < d[i].len; k++) {
+            unsigned char c = d[i].value[k];
+            if (c < 0x80) {
+                to[len++] = c;
+            } else {
+                to[len++] = (unsigned char)(0xc0 | c >> 6);
+                to[len++] = (unsigned char)(0x80 | (c & 0x3f));
+            }
+        }
+        d[i].value = to;
+        d[i].len = len;
+        to += len;
+    }
+}
+
 static bool has_dataset(const struct dataset *d, size_t n, unsigned record, unsigned id)
 {
     for (size_t i = 0; i < n; i++) {
@@ -764,6 +819,33 @@ static int put_dataset(struct buf *out, const struct dataset *d)
     return buf_append(out, head, head_len) < 0 || buf_append(out, d->value, d->len) < 0 ? -1 : 0;
 }
 
+/* Makes the datasets `d` (*n, the first `kept` of them the old block's) say UTF-8, as the values
+ * set are: another CodedCharacterSet dropped, UTF-8's added; when the old text was Latin-1
+ * (`latin1_len`, the old block's length, not 0), its values of record 2 made UTF-8 in *wide
+ * (malloc'd: the caller frees it). Returns 0, or -1 when out of memory. */
+static int as_utf8(struct dataset *d, size_t *n, size_t kept, size_t latin1_len,
+                   unsigned char **wide)
+{
+    static const unsigned char coded_utf8[] = {0x1b, '%', 'G'};
+    if (latin1_len > 0) {
+        if ((*wide = malloc(2 * latin1_len)) == NULL) {
+            return -1;
+        }
+        latin1_to_utf8(d, kept, *wide);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (!(d[i].record == 1 && d[i].id == 90 && !says_utf8(&d[i]))) {
+            d[k++] = d[i];
+        }
+    }
+    if (!has_dataset(d, k, 1, 90)) {
+        d[k++] = (struct dataset){.record = 1, .id = 90, .value = coded_utf8, .len = 3};
+    }
+    *n = k;
+    return 0;
+}
+
 #define IPTC_MAX_DATASETS 4096 /* datasets of an old block kept at most */
 
 int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, struct buf *out,
@@ -781,6 +863,7 @@ int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, str
     if (old == NULL || !iptc_parse(old, old_len, d, IPTC_MAX_DATASETS, &n)) {
         n = 0;
     }
+    bool old_utf8 = iptc_utf8(d, n);
     for (size_t i = 0; i < n; i++) { /* the old datasets but those set */
         json_object *v;
         if (!(d[i].record == SETTAGS_IPTC_RECORD && set_names(set, SETTAGS_IPTC, d[i].id, &v))) {
@@ -790,7 +873,13 @@ int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, str
     n = kept;
     bool utf8 = false;
     iptc_values(set, d, &n, dates, &utf8);
-    static const unsigned char version[] = {0, 4}, coded_utf8[] = {0x1b, '%', 'G'};
+    unsigned char *wide = NULL;
+    if (utf8 && as_utf8(d, &n, kept, old_utf8 ? 0 : old_len, &wide) < 0) {
+        free(d);
+        free(dates);
+        return err_set(e, "out of memory");
+    }
+    static const unsigned char version[] = {0, 4};
     bool record2 = false;
     for (size_t i = 0; i < n; i++) {
         record2 = record2 || d[i].record == SETTAGS_IPTC_RECORD;
@@ -798,10 +887,6 @@ int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, str
     if (record2 && !has_dataset(d, n, SETTAGS_IPTC_RECORD, 0)) {
         d[n++] = (struct dataset){
             .record = SETTAGS_IPTC_RECORD, .value = version, .len = sizeof version};
-    }
-    if (utf8 && !has_dataset(d, n, 1, 90)) { /* CodedCharacterSet: UTF-8 */
-        d[n++] =
-            (struct dataset){.record = 1, .id = 90, .value = coded_utf8, .len = sizeof coded_utf8};
     }
     for (size_t i = 0; i < n; i++) {
         d[i].order = i;
@@ -819,6 +904,7 @@ int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, str
     }
     free(d);
     free(dates);
+    free(wide);
     if (rc < 0) {
         buf_reset(out);
     }
@@ -845,17 +931,6 @@ static json_object *iptc_text(const unsigned char *s, size_t n, bool utf8)
         i += k > 0 ? k : 1;
     }
     return json_object_new_string_len(out, (int)o);
-}
-
-/* Whether the `n` bytes at `s` are UTF-8 throughout. */
-static bool all_utf8(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0, k; i < n; i += k) {
-        if ((k = utf8_seq(s + i, n - i)) == 0) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* The IPTC tag of record 2's dataset `id`, or NULL. */
@@ -913,16 +988,11 @@ json_object *settags_iptc_read(const unsigned char *p, size_t len)
             d[i].len--; /* the padding some writers leave */
         }
     }
-    bool declared = false, utf8 = true; /* CodedCharacterSet ESC % G; or every value UTF-8 */
-    for (size_t i = 0; i < n; i++) {
-        declared = declared || (d[i].record == 1 && d[i].id == 90 && d[i].len == 3 &&
-                                memcmp(d[i].value, "\x1b%G", 3) == 0);
-        utf8 = utf8 && (d[i].record != SETTAGS_IPTC_RECORD || all_utf8(d[i].value, d[i].len));
-    }
+    bool utf8 = iptc_utf8(d, n);
     for (size_t i = 0; i < n; i++) {
         const struct tag *t = d[i].record == SETTAGS_IPTC_RECORD ? iptc_tag(d[i].id) : NULL;
         if (t != NULL) {
-            read_dataset(o, t, &d[i], declared || utf8);
+            read_dataset(o, t, &d[i], utf8);
         }
     }
     free(d);

@@ -20,7 +20,9 @@
  * The blocks are merged into what the image already has (its metadata, when the save keeps it):
  * EXIF's IFD0 is written anew after the old block, whose bytes stay where they are, so that every
  * offset in them (the EXIF and GPS IFDs, the thumbnail) still holds; IPTC's datasets are kept
- * but for those set. An old block that does not parse is replaced. Nothing here touches an image
+ * but for those set, and when a value set is not ASCII the block says UTF-8 (CodedCharacterSet),
+ * its old text of record 2 made UTF-8 if it was Latin-1 (as settags_iptc_read() reads it). An
+ * old block that does not parse is replaced. Nothing here touches an image
  * library: the worker hands the blocks to ImageMagick as its "exif", "iptc" and "8bim" profiles. */
 #ifndef PIXQ_SETTAGS_H
 #define PIXQ_SETTAGS_H

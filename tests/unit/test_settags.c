@@ -723,6 +723,38 @@ static void test_iptc(void)
     CHECK_STR(datasets(&b), "1:90=\\1b%G;2:0=\\00\\04;2:90=Z\\c3\\bcrich;");
     json_object_put(set);
 
+    /* UTF-8 set into a block of Latin-1 (none declared, its text no UTF-8: City "Z\xfcrich",
+     * ObjectName "\x80t\xe9"): the text of record 2 kept is made UTF-8 too, which the block now
+     * says it is (exiftool read "Z\xfcrich" as "Z?rich"); record 3's bytes stay */
+    static const unsigned char latin[] = {0x1c, 2, 90,   0,    6, 'Z', 0xfc, 'r', 'i',  'c', 'h',
+                                          0x1c, 2, 25,   0,    3, 'o', 'l',  'd', 0x1c, 3,   10,
+                                          0,    1, 0xff, 0x1c, 2, 5,   0,    3,   0x80, 't', 0xe9};
+    set = parse("{\"Keywords\": \"caf\\u00e9\"}");
+    CHECK_INT(settags_iptc(set, latin, sizeof latin, &b, &e), 0);
+    CHECK_STR(datasets(&b), "1:90=\\1b%G;2:0=\\00\\04;2:5=\\c2\\80t\\c3\\a9;2:25=caf\\c3\\a9;"
+                            "2:90=Z\\c3\\bcrich;3:10=\\ff;");
+    json_object *o = settags_iptc_read((const unsigned char *)b.data, b.len), *v = NULL;
+    CHECK(json_object_object_get_ex(o, "City", &v));
+    CHECK_STR(json_object_get_string(v), "Z\xc3\xbcrich");
+    json_object_put(o);
+    /* ... and one that declares another character set (ISO 8859-1) says UTF-8 instead */
+    static const unsigned char declared_latin[] = {0x1c, 1, 90, 0, 3, 0x1b, '.', 'A',
+                                                   0x1c, 2, 90, 0, 2, 'Z',  0xfc};
+    CHECK_INT(settags_iptc(set, declared_latin, sizeof declared_latin, &b, &e), 0);
+    CHECK_STR(datasets(&b), "1:90=\\1b%G;2:0=\\00\\04;2:25=caf\\c3\\a9;2:90=Z\\c3\\bc;");
+    json_object_put(set);
+    /* ASCII set: the Latin-1 stays as it was, undeclared */
+    set = parse("{\"Keywords\": \"cafe\"}");
+    CHECK_INT(settags_iptc(set, latin, sizeof latin, &b, &e), 0);
+    CHECK_STR(datasets(&b), "2:0=\\00\\04;2:5=\\80t\\e9;2:25=cafe;2:90=Z\\fcrich;3:10=\\ff;");
+    json_object_put(set);
+    /* UTF-8 set into a block whose text is UTF-8 already, undeclared: kept as it is */
+    static const unsigned char utf8[] = {0x1c, 2, 90, 0, 3, 'Z', 0xc3, 0xbc};
+    set = parse("{\"Keywords\": \"caf\\u00e9\"}");
+    CHECK_INT(settags_iptc(set, utf8, sizeof utf8, &b, &e), 0);
+    CHECK_STR(datasets(&b), "1:90=\\1b%G;2:0=\\00\\04;2:25=caf\\c3\\a9;2:90=Z\\c3\\bc;");
+    json_object_put(set);
+
     /* every IPTC tag at its number (IIM 4.2's) */
     set = parse("{\"ObjectName\": \"a\", \"EditStatus\": \"b\", \"Category\": \"c\", "
                 "\"SupplementalCategories\": \"d\", \"Keywords\": \"e\", "
