@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -599,6 +600,173 @@ static void test_usage_retry_jitter(void)
     free(s3);
 }
 
+/* The edges of each kind of value: every boolean word in any case, a rate's bounds and its
+ * burst's, a URL's DEL byte, PIXQ_METRICS_ADDR's host and port, a queue list's blanks and
+ * braces, a delay list's signs. */
+static void test_value_edges(void)
+{
+    struct cfg c;
+    struct err e;
+    cfg_defaults(&c);
+    const char *yes[] = {"1", "true", "yes", "on", "TRUE", "Yes", "ON"};
+    const char *no[] = {"0", "false", "no", "off", "FALSE", "No", "Off"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        c.allow_private_networks = 0;
+        CHECK_INT(cfg_set(&c, "PIXQ_ALLOW_PRIVATE_NETWORKS", yes[i], &e), 0);
+        CHECK_INT(c.allow_private_networks, 1);
+        c.allow_private_networks = 1;
+        CHECK_INT(cfg_set(&c, "PIXQ_ALLOW_PRIVATE_NETWORKS", no[i], &e), 0);
+        CHECK_INT(c.allow_private_networks, 0);
+    }
+    CHECK_INT(cfg_set(&c, "PIXQ_ALLOW_PRIVATE_NETWORKS", "onn", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "1000000/s,burst=1000000", &e), 0);
+    CHECK(c.s3_rate == 1e6);
+    CHECK_INT(c.s3_burst, 1000000);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "1000001/s", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/s,burst=1000001", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/s,   burst=7", &e), 0); /* blanks after the comma */
+    CHECK(c.s3_rate == 10.0);
+    CHECK_INT(c.s3_burst, 7);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/sec", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/s burst=2", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/s,burst=2x", &e), -1);
+    CHECK(c.s3_rate == 10.0 && c.s3_burst == 7); /* refused values leave both alone */
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://minio\x7f:9000", &e), -1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://minio:9000/\x7f", &e), -1);
+
+    struct cfg_queues q;
+    CHECK_INT(cfg_queues("urgent\t, default\t", &q, &e), 0);
+    CHECK_STR(q.name[0], "urgent");
+    CHECK_STR(q.name[1], "default");
+    CHECK_INT(cfg_queues("a}b", &q, &e), -1);
+    CHECK(strstr(e.msg, "braces") != NULL);
+    CHECK_INT(cfg_queues("a{b", &q, &e), -1);
+    CHECK(strstr(e.msg, "braces") != NULL);
+    struct cfg_delays d;
+    CHECK_INT(cfg_delays("+5", &d, &e), -1);
+    CHECK_INT(cfg_delays("1, +5", &d, &e), -1);
+
+    char *argv0[] = {"prog", NULL};
+    int argc;
+    const char *good[] = {"h:65535", "h:1"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        const char *env[] = {"PIXQ_METRICS_ADDR", good[i], NULL};
+        fake_env = env;
+        argc = 1;
+        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), 0);
+    }
+    const char *addr[][2] = {{":9464", "needs a host, a ':' and a port"},
+                             {"h:65536", "from 1 to 65535"},
+                             {"a/b:80", "only letters, digits"}};
+    for (size_t i = 0; i < sizeof addr / sizeof addr[0]; i++) {
+        const char *env[] = {"PIXQ_METRICS_ADDR", addr[i][0], NULL};
+        fake_env = env;
+        argc = 1;
+        e.msg[0] = '\0';
+        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), -1);
+        CHECK(strstr(e.msg, addr[i][1]) != NULL);
+    }
+    fake_env = NULL;
+}
+
+/* Settings that must agree: a heartbeat of exactly a third of the lease is taken, one above
+ * it refused, and a job's first retry delay may not exceed the longest. */
+static void test_agreeing_settings(void)
+{
+    struct cfg c;
+    struct err e;
+    const char *ok[][4] = {{"PIXQ_LEASE_MS", "3000", "PIXQ_HEARTBEAT_MS", "1000"},
+                           {"PIXQ_RETRY_BASE_MS", "5000", "PIXQ_RETRY_MAX_MS", "5000"}};
+    const char *bad[][5] = {
+        {"PIXQ_LEASE_MS", "3000", "PIXQ_HEARTBEAT_MS", "1001", "at most a third"},
+        {"PIXQ_LEASE_MS", "3000", "PIXQ_HEARTBEAT_MS", "1400", "at most a third"},
+        {"PIXQ_RETRY_BASE_MS", "5001", "PIXQ_RETRY_MAX_MS", "5000",
+         "PIXQ_RETRY_BASE_MS must not exceed PIXQ_RETRY_MAX_MS"}};
+    char *argv0[] = {"prog", NULL};
+    int argc;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        const char *env[] = {ok[i][0], ok[i][1], ok[i][2], ok[i][3], NULL};
+        fake_env = env;
+        argc = 1;
+        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), 0);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *env[] = {bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL};
+        fake_env = env;
+        argc = 1;
+        e.msg[0] = '\0';
+        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), -1);
+        CHECK(strstr(e.msg, bad[i][4]) != NULL);
+    }
+    fake_env = NULL;
+}
+
+/* The file's edges: a last line without a newline, quotes removed only in matching pairs. */
+static void test_file_edges(void)
+{
+    char path[] = "/tmp/pixq-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    const char text[] = "PIXQ_QUEUE=\"a'\nPIXQ_DEFAULT_BUCKET='b\"\nAWS_REGION=eu-west-1";
+    CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
+    close(fd);
+    struct cfg c;
+    struct err e = {{0}};
+    cfg_defaults(&c);
+    CHECK_INT(cfg_load_file(&c, path, &e), 0);
+    CHECK_STR(c.queue, "\"a'");
+    CHECK_STR(c.default_bucket, "'b\"");
+    CHECK_STR(c.aws_region, "eu-west-1");
+    /* a lone quote is a value of one quote, not an empty quoted one */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    CHECK(fd >= 0);
+    const char lone[] = "PIXQ_S3_DEFAULT_ACL=\"\n";
+    CHECK(write(fd, lone, sizeof lone - 1) == (ssize_t)(sizeof lone - 1));
+    close(fd);
+    CHECK_INT(cfg_load_file(&c, path, &e), 0);
+    CHECK_STR(c.s3_default_acl, "\"");
+    unlink(path);
+}
+
+/* The command line's edges: settings flags are named as flags, never as variables; --config=FILE
+ * takes no next argument; after "--" nothing is a setting, --config included. */
+static void test_command_line_edges(void)
+{
+    struct cfg c;
+    struct err e = {{0}};
+    fake_env = NULL;
+    char *argv[] = {"prog", "--PIXQ_QUEUE", "x", "--aws_region=eu-west-1", NULL};
+    int argc = 4;
+    CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), 0);
+    CHECK_STR(c.queue, "default");
+    CHECK_STR(c.aws_region, "us-east-1");
+    CHECK_INT(argc, 4);
+    CHECK_STR(argv[1], "--PIXQ_QUEUE");
+    CHECK_STR(argv[3], "--aws_region=eu-west-1");
+
+    char path[] = "/tmp/pixq-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    const char text[] = "PIXQ_DEFAULT_QUALITY=61\n";
+    CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
+    close(fd);
+    char config[64];
+    snprintf(config, sizeof config, "--config=%s", path);
+    char *argv2[] = {"prog", config, "submit", NULL};
+    argc = 3;
+    CHECK_INT(cfg_load(&c, &argc, argv2, lookup, &e), 0);
+    CHECK_INT(c.default_quality, 61);
+    CHECK_INT(argc, 2);
+    CHECK_STR(argv2[1], "submit");
+    unlink(path);
+
+    char *argv3[] = {"prog", "submit", "--", "--config", "/nonexistent/pixq.env", NULL};
+    argc = 5;
+    CHECK_INT(cfg_load(&c, &argc, argv3, lookup, &e), 0);
+    CHECK_INT(argc, 5);
+    CHECK_STR(argv3[3], "--config");
+}
+
 int main(void)
 {
     test_defaults();
@@ -616,5 +784,9 @@ int main(void)
     test_postback_delays();
     test_usage_ranges();
     test_usage_retry_jitter();
+    test_value_edges();
+    test_agreeing_settings();
+    test_file_edges();
+    test_command_line_edges();
     return check_summary("cfg");
 }
