@@ -1004,10 +1004,11 @@ json_object *settags_iptc_read(const unsigned char *p, size_t len)
 #define PS_IPTC        0x0404 /* the IPTC-NAA resource */
 #define PS_IPTC_DIGEST 0x0425 /* an MD5 of it: dropped with it, as it would no longer match */
 
-static int put_resource(struct buf *out, unsigned id, const unsigned char *name, size_t name_len,
-                        const unsigned char *data, size_t len)
+static int put_resource(struct buf *out, const char *sig, unsigned id, const unsigned char *name,
+                        size_t name_len, const unsigned char *data, size_t len)
 {
-    unsigned char head[6] = {'8', 'B', 'I', 'M', (unsigned char)(id >> 8), (unsigned char)id};
+    unsigned char head[6] = {(unsigned char)sig[0], (unsigned char)sig[1],    (unsigned char)sig[2],
+                             (unsigned char)sig[3], (unsigned char)(id >> 8), (unsigned char)id};
     unsigned char size[4], zero = 0;
     put32(size, (uint32_t)len, true);
     int rc = buf_append(out, head, sizeof head);
@@ -1016,6 +1017,20 @@ static int put_resource(struct buf *out, unsigned id, const unsigned char *name,
     rc = rc < 0 ? rc : buf_append(out, size, sizeof size);
     rc = rc < 0 ? rc : buf_append(out, data, len);
     return rc < 0 || len % 2 == 0 ? rc : buf_append(out, &zero, 1);
+}
+
+/* The signature of the resource at `p` if it is one a Photoshop block holds: "8BIM", or another
+ * that Adobe's programs also wrote there (ImageReady's "MeSa", PhotoDeluxe's "PHUT", "AgHg",
+ * "DCSR"); else NULL, which ends the block. */
+static const char *resource_signature(const unsigned char *p)
+{
+    static const char *const sigs[] = {"8BIM", "MeSa", "PHUT", "AgHg", "DCSR"};
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
+        if (memcmp(p, sigs[k], 4) == 0) {
+            return sigs[k];
+        }
+    }
+    return NULL;
 }
 
 int settags_8bim(const unsigned char *old, size_t old_len, const unsigned char *iptc,
@@ -1027,8 +1042,9 @@ int settags_8bim(const unsigned char *old, size_t old_len, const unsigned char *
     int rc = 0;
     bool placed = false;
     /* i passes old_len by one when the last resource's padding byte is missing */
+    const char *sig;
     while (old != NULL && rc == 0 && i < old_len && old_len - i >= 12 &&
-           memcmp(old + i, "8BIM", 4) == 0) {
+           (sig = resource_signature(old + i)) != NULL) {
         unsigned id = get16(old + i + 4, true);
         size_t name_len = 1 + (size_t)old[i + 6]; /* a Pascal string, padded to even */
         size_t at = i + 6 + name_len + (name_len & 1);
@@ -1039,18 +1055,19 @@ int settags_8bim(const unsigned char *old, size_t old_len, const unsigned char *
         if (old_len - at - 4 < len) {
             break;
         }
-        if (id == PS_IPTC_DIGEST) {
+        bool photoshop = strcmp(sig, "8BIM") == 0; /* the ids of the others mean other things */
+        if (photoshop && id == PS_IPTC_DIGEST) {
             rc = 0;
-        } else if (id != PS_IPTC) {
-            rc = put_resource(out, id, old + i + 6, name_len, old + at + 4, len);
+        } else if (!photoshop || id != PS_IPTC) {
+            rc = put_resource(out, sig, id, old + i + 6, name_len, old + at + 4, len);
         } else if (!placed && iptc_len > 0) {
-            rc = put_resource(out, id, old + i + 6, name_len, iptc, iptc_len);
+            rc = put_resource(out, sig, id, old + i + 6, name_len, iptc, iptc_len);
         }
-        placed = placed || id == PS_IPTC;
+        placed = placed || (photoshop && id == PS_IPTC);
         i = at + 4 + len + (len & 1);
     }
     if (rc == 0 && !placed && iptc_len > 0) {
-        rc = put_resource(out, PS_IPTC, no_name, sizeof no_name, iptc, iptc_len);
+        rc = put_resource(out, "8BIM", PS_IPTC, no_name, sizeof no_name, iptc, iptc_len);
     }
     if (rc < 0) {
         buf_reset(out);

@@ -90,9 +90,10 @@ int settags_iptc(json_object *set, const unsigned char *old, size_t old_len, str
  * after one that does not parse. A new object, or NULL when memory ran out. */
 json_object *settags_iptc_read(const unsigned char *p, size_t len);
 
-/* Writes into `out` the Photoshop resource block `old` ("8BIM" resources; NULL for none) with
- * its IPTC resource (0x0404) holding `iptc` (`iptc_len` bytes; none when 0), and without the
- * IPTC digest (0x0425), which would no longer match. Returns 0 or -1. */
+/* Writes into `out` the Photoshop resource block `old` (NULL for none) with its IPTC resource
+ * (0x0404) holding `iptc` (`iptc_len` bytes; none when 0), and without the IPTC digest (0x0425),
+ * which would no longer match. Resources of other signatures than "8BIM" (ImageReady's "MeSa",
+ * "PHUT", "AgHg", "DCSR") are kept as they are, whatever their ids. Returns 0 or -1. */
 int settags_8bim(const unsigned char *old, size_t old_len, const unsigned char *iptc,
                  size_t iptc_len, struct buf *out, struct err *e);
 

@@ -906,6 +906,23 @@ static void test_8bim(void)
     CHECK(b.len == sizeof alone + 14 && memcmp(b.data, alone, sizeof alone) == 0 &&
           memcmp(b.data + sizeof alone, twice + 14, 14) == 0);
 
+    /* resources of the other signatures kept as they are, and those after them: an id of
+     * theirs that 8BIM's IPTC or digest has is not taken for it */
+    static const unsigned char others[] = {'M', 'e', 'S', 'a', 4, 4,    0, 0, 0, 0, 0, 2, 1, 1,
+                                           'P', 'H', 'U', 'T', 4, 0x25, 0, 0, 0, 0, 0, 2, 2, 2,
+                                           'A', 'g', 'H', 'g', 7, 0xd0, 0, 0, 0, 0, 0, 1, 3, 0,
+                                           'D', 'C', 'S', 'R', 3, 0xed, 0, 0, 0, 0, 0, 2, 4, 4,
+                                           '8', 'B', 'I', 'M', 3, 0xee, 0, 0, 0, 0, 0, 2, 5, 6};
+    CHECK_INT(settags_8bim(others, sizeof others, iptc, sizeof iptc, &b, &e), 0);
+    CHECK(b.len == sizeof others + sizeof alone && memcmp(b.data, others, sizeof others) == 0 &&
+          memcmp(b.data + sizeof others, alone, sizeof alone) == 0);
+    /* a signature of none of them ends the block */
+    static const unsigned char unknown[] = {'8', 'B', 'I', 'M', 3,   0xed, 0,    0, 0, 0, 0, 2, 1,
+                                            2,   'X', 'Y', 'Z', 'W', 3,    0xee, 0, 0, 0, 0, 0, 0};
+    CHECK_INT(settags_8bim(unknown, sizeof unknown, iptc, sizeof iptc, &b, &e), 0);
+    CHECK(b.len == 14 + sizeof alone && memcmp(b.data, unknown, 14) == 0 &&
+          memcmp(b.data + 14, alone, sizeof alone) == 0);
+
     /* a resource cut in its size: read no further */
     unsigned char *cut = malloc(12);
     memcpy(cut,
