@@ -27,13 +27,19 @@ static const struct class_case v4_cases[] = {
     {"169.255.0.0", NETGUARD_PUBLIC},         {"172.15.255.255", NETGUARD_PUBLIC},
     {"172.16.0.0", NETGUARD_PRIVATE},         {"172.31.255.255", NETGUARD_PRIVATE},
     {"172.32.0.0", NETGUARD_PUBLIC},          {"192.0.0.8", NETGUARD_RESERVED},
-    {"192.0.1.1", NETGUARD_PUBLIC},           {"192.0.2.1", NETGUARD_RESERVED},
-    {"192.88.99.1", NETGUARD_RESERVED},       {"192.167.255.255", NETGUARD_PUBLIC},
+    {"192.0.0.255", NETGUARD_RESERVED},       {"192.0.1.1", NETGUARD_PUBLIC},
+    {"192.0.2.1", NETGUARD_RESERVED},         {"192.0.2.255", NETGUARD_RESERVED},
+    {"192.0.3.0", NETGUARD_PUBLIC},           {"192.88.98.255", NETGUARD_PUBLIC},
+    {"192.88.99.1", NETGUARD_RESERVED},       {"192.88.99.255", NETGUARD_RESERVED},
+    {"192.88.100.0", NETGUARD_PUBLIC},        {"192.167.255.255", NETGUARD_PUBLIC},
     {"192.168.0.1", NETGUARD_PRIVATE},        {"192.168.255.255", NETGUARD_PRIVATE},
     {"192.169.0.0", NETGUARD_PUBLIC},         {"198.17.255.255", NETGUARD_PUBLIC},
     {"198.18.0.1", NETGUARD_RESERVED},        {"198.19.255.255", NETGUARD_RESERVED},
-    {"198.20.0.0", NETGUARD_PUBLIC},          {"198.51.100.7", NETGUARD_RESERVED},
-    {"203.0.113.9", NETGUARD_RESERVED},       {"203.0.114.0", NETGUARD_PUBLIC},
+    {"198.20.0.0", NETGUARD_PUBLIC},          {"198.51.99.255", NETGUARD_PUBLIC},
+    {"198.51.100.7", NETGUARD_RESERVED},      {"198.51.100.255", NETGUARD_RESERVED},
+    {"198.51.101.0", NETGUARD_PUBLIC},        {"203.0.112.255", NETGUARD_PUBLIC},
+    {"203.0.113.9", NETGUARD_RESERVED},       {"203.0.113.255", NETGUARD_RESERVED},
+    {"203.0.114.0", NETGUARD_PUBLIC},
     {"223.255.255.255", NETGUARD_PUBLIC},     {"224.0.0.1", NETGUARD_MULTICAST},
     {"239.255.255.250", NETGUARD_MULTICAST},  {"240.0.0.1", NETGUARD_RESERVED},
     {"254.255.255.255", NETGUARD_RESERVED},   {"255.255.255.254", NETGUARD_RESERVED},
@@ -56,7 +62,11 @@ static const struct class_case v6_cases[] = {
     {"64:ff9b::a9fe:a9fe", NETGUARD_LINK_LOCAL},     /* NAT64 of 169.254.169.254 */
     {"64:ff9b::192.168.1.1", NETGUARD_PRIVATE},
     {"64:ff9b::808:808", NETGUARD_PUBLIC},
+    {"64:ff9b::1:808:808", NETGUARD_RESERVED},       /* 64:ff9b::/96 ends at the last 32 bits */
+    {"64:ff9b:0:1::1", NETGUARD_RESERVED},
     {"64:ff9b:1::1", NETGUARD_PRIVATE},              /* NAT64 local use */
+    {"64:ff9b:1:ffff::1", NETGUARD_PRIVATE},
+    {"64:ff9b:2::1", NETGUARD_RESERVED},
     {"100::1", NETGUARD_RESERVED},                   /* discard-only */
     {"fc00::1", NETGUARD_UNIQUE_LOCAL},
     {"fd12:3456:789a::1", NETGUARD_UNIQUE_LOCAL},
@@ -64,8 +74,10 @@ static const struct class_case v6_cases[] = {
     {"fe80::1", NETGUARD_LINK_LOCAL},
     {"febf:ffff::1", NETGUARD_LINK_LOCAL},
     {"fec0::1", NETGUARD_UNIQUE_LOCAL},              /* site-local */
+    {"feff:ffff::1", NETGUARD_UNIQUE_LOCAL},
     {"ff02::1", NETGUARD_MULTICAST},
     {"ff05::1:3", NETGUARD_MULTICAST},
+    {"ffff:ffff::1", NETGUARD_MULTICAST},
     {"1fff:ffff::1", NETGUARD_RESERVED},             /* outside 2000::/3 */
     {"4000::1", NETGUARD_RESERVED},
     {"e000::1", NETGUARD_RESERVED},
@@ -76,9 +88,16 @@ static const struct class_case v6_cases[] = {
     {"2001:db8::1", NETGUARD_RESERVED},              /* documentation */
     {"2001:db8:ffff::1", NETGUARD_RESERVED},
     {"2001:2::1", NETGUARD_RESERVED},                /* benchmarking */
+    {"2001:2:0:ffff::1", NETGUARD_RESERVED},
+    {"2001:3::1", NETGUARD_PUBLIC},                  /* AMT */
     {"2001:10::1", NETGUARD_RESERVED},               /* ORCHID */
+    {"2001:1f:ffff::1", NETGUARD_RESERVED},
     {"2001:20::1", NETGUARD_RESERVED},               /* ORCHIDv2 */
+    {"2001:2f:ffff::1", NETGUARD_RESERVED},
+    {"2001:30::1", NETGUARD_PUBLIC},                 /* DRIP */
     {"3fff::1", NETGUARD_RESERVED},                  /* documentation */
+    {"3fff:fff:ffff::1", NETGUARD_RESERVED},
+    {"3fff:1000::1", NETGUARD_PUBLIC},
     {"5f00::1", NETGUARD_RESERVED},                  /* SRv6 */
     {"2002:7f00:1::1", NETGUARD_LOOPBACK},           /* 6to4 of 127.0.0.1 */
     {"2002:a00:1::", NETGUARD_PRIVATE},              /* 6to4 of 10.0.0.1 */
@@ -89,6 +108,7 @@ static const struct class_case v6_cases[] = {
     {"2001:0:4136:e378:8000:63bf:3fff:fdd2", NETGUARD_RESERVED}, /* RFC 4380: 192.0.2.45 */
     {"2001:0:4136:e378:8000:63bf:80ff:fffe", NETGUARD_LOOPBACK}, /* client 127.0.0.1 */
     {"2001:0:4136:e378:8000:63bf:f5ff:fffe", NETGUARD_PRIVATE},  /* client 10.0.0.1 */
+    {"2001:0:4136:e378:8000:63bf::", NETGUARD_BROADCAST},        /* client 255.255.255.255 */
     {"2001:0:a00:1:8000:63bf:3fff:fdd2", NETGUARD_PRIVATE},      /* server 10.0.0.1 */
 };
 /* clang-format on */
@@ -113,8 +133,23 @@ static void test_classes(void)
     for (size_t i = 0; i < sizeof v6_cases / sizeof v6_cases[0]; i++) {
         check_class(&v6_cases[i]);
     }
-    CHECK_STR(netguard_class_name(NETGUARD_LINK_LOCAL), "link-local");
-    CHECK_STR(netguard_class_name(NETGUARD_CGNAT), "carrier-grade NAT");
+    static const char *const names[] = {
+        [NETGUARD_PUBLIC] = "public",
+        [NETGUARD_UNSPECIFIED] = "unspecified",
+        [NETGUARD_LOOPBACK] = "loopback",
+        [NETGUARD_PRIVATE] = "private",
+        [NETGUARD_LINK_LOCAL] = "link-local",
+        [NETGUARD_CGNAT] = "carrier-grade NAT",
+        [NETGUARD_MULTICAST] = "multicast",
+        [NETGUARD_BROADCAST] = "broadcast",
+        [NETGUARD_UNIQUE_LOCAL] = "unique-local",
+        [NETGUARD_RESERVED] = "reserved",
+    };
+    for (size_t c = 0; c < sizeof names / sizeof names[0]; c++) {
+        CHECK_STR(netguard_class_name((enum netguard_class)c), names[c]);
+    }
+    struct netguard_addr none = {.family = AF_UNSPEC}; /* neither family: never public */
+    CHECK_INT(netguard_classify(&none), NETGUARD_RESERVED);
 }
 
 static void test_parse_addr(void)
@@ -131,6 +166,9 @@ static void test_parse_addr(void)
     netguard_parse_addr("::ffff:10.0.0.1", &a);
     netguard_format(&a, text);
     CHECK_STR(text, "::ffff:10.0.0.1");
+    a = (struct netguard_addr){.family = AF_UNSPEC};
+    netguard_format(&a, text);
+    CHECK_STR(text, "?");
 }
 
 static void test_sockaddr(void)
@@ -140,6 +178,10 @@ static void test_sockaddr(void)
     struct netguard_addr a;
     CHECK(netguard_from_sockaddr((struct sockaddr *)&in, sizeof in, &a) == 0);
     CHECK_INT(netguard_classify(&a), NETGUARD_LINK_LOCAL);
+    char text[NETGUARD_ADDR_MAX];
+    netguard_format(&a, text);
+    CHECK_STR(text, "169.254.169.254");
+    CHECK(netguard_from_sockaddr((struct sockaddr *)&in, sizeof in - 1, &a) < 0); /* too short */
     struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
     inet_pton(AF_INET6, "::1", &in6.sin6_addr);
     CHECK(netguard_from_sockaddr((struct sockaddr *)&in6, sizeof in6, &a) == 0);
@@ -165,11 +207,19 @@ static void test_parse_net(void)
     CHECK(netguard_parse_net("10.0.0.0/-1", &n, &e) < 0);
     CHECK(netguard_parse_net("10.0.0.0/", &n, &e) < 0);
     CHECK(netguard_parse_net("10.0.0.0/8x", &n, &e) < 0);
+    CHECK(netguard_parse_net("10.0.0.0/+8", &n, &e) < 0); /* digits only */
+    CHECK(netguard_parse_net("10.0.0.0/ 8", &n, &e) < 0);
+    CHECK(strstr(e.msg, "prefix length") != NULL);
     CHECK(netguard_parse_net("fd00::/129", &n, &e) < 0);
     CHECK(netguard_parse_net("example.com/8", &n, &e) < 0);
     CHECK(strstr(e.msg, "not a network") != NULL);
     CHECK(netguard_parse_net("/8", &n, &e) < 0);
     CHECK(netguard_parse_net("fe80::1%eth0/64", &n, &e) < 0);
+    char long_addr[NETGUARD_ADDR_MAX + 8]; /* an address part that fills the buffer, and more */
+    memset(long_addr, '1', NETGUARD_ADDR_MAX);
+    snprintf(long_addr + NETGUARD_ADDR_MAX, 8, "/8");
+    CHECK(netguard_parse_net(long_addr, &n, &e) < 0);
+    CHECK(strstr(e.msg, "not a network") != NULL);
     CHECK(netguard_parse_net("2001:db8:2::/47", &n, &e) == 0);
     CHECK(netguard_parse_net("2001:db8:2::/46", &n, &e) < 0);
 }
@@ -205,6 +255,13 @@ static void test_policy(void)
     CHECK(!allows(&g, "fd00:2::1"));
     CHECK(!allows(&g, "169.254.169.254"));
     CHECK(allows(&g, "8.8.8.8"));
+    CHECK(!allows(&g, "a14::1"));         /* IPv6 bytes that 10.20.0.0/16 would prefix-match */
+    CHECK(!allows(&g, "::127.0.0.1"));    /* IPv4-compatible, not IPv4-mapped */
+    CHECK(!allows(&g, "64:ff9b::a14:1")); /* only the mapped form counts as the IPv4 address */
+
+    CHECK(netguard_init(&g, false, ",, 127.0.0.1 ,\t,,10.0.0.0/8", &e) == 0); /* empty items */
+    CHECK_INT(g.n_nets, 2);
+    CHECK(allows(&g, "10.1.2.3"));
 
     CHECK(netguard_init(&g, true, "", &e) == 0);
     CHECK(allows(&g, "127.0.0.1") && allows(&g, "::1") && allows(&g, "10.0.0.1"));
@@ -216,11 +273,16 @@ static void test_policy(void)
 
     char many[2048];
     size_t used = 0;
-    for (int i = 0; i <= NETGUARD_MAX_NETS; i++) {
+    for (int i = 0; i < NETGUARD_MAX_NETS; i++) {
         used += (size_t)snprintf(many + used, sizeof many - used, "10.%d.0.0/16,", i);
     }
+    CHECK(netguard_init(&g, false, many, &e) == 0); /* exactly the limit */
+    CHECK_INT(g.n_nets, NETGUARD_MAX_NETS);
+    CHECK(allows(&g, "10.31.0.1"));
+    snprintf(many + used, sizeof many - used, "10.%d.0.0/16", NETGUARD_MAX_NETS);
     CHECK(netguard_init(&g, false, many, &e) < 0);
     CHECK(strstr(e.msg, "more than") != NULL);
+    CHECK(g.n_nets == 0 && !allows(&g, "10.0.0.1")); /* fails closed */
 }
 
 static void test_check_message(void)
@@ -252,6 +314,8 @@ static void test_urls(void)
     netguard_init(&g, false, "127.0.0.9/32", &e);
     CHECK(netguard_check_url(&g, "http://example.com/a.jpg", &e) == 0);
     CHECK(netguard_check_url(&g, "HTTPS://example.com", &e) == 0);
+    CHECK(netguard_check_url(&g, "HTTP://127.0.0.1/x", &e) < 0); /* the scheme in any case */
+    CHECK_STR(e.msg, "address 127.0.0.1 is not allowed (loopback)");
     CHECK(netguard_check_url(&g, "http://127.0.0.9:8080/x", &e) == 0);
     CHECK(netguard_check_url(&g, "http://user:pw@127.0.0.9/x", &e) == 0);
     CHECK(netguard_check_url(&g, "http://localhost/x", &e) == 0); /* names: at connect time */
@@ -284,6 +348,28 @@ static void test_urls(void)
     CHECK(strstr(e.msg, "no usable host") != NULL);
     CHECK(netguard_check_url(&g, "http://[::1/x", &e) < 0);
     CHECK(netguard_check_url(&g, "http://user@/x", &e) < 0);
+
+    char url[512]; /* a host of 255 bytes is taken (a name), one of 256 is not */
+    int n = snprintf(url, sizeof url, "http://");
+    memset(url + n, 'a', 255);
+    snprintf(url + n + 255, sizeof url - (size_t)n - 255, "/x");
+    CHECK(netguard_check_url(&g, url, &e) == 0);
+    memset(url + n, 'a', 256);
+    snprintf(url + n + 256, sizeof url - (size_t)n - 256, "/x");
+    CHECK(netguard_check_url(&g, url, &e) < 0);
+    CHECK(strstr(e.msg, "no usable host") != NULL);
+}
+
+/* The policy-free part: the form of the URL, whatever its host. */
+static void test_url_form(void)
+{
+    struct err e = {{0}};
+    CHECK(netguard_check_url_form("http://127.0.0.1/x", &e) == 0);
+    CHECK(netguard_check_url_form("HTTPS://[::1]:8443/x", &e) == 0);
+    CHECK(netguard_check_url_form("ftp://example.com/a", &e) < 0);
+    CHECK_STR(e.msg, "only http:// and https:// URLs are allowed");
+    CHECK(netguard_check_url_form("https:///a", &e) < 0);
+    CHECK(strstr(e.msg, "no usable host") != NULL);
 }
 
 int main(void)
@@ -295,5 +381,6 @@ int main(void)
     test_policy();
     test_check_message();
     test_urls();
+    test_url_form();
     return check_summary("netguard");
 }
