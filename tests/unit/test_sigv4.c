@@ -83,6 +83,10 @@ static void test_amz_date(void)
     CHECK_STR(d, "19700101T000000Z");
     sigv4_amz_date((time_t)253402300800LL, d); /* year 10000 */
     CHECK_STR(d, "");
+    sigv4_amz_date((time_t)-30610224000LL, d);
+    CHECK_STR(d, "10000101T000000Z");
+    sigv4_amz_date((time_t)-30610224001LL, d); /* year 999: "%Y" would write three digits */
+    CHECK_STR(d, "");
 }
 
 static void test_uri_encode(void)
@@ -133,6 +137,7 @@ static const struct canon_case canon_cases[] = {
     {SIGV4_S3, "/my-object//example//photo.user", "", "/my-object//example//photo.user", ""},
     {SIGV4_S3, "/a/./b/../c", NULL, "/a/./b/../c", ""},
     {SIGV4_S3, "/100%/%zz%4", NULL, "/100%25/%25zz%254", ""},
+    {SIGV4_S3, "/%4z%z4", NULL, "/%254z%25z4", ""},
     {SIGV4_S3, "", NULL, "/", ""},
     {SIGV4_S3, "/", "b=2&a=1", "/", "a=1&b=2"},
     {SIGV4_S3, "/", "lifecycle", "/", "lifecycle="},
@@ -175,23 +180,34 @@ static void test_canonical_forms(void)
     }
 }
 
-/* Expects signing to fail with `want` in the message, leaving authz and creq untouched/empty. */
-static void expect_error(const struct sigv4_request *req, const struct sigv4_key *key,
-                         const char *amz_date, const char *want)
+/* Expects signing in `mode` to fail with `want` in the message, leaving authz untouched and
+ * creq and sts empty. */
+static void expect_error_mode(const struct sigv4_request *req, const struct sigv4_key *key,
+                              const char *amz_date, enum sigv4_mode mode, const char *want)
 {
     char authz[SIGV4_AUTHZ_MAX] = "untouched";
-    struct buf creq;
+    struct buf creq, sts;
     struct err e = {{0}};
     buf_init(&creq, SIGV4_CREQ_MAX);
+    buf_init(&sts, SIGV4_CREQ_MAX);
     buf_puts(&creq, "stale");
-    CHECK_INT(sigv4_sign(req, key, amz_date, SIGV4_S3, authz, &creq, NULL, &e), -1);
+    buf_puts(&sts, "stale");
+    CHECK_INT(sigv4_sign(req, key, amz_date, mode, authz, &creq, &sts, &e), -1);
     if (strstr(e.msg, want) == NULL) {
         fprintf(stderr, "error message \"%s\" lacks \"%s\"\n", e.msg, want);
     }
     CHECK(strstr(e.msg, want) != NULL);
     CHECK_STR(authz, "untouched");
     CHECK_INT(creq.len, 0);
+    CHECK_INT(sts.len, 0);
     buf_finish(&creq);
+    buf_finish(&sts);
+}
+
+static void expect_error(const struct sigv4_request *req, const struct sigv4_key *key,
+                         const char *amz_date, const char *want)
+{
+    expect_error_mode(req, key, amz_date, SIGV4_S3, want);
 }
 
 static void test_errors_headers(void)
@@ -220,6 +236,70 @@ static void test_errors_headers(void)
     slash.region = "us/east";
     req.headers = no_date, req.n_headers = 1;
     expect_error(&req, &slash, SUITE_DATE, "invalid credentials");
+
+    const struct sigv4_header date_junk[] = {{"Host", "h"}, {"X-Amz-Date", SUITE_DATE "Z"}};
+    req.headers = date_junk, req.n_headers = 2;
+    expect_error(&req, &suite_key, SUITE_DATE, "is not the signing time");
+    req.headers = NULL, req.n_headers = 2;
+    expect_error(&req, &suite_key, SUITE_DATE, "headers to sign");
+}
+
+/* A header that is not a token name with a field value is refused. */
+static void test_errors_header_fields(void)
+{
+    static const struct sigv4_header bad[] = {
+        {"", "v"}, {"X-Meta", NULL}, {"X-Meta", "a\x7f"}, {"X-Meta", "a\x1f"}, {"X-Meta", "a\nb"},
+    };
+    struct sigv4_header h[3] = {{"Host", "h"}, {"X-Amz-Date", SUITE_DATE}};
+    struct sigv4_request req = {
+        .method = "GET", .path = "/", .headers = h, .n_headers = 3, .payload_hash = EMPTY_SHA256};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        h[2] = bad[i];
+        expect_error(&req, &suite_key, SUITE_DATE, "not a valid HTTP header");
+    }
+}
+
+/* Credentials, the signing time, the mode, the method and the payload hash are checked. */
+static void test_errors_request(void)
+{
+    const struct sigv4_header h[] = {{"Host", "h"}, {"X-Amz-Date", SUITE_DATE}};
+    struct sigv4_request req = {
+        .method = "GET", .path = "/", .headers = h, .n_headers = 2, .payload_hash = EMPTY_SHA256};
+    static const char *const bad_parts[] = {"us east", "us\teast", "us,east", "", "us\x01"};
+    for (size_t i = 0; i < sizeof bad_parts / sizeof bad_parts[0]; i++) {
+        struct sigv4_key k = suite_key;
+        k.region = bad_parts[i];
+        expect_error(&req, &k, SUITE_DATE, "invalid credentials");
+        k = suite_key;
+        k.service = bad_parts[i];
+        expect_error(&req, &k, SUITE_DATE, "invalid credentials");
+        k = suite_key;
+        k.access_key = bad_parts[i];
+        expect_error(&req, &k, SUITE_DATE, "invalid credentials");
+    }
+    struct sigv4_key k = suite_key;
+    k.access_key = "AKID/EXAMPLE";
+    expect_error(&req, &k, SUITE_DATE, "invalid credentials");
+
+    static const char *const bad_dates[] = {"20150830X123600Z",  "20150830T123600X",
+                                            "2015083aT123600Z",  "20150830T12360:Z",
+                                            "20150830T123600Z0", "20150830T12360Z"};
+    for (size_t i = 0; i < sizeof bad_dates / sizeof bad_dates[0]; i++) {
+        expect_error(&req, &suite_key, bad_dates[i], "not YYYYMMDDTHHMMSSZ");
+    }
+    expect_error_mode(&req, &suite_key, SUITE_DATE, (enum sigv4_mode)7, "unknown signing mode");
+
+    static const char *const bad_methods[] = {"", "G T", "GET\r\n"};
+    for (size_t i = 0; i < sizeof bad_methods / sizeof bad_methods[0]; i++) {
+        req.method = bad_methods[i];
+        expect_error(&req, &suite_key, SUITE_DATE, "needs a method");
+    }
+    req.method = "GET";
+    static const char *const bad_hashes[] = {"", EMPTY_SHA256 "\n", "UNSIGNED\x7f"};
+    for (size_t i = 0; i < sizeof bad_hashes / sizeof bad_hashes[0]; i++) {
+        req.payload_hash = bad_hashes[i];
+        expect_error(&req, &suite_key, SUITE_DATE, "needs a method");
+    }
 }
 
 static void test_errors_limits(void)
@@ -259,6 +339,118 @@ static void test_errors_limits(void)
     req.query = NULL, req.path = path.data;
     expect_error(&req, &suite_key, SUITE_DATE, "too long");
     buf_finish(&path);
+}
+
+/* Signs `req` with `key` in SIGV4_S3, expecting success; the canonical request into `creq` if
+ * not NULL. Returns the result of sigv4_sign(). */
+static int sign_ok(const struct sigv4_request *req, const struct sigv4_key *key,
+                   char authz[SIGV4_AUTHZ_MAX], struct buf *creq)
+{
+    struct err e = {{0}};
+    int rc = sigv4_sign(req, key, SUITE_DATE, SIGV4_S3, authz, creq, NULL, &e);
+    if (rc != 0) {
+        fprintf(stderr, "signing failed: %s\n", e.msg);
+    }
+    CHECK_INT(rc, 0);
+    return rc;
+}
+
+/* Writes `n` copies of `c` and a NUL into `out`; returns `out`. */
+static char *repeat(char *out, char c, size_t n)
+{
+    memset(out, c, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* The caps on query parameters, the query, the secret and the credential scope, at and past
+ * their limits. */
+static void test_limits_exact(void)
+{
+    const struct sigv4_header h[] = {{"Host", "h"}, {"X-Amz-Date", SUITE_DATE}};
+    struct sigv4_request req = {
+        .method = "GET", .path = "/", .headers = h, .n_headers = 2, .payload_hash = EMPTY_SHA256};
+    char authz[SIGV4_AUTHZ_MAX], line[PATH_BUF], long_text[SIGV4_AUTHZ_MAX + 1];
+    struct buf q, creq;
+    buf_init(&q, 0);
+    buf_init(&creq, SIGV4_CREQ_MAX);
+    for (int i = 0; i < SIGV4_MAX_QUERY_PARAMS; i++) {
+        buf_puts(&q, "a=1&");
+    }
+    buf_puts(&q, "&&"); /* empty pieces do not count */
+    req.query = q.data;
+    if (sign_ok(&req, &suite_key, authz, &creq) == 0) {
+        copy_line(creq.data, 2, line, sizeof line);
+        CHECK_INT(strlen(line), 4 * SIGV4_MAX_QUERY_PARAMS - 1); /* "a=1&...&a=1" */
+    }
+    buf_reset(&q);
+    buf_puts(&q, "a=");
+    for (int i = 0; i < 10000; i++) {
+        buf_puts(&q, " "); /* %20: 30000 bytes encoded, under the 32 KiB cap */
+    }
+    req.query = q.data;
+    sign_ok(&req, &suite_key, authz, NULL);
+    for (int i = 10000; i < 11000; i++) {
+        buf_puts(&q, " "); /* 33000 bytes */
+    }
+    req.query = q.data;
+    expect_error(&req, &suite_key, SUITE_DATE, "query string exceeds");
+    req.query = NULL;
+    buf_finish(&q);
+
+    struct sigv4_key k = suite_key;
+    const char *secret = repeat(long_text, 's', 257);
+    k.secret_key = secret + 1; /* 256 bytes: the most */
+    sign_ok(&req, &k, authz, NULL);
+    k.secret_key = secret;
+    expect_error(&req, &k, SUITE_DATE, "invalid credentials");
+
+    const char *part = repeat(long_text, 'r', SIGV4_AUTHZ_MAX);
+    k = suite_key;
+    k.region = part + SIGV4_AUTHZ_MAX - 300; /* the string to sign still fits */
+    sign_ok(&req, &k, authz, NULL);
+    k.region = part + SIGV4_AUTHZ_MAX - 500; /* it does not */
+    expect_error(&req, &k, SUITE_DATE, "credential scope too long");
+    k = suite_key;
+    k.access_key = part; /* the Authorization header does not fit */
+    expect_error(&req, &k, SUITE_DATE, "credential scope too long");
+    buf_finish(&creq);
+}
+
+/* Inputs at the edge of what is valid are signed, as their canonical forms say. */
+static void test_accepted_edges(void)
+{
+    struct sigv4_header h[] = {{"Host", "h"}, {"X-Amz-Date", SUITE_DATE}, {"X-A!b|c", "v"}};
+    struct sigv4_request req = {
+        .method = "GET", .path = "/", .headers = h, .n_headers = 3, .payload_hash = EMPTY_SHA256};
+    char authz[SIGV4_AUTHZ_MAX], blanks[SIGV4_AUTHZ_MAX];
+    if (sign_ok(&req, &suite_key, authz, NULL) == 0) { /* '!' and '|' are token characters */
+        CHECK(strstr(authz, "SignedHeaders=host;x-a!b|c;x-amz-date,") != NULL);
+    }
+    h[1].value = " \t" SUITE_DATE "  "; /* x-amz-date compared without blanks around it */
+    if (sign_ok(&req, &suite_key, blanks, NULL) == 0) {
+        CHECK_STR(blanks, authz);
+    }
+
+    struct buf creq, sts; /* the caller's buffers are replaced, not appended to */
+    struct err e = {{0}};
+    buf_init(&creq, SIGV4_CREQ_MAX);
+    buf_init(&sts, SIGV4_CREQ_MAX);
+    buf_puts(&creq, "stale");
+    buf_puts(&sts, "stale");
+    CHECK_INT(sigv4_sign(&req, &suite_key, SUITE_DATE, SIGV4_S3, authz, &creq, &sts, &e), 0);
+    CHECK(creq.data != NULL && strncmp(creq.data, "GET\n/\n", 6) == 0);
+    CHECK(sts.data != NULL && strncmp(sts.data, "AWS4-HMAC-SHA256\n", 17) == 0);
+    buf_finish(&creq);
+    buf_finish(&sts);
+
+    char untouched[SIGV4_AUTHZ_MAX] = "untouched"; /* a caller's buffer too small: an error */
+    buf_init(&creq, 16);
+    CHECK_INT(sigv4_sign(&req, &suite_key, SUITE_DATE, SIGV4_S3, untouched, &creq, NULL, &e), -1);
+    CHECK(strstr(e.msg, "buffer too small") != NULL);
+    CHECK_STR(untouched, "untouched");
+    CHECK_INT(creq.len, 0);
+    buf_finish(&creq);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -959,6 +1151,10 @@ int main(int argc, char **argv)
     test_canonical_forms();
     test_errors_headers();
     test_errors_limits();
+    test_errors_header_fields();
+    test_errors_request();
+    test_limits_exact();
+    test_accepted_edges();
     test_s3_doc_vectors();
     test_suite(argv[1]);
     test_botocore(argv[1]);
