@@ -254,8 +254,9 @@ int netguard_parse_net(const char *text, struct netguard_net *out, struct err *e
     return 0;
 }
 
-/* Copies the next comma-separated item of *p, trimmed, into `out`; advances *p. */
-static void next_item(const char **p, char *out, size_t cap)
+/* Copies the next comma-separated item of *p, trimmed, into `out`; advances *p. Returns 0, or -1
+ * if the item does not fit (`out` then holds its first cap - 1 bytes). */
+static int next_item(const char **p, char *out, size_t cap)
 {
     const char *s = *p;
     size_t n = strcspn(s, ",");
@@ -268,6 +269,7 @@ static void next_item(const char **p, char *out, size_t cap)
         n--;
     }
     snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), s);
+    return n < cap ? 0 : -1;
 }
 
 int netguard_init(struct netguard *g, bool allow_private, const char *list, struct err *e)
@@ -276,7 +278,10 @@ int netguard_init(struct netguard *g, bool allow_private, const char *list, stru
     const char *p = list != NULL ? list : "";
     while (*p != '\0') {
         char item[2 * NETGUARD_ADDR_MAX];
-        next_item(&p, item, sizeof item);
+        if (next_item(&p, item, sizeof item) < 0) {
+            g->n_nets = 0; /* cut, it could read as another network: "0.0.0.0/000...032" as /0 */
+            return err_set(e, "'%.80s...' is too long for a network", item);
+        }
         if (item[0] == '\0') {
             continue;
         }

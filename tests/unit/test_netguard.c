@@ -266,6 +266,21 @@ static void test_policy(void)
     CHECK(netguard_init(&g, true, "", &e) == 0);
     CHECK(allows(&g, "127.0.0.1") && allows(&g, "::1") && allows(&g, "10.0.0.1"));
 
+    /* "0.0.0.0/00...0032" is 0.0.0.0/32 however many zeros; an item too long for the buffer was
+     * cut, and read as 0.0.0.0/0: every address allowed. */
+    char long_item[256];
+    int len = snprintf(long_item, sizeof long_item, "8.8.8.8/32, 0.0.0.0/");
+    size_t zeros = 2 * NETGUARD_ADDR_MAX - 1 - strlen("0.0.0.0/32"); /* the longest item taken */
+    memset(long_item + len, '0', zeros);
+    snprintf(long_item + (size_t)len + zeros, 8, "32 ");
+    CHECK(netguard_init(&g, false, long_item, &e) == 0);
+    CHECK(g.n_nets == 2 && g.nets[1].prefix == 32);
+    memset(long_item + len, '0', zeros + 1);
+    snprintf(long_item + (size_t)len + zeros + 1, 8, "32 ");
+    CHECK(netguard_init(&g, false, long_item, &e) < 0);
+    CHECK(strstr(e.msg, "'0.0.0.0/000") != NULL && strstr(e.msg, "is too long") != NULL);
+    CHECK(g.n_nets == 0 && !allows(&g, "169.254.169.254")); /* fails closed */
+
     CHECK(netguard_init(&g, true, "127.0.0.1/32,bogus", &e) < 0);
     CHECK(strstr(e.msg, "bogus") != NULL);
     CHECK(!g.allow_private && g.n_nets == 0); /* fails closed */
