@@ -142,6 +142,133 @@ static void test_clean_error(void)
     }
 }
 
+/* The edges of a URL's parts: %XX in either case and nothing else after '%', the last '@' ending
+ * the user part, each part's size, the port's and database's ranges and trailing bytes. */
+static void test_url_edges(void)
+{
+    struct rq_url u;
+    struct err e;
+    CHECK_INT(rq_parse_url("redis://u:p%4Fs%4fs%2a@h", &u, &e), 0);
+    CHECK_STR(u.password, "pOsOs*");
+    CHECK_INT(rq_parse_url("redis://u%3a1:pw@h", &u, &e), 0);
+    CHECK_STR(u.user, "u:1");
+    const char *bad_pct[] = {"redis://u:p%g0@h", "redis://u:p%4z@h", "redis://u:p%4@h",
+                             "redis://p%@h"};
+    for (size_t i = 0; i < sizeof bad_pct / sizeof bad_pct[0]; i++) {
+        CHECK_INT(rq_parse_url(bad_pct[i], &u, &e), -1);
+        CHECK(strstr(e.msg, "encoding") != NULL);
+    }
+    CHECK_INT(rq_parse_url("redis://u:p@ss@h:7/1", &u, &e), 0); /* an '@' in the password */
+    CHECK_STR(u.user, "u");
+    CHECK_STR(u.password, "p@ss");
+    CHECK_STR(u.host, "h");
+    CHECK_INT(u.port, 7);
+    CHECK_INT(u.db, 1);
+    /* the password's field holds 255 bytes */
+    char url[700], pw[300];
+    memset(pw, 'p', 255);
+    pw[255] = '\0';
+    snprintf(url, sizeof url, "redis://u:%s@h", pw);
+    CHECK_INT(rq_parse_url(url, &u, &e), 0);
+    CHECK_INT((long)strlen(u.password), 255);
+    snprintf(url, sizeof url, "redis://u:%sp@h", pw);
+    CHECK_INT(rq_parse_url(url, &u, &e), -1);
+    /* a host of 255 bytes, not 256 */
+    char host[300];
+    memset(host, 'h', 255);
+    host[255] = '\0';
+    snprintf(url, sizeof url, "redis://%s:1", host);
+    CHECK_INT(rq_parse_url(url, &u, &e), 0);
+    CHECK_INT((long)strlen(u.host), 255);
+    snprintf(url, sizeof url, "redis://%sh:1", host);
+    CHECK_INT(rq_parse_url(url, &u, &e), -1);
+    CHECK(strstr(e.msg, "missing or too long host") != NULL);
+    snprintf(url, sizeof url, "unix:///%s", host); /* a path of 256 bytes */
+    CHECK_INT(rq_parse_url(url, &u, &e), -1);
+    snprintf(url, sizeof url, "unix:///%s", host + 1);
+    CHECK_INT(rq_parse_url(url, &u, &e), 0);
+    CHECK_INT((long)strlen(u.unix_path), 255);
+    const char *no_host[] = {"redis://:6379", "redis://", "redis://u:pw@:1", "redis:///0"};
+    for (size_t i = 0; i < sizeof no_host / sizeof no_host[0]; i++) {
+        CHECK_INT(rq_parse_url(no_host[i], &u, &e), -1);
+        CHECK(strstr(e.msg, "missing or too long host") != NULL);
+    }
+    CHECK_INT(rq_parse_url("redis://[]:6379", &u, &e), -1);
+    CHECK(strstr(e.msg, "goes in brackets") != NULL);
+    CHECK_INT(rq_parse_url("redis://h:65535/10000", &u, &e), 0);
+    CHECK_INT(u.port, 65535);
+    CHECK_INT(u.db, 10000);
+    CHECK_INT(rq_parse_url("redis://h:1/", &u, &e), 0); /* an empty database is 0 */
+    CHECK_INT(u.db, 0);
+    const char *bad[] = {"redis://h:65536", "redis://h:63x",          "redis://h/10001",
+                         "redis://h/3x",    "unix:///run/r.sock?db=", "unix:///run/r.sock?db=3x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT(rq_parse_url(bad[i], &u, &e), -1);
+    }
+    CHECK_INT(rq_parse_url("unix:///run/r.sock?database=2", &u, &e), -1);
+    CHECK(strstr(e.msg, "only ?db=N") != NULL);
+}
+
+/* The other refusals for good, after each set-up step. */
+static void test_refused_for_good_edges(void)
+{
+    const char *steps[] = {
+        "redis AUTH refused: ", "redis SELECT refused: ", "redis server refused: "};
+    const char *final[] = {"NOPERM this user has no permissions", "ERR invalid DB index",
+                           "ERR SELECT is not allowed in cluster mode",
+                           "Redis Cluster (cluster_enabled:1) is not supported"};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        for (size_t k = 0; k < sizeof final / sizeof final[0]; k++) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s%s", steps[i], final[k]);
+            CHECK(rq_refused_for_good(msg));
+        }
+    }
+    CHECK(!rq_refused_for_good("redis PING refused: NOPERM this user has no permissions"));
+}
+
+/* What looks like what Redis adds, but is not quite, is left alone; what is, is cut. */
+static void test_clean_error_edges(void)
+{
+    static const char sha[] = "0831e2c9533e8cbed57da1d2a40c4d744e66cf6c";
+    char cases[][2][256] = {
+        {"ERR user_script:: boom", "ERR user_script:: boom"},
+        {"ERR user_script:3:boom", "ERR user_script:3:boom"},
+        {"", ""}, /* the Redis 6 form, below */
+        {"", ""}, /* the Redis 7 form without its '.' */
+        {"", ""}, /* ... with more after it */
+        {"", ""}, /* ... with a 41-digit sha */
+        {"", ""}, /* " script: " twice, the second Redis's */
+    };
+    snprintf(cases[2][0], 256, "ERR Error running script (call to f_%s): @user_script:3:boom", sha);
+    snprintf(cases[2][1], 256, "%s", cases[2][0]);
+    snprintf(cases[3][0], 256, "ERR boom script: %s, on @user_script:57", sha);
+    snprintf(cases[3][1], 256, "ERR boom");
+    snprintf(cases[4][0], 256, "ERR boom script: %s, on @user_script:57. more", sha);
+    snprintf(cases[4][1], 256, "%s", cases[4][0]);
+    snprintf(cases[5][0], 256, "ERR boom script: %sa, on @user_script:57.", sha);
+    snprintf(cases[5][1], 256, "%s", cases[5][0]);
+    snprintf(cases[6][0], 256, "ERR the script: abc script: %s, on @user_script:1.", sha);
+    snprintf(cases[6][1], 256, "ERR the script: abc");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rq_clean_error(cases[i][0]);
+        CHECK_STR(cases[i][0], cases[i][1]);
+    }
+}
+
+/* A key that just fits, one that does not; an entry of pixq's own only with JSON after its mark. */
+static void test_key_and_task_edges(void)
+{
+    char k[RQ_KEY_MAX];
+    CHECK_INT(rq_key(k, 10, "d", "j"), -1); /* "pixq:{d}:j" and its NUL: 11 bytes */
+    CHECK_INT(rq_key(k, 11, "d", "j"), 0);
+    CHECK_STR(k, "pixq:{d}:j");
+    CHECK(rq_task_json(RQ_TASK_MARK, RQ_TASK_MARK_LEN) == NULL);
+    const char task[] = RQ_TASK_MARK "{}";
+    CHECK(rq_task_json(task, sizeof task - 1) == task + RQ_TASK_MARK_LEN);
+    CHECK(rq_task_json("pixq-tusk:{}", 12) == NULL);
+}
+
 int main(void)
 {
     test_clean_error();
@@ -149,5 +276,9 @@ int main(void)
     test_urls();
     test_keys();
     test_scripts_declare_keys();
+    test_url_edges();
+    test_refused_for_good_edges();
+    test_clean_error_edges();
+    test_key_and_task_edges();
     return check_summary("rq");
 }
