@@ -429,8 +429,9 @@ const char *job_header_refused(const char *name, bool s3)
  * and case do not matter. A type a browser renders as a page (text/html, image/svg+xml,
  * application/xhtml+xml, text/javascript...) would let a job serve its own script from the
  * deployment's bucket: a JPEG whose comment holds a page is a valid source, and move_original
- * stores its bytes as they are. */
-static bool upload_type_allowed(const char *value)
+ * stores its bytes as they are. The result JSON that postback_url's save writes may also be
+ * application/json (`result`), its own type. */
+static bool upload_type_allowed(const char *value, bool result)
 {
     static const char *const allowed[] = {"application/octet-stream", "binary/octet-stream"};
     char type[128];
@@ -455,11 +456,15 @@ static bool upload_type_allowed(const char *value)
             return true;
         }
     }
+    if (result && strcmp(type, "application/json") == 0) {
+        return true;
+    }
     return strncmp(type, "image/", 6) == 0 && type[6] != '\0' && strstr(type, "svg") == NULL &&
            strpbrk(type + 6, "/ \t") == NULL;
 }
 
-int job_check_headers(json_object *headers, const char *what, struct err *e)
+/* job_check_headers(), for the headers of the result JSON's object when `result`. */
+static int check_headers(json_object *headers, const char *what, bool result, struct err *e)
 {
     bool s3 = strncmp(what, "s3_destination", 14) == 0;
     if (!json_object_is_type(headers, json_type_object)) {
@@ -514,15 +519,22 @@ int job_check_headers(json_object *headers, const char *what, struct err *e)
             return err_set(e, "%s: header '%s' may not come from a job: it %s", what,
                            utf8_ascii_shown(name, q, sizeof q), why);
         }
-        if (s3 && strcasecmp(name, "Content-Type") == 0 && !upload_type_allowed(value)) {
+        if (s3 && strcasecmp(name, "Content-Type") == 0 && !upload_type_allowed(value, result)) {
+            const char *is = result ? "the result is application/json"
+                                    : "an output is an image (image/*, not SVG) or "
+                                      "application/octet-stream";
             return err_set(e,
-                           "%s: Content-Type '%s' may not come from a job: an output is an image "
-                           "(image/*, not SVG) or application/octet-stream, never a type a "
+                           "%s: Content-Type '%s' may not come from a job: %s, never a type a "
                            "browser would run from the bucket",
-                           what, utf8_ascii_shown(value, q, sizeof q));
+                           what, utf8_ascii_shown(value, q, sizeof q), is);
         }
     }
     return 0;
+}
+
+int job_check_headers(json_object *headers, const char *what, struct err *e)
+{
+    return check_headers(headers, what, false, e);
 }
 
 int job_check_s3_key(const char *location, const char *key, struct err *e)
@@ -763,7 +775,9 @@ static int parse_destination(struct job_save *s, json_object *dest, struct err *
         return err_set(e, "s3_destination.headers of '%.100s' must be an object",
                        s->image_identifier);
     }
-    return s->headers != NULL ? job_check_headers(s->headers, "s3_destination.headers", e) : 0;
+    /* "json" is the format of postback_url's save alone: an output's is an image's */
+    bool result = strcmp(s->format, "json") == 0;
+    return s->headers != NULL ? check_headers(s->headers, "s3_destination.headers", result, e) : 0;
 }
 
 /* save.encoding_options: settings of the WebP encoder, each given to it as `-define webp:k=v`

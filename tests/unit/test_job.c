@@ -677,6 +677,21 @@ static void test_postback_to_s3(void)
     job_destroy(j);
     expect_invalid("{\"src\":\"u\",\"postback_url\":7,\"functions\":[]}",
                    "postback_url must be a string");
+    /* the result is JSON: its own type may be given (what pixq sends anyway), not a page's */
+    j = parse("{\"src\":\"u\",\"postback_url\":{\"save\":{\"s3_destination\":{\"bucket\":"
+              "\"b\",\"key\":\"r.json\",\"headers\":{\"Content-Type\":\"Application/JSON; "
+              "charset=utf-8\",\"x-amz-acl\":\"private\"}}}},\"functions\":[]}");
+    CHECK(j != NULL && j->error[0] == '\0' && j->postback_save != NULL);
+    job_destroy(j);
+    expect_invalid("{\"src\":\"u\",\"postback_url\":{\"save\":{\"s3_destination\":{\"bucket\":"
+                   "\"b\",\"key\":\"r.json\",\"headers\":{\"Content-Type\":\"text/html\"}}}},"
+                   "\"functions\":[]}",
+                   "s3_destination.headers: Content-Type 'text/html' may not come from a job: the "
+                   "result is application/json");
+    /* an image's output may not be JSON */
+    expect_guard("{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"Content-Type\":"
+                 "\"application/json\"}}",
+                 "{}", "Content-Type 'application/json' may not come from a job: an output is");
 }
 
 static void test_guards(void)
