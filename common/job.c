@@ -152,10 +152,13 @@ static int number_of(json_object *v, double *out)
     char *end;
     errno = 0;
     double d = strtod(s, &end);
+    if (end == s) { /* no number read: " " is not 0 */
+        return -1;
+    }
     while (isspace((unsigned char)*end)) {
         end++;
     }
-    if (end == s || *end != '\0' || isnan(d)) {
+    if (*end != '\0' || isnan(d)) {
         return -1;
     }
     if (isinf(d)) {

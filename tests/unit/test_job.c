@@ -260,7 +260,7 @@ static void test_params(void)
         "{\"n\":5,\"s\":\"7\",\"f\":\"2.5\",\"t\":\"TRUE\",\"b\":false,\"one\":1,\"bad\":\"x7\","
         "\"neg\":-3,\"nan\":\"nan\",\"nul\":null,\"obj\":{},\"big\":1e300,\"empty\":\"\","
         "\"huge\":-1e400,\"hugestr\":\"1e400\",\"inf\":\"inf\",\"tiny\":\"1e-400\","
-        "\"inftok\":-Infinity}");
+        "\"inftok\":-Infinity,\"blank\":\" \\t\"}");
     struct err e;
     long l;
     double d;
@@ -293,6 +293,8 @@ static void test_params(void)
     /* json-c's Infinity token is a word too, though it reads it as a double */
     CHECK_INT(job_param_long(p, "fn", "inftok", 0, 0, 10, &l, &e), -1);
     CHECK_STR(e.msg, "Invalid parameter 'inftok' for function 'fn': expected a whole number");
+    CHECK_INT(job_param_long(p, "fn", "blank", 1, 1, 10, &l, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'blank' for function 'fn': expected a whole number");
     CHECK_INT(job_param_double(p, "fn", "tiny", 1, 0, 10, &d, &e), 0);
     CHECK(d >= 0.0 && d < 1e-300);
     CHECK_INT(job_param_bool(p, "fn", "t", false, &b, &e), 0);
@@ -327,6 +329,9 @@ static void test_params(void)
     CHECK_INT(job_param_check_number(p, "fn", "missing", false, &e), 0);
     CHECK_INT(job_param_check_number(p, "fn", "bad", true, &e), -1);
     CHECK_STR(e.msg, "Invalid parameter 'bad' for function 'fn': expected a whole number");
+    /* blanks alone are no number either (strtod reads none), not 0 */
+    CHECK_INT(job_param_check_number(p, "fn", "blank", true, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'blank' for function 'fn': expected a whole number");
     CHECK_INT(job_param_check_number(p, "fn", "inf", false, &e), -1);
     CHECK_STR(e.msg, "Invalid parameter 'inf' for function 'fn': expected a number");
     CHECK_INT(job_param_check_number(p, "fn", "obj", false, &e), -1);
