@@ -163,6 +163,8 @@ static void test_errors(void)
     expect_unusable("null \n", "job must be a JSON object");
     expect_unusable("null x", "job is not valid JSON: trailing data");
     expect_unusable("nul", "job is not valid JSON: unexpected end of input");
+    /* json-c's end past the last byte (it read the NUL after the text): the last byte named */
+    expect_unusable("1/", "job is not valid JSON: expected comment at byte 2 of 2");
     expect_invalid("{\"src\":\"u\",\"job_id\":\"a\\u0000b\",\"functions\":[]}",
                    "job_id 'a' must be");
     /* a payload that ends after half a surrogate pair leaves nothing to the next one */
@@ -260,7 +262,8 @@ static void test_params(void)
         "{\"n\":5,\"s\":\"7\",\"f\":\"2.5\",\"t\":\"TRUE\",\"b\":false,\"one\":1,\"bad\":\"x7\","
         "\"neg\":-3,\"nan\":\"nan\",\"nul\":null,\"obj\":{},\"big\":1e300,\"empty\":\"\","
         "\"huge\":-1e400,\"hugestr\":\"1e400\",\"inf\":\"inf\",\"tiny\":\"1e-400\","
-        "\"inftok\":-Infinity,\"blank\":\" \\t\"}");
+        "\"inftok\":-Infinity,\"nantok\":NaN,\"pad\":\" 5 \",\"blank\":\" \\t\",\"zero\":0,"
+        "\"s1\":\"1\",\"s0\":\"0\",\"F\":\"FALSE\",\"arr\":[1]}");
     struct err e;
     long l;
     double d;
@@ -295,6 +298,25 @@ static void test_params(void)
     CHECK_STR(e.msg, "Invalid parameter 'inftok' for function 'fn': expected a whole number");
     CHECK_INT(job_param_long(p, "fn", "blank", 1, 1, 10, &l, &e), -1);
     CHECK_STR(e.msg, "Invalid parameter 'blank' for function 'fn': expected a whole number");
+    /* json-c's NaN token, as its Infinity */
+    CHECK_INT(job_param_double(p, "fn", "nantok", 0, -10, 10, &d, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'nantok' for function 'fn': expected a number");
+    /* a whole number's range is written whole, however large */
+    CHECK_INT(job_param_long(p, "fn", "huge", 0, 0, 100000000, &l, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'huge' for function 'fn': -1e400 is out of range [0, "
+                     "100000000]");
+    /* blanks around a number are no matter; blanks alone are no number */
+    CHECK_INT(job_param_long(p, "fn", "pad", 0, 0, 10, &l, &e), 0);
+    CHECK_INT(l, 5);
+    CHECK_INT(job_param_double(p, "fn", "blank", 1, 0, 10, &d, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'blank' for function 'fn': expected a number");
+    /* the bounds are in the range; a whole number is cut before it is compared ("2.5" is 2) */
+    CHECK_INT(job_param_double(p, "fn", "n", 0, 0, 5, &d, &e), 0);
+    CHECK(d == 5.0);
+    CHECK_INT(job_param_long(p, "fn", "n", 0, 5, 5, &l, &e), 0);
+    CHECK_INT(l, 5);
+    CHECK_INT(job_param_long(p, "fn", "f", 0, 0, 2, &l, &e), 0);
+    CHECK_INT(l, 2);
     CHECK_INT(job_param_double(p, "fn", "tiny", 1, 0, 10, &d, &e), 0);
     CHECK(d >= 0.0 && d < 1e-300);
     CHECK_INT(job_param_bool(p, "fn", "t", false, &b, &e), 0);
@@ -304,9 +326,21 @@ static void test_params(void)
     CHECK_INT(job_param_bool(p, "fn", "one", false, &b, &e), 0);
     CHECK(b);
     CHECK_INT(job_param_bool(p, "fn", "bad", false, &b, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'bad' for function 'fn': expected true or false");
+    CHECK_INT(job_param_bool(p, "fn", "zero", true, &b, &e), 0);
+    CHECK(!b);
+    CHECK_INT(job_param_bool(p, "fn", "s1", false, &b, &e), 0);
+    CHECK(b);
+    CHECK_INT(job_param_bool(p, "fn", "s0", true, &b, &e), 0);
+    CHECK(!b);
+    CHECK_INT(job_param_bool(p, "fn", "F", true, &b, &e), 0);
+    CHECK(!b);
+    CHECK_INT(job_param_bool(p, "fn", "n", false, &b, &e), -1); /* 5: no boolean */
     CHECK_INT(job_param_string(p, "fn", "n", NULL, &s, &e), 0);
     CHECK_STR(s, "5");
     CHECK_INT(job_param_string(p, "fn", "obj", NULL, &s, &e), -1);
+    CHECK_INT(job_param_string(p, "fn", "arr", NULL, &s, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'arr' for function 'fn': expected a string");
     CHECK(job_param_present(p, "n") && !job_param_present(p, "nul") && !job_param_present(p, "zz"));
     /* "" is no number (Blitline's to_i made it 0, no value); it is a string, and false */
     CHECK_INT(job_param_long(p, "fn", "empty", 9, 1, 10, &l, &e), 0);
@@ -639,7 +673,7 @@ static void test_large_batch(void)
 /* A job whose one save has `dest` as s3_destination and `pb` as postback_headers. */
 static void expect_guard(const char *dest, const char *pb, const char *fragment)
 {
-    char text[4096];
+    char text[JOB_HEADER_VALUE_MAX + 4096];
     snprintf(text, sizeof text,
              "{\"src\":\"u\",\"postback_headers\":%s,\"functions\":[{\"name\":\"no_op\","
              "\"save\":{\"image_identifier\":\"i\",\"s3_destination\":%s}}]}",
@@ -1293,6 +1327,8 @@ static void test_recorder(void)
     CHECK_STR(r.def, "(none)");
     CHECK_INT(job_param_double(p, "fn", "d", 0.5, 0, 1, &d, &e), 0);
     CHECK_STR(r.def, "0.5");
+    CHECK_INT(job_param_long(p, "fn", "n", 10, 1, 10, &l, &e), 0); /* the bounds are in it */
+    CHECK_STR(r.def, "10");
     CHECK_INT(job_param_string(p, "fn", "s", NULL, &s, &e), 0);
     CHECK(s == NULL);
     CHECK_STR(r.def, "(none)");
@@ -1302,6 +1338,8 @@ static void test_recorder(void)
     CHECK(r.last.image_range);
     job_param_declare("fn", "n", "thing", "a note");
     CHECK(r.last.declared && strcmp(r.last.note, "a note") == 0);
+    job_param_declare("fn", "n", NULL, "a note");
+    CHECK(!r.last.declared);
     job_param_alias("fn", "n", "N");
     CHECK_STR(r.last.alias, "N");
     CHECK(job_param_present(p, "zz") && job_param_number_given(p, "zz"));
@@ -1314,9 +1352,441 @@ static void test_recorder(void)
     CHECK_INT(job_param_required(p, "fn", "gone", false, &e), -1);
     CHECK_STR(e.msg, "Missing parameter 'gone' for function 'fn'");
     CHECK_INT(job_param_required(p, "fn", "n", false, &e), 0);
+    /* "" is a parameter given, but no number */
+    json_object *empty = json_tokener_parse("{\"w\": \"\"}");
+    CHECK_INT(job_param_required(empty, "fn", "w", false, &e), 0);
+    CHECK_INT(job_param_required(empty, "fn", "w", true, &e), -1);
+    json_object_put(empty);
     job_param_declare("fn", "n", "thing", NULL);
     CHECK_INT(r.n, n);
     json_object_put(p);
+}
+
+/* `text` with its single quotes made double ones, so that a job reads in a C string. */
+static const char *dq(const char *text)
+{
+    static char out[4096];
+    snprintf(out, sizeof out, "%s", text);
+    for (char *p = out; *p != '\0'; p++) {
+        *p = *p == '\'' ? '"' : *p;
+    }
+    return out;
+}
+
+/* Jobs (single-quoted) and what job_parse() says of them: NULL when valid, else a part of the
+ * error. */
+static void test_validation_table(void)
+{
+    static const char *const cases[][2] = {
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i','s3_destination':"
+         "{'bucket':'b','key':''}}}]}",
+         "s3_destination of 'i' needs a bucket and a key"},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i','s3_destination':"
+         "{'bucket':'b','key':'k','headers':['x']}}}]}",
+         "s3_destination.headers of 'i' must be an object"},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
+         "'encoding_options':['lossless']}}]}",
+         "encoding_options of 'i' must be an object"},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
+         "'encoding_options':{'':1}}}]}",
+         "encoding_options of 'i': '' is not a setting name (a-z 0-9 - _, at most 32)"},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
+         "'encoding_options':{'Lossless':1}}}]}",
+         "'Lossless' is not a setting name"},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
+         "'encoding_options':{'lossless':'true','alpha-q':50,'a_b':true,'x9':null}}}]}",
+         NULL},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':''}}]}",
+         "Save must have an image_identifier (function 'a')"},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
+         "'signed_destination':{'signed_url':'https://x/y'}}}]}",
+         "signed_destination of 'i' is not supported: pixq saves to S3"},
+        /* tags are no matter in a save that writes nothing */
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i','skip':true,"
+         "'set_exif':{'NoSuchTag':'x'}}}]}",
+         NULL},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
+         "'set_exif':{'NoSuchTag':'x'}}}]}",
+         "set_exif of 'i'"},
+        {"{'src':'u','functions':[{'name':'','params':{}}]}", "a function has no name"},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
+         "'max_filesize':-1}}]}",
+         "Invalid parameter 'max_filesize' of the save of 'i': -1 is out of range"},
+        {"{'src':'u','job_id':'a:b.c_d-1','functions':[]}", NULL},
+        /* 64 characters, cut at 64: no "..." */
+        {"{'src':'u','job_id':'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!',"
+         "'functions':[]}",
+         "aaa!' must be 1-127 characters"},
+        {"{'src':'u','pixq_upload':1,'functions':[]}", "'pixq_upload' is pixq's own"},
+        {"{'src':'u','pixq_postback':1,'functions':[]}", "'pixq_postback' is pixq's own"},
+        {"{'src':'u','pixq_poison':1,'functions':[]}", "'pixq_poison' is pixq's own"},
+        {"{'src':'u','pixq_wake':1,'functions':[]}",
+         "'pixq_wake' is pixq's own: a job may not carry it"},
+        {"{'src':'u','v':100,'functions':[]}", NULL},
+        {"{'src':'u','v':100.5,'functions':[]}",
+         "Invalid parameter 'v' for function 'job': 100.5 is out of range [0, 100]"},
+        {"{'src':'u','hash':'Phash_Dct','functions':[]}",
+         "hash 'Phash_Dct' is not supported (pixq computes md5, sha256 and crc32)"},
+        {"{'src':{'name':'s3','bucket':'b','key':'k.jpg'},'functions':[]}", NULL},
+        {"{'src':'u','pre_process':[{}],'functions':[]}",
+         "each pre_process step must be an object with one key"},
+        {"{'src':'u','functions':[{'name':'a','functions':{'name':'b'}}]}",
+         "functions must be an array"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i][1] != NULL) {
+            expect_invalid(dq(cases[i][0]), cases[i][1]);
+            continue;
+        }
+        struct job *j = parse(dq(cases[i][0]));
+        CHECK(j != NULL && j->error[0] == '\0');
+        if (j != NULL && j->error[0] != '\0') {
+            fprintf(stderr, "  case %zu: unexpected error '%s'\n", i, j->error);
+        }
+        job_destroy(j);
+    }
+}
+
+/* A job of one function whose save is `save` (single-quoted), valid; NULL if it is not. */
+static struct job *parse_save(const char *save, const char *top)
+{
+    char text[2048];
+    snprintf(text, sizeof text, "{'src':'u',%s'functions':[{'name':'a','save':%s}]}", top, save);
+    struct job *j = parse(dq(text));
+    CHECK(j != NULL && j->error[0] == '\0');
+    if (j != NULL && j->error[0] != '\0') {
+        fprintf(stderr, "  unexpected error '%s'\n", j->error);
+        job_destroy(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* What a save and a job are when they say nothing: pixq's defaults (BLITLINE.md). */
+static void test_defaults(void)
+{
+    struct job *j = parse_save("{'image_identifier':'i'}", "");
+    if (j != NULL) {
+        const struct job_save *s = j->functions[0].save;
+        CHECK_INT(s->quality, 0); /* the deployment's */
+        CHECK(!s->skip && !s->check_blank && !s->save_metadata && !s->png_quantize);
+        CHECK(s->save_profiles); /* as v 1.21 */
+        CHECK_INT(s->max_filesize, 0);
+        CHECK(s->interlace == NULL && s->encoding_options == NULL && s->set_exif == NULL);
+        CHECK(!s->return_keys && s->bucket == NULL && s->key == NULL);
+        CHECK(j->v == 1.21);
+        CHECK(!j->get_exif && !j->extended_metadata && !j->include_iptc);
+        CHECK(!j->suppress_auto_orient && j->hash == NULL && j->postback_url == NULL);
+        CHECK_INT(job_attempt(j), 1);
+    }
+    job_destroy(j);
+    /* colour profiles kept from v 1.20 on, unless the save says not */
+    j = parse_save("{'image_identifier':'i','s3_destination':{'bucket':'b','key':'k'}}", "");
+    CHECK(j != NULL && !j->functions[0].save->return_keys);
+    job_destroy(j);
+    j = parse_save("{'image_identifier':'i'}", "'v':'1.19',");
+    CHECK(j != NULL && !j->functions[0].save->save_profiles);
+    job_destroy(j);
+    j = parse_save("{'image_identifier':'i'}", "'v':1.20,");
+    CHECK(j != NULL && j->functions[0].save->save_profiles);
+    job_destroy(j);
+    j = parse_save("{'image_identifier':'i','save_profiles':'false'}", "");
+    CHECK(j != NULL && !j->functions[0].save->save_profiles);
+    job_destroy(j);
+    j = parse_save("{'image_identifier':'i','s3_destination':{'bucket':'b','key':'k.png',"
+                   "'return_keys':'true'},'encoding_options':{'lossless':'true'},"
+                   "'max_filesize':5000,'interlace':'PlaneInterlace'}",
+                   "'include_iptc':true,'pixq_attempt':3,");
+    if (j != NULL) {
+        const struct job_save *s = j->functions[0].save;
+        CHECK(s->return_keys && s->encoding_options != NULL);
+        CHECK_INT(s->max_filesize, 5000);
+        CHECK_STR(s->interlace, "PlaneInterlace");
+        CHECK(j->include_iptc);
+        CHECK_INT(job_attempt(j), 3);
+    }
+    job_destroy(j);
+    /* a run number below 1 is the first run */
+    j = parse_save("{'image_identifier':'i'}", "'pixq_attempt':0,");
+    CHECK_INT(j != NULL ? job_attempt(j) : 0, 1);
+    job_destroy(j);
+    j = parse_save("{'image_identifier':'i'}", "'pixq_attempt':-4,");
+    CHECK_INT(j != NULL ? job_attempt(j) : 0, 1);
+    job_destroy(j);
+    /* force_type: the destination's, then the save's, over the key's extension */
+    j = parse_save("{'image_identifier':'i','force_type':'gif','s3_destination':{'bucket':'b',"
+                   "'key':'k.png'}}",
+                   "");
+    CHECK_STR(j != NULL ? j->functions[0].save->format : "", "gif");
+    job_destroy(j);
+    j = parse_save("{'image_identifier':'i','force_type':'gif','s3_destination':{'bucket':'b',"
+                   "'key':'k.png','force_type':'webp'}}",
+                   "");
+    CHECK_STR(j != NULL ? j->functions[0].save->format : "", "webp");
+    job_destroy(j);
+    /* a key's image extension beats the save's extension */
+    const char *exts[] = {"tif", "tiff", "gif", "bmp", "webp", "jpeg"};
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        char save[256];
+        snprintf(save, sizeof save,
+                 "{'image_identifier':'i','extension':'.png','s3_destination':{'bucket':'b',"
+                 "'key':'d/k.%s'}}",
+                 exts[i]);
+        j = parse_save(save, "");
+        CHECK_STR(j != NULL ? j->functions[0].save->format : "", exts[i]);
+        job_destroy(j);
+    }
+}
+
+/* The job's members besides its function tree: its id, src, postback and pre_process. */
+static void test_envelope(void)
+{
+    struct job *j = parse(dq("{'src':{'name':'s3','bucket':'b','key':'k.jpg'},'job_id':42,"
+                             "'postback_url':'','functions':[]}"));
+    CHECK(j != NULL && j->error[0] == '\0');
+    if (j != NULL) {
+        CHECK_STR(j->id, "42"); /* a number, as written */
+        CHECK(job_src_url(j) == NULL && j->src != NULL);
+        CHECK(j->postback_url == NULL); /* "": none */
+    }
+    job_destroy(j);
+    j = parse(dq("{'src':'u','postback_url':{'save':{'s3_destination':{'bucket':'b','key':"
+                 "'r/1'}}},'functions':[]}"));
+    CHECK(j != NULL && j->postback_save != NULL);
+    CHECK_STR(j != NULL && j->postback_save != NULL ? j->postback_save->format : "", "json");
+    job_destroy(j);
+    /* the version is read first: a job refused for its id is answered in its version's shape */
+    j = parse(dq("{'src':'u','v':1.17,'job_id':'bad id','functions':[]}"));
+    CHECK(j != NULL && j->v == 1.17 && strstr(j->error, "job_id 'bad id'") != NULL);
+    job_destroy(j);
+    j = parse(dq("{'src':'u','v':'new','functions':[]}"));
+    CHECK(j != NULL && j->v == 1.21 && strstr(j->error, "Invalid parameter 'v'") != NULL);
+    job_destroy(j);
+    /* a nested job has its parent's id; move_original keeps the source untouched */
+    j = parse(dq("{'src':'u','job_id':'p1','pre_process':[{'job':{'src':'u','functions':[]}},"
+                 "{'move_original':{'s3_destination':{'bucket':'b','key':'o.jpg'}}}],"
+                 "'functions':[]}"));
+    CHECK(j != NULL && j->error[0] == '\0' && j->n_pre == 2);
+    if (j != NULL && j->n_pre == 2) {
+        CHECK_STR(j->pre[0].job->id, "p1");
+        CHECK(j->pre[1].move->save_metadata);
+    }
+    job_destroy(j);
+    /* JOB_MAX_PRE steps, and no more */
+    char text[2048];
+    for (int n = JOB_MAX_PRE; n <= JOB_MAX_PRE + 1; n++) {
+        size_t at = (size_t)snprintf(text, sizeof text, "{'src':'u','pre_process':[");
+        for (int i = 0; i < n; i++) {
+            at += (size_t)snprintf(text + at, sizeof text - at,
+                                   "%s{'move_original':{'s3_destination':{'bucket':'b','key':"
+                                   "'o%d'}}}",
+                                   i > 0 ? "," : "", i);
+        }
+        snprintf(text + at, sizeof text - at, "],'functions':[]}");
+        j = parse(dq(text));
+        CHECK(j != NULL);
+        if (j != NULL && n == JOB_MAX_PRE) {
+            CHECK_STR(j->error, "");
+        } else if (j != NULL) {
+            CHECK_STR(j->error, "too many pre_process steps (at most 16)");
+        }
+        job_destroy(j);
+    }
+    /* as many functions as the limit allows */
+    struct job_limits tight = {limits.max_bytes, limits.max_depth, 2, 0, 0};
+    const char *two = dq("{'src':'u','functions':[{'name':'a'},{'name':'b'}]}");
+    struct err e;
+    j = job_parse(two, strlen(two), &tight, &e);
+    CHECK(j != NULL && j->error[0] == '\0');
+    job_destroy(j);
+    /* the identifiers of a deep tree */
+    j = parse(dq("{'src':'u','functions':[{'name':'a','functions':[{'name':'b','functions':[{"
+                 "'name':'c','functions':[{'name':'d','functions':[{'name':'e','save':{"
+                 "'image_identifier':'deep'}}]}]}]}]}]}"));
+    CHECK(j != NULL && j->error[0] == '\0');
+    if (j != NULL) {
+        json_object *ids = json_object_new_array();
+        job_identifiers(j, ids);
+        CHECK_STR(json_object_to_json_string_ext(ids, JSON_C_TO_STRING_PLAIN), "[\"deep\"]");
+        json_object_put(ids);
+    }
+    job_destroy(j);
+}
+
+/* job_check_destinations() and job_check_saves(), which the worker and pixq submit call with
+ * the deployment's settings: every save's bucket, the nested ones' too. */
+static void test_destinations(void)
+{
+    static const char *const cases[][2] = {
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'top'},'functions':[{"
+         "'name':'b','save':{'image_identifier':'kid','s3_destination':{'bucket':'-x','key':"
+         "'k'}}}]}]}",
+         "s3_destination of 'kid': bucket name '-x' is not valid"},
+        {"{'src':'u','pre_process':{'job':{'src':'u','functions':[{'name':'a','save':{"
+         "'image_identifier':'pre','s3_destination':{'bucket':'B_','key':'k'}}}]}},"
+         "'functions':[]}",
+         "s3_destination of 'pre': bucket name 'B_' is not valid"},
+        {"{'src':'u','pre_process':{'move_original':{'s3_destination':{'bucket':'a/b','key':"
+         "'k.jpg'}}},'functions':[]}",
+         "s3_destination of 'move_original': bucket name 'a/b' is not valid"},
+        {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'d'},'functions':[{"
+         "'name':'b','save':{'image_identifier':'e','s3_destination':{'bucket':'ok-b','key':"
+         "'k'}}}]}]}",
+         NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct job *j = parse(dq(cases[i][0]));
+        CHECK(j != NULL && j->error[0] == '\0');
+        if (j == NULL) {
+            continue;
+        }
+        struct err e = {{0}};
+        int rc = job_check_destinations(j, &e);
+        CHECK_INT(rc, cases[i][1] != NULL ? -1 : 0);
+        if (cases[i][1] != NULL) {
+            CHECK(strstr(e.msg, cases[i][1]) != NULL);
+            if (strstr(e.msg, cases[i][1]) == NULL) {
+                fprintf(stderr, "  error was: '%s', wanted '%s'\n", e.msg, cases[i][1]);
+            }
+        } else {
+            CHECK_INT(job_check_saves(j, 2, &e), 0);
+            CHECK_INT(job_check_saves(j, 1, &e), -1);
+            CHECK_STR(e.msg, "too many saves (2, at most 1)");
+        }
+        job_destroy(j);
+    }
+}
+
+/* save.encoding_options: how many, which names, and which values are passed on. */
+static void test_encoding_options(void)
+{
+    char save[2048];
+    for (int n = JOB_MAX_ENCODING_OPTIONS; n <= JOB_MAX_ENCODING_OPTIONS + 1; n++) {
+        size_t at = (size_t)snprintf(save, sizeof save,
+                                     "{'src':'u','functions':[{'name':'a','save':{"
+                                     "'image_identifier':'i','encoding_options':{");
+        for (int i = 0; i < n; i++) {
+            at += (size_t)snprintf(save + at, sizeof save - at, "%s'o%d':1", i > 0 ? "," : "", i);
+        }
+        snprintf(save + at, sizeof save - at, "}}}]}");
+        struct job *j = parse(dq(save));
+        CHECK(j != NULL);
+        CHECK_STR(j != NULL ? j->error : "",
+                  n > JOB_MAX_ENCODING_OPTIONS ? "encoding_options of 'i' has more than 32 settings"
+                                               : "");
+        job_destroy(j);
+    }
+    char name[JOB_ENCODING_NAME_MAX + 2];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0'; /* one byte too long */
+    snprintf(save, sizeof save,
+             "{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
+             "'encoding_options':{'%s':1}}}]}",
+             name);
+    expect_invalid(dq(save), "is not a setting name (a-z 0-9 - _, at most 32)");
+    snprintf(save, sizeof save,
+             "{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
+             "'encoding_options':{'%s':1}}}]}",
+             name + 1);
+    struct job *j = parse(dq(save));
+    CHECK(j != NULL && j->error[0] == '\0');
+    job_destroy(j);
+    /* values: up to 8 characters of text, as JSON writes them; the others left out */
+    json_object *o = json_tokener_parse("{\"a\":\"12345678\",\"b\":\"123456789\",\"c\":\"\","
+                                        "\"d\":\"a\\u0001\",\"e\":true,\"f\":\"a\\u0000b\","
+                                        "\"g\":[1],\"h\":0.5,\"i\":-7}");
+    static const char *const want[][2] = {{"a", "12345678"}, {"b", NULL},   {"c", NULL},
+                                          {"d", NULL},       {"e", "true"}, {"f", NULL},
+                                          {"g", NULL},       {"h", "0.5"},  {"i", "-7"}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *got = job_encoding_value(json_object_object_get(o, want[i][0]));
+        CHECK_STR(got != NULL ? got : "(left out)", want[i][1] != NULL ? want[i][1] : "(left out)");
+    }
+    json_object_put(o);
+}
+
+/* Header and key guards at their bounds. */
+static void test_guard_bounds(void)
+{
+    const char *ok_dest = "{\"bucket\":\"b\",\"key\":\"k.png\"}";
+    /* JOB_MAX_HEADERS headers */
+    char many[2048];
+    size_t n = (size_t)snprintf(many, sizeof many, "{");
+    for (int i = 0; i < JOB_MAX_HEADERS; i++) {
+        n += (size_t)snprintf(many + n, sizeof many - n, "%s\"H%d\":%d", i ? "," : "", i, i);
+    }
+    snprintf(many + n, sizeof many - n, "}");
+    expect_guard(ok_dest, many, NULL);
+    /* a value of JOB_HEADER_VALUE_MAX bytes, and one more */
+    static char value[JOB_HEADER_VALUE_MAX + 64];
+    for (int extra = 0; extra <= 1; extra++) {
+        snprintf(value, sizeof value, "{\"X-Long\":\"%0*d\"}", JOB_HEADER_VALUE_MAX + extra, 0);
+        expect_guard(ok_dest, value,
+                     extra ? "postback_headers: header 'X-Long' is longer than 4096 bytes" : NULL);
+    }
+    /* a name that is shown, not sent: its control characters as '?' */
+    expect_guard(ok_dest, "{\"X\\u0001A\":[1]}", "postback_headers.X?A must be a string");
+    /* a postback is no S3 upload: the headers that would change one are the receiver's */
+    expect_guard(ok_dest, "{\"x-amz-copy-source\":\"b/k\",\"Proxy\":\"x\"}", NULL);
+    /* control characters end at U+001F and U+009F */
+    struct err e = {{0}};
+    CHECK(job_check_s3_key(NULL, "a\x1f", &e) < 0);
+    CHECK(job_check_s3_key(NULL, "a\xc2\x9f", &e) < 0);
+    CHECK(job_check_s3_key(NULL, "a \xc2\xa0~", &e) == 0);
+    CHECK(job_check_s3_key("", "k", &e) == 0); /* no region: the bucket's own */
+    CHECK(job_check_s3_key("us-east-1", "k", &e) == 0);
+    /* an image_identifier of JOB_IDENTIFIER_MAX bytes, and one more */
+    char text[1024];
+    for (int extra = 0; extra <= 1; extra++) {
+        snprintf(text, sizeof text,
+                 "{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{"
+                 "\"image_identifier\":\"%0*d\"}}]}",
+                 JOB_IDENTIFIER_MAX + extra, 0);
+        struct job *j = parse(text);
+        CHECK(j != NULL);
+        CHECK_STR(j != NULL ? j->error : "",
+                  extra ? "image_identifier of function 'no_op' must be UTF-8 without control "
+                          "characters, at most 512 bytes"
+                        : "");
+        job_destroy(j);
+    }
+}
+
+/* A batch at its byte limit, and the count of one json-c reads (what JSON alone does not take). */
+static void test_batch_bounds(void)
+{
+    const char *text = "[{\"a\": 1}, {}]";
+    struct job_limits lim = {100, 32, 100, 0, strlen(text)};
+    size_t n = 0;
+    struct err e = {{0}};
+    CHECK_INT(job_split_batch(text, strlen(text), &lim, count_all, &n, &e), 2);
+    /* past max_bytes but within own_bytes: json-c still reads it */
+    const char *lenient = "[{'a': 1}, 1,]";
+    struct job_limits room = {strlen(lenient) - 1, 32, 100, 1, 4096};
+    n = 0;
+    CHECK_INT(job_split_batch(lenient, strlen(lenient), &room, count_all, &n, &e), 2);
+    char *many = malloc(2 * (JOB_MAX_BATCH + 1) + 8);
+    CHECK(many != NULL);
+    if (many == NULL) {
+        return;
+    }
+    struct job_limits big = {100000, 32, 100, 0, 0};
+    for (int count = JOB_MAX_BATCH; count <= JOB_MAX_BATCH + 1; count++) {
+        size_t at = 0;
+        many[at++] = '[';
+        for (int i = 0; i < count; i++) {
+            many[at++] = '1';
+            many[at++] = ',';
+        }
+        many[at++] = ']'; /* a trailing comma: json-c's */
+        n = 0;
+        int rc = job_split_batch(many, at, &big, count_all, &n, &e);
+        CHECK_INT(rc, count > JOB_MAX_BATCH ? -1 : JOB_MAX_BATCH);
+        if (count > JOB_MAX_BATCH) {
+            CHECK_STR(e.msg, "a batch holds 1001 jobs, more than the limit of 1000");
+        }
+    }
+    free(many);
 }
 
 int main(void)
@@ -1337,5 +1807,12 @@ int main(void)
     test_scan();
     test_salvage();
     test_rewrites();
+    test_validation_table();
+    test_defaults();
+    test_envelope();
+    test_destinations();
+    test_encoding_options();
+    test_guard_bounds();
+    test_batch_bounds();
     return check_summary("job");
 }
