@@ -1789,6 +1789,113 @@ static void test_batch_bounds(void)
     free(many);
 }
 
+/* Round two of the mutation pass: what a payload over the limits keeps, what pixq writes into a
+ * payload, "&" references, and the batch's and guards' last edges. */
+static void test_salvage_members(void)
+{
+    struct err e = {{0}};
+    /* every member that says how the failure is posted is kept; the others are not read */
+    const char *text = "{\"postback_url\":\"http://pb/\",\"postback_error_only\":true,"
+                       "\"retry_postback\":true,\"pixq_enqueued_at\":1700000000000,"
+                       "\"content_type_json\":true,\"src\":\"http://x/a.jpg\","
+                       "\"padding\":\"0123456789012345678901234567890123456789\"}";
+    struct job *j = parse_limited(text, 100, &e);
+    CHECK(j != NULL && j->salvaged);
+    if (j != NULL) {
+        const char *kept[] = {"postback_error_only", "retry_postback", "pixq_enqueued_at",
+                              "content_type_json"};
+        for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+            CHECK(json_object_object_get(j->root, kept[i]) != NULL);
+        }
+        CHECK(json_object_object_get(j->root, "padding") == NULL && job_src_url(j) == NULL);
+    }
+    job_destroy(j);
+    /* a deployment whose jobs nest one level: the members are read all the same */
+    const struct job_limits flat = {20, 1, 100, 0, 0};
+    const char *big = "{\"postback_url\":\"http://pb/f\",\"p\":\"0123456789\"}";
+    j = job_parse(big, strlen(big), &flat, &e);
+    CHECK(j != NULL && j->salvaged);
+    CHECK_STR(j != NULL && j->postback_url != NULL ? j->postback_url : "", "http://pb/f");
+    job_destroy(j);
+}
+
+static void test_writes_and_refs(void)
+{
+    struct err e = {{0}};
+    /* job_assign_id() says the id is pixq's */
+    struct job *j = parse("{\"src\":\"u\",\"functions\":[]}");
+    CHECK(j != NULL && j->id[0] == '\0' && !j->id_assigned);
+    if (j != NULL) {
+        struct buf payload;
+        buf_init(&payload, 0);
+        CHECK_INT(job_assign_id(j, &payload, &e), 0);
+        CHECK(j->id_assigned && j->id[0] != '\0');
+        buf_finish(&payload);
+    }
+    job_destroy(j);
+    /* a text after the object is the client's: job_text_afresh() takes nothing from it */
+    const char *tail = "{\"src\":\"u\",\"functions\":[]} //,\"pixq_attempt\":7";
+    j = job_parse(tail, strlen(tail), &limits, &e);
+    CHECK(j != NULL);
+    if (j != NULL) {
+        struct buf out;
+        buf_init(&out, 0);
+        CHECK_INT(job_text_afresh(j, &out), 0);
+        CHECK_STR(out.data, tail);
+        buf_finish(&out);
+    }
+    job_destroy(j);
+    /* "&name" alone refers to an image: "xb" does not name "b" */
+    j = parse("{\"src\":\"xb\",\"functions\":[{\"name\":\"no_op\",\"params\":{\"t\":\"?b\"}}]}");
+    CHECK(j != NULL && !job_refers_to(j, "b"));
+    job_destroy(j);
+    /* a nested job's own job_id is no matter: it runs under its parent's */
+    j = parse("{\"src\":\"u\",\"job_id\":\"p\",\"pre_process\":{\"job\":{\"job_id\":\"bad id\","
+              "\"src\":\"u\",\"functions\":[]}},\"functions\":[]}");
+    CHECK(j != NULL && j->error[0] == '\0' && j->n_pre == 1);
+    CHECK_STR(j != NULL && j->n_pre == 1 ? j->pre[0].job->id : "", "p");
+    job_destroy(j);
+    /* a postback_url save refused is not kept (the job goes to dead with the reason) */
+    j = parse("{\"src\":\"u\",\"postback_url\":{\"save\":{\"s3_destination\":{\"bucket\":\"b\","
+              "\"key\":\"../r\"}}},\"functions\":[]}");
+    CHECK(j != NULL && j->postback_save == NULL && strstr(j->error, "segment") != NULL);
+    job_destroy(j);
+}
+
+static void test_last_edges(void)
+{
+    struct err e = {{0}};
+    /* without max_batch_bytes, a batch is held to max_bytes */
+    const char *two = "[{}, {\"a\": 1}]";
+    struct job_limits lim = {strlen(two), 32, 100, 0, 0};
+    size_t n = 0;
+    CHECK_INT(job_split_batch(two, strlen(two), &lim, count_all, &n, &e), 2);
+    lim.max_bytes--;
+    CHECK_INT(job_split_batch(two, strlen(two), &lim, count_all, &n, &e), -1);
+    /* a lenient batch's jobs written out with their slashes as they were */
+    json_object *got = json_object_new_array();
+    const char *slashes = "[{'src': 'http://x/a.jpg'}]";
+    CHECK_INT(job_split_batch(slashes, strlen(slashes), &limits, collect, got, &e), 1);
+    CHECK_STR(json_object_get_string(json_object_array_get_idx(got, 0)),
+              "{\"src\":\"http://x/a.jpg\"}");
+    json_object_put(got);
+    /* an extension of 15 characters is a format (refused), not none */
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{"
+                   "\"image_identifier\":\"x\",\"extension\":\"abcdefghijklmno\"}}]}",
+                   "Unsupported output format 'abcdefghijklmno' for 'x'");
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{"
+                   "\"image_identifier\":\"x\",\"extension\":\"png\",\"s3_destination\":{"
+                   "\"bucket\":\"b\",\"key\":\"k.HEIC\"}}}]}",
+                   "Unsupported output format 'heic' for 'x'");
+    /* an S3 header: a Content-Type too long to be a type, and a byte 0x80 */
+    char dest[512];
+    snprintf(dest, sizeof dest,
+             "{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"Content-Type\":\"image/%0130d\"}}", 0);
+    expect_guard(dest, "{}", "may not come from a job: an output is an image");
+    expect_guard("{\"bucket\":\"b\",\"key\":\"k\",\"headers\":{\"x-amz-meta-a\":\"\x80\"}}", "{}",
+                 "has a value that is not ASCII");
+}
+
 int main(void)
 {
     test_full_job();
@@ -1814,5 +1921,8 @@ int main(void)
     test_encoding_options();
     test_guard_bounds();
     test_batch_bounds();
+    test_salvage_members();
+    test_writes_and_refs();
+    test_last_edges();
     return check_summary("job");
 }
