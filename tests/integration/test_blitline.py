@@ -985,13 +985,18 @@ class SourcesTest(BlitlineTestCase):
         """postback_url as {"save": {"s3_destination": ...}} (Blitline's worker took it): the
         result JSON is written to that object, application/json, with the job's headers, and
         nothing is POSTed; a failed job's result goes there too. Before, such a job went to the
-        dead list with 'postback_url must be a string', and its owner was never told."""
+        dead list with 'postback_url must be a string', and its owner was never told. The job
+        may give the object's Content-Type as JSON's (it was refused as no image's type)."""
         src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
+        typed = "application/json; charset=utf-8"
 
         def job(job_id, source):
+            headers = {"x-amz-meta-kind": "result"}
+            if job_id == "to-s3-fail":
+                headers["Content-Type"] = typed
             return {"src": source, "job_id": job_id, "postback_url": {"save": {
                         "s3_destination": {"bucket": DEST_BUCKET, "key": "results/%s.json" % job_id,
-                                           "headers": {"x-amz-meta-kind": "result"}}}},
+                                           "headers": headers}}},
                     "functions": [{"name": "no_op", "save": {
                         "image_identifier": "o", "s3_destination": {
                             "bucket": DEST_BUCKET, "key": "out/%s.jpg" % job_id}}}]}
@@ -1003,7 +1008,8 @@ class SourcesTest(BlitlineTestCase):
                 DEST_BUCKET, "results/%s.json" % job_id)[0] == 200, 10, "the result object")
             status, headers, body = self.s3.get_object(DEST_BUCKET, "results/%s.json" % job_id)
             headers = {k.lower(): v for k, v in headers.items()}
-            self.assertEqual(headers.get("content-type"), "application/json")
+            self.assertEqual(headers.get("content-type"),
+                             typed if job_id == "to-s3-fail" else "application/json")
             self.assertEqual(headers.get("x-amz-meta-kind"), "result")
             self.assertEqual(json.loads(body), stored)
             self.assertEqual(stored["results"]["job_id"], job_id)
