@@ -43,6 +43,10 @@ static void test_libjpeg_rule(void)
     CHECK_INT(shrink_libjpeg_scale(2560, 1600, 500, 400), 2);  /* min(5.1, 4) = 4 */
     CHECK_INT(shrink_libjpeg_scale(2560, 1600, 2560, 1600), 8);
     CHECK_INT(shrink_libjpeg_scale(2560, 1600, 0, 0), 8);
+    CHECK_INT(shrink_libjpeg_scale(2560, 1600, 320, 400), 2);   /* min(8, 4): the smaller */
+    CHECK_INT(shrink_libjpeg_scale(2560, 1600, 883, 552), 4);   /* 2.9: floored to 2, not 3 */
+    CHECK_INT(shrink_libjpeg_scale(2560, 1600, 320, 0), 8);     /* either side missing */
+    CHECK_INT(shrink_libjpeg_scale(2560, 1600, 3000, 2000), 8); /* denominator 0: never hinted */
 }
 
 static void test_sizes(void)
@@ -62,6 +66,113 @@ static void test_sizes(void)
     CHECK_INT(scale_for("[" FIT(3000, 3000) "]", 2560, 1600, 0, false, NULL), 8);
 }
 
+/* The sizing functions' own rules, each where it decides the scale. */
+static void test_sizing_fns(void)
+{
+    /* only_shrink_larger: the full image and the 3/8 decode are shrunk (to 800x500); the 1/8 and
+     * 1/4 ones, smaller than both sides, would be kept as they are */
+    CHECK_INT(scale_for("[{\"name\": \"resize_to_fit\", \"params\": {\"width\": 3000, \"height\": "
+                        "500, \"only_shrink_larger\": true}, \"save\": {\"image_identifier\": "
+                        "\"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              3);
+    CHECK_INT(scale_for("[{\"name\": \"resize_to_fit\", \"params\": {\"width\": 200, \"height\": "
+                        "200, \"only_shrink_larger\": true}, \"save\": {\"image_identifier\": "
+                        "\"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              1);
+    /* no size at all, resize without its height, resize with scale_factor too: full */
+    CHECK_INT(scale_for("[{\"name\": \"resize_to_fit\", \"save\": {\"image_identifier\": \"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              8);
+    CHECK_INT(scale_for("[{\"name\": \"resize\", \"params\": {\"width\": 300}, \"save\": "
+                        "{\"image_identifier\": \"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              8);
+    CHECK_INT(scale_for("[{\"name\": \"resize\", \"params\": {\"width\": 300, \"height\": 100, "
+                        "\"scale_factor\": 0.5}, \"save\": {\"image_identifier\": \"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              8);
+    /* resize and scale: exactly W x H, from a decode at least that large on both sides */
+    CHECK_INT(scale_for("[{\"name\": \"scale\", \"params\": {\"width\": 300, \"height\": 100}, "
+                        "\"save\": {\"image_identifier\": \"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              1);
+    CHECK_INT(scale_for("[{\"name\": \"resize\", \"params\": {\"width\": 320, \"height\": 200}, "
+                        "\"save\": {\"image_identifier\": \"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              1);
+    CHECK_INT(scale_for("[{\"name\": \"resize\", \"params\": {\"width\": 300, \"height\": 250}, "
+                        "\"save\": {\"image_identifier\": \"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              2);
+    /* resize_to_fill crops what it resized: that must have the same size (2500x1505 filling
+     * 50x72 resizes to 120x72, its 1/8 and 1/4 decodes to 119x72), sides rounded half up
+     * (50x50: 83x50 from every decode) */
+    CHECK_INT(scale_for("[{\"name\": \"resize_to_fill\", \"params\": {\"width\": 50, \"height\": "
+                        "72}, \"save\": {\"image_identifier\": \"a\"}}]",
+                        2500, 1505, 0, false, NULL),
+              3);
+    CHECK_INT(scale_for("[{\"name\": \"resize_to_fill\", \"params\": {\"width\": 50, \"height\": "
+                        "50}, \"save\": {\"image_identifier\": \"a\"}}]",
+                        2500, 1505, 0, false, NULL),
+              1);
+    /* pad_resize_to_fit places what it resized: the same size too (200x120 from 2500x1505 and
+     * its 3/8 decode, 200x121 from the 1/8 and 1/4 ones) */
+    CHECK_INT(scale_for("[{\"name\": \"pad_resize_to_fit\", \"params\": {\"width\": 200, "
+                        "\"height\": 200}, \"save\": {\"image_identifier\": \"a\"}}]",
+                        2500, 1505, 0, false, NULL),
+              3);
+    /* a box that is not square: 210x131 from 2560x1600 and its 1/8 decode (320x200), which
+     * 330x210 would enlarge */
+    CHECK_INT(scale_for("[{\"name\": \"pad_resize_to_fit\", \"params\": {\"width\": 210, "
+                        "\"height\": 330}, \"save\": {\"image_identifier\": \"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              1);
+    /* only_resize_larger, the image taller than the box: resized as without it */
+    CHECK_INT(scale_for("[{\"name\": \"pad_resize_to_fit\", \"params\": {\"width\": 3000, "
+                        "\"height\": 500, \"only_resize_larger\": true}, \"save\": "
+                        "{\"image_identifier\": \"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              3);
+    /* an 8x8 JPEG to 3x3: the 3/8 hint (2x2) would make libjpeg decode at 2/8 (2x2): 4/8 */
+    CHECK_INT(scale_for("[{\"name\": \"resize\", \"params\": {\"width\": 3, \"height\": 3}, "
+                        "\"save\": {\"image_identifier\": \"a\"}}]",
+                        8, 8, 0, false, NULL),
+              4);
+}
+
+/* Every pixel-by-pixel function may come first; nothing sized by pixel values may come later. */
+static void test_functions(void)
+{
+    static const char *const pixel[] = {
+        "no_op",         "gray_colorspace", "sepia_tone", "modulate", "contrast",
+        "gamma_channel", "level",           "levelize",   "density",  "delete_profile",
+    };
+    char tree[512];
+    for (size_t i = 0; i < sizeof pixel / sizeof pixel[0]; i++) {
+        snprintf(tree, sizeof tree, "[{\"name\": \"%s\", \"functions\": [" FIT(200, 200) "]}]",
+                 pixel[i]);
+        CHECK_INT(scale_for(tree, 2560, 1600, 0, false, NULL), 1);
+    }
+    /* a pixel-by-pixel function before a crop in source pixels */
+    CHECK_INT(scale_for("[{\"name\": \"modulate\", \"functions\": [{\"name\": \"crop\", "
+                        "\"params\": {\"width\": 50, \"height\": 50}, \"save\": "
+                        "{\"image_identifier\": \"a\"}}]}]",
+                        2560, 1600, 0, false, NULL),
+              8);
+    static const char *const value_sized[] = {"trim", "deskew"};
+    for (size_t i = 0; i < sizeof value_sized / sizeof value_sized[0]; i++) {
+        /* two levels below the resize */
+        snprintf(tree, sizeof tree,
+                 "[{\"name\": \"resize_to_fit\", \"params\": {\"width\": 100}, \"functions\": "
+                 "[{\"name\": \"no_op\", \"functions\": [{\"name\": \"%s\", \"save\": "
+                 "{\"image_identifier\": \"d\"}}]}]}]",
+                 value_sized[i]);
+        CHECK_INT(scale_for(tree, 2560, 1600, 0, false, NULL), 8);
+    }
+}
+
 static void test_orientation(void)
 {
     /* 4000x1000 stored, 200 px tall box: upright the width binds (800x200 needs 1/4 of 4000
@@ -72,6 +183,14 @@ static void test_orientation(void)
     CHECK_INT(scale_for(tree, 4000, 1000, -1, false, NULL), 2);
     /* suppress_auto_orient: the stored orientation counts */
     CHECK_INT(scale_for(tree, 4000, 1000, RightTopOrientation, true, NULL), 2);
+    /* LeftTop to LeftBottom turn the image, the others do not */
+    for (int o = UndefinedOrientation; o <= LeftBottomOrientation; o++) {
+        CHECK_INT(scale_for(tree, 4000, 1000, o, false, NULL), o >= LeftTopOrientation ? 1 : 2);
+    }
+    /* a tall box: turned, 1000x4000 needs 1/4 (250x1000) for 200x800; unknown orientation but
+     * suppress_auto_orient: upright only, 1/8 */
+    CHECK_INT(scale_for("[" FIT(200, 800) "]", 4000, 1000, -1, true, NULL), 1);
+    CHECK_INT(scale_for("[" FIT(200, 800) "]", 4000, 1000, -1, false, NULL), 2);
 }
 
 static void test_refused(void)
@@ -124,6 +243,8 @@ int main(void)
 {
     test_libjpeg_rule();
     test_sizes();
+    test_sizing_fns();
+    test_functions();
     test_orientation();
     test_refused();
     test_allowed();
