@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "check.h"
@@ -114,11 +115,126 @@ static void test_error_message(void)
     CHECK_STR(out, "");
 }
 
+/* Which answers are worth a retry (s3_transient), which slow the bucket (s3_throttled), and the
+ * clock's correction from a RequestTimeTooSkewed that says S3's time. */
+static void test_answers(void)
+{
+    static const long transient[] = {307, 500, 502, 504, 503, 429};
+    for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++) {
+        struct s3_reply r = {.status = transient[i]};
+        CHECK(s3_transient(&r));
+    }
+    static const long lasting[] = {200, 301, 400, 403, 404, 409, 411, 412, 501, 505};
+    for (size_t i = 0; i < sizeof lasting / sizeof lasting[0]; i++) {
+        struct s3_reply r = {.status = lasting[i]};
+        CHECK(!s3_transient(&r));
+        CHECK(!s3_throttled(&r));
+    }
+    struct s3_reply r = {.status = 0}; /* no answer: a reset, a timeout */
+    CHECK(s3_transient(&r));
+    r.not_sent = true; /* no request could be made: trying again won't help */
+    CHECK(!s3_transient(&r));
+    r = (struct s3_reply){.status = 400, .code = "RequestTimeout"};
+    CHECK(s3_transient(&r));
+    r = (struct s3_reply){.status = 400, .code = "SlowDown"};
+    CHECK(s3_throttled(&r));
+    CHECK(s3_transient(&r));
+    r = (struct s3_reply){.status = 403, .code = "ExpiredToken", .refreshable = true};
+    CHECK(s3_transient(&r));
+    r.refreshable = false;
+    CHECK(!s3_transient(&r));
+    r = (struct s3_reply){.status = 429};
+    CHECK(s3_throttled(&r));
+    r.status = 503;
+    CHECK(s3_throttled(&r));
+
+    time_t before = s3_clock();
+    r = (struct s3_reply){.status = 403, .code = "RequestTimeTooSkewed"};
+    CHECK(!s3_clock_corrected(&r, "j", "b")); /* S3's time not said */
+    CHECK(s3_clock() - before <= 1);
+    r.server_time = time(NULL) + 3600;
+    CHECK(s3_clock_corrected(&r, "j", "b"));
+    CHECK(s3_clock() - time(NULL) >= 3599 && s3_clock() - time(NULL) <= 3601);
+    r = (struct s3_reply){.status = 403, .code = "AccessDenied", .server_time = time(NULL)};
+    CHECK(!s3_clock_corrected(&r, "j", "b"));
+    r = (struct s3_reply){.status = 403, .code = "RequestTimeTooSkewed", .server_time = time(NULL)};
+    CHECK(s3_clock_corrected(&r, "j", "b")); /* back to this host's clock */
+    CHECK(s3_clock() - time(NULL) <= 1);
+}
+
+/* The edges of names: a region of 32 bytes and no more, letters, digits and '-' only; a bucket of
+ * 63 bytes and no more; keys with a "." or ".." segment refused; the region an object names. */
+static void test_name_edges(void)
+{
+    char region[40];
+    memset(region, 'a', 32);
+    region[32] = '\0';
+    CHECK(s3_valid_region(region));
+    region[32] = 'a';
+    region[33] = '\0';
+    CHECK(!s3_valid_region(region));
+    CHECK(s3_valid_region("eu-west-1"));
+    CHECK(!s3_valid_region("eu.west-1"));
+    CHECK(!s3_valid_region(""));
+    char bucket[70];
+    memset(bucket, 'b', 63);
+    bucket[63] = '\0';
+    CHECK(s3_valid_bucket(bucket));
+    bucket[63] = 'b';
+    bucket[64] = '\0';
+    CHECK(!s3_valid_bucket(bucket));
+
+    struct s3_config aws = {.region = "us-east-1"};
+    check_url(&aws, "pixq-test", "a/./b.jpg", NULL);
+    check_url(&aws, "pixq-test", "../other/k", NULL);
+    check_url(&aws, "pixq-test", "a/..", NULL);
+    check_url(&aws, "pixq-test", "a/.../b..c/.d",
+              "https://pixq-test.s3.amazonaws.com/a/.../b..c/.d");
+    struct s3_object o = {.bucket = "pixq-test", .key = "k", .region = ""};
+    struct buf url;
+    buf_init(&url, 0);
+    struct err e = {{0}};
+    CHECK_INT(s3_object_url(&aws, &o, &url, &e), 0); /* an empty region: the configuration's */
+    CHECK_STR(url.data, "https://pixq-test.s3.amazonaws.com/k");
+    o.region = "ap-south-1";
+    CHECK_INT(s3_object_url(&aws, &o, &url, &e), 0);
+    CHECK_STR(url.data, "https://pixq-test.s3.ap-south-1.amazonaws.com/k");
+    buf_finish(&url);
+    /* an endpoint's "/" is no part of its host; a dotted bucket over http keeps the virtual host
+     * (no certificate to break) */
+    struct s3_config local = {.endpoint = "http://127.0.0.1:9000/", .region = "us-east-1"};
+    check_url(&local, "pixq-test", "k", "http://pixq-test.127.0.0.1:9000/k");
+    check_url(&local, "a.b.c", "k", "http://a.b.c.127.0.0.1:9000/k");
+    struct s3_config tls = {.endpoint = "https://minio.internal:9000", .region = "us-east-1"};
+    check_url(&tls, "a.b.c", "k", "https://minio.internal:9000/a.b.c/k");
+    /* 400 PermanentRedirect names the region too */
+    struct s3_reply r = {.status = 400, .code = "PermanentRedirect", .region = "eu-west-1"};
+    CHECK(s3_wrong_region(&r));
+}
+
+/* A message of exactly the buffer's size is cut by one byte for its NUL; 0x1f is a control byte. */
+static void test_error_message_edges(void)
+{
+    char out[8];
+    s3_error_message("<Message>12345678</Message>", out, sizeof out);
+    CHECK_STR(out, "1234567");
+    s3_error_message("<Message>1234567</Message>", out, sizeof out);
+    CHECK_STR(out, "1234567");
+    s3_error_message("<Message>a\x1f"
+                     "b\x20"
+                     "c</Message>",
+                     out, sizeof out);
+    CHECK_STR(out, "a b c");
+}
+
 int main(void)
 {
     test_bucket_names();
     test_addressing();
     test_wrong_region();
     test_error_message();
+    test_answers();
+    test_name_edges();
+    test_error_message_edges();
     return check_summary("s3");
 }
