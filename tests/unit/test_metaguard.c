@@ -180,6 +180,89 @@ static void test_several_headers(void)
     CHECK_INT(metaguard_exif_cost(two.b, two.len, BIG), 2 * one);
 }
 
+/* The edges of the walk: a limit reached exactly is not past it; the block's last bytes are
+ * read, one further is not; a pointer of no type, values of 5 to 8 bytes out of the block, a
+ * TIFF of 16 bytes, big-endian, a wrong magic number; counting stops once past the limit. */
+static void test_walk_edges(void)
+{
+    static struct block k;
+    start(&k, 8, 100);
+    ifd(&k, 8, 2, (const uint32_t[][4]){{0x0112, 3, 1, 6}, {0x0112, 3, 1, 6}}, 0);
+    CHECK_INT(metaguard_exif_cost(k.b, k.len, 1 + 2 * (E + 1)), 1 + 2 * (E + 1));
+    CHECK(metaguard_exif_cost(k.b, k.len, 1 + E + 1) > 1 + E + 1);
+    /* next-IFD links to the block's last byte and to just past it */
+    start(&k, 8, 100);
+    ifd(&k, 8, 0, NULL, 99);
+    CHECK_INT(cost(&k), 2);
+    ifd(&k, 8, 0, NULL, 100);
+    CHECK_INT(cost(&k), 1);
+    /* a pointer entry ending the block, to an empty IFD at 8; a next-IFD link ending it */
+    start(&k, 10, 24);
+    ifd(&k, 10, 1, (const uint32_t[][4]){{0x8769, 4, 1, 8}}, 0);
+    CHECK_INT(cost(&k), 1 + E + 1 + 1);
+    start(&k, 10, 16);
+    ifd(&k, 10, 0, NULL, 8);
+    CHECK_INT(cost(&k), 2);
+    /* a pointer of type 0 is not followed; 8 bytes of ASCII out of the block are skipped */
+    start(&k, 8, 200);
+    ifd(&k, 8, 2, (const uint32_t[][4]){{0x8769, 0, 1, 100}, {0x010f, 2, 8, 5000}}, 0);
+    ifd(&k, 100, 1, (const uint32_t[][4]){{0x0112, 3, 1, 6}}, 0);
+    CHECK_INT(cost(&k), 1 + 2 * E);
+    /* the shortest TIFF structure ImageMagick reads */
+    start(&k, 8, 16);
+    ifd(&k, 8, 0, NULL, 0);
+    CHECK_INT(cost(&k), 1);
+    start(&k, 8, 15);
+    CHECK_INT(cost(&k), 0);
+    /* not 42 */
+    start(&k, 8, 100);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x0112, 3, 1, 6}}, 0);
+    at(&k, 2)[0] = 43;
+    CHECK_INT(cost(&k), 0);
+    /* big-endian ("MM"): one ASCII entry of 20 values at 100 */
+    static const unsigned char mm[] = "Exif\0\0MM\0\x2a\0\0\0\x08"
+                                      "\0\x01\x01\x0f\0\x02\0\0\0\x14\0\0\0\x64\0\0\0\0";
+    memset(k.b, 0, sizeof k.b);
+    memcpy(k.b, mm, sizeof mm - 1);
+    k.len = 6 + 200;
+    CHECK_INT(cost(&k), 1 + E + 20);
+    /* past the limit in one of three IFDs: the other two are not walked */
+    start(&k, 8, 500);
+    ifd(&k, 8, 3,
+        (const uint32_t[][4]){{0x8769, 4, 1, 100}, {0x8769, 4, 1, 200}, {0x8769, 4, 1, 300}}, 0);
+    for (uint32_t off = 100; off <= 300; off += 100) {
+        ifd(&k, off, 1, (const uint32_t[][4]){{0x010f, 2, 50, 400}}, 0);
+    }
+    CHECK_INT(metaguard_exif_cost(k.b, k.len, 20), 1 + 3 * (E + 1) + 1 + E + 50);
+    /* more pointers than IFDs can be pending: over, even when they all lead back to one */
+    int n = METAGUARD_MAX_IFDS + 1;
+    start(&k, 8, 8 + 2 + 12 * (size_t)n + 4);
+    uint32_t(*e)[4] = calloc((size_t)n, sizeof *e);
+    for (int i = 0; i < n; i++) {
+        e[i][0] = 0x8769;
+        e[i][1] = 4;
+        e[i][2] = 1;
+        e[i][3] = 8;
+    }
+    ifd(&k, 8, n, (const uint32_t(*)[4])e, 0);
+    free(e);
+    CHECK(metaguard_exif_cost(k.b, k.len, 1000000) > 1000000);
+}
+
+/* A header right before the TIFF structure of another is found; "Exif" alone is not one. */
+static void test_header_edges(void)
+{
+    static struct block k, two;
+    start(&k, 8, 200);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 50, 100}}, 0);
+    memcpy(two.b, "Exif\0\0", 6);
+    memcpy(two.b + 6, k.b, k.len);
+    two.len = 6 + k.len;
+    CHECK_INT(metaguard_exif_cost(two.b, two.len, BIG), 1 + E + 50);
+    k.b[4] = k.b[5] = 'X';
+    CHECK_INT(cost(&k), 0);
+}
+
 /* A Photoshop resource block: 8BIM, id, Pascal name padded to even, size, data. */
 static size_t resource(unsigned char *p, unsigned id, const char *name, const unsigned char *data,
                        size_t n)
@@ -255,6 +338,49 @@ static void test_8bim(void)
     CHECK_INT(bim_exif(p, n), 0);
 }
 
+/* The walk's edges: a record of 16 bytes is not read, of 17 it is; data ending the block; an
+ * odd size's padding; several XMP resources add up; an unreadable one ends the walk, as does
+ * EXIF past the limit; the limit counts as UINT64_MAX / 4 at most. */
+static void test_8bim_edges(void)
+{
+    static struct block k;
+    static unsigned char p[2 * BLOCK_MAX];
+    uint64_t exif, xmp;
+    size_t n = resource(p, 0x0424, "", (const unsigned char *)"<a/>", 4);
+    CHECK_INT(n, 16);
+    CHECK_INT(bim_xmp(p, n), 0);
+    p[n] = 0;
+    CHECK_INT(bim_xmp(p, n + 1), 1);
+    n = resource(p, 0x0424, "", (const unsigned char *)"<a/><b/>", 8);
+    CHECK_INT(bim_xmp(p, n), 2);
+    n += resource(p + n, 0x0424, "", (const unsigned char *)"<a/><b/>", 8);
+    CHECK_INT(bim_xmp(p, n), 4);
+    start(&k, 8, 200);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 50, 100}}, 0);
+    uint64_t one = cost(&k);
+    n = resource(p, 0x0404, "", (const unsigned char *)"abc", 3);
+    n += resource(p + n, 0x0422, "", k.b, k.len);
+    CHECK_INT(bim_exif(p, n), one);
+    n = resource(p, 0x0424, "", (const unsigned char *)"<!DOCTYPE x><x/>", 16);
+    n += resource(p + n, 0x0422, "", k.b, k.len);
+    metaguard_8bim_cost(p, n, BIG, &exif, &xmp);
+    CHECK_INT(exif, 0);
+    CHECK(xmp == METAGUARD_XMP_UNREADABLE);
+    n = resource(p, 0x0422, "", k.b, k.len);
+    n += resource(p + n, 0x0424, "", (const unsigned char *)"<a/><b/>", 8);
+    metaguard_8bim_cost(p, n, 10, &exif, &xmp);
+    CHECK(exif > 10);
+    CHECK_INT(xmp, 0);
+    /* more IFDs than METAGUARD_MAX_IFDS, and no limit */
+    int chain = METAGUARD_MAX_IFDS + 10;
+    start(&k, 8, 8 + 6 * (size_t)chain + 6);
+    for (int i = 0; i < chain; i++) {
+        ifd(&k, 8 + 6 * (size_t)i, 0, NULL, (uint32_t)(8 + 6 * (i + 1)));
+    }
+    n = resource(p, 0x0422, "", k.b, k.len);
+    CHECK(bim_exif(p, n) > BIG / 4);
+}
+
 /* Fractions count 4 a value. */
 static void test_weights(void)
 {
@@ -294,6 +420,41 @@ static void test_weights(void)
         CHECK(n == METAGUARD_XMP_ATTRIBUTES ? c == 1 : c == METAGUARD_XMP_UNREADABLE);
     }
     CHECK_INT(metaguard_xmp_cost(NULL, 0), 0);
+}
+
+/* What XMP is read: white space before it, UTF-16 with or without a byte-order mark, an
+ * encoding declared within its first 256 bytes; each DTD declaration alone is refused; the
+ * attributes are counted for each element anew; a '<' ending the packet is an element. */
+static uint64_t xmp_of(const char *s, size_t n)
+{
+    return metaguard_xmp_cost((const unsigned char *)s, n);
+}
+
+static void test_xmp_edges(void)
+{
+    CHECK_INT(xmp_of("\r\n\t <a/>", 8), 1);
+    CHECK_INT(xmp_of("\xff\xfe<\0a\0/\0>\0", 10), 1);
+    CHECK_INT(xmp_of("\0<\0a\0/\0>", 9), 1);
+    char decl[256];
+    snprintf(decl, sizeof decl, "<?xml version='1.0'%100s encoding='IBM037'?><x/>", "");
+    CHECK(xmp_of(decl, strlen(decl)) == METAGUARD_XMP_UNREADABLE);
+    CHECK_INT(xmp_of("<?xml version='1.0' encoding='utf-8", 35), 0);
+    const char *dtd[] = {"<!DOCTYPE x><x/>", "<!ATTLIST e a CDATA 'v'><x/>", "<!ENTITY e 'v'><x/>"};
+    for (size_t i = 0; i < sizeof dtd / sizeof dtd[0]; i++) {
+        CHECK(xmp_of(dtd[i], strlen(dtd[i])) == METAGUARD_XMP_UNREADABLE);
+    }
+    static char two[2 * 12 * METAGUARD_XMP_ATTRIBUTES];
+    size_t at = 0;
+    for (int el = 0; el < 2; el++) {
+        at += (size_t)snprintf(two + at, sizeof two - at, "<e");
+        for (int a = 0; a < METAGUARD_XMP_ATTRIBUTES * 3 / 4; a++) {
+            at += (size_t)snprintf(two + at, sizeof two - at, " a%d='1'", a);
+        }
+        at += (size_t)snprintf(two + at, sizeof two - at, "/>");
+    }
+    CHECK_INT(xmp_of(two, at), 2);
+    const char cut[] = "<a/></"; /* only "<a/><" is the packet */
+    CHECK_INT(xmp_of(cut, 5), 2);
 }
 
 static StringInfo *profile_of(const unsigned char *p, size_t n)
@@ -420,6 +581,154 @@ static void test_guard(void)
     MagickCoreTerminus();
 }
 
+/* The guard's edges: each bound reached exactly is not past it; an 8bim block's EXIF stays
+ * counted; an XMP profile handed over again replaces its count; a refused read counts its EXIF
+ * only as far as what was left; an 8bim block holding XMP counts 16 times handled, an icm
+ * hand-over the 8bim block too; names of 15 bytes are held, and 64 of them; the name is matched
+ * and reported in any case; limits beyond UINT64_MAX / 4. */
+static void test_guard_edges(void)
+{
+    static struct block k, chain;
+    static unsigned char bim[4096];
+    struct err e = {{0}};
+    MagickCoreGenesis(NULL, MagickFalse);
+    CHECK_INT(metaguard_init(&e), 0);
+    ImageInfo *info = AcquireImageInfo();
+    Image *im[4];
+    for (int i = 0; i < 4; i++) {
+        im[i] = AcquireImage(info);
+    }
+    start(&k, 8, 200);
+    ifd(&k, 8, 1, (const uint32_t[][4]){{0x010f, 2, 50, 100}}, 0); /* 1 + E + 50 */
+    StringInfo *small = profile_of(k.b, k.len), *icc = profile_of(k.b, 150);
+    const char *x = "<x:xmpmeta><a/><b/><c/></x:xmpmeta>";
+    StringInfo *xmp = profile_of((const unsigned char *)x, strlen(x));
+    struct metaguard g;
+
+    arm(&g, 206, 1 + E + 50, 4);
+    CHECK(SetImageProfile(im[0], "exif", small) == MagickTrue); /* 206 bytes */
+    CHECK(!metaguard_disarm());
+    arm(&g, 1000, 100, 4);
+    CHECK(SetImageProfile(im[0], "xmp", xmp) == MagickTrue); /* 4 elements */
+    CHECK(SetImageProfile(im[0], "xmp", xmp) == MagickTrue); /* again: still 4 */
+    CHECK(!metaguard_disarm());
+    arm(&g, 150, BIG, 100);
+    for (int i = 0; i < 4; i++) { /* 600 handled: 4 x 150 */
+        CHECK(SetImageProfile(im[1], "icc", icc) == MagickTrue);
+    }
+    CHECK(SetImageProfile(im[1], "ICC", icc) == MagickFalse);
+    CHECK(metaguard_disarm());
+    CHECK_INT(g.over, METAGUARD_OVER_HANDLED);
+    CHECK_STR(g.refused, "icc");
+
+    /* the EXIF of an 8bim block stays counted when a later block of the image has none */
+    size_t with = resource(bim, 0x0422, "", k.b, k.len);
+    size_t without = resource(bim + with, 0x0405, "", k.b, 20);
+    StringInfo *bim_exif_block = profile_of(bim, with),
+               *bim_other = profile_of(bim + with, without);
+    arm(&g, 1 << 20, 60, 100);
+    CHECK(SetImageProfile(im[2], "8bim", bim_exif_block) == MagickTrue);  /* 53 */
+    CHECK(SetImageProfile(im[2], "8bim", bim_other) == MagickTrue);       /* still 53 */
+    CHECK(SetImageProfile(im[2], "8bim", bim_exif_block) == MagickFalse); /* 106 */
+    CHECK(metaguard_disarm());
+    CHECK_INT(g.over, METAGUARD_OVER_EXIF);
+    CHECK(SetImageProfile(im[2], "8bim", bim_other) == MagickTrue); /* unarmed: 32 bytes */
+    DestroyStringInfo(bim_exif_block);
+    DestroyStringInfo(bim_other);
+
+    /* 100 entries of 3: counted to just past the 47 left */
+    uint32_t e100[100][4];
+    for (int i = 0; i < 100; i++) {
+        e100[i][0] = 0x0112;
+        e100[i][1] = 3;
+        e100[i][2] = 1;
+        e100[i][3] = 1;
+    }
+    static struct block many;
+    start(&many, 8, 8 + 2 + 12 * 100 + 4);
+    ifd(&many, 8, 100, (const uint32_t(*)[4])e100, 0);
+    StringInfo *costly = profile_of(many.b, many.len);
+    arm(&g, 1 << 20, 100, 100);
+    CHECK(SetImageProfile(im[3], "exif", small) == MagickTrue);
+    CHECK(SetImageProfile(im[2], "exif", costly) == MagickFalse);
+    CHECK(metaguard_disarm());
+    CHECK(g.exif > 100 && g.exif <= 100 + E + 1);
+    DestroyStringInfo(costly);
+
+    /* an 8bim block with XMP: 48 bytes, handled 16 times; an upper-case name is the same */
+    size_t n = resource(bim, 0x0424, "", (const unsigned char *)x, strlen(x));
+    StringInfo *bim_xmp_block = profile_of(bim, n);
+    arm(&g, 250, BIG, 100);
+    CHECK(SetImageProfile(im[3], "8bim", bim_xmp_block) == MagickTrue);
+    CHECK(SetImageProfile(im[3], "8bim", bim_xmp_block) == MagickFalse);
+    CHECK(metaguard_disarm());
+    CHECK_INT(g.over, METAGUARD_OVER_HANDLED);
+    arm(&g, 1 << 20, BIG, 3);
+    CHECK(SetImageProfile(im[3], "8BIM", bim_xmp_block) == MagickFalse);
+    CHECK(metaguard_disarm());
+    CHECK_INT(g.over, METAGUARD_OVER_XMP);
+    DestroyStringInfo(bim_xmp_block);
+
+    /* icm counts the image's 8bim block too (im[2]'s: 32 bytes) */
+    StringInfo *ten = profile_of(k.b, 10);
+    arm(&g, 45, BIG, 100);
+    for (int i = 0; i < 4; i++) { /* 4 x 42 within 4 x 45 */
+        CHECK(SetImageProfile(im[2], "icm", ten) == MagickTrue);
+    }
+    CHECK(SetImageProfile(im[2], "icm", ten) == MagickFalse);
+    CHECK(metaguard_disarm());
+    CHECK_INT(g.over, METAGUARD_OVER_HANDLED);
+
+    /* a name of 15 bytes is held (replaced when handed over again), one of 16 is not */
+    arm(&g, 250, BIG, 100);
+    CHECK(SetImageProfile(im[3], "abcdefghijklmno", icc) == MagickTrue);
+    CHECK(SetImageProfile(im[3], "abcdefghijklmno", icc) == MagickTrue);
+    CHECK(!metaguard_disarm());
+    arm(&g, 250, BIG, 100);
+    CHECK(SetImageProfile(im[3], "abcdefghijklmnop", icc) == MagickTrue);
+    CHECK(SetImageProfile(im[3], "abcdefghijklmnop", icc) == MagickFalse);
+    CHECK(metaguard_disarm());
+    /* METAGUARD_HELD names are held; past them a hand-over only adds */
+    arm(&g, 10 * METAGUARD_HELD + 5, BIG, 100);
+    char name[16];
+    for (int i = 0; i < METAGUARD_HELD; i++) {
+        snprintf(name, sizeof name, "p%d", i);
+        CHECK(SetImageProfile(im[1], name, ten) == MagickTrue);
+    }
+    CHECK(SetImageProfile(im[1], name, ten) == MagickTrue);
+    CHECK(SetImageProfile(im[1], "another", ten) == MagickFalse);
+    CHECK(metaguard_disarm());
+    CHECK_INT(g.over, METAGUARD_OVER_BYTES);
+    DestroyStringInfo(ten);
+
+    /* limits past UINT64_MAX / 4: no product wraps, and too many IFDs stay over */
+    int links = METAGUARD_MAX_IFDS + 10;
+    start(&chain, 8, 8 + 6 * (size_t)links + 6);
+    for (int i = 0; i < links; i++) {
+        ifd(&chain, 8 + 6 * (size_t)i, 0, NULL, (uint32_t)(8 + 6 * (i + 1)));
+    }
+    StringInfo *linked = profile_of(chain.b, chain.len);
+    arm(&g, (uint64_t)1 << 62, BIG, BIG);
+    CHECK(SetImageProfile(im[3], "icc", icc) == MagickTrue);
+    CHECK(SetImageProfile(im[3], "exif", linked) == MagickFalse);
+    CHECK(metaguard_disarm());
+    CHECK_INT(g.over, METAGUARD_OVER_EXIF);
+    DestroyStringInfo(linked);
+
+    g.over = METAGUARD_OVER_BYTES;
+    g.max_bytes = (uint64_t)5 << 20;
+    metaguard_error(&g, &e);
+    CHECK(strstr(e.msg, "more than 5 MB of profiles") != NULL);
+
+    DestroyStringInfo(small);
+    DestroyStringInfo(icc);
+    DestroyStringInfo(xmp);
+    for (int i = 0; i < 4; i++) {
+        DestroyImage(im[i]);
+    }
+    DestroyImageInfo(info);
+}
+
 /* ---- PNG text chunks ---- */
 
 struct png {
@@ -525,6 +834,40 @@ static void test_png_text(void)
     free(a);
 }
 
+/* The limit reached exactly by an inflated chunk is not past it; a keyword of 79 bytes and one
+ * of 85; an iTXt compression flag other than 1 (not inflated); several chunks share one limit,
+ * and none is inflated once it is past. */
+static void test_png_edges(void)
+{
+    size_t big = 8 * 1024 * 1024;
+    unsigned char *a = malloc(big);
+    memset(a, 'A', big);
+    struct png g = {0};
+    png_start(&g);
+    png_chunk(&g, "zTXt", "Comment\0\0", 9, a, 40000, true);
+    CHECK(png_text(&g, 16384) > 16384);
+    char key[100];
+    for (int len = 79; len <= 85; len += 6) {
+        memset(key, 'k', (size_t)len);
+        key[len] = 0;
+        key[len + 1] = 0;
+        png_start(&g);
+        png_chunk(&g, "zTXt", key, (size_t)len + 2, a, 1000, true);
+        CHECK_INT(png_text(&g, BIG), len == 79 ? 1000 : 0);
+    }
+    png_start(&g);
+    png_chunk(&g, "iTXt", "Comment\0\2\0\0\0", 12, a, 200, false);
+    CHECK_INT(png_text(&g, BIG), 200);
+    png_start(&g);
+    png_chunk(&g, "tEXt", "Comment\0", 8, a, 40000 - 8, false);
+    png_chunk(&g, "zTXt", "Comment\0\0", 9, a, big, true);
+    png_chunk(&g, "zTXt", "Comment\0\0", 9, a, big, true);
+    uint64_t c = png_text(&g, 50000);
+    CHECK(c > 50000 && c <= 50000 + 16384);
+    free(g.b);
+    free(a);
+}
+
 int main(void)
 {
     test_no_exif();
@@ -532,9 +875,15 @@ int main(void)
     test_pointers_and_loops();
     test_shared_values_and_limit();
     test_several_headers();
+    test_walk_edges();
+    test_header_edges();
     test_8bim();
+    test_8bim_edges();
     test_png_text();
+    test_png_edges();
     test_weights();
+    test_xmp_edges();
+    test_guard_edges();
     test_guard();
     return check_summary("metaguard");
 }
