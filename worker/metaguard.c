@@ -200,13 +200,20 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+static bool xml_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 /* Whether the XML at `p` may be counted byte by byte: it starts (after a byte-order mark or
  * white space) with '<' in an encoding where '<', '=' and the quotes are the ASCII bytes (UTF-8,
- * UTF-16, UTF-32 and ASCII's supersets), and declares no other encoding (EBCDIC, UTF-7...). */
+ * UTF-16, UTF-32 and ASCII's supersets), and declares no other encoding (EBCDIC, UTF-7...):
+ * "encoding", '=' between optional white space, the name (quoted), as libxml2 reads it, in the
+ * first 256 bytes or in an XML declaration that starts the packet, however long. */
 static bool xmp_readable(const unsigned char *p, size_t len)
 {
-    size_t i = len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
-    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) {
+    size_t bom = len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0 ? 3 : 0, i = bom;
+    while (i < len && xml_space(p[i])) {
         i++;
     }
     bool bom16 = len >= 2 && (memcmp(p, "\xfe\xff", 2) == 0 || memcmp(p, "\xff\xfe", 2) == 0);
@@ -214,22 +221,40 @@ static bool xmp_readable(const unsigned char *p, size_t len)
     if (!bom16 && !bom32 && (i == len || (p[i] != '<' && p[i] != 0))) {
         return false;
     }
-    const unsigned char *decl = memmem(p, len < 256 ? len : 256, "encoding=", 9);
-    if (decl == NULL) {
-        return true;
+    size_t scope = len < 256 ? len : 256;
+    if (len - bom >= 5 && memcmp(p + bom, "<?xml", 5) == 0) {
+        const unsigned char *end = memmem(p + bom, len - bom, "?>", 2);
+        size_t decl_end = end != NULL ? (size_t)(end - p) : len;
+        scope = decl_end > scope ? decl_end : scope;
     }
     static const char *const ascii_like[] = {"utf-8",       "utf8",  "utf-16",    "utf-32",
                                              "us-ascii",    "ascii", "iso-8859-", "latin",
                                              "windows-125", "cp125"};
-    const char *name = (const char *)decl + 10; /* past the quote */
-    size_t left = len - (size_t)(decl - p) - 10;
-    for (size_t k = 0; decl + 10 <= p + len && k < sizeof ascii_like / sizeof ascii_like[0]; k++) {
-        size_t n = strlen(ascii_like[k]);
-        if (left >= n && strncasecmp(name, ascii_like[k], n) == 0) {
+    for (size_t from = 0; from < scope;) {
+        const unsigned char *decl = memmem(p + from, scope - from, "encoding", 8);
+        if (decl == NULL) {
             return true;
         }
+        size_t at = (size_t)(decl - p) + 8;
+        from = at;
+        while (at < len && xml_space(p[at])) {
+            at++;
+        }
+        if (at == len || p[at] != '=') {
+            continue; /* the word, not a declaration */
+        }
+        for (at++; at < len && xml_space(p[at]); at++) {
+        }
+        at += at < len && (p[at] == '"' || p[at] == '\'');
+        for (size_t k = 0; k < sizeof ascii_like / sizeof ascii_like[0]; k++) {
+            size_t n = strlen(ascii_like[k]);
+            if (len - at >= n && strncasecmp((const char *)p + at, ascii_like[k], n) == 0) {
+                return true;
+            }
+        }
+        return false;
     }
-    return false;
+    return true;
 }
 
 uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len)

@@ -435,10 +435,21 @@ static void test_xmp_edges(void)
     CHECK_INT(xmp_of("\r\n\t <a/>", 8), 1);
     CHECK_INT(xmp_of("\xff\xfe<\0a\0/\0>\0", 10), 1);
     CHECK_INT(xmp_of("\0<\0a\0/\0>", 9), 1);
-    char decl[256];
+    char decl[512];
     snprintf(decl, sizeof decl, "<?xml version='1.0'%100s encoding='IBM037'?><x/>", "");
     CHECK(xmp_of(decl, strlen(decl)) == METAGUARD_XMP_UNREADABLE);
     CHECK_INT(xmp_of("<?xml version='1.0' encoding='utf-8", 35), 0);
+    /* libxml2 reads a declaration's encoding with white space around its '=', however far
+     * white space pushes it: UTF-7 hides a '<' as "+ADw-" */
+    const char *utf7 = "<?xml version='1.0' encoding = 'UTF-7'?>+ADw-x/+AD4-";
+    CHECK(xmp_of(utf7, strlen(utf7)) == METAGUARD_XMP_UNREADABLE);
+    CHECK_INT(xmp_of("<?xml version='1.0' encoding\t=\n\"UTF-8\"?><x/>", 42), 1);
+    for (int bad = 0; bad < 2; bad++) {
+        snprintf(decl, sizeof decl, "<?xml version='1.0'%240s encoding='%s'?><x/>", "",
+                 bad ? "UTF-7" : "UTF-8");
+        CHECK(xmp_of(decl, strlen(decl)) == (bad ? METAGUARD_XMP_UNREADABLE : 1));
+    }
+    CHECK_INT(xmp_of("<x>encoding</x>", 15), 1);
     const char *dtd[] = {"<!DOCTYPE x><x/>", "<!ATTLIST e a CDATA 'v'><x/>", "<!ENTITY e 'v'><x/>"};
     for (size_t i = 0; i < sizeof dtd / sizeof dtd[0]; i++) {
         CHECK(xmp_of(dtd[i], strlen(dtd[i])) == METAGUARD_XMP_UNREADABLE);
