@@ -450,6 +450,9 @@ static void test_xmp_edges(void)
         CHECK(xmp_of(decl, strlen(decl)) == (bad ? METAGUARD_XMP_UNREADABLE : 1));
     }
     CHECK_INT(xmp_of("<x>encoding</x>", 15), 1);
+    CHECK_INT(xmp_of("<?xml version='1.0' encoding=utf-8?><x/>", 40), 1); /* unquoted: read */
+    snprintf(decl, sizeof decl, "\xef\xbb\xbf<?xml version='1.0'%240s encoding='UTF-7'?><x/>", "");
+    CHECK(xmp_of(decl, strlen(decl)) == METAGUARD_XMP_UNREADABLE);
     const char *dtd[] = {"<!DOCTYPE x><x/>", "<!ATTLIST e a CDATA 'v'><x/>", "<!ENTITY e 'v'><x/>"};
     for (size_t i = 0; i < sizeof dtd / sizeof dtd[0]; i++) {
         CHECK(xmp_of(dtd[i], strlen(dtd[i])) == METAGUARD_XMP_UNREADABLE);
