@@ -1,4 +1,3 @@
-#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -600,6 +599,20 @@ static void test_usage_retry_jitter(void)
     free(s3);
 }
 
+/* cfg_load() with the environment `env` and no arguments: 0, or -1 with `error` in its message
+ * (error NULL: it must load). */
+static void expect_load(const char *const *env, const char *error)
+{
+    struct cfg c;
+    struct err e = {{0}};
+    char *argv0[] = {"prog", NULL};
+    int argc = 1;
+    fake_env = env;
+    CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), error == NULL ? 0 : -1);
+    CHECK(error == NULL || strstr(e.msg, error) != NULL);
+    fake_env = NULL;
+}
+
 /* The edges of each kind of value: every boolean word in any case, a rate's bounds and its
  * burst's, a URL's DEL byte, PIXQ_METRICS_ADDR's host and port, a queue list's blanks and
  * braces, a delay list's signs. */
@@ -646,70 +659,47 @@ static void test_value_edges(void)
     CHECK_INT(cfg_delays("+5", &d, &e), -1);
     CHECK_INT(cfg_delays("1, +5", &d, &e), -1);
 
-    char *argv0[] = {"prog", NULL};
-    int argc;
-    const char *good[] = {"h:65535", "h:1"};
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        const char *env[] = {"PIXQ_METRICS_ADDR", good[i], NULL};
-        fake_env = env;
-        argc = 1;
-        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), 0);
-    }
-    const char *addr[][2] = {{":9464", "needs a host, a ':' and a port"},
+    const char *addr[][2] = {{"h:65535", NULL},
+                             {"h:1", NULL},
+                             {":9464", "needs a host, a ':' and a port"},
                              {"h:65536", "from 1 to 65535"},
                              {"a/b:80", "only letters, digits"}};
     for (size_t i = 0; i < sizeof addr / sizeof addr[0]; i++) {
-        const char *env[] = {"PIXQ_METRICS_ADDR", addr[i][0], NULL};
-        fake_env = env;
-        argc = 1;
-        e.msg[0] = '\0';
-        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), -1);
-        CHECK(strstr(e.msg, addr[i][1]) != NULL);
+        expect_load((const char *[]){"PIXQ_METRICS_ADDR", addr[i][0], NULL}, addr[i][1]);
     }
-    fake_env = NULL;
 }
 
 /* Settings that must agree: a heartbeat of exactly a third of the lease is taken, one above
  * it refused, and a job's first retry delay may not exceed the longest. */
 static void test_agreeing_settings(void)
 {
-    struct cfg c;
-    struct err e;
-    const char *ok[][4] = {{"PIXQ_LEASE_MS", "3000", "PIXQ_HEARTBEAT_MS", "1000"},
-                           {"PIXQ_RETRY_BASE_MS", "5000", "PIXQ_RETRY_MAX_MS", "5000"}};
-    const char *bad[][5] = {
+    const char *cases[][5] = {
+        {"PIXQ_LEASE_MS", "3000", "PIXQ_HEARTBEAT_MS", "1000", NULL},
+        {"PIXQ_RETRY_BASE_MS", "5000", "PIXQ_RETRY_MAX_MS", "5000", NULL},
         {"PIXQ_LEASE_MS", "3000", "PIXQ_HEARTBEAT_MS", "1001", "at most a third"},
         {"PIXQ_LEASE_MS", "3000", "PIXQ_HEARTBEAT_MS", "1400", "at most a third"},
         {"PIXQ_RETRY_BASE_MS", "5001", "PIXQ_RETRY_MAX_MS", "5000",
          "PIXQ_RETRY_BASE_MS must not exceed PIXQ_RETRY_MAX_MS"}};
-    char *argv0[] = {"prog", NULL};
-    int argc;
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-        const char *env[] = {ok[i][0], ok[i][1], ok[i][2], ok[i][3], NULL};
-        fake_env = env;
-        argc = 1;
-        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *const *c = cases[i];
+        expect_load((const char *[]){c[0], c[1], c[2], c[3], NULL}, c[4]);
     }
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        const char *env[] = {bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL};
-        fake_env = env;
-        argc = 1;
-        e.msg[0] = '\0';
-        CHECK_INT(cfg_load(&c, &argc, argv0, lookup, &e), -1);
-        CHECK(strstr(e.msg, bad[i][4]) != NULL);
-    }
-    fake_env = NULL;
+}
+
+/* A new file from the template `path` (its name put there) holding `text`. */
+static void config_file(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
 }
 
 /* The file's edges: a last line without a newline, quotes removed only in matching pairs. */
 static void test_file_edges(void)
 {
     char path[] = "/tmp/pixq-cfg-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    const char text[] = "PIXQ_QUEUE=\"a'\nPIXQ_DEFAULT_BUCKET='b\"\nAWS_REGION=eu-west-1";
-    CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
-    close(fd);
+    config_file(path, "PIXQ_QUEUE=\"a'\nPIXQ_DEFAULT_BUCKET='b\"\nAWS_REGION=eu-west-1");
     struct cfg c;
     struct err e = {{0}};
     cfg_defaults(&c);
@@ -717,12 +707,10 @@ static void test_file_edges(void)
     CHECK_STR(c.queue, "\"a'");
     CHECK_STR(c.default_bucket, "'b\"");
     CHECK_STR(c.aws_region, "eu-west-1");
+    unlink(path);
     /* a lone quote is a value of one quote, not an empty quoted one */
-    fd = open(path, O_WRONLY | O_TRUNC);
-    CHECK(fd >= 0);
-    const char lone[] = "PIXQ_S3_DEFAULT_ACL=\"\n";
-    CHECK(write(fd, lone, sizeof lone - 1) == (ssize_t)(sizeof lone - 1));
-    close(fd);
+    snprintf(path, sizeof path, "/tmp/pixq-cfg-XXXXXX");
+    config_file(path, "PIXQ_S3_DEFAULT_ACL=\"\n");
     CHECK_INT(cfg_load_file(&c, path, &e), 0);
     CHECK_STR(c.s3_default_acl, "\"");
     unlink(path);
@@ -745,11 +733,7 @@ static void test_command_line_edges(void)
     CHECK_STR(argv[3], "--aws_region=eu-west-1");
 
     char path[] = "/tmp/pixq-cfg-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    const char text[] = "PIXQ_DEFAULT_QUALITY=61\n";
-    CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
-    close(fd);
+    config_file(path, "PIXQ_DEFAULT_QUALITY=61\n");
     char config[64];
     snprintf(config, sizeof config, "--config=%s", path);
     char *argv2[] = {"prog", config, "submit", NULL};

@@ -142,6 +142,23 @@ static void test_clean_error(void)
     }
 }
 
+/* `out` holding `n` bytes `c` and a NUL. */
+static char *filled(char *out, char c, size_t n)
+{
+    memset(out, c, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* rq_parse_url() of the URL `before` `part` `after`. */
+static int parse_with(struct rq_url *u, struct err *e, const char *before, const char *part,
+                      const char *after)
+{
+    char url[700];
+    snprintf(url, sizeof url, "%s%s%s", before, part, after);
+    return rq_parse_url(url, u, e);
+}
+
 /* The edges of a URL's parts: %XX in either case and nothing else after '%', the last '@' ending
  * the user part, each part's size, the port's and database's ranges and trailing bytes. */
 static void test_url_edges(void)
@@ -164,30 +181,18 @@ static void test_url_edges(void)
     CHECK_STR(u.host, "h");
     CHECK_INT(u.port, 7);
     CHECK_INT(u.db, 1);
-    /* the password's field holds 255 bytes */
-    char url[700], pw[300];
-    memset(pw, 'p', 255);
-    pw[255] = '\0';
-    snprintf(url, sizeof url, "redis://u:%s@h", pw);
-    CHECK_INT(rq_parse_url(url, &u, &e), 0);
+    /* the password's field holds 255 bytes, the host's and the socket path's too */
+    char text[300];
+    CHECK_INT(parse_with(&u, &e, "redis://u:", filled(text, 'p', 255), "@h"), 0);
     CHECK_INT((long)strlen(u.password), 255);
-    snprintf(url, sizeof url, "redis://u:%sp@h", pw);
-    CHECK_INT(rq_parse_url(url, &u, &e), -1);
-    /* a host of 255 bytes, not 256 */
-    char host[300];
-    memset(host, 'h', 255);
-    host[255] = '\0';
-    snprintf(url, sizeof url, "redis://%s:1", host);
-    CHECK_INT(rq_parse_url(url, &u, &e), 0);
+    CHECK_INT(parse_with(&u, &e, "redis://u:", filled(text, 'p', 256), "@h"), -1);
+    CHECK_INT(parse_with(&u, &e, "redis://", filled(text, 'h', 255), ":1"), 0);
     CHECK_INT((long)strlen(u.host), 255);
-    snprintf(url, sizeof url, "redis://%sh:1", host);
-    CHECK_INT(rq_parse_url(url, &u, &e), -1);
+    CHECK_INT(parse_with(&u, &e, "redis://", filled(text, 'h', 256), ":1"), -1);
     CHECK(strstr(e.msg, "missing or too long host") != NULL);
-    snprintf(url, sizeof url, "unix:///%s", host); /* a path of 256 bytes */
-    CHECK_INT(rq_parse_url(url, &u, &e), -1);
-    snprintf(url, sizeof url, "unix:///%s", host + 1);
-    CHECK_INT(rq_parse_url(url, &u, &e), 0);
+    CHECK_INT(parse_with(&u, &e, "unix:///", filled(text, 's', 254), ""), 0);
     CHECK_INT((long)strlen(u.unix_path), 255);
+    CHECK_INT(parse_with(&u, &e, "unix:///", filled(text, 's', 255), ""), -1);
     const char *no_host[] = {"redis://:6379", "redis://", "redis://u:pw@:1", "redis:///0"};
     for (size_t i = 0; i < sizeof no_host / sizeof no_host[0]; i++) {
         CHECK_INT(rq_parse_url(no_host[i], &u, &e), -1);

@@ -162,27 +162,26 @@ static void test_answers(void)
     CHECK(s3_clock() - time(NULL) <= 1);
 }
 
+/* `out` holding `n` bytes `c` and a NUL. */
+static char *filled(char *out, char c, size_t n)
+{
+    memset(out, c, n);
+    out[n] = '\0';
+    return out;
+}
+
 /* The edges of names: a region of 32 bytes and no more, letters, digits and '-' only; a bucket of
  * 63 bytes and no more; keys with a "." or ".." segment refused; the region an object names. */
 static void test_name_edges(void)
 {
-    char region[40];
-    memset(region, 'a', 32);
-    region[32] = '\0';
-    CHECK(s3_valid_region(region));
-    region[32] = 'a';
-    region[33] = '\0';
-    CHECK(!s3_valid_region(region));
+    char name[70];
+    CHECK(s3_valid_region(filled(name, 'a', 32)));
+    CHECK(!s3_valid_region(filled(name, 'a', 33)));
     CHECK(s3_valid_region("eu-west-1"));
     CHECK(!s3_valid_region("eu.west-1"));
     CHECK(!s3_valid_region(""));
-    char bucket[70];
-    memset(bucket, 'b', 63);
-    bucket[63] = '\0';
-    CHECK(s3_valid_bucket(bucket));
-    bucket[63] = 'b';
-    bucket[64] = '\0';
-    CHECK(!s3_valid_bucket(bucket));
+    CHECK(s3_valid_bucket(filled(name, 'b', 63)));
+    CHECK(!s3_valid_bucket(filled(name, 'b', 64)));
 
     struct s3_config aws = {.region = "us-east-1"};
     check_url(&aws, "pixq-test", "a/./b.jpg", NULL);
