@@ -56,16 +56,8 @@ void log_set_job(const char *job_id)
     snprintf(log_job, sizeof log_job, "%s", job_id != NULL ? job_id : "");
 }
 
-/* Whether the fields name a job_id already. */
-static bool has_job_id(const char *fields)
-{
-    for (const char *p = strstr(fields, "job_id="); p != NULL; p = strstr(p + 1, "job_id=")) {
-        if (p == fields || p[-1] == ' ') {
-            return true;
-        }
-    }
-    return false;
-}
+/* Whether the fields name a job_id already (a key of theirs, not text inside a value). */
+static bool has_job_id(const char *fields);
 
 /* Formats the fields, after `job_id=<context>` when this thread runs a job they do not name.
  * Returns how many bytes of them did not fit `cap` (0: none). */
@@ -246,6 +238,18 @@ static bool next_token(const char **p, struct token *t)
     t->vlen = strcspn(s, " ");
     *p = s + t->vlen;
     return true;
+}
+
+static bool has_job_id(const char *fields)
+{
+    const char *p = fields;
+    struct token t;
+    while (next_token(&p, &t)) {
+        if (t.klen == 6 && memcmp(t.key, "job_id", 6) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static int hexval(char c)

@@ -49,9 +49,18 @@ static const struct json_case cases[] = {
     {"big=1234567890123456789 ok=123456789012345678",
      ",\"big\":\"1234567890123456789\",\"ok\":123456789012345678"},
     /* quoted values are strings, unescaped and escaped again for JSON */
-    {"n=\"42\" s=\"a b\" q=\"say \\\"hi\\\"\" bs=\"c:\\\\dir\" ctl=\"x\\x01y\\x0az\\x7f\"",
+    {"n=\"42\" s=\"a b\" q=\"say \\\"hi\\\"\" bs=\"c:\\\\dir\" ctl=\"x\\x01y\\x0az\\x1f\\x7f\"",
      ",\"n\":\"42\",\"s\":\"a b\",\"q\":\"say \\\"hi\\\"\",\"bs\":\"c:\\\\dir\","
-     "\"ctl\":\"x\\u0001y\\nz\\u007f\""},
+     "\"ctl\":\"x\\u0001y\\nz\\u001f\\u007f\""},
+    /* an escape that is not one stays as written: \x4z is x4z */
+    {"h=\"\\x4z\"", ",\"h\":\"x4z\""},
+    /* the longest fraction a number keeps; a leading zero makes a string */
+    {"f=1.123456789 g=1.1234567890 z=00", ",\"f\":1.123456789,\"g\":\"1.1234567890\",\"z\":\"00\""},
+    /* "_id" alone is no identifier's suffix; "a_id" is one */
+    {"_id=5 a_id=5", ",\"_id\":5,\"a_id\":\"5\""},
+    /* no key before '=', a quote that opens no value: bare words */
+    {"=x \"a b\" n=1", ",\"msg\":\"=x \\\"a b\\\"\",\"n\":1"},
+    {"\"a b\" n=1", ",\"msg\":\"\\\"a b\\\"\",\"n\":1"},
     {"empty= quoted=\"\" last=1", ",\"empty\":\"\",\"quoted\":\"\",\"last\":1"},
     /* a raw value with a backslash was not escaped: it stays as written */
     {"path=C:\\x41", ",\"path\":\"C:\\\\x41\""},
@@ -134,6 +143,13 @@ static void test_quote_escapes(void)
               "\"\\xe2\\x80\\xa8\\xe2\\x80\\xa9\"");
     CHECK_STR(log_quote("x\xffy\xc3", q, sizeof q), "\"x\\xffy\\xc3\"");
     CHECK_STR(log_quote("\xc2\xa0\xe2\x80\xa7", q, sizeof q), "\xc2\xa0\xe2\x80\xa7");
+    /* the edges of the ranges: US, DEL, the last C1 control */
+    CHECK_STR(log_quote("a\x1f", q, sizeof q), "\"a\\x1f\"");
+    CHECK_STR(log_quote("a\x7f", q, sizeof q), "\"a\\x7f\"");
+    CHECK_STR(log_quote("a\xc2\x9f", q, sizeof q), "\"a\\xc2\\x9f\"");
+    /* an empty value is quoted, a backslash in a quoted value is escaped */
+    CHECK_STR(log_quote("", q, sizeof q), "\"\"");
+    CHECK_STR(log_quote("a\\b c", q, sizeof q), "\"a\\\\b c\"");
     /* the text of a quoted value has no byte a reader takes for a line break */
     const char *v = "u\xc2\x85ts=1 level=error event=forged\xe2\x80\xa8\n";
     log_quote(v, q, sizeof q);
@@ -281,11 +297,29 @@ static void emit_in_job(void)
     LOG_INFO("in_job", "cmd=GET ms=%d", 3);
     LOG_INFO("named", "job_id=other n=1");
     LOG_INFO("bare", NULL);
+    /* a job's text naming a job_id inside a quoted value, or as part of a key, names none */
+    char q[64];
+    LOG_INFO("forged", "url=%s", log_quote("http://h/ job_id=victim", q, sizeof q));
+    LOG_INFO("suffix", "xjob_id=1");
     static char big[5000];
     memset(big, 'a', sizeof big - 1);
     LOG_INFO("long", "v=%s", big);
     log_set_job(NULL);
     LOG_INFO("after", "x=1");
+    static char exact[LOG_TEXT_MAX - 1]; /* "v=" and these: one byte more than the fields hold */
+    memset(exact, 'c', sizeof exact - 1);
+    LOG_INFO("exact", "v=%s", exact);
+}
+
+/* The bytes a text line's fields `f` (up to its newline) kept, plus those its
+ * log_truncated_bytes says it lost; -1 when they do not start `head` or have no such mark. */
+static long lost_bytes(const char *f, const char *head)
+{
+    const char *mark = strstr(f, " log_truncated_bytes=");
+    if (strncmp(f, head, strlen(head)) != 0 || mark == NULL || mark > f + strcspn(f, "\n")) {
+        return -1;
+    }
+    return (long)(mark - f) + strtol(mark + 21, NULL, 10);
 }
 
 /* The job context: lines that name no job get job_id first. */
@@ -296,11 +330,17 @@ static void test_job_context(void)
     CHECK(strstr(out, " event=in_job job_id=\"job 7\" cmd=GET ms=3\n") != NULL);
     CHECK(strstr(out, " event=named job_id=other n=1\n") != NULL);
     CHECK(strstr(out, " event=bare job_id=\"job 7\"\n") != NULL);
+    CHECK(strstr(out, " event=forged job_id=\"job 7\" url=\"http://h/ job_id=victim\"\n") != NULL);
+    CHECK(strstr(out, " event=suffix job_id=\"job 7\" xjob_id=1\n") != NULL);
     CHECK(strstr(out, " event=after x=1\n") != NULL);
     const char *lng = strstr(out, " event=long job_id=\"job 7\" v=aaaa");
     CHECK(lng != NULL);
     size_t len = lng != NULL ? strcspn(lng, "\n") : 0;
     CHECK(len > 3000 && len < LOG_TEXT_MAX);
+    /* the bytes lost: of the fields with the job_id before them, and of fields cut by one */
+    CHECK_INT(lost_bytes(lng + 12, "job_id=\"job 7\" v="), 14 + 1 + 2 + 4999);
+    const char *exact = strstr(out, " event=exact ");
+    CHECK_INT(exact != NULL ? lost_bytes(exact + 13, "v=") : 0, 2 + LOG_TEXT_MAX - 2);
 }
 
 static void emit_long(void)
