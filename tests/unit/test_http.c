@@ -1,4 +1,11 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "http.h"
@@ -28,6 +35,10 @@ static void test_retry_after(void)
     CHECK_INT(after(503, "Retry-After: 3600\r\n", now, 60000), 60000);
     CHECK_INT(after(503, "Retry-After: 99999999999999999999999\r\n", now, 60000), 60000);
     CHECK_INT(after(503, "Retry-After: 61\r\n", now, 60500), 60500);
+    CHECK_INT(after(503, "Retry-After: 60\r\n", now, 60500), 60000);
+    /* tabs around the value; a longer name that starts the same is another header */
+    CHECK_INT(after(503, "Retry-After:\t7\t\r\n", now, 300000), 7000);
+    CHECK_INT(after(503, "Retry-After-Ms: 5\r\nRetry-After: 30\r\n", now, 300000), 30000);
     /* the three HTTP-date forms, counted from now; a date past is no wait */
     CHECK_INT(after(503, "Retry-After: Wed, 21 Oct 2015 07:28:30 GMT\r\n", now, 300000), 30000);
     CHECK_INT(after(503, "Retry-After: Wednesday, 21-Oct-15 07:28:45 GMT\r\n", now, 300000), 45000);
@@ -62,8 +73,164 @@ static void test_retry_after(void)
     CHECK_INT(after(503, "Retry-After: 30\r\n", now, 0), -1);
 }
 
+/* A header's name is a token (RFC 9110), its value has no control character but a tab. */
+static void test_header_valid(void)
+{
+    CHECK(http_header_valid("x-amz-meta-a.b_c~1", "v a\tl\xc3\xa9"));
+    CHECK(http_header_valid("!#$%&'*+-.^_`|~", ""));
+    CHECK(!http_header_valid("", "v"));
+    const char *names[] = {"a:b", "a b", "a\tb", "a\"b", "a(b", "a/b", "a\xc3\xa9", "a\r\nb"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        CHECK(!http_header_valid(names[i], "v"));
+    }
+    const char *values[] = {"a\rb", "a\nb", "a\x01", "a\x0b", "a\x0c", "a\x1f", "a\x7f"};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        CHECK(!http_header_valid("x", values[i]));
+    }
+}
+
+/* The first header line of that name (any case), its value without the blanks before it. */
+static void test_response_header(void)
+{
+    struct http_response r;
+    http_response_init(&r);
+    buf_puts(&r.head, "HTTP/1.1 200 OK\r\nETag-X: no\r\nETag\r\netag: \t\"a\"\r\nETag: b\r\n");
+    char v[8] = "";
+    CHECK(http_response_header(&r, "ETag", v, sizeof v));
+    CHECK_STR(v, "\"a\"");
+    CHECK(!http_response_header(&r, "Content-Type", v, sizeof v));
+    CHECK(!http_response_header(&r, "ETag-", v, sizeof v));
+    http_response_finish(&r);
+}
+
+/* A server on a loopback port the kernel picks: one answer a connection, the request lines
+ * written to a pipe. */
+struct stub {
+    pid_t pid;
+    int port;
+    int lines; /* the read end of the pipe */
+};
+
+static void stub_serve(int fd, int out, const char *const *answers, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int c = accept(fd, NULL, NULL);
+        if (c < 0) {
+            break;
+        }
+        char req[8192];
+        size_t got = 0;
+        ssize_t r;
+        while (got < sizeof req - 1 && (r = read(c, req + got, sizeof req - 1 - got)) > 0) {
+            got += (size_t)r;
+            req[got] = '\0';
+            if (strstr(req, "\r\n\r\n") != NULL) {
+                break;
+            }
+        }
+        size_t line = strcspn(req, "\r\n");
+        if (write(out, req, line) < 0 || write(out, "\n", 1) < 0 ||
+            write(c, answers[i], strlen(answers[i])) < 0) {
+            perror("write");
+        }
+        close(c);
+    }
+    _exit(0);
+}
+
+static void stub_start(struct stub *s, const char *const *answers, int n)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), p[2];
+    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 8) == 0 &&
+          getsockname(fd, (struct sockaddr *)&a, &len) == 0 && pipe(p) == 0);
+    s->port = ntohs(a.sin_port);
+    s->pid = fork();
+    if (s->pid == 0) {
+        close(p[0]);
+        stub_serve(fd, p[1], answers, n);
+    }
+    close(p[1]);
+    close(fd);
+    s->lines = p[0];
+}
+
+/* Stops the server; the request lines it read into `out`. */
+static void stub_finish(struct stub *s, char *out, size_t cap)
+{
+    kill(s->pid, SIGTERM);
+    waitpid(s->pid, NULL, 0);
+    ssize_t n = read(s->lines, out, cap - 1);
+    out[n > 0 ? n : 0] = '\0';
+    close(s->lines);
+}
+
+/* One GET of `path` from the stub, the body held to `max_body` bytes. */
+static int get(struct http *h, const struct stub *s, const char *path, size_t max_body,
+               struct http_response *r, struct err *e)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
+    struct http_request req = {.method = "GET",
+                               .url = url,
+                               .connect_timeout_ms = 5000,
+                               .timeout_ms = 5000,
+                               .max_body = max_body,
+                               .max_redirects = 1};
+    return http_perform(h, &req, r, e);
+}
+
+/* What a request sends and how the answer's header lines are read: a URL's spaces, control
+ * characters and UTF-8 percent-encoded; the headers of the last response only (after a redirect,
+ * whose length is not held against the cap, and a line that starts "HTTP" without being a status
+ * line); a 2xx's Content-Length over the cap; a 417 to a request that did not ask to continue. */
+static void test_perform(void)
+{
+    static const char *const answers[] = {
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        "HTTP/1.1 302 Found\r\nLocation: /b\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+        "0123456789",
+        "HTTP/1.1 200 OK\r\nHTTPX: 1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello!",
+        "HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"};
+    struct stub s;
+    stub_start(&s, answers, 5);
+    struct err e = {{0}};
+    struct http *h = http_create(&e);
+    CHECK(h != NULL);
+    if (h == NULL) {
+        stub_finish(&s, e.msg, sizeof e.msg);
+        return;
+    }
+    struct http_response r;
+    http_response_init(&r);
+    CHECK_INT(get(h, &s, "/a b\x01\x7f\xc3\xa9~", 0, &r, &e), 0);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(get(h, &s, "/a", 5, &r, &e), 0);
+    CHECK_INT(r.status, 200);
+    CHECK(r.body.data != NULL && strcmp(r.body.data, "hello") == 0);
+    CHECK(r.head.data != NULL && strncmp(r.head.data, "HTTP/1.1 200 OK\r\n", 17) == 0 &&
+          strstr(r.head.data, "302") == NULL);
+    char v[16] = "";
+    CHECK(http_response_header(&r, "HTTPX", v, sizeof v) && strcmp(v, "1") == 0);
+    CHECK_INT(get(h, &s, "/c", 5, &r, &e), -1);
+    CHECK(r.too_large);
+    CHECK_INT(get(h, &s, "/d", 0, &r, &e), 0);
+    CHECK_INT(r.status, 417);
+    http_response_finish(&r);
+    http_destroy(h);
+    char lines[1024];
+    stub_finish(&s, lines, sizeof lines);
+    CHECK_STR(lines, "GET /a%20b%01%7F%C3%A9~ HTTP/1.1\nGET /a HTTP/1.1\nGET /b HTTP/1.1\n"
+                     "GET /c HTTP/1.1\nGET /d HTTP/1.1\n");
+}
+
 int main(void)
 {
     test_retry_after();
+    test_header_valid();
+    test_response_header();
+    test_perform();
     return check_summary("http");
 }
