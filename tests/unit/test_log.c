@@ -189,6 +189,12 @@ static void test_head(void)
                    "\"job_id\":\"j1\"}");
     log_line_json(out, sizeof out, TS, LOG_LEVEL_DEBUG, "ev\"il", 0, NULL);
     CHECK_STR(out, "{\"ts\":\"" TS "\",\"level\":\"debug\",\"event\":\"ev\\\"il\"}");
+    /* an event name too long for the line: a line of its own, marked though no field is lost */
+    char event[251];
+    memset(event, 'e', sizeof event - 1);
+    event[sizeof event - 1] = '\0';
+    log_line_json(out, sizeof out, TS, LOG_LEVEL_INFO, event, 0, "a=1");
+    CHECK_STR(out, "{\"event\":\"log_line_too_long\",\"a\":1,\"log_truncated\":true}");
 }
 
 /* Members that do not fit are left out; the line stays one valid object within `cap`, and says
@@ -300,7 +306,7 @@ static void emit_in_job(void)
     /* a job's text naming a job_id inside a quoted value, or as part of a key, names none */
     char q[64];
     LOG_INFO("forged", "url=%s", log_quote("http://h/ job_id=victim", q, sizeof q));
-    LOG_INFO("suffix", "xjob_id=1");
+    LOG_INFO("suffix", "xjob_id=1 job_idx=2 bucket=b");
     static char big[5000];
     memset(big, 'a', sizeof big - 1);
     LOG_INFO("long", "v=%s", big);
@@ -331,7 +337,7 @@ static void test_job_context(void)
     CHECK(strstr(out, " event=named job_id=other n=1\n") != NULL);
     CHECK(strstr(out, " event=bare job_id=\"job 7\"\n") != NULL);
     CHECK(strstr(out, " event=forged job_id=\"job 7\" url=\"http://h/ job_id=victim\"\n") != NULL);
-    CHECK(strstr(out, " event=suffix job_id=\"job 7\" xjob_id=1\n") != NULL);
+    CHECK(strstr(out, " event=suffix job_id=\"job 7\" xjob_id=1 job_idx=2 bucket=b\n") != NULL);
     CHECK(strstr(out, " event=after x=1\n") != NULL);
     const char *lng = strstr(out, " event=long job_id=\"job 7\" v=aaaa");
     CHECK(lng != NULL);
@@ -411,6 +417,83 @@ static void test_text_lines(void)
     CHECK(strncmp(out + 3, a + 4, 19) <= 0 && strncmp(a + 4, b + 4, 19) <= 0);
     CHECK(strstr(a, " level=info event=a x=1\n") != NULL);
     CHECK(strstr(b, " level=info event=b y=2\n") != NULL);
+}
+
+static char cut_event[LOG_TEXT_MAX];
+static char cut_value[LOG_TEXT_MAX * 2];
+
+static void emit_cut(void)
+{
+    LOG_INFO(cut_event, "v=%s", cut_value);
+}
+
+/* The text line of the event `cut_event` with the fields "v=<cut_value>", into `out`; returns
+ * where its fields start (NULL: none), the length of its head into *head. */
+static const char *cut_line(char *out, size_t cap, size_t *head)
+{
+    capture(emit_cut, out, cap);
+    out[strcspn(out, "\n")] = '\0';
+    const char *f = strstr(out, " v=");
+    *head = f != NULL ? (size_t)(f - out) : 0;
+    return f != NULL ? f + 1 : NULL;
+}
+
+/* `value`, of units of `width` bytes (UTF-8 characters, or log_quote() escapes after its quote),
+ * cut at every offset of a unit: whole units kept, as many as fit (the cut keeps 51 bytes for
+ * the space, the mark and a closing quote), and every byte counted. */
+static void check_cut_units(const char *value, size_t width, bool quoted)
+{
+    static char out[2 * LOG_TEXT_MAX];
+    snprintf(cut_value, sizeof cut_value, "%s", value);
+    for (size_t shift = 0; shift < 2 * width; shift++) {
+        memset(cut_event, 'e', shift + 1);
+        cut_event[shift + 1] = '\0';
+        size_t head = 0;
+        const char *f = cut_line(out, sizeof out, &head);
+        const char *mark = f != NULL ? strstr(f, " log_truncated_bytes=") : NULL;
+        CHECK(mark != NULL);
+        if (mark == NULL) {
+            return;
+        }
+        size_t kept = (size_t)(mark - f) - (quoted ? 1 : 0), room = LOG_TEXT_MAX - 1 - 51 - head;
+        CHECK(kept <= room && kept + width > room);
+        CHECK_INT((kept - 2 - (quoted ? 1 : 0)) % width, 0);
+        CHECK(!quoted || mark[-1] == '"');
+        CHECK_INT(lost_bytes(f, "v="), 2 + (long)strlen(value) + (quoted ? 1 : 0));
+    }
+}
+
+/* Fields cut inside 3- and 4-byte characters and \xNN escapes; fields one byte too long for
+ * the line; a head that leaves no room for them. */
+static void test_text_cut_units(void)
+{
+    static char v[LOG_TEXT_MAX * 2], raw[LOG_TEXT_MAX];
+    const char *chars[] = {"\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    for (size_t c = 0; c < 2; c++) {
+        size_t w = strlen(chars[c]), o = 0;
+        for (; o + w < LOG_TEXT_MAX + 100; o += w) {
+            memcpy(v + o, chars[c], w);
+        }
+        v[o] = '\0';
+        check_cut_units(v, w, false);
+    }
+    memset(raw, '\x01', sizeof raw - 1);
+    raw[sizeof raw - 1] = '\0';
+    check_cut_units(log_quote(raw, v, sizeof v), 4, true);
+    static char out[2 * LOG_TEXT_MAX];
+    size_t head = 0;
+    snprintf(cut_event, sizeof cut_event, "x");
+    size_t len = LOG_TEXT_MAX - 1 - (3 + 24 + 11 + 7 + 1) - 1; /* with the head, cap - 1 + 1 */
+    memset(cut_value, 'z', len - 2);
+    cut_value[len - 2] = '\0';
+    const char *f = cut_line(out, sizeof out, &head);
+    CHECK_INT(head, 3 + 24 + 11 + 7 + 1);
+    CHECK_INT(f != NULL ? lost_bytes(f, "v=") : 0, (long)len);
+    memset(cut_event, 'e', LOG_TEXT_MAX - 50);
+    cut_event[LOG_TEXT_MAX - 50] = '\0';
+    snprintf(cut_value, sizeof cut_value, "1");
+    f = cut_line(out, sizeof out, &head);
+    CHECK(f == NULL && strlen(out) == 3 + 24 + 11 + 7 + LOG_TEXT_MAX - 50);
 }
 
 /* A text line cut inside a quoted value ends the value where an escape or a UTF-8 character
@@ -537,6 +620,7 @@ int main(void)
     test_log_event();
     test_job_context();
     test_text_cut_inside();
+    test_text_cut_units();
     test_json_cut();
     test_text_lines();
     return check_summary("log");
