@@ -193,6 +193,252 @@ static void check_left_alone(void)
     free(bad);
 }
 
+/* How many counts exifcap_prepare() lowers in `jpeg` (0 when it makes no copy). */
+static int fixes_in(const unsigned char *jpeg, size_t len)
+{
+    struct exifcap c;
+    CHECK_INT(exifcap_prepare(jpeg, len, &c), 0);
+    int n = c.copy != NULL ? c.fixes : 0;
+    exifcap_free(&c);
+    return n;
+}
+
+/* The same for the block `k` in a JPEG. */
+static int fixes_of(const struct block *k)
+{
+    size_t len;
+    unsigned char *jpeg = jpeg_with(k->b, k->len, &len);
+    int n = fixes_in(jpeg, len);
+    free(jpeg);
+    return n;
+}
+
+/* An empty block: the TIFF header, IFD0 at `ifd0`. */
+static void start(struct block *k, bool be, uint32_t ifd0)
+{
+    memset(k, 0, sizeof *k);
+    k->be = be;
+    k->free = DATA_AT;
+    memcpy(k->b, "Exif\0\0", 6);
+    memcpy(k->b + 6, be ? "MM" : "II", 2);
+    put(k, 8, 0x2a, 2);
+    put(k, 10, ifd0, 4);
+}
+
+/* A block whose IFD0 holds `e` (n entries) and points to IFD0 again or to no next IFD. */
+static int fixes_ifd0(bool be, const struct entry *e, int n, uint32_t next)
+{
+    struct block k;
+    size_t counts[MAX_ENTRIES];
+    start(&k, be, 8);
+    ifd(&k, 8, e, n, next, counts);
+    k.len = 6 + k.free;
+    return fixes_of(&k);
+}
+
+/* A block whose IFD0 points with `tag` to an IFD at 300 holding a long BYTE array, and holds a
+ * BYTE array of 8 values at `at` (0: with the other values). */
+static int fixes_pointed(bool be, unsigned tag, long at)
+{
+    struct block k;
+    size_t c0[MAX_ENTRIES], c1[MAX_ENTRIES];
+    start(&k, be, 8);
+    const struct entry ifd0[] = {{tag, 4, 1, 4, 0}, {0x0100, 1, 8, 1, at}};
+    const struct entry sub[] = {{0x927c, 7, 5000, 1, 0}};
+    ifd(&k, 8, ifd0, 2, 0, c0);
+    put(&k, c0[0] + 4, 300, 4);
+    ifd(&k, 300, sub, 1, 0, c1);
+    k.len = 6 + k.free;
+    return fixes_of(&k);
+}
+
+/* IFD0 the last bytes of the block: the EXIF pointer its last entry, or (with `next`) an entry
+ * and the offset of IFD1 its last 4 bytes; the IFD it leads to holds a long BYTE array. */
+static int fixes_at_end(bool be, bool next)
+{
+    struct block k;
+    size_t c0[MAX_ENTRIES], c1[MAX_ENTRIES];
+    start(&k, be, 0);
+    const struct entry sub[] = {{0x927c, 7, 5000, 1, 0}};
+    ifd(&k, 100, sub, 1, 0, c1);
+    size_t at = k.free;
+    put(&k, 10, (uint32_t)at, 4);
+    const struct entry ptr[] = {{0x8769, 4, 1, 4, 0}};
+    const struct entry plain[] = {{0x0112, 3, 1, 2, 0}};
+    ifd(&k, at, next ? plain : ptr, 1, next ? 100 : 0, c0);
+    if (!next) {
+        put(&k, c0[0] + 4, 100, 4);
+    }
+    k.len = 6 + at + 2 + 12 + (next ? 4 : 0);
+    return fixes_of(&k);
+}
+
+/* What ImageMagick stops at, where an array's values and the IFDs lie: the counts lowered. */
+static void check_walk(void)
+{
+    for (int be = 0; be <= 1; be++) {
+        /* an entry of no type (0, 13) or of more than 0x7fffffff values ends its IFD */
+        const struct entry big = {0x02bc, 1, 3000, 1, 0};
+        const struct entry type0[] = {{0x0100, 0, 2000, 1, 0}, big};
+        const struct entry type13[] = {{0x0100, 13, 2000, 4, 0}, big};
+        const struct entry over[] = {{0x0100, 1, 0x80000000u, 1, -1}, big};
+        const struct entry most[] = {{0x0100, 1, 0x7fffffffu, 1, -1}, big};
+        CHECK_INT(fixes_ifd0(be, type0, 2, 0), 0);
+        CHECK_INT(fixes_ifd0(be, type13, 2, 0), 0);
+        CHECK_INT(fixes_ifd0(be, over, 2, 0), 0);
+        CHECK_INT(fixes_ifd0(be, most, 2, 0), 1);
+        /* EXIFCAP_KEEP values stay as they are; values up to the block's last byte are read */
+        const struct entry keep[] = {{0x02bc, 1, EXIFCAP_KEEP, 1, 0}};
+        const struct entry more[] = {{0x02bc, 1, EXIFCAP_KEEP + 2, 1, 0}};
+        CHECK_INT(fixes_ifd0(be, keep, 1, 0), 0);
+        CHECK_INT(fixes_ifd0(be, more, 1, 0), 1);
+        CHECK_INT(fixes_ifd0(be, &big, 1, 0), 1);
+        /* an IFD that is its own next IFD is walked once */
+        CHECK_INT(fixes_ifd0(be, &big, 1, 8), 1);
+        /* the EXIF, GPS and interoperability pointers are followed */
+        CHECK_INT(fixes_pointed(be, 0x8769, 0), 1);
+        CHECK_INT(fixes_pointed(be, 0x8825, 0), 1);
+        CHECK_INT(fixes_pointed(be, 0xa005, 0), 1);
+        CHECK_INT(fixes_pointed(be, 0x0131, 0), 0);
+        /* values whose last byte is the count's first, or whose first is its last, hold it;
+         * values just after it do not (the count field is the IFD's at 300 + 6) */
+        CHECK_INT(fixes_pointed(be, 0x8769, 299), 0);
+        CHECK_INT(fixes_pointed(be, 0x8769, 309), 0);
+        CHECK_INT(fixes_pointed(be, 0x8769, 310), 1);
+        /* an IFD that ends the block, with its last entry or the offset of the next IFD */
+        CHECK_INT(fixes_at_end(be, false), 1);
+        CHECK_INT(fixes_at_end(be, true), 1);
+    }
+    /* A count field that is also the offset of another IFD's next IFD stays: IFD0 (at 8) holds
+     * the EXIF pointer to 28 and a LONG whose count's last 2 bytes are the EXIF IFD's number of
+     * entries (1), whose value is its entry's tag and type (0x0100, SHORT); that entry's count
+     * is IFD0's next-IFD offset (2000), its 4000 bytes of values at 100. Big-endian only. */
+    struct block k;
+    start(&k, true, 8);
+    put(&k, 6 + 8, 2, 2);
+    const uint32_t words[][3] = {{0x8769, 4, 1}, {0x0131, 4, 1}};
+    for (int i = 0; i < 2; i++) {
+        put(&k, 6 + 10 + 12 * (size_t)i, words[i][0], 2);
+        put(&k, 6 + 12 + 12 * (size_t)i, words[i][1], 2);
+        put(&k, 6 + 14 + 12 * (size_t)i, words[i][2], 4);
+    }
+    put(&k, 6 + 18, 28, 4);
+    put(&k, 6 + 30, 0x01000003, 4);
+    put(&k, 6 + 34, 2000, 4);
+    put(&k, 6 + 38, 100, 4);
+    k.len = 6 + 4100;
+    CHECK_INT(fixes_of(&k), 0);
+}
+
+/* IFD0 with `n` entries: `small` BYTE arrays of 8 values out of line (a region each), then
+ * EXIF pointers to the IFD at 200 that holds one long BYTE array, then long BYTE arrays. */
+static int fixes_many(int small, int pointers, int big)
+{
+    static struct entry e[600];
+    static size_t counts[600];
+    struct block k;
+    int n = 0;
+    start(&k, false, 8);
+    k.free = 8 + 2 + 12 * (size_t)(small + pointers + big) + 4 + 300;
+    for (int i = 0; i < small; i++) {
+        e[n++] = (struct entry){0x0100, 1, 8, 1, 0};
+    }
+    for (int i = 0; i < pointers; i++) {
+        e[n++] = (struct entry){0x8769, 4, 1, 4, 0};
+    }
+    for (int i = 0; i < big; i++) {
+        e[n++] = (struct entry){0x02bc, 1, EXIFCAP_KEEP + 2, 1, 0};
+    }
+    ifd(&k, 8, e, n, 0, counts);
+    size_t sub = 8 + 2 + 12 * (size_t)n + 4 + 100;
+    for (int i = small; i < small + pointers; i++) {
+        put(&k, counts[i] + 4, (uint32_t)sub, 4);
+    }
+    const struct entry one[] = {{0x927c, 7, 5000, 1, 0}};
+    ifd(&k, sub, one, 1, 0, counts);
+    k.len = 6 + k.free;
+    return fixes_of(&k);
+}
+
+/* IFD0 and `n` - 1 IFDs after it, each the next of the one before; the last holds a long BYTE
+ * array. */
+static int fixes_chain(int n)
+{
+    struct block k;
+    size_t counts[MAX_ENTRIES];
+    start(&k, false, 8);
+    const struct entry plain[] = {{0x0112, 3, 1, 2, 0}};
+    const struct entry big[] = {{0x02bc, 1, 3000, 1, 0}};
+    for (int i = 0; i < n; i++) {
+        size_t at = 8 + 20 * (size_t)i;
+        ifd(&k, at, i < n - 1 ? plain : big, 1, i < n - 1 ? (uint32_t)at + 20 : 0, counts);
+    }
+    k.len = 6 + k.free;
+    return fixes_of(&k);
+}
+
+/* The limits of a walk (16 IFDs, 64 waiting, 512 regions) are reached, not passed; the first 32
+ * long arrays are shortened. */
+static void check_limits(void)
+{
+    CHECK_INT(fixes_chain(16), 1);
+    CHECK_INT(fixes_chain(17), 0);
+    CHECK_INT(fixes_many(0, 64, 0), 1);
+    CHECK_INT(fixes_many(0, 65, 0), 0);
+    CHECK_INT(fixes_many(510, 0, 1), 1); /* IFD0's table, 510 arrays, the long one's values */
+    CHECK_INT(fixes_many(511, 0, 1), 0);
+    CHECK_INT(fixes_many(0, 0, 33), EXIFCAP_FIXES);
+}
+
+/* `jpeg` with `n` bytes inserted at `at`. */
+static unsigned char *spliced(const unsigned char *jpeg, size_t len, size_t at, const char *bytes,
+                              size_t n)
+{
+    unsigned char *out = malloc(len + n);
+    memcpy(out, jpeg, at);
+    memcpy(out + at, bytes, n);
+    memcpy(out + at + n, jpeg + at, len - at);
+    return out;
+}
+
+/* The markers before the EXIF block: those without a length (TEM, RST, SOI) are stepped over,
+ * EOI ends the walk; an APP1 of 4 bytes "Exif" is no EXIF profile, one "EXIF..." is another. A
+ * byte where a marker should start, the block cut by one byte, and a TIFF header that is not 42
+ * leave it alone. */
+static void check_markers(void)
+{
+    struct block k;
+    size_t counts[4], len;
+    build(&k, false, false, counts);
+    unsigned char *one = jpeg_with(k.b, k.len, &len);
+    const struct {
+        const char *bytes;
+        size_t n;
+        int fixes;
+    } cases[] = {{"\xff\x01", 2, 4},
+                 {"\xff\xd0", 2, 4},
+                 {"\xff\xd8", 2, 4},
+                 {"\xff\xd9\x00\x02", 4, 0},
+                 {"\xff\xe1\x00\x06\x45xif", 8, 4},
+                 {"\xff\xe1\x00\x08\x45XIF\0\0", 10, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char *j = spliced(one, len, 2, cases[i].bytes, cases[i].n);
+        CHECK_INT(fixes_in(j, len + cases[i].n), cases[i].fixes);
+        free(j);
+    }
+    /* a byte that starts no marker after the EXIF block: damaged markers */
+    unsigned char *j = spliced(one, len, 2 + 4 + k.len, "\0", 1);
+    CHECK_INT(fixes_in(j, len + 1), 0);
+    free(j);
+    CHECK_INT(fixes_in(one, 2 + 4 + k.len), 4);
+    CHECK_INT(fixes_in(one, 2 + 4 + k.len - 1), 0);
+    put(&k, 8, 0x2b, 2);
+    unsigned char *bad = jpeg_with(k.b, k.len, &len);
+    CHECK_INT(fixes_in(bad, len), 0);
+    free(bad);
+    free(one);
+}
+
 /* What exifcap could change in a read: the exif:* properties, the EXIF profile, orientation
  * and resolution, as text. */
 static char *describe(MagickWand *w)
@@ -339,6 +585,9 @@ int main(int argc, char **argv)
         check_built(be, true);
     }
     check_left_alone();
+    check_walk();
+    check_markers();
+    check_limits();
     for (int i = 1; i < argc; i++) {
         size_t len = 0;
         unsigned char *data = shrinkio_slurp(argv[i], &len);
