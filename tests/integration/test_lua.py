@@ -219,6 +219,17 @@ class HeartbeatTest(LuaTestCase):
         self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 20000, "beat"]), 1)
         self.assertEqual(self.zscore(WORKERS, "dead"), 2)
         self.assertEqual(self.zscore(WORKERS, "alive"), now + 60000)
+        self.assert_near(self.zscore(WORKERS, "w1"), now + 20000)
+
+    def test_renewed_within_two_thirds_of_a_lease_is_a_live_fleet(self):
+        """The newest deadline at 0.3 of a lease is an outage (all renewed), at 0.4 a live fleet
+        (only its own): the line is at a third."""
+        for newest, renewed in ((6000, True), (8000, False)):
+            self.r.delete(WORKERS)
+            now = self.now_ms()
+            self.r.execute("ZADD", WORKERS, now + newest, "a", now - 1000, "b")
+            self.assertEqual(self.run_script("heartbeat", [WORKERS], ["b", 20000, "beat"]), 1)
+            self.assertEqual(self.zscore(WORKERS, "a") != now + newest, renewed, newest)
 
 
 class ExpiredTest(LuaTestCase):
@@ -261,6 +272,11 @@ class ExpiredTest(LuaTestCase):
         # a renewed 5 s ago, as a live fleet does: b is expired
         self.r.execute("ZADD", WORKERS, now + 15000, "a")
         self.assertEqual(self.expired(16), [["b"], []])
+        # the line is at a third of the lease: 0.4 of a lease left is a live fleet, 0.3 not
+        self.r.execute("ZADD", WORKERS, now + 8000, "a")
+        self.assertEqual(self.expired(16), [["b"], []])
+        self.r.execute("ZADD", WORKERS, now + 6000, "a")
+        self.assertEqual(self.expired(16), [[], []])
 
     def test_none_expired(self):
         self.assertEqual(self.expired(16), [[], []])
@@ -723,10 +739,13 @@ class BeginTest(LuaTestCase):
         self.assertEqual(self.stats(), {"received": 1})
 
     def test_rerun_keeps_first_seen_and_counts(self):
-        first_seen, _ = self.begin("j1")
-        self.r.execute("HSET", key("job:j1"), "posted", 1)
+        self.begin("j1")
+        first_seen = self.now_ms() - 86400000  # the first run was a day ago
+        self.r.execute("HSET", key("job:j1"), "posted", 1, "first_seen", first_seen)
         self.assertEqual(self.begin("j1", ttl=7200), [first_seen, 2])
+        self.assertTrue(7100 <= self.r.ttl(key("job:j1")) <= 7200)
         self.assertEqual(self.begin("j1"), [first_seen, 3])
+        self.assertEqual(self.r.execute("HGET", key("job:j1"), "first_seen"), str(first_seen))
         self.assertEqual(self.r.execute("HGET", key("job:j1"), "posted"), "1")
         self.assertEqual(self.stats(), {"received": 1, "reruns": 2})
 
@@ -744,6 +763,9 @@ class ClaimTest(LuaTestCase):
             self.assertEqual(list(h), ["submitted"])
             self.assert_near(int(h["submitted"]), t0)
             self.assertTrue(3500 <= self.r.ttl(key("job:" + i)) <= 3600)
+        self.assertEqual(self.r.exists(key("result:a"), key("result:b")), 0)  # no result yet
+        self.assertEqual(self.claim("e", ttl=90), 0)
+        self.assertTrue(80 <= self.r.ttl(key("job:e")) <= 90)
         # a claimed id (a waiting job), a job that ran, a result: the first used one's position
         self.r.execute("HSET", key("job:ran"), "first_seen", 1, "runs", 1)
         self.r.execute("RPUSH", key("result:done"), "{}")
