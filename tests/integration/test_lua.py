@@ -1296,6 +1296,15 @@ class SplitTest(LuaTestCase):
         self.assertEqual(self.stats(), {"batches_split": 1})
         self.assertEqual(self.r.hgetall(RECOV), {"other": "1"})
 
+    def test_one_copy_of_an_identical_batch_leaves_the_active_list(self):
+        # the same batch reserved twice: the second is split by its own call, not lost
+        batch = '[{"job_id":"a"},{"job_id":"b"}]'
+        self.r.lpush(active("w1"), batch, batch)
+        self.assertEqual(self.split("w1", batch, "a", "b"), 2)
+        self.assertEqual(self.r.lrange(active("w1")), [batch])
+        self.assertEqual(self.split("w1", batch, "a", "b"), 2)
+        self.assertEqual(self.r.lrange(JOBS), ["b", "a", "b", "a"])
+
     def test_jobs_go_behind_pixq_s_own_entries(self):
         # tasks promoted while the batch was being split stay nearest the consumer end
         batch, task = '[{"job_id":"a"},{"job_id":"b"}]', 'pixq-task:{"pixq_upload":{"n":0}}'
@@ -1318,9 +1327,10 @@ class SplitTest(LuaTestCase):
         """Reserved in data Redis has lost since (the token gone): the jobs are queued all
         the same, the batch's copy taken off the queue should it be there."""
         batch = '[{"job_id":"a"},{"job_id":"b"}]'
-        self.r.rpush(JOBS, batch, "waiting")
+        # the batch submitted twice: the copy nearest the consumer end is the one it was
+        self.r.rpush(JOBS, batch, "waiting", batch)
         self.assertEqual(self.split("w1", batch, "a", "b", reserved_on=OTHER_EPOCH), ("lost", 2))
-        self.assertEqual(self.r.lrange(JOBS), ["waiting", "b", "a"])
+        self.assertEqual(self.r.lrange(JOBS), [batch, "waiting", "b", "a"])
         self.assertEqual(self.stats(), {"batches_split": 1, "forgotten": 1})
         self.assertEqual(self.r.exists(active("w1")), 0)
 
@@ -1374,7 +1384,8 @@ class DeadRetryTest(LuaTestCase):
         """The pixq_enqueued_at stamp pixq submit ends a job with becomes the time of the retry
         (stats' oldest job age counts from there); the rest of the job is kept byte for byte,
         and a stamp elsewhere (another producer's) is left alone."""
-        stamped = '{"job_id":"s","src":"x/y","functions":[],"pixq_enqueued_at":1700000000000}'
+        stamped = ('{"job_id":"s","src":"x/y","functions":[{"pixq_enqueued_at":1}],'
+                   '"pixq_enqueued_at":1700000000000}')
         other = '{"pixq_enqueued_at":1700000000000,"job_id":"o","src":"x/y"}'
         for job_id, job in (("s", stamped), ("o", other)):
             self.r.lpush(DEAD, json.dumps({"job": job, "job_id": job_id, "error": "e",
@@ -1385,9 +1396,29 @@ class DeadRetryTest(LuaTestCase):
         kept, again = self.r.lrange(JOBS)  # s died first: retried first
         self.assertEqual(kept, other)
         head, _, stamp = again.rpartition('"pixq_enqueued_at":')
-        self.assertEqual(head, stamped[:stamped.index('"pixq_enqueued_at":')])
+        self.assertEqual(head, stamped[:stamped.rindex('"pixq_enqueued_at":')])
         self.assertTrue(stamp.endswith("}"), again)
         self.assertTrue(before <= int(stamp[:-1]) <= after, again)
+
+    def test_identical_entries_are_retried_each(self):
+        # the same job buried twice alike (pushed twice): two runs were owed, two are queued
+        entry = json.dumps({"job": '{"job_id":"d"}', "job_id": "d", "error": "e",
+                            "attempts": 1, "failed_at": 1})
+        self.r.lpush(DEAD, entry, entry)
+        self.assertEqual(self.retry("all", window=1), 2)
+        self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"d"}', '{"job_id":"d"}'])
+        self.assertEqual(self.r.llen(DEAD), 0)
+
+    def test_entries_of_other_shapes_are_kept(self):
+        # JSON that is no dead entry, or whose payload is no string, or a pill of no string:
+        # kept as they are, the others retried
+        odd = ['5', '"d"', '{"job":{"job_id":"d"},"job_id":"d"}', '{"job":7,"job_id":"d"}']
+        pill = 'pixq-task:{"pixq_poison":{"job_id":"d"}}'
+        self.r.rpush(DEAD, *odd, json.dumps({"job": pill, "job_id": "d"}),
+                     json.dumps({"job": '{"job_id":"d"}', "job_id": "d"}))
+        self.assertEqual(self.retry("all"), 2)
+        self.assertEqual(self.r.lrange(DEAD), odd)
+        self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"d"}', pill])
 
     def test_one_window_per_call(self):
         """A call looks at `window` entries from the tail, past those kept, and no further."""
@@ -1523,6 +1554,11 @@ class ParkTest(LuaTestCase):
         # the queue's parked bytes: each blob's, and their total
         self.assertEqual(self.r.hgetall(PARKED), {
             key("blob:j1:0"): "7", key("blob:j1:1"): "8", "total": "15"})
+
+    def test_job_hash_kept_for_the_longest_delay_in_any_place(self):
+        self.r.lpush(active("w1"), "job-a")
+        self.park("w1", "job-a", [("task-0", 9000, "b0"), ("task-1", 100, "b1")])
+        self.assertTrue(608000 <= self.r.pttl(key("job:j1")) <= 609000)
 
     def test_parked_bytes_add_up(self):
         self.r.lpush(active("w1"), "job-a", "job-b")
@@ -1660,6 +1696,16 @@ class UploadDoneTest(LuaTestCase):
         self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
         self.assertEqual(self.r.execute("HGET", PARKED, "total"), "114")
 
+    def test_without_the_parked_key(self):
+        # KEYS[3] is optional: a caller that counts no parked bytes passes two keys
+        self.park_two()
+        keys = [key("job:j1"), key("blob:j1:0")]
+        self.assertEqual(self.run_script("upload_done", keys, [0, "img", "{}", "{}"]), 1)
+        self.assertEqual(self.r.exists(key("blob:j1:0")), 0)
+        self.assertEqual(self.r.execute("HGET", PARKED, "total"), "114")
+        self.r.delete(key("job:j1"))
+        self.assertEqual(self.run_script("upload_done", keys, [0, "img", "{}", "{}"]), -1)
+
     def test_expired_blob_is_counted_out(self):
         # its entry says what it counted, the blob itself need not be there
         self.park_two()
@@ -1727,12 +1773,13 @@ class ParkedForgetTest(LuaTestCase):
         self.r.execute("HSET", PARKED, key("blob:j1:0"), 7, key("blob:j1:1"), 9,
                        key("blob:j2:0"), 5, "total", 21)
         self.r.execute("HSET", PARKED, "scanned_at", 1796054857387)
-        keys = [PARKED, key("blob:j1:0"), key("blob:j1:1"), key("blob:j2:0"), key("blob:j3:0"),
+        keys = [PARKED, key("blob:j1:0"), key("blob:j1:1"), key("blob:j3:0"),
                 "total", "scanned_at"]  # other fields passed by mistake: left alone
-        self.assertEqual(self.run_script("parked_forget", keys, []), 2)
+        self.assertEqual(self.run_script("parked_forget", keys, []), 1)
+        self.assertEqual(self.run_script("parked_forget", keys, []), 0)
+        self.assertEqual(self.run_script("parked_forget", [PARKED, key("blob:j2:0")], []), 1)
         self.assertEqual(self.r.hgetall(PARKED), {key("blob:j1:0"): "7", "total": "7",
                                                   "scanned_at": "1796054857387"})
-        self.assertEqual(self.run_script("parked_forget", keys, []), 0)
 
 
 class TakeTest(LuaTestCase):
@@ -2322,6 +2369,21 @@ class ReplanTest(LuaTestCase):
         self.r.execute("ZADD", DELAYED, now + 3000, later)
         self.assertEqual(self.replan(interval_us=1000000, epoch=4), 0)
         self.assertEqual(self.zscore(DELAYED, later), now + 3000)
+
+    def test_unreserved_or_unversioned_tasks_are_brought_forward(self):
+        # parked for a far slot it did not reserve (status 2 carries the epoch too), or reserved
+        # by a worker that wrote no epoch: planned at the old rate, brought forward; a task
+        # whose pixq_upload is no object is left alone
+        now = self.now_ms()
+        far = ('pixq-task:{"pixq_upload":{"job_id":"far","n":0,"bucket":"bkt-a",'
+               '"reserved":false,"epoch":4}}')
+        old = 'pixq-task:{"pixq_upload":{"job_id":"old","n":0,"bucket":"bkt-a","reserved":true}}'
+        odd = 'pixq-task:{"pixq_upload":5,"bucket":"bkt-a"}'
+        self.r.execute("ZADD", DELAYED, now + 30000, far, now + 40000, old, now + 20000, odd)
+        self.assertEqual(self.replan(interval_us=1000000, epoch=4), 2)
+        self.assertTrue(self.zscore(DELAYED, far) <= self.now_ms())
+        self.assertTrue(self.zscore(DELAYED, old) <= self.now_ms() + 1000)
+        self.assertEqual(self.zscore(DELAYED, odd), now + 20000)
 
     def test_nothing_delayed(self):
         self.assertEqual(self.replan(), 0)
