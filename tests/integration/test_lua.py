@@ -541,7 +541,8 @@ class PromoteTest(LuaTestCase):
         # pushed in chunks (Lua's unpack has a limit); nothing of pixq's own: in order
         now = self.now_ms()
         jobs = ["job-%04d" % i for i in range(2500)]
-        self.r.execute("ZADD", DELAYED, *[x for i, j in enumerate(jobs) for x in (now - 3000 + i, j)])
+        self.r.execute("ZADD", DELAYED,
+                       *[x for i, j in enumerate(jobs) for x in (now - 3000 + i, j)])
         self.assertEqual(self.promote(batch=5000)[0], 2500)
         self.assertEqual(self.r.lrange(JOBS), list(reversed(jobs)))
 
@@ -2390,9 +2391,9 @@ class ReplanTest(LuaTestCase):
         self.assertEqual(self.r.exists(DELAYED), 0)
 
 
-TESTED = ("adopt", "begin", "claim", "dead_retry", "delay", "expired", "finish", "heartbeat", "park",
-          "posting", "promote", "reap", "replan", "requeue", "rl_acquire", "rl_feedback", "rl_set",
-          "rl_show", "split", "parked_forget", "take", "upload_done")
+TESTED = ("adopt", "begin", "claim", "dead_retry", "delay", "expired", "finish", "heartbeat",
+          "park", "posting", "promote", "reap", "replan", "requeue", "rl_acquire", "rl_feedback",
+          "rl_set", "rl_show", "split", "parked_forget", "take", "upload_done")
 
 
 if __name__ == "__main__":
