@@ -98,18 +98,21 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
     if (strncmp(p, "\xef\xbb\xbf", 3) == 0) {
         p += 3; /* a byte order mark, as some editors write */
     }
-    bool continued = false; /* an indented line goes on the credential_process before it */
+    /* a line indented deeper than the credential_process line before it goes on it */
+    bool continued = false;
+    size_t process_indent = 0;
     while (*p != '\0') {
         const char *nl = strchr(p, '\n');
         size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
         const char *line = p;
         p = nl != NULL ? nl + 1 : p + n;
-        bool indented = n > 0 && (line[0] == ' ' || line[0] == '\t');
+        size_t indent = strspn(line, " \t");
+        indent = indent < n ? indent : n;
         trim(&line, &n);
         if (n == 0 || line[0] == '#' || line[0] == ';') {
             continue;
         }
-        if (continued && indented) {
+        if (continued && indent > process_indent) {
             /* as the AWS tools' reader joins a value's indented lines (a long command) */
             add_to_process(&f, line, n);
             continue;
@@ -128,14 +131,16 @@ int awscreds_parse(struct awscreds *c, const char *text, struct err *e)
             f.process_seen = false;
             note_key(&f, line, n);
             continued = f.process_seen;
+            process_indent = continued ? indent : process_indent;
             f.process_seen = f.process_seen || seen;
         }
     }
     if (!f.section) {
         return err_set(e, "no profile [%s] in it", profile);
     }
-    if (f.value[0] == NULL && f.value[1] == NULL && f.process_seen) {
-        /* keys from a program (keys written beside it come first, as in the AWS tools) */
+    if (f.value[0] == NULL && f.process_seen) {
+        /* keys from a program (an aws_access_key_id written beside it comes first, as in the
+         * AWS tools) */
         if (f.process_len == 0 || f.process_long) {
             return err_set(e, "profile [%s]: credential_process is %s", profile,
                            f.process_len == 0 ? "empty" : "too long");

@@ -1,6 +1,9 @@
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "awscreds.h"
@@ -100,6 +103,91 @@ static void test_parse(void)
     CHECK_INT(parse(&c, "default", big, why), 0);
     CHECK_INT(strlen(c.session_token), CFG_TOKEN_MAX - 1);
     free(big);
+    /* names are matched whole: a section or key that only starts like one is another one; a
+     * profile's name in its case, a key's in any (as the AWS tools read them) */
+    CHECK_INT(parse(&c, "default", "[def]\naws_access_key_id=A\naws_secret_access_key=S\n", why),
+              -1);
+    CHECK_STR(why, "no profile [default] in it");
+    CHECK_INT(
+        parse(&c, "default", "[Default]\naws_access_key_id=A\naws_secret_access_key=S\n", why), -1);
+    CHECK_STR(why, "no profile [default] in it");
+    CHECK_INT(parse(&c, "default", "[default]\naws_access_key=A\naws_secret_access_key=S\n", why),
+              -1);
+    CHECK(strstr(why, "profile [default] has no aws_access_key_id (") == why);
+    CHECK_INT(parse(&c, "default",
+                    "[default]\naws_access_key_id=A\naws_secret_access_key=S\naws_security=T\n",
+                    why),
+              0);
+    CHECK_STR(c.session_token, "");
+    CHECK_INT(parse(&c, "default", "[default]\ncredential = helper\n", why), -1);
+    CHECK(strstr(why, "profile [default] has no aws_access_key_id (") == why);
+    CHECK_INT(parse(&c, "default", "[default]\nCredential_Process = helper\n", why), 0);
+    CHECK_STR(c.process, "helper");
+    /* a comment line ('#' or ';') does not end a command's indented lines; a section does */
+    CHECK_INT(
+        parse(&c, "p", "[p]\ncredential_process = a\n; c\n  b\n# d\n  c\n[q]\n  region = x\n", why),
+        0);
+    CHECK_STR(c.process, "a b c");
+    /* a command is one byte shorter than CFG_STR_MAX at most, its indented lines joined by a
+     * blank; a control character other than TAB (DEL too) is refused */
+    char *cmd = malloc(2 * CFG_STR_MAX);
+    for (int extra = 0; extra < 2; extra++) {
+        int k = snprintf(cmd, 64, "[p]\ncredential_process = ");
+        memset(cmd + k, 'a', 500);
+        k += 500;
+        k += snprintf(cmd + k, 64, "\n  ");
+        memset(cmd + k, 'b', CFG_STR_MAX - 1 - 501 + extra);
+        cmd[k + CFG_STR_MAX - 1 - 501 + extra] = '\0';
+        CHECK_INT(parse(&c, "p", cmd, why), extra == 0 ? 0 : -1);
+        CHECK_INT(strlen(c.process), extra == 0 ? CFG_STR_MAX - 1 : 0);
+    }
+    CHECK_STR(why, "profile [p]: credential_process is too long");
+    free(cmd);
+    CHECK_INT(parse(&c, "p",
+                    "[p]\ncredential_process = a\x7f"
+                    "b\n",
+                    why),
+              -1);
+    CHECK_STR(why, "profile [p]: credential_process holds a control character");
+    CHECK_INT(parse(&c, "p",
+                    "[p]\ncredential_process = a\x1f"
+                    "b\n",
+                    why),
+              -1);
+    CHECK_STR(why, "profile [p]: credential_process holds a control character");
+    /* a profile with no aws_access_key_id goes to its credential_process, as the AWS tools'
+     * (one with that key and no secret is refused) */
+    CHECK_INT(parse(&c, "p", "[p]\naws_secret_access_key=S\ncredential_process = helper\n", why),
+              0);
+    CHECK_STR(c.process, "helper");
+    CHECK_STR(c.secret_key, "");
+    CHECK_INT(parse(&c, "p", "[p]\naws_access_key_id=A\ncredential_process = helper\n", why), -1);
+    CHECK(strstr(why, "profile [p] has no aws_secret_access_key (") == why);
+    /* parsed again: keys, then a program, then keys: what the last one has, nothing else */
+    struct err e = {{0}};
+    CHECK_INT(parse(&c, "p",
+                    "[p]\naws_access_key_id=A\naws_secret_access_key=S\n"
+                    "aws_session_token=T\n",
+                    why),
+              0);
+    CHECK_INT(awscreds_parse(&c, "[p]\ncredential_process = helper\n", &e), 0);
+    CHECK_STR(c.access_key, "");
+    CHECK_STR(c.secret_key, "");
+    CHECK_STR(c.session_token, "");
+    CHECK_INT(awscreds_parse(&c, "[p]\naws_access_key_id=A\naws_secret_access_key=S\n", &e), 0);
+    CHECK_STR(c.process, "");
+    CHECK_STR(c.access_key, "A");
+    /* only a line indented deeper than the credential_process line goes on it, as the AWS
+     * tools read a file whose keys are all indented */
+    CHECK_INT(parse(&c, "p",
+                    "[p]\n  credential_process = helper --x\n  region = eu-west-1\n"
+                    "    --not-this\n",
+                    why),
+              0);
+    CHECK_STR(c.process, "helper --x");
+    CHECK_INT(parse(&c, "p", "[p]\n  credential_process = helper --x\n   --y 1\n\t\t\t--z\n", why),
+              0);
+    CHECK_STR(c.process, "helper --x --y 1 --z");
 }
 
 static void test_refresh(void)
@@ -139,6 +227,7 @@ static void test_refresh(void)
     CHECK(strstr(e.msg, "profile [default] has no aws_secret_access_key") != NULL);
     CHECK_STR(c->access_key, "AKID2");
     CHECK_INT(awscreds_refresh(c, false, &e), 0); /* the same refused file: nothing new */
+    CHECK_INT(awscreds_refresh(c, true, &e), -1); /* forced: read again, refused again */
     unlink(path);
     CHECK_INT(awscreds_refresh(c, false, &e), -1);
     CHECK_INT(awscreds_refresh(c, false, &e), -1);
@@ -155,6 +244,23 @@ static void test_refresh(void)
     fclose(f);
     CHECK_INT(awscreds_refresh(c, false, &e), 0);
     CHECK_STR(c->session_token, "T3");
+    /* a secret only changed */
+    check_replace_file(path, "[default]\naws_access_key_id=AKID2\naws_secret_access_key=S4\n"
+                             "aws_session_token=T3\n");
+    CHECK_INT(awscreds_refresh(c, false, &e), 1);
+    CHECK_STR(c->secret_key, "S4");
+    /* rewritten in place, as long, its mtime put back: its ctime tells */
+    struct stat before;
+    CHECK_INT(stat(path, &before), 0);
+    struct timespec ms20 = {0, 20000000};
+    nanosleep(&ms20, NULL);
+    f = fopen(path, "r+");
+    fputs("[default]\naws_access_key_id=AKID2\naws_secret_access_key=S5\n", f);
+    fclose(f);
+    const struct timespec times[2] = {before.st_atim, before.st_mtim};
+    CHECK_INT(utimensat(AT_FDCWD, path, times, 0), 0);
+    CHECK_INT(awscreds_refresh(c, false, &e), 1);
+    CHECK_STR(c->secret_key, "S5");
     /* a FIFO is no file, and opening it does not wait for a writer */
     unlink(path);
     CHECK_INT(mkfifo(path, 0600), 0);
@@ -167,6 +273,28 @@ static void test_refresh(void)
     CHECK_INT(awscreds_refresh(c, false, &e), -1);
     CHECK(strstr(e.msg, "not a regular file") != NULL);
     rmdir(path);
+    /* AWSCREDS_FILE_MAX bytes at most, and no NUL byte */
+    char *text = malloc(AWSCREDS_FILE_MAX + 2);
+    int k = snprintf(text, 128, "[default]\naws_access_key_id=AKIDBIG\naws_secret_access_key=S\n");
+    memset(text + k, '#', (size_t)(AWSCREDS_FILE_MAX - k));
+    text[AWSCREDS_FILE_MAX] = '\0';
+    check_replace_file(path, text);
+    CHECK_INT(awscreds_refresh(c, false, &e), 1);
+    CHECK_STR(c->access_key, "AKIDBIG");
+    text[AWSCREDS_FILE_MAX] = '#';
+    text[AWSCREDS_FILE_MAX + 1] = '\0';
+    check_replace_file(path, text);
+    CHECK_INT(awscreds_refresh(c, false, &e), -1);
+    CHECK(strstr(e.msg, "larger than 1048576 bytes") != NULL);
+    free(text);
+    static const char nul[] = "[default]\naws_access_key_id=AKIDNUL\0\naws_secret_access_key=S\n";
+    f = fopen(path, "w");
+    CHECK(f != NULL && fwrite(nul, 1, sizeof nul - 1, f) == sizeof nul - 1);
+    fclose(f);
+    CHECK_INT(awscreds_refresh(c, false, &e), -1);
+    CHECK(strstr(e.msg, "it holds a NUL byte") != NULL);
+    CHECK_STR(c->access_key, "AKIDBIG");
+    unlink(path);
     rmdir(dir);
     free(c);
     free(cfg);
@@ -182,6 +310,7 @@ static void test_schedule(void)
     CHECK_INT(awscreds_due_ms(at, LONG_MAX, lead, retry), LONG_MAX);
     /* within the lead (the endpoint still serves them): a quarter of what is left */
     CHECK_INT(awscreds_due_ms(at, 240000, lead, retry), at + 60000);
+    CHECK_INT(awscreds_due_ms(at, lead, lead, retry), at + lead / 4);
     CHECK_INT(awscreds_due_ms(at, 2000, lead, retry), at + 1000); /* at least retry_ms */
     /* already expired by this clock (ahead of the endpoint's?): not every retry_ms */
     CHECK_INT(awscreds_due_ms(at, 0, lead, retry), at + AWSCREDS_EXPIRED_WAIT_MS);
