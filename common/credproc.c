@@ -141,14 +141,17 @@ static int locate(const char *prog, char *full, size_t cap)
     const char *path = getenv("PATH");
     path = path != NULL ? path : "/bin:/usr/bin";
     int why = ENOENT;
-    while (why != 0 && *path != '\0') {
+    /* an empty element (a leading, doubled or trailing ':', or PATH="") is the current
+     * directory */
+    for (bool more = true; why != 0 && more;) {
         size_t n = strcspn(path, ":");
         int k = snprintf(full, cap, "%.*s%s%s", (int)n, path, n > 0 ? "/" : "", prog);
         if (k > 0 && (size_t)k < cap) {
             int r = runnable(full);
             why = r == 0 || why == ENOENT ? r : why;
         }
-        path += n + (path[n] == ':' ? 1 : 0);
+        more = path[n] == ':';
+        path += n + (more ? 1 : 0);
     }
     return why;
 }

@@ -49,6 +49,8 @@ static void test_split(void)
     CHECK_STR(got, "ab cd||x y|q\"u\\$o\\n|no\\escape");
     split("h\tx  \"a\\$b\"", got, sizeof got);
     CHECK_STR(got, "h|x|a\\$b");
+    split("a\rb\nc \"x\\\\y\"", got, sizeof got);
+    CHECK_STR(got, "a|b|c|x\\y");
     split("helper --json='{\"a\": 1}'", got, sizeof got);
     CHECK_STR(got, "helper|--json={\"a\": 1}");
     split("", got, sizeof got);
@@ -133,14 +135,29 @@ static void test_run(void)
     /* the environment, less pixq's settings */
     setenv("PIXQ_POSTBACK_SECRET", "do-not-pass", 1);
     setenv("HTTPS_PROXY", "http://proxy.invalid:3128", 1);
-    CHECK_INT(run("sh -c 'echo \"[$PIXQ_POSTBACK_SECRET][$HTTPS_PROXY]\"'", 5000, got, sizeof got),
+    setenv("PIXQUE", "not-pixq", 1);
+    CHECK_INT(run("sh -c 'echo \"[$PIXQ_POSTBACK_SECRET][$HTTPS_PROXY][$PIXQUE]\"'", 5000, got,
+                  sizeof got),
               0);
-    CHECK_STR(got, "[][http://proxy.invalid:3128]\n");
+    CHECK_STR(got, "[][http://proxy.invalid:3128][not-pixq]\n");
+    unsetenv("PIXQUE");
     unsetenv("PIXQ_POSTBACK_SECRET");
     unsetenv("HTTPS_PROXY");
     /* found on PATH; its input is /dev/null, not the worker's */
+    int saved_in = dup(STDIN_FILENO), in[2];
+    CHECK(saved_in >= 0 && pipe(in) == 0 && dup2(in[0], STDIN_FILENO) == 0);
+    CHECK_INT(write(in[1], "worker's\n", 9), 9);
+    close(in[1]);
+    close(in[0]);
     CHECK_INT(run("sh -c 'cat; echo done'", 5000, got, sizeof got), 0);
     CHECK_STR(got, "done\n");
+    dup2(saved_in, STDIN_FILENO);
+    close(saved_in);
+    /* its standard error read as it comes, after its output closed too; DEL is a blank */
+    CHECK_INT(run("sh -c 'exec >&-; printf a >&2; sleep 0.1; printf \"b\\177c\" >&2; exit 1'", 5000,
+                  got, sizeof got),
+              -1);
+    CHECK_STR(got, "sh ended with status 1: ab c");
     /* a status other than 0, with what it said on its standard error (one line, trimmed) */
     CHECK_INT(run("sh -c 'echo keys >&1; printf \"\\n  token expired:\\trun login \\n\" >&2; "
                   "exit 3'",
@@ -160,14 +177,15 @@ static void test_run(void)
     signal(SIGPIPE, SIG_DFL);
     /* none of the worker's descriptors but its three (Redis's and S3's connections are not
      * close-on-exec) */
-    int fd = open("/dev/null", O_RDONLY);
-    CHECK(fd > 2);
+    int fd0 = open("/dev/null", O_RDONLY), fd = open("/dev/null", O_RDONLY);
+    CHECK(fd0 > 2 && fd > fd0);
     char cmd[512];
     snprintf(cmd, sizeof cmd,
              "sh -c 'ls /proc/$$/fd; test -e /proc/$$/fd/%d && echo leaked; exit 0'", fd);
     CHECK_INT(run(cmd, 5000, got, sizeof got), 0);
     CHECK_STR(got, "0\n1\n2\n");
     close(fd);
+    close(fd0);
     CHECK_INT(run("/nonexistent/helper --x", 5000, got, sizeof got), -1);
     CHECK_STR(got, "cannot run /nonexistent/helper: No such file or directory");
     /* a file that may be run but is no program: why its exec failed, from the child */
@@ -179,11 +197,20 @@ static void test_run(void)
     char want[128];
     snprintf(want, sizeof want, "cannot run %s: Exec format error", junk);
     CHECK_STR(got, want);
+    CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD); /* reaped */
     unlink(junk);
     CHECK_INT(run("helper 'open", 5000, got, sizeof got), -1);
     CHECK_STR(got, "the command has a ' that is not closed");
     CHECK_INT(run("sh -c 'head -c 70000 /dev/zero'", 5000, got, sizeof got), -1);
     CHECK_STR(got, "sh wrote more than 65536 bytes");
+    CHECK_INT(run("sh -c 'head -c 65537 /dev/zero'", 5000, got, sizeof got), -1);
+    CHECK_STR(got, "sh wrote more than 65536 bytes");
+    struct buf all;
+    buf_init(&all, 0);
+    struct err e = {{0}};
+    CHECK_INT(credproc_run("sh -c 'head -c 65536 /dev/zero'", 5000, &all, &e), 0);
+    CHECK_INT(all.len, CREDPROC_OUTPUT_MAX);
+    buf_finish(&all);
     /* out of time: the program and what it started are ended together */
     char dir[] = "/tmp/pixq-credproc-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -191,17 +218,19 @@ static void test_run(void)
     snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
     snprintf(cmd, sizeof cmd, "sh -c 'sleep 30 & echo $! > %s; wait'", pidfile);
     long t0 = clock_mono_ms();
-    CHECK_INT(run(cmd, 300, got, sizeof got), -1);
+    CHECK_INT(run(cmd, 1000, got, sizeof got), -1);
     long took = clock_mono_ms() - t0;
-    CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS)");
-    CHECK(took >= 300 && took < 3000);
+    CHECK_STR(got, "sh did not end within 1000 ms (PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS)");
+    CHECK(took >= 1000 && took < 1900);
     pid_t child = read_pid(pidfile);
     CHECK(child > 0 && gone_within(child, 1000));
     unlink(pidfile);
     /* a program that closes its output and goes on is waited for up to the deadline too, and
      * then ended */
     snprintf(cmd, sizeof cmd, "sh -c 'exec >&- 2>&-; echo $$ > %s; exec sleep 30'", pidfile);
+    t0 = clock_mono_ms();
     CHECK_INT(run(cmd, 300, got, sizeof got), -1);
+    CHECK(clock_mono_ms() - t0 < 3000);
     CHECK_STR(got, "sh did not end within 300 ms (PIXQ_S3_CREDENTIALS_PROCESS_TIMEOUT_MS)");
     child = read_pid(pidfile);
     CHECK(child > 0 && gone(child)); /* reaped by run() */
@@ -232,6 +261,12 @@ static void test_run(void)
      * judged at once, not at the deadline */
     t0 = clock_mono_ms();
     CHECK_INT(run("sh -c 'sleep 2 >/dev/null & printf keys'", 5000, got, sizeof got), 0);
+    took = clock_mono_ms() - t0;
+    CHECK_STR(got, "keys");
+    CHECK(took < 1500);
+    /* ... and one whose child holds its output too: its end is looked for meanwhile */
+    t0 = clock_mono_ms();
+    CHECK_INT(run("sh -c 'printf keys; sleep 2 & sleep 0.2'", 5000, got, sizeof got), 0);
     took = clock_mono_ms() - t0;
     CHECK_STR(got, "keys");
     CHECK(took < 1500);
@@ -270,6 +305,27 @@ static void test_check(void)
     setenv("PATH", dir, 1);
     check("helper", got, sizeof got);
     CHECK_STR(got, "helper cannot be run: Permission denied");
+    char path[600];
+    snprintf(path, sizeof path, "%s:/nonexistent", dir); /* "not allowed" beats "not there" */
+    setenv("PATH", path, 1);
+    check("helper", got, sizeof got);
+    CHECK_STR(got, "helper cannot be run: Permission denied");
+    chmod(cmd, 0755); /* an empty element is the current directory, as execvp reads it */
+    char cwd[512];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL && chdir(dir) == 0);
+    setenv("PATH", "/nonexistent:", 1);
+    check("helper", got, sizeof got);
+    CHECK_STR(got, "");
+    setenv("PATH", "/nonexistent::/bin", 1);
+    check("helper", got, sizeof got);
+    CHECK_STR(got, "");
+    setenv("PATH", "", 1);
+    check("helper", got, sizeof got);
+    CHECK_STR(got, "");
+    CHECK(chdir(cwd) == 0);
+    unsetenv("PATH"); /* none: glibc's default */
+    check("sh", got, sizeof got);
+    CHECK_STR(got, "");
     check(dir, got, sizeof got); /* a directory */
     CHECK(strstr(got, "cannot be run: Permission denied") != NULL);
     setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
@@ -397,6 +453,25 @@ static void test_profile(void)
     CHECK_INT(awscreds_refresh(c, false, &e), 1); /* run again (no spacing in this test) */
     CHECK(c->from_endpoint);
     CHECK_STR(c->access_key, "ASIALATE");
+    /* a file that switches to a program has it run once */
+    check_replace_file(path, "[fleet]\naws_access_key_id = AKIDF\naws_secret_access_key = sf\n");
+    CHECK_INT(awscreds_init(c, cfg, true, &e), 0);
+    char runs[600];
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    snprintf(text, sizeof text, "[fleet]\ncredential_process = sh -c 'echo run >> %s; cat %s'\n",
+             runs, out);
+    nanosleep(&ms20, NULL);
+    check_replace_file(path, text);
+    CHECK_INT(awscreds_refresh(c, false, &e), 1);
+    CHECK_STR(c->access_key, "ASIALATE");
+    FILE *f = fopen(runs, "r");
+    char said[64] = "";
+    CHECK(f != NULL && fread(said, 1, sizeof said - 1, f) > 0);
+    CHECK_STR(said, "run\n");
+    if (f != NULL) {
+        fclose(f);
+    }
+    unlink(runs);
     /* a long command goes on over indented lines, as the AWS tools read them; a TAB is a
      * blank */
     check_replace_file(path, "[fleet]\ncredential_process = /opt/bin/aws_signing_helper\n"
