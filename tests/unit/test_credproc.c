@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -235,6 +236,17 @@ static void test_run(void)
     child = read_pid(pidfile);
     CHECK(child > 0 && gone(child)); /* reaped by run() */
     unlink(pidfile);
+    /* the pipes it closed are not looked at again: it is waited for without spinning */
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    CHECK_INT(run("sh -c 'exec >&- 2>&-; sleep 0.4'", 5000, got, sizeof got), 0);
+    getrusage(RUSAGE_SELF, &r1);
+    long cpu_ms =
+        (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) *
+            1000L +
+        (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) /
+            1000L;
+    CHECK(cpu_ms < 200);
     /* a worker killed while its program hangs leaves no program behind */
     snprintf(cmd, sizeof cmd, "sh -c 'echo $$ > %s; exec sleep 30'", pidfile);
     pid_t worker = fork();
