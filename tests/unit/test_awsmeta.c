@@ -13,6 +13,7 @@
 #include "awsmeta.h"
 #include "check.h"
 #include "clock.h"
+#include "loopback.h"
 
 /* Parses `json`: 0 with the keys in *k, or -1 with why in `why`. */
 static int parse(const char *json, struct awsmeta_keys *k, char *why)
@@ -560,12 +561,8 @@ static void stub_serve(int fd, const char *const *answers, int n, const char *lo
 
 static void stub_start(struct stub *s, const char *const *answers, int n)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 8) == 0 &&
-          getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    s->port = ntohs(a.sin_port);
+    int fd = loopback_listen(&s->port);
+    CHECK(fd >= 0);
     snprintf(s->log, sizeof s->log, "/tmp/pixq-stub-XXXXXX");
     close(mkstemp(s->log));
     s->pid = fork();

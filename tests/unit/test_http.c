@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "http.h"
+#include "loopback.h"
 
 /* A response with `status` and the header lines `head` (CRLF-ended). */
 static long after(long status, const char *head, time_t now, long max_ms)
@@ -140,12 +141,8 @@ static void stub_serve(int fd, int out, const char *const *answers, int n)
 
 static void stub_start(struct stub *s, const char *const *answers, int n)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), p[2];
-    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 8) == 0 &&
-          getsockname(fd, (struct sockaddr *)&a, &len) == 0 && pipe(p) == 0);
-    s->port = ntohs(a.sin_port);
+    int p[2], fd = loopback_listen(&s->port);
+    CHECK(fd >= 0 && pipe(p) == 0);
     s->pid = fork();
     if (s->pid == 0) {
         close(p[0]);
