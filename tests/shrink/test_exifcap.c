@@ -66,12 +66,8 @@ static void ifd(struct block *k, size_t at, const struct entry *e, int n, uint32
     put(k, 6 + at + 2 + 12 * (size_t)n, next, 4);
 }
 
-/* An EXIF block: IFD0 (a long BYTE array, a long ASCII string, orientation 6, XResolution, the
- * EXIF pointer), IFD1 (a long SHORT array), and the EXIF IFD (a maker note of 5000 bytes, a
- * user comment under the limit, an array whose values lie past the end, a long RATIONAL array).
- * With `overlap`, IFD0's BYTE array's values cover the EXIF IFD's table. `counts` gets the
- * offsets of the count fields of the four arrays that can be shortened. */
-static void build(struct block *k, bool be, bool overlap, size_t counts[4])
+/* An empty block: the TIFF header, IFD0 at `ifd0`. */
+static void start(struct block *k, bool be, uint32_t ifd0)
 {
     memset(k, 0, sizeof *k);
     k->be = be;
@@ -79,7 +75,17 @@ static void build(struct block *k, bool be, bool overlap, size_t counts[4])
     memcpy(k->b, "Exif\0\0", 6);
     memcpy(k->b + 6, be ? "MM" : "II", 2);
     put(k, 8, 0x2a, 2);
-    put(k, 10, 8, 4);
+    put(k, 10, ifd0, 4);
+}
+
+/* An EXIF block: IFD0 (a long BYTE array, a long ASCII string, orientation 6, XResolution, the
+ * EXIF pointer), IFD1 (a long SHORT array), and the EXIF IFD (a maker note of 5000 bytes, a
+ * user comment under the limit, an array whose values lie past the end, a long RATIONAL array).
+ * With `overlap`, IFD0's BYTE array's values cover the EXIF IFD's table. `counts` gets the
+ * offsets of the count fields of the four arrays that can be shortened. */
+static void build(struct block *k, bool be, bool overlap, size_t counts[4])
+{
+    start(k, be, 8);
     size_t c0[MAX_ENTRIES], c1[MAX_ENTRIES], c2[MAX_ENTRIES];
     const struct entry ifd0[] = {{0x02bc, 1, 3000, 1, overlap ? 300 : 0},
                                  {0x010f, 2, 2000, 1, 0},
@@ -211,18 +217,6 @@ static int fixes_of(const struct block *k)
     int n = fixes_in(jpeg, len);
     free(jpeg);
     return n;
-}
-
-/* An empty block: the TIFF header, IFD0 at `ifd0`. */
-static void start(struct block *k, bool be, uint32_t ifd0)
-{
-    memset(k, 0, sizeof *k);
-    k->be = be;
-    k->free = DATA_AT;
-    memcpy(k->b, "Exif\0\0", 6);
-    memcpy(k->b + 6, be ? "MM" : "II", 2);
-    put(k, 8, 0x2a, 2);
-    put(k, 10, ifd0, 4);
 }
 
 /* A block whose IFD0 holds `e` (n entries) and points to IFD0 again or to no next IFD. */
