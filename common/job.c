@@ -1186,6 +1186,23 @@ static bool valid_id(const char *s)
     return true;
 }
 
+/* An integer job_id as the payload writes it, into `out` (`cap` bytes, cut to fit: a cut id is
+ * too long for valid_id()): json-c saturates one beyond 64 bits (to 18446744073709551615 or
+ * -9223372036854775808), so two different ids would read the same. Returns 0, or -1 when the
+ * text is not at hand. */
+static int integer_as_written(const struct job *j, char *out, size_t cap)
+{
+    struct jscan_member m = {.name = "job_id"};
+    size_t open = 0;
+    if (j->text == NULL || jscan_members(j->text, j->text_len, &m, 1, &open) < 0 || m.len == 0) {
+        return -1;
+    }
+    size_t n = m.len < cap ? m.len : cap - 1;
+    memcpy(out, j->text + m.at, n);
+    out[n] = '\0';
+    return 0;
+}
+
 /* Reads job_id; an absent one is assigned later, a malformed one makes the job invalid. */
 static int read_id(struct job *j, struct err *e)
 {
@@ -1199,6 +1216,10 @@ static int read_id(struct job *j, struct err *e)
     if (!json_object_is_type(v, json_type_string) && !json_object_is_type(v, json_type_int)) {
         return err_set(
             e, "job_id must be a string of 1-%d characters of A-Z a-z 0-9 - _ . :", JOB_ID_MAX - 1);
+    }
+    char digits[JOB_ID_MAX + 1];
+    if (json_object_is_type(v, json_type_int)) {
+        s = integer_as_written(j, digits, sizeof digits) == 0 ? digits : s;
     }
     if (nul || !valid_id(s)) {
         return err_set(e, "job_id '%.64s%s' must be 1-%d characters of A-Z a-z 0-9 - _ . :", s,

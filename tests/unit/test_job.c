@@ -203,6 +203,25 @@ static void test_errors(void)
                    "params of function 'no_op' must be an object");
     expect_invalid("{\"src\":\"u\",\"job_id\":\"a b\",\"functions\":[{\"name\":\"no_op\"}]}",
                    "job_id 'a b' must be");
+    /* an integer job_id is the id as written, also beyond 64 bits, where json-c saturates */
+    const char *ints[][2] = {{"42", "42"},
+                             {"-7", "-7"},
+                             {"123456789012345678901234", "123456789012345678901234"},
+                             {"123456789012345678901235", "123456789012345678901235"},
+                             {"-123456789012345678901234", "-123456789012345678901234"}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        char t[200];
+        snprintf(t, sizeof t, "{\"job_id\":5,\"src\":\"u\",\"job_id\": %s ,\"functions\":[]}",
+                 ints[i][0]);
+        struct job *n = parse(t);
+        CHECK(n != NULL && n->error[0] == '\0');
+        CHECK_STR(n != NULL ? n->id : "", ints[i][1]);
+        job_destroy(n);
+    }
+    char huge[300];
+    snprintf(huge, sizeof huge, "{\"src\":\"u\",\"job_id\":%0200d,\"functions\":[]}", 1);
+    huge[20] = '9'; /* 200 digits, not starting with 0 */
+    expect_invalid(huge, "must be 1-127 characters");
     expect_invalid("{\"src\":\"u\",\"postback_url\":5,\"functions\":[{\"name\":\"no_op\"}]}",
                    "postback_url must be a string");
     /* a refused job_id is still posted back (under the id the worker gives the job) */
