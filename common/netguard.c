@@ -94,15 +94,23 @@ static const struct range v6_local_ranges[] = {
     {{0xfe, 0xc0}, 10, NETGUARD_UNIQUE_LOCAL}, /* site-local, deprecated */
     {{0xff}, 8, NETGUARD_MULTICAST},
 };
+/* (5f00::/16, SRv6 SIDs, is outside 2000::/3: reserved, as all of it but these) */
 
-/* Ranges inside 2000::/3 that are not globally reachable. */
+/* Ranges inside 2000::/3 that are not globally reachable, the first match counting: IANA's
+ * IETF protocol assignments (2001::/23) are not, but for the more specific ones marked so. */
 static const struct range v6_global_reserved[] = {
     {{0x20, 0x01, 0x0d, 0xb8}, 32, NETGUARD_RESERVED},             /* documentation */
     {{0x20, 0x01, 0x00, 0x02, 0x00, 0x00}, 48, NETGUARD_RESERVED}, /* benchmarking */
     {{0x20, 0x01, 0x00, 0x10}, 28, NETGUARD_RESERVED},             /* ORCHID */
     {{0x20, 0x01, 0x00, 0x20}, 28, NETGUARD_RESERVED},             /* ORCHIDv2 */
-    {{0x3f, 0xff}, 20, NETGUARD_RESERVED},                         /* documentation */
-    {{0x5f, 0x00}, 16, NETGUARD_RESERVED},                         /* SRv6 SIDs */
+    {{0x20, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128, NETGUARD_PUBLIC}, /* PCP */
+    {{0x20, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2}, 128, NETGUARD_PUBLIC}, /* TURN */
+    {{0x20, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3}, 128, NETGUARD_PUBLIC}, /* SRP */
+    {{0x20, 0x01, 0x00, 0x03}, 32, NETGUARD_PUBLIC},                                      /* AMT */
+    {{0x20, 0x01, 0x00, 0x04, 0x01, 0x12}, 48, NETGUARD_PUBLIC}, /* AS112-v6 */
+    {{0x20, 0x01, 0x00, 0x30}, 28, NETGUARD_PUBLIC},             /* DRIP */
+    {{0x20, 0x01, 0x00, 0x00}, 23, NETGUARD_RESERVED},           /* IETF protocol assignments */
+    {{0x3f, 0xff}, 20, NETGUARD_RESERVED},                       /* documentation */
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))

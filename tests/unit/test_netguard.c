@@ -95,6 +95,17 @@ static const struct class_case v6_cases[] = {
     {"2001:20::1", NETGUARD_RESERVED},               /* ORCHIDv2 */
     {"2001:2f:ffff::1", NETGUARD_RESERVED},
     {"2001:30::1", NETGUARD_PUBLIC},                 /* DRIP */
+    {"2001:3f:ffff::1", NETGUARD_PUBLIC},
+    {"2001:40::1", NETGUARD_RESERVED}, /* the rest of IETF protocol assignments (2001::/23) */
+    {"2001:1::1", NETGUARD_PUBLIC},    /* PCP anycast */
+    {"2001:1::2", NETGUARD_PUBLIC},    /* TURN anycast */
+    {"2001:1::3", NETGUARD_PUBLIC},    /* DNS-SD service registration anycast */
+    {"2001:1::4", NETGUARD_RESERVED},
+    {"2001:4:112::1", NETGUARD_PUBLIC}, /* AS112-v6 */
+    {"2001:4:113::1", NETGUARD_RESERVED},
+    {"2001:5::1", NETGUARD_RESERVED},
+    {"2001:1ff:ffff::1", NETGUARD_RESERVED},
+    {"2001:200::1", NETGUARD_PUBLIC}, /* past the /23: a regional registry's */
     {"3fff::1", NETGUARD_RESERVED},                  /* documentation */
     {"3fff:fff:ffff::1", NETGUARD_RESERVED},
     {"3fff:1000::1", NETGUARD_PUBLIC},
