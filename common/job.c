@@ -730,6 +730,9 @@ static void resolve_format(struct job_save *s, json_object *save, json_object *d
             snprintf(tmp, sizeof tmp, ".%s",
                      candidates[i][0] == '.' ? candidates[i] + 1 : candidates[i]);
             key_extension(tmp, s->format, sizeof s->format);
+            if (s->format[0] == '\0' && i != 2) { /* "image/png", "png.": a format, not one */
+                snprintf(s->format, sizeof s->format, "%.*s", (int)sizeof s->format - 1, tmp + 1);
+            }
         }
     }
     if (s->format[0] == '\0') {

@@ -1543,6 +1543,21 @@ static void test_defaults(void)
                    "");
     CHECK_STR(j != NULL ? j->functions[0].save->format : "", "webp");
     job_destroy(j);
+    /* a force_type or extension that names no format is refused, not passed over */
+    const char *odd[][2] = {{"'force_type':'image/png'", "'image/png'"},
+                            {"'extension':'a/b'", "'a/b'"},
+                            {"'force_type':'png.'", "'png.'"},
+                            {"'force_type':'portablenetworkgraphics'", "'portablenetwork'"}};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',%s,"
+                 "'s3_destination':{'bucket':'b','key':'k'}}}]}",
+                 odd[i][0]);
+        char want[64];
+        snprintf(want, sizeof want, "Unsupported output format %s for 'i'", odd[i][1]);
+        expect_invalid(dq(text), want);
+    }
     /* a key's image extension beats the save's extension */
     const char *exts[] = {"tif", "tiff", "gif", "bmp", "webp", "jpeg"};
     for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
