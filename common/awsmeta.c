@@ -314,7 +314,7 @@ static int ask_with(struct http *h, const char *method, const char *url,
     static const struct netguard any = {.allow_private = true}; /* any address, no proxy */
     long left = deadline_ms - clock_mono_ms();
     if (left <= 0) {
-        return err_set(e, "timed out");
+        return err_set(e, "%s %s: timed out", method, url);
     }
     const struct http_request req = {
         .method = method,
@@ -330,8 +330,10 @@ static int ask_with(struct http *h, const char *method, const char *url,
         .max_body = AWSMETA_BODY_MAX,
         .guard = direct ? &any : NULL,
     };
-    if (http_perform(h, &req, resp, e) < 0) {
-        return -1;
+    if (http_perform(h, &req, resp, e) < 0) { /* which of the fetch's steps failed, and how */
+        char why[sizeof e->msg];
+        snprintf(why, sizeof why, "%s", e->msg);
+        return err_set(e, "%s %s: %s", method, url, why);
     }
     if (resp->status != 200) {
         size_t n = resp->body.len < 200 ? resp->body.len : 200;

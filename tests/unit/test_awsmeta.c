@@ -741,9 +741,15 @@ static void test_fetch_container(void)
     stub_finish(&s, log, sizeof log);
     CHECK(strstr(log, "GET /creds HTTP") == log);
     CHECK(strcasestr(log, "Authorization") == NULL);
+    /* a failure to reach the endpoint names the step, as an answer does */
+    char want[128];
+    snprintf(want, sizeof want, "GET http://127.0.0.1:%d/creds: ", s.port);
+    CHECK_INT(awsmeta_fetch(m, &k, &e), -1); /* the stub has closed its socket */
+    CHECK(strncmp(e.msg, want, strlen(want)) == 0 && strlen(e.msg) > strlen(want));
     m->timeout_ms = 0;
     CHECK_INT(awsmeta_fetch(m, &k, &e), -1);
-    CHECK_STR(e.msg, "timed out");
+    CHECK(strncmp(e.msg, want, strlen(want)) == 0 &&
+          strcmp(e.msg + strlen(want), "timed out") == 0);
     free(m);
 }
 
