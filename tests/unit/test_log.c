@@ -2,6 +2,8 @@
  * continuation words, UTF-8, truncation), and log_event() writing one line. */
 #include <json-c/json.h>
 #include <stdlib.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -608,6 +610,55 @@ static void test_log_event(void)
     CHECK(strstr(out, " level=info event=bare\n") != NULL);
 }
 
+static void emit_bare(void)
+{
+    LOG_INFO("bare", NULL);
+}
+
+static long long now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* The milliseconds since the epoch a line's "ts=YYYY-MM-DDTHH:MM:SS.mmmZ" says; -1 if none. */
+static long long line_ms(const char *line)
+{
+    int y, mo, d, h, mi, sec, ms, end = 0;
+    if (sscanf(line, "ts=%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &y, &mo, &d, &h, &mi, &sec, &ms, &end) !=
+            7 ||
+        end != 27) {
+        return -1;
+    }
+    /* days from 1970-01-01 to y-mo-d in the proleptic Gregorian calendar */
+    long long yy = mo <= 2 ? y - 1 : y;
+    long long era = yy / 400, yoe = yy - era * 400;
+    long long doy = (153 * (mo > 2 ? mo - 3 : mo + 9) + 2) / 5 + d - 1;
+    long long days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    return ((days * 24 + h) * 60 + mi) * 60000LL + sec * 1000LL + ms;
+}
+
+/* A line's time stamp is the wall clock's, to the millisecond, whichever digits the
+ * milliseconds and the seconds have. */
+static void test_time_stamp(void)
+{
+    CHECK(line_ms("ts=1970-01-01T00:00:00.000Z") == 0);
+    CHECK(line_ms("ts=2026-12-05T22:41:48.147Z") == 1796510508147LL);
+    char out[512];
+    for (int i = 0; i < 40; i++) {
+        long long before = now_ms();
+        capture(emit_bare, out, sizeof out);
+        long long after = now_ms(), at = line_ms(out);
+        CHECK(before <= at && at <= after);
+        if (at < before || at > after) {
+            fprintf(stderr, "  %lld not within %lld..%lld: %s", at, before, after, out);
+        }
+        struct timespec pause = {0, 7000000L + 1000000L * (i % 5)}; /* 7 to 11 ms */
+        nanosleep(&pause, NULL);
+    }
+}
+
 int main(void)
 {
     test_cases();
@@ -618,6 +669,7 @@ int main(void)
     test_truncation();
     test_parse();
     test_log_event();
+    test_time_stamp();
     test_job_context();
     test_text_cut_inside();
     test_text_cut_units();
