@@ -2,6 +2,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,9 +199,25 @@ static int src_url_form(const struct job *j, const char *what, struct err *e)
     return 0;
 }
 
+/* Whether `obj`'s job_id is an integer json-c read beyond 64 bits: it keeps 18446744073709551615
+ * or -9223372036854775808 in its place, and the digits written are gone by the time the job
+ * is written again for the queue. */
+static bool id_saturated(json_object *obj)
+{
+    json_object *id = NULL;
+    return json_object_object_get_ex(obj, "job_id", &id) &&
+           json_object_is_type(id, json_type_int) &&
+           (json_object_get_int64(id) == INT64_MIN || json_object_get_uint64(id) == UINT64_MAX);
+}
+
 /* Validates one job and gives it a job_id if it has none. Returns it, or NULL (reason in `e`). */
 static struct job *check_job(const struct cfg *cfg, json_object *obj, struct err *e)
 {
+    if (id_saturated(obj)) {
+        err_set(e, "job_id is an integer beyond 64 bits, which JSON readers round: give it as a "
+                   "string");
+        return NULL;
+    }
     const struct job_limits lim = {(size_t)cfg->max_job_bytes, (int)cfg->max_json_depth,
                                    (size_t)cfg->max_functions, 0, 0};
     const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |

@@ -349,6 +349,15 @@ class SubmitTest(CliCase):
                                     self.job_text("twin")]))
         self.assert_refused(self.run_pixq("submit", str(both)),
                             "job_id 'twin' is given to two jobs")
+        # integers beyond 64 bits, which json-c reads as one and the same
+        body = self.job_text("x")
+        del body["job_id"]
+        huge = self.tmp / "huge.jsonl"
+        huge.write_text("".join('{"job_id": %s, %s\n' % (n, json.dumps(body)[1:])
+                                for n in ("123456789012345678901234", "-99999999999999999999")))
+        self.assert_refused(self.run_pixq("submit", str(huge)),
+                            "huge.jsonl:1: invalid job: job_id is an integer beyond 64 bits",
+                            "give it as a string", "(and 1 more invalid jobs)")
         self.assertEqual(self.queued(), [])
 
     def test_id_of_a_waiting_job_is_refused(self):
