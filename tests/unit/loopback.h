@@ -1,5 +1,6 @@
 /* loopback: a listening TCP socket on 127.0.0.1, on a port the kernel picks, for the unit tests'
- * small HTTP servers (test_http.c, test_awsmeta.c), which fork to serve from it. */
+ * small HTTP servers (test_http.c, test_awsmeta.c), which fork to serve from it;
+ * test_metrics_http.c closes it to have a free port for the server it tests. */
 #ifndef PIXQ_TEST_LOOPBACK_H
 #define PIXQ_TEST_LOOPBACK_H
 
