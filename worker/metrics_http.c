@@ -21,6 +21,7 @@
 #define BACKLOG        16
 #define THREAD_TICK_MS 100                /* the thread's longest wait, so that it notices a stop */
 #define MAX_RESPONSE   (16 * 1024 * 1024) /* the metrics text never comes near this */
+#define PAUSE_MS       100 /* the listener unwatched after accept(2) found no descriptor */
 
 enum conn_state { READING, WRITING, DRAINING };
 
@@ -40,6 +41,7 @@ struct mhttp {
     struct conn *conns; /* lim.max_conns */
     struct pollfd *fds; /* lim.max_conns + 1, for mhttp_serve() */
     int *idx;           /* the connection of each of fds; -1: the listener */
+    long paused_until;  /* clock_mono_ms(): not polling the listener before */
     pthread_t thread;
     bool threaded;
     atomic_bool quit;
@@ -320,6 +322,11 @@ static void accept_new(struct mhttp *s)
 {
     for (int i = 0; i < s->lim.max_conns; i++) {
         int fd = accept(s->listen_fd, NULL, NULL);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+            /* the client stays queued and the listener readable: polling it again at once
+             * would spin until a descriptor is free */
+            s->paused_until = clock_mono_ms() + PAUSE_MS;
+        }
         if (fd < 0) {
             return; /* EAGAIN: nothing more waits; anything else: the client is gone */
         }
@@ -410,8 +417,12 @@ void mhttp_serve(struct mhttp *s, int timeout_ms)
             idx[n++] = i;
         }
     }
-    fds[n] = (struct pollfd){s->listen_fd, POLLIN, 0};
+    long pause = s->paused_until - clock_mono_ms();
+    fds[n] = (struct pollfd){s->listen_fd, pause > 0 ? 0 : POLLIN, 0};
     idx[n++] = -1;
+    if (pause > 0 && pause < timeout_ms) {
+        timeout_ms = (int)pause; /* to watch the listener again on time */
+    }
     if (poll(fds, n, timeout_ms) < 0) {
         return; /* EINTR: a signal, the caller looks at it */
     }

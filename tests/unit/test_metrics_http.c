@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -585,6 +586,55 @@ static void test_busy_slot(void)
     mhttp_destroy(s);
 }
 
+/* With no descriptor left for accept(2), a client waiting is no reason to spin: a round still
+ * waits (the listener unwatched for a while, a longer round ending with that pause), and the
+ * client is served once descriptors are free again. */
+static void test_no_descriptors(void)
+{
+    int port;
+    char got[1024];
+    bool eof;
+    struct rlimit old;
+    struct mhttp *s = server(1, 8192, 10000, &port);
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload != NULL && strstr(preload, "vgpreload") != NULL) {
+        /* valgrind keeps its own descriptor limit: it closes what accept(2) returns past it */
+        printf("test_no_descriptors: skipped under valgrind\n");
+        mhttp_destroy(s);
+        return;
+    }
+    if (s == NULL || getrlimit(RLIMIT_NOFILE, &old) != 0) {
+        mhttp_destroy(s);
+        return;
+    }
+    int fd = connect_to(port);
+    send_text(fd, "GET /x HTTP/1.1\r\n\r\n");
+    int lowest = dup(fd); /* the lowest free descriptor: each one below it is open */
+    close(lowest);
+    struct rlimit low = {(rlim_t)lowest, old.rlim_max};
+    CHECK_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int rounds = 0;
+    long until = clock_mono_ms() + 300;
+    for (; clock_mono_ms() < until && rounds < 1000; rounds++) {
+        mhttp_serve(s, 100);
+    }
+    long t0 = clock_mono_ms();
+    mhttp_serve(s, 4 * WAIT_MS); /* a round ends with the pause, to watch the listener again */
+    mhttp_serve(s, 4 * WAIT_MS); /* (the one before may have ended one) */
+    long took = clock_mono_ms() - t0;
+    CHECK_INT(setrlimit(RLIMIT_NOFILE, &old), 0);
+    if (rounds > 30) {
+        fprintf(stderr, "%d rounds of mhttp_serve(100 ms) in 300 ms\n", rounds);
+    }
+    CHECK(rounds <= 30);
+    CHECK(took < WAIT_MS);
+    receive(s, fd, got, sizeof got, WAIT_MS, &eof);
+    CHECK(eof);
+    CHECK_STR(got, NOT_FOUND);
+    close(fd);
+    mhttp_destroy(s);
+}
+
 int main(void)
 {
     struct err e;
@@ -602,5 +652,6 @@ int main(void)
     test_sockets();
     test_thread();
     test_busy_slot();
+    test_no_descriptors();
     return check_summary("metrics_http");
 }
