@@ -7,7 +7,9 @@ Checks, with libjpeg-turbo's own tools as the reference:
     corpus JPEGs (4:4:4 and 4:2:2) and for progressive files made from a corpus image with
     cjpeg/jpegtran: grey, 4:4:4, 4:2:2, 4:4:0, restart markers every block and every 7
     blocks, a scan script that splits the DC scans per component with three successive-
-    approximation steps; for 4:2:0 (libjpeg decodes the chroma at 2x2 there, jpegdc.h) the
+    approximation steps; sizes with a padding block in the MCUs (125x75 blocks) with a DC table
+    sent again between first DC scans, and refinements of one component each; MCUs of 10
+    blocks (2x2, 2x2, 2x1); for 4:2:0 (libjpeg decodes the chroma at 2x2 there, jpegdc.h) the
     mean absolute error is at most MAE_420 and no sample is further than MAX_420 off;
   - what it declines (exit 3) and why: a baseline JPEG, arithmetic coding, 12 bits (not made
     by Debian's tools: a hand-patched SOF header stands for it), a file cut before its DC scans
@@ -53,6 +55,26 @@ SCANS = """0: 0-0, 0, 2;
 1: 0-0, 1, 0;
 0 2: 0-0, 1, 0;
 """
+# Cr's first DC scan (Al 1) before Cb's (Al 0), both with table 1 (its DHT sent again), the
+# last scan an AC one of a component that had none before
+SCANS_REDEFINED = """0: 0-0, 0, 0;
+2: 0-0, 0, 1;
+1: 0-0, 0, 0;
+0: 1-63, 0, 0;
+1: 1-63, 0, 0;
+2: 0-0, 1, 0;
+2: 1-63, 0, 0;
+"""
+# an interleaved first DC scan, refinements of one component each, then an interleaved one
+SCANS_REFINED = """0 1 2: 0-0, 0, 2;
+0: 1-63, 0, 0;
+1: 1-63, 0, 0;
+2: 1-63, 0, 0;
+0: 0-0, 2, 1;
+1: 0-0, 2, 1;
+2: 0-0, 2, 1;
+0 1 2: 0-0, 1, 0;
+"""
 
 
 def pnm(data):
@@ -78,6 +100,13 @@ def make_variants(src, tmp):
     ppm.write_bytes(run(["djpeg", "-scale", "1/2", "-pnm", str(src)], check=True).stdout)
     scans = tmp / "scans.txt"
     scans.write_text(SCANS)
+    redefined = tmp / "redefined.txt"
+    redefined.write_text(SCANS_REDEFINED)
+    refined = tmp / "refined.txt"
+    refined.write_text(SCANS_REFINED)
+    # 1000x600: 125 x 75 blocks at full resolution, a padding block past them in an MCU of 2
+    odd_blocks = tmp / "odd-blocks.ppm"
+    run(["convert", str(ppm), "-crop", "1000x600+0+0", "+repage", str(odd_blocks)], check=True)
     base = tmp / "baseline.jpg"
     base.write_bytes(run(["cjpeg", "-quality", "85", str(ppm)], check=True).stdout)
     out = {}
@@ -91,7 +120,13 @@ def make_variants(src, tmp):
             ("444-restart-7", ["cjpeg", "-progressive", "-sample", "1x1", "-restart", "7B",
                                str(ppm)], True),
             ("444-dc-split", ["cjpeg", "-sample", "1x1", "-scans", str(scans), str(ppm)], True),
-            ("422-odd-size", None, True)]:
+            ("422-odd-size", None, True),
+            ("422-odd-blocks-dc-split", ["cjpeg", "-sample", "2x1", "-scans", str(redefined),
+                                         str(odd_blocks)], True),
+            ("440-odd-blocks-dc-refined", ["cjpeg", "-sample", "1x2", "-scans", str(refined),
+                                           str(odd_blocks)], True),
+            ("2x2-2x2-2x1-ten-blocks-an-mcu",
+             ["cjpeg", "-progressive", "-sample", "2x2,2x2,2x1", str(ppm)], True)]:
         path = tmp / (name + ".jpg")
         if cmd is None:  # an odd size: partial MCUs at the right and bottom edges
             odd = tmp / "odd.ppm"
