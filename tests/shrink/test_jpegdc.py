@@ -20,6 +20,13 @@ Checks, with libjpeg-turbo's own tools as the reference:
     decline or decode, never crash (sanitizer builds report through stderr); a DC scan one
     byte short (its last byte, before the marker that ends it or a restart marker, removed) is
     declined as cut short: interleaved, of one component, a refinement, a restart interval;
+  - tables, frame and scan headers, markers, colour spaces and restart markers (edited corpus
+    files: Huffman and quantisation tables libjpeg refuses, segments of length 1 or ending the
+    file, sampling factors, sizes, JFIF/Adobe/R-G-B readings, fill bytes, bad progressions):
+    declined for the reason expected, or decoded as djpeg -scale 1/8 decodes them; and grey
+    files built here: DC coefficients at the ends of an int16 by long and short codes, 16-bit
+    codes and quantisers, a 12-bit difference, AC scans of 9..63 and 10..63 only, libjpeg's
+    range limit;
   - the worker's path (pixq-apply, PIXQ_JPEG_DC=1 against PIXQ_JPEG_DC=0, the same job):
     the DC reader is taken (the "jpeg_dc" debug event), the outputs are pixel-identical for
     the 4:4:4 and 4:2:2 corpus files and an EXIF-rotated copy, their metadata (identify
@@ -295,6 +302,306 @@ def check_cuts_and_damage(args, c, tmp):
     c.check(not bad, "60 damaged copies decline or decode without a crash", "; ".join(bad[:3]))
 
 
+def segment(m, payload):
+    """A marker segment: FF m, its length, the payload."""
+    return bytes([0xFF, m]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def dht(tc, th, counts, vals):
+    return segment(0xC4, bytes([tc << 4 | th] + counts + vals))
+
+
+def before_scan(data, blob, nth=0):
+    """A copy of a JPEG with blob inserted before its nth SOS marker."""
+    i = -1
+    for _ in range(nth + 1):
+        i = data.index(b"\xff\xda", i + 1)
+    return data[:i] + blob + data[i:]
+
+
+def patched(data, offset, blob):
+    return data[:offset] + blob + data[offset + len(blob):]
+
+
+def with_ids(data, ids):
+    """A copy of a 3-component JPEG (ids 1, 2, 3) whose components have the given ids, in its
+    frame header and every scan header."""
+    out = bytearray(data)
+    i = data.index(b"\xff\xc2") + 10
+    out[i:i + 9:3] = ids
+    i = data.index(b"\xff\xda")
+    while i >= 0:
+        for k in range(data[i + 4]):
+            out[i + 5 + 2 * k] = ids[data[i + 5 + 2 * k] - 1]
+        i = data.find(b"\xff\xda", i + 1)
+    return bytes(out)
+
+
+def header_cases(prog):
+    """(name, file, None for djpeg's image or the reason it is declined) made from a 4:2:0
+    progressive JPEG with JFIF, component ids 1, 2, 3 and one DC table (0) in its first scan:
+    tables, frame headers, markers and colour spaces at the edges of what jpegdc takes."""
+    sof = prog.index(b"\xff\xc2") + 4  # its payload: P, Y, X, Nf, then Ci, HiVi, Tqi
+    app0 = prog.index(b"\xff\xe0")
+    nojfif = prog[:app0] + prog[app0 + 2 + int.from_bytes(prog[app0 + 2:app0 + 4], "big"):]
+    dc9 = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]  # T.81 K.3: categories 0..11
+    bad_table = "bad Huffman table"
+    sos = prog.index(b"\xff\xda")  # DC, 1 table 0, 2 and 3 table 1, Al 1; then Y's AC 1..5
+    sos2 = prog.index(b"\xff\xda", sos + 1)
+    ac = prog.rindex(b"\xff\xc4", 0, sos2)  # its DHT, SOS and data
+    ac_end = prog.index(b"\xff\xc4", sos2)
+    first = prog[sos:prog.index(b"\xff\xc4", sos)]  # the first scan, header and data
+    bad_scan = "bad scan header"
+    progression = "bad progression"
+    return [
+        # Huffman tables libjpeg refuses (a DC table 0 redefined before the first scan)
+        ("a code of all ones", before_scan(prog, dht(0, 0, [2] + [0] * 15, [0, 1])), bad_table),
+        ("more codes than lengths", before_scan(prog, dht(0, 0, [3] + [0] * 15, [0, 1, 2])),
+         bad_table),
+        ("a DC symbol 16", before_scan(prog, dht(0, 0, dc9, list(range(11)) + [16])), bad_table),
+        ("table class 2", before_scan(prog, dht(2, 0, dc9, list(range(12)))), bad_table),
+        ("table 4", before_scan(prog, dht(0, 4, dc9, list(range(12)))), bad_table),
+        ("257 symbols", before_scan(prog, dht(1, 3, [0] * 8 + [255, 2] + [0] * 6,
+                                               list(range(256)) + [0])), bad_table),
+        # quantisation tables: precision 2 (64 3-byte values were it read as such), table 4
+        ("DQT precision 2", before_scan(prog, segment(0xDB, bytes([0x20]) + bytes(192))),
+         "bad quantisation table"),
+        ("DQT table 4", before_scan(prog, segment(0xDB, bytes([0x04]) + bytes(64))),
+         "bad quantisation table"),
+        # segments: length 1, a last one ending the file (no EOI), DRI of 4 bytes
+        ("a COM segment of length 1", before_scan(prog, b"\xff\xfe\x00\x01"),
+         "truncated marker segment"),
+        ("a COM segment ending the file", prog[:-2] + segment(0xFE, b"ab"), None),
+        ("DRI of length 6", before_scan(prog, segment(0xDD, bytes(4))), "bad restart interval"),
+        # frame headers
+        ("sampling 1x0", patched(prog, sof + 10, b"\x10"), "sampling factors other than 1 and 2"),
+        ("quantisation table 4 in SOF", patched(prog, sof + 11, b"\x04"),
+         "sampling factors other than 1 and 2"),
+        ("two components with one id", patched(prog, sof + 12, b"\x02"),
+         "two components with one id"),
+        ("two SOF2", before_scan(prog, prog[sof - 4:sof + 15]), "bad frame header"),
+        ("width 0", patched(prog, sof + 3, b"\x00\x00"), "size"),
+        ("width 65501", patched(prog, sof + 3, (65501).to_bytes(2, "big")), "size"),
+        ("65500x20000, over 2^30 pixels",
+         patched(prog, sof + 1, (20000).to_bytes(2, "big") + (65500).to_bytes(2, "big")), "size"),
+        ("two components", prog[:sof - 2] + b"\x00\x0e" + prog[sof:sof + 5] + b"\x02" +
+         prog[sof + 6:sof + 12] + prog[sof + 15:], "neither grey nor three components"),
+        # colour spaces: YCbCr unless Adobe's transform 0, or ids R, G, B without JFIF
+        ("no JFIF", nojfif, None),
+        ("Adobe, transform 1", before_scan(nojfif, segment(0xEE, b"Adobe\0\x64\0\0\0\0\x01")),
+         None),
+        ("Adobe, transform 0", before_scan(nojfif, segment(0xEE, b"Adobe\0\x64\0\0\0\0\x00")),
+         "RGB components"),
+        # too short for libjpeg (12 bytes), whose 12th byte would be the next one's length 0
+        ("a short Adobe marker", before_scan(nojfif, segment(0xEE, b"Adobe\0\x64\0\0")), None),
+        ("Adobe, transform 0, after the first scan",
+         before_scan(nojfif, segment(0xEE, b"Adobe\0\x64\0\0\0\0\x00"), 1), None),
+        ("ids R, G, B", with_ids(nojfif, b"RGB"), "RGB components"),
+        ("ids R, G, B with JFIF", with_ids(prog, b"RGB"), None),
+        ("ids R, G, B with a short JFIF",
+         before_scan(with_ids(nojfif, b"RGB"), segment(0xE0, b"JFIF\0\x01\x02")),
+         "RGB components"),
+        # markers
+        ("DNL", before_scan(prog, segment(0xDC, b"\x00\x10")), "unexpected marker"),
+        ("DAC", before_scan(prog, segment(0xCC, b"\x00\x10")), "arithmetic coding"),
+        ("JPG", before_scan(prog, segment(0xC8, b"\x00\x10")), "unknown marker"),
+        ("JPG0", before_scan(prog, segment(0xF0, b"\x00\x10")), "unknown marker"),
+        ("APP15", before_scan(prog, segment(0xEF, b"\x00\x10")), None),
+        ("TEM", before_scan(prog, b"\xff\x01"), None),
+        ("a second SOI", before_scan(prog, b"\xff\xd8"), "unexpected marker"),
+        ("fill bytes before a marker", before_scan(prog, b"\xff\xff"), None),
+        ("sampling 3x1", patched(prog, sof + 7, b"\x31"), "sampling factors other than 1 and 2"),
+        # scan headers
+        ("a scan of four components",
+         before_scan(prog, segment(0xDA, bytes([4, 1, 0, 2, 0x10, 3, 0x10, 1, 0, 0, 0, 1]))),
+         bad_scan),
+        ("a scan of one component twice",
+         before_scan(prog, segment(0xDA, bytes([2, 1, 0, 1, 0, 0, 0, 1]))), bad_scan),
+        ("an AC scan with Ss > Se", before_scan(prog, segment(0xDA, bytes([1, 1, 0, 5, 1, 0]))),
+         progression),
+        ("a DC scan with Se 5", before_scan(prog, segment(0xDA, bytes([1, 1, 0, 0, 5, 0]))),
+         progression),
+        ("an AC scan of two components",
+         before_scan(prog, segment(0xDA, bytes([2, 1, 0, 2, 0, 1, 5, 0]))), progression),
+        ("a DC scan with Al 14", before_scan(prog, segment(0xDA, bytes([1, 1, 0, 0, 0, 14]))),
+         progression),
+        ("DC table 4 in a scan", patched(prog, sos + 6, b"\x40"), "bad first DC scan"),
+        ("an undefined DC table", patched(prog, sos + 6, b"\x20"), "bad first DC scan"),
+        ("an undefined quantisation table", patched(prog, sof + 8, b"\x02"), "bad first DC scan"),
+        ("a first DC scan twice", before_scan(prog, first, 1), "bad first DC scan"),
+        ("a DC refinement of a bit already known", patched(prog, sos + 13, b"\x00"),
+         "bad DC refinement scan"),
+        ("an AC scan before the DC", before_scan(prog, prog[ac:ac_end]), "bad AC scan"),
+        ("an undefined AC table", patched(prog, sos2 + 6, b"\x03"), "bad AC scan"),
+        # entropy-coded data: 16 one bits, no code of a table
+        ("a code the DC table lacks (interleaved)", patched(prog, sos + 14, b"\xff\x00\xff\x00"),
+         "bad DC code"),
+    ]
+
+
+def restart_cases(restart):
+    """Cases made from a progressive JPEG with a restart marker after every MCU row."""
+    i = restart.index(b"\xff\xda")
+    j = restart.index(b"\xff\xda", i + 1)
+    filled = first = restart[i:j]
+    for n in range(8):  # (FF Dn is only a marker in entropy-coded data: stuffing adds a 00)
+        filled = filled.replace(bytes([0xFF, 0xD0 + n]), bytes([0xFF, 0xFF, 0xD0 + n]))
+    k = first.index(b"\xff\xd0")
+    swapped = first[:k] + b"\xff\xd1" + first[k + 2:]
+    return [("fill bytes before every restart marker of a DC scan",
+             restart[:i] + filled + restart[j:], None),
+            ("a restart marker out of order", restart[:i] + swapped + restart[j:],
+             "restart marker missing")]
+
+
+def check_headers(args, c, tmp):
+    """Tables, frame headers, markers, colour spaces and restart markers: declined for the
+    reason given, or decoded as djpeg -scale 1/8 decodes them."""
+    data = Path(args.data) / "corpus"
+    prog = (data / "autumn-2560x1600.jpg").read_bytes()
+    ppm = tmp / "small.ppm"
+    ppm.write_bytes(run(["djpeg", "-scale", "1/8", "-pnm", str(data / "autumn-2560x1600.jpg")],
+                        check=True).stdout)
+    restart = run(["cjpeg", "-progressive", "-sample", "1x1", "-restart", "1", str(ppm)],
+                  check=True).stdout
+    for name, blob, why in header_cases(prog) + restart_cases(restart):
+        path = tmp / "header.jpg"
+        path.write_bytes(blob)
+        rc, out, err = dump(args, path)
+        if why is not None:
+            c.check(rc == 3 and err == "declined: " + why, f"declines {name}: {why}",
+                    f"exit {rc}: {err[:200]}")
+        else:
+            ref = run(["djpeg", "-scale", "1/8", "-pnm", str(path)]).stdout  # (2: a warning)
+            c.check(rc == 0 and out == ref, f"{name}: identical to djpeg -scale 1/8",
+                    f"exit {rc}: {err[:200]}")
+
+
+def huff_codes(counts, vals):
+    """The canonical code of each symbol (T.81 C.2): symbol -> (code, length)."""
+    codes, code, k = {}, 0, 0
+    for length in range(1, 17):
+        for _ in range(counts[length - 1]):
+            codes.setdefault(vals[k], (code, length))
+            code += 1
+            k += 1
+        code <<= 1
+    return codes
+
+
+def entropy(fields):
+    """(value, bits) fields as entropy-coded bytes: FF stuffed, padded with 1 bits."""
+    acc = n = 0
+    out = bytearray()
+    for value, bits in fields + [(0x7F, 7)]:
+        acc = acc << bits | value & ((1 << bits) - 1)
+        n += bits
+        while n >= 8:
+            byte = acc >> (n - 8) & 0xFF
+            out += bytes([byte, 0]) if byte == 0xFF else bytes([byte])
+            n -= 8
+    return bytes(out)
+
+
+DC9 = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]  # T.81 table K.3: categories 0..11
+
+
+def grey_jpeg(width, dcs, quant=1, al=0, counts=DC9, vals=tuple(range(12)), ss=1):
+    """A progressive grey JPEG width x 8 of the given DC coefficients (one a block), its AC
+    coefficients all 0: a DC scan with the Huffman table given and point transform al, al
+    refinements, then one AC scan of EOBs, of coefficients ss..63. A quantiser above 255 makes a
+    16-bit DQT."""
+    assert len(dcs) == -(-width // 8)
+    if quant < 256:
+        dqt = bytes([0]) + bytes([quant]) * 64
+    else:
+        dqt = b"\x10" + quant.to_bytes(2, "big") * 64
+    sof = b"\x08\x00\x08" + width.to_bytes(2, "big") + b"\x01\x01\x11\x00"
+    out = b"\xff\xd8" + segment(0xDB, dqt) + segment(0xC2, sof)
+    out += dht(0, 0, list(counts), list(vals)) + dht(1, 0, [1] + [0] * 15, [0])
+    codes, prev, fields = huff_codes(counts, vals), 0, []
+    for dc in dcs:
+        diff, prev = (dc >> al) - prev, dc >> al
+        cat = abs(diff).bit_length()
+        fields += [codes[cat], (diff if diff >= 0 else diff + (1 << cat) - 1, cat)]
+    out += segment(0xDA, bytes([1, 1, 0, 0, 0, al])) + entropy(fields)
+    for a in range(al, 0, -1):
+        out += segment(0xDA, bytes([1, 1, 0, 0, 0, a << 4 | (a - 1)]))
+        out += entropy([(dc >> (a - 1) & 1, 1) for dc in dcs])
+    return out + segment(0xDA, bytes([1, 1, 0, ss, 63, 0])) + entropy([(0, 1)] * len(dcs)) + \
+        b"\xff\xd9"
+
+
+def climb(target, last, n):
+    """n DC coefficients going to `target` (+-2047 at most a step) by a step of `last`, then
+    back by the same step (a coefficient out of range is caught where it is decoded) and
+    staying there."""
+    s = 1 if target > 0 else -1
+    start = target - last
+    k = (abs(start) - 1) // 2047
+    dcs = [s * (abs(start) - 2047 * k) + s * 2047 * j for j in range(k + 1)] + [target]
+    return dcs + [start] * (n - len(dcs))
+
+
+def built_cases():
+    """(name, file, None or the reason it is declined) of grey files built by grey_jpeg: DC
+    coefficients at the ends of an int16 (libjpeg wraps those past them, jpegdc declines
+    them), reached by a long code (step by step) or a short one (several blocks a look-up),
+    long codes, large quantisers, a DC difference of 12 bits."""
+    out_of_range = "DC coefficient out of range"
+    cases = []
+    for target in (32767, -32768, 32768, -32769):
+        for last, how in ((2047 if target > 0 else -2047, "a long"), (1 if target > 0 else -1,
+                                                                         "a short")):
+            why = out_of_range if target in (32768, -32769) else None
+            cases.append((f"DC {target} by {how} code", grey_jpeg(192, climb(target, last, 24)),
+                          why))
+    # a look-up of four blocks (0, 0, 0, +1) whose fourth leaves the range, the fifth back
+    dcs = climb(32767, 2047, 17) + [32767, 32767, 32767, 32768, 32767, 32767, 32767]
+    cases.append(("DC 32768 fourth in a look-up", grey_jpeg(192, dcs), out_of_range))
+    cases.append(("DC 8191 x 4, Al 2", grey_jpeg(192, [4 * x for x in climb(8191, 1, 24)], al=2),
+                  None))
+    cases.append(("DC 8192 x 4, Al 2", grey_jpeg(192, [4 * x for x in climb(8192, 1, 24)], al=2),
+                  out_of_range))
+    rng = random.Random(5)
+    dcs = [rng.choice((0, 0, 0, 5, -200, 1000)) for _ in range(40)]
+    # a code for every length 1..16, difference 0 (category 0) the 16-bit one
+    cases.append(("16-bit codes", grey_jpeg(320, dcs, counts=[1] * 16,
+                                            vals=list(range(1, 16)) + [0]), None))
+    small = [rng.randrange(-4, 5) for _ in range(40)]
+    cases.append(("quantiser 300 (16-bit DQT)", grey_jpeg(320, small, quant=300), None))
+    cases.append(("quantiser 32767", grey_jpeg(320, small, quant=32767), None))
+    cases.append(("quantiser 32768", grey_jpeg(320, small, quant=32768), "bad first DC scan"))
+    # libjpeg takes DC categories up to 15; an 8-bit JPEG's differences have 11 bits at most
+    cases.append(("a difference of 2048 (12 bits)",
+                  grey_jpeg(320, [-1000, 1048] + [0] * 38, counts=DC9[:9] + [1] + [0] * 6,
+                            vals=list(range(13))), "bad DC code"))
+    # libjpeg smooths the DC of a component none of whose coefficients 1..9 is known
+    wavy = [rng.randrange(-300, 300) for _ in range(40)]
+    cases.append(("an AC scan of 9..63 only", grey_jpeg(320, wavy, ss=9), None))
+    cases.append(("an AC scan of 10..63 only", grey_jpeg(320, wavy, ss=10),
+                  "libjpeg would smooth the DC (no AC scan)"))
+    # libjpeg's range limit after the inverse DCT (clamped, then wrapping), and its rounding
+    sweep = list(range(0, 8300, 7)) + list(range(8300, -8300, -7))
+    cases.append(("DC 0..8300..-8300, the range limit", grey_jpeg(8 * len(sweep), sweep), None))
+    return cases
+
+
+def check_built(args, c, tmp):
+    """Grey files built here: declined for the reason given, or decoded as djpeg -scale 1/8
+    decodes them."""
+    for name, blob, why in built_cases():
+        path = tmp / "built.jpg"
+        path.write_bytes(blob)
+        rc, out, err = dump(args, path)
+        if why is not None:
+            c.check(rc == 3 and err == "declined: " + why, f"declines {name}: {why}",
+                    f"exit {rc}: {err[:200]}")
+        else:
+            c.check(rc == 0 and out == djpeg(path), f"{name}: identical to djpeg -scale 1/8",
+                    f"exit {rc}: {err[:200]}")
+
+
 def apply(args, job, src, out, dc):
     env = dict(os.environ, PIXQ_JPEG_DC="1" if dc else "0", PIXQ_LOG_LEVEL="debug")
     p = run([args.apply, "--data", args.data, str(job), str(src), str(out)], env=env)
@@ -360,4 +667,4 @@ def check_worker(args, c, tmp):
 if __name__ == "__main__":
     sys.exit(checklib.main("jpegdc", __doc__, (check_exact, check_declines, check_many_scans,
                                                check_short_scans, check_cuts_and_damage,
-                                               check_worker)))
+                                               check_headers, check_built, check_worker)))
