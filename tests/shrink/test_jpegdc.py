@@ -425,7 +425,9 @@ def header_cases(prog):
          before_scan(prog, segment(0xDA, bytes([2, 1, 0, 2, 0, 1, 5, 0]))), progression),
         ("a DC scan with Al 14", before_scan(prog, segment(0xDA, bytes([1, 1, 0, 0, 0, 14]))),
          progression),
-        ("DC table 4 in a scan", patched(prog, sos + 6, b"\x40"), "bad first DC scan"),
+        # (an AC table 0 defined: the memory past the DC tables)
+        ("DC table 4 in a scan", before_scan(patched(prog, sos + 6, b"\x40"),
+                                             dht(1, 0, dc9, list(range(12)))), "bad first DC scan"),
         ("an undefined DC table", patched(prog, sos + 6, b"\x20"), "bad first DC scan"),
         ("an undefined quantisation table", patched(prog, sof + 8, b"\x02"), "bad first DC scan"),
         ("a first DC scan twice", before_scan(prog, first, 1), "bad first DC scan"),
