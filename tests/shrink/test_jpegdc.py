@@ -107,13 +107,6 @@ def make_variants(src, tmp):
     ppm.write_bytes(run(["djpeg", "-scale", "1/2", "-pnm", str(src)], check=True).stdout)
     scans = tmp / "scans.txt"
     scans.write_text(SCANS)
-    redefined = tmp / "redefined.txt"
-    redefined.write_text(SCANS_REDEFINED)
-    refined = tmp / "refined.txt"
-    refined.write_text(SCANS_REFINED)
-    # 1000x600: 125 x 75 blocks at full resolution, a padding block past them in an MCU of 2
-    odd_blocks = tmp / "odd-blocks.ppm"
-    run(["convert", str(ppm), "-crop", "1000x600+0+0", "+repage", str(odd_blocks)], check=True)
     base = tmp / "baseline.jpg"
     base.write_bytes(run(["cjpeg", "-quality", "85", str(ppm)], check=True).stdout)
     out = {}
@@ -127,13 +120,7 @@ def make_variants(src, tmp):
             ("444-restart-7", ["cjpeg", "-progressive", "-sample", "1x1", "-restart", "7B",
                                str(ppm)], True),
             ("444-dc-split", ["cjpeg", "-sample", "1x1", "-scans", str(scans), str(ppm)], True),
-            ("422-odd-size", None, True),
-            ("422-odd-blocks-dc-split", ["cjpeg", "-sample", "2x1", "-scans", str(redefined),
-                                         str(odd_blocks)], True),
-            ("440-odd-blocks-dc-refined", ["cjpeg", "-sample", "1x2", "-scans", str(refined),
-                                           str(odd_blocks)], True),
-            ("2x2-2x2-2x1-ten-blocks-an-mcu",
-             ["cjpeg", "-progressive", "-sample", "2x2,2x2,2x1", str(ppm)], True)]:
+            ("422-odd-size", None, True)]:
         path = tmp / (name + ".jpg")
         if cmd is None:  # an odd size: partial MCUs at the right and bottom edges
             odd = tmp / "odd.ppm"
@@ -144,10 +131,36 @@ def make_variants(src, tmp):
     return out, base
 
 
+def more_variants(tmp):
+    """Progressive files made from make_variants' image (check_exact's alone): name -> (path,
+    exact expected)."""
+    ppm = tmp / "src.ppm"
+    redefined = tmp / "redefined.txt"
+    redefined.write_text(SCANS_REDEFINED)
+    refined = tmp / "refined.txt"
+    refined.write_text(SCANS_REFINED)
+    # 1000x600: 125 x 75 blocks at full resolution, a padding block past them in an MCU of 2
+    odd_blocks = tmp / "odd-blocks.ppm"
+    run(["convert", str(ppm), "-crop", "1000x600+0+0", "+repage", str(odd_blocks)], check=True)
+    out = {}
+    for name, cmd in [
+            ("422-odd-blocks-dc-split", ["cjpeg", "-sample", "2x1", "-scans", str(redefined),
+                                         str(odd_blocks)]),
+            ("440-odd-blocks-dc-refined", ["cjpeg", "-sample", "1x2", "-scans", str(refined),
+                                           str(odd_blocks)]),
+            ("2x2-2x2-2x1-ten-blocks-an-mcu",
+             ["cjpeg", "-progressive", "-sample", "2x2,2x2,2x1", str(ppm)])]:
+        path = tmp / (name + ".jpg")
+        path.write_bytes(run(cmd, check=True).stdout)
+        out[name] = (path, True)
+    return out
+
+
 def check_exact(args, c, tmp):
     data = Path(args.data) / "corpus"
     files = [(name, data / name, True) for name in PROGRESSIVE]
     variants, _ = make_variants(data / "autumn-2560x1600.jpg", tmp)
+    variants.update(more_variants(tmp))
     files += [(name, path, exact) for name, (path, exact) in variants.items()]
     for name, path, exact in files:
         rc, out, err = dump(args, path)
@@ -338,8 +351,8 @@ def with_ids(data, ids):
 
 
 def header_cases(prog):
-    """(name, file, None for djpeg's image or the reason it is declined) made from a 4:2:0
-    progressive JPEG with JFIF, component ids 1, 2, 3 and one DC table (0) in its first scan:
+    """(name, file, None for djpeg's image or the reason it is declined) made from a 4:4:4
+    progressive JPEG of cjpeg's (JFIF, ids 1, 2, 3, DC tables 0, 1, 1 in its first scan):
     tables, frame headers, markers and colour spaces at the edges of what jpegdc takes."""
     sof = prog.index(b"\xff\xc2") + 4  # its payload: P, Y, X, Nf, then Ci, HiVi, Tqi
     app0 = prog.index(b"\xff\xe0")
@@ -460,10 +473,11 @@ def check_headers(args, c, tmp):
     """Tables, frame headers, markers, colour spaces and restart markers: declined for the
     reason given, or decoded as djpeg -scale 1/8 decodes them."""
     data = Path(args.data) / "corpus"
-    prog = (data / "autumn-2560x1600.jpg").read_bytes()
     ppm = tmp / "small.ppm"
     ppm.write_bytes(run(["djpeg", "-scale", "1/8", "-pnm", str(data / "autumn-2560x1600.jpg")],
                         check=True).stdout)
+    # 320x200, 4:4:4 with cjpeg's scan script, as autumn-2560x1600.jpg (header_cases)
+    prog = run(["cjpeg", "-progressive", "-sample", "1x1", str(ppm)], check=True).stdout
     restart = run(["cjpeg", "-progressive", "-sample", "1x1", "-restart", "1", str(ppm)],
                   check=True).stdout
     for name, blob, why in header_cases(prog) + restart_cases(restart):
