@@ -522,30 +522,34 @@ def entropy(fields):
 DC9 = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]  # T.81 table K.3: categories 0..11
 
 
-def grey_jpeg(width, dcs, quant=1, al=0, counts=DC9, vals=tuple(range(12)), ss=1):
+def grey_jpeg(width, dcs, quant=1, al=0, counts=DC9, vals=tuple(range(12)), ss=1, nc=1):
     """A progressive grey JPEG width x 8 of the given DC coefficients (one a block), its AC
     coefficients all 0: a DC scan with the Huffman table given and point transform al, al
     refinements, then one AC scan of EOBs, of coefficients ss..63. A quantiser above 255 makes a
-    16-bit DQT."""
+    16-bit DQT. With nc=3, three components (YCbCr) of those coefficients each, their DC scans
+    interleaved."""
     assert len(dcs) == -(-width // 8)
     if quant < 256:
         dqt = bytes([0]) + bytes([quant]) * 64
     else:
         dqt = b"\x10" + quant.to_bytes(2, "big") * 64
-    sof = b"\x08\x00\x08" + width.to_bytes(2, "big") + b"\x01\x01\x11\x00"
+    sof = b"\x08\x00\x08" + width.to_bytes(2, "big") + bytes([nc])
+    sof += b"".join(bytes([k + 1, 0x11, 0]) for k in range(nc))
+    comps = b"".join(bytes([k + 1, 0]) for k in range(nc))
     out = b"\xff\xd8" + segment(0xDB, dqt) + segment(0xC2, sof)
     out += dht(0, 0, list(counts), list(vals)) + dht(1, 0, [1] + [0] * 15, [0])
     codes, prev, fields = huff_codes(counts, vals), 0, []
     for dc in dcs:
         diff, prev = (dc >> al) - prev, dc >> al
         cat = abs(diff).bit_length()
-        fields += [codes[cat], (diff if diff >= 0 else diff + (1 << cat) - 1, cat)]
-    out += segment(0xDA, bytes([1, 1, 0, 0, 0, al])) + entropy(fields)
+        fields += [codes[cat], (diff if diff >= 0 else diff + (1 << cat) - 1, cat)] * nc
+    out += segment(0xDA, bytes([nc]) + comps + bytes([0, 0, al])) + entropy(fields)
     for a in range(al, 0, -1):
-        out += segment(0xDA, bytes([1, 1, 0, 0, 0, a << 4 | (a - 1)]))
-        out += entropy([(dc >> (a - 1) & 1, 1) for dc in dcs])
-    return out + segment(0xDA, bytes([1, 1, 0, ss, 63, 0])) + entropy([(0, 1)] * len(dcs)) + \
-        b"\xff\xd9"
+        out += segment(0xDA, bytes([nc]) + comps + bytes([0, 0, a << 4 | (a - 1)]))
+        out += entropy([(dc >> (a - 1) & 1, 1) for dc in dcs for _ in range(nc)])
+    for k in range(nc):
+        out += segment(0xDA, bytes([1, k + 1, 0, ss, 63, 0])) + entropy([(0, 1)] * len(dcs))
+    return out + b"\xff\xd9"
 
 
 def climb(target, last, n):
@@ -575,6 +579,11 @@ def built_cases():
     # a look-up of four blocks (0, 0, 0, +1) whose fourth leaves the range, the fifth back
     dcs = climb(32767, 2047, 17) + [32767, 32767, 32767, 32768, 32767, 32767, 32767]
     cases.append(("DC 32768 fourth in a look-up", grey_jpeg(192, dcs), out_of_range))
+    # the same in an interleaved scan of three components
+    for target in (32767, 32768):
+        cases.append((f"DC {target} by a long code, three components interleaved",
+                      grey_jpeg(192, climb(target, 2047, 24), nc=3),
+                      out_of_range if target == 32768 else None))
     cases.append(("DC 8191 x 4, Al 2", grey_jpeg(192, [4 * x for x in climb(8191, 1, 24)], al=2),
                   None))
     cases.append(("DC 8192 x 4, Al 2", grey_jpeg(192, [4 * x for x in climb(8192, 1, 24)], al=2),
@@ -604,8 +613,8 @@ def built_cases():
 
 
 def check_built(args, c, tmp):
-    """Grey files built here: declined for the reason given, or decoded as djpeg -scale 1/8
-    decodes them."""
+    """Files built here (grey; three components for an interleaved scan): declined for the
+    reason given, or decoded as djpeg -scale 1/8 decodes them."""
     for name, blob, why in built_cases():
         path = tmp / "built.jpg"
         path.write_bytes(blob)
