@@ -134,6 +134,8 @@ static void same_as_imagemagick(const char *what, MagickWand *src, size_t cols, 
     MagickGetImagePage(ours, &pw[0], &ph[0], &px[0], &py[0]);
     MagickGetImagePage(theirs, &pw[1], &ph[1], &px[1], &py[1]);
     CHECK(pw[0] == pw[1] && ph[0] == ph[1] && px[0] == px[1] && py[0] == py[1]);
+    const Image *io = GetImageFromMagickWand(ours), *it = GetImageFromMagickWand(theirs);
+    CHECK(io->tile_offset.x == it->tile_offset.x && io->tile_offset.y == it->tile_offset.y);
     CHECK_INT(MagickGetImageColorspace(ours), MagickGetImageColorspace(theirs));
     char *po = props(ours), *pt = props(theirs);
     CHECK(po != NULL && pt != NULL && strcmp(po, pt) == 0);
@@ -277,6 +279,10 @@ int main(int argc, char **argv)
     same_as_imagemagick("page offset", paged, 120, 60);
     same_as_imagemagick("page offset", paged, 150, 30); /* x and y scaled apart */
     same_as_imagemagick("page offset", paged, 90, 160);
+    /* scaled page and tile offsets that round (CloneImage: sizes to nearest, offsets half down) */
+    CHECK(MagickSetImagePage(paged, 643, 481, 32, -18) == MagickTrue);
+    GetImageFromMagickWand(paged)->tile_offset = (RectangleInfo){0, 0, 12, 22};
+    same_as_imagemagick("page offset, rounded", paged, 120, 60);
 
     MagickWand *alpha = noise(100, 100, 6); /* an alpha channel, opaque throughout */
     CHECK(MagickSetImageAlphaChannel(alpha, OpaqueAlphaChannel) == MagickTrue);
