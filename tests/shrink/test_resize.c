@@ -204,6 +204,39 @@ static MagickBooleanType stop_now(const char *text, const MagickOffsetType offse
     return MagickFalse;
 }
 
+/* A cols x rows image of one colour (16-bit red, green, blue, alpha; without an alpha channel
+ * when opaque) resized to to_cols x to_rows: every output sample is exactly the source's (the
+ * weights sum to 1, the sums round to nearest), as in ImageMagick's. */
+static void flat(size_t cols, size_t rows, const unsigned short rgba[4], size_t to_cols,
+                 size_t to_rows)
+{
+    size_t n = cols * rows;
+    unsigned short *p = malloc(n * 4 * sizeof *p);
+    for (size_t i = 0; p != NULL && i < 4 * n; i++) {
+        p[i] = rgba[i % 4];
+    }
+    bool alpha = rgba[3] != 65535;
+    MagickWand *w = noise_of(cols, rows, 0, alpha);
+    CHECK(p != NULL &&
+          MagickImportImagePixels(w, 0, 0, cols, rows, "RGBA", ShortPixel, p) == MagickTrue);
+    free(p);
+    same_as_imagemagick(alpha ? "flat colour+alpha" : "flat colour", w, to_cols, to_rows);
+    const char *why = NULL;
+    CHECK(resize_fast(w, to_cols, to_rows, &why) == RESIZE_DONE);
+    size_t m = 0;
+    unsigned short *q = pixels16(w, &m);
+    long off = 0;
+    for (size_t i = 0; q != NULL && i < m; i++) {
+        off += q[i] != rgba[i % 4];
+    }
+    if (off != 0) {
+        fprintf(stderr, "flat colour to %zux%zu: %ld samples changed\n", to_cols, to_rows, off);
+    }
+    CHECK(q != NULL && m == 4 * to_cols * to_rows && off == 0);
+    free(q);
+    DestroyMagickWand(w);
+}
+
 static void corpus(const char *path)
 {
     const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
@@ -259,6 +292,21 @@ int main(int argc, char **argv)
     same_as_imagemagick("noise", n, 280, 400); /* a larger area, one side smaller: Mitchell */
     declined("noise", n, 301, 203);            /* the same size: a copy */
     declined("noise", n, 0, 10);
+    declined("noise", n, 10, 0);
+    /* an area neither larger nor smaller (x_factor * y_factor == 1): Lanczos, as ImageMagick */
+    MagickWand *n2 = noise(200, 100, 15);
+    same_as_imagemagick("noise, the same area", n2, 100, 200);
+    same_as_imagemagick("noise, the same area", n2, 400, 50);
+    DestroyMagickWand(n2);
+    /* a flat colour stays exactly that colour: odd widths (put_row's last pixel alone),
+     * smaller and larger, opaque and with alpha */
+    static const unsigned short opaque[4] = {12345, 54321, 777, 65535};
+    static const unsigned short glass[4] = {40000, 3, 65534, 30001};
+    flat(37, 23, opaque, 11, 7);
+    flat(37, 23, opaque, 101, 51);
+    flat(37, 23, opaque, 1, 1);
+    flat(37, 23, glass, 13, 9);
+    flat(37, 23, glass, 91, 47);
 
     MagickWand *na = noise_of(301, 203, 11, true);
     same_as_imagemagick("noise+alpha", na, 150, 101);
@@ -269,6 +317,9 @@ int main(int argc, char **argv)
     MagickWand *row = noise(997, 1, 2), *col = noise(1, 499, 3);
     same_as_imagemagick("one row", row, 100, 1);
     same_as_imagemagick("one column", col, 1, 50);
+    MagickWand *narrow = noise(5, 1500, 18); /* to one column: put_row's last pixel only */
+    same_as_imagemagick("narrow", narrow, 1, 1000);
+    DestroyMagickWand(narrow);
 
     MagickWand *grey = noise(160, 120, 4);
     CHECK(MagickTransformImageColorspace(grey, GRAYColorspace) == MagickTrue);
