@@ -204,6 +204,17 @@ static MagickBooleanType stop_now(const char *text, const MagickOffsetType offse
     return MagickFalse;
 }
 
+/* How many filters one resize of `src` to cols x rows built (none: kept ones served). */
+static unsigned long built_by(MagickWand *src, size_t cols, size_t rows)
+{
+    unsigned long before = resize_filters_built();
+    MagickWand *w = CloneMagickWand(src);
+    const char *why = NULL;
+    CHECK(resize_fast(w, cols, rows, &why) == RESIZE_DONE);
+    DestroyMagickWand(w);
+    return resize_filters_built() - before;
+}
+
 /* A cols x rows image of one colour (16-bit red, green, blue, alpha; without an alpha channel
  * when opaque) resized to to_cols x to_rows: every output sample is exactly the source's (the
  * weights sum to 1, the sums round to nearest), as in ImageMagick's. */
@@ -379,6 +390,16 @@ int main(int argc, char **argv)
     }
     DestroyMagickWand(fresh);
     same_as_imagemagick("noise, filters kept", n, 150, 101);
+    /* least recently used out: four filters kept (two resizes), the one used again stays */
+    resize_forget();
+    CHECK_INT(built_by(n, 150, 101), 2);
+    CHECK_INT(built_by(n, 140, 90), 2);
+    CHECK_INT(built_by(n, 150, 101), 0); /* both sizes kept at once */
+    CHECK_INT(built_by(n, 130, 80), 2);  /* pushes out 140x90's, used less recently */
+    CHECK_INT(built_by(n, 150, 101), 0);
+    resize_forget(); /* every slot */
+    CHECK_INT(built_by(n, 130, 80), 2);
+    CHECK_INT(built_by(n, 150, 101), 2);
     MagickWand *long_row = noise(16000, 1, 14); /* 8000 taps of 15 weights: over 256 KB */
     for (int round = 0; round < 2; round++) {
         built = resize_filters_built();
