@@ -204,6 +204,34 @@ static MagickBooleanType stop_now(const char *text, const MagickOffsetType offse
     return MagickFalse;
 }
 
+/* A resize of `src` to cols x rows under the progress monitor `m`: its result. */
+static enum resize_result watched(MagickWand *src, size_t cols, size_t rows,
+                                  MagickProgressMonitor m, void *data)
+{
+    MagickWand *w = CloneMagickWand(src);
+    MagickSetImageProgressMonitor(w, m, data);
+    const char *why = NULL;
+    enum resize_result r = resize_fast(w, cols, rows, &why);
+    DestroyMagickWand(w);
+    return r;
+}
+
+/* What a progress monitor that lets the resize go on saw of it. */
+struct seen {
+    long calls, beyond; /* calls, and calls whose offset was past their span */
+};
+
+static MagickBooleanType watch(const char *text, const MagickOffsetType offset,
+                               const MagickSizeType span, void *data)
+{
+    struct seen *s = data;
+    if (strncmp(text, "Resize/Image", 12) == 0) {
+        s->calls++;
+        s->beyond += offset < 0 || (MagickSizeType)offset > span;
+    }
+    return MagickTrue;
+}
+
 /* How many filters one resize of `src` to cols x rows built (none: kept ones served). */
 static unsigned long built_by(MagickWand *src, size_t cols, size_t rows)
 {
@@ -422,7 +450,25 @@ int main(int argc, char **argv)
     MagickSetImageProgressMonitor(big, stop_now, NULL);
     CHECK(resize_fast(big, 2, 2, &why) == RESIZE_FAILED);
     CHECK(why != NULL && strstr(why, "progress monitor") != NULL);
+    CHECK(watched(big, 500, 2, stop_now, NULL) == RESIZE_FAILED); /* horizontal pass first */
     DestroyMagickWand(big);
+    /* a small source to many output rows, both orders: the output rows look at the monitor */
+    MagickWand *few = noise(30, 30, 16);
+    CHECK(watched(few, 300, 200, stop_now, NULL) == RESIZE_FAILED); /* horizontal first */
+    CHECK(watched(few, 200, 300, stop_now, NULL) == RESIZE_FAILED);
+    DestroyMagickWand(few);
+    /* the monitor's offsets stay within their spans (each source row read once), and it is
+     * looked at now and then, not for every row (it reads the clock) */
+    MagickWand *watch_me = noise(400, 400, 17);
+    static const size_t sizes[][2] = {{100, 100}, {300, 100}, {600, 500}, {7, 390}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        struct seen s = {0, 0};
+        CHECK(watched(watch_me, sizes[i][0], sizes[i][1], watch, &s) == RESIZE_DONE);
+        CHECK(s.calls > 0);
+        CHECK_INT(s.beyond, 0);
+        CHECK(s.calls <= (long)(400 + sizes[i][1]) / 8);
+    }
+    DestroyMagickWand(watch_me);
 
     /* a far smaller output of a large image: the ring would hold 3000 rows of 3000 pixels */
     MagickWand *huge = noise(3000, 3000, 13);
