@@ -491,6 +491,18 @@ int main(int argc, char **argv)
     CHECK_INT(GetMagickResource(MemoryResource), used);
     CHECK(SetMagickResourceLimit(MemoryResource, limit) != MagickFalse);
 
+    /* ImageMagick's cache refuses the new size (its width limit): the resize fails, and the
+     * image has its old size back */
+    MagickSizeType width_limit = GetMagickResourceLimit(WidthResource);
+    CHECK(SetMagickResourceLimit(WidthResource, 400) != MagickFalse);
+    MagickWand *refused = CloneMagickWand(n);
+    CHECK(resize_fast(refused, 500, 300, &why) == RESIZE_FAILED);
+    CHECK(why != NULL && strcmp(why, "pixel cache") == 0);
+    CHECK_INT(MagickGetImageWidth(refused), 301);
+    CHECK_INT(MagickGetImageHeight(refused), 203);
+    DestroyMagickWand(refused);
+    CHECK(SetMagickResourceLimit(WidthResource, width_limit) != MagickFalse);
+
     MagickWand *all[] = {n, na, row, col, grey, paged, alpha, palette, cmyk, artifact, stopped};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         DestroyMagickWand(all[i]);
