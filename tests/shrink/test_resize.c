@@ -6,9 +6,11 @@
  * by alpha, may differ by at most RESIZE_Q16_MAX (resize.c sums opaque images in single precision
  * where ImageMagick sums in double, so a sum near a half rounds the other way now and then), the
  * 8-bit ones by at most 1 and in at most DIFF8_MAX_PPM samples in a million; size, page geometry,
- * colourspace and properties must be the same. The images resize.c must leave to ImageMagick
- * (palette, CMYK, the same size, a filter artifact) are declined untouched, and a progress
- * monitor that says stop fails the resize. */
+ * colourspace, properties and tile offset must be the same, and a flat colour stays exactly that
+ * colour. The images resize.c must leave to ImageMagick (palette, CMYK, the same size, a filter
+ * artifact) are declined untouched; a progress monitor that says stop fails the resize, and one
+ * that lets it go on is called now and then, within its span; kept filters go least recently
+ * used first; a size the pixel cache refuses fails the resize, the image keeping its size. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
