@@ -101,6 +101,20 @@ def djpeg(path):
     return run(["djpeg", "-scale", "1/8", "-pnm", str(path)], check=True).stdout
 
 
+def check_blob(args, c, path, name, blob, why):
+    """`blob`, written to `path`: declined for `why`, or (None) decoded as djpeg -scale 1/8
+    decodes it."""
+    path.write_bytes(blob)
+    rc, out, err = dump(args, path)
+    if why is not None:
+        c.check(rc == 3 and err == "declined: " + why, f"declines {name}: {why}",
+                f"exit {rc}: {err[:200]}")
+    else:
+        ref = run(["djpeg", "-scale", "1/8", "-pnm", str(path)]).stdout  # (2: a warning)
+        c.check(rc == 0 and out == ref, f"{name}: identical to djpeg -scale 1/8",
+                f"exit {rc}: {err[:200]}")
+
+
 def make_variants(src, tmp):
     """Progressive files made from a corpus image: name -> (path, exact expected)."""
     ppm = tmp / "src.ppm"
@@ -481,16 +495,7 @@ def check_headers(args, c, tmp):
     restart = run(["cjpeg", "-progressive", "-sample", "1x1", "-restart", "1", str(ppm)],
                   check=True).stdout
     for name, blob, why in header_cases(prog) + restart_cases(restart):
-        path = tmp / "header.jpg"
-        path.write_bytes(blob)
-        rc, out, err = dump(args, path)
-        if why is not None:
-            c.check(rc == 3 and err == "declined: " + why, f"declines {name}: {why}",
-                    f"exit {rc}: {err[:200]}")
-        else:
-            ref = run(["djpeg", "-scale", "1/8", "-pnm", str(path)]).stdout  # (2: a warning)
-            c.check(rc == 0 and out == ref, f"{name}: identical to djpeg -scale 1/8",
-                    f"exit {rc}: {err[:200]}")
+        check_blob(args, c, tmp / "header.jpg", name, blob, why)
 
 
 def huff_codes(counts, vals):
@@ -616,15 +621,7 @@ def check_built(args, c, tmp):
     """Files built here (grey; three components for an interleaved scan): declined for the
     reason given, or decoded as djpeg -scale 1/8 decodes them."""
     for name, blob, why in built_cases():
-        path = tmp / "built.jpg"
-        path.write_bytes(blob)
-        rc, out, err = dump(args, path)
-        if why is not None:
-            c.check(rc == 3 and err == "declined: " + why, f"declines {name}: {why}",
-                    f"exit {rc}: {err[:200]}")
-        else:
-            c.check(rc == 0 and out == djpeg(path), f"{name}: identical to djpeg -scale 1/8",
-                    f"exit {rc}: {err[:200]}")
+        check_blob(args, c, tmp / "built.jpg", name, blob, why)
 
 
 def apply(args, job, src, out, dc):
