@@ -1,0 +1,451 @@
+/* The supervisor of `pixq-worker --processes N` (worker/supervisor.c), run in a process of its
+ * own with children that do no job work: each child's run is a function of this file, and what
+ * the children see (when they ran, which signal reached them) goes to memory shared with this
+ * process. The supervisor's log (its stderr) goes to a file this test reads back.
+ *
+ * - a child that keeps dying young waits before it starts again, PIXQ_RESTART_BACKOFF_MIN_MS
+ *   doubling up to PIXQ_RESTART_BACKOFF_MAX_MS (the first restart at once); one that lived past
+ *   PIXQ_RESTART_QUICK_EXIT_MS starts again at once and the count begins anew; its neighbour
+ *   is left alone; SIGTERM stops both gracefully;
+ * - SIGINT reaches the children as SIGTERM; children that do not stop are killed
+ *   PIXQ_SHUTDOWN_TIMEOUT_MS + PIXQ_STOP_GRACE_MS after the stop began, and the supervisor
+ *   exits 1;
+ * - a child's SUPERVISOR_EXIT_CONFIG stops the fleet without a restart: the supervisor exits
+ *   with it. */
+#define _GNU_SOURCE /* timegm */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "check.h"
+#include "clock.h"
+#include "supervisor.h"
+
+#define MAX_RUNS      16
+#define QUICK_EXIT_MS 1500 /* PIXQ_RESTART_QUICK_EXIT_MS: well above a dying child's uptime */
+#define LIMIT_MS      20000 /* the longest a scenario may take: only a broken supervisor comes near */
+
+/* Written by the children, read by this process. */
+struct shared {
+    int runs; /* child_run calls so far; each takes the next index */
+    pid_t pid[MAX_RUNS];
+    long start_ms[MAX_RUNS]; /* monotonic, as the run began */
+    long end_ms[MAX_RUNS];   /* monotonic, as it returned */
+    int signal[MAX_RUNS];    /* the first stop signal the run saw, 0: none */
+};
+
+static struct shared *sh;
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    if (got_signal == 0) {
+        got_signal = sig;
+    }
+}
+
+/* In each child before its signals are let in, as the worker installs its handlers. */
+static void child_setup(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+}
+
+static int run_begin(void)
+{
+    int k = __atomic_fetch_add(&sh->runs, 1, __ATOMIC_SEQ_CST);
+    if (k >= MAX_RUNS) {
+        _exit(99); /* a supervisor that restarts too often: the counts tell */
+    }
+    sh->pid[k] = getpid();
+    sh->start_ms[k] = clock_mono_ms();
+    __atomic_store_n(&sh->signal[k], 0, __ATOMIC_SEQ_CST);
+    return k;
+}
+
+/* Waits for a stop signal and records it; with `stay`, keeps waiting (only SIGKILL ends it). */
+static int await_stop(int k, int stay)
+{
+    sigset_t stops, old;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGHUP);
+    sigaddset(&stops, SIGQUIT);
+    sigprocmask(SIG_BLOCK, &stops, &old);
+    while (got_signal == 0) {
+        sigsuspend(&old);
+    }
+    __atomic_store_n(&sh->signal[k], (int)got_signal, __ATOMIC_SEQ_CST);
+    while (stay) {
+        sigsuspend(&old);
+    }
+    sh->end_ms[k] = clock_mono_ms();
+    return 0;
+}
+
+/* ---------------------------------------------------------------- running a supervisor */
+
+static char log_path[64];
+
+/* Runs supervisor_run() in a process of its own with these settings and child runs, its log in
+ * log_path. `stop_when_ready`: once that many runs wait for a signal, the supervisor gets
+ * `stop_sig`. Returns its exit status, or -1 if it took LIMIT_MS (it and its children are
+ * killed then). */
+static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct cfg *),
+                          int stop_when_ready, int stop_sig)
+{
+    memset(sh, 0, sizeof *sh);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 2) < 0) {
+            _exit(98);
+        }
+        close(fd);
+        const struct supervisor_opts o = {cfg, NULL, child_setup, child_run};
+        _exit(supervisor_run(&o));
+    }
+    CHECK(pid > 0);
+    if (pid < 0) {
+        return -1;
+    }
+    long deadline = clock_mono_ms() + LIMIT_MS;
+    int status = 0;
+    bool stopped = stop_when_ready == 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            break;
+        }
+        if (!stopped && __atomic_load_n(&sh->runs, __ATOMIC_SEQ_CST) >= stop_when_ready) {
+            /* the children run child_setup() before they count themselves: they hear it */
+            kill(pid, stop_sig);
+            stopped = true;
+        }
+        if (clock_mono_ms() > deadline) {
+            fprintf(stderr, "the supervisor did not end within %d ms\n", LIMIT_MS);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            for (int k = 0; k < MAX_RUNS && k < sh->runs; k++) {
+                kill(sh->pid[k], SIGKILL);
+            }
+            CHECK(0);
+            return -1;
+        }
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(WIFEXITED(status));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ---------------------------------------------------------------- reading its log */
+
+#define MAX_LINES 64
+
+struct event {
+    char line[512];
+};
+
+static struct event events[MAX_LINES];
+static int n_events;
+
+static void read_log(void)
+{
+    n_events = 0;
+    FILE *f = fopen(log_path, "r");
+    CHECK(f != NULL);
+    if (f == NULL) {
+        return;
+    }
+    char line[512];
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (n_events < MAX_LINES) {
+            snprintf(events[n_events++].line, sizeof events[0].line, "%s", line);
+        }
+    }
+    fclose(f);
+}
+
+/* The value of `key=` in `line` (up to the next space), into `out`; "" if there is none. */
+static const char *field(const char *line, const char *key, char *out, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "%s=", key);
+    size_t n = strlen(pat);
+    const char *p = line;
+    while (p != NULL && !(strncmp(p, pat, n) == 0 && (p == line || p[-1] == ' '))) {
+        p = strstr(p + 1, pat);
+    }
+    out[0] = '\0';
+    if (p != NULL) {
+        p += n;
+        size_t len = strcspn(p, " \n");
+        snprintf(out, cap, "%.*s", (int)(len < cap ? len : cap - 1), p);
+    }
+    return out;
+}
+
+static long field_long(const char *line, const char *key)
+{
+    char v[64];
+    field(line, key, v, sizeof v);
+    return v[0] != '\0' ? strtol(v, NULL, 10) : -999;
+}
+
+/* The k-th line (from 0) of `event`, or NULL. */
+static const char *nth(const char *event, int k)
+{
+    char v[64];
+    for (int i = 0; i < n_events; i++) {
+        if (strcmp(field(events[i].line, "event", v, sizeof v), event) == 0 && k-- == 0) {
+            return events[i].line;
+        }
+    }
+    return NULL;
+}
+
+static int count(const char *event)
+{
+    int n = 0;
+    while (nth(event, n) != NULL) {
+        n++;
+    }
+    return n;
+}
+
+/* The child_start line of `pid`, or NULL. */
+static const char *start_of(pid_t pid)
+{
+    const char *s;
+    for (int i = 0; (s = nth("child_start", i)) != NULL; i++) {
+        if (field_long(s, "child_pid") == pid) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* A line's ts as unix milliseconds. */
+static long long ts_ms(const char *line)
+{
+    char v[64];
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int ms = 0;
+    if (line == NULL ||
+        sscanf(field(line, "ts", v, sizeof v), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon,
+               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7) {
+        CHECK(0);
+        return 0;
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (long long)timegm(&tm) * 1000 + ms;
+}
+
+static void base_cfg(struct cfg *c)
+{
+    cfg_defaults(c);
+    c->processes = 2;
+    c->restart_quick_exit_ms = QUICK_EXIT_MS;
+    c->restart_backoff_min_ms = 60;
+    c->restart_backoff_max_ms = 150;
+    c->shutdown_timeout_ms = 300;
+    c->stop_grace_ms = 300;
+}
+
+/* ---------------------------------------------------------------- back-off */
+
+#define DYING        8 /* runs of the dying slot: the 6th lives past the quick-exit time */
+#define LONG_LIFE_MS (QUICK_EXIT_MS + 300)
+
+/* The first run stays until stopped; the others die, young but for the 6th; the last stops
+ * the supervisor. */
+static int backoff_child(const struct cfg *cfg)
+{
+    (void)cfg;
+    int k = run_begin();
+    if (k == 0) {
+        return await_stop(k, 0);
+    }
+    if (k == DYING) {
+        kill(getppid(), SIGTERM);
+        return await_stop(k, 0);
+    }
+    if (k == 6) {
+        struct timespec ts = {LONG_LIFE_MS / 1000, (LONG_LIFE_MS % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+        }
+    }
+    sh->end_ms[k] = clock_mono_ms();
+    return 1;
+}
+
+static void test_backoff(void)
+{
+    struct cfg c;
+    base_cfg(&c);
+    CHECK_INT(run_supervisor(&c, backoff_child, 0, 0), 0);
+    read_log();
+    CHECK_INT(sh->runs, DYING + 1);
+    CHECK_INT(count("child_start"), DYING + 1);
+    /* runs 1..7 died (status 1), then runs 0 and 8 stopped */
+    CHECK_INT(count("child_exit"), DYING + 1);
+    const long want[DYING - 1] = {0, 60, 120, 150, 150, 0, 0};
+    for (int k = 1; k < DYING; k++) {
+        const char *e = nth("child_exit", k - 1);
+        CHECK(e != NULL);
+        if (e == NULL) {
+            return;
+        }
+        CHECK_INT(field_long(e, "child_pid"), sh->pid[k]);
+        CHECK_INT(field_long(e, "status"), 1);
+        CHECK_INT(field_long(e, "restart_in_ms"), want[k - 1]);
+        CHECK(strstr(e, "level=warn ") != NULL);
+        /* the next run began no sooner than the supervisor said */
+        long gap = sh->start_ms[k + 1] - sh->end_ms[k];
+        if (gap < want[k - 1]) {
+            fprintf(stderr, "run %d began %ld ms after run %d ended, want >= %ld\n", k + 1, gap, k,
+                    want[k - 1]);
+            CHECK(0);
+        }
+    }
+    CHECK(field_long(nth("child_exit", 5), "uptime_ms") >= QUICK_EXIT_MS);
+    /* every restart was of the dying slot (the first two runs may have begun in either order) */
+    char stay[16], dying[16], slot[16];
+    field(start_of(sh->pid[0]), "slot", stay, sizeof stay);
+    field(start_of(sh->pid[1]), "slot", dying, sizeof dying);
+    CHECK(strcmp(stay, dying) != 0);
+    for (int i = 1; i <= DYING; i++) {
+        CHECK_STR(field(start_of(sh->pid[i]), "slot", slot, sizeof slot), dying);
+        if (i >= 2) { /* and in the order the runs began */
+            CHECK_INT(field_long(nth("child_start", i), "child_pid"), sh->pid[i]);
+        }
+    }
+    /* both stopped on the SIGTERM, cleanly */
+    for (int i = DYING - 1; i <= DYING; i++) {
+        const char *e = nth("child_exit", i);
+        CHECK_INT(field_long(e, "status"), 0);
+        CHECK_INT(field_long(e, "restart_in_ms"), -1);
+        CHECK(e != NULL && strstr(e, "level=info ") != NULL);
+    }
+    CHECK_INT(sh->signal[0], SIGTERM);
+    CHECK_INT(sh->signal[DYING], SIGTERM);
+    CHECK_INT(field_long(nth("supervisor_stop", 0), "killed"), 0);
+}
+
+/* ---------------------------------------------------------------- stop and kill */
+
+static int stubborn_child(const struct cfg *cfg)
+{
+    (void)cfg;
+    return await_stop(run_begin(), 1);
+}
+
+static void test_stragglers_killed(void)
+{
+    struct cfg c;
+    base_cfg(&c);
+    CHECK_INT(run_supervisor(&c, stubborn_child, 2, SIGINT), 1);
+    read_log();
+    CHECK_INT(sh->runs, 2);
+    CHECK_INT(sh->signal[0], SIGTERM); /* forwarded as SIGTERM */
+    CHECK_INT(sh->signal[1], SIGTERM);
+    const char *stopping = nth("supervisor_stopping", 0), *killed = nth("children_killed", 0);
+    CHECK_INT(field_long(stopping, "signal"), SIGINT);
+    CHECK_INT(field_long(stopping, "children"), 2);
+    CHECK_INT(field_long(killed, "children"), 2);
+    CHECK_INT(field_long(killed, "waited_ms"), 600);
+    /* not before PIXQ_SHUTDOWN_TIMEOUT_MS + PIXQ_STOP_GRACE_MS (less the time between the
+     * supervisor's look at its clock and its log line) */
+    long long waited = ts_ms(killed) - ts_ms(stopping);
+    if (waited < 550) {
+        fprintf(stderr, "children killed %lld ms after the stop, want >= 600\n", waited);
+        CHECK(0);
+    }
+    CHECK_INT(count("child_exit"), 2);
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(field_long(nth("child_exit", i), "signal"), SIGKILL);
+        CHECK_INT(field_long(nth("child_exit", i), "restart_in_ms"), -1);
+    }
+    CHECK_INT(count("child_start"), 2);
+    CHECK_INT(field_long(nth("supervisor_stop", 0), "killed"), 1);
+}
+
+/* ---------------------------------------------------------------- a child's config error */
+
+static int config_child(const struct cfg *cfg)
+{
+    (void)cfg;
+    int k = run_begin();
+    if (k == 0) {
+        return await_stop(k, 0);
+    }
+    return SUPERVISOR_EXIT_CONFIG; /* run 0 has its handlers: it hears the stop */
+}
+
+static void test_config_error(void)
+{
+    struct cfg c;
+    base_cfg(&c);
+    CHECK_INT(run_supervisor(&c, config_child, 0, 0), SUPERVISOR_EXIT_CONFIG);
+    read_log();
+    CHECK_INT(sh->runs, 2);
+    CHECK_INT(count("child_start"), 2);
+    CHECK_INT(count("child_config_error"), 1);
+    CHECK_INT(field_long(nth("child_config_error", 0), "child_pid"), sh->pid[1]);
+    CHECK_INT(field_long(nth("supervisor_stopping", 0), "signal"), SIGTERM);
+    CHECK_INT(sh->signal[0], SIGTERM);
+    CHECK_INT(count("child_exit"), 2);
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(field_long(nth("child_exit", i), "restart_in_ms"), -1);
+    }
+    CHECK_INT(field_long(nth("supervisor_stop", 0), "killed"), 0);
+}
+
+/* Runs one scenario; prints the supervisor's log if it failed a check. */
+static void scenario(const char *name, void (*fn)(void))
+{
+    int failed = check_failed;
+    fn();
+    if (check_failed != failed || getenv("PIXQ_TEST_SUPERVISOR_LOG") != NULL) {
+        fprintf(stderr, "--- %s: the supervisor's log\n", name);
+        for (int i = 0; i < n_events; i++) {
+            fputs(events[i].line, stderr);
+        }
+    }
+}
+
+int main(void)
+{
+    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(sh != MAP_FAILED);
+    if (sh == MAP_FAILED) {
+        return check_summary("supervisor");
+    }
+    snprintf(log_path, sizeof log_path, "/tmp/pixq-test-supervisor-%ld.log", (long)getpid());
+    scenario("backoff", test_backoff);
+    scenario("stragglers_killed", test_stragglers_killed);
+    scenario("config_error", test_config_error);
+    unlink(log_path);
+    munmap(sh, sizeof *sh);
+    return check_summary("supervisor");
+}
