@@ -7,14 +7,16 @@
  *   doubling up to PIXQ_RESTART_BACKOFF_MAX_MS (the first restart at once); one that lived past
  *   PIXQ_RESTART_QUICK_EXIT_MS starts again at once and the count begins anew; its neighbour
  *   is left alone; SIGTERM stops both gracefully;
- * - SIGINT reaches the children as SIGTERM; children that do not stop are killed
- *   PIXQ_SHUTDOWN_TIMEOUT_MS + PIXQ_STOP_GRACE_MS after the stop began, and the supervisor
- *   exits 1;
+ * - SIGPIPE does not end the supervisor; SIGINT reaches the children as SIGTERM; children
+ *   that do not stop are killed PIXQ_SHUTDOWN_TIMEOUT_MS + PIXQ_STOP_GRACE_MS after the stop
+ *   began, and the supervisor exits 1;
  * - a child's SUPERVISOR_EXIT_CONFIG stops the fleet without a restart: the supervisor exits
- *   with it. */
-#define _GNU_SOURCE /* timegm */
+ *   with it;
+ * - PIXQ_CPU_AFFINITY=1 pins the child of slot i to the i-th CPU the supervisor may use. */
+#define _GNU_SOURCE /* timegm, sched_getaffinity */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,7 @@ struct shared {
     long start_ms[MAX_RUNS]; /* monotonic, as the run began */
     long end_ms[MAX_RUNS];   /* monotonic, as it returned */
     int signal[MAX_RUNS];    /* the first stop signal the run saw, 0: none */
+    int cpu[MAX_RUNS];       /* the one CPU the run may use, -1: several */
 };
 
 static struct shared *sh;
@@ -74,6 +77,13 @@ static int run_begin(void)
     }
     sh->pid[k] = getpid();
     sh->start_ms[k] = clock_mono_ms();
+    cpu_set_t set;
+    sh->cpu[k] = -1;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1) {
+        for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+            sh->cpu[k] = CPU_ISSET(cpu, &set) ? cpu : sh->cpu[k];
+        }
+    }
     __atomic_store_n(&sh->signal[k], 0, __ATOMIC_SEQ_CST);
     return k;
 }
@@ -135,7 +145,9 @@ static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct c
             break;
         }
         if (!stopped && __atomic_load_n(&sh->runs, __ATOMIC_SEQ_CST) >= stop_when_ready) {
-            /* the children run child_setup() before they count themselves: they hear it */
+            /* the children run child_setup() before they count themselves: they hear it. First
+             * a SIGPIPE, as a write to a metrics client that hung up raises: ignored */
+            kill(pid, SIGPIPE);
             kill(pid, stop_sig);
             stopped = true;
         }
@@ -153,6 +165,14 @@ static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct c
         nanosleep(&ts, NULL);
     }
     CHECK(WIFEXITED(status));
+    /* a supervisor returns once it has reaped every child: none may be left */
+    for (int k = 0; k < MAX_RUNS && k < sh->runs; k++) {
+        if (kill(sh->pid[k], 0) == 0 || errno != ESRCH) {
+            fprintf(stderr, "child %ld is still there\n", (long)sh->pid[k]);
+            kill(sh->pid[k], SIGKILL);
+            CHECK(!WIFEXITED(status)); /* already failed otherwise */
+        }
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -360,6 +380,12 @@ static int stubborn_child(const struct cfg *cfg)
     return await_stop(run_begin(), 1);
 }
 
+static int stopping_child(const struct cfg *cfg)
+{
+    (void)cfg;
+    return await_stop(run_begin(), 0);
+}
+
 static void test_stragglers_killed(void)
 {
     struct cfg c;
@@ -421,6 +447,50 @@ static void test_config_error(void)
     CHECK_INT(field_long(nth("supervisor_stop", 0), "killed"), 0);
 }
 
+/* ---------------------------------------------------------------- CPU affinity */
+
+/* With PIXQ_CPU_AFFINITY=1 the child of slot i runs on the i-th CPU the supervisor may use,
+ * counting round past the last: here all of this process's CPUs but the first, so that
+ * counting from CPU 0 instead would show. */
+static void test_affinity(void)
+{
+    cpu_set_t all, some;
+    if (sched_getaffinity(0, sizeof all, &all) < 0 || CPU_COUNT(&all) < 2) {
+        printf("supervisor: affinity not tested: fewer than 2 CPUs here\n");
+        return;
+    }
+    int cpus[CPU_SETSIZE], n = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, &all)) {
+            cpus[n++] = cpu;
+        }
+    }
+    CPU_ZERO(&some);
+    for (int i = 1; i < n; i++) {
+        CPU_SET(cpus[i], &some);
+    }
+    CHECK(sched_setaffinity(0, sizeof some, &some) == 0);
+    struct cfg c;
+    base_cfg(&c);
+    c.processes = n + 1; /* one more than the CPUs it is given: the last counts round */
+    c.cpu_affinity = true;
+    CHECK_INT(run_supervisor(&c, stopping_child, (int)c.processes, SIGTERM), 0);
+    CHECK(sched_setaffinity(0, sizeof all, &all) == 0);
+    read_log();
+    CHECK_INT(sh->runs, c.processes);
+    CHECK_INT(count("child_start"), c.processes);
+    for (int k = 0; k < sh->runs && k < MAX_RUNS; k++) {
+        const char *s = start_of(sh->pid[k]);
+        long slot = field_long(s, "slot");
+        CHECK(slot >= 0 && slot < c.processes);
+        int want = cpus[1 + slot % (n - 1)];
+        CHECK_INT(sh->cpu[k], want);
+        CHECK_INT(field_long(s, "cpu"), want);
+    }
+    CHECK_INT(count("cpu_affinity"), c.processes);
+    CHECK_INT(count("cpu_affinity_failed"), 0);
+}
+
 /* Runs one scenario; prints the supervisor's log if it failed a check. */
 static void scenario(const char *name, void (*fn)(void))
 {
@@ -445,6 +515,7 @@ int main(void)
     scenario("backoff", test_backoff);
     scenario("stragglers_killed", test_stragglers_killed);
     scenario("config_error", test_config_error);
+    scenario("affinity", test_affinity);
     unlink(log_path);
     munmap(sh, sizeof *sh);
     return check_summary("supervisor");
