@@ -651,6 +651,8 @@ class JsonLogTest(FleetCase):
         self.assertEqual(sample(fams, "pixq_queue_wait_seconds_count"), 2)
         self.assertEqual(sample(fams, "pixq_worker_processes"), 1)
         self.check_http_edges()
+        # PIXQ_CPU_AFFINITY is off by default: the worker may run on every CPU it was given
+        self.assertEqual(os.sched_getaffinity(prog.pid), os.sched_getaffinity(0))
 
         status, killed = prog.terminate(scaled(20))
         self.programs.remove(prog)
@@ -658,6 +660,7 @@ class JsonLogTest(FleetCase):
         lines = prog.log_path.read_text().splitlines()
         events = [self.parse_line(line) for line in lines]
         names = {e["event"] for e in events}
+        self.assertFalse(names & {"cpu_affinity", "cpu_affinity_failed"}, names)
         for must in ("config", "worker_start", "job_start", "job_done", "job_failed", "processed",
                      "s3_put", "redis", "job_unparseable", "worker_stop", "metrics_listening"):
             self.assertIn(must, names)
