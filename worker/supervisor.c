@@ -163,7 +163,8 @@ static void spawn(struct sup *s, long i)
     struct child *c = &s->kids[i];
     if (pid < 0) {
         long wait = s->o->cfg->restart_backoff_min_ms;
-        LOG_ERROR("child_fork_failed", "slot=%ld error=%s retry_ms=%ld", i, strerror(errno), wait);
+        LOG_ERROR("child_fork_failed", "slot=%ld error=\"%s\" retry_ms=%ld", i, strerror(errno),
+                  wait);
         c->restart_at_ms = clock_mono_ms() + wait;
         return;
     }

@@ -16,12 +16,18 @@
 #define _GNU_SOURCE /* timegm, sched_getaffinity */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -113,11 +119,42 @@ static int await_stop(int k, int stay)
 
 static char log_path[64];
 static pid_t supervisor_pid; /* of the last run_supervisor() */
+static bool forks_refused;   /* run_supervisor(): the supervisor's fork(2) fails with EAGAIN */
+static long stop_after_ms;   /* run_supervisor(): the stop signal this long after the start */
+
+/* Makes every clone(2) of this process fail with EAGAIN, as a full pids cgroup does (a seccomp
+ * filter). Returns 0, or -1 if it cannot here. */
+static int refuse_forks(void)
+{
+#if defined(__x86_64__)
+    const unsigned arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+    const unsigned arch = AUDIT_ARCH_AARCH64;
+#else
+    return -1;
+#endif
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
+    };
+    struct sock_fprog prog = {(unsigned short)(sizeof f / sizeof f[0]), f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) {
+        return -1;
+    }
+    return 0;
+}
 
 /* Runs supervisor_run() in a process of its own with these settings and child runs, its log in
- * log_path. `stop_when_ready`: once that many runs wait for a signal, the supervisor gets
- * `stop_sig`. Returns its exit status, or -1 if it took LIMIT_MS (it and its children are
- * killed then). */
+ * log_path. `stop_when_ready`: once that many runs wait for a signal (or stop_after_ms after the
+ * start, if set), the supervisor gets `stop_sig`. Returns its exit status, or -1 if it took
+ * LIMIT_MS (it and its children are killed then). */
 static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct cfg *),
                           int stop_when_ready, int stop_sig)
 {
@@ -130,6 +167,9 @@ static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct c
             _exit(98);
         }
         close(fd);
+        if (forks_refused && refuse_forks() < 0) {
+            _exit(97);
+        }
         const struct supervisor_opts o = {cfg, NULL, child_setup, child_run};
         _exit(supervisor_run(&o));
     }
@@ -140,13 +180,16 @@ static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct c
     }
     long deadline = clock_mono_ms() + LIMIT_MS;
     int status = 0;
-    bool stopped = stop_when_ready == 0;
+    bool stopped = stop_when_ready == 0 && stop_after_ms == 0;
+    long stop_at = clock_mono_ms() + stop_after_ms;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
             break;
         }
-        if (!stopped && __atomic_load_n(&sh->runs, __ATOMIC_SEQ_CST) >= stop_when_ready) {
+        if (!stopped &&
+            (stop_after_ms > 0 ? clock_mono_ms() >= stop_at
+                               : __atomic_load_n(&sh->runs, __ATOMIC_SEQ_CST) >= stop_when_ready)) {
             /* the children run child_setup() before they count themselves: they hear it. First
              * a SIGPIPE, as a write to a metrics client that hung up raises: ignored */
             kill(pid, SIGPIPE);
@@ -512,6 +555,41 @@ static void test_affinity(void)
     CHECK_INT(count("cpu_affinity_failed"), 0);
 }
 
+/* ---------------------------------------------------------------- fork(2) failing */
+
+/* A fork that fails (a full pids cgroup) is tried again PIXQ_RESTART_BACKOFF_MIN_MS later, for
+ * each slot, until it works or the fleet stops. */
+static void test_fork_failed(void)
+{
+    struct cfg c;
+    base_cfg(&c);
+    forks_refused = true;
+    stop_after_ms = 400;
+    CHECK_INT(run_supervisor(&c, stopping_child, 0, SIGTERM), 0);
+    forks_refused = false;
+    stop_after_ms = 0;
+    read_log();
+    CHECK_INT(sh->runs, 0);
+    CHECK_INT(count("child_start"), 0);
+    int tries[2] = {0, 0};
+    const char *e;
+    for (int i = 0; (e = nth("child_fork_failed", i)) != NULL; i++) {
+        long slot = field_long(e, "slot");
+        CHECK(slot == 0 || slot == 1);
+        tries[slot == 1] += slot == 0 || slot == 1;
+        CHECK_INT(field_long(e, "retry_ms"), 40);
+        /* the reason quoted, as a value with spaces must be */
+        char want[128];
+        snprintf(want, sizeof want, " error=\"%s\" ", strerror(EAGAIN));
+        CHECK(strstr(e, want) != NULL);
+    }
+    /* at 0 ms, then at each look (every 100 ms) from 40 ms after the last */
+    CHECK(tries[0] >= 2);
+    CHECK(tries[1] >= 2);
+    CHECK_INT(field_long(nth("supervisor_stopping", 0), "children"), 0);
+    CHECK_INT(field_long(nth("supervisor_stop", 0), "killed"), 0);
+}
+
 /* Runs one scenario; prints the supervisor's log if it failed a check. */
 static void scenario(const char *name, void (*fn)(void))
 {
@@ -537,6 +615,7 @@ int main(void)
     scenario("stragglers_killed", test_stragglers_killed);
     scenario("config_error", test_config_error);
     scenario("affinity", test_affinity);
+    scenario("fork_failed", test_fork_failed);
     unlink(log_path);
     munmap(sh, sizeof *sh);
     return check_summary("supervisor");
