@@ -12,7 +12,8 @@
  *   began, and the supervisor exits 1;
  * - a child's SUPERVISOR_EXIT_CONFIG stops the fleet without a restart: the supervisor exits
  *   with it;
- * - PIXQ_CPU_AFFINITY=1 pins the child of slot i to the i-th CPU the supervisor may use. */
+ * - PIXQ_CPU_AFFINITY=1 pins the child of slot i to the i-th CPU the supervisor may use;
+ * - a fork that fails is tried again PIXQ_RESTART_BACKOFF_MIN_MS later. */
 #define _GNU_SOURCE /* timegm, sched_getaffinity */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
