@@ -280,6 +280,29 @@ class FleetCase(PixqTestCase):
                         timeout, "results of %d jobs" % len(ids))
 
 
+def listening_socket(port):
+    """The "socket:[inode]" of the TCP socket listening on 127.0.0.1:`port`, from /proc/net/tcp."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and local == "0100007F:%04X" % port:
+                return "socket:[%s]" % inode
+    return None
+
+
+def open_files(pid):
+    """What the descriptors of process `pid` refer to."""
+    fds = "/proc/%d/fd" % pid
+    out = set()
+    for fd in os.listdir(fds):
+        try:
+            out.add(os.readlink(os.path.join(fds, fd)))
+        except FileNotFoundError:  # closed meanwhile
+            pass
+    return out
+
+
 def gone(pid):
     """Whether no process `pid` exists (a zombie still counts as there)."""
     try:
@@ -309,6 +332,12 @@ class SupervisorTest(FleetCase):
         starts = prog.log_events("worker_start")
         self.assertEqual({int(e["pid"]) for e in starts}, first)  # each child its own worker id
         self.assertEqual(len({e["worker"] for e in starts}), 2)
+        # the supervisor serves the metrics endpoint; each child closed its listening socket (a
+        # child holding it kept the port bound after the supervisor was gone)
+        listener = listening_socket(self.metrics_port)
+        self.assertIn(listener, open_files(prog.pid))
+        for pid in first:
+            self.assertNotIn(listener, open_files(pid), "child %d" % pid)
 
         # both children take jobs: each source answer takes 0.3 s
         self.src.delay[TINY] = 0.3
