@@ -42,7 +42,8 @@
 
 #define MAX_RUNS      16
 #define QUICK_EXIT_MS 1500 /* PIXQ_RESTART_QUICK_EXIT_MS: well above a dying child's uptime */
-#define LIMIT_MS      20000 /* the longest a scenario may take: only a broken supervisor comes near */
+/* the longest a scenario may take: only a broken supervisor comes near */
+#define LIMIT_MS 20000
 
 /* Written by the children, read by this process. */
 struct shared {
