@@ -7,6 +7,7 @@
  * its last byte, in record order, the keywords set there; the Photoshop resources to the last
  * byte, one IPTC resource and no digest. Merging the result again must give the same IFD0 (or the
  * same IPTC block). Seeds: tests/fuzz/seeds/fuzz_settags/. Built only with -Dfuzz=true. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,7 @@ static void fuzz_iptc(const uint8_t *data, size_t size)
 
 static void fuzz_8bim(const uint8_t *data, size_t size)
 {
+    static const char *const signatures[] = {"8BIM", "MeSa", "PHUT", "AgHg", "DCSR"};
     static const unsigned char iptc[] = {0x1c, 2, 25, 0, 3, 'k', 'e', 'y'};
     struct buf b;
     struct err e;
@@ -185,7 +187,12 @@ static void fuzz_8bim(const uint8_t *data, size_t size)
     const unsigned char *p = (const unsigned char *)b.data;
     unsigned placed = 0;
     for (size_t i = 0; i < b.len;) {
-        if (b.len - i < 12 || memcmp(p + i, "8BIM", 4) != 0) {
+        /* the signatures settags keeps (ImageReady's and others' beside 8BIM) */
+        bool sig = false;
+        for (size_t k = 0; k < sizeof signatures / sizeof signatures[0]; k++) {
+            sig = sig || (b.len - i >= 12 && memcmp(p + i, signatures[k], 4) == 0);
+        }
+        if (!sig) {
             abort();
         }
         unsigned id = rd16(p + i + 4, true);
@@ -195,10 +202,11 @@ static void fuzz_8bim(const uint8_t *data, size_t size)
             abort();
         }
         size_t n = rd32(p + at, true);
-        if (b.len - at - 4 < n + (n & 1) || id == 0x0425) {
+        bool own = memcmp(p + i, "8BIM", 4) == 0; /* others' ids are never IPTC or its digest */
+        if (b.len - at - 4 < n + (n & 1) || (own && id == 0x0425)) {
             abort();
         }
-        if (id == 0x0404) {
+        if (own && id == 0x0404) {
             placed++;
             if (n != sizeof iptc || memcmp(p + at + 4, iptc, n) != 0) {
                 abort();
