@@ -123,7 +123,8 @@ static int await_stop(int k, int stay)
 static char log_path[64];
 static pid_t supervisor_pid; /* of the last run_supervisor() */
 static bool forks_refused;   /* run_supervisor(): the supervisor's fork(2) fails with EAGAIN */
-static long stop_after_ms;   /* run_supervisor(): the stop signal this long after the start */
+static const char *stop_on;  /* run_supervisor(): the stop signal once the log has ... */
+static int stop_on_count;    /* ... this many lines of event `stop_on` */
 
 /* Makes every clone(2) of this process fail with EAGAIN, as a full pids cgroup does (a seccomp
  * filter). Returns 0, or -1 if it cannot here. */
@@ -154,14 +155,31 @@ static int refuse_forks(void)
     return 0;
 }
 
+/* How many lines of the log at log_path are of `event`. */
+static int logged(const char *event)
+{
+    char pat[64], line[512];
+    snprintf(pat, sizeof pat, " event=%s ", event);
+    int n = 0;
+    FILE *f = fopen(log_path, "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        n += strstr(line, pat) != NULL;
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return n;
+}
+
 /* Runs supervisor_run() in a process of its own with these settings and child runs, its log in
- * log_path. `stop_when_ready`: once that many runs wait for a signal (or stop_after_ms after the
- * start, if set), the supervisor gets `stop_sig`. Returns its exit status, or -1 if it took
- * LIMIT_MS (it and its children are killed then). */
+ * log_path. `stop_when_ready`: once that many runs wait for a signal (or once the log shows
+ * stop_on_count lines of `stop_on`, if set), the supervisor gets `stop_sig`. Returns its exit
+ * status, or -1 if it took LIMIT_MS (it and its children are killed then). */
 static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct cfg *),
                           int stop_when_ready, int stop_sig)
 {
     memset(sh, 0, sizeof *sh);
+    unlink(log_path); /* no lines of the last run counted by logged() */
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
@@ -183,16 +201,15 @@ static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct c
     }
     long deadline = clock_mono_ms() + LIMIT_MS;
     int status = 0;
-    bool stopped = stop_when_ready == 0 && stop_after_ms == 0;
-    long stop_at = clock_mono_ms() + stop_after_ms;
+    bool stopped = stop_when_ready == 0 && stop_on == NULL;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
             break;
         }
         if (!stopped &&
-            (stop_after_ms > 0 ? clock_mono_ms() >= stop_at
-                               : __atomic_load_n(&sh->runs, __ATOMIC_SEQ_CST) >= stop_when_ready)) {
+            (stop_on != NULL ? logged(stop_on) >= stop_on_count
+                             : __atomic_load_n(&sh->runs, __ATOMIC_SEQ_CST) >= stop_when_ready)) {
             /* the children run child_setup() before they count themselves: they hear it. First
              * a SIGPIPE, as a write to a metrics client that hung up raises: ignored */
             kill(pid, SIGPIPE);
@@ -211,6 +228,9 @@ static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct c
         }
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
+    }
+    if (WIFSIGNALED(status)) {
+        fprintf(stderr, "the supervisor was killed by signal %d\n", WTERMSIG(status));
     }
     CHECK(WIFEXITED(status));
     /* a supervisor returns once it has reaped every child: none may be left */
@@ -567,10 +587,13 @@ static void test_fork_failed(void)
     struct cfg c;
     base_cfg(&c);
     forks_refused = true;
-    stop_after_ms = 400;
+    /* two tries for each slot; stopped then, not at a set time, which a loaded machine may reach
+     * before the supervisor has its signal handlers (SIGPIPE would kill it) */
+    stop_on = "child_fork_failed";
+    stop_on_count = 4;
     CHECK_INT(run_supervisor(&c, stopping_child, 0, SIGTERM), 0);
     forks_refused = false;
-    stop_after_ms = 0;
+    stop_on = NULL;
     read_log();
     CHECK_INT(sh->runs, 0);
     CHECK_INT(count("child_start"), 0);
