@@ -204,15 +204,23 @@ def pixels(width, height, channels, seed):
     """Noise over gradients; with alpha, a fully transparent band and rectangle, opaque and
     varied regions."""
     rng = random.Random(seed)
+    ramp = [x * 255 // width for x in range(width)]
     out = bytearray()
     for y in range(height):
+        # noise of -40..40 for red and green, any blue and alpha: a byte each, drawn a row at
+        # once (randrange() a value took most of this test's time)
+        noise = rng.randbytes(4 * width)
+        g0 = y * 255 // height
+        row = bytearray(width * channels)
         for x in range(width):
-            r = (x * 255 // width + rng.randrange(-40, 41)) % 256
-            g = (y * 255 // height + rng.randrange(-40, 41)) % 256
-            b = rng.randrange(256)
-            out += bytes((r, g, b))
+            n = noise[4 * x:4 * x + 4]
+            o = x * channels
+            row[o] = (ramp[x] + n[0] % 81 - 40) % 256
+            row[o + 1] = (g0 + n[1] % 81 - 40) % 256
+            row[o + 2] = n[2]
             if channels == 4:
-                out.append(alpha(x, y, width, height, rng.randrange(256)))
+                row[o + 3] = alpha(x, y, width, height, n[3])
+        out += row
     return bytes(out)
 
 
@@ -269,15 +277,24 @@ def smooth_pixels(width, height, channels):
     where noise would measure the resize filters, not the reader); with alpha, a fully
     transparent band and rectangle, an opaque strip and a soft ramp."""
     rng = random.Random(width * height)
+    wave_x = [100 * math.sin(x / 17.0) for x in range(width)]
+    green = [x * 255 // width for x in range(width)]
+    soft = [int(128 + 120 * math.sin(k / 29.0)) for k in range(width + height)]
     out = bytearray()
     for y in range(height):
+        wave_y = math.cos(y / 23.0)
+        b0 = y * 255 // height
+        noise = rng.randbytes(width)  # -3..3 each
+        row = bytearray(width * channels)
         for x in range(width):
-            r = int(127 + 100 * math.sin(x / 17.0) * math.cos(y / 23.0)) + rng.randrange(-3, 4)
-            g = x * 255 // width
-            b = (y * 255 // height + x // 3) % 256
-            out += bytes((max(0, min(255, r)), g, b))
+            o = x * channels
+            r = int(127 + wave_x[x] * wave_y) + noise[x] % 7 - 3
+            row[o] = max(0, min(255, r))
+            row[o + 1] = green[x]
+            row[o + 2] = (b0 + x // 3) % 256
             if channels == 4:
-                out.append(alpha(x, y, width, height, int(128 + 120 * math.sin((x + y) / 29.0))))
+                row[o + 3] = alpha(x, y, width, height, soft[x + y])
+        out += row
     return bytes(out)
 
 
@@ -301,28 +318,44 @@ def box_average(width, height, channels, px, factor):
     factor x factor pixels when the sides are multiples), rounded half up; colour weighted by
     alpha."""
     ow, oh = -(-width // factor), -(-height // factor)
+    cols = [area_weights(width, ow, ox) for ox in range(ow)]
+    tx = cols[0][1]
+    # the weights factor: each source row is summed across each output column first (colour x
+    # alpha x wx, and alpha x wx), then the rows under an output row with their wy
+    across = []
+    for y in range(height):
+        base = y * width * channels
+        sums = []
+        for wxs, _ in cols:
+            s0 = s1 = s2 = s3 = 0
+            for x, wx in wxs.items():
+                o = base + x * channels
+                a = (px[o + 3] if channels == 4 else 1) * wx
+                s0 += px[o] * a
+                s1 += px[o + 1] * a
+                s2 += px[o + 2] * a
+                s3 += a
+            sums.append((s0, s1, s2, s3))
+        across.append(sums)
     out = bytearray()
     for oy in range(oh):
         wys, ty = area_weights(height, oh, oy)
+        n = tx * ty
         for ox in range(ow):
-            wxs, tx = area_weights(width, ow, ox)
-            n = tx * ty
-            sums = [0, 0, 0, 0]
+            s0 = s1 = s2 = s3 = 0
             for y, wy in wys.items():
-                for x, wx in wxs.items():
-                    p = px[(y * width + x) * channels:(y * width + x + 1) * channels]
-                    a = (p[3] if channels == 4 else 1) * wx * wy
-                    for i in range(3):
-                        sums[i] += p[i] * a
-                    sums[3] += a
+                r = across[y][ox]
+                s0 += r[0] * wy
+                s1 += r[1] * wy
+                s2 += r[2] * wy
+                s3 += r[3] * wy
             if channels == 3:
-                out += bytes((s + n // 2) // n for s in sums[:3])
-            elif sums[3] == 0:
+                out += bytes(((s0 + n // 2) // n, (s1 + n // 2) // n, (s2 + n // 2) // n))
+            elif s3 == 0:
                 out += b"\0\0\0\0"
             else:
-                a = sums[3]
-                out += bytes((s + a // 2) // a for s in sums[:3])
-                out.append((a + n // 2) // n)
+                out += bytes(((s0 + s3 // 2) // s3, (s1 + s3 // 2) // s3, (s2 + s3 // 2) // s3,
+                              (s3 + n // 2) // n))
     return ow, oh, bytes(out)
 
 
