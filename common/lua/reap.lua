@@ -60,6 +60,56 @@ if mode == 'orphan' then
 end
 -- include: lib/own_entries.lua
 
+-- The text of the last top-level member `name` of the JSON object `s` as written, up to the
+-- next comma, brace or space (a number's digits), or nil: cjson reads a number as a double,
+-- and an integer job_id is the worker's as written (job.c, integer_as_written).
+local function member_text(s, name)
+    local want, depth, i, found = '"' .. name .. '"', 0, 1, nil
+    while true do
+        local at = string.find(s, '[{}%[%]"]', i)
+        if not at then
+            return found
+        end
+        local c = string.sub(s, at, at)
+        if c == '"' then
+            local j = at + 1
+            while true do -- to the closing quote, past escapes
+                local q = string.find(s, '["\\]', j)
+                if not q then
+                    return found
+                end
+                if string.sub(s, q, q) == '"' then
+                    j = q
+                    break
+                end
+                j = q + 2
+            end
+            if depth == 1 and string.sub(s, at, j) == want then
+                local value = string.match(s, '^%s*:%s*([^,}%s]+)', j + 1)
+                found = value or found
+            end
+            i = j + 1
+        else
+            depth = depth + ((c == '{' or c == '[') and 1 or -1)
+            i = at + 1
+        end
+    end
+end
+
+-- The job_id of payload `text` that cjson read as `job`, as the worker reads it, or nil.
+local function job_id_of(text, job)
+    if type(job.job_id) == 'string' then
+        return job.job_id
+    end
+    if type(job.job_id) == 'number' then
+        local digits = member_text(text, 'job_id')
+        if digits and #digits < 128 and string.match(digits, '^%-?%d+$') then -- JOB_ID_MAX
+            return digits
+        end
+    end
+    return nil
+end
+
 local items = redis.call('LRANGE', KEYS[2], 0, -1)
 local fresh, mine = {}, {}
 local max = tonumber(ARGV[3])
@@ -79,8 +129,8 @@ for i = #items, 1, -1 do
             local ok, pill = pcall(cjson.decode, string.sub(item, 11))
             if ok and type(pill) == 'table' and type(pill.pixq_poison) == 'string' then
                 local okj, job = pcall(cjson.decode, pill.pixq_poison)
-                if okj and type(job) == 'table' and type(job.job_id) == 'string' then
-                    entry.job_id = job.job_id
+                if okj and type(job) == 'table' then
+                    entry.job_id = job_id_of(pill.pixq_poison, job)
                 end
             end
             redis.call('LPUSH', KEYS[7], cjson.encode(entry))

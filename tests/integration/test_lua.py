@@ -448,6 +448,41 @@ class ReapTest(LuaTestCase):
         self.assertIsInstance(dead["failed_at"], int)
         self.assertEqual(self.stats(), {"recovered": 4, "dead": 1})
 
+    def bury(self, job):
+        """Buries a pill of `job` (five crashes); returns its dead entry."""
+        pill = 'pixq-task:' + json.dumps({"pixq_poison": job, "error": crashed(1)},
+                                         separators=(",", ":"))
+        for _ in range(5):
+            self.r.execute("ZADD", WORKERS, 1, "w1")
+            self.r.lpush(active("w1"), pill)
+            self.assertEqual(self.reap("w1"), 1)
+            self.r.execute("RPOP", JOBS)
+        dead = json.loads(self.r.lindex(DEAD, 0))
+        self.assertEqual(dead["job"], pill)
+        self.r.delete(DEAD)
+        return dead
+
+    def test_a_buried_pill_names_an_integer_job_id_as_written(self):
+        """cjson reads a number as a double: the digits are taken from the text, as the worker
+        takes them (the top-level member, the last of several), so that `pixq dead` and
+        `pixq job` find the job by the id its postbacks carried."""
+        big = "123456789012345678901234567"  # beyond 64 bits and a double's precision
+        cases = [
+            ('{"job_id":%s,"src":"x"}' % big, big),
+            ('{"functions":[{"job_id":5,"s":"\\"job_id\\": 6"}],"params":{"job_id":7},'
+             '"job_id" : -%s }' % big, "-" + big),
+            ('{"job_id":1,"x":{"y":[1,{"job_id":2}]},"job_id":3}', "3"),
+            ('{"job_id":"s-1","src":"x"}', "s-1"),
+        ]
+        for job, want in cases:
+            with self.subTest(job=job):
+                self.assertEqual(self.bury(job)["job_id"], want)
+        # no id where the worker would have none: not an integer, or too long for one
+        for job in ('{"job_id":1.5}', '{"job_id":1e3}', '{"job_id":%s}' % ("9" * 128),
+                    '{"job_id":true}', '{"src":"x"}'):
+            with self.subTest(job=job):
+                self.assertNotIn("job_id", self.bury(job))
+
     def test_hung_mode_says_why(self):
         self.r.execute("ZADD", WORKERS, self.now_ms() + 60000, "w1")
         self.r.lpush(active("w1"), "job-a")
