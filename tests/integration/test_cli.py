@@ -202,6 +202,19 @@ def parse_prometheus(text):
     return fams
 
 
+# every family of `pixq stats --prometheus`, with its type
+PROM_FAMILIES = dict(
+    [("pixq_queue_" + g, "gauge") for g in ("jobs", "delayed", "dead", "active", "parked_bytes",
+                                             "live_workers", "oldest_job_age_seconds",
+                                             "jobs_last_minute")]
+    + [("pixq_queue_events_total", "counter"), ("pixq_queue_uploaded_bytes_total", "counter"),
+       ("pixq_worker_jobs", "gauge"), ("pixq_live_workers", "gauge")]
+    + [("pixq_bucket_" + g, "gauge") for g in ("rate", "burst", "effective_rate",
+                                                "backlog_seconds", "override")]
+    + [("pixq_bucket_%s_total" % c, "counter") for c in ("throttle_signals", "decreases",
+                                                          "replans")])
+
+
 def prom_value(fams, name, **labels):
     return fams[name]["samples"][frozenset(labels.items())]
 
@@ -980,10 +993,51 @@ class StatsTest(CliCase):
         self.redis.rpush(self.key("jobs"), '{"pixq_wake":true}')
         old = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]["oldest_job"]
         self.assertEqual((old["job_id"], old["enqueued_at_ms"]), ("behind-1", 1700000000000))
-        self.assertRegex(self.pixq_ok("stats"), r"oldest job +\d+\.\d s \(behind-1\)\n")
+        text_age = re.search(r"oldest job +(\d+\.\d) s \(behind-1\)\n", self.pixq_ok("stats"))
+        self.assertIsNotNone(text_age)
+        # in seconds, as the gauge: read a little later than --json's age
+        self.assertLess(abs(float(text_age.group(1)) - old["age_ms"] / 1000.0), scaled(60))
         prom = parse_prometheus(self.pixq_ok("stats", "--prometheus"))
-        self.assertGreater(prom_value(prom, "pixq_queue_oldest_job_age_seconds", queue="default"),
-                           86400)
+        self.assertLess(abs(prom_value(prom, "pixq_queue_oldest_job_age_seconds", queue="default")
+                            - old["age_ms"] / 1000.0), scaled(60))
+
+    def test_oldest_job_within_reach(self):
+        """The oldest job is looked for among the first 4,112 entries at the consuming end (16,
+        then 64 at a time past 4,096): one behind 3,983 of pixq's own entries (its place is the
+        last of a page of 64) is found, and the wake-up token among them, at the consuming end
+        of a list longer than the 1,000 entries searched for tokens, is no job waiting; one
+        behind 4,183 is past that reach: none waiting."""
+        self.redis.lpush(self.key("jobs"), json.dumps({"job_id": "far-1", "src": "x",
+                                                        "pixq_enqueued_at": 1700000000000}))
+        self.rpush_tasks(3982)
+        self.redis.rpush(self.key("jobs"), '{"pixq_wake":true}')
+        q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
+        self.assertEqual((q["jobs"], q["oldest_job"]["job_id"]), (3983, "far-1"), q["jobs"])
+        self.rpush_tasks(200)
+        q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
+        self.assertEqual((q["jobs"], q["oldest_job"]), (4183, None))
+
+    def rpush_tasks(self, n):
+        tasks = ['pixq-task:{"pixq_upload":{"job_id":"t%d"}}' % i for i in range(n)]
+        for at in range(0, n, 500):
+            self.redis.rpush(self.key("jobs"), *tasks[at:at + 500])
+
+    def test_oldest_job_stamps_a_worker_would_not_read(self):
+        """A stamp that is not an integer is no stamp (as for the worker's queue-wait histogram):
+        age unknown; one before 1970 counts from 1970 (the most negative one too, whose age in
+        ms is past what a 64-bit integer holds); a job that carries a member named as one of
+        pixq's tasks is a job all the same (only an entry marked pixq-task: is a task)."""
+        cases = [({"pixq_enqueued_at": "1700000000000"}, "string", lambda t: (None, None)),
+                 ({"pixq_enqueued_at": -2 ** 63}, "min", lambda t: (-2 ** 63, t)),
+                 ({"pixq_upload": {"job_id": "other"}}, "upload", lambda t: (None, None))]
+        for extra, job_id, expect in cases:
+            with self.subTest(job_id=job_id):
+                self.redis.execute("DEL", self.key("jobs"))
+                self.push(dict({"job_id": job_id, "src": "x"}, **extra))
+                s = json.loads(self.pixq_ok("stats", "--json"))
+                at, age = expect(s["time_ms"])
+                self.assertEqual(s["queues"][0]["oldest_job"],
+                                 {"job_id": job_id, "enqueued_at_ms": at, "age_ms": age})
 
     def test_oldest_job_stamped_in_the_future(self):
         """A pixq_enqueued_at ahead of Redis's clock (another producer's clock ahead) is a job
@@ -1102,6 +1156,101 @@ class StatsViewsTest(CliCase):
                          [("succeeded", "9"), ("uploaded_bytes", "123456789"), ("failed", "4"),
                           ("dead", "1")])
 
+    def redis_now_ms(self):
+        sec, usec = self.redis.execute("TIME")
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def test_throughput_and_parked_bytes(self):
+        """The last minute's throughput: the seconds after the one 60 s before Redis's clock,
+        each queue's and the fleet's sum in every view; the bytes of each queue's parked
+        outputs (a total below zero shown as none)."""
+        sec = self.redis_now_ms() // 1000
+        fields = []  # on urgent: one job succeeded and 1000 failed in each of the last 71 s
+        for t in range(sec - 70, sec + 1):
+            fields += ["%d:succeeded" % t, 1, "%d:failed" % t, 1000]
+        self.redis.execute("HSET", "pixq:{urgent}:tput", *fields, "trimmed", sec)
+        self.redis.execute("HSET", self.key("tput"), "%d:succeeded" % sec, 5)
+        self.redis.execute("HSET", "pixq:{%s}:tput" % WEIRD_QUEUE, "%d:failed" % sec, 2)
+        self.redis.execute("HSET", "pixq:{urgent}:parked", "total", 4096)
+        self.redis.execute("HSET", self.key("parked"), "total", -3)
+
+        def window(time_ms):  # urgent's seconds that count at time_ms
+            return len([t for t in range(sec - 70, sec + 1) if t > time_ms // 1000 - 60])
+
+        before = self.redis_now_ms()
+        s = json.loads(self.stats("--json"))
+        n = window(s["time_ms"])
+        self.assertEqual([(q["throughput"]["succeeded"], q["throughput"]["failed"])
+                          for q in s["queues"]], [(n, 1000 * n), (5, 0), (0, 2)])
+        self.assertEqual(s["throughput"], {"window_s": 60, "succeeded": n + 5,
+                                           "failed": 1000 * n + 2})
+        self.assertEqual([q["parked_bytes"] for q in s["queues"]], [4096, 0, 0])
+
+        text = self.stats()
+        fams = parse_prometheus(self.stats("--prometheus"))
+        # the views were read later: urgent's oldest seconds may have left the window
+        now_n = window(self.redis_now_ms())
+        sections = text.split("\nqueue ")
+        self.assertRegex(sections[0], r"parked bytes +4096\n")
+        self.assertRegex(sections[1], r"parked bytes +0\n")
+        self.assertRegex(sections[1], r"last minute +5 succeeded, 0 failed\n")
+        self.assertRegex(sections[2], r"last minute +0 succeeded, 2 failed\n")
+        ok, failed = map(int, re.search(r"fleet\n.*\n  last minute +(\d+) succeeded, (\d+) "
+                                        r"failed\n", text).groups())
+        self.assertIn(ok - 5, range(now_n, window(before) + 1))
+        self.assertEqual(failed, 1000 * (ok - 5) + 2)
+        last_minute = {(dict(k)["queue"], dict(k)["outcome"]): v
+                       for k, v in fams["pixq_queue_jobs_last_minute"]["samples"].items()}
+        self.assertIn(last_minute[("urgent", "succeeded")], range(now_n, window(before) + 1))
+        self.assertEqual(last_minute[("urgent", "failed")],
+                         1000 * last_minute[("urgent", "succeeded")])
+        self.assertEqual({k: v for k, v in last_minute.items() if k[0] != "urgent"},
+                         {("default", "succeeded"): 5, ("default", "failed"): 0,
+                          (WEIRD_QUEUE, "succeeded"): 0, (WEIRD_QUEUE, "failed"): 2})
+        self.assertEqual(prom_value(fams, "pixq_queue_parked_bytes", queue="urgent"), 4096)
+
+    def test_workers_and_what_they_hold(self):
+        """Each worker, alive or not, with its lease, and every entry on its active list: a
+        job with its timings (from the job's hash), one of pixq's tasks, an entry that is not
+        JSON; in every view."""
+        now = self.redis_now_ms()
+        self.redis.execute("ZADD", self.key("workers"), now + 600000, "w-live",
+                           now - 600000, "w-gone")
+        self.redis.rpush(self.key("active:w-live"), '{"job_id":"a","src":"x"}',
+                         'pixq-task:{"pixq_upload":{"job_id":"b"}}', "{not json")
+        self.redis.execute("HSET", self.key("job:a"), "first_seen", now - 30000, "runs", 2)
+        s = json.loads(self.stats("--json"))
+        d = s["queues"][1]
+        self.assertEqual((d["registered_workers"], d["live_workers"], d["active"]), (2, 1, 3))
+        gone, live = d["workers"]
+        self.assertEqual((gone["id"], gone["alive"], gone["jobs"]), ("w-gone", False, []))
+        self.assertEqual((live["id"], live["alive"]), ("w-live", True))
+        self.assertEqual(gone["lease_ms_left"], live["lease_ms_left"] - 1200000)
+        self.assertTrue(0 < 600000 - live["lease_ms_left"] < scaled(30) * 1000, live)
+        nulls = {"started_at_ms": None, "running_ms": None, "runs": None}
+        self.assertEqual(live["jobs"], [
+            {"job_id": "a", "kind": "job", "started_at_ms": now - 30000,
+             "running_ms": s["time_ms"] - now + 30000, "runs": 2},
+            dict({"job_id": "b", "kind": "upload"}, **nulls),
+            dict({"job_id": None, "kind": "unparseable"}, **nulls)])
+        text = self.stats()
+        self.assertNotIn("more workers", text)
+        m = re.search(r"\n    w-live  alive  lease ([\d.]+) s  jobs "
+                      r"\[\"a\",\"b\",\(unparseable\)\]\n"
+                      r"      a  job, running since ([\d.]+) s, run 2\n"
+                      r"      b  upload\n"
+                      r"      \(no id yet\)  unparseable\n", text)
+        self.assertIsNotNone(m, text)
+        self.assertTrue(600 - scaled(30) < float(m.group(1)) <= 600, m.group(1))
+        self.assertTrue(30 <= float(m.group(2)) < 30 + scaled(30), m.group(2))
+        self.assertRegex(text, r"\n    w-gone  EXPIRED  lease -(\d+)\.\d s  jobs \[\]\n")
+        self.assertTrue(600 <= float(re.search(r"w-gone  EXPIRED  lease -([\d.]+) s", text)
+                                     .group(1)) < 600 + scaled(30))
+        fams = parse_prometheus(self.stats("--prometheus"))
+        self.assertEqual({(dict(k)["queue"], dict(k)["worker"]): v
+                          for k, v in fams["pixq_worker_jobs"]["samples"].items()},
+                         {("default", "w-gone"): 0, ("default", "w-live"): 3})
+
     def test_prometheus_text_parsed(self):
         self.fill()
         fams = parse_prometheus(self.stats("--prometheus"))
@@ -1137,6 +1286,34 @@ class StatsViewsTest(CliCase):
                          2)
         self.assertEqual(prom_value(fams, "pixq_bucket_replans_total", bucket="bkt-y"), 1)
         self.assertEqual(prom_value(fams, "pixq_live_workers"), 0)
+        self.assertEqual({name: fam["type"] for name, fam in fams.items()}, PROM_FAMILIES)
+
+    def test_prometheus_limiter_state(self):
+        """Every limiter field has its family, a sample per bucket, in its unit: a bucket
+        slowed down (effective rate at its floor: its last throttling is a future time, far
+        from any recovery) whose slots are taken 600 s ahead."""
+        self.fill()
+        now_us = self.redis_now_ms() * 1000
+        self.redis.execute("HSET", "pixq:rl:{bkt-y}", "tat", now_us + 600000000, "w_max", 1,
+                           "last_fail", now_us + 10 ** 12, "floor", 0.5)
+        limits = {b["bucket"]: b for b in json.loads(self.stats("--json"))["limits"]}
+        fams = parse_prometheus(self.stats("--prometheus"))
+        self.assertEqual((limits["bkt-y"]["effective_rate"], limits["bkt-x"]["effective_rate"]),
+                         (0.5, 2.5))
+        self.assertTrue(590000 < limits["bkt-y"]["backlog_ms"] <= 600000, limits["bkt-y"])
+        for name, field in (("rate", "rate"), ("burst", "burst"),
+                            ("effective_rate", "effective_rate"),
+                            ("throttle_signals_total", "throttle_signals"),
+                            ("decreases_total", "decreases"), ("replans_total", "replans"),
+                            ("override", "override")):
+            for bucket, b in limits.items():
+                with self.subTest(name=name, bucket=bucket):
+                    self.assertEqual(prom_value(fams, "pixq_bucket_" + name, bucket=bucket),
+                                     b[field])
+        backlog = prom_value(fams, "pixq_bucket_backlog_seconds", bucket="bkt-y")
+        self.assertTrue(limits["bkt-y"]["backlog_ms"] / 1000.0 - scaled(30) < backlog
+                        <= limits["bkt-y"]["backlog_ms"] / 1000.0, backlog)
+        self.assertEqual(prom_value(fams, "pixq_bucket_backlog_seconds", bucket="bkt-x"), 0)
 
     def test_watch_count(self):
         self.fill()
@@ -1159,6 +1336,15 @@ class StatsViewsTest(CliCase):
         screen = read_pty(master)
         self.assertEqual(screen.count("\x1b[H\x1b[2J"), 2, screen)
         self.assertEqual(screen.count("queue urgent"), 2)
+        # without --watch, a terminal is not cleared; a format given twice is that format
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        proc = subprocess.Popen([CONFIG.pixq, "stats", "--json", "--json"],
+                                env=self.cli_env(**self.queues_env), stdout=slave)
+        os.close(slave)
+        self.assertEqual(proc.wait(scaled(20)), 0)
+        screen = read_pty(master)
+        self.assertEqual(json.loads(screen)["queues"][0]["queue"], "urgent")
         prom = self.stats("--prometheus", "--watch", "0.1", "--count", "2")
         parts = prom.split("# HELP pixq_queue_jobs ")
         self.assertEqual(len(parts), 3)
@@ -1238,12 +1424,14 @@ class StatsViewsTest(CliCase):
         long_name = "L" * 250
         self.redis.lpush("pixq:{%s}:dead" % long_name, "{}")
         self.redis.lpush("pixq:{%s}:jobs" % long_name[:199], "{}", "{}")  # another queue
+        self.redis.execute("ZADD", "pixq:{%s}:delayed" % long_name[:200], 1, "x")  # a byte over
+        self.redis.lpush("pixq:{}:jobs", "{}")  # no name: no queue
         r = self.run_pixq("queues", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout), [  # by name: ESC comes before L
             {"queue": painted, "jobs": 1, "delayed": 0, "dead": 0, "active": 0},
             {"queue": long_name[:199], "jobs": 2, "delayed": 0, "dead": 0, "active": 0}])
-        self.assertEqual(r.stderr, "pixq: warning: queues: 1 key(s) of queues whose names are "
+        self.assertEqual(r.stderr, "pixq: warning: queues: 2 key(s) of queues whose names are "
                          "longer than 199 bytes (more than a queue name may have) not listed\n")
         text = self.pixq_ok("queues")
         self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in text), repr(text))
@@ -1257,8 +1445,15 @@ class StatsViewsTest(CliCase):
         Redis: the text of stats and limit show escapes their control characters, as it does a
         job's id, so that none reaches the terminal."""
         self.redis.execute("ZADD", self.key("workers"), 99999999999999, "w\x1b[31mred")
-        self.redis.execute("HSET", self.key("stats"), "cnt\x1b[2J", 5)
+        self.redis.execute("HSET", self.key("stats"), "cnt\x1b[2J", 5, "two\nlines", 6)
         self.redis.execute("HSET", "pixq:rl:{b\x1b[32mg}", "tat", 0, "region", "us\x1b]0;t\x07")
+        # in Prometheus labels, a line feed is escaped (the parser refuses a raw one)
+        fams = parse_prometheus(self.run_pixq("stats", "--prometheus",
+                                              env={"PIXQ_QUEUE": "default"}).stdout)
+        self.assertEqual(prom_value(fams, "pixq_queue_events_total", queue="default",
+                                    event="two\nlines"), 6)
+        self.assertEqual(prom_value(fams, "pixq_worker_jobs", queue="default",
+                                    worker="w\x1b[31mred"), 0)
         out = self.run_pixq("stats", env={"PIXQ_QUEUE": "default"}).stdout
         out += self.pixq_ok("limit", "show")
         self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in out), repr(out))
@@ -1724,6 +1919,8 @@ BAD_ARGUMENTS = [
     ["stats", "json"],
     ["stats", "--json", "--prometheus"],
     ["stats", "--watch", "0"],
+    ["stats", "--watch", "86401"],
+    ["stats", "--watch", "--count", "1000001"],
     ["stats", "--watch", "soon"],
     ["stats", "--count", "2"],
     ["stats", "--watch", "--count", "0"],
