@@ -1003,10 +1003,10 @@ class StatsTest(CliCase):
 
     def test_oldest_job_within_reach(self):
         """The oldest job is looked for among the first 4,112 entries at the consuming end (16,
-        then 64 at a time past 4,096): one behind 3,983 of pixq's own entries (its place is the
-        last of a page of 64) is found, and the wake-up token among them, at the consuming end
-        of a list longer than the 1,000 entries searched for tokens, is no job waiting; one
-        behind 4,183 is past that reach: none waiting."""
+        then 64 at a time while fewer than 4,096 were read): one behind 3,983 of pixq's own
+        entries (its place is the last of a page of 64) is found, and the wake-up token among
+        them, at the consuming end of a list longer than the 1,000 entries searched for tokens,
+        is no job waiting; one behind 4,183 is past that reach: none waiting."""
         self.redis.lpush(self.key("jobs"), json.dumps({"job_id": "far-1", "src": "x",
                                                         "pixq_enqueued_at": 1700000000000}))
         self.rpush_tasks(3982)
@@ -1295,12 +1295,14 @@ class StatsViewsTest(CliCase):
         self.fill()
         now_us = self.redis_now_ms() * 1000
         self.redis.execute("HSET", "pixq:rl:{bkt-y}", "tat", now_us + 600000000, "w_max", 1,
-                           "last_fail", now_us + 10 ** 12, "floor", 0.5)
+                           "last_fail", now_us + 10 ** 12, "floor", 0.5, "decreases", 3)
         limits = {b["bucket"]: b for b in json.loads(self.stats("--json"))["limits"]}
         fams = parse_prometheus(self.stats("--prometheus"))
         self.assertEqual((limits["bkt-y"]["effective_rate"], limits["bkt-x"]["effective_rate"]),
                          (0.5, 2.5))
         self.assertTrue(590000 < limits["bkt-y"]["backlog_ms"] <= 600000, limits["bkt-y"])
+        self.assertEqual([limits["bkt-y"][f] for f in ("throttle_signals", "decreases",
+                                                       "replans")], [2, 3, 1])  # told apart
         for name, field in (("rate", "rate"), ("burst", "burst"),
                             ("effective_rate", "effective_rate"),
                             ("throttle_signals_total", "throttle_signals"),
