@@ -6,18 +6,28 @@
 
 #include "cli.h"
 #include "stats.h"
+#include "utf8.h"
 
-/* Writes `v` as a label value: backslash, double quote and line feed escaped. */
+/* Writes `v` as a label value: backslash, double quote and line feed escaped, and each byte that
+ * is not part of valid UTF-8 as the text \xNN (label values are UTF-8: a name some client wrote
+ * in Redis with such a byte would fail the whole exposition). */
 static void label_value(FILE *out, const char *v)
 {
-    for (; *v != '\0'; v++) {
-        if (*v == '\\' || *v == '"') {
-            fprintf(out, "\\%c", *v);
-        } else if (*v == '\n') {
+    const unsigned char *u = (const unsigned char *)v;
+    size_t n = strlen(v);
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_seq(u + i, n - i);
+        if (len == 0) {
+            fprintf(out, "\\\\x%02x", u[i]); /* the text \xNN, its backslash escaped */
+            len = 1;
+        } else if (u[i] == '\\' || u[i] == '"') {
+            fprintf(out, "\\%c", u[i]);
+        } else if (u[i] == '\n') {
             fputs("\\n", out);
         } else {
-            fputc(*v, out);
+            fwrite(u + i, 1, len, out);
         }
+        i += len;
     }
 }
 

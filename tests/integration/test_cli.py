@@ -1463,6 +1463,26 @@ class StatsViewsTest(CliCase):
                       r"b\x1b[32mg ", r" us\x1b]0;t\x07"):
             self.assertIn(shown, out)
 
+    def test_prometheus_labels_not_utf8(self):
+        """Label values are UTF-8 in the exposition format: a counter name, worker id or bucket
+        some client wrote in Redis with bytes that are not UTF-8 has each such byte written as
+        \\xNN (before, they went out raw, and one such name failed the whole scrape)."""
+        self.redis.execute("HSET", self.key("stats"), b"bad\xffname", 3, "caf\u00e9", 1)
+        self.redis.execute("ZADD", self.key("workers"), 1, b"w\xc3")
+        self.redis.execute("HSET", b"pixq:rl:{b\xfe}", "tat", 0)
+        r = subprocess.run([CONFIG.pixq, "stats", "--prometheus"],
+                           env=self.cli_env(PIXQ_QUEUE="default"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=scaled(60))
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        fams = parse_prometheus(r.stdout.decode("utf-8"))  # strict: fails on any other byte
+        self.assertEqual(prom_value(fams, "pixq_queue_events_total", queue="default",
+                                    event="bad\\xffname"), 3)
+        self.assertEqual(prom_value(fams, "pixq_queue_events_total", queue="default",
+                                    event="caf\u00e9"), 1)
+        self.assertEqual(prom_value(fams, "pixq_worker_jobs", queue="default", worker="w\\xc3"),
+                         0)
+        self.assertEqual(prom_value(fams, "pixq_bucket_burst", bucket="b\\xfe"), 20)
+
     def test_limits_refused_by_redis_are_a_failure(self):
         """A user that may not read the limiter keys (an ACL limited to one queue's keys) or
         run SCAN gets a failure naming Redis's reason from limit show and stats, not an empty
