@@ -1483,6 +1483,26 @@ class StatsViewsTest(CliCase):
                          0)
         self.assertEqual(prom_value(fams, "pixq_bucket_burst", bucket="b\\xfe"), 20)
 
+    def test_watch_waits_between_tries_while_redis_fails(self):
+        """--watch tries a Redis that fails its commands again after a wait that doubles from
+        100 ms (up to 2 s), not at once over and over: each try here is one connection cut at
+        its TIME, about 5 in a second held, however long this test's own waits take."""
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        proxy.refuse = b"TIME"
+        proc = self.start_cli("stats", "--json", "--watch", "0.1", "--count", "2",
+                              PIXQ_REDIS_URL=proxy.redis_url(), PIXQ_QUEUE="default")
+        self.wait_until(lambda: proxy.refusals >= 1, 20, "the first try refused")
+        t0 = time.monotonic()
+        time.sleep(1.0)  # an outage of at least a second: tries at 0.1, 0.3, 0.7, 1.5 s...
+        proxy.refuse = None
+        tries, held_s = proxy.refusals, time.monotonic() - t0
+        out, err = proc.communicate(timeout=scaled(30))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(len(out.splitlines()), 2, out)
+        self.assertRegex(err, r"redis is back after [\d.]+ s\n$")
+        self.assertLessEqual(tries, 6 + held_s / 2, (tries, held_s))
+
     def test_limits_refused_by_redis_are_a_failure(self):
         """A user that may not read the limiter keys (an ACL limited to one queue's keys) or
         run SCAN gets a failure naming Redis's reason from limit show and stats, not an empty
