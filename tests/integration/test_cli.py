@@ -1325,6 +1325,10 @@ class StatsViewsTest(CliCase):
         self.assertEqual(len(out), 2)
         first, second = (json.loads(line) for line in out)
         self.assertGreaterEqual(second["time_ms"] - first["time_ms"], 300)
+        # --watch as the last argument: every 2 s, the default
+        out = self.stats("--json", "--count", "2", "--watch").splitlines()
+        first, second = map(json.loads, out)
+        self.assertGreaterEqual(second["time_ms"] - first["time_ms"], 2000)
         text = self.stats("--watch", "0.1", "--count", "3")  # not a terminal: no clearing
         self.assertEqual(text.count("queue urgent\n"), 3)
         self.assertNotIn("\x1b", text)
@@ -1525,6 +1529,15 @@ class StatsViewsTest(CliCase):
                     self.assertTrue(r.stderr.startswith("pixq: %s: %s" % (cmd, reason)),
                                     r.stderr)
                     self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        # queues: SCAN finds another queue's key, which oneq may not read: a failure, in one
+        # line (not with the warning about the too long name SCAN found too)
+        self.redis.lpush("pixq:{other}:jobs", "{}")
+        self.redis.lpush("pixq:{%s}:jobs" % ("L" * 250), "{}")
+        r = self.run_pixq("queues", env={"PIXQ_REDIS_URL": "redis://oneq:pw1@127.0.0.1:%d/0"
+                                                          % port})
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: queues: .*NOPERM.*\n$")
+        self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
         out = json.loads(self.pixq_ok("limit", "show", "--json"))  # the default user may
         self.assertEqual([b["bucket"] for b in out], ["bkt-x"])
 
