@@ -92,8 +92,22 @@ struct rq *cli_connect(const struct cfg *cfg, struct err *e)
 
 void cli_print_json(json_object *o)
 {
-    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
+    const char *s =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t valid = 0, len;
+        while (i + valid < n && (len = utf8_seq(u + i + valid, n - i - valid)) > 0) {
+            valid += len;
+        }
+        fwrite(u + i, 1, valid, stdout);
+        i += valid;
+        if (i < n) { /* json-c writes a string's bytes as they are: only a string has such a one */
+            printf("\\\\x%02x", u[i++]);
+        }
+    }
+    putchar('\n');
 }
 
 json_object *cli_get(json_object *o, const char *k)

@@ -58,7 +58,9 @@ char *cli_printable(const char *s);
 /* "2026-03-01T10:00:00.123Z": unix time `ms` in UTC, or "(unknown time)" for one <= 0. */
 void cli_iso_utc(long long ms, char *out, size_t cap);
 
-/* Prints `o` as one line of compact JSON on stdout (slashes not escaped). */
+/* Prints `o` as one line of compact JSON on stdout (slashes not escaped). A byte of a string that
+ * is not part of valid UTF-8 (a name some client wrote in Redis) is written as the text \xNN, as
+ * the text views show it: JSON is UTF-8, and a strict reader refuses the whole line. */
 void cli_print_json(json_object *o);
 
 #endif

@@ -1487,6 +1487,26 @@ class StatsViewsTest(CliCase):
                          0)
         self.assertEqual(prom_value(fams, "pixq_bucket_burst", bucket="b\\xfe"), 20)
 
+    def test_json_not_utf8(self):
+        """JSON is UTF-8: in --json output a name some client wrote in Redis with bytes that are
+        not UTF-8 has each such byte written as \\xNN, as the text views show it (before, they
+        went out raw, and a strict reader refused the whole line)."""
+        self.redis.execute("HSET", self.key("stats"), b"bad\xffname", 3, "caf\u00e9", 1)
+        self.redis.execute("ZADD", self.key("workers"), 1, b"w\xc3")
+        for args in (["stats", "--json"], ["queues", "--json"]):
+            r = subprocess.run([CONFIG.pixq] + args, env=self.cli_env(PIXQ_QUEUE="default"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               timeout=scaled(60))
+            self.assertEqual((r.returncode, r.stderr), (0, b""), args)
+            text = r.stdout.decode("utf-8")  # strict: fails on any other byte
+            if args[0] == "stats":
+                q = json.loads(text)["queues"][0]
+                self.assertEqual(q["counters"]["bad\\xffname"], 3, text)
+                self.assertEqual(q["counters"]["caf\u00e9"], 1, text)
+                self.assertEqual([w["id"] for w in q["workers"]], ["w\\xc3"], text)
+            else:
+                self.assertIn("default", text)
+
     def test_watch_waits_between_tries_while_redis_fails(self):
         """--watch tries a Redis that fails its commands again after a wait that doubles from
         100 ms (up to 2 s), not at once over and over: each try here is one connection cut at
