@@ -737,9 +737,9 @@ class WaitTest(CliCase):
 
 
 class RedisRestartTest(CliCase):
-    """`pixq stats --watch` and `pixq submit --wait` ride out a Redis restart (with its AOF, as
-    deploy/redis.conf runs it): a line on stderr while it is away and when it is back, and they
-    carry on; before, each gave up at the first failed command (exit 1)."""
+    """`pixq stats --watch`, `pixq submit --wait` and `pixq job --wait` ride out a Redis restart
+    (with its AOF, as deploy/redis.conf runs it): a line on stderr while it is away and when it
+    is back, and they carry on; before, each gave up at the first failed command (exit 1)."""
 
     redis_appendonly = True
 
@@ -834,6 +834,36 @@ class RedisRestartTest(CliCase):
                          r"redis at .*; 1 of 1 jobs have no result yet \(slow-3\): they may "
                          r"still finish$")
         self.src.release()
+
+
+    def test_job_wait_through_a_restart(self):
+        """`pixq job --wait` rides out a restart too. Redis keeps its data (its AOF): without
+        it the job was nowhere once Redis was back, and the wait ended with "no trace" whenever
+        its first search after the restart came before the worker's result. The restart comes
+        once the wait searches again (its second ZSCAN of `delayed`), not 0.5 s after pixq
+        started: a first search cut short by it ends pixq job at once (status 1)."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        worker = self.start_worker()
+        self.push(self.job("wait-restart", "/slow.png"))
+        self.wait_until(lambda: self.src.requests("/slow.png"), 20, "the worker to take the job")
+        self.redis.execute("CONFIG", "RESETSTAT")
+        proc = self.start_cli("job", "wait-restart", "--wait", "--json")
+
+        def zscans():
+            m = re.search(r"cmdstat_zscan:calls=(\d+)", self.redis.execute("INFO", "commandstats"))
+            return int(m.group(1)) if m else 0
+        self.wait_until(lambda: zscans() >= 2, 20, "pixq job to search again")
+        self.redis.close()
+        self.redis_server.restart(down_seconds=1.5)
+        self.src.release()  # the job finishes once Redis is back
+        out, err = proc.communicate(timeout=scaled(30))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(json.loads(out)["queues"][0]["state"], "succeeded", out)
+        self.assertRegex(err, r"^pixq: job: redis unavailable \(.+\); trying again for up "
+                         r"to 300 s \(PIXQ_REDIS_OUTAGE_MS\)\n")
+        self.assertRegex(err, r"\npixq: job: redis is back after [\d.]+ s\n$")
+        worker.check_alive()
 
 
 class StatsTest(CliCase):
@@ -2370,25 +2400,6 @@ class JobTest(CliCase):
         out, err = proc.communicate(timeout=scaled(30))
         self.assertEqual(proc.returncode, 0, err)
         self.assertRegex(out, r"^job %s in queue default: succeeded\n" % job_id)
-
-    def test_wait_through_a_redis_restart(self):
-        self.src.add("/slow.png", tiny_png())
-        self.src.stall("/slow.png")
-        worker = self.start_worker()
-        self.push(self.job("wait-restart", "/slow.png"))
-        self.wait_until(lambda: self.src.requests("/slow.png"), 20, "the worker to take the job")
-        proc = self.start_cli("job", "wait-restart", "--wait", "--json")
-        time.sleep(scaled(0.5))
-        self.redis.close()
-        self.redis_server.restart(down_seconds=1.5)
-        self.src.release()  # the job finishes once Redis is back
-        out, err = proc.communicate(timeout=scaled(30))
-        self.assertEqual(proc.returncode, 0, err)
-        self.assertEqual(json.loads(out)["queues"][0]["state"], "succeeded", out)
-        self.assertRegex(err, r"^pixq: job: redis unavailable \(.+\); trying again for up "
-                         r"to 300 s \(PIXQ_REDIS_OUTAGE_MS\)\n")
-        self.assertRegex(err, r"\npixq: job: redis is back after [\d.]+ s\n$")
-        worker.check_alive()
 
     def test_postback_retry_and_parked_output(self):
         self.start_worker()
