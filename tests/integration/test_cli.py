@@ -2039,6 +2039,7 @@ BAD_ARGUMENTS = [
     ["job", "a", "b"],
     ["job", "a*b"],
     ["job", "a", "--scan", "0"],
+    ["job", "a", "--scan"],
     ["job", "a", "--bogus"],
     ["job", "a", "--timeout", "5"],
     ["job", "a", "--wait", "--timeout", "0"],
@@ -2154,6 +2155,8 @@ class JobTest(CliCase):
                          "PIXQ_RESULT_TTL_S, 86400 s); searched the 1 waiting entries nearest "
                          "the front of 2 (--scan)\n")
         self.assertEqual(self.job_json("wait-1", "--scan", "1")["waiting"][0]["position"], 1)
+        self.assertIn("  waiting      the job, number 1 from the front of 2 entries\n",
+                      self.pixq_ok("job", "wait-1", "--scan", "1"))
         # a submitted job (its record holds when) not within --scan: the note says what was not
         # read
         path = self.tmp / "wait-3.json"
@@ -2198,6 +2201,9 @@ class JobTest(CliCase):
         self.assertEqual(r.stderr, "pixq: job: no trace of job 'nope-1' in default: not held, "
                          "waiting, delayed or dead, and no result or record (kept "
                          "PIXQ_RESULT_TTL_S, 86400 s)\n")
+        r = self.run_pixq("job", "nope-1", env={"PIXQ_QUEUE": " default "})
+        self.assertTrue(r.stderr.startswith("pixq: job: no trace of job 'nope-1' in default: "),
+                        r.stderr)
         r = self.run_pixq("job", "nope-1", "--json")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(json.loads(r.stdout)["queues"], [])
@@ -2495,26 +2501,92 @@ class JobTest(CliCase):
         self.assertIn("\n  worker       w-gone (reaped or stopped, being given back): the job\n",
                       self.job_text("st-reaped"))
         self.assertEqual(state("st-started"), ("started", [], []))
+        self.assertNotIn("searched", self.job_text("st-started"))  # all was read
         self.assertRegex(self.pixq_ok("job", "st-started", "--scan", "1"),
                          r"^job st-started in queue default: started\n  submitted +\d{4}-"
                          r"[-\dT:.]+Z\n  first run +\d{4}-[-\dT:.]+Z, 1 run\n  \(searched the 1 "
                          r"waiting entries nearest the front of 2: --scan\)\n$")
         q = self.job_json("st-again")
         self.assertEqual((q["state"], q["outcome"], q["runs"]), ("delayed", "failed", 2), q)
+        self.assertEqual(q["delayed"][0]["due_at_ms"], now + 600000, q)
+        self.assertRegex(self.job_text("st-again"), r"\n  first run +\S+Z, 2 runs\n")
         r2 = self.run_pixq("job", "st-again", "--wait", "--timeout", "1")
         self.assertEqual((r2.returncode, r2.stderr),
                          (1, "pixq: job: job 'st-again' is still delayed after 1 s (--timeout)\n"))
         q = self.job_json("st-due")
         self.assertEqual((q["state"], q["delayed"][0]["due_in_ms"]), ("delayed", 0), q)
+        self.assertEqual(q["delayed"][0]["due_at_ms"], now - 5000, q)
         self.assertIn(" (in 0.0 s): the job (a retry, or submitted with --delay)\n",
                       self.job_text("st-due"))
         self.assertNotIn("waiting", self.job_json("st-up"))  # st-upw's entry is not st-up's
         r2 = self.run_pixq("job", "st-")
         self.assertEqual(r2.returncode, 1, r2.stderr)
         self.assertIn("no trace of job 'st-'", r2.stderr)
-        # the time is Redis's clock
+        # the time is Redis's clock (the test's own: Redis runs here), to the millisecond
+        t0 = int(time.time() * 1000)
         o = json.loads(self.pixq_ok("job", "st-up", "--json"))
-        self.assertLess(abs(o["time_ms"] - time.time() * 1000), 60000, o)
+        t1 = int(time.time() * 1000) + 1
+        self.assertTrue(t0 <= o["time_ms"] <= t1, (t0, o["time_ms"], t1))
+
+    def test_odd_states_from_what_redis_holds(self):
+        """What the other tests do not leave in Redis: a worker whose lease ran out and that
+        was not reaped yet (not alive, the lease seconds negative: "lease ran out"), its job
+        still "running"; a result that is no JSON (kept as a string, "failed" with no error
+        given); a batch delayed as one entry (the job's place in it); an output's upload
+        delayed with no record that counts it ("outputs parked"); a job held by the 1,001st
+        registered worker (past the first round trip of active lists)."""
+        now = int(time.time() * 1000)
+        r = self.redis
+        r.execute("ZADD", self.key("workers"), str(now - 5000), "w-late")
+        r.lpush(self.key("active:w-late"), json.dumps(self.job("od-late", "/ok.png")))
+        r.lpush(self.key("result:od-text"), "no json")
+        r.execute("ZADD", self.key("delayed"), str(now + 600000), json.dumps(
+            [self.job("od-b1", "/ok.png"), self.job("od-b2", "/ok.png")]),
+            str(now + 700000), self.task("upload", "od-up"))
+
+        q = self.job_json("od-late")
+        h = q["held_by"][0]
+        self.assertEqual((q["state"], h["worker"], h["alive"]), ("running", "w-late", False), q)
+        self.assertLessEqual(h["lease_ms_left"], -5000, h)
+        m = re.search(r"\n  worker +w-late \(lease ran out (\d+\.\d) s\): the job\n",
+                      self.job_text("od-late"))
+        self.assertTrue(m and 5 <= float(m.group(1)) < 65, m)
+
+        q = self.job_json("od-text")
+        self.assertEqual((q["state"], q["result"]), ("failed", "no json"), q)
+        self.assertIn("\n  result       failed: (no error given)\n", self.job_text("od-text"))
+
+        q = self.job_json("od-b2")
+        self.assertEqual((q["state"], q["delayed"]), ("delayed", [
+            {"kind": "job", "due_at_ms": now + 600000, "due_in_ms": q["delayed"][0]["due_in_ms"],
+             "batch": {"index": 2, "jobs": 2}}]), q)
+        self.assertRegex(self.job_text("od-b2"), r"\n  due +\S+ \(in (59\d|600)\.\d s\): the "
+                         r"job \(job 2 of a batch of 2, pushed as one entry\)\n")
+
+        # a batch pushed cut short (no JSON) is dead without an id: not looked into
+        r.lpush(self.key("dead"), json.dumps(
+            {"job": json.dumps([self.job("od-cut", "/ok.png")])[:-1], "error": "invalid job: "
+             "not JSON", "attempts": 1, "failed_at": now}))
+        res = self.run_pixq("job", "od-cut")
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn("no trace of job 'od-cut'", res.stderr)
+
+        q = self.job_json("od-up")
+        self.assertEqual((q["state"], [d["kind"] for d in q["delayed"]]),
+                         ("outputs parked", ["upload"]), q)
+
+        # 1,000 workers' lists are read per round trip: jobs on the last list of the first
+        # and on the list of the second
+        workers = []
+        for i in range(1001):
+            workers += [str(now + 60000), "w-%04d" % i]
+        r.execute("ZREM", self.key("workers"), "w-late")
+        r.execute("ZADD", self.key("workers"), *workers)
+        for job_id, worker in (("od-edge", "w-0999"), ("od-far", "w-1000")):
+            r.lpush(self.key("active:" + worker), json.dumps(self.job(job_id, "/ok.png")))
+            q = self.job_json(job_id)
+            self.assertEqual((q["state"], [h["worker"] for h in q["held_by"]]),
+                             ("running", [worker]), q)
 
     def test_wait_ends_at_every_outcome(self):
         """--wait ends as soon as the job has its outcome, whatever it is: dead with no result
@@ -2537,10 +2609,12 @@ class JobTest(CliCase):
         self.assertEqual((r.returncode, r.stderr),
                          (1, "pixq: job: job 'wo-dead' is dead (failed for good)\n"))
         self.assertTrue(r.stdout.startswith("job wo-dead in queue default: dead\n"), r.stdout)
+        self.assertRegex(r.stdout, r"\n  dead +\S+Z, 3 attempts: E\n")
         r = self.run_pixq("job", "wo-pb", "--wait", "--timeout", "5")
         self.assertEqual((r.returncode, r.stderr), (0, ""))
         self.assertTrue(r.stdout.startswith("job wo-pb in queue default: postback retry\n"),
                         r.stdout)
+        self.assertIn("\n  result       succeeded, 0 images\n", r.stdout)
         self.assertLess(time.monotonic() - t0, 5)
         both = {"PIXQ_QUEUE": "default, urgent"}
         r = self.run_pixq("job", "wo-two", "--wait", "--timeout", "1", env=both)
@@ -2630,9 +2704,24 @@ class JobTest(CliCase):
         self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
         self.assertTrue(r.stderr.endswith(" s); searched the newest 39 of 40 dead entries "
                                           "(--scan)\n"), r.stderr)
+        both = {"PIXQ_QUEUE": "urgent, default"}
+        r = self.run_pixq("job", "deep-none", "--scan", "39", env=both)
+        self.assertTrue(r.stderr.endswith(" s); searched the newest 39 of 40 dead entries in "
+                                          "default (--scan)\n"), r.stderr)
+        self.redis.execute("HSET", self.key("job:deep-rec"), "submitted", str(now))
+        self.assertEqual(self.pixq_ok("job", "deep-rec", "--scan", "39").splitlines()[-1],
+                         "  (searched the newest 39 of 40 dead entries: --scan)")
         self.redis.lpush(self.key("jobs"), *fill(299, "ahead"),
                          json.dumps(self.job("deep-1", "/ok.png")))
         self.assertEqual(self.job_json("deep-1")["waiting"], [{"kind": "job", "position": 300}])
+        # the note names the first queue where a list was longer than --scan
+        r = self.run_pixq("job", "deep-none", "--scan", "39", env=both)
+        self.assertTrue(r.stderr.endswith(" s); searched the 39 waiting entries nearest the "
+                                          "front of 300 in default (--scan)\n"), r.stderr)
+        self.redis.lpush("pixq:{urgent}:jobs", *fill(45, "urgent"))
+        r = self.run_pixq("job", "deep-none", "--scan", "39", env=both)
+        self.assertTrue(r.stderr.endswith(" s); searched the 39 waiting entries nearest the "
+                                          "front of 45 in urgent (--scan)\n"), r.stderr)
         members = fill(20000, "later") + [json.dumps({"job_id": "deep-late-%d" % i})
                                           for i in range(10)]
         args = []
@@ -2681,6 +2770,7 @@ class BadArgumentsTest(unittest.TestCase):
     def test_redis_down_is_not_a_usage_error(self):
         for args in (["stats"], ["stats", "--prometheus"], ["queues"], ["dead", "list"],
                      ["limit", "show"], ["dead", "purge"], ["submit", "-"], ["job", "a-1"],
+                     ["job", "a.b_c-d:e"],
                      # the widest arguments `pixq job` takes: an id of 127 bytes, with ':'
                      ["job", "a:" + "b" * 125, "--scan", "10000000", "--wait", "--timeout",
                       "86400"]):
