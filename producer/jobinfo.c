@@ -211,6 +211,28 @@ static void find_record(struct look *l)
     }
 }
 
+/* The entries about the job on active list `list` (a reply of LRANGE) of worker `worker`, its
+ * lease deadline `score` (none if `reaped`): "held_by". */
+static void find_held_on(struct look *l, const redisReply *list, const char *worker,
+                         long long score, bool reaped)
+{
+    for (size_t j = 0; list->type == REDIS_REPLY_ARRAY && j < list->elements; j++) {
+        struct in_batch b;
+        const char *kind = entry_kind(l, list->element[j]->str, list->element[j]->len, &b);
+        if (kind == NULL) {
+            continue;
+        }
+        json_object *h = json_object_new_object();
+        json_object_object_add(h, "worker", json_object_new_string(worker));
+        json_object_object_add(h, "kind", json_object_new_string(kind));
+        json_object_object_add(h, "alive", json_object_new_boolean(!reaped && score >= l->now_ms));
+        json_object_object_add(h, "lease_ms_left",
+                               reaped ? NULL : json_object_new_int64(score - l->now_ms));
+        add_batch(h, &b);
+        add_to(l, "held_by", h);
+    }
+}
+
 /* The entries about the job on the active lists of `ids` (a ZRANGE ... WITHSCORES reply of
  * worker ids and lease deadlines, or of reaped workers and their second looks: `reaped`),
  * JOBINFO_ACTIVE_CHUNK lists per round trip: "held_by". */
@@ -235,29 +257,13 @@ static void find_held_in(struct look *l, const redisReply *ids, bool reaped)
             a[3] = "-1";
             cmds[i] = (struct rq_cmd){4, a, NULL};
         }
-        if (look_pipeline(l, k, cmds, lists) < 0) {
-            break; /* every reply is NULL */
-        }
+        bool ok = look_pipeline(l, k, cmds, lists) == 0;
         for (size_t i = 0; i < k; i++) {
-            const redisReply *list = lists[i];
-            const char *worker = ids->element[2 * (at + i)]->str;
-            long long score = strtoll(ids->element[2 * (at + i) + 1]->str, NULL, 10);
-            for (size_t j = 0; list->type == REDIS_REPLY_ARRAY && j < list->elements; j++) {
-                struct in_batch b;
-                const char *kind = entry_kind(l, list->element[j]->str, list->element[j]->len, &b);
-                if (kind == NULL) {
-                    continue;
-                }
-                json_object *h = json_object_new_object();
-                json_object_object_add(h, "worker", json_object_new_string(worker));
-                json_object_object_add(h, "kind", json_object_new_string(kind));
-                json_object_object_add(h, "alive",
-                                       json_object_new_boolean(!reaped && score >= l->now_ms));
-                json_object_object_add(h, "lease_ms_left",
-                                       reaped ? NULL : json_object_new_int64(score - l->now_ms));
-                add_batch(h, &b);
-                add_to(l, "held_by", h);
+            if (ok) {
+                redisReply **w = ids->element + 2 * (at + i); /* worker, score */
+                find_held_on(l, lists[i], w[0]->str, strtoll(w[1]->str, NULL, 10), reaped);
             }
+            /* after an error answer (a list of another type) the other replies are answers */
             freeReplyObject(lists[i]);
             lists[i] = NULL;
         }

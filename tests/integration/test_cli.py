@@ -2588,6 +2588,32 @@ class JobTest(CliCase):
             self.assertEqual((q["state"], [h["worker"] for h in q["held_by"]]),
                              ("running", [worker]), q)
 
+    def test_redis_error_answers(self):
+        """A key of the wrong type answers an error (WRONGTYPE): pixq job fails with it (status
+        1), whichever of its reads met it (the pipelined record and result, the workers' set,
+        an active list among others), rather than going on with what it read and saying "no
+        trace" or what it found elsewhere. The other active lists read with the one of the
+        wrong type were not freed (a leak that ASan and valgrind report)."""
+        r = self.redis
+        now = int(time.time() * 1000)
+        self.push(self.job("re-1", "/ok.png"))
+        r.execute("HSET", self.key("result:re-1"), "not", "a list")
+        res = self.run_pixq("job", "re-1")
+        self.assertEqual((res.returncode, res.stdout), (1, ""), res.stderr)
+        self.assertRegex(res.stderr, r"^pixq: job: .*WRONGTYPE")
+        r.delete(self.key("result:re-1"))
+        r.execute("ZADD", self.key("workers"), str(now + 60000), "w-a", str(now + 60000), "w-b")
+        r.lpush(self.key("active:w-a"), json.dumps(self.job("re-2", "/ok.png")))
+        r.execute("SET", self.key("active:w-b"), "not a list")
+        res = self.run_pixq("job", "re-2")
+        self.assertEqual((res.returncode, res.stdout), (1, ""), res.stderr)
+        self.assertRegex(res.stderr, r"^pixq: job: .*WRONGTYPE")
+        r.delete(self.key("active:w-b"), self.key("workers"))
+        r.execute("SET", self.key("reaped"), "not a sorted set")
+        res = self.run_pixq("job", "re-1")
+        self.assertEqual((res.returncode, res.stdout), (1, ""), res.stderr)
+        self.assertRegex(res.stderr, r"^pixq: job: .*WRONGTYPE")
+
     def test_wait_ends_at_every_outcome(self):
         """--wait ends as soon as the job has its outcome, whatever it is: dead with no result
         (status 1, and the line says it is dead), succeeded with a postback retry still due
