@@ -18,7 +18,7 @@
 #include "wait.h"
 
 #define JOB_USAGE                                                                                  \
-    "usage: pixq job JOB_ID [--json] [--scan N] [--wait [--timeout SECONDS]]\n"                    \
+    "usage: pixq job [--json] [--scan N] [--wait [--timeout SECONDS]] [--] JOB_ID\n"               \
     "\n"                                                                                           \
     "Where job JOB_ID is and what became of it, in every queue of PIXQ_QUEUE (--queue NAME for\n"  \
     "one): held by a worker (running, uploading, posting back), waiting (its place from the\n"     \
@@ -33,6 +33,7 @@
     "  --wait       search again until the job has its outcome (succeeded, failed or dead; a\n"    \
     "               postback retry still due does not change it), then show it as above\n"         \
     "  --timeout S  longest --wait, 1 to 86400 seconds (default 300)\n"                            \
+    "  --           ends the options: a JOB_ID that begins with - follows it\n"                    \
     "\n"                                                                                           \
     "Exit status: 0 found (with --wait: succeeded), 1 not found anywhere (with --wait: failed,\n"  \
     "dead or still without its outcome at --timeout), or Redis failed, 2 bad usage.\n"
@@ -695,9 +696,16 @@ struct job_opts {
 
 static int job_args(int argc, char **argv, struct job_opts *o)
 {
-    bool timeout = false;
+    bool timeout = false, operands = false; /* operands: after "--", every word is a JOB_ID */
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
+        if (operands || argv[i][0] != '-' || argv[i][1] == '\0') {
+            if (o->id != NULL) {
+                return cli_usage("job", "one JOB_ID at a time");
+            }
+            o->id = argv[i];
+        } else if (strcmp(argv[i], "--") == 0) {
+            operands = true;
+        } else if (strcmp(argv[i], "--json") == 0) {
             o->json = true;
         } else if (strcmp(argv[i], "--wait") == 0) {
             o->wait = true;
@@ -713,12 +721,8 @@ static int job_args(int argc, char **argv, struct job_opts *o)
             }
             timeout = true;
             i++;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return cli_usage("job", "unknown option '%s'", argv[i]);
-        } else if (o->id != NULL) {
-            return cli_usage("job", "one JOB_ID at a time");
         } else {
-            o->id = argv[i];
+            return cli_usage("job", "unknown option '%s'", argv[i]);
         }
     }
     if (o->id == NULL) {

@@ -2037,6 +2037,8 @@ BAD_ARGUMENTS = [
     ["dead", "retry"],
     ["job"],
     ["job", "a", "b"],
+    ["job", "--", "a", "b"],
+    ["job", "-x"],
     ["job", "a*b"],
     ["job", "a", "--scan", "0"],
     ["job", "a", "--scan"],
@@ -2528,6 +2530,20 @@ class JobTest(CliCase):
         t1 = int(time.time() * 1000) + 1
         self.assertTrue(t0 <= o["time_ms"] <= t1, (t0, o["time_ms"], t1))
 
+    def test_an_id_that_begins_with_a_dash(self):
+        """A job_id may begin with '-' (job.c): after `--` it is the JOB_ID, as submit takes
+        files after it (was: "unknown option '--'", status 2, and no way to look such a job
+        up); before it, an option (status 2)."""
+        self.push(self.job("-dash-1", "/ok.png"))
+        o = json.loads(self.pixq_ok("job", "--json", "--", "-dash-1"))
+        self.assertEqual((o["job_id"], [(q["state"], q["waiting"]) for q in o["queues"]]),
+                         ("-dash-1", [("waiting", [{"kind": "job", "position": 1}])]), o)
+        self.assertTrue(self.pixq_ok("job", "--", "-dash-1").startswith(
+            "job -dash-1 in queue default: waiting\n"))
+        r = self.run_pixq("job", "-dash-1")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("unknown option '-dash-1'", r.stderr)
+
     def test_odd_states_from_what_redis_holds(self):
         """What the other tests do not leave in Redis: a worker whose lease ran out and that
         was not reaped yet (not alive, the lease seconds negative: "lease ran out"), its job
@@ -2796,7 +2812,7 @@ class BadArgumentsTest(unittest.TestCase):
     def test_redis_down_is_not_a_usage_error(self):
         for args in (["stats"], ["stats", "--prometheus"], ["queues"], ["dead", "list"],
                      ["limit", "show"], ["dead", "purge"], ["submit", "-"], ["job", "a-1"],
-                     ["job", "a.b_c-d:e"],
+                     ["job", "a.b_c-d:e"], ["job", "-"], ["job", "--", "-x"],
                      # the widest arguments `pixq job` takes: an id of 127 bytes, with ':'
                      ["job", "a:" + "b" * 125, "--scan", "10000000", "--wait", "--timeout",
                       "86400"]):
