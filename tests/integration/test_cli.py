@@ -2469,7 +2469,7 @@ class JobTest(CliCase):
         r.lpush(self.key("jobs"), self.task("upload", "st-upw"), self.task("postback", "st-pbw"))
         for job_id, fields in (("st-parked", ["pending", "1"]),
                                ("st-started", ["first_seen", str(now), "runs", "1"]),
-                               ("st-again", ["first_seen", str(now), "runs", "2"])):
+                               ("st-again", ["first_seen", str(now), "runs", "3"])):
             r.execute("HSET", self.key("job:" + job_id), "submitted", str(now), *fields)
         r.execute("ZADD", self.key("delayed"), str(now + 600000),
                   json.dumps(self.job("st-again", "/ok.png")), str(now - 5000),
@@ -2509,9 +2509,9 @@ class JobTest(CliCase):
                          r"[-\dT:.]+Z\n  first run +\d{4}-[-\dT:.]+Z, 1 run\n  \(searched the 1 "
                          r"waiting entries nearest the front of 2: --scan\)\n$")
         q = self.job_json("st-again")
-        self.assertEqual((q["state"], q["outcome"], q["runs"]), ("delayed", "failed", 2), q)
+        self.assertEqual((q["state"], q["outcome"], q["runs"]), ("delayed", "failed", 3), q)
         self.assertEqual(q["delayed"][0]["due_at_ms"], now + 600000, q)
-        self.assertRegex(self.job_text("st-again"), r"\n  first run +\S+Z, 2 runs\n")
+        self.assertRegex(self.job_text("st-again"), r"\n  first run +\S+Z, 3 runs\n")
         r2 = self.run_pixq("job", "st-again", "--wait", "--timeout", "1")
         self.assertEqual((r2.returncode, r2.stderr),
                          (1, "pixq: job: job 'st-again' is still delayed after 1 s (--timeout)\n"))
@@ -2695,22 +2695,28 @@ class JobTest(CliCase):
         of the queue) to the start of the next (its ZSCAN of `delayed`), as the test sees them
         in Redis's command counts, is 4 times the search's time at least (the last pause may
         end sooner, at --timeout), the first pause too. Pausing 100 ms doubling to 1 s alone
-        starts searches sooner (where a search is fast, this tells less). A search slower than
-        0.5 s (a sanitized build) is brought to about 0.4 s by a shorter queue, so that three
-        searches fit in the 4 s."""
+        starts searches sooner. A search is brought to about 0.35 s by a shorter queue (a
+        sanitized build) or a longer one (up to 4 million entries: a fast machine), so that 4
+        times it is past the 1 s the pauses double to, and the pauses after the second search
+        tell the rule from doubling too (before, where a search took less than 0.25 s, only
+        the first did); four searches or so fit in the 5 s."""
         self.push(self.job("long-wait", "/ok.png"))  # at the front, a million entries behind
         entries = ["e%d" % i for i in range(1000000)]
         for i in range(0, len(entries), 50000):
             self.redis.lpush(self.key("jobs"), *entries[i:i + 50000])
         t0 = time.monotonic()
-        self.pixq_ok("job", "long-wait", "--scan", "1000001")
+        self.pixq_ok("job", "long-wait", "--scan", "4000001")
         search = time.monotonic() - t0
-        if search > 0.5:
-            self.redis.execute("LTRIM", self.key("jobs"), -int(1000001 * 0.4 / search), -1)
+        want = min(int(1000001 * 0.35 / search), 4000001)
+        if want < 1000001:
+            self.redis.execute("LTRIM", self.key("jobs"), -want, -1)
+        for i in range(1000000, want - 1, 50000):
+            self.redis.lpush(self.key("jobs"), *["e%d" % k for k in range(i, min(i + 50000,
+                                                                              want - 1))])
         self.redis.execute("CONFIG", "RESETSTAT")
         self.redis.execute("ZSCAN", "x", "0")
         self.redis.execute("LRANGE", "x", "0", "0")
-        proc = self.start_cli("job", "long-wait", "--scan", "1000001", "--wait", "--timeout", "4")
+        proc = self.start_cli("job", "long-wait", "--scan", "4000001", "--wait", "--timeout", "5")
         starts, ends = [], []  # of each search, as seen every 10 ms
         last = self.command_calls("zscan", "lrange")
         while proc.poll() is None:
@@ -2721,7 +2727,7 @@ class JobTest(CliCase):
             elif seen[1] > last[1]:
                 ends[len(starts) - 1:] = [now]
             last = seen
-        self.assertIn("still waiting after 4 s", proc.stderr.read())
+        self.assertIn("still waiting after 5 s", proc.stderr.read())
         self.assertEqual(len(starts), len(ends), (starts, ends))
         # the pause after each search but the last (cut at --timeout)
         checked = [(starts[k + 1] - ends[k], ends[k] - starts[k])
