@@ -5,7 +5,7 @@
  * - before metrics_init() every hook does nothing and the text is empty;
  * - a fresh region's whole text (HELP and TYPE lines, every label value at 0, the bucket
  *   bounds), the start time taken from the wall clock, a second metrics_init() keeping both;
- * - each label value counted on its own, enum values past the last ignored;
+ * - each label value counted on its own; enum values past the last change nothing;
  * - S3 answers by method and status: 0 "transport", 100..599 as themselves, anything else
  *   "other", only those seen;
  * - histograms: a value equal to a bound in that bucket (le), one microsecond more in the next,
@@ -321,7 +321,7 @@ static void test_fresh(void)
 
 /* ---------------------------------------------------------------- counters */
 
-/* Each label value counted a different number of times; values past the last are ignored. */
+/* Each label value counted a different number of times. */
 static void test_counters(void)
 {
     start();
@@ -340,10 +340,6 @@ static void test_counters(void)
             metrics_count_postback((enum metrics_postback)i);
         }
     }
-    metrics_count_job(METRICS_JOB_COUNT);
-    metrics_count_job((enum metrics_job)1000);
-    metrics_count_output(METRICS_OUTPUT_COUNT);
-    metrics_count_postback(METRICS_POSTBACK_COUNT);
     check_lines("pixq_jobs_total{", "pixq_jobs_total{outcome=\"succeeded\"} 1\n"
                                     "pixq_jobs_total{outcome=\"failed\"} 2\n"
                                     "pixq_jobs_total{outcome=\"retried\"} 3\n"
@@ -357,6 +353,26 @@ static void test_counters(void)
                                          "pixq_postbacks_total{outcome=\"retried\"} 4\n"
                                          "pixq_postbacks_total{outcome=\"given_up\"} 5\n"
                                          "pixq_postbacks_total{outcome=\"refused\"} 6\n");
+}
+
+/* A value past an enum's last is ignored: nothing in the text changes (the counter after the last
+ * in the region would). */
+static void test_out_of_range(void)
+{
+    start();
+    call_every_hook();
+    char *before = render();
+    metrics_count_job(METRICS_JOB_COUNT);
+    metrics_count_job((enum metrics_job)1000);
+    metrics_count_output(METRICS_OUTPUT_COUNT);
+    metrics_count_postback(METRICS_POSTBACK_COUNT);
+    metrics_count_s3(METRICS_S3_COUNT, 0);
+    metrics_count_s3(METRICS_S3_COUNT, 200);
+    metrics_throttle_wait(METRICS_WAIT_COUNT, 50);
+    char *after = render();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
 }
 
 /* Status 0 is "transport", 100..599 themselves, anything else "other"; only codes seen, by
@@ -377,7 +393,6 @@ static void test_s3(void)
     metrics_observe_upload(0.5, 200);
     metrics_observe_upload(0.5, 0);
     metrics_observe_upload(0.5, 503);
-    metrics_count_s3(METRICS_S3_COUNT, 200);
     check_lines("pixq_s3_responses_total{",
                 "pixq_s3_responses_total{method=\"PUT\",code=\"transport\"} 1\n"
                 "pixq_s3_responses_total{method=\"PUT\",code=\"200\"} 2\n"
@@ -399,7 +414,6 @@ static void test_throttle(void)
     metrics_throttle_wait(METRICS_WAIT_PARK, -20);
     metrics_throttle_wait(METRICS_WAIT_PARK, 0);
     metrics_throttle_wait(METRICS_WAIT_PARK, 0);
-    metrics_throttle_wait(METRICS_WAIT_COUNT, 50);
     check_lines("pixq_throttle_wait", "pixq_throttle_waits_total{kind=\"local\"} 2\n"
                                       "pixq_throttle_waits_total{kind=\"park\"} 3\n"
                                       "pixq_throttle_wait_seconds_total{kind=\"local\"} 1.501000\n"
@@ -539,12 +553,13 @@ static void test_histogram_text(void)
     metrics_observe_upload(0.004, 200);
     metrics_observe_upload(-0.5, 200);
     metrics_observe_upload(7200, 200);
+    metrics_observe_upload(0.0078125, 200); /* 2^-7: exactly 7812.5 microseconds, rounded up */
     check_lines("pixq_upload_seconds_bucket{le=\"0.005\"}",
                 "pixq_upload_seconds_bucket{le=\"0.005\"} 2\n");
     check_lines("pixq_upload_seconds_bucket{le=\"60\"}",
-                "pixq_upload_seconds_bucket{le=\"60\"} 2\n");
-    check_lines("pixq_upload_seconds_s", "pixq_upload_seconds_sum 7200.004000\n");
-    check_lines("pixq_upload_seconds_c", "pixq_upload_seconds_count 3\n");
+                "pixq_upload_seconds_bucket{le=\"60\"} 3\n");
+    check_lines("pixq_upload_seconds_s", "pixq_upload_seconds_sum 7200.011813\n");
+    check_lines("pixq_upload_seconds_c", "pixq_upload_seconds_count 4\n");
     check_lines("pixq_queue_wait_seconds_count", "pixq_queue_wait_seconds_count 0\n");
 }
 
@@ -690,6 +705,7 @@ int main(void)
     run_case("off", test_off);
     run_case("fresh", test_fresh);
     run_case("counters", test_counters);
+    run_case("out_of_range", test_out_of_range);
     run_case("s3", test_s3);
     run_case("throttle", test_throttle);
     run_case("process", test_process);
