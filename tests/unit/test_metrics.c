@@ -165,6 +165,7 @@ static void run_case(const char *name, void (*fn)(void))
     check_failed = tally[1];
 }
 
+/* Maps this case's region, as the worker's main() does before its supervisor forks. */
 static void start(void)
 {
     struct err e;
