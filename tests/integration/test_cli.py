@@ -835,7 +835,6 @@ class RedisRestartTest(CliCase):
                          r"still finish$")
         self.src.release()
 
-
     def test_job_wait_through_a_restart(self):
         """`pixq job --wait` rides out a restart too. Redis keeps its data (its AOF): without
         it the job was nowhere once Redis was back, and the wait ended with "no trace" whenever
