@@ -357,6 +357,7 @@ static json_object *oldest_job(struct sctx *s, const char *q)
     long from = 0; /* entries looked at, from the consuming end */
     while (o == NULL && from < STATS_OLDEST_SCAN_MAX && s->error[0] == '\0') {
         long n = from == 0 ? STATS_OLDEST_SCAN : STATS_OLDEST_PAGE;
+        n = n < STATS_OLDEST_SCAN_MAX - from ? n : STATS_OLDEST_SCAN_MAX - from; /* the last page */
         char first[32], last[32];
         snprintf(first, sizeof first, "%ld", -(from + n));
         snprintf(last, sizeof last, "%ld", -(from + 1));

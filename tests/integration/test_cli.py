@@ -1031,20 +1031,24 @@ class StatsTest(CliCase):
                             - old["age_ms"] / 1000.0), scaled(60))
 
     def test_oldest_job_within_reach(self):
-        """The oldest job is looked for among the first 4,112 entries at the consuming end (16,
-        then 64 at a time while fewer than 4,096 were read): one behind 3,983 of pixq's own
-        entries (its place is the last of a page of 64) is found, and the wake-up token among
-        them, at the consuming end of a list longer than the 1,000 entries searched for tokens,
-        is no job waiting; one behind 4,183 is past that reach: none waiting."""
+        """The oldest job is looked for among the first 4,096 entries at the consuming end (16,
+        then 64 at a time, the last page 48, as the README says): one behind 3,982 of pixq's
+        own entries and a wake-up token (its place 3,984, the last of a page of 64) is found,
+        and the token, at the consuming end of a list longer than the 1,000 entries searched
+        for tokens, is no job waiting; so is one at place 4,096; one at 4,097 is past that
+        reach: none waiting (before, the last page of 64 read as far as 4,112)."""
         self.redis.lpush(self.key("jobs"), json.dumps({"job_id": "far-1", "src": "x",
                                                         "pixq_enqueued_at": 1700000000000}))
         self.rpush_tasks(3982)
         self.redis.rpush(self.key("jobs"), '{"pixq_wake":true}')
         q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
         self.assertEqual((q["jobs"], q["oldest_job"]["job_id"]), (3983, "far-1"), q["jobs"])
-        self.rpush_tasks(200)
+        self.rpush_tasks(112)  # the wake-up token is not counted among the jobs
         q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
-        self.assertEqual((q["jobs"], q["oldest_job"]), (4183, None))
+        self.assertEqual((q["jobs"], q["oldest_job"]["job_id"]), (4095, "far-1"), q["jobs"])
+        self.rpush_tasks(1)
+        q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
+        self.assertEqual((q["jobs"], q["oldest_job"]), (4096, None))
 
     def rpush_tasks(self, n):
         tasks = ['pixq-task:{"pixq_upload":{"job_id":"t%d"}}' % i for i in range(n)]
