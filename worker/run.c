@@ -277,7 +277,9 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
             w->s3.connect_timeout_ms < c.timeout_ms ? w->s3.connect_timeout_ms : c.timeout_ms;
         double t0 = metrics_clock();
         rc = s3_get(w->http, &c, &o, (size_t)w->cfg->max_src_bytes, s3_clock(), out, &reply, e);
-        metrics_count_s3(METRICS_S3_GET, reply.status);
+        if (!reply.not_sent) {
+            metrics_count_s3(METRICS_S3_GET, reply.status);
+        }
         LOG_DEBUG("s3_get", "job_id=%s method=GET bucket=%s status=%ld bytes=%zu ms=%.3f",
                   w->job_id, o.bucket, reply.status, rc == 0 ? out->len : 0,
                   (metrics_clock() - t0) * 1e3);

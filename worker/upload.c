@@ -159,7 +159,9 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
         double t0 = metrics_clock();
         int rc = s3_put(u->http, u->s3, o, data, len, h, nh, s3_clock(), reply, e);
         double secs = metrics_clock() - t0;
-        metrics_observe_upload(secs, reply->status);
+        if (!reply->not_sent) { /* no credentials: no request went, no answer to count */
+            metrics_observe_upload(secs, reply->status);
+        }
         LOG_DEBUG("s3_put",
                   "job_id=%s method=PUT bucket=%s key_bytes=%zu status=%ld code=%s bytes=%zu "
                   "ms=%.3f",
@@ -433,7 +435,9 @@ static int count_unreadable(const struct uploader *u, json_object *objs, bool *r
         struct err e = {{0}};
         double t0 = metrics_clock();
         readable[i] = s3_head(u->http, &c, &o, s3_clock(), &reply, &e) == 0;
-        metrics_count_s3(METRICS_S3_HEAD, reply.status);
+        if (!reply.not_sent) {
+            metrics_count_s3(METRICS_S3_HEAD, reply.status);
+        }
         LOG_DEBUG("s3_head", "job_id=%s method=HEAD bucket=%s status=%ld ms=%.3f", job_id, o.bucket,
                   reply.status, (metrics_clock() - t0) * 1e3);
         left += !readable[i];

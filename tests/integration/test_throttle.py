@@ -1274,7 +1274,9 @@ class NoCredentialsTest(ThrottleCase):
     for an outage (retried, then "temporarily unavailable")."""
 
     def test_no_credentials_is_final(self):
-        worker = self.start_worker(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+        port = harness.reserved_port(self)
+        worker = self.start_worker("--metrics-addr", "127.0.0.1:%d" % port,
+                                   AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
         self.push_jobs([self.job("nocred-1", "pixq-test", 2)])
         results = self.postbacks_for(["nocred-1"])["nocred-1"].results
         self.assertEqual(results["failed_image_identifiers"], ["img0", "img1"], results)
@@ -1287,6 +1289,14 @@ class NoCredentialsTest(ThrottleCase):
         self.assertEqual(self.puts("pixq-test"), [])
         self.assertEqual(len(worker.log_events("s3_credentials_missing")), 1)
         self.assert_no_leftovers(["nocred-1"])
+        # no request went: no S3 answer is counted (they were counted as code="transport"),
+        # nor an upload's time; the outputs are counted as failed
+        status, _, body = harness.http_request("http://127.0.0.1:%d/metrics" % port)
+        text = body.decode("utf-8")
+        self.assertEqual(status, 200, text)
+        self.assertNotIn("pixq_s3_responses_total{", text)
+        self.assertIn("\npixq_upload_seconds_count 0\n", text)
+        self.assertIn('\npixq_outputs_total{outcome="failed"} 2\n', text)
 
 
 class CredentialsFileTest(ThrottleCase):
