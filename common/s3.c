@@ -413,7 +413,8 @@ static int request_once(struct http *h, const struct s3_config *c, const struct 
     bool answered =
         rc < 0 && !reply->not_sent && !resp->refused && !resp->bad_url && resp->status >= 300;
     if (rc < 0 && !answered) {
-        reply->too_large = resp->too_large;
+        /* a GET's object larger than the caller's limit: S3 answered (a 2xx), nothing to retry */
+        reply->status = resp->too_large ? resp->status : 0;
         /* the URL cut as answer_error() cuts it: a long key left no room for the reason */
         bool long_url = t.url.len > MAX_ERR_URL;
         err_wrap(e, "S3 %s %.*s%s", call->method, long_url ? MAX_ERR_URL - 3 : (int)t.url.len,

@@ -44,10 +44,10 @@ struct s3_object {
 
 /* What S3 answered. */
 struct s3_reply {
-    long status;         /* HTTP status; 0 when no response came */
+    long status;         /* HTTP status (a 2xx for a GET's object over the caller's limit); 0
+                            when no usable response came */
     char code[64];       /* S3 error code from the XML body ("SlowDown"), or "" */
     char region[64];     /* x-amz-bucket-region, or "" */
-    bool too_large;      /* a GET's object is larger than the caller's limit (status 0) */
     bool not_sent;       /* the request could not be made: no credentials, a bucket or region that
                             cannot be addressed or signed for (status 0); trying again won't help */
     bool refreshable;    /* ExpiredToken or TokenRefreshRequired with a credentials file or an

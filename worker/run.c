@@ -305,7 +305,7 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
                        w->cfg->job_download_timeout_ms);
     }
     if (rc < 0) {
-        bool transient = !reply.too_large && s3_transient(&reply); /* status 0, yet final */
+        bool transient = s3_transient(&reply);
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
         /* a 429 or 503's Retry-After, as a URL source's (fetch_url()) */
         long after = reply.retry_after_ms;

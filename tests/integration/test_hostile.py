@@ -618,8 +618,9 @@ class TransferTest(HostileTestCase):
     def test_s3_source_larger_than_cap(self):
         # final at once, like a URL source's: it was taken for a lost connection (no HTTP status)
         # and the whole cap downloaded again at each of PIXQ_MAX_ATTEMPTS
+        port = harness.reserved_port(self)
         self.start(PIXQ_MAX_SRC_BYTES=65536, PIXQ_MAX_ATTEMPTS=3, PIXQ_RETRY_BASE_MS=100,
-                   PIXQ_RETRY_MAX_MS=200)
+                   PIXQ_RETRY_MAX_MS=200, PIXQ_METRICS_ADDR="127.0.0.1:%d" % port)
         self.assertEqual(self.s3.put_object("pixq-test", "big.jpg", os.urandom(200000)), 200)
         self.expect_failure(self.job("s3-big", {"name": "s3", "bucket": "pixq-test",
                                                 "key": "big.jpg"}),
@@ -627,6 +628,13 @@ class TransferTest(HostileTestCase):
         gets = [e for e in self.worker.log_events("s3_get") if e.get("job_id") == "hostile-s3-big"]
         self.assertEqual(len(gets), 1, gets)
         self.assertEqual(self.worker.log_events("job_retry"), [])
+        # S3 answered 200: logged and counted so, not as no answer (status 0, code="transport")
+        self.assertEqual(gets[0]["status"], "200", gets)
+        status, _, body = harness.http_request("http://127.0.0.1:%d/metrics" % port)
+        text = body.decode("utf-8")
+        self.assertEqual(status, 200, text)
+        self.assertIn('\npixq_s3_responses_total{method="GET",code="200"} 1\n', text)
+        self.assertNotIn('code="transport"', text)
         self.assert_still_serving()
 
     def test_error_page_larger_than_cap_is_retried(self):
