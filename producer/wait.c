@@ -156,14 +156,17 @@ static int wait_loop(struct rq *r, struct waiter *w, struct err *e)
     outage_init(&out, "submit", w->o->outage_ms, w->tty && w->o->progress);
     for (;;) {
         long now = clock_mono_ms();
-        if (now >= next_poll) {
+        /* a last look at the deadline, as `pixq job --wait` takes: a poll may be a second or two
+         * away, and a result written meanwhile is there */
+        bool last = now >= deadline;
+        if (now >= next_poll || last) {
             long wait_ms = poll_step(r, w, &out, e);
             if (wait_ms < 0) {
                 return -1;
             }
             next_poll = clock_mono_ms() + wait_ms;
         }
-        if (w->n_pending == 0 || now >= deadline) {
+        if (w->n_pending == 0 || last) {
             return 0;
         }
         maybe_draw(w);

@@ -736,6 +736,51 @@ class WaitTest(CliCase):
         self.wait_for_postback(job_id="later-stuck")
 
 
+    def test_a_last_look_at_the_deadline(self):
+        """A result that comes after the last poll before --timeout ends is read at the end: the
+        wait ended without a last look, and with many jobs (10,000 pending: a poll a second) a
+        job done up to a second before the deadline was said to have no result."""
+        n = 10000  # the most one submission takes
+        path = self.tmp / "many.jsonl"
+        path.write_text("".join(json.dumps(self.job("dl-%d" % i, "/ok.png")) + "\n"
+                                for i in range(n)))
+        out = self.tmp / "many.out"
+
+        def lindex_calls():
+            info = self.redis.execute("INFO", "commandstats")
+            m = re.search(r"cmdstat_lindex:calls=(\d+)", info)
+            return int(m.group(1)) if m else 0
+
+        before = lindex_calls()
+        # no worker: no job has a result but the one written below; the deadline is 1 s after
+        # the wait began, the poll after the first 1 s after that one ended
+        queued_after = time.monotonic()
+        with open(out, "w") as f:
+            proc = subprocess.Popen([CONFIG.pixq, "submit", str(path), "--wait", "--timeout", "1",
+                                     "--no-progress"],
+                                    env=self.cli_env(), stdout=f, stderr=subprocess.PIPE,
+                                    text=True)
+            self.addCleanup(lambda: proc.poll() is None and proc.kill())
+            # the wait begins after the jobs are queued: later than the last look at none
+            limit = time.monotonic() + scaled(30)
+            while self.redis.llen(self.key("jobs")) == 0 and time.monotonic() < limit:
+                queued_after = time.monotonic()
+                time.sleep(0.005)
+            self.wait_until(lambda: lindex_calls() - before >= n, scaled(30), "the first poll")
+            result = {"results": {"job_id": "dl-7", "images": []}}
+            self.redis.rpush(self.key("result:dl-7"), json.dumps(result))
+            pushed = time.monotonic() - queued_after
+            _, stderr = proc.communicate(timeout=scaled(60))
+        if pushed > 0.9:
+            self.skipTest("the result was written %.2f s after the jobs were queued: perhaps "
+                          "after the deadline" % pushed)
+        self.assertEqual(proc.returncode, 1, stderr)
+        lines = out.read_text().splitlines()
+        self.assertEqual(len(lines), n + 1, lines[n:])
+        self.assertEqual(json.loads(lines[n]), result)
+        self.assertIn("timed out after 1 s: 9999 of 10000 jobs have no result yet", stderr)
+        self.assertEqual(lindex_calls() - before, 2 * n)  # the first poll, the last look
+
 class RedisRestartTest(CliCase):
     """`pixq stats --watch`, `pixq submit --wait` and `pixq job --wait` ride out a Redis restart
     (with its AOF, as deploy/redis.conf runs it): a line on stderr while it is away and when it
