@@ -707,10 +707,43 @@ class WaitTest(CliCase):
         self.assertRegex(tty, r"\[#+\.+\] 1/2 done, 0 failed, 1 remaining, [\d.]+ jobs/s")
         self.assertIn("pixq: submit: timed out after 2 s: 1 of 2 jobs have no result yet "
                       "(t-stuck), 0 failed", tty)
+        # the bar is erased before a result is printed (on stdout), and redrawn later; the last
+        # one ends its line
+        self.assertIn("\r\x1b[K\r\x1b[K[", tty)
+        self.assertRegex(tty, r"\] 1/2 done, 0 failed, 1 remaining, [\d.]+ jobs/s\r?\npixq: "
+                         r"submit: timed out")
         self.assertEqual(stdout.splitlines()[:2], ["t-ok", "t-stuck"])
         self.assertEqual(json.loads(stdout.splitlines()[2])["results"]["job_id"], "t-ok")
         self.src.release()
         self.wait_for_postback(job_id="t-stuck")
+
+    def test_progress_lines_at_their_interval(self):
+        """Not a terminal: a progress line every --progress-interval from the start, and none
+        with --no-progress, however long the wait."""
+        self.src.stall("/stuck.png")
+        two = self.tmp / "stuck.json"
+        two.write_text(json.dumps([self.job("p-stuck-%d" % i, "/stuck.png") for i in (1, 2)]))
+        self.start_worker()
+        r = self.run_pixq("submit", str(two), "--wait", "--timeout", "2",
+                          "--progress-interval", "0.05")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        err = r.stderr.splitlines()
+        self.assertEqual(err[-1], "pixq: submit: timed out after 2 s: 2 of 2 jobs have no result "
+                         "yet (p-stuck-1, ...), 0 failed")
+        secs = [float(re.fullmatch(r"progress: 0/2 done, 0 failed, 2 remaining, 0\.0 jobs/s, "
+                                   r"([\d.]+) s", line).group(1)) for line in err[:-1]]
+        self.assertGreaterEqual(min(secs, default=0), 0.05)  # the first after an interval
+        self.assertEqual(secs, sorted(secs))
+        # 40 at 0.05 s in 2 s: at least 15 on a loaded machine (10 at most, every 0.2 s)
+        self.assertGreaterEqual(len(secs), 15, err)
+        two.write_text(json.dumps([self.job("p-quiet-%d" % i, "/stuck.png") for i in (1, 2)]))
+        r = self.run_pixq("submit", str(two), "--wait", "--timeout", "1", "--no-progress",
+                          "--progress-interval", "0.05")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr, "pixq: submit: timed out after 1 s: 2 of 2 jobs have no "
+                         "result yet (p-quiet-1, ...), 0 failed\n")
+        self.src.release()
+        self.wait_for_postback(job_id="p-quiet-2")
 
     def test_timeout_counts_from_the_due_time_of_delayed_jobs(self):
         """--wait with --delay: no job can have a result before it is due, so --timeout counts
