@@ -141,8 +141,9 @@ static int read_array(const struct text *t, size_t open, struct err *e)
         pos = skip_blank(t, stop);
         char next = pos < t->len ? t->data[pos] : '\0';
         if (next == ']') {
-            return skip_blank(t, pos + 1) < t->len
-                       ? err_set(e, "%s:%ld: text after the array", t->path, line_at(t, pos + 1))
+            size_t after = skip_blank(t, pos + 1);
+            return after < t->len
+                       ? err_set(e, "%s:%ld: text after the array", t->path, line_at(t, after))
                        : 0;
         }
         if (next != ',') {

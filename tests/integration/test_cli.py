@@ -513,7 +513,50 @@ class SubmitTest(CliCase):
         self.assert_refused(self.run_pixq("submit", str(self.tmp / "none.json")),
                             "cannot open", "none.json")
         self.assert_refused(self.run_pixq("submit", "-", input='{"src": "a"} trailing'),
-                            "(stdin):1:")
+                            "(stdin):1: one job per line expected, more text follows it")
+        job = json.dumps(self.job_text())
+        for text, why in (("[%s]\n\n x" % job, "(stdin):3: text after the array"),
+                          ("[%s\n %s]" % (job, job), "(stdin):2: not valid JSON: ',' or ']' "
+                                                     "expected after a job")):
+            with self.subTest(text=text):
+                self.assert_refused(self.run_pixq("submit", "-", input=text), why)
+        latin1 = self.tmp / "latin1.jsonl"
+        latin1.write_bytes(b'%s\n{"src": "caf\xe9.png"}\n' % job.encode())
+        self.assert_refused(self.run_pixq("submit", str(latin1)),
+                            "latin1.jsonl:2: not valid JSON: invalid utf-8 string")
+
+    def test_nesting_at_the_limit(self):
+        """A job PIXQ_MAX_JSON_DEPTH deep goes, alone, in an array (one level more for the
+        array) or on a line; one level deeper is refused."""
+        def deep(depth):  # the object, depth - 2 arrays, the 1 in the innermost
+            return dict(self.job_text(), deep=json.loads("[" * (depth - 2) + "1" +
+                                                         "]" * (depth - 2)))
+        env = {"PIXQ_MAX_JSON_DEPTH": "8"}
+        for depth, ok in ((8, True), (9, False)):
+            job = json.dumps(deep(depth))
+            for kind, text in (("alone", job), ("array", "[%s]" % job),
+                               ("line", "%s\n%s\n" % (json.dumps(self.job_text()), job))):
+                with self.subTest(depth=depth, kind=kind):
+                    self.redis.delete(self.key("jobs"))
+                    r = self.run_pixq("submit", "-", input=text, env=env)
+                    if ok:
+                        self.assertEqual(r.returncode, 0, r.stderr)
+                    else:
+                        self.assert_refused(r, "(stdin):")
+
+    def test_files_of_at_most_64_mib(self):
+        """A file of 64 MiB is read (a job and blanks here), one byte more is refused."""
+        path = self.tmp / "big.json"
+        job = json.dumps(self.job_text("mib-1")).encode()
+        with open(path, "wb") as f:
+            f.write(job + b" " * (64 * 2**20 - len(job)))
+        self.assertEqual(self.pixq_ok("submit", str(path)), "mib-1\n")
+        self.redis.delete(self.key("jobs"), self.key("job:mib-1"))
+        with open(path, "ab") as f:
+            f.write(b"\n")
+        self.assert_refused(self.run_pixq("submit", str(path)),
+                            "pixq: submit: %s is larger than 67108864 bytes; nothing was "
+                            "enqueued" % path)
 
     def test_bad_destination_bucket_is_refused(self):
         """A bucket name S3 refuses fails the job at the worker's first step, so submit refuses
