@@ -2191,6 +2191,9 @@ BAD_ARGUMENTS = [
     ["submit", "job.json", "--timeout", "0"],
     ["submit", "job.json", "--timeout"],
     ["submit", "job.json", "--progress-interval", "0"],
+    ["submit", "job.json", "--timeout", "86401"],
+    ["submit", "job.json", "--delay", "2592000001"],
+    ["submit", "job.json", "--progress-interval", "3601"],
     ["submit", "job.json", "--frob"],
     ["submit", "-", "-"],
     ["--no-such-setting", "1", "stats"],
@@ -2945,7 +2948,12 @@ class BadArgumentsTest(unittest.TestCase):
                      ["job", "a.b_c-d:e"], ["job", "-"], ["job", "--", "-x"],
                      # the widest arguments `pixq job` takes: an id of 127 bytes, with ':'
                      ["job", "a:" + "b" * 125, "--scan", "10000000", "--wait", "--timeout",
-                      "86400"]):
+                      "86400"],
+                     # the widest and the narrowest options `pixq submit` takes
+                     ["submit", "-", "--timeout", "86400", "--delay", "2592000000",
+                      "--progress-interval", "3600"],
+                     ["submit", "-", "--timeout", "1", "--delay", "0", "--progress-interval",
+                      "0.05"]):
             with self.subTest(args=args):
                 r = self.run_cli(args, input=json.dumps(GOOD_JOB))
                 self.assertEqual(r.returncode, 1, r.stderr)
@@ -2953,6 +2961,15 @@ class BadArgumentsTest(unittest.TestCase):
                 self.assertRegex(r.stderr, r"^pixq: .*redis", r.stderr)
                 self.assertTrue(r.stderr.startswith("pixq: %s: " % args[0]), r.stderr)
                 self.assertEqual(r.stdout, "")
+
+    def test_at_most_256_files(self):
+        """256 FILEs are read (and here not found), a 257th is a usage error."""
+        r = self.run_cli(["submit", *["none-%d.json" % i for i in range(256)]])
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertIn("pixq: submit: cannot open", r.stderr)
+        r = self.run_cli(["submit", *["none-%d.json" % i for i in range(257)]])
+        self.assertEqual((r.returncode, r.stdout), (2, ""), r.stderr)
+        self.assertIn("at most 256 files", r.stderr)
 
     def test_unreachable_socket_path_named_as_it_is(self):
         """A unix socket that is not there is named by its path alone (it has no port)."""
