@@ -336,11 +336,12 @@ class SubmitTest(CliCase):
         (was: "unknown option '--'", exit 2); --help there is a file too."""
         (self.tmp / "-x").write_text(json.dumps(self.job_text("dash-1")))
         (self.tmp / "--help").write_text(json.dumps(self.job_text("dash-2")))
-        r = self.run_pixq("submit", "--json", "--", "-x", "--help", cwd=str(self.tmp))
+        (self.tmp / "--").write_text(json.dumps(self.job_text("dash-3")))
+        r = self.run_pixq("submit", "--json", "--", "-x", "--help", "--", cwd=str(self.tmp))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout), {"queue": "default",
-                                                "job_ids": ["dash-1", "dash-2"]})
-        self.assertEqual([j["job_id"] for j in self.queued()], ["dash-1", "dash-2"])
+                                                "job_ids": ["dash-1", "dash-2", "dash-3"]})
+        self.assertEqual([j["job_id"] for j in self.queued()], ["dash-1", "dash-2", "dash-3"])
         r = self.run_pixq("submit", "-x", cwd=str(self.tmp))  # before it, an option
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown option '-x'", r.stderr)
@@ -358,10 +359,11 @@ class SubmitTest(CliCase):
                                 "job_id '%s' was used already in default" % job_id,
                                 "nothing was enqueued")
         both = self.tmp / "both.json"
-        both.write_text(json.dumps([self.job_text("twin"), self.job_text("fresh"),
-                                    self.job_text("twin")]))
-        self.assert_refused(self.run_pixq("submit", str(both)),
-                            "job_id 'twin' is given to two jobs")
+        for twin in ("twin", "a-twin"):  # the twins sort last, or first
+            both.write_text(json.dumps([self.job_text(twin), self.job_text("fresh"),
+                                        self.job_text(twin)]))
+            self.assert_refused(self.run_pixq("submit", str(both)),
+                                "job_id '%s' is given to two jobs" % twin)
         # integers beyond 64 bits, which json-c reads as one and the same
         body = self.job_text("x")
         del body["job_id"]
@@ -372,6 +374,11 @@ class SubmitTest(CliCase):
                             "huge.jsonl:1: invalid job: job_id is an integer beyond 64 bits",
                             "give it as a string", "(and 1 more invalid jobs)")
         self.assertEqual(self.queued(), [])
+        # as strings they are kept as written
+        huge.write_text("".join('{"job_id": "%s", %s\n' % (n, json.dumps(body)[1:])
+                                for n in ("123456789012345678901234", "-99999999999999999999")))
+        self.assertEqual(self.pixq_ok("submit", str(huge)).split(),
+                         ["123456789012345678901234", "-99999999999999999999"])
 
     def test_id_of_a_waiting_job_is_refused(self):
         """A job submitted and still waiting has no record of a run yet: its id is claimed at
