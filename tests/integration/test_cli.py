@@ -444,6 +444,49 @@ class SubmitTest(CliCase):
         self.assertEqual((r.returncode, r.stdout), (0, "fits-1\n"), r.stderr)
         self.assertEqual(len(self.redis.lindex(self.key("jobs"), 0).encode()), limit)
 
+    def test_stamp_a_job_brings_is_replaced(self):
+        """A job that carries a pixq_enqueued_at already (one taken from the dead list and
+        submitted again) is stamped anew, with the key once: a second copy of the key would
+        leave which one a reader takes to the reader."""
+        job = self.job_text("again-1", pixq_enqueued_at=1700000000000)
+        before = self.redis_ms()
+        self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(job)), "again-1\n")
+        payload = self.redis.lindex(self.key("jobs"), 0)
+        self.assertEqual(payload.count('"pixq_enqueued_at"'), 1, payload)
+        self.assertGreaterEqual(json.loads(payload)["pixq_enqueued_at"], before)
+
+    def test_too_many_functions_are_refused(self):
+        """PIXQ_MAX_FUNCTIONS, which the worker checks, is checked by submit too."""
+        job = self.job_text("f-1")
+        job["functions"][0]["functions"] = [{"name": "blur", "save": {"image_identifier": "b"}}]
+        r = self.run_pixq("submit", "-", input=json.dumps(job), env={"PIXQ_MAX_FUNCTIONS": "1"})
+        self.assert_refused(r, "(stdin):1: invalid job: too many functions (at most 1)",
+                            "nothing was enqueued")
+        r = self.run_pixq("submit", "-", input=json.dumps(job), env={"PIXQ_MAX_FUNCTIONS": "2"})
+        self.assertEqual((r.returncode, r.stdout), (0, "f-1\n"), r.stderr)
+
+    def test_at_most_10000_jobs_in_8_mb_commands(self):
+        """10,000 jobs go in one submission, in one LPUSH per 8 MB of them (10 MB here: two),
+        in order; a 10,001st job is refused, an invalid one counted too."""
+        def lines(n, first=None):
+            job = self.job_text(pad="p" * 800)
+            texts = [json.dumps(dict(job, job_id="many-%d" % i)) for i in range(n)]
+            texts[0] = first or texts[0]
+            return "".join(t + "\n" for t in texts)
+        path = self.tmp / "many.jsonl"
+        for n, first in ((10001, None), (10001, '{"src": 5}')):
+            path.write_text(lines(n, first))
+            self.assert_refused(self.run_pixq("submit", str(path)),
+                                "pixq: submit: %s:10001: more than 10000 jobs in one submission; "
+                                "nothing was enqueued" % path)
+        path.write_text(lines(10000))
+        self.redis.execute("CONFIG", "RESETSTAT")
+        ids = self.pixq_ok("submit", str(path)).split()
+        self.assertEqual(ids, ["many-%d" % i for i in range(10000)])
+        self.assertEqual([j["job_id"] for j in self.queued()], ids)
+        m = re.search(r"cmdstat_lpush:calls=(\d+)", self.redis.execute("INFO", "commandstats"))
+        self.assertEqual(int(m.group(1)), 2)
+
     def test_null_is_valid_json_of_another_kind(self):
         """null is JSON, not a job: refused as "job must be a JSON object" (a single document, a
         line) or "element N of the array is not a JSON object", on its own line, as a number or
