@@ -273,6 +273,16 @@ class SubmitTest(CliCase):
                          r"not be on the queue: look for them before submitting them again\n$")
         # the ids of jobs that may be queued stay claimed
         self.assertEqual(self.redis.exists(*(self.key("job:" + i) for i in queued)), 2)
+        # lost before the stamp's TIME, after the claims: nothing sent, the claims given back
+        # (on a new connection)
+        proxy.cut_before(b"*1\r\n$4\r\nTIME\r\n")
+        r = self.run_pixq("submit", "-", input=batch, env={"PIXQ_REDIS_URL": proxy.redis_url()})
+        self.assertTrue(proxy.tripped.is_set())
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: submit: redis: .+\n$")
+        self.assertEqual(sorted(self.redis.execute("KEYS", self.key("job:*"))),
+                         sorted(self.key("job:" + i) for i in queued))
+        self.assertEqual(len(self.queued()), 2)
         # a push Redis refuses (the queue's key holds a string): the claims are given back
         jobs = self.redis.lrange(self.key("jobs"))
         self.redis.delete(self.key("jobs"))
@@ -295,6 +305,27 @@ class SubmitTest(CliCase):
         self.assertEqual(r.stderr, "pixq: submit: claiming the job_ids: redis: OOM command not "
                          "allowed when used memory > 'maxmemory'.; nothing was enqueued\n")
         self.assertEqual(len(self.queued()), 2)
+
+    def test_push_refused_part_way(self):
+        """Of a batch sent in two 8 MB commands, Redis takes the first and refuses the second
+        (out of memory: maxmemory is reached by the first): the ids of the jobs enqueued are
+        printed, and the claims of the others given back."""
+        job = self.job_text(pad="p" * 900000)
+        path = self.tmp / "big.jsonl"
+        ids = ["part-%02d" % i for i in range(20)]  # 10 jobs, 9 MB, in each command
+        path.write_text("".join(json.dumps(dict(job, job_id=i)) + "\n" for i in ids))
+        used = int(re.search(r"used_memory:(\d+)", self.redis.execute("INFO", "memory")).group(1))
+        # the first command, 9 MB read, fits; the second, 9 MB more on top of the first, not
+        self.redis.execute("CONFIG", "SET", "maxmemory", str(used + 13 * 2**20))
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory", "0")
+        r = self.run_pixq("submit", str(path), env={"PIXQ_MAX_JOB_BYTES": "1000000"})
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stdout.split(), ids[:10])
+        self.assertRegex(r.stderr, r"^pixq: submit: enqueueing: redis: OOM .+: 10 of 20 jobs "
+                         r"were enqueued \(their ids are printed\), the others not\n$")
+        self.assertEqual([j["job_id"] for j in self.queued()], ids[:10])
+        self.assertEqual(sorted(self.redis.execute("KEYS", self.key("job:*"))),
+                         [self.key("job:" + i) for i in ids[:10]])
 
     def test_one_job_an_array_json_lines_and_stdin(self):
         one = self.tmp / "one.json"
