@@ -734,6 +734,24 @@ class SubmitTest(CliCase):
         self.assertLessEqual(abs(stamps.pop() - due), 1000)  # stamped with its due time
         # delay.lua woke the (absent) workers once: one token, no job, on the queue
         self.assertEqual(self.redis.lrange(self.key("jobs")), ['{"pixq_wake":true}'])
+        # two jobs; their ids are claimed PIXQ_RESULT_TTL_S past the due time, 1001 ms rounded
+        # up to 2 s (an expiry too early by 1 s is seen if the submission took under 1 s)
+        path.write_text("".join(json.dumps(self.job_text("soon-%d" % i)) + "\n"
+                                for i in range(2)))
+        before = self.redis_ms()
+        self.assertEqual(self.pixq_ok("submit", str(path), "--delay", "1001").split(),
+                         ["soon-0", "soon-1"])
+        after = self.redis_ms()
+        soon = [m for m in self.redis.zrange(self.key("delayed")) if "soon-" in m]
+        self.assertEqual(sorted(json.loads(m)["job_id"] for m in soon), ["soon-0", "soon-1"])
+        for i in range(2):
+            expiry = int(self.redis.execute("PEXPIRETIME", self.key("job:soon-%d" % i)))
+            self.assertTrue(before + 86402000 <= expiry <= after + 86402000, expiry - before)
+        # --delay 0 is now: on the queue itself
+        path.write_text(json.dumps(self.job_text("now-1")))
+        self.assertEqual(self.pixq_ok("submit", str(path), "--delay", "0"), "now-1\n")
+        self.assertEqual(json.loads(self.redis.lindex(self.key("jobs"), 0))["job_id"], "now-1")
+        self.assertEqual(self.redis.execute("ZCARD", self.key("delayed")), 5)
 
     def test_claim_of_a_delayed_job_outlasts_its_delay(self):
         """A job submitted with --delay waits in delayed until its due time: its id's claim is
