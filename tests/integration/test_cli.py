@@ -887,6 +887,28 @@ class WaitTest(CliCase):
         self.src.release()
         self.wait_for_postback(job_id="p-quiet-2")
 
+    def test_progress_lines_every_interval(self):
+        """--progress-interval S: a line every S seconds, by the times the lines give (never
+        closer together: no clock of the test's own)."""
+        self.start_worker()
+        self.src.add("/ok.png", tiny_png())
+        self.src.stall("/stuck.png")
+        path = self.tmp / "batch.json"
+        path.write_text(json.dumps([self.job("i-ok", "/ok.png"),
+                                    self.job("i-stuck", "/stuck.png")]))
+        r = self.run_pixq("submit", str(path), "--wait", "--timeout", "3",
+                          "--progress-interval", "0.5")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        times = [float(m.group(1)) for m in re.finditer(r"^progress: .* ([\d.]+) s$", r.stderr,
+                                                        re.M)]
+        periodic = times[:-1]  # the last line is the final one, at the timeout
+        self.assertGreaterEqual(len(periodic), 2, r.stderr)
+        self.assertGreaterEqual(periodic[0], 0.45, r.stderr)  # one decimal shown
+        for a, b in zip(periodic, periodic[1:]):
+            self.assertGreaterEqual(b - a, 0.45, r.stderr)
+        self.src.release()
+        self.wait_for_postback(job_id="i-stuck")
+
     def test_timeout_counts_from_the_due_time_of_delayed_jobs(self):
         """--wait with --delay: no job can have a result before it is due, so --timeout counts
         from then; it counted from the submission, and a --delay longer than --timeout (the
