@@ -309,23 +309,38 @@ class SubmitTest(CliCase):
     def test_push_refused_part_way(self):
         """Of a batch sent in two 8 MB commands, Redis takes the first and refuses the second
         (out of memory: maxmemory is reached by the first): the ids of the jobs enqueued are
-        printed, and the claims of the others given back."""
+        printed, and the claims of the others given back. With --delay the first job goes
+        through delay.lua, the others in ZADDs: 1 + 10 are taken."""
         job = self.job_text(pad="p" * 900000)
         path = self.tmp / "big.jsonl"
-        ids = ["part-%02d" % i for i in range(20)]  # 10 jobs, 9 MB, in each command
+        ids = ["part-%02d" % i for i in range(20)]  # 10 jobs, 9 MB, in a command
         path.write_text("".join(json.dumps(dict(job, job_id=i)) + "\n" for i in ids))
-        used = int(re.search(r"used_memory:(\d+)", self.redis.execute("INFO", "memory")).group(1))
-        # the first command, 9 MB read, fits; the second, 9 MB more on top of the first, not
-        self.redis.execute("CONFIG", "SET", "maxmemory", str(used + 13 * 2**20))
         self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory", "0")
-        r = self.run_pixq("submit", str(path), env={"PIXQ_MAX_JOB_BYTES": "1000000"})
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertEqual(r.stdout.split(), ids[:10])
-        self.assertRegex(r.stderr, r"^pixq: submit: enqueueing: redis: OOM .+: 10 of 20 jobs "
-                         r"were enqueued \(their ids are printed\), the others not\n$")
-        self.assertEqual([j["job_id"] for j in self.queued()], ids[:10])
-        self.assertEqual(sorted(self.redis.execute("KEYS", self.key("job:*"))),
-                         [self.key("job:" + i) for i in ids[:10]])
+        for delay, taken in ((None, 10), ("60000", 11)):
+            with self.subTest(delay=delay):
+                self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+                self.redis.delete(self.key("jobs"), self.key("delayed"),
+                                  *(self.key("job:" + i) for i in ids))
+                memory = self.redis.execute("INFO", "memory")
+                used = int(re.search(r"used_memory:(\d+)", memory).group(1))
+                # the first command, 9 MB read, fits; the second, 8 MB more on top, not
+                self.redis.execute("CONFIG", "SET", "maxmemory", str(used + 13 * 2**20))
+                args = ("--delay", delay) if delay else ()
+                r = self.run_pixq("submit", str(path), *args,
+                                  env={"PIXQ_MAX_JOB_BYTES": "1000000"})
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertEqual(r.stdout.split(), ids[:taken])
+                self.assertRegex(r.stderr, r"^pixq: submit: enqueueing: redis: OOM .+: %d of 20 "
+                                 r"jobs were enqueued \(their ids are printed\), the others "
+                                 r"not\n$" % taken)
+                if delay:
+                    queued = [json.loads(m)["job_id"] for m in
+                              self.redis.zrange(self.key("delayed"))]
+                else:
+                    queued = [j["job_id"] for j in self.queued()]
+                self.assertEqual(sorted(queued), ids[:taken])
+                self.assertEqual(sorted(self.redis.execute("KEYS", self.key("job:*"))),
+                                 [self.key("job:" + i) for i in ids[:taken]])
 
     def test_one_job_an_array_json_lines_and_stdin(self):
         one = self.tmp / "one.json"
@@ -432,7 +447,7 @@ class SubmitTest(CliCase):
                 "nothing was enqueued")
         big = self.tmp / "big.jsonl"
         big.write_text("".join(json.dumps(self.job_text("big-%d" % i)) + "\n"
-                               for i in range(1500)) + json.dumps(self.job_text("waits-1")))
+                               for i in range(2500)) + json.dumps(self.job_text("waits-1")))
         refused(self.run_pixq("submit", str(big)))
         self.assertEqual([j["job_id"] for j in self.queued()], ["waits-1"])
         self.assertEqual(self.redis.execute("KEYS", self.key("job:big-*")), [])
