@@ -451,6 +451,7 @@ class SubmitTest(CliCase):
         refused(self.run_pixq("submit", str(big)))
         self.assertEqual([j["job_id"] for j in self.queued()], ["waits-1"])
         self.assertEqual(self.redis.execute("KEYS", self.key("job:big-*")), [])
+        self.assertEqual(self.redis.hgetall(self.key("job:waits-1")), claim)  # left to its job
         # the ids of the refused batch are free again
         big.write_text("".join(json.dumps(self.job_text("big-%d" % i)) + "\n"
                                for i in (0, 1499)))
