@@ -13,6 +13,7 @@ import json
 import os
 import pty
 import re
+import resource
 import select
 import signal
 import socket
@@ -558,7 +559,8 @@ class SubmitTest(CliCase):
         bom = b"\xef\xbb\xbf"
         one, two = (json.dumps(self.job_text("bom-%d" % i)).encode() for i in (1, 2))
         for name, data, ids in (("one.json", bom + one + b"\r\n", ["bom-1"]),
-                                ("lines.jsonl", bom + one + b"\r\n" + two + b"\r\n",
+                                # a blank line of a space, a tab and CR LF, blanks at the end
+                                ("lines.jsonl", bom + one + b"\r\n \t\r\n" + two + b"\r\n  ",
                                  ["bom-1", "bom-2"]),
                                 ("array.json", bom + b"[" + one + b",\n" + two + b"]",
                                  ["bom-1", "bom-2"])):
@@ -568,6 +570,10 @@ class SubmitTest(CliCase):
                 path.write_bytes(data)
                 self.assertEqual(self.pixq_ok("submit", str(path)).split(), ids)
                 self.assertEqual([j["job_id"] for j in self.queued()], ids)
+        self.redis.delete(self.key("jobs"))
+        (self.tmp / "bom.json").write_bytes(bom)
+        self.assert_refused(self.run_pixq("submit", str(self.tmp / "bom.json")),
+                            "bom.json: no job in it (empty)")
 
     def assert_refused(self, r, *fragments):
         self.assertEqual(r.returncode, 1, r.stderr)
@@ -617,10 +623,30 @@ class SubmitTest(CliCase):
                                                      "expected after a job")):
             with self.subTest(text=text):
                 self.assert_refused(self.run_pixq("submit", "-", input=text), why)
+        for text, why in (("%s x\n" % job, "(stdin):1: one job per line expected"),
+                          ("%s\n\0\n%s\n" % (job, job), "(stdin):2: not valid JSON")):
+            with self.subTest(text=text[-5:]):
+                self.assert_refused(self.run_pixq("submit", "-", input=text), why)
+        self.assert_refused(self.run_pixq("submit", str(self.tmp)),
+                            "pixq: submit: cannot read %s: Is a directory" % self.tmp)
         latin1 = self.tmp / "latin1.jsonl"
         latin1.write_bytes(b'%s\n{"src": "caf\xe9.png"}\n' % job.encode())
         self.assert_refused(self.run_pixq("submit", str(latin1)),
                             "latin1.jsonl:2: not valid JSON: invalid utf-8 string")
+
+    def test_every_file_is_closed_once_read(self):
+        """Files are read one at a time: 40 of them with room for 16 open at once."""
+        paths = []
+        for i in range(40):
+            paths.append(str(self.tmp / ("f-%d.json" % i)))
+            with open(paths[-1], "w") as f:
+                f.write(json.dumps(self.job_text("f-%d" % i)))
+        limit = (16, 16)
+        r = subprocess.run([CONFIG.pixq, "submit", *paths], env=self.cli_env(), text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(60),
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["f-%d" % i for i in range(40)])
 
     def test_nesting_at_the_limit(self):
         """A job PIXQ_MAX_JSON_DEPTH deep goes, alone, in an array (one level more for the
@@ -639,7 +665,9 @@ class SubmitTest(CliCase):
                     if ok:
                         self.assertEqual(r.returncode, 0, r.stderr)
                     else:
-                        self.assert_refused(r, "(stdin):")
+                        self.assert_refused(r, "(stdin):%d: invalid job: job nests deeper than "
+                                            "8 levels (PIXQ_MAX_JSON_DEPTH)"
+                                            % (2 if kind == "line" else 1))
 
     def test_files_of_at_most_64_mib(self):
         """A file of 64 MiB is read (a job and blanks here), one byte more is refused."""
