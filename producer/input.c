@@ -14,6 +14,7 @@ struct text {
     const char *data;
     size_t len;
     json_tokener *tok; /* nesting limit: a job's, plus one */
+    int max_depth;     /* a job's (PIXQ_MAX_JSON_DEPTH) */
     input_job_fn each;
     void *user;
 };
@@ -101,6 +102,12 @@ static int parse_value(const struct text *t, size_t off, size_t end, size_t *sto
 
 static int json_error(const struct text *t, size_t at, enum json_tokener_error why, struct err *e)
 {
+    if (why == json_tokener_error_depth) { /* as a job one level too deep is told (job.c) */
+        return err_set(e,
+                       "%s:%ld: invalid job: job nests deeper than %d levels "
+                       "(PIXQ_MAX_JSON_DEPTH)",
+                       t->path, line_at(t, at), t->max_depth);
+    }
     return err_set(e, "%s:%ld: not valid JSON: %s", t->path, line_at(t, at),
                    why == json_tokener_error_parse_eof ? "unexpected end of input"
                                                        : json_tokener_error_desc(why));
@@ -220,8 +227,13 @@ int input_read(const char *path, const struct input_limits *lim, input_job_fn ea
     }
     int rc = tok != NULL ? read_all(path, lim->max_bytes, &b, e) : err_set(e, "out of memory");
     if (rc == 0) {
-        const struct text t = {
-            strcmp(path, "-") == 0 ? "(stdin)" : path, b.data, b.len, tok, each, user};
+        const struct text t = {.path = strcmp(path, "-") == 0 ? "(stdin)" : path,
+                               .data = b.data,
+                               .len = b.len,
+                               .tok = tok,
+                               .max_depth = lim->max_depth,
+                               .each = each,
+                               .user = user};
         rc = parse_text(&t, e);
     }
     if (tok != NULL) {

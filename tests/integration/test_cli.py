@@ -650,12 +650,13 @@ class SubmitTest(CliCase):
 
     def test_nesting_at_the_limit(self):
         """A job PIXQ_MAX_JSON_DEPTH deep goes, alone, in an array (one level more for the
-        array) or on a line; one level deeper is refused."""
+        array) or on a line; one level deeper is refused, and more levels alike (they were "not
+        valid JSON: nesting too deep", json-c's words, which do not name the setting)."""
         def deep(depth):  # the object, depth - 2 arrays, the 1 in the innermost
             return dict(self.job_text(), deep=json.loads("[" * (depth - 2) + "1" +
                                                          "]" * (depth - 2)))
         env = {"PIXQ_MAX_JSON_DEPTH": "8"}
-        for depth, ok in ((8, True), (9, False)):
+        for depth, ok in ((8, True), (9, False), (10, False), (40, False)):
             job = json.dumps(deep(depth))
             for kind, text in (("alone", job), ("array", "[%s]" % job),
                                ("line", "%s\n%s\n" % (json.dumps(self.job_text()), job))):
