@@ -325,7 +325,7 @@ static int read_batch(const struct submit_opts *o, struct batch *b)
 }
 
 /* Adds "pixq_enqueued_at": at_ms as the last member of every payload (each is a compact JSON
- * object without it, so it ends with '}'). */
+ * object without it, with a job_id at least, so it ends with a member and '}'). */
 static int stamp(struct batch *b, long long at_ms)
 {
     for (size_t i = 0; i < b->n; i++) {
@@ -335,8 +335,7 @@ static int stamp(struct batch *b, long long at_ms)
             cli_fail("submit: out of memory");
             return -1;
         }
-        bool empty = len == 2; /* "{}" */
-        snprintf(p + len - 1, 65, "%s\"" STAMP_KEY "\":%lld}", empty ? "" : ",", at_ms);
+        snprintf(p + len - 1, 65, ",\"" STAMP_KEY "\":%lld}", at_ms);
         b->payloads[i] = p;
     }
     return 0;
