@@ -389,7 +389,8 @@ static long long purge_one(struct admin *a, const char *key, const char *job_id,
     }
 }
 
-/* What `dead purge` drops: every entry, one job's, or those without an id. */
+/* What `dead retry` puts back (every entry, or one job's) or `dead purge` drops (every entry,
+ * one job's, or those without an id). */
 struct purge_what {
     const char *job_id; /* NULL: all of them, or (no_id) those without an id */
     bool no_id;
@@ -436,8 +437,8 @@ static int dead_purge(struct admin *a, const struct purge_what *w)
 
 static const char DEAD_USAGE[] =
     "usage: pixq dead list [--limit N] [--json]\n"
-    "       pixq dead retry all|JOB_ID\n"
-    "       pixq dead purge [all|JOB_ID|--no-id]\n"
+    "       pixq dead retry all|[--] JOB_ID\n"
+    "       pixq dead purge [all|--no-id|[--] JOB_ID]\n"
     "\n"
     "The jobs that failed for good, in every queue of PIXQ_QUEUE (or --queue NAME for one):\n"
     "list the newest N (default 100) of them all, newest first, one line each: job id, when it\n"
@@ -446,7 +447,8 @@ static const char DEAD_USAGE[] =
     "\"queue\"}); put them back on their queue (a JOB_ID is looked for in every queue; their next\n"
     "outcome is posted back again); or drop them (purge alone, as purge all, drops them all;\n"
     "--no-id, those listed without an id: payloads that were not jobs).\n"
-    "retry and purge print a line per queue.\n"
+    "retry and purge print a line per queue. After --, a JOB_ID that begins with - (such as -h\n"
+    "or --no-id); all is never a JOB_ID.\n"
     "\n"
     "Exit status: 0 done, 1 Redis failed or no dead job JOB_ID was found, 2 bad usage.\n";
 
@@ -470,24 +472,42 @@ static int dead_list_args(int argc, char **argv, long *limit, bool *json)
     return 0;
 }
 
+/* Parses the word after `retry` or `purge`: all, a JOB_ID, --no-id (purge only), or `--` and a
+ * JOB_ID taken as it is (one such as -h, --help or --no-id). `purge` alone is `purge all`.
+ * Returns 0 or CLI_USAGE (reason printed). */
+static int dead_target_args(int argc, char **argv, struct purge_what *t)
+{
+    bool purge = strcmp(argv[1], "purge") == 0;
+    int at = argc > 2 && strcmp(argv[2], "--") == 0 ? 3 : 2; /* the word after any -- */
+    if (at == 3 && argc != 4) {
+        return cli_usage("dead", "%s -- takes one JOB_ID after it", argv[1]);
+    }
+    if (argc - at > 1 || (!purge && argc == at)) {
+        return purge ? cli_usage("dead", "purge takes at most one argument: all, a JOB_ID or "
+                                         "--no-id")
+                     : cli_usage("dead", "retry takes one argument: all or a JOB_ID");
+    }
+    if (argc == at) {
+        return 0;
+    }
+    /* "all" is never taken as a job id, not even after --: it is every entry */
+    t->no_id = purge && at == 2 && strcmp(argv[at], "--no-id") == 0;
+    t->job_id = t->no_id || strcmp(argv[at], "all") == 0 ? NULL : argv[at];
+    return 0;
+}
+
 /* Checks the words after `dead`. Returns 0 or CLI_USAGE (reason printed). */
-static int dead_args(int argc, char **argv, long *limit, bool *json)
+static int dead_args(int argc, char **argv, long *limit, bool *json, struct purge_what *t)
 {
     const char *cmd = argc >= 2 ? argv[1] : "";
     if (strcmp(cmd, "list") == 0) {
         return dead_list_args(argc, argv, limit, json);
     }
-    if (strcmp(cmd, "retry") == 0 && argc != 3) {
-        return cli_usage("dead", "retry takes one argument: all or a JOB_ID");
+    if (strcmp(cmd, "retry") == 0 || strcmp(cmd, "purge") == 0) {
+        return dead_target_args(argc, argv, t);
     }
-    if (strcmp(cmd, "purge") == 0 && argc > 3) {
-        return cli_usage("dead", "purge takes at most one argument: all, a JOB_ID or --no-id");
-    }
-    if (strcmp(cmd, "retry") != 0 && strcmp(cmd, "purge") != 0) {
-        return argc < 2 ? cli_usage("dead", "list, retry or purge expected")
-                        : cli_usage("dead", "unknown subcommand '%s'", cmd);
-    }
-    return 0;
+    return argc < 2 ? cli_usage("dead", "list, retry or purge expected")
+                    : cli_usage("dead", "unknown subcommand '%s'", cmd);
 }
 
 int dead_main(const struct cfg *cfg, int argc, char **argv)
@@ -498,21 +518,17 @@ int dead_main(const struct cfg *cfg, int argc, char **argv)
     }
     long limit = 0;
     bool json = false;
-    if (dead_args(argc, argv, &limit, &json) != 0) {
+    struct purge_what t = {0};
+    if (dead_args(argc, argv, &limit, &json, &t) != 0) {
         return CLI_USAGE;
     }
     struct admin a;
     if (open_admin(cfg, &a, "dead") < 0) {
         return CLI_FAILED;
     }
-    /* `purge all` is `purge`, as `retry all` is every job: "all" is never taken as a job id */
-    struct purge_what purge = {.no_id = argc == 3 && strcmp(argv[2], "--no-id") == 0};
-    if (argc == 3 && !purge.no_id && strcmp(argv[2], "all") != 0) {
-        purge.job_id = argv[2];
-    }
     int rc = strcmp(argv[1], "list") == 0    ? dead_list(&a, limit, json)
-             : strcmp(argv[1], "retry") == 0 ? dead_retry(&a, argv[2])
-                                             : dead_purge(&a, &purge);
+             : strcmp(argv[1], "retry") == 0 ? dead_retry(&a, t.job_id != NULL ? t.job_id : "all")
+                                             : dead_purge(&a, &t);
     rq_destroy(a.rq);
     return rc;
 }

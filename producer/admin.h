@@ -7,8 +7,8 @@
 #include "cfg.h"
 #include "rq.h"
 
-/* `pixq dead list [--limit N] [--json]`, `pixq dead retry all|JOB_ID`,
- * `pixq dead purge [all|JOB_ID|--no-id]`. argv[0] is "dead". Returns the exit status. */
+/* `pixq dead list [--limit N] [--json]`, `pixq dead retry all|[--] JOB_ID`,
+ * `pixq dead purge [all|--no-id|[--] JOB_ID]`. argv[0] is "dead". Returns the exit status. */
 int dead_main(const struct cfg *cfg, int argc, char **argv);
 
 /* The job id of dead entry `d` (parsed), or NULL when it has none to show or name: not an

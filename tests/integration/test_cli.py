@@ -2204,6 +2204,60 @@ class DeadQueuesTest(CliCase):
         self.assertIn("all, a JOB_ID or --no-id", r.stderr)
         self.assertIn("--no-id", self.pixq_ok("dead", "--help"))
 
+    def test_ids_that_begin_with_a_dash_after_double_dash(self):
+        """After --, the word is the JOB_ID as it is: dead jobs named -h, --help or --no-id are
+        retried or purged by name, in every queue, as `pixq job -- -a1` finds one. Before, -h
+        and --help showed the help, and purge --no-id dropped the entries without an id. "all"
+        stays every entry, also after --; without --, those words keep their meaning."""
+        self.fill()
+        for job_id, at in (("-h", 1700000003000), ("--help", 1700000004000),
+                           ("--no-id", 1700000005000)):
+            self.redis.lpush("pixq:{default}:dead", self.dead_entry(job_id, at, "E"))
+        self.redis.lpush("pixq:{urgent}:dead", json.dumps({"job": "{not json", "error": "E"}))
+
+        def ids(queue):
+            return [json.loads(e).get("job_id") for e in self.redis.lrange(
+                "pixq:{%s}:dead" % queue)]
+
+        put_back = "%d job(s) put back on pixq:{%s}:jobs"
+        rc, out = self.pixq_q("dead", "retry", "--", "-h")
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [put_back % (0, "urgent"), put_back % (1, "default")]))
+        self.assertEqual(json.loads(self.redis.lindex("pixq:{default}:jobs", 0))["job_id"], "-h")
+        self.assertEqual(ids("default"), ["--no-id", "--help", "d2", "d1"])
+        r = self.run_pixq("dead", "retry", "--", "-h", env=self.QUEUES)  # gone now
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "pixq: dead retry: no dead job -h in these queues\n")
+
+        rc, out = self.pixq_q("dead", "retry", "--help")  # the help, nothing retried
+        self.assertEqual(rc, 0)
+        self.assertTrue(out.startswith("usage: pixq dead list"), out)
+        self.assertEqual(ids("default"), ["--no-id", "--help", "d2", "d1"])
+        rc, out = self.pixq_q("dead", "retry", "--", "--help")
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [put_back % (0, "urgent"), put_back % (1, "default")]))
+        self.assertEqual(ids("default"), ["--no-id", "d2", "d1"])
+
+        purged = "%d dead job(s) purged from pixq:{%s}:dead"
+        rc, out = self.pixq_q("dead", "purge", "--", "--no-id")  # the job, not those without one
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [purged % (0, "urgent"), purged % (1, "default")]))
+        self.assertEqual((ids("urgent"), ids("default")), ([None, "u1"], ["d2", "d1"]))
+        rc, out = self.pixq_q("dead", "purge", "--", "d1")  # any id may follow --
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [purged % (0, "urgent"), purged % (1, "default")]))
+        rc, out = self.pixq_q("dead", "purge", "--no-id")  # without --: those without an id
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [purged % (1, "urgent"), purged % (0, "default")]))
+        self.assertEqual((ids("urgent"), ids("default")), (["u1"], ["d2"]))
+        rc, out = self.pixq_q("dead", "retry", "--", "all")  # every entry still
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [put_back % (1, "urgent"), put_back % (1, "default")]))
+        self.fill()
+        rc, out = self.pixq_q("dead", "purge", "--", "all")
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [purged % (1, "urgent"), purged % (2, "default")]))
+
     def test_entries_without_a_time_keep_their_place(self):
         """An entry that does not say when it failed (not JSON, or without failed_at) is taken
         as new as the one before it in its queue's list: it neither holds back that queue's
@@ -2342,6 +2396,12 @@ BAD_ARGUMENTS = [
     ["job", "a" * 128],
     ["dead", "retry", "a", "b"],
     ["dead", "purge", "a", "b"],
+    ["dead", "retry", "--"],
+    ["dead", "purge", "--"],
+    ["dead", "retry", "--", "a", "b"],
+    ["dead", "purge", "--", "a", "b"],
+    ["dead", "retry", "a", "--"],
+    ["dead", "purge", "--no-id", "--"],
     ["dead", "list", "--limit"],
     ["dead", "list", "--limit", "0"],
     ["dead", "list", "--limit", "x"],
