@@ -2079,24 +2079,30 @@ class DeadTest(CliCase):
     def test_list_while_jobs_die(self):
         """dead list reads a page at a time; entries that land at the head meanwhile (a fleet
         keeps failing jobs while a long list prints) move the older ones down, and are not
-        listed again from the next page."""
+        listed again from the next page: one entry (the last one listed is the next page's
+        first), a few, or a whole page (the next page holds only entries listed already)."""
         pad = "p" * 100_000  # each line more than a pipe holds: pixq waits for the reader
-        for i in range(100):
-            self.redis.lpush(self.key("dead"), json.dumps({
-                "job": "{}", "job_id": "old-%d" % i, "error": pad, "attempts": 1,
-                "failed_at": 1700000000000 + i}))
-        proc = subprocess.Popen([CONFIG.pixq, "dead", "list", "--json"], env=self.cli_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.addCleanup(proc.kill)
-        first = json.loads(proc.stdout.readline())["job_id"]  # the first page has been read
-        for i in range(5):
-            self.redis.lpush(self.key("dead"), json.dumps({
-                "job": "{}", "job_id": "new-%d" % i, "error": "E", "attempts": 1,
-                "failed_at": 1800000000000 + i}))
-        rest = [json.loads(line)["job_id"] for line in proc.stdout]
-        self.assertEqual(proc.wait(scaled(30)), 0, proc.stderr.read())
-        proc.stderr.close()
-        self.assertEqual([first] + rest, ["old-%d" % i for i in range(99, -1, -1)])
+        for landed in (1, 5, 32):
+            with self.subTest(landed=landed):
+                self.redis.delete(self.key("dead"))
+                for i in range(100):
+                    self.redis.lpush(self.key("dead"), json.dumps({
+                        "job": "{}", "job_id": "old-%d" % i, "error": pad, "attempts": 1,
+                        "failed_at": 1700000000000 + i}))
+                proc = subprocess.Popen([CONFIG.pixq, "dead", "list", "--json"],
+                                        env=self.cli_env(), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+                self.addCleanup(proc.kill)
+                first = json.loads(proc.stdout.readline())["job_id"]  # the first page is read
+                for i in range(landed):
+                    self.redis.lpush(self.key("dead"), json.dumps({
+                        "job": "{}", "job_id": "new-%d" % i, "error": "E", "attempts": 1,
+                        "failed_at": 1800000000000 + i}))
+                rest = [json.loads(line)["job_id"] for line in proc.stdout]
+                self.assertEqual(proc.wait(scaled(30)), 0, proc.stderr.read())
+                proc.stdout.close()
+                proc.stderr.close()
+                self.assertEqual([first] + rest, ["old-%d" % i for i in range(99, -1, -1)])
 
     def test_list_json_of_entries_that_are_not_entries(self):
         """Every line of dead list --json is one JSON object, also for an entry that is not JSON
