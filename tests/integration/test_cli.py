@@ -2104,6 +2104,20 @@ class DeadTest(CliCase):
                 proc.stderr.close()
                 self.assertEqual([first] + rest, ["old-%d" % i for i in range(99, -1, -1)])
 
+    def test_list_limit_across_pages(self):
+        """--limit N lists the newest N entries, read a page (32) at a time: N within a page,
+        at its end, just past it, and more than the list holds (all of it, default 100)."""
+        for i in range(70):
+            self.redis.lpush(self.key("dead"), json.dumps({
+                "job": "{}", "job_id": "l-%d" % i, "error": "E", "attempts": 1,
+                "failed_at": 1700000000000 + i}))
+        for limit in (1, 2, 31, 32, 33, 64, 65, 69, 70, 71, None):
+            with self.subTest(limit=limit):
+                args = ("--limit", str(limit)) if limit is not None else ()
+                out = self.pixq_ok("dead", "list", "--json", *args)
+                self.assertEqual([json.loads(line)["job_id"] for line in out.splitlines()],
+                                 ["l-%d" % i for i in range(69, 69 - min(limit or 100, 70), -1)])
+
     def test_list_json_of_entries_that_are_not_entries(self):
         """Every line of dead list --json is one JSON object, also for an entry that is not JSON
         (its text, line feeds and all, as a string: a line of it cannot pass for an entry) or is
