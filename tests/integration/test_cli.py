@@ -2055,6 +2055,57 @@ class DeadTest(CliCase):
                          "to write.\n")  # nothing went back: the reason alone
         self.assertEqual(self.redis.llen(self.key("dead")), 40)
 
+    def test_purge_across_pages(self):
+        """purge JOB_ID and --no-id read the list a page (32) at a time and remove what they
+        find: every match on every page, none of the other entries, however many were removed
+        before them (the entries after a removed one move up)."""
+        for i in range(40):
+            self.redis.rpush(self.key("dead"), json.dumps({"job": "{not json", "error": "E%d" % i}),
+                             json.dumps({"job": "{}", "job_id": "pa-%d" % (i % 20), "error": "E",
+                                         "attempts": 1, "failed_at": 1700000000000 + i}))
+        self.assertEqual(self.pixq_ok("dead", "purge", "--no-id").strip(),
+                         "40 dead job(s) purged from pixq:{default}:dead")
+        self.assertEqual(self.dead_ids(), ["pa-%d" % (i % 20) for i in range(40)])
+        self.assertEqual(self.pixq_ok("dead", "purge", "pa-7").strip(),  # twice in the list
+                         "2 dead job(s) purged from pixq:{default}:dead")
+        self.assertEqual(self.dead_ids(), ["pa-%d" % (i % 20) for i in range(40) if i % 20 != 7])
+
+    def test_purge_failing_says_so(self):
+        """dead purge exits 1 with Redis's reason, and prints no count, when Redis refuses the
+        writes (purge, purge all, JOB_ID, --no-id) or the connection is cut before an LREM."""
+        for i in range(40):
+            self.redis.lpush(self.key("dead"), json.dumps({
+                "job": "{}", "job_id": "pf-%d" % i, "error": "E", "attempts": 1,
+                "failed_at": 1700000000000 + i}))
+        self.redis.lpush(self.key("dead"), json.dumps({"job": "{not json", "error": "E"}))
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")  # refuses writes
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "min-replicas-to-write", "0")
+        for args in ((), ("all",), ("pf-3",), ("--no-id",)):
+            with self.subTest(args=args):
+                r = self.run_pixq("dead", "purge", *args)
+                self.assertEqual((r.returncode, r.stdout, r.stderr),
+                                 (1, "", "pixq: dead purge: redis: NOREPLICAS Not enough good "
+                                  "replicas to write.\n"))
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
+        self.assertEqual(self.redis.llen(self.key("dead")), 41)
+
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        proxy.cut_before(b"LREM")
+        r = self.run_pixq("dead", "purge", "pf-3", env={"PIXQ_REDIS_URL": proxy.redis_url()})
+        self.assertTrue(proxy.tripped.is_set())
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: dead purge: redis: .+\n$")
+        self.assertEqual(self.redis.llen(self.key("dead")), 41)
+        # an entry without an id on each of the two pages: the failure stops the purge there,
+        # not after it went on through the rest of the list
+        self.redis.rpush(self.key("dead"), json.dumps({"job": "{not json", "error": "E2"}))
+        proxy.cut_before(b"LREM")
+        r = self.run_pixq("dead", "purge", "--no-id", env={"PIXQ_REDIS_URL": proxy.redis_url()})
+        self.assertTrue(proxy.tripped.is_set())
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertEqual(self.redis.llen(self.key("dead")), 42)
+
     def test_list_shows_what_a_job_wrote_escaped(self):
         """A job's URL is quoted in its error; in the text listing its control characters are
         escaped: no terminal sequence reaches the screen and no line of the job's own appears
