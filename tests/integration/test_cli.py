@@ -2328,6 +2328,13 @@ class DeadQueuesTest(CliCase):
         rc, out = self.pixq_q("dead", "purge", "--", "all")
         self.assertEqual((rc, out.splitlines()),
                          (0, [purged % (1, "urgent"), purged % (2, "default")]))
+        # --no-id is purge's: for retry it is a job id, as any other word
+        self.redis.lpush("pixq:{default}:dead", self.dead_entry("--no-id", 1700000006000, "E"))
+        self.redis.lpush("pixq:{urgent}:dead", json.dumps({"job": "{not json", "error": "E"}))
+        rc, out = self.pixq_q("dead", "retry", "--no-id")
+        self.assertEqual((rc, out.splitlines()),
+                         (0, [put_back % (0, "urgent"), put_back % (1, "default")]))
+        self.assertEqual((ids("urgent"), ids("default")), ([None], []))
 
     def test_entries_without_a_time_keep_their_place(self):
         """An entry that does not say when it failed (not JSON, or without failed_at) is taken
@@ -3228,6 +3235,24 @@ class BadArgumentsTest(unittest.TestCase):
                 self.assertRegex(r.stderr, r"^pixq: \S.*\n$")
                 self.assertIn("usage", r.stderr)
                 self.assertEqual(r.stdout, "", args)
+
+    def test_dead_usage_errors_say_why(self):
+        for args, reason in (
+                ([], "list, retry or purge expected"),
+                (["frob"], "unknown subcommand 'frob'"),
+                (["retry"], "retry takes one argument: all or a JOB_ID"),
+                (["retry", "a", "b"], "retry takes one argument: all or a JOB_ID"),
+                (["purge", "a", "b"], "purge takes at most one argument: all, a JOB_ID or --no-id"),
+                (["retry", "--"], "retry -- takes one JOB_ID after it"),
+                (["purge", "--"], "purge -- takes one JOB_ID after it"),
+                (["purge", "--", "a", "b"], "purge -- takes one JOB_ID after it"),
+                (["list", "--limit", "0"], "--limit takes 1 to 1000000 entries"),
+                (["list", "--limit"], "--limit takes 1 to 1000000 entries"),
+                (["list", "--frob"], "unknown argument '--frob' for list")):
+            with self.subTest(args=args):
+                r = self.run_cli(["dead", *args])
+                self.assertEqual((r.returncode, r.stdout, r.stderr),
+                                 (2, "", "pixq: dead: %s (usage: pixq dead --help)\n" % reason))
 
     def test_help_of_every_command_exits_0(self):
         for cmd, words in COMMANDS_HELP.items():
