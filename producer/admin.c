@@ -362,7 +362,8 @@ static bool dead_entry_of(const redisReply *el, const char *job_id)
 }
 
 /* Removes the dead entries of job `job_id` (NULL: those without an id, dead_entry_of()) from
- * list `key`, read a page at a time; returns how many. */
+ * list `key`, read a page at a time, until the end or the first command that fails (the reason in
+ * `e`: the next would reconnect and go on, after a failure reported as such); returns how many. */
 static long long purge_one(struct admin *a, const char *key, const char *job_id, struct err *e)
 {
     long long n = 0;
@@ -371,7 +372,7 @@ static long long purge_one(struct admin *a, const char *key, const char *job_id,
         redisReply *r = rq_command(a->rq, e, "LRANGE %s %ld %ld", key, from, from + DEAD_PAGE - 1);
         size_t got = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
         long removed = 0;
-        for (size_t i = 0; i < got; i++) {
+        for (size_t i = 0; i < got && e->msg[0] == '\0'; i++) {
             const redisReply *el = r->element[i];
             if (dead_entry_of(el, job_id)) {
                 redisReply *x = rq_command(a->rq, e, "LREM %s 1 %b", key, el->str, el->len);
@@ -396,7 +397,8 @@ struct purge_what {
     bool no_id;
 };
 
-/* Removes the dead entries of queue `q` that `w` names. Returns how many. */
+/* Removes the dead entries of queue `q` that `w` names. Returns how many (the reason in `e` if a
+ * command failed). */
 static long long purge_queue(struct admin *a, const char *q, const struct purge_what *w,
                              struct err *e)
 {
@@ -406,7 +408,10 @@ static long long purge_queue(struct admin *a, const char *q, const struct purge_
         return purge_one(a, key, w->job_id, e);
     }
     redisReply *r = rq_command(a->rq, e, "LLEN %s", key);
-    long long n = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    if (r == NULL) {
+        return 0; /* not dropped: the purge stops here, failed (the DEL would reconnect) */
+    }
+    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
     freeReplyObject(rq_command(a->rq, e, "DEL %s", key));
     return n;

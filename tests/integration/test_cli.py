@@ -2070,6 +2070,20 @@ class DeadTest(CliCase):
                          "2 dead job(s) purged from pixq:{default}:dead")
         self.assertEqual(self.dead_ids(), ["pa-%d" % (i % 20) for i in range(40) if i % 20 != 7])
 
+    def test_ids_of_one_character_and_none(self):
+        """A job id of one character is an id (listed, retried, purged by name, kept by
+        --no-id); an empty one is none."""
+        self.redis.lpush(self.key("dead"), json.dumps({
+            "job": "{}", "job_id": "q", "error": "E", "attempts": 1, "failed_at": 1700000000000}))
+        self.redis.lpush(self.key("dead"), json.dumps({"job": "{}", "job_id": "", "error": "E"}))
+        self.assertEqual([line.split()[0] for line in self.pixq_ok("dead", "list").splitlines()],
+                         ["(no", "q"])
+        self.assertEqual(self.pixq_ok("dead", "purge", "--no-id").strip(),
+                         "1 dead job(s) purged from pixq:{default}:dead")
+        self.assertEqual(self.dead_ids(), ["q"])
+        self.assertEqual(self.pixq_ok("dead", "purge", "q").strip(),
+                         "1 dead job(s) purged from pixq:{default}:dead")
+
     def test_purge_failing_says_so(self):
         """dead purge exits 1 with Redis's reason, and prints no count, when Redis refuses the
         writes (purge, purge all, JOB_ID, --no-id) or the connection is cut before an LREM."""
@@ -2097,14 +2111,21 @@ class DeadTest(CliCase):
         self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
         self.assertRegex(r.stderr, r"^pixq: dead purge: redis: .+\n$")
         self.assertEqual(self.redis.llen(self.key("dead")), 41)
-        # an entry without an id on each of the two pages: the failure stops the purge there,
-        # not after it went on through the rest of the list
+        proxy.cut_before(b"LLEN")  # purge all counts the entries first
+        r = self.run_pixq("dead", "purge", env={"PIXQ_REDIS_URL": proxy.redis_url()})
+        self.assertTrue(proxy.tripped.is_set())
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: dead purge: redis: .+\n$")
+        self.assertEqual(self.redis.llen(self.key("dead")), 41)
+        # entries without an id at the head, and on the next page: the failure stops the purge
+        # at the first one (it does not go on through the rest of the list, reconnected)
+        self.redis.lpush(self.key("dead"), json.dumps({"job": "{not json", "error": "E1"}))
         self.redis.rpush(self.key("dead"), json.dumps({"job": "{not json", "error": "E2"}))
         proxy.cut_before(b"LREM")
         r = self.run_pixq("dead", "purge", "--no-id", env={"PIXQ_REDIS_URL": proxy.redis_url()})
         self.assertTrue(proxy.tripped.is_set())
         self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
-        self.assertEqual(self.redis.llen(self.key("dead")), 42)
+        self.assertEqual(self.redis.llen(self.key("dead")), 43)
 
     def test_list_shows_what_a_job_wrote_escaped(self):
         """A job's URL is quoted in its error; in the text listing its control characters are
