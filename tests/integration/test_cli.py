@@ -2111,6 +2111,11 @@ class DeadTest(CliCase):
         self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
         self.assertRegex(r.stderr, r"^pixq: dead purge: redis: .+\n$")
         self.assertEqual(self.redis.llen(self.key("dead")), 41)
+        proxy.cut_before(b"LRANGE")  # purge JOB_ID reads the list a page at a time
+        r = self.run_pixq("dead", "purge", "pf-3", env={"PIXQ_REDIS_URL": proxy.redis_url()})
+        self.assertTrue(proxy.tripped.is_set())
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: dead purge: redis: .+\n$")
         proxy.cut_before(b"LLEN")  # purge all counts the entries first
         r = self.run_pixq("dead", "purge", env={"PIXQ_REDIS_URL": proxy.redis_url()})
         self.assertTrue(proxy.tripped.is_set())
@@ -3268,6 +3273,7 @@ class BadArgumentsTest(unittest.TestCase):
                 (["purge", "--"], "purge -- takes one JOB_ID after it"),
                 (["purge", "--", "a", "b"], "purge -- takes one JOB_ID after it"),
                 (["list", "--limit", "0"], "--limit takes 1 to 1000000 entries"),
+                (["list", "--limit", "1000001"], "--limit takes 1 to 1000000 entries"),
                 (["list", "--limit"], "--limit takes 1 to 1000000 entries"),
                 (["list", "--frob"], "unknown argument '--frob' for list")):
             with self.subTest(args=args):
