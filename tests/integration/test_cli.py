@@ -2005,6 +2005,34 @@ class DeadTest(CliCase):
         per_job = sorted(pb.job_id for pb in self.postbacks.postbacks)
         self.assertEqual(per_job, ["d1", "d2", "d2", "d3", "d3", "p1", "p2"])
 
+    def test_retry_posts_the_same_outcome_again(self):
+        """A dead job retried before its cause is fixed fails the same way again, and its
+        postback is sent again: dead retry forgets the "posted" claim of the run before, which
+        holds the digest of that same postback (a worker would take it as delivered already).
+        By id (the newest entry, first of the window) and all."""
+        self.start_worker()
+        for i in ("same-1", "same-2"):
+            self.push(self.job(i, "/never.png"))
+            self.postbacks.wait_for_postbacks(1 if i == "same-1" else 2, scaled(30),
+                                              check=self.check_workers)
+            self.wait_until(lambda: self.redis.execute("HGET", self.key("job:" + i), "posted"),
+                            10, "%s's postback recorded" % i)
+        self.wait_until(lambda: len(self.dead_ids()) == 2, 10, "2 dead entries")
+        self.assertEqual(self.dead_ids(), ["same-2", "same-1"])
+
+        self.assertEqual(self.pixq_ok("dead", "retry", "same-2").strip(),
+                         "1 job(s) put back on pixq:{default}:jobs")
+        self.postbacks.wait_for_postbacks(3, scaled(30), check=self.check_workers)
+        self.wait_until(lambda: len(self.dead_ids()) == 2, 10, "same-2 dead again")
+        self.assertEqual(self.pixq_ok("dead", "retry", "all").strip(),
+                         "2 job(s) put back on pixq:{default}:jobs")
+        self.postbacks.wait_for_postbacks(5, scaled(30), check=self.check_workers)
+        self.wait_until(lambda: len(self.dead_ids()) == 2, 10, "both dead again")
+        per_job = sorted(pb.job_id for pb in self.postbacks.postbacks)
+        self.assertEqual(per_job, ["same-1", "same-1", "same-2", "same-2", "same-2"])
+        bodies = {pb.body for pb in self.postbacks.postbacks if pb.job_id == "same-2"}
+        self.assertEqual(len(bodies), 1)  # the same postback each time
+
     def test_retry_all_failing_part_way_says_how_many_went_back(self):
         """dead retry all goes a window of 32 entries at a time; when Redis fails part-way, pixq
         says how many jobs went back before the failure, and exits 1: the connection cut before
