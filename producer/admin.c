@@ -362,8 +362,9 @@ static bool dead_entry_of(const redisReply *el, const char *job_id)
 }
 
 /* Removes the dead entries of job `job_id` (NULL: those without an id, dead_entry_of()) from
- * list `key`, read a page at a time, until the end or the first command that fails (the reason in
- * `e`: the next would reconnect and go on, after a failure reported as such); returns how many. */
+ * list `key`, read a page at a time, until the end of the list or the first command that fails
+ * (the reason in `e`: a command after it would reconnect and go on with a purge reported as
+ * failed). Returns how many. */
 static long long purge_one(struct admin *a, const char *key, const char *job_id, struct err *e)
 {
     long long n = 0;
@@ -409,7 +410,7 @@ static long long purge_queue(struct admin *a, const char *q, const struct purge_
     }
     redisReply *r = rq_command(a->rq, e, "LLEN %s", key);
     if (r == NULL) {
-        return 0; /* not dropped: the purge stops here, failed (the DEL would reconnect) */
+        return 0; /* stop: a DEL would reconnect and drop what a failed purge did not count */
     }
     long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
