@@ -2016,18 +2016,18 @@ class DeadTest(CliCase):
             self.postbacks.wait_for_postbacks(1 if i == "same-1" else 2, scaled(30),
                                               check=self.check_workers)
             self.wait_until(lambda: self.redis.execute("HGET", self.key("job:" + i), "posted"),
-                            10, "%s's postback recorded" % i)
-        self.wait_until(lambda: len(self.dead_ids()) == 2, 10, "2 dead entries")
+                            scaled(30), "%s's postback recorded" % i)
+        self.wait_until(lambda: len(self.dead_ids()) == 2, scaled(30), "2 dead entries")
         self.assertEqual(self.dead_ids(), ["same-2", "same-1"])
 
         self.assertEqual(self.pixq_ok("dead", "retry", "same-2").strip(),
                          "1 job(s) put back on pixq:{default}:jobs")
         self.postbacks.wait_for_postbacks(3, scaled(30), check=self.check_workers)
-        self.wait_until(lambda: len(self.dead_ids()) == 2, 10, "same-2 dead again")
+        self.wait_until(lambda: len(self.dead_ids()) == 2, scaled(30), "same-2 dead again")
         self.assertEqual(self.pixq_ok("dead", "retry", "all").strip(),
                          "2 job(s) put back on pixq:{default}:jobs")
         self.postbacks.wait_for_postbacks(5, scaled(30), check=self.check_workers)
-        self.wait_until(lambda: len(self.dead_ids()) == 2, 10, "both dead again")
+        self.wait_until(lambda: len(self.dead_ids()) == 2, scaled(30), "both dead again")
         per_job = sorted(pb.job_id for pb in self.postbacks.postbacks)
         self.assertEqual(per_job, ["same-1", "same-1", "same-2", "same-2", "same-2"])
         bodies = {pb.body for pb in self.postbacks.postbacks if pb.job_id == "same-2"}
