@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
@@ -21,6 +22,7 @@
 #include "job.h"
 #include "log.h"
 #include "source.h"
+#include "tmpdir.h"
 
 #define FUZZ_MAX_PIXELS 1000000L
 #define FUZZ_THUMB_SIDE 32 /* the resize's box, pixels */
@@ -86,6 +88,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (img_start(&c, &e) < 0) {
         __builtin_trap(); /* the guard itself failed: nothing to fuzz */
     }
+    /* libFuzzer ends a run with exit(): the temporary directory img_start() made goes with it
+     * (it stayed behind, empty, after every run of scripts/fuzz) */
+    atexit(tmpdir_finish);
     return 0;
 }
 
