@@ -85,6 +85,12 @@ class CliCase(PixqTestCase):
     def counters(self):
         return {k: int(v) for k, v in self.redis.hgetall(self.key("stats")).items()}
 
+    def command_calls(self, *commands):
+        """How many times Redis ran each command since its counts were reset (0: not once)."""
+        stats = self.redis.execute("INFO", "commandstats")
+        return [int(m.group(1)) if m else 0
+                for m in (re.search(r"cmdstat_%s:calls=(\d+)" % c, stats) for c in commands)]
+
     def start_cli(self, *args, **env):
         """pixq [args] started, its stdout and stderr piped (killed at the cleanup)."""
         proc = subprocess.Popen([CONFIG.pixq, *args], env=self.cli_env(**env), text=True,
@@ -532,8 +538,7 @@ class SubmitTest(CliCase):
         ids = self.pixq_ok("submit", str(path)).split()
         self.assertEqual(ids, ["many-%d" % i for i in range(10000)])
         self.assertEqual([j["job_id"] for j in self.queued()], ids)
-        m = re.search(r"cmdstat_lpush:calls=(\d+)", self.redis.execute("INFO", "commandstats"))
-        self.assertEqual(int(m.group(1)), 2)
+        self.assertEqual(self.command_calls("lpush"), [2])
 
     def test_null_is_valid_json_of_another_kind(self):
         """null is JSON, not a job: refused as "job must be a JSON object" (a single document, a
@@ -989,9 +994,7 @@ class WaitTest(CliCase):
         out = self.tmp / "many.out"
 
         def lindex_calls():
-            info = self.redis.execute("INFO", "commandstats")
-            m = re.search(r"cmdstat_lindex:calls=(\d+)", info)
-            return int(m.group(1)) if m else 0
+            return self.command_calls("lindex")[0]
 
         before = lindex_calls()
         # no worker: no job has a result but the one written below; the deadline is 1 s after
@@ -1136,10 +1139,8 @@ class RedisRestartTest(CliCase):
         self.redis.execute("CONFIG", "RESETSTAT")
         proc = self.start_cli("job", "wait-restart", "--wait", "--json")
 
-        def zscans():
-            m = re.search(r"cmdstat_zscan:calls=(\d+)", self.redis.execute("INFO", "commandstats"))
-            return int(m.group(1)) if m else 0
-        self.wait_until(lambda: zscans() >= 2, 20, "pixq job to search again")
+        self.wait_until(lambda: self.command_calls("zscan")[0] >= 2, 20,
+                        "pixq job to search again")
         self.redis.close()
         self.redis_server.restart(down_seconds=1.5)
         self.src.release()  # the job finishes once Redis is back
@@ -3150,12 +3151,6 @@ class JobTest(CliCase):
         self.redis.delete("pixq:{urgent}:jobs")
         r = self.run_pixq("job", "wo-two", "--wait", "--timeout", "1", env=both)
         self.assertEqual((r.returncode, r.stderr), (0, ""))
-
-    def command_calls(self, *commands):
-        """How many times Redis ran each command since its counts were reset (each must
-        have run)."""
-        stats = self.redis.execute("INFO", "commandstats")
-        return [int(re.search(r"cmdstat_%s:calls=(\d+)" % c, stats).group(1)) for c in commands]
 
     def test_wait_searches_less_and_less_often(self):
         """--wait searches again after 100 ms, then twice as long each time up to 1 s, and its
