@@ -45,13 +45,16 @@ static int open_admin(const struct cfg *cfg, struct admin *a, const char *cmd)
 struct dead_cursor {
     struct rq *rq;
     const char *queue;
-    char key[RQ_KEY_MAX]; /* pixq:{Q}:dead, newest first */
-    long wanted;          /* entries still to read (--limit) */
-    long from;            /* index in the list of the next page */
-    redisReply *r;        /* the page being read */
-    size_t next;          /* index of `head` in r */
-    json_object *head;    /* r->element[next] parsed (NULL if it is not JSON); owned */
-    long long failed_at;  /* head's, ms */
+    char key[RQ_KEY_MAX];   /* pixq:{Q}:dead, newest first */
+    long wanted;            /* entries still to read (--limit) */
+    char stats[RQ_KEY_MAX]; /* pixq:{Q}:stats */
+    long from;              /* index in the list of the entry after the page */
+    redisReply *r;          /* the page being read */
+    long asked;             /* entries r was read for (fewer: the list ended) */
+    long long pushed;       /* the entries ever pushed on the list (stats "dead") as r was read */
+    size_t next;            /* index of `head` in r */
+    json_object *head;      /* r->element[next] parsed (NULL if it is not JSON); owned */
+    long long failed_at;    /* head's, ms */
 };
 
 static bool dead_cursor_done(const struct dead_cursor *c)
@@ -59,21 +62,123 @@ static bool dead_cursor_done(const struct dead_cursor *c)
     return c->r == NULL || c->r->type != REDIS_REPLY_ARRAY || c->next >= c->r->elements;
 }
 
-/* How many entries at the start of page `r` were on page `prev` already: dead entries that
- * workers pushed at the head of the list while the previous pages were printed moved the older
- * ones down, and the next page starts that many entries early. Found as the last entry of
- * `prev` (0 if it is not there: it was retried or purged meanwhile). */
-static size_t dead_page_seen(const redisReply *prev, const redisReply *r)
+/* Reads of the page after another one while entries keep landing at the head of the list */
+#define DEAD_LANDED_READS 3
+
+static bool same_entry(const redisReply *a, const redisReply *b)
 {
-    if (prev == NULL || prev->type != REDIS_REPLY_ARRAY || prev->elements == 0 ||
-        r->type != REDIS_REPLY_ARRAY) {
-        return 0;
+    return a->len == b->len && memcmp(a->str, b->str, a->len) == 0;
+}
+
+/* Reads `n` entries of the list from index `from` into c->r, and in the same MULTI the count of
+ * entries ever pushed on it into c->pushed: the queue's stats "dead", which finish.lua and
+ * reap.lua raise with each push. Between two reads, its rise is how far the entries read before
+ * moved down the list. Returns 0, or -1 (reason in `e`) if Redis failed. */
+static int dead_read(struct dead_cursor *c, long from, long n, struct err *e)
+{
+    char first[24], last[24];
+    snprintf(first, sizeof first, "%ld", from);
+    snprintf(last, sizeof last, "%ld", from + n - 1);
+    const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
+    const char *hget[] = {"HGET", c->stats, "dead"};
+    const char *lrange[] = {"LRANGE", c->key, first, last};
+    const struct rq_cmd cmds[] = {
+        {1, multi, NULL}, {3, hget, NULL}, {4, lrange, NULL}, {1, exec, NULL}};
+    redisReply *rep[4] = {NULL};
+    int rc = rq_pipeline(c->rq, 4, cmds, rep, e);
+    redisReply *x = rep[3];
+    if (rc == 0 && (x->type != REDIS_REPLY_ARRAY || x->elements != 2)) {
+        rc = err_set(e, "redis: EXEC gave no page of %s", c->key);
+    } else if (rc == 0 && x->element[1]->type == REDIS_REPLY_ERROR) {
+        rc = err_set(e, "redis: %s", x->element[1]->str); /* WRONGTYPE */
     }
-    const redisReply *last = prev->element[prev->elements - 1];
-    for (size_t j = r->elements; j > 0; j--) {
-        const redisReply *el = r->element[j - 1];
-        if (el->len == last->len && memcmp(el->str, last->str, el->len) == 0) {
-            return j;
+    if (rc == 0) {
+        const redisReply *count = x->element[0];
+        c->pushed = count->type == REDIS_REPLY_STRING ? strtoll(count->str, NULL, 10) : 0;
+        c->r = x->element[1];
+        x->element[1] = NULL; /* c's now */
+        c->asked = n;
+        c->from = from + (c->r->type == REDIS_REPLY_ARRAY ? (long)c->r->elements : 0);
+        c->next = 0;
+    }
+    for (size_t i = 0; i < 4; i++) {
+        freeReplyObject(rep[i]);
+    }
+    return rc;
+}
+
+/* Where the newest entry of page `prev` still in the list is now (`*anchor`), found by its
+ * text (LPOS): for when the entries read before moved otherwise than by pushes at the head (a
+ * retry or purge of entries listed already moved them up, an entry pushed without its count).
+ * LPOS gives every copy of an entry: the first at or past where the entry was is taken, else
+ * the last before. `end` is where the entry after `prev` was. Returns the index (`end`, and
+ * `*anchor` NULL, if no entry of `prev` is left), or -1 (reason in `e`) if Redis failed. */
+static long dead_find(const struct dead_cursor *c, const redisReply *prev, long end,
+                      const redisReply **anchor, struct err *e)
+{
+    *anchor = NULL;
+    for (size_t j = prev->elements; j > 0; j--) {
+        const redisReply *el = prev->element[j - 1];
+        long was = end - (long)(prev->elements - j) - 1;
+        redisReply *r = rq_command(c->rq, e, "LPOS %s %b COUNT 0", c->key, el->str, el->len);
+        if (r == NULL) {
+            return -1;
+        }
+        long at = -1;
+        for (size_t k = 0; r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
+            at = (long)r->element[k]->integer;
+            if (at >= was) {
+                break;
+            }
+        }
+        freeReplyObject(r);
+        if (at >= 0) {
+            *anchor = el;
+            return at;
+        }
+    }
+    return end;
+}
+
+/* Reads the `n` entries after page `prev` (an array of at least one entry), which workers may
+ * have moved down the list meanwhile by dying jobs pushed at its head (a fleet failing jobs
+ * while a long list prints into a pager): from prev's last entry, where the count of entries
+ * pushed since says it is now, read again to be sure of it, and skipped with the entries that
+ * landed. When it is not there, it is looked for (dead_find()); the entries that landed
+ * between that look and the read are then skipped as those before the first copy of it on the
+ * page. Returns 0, or -1 (reason in `e`) if Redis failed. */
+static int dead_read_after(struct dead_cursor *c, const redisReply *prev, long n, struct err *e)
+{
+    const redisReply *anchor = prev->element[prev->elements - 1];
+    long end = c->from, was = end - 1; /* where anchor was */
+    long long pushed = c->pushed;
+    long at = was;
+    for (int tries = 0; tries < DEAD_LANDED_READS; tries++) {
+        if (dead_read(c, at, n + 1, e) < 0) {
+            return -1;
+        }
+        long long landed = c->pushed - pushed;
+        long got = (long)c->r->elements; /* an array: dead_read() took no other */
+        long idx = landed >= 0 && landed <= LONG_MAX - was ? was + (long)landed - at : -1;
+        if (idx >= 0 && idx < got && same_entry(c->r->element[idx], anchor)) {
+            c->next = (size_t)idx + 1;
+            return 0;
+        }
+        freeReplyObject(c->r);
+        c->r = NULL;
+        if (idx < got || got < n + 1) {
+            break; /* not where the count says */
+        }
+        at = was + (long)landed;
+    }
+    long from = dead_find(c, prev, end, &anchor, e);
+    if (from < 0 || dead_read(c, from, n + (anchor != NULL), e) < 0) {
+        return -1;
+    }
+    for (size_t j = 0; anchor != NULL && j < c->r->elements; j++) {
+        if (same_entry(c->r->element[j], anchor)) {
+            c->next = j + 1;
+            break;
         }
     }
     return 0;
@@ -88,17 +193,17 @@ static int dead_cursor_at(struct dead_cursor *c, size_t i, struct err *e)
     c->next = i;
     while (dead_cursor_done(c) && c->wanted > 0) {
         long n = c->wanted < DEAD_PAGE ? c->wanted : DEAD_PAGE;
-        redisReply *prev = c->r; /* kept until the next page is seen */
-        c->r = rq_command(c->rq, e, "LRANGE %s %ld %ld", c->key, c->from, c->from + n - 1);
-        if (c->r == NULL) {
-            freeReplyObject(prev);
+        redisReply *prev = c->r; /* kept until the next page is read */
+        c->r = NULL;
+        int rc = prev != NULL && prev->type == REDIS_REPLY_ARRAY && prev->elements > 0
+                     ? dead_read_after(c, prev, n, e)
+                     : dead_read(c, c->from, n, e);
+        freeReplyObject(prev);
+        if (rc < 0) {
             return -1;
         }
-        size_t got = c->r->type == REDIS_REPLY_ARRAY ? c->r->elements : 0;
-        c->from += (long)got;
-        c->next = dead_page_seen(prev, c->r);
-        c->wanted = got < (size_t)n ? 0 : c->wanted - (long)(got - c->next);
-        freeReplyObject(prev);
+        long got = c->r->type == REDIS_REPLY_ARRAY ? (long)c->r->elements : 0;
+        c->wanted = got < c->asked ? 0 : c->wanted - (got - (long)c->next);
     }
     if (!dead_cursor_done(c)) {
         c->head = json_tokener_parse(c->r->element[c->next]->str);
@@ -191,6 +296,7 @@ static int dead_list(struct admin *a, long limit, bool json)
         c[i].wanted = limit;
         c[i].failed_at = LLONG_MAX; /* until an entry says when */
         rq_key(c[i].key, sizeof c[i].key, a->qs.name[i], "dead");
+        rq_key(c[i].stats, sizeof c[i].stats, a->qs.name[i], "stats");
         rc = dead_cursor_at(&c[i], 0, &e) == 0 ? CLI_OK : cli_fail("%s", e.msg);
     }
     struct dead_cursor *next;

@@ -2184,31 +2184,126 @@ class DeadTest(CliCase):
 
     def test_list_while_jobs_die(self):
         """dead list reads a page at a time; entries that land at the head meanwhile (a fleet
-        keeps failing jobs while a long list prints) move the older ones down, and are not
-        listed again from the next page: one entry (the last one listed is the next page's
-        first), a few, or a whole page (the next page holds only entries listed already)."""
+        keeps failing jobs while a long list prints into a pager) move the older ones down, and
+        are not listed again from the next page: one entry, a few, a whole page (32) or more.
+        Pushed as workers push them, with the queue's count of dead jobs raised in the same
+        step, they are skipped by that count (no look for the last entry read: no LPOS); pushed
+        without it (redis-cli), by a look. Entries retried or purged meanwhile move the others
+        up, and none is skipped: one listed already, the last of the page printed (the next
+        page starts after the newest one left), either with entries landing too."""
         pad = "p" * 100_000  # each line more than a pipe holds: pixq waits for the reader
-        for landed in (1, 5, 32):
-            with self.subTest(landed=landed):
-                self.redis.delete(self.key("dead"))
+        cases = [(landed, (), True) for landed in (1, 5, 32, 33, 100)]
+        cases += [(landed, (), False) for landed in (1, 5, 32, 33, 100)]
+        cases += [(0, (99,), False), (0, (68,), False), (0, (68, 69, 70), False),
+                  (40, (99, 68), True), (40, (99, 68), False), (3, (68, 98), False)]
+        for landed, gone, counted in cases:
+            with self.subTest(landed=landed, gone=gone, counted=counted):
+                self.redis.delete(self.key("dead"), self.key("stats"))
                 for i in range(100):
                     self.redis.lpush(self.key("dead"), json.dumps({
                         "job": "{}", "job_id": "old-%d" % i, "error": pad, "attempts": 1,
                         "failed_at": 1700000000000 + i}))
+                self.redis.execute("HSET", self.key("stats"), "dead", 100)
+                entries = self.redis.lrange(self.key("dead"), 0, -1)
+                self.redis.execute("CONFIG", "RESETSTAT")
                 proc = subprocess.Popen([CONFIG.pixq, "dead", "list", "--json"],
                                         env=self.cli_env(), stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
                 self.addCleanup(proc.kill)
                 first = json.loads(proc.stdout.readline())["job_id"]  # the first page is read
+                for i in gone:
+                    self.assertEqual(
+                        self.redis.execute("LREM", self.key("dead"), 1, entries[99 - i]), 1)
                 for i in range(landed):
-                    self.redis.lpush(self.key("dead"), json.dumps({
-                        "job": "{}", "job_id": "new-%d" % i, "error": "E", "attempts": 1,
-                        "failed_at": 1800000000000 + i}))
+                    entry = json.dumps({"job": "{}", "job_id": "new-%d" % i, "error": "E",
+                                        "attempts": 1, "failed_at": 1800000000000 + i})
+                    if counted:  # as finish.lua pushes it
+                        self.redis.execute("EVAL", "redis.call('LPUSH', KEYS[1], ARGV[1]) "
+                                           "redis.call('HINCRBY', KEYS[2], 'dead', 1)", 2,
+                                           self.key("dead"), self.key("stats"), entry)
+                    else:
+                        self.redis.lpush(self.key("dead"), entry)
                 rest = [json.loads(line)["job_id"] for line in proc.stdout]
                 self.assertEqual(proc.wait(scaled(30)), 0, proc.stderr.read())
                 proc.stdout.close()
                 proc.stderr.close()
                 self.assertEqual([first] + rest, ["old-%d" % i for i in range(99, -1, -1)])
+                if counted and not gone:
+                    self.assertEqual(self.command_calls("lpos"), [0])
+
+    def test_list_entries_landing_as_a_moved_page_is_read(self):
+        """When the last entry read moved otherwise than by the entries counted as pushed (an
+        entry listed already was retried), pixq looks for it (LPOS) and reads the page after
+        it; entries that land between that look and that read are skipped as those before it
+        on the page read."""
+        pad = "p" * 100_000  # each line more than a pipe holds: pixq waits for the reader
+        for landed in (0, 1, 5):
+            with self.subTest(landed=landed):
+                self.redis.delete(self.key("dead"), self.key("stats"))
+                for i in range(70):
+                    self.redis.lpush(self.key("dead"), json.dumps({
+                        "job": "{}", "job_id": "old-%d" % i, "error": pad, "attempts": 1,
+                        "failed_at": 1700000000000 + i}))
+                entries = self.redis.lrange(self.key("dead"), 0, -1)
+                proxy = harness.TcpProxy(self.redis_server.port)
+                self.addCleanup(proxy.stop)
+                # the page after the look: old-38, the last entry read, is at 30 by then
+                proxy.hold_on(b"\r\n$2\r\n30\r\n$2\r\n62\r\n")
+                proc = self.start_cli("dead", "list", "--json",
+                                      PIXQ_REDIS_URL=proxy.redis_url())
+                lines = [proc.stdout.readline()]  # the first page is read
+                self.assertEqual(
+                    self.redis.execute("LREM", self.key("dead"), 1, entries[0]), 1)
+                t = threading.Thread(target=lambda: lines.extend(proc.stdout))
+                t.start()
+                self.addCleanup(t.join)
+                self.addCleanup(proxy.release)
+                self.assertTrue(proxy.held.wait(scaled(30)), "pixq's read after its look")
+                for i in range(landed):
+                    self.redis.lpush(self.key("dead"), json.dumps({
+                        "job": "{}", "job_id": "new-%d" % i, "error": "E", "attempts": 1,
+                        "failed_at": 1800000000000 + i}))
+                proxy.release()
+                self.assertEqual(proc.wait(scaled(30)), 0, proc.stderr.read())
+                t.join(scaled(30))
+                self.assertEqual([json.loads(line)["job_id"] for line in lines],
+                                 ["old-%d" % i for i in range(69, -1, -1)])
+
+    def test_list_identical_entries_and_entries_landing_at_a_page_read(self):
+        """Identical dead entries (a payload that is no job, failed twice in one millisecond)
+        astride two pages are both listed; entries that land at the head between pixq's look for
+        where the next page starts (LPOS) and its read (LRANGE) are not listed, and no older one
+        is listed twice or skipped."""
+        for landed in (0, 1, 5):
+            with self.subTest(landed=landed):
+                self.redis.delete(self.key("dead"))
+                for i in range(70):
+                    self.redis.lpush(self.key("dead"), json.dumps({
+                        "job": "{}", "job_id": "old-%d" % i if i != 38 else "old-37",
+                        "error": "E", "attempts": 1,
+                        "failed_at": 1700000000000 + (i if i != 38 else 37)}))
+                # the newest first: old-69 at 0 ... old-37 (a copy) at 31 and old-37 at 32
+                proxy = harness.TcpProxy(self.redis_server.port)
+                self.addCleanup(proxy.stop)
+                proxy.hold_on(b"\r\n$2\r\n63\r\n")  # LRANGE's end: the second page's
+                runs = []
+                env = {"PIXQ_REDIS_URL": proxy.redis_url()}
+                t = threading.Thread(target=lambda: runs.append(
+                    self.run_pixq("dead", "list", "--json", env=env)))
+                t.start()
+                self.addCleanup(t.join)
+                self.addCleanup(proxy.release)
+                self.assertTrue(proxy.held.wait(scaled(30)), "pixq's second LRANGE")
+                for i in range(landed):
+                    self.redis.lpush(self.key("dead"), json.dumps({
+                        "job": "{}", "job_id": "new-%d" % i, "error": "E", "attempts": 1,
+                        "failed_at": 1800000000000 + i}))
+                proxy.release()
+                t.join(scaled(60))
+                self.assertEqual(runs[0].returncode, 0, runs[0].stderr)
+                self.assertEqual(
+                    [json.loads(line)["job_id"] for line in runs[0].stdout.splitlines()],
+                    ["old-%d" % (i if i != 38 else 37) for i in range(69, -1, -1)])
 
     def test_list_limit_across_pages(self):
         """--limit N lists the newest N entries, read a page (32) at a time: N within a page,
