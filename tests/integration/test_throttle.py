@@ -2560,6 +2560,27 @@ class LimitCliTest(ThrottleCase):
         self.assertEqual(self.limiter("bkt-h"), {"rate": "16", "burst": "1"})
         r = self.run_pixq("limit", "set", "bkt-h", "2.5e-1", "1")
         self.assertEqual((r.returncode, self.limiter("bkt-h")["rate"]), (0, "0.25"))
+        # every digit of a rate is kept; show gives it to the thousandth, as a JSON number
+        # with three decimals (1.050, not 1.05 or 1.0500000000000000444)
+        for rate, burst, shown in (("1234.5", "1000000", "1234.500"), ("1.05", "0", "1.050"),
+                                   ("0.001", "0", "0.001"), ("1000000", "0", "1000000.000")):
+            r = self.run_pixq("limit", "set", "bkt-h", rate, burst)
+            self.assertEqual((r.returncode, r.stdout),
+                             (0, "bkt-h: %s PUT/s, burst %s (fleet-wide, now)\n" % (rate, burst)))
+            self.assertEqual(self.limiter("bkt-h")["rate"], rate)
+            r = self.run_pixq("limit", "show", "--json")
+            self.assertIn('"bucket":"bkt-h","rate":%s,"burst":%s,' % (shown, burst),
+                          r.stdout.replace(" ", ""))
+        # a key of the limiters' prefix that is no bucket's (no braces) is not one to show
+        self.redis.execute("HSET", "pixq:rl:stray", "rate", "1")
+        self.assertEqual(sorted(self.show()), ["bkt-a", "bkt-h"])
+        # a bucket at the default rate (PIXQ_S3_RATE, 10/s here) with slots taken ahead: an
+        # override records the rate they were planned at, the default, for their re-plan
+        self.redis.execute("HSET", self.rl_key("bkt-p"), "tat",
+                           int(time.time() * 1e6) + 60_000_000)
+        r = self.run_pixq("limit", "set", "bkt-p", "5", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.limiter("bkt-p")["plan"], "10")
         # a reserved backlog: slots taken 2 s ahead
         self.redis.execute("HSET", self.rl_key("bkt-a"), "tat",
                            int(time.time() * 1e6) + 2_000_000)
@@ -2639,12 +2660,18 @@ class LimitCliTest(ThrottleCase):
                ["set", "bkt-a", "5", "2.5"], ["set", "bkt-a", "5", ""], ["set", "bkt-a", "", "2"],
                ["set", "bkt-a", "nan", "2"], ["set", "bkt-a", "inf", "2"],
                ["set", "Bad_Bucket_", "5", "2"], ["set", "bkt-a", "5", "2", "x"], ["reset"],
-               ["reset", "Bad_Bucket_"], ["reset", "a", "b"]]
+               ["reset", "Bad_Bucket_"], ["reset", "bkt-a", "b"], ["set", "bkt-a", "0.0009", "2"],
+               ["set", "bkt-a", "1000000.5", "2"], ["set", "bkt-a", "5", "1000001"]]
         for args in (["limit"] + b for b in bad):
             with self.subTest(args=args):
                 r = self.run_pixq(*args)
                 self.assertEqual(r.returncode, 2, "pixq %s: %r" % (" ".join(args), r.stdout))
                 self.assertIn("usage", r.stderr.lower())
+        for args, why in (([], "show, set or reset expected"),
+                          (["frob"], "unknown subcommand 'frob'")):
+            r = self.run_pixq("limit", *args)
+            self.assertEqual((r.returncode, r.stderr),
+                             (2, "pixq: limit: %s (usage: pixq limit --help)\n" % why))
         self.assertEqual(self.redis.keys("pixq:rl:*"), [])  # nothing was written
 
     def spacing(self, bucket, job_ids):
