@@ -35,8 +35,8 @@ static const struct command {
      "      where a job is and what became of it: on a worker, waiting, delayed,\n"
      "      its result, its postback, its dead entry"},
     {"dead", dead_main,
-     "dead list [--limit N] [--json] | dead retry all|JOB_ID\n"
-     "      | dead purge [all|JOB_ID|--no-id]\n"
+     "dead list [--limit N] [--json] | dead retry all|[--] JOB_ID\n"
+     "      | dead purge [all|--no-id|[--] JOB_ID]\n"
      "      inspect, re-run or drop the jobs that failed for good"},
     {"limit", limit_main,
      "limit show [--json] | limit set BUCKET RATE BURST | limit reset BUCKET\n"
