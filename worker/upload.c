@@ -183,10 +183,10 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
     }
 }
 
-/* Full-jitter exponential back-off for the attempt that just failed; after a throttling answer
- * from a larger base (PIXQ_S3_THROTTLE_RETRY_BASE_MS, 1 s, as the AWS SDKs' 2026 retry mode):
- * while the fleet's rate comes down, retries spaced by 200 ms met five SlowDowns in a row. */
-static long backoff_ms(const struct cfg *c, long attempt, bool throttled)
+/* After a throttling answer the base is larger (PIXQ_S3_THROTTLE_RETRY_BASE_MS, 1 s, as the AWS
+ * SDKs' 2026 retry mode): while the fleet's rate comes down, retries spaced by 200 ms met five
+ * SlowDowns in a row. */
+long up_backoff_ms(const struct cfg *c, long attempt, bool throttled)
 {
     long cap = throttled ? c->s3_throttle_retry_base_ms : c->s3_retry_base_ms;
     for (long i = 1; i < attempt && cap < c->s3_retry_max_ms; i++) {
@@ -237,7 +237,7 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
         return UP_FAILED;
     }
     if (attempt < u->cfg->s3_max_attempts) {
-        *delay_ms = backoff_ms(u->cfg, attempt, s3_throttled(r));
+        *delay_ms = up_backoff_ms(u->cfg, attempt, s3_throttled(r));
         /* a 503's or 429's Retry-After (some S3-compatible stores send one), at most
          * PIXQ_RETRY_AFTER_MAX_MS (s3.c reads it so), when it asks for longer */
         if (r->retry_after_ms > *delay_ms) {

@@ -44,6 +44,12 @@ struct uploader {
 enum up_outcome up_send(const struct uploader *u, json_object *task, const void *data, size_t len,
                         struct buf *url, long *delay_ms, struct err *e);
 
+/* The delay before the next attempt of an upload whose attempt `attempt` (from 1) just failed,
+ * `throttled` or not: full jitter, from 0 to PIXQ_S3_RETRY_BASE_MS (after a throttling answer
+ * PIXQ_S3_THROTTLE_RETRY_BASE_MS) doubled for each attempt after the first, at most
+ * PIXQ_S3_RETRY_MAX_MS. In ms. */
+long up_backoff_ms(const struct cfg *c, long attempt, bool throttled);
+
 /* The S3 object a task names (borrowed from the task). */
 struct s3_object up_object(json_object *task);
 
