@@ -594,6 +594,22 @@ class AclTest(BlitlineTestCase):
                       error)
         self.assertIn("; set PIXQ_S3_DEFAULT_ACL empty to send no x-amz-acl header", error)
 
+    def test_bucket_that_takes_no_acls_with_a_long_reason(self):
+        """S3's reason too long for both: the reason is cut, the setting to change is said whole."""
+        self.s3.fail(DEST_BUCKET, 400, "AccessControlListNotSupported", message="why " * 200)
+        job = {"src": self.serve_photo(), "job_id": "acl-long",
+               "postback_url": self.postbacks.url("/pb/acl-long"),
+               "functions": [{"name": "resize_to_fit", "params": {"width": 16}, "save": {
+                   "image_identifier": "a", "s3_destination": {
+                       "bucket": DEST_BUCKET, "key": "acl/long.jpg"}}}]}
+        results = self.submit(job).json["results"]
+        self.assertEqual(results["failed_image_identifiers"], ["a"], results)
+        error = results["errors"][0]
+        self.assertIn("HTTP 400 AccessControlListNotSupported: why why", error)
+        self.assertTrue(error.endswith("; set PIXQ_S3_DEFAULT_ACL empty to send no x-amz-acl "
+                                       "header (a job's own x-amz-acl or x-amz-grant-* headers "
+                                       "are refused too)"), error)
+
     def test_removed_content_type_is_none(self):
         """`"Content-Type": ""` removes the type (S3 then stores its default): curl's POST default
         application/x-www-form-urlencoded was sent in its place, unsigned, and stored."""
