@@ -76,6 +76,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True
@@ -257,12 +258,12 @@ class ThrottleCase(PixqTestCase):
     def start_workers(self, n, **env):
         return [self.start_worker(**env) for _ in range(n)]
 
-    def idle_worker_and_a_stall(self, rate, burst, stall_s):
-        """Bucket A at rate and burst, one worker parking every throttled output
-        (PIXQ_S3_LOCAL_WAIT_MS=0) and waiting for a job, the stub holding the next PUT to
-        late-bucket for stall_s: (the worker, Redis's time in s)."""
+    def idle_worker_and_a_stall(self, rate, burst, stall_s, local_wait_ms=0):
+        """Bucket A at rate and burst, one worker parking every output throttled for more than
+        local_wait_ms (PIXQ_S3_LOCAL_WAIT_MS; 0: every one) and waiting for a job, the stub
+        holding the next PUT to late-bucket for stall_s: (the worker, Redis's time in s)."""
         self.limit("bkt-a", rate, burst)
-        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=local_wait_ms)
         self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
         time.sleep(0.3)  # waiting for a job
         self.s3.stall("late-bucket", stall_s, methods=("PUT",), count=1)
@@ -517,6 +518,9 @@ class ParkedSlotTest(ThrottleCase):
         figures("parked slot", late_ms=[round(x * 1000) for x in lates])
         self.assertEqual(int(self.redis.hgetall(self.key("stats")).get("throttled", 0)), self.RUNS)
         self.assertLess(max(lates), SLOT_JITTER_S, lates)
+        # the bucket was never slowed down, so never re-planned: no parked upload brought forward
+        self.assertEqual(worker.log_events("bucket_replanned"), [])
+        self.assertEqual(worker.log_events("uploads_replanned"), [])
         # each job ends with the task that uploads its parked output: its job_done counts that PUT
         # (logged once finish.lua settled it, after the postback)
         def every_done():
@@ -567,20 +571,44 @@ class SlotAfterLongJobTest(ThrottleCase):
         self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(slot * 1e6) + 500000)
 
 
+class FarSlotTest(ThrottleCase):
+    """A slot further away than PIXQ_S3_HORIZON_MS (1 s here) is not reserved: the output parks
+    until then holding nothing, and takes its token when it comes. Bucket A at 1 PUT/s, burst 0,
+    its next slot set 3 s ahead; one worker parking every throttled output."""
+
+    def test_output_parked_past_the_horizon_takes_its_token_when_it_comes(self):
+        self.limit("bkt-a", 1, 0)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_S3_HORIZON_MS=1000)
+        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
+        sec, usec = self.redis.execute("TIME")
+        slot = int(sec) + int(usec) / 1e6 + 3.0
+        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (slot * 1e6))
+        self.push_jobs([self.job("far-1", "bkt-a")])
+        self.assert_complete(self.postbacks_for(["far-1"])["far-1"], "far-1", "bkt-a", 1)
+        put = self.puts("bkt-a")
+        self.assertEqual(len(put), 1)
+        self.assertGreaterEqual(put[0].time, slot - 0.05)
+        self.assertEqual(len(worker.log_events("upload_parked")), 1)
+        # the token was taken when the output came back, at the slot or a little after: one
+        # interval past that (the slot itself, had it gone without one)
+        self.assertGreaterEqual(int(self.limiter("bkt-a")["tat"]), round(slot * 1e6) + 1000000)
+
+
 class BusyAtTheSlotCase(ThrottleCase):
     """One worker, every throttled output parked (PIXQ_S3_LOCAL_WAIT_MS=0), bucket A at 2 PUT/s,
     burst 2 (1 s of lateness), its next slot set SLOT_S ahead; job 1's output goes to bucket A
     (parked for that slot), then job 2's output to a bucket whose PUT the stub holds for
     STALL_S: the worker comes for the slot about 0.5 s late (0.45 s and the two jobs)."""
 
-    SLOT_S, STALL_S = 1.0, 1.45
+    SLOT_S, STALL_S, BURST, LOCAL_WAIT_MS = 1.0, 1.45, 2, 0
 
     def busy_at_the_slot(self, prefix, burst_then=None):
         """Runs the two jobs (bucket A's burst set to `burst_then` once the output is parked,
         if given); returns (slot, tat as set, bucket A's PUTs, slot_missed events)."""
-        worker, now = self.idle_worker_and_a_stall(2, 2, self.STALL_S)
+        worker, now = self.idle_worker_and_a_stall(2, self.BURST, self.STALL_S,
+                                                   self.LOCAL_WAIT_MS)
         slot = now + self.SLOT_S
-        tat = slot + 2 * 0.5  # a slot is burst intervals before tat: 2 of 1/2 s
+        tat = slot + self.BURST * 0.5  # a slot is burst intervals before tat, each 1/2 s
         self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (tat * 1e6))
         ids = [prefix + "-1", prefix + "-2"]
         self.push_jobs([self.job(ids[0], "bkt-a"), self.job(ids[1], "late-bucket")])
@@ -631,6 +659,21 @@ class BusyAtTheSlotLoweredBurstTest(BusyAtTheSlotCase):
         # a new token at burst 0, after the one reserved: its slot 1.5 s after the one missed
         self.assertGreaterEqual(put[0].time, tat + 0.5 - 0.05)
         self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(tat * 1e6) + 1000000)
+
+
+class BusyAtTheSlotLocalWaitTest(BusyAtTheSlotCase):
+    """As BusyAtTheSlotTest, but at burst 0 with PIXQ_S3_LOCAL_WAIT_MS 2 s (the slot 2.5 s away,
+    so the output still parks): a slot may be used as late as a worker would have waited for it
+    in the process, so the worker about 0.5 s late still uses it (SLOT_GRACE_MS, 100 ms, alone
+    would have it missed and a new slot taken 0.5 s later)."""
+
+    SLOT_S, STALL_S, BURST, LOCAL_WAIT_MS = 2.5, 2.95, 0, 2000
+
+    def test_slot_used_late_within_the_local_wait(self):
+        slot, tat, put, missed = self.busy_at_the_slot("busylw")
+        self.assertEqual(missed, [])
+        self.assertTrue(0.3 <= put[0].time - slot <= 2.0, put[0].time - slot)
+        self.assertEqual(int(self.limiter("bkt-a")["tat"]), round(tat * 1e6) + 500000)
 
 
 class SlowDownNoRefillTest(ThrottleCase):
@@ -893,6 +936,62 @@ class RegionTest(ThrottleCase):
         self.s3.set_region("eu307-bucket", "eu-west-1", style="307")
         self.check_region("eu307-bucket", 307)
 
+    def test_remembered_region_that_is_not_a_region_name_is_not_used(self):
+        # the limiter hash is Redis's, writable by anyone with access to it: a region there that
+        # is not a region name does not go into a host name or a signature
+        self.redis.execute("HSET", self.rl_key("pixq-test"), "region", "evil.example/x")
+        self.start_workers(1)
+        self.push_jobs([self.job("odd-2", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["odd-2"])["odd-2"], "odd-2", "pixq-test", 1)
+        self.assertEqual([(r.status, r.region) for r in self.puts("pixq-test")],
+                         [(200, "us-east-1")])
+
+    def test_jobs_location_wins_over_the_remembered_region(self):
+        # the region remembered for the bucket is for outputs that name none: a job's own
+        # s3_destination location is signed for as it is
+        self.s3.set_region("eu-bucket", "eu-west-1")
+        self.redis.execute("HSET", self.rl_key("eu-bucket"), "region", "us-west-2")
+        self.start_workers(1)
+        job = self.job("loc-1", "eu-bucket")
+        job["functions"][0]["save"]["s3_destination"]["bucket"] = {"name": "eu-bucket",
+                                                                   "location": "eu-west-1"}
+        self.push_jobs([job])
+        self.assert_complete(self.postbacks_for(["loc-1"])["loc-1"], "loc-1", "eu-bucket", 1)
+        self.assertEqual([(r.status, r.region) for r in self.puts("eu-bucket")],
+                         [(200, "eu-west-1")])
+
+
+class RegionHopsTest(ThrottleCase):
+    """Wrong-region answers are followed twice for one upload attempt (MAX_REGION_HOPS in
+    worker/upload.c), not more: a bucket in ap-southeast-2 whose first answers (stub faults,
+    whatever region a request was signed for) name another region each."""
+
+    def hops(self, job_id, regions):
+        """The first PUTs answered 301 naming `regions` in turn (then the bucket's own 301s);
+        returns (the job's results, [(status, region signed for)] of the PUTs)."""
+        self.s3.set_region("hop-bucket", "ap-southeast-2")
+        for region in regions:
+            self.s3.fail("hop-bucket", 301, "PermanentRedirect", count=1, any_region=True,
+                         headers={"x-amz-bucket-region": region})
+        self.start_workers(1)
+        self.push_jobs([self.job(job_id, "hop-bucket")])
+        results = self.postbacks_for([job_id])[job_id].results
+        return results, [(r.status, r.region) for r in self.puts("hop-bucket")]
+
+    def test_two_wrong_region_answers_are_followed(self):
+        results, puts = self.hops("hop-2", ["eu-west-1", "ap-southeast-2"])
+        self.assertNotIn("errors", results, results)
+        self.assertEqual(puts, [(301, "us-east-1"), (301, "eu-west-1"), (200, "ap-southeast-2")])
+        self.assertEqual(self.limiter("hop-bucket").get("region"), "ap-southeast-2")
+
+    def test_third_wrong_region_answer_fails_the_output(self):
+        # the third answer is the bucket's own (it lives in ap-southeast-2): not followed
+        results, puts = self.hops("hop-3", ["eu-west-1", "us-west-2"])
+        self.assertEqual(results.get("failed_image_identifiers"), ["img0"], results)
+        self.assertIn("HTTP 301 PermanentRedirect", results["errors"][0])
+        self.assertEqual(puts, [(301, "us-east-1"), (301, "eu-west-1"), (301, "us-west-2")])
+        self.assertEqual(self.limiter("hop-bucket").get("region"), "us-west-2")
+
 
 class SessionTokenTest(ThrottleCase):
     """Temporary credentials: the session token goes with every request, signed, however long
@@ -1003,6 +1102,14 @@ class FinalErrorTest(ThrottleCase):
     def test_not_implemented_is_final(self):
         # a 5xx that every attempt would meet again (an S3-compatible store without a feature)
         self.assert_final("noimpl-1", "noimpl-bucket", 501, "NotImplemented")
+
+    def test_time_refused_again_is_final(self):
+        # RequestTimeTooSkewed once more after the PUT was signed at S3's time (its Date): the
+        # PUT is signed again once, not in a loop, and the output fails
+        self.s3.fail("deny-bucket", 403, "RequestTimeTooSkewed")
+        error, _ = self.error_postback("skew-3", ["deny-bucket", "pixq-test"])
+        self.assertIn("RequestTimeTooSkewed", error)
+        self.assertEqual(len(self.puts("deny-bucket")), 2)
 
     def test_no_such_bucket_is_final(self):
         error, _ = self.error_postback("nob-1", ["no-such-bucket", "pixq-test"])
@@ -1446,6 +1553,22 @@ class CredentialsFileTest(ThrottleCase):
         self.assertEqual(len(worker.log_events("s3_credentials_refused")), 1)  # said once
         self.assertIn("no S3 credentials: AWS_SHARED_CREDENTIALS_FILE %s could not be read"
                       % self.creds_path, worker.log_events("upload_retry")[0]["error"])
+
+    def test_file_that_never_comes_fails_the_output_saying_why(self):
+        """No request ever went: the error says that the file could not be read, not that S3
+        refused keys (as for keys S3 kept refusing)."""
+        self.creds_path.unlink()
+        worker = self.start_worker(PIXQ_S3_RETRY_BASE_MS="1", PIXQ_S3_MAX_ATTEMPTS="2",
+                                   **self.file_env())
+        self.push_jobs([self.job("cf-never", "pixq-test")])
+        results = self.postbacks_for(["cf-never"])["cf-never"].results
+        self.assertEqual(results.get("failed_image_identifiers"), ["img0"], results)
+        error = results["errors"][0]
+        self.assertTrue(error.startswith("%s temporarily unavailable (" % self.s3.host()), error)
+        self.assertIn("no S3 credentials: AWS_SHARED_CREDENTIALS_FILE %s could not be read"
+                      % self.creds_path, error)
+        self.assertEqual(self.puts("pixq-test"), [])
+        self.assertEqual(len(worker.log_events("upload_retry")), 1)
 
 
 class ExpectContinueTest(ThrottleCase):
@@ -2165,6 +2288,41 @@ class RetryTest(ThrottleCase):
         self.assert_one_postback_each(["pw-1"])
         worker.check_alive()
 
+    def test_retry_of_a_parked_output_takes_a_new_slot(self):
+        """A parked output's PUT, sent at its slot, is answered 500: the retry (drawn within
+        1 ms: PIXQ_S3_RETRY_BASE_MS=1) takes a slot of its own, 1/rate after the first, not
+        the one the failed attempt used. One worker parking every throttled output, 2 PUT/s,
+        burst 0, the bucket's next slot set 1 s ahead."""
+        self.limit("flaky-bucket", 2, 0)
+        self.s3.fail("flaky-bucket", 500, "InternalError", count=1)
+        self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_S3_RETRY_BASE_MS=1)
+        sec, usec = self.redis.execute("TIME")
+        slot = int(sec) + int(usec) / 1e6 + 1.0
+        self.redis.execute("HSET", self.rl_key("flaky-bucket"), "tat", "%.0f" % (slot * 1e6))
+        self.push_jobs([self.job("again-1", "flaky-bucket")])
+        self.assert_complete(self.postbacks_for(["again-1"])["again-1"], "again-1",
+                             "flaky-bucket", 1)
+        puts = self.puts("flaky-bucket")
+        self.assertEqual([r.status for r in puts], [500, 200])
+        self.assertGreaterEqual(puts[1].time - puts[0].time, 0.45)
+        # two slots taken from the limit: the reserved one and the retry's (later if the retry
+        # came after its slot: a busy machine)
+        self.assertGreaterEqual(int(self.limiter("flaky-bucket")["tat"]),
+                                round(slot * 1e6) + 1000000)
+
+    def test_slowdowns_within_the_cooldown_slow_the_bucket_once(self):
+        # two SlowDowns, the second within PIXQ_S3_COOLDOWN_MS (30 s) of the first's decrease:
+        # one congestion episode, one decrease (each counted as a throttle signal)
+        self.s3.fail("flaky-bucket", 503, "SlowDown", count=2)
+        self.start_worker(PIXQ_S3_THROTTLE_RETRY_BASE_MS=1, PIXQ_S3_COOLDOWN_MS=30000)
+        self.push_jobs([self.job("cool-1", "flaky-bucket")])
+        self.assert_complete(self.postbacks_for(["cool-1"])["cool-1"], "cool-1", "flaky-bucket",
+                             1)
+        self.assertEqual([r.status for r in self.puts("flaky-bucket")], [503, 503, 200])
+        state = self.limiter("flaky-bucket")
+        self.assertEqual(int(state["throttle_signals"]), 2)
+        self.assertEqual(int(state["decreases"]), 1)
+
     def test_one_slowdown_slows_the_bucket(self):
         self.s3.fail("flaky-bucket", 503, "SlowDown", count=1)
         self.retried("slow-1", "flaky-bucket", [(503, "SlowDown"), (200, None)])
@@ -2233,6 +2391,23 @@ class WaitForS3Test(ThrottleCase):
         self.assertTrue(5 <= len(never_heads) <= 7, never_heads)  # every 2 s for 10 s
         self.assertLess(pbs["nowait-1"].wall - nowait_put[0].time, 1.0)  # no wait asked
         self.assertFalse([r for r in heads if r.key.startswith("nowait-1/")])
+
+    def test_last_pass_when_the_wait_is_over(self):
+        """PIXQ_WAIT_FOR_S3_MAX_MS 2 s, interval 5 s: a pass at once, the last at 2 s, its HEADs
+        given time (up to an interval past the end): the object readable after 1 s is found
+        then. An object found readable is not asked about again."""
+        self.s3.set_visibility("late-bucket", 1.0)
+        worker = self.start_worker(PIXQ_WAIT_FOR_S3_MAX_MS=2000,
+                                   PIXQ_WAIT_FOR_S3_INTERVAL_MS=5000)
+        self.push_jobs([self.job("last-1", None, 2, wait_for_s3=True,
+                                 buckets=["pixq-test", "late-bucket"])])
+        pb = self.postbacks_for(["last-1"])["last-1"]
+        self.assertNotIn("errors", pb.results, pb.results)
+        heads = self.s3.records(method="HEAD")
+        self.assertEqual([(r.bucket, r.status) for r in heads],
+                         [("pixq-test", 200), ("late-bucket", 404), ("late-bucket", 200)])
+        waits = worker.log_events("wait_for_s3")
+        self.assertEqual([(e["level"], e["unreadable"]) for e in waits], [("info", "0")])
 
 
 class WaitForS3StalledTest(ThrottleCase):
@@ -2460,6 +2635,30 @@ class ClockSkewTest(ThrottleCase):
         self.assert_one_postback_each(["skew-1", "skew-2"])
 
 
+class RegionAfterClockSkewTest(ThrottleCase):
+    """A PUT signed again at S3's time after RequestTimeTooSkewed is the same hop, not a
+    wrong-region answer followed: the two hops RegionHopsTest follows still come after it."""
+
+    check_signatures = ClockSkewTest.check_signatures
+
+    def test_two_hops_after_a_skew_refusal(self):
+        self.s3.clock = lambda: time.time() + 1200
+        self.s3.set_region("hop-bucket", "ap-southeast-2")
+        for region in ("eu-west-1", "ap-southeast-2"):
+            self.s3.fail("hop-bucket", 301, "PermanentRedirect", count=1, any_region=True,
+                         headers={"x-amz-bucket-region": region})
+        worker = self.start_worker()
+        self.push_jobs([self.job("skewhop-1", "hop-bucket")])
+        pb = self.postbacks_for(["skewhop-1"])["skewhop-1"]
+        self.assert_complete(pb, "skewhop-1", "hop-bucket", 1)
+        self.assertEqual([(r.status, r.code, r.region) for r in self.puts("hop-bucket")],
+                         [(403, "RequestTimeTooSkewed", "us-east-1"),
+                          (301, "PermanentRedirect", "us-east-1"),
+                          (301, "PermanentRedirect", "eu-west-1"), (200, "", "ap-southeast-2")])
+        self.assertEqual(len(worker.log_events("clock_skew")), 1)
+        self.assertEqual(worker.log_events("upload_retry"), [])
+
+
 class LimitSetReplanTest(ThrottleCase):
     """`pixq limit set` while outputs are parked holding slots planned at the old rate: they
     follow the new rate, not the old one (rl_set.lua records the rate they were planned at,
@@ -2470,7 +2669,7 @@ class LimitSetReplanTest(ThrottleCase):
         """One worker parking every throttled output, the bucket at `rate`, burst 0, and
         `jobs` one-output jobs; returns their ids once the first PUT came."""
         self.set_limit(rate)
-        self.start_workers(1, PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.worker = self.start_workers(1, PIXQ_S3_LOCAL_WAIT_MS=0)[0]
         ids = ["%s-%02d" % (prefix, i) for i in range(jobs)]
         self.push_jobs([self.job(i, "bkt-a") for i in ids])
         self.wait_until(lambda: self.puts("bkt-a", 200), 20, "the first PUT")
@@ -2493,6 +2692,9 @@ class LimitSetReplanTest(ThrottleCase):
         for job_id in ids:
             self.assert_complete(pbs[job_id], job_id, "bkt-a", 1)
         self.assertLessEqual(ok[-1] - at, 4.0)  # 10 outputs at 20/s; 9 s at the old 1/s
+        # brought forward one interval of the new rate apart (replan.lua)
+        self.assertEqual({e["interval_ms"] for e in self.worker.log_events("uploads_replanned")},
+                         {"50.0"})
         self.assert_no_leftovers(ids)
 
     def test_lowered_limit_holds_parked_outputs_to_it(self):
@@ -2530,6 +2732,45 @@ class LimitSetReplanTest(ThrottleCase):
         self.assertGreaterEqual(min(gaps), 1.0, gaps)
         self.assertTrue(worker.log_events("slot_voided"))
         self.assert_no_leftovers(["waited"])
+
+
+class SlotRetakesTest(ThrottleCase):
+    """An output waiting in its worker for a slot whose epoch changes during every wait (here
+    the test bumps the bucket's `decreases` every 100 ms, as SlowDowns elsewhere in the fleet
+    would) takes a new slot after each wait, SLOT_RETAKES (3) in all in worker/upload.c, and
+    goes at the last: two slot_voided, neither one (the first voided slot sent) nor a loop.
+    Bucket A at 1 PUT/s, burst 0, PIXQ_S3_LOCAL_WAIT_MS 5 s: each wait about 1 s."""
+
+    def test_slot_voided_at_every_wait_is_taken_three_times(self):
+        self.limit("bkt-a", 1, 0)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=5000, PIXQ_LOG_LEVEL="debug")
+        stop = threading.Event()
+
+        def bump():
+            r = harness.Redis(harness.LOOPBACK, self.redis_server.port)
+            try:
+                while not stop.wait(0.1):
+                    r.execute("HINCRBY", self.rl_key("bkt-a"), "decreases", 1)
+            finally:
+                r.close()
+
+        # from before the job: its first output goes at once (no wait, nothing to void)
+        bumper = threading.Thread(target=bump, daemon=True)
+        bumper.start()
+        try:
+            self.push_jobs([self.job("retake-1", "bkt-a", saves=2)])
+            pb = self.postbacks_for(["retake-1"])["retake-1"]
+        finally:
+            stop.set()
+            bumper.join()
+        self.assert_complete(pb, "retake-1", "bkt-a", 2)
+        ok = sorted(r.time for r in self.puts("bkt-a", 200))
+        voided = worker.log_events("slot_voided")
+        figures("slot retakes", gap_s=ok[1] - ok[0], voided=len(voided))
+        self.assertEqual(len(voided), 2, voided)
+        self.assertEqual(worker.log_events("upload_parked"), [])
+        # the third slot taken: 3 s after the first PUT's (1 s apart, the first taken with it)
+        self.assertGreaterEqual(ok[1] - ok[0], 2.5)
 
 
 class LimitCliTest(ThrottleCase):
