@@ -595,13 +595,14 @@ class AclTest(BlitlineTestCase):
         self.assertIn("; set PIXQ_S3_DEFAULT_ACL empty to send no x-amz-acl header", error)
 
     def test_bucket_that_takes_no_acls_with_a_long_reason(self):
-        """S3's reason too long for both: the reason is cut, the setting to change is said whole."""
+        """S3's reason too long for both (a long key in its URL, S3's message as long as it is
+        quoted): the reason is cut, the setting to change is said whole."""
         self.s3.fail(DEST_BUCKET, 400, "AccessControlListNotSupported", message="why " * 200)
         job = {"src": self.serve_photo(), "job_id": "acl-long",
                "postback_url": self.postbacks.url("/pb/acl-long"),
                "functions": [{"name": "resize_to_fit", "params": {"width": 16}, "save": {
                    "image_identifier": "a", "s3_destination": {
-                       "bucket": DEST_BUCKET, "key": "acl/long.jpg"}}}]}
+                       "bucket": DEST_BUCKET, "key": "acl/" + "k" * 300 + ".jpg"}}}]}
         results = self.submit(job).json["results"]
         self.assertEqual(results["failed_image_identifiers"], ["a"], results)
         error = results["errors"][0]
