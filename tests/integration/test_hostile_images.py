@@ -153,14 +153,15 @@ def tiff_pages(*pages):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60).stdout
 
 
-def tiff_bad_second_page(width=16, height=8):
-    """Two uncompressed 8-bit grey pages in one TIFF; the second's strip is 10 bytes where the
-    IFD says width x height."""
+def tiff_bad_second_page(width=16, height=8, second_width=None):
+    """Two uncompressed 8-bit grey pages in one TIFF (the second `second_width` wide, `width` if
+    None); the second's strip is 10 bytes where the IFD says its width x height."""
     first = bytes((x * 16) % 256 for y in range(height) for x in range(width))
+    second_width = width if second_width is None else second_width
     ifd_size = 2 + 9 * 12 + 4
 
-    def ifd(strip, count, next_ifd):
-        entries = [(256, 3, width), (257, 3, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
+    def ifd(w, strip, count, next_ifd):
+        entries = [(256, 3, w), (257, 3, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
                    (273, 4, strip), (277, 3, 1), (278, 3, height), (279, 4, count)]
         out = struct.pack("<H", len(entries))
         for tag, kind, value in entries:
@@ -169,8 +170,9 @@ def tiff_bad_second_page(width=16, height=8):
         return out + struct.pack("<I", next_ifd)
 
     second_ifd = 8 + ifd_size + len(first)
-    return (b"II*\0" + struct.pack("<I", 8) + ifd(8 + ifd_size, len(first), second_ifd) + first +
-            ifd(second_ifd + ifd_size, width * height, 0) + b"\x80" * 10)
+    return (b"II*\0" + struct.pack("<I", 8) + ifd(width, 8 + ifd_size, len(first), second_ifd) +
+            first + ifd(second_width, second_ifd + ifd_size, second_width * height, 0) +
+            b"\x80" * 10)
 
 
 def rgb(data, x, y):
@@ -678,6 +680,10 @@ class TiffEnabledTest(HostileImageTestCase):
         """As Blitline fell back to the first page (before stacking, pixq read only that one:
         a bad later page failed the job once pages were stacked)."""
         out, meta = self.no_op_png("tiff-bad-page", tiff_bad_second_page())
+        self.assertEqual(meta, {"width": 16, "height": 8})
+        self.assert_image(out, "PNG", 16, 8)
+        # a wider bad page: the stack's width was the widest page's, the first page's is its own
+        out, meta = self.no_op_png("tiff-bad-wide-page", tiff_bad_second_page(second_width=24))
         self.assertEqual(meta, {"width": 16, "height": 8})
         self.assert_image(out, "PNG", 16, 8)
 
