@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <wand/MagickWand.h>
 
 #include "check.h"
@@ -293,10 +294,34 @@ static void encode(const char *format, long w, long h, int frames, struct buf *o
     DestroyMagickWand(wand);
 }
 
+/* src_decode() with its log lines (stderr) in `log` (`cap` bytes, NUL-terminated). */
+static int decode_logged(struct src_image *im, const struct shrink_plan *plan, char *log,
+                         size_t cap)
+{
+    struct err e = {{0}};
+    FILE *f = tmpfile();
+    int saved = dup(STDERR_FILENO);
+    CHECK(f != NULL && saved >= 0);
+    if (f == NULL || saved < 0) {
+        return -1;
+    }
+    fflush(stderr);
+    dup2(fileno(f), STDERR_FILENO);
+    int rc = src_decode(im, plan, &e);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(f);
+    size_t n = fread(log, 1, cap - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    return rc;
+}
+
 /* Opens the bytes `format` makes of a w x h image and decodes them with `plan` (NULL: none): the
- * decoded size is want_w x want_h, the source's size stays w x h. */
+ * decoded size is want_w x want_h, the source's size stays w x h, and the decode was done again
+ * in full (with a warning) if `missed`. */
 static void check_decode(const char *format, long w, long h, const struct shrink_plan *plan,
-                         long want_w, long want_h)
+                         long want_w, long want_h, bool missed)
 {
     struct src_loader l = {.max_pixels = 10000000};
     struct buf bytes;
@@ -305,8 +330,10 @@ static void check_decode(const char *format, long w, long h, const struct shrink
     encode(format, w, h, 1, &bytes);
     CHECK_INT(src_open_bytes(&l, &bytes, &im, &e), 0);
     CHECK(im.pending);
-    CHECK_INT(src_decode(&im, plan, &e), 0);
+    char log[4096];
+    CHECK_INT(decode_logged(&im, plan, log, sizeof log), 0);
     CHECK(!im.pending);
+    CHECK((strstr(log, "event=shrink_on_load_missed") != NULL) == missed);
     CHECK_INT(MagickGetImageWidth(im.wand), want_w);
     CHECK_INT(MagickGetImageHeight(im.wand), want_h);
     CHECK_INT(im.width, w);
@@ -321,16 +348,19 @@ static void test_decode(void)
 {
     /* libjpeg takes the hint: 801x601 at 1/8 is 101x76 */
     struct shrink_plan eighth = {.hint_w = 100, .hint_h = 75, .width = 101, .height = 76};
-    check_decode("JPEG", 801, 601, NULL, 801, 601);
-    check_decode("JPEG", 801, 601, &eighth, 101, 76);
+    check_decode("JPEG", 801, 601, NULL, 801, 601, false);
+    check_decode("JPEG", 801, 601, &eighth, 101, 76, false);
+    /* a decode that did not shrink at all is kept: no second one */
+    struct shrink_plan none = {.hint_w = 801, .hint_h = 601, .width = 101, .height = 76};
+    check_decode("JPEG", 801, 601, &none, 801, 601, false);
     /* a size other than the plan's, in either side, is decoded again in full */
     struct shrink_plan wrong_w = {.hint_w = 100, .hint_h = 75, .width = 102, .height = 76};
     struct shrink_plan wrong_h = {.hint_w = 100, .hint_h = 75, .width = 101, .height = 77};
-    check_decode("JPEG", 801, 601, &wrong_w, 801, 601);
-    check_decode("JPEG", 801, 601, &wrong_h, 801, 601);
+    check_decode("JPEG", 801, 601, &wrong_w, 801, 601, true);
+    check_decode("JPEG", 801, 601, &wrong_h, 801, 601, true);
     /* libwebp takes the size itself */
     struct shrink_plan webp = {.hint_w = 100, .hint_h = 75, .width = 200, .height = 150};
-    check_decode("WEBP", 800, 600, &webp, 200, 150);
+    check_decode("WEBP", 800, 600, &webp, 200, 150, false);
 
     /* an animated WebP is decoded by the image guard already */
     struct src_loader l = {.max_pixels = 10000000};
