@@ -419,15 +419,25 @@ static void add_gps(json_object *meta, MagickWand *w)
     }
 }
 
+/* The days of month `mo` (1 to 12) of year `y`. */
+static int month_days(int y, int mo)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    return mo == 2 && leap ? 29 : days[mo - 1];
+}
+
 /* EXIF's "2014:08:02 20:17:55" as Blitline's iso_date_created, "2014-08-02T20:17:55.0000+00:00"
  * (EXIF has no zone: Blitline wrote +00:00); false when the date is not in that form. */
 static bool iso_date(const char *exif, char *out, size_t cap)
 {
     int y, mo, d, h, mi, s;
     char tail;
+    /* a day no month has (30 February, 31 April): a camera's clock set wrong, or a tool's
+     * error, not a time */
     if (sscanf(exif, "%4d:%2d:%2d %2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &tail) != 6 || mo < 1 ||
         mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 || y < 1 || h < 0 || mi < 0 ||
-        s < 0) {
+        s < 0 || d > month_days(y, mo)) {
         return false;
     }
     snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.0000+00:00", y, mo, d, h, mi, s);
