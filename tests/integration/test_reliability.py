@@ -419,7 +419,12 @@ class RedisDataLossTest(ReliabilityCase):
         self.src.add("/slow.png", tiny_png())
         self.src.stall("/slow.png")
         w = self.start_worker(PIXQ_LEASE_MS=8000)  # a slow restart stays well within it
-        self.worker_id(w)
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        # more than a lease after its registration: the time since the last renewal counts
+        first = float(self.redis.execute("ZSCORE", self.key("workers"), wid))
+        self.wait_until(lambda: float(self.redis.execute("ZSCORE", self.key("workers"), wid))
+                        > first + 8000, 30, "a heartbeat a lease after the registration")
         self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
         self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
         self.redis.close()
