@@ -898,7 +898,7 @@ class RestartWithDataTest(ReliabilityCase):
         self.kill_worker(a, signal.SIGKILL)
         self.src.release()
         time.sleep(1.5 * LEASE_MS / 1000.0)  # A's lease ran out, nobody reaped it
-        b = self.start_worker()
+        b = self.start_worker(PIXQ_REAP_INTERVAL_MS=60000)  # only its start-up reap in time
         self.worker_id(b)
         self.wait_for_postback(timeout=20, job_id="orphan")
         reaped = self.wait_until(lambda: b.log_events("worker_reaped"), 10, "worker_reaped")
