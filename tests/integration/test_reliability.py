@@ -1844,6 +1844,28 @@ class ReapRefusedTest(ReliabilityCase):
         w.check_alive()
 
 
+class CountRefusedTest(ReliabilityCase):
+    """Uploaded bytes whose count Redis did not take (the call cut off after a heartbeat that
+    went through) are kept and counted at a later heartbeat, not dropped."""
+
+    def test_uploaded_bytes_counted_after_a_failed_count(self):
+        proxy, w = self.start_worker_through_relay()
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        proxy.refuse = b"uploaded_bytes"  # only the count names it: heartbeats go through
+        self.push_jobs([self.tiny_job("counted-later")])
+        self.wait_until(lambda: self.results("counted-later"), 20, "the result")
+        self.wait_until(lambda: [e for e in w.log_events("redis_error")
+                                 if e.get("step") == "stats"], 20, "a count cut off")
+        size = len(self.s3_object("out/counted-later.png"))
+        self.assertIsNone(self.stats().get("uploaded_bytes"), self.stats())
+        proxy.refuse = None
+        self.wait_until(lambda: self.stats().get("uploaded_bytes") == size, 20,
+                        "a later heartbeat to count %d bytes" % size)
+        self.wait_for_postback(timeout=10, job_id="counted-later")
+        self.assert_success("counted-later")
+
+
 class FrozenWaitTest(ReliabilityCase):
     """A worker frozen while it waits for a job (BLMOVE) is reaped only after its wait is over in
     Redis: a worker's wait ends while its lease surely holds. Else the wait, still open after the
