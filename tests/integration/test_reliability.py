@@ -1903,10 +1903,13 @@ class OrphanTest(ReliabilityCase):
         wid_a = self.worker_id(a)
         self.wait_until(lambda: wid_a in self.live_workers(), 20, "A to register")
         a.proc.send_signal(signal.SIGSTOP)
+        # a dead worker whose list stays empty: its second look gives back nothing, said nowhere
+        now_ms = int(self.redis.execute("TIME")[0]) * 1000
+        self.redis.execute("ZADD", self.key("workers"), now_ms - 1000, "empty-ghost")
         try:
             # B's second look: PIXQ_RESERVE_TIMEOUT_MS + PIXQ_REDIS_TIMEOUT_MS + 1 s after a reap
             b = self.start_worker(PIXQ_RESERVE_TIMEOUT_MS=1000, PIXQ_REDIS_TIMEOUT_MS=1000)
-            self.worker_id(b)
+            wid_b = self.worker_id(b)
             self.wait_until(lambda: wid_a not in self.live_workers(),
                             (LEASE_MS + REAP_MS) / 1000.0 + 5, "B to reap A")
             note = self.redis.execute("ZSCORE", self.key("reaped"), wid_a)
@@ -1920,10 +1923,20 @@ class OrphanTest(ReliabilityCase):
         self.wait_for_postback(timeout=10, job_id="orphan")
         self.assert_success("orphan")
         # logged once reap.lua has answered, while the job it gave back may already run
-        returned = self.wait_until(lambda: b.log_events("orphans_returned"), 10,
-                                   "orphans_returned")
-        self.assertEqual([(e["worker"], e["jobs_returned"]) for e in returned], [(wid_a, "1")])
+        self.wait_until(lambda: b.log_events("orphans_returned"), 10, "orphans_returned")
         self.assertIsNone(self.redis.execute("ZSCORE", self.key("reaped"), wid_a))
+        self.wait_until(lambda: self.redis.execute("ZSCORE", self.key("reaped"), "empty-ghost")
+                        is None, 10, "the second look at the empty ghost")
+        # a heartbeat that lands after that look was sent once its line (if any) was written
+        beat = self.redis.execute("ZSCORE", self.key("workers"), wid_b)
+        self.wait_until(lambda: self.redis.execute("ZSCORE", self.key("workers"), wid_b) != beat,
+                        10, "B's next heartbeat")
+        returned = b.log_events("orphans_returned")
+        self.assertEqual([(e["worker"], e["jobs_returned"]) for e in returned], [(wid_a, "1")])
+        # both reaped idle, and said so
+        self.assertEqual(sorted((e["worker"], e["jobs_returned"])
+                                for e in b.log_events("worker_reaped")),
+                         sorted([(wid_a, "0"), ("empty-ghost", "0")]))
         self.assertEqual(self.stats().get("orphaned"), 1, self.stats())  # it never ran: no crash
         self.assertIsNone(self.stats().get("recovered"), self.stats())
         self.assert_queue_drained()
