@@ -2005,6 +2005,7 @@ class HungJobTest(ReliabilityCase):
         hung = a.log_events("job_hung")
         self.assertEqual(len(hung), 1, hung)
         self.assertEqual(hung[0].get("job_id"), "hangs")  # every line about a job names it
+        self.assertGreater(int(hung[0]["cpu_ms"]), 1000, hung)  # past PIXQ_JOB_HANG_S, not before
         self.assertEqual(hung[0]["jobs_returned"], "1")
         self.assertGreaterEqual(int(hung[0]["cpu_ms"]), 1000)
         self.assertEqual(self.active_of(wid_a), [])
@@ -2015,6 +2016,20 @@ class HungJobTest(ReliabilityCase):
                       "runs lost: 1 time, PIXQ_MAX_RECOVERIES)", " ".join(pb.results["errors"]))
         self.assertEqual(self.src.requests("/geo.jpg"), 1)
         self.assertEqual(self.stats().get("poisoned"), 1, self.stats())
+
+    def test_bytes_uploaded_before_the_hang_are_counted(self):
+        """The worker exits on a hung job without a heartbeat in between: it counts the bytes
+        it uploaded first (here the next heartbeat would come a minute later)."""
+        a = self.start_worker(PIXQ_JOB_HANG_S=1, PIXQ_MAGICK_TIME_S=600, PIXQ_MAX_RECOVERIES=1,
+                              PIXQ_HEARTBEAT_MS=60000, PIXQ_LEASE_MS=180000)
+        self.push_jobs([self.tiny_job("before-hang")])
+        self.wait_until(lambda: self.results("before-hang"), 30, "the first job's result")
+        size = len(self.s3_object("out/before-hang.png"))
+        self.assertIsNone(self.stats().get("uploaded_bytes"), self.stats())
+        self.push_jobs([self.busy_job("hangs")])
+        status, _ = self.wait_exit(a, 60)
+        self.assertEqual(status, 3)
+        self.assertEqual(self.stats().get("uploaded_bytes"), size, self.stats())
 
     def test_disk_cache_of_a_dead_worker_is_removed(self):
         """With ImageMagick's memory and map limits at their least, the blurs' pixels are cached
