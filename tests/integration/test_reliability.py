@@ -1035,6 +1035,27 @@ class GracefulStopTest(ReliabilityCase):
         self.assertNotIn(wid, self.live_workers())
         self.assert_queue_drained()
 
+    def test_postback_begun_after_the_stop_is_let_finish(self):
+        """The same for a postback that began after the stop, the job having run on meanwhile:
+        the stop keeps the worker on its way out, but its delivery counts all the same."""
+        timeout_s = scaled(5)  # the job, once released, is posted back well within it
+        w = self.start_worker(PIXQ_SHUTDOWN_TIMEOUT_MS=str(int(timeout_s * 1000)),
+                              PIXQ_STOP_GRACE_MS="60000", PIXQ_POSTBACK_TIMEOUT_MS="30000")
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        self.push_jobs([self.tiny_job("after-stop", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        w.proc.send_signal(signal.SIGTERM)
+        self.wait_until(lambda: w.log_events("worker_stopping"), 20, "the stop")
+        self.postbacks.delay = timeout_s + 2.0  # answered after the deadline
+        self.src.release()
+        status, _ = self.wait_exit(w, 60)
+        self.assertEqual(status, 0)
+        self.assertTrue(w.log_events("shutdown_deadline_postback"))
+        self.assertFalse(w.log_events("shutdown_deadline"))
+        self.postbacks.delay = 0.0
+        self.assert_success("after-stop")  # one result, one postback
+
     def test_postback_wait_stays_within_the_stop_grace(self):
         """The wait for a postback on its way ends a second before PIXQ_STOP_GRACE_MS runs out:
         past it the supervisor kills the worker, and a job killed there is neither settled nor
