@@ -4,11 +4,14 @@
  * Every operation of every table is checked with no params, empty params and a valid set: it
  * must neither crash (a MagickWand call on a NULL wand aborts) nor load an image, and say what
  * its run on an image says. Known-bad parameters must be refused with the run's very error, and
- * proc_check() must refuse them in a job's tree, its children and its pre_process jobs. Leaks
+ * proc_check() must refuse them in a job's tree, its children and its pre_process jobs. Then
+ * proc_run() and proc_pre_process() on canvas sources: the job's output limit, a function ending
+ * past the deadline, a pre_process job's outputs and references, move_original of a canvas. Leaks
  * (PixelWands, DrawingWands, JSON) show under AddressSanitizer's LeakSanitizer (build-asan) and
  * valgrind (scripts/test). */
 #include <lcms2.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +20,14 @@
 #include "buf.h"
 #include "cfg.h"
 #include "check.h"
+#include "clock.h"
 #include "err.h"
 #include "image.h"
 #include "job.h"
 #include "magick_test.h"
 #include "ops.h"
 #include "process.h"
+#include "source.h"
 
 #define IMAGE_W 100
 #define IMAGE_H 80
@@ -446,6 +451,246 @@ static void test_proc_check(void)
     CHECK_INT(loads, before);
 }
 
+/* ---------------------------------------------------------------- proc_run() */
+
+#define CANVAS_HEAD                                                                                \
+    "{\"application_id\": \"a\", \"src\": {\"name\": \"canvas\", \"width\": 20, \"height\": 10}, "
+
+struct run {
+    int rc;
+    char msg[ERR_MSG_MAX];
+    size_t n_outputs;
+    size_t lens[4];
+};
+
+/* proc_run() of the job `text` on its canvas src, with at most `max_job_output_bytes` of outputs;
+ * `past` moves the canvas's deadline to a moment ago, as if its decoding had used all its time. */
+static struct run run_job(const char *text, size_t max_job_output_bytes, bool past)
+{
+    struct run r = {.rc = -2};
+    struct err e = {{0}};
+    struct job *j = job_parse(text, strlen(text), &limits, &e);
+    CHECK(j != NULL);
+    if (j == NULL) {
+        snprintf(r.msg, ERR_MSG_MAX, "(parse failed: %.400s)", e.msg);
+        return r;
+    }
+    const struct src_loader l = {.max_pixels = 1000000};
+    struct src_image im;
+    if (src_open(&l, j->src, &im, &e) < 0) {
+        snprintf(r.msg, ERR_MSG_MAX, "(src_open failed: %.400s)", e.msg);
+        CHECK(false);
+        job_destroy(j);
+        return r;
+    }
+    if (past) {
+        const Image *first = GetImageFromMagickWand(im.wand);
+        MagickSetImageProgressMonitor(im.wand, first->progress_monitor,
+                                      (void *)(intptr_t)(clock_mono_ms() - 1));
+        CHECK(img_past_deadline(im.wand));
+    }
+    const struct proc_opts o = {.max_pixels = 1000000,
+                                .default_quality = 85,
+                                .max_output_bytes = SIZE_MAX,
+                                .max_job_output_bytes = max_job_output_bytes};
+    struct proc_result pr;
+    r.rc = proc_run(j, &im, &o, &pr, &e);
+    snprintf(r.msg, ERR_MSG_MAX, "%s", r.rc < 0 ? e.msg : "");
+    r.n_outputs = pr.n_outputs;
+    for (size_t i = 0; i < pr.n_outputs && i < sizeof r.lens / sizeof r.lens[0]; i++) {
+        r.lens[i] = pr.outputs[i].img.len;
+    }
+    proc_result_finish(&pr);
+    src_image_finish(&im);
+    job_destroy(j);
+    return r;
+}
+
+/* PIXQ_MAX_JOB_OUTPUT_BYTES is the most the outputs may be together: exactly that passes. */
+static void test_job_output_limit(void)
+{
+    const char *text = CANVAS_HEAD
+        "\"functions\": [{\"name\": \"no_op\", \"save\": {\"image_identifier\": \"a\", "
+        "\"extension\": \".bmp\"}}, {\"name\": \"no_op\", \"save\": {\"image_identifier\": "
+        "\"b\", \"extension\": \".bmp\"}}]}";
+    struct run all = run_job(text, SIZE_MAX, false);
+    CHECK_STR(all.msg, "");
+    CHECK_INT(all.rc, 0);
+    CHECK_INT(all.n_outputs, 2);
+    size_t total = all.lens[0] + all.lens[1];
+    CHECK(all.lens[0] > 600 && all.lens[1] == all.lens[0]); /* 20 x 10 x 3 and a header */
+    struct run exact = run_job(text, total, false);
+    CHECK_STR(exact.msg, "");
+    CHECK_INT(exact.rc, 0);
+    CHECK_INT(exact.n_outputs, 2);
+    struct run over = run_job(text, total - 1, false);
+    CHECK_INT(over.rc, -1);
+    CHECK_INT(over.n_outputs, 1);
+    char want[ERR_MSG_MAX];
+    snprintf(want, sizeof want,
+             "the job's outputs would be more than %zu bytes together (%zu with 'b'), "
+             "PIXQ_MAX_JOB_OUTPUT_BYTES",
+             total - 1, total);
+    CHECK_STR(over.msg, want);
+}
+
+/* A function that ends past the deadline without looking at the clock (no_op) stops the job
+ * there: its save and its children do not run, and the error names it. */
+static void test_past_deadline(void)
+{
+    struct run r = run_job(CANVAS_HEAD "\"functions\": [{\"name\": \"no_op\", \"save\": "
+                                       "{\"image_identifier\": \"a\"}, \"functions\": [{\"name\": "
+                                       "\"no_op\", \"save\": {\"image_identifier\": \"b\"}}]}]}",
+                           SIZE_MAX, true);
+    CHECK_INT(r.rc, -1);
+    CHECK_INT(r.n_outputs, 0);
+    if (strncmp(r.msg, "no_op: ", 7) != 0 || strstr(r.msg, "took longer than the limit") == NULL) {
+        fprintf(stderr, "  past the deadline: '%s'\n", r.msg);
+        CHECK(false);
+    }
+}
+
+/* ---------------------------------------------------------------- pre_process */
+
+/* A proc_sink that keeps what it was given. */
+struct sunk {
+    char outputs[64]; /* the identifiers sent on, space-separated */
+    int moves;
+    char move_key[32], move_type[32], move_format[16];
+    size_t move_width, move_height;
+    const char *fail_move; /* the move fails with this error */
+};
+
+static int sink_output(void *user, const struct job *pre, const struct proc_output *o,
+                       struct err *e)
+{
+    (void)pre;
+    (void)e;
+    struct sunk *s = user;
+    size_t n = strlen(s->outputs);
+    snprintf(s->outputs + n, sizeof s->outputs - n, "%s ", o->save->image_identifier);
+    return 0;
+}
+
+static int sink_move(void *user, const struct job_save *dest, const void *data, size_t len,
+                     const char *content_type, struct err *e)
+{
+    struct sunk *s = user;
+    s->moves++;
+    if (s->fail_move != NULL) {
+        return err_set(e, "%s", s->fail_move);
+    }
+    snprintf(s->move_key, sizeof s->move_key, "%s", dest->key != NULL ? dest->key : "");
+    snprintf(s->move_type, sizeof s->move_type, "%s", content_type != NULL ? content_type : "");
+    MagickWand *w = NewMagickWand();
+    if (len > 0 && MagickReadImageBlob(w, data, len) == MagickTrue) {
+        char *f = MagickGetImageFormat(w);
+        snprintf(s->move_format, sizeof s->move_format, "%s", f);
+        MagickRelinquishMemory(f);
+        s->move_width = MagickGetImageWidth(w);
+        s->move_height = MagickGetImageHeight(w);
+    }
+    DestroyMagickWand(w);
+    return 0;
+}
+
+/* proc_pre_process() of the job `text`, its sources loaded with at most `max_pixels`: what the
+ * sink got in `s`, the error in `msg`; `ref` (if not NULL) is then opened as a src, its width
+ * in *ref_width (0 if it could not be). */
+static int pre_process(const char *text, long max_pixels, struct sunk *s, char msg[ERR_MSG_MAX],
+                       const char *ref, size_t *ref_width)
+{
+    struct err e = {{0}};
+    struct job *j = job_parse(text, strlen(text), &limits, &e);
+    CHECK(j != NULL);
+    if (j == NULL) {
+        snprintf(msg, ERR_MSG_MAX, "(parse failed: %.400s)", e.msg);
+        return -2;
+    }
+    CHECK_STR(j->error, "");
+    struct src_refs *refs = src_refs_create();
+    const struct src_loader l = {.refs = refs, .max_pixels = max_pixels};
+    const struct proc_opts o = {.max_pixels = max_pixels,
+                                .default_quality = 85,
+                                .max_output_bytes = SIZE_MAX,
+                                .max_job_output_bytes = SIZE_MAX};
+    const struct proc_sink sink = {.output = sink_output, .move = sink_move, .user = s};
+    struct src_image main_src;
+    int rc = proc_pre_process(j, &l, refs, &o, &sink, &main_src, &e);
+    snprintf(msg, ERR_MSG_MAX, "%s", rc < 0 ? e.msg : "");
+    src_image_finish(&main_src);
+    if (ref != NULL) {
+        json_object *src = json_object_new_string(ref);
+        struct src_image im;
+        *ref_width = 0;
+        if (src_open(&l, src, &im, &e) == 0) {
+            *ref_width = (size_t)im.width;
+            src_image_finish(&im);
+        }
+        json_object_put(src);
+    }
+    src_refs_destroy(refs);
+    job_destroy(j);
+    return rc;
+}
+
+#define PRE_JOB                                                                                    \
+    "{\"job\": {\"src\": {\"name\": \"canvas\", \"width\": 8, \"height\": 6}, \"functions\": "     \
+    "[{\"name\": \"no_op\", \"save\": {\"image_identifier\": \"p\", \"extension\": \".png\", "     \
+    "\"s3_destination\": {\"bucket\": \"b\", \"key\": \"pre/p.png\"}}}, {\"name\": \"no_op\", "    \
+    "\"save\": {\"image_identifier\": \"q\"}}]}}"
+#define MOVE_ORIGINAL(key)                                                                         \
+    "{\"move_original\": {\"s3_destination\": {\"bucket\": \"b\", \"key\": \"" key "\"}}}"
+
+/* A pre_process job: its outputs with a destination go to the sink, the ones the job refers to
+ * are kept for "&identifier"; move_original of a canvas (no bytes to copy) encodes it, as PNG
+ * when the key names no format. Their failures say where they come from. */
+static void test_pre_process(void)
+{
+    char msg[ERR_MSG_MAX];
+    size_t width = 0;
+    struct sunk s = {0};
+    CHECK_INT(pre_process(CANVAS_HEAD "\"pre_process\": [" PRE_JOB ", " MOVE_ORIGINAL(
+                              "orig/c") "], "
+                                        "\"functions\": [{\"name\": \"composite\", \"params\": "
+                                        "{\"src\": \"&p\"}}]}",
+                          1000000, &s, msg, "&p", &width),
+              0);
+    CHECK_STR(msg, "");
+    CHECK_STR(s.outputs, "p ");
+    CHECK_INT(width, 8); /* kept: the job refers to it */
+    CHECK_INT(s.moves, 1);
+    CHECK_STR(s.move_key, "orig/c");
+    CHECK_STR(s.move_type, "image/png");
+    CHECK_STR(s.move_format, "PNG");
+    CHECK(s.move_width == 20 && s.move_height == 10);
+
+    /* a reference the job does not make is not kept */
+    struct sunk none = {0};
+    CHECK_INT(pre_process(CANVAS_HEAD "\"pre_process\": " PRE_JOB ", \"functions\": [{\"name\": "
+                                      "\"no_op\"}]}",
+                          1000000, &none, msg, "&p", &width),
+              0);
+    CHECK_STR(none.outputs, "p ");
+    CHECK_INT(width, 0);
+
+    /* a pre_process job that fails, and a move_original */
+    struct sunk small = {0};
+    CHECK_INT(pre_process(CANVAS_HEAD "\"pre_process\": " PRE_JOB ", \"functions\": [{\"name\": "
+                                      "\"no_op\"}]}",
+                          40, &small, msg, NULL, NULL),
+              -1);
+    CHECK_STR(msg, "pre_process job: canvas of 8x6 is more than the limit of 40 pixels "
+                   "(PIXQ_MAX_PIXELS)");
+    struct sunk refused = {.fail_move = "refused"};
+    CHECK_INT(pre_process(CANVAS_HEAD "\"pre_process\": " MOVE_ORIGINAL(
+                              "orig/c.jpg") ", "
+                                            "\"functions\": [{\"name\": \"no_op\"}]}",
+                          1000000, &refused, msg, NULL, NULL),
+              -1);
+    CHECK_STR(msg, "move_original: refused");
+}
+
 /* Validation's formats (job_format_writable(), in common/) are the encoder's (img_format_for()). */
 static void test_output_formats(void)
 {
@@ -502,6 +747,9 @@ int main(void)
     test_bad_params();
     test_left_to_the_run();
     test_proc_check();
+    test_job_output_limit();
+    test_past_deadline();
+    test_pre_process();
     test_output_formats();
     test_magick_words();
     int rc = check_summary("opcheck");
