@@ -556,6 +556,8 @@ static void test_past_deadline(void)
 struct sunk {
     char outputs[64]; /* the identifiers sent on, space-separated */
     int moves;
+    char formats[4][16]; /* of each move */
+    size_t lens[4];
     char move_key[32], move_type[32], move_format[16];
     size_t move_width, move_height;
     const char *fail_move; /* the move fails with this error */
@@ -590,8 +592,43 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
         s->move_width = MagickGetImageWidth(w);
         s->move_height = MagickGetImageHeight(w);
     }
+    if (s->moves <= 4) {
+        snprintf(s->formats[s->moves - 1], sizeof s->formats[0], "%s", s->move_format);
+        s->lens[s->moves - 1] = len;
+    }
     DestroyMagickWand(w);
     return 0;
+}
+
+static long src_fetches;
+static size_t fetched_len; /* of the last fetch */
+
+/* src_fetch_fn: any URL is a 20x10 PNG. */
+static int fetch_png(void *user, json_object *src, struct buf *out, struct err *e)
+{
+    (void)user;
+    (void)src;
+    src_fetches++;
+    MagickWand *w = solid(20, 10, "#0000ff");
+    size_t len = 0;
+    unsigned char *blob = NULL;
+    if (w != NULL && MagickSetImageFormat(w, "PNG") == MagickTrue) {
+        blob = MagickGetImageBlob(w, &len);
+    }
+    buf_reset(out);
+    int rc = blob != NULL && buf_reserve(out, len) == 0 ? 0 : err_set(e, "no PNG");
+    if (rc == 0) {
+        memcpy(out->data, blob, len);
+        out->len = len;
+        fetched_len = len;
+    }
+    if (blob != NULL) {
+        MagickRelinquishMemory(blob);
+    }
+    if (w != NULL) {
+        DestroyMagickWand(w);
+    }
+    return rc;
 }
 
 /* proc_pre_process() of the job `text`, its sources loaded with at most `max_pixels`: what the
@@ -609,7 +646,7 @@ static int pre_process(const char *text, long max_pixels, struct sunk *s, char m
     }
     CHECK_STR(j->error, "");
     struct src_refs *refs = src_refs_create();
-    const struct src_loader l = {.refs = refs, .max_pixels = max_pixels};
+    const struct src_loader l = {.fetch = fetch_png, .refs = refs, .max_pixels = max_pixels};
     const struct proc_opts o = {.max_pixels = max_pixels,
                                 .default_quality = 85,
                                 .max_output_bytes = SIZE_MAX,
@@ -673,6 +710,22 @@ static void test_pre_process(void)
               0);
     CHECK_STR(none.outputs, "p ");
     CHECK_INT(width, 0);
+
+    /* a fetched PNG, loaded once for two moves: copied as it came where the key names no format,
+     * converted where it names another */
+    struct sunk two = {0};
+    long fetched = src_fetches;
+    CHECK_INT(pre_process(JOB_HEAD "\"pre_process\": [" MOVE_ORIGINAL("orig/a") ", " MOVE_ORIGINAL(
+                              "orig/b.jpg") "], \"functions\": [{\"name\": \"no_op\"}]}",
+                          1000000, &two, msg, NULL, NULL),
+              0);
+    CHECK_STR(msg, "");
+    CHECK_INT(src_fetches - fetched, 1);
+    CHECK_INT(two.moves, 2);
+    CHECK_STR(two.formats[0], "PNG");
+    CHECK_INT(two.lens[0], fetched_len);
+    CHECK_STR(two.formats[1], "JPEG");
+    CHECK_STR(two.move_type, "image/jpeg");
 
     /* a pre_process job that fails, and a move_original */
     struct sunk small = {0};
