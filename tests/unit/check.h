@@ -7,7 +7,9 @@
 #define PIXQ_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int check_passed;
 static int check_failed;
@@ -60,6 +62,48 @@ static inline void check_replace_file(const char *path, const char *text)
     fputs(text, f);
     fclose(f);
     rename(tmp, path);
+}
+
+/* check_capture(fd) sends file descriptor `fd` (1 or 2) into a file of its own until
+ * check_captured(fd, ...) reads it back into `out` and gives `fd` back: what a function printed.
+ * One capture at a time. */
+static char check_capture_path[64] __attribute__((unused));
+static int check_capture_saved __attribute__((unused)) = -1;
+
+static inline void check_capture(int fd)
+{
+    fflush(stdout);
+    fflush(stderr);
+    snprintf(check_capture_path, sizeof check_capture_path, "/tmp/pixq-test-capture-XXXXXX");
+    int f = mkstemp(check_capture_path);
+    CHECK(f >= 0);
+    if (f < 0) {
+        return;
+    }
+    check_capture_saved = dup(fd);
+    dup2(f, fd);
+    close(f);
+}
+
+static inline const char *check_captured(int fd, char *out, size_t cap)
+{
+    out[0] = '\0';
+    fflush(stdout);
+    fflush(stderr);
+    if (check_capture_saved < 0) {
+        return out;
+    }
+    dup2(check_capture_saved, fd);
+    close(check_capture_saved);
+    check_capture_saved = -1;
+    FILE *f = fopen(check_capture_path, "r");
+    size_t n = f != NULL ? fread(out, 1, cap - 1, f) : 0;
+    out[n] = '\0';
+    if (f != NULL) {
+        fclose(f);
+    }
+    unlink(check_capture_path);
+    return out;
 }
 
 static inline int check_summary(const char *name)

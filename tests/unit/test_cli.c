@@ -4,7 +4,6 @@
  * one line with a byte that is not UTF-8 as a visible \\xNN, text from Redis made printable
  * (control characters, DEL, C1 controls and bytes that are not UTF-8 as \xNN; the rest of UTF-8
  * kept), and a time in ms as ISO 8601 UTC. */
-#define _GNU_SOURCE /* mkstemp */
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
@@ -15,47 +14,6 @@
 
 #include "check.h"
 #include "cli.h"
-
-static char out_path[64];
-static int saved_fd = -1;
-
-/* File descriptor `fd` (1 or 2) into a file of its own until captured() reads it back. */
-static void capture(int fd)
-{
-    fflush(stdout);
-    fflush(stderr);
-    snprintf(out_path, sizeof out_path, "/tmp/pixq-test-cli-XXXXXX");
-    int f = mkstemp(out_path);
-    CHECK(f >= 0);
-    if (f < 0) {
-        return;
-    }
-    saved_fd = dup(fd);
-    dup2(f, fd);
-    close(f);
-}
-
-/* What was written on `fd` since capture(fd), into `out`; the descriptor is the test's again. */
-static const char *captured(int fd, char *out, size_t cap)
-{
-    out[0] = '\0';
-    fflush(stdout);
-    fflush(stderr);
-    if (saved_fd < 0) {
-        return out;
-    }
-    dup2(saved_fd, fd);
-    close(saved_fd);
-    saved_fd = -1;
-    FILE *f = fopen(out_path, "r");
-    size_t n = f != NULL ? fread(out, 1, cap - 1, f) : 0;
-    out[n] = '\0';
-    if (f != NULL) {
-        fclose(f);
-    }
-    unlink(out_path);
-    return out;
-}
 
 static bool wants_help(const char *a1, const char *a2, const char *a3)
 {
@@ -81,28 +39,28 @@ static void test_wants_help(void)
 static void test_usage_and_fail(void)
 {
     char out[2048];
-    capture(2);
+    check_capture(2);
     int rc = cli_usage("dead", "unknown subcommand '%s'", "frob");
-    CHECK_STR(captured(2, out, sizeof out),
+    CHECK_STR(check_captured(2, out, sizeof out),
               "pixq: dead: unknown subcommand 'frob' (usage: pixq dead --help)\n");
     CHECK_INT(rc, CLI_USAGE);
-    capture(2);
+    check_capture(2);
     rc = cli_fail("job: %s after %d s", "still waiting", 3);
-    CHECK_STR(captured(2, out, sizeof out), "pixq: job: still waiting after 3 s\n");
+    CHECK_STR(check_captured(2, out, sizeof out), "pixq: job: still waiting after 3 s\n");
     CHECK_INT(rc, CLI_FAILED);
     CHECK_INT(CLI_OK, 0);
     /* a long reason is cut, the line still ends as usual */
     char reason[1500];
     memset(reason, 'r', sizeof reason - 1);
     reason[sizeof reason - 1] = '\0';
-    capture(2);
+    check_capture(2);
     cli_usage("job", "%s", reason);
-    captured(2, out, sizeof out);
+    check_captured(2, out, sizeof out);
     CHECK_INT(strlen(out), strlen("pixq: job:  (usage: pixq job --help)\n") + 511);
     CHECK(strstr(out, "r (usage: pixq job --help)\n") != NULL);
-    capture(2);
+    check_capture(2);
     cli_fail("%s", reason);
-    captured(2, out, sizeof out);
+    check_captured(2, out, sizeof out);
     CHECK_INT(strlen(out), strlen("pixq: \n") + 1023);
 }
 
@@ -174,9 +132,9 @@ static void test_queues(void)
     CHECK_STR(q.name[1], "default");
     char out[1024];
     snprintf(cfg.queue, sizeof cfg.queue, "a,{b}");
-    capture(2);
+    check_capture(2);
     CHECK_INT(cli_queues(&cfg, &q), -1);
-    captured(2, out, sizeof out);
+    check_captured(2, out, sizeof out);
     CHECK(strncmp(out, "pixq: ", 6) == 0 && strstr(out, "{b}") != NULL);
     CHECK(strchr(out, '\n') == out + strlen(out) - 1); /* one line */
 }
@@ -188,11 +146,11 @@ static void test_print_json(void)
     json_object_object_add(o, "id", json_object_new_string("a/b \xc3\xa9"));
     json_object_object_add(o, "raw", json_object_new_string_len("x\xffy\xe2\x82z\x01", 7));
     json_object_object_add(o, "n", json_object_new_int(3));
-    capture(1);
+    check_capture(1);
     cli_print_json(o);
     /* one line, no blanks, '/' as it is; bytes that are not UTF-8 as \\xNN (a string's
      * backslash and "xNN": the line stays JSON), a control character as JSON escapes it */
-    CHECK_STR(captured(1, out, sizeof out),
+    CHECK_STR(check_captured(1, out, sizeof out),
               "{\"id\":\"a/b \xc3\xa9\",\"raw\":\"x\\\\xffy\\\\xe2\\\\x82z\\u0001\",\"n\":3}\n");
     json_object_put(o);
     json_object *back = json_tokener_parse(out);

@@ -380,14 +380,24 @@ static void test_left_to_the_run(void)
 
 static const struct job_limits limits = {250000, 32, 100, 0, 0};
 
-/* proc_check() of the job `text`: its return, its error in `msg`. */
-static int check_job(const char *text, char msg[ERR_MSG_MAX])
+/* The job `text` parsed, or NULL with why in `msg` (a failed check). */
+static struct job *parsed(const char *text, char msg[ERR_MSG_MAX])
 {
     struct err e = {{0}};
     struct job *j = job_parse(text, strlen(text), &limits, &e);
     CHECK(j != NULL);
     if (j == NULL) {
         snprintf(msg, ERR_MSG_MAX, "(parse failed: %.400s)", e.msg);
+    }
+    return j;
+}
+
+/* proc_check() of the job `text`: its return, its error in `msg`. */
+static int check_job(const char *text, char msg[ERR_MSG_MAX])
+{
+    struct err e = {{0}};
+    struct job *j = parsed(text, msg);
+    if (j == NULL) {
         return -2;
     }
     CHECK_STR(j->error, "");
@@ -469,10 +479,8 @@ static struct run run_job(const char *text, size_t max_job_output_bytes, bool pa
 {
     struct run r = {.rc = -2};
     struct err e = {{0}};
-    struct job *j = job_parse(text, strlen(text), &limits, &e);
-    CHECK(j != NULL);
+    struct job *j = parsed(text, r.msg);
     if (j == NULL) {
-        snprintf(r.msg, ERR_MSG_MAX, "(parse failed: %.400s)", e.msg);
         return r;
     }
     const struct src_loader l = {.max_pixels = 1000000};
@@ -638,10 +646,8 @@ static int pre_process(const char *text, long max_pixels, struct sunk *s, char m
                        const char *ref, size_t *ref_width)
 {
     struct err e = {{0}};
-    struct job *j = job_parse(text, strlen(text), &limits, &e);
-    CHECK(j != NULL);
+    struct job *j = parsed(text, msg);
     if (j == NULL) {
-        snprintf(msg, ERR_MSG_MAX, "(parse failed: %.400s)", e.msg);
         return -2;
     }
     CHECK_STR(j->error, "");

@@ -3,7 +3,6 @@
  * to the time left), the end after PIXQ_REDIS_OUTAGE_MS, the lines on stderr (once per reason,
  * over a progress bar when one is drawn) and which failures may pass: a lost connection (but
  * not a login Redis refuses) and the answers Redis gives while it cannot serve for a moment. */
-#define _GNU_SOURCE /* mkstemp */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -17,45 +16,6 @@
 #include "outage.h"
 #include "rq.h"
 
-static char err_path[64];
-static int saved_stderr = -1;
-
-/* stderr into a file of its own until said() reads it back. */
-static void capture(void)
-{
-    fflush(stderr);
-    snprintf(err_path, sizeof err_path, "/tmp/pixq-test-outage-XXXXXX");
-    int fd = mkstemp(err_path);
-    CHECK(fd >= 0);
-    if (fd < 0) {
-        return;
-    }
-    saved_stderr = dup(2);
-    dup2(fd, 2);
-    close(fd);
-}
-
-/* What was written on stderr since capture(), into `out`; stderr is the test's again. */
-static const char *said(char *out, size_t cap)
-{
-    out[0] = '\0';
-    fflush(stderr);
-    if (saved_stderr < 0) {
-        return out;
-    }
-    dup2(saved_stderr, 2);
-    close(saved_stderr);
-    saved_stderr = -1;
-    FILE *f = fopen(err_path, "r");
-    size_t n = f != NULL ? fread(out, 1, cap - 1, f) : 0;
-    out[n] = '\0';
-    if (f != NULL) {
-        fclose(f);
-    }
-    unlink(err_path);
-    return out;
-}
-
 /* The waits of one outage: 100 ms doubling, up to 2 s; each try at the time the last wait ends. */
 static void test_backoff(void)
 {
@@ -64,7 +24,7 @@ static void test_backoff(void)
     struct err e = {{0}};
     const long want[] = {100, 200, 400, 800, 1600, 2000, 2000, 2000};
     long now = 0; /* the monotonic clock's first moment is a time like another */
-    capture();
+    check_capture(2);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         long wait = outage_failed(&o, "redis: connection lost", now, &e);
         CHECK_INT(wait, want[i]);
@@ -72,8 +32,9 @@ static void test_backoff(void)
     }
     char out[2048];
     /* one line for the outage: the reason did not change */
-    CHECK_STR(said(out, sizeof out), "pixq: stats: redis unavailable (redis: connection lost); "
-                                     "trying again for up to 60 s (PIXQ_REDIS_OUTAGE_MS)\n");
+    CHECK_STR(check_captured(2, out, sizeof out),
+              "pixq: stats: redis unavailable (redis: connection lost); "
+              "trying again for up to 60 s (PIXQ_REDIS_OUTAGE_MS)\n");
     CHECK_STR(e.msg, "");
 }
 
@@ -84,7 +45,7 @@ static void test_limit(void)
     struct outage o;
     outage_init(&o, "job", 5000, false);
     struct err e = {{0}};
-    capture();
+    check_capture(2);
     CHECK_INT(outage_failed(&o, "redis: A", 1000, &e), 100);
     CHECK_INT(outage_failed(&o, "redis: A", 1100, &e), 200);
     CHECK_INT(outage_failed(&o, "redis: B", 1300, &e), 400);
@@ -97,7 +58,7 @@ static void test_limit(void)
     CHECK_INT(outage_failed(&o, "redis: D", 6000, &e), -1);
     CHECK_STR(e.msg, "redis unavailable for 5.0 s (PIXQ_REDIS_OUTAGE_MS): redis: D");
     char out[2048];
-    CHECK_STR(said(out, sizeof out),
+    CHECK_STR(check_captured(2, out, sizeof out),
               "pixq: job: redis unavailable (redis: A); trying again for up to 5 s "
               "(PIXQ_REDIS_OUTAGE_MS)\n"
               "pixq: job: redis unavailable (redis: B); trying again for up to 4.7 s "
@@ -107,10 +68,10 @@ static void test_limit(void)
     /* PIXQ_REDIS_OUTAGE_MS=0: the first failure is the error, and nothing is said before it */
     outage_init(&o, "submit", 0, false);
     e = (struct err){{0}};
-    capture();
+    check_capture(2);
     CHECK_INT(outage_failed(&o, "redis: gone", 42, &e), -1);
     CHECK_STR(e.msg, "redis unavailable for 0.0 s (PIXQ_REDIS_OUTAGE_MS): redis: gone");
-    CHECK_STR(said(out, sizeof out), "");
+    CHECK_STR(check_captured(2, out, sizeof out), "");
 }
 
 /* Redis back: a line with the outage's length, once; the next outage begins anew (its waits
@@ -120,7 +81,7 @@ static void test_over(void)
     struct outage o;
     outage_init(&o, "submit", 3000, true);
     struct err e = {{0}};
-    capture();
+    check_capture(2);
     outage_over(&o, 100); /* no outage going on: nothing */
     CHECK_INT(outage_failed(&o, "redis: lost", 1000, &e), 100);
     CHECK_INT(outage_failed(&o, "redis: lost", 1100, &e), 200);
@@ -134,7 +95,7 @@ static void test_over(void)
     CHECK_STR(e.msg, "redis unavailable for 3.0 s (PIXQ_REDIS_OUTAGE_MS): redis: lost");
     char out[2048];
     /* over a progress bar: each line begins by erasing it */
-    CHECK_STR(said(out, sizeof out),
+    CHECK_STR(check_captured(2, out, sizeof out),
               "\r\033[Kpixq: submit: redis unavailable (redis: lost); trying again for up to 3 s "
               "(PIXQ_REDIS_OUTAGE_MS)\n"
               "\r\033[Kpixq: submit: redis is back after 1.2 s\n"
