@@ -6,6 +6,7 @@
  * sources come from a fetch callback that hands over fixed bytes. */
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,9 @@
 #include "err.h"
 #include "image.h"
 #include "job.h"
+#include "log.h"
 #include "magick_test.h"
+#include "process.h"
 #include "shrink.h"
 #include "source.h"
 
@@ -299,21 +302,9 @@ static int decode_logged(struct src_image *im, const struct shrink_plan *plan, c
                          size_t cap)
 {
     struct err e = {{0}};
-    FILE *f = tmpfile();
-    int saved = dup(STDERR_FILENO);
-    CHECK(f != NULL && saved >= 0);
-    if (f == NULL || saved < 0) {
-        return -1;
-    }
-    fflush(stderr);
-    dup2(fileno(f), STDERR_FILENO);
+    check_capture(2);
     int rc = src_decode(im, plan, &e);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    rewind(f);
-    size_t n = fread(log, 1, cap - 1, f);
-    log[n] = '\0';
-    fclose(f);
+    check_captured(2, log, cap);
     return rc;
 }
 
@@ -698,6 +689,60 @@ static void test_density(void)
     src_image_finish(&im);
 }
 
+/* A job that shrinks a 400x300 source of `format` (`frames` images) to 40 px wide, through
+ * proc_run(): its debug line "decoded" says how the source was brought down (`by`: the decoder
+ * itself, a box filter after a full decode, or not at all) and at what size. */
+static void check_decoded_by(const char *format, int frames, const char *by, long decoded_w,
+                             long decoded_h)
+{
+    static const struct job_limits limits = {250000, 32, 100, 0, 0};
+    const char *text = "{\"src\": \"http://x.test/a\", \"functions\": [{\"name\": "
+                       "\"resize_to_fit\", \"params\": {\"width\": 40}, \"save\": "
+                       "{\"image_identifier\": \"a\"}}]}";
+    struct src_loader l = {.max_pixels = 10000000};
+    struct buf bytes;
+    struct src_image im;
+    struct err e = {{0}};
+    struct job *j = job_parse(text, strlen(text), &limits, &e);
+    CHECK(j != NULL);
+    encode(format, 400, 300, frames, &bytes);
+    CHECK_INT(src_open_bytes(&l, &bytes, &im, &e), 0);
+    const struct proc_opts o = {.max_pixels = 10000000,
+                                .default_quality = 85,
+                                .max_output_bytes = SIZE_MAX,
+                                .max_job_output_bytes = SIZE_MAX};
+    struct proc_result pr;
+    char log[8192], want[64];
+    enum log_level was = log_threshold;
+    log_threshold = LOG_LEVEL_DEBUG;
+    check_capture(2);
+    CHECK_INT(j != NULL ? proc_run(j, &im, &o, &pr, &e) : -1, 0);
+    check_captured(2, log, sizeof log);
+    log_threshold = was;
+    snprintf(want, sizeof want, "decoded=%ldx%ld scale=", decoded_w, decoded_h);
+    CHECK(strstr(log, want) != NULL);
+    snprintf(want, sizeof want, " by=%s ", by);
+    CHECK(strstr(log, want) != NULL);
+    if (strstr(log, want) == NULL) {
+        fprintf(stderr, "%s, %d image(s): %s\n", format, frames, log);
+    }
+    CHECK_INT(pr.decoded_width, decoded_w);
+    CHECK_INT(pr.n_outputs, 1);
+    proc_result_finish(&pr);
+    src_image_finish(&im);
+    buf_finish(&bytes);
+    job_destroy(j);
+}
+
+static void test_decoded_by(void)
+{
+    check_decoded_by("JPEG", 1, "decoder", 100, 75); /* libjpeg at 2/8 */
+    check_decoded_by("WEBP", 1, "decoder", 50, 38);  /* libwebp to the plan's size */
+    check_decoded_by("PNG", 1, "decoder", 50, 38);   /* pngshrink */
+    check_decoded_by("WEBP", 2, "box", 50, 38);      /* animated: decoded whole by the guard */
+    check_decoded_by("GIF", 1, "box", 50, 38);       /* no decoder shrinks a GIF */
+}
+
 int main(void)
 {
     if (test_img_start("source") < 0) {
@@ -711,6 +756,7 @@ int main(void)
     test_blame_of_fetched_bytes();
     test_blame_leaves_other_errors();
     test_decode();
+    test_decoded_by();
     test_shown_cut();
     test_list();
     test_gps();
