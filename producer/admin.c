@@ -62,7 +62,7 @@ static bool dead_cursor_done(const struct dead_cursor *c)
     return c->r == NULL || c->r->type != REDIS_REPLY_ARRAY || c->next >= c->r->elements;
 }
 
-/* Reads of the page after another one while entries keep landing at the head of the list */
+/* Reads of the page after another one while entries keep landing at the head of the list. */
 #define DEAD_LANDED_READS 3
 
 static bool same_entry(const redisReply *a, const redisReply *b)

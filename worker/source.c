@@ -434,7 +434,8 @@ static bool iso_date(const char *exif, char *out, size_t cap)
     int y, mo, d, h, mi, s;
     char tail;
     /* a day no month has (30 February, 31 April): a camera's clock set wrong, or a tool's
-     * error, not a time */
+     * error, not a time (d > 31 stays before month_days(): it bounds d for GCC's check of the
+     * snprintf() below, -Wformat-truncation) */
     if (sscanf(exif, "%4d:%2d:%2d %2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &tail) != 6 || mo < 1 ||
         mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 || y < 1 || h < 0 || mi < 0 ||
         s < 0 || d > month_days(y, mo)) {
