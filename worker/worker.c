@@ -200,6 +200,24 @@ static long jittered(struct worker *w, long ms)
     return ms / 2 + (long)(rand_r(&w->seed) % (unsigned)(ms / 2 + 1));
 }
 
+/* Whether Redis refused a command because its key holds another type (WRONGTYPE): a key of
+ * pixq's written by hand or by another program, which no retry can get past. */
+static bool wrong_type(const struct err *e)
+{
+    return strncmp(e->msg, "redis: WRONGTYPE", 16) == 0;
+}
+
+/* Logs that step `step` of job `job_id` found `keys` ("KEY" or "KEY=TYPE ...") holding another
+ * type than pixq's, and what it did about it (`action`). */
+static void log_foreign(const char *step, const char *job_id, const char *keys, const char *action)
+{
+    char q[ERR_MSG_MAX + 16];
+    LOG_ERROR("job_key_foreign",
+              "job_id=%s step=%s keys=%s action=%s reason=\"a key of this job's holds another "
+              "type than pixq's: written by hand or by another program\"",
+              job_id, step, log_quote(keys, q, sizeof q), action);
+}
+
 /* ---------------------------------------------------------------- set-up */
 
 /* Makes queue `q` (w->q[i]) the one the payload in hand belongs to. */
@@ -713,8 +731,10 @@ static void note_epoch(struct worker *w, struct wqueue *q, char out[EPOCH_MAX])
     snprintf(out, EPOCH_MAX, "%s", conn != 0 && rq_connection(w->rq) == conn ? q->epoch : "");
 }
 
-/* finish.lua's answer: 1 settled, 0 not ours. A payload it reserved is kept for the next turn. */
-static int finish_reply(struct worker *w, const redisReply *r)
+/* finish.lua's answer for job `job_id` (NULL: none): 1 settled, 0 not ours. A payload it
+ * reserved is kept for the next turn; keys of the job's that it left alone, holding another type
+ * than pixq's, are logged. */
+static int finish_reply(struct worker *w, const redisReply *r, const char *job_id)
 {
     if (r->type == REDIS_REPLY_INTEGER) {
         return r->integer == 1 || r->integer == 2 ? (int)r->integer : 0;
@@ -722,8 +742,11 @@ static int finish_reply(struct worker *w, const redisReply *r)
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
         return 0;
     }
-    if (r->elements == 3) {
+    if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_INTEGER) {
         note_gate(w, w->cur, r->element[2]);
+    }
+    if (r->elements == 4 && r->element[3]->type == REDIS_REPLY_STRING) {
+        log_foreign("finish", job_id != NULL ? job_id : "", r->element[3]->str, "left_alone");
     }
     const redisReply *next = r->element[1];
     if (next->type == REDIS_REPLY_STRING) {
@@ -757,7 +780,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
         w->lost_at_call = lease_records_lost(w->lease); /* for a `next` it reserves */
         redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 10, c.keys, 16, c.args, c.lens, &e);
         if (r != NULL) {
-            int settled = finish_reply(w, r);
+            int settled = finish_reply(w, r, s->job_id != NULL ? s->job_id : s->posted_id);
             freeReplyObject(r);
             return settled;
         }
@@ -1303,8 +1326,34 @@ static void plan_due(struct wqueue *wq, long wake)
 
 static void stranded(struct worker *w, const char *step, const char *job_id, const char *why);
 
-/* park.lua: the job leaves the active list; its parked outputs wait in Redis. */
-static void park_job(struct worker *w, struct task *t)
+/* The job hash holds another type than pixq's (park.lua's {-2, "KEY=TYPE"}, `foreign`): the
+ * outputs cannot wait in Redis for their upload. Each fails, with the reason in the result, and
+ * the job completes now. */
+static void park_refused(struct worker *w, struct task *t, const char *foreign)
+{
+    char msg[ERR_MSG_MAX];
+    log_foreign("park", t->job->id, foreign, "outputs_failed");
+    const char *eq = strrchr(foreign, '=');
+    int key_len = eq != NULL ? (int)(eq - foreign) : (int)strlen(foreign);
+    snprintf(msg, sizeof msg,
+             "Image processing failed. Outputs waiting for their turn to upload (the bucket's "
+             "rate limit) cannot wait in Redis: key %.*s holds a %s, not this job's state "
+             "(written there by hand or by another program); remove it and submit the job again",
+             key_len, foreign, eq != NULL ? eq + 1 : "value of another type");
+    result_add_error(t->result, msg);
+    if (t->first_error[0] == '\0') {
+        snprintf(t->first_error, sizeof t->first_error, "%s", msg);
+    }
+    for (size_t i = 0; i < w->runner.n_parked; i++) {
+        json_object *id = NULL;
+        json_object_object_get_ex(w->runner.parked[i].task, "image_identifier", &id);
+        result_add_failed(t->result, id != NULL ? json_object_get_string(id) : "");
+    }
+}
+
+/* park.lua: the job leaves the active list; its parked outputs wait in Redis. Returns false, or
+ * true when the job is to complete now instead (park_refused()). */
+static bool park_job(struct worker *w, struct task *t)
 {
     struct park_call c = {0};
     char job_hash[RQ_KEY_MAX], ttl[32];
@@ -1334,8 +1383,13 @@ static void park_job(struct worker *w, struct task *t)
                 r->element[1]->type == REDIS_REPLY_INTEGER;
     const redisReply *parked = pair ? r->element[0] : r;
     bool answered = parked != NULL && parked->type == REDIS_REPLY_INTEGER;
+    bool refused = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                   r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == -2 &&
+                   r->element[1]->type == REDIS_REPLY_STRING;
     char q[ERR_MSG_MAX + 16];
-    if (answered && parked->integer >= 0) {
+    if (refused) {
+        park_refused(w, t, r->element[1]->str);
+    } else if (answered && parked->integer >= 0) {
         if (pair && r->element[1]->integer == 1) {
             LOG_WARN("job_forgotten",
                      "job_id=%s step=park action=parked reason=\"Redis no longer knew the job: "
@@ -1360,6 +1414,7 @@ static void park_job(struct worker *w, struct task *t)
     freeReplyObject(r);
     park_call_free(&c);
     free(base);
+    return refused;
 }
 
 /* A task that met a Redis error where it should have left the active list stays there and runs
@@ -1387,6 +1442,7 @@ enum {
     PARKED_LEFT = -3,    /* not to settle here: another worker took the task, or a Redis error
                             stranded it (it stays on the active list and runs again) */
     PARKED_OTHERS = -4,  /* recorded before; another output's task completes the job */
+    PARKED_FOREIGN = -5, /* the job hash holds another type than pixq's: nothing to complete */
 };
 
 /* upload_done.lua: records how parked output n ended. Returns the outputs still pending, or a
@@ -1404,9 +1460,10 @@ static long record_upload(struct worker *w, const char *job_id, int n, const cha
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_UPLOAD_DONE, 3, keys, 4, args, NULL, &e);
     long pending = PARKED_LEFT;
     if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
-        pending = r->integer == -2 ? PARKED_OTHERS
-                  : r->integer < 0 ? PARKED_GONE
-                                   : (long)r->integer;
+        pending = r->integer == -2   ? PARKED_OTHERS
+                  : r->integer == -3 ? PARKED_FOREIGN
+                  : r->integer < 0   ? PARKED_GONE
+                                     : (long)r->integer;
     } else {
         stranded(w, "upload_done", job_id, e.msg[0] ? e.msg : "bad reply");
     }
@@ -1546,6 +1603,12 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
     job_key(w, job_id, "job", -1, job_hash, sizeof job_hash);
     struct err e = {{0}};
     redisReply *h = rq_command(w->rq, &e, "HGETALL %s", job_hash);
+    if (h == NULL && wrong_type(&e)) {
+        log_foreign("complete", job_id, job_hash, "job_state_lost");
+        const struct settlement s = {.result = "", .counter = ""};
+        settle(w, &t->payload, &s);
+        return;
+    }
     if (h == NULL || h->type != REDIS_REPLY_ARRAY) {
         stranded(w, "complete", job_id, e.msg[0] ? e.msg : "bad reply");
         freeReplyObject(h);
@@ -1580,8 +1643,9 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
 }
 
 /* Fetches a parked output's bytes: 1; 2 if the blob is gone because an earlier run of the task
- * recorded the output (upload_done.lua deletes it), 0 if it is gone otherwise (expired); -1 on
- * a Redis error or out of memory (stranded()). */
+ * recorded the output (upload_done.lua deletes it), 0 if it is gone otherwise (expired, or the
+ * job hash it would be recorded in holds another type than pixq's), 3 if the blob's key holds
+ * another type than pixq's (log_foreign()); -1 on a Redis error or out of memory (stranded()). */
 static int load_blob(struct worker *w, const char *job_id, int n, struct buf *out)
 {
     char key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
@@ -1589,6 +1653,10 @@ static int load_blob(struct worker *w, const char *job_id, int n, struct buf *ou
     job_key(w, job_id, "job", -1, job_hash, sizeof job_hash);
     struct err e = {{0}};
     redisReply *r = rq_command(w->rq, &e, "GET %s", key);
+    if (r == NULL && wrong_type(&e)) {
+        log_foreign("load_blob", job_id, key, "output_failed");
+        return 3;
+    }
     if (r != NULL && r->type == REDIS_REPLY_NIL) {
         freeReplyObject(r);
         r = rq_command(w->rq, &e, "HEXISTS %s done:%d", job_hash, n);
@@ -1596,6 +1664,9 @@ static int load_blob(struct worker *w, const char *job_id, int n, struct buf *ou
             int rc = r->integer == 1 ? 2 : 0;
             freeReplyObject(r);
             return rc;
+        }
+        if (r == NULL && wrong_type(&e)) {
+            return 0; /* upload_done.lua tells and drops the job */
         }
     }
     int rc =
@@ -1655,8 +1726,13 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
     long delay = 0, pending;
     enum up_outcome out = UP_FAILED;
     int got = load_blob(w, job_id, n, &blob);
-    if (got == 0) {
-        err_set(&e, "the encoded output '%.200s' expired before it could be uploaded", id);
+    if (got == 0 || got == 3) {
+        err_set(&e,
+                got == 0 ? "the encoded output '%.200s' expired before it could be uploaded"
+                         : "the encoded output '%.200s' could not be read back for its upload: "
+                           "its Redis key holds another type than pixq's (written there by hand "
+                           "or by another program)",
+                id);
         metrics_count_output(METRICS_OUTPUT_FAILED);
     } else if (got == 1) {
         out = run_send(&w->runner, task, blob.data, blob.len, &url, &delay, &e);
@@ -1737,6 +1813,10 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
     }
     if (pending == PARKED_GONE) {
         LOG_WARN("parked_job_lost", "job_id=%s reason=%s", job_id, state_gone_reason(w));
+    } else if (pending == PARKED_FOREIGN) {
+        char job_hash[RQ_KEY_MAX];
+        job_key(w, job_id, "job", -1, job_hash, sizeof job_hash);
+        log_foreign("upload_done", job_id, job_hash, "job_state_lost");
     }
     const struct settlement s = {.result = "", .counter = ""}; /* other outputs still pending */
     settle(w, &t->payload, &s);
@@ -1950,7 +2030,7 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
  * rest (an error that persists would hold the worker on this task for ever). */
 static int result_unread(struct worker *w, const char *job_id, struct err *e)
 {
-    if (strncmp(e->msg, "redis: WRONGTYPE", 16) == 0) {
+    if (wrong_type(e)) {
         return -1;
     }
     if (strcmp(w->unread_id, job_id) != 0) {
@@ -2356,8 +2436,10 @@ static void handle_payload(struct worker *w, struct task *t)
     }
     metrics_job_reserved(t->job, run, started_ms);
     if (st == RUN_PARKED) {
-        park_job(w, t);
-        return;
+        if (!park_job(w, t)) {
+            return;
+        }
+        st = RUN_DONE; /* its waiting outputs failed: the job completes now */
     }
     long delay = st != RUN_DONE ? retry_delay_ms(w, t->job, st) : -1;
     if (delay >= 0 && retry_later(w, t, delay)) {

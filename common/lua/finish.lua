@@ -60,6 +60,45 @@
 -- longer owns the job, and nothing else is written). With ARGV[9] "next": {1, 2 or 0, the next
 -- payload now on KEYS[1] or nil (none queued, or the job was lost), and with KEYS[10] 1 when the
 -- queue is past its parked limit, else 0}.
+--
+-- KEYS[2] and KEYS[7] are this job's alone. One that holds another type than pixq's (a string
+-- set by hand, another program writing under pixq's names) is left alone: the job settles
+-- without it (no result stored, no postback bookkeeping), and the answer says so. Their types
+-- are looked at before anything is written, since a script's writes before an error stay: a
+-- WRONGTYPE there failed every call, after the payload had left the active list, so the job
+-- never settled and its worker tried it again for ever, taking no other job. Then the answer is
+-- always {settled, the next payload or nil, the parked flag or nil, "KEY=TYPE ..." the keys left
+-- alone}.
+
+local want_next = ARGV[9] == 'next'
+local settled = 1
+local foreign = {} -- "KEY=TYPE" of this job's keys left alone
+
+-- Whether `key` holds `kind` or nothing; else it is noted in `foreign`.
+local function usable(key, kind)
+    local t = redis.call('TYPE', key)['ok']
+    if t == kind or t == 'none' then
+        return true
+    end
+    foreign[#foreign + 1] = key .. '=' .. t
+    return false
+end
+
+local result_ok = ARGV[2] == '' or usable(KEYS[2], 'list')
+local hash_ok = not KEYS[7] or usable(KEYS[7], 'hash')
+
+-- The answer: `settled`, with `nxt` (the next payload, false for none) and `gated` (nil: not
+-- asked) when want_next, and the keys left alone.
+local function answer(nxt, gated)
+    if #foreign > 0 then
+        return {settled, nxt or false, gated or false, table.concat(foreign, ' ')}
+    elseif not want_next then
+        return settled
+    elseif gated == nil then
+        return {settled, nxt}
+    end
+    return {settled, nxt, gated}
+end
 
 -- Whether this settlement was written already (see above): asked only of a payload missing from
 -- the active list.
@@ -67,19 +106,17 @@ local function settled_before()
     if (ARGV[2] == '' and ARGV[4] == '') or not KEYS[7] then
         return false
     end
-    local runs = redis.call('HGET', KEYS[7], 'runs')
+    local runs = hash_ok and redis.call('HGET', KEYS[7], 'runs')
     -- the dead letter anywhere in the list (other workers' may be newer: an outage loses many
     -- answers at once); the postback retry is not looked for: the result, stored in the same
     -- step, tells already, and the retry may be promoted, or run, by the time the call is sent
     -- again (its first delay, 1 s, is shorter than PIXQ_REDIS_TIMEOUT_MS)
     return (not runs or runs == (ARGV[16] or '')) and
-        (ARGV[2] == '' or redis.call('LINDEX', KEYS[2], -1) == ARGV[2]) and
+        (ARGV[2] == '' or not result_ok or redis.call('LINDEX', KEYS[2], -1) == ARGV[2]) and
         (ARGV[4] == '' or redis.call('LPOS', KEYS[3], ARGV[4]) ~= false)
 end
 
-local want_next = ARGV[9] == 'next'
-local settled = 1
-local marked = ARGV[8] and ARGV[8] ~= ''
+local marked = hash_ok and ARGV[8] and ARGV[8] ~= ''
 local hash_new = false -- KEYS[7] made by the HSET below (begin.lua's has an expiry)
 if marked then
     redis.call('HSET', KEYS[7], 'posted', ARGV[8])
@@ -92,19 +129,14 @@ end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     -- asked only here, off the path of every job that is settled as usual
     if settled_before() then
-        if want_next then
-            return {1, false}
-        end
-        return 1
+        return answer(false)
     end
     local forgotten = ARGV[15] == 'forgotten' and
         (hash_new or (not marked and redis.call('EXISTS', KEYS[7]) == 0))
     if not forgotten then
         redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
-        if want_next then
-            return {0, false}
-        end
-        return 0
+        settled = 0
+        return answer(false)
     end
     redis.call('HINCRBY', KEYS[4], 'forgotten', 1)
     settled = 2
@@ -124,7 +156,7 @@ if ARGV[10] and ARGV[10] ~= '' then
         redis.call('RPUSH', KEYS[8], ARGV[12])
     end
 end
-if ARGV[2] ~= '' then
+if ARGV[2] ~= '' and result_ok then
     -- the result replaces any earlier one (a rerun's): pushed, then the list cut to it; a DEL
     -- before the push would cost every job a call for what only a rerun needs
     if redis.call('RPUSH', KEYS[2], ARGV[2]) > 1 then
@@ -175,7 +207,7 @@ if KEYS[6] and (outcome == 'succeeded' or outcome == 'failed') then
     end
 end
 if want_next and not KEYS[10] then
-    return {settled, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT')}
+    return answer(redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'))
 end
 if want_next then
     local limit = tonumber(ARGV[13])
@@ -183,10 +215,10 @@ if want_next then
         -- pixq's own entries only, kept nearest the consumer end (take.lua looks further)
         local head = redis.call('LINDEX', KEYS[8], -1)
         if head and (string.sub(head, 1, #ARGV[14]) == ARGV[14] or head == ARGV[12]) then
-            return {settled, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 1}
+            return answer(redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 1)
         end
-        return {settled, false, 1}
+        return answer(false, 1)
     end
-    return {settled, redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 0}
+    return answer(redis.call('LMOVE', KEYS[8], KEYS[1], 'RIGHT', 'LEFT'), 0)
 end
-return settled
+return answer()

@@ -30,7 +30,15 @@
 -- submitted again while its first run's uploads wait, share one state: not supported.)
 -- Returns the number parked, or -1 if the job was no longer on the active list. With ARGV[5]
 -- "forgotten", {that, 1 if it was parked although Redis had lost the job, else 0}.
+-- {-2, "KEY=TYPE"} when KEYS[2] holds another type than pixq's (a string set by hand, another
+-- program writing under pixq's names): it cannot hold the job's state, and nothing is written
+-- (the caller fails the outputs). Looked at first, since a script's writes before an error stay:
+-- a WRONGTYPE at HKEYS took the payload off the active list, and the job was lost.
 
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind ~= 'hash' and kind ~= 'none' then
+    return {-2, KEYS[2] .. '=' .. kind}
+end
 local forgotten_ok = ARGV[5] == 'forgotten'
 local forgotten = 0
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then

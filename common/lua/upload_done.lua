@@ -13,8 +13,10 @@
 -- The blob is deleted and `pending` goes down by one; the output that takes it to 0 is kept as
 -- `last`. Output n recorded already (a task run twice, or run again after a lost answer) changes
 -- nothing. Returns the outputs still pending (0: the caller completes the job), -1 if the job
--- hash is gone (expired), or -2 when output n was recorded already and the job is complete but
--- not by n: the task of the last output completes it, not this one.
+-- hash is gone (expired), -2 when output n was recorded already and the job is complete but
+-- not by n: the task of the last output completes it, not this one, or -3 when the job hash holds
+-- another type than pixq's (a string set by hand, another program writing under pixq's names):
+-- the job's state is lost as if it had expired, and its blob is dropped the same way.
 
 local function drop_blob()
     redis.call('DEL', KEYS[2])
@@ -25,9 +27,10 @@ local function drop_blob()
     end
 end
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'hash' then
     drop_blob()
-    return -1
+    return kind == 'none' and -1 or -3
 end
 if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2]) == 0 then
     local pending = tonumber(redis.call('HGET', KEYS[1], 'pending'))

@@ -1203,6 +1203,70 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.finish8("w1", "job-a", result="r2"), 0)  # no postback: nothing
         self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "5678"})
 
+    def full_failed(self, payload, nxt="", result="r", posted="d1", retry="", forgotten=""):
+        """finish.lua with every key, for a failed job (a dead letter) that was posted back."""
+        keys = [active("w1"), key("result:j1"), DEAD, STATS, RECOV, key("tput"), key("job:j1"),
+                JOBS, DELAYED]
+        return self.run_script("finish", keys, [payload, result, 600, "dead-a", 100, "failed",
+                                                86400000, posted, nxt, retry, 1000, WAKE, "", "",
+                                                forgotten, "1"])
+
+    def test_keys_of_another_type_are_left_alone(self):
+        """A job's result key or hash holding another type than pixq's (set by hand): the job
+        settles all the same (off the active list, its dead letter, its postback retry, its
+        counts), nothing is written to those keys, and the answer names them. Every call failed
+        with WRONGTYPE after taking the payload off the list, so the job never settled and its
+        worker tried it for ever."""
+        for foreign in ("result", "job", "both"):
+            with self.subTest(foreign=foreign):
+                self.r.execute("FLUSHALL")
+                self.r.lpush(active("w1"), "job-a")
+                self.r.execute("HSET", RECOV, hashlib.sha1(b"job-a").hexdigest(), 1)
+                left = []
+                if foreign in ("result", "both"):
+                    self.r.set(key("result:j1"), "theirs")
+                    left.append(key("result:j1") + "=string")
+                if foreign in ("job", "both"):
+                    self.r.execute("SADD", key("job:j1"), "theirs")
+                    left.append(key("job:j1") + "=set")
+                got = self.full_failed("job-a", retry="retry-a")
+                self.assertEqual(got, [1, None, None, " ".join(left)])
+                self.assertEqual(self.r.exists(active("w1")), 0)
+                self.assertEqual(self.r.exists(RECOV), 0)
+                self.assertEqual(self.r.lrange(DEAD), ["dead-a"])
+                self.assertIsNotNone(self.zscore(DELAYED, "retry-a"))
+                self.assertEqual(self.stats(), {"failed": 1, "dead": 1})
+                if foreign == "job":
+                    self.assertEqual(self.r.lrange(key("result:j1")), ["r"])
+                else:
+                    self.assertEqual(self.r.get(key("result:j1")), "theirs")
+                if foreign == "result":
+                    self.assertEqual(self.r.hgetall(key("job:j1")), {"posted": "d1"})
+                else:
+                    self.assertEqual(self.r.execute("SMEMBERS", key("job:j1")), ["theirs"])
+                    self.assertEqual(self.r.ttl(key("job:j1")), -1)
+                # the same call again (its answer lost): found settled, nothing written twice
+                got = self.full_failed("job-a", retry="retry-a")
+                self.assertEqual(got, [1, None, None, " ".join(left)])
+                self.assertEqual(self.r.lrange(DEAD), ["dead-a"])
+                self.assertEqual(self.stats(), {"failed": 1, "dead": 1})
+
+    def test_key_of_another_type_with_the_next_job_reserved(self):
+        """With "next", the next payload is reserved as ever, and the keys left alone named."""
+        self.r.lpush(JOBS, "job-b")
+        self.r.lpush(active("w1"), "job-a")
+        self.r.set(key("job:j1"), "theirs")
+        got = self.full_failed("job-a", nxt="next")
+        self.assertEqual(got, [1, "job-b", None, key("job:j1") + "=string"])
+        self.assertEqual(self.r.lrange(active("w1")), ["job-b"])
+        self.assertEqual(self.r.get(key("job:j1")), "theirs")
+        # not on the list, with another outcome (another run has it): a lost lease, still named
+        self.r.lpush(JOBS, "job-c")
+        got = self.full_failed("job-x", nxt="next", result="r-x")
+        self.assertEqual(got, [0, None, None, key("job:j1") + "=string"])
+        self.assertEqual(self.r.lrange(JOBS), ["job-c"])
+        self.assertEqual(self.stats()["lease_lost"], 1)
+
 
 # a data token the queue does not have: the payload was reserved in data Redis has lost since
 OTHER_EPOCH = "lost-epoch"
@@ -1591,6 +1655,19 @@ class ParkTest(LuaTestCase):
         self.assertEqual(self.r.hgetall(PARKED), {
             key("blob:j1:0"): "7", key("blob:j1:1"): "8", "total": "15"})
 
+    def test_job_hash_of_another_type_refused_before_any_write(self):
+        """A job hash holding another type than pixq's cannot hold the job's state: answered
+        before anything is written, the payload still on the active list (HKEYS failed with
+        WRONGTYPE after the payload had left the list, and the job was lost)."""
+        self.r.lpush(active("w1"), "job-a")
+        self.r.execute("HSET", RECOV, hashlib.sha1(b"job-a").hexdigest(), 1)
+        self.r.set(key("job:j1"), "theirs")
+        got = self.park("w1", "job-a", [("task-0", 100, "bytes-0")])
+        self.assertEqual(got, [-2, key("job:j1") + "=string"])
+        self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
+        self.assertEqual(self.r.exists(RECOV, DELAYED, PARKED, STATS, key("blob:j1:0")), 1)
+        self.assertEqual(self.r.get(key("job:j1")), "theirs")
+
     def test_job_hash_kept_for_the_longest_delay_in_any_place(self):
         self.r.lpush(active("w1"), "job-a")
         self.park("w1", "job-a", [("task-0", 9000, "b0"), ("task-1", 100, "b1")])
@@ -1713,6 +1790,17 @@ class UploadDoneTest(LuaTestCase):
         self.assertEqual(self.r.execute("HGET", PARKED, "total"), "107")
         self.assertEqual(self.done(1, "err", "gone", "thumb"), 0)
         self.assertEqual(self.r.hgetall(PARKED), {"total": "100"})
+
+    def test_job_hash_of_another_type_drops_the_blob(self):
+        """A job hash holding another type than pixq's: the job's state is lost as if it had
+        expired (-3, told apart), the blob dropped and its bytes taken off; the key is left."""
+        self.park_two()
+        self.r.delete(key("job:j1"))
+        self.r.execute("RPUSH", key("job:j1"), "theirs")
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), -3)
+        self.assertEqual(self.r.exists(key("blob:j1:0")), 0)
+        self.assertEqual(self.r.hgetall(PARKED), {key("blob:j1:1"): "7", "total": "107"})
+        self.assertEqual(self.r.lrange(key("job:j1")), ["theirs"])
 
     def test_unlisted_output_keeps_its_object_only(self):
         """A pre_process job's output ("obj"): its object is kept for wait_for_s3, no image

@@ -1162,6 +1162,125 @@ class RerunParkedTest(ThrottleCase):
         self.assertEqual(self.redis.llen(self.key("dead")), 0)
 
 
+class ForeignKeyTest(ThrottleCase):
+    """A key of one job's (its hash, its result, a parked output's blob) holding another type
+    than pixq's, written by hand or by another program: the job ends, said in its postback
+    where it can be and in the log (job_key_foreign), the key is left as it was unless it is a
+    blob pixq drops anyway, and the worker goes on with the next job. Every such key failed
+    the step that met it with WRONGTYPE, for ever: the worker settled the job again and again
+    and took no other job (a job hash or a result), or lost the job (park.lua had taken it off
+    the active list when it failed)."""
+
+    def foreign_events(self, worker, job_id):
+        return [(e["step"], e["keys"], e["action"]) for e in worker.log_events("job_key_foreign")
+                if e.get("job_id") == job_id]
+
+    def next_job_completes(self, job_id):
+        """The worker is free: a job after it completes."""
+        self.push_jobs([self.job(job_id, "pixq-test")])
+        self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "pixq-test", 1)
+
+    def assert_untouched_after(self, worker):
+        self.assertEqual(worker.log_events("task_stranded"), [])
+        self.assertEqual([e for e in worker.log_events("redis_error")
+                          if e.get("step") == "finish"], [])
+        self.assert_queue_drained()
+
+    def test_job_hash_and_result_of_another_type_at_the_end(self):
+        worker = self.start_worker()
+        for job_id, foreign, kind in (("fk-hash", "job", "string"), ("fk-result", "result", "set")):
+            with self.subTest(foreign=foreign):
+                k = self.key("%s:%s" % (foreign, job_id))
+                if kind == "string":
+                    self.redis.set(k, "theirs")
+                else:
+                    self.redis.execute("SADD", k, "theirs")
+                self.push_jobs([self.job(job_id, "pixq-test")])
+                self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "pixq-test", 1)
+                self.wait_until(lambda: self.foreign_events(worker, job_id), 10, "the log line")
+                self.assertEqual(self.foreign_events(worker, job_id),
+                                 [("finish", "%s=%s" % (k, kind), "left_alone")])
+                self.assertEqual(self.redis.type(k), kind)
+                self.next_job_completes(job_id + "-next")
+                self.assert_untouched_after(worker)
+        # the job hash's run counts nothing; the result's job stored no result
+        self.assertEqual(self.redis.hgetall(self.key("stats")).get("succeeded"), "4")
+
+    def test_job_hash_of_another_type_fails_the_waiting_outputs(self):
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        k = self.key("job:fk-park")
+        self.redis.set(k, "theirs")
+        RerunParkedTest.hold_bucket(self, "bkt-a", 5)
+        self.push_jobs([self.job("fk-park", "bkt-a", 2, buckets=["pixq-test", "bkt-a"])])
+        results = self.postbacks_for(["fk-park"])["fk-park"].results
+        self.assertEqual(results["failed_image_identifiers"], ["img1"], results)
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["img0"])
+        self.assertEqual(results["errors"], [
+            "Image processing failed. Outputs waiting for their turn to upload (the bucket's "
+            "rate limit) cannot wait in Redis: key %s holds a string, not this job's state "
+            "(written there by hand or by another program); remove it and submit the job "
+            "again" % k])
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 10, "a dead letter")
+        dead = json.loads(self.redis.lrange(self.key("dead"))[0])
+        self.assertEqual((dead["job_id"], dead["error"]), ("fk-park", results["errors"][0]))
+        self.assertEqual(self.foreign_events(worker, "fk-park"), [
+            ("park", k + "=string", "outputs_failed"), ("finish", k + "=string", "left_alone")])
+        self.assertEqual(self.redis.get(k), "theirs")
+        self.assertEqual(self.blob_keys(), [])
+        self.assertEqual(self.puts("bkt-a"), [])
+        self.next_job_completes("fk-park-next")
+        self.assert_untouched_after(worker)
+
+    def park_one(self, job_id):
+        """A worker, and job_id's one output parked for 3 s: the worker."""
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        RerunParkedTest.hold_bucket(self, "bkt-a", 3)
+        self.push_jobs([self.job(job_id, "bkt-a", 1)])
+        self.wait_until(lambda: worker.log_events("job_parked"), 20, "the output parked")
+        return worker
+
+    def test_job_hash_turned_another_type_while_its_output_waits(self):
+        """The job's state is lost as if it had expired: the output is uploaded, the job cannot
+        complete (no postback), its blob is dropped and the worker goes on."""
+        worker = self.park_one("fk-late")
+        k = self.key("job:fk-late")
+        self.redis.delete(k)
+        self.redis.set(k, "theirs")
+        self.wait_until(lambda: self.foreign_events(worker, "fk-late"), 20, "the log line")
+        self.assertEqual(self.foreign_events(worker, "fk-late"),
+                         [("upload_done", k, "job_state_lost")])
+        self.assertEqual(len(self.puts("bkt-a", status=200)), 1)
+        self.assertEqual(self.blob_keys(), [])
+        self.assert_nothing_parked()
+        self.assertEqual(self.redis.get(k), "theirs")
+        self.next_job_completes("fk-late-next")
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["fk-late-next"])
+        self.assert_untouched_after(worker)
+
+    def test_blob_of_another_type(self):
+        """A parked output's blob of another type: the output fails, and the job completes with
+        a postback saying why."""
+        worker = self.park_one("fk-blob")
+        blob = self.key("blob:fk-blob:0")
+        self.assertEqual(self.blob_keys(), [blob])
+        self.redis.delete(blob)
+        self.redis.execute("RPUSH", blob, "theirs")
+        results = self.postbacks_for(["fk-blob"])["fk-blob"].results
+        self.assertEqual(results["failed_image_identifiers"], ["img0"], results)
+        self.assertEqual(results["errors"], [
+            "the encoded output 'img0' could not be read back for its upload: its Redis key "
+            "holds another type than pixq's (written there by hand or by another program)"])
+        self.assertEqual(self.foreign_events(worker, "fk-blob"),
+                         [("load_blob", blob, "output_failed")])
+        self.assertEqual(self.puts("bkt-a"), [])
+        self.assertEqual(self.blob_keys(), [])
+        self.assert_nothing_parked()
+        self.next_job_completes("fk-blob-next")
+        self.assert_untouched_after(worker)
+
+
 class ParkedReturnKeysTest(ThrottleCase):
     """return_keys and extended_metadata on a parked output: its s3_key and its meta's filesize
     come with it when another task uploads it."""
