@@ -74,9 +74,9 @@ local want_next = ARGV[9] == 'next'
 local settled = 1
 local foreign = {} -- "KEY=TYPE" of this job's keys left alone
 
--- Whether `key` holds `kind` or nothing; else it is noted in `foreign`.
-local function usable(key, kind)
-    local t = redis.call('TYPE', key)['ok']
+-- Whether `key`, of type `t` (TYPE's answer), holds `kind` or nothing; else it is noted in
+-- `foreign`.
+local function usable(key, t, kind)
     if t == kind or t == 'none' then
         return true
     end
@@ -84,8 +84,8 @@ local function usable(key, kind)
     return false
 end
 
-local result_ok = ARGV[2] == '' or usable(KEYS[2], 'list')
-local hash_ok = not KEYS[7] or usable(KEYS[7], 'hash')
+local result_ok = ARGV[2] == '' or usable(KEYS[2], redis.call('TYPE', KEYS[2])['ok'], 'list')
+local hash_ok = not KEYS[7] or usable(KEYS[7], redis.call('TYPE', KEYS[7])['ok'], 'hash')
 
 -- The answer: `settled`, with `nxt` (the next payload, false for none) and `gated` (nil: not
 -- asked) when want_next, and the keys left alone.
