@@ -63,29 +63,30 @@
 --
 -- KEYS[2] and KEYS[7] are this job's alone. One that holds another type than pixq's (a string
 -- set by hand, another program writing under pixq's names) is left alone: the job settles
--- without it (no result stored, no postback bookkeeping), and the answer says so. Their types
--- are looked at before anything is written, since a script's writes before an error stay: a
--- WRONGTYPE there failed every call, after the payload had left the active list, so the job
--- never settled and its worker tried it again for ever, taking no other job. Then the answer is
--- always {settled, the next payload or nil, the parked flag or nil, "KEY=TYPE ..." the keys left
--- alone}.
+-- without it (no result stored, no postback bookkeeping), and the answer says so. Commands on
+-- them go through redis.pcall, since a script's writes before an error stay: a WRONGTYPE
+-- there failed every call after the payload had left the active list, so the job never settled
+-- and its worker tried it again for ever, taking no other job. Then the answer is always
+-- {settled, the next payload or nil, the parked flag or nil, "KEY=TYPE ..." the keys left alone}.
 
 local want_next = ARGV[9] == 'next'
 local settled = 1
 local foreign = {} -- "KEY=TYPE" of this job's keys left alone
+local left_alone = {} -- by KEYS index: true once met holding another type
 
--- Whether `key`, of type `t` (TYPE's answer), holds `kind` or nothing; else it is noted in
--- `foreign`.
-local function usable(key, t, kind)
-    if t == kind or t == 'none' then
-        return true
+-- `r`, redis.pcall's answer to a command on KEYS[i], one of this job's own keys; nil when the
+-- key holds another type than pixq's (WRONGTYPE): it is left alone from then on, and noted with
+-- its type. Any other error is raised, as redis.call raises it.
+local function own(i, r)
+    if type(r) ~= 'table' or not r.err then
+        return r
+    elseif string.sub(r.err, 1, 10) ~= 'WRONGTYPE ' then
+        error(r)
     end
-    foreign[#foreign + 1] = key .. '=' .. t
-    return false
+    left_alone[i] = true
+    foreign[#foreign + 1] = KEYS[i] .. '=' .. redis.call('TYPE', KEYS[i])['ok']
+    return nil
 end
-
-local result_ok = ARGV[2] == '' or usable(KEYS[2], redis.call('TYPE', KEYS[2])['ok'], 'list')
-local hash_ok = not KEYS[7] or usable(KEYS[7], redis.call('TYPE', KEYS[7])['ok'], 'hash')
 
 -- The answer: `settled`, with `nxt` (the next payload, false for none) and `gated` (nil: not
 -- asked) when want_next, and the keys left alone.
@@ -106,20 +107,21 @@ local function settled_before()
     if (ARGV[2] == '' and ARGV[4] == '') or not KEYS[7] then
         return false
     end
-    local runs = hash_ok and redis.call('HGET', KEYS[7], 'runs')
+    local runs = not left_alone[7] and own(7, redis.pcall('HGET', KEYS[7], 'runs'))
+    local last = ARGV[2] ~= '' and not left_alone[2] and own(2, redis.pcall('LINDEX', KEYS[2], -1))
     -- the dead letter anywhere in the list (other workers' may be newer: an outage loses many
     -- answers at once); the postback retry is not looked for: the result, stored in the same
     -- step, tells already, and the retry may be promoted, or run, by the time the call is sent
     -- again (its first delay, 1 s, is shorter than PIXQ_REDIS_TIMEOUT_MS)
     return (not runs or runs == (ARGV[16] or '')) and
-        (ARGV[2] == '' or not result_ok or redis.call('LINDEX', KEYS[2], -1) == ARGV[2]) and
+        (ARGV[2] == '' or left_alone[2] or last == ARGV[2]) and
         (ARGV[4] == '' or redis.call('LPOS', KEYS[3], ARGV[4]) ~= false)
 end
 
-local marked = hash_ok and ARGV[8] and ARGV[8] ~= ''
+local marked = ARGV[8] and ARGV[8] ~= '' and
+    own(7, redis.pcall('HSET', KEYS[7], 'posted', ARGV[8]))
 local hash_new = false -- KEYS[7] made by the HSET below (begin.lua's has an expiry)
 if marked then
-    redis.call('HSET', KEYS[7], 'posted', ARGV[8])
     if redis.call('TTL', KEYS[7]) == -1 then
         -- begin.lua never reached Redis (or its expiry passed): the hash goes with the result
         redis.call('EXPIRE', KEYS[7], ARGV[3])
@@ -156,10 +158,12 @@ if ARGV[10] and ARGV[10] ~= '' then
         redis.call('RPUSH', KEYS[8], ARGV[12])
     end
 end
-if ARGV[2] ~= '' and result_ok then
+local pushed = ARGV[2] ~= '' and not left_alone[2] and
+    own(2, redis.pcall('RPUSH', KEYS[2], ARGV[2]))
+if pushed then
     -- the result replaces any earlier one (a rerun's): pushed, then the list cut to it; a DEL
     -- before the push would cost every job a call for what only a rerun needs
-    if redis.call('RPUSH', KEYS[2], ARGV[2]) > 1 then
+    if pushed > 1 then
         redis.call('LTRIM', KEYS[2], -1, -1)
     end
     redis.call('EXPIRE', KEYS[2], ARGV[3])

@@ -1222,13 +1222,13 @@ class FinishTest(LuaTestCase):
                 self.r.execute("FLUSHALL")
                 self.r.lpush(active("w1"), "job-a")
                 self.r.execute("HSET", RECOV, hashlib.sha1(b"job-a").hexdigest(), 1)
-                left = []
-                if foreign in ("result", "both"):
-                    self.r.set(key("result:j1"), "theirs")
-                    left.append(key("result:j1") + "=string")
+                left = []  # in the order they are met: the hash's `posted` first
                 if foreign in ("job", "both"):
                     self.r.execute("SADD", key("job:j1"), "theirs")
                     left.append(key("job:j1") + "=set")
+                if foreign in ("result", "both"):
+                    self.r.set(key("result:j1"), "theirs")
+                    left.append(key("result:j1") + "=string")
                 got = self.full_failed("job-a", retry="retry-a")
                 self.assertEqual(got, [1, None, None, " ".join(left)])
                 self.assertEqual(self.r.exists(active("w1")), 0)
@@ -1250,6 +1250,20 @@ class FinishTest(LuaTestCase):
                 self.assertEqual(got, [1, None, None, " ".join(left)])
                 self.assertEqual(self.r.lrange(DEAD), ["dead-a"])
                 self.assertEqual(self.stats(), {"failed": 1, "dead": 1})
+
+    def test_other_errors_on_the_job_s_keys_are_raised(self):
+        """Only WRONGTYPE leaves a key alone: another error on one (out of memory, at the
+        postback mark, the script's first write) fails the call as ever, nothing written, for
+        the worker to try again."""
+        self.r.lpush(active("w1"), "job-a")
+        self.r.execute("CONFIG", "SET", "maxmemory", "1")
+        try:
+            with self.assertRaisesRegex(harness.RespError, "^OOM "):
+                self.full_failed("job-a")
+        finally:
+            self.r.execute("CONFIG", "SET", "maxmemory", "0")
+        self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
+        self.assertEqual(self.r.exists(key("job:j1"), DEAD, STATS), 0)
 
     def test_key_of_another_type_with_the_next_job_reserved(self):
         """With "next", the next payload is reserved as ever, and the keys left alone named."""

@@ -59,16 +59,22 @@ static void test_keys(void)
     CHECK_INT(rq_key(k, 10, "default", "jobs"), -1);
 }
 
-/* Whether every redis.call() of `src` names its key as KEYS[n] (TIME takes none): a key built
- * inside a script would break Redis Cluster. Returns the number of calls, or -1 on a bad one. */
+/* Whether every redis.call() and redis.pcall() of `src` names its key as KEYS[n] (TIME takes
+ * none): a key built inside a script would break Redis Cluster. Returns the number of calls, or
+ * -1 on a bad one. */
 static int count_declared_calls(const char *src)
 {
     int calls = 0;
-    for (const char *p = strstr(src, "redis.call("); p != NULL; p = strstr(p + 1, "redis.call(")) {
+    for (const char *p = strstr(src, "call("); p != NULL; p = strstr(p + 1, "call(")) {
+        bool call = p - src >= 6 && strncmp(p - 6, "redis.", 6) == 0;
+        bool pcall = p - src >= 7 && strncmp(p - 7, "redis.p", 7) == 0;
+        if (!call && !pcall) {
+            continue;
+        }
         const char *args = strchr(p, ',');
         const char *close = strchr(p, ')');
         calls++;
-        if (strncmp(p, "redis.call('TIME')", 18) == 0) {
+        if (strncmp(p, "call('TIME')", 12) == 0) {
             continue;
         }
         const char *end = args != NULL ? strchr(args, ']') : NULL;
@@ -91,6 +97,9 @@ static void test_scripts_declare_keys(void)
     CHECK(count_declared_calls("redis.call('GET', 'pixq:{q}:x')") == -1);
     CHECK(count_declared_calls("redis.call('GET', KEYS[1] .. 'x')") == -1);
     CHECK(count_declared_calls("redis.call('GET', KEYS[1])") == 1);
+    CHECK(count_declared_calls("redis.pcall('GET', KEYS[1])") == 1);
+    CHECK(count_declared_calls("redis.pcall('GET', 'pixq:{q}:x')") == -1);
+    CHECK(count_declared_calls("x = call('GET', 'k'); redis.call('TIME')") == 1);
 }
 
 /* Which set-up refusals end a worker rather than being waited out. */
