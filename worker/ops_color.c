@@ -1039,13 +1039,17 @@ static int dpi_param(json_object *p, const char *fn, double *x, double *y, struc
         *x = *y = 1.0;
         return 0;
     }
+    /* the separator, found first: strtod() alone reads "0x300" as the hexadecimal 768 */
+    const char *sep = strpbrk(s, "xX");
     char *end;
     *x = strtod(s, &end);
     *y = *x;
-    if (end != s && (*end == 'x' || *end == 'X')) {
-        const char *second = end + 1;
+    if (sep != NULL && end != sep) {
+        end = (char *)s; /* "0x300", "1e2.5x3": the first number does not end at the x */
+    } else if (sep != NULL) {
+        const char *second = sep + 1;
         *y = strtod(second, &end);
-        end = end == second ? (char *)s : end;
+        end = end == second || strpbrk(second, "xX") != NULL ? (char *)s : end;
     }
     if (end == s || *end != '\0' || !(*x >= 1.0 && *x <= DPI_MAX) ||
         !(*y >= 1.0 && *y <= DPI_MAX)) {

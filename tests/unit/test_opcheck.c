@@ -275,6 +275,10 @@ static const struct {
      "Invalid parameter 'amount' for function 'pixelate': 0 is out of range [1, 100]"},
     {"density", "{\"dpi\": \"abc\"}",
      "Invalid parameter 'dpi' for function 'density': expected a number or XxY in [1, 10000]"},
+    {"density", "{\"dpi\": \"0x300\"}", /* X 0, not the hexadecimal 768 */
+     "Invalid parameter 'dpi' for function 'density': expected a number or XxY in [1, 10000]"},
+    {"density", "{\"dpi\": \"300x0x10\"}",
+     "Invalid parameter 'dpi' for function 'density': expected a number or XxY in [1, 10000]"},
     {"delete_profile", "{\"name\": \"****\"}",
      "Invalid parameter 'name' for function 'delete_profile': at most 3 '*'"},
     {"stegano", "{\"offset\": \"x\", \"watermark_url\": \"u\"}",
