@@ -1242,18 +1242,22 @@ class AddProfileTest(BlitlineTestCase):
         self.assertEqual(self.src.requests("/profiles/wide.icc"), 1)  # fetched once a job
 
     def test_profile_too_large_or_broken_fails_the_job(self):
-        """A profile over PIXQ_MAX_PROFILE_BYTES (it goes into every output), and one lcms cannot
-        convert from (ImageMagick would tag the image with it unopened), fail the job."""
+        """A profile over PIXQ_MAX_PROFILE_BYTES (it goes into every output), one lcms cannot
+        convert from (ImageMagick would tag the image with it unopened), and one without the
+        "acsp" signature at byte 36 (no ICC profile, its size field right), fail the job."""
         good = image_file("wide-gamut.icc")
         count = struct.unpack(">I", good[128:132])[0]
         table = [good[132 + 12 * i:144 + 12 * i] for i in range(count)]
         tags = {entry[:4]: struct.unpack(">I", entry[4:8])[0] for entry in table}
         broken = bytearray(good)
         broken[tags[b"rXYZ"]:tags[b"rXYZ"] + 4] = b"\xff\xfe\x80\x81"  # no tag type
+        unsigned = bytearray(good)
+        unsigned[36:40] = b"pixq"  # the size in bytes 0-3 still matches
         for n, (icc, error) in enumerate((
                 (b"x" * 5000, "the profile is 5000 bytes, more than PIXQ_MAX_PROFILE_BYTES "
                               "(4096)"),
-                (bytes(broken), "not a usable ICC profile"))):
+                (bytes(broken), "not a usable ICC profile"),
+                (bytes(unsigned), "not an ICC profile"))):
             job_id = "icc-bad-%d" % n
             job = {"src": self.serve_photo(), "job_id": job_id,
                    "postback_url": self.postbacks.url("/pb/" + job_id), "functions": [
