@@ -331,7 +331,8 @@ static MagickBooleanType quantize_colors(MagickWand *w, const void *arg)
 }
 
 /* gray_colorspace: greyscale, as the 2014 worker made it: quantized in the GRAY colorspace to
- * 65535 levels without dithering (`-quantize gray +dither -colors 65535`). */
+ * 65535 colours without dithering (`-quantize gray +dither -colors 65535`). ImageMagick's colour
+ * tree is 8 levels deep: at most 256 grey levels come out, even from a 16-bit image. */
 static int op_gray_colorspace(MagickWand *w, json_object *p, const struct op_ctx *ctx,
                               struct err *e)
 {

@@ -13,6 +13,7 @@ were taken from the committed files).
 | orient6-400x300.jpg | stored 400x300 with EXIF Orientation 6 (shown 300x400), DateTimeOriginal, DateTime and GPS: auto-orient and original_meta. Stored top-left quarter red, top-right blue, bottom half green |
 | alpha-200x150.png | RGBA: left half opaque red, right half fully transparent, a half-transparent blue band (#0000ff80) across the middle (y 60-89; over the red half it is blended to #7f0080, opaque): alpha handling, background_color, png_quantize |
 | grey-160x120.png | an 8-bit greyscale horizontal gradient, black to white |
+| grey-16bit-1024x4.png | a 16-bit greyscale horizontal gradient of 1024 levels: gray_colorspace keeps 256 of them |
 | tall-1536x2048.jpg | the size of Blitline's documented example (resize_to_fit width 100 gives 100x133) |
 | quadrants-64x64.png | four 32x32 quadrants red, green, blue, white (NW, NE, SW, SE): exact pixel checks |
 | icc-exif-120x80.jpg | the small photo with an ICC profile (description "pixq test profile", made here) and EXIF (Orientation 1, DateTime): save_metadata and save_profiles |
@@ -285,6 +286,8 @@ def main():
             "png:color-type=6", str(out / "alpha-200x150.png"))
     convert("-size", "120x160", "gradient:black-white", "-rotate", "-90", "-colorspace", "Gray",
             "-depth", "8", str(out / "grey-160x120.png"))
+    convert("-size", "4x1024", "gradient:black-white", "-rotate", "-90", "-colorspace", "Gray",
+            "-depth", "16", str(out / "grey-16bit-1024x4.png"))
     convert("-size", "1536x2048", "gradient:#3060a0-#e0c080", "-strip", "-quality", "60",
             str(out / "tall-1536x2048.jpg"))
     icc = out / "pixq-test.icc"
