@@ -357,8 +357,13 @@ static int op_resize_to_fit_with_wrap(MagickWand *w, json_object *p, const struc
     if (only_shrink && below_constraints(iw, ih, (long)W, (long)H)) {
         return 0;
     }
-    double src = (double)iw / (double)ih, dst = W / H;
-    double nw = src >= dst ? W * src / dst : W, nh = src >= dst ? H : H * dst / src;
+    /* the image at least as wide as the box (iw/ih >= W/H, cross-multiplied): the height is
+     * covered exactly and the width follows from it, else the other way round; one product and
+     * one quotient, so that a whole side stays whole (W * (iw/ih) / (W/H) was 99.999... for
+     * 200x150 to 100x75, truncated to 99) */
+    bool wider = (double)iw * H >= W * (double)ih;
+    double nw = wider ? H * (double)iw / (double)ih : W;
+    double nh = wider ? H : W * (double)ih / (double)iw;
     long tw = nw < 1.0 ? 1 : nw > 1e12 ? 1000000000000L : (long)nw;
     long th = nh < 1.0 ? 1 : nh > 1e12 ? 1000000000000L : (long)nh;
     return resize_to(w, tw, th, false, ctx, fn, e);
