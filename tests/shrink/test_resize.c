@@ -396,6 +396,9 @@ int main(int argc, char **argv)
     CHECK(MagickSetImagePage(paged, 643, 481, 32, -18) == MagickTrue);
     GetImageFromMagickWand(paged)->tile_offset = (RectangleInfo){0, 0, 12, 22};
     same_as_imagemagick("page offset, rounded", paged, 120, 60);
+    /* offsets that scale to exactly a half (10 x 0.75, 6 x 0.25): rounded down, not up */
+    CHECK(MagickSetImagePage(paged, 640, 480, 10, 6) == MagickTrue);
+    same_as_imagemagick("page offset, a half", paged, 150, 25);
 
     MagickWand *alpha = noise(100, 100, 6); /* an alpha channel, opaque throughout */
     CHECK(MagickSetImageAlphaChannel(alpha, OpaqueAlphaChannel) == MagickTrue);
