@@ -1348,6 +1348,7 @@ static void park_refused(struct worker *w, struct task *t, const char *foreign)
         json_object *id = NULL;
         json_object_object_get_ex(w->runner.parked[i].task, "image_identifier", &id);
         result_add_failed(t->result, id != NULL ? json_object_get_string(id) : "");
+        metrics_count_output(METRICS_OUTPUT_FAILED); /* counted parked when it was deferred */
     }
 }
 

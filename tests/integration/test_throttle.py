@@ -84,6 +84,7 @@ import harness  # noqa: E402
 import metastub  # noqa: E402
 import s3stub  # noqa: E402
 from harness import CONFIG, PixqTestCase, scaled  # noqa: E402
+from test_fleet import parse_exposition, sample  # noqa: E402
 
 TIMEOUT_S = 60
 JITTER_S = 0.15 if CONFIG.sanitized else 0.12  # a fleet's PUTs: see "Windows" above
@@ -1207,7 +1208,9 @@ class ForeignKeyTest(ThrottleCase):
         self.assertEqual(self.redis.hgetall(self.key("stats")).get("succeeded"), "4")
 
     def test_job_hash_of_another_type_fails_the_waiting_outputs(self):
-        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        port = harness.reserved_port(self)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0,
+                                   PIXQ_METRICS_ADDR="%s:%d" % (harness.LOOPBACK, port))
         self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
         k = self.key("job:fk-park")
         self.redis.set(k, "theirs")
@@ -1229,6 +1232,11 @@ class ForeignKeyTest(ThrottleCase):
         self.assertEqual(self.redis.get(k), "theirs")
         self.assertEqual(self.blob_keys(), [])
         self.assertEqual(self.puts("bkt-a"), [])
+        # the output that could not wait counts as failed (it counted as parked when deferred)
+        _, _, body = harness.http_request("http://%s:%d/metrics" % (harness.LOOPBACK, port))
+        fams = parse_exposition(body.decode("utf-8"))
+        self.assertEqual([sample(fams, "pixq_outputs_total", outcome=o)
+                          for o in ("uploaded", "parked", "failed")], [1, 1, 1])
         self.next_job_completes("fk-park-next")
         self.assert_untouched_after(worker)
 
