@@ -1281,8 +1281,17 @@ static int read_paint(json_object *p, const char *fn, struct paint *s, struct er
         job_param_double(p, fn, "fill_opacity", 1.0, 0.0, 1.0, &s->fill_opacity, e) < 0) {
         return -1;
     }
+    /* fill_color without a default of its own (the parameter table shows none): absent, the
+     * outline's colour is read again for the inside */
+    const char *fill;
+    job_param_declare(fn, "fill_color", "colour", NULL);
+    if (job_param_string(p, fn, "fill_color", NULL, &fill, e) < 0) {
+        return -1;
+    }
     s->stroke = op_color(p, fn, "color", "#ffffff", e);
-    s->fill = s->stroke != NULL ? op_color(p, fn, "fill_color", color, e) : NULL;
+    s->fill = s->stroke == NULL ? NULL
+              : fill != NULL    ? op_color(p, fn, "fill_color", fill, e)
+                                : op_color(p, fn, "color", color, e);
     if (s->fill == NULL) {
         return -1;
     }
