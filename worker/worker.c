@@ -1447,7 +1447,7 @@ enum {
 };
 
 /* upload_done.lua: records how parked output n ended. Returns the outputs still pending, or a
- * PARKED_ code: GONE, OTHERS, or LEFT on a Redis error (stranded()). */
+ * PARKED_ code: GONE, OTHERS, FOREIGN (logged here), or LEFT on a Redis error (stranded()). */
 static long record_upload(struct worker *w, const char *job_id, int n, const char *kind,
                           const char *a, const char *b)
 {
@@ -1465,6 +1465,9 @@ static long record_upload(struct worker *w, const char *job_id, int n, const cha
                   : r->integer == -3 ? PARKED_FOREIGN
                   : r->integer < 0   ? PARKED_GONE
                                      : (long)r->integer;
+        if (pending == PARKED_FOREIGN) {
+            log_foreign("upload_done", job_id, job_hash, "job_state_lost");
+        }
     } else {
         stranded(w, "upload_done", job_id, e.msg[0] ? e.msg : "bad reply");
     }
@@ -1814,10 +1817,6 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
     }
     if (pending == PARKED_GONE) {
         LOG_WARN("parked_job_lost", "job_id=%s reason=%s", job_id, state_gone_reason(w));
-    } else if (pending == PARKED_FOREIGN) {
-        char job_hash[RQ_KEY_MAX];
-        job_key(w, job_id, "job", -1, job_hash, sizeof job_hash);
-        log_foreign("upload_done", job_id, job_hash, "job_state_lost");
     }
     const struct settlement s = {.result = "", .counter = ""}; /* other outputs still pending */
     settle(w, &t->payload, &s);
