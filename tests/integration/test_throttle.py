@@ -1267,6 +1267,37 @@ class ForeignKeyTest(ThrottleCase):
         self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["fk-late-next"])
         self.assert_untouched_after(worker)
 
+    def test_job_hash_turned_another_type_before_completion(self):
+        """The hash turns foreign after upload_done.lua recorded the last output and before
+        the worker reads it back to complete the job (held on the wire between the two): the
+        job's state is lost as if it had expired, the task is settled there (no postback) and
+        the worker goes on, rather than the task being stranded (task_stranded) and run again
+        for upload_done.lua to find the hash foreign."""
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        self.addCleanup(self._stop_programs)  # first: the worker ends while the proxy relays
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_REDIS_URL=proxy.redis_url())
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        k = self.key("job:fk-done")
+        proxy.hold_on(b"HGETALL\r\n$%d\r\n%s\r\n" % (len(k), k.encode()))
+        RerunParkedTest.hold_bucket(self, "bkt-a", 2)
+        self.push_jobs([self.job("fk-done", "bkt-a", 1)])
+        self.wait_until(proxy.held.is_set, 30, "the job hash's HGETALL to be held")
+        self.assertEqual(self.redis.hgetall(k).get("pending"), "0")  # the output recorded
+        self.redis.delete(k)
+        self.redis.set(k, "theirs")
+        proxy.release()
+        self.wait_until(lambda: self.foreign_events(worker, "fk-done"), 20, "the log line")
+        self.assertEqual(self.foreign_events(worker, "fk-done"),
+                         [("complete", k, "job_state_lost")])
+        self.assertEqual(len(self.puts("bkt-a", status=200)), 1)
+        self.assertEqual(self.blob_keys(), [])
+        self.assert_nothing_parked()
+        self.assertEqual(self.redis.get(k), "theirs")
+        self.next_job_completes("fk-done-next")
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["fk-done-next"])
+        self.assert_untouched_after(worker)
+
     def test_blob_of_another_type(self):
         """A parked output's blob of another type: the output fails, and the job completes with
         a postback saying why."""
