@@ -233,6 +233,12 @@ static void test_create_refuses(void)
     check_refused("127.0.0.1", &ok, true, "is not HOST:PORT");
     check_refused(":9464", &ok, true, "is not HOST:PORT");
     check_refused("[]:9464", &ok, true, "is not HOST:PORT");
+    /* a bracket only opened is part of the name, which does not resolve: not 127.0.0.1 */
+    check_refused("[127.0.0.11:0", &ok, true, "metrics address '[127.0.0.11:0': ");
+    char long_host[300]; /* a host of 256 characters does not fit the 255 of a name */
+    memset(long_host, 'a', 256);
+    snprintf(long_host + 256, sizeof long_host - 256, ":9464");
+    check_refused(long_host, &ok, true, "is not HOST:PORT");
     check_refused("192.0.2.1:9464", &ok, true, "Cannot assign requested address");
     int held = loopback_listen(&port);
     CHECK(held >= 0);
@@ -286,7 +292,10 @@ static void test_routes(void)
     ask(s, port, "GE /metrics HTTP/1.1\r\n\r\n", NOT_ALLOWED);
     ask(s, port, "HEADS /metrics HTTP/1.1\r\n\r\n", NOT_ALLOWED);
     ask(s, port, "get /metrics HTTP/1.1\r\n\r\n", NOT_ALLOWED);
+    ask(s, port, "GETS /metrics HTTP/1.1\r\n\r\n", NOT_ALLOWED);
     ask(s, port, "GET /metrics HTTP/2.0\r\n\r\n", BAD_REQUEST);
+    ask(s, port, "GET /metrics HTTP/10\r\n\r\n", BAD_REQUEST); /* HTTP/1.x, not 1x */
+    ask(s, port, "GET /metrics HTTP/1\r\n\r\n", BAD_REQUEST);
     ask(s, port, "GET /metrics\r\n\r\n", BAD_REQUEST);
     ask(s, port, "GET /metrics\r\nHTTP/1.1 x\r\n\r\n", BAD_REQUEST); /* the request line only */
     ask(s, port, "\r\n\r\n", BAD_REQUEST);
