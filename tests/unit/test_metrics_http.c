@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -522,16 +525,60 @@ static void test_sockets(void)
     CHECK_INT(open_fds(&inherited), before);
 }
 
-/* From its own thread, as a single worker process serves; mhttp_destroy() stops it soon. */
+/* Whether a thread of this process other than the main one blocks each of `sigs` (from the
+ * SigBlk line of /proc/self/task/TID/status, a bit for each signal, 1 << (signal - 1)). */
+static bool other_thread_blocks(const int *sigs, int n)
+{
+    bool found = false;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *ent;
+    while (d != NULL && (ent = readdir(d)) != NULL) {
+        if (ent->d_name[0] == '.' || atoi(ent->d_name) == getpid()) {
+            continue;
+        }
+        char path[300], line[256];
+        unsigned long long blocked = 0;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", ent->d_name);
+        FILE *f = fopen(path, "r");
+        while (f != NULL && fgets(line, sizeof line, f) != NULL &&
+               sscanf(line, "SigBlk: %llx", &blocked) != 1) {
+        }
+        if (f != NULL) {
+            fclose(f);
+        }
+        bool all = true;
+        for (int i = 0; i < n; i++) {
+            all = all && (blocked >> (sigs[i] - 1) & 1) != 0;
+        }
+        found = found || all;
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return found;
+}
+
+/* From its own thread, as a single worker process serves. The thread blocks the signals (they
+ * stay with the worker's own threads) and the caller's mask is as it was; mhttp_destroy() stops
+ * the thread soon, also while it waits in a round with nothing to serve. */
 static void test_thread(void)
 {
-    int port;
+    int port, inherited;
     struct err e;
     struct mhttp *s = server(2, 8192, 10000, &port);
     if (s == NULL) {
         return;
     }
+    const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1, SIGPIPE};
+    const int nsigs = (int)(sizeof sigs / sizeof sigs[0]);
+    sigset_t mask;
+    int fds_before = open_fds(&inherited);
+    CHECK(!other_thread_blocks(sigs, nsigs));
     CHECK_INT(mhttp_start_thread(s, &e), 0);
+    CHECK_INT(pthread_sigmask(SIG_SETMASK, NULL, &mask), 0);
+    for (int i = 0; i < nsigs; i++) {
+        CHECK(!sigismember(&mask, sigs[i]));
+    }
     struct buf want;
     buf_init(&want, 0);
     metrics_answer(&want, false);
@@ -547,8 +594,16 @@ static void test_thread(void)
     }
     got[len] = '\0';
     CHECK_STR(got, want.data);
+    /* (looked at once it has served: a new thread blocks every signal until it has started) */
+    CHECK(other_thread_blocks(sigs, nsigs));
     close(fd);
     buf_finish(&want);
+    /* once the server has closed its end, its thread waits in a round of its own */
+    long until = clock_mono_ms() + WAIT_MS;
+    while (open_fds(&inherited) != fds_before && clock_mono_ms() < until) {
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    CHECK_INT(open_fds(&inherited), fds_before);
     long t0 = clock_mono_ms();
     mhttp_destroy(s); /* at once: the worker stops on SIGTERM */
     CHECK(clock_mono_ms() - t0 < 1000);
