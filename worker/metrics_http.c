@@ -165,7 +165,7 @@ static struct mhttp *new_server(const struct mhttp_limits *lim)
     for (size_t i = 0; ok && i < n; i++) {
         struct conn *c = &s->conns[i];
         c->fd = -1;
-        c->in_cap = lim->max_request;
+        c->in_cap = lim->max_request + 1; /* a head of max_request bytes, and its NUL */
         c->in = malloc(c->in_cap);
         buf_init(&c->out, MAX_RESPONSE);
         ok = c->in != NULL;
