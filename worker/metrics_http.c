@@ -270,25 +270,43 @@ static void respond_metrics(struct conn *c, bool head)
     buf_finish(&text);
 }
 
-/* Answers the request line "METHOD TARGET HTTP/1.x" of a complete request head. */
+/* The next word of the request line from *p on (its blanks skipped), `*len` bytes long (0 at the
+ * line's end); *p is moved past it. */
+static const char *word(const char **p, size_t *len)
+{
+    const char *w = *p + strspn(*p, " \t\v\f");
+    *len = strcspn(w, " \t\v\f");
+    *p = w + *len;
+    return w;
+}
+
+static bool word_is(const char *w, size_t len, const char *want)
+{
+    return len == strlen(want) && memcmp(w, want, len) == 0;
+}
+
+/* Answers the request line "METHOD TARGET HTTP/1.x" of a complete request head, its words of any
+ * length the head allows. */
 static void handle_request(struct conn *c)
 {
-    char method[16], target[1024], version[16];
     c->in[c->in_len] = '\0';
-    size_t line = strcspn(c->in, "\r\n");
-    c->in[line] = '\0';
-    if (sscanf(c->in, "%15s %1023s %15s", method, target, version) != 3 ||
-        strncmp(version, "HTTP/1.", 7) != 0) {
+    c->in[strcspn(c->in, "\r\n")] = '\0';
+    const char *p = c->in;
+    size_t method_len, target_len, version_len;
+    const char *method = word(&p, &method_len);
+    const char *target = word(&p, &target_len);
+    const char *version = word(&p, &version_len);
+    if (version_len < 7 || strncmp(version, "HTTP/1.", 7) != 0) {
         respond_text(c, 400, "Bad Request", false);
         return;
     }
-    bool head = strcmp(method, "HEAD") == 0;
-    if (!head && strcmp(method, "GET") != 0) {
+    bool head = word_is(method, method_len, "HEAD");
+    if (!head && !word_is(method, method_len, "GET")) {
         respond_text(c, 405, "Method Not Allowed", false);
         return;
     }
     size_t path_len = strcspn(target, "?");
-    if (path_len != 8 || strncmp(target, "/metrics", 8) != 0) {
+    if (!word_is(target, path_len < target_len ? path_len : target_len, "/metrics")) {
         respond_text(c, 404, "Not Found", head);
         return;
     }

@@ -302,6 +302,24 @@ static void test_routes(void)
     ask(s, port, "GET /metrics\r\n\r\n", BAD_REQUEST);
     ask(s, port, "GET /metrics\r\nHTTP/1.1 x\r\n\r\n", BAD_REQUEST); /* the request line only */
     ask(s, port, "\r\n\r\n", BAD_REQUEST);
+
+    /* a long target or method, well within the 8192 bytes of head, is answered as a short one:
+     * a GET of /metrics with its query, 404 for another path, 405 for another method */
+    static char request[4096];
+    char pad[2049];
+    memset(pad, 'a', 2048);
+    pad[2048] = '\0';
+    snprintf(request, sizeof request, "GET /metrics?q=%s HTTP/1.1\r\n\r\n", pad);
+    ask(s, port, request, get.data);
+    snprintf(request, sizeof request, "GET /%s HTTP/1.1\r\n\r\n", pad);
+    ask(s, port, request, NOT_FOUND);
+    snprintf(request, sizeof request, "HEAD /metrics/%s HTTP/1.1\r\n\r\n", pad);
+    ask(s, port, request, NOT_FOUND_HEAD);
+    ask(s, port, "VERSION-CONTROL-X /metrics HTTP/1.1\r\n\r\n", NOT_ALLOWED); /* 17 bytes */
+    snprintf(request, sizeof request, "%s /metrics HTTP/1.1\r\n\r\n", pad);
+    ask(s, port, request, NOT_ALLOWED);
+    snprintf(request, sizeof request, "GET /metrics %s\r\n\r\n", pad);
+    ask(s, port, request, BAD_REQUEST);
     buf_finish(&get);
     buf_finish(&head);
     mhttp_destroy(s);
