@@ -103,7 +103,8 @@ static void serve_for(struct mhttp *s, long ms)
 }
 
 /* Serves rounds, reading what the server sends on `fd` into `out` (NUL-terminated), until it
- * ends the stream (*eof), resets it or `wait_ms` pass. */
+ * ends the stream (*eof), resets it or `wait_ms` pass. Every answer is text: a NUL byte in it is
+ * a failure (and would hide from CHECK_STR what follows it). */
 static size_t receive(struct mhttp *s, int fd, char *out, size_t cap, long wait_ms, bool *eof)
 {
     size_t len = 0;
@@ -122,6 +123,7 @@ static size_t receive(struct mhttp *s, int fd, char *out, size_t cap, long wait_
         }
     }
     out[len] = '\0';
+    CHECK(memchr(out, '\0', len) == NULL);
     return len;
 }
 
@@ -301,6 +303,8 @@ static void test_routes(void)
     ask(s, port, "GET /metrics HTTP/1\r\n\r\n", BAD_REQUEST);
     ask(s, port, "GET /metrics\r\n\r\n", BAD_REQUEST);
     ask(s, port, "GET /metrics\r\nHTTP/1.1 x\r\n\r\n", BAD_REQUEST); /* the request line only */
+    ask(s, port, "GET /metrics\r HTTP/1.1\r\n\r\n", BAD_REQUEST);    /* a bare CR ends it */
+    ask(s, port, "GET\t/metrics \tHTTP/1.1\r\n\r\n", get.data);      /* blanks, as sscanf's */
     ask(s, port, "\r\n\r\n", BAD_REQUEST);
 
     /* a long target or method, well within the 8192 bytes of head, is answered as a short one:
@@ -520,6 +524,20 @@ static void test_slots(void)
     close(b);
     close(c);
     mhttp_destroy(s);
+
+    /* an answered client that has not closed (its connection drains) gives its slot up too */
+    s = server(1, 8192, 10000, &port);
+    if (s == NULL) {
+        return;
+    }
+    a = connect_to(port);
+    send_text(a, "GET /x HTTP/1.1\r\n\r\n");
+    receive(s, a, got, sizeof got, WAIT_MS, &eof);
+    CHECK(eof);
+    CHECK_STR(got, NOT_FOUND);
+    ask(s, port, "GET /y HTTP/1.1\r\n\r\n", NOT_FOUND);
+    close(a);
+    mhttp_destroy(s);
 }
 
 /* The server's sockets are closed on exec (a credential helper must not hold the port) and when
@@ -615,6 +633,7 @@ static void test_thread(void)
         len += (size_t)n;
     }
     got[len] = '\0';
+    CHECK_INT(len, want.len);
     CHECK_STR(got, want.data);
     /* (looked at once it has served: a new thread blocks every signal until it has started) */
     CHECK(other_thread_blocks(sigs, nsigs));
