@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -225,6 +226,44 @@ static void check_refused(const char *addr, const struct mhttp_limits *lim, bool
     CHECK(strstr(e.msg, want_msg) != NULL);
 }
 
+/* A port below net.ipv4.ip_unprivileged_port_start, asked for without the privilege (in a child
+ * that gives root's up): EACCES, a setting to fix (lasting). */
+static void check_privileged_port(void)
+{
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "r");
+    int first = 0;
+    if (f == NULL || fscanf(f, "%d", &first) != 1) {
+        first = 0;
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    if (first < 2) {
+        printf("check_privileged_port: skipped, every port is unprivileged here\n");
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (getuid() == 0 && setuid(65534) != 0) {
+            _exit(2);
+        }
+        const struct mhttp_limits ok = {1, 64, 1};
+        bool lasting = false;
+        struct err e = {""};
+        struct mhttp *s = mhttp_create("127.0.0.1:1", &ok, &lasting, &e);
+        bool right = s == NULL && lasting && strstr(e.msg, "Permission denied") != NULL;
+        if (!right) {
+            fprintf(stderr, "127.0.0.1:1 without the privilege: lasting %d: %s\n", lasting, e.msg);
+        }
+        mhttp_destroy(s);
+        _exit(right ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* Limits out of range and addresses that cannot serve are refused, saying whether trying again
  * could help. */
 static void test_create_refuses(void)
@@ -251,6 +290,7 @@ static void test_create_refuses(void)
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     check_refused(addr, &ok, false, "Address already in use");
     close(held);
+    check_privileged_port();
 
     /* the smallest limits, and an IPv6 address in brackets (where this host has ::1) */
     bool lasting;
