@@ -731,6 +731,38 @@ static void test_busy_slot(void)
     mhttp_destroy(s);
 }
 
+/* A client gone while its answer is being written (its connection reset) is closed at once, not
+ * at the timeout. The answer is long (test_busy_slot counted every S3 status) and both socket
+ * buffers small, so that the server still has to write when the reset comes. SIGPIPE is ignored,
+ * as the worker and its supervisor ignore it. */
+static void test_reset_while_answered(void)
+{
+    int port, inherited;
+    struct mhttp *s = server(1, 8192, 10000, &port);
+    if (s == NULL) {
+        return;
+    }
+    bool before[FD_LIMIT];
+    fd_set_of(before);
+    int a = connect_with(port, 4096);
+    serve_for(s, 20);
+    int end = new_fd(before, a);
+    int small = 4096;
+    CHECK(end >= 0 && setsockopt(end, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+    int open = open_fds(&inherited);
+    send_text(a, "GET /metrics HTTP/1.1\r\n\r\n");
+    serve_for(s, 50); /* the answer fills both buffers */
+    struct linger reset = {1, 0};
+    CHECK(setsockopt(a, SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
+    close(a);
+    long until = clock_mono_ms() + WAIT_MS;
+    while (open_fds(&inherited) != open - 2 && clock_mono_ms() < until) {
+        mhttp_serve(s, 5);
+    }
+    CHECK_INT(open_fds(&inherited), open - 2);
+    mhttp_destroy(s);
+}
+
 /* With no descriptor left for accept(2), a client waiting is no reason to spin: a round still
  * waits (the listener unwatched for a while, a longer round ending with that pause), and the
  * client is served once descriptors are free again. */
@@ -783,6 +815,7 @@ static void test_no_descriptors(void)
 int main(void)
 {
     struct err e;
+    signal(SIGPIPE, SIG_IGN);
     CHECK_INT(metrics_init(&e), 0);
     metrics_count_s3(METRICS_S3_PUT, 200);
     metrics_set_processes(2);
@@ -797,6 +830,7 @@ int main(void)
     test_sockets();
     test_thread();
     test_busy_slot();
+    test_reset_while_answered();
     test_no_descriptors();
     return check_summary("metrics_http");
 }
