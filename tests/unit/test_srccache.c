@@ -179,11 +179,31 @@ static void test_inside_a_source_is_no_source(void)
     json_object_put(job);
 }
 
+static void test_other_images_of_another_type(void)
+{
+    /* an "other_images" that is neither a list nor a string names no source, and is not read
+     * further: a number, null or an object (even one holding a "src") is skipped */
+    json_object *job = parse("{\"src\": \"http://h/a.png\", \"functions\": ["
+                             "{\"params\": {\"other_images\": 7}},"
+                             "{\"params\": {\"other_images\": null}},"
+                             "{\"params\": {\"other_images\": {\"src\": \"http://h/a.png\"}}},"
+                             "{\"params\": {\"other_images\": \"http://h/b.png\"}},"
+                             "{\"params\": {\"src\": \"http://h/b.png\"}}]}");
+    struct srccache c;
+    srccache_init(&c);
+    CHECK_INT(srccache_start(&c, job, 1000), 1);
+    CHECK(!put(&c, "\"http://h/a.png\"", "A"));
+    CHECK(put(&c, "\"http://h/b.png\"", "B"));
+    srccache_clear(&c);
+    json_object_put(job);
+}
+
 int main(void)
 {
     test_what_counts_as_named_twice();
     test_budget();
     test_many_names();
     test_inside_a_source_is_no_source();
+    test_other_images_of_another_type();
     return check_summary("srccache");
 }
