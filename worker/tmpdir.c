@@ -39,9 +39,9 @@ static const char *base_dir(void)
 /* The host name, keeping letters, digits, '.' and '-' ("host" if there is none). */
 static void host_name(char *out, size_t cap)
 {
-    char h[HOST_MAX + 1] = {0};
+    char h[HOST_MAX + 1] = {0}; /* Linux's longest (64) and its NUL */
     size_t n = 0;
-    if (gethostname(h, HOST_MAX) == 0) {
+    if (gethostname(h, sizeof h) == 0) {
         for (size_t i = 0; h[i] != '\0' && n + 1 < cap; i++) {
             char c = h[i];
             bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
