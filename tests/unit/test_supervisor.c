@@ -11,9 +11,12 @@
  *   that do not stop are killed PIXQ_SHUTDOWN_TIMEOUT_MS + PIXQ_STOP_GRACE_MS after the stop
  *   began, and the supervisor exits 1;
  * - a child's SUPERVISOR_EXIT_CONFIG stops the fleet without a restart: the supervisor exits
- *   with it;
- * - PIXQ_CPU_AFFINITY=1 pins the child of slot i to the i-th CPU the supervisor may use;
- * - a fork that fails is tried again PIXQ_RESTART_BACKOFF_MIN_MS later. */
+ *   with it; children that exit non-zero once stopping (SIGQUIT) are logged at warn, and the
+ *   supervisor exits 0, SUPERVISOR_EXIT_CONFIG then being no config error;
+ * - PIXQ_CPU_AFFINITY=1 pins the child of slot i to the i-th CPU the supervisor may use, and a
+ *   single process (supervisor_pin_single()) to the first, only then;
+ * - a fork that fails is tried again PIXQ_RESTART_BACKOFF_MIN_MS later, not sooner; SIGHUP
+ *   stops the supervisor. */
 #define _GNU_SOURCE /* timegm, sched_getaffinity */
 #include <errno.h>
 #include <fcntl.h>
@@ -502,6 +505,7 @@ static void test_stragglers_killed(void)
     CHECK_INT(field_long(stopping, "children"), 2);
     CHECK_INT(field_long(killed, "children"), 2);
     CHECK_INT(field_long(killed, "waited_ms"), 600);
+    CHECK_INT(count("children_killed"), 1); /* once */
     /* not before PIXQ_SHUTDOWN_TIMEOUT_MS + PIXQ_STOP_GRACE_MS (less the time between the
      * supervisor's look at its clock and its log line) */
     long long waited = ts_ms(killed) - ts_ms(stopping);
@@ -550,6 +554,37 @@ static void test_config_error(void)
     CHECK_INT(field_long(nth("supervisor_stop", 0), "killed"), 0);
 }
 
+/* Stopped: run 0 fails (status 1), run 1 says SUPERVISOR_EXIT_CONFIG. */
+static int failing_stop_child(const struct cfg *cfg)
+{
+    (void)cfg;
+    int k = run_begin();
+    await_stop(k, 0);
+    return k == 0 ? 1 : SUPERVISOR_EXIT_CONFIG;
+}
+
+static void test_failing_stop(void)
+{
+    struct cfg c;
+    base_cfg(&c);
+    CHECK_INT(run_supervisor(&c, failing_stop_child, 2, SIGQUIT), 0);
+    read_log();
+    CHECK_INT(sh->runs, 2);
+    CHECK_INT(sh->signal[0], SIGTERM);
+    CHECK_INT(sh->signal[1], SIGTERM);
+    CHECK_INT(field_long(nth("supervisor_stopping", 0), "signal"), SIGQUIT);
+    CHECK_INT(count("child_config_error"), 0); /* the stop's, not the settings' */
+    CHECK_INT(count("child_exit"), 2);
+    for (int i = 0; i < 2; i++) {
+        const char *e = nth("child_exit", i);
+        long pid = field_long(e, "child_pid");
+        CHECK_INT(field_long(e, "status"), pid == sh->pid[0] ? 1 : SUPERVISOR_EXIT_CONFIG);
+        CHECK_INT(field_long(e, "restart_in_ms"), -1);
+        CHECK(at_level(e, "warn")); /* not a clean stop */
+    }
+    CHECK_INT(field_long(nth("supervisor_stop", 0), "killed"), 0);
+}
+
 /* ---------------------------------------------------------------- CPU affinity */
 
 /* With PIXQ_CPU_AFFINITY=1 the child of slot i runs on the i-th CPU the supervisor may use,
@@ -594,40 +629,95 @@ static void test_affinity(void)
     CHECK_INT(count("cpu_affinity_failed"), 0);
 }
 
+/* supervisor_pin_single(), in a child given every CPU of this process's but the first: without
+ * PIXQ_CPU_AFFINITY it leaves the CPUs alone; with it, keeps the process on the first it may
+ * use. The child's exit status: a bit for each check that failed. */
+static void test_pin_single(void)
+{
+    cpu_set_t all, some, now;
+    if (sched_getaffinity(0, sizeof all, &all) < 0 || CPU_COUNT(&all) < 2) {
+        printf("supervisor: pin_single not tested: fewer than 2 CPUs here\n");
+        return;
+    }
+    int first = -1, second = -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE && second < 0; cpu++) {
+        if (CPU_ISSET(cpu, &all)) {
+            *(first < 0 ? &first : &second) = cpu;
+        }
+    }
+    some = all;
+    CPU_CLR(first, &some);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd < 0 || dup2(fd, 2) < 0 || sched_setaffinity(0, sizeof some, &some) != 0) {
+            _exit(64);
+        }
+        struct cfg c;
+        base_cfg(&c);
+        c.processes = 1;
+        int bad = supervisor_pin_single(&c) != -1;
+        bad |= (sched_getaffinity(0, sizeof now, &now) != 0 || !CPU_EQUAL(&now, &some)) << 1;
+        c.cpu_affinity = true;
+        bad |= (supervisor_pin_single(&c) != second) << 2;
+        bad |= (sched_getaffinity(0, sizeof now, &now) != 0 || CPU_COUNT(&now) != 1 ||
+                !CPU_ISSET(second, &now))
+               << 3;
+        _exit(bad);
+    }
+    int status = -1;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_INT(WEXITSTATUS(status), 0);
+}
+
 /* ---------------------------------------------------------------- fork(2) failing */
 
 /* A fork that fails (a full pids cgroup) is tried again PIXQ_RESTART_BACKOFF_MIN_MS later, for
- * each slot, until it works or the fleet stops. */
+ * each slot, until it works or the fleet stops: 250 ms, more than a tick (100 ms), so that a
+ * try at each look would show. */
 static void test_fork_failed(void)
 {
     struct cfg c;
     base_cfg(&c);
+    c.restart_backoff_min_ms = 250;
     forks_refused = true;
     /* two tries for each slot; stopped then, not at a set time, which a loaded machine may reach
      * before the supervisor has its signal handlers (SIGPIPE would kill it) */
     stop_on = "child_fork_failed";
     stop_on_count = 4;
-    CHECK_INT(run_supervisor(&c, stopping_child, 0, SIGTERM), 0);
+    CHECK_INT(run_supervisor(&c, stopping_child, 0, SIGHUP), 0);
     forks_refused = false;
     stop_on = NULL;
     read_log();
     CHECK_INT(sh->runs, 0);
     CHECK_INT(count("child_start"), 0);
     int tries[2] = {0, 0};
+    long long last[2] = {0, 0}; /* the last try's ts */
     const char *e;
     for (int i = 0; (e = nth("child_fork_failed", i)) != NULL; i++) {
         long slot = field_long(e, "slot");
         CHECK(slot == 0 || slot == 1);
         tries[slot == 1] += slot == 0 || slot == 1;
-        CHECK_INT(field_long(e, "retry_ms"), 40);
+        CHECK_INT(field_long(e, "retry_ms"), 250);
+        /* logged before the supervisor reads its clock for the retry: no less apart than that
+         * (but for the ts's rounding to the millisecond) */
+        long long at = ts_ms(e);
+        if (tries[slot == 1] > 1 && at - last[slot == 1] < 249) {
+            fprintf(stderr, "slot %ld tried again %lld ms later\n", slot, at - last[slot == 1]);
+            CHECK(0);
+        }
+        last[slot == 1] = at;
         /* the reason quoted, as a value with spaces must be */
         char want[128];
         snprintf(want, sizeof want, " error=\"%s\" ", strerror(EAGAIN));
         CHECK(strstr(e, want) != NULL);
     }
-    /* at 0 ms, then at each look (every 100 ms) from 40 ms after the last */
+    /* at 0 ms, then at each look (every 100 ms) from 250 ms after the last */
     CHECK(tries[0] >= 2);
     CHECK(tries[1] >= 2);
+    CHECK_INT(field_long(nth("supervisor_stopping", 0), "signal"), SIGHUP);
     CHECK_INT(field_long(nth("supervisor_stopping", 0), "children"), 0);
     CHECK_INT(field_long(nth("supervisor_stop", 0), "killed"), 0);
 }
@@ -656,7 +746,9 @@ int main(void)
     scenario("backoff", test_backoff);
     scenario("stragglers_killed", test_stragglers_killed);
     scenario("config_error", test_config_error);
+    scenario("failing_stop", test_failing_stop);
     scenario("affinity", test_affinity);
+    scenario("pin_single", test_pin_single);
     scenario("fork_failed", test_fork_failed);
     unlink(log_path);
     munmap(sh, sizeof *sh);
