@@ -24,6 +24,7 @@ struct child {
     long started_ms;    /* monotonic */
     long restart_at_ms; /* monotonic; when pid is 0 */
     int quick_exits;    /* deaths in a row, each within PIXQ_RESTART_QUICK_EXIT_MS of its start */
+    bool ran;           /* a child of this slot has been started */
 };
 
 struct sup {
@@ -144,7 +145,8 @@ static void child_main(struct sup *s, int cpu, const sigset_t *unblocked)
     exit(s->o->child_run(s->o->cfg));
 }
 
-static void spawn(struct sup *s, long i)
+/* Starts the child of slot `i`; returns whether it was (else it is tried again later). */
+static bool spawn(struct sup *s, long i)
 {
     sigset_t block, old;
     sigemptyset(&block);
@@ -166,15 +168,17 @@ static void spawn(struct sup *s, long i)
         LOG_ERROR("child_fork_failed", "slot=%ld error=\"%s\" retry_ms=%ld", i, strerror(errno),
                   wait);
         c->restart_at_ms = clock_mono_ms() + wait;
-        return;
+        return false;
     }
     c->pid = pid;
     c->started_ms = clock_mono_ms();
+    c->ran = true;
     if (cpu >= 0) {
         LOG_INFO("child_start", "slot=%ld child_pid=%ld cpu=%d", i, (long)pid, cpu);
     } else {
         LOG_INFO("child_start", "slot=%ld child_pid=%ld", i, (long)pid);
     }
+    return true;
 }
 
 /* When a child that just died may start again: at once, unless it keeps dying young. */
@@ -257,8 +261,11 @@ static void restart_due(struct sup *s)
     long now = clock_mono_ms();
     for (long i = 0; i < s->n; i++) {
         if (s->kids[i].pid == 0 && now >= s->kids[i].restart_at_ms) {
-            spawn(s, i);
-            metrics_count_restart();
+            /* a worker started again: not a fork that failed, nor a slot's first start */
+            bool again = s->kids[i].ran;
+            if (spawn(s, i) && again) {
+                metrics_count_restart();
+            }
         }
     }
 }

@@ -38,9 +38,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "cfg.h"
 #include "check.h"
 #include "clock.h"
+#include "err.h"
+#include "metrics.h"
 #include "supervisor.h"
 
 #define MAX_RUNS      16
@@ -259,6 +262,21 @@ static int run_supervisor(const struct cfg *cfg, int (*child_run)(const struct c
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* pixq_worker_restarts_total in the metrics this process shares with the supervisors it forks
+ * (-1 if it is not there). */
+static long restarts_total(void)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    long n = -1;
+    if (metrics_render(&b) == 0 && b.data != NULL) { /* NUL-terminated */
+        const char *line = strstr(b.data, "\npixq_worker_restarts_total ");
+        n = line != NULL ? strtol(line + strlen("\npixq_worker_restarts_total "), NULL, 10) : -1;
+    }
+    buf_finish(&b);
+    return n;
+}
+
 /* ---------------------------------------------------------------- reading its log */
 
 #define MAX_LINES 64
@@ -415,8 +433,11 @@ static void test_backoff(void)
 {
     struct cfg c;
     base_cfg(&c);
+    long restarts = restarts_total();
     CHECK_INT(run_supervisor(&c, backoff_child, 0, 0), 0);
     read_log();
+    /* pixq_worker_restarts_total: every start but the first two */
+    CHECK_INT(restarts_total() - restarts, DYING - 1);
     CHECK_INT(sh->runs, DYING + 1);
     CHECK_INT(count("child_start"), DYING + 1);
     /* runs 1..7 died (status 1), then runs 0 and 8 stopped */
@@ -689,7 +710,10 @@ static void test_fork_failed(void)
      * before the supervisor has its signal handlers (SIGPIPE would kill it) */
     stop_on = "child_fork_failed";
     stop_on_count = 4;
+    long restarts = restarts_total();
     CHECK_INT(run_supervisor(&c, stopping_child, 0, SIGHUP), 0);
+    /* no worker was started, again or at all: pixq_worker_restarts_total stays */
+    CHECK_INT(restarts_total() - restarts, 0);
     forks_refused = false;
     stop_on = NULL;
     read_log();
@@ -745,6 +769,8 @@ int main(void)
         return check_summary("supervisor");
     }
     snprintf(log_path, sizeof log_path, "/tmp/pixq-test-supervisor-%ld.log", (long)getpid());
+    struct err e = {{0}};
+    CHECK_INT(metrics_init(&e), 0); /* shared with the supervisors forked here */
     scenario("backoff", test_backoff);
     scenario("stragglers_killed", test_stragglers_killed);
     scenario("config_error", test_config_error);
