@@ -5,10 +5,10 @@
  * id. A child that dies is started again (logged as child_exit with its pid and exit status or
  * signal); a child that dies within PIXQ_RESTART_QUICK_EXIT_MS (10 s) of its start counts as a
  * crash loop and waits before its next start, PIXQ_RESTART_BACKOFF_MIN_MS (1 s) doubling up to
- * PIXQ_RESTART_BACKOFF_MAX_MS (30 s) (the first such restart is immediate). SIGTERM, SIGINT or
- * SIGHUP is forwarded to every child as SIGTERM, their graceful stop (PIXQ_SHUTDOWN_TIMEOUT_MS);
- * the supervisor waits for all of them. A child still there PIXQ_STOP_GRACE_MS (5 s) after that
- * timeout is killed. Each child asks the kernel for SIGTERM
+ * PIXQ_RESTART_BACKOFF_MAX_MS (30 s) (the first such restart is immediate). SIGTERM, SIGINT,
+ * SIGHUP or SIGQUIT is forwarded to every child as SIGTERM, their graceful stop
+ * (PIXQ_SHUTDOWN_TIMEOUT_MS); the supervisor waits for all of them. A child still there
+ * PIXQ_STOP_GRACE_MS (5 s) after that timeout is killed. Each child asks the kernel for SIGTERM
  * when the supervisor dies (PR_SET_PDEATHSIG), so none is left behind even after a SIGKILL.
  *
  * With PIXQ_CPU_AFFINITY=1 the child of slot i runs only on the i-th of the CPUs the supervisor
