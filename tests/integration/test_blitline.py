@@ -572,6 +572,44 @@ class AclTest(BlitlineTestCase):
     def test_empty_grant_read_keeps_the_object_private(self):
         self.assertEqual(self.stored_acl({"x-amz-grant-read": ""}), {})
 
+    def test_grant_named_in_capitals_replaces_the_default_acl(self):
+        """Header names are case-insensitive: a job naming only X-Amz-Grant-Read gets no default
+        x-amz-acl either (S3 refuses a canned ACL beside grants)."""
+        self.assertEqual(self.stored_acl({"X-Amz-Grant-Read": "id=abc123"}),
+                         {"x-amz-grant-read": "id=abc123"})
+
+    def test_job_headers_replace_the_defaults_in_any_case(self):
+        """A job's header replaces pixq's of the same name whatever its case: X-Amz-Acl
+        replaces the default x-amz-acl, "content-type": "" removes Content-Type; neither is sent
+        twice."""
+        stored = self.stored_headers({"X-Amz-Acl": "private", "content-type": ""})
+        self.assertEqual({n: v for n, v in stored.items() if n.startswith("x-amz-acl")},
+                         {"x-amz-acl": "private"})
+        self.assertNotIn("content-type", stored)
+
+    def test_as_many_headers_as_a_job_may_name(self):
+        """A destination with JOB_MAX_HEADERS (24) headers gets each of them, beside the
+        Content-Type and default x-amz-acl pixq adds (26 in all)."""
+        headers = {"x-amz-meta-h%02d" % i: "v%d" % i for i in range(24)}
+        stored = self.stored_headers(headers)
+        self.assertEqual({n: v for n, v in stored.items() if n.startswith("x-amz-meta-")},
+                         headers)
+        self.assertEqual((stored.get("content-type"), stored.get("x-amz-acl")),
+                         ("image/jpeg", "public-read"))
+
+    def test_result_object_headers(self):
+        """The result JSON a postback_url save writes is application/json and the job owner's
+        (x-amz-acl: bucket-owner-full-control, README), not the outputs' default public-read."""
+        job = result_to_s3_job("acl-result", self.serve_photo(), DEST_BUCKET, "r/acl.json")
+        self.push_job(job)
+        self.read_result("acl-result", timeout=30)
+        stored = self.wait_until(lambda: self.s3.object_headers(DEST_BUCKET, "r/acl.json"), 10,
+                                 "the result object")
+        self.assertEqual(stored.get("content-type"), "application/json", stored)
+        self.assertEqual({n: v for n, v in stored.items()
+                          if n.startswith(("x-amz-acl", "x-amz-grant-"))},
+                         {"x-amz-acl": "bucket-owner-full-control"})
+
     def test_job_acl_beside_grants_is_sent_as_given(self):
         """The job's own canned ACL is its choice (S3 answers for it); only the default goes."""
         self.assertEqual(self.stored_acl({"x-amz-acl": "private", "x-amz-grant-read": ""}),
