@@ -466,14 +466,16 @@ class VersionTest(BlitlineTestCase):
                 self.assertIn("is pixq's own", pb.json["results"]["errors"][0])
 
     def test_v1_success_is_a_form(self):
-        """A form whatever the job's postback_headers say of Content-Type; its others go."""
-        pb = self.post("v10-ok", "1.0", [{"name": "resize_to_fit", "params": {"width": 20},
-                                          "save": {"image_identifier": "a"}}],
-                       postback_headers={"Content-Type": "application/json", "X-Mine": "1"})
-        self.assertEqual(pb.headers.get("x-mine"), "1")
-        results = self.form_results(pb)
-        self.assertEqual(results, self.read_result("v10-ok")["results"])
-        self.assertEqual([i["image_identifier"] for i in results["images"]], ["a"])
+        """A form whatever the job's postback_headers say of Content-Type, in any case; its
+        others go."""
+        for job_id, name in (("v10-ok", "Content-Type"), ("v10-ok-lower", "content-type")):
+            pb = self.post(job_id, "1.0", [{"name": "resize_to_fit", "params": {"width": 20},
+                                            "save": {"image_identifier": "a"}}],
+                           postback_headers={name: "application/json", "X-Mine": "1"})
+            self.assertEqual(pb.headers.get("x-mine"), "1")
+            results = self.form_results(pb)
+            self.assertEqual(results, self.read_result(job_id)["results"])
+            self.assertEqual([i["image_identifier"] for i in results["images"]], ["a"])
 
     def test_v1_with_content_type_json(self):
         pb = self.post("v11-json", 1.1, [{"name": "blu3r", "save": {"image_identifier": "a"}}],
