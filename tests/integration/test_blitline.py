@@ -690,16 +690,18 @@ class DestinationsTest(BlitlineTestCase):
     def test_default_key_hour_is_when_the_job_was_first_seen(self):
         """A run of a job first seen in another hour (a retry, a crash recovery) writes the same
         objects: the default key's hour is begin.lua's first_seen, not this run's clock."""
-        first_seen = 1577934000000 + 1234  # 2020-01-02 03:00:01.234 UTC
-        self.redis.execute("HSET", self.key("job:hour-1"), "first_seen", str(first_seen))
-        job = {"src": self.serve_photo(), "job_id": "hour-1",
-               "postback_url": self.postbacks.url("/pb/hour-1"),
-               "functions": [{"name": "resize_to_fit", "params": {"width": 20},
-                              "save": {"image_identifier": "d"}}]}
-        images = self.assert_success(self.submit(job), "hour-1", ["d"])
-        self.assertEqual(images[0]["s3_url"],
-                         self.s3.object_url("pixq-test", "2020010203/hour-1/d-0.jpg"))
-        self.fetch(images[0], "JPEG", (20, 13))
+        # 2020-01-02 03:00:01.234 UTC, and 15:59:59.999 UTC (hour 15 of 24, not 03 of 12)
+        for job_id, first_seen, hour in (("hour-1", 1577934000000 + 1234, "2020010203"),
+                                         ("hour-2", 1577980799999, "2020010215")):
+            self.redis.execute("HSET", self.key("job:" + job_id), "first_seen", str(first_seen))
+            job = {"src": self.serve_photo(), "job_id": job_id,
+                   "postback_url": self.postbacks.url("/pb/" + job_id),
+                   "functions": [{"name": "resize_to_fit", "params": {"width": 20},
+                                  "save": {"image_identifier": "d"}}]}
+            images = self.assert_success(self.submit(job), job_id, ["d"])
+            self.assertEqual(images[0]["s3_url"],
+                             self.s3.object_url("pixq-test", "%s/%s/d-0.jpg" % (hour, job_id)))
+            self.fetch(images[0], "JPEG", (20, 13))
 
     def test_return_keys(self):
         """s3_destination.return_keys "true" adds the object's key as s3_key (Blitline 5.1)."""
@@ -734,6 +736,28 @@ class DestinationsTest(BlitlineTestCase):
         self.assertEqual(images[1]["meta"]["filesize"], len(png))
         self.assertEqual(set(images[1]["meta"]),
                          {"width", "height", "filesize", "density", "depth", "quality"})
+
+    def test_extended_metadata_density_and_depth(self):
+        """An output's density as written, x then y (a JPEG at 300x150 dpi: "300x150"), 72x72
+        when it names none (README), and its bit depth (a 16-bit PNG kept at 16)."""
+        jpeg = subprocess.run(
+            ["convert", "-size", "40x30", "xc:#808080", "-units", "PixelsPerInch", "-density",
+             "300x150", "JPEG:-"], stdout=subprocess.PIPE, check=True, timeout=60).stdout
+        self.assertEqual(identify_escape(jpeg, "%xx%y"), "300x150")
+        for job_id, src, ext, fmt, size, density, depth in (
+                ("ext-2", self.src.add("/d.jpg", jpeg), ".jpg", "JPEG", (40, 30), "300x150", 8),
+                ("ext-3", self.src.add("/g.png", image_file("grey-16bit-1024x4.png")), ".png",
+                 "PNG", (1024, 4), "72x72", 16)):
+            job = {"src": src, "job_id": job_id, "extended_metadata": True,
+                   "postback_url": self.postbacks.url("/pb/" + job_id),
+                   "functions": [{"name": "no_op", "save": {"image_identifier": "o",
+                                                            "extension": ext}}]}
+            images = self.submit(job).json["results"]["images"]
+            data = self.fetch(images[0], fmt, size, content_type="image/" + fmt.lower())
+            self.assertEqual(identify_escape(data, "%z"), str(depth))
+            meta = images[0]["meta"]
+            self.assertEqual((meta["density"], meta["depth"], meta["filesize"]),
+                             (density, depth, len(data)), meta)
 
     def test_webp_encoding_options(self):
         """save.encoding_options are the WebP encoder's settings (`-define webp:k=v`, BLITLINE.md
