@@ -358,6 +358,9 @@ class ErrorsTest(BlitlineTestCase):
                                          "save": {"image_identifier": "c"}}])
         self.assert_failure(pb, "err-composite", missing, ["c"])
         self.assertIn("Failed to download", pb.json["results"]["errors"][0])
+        # a 404 is final: the job ran once, and its error does not say how often it ran
+        self.assertTrue(pb.json["results"]["errors"][0].endswith(": server answered HTTP 404"),
+                        pb.json)
 
     def test_outputs_saved_before_a_failure_stay(self):
         """As in Blitline, a failure part-way through the tree keeps the images saved before
