@@ -883,6 +883,27 @@ class DestinationsTest(BlitlineTestCase):
         self.assertEqual(self.read_result("partial-1"), pb.json)
         self.assert_queue_drained()
 
+    def test_dead_entry_keeps_the_first_failed_upload(self):
+        """Of two refused uploads, the job's dead entry (what `pixq dead list` shows) carries
+        the first error, the one its postback lists first."""
+        job = {"src": self.serve_photo(), "job_id": "partial-2",
+               "postback_url": self.postbacks.url("/pb/partial-2"),
+               "functions": [
+                   {"name": "resize_to_fit", "params": {"width": 32},
+                    "save": {"image_identifier": ident, "s3_destination": {
+                        "bucket": bucket, "key": "x/%s.jpg" % ident}}}
+                   for ident, bucket in (("bad1", "no-such-bucket-1"),
+                                         ("bad2", "no-such-bucket-2"))]}
+        results = self.submit(job).json["results"]
+        self.assertEqual(results["failed_image_identifiers"], ["bad1", "bad2"])
+        errors = results["errors"]
+        self.assertEqual(len(errors), 2, results)
+        self.assertIn("no-such-bucket-1", errors[0])
+        dead = self.wait_until(lambda: [json.loads(d) for d in self.redis.lrange(
+            self.key("dead"), 0, -1) if json.loads(d).get("job_id") == "partial-2"], 10,
+            "the dead entry")
+        self.assertEqual(dead[0]["error"], errors[0])
+
 
 class SourcesTest(BlitlineTestCase):
     """pre_process (job, &identifier, move_original) and original_meta from the source."""
