@@ -736,14 +736,16 @@ class PostbackAddressTest(HostileTestCase):
 
     def test_refused_postback_is_given_up_at_once(self):
         """retry_postback to a URL the guard refuses (a literal private address, one spelt as a
-        number, a scheme other than http(s)): no retry can be sent either, so it is given up at
-        once, with the reason, not tried again after each of PIXQ_POSTBACK_RETRY_DELAYS_S."""
+        number, a scheme other than http(s)), or one libcurl cannot send (a port past 65535): no
+        retry can be sent either, so it is given up at once, with the reason, not tried again
+        after each of PIXQ_POSTBACK_RETRY_DELAYS_S."""
         self.start(PIXQ_POSTBACK_RETRY_DELAYS_S="1,1")
         for name, url, why in (("pb-refused-ip", "http://10.0.0.7/pb", "(private)"),
                                ("pb-refused-scheme", "ftp://example.com/pb",
                                 "only http:// and https:// URLs are allowed"),
                                ("pb-refused-number", "http://2130706433/pb",
-                                "address 127.0.0.1 is not allowed (loopback)")):
+                                "address 127.0.0.1 is not allowed (loopback)"),
+                               ("pb-refused-port", "http://pb.invalid:99999/pb", "")):
             self.push_job(self.job(name, postback_url=url, retry_postback=True))
             job_id = "hostile-" + name
             given_up = self.wait_until(
@@ -754,8 +756,8 @@ class PostbackAddressTest(HostileTestCase):
             self.assertIn(why, given_up[0].get("error", ""), given_up)
         time.sleep(scaled(3))  # both retries would have come by now
         self.assertEqual(self.worker.log_events("postback_retry"), [])
-        self.assertEqual(len(self.worker.log_events("postback_failed")), 3)
-        self.assertEqual(len(self.worker.log_events("postback_given_up")), 3)
+        self.assertEqual(len(self.worker.log_events("postback_failed")), 4)
+        self.assertEqual(len(self.worker.log_events("postback_given_up")), 4)
         self.assert_queue_drained()
         self.assert_still_serving()
 
