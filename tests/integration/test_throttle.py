@@ -875,6 +875,23 @@ class RegionTest(ThrottleCase):
                          [("GET", 400, "us-east-1"), ("HEAD", 400, "us-east-1")]
                          + [("GET", 200, "af-south-1")] * 3)
 
+    def test_s3_sources_location_wins_over_the_remembered_region(self):
+        """The region a source's GET learned is for the sources that name none: one whose
+        bucket names its location is signed for that location (here a wrong one, which S3's
+        301 then corrects), as an upload's is (test_jobs_location_wins_over_the_remembered_
+        region)."""
+        self.s3.set_region("eu-bucket", "eu-west-1")
+        self.assertEqual(self.s3.put_object("eu-bucket", "in/a.png", self.png), 200)
+        self.start_workers(1)
+        for job_id, bucket in (("loc-src-1", "eu-bucket"),
+                               ("loc-src-2", {"name": "eu-bucket", "location": "us-east-1"})):
+            job = self.job(job_id, "pixq-test")
+            job["src"] = {"name": "s3", "bucket": bucket, "key": "in/a.png"}
+            self.push_jobs([job])
+            self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "pixq-test", 1)
+        self.assertEqual([(r.status, r.region) for r in self.s3.records(bucket="eu-bucket")],
+                         [(301, "us-east-1"), (200, "eu-west-1")] * 2)
+
     def test_region_that_is_not_a_region_name_is_not_followed(self):
         # the region goes into the AWS host name (s3.<region>.amazonaws.com) and is remembered
         # for the whole fleet: an answer naming "evil.example/x" must not be taken as one
