@@ -372,6 +372,22 @@ class JobDownloadTimeTest(E2ETestCase):
         a run again would take as long."""
         self.check_final(wait_retry_delay=0)
 
+    def test_one_slow_source_is_cut_at_the_jobs_time(self):
+        """A single download is cut when the job's time runs out (2.5 s), not at its own
+        PIXQ_DOWNLOAD_TIMEOUT_MS (60 s): the source answering after 6 s is not waited for."""
+        png = (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
+        src = self.src.add("/late.png", png)
+        self.src.delay["/late.png"] = 6.0
+        self.push_job(self.make_job(src, "out/late.png", function="no_op", job_id="late-source",
+                                    postback_path="/pb/late"))
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/late")
+        errors = pb.json["results"].get("errors", [])
+        self.assertEqual(len(errors), 1, pb.json)
+        self.assertIn("the job's sources took more than PIXQ_JOB_DOWNLOAD_TIMEOUT_MS (2500 ms) "
+                      "in all", errors[0])
+        self.assertEqual(self.src.requests("/late.png"), 1)
+        self.worker.check_alive()
+
     def check_final(self, wait_retry_delay):
         png = (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
         self.src.add("/o.png", png)
