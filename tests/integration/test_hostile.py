@@ -598,7 +598,10 @@ class RedirectTest(HostileTestCase):
         pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-three")
         self.assertNotIn("errors", pb.results, pb.body[:400])
         # ...four are not
-        self.expect_failure(self.job("four", t.url("/a4")), "Maximum (3) redirects followed")
+        pb = self.expect_failure(self.job("four", t.url("/a4")), "Maximum (3) redirects followed")
+        # final (README, PIXQ_MAX_ATTEMPTS): not run again as a passing failure would be
+        self.assertEqual(self.dead_entry("hostile-four")["attempts"], 1)
+        self.assertNotIn("the job ran", pb.results["errors"][0])
         self.assert_still_serving()
 
 
@@ -1199,6 +1202,19 @@ class S3TargetTest(HostileTestCase):
         self.expect_failure(job, "s3_destination of 'thumb': bucket 'other-bucket' is not "
                                  "allowed")
         status, _, _ = self.s3.get_object("other-bucket", "out/other-bucket.jpg")
+        self.assertEqual(status, 404)
+        self.assertEqual(self.src.requests("/ok.jpg"), 0, "refused before fetching")
+        self.assert_still_serving()
+
+    def test_move_original_outside_allow_list(self):
+        """pre_process's move_original is an upload like any other: to a bucket outside
+        PIXQ_S3_BUCKETS the job fails before its source is fetched, nothing written there."""
+        self.start(PIXQ_S3_BUCKETS="pixq-test")
+        job = self.job("move-other")
+        job["pre_process"] = {"move_original": {"s3_destination": {
+            "bucket": "other-bucket", "key": "orig/move-other.jpg"}}}
+        self.expect_failure(job, "bucket 'other-bucket' is not allowed")
+        status, _, _ = self.s3.get_object("other-bucket", "orig/move-other.jpg")
         self.assertEqual(status, 404)
         self.assertEqual(self.src.requests("/ok.jpg"), 0, "refused before fetching")
         self.assert_still_serving()
