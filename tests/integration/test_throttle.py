@@ -432,9 +432,11 @@ class ParkingTest(ThrottleCase):
 
     def test_images_keep_the_order_of_their_saves(self):
         """Outputs to a throttled bucket are parked, those to another go at once: the postback
-        lists them in the order of the saves all the same (it listed the parked ones last)."""
+        lists them in the order of the saves all the same (it listed the parked ones last), each
+        with its own size, as stored (a source wider than high: a parked output's width and
+        height are not swapped)."""
         self.limit("bkt-a", 2, 0)
-        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+        src = self.src.add("/q.png", (CONFIG.data / "images" / "color-wm-64x40.png").read_bytes())
         order = [("a1", "bkt-a"), ("b1", "bkt-b"), ("a2", "bkt-a"), ("b2", "bkt-b")]
         job = {"job_id": "ordered", "src": src, "postback_url": self.postbacks.url("/pb"),
                "functions": [{"name": "resize_to_fit", "params": {"width": 8 + i},
@@ -450,8 +452,37 @@ class ParkingTest(ThrottleCase):
         self.assertTrue(worker.log_events("job_parked"))
         listed = [(i["image_identifier"], i["meta"]["width"]) for i in pb.results["images"]]
         self.assertEqual(listed, [("a1", 8), ("b1", 9), ("a2", 10), ("b2", 11)])
+        for (ident, bucket), image in zip(order, pb.results["images"]):
+            self.assertEqual(harness.identify(self.s3.object(bucket, ident + ".png")),
+                             ("PNG", image["meta"]["width"], image["meta"]["height"]), image)
+            self.assertLess(image["meta"]["height"], image["meta"]["width"], image)
         self.assertNotIn("pixq_image_numbers", pb.results)
         self.assertEqual(self.read_result("ordered"), pb.json)
+
+    def test_parked_output_of_a_failing_job_is_not_failed(self):
+        """A job that fails after an output was made (a composite whose src is missing, after
+        a save to a throttled bucket): that output is parked and uploaded, listed in images, and
+        only the identifier not made is failed."""
+        self.limit("bkt-a", 2, 0)
+        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+        job = {"job_id": "park-fail", "src": src, "postback_url": self.postbacks.url("/pb"),
+               "functions": [
+                   {"name": "resize_to_fit", "params": {"width": 16},
+                    "save": {"image_identifier": "made", "s3_destination": {
+                        "bucket": "bkt-a", "key": "made.png"}}},
+                   {"name": "composite", "params": {"src": self.src.url("/missing.png")},
+                    "save": {"image_identifier": "lost", "s3_destination": {
+                        "bucket": "bkt-a", "key": "lost.png"}}}]}
+        warm = self.make_job(src, "warm.png", params={"width": 8}, job_id="warm", bucket="bkt-a")
+        self.push_job(warm)
+        worker = self.start_worker()
+        self.wait_for_postback(job_id="warm")  # the bucket's token is spent: the output parks
+        self.push_job(job)
+        pb = self.wait_for_postback(30, job_id="park-fail")
+        self.assertTrue(worker.log_events("job_parked"))
+        self.assertEqual([i["image_identifier"] for i in pb.results["images"]], ["made"])
+        self.assertEqual(pb.results.get("failed_image_identifiers"), ["lost"], pb.results)
+        self.assertEqual(harness.identify(self.s3.object("bkt-a", "made.png")), ("PNG", 16, 16))
 
     def test_parked_outputs_uploaded_from_blobs(self):
         self.limit("bkt-a", self.RATE, 0)
