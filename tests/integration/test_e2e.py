@@ -805,6 +805,38 @@ class PostbackErrorAnswerTest(PostbackRetryCase):
         self.postbacks.answer_with(503)
         self.assert_failed_with("pb-cut-error", "postback answered HTTP 503")
 
+    def test_error_page_within_the_cap_is_read_whole(self):
+        """An error page of 4 KiB, under the 64 KiB read of an answer, is read to its end: the
+        error is the status alone, nothing said of a body cut short."""
+        self.postbacks.error_body = b"<html>" + b"x" * 4096 + b"</html>"
+        self.postbacks.answer_with(500)
+        self.push_retrying("pb-small-error")
+        self.attempts("pb-small-error", 2)
+        failed = self.wait_for_events("postback_failed", "pb-small-error")
+        self.assertEqual(failed[0]["error"], "postback answered HTTP 500", failed[0])
+
+    def test_redirect_page_over_the_cap_names_the_status(self):
+        """A 3xx is not followed: it refused the postback too, and is named by its status
+        whatever its page (here over the 64 KiB read of an answer)."""
+        self.postbacks.error_body = b"<html>" + b"x" * (1 << 17) + b"</html>"
+        self.postbacks.answer_with(302)
+        self.assert_failed_with("pb-big-redirect", "postback answered HTTP 302")
+
+
+class PostbackTimeoutTest(PostbackRetryCase):
+    """A receiver that answers after PIXQ_POSTBACK_TIMEOUT_MS (1 s here; 3 s late) is cut
+    there: a failed postback, posted again, not one waited for as long as a download may take
+    (PIXQ_DOWNLOAD_TIMEOUT_MS, 60 s)."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1", "PIXQ_POSTBACK_TIMEOUT_MS": "1000"}
+
+    def test_late_receiver_is_cut_at_the_postback_timeout(self):
+        self.postbacks.delay = 3.0
+        self.push_retrying("pb-late")
+        self.attempts("pb-late", 2)  # the first was given up on, so posted again
+        failed = self.wait_for_events("postback_failed", "pb-late")
+        self.assertIn("timed out", failed[0]["error"].lower(), failed[0])
+
 
 class CliTest(E2ETestCase):
     """(d) pixq submit, from a file with --wait and from standard input."""
