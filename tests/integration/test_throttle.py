@@ -2875,6 +2875,56 @@ class RegionAfterClockSkewTest(ThrottleCase):
         self.assertEqual(worker.log_events("upload_retry"), [])
 
 
+class S3SourceHopsCase(ThrottleCase):
+    """An {"name": "s3"} source in ap-southeast-2 whose first GETs are answered 301 naming
+    another region each."""
+
+    def gets(self, job_id, regions):
+        """The job's results and [(status, code, region signed for)] of its source's GETs."""
+        self.s3.set_region("hop-bucket", "ap-southeast-2")
+        self.assertEqual(self.s3.put_object("hop-bucket", "in/a.png", self.png), 200)
+        for region in regions:
+            self.s3.fail("hop-bucket", 301, "PermanentRedirect", count=1, any_region=True,
+                         methods=("GET",), headers={"x-amz-bucket-region": region})
+        self.start_workers(1)
+        job = self.job(job_id, "pixq-test")
+        job["src"] = {"name": "s3", "bucket": "hop-bucket", "key": "in/a.png"}
+        self.push_jobs([job])
+        results = self.postbacks_for([job_id])[job_id].results
+        return results, [(r.status, r.code, r.region)
+                         for r in self.s3.records(method="GET", bucket="hop-bucket")]
+
+
+class S3SourceHopsTest(S3SourceHopsCase):
+    """A source's GET follows wrong-region answers twice, as an upload's PUT does
+    (RegionHopsTest), not more."""
+
+    def test_third_wrong_region_answer_fails_the_source(self):
+        # the third answer is the bucket's own (it lives in ap-southeast-2): not followed
+        results, gets = self.gets("srchop-3", ["eu-west-1", "us-west-2"])
+        self.assertEqual(len(results.get("errors", [])), 1, results)
+        self.assertIn("Failed to download from s3 (", results["errors"][0])
+        self.assertIn("PermanentRedirect", results["errors"][0])
+        self.assertEqual([(status, region) for status, _, region in gets],
+                         [(301, "us-east-1"), (301, "eu-west-1"), (301, "us-west-2")])
+
+
+class S3SourceHopsAfterClockSkewTest(S3SourceHopsCase):
+    """A source's GET signed again at S3's time after RequestTimeTooSkewed is the same hop, as
+    an upload's PUT is (RegionAfterClockSkewTest): the two hops still come after it."""
+
+    check_signatures = ClockSkewTest.check_signatures
+
+    def test_two_wrong_region_answers_after_a_skew_refusal(self):
+        self.s3.clock = lambda: time.time() + 1200
+        results, gets = self.gets("srchop-2", ["eu-west-1", "ap-southeast-2"])
+        self.assertNotIn("errors", results, results)
+        self.assertEqual(gets, [(403, "RequestTimeTooSkewed", "us-east-1"),
+                                (301, "PermanentRedirect", "us-east-1"),
+                                (301, "PermanentRedirect", "eu-west-1"),
+                                (200, "", "ap-southeast-2")])
+
+
 class LimitSetReplanTest(ThrottleCase):
     """`pixq limit set` while outputs are parked holding slots planned at the old rate: they
     follow the new rate, not the old one (rl_set.lua records the rate they were planned at,
