@@ -1419,6 +1419,22 @@ class ResultToS3BucketsTest(BlitlineTestCase):
         self.assertEqual(len(worker.log_events("postback_failed")), 1)
         self.assertEqual(self.s3.get_object("forbidden", "r/fb-retry.json")[0], 404)
 
+    def test_invalid_bucket_of_an_invalid_job_is_given_up_at_once(self):
+        """A job that fails before its guard (functions not an array) still has its result
+        written where postback_url says; reading the job checked the key, not the bucket's name
+        (the guard does, and it did not run): 'ab' is refused as the guard would, by its name,
+        as final (given up at once, not tried again at each wait)."""
+        src = self.src.add("/a.jpg", image_file("orient6-400x300.jpg"))
+        job = result_to_s3_job("bad-name", src, "ab", "r/bad-name.json", retry_postback=True)
+        job["functions"] = "no_op"
+        self.push_job(job)
+        worker = self.programs[0]
+        given_up = self.wait_until(lambda: worker.log_events("postback_given_up"), 20,
+                                   "postback_given_up")
+        self.assertEqual((given_up[0].get("reason"), given_up[0].get("attempt")),
+                         ("refused", "1"), given_up)
+        self.assertIn("bucket name 'ab' is not valid", given_up[0].get("error", ""), given_up)
+
     def test_result_is_not_written_to_a_forbidden_bucket(self):
         src = self.src.add("/a.jpg", image_file("orient6-400x300.jpg"))
         for job_id, functions in (("fb-1", None),
