@@ -1018,6 +1018,17 @@ class HeaderTest(HostileTestCase):
         self.assertEqual(pb.headers.get("x-token"), "abc")
         self.assert_still_serving()
 
+    def test_object_in_postback_header_value(self):
+        """A header whose value is an object (a number or a boolean is taken as its text) fails
+        the job; its failure is posted back without that header (not with the object's JSON
+        text), the job's other headers kept."""
+        self.start()
+        job = self.job("pb-object", postback_headers={"X-Token": "abc", "X-Obj": {"a": 1}})
+        pb = self.expect_failure(job, "postback_headers.X-Obj must be a string")
+        self.assertNotIn("x-obj", pb.headers)
+        self.assertEqual(pb.headers.get("x-token"), "abc")
+        self.assert_still_serving()
+
     def test_crlf_in_postback_header_name(self):
         self.start()
         job = self.job("pb-crlf-name", postback_headers={"X-A\r\nX-Injected": "yes"})
