@@ -132,11 +132,15 @@ static int start_images(const struct cfg *cfg)
 
 #define REFUSALS_FINAL 3 /* refusals of the login or database in a row that end the worker */
 
-/* Creates the worker, waiting out a Redis that is not up yet (with back-off, until stopped).
- * A Redis that refuses the login or the database is a setting to fix: NULL with *refused. */
+/* Creates the worker, waiting out a Redis that is not up yet until stopped: as a worker waits
+ * for a Redis lost later, PIXQ_REDIS_RETRY_MIN_MS doubling to PIXQ_REDIS_RETRY_MAX_MS, each
+ * wait drawn between half its step and the step, so that a fleet started (or restarted) while
+ * Redis is away does not come back to it all at once. A Redis that refuses the login or the
+ * database is a setting to fix: NULL with *refused. */
 static struct worker *start_worker(const struct cfg *cfg, bool *refused)
 {
-    long backoff_ms = 100;
+    long step_ms = cfg->redis_retry_min_ms;
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid(); /* one per process of a fleet */
     int refusals = 0; /* in a row: a wrong password is refused every time */
     bool failed = false;
     *refused = false;
@@ -154,13 +158,12 @@ static struct worker *start_worker(const struct cfg *cfg, bool *refused)
             *refused = true;
             return NULL;
         }
-        LOG_WARN("start_failed", "error=%s retry_ms=%ld", log_quote(e.msg, q, sizeof q),
-                 backoff_ms);
+        long wait_ms = step_ms / 2 + (long)(rand_r(&seed) % (unsigned)(step_ms / 2 + 1));
+        LOG_WARN("start_failed", "error=%s retry_ms=%ld", log_quote(e.msg, q, sizeof q), wait_ms);
         failed = true;
-        struct timespec ts = {.tv_sec = backoff_ms / 1000,
-                              .tv_nsec = (backoff_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+        struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* a stop's signal ends it early */
+        step_ms = step_ms * 2 > cfg->redis_retry_max_ms ? cfg->redis_retry_max_ms : step_ms * 2;
     }
     return NULL;
 }

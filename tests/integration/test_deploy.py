@@ -44,6 +44,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -874,6 +875,105 @@ class RedisConfTest(PixqTestCase):
         self.assertEqual(len(said), 1, said)
         self.assertIn("NOPERM", said[0]["error"])
         self.assertIn("+info", said[0]["note"])
+
+
+class ScriptedRedis:
+    """A loopback server that answers the first command of its Nth connection with the Nth
+    answer of `answers` (the last one from then on) and closes it: what a worker meets at start,
+    connection by connection, whatever the time between its tries."""
+
+    def __init__(self, test, answers):
+        self.answers = list(answers)
+        self.connections = 0
+        self.sock = socket.socket()
+        test.addCleanup(self.sock.close)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                answer = self.answers[min(self.connections, len(self.answers) - 1)]
+                self.connections += 1
+                try:
+                    if conn.recv(65536):
+                        conn.sendall(answer.encode() + b"\r\n")
+                except OSError:
+                    pass
+
+
+WRONGPASS = "-WRONGPASS invalid username-password pair or user is disabled."
+LOADING = "-LOADING Redis is loading the dataset in memory"
+
+
+class StartTest(unittest.TestCase):
+    """pixq-worker's start-up, against a Redis that refuses it or is not ready (README:
+    PIXQ_REDIS_URL's refusals are a setting to fix, status 2; only an unreachable or loading
+    Redis is waited for, PIXQ_REDIS_RETRY_MIN_MS doubling to PIXQ_REDIS_RETRY_MAX_MS apart, each
+    wait drawn between half its step and the step)."""
+
+    def worker(self, server, *args, **env):
+        env = dict(clean_env(), PIXQ_LOG_FORMAT="json",
+                   PIXQ_REDIS_URL="redis://:pw@127.0.0.1:%d/0" % server.port, **env)
+        proc = subprocess.Popen([CONFIG.worker, *args], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(lambda: proc.poll() is not None or (proc.kill(), proc.wait()))
+        timer = threading.Timer(harness.scaled(30), proc.kill)
+        self.addCleanup(timer.cancel)
+        timer.start()
+        return proc
+
+    @staticmethod
+    def event(line):
+        try:
+            return json.loads(line)
+        except ValueError:
+            return {"event": None, "text": line}
+
+    def test_three_refusals_in_a_row_end_it(self):
+        """Refused twice, then loading, then refused: the loading answer starts the count again,
+        and the third refusal in a row (the sixth try) ends the worker with status 2. Ending it
+        at the first refusal, or counting refusals that were not in a row, fails here."""
+        server = ScriptedRedis(self, [WRONGPASS, WRONGPASS, LOADING, WRONGPASS])
+        proc = self.worker(server, PIXQ_REDIS_RETRY_MIN_MS="1", PIXQ_REDIS_RETRY_MAX_MS="2")
+        events = [self.event(line) for line in proc.stderr]
+        self.assertEqual(proc.wait(), 2, events[-3:])
+        self.assertEqual(server.connections, 6)
+        names = [e["event"] for e in events]
+        self.assertEqual(names.count("start_failed"), 5, names)
+        self.assertEqual(names.count("start_refused"), 1, names)
+        self.assertEqual(events[-1].get("text"), "pixq-worker: redis AUTH refused: %s (check "
+                         "PIXQ_REDIS_URL)\n" % WRONGPASS[1:])
+
+    def test_loading_redis_is_waited_for_as_configured(self):
+        """The waits between tries at start are PIXQ_REDIS_RETRY_MIN_MS (40 ms) doubling to
+        PIXQ_REDIS_RETRY_MAX_MS (80 ms), each between half its step and the step, as for a
+        Redis lost later; they were 100 ms doubling to 5 s whatever the settings, the same in
+        every worker of a fleet (no jitter). A stop while it waits ends it with status 0."""
+        server = ScriptedRedis(self, [LOADING])
+        proc = self.worker(server, PIXQ_REDIS_RETRY_MIN_MS="40", PIXQ_REDIS_RETRY_MAX_MS="80")
+        waits = []
+        for line in proc.stderr:
+            e = self.event(line)
+            if e["event"] == "start_failed":
+                self.assertIn("LOADING", e["error"])
+                waits.append(int(e["retry_ms"]))
+                if len(waits) == 6:
+                    proc.terminate()
+                    break
+        self.assertEqual(proc.wait(harness.scaled(20)), 0)
+        self.assertEqual(len(waits), 6, waits)
+        self.assertTrue(20 <= waits[0] <= 40, waits)
+        self.assertTrue(all(40 <= t <= 80 for t in waits[1:]), waits)
+        # drawn: five waits of the same step all the same has a chance of 41 ** -4
+        self.assertGreater(len(set(waits[1:])), 1, waits)
 
 
 # ---------------------------------------------------------------------------------------------
