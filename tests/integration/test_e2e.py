@@ -721,6 +721,8 @@ class PostbackRetryTtlTest(PostbackRetryCase):
             "result_ttl_s")}, {"postback_retry_delays_s": "1,2", "delays_total_s": "3",
                                "retry_after_max_ms": "300000", "longest_total_s": "600",
                                "result_ttl_s": "2"}, warned)
+        self.assertIn("the postback retries (PIXQ_POSTBACK_RETRY_DELAYS_S) last longer than "
+                      "PIXQ_RESULT_TTL_S", warned[0]["error"])
         # as it warns: the second retry, 3 s after the result was stored, finds it gone
         self.postbacks.answer_with(500, 500, 500)
         self.push_retrying("pb-ttl")
@@ -736,6 +738,20 @@ class PostbackRetryTtlTest(PostbackRetryCase):
         warned = worker.log_events("postback_retry_past_result_ttl")
         self.assertEqual([(e.get("delays_total_s"), e.get("longest_total_s")) for e in warned],
                          [("2", "80")], warned)
+        self.assertIn("a receiver's Retry-After (up to PIXQ_RETRY_AFTER_MAX_MS) may stretch",
+                      warned[0]["error"])
+
+    def test_waits_equal_to_the_ttl_and_retry_after_rounded_up(self):
+        """A wait of 1 s with a TTL of 1 s does not last longer than the TTL (the warning names
+        Retry-After, not the waits), and 1.5 s of Retry-After is shown as 2 s, not 1 s: the
+        total is rounded up, so that it is never shown within the TTL when it is past it."""
+        worker = self.started(PIXQ_POSTBACK_RETRY_DELAYS_S="1", PIXQ_RESULT_TTL_S="1",
+                              PIXQ_RETRY_AFTER_MAX_MS="1500")
+        warned = worker.log_events("postback_retry_past_result_ttl")
+        self.assertEqual([(e.get("delays_total_s"), e.get("longest_total_s"),
+                           e.get("result_ttl_s")) for e in warned], [("1", "2", "1")], warned)
+        self.assertIn("a receiver's Retry-After (up to PIXQ_RETRY_AFTER_MAX_MS) may stretch",
+                      warned[0]["error"])
 
     def test_no_warning_when_they_fit(self):
         for env in ({}, {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1,1", "PIXQ_RESULT_TTL_S": "60",
