@@ -916,7 +916,31 @@ class StartTest(unittest.TestCase):
     """pixq-worker's start-up, against a Redis that refuses it or is not ready (README:
     PIXQ_REDIS_URL's refusals are a setting to fix, status 2; only an unreachable or loading
     Redis is waited for, PIXQ_REDIS_RETRY_MIN_MS doubling to PIXQ_REDIS_RETRY_MAX_MS apart, each
-    wait drawn between half its step and the step)."""
+    wait drawn between half its step and the step), and what it logs before it reaches Redis."""
+
+    def test_arguments(self):
+        """--help and -h print the usage (status 0); an argument that is no setting, and
+        anything after `--` (the worker takes no operand), is bad usage: status 2, said on
+        stderr, also when a setting is wrong too (--help before `--` still answers then)."""
+        env = dict(clean_env(),
+                   PIXQ_REDIS_URL="redis://127.0.0.1:%d/0" % harness.refused_port(self))
+        for argv in (["--help"], ["-h"], ["--queue", "a", "-h"]):
+            r = run([CONFIG.worker, *argv], env=env)
+            self.assertEqual((r.returncode, r.stderr), (0, ""), argv)
+            self.assertTrue(r.stdout.startswith("usage: pixq-worker "), argv)
+        bad = dict(env, PIXQ_MAX_PIXELS="abc")
+        for argv, e, said in ((["frob"], env, "unknown argument 'frob' (see --help)"),
+                              (["--print-config", "-x"], env, "unknown argument '-x'"),
+                              (["--", "--help"], env, "unknown argument '--'"),
+                              (["--", "--help"], bad, "PIXQ_MAX_PIXELS: 'abc' is not a whole"),
+                              (["--functions", "--json", "--markdown"], env, "unknown argument")):
+            r = run([CONFIG.worker, *argv], env=e)
+            self.assertEqual((r.returncode, r.stdout), (2, ""), argv)
+            self.assertTrue(r.stderr.startswith("pixq-worker: "), (argv, r.stderr))
+            self.assertIn(said, r.stderr, argv)
+        with open("/dev/full", "w") as full:  # the table could not be written: status 1
+            r = run([CONFIG.worker, "--functions"], env=env, stdout=full)
+        self.assertEqual(r.returncode, 1, r.stderr)
 
     def worker(self, server, *args, **env):
         env = dict(clean_env(), PIXQ_LOG_FORMAT="json",
@@ -936,6 +960,77 @@ class StartTest(unittest.TestCase):
             return json.loads(line)
         except ValueError:
             return {"event": None, "text": line}
+
+    def until_waiting(self, *args, tries=1, **env):
+        """Runs the worker against a Redis that answers LOADING until `tries` start_failed
+        events came, then stops it: (its JSON events and other lines, its pid)."""
+        server = ScriptedRedis(self, [LOADING])
+        proc = self.worker(server, *args, PIXQ_REDIS_RETRY_MIN_MS="1",
+                           PIXQ_REDIS_RETRY_MAX_MS="2", **env)
+        events = []
+        for line in proc.stderr:
+            events.append(self.event(line))
+            if [e["event"] for e in events].count("start_failed") == tries:
+                proc.terminate()
+        self.assertEqual(proc.wait(harness.scaled(20)), 0, events[-3:])
+        return events, proc.pid
+
+    def test_unknown_setting_is_logged(self):
+        """A PIXQ_ variable that is no setting (a typo in an EnvironmentFile) is named in the
+        log at start, a warning, as --print-config names it on stderr."""
+        events, _ = self.until_waiting(PIXQ_PROCESS="4")
+        said = [e for e in events if e["event"] == "unknown_setting"]
+        self.assertEqual([(e["level"], e["name"], e["where"]) for e in said],
+                         [("warn", "PIXQ_PROCESS", "environment")], events[:3])
+        self.assertEqual([e for e in events if e["event"] is None], [])  # no other text
+
+    def test_every_line_of_a_fleet_carries_its_pid(self):
+        """README: with --processes N > 1 every log line carries the pid of the process that
+        wrote it: the supervisor's own start-up lines (its settings, where the S3 keys come
+        from) as the children's."""
+        events, pid = self.until_waiting("--processes", "2", tries=2)
+        self.assertEqual([e for e in events if "pid" not in e], [])
+        config = [e for e in events if e["event"] == "config"]
+        self.assertGreater(len(config), 50)
+        self.assertEqual({e["pid"] for e in config}, {pid})
+        self.assertEqual({e["pid"] for e in events if e["event"] == "s3_credentials_missing"},
+                         {pid})
+
+    def test_one_key_alone_is_warned(self):
+        """Either of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY alone signs nothing: the worker
+        warns s3_credentials_missing at start, as when both are missing; nor is a container's
+        endpoint then asked (README: only when none of the three keys is set)."""
+        endpoint = "http://127.0.0.1:%d/creds" % harness.refused_port(self)
+        for env in ({"AWS_ACCESS_KEY_ID": "AKIDALONE"}, {"AWS_SECRET_ACCESS_KEY": "alone"}):
+            events, _ = self.until_waiting(AWS_CONTAINER_CREDENTIALS_FULL_URI=endpoint, **env)
+            names = [e["event"] for e in events]
+            self.assertEqual(names.count("s3_credentials_missing"), 1, (env, names[:80]))
+            self.assertNotIn("s3_credentials", names, env)
+
+    def test_credentials_that_cannot_be_used_end_it(self):
+        """Settings to fix, status 2 before Redis is tried (README): a session token counts as
+        one of the three keys beside AWS_SHARED_CREDENTIALS_FILE or the instance's keys, and a
+        credentials file that cannot be read for another reason than not being there yet (a
+        path through a file) is not waited for."""
+        tmp = Path(tempfile.mkdtemp(prefix="pixq-creds-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        creds = tmp / "credentials"
+        creds.write_text("[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = s\n")
+        both = ("AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN are both set: the "
+                "keys come from one or the other")
+        cases = (({"AWS_SHARED_CREDENTIALS_FILE": str(creds), "AWS_SESSION_TOKEN": "tok"},
+                  "pixq-worker: AWS_SHARED_CREDENTIALS_FILE and " + both),
+                 ({"PIXQ_S3_INSTANCE_CREDENTIALS": "1", "AWS_SESSION_TOKEN": "tok"},
+                  "pixq-worker: PIXQ_S3_INSTANCE_CREDENTIALS and " + both),
+                 ({"AWS_SHARED_CREDENTIALS_FILE": str(creds / "x")},
+                  "pixq-worker: AWS_SHARED_CREDENTIALS_FILE %s: Not a directory" % (creds / "x")))
+        server = ScriptedRedis(self, [LOADING])
+        for env, said in cases:
+            r = run([CONFIG.worker], env=dict(
+                clean_env(), PIXQ_REDIS_URL="redis://127.0.0.1:%d/0" % server.port, **env),
+                timeout=harness.scaled(20))
+            self.assertEqual((r.returncode, r.stderr.splitlines()[-1]), (2, said), env)
+        self.assertEqual(server.connections, 0)
 
     def test_three_refusals_in_a_row_end_it(self):
         """Refused twice, then loading, then refused: the loading answer starts the count again,
