@@ -637,6 +637,12 @@ class FunctionsDocTest(unittest.TestCase):
         self.assertIn("scale_to_fill.height", params["composite"])
         text = self.functions()
         self.assertRegex(text, r"(?m)^sharpen\n  radius +number +0 +\[0, 12\]$")
+        # a function without parameters, an alias and a note, each as the text form shows it
+        self.assertRegex(text, r"(?m)^no_op\n  \(no parameters\)\nresize_to_fit\n")
+        self.assertRegex(text, r"(?m)^modulate\n  brightness +number +1 +\[0, 10\]  "
+                         r"\(or Brightness\)$")
+        self.assertRegex(text, r"(?m)^resize_to_fit\n  width +integer +0 +\[0, 1000000000\]  "
+                         r"width or height is required$")
         self.assertNotRegex(text, r"(?m) $", "a line padded with spaces at its end")
 
     def test_help_and_readme_name_it(self):
