@@ -1297,6 +1297,20 @@ class ForeignKeyTest(ThrottleCase):
         self.wait_until(lambda: worker.log_events("job_parked"), 20, "the output parked")
         return worker
 
+    def assert_state_lost(self, worker, job_id, k, step):
+        """job_id's hash k turned foreign while its one output was parked (bkt-a): the step
+        that met it logged the state lost, the output was uploaded once, nothing stays parked,
+        k is left as it was, job_id posts nothing back and the next job completes."""
+        self.wait_until(lambda: self.foreign_events(worker, job_id), 20, "the log line")
+        self.assertEqual(self.foreign_events(worker, job_id), [(step, k, "job_state_lost")])
+        self.assertEqual(len(self.puts("bkt-a", status=200)), 1)
+        self.assertEqual(self.blob_keys(), [])
+        self.assert_nothing_parked()
+        self.assertEqual(self.redis.get(k), "theirs")
+        self.next_job_completes(job_id + "-next")
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], [job_id + "-next"])
+        self.assert_untouched_after(worker)
+
     def test_job_hash_turned_another_type_while_its_output_waits(self):
         """The job's state is lost as if it had expired: the output is uploaded, the job cannot
         complete (no postback), its blob is dropped and the worker goes on."""
@@ -1304,16 +1318,7 @@ class ForeignKeyTest(ThrottleCase):
         k = self.key("job:fk-late")
         self.redis.delete(k)
         self.redis.set(k, "theirs")
-        self.wait_until(lambda: self.foreign_events(worker, "fk-late"), 20, "the log line")
-        self.assertEqual(self.foreign_events(worker, "fk-late"),
-                         [("upload_done", k, "job_state_lost")])
-        self.assertEqual(len(self.puts("bkt-a", status=200)), 1)
-        self.assertEqual(self.blob_keys(), [])
-        self.assert_nothing_parked()
-        self.assertEqual(self.redis.get(k), "theirs")
-        self.next_job_completes("fk-late-next")
-        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["fk-late-next"])
-        self.assert_untouched_after(worker)
+        self.assert_state_lost(worker, "fk-late", k, "upload_done")
 
     def test_job_hash_turned_another_type_before_completion(self):
         """The hash turns foreign after upload_done.lua recorded the last output and before
@@ -1335,16 +1340,7 @@ class ForeignKeyTest(ThrottleCase):
         self.redis.delete(k)
         self.redis.set(k, "theirs")
         proxy.release()
-        self.wait_until(lambda: self.foreign_events(worker, "fk-done"), 20, "the log line")
-        self.assertEqual(self.foreign_events(worker, "fk-done"),
-                         [("complete", k, "job_state_lost")])
-        self.assertEqual(len(self.puts("bkt-a", status=200)), 1)
-        self.assertEqual(self.blob_keys(), [])
-        self.assert_nothing_parked()
-        self.assertEqual(self.redis.get(k), "theirs")
-        self.next_job_completes("fk-done-next")
-        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["fk-done-next"])
-        self.assert_untouched_after(worker)
+        self.assert_state_lost(worker, "fk-done", k, "complete")
 
     def test_blob_of_another_type(self):
         """A parked output's blob of another type: the output fails, and the job completes with
