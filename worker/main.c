@@ -130,13 +130,15 @@ static int start_images(const struct cfg *cfg)
     return 0;
 }
 
-#define REFUSALS_FINAL 3 /* refusals of the login or database in a row that end the worker */
+#define REFUSALS_FINAL      3 /* refusals of the login or database in a row that end the worker */
+#define REFUSAL_WAIT_MAX_MS 1000 /* the longest wait after one: a setting to fix ends it soon */
 
 /* Creates the worker, waiting out a Redis that is not up yet until stopped: as a worker waits
  * for a Redis lost later, PIXQ_REDIS_RETRY_MIN_MS doubling to PIXQ_REDIS_RETRY_MAX_MS, each
  * wait drawn between half its step and the step, so that a fleet started (or restarted) while
  * Redis is away does not come back to it all at once. A Redis that refuses the login or the
- * database is a setting to fix: NULL with *refused. */
+ * database is a setting to fix: tried again at most REFUSAL_WAIT_MAX_MS later (a password being
+ * rolled out), whatever the outage waits are, and NULL with *refused at the third refusal. */
 static struct worker *start_worker(const struct cfg *cfg, bool *refused)
 {
     long step_ms = cfg->redis_retry_min_ms;
@@ -159,6 +161,9 @@ static struct worker *start_worker(const struct cfg *cfg, bool *refused)
             return NULL;
         }
         long wait_ms = step_ms / 2 + (long)(rand_r(&seed) % (unsigned)(step_ms / 2 + 1));
+        if (refusals > 0 && wait_ms > REFUSAL_WAIT_MAX_MS) {
+            wait_ms = REFUSAL_WAIT_MAX_MS;
+        }
         LOG_WARN("start_failed", "error=%s retry_ms=%ld", log_quote(e.msg, q, sizeof q), wait_ms);
         failed = true;
         struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000L};

@@ -1053,6 +1053,21 @@ class StartTest(unittest.TestCase):
         self.assertEqual(events[-1].get("text"), "pixq-worker: redis AUTH refused: %s (check "
                          "PIXQ_REDIS_URL)\n" % WRONGPASS[1:])
 
+    def test_refusals_end_it_soon_whatever_the_outage_waits(self):
+        """README: a refused login ends the worker with status 2 (at once, give or take its
+        three tries), also with PIXQ_REDIS_RETRY_MIN_MS at its largest (60 s): the waits after a
+        refusal are at most a second. With the outage waits after them it took 1.5 to 3 minutes
+        (the test's timer kills it after 30 s: status -9)."""
+        server = ScriptedRedis(self, [WRONGPASS])
+        proc = self.worker(server, PIXQ_REDIS_RETRY_MIN_MS="60000",
+                           PIXQ_REDIS_RETRY_MAX_MS="60000")
+        events = [self.event(line) for line in proc.stderr]
+        self.assertEqual(proc.wait(), 2, events[-3:])
+        self.assertEqual(server.connections, 3)
+        waits = [int(e["retry_ms"]) for e in events if e["event"] == "start_failed"]
+        self.assertEqual(len(waits), 2, events)
+        self.assertTrue(all(0 < t <= 1000 for t in waits), waits)
+
     def test_loading_redis_is_waited_for_as_configured(self):
         """The waits between tries at start are PIXQ_REDIS_RETRY_MIN_MS (40 ms) doubling to
         PIXQ_REDIS_RETRY_MAX_MS (80 ms), each between half its step and the step, as for a
