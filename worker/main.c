@@ -366,8 +366,12 @@ static int check_credentials(const struct cfg *cfg)
  * when argv asks for something else, else the exit status. */
 static int print_functions(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--functions") != 0 || argc > 3) {
+    if (argc < 2 || strcmp(argv[1], "--functions") != 0) {
         return -1;
+    }
+    if (argc > 3) {
+        fprintf(stderr, "pixq-worker: unknown argument '%s' (see --help)\n", argv[3]);
+        return 2;
     }
     enum opdoc_format f = OPDOC_TEXT;
     if (argc == 3 && strcmp(argv[2], "--json") == 0) {

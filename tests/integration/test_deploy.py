@@ -939,7 +939,11 @@ class StartTest(unittest.TestCase):
                               (["--print-config", "-x"], env, "unknown argument '-x'"),
                               (["--", "--help"], env, "unknown argument '--'"),
                               (["--", "--help"], bad, "PIXQ_MAX_PIXELS: 'abc' is not a whole"),
-                              (["--functions", "--json", "--markdown"], env, "unknown argument")):
+                              (["--functions", "--json", "--markdown"], env,
+                               "unknown argument '--markdown' (see --help)"),
+                              (["--functions", "extra"], env,
+                               "--functions takes --json or --markdown, not 'extra'"),
+                              (["--functions", "--json", "x", "y"], env, "argument 'x' (see")):
             r = run([CONFIG.worker, *argv], env=e)
             self.assertEqual((r.returncode, r.stdout), (2, ""), argv)
             self.assertTrue(r.stderr.startswith("pixq-worker: "), (argv, r.stderr))
