@@ -1009,13 +1009,24 @@ class StartTest(unittest.TestCase):
     def test_one_key_alone_is_warned(self):
         """Either of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY alone signs nothing: the worker
         warns s3_credentials_missing at start, as when both are missing; nor is a container's
-        endpoint then asked (README: only when none of the three keys is set)."""
+        endpoint then asked (README: only without either key of the pair)."""
         endpoint = "http://127.0.0.1:%d/creds" % harness.refused_port(self)
         for env in ({"AWS_ACCESS_KEY_ID": "AKIDALONE"}, {"AWS_SECRET_ACCESS_KEY": "alone"}):
             events, _ = self.until_waiting(AWS_CONTAINER_CREDENTIALS_FULL_URI=endpoint, **env)
             names = [e["event"] for e in events]
             self.assertEqual(names.count("s3_credentials_missing"), 1, (env, names[:80]))
             self.assertNotIn("s3_credentials", names, env)
+
+    def test_a_session_token_alone_leaves_the_endpoint_in_use(self):
+        """AWS_SESSION_TOKEN alone is no key pair (the AWS SDKs' environment source wants
+        both keys): a container's endpoint is still where the keys come from (README), said
+        once at start, with no s3_credentials_missing."""
+        endpoint = "http://127.0.0.1:%d/creds" % harness.refused_port(self)
+        events, _ = self.until_waiting(AWS_CONTAINER_CREDENTIALS_FULL_URI=endpoint,
+                                       AWS_SESSION_TOKEN="tok")
+        said = [(e.get("source"), e.get("url")) for e in events if e["event"] == "s3_credentials"]
+        self.assertEqual(said, [("container", endpoint)], events[:80])
+        self.assertNotIn("s3_credentials_missing", [e["event"] for e in events])
 
     def test_credentials_that_cannot_be_used_end_it(self):
         """Settings to fix, status 2 before Redis is tried (README): a session token counts as
