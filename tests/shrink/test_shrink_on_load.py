@@ -17,7 +17,8 @@ default (PIXQ_SHRINK_ON_LOAD=1) and with PIXQ_SHRINK_ON_LOAD=0, and checks:
     the trees that only shrink it is smaller than the source whenever the source is at least
     twice the largest output in both directions (and its sides multiples of 8), and for the trees that must keep the full
     decode (a crop in source pixels before any resize, a full-size save) and with
-    PIXQ_SHRINK_ON_LOAD=0 it is the source's size.
+    PIXQ_SHRINK_ON_LOAD=0 it is the source's size; a reduced decode, turned as shown, is at
+    least every output's width and height.
 
 In a sanitizer build the comparisons (the PIXQ_SHRINK_ON_LOAD=0 runs) are made for one tree
 alone; the others are checked for their hint (see SANITIZED).
@@ -45,9 +46,10 @@ REPO = HERE.parent.parent
 MAE_MAX = 0.015  # mean absolute error, fraction of the range (worst measured: 0.0088)
 PSNR_MIN = 30.0  # dB (worst measured: 32.4, cups-orient6 to 200 px at 3/8)
 # EXIF-rotated JPEGs (one of an odd size), a WebP of an odd size with an EXIF chunk, a WebP with
-# an alpha channel
+# an alpha channel, a WebP rotated by its EXIF chunk
 EXTRA = ["images/cups-orient6-1283x797.jpg", "images/orient6-400x300.jpg",
-         "images/cups-exif-1283x797.webp", "images/cascade-alpha-960x540.webp"]
+         "images/cups-exif-1283x797.webp", "images/cascade-alpha-960x540.webp",
+         "images/orient6-exif-1600x1200.webp"]
 # In a sanitizer build (PIXQ_TEST_SANITIZED=1, from meson) the PIXQ_SHRINK_ON_LOAD=0 runs, half
 # of the test's time there and the same code as in the plain build, which compares every tree,
 # are made for one tree alone, the one that runs most functions on the full decode.
@@ -170,6 +172,25 @@ def check_hint(name, box, src, on, off):
     return dec_on
 
 
+def check_covers(on, src):
+    """A reduced decode is never smaller than an output in either direction, as shown (after
+    the EXIF rotation): the outputs are then made by shrinking, as from a full decode. A plan
+    made for the stored size of a rotated source can decode below an output and enlarge it
+    again, within the pixel tolerance of flat colours (orient6-exif-1600x1200.webp's siblings
+    at 800x600, 600x800 as shown, for the 640x360 resize, had its WebP orientation not reached
+    the plan)."""
+    sw, sh = on["original_meta"]["width"], on["original_meta"]["height"]
+    dw, dh = on["decoded"]["width"], on["decoded"]["height"]
+    if (dw, dh) == (sw, sh):
+        return
+    if "orient6" in src.name:
+        dw, dh = dh, dw
+    for o in on["outputs"]:
+        if o["width"] > dw or o["height"] > dh:
+            raise AssertionError("%s: %dx%d from a decode of %dx%d as shown" % (
+                o["image_identifier"], o["width"], o["height"], dw, dh))
+
+
 def check_outputs(on, off, full):
     if len(on["outputs"]) != len(off["outputs"]):
         raise AssertionError("%d outputs, %d without shrink" % (len(on["outputs"]),
@@ -201,9 +222,11 @@ def run_one(args, tmp, src, name):
     if SANITIZED and name != FULL_UNDER_SANITIZER:
         # the plain build compares; here the reduced decode runs for its memory errors
         check_hint(name, box, src, on, {"decoded": on["original_meta"]})
+        check_covers(on, src)
         return (on["decoded"]["width"], on["decoded"]["height"]), (0.0, float("inf"))
     off = apply(args, job, src, str(base / "off"), False)
     dec = check_hint(name, box, src, on, off)
+    check_covers(on, src)
     worst = check_outputs(on, off, dec == (off["decoded"]["width"], off["decoded"]["height"]))
     return dec, worst
 

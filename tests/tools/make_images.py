@@ -28,6 +28,7 @@ were taken from the committed files).
 | wide-gamut.icc | the wide-gamut profile of icc-wide-48x32.png as a file: add_profile's src |
 | grey-linear.icc | the linear grey profile of icc-grey-48x32.png as a file: add_profile's src for a grey image, and an RGB image refused |
 | orient6-exif-40x30.webp | a lossless WebP of orient6-400x300.jpg's pattern at 40x30 (stored top-left quarter red, top-right blue, bottom half green) whose EXIF chunk is orient6-400x300.jpg's block with the `Exif\0\0` prefix ImageMagick 6 reads: the WebP reader's EXIF profile, orientation and original_meta |
+| orient6-exif-1600x1200.webp | the same at 1600x1200 (shown 1200x1600): large enough for shrink-on-load, which must plan for the shown size |
 | orient8-exif-40x30.webp | the same with orientation 8 (stored top-left red ends bottom-left): the last orientation the WebP reader takes |
 | icc-wide-48x32.webp | icc-wide-48x32.png as a lossless WebP, its wide-gamut profile in an ICCP chunk (convert writes it): the WebP reader's ICC profile |
 """
@@ -268,12 +269,22 @@ def riff_chunk(tag, body):
 
 
 def make_webps(out):
-    """orient6-exif-40x30.webp and orient8-exif-40x30.webp (a VP8L image rewrapped in a VP8X
-    container with an EXIF chunk), and icc-wide-48x32.webp."""
+    """orient6-exif-40x30.webp, orient8-exif-40x30.webp and orient6-exif-1600x1200.webp (a VP8L
+    image rewrapped in a VP8X container with an EXIF chunk), and icc-wide-48x32.webp."""
+    for w, h, orientations in ((40, 30, (6, 8)), (1600, 1200, (6,))):
+        orient_webps(out, w, h, orientations)
+    convert(str(out / "icc-wide-48x32.png"), "-define", "webp:lossless=true",
+            str(out / "icc-wide-48x32.webp"))
+
+
+def orient_webps(out, width, height, orientations):
+    """orientN-exif-WxH.webp: orient6-400x300.jpg's pattern at WxH, losslessly, with its EXIF
+    block (the orientation N) in an EXIF chunk."""
     plain = out / "orient-plain.webp"
-    convert("-size", "40x30", "xc:#00c000", "-fill", "#ff0000", "-draw", "rectangle 0,0 19,14",
-            "-fill", "#0000ff", "-draw", "rectangle 20,0 39,14", "-strip", "-define",
-            "webp:lossless=true", str(plain))
+    convert("-size", "%dx%d" % (width, height), "xc:#00c000", "-fill", "#ff0000", "-draw",
+            "rectangle 0,0 %d,%d" % (width // 2 - 1, height // 2 - 1), "-fill", "#0000ff",
+            "-draw", "rectangle %d,0 %d,%d" % (width // 2, width - 1, height // 2 - 1),
+            "-strip", "-define", "webp:lossless=true", str(plain))
     data = plain.read_bytes()
     plain.unlink()
     assert data[:4] == b"RIFF" and data[8:16] == b"WEBPVP8L"
@@ -281,15 +292,14 @@ def make_webps(out):
     w, h = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     vp8x = riff_chunk(b"VP8X", bytes([0x08, 0, 0, 0]) + (w - 1).to_bytes(3, "little") +
                       (h - 1).to_bytes(3, "little"))  # flag 0x08: an EXIF chunk follows
-    for orientation in (6, 8):
+    for orientation in orientations:
         segment = exif_segment(orientation, "2014:08:02 20:17:55", "2015:01:01 10:00:00",
                                [(52, 1), (31, 1), (1234, 100)], "N", [(13, 1), (24, 1), (36, 1)],
                                "W")
         body = b"WEBP" + vp8x + data[12:] + riff_chunk(b"EXIF", segment[4:])  # "Exif\0\0"...
         riff = b"RIFF" + struct.pack("<I", len(body)) + body
-        (out / ("orient%d-exif-40x30.webp" % orientation)).write_bytes(riff)
-    convert(str(out / "icc-wide-48x32.png"), "-define", "webp:lossless=true",
-            str(out / "icc-wide-48x32.webp"))
+        name = "orient%d-exif-%dx%d.webp" % (orientation, width, height)
+        (out / name).write_bytes(riff)
 
 
 def insert_exif(path, segment):
