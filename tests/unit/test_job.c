@@ -762,6 +762,17 @@ static void test_guards(void)
     expect_guard(ok_dest, "{\"X-A\":\"1\\u0000\"}", "forbidden character");
     expect_guard(ok_dest, "{\"X A\":\"1\"}", "forbidden character");
     expect_guard(ok_dest, "{\"X-A\":1}", NULL); /* a number is sent as written */
+    struct job *scalars = parse("{\"src\":\"u\",\"postback_headers\":{\"X-N\":1.50,\"X-I\":-42,"
+                                "\"X-T\":true,\"X-F\":false},\"functions\":[]}");
+    CHECK(scalars != NULL && scalars->error[0] == '\0');
+    const char *sent[][2] = {{"X-N", "1.50"}, {"X-I", "-42"}, {"X-T", "true"}, {"X-F", "false"}};
+    for (size_t i = 0; scalars != NULL && i < sizeof sent / sizeof sent[0]; i++) {
+        json_object *v = NULL;
+        CHECK(json_object_object_get_ex(scalars->postback_headers, sent[i][0], &v) &&
+              json_object_is_type(v, json_type_string) &&
+              strcmp(json_object_get_string(v), sent[i][1]) == 0);
+    }
+    job_destroy(scalars);
     expect_guard(ok_dest, "{\"X-A\":[1]}", "postback_headers.X-A must be a string");
     expect_guard(ok_dest, "{\"X-A\":null}", "postback_headers.X-A must be a string");
     expect_guard(ok_dest, "[]", "postback_headers must be an object");
