@@ -424,15 +424,22 @@ class EnvExampleTest(unittest.TestCase):
             bad = tmp / "bad.env"
             bad.write_text("PIXQ_MAX_PIXELS=abc\n")
             for argv, usage in (([CONFIG.worker, "--help"], "PIXQ_QUEUE"),
-                                ([CONFIG.pixq, "--help"], "PIXQ_QUEUE"),
+                                ([CONFIG.pixq, "--help"], "usage: pixq [--config FILE]"),
                                 ([CONFIG.worker, "--config", str(bad), "--help"], "PIXQ_QUEUE"),
-                                ([CONFIG.pixq, "--config", str(bad), "-h"], "PIXQ_QUEUE"),
+                                ([CONFIG.pixq, "--config", str(bad), "-h"],
+                                 "usage: pixq [--config FILE]"),
                                 ([CONFIG.pixq, "stats", "--help"], "usage: pixq stats"),
                                 ([CONFIG.pixq, "--config", str(bad), "dead", "-h"],
                                  "usage: pixq dead"),
+                                # the first command word's help (submit is the first command
+                                # of pixq's table), as with good settings
+                                ([CONFIG.pixq, "--config", str(bad), "submit", "-h"],
+                                 "usage: pixq submit"),
+                                ([CONFIG.pixq, "--config", str(bad), "dead", "stats", "-h"],
+                                 "usage: pixq dead"),
                                 # a setting's value is no command word
                                 ([CONFIG.pixq, "--config", str(bad), "--queue", "stats", "-h"],
-                                 "PIXQ_QUEUE")):
+                                 "usage: pixq [--config FILE]")):
                 r = subprocess.run(argv, env=dict(clean_env(), **env), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, timeout=20)
                 self.assertEqual(r.returncode, 0, (env, argv, r.stderr[-500:]))
@@ -441,6 +448,12 @@ class EnvExampleTest(unittest.TestCase):
                     self.assertIn("PIXQ_MAX_PIXELS", r.stderr)  # and says what is wrong
                 elif argv[0] == CONFIG.worker or "PIXQ_IMAGE_FORMATS" not in env:
                     self.assertIn(message, r.stderr)
+            # after `--` nothing is a flag: no help then, the settings' error (status 2)
+            r = subprocess.run([CONFIG.pixq, "--config", str(bad), "--", "-h"], env=clean_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=20)
+            self.assertEqual((r.returncode, r.stdout), (2, ""), r.stderr)
+            self.assertIn("PIXQ_MAX_PIXELS", r.stderr)
 
     def test_metrics_addr_unusable_here_ends_with_status_2(self):
         """A well-formed PIXQ_METRICS_ADDR the worker cannot listen on (not an address of this
