@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -285,6 +286,25 @@ static bool word_is(const char *w, size_t len, const char *want)
     return len == strlen(want) && memcmp(w, want, len) == 0;
 }
 
+/* The path of a target in absolute form ("http://host:port/metrics?q", which HTTP/1.1 servers
+ * must take, RFC 9112 3.2.2) as its origin form: *len is cut to what follows the authority (0
+ * when nothing does). Any other target is returned as it is. */
+static const char *origin_form(const char *target, size_t *len)
+{
+    size_t scheme = *len >= 7 && strncasecmp(target, "http://", 7) == 0    ? 7
+                    : *len >= 8 && strncasecmp(target, "https://", 8) == 0 ? 8
+                                                                           : 0;
+    if (scheme == 0) {
+        return target;
+    }
+    size_t authority = scheme;
+    while (authority < *len && target[authority] != '/' && target[authority] != '?') {
+        authority++;
+    }
+    *len -= authority;
+    return target + authority;
+}
+
 /* Answers the request line "METHOD TARGET HTTP/1.x" of a complete request head, its words of any
  * length the head allows. */
 static void handle_request(struct conn *c)
@@ -305,6 +325,7 @@ static void handle_request(struct conn *c)
         respond_text(c, 405, "Method Not Allowed", false);
         return;
     }
+    target = origin_form(target, &target_len);
     size_t path_len = strcspn(target, "?");
     if (!word_is(target, path_len < target_len ? path_len : target_len, "/metrics")) {
         respond_text(c, 404, "Not Found", head);

@@ -346,6 +346,16 @@ static void test_routes(void)
     ask(s, port, "GET /metrics\r HTTP/1.1\r\n\r\n", BAD_REQUEST);    /* a bare CR ends it */
     ask(s, port, "GET\t/metrics \tHTTP/1.1\r\n\r\n", get.data);      /* blanks, as sscanf's */
     ask(s, port, "\r\n\r\n", BAD_REQUEST);
+    /* the absolute form, which an HTTP/1.1 server must take (RFC 9112 3.2.2) */
+    ask(s, port, "GET http://127.0.0.1:9464/metrics HTTP/1.1\r\n\r\n", get.data);
+    ask(s, port, "GET HTTPS://[::1]:9464/metrics?a=b HTTP/1.1\r\n\r\n", get.data);
+    ask(s, port, "HEAD http://h/metrics HTTP/1.1\r\n\r\n", head.data);
+    ask(s, port, "GET http://h/metricsx HTTP/1.1\r\n\r\n", NOT_FOUND);
+    ask(s, port, "GET http://h/other/metrics HTTP/1.1\r\n\r\n", NOT_FOUND);
+    ask(s, port, "GET http://h?/metrics HTTP/1.1\r\n\r\n", NOT_FOUND);
+    ask(s, port, "GET http://metrics HTTP/1.1\r\n\r\n", NOT_FOUND);
+    ask(s, port, "GET http:/metrics HTTP/1.1\r\n\r\n", NOT_FOUND);
+    ask(s, port, "GET ftp://h/metrics HTTP/1.1\r\n\r\n", NOT_FOUND);
 
     /* a long target or method, well within the 8192 bytes of head, is answered as a short one:
      * a GET of /metrics with its query, 404 for another path, 405 for another method */
