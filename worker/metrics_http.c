@@ -391,9 +391,12 @@ static void read_request(struct conn *c)
         conn_close(c); /* the client left before its request was complete */
         return;
     }
+    bool nul = memchr(c->in + c->in_len, '\0', (size_t)n) != NULL; /* no head holds one */
     c->in_len += (size_t)n;
     c->in[c->in_len] = '\0';
-    if (strstr(c->in, "\r\n\r\n") != NULL || strstr(c->in, "\n\n") != NULL) {
+    if (nul) { /* answered at once: the search for the head's end below would stop at it */
+        respond_text(c, 400, "Bad Request", false);
+    } else if (strstr(c->in, "\r\n\r\n") != NULL || strstr(c->in, "\n\n") != NULL) {
         handle_request(c);
     } else if (c->in_len == c->in_cap - 1) {
         respond_text(c, 431, "Request Header Fields Too Large", false);

@@ -380,7 +380,7 @@ static void test_routes(void)
 }
 
 /* A head is answered once its empty line has come, whatever the pieces, also in a slot whose
- * last request was longer; the request line alone is not enough. */
+ * last request was longer; the request line alone is not enough. A NUL byte ends it at once. */
 static void test_head_in_pieces(void)
 {
     int port;
@@ -401,6 +401,23 @@ static void test_head_in_pieces(void)
     CHECK(eof);
     CHECK_STR(got, NOT_FOUND);
     close(fd);
+    /* a NUL byte, in a head's first piece or a later one, is answered 400 at once; it was
+     * waited on until the timeout (10 s here), the head's end never found past it */
+    static const char nul_head[] = "GET /metrics HTTP/1.1\r\nX: a\0b\r\n\r\n";
+    for (size_t split = 0; split < 2; split++) {
+        fd = connect_to(port);
+        size_t first = split == 0 ? sizeof nul_head - 1 : 17;
+        CHECK_INT(send(fd, nul_head, first, MSG_NOSIGNAL), first);
+        if (split == 1) {
+            CHECK(silent(s, fd, 50));
+            CHECK_INT(send(fd, nul_head + first, sizeof nul_head - 1 - first, MSG_NOSIGNAL),
+                      sizeof nul_head - 1 - first);
+        }
+        receive(s, fd, got, sizeof got, WAIT_MS, &eof);
+        CHECK(eof);
+        CHECK_STR(got, BAD_REQUEST);
+        close(fd);
+    }
     mhttp_destroy(s);
 }
 
