@@ -371,6 +371,22 @@ class SourceAddressTest(HostileTestCase):
                             % (other.url("/ok.jpg"), FORBIDDEN_V4), other)
         self.assert_still_serving()
 
+    def test_refusals_are_final(self):
+        """An address the policy refuses is refused again on every run: the job fails at its
+        first run, not after PIXQ_MAX_ATTEMPTS (the class's other tests run once each, which
+        cannot tell a final failure from a passing one). Refusing them as passing failures
+        (run.c's final without resp.refused) fails here."""
+        self.start(PIXQ_MAX_ATTEMPTS=3, PIXQ_RETRY_BASE_MS=50, PIXQ_RETRY_MAX_MS=100)
+        for src, why in ((self.loop_src.url("/ok.jpg"), "(loopback)"),
+                         ("http://10.11.12.13/ok.jpg", "(private)"),
+                         ("http://169.254.169.254/latest/meta-data/", "(link-local)")):
+            name = "final-%s" % why.strip("()")
+            self.expect_failure(self.job(name, src), why)
+            self.assertEqual(self.dead_entry("hostile-" + name)["attempts"], 1, src)
+        self.assertEqual(self.worker.log_events("job_retry"), [])
+        self.assertEqual(self.loop_src.requests("/ok.jpg"), 0)
+        self.assert_still_serving()
+
     def test_loopback_127_0_0_1(self):
         self.start()
         self.assert_refused(self.loop_src.url("/ok.jpg"),
