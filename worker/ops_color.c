@@ -1025,6 +1025,8 @@ static int op_deskew(MagickWand *w, json_object *p, const struct op_ctx *ctx, st
 #define TEXT_OF_(x) #x
 #define TEXT_OF(x)  TEXT_OF_(x) /* a number's macro as a string literal */
 
+#define BLANKS " \t\n\v\f\r" /* isspace()'s, which job_param_double() skips after a number */
+
 /* Reads dpi as a number or, like the 2014 worker's density string, "XxY"; blanks may come
  * around either number, as around any number parameter (job_param_double()). */
 static int dpi_param(json_object *p, const char *fn, double *x, double *y, struct err *e)
@@ -1047,14 +1049,15 @@ static int dpi_param(json_object *p, const char *fn, double *x, double *y, struc
     *x = strtod(s, &end);
     *y = *x;
     if (end != s) {
-        end += strspn(end, " \t");
+        end += strspn(end, BLANKS);
     }
     if (sep != NULL && end != sep) {
         end = (char *)s; /* "0x300", "1e2.5x3": the first number does not end at the x */
     } else if (sep != NULL) {
         const char *second = sep + 1;
         *y = strtod(second, &end);
-        end = end == second || strpbrk(second, "xX") != NULL ? (char *)s : end + strspn(end, " \t");
+        end =
+            end == second || strpbrk(second, "xX") != NULL ? (char *)s : end + strspn(end, BLANKS);
     }
     if (end == s || *end != '\0' || !(*x >= 1.0 && *x <= DPI_MAX) ||
         !(*y >= 1.0 && *y <= DPI_MAX)) {
