@@ -451,6 +451,35 @@ class RedisDataLossTest(ReliabilityCase):
         self.wait_for_postback(timeout=10, job_id="after")
         w.check_alive()
 
+    def test_job_in_hand_when_redis_is_flushed(self):
+        """As above with FLUSHALL, which ends no connection and fails no command: the job's
+        settlement also reserves the next job (finish.lua's answer is then an array), and its
+        "settled although Redis had lost it" must be read from there as from the plain answer:
+        job_forgotten, not lease_lost. The job is uploaded: Redis lost it, no one took it."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        w = self.start_worker()
+        self.worker_id(w)
+        self.push_jobs([self.tiny_job("flushed", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        self.redis.execute("FLUSHALL")
+        # the heartbeat finds the flush before the upload, which then asks whether the job was
+        # taken: neither on the active list nor under the same data token, it was not
+        self.wait_until(lambda: w.log_events("worker_reregistered"), 20, "the heartbeat")
+        self.src.release()
+        self.wait_until(lambda: self.results("flushed"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="flushed")
+        self.assert_success("flushed")
+        self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
+        self.wait_until(lambda: len(w.log_events("job_forgotten")) >= 2, 10, "job_forgotten")
+        self.assertEqual([e["step"] for e in w.log_events("job_forgotten")],
+                         ["before_postback", "finish"])
+        self.assertEqual(w.log_events("redis_error"), [])  # nothing kept finish.lua from folding
+        self.assertEqual(w.log_events("lease_lost"), [])
+        self.push_jobs([self.tiny_job("after")])
+        self.wait_for_postback(timeout=10, job_id="after")
+        w.check_alive()
+
     def test_retry_decided_when_redis_loses_its_data(self):
         """The job in hand's source fails transiently while Redis restarts empty: the worker
         holds the only copy of the job, and schedules its retry all the same. Before,
