@@ -835,6 +835,13 @@ class RedisConfTest(PixqTestCase):
             if warns:
                 self.assertEqual(warned[0]["maxmemory_mb"], "1000")
                 self.assertIn("half of maxmemory", warned[0]["error"])
+        # exactly half is within the limit: README, with deploy/redis.conf's 1 GB "up to two
+        # queues at the default" (2 x 256 MB of 1024 MB); a third queue is past it
+        self.redis.execute("CONFIG", "SET", "maxmemory", str(1 << 30))
+        for queues, warns in (("a,b", False), ("a,b,c", True)):
+            prog = self.start_worker(PIXQ_QUEUE=queues)
+            self.wait_until(lambda: prog.log_events("worker_start"), 20, "the worker")
+            self.assertEqual(len(prog.log_events("parked_limit_high")), 1 if warns else 0, queues)
 
     def test_redis_at_maxclients_is_waited_for(self):
         """'ERR max number of clients reached' answers the login too: a spike of connections,
