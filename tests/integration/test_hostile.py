@@ -827,6 +827,10 @@ class JobLimitTest(HostileTestCase):
         self.assert_unparseable('{"src": "http://x/a.jpg", "functions": [',
                                 "job is not valid JSON: unexpected end of input")
         self.assert_unparseable('7', "job must be a JSON object")  # valid JSON, not a job
+        # a payload that is not a job counts only as `failed` and `dead` (README: the stats)
+        stats = self.redis.hgetall(self.key("stats"))
+        self.assertEqual({k: stats.get(k) for k in ("received", "failed", "dead", "succeeded")},
+                         {"received": None, "failed": "2", "dead": "2", "succeeded": None})
         self.push_job("[8]")  # an array is split into its jobs: the element fails on its own
         self.wait_until(lambda: [d for d in self.dead_entries() if d["job"] == "8" and
                                  d["error"] == "job must be a JSON object"], TIMEOUT_S,
