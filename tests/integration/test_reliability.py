@@ -1762,6 +1762,10 @@ class StalePostbackTest(ReliabilityCase):
         time.sleep(1)
         proxy.refuse = None
         self.assert_success("cut-off")  # one postback: B's
+        # nor does it upload: its lease overdue, it asks Redis before the upload too, and finds
+        # the job gone under the same data (README: lease_lost step=upload action=not_uploaded)
+        self.assertIn(("upload", "not_uploaded"),
+                      [(e.get("step"), e.get("action")) for e in a.log_events("lease_lost")])
 
     def test_stale_failure_does_not_hide_the_live_success(self):
         """A posts a failure (the source answers 404) and is frozen before it settles; B runs the
