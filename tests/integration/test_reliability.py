@@ -2181,7 +2181,7 @@ class PostbackRetryLostReplyTest(ReliabilityCase):
     the job no longer on its list, took it for someone else's)."""
 
     def test_retry_survives_a_lost_finish_answer(self):
-        proxy, _ = self.start_worker_through_relay(PIXQ_POSTBACK_RETRY_DELAYS_S="1")
+        proxy, w = self.start_worker_through_relay(PIXQ_POSTBACK_RETRY_DELAYS_S="1")
         self.push_jobs([self.tiny_job("warm")])  # the scripts are loaded before the cut
         self.wait_until(lambda: self.results("warm"), 20, "the first job")
         self.postbacks.answer_with(500)
@@ -2193,6 +2193,10 @@ class PostbackRetryLostReplyTest(ReliabilityCase):
                         "the retry to leave delayed")
         self.assertEqual(len(self.postbacks_of("pbr-1")), 2)
         self.assert_queue_drained()
+        # finish.lua asked again finds its own settlement (the run number it was sent with is
+        # the job's: run 1), not a lease lost
+        self.assertNotIn("lease_lost", self.stats())
+        self.assertEqual(w.log_events("lease_lost"), [])
 
 
 class JobHashExpiryTest(ReliabilityCase):
