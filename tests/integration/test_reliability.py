@@ -2291,6 +2291,35 @@ class PostbackDeliveryTest(ReliabilityCase):
         self.assert_success("pb-crash")
 
 
+class DeadTrimTest(ReliabilityCase):
+    """pixq:{Q}:dead keeps the newest PIXQ_DEAD_MAX entries no older than PIXQ_DEAD_MAX_AGE_S
+    (README: the dead letters), as a worker passes them to finish.lua: a count, and an age in
+    ms."""
+
+    def fail_job(self, job_id):
+        self.push_jobs([self.tiny_job(job_id, path="/missing.png")])  # 404: fails for good
+        self.wait_until(lambda: self.results(job_id), 20, "the result of " + job_id)
+
+    def dead_ids(self):
+        return [json.loads(d)["job_id"] for d in self.redis.lrange(self.key("dead"))]
+
+    def test_dead_list_kept_to_its_count_and_age(self):
+        now_ms = int(self.redis.execute("TIME")[0]) * 1000
+
+        def entry(job_id, age_s):
+            return json.dumps({"job": "{}", "job_id": job_id, "error": "e", "attempts": 1,
+                               "failed_at": now_ms - age_s * 1000})
+
+        # older entries at the tail, as LPUSH leaves them: 30 s and 2 min old
+        self.redis.execute("RPUSH", self.key("dead"), entry("recent", 30), entry("old", 120))
+        self.start_worker(PIXQ_DEAD_MAX=3, PIXQ_DEAD_MAX_AGE_S=60)
+        self.fail_job("dead-1")
+        self.assertEqual(self.dead_ids(), ["dead-1", "recent"])  # "old" is past 60 s
+        self.fail_job("dead-2")
+        self.fail_job("dead-3")
+        self.assertEqual(self.dead_ids(), ["dead-3", "dead-2", "dead-1"])  # 3 at most
+
+
 class UnsettledTest(ReliabilityCase):
     """Redis refuses writes (full, or a failed save) while a job's postback is on its way: the
     outcome cannot be recorded. The worker keeps it and records it once Redis takes writes again,
