@@ -498,10 +498,13 @@ class ParkingTest(ThrottleCase):
         self.assertRegex(seen[0], r"^pixq:\{default\}:blob:park-\d:\d+$")
         self.assertGreater(self.redis.execute("ZCARD", self.key("delayed")), 0)
         max_blobs = len(seen)
+        names = set(seen)
         pbs = {}
         deadline = time.monotonic() + scaled(60)
         while len(pbs) < len(ids) and time.monotonic() < deadline:
-            max_blobs = max(max_blobs, len(self.blob_keys()))
+            blobs = self.blob_keys()
+            max_blobs = max(max_blobs, len(blobs))
+            names.update(blobs)
             pbs = {pb.job_id: pb for pb in self.postbacks.postbacks if pb.job_id in ids}
             self.check_workers()
             time.sleep(0.1)
@@ -524,6 +527,11 @@ class ParkingTest(ThrottleCase):
         self.assertEqual(sorted(e["job_id"] for e in processed), sorted(ids))  # processed once
         self.assertEqual(len(self.puts("bkt-a")), self.JOBS * self.SAVES)
         self.assert_no_leftovers(ids)
+        # every blob is named blob:<id>:<n> (README's keys), the outputs numbered from 0: the
+        # first output of a job that found the slots taken too
+        for name in names:
+            self.assertRegex(name, r"^pixq:\{default\}:blob:park-\d:[0-3]$")
+        self.assertIn("0", {name.rsplit(":", 1)[1] for name in names}, sorted(names))
 
 
 class ParkedSlotTest(ThrottleCase):
