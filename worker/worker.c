@@ -785,6 +785,11 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
             return settled;
         }
         char q[ERR_MSG_MAX + 16];
+        if (attempt + 1 >= w->cfg->settle_attempts) { /* the last: no wait for a try to come */
+            LOG_WARN("redis_error", "step=finish attempt=%ld error=%s", attempt + 1,
+                     log_quote(e.msg, q, sizeof q));
+            break;
+        }
         long wait = jittered(w, backoff);
         LOG_WARN("redis_error", "step=finish attempt=%ld error=%s retry_ms=%ld", attempt + 1,
                  log_quote(e.msg, q, sizeof q), wait);
