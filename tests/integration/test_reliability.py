@@ -575,6 +575,31 @@ class RedisDataLossTest(ReliabilityCase):
         self.assert_queue_drained()
         w.check_alive()
 
+    def test_adoption_tried_settle_attempts_times(self):
+        """adopt.lua is tried PIXQ_SETTLE_ATTEMPTS (3) times through an outage, then given up
+        (adopt_failed): the job stays on the worker's list and runs once Redis answers."""
+        self.src.add("/noid-marker.png", tiny_png())
+        proxy, w = self.start_worker_through_relay(PIXQ_SETTLE_ATTEMPTS=3)
+        self.worker_id(w)
+        proxy.refuse = b"noid-marker"  # in adopt.lua's arguments, in no call before it
+        job = self.tiny_job("unused", path="/noid-marker.png", postback_path="/pb-noid")
+        del job["job_id"]
+        self.push_jobs([job])
+        self.wait_until(lambda: w.log_events("adopt_failed"), 20, "adopt.lua to be given up")
+        events = w.log_events()
+        failed = [e["event"] for e in events].index("adopt_failed")
+        # a redis_error and a wait after each try but the last
+        self.assertEqual([e["attempt"] for e in events[:failed]
+                          if e["event"] == "redis_error" and e.get("step") == "adopt"],
+                         ["1", "2"])
+        proxy.refuse = None
+        pb = self.wait_for_postback(timeout=20, path="/pb-noid")
+        self.assertNotIn("errors", pb.results)
+        self.wait_until(lambda: self.results(pb.job_id), 10, "the result")
+        self.assert_success(pb.job_id)
+        self.assertEqual(self.src.requests("/noid-marker.png"), 1)
+        self.assert_queue_drained()
+
     def test_job_without_id_whose_adoption_answer_was_lost(self):
         """adopt.lua ran but its answer was lost: asked again, it finds the new payload on the
         list already and says so; the job runs at once, once, and nothing is counted lost."""
