@@ -16,6 +16,7 @@ duration, kills, duplicate postbacks and the stats counters (reruns, recovered, 
 """
 
 import collections
+import datetime
 import email.utils
 import hashlib
 import json
@@ -2439,6 +2440,34 @@ class UnsettledTest(ReliabilityCase):
         self.assert_success("refused-at-stop")  # one result, one postback
         self.assertEqual(self.redis.execute("LLEN", self.key("active:" + wid)), 0)
         self.assertEqual(self.stats().get("succeeded"), 1)
+
+    def test_stop_tries_the_settlement_every_second(self):
+        """While stopping, the tries of a refused settlement come at least every second
+        (README: PIXQ_REDIS_RETRY_MAX_MS), not at the back-off's 3 to 6 s, so that a refusal
+        that passes costs the stop little."""
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="20", PIXQ_REDIS_RETRY_MIN_MS="6000",
+                              PIXQ_REDIS_RETRY_MAX_MS="6000")
+        self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
+        self.push_jobs([self.tiny_job("stop-cadence")])
+        self.wait_for_postback(20, job_id="stop-cadence")
+        self.refuse_writes()
+
+        def refused():
+            return [e for e in w.log_events("redis_error") if e.get("step") == "finish"]
+
+        try:
+            self.wait_until(refused, 20, "finish.lua to be refused")
+            w.proc.send_signal(signal.SIGTERM)  # ends the first wait, which began before it
+            self.wait_until(lambda: len(refused()) >= 4, 20, "three tries after the stop")
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        stamps = [datetime.datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                  for e in refused()[1:4]]
+        gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+        self.assertTrue(all(g < 1.5 for g in gaps), gaps)  # 1 s each; 3 to 6 s before
+        self.assertEqual(w.terminate(), (0, False))
+        self.wait_until(lambda: self.results("stop-cadence"), 10, "the outcome to be recorded")
+        self.assert_success("stop-cadence")
 
     def test_outcome_of_a_job_redis_lost_recorded_later(self):
         """The same, for a job Redis lost while the worker ran it (restarted without its data):
