@@ -2352,10 +2352,10 @@ class UnsettledTest(ReliabilityCase):
     without running the job, or posting it back, a second time (a chaos review saw a finished
     job run and posted again every few minutes while Redis refused writes)."""
 
-    def run_then_refuse_writes(self, job_id):
+    def run_then_refuse_writes(self, job_id, **env):
         """A worker runs job `job_id`; Redis refuses writes while its postback is answered (the
         settlement comes after it). Returns the worker."""
-        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2")
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2", **env)
         self.worker_id(w)
         self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
         self.push_jobs([self.tiny_job(job_id)])
@@ -2396,6 +2396,19 @@ class UnsettledTest(ReliabilityCase):
         self.assertEqual([(e["attempt"], "retry_ms" in e) for e in events[:kept]
                           if e["event"] == "redis_error" and e.get("step") == "finish"],
                          [("1", True), ("2", False)])
+
+    def test_outcome_recorded_later_in_a_lower_queue(self):
+        """The same for a job of the worker's second queue: the kept outcome is matched with
+        the payload back from that queue's active list, and recorded there."""
+        w = self.run_then_refuse_writes("unsettled-2", PIXQ_QUEUE="urgent,default")
+        self.writes_back_after_retries(w, 2)
+        self.postbacks.delay = 0.0
+        self.wait_until(lambda: self.results("unsettled-2"), 20, "the outcome to be recorded")
+        self.assert_success("unsettled-2")  # one result, one postback
+        self.assertEqual(self.src.requests(TINY), 1)  # not run again
+        self.assertFalse(w.log_events("job_rerun"))
+        self.assertEqual(self.stats().get("succeeded"), 1)
+        self.assert_queue_drained()
 
     def test_stop_while_an_outcome_is_kept_says_so(self):
         """A worker stopped while it keeps an outcome Redis refused says it drops it (the job
