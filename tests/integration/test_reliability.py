@@ -2487,9 +2487,16 @@ class UnsettledTest(ReliabilityCase):
         its settlement (job_forgotten) cannot come back from the active list, which Redis lost
         with the job, so it is tried again once the worker finds its active lists empty.
         Before, it was kept for a payload that never came back: no result, not counted."""
+        self.outcome_of_a_lost_job_recorded_later()
+
+    def test_outcome_of_a_lost_job_of_a_lower_queue_recorded_later(self):
+        """As above for a job of the worker's second queue: recorded in that queue."""
+        self.outcome_of_a_lost_job_recorded_later(PIXQ_QUEUE="urgent,default")
+
+    def outcome_of_a_lost_job_recorded_later(self, **env):
         self.src.add("/slow.png", tiny_png())
         self.src.stall("/slow.png")
-        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2", PIXQ_LEASE_MS=8000)
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2", PIXQ_LEASE_MS=8000, **env)
         self.worker_id(w)
         self.push_jobs([self.tiny_job("lost-unsettled", path="/slow.png")])
         self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
