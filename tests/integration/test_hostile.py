@@ -818,6 +818,7 @@ class JobLimitTest(HostileTestCase):
         self.assertIn(fragment, dead["error"])
         self.assertEqual(dead["job"], payload)
         self.assertNotIn("job_id", dead)
+        self.assertEqual(dead["attempts"], 1)  # handled once, and buried at once
         self.assertFalse([pb for pb in self.postbacks.postbacks if pb.path == "/pb/lost"])
         events = self.worker.log_events("job_unparseable")
         self.assertTrue(any(fragment in ev.get("error", "") for ev in events), events)
