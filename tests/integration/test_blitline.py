@@ -1381,6 +1381,23 @@ class ArrayTest(BlitlineTestCase):
             images = self.assert_success(pb, "arr-%d" % i, ["a%d" % i])
             self.assertEqual(images[0]["meta"]["width"], 10 * i)
 
+    def test_array_jobs_run_in_their_order(self):
+        """The worker that takes an array queues its jobs at the consumer end, the first one
+        nearest: a lone worker starts them in the array's order (20 jobs: more than the 16 the
+        split first makes room for), each payload as written (its bytes in its dead entry)."""
+        jobs = [{"src": {"name": "canvas", "width": 4, "height": 4}, "job_id": "ord-%02d" % i,
+                 "functions": [{"name": "no_op"}]} for i in range(20)]
+        jobs[7]["functions"] = [{"name": "no_such_function"}]  # fails: buried as written
+        texts = [json.dumps(job, indent=i % 3) for i, job in enumerate(jobs)]
+        self.push_job("[%s]" % ", ".join(texts))
+        self.wait_until(lambda: len(self.worker.log_events("job_done")) == 19
+                        and self.worker.log_events("job_failed"), 30, "the 20 jobs settled")
+        self.assertEqual([e["job_id"] for e in self.worker.log_events("job_start")],
+                         [job["job_id"] for job in jobs])
+        self.assertEqual([e["jobs"] for e in self.worker.log_events("batch_split")], ["20"])
+        dead = [json.loads(d) for d in self.redis.lrange(self.key("dead"))]
+        self.assertEqual([(d["job_id"], d["job"]) for d in dead], [("ord-07", texts[7])])
+
 
 def result_to_s3_job(job_id, src, bucket, key, functions=None, **extra):
     """A job whose postback_url writes its result JSON to bucket/key."""
