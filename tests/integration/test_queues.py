@@ -129,7 +129,8 @@ class PriorityTest(QueueCase):
             self.assertEqual(self.redis.zrange(self.qkey(q, "workers")), [w_id(w)])
 
     def test_default_jobs_wait_at_most_the_poll_interval_when_idle(self):
-        w = self.start_worker(PIXQ_QUEUE_POLL_MS="200")
+        # a long reserve timeout: the poll interval alone bounds the wait on urgent
+        w = self.start_worker(PIXQ_QUEUE_POLL_MS="200", PIXQ_RESERVE_TIMEOUT_MS="10000")
         self.wait_until(lambda: w.log_events("worker_start"), 10, "the worker to start")
         time.sleep(0.5)  # idle: blocked on urgent
         for i in range(3):
@@ -143,6 +144,49 @@ class PriorityTest(QueueCase):
             self.postbacks.wait_for_postback(scaled(10), job_id="idle-u%d" % i,
                                              check=self.check_workers)
             self.assertLess(time.time() - t0, scaled(0.5))
+
+
+    def test_a_sweep_gives_lower_queues_jobs_back_in_their_place(self):
+        """Without a parked limit (PIXQ_MAX_PARKED_MB=0) every reservation sweeps every queue
+        (an LMOVE from each, one round trip): the first sweep takes u0 and d0, keeps u0 and
+        gives d0 back to the consumer end of default, where it is still the first of default's
+        jobs to run; none is left behind on the worker's active list of default."""
+        self.push("default", *[canvas_job("d%d" % i, self.postbacks.url()) for i in range(3)])
+        self.push("urgent", *[canvas_job("u%d" % i, self.postbacks.url()) for i in range(3)])
+        w = self.start_worker(PIXQ_MAX_PARKED_MB="0")
+        self.postbacks.wait_for_postbacks(6, scaled(30), check=self.check_workers)
+        self.assertEqual(self.starts(w), [("u0", "urgent"), ("u1", "urgent"), ("u2", "urgent"),
+                                          ("d0", "default"), ("d1", "default"),
+                                          ("d2", "default")])
+        for q in ("urgent", "default"):
+            self.wait_until(lambda: not self.redis.keys(self.qkey(q, "active:*")), 10,
+                            "no active list left in %s" % q)
+
+    def test_a_gated_first_queue_is_not_blocked_on(self):
+        """Past PIXQ_MAX_PARKED_MB in urgent (a 5 MB blob counted in pixq:{urgent}:parked), an
+        idle worker takes no new urgent job: it looks at urgent through take.lua, which leaves
+        the job queued, and between looks it naps rather than block on urgent (a BLMOVE would
+        take the job); default's jobs still run."""
+        blob = self.qkey("urgent", "blob:gone-1:0")
+        self.redis.execute("SETRANGE", blob, 5 << 20, "x")
+        self.redis.execute("HSET", self.qkey("urgent", "parked"), blob, 5 << 20,
+                           "total", 5 << 20)
+        w = self.start_worker(PIXQ_MAX_PARKED_MB="4", PIXQ_LOG_LEVEL="debug")
+        self.wait_until(lambda: w.log_events("queue_gated"), 10, "urgent to be gated")
+        self.push("urgent", canvas_job("u-gated", self.postbacks.url()))
+
+        def takes():
+            return len([e for e in w.log_events("redis") if e.get("script") == "take"])
+        # a look at urgent after the push, the wait that follows it, and more looks
+        looked = takes()
+        self.wait_until(lambda: takes() >= looked + 4, 10, "four more looks through take.lua")
+        self.push("default", canvas_job("d-open", self.postbacks.url()))
+        self.postbacks.wait_for_postback(scaled(10), job_id="d-open", check=self.check_workers)
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["d-open"])
+        self.assertEqual(self.redis.lrange(self.qkey("urgent", "jobs")),
+                         [json.dumps(canvas_job("u-gated", self.postbacks.url()))])
+        self.assertEqual([e["queue"] for e in w.log_events("queue_gated")], ["urgent"])
+        self.assertEqual([j for j, _ in self.starts(w)], ["d-open"])
 
 
 def w_id(worker):
