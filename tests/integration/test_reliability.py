@@ -292,6 +292,16 @@ class RedisRestartTest(ReliabilityCase):
         self.assertLessEqual(len(waits), 12, waits)
         self.assertTrue(200 <= waits[0] <= 400, waits)
         self.assertTrue(all(400 <= t <= 800 for t in waits[1:]), waits)
+        # a reservation that reached Redis ends the failures in a row: the next outage starts
+        # again from PIXQ_REDIS_RETRY_MIN_MS, not from the 800 ms the last one reached
+        self.redis.close()
+        self.redis_server.restart(down_seconds=1.5)
+        self.tiny_job_done("after-second-outage")
+        again = [int(e["retry_ms"]) for e in w.log_events("redis_error")
+                 if e.get("step") == "reserve"][len(waits):]
+        self.assertGreaterEqual(len(again), 2, again)
+        self.assertTrue(200 <= again[0] <= 400, (waits, again))
+        self.assertTrue(all(400 <= t <= 800 for t in again[1:]), again)
 
     def tiny_job_done(self, job_id):
         """A tiny job pushed now runs to its result."""
@@ -2674,7 +2684,7 @@ class RetryTest(ReliabilityCase):
     def test_wait_retry_delay_gives_up_after_five_runs(self):
         """wait_retry_delay runs a job whose source never comes at most 5 times (Blitline's
         limit, whatever PIXQ_MAX_ATTEMPTS says), then fails it: one postback, one dead entry."""
-        self.start_worker()
+        w = self.start_worker()
         self.src.add("/never.png", tiny_png())
         self.src.status["/never.png"] = 404
         self.push_jobs([self.tiny_job("wait-never", path="/never.png", wait_retry_delay=0)])
@@ -2686,6 +2696,12 @@ class RetryTest(ReliabilityCase):
         self.assertEqual(self.redis.execute("HGET", self.key("job:wait-never"), "runs"), "5")
         dead = json.loads(self.redis.lindex(self.key("dead"), 0))
         self.assertEqual((dead["job_id"], dead["attempts"]), ("wait-never", 5))
+        # each retry was scheduled (a wait of 0 ms is due at once: requeue.lua answers 0, which
+        # is no lease lost), logged with the run to come and its wait
+        retries = [(e["attempt"], e["delay_ms"]) for e in w.log_events("job_retry")]
+        self.assertEqual(retries, [("2", "0"), ("3", "0"), ("4", "0"), ("5", "0")])
+        self.assertEqual(w.log_events("job_retry_failed"), [])
+        self.assertEqual(self.stats().get("retried"), 4, self.stats())
         self.assert_queue_drained()
 
     def test_wait_retry_delay_requeues_until_the_source_exists(self):
@@ -2705,6 +2721,80 @@ class RetryTest(ReliabilityCase):
         self.assertEqual(self.stats().get("reruns"), 2, self.stats())
         self.assertEqual(self.redis.llen(self.key("dead")), 0)
         self.assert_queue_drained()
+
+    def test_back_off_doubles_up_to_its_cap(self):
+        """The waits of job_retry (delay_ms, what requeue.lua scheduled) with base 200 ms and cap
+        300 ms: 100-200 ms after the first run (half the step to the step), then 150-300 ms, as
+        the doubled step (400 ms) is capped at PIXQ_RETRY_MAX_MS; drawn at random (not every
+        wait the same). A job runs PIXQ_MAX_ATTEMPTS (6) times, then is dead."""
+        w = self.start_worker(PIXQ_RETRY_MAX_MS=300, PIXQ_MAX_ATTEMPTS=6)
+        ids = ["cap-%d" % i for i in range(3)]
+        for job_id in ids:
+            self.src.add("/%s.png" % job_id, tiny_png())
+            self.src.status["/%s.png" % job_id] = 503
+        self.push_jobs([self.tiny_job(job_id, path="/%s.png" % job_id) for job_id in ids])
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 3, 30, "three dead entries")
+        delays = []
+        for job_id in ids:
+            retries = [e for e in w.log_events("job_retry") if e["job_id"] == job_id]
+            self.assertEqual([int(e["attempt"]) for e in retries], [2, 3, 4, 5, 6], retries)
+            first, *later = [int(e["delay_ms"]) for e in retries]
+            self.assertTrue(100 <= first <= 200, (job_id, first))
+            for ms in later:
+                self.assertTrue(150 <= ms <= 300, (job_id, later))
+            delays += later
+            self.assertEqual(self.src.requests("/%s.png" % job_id), 6)
+        self.assertGreater(len(set(delays)), 1, delays)
+        self.assertEqual(self.stats().get("retried"), 15, self.stats())
+
+    def test_wait_retry_delay_out_of_range_waits_5_s(self):
+        """wait_retry_delay is seconds from 0 to 100 (a number or its text); any other value
+        waits 5 s, as Blitline did. Read from job_retry's delay_ms and the retry's score in
+        pixq:{Q}:delayed (Redis's clock, between TIME read before the push and after)."""
+        w = self.start_worker()
+        cases = {"wrd-101": (101, 5000), "wrd-neg": (-1, 5000), "wrd-100": (100, 100000),
+                 "wrd-text": ("20", 20000), "wrd-word": ("soon", 5000)}
+        for job_id in cases:
+            self.src.add("/%s.png" % job_id, tiny_png())
+            self.src.status["/%s.png" % job_id] = 404
+        secs, micros = self.redis.execute("TIME")
+        before_ms = int(secs) * 1000 + int(micros) // 1000
+        self.push_jobs([self.tiny_job(job_id, path="/%s.png" % job_id, wait_retry_delay=value)
+                        for job_id, (value, _) in cases.items()])
+        self.wait_until(lambda: len(w.log_events("job_retry")) == len(cases), 20,
+                        "every job's retry")
+        got = {e["job_id"]: int(e["delay_ms"]) for e in w.log_events("job_retry")}
+        self.assertEqual(got, {job_id: ms for job_id, (_, ms) in cases.items()})
+        secs, micros = self.redis.execute("TIME")
+        after_ms = int(secs) * 1000 + int(micros) // 1000
+        flat = self.redis.zrange(self.key("delayed"), withscores=True)
+        due = {json.loads(m)["job_id"]: int(float(s)) for m, s in zip(flat[::2], flat[1::2])}
+        for job_id, (_, ms) in cases.items():
+            self.assertTrue(before_ms + ms <= due[job_id] <= after_ms + ms,
+                            (job_id, before_ms, due[job_id], after_ms))
+
+    def test_retry_runs_when_due_not_at_the_next_promotion(self):
+        """requeue.lua answers when the earliest delayed entry is due, and the worker plans to
+        look then: the retry (wait_retry_delay 1 s) starts soon after its due time (its score in
+        pixq:{Q}:delayed, Redis's clock, read while it waits), not at the worker's next
+        promotion, PIXQ_RESERVE_TIMEOUT_MS (3 s) after the last one (about 2 s late). The
+        source's second request is the start."""
+        w = self.start_worker(PIXQ_RESERVE_TIMEOUT_MS=3000, PIXQ_LEASE_MS=20000,
+                              PIXQ_HEARTBEAT_MS=5000)
+        self.src.add("/due.png", tiny_png())
+        self.src.answer_with("/due.png", 404)
+        self.push_jobs([self.tiny_job("retry-due", path="/due.png", wait_retry_delay=1)])
+        self.wait_until(lambda: w.log_events("job_retry"), 20, "the retry")
+        flat = self.redis.zrange(self.key("delayed"), withscores=True)
+        self.assertEqual(len(flat), 2, flat)  # the retry, not yet due
+        due = float(flat[1]) / 1000.0
+        self.wait_until(lambda: self.results("retry-due"), 20, "the result")
+        self.assert_success("retry-due")
+        times = self.src.request_times("/due.png")
+        self.assertEqual(len(times), 2, times)
+        late = times[1] - due
+        self.assertGreaterEqual(late, -0.002, late)
+        self.assertLess(late, 1.0, "the retry ran %.0f ms after its due time" % (late * 1000))
 
 
 # meson's tests, one a part: `reliability` runs "core", `retry` "retry", and `reliability-rest`
