@@ -2796,6 +2796,37 @@ class RetryTest(ReliabilityCase):
         self.assertGreaterEqual(late, -0.002, late)
         self.assertLess(late, 1.0, "the retry ran %.0f ms after its due time" % (late * 1000))
 
+    def test_retry_redis_keeps_refusing_runs_again_from_the_active_list(self):
+        """When Redis refuses requeue.lua PIXQ_SETTLE_ATTEMPTS times (3: NOREPLICAS here), the
+        worker gives the retry up and leaves the job on its active list (task_stranded
+        step=retry), from which it runs the job again after the pause (500-1000 ms here), once
+        Redis takes writes again: the job is not left there until the worker stops."""
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS=3, PIXQ_REDIS_RETRY_MIN_MS=1000,
+                              PIXQ_REDIS_RETRY_MAX_MS=1000, PIXQ_LEASE_MS=20000,
+                              PIXQ_HEARTBEAT_MS=5000)
+        self.src.add("/stranded.png", tiny_png())
+        self.src.answer_with("/stranded.png", 503)
+        self.src.stall("/stranded.png")
+        self.push_jobs([self.tiny_job("retry-stranded", path="/stranded.png")])
+        self.wait_until(lambda: self.src.requests("/stranded.png") == 1, 20, "the fetch")
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")  # refuses writes
+        try:
+            self.src.release()  # 503: a retry, which Redis refuses to schedule
+            stranded = self.wait_until(lambda: w.log_events("task_stranded"), 20,
+                                       "the retry given up")
+        finally:
+            self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
+        self.assertEqual([(e["job_id"], e["step"]) for e in stranded],
+                         [("retry-stranded", "retry")])
+        tries = [e["attempt"] for e in w.log_events("redis_error") if e.get("step") == "retry"]
+        self.assertEqual(tries, ["1", "2"])
+        self.wait_until(lambda: self.results("retry-stranded"), 20, "the result")
+        self.assert_success("retry-stranded")
+        self.assertEqual(self.src.requests("/stranded.png"), 2)
+        self.assertEqual(w.log_events("job_retry"), [])
+        self.assertIsNone(self.stats().get("retried"), self.stats())
+        self.assert_queue_drained()
+
 
 # meson's tests, one a part: `reliability` runs "core", `retry` "retry", and `reliability-rest`
 # every other class ("rest"), so that no class is left out of the suite.
