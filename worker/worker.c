@@ -2812,6 +2812,21 @@ static int reserve(struct worker *w, struct buf *payload, struct err *e)
     return got;
 }
 
+/* The job_id a reserved payload names, into `out` (`cap` bytes), for a line about it before it
+ * is parsed: "" when it names none (a batch, one of pixq's own entries, a job without one, a
+ * payload that is not a JSON object). */
+static void payload_job_id(const struct buf *payload, char *out, size_t cap)
+{
+    out[0] = '\0';
+    json_object *root = json_tokener_parse(payload->data);
+    json_object *id = NULL;
+    if (root != NULL && json_object_is_type(root, json_type_object) &&
+        json_object_object_get_ex(root, "job_id", &id) && id != NULL) {
+        snprintf(out, cap, "%s", json_object_get_string(id));
+    }
+    json_object_put(root);
+}
+
 int worker_run(struct worker *w)
 {
     long backoff = w->cfg->redis_retry_min_ms;
@@ -2836,7 +2851,10 @@ int worker_run(struct worker *w)
         if (got == 1 && *w->stop) {
             /* reserved while the stop came (a reservation blocks up to PIXQ_RESERVE_TIMEOUT_MS):
              * not begun, it stays on the active list, which lease_stop gives back */
-            LOG_INFO("job_not_started", "reason=stopping action=given_back");
+            char id[JOB_ID_MAX], q[JOB_ID_MAX + 16];
+            payload_job_id(&t.payload, id, sizeof id);
+            LOG_INFO("job_not_started", "job_id=%s reason=stopping action=given_back",
+                     log_quote(id, q, sizeof q));
         } else if (got == 1) {
             w->io_at_start = rq_breaks(w->rq);
             w->in_hand = &t.payload;
