@@ -2740,6 +2740,32 @@ class UploadRetryAfterTest(ThrottleCase):
         self.assertLess(gap, scaled(3))
 
 
+class ParkedRetryKeepsStateTest(ThrottleCase):
+    """An upload task that must wait again (requeue.lua with its blob and job hash) keeps them
+    until its retry is due and PIXQ_BLOB_TTL_S longer, so that the retry finds them."""
+
+    def test_blob_kept_past_a_retry_after(self):
+        """S3 answers the output's PUT 503 SlowDown with Retry-After: 3 twice: the output parks
+        (park.lua), its task runs 3 s later, meets the second 503 and waits 3 s again
+        (requeue.lua, `throttled` 2): then the blob and the job hash live 3 s + 60 s
+        (PIXQ_BLOB_TTL_S) more, where park.lua had left them 60 s past the first due time, 57 s
+        past the second; the third PUT uploads the output."""
+        self.s3.fail("flaky-bucket", 503, "SlowDown", count=2, key_prefix="keep-1",
+                     headers={"Retry-After": "3"})
+        self.start_worker(PIXQ_BLOB_TTL_S=60, PIXQ_S3_THROTTLE_RETRY_BASE_MS=50,
+                          PIXQ_S3_RETRY_BASE_MS=50)
+        self.push_jobs([self.job("keep-1", "flaky-bucket")])
+        self.wait_until(lambda: self.redis.execute("HGET", self.key("stats"), "throttled") == "2",
+                        20, "the output parked a second time")
+        for key in (self.key("blob:keep-1:0"), self.key("job:keep-1")):
+            ttl = int(self.redis.execute("PTTL", key))
+            self.assertGreater(ttl, 61500, key)  # 63 s less the time since requeue.lua ran
+        self.assert_complete(self.postbacks_for(["keep-1"])["keep-1"], "keep-1", "flaky-bucket",
+                             1)
+        self.assertEqual([r.status for r in self.puts("flaky-bucket")], [503, 503, 200])
+        self.assert_nothing_parked()
+
+
 class IdleConnectionTest(ThrottleCase):
     """S3 connections are reused, but not once idle for PIXQ_S3_IDLE_MS."""
 
