@@ -250,10 +250,11 @@ class LowerQueueDelayedTest(QueueCase):
     def test_delayed_job_of_a_lower_queue_runs_when_due(self):
         """An idle worker waits on urgent no longer than the soonest promotion of any queue: a
         job delayed in default (pixq submit --delay 1500, its wake-up token taken at once, as an
-        urgent job wakes the worker) starts within 250 ms after its due time (its score in
+        urgent job wakes the worker) starts within 1 s after its due time (its score in
         pixq:{default}:delayed), not at the end of a wait planned for urgent's next promotion
-        (PIXQ_QUEUE_POLL_MS 1000: about 500 ms late)."""
-        w = self.start_worker(PIXQ_QUEUE_POLL_MS="1000", PIXQ_RESERVE_TIMEOUT_MS="5000")
+        (PIXQ_QUEUE_POLL_MS 4000: up to 4 s late, 2 s on average; the bound leaves a loaded
+        machine, or a sanitizer build, room)."""
+        w = self.start_worker(PIXQ_QUEUE_POLL_MS="4000", PIXQ_RESERVE_TIMEOUT_MS="5000")
         self.wait_until(lambda: w.log_events("worker_start"), 10, "the worker to start")
         self.src.add("/due.png", self.png)
         path = self.tmp / "due.json"
@@ -267,7 +268,7 @@ class LowerQueueDelayedTest(QueueCase):
         self.postbacks.wait_for_postback(scaled(10), job_id="due-d", check=self.check_workers)
         late = self.src.request_times("/due.png")[0] - due
         self.assertGreaterEqual(late, -0.002, late)
-        self.assertLess(late, 0.25, "the job started %.0f ms after its due time" % (late * 1000))
+        self.assertLess(late, 1.0, "the job started %.0f ms after its due time" % (late * 1000))
         self.assertEqual(self.starts(w), [("wake-u", "urgent"), ("due-d", "default")])
 
 
