@@ -2109,7 +2109,10 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
         }
         if (retry == NULL) { /* the last attempt, or out of memory */
             s.counter = POSTBACKS_GIVEN_UP;
-            LOG_ERROR("postback_given_up", "job_id=%s attempts=%ld", job->id, attempt + 1);
+            char q[ERR_MSG_MAX + 16];
+            LOG_ERROR("postback_given_up",
+                      "job_id=%s reason=retries_exhausted attempts=%ld error=%s", job->id,
+                      attempt + 1, log_quote(e.msg, q, sizeof q));
         }
     }
     freeReplyObject(r);

@@ -561,7 +561,10 @@ class PostbackRetryTest(PostbackRetryCase):
         self.push_retrying("pb-given-up")
         self.attempts("pb-given-up", 3)
         given_up = self.wait_for_events("postback_given_up", "pb-given-up")
-        self.assertEqual(given_up[0].get("attempts"), "3", given_up)
+        # why, as the other given-up lines say it: the reason, and the last attempt's error
+        self.assertEqual((given_up[0].get("reason"), given_up[0].get("attempts"),
+                          given_up[0].get("error")),
+                         ("retries_exhausted", "3", "postback answered HTTP 500"), given_up)
         time.sleep(scaled(1.5))
         self.assertEqual(len(self.postbacks_of("pb-given-up")), 3)
         # counted once, when no retry is left (not at the failures a retry followed)
