@@ -1372,6 +1372,50 @@ class ForeignKeyTest(ThrottleCase):
         self.assert_untouched_after(worker)
 
 
+class ParkedStateGoneTest(ThrottleCase):
+    """A parked output whose blob, or whose job's hash, is gone by the time its slot comes, as
+    when PIXQ_BLOB_TTL_S passed (deleted here: an expiry, without waiting for one). Redis kept
+    its data all along (the queue's data token is the one the task was reserved in)."""
+
+    def test_blob_gone_fails_its_output(self):
+        """The output fails with the reason in the postback and the dead letter (an empty error
+        if load_blob() took the missing blob for one an earlier run had recorded already), and
+        the job completes without it."""
+        worker = ForeignKeyTest.park_one(self, "sg-blob")
+        blob = self.key("blob:sg-blob:0")
+        self.assertEqual(self.blob_keys(), [blob])
+        self.redis.delete(blob)
+        results = self.postbacks_for(["sg-blob"])["sg-blob"].results
+        error = "the encoded output 'img0' expired before it could be uploaded"
+        self.assertEqual((results["errors"], results["failed_image_identifiers"]),
+                         ([error], ["img0"]), results)
+        self.assertEqual(results.get("images"), [], results)
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 10, "a dead letter")
+        dead = json.loads(self.redis.lrange(self.key("dead"))[0])
+        self.assertEqual((dead["job_id"], dead["error"]), ("sg-blob", error))
+        self.assertEqual(self.puts("bkt-a"), [])
+        self.assertEqual(worker.log_events("parked_job_lost"), [])
+        self.assert_nothing_parked()
+        self.assert_queue_drained()
+
+    def test_job_hash_gone_says_state_expired(self):
+        """The output is uploaded but its job cannot complete (no postback):
+        parked_job_lost reason=state_expired, the setting to look at, not data_lost (Redis
+        lost its data), which the same data token rules out."""
+        worker = ForeignKeyTest.park_one(self, "sg-hash")
+        self.redis.delete(self.key("job:sg-hash"))
+        lost = self.wait_until(lambda: worker.log_events("parked_job_lost"), 20,
+                               "parked_job_lost")
+        self.assertEqual([(e["job_id"], e["reason"]) for e in lost], [("sg-hash", "state_expired")])
+        self.assertEqual(len(self.puts("bkt-a", status=200)), 1)
+        self.assertEqual(self.blob_keys(), [])
+        self.assert_nothing_parked()
+        self.push_jobs([self.job("sg-hash-next", "pixq-test")])
+        self.postbacks_for(["sg-hash-next"])
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["sg-hash-next"])
+        self.assert_queue_drained()
+
+
 class ParkedReturnKeysTest(ThrottleCase):
     """return_keys and extended_metadata on a parked output: its s3_key and its meta's filesize
     come with it when another task uploads it."""
