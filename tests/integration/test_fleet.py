@@ -714,12 +714,13 @@ class JsonLogTest(FleetCase):
 
     def test_postback_outcomes(self):
         """pixq_postbacks_total counts how each postback attempt ended: a failed one whose retry
-        is scheduled (retried), the retry failing too (given_up: the last wait), one never sent
-        because the guard refuses its URL (refused, at once), and a delivered one. They were in
-        the log only."""
+        is scheduled (retried, twice: the first attempt's and the first retry's), the second
+        retry failing too (given_up: the last wait), one never sent because the guard refuses its
+        URL (refused, at once), and a delivered one. They were in the log only. The counts of
+        retried and given_up differ, so that one taken for the other shows."""
         self.start_worker("--metrics-addr", "127.0.0.1:%d" % self.metrics_port,
-                          PIXQ_POSTBACK_RETRY_DELAYS_S="1")
-        self.postbacks.answer_with(500, 503)
+                          PIXQ_POSTBACK_RETRY_DELAYS_S="1,1")
+        self.postbacks.answer_with(500, 503, 500)
         job = self.job("pm-retry")
         job["retry_postback"] = True
         self.push_job(job)
@@ -738,8 +739,8 @@ class JsonLogTest(FleetCase):
                    for o in ("delivered", "retried", "given_up", "refused")}
             return got if got["delivered"] == 1 and got["refused"] == 1 else None
         got = self.wait_until(counted, 10, "the postbacks counted")
-        self.assertEqual(got, {"delivered": 1, "retried": 1, "given_up": 1, "refused": 1})
-        self.assertEqual(len(self.postbacks.postbacks), 3)  # the refused one was never sent
+        self.assertEqual(got, {"delivered": 1, "retried": 2, "given_up": 1, "refused": 1})
+        self.assertEqual(len(self.postbacks.postbacks), 4)  # the refused one was never sent
 
     def parse_line(self, line):
         try:
