@@ -620,6 +620,14 @@ class PostbackRetryTest(PostbackRetryCase):
         job["retry_postback"] = True
         job["padding"] = "x" * 300000
         self.push_job(job)
+        self.attempts("pb-huge", 1)
+        # the retry waits 3 s in delayed: the few members, not the 300 kB of the job
+        tasks = self.wait_until(lambda: self.redis.execute("ZRANGE", self.key("delayed"), 0, -1),
+                                2, "the retry task")
+        self.assertEqual(len(tasks), 1, tasks)
+        self.assertIn('"pixq_postback"', tasks[0])
+        self.assertIn("pb-huge", tasks[0])
+        self.assertLess(len(tasks[0]), 4096, tasks[0][:200])
         pbs = self.attempts("pb-huge", 2)
         self.assertEqual(pbs[0].json, pbs[1].json)
         self.assertIn("more than the limit of 250000 (PIXQ_MAX_JOB_BYTES)",
