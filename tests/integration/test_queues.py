@@ -376,6 +376,9 @@ class RoundTripTest(PixqTestCase):
         skipped = [e for e in self.worker.log_events("postback_skipped")
                    if e.get("job_id") == "again"]
         self.assertEqual([e.get("reason") for e in skipped], ["already_sent"])
+        # the rerun's last line says the result reached its receiver, by the earlier run
+        self.assertEqual([e["postback"] for e in self.worker.log_events("job_done")
+                          if e["job_id"] == "again"], ["delivered", "delivered_before"])
         self.assertEqual([e["job_id"] for e in self.worker.log_events("job_rerun")], ["again"])
         self.assertEqual(self.worker.log_events("job_rerun")[0]["run"], "2")
         self.assertEqual(len([pb for pb in self.postbacks.postbacks if pb.job_id == "again"]), 1)
