@@ -551,6 +551,10 @@ class PostbackRetryTest(PostbackRetryCase):
         self.assertGreaterEqual(gaps[1], 0.9, gaps)  # the second, 1 s...
         self.assertLess(gaps[1], gaps[0] - 1.0, gaps)  # ...not the first again
         self.assertEqual(pbs[0].json, pbs[2].json)  # the stored result, posted again
+        # each postback_retry line names the attempt it schedules: the second, then the third
+        retries = self.wait_for_events("postback_retry", "pb-retried")
+        self.assertEqual([(e.get("attempt"), e.get("in_ms")) for e in retries],
+                         [("2", "3000"), ("3", "1000")], retries)
         time.sleep(scaled(2.5))
         self.assertEqual(len(self.postbacks_of("pb-retried")), 3)  # delivered: no more
         self.assertEqual(self.read_result("pb-retried"), pbs[0].json)
