@@ -2673,6 +2673,26 @@ class WaitForS3Test(ThrottleCase):
         waits = worker.log_events("wait_for_s3")
         self.assertEqual([(e["level"], e["unreadable"]) for e in waits], [("info", "0")])
 
+    def test_parked_output_is_waited_for_with_the_jobs_own(self):
+        """A job whose second output was parked: the task that uploads it completes the job
+        and waits for both objects, the one the job uploaded (its hash's `objs`) and its own
+        (`obj:1`), each asked about once, and no other."""
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_WAIT_FOR_S3_MAX_MS=2000,
+                                   PIXQ_WAIT_FOR_S3_INTERVAL_MS=500)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        RerunParkedTest.hold_bucket(self, "bkt-a", 1)
+        self.push_jobs([self.job("wp-1", None, 2, wait_for_s3=True,
+                                 buckets=["pixq-test", "bkt-a"])])
+        pb = self.postbacks_for(["wp-1"])["wp-1"]
+        self.assertEqual(len(worker.log_events("job_parked")), 1)
+        self.assertNotIn("errors", pb.results, pb.results)
+        heads = self.s3.records(method="HEAD")
+        self.assertEqual(sorted((r.bucket, r.key, r.status) for r in heads),
+                         [("bkt-a", "wp-1/1.png", 200), ("pixq-test", "wp-1/0.png", 200)])
+        waits = worker.log_events("wait_for_s3")
+        self.assertEqual([(e["level"], e["objects"], e["unreadable"]) for e in waits],
+                         [("info", "2", "0")])
+
 
 class WaitForS3StalledTest(ThrottleCase):
     """wait_for_s3 against an endpoint whose HEADs hang: the postback goes out when
