@@ -1274,6 +1274,29 @@ class PoisonTest(ReliabilityCase):
         self.assertEqual(self.src.requests("/crash.png"), 1)  # never run again
         self.assert_queue_drained()
 
+    def test_pills_nested_two_deep(self):
+        """A pill in a pill in a pill, as an older reap.lua left one each time a kill cut short
+        the postback of a pill: unwrapped down to the job (up to 8 deep), whose failure is
+        posted back with the reason of the outermost pill, the one this worker took, and
+        buried with its job_id; the job never runs. Unwrapped one level only, the rest was
+        buried as unparseable, posted nowhere."""
+        job = json.dumps(self.tiny_job("pill-3"))
+        pill = job
+        for reason in ("first", "second", "third"):
+            pill = "pixq-task:" + json.dumps({"pixq_poison": pill, "error": reason},
+                                             separators=(",", ":"))
+        self.redis.lpush(self.key("jobs"), pill)
+        w = self.start_worker()
+        pb = self.wait_for_postback(timeout=20, job_id="pill-3")
+        self.assertEqual(pb.results.get("errors"), ["Image processing failed. third"], pb.results)
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 10, "a dead entry")
+        dead = json.loads(self.redis.lindex(self.key("dead"), 0))
+        self.assertEqual((dead["job_id"], dead["job"]), ("pill-3", job))
+        self.assertEqual(w.log_events("job_unparseable"), [])
+        self.assertEqual([e["job_id"] for e in w.log_events("job_poisoned")], ["pill-3"])
+        self.assertEqual(self.src.requests(TINY), 0)
+        self.assert_queue_drained()
+
 
 class DelayedTest(ReliabilityCase):
     """`pixq submit --delay 500`: the job starts within 100 ms after its due time.
