@@ -1416,6 +1416,59 @@ class ParkedStateGoneTest(ThrottleCase):
         self.assert_queue_drained()
 
 
+class ParkedTaskAgainTest(ThrottleCase):
+    """A parked output's task that runs again (README: each step of an upload can run twice):
+    it must still complete its job, once."""
+
+    def test_stranded_at_upload_done_runs_again(self):
+        """Redis refuses upload_done.lua's HSETNX (an ACL here) once the output is parked: the
+        task strands on the active list (task_stranded step=upload_done), runs again once
+        Redis takes it, and completes the job. Settled instead, the output was never recorded
+        and the job never posted back."""
+        worker = ForeignKeyTest.park_one(self, "ta-strand")
+        self.redis.execute("ACL", "SETUSER", "default", "-hsetnx")
+        try:
+            stranded = self.wait_until(lambda: worker.log_events("task_stranded"), 20,
+                                       "task_stranded")
+        finally:
+            self.redis.execute("ACL", "SETUSER", "default", "+hsetnx")
+        self.assertEqual([(e["job_id"], e["step"]) for e in stranded[:1]],
+                         [("ta-strand", "upload_done")])
+        pb = self.postbacks_for(["ta-strand"])["ta-strand"]
+        self.assert_complete(pb, "ta-strand", "bkt-a", 1)
+        self.assert_one_postback_each(["ta-strand"])
+        self.assertEqual(self.blob_keys(), [])
+        self.assert_nothing_parked()
+        self.assert_queue_drained()
+
+    def test_recorded_output_completes_its_job_when_run_again(self):
+        """An earlier run of the task recorded the output as the job's last (upload_done.lua:
+        done:0, img:0, obj:0, pending 0, last 0, the blob dropped), then met an error before
+        it completed the job: the run again finds the blob gone because of that record and
+        completes the job with the recorded image, without a second PUT."""
+        worker = ForeignKeyTest.park_one(self, "ta-done")
+        k, blob = self.key("job:ta-done"), self.key("blob:ta-done:0")
+        image = {"image_identifier": "img0", "s3_url": self.s3.object_url("bkt-a", "ta-done/0.png"),
+                 "meta": {"width": 8, "height": 8}}
+        self.redis.execute("HSET", k, "done:0", "img", "img:0", json.dumps(image),
+                           "obj:0", json.dumps({"bucket": "bkt-a", "key": "ta-done/0.png"}),
+                           "pending", "0", "last", "0")
+        self.redis.delete(blob)
+        parked = self.key("parked")
+        size = int(self.redis.execute("HGET", parked, blob))
+        self.redis.execute("HDEL", parked, blob)
+        self.redis.execute("HINCRBY", parked, "total", -size)
+        results = self.postbacks_for(["ta-done"])["ta-done"].results
+        self.assertNotIn("errors", results, results)
+        self.assertEqual(results["images"], [image], results)
+        self.assertEqual(self.puts("bkt-a"), [])
+        # not taken for a blob that expired: no upload_failed (nor a failed output counted)
+        self.assertEqual(worker.log_events("upload_failed") + worker.log_events("parked_job_lost"),
+                         [])
+        self.assert_nothing_parked()
+        self.assert_queue_drained()
+
+
 class ParkedReturnKeysTest(ThrottleCase):
     """return_keys and extended_metadata on a parked output: its s3_key and its meta's filesize
     come with it when another task uploads it."""
