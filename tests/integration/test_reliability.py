@@ -2253,6 +2253,11 @@ class PostbackRetryLostReplyTest(ReliabilityCase):
         self.wait_until(lambda: not self.redis.zrange(self.key("delayed")), 10,
                         "the retry to leave delayed")
         self.assertEqual(len(self.postbacks_of("pbr-1")), 2)
+        # the call sent again finds its own settlement (the job's run is the one it names): not
+        # a lease lost, and the job counted once
+        self.assertEqual(w.log_events("lease_lost"), [])
+        stats = self.stats()
+        self.assertEqual((stats.get("succeeded"), stats.get("lease_lost")), (2, None), stats)
         self.assert_queue_drained()
         # finish.lua asked again finds its own settlement (the run number it was sent with is
         # the job's: run 1), not a lease lost
