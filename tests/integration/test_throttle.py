@@ -450,6 +450,7 @@ class ParkingTest(ThrottleCase):
         self.push_job(job)
         pb = self.wait_for_postback(30, job_id="ordered")
         self.assertTrue(worker.log_events("job_parked"))
+        self.assertEqual(worker.log_events("job_forgotten"), [])  # Redis lost nothing
         listed = [(i["image_identifier"], i["meta"]["width"]) for i in pb.results["images"]]
         self.assertEqual(listed, [("a1", 8), ("b1", 9), ("a2", 10), ("b2", 11)])
         for (ident, bucket), image in zip(order, pb.results["images"]):
