@@ -1121,6 +1121,19 @@ static enum posting posting_check(struct worker *w, const struct buf *payload, c
     return p;
 }
 
+/* Whether the job has a postback to make for its result `json`: not when it names none, nor when
+ * it asked for one only on failure (postback_error_only) and did not fail. */
+static bool postback_due(const struct job *job, const char *json)
+{
+    if (job->postback_url == NULL && job->postback_save == NULL) {
+        return false;
+    }
+    bool error_only = false;
+    struct err e;
+    return !(job_param_bool(job->root, "job", "postback_error_only", false, &error_only, &e) == 0 &&
+             error_only && !result_json_failed(json));
+}
+
 /* Posts the result unless this run lost its job or the same postback was delivered already (a
  * rerun). The delivery is recorded by the finish.lua call that settles the payload right after
  * (settlement.posted_id and .posted, set when *sent, the digest in `digest`): a postback is
@@ -1133,14 +1146,10 @@ static int post_once(struct worker *w, const struct buf *payload, const struct j
                      const char *json, char digest[HASH_SHA256_HEX], bool *sent, struct err *why)
 {
     *sent = false;
-    if (job->postback_url == NULL && job->postback_save == NULL) {
-        return 0;
-    }
-    bool error_only = false;
-    struct err e;
-    if (job_param_bool(job->root, "job", "postback_error_only", false, &error_only, &e) == 0 &&
-        error_only && !result_json_failed(json)) {
-        LOG_DEBUG("postback_skipped", "job_id=%s reason=error_only", job->id);
+    if (!postback_due(job, json)) {
+        if (job->postback_url != NULL || job->postback_save != NULL) {
+            LOG_DEBUG("postback_skipped", "job_id=%s reason=error_only", job->id);
+        }
         return 0;
     }
     postback_digest(job, json, digest);
@@ -1912,9 +1921,10 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     count_postback(posted, sent, retry != NULL, settled);
     lease_delivering(w->lease, false);
     free(dead);
-    /* how the postback went, on the job's last line: a job whose result reached nobody */
-    const char *postback = job->postback_url == NULL && job->postback_save == NULL ? "none"
-                           : posted == 0 ? (sent ? "delivered" : "delivered_before")
+    /* how the postback went, on the job's last line: a job whose result reached nobody; "none"
+     * when none was due (none named, or postback_error_only and the job did not fail) */
+    const char *postback = !postback_due(job, json) ? "none"
+                           : posted == 0            ? (sent ? "delivered" : "delivered_before")
                            : posted == RUN_POSTBACK_REFUSED ? "refused"
                            : retry != NULL                  ? "retry_scheduled"
                                                             : "failed";
