@@ -676,6 +676,36 @@ class PostbackRetryReadFailsTest(PostbackRetryCase):
         self.assert_queue_drained()
 
 
+class PostbackRetryReadFailsOnceEachTest(PostbackRetryCase):
+    """PIXQ_SETTLE_ATTEMPTS counts a retry's failed reads of its result in a row for one task:
+    two jobs whose reads fail once each, one after the other, are both posted again, neither
+    given up (counted on from the first job's, the second's one failure made 2 of 2). The
+    strand's nap is 2 to 4 s here (PIXQ_REDIS_RETRY_MIN_MS 4 s, full jitter down to half):
+    time enough to lift the refusal after the first failed read, so that each job fails once."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "2", "PIXQ_SETTLE_ATTEMPTS": "2",
+                        "PIXQ_REDIS_RETRY_MIN_MS": "4000", "PIXQ_REDIS_RETRY_MAX_MS": "4000"}
+
+    def test_each_task_counts_its_own_failed_reads(self):
+        for job_id in ("pb-once-a", "pb-once-b"):
+            self.postbacks.answer_with(500)
+            self.push_retrying(job_id)
+            first = self.attempts(job_id, 1)[0]
+            # LINDEX only on the worker's active list (to take the stranded task): not on result:*
+            self.redis.execute("ACL", "SETUSER", "default", "-lindex",
+                               "(+lindex ~pixq:*:active:*)")
+            try:
+                stranded = self.wait_for_events("task_stranded", job_id)
+            finally:
+                self.redis.execute("ACL", "SETUSER", "default", "+lindex", "clearselectors")
+            self.assertEqual([e.get("step") for e in stranded], ["postback_result"], stranded)
+            pbs = self.attempts(job_id, 2, timeout=15)
+            self.assertEqual(pbs[1].json, first.json)
+        self.assertEqual(self.worker.log_events("postback_given_up"), [])
+        self.assertIsNone(self.redis.hgetall(self.key("stats")).get("postbacks_given_up"))
+        self.assert_queue_drained()
+
+
 class PostbackRetryEveryJobTest(PostbackRetryCase):
     """PIXQ_POSTBACK_RETRY=1: every job's failed postback is retried, retry_postback or not."""
 
