@@ -1417,6 +1417,25 @@ class ParkedStateGoneTest(ThrottleCase):
         self.assert_queue_drained()
 
 
+    def test_job_state_unreadable(self):
+        """The job's state holds a result base that is not JSON (written over by another
+        program): the output is uploaded, the job cannot complete (parked_job_lost
+        reason=state_unreadable, no postback), the task is settled and the worker goes on."""
+        worker = ForeignKeyTest.park_one(self, "sg-bad")
+        self.redis.execute("HSET", self.key("job:sg-bad"), "base", "{not json")
+        lost = self.wait_until(lambda: worker.log_events("parked_job_lost"), 20,
+                               "parked_job_lost")
+        self.assertEqual([(e["job_id"], e["reason"]) for e in lost],
+                         [("sg-bad", "state_unreadable")])
+        self.assertEqual(len(self.puts("bkt-a", status=200)), 1)
+        self.assertEqual(self.blob_keys(), [])
+        self.assert_nothing_parked()
+        self.push_jobs([self.job("sg-bad-next", "pixq-test")])
+        self.postbacks_for(["sg-bad-next"])
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["sg-bad-next"])
+        self.assertEqual(worker.log_events("task_stranded"), [])
+        self.assert_queue_drained()
+
 class ParkedTaskAgainTest(ThrottleCase):
     """A parked output's task that runs again (README: each step of an upload can run twice):
     it must still complete its job, once."""
@@ -1539,6 +1558,11 @@ class PoisonedUploadTest(ThrottleCase):
         dead = [json.loads(d) for d in self.redis.lrange(self.key("dead"))]
         self.assertEqual([d["job_id"] for d in dead], ["pois-1"])
         self.assert_no_leftovers(["pois-1"])
+        # nor taken for a job once handled (buried as unparseable): the next job's postback
+        # comes after the pill's handling has ended
+        self.push_jobs([self.job("pois-next", "pixq-test")])
+        self.postbacks_for(["pois-next"])
+        self.assertEqual(worker.log_events("job_unparseable"), [])
 
 
 class ParkedLimitTest(ThrottleCase):
