@@ -151,10 +151,16 @@ class PostbackOutcomeLogTest(E2ETestCase):
         self.assertEqual(failed[0]["url"], self.postbacks.url("/pb/r"), failed)
         self.assertEqual(failed[0]["error"], "postback answered HTTP 500", failed)
         self.assertNotIn("s3cr3t", self.worker.log_path.read_text(errors="replace"))
+        # a failed job whose postback fails too: its failure reached nobody either
+        self.postbacks.answer_with(500)
+        self.push_job(self.make_job(src, "out/pbo-bad-500.jpg", function="nope",
+                                    job_id="pbo-bad-500"))
+        done = self.last_line("pbo-bad-500")
+        self.assertEqual((done["event"], done["postback"]), ("job_failed", "failed"), done)
         # counted fleet-wide beside the outcome, for `pixq stats`: the result reached nobody
         stats = self.redis.hgetall(self.key("stats"))
         self.assertEqual((stats.get("succeeded"), stats.get("failed"),
-                          stats.get("postbacks_given_up")), ("3", "1", "1"), stats)
+                          stats.get("postbacks_given_up")), ("3", "2", "2"), stats)
 
 
 class MissingFontLogTest(E2ETestCase):
