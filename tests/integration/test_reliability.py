@@ -1483,7 +1483,10 @@ class FencingTest(ReliabilityCase):
         self.wait_until(lambda: wid_a in self.live_workers(), 5, "A to register again")
         time.sleep(0.5)
         self.assert_success("fenced")  # one result, one postback
-        self.assertTrue(a.log_events("lease_lost"))
+        # each step that met the loss says so: no upload, no postback, no settlement (besides
+        # the heartbeat's line without a job)
+        self.assertEqual([e["step"] for e in a.log_events("lease_lost")
+                          if e.get("job_id") == "fenced"], ["upload", "before_postback", "finish"])
         self.assertEqual(self.stats().get("succeeded"), 1, self.stats())
         self.assert_queue_drained()
         # both carry on
