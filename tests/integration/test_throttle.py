@@ -2881,6 +2881,24 @@ class UploadRetryAfterTest(ThrottleCase):
         self.assertGreaterEqual(gap, 1.45)
         self.assertLess(gap, scaled(3))
 
+    def test_retry_after_of_a_parked_output(self):
+        """The Retry-After of the answer to a parked output's PUT (its task, not the job, sends
+        the second attempt here: the first, answered 500, parked it) holds its next attempt
+        back too: the task goes back to delayed for that long, not for the back-off alone."""
+        self.s3.fail("flaky-bucket", 500, "InternalError", count=1, key_prefix="upra-park")
+        self.s3.fail("flaky-bucket", 503, "SlowDown", count=1, key_prefix="upra-park",
+                     headers={"Retry-After": "2"})
+        worker = self.start_worker(PIXQ_S3_THROTTLE_RETRY_BASE_MS=50, PIXQ_S3_RETRY_BASE_MS=50,
+                                   PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.push_jobs([self.job("upra-park", "flaky-bucket")])
+        pb = self.postbacks_for(["upra-park"])["upra-park"]
+        self.assert_complete(pb, "upra-park", "flaky-bucket", 1)
+        self.assertEqual(len(worker.log_events("job_parked")), 1)
+        puts = self.puts("flaky-bucket")
+        self.assertEqual([r.status for r in puts], [500, 503, 200])
+        self.assertGreaterEqual(puts[2].time - puts[1].time, 1.95)
+        self.assertLess(puts[2].time - puts[1].time, scaled(4))
+
 
 class ParkedRetryKeepsStateTest(ThrottleCase):
     """An upload task that must wait again (requeue.lua with its blob and job hash) keeps them
