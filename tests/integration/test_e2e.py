@@ -162,6 +162,51 @@ class PostbackOutcomeLogTest(E2ETestCase):
         self.assertEqual((stats.get("succeeded"), stats.get("failed"),
                           stats.get("postbacks_given_up")), ("3", "2", "2"), stats)
 
+    def test_the_other_outcomes_on_the_last_line(self):
+        """README's other values of postback=, on which operators alert: retry_scheduled
+        (retry_postback), refused (a URL no try can reach, postback_failed saying why) and
+        delivered_before (an earlier run's postback, recorded: a re-run sends none); and the
+        receiver's password left out of postback_failed's url, as its query is."""
+        src = self.serve("jpeg")
+        self.postbacks.answer_with(500)
+        job = self.make_job(src, "out/pbo-retry.jpg", params=THUMB, job_id="pbo-retry")
+        job["postback_url"] = job["postback_url"].replace("://", "://pbuser:hunter2@", 1)
+        job["retry_postback"] = True
+        self.push_job(job)
+        done = self.last_line("pbo-retry")
+        self.assertEqual((done["event"], done["level"], done["postback"]),
+                         ("job_done", "warn", "retry_scheduled"), done)
+        failed = [e for e in self.worker.log_events("postback_failed")
+                  if e.get("job_id") == "pbo-retry"]
+        self.assertEqual(failed[0]["url"],
+                         self.postbacks.url("/pb").replace("://", "://pbuser:***@", 1), failed)
+        self.assertNotIn("hunter2", self.worker.log_path.read_text(errors="replace"))
+        self.wait_for_postback(30, job_id="pbo-retry")  # the retry, answered 200
+
+        job = self.make_job(src, "out/pbo-refused.jpg", params=THUMB, job_id="pbo-refused")
+        job["postback_url"] = "ftp://127.0.0.1:9/pb"
+        job["retry_postback"] = True  # refused all the same: no try can reach it
+        self.push_job(job)
+        done = self.last_line("pbo-refused")
+        self.assertEqual((done["event"], done["level"], done["postback"]),
+                         ("job_failed", "warn", "refused"), done)  # the job fails on it too
+        self.assertTrue([e for e in self.worker.log_events("postback_failed")
+                         if e.get("job_id") == "pbo-refused"])
+
+        # the same job again, once its first run's postback is recorded: posted before
+        job = self.make_job(src, "out/pbo-again.jpg", params=THUMB, job_id="pbo-again")
+        self.push_job(job)
+        self.assertEqual(self.last_line("pbo-again")["postback"], "delivered")
+        self.wait_until(lambda: self.redis.execute("HGET", self.key("job:pbo-again"), "posted"),
+                        10, "the delivery recorded")
+        self.push_job(job)
+        done = self.wait_until(lambda: [e for e in self.worker.log_events("job_done")
+                                        if e.get("job_id") == "pbo-again"][1:], 20,
+                               "the second run's job_done")[0]
+        self.assertEqual((done["level"], done["postback"]), ("info", "delivered_before"), done)
+        self.assertEqual(len([pb for pb in self.postbacks.postbacks
+                              if pb.job_id == "pbo-again"]), 1)
+
 
 class MissingFontLogTest(E2ETestCase):
     """A font_family that is not installed is drawn in the default face, as Blitline's
