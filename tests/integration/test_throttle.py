@@ -576,6 +576,44 @@ class ParkedSlotTest(ThrottleCase):
             "uploaded_bytes", 0)) == size, 10, "uploaded_bytes = %d" % size)
 
 
+class DrainParkedTest(ThrottleCase):
+    """README, Draining a worker: a stopped worker does not wait for the outputs it parked;
+    they wait in Redis and another worker uploads them at their slots (never processing their
+    jobs again), its job_done lines saying so. One worker parks every throttled output
+    (PIXQ_S3_LOCAL_WAIT_MS=0) of 8 one-output jobs at 1 PUT/s, burst 0: slots up to 7 s
+    ahead."""
+
+    JOBS = 8
+
+    def test_stopped_worker_leaves_its_parked_outputs_to_another(self):
+        self.limit("bkt-a", 1, 0)
+        a = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        ids = ["dp-%d" % i for i in range(self.JOBS)]
+        self.push_jobs([self.job(i, "bkt-a") for i in ids])
+        # every job taken: uploaded, or parked (a blob and its upload task in Redis)
+        self.wait_until(lambda: len(a.log_events("job_parked")) +
+                        len(self.puts("bkt-a", 200)) >= self.JOBS, 20, "every output placed")
+        status = self.kill_worker(a, signal.SIGTERM)
+        self.assertEqual(status, 0)
+        done_by_a = {e["job_id"] for e in a.log_events("job_done")}
+        left = [i for i in ids if i not in done_by_a]
+        self.assertTrue(left, "every parked output went before the stop: nothing to check")
+        self.assertTrue(self.blob_keys())  # the parked outputs, kept in Redis
+        self.assertGreaterEqual(self.redis.execute("ZCARD", self.key("delayed")), len(left))
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks
+                          if pb.job_id in left], [])
+        b = self.start_worker()
+        pbs = self.postbacks_for(ids)
+        for job_id in ids:
+            self.assert_complete(pbs[job_id], job_id, "bkt-a", 1)
+        self.wait_until(lambda: {e["job_id"] for e in b.log_events("job_done")} >= set(left),
+                        10, "the other worker's job_done lines")
+        self.assertEqual(b.log_events("job_start"), [])  # uploads only, no job run again
+        self.assert_downloaded_once(ids)
+        self.assert_one_postback_each(ids)
+        self.assert_no_leftovers(ids)
+
+
 class SlotAfterLongJobTest(ThrottleCase):
     """A parked output keeps its slot while its job goes on with other outputs. One worker, every
     throttled output parked (PIXQ_S3_LOCAL_WAIT_MS=0), bucket A at 2 PUT/s, burst 0, its next
