@@ -255,6 +255,9 @@ class UnitTest(unittest.TestCase):
         level, report = self.exposure(self.copy())
         sys.stderr.write("figures: systemd-analyze security exposure=%.1f\n" % level)
         self.assertLessEqual(level, MAX_EXPOSURE, report)
+        # and README gives operators the level measured
+        said = re.findall(r"rates its exposure (\d+\.\d) of 10", (REPO / "README.md").read_text())
+        self.assertEqual(said, ["%.1f" % level])
         # and the measure bites: without the sandboxing lines the same unit is exposed
         bare = "\n".join(line for line in self.text.splitlines()
                          if line.split("=", 1)[0] not in self.REQUIRED or
@@ -1477,6 +1480,102 @@ def pid_gone(pid):
         return Path("/proc", str(pid), "stat").read_text().split(") ", 1)[1].startswith("Z")
     except OSError:
         return True
+
+
+class ReadmeFleetTest(unittest.TestCase):
+    """The figures README's "Operating a fleet" gives an operator against the files in deploy/
+    and the worker's defaults they describe: each was written by hand, and a file changed
+    alone left README telling operators the old value (nothing compared them)."""
+
+    @classmethod
+    def setUpClass(cls):
+        text = (REPO / "README.md").read_text()
+        start = text.index("\n## Operating a fleet\n")
+        cls.fleet = text[start:text.index("\n## ", start + 1)]
+        cls.unit = dict(service_settings(UNIT.read_text()))
+        cls.defaults = worker_settings()
+        docs = {}
+        for name in ("deployment.yaml", "scaledobject.yaml"):
+            docs.update({d["kind"]: d for d in load_yaml(K8S / name)})
+        cls.deployment, cls.scaled = docs["Deployment"], docs["ScaledObject"]
+
+    def figure(self, pattern):
+        """The first group of `pattern` in the section (one match, or the test fails)."""
+        found = re.findall(pattern, self.fleet)
+        self.assertEqual(len(found), 1, "README's fleet section, %r: %r" % (pattern, found))
+        return found[0]
+
+    def default_s(self, var):
+        return int(self.defaults[var]) / 1000
+
+    def test_the_files_it_names_exist(self):
+        names = self.figure(r"(?s)The files are in `deploy/`: (.+?)\.\n\n")
+        for name in re.findall(r"`([^`]+)`", names):
+            self.assertTrue((DEPLOY / name).exists(), "deploy/%s" % name)
+        kinds = [d["kind"] for name in ("deployment.yaml", "secret.yaml", "scaledobject.yaml")
+                 for d in load_yaml(K8S / name)]
+        for kind in re.search(r"\(([^)]*)\)", names).group(1).split(", "):
+            self.assertIn(kind.split()[-1], kinds)
+
+    def test_unit_figures(self):
+        for key in ("MemoryHigh", "MemoryMax", "TimeoutStopSec"):
+            self.assertEqual(self.figure(r"`%s=(\w+)`" % key), self.unit[key], key)
+        processes = self.figure(r"`MemoryMax=\w+` cap an\s+instance of (\d+) processes")
+        self.assertEqual(processes, env_lines(ENV_EXAMPLE.read_text())["PIXQ_PROCESSES"])
+
+    def test_drain_figures(self):
+        self.assertEqual(float(self.figure(r"`PIXQ_SHUTDOWN_TIMEOUT_MS` \((\d+) s\)")),
+                         self.default_s("PIXQ_SHUTDOWN_TIMEOUT_MS"))
+        self.assertEqual(float(self.figure(
+            r"`PIXQ_LEASE_MS` \+ `PIXQ_REAP_INTERVAL_MS`, (\d+) s by default")),
+            self.default_s("PIXQ_LEASE_MS") + self.default_s("PIXQ_REAP_INTERVAL_MS"))
+        grace = self.deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        self.assertEqual(int(self.figure(r"`terminationGracePeriodSeconds: (\d+)`")), grace)
+        # the container's stop: README's --stop-timeout and its worker's two figures
+        stop = self.figure(r"podman run --stop-timeout (\d+) ")
+        self.assertIn("--stop-timeout %s " % stop, CONTAINERFILE.read_text())
+        shutdown, grace_s = self.figure(r"less than a worker's (\d+) s \+ (\d+) s to finish")
+        self.assertEqual((float(shutdown), float(grace_s)),
+                         (self.default_s("PIXQ_SHUTDOWN_TIMEOUT_MS"),
+                          self.default_s("PIXQ_STOP_GRACE_MS")))
+        self.assertGreater(int(stop), int(shutdown) + int(grace_s))
+
+    def test_dead_list_and_horizon_figures(self):
+        self.assertEqual(self.figure(r"`PIXQ_DEAD_MAX` \(([\d,]+)\)").replace(",", ""),
+                         self.defaults["PIXQ_DEAD_MAX"])
+        days = int(self.figure(r"`PIXQ_DEAD_MAX_AGE_S` \((\d+) days\)"))
+        self.assertEqual(days * 86400, int(self.defaults["PIXQ_DEAD_MAX_AGE_S"]))
+        minutes = int(self.figure(r"`PIXQ_S3_HORIZON_MS`\s+\((\d+) minutes\)"))
+        self.assertEqual(minutes * 60000, int(self.defaults["PIXQ_S3_HORIZON_MS"]))
+
+    def test_container_figures(self):
+        text = CONTAINERFILE.read_text()
+        uid = self.figure(r"running as uid (\d+)")
+        self.assertEqual(re.findall(r"(?m)^USER (\d+):", text), [uid])
+        entry = self.figure(r"entry point `([^`]+)`")
+        self.assertEqual(re.findall(r'(?m)^ENTRYPOINT \["/usr/local/bin/([^"]+)"\]$', text),
+                         [entry])
+        self.assertIn("Debian 12 slim", self.fleet)
+        self.assertEqual(re.findall(r"(?m)^FROM (\S+)", text), ["debian:12-slim"] * 2)
+
+    def test_kubernetes_figures(self):
+        pod = self.deployment["spec"]["template"]["spec"]
+        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+        self.assertIn("one worker process per pod", self.fleet)
+        self.assertEqual(env["PIXQ_PROCESSES"], "1")
+        port = int(self.figure(r"use the\s+metrics port (\d+)"))
+        self.assertEqual(env["PIXQ_METRICS_ADDR"].rsplit(":", 1)[1], str(port))
+        self.assertEqual(pod["containers"][0]["ports"][0]["containerPort"], port)
+        spec = self.scaled["spec"]
+        low, high = self.figure(r"scales it between (\d+) and (\d+) replicas")
+        self.assertEqual((int(low), int(high)), (spec["minReplicaCount"], spec["maxReplicaCount"]))
+        trigger = spec["triggers"][0]["metadata"]
+        self.assertEqual(self.figure(r"the length of\s+`([^`]+)`"), trigger["listName"])
+        self.assertEqual(self.figure(r"one replica per (\d+) waiting jobs"), trigger["listLength"])
+        self.assertEqual(int(self.figure(r"checked every (\d+) s")), spec["pollingInterval"])
+        window = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+        self.assertEqual(int(self.figure(r"scaling in after (\d+) s quiet")),
+                         window["stabilizationWindowSeconds"])
 
 
 class QuickstartTest(unittest.TestCase):
