@@ -1004,6 +1004,20 @@ class ReplicaTest(ReliabilityCase):
         self.wait_for_postback(timeout=20, job_id="promoted")
         w.check_alive()
 
+        # a failover turns it into a replica again while the worker serves: its writes are
+        # refused (redis_error, with the same words), it keeps trying, and it serves again once
+        # the server is promoted, a job that came meanwhile included (README, Redis)
+        r.execute("REPLICAOF", harness.LOOPBACK, str(self.redis_server.port))
+        refused = self.wait_until(lambda: [e for e in w.log_events("redis_error")
+                                           if e.get("error", "").endswith(hint)], 20,
+                                  "the worker's writes refused")
+        self.assertRegex(refused[0]["error"], r"^redis: READONLY ")
+        self.redis.lpush(self.key("jobs"), json.dumps(self.tiny_job("after-failover")))
+        self.wait_until(lambda: r.llen(self.key("jobs")) == 1, 20, "the job on the replica")
+        r.execute("REPLICAOF", "NO", "ONE")
+        self.wait_for_postback(timeout=20, job_id="after-failover")
+        w.check_alive()
+
 
 class GracefulStopTest(ReliabilityCase):
     """SIGTERM during a job: it completes, or it goes back to the head of the queue; never both,
