@@ -2365,6 +2365,12 @@ class DeadQueuesTest(CliCase):
         rc, out = self.pixq_q("dead", "list", env={"PIXQ_QUEUE": "urgent"})
         self.assertEqual([line.split()[0] for line in out.splitlines()], ["u1"])
         self.assertNotIn("queue=", out)
+        # README's `pixq --queue urgent dead list`: the flag before the command, over the
+        # environment's two queues
+        self.assertEqual(self.pixq_q("--queue", "urgent", "dead", "list"), (rc, out))
+        rc, out = self.pixq_q("--queue", "default", "dead", "list", "--json")
+        self.assertEqual([(e["job_id"], e["queue"]) for e in map(json.loads, out.splitlines())],
+                         [("d2", "default"), ("d1", "default")])
 
         rc, out = self.pixq_q("dead", "retry", "u1")  # urgent holds it
         self.assertEqual((rc, out.splitlines()), (0, ["1 job(s) put back on pixq:{urgent}:jobs",
