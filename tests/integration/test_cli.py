@@ -1431,6 +1431,77 @@ return live
 """
 
 
+class RedisCliRecipesTest(CliCase):
+    """README's "With plain `redis-cli`" block under Watching the fleet, run as written (bash,
+    redis-cli -u $PIXQ_REDIS_URL) against a fleet in a known state, each answer against what
+    `pixq stats --json` says: the keys, their types and the scores' units are the operator's
+    only guide there, and nothing ran those lines."""
+
+    def readme_recipes(self):
+        text = (harness.REPO_ROOT / "README.md").read_text()
+        start = text.index("With plain `redis-cli`")
+        begin = text.index("```sh\n", start) + 6
+        block = text[begin:text.index("\n```", begin)]
+        lines = block.splitlines()
+        self.assertTrue(lines[0].startswith('R="redis-cli -u $PIXQ_REDIS_URL"'), lines[0])
+        return lines[0], {line.split("#", 1)[1].strip(): line.split("#", 1)[0].strip()
+                          for line in lines[1:]}
+
+    def recipe(self, define, recipes, comment):
+        r = subprocess.run(["bash", "-c", define + "\n" + recipes[comment]],
+                           env=dict(self.cli_env(), PATH=os.environ["PATH"]), text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(30))
+        self.assertEqual((r.returncode, r.stderr), (0, ""), recipes[comment])
+        return r.stdout.splitlines()
+
+    def test_readme_recipes_answer_as_pixq_stats(self):
+        define, recipes = self.readme_recipes()
+        worker = self.start_worker()
+        wid = self.worker_id(worker)
+        self.submit_later("later-1")  # delayed, not due for 10 minutes
+        self.push(self.job("done-1", "/ok.png"))
+        self.wait_for_postback(job_id="done-1")
+        not_a_job = self.push("{not json")  # dead
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 20, "a dead entry")
+        self.src.stall("/slow.png")
+        self.push(self.job("busy-1", "/slow.png"))
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker busy")
+        for i in (1, 2):
+            self.push(self.job("waiting-%d" % i, "/ok.png"))
+        self.pixq_ok("limit", "set", "my-bucket", "50", "10")
+        s = json.loads(self.pixq_ok("stats", "--json"))
+        q = s["queues"][0]
+        self.assertEqual((q["jobs"], q["delayed"], q["dead"], q["active"], q["live_workers"]),
+                         (2, 1, 1, 1, 1), q)
+
+        def one(comment):
+            out = self.recipe(define, recipes, comment)
+            self.assertEqual(len(out), 1, (comment, out))
+            return int(out[0])
+        self.assertEqual(one("jobs waiting"), q["jobs"])
+        self.assertEqual(one("retries and --delay jobs waiting for their time"), q["delayed"])
+        self.assertEqual(one("... of which due now"), 0)
+        self.assertEqual(one("jobs that failed for good"), q["dead"])
+        self.assertEqual(one("live workers"), q["live_workers"])
+        newest = self.recipe(define, recipes, "the five newest, with their errors")
+        self.assertEqual(len(newest), 1)
+        self.assertEqual(json.loads(newest[0])["job"], not_a_job)
+        self.assertIn("error", json.loads(newest[0]))
+        member, score = self.recipe(define, recipes, "workers and their lease deadlines (ms)")
+        self.assertEqual(member, wid)
+        lease_left = int(score) - time.time() * 1000
+        self.assertTrue(0 < lease_left <= LEASE_MS + 1000, lease_left)
+        self.assertEqual(self.recipe(define, recipes, "workers holding a job right now"),
+                         [self.key("active:" + wid)])
+        pairs = self.recipe(define, recipes, "counters")
+        counters = {k: int(v) for k, v in zip(pairs[::2], pairs[1::2])}
+        self.assertEqual(counters, q["counters"])
+        pairs = self.recipe(define, recipes, "a bucket's limiter")
+        limiter = dict(zip(pairs[::2], pairs[1::2]))
+        self.assertEqual((limiter.get("rate"), limiter.get("burst")), ("50", "10"), limiter)
+        self.src.release()
+
+
 class StatsViewsTest(CliCase):
     """Several queues in priority order, the oldest job's age, limiter state, --prometheus,
     --watch, and pixq queues (no worker)."""
