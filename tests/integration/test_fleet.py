@@ -526,6 +526,25 @@ class SupervisorTest(FleetCase):
     def test_sigquit_stops_the_fleet_gracefully(self):
         self.check_fleet_stop(signal.SIGQUIT)
 
+    def test_sigint_stops_the_fleet_gracefully(self):
+        self.check_fleet_stop(signal.SIGINT)
+
+    def test_ctrl_c_to_every_process_stops_the_fleet_gracefully(self):
+        """A terminal's Ctrl-C sends SIGINT to the supervisor and each worker alike, and the
+        supervisor passes it on (SIGTERM) as well: each worker still stops once, gracefully."""
+        prog = self.start_fleet()
+        pids = self.child_pids(prog)
+        for pid in pids:
+            os.kill(pid, signal.SIGINT)
+        self.assertEqual(self.kill_worker(prog, signal.SIGINT), 0)
+        for pid in pids:
+            self.assertTrue(gone(pid), "child %d is still there" % pid)
+        self.assertEqual(self.redis.zrange(self.key("workers")), [])
+        ends = [e for e in prog.log_events("child_exit") if e.get("restart_in_ms") == "-1"]
+        self.assertEqual([e.get("status") for e in ends], ["0", "0"], ends)
+        self.assertEqual(len(prog.log_events("worker_stopping")), 2)
+        self.assertFalse(prog.log_events("children_killed"))
+
     def check_fleet_stop(self, sig):
         prog = self.start_fleet()
         pids = self.child_pids(prog)

@@ -1165,6 +1165,29 @@ class GracefulStopTest(ReliabilityCase):
         its lease to run again."""
         self.check_graceful(signal.SIGQUIT, "stop-quit")
 
+    def test_sigint_is_a_graceful_stop(self):
+        """A terminal's Ctrl-C."""
+        self.check_graceful(signal.SIGINT, "stop-int")
+
+    def test_a_second_signal_changes_nothing(self):
+        """Ctrl-C reaches every process of the terminal's group, the supervisor's SIGTERM comes
+        on top (README: a second signal changes nothing): the job in hand still finishes, within
+        the one deadline, said once."""
+        w, wid, _ = self.start_stalled_job("stop-twice", 10000)
+        w.proc.send_signal(signal.SIGINT)
+        self.wait_until(lambda: w.log_events("worker_stopping"), 5, "worker_stopping")
+        w.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        self.src.release()
+        status, _ = self.wait_exit(w, 15)
+        self.assertEqual(status, 0)
+        self.assert_success("stop-twice")
+        self.assertEqual([e.get("signal") for e in w.log_events("worker_stopping")],
+                         [str(int(signal.SIGINT))])
+        self.assertFalse(w.log_events("shutdown_deadline"))
+        self.assertNotIn("requeued_on_stop", self.stats())
+        self.assertNotIn(wid, self.live_workers())
+
     def check_graceful(self, sig, job_id):
         w, wid, _ = self.start_stalled_job(job_id, 10000)
         w.proc.send_signal(sig)
