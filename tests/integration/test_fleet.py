@@ -526,6 +526,21 @@ class SupervisorTest(FleetCase):
     def test_sigquit_stops_the_fleet_gracefully(self):
         self.check_fleet_stop(signal.SIGQUIT)
 
+    def test_redis_connections_per_process(self):
+        """README (Scaling out): Redis needs one or two connections per worker process, to size
+        its maxclients; the supervisor itself holds none. After jobs ran on both processes."""
+        prog = self.start_fleet()
+        ids = ["conn-%d" % i for i in range(6)]
+        for job_id in ids:
+            self.push_job(self.job(job_id))
+        self.wait_results(ids)
+        own = self.redis.execute("CLIENT", "ID")
+        clients = [line for line in self.redis.execute("CLIENT", "LIST").splitlines()
+                   if not line.startswith("id=%d " % own)]
+        sys.stderr.write("figures: redis clients of 2 processes=%d\n" % len(clients))
+        self.assertTrue(2 <= len(clients) <= 4, clients)
+        self.assertEqual(len(prog.log_events("worker_start")), 2)
+
     def test_sigint_stops_the_fleet_gracefully(self):
         self.check_fleet_stop(signal.SIGINT)
 
