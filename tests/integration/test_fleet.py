@@ -740,6 +740,15 @@ class JsonLogTest(FleetCase):
             if e["event"] == "redis":
                 self.assertIsInstance(e["cmd"], str, e)
                 self.assertIsInstance(e["ms"], (int, float), e)
+            if e["event"] == "s3_put":  # README: method, bucket, status, ms
+                self.assertEqual((e["method"], e["bucket"], e["status"]),
+                                 ("PUT", self.buckets[0], 200), e)
+                self.assertIsInstance(e["ms"], (int, float), e)
+            if e["event"] == "job_done":  # README's example line, as a shipper reads it
+                for field in ("fetch_ms", "process_ms", "upload_ms", "s3_wait_ms",
+                              "postback_ms"):
+                    self.assertIsInstance(e[field], (int, float), e)
+                self.assertEqual(e["postback"], "delivered", e)
         failed = [e for e in events if e["event"] == "job_failed"]
         self.assertEqual(failed[0]["job_id"], "json-bad")
         result = json.loads(self.redis.lindex(self.key("result:json-bad"), 0))["results"]
