@@ -1268,8 +1268,14 @@ class StatsTest(CliCase):
                         "bytes-2's result")
         time.sleep(0.5)
         self.assertEqual(self.counters(), {"received": 2, "succeeded": 2})
+        q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
+        self.assertEqual((q["live_workers"], len(q["workers"])), (1, 1), q)
         self.kill_worker(worker, signal.SIGTERM)
         self.assertEqual(self.counters(), {"received": 2, "succeeded": 2, "uploaded_bytes": size})
+        # README, Draining a worker: pixq stats shows the worker gone, at once (not a lease later)
+        q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
+        self.assertEqual((q["live_workers"], q["workers"]), (0, []), q)
+        self.assertRegex(self.pixq_ok("stats"), r"live workers +0\n")
 
     def test_uploaded_bytes_counted_at_the_shutdown_deadline(self):
         # the lease thread ends the process past PIXQ_SHUTDOWN_TIMEOUT_MS: it counts first
