@@ -1436,6 +1436,9 @@ class ResultToS3BucketsTest(BlitlineTestCase):
         self.assertEqual((given_up[0].get("reason"), given_up[0].get("attempt")),
                          ("refused", "1"), given_up)
         self.assertEqual(given_up[0].get("error"), "bucket 'forbidden' is not allowed")
+        # the job's last line (README, Logs): failed on that bucket, its result reaching nobody
+        done = self.wait_until(lambda: worker.log_events("job_failed"), 10, "job_failed")
+        self.assertEqual([(e["level"], e["postback"]) for e in done], [("warn", "refused")])
         time.sleep(scaled(3))  # both retries would have come by now
         self.assertEqual(worker.log_events("postback_retry"), [])
         self.assertEqual(len(worker.log_events("postback_failed")), 1)

@@ -192,6 +192,14 @@ class PostbackOutcomeLogTest(E2ETestCase):
                          ("job_failed", "warn", "refused"), done)  # the job fails on it too
         self.assertTrue([e for e in self.worker.log_events("postback_failed")
                          if e.get("job_id") == "pbo-refused"])
+        # a URL that passes the guard but libcurl cannot send: the job done, its result refused
+        job = self.make_job(src, "out/pbo-bad-url.jpg", params=THUMB, job_id="pbo-bad-url")
+        job["postback_url"] = "http://exa mple.test:9/pb"
+        job["retry_postback"] = True
+        self.push_job(job)
+        done = self.last_line("pbo-bad-url")
+        self.assertEqual((done["event"], done["level"], done["postback"]),
+                         ("job_done", "warn", "refused"), done)
 
         # the same job again, once its first run's postback is recorded: posted before
         job = self.make_job(src, "out/pbo-again.jpg", params=THUMB, job_id="pbo-again")
