@@ -212,6 +212,9 @@ class UnitTest(unittest.TestCase):
         installed = json.loads(r.stdout)
         self.assertEqual(installed.get(str(Path(CONFIG.worker).resolve())),
                          "/usr/local/bin/pixq-worker", installed)
+        # README: `meson install` puts /usr/local/bin/pixq-worker and pixq
+        self.assertEqual(installed.get(str(Path(CONFIG.pixq).resolve())),
+                         "/usr/local/bin/pixq", installed)
 
     def test_stop_timeout_above_shutdown_timeout(self):
         stop_s = seconds(dict(service_settings(self.text))["TimeoutStopSec"])
