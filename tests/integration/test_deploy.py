@@ -1525,6 +1525,11 @@ class ReadmeFleetTest(unittest.TestCase):
             self.assertEqual(self.figure(r"`%s=(\w+)`" % key), self.unit[key], key)
         processes = self.figure(r"`MemoryMax=\w+` cap an\s+instance of (\d+) processes")
         self.assertEqual(processes, env_lines(ENV_EXAMPLE.read_text())["PIXQ_PROCESSES"])
+        pixels = self.figure(r"`PIXQ_MAGICK_MAP_MB` for pixels, (\d+) MiB by default")
+        self.assertEqual(int(pixels), int(self.defaults["PIXQ_MAGICK_MEMORY_MB"]) +
+                         int(self.defaults["PIXQ_MAGICK_MAP_MB"]))
+        worst = self.figure(r"about (\d+\.\d) GiB at the\s+defaults' worst")
+        self.assertEqual(worst, "%.1f" % (process_worst_mib({}) / 1024))
 
     def test_drain_figures(self):
         self.assertEqual(float(self.figure(r"`PIXQ_SHUTDOWN_TIMEOUT_MS` \((\d+) s\)")),
