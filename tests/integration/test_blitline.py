@@ -1441,7 +1441,8 @@ class ResultToS3BucketsTest(BlitlineTestCase):
         self.assertEqual([(e["level"], e["postback"]) for e in done], [("warn", "refused")])
         time.sleep(scaled(3))  # both retries would have come by now
         self.assertEqual(worker.log_events("postback_retry"), [])
-        self.assertEqual(len(worker.log_events("postback_failed")), 1)
+        failed = worker.log_events("postback_failed")
+        self.assertEqual([(e.get("to"), e.get("url")) for e in failed], [("s3", None)])  # README
         self.assertEqual(self.s3.get_object("forbidden", "r/fb-retry.json")[0], 404)
 
     def test_invalid_bucket_of_an_invalid_job_is_given_up_at_once(self):
