@@ -216,6 +216,24 @@ class PostbackOutcomeLogTest(E2ETestCase):
                               if pb.job_id == "pbo-again"]), 1)
 
 
+    def test_error_only_postback_of_a_success_is_none_not_delivered_before(self):
+        """postback_error_only: a job that did not fail posts nothing, and its last line says
+        so (postback=none: none was due, README), not delivered_before, which README reserves
+        for an earlier run's delivery; the job that fails posts back, delivered."""
+        src = self.serve("jpeg")
+        job = self.make_job(src, "out/pbo-eo.jpg", params=THUMB, job_id="pbo-eo")
+        job["postback_error_only"] = True
+        self.push_job(job)
+        done = self.last_line("pbo-eo")
+        self.assertEqual((done["event"], done["level"], done["postback"]),
+                         ("job_done", "info", "none"), done)
+        job = self.make_job(src, "out/pbo-eo-bad.jpg", function="nope", job_id="pbo-eo-bad")
+        job["postback_error_only"] = True
+        self.push_job(job)
+        done = self.last_line("pbo-eo-bad")
+        self.assertEqual((done["event"], done["postback"]), ("job_failed", "delivered"), done)
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["pbo-eo-bad"])
+
 class MissingFontLogTest(E2ETestCase):
     """A font_family that is not installed is drawn in the default face, as Blitline's
     ImageMagick did, and the log says so (font_missing, with the job's id): once a process for
