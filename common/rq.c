@@ -144,7 +144,8 @@ static int parse_port(const char *s, size_t n, int *out, struct err *e)
     char *end;
     long p = strtol(port, &end, 10);
     if (*end != '\0' || p < 1 || p > 65535) {
-        return err_set(e, "PIXQ_REDIS_URL: bad port '%s'", port);
+        /* not echoed: in "redis://user:password" (no host) the password is read as a port */
+        return err_set(e, "PIXQ_REDIS_URL: bad port (not a number from 1 to 65535)");
     }
     *out = (int)p;
     return 0;
@@ -227,6 +228,12 @@ int rq_parse_url(const char *url, struct rq_url *out, struct err *e)
     const char *at = NULL;
     for (const char *p = auth; p < end; p++) {
         at = *p == '@' ? p : at;
+    }
+    if (strchr(end, '@') != NULL) {
+        /* a '/' in the user or password ended the authority early: saying what was read as a
+         * port or database would show a piece of the password */
+        return err_set(e, "PIXQ_REDIS_URL: a '/' in the user or password must be "
+                          "percent-encoded as %%2F");
     }
     const char *hp = auth;
     if (at != NULL) {

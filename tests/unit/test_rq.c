@@ -1,3 +1,6 @@
+#include <stdio.h>
+#include <string.h>
+
 #include "check.h"
 #include "rq.h"
 
@@ -30,6 +33,24 @@ static void test_urls(void)
     CHECK_INT(rq_parse_url("redis://h:1/x", &u, &e), -1);
     CHECK_INT(rq_parse_url("redis://u:bad%zzpass@h", &u, &e), -1);
     CHECK(strstr(e.msg, "bad%zzpass") == NULL); /* never echoes the password */
+    /* nor a piece of it: an unencoded '/' ends the authority early (the password's head read
+     * as a port, its tail and the host as a database), and without an '@' a password is read
+     * as a port */
+    static const char *const slipped[] = {
+        "redis://bob:s3/cret@h:1/0",
+        "redis://:s3/cret@h:6379/0",
+        "redis://bob:s3cret",
+        "redis://:s3cret/x@h:6379/0",
+    };
+    for (size_t i = 0; i < sizeof slipped / sizeof slipped[0]; i++) {
+        CHECK_INT(rq_parse_url(slipped[i], &u, &e), -1);
+        if (strstr(e.msg, "s3") != NULL || strstr(e.msg, "cret") != NULL) {
+            fprintf(stderr, "  %s: %s\n", slipped[i], e.msg);
+            CHECK(false);
+        }
+    }
+    CHECK_INT(rq_parse_url("redis://bob:s3/cret@h:1/0", &u, &e), -1);
+    CHECK(strstr(e.msg, "%2F") != NULL); /* says what to do */
     CHECK_INT(rq_parse_url("unix://relative.sock", &u, &e), -1);
     /* an IPv6 literal in brackets, as in any URL */
     CHECK_INT(rq_parse_url("redis://u:pw@[::1]:6380/4", &u, &e), 0);
