@@ -793,6 +793,24 @@ class PostbackAddressTest(HostileTestCase):
         self.assertEqual(len(self.worker.log_events("postback_retry")), 1)
         self.assertEqual(self.loop_postbacks.postbacks, [])
 
+    def test_postback_redirect_is_not_followed(self):
+        """A 3xx answer to a postback is a failed attempt, retried with retry_postback, and its
+        Location is never posted to: not an allowed one (a 307 would send the body again), not
+        a forbidden one."""
+        self.start(PIXQ_POSTBACK_RETRY_DELAYS_S="1,1")
+        self.postbacks.answer_with((307, {"Location": self.postbacks.url("/moved")}),
+                                   (302, {"Location": self.loop_postbacks.url("/pb")}))
+        self.push_job(self.job("pb-redirect", retry_postback=True))
+        got = self.postbacks.wait_for_postbacks(
+            3, TIMEOUT_S, lambda pb: pb.job_id == "hostile-pb-redirect")
+        self.assertEqual([pb.path for pb in got], ["/pb"] * 3)
+        self.assertEqual([pb.path for pb in self.postbacks.postbacks
+                          if pb.path != "/pb"], [], "a Location was followed")
+        self.assertEqual(self.loop_postbacks.postbacks, [])
+        failed = [e.get("error") for e in self.worker.log_events("postback_failed")]
+        self.assertEqual(failed, ["postback answered HTTP 307", "postback answered HTTP 302"])
+        self.assert_still_serving()
+
     def test_postback_scheme(self):
         self.start()
         self.push_job(self.job("pb-scheme", postback_url="file:///tmp/pb"))
