@@ -414,6 +414,16 @@ class SourceAddressTest(HostileTestCase):
         self.start()
         self.assert_refused("http://169.254.169.254/latest/meta-data/iam/security-credentials/",
                             "address 169.254.169.254 is not allowed (link-local)")
+        # README's example, word for word, in the postback, the dead entry and the log
+        why = ("Failed to download http://169.254.169.254/latest/meta-data/: address "
+               "169.254.169.254 is not allowed (link-local)")
+        pb = self.expect_failure(self.job("readme-meta", "http://169.254.169.254/latest/"
+                                          "meta-data/"), why)
+        self.assertEqual(pb.results["errors"], ["Image processing failed. " + why])
+        failed = self.wait_until(
+            lambda: [ev for ev in self.worker.log_events("job_failed")
+                     if ev.get("job_id") == "hostile-readme-meta"], TIMEOUT_S, "job_failed")
+        self.assertIn(why, failed[0].get("error", ""), failed)
         self.assert_still_serving()
 
     def test_localhost_name(self):
