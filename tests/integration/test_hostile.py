@@ -1433,6 +1433,22 @@ class SignatureTest(HostileTestCase):
         self.assertNotEqual(pb.headers["x-pixq-signature"], "v1=forged")
         self.assert_still_serving()
 
+    def test_retried_postback_is_signed_anew(self):
+        """Each attempt of a retried postback is signed when it is sent: a receiver refuses a
+        timestamp older than its window (300 s in README's recipe), shorter than the last of
+        PIXQ_POSTBACK_RETRY_DELAYS_S (600 s), so a signature kept from the first attempt would
+        have the later ones refused."""
+        self.start(PIXQ_POSTBACK_SECRET=self.SECRET, PIXQ_POSTBACK_RETRY_DELAYS_S="1")
+        self.postbacks.answer_with(500)
+        self.push_job(self.job("signed-retry", retry_postback=True))
+        first, second = self.postbacks.wait_for_postbacks(
+            2, TIMEOUT_S, lambda pb: pb.job_id == "hostile-signed-retry")
+        self.assertEqual(first.body, second.body)
+        for pb in (first, second):
+            self.assertTrue(verify(pb, self.SECRET), pb.headers)
+        self.assertGreater(int(second.headers["x-pixq-timestamp"]),
+                           int(first.headers["x-pixq-timestamp"]))
+
     def test_receiver_in_shell_with_openssl(self):
         """The README's shell recipe gives the same signature."""
         self.start(PIXQ_POSTBACK_SECRET=self.SECRET)
