@@ -492,6 +492,29 @@ class SourceAddressTest(HostileTestCase):
         self.assertEqual(self.loop_src.requests("/ok.jpg"), 0)
         self.assert_still_serving()
 
+    def test_other_function_sources(self):
+        """append's other_images (second of two, after an allowed one), stegano's watermark_url
+        and add_profile's src are fetched through the same guard."""
+        self.start()
+        cases = [
+            ("append", {"other_images": [self.src.url("/ok.jpg"), self.loop_src.url("/a.png")]},
+             "address 127.0.0.1 is not allowed (loopback)"),
+            ("stegano", {"watermark_url": "http://169.254.169.254/wm.png"},
+             "address 169.254.169.254 is not allowed (link-local)"),
+            ("add_profile", {"src": "http://[::ffff:10.1.2.3]/p.icc"},
+             "address ::ffff:10.1.2.3 is not allowed (private)"),
+        ]
+        for fn, params, why in cases:
+            job = self.job("fn-" + fn)
+            job["functions"] = [{"name": fn, "params": params, "save": {"image_identifier": fn}}]
+            self.push_job(job)
+        for fn, params, why in cases:
+            with self.subTest(fn=fn):
+                pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-fn-" + fn)
+                self.assertIn(why, " ".join(pb.results.get("errors") or []), pb.body[:500])
+        self.assertEqual(self.loop_src.requests("/a.png"), 0)
+        self.assert_still_serving()
+
     def test_s3_endpoint_is_not_a_source(self):
         """S3 on 127.0.0.1 is the deployment's and unguarded for S3 requests, but a job cannot
         fetch from it as a plain URL, not even over the live keep-alive connection the upload
