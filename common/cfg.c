@@ -1022,6 +1022,17 @@ void cfg_redact_url(const char *url, char *out, size_t cap)
     for (const char *p = start; p < end; p++) {
         at = *p == '@' ? p : at;
     }
+    if (at == NULL && *start != '[') {
+        /* "user:pa/ss@host": a '/' in the password ended the authority early, at what reads as
+         * a port that is no number; the password runs to the last '@' before a query */
+        const char *colon = memchr(start, ':', (size_t)(end - start));
+        if (colon != NULL && strspn(colon + 1, "0123456789") != (size_t)(end - colon - 1)) {
+            const char *stop = end + strcspn(end, "?#");
+            for (const char *p = end; p < stop; p++) {
+                at = *p == '@' ? p : at;
+            }
+        }
+    }
     if (at == NULL) {
         snprintf(out, cap, "%s", url);
         return;

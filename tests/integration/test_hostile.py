@@ -543,6 +543,13 @@ class SourceAddressTest(HostileTestCase):
         self.assertNotIn(b"hunter2-in-url", pb.body)
         self.assertIn("user:***@10.1.1.1", " ".join(pb.results["errors"]))
         self.assertNotIn("hunter2-in-url", self.dead_entry("hostile-userinfo")["error"])
+        # a '/' left unencoded in the password ends the URL's host early: hidden all the same
+        self.push_job(self.job("userinfo-slash", "http://user:hun/ter2-in-url@10.1.1.1/ok.jpg"))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-userinfo-slash")
+        self.assertTrue(pb.results.get("errors"), pb.body[:500])
+        self.assertNotIn(b"ter2-in-url", pb.body)
+        self.assertNotIn("ter2-in-url", self.dead_entry("hostile-userinfo-slash")["error"])
+        self.assertNotIn("ter2-in-url", self.worker.log_path.read_text(errors="replace"))
 
     def test_function_src_error_redacted_quoted_once_with_reason(self):
         """A composite's src that fails: its password shows as ***, the URL appears once, and the

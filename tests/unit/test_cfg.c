@@ -300,6 +300,19 @@ static void test_print_hides_secrets(void)
     CHECK_STR(out, "redis://***@h:1/0");
     cfg_redact_url("redis://h:1/0", out, sizeof out);
     CHECK_STR(out, "redis://h:1/0");
+    /* a '/' left unencoded in the password: the password is hidden all the same */
+    cfg_redact_url("http://user:pa/ss@10.1.1.1/x?a@b", out, sizeof out);
+    CHECK_STR(out, "http://user:***@10.1.1.1/x?a@b");
+    cfg_redact_url("http://:a/b/c@h/", out, sizeof out);
+    CHECK_STR(out, "http://:***@h/");
+    /* while an '@' in a path is a path's */
+    static const char *const kept[] = {"https://cdn.example/@user/a.png",
+                                       "https://cdn.example:8443/@user/a.png", "http://[::1]:80/@x",
+                                       "http://h/a?u=x:y@z", "http://h:"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        cfg_redact_url(kept[i], out, sizeof out);
+        CHECK_STR(out, kept[i]);
+    }
 }
 
 /* The settings of the network and job guards. */
