@@ -499,15 +499,19 @@ static int set_string(struct cfg *c, const struct cfg_entry *en, const char *val
     if (n >= (size_t)cap) {
         return err_set(e, "%s: value longer than %ld bytes", en->var, cap - 1);
     }
+    char shown[CFG_STR_MAX + 8] = ""; /* a URL as errors show it: a password in it as *** */
+    if (en->type == T_URL) {
+        cfg_redact_url(value, shown, sizeof shown);
+    }
     if (en->type == T_URL && n > 0 && !valid_http_url(value)) {
-        return err_set(e, "%s: '%s' is not an http:// or https:// URL with a host", en->var, value);
+        return err_set(e, "%s: '%s' is not an http:// or https:// URL with a host", en->var, shown);
     }
     const char *path = en->type == T_URL && n > 0 ? strchr(strstr(value, "//") + 2, '/') : NULL;
     if (path != NULL && strcmp(path, "/") != 0) { /* s3.c addresses buckets at the root */
         return err_set(e,
                        "%s: '%s' has a path; buckets are addressed at the endpoint's root (a "
                        "store under a path prefix is not supported)",
-                       en->var, value);
+                       en->var, shown);
     }
     if (check_list(en, value, e) < 0) {
         return -1;
