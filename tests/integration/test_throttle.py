@@ -992,6 +992,14 @@ class RegionTest(ThrottleCase):
         heads = self.s3.records(method="HEAD", bucket="optin-bucket")
         self.assertEqual([(r.key, r.status, r.region) for r in heads], [("", 400, "us-east-1")])
 
+    def test_301_without_region_header(self):
+        # a 301 PermanentRedirect whose x-amz-bucket-region is missing (a proxy that drops it)
+        # names no region the worker reads: a HEAD of the bucket does, and the PUT follows it
+        self.s3.set_region("eu-bucket", "eu-west-1", region_header=False)
+        self.check_region("eu-bucket", 301)
+        heads = self.s3.records(method="HEAD", bucket="eu-bucket")
+        self.assertEqual([(r.key, r.status, r.region) for r in heads], [("", 301, "us-east-1")])
+
     def test_s3_source_in_an_opt_in_region(self):
         self.s3.set_region("optin-bucket", "af-south-1", style="opt-in", region_header=False)
         self.assertEqual(self.s3.put_object("optin-bucket", "in/a.png", self.png), 200)
@@ -2701,6 +2709,15 @@ class RetryTest(ThrottleCase):
         self.assertEqual([r.status for r in self.puts("flaky-bucket")], [503, 503, 200])
         state = self.limiter("flaky-bucket")
         self.assertEqual(int(state["throttle_signals"]), 2)
+        self.assertEqual(int(state["decreases"]), 1)
+
+    def test_429_slows_the_bucket(self):
+        # 429 (an S3-compatible store's throttling answer) is a throttling answer as SlowDown
+        # is: retried, counted, and the bucket's rate decreased for the whole fleet
+        self.s3.fail("flaky-bucket", 429, "TooManyRequests", count=1)
+        self.retried("tmr-1", "flaky-bucket", [(429, "TooManyRequests"), (200, None)])
+        state = self.limiter("flaky-bucket")
+        self.assertEqual(int(state["throttle_signals"]), 1)
         self.assertEqual(int(state["decreases"]), 1)
 
     def test_one_slowdown_slows_the_bucket(self):
