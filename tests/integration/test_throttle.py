@@ -2517,6 +2517,22 @@ class RetryTest(ThrottleCase):
         self.retried("reset-1", "flaky-bucket", [(0, "reset"), (0, "reset"), (200, None)])
         self.assertEqual(int(self.limiter("flaky-bucket").get("throttle_signals", 0)), 0)
 
+    def test_put_timed_out_is_retried(self):
+        # a PUT whose answer does not come within PIXQ_S3_TIMEOUT_MS (1 s here; held 30 s) is
+        # retried as a reset is, the output uploaded, not failed at once nor lost
+        self.s3.stall("flaky-bucket", 30.0, methods=("PUT",), count=1)
+        worker = self.start_worker(PIXQ_S3_TIMEOUT_MS=1000, PIXQ_S3_RETRY_BASE_MS=1)
+        self.push_jobs([self.job("to-1", "flaky-bucket")])
+        pb = self.postbacks_for(["to-1"])["to-1"]
+        self.assert_complete(pb, "to-1", "flaky-bucket", 1)
+        self.assertEqual(self.s3.stalled(), 1)
+        retries = worker.log_events("upload_retry")
+        self.assertEqual([(e["attempt"], e["status"]) for e in retries], [("1", "0")])
+        self.assertRegex(retries[0]["error"], r"(?i)time")
+        self.assertEqual(worker.log_events("upload_failed"), [])
+        self.assert_downloaded_once(["to-1"])
+        self.assert_no_leftovers(["to-1"])
+
     def test_request_timeout_and_5xx(self):
         self.s3.request_timeout("flaky-bucket", 1)
         self.s3.fail("flaky-bucket", 500, "InternalError", count=1)
