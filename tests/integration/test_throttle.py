@@ -1213,6 +1213,13 @@ class FinalErrorTest(ThrottleCase):
         self.assertNotIn("temporarily unavailable", error)
         self.assertEqual(len(self.puts("deny-bucket")), 1)  # no retry
 
+    def test_other_4xx_is_final(self):
+        # a 400 that is not RequestTimeout nor a wrong region: the same request fails again
+        self.assert_final("inv-1", "deny-bucket", 400, "InvalidArgument")
+
+    def test_http_version_not_supported_is_final(self):
+        self.assert_final("v505-1", "noimpl-bucket", 505, "HttpVersionNotSupported")
+
     def test_not_implemented_is_final(self):
         # a 5xx that every attempt would meet again (an S3-compatible store without a feature)
         self.assert_final("noimpl-1", "noimpl-bucket", 501, "NotImplemented")
