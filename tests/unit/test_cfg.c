@@ -663,6 +663,11 @@ static void test_value_edges(void)
     CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/s burst=2", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "10/s,burst=2x", &e), -1);
     CHECK(c.s3_rate == 10.0 && c.s3_burst == 7); /* refused values leave both alone */
+    /* wait_for_s3 checks at least 100 ms apart (README's S3 section): no tighter HEAD loop */
+    CHECK_INT(cfg_set(&c, "PIXQ_WAIT_FOR_S3_INTERVAL_MS", "99", &e), -1);
+    CHECK(strstr(e.msg, "PIXQ_WAIT_FOR_S3_INTERVAL_MS") != NULL);
+    CHECK_INT(cfg_set(&c, "PIXQ_WAIT_FOR_S3_INTERVAL_MS", "100", &e), 0);
+    CHECK_INT(c.wait_for_s3_interval_ms, 100);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://minio\x7f:9000", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://minio:9000/\x7f", &e), -1);
 
