@@ -1000,6 +1000,41 @@ class RegionTest(ThrottleCase):
         heads = self.s3.records(method="HEAD", bucket="eu-bucket")
         self.assertEqual([(r.key, r.status, r.region) for r in heads], [("", 301, "us-east-1")])
 
+    def test_wait_for_s3_heads_the_bucket_s_region(self):
+        # wait_for_s3 after a PUT that followed a 301 to eu-west-1, then after one that went
+        # there at once (the region remembered in the limiter hash): each object's HEAD is
+        # signed for eu-west-1 and answers 200 at once; signed for us-east-1 it would meet the
+        # 301 at every check, and the job would wait PIXQ_WAIT_FOR_S3_MAX_MS for nothing
+        self.s3.set_region("eu-bucket", "eu-west-1")
+        worker = self.start_worker()
+        for job_id in ("euw-1", "euw-2"):
+            self.push_jobs([self.job(job_id, "eu-bucket", wait_for_s3=True)])
+            self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "eu-bucket", 1)
+        self.assertEqual([(r.status, r.region) for r in self.puts("eu-bucket")],
+                         [(301, "us-east-1"), (200, "eu-west-1"), (200, "eu-west-1")])
+        heads = self.s3.records(method="HEAD", bucket="eu-bucket")
+        self.assertEqual([(r.key, r.status, r.region) for r in heads],
+                         [("euw-1/0.png", 200, "eu-west-1"), ("euw-2/0.png", 200, "eu-west-1")])
+        self.assertEqual([(e["level"], e["unreadable"]) for e in worker.log_events("wait_for_s3")],
+                         [("info", "0"), ("info", "0")])
+
+    def test_wait_for_s3_heads_a_parked_output_in_the_bucket_s_region(self):
+        # the same for an output parked for its slot, whose task met the 301 when it was sent:
+        # the object recorded with the job (upload_done.lua) keeps the region S3 named
+        self.s3.set_region("eu-bucket", "eu-west-1")
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        RerunParkedTest.hold_bucket(self, "eu-bucket", 1)
+        self.push_jobs([self.job("euw-p", "eu-bucket", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for(["euw-p"])["euw-p"], "euw-p", "eu-bucket", 1)
+        self.assertEqual(len(worker.log_events("job_parked")), 1)
+        self.assertEqual([(r.status, r.region) for r in self.puts("eu-bucket")],
+                         [(301, "us-east-1"), (200, "eu-west-1")])
+        heads = self.s3.records(method="HEAD", bucket="eu-bucket")
+        self.assertEqual([(r.status, r.region) for r in heads], [(200, "eu-west-1")])
+        self.assertEqual([(e["level"], e["unreadable"]) for e in worker.log_events("wait_for_s3")],
+                         [("info", "0")])
+
     def test_s3_source_in_an_opt_in_region(self):
         self.s3.set_region("optin-bucket", "af-south-1", style="opt-in", region_header=False)
         self.assertEqual(self.s3.put_object("optin-bucket", "in/a.png", self.png), 200)
