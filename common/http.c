@@ -318,6 +318,12 @@ static void set_options(CURL *c, const struct http_request *req, struct curl_sli
     if (req->fresh_connect) {
         curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
     }
+    if (req->max_conn_idle_ms > 0) {
+        /* libcurl keeps a connection while its idle whole seconds are at most MAXAGE_CONN: one
+         * second less, so that none idle max_conn_idle_ms or more is reused */
+        long s = req->max_conn_idle_ms / 1000 - 1;
+        curl_easy_setopt(c, CURLOPT_MAXAGE_CONN, s > 0 ? s : 0L);
+    }
     if (req->path_as_is) {
         curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
     }

@@ -37,6 +37,9 @@ struct http_request {
     size_t max_body;              /* most response-body bytes accepted */
     int max_redirects;            /* 0: do not follow redirects */
     bool fresh_connect;           /* open a new connection instead of reusing a cached one */
+    long max_conn_idle_ms;        /* > 0: a cached connection idle this long or more is not
+                                   * reused (libcurl counts whole seconds: from this rounded
+                                   * down to one, sooner); 0: libcurl's default (118 s) */
     const struct netguard *guard; /* NULL: any address (S3 at the configured endpoint); else
                                    * the URL and every address connected to must pass it */
     long low_speed_bytes_per_s;   /* with low_speed_time_s: a slower transfer fails; 0: off */

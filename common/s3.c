@@ -402,6 +402,8 @@ static int request_once(struct http *h, const struct s3_config *c, const struct 
             .timeout_ms = c->timeout_ms,
             .max_body = call->max_body,
             .fresh_connect = stale_connection(c),
+            .max_conn_idle_ms = c->max_idle_ms, /* each connection's own idle time: with
+                                                 * virtual-host addressing, a host per bucket */
             .path_as_is = true,
             .expect_continue_ms = asks_first(c, call),
         };

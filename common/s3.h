@@ -26,9 +26,10 @@ struct s3_config {
                              * three above */
     long connect_timeout_ms;
     long timeout_ms;
-    long max_idle_ms;        /* after this long without an S3 request, the next one does not
-                                reuse a cached connection (S3 drops idle ones at about 20 s); 0:
-                                always reuse */
+    long max_idle_ms;        /* a cached connection idle this long is not reused (S3 drops
+                                idle ones at about 20 s): after this long without an S3 request
+                                none is, and each connection is held to it too (a host per
+                                bucket with virtual-host addressing); 0: always reuse */
     long *last_used_ms;      /* monotonic ms of the last request through this config, or NULL */
     long retry_after_max_ms; /* a 429's or 503's Retry-After is read up to this; 0: not read */
     size_t expect_continue_bytes; /* a PUT of this many bytes or more asks "Expect: 100-continue"

@@ -1,12 +1,19 @@
-/* test_s3: bucket names and the URL each object is addressed at (common/s3.c). */
+/* test_s3: bucket names, the URL each object is addressed at, and S3 connections' reuse
+ * (common/s3.c). */
+#include <curl/curl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "check.h"
 #include "err.h"
+#include "http.h"
+#include "loopback.h"
 #include "s3.h"
 
 static void test_bucket_names(void)
@@ -226,8 +233,125 @@ static void test_error_message_edges(void)
     CHECK_STR(out, "a b c");
 }
 
+/* A keep-alive server on a loopback port: each connection it accepts is counted (a byte to the
+ * pipe `conns`) and served by a process of its own, a 200 to every request, until it closes. */
+struct keepalive {
+    pid_t pid;
+    int port;
+    int conns;
+};
+
+static void keepalive_conn(int c)
+{
+    char req[8192];
+    size_t got = 0;
+    ssize_t r;
+    while ((r = read(c, req + got, sizeof req - 1 - got)) > 0) {
+        got += (size_t)r;
+        req[got] = '\0';
+        char *end;
+        while ((end = strstr(req, "\r\n\r\n")) != NULL) { /* HEADs: no body */
+            static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+            if (write(c, ok, sizeof ok - 1) < 0) {
+                _exit(0);
+            }
+            got -= (size_t)(end + 4 - req);
+            memmove(req, end + 4, got + 1);
+        }
+        if (got == sizeof req - 1) {
+            _exit(0);
+        }
+    }
+    _exit(0);
+}
+
+static void keepalive_start(struct keepalive *k)
+{
+    int p[2], fd = loopback_listen(&k->port);
+    CHECK(fd >= 0 && pipe(p) == 0);
+    k->pid = fork();
+    if (k->pid == 0) {
+        setpgid(0, 0);
+        close(p[0]);
+        for (;;) {
+            int c = accept(fd, NULL, NULL);
+            if (c < 0 || write(p[1], "c", 1) < 0) {
+                _exit(0);
+            }
+            if (fork() == 0) {
+                keepalive_conn(c);
+            }
+            close(c);
+        }
+    }
+    setpgid(k->pid, k->pid);
+    close(p[1]);
+    close(fd);
+    k->conns = p[0];
+}
+
+/* Stops the server and its connections' processes; how many connections it accepted. */
+static int keepalive_finish(struct keepalive *k)
+{
+    kill(-k->pid, SIGKILL);
+    waitpid(k->pid, NULL, 0);
+    char seen[64];
+    ssize_t n = read(k->conns, seen, sizeof seen);
+    close(k->conns);
+    return n > 0 ? (int)n : 0;
+}
+
+static int head(struct http *h, const struct keepalive *k, long *last_used)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", k->port);
+    const struct s3_config c = {.endpoint = endpoint,
+                                .path_style = true,
+                                .region = "us-east-1",
+                                .access_key = "AKIDTEST",
+                                .secret_key = "secret",
+                                .connect_timeout_ms = 5000,
+                                .timeout_ms = 5000,
+                                .max_idle_ms = 1000,
+                                .last_used_ms = last_used};
+    const struct s3_object o = {"pixq-test", NULL, "k"};
+    struct s3_reply r;
+    struct err e = {{0}};
+    int rc = s3_head(h, &c, &o, time(NULL), &r, &e);
+    if (rc != 0) {
+        fprintf(stderr, "HEAD: %s\n", e.msg);
+    }
+    return rc;
+}
+
+/* PIXQ_S3_IDLE_MS holds for each connection: one to host A idle 1.6 s, while host B's took a
+ * request every 0.2 s, is not reused past a limit of 1 s (with virtual-host addressing each
+ * bucket is a host of its own). One idle 0.2 s is. */
+static void test_idle_connection_per_host(void)
+{
+    struct keepalive a, b;
+    keepalive_start(&a);
+    keepalive_start(&b);
+    struct err e = {{0}};
+    struct http *h = http_create(&e);
+    CHECK(h != NULL);
+    long last_used = 0; /* one for the process's S3 requests, as the worker's */
+    CHECK_INT(head(h, &a, &last_used), 0);
+    for (int i = 0; i < 8; i++) {
+        struct timespec pause = {0, 200 * 1000000L};
+        nanosleep(&pause, NULL);
+        CHECK_INT(head(h, &b, &last_used), 0);
+    }
+    CHECK_INT(head(h, &a, &last_used), 0); /* idle 1.6 s: a new connection */
+    CHECK_INT(head(h, &a, &last_used), 0); /* idle a moment: that one again */
+    http_destroy(h);
+    CHECK_INT(keepalive_finish(&a), 2);
+    CHECK_INT(keepalive_finish(&b), 1);
+}
+
 int main(void)
 {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     test_bucket_names();
     test_addressing();
     test_wrong_region();
@@ -235,5 +359,6 @@ int main(void)
     test_answers();
     test_name_edges();
     test_error_message_edges();
+    test_idle_connection_per_host();
     return check_summary("s3");
 }
