@@ -953,6 +953,40 @@ class RegionTest(ThrottleCase):
                          [("GET", 400, "us-east-1"), ("HEAD", 400, "us-east-1")]
                          + [("GET", 200, "af-south-1")] * 3)
 
+    def test_s3_source_regions_kept_for_the_last_32_buckets(self):
+        # README: the worker keeps the region a source's GET learned for its last 32 such
+        # buckets. Sources from 33 buckets in eu-west-1, then from the second again (kept: no
+        # 301), then from the first again (the oldest, its place taken by the 33rd: a 301)
+        buckets = ["src-b%02d" % i for i in range(33)]
+        for bucket in buckets:
+            self.s3.set_region(bucket, "eu-west-1")
+            self.assertEqual(self.s3.put_object(bucket, "in/a.png", self.png), 200)
+        self.start_workers(1)
+
+        def run(job_ids, bucket_of):
+            jobs = []
+            for job_id in job_ids:
+                job = self.job(job_id, "pixq-test")
+                job["src"] = {"name": "s3", "bucket": bucket_of[job_id], "key": "in/a.png"}
+                jobs.append(job)
+            self.push_jobs(jobs)
+            pbs = self.postbacks_for(job_ids)
+            for job_id in job_ids:
+                self.assert_complete(pbs[job_id], job_id, "pixq-test", 1)
+
+        first = {"r32-%02d" % i: b for i, b in enumerate(buckets)}
+        run(sorted(first), first)
+        run(["r32-again-1"], {"r32-again-1": buckets[1]})
+        run(["r32-again-0"], {"r32-again-0": buckets[0]})
+
+        def gets(bucket):
+            return [(r.status, r.region) for r in self.s3.records(method="GET", bucket=bucket)]
+
+        self.assertEqual(gets(buckets[1]), [(301, "us-east-1"), (200, "eu-west-1")]
+                         + [(200, "eu-west-1")])
+        self.assertEqual(gets(buckets[0]), [(301, "us-east-1"), (200, "eu-west-1")] * 2)
+        self.assertEqual(gets(buckets[32]), [(301, "us-east-1"), (200, "eu-west-1")])
+
     def test_s3_sources_location_wins_over_the_remembered_region(self):
         """The region a source's GET learned is for the sources that name none: one whose
         bucket names its location is signed for that location (here a wrong one, which S3's
