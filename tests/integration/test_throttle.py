@@ -2060,6 +2060,24 @@ class ExpectContinueTest(ThrottleCase):
         self.assertGreater(puts[1].size, 0)
         self.assertEqual(len(worker.log_events("upload_retry")), 1)
 
+    def test_threshold_is_inclusive(self):
+        """README: an output of PIXQ_S3_EXPECT_CONTINUE_BYTES "or more" asks first: one of
+        exactly that many bytes asks, one a byte short does not."""
+
+        def put(job_id, threshold):
+            worker = self.start_worker(PIXQ_S3_EXPECT_CONTINUE_BYTES=str(threshold))
+            self.push_jobs([self.job(job_id, "pixq-test")])
+            self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "pixq-test", 1)
+            self.kill_worker(worker, signal.SIGTERM)
+            puts = self.s3.records(method="PUT", key="%s/0.png" % job_id)
+            self.assertEqual(len(puts), 1, puts)
+            return puts[0]
+
+        size = put("ecb-0", 0).size  # 0: never asks; the same output as the two below
+        self.assertGreater(size, 0)
+        self.assertTrue(put("ecb-1", size).expect, size)
+        self.assertFalse(put("ecb-2", size + 1).expect, size)
+
     def test_store_that_never_answers_continue(self):
         """A store that never answers "100 Continue": the body goes after
         PIXQ_S3_EXPECT_CONTINUE_MS, but never later than half of PIXQ_S3_TIMEOUT_MS (a wait of
