@@ -124,7 +124,9 @@ static int open_listener(const char *addr, bool *lasting, struct err *e)
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
         *lasting = gai_lasting(rc);
-        return err_set(e, "metrics address '%.300s': %s", addr, gai_strerror(rc));
+        /* the same words as a bind() refused: what an operator reads (and README quotes) for
+         * any address the worker cannot listen on, a name that does not resolve included */
+        return err_set(e, "cannot listen on %.300s for metrics: %s", addr, gai_strerror(rc));
     }
     int fd = -1, saved = 0;
     for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {

@@ -472,7 +472,10 @@ class EnvExampleTest(unittest.TestCase):
         held.bind(("127.0.0.1", 0))
         held.listen(1)
         in_use = "127.0.0.1:%d" % held.getsockname()[1]
+        # a name that does not resolve (an empty label: glibc refuses it without asking a name
+        # server) is one too, in the same words: it used to say "metrics address '...': ..."
         cases = [("192.0.2.1:9464", 2, "Cannot assign requested address"),
+                 ("a..b:9464", 2, "Name or service not known"),
                  (in_use, 1, "Address already in use")]
         for addr, status, reason in cases:
             for args in ((), ("--processes", "2")):

@@ -278,7 +278,7 @@ static void test_create_refuses(void)
     check_refused(":9464", &ok, true, "is not HOST:PORT");
     check_refused("[]:9464", &ok, true, "is not HOST:PORT");
     /* a bracket only opened is part of the name, which does not resolve: not 127.0.0.1 */
-    check_refused("[127.0.0.11:0", &ok, true, "metrics address '[127.0.0.11:0': ");
+    check_refused("[127.0.0.11:0", &ok, true, "cannot listen on [127.0.0.11:0 for metrics: ");
     char long_host[300]; /* a host of 256 characters does not fit the 255 of a name */
     memset(long_host, 'a', 256);
     snprintf(long_host + 256, sizeof long_host - 256, ":9464");
