@@ -421,10 +421,10 @@ int main(int argc, char **argv)
         return 0;
     }
     setup_logging(&cfg);
-    cfg_unknown_env(environ, warn_unknown, NULL);
     if (cfg.processes > 1) {
-        log_set_pid((long)getpid()); /* several processes share stderr */
+        log_set_pid((long)getpid()); /* several processes share stderr: from the first line */
     }
+    cfg_unknown_env(environ, warn_unknown, NULL);
     cfg_each(&cfg, log_setting, NULL);
     if (check_credentials(&cfg) < 0) {
         return 2;

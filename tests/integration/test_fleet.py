@@ -570,6 +570,24 @@ class SupervisorTest(FleetCase):
         ends = [e for e in prog.log_events("child_exit") if e.get("restart_in_ms") == "-1"]
         self.assertEqual([e.get("status") for e in ends], ["0", "0"], ends)
 
+    def test_every_line_carries_the_pid_of_its_process(self):
+        """README (Worker processes): with N > 1 every log line carries the pid of the process
+        that wrote it, the supervisor's or a worker's, from the first: the unknown_setting
+        warning, logged before the others, used to carry none."""
+        prog = self.start_fleet(PIXQ_NO_SUCH_SETTING="1")
+        ids = ["pid-%d" % i for i in range(4)]
+        for job_id in ids:
+            self.push_job(self.job(job_id))
+        self.wait_results(ids)
+        pids = self.child_pids(prog)
+        self.assertEqual(self.kill_worker(prog, signal.SIGTERM), 0)
+        events = prog.log_events()
+        self.assertEqual([e["name"] for e in events if e["event"] == "unknown_setting"],
+                         ["PIXQ_NO_SUCH_SETTING"])
+        for e in events:
+            self.assertIn(int(e.get("pid", "0")), pids | {prog.pid}, e)
+        self.assertEqual({int(e["pid"]) for e in events}, pids | {prog.pid})
+
     def test_supervisor_killed_leaves_no_child(self):
         prog = self.start_fleet()
         pids = self.child_pids(prog)
