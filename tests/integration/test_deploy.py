@@ -118,8 +118,8 @@ def print_config(env=None, config=None):
     return run(argv, env=full)
 
 
-def service_settings(text):
-    """[(key, value)] of a unit's [Service] section, in order."""
+def service_settings(text, section_name="[Service]"):
+    """[(key, value)] of a unit's [Service] section (or another), in order."""
     items, section = [], None
     for line in text.splitlines():
         line = line.strip()
@@ -127,7 +127,7 @@ def service_settings(text):
             continue
         if line.startswith("["):
             section = line
-        elif section == "[Service]":
+        elif section == section_name:
             key, _, value = line.partition("=")
             items.append((key.strip(), value.strip()))
     return items
@@ -191,6 +191,17 @@ class UnitTest(unittest.TestCase):
         m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
         self.assertIsNotNone(m, "systemd-analyze security said:\n%s%s" % (r.stdout, r.stderr))
         return float(m.group(1)), r.stdout
+
+    def test_start_limit(self):
+        """README (Metrics): a worker that exits 1 (a metrics port still held, a name server
+        that does not answer) is restarted by systemd at most 5 starts in 60 s, then the unit
+        fails: the [Unit] section's StartLimitBurst= and StartLimitIntervalSec= say so."""
+        values = dict(service_settings(self.text, "[Unit]"))
+        self.assertEqual((values.get("StartLimitBurst"), values.get("StartLimitIntervalSec")),
+                         ("5", "60"))
+        readme = (REPO / "README.md").read_text()
+        self.assertIn("restarted by systemd (at most 5 starts in 60 s; then the unit fails)",
+                      " ".join(readme.split()))
 
     def test_settings(self):
         settings = service_settings(self.text)
