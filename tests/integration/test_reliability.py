@@ -1781,6 +1781,33 @@ class StaleConnectionTest(ReliabilityCase):
         self.assert_success("in-hand")
         self.assert_success("stray")
 
+    def test_connection_closed_while_idle_is_replaced_and_says_why(self):
+        """README (Never losing a job): a connection Redis closed while it was left unused (here
+        CLIENT KILL during the job's download; an idle `timeout` of Redis's or a proxy's alike)
+        is replaced before the next command goes on it, logged `redis_reconnect
+        reason=closed_while_idle`, and no command of the job's path fails on it."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        a = self.start_worker()
+        wid = self.worker_id(a)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "A to register")
+        self.push_jobs([self.tiny_job("killed-idle", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        killed = self.redis.execute("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        self.assertGreaterEqual(killed, 1)
+        time.sleep(0.5)  # unused for longer than the idle check's 250 ms
+        self.src.release()
+        self.wait_for_postback(timeout=20, job_id="killed-idle")
+        self.wait_until(lambda: self.results("killed-idle"), 10, "the result")
+        reasons = [e["reason"] for e in a.log_events("redis_reconnect")]
+        self.assertIn("closed_while_idle", reasons)
+        self.assertEqual(set(reasons), {"closed_while_idle"}, reasons)
+        lease_steps = ("heartbeat", "expired", "reap", "stats")  # the lease thread's own
+        self.assertFalse([e for e in a.log_events("redis_error")
+                          if e.get("step") not in lease_steps])  # none of the job's path failed
+        self.assert_success("killed-idle")
+        self.assert_queue_drained()
+
 
     def test_bytes_nobody_asked_for_replace_the_connection(self):
         """Bytes wait on a connection left unused that no command asked for (an answer to a
