@@ -1386,6 +1386,67 @@ class ForeignKeyTest(ThrottleCase):
         # the job hash's run counts nothing; the result's job stored no result
         self.assertEqual(self.redis.hgetall(self.key("stats")).get("succeeded"), "4")
 
+    def test_queue_key_of_another_type_holds_the_job_until_removed(self):
+        """README (Never losing a job): a key of the whole queue's holding another type (here
+        pixq:{Q}:stats, a string) stops the queue's jobs and is retried as a Redis refusal: the
+        job is neither failed nor dead-lettered nor dropped, and no job_key_foreign is logged
+        (the key is no job's). Once the key is removed, the job completes, posted back once."""
+        worker = self.start_worker(PIXQ_SETTLE_ATTEMPTS=3)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        stats = self.key("stats")
+        self.redis.delete(stats)
+        self.redis.set(stats, "theirs")
+        self.push_jobs([self.job("fk-stats", "pixq-test")])
+        try:
+            self.wait_until(lambda: [e for e in worker.log_events("redis_error")
+                                     if "WRONGTYPE" in e.get("error", "")], 20,
+                            "a refusal of the queue's key")
+            self.wait_until(lambda: len([e for e in worker.log_events("redis_error")
+                                         if "WRONGTYPE" in e.get("error", "")]) >= 3, 20,
+                            "the refusal to be tried again")
+            self.assertEqual(worker.log_events("job_key_foreign"), [])
+            self.assertEqual(self.redis.llen(self.key("dead")), 0)
+            self.assertEqual(self.redis.type(stats), "string")  # left as it was
+            held = self.redis.lrange(self.key("jobs")) + [
+                p for k in self.redis.keys(self.key("active:*")) for p in self.redis.lrange(k)]
+            self.assertTrue([p for p in held if "fk-stats" in p], held)  # not dropped
+            self.assertEqual(self.redis.execute("EXISTS", self.key("result:fk-stats")), 0)
+        finally:
+            self.redis.delete(stats)
+        self.assert_complete(self.postbacks_for(["fk-stats"])["fk-stats"], "fk-stats",
+                             "pixq-test", 1)
+        self.wait_until(lambda: self.redis.hgetall(stats).get("succeeded") == "1", 20,
+                        "the job to be counted")
+        self.assert_queue_drained()
+        time.sleep(0.5)
+        self.assertEqual(len([p for p in self.postbacks.postbacks if p.job_id == "fk-stats"]), 1)
+        self.assertEqual(worker.log_events("job_key_foreign"), [])
+
+    def test_dead_list_of_another_type_keeps_the_dead_letter_until_removed(self):
+        """The same for pixq:{Q}:dead (a hash here) and a job that fails: before, finish.lua took
+        the payload off the active list and stored its result before its LPUSH onto `dead`
+        failed, and the next try found the job gone: its dead letter was lost."""
+        worker = self.start_worker(PIXQ_SETTLE_ATTEMPTS=3)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        dead = self.key("dead")
+        self.redis.execute("HSET", dead, "theirs", 1)
+        job = self.job("fk-dead", "pixq-test")
+        job["src"] = self.src.url("/missing.png")  # 404: fails for good
+        self.push_jobs([job])
+        try:
+            self.wait_until(lambda: len([e for e in worker.log_events("redis_error")
+                                         if "WRONGTYPE" in e.get("error", "")]) >= 3, 20,
+                            "the refusal to be tried again")
+            held = [p for k in self.redis.keys(self.key("active:*")) for p in self.redis.lrange(k)]
+            self.assertTrue([p for p in held if "fk-dead" in p], held)  # not dropped
+            self.assertEqual(self.redis.type(dead), "hash")  # left as it was
+        finally:
+            self.redis.delete(dead)
+        self.wait_until(lambda: self.redis.llen(dead) == 1, 20, "the dead letter")
+        self.assertEqual(json.loads(self.redis.lindex(dead, 0))["job_id"], "fk-dead")
+        self.assert_queue_drained()
+        self.assertEqual(worker.log_events("job_key_foreign"), [])
+
     def test_job_hash_of_another_type_fails_the_waiting_outputs(self):
         port = harness.reserved_port(self)
         worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0,
