@@ -69,22 +69,11 @@
 -- and its worker tried it again for ever, taking no other job. Then the answer is always
 -- {settled, the next payload or nil, the parked flag or nil, "KEY=TYPE ..." the keys left alone}.
 
--- The queue's own keys (all but KEYS[2] and KEYS[7]) are looked at before anything is written:
--- one that holds another type than pixq's stops the call with a WRONGTYPE error, which the worker
--- retries as a Redis refusal. A script's writes before an error stay: a `dead` or `stats` of
--- another type failed the call after the payload had left the active list and its result was
--- stored, and the job was settled without its dead letter or its count.
-local QUEUE_KEY_TYPES = {[1] = 'list', [3] = 'list', [4] = 'hash', [5] = 'hash', [6] = 'hash',
-    [8] = 'list', [9] = 'zset', [10] = 'hash'}
-for i = 1, 10 do
-    local want = QUEUE_KEY_TYPES[i]
-    if want and KEYS[i] then
-        local t = redis.call('TYPE', KEYS[i])['ok']
-        if t ~= 'none' and t ~= want then
-            return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t ..
-                ', not a ' .. want .. ': a key of the queue of another type than pixq\'s')
-        end
-    end
+-- include: lib/queue_types.lua
+local refused = queue_key_of_another_type({[1] = 'list', [3] = 'list', [4] = 'hash',
+    [5] = 'hash', [6] = 'hash', [8] = 'list', [9] = 'zset', [10] = 'hash'})
+if refused then
+    return refused
 end
 
 local want_next = ARGV[9] == 'next'

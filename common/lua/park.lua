@@ -39,6 +39,12 @@ local kind = redis.call('TYPE', KEYS[2])['ok']
 if kind ~= 'hash' and kind ~= 'none' then
     return {-2, KEYS[2] .. '=' .. kind}
 end
+-- include: lib/queue_types.lua
+local refused = queue_key_of_another_type({[1] = 'list', [3] = 'zset', [4] = 'hash',
+    [5] = 'hash', [6] = 'hash'})
+if refused then
+    return refused
+end
 local forgotten_ok = ARGV[5] == 'forgotten'
 local forgotten = 0
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then

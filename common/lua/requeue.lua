@@ -24,6 +24,13 @@
 -- list (the job was taken from this worker: nothing is written). With ARGV[6], {that, 1 if it was
 -- scheduled although Redis had lost the job, else 0}.
 
+-- include: lib/queue_types.lua
+local refused = queue_key_of_another_type({[1] = 'list', [2] = 'zset', [3] = 'hash',
+    [4] = 'hash'})
+if refused then
+    return refused
+end
+
 local forgotten_ok = ARGV[6] == 'forgotten'
 local forgotten = 0
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then

@@ -692,6 +692,21 @@ class RequeueTest(LuaTestCase):
         self.requeue("w1", "job-a", "job-a-attempt-2", 1000)
         self.assertEqual(self.r.hgetall(RECOV), {ReapTest.sha1("other"): "2"})
 
+    def test_queue_key_of_another_type_writes_nothing(self):
+        """`delayed` or `stats` of another type (set by hand): WRONGTYPE before any write, so the
+        payload stays on the active list for the worker's retry. Before, LREM ran and ZADD
+        failed: the job had left the active list and was never scheduled (lost)."""
+        for k in (DELAYED, STATS):
+            with self.subTest(key=k):
+                self.r.execute("FLUSHALL")
+                self.r.lpush(active("w1"), "job-a")
+                self.r.execute("SET", k, "theirs")
+                with self.assertRaises(harness.RespError) as refused:
+                    self.requeue("w1", "job-a", "job-a-2", 1000)
+                self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
+                self.assertRegex(str(refused.exception), "^WRONGTYPE .*" + re.escape(k))
+                self.assertEqual(self.r.get(k), "theirs")
+
     def test_lost_writes_nothing(self):
         self.r.lpush(active("w1"), "someone-else")
         self.assertEqual(self.requeue("w1", "job-a", "job-a-2", 1000), -1)
@@ -1681,6 +1696,22 @@ class ParkTest(LuaTestCase):
         self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
         self.assertEqual(self.r.exists(RECOV, DELAYED, PARKED, STATS, key("blob:j1:0")), 1)
         self.assertEqual(self.r.get(key("job:j1")), "theirs")
+
+    def test_queue_key_of_another_type_refused_before_any_write(self):
+        """`delayed`, `stats` or `parked` of another type (set by hand): WRONGTYPE before any
+        write, the payload still on the active list for the worker's retry. Before, LREM ran
+        and the ZADD onto `delayed` (or a later HINCRBY) failed: the job had left the active list
+        with its outputs parked nowhere (lost), or parked without its bytes counted."""
+        for k in (DELAYED, STATS, PARKED):
+            with self.subTest(key=k):
+                self.r.execute("FLUSHALL")
+                self.r.lpush(active("w1"), "job-a")
+                self.r.execute("SADD", k, "theirs")
+                with self.assertRaises(harness.RespError) as refused:
+                    self.park("w1", "job-a", [("task-0", 100, "bytes-0")])
+                self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
+                self.assertRegex(str(refused.exception), "^WRONGTYPE .*" + re.escape(k))
+                self.assertEqual(self.r.exists(key("job:j1"), key("blob:j1:0")), 0)
 
     def test_job_hash_kept_for_the_longest_delay_in_any_place(self):
         self.r.lpush(active("w1"), "job-a")
