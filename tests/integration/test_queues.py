@@ -220,6 +220,29 @@ class SettleInQueueTest(QueueCase):
         self.assertEqual(json.loads(self.redis.lindex(self.qkey("default", "dead"), 0))["job_id"],
                          "dead-d")
 
+    def test_a_postback_retry_stays_in_its_queue(self):
+        """A default job whose postback failed (retry_postback) is tried again through
+        pixq:{default}:delayed, not urgent's, and its result stays in default: README's "a job
+        settles in the queue it came from: ... postback retries all stay there"."""
+        w = self.start_worker(PIXQ_POSTBACK_RETRY_DELAYS_S="4")
+        self.postbacks.answer_with(500)
+        self.push("default", canvas_job("pbr-d", self.postbacks.url()) | {"retry_postback": True})
+        self.wait_until(lambda: w.log_events("postback_retry"), 10, "the postback retry")
+        self.wait_until(lambda: self.redis.execute("ZCARD", self.qkey("default", "delayed")) == 1,
+                        3, "the retry in pixq:{default}:delayed")
+        self.assertEqual(self.redis.execute("ZCARD", self.qkey("urgent", "delayed")), 0)
+        self.wait_until(lambda: len(self.postbacks.postbacks) == 2, scaled(15),
+                        "the postback tried again")
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks],
+                         ["pbr-d", "pbr-d"])
+        self.assertEqual(self.redis.exists(self.qkey("default", "result:pbr-d")), 1)
+        self.assertEqual(self.redis.exists(self.qkey("urgent", "result:pbr-d")), 0)
+        for q in ("urgent", "default"):
+            self.wait_until(lambda: not self.redis.keys(self.qkey(q, "active:*")), 10,
+                            "no active list left in %s" % q)
+            self.assertEqual(self.redis.llen(self.qkey(q, "jobs")), 0)
+        self.assertEqual(self.redis.execute("ZCARD", self.qkey("default", "delayed")), 0)
+
     def test_a_killed_workers_jobs_go_back_to_their_queue(self):
         env = {"PIXQ_LEASE_MS": "1000", "PIXQ_HEARTBEAT_MS": "300",
                "PIXQ_REAP_INTERVAL_MS": "200"}
