@@ -243,6 +243,27 @@ class SettleInQueueTest(QueueCase):
             self.assertEqual(self.redis.llen(self.qkey(q, "jobs")), 0)
         self.assertEqual(self.redis.execute("ZCARD", self.qkey("default", "delayed")), 0)
 
+    def test_the_lease_is_renewed_in_every_queue(self):
+        """README: the worker "registers and renews its lease in every queue it serves". Its
+        score in each pixq:{Q}:workers (the lease's deadline, Redis ms) moves on with every
+        heartbeat, the lower queue's too: else another worker's reaper there would take an
+        idle worker of both queues for dead a lease after it started."""
+        w = self.start_worker(PIXQ_LEASE_MS="1000", PIXQ_HEARTBEAT_MS="300")
+        wid = self.wait_until(lambda: w.log_events("worker_start"), 10,
+                              "the worker to start")[0]["worker"]
+
+        def deadlines():
+            return [float(self.redis.execute("ZSCORE", self.qkey(q, "workers"), wid) or 0)
+                    for q in ("urgent", "default")]
+        first = self.wait_until(lambda: all(deadlines()) and deadlines(), 10,
+                                "the worker registered in both queues")
+        self.wait_until(lambda: min(d - f for d, f in zip(deadlines(), first)) >= 1000,
+                        10, "a lease renewed a second on in both queues (%s)" % first)
+        sec, usec = self.redis.execute("TIME")
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        self.assertTrue(all(d > now_ms for d in deadlines()), (deadlines(), now_ms))
+        self.assertEqual(w.log_events("lease_lost") + w.log_events("worker_reregistered"), [])
+
     def test_a_killed_workers_jobs_go_back_to_their_queue(self):
         env = {"PIXQ_LEASE_MS": "1000", "PIXQ_HEARTBEAT_MS": "300",
                "PIXQ_REAP_INTERVAL_MS": "200"}
