@@ -2933,6 +2933,25 @@ class JobTest(CliCase):
                          r"entry\), 1 attempt: .*a batch holds 1001 jobs")
         self.assertEqual(self.job_json("bat-2")["state"], "succeeded")  # not in that batch
 
+    def test_a_job_in_a_batch_dead_for_its_bytes(self):
+        """README: a batch dead as a whole for being over PIXQ_MAX_BATCH_BYTES (here 2048; a
+        batch of few jobs) is searched as one over 1,000 jobs is: its jobs are found in its
+        dead entry, each with its place in it."""
+        self.start_worker(PIXQ_MAX_BATCH_BYTES="2048")
+        self.src.add("/ok.png", tiny_png())
+        batch = [dict(self.job("heavy-%d" % i, "/ok.png"), pad="x" * 900) for i in (1, 2, 3)]
+        payload = self.push(batch)
+        self.assertGreater(len(payload), 2048)
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 20, "the batch dead")
+        q = self.job_json("heavy-3")
+        self.assertEqual(q["state"], "dead", q)
+        self.assertEqual([d["batch"] for d in q["dead"]], [{"index": 3, "jobs": 3}], q)
+        self.assertIn("(PIXQ_MAX_BATCH_BYTES)", q["dead"][0]["error"])
+        self.assertRegex(self.job_text("heavy-3"),
+                         r"\n  dead +\d{4}-[-\dT:.]+Z \(job 3 of a batch of 3, pushed as one "
+                         r"entry\), 1 attempt: .*more than the limit of 2048")
+        self.assertEqual(self.src.requests("/ok.png"), 0)  # none of them ran
+
     def job_waited(self, *args):
         """`pixq job ... --wait` run in a thread: (thread, box); box["r"] once it returned."""
         box = {}
