@@ -25,6 +25,7 @@
 #define MIN_BLOCK_MS      10   /* shortest blocking wait for a job */
 #define STOP_RETRY_MAX_MS 1000 /* while stopping, a refused write is tried again this often */
 #define REDIS_TICK_MS     100  /* a blocking wait may end this late (Redis's default hz 10) */
+#define POLL_SLACK_MS     10   /* a blocking wait of several queues ends this much early */
 #define STALE_NAP_MS      50   /* look again this soon whether an overdue lease holds again */
 #define EPOCH_MAX         48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
 /* the stats counter of postbacks that failed with no retry to come (`pixq stats`) */
@@ -2772,7 +2773,11 @@ static int reserve_multi(struct worker *w, struct buf *payload, struct err *e)
     long poll = w->cfg->queue_poll_ms < w->cfg->reserve_timeout_ms ? w->cfg->queue_poll_ms
                                                                    : w->cfg->reserve_timeout_ms;
     long floor = poll < MIN_BLOCK_MS ? poll : MIN_BLOCK_MS;
-    block = block > poll ? poll : block;
+    /* Redis ends a blocking wait at its next tick (every 100 ms at its default hz 10): an idle
+     * worker sweeps just after a tick, and a wait of the whole interval from there ended a tick
+     * late, every time (200 ms apart for the 100 ms default). 10 ms less ends at the tick. */
+    long cap = poll - POLL_SLACK_MS > floor ? poll - POLL_SLACK_MS : poll;
+    block = block > cap ? cap : block;
     block = until_lease_ends(w, block);
     block = block < floor ? floor : block;
     return block_on(w, &w->q[0], block, payload, e);

@@ -146,6 +146,22 @@ class PriorityTest(QueueCase):
             self.assertLess(time.time() - t0, scaled(0.5))
 
 
+    def test_an_idle_worker_blocks_the_poll_interval_not_a_tick_more(self):
+        """README: an idle worker blocks on the first queue "for at most PIXQ_QUEUE_POLL_MS
+        (100 ms), then sweeps again". Redis ends a blocking wait at its next tick (100 ms apart
+        at its default hz 10), and the worker sweeps just after one: a BLMOVE of the whole
+        100 ms ended a tick late, every time (200 ms: a lower queue's job waited up to twice
+        the interval). The median wait of an idle spell is bounded half a tick above 100 ms."""
+        w = self.start_worker(PIXQ_LOG_LEVEL="debug")
+
+        def blocks():
+            return [float(e["ms"]) for e in w.log_events("redis") if e.get("cmd") == "BLMOVE"]
+        waits = self.wait_until(lambda: len(blocks()) >= 12 and blocks(), 20,
+                                "a dozen blocking waits")[2:]
+        median = sorted(waits)[len(waits) // 2]
+        self.assertLess(median, 150, waits)
+        self.assertGreater(median, 50, waits)
+
     def test_a_sweep_gives_lower_queues_jobs_back_in_their_place(self):
         """Without a parked limit (PIXQ_MAX_PARKED_MB=0) every reservation sweeps every queue
         (an LMOVE from each, one round trip): the first sweep takes u0 and d0, keeps u0 and
