@@ -258,6 +258,11 @@ class SettleInQueueTest(QueueCase):
                             "no active list left in %s" % q)
             self.assertEqual(self.redis.llen(self.qkey(q, "jobs")), 0)
         self.assertEqual(self.redis.execute("ZCARD", self.qkey("default", "delayed")), 0)
+        # and every key the worker wrote is under one queue's hash tag (one Cluster slot each)
+        keys = self.redis.keys("*")
+        self.assertEqual([k for k in keys if not k.startswith(("pixq:{urgent}:",
+                                                                "pixq:{default}:"))], [], keys)
+        self.assertTrue(any(k.startswith("pixq:{default}:job:") for k in keys), keys)
 
     def test_the_lease_is_renewed_in_every_queue(self):
         """README: the worker "registers and renews its lease in every queue it serves". Its
