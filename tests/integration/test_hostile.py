@@ -1545,6 +1545,22 @@ class RedisAuthTest(HostileTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("AUTH", r.stderr)
         self.assertNotIn("wrong-pass-9d", r.stdout + r.stderr)
+        # README: the commands that ride out a Redis outage (--watch, --wait) fail at once on a
+        # refused login, a wrong password or none, rather than try again for
+        # PIXQ_REDIS_OUTAGE_MS (10 minutes here: the run's 60 s limit would end it first)
+        job = json.dumps({"src": {"name": "canvas", "width": 8, "height": 8}, "functions": []})
+        nopass = server.url().replace(":redis-pass-4e1b@", "")
+        self.assertNotIn("redis-pass-4e1b", nopass)
+        for url, answer in ((bad, "WRONGPASS"), (nopass, "NOAUTH")):
+            for args in (["stats", "--watch", "1", "--count", "3"], ["job", "a1", "--wait"],
+                         ["submit", "-", "--wait"]):
+                with self.subTest(args=args, answer=answer):
+                    r = self.run_pixq(*args, input=job, env={"PIXQ_REDIS_URL": url,
+                                                             "PIXQ_REDIS_OUTAGE_MS": "600000"})
+                    self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+                    self.assertIn(answer, r.stderr)
+                    self.assertNotIn("trying again", r.stderr)
+                    self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
 
     def test_acl_user(self):
         server = self.use_auth_redis("acl-pass-83c2", username="pixq")
