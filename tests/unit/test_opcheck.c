@@ -462,6 +462,20 @@ static void test_proc_check(void)
                         msg),
               -1);
     CHECK_STR(msg, "Missing parameter 'width' for function 'crop'");
+    /* Blitline's worker's preset filters are not pixq's (README): each is an unknown function,
+     * refused before the source is fetched rather than run as something else */
+    static const char *const presets[] = {"lomo",    "vintage",  "xpro",
+                                          "celsius", "savannah", "stackhouse"};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        char job[256], want[96];
+        snprintf(job, sizeof job,
+                 JOB_HEAD "\"functions\": [{\"name\": \"%s\", \"save\": "
+                          "{\"image_identifier\": \"a\"}}]}",
+                 presets[i]);
+        snprintf(want, sizeof want, "Unknown function named '%s'", presets[i]);
+        CHECK_INT(check_job(job, msg), -1);
+        CHECK_STR(msg, want);
+    }
     CHECK_INT(loads, before);
 }
 
