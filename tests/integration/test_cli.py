@@ -781,6 +781,33 @@ class SubmitTest(CliCase):
         canvas = self.job_text("src-canvas", src={"name": "canvas", "width": 8, "height": 8})
         self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(canvas)), "src-canvas\n")
 
+    def test_output_format_refused_parameters_left_to_workers(self):
+        """README (Blitline compatibility): a save asking for a format pixq does not write fails
+        the job before its source is fetched, and `pixq submit` refuses it (a key's `.pdf`, an
+        `extension` `.avif`, a MIME type as `force_type`), but not in a `skip` save; a parameter
+        missing or out of range, which the workers check, is left to them and the job goes."""
+        for n, (save, shown) in enumerate(((
+                {"s3_destination": {"bucket": "pixq-test", "key": "doc.pdf"}}, "'pdf' for 'o"),
+                ({"extension": ".avif", "s3_destination": {"bucket": "pixq-test", "key": "x"}},
+                 "'avif' for 'o"),
+                ({"force_type": "image/png"}, "'image/png' for 'o"))):
+            with self.subTest(shown=shown):
+                job = self.job_text("fmt-%d" % n)
+                job["functions"][0]["save"].update(save, image_identifier="o")
+                self.assert_refused(self.run_pixq("submit", "-", input=json.dumps(job)),
+                                    "(stdin):1: invalid job: Unsupported output format " + shown,
+                                    "nothing was enqueued")
+        skip = self.job_text("fmt-skip")
+        skip["functions"][0]["save"].update(skip=True, s3_destination={
+            "bucket": "pixq-test", "key": "doc.pdf"})
+        bad_params = self.job_text("params-1", functions=[
+            {"name": "sharpen", "params": {"sigma": 10},
+             "save": {"image_identifier": "s"}},
+            {"name": "thumbnail", "params": {"width": 10}, "save": {"image_identifier": "t"}}])
+        for job in (skip, bad_params):
+            self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(job)),
+                             job["job_id"] + "\n")
+
     def test_too_many_saves_are_refused(self):
         """PIXQ_MAX_SAVES, which the worker's first step checks, is checked by submit too,
         pre_process saves counted, as PIXQ_MAX_JOB_BYTES and PIXQ_MAX_FUNCTIONS are."""
