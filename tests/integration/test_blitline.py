@@ -1533,5 +1533,44 @@ class ResultToS3TimeTest(BlitlineTestCase):
         self.assertEqual(self.s3.object("results", "r/bl-1.json"), None)
 
 
+
+class ResultToS3RetryTest(BlitlineTestCase):
+    """README (Blitline compatibility): a postback_url that is an S3 object is tried again later
+    with retry_postback, as a URL is: the write that fails (S3 answering 500 to each of its
+    PIXQ_S3_MAX_ATTEMPTS tries, one here) is retried after PIXQ_POSTBACK_RETRY_DELAYS_S and the
+    stored result lands in the object; without retry_postback it is written once."""
+
+    s3_server = "stub"
+    buckets = BlitlineTestCase.buckets + ("results",)
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1", "PIXQ_S3_MAX_ATTEMPTS": "1"}
+
+    def test_failed_write_is_retried(self):
+        src = self.src.add("/a.jpg", image_file("orient6-400x300.jpg"))
+        worker = self.programs[0]
+        self.s3.fail("results", 500, "InternalError", count=1, key_prefix="r/rt-1")
+        self.push_job(result_to_s3_job("rt-1", src, "results", "r/rt-1.json",
+                                       retry_postback=True))
+        stored = self.read_result("rt-1", timeout=30)
+        self.wait_until(lambda: self.s3.object("results", "r/rt-1.json") is not None, 20,
+                        "the result object, written by the retry")
+        self.assertEqual(json.loads(self.s3.get_object("results", "r/rt-1.json")[2]), stored)
+        failed = [e for e in worker.log_events("postback_failed") if e.get("job_id") == "rt-1"]
+        self.assertEqual([e.get("to") for e in failed], ["s3"], failed)
+        retries = [e for e in worker.log_events("postback_retry") if e.get("job_id") == "rt-1"]
+        self.assertEqual([e.get("attempt") for e in retries], ["2"], retries)
+        self.assertEqual(worker.log_events("postback_given_up"), [])
+        # without retry_postback, the failed write is not tried again
+        self.s3.fail("results", 500, "InternalError", count=1, key_prefix="r/rt-2")
+        self.push_job(result_to_s3_job("rt-2", src, "results", "r/rt-2.json"))
+        self.read_result("rt-2", timeout=30)
+        done = self.wait_until(lambda: [e for e in worker.log_events("job_done")
+                                        if e.get("job_id") == "rt-2"], 20, "rt-2's job_done")
+        self.assertEqual(done[0].get("postback"), "failed", done)
+        # a retry is scheduled (postback_retry) before the job's last line: none was
+        self.assertEqual([e for e in worker.log_events("postback_retry")
+                          if e.get("job_id") == "rt-2"], [])
+        self.assertIsNone(self.s3.object("results", "r/rt-2.json"))
+
+
 if __name__ == "__main__":
     harness.main()
