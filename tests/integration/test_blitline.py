@@ -726,6 +726,26 @@ class DestinationsTest(BlitlineTestCase):
         self.assertEqual(images[0]["s3_key"], "k/one.jpg")
         self.assertNotIn("s3_key", images[1])
 
+    def test_content_type_of_each_format(self):
+        """README (step 4): each output is PUT with the Content-Type of its format, for each
+        of the six formats pixq writes, whether the key's extension, the save's extension or
+        force_type chose it (a key without an extension: JPEG)."""
+        def save(ident, key, **extra):
+            return {"name": "resize_to_fit", "params": {"width": 20}, "save": dict(
+                image_identifier=ident, s3_destination={"bucket": DEST_BUCKET, "key": key},
+                **extra)}
+        job = {"src": self.serve_photo(), "job_id": "ctype-1",
+               "postback_url": self.postbacks.url("/pb/ctype-1"), "functions": [
+                   save("jpeg", "ct/a"), save("png", "ct/b.png"),
+                   save("webp", "ct/c", extension=".webp"), save("gif", "ct/d.gif"),
+                   save("bmp", "ct/e", force_type="bmp"), save("tiff", "ct/f.tif")]}
+        images = self.assert_success(self.submit(job), "ctype-1",
+                                     ["jpeg", "png", "webp", "gif", "bmp", "tiff"])
+        for image in images:
+            fmt = image["image_identifier"].upper()
+            with self.subTest(fmt=fmt):
+                self.fetch(image, fmt, (20, 13))
+
     def test_extended_metadata_of_the_outputs(self):
         """extended_metadata adds filesize, density, depth and quality to each output's meta."""
         job = {"src": self.serve_photo(), "job_id": "ext-1", "extended_metadata": True,
