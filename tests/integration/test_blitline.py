@@ -1064,6 +1064,29 @@ class SourcesTest(BlitlineTestCase):
         self.assertNotIn("failed_image_identifiers", results)
         self.fetch(results["images"][0], "JPEG", (20, 13))
 
+    def test_failed_upload_of_a_pre_process_save_does_not_stop_the_job(self):
+        """README: a pre_process job's save with an s3_destination is uploaded but not listed in
+        images, and its failed upload is an error, as move_original's: the main job still runs
+        and its output goes and is images[0]; the save's identifier is named in
+        failed_image_identifiers, as a failed upload's is (step 4)."""
+        self.src.add("/quadrants.png", image_file("quadrants-64x64.png"))
+        job = {"src": "&small", "job_id": "pre-fail",
+               "postback_url": self.postbacks.url("/pb/pre-fail"),
+               "pre_process": [{"job": {"src": self.src.url("/quadrants.png"), "functions": [
+                   {"name": "resize_to_fit", "params": {"width": 32}, "save": {
+                       "image_identifier": "small", "s3_destination": {
+                           "bucket": "no-such-bucket", "key": "pre/small.png"}}}]}}],
+               "functions": [{"name": "no_op", "save": {
+                   "image_identifier": "main", "s3_destination": {
+                       "bucket": DEST_BUCKET, "key": "main/pre-fail.png"}}}]}
+        results = self.submit(job).json["results"]
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["main"], results)
+        self.assertEqual(len(results.get("errors", [])), 1, results)
+        self.assertIn("NoSuchBucket", results["errors"][0])
+        self.assertEqual(results["failed_image_identifiers"], ["small"], results)
+        body = self.fetch(results["images"][0], "PNG", (32, 32))
+        self.assert_near(pixels(body, [(4, 4)])[0], (255, 0, 0, 255), 2, "the reference")
+
     def test_original_meta_from_exif_and_hash(self):
         src = self.src.add("/orient6.jpg", image_file("orient6-400x300.jpg"))
         job = {"src": src, "job_id": "meta-1", "postback_url": self.postbacks.url("/pb/meta-1"),
