@@ -60,6 +60,8 @@ static void test_addressing(void)
     check_url(&aws, "a/b", "k", NULL);
     struct s3_config eu = {.region = "eu-west-1"};
     check_url(&eu, "pixq-test", "k", "https://pixq-test.s3.eu-west-1.amazonaws.com/k");
+    /* README's s3_url: path style for a bucket with a dot, in any region */
+    check_url(&eu, "a.b.c", "k", "https://s3.eu-west-1.amazonaws.com/a.b.c/k");
     struct s3_config local = {.endpoint = "http://127.0.0.1:9000", .region = "us-east-1"};
     check_url(&local, "pixq-test", "k", "http://pixq-test.127.0.0.1:9000/k");
     check_url(&local, "Legacy_Bucket", "k", "http://127.0.0.1:9000/Legacy_Bucket/k");
