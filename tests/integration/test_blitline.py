@@ -620,6 +620,22 @@ class AclTest(BlitlineTestCase):
                           if n.startswith(("x-amz-acl", "x-amz-grant-"))},
                          {"x-amz-acl": "bucket-owner-full-control"})
 
+    def test_result_object_acl_from_the_job_headers(self):
+        """README: the result object's bucket-owner-full-control goes when the job's headers say
+        otherwise (their own x-amz-acl, or a grant)."""
+        for n, (headers, want) in enumerate((
+                ({"x-amz-acl": "private"}, {"x-amz-acl": "private"}),
+                ({"x-amz-grant-read": "id=\"abc\""}, {"x-amz-grant-read": "id=\"abc\""}))):
+            job_id, key = "acl-result-%d" % n, "r/acl-%d.json" % n
+            job = result_to_s3_job(job_id, self.serve_photo(), DEST_BUCKET, key)
+            job["postback_url"]["save"]["s3_destination"]["headers"] = headers
+            self.push_job(job)
+            self.read_result(job_id, timeout=30)
+            stored = self.wait_until(lambda: self.s3.object_headers(DEST_BUCKET, key), 10,
+                                     "the result object")
+            self.assertEqual({k: v for k, v in stored.items()
+                              if k.startswith(("x-amz-acl", "x-amz-grant-"))}, want)
+
     def test_job_acl_beside_grants_is_sent_as_given(self):
         """The job's own canned ACL is its choice (S3 answers for it); only the default goes."""
         self.assertEqual(self.stored_acl({"x-amz-acl": "private", "x-amz-grant-read": ""}),
@@ -670,6 +686,29 @@ class AclTest(BlitlineTestCase):
         stored = self.stored_headers({"x-amz-meta-blank": "   ", "x-amz-meta-tab": "\t"})
         self.assertEqual(stored.get("x-amz-meta-blank"), "", stored)
         self.assertEqual(stored.get("x-amz-meta-tab"), "", stored)
+
+
+class NoDefaultAclTest(BlitlineTestCase):
+    """PIXQ_S3_DEFAULT_ACL empty: no x-amz-acl on an output, nor on a postback_url's result
+    object (README), whose bucket-owner-full-control goes with it."""
+
+    s3_server = "stub"
+    worker_env_extra = {"PIXQ_S3_DEFAULT_ACL": ""}
+    stored_headers = AclTest.stored_headers
+    stored_acl = AclTest.stored_acl
+
+    def test_no_acl_on_an_output(self):
+        self.assertEqual(self.stored_acl({}), {})
+
+    def test_no_acl_on_the_result_object(self):
+        job = result_to_s3_job("acl-none", self.serve_photo(), DEST_BUCKET, "r/none.json")
+        self.push_job(job)
+        self.read_result("acl-none", timeout=30)
+        stored = self.wait_until(lambda: self.s3.object_headers(DEST_BUCKET, "r/none.json"), 10,
+                                 "the result object")
+        self.assertEqual(stored.get("content-type"), "application/json", stored)
+        self.assertEqual({n: v for n, v in stored.items()
+                          if n.startswith(("x-amz-acl", "x-amz-grant-"))}, {})
 
 
 class DestinationsTest(BlitlineTestCase):
