@@ -1422,6 +1422,36 @@ class ForeignKeyTest(ThrottleCase):
         self.assertEqual(len([p for p in self.postbacks.postbacks if p.job_id == "fk-stats"]), 1)
         self.assertEqual(worker.log_events("job_key_foreign"), [])
 
+    def test_throughput_hash_of_another_type_settles_the_job_once(self):
+        """finish.lua does not look at pixq:{Q}:tput's type (a TYPE on every job's path costs
+        Redis about a microsecond): written after the settlement, one of another type (a string
+        here) fails the call once the job is settled, and the retry finds it settled. The job
+        completes once (one postback, counted succeeded once, no lease_lost), and so does the
+        next; the key is left as it was."""
+        worker = self.start_worker(PIXQ_SETTLE_ATTEMPTS=3)
+        self.wait_until(lambda: worker.log_events("worker_start"), 20, "the worker to start")
+        tput = self.key("tput")
+        self.redis.delete(tput)
+        self.redis.set(tput, "theirs")
+        try:
+            for job_id in ("fk-tput-1", "fk-tput-2"):
+                self.push_jobs([self.job(job_id, "pixq-test")])
+                self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "pixq-test",
+                                     1)
+            self.wait_until(lambda: self.redis.hgetall(self.key("stats")).get("succeeded")
+                            == "2", 20, "both jobs counted")
+            self.assert_queue_drained()
+            self.assertTrue([e for e in worker.log_events("redis_error")
+                             if "WRONGTYPE" in e.get("error", "")])
+            self.assertEqual(self.redis.type(tput), "string")  # left as it was
+        finally:
+            self.redis.delete(tput)
+        stats = self.redis.hgetall(self.key("stats"))
+        self.assertEqual((stats.get("succeeded"), stats.get("lease_lost")), ("2", None), stats)
+        self.assertEqual(sorted(p.job_id for p in self.postbacks.postbacks),
+                         ["fk-tput-1", "fk-tput-2"])
+        self.assertEqual(worker.log_events("lease_lost"), [])
+
     def test_dead_list_of_another_type_keeps_the_dead_letter_until_removed(self):
         """The same for pixq:{Q}:dead (a hash here) and a job that fails: before, finish.lua took
         the payload off the active list and stored its result before its LPUSH onto `dead`
