@@ -316,17 +316,16 @@ static int dead_list(struct admin *a, long limit, bool json)
 #define DEAD_RETRY_WINDOW 32
 
 /* Forgets that the dead jobs of the window of queue `q`'s dead list that dead_retry.lua is
- * about to look at (`skip` entries from the tail on, `which`: "all" or a job id) were posted
- * back (the "posted" claim in pixq:{Q}:job:<id>), so that each re-run posts its new outcome.
- * Done before they are re-queued: a claim cleared for a job that then stays dead is harmless.
- * Returns the window's size (0: nothing left to look at), or -1 (reason in `e`). */
+ * about to look at (`window` entries, `skip` entries from the tail on, `which`: "all" or a job
+ * id) were posted back (the "posted" claim in pixq:{Q}:job:<id>), so that each re-run posts its
+ * new outcome. Done before they are re-queued: a claim cleared for a job that then stays dead is
+ * harmless. Returns the window's size (0: nothing left to look at), or -1 (reason in `e`). */
 static long forget_postbacks(struct admin *a, const char *q, const char *which, long skip,
-                             struct err *e)
+                             long window, struct err *e)
 {
     char key[RQ_KEY_MAX];
     rq_key(key, sizeof key, q, "dead");
-    redisReply *r =
-        rq_command(a->rq, e, "LRANGE %s %ld %ld", key, -(skip + DEAD_RETRY_WINDOW), -(skip + 1));
+    redisReply *r = rq_command(a->rq, e, "LRANGE %s %ld %ld", key, -(skip + window), -(skip + 1));
     if (r == NULL) {
         return -1;
     }
@@ -384,14 +383,24 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
     rq_key(dead, sizeof dead, q, "dead");
     rq_key(jobs, sizeof jobs, q, "jobs");
     rq_key(stats, sizeof stats, q, "stats");
-    snprintf(window, sizeof window, "%d", DEAD_RETRY_WINDOW);
     const char *keys[] = {dead, jobs, stats};
     const char *args[] = {which, skip_text, window};
     long long total = 0;
     long skip = 0; /* entries at the tail looked at and kept */
-    for (;;) {
-        struct err e = {{0}};
-        long seen = forget_postbacks(a, q, which, skip, &e);
+    /* Only the entries there now: a job put back that dies again while the windows go on (its
+     * cause not fixed) is pushed at the head, and would be put back again, and again. */
+    struct err e = {{0}};
+    redisReply *len = rq_command(a->rq, &e, "LLEN %s", dead);
+    if (len == NULL) {
+        dead_retry_failed(jobs, &e, 0, 0, false);
+        return -1;
+    }
+    long long left = len->type == REDIS_REPLY_INTEGER ? len->integer : 0;
+    freeReplyObject(len);
+    while (left > 0) {
+        long count = left < DEAD_RETRY_WINDOW ? (long)left : DEAD_RETRY_WINDOW;
+        snprintf(window, sizeof window, "%ld", count);
+        long seen = forget_postbacks(a, q, which, skip, count, &e);
         if (seen < 0) {
             dead_retry_failed(jobs, &e, total, 0, false);
             return -1;
@@ -419,6 +428,7 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
         }
         total += n;
         skip += (long)kept;
+        left -= n + kept;
         if (n + kept == 0) {
             break;
         }

@@ -2189,7 +2189,7 @@ class DeadTest(CliCase):
                          (31, 9))
 
         fill()
-        proxy.cut_on(b"all\r\n$1\r\n1\r\n$2\r\n32\r\n")  # the second window's call
+        proxy.cut_on(b"all\r\n$1\r\n1\r\n$1\r\n8\r\n")  # the second window's call: the 8 left
         self.assertRegex(retry_through(proxy), r"^pixq: dead retry: redis: .+; 31 job\(s\) were "
                          r"put back on pixq:\{default\}:jobs before the failure, and up to 8 "
                          r"more may have been \(no answer came for them\); the rest are still "
@@ -2205,6 +2205,39 @@ class DeadTest(CliCase):
         self.assertEqual(r.stderr, "pixq: dead retry: redis: NOREPLICAS Not enough good replicas "
                          "to write.\n")  # nothing went back: the reason alone
         self.assertEqual(self.redis.llen(self.key("dead")), 40)
+
+    def test_retry_leaves_entries_that_came_after_it_began(self):
+        """dead retry looks only at the entries the dead list held when it began: a job put back
+        that dies again while the retry goes on (its cause not fixed, a fast worker) is pushed
+        at the head, and was put back again (a third job counted where two were dead, in a
+        CI run), and with a worker that fails it faster than a window's round trip, again and
+        again. Held at its first dead_retry.lua call while 3 entries (one of them the job id
+        retried) are pushed: all, over 2 windows, and by id."""
+        def entry(job_id, i):
+            return json.dumps({"job": json.dumps(self.job(job_id, "/a.png")), "job_id": job_id,
+                               "error": "E", "attempts": 1, "failed_at": 1700000000000 + i})
+
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        for which, old, expect in (("all", 40, 40), ("nr-7", 1, 1)):
+            with self.subTest(which=which):
+                self.redis.delete(self.key("dead"), self.key("jobs"))
+                for i in range(old):
+                    self.redis.lpush(self.key("dead"), entry("nr-%d" % (i + 7), i))
+                proxy.hold_on(b"\r\n$1\r\n0\r\n")  # the first call's skip 0
+                p = subprocess.Popen([CONFIG.pixq, "dead", "retry", which],
+                                     env=self.cli_env(PIXQ_REDIS_URL=proxy.redis_url()),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                self.addCleanup(p.kill)
+                self.assertTrue(proxy.held.wait(scaled(20)))
+                for i in range(3):  # died again meanwhile
+                    self.redis.lpush(self.key("dead"), entry("nr-%d" % (i + 7), 100 + i))
+                proxy.release()
+                out, err = p.communicate(timeout=scaled(20))
+                self.assertEqual((p.returncode, out.strip(), err),
+                                 (0, "%d job(s) put back on pixq:{default}:jobs" % expect, ""))
+                self.assertEqual(self.dead_ids(), ["nr-9", "nr-8", "nr-7"])
+                self.assertEqual(self.redis.llen(self.key("jobs")), expect)
 
     def test_purge_across_pages(self):
         """purge JOB_ID and --no-id read the list a page (32) at a time and remove what they
