@@ -1022,7 +1022,8 @@ static bool begin_send(struct worker *w, const struct job *j)
 
 /* The run number in begin.lua's answer `r` ({first_seen, runs}; freed), 1 for the first, or -1
  * when there is none: then the run may or may not be counted (the call may have run and its
- * answer been lost), which the log says; the job goes on. */
+ * answer been lost), which the log says; the job goes on. An answer of another shape (begin.lua
+ * gives none) is taken as a first run. */
 static long begin_answer(struct worker *w, const struct job *j, redisReply *r, const struct err *e)
 {
     w->first_seen_ms = reply_first_seen(r);
