@@ -208,13 +208,13 @@ static bool wrong_type(const struct err *e)
     return strncmp(e->msg, "redis: WRONGTYPE", 16) == 0;
 }
 
-/* Logs that step `step` of job `job_id` found `keys` ("KEY" or "KEY=TYPE ...") holding another
- * type than pixq's, and what it did about it (`action`). */
+/* Logs that step `step` of job `job_id` found `keys` ("KEY" or "KEY=TYPE ...", the job's own or
+ * the queue's counts) holding another type than pixq's, and what it did about it (`action`). */
 static void log_foreign(const char *step, const char *job_id, const char *keys, const char *action)
 {
     char q[ERR_MSG_MAX + 16];
     LOG_ERROR("job_key_foreign",
-              "job_id=%s step=%s keys=%s action=%s reason=\"a key of this job's holds another "
+              "job_id=%s step=%s keys=%s action=%s reason=\"a key pixq writes holds another "
               "type than pixq's: written by hand or by another program\"",
               job_id, step, log_quote(keys, q, sizeof q), action);
 }
@@ -733,8 +733,8 @@ static void note_epoch(struct worker *w, struct wqueue *q, char out[EPOCH_MAX])
 }
 
 /* finish.lua's answer for job `job_id` (NULL: none): 1 settled, 0 not ours. A payload it
- * reserved is kept for the next turn; keys of the job's that it left alone, holding another type
- * than pixq's, are logged. */
+ * reserved is kept for the next turn; keys that it left alone (the job's, the queue's counts),
+ * holding another type than pixq's, are logged. */
 static int finish_reply(struct worker *w, const redisReply *r, const char *job_id)
 {
     if (r->type == REDIS_REPLY_INTEGER) {

@@ -63,7 +63,10 @@
 --
 -- KEYS[2] and KEYS[7] are this job's alone. One that holds another type than pixq's (a string
 -- set by hand, another program writing under pixq's names) is left alone: the job settles
--- without it (no result stored, no postback bookkeeping), and the answer says so. Commands on
+-- without it (no result stored, no postback bookkeeping), and the answer says so. So are the
+-- queue's counts, KEYS[4] and KEYS[5]: no count can be kept in a key of another type, and
+-- holding every job of the queue unsettled until the key is removed (as for the dead list,
+-- below) keeps nothing a user needs; the job's outcome is what matters. Commands on
 -- them go through redis.pcall, since a script's writes before an error stay: a WRONGTYPE
 -- there failed every call after the payload had left the active list, so the job never settled
 -- and its worker tried it again for ever, taking no other job. Then the answer is always
@@ -71,13 +74,14 @@
 
 -- include: lib/queue_types.lua
 -- Looked at: the queue's keys this call writes after the payload leaves KEYS[1] and before the
--- settlement is complete (the result, the dead letter, the counts, a postback retry): KEYS[5]
--- and KEYS[4] always, KEYS[3] with a dead letter, KEYS[9] and KEYS[8] with a retry. Not looked
--- at, on every job's path: KEYS[1] (LREM is the first write), and what comes after the
+-- settlement is complete, and which hold what the job leaves for the user (the dead letter, a
+-- postback retry): KEYS[3] with a dead letter, KEYS[9] and KEYS[8] with a retry. Not looked
+-- at, on every job's path (each TYPE costs every job one to one and a half microseconds of
+-- Redis's time, a hundredth of a no-op job's: queue benchmark): KEYS[1] (LREM is the first
+-- write), the counts (KEYS[4], KEYS[5]: left alone, as said above), and what comes after the
 -- settlement (KEYS[6]'s throughput, the next reservation from KEYS[8], KEYS[10]): one of another
--- type fails the call then, and its retry finds the job settled (settled_before()). Each TYPE
--- costs every job about a microsecond of Redis's time (queue benchmark).
-local check = {[4] = 'hash', [5] = 'hash'}
+-- type fails the call then, and its retry finds the job settled (settled_before()).
+local check = {}
 if ARGV[4] ~= '' then
     check[3] = 'list'
 end
@@ -106,6 +110,13 @@ local function own(i, r)
     left_alone[i] = true
     foreign[#foreign + 1] = KEYS[i] .. '=' .. redis.call('TYPE', KEYS[i])['ok']
     return nil
+end
+
+-- Counts one `field` in the queue's counts (KEYS[4]), unless they hold another type.
+local function count(field)
+    if not left_alone[4] then
+        own(4, redis.pcall('HINCRBY', KEYS[4], field, 1))
+    end
 end
 
 -- The answer: `settled`, with `nxt` (the next payload, false for none) and `gated` (nil: not
@@ -156,14 +167,14 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     local forgotten = ARGV[15] == 'forgotten' and
         (hash_new or (not marked and redis.call('EXISTS', KEYS[7]) == 0))
     if not forgotten then
-        redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
+        count('lease_lost')
         settled = 0
         return answer(false)
     end
-    redis.call('HINCRBY', KEYS[4], 'forgotten', 1)
+    count('forgotten')
     settled = 2
 end
-redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[1]))
+own(5, redis.pcall('HDEL', KEYS[5], redis.sha1hex(ARGV[1])))
 if ARGV[15] == 'forgotten' and not marked and redis.call('EXISTS', KEYS[7]) == 0 then
     redis.call('HSET', KEYS[7], 'settled', 1)
     redis.call('EXPIRE', KEYS[7], ARGV[3])
@@ -191,7 +202,7 @@ end
 if ARGV[4] ~= '' then
     redis.call('LPUSH', KEYS[3], ARGV[4])
     redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
-    redis.call('HINCRBY', KEYS[4], 'dead', 1)
+    count('dead')
     local t = redis.call('TIME')
     local oldest = tonumber(t[1]) * 1000 - tonumber(ARGV[7])
     for _ = 1, 100 do
@@ -204,7 +215,7 @@ if ARGV[4] ~= '' then
     end
 end
 for counter in string.gmatch(ARGV[6], '[^,]+') do
-    redis.call('HINCRBY', KEYS[4], counter, 1)
+    count(counter)
 end
 local outcome = string.match(ARGV[6], '^[^,]*')
 if KEYS[6] and (outcome == 'succeeded' or outcome == 'failed') then

@@ -1266,6 +1266,26 @@ class FinishTest(LuaTestCase):
                 self.assertEqual(self.r.lrange(DEAD), ["dead-a"])
                 self.assertEqual(self.stats(), {"failed": 1, "dead": 1})
 
+    def test_queue_counts_of_another_type_are_left_alone(self):
+        """The queue's counts (stats, recov) holding another type (set by hand): the job settles
+        all the same (its result, dead letter and postback retry written), no count is kept,
+        and the answer names them, as a job's own keys. Before, two TYPE calls on every job
+        refused the call, holding every job of the queue unsettled until the key was removed,
+        for counts that cannot be kept there anyway. A lost lease names them too."""
+        self.r.lpush(active("w1"), "job-a")
+        self.r.set(STATS, "theirs")
+        self.r.execute("RPUSH", RECOV, "theirs")
+        got = self.full_failed("job-a", retry="retry-a")
+        self.assertEqual(got, [1, None, None, RECOV + "=list " + STATS + "=string"])
+        self.assertEqual(self.r.exists(active("w1")), 0)
+        self.assertEqual(self.r.lrange(DEAD), ["dead-a"])
+        self.assertEqual(self.r.lrange(key("result:j1")), ["r"])
+        self.assertIsNotNone(self.zscore(DELAYED, "retry-a"))
+        self.assertEqual((self.r.get(STATS), self.r.lrange(RECOV)), ("theirs", ["theirs"]))
+        got = self.full_failed("job-x", result="r-x")  # another run has it
+        self.assertEqual(got, [0, None, None, STATS + "=string"])
+        self.assertEqual(self.r.get(STATS), "theirs")
+
     def test_other_errors_on_the_job_s_keys_are_raised(self):
         """Only WRONGTYPE leaves a key alone: another error on one (out of memory, at the
         postback mark, the script's first write) fails the call as ever, nothing written, for
