@@ -1600,6 +1600,78 @@ class ReadmeFleetTest(unittest.TestCase):
                          window["stabilizationWindowSeconds"])
 
 
+def bootstrap_packages():
+    """The Debian packages scripts/bootstrap installs (its `packages=(...)` list)."""
+    text = (REPO / "scripts" / "bootstrap").read_text()
+    block = re.search(r"(?ms)^packages=\((.*?)^\)", text).group(1)
+    return block.split()
+
+
+class ReadmeBuildingTest(unittest.TestCase):
+    """README's "Building by hand": the packages it tells someone building without
+    scripts/bootstrap to install. It named neither a compiler nor liblcms2-dev and zlib1g-dev,
+    which worker/meson.build asks for, nor half the packages the tests use (valgrind, clang,
+    djpeg...), while it said bootstrap installs "all of them"."""
+
+    @classmethod
+    def setUpClass(cls):
+        text = (REPO / "README.md").read_text()
+        start = text.index("\n## Building by hand\n")
+        cls.section = text[start:text.index("\n## ", start + 1)]
+
+    def build_list(self):
+        m = re.search(r"Dependencies \(Debian 12 packages\): `([^`]+)`", self.section)
+        self.assertIsNotNone(m, "README: the build's package list")
+        return m.group(1).split()
+
+    def test_the_build_list_has_what_meson_asks_for(self):
+        named = set(self.build_list())
+        for tool in ("build-essential", "meson", "ninja-build", "pkg-config"):
+            self.assertIn(tool, named)
+        names = set()
+        for path in [REPO / "meson.build"] + sorted(REPO.glob("*/**/meson.build")):
+            if "node_modules" not in path.parts:
+                names |= set(re.findall(r"dependency\('([^']+)'", path.read_text()))
+        names.discard("threads")
+        self.assertGreater(len(names), 5, names)
+        for name in sorted(names):
+            r = run(["pkg-config", "--path", name])
+            self.assertEqual(r.returncode, 0, "pkg-config knows no %s" % name)
+            pkg = package_of(r.stdout.strip())
+            self.assertIn(pkg, named, "meson.build needs %s, from %s, which README's list of "
+                          "build dependencies does not name" % (name, pkg))
+
+    def test_every_package_bootstrap_installs_is_named(self):
+        """Each package in the section's build list or its backquoted names is one bootstrap
+        installs (as it says), and each one bootstrap installs is named there."""
+        listed = set(self.build_list())
+        quoted = set(re.findall(r"`([a-z0-9][a-z0-9.+-]+)`", self.section))
+        wanted = set(bootstrap_packages())
+        self.assertGreater(len(wanted), 20)
+        self.assertEqual(sorted(listed - wanted), [], "named in the build list, not installed "
+                         "by scripts/bootstrap")
+        self.assertEqual(sorted(wanted - listed - quoted), [],
+                         "installed by scripts/bootstrap, not named in README")
+        self.assertIn("`scripts/bootstrap` installs all of them", self.section)
+
+    def test_commands_as_written(self):
+        """The setup lines are the ones bootstrap runs (same options), and the unit suite the
+        first line runs exists."""
+        block = re.search(r"(?s)```sh\n(.*?)```", self.section).group(1)
+        lines = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+        self.assertEqual(lines[0], "meson setup build && ninja -C build && "
+                         "meson test -C build --suite unit")
+        asan = lines[1].split()
+        self.assertEqual(asan[:3], ["meson", "setup", "build-asan"])
+        boot = (REPO / "scripts" / "bootstrap").read_text()
+        self.assertIn("build build-asan %s\n" % " ".join(asan[3:]), boot)
+        # the build directory holds the unit suite the line runs
+        r = run(["meson", "test", "-C", str(Path(CONFIG.worker).parents[1]), "--list",
+                 "--suite", "unit"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreater(len(r.stdout.split()), 5, r.stdout)
+
+
 class QuickstartTest(unittest.TestCase):
     """deploy/quickstart.sh --keep, then the stop command it prints: nothing it started is left
     running (it found a worker and the helper servers left behind, issue: quickstart stop)."""
