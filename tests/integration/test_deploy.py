@@ -1599,6 +1599,46 @@ class ReadmeFleetTest(unittest.TestCase):
         self.assertEqual(int(self.figure(r"scaling in after (\d+) s quiet")),
                          window["stabilizationWindowSeconds"])
 
+    def test_kubernetes_commands_and_pod_hardening(self):
+        """The kubectl lines as written: the namespace they create is every object's, the
+        files exist and are the ones deployment.yaml's header gives; the Secret it names is the
+        one the pods and KEDA read; and the pod's hardening README lists."""
+        block = self.figure(r"(?s)```sh\n(kubectl create namespace.*?)```")
+        lines = [line.split("#")[0].split() for line in block.splitlines() if line.strip()]
+        self.assertEqual(lines[0][:3], ["kubectl", "create", "namespace"])
+        namespace = lines[0][3]
+        files = []
+        for words in lines[1:]:
+            self.assertEqual(words[:2], ["kubectl", "apply"], words)
+            files += [w for i, w in enumerate(words) if i and words[i - 1] == "-f"]
+        self.assertEqual(sorted(files), sorted("deploy/k8s/%s" % p.name
+                                               for p in K8S.glob("*.yaml")))
+        for name in files:
+            for doc in load_yaml(REPO / name):
+                self.assertEqual(doc["metadata"]["namespace"], namespace,
+                                 "%s: %s" % (name, doc["kind"]))
+        header = "\n".join(line[1:].split("#")[0].strip()
+                           for line in (K8S / "deployment.yaml").read_text().splitlines()
+                           if line.startswith("#   kubectl"))
+        self.assertEqual(header, "\n".join(" ".join(w) for w in lines))
+        secret = self.figure(r"create the Secret `([^`]+)`")
+        self.assertEqual(load_yaml(K8S / "secret.yaml")[0]["metadata"]["name"], secret)
+        pod = self.deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        self.assertEqual(container["envFrom"], [{"secretRef": {"name": secret}}])
+        self.assertIn("a RuntimeDefault seccomp profile", self.fleet)
+        self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
+        self.assertNotIn("seccompProfile", container["securityContext"])  # not overridden
+        self.assertIn("an\n`emptyDir` `/tmp` for ImageMagick", self.fleet)
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        tmp = [name for name, path in mounts.items() if path == "/tmp"]
+        self.assertEqual(len(tmp), 1)
+        self.assertIn("emptyDir", volumes[tmp[0]])
+        env = {e["name"]: e["value"] for e in container["env"]}
+        self.assertEqual(env.get("TMPDIR", "/tmp"), "/tmp")
+        self.assertIn("ENV TMPDIR=/tmp MAGICK_TEMPORARY_PATH=/tmp", CONTAINERFILE.read_text())
+
 
 def bootstrap_packages():
     """The Debian packages scripts/bootstrap installs (its `packages=(...)` list)."""
