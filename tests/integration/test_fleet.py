@@ -653,6 +653,26 @@ class MetricsLimitsTest(FleetCase):
                 s.close()
 
 
+    def test_answers_while_the_job_is_stuck(self):
+        """README (Containers and Kubernetes): the liveness probe's /metrics is served from a
+        thread of its own, so a process whose job is slow still answers it (the probe must not
+        restart it). One process, as the Deployment runs it; its job's download is held by the
+        source server while /metrics is scraped, then released: the job still finishes."""
+        prog = self.start_worker("--metrics-addr", "127.0.0.1:%d" % self.metrics_port,
+                                 PIXQ_PROCESSES="1")
+        self.wait_until(lambda: prog.log_events("metrics_listening"), 20, "the metrics server")
+        self.src.add("/held.png", tiny_png())
+        self.src.stall("/held.png")
+        self.push_job(self.job("held", path="/held.png"))
+        self.wait_until(lambda: self.src.requests("/held.png") >= 1, 20, "the job's download")
+        for _ in range(3):
+            fams = self.scrape()
+            self.assertEqual(sample(fams, "pixq_worker_processes"), 1)
+        self.assertFalse(self.redis.exists(self.key("result:held")), "the job is still held")
+        self.src.release()
+        self.wait_results(["held"])
+        self.assertEqual(sample(self.scrape(), "pixq_jobs_total", outcome="succeeded"), 1)
+
 class MagickLimitTest(FleetCase):
 
     def test_a_limit_above_policy_xml_is_logged(self):
