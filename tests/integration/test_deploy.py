@@ -19,8 +19,9 @@
   build stage's commands run on exactly the files its COPY lines take (not in sanitizer builds:
   the same check twice); every Debian package it installs exists (apt-cache); the runtime
   stage's packages provide every shared library the programs need; non-root numeric USER.
-* deploy/quickstart.sh --keep: the stop command it prints ends every process it started (the
-  worker, the two helper servers, redis-server and s3rver).
+* deploy/quickstart.sh: its job's output (800 px wide, the postback, the object's URL and size)
+  and nothing left running or in /tmp after it; with --keep, the stop command it prints ends
+  every process it started (the worker, the two helper servers, redis-server and s3rver).
 * deploy/k8s/*.yaml: every object validated against its OpenAPI schema (kubernetes-models and
   @kubernetes-models/keda, npm), with the models' validators and with TypeScript's checker on
   their interfaces (which also refuses unknown fields), and checked against each other (Secret
@@ -1742,6 +1743,37 @@ class QuickstartTest(unittest.TestCase):
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+    def test_without_keep_it_prints_the_job_and_leaves_nothing(self):
+        """README's quick start: the job resizes the photo to 800 px wide and the script prints
+        the postback, the stored object's URL and size; without --keep it then stops all it
+        started and removes its folder (only --keep's stop command was checked)."""
+        out_path = Path(tempfile.mkdtemp(prefix="pixq-qs-test-")) / "out"
+        self.addCleanup(shutil.rmtree, out_path.parent, True)
+        with open(out_path, "w") as out:
+            r = subprocess.run([str(DEPLOY / "quickstart.sh")], env=clean_env(), stdout=out,
+                               stderr=subprocess.STDOUT, timeout=300)
+        text = out_path.read_text()
+        directory = re.search(r"^== submitting (/tmp/pixq-quickstart\.\w+)/job\.json ", text,
+                              re.M).group(1)
+        redis_url = re.search(r"^PIXQ_REDIS_URL=(\S+)$", text, re.M).group(1)
+        self.addCleanup(shutil.rmtree, directory, True)
+        self.addCleanup(self.kill_leftovers, directory, redis_url)
+        self.assertEqual(r.returncode, 0, text)
+        postback = re.search(r"(?ms)^== postback received by \S+\n(\{.*?^\})\n", text)
+        self.assertIsNotNone(postback, text)
+        results = json.loads(postback.group(1))["results"]
+        self.assertNotIn("errors", results)
+        image = results["images"][0]
+        self.assertEqual(image["meta"]["width"], 800)
+        self.assertEqual(re.findall(r"(?m)^url:  (\S+)$", text), [image["s3_url"]])
+        size = re.search(r"(?m)^size: (\d+) bytes$", text)
+        self.assertIsNotNone(size, text)
+        self.assertGreater(int(size.group(1)), 1000)
+        self.assertRegex(text, r"(?m)^image: JPEG 800x\d+$")
+        self.assertNotIn("stop them all with", text)
+        self.assertFalse(Path(directory).exists(), "its folder is left")
+        self.assertEqual(self.processes_of(directory, redis_url), [])
 
     def test_printed_stop_command_ends_everything(self):
         out_path = Path(tempfile.mkdtemp(prefix="pixq-qs-test-")) / "out"
