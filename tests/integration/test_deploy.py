@@ -37,6 +37,7 @@ and systemd running the unit (no systemd as PID 1).
 """
 
 import difflib
+import fnmatch
 import json
 import os
 import re
@@ -1640,6 +1641,75 @@ class ReadmeFleetTest(unittest.TestCase):
         self.assertEqual(env.get("TMPDIR", "/tmp"), "/tmp")
         self.assertIn("ENV TMPDIR=/tmp MAGICK_TEMPORARY_PATH=/tmp", CONTAINERFILE.read_text())
 
+
+class ReadmeLicencesTest(unittest.TestCase):
+    """README's "Licences of the test data" against the files in tests/data: each folder it
+    names has the notes it points to, and every file in them is covered by a note (a file added
+    without one ships with no stated origin or licence)."""
+
+    DATA = REPO / "tests" / "data"
+
+    @classmethod
+    def setUpClass(cls):
+        text = (REPO / "README.md").read_text()
+        start = text.index("\n## Licences of the test data\n")
+        end = text.find("\n## ", start + 1)
+        cls.section = text[start:end if end > 0 else len(text)]
+
+    def files(self, folder):
+        return sorted(p.name for p in (self.DATA / folder).iterdir() if p.name != "README.md")
+
+    def test_the_folders_it_names(self):
+        named = re.findall(r"`tests/data/([^`]+)/`", self.section)
+        self.assertEqual(sorted(named), ["aws-sig-v4-test-suite", "corpus", "images",
+                                         "jobs/blitline"])
+        for folder in named:
+            self.assertTrue((self.DATA / folder).is_dir(), folder)
+
+    def test_corpus_rows(self):
+        """A row of corpus/README.md for each photo, with its real size, byte count and a
+        licence README names (LGPLv3 / CC-BY-SA)."""
+        self.assertIn("(LGPLv3 / CC-BY-SA, see its\nREADME)", self.section)
+        rows = {}
+        for line in (self.DATA / "corpus" / "README.md").read_text().splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if line.startswith("|") and len(cells) == 5 and "." in cells[0]:
+                rows[cells[0]] = cells
+        files = self.files("corpus")
+        self.assertEqual(sorted(rows), files)
+        for name in files:
+            _, _, size, size_bytes, origin = rows[name]
+            path = self.DATA / "corpus" / name
+            self.assertEqual(int(size_bytes.replace(",", "")), path.stat().st_size, name)
+            self.assertIn(size, name)
+            self.assertRegex(origin, r"(LGPLv3|CC-BY-SA(-4\.0)?)$", name)
+
+    def test_every_small_image_has_a_note(self):
+        """Each file of images/ is named, or matched by a name or pattern, in its README."""
+        text = (self.DATA / "images" / "README.md").read_text()
+        self.assertIn("`tests/data/images/` small images derived from them or drawn for the "
+                      "tests (see its\nREADME)", self.section)
+        tokens = set(re.findall(r"`([a-z0-9][a-z0-9*.-]*)`", text))
+
+        def covered(name):
+            return any(fnmatch.fnmatch(name, t) or fnmatch.fnmatch(name, t + "-*")
+                       or fnmatch.fnmatch(name, t + ".*") for t in tokens)
+
+        files = self.files("images")
+        self.assertGreater(len(files), 20)
+        self.assertEqual([name for name in files if not covered(name)], [])
+
+    def test_sigv4_suite_licence_and_blitline_jobs(self):
+        suite = self.DATA / "aws-sig-v4-test-suite"
+        self.assertIn("Amazon's SigV4 test suite (Apache 2.0, with its\nLICENSE and NOTICE)",
+                      self.section)
+        self.assertIn("Apache License\n                           Version 2.0",
+                      (suite / "LICENSE").read_text())
+        self.assertIn("Amazon.com, Inc.", (suite / "NOTICE").read_text())
+        table = (self.DATA / "jobs" / "blitline" / "README.md").read_text()
+        self.assertIn("published by Blitline", table)
+        rows = re.findall(r"(?m)^\| (\S+\.json) \|", table)
+        self.assertEqual(sorted(rows), self.files("jobs/blitline"))
 
 def bootstrap_packages():
     """The Debian packages scripts/bootstrap installs (its `packages=(...)` list)."""
