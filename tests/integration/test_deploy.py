@@ -1640,7 +1640,43 @@ class ReadmeFleetTest(unittest.TestCase):
         env = {e["name"]: e["value"] for e in container["env"]}
         self.assertEqual(env.get("TMPDIR", "/tmp"), "/tmp")
         self.assertIn("ENV TMPDIR=/tmp MAGICK_TEMPORARY_PATH=/tmp", CONTAINERFILE.read_text())
+        # the pod runs as the image's user and group (USER uid:gid)
+        uid, gid = re.search(r"(?m)^USER (\d+):(\d+)$", CONTAINERFILE.read_text()).groups()
+        self.assertEqual((str(pod["securityContext"]["runAsUser"]),
+                          str(pod["securityContext"]["runAsGroup"])), (uid, gid))
 
+
+class ReadmeWhatIsTestedTest(unittest.TestCase):
+    """README's "What is tested here and what is not": the commands it gives run tests that
+    exist, and its figures are the tests' own."""
+
+    @classmethod
+    def setUpClass(cls):
+        text = (REPO / "README.md").read_text()
+        start = text.index("\n### What is tested here and what is not\n")
+        cls.section = text[start:text.index("\n## ", start + 1)]
+
+    def test_commands_and_figures(self):
+        commands = re.findall(r"`meson test -C build (\w+)`", self.section)
+        self.assertEqual(commands, ["deploy", "multihost"])
+        r = run(["meson", "test", "-C", str(Path(CONFIG.worker).parents[1]), "--list"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tests = {line.rsplit(" / ", 1)[-1] for line in r.stdout.splitlines()}
+        for name in commands:
+            self.assertIn(name, tests)
+        self.assertRegex(self.section, r"`meson test -C build deploy` "
+                         r"\(tests/integration/test_deploy\.py\)")
+        exposure = float(re.search(r"exposure at most (\d+\.\d+)", self.section).group(1))
+        self.assertEqual(exposure, MAX_EXPOSURE)
+        deps = json.loads((CHECK_DIR / "package.json").read_text())["dependencies"]
+        for name in re.findall(r"OpenAPI schemas\s+\(`([^`]+)`, `([^`]+)`", self.section)[0]:
+            self.assertIn(name, deps)
+        self.assertIn("the `dockerfile-utils` linter", self.section)
+        self.assertIn("dockerfile-utils", deps)
+        words = {"two": 2, "three": 3, "four": 4}
+        hosts = re.search(r"scale-out test in (\w+) network namespaces", self.section).group(1)
+        multihost = (REPO / "tests" / "integration" / "test_multihost.py").read_text()
+        self.assertEqual(re.findall(r"(?m)^HOSTS = (\d+)$", multihost), [str(words[hosts])])
 
 class ReadmeLicencesTest(unittest.TestCase):
     """README's "Licences of the test data" against the files in tests/data: each folder it
