@@ -910,6 +910,19 @@ class RedisConfTest(PixqTestCase):
         # -@dangerous, and the check was skipped under the user the file recommended)
         self.assertIn("maxmemory_policy:noeviction", acl.execute("INFO", "memory"))
         self.assertEqual(worker.log_events("redis_info_unavailable"), [])
+        # KEDA (deploy/k8s/scaledobject.yaml) logs in as the Secret's REDIS_USERNAME, the user of
+        # this file, selects each trigger's database and asks the length of its list
+        user = re.search(r"(?m)^# user (\S+) on ", REDIS_CONF.read_text()).group(1)
+        self.assertEqual(load_yaml(K8S / "secret.yaml")[0]["stringData"]["REDIS_USERNAME"], user)
+        worker.terminate(harness.scaled(20))  # so that the entries below stay queued
+        self.redis.lpush("pixq:{default}:jobs", "{}", "{}")
+        self.addCleanup(self.redis.delete, "pixq:{default}:jobs")
+        scaled = {d["kind"]: d for d in load_yaml(K8S / "scaledobject.yaml")}["ScaledObject"]
+        for trigger in scaled["spec"]["triggers"]:
+            md = trigger["metadata"]
+            self.assertEqual(acl.execute("SELECT", md["databaseIndex"]), "OK")
+            self.assertEqual(acl.execute("LLEN", md["listName"]),
+                             2 if md["listName"] == "pixq:{default}:jobs" else 0)
 
     def test_info_refused_is_said(self):
         """A user without INFO (the ACL line before +info): the start-up checks are skipped, and
