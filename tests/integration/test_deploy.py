@@ -38,6 +38,7 @@ and systemd running the unit (no systemd as PID 1).
 
 import difflib
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -1178,6 +1179,7 @@ def apt_closure(packages):
     return names
 
 
+@functools.lru_cache(maxsize=None)
 def package_of(path):
     """The Debian package that owns a file (tried as given and with /usr merged), or None."""
     real = os.path.realpath(path)
@@ -1323,6 +1325,31 @@ class ContainerfileTest(unittest.TestCase):
         self.assertIn("fonts-urw-base35", runtime)
         self.assertIn("fonts-urw-base35", (REPO / "scripts" / "bootstrap").read_text())
 
+    def context_patterns(self):
+        """The patterns of .dockerignore, the build context's exclusions."""
+        text = (REPO / ".dockerignore").read_text()
+        return [line.strip() for line in text.splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def context_ignored_anywhere(self):
+        """The names .dockerignore leaves out at any depth (its "**/NAME" patterns)."""
+        return [p[3:] for p in self.context_patterns() if p.startswith("**/")]
+
+    def test_build_context_leaves_out_caches_and_builds(self):
+        """The context sent for `podman build ... .` leaves out the build directories and the
+        npm modules (node_modules under tests/, which COPY tests/ took into the build stage:
+        56 MB), and none of what the build stage copies."""
+        patterns = self.context_patterns()
+        for name in ("build", "build-asan", "build-fuzz", ".git"):
+            self.assertTrue(any(fnmatch.fnmatch(name, p) for p in patterns), name)
+        anywhere = self.context_ignored_anywhere()
+        self.assertIn("node_modules", anywhere)
+        self.assertIn("__pycache__", anywhere)
+        for ins in self.keyword(0, "COPY"):
+            for src in ins["args"][:-1]:
+                for p in patterns:
+                    self.assertFalse(fnmatch.fnmatch(src.rstrip("/"), p), (src, p))
+
     @unittest.skipIf(CONFIG.sanitized, "the build stage is checked in the plain build's run")
     def test_build_stage_commands_build_the_programs(self):
         """WORKDIR and COPY emulated on a copy of exactly what the build stage copies, then its
@@ -1331,7 +1358,7 @@ class ContainerfileTest(unittest.TestCase):
         tmp = Path(tempfile.mkdtemp(prefix="pixq-containerfile-"))
         self.addCleanup(shutil.rmtree, tmp, True)
         root, workdir = tmp / "root", "/"
-        ignore = shutil.ignore_patterns("node_modules", "__pycache__")
+        ignore = shutil.ignore_patterns(*self.context_ignored_anywhere())
         for ins in self.stage(0):
             kw, args = ins["keyword"], ins["args"]
             if kw == "WORKDIR":
