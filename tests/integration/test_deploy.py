@@ -1679,6 +1679,13 @@ class ReadmeFleetTest(unittest.TestCase):
         self.assertIn("emptyDir", volumes[tmp[0]])
         env = {e["name"]: e["value"] for e in container["env"]}
         self.assertEqual(env.get("TMPDIR", "/tmp"), "/tmp")
+        # room in it for every process's disk pixel cache (past its sizeLimit the kubelet
+        # evicts the pod, job and all)
+        m = re.fullmatch(r"(\d+)(Mi|Gi)", volumes[tmp[0]]["emptyDir"]["sizeLimit"])
+        size_mib = int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1)
+        settings = dict(self.defaults, **env)
+        self.assertGreaterEqual(size_mib, int(settings["PIXQ_PROCESSES"])
+                                * int(settings["PIXQ_MAGICK_DISK_MB"]))
         self.assertIn("ENV TMPDIR=/tmp MAGICK_TEMPORARY_PATH=/tmp", CONTAINERFILE.read_text())
         # the pod runs as the image's user and group (USER uid:gid)
         uid, gid = re.search(r"(?m)^USER (\d+):(\d+)$", CONTAINERFILE.read_text()).groups()
