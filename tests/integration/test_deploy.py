@@ -1948,6 +1948,14 @@ class QuickstartTest(unittest.TestCase):
                         env=clean_env(), stdout=subprocess.DEVNULL, timeout=120)
         self.assertEqual(r.returncode, 0, text)
         self.assertIn('"s3_url"', text)  # the job ran
+        # the line that says how to reach them, run as printed, lets the CLI see the stack
+        reach = re.search(r"left running; to reach them: (.+)$", text, re.M)
+        self.assertIsNotNone(reach, text)
+        stats = subprocess.run(["bash", "-c", "%s; build/producer/pixq stats --json"
+                                % reach.group(1)], cwd=REPO, env=clean_env(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(stats.returncode, 0, stats.stderr)
+        self.assertIn("default", json.dumps(json.loads(stats.stdout)))
         started = set(self.processes_of(directory, redis_url))  # the worker, 2 helpers, s3rver
         started |= {int(Path(directory, f).read_text()) for f in ("redis.pid", "s3rver.pid")}
         self.assertEqual(len(started), 5, started)
