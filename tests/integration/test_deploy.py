@@ -1865,6 +1865,24 @@ class ReadmeBuildingTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertGreater(len(r.stdout.split()), 5, r.stdout)
 
+    def test_bootstrap_help_is_its_whole_header(self):
+        """scripts/bootstrap --help prints the comment at its top, every line of it (it printed
+        a fixed range of lines, which had lost the last step, the builds, when the comment
+        grew), and exits 0; an unknown argument exits 2 with the same text."""
+        script = REPO / "scripts" / "bootstrap"
+        header = []
+        for line in script.read_text().splitlines()[1:]:
+            if not line.startswith("#"):
+                break
+            header.append(re.sub(r"^# ?", "", line))
+        self.assertIn("ninja", header[-1] + header[-2])
+        r = run([str(script), "--help"], env=clean_env(), timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), header)
+        r = run([str(script), "--no-such-option"], env=clean_env(), timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown argument: --no-such-option", r.stderr)
+        self.assertEqual(r.stdout.splitlines(), header)
 
 class QuickstartTest(unittest.TestCase):
     """deploy/quickstart.sh --keep, then the stop command it prints: nothing it started is left
