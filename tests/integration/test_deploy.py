@@ -18,7 +18,8 @@
 * deploy/Containerfile: parsed and linted with dockerfile-utils (npm, tests/deploy-check); the
   build stage's commands run on exactly the files its COPY lines take (not in sanitizer builds:
   the same check twice); every Debian package it installs exists (apt-cache); the runtime
-  stage's packages provide every shared library the programs need; non-root numeric USER.
+  stage's packages provide every shared library the programs need; non-root numeric USER;
+  .dockerignore leaves the build directories and npm's modules out of its build context.
 * deploy/quickstart.sh: its job's output (800 px wide, the postback, the object's URL and size)
   and nothing left running or in /tmp after it; with --keep, the stop command it prints ends
   every process it started (the worker, the two helper servers, redis-server and s3rver).
