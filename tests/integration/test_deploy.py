@@ -1256,6 +1256,36 @@ class ContainerfileTest(unittest.TestCase):
         self.assertGreater(users[0]["line"], last_run)
         self.assertIn("--uid %s" % uid, " ".join(i["content"] for i in self.keyword(1, "RUN")))
 
+    @unittest.skipIf(os.geteuid() != 0, "useradd --prefix needs root")
+    def test_runtime_user_and_group_are_the_user_line_s(self):
+        """The runtime stage's groupadd/useradd commands, run with --prefix on a copy of this
+        machine's /etc files (Debian 12's shadow, as in the image), make the user and the group
+        of its `USER uid:gid` line (and the pod's runAsUser/runAsGroup): `useradd --system
+        --user-group` gave the group a system GID (995 here), not the 10001 the image runs as."""
+        uid, gid = re.search(r"(?m)^USER (\d+):(\d+)$", CONTAINERFILE.read_text()).groups()
+        commands = []
+        for ins in self.keyword(1, "RUN"):
+            for part in re.split(r"\s*&&\s*", " ".join(ins["content"].replace("\\\n", " ")
+                                                     .split())):
+                if part.split()[0] in ("groupadd", "useradd"):
+                    commands.append(part.split())
+        self.assertEqual([c[0] for c in commands][-1], "useradd", commands)
+        tmp = Path(tempfile.mkdtemp(prefix="pixq-useradd-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        (tmp / "etc").mkdir()
+        for name in ("passwd", "group", "shadow", "gshadow", "login.defs"):
+            shutil.copy2(Path("/etc", name), tmp / "etc" / name)
+        for argv in commands:
+            r = run([argv[0], "--prefix", str(tmp)] + argv[1:])
+            self.assertEqual(r.returncode, 0, "%s: %s" % (argv, r.stderr))
+        name = commands[-1][-1]
+        users = {f[0]: f for f in (line.split(":") for line in
+                                   (tmp / "etc" / "passwd").read_text().splitlines())}
+        groups = {f[2]: f[0] for f in (line.split(":") for line in
+                                       (tmp / "etc" / "group").read_text().splitlines())}
+        self.assertEqual(users[name][2:4], [uid, gid], "the user's uid and primary group")
+        self.assertEqual(groups.get(gid), name, "a group with the USER line's gid")
+
     def test_no_secrets(self):
         for stage in range(2):
             for ins in self.keyword(stage, "ENV") + self.keyword(stage, "ARG"):
