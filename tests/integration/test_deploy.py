@@ -1381,6 +1381,52 @@ class ContainerfileTest(unittest.TestCase):
                 for p in patterns:
                     self.assertFalse(fnmatch.fnmatch(src.rstrip("/"), p), (src, p))
 
+    @unittest.skipIf(os.geteuid() != 0 or not shutil.which("setpriv"),
+                     "runs pixq-apply as another user: needs root and setpriv")
+    def test_runtime_has_a_prebuilt_font_cache(self):
+        """The image's worker (uid 10001, no writable home or /var/cache) cannot write a font
+        cache: without one made at install time, every process that draws text scans the fonts
+        again and prints "Fontconfig error: No writable cache directories" on stderr, among its
+        log lines, about 20 times. The `fontconfig` package's trigger runs fc-cache when fonts
+        are installed; the runtime stage must install it (it did not: libfontconfig1 alone has
+        no fc-cache). Shown with pixq-apply drawing text as uid 10001, HOME=/nonexistent and a
+        fontconfig configuration whose only cache folder, root's, is first empty, then filled
+        by fc-cache as root."""
+        self.assertIn("fontconfig", self.apt_packages(1))
+        uid = re.search(r"(?m)^USER (\d+):(\d+)$", CONTAINERFILE.read_text()).groups()
+        tmp = Path(tempfile.mkdtemp(prefix="pixq-fontcache-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        tmp.chmod(0o755)
+        (tmp / "out").mkdir(mode=0o777)
+        (tmp / "out").chmod(0o777)
+        (tmp / "cache").mkdir(mode=0o755)
+        apply = Path(CONFIG.worker).parents[1] / "tests" / "tools" / "pixq-apply"
+        shutil.copy(apply, tmp / "pixq-apply")  # the build folder may be closed to others
+        shutil.copy(CONFIG.data / "images" / "autumn-320x200.jpg", tmp / "src.jpg")
+        conf = tmp / "fonts.conf"
+        conf.write_text('<?xml version="1.0"?>\n<fontconfig>\n'
+                        "  <dir>/usr/share/fonts</dir>\n"
+                        "  <cachedir>%s</cachedir>\n"
+                        '  <include ignore_missing="yes">/etc/fonts/conf.d</include>\n'
+                        "</fontconfig>\n" % (tmp / "cache"))
+        job = tmp / "job.json"
+        job.write_text(json.dumps({"src": "x", "functions": [{
+            "name": "annotate", "params": {"text": "pixq", "font_family": "Helvetica",
+                                           "point_size": 20},
+            "save": {"image_identifier": "text"}}]}))
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "FONTCONFIG_FILE": str(conf),
+               "TMPDIR": str(tmp / "out")}
+        argv = ["setpriv", "--reuid", uid[0], "--regid", uid[1], "--clear-groups",
+                str(tmp / "pixq-apply"), str(job), str(tmp / "src.jpg"), str(tmp / "out")]
+        r = run(argv, env=env, cwd=tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Fontconfig error: No writable cache directories", r.stderr)
+        r = run(["fc-cache", "-s"], env=env)  # what the fontconfig package's trigger runs
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(argv, env=env, cwd=tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("Fontconfig", r.stderr)
+
     @unittest.skipIf(CONFIG.sanitized, "the build stage is checked in the plain build's run")
     def test_build_stage_commands_build_the_programs(self):
         """WORKDIR and COPY emulated on a copy of exactly what the build stage copies, then its
