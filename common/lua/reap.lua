@@ -48,6 +48,15 @@ local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if mode == 'crash' and deadline and tonumber(deadline) >= now then
     return -1
 end
+-- include: lib/queue_types.lua
+-- Every key written below, looked at before the first write (reaping is off every job's path):
+-- a `jobs` or `dead` of another type failed the call after the payloads' recovery counts had
+-- gone up (or a pill's had been cleared for its burial), and each later try counted them again.
+local refused = queue_key_of_another_type({[1] = 'zset', [2] = 'list', [3] = 'list',
+    [4] = 'hash', [5] = 'hash', [6] = 'zset', [7] = 'list'})
+if refused then
+    return refused
+end
 if mode == 'orphan' then
     local due = redis.call('ZSCORE', KEYS[6], ARGV[1])
     if not due or tonumber(due) > now then

@@ -302,6 +302,29 @@ class ReapTest(LuaTestCase):
         self.assertIsNotNone(self.zscore(WORKERS, "w1"))
         self.assertEqual(self.stats(), {})
 
+    def test_queue_key_of_another_type_writes_nothing(self):
+        """A queue key reap.lua writes holding another type (set by hand): WRONGTYPE before any
+        write. Before, a `jobs` of another type failed the call after the job's recovery count
+        had gone up, and a `dead` one after a pill's count had been cleared for its burial:
+        each later reap of the worker counted the job again, or the pill from 1, for ever."""
+        pill = 'pixq-task:{"pixq_poison":"{}","error":"E"}'
+        for k in (JOBS, DEAD, STATS, RECOV, REAPED):
+            with self.subTest(key=k):
+                self.r.execute("FLUSHALL")
+                self.r.execute("ZADD", WORKERS, self.now_ms() - 1, "w1")
+                self.r.lpush(active("w1"), "job-a", pill)
+                if k != RECOV:
+                    self.r.execute("HSET", RECOV, self.sha1(pill), 4)
+                self.r.execute("SET", k, "theirs")
+                with self.assertRaises(harness.RespError) as refused:
+                    self.reap("w1", max_recoveries=5)
+                self.assertRegex(str(refused.exception), "^WRONGTYPE .*" + re.escape(k))
+                self.assertEqual(self.r.get(k), "theirs")
+                self.assertEqual(self.r.lrange(active("w1")), [pill, "job-a"])
+                if k != RECOV:
+                    self.assertEqual(self.r.hgetall(RECOV), {self.sha1(pill): "4"})
+                self.assertIsNotNone(self.zscore(WORKERS, "w1"))
+
     def test_crash_moves_jobs_to_the_consumer_end(self):
         self.r.execute("ZADD", WORKERS, self.now_ms() - 1, "w1", self.now_ms() + 60000, "w2")
         self.r.lpush(JOBS, "waiting-2", "waiting-1")  # the consumer takes from the right
