@@ -52,10 +52,20 @@ end
 -- Every key written below, looked at before the first write (reaping is off every job's path):
 -- a `jobs` or `dead` of another type failed the call after the payloads' recovery counts had
 -- gone up (or a pill's had been cleared for its burial), and each later try counted them again.
+-- But the queue's counts (KEYS[5]): one of another type is left alone, as finish.lua leaves it,
+-- since no count can be kept there and holding the worker's jobs would keep nothing.
 local refused = queue_key_of_another_type({[1] = 'zset', [2] = 'list', [3] = 'list',
-    [4] = 'hash', [5] = 'hash', [6] = 'zset', [7] = 'list'})
+    [4] = 'hash', [6] = 'zset', [7] = 'list'})
 if refused then
     return refused
+end
+
+-- Counts one `field` in KEYS[5], unless it holds another type.
+local function count(field)
+    local r = redis.pcall('HINCRBY', KEYS[5], field, 1)
+    if type(r) == 'table' and r.err and string.sub(r.err, 1, 10) ~= 'WRONGTYPE ' then
+        error(r)
+    end
 end
 if mode == 'orphan' then
     local due = redis.call('ZSCORE', KEYS[6], ARGV[1])
@@ -126,7 +136,7 @@ for i = #items, 1, -1 do
     local item = items[i]
     if mode == 'orphan' then
         -- it landed on the list after the reap or the stop: it never ran there
-        redis.call('HINCRBY', KEYS[5], 'orphaned', 1)
+        count('orphaned')
     elseif mode ~= 'graceful' and string.sub(item, 1, 25) == 'pixq-task:{"pixq_poison":' then
         local h = redis.sha1hex(item)
         local n = redis.call('HINCRBY', KEYS[4], h, 1)
@@ -143,10 +153,10 @@ for i = #items, 1, -1 do
                 end
             end
             redis.call('LPUSH', KEYS[7], cjson.encode(entry))
-            redis.call('HINCRBY', KEYS[5], 'dead', 1)
+            count('dead')
             item = false
         else
-            redis.call('HINCRBY', KEYS[5], 'recovered', 1)
+            count('recovered')
         end
     elseif mode ~= 'graceful' then
         local h = redis.sha1hex(item)
@@ -162,12 +172,12 @@ for i = #items, 1, -1 do
             end
             item = 'pixq-task:{"pixq_poison":' .. cjson.encode(item) .. ',"error":' ..
                        cjson.encode(why) .. '}'
-            redis.call('HINCRBY', KEYS[5], 'poisoned', 1)
+            count('poisoned')
         else
-            redis.call('HINCRBY', KEYS[5], 'recovered', 1)
+            count('recovered')
         end
     else
-        redis.call('HINCRBY', KEYS[5], 'requeued_on_stop', 1)
+        count('requeued_on_stop')
     end
     if item then
         if own(item) then

@@ -308,7 +308,7 @@ class ReapTest(LuaTestCase):
         had gone up, and a `dead` one after a pill's count had been cleared for its burial:
         each later reap of the worker counted the job again, or the pill from 1, for ever."""
         pill = 'pixq-task:{"pixq_poison":"{}","error":"E"}'
-        for k in (JOBS, DEAD, STATS, RECOV, REAPED):
+        for k in (JOBS, DEAD, RECOV, REAPED):
             with self.subTest(key=k):
                 self.r.execute("FLUSHALL")
                 self.r.execute("ZADD", WORKERS, self.now_ms() - 1, "w1")
@@ -324,6 +324,15 @@ class ReapTest(LuaTestCase):
                 if k != RECOV:
                     self.assertEqual(self.r.hgetall(RECOV), {self.sha1(pill): "4"})
                 self.assertIsNotNone(self.zscore(WORKERS, "w1"))
+        # the queue's counts are left alone, as finish.lua leaves them: the jobs go back
+        self.r.execute("FLUSHALL")
+        self.r.execute("ZADD", WORKERS, self.now_ms() - 1, "w1")
+        self.r.lpush(active("w1"), "job-a")
+        self.r.execute("SET", STATS, "theirs")
+        self.assertEqual(self.reap("w1"), 1)
+        self.assertEqual(self.r.lrange(JOBS), ["job-a"])
+        self.assertEqual(self.r.hgetall(RECOV), {self.sha1("job-a"): "1"})
+        self.assertEqual(self.r.get(STATS), "theirs")
 
     def test_crash_moves_jobs_to_the_consumer_end(self):
         self.r.execute("ZADD", WORKERS, self.now_ms() - 1, "w1", self.now_ms() + 60000, "w2")
