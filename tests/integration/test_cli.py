@@ -3682,7 +3682,11 @@ class BadArgumentsTest(unittest.TestCase):
         env["PIXQ_REDIS_URL"] = "redis://127.0.0.1:%d/0" % port
         for args in (["stats"], ["stats", "--watch", "0.1"], ["queues"], ["dead", "list"],
                      ["dead", "retry", "all"], ["dead", "purge"], ["limit", "show"],
-                     ["limit", "set", "my-bucket", "5", "1"], ["submit", "-"]):
+                     ["limit", "set", "my-bucket", "5", "1"], ["submit", "-"],
+                     # README: "every `pixq` command": these connect on paths of their own
+                     ["job", "some-job"], ["job", "some-job", "--wait", "--timeout", "1"],
+                     ["dead", "retry", "some-job"], ["dead", "purge", "--no-id"],
+                     ["limit", "reset", "my-bucket"], ["submit", "--delay", "1000", "-"]):
             with self.subTest(args=args):
                 r = subprocess.run([CONFIG.pixq, *args], env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, timeout=scaled(30),
