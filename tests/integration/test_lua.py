@@ -1443,6 +1443,8 @@ class AdoptTest(LuaTestCase):
             self.assertEqual(self.run_script("adopt", keys, [old, new, reserved_on]), 2)
         self.assertEqual(self.r.lrange(active("w1")), [new])
         self.assertEqual(self.stats(), {"forgotten": 1})
+        # README: expires after an hour, past the 50 minutes a worker asks a call again
+        self.assertTrue(3590 < self.r.ttl(key("adopt:J")) <= 3600, self.r.ttl(key("adopt:J")))
 
     def test_kept_then_reaped_is_not_kept_again(self):
         """Kept after Redis lost it, the answer lost, and the worker reaped before it asks
