@@ -20,6 +20,9 @@
   the same check twice); every Debian package it installs exists (apt-cache); the runtime
   stage's packages provide every shared library the programs need; non-root numeric USER;
   .dockerignore leaves the build directories and npm's modules out of its build context.
+* README.md's Redis keys: the type of each key of its table that a job leaves, which expire,
+  the workers' lease scores, the queue's data token written only if missing, and its redis-cli
+  commands (watching a queue, deploy/migrate-task-mark.lua) run as written.
 * deploy/quickstart.sh: its job's output (800 px wide, the postback, the object's URL and size)
   and nothing left running or in /tmp after it; with --keep, the stop command it prints ends
   every process it started (the worker, the two helper servers, redis-server and s3rver).
@@ -43,6 +46,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -1960,6 +1964,108 @@ class ReadmeBuildingTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown argument: --no-such-option", r.stderr)
         self.assertEqual(r.stdout.splitlines(), header)
+
+class ReadmeRedisKeysTest(PixqTestCase):
+    """README's "Redis keys" against a real worker's Redis: the type of every key in its table
+    that a job leaves behind, which of them expire, and the redis-cli commands it gives an
+    operator, run as written (with the test Redis's address added)."""
+
+    s3_server = "stub"
+    start_worker_in_setup = False
+    TYPES = {"list": "list", "sorted set": "zset", "hash": "hash", "string": "string"}
+
+    @classmethod
+    def setUpClass(cls):
+        text = (REPO / "README.md").read_text()
+        start = text.index("\n## Redis keys\n")
+        cls.section = text[start:text.index("\n## ", start + 1)]
+
+    def redis_cli(self, command, cwd=None):
+        """A `redis-cli ...` command line of README, against the test's Redis: stdout."""
+        argv = shlex.split(command)
+        self.assertEqual(argv[0], "redis-cli", command)
+        argv[1:1] = ["-h", harness.LOOPBACK, "-p", str(self.redis_server.port)]
+        r = run(argv, cwd=cwd, timeout=30)
+        self.assertEqual((r.returncode, r.stderr), (0, ""), command)
+        return r.stdout
+
+    def run_jobs(self):
+        """One job that succeeds (an upload, a postback) and one payload that is not a job."""
+        self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+        job = self.make_job(self.src.url("/q.png"), "out/q.png", params={"width": 16},
+                            job_id="keys-1")
+        self.push_job(job)
+        self.assertNotIn("errors", self.wait_for_postback(job_id="keys-1").json["results"])
+        self.push_job("{not json")
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 30, "the dead entry")
+        self.wait_until(lambda: self.redis.exists(self.key("tput")), 10, "the tput key")
+
+    def test_key_types_and_expiry(self):
+        self.start_worker()
+        self.run_jobs()
+        rows = re.findall(r"(?m)^\| `(pixq:[^`]+)` \| ([a-z ]+) \|", self.section)
+        self.assertGreaterEqual(len(rows), 17, rows)
+        seen = {}
+        for pattern, kind in rows:
+            glob = re.sub(r"<[a-z_]+>", "*", pattern.replace("{Q}", "{%s}" % self.queue))
+            for name in self.redis.execute("KEYS", glob):
+                self.assertEqual(self.redis.type(name), self.TYPES[kind], (pattern, name))
+                seen[pattern] = name
+        self.assertLessEqual({"pixq:{Q}:workers", "pixq:{Q}:job:<id>", "pixq:rl:{<bucket>}",
+                              "pixq:{Q}:epoch", "pixq:{Q}:result:<id>", "pixq:{Q}:dead",
+                              "pixq:{Q}:stats", "pixq:{Q}:tput"}, set(seen))
+        # "expires", "never expires", "after about 120 idle seconds"
+        for pattern in ("pixq:{Q}:job:<id>", "pixq:{Q}:result:<id>", "pixq:{Q}:tput"):
+            self.assertGreater(self.redis.ttl(seen[pattern]), 0, pattern)
+        self.assertLessEqual(self.redis.ttl(seen["pixq:{Q}:tput"]), 120)
+        self.assertEqual(self.redis.ttl(seen["pixq:{Q}:epoch"]), -1)
+        # workers: scored by the lease deadline, ms of Redis's clock (PIXQ_LEASE_MS, 20 s, ahead)
+        now_s, now_us = self.redis.execute("TIME")
+        now_ms = int(now_s) * 1000 + int(now_us) // 1000
+        _, score = self.redis.zrange(self.key("workers"), withscores=True)
+        self.assertTrue(now_ms < float(score) <= now_ms + 20000, float(score) - now_ms)
+
+    def test_epoch_is_written_only_if_missing(self):
+        """SET NX: a worker that overwrote the queue's token would make every other worker
+        take its reservations for data Redis lost, and keep their jobs a second time."""
+        self.redis.set(self.key("epoch"), "token-of-the-data")
+        self.start_worker()
+        self.run_jobs()
+        self.assertEqual(self.redis.get(self.key("epoch")), "token-of-the-data")
+
+    def test_watch_commands_as_written(self):
+        self.start_worker()
+        self.run_jobs()
+        watch = re.search(r"Watch a queue with plain `redis-cli`: (.+?)\.\n", self.section, re.S)
+        self.assertIsNotNone(watch, "README's watch commands")
+        commands = re.findall(r"`(redis-cli [^`]+)`", watch.group(1))
+        self.assertEqual([c.split()[1] for c in commands], ["LLEN", "LRANGE", "HGETALL"])
+        self.assertEqual(self.redis_cli(commands[0]), "0\n")
+        dead = self.redis_cli(commands[1]).splitlines()
+        self.assertEqual(len(dead), 1, dead)
+        entry = json.loads(dead[0])  # a payload that is not a job: no job_id
+        self.assertEqual(sorted(entry), ["attempts", "error", "failed_at", "job"])
+        self.assertEqual((entry["job"], entry["attempts"]), ("{not json", 1))
+        lines = self.redis_cli(commands[2]).splitlines()
+        stats = dict(zip(lines[::2], lines[1::2]))
+        stats.pop("uploaded_bytes", None)  # added at the next heartbeat
+        # a payload that is not a job counts only as failed and dead, not as received
+        self.assertEqual(stats, {"received": "1", "succeeded": "1", "failed": "1", "dead": "1"})
+
+    def test_task_mark_migration_as_written(self):
+        """The upgrade past `pixq-task:`: README's command, from the repository's top folder,
+        with every worker stopped."""
+        command = re.search(r"`(redis-cli --eval deploy/migrate-task-mark\.lua [^`]+)`",
+                            self.section).group(1)
+        old_upload, old_pill = '{"pixq_upload":{"job_id":"a"}}', '{"pixq_poison":"{}"}'
+        self.redis.execute("ZADD", self.key("delayed"), 5, old_upload)
+        self.redis.rpush(self.key("jobs"), old_pill)
+        self.assertEqual(self.redis_cli(command, cwd=REPO), "2\n")
+        self.assertEqual(self.redis.zrange(self.key("delayed"), withscores=True),
+                         ["pixq-task:" + old_upload, "5"])
+        self.assertEqual(self.redis.lrange(self.key("jobs")), ["pixq-task:" + old_pill])
+        self.assertEqual(self.redis_cli(command, cwd=REPO), "0\n")
+
 
 class QuickstartTest(unittest.TestCase):
     """deploy/quickstart.sh --keep, then the stop command it prints: nothing it started is left
