@@ -368,9 +368,10 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
         c->failures++;
         c->next_try_ms = after + awscreds_backoff_ms(c->failures, c->retry_ms, c->retry_max_ms);
         if (!same_reason(e->msg, c->failed)) {
-            char q[ERR_MSG_MAX + 16];
+            char q[ERR_MSG_MAX + 16], url[sizeof c->meta.url + 8];
             LOG_WARN("s3_credentials_refused", "source=%s url=%s error=%s action=%s",
-                     awsmeta_source(&c->meta), c->meta.url, log_quote(e->msg, q, sizeof q),
+                     awsmeta_source(&c->meta), awsmeta_url_shown(&c->meta, url, sizeof url),
+                     log_quote(e->msg, q, sizeof q),
                      c->loaded ? "keep_the_credentials_in_use" : "none_to_sign_with");
         }
         snprintf(c->failed, sizeof c->failed, "%s", e->msg);
@@ -378,9 +379,9 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
         return -1;
     }
     if (k.imds_v1[0] != '\0' && !c->imds_v1) {
-        char q[ERR_MSG_MAX + 16];
-        LOG_WARN("s3_credentials_imdsv1", "url=%s reason=%s", c->meta.url,
-                 log_quote(k.imds_v1, q, sizeof q));
+        char q[ERR_MSG_MAX + 16], url[sizeof c->meta.url + 8];
+        LOG_WARN("s3_credentials_imdsv1", "url=%s reason=%s",
+                 awsmeta_url_shown(&c->meta, url, sizeof url), log_quote(k.imds_v1, q, sizeof q));
     }
     c->imds_v1 = k.imds_v1[0] != '\0';
     bool changed = !c->loaded || strcmp(k.access_key, c->access_key) != 0 ||
@@ -405,10 +406,11 @@ static int refresh_endpoint(struct awscreds *c, bool force, time_t now, long bud
     c->expires_ms = lifetime_ms == LONG_MAX ? LONG_MAX : after + lifetime_ms;
     if (changed) {
         size_t n = strlen(c->access_key);
+        char url[sizeof c->meta.url + 8];
         LOG_INFO("s3_credentials_reloaded",
                  "source=%s url=%s access_key_id_ends=%s expires_in_s=%lld",
-                 awsmeta_source(&c->meta), c->meta.url, c->access_key + (n > 4 ? n - 4 : 0),
-                 k.expires != 0 ? left_s : -1LL);
+                 awsmeta_source(&c->meta), awsmeta_url_shown(&c->meta, url, sizeof url),
+                 c->access_key + (n > 4 ? n - 4 : 0), k.expires != 0 ? left_s : -1LL);
     }
     return changed ? 1 : 0;
 }

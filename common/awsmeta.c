@@ -62,23 +62,25 @@ static int check_container_url(const char *url, struct err *e)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL;
+    char shown[CFG_STR_MAX + 8]; /* a password in the URL as *** */
     int rc = -1;
     if (u == NULL) {
         return err_set(e, "out of memory");
     }
+    cfg_redact_url(url, shown, sizeof shown);
     if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-        err_set(e, "%s is not a URL", url);
+        err_set(e, "%s is not a URL", shown);
     } else if (strcasecmp(scheme, "https") == 0) {
         rc = 0;
     } else if (strcasecmp(scheme, "http") != 0) {
-        err_set(e, "%s: only http and https are spoken", url);
+        err_set(e, "%s: only http and https are spoken", shown);
     } else if (!http_host_allowed(host)) {
         err_set(e,
                 "%s: a plain http URL must name a loopback address, 169.254.170.2, "
                 "169.254.170.23 or fd00:ec2::23 (else use https)",
-                url);
+                shown);
     } else {
         rc = 0;
     }
@@ -236,10 +238,21 @@ const char *awsmeta_origin(const struct awsmeta *m, char *out, size_t cap)
         snprintf(out, cap, "STS %s (AssumeRoleWithWebIdentity for %s)", m->url, m->role_arn);
         return out;
     }
+    char shown[sizeof m->url + 8];
     snprintf(out, cap, "%s %s",
              m->kind == AWSMETA_CONTAINER ? "the container credentials endpoint"
                                           : "the instance metadata service",
-             m->url);
+             awsmeta_url_shown(m, shown, sizeof shown));
+    return out;
+}
+
+const char *awsmeta_url_shown(const struct awsmeta *m, char *out, size_t cap)
+{
+    if (strstr(m->url, "://") != NULL) {
+        cfg_redact_url(m->url, out, cap);
+    } else { /* a credential_process's program: a path, no password */
+        snprintf(out, cap, "%s", m->url);
+    }
     return out;
 }
 
@@ -312,9 +325,11 @@ static int ask_with(struct http *h, const char *method, const char *url,
                     bool direct, long deadline_ms, struct http_response *resp, struct err *e)
 {
     static const struct netguard any = {.allow_private = true}; /* any address, no proxy */
+    char shown[CFG_STR_MAX + 264]; /* the URL as errors show it: a password in it as *** */
+    cfg_redact_url(url, shown, sizeof shown);
     long left = deadline_ms - clock_mono_ms();
     if (left <= 0) {
-        return err_set(e, "%s %s: timed out", method, url);
+        return err_set(e, "%s %s: timed out", method, shown);
     }
     const struct http_request req = {
         .method = method,
@@ -333,7 +348,7 @@ static int ask_with(struct http *h, const char *method, const char *url,
     if (http_perform(h, &req, resp, e) < 0) { /* which of the fetch's steps failed, and how */
         char why[sizeof e->msg];
         snprintf(why, sizeof why, "%s", e->msg);
-        return err_set(e, "%s %s: %s", method, url, why);
+        return err_set(e, "%s %s: %s", method, shown, why);
     }
     if (resp->status != 200) {
         size_t n = resp->body.len < 200 ? resp->body.len : 200;
@@ -346,7 +361,7 @@ static int ask_with(struct http *h, const char *method, const char *url,
             }
         }
         trim_in_place(excerpt);
-        return err_set(e, "%s %s answered %ld%s%s", method, url, resp->status,
+        return err_set(e, "%s %s answered %ld%s%s", method, shown, resp->status,
                        excerpt[0] != '\0' ? ": " : "", excerpt);
     }
     return 0;

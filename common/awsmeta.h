@@ -106,4 +106,8 @@ const char *awsmeta_source(const struct awsmeta *m);
  * "the instance metadata service <url>". */
 const char *awsmeta_origin(const struct awsmeta *m, char *out, size_t cap);
 
+/* m->url as logs show it: a password in it (AWS_CONTAINER_CREDENTIALS_FULL_URI's userinfo,
+ * which the request sends as its Basic credentials) as ***. Returns out. */
+const char *awsmeta_url_shown(const struct awsmeta *m, char *out, size_t cap);
+
 #endif

@@ -1056,7 +1056,9 @@ static void format_value(const struct cfg *c, const struct cfg_entry *en, char *
     case T_BUCKETS:
         if (en->secret) {
             snprintf(out, cap, "%s", *field != '\0' ? "(set)" : "");
-        } else if (en->off == offsetof(struct cfg, redis_url)) {
+        } else if (strstr(field, "://") != NULL) {
+            /* PIXQ_REDIS_URL's password, or one in AWS_CONTAINER_CREDENTIALS_FULL_URI (sent as
+             * the request's Basic credentials) */
             cfg_redact_url(field, out, cap);
         } else {
             snprintf(out, cap, "%s", field);

@@ -301,7 +301,9 @@ static int check_credentials(const struct cfg *cfg)
         if (rc < 0) {
             fprintf(stderr, "pixq-worker: %s\n", e.msg);
         } else { /* which of the sources the environment names was taken: said once */
-            LOG_INFO("s3_credentials", "source=%s url=%s", awsmeta_source(m), m->url);
+            char url[sizeof m->url + 8];
+            LOG_INFO("s3_credentials", "source=%s url=%s", awsmeta_source(m),
+                     awsmeta_url_shown(m, url, sizeof url));
         }
         free(m);
         return rc;

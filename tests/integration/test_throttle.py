@@ -70,6 +70,7 @@ How the figures are judged:
   itself (5, then the output fails) is FinalErrorTest's.
 """
 
+import base64
 import json
 import math
 import os
@@ -2454,6 +2455,36 @@ class MetadataCredentialsTest(ThrottleCase):
         self.assertIn("no S3 credentials: the container credentials endpoint %s gave none "
                       "(the log's s3_credentials_refused says why)" % self.meta.url("/creds"),
                       worker.log_events("upload_retry")[0]["error"])
+
+    def test_password_in_the_endpoint_url_is_never_shown(self):
+        """A password in AWS_CONTAINER_CREDENTIALS_FULL_URI is sent as the request's Basic
+        credentials: a secret, which README says --print-config and the start-up log hide, and
+        the credentials' own lines hide too (before, every one of them showed it)."""
+        url = self.meta.url("/creds").replace("://", "://pod:url-pw-7@", 1)
+        shown = url.replace("url-pw-7", "***")
+        env = self.container_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=url)
+        printed = subprocess.run([CONFIG.worker, "--print-config"], env=self.worker_env(**env),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 timeout=harness.scaled(30))
+        self.assertEqual(printed.returncode, 0, printed.stderr)
+        self.assertIn("\nAWS_CONTAINER_CREDENTIALS_FULL_URI=%s\n" % shown, printed.stdout)
+        self.meta.down = True
+        worker = self.start_worker(**self.patient(), **env)
+        self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 10, "a warning")
+        self.meta.down = False
+        self.push_jobs([self.job("pw-1", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["pw-1"])["pw-1"], "pw-1", "pixq-test", 1)
+        auth = {h.get("Authorization") for _, p, h in self.meta.requests}
+        self.assertEqual(auth, {"Basic " + base64.b64encode(b"pod:url-pw-7").decode()})
+        self.assertEqual([e["url"] for e in worker.log_events("s3_credentials")], [shown])
+        self.assertEqual([e["url"] for e in worker.log_events("s3_credentials_reloaded")],
+                         [shown])
+        refused = worker.log_events("s3_credentials_refused")
+        self.assertEqual((refused[0]["url"], refused[0]["error"]),
+                         (shown, "GET %s answered 500: metadata service unavailable" % shown))
+        self.assertIn(shown, [e.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+                              for e in worker.log_events("config")])  # the start-up log
+        self.assertNotIn("url-pw-7", worker.log_path.read_text())
 
     def test_endpoint_that_does_not_answer_is_asked_less_and_less(self):
         """An endpoint that holds every request (an IMDS hop limit of 1, a firewall dropping

@@ -753,6 +753,40 @@ static void test_fetch_container(void)
     free(m);
 }
 
+/* A password in AWS_CONTAINER_CREDENTIALS_FULL_URI (sent as the request's Basic credentials)
+ * stays out of what is shown: the origin the worker logs, a refused URL, each fetch's error. */
+static void test_container_uri_password_hidden(void)
+{
+    static char log[16 * 1024];
+    struct awsmeta *m = malloc(sizeof *m);
+    struct awsmeta_keys k;
+    struct stub s;
+    struct cfg c;
+    struct err e = {{0}};
+    char why[ERR_MSG_MAX], origin[CFG_STR_MAX + 64], want[128];
+    CHECK_INT(init("AWS_CONTAINER_CREDENTIALS_FULL_URI", "ftp://ecs:fullpw@127.0.0.1/x", m, why),
+              -1);
+    CHECK_STR(why, "AWS_CONTAINER_CREDENTIALS_FULL_URI: ftp://ecs:***@127.0.0.1/x: only http "
+                   "and https are spoken");
+    const char *answers[] = {answer(0, 500, "no")};
+    stub_start(&s, answers, 1);
+    cfg_defaults(&c);
+    snprintf(c.aws_container_credentials_full_uri, sizeof c.aws_container_credentials_full_uri,
+             "http://ecs:fullpw@127.0.0.1:%d/creds", s.port);
+    CHECK_INT(awsmeta_init(m, &c, &e), 0);
+    snprintf(want, sizeof want,
+             "the container credentials endpoint http://ecs:***@127.0.0.1:%d/creds", s.port);
+    CHECK_STR(awsmeta_origin(m, origin, sizeof origin), want);
+    CHECK_INT(awsmeta_fetch(m, &k, &e), -1);
+    snprintf(want, sizeof want, "GET http://ecs:***@127.0.0.1:%d/creds answered 500: no", s.port);
+    CHECK_STR(e.msg, want);
+    stub_finish(&s, log, sizeof log);
+    CHECK(strcasestr(log, "\r\nAuthorization: Basic ") != NULL); /* the URL's own is still sent */
+    CHECK_INT(awsmeta_fetch(m, &k, &e), -1); /* the stub has closed its socket */
+    CHECK(strstr(e.msg, "http://ecs:***@127.0.0.1:") != NULL && strstr(e.msg, "fullpw") == NULL);
+    free(m);
+}
+
 /* STS: the form (each value form-encoded), the keys from its XML, and its Code and Message
  * when it refuses. */
 static void test_fetch_web_identity(void)
@@ -810,6 +844,7 @@ int main(void)
     test_token_file();
     test_fetch_instance();
     test_fetch_container();
+    test_container_uri_password_hidden();
     test_fetch_web_identity();
     curl_global_cleanup();
     return check_summary("awsmeta");

@@ -287,6 +287,7 @@ static void test_print_hides_secrets(void)
     cfg_set(&c, "AWS_SECRET_ACCESS_KEY", "topsecretkey", &e);
     cfg_set(&c, "PIXQ_POSTBACK_SECRET", "hmacsecret", &e);
     cfg_set(&c, "PIXQ_REDIS_URL", "redis://user:redispass@10.0.0.1:6380/2", &e);
+    cfg_set(&c, "AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://ecs:fullpw@127.0.0.1:9/creds", &e);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -295,6 +296,9 @@ static void test_print_hides_secrets(void)
     CHECK(strstr(text, "topsecretkey") == NULL);
     CHECK(strstr(text, "hmacsecret") == NULL);
     CHECK(strstr(text, "redispass") == NULL);
+    CHECK(strstr(text, "fullpw") == NULL);
+    CHECK(strstr(text, "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://ecs:***@127.0.0.1:9/creds\n") !=
+          NULL);
     CHECK(strstr(text, "AWS_SECRET_ACCESS_KEY=(set)\n") != NULL);
     CHECK(strstr(text, "PIXQ_REDIS_URL=redis://user:***@10.0.0.1:6380/2\n") != NULL);
     CHECK(strstr(text, "PIXQ_S3_RATE=10/s,burst=20\n") != NULL);
