@@ -1207,6 +1207,28 @@ class RedisRestartTest(CliCase):
         worker.check_alive()
 
 
+    def test_refused_login_or_database_is_not_waited_for(self):
+        """README: a Redis that refuses the login or the database of PIXQ_REDIS_URL is a failed
+        operation (status 1, the reason on stderr) for every pixq command, even those that ride
+        out an outage: only an unreachable or still loading Redis is waited for."""
+        port = self.redis_server.port
+        cases = (("redis://pixq:wrong@127.0.0.1:%d/0" % port, "redis AUTH refused: WRONGPASS"),
+                 ("redis://127.0.0.1:%d/99" % port,
+                  "redis SELECT refused: ERR DB index is out of range"))
+        for url, why in cases:
+            for args in (["stats", "--watch", "0.1"], ["submit", "--wait", "-"],
+                         ["job", "some-job", "--wait"], ["queues"], ["dead", "list"]):
+                with self.subTest(url=url, args=args):
+                    # waited for, it would say "redis unavailable (...); trying again" first
+                    r = self.run_pixq(*args, input=json.dumps(GOOD_JOB),
+                                      env={"PIXQ_REDIS_URL": url, "PIXQ_REDIS_OUTAGE_MS": "3000"})
+                    self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+                    self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                    self.assertTrue(r.stderr.startswith("pixq: %s: %s" % (args[0], why)),
+                                    r.stderr)
+        self.assertEqual(self.redis.llen(self.key("jobs")), 0)
+
+
 class StatsTest(CliCase):
     def test_stats_of_a_running_fleet(self):
         fleet = [self.start_worker(), self.start_worker()]
