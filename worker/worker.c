@@ -1698,17 +1698,25 @@ static int load_blob(struct worker *w, const char *job_id, int n, struct buf *ou
     return rc;
 }
 
+/* An upload task's image_identifier, "" when it has none as a string: a task pixq did not
+ * write (by hand, or damaged) is one of its own entries all the same, and fails its output. */
+static const char *task_identifier(json_object *task)
+{
+    json_object *v = json_object_object_get(task, "image_identifier");
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+}
+
 /* Records a parked output that is now uploaded: its image entry for the postback and its object
  * for wait_for_s3. Returns what record_upload() returns. */
 static long record_uploaded(struct worker *w, json_object *task, const char *job_id, int n,
                             const char *url)
 {
     /* build_task wrote these members */
-    const char *id = json_object_get_string(json_object_object_get(task, "image_identifier"));
+    const char *id = task_identifier(task);
     const char *key = json_object_get_string(json_object_object_get(task, "key"));
     bool keys = json_object_get_boolean(json_object_object_get(task, "return_keys"));
     json_object *img =
-        result_image(id != NULL ? id : "", url, keys ? key : NULL,
+        result_image(id, url, keys ? key : NULL,
                      (long)json_object_get_int64(json_object_object_get(task, "width")),
                      (long)json_object_get_int64(json_object_object_get(task, "height")));
     result_image_add_meta(img, json_object_object_get(task, "extended_meta"));
@@ -1738,7 +1746,7 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
 static long send_parked(struct worker *w, struct task *t, json_object *task, const char *job_id,
                         int n)
 {
-    const char *id = json_object_get_string(json_object_object_get(task, "image_identifier"));
+    const char *id = task_identifier(task);
     struct buf blob, url;
     buf_init(&blob, 0);
     buf_init(&url, 0);
@@ -1817,7 +1825,7 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
     if (poisoned == NULL) {
         pending = send_parked(w, t, task, job_id, n);
     } else {
-        const char *id = json_object_get_string(json_object_object_get(task, "image_identifier"));
+        const char *id = task_identifier(task);
         char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16];
         snprintf(why, sizeof why, "the upload of '%.100s' failed: %.200s", id, poisoned);
         LOG_ERROR("upload_poisoned", "job_id=%s image_identifier=%s error=%s", job_id,

@@ -1335,6 +1335,29 @@ class PoisonTest(ReliabilityCase):
         self.assert_queue_drained()
 
 
+    def test_upload_task_without_its_members_does_not_crash_the_worker(self):
+        """One of pixq's own entries (`pixq-task:`, README's Redis keys) that lacks what a worker
+        writes into an upload task (no image_identifier, no blob: hand-made, or damaged) fails
+        its output, as a task whose blob expired does, and the worker goes on. Before, it
+        crashed every worker that took it (SIGSEGV: a NULL identifier sent to upload_done.lua),
+        until reap.lua's count buried it as a poison pill."""
+        w = self.start_worker()
+        self.worker_id(w)
+        for task in ({"job_id": "gone-1"}, {"job_id": "gone-2", "image_identifier": 5}):
+            self.redis.lpush(self.key("jobs"), "pixq-task:" + json.dumps({"pixq_upload": task}))
+        self.push_jobs([self.tiny_job("after-1")])
+        self.wait_for_postback(timeout=20, job_id="after-1")
+        failed = w.log_events("upload_failed")
+        expired = "the encoded output '' expired before it could be uploaded"
+        self.assertEqual([(e["job_id"], e["error"]) for e in failed],
+                         [("gone-1", expired), ("gone-2", expired)])
+        self.assertEqual([e["job_id"] for e in w.log_events("parked_job_lost")],
+                         ["gone-1", "gone-2"])
+        self.assertNotIn("recovered", self.stats())
+        self.assert_queue_drained()
+        w.check_alive()
+
+
 class DelayedTest(ReliabilityCase):
     """`pixq submit --delay 500`: the job starts within 100 ms after its due time.
 
