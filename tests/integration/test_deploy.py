@@ -2001,7 +2001,7 @@ class ReadmeRedisKeysTest(PixqTestCase):
         self.wait_until(lambda: self.redis.exists(self.key("tput")), 10, "the tput key")
 
     def test_key_types_and_expiry(self):
-        self.start_worker()
+        worker = self.start_worker()
         self.run_jobs()
         rows = re.findall(r"(?m)^\| `(pixq:[^`]+)` \| ([a-z ]+) \|", self.section)
         self.assertGreaterEqual(len(rows), 17, rows)
@@ -2022,8 +2022,15 @@ class ReadmeRedisKeysTest(PixqTestCase):
         # workers: scored by the lease deadline, ms of Redis's clock (PIXQ_LEASE_MS, 20 s, ahead)
         now_s, now_us = self.redis.execute("TIME")
         now_ms = int(now_s) * 1000 + int(now_us) // 1000
-        _, score = self.redis.zrange(self.key("workers"), withscores=True)
+        wid, score = self.redis.zrange(self.key("workers"), withscores=True)
         self.assertTrue(now_ms < float(score) <= now_ms + 20000, float(score) - now_ms)
+        self.assertEqual(wid, worker.log_events("worker_start")[0]["worker"])
+        # reaped: "reaped or stopped worker id", once it stops (SIGTERM, as systemd stops it)
+        self.assertEqual(self.redis.exists(self.key("reaped")), 0)
+        self._stop_programs()
+        self.assertEqual(self.redis.zrange(self.key("workers")), [])
+        self.assertEqual(self.redis.type(self.key("reaped")), "zset")
+        self.assertEqual(self.redis.zrange(self.key("reaped")), [wid])
 
     def test_epoch_is_written_only_if_missing(self):
         """SET NX: a worker that overwrote the queue's token would make every other worker
