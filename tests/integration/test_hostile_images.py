@@ -15,6 +15,7 @@ there). Then the same worker must process a good job.
   TiffDisabledTest, TiffEnabledTest, BmpEnabledTest   PIXQ_IMAGE_FORMATS
   FrameLimitTest         PIXQ_MAX_FRAMES
   OutputLimitTest        PIXQ_MAX_JOB_OUTPUT_BYTES
+  OutputSizeLimitTest    PIXQ_MAX_OUTPUT_BYTES
   TimeLimitTest          PIXQ_MAGICK_TIME_S
   MetadataLimitTest      PIXQ_EXIF_MAX_VALUES, PIXQ_XMP_MAX_ELEMENTS, PIXQ_METADATA_MAX_MB: EXIF
                          blocks that would keep ImageMagick formatting values for minutes, in
@@ -27,6 +28,7 @@ Run by meson (suite integration), or by hand:
 """
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -807,6 +809,39 @@ class OutputLimitTest(HostileImageTestCase):
         self.assertEqual(results["errors"], [
             "Image processing failed. the job's outputs would be more than 200000 bytes together "
             "(%d with 'o1'), PIXQ_MAX_JOB_OUTPUT_BYTES" % (2 * size)])
+        self.assert_still_serving()
+
+
+class OutputSizeLimitTest(HostileImageTestCase):
+    """PIXQ_MAX_OUTPUT_BYTES=1024 (README: the largest encoded output): a save whose encoded
+    bytes pass it fails, naming the setting; a smaller save of the same job is uploaded. No test
+    set the setting before: the worker could ignore it and nothing would fail."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_MAX_OUTPUT_BYTES": "1024"}
+
+    def test_an_output_past_the_limit_fails(self):
+        name = "one-output"
+
+        def save(ident, ext):
+            return {"image_identifier": ident, "s3_destination": {
+                "bucket": self.buckets[0], "key": "out/%s%s" % (ident, ext)}}
+        # a 4x4 PNG is about a hundred bytes; a 200x200 BMP 120,000 (3 bytes a pixel)
+        functions = [{"name": "resize", "params": {"width": 4, "height": 4},
+                      "save": dict(save("small", ".png"), extension=".png")},
+                     {"name": "no_op", "save": dict(save("big", ".bmp"), extension=".bmp")}]
+        job = self.job(name, {"name": "canvas", "width": 200, "height": 200}, functions)
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        results = pb.json["results"]
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["small"], results)
+        self.assertLessEqual(len(self.s3_object("out/small.png")), 1024)
+        self.assertEqual(results["failed_image_identifiers"], ["big"])
+        self.assertEqual(len(results["errors"]), 1, results)
+        m = re.fullmatch(r"Image processing failed\. output 'big' is (\d+) bytes, more than the "
+                         r"limit of 1024 \(PIXQ_MAX_OUTPUT_BYTES\)", results["errors"][0])
+        self.assertTrue(m, results["errors"])
+        self.assertGreater(int(m.group(1)), 200 * 200 * 3)
+        self.assertEqual(self.s3.get_object(self.buckets[0], "out/big.bmp")[0], 404)
         self.assert_still_serving()
 
 
