@@ -686,6 +686,21 @@ class MagickLimitTest(FleetCase):
         guard = prog.log_events("image_guard")[0]
         self.assertEqual(guard["memory_mb"], "256")
 
+    def test_lower_limits_take_effect(self):
+        """README: PIXQ_MAGICK_MEMORY_MB, _MAP_MB and _DISK_MB are ImageMagick's limits, which
+        can only lower policy.xml's (Debian's: 256, 512 and 1024 MiB). Lower ones are what
+        ImageMagick then allows (image_guard reads them back from it), a higher map limit is
+        capped and said; nothing checked the map and disk settings before."""
+        prog = self.start_worker(PIXQ_MAGICK_MEMORY_MB="64", PIXQ_MAGICK_MAP_MB="1024",
+                                 PIXQ_MAGICK_DISK_MB="300")
+        self.wait_until(lambda: prog.log_events("worker_start"), 20, "the worker to start")
+        guard = prog.log_events("image_guard")[0]
+        self.assertEqual((guard["memory_mb"], guard["map_mb"], guard["disk_mb"]),
+                         ("64", "512", "300"))
+        capped = prog.log_events("magick_limit_capped")
+        self.assertEqual([(e["setting"], e["requested"], e["effective"]) for e in capped],
+                         [("PIXQ_MAGICK_MAP_MB", "1024", "512")])
+
 
     def test_an_image_guard_refused_ends_the_fleet_with_status_2(self):
         """The worker refuses to run without its image guard (here: a policy.xml with a time
