@@ -337,6 +337,26 @@ class LowerQueueDelayedTest(QueueCase):
         self.assertEqual(self.starts(w), [("wake-u", "urgent"), ("due-d", "default")])
 
 
+class PromoteBatchTest(QueueCase):
+    def test_promotion_moves_at_most_the_batch(self):
+        """PIXQ_PROMOTE_BATCH (README: most delayed entries moved to the queue at once) reaches
+        promote.lua: three due jobs are promoted one at a time with a batch of 1 (the promoted
+        lines), all three run. With the batch fixed at its default, one promotion moved all
+        three and no test noticed."""
+        path = self.tmp / "later.jsonl"
+        ids = ["later-%d" % i for i in range(3)]
+        path.write_text("".join(json.dumps(canvas_job(i, self.postbacks.url())) + "\n"
+                                for i in ids))
+        r = self.run_pixq("submit", str(path), "--queue", "default", "--delay", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        w = self.start_worker(PIXQ_PROMOTE_BATCH="1", PIXQ_LOG_LEVEL="debug")
+        for job_id in ids:
+            self.postbacks.wait_for_postback(scaled(20), job_id=job_id, check=self.check_workers)
+        promoted = [(e["queue"], e["count"]) for e in w.log_events("promoted")]
+        self.assertEqual(promoted, [("default", "1")] * 3)
+        self.assertEqual(self.stats("default").get("promoted"), 3)
+
+
 class RoundTripTest(PixqTestCase):
     """Commands per job, measured on the test's own redis-server.
 
