@@ -715,6 +715,30 @@ class NoDefaultAclTest(BlitlineTestCase):
                           if n.startswith(("x-amz-acl", "x-amz-grant-"))}, {})
 
 
+class DefaultQualityTest(BlitlineTestCase):
+    """PIXQ_DEFAULT_QUALITY=60 (README: JPEG/WebP quality when a save gives none). Only its
+    default, 75, was ever seen by a test: a worker that ignored the setting passed them all."""
+
+    worker_env_extra = {"PIXQ_DEFAULT_QUALITY": "60"}
+
+    def test_a_save_without_quality_takes_the_setting(self):
+        fit = {"name": "resize_to_fit", "params": {"width": 40}}
+        job = {"src": self.serve_photo(), "job_id": "dq-1", "extended_metadata": True,
+               "postback_url": self.postbacks.url("/pb/dq-1"), "functions": [
+                   dict(fit, save={"image_identifier": "j"}),
+                   dict(fit, save={"image_identifier": "w", "extension": ".webp"}),
+                   dict(fit, save={"image_identifier": "q", "quality": 90})]}
+        images = self.submit(job).json["results"]["images"]
+        self.assertEqual([i["image_identifier"] for i in images], ["j", "w", "q"])
+        jpeg = self.fetch(images[0], "JPEG", (40, 25))
+        self.fetch(images[1], "WEBP", (40, 25), content_type="image/webp")
+        explicit = self.fetch(images[2], "JPEG", (40, 25))
+        # ImageMagick's estimate from the JPEG's quantisation tables, not pixq's own word
+        self.assertEqual(identify_escape(jpeg, "%Q"), "60")
+        self.assertEqual(identify_escape(explicit, "%Q"), "90")
+        self.assertEqual([i["meta"]["quality"] for i in images], [60, 60, 90])
+
+
 class DestinationsTest(BlitlineTestCase):
     """s3_destination headers, postback_headers, and one failed upload among good ones."""
 
