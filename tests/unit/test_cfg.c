@@ -151,6 +151,13 @@ static void test_session_token(void)
     CHECK_INT(cfg_set(&c, "AWS_SESSION_TOKEN", token, &e), -1);
     CHECK(strstr(e.msg, "AWS_SESSION_TOKEN: value longer than 8191 bytes") != NULL);
     CHECK(strstr(e.msg, "TTTT") == NULL);
+    /* README: AWS_CONTAINER_AUTHORIZATION_TOKEN may be as long as a session token */
+    CHECK_INT(cfg_set(&c, "AWS_CONTAINER_AUTHORIZATION_TOKEN", token, &e), -1);
+    CHECK(strstr(e.msg, "AWS_CONTAINER_AUTHORIZATION_TOKEN: value longer than 8191 bytes") != NULL);
+    token[CFG_TOKEN_MAX - 1] = '\0';
+    CHECK_INT(cfg_set(&c, "AWS_CONTAINER_AUTHORIZATION_TOKEN", token, &e), 0);
+    CHECK_INT((long)strlen(c.aws_container_authorization_token), CFG_TOKEN_MAX - 1);
+    token[CFG_TOKEN_MAX - 1] = 'T';
     char longval[CFG_STR_MAX + 1];
     memset(longval, 'q', CFG_STR_MAX);
     longval[CFG_STR_MAX] = '\0';
