@@ -396,6 +396,19 @@ class EnvExampleTest(unittest.TestCase):
             r = print_config(config=f.name)
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_commented_settings_show_their_defaults(self):
+        """The file says its commented settings show their defaults (an example value for those
+        empty by default), and that every setting is there: an operator who uncomments one
+        expects no change. Checked against --print-config with no settings."""
+        defaults = env_lines(print_config().stdout)
+        text = ENV_EXAMPLE.read_text()
+        commented = dict(re.findall(r"^# ([A-Z][A-Z0-9_]*)=(.*)$", text, re.M))
+        for name, value in sorted(commented.items()):
+            if defaults[name] != "":
+                self.assertEqual(value, defaults[name], "pixq.env.example's commented " + name)
+        named = set(commented) | set(env_lines(text))
+        self.assertEqual(sorted(set(defaults) - named), [], "settings the file does not name")
+
     def test_a_bad_value_is_refused(self):
         with tempfile.NamedTemporaryFile("w", suffix=".env") as f:
             f.write(ENV_EXAMPLE.read_text().replace("PIXQ_PROCESSES=2", "PIXQ_PROCESSES=two"))
