@@ -430,6 +430,17 @@ class EnvExampleTest(unittest.TestCase):
         r = subprocess.run([CONFIG.pixq, "queues", "--help"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=20)
         self.assertIn("pixq: warning: PIXQ_PROCESS in the environment is not a setting", r.stderr)
+        # the same name in a config file: status 2 from both (README), with its file and line
+        with tempfile.NamedTemporaryFile("w", suffix=".env") as f:
+            f.write("PIXQ_QUEUE=default\nPIXQ_PROCESS=4\n")
+            f.flush()
+            for argv in ([CONFIG.worker, "--config", f.name, "--print-config"],
+                         [CONFIG.pixq, "--config", f.name, "queues"]):
+                r = subprocess.run(argv, env=clean_env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, timeout=20)
+                self.assertEqual((r.returncode, r.stdout), (2, ""), argv)
+                self.assertTrue(r.stderr.endswith(": %s:2: unknown setting 'PIXQ_PROCESS'\n"
+                                                  % f.name), r.stderr)
 
     def test_settings_checked_before_start(self):
         # a queue list, a Redis URL or an image format list the worker cannot use ends it with
