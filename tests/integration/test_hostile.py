@@ -1034,6 +1034,16 @@ class JobLimitTest(HostileTestCase):
         self.expect_failure(job, "too many functions (at most 100)")
         self.assert_still_serving()
 
+    def test_too_many_functions_as_set(self):
+        """PIXQ_MAX_FUNCTIONS reaches the worker's own check (only pixq submit's was tested
+        with another value than 100): 4 functions, nested ones counted, fail with 3."""
+        self.start(PIXQ_MAX_FUNCTIONS=3)
+        job = self.job("many-fns-3")
+        job["functions"] = [{"name": "no_op", "functions": [{"name": "no_op"}] * 2},
+                            {"name": "no_op"}]
+        self.expect_failure(job, "too many functions (at most 3)")
+        self.assert_still_serving()
+
     def test_too_many_saves(self):
         self.start(PIXQ_MAX_SAVES=3)
         job = self.job("many-saves")
