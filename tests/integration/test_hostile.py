@@ -947,6 +947,22 @@ class JobLimitTest(HostileTestCase):
         self.assertEqual(len(self.postbacks.postbacks), 1)
         self.assert_still_serving()
 
+    def test_json_depth_as_set(self):
+        """PIXQ_MAX_JSON_DEPTH reaches the worker's own check (only its default, 32, was seen
+        there): with 6, README's count (the object, each array inside it, the value in the
+        innermost) lets a job of 6 levels run and fails one of 7, with its postback."""
+        self.start(PIXQ_MAX_JSON_DEPTH=6)
+        ok = self.job("depth-6", extra=[[[[1]]]])  # as deep as its s3_destination's bucket
+        self.push_job(ok)
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-depth-6")
+        self.assertNotIn("errors", pb.results, pb.results)
+        deep = self.job("depth-7", extra=[[[[[1]]]]])
+        self.push_job(deep)
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-depth-7")
+        self.assert_salvaged(pb, "hostile-depth-7", "job nests deeper than 6 levels "
+                             "(PIXQ_MAX_JSON_DEPTH)")
+        self.assert_still_serving()
+
     def test_job_at_the_limit_runs_again(self):
         """A job of PIXQ_MAX_JOB_BYTES exactly, without a job_id, whose source fails: the
         worker writes a job_id and then an attempt count into it, and each run reads it whole
