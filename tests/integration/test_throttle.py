@@ -811,6 +811,24 @@ class SlowDownNoRefillTest(ThrottleCase):
         self.assert_no_leftovers(first + second)
 
 
+class MinRateTest(ThrottleCase):
+    """PIXQ_S3_MIN_RATE (README: the lowest rate the adaptive limiter slows a bucket to)
+    reaches rl_feedback.lua from the worker: at 10 PUT/s with a floor of 8, one SlowDown plans
+    8/s, not 0.7 x 10 = 7, and the floor is kept for `pixq limit show`. Only the script's own
+    tests gave it another floor than 0.5."""
+
+    def test_a_slowdown_stops_at_the_floor(self):
+        self.start_worker(PIXQ_S3_RATE="10/s,burst=5", PIXQ_S3_MIN_RATE="8")
+        self.s3.fail("bkt-a", 503, "SlowDown", count=1)
+        self.push_jobs([self.job("floor-1", "bkt-a")])
+        pb = self.postbacks_for(["floor-1"])["floor-1"]
+        self.assert_complete(pb, "floor-1", "bkt-a", 1)
+        self.assertEqual(len(self.puts("bkt-a", 503)), 1)
+        state = self.limiter("bkt-a")
+        self.assertEqual((state.get("decreases"), state.get("floor"), state.get("plan")),
+                         ("1", "8", "8"), state)
+
+
 class OutageRecoveryTest(ThrottleCase):
     """S3 answers every PUT to the bucket with 503 SlowDown for OUTAGE_S while 100 one-output
     jobs come in, then accepts again: 2 workers at 10 PUT/s, burst 0. The limiter sits at its
