@@ -927,6 +927,17 @@ class RegionTest(ThrottleCase):
         self.s3.set_region("eu-bucket", "eu-west-1")
         self.check_region("eu-bucket", 301)
 
+    def test_aws_region_is_signed_for_at_once(self):
+        """AWS_REGION (README: the default region of destination buckets) is the region the
+        first request is signed for: with eu-west-1 there, a bucket of eu-west-1 takes its PUT
+        at once, no redirect first. Every other test left it at us-east-1."""
+        self.s3.set_region("eu-home", "eu-west-1")
+        self.start_worker(AWS_REGION="eu-west-1")
+        self.push_jobs([self.job("home-1", "eu-home")])
+        self.assert_complete(self.postbacks_for(["home-1"])["home-1"], "home-1", "eu-home", 1)
+        self.assertEqual([(r.status, r.region) for r in self.puts("eu-home")],
+                         [(200, "eu-west-1")])
+
     def test_400_authorization_header_malformed_region_in_body(self):
         self.s3.set_region("eu400-bucket", "eu-west-1", style="400", region_header=False)
         self.check_region("eu400-bucket", 400)
