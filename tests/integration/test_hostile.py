@@ -660,6 +660,19 @@ class RedirectTest(HostileTestCase):
         self.assertNotIn("the job ran", pb.results["errors"][0])
         self.assert_still_serving()
 
+    def test_redirect_limit_as_set(self):
+        """PIXQ_MAX_REDIRECTS reaches the download (only its default, 3, was tested): with 1,
+        one redirect is followed, a second is not."""
+        self.start(PIXQ_MAX_REDIRECTS=1)
+        t = self.tricks
+        t.redirect("/b2", t.url("/b1"))
+        t.redirect("/b1", t.url("/ok.jpg"))
+        self.push_job(self.job("one-hop", t.url("/b1")))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-one-hop")
+        self.assertNotIn("errors", pb.results, pb.body[:400])
+        self.expect_failure(self.job("two-hops", t.url("/b2")), "Maximum (1) redirects followed")
+        self.assert_still_serving()
+
 
 class TransferTest(HostileTestCase):
     """The byte cap while reading, the low-speed limit, no content decoding."""
