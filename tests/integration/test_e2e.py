@@ -538,6 +538,18 @@ class SourceReuseTest(E2ETestCase):
         self.assertEqual(once, each)  # the same pixels, output by output
         self.assertEqual(self.src.requests("/m.png"), 2)
 
+    def test_the_cache_keeps_at_most_its_bytes(self):
+        """PIXQ_SOURCE_CACHE_BYTES is a size (README: up to this many bytes of such sources in
+        all), not only on or off: the 331-byte watermark is kept with 331 bytes, downloaded at
+        each naming with 330. Only 0 and the default were tested."""
+        size = len((CONFIG.data / "images" / "color-wm-64x40.png").read_bytes())
+        for budget, downloads in ((size - 1, 4), (size, 1)):
+            worker = self.start_worker(PIXQ_SOURCE_CACHE_BYTES=str(budget))
+            before = self.src.requests("/w.png")
+            self.run_job("budget-%d" % budget, "budget-%d/" % budget)
+            self.assertEqual(self.src.requests("/w.png") - before, downloads, budget)
+            self.kill_worker(worker, signal.SIGTERM)
+
     def test_a_job_past_max_sources_fails_for_good(self):
         self.check_past_max_sources("many")
 
