@@ -350,6 +350,14 @@ static void test_guard_settings(void)
     CHECK(strstr(e.msg, "PIXQ_ALLOWED_NETWORKS") != NULL && strstr(e.msg, "host bits") != NULL);
     CHECK_INT(cfg_set(&c, "allowed-networks", "example.com", &e), -1);
     CHECK_STR(c.allowed_networks, "127.0.0.1/32, 10.20.0.0/16,fd00::/8"); /* unchanged */
+    /* README: at most 32 networks, refused at load */
+    char nets[1024] = "";
+    for (int i = 0; i < 33; i++) {
+        snprintf(nets + strlen(nets), sizeof nets - strlen(nets), "%s10.%d.0.0/16", i ? "," : "",
+                 i);
+        CHECK_INT(cfg_set(&c, "PIXQ_ALLOWED_NETWORKS", nets, &e), i < 32 ? 0 : -1);
+    }
+    CHECK_STR(e.msg, "PIXQ_ALLOWED_NETWORKS: more than 32 networks");
     CHECK_INT(cfg_set(&c, "PIXQ_MAX_REDIRECTS", "21", &e), -1);
     CHECK_INT(cfg_set(&c, "PIXQ_MAX_REDIRECTS", "0", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_LOW_SPEED_TIME_S", "0", &e), -1);
