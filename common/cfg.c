@@ -568,7 +568,8 @@ static int set_typed(struct cfg *c, const struct cfg_entry *en, const char *valu
         return set_double(c, en, value, e);
     case T_BOOL:
         if (parse_bool(value, (bool *)field) < 0) {
-            return err_set(e, "%s: '%s' is not a boolean (0/1, true/false)", en->var, value);
+            return err_set(e, "%s: '%s' is not a boolean (0/1, true/false, yes/no, on/off)",
+                           en->var, value);
         }
         return 0;
     case T_LEVEL: {

@@ -670,6 +670,9 @@ static void test_value_edges(void)
         CHECK_INT(c.allow_private_networks, 0);
     }
     CHECK_INT(cfg_set(&c, "PIXQ_ALLOW_PRIVATE_NETWORKS", "onn", &e), -1);
+    /* the refusal names every word taken (README), not only 0/1 and true/false */
+    CHECK_STR(e.msg, "PIXQ_ALLOW_PRIVATE_NETWORKS: 'onn' is not a boolean (0/1, true/false, "
+                     "yes/no, on/off)");
     CHECK_INT(cfg_set(&c, "PIXQ_S3_RATE", "1000000/s,burst=1000000", &e), 0);
     CHECK(c.s3_rate == 1e6);
     CHECK_INT(c.s3_burst, 1000000);
