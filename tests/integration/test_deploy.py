@@ -1220,6 +1220,32 @@ def package_of(path):
     return None
 
 
+def readme_section(heading):
+    """README.md from the line `heading` ("## Name", "### Name") to the next "## " heading or
+    the end."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("\n%s\n" % heading)
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else len(text)]
+
+
+def meson_dependency_packages(case):
+    """{name: Debian package} for every dependency('name') of the project's meson files, through
+    pkg-config (asserted on `case`: each known, and more than five of them)."""
+    names = set()
+    for path in [REPO / "meson.build"] + sorted(REPO.glob("*/**/meson.build")):
+        if "node_modules" not in path.parts:
+            names |= set(re.findall(r"dependency\('([^']+)'", path.read_text()))
+    names.discard("threads")
+    case.assertGreater(len(names), 5, names)
+    packages = {}
+    for name in sorted(names):
+        r = run(["pkg-config", "--path", name])
+        case.assertEqual(r.returncode, 0, "pkg-config knows no %s" % name)
+        packages[name] = package_of(r.stdout.strip())
+    return packages
+
+
 def needed_libraries(binary):
     """{soname: path} of the shared libraries a program needs directly."""
     r = run(["readelf", "-d", str(binary)])
@@ -1351,16 +1377,7 @@ class ContainerfileTest(unittest.TestCase):
         """Every dependency('X') of the meson files the build stage copies comes, through
         pkg-config, from a package the build stage installs (or one they depend on)."""
         build = apt_closure(self.apt_packages(0))
-        names = set()
-        for path in [REPO / "meson.build"] + sorted(REPO.glob("*/**/meson.build")):
-            if "node_modules" not in path.parts:
-                names |= set(re.findall(r"dependency\('([^']+)'", path.read_text()))
-        names.discard("threads")
-        self.assertGreater(len(names), 5, names)
-        for name in sorted(names):
-            r = run(["pkg-config", "--path", name])
-            self.assertEqual(r.returncode, 0, "pkg-config knows no %s" % name)
-            pkg = package_of(r.stdout.strip())
+        for name, pkg in meson_dependency_packages(self).items():
             self.assertIn(pkg, build, "meson needs %s (%s), which the build stage does not "
                           "install" % (name, pkg))
         for tool in ("meson", "ninja-build", "pkg-config", "gcc", "libc6-dev"):
@@ -1653,9 +1670,7 @@ class ReadmeFleetTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        text = (REPO / "README.md").read_text()
-        start = text.index("\n## Operating a fleet\n")
-        cls.fleet = text[start:text.index("\n## ", start + 1)]
+        cls.fleet = readme_section("## Operating a fleet")
         cls.unit = dict(service_settings(UNIT.read_text()))
         cls.defaults = worker_settings()
         docs = {}
@@ -1804,9 +1819,7 @@ class ReadmeWhatIsTestedTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        text = (REPO / "README.md").read_text()
-        start = text.index("\n### What is tested here and what is not\n")
-        cls.section = text[start:text.index("\n## ", start + 1)]
+        cls.section = readme_section("### What is tested here and what is not")
 
     def test_commands_and_figures(self):
         commands = re.findall(r"`meson test -C build (\w+)`", self.section)
@@ -1839,10 +1852,7 @@ class ReadmeLicencesTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        text = (REPO / "README.md").read_text()
-        start = text.index("\n## Licences of the test data\n")
-        end = text.find("\n## ", start + 1)
-        cls.section = text[start:end if end > 0 else len(text)]
+        cls.section = readme_section("## Licences of the test data")
 
     def files(self, folder):
         return sorted(p.name for p in (self.DATA / folder).iterdir() if p.name != "README.md")
@@ -1914,9 +1924,7 @@ class ReadmeBuildingTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        text = (REPO / "README.md").read_text()
-        start = text.index("\n## Building by hand\n")
-        cls.section = text[start:text.index("\n## ", start + 1)]
+        cls.section = readme_section("## Building by hand")
 
     def build_list(self):
         m = re.search(r"Dependencies \(Debian 12 packages\): `([^`]+)`", self.section)
@@ -1927,16 +1935,7 @@ class ReadmeBuildingTest(unittest.TestCase):
         named = set(self.build_list())
         for tool in ("build-essential", "meson", "ninja-build", "pkg-config"):
             self.assertIn(tool, named)
-        names = set()
-        for path in [REPO / "meson.build"] + sorted(REPO.glob("*/**/meson.build")):
-            if "node_modules" not in path.parts:
-                names |= set(re.findall(r"dependency\('([^']+)'", path.read_text()))
-        names.discard("threads")
-        self.assertGreater(len(names), 5, names)
-        for name in sorted(names):
-            r = run(["pkg-config", "--path", name])
-            self.assertEqual(r.returncode, 0, "pkg-config knows no %s" % name)
-            pkg = package_of(r.stdout.strip())
+        for name, pkg in meson_dependency_packages(self).items():
             self.assertIn(pkg, named, "meson.build needs %s, from %s, which README's list of "
                           "build dependencies does not name" % (name, pkg))
 
