@@ -447,6 +447,21 @@ static int parse_rate(const char *s, double *rate, long *burst)
     return 0;
 }
 
+/* The next item of the comma-separated list at `*p`, without the blanks around it (`a, b`, as
+ * PIXQ_QUEUE and PIXQ_ALLOWED_NETWORKS take): its start, its length in `*len`; `*p` moves past
+ * it and its comma. */
+static const char *list_item(const char **p, size_t *len)
+{
+    const char *s = *p + strspn(*p, " \t");
+    size_t n = strcspn(s, ",");
+    *p = s[n] == ',' ? s + n + 1 : s + n;
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) {
+        n--;
+    }
+    *len = n;
+    return s;
+}
+
 /* Validates the items of a T_NETS or T_BUCKETS list; other types pass. */
 static int check_list(const struct cfg_entry *en, const char *value, struct err *e)
 {
@@ -459,9 +474,9 @@ static int check_list(const struct cfg_entry *en, const char *value, struct err 
     }
     for (const char *p = value; *p != '\0';) {
         char name[128];
-        size_t n = strcspn(p, ",");
-        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
-        p += p[n] == ',' ? n + 1 : n;
+        size_t n;
+        const char *item = list_item(&p, &n);
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), item);
         if (n >= sizeof name || !s3_valid_bucket(name)) {
             return err_set(e, "%s: '%s' is not a valid bucket name", en->var, name);
         }
@@ -1136,11 +1151,11 @@ bool cfg_bucket_allowed(const struct cfg *c, const char *bucket)
     }
     size_t n = strlen(bucket);
     for (const char *p = c->s3_buckets; *p != '\0';) {
-        size_t len = strcspn(p, ",");
-        if (len == n && strncmp(p, bucket, n) == 0) {
+        size_t len;
+        const char *item = list_item(&p, &len);
+        if (len == n && strncmp(item, bucket, n) == 0) {
             return true;
         }
-        p += p[len] == ',' ? len + 1 : len;
     }
     return false;
 }

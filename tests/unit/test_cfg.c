@@ -377,6 +377,14 @@ static void test_guard_settings(void)
     CHECK(!cfg_bucket_allowed(&c, "pixq-test2"));
     CHECK(!cfg_bucket_allowed(&c, "other"));
     CHECK(!cfg_bucket_allowed(&c, ""));
+    /* blanks around a name, as PIXQ_QUEUE and PIXQ_ALLOWED_NETWORKS take them (refused before) */
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", " pixq-test , other.bucket\t,last", &e), 0);
+    CHECK(cfg_bucket_allowed(&c, "pixq-test"));
+    CHECK(cfg_bucket_allowed(&c, "other.bucket"));
+    CHECK(cfg_bucket_allowed(&c, "last"));
+    CHECK(!cfg_bucket_allowed(&c, " pixq-test"));
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "aaa, ,bbb", &e), -1);
+    CHECK(strstr(e.msg, "'' is not a valid bucket name") != NULL);
 }
 
 /* The fleet settings: processes bounded, log format and metrics address checked at load. */
