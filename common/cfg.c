@@ -982,14 +982,17 @@ static int cross_check(const struct cfg *c, struct err *e)
             c->redis_retry_min_ms, c->redis_retry_max_ms);
     }
     if (c->retry_base_ms > c->retry_max_ms) {
-        return err_set(e, "PIXQ_RETRY_BASE_MS must not exceed PIXQ_RETRY_MAX_MS");
+        return err_set(e, "PIXQ_RETRY_BASE_MS (%ld) must not exceed PIXQ_RETRY_MAX_MS (%ld)",
+                       c->retry_base_ms, c->retry_max_ms);
     }
     if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0) {
         return err_set(e, "PIXQ_LOG_FORMAT: '%s' is not text or json", c->log_format);
     }
     if (c->restart_backoff_min_ms > c->restart_backoff_max_ms) {
         return err_set(e,
-                       "PIXQ_RESTART_BACKOFF_MIN_MS must not exceed PIXQ_RESTART_BACKOFF_MAX_MS");
+                       "PIXQ_RESTART_BACKOFF_MIN_MS (%ld) must not exceed "
+                       "PIXQ_RESTART_BACKOFF_MAX_MS (%ld)",
+                       c->restart_backoff_min_ms, c->restart_backoff_max_ms);
     }
     const char *fault = c->metrics_addr[0] != '\0' ? host_port_fault(c->metrics_addr) : NULL;
     if (fault != NULL) {

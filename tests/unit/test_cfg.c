@@ -733,7 +733,9 @@ static void test_agreeing_settings(void)
         {"PIXQ_LEASE_MS", "3000", "PIXQ_HEARTBEAT_MS", "1001", "at most a third"},
         {"PIXQ_LEASE_MS", "3000", "PIXQ_HEARTBEAT_MS", "1400", "at most a third"},
         {"PIXQ_RETRY_BASE_MS", "5001", "PIXQ_RETRY_MAX_MS", "5000",
-         "PIXQ_RETRY_BASE_MS must not exceed PIXQ_RETRY_MAX_MS"}};
+         "PIXQ_RETRY_BASE_MS (5001) must not exceed PIXQ_RETRY_MAX_MS (5000)"},
+        {"PIXQ_RESTART_BACKOFF_MIN_MS", "3000", "PIXQ_RESTART_BACKOFF_MAX_MS", "2000",
+         "PIXQ_RESTART_BACKOFF_MIN_MS (3000) must not exceed PIXQ_RESTART_BACKOFF_MAX_MS (2000)"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *const *c = cases[i];
         expect_load((const char *[]){c[0], c[1], c[2], c[3], NULL}, c[4]);
