@@ -610,7 +610,8 @@ static int set_typed(struct cfg *c, const struct cfg_entry *en, const char *valu
         }
         bool b;
         if (parse_bool(value, &b) < 0) {
-            return err_set(e, "%s: '%s' is not auto, 0 or 1", en->var, value);
+            return err_set(e, "%s: '%s' is not auto or a boolean (0/1, true/false, yes/no, on/off)",
+                           en->var, value);
         }
         *(int *)field = b ? 1 : 0;
         return 0;

@@ -127,6 +127,11 @@ static void test_bad_values(void)
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "https://minio.internal:9000/", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_PATH_STYLE", "sometimes", &e), -1);
+    CHECK_STR(e.msg, "PIXQ_S3_PATH_STYLE: 'sometimes' is not auto or a boolean (0/1, true/false, "
+                     "yes/no, on/off)");
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_PATH_STYLE", "on", &e), 0);
+    CHECK_INT(c.s3_path_style, 1);
+    CHECK_INT(cfg_set(&c, "PIXQ_S3_PATH_STYLE", "auto", &e), 0);
     CHECK_INT(c.default_quality, 75); /* a refused value leaves the setting alone */
     /* a secret's value never appears in an error */
     char longval[CFG_STR_MAX + 10];
