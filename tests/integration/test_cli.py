@@ -1516,6 +1516,9 @@ class RedisCliRecipesTest(CliCase):
         self.submit_later("later-1")  # delayed, not due for 10 minutes
         self.push(self.job("done-1", "/ok.png"))
         self.wait_for_postback(job_id="done-1")
+        # its uploaded bytes reach the counters with a heartbeat: before the two readings
+        self.wait_until(lambda: self.redis.execute("HGET", self.key("stats"), "uploaded_bytes"),
+                        20, "done-1's upload counted")
         not_a_job = self.push("{not json")  # dead
         self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 20, "a dead entry")
         self.src.stall("/slow.png")
