@@ -524,13 +524,35 @@ static long long purge_queue(struct admin *a, const char *q, const struct purge_
     if (w->job_id != NULL || w->no_id) {
         return purge_one(a, key, w->job_id, e);
     }
+    /* a list first (a key of another type is not dropped: WRONGTYPE), then counted and dropped
+     * in one MULTI: an entry pushed between the two (a job dying meanwhile) is not dropped
+     * uncounted */
     redisReply *r = rq_command(a->rq, e, "LLEN %s", key);
     if (r == NULL) {
         return 0; /* stop: a DEL would reconnect and drop what a failed purge did not count */
     }
-    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
-    freeReplyObject(rq_command(a->rq, e, "DEL %s", key));
+    const char *multi[] = {"MULTI"}, *llen[] = {"LLEN", key}, *del[] = {"DEL", key};
+    const char *exec[] = {"EXEC"};
+    const struct rq_cmd cmds[] = {
+        {1, multi, NULL}, {2, llen, NULL}, {2, del, NULL}, {1, exec, NULL}};
+    redisReply *rep[4] = {NULL};
+    long long n = 0;
+    if (rq_pipeline(a->rq, 4, cmds, rep, e) == 0) {
+        const redisReply *x = rep[3];
+        if (x->type == REDIS_REPLY_ARRAY && x->elements == 2 &&
+            x->element[0]->type == REDIS_REPLY_INTEGER) {
+            n = x->element[0]->integer;
+        } else if (x->type == REDIS_REPLY_ARRAY && x->elements == 2 &&
+                   x->element[0]->type == REDIS_REPLY_ERROR) {
+            err_set(e, "redis: %s", x->element[0]->str); /* made another type meanwhile */
+        } else {
+            err_set(e, "redis: EXEC gave no count of %s", key);
+        }
+    }
+    for (size_t i = 0; i < 4; i++) {
+        freeReplyObject(rep[i]);
+    }
     return n;
 }
 

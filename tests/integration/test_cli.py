@@ -2341,6 +2341,33 @@ class DeadTest(CliCase):
         self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
         self.assertEqual(self.redis.llen(self.key("dead")), 43)
 
+    def test_purge_all_counts_what_it_drops(self):
+        """dead purge all says how many entries it dropped, those that died while it ran too:
+        held after it read the list's length and before it deleted the list, while 3 jobs die,
+        it dropped 5 and said 2 (the count and the drop are now one MULTI)."""
+        for i in range(2):
+            self.redis.lpush(self.key("dead"), json.dumps({"job": "{}", "job_id": "pc-%d" % i}))
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        proxy.hold_on(b"$3\r\nDEL\r\n")
+        p = subprocess.Popen([CONFIG.pixq, "dead", "purge", "all"],
+                             env=self.cli_env(PIXQ_REDIS_URL=proxy.redis_url()),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(p.kill)
+        self.assertTrue(proxy.held.wait(scaled(20)))
+        for i in range(2, 5):  # died meanwhile
+            self.redis.lpush(self.key("dead"), json.dumps({"job": "{}", "job_id": "pc-%d" % i}))
+        proxy.release()
+        out, err = p.communicate(timeout=scaled(20))
+        self.assertEqual((p.returncode, out, err),
+                         (0, "5 dead job(s) purged from pixq:{default}:dead\n", ""))
+        self.assertEqual(self.redis.llen(self.key("dead")), 0)
+        self.redis.execute("SET", self.key("dead"), "not a list")  # not dropped, as before
+        r = self.run_pixq("dead", "purge", "all")
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: dead purge: redis: WRONGTYPE .+\n$")
+        self.assertEqual(self.redis.execute("GET", self.key("dead")), "not a list")
+
     def test_list_shows_what_a_job_wrote_escaped(self):
         """A job's URL is quoted in its error; in the text listing its control characters are
         escaped: no terminal sequence reaches the screen and no line of the job's own appears
