@@ -2494,6 +2494,24 @@ class DeadTest(CliCase):
                     [json.loads(line)["job_id"] for line in run.stdout.splitlines()],
                     ["old-%d" % (i if i != 38 else 37) for i in range(69, -1, -1)])
 
+    def test_list_last_entry_read_gone_and_a_copy_of_the_one_before_further_on(self):
+        """When the last entry of a page (listed already) is gone by the next read (purged),
+        pixq looks for the one before it (LPOS): still where it was, it is taken there, not a
+        copy of it further down the list (an identical entry), which would skip the entries
+        between. Every entry is listed once (each copy once)."""
+        pad = "p" * 100_000  # each line more than a pipe holds: pixq waits for the reader
+        for i in range(70):
+            j = 39 if i == 29 else i  # old-39 at 30 (the page's last but one) and a copy at 40
+            self.redis.lpush(self.key("dead"), dead_entry("old-%d" % j, 1700000000000 + j, pad))
+        entries = self.redis.lrange(self.key("dead"), 0, -1)
+        proc = self.start_cli("dead", "list", "--json")
+        lines = [proc.stdout.readline()]  # the first page (0 to 31) is read
+        self.assertEqual(self.redis.execute("LREM", self.key("dead"), 1, entries[31]), 1)
+        lines.extend(proc.stdout)
+        self.assertEqual(proc.wait(scaled(30)), 0, proc.stderr.read())
+        self.assertEqual([json.loads(line)["job_id"] for line in lines],
+                         ["old-%d" % (39 if i == 29 else i) for i in range(69, -1, -1)])
+
     def test_list_limit_across_pages(self):
         """--limit N lists the newest N entries, read a page (32) at a time: N within a page,
         at its end, just past it, and more than the list holds (all of it, default 100)."""
