@@ -315,17 +315,35 @@ static int dead_list(struct admin *a, long limit, bool json)
  * every worker) for long, however large the list and its entries are. */
 #define DEAD_RETRY_WINDOW 32
 
+/* Where the window of a dead list that dead_retry.lua is about to look at begins now: `window`
+ * entries, the oldest of the first `upto` of the list as it was when the retry began, moved down
+ * by the entries pushed at its head since, as many as the queue's stats "dead" (hash `stats`)
+ * rose since it was `dead_count` (as the script counts them). Returns the index, or -1 (reason
+ * in `e`). */
+static long dead_window_at(struct admin *a, const char *stats, long upto, long window,
+                           long long dead_count, struct err *e)
+{
+    redisReply *r = rq_command(a->rq, e, "HGET %s dead", stats);
+    if (r == NULL) {
+        return -1;
+    }
+    long long now = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    long long pushed = now > dead_count ? now - dead_count : 0;
+    return (upto > window ? upto - window : 0) + (pushed < INT_MAX ? (long)pushed : 0);
+}
+
 /* Forgets that the dead jobs of the window of queue `q`'s dead list that dead_retry.lua is
- * about to look at (`window` entries, `skip` entries from the tail on, `which`: "all" or a job
- * id) were posted back (the "posted" claim in pixq:{Q}:job:<id>), so that each re-run posts its
- * new outcome. Done before they are re-queued: a claim cleared for a job that then stays dead is
- * harmless. Returns the window's size (0: nothing left to look at), or -1 (reason in `e`). */
-static long forget_postbacks(struct admin *a, const char *q, const char *which, long skip,
+ * about to look at (dead_window_at(): `window` entries from index `from`, `which`: "all" or a
+ * job id) were posted back (the "posted" claim in pixq:{Q}:job:<id>), so that each re-run posts
+ * its new outcome. Done before they are re-queued: a claim cleared for a job that then stays
+ * dead is harmless. Returns the window's size (0: nothing there), or -1 (reason in `e`). */
+static long forget_postbacks(struct admin *a, const char *q, const char *which, long from,
                              long window, struct err *e)
 {
     char key[RQ_KEY_MAX];
     rq_key(key, sizeof key, q, "dead");
-    redisReply *r = rq_command(a->rq, e, "LRANGE %s %ld %ld", key, -(skip + window), -(skip + 1));
+    redisReply *r = rq_command(a->rq, e, "LRANGE %s %ld %ld", key, from, from + window - 1);
     if (r == NULL) {
         return -1;
     }
@@ -379,38 +397,56 @@ static void dead_retry_failed(const char *jobs, const struct err *e, long long t
  * Returns how many, or -1 (message printed, with how many went back before the failure). */
 static long long dead_retry_queue(struct admin *a, const char *q, const char *which)
 {
-    char dead[RQ_KEY_MAX], jobs[RQ_KEY_MAX], stats[RQ_KEY_MAX], skip_text[32], window[32];
+    char dead[RQ_KEY_MAX], jobs[RQ_KEY_MAX], stats[RQ_KEY_MAX], upto_text[32], window[32];
+    char count_text[32];
     rq_key(dead, sizeof dead, q, "dead");
     rq_key(jobs, sizeof jobs, q, "jobs");
     rq_key(stats, sizeof stats, q, "stats");
     const char *keys[] = {dead, jobs, stats};
-    const char *args[] = {which, skip_text, window};
+    const char *args[] = {which, upto_text, window, count_text};
     long long total = 0;
-    long skip = 0; /* entries at the tail looked at and kept */
-    /* Only the entries there now: a job put back that dies again while the windows go on (its
-     * cause not fixed) is pushed at the head, and would be put back again, and again. */
+    /* Only the entries there now, and its count of entries ever pushed with them (one MULTI): a
+     * job put back that dies again while the windows go on (its cause not fixed) is pushed at
+     * the head, and would be put back again, and again; the windows are counted from the head,
+     * moved down by the pushes counted since (dead_window_at()), so that the oldest entries
+     * trimmed at the tail meanwhile (a list at PIXQ_DEAD_MAX) neither make them skip entries nor
+     * take new ones in. */
     struct err e = {{0}};
-    redisReply *len = rq_command(a->rq, &e, "LLEN %s", dead);
-    if (len == NULL) {
+    const char *multi[] = {"MULTI"}, *llen[] = {"LLEN", dead}, *hget[] = {"HGET", stats, "dead"};
+    const char *exec[] = {"EXEC"};
+    const struct rq_cmd cmds[] = {
+        {1, multi, NULL}, {2, llen, NULL}, {3, hget, NULL}, {1, exec, NULL}};
+    redisReply *rep[4] = {NULL};
+    if (rq_pipeline(a->rq, 4, cmds, rep, &e) < 0) {
         dead_retry_failed(jobs, &e, 0, 0, false);
         return -1;
     }
-    long long left = len->type == REDIS_REPLY_INTEGER ? len->integer : 0;
-    freeReplyObject(len);
-    while (left > 0) {
-        long count = left < DEAD_RETRY_WINDOW ? (long)left : DEAD_RETRY_WINDOW;
-        snprintf(window, sizeof window, "%ld", count);
-        long seen = forget_postbacks(a, q, which, skip, count, &e);
+    const redisReply *x = rep[3];
+    bool began = x->type == REDIS_REPLY_ARRAY && x->elements == 2;
+    long long upto =
+        began && x->element[0]->type == REDIS_REPLY_INTEGER ? x->element[0]->integer : 0;
+    long long dead_count = began && x->element[1]->type == REDIS_REPLY_STRING
+                               ? strtoll(x->element[1]->str, NULL, 10)
+                               : 0;
+    snprintf(count_text, sizeof count_text, "%lld", dead_count);
+    for (size_t i = 0; i < 4; i++) {
+        freeReplyObject(rep[i]);
+    }
+    for (; upto > 0; upto -= DEAD_RETRY_WINDOW) {
+        long count = upto < DEAD_RETRY_WINDOW ? (long)upto : DEAD_RETRY_WINDOW;
+        long from = dead_window_at(a, stats, (long)upto, count, dead_count, &e);
+        long seen = from < 0 ? -1 : forget_postbacks(a, q, which, from, count, &e);
         if (seen < 0) {
             dead_retry_failed(jobs, &e, total, 0, false);
             return -1;
         }
         if (seen == 0) {
-            break;
+            continue; /* trimmed at the tail meanwhile */
         }
-        snprintf(skip_text, sizeof skip_text, "%ld", skip);
+        snprintf(upto_text, sizeof upto_text, "%lld", upto);
+        snprintf(window, sizeof window, "%ld", count);
         unsigned long io_errors = rq_io_errors(a->rq);
-        redisReply *r = rq_script(a->rq, RQ_SCRIPT_DEAD_RETRY, 3, keys, 3, args, NULL, &e);
+        redisReply *r = rq_script(a->rq, RQ_SCRIPT_DEAD_RETRY, 3, keys, 4, args, NULL, &e);
         if (r == NULL) {
             dead_retry_failed(jobs, &e, total, seen, rq_io_errors(a->rq) != io_errors);
             return -1;
@@ -418,7 +454,7 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
         bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
                   r->element[0]->type == REDIS_REPLY_INTEGER &&
                   r->element[1]->type == REDIS_REPLY_INTEGER;
-        long long n = ok ? r->element[0]->integer : 0, kept = ok ? r->element[1]->integer : 0;
+        long long n = ok ? r->element[0]->integer : 0;
         freeReplyObject(r);
         if (!ok) {
             struct err bad = {{0}};
@@ -427,11 +463,6 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
             return -1;
         }
         total += n;
-        skip += (long)kept;
-        left -= n + kept;
-        if (n + kept == 0) {
-            break;
-        }
     }
     printf("%lld job(s) put back on %s\n", total, jobs);
     return total;

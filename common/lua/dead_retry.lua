@@ -4,16 +4,22 @@
 -- KEYS[2] pixq:{Q}:jobs
 -- KEYS[3] pixq:{Q}:stats
 -- ARGV[1] "all", or a job id: which entries to retry
--- ARGV[2] entries at the tail of `dead` looked at already (by earlier calls) and kept there
--- ARGV[3] how many entries to look at, from there towards the head
+-- ARGV[2] entries of the list as it was when the retry began not looked at yet: its first ARGV[2]
+--         (newest first)
+-- ARGV[3] how many of them to look at: the oldest, ARGV[2] - ARGV[3] to ARGV[2] - 1
+-- ARGV[4] the queue's stats "dead" when the retry began
 --
 -- One call looks at one window of the list, oldest first, so that retrying a dead list of
 -- 10,000 entries of 200 KB never holds Redis (and every worker) for the seconds a pass over
--- its gigabytes takes: the caller calls again with ARGV[2] raised by the number kept, until a
--- call finds no entry. Entries pushed at the head meanwhile do not move the window (it counts
--- from the tail). An entry that does not hold the job id's text (as JSON writes it, without
--- \u escapes) is not decoded. Returns {retried, kept}: the window's entries retried (removed)
--- and left alone.
+-- its gigabytes takes: the caller calls again with ARGV[2] lowered by ARGV[3], until it is 0.
+-- The window is counted from the head: entries pushed there meanwhile (jobs dying, a job put
+-- back dying again), each with its count in stats "dead" (finish.lua, reap.lua), move it down
+-- by the rise of that count since ARGV[4], so that the window holds none of them; entries
+-- trimmed at the tail meanwhile (PIXQ_DEAD_MAX, PIXQ_DEAD_MAX_AGE_S) and those the window
+-- retries do not move the entries not looked at yet. (Counted from the tail, past the entries
+-- kept, the window skipped as many entries as were trimmed, and took new ones in their place.)
+-- An entry that does not hold the job id's text (as JSON writes it, without \u escapes) is not
+-- decoded. Returns {retried, kept}: the window's entries retried (removed) and left alone.
 --
 -- Each entry's original payload ("job") goes to the producer end of `jobs`, like a new
 -- submission, and one of pixq's own (a parked output's upload task) to the consumer end, where a
@@ -26,10 +32,18 @@
 -- the retry, not from its first submission days or months before; the rest of it is kept
 -- byte for byte.
 
-local skip, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local upto, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+if upto < 1 or count < 1 then
+    return {0, 0}
+end
+local pushed = (tonumber(redis.call('HGET', KEYS[3], 'dead')) or 0) - tonumber(ARGV[4])
+if pushed < 0 then -- the stats were reset meanwhile
+    pushed = 0
+end
 local t = redis.call('TIME')
 local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-local entries = redis.call('LRANGE', KEYS[1], -(skip + count), -(skip + 1))
+local entries = redis.call('LRANGE', KEYS[1], math.max(0, upto - count) + pushed,
+                           upto - 1 + pushed)
 local n = 0
 for i = #entries, 1, -1 do
     local ok, d = false, nil

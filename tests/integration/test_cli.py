@@ -2190,7 +2190,7 @@ class DeadTest(CliCase):
         "posted" claim was ignored (the job's re-run would not post back)."""
         def fill():
             self.redis.delete(self.key("dead"), self.key("jobs"))
-            # the oldest entry has no payload: kept, so the second window's call says skip 1
+            # the oldest entry has no payload: kept
             self.redis.lpush(self.key("dead"), json.dumps({"job_id": "keep-0", "error": "E"}))
             for i in range(1, 40):
                 self.redis.lpush(self.key("dead"), json.dumps({
@@ -2214,7 +2214,7 @@ class DeadTest(CliCase):
                          (31, 9))
 
         fill()
-        proxy.cut_on(b"all\r\n$1\r\n1\r\n$1\r\n8\r\n")  # the second window's call: the 8 left
+        proxy.cut_on(b"all\r\n$1\r\n8\r\n$1\r\n8\r\n")  # the second window's call: the 8 left
         self.assertRegex(retry_through(proxy), r"^pixq: dead retry: redis: .+; 31 job\(s\) were "
                          r"put back on pixq:\{default\}:jobs before the failure, and up to 8 "
                          r"more may have been \(no answer came for them\); the rest are still "
@@ -2246,23 +2246,70 @@ class DeadTest(CliCase):
         self.addCleanup(proxy.stop)
         for which, old, expect in (("all", 40, 40), ("nr-7", 1, 1)):
             with self.subTest(which=which):
-                self.redis.delete(self.key("dead"), self.key("jobs"))
+                self.redis.delete(self.key("dead"), self.key("jobs"), self.key("stats"))
                 for i in range(old):
                     self.redis.lpush(self.key("dead"), entry("nr-%d" % (i + 7), i))
-                proxy.hold_on(b"\r\n$1\r\n0\r\n")  # the first call's skip 0
+                # the first call: the oldest of the `old` entries, the dead count 0
+                n = min(old, 32)
+                proxy.hold_on(b"\r\n$%d\r\n%d\r\n$%d\r\n%d\r\n$1\r\n0\r\n"
+                              % (len(str(old)), old, len(str(n)), n))
                 p = subprocess.Popen([CONFIG.pixq, "dead", "retry", which],
                                      env=self.cli_env(PIXQ_REDIS_URL=proxy.redis_url()),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 self.addCleanup(p.kill)
                 self.assertTrue(proxy.held.wait(scaled(20)))
-                for i in range(3):  # died again meanwhile
-                    self.redis.lpush(self.key("dead"), entry("nr-%d" % (i + 7), 100 + i))
+                for i in range(3):  # died again meanwhile, buried as finish.lua buries them
+                    self.redis.execute("EVAL", "redis.call('LPUSH', KEYS[1], ARGV[1]) "
+                                       "redis.call('HINCRBY', KEYS[2], 'dead', 1)", 2,
+                                       self.key("dead"), self.key("stats"),
+                                       entry("nr-%d" % (i + 7), 100 + i))
                 proxy.release()
                 out, err = p.communicate(timeout=scaled(20))
                 self.assertEqual((p.returncode, out.strip(), err),
                                  (0, "%d job(s) put back on pixq:{default}:jobs" % expect, ""))
                 self.assertEqual(self.dead_ids(), ["nr-9", "nr-8", "nr-7"])
                 self.assertEqual(self.redis.llen(self.key("jobs")), expect)
+
+    def test_retry_of_a_full_list_while_jobs_die(self):
+        """A dead list at PIXQ_DEAD_MAX loses its oldest entries at the tail as jobs die
+        (finish.lua's LTRIM). Held at a window while 10 jobs die so, dead retry by id finds a
+        job the list held when it began and still holds (it said "no dead job": its windows
+        counted from the tail, past the entries trimmed), and retry all puts back no job that
+        died after it began (it put back the 10)."""
+        def entry(job_id, i):
+            return json.dumps({"job": json.dumps(self.job(job_id, "/a.png")), "job_id": job_id,
+                               "error": "E", "attempts": 1, "failed_at": 1700000000000 + i})
+
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        # by id held at its second window (32 kept), all at its first (none trimmed is looked
+        # at yet: the 10 oldest go unseen, and the 10 new ones must not take their place)
+        # (its arguments: which, the entries not looked at yet, the window, the dead count)
+        for which, held, expect in (("ft-35", b"ft-35\r\n$2\r\n38\r\n$2\r\n32\r\n$1\r\n0\r", 1),
+                                    ("all", b"all\r\n$2\r\n70\r\n$2\r\n32\r\n$1\r\n0\r", 60)):
+            with self.subTest(which=which):
+                self.redis.delete(self.key("dead"), self.key("jobs"), self.key("stats"))
+                for i in range(70):  # ft-0 the oldest, at the tail
+                    self.redis.lpush(self.key("dead"), entry("ft-%d" % i, i))
+                proxy.hold_on(held)
+                p = subprocess.Popen([CONFIG.pixq, "dead", "retry", which],
+                                     env=self.cli_env(PIXQ_REDIS_URL=proxy.redis_url()),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                self.addCleanup(p.kill)
+                self.assertTrue(proxy.held.wait(scaled(20)))
+                for i in range(10):  # as finish.lua buries a job, PIXQ_DEAD_MAX 70
+                    self.redis.execute("EVAL", "redis.call('LPUSH', KEYS[1], ARGV[1]) "
+                                       "redis.call('LTRIM', KEYS[1], 0, 69) "
+                                       "redis.call('HINCRBY', KEYS[2], 'dead', 1)", 2,
+                                       self.key("dead"), self.key("stats"),
+                                       entry("new-%d" % i, 100 + i))
+                proxy.release()
+                out, err = p.communicate(timeout=scaled(20))
+                self.assertEqual((p.returncode, out.strip(), err),
+                                 (0, "%d job(s) put back on pixq:{default}:jobs" % expect, ""))
+                ids = [json.loads(j)["job_id"] for j in self.redis.lrange(self.key("jobs"))]
+                self.assertEqual(len(ids), expect)
+                self.assertTrue(all(i.startswith("ft-") for i in ids), ids)
 
     def test_purge_across_pages(self):
         """purge JOB_ID and --no-id read the list a page (32) at a time and remove what they

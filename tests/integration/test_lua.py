@@ -1552,16 +1552,17 @@ class DeadRetryTest(LuaTestCase):
         return entries
 
     def retry(self, which, window=2):
-        """As pixq dead retry calls it: a window of `window` entries at a time from the tail
-        (the entries looked at and kept skipped), until a window is empty. Returns the number
-        retried."""
-        total = skip = 0
-        while True:
-            n, kept = self.run_script("dead_retry", [DEAD, JOBS, STATS],
-                                      [which, str(skip), str(window)])
-            total, skip = total + n, skip + kept
-            if n + kept == 0:
-                return total
+        """As pixq dead retry calls it: the list's length and dead count first, then a window
+        of `window` entries at a time, oldest first, until every entry the list held then was
+        looked at. Returns the number retried."""
+        upto = self.r.llen(DEAD)
+        dead = self.r.execute("HGET", STATS, "dead") or "0"
+        total = 0
+        while upto > 0:
+            n, _ = self.run_script("dead_retry", [DEAD, JOBS, STATS],
+                                   [which, str(upto), str(min(window, upto)), dead])
+            total, upto = total + n, upto - window
+        return total
 
     def test_a_stamped_job_is_stamped_again(self):
         """The pixq_enqueued_at stamp pixq submit ends a job with becomes the time of the retry
@@ -1604,19 +1605,31 @@ class DeadRetryTest(LuaTestCase):
         self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"d"}', pill])
 
     def test_one_window_per_call(self):
-        """A call looks at `window` entries from the tail, past those kept, and no further."""
+        """A call looks at the oldest `window` of the first `upto` entries, moved down by the
+        entries pushed since the dead count given (as finish.lua pushes them, counted), and no
+        further."""
         self.fill()  # a, b, nojob, {not json}, garbage (newest first)
-        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS], ["all", "0", "2"]),
+        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS],
+                                         ["all", "5", "2", "0"]),
                          [1, 1])  # garbage kept, {not json} retried
         self.assertEqual(self.r.lrange(JOBS), ["{not json"])
-        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS], ["all", "1", "1"]),
+        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS],
+                                         ["all", "3", "1", "0"]),
                          [0, 1])  # nojob kept
-        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS], ["all", "2", "9"]),
+        for i in range(2):  # pushed with their count meanwhile: not in the window
+            self.r.lpush(DEAD, json.dumps({"job": '{"job_id":"n%d"}' % i, "job_id": "n%d" % i}))
+            self.r.execute("HINCRBY", STATS, "dead", 1)
+        self.r.execute("RPOP", DEAD)  # trimmed at the tail: moves no entry not looked at
+        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS],
+                                         ["all", "2", "9", "0"]),
                          [2, 0])  # b, then a
         self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"a"}', '{"job_id":"b"}', "{not json"])
-        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS], ["all", "2", "9"]),
-                         [0, 0])
-        self.assertEqual(self.stats(), {"dead_retried": 3})
+        for upto, window in (("0", "9"), ("1", "0")):
+            self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS],
+                                             ["all", upto, window, "0"]),
+                             [0, 0])
+        self.assertEqual(self.stats(), {"dead_retried": 3, "dead": 2})
+        self.assertEqual(len(self.r.lrange(DEAD)), 3)  # n1, n0, nojob
 
     def test_a_task_goes_to_the_consumer_end(self):
         # a parked output's upload task buried as a pill: past the parked limit only pixq's own
