@@ -2339,6 +2339,26 @@ class DeadTest(CliCase):
         self.assertEqual(self.dead_ids(), ["q"])
         self.assertEqual(self.pixq_ok("dead", "purge", "q").strip(),
                          "1 dead job(s) purged from pixq:{default}:dead")
+        # an id with a NUL in it is none either: C would read only its first part as the id
+        self.redis.lpush(self.key("dead"), json.dumps({"job": "{}", "job_id": "q\u0000r"}))
+        self.assertEqual(self.pixq_ok("dead", "list").split()[:2], ["(no", "id)"])
+        self.assertEqual(json.loads(self.pixq_ok("dead", "list", "--json"))["job_id"], "q\0r")
+        self.assertEqual(self.pixq_ok("dead", "purge", "--no-id").strip(),
+                         "1 dead job(s) purged from pixq:{default}:dead")
+
+    def test_retry_by_id_forgets_only_that_job_s_postback(self):
+        """dead retry JOB_ID clears the "posted" claim of that job alone, not of the other dead
+        jobs of its window (theirs tell a later re-run, or pixq job, what was posted), not even
+        of those whose text holds its id (an id it begins, an error that names it)."""
+        for job_id in ("fo-1", "fo-2", "fo-22"):
+            self.redis.lpush(self.key("dead"), json.dumps({
+                "job": json.dumps(self.job(job_id, "/a.png")), "job_id": job_id,
+                "error": "E (as fo-2)", "attempts": 1, "failed_at": 1700000000000}))
+            self.redis.execute("HSET", self.key("job:" + job_id), "posted", "digest")
+        self.assertEqual(self.pixq_ok("dead", "retry", "fo-2").strip(),
+                         "1 job(s) put back on pixq:{default}:jobs")
+        self.assertEqual([self.redis.execute("HGET", self.key("job:" + j), "posted")
+                          for j in ("fo-1", "fo-2", "fo-22")], ["digest", None, "digest"])
 
     def test_purge_failing_says_so(self):
         """dead purge exits 1 with Redis's reason, and prints no count, when Redis refuses the
