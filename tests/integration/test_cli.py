@@ -2275,7 +2275,8 @@ class DeadTest(CliCase):
         (finish.lua's LTRIM). Held at a window while 10 jobs die so, dead retry by id finds a
         job the list held when it began and still holds (it said "no dead job": its windows
         counted from the tail, past the entries trimmed), and retry all puts back no job that
-        died after it began (it put back the 10)."""
+        died after it began (it put back the 10), and forgets the posted claim of each job it
+        puts back."""
         def entry(job_id, i):
             return json.dumps({"job": json.dumps(self.job(job_id, "/a.png")), "job_id": job_id,
                                "error": "E", "attempts": 1, "failed_at": 1700000000000 + i})
@@ -2291,6 +2292,7 @@ class DeadTest(CliCase):
                 self.redis.delete(self.key("dead"), self.key("jobs"), self.key("stats"))
                 for i in range(70):  # ft-0 the oldest, at the tail
                     self.redis.lpush(self.key("dead"), entry("ft-%d" % i, i))
+                    self.redis.execute("HSET", self.key("job:ft-%d" % i), "posted", "digest")
                 proxy.hold_on(held)
                 p = subprocess.Popen([CONFIG.pixq, "dead", "retry", which],
                                      env=self.cli_env(PIXQ_REDIS_URL=proxy.redis_url()),
@@ -2310,6 +2312,10 @@ class DeadTest(CliCase):
                 ids = [json.loads(j)["job_id"] for j in self.redis.lrange(self.key("jobs"))]
                 self.assertEqual(len(ids), expect)
                 self.assertTrue(all(i.startswith("ft-") for i in ids), ids)
+                # each one's posted claim forgotten (its window found where it is now, moved
+                # down by the jobs that died), so that its re-run posts back
+                self.assertEqual([i for i in ids if self.redis.execute(
+                    "HGET", self.key("job:" + i), "posted") is not None], [])
 
     def test_purge_across_pages(self):
         """purge JOB_ID and --no-id read the list a page (32) at a time and remove what they

@@ -1631,6 +1631,14 @@ class DeadRetryTest(LuaTestCase):
         self.assertEqual(self.stats(), {"dead_retried": 3, "dead": 2})
         self.assertEqual(len(self.r.lrange(DEAD)), 3)  # n1, n0, nojob
 
+    def test_a_dead_count_fallen_since_moves_nothing(self):
+        # stats deleted by hand while a retry went on: no entry was pushed as far as the count
+        # tells, and the window stays where it was (not a negative index, from the tail)
+        self.fill()
+        self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS], ["a", "1", "1", "3"]),
+                         [1, 0])
+        self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"a"}'])
+
     def test_a_task_goes_to_the_consumer_end(self):
         # a parked output's upload task buried as a pill: past the parked limit only pixq's own
         # entries are taken, from the consumer end, where the task is reachable
