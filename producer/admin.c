@@ -441,7 +441,7 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
             return -1;
         }
         if (seen == 0) {
-            continue; /* trimmed at the tail meanwhile */
+            continue; /* trimmed at the tail meanwhile: the next may hold some */
         }
         snprintf(upto_text, sizeof upto_text, "%lld", upto);
         snprintf(window, sizeof window, "%ld", count);

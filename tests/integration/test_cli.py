@@ -2284,11 +2284,14 @@ class DeadTest(CliCase):
         proxy = harness.TcpProxy(self.redis_server.port)
         self.addCleanup(proxy.stop)
         # by id held at its second window (32 kept), all at its first (none trimmed is looked
-        # at yet: the 10 oldest go unseen, and the 10 new ones must not take their place)
+        # at yet: the 10 oldest go unseen, and the 10 new ones must not take their place); with
+        # 64 dying, the second window holds no entry by then, and the third the 6 newest left
         # (its arguments: which, the entries not looked at yet, the window, the dead count)
-        for which, held, expect in (("ft-35", b"ft-35\r\n$2\r\n38\r\n$2\r\n32\r\n$1\r\n0\r", 1),
-                                    ("all", b"all\r\n$2\r\n70\r\n$2\r\n32\r\n$1\r\n0\r", 60)):
-            with self.subTest(which=which):
+        first = b"all\r\n$2\r\n70\r\n$2\r\n32\r\n$1\r\n0\r"
+        for which, held, died, expect in (
+                ("ft-35", b"ft-35\r\n$2\r\n38\r\n$2\r\n32\r\n$1\r\n0\r", 10, 1),
+                ("all", first, 10, 60), ("all", first, 64, 6)):
+            with self.subTest(which=which, died=died):
                 self.redis.delete(self.key("dead"), self.key("jobs"), self.key("stats"))
                 for i in range(70):  # ft-0 the oldest, at the tail
                     self.redis.lpush(self.key("dead"), entry("ft-%d" % i, i))
@@ -2299,7 +2302,7 @@ class DeadTest(CliCase):
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 self.addCleanup(p.kill)
                 self.assertTrue(proxy.held.wait(scaled(20)))
-                for i in range(10):  # as finish.lua buries a job, PIXQ_DEAD_MAX 70
+                for i in range(died):  # as finish.lua buries a job, PIXQ_DEAD_MAX 70
                     self.redis.execute("EVAL", "redis.call('LPUSH', KEYS[1], ARGV[1]) "
                                        "redis.call('LTRIM', KEYS[1], 0, 69) "
                                        "redis.call('HINCRBY', KEYS[2], 'dead', 1)", 2,
