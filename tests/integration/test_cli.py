@@ -2039,6 +2039,17 @@ class StatsViewsTest(CliCase):
         out = json.loads(self.pixq_ok("limit", "show", "--json"))  # the default user may
         self.assertEqual([b["bucket"] for b in out], ["bkt-x"])
 
+    def test_buckets_past_one_scan_call(self):
+        """limit show lists every bucket, also past what one SCAN call gives (COUNT 1000):
+        1500 buckets, each once."""
+        self.redis.execute("EVAL", "for i = 1, 1500 do redis.call('HSET', 'pixq:rl:{b' .. i "
+                           ".. '}', 'tat', '0') end", 0)
+        first = self.redis.execute("SCAN", "0", "MATCH", "pixq:rl:{*", "COUNT", "1000")
+        self.assertNotEqual(first[0], "0")  # more calls needed
+        out = self.pixq_ok("limit", "show", "--json")
+        self.assertEqual(sorted(b["bucket"] for b in json.loads(out)),
+                         sorted("b%d" % i for i in range(1, 1501)))
+
     def test_bucket_scan_gives_twice_is_listed_once(self):
         """SCAN may give a key twice when Redis shrinks its keyspace between two calls: limit
         show listed such a bucket twice, and stats --prometheus repeated its series (invalid
