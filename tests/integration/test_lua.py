@@ -1624,9 +1624,10 @@ class DeadRetryTest(LuaTestCase):
                                          ["all", "2", "9", "0"]),
                          [2, 0])  # b, then a
         self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"a"}', '{"job_id":"b"}', "{not json"])
-        for upto, window in (("0", "9"), ("1", "0")):
+        # nothing left to look at, with no push since (LRANGE 0 -1 would be the whole list)
+        for upto, window, dead in (("0", "9", "2"), ("1", "0", "2")):
             self.assertEqual(self.run_script("dead_retry", [DEAD, JOBS, STATS],
-                                             ["all", upto, window, "0"]),
+                                             ["all", upto, window, dead]),
                              [0, 0])
         self.assertEqual(self.stats(), {"dead_retried": 3, "dead": 2})
         self.assertEqual(len(self.r.lrange(DEAD)), 3)  # n1, n0, nojob
