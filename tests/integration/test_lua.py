@@ -1593,6 +1593,17 @@ class DeadRetryTest(LuaTestCase):
         self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"d"}', '{"job_id":"d"}'])
         self.assertEqual(self.r.llen(DEAD), 0)
 
+    def test_the_window_s_copy_of_an_entry_goes(self):
+        # the same entry died twice far apart: the window's copy (the oldest) is the one
+        # removed, not the newer one further up, which keeps its place, its turn and its order
+        x = json.dumps({"job": '{"job_id":"x"}', "job_id": "x"})
+        self.r.rpush(DEAD, x, *(json.dumps({"job": '{"job_id":"%s"}' % i, "job_id": i})
+                                for i in "abc"), x)
+        self.assertEqual(self.retry("all"), 5)
+        self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"x"}', '{"job_id":"a"}',
+                                               '{"job_id":"b"}', '{"job_id":"c"}',
+                                               '{"job_id":"x"}'])
+
     def test_entries_of_other_shapes_are_kept(self):
         # JSON that is no dead entry, or whose payload is no string, or a pill of no string:
         # kept as they are, the others retried
