@@ -423,6 +423,15 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
     }
     const redisReply *x = rep[3];
     bool began = x->type == REDIS_REPLY_ARRAY && x->elements == 2;
+    if (!began || x->element[0]->type == REDIS_REPLY_ERROR) {
+        err_set(&e, "redis: %s",
+                began ? x->element[0]->str : "EXEC gave no length"); /* WRONGTYPE */
+        for (size_t i = 0; i < 4; i++) {
+            freeReplyObject(rep[i]);
+        }
+        dead_retry_failed(jobs, &e, 0, 0, false);
+        return -1;
+    }
     long long upto =
         began && x->element[0]->type == REDIS_REPLY_INTEGER ? x->element[0]->integer : 0;
     long long dead_count = began && x->element[1]->type == REDIS_REPLY_STRING

@@ -2454,6 +2454,9 @@ class DeadTest(CliCase):
         self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
         self.assertRegex(r.stderr, r"^pixq: dead purge: redis: WRONGTYPE .+\n$")
         self.assertEqual(self.redis.execute("GET", self.key("dead")), "not a list")
+        r = self.run_pixq("dead", "retry", "all")  # a failure too, not "0 job(s) put back"
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertRegex(r.stderr, r"^pixq: dead retry: redis: WRONGTYPE .+\n$")
 
     def test_list_shows_what_a_job_wrote_escaped(self):
         """A job's URL is quoted in its error; in the text listing its control characters are
