@@ -356,7 +356,8 @@ static long forget_postbacks(struct admin *a, const char *q, const char *which, 
         }
         json_object *d = json_tokener_parse(el->str);
         const char *id = json_object_get_string(json_object_object_get(d, "job_id"));
-        if (id != NULL && (all || strcmp(which, id) == 0)) {
+        /* an id longer than any job's has no job hash; cut, it would name another job's */
+        if (id != NULL && strlen(id) < JOB_ID_MAX && (all || strcmp(which, id) == 0)) {
             char suffix[JOB_ID_MAX + 8], job_key[RQ_KEY_MAX];
             snprintf(suffix, sizeof suffix, "job:%.*s", JOB_ID_MAX - 1, id);
             rq_key(job_key, sizeof job_key, q, suffix);

@@ -2242,6 +2242,19 @@ class DeadTest(CliCase):
                          "to write.\n")  # nothing went back: the reason alone
         self.assertEqual(self.redis.llen(self.key("dead")), 40)
 
+    def test_retry_leaves_the_claim_of_a_job_whose_id_begins_a_longer_one(self):
+        """A dead entry whose job_id is longer than any job's (127 bytes) has no job hash:
+        retry all forgot the "posted" claim of the job named by its first 127 bytes (a
+        waiting job with that id would then post its outcome twice)."""
+        short, long_id = "p" * 127, "p" * 200
+        self.redis.execute("HSET", self.key("job:" + short), "posted", "d1")
+        self.redis.lpush(self.key("dead"), json.dumps({
+            "job": json.dumps(self.job(long_id, "/a.png")), "job_id": long_id, "error": "E",
+            "attempts": 1, "failed_at": 1700000000000}))
+        self.assertEqual(self.pixq_ok("dead", "retry", "all").strip(),
+                         "1 job(s) put back on pixq:{default}:jobs")
+        self.assertEqual(self.redis.execute("HGET", self.key("job:" + short), "posted"), "d1")
+
     def test_retry_leaves_entries_that_came_after_it_began(self):
         """dead retry looks only at the entries the dead list held when it began: a job put back
         that dies again while the retry goes on (its cause not fixed, a fast worker) is pushed
