@@ -3581,20 +3581,38 @@ class JobTest(CliCase):
         self.assertEqual((r.returncode, r.stderr), (0, ""))
 
     def test_wait_searches_less_and_less_often(self):
-        """--wait searches again after 100 ms, then twice as long each time up to 1 s, and its
-        last pause ends at --timeout: a job waiting for 5 s is searched 9 times (at once, then
-        0.1, 0.3, 0.7, 1.5, 2.5, 3.5, 4.5 and 5 s later), as Redis counts its ZSCANs of
-        `delayed` (one a search)."""
+        """--wait searches again after 100 ms, then twice as long each time up to 1 s (or 4
+        times as long as its last search took, when longer), and its last pause ends at
+        --timeout: a job waiting for 5 s is searched at once, then 0.1, 0.3, 0.7, 1.5, 2.5...
+        s later. Each pause is measured from the end of a search (its last LRANGE, as Redis's
+        command counts show every 10 ms) to the start of the next (its ZSCAN of `delayed`): at
+        least its step, at most the longer of its step and 4 times the search as seen here
+        (longer than pixq's own), with a margin. Counting the searches instead (8 to 10) failed
+        on a loaded machine, where slower searches make longer pauses, as they should."""
         self.push(self.job("slow-wait", "/ok.png"))
         self.redis.execute("CONFIG", "RESETSTAT")
-        t0 = time.monotonic()
-        r = self.run_pixq("job", "slow-wait", "--wait", "--timeout", "5")
-        took = time.monotonic() - t0
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn("still waiting after 5 s", r.stderr)
-        searches, = self.command_calls("zscan")
-        self.assertTrue(8 <= searches <= 10, searches)
-        self.assertTrue(5 <= took < 5 + scaled(0.35), took)
+        proc = self.start_cli("job", "slow-wait", "--wait", "--timeout", "5")
+        starts, ends = [], []  # of each search, as seen every 10 ms
+        last = self.command_calls("zscan", "lrange")
+        while proc.poll() is None:
+            time.sleep(0.01)
+            now, seen = time.monotonic(), self.command_calls("zscan", "lrange")
+            if seen[0] > last[0]:
+                starts.append(now)
+                ends.append(now)
+            elif seen[1] > last[1] and ends:
+                ends[-1] = now
+            last = seen
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("still waiting after 5 s", proc.stderr.read())
+        steps = [0.1, 0.2, 0.4, 0.8]
+        # the pause after each search but the last (cut at --timeout)
+        checked = [(starts[k + 1] - ends[k], steps[k] if k < len(steps) else 1.0,
+                    ends[k] - starts[k]) for k in range(len(starts) - 2)]
+        self.assertGreaterEqual(len(checked), 4, (starts, ends))
+        for pause, step, search in checked:
+            self.assertGreaterEqual(pause, step - 0.05, checked)
+            self.assertLessEqual(pause, max(step, 4 * search) + scaled(0.2), checked)
 
     def test_wait_pauses_at_least_four_times_a_search(self):
         """--wait pauses at least 4 times as long as its last search took, past 1 s if need be
