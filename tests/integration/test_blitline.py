@@ -551,6 +551,11 @@ class LegacyBucketTest(BlitlineTestCase):
         self.assertIsNotNone(self.s3.object_headers("Legacy_Bucket", "old/a.jpg"))
 
 
+def acl_of(stored):
+    """The ACL headers among headers the stub stored."""
+    return {n: v for n, v in stored.items() if n.startswith(("x-amz-acl", "x-amz-grant-"))}
+
+
 class AclTest(BlitlineTestCase):
     """The default canned ACL and Blitline's grant headers (BLITLINE.md 7.3), as S3 receives
     them: S3 refuses a canned ACL beside grants, and `"x-amz-grant-read": ""` was Blitline's way
@@ -573,8 +578,18 @@ class AclTest(BlitlineTestCase):
 
     def stored_acl(self, headers):
         """The ACL headers the stub stored for one output saved with `headers`."""
-        return {n: v for n, v in self.stored_headers(headers).items()
-                if n.startswith(("x-amz-acl", "x-amz-grant-"))}
+        return acl_of(self.stored_headers(headers))
+
+    def stored_result_headers(self, job_id, key, headers=None):
+        """The headers the stub stored for the result object of job `job_id`'s postback_url
+        save to `key` (with the s3_destination `headers`, if any)."""
+        job = result_to_s3_job(job_id, self.serve_photo(), DEST_BUCKET, key)
+        if headers is not None:
+            job["postback_url"]["save"]["s3_destination"]["headers"] = headers
+        self.push_job(job)
+        self.read_result(job_id, timeout=30)
+        return self.wait_until(lambda: self.s3.object_headers(DEST_BUCKET, key), 10,
+                               "the result object")
 
     def test_default_acl(self):
         self.assertEqual(self.stored_acl({}), {"x-amz-acl": "public-read"})
@@ -617,15 +632,9 @@ class AclTest(BlitlineTestCase):
     def test_result_object_headers(self):
         """The result JSON a postback_url save writes is application/json and the job owner's
         (x-amz-acl: bucket-owner-full-control, README), not the outputs' default public-read."""
-        job = result_to_s3_job("acl-result", self.serve_photo(), DEST_BUCKET, "r/acl.json")
-        self.push_job(job)
-        self.read_result("acl-result", timeout=30)
-        stored = self.wait_until(lambda: self.s3.object_headers(DEST_BUCKET, "r/acl.json"), 10,
-                                 "the result object")
+        stored = self.stored_result_headers("acl-result", "r/acl.json")
         self.assertEqual(stored.get("content-type"), "application/json", stored)
-        self.assertEqual({n: v for n, v in stored.items()
-                          if n.startswith(("x-amz-acl", "x-amz-grant-"))},
-                         {"x-amz-acl": "bucket-owner-full-control"})
+        self.assertEqual(acl_of(stored), {"x-amz-acl": "bucket-owner-full-control"})
 
     def test_result_object_acl_from_the_job_headers(self):
         """README: the result object's bucket-owner-full-control goes when the job's headers say
@@ -633,15 +642,9 @@ class AclTest(BlitlineTestCase):
         for n, (headers, want) in enumerate((
                 ({"x-amz-acl": "private"}, {"x-amz-acl": "private"}),
                 ({"x-amz-grant-read": "id=\"abc\""}, {"x-amz-grant-read": "id=\"abc\""}))):
-            job_id, key = "acl-result-%d" % n, "r/acl-%d.json" % n
-            job = result_to_s3_job(job_id, self.serve_photo(), DEST_BUCKET, key)
-            job["postback_url"]["save"]["s3_destination"]["headers"] = headers
-            self.push_job(job)
-            self.read_result(job_id, timeout=30)
-            stored = self.wait_until(lambda: self.s3.object_headers(DEST_BUCKET, key), 10,
-                                     "the result object")
-            self.assertEqual({k: v for k, v in stored.items()
-                              if k.startswith(("x-amz-acl", "x-amz-grant-"))}, want)
+            stored = self.stored_result_headers("acl-result-%d" % n, "r/acl-%d.json" % n,
+                                                headers)
+            self.assertEqual(acl_of(stored), want)
 
     def test_job_acl_beside_grants_is_sent_as_given(self):
         """The job's own canned ACL is its choice (S3 answers for it); only the default goes."""
@@ -703,19 +706,15 @@ class NoDefaultAclTest(BlitlineTestCase):
     worker_env_extra = {"PIXQ_S3_DEFAULT_ACL": ""}
     stored_headers = AclTest.stored_headers
     stored_acl = AclTest.stored_acl
+    stored_result_headers = AclTest.stored_result_headers
 
     def test_no_acl_on_an_output(self):
         self.assertEqual(self.stored_acl({}), {})
 
     def test_no_acl_on_the_result_object(self):
-        job = result_to_s3_job("acl-none", self.serve_photo(), DEST_BUCKET, "r/none.json")
-        self.push_job(job)
-        self.read_result("acl-none", timeout=30)
-        stored = self.wait_until(lambda: self.s3.object_headers(DEST_BUCKET, "r/none.json"), 10,
-                                 "the result object")
+        stored = self.stored_result_headers("acl-none", "r/none.json")
         self.assertEqual(stored.get("content-type"), "application/json", stored)
-        self.assertEqual({n: v for n, v in stored.items()
-                          if n.startswith(("x-amz-acl", "x-amz-grant-"))}, {})
+        self.assertEqual(acl_of(stored), {})
 
 
 class DefaultQualityTest(BlitlineTestCase):

@@ -97,6 +97,22 @@ class CliCase(PixqTestCase):
         return [int(m.group(1)) if m else 0
                 for m in (re.search(r"cmdstat_%s:calls=(\d+)" % c, stats) for c in commands)]
 
+    def search_times(self, proc):
+        """When each search of a running `pixq job --wait` (`proc`) started (its ZSCAN of
+        `delayed`) and ended (its last LRANGE), as Redis's command counts show every 10 ms
+        until it ends."""
+        starts, ends = [], []
+        last = self.command_calls("zscan", "lrange")
+        while proc.poll() is None:
+            time.sleep(0.01)
+            now, seen = time.monotonic(), self.command_calls("zscan", "lrange")
+            if seen[0] > last[0]:
+                starts.append(now)
+            if seen[1] > last[1] and starts:
+                ends[len(starts) - 1:] = [now]
+            last = seen
+        return starts, ends
+
     def run_held(self, pattern, what, *args):
         """Runs pixq [args] through a proxy to Redis that holds back its first write holding
         `pattern` (`what`, for the failure message), and returns once that write is held: a
@@ -3592,17 +3608,7 @@ class JobTest(CliCase):
         self.push(self.job("slow-wait", "/ok.png"))
         self.redis.execute("CONFIG", "RESETSTAT")
         proc = self.start_cli("job", "slow-wait", "--wait", "--timeout", "5")
-        starts, ends = [], []  # of each search, as seen every 10 ms
-        last = self.command_calls("zscan", "lrange")
-        while proc.poll() is None:
-            time.sleep(0.01)
-            now, seen = time.monotonic(), self.command_calls("zscan", "lrange")
-            if seen[0] > last[0]:
-                starts.append(now)
-                ends.append(now)
-            elif seen[1] > last[1] and ends:
-                ends[-1] = now
-            last = seen
+        starts, ends = self.search_times(proc)
         self.assertEqual(proc.returncode, 1)
         self.assertIn("still waiting after 5 s", proc.stderr.read())
         steps = [0.1, 0.2, 0.4, 0.8]
@@ -3643,16 +3649,7 @@ class JobTest(CliCase):
         self.redis.execute("ZSCAN", "x", "0")
         self.redis.execute("LRANGE", "x", "0", "0")
         proc = self.start_cli("job", "long-wait", "--scan", "4000001", "--wait", "--timeout", "5")
-        starts, ends = [], []  # of each search, as seen every 10 ms
-        last = self.command_calls("zscan", "lrange")
-        while proc.poll() is None:
-            time.sleep(0.01)
-            now, seen = time.monotonic(), self.command_calls("zscan", "lrange")
-            if seen[0] > last[0]:
-                starts.append(now)
-            elif seen[1] > last[1]:
-                ends[len(starts) - 1:] = [now]
-            last = seen
+        starts, ends = self.search_times(proc)
         self.assertIn("still waiting after 5 s", proc.stderr.read())
         self.assertEqual(len(starts), len(ends), (starts, ends))
         # the pause after each search but the last (cut at --timeout)

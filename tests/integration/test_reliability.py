@@ -1718,6 +1718,17 @@ class StaleConnectionTest(ReliabilityCase):
     s3_server = "stub"
     redis_appendonly = True
 
+    def worker_fetching(self, job_id):
+        """A worker (and its id) that took job `job_id` and is held in its download."""
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        a = self.start_worker()
+        wid = self.worker_id(a)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "A to register")
+        self.push_jobs([self.tiny_job(job_id, path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        return a, wid
+
     def test_worker_paused_across_a_redis_restart_does_not_post(self):
         def restart():
             self.redis.close()
@@ -1779,13 +1790,7 @@ class StaleConnectionTest(ReliabilityCase):
         worker failed: its connection was found closed and replaced before the next one went
         (rq_breaks). Counting only failed commands, the worker never looked, and the stray stayed
         there for as long as the worker lived."""
-        self.src.add("/slow.png", tiny_png())
-        self.src.stall("/slow.png")
-        a = self.start_worker()
-        wid = self.worker_id(a)
-        self.wait_until(lambda: wid in self.live_workers(), 20, "A to register")
-        self.push_jobs([self.tiny_job("in-hand", path="/slow.png")])
-        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        a, wid = self.worker_fetching("in-hand")
         self.redis.lpush(self.key("active:" + wid), json.dumps(self.tiny_job("stray")))
         self.redis.close()
         self.redis_server.restart(down_seconds=0.3)  # SIGTERM: the AOF brings it all back
@@ -1809,13 +1814,7 @@ class StaleConnectionTest(ReliabilityCase):
         CLIENT KILL during the job's download; an idle `timeout` of Redis's or a proxy's alike)
         is replaced before the next command goes on it, logged `redis_reconnect
         reason=closed_while_idle`, and no command of the job's path fails on it."""
-        self.src.add("/slow.png", tiny_png())
-        self.src.stall("/slow.png")
-        a = self.start_worker()
-        wid = self.worker_id(a)
-        self.wait_until(lambda: wid in self.live_workers(), 20, "A to register")
-        self.push_jobs([self.tiny_job("killed-idle", path="/slow.png")])
-        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "A to fetch")
+        a, wid = self.worker_fetching("killed-idle")
         killed = self.redis.execute("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         self.assertGreaterEqual(killed, 1)
         time.sleep(0.5)  # unused for longer than the idle check's 250 ms
