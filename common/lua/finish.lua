@@ -44,6 +44,9 @@
 --          A job settled with it leaves KEYS[7] behind (`settled`, with the result's expiry) when
 --          there is none (begin.lua never reached Redis): the same call again, after its answer
 --          was lost, then finds the job settled rather than forgotten, and writes nothing twice.
+--          Looked for only when the job was lost or begin.lua's answer is unknown (ARGV[16] ""):
+--          a run begin.lua answered made the hash, and every job's EXISTS cost Redis about a
+--          microsecond, 4 % of its work on a no-op job (tests/bench/RESULTS.md).
 --
 -- ARGV[16] optional: the run number of the job settled (begin.lua's `runs` as it answered this
 --          run), or "" unknown
@@ -175,7 +178,8 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     settled = 2
 end
 own(5, redis.pcall('HDEL', KEYS[5], redis.sha1hex(ARGV[1])))
-if ARGV[15] == 'forgotten' and not marked and redis.call('EXISTS', KEYS[7]) == 0 then
+if ARGV[15] == 'forgotten' and not marked and (settled == 2 or (ARGV[16] or '') == '') and
+    redis.call('EXISTS', KEYS[7]) == 0 then
     redis.call('HSET', KEYS[7], 'settled', 1)
     redis.call('EXPIRE', KEYS[7], ARGV[3])
 end
