@@ -1844,3 +1844,43 @@ const char *job_src_url(const struct job *j)
                ? json_object_get_string(j->src)
                : NULL;
 }
+
+void job_s3_src(json_object *src, const char **bucket, const char **region, const char **key)
+{
+    json_object *b = NULL, *k = NULL;
+    json_object_object_get_ex(src, "bucket", &b);
+    json_object_object_get_ex(src, "key", &k);
+    *key = k != NULL ? json_object_get_string(k) : NULL;
+    *bucket = *region = NULL;
+    if (b != NULL && json_object_is_type(b, json_type_object)) {
+        json_object *name = NULL, *loc = NULL;
+        json_object_object_get_ex(b, "name", &name);
+        json_object_object_get_ex(b, "location", &loc);
+        *bucket = name != NULL ? json_object_get_string(name) : NULL;
+        *region = loc != NULL ? json_object_get_string(loc) : NULL;
+    } else if (b != NULL) {
+        *bucket = json_object_get_string(b);
+    }
+}
+
+int job_check_src_object(json_object *src, struct err *e)
+{
+    json_object *name = NULL;
+    const char *kind =
+        json_object_object_get_ex(src, "name", &name) && json_object_is_type(name, json_type_string)
+            ? json_object_get_string(name)
+            : "";
+    if (strcmp(kind, "canvas") == 0) {
+        return 0;
+    }
+    if (strcmp(kind, "s3") != 0) {
+        char q[UTF8_SHOWN_MAX + 1];
+        return err_set(e, "src of type '%s' is not supported", utf8_ascii_shown(kind, q, sizeof q));
+    }
+    const char *bucket, *region, *key;
+    job_s3_src(src, &bucket, &region, &key);
+    if (bucket == NULL || key == NULL) {
+        return err_set(e, "an s3 src needs a bucket and a key");
+    }
+    return job_check_s3_object(bucket, region, key, e);
+}

@@ -175,6 +175,14 @@ bool job_format_writable(const char *ext);
 /* The src as a URL string, or NULL if it is an object. */
 const char *job_src_url(const struct job *j);
 
+/* The object an {"name": "s3", "bucket": NAME or {"name", "location"}, "key"} src names, as the
+ * worker fetches it: each NULL when the src leaves it out. */
+void job_s3_src(json_object *src, const char **bucket, const char **region, const char **key);
+
+/* Checks an object src as the worker will load it: {"name": "s3"} with a bucket and a key
+ * (job_check_s3_object()), or {"name": "canvas"}; no other kind can be loaded. Returns 0 or -1. */
+int job_check_src_object(json_object *src, struct err *e);
+
 /* ---- guards, also for what the worker reads outside job_parse() (sources in parameters). */
 
 /* Checks a headers object from a job (`what` names it in the message: "postback_headers"):

@@ -183,16 +183,20 @@ static int url_form(const char *what, const char *url, struct err *e)
     return 0;
 }
 
-/* url_form() of the job's src when it is a URL (not an "&identifier" or an object), and of its
- * pre_process jobs': the worker would fail the job for good on it, after its queue wait. */
-static int src_url_form(const struct job *j, const char *what, struct err *e)
+/* url_form() of the job's src when it is a URL (not an "&identifier"), job_check_src_object()
+ * when it is an object, and the same of its pre_process jobs': the worker would fail the job
+ * for good on it, after its queue wait. */
+static int src_form(const struct job *j, const char *what, struct err *e)
 {
     const char *url = job_src_url(j);
     if (url != NULL && url[0] != '&' && url_form(what, url, e) < 0) {
         return -1;
     }
+    if (url == NULL && j->src != NULL && job_check_src_object(j->src, e) < 0) {
+        return err_wrap(e, "%s", what);
+    }
     for (size_t i = 0; i < j->n_pre; i++) {
-        if (j->pre[i].job != NULL && src_url_form(j->pre[i].job, "pre_process src", e) < 0) {
+        if (j->pre[i].job != NULL && src_form(j->pre[i].job, "pre_process src", e) < 0) {
             return -1;
         }
     }
@@ -236,7 +240,7 @@ static struct job *check_job(const struct cfg *cfg, json_object *obj, struct err
      * check), the worker could not even say why; a src no worker can download */
     if (job_check_saves(j, cfg->max_saves, e) < 0 || job_check_destinations(j, e) < 0 ||
         (j->postback_url != NULL && url_form("postback_url", j->postback_url, e) < 0) ||
-        src_url_form(j, "src", e) < 0) {
+        src_form(j, "src", e) < 0) {
         job_destroy(j);
         return NULL;
     }

@@ -236,19 +236,8 @@ static void learn_region(struct runner *w, const char *bucket, const char *regio
 
 static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct err *e)
 {
-    json_object *bucket = NULL, *key = NULL;
-    json_object_object_get_ex(src, "bucket", &bucket);
-    json_object_object_get_ex(src, "key", &key);
-    struct s3_object o = {.key = key != NULL ? json_object_get_string(key) : NULL};
-    if (bucket != NULL && json_object_is_type(bucket, json_type_object)) {
-        json_object *name = NULL, *loc = NULL;
-        json_object_object_get_ex(bucket, "name", &name);
-        json_object_object_get_ex(bucket, "location", &loc);
-        o.bucket = name != NULL ? json_object_get_string(name) : NULL;
-        o.region = loc != NULL ? json_object_get_string(loc) : NULL;
-    } else if (bucket != NULL) {
-        o.bucket = json_object_get_string(bucket);
-    }
+    struct s3_object o;
+    job_s3_src(src, &o.bucket, &o.region, &o.key);
     if (o.bucket == NULL || o.key == NULL) {
         return err_set(e, "an s3 src needs a bucket and a key");
     }

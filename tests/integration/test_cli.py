@@ -797,6 +797,40 @@ class SubmitTest(CliCase):
         canvas = self.job_text("src-canvas", src={"name": "canvas", "width": 8, "height": 8})
         self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(canvas)), "src-canvas\n")
 
+    def test_src_object_no_worker_can_load_is_refused(self):
+        """An object src the worker cannot load (not s3 or canvas, an s3 one without a bucket or
+        a key, a bucket or key S3 refuses) would fail for good after its wait in the queue, with
+        the worker's own words: submit refuses it, a pre_process job's too. A valid s3 src, its
+        bucket given as {"name", "location"} too, goes."""
+        for src, why in (({"name": "ftp", "url": "x"}, "src: src of type 'ftp' is not supported"),
+                         ({"bucket": "b", "key": "k"}, "src: src of type '' is not supported"),
+                         ({"name": "s3", "key": "a.jpg"},
+                          "src: an s3 src needs a bucket and a key"),
+                         ({"name": "s3", "bucket": {"location": "us-east-1"}, "key": "a.jpg"},
+                          "src: an s3 src needs a bucket and a key"),
+                         ({"name": "s3", "bucket": "photos"},
+                          "src: an s3 src needs a bucket and a key"),
+                         ({"name": "s3", "bucket": "no", "key": "a.jpg"},
+                          "src: bucket name 'no' is not valid"),
+                         ({"name": "s3", "bucket": {"name": "photos", "location": "not a region"},
+                           "key": "a.jpg"}, "src: ")):
+            with self.subTest(src=src):
+                job = self.job_text("obj-1", src=src)
+                r = self.run_pixq("submit", "-", input=json.dumps(job))
+                self.assert_refused(r, "(stdin):1: invalid job: " + why, "nothing was enqueued")
+        pre = self.job_text("obj-pre", pre_process=[{"job": {
+            "src": {"name": "s3", "bucket": "photos"}, "functions": [{"name": "no_op", "save": {
+                "image_identifier": "p"}}]}}])
+        r = self.run_pixq("submit", "-", input=json.dumps(pre))
+        self.assert_refused(r, "(stdin):1: invalid job: pre_process src: an s3 src needs a "
+                            "bucket and a key", "nothing was enqueued")
+        for i, src in enumerate(({"name": "s3", "bucket": "photos", "key": "in/a.jpg"},
+                                 {"name": "s3", "bucket": {"name": "photos",
+                                                           "location": "eu-west-1"},
+                                  "key": "in/a.jpg"})):
+            job = self.job_text("obj-ok-%d" % i, src=src)
+            self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(job)), "obj-ok-%d\n" % i)
+
     def test_output_format_refused_parameters_left_to_workers(self):
         """README (Blitline compatibility): a save asking for a format pixq does not write fails
         the job before its source is fetched, and `pixq submit` refuses it (a key's `.pdf`, an
