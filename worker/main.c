@@ -273,6 +273,30 @@ static int run_single(const struct cfg *cfg, struct mhttp *metrics)
     return run_worker(cfg);
 }
 
+/* Two sources of S3 keys set at once, which the settings alone tell (--print-config checks it
+ * too): keys in the environment or a credentials file beside PIXQ_S3_INSTANCE_CREDENTIALS, keys
+ * beside the file. Returns -1 (said on stderr) or 0. */
+static int credentials_conflict(const struct cfg *cfg)
+{
+    bool keys = cfg->aws_access_key_id[0] != '\0' || cfg->aws_secret_access_key[0] != '\0' ||
+                cfg->aws_session_token[0] != '\0';
+    if (cfg->s3_instance_credentials && (keys || cfg->aws_shared_credentials_file[0] != '\0')) {
+        fprintf(stderr,
+                "pixq-worker: PIXQ_S3_INSTANCE_CREDENTIALS and %s are both set: the keys "
+                "come from one or the other\n",
+                keys ? "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN"
+                     : "AWS_SHARED_CREDENTIALS_FILE");
+        return -1;
+    }
+    if (keys && cfg->aws_shared_credentials_file[0] != '\0') {
+        fprintf(stderr, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE and AWS_ACCESS_KEY_ID, "
+                        "AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN are both set: the keys come "
+                        "from one or the other\n");
+        return -1;
+    }
+    return 0;
+}
+
 /* S3's keys at start: from the environment (a warning when they are missing: every upload will
  * fail), from AWS_SHARED_CREDENTIALS_FILE, which must then be readable and hold the profile's
  * keys if it is there (a warning if it is not yet), or from a metadata endpoint whose settings
@@ -283,14 +307,7 @@ static int run_single(const struct cfg *cfg, struct mhttp *metrics)
  * fix. */
 static int check_credentials(const struct cfg *cfg)
 {
-    bool keys = cfg->aws_access_key_id[0] != '\0' || cfg->aws_secret_access_key[0] != '\0' ||
-                cfg->aws_session_token[0] != '\0';
-    if (cfg->s3_instance_credentials && (keys || cfg->aws_shared_credentials_file[0] != '\0')) {
-        fprintf(stderr,
-                "pixq-worker: PIXQ_S3_INSTANCE_CREDENTIALS and %s are both set: the keys "
-                "come from one or the other\n",
-                keys ? "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN"
-                     : "AWS_SHARED_CREDENTIALS_FILE");
+    if (credentials_conflict(cfg) < 0) {
         return -1;
     }
     bool key_pair = cfg->aws_access_key_id[0] != '\0' || cfg->aws_secret_access_key[0] != '\0';
@@ -319,12 +336,6 @@ static int check_credentials(const struct cfg *cfg)
                      cfg->aws_access_key_id + (n > 4 ? n - 4 : 0));
         }
         return 0;
-    }
-    if (keys) {
-        fprintf(stderr, "pixq-worker: AWS_SHARED_CREDENTIALS_FILE and AWS_ACCESS_KEY_ID, "
-                        "AWS_SECRET_ACCESS_KEY or AWS_SESSION_TOKEN are both set: the keys come "
-                        "from one or the other\n");
-        return -1;
     }
     struct stat st;
     if (stat(cfg->aws_shared_credentials_file, &st) < 0 && errno == ENOENT) {
@@ -419,6 +430,9 @@ int main(int argc, char **argv)
     }
     if (print_config) {
         cfg_unknown_env(environ, warn_unknown, stderr);
+        if (credentials_conflict(&cfg) < 0) {
+            return 2;
+        }
         cfg_print(&cfg, stdout);
         return 0;
     }

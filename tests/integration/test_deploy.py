@@ -387,14 +387,20 @@ class EnvExampleTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_commented_settings_are_valid_too(self):
+        """Every commented setting uncommented is a value the worker takes, but for the
+        credentials file, the keys' alternative (the file says so): beside the keys above it
+        --print-config refuses it, as the start does."""
         text = ENV_EXAMPLE.read_text()
         uncommented = re.sub(r"^# ([A-Z][A-Z0-9_]*=)", r"\1", text, flags=re.M)
         self.assertGreater(len(env_lines(uncommented)), len(env_lines(text)) + 10)
-        with tempfile.NamedTemporaryFile("w", suffix=".env") as f:
-            f.write(uncommented)
-            f.flush()
-            r = print_config(config=f.name)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        alternative = re.compile(r"^AWS_SHARED_CREDENTIALS_FILE=.*\n", re.M)
+        for config, status in ((alternative.sub("", uncommented), 0), (uncommented, 2)):
+            with tempfile.NamedTemporaryFile("w", suffix=".env") as f:
+                f.write(config)
+                f.flush()
+                r = print_config(config=f.name)
+            self.assertEqual(r.returncode, status, r.stderr)
+        self.assertIn("AWS_SHARED_CREDENTIALS_FILE and AWS_ACCESS_KEY_ID", r.stderr)
 
     def test_commented_settings_show_their_defaults(self):
         """The file says its commented settings show their defaults (an example value for those
@@ -1137,6 +1143,20 @@ class StartTest(unittest.TestCase):
                 timeout=harness.scaled(20))
             self.assertEqual((r.returncode, r.stderr.splitlines()[-1]), (2, said), env)
         self.assertEqual(server.connections, 0)
+        # the settings alone tell two sources of keys: --print-config says so as the start does
+        # (a file that cannot be read is the start's to find)
+        for env, said in cases[:2] + (({"AWS_SHARED_CREDENTIALS_FILE": str(creds),
+                                        "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s"},
+                                       "pixq-worker: AWS_SHARED_CREDENTIALS_FILE and " + both),
+                                      ({"PIXQ_S3_INSTANCE_CREDENTIALS": "1",
+                                        "AWS_SHARED_CREDENTIALS_FILE": str(creds)},
+                                       "pixq-worker: PIXQ_S3_INSTANCE_CREDENTIALS and "
+                                       "AWS_SHARED_CREDENTIALS_FILE are both set: the keys come "
+                                       "from one or the other")):
+            r = run([CONFIG.worker, "--print-config"], env=dict(clean_env(), **env),
+                    timeout=harness.scaled(20))
+            self.assertEqual((r.returncode, r.stdout, r.stderr.splitlines()[-1:]),
+                             (2, "", [said]), env)
 
     def test_three_refusals_in_a_row_end_it(self):
         """Refused twice, then loading, then refused: the loading answer starts the count again,
