@@ -833,6 +833,19 @@ class BeginTest(LuaTestCase):
         self.assertEqual(self.stats(), {"received": 1, "reruns": 2})
 
 
+    def test_counts_of_another_type_are_left_alone(self):
+        """stats of another type (set by hand): the run is counted in the job hash all the
+        same, and answered; the key is left as it was. Any other error is raised."""
+        self.r.set(STATS, "theirs")
+        first_seen, runs = self.begin("j1")
+        self.assertEqual((runs, self.r.execute("HGET", key("job:j1"), "runs")), (1, "1"))
+        self.assertEqual(self.begin("j1")[1], 2)
+        self.assertEqual(self.r.get(STATS), "theirs")
+        self.r.delete(STATS)
+        self.r.execute("HSET", STATS, "received", "not a number")
+        with self.assertRaises(harness.RespError):
+            self.begin("j2")
+
 class ClaimTest(LuaTestCase):
     def claim(self, *ids, ttl=3600):
         keys = [key(k + i) for i in ids for k in ("job:", "result:")]
