@@ -1076,9 +1076,12 @@ static void format_value(const struct cfg *c, const struct cfg_entry *en, char *
     case T_BUCKETS:
         if (en->secret) {
             snprintf(out, cap, "%s", *field != '\0' ? "(set)" : "");
-        } else if (strstr(field, "://") != NULL) {
+        } else if (strstr(field, "://") != NULL ||
+                   strcmp(en->var, "AWS_CONTAINER_CREDENTIALS_FULL_URI") == 0) {
             /* PIXQ_REDIS_URL's password, or one in AWS_CONTAINER_CREDENTIALS_FULL_URI (sent as
-             * the request's Basic credentials) */
+             * the request's Basic credentials), which is checked only at start, after its config
+             * line: "user:pw@host" without a scheme is refused there, its password shown as ***,
+             * and must be here too */
             cfg_redact_url(field, out, cap);
         } else {
             snprintf(out, cap, "%s", field);

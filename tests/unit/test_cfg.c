@@ -315,6 +315,16 @@ static void test_print_hides_secrets(void)
     CHECK(strstr(text, "PIXQ_REDIS_URL=redis://user:***@10.0.0.1:6380/2\n") != NULL);
     CHECK(strstr(text, "PIXQ_S3_RATE=10/s,burst=20\n") != NULL);
     free(text);
+    /* a FULL_URI without a scheme is refused only at start (awsmeta_init), after the worker's
+     * config line: that line, and --print-config, hide its password as the refusal does */
+    cfg_set(&c, "AWS_CONTAINER_CREDENTIALS_FULL_URI", "ecs:barepw@127.0.0.1:9/creds", &e);
+    text = NULL;
+    f = open_memstream(&text, &len);
+    cfg_print(&c, f);
+    fclose(f);
+    CHECK(strstr(text, "barepw") == NULL);
+    CHECK(strstr(text, "AWS_CONTAINER_CREDENTIALS_FULL_URI=ecs:***@127.0.0.1:9/creds\n") != NULL);
+    free(text);
     char out[256];
     cfg_redact_url("redis://:pw@h:1/0", out, sizeof out);
     CHECK_STR(out, "redis://:***@h:1/0");
