@@ -602,6 +602,26 @@ class RedirectTest(HostileTestCase):
         self.assertEqual(len(self.tricks.requests["/r"]), 1)
         self.assert_still_serving()
 
+    def test_redirect_to_a_url_with_a_password(self):
+        """The refused hop a redirect led to is named in the error: a password in it is shown
+        as *** (README, Security), in the postback, the dead entry and the log."""
+        self.start()
+        other = SourceServer(host=FORBIDDEN_V4)
+        self.addCleanup(other.stop)
+        other.add("/ok.jpg", self.image)
+        hop = other.url("/ok.jpg").replace("http://", "http://hopuser:hop-pw-81d2@")
+        src = self.tricks.redirect("/r-pw", hop)
+        pb = self.expect_failure(self.job("redir-pw", src),
+                                 "address %s is not allowed (loopback) (redirected to %s)"
+                                 % (FORBIDDEN_V4, hop.replace("hop-pw-81d2", "***")))
+        self.assertNotIn(b"hop-pw-81d2", pb.body)
+        self.assertNotIn("hop-pw-81d2", self.dead_entry("hostile-redir-pw")["error"])
+        self.wait_until(lambda: [e for e in self.worker.log_events("job_failed")
+                                 if e.get("job_id") == "hostile-redir-pw"], 10, "job_failed")
+        self.assertNotIn("hop-pw-81d2", self.worker.log_path.read_text(errors="replace"))
+        self.assertEqual(other.requests("/ok.jpg"), 0)
+        self.assert_still_serving()
+
     def test_redirect_to_other_port_by_name(self):
         self.start()
         src = self.tricks.redirect("/r", "http://localhost:%d/ok.jpg" % self.loop_src.port)
@@ -862,6 +882,22 @@ class PostbackAddressTest(HostileTestCase):
         self.assertEqual(self.loop_postbacks.postbacks, [])
         failed = [e.get("error") for e in self.worker.log_events("postback_failed")]
         self.assertEqual(failed, ["postback answered HTTP 307", "postback answered HTTP 302"])
+        self.assert_still_serving()
+
+    def test_password_in_a_refused_postback_url_stays_out(self):
+        """README (Security): a password in a job's own URL is shown as *** in errors. A
+        postback_url the guard refuses is quoted in the job's dead entry and its log lines: its
+        password hidden there (the tests with a password only had sources, or a postback that
+        was reached)."""
+        self.start()
+        self.push_job(self.job("pb-userinfo", postback_url="http://pbuser:pb-pw-3c9e@10.0.0.7/pb"))
+        dead = self.dead_entry("hostile-pb-userinfo")
+        self.assertIn("postback_url http://pbuser:***@10.0.0.7/pb: address 10.0.0.7 is not "
+                      "allowed (private)", dead["error"])
+        self.wait_until(lambda: [e for e in self.worker.log_events("job_failed")
+                                 if e.get("job_id") == "hostile-pb-userinfo"], 10, "job_failed")
+        self.assertNotIn("pb-pw-3c9e", dead["error"])  # (its "job" is kept whole, for a retry)
+        self.assertNotIn("pb-pw-3c9e", self.worker.log_path.read_text(errors="replace"))
         self.assert_still_serving()
 
     def test_postback_scheme(self):
