@@ -1569,6 +1569,54 @@ class SignatureTest(HostileTestCase):
             stdout=subprocess.PIPE, check=True, text=True).stdout.strip()
         self.assertEqual("v1=" + out, pb.headers["x-pixq-signature"])
 
+    def readme_receivers(self):
+        """README's two receivers under "Verifying a postback", as written: the Python function
+        and the shell lines."""
+        readme = (harness.REPO_ROOT / "README.md").read_text()
+        section = readme[readme.index("**Verifying a postback.**"):]
+        python = section[section.index("```python\n") + 10:]
+        python = python[:python.index("```")]
+        shell = section[section.index("```sh\n") + 6:]
+        shell = shell[:shell.index("```")]
+        names = {}
+        exec(compile(python, "README.md", "exec"), names)
+        return names["pixq_postback_ok"], shell
+
+    def test_readme_receivers_as_written(self):
+        """Both receivers README gives, run word for word (a user copies them): they accept a
+        postback pixq signed, and refuse it with another body, another secret or a timestamp
+        older than their 300 s (the shell test only ran README's openssl pipe)."""
+        ok, shell = self.readme_receivers()
+        self.start(PIXQ_POSTBACK_SECRET=self.SECRET)
+        self.push_job(self.job("readme-recipes"))
+        pb = self.wait_for_postback(TIMEOUT_S, job_id="hostile-readme-recipes")
+        ts, sig = pb.headers["x-pixq-timestamp"], pb.headers["x-pixq-signature"]
+        secret = self.SECRET.encode()
+        headers = {"X-Pixq-Timestamp": ts, "X-Pixq-Signature": sig}  # as a server names them
+        tampered = pb.body.replace(b"hostile-readme-recipes", b"hostile-readme-recipez")
+        self.assertNotEqual(tampered, pb.body)
+        old = str(int(ts) - 400)
+        old_sig = "v1=" + hmac.new(secret, old.encode() + b"." + pb.body,
+                                   hashlib.sha256).hexdigest()  # validly signed, but too old
+        self.assertTrue(ok(headers, pb.body, secret))
+        self.assertFalse(ok(headers, tampered, secret))
+        self.assertFalse(ok(headers, pb.body, secret + b"x"))
+        self.assertFalse(ok({"X-Pixq-Timestamp": old, "X-Pixq-Signature": old_sig}, pb.body,
+                            secret))
+        self.assertFalse(ok({}, pb.body, secret))
+
+        def shell_says(body, ts, sig, secret):
+            (self.tmp / "body.json").write_bytes(body)
+            return subprocess.run(["sh", "-c", shell], cwd=str(self.tmp),
+                                  env={"TS": ts, "SIG": sig, "PIXQ_POSTBACK_SECRET": secret,
+                                       "PATH": "/usr/bin:/bin"},
+                                  stdout=subprocess.DEVNULL, timeout=30).returncode
+
+        self.assertEqual(shell_says(pb.body, ts, sig, self.SECRET), 0)
+        self.assertEqual(shell_says(tampered, ts, sig, self.SECRET), 1)
+        self.assertEqual(shell_says(pb.body, ts, sig, self.SECRET + "x"), 1)
+        self.assertEqual(shell_says(pb.body, old, old_sig, self.SECRET), 1)
+
     def test_unsigned_without_secret(self):
         self.start()
         self.push_job(self.job("unsigned"))
