@@ -950,6 +950,9 @@ class JobLimitTest(HostileTestCase):
         failed job, not an unparseable payload."""
         self.assertEqual(pb.job_id, job_id)
         self.assertEqual(pb.results["images"], [])
+        # README: its failed_image_identifiers empty (its saves were never read; an empty list
+        # is left out of a postback), where a job read whole that fails lists its outputs
+        self.assertEqual(pb.results.get("failed_image_identifiers", []), [], pb.results)
         self.assertTrue(any(fragment in e for e in pb.results["errors"]), pb.results)
         dead = self.dead_entry(job_id)
         self.assertIn(fragment, dead["error"])
