@@ -21,6 +21,7 @@ there). Then the same worker must process a good job.
                          blocks that would keep ImageMagick formatting values for minutes, in
                          every way in (PNG zTXt, JPEG APP1 and APP13, WebP), XMP of many
                          elements, a JPEG of many small segments; a phone's extended XMP read
+  MetadataLimitsAsSetTest  the same three settings lowered or raised reach the guard
 
 Run by meson (suite integration), or by hand:
     /usr/bin/python3 tests/integration/test_hostile_images.py --worker build/worker/pixq-worker \\
@@ -1180,6 +1181,45 @@ class MetadataLimitTest(HostileImageTestCase):
                 self.assertIn("MakerNote", exif)
             else:
                 self.assertIn("UserComment", exif)
+
+
+class MetadataLimitsAsSetTest(HostileImageTestCase):
+    """The three metadata settings reach the guard (only their defaults were seen past the unit
+    test of metaguard, which takes its limits as arguments): lowered, an image under the
+    default is refused, naming the setting's value; raised, as README tells operators to do for
+    XMP of tens of thousands of elements, one over the default is read."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_EXIF_MAX_VALUES": "100000",
+                        "PIXQ_XMP_MAX_ELEMENTS": "21000", "PIXQ_METADATA_MAX_MB": "1"}
+
+    def read(self, name, data, suffix=".png"):
+        self.push_job(self.job(name, self.src.add("/%s%s" % (name, suffix), data)))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+
+    def test_limits_as_set(self):
+        # EXIF: 300 entries of 400 values (120,300) refused, 100 of 800 (80,100) read
+        self.refuse_bytes("exif-120300", png_with_raw_exif(exif_block(300, 400)),
+                          "its EXIF data has more than 100000 values to format "
+                          "(PIXQ_EXIF_MAX_VALUES; a fraction counts 4)")
+        self.read("exif-80100", png_with_raw_exif(exif_block(100, 800)))
+        # XMP: 20,501 elements, over the default 20,000, read; 21,501 refused
+        def xmp(n):
+            return png_with_raw_profile(b'<x:xmpmeta xmlns:x="adobe:ns:meta/">' + b"<a/>" * n +
+                                        b"</x:xmpmeta>", "xmp")
+        self.read("xmp-20501", xmp(20500))
+        self.refuse_bytes("xmp-21501", xmp(21500),
+                          "its XMP data has more than 21000 elements (PIXQ_XMP_MAX_ELEMENTS)")
+        # a PNG's text chunks: 2 MB inflated refused, 0.5 MB read
+        data = image_file("grey-160x120.png")
+
+        def texts(size):
+            return data[:33] + png_chunk(b"zTXt", b"Comment\0\0" +
+                                         zlib.compress(b"A" * size, 9)) + data[33:]
+        self.refuse_bytes("text-2mb", texts(2 * 1024 * 1024),
+                          "its text and ICC chunks hold more than 1 MB (PIXQ_METADATA_MAX_MB)")
+        self.read("text-half-mb", texts(512 * 1024))
+        self.assert_still_serving()
 
 
 if __name__ == "__main__":
