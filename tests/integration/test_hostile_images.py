@@ -1035,7 +1035,12 @@ class MetadataLimitTest(HostileImageTestCase):
     def test_png_raw_profile(self):
         data = png_with_raw_exif(self.BOMB)
         self.assertLess(len(data), 16000)
-        self.refuse_bytes("png-exif", data, self.EXIF_LIMIT)
+        error = self.refuse_bytes("png-exif", data, self.EXIF_LIMIT)
+        # README's example (Security), word for word past the source's URL
+        self.assertRegex(error, r"^Image processing failed\. Failed to load image at '[^']*': the "
+                         r"image's metadata is too large to read: its EXIF data has more than "
+                         r"1000000 values to format \(PIXQ_EXIF_MAX_VALUES; a fraction counts "
+                         r"4\)$")
         self.assert_still_serving()
 
     def test_jpeg_app1(self):
