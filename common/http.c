@@ -146,6 +146,9 @@ bool http_header_valid(const char *name, const char *value)
         if ((*p < ' ' && *p != '\t') || *p == 0x7f) {
             return false;
         }
+        if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            return false; /* a C1 control character in UTF-8, U+0085 (NEL) among them */
+        }
     }
     return true;
 }

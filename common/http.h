@@ -91,7 +91,8 @@ int http_perform(struct http *h, const struct http_request *req, struct http_res
 
 /* Whether a header can be sent as it is: the name a token of RFC 9110 (letters, digits and
  * !#$%&'*+-.^_`|~), the value free of control characters but TAB (no CR or LF that would start
- * another header, no NUL that would cut it). */
+ * another header, no NUL that would cut it, no C1 control such as U+0085, a line break to some
+ * readers) in UTF-8; other bytes past ASCII are sent as they are. */
 bool http_header_valid(const char *name, const char *value);
 
 /* The wait that a 429 or 503 answer asks for with Retry-After, in ms, at most `max_ms`: its

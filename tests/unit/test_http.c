@@ -78,13 +78,25 @@ static void test_retry_after(void)
 static void test_header_valid(void)
 {
     CHECK(http_header_valid("x-amz-meta-a.b_c~1", "v a\tl\xc3\xa9"));
+    CHECK(http_header_valid("x", "\xc2\xa0\xc3\x85\xe2\x80\xa6")); /* NBSP, Å, an ellipsis */
     CHECK(http_header_valid("!#$%&'*+-.^_`|~", ""));
     CHECK(!http_header_valid("", "v"));
     const char *names[] = {"a:b", "a b", "a\tb", "a\"b", "a(b", "a/b", "a\xc3\xa9", "a\r\nb"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         CHECK(!http_header_valid(names[i], "v"));
     }
-    const char *values[] = {"a\rb", "a\nb", "a\x01", "a\x0b", "a\x0c", "a\x1f", "a\x7f"};
+    /* C0 controls and DEL, and the C1 controls (U+0080 to U+009F) in UTF-8 */
+    const char *values[] = {"a\rb",
+                            "a\nb",
+                            "a\x01",
+                            "a\x0b",
+                            "a\x0c",
+                            "a\x1f",
+                            "a\x7f",
+                            "a\xc2\x80",
+                            "a\xc2\x9f",
+                            "1\xc2\x85"
+                            "X-Injected: yes"};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         CHECK(!http_header_valid("x", values[i]));
     }

@@ -760,6 +760,8 @@ static void test_guards(void)
                  "postback_headers: header 'X-A' has a forbidden character");
     expect_guard(ok_dest, "{\"X-A\\r\\nX-B\":\"1\"}", "header 'X-A??X-B' has a forbidden");
     expect_guard(ok_dest, "{\"X-A\":\"1\\u0000\"}", "forbidden character");
+    expect_guard(ok_dest, "{\"X-A\":\"1\\u0085X-B: 2\"}", "forbidden character"); /* C1 */
+    expect_guard(ok_dest, "{\"X-A\":\"\\u00c5\\u00a0\"}", NULL);                  /* past ASCII */
     expect_guard(ok_dest, "{\"X A\":\"1\"}", "forbidden character");
     expect_guard(ok_dest, "{\"X-A\":1}", NULL); /* a number is sent as written */
     struct job *scalars = parse("{\"src\":\"u\",\"postback_headers\":{\"X-N\":1.50,\"X-I\":-42,"
