@@ -890,14 +890,17 @@ class PostbackAddressTest(HostileTestCase):
         password hidden there (the tests with a password only had sources, or a postback that
         was reached)."""
         self.start()
-        self.push_job(self.job("pb-userinfo", postback_url="http://pbuser:pb-pw-3c9e@10.0.0.7/pb"))
+        url = self.loop_postbacks.url("/pb")  # on 127.0.0.1, which the guard refuses
+        self.push_job(self.job("pb-userinfo", postback_url=url.replace(
+            "http://", "http://pbuser:pb-pw-3c9e@")))
         dead = self.dead_entry("hostile-pb-userinfo")
-        self.assertIn("postback_url http://pbuser:***@10.0.0.7/pb: address 10.0.0.7 is not "
-                      "allowed (private)", dead["error"])
+        self.assertIn("postback_url %s: address 127.0.0.1 is not allowed (loopback)"
+                      % url.replace("http://", "http://pbuser:***@"), dead["error"])
         self.wait_until(lambda: [e for e in self.worker.log_events("job_failed")
                                  if e.get("job_id") == "hostile-pb-userinfo"], 10, "job_failed")
         self.assertNotIn("pb-pw-3c9e", dead["error"])  # (its "job" is kept whole, for a retry)
         self.assertNotIn("pb-pw-3c9e", self.worker.log_path.read_text(errors="replace"))
+        self.assertEqual(self.loop_postbacks.postbacks, [])
         self.assert_still_serving()
 
     def test_postback_scheme(self):
