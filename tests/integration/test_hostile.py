@@ -1547,6 +1547,17 @@ class SignatureTest(HostileTestCase):
         self.assertNotEqual(pb.headers["x-pixq-signature"], "v1=forged")
         self.assert_still_serving()
 
+    def test_form_postback_is_signed_over_its_raw_body(self):
+        """README: the signature is over "<timestamp>.<raw body>": for a job of v 1.17 or
+        before, posted as a form (Blitline's), that is the form's bytes, not the result's JSON
+        (the postbacks signed here were all JSON, where the two are the same)."""
+        self.start(PIXQ_POSTBACK_SECRET=self.SECRET)
+        self.push_job(self.job("signed-form", v=1.0, postback_url=self.postbacks.url("/form")))
+        pb = self.wait_for_postback(TIMEOUT_S, path="/form")
+        self.assertEqual(pb.headers.get("content-type"), "application/x-www-form-urlencoded")
+        self.assertTrue(pb.body.startswith(b"results="), pb.body[:100])
+        self.assertTrue(verify(pb, self.SECRET), pb.headers)
+
     def test_retried_postback_is_signed_anew(self):
         """Each attempt of a retried postback is signed when it is sent: a receiver refuses a
         timestamp older than its window (300 s in README's recipe), shorter than the last of
