@@ -467,8 +467,9 @@ class S3Stub:
     def fail(self, bucket, status, code, count=None, methods=("PUT",), key_prefix="",
              message=None, headers=None, any_region=False):
         """Answer the next `count` requests (None: all) of `methods` to bucket (keys starting
-        with key_prefix) with status and an S3 error body carrying code; any_region: whatever
-        region they are signed for (else one signed for another than the bucket's gets the
+        with key_prefix) with status and an S3 error body carrying code (None: an HTML page
+        without one, as a proxy in front of the store answers); any_region: whatever region
+        they are signed for (else one signed for another than the bucket's gets the
         wrong-region answer of set_region() first)."""
         with self._lock:
             self._fails.setdefault(bucket, []).append(
@@ -886,6 +887,9 @@ class S3Stub:
         head_only = h.command == "HEAD"
         if isinstance(payload, _Object):
             body, ctype = payload.data, payload.content_type
+        elif status >= 300 and code is None:  # a proxy's page: no S3 error, no code
+            body = b"<html><body><h1>%d Bad Gateway</h1></body></html>" % status
+            ctype = "text/html"
         elif status >= 300:
             fields = "".join("<%s>%s</%s>" % (k, xml_escape(v), k)
                              for k, v in (payload or {}).items())

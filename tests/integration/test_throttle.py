@@ -1274,6 +1274,17 @@ class FinalErrorTest(ThrottleCase):
         for e in retries:
             self.assertRegex(e["error"], r"(?i)(reset|recv|send|closed|empty reply|broken pipe)")
 
+    def test_temporarily_unavailable_proxy_page_without_a_code(self):
+        """README: a 502 is retried, and after the last attempt the output fails with `<host>
+        temporarily unavailable (<why>)`, the why being what the last attempt met when S3 gave
+        no code: `HTTP 502` from a proxy's HTML page (it must not come out empty, "()")."""
+        self.s3.fail("dead-bucket", 502, None)
+        error, _ = self.error_postback("dead-4", ["dead-bucket", "pixq-test"])
+        self.assertTrue(error.startswith("%s temporarily unavailable (" % self.s3.host()), error)
+        self.assertRegex(error, r"\bHTTP 502\)$", error)
+        puts = self.puts("dead-bucket")
+        self.assertEqual([r.status for r in puts], [502] * 5)  # PIXQ_S3_MAX_ATTEMPTS
+
     def test_transport_error_of_a_long_key_says_what_went_wrong(self):
         # the reason came after the whole URL: with a key of a few hundred bytes, the error
         # ended inside the key ("temporarily unavailable (S3 PUT http://.../kkkk...)")
