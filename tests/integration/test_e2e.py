@@ -302,6 +302,17 @@ class TimesTest(E2ETestCase):
         self.assertLess(t["upload_ms"], 300, t)
         self.assertEqual(t["s3_wait_ms"], 0, t)  # no wait_for_s3
         self.assertLessEqual(sum(v for k, v in t.items() if k != "ms"), t["ms"] + 1, t)
+        # README (Logs), at debug level: begin.lua's line is marked ahead=1 and its ms lasts
+        # from before the job ran (the download's 0.4 s included) until its answer was read
+        begins = [e for e in self.worker.log_events("redis")
+                  if e.get("script") == "begin" and e.get("job_id") == "timed"]
+        self.assertEqual([(e["cmd"], e.get("ahead")) for e in begins], [("EVALSHA", "1")], begins)
+        self.assertGreaterEqual(float(begins[0]["ms"]), t["fetch_ms"], (begins, t))
+        # and one line per S3 request: event=s3_put with method, bucket, status, ms
+        puts = [e for e in self.worker.log_events("s3_put") if e.get("job_id") == "timed"]
+        self.assertEqual([(e["method"], e["bucket"], e["status"]) for e in puts],
+                         [("PUT", self.buckets[0], "200")], puts)
+        self.assertGreater(float(puts[0]["ms"]), 0, puts)
 
     def test_wait_for_s3_has_its_own_field(self):
         job = self.make_job(self.serve("jpeg"), "out/waited.jpg", params=THUMB, job_id="waited")
@@ -314,6 +325,12 @@ class TimesTest(E2ETestCase):
         self.assertEqual(len(waits), 1, waits)
         self.assertGreater(float(done[0]["s3_wait_ms"]), 0, done[0])
         self.assertLess(float(done[0]["s3_wait_ms"]), float(done[0]["ms"]) + 1, done[0])
+        # README (Logs): the HEAD is logged at debug as event=s3_head with method, bucket,
+        # status, ms
+        heads = [e for e in self.worker.log_events("s3_head") if e.get("job_id") == "waited"]
+        self.assertEqual([(e["method"], e["bucket"], e["status"]) for e in heads],
+                         [("HEAD", self.buckets[0], "200")], heads)
+        self.assertGreater(float(heads[0]["ms"]), 0, heads)
 
     def test_wait_for_s3_reads_a_large_object_at_once(self):
         # a PNG of a megabyte: its HEAD (Content-Length, no body) is readable at the first try
