@@ -244,6 +244,14 @@ static long mono_ms(void)
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The monotonic clock in milliseconds, to the microsecond: a request's `ms` in the log. */
+static double mono_ms_exact(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 /* Whether cached connections may have been dropped by S3 for idleness, idle since the end of
  * the last request (noted by used_connection()): then the request opens a new one instead of
  * finding out through a reset. */
@@ -577,10 +585,11 @@ bool s3_redirect_region(struct http *h, const struct s3_config *c, const struct 
     http_response_init(&resp);
     struct s3_reply head;
     struct err he = {{0}};
+    double t0 = mono_ms_exact();
     s3_request(h, c, &bucket, &call, &resp, &head, &he);
     http_response_finish(&resp);
-    LOG_DEBUG("s3_head_bucket", "method=HEAD bucket=%s status=%ld region=%s", o->bucket,
-              head.status, s3_valid_region(head.region) ? head.region : "");
+    LOG_DEBUG("s3_head_bucket", "method=HEAD bucket=%s status=%ld region=%s ms=%.3f", o->bucket,
+              head.status, s3_valid_region(head.region) ? head.region : "", mono_ms_exact() - t0);
     if (!s3_valid_region(head.region) && s3_transient(&head)) {
         *r = head;
         char why[ERR_MSG_MAX];

@@ -1063,6 +1063,12 @@ class RegionTest(ThrottleCase):
         self.check_region("eu-bucket", 301)
         heads = self.s3.records(method="HEAD", bucket="eu-bucket")
         self.assertEqual([(r.key, r.status, r.region) for r in heads], [("", 301, "us-east-1")])
+        # README (Logs): a line per S3 request at debug level, with method, bucket, status, ms
+        # and the job's id; the bucket's HEAD is s3_head_bucket, which had no ms
+        logged = self.programs[0].log_events("s3_head_bucket")
+        self.assertEqual([(e.get("job_id"), e["method"], e["bucket"], e["status"], e["region"])
+                          for e in logged], [("eu-1", "HEAD", "eu-bucket", "301", "eu-west-1")])
+        self.assertGreater(float(logged[0]["ms"]), 0, logged)
 
     def test_wait_for_s3_heads_the_bucket_s_region(self):
         # wait_for_s3 after a PUT that followed a 301 to eu-west-1, then after one that went
