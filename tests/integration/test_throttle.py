@@ -571,6 +571,10 @@ class ParkedSlotTest(ThrottleCase):
         done = self.wait_until(every_done, 10, "every job's job_done")
         for n in range(self.RUNS):
             self.assertGreater(float(done["slot-%d" % n]["upload_ms"]), 0, done["slot-%d" % n])
+            # README (Logs): it covers that task only, which downloaded and processed nothing
+            self.assertEqual((float(done["slot-%d" % n]["fetch_ms"]),
+                              float(done["slot-%d" % n]["process_ms"])), (0, 0),
+                             done["slot-%d" % n])
         # the stats count the bytes of both kinds of upload, once each, by the next heartbeat (5 s)
         size = sum(r.size for r in self.puts("bkt-a", status=200))
         self.wait_until(lambda: int(self.redis.hgetall(self.key("stats")).get(
