@@ -3531,6 +3531,27 @@ class LimitSetReplanTest(ThrottleCase):
         self.assert_no_leftovers(["waited"])
 
 
+class LocalWaitCallsTest(ThrottleCase):
+    """README: an upload whose slot is within PIXQ_S3_LOCAL_WAIT_MS waits for it in the worker,
+    then checks that no decrease or re-plan voided it: one more rl_acquire.lua call (for no
+    token) per upload that waited, none for one that went at once. Bucket A at 4 PUT/s, burst
+    0, a local wait of 2 s: of a job's 3 outputs the first goes at once, the others wait."""
+
+    def test_one_more_call_per_upload_that_waited(self):
+        self.limit("bkt-a", 4, 0)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=2000, PIXQ_LOG_LEVEL="debug")
+        self.push_jobs([self.job("lw-1", "bkt-a", saves=3)])
+        self.assert_complete(self.postbacks_for(["lw-1"])["lw-1"], "lw-1", "bkt-a", 3)
+        # (the first call of a fresh worker is answered NOSCRIPT, ok=0, and sent again)
+        calls = [e for e in worker.log_events("redis") if e.get("script") == "rl_acquire"
+                 and e.get("job_id") == "lw-1" and e["ok"] == "1"]
+        self.assertEqual(len(calls), 3 + 2, calls)  # a token each, and a check after each wait
+        self.assertEqual(worker.log_events("job_parked"), [])
+        self.assertEqual(worker.log_events("slot_voided"), [])
+        ok = sorted(r.time for r in self.puts("bkt-a", 200))
+        self.assertGreaterEqual(min(b - a for a, b in zip(ok, ok[1:])), 0.2, ok)  # 4/s
+
+
 class SlotRetakesTest(ThrottleCase):
     """An output waiting in its worker for a slot whose epoch changes during every wait (here
     the test bumps the bucket's `decreases` every 100 ms, as SlowDowns elsewhere in the fleet
