@@ -892,13 +892,27 @@ class HeldSlotsReplanTest(ThrottleCase):
         now_us = int(time.time() * 1e6)
         self.redis.execute("HSET", self.rl_key("bkt-a"), "w_max", 0.5, "last_fail", now_us,
                            "last_decrease", now_us, "plan", 0.5, "decreases", 1)
-        self.start_workers(1, PIXQ_S3_RATE="%d/s,burst=0" % 10)
+        worker = self.start_workers(1, PIXQ_S3_RATE="%d/s,burst=0" % 10)[0]
         self.push_jobs([self.job(i, "bkt-a") for i in ids])
         pbs = self.postbacks_for(ids, timeout=90)
         ok = sorted(r.time for r in self.puts("bkt-a", 200))
         state = self.limiter("bkt-a")
         figures("held slots replan", outputs=len(ok), span_s=ok[-1] - ok[0],
                 replans=state.get("replans"), window=s3stub.window_max(ok))
+        # README: each re-plan is logged (bucket_replanned, by the upload that made it, at the
+        # rate it found: at least twice the 0.5/s of the decrease, at most the configured
+        # 10/s), and the worker brings the parked uploads forward one interval of that rate
+        # apart (uploads_replanned, in the queue it serves)
+        replanned = worker.log_events("bucket_replanned")
+        brought = worker.log_events("uploads_replanned")
+        self.assertTrue(replanned, "no bucket_replanned")
+        self.assertEqual(len(brought), len(replanned), (replanned, brought))
+        for r, b in zip(replanned, brought):
+            self.assertTrue(r["job_id"] in ids and r["bucket"] == "bkt-a", r)
+            self.assertTrue(1.0 <= float(r["rate"]) <= 10.0, r)
+            self.assertEqual((b["queue"], b["bucket"]), ("default", "bkt-a"), b)
+            self.assertAlmostEqual(float(b["interval_ms"]), 1000 / float(r["rate"]), delta=0.2)
+        self.assertGreaterEqual(int(brought[0]["count"]), 1, brought)
         for job_id in ids:
             self.assert_complete(pbs[job_id], job_id, "bkt-a", 1)
         # (it runs in both builds: the rate's windows are checked by OutageRecoveryTest, which
