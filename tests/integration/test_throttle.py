@@ -1947,6 +1947,38 @@ class ParkedLimitTest(ThrottleCase):
         self.assert_queue_drained()
 
 
+class ParkedLimitLookTest(ThrottleCase):
+    """README: past PIXQ_MAX_PARKED_MB a gated worker looks past a job pushed to the consumer
+    end otherwise (a client's RPUSH) for pixq's own entries, and after a look that finds none,
+    not again for 5 s per queue (take.lua's `scanned_at`, GATE_SCAN_MS in worker/worker.c).
+    An idle worker calls take.lua every second: a wake-up token put behind the job just after
+    a look that found none stays there until 5 s after that look, then is taken."""
+
+    WAKE = '{"pixq_wake":true}'
+
+    def test_no_look_past_a_job_for_5_s_after_one_found_none(self):
+        self.redis.execute("HSET", self.key("parked"), "total", 2 << 20)
+        self.redis.rpush(self.key("jobs"), json.dumps(self.job("given-back", "pixq-test")))
+        worker = self.start_worker(PIXQ_MAX_PARKED_MB=1)
+        self.wait_until(lambda: self.redis.execute("HGET", self.key("parked"), "scanned_at"), 10,
+                        "a look that found none")
+        scanned = int(self.redis.execute("HGET", self.key("parked"), "scanned_at"))
+        self.redis.lpush(self.key("jobs"), self.WAKE)  # behind the job, among the 64 nearest
+
+        def redis_ms():
+            sec, usec = self.redis.execute("TIME")
+            return int(sec) * 1000 + int(usec) // 1000
+
+        while redis_ms() < scanned + 4500:  # a margin of 0.5 s for this loop's own reads
+            self.assertIn(self.WAKE, self.redis.lrange(self.key("jobs"), 0, -1),
+                          "taken %d ms after the look" % (redis_ms() - scanned))
+            time.sleep(0.05)
+        self.wait_until(lambda: self.WAKE not in self.redis.lrange(self.key("jobs"), 0, -1), 10,
+                        "the token taken by a later look")
+        self.assertEqual(len(self.redis.lrange(self.key("jobs"), 0, -1)), 1)  # the job waits
+        self.assertTrue(worker.log_events("queue_gated"))
+
+
 class ParkedLimitDueTest(ThrottleCase):
     """A review's deadlock: a worker parks 3 outputs of 520 KB (limit 1 MB) and is stopped, as
     in a deploy; a job falls due (a --delay submission) just before the upload tasks; a new
