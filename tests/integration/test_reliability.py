@@ -1824,6 +1824,8 @@ class StaleConnectionTest(ReliabilityCase):
         reasons = [e["reason"] for e in a.log_events("redis_reconnect")]
         self.assertIn("closed_while_idle", reasons)
         self.assertEqual(set(reasons), {"closed_while_idle"}, reasons)
+        # README (Logs): the worker logs it at info (the command line at debug)
+        self.assertEqual({e["level"] for e in a.log_events("redis_reconnect")}, {"info"})
         lease_steps = ("heartbeat", "expired", "reap", "stats")  # the lease thread's own
         self.assertFalse([e for e in a.log_events("redis_error")
                           if e.get("step") not in lease_steps])  # none of the job's path failed
