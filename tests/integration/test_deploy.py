@@ -891,6 +891,7 @@ class RedisConfTest(PixqTestCase):
             warned = prog.log_events("parked_limit_high")
             self.assertEqual(len(warned), 1 if warns else 0, (env, warned))
             if warns:
+                self.assertEqual(warned[0]["level"], "warn")  # README: "a worker warns"
                 self.assertEqual(warned[0]["maxmemory_mb"], "1000")
                 self.assertIn("half of maxmemory", warned[0]["error"])
         # exactly half is within the limit: README, with deploy/redis.conf's 1 GB "up to two
