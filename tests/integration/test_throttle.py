@@ -976,6 +976,13 @@ class RegionTest(ThrottleCase):
         self.assertEqual([(r.status, r.region) for r in self.s3.records(method="GET",
                                                                          bucket="eu-bucket")],
                          [(301, "us-east-1"), (200, "eu-west-1")])
+        # README (Logs): a debug line per S3 request, event=s3_get with method, bucket,
+        # status, ms, and the job's id
+        gets = self.programs[0].log_events("s3_get")
+        self.assertEqual([(e.get("job_id"), e["method"], e["bucket"], e["status"]) for e in gets],
+                         [("eu-src-2", "GET", "eu-bucket", "301"),
+                          ("eu-src-2", "GET", "eu-bucket", "200")])
+        self.assertTrue(all(float(e["ms"]) > 0 for e in gets), gets)
 
     def test_s3_source_region_is_remembered(self):
         # each job reading a source from a bucket in another region met the 301 again (for an
