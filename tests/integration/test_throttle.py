@@ -74,6 +74,7 @@ import base64
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -2126,6 +2127,45 @@ class CredentialsFileTest(ThrottleCase):
                          [("profile [fleet] has no aws_secret_access_key (keys written in the "
                            "file or a credential_process are read: not sso_* or role_arn)",
                            "keep_the_credentials_in_use")])
+
+    def test_kubernetes_secret_volume_update_is_seen(self):
+        """README (Workers under systemd): "a secret volume's update replaces the file, which
+        the workers see". The kubelet's way: the file is a symlink into `..data`, itself a
+        symlink to a directory of one version; an update writes a new directory, renames a new
+        `..data` symlink over the old one and deletes the old directory. The file's own path
+        (the symlink) never changes: only a look through it shows new keys."""
+        volume = self.tmp / "secret-volume"
+        volume.mkdir()
+
+        def version(name, key, secret, token):
+            """A directory of one version of the secret, as the kubelet writes it."""
+            d = volume / name
+            d.mkdir()
+            (d / "credentials").write_text("[fleet]\naws_access_key_id = %s\n"
+                                           "aws_secret_access_key = %s\naws_session_token = %s\n"
+                                           % (key, secret, token))
+
+        version("..2026_01_01_00_00_00.000000001", "AKIDFILEONE", "secret/one", "token-one")
+        os.symlink("..2026_01_01_00_00_00.000000001", volume / "..data")
+        os.symlink("..data/credentials", volume / "credentials")
+        worker = self.start_worker(**dict(self.file_env(),
+                                          AWS_SHARED_CREDENTIALS_FILE=str(volume /
+                                                                          "credentials")))
+        self.push_jobs([self.job("k8s-1", "pixq-test", wait_for_s3=True)])
+        self.assert_complete(self.postbacks_for(["k8s-1"])["k8s-1"], "k8s-1", "pixq-test", 1)
+        # the renewer updated the secret: the stub takes only the new keys from now on
+        self.s3.access_key, self.s3.secret_key, self.s3.session_token = (
+            "AKIDFILETWO", "secret/two", "token-two")
+        version("..2026_01_01_01_00_00.000000002", "AKIDFILETWO", "secret/two", "token-two")
+        os.symlink("..2026_01_01_01_00_00.000000002", volume / "..data_tmp")
+        os.replace(volume / "..data_tmp", volume / "..data")
+        shutil.rmtree(volume / "..2026_01_01_00_00_00.000000001")
+        self.push_jobs([self.job("k8s-2", "pixq-test")])
+        self.assert_complete(self.postbacks_for(["k8s-2"])["k8s-2"], "k8s-2", "pixq-test", 1)
+        self.assertEqual([e["access_key_id_ends"] for e in
+                          worker.log_events("s3_credentials_reloaded")], ["ETWO"])
+        self.assertEqual([(r.status, r.code) for r in self.puts("pixq-test")],
+                         [(200, ""), (200, "")])  # no refusal: the new keys at the first try
 
     def test_request_refused_as_the_file_changes_is_sent_again(self):
         """The file changes between the worker's look at it and S3's answer (here while the PUT
