@@ -61,6 +61,10 @@ struct rq {
     bool loaded[RQ_SCRIPT_COUNT]; /* scripts known to be in the server's cache since connecting */
     unsigned long connections;    /* connections made so far (rq_connection) */
     long long used_us; /* when the connection last carried a command or a reply (mono_us) */
+    /* the server answered READONLY on this connection: a failover made it a replica. The next
+     * command connects again, so that a name or a proxy the failover moved to the new primary
+     * leads there; the connection made before would keep to the old server for ever. */
+    bool replica_seen;
     enum log_level reconnect_level; /* of the redis_reconnect line */
 };
 
@@ -540,12 +544,13 @@ void rq_clean_error(char *msg)
  * (PIXQ_REDIS_URL names a server that a failover made a replica, or a replica from the start)
  * says what to do about it: writes will be refused until it is promoted or the URL changes.
  * Returns -1. */
-static int reply_error(const char *reply, struct err *e)
+static int reply_error(struct rq *r, const char *reply, struct err *e)
 {
     char msg[ERR_MSG_MAX];
     snprintf(msg, sizeof msg, "%s", reply);
     rq_clean_error(msg);
     bool replica = strncmp(msg, "READONLY ", 9) == 0;
+    r->replica_seen = r->replica_seen || replica;
     return err_set(e, "redis: %.400s%s", msg,
                    replica ? " (PIXQ_REDIS_URL names a read-only replica: point it at the "
                              "primary)"
@@ -553,10 +558,10 @@ static int reply_error(const char *reply, struct err *e)
 }
 
 /* A reply that came: itself, or NULL for an error reply, whose message goes into `e`. */
-static redisReply *answer(redisReply *rep, struct err *e)
+static redisReply *answer(struct rq *r, redisReply *rep, struct err *e)
 {
     if (rep->type == REDIS_REPLY_ERROR) {
-        reply_error(rep->str, e);
+        reply_error(r, rep->str, e);
         freeReplyObject(rep);
         return NULL;
     }
@@ -570,7 +575,7 @@ static redisReply *check_reply(struct rq *r, redisReply *rep, struct err *e)
         connection_lost(r, e);
         return NULL;
     }
-    return answer(rep, e);
+    return answer(r, rep, e);
 }
 
 /* Why `c`'s connection, with no command outstanding, cannot carry the next one, or NULL: the
@@ -608,9 +613,11 @@ static int ensure_connected(struct rq *r, struct err *e)
 {
     long long now = mono_us();
     const char *why = r->ctx == NULL                      ? NULL
+                      : r->replica_seen                   ? "read_only_replica"
                       : unread_bytes(r->ctx)              ? "unexpected_bytes"
                       : now - r->used_us >= IDLE_CHECK_US ? not_clean(r->ctx)
                                                           : NULL;
+    r->replica_seen = false;
     if (why != NULL) {
         LOG_AT(r->reconnect_level, "redis_reconnect", "reason=%s idle_ms=%lld", why,
                (now - r->used_us) / 1000);
@@ -877,7 +884,7 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
         replies[i] = rep;
         if (replies[i]->type == REDIS_REPLY_ERROR) {
             /* the first error says why: a refused MULTI's EXEC answers only EXECABORT */
-            rc = rc < 0 ? rc : reply_error(replies[i]->str, e);
+            rc = rc < 0 ? rc : reply_error(r, replies[i]->str, e);
             freeReplyObject(replies[i]);
             replies[i] = NULL;
         }
@@ -1033,7 +1040,7 @@ redisReply *rq_script_reply(struct rq *r, struct err *e)
         r->lost = false;
         return NULL;
     }
-    return answer(rep, e);
+    return answer(r, rep, e);
 }
 
 int rq_key(char *out, size_t cap, const char *queue, const char *suffix)

@@ -1018,6 +1018,45 @@ class ReplicaTest(ReliabilityCase):
         self.wait_for_postback(timeout=20, job_id="after-failover")
         w.check_alive()
 
+    def test_worker_follows_a_proxy_moved_to_the_new_primary(self):
+        """README (Redis): the workers serve again once "the URL (a name your failover moves, or
+        a proxy) leads to the primary". A failover makes the old primary a replica of the new
+        one and moves the proxy (or the name) there: new connections reach the new primary,
+        while a connection made before still reaches the old server, which refuses every write
+        with READONLY from then on. The worker must connect again, not retry on it for ever."""
+        old = self.redis
+        old.execute("CONFIG", "SET", "repl-diskless-sync-delay", "0")
+        new_server = harness.RedisServer(self.tmp / "new-primary").start()
+        self.addCleanup(new_server.stop)
+        new = harness.Redis(harness.LOOPBACK, new_server.port)
+        self.addCleanup(new.close)
+        new.execute("CONFIG", "SET", "repl-diskless-sync-delay", "0")
+        new.execute("REPLICAOF", harness.LOOPBACK, str(self.redis_server.port))
+        proxy = harness.TcpProxy(self.redis_server.port)
+        self.addCleanup(proxy.stop)
+        w = self.start_worker(PIXQ_REDIS_URL=proxy.redis_url())
+        old.lpush(self.key("jobs"), json.dumps(self.tiny_job("before-failover")))
+        self.wait_for_postback(timeout=20, job_id="before-failover")
+        self.wait_until(lambda: self.results("before-failover"), 10, "its outcome recorded")
+        self.wait_until(lambda: new.execute("INFO", "replication").find(
+            "master_link_status:up") >= 0 and new.exists(self.key("result:before-failover")),
+            20, "the replica in step")
+        # the failover: the replica promoted, the old primary made its replica, the proxy moved
+        new.execute("REPLICAOF", "NO", "ONE")
+        self.addCleanup(old.execute, "REPLICAOF", "NO", "ONE")  # for the test's own clean-up
+        old.execute("REPLICAOF", harness.LOOPBACK, str(new_server.port))
+        self.wait_until(lambda: [e for e in w.log_events("redis_error")
+                                 if e["error"].startswith("redis: READONLY ")], 20,
+                        "the worker's writes refused by the old server")
+        proxy.target_port = new_server.port
+        new.lpush(self.key("jobs"), json.dumps(self.tiny_job("after-failover")))
+        self.wait_for_postback(timeout=20, job_id="after-failover")
+        self.wait_until(lambda: new.llen(self.key("jobs")) == 0, 10, "the job taken")
+        w.check_alive()
+        # a READONLY answer ends the connection it came on
+        self.assertIn("read_only_replica",
+                      [e["reason"] for e in w.log_events("redis_reconnect")])
+
 
 class GracefulStopTest(ReliabilityCase):
     """SIGTERM during a job: it completes, or it goes back to the head of the queue; never both,
