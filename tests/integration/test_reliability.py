@@ -999,6 +999,18 @@ class ReplicaTest(ReliabilityCase):
         self.assertEqual(res.returncode, 1, res.stderr)
         self.assertTrue(res.stderr.startswith("pixq: dead purge: redis: READONLY "), res.stderr)
         self.assertTrue(res.stderr.endswith(hint + "\n"), res.stderr)
+        # pixq's other writes alike: a submit (nothing enqueued), a limit set
+        res = self.run_pixq("submit", "-", input=json.dumps(self.tiny_job("on-replica")),
+                            env={"PIXQ_REDIS_URL": replica.url()})
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertTrue(res.stderr.startswith("pixq: submit: "), res.stderr)
+        self.assertIn(": redis: READONLY ", res.stderr)
+        self.assertTrue(res.stderr.endswith(hint + "; nothing was enqueued\n"), res.stderr)
+        res = self.run_pixq("limit", "set", "bkt-r", "5", "1",
+                            env={"PIXQ_REDIS_URL": replica.url()})
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertTrue(res.stderr.startswith("pixq: limit set: redis: READONLY "), res.stderr)
+        self.assertTrue(res.stderr.endswith(hint + "\n"), res.stderr)
         r.execute("REPLICAOF", "NO", "ONE")  # promoted
         r.lpush(self.key("jobs"), json.dumps(self.tiny_job("promoted")))
         self.wait_for_postback(timeout=20, job_id="promoted")
