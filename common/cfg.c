@@ -667,6 +667,10 @@ static int load_line(struct cfg *c, char *line, const char *path, int lineno, st
     }
     if (strncmp(s, "export ", 7) == 0) {
         s = trim(s + 7);
+        if (c->export_line[0] == '\0') {
+            snprintf(c->export_line, sizeof c->export_line, "%.*s:%d", CFG_STR_MAX - 1, path,
+                     lineno);
+        }
     }
     char *eq = strchr(s, '=');
     if (eq == NULL) {

@@ -159,6 +159,10 @@ struct cfg {
     long metrics_max_request_bytes; /* ... bytes of request head */
     long metrics_timeout_ms;        /* ... time from accept to the end of an answer */
     char log_format[CFG_STR_MAX];   /* "text" (key=value) or "json" */
+    /* not a setting: "FILE:LINE" of the first `export KEY=value` line of the --config file, or
+     * "". pixq reads it; systemd's EnvironmentFile=, which README has read the same file, ignores
+     * the line (no valid name before its '='), so the worker warns of it */
+    char export_line[CFG_STR_MAX + 16];
 };
 
 /* Fills `c` with every default. */

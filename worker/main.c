@@ -63,6 +63,25 @@ static void warn_unknown(const char *name, void *user)
     }
 }
 
+/* An `export` line in the --config file (cfg.export_line): read here, but dropped by systemd's
+ * EnvironmentFile=, so the setting would be lost under the unit README gives. */
+static void warn_export(const struct cfg *cfg, FILE *user)
+{
+    if (cfg->export_line[0] == '\0') {
+        return;
+    }
+    if (user != NULL) {
+        fprintf(user,
+                "pixq-worker: warning: %s: an 'export' line, which systemd's EnvironmentFile= "
+                "ignores: write KEY=value\n",
+                cfg->export_line);
+    } else {
+        char q[sizeof cfg->export_line + 16];
+        LOG_WARN("config_export_line", "at=%s action=read_here_ignored_by_systemd",
+                 log_quote(cfg->export_line, q, sizeof q));
+    }
+}
+
 static void log_setting(const char *var, const char *value, void *user)
 {
     char q[CFG_STR_MAX + 16];
@@ -430,6 +449,7 @@ int main(int argc, char **argv)
     }
     if (print_config) {
         cfg_unknown_env(environ, warn_unknown, stderr);
+        warn_export(&cfg, stderr);
         if (credentials_conflict(&cfg) < 0) {
             return 2;
         }
@@ -441,6 +461,7 @@ int main(int argc, char **argv)
         log_set_pid((long)getpid()); /* several processes share stderr: from the first line */
     }
     cfg_unknown_env(environ, warn_unknown, NULL);
+    warn_export(&cfg, NULL);
     cfg_each(&cfg, log_setting, NULL);
     if (check_credentials(&cfg) < 0) {
         return 2;

@@ -1109,6 +1109,29 @@ class StartTest(unittest.TestCase):
             self.assertEqual(names.count("s3_credentials_missing"), 1, (env, names[:80]))
             self.assertNotIn("s3_credentials", names, env)
 
+    def test_export_line_is_warned_of(self):
+        """An `export KEY=value` line of the --config file is read, but systemd's
+        EnvironmentFile=, which reads the same file under the unit README gives, drops it: the
+        start logs config_export_line (a warning, the first such line) and --print-config says
+        so on stderr; a file without one, neither."""
+        tmp = Path(tempfile.mkdtemp(prefix="pixq-export-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        conf = tmp / "pixq.env"
+        conf.write_text("PIXQ_DEAD_MAX=5\nexport PIXQ_QUEUE=exported\nexport PIXQ_PROCESSES=1\n")
+        events, _ = self.until_waiting("--config", str(conf))
+        said = [(e["level"], e["at"]) for e in events if e["event"] == "config_export_line"]
+        self.assertEqual(said, [("warn", "%s:2" % conf)], events[:5])
+        r = print_config(config=conf)
+        self.assertIn("PIXQ_QUEUE=exported", r.stdout.splitlines())  # read all the same
+        self.assertEqual((r.returncode, r.stderr),
+                         (0, "pixq-worker: warning: %s:2: an 'export' line, which systemd's "
+                             "EnvironmentFile= ignores: write KEY=value\n" % conf))
+        conf.write_text("PIXQ_DEAD_MAX=5\nPIXQ_QUEUE=plain\n")
+        r = print_config(config=conf)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        events, _ = self.until_waiting("--config", str(conf))
+        self.assertEqual([e for e in events if e["event"] == "config_export_line"], [])
+
     def test_a_session_token_alone_leaves_the_endpoint_in_use(self):
         """AWS_SESSION_TOKEN alone is no key pair (the AWS SDKs' environment source wants
         both keys): a container's endpoint is still where the keys come from (README), said

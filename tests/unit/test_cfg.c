@@ -208,6 +208,9 @@ static void test_precedence(void)
     CHECK_INT(argc, 3);
     CHECK_STR(argv[1], "submit");
     CHECK_STR(argv[2], "x.json");
+    char at[sizeof path + 8];
+    snprintf(at, sizeof at, "%s:5", path); /* the export line, which systemd would drop */
+    CHECK_STR(c.export_line, at);
     unlink(path);
     fake_env = NULL;
 }
