@@ -519,7 +519,10 @@ static int set_string(struct cfg *c, const struct cfg_entry *en, const char *val
         cfg_redact_url(value, shown, sizeof shown);
     }
     if (en->type == T_URL && n > 0 && !valid_http_url(value)) {
-        return err_set(e, "%s: '%s' is not an http:// or https:// URL with a host", en->var, shown);
+        return err_set(e,
+                       "%s: '%s' is not an http:// or https:// URL with a host (and no "
+                       "user:password@, query, fragment, blank or control character)",
+                       en->var, shown);
     }
     const char *path = en->type == T_URL && n > 0 ? strchr(strstr(value, "//") + 2, '/') : NULL;
     if (path != NULL && strcmp(path, "/") != 0) { /* s3.c addresses buckets at the root */

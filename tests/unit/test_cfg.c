@@ -120,7 +120,8 @@ static void test_bad_values(void)
     /* a URL with a password is refused without showing the password (README, Secrets) */
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://u:pw-S3CRET@minio:9000", &e), -1);
     CHECK_STR(e.msg, "PIXQ_S3_ENDPOINT: 'http://u:***@minio:9000' is not an http:// or https:// "
-                     "URL with a host");
+                     "URL with a host (and no user:password@, query, fragment, blank or control "
+                     "character)");
     CHECK_INT(cfg_set(&c, "AWS_ENDPOINT_URL_STS", "https://u:pw-S3CRET@sts:1/p", &e), -1);
     CHECK(strstr(e.msg, "S3CRET") == NULL && strstr(e.msg, "'https://u:***@sts:1/p'") != NULL);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_ENDPOINT", "http://minio:9000?x", &e), -1);
