@@ -86,7 +86,7 @@ static int beat(struct lease *l, const struct lease_queue *q, const char *mode, 
 static long reap_one(struct lease *l, const struct lease_queue *q, const char *wid,
                      const char *mode)
 {
-    char active[RQ_KEY_MAX], suffix[RQ_KEY_MAX], max[32], hold[32];
+    char active[RQ_KEY_MAX], suffix[RQ_KEY_MAX], max[32], hold[32], dead_max[32];
     snprintf(suffix, sizeof suffix, "active:%.300s", wid);
     rq_key(active, sizeof active, q->name, suffix);
     snprintf(max, sizeof max, "%ld", l->cfg->max_recoveries);
@@ -97,9 +97,10 @@ static long reap_one(struct lease *l, const struct lease_queue *q, const char *w
              l->cfg->reserve_timeout_ms + l->cfg->redis_timeout_ms + 1000);
     const char *keys[] = {q->workers_key, active,        q->jobs_key, q->recov_key,
                           q->stats_key,   q->reaped_key, q->dead_key};
-    const char *args[] = {wid, mode, max, hold};
+    snprintf(dead_max, sizeof dead_max, "%ld", l->cfg->dead_max);
+    const char *args[] = {wid, mode, max, hold, dead_max};
     struct err e = {{0}};
-    redisReply *r = rq_script(l->rq, RQ_SCRIPT_REAP, 7, keys, 4, args, NULL, &e);
+    redisReply *r = rq_script(l->rq, RQ_SCRIPT_REAP, 7, keys, 5, args, NULL, &e);
     if (r == NULL) {
         char quoted[ERR_MSG_MAX + 16];
         LOG_WARN("redis_error", "step=reap queue=%s worker=%s error=%s", q->name, wid,

@@ -15,6 +15,8 @@
 -- ARGV[3] recoveries after which a job is a poison pill (crash and hung modes; orphan mode
 --         gives jobs back uncounted: they landed on the list after the reap and never ran)
 -- ARGV[4] all but orphan mode: how long after this call to look at the list again, ms
+-- ARGV[5] optional: the most entries KEYS[7] keeps (PIXQ_DEAD_MAX), trimmed to after a burial, as
+--         finish.lua trims after a dead letter
 --
 -- Why a second look: a worker is reaped while it cannot answer (frozen, cut off), and one that
 -- stops gives its jobs back while it may still wait for one. A reservation it sent before may
@@ -153,6 +155,9 @@ for i = #items, 1, -1 do
                 end
             end
             redis.call('LPUSH', KEYS[7], cjson.encode(entry))
+            if ARGV[5] then
+                redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[5]) - 1)
+            end
             count('dead')
             item = false
         else

@@ -285,9 +285,10 @@ class ExpiredTest(LuaTestCase):
 
 
 class ReapTest(LuaTestCase):
-    def reap(self, wid, mode="crash", max_recoveries=3, hold_ms=60000):
+    def reap(self, wid, mode="crash", max_recoveries=3, hold_ms=60000, dead_max=None):
         return self.run_script("reap", [WORKERS, active(wid), JOBS, RECOV, STATS, REAPED, DEAD],
-                               [wid, mode, max_recoveries, hold_ms])
+                               [wid, mode, max_recoveries, hold_ms] +
+                               ([dead_max] if dead_max is not None else []))
 
     @staticmethod
     def sha1(payload):
@@ -471,7 +472,9 @@ class ReapTest(LuaTestCase):
         self.assertEqual(self.stats(), {"recovered": 4})
         self.r.execute("ZADD", WORKERS, 1, "w1")
         self.r.lpush(active("w1"), pill)
-        self.assertEqual(self.reap("w1"), 1)
+        self.r.execute("RPUSH", DEAD, "older-1", "older-2")  # the list at PIXQ_DEAD_MAX, 2 here
+        self.assertEqual(self.reap("w1", dead_max=2), 1)
+        self.assertEqual(self.r.lrange(DEAD)[1:], ["older-1"])  # trimmed as finish.lua trims
         self.assertEqual(self.r.llen(JOBS), 0)
         self.assertEqual(self.r.hgetall(RECOV), {})
         dead = json.loads(self.r.lindex(DEAD, 0))
