@@ -2325,6 +2325,18 @@ class RateLimitTest(LuaTestCase):
         self.r.execute("DEL", RL)
         self.assertEqual(self.acquire_full(rate=10, burst=0)[4:6], [0, 0])
 
+    def test_replans_at_twice_the_plan_not_before(self):
+        """Slots planned at 2/s: the rate climbed back to 1.5 times that re-plans nothing (each
+        re-plan voids every reservation of the bucket, so not at every small rise); at twice
+        it, the call re-plans."""
+        self.r.execute("HSET", RL, "w_max", 4, "decreases", 1, "plan", 2)
+        for dt_s, factor, replanned in ((0.085, 1.5, 0), (2.3, 2.1, 1)):
+            self.r.execute("HSET", RL, "last_fail", self.now_us() - int(dt_s * 1000000))
+            self.assertAlmostEqual(self.cubic(4, dt_s) / 2, factor, delta=0.05)
+            status, wait, _, eff, epoch, got, _ = self.acquire_full(rate=10, burst=0)
+            self.assertEqual((epoch, got), (1 + replanned, replanned), (dt_s, eff))
+        self.assertAlmostEqual(float(self.r.execute("HGET", RL, "plan")), 4.25, delta=0.1)
+
     def test_a_slot_may_be_used_burst_intervals_late(self):
         self.assertEqual(self.acquire_full(rate=10, burst=20)[6], 2000)  # 20 intervals of 100 ms
         self.assertEqual(self.acquire_full(rate=4, burst=0)[6], 0)
