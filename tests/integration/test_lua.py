@@ -2335,7 +2335,8 @@ class RateLimitTest(LuaTestCase):
             self.assertAlmostEqual(self.cubic(4, dt_s) / 2, factor, delta=0.05)
             status, wait, _, eff, epoch, got, _ = self.acquire_full(rate=10, burst=0)
             self.assertEqual((epoch, got), (1 + replanned, replanned), (dt_s, eff))
-        self.assertAlmostEqual(float(self.r.execute("HGET", RL, "plan")), 4.25, delta=0.1)
+        # the new plan is the rate the call saw: 4.25/s, a little more on a slow machine
+        self.assertTrue(4.2 <= float(self.r.execute("HGET", RL, "plan")) <= 5)
 
     def test_a_slot_may_be_used_burst_intervals_late(self):
         self.assertEqual(self.acquire_full(rate=10, burst=20)[6], 2000)  # 20 intervals of 100 ms
