@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "log.h"
 #include "sigv4.h"
@@ -242,14 +243,6 @@ static long mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The monotonic clock in milliseconds, to the microsecond: a request's `ms` in the log. */
-static double mono_ms_exact(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* Whether cached connections may have been dropped by S3 for idleness, idle since the end of
@@ -585,11 +578,12 @@ bool s3_redirect_region(struct http *h, const struct s3_config *c, const struct 
     http_response_init(&resp);
     struct s3_reply head;
     struct err he = {{0}};
-    double t0 = mono_ms_exact();
+    long t0 = clock_mono_us();
     s3_request(h, c, &bucket, &call, &resp, &head, &he);
     http_response_finish(&resp);
     LOG_DEBUG("s3_head_bucket", "method=HEAD bucket=%s status=%ld region=%s ms=%.3f", o->bucket,
-              head.status, s3_valid_region(head.region) ? head.region : "", mono_ms_exact() - t0);
+              head.status, s3_valid_region(head.region) ? head.region : "",
+              (double)(clock_mono_us() - t0) / 1000.0);
     if (!s3_valid_region(head.region) && s3_transient(&head)) {
         *r = head;
         char why[ERR_MSG_MAX];
