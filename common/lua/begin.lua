@@ -16,12 +16,8 @@ if redis.call('HSETNX', KEYS[1], 'first_seen', now) == 0 then
 end
 local runs = redis.call('HINCRBY', KEYS[1], 'runs', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[1]) -- as sent: a Lua number would be formatted back
--- the queue's counts of another type than pixq's (set by hand, another program) are left alone,
--- as finish.lua leaves them (and says so, with each job's settlement): no count can be kept in
--- them, and failing here left the run unknown to its worker (first_seen, and whether to ask
--- before posting back)
-local counted = redis.pcall('HINCRBY', KEYS[2], runs > 1 and 'reruns' or 'received', 1)
-if type(counted) == 'table' and counted.err and string.sub(counted.err, 1, 10) ~= 'WRONGTYPE ' then
-    error(counted)
-end
+-- include: lib/count.lua
+-- (failing here on counts of another type left the run unknown to its worker: first_seen, and
+-- whether to ask before posting back; finish.lua says the key was left alone)
+count_in(2, runs > 1 and 'reruns' or 'received')
 return {first_seen, runs}

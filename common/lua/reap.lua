@@ -62,13 +62,7 @@ if refused then
     return refused
 end
 
--- Counts one `field` in KEYS[5], unless it holds another type.
-local function count(field)
-    local r = redis.pcall('HINCRBY', KEYS[5], field, 1)
-    if type(r) == 'table' and r.err and string.sub(r.err, 1, 10) ~= 'WRONGTYPE ' then
-        error(r)
-    end
-end
+-- include: lib/count.lua
 if mode == 'orphan' then
     local due = redis.call('ZSCORE', KEYS[6], ARGV[1])
     if not due or tonumber(due) > now then
@@ -138,7 +132,7 @@ for i = #items, 1, -1 do
     local item = items[i]
     if mode == 'orphan' then
         -- it landed on the list after the reap or the stop: it never ran there
-        count('orphaned')
+        count_in(5, 'orphaned')
     elseif mode ~= 'graceful' and string.sub(item, 1, 25) == 'pixq-task:{"pixq_poison":' then
         local h = redis.sha1hex(item)
         local n = redis.call('HINCRBY', KEYS[4], h, 1)
@@ -158,10 +152,10 @@ for i = #items, 1, -1 do
             if ARGV[5] then
                 redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[5]) - 1)
             end
-            count('dead')
+            count_in(5, 'dead')
             item = false
         else
-            count('recovered')
+            count_in(5, 'recovered')
         end
     elseif mode ~= 'graceful' then
         local h = redis.sha1hex(item)
@@ -177,12 +171,12 @@ for i = #items, 1, -1 do
             end
             item = 'pixq-task:{"pixq_poison":' .. cjson.encode(item) .. ',"error":' ..
                        cjson.encode(why) .. '}'
-            count('poisoned')
+            count_in(5, 'poisoned')
         else
-            count('recovered')
+            count_in(5, 'recovered')
         end
     else
-        count('requeued_on_stop')
+        count_in(5, 'requeued_on_stop')
     end
     if item then
         if own(item) then
