@@ -170,8 +170,7 @@ def redis_benchmark(port, clients, requests, command):
 
 
 def begin_sha(r):
-    src = (harness.REPO_ROOT / "common" / "lua" / "begin.lua").read_text()
-    return r.execute("SCRIPT", "LOAD", src)
+    return r.execute("SCRIPT", "LOAD", harness.lua_script("begin"))  # as the worker runs it
 
 
 def ceilings(port, r, clients, requests):

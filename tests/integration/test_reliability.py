@@ -42,16 +42,9 @@ def tiny_png():
     return (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
 
 
-def script_text(name):
-    """common/lua/<name>.lua as the worker runs it (its `-- include:` lines replaced)."""
-    lua = harness.REPO_ROOT / "common" / "lua"
-    return re.sub(r"^-- include: (\S+)\n", lambda m: (lua / m.group(1)).read_text(),
-                  (lua / (name + ".lua")).read_text(), flags=re.M)
-
-
 def script_sha1(name):
     """The SHA-1 EVALSHA names the script by, as the worker sends it."""
-    return hashlib.sha1(script_text(name).encode()).hexdigest()
+    return hashlib.sha1(harness.lua_script(name).encode()).hexdigest()
 
 
 class ReliabilityCase(PixqTestCase):
@@ -70,7 +63,7 @@ class ReliabilityCase(PixqTestCase):
         """Loads common/lua/<name>.lua, as the worker runs it (its `-- include:` lines
         replaced), into the test's Redis: a cut_on() then cuts the script's answer, not the
         NOSCRIPT one that would make the worker load it."""
-        self.redis.execute("SCRIPT", "LOAD", script_text(name))
+        self.redis.execute("SCRIPT", "LOAD", harness.lua_script(name))
 
     def reaped_while_adopting(self, proxy, wid1):
         """Worker w1 (behind `proxy`) reserves a job without a job_id and is cut off while it
