@@ -442,6 +442,12 @@ class RedisDataLossTest(ReliabilityCase):
         self.wait_until(lambda: len(w.log_events("job_forgotten")) >= 2, 10, "job_forgotten")
         self.assertEqual([e["step"] for e in w.log_events("job_forgotten")],
                          ["before_postback", "finish"])
+        # README (Logs): that line ends the run in place of job_done, with its outcome and times
+        last = w.log_events("job_forgotten")[-1]
+        self.assertEqual((last["action"], last["outcome"]), ("settled", "succeeded"))
+        for field in ("ms", "fetch_ms", "process_ms", "upload_ms", "s3_wait_ms", "postback_ms"):
+            self.assertGreaterEqual(float(last[field]), 0, field)
+        self.assertEqual([e for e in w.log_events("job_done") if e["job_id"] == "in-hand"], [])
         # the heartbeat finds the worker's record gone well within its lease: Redis lost it,
         # no reap took it, and the log says so (before: lease_lost, as if its job had gone)
         wid = self.worker_id(w)
@@ -1693,6 +1699,9 @@ class FencingTest(ReliabilityCase):
         lost = self.wait_until(lambda: [e for e in a.log_events("lease_lost")
                                         if e.get("step") == "finish"], 10, "A to find out")
         self.assertEqual(lost[0].get("job_id"), "pb-fenced", lost)
+        # README (Logs): that line ends A's run; B's run writes the job's job_done
+        self.assertEqual([e for e in a.log_events() if e["event"] in ("job_done", "job_failed")],
+                         [])
 
         def outcomes():
             _, _, body = harness.http_request("http://127.0.0.1:%d/metrics" % port)
@@ -2563,6 +2572,13 @@ class UnsettledTest(ReliabilityCase):
         self.assertFalse(w.log_events("job_rerun"))
         self.assertEqual(self.stats().get("succeeded"), 1)
         self.assert_queue_drained()
+        # README (Logs): job_unsettled ends the run in place of job_done, with its times; the
+        # outcome recorded later says settle_resumed, not job_done
+        unsettled = w.log_events("job_unsettled")
+        self.assertEqual([e["job_id"] for e in unsettled], ["unsettled"])
+        for field in ("ms", "fetch_ms", "process_ms", "upload_ms", "s3_wait_ms", "postback_ms"):
+            self.assertGreaterEqual(float(unsettled[0][field]), 0, field)
+        self.assertEqual(w.log_events("job_done"), [])
         # PIXQ_SETTLE_ATTEMPTS (2) tries of finish.lua, no fewer, before the outcome was kept;
         # a wait after the first only: the last try is followed by none (it said retry_ms, and
         # waited up to PIXQ_REDIS_RETRY_MAX_MS, for a try that never came)
