@@ -7,8 +7,10 @@
  * The second form is written with log_output = LOG_FORMAT_JSON: the call sites stay the same and
  * their key=value fields become JSON members (see log_line_json()). Each line goes to stderr in
  * one write(2), so lines of several processes sharing stderr do not interleave. The level is
- * checked before anything is formatted. Per STYLE.md, common/ logs only at debug level; the
- * programs log where they decide. */
+ * checked before anything is formatted. Per STYLE.md, common/ logs at debug level and the
+ * programs log where they decide, but for the few decisions common/ makes on its own inside a
+ * request, which an operator must hear of and no caller sees: S3 keys reloaded or refused
+ * (awscreds.c, s3.c), S3's clock taken for ours (s3.c), a store refusing Expect (http.c). */
 #ifndef PIXQ_LOG_H
 #define PIXQ_LOG_H
 
