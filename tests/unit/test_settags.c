@@ -131,6 +131,8 @@ static const struct {
      "set_exif of 'x': DateCreated must be a date (YYYY:MM:DD)"},
     {"{\"DateCreated\": \"2026-12:01\"}", "jpg",
      "set_exif of 'x': DateCreated must be a date (YYYY:MM:DD)"},
+    {"{\"DateCreated\": \"2026:12-01\"}", "jpg",
+     "set_exif of 'x': DateCreated must be a date (YYYY:MM:DD)"},
 };
 
 static void test_check(void)
@@ -151,6 +153,12 @@ static void test_check(void)
     }
     append(many, sizeof many, "}");
     CHECK_STR(checked(many, "jpg"), "set_exif of 'x' has more than 32 tags");
+    /* 32 names are not too many: each is then checked (the first is no tag) */
+    many[strlen(many) - strlen(", \"K32\": \"k\"}")] = '\0';
+    append(many, sizeof many, "}");
+    CHECK_STR(checked(many, "jpg"),
+              "set_exif of 'x': 'K0' is not a tag pixq writes (EXIF: Artist, Copyright, "
+              "ImageDescription...; IPTC: ObjectName, Keywords, Caption-Abstract...: see README)");
     char list[2048] = "{\"Keywords\": [";
     for (int i = 0; i <= SETTAGS_MAX_VALUES; i++) {
         append(list, sizeof list, i > 0 ? ", \"k\"" : "\"k\"");
@@ -685,6 +693,21 @@ static void test_iptc(void)
     static const unsigned char no_length[] = {0x1c, 2, 5, 0x80, 0, 0x1c, 2, 7, 0, 1, 'x'};
     CHECK_INT(settags_iptc(set, no_length, sizeof no_length, &b, &e), 0);
     CHECK_STR(datasets(&b), "2:0=\\00\\04;2:90=Oslo;");
+    /* or an extended length of more than 4 bytes (IIM's most) */
+    static const unsigned char long_length[] = {0x1c, 2, 5, 0x80, 5, 0, 0, 0, 0, 1, 'x'};
+    CHECK_INT(settags_iptc(set, long_length, sizeof long_length, &b, &e), 0);
+    CHECK_STR(datasets(&b), "2:0=\\00\\04;2:90=Oslo;");
+    /* or one of more datasets than are kept (4096): none is kept */
+    size_t many_len = 5 * 4097;
+    unsigned char *many = malloc(many_len);
+    for (size_t i = 0; i < many_len; i += 5) {
+        memcpy(many + i, "\x1c\x03\x0a\x00\x00", 5);
+    }
+    CHECK_INT(settags_iptc(set, many, many_len, &b, &e), 0);
+    CHECK_STR(datasets(&b), "2:0=\\00\\04;2:90=Oslo;");
+    CHECK_INT(settags_iptc(set, many, many_len - 5, &b, &e), 0); /* 4096 are */
+    CHECK_INT(b.len, 5 * 4096 + 7 + 9);
+    free(many);
 
     /* a kept dataset of 32768 bytes or more: its length extended, 4 bytes big-endian */
     unsigned char *big = calloc(1, SETTAGS_IPTC_BLOCK + 100);
