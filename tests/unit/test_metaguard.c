@@ -451,6 +451,13 @@ static void test_xmp_edges(void)
     }
     CHECK_INT(xmp_of("<x>encoding</x>", 15), 1);
     CHECK_INT(xmp_of("<?xml version='1.0' encoding=utf-8?><x/>", 40), 1); /* unquoted: read */
+    /* the encodings like ASCII (its '<', '=' and quotes), as their names begin, are read */
+    const char *like[] = {"UTF-8", "utf8",        "UTF-16", "UTF-32",       "US-ASCII",
+                          "ascii", "ISO-8859-15", "latin1", "windows-1252", "CP1252"};
+    for (size_t i = 0; i < sizeof like / sizeof like[0]; i++) {
+        snprintf(decl, sizeof decl, "<?xml version='1.0' encoding='%s'?><x/>", like[i]);
+        CHECK_INT(xmp_of(decl, strlen(decl)), 1);
+    }
     snprintf(decl, sizeof decl, "\xef\xbb\xbf<?xml version='1.0'%240s encoding='UTF-7'?><x/>", "");
     CHECK(xmp_of(decl, strlen(decl)) == METAGUARD_XMP_UNREADABLE);
     const char *dtd[] = {"<!DOCTYPE x><x/>", "<!ATTLIST e a CDATA 'v'><x/>", "<!ENTITY e 'v'><x/>"};
