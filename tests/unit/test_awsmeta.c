@@ -631,8 +631,8 @@ static int fetch_instance(const char *const *answers, int n, bool v1_off, bool c
 
 /* IMDSv2: the token (trimmed) asked for with its TTL and sent with both GETs, the role's name
  * the answer's first line (to a CR); IMDSv1 when the token's PUT is refused (but for a 400) or
- * not answered, unless it is off or the fetch is cut short and nothing answered; what each
- * refusal says. */
+ * not answered, unless it is off or the fetch is cut short and nothing answered (the PUT then
+ * has all the fetch's time); what each refusal says. */
 static void test_fetch_instance(void)
 {
     static char log[64 * 1024];
@@ -667,6 +667,9 @@ static void test_fetch_instance(void)
     CHECK(k.imds_v1[0] != '\0');
     long start = clock_mono_ms();
     CHECK_INT(fetch_instance(held, 3, false, true, &k, why, log, sizeof log), -1);
+    CHECK(clock_mono_ms() - start >= 390);
+    start = clock_mono_ms(); /* IMDSv1 off: so has it */
+    CHECK_INT(fetch_instance(held, 3, true, false, &k, why, log, sizeof log), -1);
     CHECK(clock_mono_ms() - start >= 390);
     fetch_timeout_ms = 2000;
 
@@ -831,6 +834,107 @@ static void test_fetch_web_identity(void)
     free(m);
 }
 
+/* A loopback port nothing listens on (its socket closed again). */
+static int dead_port(void)
+{
+    int port = 0, fd = loopback_listen(&port);
+    CHECK(fd >= 0);
+    close(fd);
+    return port;
+}
+
+/* Proxies: a container's endpoint and IMDS are asked directly, whatever http_proxy says (a
+ * proxy would see the token, and answer for another host); STS goes through it, as S3's
+ * requests do (README). */
+static void test_fetch_proxy(void)
+{
+    static char log[64 * 1024];
+    char proxy[64], why[ERR_MSG_MAX], path[] = "/tmp/pixq-awsmeta-XXXXXX";
+    struct stub s;
+    struct cfg c;
+    struct err e = {{0}};
+    struct awsmeta *m = malloc(sizeof *m);
+    struct awsmeta_keys k;
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", dead_port());
+    setenv("http_proxy", proxy, 1);
+    const char *keys[] = {answer(0, 200, KEYS)};
+    stub_start(&s, keys, 1);
+    cfg_defaults(&c);
+    snprintf(c.aws_container_credentials_full_uri, sizeof c.aws_container_credentials_full_uri,
+             "http://127.0.0.1:%d/creds", s.port);
+    CHECK_INT(awsmeta_init(m, &c, &e), 0);
+    CHECK_INT(awsmeta_fetch(m, &k, &e), 0);
+    CHECK_STR(k.access_key, "ASIASTUB");
+    stub_finish(&s, log, sizeof log);
+    const char *v2[] = {answer(0, 200, "tok"), answer(1, 200, "pixq-role\n"), answer(2, 200, KEYS)};
+    CHECK_INT(fetch_instance(v2, 3, false, false, &k, why, log, sizeof log), 0);
+    CHECK_STR(k.imds_v1, "");
+
+    int fd = mkstemp(path);
+    CHECK(write(fd, "tok\n", 4) == 4);
+    close(fd);
+    const char *xml = "<Credentials><AccessKeyId>ASIASTS</AccessKeyId><SecretAccessKey>s"
+                      "</SecretAccessKey><SessionToken>t</SessionToken><Expiration>"
+                      "2026-12-02T20:15:00Z</Expiration></Credentials>";
+    const char *sts[] = {answer(0, 200, xml)};
+    stub_start(&s, sts, 1);
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", s.port);
+    setenv("http_proxy", proxy, 1);
+    cfg_defaults(&c);
+    cfg_set(&c, "AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/pixq", &e);
+    cfg_set(&c, "AWS_WEB_IDENTITY_TOKEN_FILE", path, &e);
+    int sts_port = dead_port();
+    snprintf(c.aws_endpoint_url_sts, sizeof c.aws_endpoint_url_sts, "http://127.0.0.1:%d",
+             sts_port);
+    CHECK_INT(awsmeta_init(m, &c, &e), 0);
+    CHECK_INT(awsmeta_fetch(m, &k, &e), 0);
+    CHECK_STR(k.access_key, "ASIASTS");
+    stub_finish(&s, log, sizeof log);
+    char line[64];
+    snprintf(line, sizeof line, "POST http://127.0.0.1:%d/ HTTP", sts_port);
+    CHECK(strstr(log, line) == log);
+    unsetenv("http_proxy");
+    unlink(path);
+    free(m);
+}
+
+/* An answer's body: at most AWSMETA_BODY_MAX bytes read; a 200 saying it has more fails before
+ * it is read. */
+static void test_fetch_body_max(void)
+{
+    static char log[16 * 1024];
+    const size_t head = 128;
+    char *fits = malloc(head + AWSMETA_BODY_MAX + 2), *over = malloc(head + AWSMETA_BODY_MAX + 2);
+    for (int extra = 0; extra < 2; extra++) {
+        char *a = extra ? over : fits;
+        int n =
+            snprintf(a, head, "HTTP/1.1 200 X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+                     AWSMETA_BODY_MAX + extra);
+        memset(a + n, ' ', AWSMETA_BODY_MAX + (size_t)extra);
+        memcpy(a + n, KEYS, strlen(KEYS)); /* the JSON, then spaces */
+        a[n + AWSMETA_BODY_MAX + extra] = '\0';
+    }
+    const char *answers[] = {fits, over};
+    struct stub s;
+    struct cfg c;
+    struct err e = {{0}};
+    struct awsmeta *m = malloc(sizeof *m);
+    struct awsmeta_keys k;
+    stub_start(&s, answers, 2);
+    cfg_defaults(&c);
+    snprintf(c.aws_container_credentials_full_uri, sizeof c.aws_container_credentials_full_uri,
+             "http://127.0.0.1:%d/creds", s.port);
+    CHECK_INT(awsmeta_init(m, &c, &e), 0);
+    CHECK_INT(awsmeta_fetch(m, &k, &e), 0);
+    CHECK_STR(k.access_key, "ASIASTUB");
+    CHECK_INT(awsmeta_fetch(m, &k, &e), -1);
+    CHECK(strstr(e.msg, "response larger than the limit of 65536 bytes") != NULL);
+    stub_finish(&s, log, sizeof log);
+    free(fits);
+    free(over);
+    free(m);
+}
+
 int main(void)
 {
     test_parse();
@@ -846,6 +950,8 @@ int main(void)
     test_fetch_container();
     test_container_uri_password_hidden();
     test_fetch_web_identity();
+    test_fetch_proxy();
+    test_fetch_body_max();
     curl_global_cleanup();
     return check_summary("awsmeta");
 }
