@@ -257,13 +257,43 @@ static bool xmp_readable(const unsigned char *p, size_t len)
     return true;
 }
 
+/* The first byte other than NUL from `at` on (UTF-16's and UTF-32's other bytes), or len. */
+static size_t past_nuls(const unsigned char *p, size_t len, size_t at)
+{
+    while (at < len && p[at] == 0) {
+        at++;
+    }
+    return at;
+}
+
+/* Whether markup `word` ("<!DOCTYPE") is in `p`, in any of the encodings xmp_readable() lets
+ * through: its characters with NUL bytes between them too (UTF-16, UTF-32). Linear: a scan from
+ * one '<' ends at the first byte that is neither NUL nor the word's next character. */
+static bool holds_markup(const unsigned char *p, size_t len, const char *word)
+{
+    for (const unsigned char *lt = memchr(p, '<', len); lt != NULL;
+         lt = memchr(lt + 1, '<', len - (size_t)(lt + 1 - p))) {
+        size_t at = (size_t)(lt - p) + 1, k = 1;
+        for (; word[k] != '\0'; k++, at++) {
+            at = past_nuls(p, len, at);
+            if (at == len || p[at] != (unsigned char)word[k]) {
+                break;
+            }
+        }
+        if (word[k] == '\0') {
+            return true;
+        }
+    }
+    return false;
+}
+
 uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len)
 {
     if (p == NULL || len == 0) {
         return 0;
     }
-    if (!xmp_readable(p, len) || memmem(p, len, "<!DOCTYPE", 9) != NULL ||
-        memmem(p, len, "<!ATTLIST", 9) != NULL || memmem(p, len, "<!ENTITY", 8) != NULL) {
+    if (!xmp_readable(p, len) || holds_markup(p, len, "<!DOCTYPE") ||
+        holds_markup(p, len, "<!ATTLIST") || holds_markup(p, len, "<!ENTITY")) {
         return METAGUARD_XMP_UNREADABLE;
     }
     uint64_t n = 0, attributes = 0;
@@ -274,9 +304,14 @@ uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len)
         if (state == QUOTED) {
             state = c == quote ? TAG : QUOTED;
         } else if (c == '<') { /* an element ("</", "<!", "<?" are not) */
-            bool element = i + 1 == len || (p[i + 1] != '/' && p[i + 1] != '!' && p[i + 1] != '?');
-            size_t name = 0; /* ImageMagick's reader compares names: a long one counts more */
-            while (element && i + 1 + name < len && !strchr(" \t\r\n/>", p[i + 1 + name])) {
+            size_t next = past_nuls(p, len, i + 1);
+            bool element = next == len || (p[next] != '/' && p[next] != '!' && p[next] != '?');
+            /* ImageMagick's reader compares names: a long one counts more. A name's bytes end
+             * at the next '<' at the latest, so that each byte is looked at once or twice, and
+             * its NULs (UTF-16's) count in it */
+            size_t name = 0;
+            while (element && i + 1 + name < len &&
+                   (p[i + 1 + name] == 0 || !strchr(" \t\r\n/><", p[i + 1 + name]))) {
                 name++;
             }
             n += element ? 1 + name / METAGUARD_XMP_NAME_UNIT : 0;

@@ -127,10 +127,13 @@ void metaguard_8bim_cost(const unsigned char *p, size_t len, uint64_t limit, uin
 
 /* The elements of an XMP packet: its opening tags ('<' but for "</", "<!" and "<?"; an upper
  * bound: one in a comment or a CDATA section counts too), each 1 more for every
- * METAGUARD_XMP_NAME_UNIT bytes of its name (ImageMagick's XML reader compares names).
+ * METAGUARD_XMP_NAME_UNIT bytes of its name (ImageMagick's XML reader compares names; a name
+ * ends at the next '<' at the latest, so that the count is linear in `len`).
  * METAGUARD_XMP_UNREADABLE when an element has more than METAGUARD_XMP_ATTRIBUTES attributes (its
- * '=' outside quotes), when it holds a DTD (<!DOCTYPE, <!ATTLIST, <!ENTITY), or when it does not
- * start with '<' in an ASCII-like encoding (or UTF-16, UTF-32) or declares another one. */
+ * '=' outside quotes), when it holds a DTD (<!DOCTYPE, <!ATTLIST, <!ENTITY, in UTF-16 and UTF-32
+ * too), or when it does not start with '<' in an ASCII-like encoding (or UTF-16, UTF-32) or
+ * declares another one. UTF-16's and UTF-32's NUL bytes are skipped after a '<' and counted in
+ * a name. */
 uint64_t metaguard_xmp_cost(const unsigned char *p, size_t len);
 
 /* The bytes libpng inflates or copies, before ImageMagick sees them, for the metadata chunks

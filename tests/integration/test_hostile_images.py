@@ -1107,6 +1107,22 @@ class MetadataLimitTest(HostileImageTestCase):
                               "or an encoding other than UTF-8")
         self.assert_still_serving()
 
+    def test_xmp_the_guard_itself_reads_in_linear_time(self):
+        """The guard's own count of XMP: 1 MB of '<' (a 4 KB PNG), each an element, is refused
+        at once (each one's name went on to the end of the packet: 14 minutes). And a DTD in
+        UTF-16, which libxml2 reads as it reads one in UTF-8, is refused as that one is."""
+        t0 = time.monotonic()
+        self.refuse_bytes("xmp-lt", png_with_raw_profile(b"<" * (1024 * 1024), "xmp"),
+                          "its XMP data has more than 20000 elements (PIXQ_XMP_MAX_ELEMENTS)")
+        self.assertLess(time.monotonic() - t0, harness.scaled(10))
+        defaults = " ".join('a%d CDATA "v"' % i for i in range(4000))
+        dtd = ('<?xml version="1.0"?><!DOCTYPE x:xmpmeta [<!ATTLIST e ' + defaults + ">]>" +
+               '<x:xmpmeta xmlns:x="adobe:ns:meta/">' + "<e/>" * 1000 + "</x:xmpmeta>")
+        self.refuse_bytes("xmp-dtd-utf16", png_with_raw_profile(dtd.encode("utf-16"), "xmp"),
+                          "its XMP data has a DTD, an element of more than 1000 attributes, "
+                          "or an encoding other than UTF-8")
+        self.assert_still_serving()
+
     def test_png_text_and_icc_bombs(self):
         """libpng inflates a zTXt or iCCP chunk whole before any profile reaches the guard, and
         ImageMagick keeps a text's copies: a 390 KB zTXt of 400 MB took 19 s and 1.2 GB, past

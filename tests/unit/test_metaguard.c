@@ -478,6 +478,58 @@ static void test_xmp_edges(void)
     CHECK_INT(xmp_of(cut, 5), 2);
 }
 
+/* `s` as UTF-16 (`width` 2) or UTF-32 (4), little- or big-endian, with its byte-order mark,
+ * into `out`; its length. */
+static size_t wide(const char *s, int width, bool big, unsigned char *out)
+{
+    static const unsigned char bom[2][2][4] = {{{0xff, 0xfe}, {0xfe, 0xff}},
+                                               {{0xff, 0xfe, 0, 0}, {0, 0, 0xfe, 0xff}}};
+    size_t n = (size_t)width;
+    memcpy(out, bom[width == 4][big], n);
+    for (; *s != '\0'; s++, n += (size_t)width) {
+        memset(out + n, 0, (size_t)width);
+        out[big ? n + (size_t)width - 1 : n] = (unsigned char)*s;
+    }
+    return n;
+}
+
+/* XMP in UTF-16 and UTF-32, which xmp_readable() lets through: a DTD is refused as in UTF-8 (its
+ * markup has NULs between its characters), a closing tag is no element, and a name's bytes
+ * count. And the count is linear in the packet: a name ends at the next '<' at the latest (a
+ * packet of 64 KiB of '<', each an element, took 3.5 s when the name went on to the end). */
+static void test_xmp_wide(void)
+{
+    unsigned char p[512];
+    const char *dtd[] = {"<!DOCTYPE x [<!ATTLIST e a CDATA 'v'>]><x/>", "<!ENTITY e 'v'><x/>",
+                         "<x/><!ATTLIST e a CDATA 'v'>"};
+    for (int width = 2; width <= 4; width += 2) {
+        for (int big = 0; big < 2; big++) {
+            for (size_t i = 0; i < sizeof dtd / sizeof dtd[0]; i++) {
+                CHECK(metaguard_xmp_cost(p, wide(dtd[i], width, big, p)) ==
+                      METAGUARD_XMP_UNREADABLE);
+            }
+            CHECK_INT(metaguard_xmp_cost(p, wide("<a><b/></a><!-- c -->", width, big, p)), 2);
+            char named[200];
+            snprintf(named, sizeof named, "<%0*d></%0*d>", METAGUARD_XMP_NAME_UNIT, 0,
+                     METAGUARD_XMP_NAME_UNIT, 0);
+            CHECK(metaguard_xmp_cost(p, wide(named, width, big, p)) >= 1 + (uint64_t)width);
+        }
+    }
+    const char *escaped = "<a>&lt;!DOCTYPE</a><b/>"; /* no DTD */
+    CHECK_INT(xmp_of(escaped, strlen(escaped)), 2);
+    CHECK(xmp_of("<!DOCTYP<!DOCTYPE x><x/>", 24) == METAGUARD_XMP_UNREADABLE);
+
+    size_t n = 64 * 1024;
+    unsigned char *lt = malloc(n);
+    memset(lt, '<', n);
+    CHECK_INT(metaguard_xmp_cost(lt, n), n);
+    for (size_t i = 1; i < n; i += 2) {
+        lt[i] = 'a';
+    }
+    CHECK_INT(metaguard_xmp_cost(lt, n), n / 2);
+    free(lt);
+}
+
 static StringInfo *profile_of(const unsigned char *p, size_t n)
 {
     StringInfo *s = AcquireStringInfo(n);
@@ -904,6 +956,7 @@ int main(void)
     test_png_edges();
     test_weights();
     test_xmp_edges();
+    test_xmp_wide();
     test_guard_edges();
     test_guard();
     return check_summary("metaguard");
