@@ -456,28 +456,36 @@ static bool entry_values(const unsigned char *en, size_t len, bool be, size_t *a
     return *at <= len && len - *at >= *n;
 }
 
-static bool overlap(size_t a, size_t an, size_t b, size_t bn)
+#define LINKED_IFDS 8 /* IFDs used_bytes() walks: the EXIF, GPS, interoperability IFDs and IFD1 */
+
+/* Marks bytes [at, at + n) of the block as used in the difference array `d`. */
+static void mark(uint32_t *d, size_t at, size_t n)
 {
-    return a < b + bn && b < a + an;
+    d[at]++;
+    d[at + n]--;
 }
 
-#define LINKED_IFDS 8 /* IFDs in_use() walks: the EXIF, GPS, interoperability IFDs and IFD1 */
-
-/* Whether bytes [at, at + n) of the old block are used by what the new block keeps: the values
- * of the kept IFD0 entries, and the EXIF, GPS and interoperability IFDs and IFD1 (their
- * directories and their entries' values), which may share bytes with a dropped entry. */
-static bool in_use(const struct tiff *t, const struct entry *kept, size_t n_kept, size_t at,
-                   size_t n)
+/* The bytes of the old block that what the new block keeps uses: the values of the kept IFD0
+ * entries, and the EXIF, GPS and interoperability IFDs and IFD1 (their directories and their
+ * entries' values), which may share bytes with a dropped entry. Returns a malloc'd array of
+ * t->len + 1 counts, [i] how many of bytes [0, i) are used (so that asking about one range
+ * takes no walk: the old block's entries and IFDs are walked once, not once for each dropped
+ * entry), or NULL when out of memory. */
+static uint32_t *used_bytes(const struct tiff *t, const struct entry *kept, size_t n_kept)
 {
+    uint32_t *d = calloc(t->len + 1, sizeof *d);
     size_t ifds[LINKED_IFDS], n_ifds = 0, vat, vn;
+    if (d == NULL) {
+        return NULL;
+    }
     if (t->next != 0) {
         ifds[n_ifds++] = t->next;
     }
     for (size_t k = 0; k < n_kept; k++) {
         const unsigned char *en = kept[k].old;
         unsigned tag = en != NULL ? get16(en, t->be) : 0;
-        if (en != NULL && entry_values(en, t->len, t->be, &vat, &vn) && overlap(at, n, vat, vn)) {
-            return true;
+        if (en != NULL && entry_values(en, t->len, t->be, &vat, &vn)) {
+            mark(d, vat, vn);
         }
         if ((tag == 0x8769 || tag == 0x8825) && n_ifds < LINKED_IFDS) {
             ifds[n_ifds++] = get32(en + 8, t->be);
@@ -493,46 +501,59 @@ static bool in_use(const struct tiff *t, const struct entry *kept, size_t n_kept
         if (size > t->len - ifd) {
             continue;
         }
-        if (overlap(at, n, ifd, size)) {
-            return true;
-        }
+        mark(d, ifd, size);
         for (unsigned j = 0; j < count; j++) {
             const unsigned char *en = t->p + ifd + 2 + 12 * (size_t)j;
-            if (entry_values(en, t->len, t->be, &vat, &vn) && overlap(at, n, vat, vn)) {
-                return true;
+            if (entry_values(en, t->len, t->be, &vat, &vn)) {
+                mark(d, vat, vn);
             }
             if (get16(en, t->be) == 0xa005 && n_ifds < LINKED_IFDS) {
                 ifds[n_ifds++] = get32(en + 8, t->be);
             }
         }
     }
-    return false;
+    uint32_t depth = 0, used = 0; /* ranges over byte i; bytes used before it */
+    for (size_t i = 0; i <= t->len; i++) {
+        depth += d[i];
+        d[i] = used;
+        used += depth > 0;
+    }
+    return d;
+}
+
+/* Whether bytes [at, at + n) are used (`used`: used_bytes()). */
+static bool in_use(const uint32_t *used, size_t at, size_t n)
+{
+    return used[at + n] != used[at];
 }
 
 /* Zeroes in `tiff` (the old block, copied) the old IFD0 and the values of the entries the new
  * IFD0 leaves out (a tag replaced or deleted), which nothing points to any longer: a deleted
- * value is not left readable in the file. Bytes that what is kept still uses stay (in_use()). */
-static void clear_old(unsigned char *tiff, const struct tiff *t, const struct entry *kept,
-                      size_t n_kept)
+ * value is not left readable in the file. Bytes that what is kept still uses stay
+ * (used_bytes()). Returns 0, or -1 when out of memory. */
+static int clear_old(unsigned char *tiff, const struct tiff *t, const struct entry *kept,
+                     size_t n_kept)
 {
+    uint32_t *used = used_bytes(t, kept, n_kept);
+    if (used == NULL) {
+        return -1;
+    }
     for (unsigned i = 0; i < t->count; i++) {
         const unsigned char *en = t->p + t->ifd0 + 2 + 12 * (size_t)i;
         size_t at, n;
-        bool dropped = true;
-        for (size_t k = 0; k < n_kept && dropped; k++) {
-            dropped = kept[k].old != en;
-        }
-        if (!dropped || !entry_values(en, t->len, t->be, &at, &n) || at < 8) {
+        if (!entry_values(en, t->len, t->be, &at, &n) || at < 8) {
             continue; /* values over the header: a broken entry, the header stays */
         }
-        if (!in_use(t, kept, n_kept, at, n)) {
+        if (!in_use(used, at, n)) { /* a kept entry's own values are used */
             memset(tiff + at, 0, n);
         }
     }
     size_t dir = 2 + 12 * (size_t)t->count + 4;
-    if (!in_use(t, kept, n_kept, t->ifd0, dir)) {
+    if (!in_use(used, t->ifd0, dir)) {
         memset(tiff + t->ifd0, 0, dir);
     }
+    free(used);
+    return 0;
 }
 
 /* Bytes an entry's value takes after the IFD (0: it fits in the entry), word-aligned. */
@@ -612,7 +633,11 @@ int settags_exif(json_object *set, const unsigned char *old, size_t old_len,
     unsigned char *tiff = p + 6;
     if (had) {
         memcpy(tiff, t.p, t.len);
-        clear_old(tiff, &t, entries, n);
+        if (clear_old(tiff, &t, entries, n) < 0) {
+            buf_reset(out);
+            free(entries);
+            return err_set(e, "out of memory");
+        }
     } else {
         memcpy(tiff, "II*\0", 4);
     }
