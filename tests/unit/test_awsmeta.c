@@ -680,6 +680,15 @@ static void test_fetch_instance(void)
     const char *bad[] = {answer(0, 400, ""), answer(1, 200, "pixq-role\n"), answer(2, 200, KEYS)};
     CHECK_INT(fetch_instance(bad, 3, false, false, &k, why, log, sizeof log), -1);
     CHECK(strstr(why, "answered 400") != NULL);
+    /* a refusal's body of blanks and line ends quotes nothing */
+    const char *blank_refusal[] = {answer(0, 403, " \r\n\t")};
+    CHECK_INT(fetch_instance(blank_refusal, 1, true, false, &k, why, log, sizeof log), -1);
+    CHECK(strlen(why) > 12 && strcmp(why + strlen(why) - 12, "answered 403") == 0);
+    /* the role's name trimmed */
+    const char *spaced[] = {answer(0, 200, "tok"), answer(1, 200, " pixq-role \t\n"),
+                            answer(2, 200, KEYS)};
+    CHECK_INT(fetch_instance(spaced, 3, false, false, &k, why, log, sizeof log), 0);
+    CHECK(strstr(log, "GET /latest/meta-data/iam/security-credentials/pixq-role HTTP") != NULL);
     const char *v1_gone[] = {answer(0, 403, ""), answer(1, 404, "")};
     CHECK_INT(fetch_instance(v1_gone, 2, false, false, &k, why, log, sizeof log), -1);
     CHECK(strstr(why, "IMDSv1, without a session token (") != NULL);
