@@ -772,6 +772,15 @@ static void test_guard_edges(void)
     CHECK(SetImageProfile(im[1], "another", ten) == MagickFalse);
     CHECK(metaguard_disarm());
     CHECK_INT(g.over, METAGUARD_OVER_BYTES);
+    /* a name of 16 bytes, not held, takes none of their places */
+    arm(&g, 10 * METAGUARD_HELD + 15, BIG, 100);
+    CHECK(SetImageProfile(im[1], "abcdefghijklmnop", ten) == MagickTrue);
+    for (int i = 0; i < METAGUARD_HELD; i++) {
+        snprintf(name, sizeof name, "p%d", i);
+        CHECK(SetImageProfile(im[1], name, ten) == MagickTrue);
+    }
+    CHECK(SetImageProfile(im[1], name, ten) == MagickTrue); /* the last one held too */
+    CHECK(!metaguard_disarm());
     DestroyStringInfo(ten);
 
     /* limits past UINT64_MAX / 4: no product wraps, and too many IFDs stay over */
