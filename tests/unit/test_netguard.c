@@ -373,6 +373,8 @@ static void test_urls(void)
     CHECK(netguard_check_url(&g, "http:///a.jpg", &e) < 0);
     CHECK(strstr(e.msg, "no usable host") != NULL);
     CHECK(netguard_check_url(&g, "http://[::1/x", &e) < 0);
+    CHECK(netguard_check_url(&g, "http://[", &e) < 0); /* a bracket alone is no host either */
+    CHECK(strstr(e.msg, "no usable host") != NULL);
     CHECK(netguard_check_url(&g, "http://user@/x", &e) < 0);
 
     char url[512]; /* a host of 255 bytes is taken (a name), one of 256 is not */
@@ -395,6 +397,8 @@ static void test_url_form(void)
     CHECK(netguard_check_url_form("ftp://example.com/a", &e) < 0);
     CHECK_STR(e.msg, "only http:// and https:// URLs are allowed");
     CHECK(netguard_check_url_form("https:///a", &e) < 0);
+    CHECK(strstr(e.msg, "no usable host") != NULL);
+    CHECK(netguard_check_url_form("http://[/a.jpg", &e) < 0);
     CHECK(strstr(e.msg, "no usable host") != NULL);
 }
 
