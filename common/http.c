@@ -466,9 +466,11 @@ static int perform_once(struct http *h, const struct http_request *req, struct h
         *died = connects == 0 && resp->status == 0 && resp->head.len == 0 && !guard.refused &&
                 (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING);
         resp->bad_url = rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL;
-        /* a 2xx body only: an error page or a redirect's over the cap says nothing final */
-        resp->too_large =
-            (body.overflow || rc == CURLE_FILESIZE_EXCEEDED) && resp->status / 100 == 2;
+        /* the body of the answer itself: libcurl hands write_cb() none of a redirect it
+         * follows, so a 3xx whose page passed the cap was not followed (no Location, or
+         * max_redirects 0) and is the answer, as final as a 2xx over the cap (an error page's
+         * status says more: the callers read it first) */
+        resp->too_large = body.overflow || rc == CURLE_FILESIZE_EXCEEDED;
         return transport_error(rc, &body, req->max_body, errbuf, e);
     }
     return 0;

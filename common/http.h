@@ -59,7 +59,9 @@ struct http_response {
     char ip[64];     /* peer address, when known */
     bool refused;    /* the request's guard refused the URL or an address (the message says
                       * which): retrying cannot help */
-    bool too_large;  /* a 2xx body passed the request's max_body: retrying cannot help either */
+    bool too_large;  /* the answer's body passed the request's max_body (a redirect that is
+                      * followed is no answer): retrying cannot help either, but for what the
+                      * status of an error page says */
     bool bad_url;    /* the URL cannot be requested (malformed, not http or https): nor here */
     bool bad_answer; /* the answer cannot be read (a header line over libcurl's 100 KiB): nor
                       * here */

@@ -751,6 +751,21 @@ class TransferTest(HostileTestCase):
         self.assertEqual(self.worker.log_events("job_retry"), [])
         self.assert_still_serving()
 
+    def test_unfollowed_redirect_page_larger_than_cap_is_final(self):
+        # a 3xx not followed (PIXQ_MAX_REDIRECTS=0) is the answer, final as a small one's
+        # "server answered HTTP 302": its page over the cap was taken for a lost connection,
+        # and the job run PIXQ_MAX_ATTEMPTS times
+        self.start(PIXQ_MAX_SRC_BYTES=1048576, PIXQ_MAX_REDIRECTS=0, PIXQ_MAX_ATTEMPTS=3,
+                   PIXQ_RETRY_BASE_MS=100, PIXQ_RETRY_MAX_MS=200)
+        self.tricks.files["/ok.jpg"] = self.image
+        src = self.tricks.special("/moved.png", "big302")
+        self.expect_failure(self.job("big302-unfollowed", src),
+                            "response larger than the limit of 1048576 bytes")
+        self.assertEqual(len(self.tricks.requests["/moved.png"]), 1)
+        self.assertNotIn("/ok.jpg", self.tricks.requests)
+        self.assertEqual(self.worker.log_events("job_retry"), [])
+        self.assert_still_serving()
+
     def test_trickling_source(self):
         self.start(PIXQ_LOW_SPEED_BYTES_PER_S=1024, PIXQ_LOW_SPEED_TIME_S=2,
                    PIXQ_DOWNLOAD_TIMEOUT_MS=120000)
