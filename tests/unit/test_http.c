@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -276,10 +277,10 @@ static void stub_serve_kept(int fd, int out, int conns)
     _exit(0);
 }
 
-/* stub_serve_kept() in a child, on a loopback port the kernel picks. */
-static void stub_start_kept(struct stub *s, int conns)
+/* stub_serve_kept() in a child, on listening socket `fd` (closed here). */
+static void stub_start_kept_on(struct stub *s, int fd, int conns)
 {
-    int p[2], fd = loopback_listen(&s->port);
+    int p[2];
     CHECK(fd >= 0 && pipe(p) == 0);
     s->pid = fork();
     if (s->pid == 0) {
@@ -289,6 +290,29 @@ static void stub_start_kept(struct stub *s, int conns)
     close(p[1]);
     close(fd);
     s->lines = p[0];
+}
+
+/* stub_serve_kept() in a child, on a loopback port the kernel picks. */
+static void stub_start_kept(struct stub *s, int conns)
+{
+    stub_start_kept_on(s, loopback_listen(&s->port), conns);
+}
+
+/* A listening socket on ::1, its port in *port; -1 without IPv6. */
+static int loopback6_listen(int *port)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 8) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    *port = ntohs(a.sin6_port);
+    return fd;
 }
 
 /* A guarded request on the connection an unguarded one (S3 at its endpoint, on the same handle)
@@ -320,6 +344,71 @@ static void test_guard_on_reused_connection(void)
     char lines[1024];
     stub_finish(&s, lines, sizeof lines);
     CHECK_STR(lines, "1 GET /unguarded HTTP/1.1\n");
+}
+
+/* A refused address is refused before curl connects to it: no connection reaches the server
+ * (the check of the peer before the request would refuse it too, but after a TCP handshake, and
+ * an https one's TLS handshake, with a host the job must not reach). "localhost" is a name, so
+ * that the URL's own check lets it through to the connect. */
+static void test_guard_refuses_before_connecting(void)
+{
+    int port, fd = loopback_listen(&port);
+    CHECK(fd >= 0);
+    struct err e = {{0}};
+    struct netguard g;
+    CHECK(netguard_init(&g, false, NULL, &e) == 0);
+    struct http *h = http_create(&e);
+    CHECK(h != NULL);
+    char url[256];
+    snprintf(url, sizeof url, "http://localhost:%d/x", port);
+    struct http_request req = {
+        .method = "GET", .url = url, .connect_timeout_ms = 5000, .timeout_ms = 5000, .guard = &g};
+    struct http_response r;
+    http_response_init(&r);
+    CHECK(h != NULL && http_perform(h, &req, &r, &e) < 0);
+    CHECK(r.refused);
+    CHECK(strstr(e.msg, "is not allowed (loopback)") != NULL);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    CHECK_INT(poll(&p, 1, 0), 0); /* no connection waits to be accepted */
+    http_response_finish(&r);
+    http_destroy(h);
+    close(fd);
+}
+
+/* A name with a refused address and an allowed one ("localhost": libcurl's own answer, 127.0.0.1
+ * and ::1, the refused one first): the allowed one is connected to, and the request succeeds; the
+ * refusal of the other is no failure of the request. Without IPv6 there is nothing to see. */
+static void test_guard_takes_the_allowed_address(void)
+{
+    struct stub s;
+    int fd = loopback6_listen(&s.port);
+    if (fd < 0) {
+        fprintf(stderr, "  (no IPv6 loopback: test_guard_takes_the_allowed_address skipped)\n");
+        return;
+    }
+    stub_start_kept_on(&s, fd, 1);
+    struct err e = {{0}};
+    struct netguard g;
+    CHECK(netguard_init(&g, false, "::1", &e) == 0); /* not 127.0.0.1 */
+    struct http *h = http_create(&e);
+    CHECK(h != NULL);
+    char url[256];
+    snprintf(url, sizeof url, "http://localhost:%d/both", s.port);
+    struct http_request req = {
+        .method = "GET", .url = url, .connect_timeout_ms = 5000, .timeout_ms = 5000, .guard = &g};
+    struct http_response r;
+    http_response_init(&r);
+    int rc = h != NULL ? http_perform(h, &req, &r, &e) : -1;
+    if (rc != 0) {
+        fprintf(stderr, "  %s\n", e.msg);
+    }
+    CHECK(rc == 0 && r.status == 200 && !r.refused);
+    CHECK_STR(r.ip, "::1");
+    http_response_finish(&r);
+    http_destroy(h);
+    char lines[1024];
+    stub_finish(&s, lines, sizeof lines);
+    CHECK_STR(lines, "1 GET /both HTTP/1.1\n");
 }
 
 /* max_conn_idle_ms: a cached connection idle that long or more is not reused. libcurl counts
@@ -440,6 +529,8 @@ int main(void)
     test_response_header();
     test_perform();
     test_guard_on_reused_connection();
+    test_guard_refuses_before_connecting();
+    test_guard_takes_the_allowed_address();
     test_max_conn_idle();
     test_low_speed();
     test_fresh_connection_dying_is_not_sent_again();
