@@ -243,6 +243,51 @@ static void test_perform(void)
                      "GET /c HTTP/1.1\nGET /d HTTP/1.1\nGET /e HTTP/1.1\n");
 }
 
+/* What http_perform() sends as given, or not at all: a path's dot segments with path_as_is (an
+ * S3 key, as signed), and no request with a header that holds a control character (job.c
+ * refuses such headers first: this is the promise of http.h whoever calls). */
+static void test_sent_as_given(void)
+{
+    static const char *const answers[] = {
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"};
+    struct stub s;
+    stub_start(&s, answers, 2);
+    struct err e = {{0}};
+    struct http *h = http_create(&e);
+    CHECK(h != NULL);
+    struct http_response r;
+    http_response_init(&r);
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/k/./../other-bucket/x", s.port);
+    struct http_request req = {.method = "GET",
+                               .url = url,
+                               .connect_timeout_ms = 5000,
+                               .timeout_ms = 5000,
+                               .path_as_is = true};
+    CHECK(h != NULL && http_perform(h, &req, &r, &e) == 0 && r.status == 200);
+    const char *bad[] = {"a\r\nX-Injected: yes", "a\nb", "a\x01", "\xc2\x85"};
+    for (size_t i = 0; h != NULL && i < sizeof bad / sizeof bad[0]; i++) {
+        const struct http_header hd = {.name = "X-Note", .value = bad[i]};
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/bad", s.port);
+        req = (struct http_request){.method = "POST",
+                                    .url = url,
+                                    .headers = &hd,
+                                    .n_headers = 1,
+                                    .body = "x",
+                                    .body_len = 1,
+                                    .connect_timeout_ms = 5000,
+                                    .timeout_ms = 5000};
+        CHECK_INT(http_perform(h, &req, &r, &e), -1);
+        CHECK_STR(e.msg, "header 'X-Note' has a forbidden character");
+    }
+    http_response_finish(&r);
+    http_destroy(h);
+    char lines[1024];
+    stub_finish(&s, lines, sizeof lines);
+    CHECK_STR(lines, "GET /k/./../other-bucket/x HTTP/1.1\n"); /* none of the bad ones */
+}
+
 /* Every request on a kept-alive connection answered (Content-Length: 2, "ok"), its request line
  * written to `out` after the number of its connection ("1 GET /a HTTP/1.1"), until the client
  * closes it; then the next connection, `conns` in all. */
@@ -528,6 +573,7 @@ int main(void)
     test_header_valid();
     test_response_header();
     test_perform();
+    test_sent_as_given();
     test_guard_on_reused_connection();
     test_guard_refuses_before_connecting();
     test_guard_takes_the_allowed_address();
