@@ -89,7 +89,9 @@ static const struct class_case v6_cases[] = {
     {"2001:db8:ffff::1", NETGUARD_RESERVED},
     {"2001:2::1", NETGUARD_RESERVED},                /* benchmarking */
     {"2001:2:0:ffff::1", NETGUARD_RESERVED},
+    {"2001:2:1::1", NETGUARD_RESERVED},              /* past benchmarking: IETF's still */
     {"2001:3::1", NETGUARD_PUBLIC},                  /* AMT */
+    {"2001:3:ffff:ffff::1", NETGUARD_PUBLIC},
     {"2001:10::1", NETGUARD_RESERVED},               /* ORCHID */
     {"2001:1f:ffff::1", NETGUARD_RESERVED},
     {"2001:20::1", NETGUARD_RESERVED},               /* ORCHIDv2 */
@@ -102,6 +104,7 @@ static const struct class_case v6_cases[] = {
     {"2001:1::3", NETGUARD_PUBLIC},    /* DNS-SD service registration anycast */
     {"2001:1::4", NETGUARD_RESERVED},
     {"2001:4:112::1", NETGUARD_PUBLIC}, /* AS112-v6 */
+    {"2001:4:112:ffff::1", NETGUARD_PUBLIC},
     {"2001:4:113::1", NETGUARD_RESERVED},
     {"2001:5::1", NETGUARD_RESERVED},
     {"2001:1ff:ffff::1", NETGUARD_RESERVED},
