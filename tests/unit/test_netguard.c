@@ -117,6 +117,7 @@ static const struct class_case v6_cases[] = {
     {"2002:a00:1::", NETGUARD_PRIVATE},              /* 6to4 of 10.0.0.1 */
     {"2002:a9fe:a9fe::1", NETGUARD_LINK_LOCAL},
     {"2002:808:808::1", NETGUARD_PUBLIC},
+    {"2002::1", NETGUARD_UNSPECIFIED},               /* 6to4 of 0.0.0.0: zeros embed too */
     /* Teredo: server 65.54.227.120, client inverted in the last 32 bits */
     {"2001:0:4136:e378:8000:63bf:f7f7:f7f7", NETGUARD_PUBLIC},   /* client 8.8.8.8 */
     {"2001:0:4136:e378:8000:63bf:3fff:fdd2", NETGUARD_RESERVED}, /* RFC 4380: 192.0.2.45 */
