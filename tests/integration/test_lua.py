@@ -1180,6 +1180,28 @@ class FinishTest(LuaTestCase):
         self.assertNotIn("%d:failed" % (sec - 121), h)
         self.assertEqual(h["%d:succeeded" % (sec - 100)], "7")
 
+    def test_throughput_trim_goes_up_to_the_window_and_no_further(self):
+        """Each second from 130 s ago to 110 s ago has a field: the trim takes every second
+        before the window (`trimmed` is its first) and keeps every one in it. A trim that
+        stopped a second short kept that second's fields for good (the next trim starts at the
+        window), one more each second while the hash is in use."""
+        sec = int(self.r.execute("TIME")[0])
+        seconds = range(sec - 130, sec - 109)
+        self.r.execute("HSET", key("tput"), "trimmed", sec - 140,
+                       *[x for s in seconds for x in ("%d:succeeded" % s, 1)])
+        self.finish6("job-a", "failed")
+        h = self.r.hgetall(key("tput"))
+        first = int(h["trimmed"])
+        self.assertIn(first, (sec - 119, sec - 118))
+        left = sorted(int(f.split(":")[0]) for f in h if f.endswith(":succeeded"))
+        self.assertEqual(left, [s for s in seconds if s >= first])
+        # a later trim, from where the last one stopped (its second's first job), takes that
+        # second too
+        self.r.execute("HSET", key("tput"), "trimmed", first - 1, "%d:failed" % (first - 1), 1)
+        self.r.execute("HDEL", key("tput"), "%d:failed" % sec, "%d:failed" % (sec + 1))
+        self.finish6("job-b", "failed")
+        self.assertNotIn("%d:failed" % (first - 1), self.r.hgetall(key("tput")))
+
     def test_throughput_not_counted_when_lost_or_without_its_key(self):
         self.assertEqual(self.finish6("job-a", "succeeded"), 1)
         self.r.execute("DEL", key("tput"))
