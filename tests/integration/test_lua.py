@@ -1829,14 +1829,18 @@ class ParkTest(LuaTestCase):
         """A job hash holding another type than pixq's cannot hold the job's state: answered
         before anything is written, the payload still on the active list (HKEYS failed with
         WRONGTYPE after the payload had left the list, and the job was lost)."""
-        self.r.lpush(active("w1"), "job-a")
-        self.r.execute("HSET", RECOV, hashlib.sha1(b"job-a").hexdigest(), 1)
-        self.r.set(key("job:j1"), "theirs")
-        got = self.park("w1", "job-a", [("task-0", 100, "bytes-0")])
-        self.assertEqual(got, [-2, key("job:j1") + "=string"])
-        self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
-        self.assertEqual(self.r.exists(RECOV, DELAYED, PARKED, STATS, key("blob:j1:0")), 1)
-        self.assertEqual(self.r.get(key("job:j1")), "theirs")
+        for kind, make in (("string", "SET"), ("list", "RPUSH"), ("set", "SADD")):
+            with self.subTest(kind=kind):
+                self.r.execute("FLUSHALL")
+                self.r.lpush(active("w1"), "job-a")
+                self.r.execute("HSET", RECOV, hashlib.sha1(b"job-a").hexdigest(), 1)
+                self.r.execute(make, key("job:j1"), "theirs")
+                got = self.park("w1", "job-a", [("task-0", 100, "bytes-0")])
+                self.assertEqual(got, [-2, key("job:j1") + "=" + kind])
+                self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
+                self.assertEqual(
+                    self.r.exists(RECOV, DELAYED, PARKED, STATS, key("blob:j1:0")), 1)
+                self.assertEqual(self.r.execute("TYPE", key("job:j1")), kind)
 
     def test_queue_key_of_another_type_refused_before_any_write(self):
         """`delayed`, `stats` or `parked` of another type (set by hand): WRONGTYPE before any
