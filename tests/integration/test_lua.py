@@ -2155,6 +2155,12 @@ class TakeTest(LuaTestCase):
         self.assertEqual(self.take(), [self.WAKE, 1])
         self.assertEqual(self.r.lrange(JOBS), [self.WAKE, "job-given-back"])
         self.assertEqual(self.r.lrange(active("w1")), [self.WAKE])
+        # the one taken is the one found, nearest the consumer end: a copy further off, past a
+        # fresh job, keeps its place (LREM from the head took that one instead)
+        self.r.execute("DEL", JOBS, active("w1"))
+        self.r.rpush(JOBS, self.WAKE, "job-x", self.WAKE, "job-given-back")
+        self.assertEqual(self.take(), [self.WAKE, 1])
+        self.assertEqual(self.r.lrange(JOBS), [self.WAKE, "job-x", "job-given-back"])
 
     def test_the_look_further_is_not_held_up_by_a_clock_that_went_back(self):
         self.r.execute("HSET", PARKED, "total", 1001, "scanned_at", self.now_ms() + 10 ** 7)
