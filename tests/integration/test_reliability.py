@@ -2645,6 +2645,32 @@ class UnsettledTest(ReliabilityCase):
         self.assertEqual(self.redis.execute("LLEN", self.key("active:" + wid)), 0)
         self.assertEqual(self.stats().get("succeeded"), 1)
 
+    def test_stop_past_the_deadline_while_redis_refuses_exits_1(self):
+        """Redis refuses writes through a stop's deadline (PIXQ_STOP_GRACE_MS leaves no room to
+        wait for the postback on its way): the worker cannot settle the job nor give it back,
+        and exits with status 1 (README), the job staying on its active list; its
+        shutdown_deadline line says no job was returned (-1)."""
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="20", PIXQ_SHUTDOWN_TIMEOUT_MS="1000",
+                              PIXQ_STOP_GRACE_MS="1000")
+        wid = self.worker_id(w)
+        self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
+        payload = self.push_jobs([self.tiny_job("refused-past-deadline")])[0]
+        self.wait_for_postback(20, job_id="refused-past-deadline")
+        self.refuse_writes()
+        try:
+            self.wait_until(lambda: any(e.get("step") == "finish"
+                                        for e in w.log_events("redis_error")),
+                            20, "finish.lua to be refused")
+            w.proc.send_signal(signal.SIGTERM)
+            status, _ = self.wait_exit(w, 15)
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        self.assertEqual(status, 1)
+        self.assertEqual([e.get("jobs_returned") for e in w.log_events("shutdown_deadline")],
+                         ["-1"])
+        self.assertEqual(self.redis.lrange(self.key("active:" + wid)), [payload])
+        self.assertEqual(self.results("refused-past-deadline"), [])
+
     def test_stop_tries_the_settlement_every_second(self):
         """While stopping, the tries of a refused settlement come at least every second
         (README: PIXQ_REDIS_RETRY_MAX_MS), not at the back-off's 3 to 6 s, so that a refusal
