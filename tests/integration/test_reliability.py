@@ -2236,6 +2236,74 @@ class LeaseOverdueTest(ReliabilityCase):
         w.check_alive()
 
 
+    def test_no_new_job_from_a_heartbeat_before_the_lease_runs_out(self):
+        """README: once the lease is a heartbeat short of running out the worker takes no new
+        job. The job in hand ends 2.5 s before its lease would (3 s heartbeats): the next one
+        waits. Taking jobs until the lease itself ran out passed the test above, whose job
+        ends after it."""
+        proxy, w = self.start_worker_through_relay(PIXQ_LEASE_MS="9000",
+                                                   PIXQ_HEARTBEAT_MS="3000")
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        self.push_jobs([self.tiny_job("before", path="/slow.png")])
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        proxy.refuse = self.key("workers").encode()  # heartbeats cut from here
+        self.wait_until(lambda: proxy.refusals > 0, 20, "a heartbeat refused")
+        runs_out = float(self.redis.execute("ZSCORE", self.key("workers"), wid))
+        during = self.push_jobs([self.tiny_job("during")])[0]
+        self.wait_until(lambda: self.now_ms() >= runs_out - 2500, 20, "a heartbeat short")
+        self.src.release()
+        self.wait_until(lambda: self.results("before"), 20, "the job in hand")
+        time.sleep(2.0)
+        self.assertEqual(self.redis.lrange(self.key("jobs")), [during])
+        self.assertEqual(self.results("during"), [])
+        self.assertEqual(len(w.log_events("lease_overdue")), 1)
+        proxy.refuse = None
+        self.wait_until(lambda: self.results("during"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="during")
+        self.assert_success("during")
+        w.check_alive()
+
+    def now_ms(self):
+        sec, usec = self.redis.execute("TIME")
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def test_a_worker_whose_beats_fail_does_not_reap_itself(self):
+        """Only the worker's heartbeats fail (its reaps get through) while it runs a job, until
+        its lease has run out in Redis, another worker's holding: its own reap pass lists it as
+        expired and leaves it alone (it is alive and holds its job); the fleet may still reap
+        it. Reaping itself gave its job back to be run a second time."""
+        proxy, w = self.start_worker_through_relay()
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        now_ms = int(self.redis.execute("TIME")[0]) * 1000
+        self.redis.execute("ZADD", self.key("workers"), now_ms + 60000, "elsewhere")
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        payload = self.push_jobs([self.tiny_job("self", path="/slow.png")])[0]
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        proxy.refuse = b"$4\r\nbeat\r\n"  # heartbeat.lua's mode: expired.lua goes through
+        try:
+            self.wait_until(lambda: proxy.refusals >= 2, 20, "two heartbeats refused")
+            deadline = self.redis.execute("ZSCORE", self.key("workers"), wid)
+            self.wait_until(lambda: self.now_ms() > float(deadline) + 1000, 20,
+                            "the lease to run out")
+            time.sleep(1.5)  # reap passes, every 500 ms
+            self.assertIn(wid, self.live_workers())
+            self.assertEqual(self.active_of(wid), [payload])
+            self.assertEqual(w.log_events("worker_reaped"), [])
+        finally:
+            proxy.refuse = None
+        self.src.release()
+        self.wait_until(lambda: self.results("self"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="self")
+        self.assert_success("self")
+        self.assertEqual(self.src.requests("/slow.png"), 1)
+        w.check_alive()
+
+
 class HungJobTest(ReliabilityCase):
     """A job that used more than PIXQ_JOB_HANG_S of the worker's CPU has hung it somewhere no
     deadline reaches (a library parsing a crafted file; EXIF blocks have their own bound, see
