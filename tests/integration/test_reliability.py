@@ -1206,6 +1206,29 @@ class GracefulStopTest(ReliabilityCase):
         self.assertEqual(self.redis.lrange(self.key("jobs")), [payload])  # given back whole
         self.assertEqual(self.redis.keys(self.key("active:*")), [])
 
+    def test_postback_wait_ends_a_second_before_the_stop_grace(self):
+        """PIXQ_STOP_GRACE_MS 3 s: a postback on its way at the deadline is waited for 2 s at
+        most (the grace less 1 s, README), then the job is given back; the supervisor's kill
+        comes at the grace's end. Waiting the whole grace (no margin: a lease.c mutant) passed
+        the test above, where the supervisor's kill at the grace's end raced it."""
+        w = self.start_worker(PIXQ_SHUTDOWN_TIMEOUT_MS="1000", PIXQ_STOP_GRACE_MS="3000")
+        self.worker_id(w)
+        self.postbacks.delay = 8.0
+        payload = self.push_jobs([self.tiny_job("stop-grace-3")])[0]
+        self.wait_for_postback(20, job_id="stop-grace-3")
+        t_term = time.monotonic()
+        w.proc.send_signal(signal.SIGTERM)
+        status, _ = self.wait_exit(w, 20)
+        waited = time.monotonic() - t_term
+        self.assertEqual(status, 0)
+        self.assertEqual([ev["wait_ms_max"] for ev in w.log_events("shutdown_deadline_postback")],
+                         ["2000"])
+        self.assertTrue(w.log_events("shutdown_deadline"))
+        self.assertGreaterEqual(waited, 2.9)
+        self.assertLess(waited, scaled(5.0))
+        self.assertEqual(self.redis.lrange(self.key("jobs")), [payload])  # given back whole
+        self.assertEqual(self.redis.keys(self.key("active:*")), [])
+
     def test_sighup_is_a_graceful_stop(self):
         """A closed terminal or a "reload" habit: the job finishes as on SIGTERM."""
         self.check_graceful(signal.SIGHUP, "stop-hup")
