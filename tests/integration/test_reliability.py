@@ -127,6 +127,11 @@ class ReliabilityCase(PixqTestCase):
         self.addCleanup(self._stop_programs)  # first: workers end while the proxy still relays
         return proxy, self.start_worker(PIXQ_REDIS_URL=proxy.redis_url(), **env)
 
+    def now_ms(self):
+        """Redis's clock, ms (the one the scripts use)."""
+        sec, usec = self.redis.execute("TIME")
+        return int(sec) * 1000 + int(usec) // 1000
+
     def live_workers(self):
         return self.redis.zrange(self.key("workers"))
 
@@ -2196,6 +2201,10 @@ class OrphanTest(ReliabilityCase):
                             (LEASE_MS + REAP_MS) / 1000.0 + 5, "B to reap A")
             note = self.redis.execute("ZSCORE", self.key("reaped"), wid_a)
             self.assertIsNotNone(note)
+            # due PIXQ_RESERVE_TIMEOUT_MS + PIXQ_REDIS_TIMEOUT_MS + 1 s after the reap (README),
+            # which was less than a second ago
+            ahead = float(note) - self.now_ms()
+            self.assertTrue(2000 < ahead <= 3000, ahead)
             # what A's late LMOVE does in Redis
             payload = json.dumps(self.tiny_job("orphan"))
             self.redis.lpush(self.key("active:" + wid_a), payload)
@@ -2288,10 +2297,6 @@ class LeaseOverdueTest(ReliabilityCase):
         self.wait_for_postback(timeout=10, job_id="during")
         self.assert_success("during")
         w.check_alive()
-
-    def now_ms(self):
-        sec, usec = self.redis.execute("TIME")
-        return int(sec) * 1000 + int(usec) // 1000
 
     def test_a_worker_whose_beats_fail_does_not_reap_itself(self):
         """Only the worker's heartbeats fail (its reaps get through) while it runs a job, until
