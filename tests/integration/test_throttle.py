@@ -3128,11 +3128,18 @@ class RetryBaseTest(ThrottleCase):
         gap = self.retry_gap("base-1", 503, "SlowDown", PIXQ_S3_THROTTLE_RETRY_BASE_MS=1,
                              PIXQ_S3_RETRY_BASE_MS=60000)
         self.assertLess(gap, scaled(1.0))
+        self.assertEqual(self.limiter("flaky-bucket").get("throttle_signals"), "1")
 
     def test_other_retryable_answer(self):
+        """A 500 is retried from PIXQ_S3_RETRY_BASE_MS and does not slow the bucket down for
+        the fleet (README: a throttling answer, 503 or 429, does); slow_down() after every
+        retryable answer (an upload.c mutant) passed every test."""
         gap = self.retry_gap("base-2", 500, "InternalError", PIXQ_S3_THROTTLE_RETRY_BASE_MS=60000,
                              PIXQ_S3_RETRY_BASE_MS=1)
         self.assertLess(gap, scaled(1.0))
+        state = self.limiter("flaky-bucket")
+        self.assertNotIn("throttle_signals", state, state)
+        self.assertNotIn("decreases", state, state)
 
 
 class WaitForS3Test(ThrottleCase):
