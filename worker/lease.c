@@ -241,7 +241,8 @@ static void check_parked(struct lease *l, struct lease_queue *q)
 }
 
 /* Adds the bytes the worker counted since the last time to each queue's stats (uploaded_bytes).
- * What Redis did not take is kept for the next time. Returns 0, or -1 on a Redis error. */
+ * What Redis did not take is kept for the next time, unless the stats hold another type. Returns
+ * 0, or -1 on a Redis error. */
 static int flush_counts(struct lease *l)
 {
     int rc = 0;
@@ -253,6 +254,12 @@ static int flush_counts(struct lease *l)
         }
         struct err e = {{0}};
         redisReply *r = rq_command(l->rq, &e, "HINCRBY %s uploaded_bytes %llu", q->stats_key, n);
+        if (r == NULL && strncmp(e.msg, "redis: WRONGTYPE", 16) == 0) {
+            /* the queue's counts hold another type (set by hand): left alone, as finish.lua
+             * leaves them, the bytes with them; kept, they were tried again at every heartbeat,
+             * each a redis_error line, the heartbeats at the error's back-off */
+            continue;
+        }
         if (r == NULL) { /* no answer, or an error answer (its message in e) */
             atomic_fetch_add(&q->uploaded_bytes, n);
             char quoted[ERR_MSG_MAX + 16];

@@ -2153,6 +2153,28 @@ class CountRefusedTest(ReliabilityCase):
         self.assert_success("counted-later")
 
 
+    def test_uploaded_bytes_left_alone_in_stats_of_another_type(self):
+        """README: the queue's counts holding another type (pixq:{Q}:stats a string) are left
+        alone, the job settling without its counts. The bytes it uploaded are too: dropped,
+        not kept and tried again at every heartbeat, each a redis_error line, the heartbeats
+        coming at the error's back-off (1 s) for as long as the key stayed."""
+        w = self.start_worker()
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        self.redis.set(self.key("stats"), "theirs")
+        self.push_jobs([self.tiny_job("stats-theirs")])
+        self.wait_until(lambda: self.results("stats-theirs"), 20, "the result")
+        self.wait_for_postback(timeout=10, job_id="stats-theirs")
+        time.sleep(3 * HEARTBEAT_MS / 1000.0)
+        self.assertEqual([e for e in w.log_events("redis_error") if e.get("step") == "stats"],
+                         [])
+        self.assertEqual(self.redis.get(self.key("stats")), "theirs")
+        self.redis.delete(self.key("stats"))
+        time.sleep(2 * HEARTBEAT_MS / 1000.0)
+        self.assertIsNone(self.stats().get("uploaded_bytes"), self.stats())
+        w.check_alive()
+
+
 class FrozenWaitTest(ReliabilityCase):
     """A worker frozen while it waits for a job (BLMOVE) is reaped only after its wait is over in
     Redis: a worker's wait ends while its lease surely holds. Else the wait, still open after the
