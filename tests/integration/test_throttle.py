@@ -683,6 +683,25 @@ class FarSlotTest(ThrottleCase):
         # interval past that (the slot itself, had it gone without one)
         self.assertGreaterEqual(int(self.limiter("bkt-a")["tat"]), round(slot * 1e6) + 1000000)
 
+    def test_not_waited_for_in_the_process_however_long_the_local_wait(self):
+        """PIXQ_S3_LOCAL_WAIT_MS (5 s) longer than the horizon: the slot 3 s away, which the
+        horizon leaves unreserved, is still not waited for in the process (the worker would
+        send then without a token, and the bucket's next upload take the same slot): the
+        output parks and takes its token when it comes."""
+        self.limit("bkt-a", 1, 0)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=5000, PIXQ_S3_HORIZON_MS=1000)
+        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
+        sec, usec = self.redis.execute("TIME")
+        slot = int(sec) + int(usec) / 1e6 + 3.0
+        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (slot * 1e6))
+        self.push_jobs([self.job("far-2", "bkt-a")])
+        self.assert_complete(self.postbacks_for(["far-2"])["far-2"], "far-2", "bkt-a", 1)
+        put = self.puts("bkt-a")
+        self.assertEqual(len(put), 1)
+        self.assertGreaterEqual(put[0].time, slot - 0.05)
+        self.assertEqual(len(worker.log_events("upload_parked")), 1)
+        self.assertGreaterEqual(int(self.limiter("bkt-a")["tat"]), round(slot * 1e6) + 1000000)
+
 
 class BusyAtTheSlotCase(ThrottleCase):
     """One worker, every throttled output parked (PIXQ_S3_LOCAL_WAIT_MS=0), bucket A at 2 PUT/s,
