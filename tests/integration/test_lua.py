@@ -1281,6 +1281,12 @@ class FinishTest(LuaTestCase):
         self.r.rpush(JOBS, WAKE)  # the wake-up token is pixq's own too
         self.r.lpush(active("w1"), "job-z")
         self.assertEqual(self.finish_gated("job-z", 4999), [1, WAKE, 1])
+        # past the limit with the queue empty: settled, nothing next (not an error after the
+        # settlement's writes)
+        self.r.delete(JOBS)
+        self.r.lpush(active("w1"), "job-v")
+        self.assertEqual(self.finish_gated("job-v", 4999), [1, None, 1])
+        self.assertNotIn("job-v", self.r.lrange(active("w1")))
         # no parked outputs at all: within the limit, and the next one goes to the left end of
         # the list, as BLMOVE's (another entry there: a late one)
         self.r.delete(JOBS, active("w1"), PARKED)
