@@ -507,6 +507,7 @@ class ReapTest(LuaTestCase):
             ('{"functions":[{"job_id":5,"s":"\\"job_id\\": 6"}],"params":{"job_id":7},'
              '"job_id" : -%s }' % big, "-" + big),
             ('{"job_id":1,"x":{"y":[1,{"job_id":2}]},"job_id":3}', "3"),
+            ('{"job_id":%s,"params":{"job_id":7}}' % big, big),  # a nested one after it
             ('{"job_id":"s-1","src":"x"}', "s-1"),
         ]
         for job, want in cases:
