@@ -2133,6 +2133,7 @@ class TakeTest(LuaTestCase):
         self.assertEqual(self.take(), [None, 1])  # a fresh job waits
         self.assertEqual(self.r.lrange(JOBS), ["job-a"])
         self.assertEqual(self.take(limit=2000), ["job-a", 0])
+        self.assertEqual(self.take(), [None, 1])  # the queue empty: nothing, no error
 
     def test_past_the_limit_a_task_behind_a_given_back_job(self):
         # pushed in front of tasks by a client (RPUSH) or a worker of an older build: the tasks
