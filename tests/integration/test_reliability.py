@@ -2246,10 +2246,11 @@ class OrphanTest(ReliabilityCase):
                         10, "B's next heartbeat")
         returned = b.log_events("orphans_returned")
         self.assertEqual([(e["worker"], e["jobs_returned"]) for e in returned], [(wid_a, "1")])
-        # both reaped idle, and said so
-        self.assertEqual(sorted((e["worker"], e["jobs_returned"])
+        # both reaped idle, and said so, by B
+        self.assertEqual(sorted((e["worker"], e["jobs_returned"], e["by"])
                                 for e in b.log_events("worker_reaped")),
-                         sorted([(wid_a, "0"), ("empty-ghost", "0")]))
+                         sorted([(wid_a, "0", wid_b), ("empty-ghost", "0", wid_b)]))
+        self.assertEqual([e["by"] for e in returned], [wid_b])
         self.assertEqual(self.stats().get("orphaned"), 1, self.stats())  # it never ran: no crash
         self.assertIsNone(self.stats().get("recovered"), self.stats())
         self.assert_queue_drained()
