@@ -221,6 +221,12 @@ static void test_postback_body_by_version(void)
                "{\"results\":{\"original_meta\":{},\"images\":[{\"failed_image_identifiers\":"
                "[\"z\"]}],\"job_id\":\"k\"}}",
                false);
+    /* ... which failed as well: the form says "error": "true" */
+    check_body(r, 1.0, false,
+               "results=%7B%22original_meta%22%3A%7B%7D%2C%22images%22%3A%5B%7B%22failed_image_"
+               "identifiers%22%3A%5B%22z%22%5D%7D%5D%2C%22job_id%22%3A%22k%22%2C%22error%22%3A"
+               "%22true%22%7D",
+               true);
     result_destroy(r);
     /* postback_error_only's question */
     r = mixed();
