@@ -796,6 +796,10 @@ class SubmitTest(CliCase):
                             "http:// and https:// URLs are allowed", "nothing was enqueued")
         canvas = self.job_text("src-canvas", src={"name": "canvas", "width": 8, "height": 8})
         self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(canvas)), "src-canvas\n")
+        ref = self.job_text("src-ref", src="&p", pre_process=[{"job": {
+            "src": self.src.url("/a.png"), "functions": [{"name": "no_op", "save": {
+                "image_identifier": "p"}}]}}])
+        self.assertEqual(self.pixq_ok("submit", "-", input=json.dumps(ref)), "src-ref\n")
 
     def test_src_object_no_worker_can_load_is_refused(self):
         """An object src the worker cannot load (not s3 or canvas, an s3 one without a bucket or
