@@ -1976,6 +1976,12 @@ class StatsViewsTest(CliCase):
         self.assertEqual([line.split() for line in text.splitlines()[1:]],
                          [[r"\x1b[2J\x1b]0;pwned\x07red", "1", "0", "0", "0"],
                           [long_name[:199], "2", "0", "0", "0"]])
+        # one such key is warned of too
+        self.redis.delete("pixq:{%s}:dead" % long_name)
+        r = self.run_pixq("queues")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "pixq: warning: queues: 1 key(s) of queues whose names are "
+                         "longer than 199 bytes (more than a queue name may have) not listed\n")
 
 
     def test_text_shows_names_from_redis_escaped(self):
