@@ -1436,15 +1436,17 @@ class StatsTest(CliCase):
         self.assertEqual(self.run_pixq("queues").stderr, "")  # info: nothing
 
     def test_oldest_job_behind_many_own_entries(self):
-        """Upload tasks promoted by the hundred to the consuming end (a throttled bucket) and
-        wake-up tokens are no jobs: the oldest job is the first job behind them, not "none
-        waiting" (which would also drop the Prometheus gauge an alert watches)."""
+        """Upload tasks promoted by the hundred to the consuming end (a throttled bucket),
+        wake-up tokens and a poison pill (reap.lua's, of a job that ran) are no jobs waiting: the
+        oldest job is the first job behind them, not "none waiting" (which would also drop the
+        Prometheus gauge an alert watches) nor the pill, an entry without a stamp."""
         self.redis.lpush(self.key("jobs"), json.dumps({"job_id": "behind-1", "src": "x",
                                                         "pixq_enqueued_at": 1700000000000}))
         tasks = ['pixq-task:{"pixq_upload":{"job_id":"t%d"}}' % i for i in range(300)]
         for at in range(0, len(tasks), 100):
             self.redis.rpush(self.key("jobs"), *tasks[at:at + 100])
-        self.redis.rpush(self.key("jobs"), '{"pixq_wake":true}')
+        self.redis.rpush(self.key("jobs"), '{"pixq_wake":true}', "pixq-task:" + json.dumps(
+            {"pixq_poison": json.dumps({"job_id": "pill-1", "src": "x"}), "error": "E"}))
         old = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]["oldest_job"]
         self.assertEqual((old["job_id"], old["enqueued_at_ms"]), ("behind-1", 1700000000000))
         text_age = re.search(r"oldest job +(\d+\.\d) s \(behind-1\)\n", self.pixq_ok("stats"))
