@@ -439,12 +439,13 @@ static const char *state_of(json_object *o)
         json_object *h = item_of(held, i);
         const char *kind = cli_str(h, "kind", "");
         if (cli_get(h, "batch") == NULL) { /* a batch held is being split: still waiting */
-            return strcmp(kind, "upload") == 0     ? "uploading"
-                   : strcmp(kind, "postback") == 0 ? "posting back"
-                                                   : "running";
+            return strcmp(kind, "upload") == 0                                    ? "uploading"
+                   : strcmp(kind, "postback") == 0 || strcmp(kind, "poison") == 0 ? "posting back"
+                                                                                  : "running";
         }
     }
-    if (length_of(held) > 0 || first_of(o, "waiting", "job") != NULL) {
+    if (length_of(held) > 0 || first_of(o, "waiting", "job") != NULL ||
+        first_of(o, "waiting", "poison") != NULL) {
         return "waiting";
     }
     if (first_of(o, "delayed", "job") != NULL) {
@@ -558,12 +559,16 @@ static const char *batch_note(json_object *o, char *out, size_t size)
     return out;
 }
 
+/* What a poison pill of the job is (reap.lua made it after PIXQ_MAX_RECOVERIES crashes). */
+#define POISON_TEXT "its poison pill (not run again: its failure is posted back, then dead)"
+
 static void print_held(json_object *h)
 {
     char line[600], place[100];
     const char *kind = cli_str(h, "kind", "");
     const char *what = strcmp(kind, "upload") == 0     ? "an output's upload"
                        : strcmp(kind, "postback") == 0 ? "its postback retry"
+                       : strcmp(kind, "poison") == 0   ? POISON_TEXT
                        : cli_get(h, "batch") != NULL   ? "the batch that holds the job, to split"
                                                        : "the job";
     if (cli_get(h, "lease_ms_left") == NULL) {
@@ -620,6 +625,7 @@ static void print_queue(const char *id, json_object *q)
         snprintf(line, sizeof line, "%s%s, number %lld from the front of %lld entries",
                  strcmp(kind, "job") == 0        ? "the job"
                  : strcmp(kind, "postback") == 0 ? "a postback retry"
+                 : strcmp(kind, "poison") == 0   ? POISON_TEXT
                                                  : "an output's upload",
                  batch_note(w, place, sizeof place), cli_int(w, "position"),
                  cli_int(searched, "jobs_total"));

@@ -113,6 +113,15 @@ const char *stats_entry_id(json_object *doc, bool task, const char **kind)
     for (size_t i = 0; task && i < sizeof tasks / sizeof *tasks; i++) {
         if (json_object_object_get_ex(doc, tasks[i], &inner)) {
             *kind = tasks[i] + 5;
+            if (json_object_is_type(inner, json_type_string)) {
+                /* a poison pill holds the entry it was made of as text (a job, or a pill or a
+                 * task of its own): its id, from that entry parsed, kept in `doc` */
+                bool held_task;
+                const char *held_kind;
+                json_object *held = stats_parse_entry(json_object_get_string(inner), &held_task);
+                json_object_object_add(doc, STATS_PILL_ENTRY, held);
+                return held != NULL ? stats_entry_id(held, held_task, &held_kind) : NULL;
+            }
             json_object_object_get_ex(inner, "job_id", &id);
             return id != NULL ? json_object_get_string(id) : NULL;
         }

@@ -23,7 +23,10 @@
 json_object *stats_parse_entry(const char *payload, bool *task);
 
 /* The job id an entry parsed by stats_parse_entry() is about (NULL if none), and in `kind` what
- * it is: "job", "upload", "postback", "poison" or "wake". Borrowed from `doc`. */
+ * it is: "job", "upload", "postback", "poison" or "wake". Borrowed from `doc`: a poison pill's
+ * id is that of the entry it holds (as text), which is parsed and added to `doc` as
+ * STATS_PILL_ENTRY. */
+#define STATS_PILL_ENTRY "pixq_pill_entry"
 const char *stats_entry_id(json_object *doc, bool task, const char **kind);
 
 /* `pixq stats [--json|--prometheus] [--watch [SECONDS] [--count N]]`. argv[0] is "stats".

@@ -3427,6 +3427,37 @@ class JobTest(CliCase):
         """One of pixq's own entries, of `kind` ("upload", "postback"), about job_id."""
         return "pixq-task:" + json.dumps({"pixq_" + kind: {"job_id": job_id}})
 
+    def test_poison_pill_held_or_waiting(self):
+        """A job that killed its workers PIXQ_MAX_RECOVERIES times is a poison pill (reap.lua's
+        pixq-task:{"pixq_poison": <the entry, as text>, "error": ...}): in jobs, it is the job
+        waiting; on a worker's list, the job whose failure it posts back; a pill of an upload
+        task is about that task's job. Before, its id was looked for in the pill's text as in an
+        object: `pixq job` found no trace of the job, and stats listed "(no id yet)"."""
+        def pill(entry):
+            return "pixq-task:" + json.dumps({"pixq_poison": entry, "error": "E"})
+        now = int(time.time() * 1000)
+        r = self.redis
+        r.lpush(self.key("jobs"), pill(json.dumps(self.job("pp-wait", "/ok.png"))))
+        r.execute("ZADD", self.key("workers"), str(now + 60000), "w-pill")
+        r.rpush(self.key("active:w-pill"), pill(json.dumps(self.job("pp-held", "/ok.png"))),
+                pill(self.task("upload", "pp-up")))
+        q = self.job_json("pp-wait")
+        self.assertEqual((q["state"], q["waiting"]), ("waiting", [{"kind": "poison",
+                                                                   "position": 1}]), q)
+        self.assertIn("\n  waiting      its poison pill (not run again: its failure is posted "
+                      "back, then dead), number 1 from the front of 1 entries\n",
+                      self.job_text("pp-wait"))
+        for job_id in ("pp-held", "pp-up"):
+            q = self.job_json(job_id)
+            self.assertEqual((q["state"], [(h["worker"], h["kind"]) for h in q["held_by"]]),
+                             ("posting back", [("w-pill", "poison")]), q)
+        self.assertRegex(self.job_text("pp-held"), r"\n  worker +w-pill \(lease [56]\d\.\d s\): "
+                                                   r"its poison pill \(not run again")
+        s = json.loads(self.pixq_ok("stats", "--json"))
+        self.assertEqual([(j["job_id"], j["kind"]) for j in s["queues"][0]["workers"][0]["jobs"]],
+                         [("pp-held", "poison"), ("pp-up", "poison")])
+        self.assertIn('jobs ["pp-held","pp-up"]\n', self.pixq_ok("stats"))
+
     def test_states_from_what_redis_holds(self):
         """Every state from what pixq finds, set up in Redis as workers leave it (none runs):
         an output's upload or a postback retry on a worker's list ("uploading", "posting back")
