@@ -360,21 +360,22 @@ class SubmitTest(CliCase):
         """Of a batch sent in two 8 MB commands, Redis takes the first and refuses the second
         (out of memory: maxmemory is reached by the first): the ids of the jobs enqueued are
         printed, and the claims of the others given back. With --delay the first job goes
-        through delay.lua, the others in ZADDs: 1 + 10 are taken."""
+        through delay.lua, the others in ZADDs: 1 + 10 are taken; with less room, only the
+        first (its id printed, as any jobs enqueued)."""
         job = self.job_text(pad="p" * 900000)
         path = self.tmp / "big.jsonl"
         ids = ["part-%02d" % i for i in range(20)]  # 10 jobs, 9 MB, in a command
         path.write_text("".join(json.dumps(dict(job, job_id=i)) + "\n" for i in ids))
         self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory", "0")
-        for delay, taken in ((None, 10), ("60000", 11)):
-            with self.subTest(delay=delay):
+        for delay, taken, room_mb in ((None, 10, 13), ("60000", 11, 13), ("60000", 1, 3)):
+            with self.subTest(delay=delay, taken=taken):
                 self.redis.execute("CONFIG", "SET", "maxmemory", "0")
                 self.redis.delete(self.key("jobs"), self.key("delayed"),
                                   *(self.key("job:" + i) for i in ids))
                 memory = self.redis.execute("INFO", "memory")
                 used = int(re.search(r"used_memory:(\d+)", memory).group(1))
                 # the first command, 9 MB read, fits; the second, 8 MB more on top, not
-                self.redis.execute("CONFIG", "SET", "maxmemory", str(used + 13 * 2**20))
+                self.redis.execute("CONFIG", "SET", "maxmemory", str(used + room_mb * 2**20))
                 args = ("--delay", delay) if delay else ()
                 r = self.run_pixq("submit", str(path), *args,
                                   env={"PIXQ_MAX_JOB_BYTES": "1000000"})
@@ -426,6 +427,16 @@ class SubmitTest(CliCase):
             self.assertEqual(j["src"], self.src.url("/a.png"))
         # one submission, one stamp
         self.assertEqual(len({j["pixq_enqueued_at"] for j in q[-4:]}), 1)
+
+    def test_json_names_the_queue(self):
+        """--json names the queue the jobs went to: the first of PIXQ_QUEUE, not "default"."""
+        r = self.run_pixq("submit", "--json", "-", input=json.dumps(self.job_text("q-1")),
+                          env={"PIXQ_QUEUE": "first, default"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertEqual(out, {"queue": "first", "job_ids": ["q-1"]})
+        self.assertEqual(self.redis.llen("pixq:{first}:jobs"), 1)
+        self.assertEqual(self.queued(), [])
 
     def test_files_after_the_end_of_options(self):
         """`--` ends the options: after it every word is a FILE, even one that begins with -
