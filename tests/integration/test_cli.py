@@ -1874,6 +1874,9 @@ class StatsViewsTest(CliCase):
         out = self.stats("--json", "--count", "2", "--watch").splitlines()
         first, second = map(json.loads, out)
         self.assertGreaterEqual(second["time_ms"] - first["time_ms"], 2000)
+        # ... and before another option, which is not taken for its SECONDS
+        out = self.stats("--count", "1", "--watch", "--json").splitlines()
+        self.assertEqual(json.loads(out[0])["queues"][0]["queue"], "urgent")
         text = self.stats("--watch", "0.1", "--count", "3")  # not a terminal: no clearing
         self.assertEqual(text.count("queue urgent\n"), 3)
         self.assertNotIn("\x1b", text)
