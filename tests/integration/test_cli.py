@@ -429,7 +429,8 @@ class SubmitTest(CliCase):
         self.assertEqual(len({j["pixq_enqueued_at"] for j in q[-4:]}), 1)
 
     def test_json_names_the_queue(self):
-        """--json names the queue the jobs went to: the first of PIXQ_QUEUE, not "default"."""
+        """--json names the queue the jobs went to: the first of PIXQ_QUEUE, not "default"; so
+        does the refusal of an id used there."""
         r = self.run_pixq("submit", "--json", "-", input=json.dumps(self.job_text("q-1")),
                           env={"PIXQ_QUEUE": "first, default"})
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -437,6 +438,10 @@ class SubmitTest(CliCase):
         self.assertEqual(out, {"queue": "first", "job_ids": ["q-1"]})
         self.assertEqual(self.redis.llen("pixq:{first}:jobs"), 1)
         self.assertEqual(self.queued(), [])
+        # its id is claimed in that queue, which the refusal names
+        r = self.run_pixq("submit", "-", input=json.dumps(self.job_text("q-1")),
+                          env={"PIXQ_QUEUE": "first, default"})
+        self.assert_refused(r, "job_id 'q-1' was used already in first", "nothing was enqueued")
 
     def test_files_after_the_end_of_options(self):
         """`--` ends the options: after it every word is a FILE, even one that begins with -
