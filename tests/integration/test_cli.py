@@ -1249,6 +1249,26 @@ class RedisRestartTest(CliCase):
                          r"still finish$")
         self.src.release()
 
+    def test_wait_given_up_counts_the_jobs_without_a_result(self):
+        """Redis gone past PIXQ_REDIS_OUTAGE_MS while --wait waits for a batch: the message
+        counts the jobs still without a result (one of two here), not the whole batch."""
+        path = self.tmp / "two.json"
+        path.write_text(json.dumps([self.job(i, "/a.png") for i in ("gone-1", "gone-2")]))
+        proc = self.start_cli("submit", str(path), "--wait", "--no-progress",
+                              PIXQ_REDIS_OUTAGE_MS="500")
+        self.assertEqual([proc.stdout.readline(), proc.stdout.readline()],
+                         ["gone-1\n", "gone-2\n"])
+        result = {"results": {"job_id": "gone-1", "images": []}}
+        self.redis.rpush(self.key("result:gone-1"), json.dumps(result))
+        self.assertEqual(json.loads(proc.stdout.readline()), result)
+        self.redis.close()
+        self.redis_server.shutdown()
+        _, err = proc.communicate(timeout=scaled(20))
+        self.assertEqual(proc.returncode, 1, err)
+        self.assertRegex(err.splitlines()[-1], r"^pixq: submit: waiting for results: redis "
+                         r"unavailable .*; 1 of 2 jobs have no result yet \(gone-2\): they may "
+                         r"still finish$")
+
     def test_job_wait_through_a_restart(self):
         """`pixq job --wait` rides out a restart too. Redis keeps its data (its AOF): without
         it the job was nowhere once Redis was back, and the wait ended with "no trace" whenever
