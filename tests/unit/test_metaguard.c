@@ -499,7 +499,8 @@ static size_t wide(const char *s, int width, bool big, unsigned char *out)
  * packet of 64 KiB of '<', each an element, took 3.5 s when the name went on to the end). */
 static void test_xmp_wide(void)
 {
-    unsigned char p[512];
+    char named[200];
+    unsigned char p[4 * (sizeof named + 1)]; /* the longest text in UTF-32, with its mark */
     const char *dtd[] = {"<!DOCTYPE x [<!ATTLIST e a CDATA 'v'>]><x/>", "<!ENTITY e 'v'><x/>",
                          "<x/><!ATTLIST e a CDATA 'v'>"};
     for (int width = 2; width <= 4; width += 2) {
@@ -509,7 +510,6 @@ static void test_xmp_wide(void)
                       METAGUARD_XMP_UNREADABLE);
             }
             CHECK_INT(metaguard_xmp_cost(p, wide("<a><b/></a><!-- c -->", width, big, p)), 2);
-            char named[200];
             snprintf(named, sizeof named, "<%0*d></%0*d>", METAGUARD_XMP_NAME_UNIT, 0,
                      METAGUARD_XMP_NAME_UNIT, 0);
             CHECK(metaguard_xmp_cost(p, wide(named, width, big, p)) >= 1 + (uint64_t)width);
