@@ -1694,6 +1694,18 @@ def in_own_network_namespace():
           % why, file=sys.stderr)
 
 
+def share_of(names, part):
+    """The classes `names` of a test file's part, or of one share of it: "rest" is every one,
+    "rest/2:1" the first of two shares (every other one, from the first), so that meson runs a
+    long part as tests of their own, side by side, and the suite's run is not held up by one."""
+    base, _, share = part.partition("/")
+    if not share:
+        return list(names)
+    count, _, index = share.partition(":")
+    assert 1 <= int(index) <= int(count), part
+    return list(names)[int(index) - 1::int(count)]
+
+
 def main(argv=None):
     """Parse --worker, --pixq, --data, --timeout-scale; hand the rest to unittest.main()."""
     parser = argparse.ArgumentParser(add_help=False)

@@ -3154,20 +3154,25 @@ class RetryTest(ReliabilityCase):
         self.assert_queue_drained()
 
 
-# meson's tests, one a part: `reliability` runs "core", `retry` "retry", and `reliability-rest`
-# every other class ("rest"), so that no class is left out of the suite.
+# meson's tests, one a part: `reliability` runs "core", `retry` "retry", and `reliability-rest-1`
+# and `-2` every other class, a share each ("rest/2:1", "rest/2:2"; "rest" is all of them), so
+# that no class is left out of the suite.
 PARTS = {"core": ("KillTest", "ChaosTest", "RedisRestartTest", "GracefulStopTest", "PoisonTest",
                   "DelayedTest", "LeaseLossTest", "FencingTest"),
          "retry": ("RetryTest",)}
 
 
 def part_classes(part):
-    """The test classes of one part of PARTS, or "rest": every ReliabilityCase in none."""
+    """The test classes of one part of PARTS, or "rest": every ReliabilityCase in none, or a
+    share of it ("rest/2:1", harness.share_of)."""
     every = [name for name, c in sorted(globals().items())
              if isinstance(c, type) and issubclass(c, ReliabilityCase) and c is not ReliabilityCase]
     named = [n for names in PARTS.values() for n in names]
     assert set(named) <= set(every), named
-    return list(PARTS[part]) if part in PARTS else [n for n in every if n not in named]
+    if part in PARTS:
+        return list(PARTS[part])
+    assert part.partition("/")[0] == "rest", part
+    return harness.share_of([n for n in every if n not in named], part)
 
 
 if __name__ == "__main__":

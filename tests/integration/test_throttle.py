@@ -3885,18 +3885,22 @@ class LimitCliTest(ThrottleCase):
 
 
 # The classes whose rates and slots are measured at the stub: meson's `throttle` runs them in the
-# plain build only (`--part timed`); `throttle-answers` runs every other class in both builds
-# (`--part rest`).
+# plain build only (`--part timed`); `throttle-answers-1` and `-2` run every other class in both
+# builds (`--part rest/2:1` and `rest/2:2`, a share each: one test of 350 s held up the run).
 TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest", "SlotAfterLongJobTest",
          "SlowDownNoRefillTest", "OutageRecoveryTest")
 
 
 def part_classes(part):
-    """The test classes of one part: "timed" or "rest" (every ThrottleCase not in TIMED)."""
+    """The test classes of one part: "timed", or "rest" (every ThrottleCase not in TIMED) or a
+    share of it ("rest/2:1", harness.share_of)."""
     every = [name for name, c in sorted(globals().items())
              if isinstance(c, type) and issubclass(c, ThrottleCase) and c is not ThrottleCase]
     assert set(TIMED) <= set(every), TIMED
-    return list(TIMED) if part == "timed" else [n for n in every if n not in TIMED]
+    if part == "timed":
+        return list(TIMED)
+    assert part.partition("/")[0] == "rest", part
+    return harness.share_of([n for n in every if n not in TIMED], part)
 
 
 if __name__ == "__main__":
