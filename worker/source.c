@@ -329,8 +329,11 @@ json_object *src_list(json_object *v)
     }
     json_object *out = json_object_new_array();
     for (const char *s = json_object_get_string(v); *s != '\0';) {
-        size_t n = strcspn(s, ","), skip = strspn(s, " \t");
-        size_t len = skip < n ? n - skip : 0;
+        size_t n = strcspn(s, ","), skip = 0;
+        while (skip < n && isspace((unsigned char)s[skip])) { /* as at the end: \n too */
+            skip++;
+        }
+        size_t len = n - skip;
         while (len > 0 && isspace((unsigned char)s[skip + len - 1])) {
             len--;
         }

@@ -419,6 +419,7 @@ static void test_list(void)
 {
     check_list("\"a, b ,,\\tc \\t,  \"", "[\"a\",\"b\",\"c\"]");
     check_list("\"a  ,b\"", "[\"a\",\"b\"]");
+    check_list("\"a,\\n b\\r\\n\"", "[\"a\",\"b\"]"); /* blanks of a line cut off both ends */
     check_list("\"one\"", "[\"one\"]");
     check_list("\" , ,\"", "[]");
     check_list("\"\"", "[]");
