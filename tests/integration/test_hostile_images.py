@@ -346,9 +346,9 @@ class HostileImageTestCase(PixqTestCase):
         self.assertEqual(json.loads(dead["job"])["src"], src)
         return errors[0]
 
-    def no_op_png(self, name, data):
-        """The PNG a no_op job makes of a TIFF source, and the job's original_meta."""
-        src = self.src.add("/%s.tif" % name, data)
+    def no_op_png(self, name, data, suffix=".tif"):
+        """The PNG a no_op job makes of a TIFF (or other) source, and the job's original_meta."""
+        src = self.src.add("/%s%s" % (name, suffix), data)
         self.push_job(self.job(name, src, [{"name": "no_op", "save": {
             "image_identifier": "thumb", "extension": ".png",
             "s3_destination": {"bucket": self.buckets[0], "key": "out/%s.png" % name}}}]))
@@ -399,6 +399,29 @@ class DecompressionBombTest(HostileImageTestCase):
         # 700,000 pixels: within PIXQ_MAX_PIXELS, but no side may exceed 65535
         self.refuse_bytes("png-wide", png(70000, 10, rows=1), "image is 70000x10, beyond "
                           "ImageMagick's largest side")
+        self.assert_still_serving()
+
+    def test_sides_at_imagemagick_limit(self):
+        # Debian's policy.xml: 16000 px a side (README, PIXQ_MAX_PIXELS); a side at the limit is
+        # read, one past it refused: a check of >= or of > limit + 1 passed the test above
+        out, meta = self.no_op_png("png-16000x1", png(16000, 1), ".png")
+        self.assertEqual(meta, {"width": 16000, "height": 1})
+        self.assert_image(out, "PNG", 16000, 1)
+        out, meta = self.no_op_png("png-1x16000", png(1, 16000), ".png")
+        self.assert_image(out, "PNG", 1, 16000)
+        for w, h in ((16001, 1), (1, 16001)):
+            self.refuse_bytes("png-%dx%d" % (w, h), png(w, h), "image is %dx%d, beyond "
+                              "ImageMagick's largest side (16000x16000)" % (w, h))
+        self.assert_still_serving()
+
+    def test_png_canvas_bomb(self):
+        # a 2x2 PNG whose vpAg chunk (ImageMagick's virtual page) declares a 30000x30000 canvas:
+        # the headers the guard reads say 2x2, ImageMagick's ping gives the canvas, checked too
+        data = png(2, 2)
+        at = data.index(b"IDAT") - 4
+        data = data[:at] + png_chunk(b"vpAg", struct.pack(">IIB", 30000, 30000, 0)) + data[at:]
+        self.refuse_bytes("png-canvas", data, "image is 30000x30000, more than the limit of "
+                          "50000000 pixels (PIXQ_MAX_PIXELS)")
         self.assert_still_serving()
 
     def test_gif_with_thousands_of_frames(self):
@@ -788,6 +811,23 @@ class TiffStackLimitTest(HostileImageTestCase):
                           "image is 40x40, more than the limit of 1000 pixels", ".tif")
 
 
+class PixelLimitTest(HostileImageTestCase):
+    """PIXQ_MAX_PIXELS=1000: a source of exactly the limit is read, whatever its shape, and one
+    pixel more is refused. Only sources far past the limit were tried: the check could be off by
+    a row or a column (w > max / h + 1 took 1001x1) and every test passed."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_MAX_PIXELS": "1000"}
+
+    def test_the_limit_and_one_more(self):
+        for w, h in ((1000, 1), (1, 1000), (25, 40)):
+            out, meta = self.no_op_png("png-%dx%d" % (w, h), png(w, h), ".png")
+            self.assertEqual(meta, {"width": w, "height": h})
+            self.assert_image(out, "PNG", w, h)
+        for w, h in ((1001, 1), (1, 1001), (26, 40), (25, 41)):
+            self.refuse_bytes("png-%dx%d" % (w, h), png(w, h), "image is %dx%d, more than the "
+                              "limit of 1000 pixels (PIXQ_MAX_PIXELS)" % (w, h))
+
+
 class OutputLimitTest(HostileImageTestCase):
     """PIXQ_MAX_JOB_OUTPUT_BYTES=200000: a job's outputs wait in memory for its whole tree (and
     in Redis when parked): a 6 KB job of 50 saves of a large canvas held 1.6 GB. The save that
@@ -844,6 +884,32 @@ class OutputSizeLimitTest(HostileImageTestCase):
         self.assertGreater(int(m.group(1)), 200 * 200 * 3)
         self.assertEqual(self.s3.get_object(self.buckets[0], "out/big.bmp")[0], 404)
         self.assert_still_serving()
+
+
+class OutputSizeBoundaryTest(HostileImageTestCase):
+    """PIXQ_MAX_OUTPUT_BYTES=1034, the size of an 18x16 BMP (138 bytes of headers, 16 rows of 56):
+    an output of exactly the limit is uploaded, one a row larger fails. The test above only
+    tried outputs far from the limit: a check of >= passed it."""
+
+    worker_env_extra = {"PIXQ_MAX_ATTEMPTS": "1", "PIXQ_MAX_OUTPUT_BYTES": "1034"}
+
+    def test_an_output_of_the_limit_is_uploaded(self):
+        name = "bmp-limit"
+        functions = [{"name": "crop", "params": {"x": 0, "y": 0, "width": 18, "height": h},
+                      "save": {"image_identifier": "h%d" % h, "extension": ".bmp",
+                               "s3_destination": {"bucket": self.buckets[0],
+                                                  "key": "out/h%d.bmp" % h}}}
+                     for h in (16, 17)]
+        job = self.job(name, {"name": "canvas", "width": 40, "height": 40}, functions)
+        self.push_job(job)
+        pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+        results = pb.json["results"]
+        self.assertEqual([i["image_identifier"] for i in results["images"]], ["h16"], results)
+        self.assertEqual(len(self.s3_object("out/h16.bmp")), 1034)
+        self.assertEqual(results["failed_image_identifiers"], ["h17"])
+        self.assertEqual(results["errors"], [
+            "Image processing failed. output 'h17' is 1090 bytes, more than the limit of 1034 "
+            "(PIXQ_MAX_OUTPUT_BYTES)"])
 
 
 class FrameLimitTest(HostileImageTestCase):
