@@ -962,6 +962,26 @@ class DestinationsTest(BlitlineTestCase):
         png = self.fetch(images["png"], "PNG", (400, 250))
         self.assertGreater(len(png), 100)
 
+    def test_max_filesize_takes_the_highest_quality_that_fits(self):
+        """README: max_filesize keeps "the highest quality that fits": the same save at the
+        quality above the one chosen does not fit. test_max_filesize only bounds the quality,
+        and a search that stopped at the first quality that fits passed it."""
+        def fn(ident, **save):
+            return {"name": "resize_to_fit", "params": {"width": 400},
+                    "save": dict(image_identifier=ident, extension=".jpg", **save)}
+        job = {"src": self.serve_photo(), "job_id": "max-2", "extended_metadata": True,
+               "postback_url": self.postbacks.url("/pb/max-2"),
+               "functions": [fn("fit", max_filesize=12000)]}
+        fit = self.submit(job).json["results"]["images"][0]
+        quality = fit["meta"]["quality"]
+        self.assertLessEqual(fit["meta"]["filesize"], 12000)
+        job = {"src": self.serve_photo(), "job_id": "max-3", "extended_metadata": True,
+               "postback_url": self.postbacks.url("/pb/max-3"),
+               "functions": [fn("same", quality=quality), fn("above", quality=quality + 1)]}
+        same, above = self.submit(job).json["results"]["images"]
+        self.assertEqual(same["meta"]["filesize"], fit["meta"]["filesize"])
+        self.assertGreater(above["meta"]["filesize"], 12000, (quality, above["meta"]))
+
     def test_check_blank(self):
         """save.check_blank (BLITLINE.md 5) puts "is_blank": true in the entry of an output that
         is all one colour (or wholly transparent); an output with anything on it, or a save
