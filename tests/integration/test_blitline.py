@@ -1111,6 +1111,35 @@ class SourcesTest(BlitlineTestCase):
         self.assertEqual(headers.get("x-amz-meta-kind"), "original")
         self.assertEqual(self.src.requests("/quadrants.png"), 1)
 
+    def test_every_exif_orientation_upright(self):
+        """A JPEG is turned upright by its EXIF orientation, each of the eight: only 6 and 8 were
+        ever sent, and a worker that left 2 (mirrored) as stored passed every test. The source
+        is 40x20, dark in its stored top-left quadrant; the PNG says where that quadrant went."""
+        plain = subprocess.run(["convert", "-size", "40x20", "xc:white", "-fill", "black",
+                                "-draw", "rectangle 0,0 19,9", "jpg:-"], stdout=subprocess.PIPE,
+                               check=True, timeout=60).stdout
+        # where the dark quadrant is once upright: (left, top) of four; 5 to 8 are 20x40
+        expected = {1: (0, 0), 2: (1, 0), 3: (1, 1), 4: (0, 1),
+                    5: (0, 0), 6: (1, 0), 7: (1, 1), 8: (0, 1)}
+        fns = [{"name": "no_op", "save": {"image_identifier": "up", "extension": ".png"}}]
+        for orientation, (right, bottom) in expected.items():
+            with self.subTest(orientation=orientation):
+                ifd = struct.pack(">HHHIHH", 1, 0x0112, 3, 1, orientation, 0) + bytes(4)
+                exif = b"Exif\0\0" + b"MM\0*" + struct.pack(">I", 8) + ifd
+                app1 = b"\xff\xe1" + struct.pack(">H", 2 + len(exif)) + exif
+                src = self.src.add("/orient%d.jpg" % orientation, plain[:2] + app1 + plain[2:])
+                job_id = "orient-%d" % orientation
+                job = {"src": src, "job_id": job_id, "functions": fns,
+                       "postback_url": self.postbacks.url("/pb/" + job_id)}
+                image = self.submit(job).json["results"]["images"][0]
+                w, h = (40, 20) if orientation <= 4 else (20, 40)
+                out = self.fetch(image, "PNG", (w, h))
+                quadrants = [(x * w // 2 + w // 4, y * h // 2 + h // 4)
+                             for y in (0, 1) for x in (0, 1)]
+                dark = [p[0] < 128 for p in pixels(out, quadrants)]
+                self.assertEqual(dark, [(x, y) == (right, bottom) for y in (0, 1)
+                                        for x in (0, 1)])
+
     def test_reference_is_the_image_not_its_encoding(self):
         """"&identifier" is the image the pre_process job saved, not its encoded file: a save
         without extension is a JPEG, yet the reference keeps its transparency."""
