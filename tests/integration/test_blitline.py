@@ -982,6 +982,29 @@ class DestinationsTest(BlitlineTestCase):
         self.assertEqual(same["meta"]["filesize"], fit["meta"]["filesize"])
         self.assertGreater(above["meta"]["filesize"], 12000, (quality, above["meta"]))
 
+    def test_max_filesize_leaves_a_lossless_webp_as_it_is(self):
+        """README: max_filesize lowers the quality of a JPEG or a lossy WebP; a lossless WebP
+        (encoding_options lossless, "true" or true) is written as it is, the same bytes as
+        without max_filesize; lossless "false" is lossy. test_max_filesize tried only a WebP
+        without encoding_options: a search that took a lossless one for lossy passed it, and
+        so did one that took any lossless option, "false" too, for lossless."""
+        def fn(ident, lossless, **save):
+            return {"name": "resize_to_fit", "params": {"width": 64}, "save": dict(
+                image_identifier=ident, extension=".webp",
+                encoding_options={"lossless": lossless}, **save)}
+        job = {"src": self.serve_photo(), "job_id": "max-4", "extended_metadata": True,
+               "postback_url": self.postbacks.url("/pb/max-4"),
+               "functions": [fn("plain", "true"), fn("capped", "true", max_filesize=100),
+                             fn("boolean", True, max_filesize=100),
+                             fn("lossy", "false", max_filesize=100)]}
+        images = self.submit(job).json["results"]["images"]
+        data = [self.fetch(i, "WEBP", (64, 40)) for i in images]
+        self.assertEqual([d[12:16] for d in data], [b"VP8L"] * 3 + [b"VP8 "])
+        self.assertGreater(len(data[0]), 100)
+        self.assertEqual(data[1:3], data[:1] * 2)
+        self.assertEqual([i["meta"]["quality"] for i in images[:3]], [75] * 3)
+        self.assertLess(images[3]["meta"]["quality"], 75)  # the smallest of those tried
+
     def test_check_blank(self):
         """save.check_blank (BLITLINE.md 5) puts "is_blank": true in the entry of an output that
         is all one colour (or wholly transparent); an output with anything on it, or a save
