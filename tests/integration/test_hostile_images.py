@@ -566,7 +566,9 @@ class CorruptTest(HostileImageTestCase):
 
     def test_truncated_png(self):
         data = png(300, 200, color_type=2)
-        self.refuse_bytes("png-truncated", data[:len(data) // 2], "cannot read the PNG image")
+        # ImageMagick leaves no exception behind: the reason is pixq's own
+        self.refuse_bytes("png-truncated", data[:len(data) // 2], "cannot read the PNG image "
+                          "(corrupt, or beyond ImageMagick's limits)")
         self.assert_still_serving()
 
     def test_png_with_bad_crc(self):
@@ -574,7 +576,8 @@ class CorruptTest(HostileImageTestCase):
         idat = data.index(b"IDAT")
         length = struct.unpack(">I", data[idat - 4:idat])[0]
         data[idat + 4 + length] ^= 0xFF  # the first byte of IDAT's CRC
-        self.refuse_bytes("png-crc", bytes(data), "cannot read the PNG image")
+        self.refuse_bytes("png-crc", bytes(data), "cannot read the PNG image (corrupt, or "
+                          "beyond ImageMagick's limits)")
         self.assert_still_serving()
 
     def too_many_scans(self):
