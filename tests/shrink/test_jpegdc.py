@@ -28,9 +28,10 @@ Checks, with libjpeg-turbo's own tools as the reference:
     codes and quantisers, a 12-bit difference, AC scans of 9..63 and 10..63 only, libjpeg's
     range limit;
   - the worker's path (pixq-apply, PIXQ_JPEG_DC=1 against PIXQ_JPEG_DC=0, the same job):
-    the DC reader is taken (the "jpeg_dc" debug event), the outputs are pixel-identical for
-    the 4:4:4 and 4:2:2 corpus files and an EXIF-rotated copy, their metadata (identify
-    -verbose, pixel statistics aside) identical, and a grey file is left to libjpeg.
+    the DC reader is taken (the "jpeg_dc" debug event; with 0 it is not), the outputs are
+    pixel-identical for the 4:4:4 and 4:2:2 corpus files and an EXIF-rotated copy, their
+    metadata (identify -verbose, pixel statistics aside) identical, and a grey file is left to
+    libjpeg.
 
     /usr/bin/python3 tests/shrink/test_jpegdc.py --dump BUILD/tests/tools/jpegdc-dump \\
         --apply BUILD/tests/tools/pixq-apply [--data tests/data] [-v]
@@ -667,6 +668,9 @@ def check_worker(args, c, tmp):
                 c.check("event=jpeg_dc " in log and "jpeg_dc_declined" not in log,
                         f"{src.name}: read by the DC reader",
                         " ".join(re.findall(r"event=decoded .*", log)))
+            else:  # PIXQ_JPEG_DC=0: libjpeg decodes every scan, the DC reader is not offered it
+                c.check("event=jpeg_dc" not in log, f"{src.name}: not read by the DC reader "
+                        "with PIXQ_JPEG_DC=0", " ".join(re.findall(r"event=jpeg_dc.*", log)))
         for a, b in zip(outs[True]["outputs"], outs[False]["outputs"]):
             ae = run(["compare", "-metric", "AE", a["file"], b["file"], "null:"])
             c.check(ae.stderr.strip() == b"0" and (a["width"], a["height"]) ==
