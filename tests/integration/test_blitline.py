@@ -1598,6 +1598,25 @@ class AddProfileTest(BlitlineTestCase):
             self.assert_failure(self.submit(job), job_id, "Image processing failed. Invalid "
                                 "parameter 'src' for function 'add_profile': " + error, ["p"])
 
+    def test_profile_of_exactly_the_limit(self):
+        """PIXQ_MAX_PROFILE_BYTES is the largest profile taken: the wide-gamut profile padded
+        to 4096 bytes (its size field saying so) is applied, one byte more is refused."""
+        good = image_file("wide-gamut.icc")
+        for n, size in enumerate((4096, 4097)):
+            icc = struct.pack(">I", size) + good[4:] + b"\0" * (size - len(good))
+            job_id = "icc-limit-%d" % n
+            job = {"src": self.src.add("/srgb-%d.png" % n, image_file("icc-srgb-48x32.png")),
+                   "job_id": job_id, "postback_url": self.postbacks.url("/pb/" + job_id),
+                   "functions": [{"name": "add_profile",
+                                  "params": {"src": self.src.add("/limit-%d.icc" % n, icc)},
+                                  "save": {"image_identifier": "p", "extension": "png"}}]}
+            if size == 4096:
+                self.assert_success(self.submit(job), job_id, ["p"], original=(48, 32))
+                continue
+            self.assert_failure(self.submit(job), job_id, "Image processing failed. Invalid "
+                                "parameter 'src' for function 'add_profile': the profile is "
+                                "4097 bytes, more than PIXQ_MAX_PROFILE_BYTES (4096)", ["p"])
+
     def test_missing_profile_fails_the_job(self):
         job = {"src": self.serve_photo(), "job_id": "icc-2",
                "postback_url": self.postbacks.url("/pb/icc-2"), "functions": [
