@@ -301,6 +301,22 @@ class RedisRestartTest(ReliabilityCase):
         self.assertTrue(200 <= again[0] <= 400, (waits, again))
         self.assertTrue(all(400 <= t <= 800 for t in again[1:]), again)
 
+    def test_back_off_doubles_at_each_failure(self):
+        """The wait doubles at each failure in a row, step by step up to PIXQ_REDIS_RETRY_MAX_MS
+        (100, 200, 400, 800, then 1600 ms here), each wait between half its step and the step:
+        the third wait is at most 400 ms (a wait that tripled reached 450 to 900 ms)."""
+        w = self.start_worker(PIXQ_REDIS_RETRY_MIN_MS=100, PIXQ_REDIS_RETRY_MAX_MS=1600)
+        self.worker_id(w)
+        self.redis.close()
+        self.redis_server.restart(down_seconds=4)
+        self.tiny_job_done("after-doubling")
+        waits = [int(e["retry_ms"]) for e in w.log_events("redis_error")
+                 if e.get("step") == "reserve"]
+        self.assertGreaterEqual(len(waits), 5, waits)  # 4 s down: 100+200+400+800 ms < 4 s
+        for step, wait in zip((100, 200, 400, 800, 1600), waits):
+            self.assertTrue(step // 2 <= wait <= step, (step, waits))
+        self.assertTrue(all(800 <= t <= 1600 for t in waits[5:]), waits)
+
     def tiny_job_done(self, job_id):
         """A tiny job pushed now runs to its result."""
         self.push_jobs([self.tiny_job(job_id)])
