@@ -1498,6 +1498,26 @@ class DelayedTest(ReliabilityCase):
         time.sleep(1.5)  # settled into its blocking wait
         return w
 
+    def test_backlog_past_the_promote_batch_is_promoted_without_waiting(self):
+        """More delayed jobs due than PIXQ_PROMOTE_BATCH (1 here) move on at once, a batch each
+        turn: promote.lua answers a next due time of 0, which is due now. Taken for "nothing
+        due", it held each further batch a whole PIXQ_RESERVE_TIMEOUT_MS (5 s here)."""
+        w = self.start_worker(PIXQ_PROMOTE_BATCH=1, PIXQ_RESERVE_TIMEOUT_MS=5000)
+        wid = self.worker_id(w)
+        self.wait_until(lambda: wid in self.live_workers(), 20, "the worker to register")
+        ids = ["backlog-%d" % i for i in range(3)]
+        for job_id in ids:  # due long ago: all three at the first look
+            self.redis.execute("ZADD", self.key("delayed"), "1",
+                               json.dumps(self.tiny_job(job_id)))
+        # an idle worker looks at its delayed jobs once its blocking wait is over (<= 5 s)
+        self.wait_until(lambda: any(self.results(i) for i in ids), 20, "the first result")
+        t0 = time.time()
+        self.wait_until(lambda: all(self.results(i) for i in ids), 20, "the three results")
+        self.assertLess(time.time() - t0, 3.0, "a batch waited for PIXQ_RESERVE_TIMEOUT_MS")
+        for job_id in ids:
+            self.assert_success(job_id)
+        self.assert_queue_drained()
+
     def test_delay_500_runs_on_time(self):
         w = self.idle_worker()
         self.src.add("/d1.png", tiny_png())
