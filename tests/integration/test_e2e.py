@@ -782,6 +782,37 @@ class PostbackRetryReadFailsTest(PostbackRetryCase):
         self.assert_queue_drained()
 
 
+class PostbackRetryReadFailsBackOffTest(PostbackRetryCase):
+    """The pause before a stranded task runs again doubles while tasks keep stranding (README:
+    "a pause of 100 ms doubling to 5 s", PIXQ_REDIS_RETRY_MIN_MS to _MAX_MS): 200, 400, then
+    800 ms here, each between half its step and the step. A pause that stayed at its first step
+    turned a Redis refusing one key into a loop of reads; one that went on from the last task's
+    made a later task wait longer than README says."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1", "PIXQ_SETTLE_ATTEMPTS": "4",
+                        "PIXQ_REDIS_RETRY_MIN_MS": "200", "PIXQ_REDIS_RETRY_MAX_MS": "3200"}
+
+    def test_pause_doubles_while_the_task_strands(self):
+        # the second task's pauses start again from the first step: a task that Redis answered
+        # (the first, given up) ends the strandings in a row
+        for job_id in ("pb-strands", "pb-strands-again"):
+            self.postbacks.answer_with(500)
+            self.push_retrying(job_id)
+            self.attempts(job_id, 1)
+            # LINDEX only on the worker's active list (to take the stranded task): not result:*
+            self.redis.execute("ACL", "SETUSER", "default", "-lindex",
+                               "(+lindex ~pixq:*:active:*)")
+            try:
+                self.wait_for_events("postback_given_up", job_id, 30)
+            finally:
+                self.redis.execute("ACL", "SETUSER", "default", "+lindex", "clearselectors")
+            waits = [int(e.get("retry_ms")) for e in self.worker.log_events("task_stranded")
+                     if e.get("job_id") == job_id]
+            self.assertEqual(len(waits), 3, waits)
+            for step, wait in zip((200, 400, 800), waits):
+                self.assertTrue(step // 2 <= wait <= step, (job_id, step, waits))
+
+
 class PostbackRetryReadFailsOnceEachTest(PostbackRetryCase):
     """PIXQ_SETTLE_ATTEMPTS counts a retry's failed reads of its result in a row for one task:
     two jobs whose reads fail once each, one after the other, are both posted again, neither
