@@ -1739,6 +1739,28 @@ class FencingTest(ReliabilityCase):
         time.sleep(1.5)
         self.assertEqual(self.s3.get_object(self.buckets[0], key)[2], other)
 
+    def test_retry_of_a_lost_job_is_not_scheduled(self):
+        """A's fetch is answered 503 (a transient failure, run again) while A is paused past its
+        lease and B runs the job: A, resumed, finds the job gone from its active list when it
+        schedules the retry (requeue.lua), says so (job_retry_failed error="lease lost") and
+        schedules nothing; it does not strand the job (task_stranded) to run it again, nor count
+        a retry."""
+        self.src.answer_with("/slow.png", 503)  # the first fetch, A's
+        a = self.taken_over_while_paused(
+            self.tiny_job("retry-fenced", path="/slow.png"),
+            lambda: self.wait_until(lambda: self.results("retry-fenced"), 5, "B's result"))
+        failed = self.wait_until(lambda: a.log_events("job_retry_failed"), 10, "A to find out")
+        self.assertEqual([(e["job_id"], e["error"]) for e in failed],
+                         [("retry-fenced", "lease lost")])
+        time.sleep(0.5)
+        self.assertEqual(a.log_events("task_stranded"), [])
+        self.assertEqual(a.log_events("job_retry"), [])
+        self.assertEqual(self.redis.execute("ZCARD", self.key("delayed")), 0)
+        self.assertIsNone(self.stats().get("retried"), self.stats())
+        self.assert_success("retry-fenced")  # B's: one result, one postback
+        self.assertEqual(self.src.requests("/slow.png"), 2)
+        a.check_alive()
+
     def test_failed_postback_of_a_lost_job_is_not_counted_retried(self):
         """A's postback is held at the receiver while A is paused past its lease; B takes the
         job over and posts it back; A, resumed, sees its POST fail (retry_postback) and its
