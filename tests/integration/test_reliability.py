@@ -2822,6 +2822,35 @@ class UnsettledTest(ReliabilityCase):
         self.assertEqual(self.redis.execute("LLEN", self.key("active:" + wid)), 0)
         self.assertEqual(self.stats().get("succeeded"), 1)
 
+    def test_stop_while_redis_is_a_replica_waits_for_the_settlement(self):
+        """README names READONLY among the refusals that pass (a failover under way: the server
+        is a replica until it is promoted): a worker stopped while its settlement meets one
+        waits for it as for OOM, and settles the job once before it exits. Redis is made a
+        replica of a port nothing listens on (it keeps its data), then promoted back."""
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="20")
+        wid = self.worker_id(w)
+        self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
+        self.push_jobs([self.tiny_job("replica-at-stop")])
+        self.wait_for_postback(20, job_id="replica-at-stop")
+        self.redis.execute("REPLICAOF", "127.0.0.1", "1")
+        try:
+            errors = self.wait_until(lambda: [e for e in w.log_events("redis_error")
+                                              if e.get("step") == "finish"],
+                                     20, "finish.lua to be refused")
+            self.assertTrue(errors[0].get("error", "").startswith("redis: READONLY "), errors)
+            w.proc.send_signal(signal.SIGTERM)
+            time.sleep(1.5)  # a few of the attempts' waits
+            self.assertIsNone(w.proc.poll(), "the worker left without its settlement")
+        finally:
+            self.redis.execute("REPLICAOF", "NO", "ONE")
+        status, killed = w.terminate()
+        self.assertEqual((status, killed), (0, False))
+        self.postbacks.delay = 0.0
+        self.assertFalse(w.log_events("job_unsettled"))
+        self.wait_until(lambda: self.results("replica-at-stop"), 10, "the outcome to be recorded")
+        self.assert_success("replica-at-stop")  # one result, one postback
+        self.assertEqual(self.redis.execute("LLEN", self.key("active:" + wid)), 0)
+
     def test_stop_past_the_deadline_while_redis_refuses_exits_1(self):
         """Redis refuses writes through a stop's deadline (PIXQ_STOP_GRACE_MS leaves no room to
         wait for the postback on its way): the worker cannot settle the job nor give it back,
