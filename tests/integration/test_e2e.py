@@ -912,6 +912,10 @@ class PostbackRetryTtlTest(PostbackRetryCase):
         gone = self.wait_for_events("postback_given_up", "pb-ttl", worker=worker)
         self.assertEqual(gone[0].get("reason"), "result_gone", gone)
         self.assertEqual(len(self.postbacks_of("pb-ttl")), 2)
+        # no retry comes after it: counted given up in `pixq stats` (README), once
+        self.wait_until(lambda: self.redis.hgetall(self.key("stats")).get("postbacks_given_up"),
+                        5, "postbacks_given_up")
+        self.assertEqual(self.redis.hgetall(self.key("stats")).get("postbacks_given_up"), "1")
 
     def test_retry_after_past_the_result_ttl(self):
         """The waits fit, but a receiver's Retry-After may stretch them past the TTL."""
