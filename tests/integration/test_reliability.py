@@ -1405,6 +1405,33 @@ class PoisonTest(ReliabilityCase):
         self.assertEqual(self.src.requests("/crash.png"), 1)  # never run again
         self.assert_queue_drained()
 
+    def test_postback_retry_that_killed_its_worker_is_given_up(self):
+        """A postback retry whose worker was killed while it posted (PIXQ_MAX_RECOVERIES 1) comes
+        back a pill: the next worker posts nothing, logs postback_given_up reason=poisoned and
+        counts postbacks_given_up in the stats (README: a postback that failed with no retry to
+        come), once."""
+        env = {"PIXQ_MAX_RECOVERIES": 1, "PIXQ_POSTBACK_RETRY_DELAYS_S": "1"}
+        a = self.start_worker(**env)
+        self.worker_id(a)
+        self.postbacks.answer_with(500)
+        self.push_jobs([self.tiny_job("pb-pill", retry_postback=True)])
+        self.wait_until(lambda: self.postbacks_of("pb-pill"), 20, "A's first postback")
+        self.postbacks.hold_next(1)  # the retry's POST, a second later, hangs
+        self.wait_until(lambda: self.postbacks.held, 20, "A's postback retry in flight")
+        b = self.start_worker(**env)
+        self.worker_id(b)
+        self.kill_worker(a, signal.SIGKILL)  # the retry becomes a pill
+        self.postbacks.drop_held()
+        posted = len(self.postbacks_of("pb-pill"))
+        given_up = self.wait_until(lambda: b.log_events("postback_given_up"),
+                                   (LEASE_MS + REAP_MS) / 1000.0 + 15, "B to give it up")
+        self.assertEqual([(e.get("job_id"), e.get("reason")) for e in given_up],
+                         [("pb-pill", "poisoned")])
+        time.sleep(1.5)  # a retry's wait: none comes (and B settled the pill meanwhile)
+        self.assertEqual(self.stats().get("postbacks_given_up"), 1, self.stats())
+        self.assertEqual(len(self.postbacks_of("pb-pill")), posted)
+        self.assert_queue_drained()
+
     def test_pills_nested_two_deep(self):
         """A pill in a pill in a pill, as an older reap.lua left one each time a kill cut short
         the postback of a pill: unwrapped down to the job (up to 8 deep), whose failure is
