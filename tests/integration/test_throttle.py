@@ -1974,6 +1974,31 @@ class ParkedLimitTest(ThrottleCase):
         self.assert_queue_drained()
 
 
+class ParkedLimitFirstQueueTest(ThrottleCase):
+    """The worker's first (highest-priority) queue past PIXQ_MAX_PARKED_MB: an idle worker of
+    several queues does not block on it (BLMOVE would take a fresh job past the limit) but
+    naps and looks again; its other queue is served meanwhile."""
+
+    def test_first_queue_past_its_limit_is_not_blocked_on(self):
+        blob = self.key("blob:gone-1:0")
+        self.redis.execute("SETRANGE", blob, 5 << 20, "x")
+        self.redis.execute("HSET", self.key("parked"), blob, 5 << 20, "total", 5 << 20)
+        worker = self.start_worker(PIXQ_MAX_PARKED_MB=4, PIXQ_QUEUE="default,urgent")
+        self.wait_until(lambda: worker.log_events("queue_gated"), 10, "queue_gated")
+        time.sleep(0.5)  # idle: sweeps, and waits between them
+        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+        self.push_job(self.make_job(src, "d.png", params={"width": 8}, job_id="d-1"))
+        self.redis.lpush("pixq:{urgent}:jobs", json.dumps(
+            self.make_job(src, "u.png", params={"width": 8}, job_id="u-1")))
+        self.wait_for_postback(job_id="u-1")
+        time.sleep(1.5)
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["u-1"])
+        self.assertEqual(self.redis.llen(self.key("jobs")), 1)
+        self.redis.execute("DEL", blob)  # the reap pass counts it out: the gate opens
+        self.wait_for_postback(job_id="d-1")
+        self.assert_nothing_parked()
+
+
 class ParkedLimitLookTest(ThrottleCase):
     """README: past PIXQ_MAX_PARKED_MB a gated worker looks past a job pushed to the consumer
     end otherwise (a client's RPUSH) for pixq's own entries, and after a look that finds none,
