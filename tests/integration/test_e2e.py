@@ -843,6 +843,39 @@ class PostbackRetryReadFailsOnceEachTest(PostbackRetryCase):
         self.assert_queue_drained()
 
 
+class PostbackRetryReadFailsAgainTest(PostbackRetryCase):
+    """The failed reads in a row of PIXQ_SETTLE_ATTEMPTS end at a read that succeeds: a job
+    whose second and third attempts each fail to read once (the read between them succeeded, the
+    POST answered 500) is posted a third time, not given up (counted on, the second failure made
+    2 of 2). The strand's nap is 2 to 4 s here, time enough to lift the refusal."""
+
+    worker_env_extra = {"PIXQ_POSTBACK_RETRY_DELAYS_S": "2,2", "PIXQ_SETTLE_ATTEMPTS": "2",
+                        "PIXQ_REDIS_RETRY_MIN_MS": "4000", "PIXQ_REDIS_RETRY_MAX_MS": "4000"}
+
+    def test_a_read_that_succeeds_ends_the_failures_in_a_row(self):
+        self.postbacks.answer_with(500, 500)  # the first two attempts fail, the third is taken
+        self.push_retrying("pb-again")
+        first = self.attempts("pb-again", 1)[0]
+
+        def stranded():
+            return [e for e in self.worker.log_events("task_stranded")
+                    if e.get("job_id") == "pb-again"]
+        for n in (2, 3):
+            # LINDEX only on the worker's active list (to take the stranded task): not result:*
+            self.redis.execute("ACL", "SETUSER", "default", "-lindex",
+                               "(+lindex ~pixq:*:active:*)")
+            try:
+                self.wait_until(lambda: len(stranded()) == n - 1, 15, "the read to fail")
+            finally:
+                self.redis.execute("ACL", "SETUSER", "default", "+lindex", "clearselectors")
+            pbs = self.attempts("pb-again", n, timeout=15)
+        self.assertEqual(pbs[2].json, first.json)
+        self.assertEqual([e.get("step") for e in stranded()], ["postback_result"] * 2)
+        self.assertEqual(self.worker.log_events("postback_given_up"), [])
+        self.assertIsNone(self.redis.hgetall(self.key("stats")).get("postbacks_given_up"))
+        self.assert_queue_drained()
+
+
 class PostbackRetryEveryJobTest(PostbackRetryCase):
     """PIXQ_POSTBACK_RETRY=1: every job's failed postback is retried, retry_postback or not."""
 
