@@ -564,7 +564,7 @@ static const char *batch_note(json_object *o, char *out, size_t size)
 
 static void print_held(json_object *h)
 {
-    char line[600], place[100];
+    char line[700], place[100]; /* a worker name of 400 bytes, the longest `what`, a place */
     const char *kind = cli_str(h, "kind", "");
     const char *what = strcmp(kind, "upload") == 0     ? "an output's upload"
                        : strcmp(kind, "postback") == 0 ? "its postback retry"
