@@ -343,23 +343,6 @@ static void stub_start_kept(struct stub *s, int conns)
     stub_start_kept_on(s, loopback_listen(&s->port), conns);
 }
 
-/* A listening socket on ::1, its port in *port; -1 without IPv6. */
-static int loopback6_listen(int *port)
-{
-    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET6, SOCK_STREAM, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 8) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0) {
-            close(fd);
-        }
-        return -1;
-    }
-    *port = ntohs(a.sin6_port);
-    return fd;
-}
-
 /* A guarded request on the connection an unguarded one (S3 at its endpoint, on the same handle)
  * left open is checked too: curl opens no socket for it, so only the check before each request
  * sees the peer. A job's URL naming the endpoint's host would otherwise reach it. */
