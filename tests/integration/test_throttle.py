@@ -666,15 +666,17 @@ class FarSlotTest(ThrottleCase):
     until then holding nothing, and takes its token when it comes. Bucket A at 1 PUT/s, burst 0,
     its next slot set 3 s ahead; one worker parking every throttled output."""
 
-    def test_output_parked_past_the_horizon_takes_its_token_when_it_comes(self):
+    def parks_for_the_far_slot(self, job_id, local_wait_ms):
+        """One job's output, its slot 3 s away past the 1 s horizon, with PIXQ_S3_LOCAL_WAIT_MS
+        `local_wait_ms`: parked once, sent at the slot, and its token taken then."""
         self.limit("bkt-a", 1, 0)
-        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=0, PIXQ_S3_HORIZON_MS=1000)
+        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=local_wait_ms, PIXQ_S3_HORIZON_MS=1000)
         self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
         sec, usec = self.redis.execute("TIME")
         slot = int(sec) + int(usec) / 1e6 + 3.0
         self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (slot * 1e6))
-        self.push_jobs([self.job("far-1", "bkt-a")])
-        self.assert_complete(self.postbacks_for(["far-1"])["far-1"], "far-1", "bkt-a", 1)
+        self.push_jobs([self.job(job_id, "bkt-a")])
+        self.assert_complete(self.postbacks_for([job_id])[job_id], job_id, "bkt-a", 1)
         put = self.puts("bkt-a")
         self.assertEqual(len(put), 1)
         self.assertGreaterEqual(put[0].time, slot - 0.05)
@@ -683,24 +685,15 @@ class FarSlotTest(ThrottleCase):
         # interval past that (the slot itself, had it gone without one)
         self.assertGreaterEqual(int(self.limiter("bkt-a")["tat"]), round(slot * 1e6) + 1000000)
 
+    def test_output_parked_past_the_horizon_takes_its_token_when_it_comes(self):
+        self.parks_for_the_far_slot("far-1", 0)
+
     def test_not_waited_for_in_the_process_however_long_the_local_wait(self):
         """PIXQ_S3_LOCAL_WAIT_MS (5 s) longer than the horizon: the slot 3 s away, which the
         horizon leaves unreserved, is still not waited for in the process (the worker would
         send then without a token, and the bucket's next upload take the same slot): the
         output parks and takes its token when it comes."""
-        self.limit("bkt-a", 1, 0)
-        worker = self.start_worker(PIXQ_S3_LOCAL_WAIT_MS=5000, PIXQ_S3_HORIZON_MS=1000)
-        self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
-        sec, usec = self.redis.execute("TIME")
-        slot = int(sec) + int(usec) / 1e6 + 3.0
-        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "%.0f" % (slot * 1e6))
-        self.push_jobs([self.job("far-2", "bkt-a")])
-        self.assert_complete(self.postbacks_for(["far-2"])["far-2"], "far-2", "bkt-a", 1)
-        put = self.puts("bkt-a")
-        self.assertEqual(len(put), 1)
-        self.assertGreaterEqual(put[0].time, slot - 0.05)
-        self.assertEqual(len(worker.log_events("upload_parked")), 1)
-        self.assertGreaterEqual(int(self.limiter("bkt-a")["tat"]), round(slot * 1e6) + 1000000)
+        self.parks_for_the_far_slot("far-2", 5000)
 
 
 class BusyAtTheSlotCase(ThrottleCase):
