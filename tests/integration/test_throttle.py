@@ -3903,8 +3903,8 @@ class LimitCliTest(ThrottleCase):
 
 
 # The classes whose rates and slots are measured at the stub: meson's `throttle` runs them in the
-# plain build only (`--part timed`); `throttle-answers-1` and `-2` run every other class in both
-# builds (`--part rest/2:1` and `rest/2:2`, a share each: one test of 350 s held up the run).
+# plain build only (`--part timed`); `throttle-answers-1` to `-3` run every other class in both
+# builds (`--part rest/3:1` to `rest/3:3`, a share each: one test of 350 s held up the run).
 TIMED = ("RateTest", "AdaptiveTest", "ParkingTest", "ParkedSlotTest", "SlotAfterLongJobTest",
          "SlowDownNoRefillTest", "OutageRecoveryTest")
 
