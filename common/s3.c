@@ -238,13 +238,6 @@ void s3_error_message(const char *body, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Whether cached connections may have been dropped by S3 for idleness, idle since the end of
  * the last request (noted by used_connection()): then the request opens a new one instead of
  * finding out through a reset. */
@@ -253,7 +246,7 @@ static bool stale_connection(const struct s3_config *c)
     if (c->last_used_ms == NULL) {
         return false;
     }
-    long now = mono_ms();
+    long now = clock_mono_ms();
     return *c->last_used_ms != 0 && c->max_idle_ms > 0 && now - *c->last_used_ms > c->max_idle_ms;
 }
 
@@ -261,7 +254,7 @@ static bool stale_connection(const struct s3_config *c)
 static void used_connection(const struct s3_config *c)
 {
     if (c->last_used_ms != NULL) {
-        *c->last_used_ms = mono_ms();
+        *c->last_used_ms = clock_mono_ms();
     }
 }
 
@@ -476,11 +469,11 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
     }
     struct err ignored = {{0}}; /* said in the log (s3_credentials_refused); the keys in use stay */
     time_t started = time(NULL);
-    long t0 = mono_ms();
+    long t0 = clock_mono_ms();
     bool endpoint = c->creds->from_endpoint;
     struct s3_config left = *c; /* a fetch and the sendings share the caller's time */
     awscreds_refresh_within(c->creds, false, call->now, c->timeout_ms, &ignored);
-    left.timeout_ms = c->timeout_ms - (mono_ms() - t0);
+    left.timeout_ms = c->timeout_ms - (clock_mono_ms() - t0);
     struct s3_call first = *call; /* signed after the fetch */
     first.now = call->now + (time(NULL) - started);
     int rc;
@@ -497,11 +490,11 @@ static int s3_request(struct http *h, const struct s3_config *c, const struct s3
     /* a HEAD's bare 400 or 403 may be refused keys, or only a bucket of another account: a
      * file is read again for it, an endpoint not asked */
     bool refused = credentials_refused(call, reply) && (!endpoint || reply->code[0] != '\0');
-    left.timeout_ms = c->timeout_ms - (mono_ms() - t0);
+    left.timeout_ms = c->timeout_ms - (clock_mono_ms() - t0);
     if (refused && left.timeout_ms > 0 &&
         awscreds_refresh_within(c->creds, true, call->now + (time(NULL) - started), left.timeout_ms,
                                 &ignored) == 1 &&
-        (left.timeout_ms = c->timeout_ms - (mono_ms() - t0)) > 0) {
+        (left.timeout_ms = c->timeout_ms - (clock_mono_ms() - t0)) > 0) {
         LOG_INFO("s3_credentials_retry", "method=%s bucket=%s status=%ld code=%s", call->method,
                  o->bucket, reply->status, reply->code);
         http_response_finish(resp);
