@@ -231,6 +231,18 @@ class ThrottleCase(PixqTestCase):
     def blob_keys(self):
         return self.redis.keys(self.key("blob:*"))
 
+    def only_urgent_served(self):
+        """Pushes job d-1 on the default queue, past its parked limit, and u-1 on urgent: u-1 is
+        posted back, and d-1 still waits 1.5 s later."""
+        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+        self.push_job(self.make_job(src, "d.png", params={"width": 8}, job_id="d-1"))
+        self.redis.lpush("pixq:{urgent}:jobs", json.dumps(
+            self.make_job(src, "u.png", params={"width": 8}, job_id="u-1")))
+        self.wait_for_postback(job_id="u-1")
+        time.sleep(1.5)
+        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["u-1"])
+        self.assertEqual(self.redis.llen(self.key("jobs")), 1)
+
     def assert_nothing_parked(self):
         """No blob counted in pixq:{Q}:parked, its total 0 (besides them: scanned_at)."""
         left = self.redis.hgetall(self.key("parked"))
@@ -1942,14 +1954,7 @@ class ParkedLimitTest(ThrottleCase):
         worker = self.start_worker(PIXQ_MAX_PARKED_MB=4, PIXQ_QUEUE="urgent,default",
                                    PIXQ_REAP_INTERVAL_MS=300)
         self.wait_until(lambda: worker.log_events("worker_start"), 10, "worker_start")
-        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
-        self.push_job(self.make_job(src, "d.png", params={"width": 8}, job_id="d-1"))
-        self.redis.lpush("pixq:{urgent}:jobs", json.dumps(
-            self.make_job(src, "u.png", params={"width": 8}, job_id="u-1")))
-        self.wait_for_postback(job_id="u-1")
-        time.sleep(1.5)
-        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["u-1"])
-        self.assertEqual(self.redis.llen(self.key("jobs")), 1)
+        self.only_urgent_served()
         stats = json.loads(self.run_pixq("stats", "--json").stdout)
         self.assertEqual([q["parked_bytes"] for q in stats["queues"]], [5 << 20])
         gated = worker.log_events("queue_gated")
@@ -1979,14 +1984,7 @@ class ParkedLimitFirstQueueTest(ThrottleCase):
         worker = self.start_worker(PIXQ_MAX_PARKED_MB=4, PIXQ_QUEUE="default,urgent")
         self.wait_until(lambda: worker.log_events("queue_gated"), 10, "queue_gated")
         time.sleep(0.5)  # idle: sweeps, and waits between them
-        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
-        self.push_job(self.make_job(src, "d.png", params={"width": 8}, job_id="d-1"))
-        self.redis.lpush("pixq:{urgent}:jobs", json.dumps(
-            self.make_job(src, "u.png", params={"width": 8}, job_id="u-1")))
-        self.wait_for_postback(job_id="u-1")
-        time.sleep(1.5)
-        self.assertEqual([pb.job_id for pb in self.postbacks.postbacks], ["u-1"])
-        self.assertEqual(self.redis.llen(self.key("jobs")), 1)
+        self.only_urgent_served()
         self.redis.execute("DEL", blob)  # the reap pass counts it out: the gate opens
         self.wait_for_postback(job_id="d-1")
         self.assert_nothing_parked()
