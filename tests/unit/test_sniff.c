@@ -121,6 +121,13 @@ static void test_eoi(void)
     CHECK(truncated(ff_only, sizeof ff_only));
     CHECK(truncated(d9_first, sizeof d9_first));
     CHECK(truncated(NULL, 0));
+    /* an EOI right after the SOS marker, where its length would be: the first two bytes looked
+     * at are looked at */
+    unsigned char eoi_first[sizeof head];
+    memcpy(eoi_first, head, sizeof head - 8);
+    eoi_first[sizeof head - 8] = 0xFF;
+    eoi_first[sizeof head - 7] = 0xD9;
+    CHECK(!sniffed(eoi_first, sizeof head - 6).truncated);
     /* the end is looked at first (64 bytes), then everything from the front */
     unsigned char long_garbage[96] = {0x01, 0xFF, 0xD9}; /* EOI, then 93 bytes after it */
     unsigned char long_none[96] = {0x01, 0xFF, 0x00};
@@ -539,7 +546,8 @@ static void test_tiff(void)
     struct sniff_info o = sniffed(s.b, s.n);
     CHECK_INT(o.width, 0);
     CHECK_INT(o.frames, 1);
-    static const unsigned long offsets[] = {1000, 8, 10, 4};
+    /* ... or its own next-IFD offset (the 4 bytes after its entries) */
+    const unsigned long offsets[] = {1000, 8, 10, 4, (unsigned long)next};
     for (size_t k = 0; k < sizeof offsets / sizeof offsets[0]; k++) {
         s.n = next;
         put_le(&s, offsets[k], 4);
