@@ -56,9 +56,10 @@ static void check_get(const struct srccache *c, const char *src, const char *wan
 
 static void test_what_counts_as_named_twice(void)
 {
-    /* w.png: the job's src, a composite's src in a nested function, and an other_images item
-     * (string form, spaces around); x.png: in two other_images (array, then string); s3: the
-     * same object twice; once.png, &ref, canvas and a number: not kept */
+    /* w.png: the job's src, a composite's src in a nested function, an other_images item
+     * (string form, spaces around) and the last composite's src (four namings, one source); x.png:
+     * in two other_images (array, then string); s3: the same object twice; once.png, &ref, canvas
+     * and a number: not kept */
     json_object *job = parse(
         "{\"src\": \"http://h/w.png\", \"functions\": [{\"name\": \"resize\", \"functions\": "
         "[{\"name\": \"composite\", \"params\": {\"src\": \"http://h/w.png\"}}]},"
@@ -71,7 +72,8 @@ static void test_what_counts_as_named_twice(void)
         "{\"name\": \"composite\", \"params\": {\"src\": {\"name\": \"canvas\"}}},"
         "{\"name\": \"composite\", \"params\": {\"src\": {\"name\": \"canvas\"}}},"
         "{\"name\": \"composite\", \"params\": {\"src\": 7}},"
-        "{\"name\": \"composite\", \"params\": {\"src\": 7}}]}");
+        "{\"name\": \"composite\", \"params\": {\"src\": 7}},"
+        "{\"name\": \"composite\", \"params\": {\"src\": \"http://h/w.png\"}}]}");
     struct srccache c;
     srccache_init(&c);
     CHECK_INT(srccache_start(&c, job, 1000), 3);
