@@ -219,15 +219,21 @@ static int fixes_of(const struct block *k)
     return n;
 }
 
-/* A block whose IFD0 holds `e` (n entries) and points to IFD0 again or to no next IFD. */
-static int fixes_ifd0(bool be, const struct entry *e, int n, uint32_t next)
+/* A block whose IFD0 holds `e` (n entries) and points to IFD0 again or to no next IFD, without
+ * its last `cut` bytes. */
+static int fixes_ifd0_cut(bool be, const struct entry *e, int n, uint32_t next, size_t cut)
 {
     struct block k;
     size_t counts[MAX_ENTRIES];
     start(&k, be, 8);
     ifd(&k, 8, e, n, next, counts);
-    k.len = 6 + k.free;
+    k.len = 6 + k.free - cut;
     return fixes_of(&k);
+}
+
+static int fixes_ifd0(bool be, const struct entry *e, int n, uint32_t next)
+{
+    return fixes_ifd0_cut(be, e, n, next, 0);
 }
 
 /* A block whose IFD0 points with `tag` to an IFD at 300 holding a long BYTE array, and holds a
@@ -287,6 +293,11 @@ static void check_walk(void)
         CHECK_INT(fixes_ifd0(be, keep, 1, 0), 0);
         CHECK_INT(fixes_ifd0(be, more, 1, 0), 1);
         CHECK_INT(fixes_ifd0(be, &big, 1, 0), 1);
+        /* values that end one byte past the block are not (ImageMagick skips the entry), nor
+         * SRATIONALs taken for 4 bytes each: 1500 of them (12,000 bytes) in 6,000 */
+        CHECK_INT(fixes_ifd0_cut(be, &big, 1, 0, 1), 0);
+        const struct entry srational[] = {{0x9204, 10, 1500, 4, 0}};
+        CHECK_INT(fixes_ifd0(be, srational, 1, 0), 0);
         /* an IFD that is its own next IFD is walked once */
         CHECK_INT(fixes_ifd0(be, &big, 1, 8), 1);
         /* the EXIF, GPS and interoperability pointers are followed */
@@ -430,6 +441,14 @@ static void check_markers(void)
     unsigned char *bad = jpeg_with(k.b, k.len, &len);
     CHECK_INT(fixes_in(bad, len), 0);
     free(bad);
+    /* a segment length under 2 (its own 2 bytes) at the very end: nothing after it is read */
+    for (unsigned char seg = 0; seg < 2; seg++) {
+        unsigned char *end = malloc(6);
+        memcpy(end, "\xff\xd8\xff\xe1\x00", 5);
+        end[5] = seg;
+        CHECK_INT(fixes_in(end, 6), 0);
+        free(end);
+    }
     free(one);
 }
 
