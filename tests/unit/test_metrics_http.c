@@ -350,6 +350,7 @@ static void test_routes(void)
     ask(s, port, "GET http://127.0.0.1:9464/metrics HTTP/1.1\r\n\r\n", get.data);
     ask(s, port, "GET HTTPS://[::1]:9464/metrics?a=b HTTP/1.1\r\n\r\n", get.data);
     ask(s, port, "HEAD http://h/metrics HTTP/1.1\r\n\r\n", head.data);
+    ask(s, port, "GET Http://h/metrics HTTP/1.1\r\n\r\n", get.data); /* the scheme in any case */
     ask(s, port, "GET http://h/metricsx HTTP/1.1\r\n\r\n", NOT_FOUND);
     ask(s, port, "GET http://h/other/metrics HTTP/1.1\r\n\r\n", NOT_FOUND);
     ask(s, port, "GET http://h?/metrics HTTP/1.1\r\n\r\n", NOT_FOUND);
