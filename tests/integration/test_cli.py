@@ -639,6 +639,16 @@ class SubmitTest(CliCase):
         self.assert_refused(self.run_pixq("submit", str(self.tmp / "bom.json")),
                             "bom.json: no job in it (empty)")
 
+    def test_one_job_over_several_lines(self):
+        """One job written over several lines (json.dumps(indent=2), as editors and jq save it),
+        with a line feed at the end or blanks after it, is one document, not JSON lines."""
+        text = json.dumps(self.job_text("pretty-1"), indent=2)
+        for tail in ("\n", "\r\n \n\t", ""):
+            with self.subTest(tail=tail):
+                self.redis.delete(self.key("jobs"), self.key("job:pretty-1"))
+                self.assertEqual(self.pixq_ok("submit", "-", input=text + tail), "pretty-1\n")
+                self.assertEqual([j["job_id"] for j in self.queued()], ["pretty-1"])
+
     def assert_refused(self, r, *fragments):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stdout, "")
@@ -684,7 +694,12 @@ class SubmitTest(CliCase):
         job = json.dumps(self.job_text())
         for text, why in (("[%s]\n\n x" % job, "(stdin):3: text after the array"),
                           ("[%s\n %s]" % (job, job), "(stdin):2: not valid JSON: ',' or ']' "
-                                                     "expected after a job")):
+                                                     "expected after a job"),
+                          ("[%s,\n%s \n" % (job, job), "(stdin):3: not valid JSON: ',' or ']' "
+                                                       "expected after a job"),
+                          # one document after blank lines: the line it starts on
+                          ("\n \n%s\n" % json.dumps({"functions": []}),
+                           "(stdin):3: invalid job")):
             with self.subTest(text=text):
                 self.assert_refused(self.run_pixq("submit", "-", input=text), why)
         for text, why in (("%s x\n" % job, "(stdin):1: one job per line expected"),
