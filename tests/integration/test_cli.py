@@ -1266,10 +1266,11 @@ class RedisRestartTest(CliCase):
 
     def test_wait_given_up_counts_the_jobs_without_a_result(self):
         """Redis gone past PIXQ_REDIS_OUTAGE_MS while --wait waits for a batch: the message
-        counts the jobs still without a result (one of two here), not the whole batch."""
+        counts the jobs still without a result (one of two here), not the whole batch; no
+        last progress line comes before it (they are an hour apart here)."""
         path = self.tmp / "two.json"
         path.write_text(json.dumps([self.job(i, "/a.png") for i in ("gone-1", "gone-2")]))
-        proc = self.start_cli("submit", str(path), "--wait", "--no-progress",
+        proc = self.start_cli("submit", str(path), "--wait", "--progress-interval", "3600",
                               PIXQ_REDIS_OUTAGE_MS="500")
         self.assertEqual([proc.stdout.readline(), proc.stdout.readline()],
                          ["gone-1\n", "gone-2\n"])
@@ -1283,6 +1284,7 @@ class RedisRestartTest(CliCase):
         self.assertRegex(err.splitlines()[-1], r"^pixq: submit: waiting for results: redis "
                          r"unavailable .*; 1 of 2 jobs have no result yet \(gone-2\): they may "
                          r"still finish$")
+        self.assertNotIn("progress:", err)
 
     def test_job_wait_through_a_restart(self):
         """`pixq job --wait` rides out a restart too. Redis keeps its data (its AOF): without
