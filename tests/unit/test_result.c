@@ -215,6 +215,15 @@ static void test_postback_body_by_version(void)
                true);
     check_body(r, 1.18, false,
                "{\"results\":{\"original_meta\":{},\"images\":[],\"job_id\":\"k\"}}", false);
+    result_destroy(r);
+    /* every byte but the unreserved ones as %XX, UTF-8's (over 0x7F) included */
+    r = result_create("\xc3\xa9 ~/+");
+    check_body(r, 1.0, false,
+               "results=%7B%22original_meta%22%3A%7B%7D%2C%22images%22%3A%5B%5D%2C%22job_id%22%3A"
+               "%22%C3%A9%20~%2F%2B%22%7D",
+               true);
+    result_destroy(r);
+    r = result_create("k");
     /* failed identifiers without an error message */
     result_add_failed(r, "z");
     check_body(r, 1.19, false,
