@@ -188,6 +188,15 @@ static void test_parse(void)
     CHECK_INT(parse(&c, "p", "[p]\n  credential_process = helper --x\n   --y 1\n\t\t\t--z\n", why),
               0);
     CHECK_STR(c.process, "helper --x --y 1 --z");
+    /* a TAB inside the command is a blank, not a control character; a second
+     * credential_process line replaces the first (with its indented lines), as a key given
+     * twice does */
+    CHECK_INT(parse(&c, "p", "[p]\ncredential_process = helper\t--x\n", why), 0);
+    CHECK_STR(c.process, "helper\t--x");
+    CHECK_INT(
+        parse(&c, "p", "[p]\ncredential_process = old\n  --a\ncredential_process = new --b\n", why),
+        0);
+    CHECK_STR(c.process, "new --b");
 }
 
 static void test_refresh(void)
@@ -311,7 +320,8 @@ static void test_schedule(void)
     /* within the lead (the endpoint still serves them): a quarter of what is left */
     CHECK_INT(awscreds_due_ms(at, 240000, lead, retry), at + 60000);
     CHECK_INT(awscreds_due_ms(at, lead, lead, retry), at + lead / 4);
-    CHECK_INT(awscreds_due_ms(at, 2000, lead, retry), at + 1000); /* at least retry_ms */
+    CHECK_INT(awscreds_due_ms(at, lead + 1, lead, retry), at + 1); /* a lifetime just over it */
+    CHECK_INT(awscreds_due_ms(at, 2000, lead, retry), at + 1000);  /* at least retry_ms */
     /* already expired by this clock (ahead of the endpoint's?): not every retry_ms */
     CHECK_INT(awscreds_due_ms(at, 0, lead, retry), at + AWSCREDS_EXPIRED_WAIT_MS);
     CHECK_INT(awscreds_due_ms(at, -5000000, lead, retry), at + AWSCREDS_EXPIRED_WAIT_MS);
