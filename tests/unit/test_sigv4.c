@@ -152,6 +152,7 @@ static const struct canon_case canon_cases[] = {
     {SIGV4_GENERIC, "/a%20b", NULL, "/a%2520b", ""},
     {SIGV4_GENERIC, "", NULL, "/", ""},
     {SIGV4_GENERIC, "/.../x", NULL, "/.../x", ""},
+    {SIGV4_GENERIC, "/a/.b/..c/d", NULL, "/a/.b/..c/d", ""}, /* dotted names, no dot segments */
 };
 
 static void test_canonical_forms(void)
@@ -242,6 +243,8 @@ static void test_errors_headers(void)
     expect_error(&req, &suite_key, SUITE_DATE, "is not the signing time");
     req.headers = NULL, req.n_headers = 2;
     expect_error(&req, &suite_key, SUITE_DATE, "headers to sign");
+    req.headers = NULL, req.n_headers = 0; /* no headers at all: no host */
+    expect_error(&req, &suite_key, SUITE_DATE, "host header is missing");
 }
 
 /* A header that is not a token name with a field value is refused. */
@@ -415,6 +418,88 @@ static void test_limits_exact(void)
     k.access_key = part; /* the Authorization header does not fit */
     expect_error(&req, &k, SUITE_DATE, "credential scope too long");
     buf_finish(&creq);
+}
+
+/* An Authorization header of SIGV4_AUTHZ_MAX - 1 bytes is the longest: one byte more would be cut
+ * short by its NUL, and is refused rather than sent with a truncated signature. */
+static void test_authz_exact(void)
+{
+    const struct sigv4_header h[] = {{"Host", "h"}, {"X-Amz-Date", SUITE_DATE}};
+    struct sigv4_request req = {
+        .method = "GET", .path = "/", .headers = h, .n_headers = 2, .payload_hash = EMPTY_SHA256};
+    char authz[SIGV4_AUTHZ_MAX], access_key[SIGV4_AUTHZ_MAX + 1];
+    struct sigv4_key k = suite_key;
+    k.access_key = "A";
+    if (sign_ok(&req, &k, authz, NULL) != 0) {
+        return;
+    }
+    size_t fill = SIGV4_AUTHZ_MAX - strlen(authz); /* access key bytes for the longest header */
+    k.access_key = repeat(access_key, 'A', fill);
+    if (sign_ok(&req, &k, authz, NULL) == 0) {
+        CHECK_INT(strlen(authz), SIGV4_AUTHZ_MAX - 1);
+        CHECK(strstr(authz, ", Signature=") != NULL &&
+              strlen(strstr(authz, ", Signature=")) == strlen(", Signature=") + 64);
+    }
+    k.access_key = repeat(access_key, 'A', fill + 1);
+    expect_error(&req, &k, SUITE_DATE, "credential scope too long");
+}
+
+/* A query value that overflows the query's cap is an error whatever room it leaves for the
+ * parameter's end: never a value signed cut short. */
+static void test_query_value_cap(void)
+{
+    const struct sigv4_header h[] = {{"Host", "h"}, {"X-Amz-Date", SUITE_DATE}};
+    struct sigv4_request req = {
+        .method = "GET", .path = "/", .headers = h, .n_headers = 2, .payload_hash = EMPTY_SHA256};
+    static const char *const names[] = {"a", "ab", "abc"}; /* each %20 is three bytes */
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        struct buf q;
+        buf_init(&q, 0);
+        buf_printf(&q, "%s=", names[i]);
+        for (int j = 0; j < 11000; j++) {
+            buf_puts(&q, " "); /* 33000 bytes encoded, over the 32 KiB cap */
+        }
+        req.query = q.data;
+        expect_error(&req, &suite_key, SUITE_DATE, "query string exceeds");
+        buf_finish(&q);
+    }
+}
+
+/* The caps on a SIGV4_GENERIC path once normalised (16 KiB) and on the SignedHeaders list
+ * (4 KiB): each refused past it, with authz untouched. */
+static void test_path_and_names_caps(void)
+{
+    struct sigv4_header h[SIGV4_MAX_HEADERS] = {{"Host", "h"}, {"X-Amz-Date", SUITE_DATE}};
+    char names[SIGV4_MAX_HEADERS][80];
+    struct sigv4_request req = {
+        .method = "GET", .headers = h, .n_headers = 2, .payload_hash = EMPTY_SHA256};
+    char authz[SIGV4_AUTHZ_MAX];
+    struct err e = {{0}};
+    struct buf path;
+    buf_init(&path, 0);
+    for (int i = 0; i < 4000; i++) {
+        buf_puts(&path, "/x/.."); /* 20000 bytes that normalise to "/" */
+    }
+    req.path = path.data;
+    CHECK_INT(sigv4_sign(&req, &suite_key, SUITE_DATE, SIGV4_GENERIC, authz, NULL, NULL, &e), 0);
+    buf_reset(&path);
+    for (int i = 0; i < 4000; i++) {
+        buf_puts(&path, "/abcd"); /* 20000 bytes that stay */
+    }
+    req.path = path.data;
+    expect_error_mode(&req, &suite_key, SUITE_DATE, SIGV4_GENERIC, "canonical URI too long");
+    CHECK_INT(sigv4_sign(&req, &suite_key, SUITE_DATE, SIGV4_S3, authz, NULL, NULL, &e), 0);
+    buf_finish(&path);
+
+    req.path = "/";
+    for (size_t i = 2; i < SIGV4_MAX_HEADERS; i++) { /* 62 distinct names of 70 bytes */
+        snprintf(names[i], sizeof names[i], "x-amz-meta-%059zu", i);
+        h[i] = (struct sigv4_header){names[i], "v"};
+    }
+    req.n_headers = 50; /* SignedHeaders of 3,423 bytes */
+    CHECK_INT(sigv4_sign(&req, &suite_key, SUITE_DATE, SIGV4_S3, authz, NULL, NULL, &e), 0);
+    req.n_headers = SIGV4_MAX_HEADERS; /* 4,417 bytes */
+    expect_error(&req, &suite_key, SUITE_DATE, "canonical request exceeds");
 }
 
 /* Inputs at the edge of what is valid are signed, as their canonical forms say. */
@@ -1154,6 +1239,9 @@ int main(int argc, char **argv)
     test_errors_header_fields();
     test_errors_request();
     test_limits_exact();
+    test_authz_exact();
+    test_query_value_cap();
+    test_path_and_names_caps();
     test_accepted_edges();
     test_s3_doc_vectors();
     test_suite(argv[1]);
