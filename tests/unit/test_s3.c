@@ -1,4 +1,5 @@
-/* test_s3: bucket names, the URL each object is addressed at, and S3 connections' reuse
+/* test_s3: bucket names, the URL each object is addressed at, S3 connections' reuse, and what
+ * the requests send and make of S3's answers, against one-answer stubs on loopback ports
  * (common/s3.c). */
 #include <curl/curl.h>
 #include <signal.h>
@@ -25,6 +26,8 @@ static void test_bucket_names(void)
     CHECK(s3_legacy_bucket("UPPER"));
     CHECK(!s3_legacy_bucket("pixq-test"));
     CHECK(!s3_valid_bucket("ab"));
+    CHECK(s3_valid_bucket("abc")); /* 3 bytes: the shortest */
+    CHECK(s3_valid_bucket("a-1"));
     CHECK(!s3_valid_bucket("_leading"));
     CHECK(!s3_valid_bucket("trailing_"));
     CHECK(!s3_valid_bucket("a/b"));
@@ -171,6 +174,25 @@ static void test_answers(void)
     CHECK(s3_clock() - time(NULL) <= 1);
 }
 
+/* A redirect that names the region the request was signed for is not followed (S3's DNS catching
+ * up with a new bucket: s3_transient), one that names another is; both known without a request. */
+static void test_redirect_named_region(void)
+{
+    struct s3_config aws = {.region = "us-east-1"};
+    struct s3_object o = {"pixq-test", NULL, "k"};
+    struct err e = {{0}};
+    struct s3_reply r = {.status = 307, .region = "us-east-1"};
+    CHECK(!s3_redirect_region(NULL, &aws, &o, 0, &r, &e));
+    CHECK(s3_transient(&r));
+    r = (struct s3_reply){.status = 301, .region = "eu-west-1"};
+    CHECK(s3_redirect_region(NULL, &aws, &o, 0, &r, &e));
+    CHECK_STR(r.region, "eu-west-1");
+    o.region = "eu-west-1"; /* the object's own region is the one signed for */
+    CHECK(!s3_redirect_region(NULL, &aws, &o, 0, &r, &e));
+    r = (struct s3_reply){.status = 403, .code = "AccessDenied"}; /* says nothing of regions */
+    CHECK(!s3_redirect_region(NULL, &aws, &o, 0, &r, &e));
+}
+
 /* `out` holding `n` bytes `c` and a NUL. */
 static char *filled(char *out, char c, size_t n)
 {
@@ -303,7 +325,7 @@ static int keepalive_finish(struct keepalive *k)
     return n > 0 ? (int)n : 0;
 }
 
-static int head(struct http *h, const struct keepalive *k, long *last_used)
+static int head(struct http *h, const struct keepalive *k, long *last_used, long max_idle_ms)
 {
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", k->port);
@@ -314,7 +336,7 @@ static int head(struct http *h, const struct keepalive *k, long *last_used)
                                 .secret_key = "secret",
                                 .connect_timeout_ms = 5000,
                                 .timeout_ms = 5000,
-                                .max_idle_ms = 1000,
+                                .max_idle_ms = max_idle_ms,
                                 .last_used_ms = last_used};
     const struct s3_object o = {"pixq-test", NULL, "k"};
     struct s3_reply r;
@@ -338,17 +360,369 @@ static void test_idle_connection_per_host(void)
     struct http *h = http_create(&e);
     CHECK(h != NULL);
     long last_used = 0; /* one for the process's S3 requests, as the worker's */
-    CHECK_INT(head(h, &a, &last_used), 0);
+    CHECK_INT(head(h, &a, &last_used, 1000), 0);
     for (int i = 0; i < 8; i++) {
         struct timespec pause = {0, 200 * 1000000L};
         nanosleep(&pause, NULL);
-        CHECK_INT(head(h, &b, &last_used), 0);
+        CHECK_INT(head(h, &b, &last_used, 1000), 0);
     }
-    CHECK_INT(head(h, &a, &last_used), 0); /* idle 1.6 s: a new connection */
-    CHECK_INT(head(h, &a, &last_used), 0); /* idle a moment: that one again */
+    CHECK_INT(head(h, &a, &last_used, 1000), 0); /* idle 1.6 s: a new connection */
+    CHECK_INT(head(h, &a, &last_used, 1000), 0); /* idle a moment: that one again */
     http_destroy(h);
     CHECK_INT(keepalive_finish(&a), 2);
     CHECK_INT(keepalive_finish(&b), 1);
+}
+
+/* A one-answer S3 on a loopback port, served by a process of its own: each request's head goes to
+ * the pipe `log` (a NUL after each), a body of its Content-Length is read (after "100 Continue"
+ * when asked, unless `mute_continue`), then `answer` is written and the connection closed. */
+struct stub {
+    pid_t pid;
+    int port;
+    int log;
+    char endpoint[64];
+};
+
+/* Reads one request's head into `req` (`cap` bytes), and in *got how many bytes were read (the
+ * body's first ones with it); the head's length, or 0 at EOF or when it is too long. */
+static size_t stub_read_head(int c, char *req, size_t cap, size_t *got)
+{
+    for (*got = 0; *got < cap - 1;) {
+        ssize_t r = read(c, req + *got, cap - 1 - *got);
+        if (r <= 0) {
+            return 0;
+        }
+        *got += (size_t)r;
+        req[*got] = '\0';
+        char *end = strstr(req, "\r\n\r\n");
+        if (end != NULL) {
+            return (size_t)(end + 4 - req);
+        }
+    }
+    return 0;
+}
+
+static void stub_serve(int c, const char *answer, bool mute_continue, int log)
+{
+    char req[32 * 1024], body[4096];
+    size_t got, head = stub_read_head(c, req, sizeof req, &got);
+    if (head == 0 || write(log, req, head) < 0 || write(log, "", 1) < 0) {
+        return;
+    }
+    const char *cl = strstr(req, "\r\nContent-Length: ");
+    long left = cl != NULL ? strtol(cl + 18, NULL, 10) : 0;
+    left -= (long)(got - head); /* body bytes read with the head */
+    if (left > 0 && strstr(req, "\r\nExpect: 100-continue") != NULL && !mute_continue) {
+        static const char go[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (write(c, go, sizeof go - 1) < 0) {
+            return;
+        }
+    }
+    for (ssize_t r = 1; left > 0 && r > 0; left -= r) {
+        r = read(c, body, sizeof body);
+    }
+    if (write(c, answer, strlen(answer)) < 0) {
+        return;
+    }
+}
+
+static void stub_start(struct stub *s, const char *answer, bool mute_continue)
+{
+    int p[2], fd = loopback_listen(&s->port);
+    CHECK(fd >= 0 && pipe(p) == 0);
+    snprintf(s->endpoint, sizeof s->endpoint, "http://127.0.0.1:%d", s->port);
+    s->pid = fork();
+    if (s->pid == 0) {
+        close(p[0]);
+        for (;;) {
+            int c = accept(fd, NULL, NULL);
+            if (c < 0) {
+                _exit(0);
+            }
+            stub_serve(c, answer, mute_continue, p[1]);
+            close(c);
+        }
+    }
+    close(p[1]);
+    close(fd);
+    s->log = p[0];
+}
+
+/* Stops the stub; the heads of the requests it took, one after another, in `heads` (`cap`
+ * bytes, NULs between them as spaces); how many. */
+static int stub_finish(struct stub *s, char *heads, size_t cap)
+{
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    size_t got = 0;
+    for (ssize_t r = 1; r > 0 && got < cap - 1; got += (size_t)r) {
+        r = read(s->log, heads + got, cap - 1 - got);
+        r = r < 0 ? 0 : r;
+    }
+    close(s->log);
+    heads[got] = '\0';
+    int n = 0;
+    for (size_t i = 0; i < got; i++) {
+        n += heads[i] == '\0';
+        heads[i] = heads[i] == '\0' ? ' ' : heads[i];
+    }
+    return n;
+}
+
+static struct s3_config stub_config(const struct stub *s)
+{
+    return (struct s3_config){.endpoint = s->endpoint,
+                              .path_style = true,
+                              .region = "us-east-1",
+                              .access_key = "AKIDTEST",
+                              .secret_key = "secret",
+                              .connect_timeout_ms = 5000,
+                              .timeout_ms = 5000};
+}
+/* Writes into `out` (`cap` bytes) an answer of status line `status`, the header lines `headers`
+ * ("" or "Name: value\r\n"...) and `body` with its Content-Length; returns `out`. */
+static const char *answer_of(char *out, size_t cap, const char *status, const char *headers,
+                             const char *body)
+{
+    snprintf(out, cap, "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\n\r\n%s", status, headers,
+             strlen(body), body);
+    return out;
+}
+
+/* A final answer: its status, S3's code and message in the error after the URL, which a long key
+ * has cut to leave them room. */
+static void test_stub_final_answer(void)
+{
+    struct stub s;
+    char heads[4096], key[1001], answer[512];
+    stub_start(
+        &s,
+        answer_of(answer, sizeof answer, "403 Forbidden", "",
+                  "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"),
+        false);
+    struct s3_config c = stub_config(&s);
+    struct s3_object o = {"pixq-test", NULL, filled(key, 'k', 1000)};
+    struct err e = {{0}};
+    struct http *h = http_create(&e);
+    struct buf out;
+    struct s3_reply r;
+    buf_init(&out, 0);
+    CHECK_INT(s3_get(h, &c, &o, 1024, time(NULL), &out, &r, &e), -1);
+    CHECK_INT(r.status, 403);
+    CHECK_STR(r.code, "AccessDenied");
+    CHECK(!r.not_sent && !s3_transient(&r));
+    CHECK(strncmp(e.msg, "S3 GET http://127.0.0.1:", 24) == 0);
+    CHECK(strstr(e.msg, "kkk...: HTTP 403 AccessDenied: Access Denied") != NULL);
+    http_destroy(h);
+    buf_finish(&out);
+    CHECK_INT(stub_finish(&s, heads, sizeof heads), 1);
+    CHECK(strncmp(heads, "GET /pixq-test/kkk", 18) == 0);
+}
+
+/* Answers `answer` to one GET of pixq-test/k (at most `max_bytes`): its result, the reply in *r. */
+static int stub_get(const char *answer, size_t max_bytes, struct s3_reply *r, struct err *e)
+{
+    struct stub s;
+    char heads[4096];
+    stub_start(&s, answer, false);
+    struct s3_config c = stub_config(&s);
+    struct s3_object o = {"pixq-test", NULL, "k"};
+    struct http *h = http_create(e);
+    struct buf out;
+    buf_init(&out, 0);
+    int rc = s3_get(h, &c, &o, max_bytes, time(NULL), &out, r, e);
+    http_destroy(h);
+    buf_finish(&out);
+    CHECK_INT(stub_finish(&s, heads, sizeof heads), 1);
+    return rc;
+}
+
+/* Where the bucket lives: x-amz-bucket-region first, else the XML's <Region>; a code too long
+ * for the reply is none, not a prefix of it. */
+static void test_stub_region_and_code(void)
+{
+    struct s3_reply r;
+    struct err e = {{0}};
+    char a[512], body[256], code[65];
+    CHECK_INT(stub_get(answer_of(a, sizeof a, "400 Bad Request", "",
+                                 "<Error><Code>AuthorizationHeaderMalformed</Code>"
+                                 "<Region>eu-west-1</Region></Error>"),
+                       1024, &r, &e),
+              -1);
+    CHECK_STR(r.region, "eu-west-1");
+    CHECK(s3_wrong_region(&r));
+    CHECK_INT(stub_get(answer_of(a, sizeof a, "301 Moved Permanently",
+                                 "x-amz-bucket-region: eu-central-1\r\n",
+                                 "<Error><Region>eu-west-1</Region></Error>"),
+                       1024, &r, &e),
+              -1);
+    CHECK_STR(r.region, "eu-central-1");
+    snprintf(body, sizeof body, "<Error><Code>%s</Code></Error>", filled(code, 'C', 64));
+    CHECK_INT(stub_get(answer_of(a, sizeof a, "400 Bad Request", "", body), 1024, &r, &e), -1);
+    CHECK_INT(r.status, 400);
+    CHECK_STR(r.code, "");
+}
+
+/* A 2xx that is not 200 is a success; an object over the caller's limit is S3's answer (its
+ * 2xx, not retried); a 200 whose body was cut off is no answer (retried). */
+static void test_stub_body_answers(void)
+{
+    struct s3_reply r;
+    struct err e = {{0}};
+    char a[512];
+    CHECK_INT(stub_get(answer_of(a, sizeof a, "203 OK", "", "ok"), 1024, &r, &e), 0);
+    CHECK_INT(r.status, 203);
+    CHECK_INT(stub_get(answer_of(a, sizeof a, "200 OK", "", "01234567890123456789"), 10, &r, &e),
+              -1);
+    CHECK_INT(r.status, 200);
+    CHECK(!s3_transient(&r) && !r.not_sent);
+    CHECK(strncmp(e.msg, "S3 GET http://127.0.0.1:", 24) == 0);
+    CHECK_INT(stub_get("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n0123456789", 1024, &r, &e),
+              -1);
+    CHECK_INT(r.status, 0);
+    CHECK(s3_transient(&r) && !r.not_sent);
+}
+
+/* PUTs `len` bytes of "x" with `n` headers x-amz-meta-N as `c` says, to a stub answering 200 (or
+ * leaving "Expect: 100-continue" unanswered when `mute`); the result, the request's head in
+ * `head` ("" if none came). */
+static int stub_put(struct s3_config *c, size_t len, size_t n, bool mute, char *head, size_t cap,
+                    struct s3_reply *r, struct err *e)
+{
+    static char names[HTTP_MAX_HEADERS + 1][32], body[4096];
+    struct http_header extra[HTTP_MAX_HEADERS + 1];
+    for (size_t i = 0; i < n && i < HTTP_MAX_HEADERS + 1; i++) {
+        snprintf(names[i], sizeof names[i], "x-amz-meta-%zu", i);
+        extra[i] = (struct http_header){names[i], "v"};
+    }
+    memset(body, 'x', sizeof body);
+    struct stub s;
+    char a[128];
+    stub_start(&s, answer_of(a, sizeof a, "200 OK", "", ""), mute);
+    c->endpoint = s.endpoint;
+    struct s3_object o = {"pixq-test", NULL, "k"};
+    struct http *h = http_create(e);
+    int rc = s3_put(h, c, &o, body, len, extra, n, time(NULL), r, e);
+    http_destroy(h);
+    int heads = stub_finish(&s, head, cap);
+    CHECK_INT(heads, r->not_sent ? 0 : 1);
+    return rc;
+}
+
+/* The security token is sent and signed when there is one, and no empty header when there is
+ * none; a request without keys is never sent. */
+static void test_stub_credentials(void)
+{
+    struct stub unused = {.endpoint = ""};
+    struct s3_config c = stub_config(&unused);
+    struct s3_reply r;
+    struct err e = {{0}};
+    char head[8192];
+    static const char *const no_token[] = {NULL, ""};
+    for (size_t i = 0; i < sizeof no_token / sizeof no_token[0]; i++) {
+        c.session_token = no_token[i];
+        CHECK_INT(stub_put(&c, 1, 0, false, head, sizeof head, &r, &e), 0);
+        CHECK(strstr(head, "x-amz-security-token") == NULL);
+        CHECK(strstr(head, "SignedHeaders=host;x-amz-content-sha256;x-amz-date, ") != NULL);
+    }
+    c.session_token = "tok";
+    CHECK_INT(stub_put(&c, 1, 0, false, head, sizeof head, &r, &e), 0);
+    CHECK(strstr(head, "\r\nx-amz-security-token: tok\r\n") != NULL);
+    CHECK(
+        strstr(head, "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token, "));
+    static const char *const none[][2] = {{"", "secret"}, {"AKIDTEST", ""}, {NULL, "secret"}};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        c.access_key = none[i][0];
+        c.secret_key = none[i][1];
+        CHECK_INT(stub_put(&c, 1, 0, false, head, sizeof head, &r, &e), -1);
+        CHECK(r.not_sent && !s3_transient(&r));
+        CHECK(strstr(e.msg, "no S3 credentials") != NULL);
+    }
+}
+
+/* HTTP_MAX_HEADERS - 8 extra headers are the most, with a session token too: all are sent and
+ * signed; one more is refused before anything is sent. */
+static void test_stub_header_limit(void)
+{
+    struct stub unused = {.endpoint = ""};
+    struct s3_config c = stub_config(&unused);
+    struct s3_reply r;
+    struct err e = {{0}};
+    char head[16384];
+    c.session_token = "tok";
+    CHECK_INT(stub_put(&c, 1, HTTP_MAX_HEADERS - 8, false, head, sizeof head, &r, &e), 0);
+    CHECK(strstr(head, "\r\nx-amz-meta-55: v\r\n") != NULL);
+    CHECK(strstr(head, ";x-amz-meta-55;") != NULL);
+    CHECK_INT(stub_put(&c, 1, HTTP_MAX_HEADERS - 7, false, head, sizeof head, &r, &e), -1);
+    CHECK(r.not_sent && strstr(e.msg, "too many headers") != NULL);
+    CHECK_INT(stub_put(&c, 1, HTTP_MAX_HEADERS + 1, false, head, sizeof head, &r, &e), -1);
+    CHECK(r.not_sent && strstr(e.msg, "too many headers") != NULL);
+}
+
+/* A PUT of PIXQ_S3_EXPECT_CONTINUE_BYTES or more asks first, a smaller one does not; a store that
+ * never answers the question gets the body after half the request's time at most. */
+static void test_stub_expect_continue(void)
+{
+    struct stub unused = {.endpoint = ""};
+    struct s3_config c = stub_config(&unused);
+    struct s3_reply r;
+    struct err e = {{0}};
+    char head[8192];
+    c.expect_continue_bytes = 100;
+    c.expect_continue_ms = 1000;
+    CHECK_INT(stub_put(&c, 100, 0, false, head, sizeof head, &r, &e), 0);
+    CHECK(strstr(head, "\r\nExpect: 100-continue\r\n") != NULL);
+    CHECK_INT(stub_put(&c, 99, 0, false, head, sizeof head, &r, &e), 0);
+    CHECK(strstr(head, "Expect:") == NULL);
+    c.expect_continue_ms = 60000; /* longer than the request may take */
+    c.timeout_ms = 2000;
+    CHECK_INT(stub_put(&c, 4096, 0, true, head, sizeof head, &r, &e), 0);
+    CHECK(strstr(head, "\r\nExpect: 100-continue\r\n") != NULL);
+}
+
+/* A bucket's region asked of S3 with a HEAD of the bucket: followed when named; when that HEAD
+ * failed for a passing reason, its answer is the one to retry. */
+static void test_stub_bucket_region(void)
+{
+    char a[256], heads[4096];
+    struct stub s;
+    struct s3_object o = {"pixq-test", NULL, "k"};
+    struct err e = {{0}};
+    struct http *h = http_create(&e);
+    const struct s3_reply opt_in = {.status = 400, .code = "IllegalLocationConstraintException"};
+    struct s3_reply r = opt_in;
+    stub_start(&s, answer_of(a, sizeof a, "200 OK", "x-amz-bucket-region: af-south-1\r\n", ""),
+               false);
+    struct s3_config c = stub_config(&s);
+    CHECK(s3_redirect_region(h, &c, &o, time(NULL), &r, &e));
+    CHECK_STR(r.region, "af-south-1");
+    CHECK_INT(stub_finish(&s, heads, sizeof heads), 1);
+    CHECK(strncmp(heads, "HEAD /pixq-test HTTP/1.1\r\n", 26) == 0);
+    r = opt_in;
+    stub_start(&s, answer_of(a, sizeof a, "503 Slow Down", "", ""), false);
+    c = stub_config(&s);
+    CHECK(!s3_redirect_region(h, &c, &o, time(NULL), &r, &e));
+    CHECK_INT(r.status, 503);
+    CHECK(s3_transient(&r));
+    CHECK(strstr(e.msg, "finding the bucket's region: S3 HEAD") != NULL);
+    CHECK_INT(stub_finish(&s, heads, sizeof heads), 1);
+    http_destroy(h);
+}
+
+/* PIXQ_S3_IDLE_MS=0 reuses connections however long they were idle. */
+static void test_idle_zero_reuses(void)
+{
+    struct keepalive a;
+    keepalive_start(&a);
+    struct err e = {{0}};
+    struct http *h = http_create(&e);
+    long last_used = 0;
+    CHECK_INT(head(h, &a, &last_used, 0), 0);
+    struct timespec pause = {0, 50 * 1000000L};
+    nanosleep(&pause, NULL);
+    CHECK_INT(head(h, &a, &last_used, 0), 0);
+    http_destroy(h);
+    CHECK_INT(keepalive_finish(&a), 1);
 }
 
 int main(void)
@@ -359,8 +733,17 @@ int main(void)
     test_wrong_region();
     test_error_message();
     test_answers();
+    test_redirect_named_region();
     test_name_edges();
     test_error_message_edges();
     test_idle_connection_per_host();
+    test_idle_zero_reuses();
+    test_stub_final_answer();
+    test_stub_region_and_code();
+    test_stub_body_answers();
+    test_stub_credentials();
+    test_stub_header_limit();
+    test_stub_expect_continue();
+    test_stub_bucket_region();
     return check_summary("s3");
 }
