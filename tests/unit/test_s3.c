@@ -1,6 +1,7 @@
 /* test_s3: bucket names, the URL each object is addressed at, S3 connections' reuse, and what
  * the requests send and make of S3's answers, against one-answer stubs on loopback ports
  * (common/s3.c). */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,12 +11,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "awscreds.h"
 #include "buf.h"
+#include "cfg.h"
 #include "check.h"
 #include "err.h"
+#include "hash.h"
 #include "http.h"
 #include "loopback.h"
 #include "s3.h"
+#include "sigv4.h"
 
 static void test_bucket_names(void)
 {
@@ -383,6 +388,10 @@ struct stub {
     char endpoint[64];
 };
 
+/* When set, the stub renames the first over the second before it answers (once: then the first
+ * is gone): a credentials file rewritten while the request was on its way. */
+static const char *stub_swap[2];
+
 /* Reads one request's head into `req` (`cap` bytes), and in *got how many bytes were read (the
  * body's first ones with it); the head's length, or 0 at EOF or when it is too long. */
 static size_t stub_read_head(int c, char *req, size_t cap, size_t *got)
@@ -420,6 +429,9 @@ static void stub_serve(int c, const char *answer, bool mute_continue, int log)
     }
     for (ssize_t r = 1; left > 0 && r > 0; left -= r) {
         r = read(c, body, sizeof body);
+    }
+    if (stub_swap[0] != NULL) {
+        rename(stub_swap[0], stub_swap[1]);
     }
     if (write(c, answer, strlen(answer)) < 0) {
         return;
@@ -583,6 +595,59 @@ static void test_stub_body_answers(void)
     CHECK(s3_transient(&r) && !r.not_sent);
 }
 
+/* Whether the lowercase form of header `name` is in the SignedHeaders list `list` ("a;b;c"). */
+static bool in_signed_list(const char *list, const char *name)
+{
+    char want[256];
+    size_t n = 0;
+    for (; name[n] != '\0' && n < sizeof want - 3; n++) {
+        want[n + 1] = (char)tolower((unsigned char)name[n]);
+    }
+    want[0] = ';';
+    want[n + 1] = ';';
+    want[n + 2] = '\0';
+    char all[4096];
+    snprintf(all, sizeof all, ";%.*s;", (int)strcspn(list, ","), list);
+    return strstr(all, want) != NULL;
+}
+
+/* Checks the Authorization of the request whose head is `head` (one request): signing what was
+ * sent, the headers SignedHeaders names, with the stubs' keys for `region`, gives the same. */
+static void check_signed(const char *head, const char *region)
+{
+    char copy[8192], method[16], path[4096], authz[SIGV4_AUTHZ_MAX];
+    const char *sent = "", *list = "", *date = "", *hash = "";
+    struct sigv4_header h[SIGV4_MAX_HEADERS];
+    size_t n = 0;
+    snprintf(copy, sizeof copy, "%s", head);
+    CHECK(sscanf(copy, "%15s %4095s", method, path) == 2);
+    for (char *line = strstr(copy, "\r\n"); line != NULL && line[2] != '\r';) {
+        char *name = line + 2, *colon = strstr(name, ": ");
+        line = strstr(name, "\r\n");
+        if (colon == NULL || line == NULL || n == SIGV4_MAX_HEADERS) {
+            break;
+        }
+        *colon = *line = '\0';
+        const char *value = colon + 2;
+        sent = strcmp(name, "Authorization") == 0 ? value : sent;
+        list = strcmp(name, "Authorization") == 0 ? strstr(value, "SignedHeaders=") + 14 : list;
+        date = strcmp(name, "x-amz-date") == 0 ? value : date;
+        hash = strcmp(name, "x-amz-content-sha256") == 0 ? value : hash;
+        h[n++] = (struct sigv4_header){name, value};
+    }
+    size_t signed_n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in_signed_list(list, h[i].name)) {
+            h[signed_n++] = h[i];
+        }
+    }
+    const struct sigv4_request req = {method, path, NULL, h, signed_n, hash};
+    const struct sigv4_key key = {"AKIDTEST", "secret", region, "s3"};
+    struct err e = {{0}};
+    CHECK_INT(sigv4_sign(&req, &key, date, SIGV4_S3, authz, NULL, NULL, &e), 0);
+    CHECK_STR(sent, authz);
+}
+
 /* PUTs `len` bytes of "x" with `n` headers x-amz-meta-N as `c` says, to a stub answering 200 (or
  * leaving "Expect: 100-continue" unanswered when `mute`); the result, the request's head in
  * `head` ("" if none came). */
@@ -606,6 +671,13 @@ static int stub_put(struct s3_config *c, size_t len, size_t n, bool mute, char *
     http_destroy(h);
     int heads = stub_finish(&s, head, cap);
     CHECK_INT(heads, r->not_sent ? 0 : 1);
+    if (rc == 0) {
+        char hash[HASH_SHA256_HEX], line[128];
+        hash_sha256_hex(body, len, hash);
+        snprintf(line, sizeof line, "\r\nx-amz-content-sha256: %s\r\n", hash);
+        CHECK(strstr(head, line) != NULL);
+        check_signed(head, "us-east-1");
+    }
     return rc;
 }
 
@@ -725,6 +797,93 @@ static void test_idle_zero_reuses(void)
     CHECK_INT(keepalive_finish(&a), 1);
 }
 
+/* Writes a credentials file of the default profile with `access_key` at `path`. */
+static void write_keys(const char *path, const char *access_key)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fprintf(f, "[default]\naws_access_key_id=%s\naws_secret_access_key=S\n", access_key);
+        fclose(f);
+    }
+}
+
+/* With keys from a file rewritten between the look and S3's answer: a HEAD's bare 403 (no body to
+ * say why) may be the keys refused, and is sent once more with the new ones; another request's
+ * bare 403 is not (S3's body would have said so). */
+static void test_stub_keys_rewritten(void)
+{
+    char dir[] = "/tmp/pixq-s3-XXXXXX", path[512], next[520], heads[8192];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/credentials", dir);
+    snprintf(next, sizeof next, "%s.next", path);
+    struct awscreds *creds = malloc(sizeof *creds);
+    struct cfg *cfg = malloc(sizeof *cfg);
+    cfg_defaults(cfg);
+    snprintf(cfg->aws_shared_credentials_file, sizeof cfg->aws_shared_credentials_file, "%s", path);
+    cfg->aws_profile[0] = '\0';
+    struct err e = {{0}};
+    write_keys(path, "AKID1");
+    CHECK_INT(awscreds_init(creds, cfg, true, &e), 0);
+    static const char *const methods[] = {"HEAD", "PUT", "GET"};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        struct stub s;
+        struct s3_reply r;
+        char key[16];
+        snprintf(key, sizeof key, "AKID%zu", i + 2);
+        write_keys(next, key);
+        stub_swap[0] = next, stub_swap[1] = path;
+        stub_start(&s, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", false);
+        stub_swap[0] = NULL;
+        struct s3_config c = stub_config(&s);
+        c.creds = creds;
+        struct s3_object o = {"pixq-test", NULL, "k"};
+        struct http *h = http_create(&e);
+        struct buf out;
+        buf_init(&out, 0);
+        int rc = i == 0   ? s3_head(h, &c, &o, time(NULL), &r, &e)
+                 : i == 1 ? s3_put(h, &c, &o, "x", 1, NULL, 0, time(NULL), &r, &e)
+                          : s3_get(h, &c, &o, 1024, time(NULL), &out, &r, &e);
+        CHECK_INT(rc, -1);
+        CHECK_INT(r.status, 403);
+        http_destroy(h);
+        buf_finish(&out);
+        CHECK_INT(stub_finish(&s, heads, sizeof heads), i == 0 ? 2 : 1);
+        CHECK(strstr(heads, "Credential=AKID") != NULL);
+        CHECK((strstr(heads, key) != NULL) == (i == 0)); /* sent again with the new keys */
+    }
+    unlink(next);
+    unlink(path);
+    CHECK_INT(rmdir(dir), 0);
+    free(creds);
+    free(cfg);
+}
+
+/* A request is signed for its object's region, else the configured one, and the signature covers
+ * the request as sent: signing the path and signed headers the stub received gives the same. */
+static void test_stub_signed_region(void)
+{
+    static const char *const regions[][2] = {{NULL, "/us-east-1/s3/aws4_request, "},
+                                             {"", "/us-east-1/s3/aws4_request, "},
+                                             {"eu-west-1", "/eu-west-1/s3/aws4_request, "}};
+    for (size_t i = 0; i < sizeof regions / sizeof regions[0]; i++) {
+        struct stub s;
+        char a[128], heads[4096];
+        stub_start(&s, answer_of(a, sizeof a, "200 OK", "", ""), false);
+        struct s3_config c = stub_config(&s);
+        struct s3_object o = {"pixq-test", regions[i][0], "k"};
+        struct s3_reply r;
+        struct err e = {{0}};
+        struct http *h = http_create(&e);
+        CHECK_INT(s3_head(h, &c, &o, time(NULL), &r, &e), 0);
+        http_destroy(h);
+        CHECK_INT(stub_finish(&s, heads, sizeof heads), 1);
+        CHECK(strstr(heads, regions[i][1]) != NULL);
+        check_signed(heads,
+                     regions[i][0] != NULL && regions[i][0][0] ? regions[i][0] : "us-east-1");
+    }
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -745,5 +904,7 @@ int main(void)
     test_stub_header_limit();
     test_stub_expect_continue();
     test_stub_bucket_region();
+    test_stub_keys_rewritten();
+    test_stub_signed_region();
     return check_summary("s3");
 }
