@@ -846,6 +846,7 @@ static void test_stub_keys_rewritten(void)
                           : s3_get(h, &c, &o, 1024, time(NULL), &out, &r, &e);
         CHECK_INT(rc, -1);
         CHECK_INT(r.status, 403);
+        CHECK(!r.refreshable); /* a file's keys refused: only an expired token waits for it */
         http_destroy(h);
         buf_finish(&out);
         CHECK_INT(stub_finish(&s, heads, sizeof heads), i == 0 ? 2 : 1);
@@ -884,6 +885,64 @@ static void test_stub_signed_region(void)
     }
 }
 
+/* Sends one `method` of pixq-test/k with `creds` to a stub answering `answer`; the reply in *r. */
+static void stub_with_creds(struct awscreds *creds, const char *method, const char *answer,
+                            struct s3_reply *r)
+{
+    struct stub s;
+    char heads[4096];
+    struct err e = {{0}};
+    stub_start(&s, answer, false);
+    struct s3_config c = stub_config(&s);
+    c.creds = creds;
+    struct s3_object o = {"pixq-test", NULL, "k"};
+    struct http *h = http_create(&e);
+    struct buf out;
+    buf_init(&out, 0);
+    int rc = strcmp(method, "HEAD") == 0 ? s3_head(h, &c, &o, time(NULL), r, &e)
+                                         : s3_get(h, &c, &o, 1024, time(NULL), &out, r, &e);
+    CHECK_INT(rc, -1);
+    http_destroy(h);
+    buf_finish(&out);
+    CHECK(stub_finish(&s, heads, sizeof heads) >= 1);
+}
+
+/* With keys from an endpoint: S3 refusing them makes the reply refreshable (the endpoint may give
+ * others), but not a HEAD's bare 403 (as likely a bucket of another account) nor
+ * SignatureDoesNotMatch (rather the request's own fault). */
+static void test_stub_endpoint_keys(void)
+{
+    struct stub meta;
+    char a[256], heads[4096];
+    stub_start(&meta,
+               answer_of(a, sizeof a, "200 OK", "Content-Type: application/json\r\n",
+                         "{\"AccessKeyId\":\"AKIDTEST\",\"SecretAccessKey\":\"secret\"}"),
+               false);
+    struct awscreds *creds = malloc(sizeof *creds);
+    struct cfg *cfg = malloc(sizeof *cfg);
+    cfg_defaults(cfg);
+    snprintf(cfg->aws_container_credentials_full_uri,
+             sizeof cfg->aws_container_credentials_full_uri, "%s/creds", meta.endpoint);
+    struct err e = {{0}};
+    CHECK_INT(awscreds_init_endpoint(creds, cfg, &e), 0);
+    CHECK(creds->loaded);
+    struct s3_reply r;
+    stub_with_creds(creds, "HEAD", "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", &r);
+    CHECK(!r.refreshable && !s3_transient(&r));
+    static const char *const codes[][2] = {{"SignatureDoesNotMatch", "0"},
+                                           {"InvalidAccessKeyId", "1"}};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "<Error><Code>%s</Code></Error>", codes[i][0]);
+        stub_with_creds(creds, "GET", answer_of(a, sizeof a, "403 Forbidden", "", body), &r);
+        CHECK_STR(r.code, codes[i][0]);
+        CHECK_INT(r.refreshable, codes[i][1][0] == '1');
+    }
+    stub_finish(&meta, heads, sizeof heads);
+    free(creds);
+    free(cfg);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -906,5 +965,6 @@ int main(void)
     test_stub_bucket_region();
     test_stub_keys_rewritten();
     test_stub_signed_region();
+    test_stub_endpoint_keys();
     return check_summary("s3");
 }
