@@ -292,12 +292,15 @@ static void test_errors_request(void)
     }
     expect_error_mode(&req, &suite_key, SUITE_DATE, (enum sigv4_mode)7, "unknown signing mode");
 
-    static const char *const bad_methods[] = {"", "G T", "GET\r\n"};
+    static const char *const bad_methods[] = {"", "G T", "GET\r\n", NULL};
     for (size_t i = 0; i < sizeof bad_methods / sizeof bad_methods[0]; i++) {
         req.method = bad_methods[i];
         expect_error(&req, &suite_key, SUITE_DATE, "needs a method");
     }
     req.method = "GET";
+    req.path = NULL;
+    expect_error(&req, &suite_key, SUITE_DATE, "needs a method");
+    req.path = "/";
     static const char *const bad_hashes[] = {"", EMPTY_SHA256 "\n", "UNSIGNED\x7f"};
     for (size_t i = 0; i < sizeof bad_hashes / sizeof bad_hashes[0]; i++) {
         req.payload_hash = bad_hashes[i];
