@@ -765,6 +765,9 @@ static int apply_flag(struct cfg *c, int argc, char **argv, int *i, bool words, 
     memcpy(name, arg + 2, n);
     name[n] = '\0';
     if (strcmp(name, "config") == 0) {
+        if (eq == NULL && *i + 1 >= argc) { /* else the file would be left unread, unsaid */
+            return err_set(e, "--config needs a value");
+        }
         *i += eq == NULL ? 1 : 0;
         return 0;
     }

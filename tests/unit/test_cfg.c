@@ -283,6 +283,13 @@ static void test_bad_file(void)
     int argc = 2;
     CHECK_INT(cfg_load(&c, &argc, argv, lookup, &e), -1);
     CHECK(strstr(e.msg, "needs a value") != NULL);
+    /* --config last, without its file: refused as any flag's missing value (it was ignored, and
+     * the program ran on the defaults) */
+    char *argv1[] = {"prog", "submit", "--config", NULL};
+    argc = 3;
+    e.msg[0] = '\0';
+    CHECK_INT(cfg_load(&c, &argc, argv1, lookup, &e), -1);
+    CHECK_STR(e.msg, "--config needs a value");
     char *argv2[] = {"prog", "--lease-ms", "3000", "--heartbeat-ms=2000", NULL};
     argc = 4;
     CHECK_INT(cfg_load(&c, &argc, argv2, lookup, &e), -1); /* settings must agree */
