@@ -339,6 +339,8 @@ static void test_print_hides_secrets(void)
     char out[256];
     cfg_redact_url("redis://:pw@h:1/0", out, sizeof out);
     CHECK_STR(out, "redis://:***@h:1/0");
+    cfg_redact_url("redis://user:p@ss@h:1/0", out, sizeof out); /* the last '@' ends it */
+    CHECK_STR(out, "redis://user:***@h:1/0");
     cfg_redact_url("redis://pwonly@h:1/0", out, sizeof out);
     CHECK_STR(out, "redis://***@h:1/0");
     cfg_redact_url("redis://h:1/0", out, sizeof out);
@@ -391,6 +393,8 @@ static void test_guard_settings(void)
     CHECK_INT(cfg_set(&c, "PIXQ_MAX_SAVES", "1001", &e), -1); /* park.lua's arguments must fit */
     CHECK_INT(cfg_set(&c, "PIXQ_MAX_SAVES", "1000", &e), 0);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "pixq-test,other.bucket", &e), 0);
+    CHECK(!cfg_bucket_allowed(&c, "")); /* without PIXQ_DEFAULT_BUCKET, "" is not that bucket */
+    CHECK(!cfg_bucket_allowed(&c, "tmp-bucket"));
     CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "ok-bucket,Bad/Bucket", &e), -1);
     CHECK(strstr(e.msg, "'Bad/Bucket' is not a valid bucket name") != NULL);
     CHECK_INT(cfg_set(&c, "PIXQ_S3_BUCKETS", "ok-bucket,_Bad_Bucket", &e), -1);
@@ -515,6 +519,8 @@ static void test_s3_cross_checks(void)
         {"PIXQ_REDIS_RETRY_MIN_MS", "5001", "PIXQ_LOG_FORMAT", "text",
          "PIXQ_REDIS_RETRY_MIN_MS (5001) must not exceed PIXQ_REDIS_RETRY_MAX_MS (5000)"},
         {"PIXQ_REDIS_RETRY_MAX_MS", "0", "PIXQ_LOG_FORMAT", "text", "PIXQ_REDIS_RETRY_MAX_MS"},
+        {"PIXQ_S3_THROTTLE_RETRY_BASE_MS", "20001", "PIXQ_LOG_FORMAT", "text",
+         "PIXQ_S3_THROTTLE_RETRY_BASE_MS (20001) must not exceed PIXQ_S3_RETRY_MAX_MS (20000)"},
         {"PIXQ_S3_THROTTLE_RETRY_BASE_MS", "30000", "PIXQ_LOG_FORMAT", "text",
          "PIXQ_S3_THROTTLE_RETRY_BASE_MS (30000) must not exceed PIXQ_S3_RETRY_MAX_MS (20000)"},
         {"PIXQ_DEFAULT_BUCKET", "Bad_Bucket_", "PIXQ_LOG_FORMAT", "text",
@@ -824,6 +830,14 @@ static void test_command_line_edges(void)
     CHECK_INT(c.default_quality, 61);
     CHECK_INT(argc, 2);
     CHECK_STR(argv2[1], "submit");
+
+    /* --config FILE as the last two arguments: the file is read */
+    char *argv4[] = {"prog", "submit", "--config", path, NULL};
+    argc = 4;
+    cfg_defaults(&c);
+    CHECK_INT(cfg_load(&c, &argc, argv4, lookup, &e), 0);
+    CHECK_INT(c.default_quality, 61);
+    CHECK_INT(argc, 2);
     unlink(path);
 
     char *argv3[] = {"prog", "submit", "--", "--config", "/nonexistent/pixq.env", NULL};
@@ -831,6 +845,113 @@ static void test_command_line_edges(void)
     CHECK_INT(cfg_load(&c, &argc, argv3, lookup, &e), 0);
     CHECK_INT(argc, 5);
     CHECK_STR(argv3[3], "--config");
+}
+
+static void collect_name(const char *name, void *user)
+{
+    char *names = user;
+    size_t n = strlen(names);
+    snprintf(names + n, 256 - n, "%s ", name);
+}
+
+/* cfg_unknown_env() names the PIXQ_ variables that are no setting, and no other: not a setting's,
+ * not PIXQ_CONFIG (the file's path), not a variable of another program. */
+static void test_unknown_env(void)
+{
+    char *env[] = {"PIXQ_CONFIG=/etc/pixq/pixq.env",
+                   "PIXQ_QUEUE=a",
+                   "PIXQ_PROCESS=4",
+                   "HOME=/root",
+                   "AWS_REGIONS=x",
+                   "PIXQ_queue=b",
+                   "PIXQ_NO_VALUE",
+                   NULL};
+    char names[256] = "";
+    cfg_unknown_env(env, collect_name, names);
+    CHECK_STR(names, "PIXQ_PROCESS PIXQ_queue PIXQ_NO_VALUE ");
+}
+
+/* What --print-config shows of the kinds of value that are not text: a level, a rate, a
+ * boolean and PIXQ_S3_PATH_STYLE's three values. */
+static void test_print_values(void)
+{
+    struct cfg c;
+    struct err e;
+    cfg_defaults(&c);
+    const char *sets[][3] = {{"PIXQ_S3_PATH_STYLE", "auto", "PIXQ_S3_PATH_STYLE=auto\n"},
+                             {"PIXQ_S3_PATH_STYLE", "off", "PIXQ_S3_PATH_STYLE=0\n"},
+                             {"PIXQ_S3_PATH_STYLE", "yes", "PIXQ_S3_PATH_STYLE=1\n"},
+                             {"PIXQ_LOG_LEVEL", "error", "PIXQ_LOG_LEVEL=error\n"},
+                             {"PIXQ_S3_RATE", "2.5/s", "PIXQ_S3_RATE=2.5/s,burst=20\n"},
+                             {"PIXQ_CPU_AFFINITY", "on", "PIXQ_CPU_AFFINITY=1\n"}};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        CHECK_INT(cfg_set(&c, sets[i][0], sets[i][1], &e), 0);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        cfg_print(&c, f);
+        fclose(f);
+        if (strstr(text, sets[i][2]) == NULL) {
+            fprintf(stderr, "  %s=%s: no line %s", sets[i][0], sets[i][1], sets[i][2]);
+            CHECK(false);
+        }
+        free(text);
+    }
+}
+
+/* A line longer than the reader's buffer is refused whole: its end is not read as a line of its
+ * own (a long comment's tail would set a setting). */
+static void test_file_long_line(void)
+{
+    static char text[CFG_TOKEN_MAX + 256];
+    size_t n = CFG_TOKEN_MAX + 127; /* the bytes fgets() reads of a line at most */
+    text[0] = '#';
+    memset(text + 1, 'x', n - 1);
+    snprintf(text + n, sizeof text - n, "PIXQ_QUEUE=tail\n");
+    char path[] = "/tmp/pixq-cfg-XXXXXX";
+    config_file(path, text);
+    struct cfg c;
+    struct err e = {{0}};
+    cfg_defaults(&c);
+    CHECK_INT(cfg_load_file(&c, path, &e), -1);
+    CHECK(strstr(e.msg, ":1: line too long") != NULL);
+    CHECK_STR(c.queue, "default");
+    unlink(path);
+}
+
+/* The job limits' bounds: the least and the most each takes, one past either refused with the
+ * range. A job is at least 4 deep ({"functions": [{"params": {...}}]}), has a function, a
+ * source of at least a KiB and a pixel. */
+static void test_limit_bounds(void)
+{
+    static const struct {
+        const char *var;
+        long min, max;
+    } limits[] = {{"PIXQ_MAX_JSON_DEPTH", 4, 1000},
+                  {"PIXQ_MAX_FUNCTIONS", 1, 10000},
+                  {"PIXQ_MAX_JOB_BYTES", 256, 16L * 1024 * 1024},
+                  {"PIXQ_MAX_SRC_BYTES", 1024, 2048L * 1024 * 1024},
+                  {"PIXQ_MAX_PIXELS", 1, 1000000000L},
+                  {"PIXQ_MAX_FRAMES", 1, 100000},
+                  {"PIXQ_MAX_SOURCES", 1, 10000}};
+    struct cfg c;
+    struct err e;
+    cfg_defaults(&c);
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        const long at[] = {limits[i].min - 1, limits[i].min, limits[i].max, limits[i].max + 1};
+        for (size_t k = 0; k < 4; k++) {
+            char v[32], want[128];
+            snprintf(v, sizeof v, "%ld", at[k]);
+            e.msg[0] = '\0';
+            int rc = cfg_set(&c, limits[i].var, v, &e);
+            snprintf(want, sizeof want, "%s: %ld is out of range [%ld, %ld]", limits[i].var, at[k],
+                     limits[i].min, limits[i].max);
+            if (rc != (k == 0 || k == 3 ? -1 : 0) || (rc < 0 && strcmp(e.msg, want) != 0)) {
+                fprintf(stderr, "  %s=%s: %d '%s'\n", limits[i].var, v, rc, e.msg);
+                CHECK(false);
+            }
+        }
+    }
 }
 
 int main(void)
@@ -854,5 +975,9 @@ int main(void)
     test_agreeing_settings();
     test_file_edges();
     test_command_line_edges();
+    test_unknown_env();
+    test_print_values();
+    test_file_long_line();
+    test_limit_bounds();
     return check_summary("cfg");
 }
