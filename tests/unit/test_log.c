@@ -235,6 +235,12 @@ static void test_truncation(void)
         json_object_put(obj);
         free(out);
     }
+    /* the count from a cap of 512 bytes exactly, not below */
+    char edge[512];
+    log_line_json(edge, sizeof edge, TS, LOG_LEVEL_WARN, "e", 1, fields);
+    CHECK(valid_json(edge) && strstr(edge, ",\"log_truncated_bytes\":") != NULL);
+    log_line_json(edge, sizeof edge - 1, TS, LOG_LEVEL_WARN, "e", 1, fields);
+    CHECK(valid_json(edge) && strstr(edge, "log_truncated_bytes") == NULL);
     char big[LOG_JSON_MAX];
     log_line_json(big, sizeof big, TS, LOG_LEVEL_WARN, "e", 1, fields);
     CHECK(valid_json(big));
@@ -262,6 +268,13 @@ static void test_parse(void)
     CHECK_INT(log_parse_level("warn", &l), 0);
     CHECK_INT(l, LOG_LEVEL_WARN);
     CHECK_INT(log_parse_level("verbose", &l), -1);
+    const char *names[] = {"debug", "info", "warn", "error"}; /* every level, as README names */
+    for (int i = 0; i < 4; i++) {
+        l = (enum log_level) - 1;
+        CHECK_INT(log_parse_level(names[i], &l), 0);
+        CHECK_INT(l, i);
+    }
+    CHECK_INT(log_parse_level("ERROR", &l), -1);
 }
 
 /* Reads what log_event() wrote to stderr (a pipe) while `fn` ran. */
