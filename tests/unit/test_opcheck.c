@@ -489,6 +489,7 @@ struct run {
     char msg[ERR_MSG_MAX];
     size_t n_outputs;
     size_t lens[4];
+    bool src_taken; /* proc_run() consumed the source's wand (src->wand NULL after it) */
 };
 
 /* proc_run() of the job `text` on its canvas src, with at most `max_job_output_bytes` of outputs;
@@ -521,6 +522,7 @@ static struct run run_job(const char *text, size_t max_job_output_bytes, bool pa
                                 .max_job_output_bytes = max_job_output_bytes};
     struct proc_result pr;
     r.rc = proc_run(j, &im, &o, &pr, &e);
+    r.src_taken = im.wand == NULL;
     snprintf(r.msg, ERR_MSG_MAX, "%s", r.rc < 0 ? e.msg : "");
     r.n_outputs = pr.n_outputs;
     for (size_t i = 0; i < pr.n_outputs && i < sizeof r.lens / sizeof r.lens[0]; i++) {
@@ -545,6 +547,7 @@ static void test_job_output_limit(void)
     CHECK_INT(all.n_outputs, 2);
     size_t total = all.lens[0] + all.lens[1];
     CHECK(all.lens[0] > 600 && all.lens[1] == all.lens[0]); /* 20 x 10 x 3 and a header */
+    CHECK(all.src_taken); /* the last function worked on the source itself, not on a copy */
     struct run exact = run_job(text, total, false);
     CHECK_STR(exact.msg, "");
     CHECK_INT(exact.rc, 0);
