@@ -754,6 +754,20 @@ static void test_pre_process(void)
     CHECK_STR(two.formats[1], "JPEG");
     CHECK_STR(two.move_type, "image/jpeg");
 
+    /* a job whose src is a pre_process job's output: its bytes, sniffed by no probe, are
+     * converted to the format the key names */
+    struct sunk ref = {0};
+    CHECK_INT(pre_process("{\"application_id\": \"a\", \"src\": \"&p\", \"pre_process\": "
+                          "[" PRE_JOB ", " MOVE_ORIGINAL("orig/r.jpg") "], \"functions\": "
+                                                                       "[{\"name\": \"no_op\"}]}",
+                          1000000, &ref, msg, NULL, NULL),
+              0);
+    CHECK_STR(msg, "");
+    CHECK_INT(ref.moves, 1);
+    CHECK_STR(ref.move_format, "JPEG");
+    CHECK_STR(ref.move_type, "image/jpeg");
+    CHECK(ref.move_width == 8 && ref.move_height == 6);
+
     /* a pre_process job that fails, and a move_original */
     struct sunk small = {0};
     CHECK_INT(pre_process(CANVAS_HEAD "\"pre_process\": " PRE_JOB ", \"functions\": [{\"name\": "
