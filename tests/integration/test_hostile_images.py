@@ -716,6 +716,24 @@ class TiffEnabledTest(HostileImageTestCase):
         self.assertEqual(meta, {"width": 16, "height": 8})
         self.assert_image(out, "PNG", 16, 8)
 
+    def test_a_page_that_cannot_be_read_is_shrunk_as_the_first(self):
+        """A source shrunk on load (PIXQ_SHRINK_ON_LOAD) whose stack fell back to its first page
+        is shrunk for that page, not for the stack it was planned for: the 64x32 page made 8x4,
+        not squeezed to the stack's shape (8x8 of pages of one width, 8x5 of a 96 px wide
+        second page)."""
+        for name, second in (("tiff-bad-page-shrunk", None), ("tiff-bad-wide-page-shrunk", 96)):
+            with self.subTest(name=name):
+                data = tiff_bad_second_page(width=64, height=32, second_width=second)
+                src = self.src.add("/%s.tif" % name, data)
+                self.push_job(self.job(name, src, [{
+                    "name": "resize_to_fit", "params": {"width": 8},
+                    "save": {"image_identifier": "thumb", "extension": ".png", "s3_destination": {
+                        "bucket": self.buckets[0], "key": "out/%s.png" % name}}}]))
+                pb = self.wait_for_postback(TIMEOUT_S, path="/pb/" + name)
+                self.assertNotIn("errors", pb.json["results"], pb.body[:500])
+                self.assertEqual(pb.json["results"]["original_meta"], {"width": 64, "height": 32})
+                self.assert_image(self.s3_object("out/%s.png" % name), "PNG", 8, 4)
+
 
 class BmpEnabledTest(HostileImageTestCase):
     """PIXQ_IMAGE_FORMATS=jpeg,png,gif,webp,bmp: BMP (which Blitline took) is decoded, its rows
