@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "cfg.h"
 #include "check.h"
+#include "clock.h"
 #include "err.h"
 #include "hash.h"
 #include "http.h"
@@ -943,6 +944,41 @@ static void test_stub_endpoint_keys(void)
     free(cfg);
 }
 
+/* With keys from an endpoint that are due but have not expired, a request with less time left
+ * than a fetch may take goes with them (no fetch); with no time left, nothing is fetched, not
+ * even when forced (a fetch given 0 ms would have no limit at all); with the time, the due keys
+ * are fetched. */
+static void test_endpoint_keys_within_budget(void)
+{
+    struct stub meta;
+    char a[256], heads[4096];
+    stub_start(&meta,
+               answer_of(a, sizeof a, "200 OK", "Content-Type: application/json\r\n",
+                         "{\"AccessKeyId\":\"AKIDTEST\",\"SecretAccessKey\":\"secret\"}"),
+               false);
+    struct awscreds *creds = malloc(sizeof *creds);
+    struct cfg *cfg = malloc(sizeof *cfg);
+    cfg_defaults(cfg);
+    snprintf(cfg->aws_container_credentials_full_uri,
+             sizeof cfg->aws_container_credentials_full_uri, "%s/creds", meta.endpoint);
+    struct err e = {{0}};
+    CHECK_INT(awscreds_init_endpoint(creds, cfg, &e), 0); /* the first fetch */
+    CHECK(creds->loaded);
+    long now = clock_mono_ms();
+    creds->due_ms = now - 1;
+    creds->next_try_ms = now - 1;
+    creds->expires_ms = now + 60000;
+    long short_of = creds->meta.timeout_ms - 1;
+    CHECK_INT(awscreds_refresh_within(creds, false, time(NULL), short_of, &e), 0);
+    CHECK_INT(awscreds_refresh_within(creds, true, time(NULL), 0, &e), 0);
+    /* as they were before: a fetch above would have moved them */
+    creds->due_ms = creds->next_try_ms = clock_mono_ms() - 1;
+    CHECK_INT(awscreds_refresh_within(creds, false, time(NULL), LONG_MAX, &e), 0); /* fetched */
+    CHECK_INT(stub_finish(&meta, heads, sizeof heads), 2);
+    free(creds);
+    free(cfg);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -966,5 +1002,6 @@ int main(void)
     test_stub_keys_rewritten();
     test_stub_signed_region();
     test_stub_endpoint_keys();
+    test_endpoint_keys_within_budget();
     return check_summary("s3");
 }
