@@ -55,6 +55,15 @@ static void test_grammar(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         expect_refused(bad[i], strlen(bad[i]));
     }
+    /* \u takes each of the 22 hex digits in either case, and nothing beside them in ASCII */
+    expect_value("{\"a\":\"\\u0123\\u4567\\u89ab\\ucdef\\uABCD\\uEF00\"}", "a",
+                 "\"\\u0123\\u4567\\u89ab\\ucdef\\uABCD\\uEF00\"");
+    const char *not_hex = "/:@G`g";
+    for (const char *c = not_hex; *c != '\0'; c++) {
+        char text[32];
+        snprintf(text, sizeof text, "{\"a\":\"\\u00%c0\"}", *c);
+        expect_refused(text, strlen(text));
+    }
     /* a backslash followed by a NUL is no escape */
     const char nul_escape[] = "{\"a\":\"\\\0\"}";
     expect_refused(nul_escape, sizeof nul_escape - 1);
@@ -67,6 +76,9 @@ static void test_names(void)
     expect_value("{\"\\u0161\":1,\"b\":2}", "a", "");
     expect_value("{\"\\u0161\":1,\"a\":2}", "a", "2");
     expect_value("{\"\\u0041\":1}", "A", "1");
+    /* a \u0000 ends the name, as json-c's keys end there: what follows, escaped or not, is not
+     * part of it */
+    expect_value("{\"a\\u0000\\n\\u0041\":1}", "a", "1");
     const char *n32 = "abcdefghijklmnopqrstuvwxyz012345";
     char text[128];
     snprintf(text, sizeof text, "{\"%s\":7}", n32);
