@@ -145,10 +145,32 @@ static void test_elements(void)
     }
 }
 
+/* JSCAN_DEPTH_MAX levels of nesting scan; one more is refused, at its '[' */
+static void test_depth_max(void)
+{
+    size_t depth = (size_t)JSCAN_DEPTH_MAX + 1;
+    char *text = malloc(2 * depth);
+    CHECK(text != NULL);
+    if (text == NULL) {
+        return;
+    }
+    memset(text, '[', depth);
+    memset(text + depth, ']', depth);
+    struct seen s;
+    size_t at = 0;
+    /* the text's middle: JSCAN_DEPTH_MAX of each bracket */
+    CHECK_INT(elements(text + 1, 2 * depth - 2, 0, &s, &at), 0);
+    CHECK_INT((long)s.n, 1);
+    CHECK_INT(elements(text, 2 * depth, 0, &s, &at), -1);
+    CHECK_INT((long)at, JSCAN_DEPTH_MAX);
+    free(text);
+}
+
 int main(void)
 {
     test_grammar();
     test_names();
     test_elements();
+    test_depth_max();
     return check_summary("jscan");
 }
