@@ -162,6 +162,9 @@ static void test_clean_error(void)
          "WRONGTYPE Operation against a key holding the wrong kind of value"},
         {"ERR the script: abc, on @user_script:1.", "ERR the script: abc, on @user_script:1."},
         {"ERR user_script: x", "ERR user_script: x"},
+        /* Redis 6's words only at the start, Redis 7's only right after the first word */
+        {"ERR my script (v2): @user_script:3: boom", "ERR my script (v2): @user_script:3: boom"},
+        {"ERR ratelimited:7: user_script:5: boom", "ERR ratelimited:7: user_script:5: boom"},
         {"", ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -242,6 +245,25 @@ static void test_url_edges(void)
     }
     CHECK_INT(rq_parse_url("unix:///run/r.sock?database=2", &u, &e), -1);
     CHECK(strstr(e.msg, "only ?db=N") != NULL);
+    /* no negative database, strtol's sign notwithstanding */
+    CHECK_INT(rq_parse_url("redis://h/-1", &u, &e), -1);
+    CHECK_INT(rq_parse_url("unix:///run/r.sock?db=-1", &u, &e), -1);
+    /* a port of 15 bytes is read (zeros first), one of 16 is refused */
+    CHECK_INT(rq_parse_url("redis://h:000000000006380", &u, &e), 0);
+    CHECK_INT(u.port, 6380);
+    CHECK_INT(rq_parse_url("redis://h:0000000000006380", &u, &e), -1);
+    CHECK(strstr(e.msg, "bad port") != NULL);
+    /* a lone '[' is no host, nor the start of an address that then goes on */
+    static const char *const bracket[] = {"redis://[", "redis://u:pw@[", "redis://[/1"};
+    for (size_t i = 0; i < sizeof bracket / sizeof bracket[0]; i++) {
+        CHECK_INT(rq_parse_url(bracket[i], &u, &e), -1);
+        CHECK(strstr(e.msg, "goes in brackets") != NULL);
+    }
+    /* in brackets, 255 bytes are read as an address (not one), 256 are too long for the field */
+    CHECK_INT(parse_with(&u, &e, "redis://[", filled(text, '1', 255), "]:1"), -1);
+    CHECK(strstr(e.msg, "is not an IPv6 address") != NULL);
+    CHECK_INT(parse_with(&u, &e, "redis://[", filled(text, '1', 256), "]:1"), -1);
+    CHECK(strstr(e.msg, "goes in brackets") != NULL);
 }
 
 /* The other refusals for good, after each set-up step. */
@@ -260,6 +282,8 @@ static void test_refused_for_good_edges(void)
         }
     }
     CHECK(!rq_refused_for_good("redis PING refused: NOPERM this user has no permissions"));
+    /* the refusal begins right after the step: not a proxy's error that names one further on */
+    CHECK(!rq_refused_for_good("redis AUTH refused: ERR upstream answered WRONGPASS"));
 }
 
 /* What looks like what Redis adds, but is not quite, is left alone; what is, is cut. */
