@@ -4021,8 +4021,10 @@ class BadArgumentsTest(unittest.TestCase):
 
     def test_redis_that_does_not_answer(self):
         """A Redis that takes the connection and never answers (frozen, swapping, or stuck in a
-        long script) fails each command within PIXQ_REDIS_TIMEOUT_MS or so, and says so, not
-        "Resource temporarily unavailable" (hiredis's word for the read timeout's EAGAIN)."""
+        long script) fails each command within PIXQ_REDIS_TIMEOUT_MS or so, not sooner, and says
+        so, not "Resource temporarily unavailable" (hiredis's word for the read timeout's EAGAIN).
+        The 300 ms are waited whole: ms_to_tv() taking the milliseconds past a second as
+        microseconds (an rq.c mutant the tests let live) gave up after 0.3 ms."""
         import socket
         silent = socket.socket()
         self.addCleanup(silent.close)
@@ -4039,6 +4041,7 @@ class BadArgumentsTest(unittest.TestCase):
                                    stderr=subprocess.PIPE, text=True, timeout=scaled(30),
                                    input=json.dumps(GOOD_JOB))
                 self.assertLess(time.monotonic() - t0, scaled(5))
+                self.assertGreaterEqual(time.monotonic() - t0, 0.3)
                 self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
                 self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
                 self.assertRegex(r.stderr, r"^pixq: .*redis: no reply within 300 ms "
