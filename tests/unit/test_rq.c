@@ -1,7 +1,12 @@
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "check.h"
+#include "loopback.h"
 #include "rq.h"
 
 static void test_urls(void)
@@ -328,6 +333,151 @@ static void test_key_and_task_edges(void)
     CHECK(rq_task_json("pixq-tusk:{}", 12) == NULL);
 }
 
+/* Reads up to `len` bytes from `fd` (fewer at its end) into `out`; how many. */
+static size_t read_full(int fd, char *out, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, out + got, len - got);
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    return got;
+}
+
+/* The child standing in for Redis: takes one connection on `ls`, reads `len` bytes of requests,
+ * answers `answer`, and copies every byte it read, up to the client's close, into `to`. */
+static void fake_redis_serve(int ls, size_t len, const char *answer, int to)
+{
+    int fd = accept(ls, NULL, NULL);
+    char *req = malloc(len);
+    size_t got = fd >= 0 && req != NULL ? read_full(fd, req, len) : 0;
+    bool ok = got == len && write(to, req, got) == (ssize_t)got &&
+              write(fd, answer, strlen(answer)) == (ssize_t)strlen(answer);
+    char more[512];
+    ssize_t n = ok ? read(fd, more, sizeof more) : 0;
+    while (n > 0 && write(to, more, (size_t)n) == n) {
+        n = read(fd, more, sizeof more);
+    }
+    ok = ok && n == 0;
+    free(req);
+    _exit(ok ? 0 : 1);
+}
+
+struct fake_redis {
+    pid_t pid;
+    int from; /* what it read comes out here */
+};
+
+/* A connection to a child process of this test that stands in for Redis: it answers `answer`
+ * once the client sent `len` bytes (answered only then, the connection is clean whenever the
+ * client looks at it). NULL when it could not be made. */
+static struct rq *fake_redis(struct fake_redis *f, size_t len, const char *answer)
+{
+    int port = 0, p[2];
+    int ls = loopback_listen(&port);
+    if (ls < 0 || pipe(p) != 0) {
+        return NULL;
+    }
+    f->pid = fork();
+    if (f->pid == 0) {
+        close(p[0]);
+        fake_redis_serve(ls, len, answer, p[1]);
+    }
+    close(p[1]);
+    close(ls);
+    f->from = p[0];
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    struct err e = {{0}};
+    struct rq *r = f->pid > 0 ? rq_create(url, 2000, &e) : NULL; /* no password, db 0: sends none */
+    if (r == NULL && f->pid > 0) {
+        kill(f->pid, SIGKILL);
+        waitpid(f->pid, NULL, 0);
+    }
+    if (r == NULL) {
+        close(f->from);
+    }
+    return r;
+}
+
+/* Closes `r` and reads what the fake Redis read, every byte, into `out` (`cap` bytes with a
+ * NUL); their number. */
+static size_t fake_redis_read(struct fake_redis *f, struct rq *r, char *out, size_t cap)
+{
+    rq_destroy(r);
+    size_t got = read_full(f->from, out, cap - 1);
+    out[got] = '\0';
+    close(f->from);
+    int status = -1;
+    waitpid(f->pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return got;
+}
+
+/* A pipeline's error is the first error reply's: EXEC's EXECABORT after a refused command of its
+ * MULTI says only that there was one. */
+static void test_pipeline_first_error(void)
+{
+    static const char want[] = "*1\r\n$5\r\nMULTI\r\n*1\r\n$4\r\nNOPE\r\n*1\r\n$4\r\nEXEC\r\n";
+    struct fake_redis f;
+    struct rq *r = fake_redis(&f, sizeof want - 1,
+                              "+OK\r\n-ERR unknown command 'NOPE'\r\n"
+                              "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    CHECK(r != NULL);
+    if (r == NULL) {
+        return;
+    }
+    const char *multi[] = {"MULTI"}, *nope[] = {"NOPE"}, *exec[] = {"EXEC"};
+    struct rq_cmd cmds[] = {{1, multi, NULL}, {1, nope, NULL}, {1, exec, NULL}};
+    redisReply *replies[3];
+    struct err e = {{0}};
+    CHECK_INT(rq_pipeline(r, 3, cmds, replies, &e), -1);
+    CHECK(replies[0] != NULL && replies[0]->type == REDIS_REPLY_STATUS);
+    CHECK(replies[1] == NULL && replies[2] == NULL);
+    CHECK_STR(e.msg, "redis: ERR unknown command 'NOPE'");
+    freeReplyObject(replies[0]);
+    char got[128];
+    fake_redis_read(&f, r, got, sizeof got);
+    CHECK_STR(got, want);
+}
+
+/* A script call takes 4096 keys and arguments in all, all sent; one more is refused before
+ * anything is. */
+static void test_script_words(void)
+{
+    enum { WORDS = 4096 };
+    /* *4099, EVALSHA, the sha, "1", the key (10 bytes: "$10"), then each "a" */
+    size_t len = 7 + 13 + 47 + 7 + 17 + 7 * (WORDS - 1);
+    struct fake_redis f;
+    struct rq *r = fake_redis(&f, len, ":1\r\n");
+    char *got = malloc(len + 16);
+    CHECK(r != NULL && got != NULL);
+    if (r == NULL || got == NULL) {
+        free(got);
+        rq_destroy(r);
+        return;
+    }
+    const char *keys[] = {"pixq:{q}:x"};
+    static const char *args[WORDS];
+    for (size_t i = 0; i < WORDS; i++) {
+        args[i] = "a";
+    }
+    struct err e = {{0}};
+    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, WORDS - 1, args, NULL, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
+    freeReplyObject(rep);
+    rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, WORDS, args, NULL, &e);
+    CHECK(rep == NULL);
+    CHECK_STR(e.msg, "redis script finish: too many arguments");
+    CHECK_INT(fake_redis_read(&f, r, got, len + 16), len); /* the first call, and nothing more */
+    CHECK(strncmp(got, "*4099\r\n$7\r\nEVALSHA\r\n$40\r\n", 24) == 0);
+    CHECK(strncmp(got + 67, "$1\r\n1\r\n$10\r\npixq:{q}:x\r\n$1\r\na\r\n", 31) == 0);
+    free(got);
+}
+
 int main(void)
 {
     test_clean_error();
@@ -339,5 +489,7 @@ int main(void)
     test_refused_for_good_edges();
     test_clean_error_edges();
     test_key_and_task_edges();
+    test_pipeline_first_error();
+    test_script_words();
     return check_summary("rq");
 }
