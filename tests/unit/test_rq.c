@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "check.h"
 #include "loopback.h"
@@ -347,23 +348,43 @@ static size_t read_full(int fd, char *out, size_t len)
     return got;
 }
 
-/* The child standing in for Redis: takes one connection on `ls`, reads `len` bytes of requests,
- * answers `answer`, and copies every byte it read, up to the client's close, into `to`. */
-static void fake_redis_serve(int ls, size_t len, const char *answer, int to)
+/* One exchange of the fake Redis: it reads `len` bytes of requests, then writes `answer`; or,
+ * with no answer, waits `hang_ms` and closes the connection, taking the next one for the next
+ * exchange. */
+struct fake_step {
+    size_t len;
+    const char *answer;
+    long hang_ms;
+};
+
+/* The child standing in for Redis: takes a connection on `ls`, runs the `n` steps, and copies
+ * every byte it read, up to the client's close, into `to`. */
+static void fake_redis_serve(int ls, const struct fake_step *steps, size_t n, int to)
 {
     int fd = accept(ls, NULL, NULL);
-    char *req = malloc(len);
-    size_t got = fd >= 0 && req != NULL ? read_full(fd, req, len) : 0;
-    bool ok = got == len && write(to, req, got) == (ssize_t)got &&
-              write(fd, answer, strlen(answer)) == (ssize_t)strlen(answer);
-    char more[512];
-    ssize_t n = ok ? read(fd, more, sizeof more) : 0;
-    while (n > 0 && write(to, more, (size_t)n) == n) {
-        n = read(fd, more, sizeof more);
+    bool ok = fd >= 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        char *req = malloc(steps[i].len);
+        size_t got = req != NULL ? read_full(fd, req, steps[i].len) : 0;
+        ok = got == steps[i].len && write(to, req, got) == (ssize_t)got;
+        free(req);
+        if (ok && steps[i].answer != NULL) {
+            ok = write(fd, steps[i].answer, strlen(steps[i].answer)) ==
+                 (ssize_t)strlen(steps[i].answer);
+        } else if (ok) {
+            struct timespec hang = {steps[i].hang_ms / 1000, steps[i].hang_ms % 1000 * 1000000};
+            nanosleep(&hang, NULL);
+            close(fd);
+            fd = i + 1 < n ? accept(ls, NULL, NULL) : -1;
+            ok = fd >= 0 || i + 1 == n;
+        }
     }
-    ok = ok && n == 0;
-    free(req);
-    _exit(ok ? 0 : 1);
+    char more[512];
+    ssize_t got = ok && fd >= 0 ? read(fd, more, sizeof more) : 0;
+    while (got > 0 && write(to, more, (size_t)got) == got) {
+        got = read(fd, more, sizeof more);
+    }
+    _exit(ok && got == 0 ? 0 : 1);
 }
 
 struct fake_redis {
@@ -371,10 +392,11 @@ struct fake_redis {
     int from; /* what it read comes out here */
 };
 
-/* A connection to a child process of this test that stands in for Redis: it answers `answer`
- * once the client sent `len` bytes (answered only then, the connection is clean whenever the
- * client looks at it). NULL when it could not be made. */
-static struct rq *fake_redis(struct fake_redis *f, size_t len, const char *answer)
+/* A connection, with `timeout_ms`, to a child process of this test that stands in for Redis,
+ * running `n` steps (each answered only once its request came: the connection is clean
+ * whenever the client looks at it). NULL when it could not be made. */
+static struct rq *fake_redis_steps(struct fake_redis *f, long timeout_ms,
+                                   const struct fake_step *steps, size_t n)
 {
     int port = 0, p[2];
     int ls = loopback_listen(&port);
@@ -384,7 +406,7 @@ static struct rq *fake_redis(struct fake_redis *f, size_t len, const char *answe
     f->pid = fork();
     if (f->pid == 0) {
         close(p[0]);
-        fake_redis_serve(ls, len, answer, p[1]);
+        fake_redis_serve(ls, steps, n, p[1]);
     }
     close(p[1]);
     close(ls);
@@ -392,7 +414,8 @@ static struct rq *fake_redis(struct fake_redis *f, size_t len, const char *answe
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
     struct err e = {{0}};
-    struct rq *r = f->pid > 0 ? rq_create(url, 2000, &e) : NULL; /* no password, db 0: sends none */
+    /* no password, database 0: sends nothing */
+    struct rq *r = f->pid > 0 ? rq_create(url, timeout_ms, &e) : NULL;
     if (r == NULL && f->pid > 0) {
         kill(f->pid, SIGKILL);
         waitpid(f->pid, NULL, 0);
@@ -401,6 +424,13 @@ static struct rq *fake_redis(struct fake_redis *f, size_t len, const char *answe
         close(f->from);
     }
     return r;
+}
+
+/* fake_redis_steps() of one step that answers `answer` to `len` bytes. */
+static struct rq *fake_redis(struct fake_redis *f, size_t len, const char *answer)
+{
+    const struct fake_step step = {len, answer, 0};
+    return fake_redis_steps(f, 2000, &step, 1);
 }
 
 /* Closes `r` and reads what the fake Redis read, every byte, into `out` (`cap` bytes with a
@@ -478,6 +508,72 @@ static void test_script_words(void)
     free(got);
 }
 
+/* After a blocking command's longer wait, the next command waits PIXQ_REDIS_TIMEOUT_MS again: a
+ * server that says nothing is given up after 100 ms, not when it closes the connection. */
+static void test_timeout_after_blocking(void)
+{
+    static const char blmove[] = "*6\r\n$6\r\nBLMOVE\r\n$1\r\nj\r\n$1\r\na\r\n$5\r\nRIGHT\r\n"
+                                 "$4\r\nLEFT\r\n$2\r\n60\r\n";
+    static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+    const struct fake_step steps[] = {{sizeof blmove - 1, "*-1\r\n", 0},
+                                      {sizeof ping - 1, NULL, 1000}};
+    struct fake_redis f;
+    struct rq *r = fake_redis_steps(&f, 100, steps, 2);
+    CHECK(r != NULL);
+    if (r == NULL) {
+        return;
+    }
+    const char *argv[] = {"BLMOVE", "j", "a", "RIGHT", "LEFT", "60"};
+    struct err e = {{0}};
+    redisReply *rep = rq_commandv(r, 60000, 6, argv, NULL, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_NIL);
+    freeReplyObject(rep);
+    CHECK(rq_command(r, &e, "PING") == NULL);
+    CHECK_STR(e.msg, "redis: no reply within 100 ms (PIXQ_REDIS_TIMEOUT_MS)");
+    char got[256];
+    fake_redis_read(&f, r, got, sizeof got);
+}
+
+/* A script is loaded again on a new connection (the server may have restarted without it) before
+ * a call is sent ahead, so that the call runs when it arrives. */
+static void test_script_loaded_again_after_reconnecting(void)
+{
+    const char *text = rq_script_source(RQ_SCRIPT_FINISH);
+    char head[64];
+    int n =
+        snprintf(head, sizeof head, "*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%zu\r\n", strlen(text));
+    size_t load = (size_t)n + strlen(text) + 2;
+    size_t call = 4 + 13 + 47 + 7 + 7; /* EVALSHA <sha> 1 k */
+    const struct fake_step steps[] = {{load, "+OK\r\n", 0},
+                                      {call, ":1\r\n", 0},
+                                      {14, NULL, 0}, /* a PING: closed */
+                                      {load, "+OK\r\n", 0},
+                                      {call, ":2\r\n", 0}};
+    struct fake_redis f;
+    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
+    CHECK(r != NULL);
+    if (r == NULL) {
+        return;
+    }
+    const char *keys[] = {"k"};
+    struct err e = {{0}};
+    for (long want = 1; want <= 2; want++) {
+        CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+        redisReply *rep = rq_script_reply(r, &e);
+        CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == want);
+        freeReplyObject(rep);
+        if (want == 1) {
+            CHECK(rq_command(r, &e, "PING") == NULL); /* the server closed the connection */
+        }
+    }
+    char *got = malloc(2 * (load + call) + 64);
+    if (got != NULL) {
+        CHECK_INT(fake_redis_read(&f, r, got, 2 * (load + call) + 64), 2 * (load + call) + 14);
+        CHECK(strncmp(got + load + call + 14, head, (size_t)n) == 0);
+    }
+    free(got);
+}
+
 int main(void)
 {
     test_clean_error();
@@ -491,5 +587,7 @@ int main(void)
     test_key_and_task_edges();
     test_pipeline_first_error();
     test_script_words();
+    test_timeout_after_blocking();
+    test_script_loaded_again_after_reconnecting();
     return check_summary("rq");
 }
