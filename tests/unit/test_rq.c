@@ -574,6 +574,32 @@ static void test_script_loaded_again_after_reconnecting(void)
     free(got);
 }
 
+/* INFO's fields are found by their whole names, in any order: "maxmemory" is not the start of
+ * "maxmemory_human" (a server other than Redis may list that first). */
+static void test_server_check_fields(void)
+{
+    static const char info[] = "# Memory\r\nmaxmemory_human:1.00G\r\n"
+                               "maxmemory_policy:allkeys-lru\r\nmaxmemory:1073741824\r\n"
+                               "# Cluster\r\ncluster_enabled:0\r\n";
+    char answer[256];
+    snprintf(answer, sizeof answer, "$%zu\r\n%s\r\n", sizeof info - 1, info);
+    struct fake_redis f;
+    struct rq *r = fake_redis(&f, 14, answer); /* *1 INFO */
+    CHECK(r != NULL);
+    if (r == NULL) {
+        return;
+    }
+    struct rq_server srv;
+    struct err e = {{0}};
+    CHECK_INT(rq_server_check(r, &srv, &e), 0);
+    CHECK_INT(srv.maxmemory, 1073741824);
+    CHECK_STR(srv.policy, "allkeys-lru");
+    CHECK_STR(srv.refused, "");
+    char got[64];
+    fake_redis_read(&f, r, got, sizeof got);
+    CHECK_STR(got, "*1\r\n$4\r\nINFO\r\n");
+}
+
 int main(void)
 {
     test_clean_error();
@@ -589,5 +615,6 @@ int main(void)
     test_script_words();
     test_timeout_after_blocking();
     test_script_loaded_again_after_reconnecting();
+    test_server_check_fields();
     return check_summary("rq");
 }
