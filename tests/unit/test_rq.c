@@ -574,6 +574,36 @@ static void test_script_loaded_again_after_reconnecting(void)
     free(got);
 }
 
+/* A script called with rq_script() is known loaded: a call sent ahead then goes without SCRIPT
+ * LOAD. rq_script_reply() says whether the reply was lost or nothing was sent. */
+static void test_script_reply(void)
+{
+    size_t call = 4 + 13 + 47 + 7 + 7; /* EVALSHA <sha> 1 k */
+    const struct fake_step steps[] = {{call, ":1\r\n", 0}, {call, ":2\r\n", 0}, {call, NULL, 0}};
+    struct fake_redis f;
+    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
+    CHECK(r != NULL);
+    if (r == NULL) {
+        return;
+    }
+    const char *keys[] = {"k"};
+    struct err e = {{0}};
+    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
+    freeReplyObject(rep);
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    rep = rq_script_reply(r, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2);
+    freeReplyObject(rep);
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    CHECK(rq_script_reply(r, &e) == NULL); /* the server closed the connection */
+    CHECK_STR(e.msg, "redis: connection lost before the reply");
+    CHECK(rq_script_reply(r, &e) == NULL);
+    CHECK_STR(e.msg, "redis: nothing was sent");
+    char got[512];
+    CHECK_INT(fake_redis_read(&f, r, got, sizeof got), 3 * call);
+}
+
 /* INFO's fields are found by their whole names, in any order: "maxmemory" is not the start of
  * "maxmemory_human" (a server other than Redis may list that first). */
 static void test_server_check_fields(void)
@@ -615,6 +645,7 @@ int main(void)
     test_script_words();
     test_timeout_after_blocking();
     test_script_loaded_again_after_reconnecting();
+    test_script_reply();
     test_server_check_fields();
     return check_summary("rq");
 }
