@@ -15,6 +15,7 @@
 #include "log.h"
 #include "ops.h"
 #include "settags.h"
+#include "sniff.h"
 #include "utf8.h"
 
 /* ---------------------------------------------------------------- references */
@@ -161,6 +162,12 @@ static int src_reference(const struct src_loader *l, const char *identifier, str
     if (out->wand == NULL || buf_append(&out->bytes, ref->bytes.data, ref->bytes.len) < 0) {
         return err_set(e, "out of memory");
     }
+    /* the format of the bytes (pixq's own encoding), for a move_original of them: copied as
+     * they are with their content type, as a fetched source's are */
+    struct sniff_info si;
+    sniff_image(out->bytes.data, out->bytes.len, &si);
+    out->probe.format = si.format;
+    out->probe.name = si.name;
     return 0;
 }
 

@@ -767,6 +767,18 @@ static void test_pre_process(void)
     CHECK_STR(ref.move_format, "JPEG");
     CHECK_STR(ref.move_type, "image/jpeg");
     CHECK(ref.move_width == 8 && ref.move_height == 6);
+    /* ... and copied as they are, with their content type, to a key that names no format (they
+     * went as application/octet-stream) */
+    struct sunk as_is = {0};
+    CHECK_INT(pre_process("{\"application_id\": \"a\", \"src\": \"&p\", \"pre_process\": "
+                          "[" PRE_JOB ", " MOVE_ORIGINAL("orig/r") "], \"functions\": "
+                                                                   "[{\"name\": \"no_op\"}]}",
+                          1000000, &as_is, msg, NULL, NULL),
+              0);
+    CHECK_STR(msg, "");
+    CHECK_INT(as_is.moves, 1);
+    CHECK_STR(as_is.move_format, "PNG");
+    CHECK_STR(as_is.move_type, "image/png");
 
     /* a pre_process job that fails, and a move_original */
     struct sunk small = {0};
