@@ -117,6 +117,12 @@ static void test_sizing_fns(void)
                         "50}, \"save\": {\"image_identifier\": \"a\"}}]",
                         2500, 1505, 0, false, NULL),
               1);
+    /* a decode exactly as wide as the box but taller (320x200 for 320x100) is resized and
+     * cropped as the full image is, not kept as it is: 1/8 */
+    CHECK_INT(scale_for("[{\"name\": \"resize_to_fill\", \"params\": {\"width\": 320, \"height\": "
+                        "100}, \"save\": {\"image_identifier\": \"a\"}}]",
+                        2560, 1600, 0, false, NULL),
+              1);
     /* pad_resize_to_fit places what it resized: the same size too (200x120 from 2500x1505 and
      * its 3/8 decode, 200x121 from the 1/8 and 1/4 ones) */
     CHECK_INT(scale_for("[{\"name\": \"pad_resize_to_fit\", \"params\": {\"width\": 200, "
