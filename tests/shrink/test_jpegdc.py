@@ -304,7 +304,11 @@ def check_cuts_and_damage(args, c, tmp):
     whole = src.read_bytes()
     rc, full, _ = dump(args, src)
     rng = random.Random(7)
-    cuts = sorted({rng.randrange(2, len(whole)) for _ in range(40)} | {len(whole) - 2})
+    # and after the first FF of each scan's data (the last byte an FF: a read past it is ASan's)
+    scans = [i + 2 + int.from_bytes(whole[i + 2:i + 4], "big")
+             for i in range(len(whole)) if whole[i:i + 2] == b"\xff\xda"]
+    after_ff = {whole.index(b"\xff", s) + 1 for s in scans}
+    cuts = sorted({rng.randrange(2, len(whole)) for _ in range(40)} | {len(whole) - 2} | after_ff)
     bad = []
     decoded = 0
     for cut in cuts:
@@ -396,10 +400,18 @@ def header_cases(prog):
          "bad quantisation table"),
         ("DQT table 4", before_scan(prog, segment(0xDB, bytes([0x04]) + bytes(64))),
          "bad quantisation table"),
+        # a table a byte short, its segment the last bytes of the file (a read past the table
+        # would be a read past the file: ASan's)
+        ("a DQT table a byte short ending the file", prog[:-2] + segment(0xDB, bytes(64)),
+         "bad quantisation table"),
+        ("a DHT table a value short ending the file",
+         prog[:-2] + segment(0xC4, bytes([0x10, 1] + [0] * 15)), bad_table),
         # segments: length 1, a last one ending the file (no EOI), DRI of 4 bytes
         ("a COM segment of length 1", before_scan(prog, b"\xff\xfe\x00\x01"),
          "truncated marker segment"),
         ("a COM segment ending the file", prog[:-2] + segment(0xFE, b"ab"), None),
+        ("a COM segment a byte longer than the file", prog[:-2] + b"\xff\xfe\x00\x05ab",
+         "truncated marker segment"),
         ("DRI of length 6", before_scan(prog, segment(0xDD, bytes(4))), "bad restart interval"),
         # frame headers
         ("sampling 1x0", patched(prog, sof + 10, b"\x10"), "sampling factors other than 1 and 2"),
@@ -408,6 +420,12 @@ def header_cases(prog):
         ("two components with one id", patched(prog, sof + 12, b"\x02"),
          "two components with one id"),
         ("two SOF2", before_scan(prog, prog[sof - 4:sof + 15]), "bad frame header"),
+        ("a frame header a byte longer than its components (libjpeg refuses it)",
+         prog[:sof - 2] + b"\x00\x12" + prog[sof:sof + 15] + b"\x00" + prog[sof + 15:],
+         "bad frame header"),
+        ("every component 2x2: 12 blocks an MCU",
+         patched(patched(patched(prog, sof + 7, b"\x22"), sof + 10, b"\x22"), sof + 13, b"\x22"),
+         "too many blocks in an MCU"),
         ("width 0", patched(prog, sof + 3, b"\x00\x00"), "size"),
         ("width 65501", patched(prog, sof + 3, (65501).to_bytes(2, "big")), "size"),
         ("65500x20000, over 2^30 pixels",
@@ -418,6 +436,8 @@ def header_cases(prog):
         ("no JFIF", nojfif, None),
         ("Adobe, transform 1", before_scan(nojfif, segment(0xEE, b"Adobe\0\x64\0\0\0\0\x01")),
          None),
+        ("Adobe, transform 2 (YCCK: libjpeg warns, reads YCbCr)",
+         before_scan(nojfif, segment(0xEE, b"Adobe\0\x64\0\0\0\0\x02")), None),
         ("Adobe, transform 0", before_scan(nojfif, segment(0xEE, b"Adobe\0\x64\0\0\0\0\x00")),
          "RGB components"),
         # too short for libjpeg (12 bytes), whose 12th byte would be the next one's length 0
@@ -478,8 +498,11 @@ def restart_cases(restart):
         filled = filled.replace(bytes([0xFF, 0xD0 + n]), bytes([0xFF, 0xFF, 0xD0 + n]))
     k = first.index(b"\xff\xd0")
     swapped = first[:k] + b"\xff\xd1" + first[k + 2:]
+    rst = i + k  # the first restart marker's FF
     return [("fill bytes before every restart marker of a DC scan",
              restart[:i] + filled + restart[j:], None),
+            ("a file cut after the FF of a restart marker", restart[:rst + 1],
+             "restart marker missing"),
             ("a restart marker out of order", restart[:i] + swapped + restart[j:],
              "restart marker missing")]
 
