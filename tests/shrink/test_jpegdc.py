@@ -219,6 +219,12 @@ def check_declines(args, c, tmp):
     dc_only = tmp / "dc-only.txt"
     dc_only.write_text("0 1 2: 0-0, 0, 0;\n")
     cases["DC scans only"] = run(["cjpeg", "-scans", str(dc_only), str(ppm)], check=True).stdout
+    # cut in its last scan, Cr's first AC one: libjpeg smooths Cr's DC in the rows it lacks
+    redefined = tmp / "redefined.txt"
+    redefined.write_text(SCANS_REDEFINED)
+    blob = run(["cjpeg", "-sample", "1x1", "-scans", str(redefined), str(ppm)], check=True).stdout
+    last = blob.rindex(b"\xff\xda")
+    cases["cut in an AC scan of a component without one before"] = blob[:(last + len(blob)) // 2]
     cases["empty"] = b""
     cases["not a JPEG"] = b"\x89PNG\r\n\x1a\n" + prog[8:4096]
     for name, blob in cases.items():
@@ -520,6 +526,14 @@ def check_headers(args, c, tmp):
                   check=True).stdout
     for name, blob, why in header_cases(prog) + restart_cases(restart):
         check_blob(args, c, tmp / "header.jpg", name, blob, why)
+    # the pixel limit: 320x200 is 64,000 pixels, taken at a limit of exactly that
+    path = tmp / "limit.jpg"
+    path.write_bytes(prog)
+    for limit, want in ((64000, 0), (64199, 0), (63999, 3)):
+        p = run([args.dump, str(path), str(limit)])
+        c.check(p.returncode == want and (want == 0 or p.stderr == b"declined: size\n"),
+                f"320x200 at a limit of {limit} pixels: {'declined' if want else 'decoded'}",
+                f"exit {p.returncode}: {p.stderr[:200]}")
 
 
 def huff_codes(counts, vals):

@@ -1,6 +1,7 @@
-/* jpegdc-dump FILE: decodes a progressive JPEG at 1/8 with worker/jpegdc.c and writes it to
- * standard output as a binary PNM (P6, or P5 for grey), to compare with `djpeg -scale 1/8`.
- * Exit 0, 3 when the decoder declines the file (the reason on standard error), 1 on errors. */
+/* jpegdc-dump FILE [MAX_PIXELS]: decodes a progressive JPEG at 1/8 with worker/jpegdc.c and writes
+ * it to standard output as a binary PNM (P6, or P5 for grey), to compare with `djpeg -scale 1/8`.
+ * MAX_PIXELS (default 2^30) is the decoder's limit. Exit 0, 3 when the decoder declines the file
+ * (the reason on standard error), 1 on errors. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +40,10 @@ static unsigned char *slurp(const char *path, size_t *len)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: jpegdc-dump FILE\n");
+    char *rest = NULL;
+    long max_pixels = argc == 3 ? strtol(argv[2], &rest, 10) : 1L << 30;
+    if (argc < 2 || argc > 3 || (rest != NULL && (*rest != '\0' || rest == argv[2]))) {
+        fprintf(stderr, "usage: jpegdc-dump FILE [MAX_PIXELS]\n");
         return 1;
     }
     size_t len;
@@ -63,7 +66,7 @@ int main(int argc, char **argv)
     free(data);
     struct jpegdc_image img;
     const char *why = NULL;
-    int rc = jpegdc_decode(exact, len, 1L << 30, &img, &why);
+    int rc = jpegdc_decode(exact, len, max_pixels, &img, &why);
     free(exact);
     if (rc < 0) {
         fprintf(stderr, "declined: %s\n", why != NULL ? why : "(no reason)");
