@@ -21,22 +21,26 @@ Checks:
     1, 2, 3 and 37 pixels wide, in up to 40 IDAT chunks with empty ones among them, decode to
     the box average of the pixels before filtering; a 512-byte zlib window over less data; a
     1-bit palette image in one IDAT chunk of 8.75 MB, within libpng's bound (a byte a pixel);
+    a light opaque 315x315 RGBA image at 1/2, whose boxes' sums pass 2^32;
     an Adam7 image in one IDAT chunk of 9.75 MB, within libpng's bound for it (6 bytes more a
     row), beyond it without interlacing;
   - what it declines and why: 16-bit RGB, grey or grey+alpha (Adam7 too), colour type 5 and
     interlace method 2 (ImageMagick's error then), tRNS or PLTE in a grey+alpha, an
     RGB or grey file; a 16-bit palette, a palette without PLTE, two PLTE or tRNS chunks, a PLTE of 257
     colours, of more than 2^depth or not of whole colours, tRNS before PLTE, longer than it or
-    with a bad CRC, an index past the palette (ImageMagick's own error then); another chunk
+    with a bad CRC, an index past the palette, even by one (8 and 4 bits; ImageMagick's own error
+    then), filter type 5 in a palette file; another chunk
     than text after IDAT, an IDAT after that, text chunks ImageMagick reads otherwise than as a
     plain property or libpng drops (a raw profile, "density", "page", "png:...", "icc:...",
     "exif:...", a keyword empty, over 79 bytes or without its NUL, a zTXt of method 1, without
     data, with a bad or overlong stream, text over 64 KB, a bad CRC, 65 of them), a file cut
     short, a bad CRC in IHDR, IEND or one of several IDAT chunks, a zlib error under a good CRC,
     bytes or a second stream after the zlib stream, a stream one byte short or long or cut
-    short, a bad Adler-32, a small zlib window over more data, filter types 5 and 255, an
+    short, a bad Adler-32, a small zlib window over more data (512 bytes and 2 KB over 2.3 KB),
+    filter types 5 and 255, an IHDR of 14 bytes, a file cut a byte into its last CRC, an
     unknown critical chunk, a chunk type not of letters, an ancillary chunk over 8 MB, a passed
-    deadline; damaged copies (seeded random bytes) decline or decode, never crash;
+    deadline, a pixel limit below the size (and of -1; exactly the size is taken); damaged
+    copies (seeded random bytes) decline or decode, never crash;
   - the worker's path (pixq-apply, the same job with PIXQ_PNG_SHRINK=1, PIXQ_PNG_SHRINK=0 and
     PIXQ_SHRINK_ON_LOAD=0): the reader is taken ("png_shrink" debug event, by=decoder) for the
     RGB/RGBA and palette files (216 colours, with tRNS, with a tRNS of 255s, 256 greys, two
@@ -500,6 +504,14 @@ def palette_declines(w, h, rgb):
         "tRNS longer than PLTE": (pal(ten + [(b"tRNS", bytes(11))], data=idx10), "bad tRNS"),
         "tRNS bad CRC": (bytes(bad_crc), "bad CRC"),
         "palette index past PLTE": (pal(ten), "palette index out of range"),
+        # indices 0..10 of 10 colours: the first index past the palette, and none further
+        "palette index one past PLTE": (pal(ten, data=bytes(v % 11 for v in idx)),
+                                        "palette index out of range"),
+        "4-bit palette index one past PLTE": (pal(ten, data=bytes(v % 11 for v in idx), depth=4),
+                                              "palette index out of range"),
+        "filter type 5 in a palette file": (png(w, h, 3, idx, before=plte,
+                                                filters=[1] * 9 + [5] + [1] * (h - 10)),
+                                            "bad filter"),
     }
 
 
@@ -637,9 +649,9 @@ def filter_sources(tmp):
     return out
 
 
-def small_window(raw):
-    """`raw` compressed by zlib with a 512-byte window (the smallest it writes)."""
-    z = zlib.compressobj(6, zlib.DEFLATED, 9)
+def small_window(raw, bits=9):
+    """`raw` compressed by zlib with a window of 2^bits bytes (512, the smallest it writes)."""
+    z = zlib.compressobj(6, zlib.DEFLATED, bits)
     return z.compress(raw) + z.flush()
 
 
@@ -682,6 +694,11 @@ def stream_declines(tmp):
         "a bad Adler-32": (make(zdata=adler_off), "zlib error"),
         "a 512-byte zlib window over 2.3 KB": (make(zdata=lambda raw: small_window(raw)),
                                                "zlib window"),
+        "a 2 KB zlib window over 2.3 KB": (make(zdata=lambda raw: small_window(raw, 11)),
+                                           "zlib window"),
+        "a file cut a byte into the last IDAT chunk's CRC": (good[:-12 - 1], "truncated"),
+        "an IHDR of 14 bytes (libpng refuses it)":
+            (good[:8] + chunk(b"IHDR", good[16:29] + b"\0") + good[33:], "no IHDR"),
         "filter type 5": (make(filters=filters[:9] + [5] + filters[10:]), "bad filter"),
         "filter type 255 in the last row": (make(filters=filters[:-1] + [255]), "bad filter"),
         "an unknown critical chunk": (make(before=[(b"ABCD", b"x")]), "unknown critical chunk"),
@@ -717,6 +734,13 @@ def check_exact(args, c, tmp):
     for name, (path, w, h, ch, px) in sources(tmp).items():
         for f in FACTORS:
             check_box(args, c, name, path, w, h, ch, px, f)
+    # 315x315 RGBA at 1/2: boxes of 315 x 315 units (315 and 158 share no factor), light and
+    # opaque: a box's alpha-weighted colour sums pass 2^32, past the 32-bit division's reach
+    noise = random.Random(13).randbytes(315 * 315 * 4)
+    px = bytes(255 if i % 4 == 3 else 200 + v % 56 for i, v in enumerate(noise))
+    path = tmp / "light-rgba-315x315.png"
+    path.write_bytes(png(315, 315, 6, px))
+    check_box(args, c, "light opaque rgba-315x315", path, 315, 315, 4, px, 2)
 
 
 def stored_blocks(raw, n):
@@ -786,6 +810,12 @@ def check_declines(args, c, tmp):
         text = err.decode(errors="replace").strip()
         c.check(rc == 3 and text == "declined: " + why and not sanitizer(err),
                 f"declines {name} ({why})", f"exit {rc}: {text[:200]}")
+    # the pixel limit: 256x160 is 40,960 pixels, taken at a limit of exactly that
+    for limit, want in ((40960, 0), (41119, 0), (40959, 3), (-1, 3)):
+        p = run([args.dump, "8", str(good), str(limit)])
+        c.check(p.returncode == want and (want == 0 or p.stderr == b"declined: too large\n"),
+                f"256x160 at a limit of {limit} pixels: {'declined' if want else 'decoded'}",
+                f"exit {p.returncode}: {p.stderr[:200]}")
     for what, path in (("", good), (" (Adam7)", sources(tmp)["adam7-rgb-97x61"][0])):
         rc, _, err = dump(args, 8, path, past=True)
         c.check(rc == 3 and b"declined: deadline" in err,
@@ -1086,11 +1116,12 @@ def check_worker(args, c, tmp):
     for name, (path, why) in declined_files(tmp, sources(tmp)["rgb-256x160"][0]).items():
         rc, res, log = apply(args, job, path, tmp / ("out-" + path.stem))
         if name in ("bad CRC", "zlib error", "cut short", "interlace method 2",
-                    "colour type 5") + PALETTE_ERRORS:
+                    "colour type 5", "filter type 5 in a palette file") + PALETTE_ERRORS:
             ok = rc != 0 and "cannot read the PNG image" in res.get("error", "")
             c.check(ok, f"{name}: ImageMagick's error still reported",
                     res.get("error", log[-300:]))
-        elif name == "palette index past PLTE":  # ImageMagick reads it, then cannot write it
+        elif name.endswith("index past PLTE") or name.endswith("index one past PLTE"):
+            # ImageMagick reads it, then cannot write it
             ok = rc != 0 and "invalid colormap index" in res.get("error", "") and \
                 "event=png_shrink_declined reason=\"palette index out of range\"" in log
             c.check(ok, f"{name}: declined in the worker, then ImageMagick's own error",
