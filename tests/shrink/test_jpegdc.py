@@ -13,16 +13,20 @@ Checks, with libjpeg-turbo's own tools as the reference:
     mean absolute error is at most MAE_420 and no sample is further than MAX_420 off;
   - what it declines (exit 3) and why: a baseline JPEG, arithmetic coding, 12 bits (not made
     by Debian's tools: a hand-patched SOF header stands for it), a file cut before its DC scans
-    end, a file of DC scans only (libjpeg's block smoothing would change its DC values), a file
+    end, a file of DC scans only (libjpeg's block smoothing would change its DC values) or cut in
+    the AC scan of a component that had none before (smoothed in the rows it lacks), a file
     of 1024 scans (ImageMagick refuses it; one of 1023 is decoded); every cut of a progressive
-    file either declines or gives exactly the full
-    file's image (the DC scans were complete), and damaged copies (seeded random bytes)
-    decline or decode, never crash (sanitizer builds report through stderr); a DC scan one
-    byte short (its last byte, before the marker that ends it or a restart marker, removed) is
-    declined as cut short: interleaved, of one component, a refinement, a restart interval;
+    file (at random, and right after the first FF of each scan's data) either declines or gives
+    exactly the full file's image (the DC scans were complete), and damaged copies (seeded
+    random bytes) decline or decode, never crash (sanitizer builds report through stderr); a
+    DC scan one byte short (its last byte, before the marker that ends it or a restart marker,
+    removed) is declined as cut short: interleaved, of one component, a refinement, a restart
+    interval;
   - tables, frame and scan headers, markers, colour spaces and restart markers (edited corpus
-    files: Huffman and quantisation tables libjpeg refuses, segments of length 1 or ending the
-    file, sampling factors, sizes, JFIF/Adobe/R-G-B readings, fill bytes, bad progressions):
+    files: Huffman and quantisation tables libjpeg refuses, segments of length 1, ending the
+    file or a byte past it, tables a byte short at the end, a frame header a byte long, 12
+    blocks an MCU, sampling factors, sizes and the pixel limit's edge, Adobe transforms 0-2,
+    JFIF/Adobe/R-G-B readings, fill bytes, bad progressions, a cut after a restart marker's FF):
     declined for the reason expected, or decoded as djpeg -scale 1/8 decodes them; and grey
     files built here: DC coefficients at the ends of an int16 by long and short codes, 16-bit
     codes and quantisers, a 12-bit difference, AC scans of 9..63 and 10..63 only, libjpeg's
