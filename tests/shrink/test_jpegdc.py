@@ -25,7 +25,8 @@ Checks, with libjpeg-turbo's own tools as the reference:
   - tables, frame and scan headers, markers, colour spaces and restart markers (edited corpus
     files: Huffman and quantisation tables libjpeg refuses, segments of length 1, ending the
     file or a byte past it, tables a byte short at the end, a frame header a byte long, 12
-    blocks an MCU, sampling factors, sizes and the pixel limit's edge, Adobe transforms 0-2,
+    blocks an MCU, a scan header a byte long, sampling factors, sizes and the pixel limit's
+    edge, Adobe transforms 0-2,
     JFIF/Adobe/R-G-B readings, fill bytes, bad progressions, a cut after a restart marker's FF):
     declined for the reason expected, or decoded as djpeg -scale 1/8 decodes them; and grey
     files built here: DC coefficients at the ends of an int16 by long and short codes, 16-bit
@@ -473,6 +474,8 @@ def header_cases(prog):
         ("a scan of four components",
          before_scan(prog, segment(0xDA, bytes([4, 1, 0, 2, 0x10, 3, 0x10, 1, 0, 0, 0, 1]))),
          bad_scan),
+        ("a scan header a byte long (libjpeg refuses it)",
+         before_scan(prog, segment(0xDA, bytes([1, 1, 0, 0, 0, 0, 0]))), bad_scan),
         ("a scan of one component twice",
          before_scan(prog, segment(0xDA, bytes([2, 1, 0, 1, 0, 0, 0, 1]))), bad_scan),
         ("an AC scan with Ss > Se", before_scan(prog, segment(0xDA, bytes([1, 1, 0, 5, 1, 0]))),

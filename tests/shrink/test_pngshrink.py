@@ -32,12 +32,15 @@ Checks:
     then), filter type 5 in a palette file; another chunk
     than text after IDAT, an IDAT after that, text chunks ImageMagick reads otherwise than as a
     plain property or libpng drops (a raw profile, "density", "page", "png:...", "icc:...",
-    "exif:...", a keyword empty, over 79 bytes or without its NUL, a zTXt of method 1, without
-    data, with a bad or overlong stream, text over 64 KB, a bad CRC, 65 of them), a file cut
+    "exif:...", "png:" alone, a keyword empty, over 79 bytes or without its NUL, a zTXt of
+    method 1, without
+    data, with a bad or overlong stream, text over 64 KB (64 KB is taken), a bad CRC, 65 of
+    them), a file cut
     short, a bad CRC in IHDR, IEND or one of several IDAT chunks, a zlib error under a good CRC,
     bytes or a second stream after the zlib stream, a stream one byte short or long or cut
     short, a bad Adler-32, a small zlib window over more data (512 bytes and 2 KB over 2.3 KB),
-    filter types 5 and 255, an IHDR of 14 bytes, a file cut a byte into its last CRC, an
+    filter types 5 and 255, an IHDR of 14 bytes, a file cut a byte into its last CRC or an
+    IEND without its CRC, an
     unknown critical chunk, a chunk type not of letters, an ancillary chunk over 8 MB, a passed
     deadline, a pixel limit below the size (and of -1; exactly the size is taken); damaged
     copies (seeded random bytes) decline or decode, never crash;
@@ -455,6 +458,7 @@ def text_declines(w, h, rgb):
         "page text (zTXt)": (one(b"zTXt", b"PAGE\0\0" + zlib.compress(b"10x10+1+1")), SPECIAL),
         "png: text": (one(b"tEXt", b"png:IHDR.width,height\x001, 1", after=True), SPECIAL),
         "icc: text": (one(b"tEXt", b"ICC:description\0a profile"), SPECIAL),
+        "keyword png: alone": (one(b"tEXt", b"png:\0x"), SPECIAL),
         "exif: text (zTXt)": (one(b"zTXt", b"exif:Make\0\0" + zlib.compress(b"camera")), SPECIAL),
         "text without keyword": (one(b"tEXt", b"\0text"), "bad text keyword"),
         "text without NUL": (one(b"tEXt", b"Comment"), "bad text keyword"),
@@ -697,6 +701,7 @@ def stream_declines(tmp):
         "a 2 KB zlib window over 2.3 KB": (make(zdata=lambda raw: small_window(raw, 11)),
                                            "zlib window"),
         "a file cut a byte into the last IDAT chunk's CRC": (good[:-12 - 1], "truncated"),
+        "an IEND without its CRC": (good[:-4], "truncated"),
         "an IHDR of 14 bytes (libpng refuses it)":
             (good[:8] + chunk(b"IHDR", good[16:29] + b"\0") + good[33:], "no IHDR"),
         "filter type 5": (make(filters=filters[:9] + [5] + filters[10:]), "bad filter"),
@@ -810,6 +815,16 @@ def check_declines(args, c, tmp):
         text = err.decode(errors="replace").strip()
         c.check(rc == 3 and text == "declined: " + why and not sanitizer(err),
                 f"declines {name} ({why})", f"exit {rc}: {text[:200]}")
+    # a tEXt chunk of 64 KB exactly is taken, one of a byte more declined
+    w, h = 37, 21
+    for n, want in ((65536, 0), (65537, 3)):
+        path = tmp / f"text-{n}.png"
+        path.write_bytes(png(w, h, 2, pixels(w, h, 3, seed=3),
+                             before=[(b"tEXt", b"Title\0" + b"a" * (n - 6))]))
+        rc, _, err = dump(args, 8, path)
+        c.check(rc == want and (want == 0 or err == b"declined: text chunk too long\n"),
+                f"a tEXt chunk of {n} bytes: {'declined' if want else 'taken'}",
+                f"exit {rc}: {err[:200]}")
     # the pixel limit: 256x160 is 40,960 pixels, taken at a limit of exactly that
     for limit, want in ((40960, 0), (41119, 0), (40959, 3), (-1, 3)):
         p = run([args.dump, "8", str(good), str(limit)])
