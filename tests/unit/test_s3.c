@@ -908,25 +908,35 @@ static void stub_with_creds(struct awscreds *creds, const char *method, const ch
     CHECK(stub_finish(&s, heads, sizeof heads) >= 1);
 }
 
+/* Keys from a container credentials endpoint: a stub started in `meta` that serves one pair, and
+ * its first fetch. free() the keys and *cfg. */
+static struct awscreds *endpoint_creds(struct stub *meta, struct cfg **cfg)
+{
+    char a[256];
+    stub_start(meta,
+               answer_of(a, sizeof a, "200 OK", "Content-Type: application/json\r\n",
+                         "{\"AccessKeyId\":\"AKIDTEST\",\"SecretAccessKey\":\"secret\"}"),
+               false);
+    struct awscreds *creds = malloc(sizeof *creds);
+    *cfg = malloc(sizeof **cfg);
+    cfg_defaults(*cfg);
+    snprintf((*cfg)->aws_container_credentials_full_uri,
+             sizeof(*cfg)->aws_container_credentials_full_uri, "%s/creds", meta->endpoint);
+    struct err e = {{0}};
+    CHECK_INT(awscreds_init_endpoint(creds, *cfg, &e), 0);
+    CHECK(creds->loaded);
+    return creds;
+}
+
 /* With keys from an endpoint: S3 refusing them makes the reply refreshable (the endpoint may give
  * others), but not a HEAD's bare 403 (as likely a bucket of another account) nor
  * SignatureDoesNotMatch (rather the request's own fault). */
 static void test_stub_endpoint_keys(void)
 {
     struct stub meta;
+    struct cfg *cfg;
+    struct awscreds *creds = endpoint_creds(&meta, &cfg);
     char a[256], heads[4096];
-    stub_start(&meta,
-               answer_of(a, sizeof a, "200 OK", "Content-Type: application/json\r\n",
-                         "{\"AccessKeyId\":\"AKIDTEST\",\"SecretAccessKey\":\"secret\"}"),
-               false);
-    struct awscreds *creds = malloc(sizeof *creds);
-    struct cfg *cfg = malloc(sizeof *cfg);
-    cfg_defaults(cfg);
-    snprintf(cfg->aws_container_credentials_full_uri,
-             sizeof cfg->aws_container_credentials_full_uri, "%s/creds", meta.endpoint);
-    struct err e = {{0}};
-    CHECK_INT(awscreds_init_endpoint(creds, cfg, &e), 0);
-    CHECK(creds->loaded);
     struct s3_reply r;
     stub_with_creds(creds, "HEAD", "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", &r);
     CHECK(!r.refreshable && !s3_transient(&r));
@@ -951,19 +961,10 @@ static void test_stub_endpoint_keys(void)
 static void test_endpoint_keys_within_budget(void)
 {
     struct stub meta;
-    char a[256], heads[4096];
-    stub_start(&meta,
-               answer_of(a, sizeof a, "200 OK", "Content-Type: application/json\r\n",
-                         "{\"AccessKeyId\":\"AKIDTEST\",\"SecretAccessKey\":\"secret\"}"),
-               false);
-    struct awscreds *creds = malloc(sizeof *creds);
-    struct cfg *cfg = malloc(sizeof *cfg);
-    cfg_defaults(cfg);
-    snprintf(cfg->aws_container_credentials_full_uri,
-             sizeof cfg->aws_container_credentials_full_uri, "%s/creds", meta.endpoint);
+    struct cfg *cfg;
+    struct awscreds *creds = endpoint_creds(&meta, &cfg); /* the first fetch */
+    char heads[4096];
     struct err e = {{0}};
-    CHECK_INT(awscreds_init_endpoint(creds, cfg, &e), 0); /* the first fetch */
-    CHECK(creds->loaded);
     long now = clock_mono_ms();
     creds->due_ms = now - 1;
     creds->next_try_ms = now - 1;
