@@ -281,22 +281,14 @@ class RedisRestartTest(ReliabilityCase):
         were constants, 100 ms to 5 s)."""
         w = self.start_worker(PIXQ_REDIS_RETRY_MIN_MS=400, PIXQ_REDIS_RETRY_MAX_MS=800)
         self.worker_id(w)
-        self.redis.close()
-        self.redis_server.restart(down_seconds=4)
-        self.tiny_job_done("after-backoff")
-        waits = [int(e["retry_ms"]) for e in w.log_events("redis_error")
-                 if e.get("step") == "reserve"]
+        waits = self.reserve_waits_through_outage(w, 4, "after-backoff")
         self.assertGreaterEqual(len(waits), 3, waits)  # 4 s down: at most 10 tries of >= 400 ms
         self.assertLessEqual(len(waits), 12, waits)
         self.assertTrue(200 <= waits[0] <= 400, waits)
         self.assertTrue(all(400 <= t <= 800 for t in waits[1:]), waits)
         # a reservation that reached Redis ends the failures in a row: the next outage starts
         # again from PIXQ_REDIS_RETRY_MIN_MS, not from the 800 ms the last one reached
-        self.redis.close()
-        self.redis_server.restart(down_seconds=1.5)
-        self.tiny_job_done("after-second-outage")
-        again = [int(e["retry_ms"]) for e in w.log_events("redis_error")
-                 if e.get("step") == "reserve"][len(waits):]
+        again = self.reserve_waits_through_outage(w, 1.5, "after-second-outage")[len(waits):]
         self.assertGreaterEqual(len(again), 2, again)
         self.assertTrue(200 <= again[0] <= 400, (waits, again))
         self.assertTrue(all(400 <= t <= 800 for t in again[1:]), again)
@@ -307,15 +299,20 @@ class RedisRestartTest(ReliabilityCase):
         the third wait is at most 400 ms (a wait that tripled reached 450 to 900 ms)."""
         w = self.start_worker(PIXQ_REDIS_RETRY_MIN_MS=100, PIXQ_REDIS_RETRY_MAX_MS=1600)
         self.worker_id(w)
-        self.redis.close()
-        self.redis_server.restart(down_seconds=4)
-        self.tiny_job_done("after-doubling")
-        waits = [int(e["retry_ms"]) for e in w.log_events("redis_error")
-                 if e.get("step") == "reserve"]
+        waits = self.reserve_waits_through_outage(w, 4, "after-doubling")
         self.assertGreaterEqual(len(waits), 5, waits)  # 4 s down: 100+200+400+800 ms < 4 s
         for step, wait in zip((100, 200, 400, 800, 1600), waits):
             self.assertTrue(step // 2 <= wait <= step, (step, waits))
         self.assertTrue(all(800 <= t <= 1600 for t in waits[5:]), waits)
+
+    def reserve_waits_through_outage(self, w, down_seconds, job_id):
+        """Redis down `down_seconds`, then a tiny job done: the waits (ms) worker `w` logged
+        after each failed reservation so far, this outage's last."""
+        self.redis.close()
+        self.redis_server.restart(down_seconds=down_seconds)
+        self.tiny_job_done(job_id)
+        return [int(e["retry_ms"]) for e in w.log_events("redis_error")
+                if e.get("step") == "reserve"]
 
     def tiny_job_done(self, job_id):
         """A tiny job pushed now runs to its result."""
