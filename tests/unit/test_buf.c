@@ -132,6 +132,16 @@ static void test_err(void)
     CHECK_INT(err_wrap(&e, "save %d", 3), -1);
     CHECK_STR(e.msg, "save 3: disk full");
     CHECK_INT(err_set(NULL, "ignored"), -1);
+    /* a context on a message near the size: cut to ERR_MSG_MAX - 1 bytes, the context kept */
+    char long_msg[ERR_MSG_MAX];
+    memset(long_msg, 'x', sizeof long_msg - 1);
+    long_msg[sizeof long_msg - 1] = '\0';
+    err_set(&e, "%s", long_msg);
+    CHECK_INT(strlen(e.msg), ERR_MSG_MAX - 1);
+    CHECK_INT(err_wrap(&e, "fetch %s", "src"), -1);
+    CHECK_INT(strlen(e.msg), ERR_MSG_MAX - 1);
+    CHECK(strncmp(e.msg, "fetch src: xxx", 14) == 0);
+    CHECK_INT(e.msg[ERR_MSG_MAX - 2], 'x');
 }
 
 int main(void)
