@@ -420,16 +420,23 @@ static json_object *counters(struct sctx *s, const char *q)
     return c;
 }
 
-static json_object *queue_stats(struct sctx *s, const char *q)
+/* A queue's depths: what `pixq queues` shows of it, and the first fields of `pixq stats`. */
+static json_object *depths(struct sctx *s, const char *q)
 {
     json_object *o = json_object_new_object();
-    json_object *ws = workers(s, q);
     json_object_object_add(o, "queue", json_object_new_string(q));
     json_object_object_add(o, "jobs", json_object_new_int64(waiting_jobs(s, q)));
     json_object_object_add(o, "delayed",
                            json_object_new_int64(int_on_key(s, "ZCARD", q, "delayed")));
     json_object_object_add(o, "dead", json_object_new_int64(int_on_key(s, "LLEN", q, "dead")));
     json_object_object_add(o, "active", json_object_new_int64(active_entries(s, q)));
+    return o;
+}
+
+static json_object *queue_stats(struct sctx *s, const char *q)
+{
+    json_object *ws = workers(s, q);
+    json_object *o = depths(s, q);
     json_object_object_add(o, "parked_bytes", json_object_new_int64(parked_bytes(s, q)));
     json_object_object_add(o, "oldest_job", oldest_job(s, q));
     json_object_object_add(o, "throughput", throughput(s, q));
@@ -854,18 +861,6 @@ static json_object *find_queues(struct sctx *s, size_t *too_long)
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
     return names;
-}
-
-static json_object *depths(struct sctx *s, const char *q)
-{
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "queue", json_object_new_string(q));
-    json_object_object_add(o, "jobs", json_object_new_int64(waiting_jobs(s, q)));
-    json_object_object_add(o, "delayed",
-                           json_object_new_int64(int_on_key(s, "ZCARD", q, "delayed")));
-    json_object_object_add(o, "dead", json_object_new_int64(int_on_key(s, "LLEN", q, "dead")));
-    json_object_object_add(o, "active", json_object_new_int64(active_entries(s, q)));
-    return o;
 }
 
 static int by_name(const void *a, const void *b)
