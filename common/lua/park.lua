@@ -46,19 +46,14 @@ if refused then
     return refused
 end
 local forgotten_ok = ARGV[5] == 'forgotten'
-local forgotten = 0
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
-    if not (forgotten_ok and redis.call('EXISTS', KEYS[2]) == 0) then
-        redis.call('HINCRBY', KEYS[4], 'lease_lost', 1)
-        if forgotten_ok then
-            return {-1, 0}
-        end
-        return -1
+-- include: lib/take_reserved.lua
+local forgotten = take_reserved(KEYS[1], KEYS[2], KEYS[4], KEYS[5], ARGV[1], forgotten_ok)
+if not forgotten then
+    if forgotten_ok then
+        return {-1, 0}
     end
-    redis.call('HINCRBY', KEYS[4], 'forgotten', 1)
-    forgotten = 1
+    return -1
 end
-redis.call('HDEL', KEYS[5], redis.sha1hex(ARGV[1]))
 local ttl_ms = tonumber(ARGV[3]) * 1000
 local n = (#ARGV - 5) / 3
 for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do

@@ -32,19 +32,14 @@ if refused then
 end
 
 local forgotten_ok = ARGV[6] == 'forgotten'
-local forgotten = 0
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
-    if not (forgotten_ok and redis.call('EXISTS', KEYS[#KEYS]) == 0) then
-        redis.call('HINCRBY', KEYS[3], 'lease_lost', 1)
-        if forgotten_ok then
-            return {-1, 0}
-        end
-        return -1
+-- include: lib/take_reserved.lua
+local forgotten = take_reserved(KEYS[1], KEYS[#KEYS], KEYS[3], KEYS[4], ARGV[1], forgotten_ok)
+if not forgotten then
+    if forgotten_ok then
+        return {-1, 0}
     end
-    redis.call('HINCRBY', KEYS[3], 'forgotten', 1)
-    forgotten = 1
+    return -1
 end
-redis.call('HDEL', KEYS[4], redis.sha1hex(ARGV[1]))
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
