@@ -6,12 +6,18 @@
  * operation-level tests put a monitor of their own on the image (ImageMagick's progress monitor,
  * which is where the deadline lives) and check that the work done on a layer or a band (the drop
  * shadow's blur, the copies of the tile into its band) reported to it: a layer with a deadline of
- * its own reports to pixq's monitor instead. Nothing here depends on the machine's speed. */
+ * its own reports to pixq's monitor instead.
+ *
+ * Then op_fits_in_time() and op_within_time() (worker/ops.c) with a run of the test's own, which
+ * records the wand it is given and sleeps, fails, grows it or ends past the deadline: which
+ * sample is measured, and what its pace says. Nothing here depends on the machine's speed, but
+ * for one bound: cutting and growing a 67x50 sample take less than 100 ms. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <wand/MagickWand.h>
 
 #include "cfg.h"
@@ -158,16 +164,22 @@ static void test_layer_time_left(void)
     DestroyMagickWand(w);
 }
 
-/* `w` (may be NULL), its deadline moved to a millisecond ago (it is the monotonic ms in the
+/* `w` (may be NULL), its deadline moved to `ms` from now (it is the monotonic ms in the
  * monitor's data, see worker/image.c). */
-static MagickWand *expired(MagickWand *w)
+static MagickWand *with_time_left(MagickWand *w, long ms)
 {
     if (w != NULL) {
         const Image *im = GetImageFromMagickWand(w);
         MagickSetImageProgressMonitor(w, im->progress_monitor,
-                                      (void *)(intptr_t)(clock_mono_ms() - 1));
+                                      (void *)(intptr_t)(clock_mono_ms() + ms));
     }
     return w;
+}
+
+/* `w` (may be NULL), its deadline moved to a millisecond ago. */
+static MagickWand *expired(MagickWand *w)
+{
+    return with_time_left(w, -1);
 }
 
 /* caption's layout (fitting a long text to a large box) measures the text many times without
@@ -219,6 +231,140 @@ static void test_measure_past_the_deadline(void)
         CHECK(false);
     }
     json_object_put(p);
+    DestroyMagickWand(w);
+}
+
+/* ---------------------------------------------------------------- op_fits_in_time() */
+
+/* What the run below saw (the wand of its first call) and what it does on every call. */
+static struct probe {
+    int calls;
+    size_t width, height; /* of the wand of the first call */
+    bool marked;          /* that wand's middle pixel was red (the mark in the image's middle) */
+    long sleep_ms;        /* each call takes this long */
+    bool fail;            /* each call fails */
+    bool expire;          /* each call moves its wand's deadline to a moment ago */
+    bool grow;            /* each call doubles its wand's sides (as a turn makes more pixels) */
+} probe;
+
+/* op_run_fn: records the wand in `probe` and does what it says. */
+static MagickBooleanType probe_run(MagickWand *w, const void *arg)
+{
+    (void)arg;
+    if (probe.calls++ == 0) {
+        probe.width = MagickGetImageWidth(w);
+        probe.height = MagickGetImageHeight(w);
+        PixelWand *c = NewPixelWand();
+        probe.marked = MagickGetImagePixelColor(w, (ssize_t)probe.width / 2,
+                                                (ssize_t)probe.height / 2, c) == MagickTrue &&
+                       PixelGetRed(c) > 0.9 && PixelGetGreen(c) < 0.1;
+        DestroyPixelWand(c);
+    }
+    if (probe.sleep_ms > 0) {
+        struct timespec ts = {0, probe.sleep_ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (probe.expire) {
+        with_time_left(w, -1);
+    }
+    if (probe.grow && MagickExtentImage(w, 2 * MagickGetImageWidth(w), 2 * MagickGetImageHeight(w),
+                                        0, 0) == MagickFalse) {
+        return MagickFalse;
+    }
+    return probe.fail ? MagickFalse : MagickTrue;
+}
+
+/* A white IMAGE_W x IMAGE_H image with a red 20x20 mark in its middle and `left_ms` to go. */
+static MagickWand *marked(long left_ms)
+{
+    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#ffffff");
+    MagickWand *mark = solid(20, 20, "#ff0000");
+    if (w != NULL && mark != NULL) {
+        CHECK(MagickCompositeImage(w, mark, OverCompositeOp, IMAGE_W / 2 - 10, IMAGE_H / 2 - 10) ==
+              MagickTrue);
+    }
+    if (mark != NULL) {
+        DestroyMagickWand(mark);
+    }
+    return with_time_left(w, left_ms);
+}
+
+/* An operation whose output would take longer than the time left at OP_SLOW_NS_PER_PIXEL is first
+ * run on a sample, 1/6 of each side from the image's middle; one that would not is not (the
+ * threshold's constant in ns, or its scale, lived as mutants). */
+static void test_time_sample(void)
+{
+    MagickWand *w = marked(1000);
+    if (w == NULL) {
+        return;
+    }
+    struct err e = {{0}};
+    probe = (struct probe){0};
+    CHECK_INT(op_fits_in_time(w, "rotate", 5e5, probe_run, NULL, &e), 0); /* 0.5 s, at most */
+    CHECK_INT(probe.calls, 0);
+    probe = (struct probe){0};
+    (void)op_fits_in_time(w, "rotate", 2e6, probe_run, NULL, &e); /* 2 s at most: measured */
+    CHECK_INT(probe.calls, 1);
+    CHECK_INT(probe.width, (IMAGE_W + 5) / 6);
+    CHECK_INT(probe.height, (IMAGE_H + 5) / 6);
+    CHECK(probe.marked);
+    DestroyMagickWand(w);
+}
+
+/* The sample's pace, scaled to the whole output, against the time left: 20 ms for a sample of
+ * 67x50 pixels says 12 s for 2,000,000, refused with a second left (the time not scaled lived as
+ * a mutant); a sample that fails is the operation's failure, not a refusal for time (a mutant
+ * said "would take longer"). */
+static void test_time_sample_pace(void)
+{
+    MagickWand *w = marked(1000);
+    if (w == NULL) {
+        return;
+    }
+    struct err e = {{0}};
+    probe = (struct probe){.sleep_ms = 20};
+    CHECK_INT(op_fits_in_time(w, "rotate", 2e6, probe_run, NULL, &e), -1);
+    const char *want = "rotate: would take longer than the limit of 3600 s (about ";
+    if (strncmp(e.msg, want, strlen(want)) != 0) {
+        fprintf(stderr, "a slow sample: '%s'\n", e.msg);
+        CHECK(false);
+    }
+    CHECK_INT(probe.calls, 1);
+    /* the pace is per pixel of the sample's result: one 4 times the sample's size took 100 ms,
+     * the whole output would take about 2,000,000 / (4 x 67 x 50) x 0.1 = 15 s (the sample's
+     * own size said 60 s as a mutant) */
+    probe = (struct probe){.sleep_ms = 100, .grow = true};
+    CHECK_INT(op_fits_in_time(w, "rotate", 2e6, probe_run, NULL, &e), -1);
+    const char *about = strstr(e.msg, "(about ");
+    double more = 0;
+    if (about == NULL || sscanf(about, "(about %lf s more", &more) != 1 || more < 14.0 ||
+        more > 30.0) {
+        fprintf(stderr, "a sample that grew: '%s'\n", e.msg);
+        CHECK(false);
+    }
+    probe = (struct probe){.fail = true};
+    CHECK_INT(op_fits_in_time(w, "rotate", 2e6, probe_run, NULL, &e), -1);
+    CHECK_STR(e.msg, "rotate failed");
+    DestroyMagickWand(w);
+}
+
+/* op_within_time() runs on the whole image once the estimate fits, and an operation that ends
+ * past the deadline without failing (ImageMagick's distortions do) is refused all the same (a
+ * mutant let it pass). */
+static void test_within_time(void)
+{
+    MagickWand *w = marked(1000);
+    if (w == NULL) {
+        return;
+    }
+    struct err e = {{0}};
+    probe = (struct probe){0};
+    CHECK_INT(op_within_time(w, "rotate", 100.0, probe_run, NULL, &e), 0);
+    CHECK_INT(probe.calls, 1);
+    CHECK(probe.width == IMAGE_W && probe.height == IMAGE_H && probe.marked);
+    probe = (struct probe){.expire = true};
+    CHECK_INT(op_within_time(w, "rotate", 100.0, probe_run, NULL, &e), -1);
+    CHECK_STR(e.msg, "rotate: took longer than the limit of 3600 s");
     DestroyMagickWand(w);
 }
 
@@ -295,6 +441,9 @@ int main(void)
     test_caption_layout_stops();
     test_cmyk_image();
     test_measure_past_the_deadline();
+    test_time_sample();
+    test_time_sample_pace();
+    test_within_time();
     int rc = check_summary("layers");
     img_shutdown();
     return rc;
