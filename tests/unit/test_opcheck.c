@@ -6,10 +6,12 @@
  * its run on an image says. Known-bad parameters must be refused with the run's very error, and
  * proc_check() must refuse them in a job's tree, its children and its pre_process jobs. Then
  * proc_run() and proc_pre_process() on canvas sources: the job's output limit, a function ending
- * past the deadline, a pre_process job's outputs and references, move_original of a canvas. Leaks
- * (PixelWands, DrawingWands, JSON) show under AddressSanitizer's LeakSanitizer (build-asan) and
- * valgrind (scripts/test). */
+ * past the deadline, a pre_process job's outputs and references, move_original of a canvas. Last,
+ * the bounds every operation shares (worker/ops.c): a colour's length, op_check_size()'s limits.
+ * Leaks (PixelWands, DrawingWands, JSON) show under AddressSanitizer's LeakSanitizer (build-asan)
+ * and valgrind (scripts/test). */
 #include <lcms2.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -797,6 +799,66 @@ static void test_pre_process(void)
     CHECK_STR(msg, "move_original: refused");
 }
 
+/* op_check_size() at its bounds: PIXQ_MAX_PIXELS and OP_MAX_SIDE allow exactly their value, and
+ * the error names the limit met; then ImageMagick's width and height limits, each on its own side
+ * (mutants with >=, without the height's side, with the limits swapped or without them lived:
+ * Debian's 16000 for both sides hid them). The limits are lowered for good (ImageMagick's API
+ * cannot raise one): this test runs last. */
+static void test_check_size(void)
+{
+    const struct op_ctx small = {.max_pixels = 1000};
+    const struct op_ctx big = {.max_pixels = LONG_MAX};
+    struct err e = {{0}};
+    CHECK_INT(op_check_size(100, 10, &small, "f", &e), 0);
+    CHECK_INT(op_check_size(1001, 1, &small, "f", &e), -1);
+    CHECK_STR(e.msg, "Function 'f' would make a 1001x1 image, over the limit of 1000 pixels "
+                     "(PIXQ_MAX_PIXELS) and 65535 per side");
+    const double sides[][2] = {{65535, 1}, {1, 65535}, {65536, 1}, {1, 65536}};
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        e.msg[0] = '\0';
+        int rc = op_check_size(sides[i][0], sides[i][1], &big, "f", &e);
+        bool over = sides[i][0] + sides[i][1] > 65536; /* past OP_MAX_SIDE */
+        /* 65535 is pixq's largest side, ImageMagick's policy may refuse it (Debian: 16000) */
+        bool ok = over ? rc == -1 && strstr(e.msg, "65535 per side") != NULL
+                       : rc == 0 || strstr(e.msg, "beyond ImageMagick's largest side") != NULL;
+        if (!ok) {
+            fprintf(stderr, "  %.0fx%.0f: %d '%s'\n", sides[i][0], sides[i][1], rc, e.msg);
+            CHECK(false);
+        }
+    }
+    CHECK(SetMagickResourceLimit(WidthResource, 1000) == MagickTrue);
+    CHECK(SetMagickResourceLimit(HeightResource, 2000) == MagickTrue);
+    CHECK_INT(op_check_size(1000, 1, &big, "f", &e), 0);
+    CHECK_INT(op_check_size(1, 2000, &big, "f", &e), 0);
+    CHECK_INT(op_check_size(1, 1500, &big, "f", &e), 0);
+    CHECK_INT(op_check_size(1500, 1, &big, "f", &e), -1);
+    CHECK_STR(e.msg, "Function 'f' would make a 1500x1 image, beyond ImageMagick's largest side "
+                     "(1000x2000)");
+    CHECK_INT(op_check_size(1, 2001, &big, "f", &e), -1);
+    CHECK_STR(e.msg, "Function 'f' would make a 1x2001 image, beyond ImageMagick's largest side "
+                     "(1000x2000)");
+}
+
+/* A colour is at most 64 bytes: ImageMagick reads longer ones ("rgb(255," and 53 blanks and
+ * "0,0)" is red), and the error quotes no more than that (without the bound, a mutant that
+ * lived, a 65-byte colour was taken). */
+static void test_colour_length(void)
+{
+    for (int len = 64; len <= 65; len++) {
+        char colour[80], params[160], want[ERR_MSG_MAX];
+        snprintf(colour, sizeof colour, "rgb(255,%*s0,0)", len - 12, "");
+        CHECK_INT(strlen(colour), len);
+        snprintf(params, sizeof params, "{\"size\": 1, \"color\": \"%s\"}", colour);
+        snprintf(want, sizeof want,
+                 "Invalid parameter 'color' for function 'pad': '%.64s' is not a colour", colour);
+        struct err ce = {{0}}, re = {{0}};
+        CHECK_INT(check_only(op_find("pad"), params, &ce), len == 64 ? 0 : -1);
+        CHECK_INT(run_on_image(op_find("pad"), params, &re), len == 64 ? 0 : -1);
+        CHECK_STR(ce.msg, len == 64 ? "" : want);
+        CHECK_STR(re.msg, len == 64 ? "" : want);
+    }
+}
+
 /* Validation's formats (job_format_writable(), in common/) are the encoder's (img_format_for()). */
 static void test_output_formats(void)
 {
@@ -858,6 +920,8 @@ int main(void)
     test_pre_process();
     test_output_formats();
     test_magick_words();
+    test_colour_length();
+    test_check_size(); /* last: it lowers ImageMagick's limits */
     int rc = check_summary("opcheck");
     img_shutdown();
     return rc;
