@@ -703,11 +703,22 @@ class FunctionsDocTest(unittest.TestCase):
                          {"name": "sigma", "type": "number", "required": False, "default": "1",
                           "min": 0, "max": 4, "range_depends_on_image": False, "alias": None,
                           "note": None})
+        # an integer's bounds are JSON integers, a number's are numbers with a fraction (an
+        # opdoc.c mutant gave 1000000000.0 and lived: Python compares it equal to the integer)
+        self.assertIs(type(params["resize_to_fit"]["width"]["max"]), int)
+        self.assertEqual(params["resize_to_fit"]["width"]["max"], 1000000000)
+        self.assertIs(type(params["sharpen"]["sigma"]["max"]), float)
+        # a required parameter has no default, whatever the operation falls back to inside (a
+        # mutant gave pad.size "0" and lived)
+        self.assertEqual((params["pad"]["size"]["required"], params["pad"]["size"]["default"]),
+                         (True, None))
         self.assertEqual(params["modulate"]["brightness"]["alias"], "Brightness")
         self.assertTrue(params["stegano"]["offset"]["range_depends_on_image"])
         self.assertIn("scale_to_fill.height", params["composite"])
         text = self.functions()
         self.assertRegex(text, r"(?m)^sharpen\n  radius +number +0 +\[0, 12\]$")
+        # the columns: name, type and default 26, 18 and 14 wide (a mutant with 24 lived)
+        self.assertIn("\n  %-26s %-18s %-14s %s\n" % ("radius", "number", "0", "[0, 12]"), text)
         # a function without parameters, an alias and a note, each as the text form shows it
         self.assertRegex(text, r"(?m)^no_op\n  \(no parameters\)\nresize_to_fit\n")
         self.assertRegex(text, r"(?m)^modulate\n  brightness +number +1 +\[0, 10\]  "
