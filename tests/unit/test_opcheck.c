@@ -839,6 +839,53 @@ static void test_check_size(void)
                      "(1000x2000)");
 }
 
+/* A gravity by its name or without "Gravity", in any case; a name that is no gravity, a part of
+ * one or none is the centre (README). Mutants that lived: case mattered in the whole names, a
+ * short name's prefix matched ("North" was NorthWest), the last name (SouthEast) was not looked
+ * at, an unknown name was NorthWest. */
+static void test_gravity(void)
+{
+    static const struct {
+        const char *params;
+        GravityType want;
+    } cases[] = {
+        {"{\"gravity\": \"NorthWestGravity\"}", NorthWestGravity},
+        {"{\"gravity\": \"northwestgravity\"}", NorthWestGravity},
+        {"{\"gravity\": \"SOUTHGRAVITY\"}", SouthGravity},
+        {"{\"gravity\": \"NorthWest\"}", NorthWestGravity},
+        {"{\"gravity\": \"north\"}", NorthGravity},
+        {"{\"gravity\": \"North\"}", NorthGravity},
+        {"{\"gravity\": \"South\"}", SouthGravity},
+        {"{\"gravity\": \"SouthEast\"}", SouthEastGravity},
+        {"{\"gravity\": \"SouthEastGravity\"}", SouthEastGravity},
+        {"{\"gravity\": \"East\"}", EastGravity},
+        {"{\"gravity\": \"Nowhere\"}", CenterGravity},
+        {"{\"gravity\": \"NorthWestGrav\"}", CenterGravity},
+        {"{\"gravity\": \"Gravity\"}", CenterGravity},
+        {"{\"gravity\": \"\"}", CenterGravity},
+        {"{\"gravity\": 5}", CenterGravity},
+        {"{}", CenterGravity},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_object *p = json_tokener_parse(cases[i].params);
+        GravityType g = UndefinedGravity;
+        struct err e = {{0}};
+        CHECK_INT(op_gravity(p, "f", "gravity", &g, &e), 0);
+        if (g != cases[i].want) {
+            fprintf(stderr, "  %s: gravity %d, want %d\n", cases[i].params, (int)g,
+                    (int)cases[i].want);
+            CHECK(false);
+        }
+        json_object_put(p);
+    }
+    json_object *p = json_tokener_parse("{\"gravity\": [\"North\"]}");
+    GravityType g = UndefinedGravity;
+    struct err e = {{0}};
+    CHECK_INT(op_gravity(p, "f", "gravity", &g, &e), -1);
+    CHECK_STR(e.msg, "Invalid parameter 'gravity' for function 'f': expected a string");
+    json_object_put(p);
+}
+
 /* A colour is at most 64 bytes: ImageMagick reads longer ones ("rgb(255," and 53 blanks and
  * "0,0)" is red), and the error quotes no more than that (without the bound, a mutant that
  * lived, a 65-byte colour was taken). */
@@ -920,6 +967,7 @@ int main(void)
     test_pre_process();
     test_output_formats();
     test_magick_words();
+    test_gravity();
     test_colour_length();
     test_check_size(); /* last: it lowers ImageMagick's limits */
     int rc = check_summary("opcheck");
