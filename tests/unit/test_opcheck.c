@@ -839,6 +839,51 @@ static void test_check_size(void)
                      "(1000x2000)");
 }
 
+/* Whether pixel (x, y) of `w` is red. */
+static bool red_at(MagickWand *w, long x, long y)
+{
+    PixelWand *c = NewPixelWand();
+    bool red = MagickGetImagePixelColor(w, x, y, c) == MagickTrue && PixelGetRed(c) > 0.9 &&
+               PixelGetGreen(c) < 0.1;
+    DestroyPixelWand(c);
+    return red;
+}
+
+/* op_region() and op_rows() count from the image's first pixel, whatever its virtual canvas (a
+ * GIF frame's, a crop's), give a wand without one, and leave the image's as it was. Mutants that
+ * lived: the region cut within the canvas, keeping its offset, the image's canvas not put back. */
+static void test_region(void)
+{
+    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#ffffff");
+    MagickWand *mark = solid(10, 10, "#ff0000");
+    if (w == NULL || mark == NULL) {
+        return;
+    }
+    CHECK(MagickCompositeImage(w, mark, OverCompositeOp, 45, 35) == MagickTrue);
+    CHECK(MagickSetImagePage(w, 200, 150, 30, 20) == MagickTrue);
+    MagickWand *parts[] = {op_region(w, 10, 10, 45, 35), op_rows(w, 35, 10)};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        CHECK(parts[i] != NULL);
+        if (parts[i] == NULL) {
+            continue;
+        }
+        size_t pw = 1, ph = 1;
+        ssize_t px = 1, py = 1;
+        CHECK(MagickGetImagePage(parts[i], &pw, &ph, &px, &py) == MagickTrue);
+        CHECK(pw == 0 && ph == 0 && px == 0 && py == 0);
+        CHECK_INT(MagickGetImageWidth(parts[i]), i == 0 ? 10 : IMAGE_W);
+        CHECK_INT(MagickGetImageHeight(parts[i]), 10);
+        CHECK(red_at(parts[i], i == 0 ? 0 : 45, 0) && red_at(parts[i], i == 0 ? 9 : 54, 9));
+        DestroyMagickWand(parts[i]);
+    }
+    size_t pw = 0, ph = 0;
+    ssize_t px = 0, py = 0;
+    CHECK(MagickGetImagePage(w, &pw, &ph, &px, &py) == MagickTrue);
+    CHECK(pw == 200 && ph == 150 && px == 30 && py == 20);
+    DestroyMagickWand(mark);
+    DestroyMagickWand(w);
+}
+
 /* A gravity by its name or without "Gravity", in any case; a name that is no gravity, a part of
  * one or none is the centre (README). Mutants that lived: case mattered in the whole names, a
  * short name's prefix matched ("North" was NorthWest), the last name (SouthEast) was not looked
@@ -967,6 +1012,7 @@ int main(void)
     test_pre_process();
     test_output_formats();
     test_magick_words();
+    test_region();
     test_gravity();
     test_colour_length();
     test_check_size(); /* last: it lowers ImageMagick's limits */
