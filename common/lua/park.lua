@@ -47,7 +47,7 @@ if refused then
 end
 local forgotten_ok = ARGV[5] == 'forgotten'
 -- include: lib/take_reserved.lua
-local forgotten = take_reserved(KEYS[1], KEYS[2], KEYS[4], KEYS[5], ARGV[1], forgotten_ok)
+local forgotten = take_reserved(1, 2, 4, 5, ARGV[1], forgotten_ok)
 if not forgotten then
     if forgotten_ok then
         return {-1, 0}

@@ -33,7 +33,7 @@ end
 
 local forgotten_ok = ARGV[6] == 'forgotten'
 -- include: lib/take_reserved.lua
-local forgotten = take_reserved(KEYS[1], KEYS[#KEYS], KEYS[3], KEYS[4], ARGV[1], forgotten_ok)
+local forgotten = take_reserved(1, #KEYS, 3, 4, ARGV[1], forgotten_ok)
 if not forgotten then
     if forgotten_ok then
         return {-1, 0}
