@@ -1223,6 +1223,25 @@ class StartTest(unittest.TestCase):
         self.assertEqual(len(waits), 2, events)
         self.assertTrue(all(0 < t <= 1000 for t in waits), waits)
 
+    def test_a_stop_as_a_wait_begins_ends_it_at_once(self):
+        """SIGTERM sent as the start_failed line is read, a wait of 30 to 60 s ahead: the worker
+        ends with status 0 at once, each of five times. It slept the whole wait in one
+        nanosleep, which a signal that came just before it (after the stop was checked) did not
+        end: it slept on to the end of the wait, two times in three."""
+        for _ in range(5):
+            server = ScriptedRedis(self, [LOADING])
+            proc = self.worker(server, PIXQ_REDIS_RETRY_MIN_MS="60000",
+                               PIXQ_REDIS_RETRY_MAX_MS="60000")
+            for line in proc.stderr:
+                if self.event(line)["event"] == "start_failed":
+                    proc.terminate()
+                    break
+            try:
+                status = proc.wait(harness.scaled(3))
+            except subprocess.TimeoutExpired:
+                status = "still waiting 3 s after SIGTERM"
+            self.assertEqual(status, 0)
+
     def test_loading_redis_is_waited_for_as_configured(self):
         """The waits between tries at start are PIXQ_REDIS_RETRY_MIN_MS (40 ms) doubling to
         PIXQ_REDIS_RETRY_MAX_MS (80 ms), each between half its step and the step, as for a
