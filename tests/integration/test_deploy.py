@@ -481,6 +481,7 @@ class EnvExampleTest(unittest.TestCase):
             for argv, usage in (([CONFIG.worker, "--help"], "PIXQ_QUEUE"),
                                 ([CONFIG.pixq, "--help"], "usage: pixq [--config FILE]"),
                                 ([CONFIG.worker, "--config", str(bad), "--help"], "PIXQ_QUEUE"),
+                                ([CONFIG.worker, "--config", str(bad), "-h"], "PIXQ_QUEUE"),
                                 ([CONFIG.pixq, "--config", str(bad), "-h"],
                                  "usage: pixq [--config FILE]"),
                                 ([CONFIG.pixq, "stats", "--help"], "usage: pixq stats"),
@@ -1108,6 +1109,10 @@ class StartTest(unittest.TestCase):
         self.assertEqual({e["pid"] for e in config}, {pid})
         self.assertEqual({e["pid"] for e in events if e["event"] == "s3_credentials_missing"},
                          {pid})
+        # a single worker's lines carry none, as README's examples show them
+        events, _ = self.until_waiting()
+        self.assertGreater(len(events), 50)
+        self.assertEqual([e for e in events if "pid" in e], [])
 
     def test_one_key_alone_is_warned(self):
         """Either of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY alone signs nothing: the worker
@@ -1119,6 +1124,17 @@ class StartTest(unittest.TestCase):
             names = [e["event"] for e in events]
             self.assertEqual(names.count("s3_credentials_missing"), 1, (env, names[:80]))
             self.assertNotIn("s3_credentials", names, env)
+
+    def test_keys_in_the_environment_are_named_by_their_last_four(self):
+        """Keys in the environment are said once at start, the access key id by its last four
+        characters only (s3_credentials source=environment access_key_id_ends=...), however
+        short it is: a key id of five showed whole when only one of more than eight was cut."""
+        for key_id, shown in (("AKIAIOSFODNN7EXAMPLE", "MPLE"), ("AKIDX", "KIDX")):
+            events, _ = self.until_waiting(AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY="s")
+            said = [(e.get("source"), e.get("access_key_id_ends")) for e in events
+                    if e["event"] == "s3_credentials"]
+            self.assertEqual(said, [("environment", shown)], events[:80])
+            self.assertNotIn("s3_credentials_missing", [e["event"] for e in events])
 
     def test_export_line_is_warned_of(self):
         """An `export KEY=value` line of the --config file is read, but systemd's
