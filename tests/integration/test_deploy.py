@@ -40,6 +40,7 @@ and systemd running the unit (no systemd as PID 1).
         --pixq build-dep/producer/pixq --data tests/data [UnitTest]
 """
 
+import datetime
 import difflib
 import fnmatch
 import functools
@@ -1077,10 +1078,11 @@ class StartTest(unittest.TestCase):
 
     def until_waiting(self, *args, tries=1, **env):
         """Runs the worker against a Redis that answers LOADING until `tries` start_failed
-        events came, then stops it: (its JSON events and other lines, its pid)."""
+        events came, then stops it: (its JSON events and other lines, its pid). It waits 1 to 2
+        ms between tries unless `env` sets PIXQ_REDIS_RETRY_MIN_MS and _MAX_MS."""
         server = ScriptedRedis(self, [LOADING])
-        proc = self.worker(server, *args, PIXQ_REDIS_RETRY_MIN_MS="1",
-                           PIXQ_REDIS_RETRY_MAX_MS="2", **env)
+        proc = self.worker(server, *args, **dict({"PIXQ_REDIS_RETRY_MIN_MS": "1",
+                                                  "PIXQ_REDIS_RETRY_MAX_MS": "2"}, **env))
         events = []
         for line in proc.stderr:
             events.append(self.event(line))
@@ -1113,6 +1115,19 @@ class StartTest(unittest.TestCase):
         events, _ = self.until_waiting()
         self.assertGreater(len(events), 50)
         self.assertEqual([e for e in events if "pid" in e], [])
+
+    def test_a_fleet_s_processes_draw_their_own_waits(self):
+        """README: the waits at start are drawn so that a fleet started while Redis is away does
+        not come back to it all at once: the two processes of --processes 2, started in the
+        same second, draw different first waits (30 to 60 s here: the same by chance once in
+        30,001). Drawn from the time alone, without the pid, they were the same."""
+        events, _ = self.until_waiting("--processes", "2", tries=2,
+                                       PIXQ_REDIS_RETRY_MIN_MS="60000",
+                                       PIXQ_REDIS_RETRY_MAX_MS="60000")
+        waits = {e["pid"]: int(e["retry_ms"]) for e in events if e["event"] == "start_failed"}
+        self.assertEqual(len(waits), 2, events[-5:])
+        self.assertTrue(all(30000 <= t <= 60000 for t in waits.values()), waits)
+        self.assertEqual(len(set(waits.values())), 2, waits)
 
     def test_one_key_alone_is_warned(self):
         """Either of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY alone signs nothing: the worker
@@ -1238,6 +1253,12 @@ class StartTest(unittest.TestCase):
         waits = [int(e["retry_ms"]) for e in events if e["event"] == "start_failed"]
         self.assertEqual(len(waits), 2, events)
         self.assertTrue(all(0 < t <= 1000 for t in waits), waits)
+        # the second is the refusals' alone: a loading Redis is waited for as configured
+        events, _ = self.until_waiting(PIXQ_REDIS_RETRY_MIN_MS="60000",
+                                       PIXQ_REDIS_RETRY_MAX_MS="60000")
+        waits = [int(e["retry_ms"]) for e in events if e["event"] == "start_failed"]
+        self.assertEqual(len(waits), 1, events)
+        self.assertTrue(30000 <= waits[0] <= 60000, waits)
 
     def test_a_stop_as_a_wait_begins_ends_it_at_once(self):
         """SIGTERM sent as the start_failed line is read, a wait of 30 to 60 s ahead: the worker
@@ -1265,12 +1286,13 @@ class StartTest(unittest.TestCase):
         every worker of a fleet (no jitter). A stop while it waits ends it with status 0."""
         server = ScriptedRedis(self, [LOADING])
         proc = self.worker(server, PIXQ_REDIS_RETRY_MIN_MS="40", PIXQ_REDIS_RETRY_MAX_MS="80")
-        waits = []
+        waits, stamps = [], []
         for line in proc.stderr:
             e = self.event(line)
             if e["event"] == "start_failed":
                 self.assertIn("LOADING", e["error"])
                 waits.append(int(e["retry_ms"]))
+                stamps.append(datetime.datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ"))
                 if len(waits) == 6:
                     proc.terminate()
                     break
@@ -1280,6 +1302,10 @@ class StartTest(unittest.TestCase):
         self.assertTrue(all(40 <= t <= 80 for t in waits[1:]), waits)
         # drawn: five waits of the same step all the same has a chance of 41 ** -4
         self.assertGreater(len(set(waits[1:])), 1, waits)
+        # and waited: each try at least its wait after the one before (the lines' times are
+        # whole milliseconds); a wait slept in microseconds passed the figures above
+        gaps = [(b - a) / datetime.timedelta(milliseconds=1) for a, b in zip(stamps, stamps[1:])]
+        self.assertTrue(all(g >= t - 1 for g, t in zip(gaps, waits)), (gaps, waits))
 
 
 # ---------------------------------------------------------------------------------------------
