@@ -972,6 +972,18 @@ class PostbackRetryTtlTest(PostbackRetryCase):
         self.assertIn("a receiver's Retry-After (up to PIXQ_RETRY_AFTER_MAX_MS) may stretch",
                       warned[0]["error"])
 
+    def test_a_wait_longer_than_the_retry_after_cap_counts_whole(self):
+        """A receiver's Retry-After stretches a wait up to PIXQ_RETRY_AFTER_MAX_MS, never
+        shortens it: a wait of 5 s with a cap of 1 s still lasts 5 s, past a TTL of 4 s. Each
+        wait counted as the cap (1 s) passed it without a word."""
+        worker = self.started(PIXQ_POSTBACK_RETRY_DELAYS_S="5", PIXQ_RESULT_TTL_S="4",
+                              PIXQ_RETRY_AFTER_MAX_MS="1000")
+        warned = worker.log_events("postback_retry_past_result_ttl")
+        self.assertEqual([(e.get("delays_total_s"), e.get("longest_total_s"),
+                           e.get("result_ttl_s")) for e in warned], [("5", "5", "4")], warned)
+        self.assertIn("the postback retries (PIXQ_POSTBACK_RETRY_DELAYS_S) last longer than "
+                      "PIXQ_RESULT_TTL_S", warned[0]["error"])
+
     def test_no_warning_when_they_fit(self):
         for env in ({}, {"PIXQ_POSTBACK_RETRY_DELAYS_S": "1,1", "PIXQ_RESULT_TTL_S": "60",
                          "PIXQ_RETRY_AFTER_MAX_MS": "30000"}):
