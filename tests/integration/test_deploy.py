@@ -47,6 +47,7 @@ import functools
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import socket
@@ -1223,6 +1224,27 @@ class StartTest(unittest.TestCase):
                     timeout=harness.scaled(20))
             self.assertEqual((r.returncode, r.stdout, r.stderr.splitlines()[-1:]),
                              (2, "", [said]), env)
+
+    def test_metrics_thread_that_cannot_start_ends_it(self):
+        """One process with PIXQ_METRICS_ADDR serves the metrics from a thread: a thread that
+        cannot be made (its stack, RLIMIT_STACK's 1 TiB, more than the host may map) ends the
+        worker with metrics_failed and status 1 before Redis is tried, as a port it cannot take
+        does: an operator who asked for metrics gets an error, not a worker without them. It
+        exited 0 in a main.c mutant the tests let live."""
+        def huge_stack():
+            resource.setrlimit(resource.RLIMIT_STACK, (1 << 40, resource.RLIM_INFINITY))
+
+        server = ScriptedRedis(self, [LOADING])
+        port = harness.reserved_port(self)  # the worker binds it before the thread
+        r = run([CONFIG.worker], env=dict(
+            clean_env(), PIXQ_METRICS_ADDR="127.0.0.1:%d" % port, PIXQ_LOG_FORMAT="json",
+            PIXQ_REDIS_URL="redis://127.0.0.1:%d/0" % server.port), preexec_fn=huge_stack,
+            timeout=harness.scaled(20))
+        events = [self.event(line) for line in r.stderr.splitlines()]
+        self.assertEqual(r.returncode, 1, events[-3:])
+        said = [e.get("error") for e in events if e["event"] == "metrics_failed"]
+        self.assertEqual(said, ["cannot start the metrics thread"], events[-3:])
+        self.assertEqual(server.connections, 0)
 
     def test_three_refusals_in_a_row_end_it(self):
         """Refused twice, then loading, then refused: the loading answer starts the count again,
