@@ -999,22 +999,23 @@ def start_cluster_node(test):
 
 class RedisServer(_Daemon):
     """redis-server on a free loopback port, files in `directory`. No persistence, or with
-    appendonly=True an append-only file synced every second (what deploy/ recommends), so that
-    restart() brings the data back."""
+    appendonly=True an append-only file synced every second (what deploy/ recommends; or as
+    `appendfsync` says), so that restart() brings the data back."""
 
-    def __init__(self, directory, appendonly=False):
+    def __init__(self, directory, appendonly=False, appendfsync="everysec"):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "redis.log"
         self.port = None
         self.appendonly = appendonly
+        self.appendfsync = appendfsync  # "always": every write on disk before its answer
         # the port, held from start() to release_port() (see held_port_socket()): no other
         # test's server can take it, at the start or while restart() has the server down
         self._hold = None
 
     def _write_conf(self):
         conf = self.dir / "redis.conf"
-        persistence = ("appendonly yes\nappendfsync everysec\n" if self.appendonly
+        persistence = ("appendonly yes\nappendfsync %s\n" % self.appendfsync if self.appendonly
                        else "appendonly no\n")
         conf.write_text(
             "bind 127.0.0.1\nport %d\nprotected-mode yes\ndaemonize no\n"
@@ -1363,12 +1364,13 @@ class PixqTestCase(unittest.TestCase):
     """Base class: every test gets its own servers, clients and temporary directory.
 
     Class attributes to override: queue, buckets (the first is PIXQ_DEFAULT_BUCKET),
-    redis_appendonly, s3_server, start_worker_in_setup, worker_env_extra, worker_exit_statuses,
-    worker_stop_timeout."""
+    redis_appendonly, redis_appendfsync, s3_server, start_worker_in_setup, worker_env_extra,
+    worker_exit_statuses, worker_stop_timeout."""
 
     queue = "default"
     buckets = ("pixq-test",)
     redis_appendonly = False  # True: the test's redis-server keeps an AOF (see RedisServer)
+    redis_appendfsync = "everysec"  # its appendfsync ("always": a crash loses no answered write)
     # "s3rver", or "stub": the in-memory fault-injecting S3 of s3stub.py, in the test process
     # (self.s3 is then an S3Stub: faults, records(), counts(); see make_s3)
     s3_server = "s3rver"
@@ -1389,7 +1391,8 @@ class PixqTestCase(unittest.TestCase):
         self.programs_ever = []  # every program started, for the failure log
         self.cli_logs = []
 
-        self.redis_server = RedisServer(self.tmp / "redis", appendonly=self.redis_appendonly)
+        self.redis_server = RedisServer(self.tmp / "redis", appendonly=self.redis_appendonly,
+                                        appendfsync=self.redis_appendfsync)
         self.addCleanup(self.redis_server.release_port)  # after stop(): cleanups run last first
         self.addCleanup(self.redis_server.stop)
         self.redis_server.start()

@@ -460,6 +460,7 @@ class S3Stub:
             self.no_continue = set()  # buckets whose PUTs asking first get no "100 Continue"
             self._slow_rate = {}  # bucket -> PUTs per sliding second
             self._slow_prob = {}  # bucket -> probability
+            self._reset_prob = {}  # bucket -> [probability, after_bytes]
             self._accepted = collections.defaultdict(collections.deque)  # bucket -> PUT times
             self._redirect = getattr(self, "_redirect", {})
             self._visibility = getattr(self, "_visibility", {})
@@ -507,6 +508,12 @@ class S3Stub:
         the connection is reset (TCP RST) without an answer."""
         with self._lock:
             self._resets[bucket] = [count, after_bytes]
+
+    def reset_probability(self, bucket, p, after_bytes=512):
+        """Each PUT to bucket (past those reset() was told to reset) is reset as reset() does,
+        with probability p (0: off), drawn from the same generator as slow_down_probability's."""
+        with self._lock:
+            self._reset_prob[bucket] = [p, after_bytes]
 
     def drop_reused(self, bucket, count=None):
         """The next count PUTs (None: all) to bucket that come on a kept-alive connection (one
@@ -724,11 +731,15 @@ class S3Stub:
             return False
         with self._lock:
             state = self._resets.get(rec.bucket)
-            if state is None or state[0] == 0:
+            p, chance_after = self._reset_prob.get(rec.bucket, (0, 0))
+            if state is not None and state[0] != 0:
+                if state[0] is not None:
+                    state[0] -= 1
+                after = state[1]
+            elif p and self._rng.random() < p:
+                after = chance_after
+            else:
                 return False
-            if state[0] is not None:
-                state[0] -= 1
-            after = state[1]
         n = int(h.headers.get("Content-Length") or 0)
         if n > 0:
             h.rfile.read(min(after, max(n // 2, 1)))

@@ -418,6 +418,22 @@ class StubFaultsTest(StubCase):
         recs = self.stub.records()
         self.assertEqual([(r.status, r.fault) for r in recs], [(0, "reset"), (200, None)])
 
+    def test_reset_probability(self):
+        """About half of 100 PUTs reset, the rest served; a count of reset() goes first."""
+        self.stub.reset_probability("bkt", 0.5)
+        self.stub.reset("bkt", count=2)
+        got = []
+        for _ in range(100):
+            try:
+                got.append(self.put("k", b"x" * 1000)[0])
+            except (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError):
+                got.append(0)
+        self.assertEqual(got[:2], [0, 0])
+        self.assertTrue(25 < got.count(0) < 75, got.count(0))
+        self.assertEqual(set(got), {0, 200})
+        self.assertEqual([r.fault for r in self.stub.records() if r.status == 0],
+                         ["reset"] * got.count(0))
+
     def test_drop_reused(self):
         self.stub.drop_reused("bkt", count=1)
         c = http.client.HTTPConnection("127.0.0.1", self.stub.port, timeout=10)
