@@ -20,6 +20,7 @@ import datetime
 import email.utils
 import hashlib
 import json
+import os
 import random
 import re
 import signal
@@ -3265,11 +3266,197 @@ class RetryTest(ReliabilityCase):
         self.assert_queue_drained()
 
 
+class MixedChaosTest(ReliabilityCase):
+    """Every fault at once: 100 jobs of two or three saves each to two buckets held to a low rate
+    (PIXQ_S3_RATE 8/s, burst 0: outputs park in Redis and wait for their slots), the S3 stub
+    answering every PUT 100 ms late, a share of them with 503 SlowDown and another with a
+    connection reset, one of 3 workers (now and then all 3) SIGKILLed and replaced every 1 to
+    2 s, and redis-server (AOF, appendfsync always) SIGKILLed and restarted on its port once or
+    twice while it all runs; every fifth job waits for S3 (wait_for_s3). At the end every job
+    has exactly one result and at least one postback, every output a postback names is in the
+    store as named, nothing is left on jobs, an active list, delayed, the parked count or a
+    blob, and the stats add up. The seed is printed (PIXQ_CHAOS_SEED=N runs the same schedule
+    of kills and faults again; the timing of what they hit is the machine's). About 25 s."""
+
+    s3_server = "stub"
+    buckets = ("pixq-test", "bkt-a", "bkt-b")
+    redis_appendonly = True
+    redis_appendfsync = "always"  # an answered write survives a SIGKILL: nothing may be lost
+    JOBS, WORKERS, RATE, DEADLINE_S = 100, 3, 8, 90
+    SLOWDOWN_P, RESET_P, KILL_ALL_P, PUT_S = 0.04, 0.04, 0.1, 0.1
+    # 10 recoveries before a job is a pill: a kill every 1 to 2 s does not make one by chance
+    worker_env_extra = dict(SHORT_LEASES, PIXQ_LOG_LEVEL="info", PIXQ_MAX_RECOVERIES=10,
+                            PIXQ_S3_RATE="%d/s,burst=0" % RATE, PIXQ_S3_MAX_ATTEMPTS=10,
+                            PIXQ_WAIT_FOR_S3_INTERVAL_MS=200)
+
+    def chaos_job(self, job_id, src, saves, wait_for_s3):
+        """A job of source path `src`; save i resizes to 8 + 4i px and goes to bkt-a or bkt-b
+        (alternating from the job's number) under <job_id>/<i>.png, as image_identifier img<i>."""
+        n = int(job_id.rsplit("-", 1)[1])
+        functions = [{"name": "resize_to_fit", "params": {"width": 8 + 4 * i},
+                      "save": {"image_identifier": "img%d" % i, "s3_destination": {
+                          "bucket": self.buckets[1 + (n + i) % 2],
+                          "key": "%s/%d.png" % (job_id, i)}}} for i in range(saves)]
+        job = {"application_id": "test", "job_id": job_id, "src": self.src.url(src),
+               "postback_url": self.postbacks.url("/pb"), "functions": functions}
+        if wait_for_s3:
+            job["wait_for_s3"] = True
+        return job
+
+    def redis_crash(self, down_s, failures):
+        """SIGKILL redis-server, down_s seconds down, started again from its AOF (in a thread:
+        what went wrong is added to `failures`)."""
+        try:
+            self.redis_server.restart(down_seconds=down_s, sig=signal.SIGKILL)
+        except Exception as e:  # raised by the test
+            failures.append(e)
+
+    def unsettled(self, ids):
+        """The jobs of `ids` without a result yet; None while Redis does not answer."""
+        try:
+            return {i for i in ids if not self.redis.exists(self.key("result:" + i))}
+        except (OSError, harness.RespError):
+            self.redis.close()
+            return None
+
+    def test_mixed_chaos(self):
+        seed = int(os.environ.get("PIXQ_CHAOS_SEED") or random.randrange(1 << 30))
+        rng = random.Random(seed)
+        sys.stderr.write("\nmixed chaos: seed %d\n" % seed)
+        self.s3.slow_down_probability("bkt-a", self.SLOWDOWN_P, seed=seed)
+        self.s3.slow_down_probability("bkt-b", self.SLOWDOWN_P)
+        for b in self.buckets[1:]:
+            self.s3.reset_probability(b, self.RESET_P)
+            # every PUT answered PUT_S late: kills and Redis crashes land in uploads too
+            self.s3.stall(b, self.PUT_S, methods=("PUT",))
+        ids = ["mix-%03d" % i for i in range(self.JOBS)]
+        saves = {i: rng.choice((2, 3)) for i in ids}
+        waits = {i for n, i in enumerate(ids) if n % 5 == 0}
+        paths = []
+        for n, delay in enumerate((0.05, 0.1, 0.15, 0.2)):  # kills land in the jobs too
+            paths.append("/mix-%d.png" % n)
+            self.src.add(paths[-1], tiny_png())
+            self.src.delay[paths[-1]] = delay
+        t0 = time.monotonic()
+        self.push_jobs([self.chaos_job(i, paths[n % 4], saves[i], i in waits)
+                        for n, i in enumerate(ids)])
+        fleet = [self.start_worker() for _ in range(self.WORKERS)]
+        crashes_at = sorted(t0 + rng.uniform(2, 12) for _ in range(rng.choice((1, 2))))
+        crash, crashes, kills, crash_failures = None, 0, 0, []
+        next_kill = time.monotonic() + rng.uniform(1, 2)
+        deadline = t0 + scaled(self.DEADLINE_S)
+        pending = set(ids)
+        while pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = self.unsettled(pending) if crash is None else None
+            pending = pending if left is None else left
+            for prog in fleet:
+                prog.check_alive()
+            now = time.monotonic()
+            if crash is not None and not crash.is_alive():
+                crash = None
+            if crash is None and crashes_at and now >= crashes_at[0]:
+                crashes_at.pop(0)
+                crashes += 1
+                self.redis.close()
+                crash = threading.Thread(target=self.redis_crash,
+                                         args=(rng.uniform(0.5, 2.5), crash_failures))
+                crash.start()
+            if now >= next_kill and (pending or crash is not None):
+                # now and then the whole fleet at once (a host lost): the new workers reap it
+                whole = rng.random() < self.KILL_ALL_P
+                for victim in range(len(fleet)) if whole else [rng.randrange(len(fleet))]:
+                    self.kill_worker(fleet[victim], signal.SIGKILL)
+                    fleet[victim] = self.start_worker()
+                    kills += 1
+                next_kill = time.monotonic() + rng.uniform(1, 2)
+            if crash_failures:
+                raise crash_failures[0]
+        if crash is not None:
+            crash.join()
+        elapsed = time.monotonic() - t0
+        if pending:
+            pending = self.unsettled(pending)
+        self.assertEqual(pending, set(), "after %.0fs (seed %d, %d kills, %d Redis crashes): "
+                         "no result for %s" % (elapsed, seed, kills, crashes, sorted(pending)))
+        self.assert_drained_everywhere()
+        self.check_outcomes(ids, saves)
+        stats = self.stats()
+        per_job = collections.Counter(pb.job_id for pb in self.postbacks.postbacks)
+        puts = self.s3.records(method="PUT")
+        sys.stderr.write(
+            "mixed chaos: %d jobs, %d kills, %d Redis crashes, %.1fs (seed %d); postbacks %d "
+            "(duplicates %d); PUTs %d, SlowDowns %d, resets %d; stats %s\n"
+            % (self.JOBS, kills, crashes, elapsed, seed, sum(per_job.values()),
+               sum(per_job.values()) - len(per_job), len(puts),
+               len([r for r in puts if r.status == 503]),
+               len([r for r in puts if r.fault == "reset"]), json.dumps(stats, sort_keys=True)))
+        self.assertEqual(stats.get("received"), self.JOBS, stats)
+        self.assertEqual(stats.get("succeeded"), self.JOBS, stats)
+        self.assertIsNone(stats.get("failed"), stats)
+        self.assertIsNone(stats.get("dead"), stats)
+        self.assertGreater(stats.get("throttled", 0), 0, stats)  # outputs did park
+        # the only delayed entries are parked uploads: each promoted once
+        self.assertEqual(stats.get("promoted"), stats.get("throttled"), stats)
+        self.assertGreaterEqual(crashes, 1)
+        self.assertEqual(self.s3.counts()["failed"], 0, self.s3.failures()[:3])
+        for prog in self.programs_ever:
+            self.assertIsNone(prog.sanitizer_report(), prog.name)
+
+    def assert_drained_everywhere(self):
+        """No job on jobs or an active list, nothing delayed, no blob, nothing counted parked."""
+        def drained():
+            parked = self.redis.hgetall(self.key("parked"))
+            return (self.redis.llen(self.key("jobs")) == 0
+                    and not self.redis.keys(self.key("active:*"))
+                    and self.redis.execute("ZCARD", self.key("delayed")) == 0
+                    and not self.redis.keys(self.key("blob:*"))
+                    and int(parked.get("total", 0)) == 0)
+        try:
+            self.wait_until(drained, (LEASE_MS + REAP_MS) / 1000.0 + 10, "the queues to drain")
+        except AssertionError:
+            sys.stderr.write("left: jobs %r, active %r, delayed %r, blobs %r, parked %r\n" % (
+                self.redis.lrange(self.key("jobs")), self.redis.keys(self.key("active:*")),
+                self.redis.zrange(self.key("delayed"), withscores=True),
+                self.redis.keys(self.key("blob:*")), self.redis.hgetall(self.key("parked"))))
+            raise
+
+    def check_outcomes(self, ids, saves):
+        """One result each, a success with every save, equal to one of its postbacks (at least
+        one), each image in the store as the postback names it."""
+        for job_id in ids:
+            results = self.results(job_id)
+            self.assertEqual(len(results), 1, "%s has %d results" % (job_id, len(results)))
+            stored = json.loads(results[0])["results"]
+            self.assertNotIn("errors", stored, stored)
+            self.assertEqual(stored["job_id"], job_id)
+            pbs = self.postbacks_of(job_id)
+            self.assertTrue(pbs, "%s has no postback" % job_id)
+            self.assertIn(stored, [pb.results for pb in pbs], job_id)
+            for pb in pbs:
+                self.assert_stored(job_id, pb.results, saves[job_id])
+
+    def assert_stored(self, job_id, results, saves):
+        self.assertNotIn("errors", results, results)
+        images = sorted(results["images"], key=lambda im: im["image_identifier"])
+        self.assertEqual([im["image_identifier"] for im in images],
+                         ["img%d" % i for i in range(saves)], results)
+        for im in images:
+            i = int(im["image_identifier"][3:])
+            bucket = self.buckets[1 + (int(job_id.rsplit("-", 1)[1]) + i) % 2]
+            key = "%s/%d.png" % (job_id, i)
+            self.assertEqual(im["s3_url"], self.s3.object_url(bucket, key))
+            self.assertEqual(im["meta"], {"width": 8 + 4 * i, "height": 8 + 4 * i})
+            data = self.s3.object(bucket, key)
+            self.assertIsNotNone(data, "%s/%s was not stored" % (bucket, key))
+            self.assertEqual(harness.identify(data), ("PNG", 8 + 4 * i, 8 + 4 * i))
+
+
 # meson's tests, one a part: `reliability` runs "core", `retry` "retry", and `reliability-rest-1`
 # and `-2` every other class, a share each ("rest/2:1", "rest/2:2"; "rest" is all of them), so
 # that no class is left out of the suite.
-PARTS = {"core": ("KillTest", "ChaosTest", "RedisRestartTest", "GracefulStopTest", "PoisonTest",
-                  "DelayedTest", "LeaseLossTest", "FencingTest"),
+PARTS = {"core": ("KillTest", "ChaosTest", "MixedChaosTest", "RedisRestartTest",
+                  "GracefulStopTest", "PoisonTest", "DelayedTest", "LeaseLossTest", "FencingTest"),
          "retry": ("RetryTest",)}
 
 
