@@ -3282,7 +3282,7 @@ class MixedChaosTest(ReliabilityCase):
     buckets = ("pixq-test", "bkt-a", "bkt-b")
     redis_appendonly = True
     redis_appendfsync = "always"  # an answered write survives a SIGKILL: nothing may be lost
-    JOBS, WORKERS, RATE, DEADLINE_S = 100, 3, 8, 90
+    JOBS, WORKERS, RATE, DEADLINE_S = 100, 3, 8, 120  # 25 to 30 s alone
     SLOWDOWN_P, RESET_P, KILL_ALL_P, PUT_S = 0.04, 0.04, 0.1, 0.1
     # 10 recoveries before a job is a pill: a kill every 1 to 2 s does not make one by chance
     worker_env_extra = dict(SHORT_LEASES, PIXQ_LOG_LEVEL="info", PIXQ_MAX_RECOVERIES=10,
@@ -3413,7 +3413,8 @@ class MixedChaosTest(ReliabilityCase):
                     and not self.redis.keys(self.key("blob:*"))
                     and int(parked.get("total", 0)) == 0)
         try:
-            self.wait_until(drained, (LEASE_MS + REAP_MS) / 1000.0 + 10, "the queues to drain")
+            # a killed worker's list waits for its lease and a reap pass
+            self.wait_until(drained, (LEASE_MS + REAP_MS) / 1000.0 + 20, "the queues to drain")
         except AssertionError:
             sys.stderr.write("left: jobs %r, active %r, delayed %r, blobs %r, parked %r\n" % (
                 self.redis.lrange(self.key("jobs")), self.redis.keys(self.key("active:*")),
