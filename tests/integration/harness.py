@@ -1627,6 +1627,24 @@ class PixqTestCase(unittest.TestCase):
         """data decodes (ImageMagick) as fmt ("JPEG", "PNG", "WEBP") of width x height."""
         self.assertEqual(identify(data), (fmt, width, height))
 
+    def assert_saves_stored(self, results, job_id, saves, bucket_of):
+        """results (a postback's) report job_id's saves img0, img1... without an error, each a
+        PNG of 8 + 4i pixels a side stored at <job_id>/<i>.png in bucket_of(i), as its s3_url
+        and meta say (the jobs of the S3 stub's tests: test_throttle, MixedChaosTest)."""
+        self.assertNotIn("errors", results, results)
+        self.assertEqual(results["job_id"], job_id)
+        images = sorted(results["images"], key=lambda im: im["image_identifier"])
+        self.assertEqual([im["image_identifier"] for im in images],
+                         sorted("img%d" % i for i in range(saves)), results)
+        for im in images:
+            i = int(im["image_identifier"][3:])
+            bucket, key = bucket_of(i), "%s/%d.png" % (job_id, i)
+            self.assertEqual(im["s3_url"], self.s3.object_url(bucket, key))
+            self.assertEqual(im["meta"], {"width": 8 + 4 * i, "height": 8 + 4 * i})
+            data = self.s3.object(bucket, key)
+            self.assertIsNotNone(data, "%s/%s was not stored" % (bucket, key))
+            self.assertEqual(identify(data), ("PNG", 8 + 4 * i, 8 + 4 * i))
+
 
 # ---------------------------------------------------------------------------------------------
 # command line

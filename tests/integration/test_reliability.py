@@ -3438,19 +3438,8 @@ class MixedChaosTest(ReliabilityCase):
                 self.assert_stored(job_id, pb.results, saves[job_id])
 
     def assert_stored(self, job_id, results, saves):
-        self.assertNotIn("errors", results, results)
-        images = sorted(results["images"], key=lambda im: im["image_identifier"])
-        self.assertEqual([im["image_identifier"] for im in images],
-                         ["img%d" % i for i in range(saves)], results)
-        for im in images:
-            i = int(im["image_identifier"][3:])
-            bucket = self.buckets[1 + (int(job_id.rsplit("-", 1)[1]) + i) % 2]
-            key = "%s/%d.png" % (job_id, i)
-            self.assertEqual(im["s3_url"], self.s3.object_url(bucket, key))
-            self.assertEqual(im["meta"], {"width": 8 + 4 * i, "height": 8 + 4 * i})
-            data = self.s3.object(bucket, key)
-            self.assertIsNotNone(data, "%s/%s was not stored" % (bucket, key))
-            self.assertEqual(harness.identify(data), ("PNG", 8 + 4 * i, 8 + 4 * i))
+        n = int(job_id.rsplit("-", 1)[1])
+        self.assert_saves_stored(results, job_id, saves, lambda i: self.buckets[1 + (n + i) % 2])
 
 
 # meson's tests, one a part: `reliability` runs "core", `retry` "retry", and `reliability-rest-1`

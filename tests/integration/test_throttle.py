@@ -203,20 +203,7 @@ class ThrottleCase(PixqTestCase):
 
     def assert_complete(self, pb, job_id, bucket, saves):
         """A success postback with every image of the job, each stored in the stub."""
-        results = pb.results
-        self.assertNotIn("errors", results, results)
-        self.assertEqual(results["job_id"], job_id)
-        images = sorted(results["images"], key=lambda im: im["image_identifier"])
-        self.assertEqual([im["image_identifier"] for im in images],
-                         sorted("img%d" % i for i in range(saves)))
-        for im in images:
-            i = int(im["image_identifier"][3:])
-            key = "%s/%d.png" % (job_id, i)
-            self.assertEqual(im["s3_url"], self.s3.object_url(bucket, key))
-            self.assertEqual(im["meta"], {"width": 8 + 4 * i, "height": 8 + 4 * i})
-            data = self.s3.object(bucket, key)
-            self.assertIsNotNone(data, "%s/%s was not stored" % (bucket, key))
-            self.assertEqual(harness.identify(data), ("PNG", 8 + 4 * i, 8 + 4 * i))
+        self.assert_saves_stored(pb.results, job_id, saves, lambda i: bucket)
 
     def assert_one_postback_each(self, job_ids):
         for job_id in job_ids:

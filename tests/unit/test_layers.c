@@ -11,7 +11,7 @@
  * Then op_fits_in_time() and op_within_time() (worker/ops.c) with a run of the test's own, which
  * records the wand it is given and sleeps, fails, grows it or ends past the deadline: which
  * sample is measured, and what its pace says. Nothing here depends on the machine's speed, but
- * for one bound: cutting and growing a 67x50 sample take less than 100 ms. */
+ * for one bound: cutting and growing a 67x50 sample take less than 200 ms. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -332,13 +332,13 @@ static void test_time_sample_pace(void)
     CHECK_INT(probe.calls, 1);
     /* the pace is per pixel of the sample's result: one 4 times the sample's size took 100 ms,
      * the whole output would take about 2,000,000 / (4 x 67 x 50) x 0.1 = 15 s (the sample's
-     * own size said 60 s as a mutant) */
+     * own size said 60 s as a mutant); up to 45 s leaves room for a loaded or valgrind run */
     probe = (struct probe){.sleep_ms = 100, .grow = true};
     CHECK_INT(op_fits_in_time(w, "rotate", 2e6, probe_run, NULL, &e), -1);
     const char *about = strstr(e.msg, "(about ");
     double more = 0;
     if (about == NULL || sscanf(about, "(about %lf s more", &more) != 1 || more < 14.0 ||
-        more > 30.0) {
+        more > 45.0) {
         fprintf(stderr, "a sample that grew: '%s'\n", e.msg);
         CHECK(false);
     }
