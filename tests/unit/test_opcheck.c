@@ -707,6 +707,10 @@ static int pre_process(const char *text, long max_pixels, struct sunk *s, char m
     "\"save\": {\"image_identifier\": \"q\"}}]}}"
 #define MOVE_ORIGINAL(key)                                                                         \
     "{\"move_original\": {\"s3_destination\": {\"bucket\": \"b\", \"key\": \"" key "\"}}}"
+/* A job whose src is PRE_JOB's output p ("&p"), moved by move_original to `key`. */
+#define MOVE_OF_REF(key)                                                                           \
+    "{\"application_id\": \"a\", \"src\": \"&p\", \"pre_process\": [" PRE_JOB                      \
+    ", " MOVE_ORIGINAL(key) "], \"functions\": [{\"name\": \"no_op\"}]}"
 
 /* A pre_process job: its outputs with a destination go to the sink, the ones the job refers to
  * are kept for "&identifier"; move_original of a canvas (no bytes to copy) encodes it, as PNG
@@ -759,11 +763,7 @@ static void test_pre_process(void)
     /* a job whose src is a pre_process job's output: its bytes, sniffed by no probe, are
      * converted to the format the key names */
     struct sunk ref = {0};
-    CHECK_INT(pre_process("{\"application_id\": \"a\", \"src\": \"&p\", \"pre_process\": "
-                          "[" PRE_JOB ", " MOVE_ORIGINAL("orig/r.jpg") "], \"functions\": "
-                                                                       "[{\"name\": \"no_op\"}]}",
-                          1000000, &ref, msg, NULL, NULL),
-              0);
+    CHECK_INT(pre_process(MOVE_OF_REF("orig/r.jpg"), 1000000, &ref, msg, NULL, NULL), 0);
     CHECK_STR(msg, "");
     CHECK_INT(ref.moves, 1);
     CHECK_STR(ref.move_format, "JPEG");
@@ -772,11 +772,7 @@ static void test_pre_process(void)
     /* ... and copied as they are, with their content type, to a key that names no format (they
      * went as application/octet-stream) */
     struct sunk as_is = {0};
-    CHECK_INT(pre_process("{\"application_id\": \"a\", \"src\": \"&p\", \"pre_process\": "
-                          "[" PRE_JOB ", " MOVE_ORIGINAL("orig/r") "], \"functions\": "
-                                                                   "[{\"name\": \"no_op\"}]}",
-                          1000000, &as_is, msg, NULL, NULL),
-              0);
+    CHECK_INT(pre_process(MOVE_OF_REF("orig/r"), 1000000, &as_is, msg, NULL, NULL), 0);
     CHECK_STR(msg, "");
     CHECK_INT(as_is.moves, 1);
     CHECK_STR(as_is.move_format, "PNG");

@@ -534,6 +534,9 @@ static void test_timeout_after_blocking(void)
     fake_redis_read(&f, r, got, sizeof got);
 }
 
+/* A call of finish.lua by its SHA-1 with the one key "k", as RESP: EVALSHA <sha> 1 k */
+#define FINISH_CALL_LEN (4 + 13 + 47 + 7 + 7)
+
 /* A script is loaded again on a new connection (the server may have restarted without it) before
  * a call is sent ahead, so that the call runs when it arrives. */
 static void test_script_loaded_again_after_reconnecting(void)
@@ -543,7 +546,7 @@ static void test_script_loaded_again_after_reconnecting(void)
     int n =
         snprintf(head, sizeof head, "*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%zu\r\n", strlen(text));
     size_t load = (size_t)n + strlen(text) + 2;
-    size_t call = 4 + 13 + 47 + 7 + 7; /* EVALSHA <sha> 1 k */
+    size_t call = FINISH_CALL_LEN;
     const struct fake_step steps[] = {{load, "+OK\r\n", 0},
                                       {call, ":1\r\n", 0},
                                       {14, NULL, 0}, /* a PING: closed */
@@ -578,7 +581,7 @@ static void test_script_loaded_again_after_reconnecting(void)
  * LOAD. rq_script_reply() says whether the reply was lost or nothing was sent. */
 static void test_script_reply(void)
 {
-    size_t call = 4 + 13 + 47 + 7 + 7; /* EVALSHA <sha> 1 k */
+    size_t call = FINISH_CALL_LEN;
     const struct fake_step steps[] = {{call, ":1\r\n", 0}, {call, ":2\r\n", 0}, {call, NULL, 0}};
     struct fake_redis f;
     struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
