@@ -301,7 +301,11 @@ static int run_single(const struct cfg *cfg, struct mhttp *metrics)
     install_signals();
     struct err e = {{0}};
     if (metrics != NULL && mhttp_start_thread(metrics, &e) < 0) {
-        LOG_ERROR("metrics_failed", "error=\"%s\"", e.msg);
+        /* as start_metrics() says its failures: the operator asked for metrics */
+        char q[ERR_MSG_MAX + 16];
+        LOG_ERROR("metrics_failed", "error=%s exit=1", log_quote(e.msg, q, sizeof q));
+        fprintf(stderr, "pixq-worker: PIXQ_METRICS_ADDR: %s (exit status 1, to be started again)\n",
+                e.msg);
         return 1;
     }
     return run_worker(cfg);

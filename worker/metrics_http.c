@@ -499,7 +499,7 @@ int mhttp_start_thread(struct mhttp *s, struct err *e)
     int rc = pthread_create(&s->thread, NULL, run_thread, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        return err_set(e, "cannot start the metrics thread");
+        return err_set(e, "cannot start the metrics thread: %s", strerror(rc));
     }
     s->threaded = true;
     return 0;
