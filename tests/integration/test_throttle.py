@@ -845,6 +845,26 @@ class MinRateTest(ThrottleCase):
                          ("1", "8", "8"), state)
 
 
+class LimiterIdleTtlTest(ThrottleCase):
+    """PIXQ_RL_IDLE_TTL_S (README: a limiter hash without an override expires after it without
+    uploads; one with an override never does, and the next upload removes an expiry an HSET
+    left on it) reaches rl_acquire.lua from the worker. Only the script's own tests and `pixq
+    limit reset` at the default gave it a value: a worker passing the default day, or seconds
+    read as milliseconds, let every test pass."""
+
+    def test_an_upload_sets_the_idle_expiry_and_keeps_an_override(self):
+        self.limit("bkt-b", 50, 10)
+        self.redis.execute("PEXPIRE", self.rl_key("bkt-b"), 600000)  # an HSET onto an expiry
+        self.start_worker(PIXQ_RL_IDLE_TTL_S="120")
+        self.push_jobs([self.job("idle-a", "bkt-a"), self.job("idle-b", "bkt-b")])
+        pbs = self.postbacks_for(["idle-a", "idle-b"])
+        self.assert_complete(pbs["idle-a"], "idle-a", "bkt-a", 1)
+        self.assert_complete(pbs["idle-b"], "idle-b", "bkt-b", 1)
+        ttl = self.redis.execute("PTTL", self.rl_key("bkt-a"))
+        self.assertTrue(100000 <= ttl <= 120000, ttl)
+        self.assertEqual(self.redis.execute("PTTL", self.rl_key("bkt-b")), -1)
+
+
 class OutageRecoveryTest(ThrottleCase):
     """S3 answers every PUT to the bucket with 503 SlowDown for OUTAGE_S while 100 one-output
     jobs come in, then accepts again: 2 workers at 10 PUT/s, burst 0. The limiter sits at its
@@ -3787,6 +3807,17 @@ class LimitCliTest(ThrottleCase):
         # without waiting for an upload to set it: it stayed for good
         self.assertTrue(86000 <= self.redis.ttl(self.rl_key("bkt-a")) <= 86400,
                         self.redis.ttl(self.rl_key("bkt-a")))
+
+    def test_reset_expires_after_the_idle_ttl_as_set(self):
+        """`pixq limit reset` gives the limiter the expiry of PIXQ_RL_IDLE_TTL_S as the CLI's
+        configuration says (5 minutes here), not the default day."""
+        self.assertEqual(self.run_pixq("limit", "set", "bkt-a", "3", "4").returncode, 0)
+        self.redis.execute("HSET", self.rl_key("bkt-a"), "tat", "1")  # an upload's, long ago
+        r = self.run_pixq("limit", "reset", "bkt-a", env={"PIXQ_RL_IDLE_TTL_S": "300"})
+        self.assertEqual((r.returncode, r.stdout), (0, "bkt-a: back to the default rate\n"),
+                         r.stderr)
+        ttl = self.redis.ttl(self.rl_key("bkt-a"))
+        self.assertTrue(290 <= ttl <= 300, ttl)
 
     def test_set_and_reset_are_one_script(self):
         """Each writes the hash in one script (rl_set.lua): an upload or another limit command
