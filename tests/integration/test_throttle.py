@@ -957,7 +957,7 @@ class RegionTest(ThrottleCase):
     """A bucket in eu-west-1 while AWS_REGION is us-east-1."""
 
     def check_region(self, bucket, first_status, region="eu-west-1"):
-        self.start_workers(1)
+        worker = self.start_workers(1)[0]
         self.push_jobs([self.job("eu-1", bucket)])
         pb = self.postbacks_for(["eu-1"])["eu-1"]
         self.assert_complete(pb, "eu-1", bucket, 1)
@@ -972,6 +972,10 @@ class RegionTest(ThrottleCase):
         self.assert_complete(self.postbacks_for(["eu-2"])["eu-2"], "eu-2", bucket, 1)
         self.assertEqual([(r.status, r.region) for r in self.puts(bucket)][2:],
                          [(200, region)])
+        # the region found is logged once, by the upload that found it (a setting to fix:
+        # AWS_REGION, or the job's location)
+        self.assertEqual([(e["job_id"], e["bucket"], e["region"])
+                          for e in worker.log_events("bucket_region")], [("eu-1", bucket, region)])
 
     def test_301_permanent_redirect(self):
         self.s3.set_region("eu-bucket", "eu-west-1")
@@ -3123,7 +3127,7 @@ class RetryTest(ThrottleCase):
         # two SlowDowns, the second within PIXQ_S3_COOLDOWN_MS (30 s) of the first's decrease:
         # one congestion episode, one decrease (each counted as a throttle signal)
         self.s3.fail("flaky-bucket", 503, "SlowDown", count=2)
-        self.start_worker(PIXQ_S3_THROTTLE_RETRY_BASE_MS=1, PIXQ_S3_COOLDOWN_MS=30000)
+        worker = self.start_worker(PIXQ_S3_THROTTLE_RETRY_BASE_MS=1, PIXQ_S3_COOLDOWN_MS=30000)
         self.push_jobs([self.job("cool-1", "flaky-bucket")])
         self.assert_complete(self.postbacks_for(["cool-1"])["cool-1"], "cool-1", "flaky-bucket",
                              1)
@@ -3131,6 +3135,9 @@ class RetryTest(ThrottleCase):
         state = self.limiter("flaky-bucket")
         self.assertEqual(int(state["throttle_signals"]), 2)
         self.assertEqual(int(state["decreases"]), 1)
+        # one line for the decrease, none for the signal within its episode
+        self.assertEqual([(e["job_id"], e["bucket"]) for e in worker.log_events("bucket_slowed")],
+                         [("cool-1", "flaky-bucket")])
 
     def test_429_slows_the_bucket(self):
         # 429 (an S3-compatible store's throttling answer) is a throttling answer as SlowDown
