@@ -2731,6 +2731,23 @@ class DeadTrimTest(ReliabilityCase):
         self.fail_job("dead-3")
         self.assertEqual(self.dead_ids(), ["dead-3", "dead-2", "dead-1"])  # 3 at most
 
+    def test_a_pill_buried_by_a_reap_keeps_the_count(self):
+        """A poison pill whose worker died as it posted the pill's failure, the fifth such
+        death, is buried by the reap that finds it (reap.lua), and the dead list is trimmed to
+        the worker's PIXQ_DEAD_MAX there too, as after a dead letter of finish.lua."""
+        pill = "pixq-task:" + json.dumps({"pixq_poison": json.dumps(self.tiny_job("pill-d")),
+                                          "error": "E"}, separators=(",", ":"))
+        self.redis.execute("HSET", self.key("recov"), hashlib.sha1(pill.encode()).hexdigest(), 4)
+        self.redis.rpush(self.key("active:ghost"), pill)
+        now_ms = int(self.redis.execute("TIME")[0]) * 1000
+        self.redis.execute("ZADD", self.key("workers"), now_ms - 1000, "ghost")
+        self.redis.execute("RPUSH", self.key("dead"), "older-1", "older-2")  # at the limit
+        self.start_worker(PIXQ_DEAD_MAX=2)
+        self.wait_until(lambda: self.redis.llen(self.key("active:ghost")) == 0, 20, "the reap")
+        dead = self.redis.lrange(self.key("dead"))
+        self.assertEqual((json.loads(dead[0])["job_id"], dead[1:]), ("pill-d", ["older-1"]))
+        self.assertEqual(self.postbacks_of("pill-d"), [])
+
 
 class UnsettledTest(ReliabilityCase):
     """Redis refuses writes (full, or a failed save) while a job's postback is on its way: the
