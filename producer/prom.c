@@ -70,6 +70,15 @@ static void prom_queue_details(json_object *queues)
                    NULL, (double)cli_int(old, "age_ms") / 1000.0);
         }
     }
+    family("pixq_queue_next_delayed_seconds", "gauge",
+           "Seconds until the earliest delayed entry is due; negative: overdue, not promoted.");
+    for (size_t i = 0; i < json_object_array_length(queues); i++) {
+        json_object *q = json_object_array_get_idx(queues, i), *due = cli_get(q, "next_delayed_ms");
+        if (due != NULL) {
+            sample("pixq_queue_next_delayed_seconds", "queue", cli_str(q, "queue", ""), NULL, NULL,
+                   (double)json_object_get_int64(due) / 1000.0);
+        }
+    }
     family("pixq_queue_jobs_last_minute", "gauge", "Jobs settled in the last 60 s, by outcome.");
     for (size_t i = 0; i < json_object_array_length(queues); i++) {
         json_object *q = json_object_array_get_idx(queues, i), *t = cli_get(q, "throughput");

@@ -433,12 +433,29 @@ static json_object *depths(struct sctx *s, const char *q)
     return o;
 }
 
+/* When the earliest entry of pixq:{q}:delayed (a retry, a throttled upload, a delayed job) is
+ * due, ms from now on Redis's clock: negative when it is overdue, which a waiting worker never
+ * lets it be for long (a wake-up token calls it to promote): delayed work that no worker takes,
+ * or workers all busy. NULL when nothing is delayed. */
+static json_object *next_delayed(struct sctx *s, const char *q)
+{
+    redisReply *r = on_key(s, "ZRANGE", q, "delayed", "0", "0", "WITHSCORES", NULL);
+    json_object *o = NULL;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        o = json_object_new_int64((long long)strtod(r->element[1]->str, NULL) - s->now_ms);
+    }
+    freeReplyObject(r);
+    return o;
+}
+
 static json_object *queue_stats(struct sctx *s, const char *q)
 {
     json_object *ws = workers(s, q);
     json_object *o = depths(s, q);
     json_object_object_add(o, "parked_bytes", json_object_new_int64(parked_bytes(s, q)));
     json_object_object_add(o, "oldest_job", oldest_job(s, q));
+    json_object_object_add(o, "next_delayed_ms", next_delayed(s, q));
     json_object_object_add(o, "throughput", throughput(s, q));
     json_object_object_add(o, "live_workers", json_object_new_int64(live_workers(s, q)));
     json_object_object_add(o, "registered_workers",
@@ -555,6 +572,19 @@ static void print_oldest(json_object *q)
     }
 }
 
+static void print_next_delayed(json_object *q)
+{
+    json_object *due = cli_get(q, "next_delayed_ms");
+    if (due == NULL) {
+        printf("  next delayed   none\n");
+    } else if (json_object_get_int64(due) >= 0) {
+        printf("  next delayed   due in %.1f s\n", (double)json_object_get_int64(due) / 1000.0);
+    } else {
+        printf("  next delayed   overdue by %.1f s\n",
+               -(double)json_object_get_int64(due) / 1000.0);
+    }
+}
+
 static void print_worker(json_object *w)
 {
     json_object *jobs = cli_get(w, "jobs");
@@ -609,6 +639,7 @@ static void print_queue(json_object *q)
     printf("  active         %lld\n", cli_int(q, "active"));
     printf("  parked bytes   %lld\n", cli_int(q, "parked_bytes"));
     print_oldest(q);
+    print_next_delayed(q);
     printf("  last minute    %lld succeeded, %lld failed\n", cli_int(t, "succeeded"),
            cli_int(t, "failed"));
     printf("  live workers   %lld\n", cli_int(q, "live_workers"));
@@ -645,7 +676,8 @@ static const char STATS_USAGE[] =
     "\n"
     "For every queue of PIXQ_QUEUE (highest priority first): jobs waiting, delayed, dead and\n"
     "active; the bytes of its outputs parked in Redis (PIXQ_MAX_PARKED_MB); the oldest waiting\n"
-    "job's age (by its pixq_enqueued_at stamp; \"unknown\" for jobs pushed without it); jobs\n"
+    "job's age (by its pixq_enqueued_at stamp; \"unknown\" for jobs pushed without it); when\n"
+    "the earliest delayed entry is due (overdue: no worker has promoted it); jobs\n"
     "succeeded and failed in the last minute; the live workers and what each holds, since when\n"
     "(the first 1000 workers by lease deadline are listed; every one is counted); the queue's\n"
     "counters. Then the upload limiter of every S3 bucket (as pixq limit show).\n"

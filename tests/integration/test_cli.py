@@ -256,7 +256,7 @@ def parse_prometheus(text):
 PROM_FAMILIES = dict(
     [("pixq_queue_" + g, "gauge") for g in ("jobs", "delayed", "dead", "active", "parked_bytes",
                                              "live_workers", "oldest_job_age_seconds",
-                                             "jobs_last_minute")]
+                                             "next_delayed_seconds", "jobs_last_minute")]
     + [("pixq_queue_events_total", "counter"), ("pixq_queue_uploaded_bytes_total", "counter"),
        ("pixq_worker_jobs", "gauge"), ("pixq_live_workers", "gauge")]
     + [("pixq_bucket_" + g, "gauge") for g in ("rate", "burst", "effective_rate",
@@ -1362,6 +1362,8 @@ class StatsTest(CliCase):
         self.assertEqual((q["live_workers"], s["live_workers"]), (2, 2), s)
         self.assertEqual(q["oldest_job"], {"job_id": "waiting-1", "enqueued_at_ms": None,
                                            "age_ms": None})
+        # later-1 is due 600 s after its submission, a few seconds ago at most
+        self.assertTrue(560000 < q["next_delayed_ms"] <= 600000, q["next_delayed_ms"])
         self.assertEqual(sorted(w["id"] for w in q["workers"]), sorted(wids))
         for w in q["workers"]:
             self.assertTrue(w["alive"])
@@ -1391,6 +1393,7 @@ class StatsTest(CliCase):
         self.assertRegex(text, r"oldest job +unknown \(waiting-1: pushed without "
                                r"pixq_enqueued_at\)\n")
         self.assertRegex(text, r"live workers +2\n")
+        self.assertRegex(text, r"next delayed +due in 5\d\d\.\d s\n")
         for w in q["workers"]:
             jid = w["jobs"][0]["job_id"]
             self.assertRegex(text, r"%s +alive +lease [\d.]+ s +jobs \[\"%s\"\]\n +%s +job, "
@@ -1471,11 +1474,38 @@ class StatsTest(CliCase):
                              "throughput": {"window_s": 60, "succeeded": 0, "failed": 0},
                              "queues": [{"queue": "default", "jobs": 0, "delayed": 0, "dead": 0,
                                          "active": 0, "parked_bytes": 0, "oldest_job": None,
-                                         "live_workers": 0,
+                                         "next_delayed_ms": None, "live_workers": 0,
                                          "registered_workers": 0, "workers": [], "counters": {},
                                          "throughput": {"window_s": 60, "succeeded": 0,
                                                         "failed": 0}}]})
-        self.assertRegex(self.pixq_ok("stats"), r"oldest job +none waiting\n")
+        text = self.pixq_ok("stats")
+        self.assertRegex(text, r"oldest job +none waiting\n")
+        self.assertRegex(text, r"next delayed +none\n")
+        self.assertNotIn("pixq_queue_next_delayed_seconds{",
+                         self.pixq_ok("stats", "--prometheus"))
+
+    def test_next_delayed_overdue_until_a_worker_promotes_it(self):
+        """When the earliest delayed entry is due (QUEUE.md's "next due"): a retry due 30 s ago
+        that no worker has promoted (none runs) is overdue in every view, the one alert that
+        sees delayed work stuck (the queue's depth alone does not move); a worker that starts
+        promotes it and runs it, and nothing is delayed then."""
+        self.src.add("/ok.png", tiny_png())
+        now_ms = int(self.redis.execute("TIME")[0]) * 1000
+        for job_id, due in (("stuck-1", now_ms - 30000), ("later-1", now_ms + 600000)):
+            self.redis.execute("ZADD", self.key("delayed"), str(due),
+                               json.dumps(self.job(job_id, "/ok.png")))
+        q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
+        self.assertEqual(q["delayed"], 2)
+        self.assertTrue(-40000 < q["next_delayed_ms"] <= -30000, q["next_delayed_ms"])
+        self.assertRegex(self.pixq_ok("stats"), r"next delayed +overdue by 3\d\.\d s\n")
+        fams = parse_prometheus(self.pixq_ok("stats", "--prometheus"))
+        due = prom_value(fams, "pixq_queue_next_delayed_seconds", queue="default")
+        self.assertTrue(-40 < due <= -30, due)
+        self.start_worker()
+        self.wait_for_postback(job_id="stuck-1")
+        q = json.loads(self.pixq_ok("stats", "--json"))["queues"][0]
+        self.assertEqual(q["delayed"], 1)
+        self.assertTrue(560000 < q["next_delayed_ms"] <= 600000, q["next_delayed_ms"])
 
     def test_log_level_debug_shows_redis_commands(self):
         """PIXQ_LOG_LEVEL=debug (and PIXQ_LOG_FORMAT) work in pixq as in the worker: a line per
