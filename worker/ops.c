@@ -154,13 +154,18 @@ static const struct {
 };
 /* clang-format on */
 
-int op_gravity(json_object *params, const char *fn, const char *name, GravityType *out,
-               struct err *e)
+/* A gravity whose default is `def` (NULL: none, recorded so, and `absent` when absent). */
+static int gravity_param(json_object *params, const char *fn, const char *name, const char *def,
+                         GravityType absent, GravityType *out, struct err *e)
 {
     const char *s;
     job_param_declare(fn, name, "gravity", NULL);
-    if (job_param_string(params, fn, name, "CenterGravity", &s, e) < 0) {
+    if (job_param_string(params, fn, name, def, &s, e) < 0) {
         return -1;
+    }
+    if (s == NULL) {
+        *out = absent;
+        return 0;
     }
     *out = CenterGravity; /* Blitline: an unknown gravity is Center */
     for (size_t i = 0; i < sizeof gravities / sizeof gravities[0]; i++) {
@@ -172,6 +177,18 @@ int op_gravity(json_object *params, const char *fn, const char *name, GravityTyp
         }
     }
     return 0;
+}
+
+int op_gravity(json_object *params, const char *fn, const char *name, GravityType *out,
+               struct err *e)
+{
+    return gravity_param(params, fn, name, "CenterGravity", CenterGravity, out, e);
+}
+
+int op_gravity_or(json_object *params, const char *fn, const char *name, GravityType absent,
+                  GravityType *out, struct err *e)
+{
+    return gravity_param(params, fn, name, NULL, absent, out, e);
 }
 
 PixelWand *op_color(json_object *params, const char *fn, const char *name, const char *def,

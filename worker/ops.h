@@ -78,6 +78,12 @@ const struct op *op_find(const char *name);
 int op_gravity(json_object *params, const char *fn, const char *name, GravityType *out,
                struct err *e);
 
+/* As op_gravity(), for a function where an absent gravity means a placement of its own (x, y
+ * from the top-left corner): `absent` then, and no default in pixq-worker --functions ("none"
+ * in docs/FUNCTIONS.md, not a Center the function never uses). */
+int op_gravity_or(json_object *params, const char *fn, const char *name, GravityType absent,
+                  GravityType *out, struct err *e);
+
 /* Reads a colour parameter ("#rrggbb", "#rrggbbaa", "transparent", ImageMagick names) with
  * default `def`. Returns a PixelWand to destroy with DestroyPixelWand(), or NULL with an error
  * naming the function and the parameter. */

@@ -1605,7 +1605,7 @@ struct placement {
 static int read_placement(json_object *p, const char *fn, struct placement *at, struct err *e)
 {
     at->by_gravity = job_param_present(p, "gravity");
-    if (op_gravity(p, fn, "gravity", &at->gravity, e) < 0 ||
+    if (op_gravity_or(p, fn, "gravity", CenterGravity, &at->gravity, e) < 0 ||
         job_param_long(p, fn, "x", 0, -OP_MAX_SIDE, OP_MAX_SIDE, &at->x, e) < 0 ||
         job_param_long(p, fn, "y", 0, -OP_MAX_SIDE, OP_MAX_SIDE, &at->y, e) < 0) {
         return -1;

@@ -388,12 +388,12 @@ static int op_crop(MagickWand *w, json_object *p, const struct op_ctx *ctx, stru
     const char *fn = "crop";
     long W, H, dx, dy;
     bool only_shrink, preserve;
-    GravityType g = NorthWestGravity;
+    GravityType g;
     if (required_long(p, fn, "width", 1, OP_MAX_SIDE, &W, e) < 0 ||
         job_param_long(p, fn, "height", 0, 0, OP_MAX_SIDE, &H, e) < 0 ||
         job_param_long(p, fn, "x", 0, -OP_MAX_SIDE, OP_MAX_SIDE, &dx, e) < 0 ||
         job_param_long(p, fn, "y", 0, -OP_MAX_SIDE, OP_MAX_SIDE, &dy, e) < 0 ||
-        (job_param_present(p, "gravity") && op_gravity(p, fn, "gravity", &g, e) < 0) ||
+        op_gravity_or(p, fn, "gravity", NorthWestGravity, &g, e) < 0 ||
         job_param_bool(p, fn, "only_shrink_larger", false, &only_shrink, e) < 0 ||
         job_param_bool(p, fn, "preserve_aspect_if_smaller", false, &preserve, e) < 0) {
         return -1;

@@ -925,6 +925,27 @@ static void test_gravity(void)
     CHECK_INT(op_gravity(p, "f", "gravity", &g, &e), -1);
     CHECK_STR(e.msg, "Invalid parameter 'gravity' for function 'f': expected a string");
     json_object_put(p);
+    /* op_gravity_or(): absent (or null) is the caller's own placement, given is as above */
+    static const struct {
+        const char *params;
+        GravityType want;
+    } or_cases[] = {
+        {"{}", NorthWestGravity},
+        {"{\"gravity\": null}", NorthWestGravity},
+        {"{\"gravity\": \"South\"}", SouthGravity},
+        {"{\"gravity\": \"Nowhere\"}", CenterGravity},
+    };
+    for (size_t i = 0; i < sizeof or_cases / sizeof or_cases[0]; i++) {
+        p = json_tokener_parse(or_cases[i].params);
+        g = UndefinedGravity;
+        CHECK_INT(op_gravity_or(p, "f", "gravity", NorthWestGravity, &g, &e), 0);
+        if (g != or_cases[i].want) {
+            fprintf(stderr, "  %s: gravity %d, want %d\n", or_cases[i].params, (int)g,
+                    (int)or_cases[i].want);
+            CHECK(false);
+        }
+        json_object_put(p);
+    }
 }
 
 /* A colour is at most 64 bytes: ImageMagick reads longer ones ("rgb(255," and 53 blanks and
