@@ -282,7 +282,7 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
             break;
         }
         snprintf(region, sizeof region, "%s", reply.region);
-        LOG_INFO("bucket_region", "job_id=%s bucket=%s region=%s", w->job_id, o.bucket, region);
+        LOG_WARN("bucket_region", "job_id=%s bucket=%s region=%s", w->job_id, o.bucket, region);
         o.region = region;
         learn_region(w, o.bucket, region);
     }

@@ -176,7 +176,7 @@ static int put(const struct uploader *u, json_object *task, struct s3_object *o,
             return rc;
         }
         snprintf(region, sizeof region, "%s", reply->region);
-        LOG_INFO("bucket_region", "job_id=%s bucket=%s region=%s", job_id, o->bucket, region);
+        LOG_WARN("bucket_region", "job_id=%s bucket=%s region=%s", job_id, o->bucket, region);
         remember_region(u, o->bucket, region);
         json_object_object_add(task, "region", json_object_new_string(region));
         o->region = task_string(task, "region");

@@ -972,10 +972,11 @@ class RegionTest(ThrottleCase):
         self.assert_complete(self.postbacks_for(["eu-2"])["eu-2"], "eu-2", bucket, 1)
         self.assertEqual([(r.status, r.region) for r in self.puts(bucket)][2:],
                          [(200, region)])
-        # the region found is logged once, by the upload that found it (a setting to fix:
-        # AWS_REGION, or the job's location)
-        self.assertEqual([(e["job_id"], e["bucket"], e["region"])
-                          for e in worker.log_events("bucket_region")], [("eu-1", bucket, region)])
+        # the region found is logged once, by the upload that found it, as a warning (a setting
+        # to fix: AWS_REGION, or the job's location; IMAGE_S3.md C.2)
+        self.assertEqual([(e["level"], e["job_id"], e["bucket"], e["region"])
+                          for e in worker.log_events("bucket_region")],
+                         [("warn", "eu-1", bucket, region)])
 
     def test_301_permanent_redirect(self):
         self.s3.set_region("eu-bucket", "eu-west-1")
@@ -1052,7 +1053,7 @@ class RegionTest(ThrottleCase):
         for bucket in buckets:
             self.s3.set_region(bucket, "eu-west-1")
             self.assertEqual(self.s3.put_object(bucket, "in/a.png", self.png), 200)
-        self.start_workers(1)
+        worker = self.start_workers(1)[0]
 
         def run(job_ids, bucket_of):
             jobs = []
@@ -1077,6 +1078,12 @@ class RegionTest(ThrottleCase):
                          + [(200, "eu-west-1")])
         self.assertEqual(gets(buckets[0]), [(301, "us-east-1"), (200, "eu-west-1")] * 2)
         self.assertEqual(gets(buckets[32]), [(301, "us-east-1"), (200, "eu-west-1")])
+        # each region learned is a warning, as an upload's (a job's location to set)
+        said = [(e["level"], e["job_id"], e["bucket"], e["region"])
+                for e in worker.log_events("bucket_region")]
+        self.assertEqual(said[:2], [("warn", "r32-00", buckets[0], "eu-west-1"),
+                                    ("warn", "r32-01", buckets[1], "eu-west-1")])
+        self.assertEqual(len(said), 34)  # 33 buckets, the first twice
 
     def test_s3_sources_location_wins_over_the_remembered_region(self):
         """The region a source's GET learned is for the sources that name none: one whose
