@@ -466,6 +466,19 @@ static bool upload_type_allowed(const char *value, bool result)
            strpbrk(type + 6, "/ \t") == NULL;
 }
 
+/* An upload's header given as null is given as "", which removes it: Blitline's worker dropped
+ * a header whose value was nil or empty alike. */
+static void null_as_empty(json_object *headers, const char *name)
+{
+    json_object *v = NULL;
+    if (json_object_object_get_ex(headers, name, &v) && v == NULL) {
+        json_object *s = json_object_new_string("");
+        if (s != NULL) { /* out of memory: refused as it is */
+            json_object_object_add(headers, name, s);
+        }
+    }
+}
+
 /* job_check_headers(), for the headers of the result JSON's object when `result`. */
 static int check_headers(json_object *headers, const char *what, bool result, struct err *e)
 {
@@ -484,6 +497,9 @@ static int check_headers(json_object *headers, const char *what, bool result, st
     }
     for (size_t i = 0; i < n; i++) {
         scalar_as_string(headers, names[i]); /* replaces values, keeps the keys */
+        if (s3) {
+            null_as_empty(headers, names[i]);
+        }
     }
     if (json_object_object_length(headers) > JOB_MAX_HEADERS) {
         return err_set(e, "%s has more than %d headers", what, JOB_MAX_HEADERS);

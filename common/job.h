@@ -191,7 +191,8 @@ int job_check_src_object(json_object *src, struct err *e);
  * value sendable (http_header_valid(): no CR, LF or other control character), none that frames
  * the request (Content-Length, Transfer-Encoding, Host, Connection...) and, when `what` starts
  * with "s3_destination", none that signs the upload or makes it another operation
- * (Authorization, x-amz-date, x-amz-copy-source...). Returns 0 or -1. */
+ * (Authorization, x-amz-date, x-amz-copy-source...); there a null value is made "" in place,
+ * which removes the header from the upload, as Blitline's worker did. Returns 0 or -1. */
 int job_check_headers(json_object *headers, const char *what, struct err *e);
 
 /* The text of an encoding_options value (a string, number or boolean as JSON writes it), or NULL

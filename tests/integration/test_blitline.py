@@ -604,6 +604,13 @@ class AclTest(BlitlineTestCase):
     def test_empty_grant_read_keeps_the_object_private(self):
         self.assertEqual(self.stored_acl({"x-amz-grant-read": ""}), {})
 
+    def test_null_header_is_removed_as_an_empty_one(self):
+        """A header given as null is dropped as "" is (Blitline's worker removed both): the
+        grant keeps the object private, the type goes. The job failed ("must be a string")."""
+        stored = self.stored_headers({"x-amz-grant-read": None, "Content-Type": None})
+        self.assertEqual(acl_of(stored), {})
+        self.assertNotIn("content-type", stored)
+
     def test_grant_named_in_capitals_replaces_the_default_acl(self):
         """Header names are case-insensitive: a job naming only X-Amz-Grant-Read gets no default
         x-amz-acl either (S3 refuses a canned ACL beside grants)."""

@@ -414,15 +414,17 @@ static void test_metadata_options(void)
 }
 
 /* What Blitline clients send that is not quite what the format says: numbers where strings go
- * (a database id as image_identifier, a number as a header's value), pngquant's speed as a
- * string; and what pixq cannot do, refused with a clear error rather than done otherwise. */
+ * (a database id as image_identifier, a number as a header's value), an upload's header as null
+ * (Blitline's worker dropped it, as an empty one), pngquant's speed as a string; and what pixq
+ * cannot do, refused with a clear error rather than done otherwise. */
 static void test_blitline_leniency(void)
 {
     struct job *j = parse(
         "{\"src\":\"u\",\"postback_headers\":{\"X-Try\":3},\"functions\":[{\"name\":\"no_op\","
         "\"save\":{\"image_identifier\":12345,\"png_quantize\":\"5\",\"s3_destination\":"
         "{\"bucket\":\"bkt\",\"key\":\"a.png\",\"headers\":{\"x-amz-meta-user\":42,"
-        "\"x-amz-meta-ok\":true,\"x-amz-meta-ratio\":1.5}}}},{\"name\":\"no_op\",\"save\":"
+        "\"x-amz-meta-ok\":true,\"x-amz-meta-ratio\":1.5,\"x-amz-grant-read\":null}}}},"
+        "{\"name\":\"no_op\",\"save\":"
         "{\"image_identifier\":\"z\",\"png_quantize\":\"0\"}}]}");
     CHECK(j != NULL && j->error[0] == '\0');
     if (j != NULL && j->error[0] == '\0') {
@@ -438,6 +440,9 @@ static void test_blitline_leniency(void)
         CHECK_STR(json_object_get_string(v), "true");
         CHECK(json_object_object_get_ex(s->headers, "x-amz-meta-ratio", &v));
         CHECK_STR(json_object_get_string(v), "1.5");
+        CHECK(json_object_object_get_ex(s->headers, "x-amz-grant-read", &v) &&
+              json_object_is_type(v, json_type_string)); /* "": the upload goes without it */
+        CHECK_STR(json_object_get_string(v), "");
         CHECK(json_object_object_get_ex(j->postback_headers, "X-Try", &v) &&
               json_object_is_type(v, json_type_string));
     }
