@@ -1317,6 +1317,29 @@ static int read_src_type(const struct job *j, struct err *e)
     return 0;
 }
 
+/* Blitline's switches for analyses by other programs and services (Apache Tika, AWS
+ * Rekognition, Imagga, a reverse image search): pixq runs none, and a job that turns one on
+ * fails, saying so, rather than succeed without the data it waits for (as a perceptual hash
+ * does). Off, or absent, they are nothing. */
+static int read_analyses(const struct job *j, struct err *e)
+{
+    static const char *const names[] = {"get_tika", "detect_faces", "detect_labels", "imagga_tags",
+                                        "find_on_web"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        bool on = false;
+        if (job_param_bool(j->root, "job", names[i], false, &on, e) < 0) {
+            return -1;
+        }
+        if (on) {
+            return err_set(e,
+                           "%s is not supported (pixq runs no Tika, Rekognition, Imagga or "
+                           "reverse image search)",
+                           names[i]);
+        }
+    }
+    return 0;
+}
+
 static int read_envelope(struct job *j, struct err *e)
 {
     /* the names of pixq's own tasks (behind RQ_TASK_MARK): a job carrying one is a forgery */
@@ -1334,7 +1357,7 @@ static int read_envelope(struct job *j, struct err *e)
         job_param_bool(j->root, fn, "get_exif", false, &j->get_exif, e) < 0 ||
         job_param_bool(j->root, fn, "extended_metadata", false, &j->extended_metadata, e) < 0 ||
         job_param_bool(j->root, fn, "include_iptc", false, &j->include_iptc, e) < 0 ||
-        job_param_string(j->root, fn, "hash", NULL, &j->hash, e) < 0) {
+        job_param_string(j->root, fn, "hash", NULL, &j->hash, e) < 0 || read_analyses(j, e) < 0) {
         return -1;
     }
     /* in any case, as Blitline lowercased it; a name it did not know it left out (the job went

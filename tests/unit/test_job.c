@@ -461,6 +461,24 @@ static void test_blitline_leniency(void)
                    "src_type 'multi_page' is not supported");
     expect_invalid("{\"src\":\"u\",\"src_type\":5,\"functions\":[{\"name\":\"no_op\"}]}",
                    "src_type must be a string");
+    /* analyses by other services (BLITLINE.md's decisions: out of scope, a clear error), asked
+     * for as a JSON boolean or as text; off they are nothing */
+    const char *analyses[] = {"get_tika", "detect_faces", "detect_labels", "imagga_tags",
+                              "find_on_web"};
+    for (size_t i = 0; i < sizeof analyses / sizeof analyses[0]; i++) {
+        char text[256], want[160];
+        snprintf(want, sizeof want,
+                 "%s is not supported (pixq runs no Tika, Rekognition, Imagga or reverse "
+                 "image search)",
+                 analyses[i]);
+        snprintf(text, sizeof text, "{\"src\":\"u\",\"%s\":%s,\"functions\":[]}", analyses[i],
+                 i % 2 == 0 ? "true" : "\"true\"");
+        expect_invalid(text, want);
+        snprintf(text, sizeof text, "{\"src\":\"u\",\"%s\":false,\"functions\":[]}", analyses[i]);
+        j = parse(text);
+        CHECK(j != NULL && j->error[0] == '\0');
+        job_destroy(j);
+    }
     expect_invalid(
         "{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{\"image_identifier\":"
         "\"az\",\"azure_destination\":{\"account_name\":\"x\"}}}]}",
