@@ -382,19 +382,33 @@ static void reset_response(const struct http_request *req, struct http_response 
 
 /* Whether a URL byte must be percent-encoded before libcurl takes it: a space, a control
  * character or a byte of a UTF-8 sequence (users' file names in URLs, as Blitline's worker
- * encoded them). Other characters are sent as written. */
-static bool url_needs_escape(unsigned char c)
+ * encoded them), and past the host (`in_path`) a bracket, which Blitline's worker encoded too
+ * (`photo[1].jpg`: Tomcat, for one, refuses it raw); the brackets of an IPv6 host are its own.
+ * Other characters are sent as written. */
+static bool url_needs_escape(unsigned char c, bool in_path)
 {
-    return c <= 0x20 || c >= 0x7f;
+    return c <= 0x20 || c >= 0x7f || (in_path && (c == '[' || c == ']'));
+}
+
+/* Where `url`'s path (or query, or fragment) begins: after "scheme://host:port", or at once
+ * when it has no "://". */
+static size_t url_path_start(const char *url)
+{
+    const char *sep = strstr(url, "://");
+    if (sep == NULL) {
+        return 0;
+    }
+    size_t host = (size_t)(sep - url) + 3;
+    return host + strcspn(url + host, "/?#");
 }
 
 /* `url` with such bytes percent-encoded, or NULL when it has none (or out of memory: then the
  * URL goes as it is, and libcurl says what is wrong with it). Free the result. */
 static char *url_escaped(const char *url)
 {
-    size_t n = 0, len = strlen(url);
+    size_t n = 0, len = strlen(url), path = url_path_start(url);
     for (size_t i = 0; i < len; i++) {
-        n += url_needs_escape((unsigned char)url[i]);
+        n += url_needs_escape((unsigned char)url[i], i >= path);
     }
     char *out = n > 0 ? malloc(len + 2 * n + 1) : NULL;
     if (out == NULL) {
@@ -404,7 +418,7 @@ static char *url_escaped(const char *url)
     char *p = out;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)url[i];
-        if (url_needs_escape(c)) {
+        if (url_needs_escape(c, i >= path)) {
             *p++ = '%';
             *p++ = hex[c >> 4];
             *p++ = hex[c & 15];

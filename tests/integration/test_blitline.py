@@ -1217,11 +1217,12 @@ class SourcesTest(BlitlineTestCase):
         self.assertEqual([i["image_identifier"] for i in results["images"]], ["m"])
 
     def test_url_with_spaces_and_utf8(self):
-        """A src URL as users write it (a space, UTF-8 in the file name) is fetched with those
-        bytes percent-encoded, as Blitline's worker did; other characters are sent as written."""
+        """A src URL as users write it (a space, UTF-8 and brackets in the file name) is fetched
+        with those bytes percent-encoded, as Blitline's worker did; other characters are sent as
+        written. Brackets went raw (a Tomcat answers 400)."""
         stored = "/my%20photo%20%C3%A9t%C3%A9%5B1%5D.jpg"
         url = self.src.add(stored, image_file("autumn-320x200.jpg")).replace(
-            stored, "/my photo \u00e9t\u00e9%5B1%5D.jpg")
+            stored, "/my photo \u00e9t\u00e9[1].jpg")
         job = {"src": url, "job_id": "url-1", "postback_url": self.postbacks.url("/pb/url-1"),
                "functions": [{"name": "no_op", "save": {"image_identifier": "u"}}]}
         self.assert_success(self.submit(job), "url-1", ["u"], original=(320, 200))

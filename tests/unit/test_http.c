@@ -193,9 +193,11 @@ static int get(struct http *h, const struct stub *s, const char *path, size_t ma
 }
 
 /* What a request sends and how the answer's header lines are read: a URL's spaces, control
- * characters and UTF-8 percent-encoded; the headers of the last response only (after a redirect,
- * whose length is not held against the cap, and a line that starts "HTTP" without being a status
- * line); a 2xx's Content-Length over the cap; a 417 to a request that did not ask to continue. */
+ * characters and UTF-8 percent-encoded, and the brackets of its path and query (as Blitline's
+ * worker sent them; an IPv6 host's are kept, test_ipv6_host_brackets_kept); the headers of the last
+ * response only (after a redirect, whose length is not held against the cap, and a line that starts
+ * "HTTP" without being a status line); a 2xx's Content-Length over the cap; a 417 to a request that
+ * did not ask to continue. */
 static void test_perform(void)
 {
     static const char *const answers[] = {
@@ -217,7 +219,7 @@ static void test_perform(void)
     }
     struct http_response r;
     http_response_init(&r);
-    CHECK_INT(get(h, &s, "/a b\x01\x7f\xc3\xa9~", 0, &r, &e), 0);
+    CHECK_INT(get(h, &s, "/a b\x01\x7f\xc3\xa9~[1]?k[]=1", 0, &r, &e), 0);
     CHECK_INT(r.status, 200);
     CHECK_INT(get(h, &s, "/a", 5, &r, &e), 0);
     CHECK_INT(r.status, 200);
@@ -239,8 +241,35 @@ static void test_perform(void)
     http_destroy(h);
     char lines[1024];
     stub_finish(&s, lines, sizeof lines);
-    CHECK_STR(lines, "GET /a%20b%01%7F%C3%A9~ HTTP/1.1\nGET /a HTTP/1.1\nGET /b HTTP/1.1\n"
+    CHECK_STR(lines, "GET /a%20b%01%7F%C3%A9~%5B1%5D?k%5B%5D=1 HTTP/1.1\nGET /a HTTP/1.1\n"
+                     "GET /b HTTP/1.1\n"
                      "GET /c HTTP/1.1\nGET /d HTTP/1.1\nGET /e HTTP/1.1\n");
+}
+
+/* The brackets of an IPv6 host are the URL's own, not escaped as a path's are: the request is
+ * made (and refused by the closed port), not taken for a malformed URL. */
+static void test_ipv6_host_brackets_kept(void)
+{
+    struct err e = {{0}};
+    struct http *h = http_create(&e);
+    CHECK(h != NULL);
+    if (h == NULL) {
+        return;
+    }
+    struct http_response r;
+    http_response_init(&r);
+    struct http_request req = {.method = "GET",
+                               .url = "http://[::1]:1/a[1].jpg",
+                               .connect_timeout_ms = 2000,
+                               .timeout_ms = 2000,
+                               .max_body = 16};
+    CHECK_INT(http_perform(h, &req, &r, &e), -1);
+    CHECK(!r.bad_url);
+    if (r.bad_url) {
+        fprintf(stderr, "  error was: '%s'\n", e.msg);
+    }
+    http_response_finish(&r);
+    http_destroy(h);
 }
 
 /* What http_perform() sends as given, or not at all: a path's dot segments with path_as_is (an
@@ -556,6 +585,7 @@ int main(void)
     test_header_valid();
     test_response_header();
     test_perform();
+    test_ipv6_host_brackets_kept();
     test_sent_as_given();
     test_guard_on_reused_connection();
     test_guard_refuses_before_connecting();
