@@ -1109,13 +1109,49 @@ static json_object *parse_payload(const char *text, size_t len, const struct job
     return root;
 }
 
-bool job_is_batch(const char *text, size_t len)
+static size_t skip_blanks(const char *text, size_t len, size_t i)
 {
-    size_t i = 0;
     while (i < len && isspace((unsigned char)text[i])) {
         i++;
     }
-    return i < len && text[i] == '[';
+    return i;
+}
+
+/* Whether `text` is a Blitline request body: one JSON object whose only member is "json" (the
+ * form field Blitline's API read, {"json": {job}}, {"json": [jobs]} or {"json": "<their JSON
+ * text>"}, as its own worker and clients posted it). Its value's bytes in *at, *vlen. */
+static bool request_body(const char *text, size_t len, size_t *at, size_t *vlen)
+{
+    static const char name[] = "\"json\"";
+    size_t key = skip_blanks(text, len, 0);
+    if (key >= len || text[key] != '{') {
+        return false;
+    }
+    key = skip_blanks(text, len, key + 1);
+    if (len - key < sizeof name - 1 || memcmp(text + key, name, sizeof name - 1) != 0) {
+        return false; /* the cheap test, for every payload: a job's first member is another */
+    }
+    struct jscan_member m = {.name = "json"};
+    size_t open;
+    if (jscan_members(text, len, &m, 1, &open) < 0 || m.len == 0) {
+        return false;
+    }
+    /* nothing but the one member: '{' "json" ':' before its value, '}' after it */
+    size_t colon = skip_blanks(text, len, key + sizeof name - 1);
+    size_t close = skip_blanks(text, len, m.at + m.len);
+    if (text[colon] != ':' || skip_blanks(text, len, colon + 1) != m.at || close >= len ||
+        text[close] != '}' || skip_blanks(text, len, close + 1) != len) {
+        return false;
+    }
+    *at = m.at;
+    *vlen = m.len;
+    return true;
+}
+
+bool job_is_batch(const char *text, size_t len)
+{
+    size_t i = skip_blanks(text, len, 0), at, vlen;
+    return (i < len && text[i] == '[') || request_body(text, len, &at, &vlen);
 }
 
 /* jscan_elements()'s visitor for job_split_batch(): counts the elements (each == NULL), or
@@ -1133,6 +1169,9 @@ static int batch_element(void *user, const char *element, size_t len)
     return b->each != NULL ? b->each(b->user, element, len) : 0;
 }
 
+static int split_request_body(const char *value, size_t len, const struct job_limits *lim,
+                              job_each_fn each, void *user, struct err *e);
+
 int job_split_batch(const char *text, size_t len, const struct job_limits *lim, job_each_fn each,
                     void *user, struct err *e)
 {
@@ -1140,6 +1179,10 @@ int job_split_batch(const char *text, size_t len, const struct job_limits *lim, 
     if (len > max) {
         return err_set(e, "a batch is %zu bytes, more than the limit of %zu (PIXQ_MAX_BATCH_BYTES)",
                        len, max);
+    }
+    size_t value, vlen;
+    if (request_body(text, len, &value, &vlen)) {
+        return split_request_body(text + value, vlen, lim, each, user, e);
     }
     /* the elements as written, however large the whole (each is a job of its own limits), in
      * two passes: the first finds the text one JSON array of at most JOB_MAX_BATCH elements */
@@ -1189,6 +1232,44 @@ int job_split_batch(const char *text, size_t len, const struct job_limits *lim, 
     }
     json_object_put(root);
     return rc < 0 ? -1 : (int)n;
+}
+
+/* The job or jobs of a request body's "json" member (`value`, `len` bytes as written): a job
+ * alone is passed on as one element, an array is split as a batch, and a string is their JSON
+ * text, read once more (not a request body in its turn). */
+static int split_request_body(const char *value, size_t len, const struct job_limits *lim,
+                              job_each_fn each, void *user, struct err *e)
+{
+    static const char what[] = "the \"json\" member of a Blitline request body holds";
+    if (value[0] == '[') {
+        return job_split_batch(value, len, lim, each, user, e);
+    }
+    if (value[0] == '{') {
+        return each(user, value, len) < 0 ? err_set(e, "its job could not be queued") : 1;
+    }
+    json_object *s = NULL;
+    json_tokener *tok = value[0] == '"' ? json_tokener_new() : NULL;
+    if (tok != NULL) { /* a string the scan found well formed: its text unescaped */
+        s = json_tokener_parse_ex(tok, value, (int)len);
+        json_tokener_free(tok);
+    }
+    int rc;
+    if (json_object_is_type(s, json_type_string)) {
+        const char *text = json_object_get_string(s);
+        size_t n = (size_t)json_object_get_string_len(s), i = skip_blanks(text, n, 0);
+        if (i < n && text[i] == '[') {
+            rc = job_split_batch(text + i, n - i, lim, each, user, e);
+        } else if (i < n && text[i] == '{') {
+            rc = each(user, text + i, n - i) < 0 ? err_set(e, "its job could not be queued") : 1;
+        } else {
+            rc = err_set(e, "%s text that is neither a job nor an array of jobs", what);
+        }
+    } else {
+        rc = err_set(e, "%s no job (%s): a job, an array of jobs, or their JSON text", what,
+                     value[0] == '"' ? "out of memory" : "another value");
+    }
+    json_object_put(s);
+    return rc;
 }
 
 static bool valid_id(const char *s)

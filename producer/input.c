@@ -113,11 +113,54 @@ static int json_error(const struct text *t, size_t at, enum json_tokener_error w
                                                        : json_tokener_error_desc(why));
 }
 
-/* Hands one parsed job to the caller (and releases it). */
+/* The value of a Blitline request body's one member "json" ({"json": {job}}, {"json": [jobs]}
+ * or {"json": "<their JSON text>"}, the body Blitline's API read), or NULL when `doc` is none. */
+static json_object *request_body(json_object *doc)
+{
+    json_object *inner = NULL;
+    return json_object_is_type(doc, json_type_object) && json_object_object_length(doc) == 1 &&
+                   json_object_object_get_ex(doc, "json", &inner)
+               ? inner
+               : NULL;
+}
+
+/* The job or jobs of a request body's member `inner` to the caller, all from line `line`. */
+static int hand_out_body(const struct text *t, json_object *inner, long line, struct err *e)
+{
+    json_object *parsed = NULL;
+    if (json_object_is_type(inner, json_type_string)) { /* their JSON text: read once more */
+        json_tokener_reset(t->tok);
+        parsed = json_tokener_parse_ex(t->tok, json_object_get_string(inner),
+                                       json_object_get_string_len(inner) + 1);
+        inner = parsed;
+    }
+    size_t n = json_object_is_type(inner, json_type_array) ? json_object_array_length(inner) : 1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        json_object *job = json_object_is_type(inner, json_type_array)
+                               ? json_object_array_get_idx(inner, i)
+                               : inner;
+        rc = json_object_is_type(job, json_type_object)
+                 ? t->each(t->user, job, t->path, line, e)
+                 : err_set(e,
+                           "%s:%ld: the \"json\" member of a Blitline request body holds no "
+                           "job: a job, an array of jobs, or their JSON text",
+                           t->path, line);
+    }
+    if (rc == 0 && n == 0) {
+        rc = err_set(e, "%s:%ld: an empty array holds no job", t->path, line);
+    }
+    json_object_put(parsed);
+    return rc;
+}
+
+/* Hands one parsed job to the caller (and releases it); a Blitline request body, its jobs. */
 static int hand_out(const struct text *t, struct cursor *c, json_object *job, size_t at,
                     struct err *e)
 {
-    int rc = t->each(t->user, job, t->path, line_of(t, c, at), e);
+    json_object *inner = request_body(job);
+    int rc = inner != NULL ? hand_out_body(t, inner, line_of(t, c, at), e)
+                           : t->each(t->user, job, t->path, line_of(t, c, at), e);
     json_object_put(job);
     return rc;
 }

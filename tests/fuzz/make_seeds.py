@@ -54,6 +54,10 @@ def job_seeds(data):
             put("fuzz_job", json.dumps(job).encode())
     put("fuzz_job", json.dumps(jobs[:3]).encode())  # a batch
     put("fuzz_job", json.dumps([jobs[0], 7, "x", None, []]).encode())
+    # Blitline request bodies: {"json": job}, {"json": [jobs]}, {"json": "<their text>"}
+    for body in ({"json": jobs[0]}, {"json": jobs[:2]}, {"json": json.dumps(jobs[:2])},
+                 {"json": json.dumps(jobs[0])}, {"json": 7}, {"json": jobs[0], "v": 1.2}):
+        put("fuzz_job", json.dumps(body).encode())
     for text in ('{"src": "a", "functions": []}', '[]', '{}', '{"functions": [{}]}',
                  '{"src": {"name": "s3", "bucket": {"name": "b", "location": "eu-west-1"},'
                  ' "key": "k"}, "functions": [{"name": "no_op", "save": {"image_identifier":'

@@ -1669,6 +1669,34 @@ class ArrayTest(BlitlineTestCase):
         self.assertEqual([(d["job_id"], d["job"]) for d in dead], [("ord-07", texts[7])])
 
 
+    def test_blitline_request_bodies(self):
+        """What a Blitline client posted, pushed as it is (BLITLINE.md 1.1 and 11.1): the form
+        field json's value as a member, {"json": "<text>"}, or the raw body {"json": {job}} and
+        {"json": [jobs]}. Each is its jobs; it was one payload without a src, failed with no
+        postback (its postback_url inside)."""
+        src = self.serve_photo()
+
+        def job(job_id):
+            return {"src": src, "job_id": job_id,
+                    "postback_url": self.postbacks.url("/pb/%s" % job_id),
+                    "functions": [{"name": "resize_to_fit", "params": {"width": 12},
+                                   "save": {"image_identifier": job_id}}]}
+
+        self.push_job(json.dumps({"json": json.dumps(job("body-text"))}))
+        self.push_job(json.dumps({"json": job("body-object")}))
+        self.push_job(json.dumps({"json": [job("body-arr-1"), job("body-arr-2")]}))
+        self.push_job(json.dumps({"json": json.dumps([job("body-text-arr")])}))
+        for job_id in ("body-text", "body-object", "body-arr-1", "body-arr-2", "body-text-arr"):
+            pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/%s" % job_id)
+            images = self.assert_success(pb, job_id, [job_id])
+            self.assertEqual(images[0]["meta"]["width"], 12)
+        # a member that holds no job: the payload is dead, as a batch that is not JSON is
+        self.push_job(json.dumps({"json": 7}))
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 20, "a dead entry")
+        dead = json.loads(self.redis.lindex(self.key("dead"), 0))
+        self.assertIn('the "json" member of a Blitline request body holds no job', dead["error"])
+
+
 def result_to_s3_job(job_id, src, bucket, key, functions=None, **extra):
     """A job whose postback_url writes its result JSON to bucket/key."""
     job = {"src": src, "job_id": job_id,

@@ -428,6 +428,33 @@ class SubmitTest(CliCase):
         # one submission, one stamp
         self.assertEqual(len({j["pixq_enqueued_at"] for j in q[-4:]}), 1)
 
+    def test_blitline_request_bodies(self):
+        """What a Blitline client posted ({"json": "<text>"}, {"json": {job}}, {"json": [jobs]})
+        is its jobs, each queued on its own (BLITLINE.md 1.1); it was refused as a job without a
+        src. A member that holds no job is refused, naming the line."""
+        bodies = self.tmp / "bodies.jsonl"
+        bodies.write_text("\n".join(json.dumps(b) for b in (
+            {"json": json.dumps(self.job_text("text-1"))},
+            {"json": self.job_text("object-1")},
+            {"json": [self.job_text("arr-1"), self.job_text("arr-2")]},
+            {"json": json.dumps([self.job_text("text-arr-1")])})))
+        self.assertEqual(self.pixq_ok("submit", str(bodies)).split(),
+                         ["text-1", "object-1", "arr-1", "arr-2", "text-arr-1"])
+        q = self.queued()
+        self.assertEqual([j["job_id"] for j in q],
+                         ["text-1", "object-1", "arr-1", "arr-2", "text-arr-1"])
+        self.assertTrue(all(j["src"] == self.src.url("/a.png") for j in q), q)
+        # a job with a json member among others is a job (here without a src: refused)
+        for text, said in ((json.dumps({"json": 7}), 'the "json" member of a Blitline request '
+                            "body holds no job"),
+                           (json.dumps({"json": []}), "an empty array holds no job"),
+                           (json.dumps({"json": self.job_text("x"), "v": 1.2}),
+                            "No source for processing")):
+            r = self.run_pixq("submit", "-", input=text)
+            self.assertEqual((r.returncode, r.stdout), (1, ""), text)
+            self.assertIn(said, r.stderr)
+        self.assertEqual(len(self.queued()), 5)
+
     def test_json_names_the_queue(self):
         """--json names the queue the jobs went to: the first of PIXQ_QUEUE, not "default"; so
         does the refusal of an id used there."""

@@ -632,6 +632,54 @@ static void test_batch(void)
     json_object_put(got);
 }
 
+/* A Blitline request body, {"json": ...} alone, holds its job or jobs: a job, an array, or
+ * their JSON text in a string. */
+static void test_request_body(void)
+{
+    static const struct {
+        const char *text;
+        int n;
+        const char *jobs; /* the texts passed on, as a JSON array */
+    } cases[] = {
+        {" {\"json\" : {\"src\": \"u\"} }\n", 1, "[\"{\\\"src\\\": \\\"u\\\"}\"]"},
+        {"{\"json\":[{\"a\":1},{\"b\":2}]}", 2, "[\"{\\\"a\\\":1}\",\"{\\\"b\\\":2}\"]"},
+        {"{\"json\":\"{\\\"src\\\":\\\"u\\\"}\"}", 1, "[\"{\\\"src\\\":\\\"u\\\"}\"]"},
+        {"{\"json\":\" [{\\\"a\\\":1},{}]\"}", 2, "[\"{\\\"a\\\":1}\",\"{}\"]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *t = cases[i].text;
+        CHECK(job_is_batch(t, strlen(t)));
+        json_object *got = json_object_new_array();
+        struct err e = {{0}};
+        CHECK_INT(job_split_batch(t, strlen(t), &limits, collect, got, &e), cases[i].n);
+        CHECK_STR(json_object_to_json_string_ext(got, JSON_C_TO_STRING_PLAIN), cases[i].jobs);
+        json_object_put(got);
+    }
+    /* a job that has a "json" member among others is a job; so is one a scan does not read */
+    static const char *const jobs[] = {
+        "{\"json\":{\"src\":\"u\"},\"src\":\"v\"}",
+        "{\"src\":\"v\",\"json\":{}}",
+        "{\"json\":{}",
+        "{\"json\":{}}}",
+        "{\"jsonx\":{}}",
+        "{'json':{}}",
+        "{\"json\" 1}",
+    };
+    for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++) {
+        if (job_is_batch(jobs[i], strlen(jobs[i]))) {
+            fprintf(stderr, "  %s: taken for a request body\n", jobs[i]);
+            CHECK(false);
+        }
+    }
+    /* a member that holds no job */
+    static const char *const empty[] = {"{\"json\":7}", "{\"json\":\"7\"}", "{\"json\":null}"};
+    for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+        struct err e = {{0}};
+        CHECK_INT(job_split_batch(empty[i], strlen(empty[i]), &limits, collect, NULL, &e), -1);
+        CHECK(strncmp(e.msg, "the \"json\" member of a Blitline request body holds", 50) == 0);
+    }
+}
+
 static int count_all(void *user, const char *job, size_t len)
 {
     size_t *n = user;
@@ -1978,6 +2026,7 @@ int main(void)
     test_pre_process();
     test_pre_process_errors();
     test_batch();
+    test_request_body();
     test_large_batch();
     test_guards();
     test_postback_to_s3();
