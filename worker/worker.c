@@ -2430,9 +2430,11 @@ static bool retry_later(struct worker *w, struct task *t, long delay)
         LOG_INFO("job_retry", "job_id=%s attempt=%ld delay_ms=%ld error=%s", t->job->id,
                  attempt + 1, delay, log_quote(t->first_error, q, sizeof q));
         metrics_count_job(METRICS_JOB_RETRIED);
-    } else if (rc == 0) {
-        LOG_WARN("job_retry_failed", "job_id=%s error=%s", t->job->id,
-                 log_quote(e.msg, q, sizeof q));
+    } else if (rc == 0) { /* no longer the worker's: the run that took the job over settles it */
+        if (!w->taken) { /* else job_taken() said so already */
+            LOG_WARN("lease_lost", "job_id=%s step=retry", t->job->id);
+        }
+        metrics_count_job(METRICS_JOB_LEASE_LOST);
     } else {
         stranded(w, "retry", t->job->id, e.msg); /* gave up: runs again from the active list */
     }

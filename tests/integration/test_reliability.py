@@ -513,7 +513,7 @@ class RedisDataLossTest(ReliabilityCase):
         """The job in hand's source fails transiently while Redis restarts empty: the worker
         holds the only copy of the job, and schedules its retry all the same. Before,
         requeue.lua found the job missing from the active list, the worker took that for a lost
-        lease (job_retry_failed) and dropped the job: no retry, no result, no postback."""
+        lease (lease_lost step=retry) and dropped the job: no retry, no result, no postback."""
         self.src.add("/flaky.png", tiny_png())
         self.src.answer_with("/flaky.png", 503)
         self.src.stall("/flaky.png")
@@ -528,7 +528,8 @@ class RedisDataLossTest(ReliabilityCase):
         self.wait_for_postback(timeout=10, job_id="retried")
         self.assert_success("retried")
         self.assertEqual(self.src.requests("/flaky.png"), 2)
-        self.assertEqual(w.log_events("job_retry_failed"), [])
+        self.assertEqual([e for e in w.log_events("lease_lost")
+                          if e.get("step") == "retry"], [])
         self.assertEqual([e["step"] for e in w.log_events("job_forgotten")], ["retry"])
         self.assertEqual(self.stats().get("forgotten"), 1, self.stats())
         w.check_alive()
@@ -1649,11 +1650,11 @@ class FencingTest(ReliabilityCase):
     another worker; when it wakes up it finds out, posts nothing, writes nothing, counts
     lease_lost and carries on."""
 
-    def taken_over_while_paused(self, job, meanwhile=None, **env):
-        """Worker A fetches `job` (its src /slow.png, held) and is paused (SIGSTOP) past its
-        lease; worker B takes the job over and posts it back; meanwhile() runs while A is still
-        paused; A is resumed. Returns A."""
-        a = self.start_worker(**env)
+    def taken_over_while_paused(self, job, meanwhile=None, a_args=(), **env):
+        """Worker A (started with `a_args`) fetches `job` (its src /slow.png, held) and is
+        paused (SIGSTOP) past its lease; worker B takes the job over and posts it back;
+        meanwhile() runs while A is still paused; A is resumed. Returns A."""
+        a = self.start_worker(*a_args, **env)
         self.worker_id(a)
         self.src.add("/slow.png", tiny_png())
         self.src.stall("/slow.png")
@@ -1767,16 +1768,21 @@ class FencingTest(ReliabilityCase):
     def test_retry_of_a_lost_job_is_not_scheduled(self):
         """A's fetch is answered 503 (a transient failure, run again) while A is paused past its
         lease and B runs the job: A, resumed, finds the job gone from its active list when it
-        schedules the retry (requeue.lua), says so (job_retry_failed error="lease lost") and
-        schedules nothing; it does not strand the job (task_stranded) to run it again, nor count
-        a retry."""
+        schedules the retry (requeue.lua), says so (lease_lost step=retry, as a run that finds
+        it so at its finish says lease_lost step=finish: it was job_retry_failed error="lease
+        lost", a line README did not name) and schedules nothing; it does not strand the job
+        (task_stranded) to run it again, nor count a retry."""
         self.src.answer_with("/slow.png", 503)  # the first fetch, A's
+        port = harness.reserved_port(self)  # A's metrics
         a = self.taken_over_while_paused(
             self.tiny_job("retry-fenced", path="/slow.png"),
-            lambda: self.wait_until(lambda: self.results("retry-fenced"), 5, "B's result"))
-        failed = self.wait_until(lambda: a.log_events("job_retry_failed"), 10, "A to find out")
-        self.assertEqual([(e["job_id"], e["error"]) for e in failed],
-                         [("retry-fenced", "lease lost")])
+            lambda: self.wait_until(lambda: self.results("retry-fenced"), 5, "B's result"),
+            a_args=("--metrics-addr", "127.0.0.1:%d" % port))
+        failed = self.wait_until(lambda: [e for e in a.log_events("lease_lost")
+                                          if e.get("step") == "retry"], 10, "A to find out")
+        # once: asked whether the job was still its own (LPOS), or told by requeue.lua
+        self.assertEqual([(e["level"], e["job_id"], e["step"]) for e in failed],
+                         [("warn", "retry-fenced", "retry")])
         time.sleep(0.5)
         self.assertEqual(a.log_events("task_stranded"), [])
         self.assertEqual(a.log_events("job_retry"), [])
@@ -1784,6 +1790,10 @@ class FencingTest(ReliabilityCase):
         self.assertIsNone(self.stats().get("retried"), self.stats())
         self.assert_success("retry-fenced")  # B's: one result, one postback
         self.assertEqual(self.src.requests("/slow.png"), 2)
+        # A's run ended so: pixq_jobs_total counts it lease_lost, not retried (it was not counted)
+        _, _, body = harness.http_request("http://127.0.0.1:%d/metrics" % port)
+        runs = dict(re.findall(r'^pixq_jobs_total\{outcome="(\w+)"\} (\d+)$', body.decode(), re.M))
+        self.assertEqual((runs.get("lease_lost"), runs.get("retried")), ("1", "0"), runs)
         a.check_alive()
 
     def test_failed_postback_of_a_lost_job_is_not_counted_retried(self):
@@ -3155,7 +3165,8 @@ class RetryTest(ReliabilityCase):
         # is no lease lost), logged with the run to come and its wait
         retries = [(e["attempt"], e["delay_ms"]) for e in w.log_events("job_retry")]
         self.assertEqual(retries, [("2", "0"), ("3", "0"), ("4", "0"), ("5", "0")])
-        self.assertEqual(w.log_events("job_retry_failed"), [])
+        self.assertEqual([e for e in w.log_events("lease_lost")
+                          if e.get("step") == "retry"], [])
         self.assertEqual(self.stats().get("retried"), 4, self.stats())
         self.assert_queue_drained()
 
