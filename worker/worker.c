@@ -2431,7 +2431,7 @@ static bool retry_later(struct worker *w, struct task *t, long delay)
                  attempt + 1, delay, log_quote(t->first_error, q, sizeof q));
         metrics_count_job(METRICS_JOB_RETRIED);
     } else if (rc == 0) { /* no longer the worker's: the run that took the job over settles it */
-        if (!w->taken) { /* else job_taken() said so already */
+        if (!w->taken) {  /* else job_taken() said so already */
             LOG_WARN("lease_lost", "job_id=%s step=retry", t->job->id);
         }
         metrics_count_job(METRICS_JOB_LEASE_LOST);
