@@ -142,6 +142,8 @@ int main(int argc, char **argv)
             return commands[i].run(&cfg, argc - 1, argv + 1);
         }
     }
-    fprintf(stderr, "pixq: unknown command '%s' (usage: pixq --help)\n", argv[1]);
+    /* cfg_load() took every setting it knows before the command: a dash left there is none */
+    fprintf(stderr, "pixq: unknown %s '%s' (usage: pixq --help)\n",
+            argv[1][0] == '-' ? "option" : "command", argv[1]);
     return CLI_USAGE;
 }

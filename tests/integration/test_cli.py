@@ -3939,6 +3939,17 @@ class BadArgumentsTest(unittest.TestCase):
                 self.assertEqual((r.returncode, r.stdout, r.stderr),
                                  (2, "", "pixq: dead: %s (usage: pixq dead --help)\n" % reason))
 
+    def test_unknown_command_or_option_before_it(self):
+        """A word pixq does not know where the command goes is an unknown command; a dash there
+        is an option pixq does not know (it said "unknown command '--nosuch'")."""
+        for args, said in ((["nosuch"], "unknown command 'nosuch'"),
+                           (["--nosuch", "1", "stats"], "unknown option '--nosuch'"),
+                           (["-x", "stats"], "unknown option '-x'")):
+            with self.subTest(args=args):
+                r = self.run_cli(args)
+                self.assertEqual((r.returncode, r.stdout, r.stderr),
+                                 (2, "", "pixq: %s (usage: pixq --help)\n" % said))
+
     def test_help_of_every_command_exits_0(self):
         for cmd, words in COMMANDS_HELP.items():
             for flag in ("--help", "-h"):
