@@ -19,19 +19,20 @@
 extern const char lua_finish[], lua_adopt[], lua_heartbeat[], lua_expired[], lua_reap[],
     lua_promote[], lua_requeue[], lua_delay[], lua_begin[], lua_dead_retry[], lua_split[],
     lua_rl_acquire[], lua_rl_feedback[], lua_rl_show[], lua_park[], lua_upload_done[],
-    lua_posting[], lua_take[], lua_parked_forget[], lua_claim[], lua_replan[], lua_rl_set[];
+    lua_posting[], lua_take[], lua_parked_forget[], lua_claim[], lua_replan[], lua_rl_set[],
+    lua_dead_trim[];
 
 static const char *const script_text[RQ_SCRIPT_COUNT] = {
-    lua_finish,        lua_adopt,   lua_heartbeat, lua_expired,     lua_reap,    lua_promote,
-    lua_requeue,       lua_delay,   lua_begin,     lua_dead_retry,  lua_split,   lua_rl_acquire,
-    lua_rl_feedback,   lua_rl_show, lua_park,      lua_upload_done, lua_posting, lua_take,
-    lua_parked_forget, lua_claim,   lua_replan,    lua_rl_set,
+    lua_finish,        lua_adopt,   lua_heartbeat, lua_expired,     lua_reap,      lua_promote,
+    lua_requeue,       lua_delay,   lua_begin,     lua_dead_retry,  lua_split,     lua_rl_acquire,
+    lua_rl_feedback,   lua_rl_show, lua_park,      lua_upload_done, lua_posting,   lua_take,
+    lua_parked_forget, lua_claim,   lua_replan,    lua_rl_set,      lua_dead_trim,
 };
 static const char *const script_name[RQ_SCRIPT_COUNT] = {
-    "finish",        "adopt",   "heartbeat", "expired",     "reap",    "promote",
-    "requeue",       "delay",   "begin",     "dead_retry",  "split",   "rl_acquire",
-    "rl_feedback",   "rl_show", "park",      "upload_done", "posting", "take",
-    "parked_forget", "claim",   "replan",    "rl_set",
+    "finish",        "adopt",   "heartbeat", "expired",     "reap",      "promote",
+    "requeue",       "delay",   "begin",     "dead_retry",  "split",     "rl_acquire",
+    "rl_feedback",   "rl_show", "park",      "upload_done", "posting",   "take",
+    "parked_forget", "claim",   "replan",    "rl_set",      "dead_trim",
 };
 
 /* park.lua with PIXQ_MAX_SAVES (at most 1000) outputs takes 11 + 4 keys and arguments a save */

@@ -65,6 +65,7 @@ enum rq_script {
     RQ_SCRIPT_CLAIM,         /* claim.lua: claim the job_ids of jobs about to be submitted */
     RQ_SCRIPT_REPLAN,        /* replan.lua: bring a bucket's parked uploads forward */
     RQ_SCRIPT_RL_SET,        /* rl_set.lua: an operator's override of a bucket's limit */
+    RQ_SCRIPT_DEAD_TRIM,     /* dead_trim.lua: drop dead letters past PIXQ_DEAD_MAX_AGE_S */
     RQ_SCRIPT_COUNT,
 };
 

@@ -37,6 +37,7 @@ struct lease_queue {
 #define STOP_GRACE_MARGIN_MS 1000 /* of PIXQ_STOP_GRACE_MS kept to give a job back and exit */
 #define PARKED_CHECK_COUNT   100  /* parked outputs looked at a reap pass (HSCAN's COUNT) */
 #define PARKED_CHECK_MAX     400  /* most passed to parked_forget.lua (COUNT is a hint) */
+#define DEAD_TRIM_BATCH      100  /* dead letters past PIXQ_DEAD_MAX_AGE_S dropped a pass */
 
 struct lease {
     const struct cfg *cfg;
@@ -240,6 +241,32 @@ static void check_parked(struct lease *l, struct lease_queue *q)
     freeReplyObject(r);
 }
 
+/* Drops from the old end of `q`'s dead list the entries past PIXQ_DEAD_MAX_AGE_S, at most
+ * DEAD_TRIM_BATCH a pass (dead_trim.lua: the tail alone is looked at, a call a pass, not a job).
+ * finish.lua trims by age only as a job dies: in a queue where none died, entries stayed for
+ * good. */
+static void trim_dead(struct lease *l, const struct lease_queue *q)
+{
+    char age_ms[32], batch[16];
+    snprintf(age_ms, sizeof age_ms, "%ld", l->cfg->dead_max_age_s * 1000);
+    snprintf(batch, sizeof batch, "%d", DEAD_TRIM_BATCH);
+    const char *keys[] = {q->dead_key};
+    const char *args[] = {age_ms, batch};
+    struct err e = {{0}};
+    redisReply *r = rq_script(l->rq, RQ_SCRIPT_DEAD_TRIM, 1, keys, 2, args, NULL, &e);
+    if (r == NULL) {
+        char quoted[ERR_MSG_MAX + 16];
+        LOG_WARN("redis_error", "step=dead_trim queue=%s error=%s", q->name,
+                 log_quote(e.msg, quoted, sizeof quoted));
+        return;
+    }
+    if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+        LOG_INFO("dead_trimmed", "queue=%s entries=%lld max_age_s=%ld", q->name, r->integer,
+                 l->cfg->dead_max_age_s);
+    }
+    freeReplyObject(r);
+}
+
 /* Adds the bytes the worker counted since the last time to each queue's stats (uploaded_bytes).
  * What Redis did not take is kept for the next time, unless the stats hold another type. Returns
  * 0, or -1 on a Redis error. */
@@ -417,6 +444,7 @@ static void *run_thread(void *arg)
             int rc = reap_all(l);
             for (size_t i = 0; i < l->n && rc == 0; i++) {
                 check_parked(l, &l->q[i]);
+                trim_dead(l, &l->q[i]);
             }
             next_reap = now + (rc < 0 ? ERROR_BACKOFF_MS : l->cfg->reap_interval_ms);
         }

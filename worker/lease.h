@@ -11,8 +11,9 @@
  * is given back to the head of the queue and the process exits.
  *
  * The thread also adds the worker's counts of uploaded bytes to each queue's stats, at every
- * heartbeat and at the end. It has its own Redis connection; the worker's main thread never
- * waits for it. */
+ * heartbeat and at the end, and each reap pass drops from every queue's dead list a few entries
+ * past PIXQ_DEAD_MAX_AGE_S (dead_trim.lua). It has its own Redis connection; the worker's main
+ * thread never waits for it. */
 #ifndef PIXQ_LEASE_H
 #define PIXQ_LEASE_H
 

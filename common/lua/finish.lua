@@ -95,6 +95,7 @@ local refused = queue_key_of_another_type(check)
 if refused then
     return refused
 end
+-- include: lib/dead_age.lua
 
 local want_next = ARGV[9] == 'next'
 local settled = 1
@@ -207,16 +208,7 @@ if ARGV[4] ~= '' then
     redis.call('LPUSH', KEYS[3], ARGV[4])
     redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
     count('dead')
-    local t = redis.call('TIME')
-    local oldest = tonumber(t[1]) * 1000 - tonumber(ARGV[7])
-    for _ = 1, 100 do
-        local last = redis.call('LINDEX', KEYS[3], -1)
-        local ok, d = pcall(cjson.decode, last or '')
-        if not ok or type(d) ~= 'table' or type(d.failed_at) ~= 'number' or d.failed_at >= oldest then
-            break
-        end
-        redis.call('RPOP', KEYS[3])
-    end
+    trim_dead_by_age(3, tonumber(ARGV[7]), 100)
 end
 for counter in string.gmatch(ARGV[6], '[^,]+') do
     count(counter)

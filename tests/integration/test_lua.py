@@ -2105,6 +2105,49 @@ class ParkedForgetTest(LuaTestCase):
                                                   "scanned_at": "1796054857387"})
 
 
+class DeadTrimScriptTest(LuaTestCase):
+    """dead_trim.lua: a reap pass drops dead letters past the age from the tail, as finish.lua
+    does when a job dies, and no more than asked."""
+
+    def trim(self, age_ms=1000, most=100):
+        return self.run_script("dead_trim", [DEAD], [age_ms, most])
+
+    def entry(self, job_id, failed_at):
+        return json.dumps({"job": "{}", "job_id": job_id, "error": "e", "attempts": 1,
+                           "failed_at": failed_at})
+
+    def test_old_entries_go_from_the_tail_only(self):
+        now = self.now_ms()
+        # an old one at the head (pushed by hand) stays: only the tail is looked at
+        self.r.rpush(DEAD, self.entry("head-old", 1), self.entry("young", now),
+                     self.entry("old2", now - 5000), self.entry("old1", now - 9000))
+        self.assertEqual(self.trim(), 2)
+        self.assertEqual([json.loads(e)["job_id"] for e in self.r.lrange(DEAD)],
+                         ["head-old", "young"])
+        self.assertEqual(self.trim(), 0)
+
+    def test_at_most_the_batch_a_call(self):
+        self.r.rpush(DEAD, *[self.entry("o%d" % i, 1) for i in range(5)])
+        self.assertEqual(self.trim(most=3), 3)
+        self.assertEqual(self.r.llen(DEAD), 2)
+        self.assertEqual(self.trim(most=3), 2)
+        self.assertEqual(self.r.exists(DEAD), 0)
+
+    def test_stops_at_an_entry_it_cannot_date(self):
+        for undated in ("not json", json.dumps({"job_id": "x"}), "[1]",
+                        json.dumps({"failed_at": "1"})):
+            self.r.delete(DEAD)
+            self.r.rpush(DEAD, self.entry("old2", 1), undated, self.entry("old1", 1))
+            self.assertEqual(self.trim(), 1, undated)
+            self.assertEqual(self.r.lindex(DEAD, -1), undated)
+
+    def test_nothing_there_or_another_type(self):
+        self.assertEqual(self.trim(), 0)
+        self.r.set(DEAD, "by hand")
+        self.assertEqual(self.trim(), 0)
+        self.assertEqual(self.r.get(DEAD), "by hand")
+
+
 class TakeTest(LuaTestCase):
     """take.lua: within PIXQ_MAX_PARKED_MB any entry is reserved; past it only pixq's own."""
 
@@ -2733,9 +2776,9 @@ class ReplanTest(LuaTestCase):
         self.assertEqual(self.r.exists(DELAYED), 0)
 
 
-TESTED = ("adopt", "begin", "claim", "dead_retry", "delay", "expired", "finish", "heartbeat",
-          "park", "posting", "promote", "reap", "replan", "requeue", "rl_acquire", "rl_feedback",
-          "rl_set", "rl_show", "split", "parked_forget", "take", "upload_done")
+TESTED = ("adopt", "begin", "claim", "dead_retry", "dead_trim", "delay", "expired", "finish",
+          "heartbeat", "park", "posting", "promote", "reap", "replan", "requeue", "rl_acquire",
+          "rl_feedback", "rl_set", "rl_show", "split", "parked_forget", "take", "upload_done")
 
 
 if __name__ == "__main__":

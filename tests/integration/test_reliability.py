@@ -2732,14 +2732,38 @@ class DeadTrimTest(ReliabilityCase):
             return json.dumps({"job": "{}", "job_id": job_id, "error": "e", "attempts": 1,
                                "failed_at": now_ms - age_s * 1000})
 
+        # the reap pass at start-up drops an old entry (dead_trim.lua); the next is 10 minutes
+        # away, so that finish.lua alone trims what is pushed once it went
+        self.redis.execute("RPUSH", self.key("dead"), entry("canary", 120))
+        self.start_worker(PIXQ_DEAD_MAX=3, PIXQ_DEAD_MAX_AGE_S=60, PIXQ_REAP_INTERVAL_MS=600000)
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 0, 10, "the first reap pass")
         # older entries at the tail, as LPUSH leaves them: 30 s and 2 min old
         self.redis.execute("RPUSH", self.key("dead"), entry("recent", 30), entry("old", 120))
-        self.start_worker(PIXQ_DEAD_MAX=3, PIXQ_DEAD_MAX_AGE_S=60)
         self.fail_job("dead-1")
         self.assertEqual(self.dead_ids(), ["dead-1", "recent"])  # "old" is past 60 s
         self.fail_job("dead-2")
         self.fail_job("dead-3")
         self.assertEqual(self.dead_ids(), ["dead-3", "dead-2", "dead-1"])  # 3 at most
+
+    def test_old_entries_go_with_no_job_dying(self):
+        """The age holds in a queue where nothing dies: every reap pass drops from the tail the
+        entries past PIXQ_DEAD_MAX_AGE_S (dead_trim.lua), not only finish.lua as a job dies."""
+        now_ms = int(self.redis.execute("TIME")[0]) * 1000
+
+        def entry(job_id, age_s):
+            return json.dumps({"job": "{}", "job_id": job_id, "error": "e", "attempts": 1,
+                               "failed_at": now_ms - age_s * 1000})
+
+        self.redis.execute("RPUSH", self.key("dead"), entry("young-1", 5), entry("young-2", 30),
+                           entry("old-2", 90), entry("old-1", 400 * 86400))
+        w = self.start_worker(PIXQ_DEAD_MAX_AGE_S=60)
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 2,
+                        2 * REAP_MS / 1000.0 + 5, "a reap pass to drop the old entries")
+        time.sleep(2 * REAP_MS / 1000.0)  # more passes leave the young alone
+        self.assertEqual(self.dead_ids(), ["young-1", "young-2"])
+        self.assertEqual([(e["queue"], e["entries"]) for e in w.log_events("dead_trimmed")],
+                         [(self.queue, "2")])
+        self.assertNotIn("dead", self.stats())  # no job died
 
     def test_a_pill_buried_by_a_reap_keeps_the_count(self):
         """A poison pill whose worker died as it posted the pill's failure, the fifth such
