@@ -16,6 +16,19 @@ static struct job *parse(const char *text)
     return j;
 }
 
+/* What README says pixq ignores: a job with Blitline's loader hints, proxy switch and signed-job
+ * members is valid, as without them. */
+static void test_ignored_members(void)
+{
+    struct job *j = parse("{\"src\":\"http://x/a.jpg\",\"src_data\":{\"colorspace\":\"srgb\","
+                          "\"dpi\":300},\"use_proxy\":true,\"public_token\":\"p\","
+                          "\"expires\":\"Mon, 07 Dec 2026 10:00:00 GMT\",\"key_transform\":\"^a/\","
+                          "\"signature\":\"0f\",\"extract_colors\":{\"max_colors\":5},"
+                          "\"functions\":[{\"name\":\"no_op\"}]}");
+    CHECK(j != NULL && j->error[0] == '\0');
+    job_destroy(j);
+}
+
 static void test_full_job(void)
 {
     struct job *j =
@@ -2025,6 +2038,7 @@ int main(void)
     test_blitline_leniency();
     test_pre_process();
     test_pre_process_errors();
+    test_ignored_members();
     test_batch();
     test_request_body();
     test_large_batch();
