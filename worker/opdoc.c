@@ -3,10 +3,12 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "job.h"
 #include "ops.h"
+#include "utf8.h"
 
 #define OPDOC_MAX_PARAMS 48   /* most parameters one function reads */
 #define OPDOC_NAME_MAX   64   /* bytes of a parameter's name ("scale_to_fit.width"), with NUL */
@@ -271,4 +273,192 @@ int opdoc_print(FILE *out, enum opdoc_format format, struct err *e)
     }
     json_object_put(all);
     return rc;
+}
+
+/* ---------------------------------------------------------------- unread parameters */
+
+/* What one function reads: each parameter's name and alias, "object.member" for a member. */
+struct reads {
+    const char *fn;
+    char (*names)[OPDOC_NAME_MAX];
+    size_t n;
+};
+
+static struct reads *learned; /* one per operation, in op_at() order; NULL until learned */
+static size_t n_learned;
+static char unlearned[ERR_MSG_MAX]; /* why learning failed ("": it did not) */
+
+/* Records `op` (as opdoc_print() does) into `r`. Returns 0, or -1 with the reason in `e`. */
+static int learn_op(const struct op *op, struct reads *r, struct err *e)
+{
+    static struct fn_doc d; /* large: not on the stack */
+    if (record_op(op, &d, e) < 0) {
+        return -1;
+    }
+    r->fn = op->name;
+    r->names = calloc(2 * d.n + 1, sizeof *r->names);
+    if (r->names == NULL) {
+        return err_set(e, "out of memory");
+    }
+    for (size_t i = 0; i < d.n; i++) {
+        memcpy(r->names[r->n++], d.params[i].name, OPDOC_NAME_MAX);
+        if (d.params[i].alias[0] != '\0') {
+            memcpy(r->names[r->n++], d.params[i].alias, OPDOC_NAME_MAX);
+        }
+    }
+    return 0;
+}
+
+static void forget(struct reads *all, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(all[i].names);
+    }
+    free(all);
+}
+
+/* Learns what every operation reads, once a process. Returns 0, or -1 with the reason in `e`
+ * (the same each time: the operations do not change). */
+static int learn(struct err *e)
+{
+    if (learned != NULL) {
+        return 0;
+    }
+    if (unlearned[0] != '\0') {
+        return err_set(e, "%s", unlearned);
+    }
+    size_t n = 0;
+    while (op_at(n) != NULL) {
+        n++;
+    }
+    struct reads *all = calloc(n, sizeof *all);
+    if (all == NULL) {
+        return err_set(e, "out of memory"); /* may go better next time */
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (learn_op(op_at(i), &all[i], e) < 0) {
+            forget(all, n);
+            snprintf(unlearned, sizeof unlearned, "%s", e->msg);
+            return -1;
+        }
+    }
+    learned = all;
+    n_learned = n;
+    return 0;
+}
+
+/* What function `fn` reads, or NULL for an unknown function. */
+static const struct reads *reads_of(const char *fn)
+{
+    for (size_t i = 0; fn != NULL && i < n_learned; i++) {
+        if (strcmp(learned[i].fn, fn) == 0) {
+            return &learned[i];
+        }
+    }
+    return NULL;
+}
+
+static bool reads_name(const struct reads *r, const char *name)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (strcmp(r->names[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether the function reads members of the object parameter `name` ("name.width"). */
+static bool reads_members(const struct reads *r, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < r->n; i++) {
+        if (strncmp(r->names[i], name, len) == 0 && r->names[i][len] == '.') {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The bytes of `s` shown in a list: at most OPDOC_UNREAD_PART, no UTF-8 character cut. */
+static int part(const char *s)
+{
+    return (int)utf8_cut(s, OPDOC_UNREAD_PART);
+}
+
+/* Counts fn.name(.member) and adds it to the list while there is room. */
+static void add_unread(struct opdoc_unread *u, const char *fn, const char *name, const char *member)
+{
+    u->count++;
+    if (u->listed == OPDOC_UNREAD_NAMES || u->listed < u->count - 1) {
+        return; /* the list is full, or stopped at a name that did not fit */
+    }
+    char one[3 * OPDOC_UNREAD_PART + 4];
+    size_t at = strlen(u->text);
+    int len = snprintf(one, sizeof one, "%s%.*s.%.*s%s%.*s", at > 0 ? "," : "", part(fn), fn,
+                       part(name), name, member != NULL ? "." : "",
+                       member != NULL ? part(member) : 0, member != NULL ? member : "");
+    if (at + (size_t)len >= sizeof u->text) {
+        return;
+    }
+    memcpy(u->text + at, one, (size_t)len + 1);
+    u->listed++;
+}
+
+/* The members of the object parameter `name` that the function does not read. */
+static void check_members(const struct reads *r, const char *name, json_object *obj,
+                          struct opdoc_unread *u)
+{
+    json_object_object_foreach(obj, member, v)
+    {
+        (void)v;
+        char full[OPDOC_NAME_MAX];
+        int n = snprintf(full, sizeof full, "%s.%s", name, member);
+        if ((size_t)n >= sizeof full || !reads_name(r, full)) {
+            add_unread(u, r->fn, name, member);
+        }
+    }
+}
+
+static void check_params(const struct reads *r, json_object *params, struct opdoc_unread *u)
+{
+    json_object_object_foreach(params, name, v)
+    {
+        if (!reads_name(r, name)) {
+            add_unread(u, r->fn, name, NULL);
+        } else if (json_object_is_type(v, json_type_object) && reads_members(r, name)) {
+            check_members(r, name, v, u);
+        }
+    }
+}
+
+static void check_fns(const struct job_fn *fns, size_t n, struct opdoc_unread *u)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct reads *r = reads_of(fns[i].name);
+        if (r != NULL && json_object_is_type(fns[i].params, json_type_object)) {
+            check_params(r, fns[i].params, u);
+        }
+        check_fns(fns[i].children, fns[i].n_children, u);
+    }
+}
+
+static void check_job(const struct job *j, struct opdoc_unread *u)
+{
+    for (size_t i = 0; i < j->n_pre; i++) {
+        if (j->pre[i].job != NULL) {
+            check_job(j->pre[i].job, u);
+        }
+    }
+    check_fns(j->functions, j->n_functions, u);
+}
+
+int opdoc_unread(const struct job *j, struct opdoc_unread *out, struct err *e)
+{
+    if (learn(e) < 0) {
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    check_job(j, out);
+    return 0;
 }
