@@ -81,6 +81,29 @@ static void test_names(void)
     }
 }
 
+/* A name cut to OPDOC_UNREAD_PART bytes is not cut inside a UTF-8 character. */
+static void test_cut_utf8(void)
+{
+    char name[128] = "a", job[512], want[128] = "no_op.a";
+    size_t n = 1, w = strlen(want);
+    for (int i = 0; i < 40; i++) { /* U+00E9: 81 bytes in all, byte 64 inside the 32nd */
+        memcpy(name + n, "\xc3\xa9", 3);
+        n += 2;
+        if (i < 31) {
+            memcpy(want + w, "\xc3\xa9", 3);
+            w += 2;
+        }
+    }
+    snprintf(job, sizeof job,
+             "{\"src\": \"http://x/a.jpg\", \"functions\": [{\"name\": \"no_op\", "
+             "\"params\": {\"%s\": 1}, \"save\": {\"image_identifier\": \"a\"}}]}",
+             name);
+    struct opdoc_unread u;
+    if (unread_of(job, &u) == 0) {
+        CHECK_STR(u.text, want);
+    }
+}
+
 /* The list stops at OPDOC_UNREAD_NAMES names and within OPDOC_UNREAD_TEXT bytes; the count
  * goes on; a long name is cut to OPDOC_UNREAD_PART bytes. */
 static void test_caps(void)
@@ -100,7 +123,7 @@ static void test_caps(void)
         CHECK(strncmp(u.text, "no_op.p00,no_op.p01,", 20) == 0);
         CHECK(strstr(u.text, "no_op.p31") != NULL && strstr(u.text, "p32") == NULL);
     }
-    /* names of 300 bytes: 64 of each shown, as many as fit in the text */
+    /* names of 302 bytes: 64 of each shown, as many as fit in the text */
     char name[301];
     memset(name, 'n', 300);
     name[300] = '\0';
@@ -111,10 +134,11 @@ static void test_caps(void)
         at += (size_t)snprintf(job + at, sizeof job - at, "%s\"%02d%s\": 1", i > 0 ? ", " : "", i,
                                name);
     }
-    snprintf(job + at, sizeof job - at, "}, \"save\": {\"image_identifier\": \"a\"}}]}");
+    /* a short name after them is not listed either: the list stops at the first left out */
+    snprintf(job + at, sizeof job - at, ", \"z\": 1}, \"save\": {\"image_identifier\": \"a\"}}]}");
     if (unread_of(job, &u) == 0) {
         size_t one = strlen("no_op.") + OPDOC_UNREAD_PART;
-        CHECK_INT(u.count, 30);
+        CHECK_INT(u.count, 31);
         CHECK_INT(u.listed, 14); /* 70 bytes, then 71 with a comma: 14 fit in 1023 */
         CHECK(strlen(u.text) < OPDOC_UNREAD_TEXT);
         CHECK(strncmp(u.text, "no_op.00nnn", 11) == 0 && u.text[one] == ',');
@@ -234,6 +258,7 @@ int main(int argc, char **argv)
     }
     test_names();
     test_caps();
+    test_cut_utf8();
     test_sweep(argv[1]);
     int rc = check_summary("opdoc");
     img_shutdown();
