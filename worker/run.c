@@ -11,6 +11,7 @@
 #include "hash.h"
 #include "log.h"
 #include "metrics.h"
+#include "opdoc.h"
 #include "process.h"
 #include "upload.h"
 #include "utf8.h"
@@ -679,6 +680,33 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
 
 /* ---------------------------------------------------------------- one job */
 
+/* Logs the parameters of the job that no function reads (job_params_ignored, opdoc.h): the run
+ * ignores them, as Blitline's worker did, and this line is all that tells of a misspelt one.
+ * Should the functions' parameters not be learned (opdoc_print() would fail as well), says so
+ * once a process. */
+static void say_unread(const struct job *j)
+{
+    static bool unlearned_said;
+    if (LOG_LEVEL_WARN < log_threshold) {
+        return;
+    }
+    struct opdoc_unread u;
+    struct err e = {{0}};
+    char q[4 * OPDOC_UNREAD_TEXT + 8]; /* every byte may be written \xNN */
+    if (opdoc_unread(j, &u, &e) < 0) {
+        if (!unlearned_said) {
+            unlearned_said = true;
+            LOG_WARN("job_params_unchecked", "job_id=%s error=%s", j->id,
+                     log_quote(e.msg, q, sizeof q));
+        }
+        return;
+    }
+    if (u.count > 0) {
+        LOG_WARN("job_params_ignored", "job_id=%s count=%zu params=%s", j->id, u.count,
+                 log_quote(u.text, q, sizeof q));
+    }
+}
+
 /* Runs pre_process, then loads the source unless pre_process already did. */
 static int prepare(struct runner *w, struct run_state *t, struct src_refs *refs,
                    struct src_image *im, struct err *e)
@@ -689,6 +717,7 @@ static int prepare(struct runner *w, struct run_state *t, struct src_refs *refs,
         memset(im, 0, sizeof *im);
         return err_set(e, "out of memory");
     }
+    say_unread(t->job); /* also before a failed check: a misspelt required parameter is missing */
     if (proc_check(t->job, e) < 0) {
         memset(im, 0, sizeof *im);
         return -1;

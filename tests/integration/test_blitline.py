@@ -422,6 +422,88 @@ class ErrorsTest(BlitlineTestCase):
         self.assert_success(pb, "after-errors", ["ok"])
 
 
+class IgnoredParamsTest(BlitlineTestCase):
+    """A parameter no function reads (a misspelt "widht") is ignored, as Blitline's worker
+    ignored it: the job runs and its postback is the one without it, and the worker says so in
+    one warning, job_params_ignored, naming each function.parameter."""
+
+    def fns(self, extra, child_extra, prefix):
+        """resize_to_fit 200 wide with its params `extra`, saved, then a child crop 40x30 with
+        `child_extra`, saved; keys under `prefix`."""
+        def save(name):
+            return {"image_identifier": name, "s3_destination": {
+                "bucket": DEST_BUCKET, "key": "%s/%s.jpg" % (prefix, name)}}
+        return [{"name": "resize_to_fit", "params": dict({"width": 200}, **extra),
+                 "save": save("fit"), "functions": [
+                     {"name": "crop", "params": dict({"width": 40, "height": 30}, **child_extra),
+                      "save": save("crop")}]}]
+
+    def job(self, job_id, functions):
+        return {"application_id": "test", "src": self.serve_photo(), "job_id": job_id,
+                "postback_url": self.postbacks.url("/pb/" + job_id), "functions": functions}
+
+    def ignored(self, job_id):
+        return [e for e in self.worker.log_events("job_params_ignored")
+                if e.get("job_id") == job_id]
+
+    def test_misspelt_params_named_in_one_warning(self):
+        clean = self.submit(self.job("ign-clean", self.fns({}, {}, "clean")))
+        pb = self.submit(self.job("ign-1", self.fns({"widht": 50}, {"gravty": "North"}, "ign")))
+        # the postback is the one without them (but for the job's id and keys)
+        want = json.loads(json.dumps(clean.json).replace("ign-clean", "ign-1")
+                          .replace("/clean/", "/ign/"))
+        self.assertEqual(pb.json, want)
+        images = self.assert_success(pb, "ign-1", ["fit", "crop"])
+        self.fetch(images[0], "JPEG", (200, 125))
+        self.fetch(images[1], "JPEG", (40, 30))
+        lines = self.ignored("ign-1")
+        self.assertEqual(len(lines), 1, lines)
+        self.assertEqual(lines[0]["level"], "warn")
+        self.assertEqual(lines[0]["params"], "resize_to_fit.widht,crop.gravty")
+        self.assertEqual(lines[0]["count"], "2")
+        self.assertEqual(self.ignored("ign-clean"), [])
+
+    def test_misspelt_required_param_named_beside_the_failure(self):
+        """The line comes before the check that fails the job: a required parameter misspelt
+        is missing, and the line says what was given instead."""
+        pb = self.submit(self.job("ign-fail", [
+            {"name": "resize_to_fill", "params": {"width": 40, "heigth": 30},
+             "save": {"image_identifier": "fill"}}]))
+        self.assert_failure(pb, "ign-fail",
+                            "Missing parameter 'height' for function 'resize_to_fill'", ["fill"])
+        lines = self.ignored("ign-fail")
+        self.assertEqual([(e["count"], e["params"]) for e in lines],
+                         [("1", "resize_to_fill.heigth")])
+
+    def test_known_params_aliases_and_string_forms_say_nothing(self):
+        """Every parameter read: by its name or its alias (modulate's Brightness, annotate's
+        font_family and weight, quantize's colorspace), numbers and switches as strings,
+        composite's scale_to_fit members, a src object's members (not parameters), no params
+        or {} at all: no job_params_ignored."""
+        overlay = self.src.add(OVERLAY, image_file("alpha-200x150.png"))
+        fns = self.fns({"height": "100000", "only_shrink_larger": "true", "autosharpen": 1},
+                       {"gravity": "North", "x": "", "y": "3"}, "known")
+        fns += [
+            {"name": "modulate", "params": {"Brightness": "1.1", "saturation": 0.9},
+             "save": {"image_identifier": "mod"}},
+            {"name": "annotate", "params": {"text": "hi", "font_family": "Arial",
+                                            "weight": "bold", "point_size": "12"},
+             "save": {"image_identifier": "text"}},
+            {"name": "quantize", "params": {"colorspace": "GRAYColorspace",
+                                            "number_colors": "8", "dither": "false"},
+             "save": {"image_identifier": "q", "extension": ".png"}},
+            {"name": "composite", "params": {"src": overlay, "gravity": "SouthEast",
+                                             "scale_to_fit": {"width": "50", "height": 40}},
+             "save": {"image_identifier": "comp"}},
+            {"name": "blur", "save": {"image_identifier": "blur"}},
+            {"name": "no_op", "params": {}, "save": {"image_identifier": "same"}}]
+        pb = self.submit(self.job("ign-known", fns))
+        self.assert_success(pb, "ign-known",
+                            ["fit", "crop", "mod", "text", "q", "comp", "blur", "same"])
+        self.assertEqual(self.ignored("ign-known"), [])
+        self.assertEqual(self.worker.log_events("job_params_ignored"), [])
+
+
 class VersionTest(BlitlineTestCase):
     """Postbacks of jobs pinned to Blitline's older versions (BLITLINE.md 6.2 and 8): before 1.20
     the errors stay in `images`; before 1.18 the body is the form `results=<JSON>` unless
