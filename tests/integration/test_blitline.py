@@ -172,7 +172,11 @@ class SampleJobsTest(BlitlineTestCase):
     def run_sample(self, name):
         job_id = "sample-" + name.split("_")[0]
         job = self.rewrite(sample(name), job_id)
-        return job_id, job, self.submit(job)
+        pb = self.submit(job)
+        # every parameter Blitline's own samples give is read (IgnoredParamsTest)
+        self.assertEqual([e for e in self.worker.log_events("job_params_ignored")
+                          if e.get("job_id") == job_id], [])
+        return job_id, job, pb
 
     def test_01_simple_thumbnail(self):
         # resize_to_fit 500 (autosharpen), no destination: the default bucket
