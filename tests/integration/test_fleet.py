@@ -603,7 +603,7 @@ class SupervisorTest(FleetCase):
 NOT_ABOUT_A_JOB = {
     "config", "image_guard", "magick_limit_capped", "metrics_listening", "worker_start", "worker_stop",
     "worker_unregistered", "worker_reaped", "lease_lost", "worker_reregistered",
-    "shutdown_deadline", "promoted",
+    "shutdown_deadline", "promoted", "dead_trimmed",
     "redis_error", "redis_script_load", "job_unparseable", "job_stranded", "batch_split",
     "batch_split_failed", "adopt_failed",
     "malloc_settings_refused",  # start-up: an allocator (ASan's) that ignores mallopt
