@@ -31,6 +31,16 @@ long clock_wall_ms(void)
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void clock_nap_ms(long ms, const volatile sig_atomic_t *stop)
+{
+    while (ms > 0 && !*stop) {
+        long step = ms < CLOCK_NAP_MS ? ms : CLOCK_NAP_MS;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000L};
+        nanosleep(&ts, NULL); /* a signal ends it early */
+        ms -= step;
+    }
+}
+
 void clock_sleep_ms(long ms)
 {
     if (ms <= 0) {

@@ -2,6 +2,8 @@
 #ifndef PIXQ_CLOCK_H
 #define PIXQ_CLOCK_H
 
+#include <signal.h>
+
 /* Monotonic milliseconds (for durations and deadlines within one process). */
 long clock_mono_ms(void);
 
@@ -17,5 +19,11 @@ long clock_wall_ms(void);
 
 /* Sleeps `ms` milliseconds (nothing for ms <= 0), resuming after signals. */
 void clock_sleep_ms(long ms);
+
+/* Sleeps `ms` milliseconds in naps of at most CLOCK_NAP_MS, until *stop is set (by a signal
+ * handler): a signal that comes between a check and the nap after it is seen at the next check,
+ * where one sleep of the whole time would sleep on. */
+#define CLOCK_NAP_MS 100
+void clock_nap_ms(long ms, const volatile sig_atomic_t *stop);
 
 #endif

@@ -1236,37 +1236,42 @@ int job_split_batch(const char *text, size_t len, const struct job_limits *lim, 
 
 /* The job or jobs of a request body's "json" member (`value`, `len` bytes as written): a job
  * alone is passed on as one element, an array is split as a batch, and a string is their JSON
- * text, read once more (not a request body in its turn). */
+ * text, read so once unescaped (not a request body in its turn). */
 static int split_request_body(const char *value, size_t len, const struct job_limits *lim,
                               job_each_fn each, void *user, struct err *e)
 {
     static const char what[] = "the \"json\" member of a Blitline request body holds";
-    if (value[0] == '[') {
-        return job_split_batch(value, len, lim, each, user, e);
-    }
-    if (value[0] == '{') {
-        return each(user, value, len) < 0 ? err_set(e, "its job could not be queued") : 1;
-    }
+    bool text = value[0] == '"';
     json_object *s = NULL;
-    json_tokener *tok = value[0] == '"' ? json_tokener_new() : NULL;
-    if (tok != NULL) { /* a string the scan found well formed: its text unescaped */
-        s = json_tokener_parse_ex(tok, value, (int)len);
-        json_tokener_free(tok);
+    if (text) { /* a string the scan found well formed */
+        json_tokener *tok = json_tokener_new();
+        if (tok != NULL) {
+            s = json_tokener_parse_ex(tok, value, (int)len);
+            json_tokener_free(tok);
+        }
+        if (!json_object_is_type(s, json_type_string)) {
+            json_object_put(s);
+            return err_set(e,
+                           "%s no job (out of memory): a job, an array of jobs, or their JSON "
+                           "text",
+                           what);
+        }
+        size_t n = (size_t)json_object_get_string_len(s);
+        value = json_object_get_string(s);
+        size_t i = skip_blanks(value, n, 0);
+        value += i;
+        len = n - i;
     }
     int rc;
-    if (json_object_is_type(s, json_type_string)) {
-        const char *text = json_object_get_string(s);
-        size_t n = (size_t)json_object_get_string_len(s), i = skip_blanks(text, n, 0);
-        if (i < n && text[i] == '[') {
-            rc = job_split_batch(text + i, n - i, lim, each, user, e);
-        } else if (i < n && text[i] == '{') {
-            rc = each(user, text + i, n - i) < 0 ? err_set(e, "its job could not be queued") : 1;
-        } else {
-            rc = err_set(e, "%s text that is neither a job nor an array of jobs", what);
-        }
+    if (len > 0 && value[0] == '[') {
+        rc = job_split_batch(value, len, lim, each, user, e);
+    } else if (len > 0 && value[0] == '{') {
+        rc = each(user, value, len) < 0 ? err_set(e, "its job could not be queued") : 1;
+    } else if (text) {
+        rc = err_set(e, "%s text that is neither a job nor an array of jobs", what);
     } else {
-        rc = err_set(e, "%s no job (%s): a job, an array of jobs, or their JSON text", what,
-                     value[0] == '"' ? "out of memory" : "another value");
+        rc = err_set(e, "%s no job (another value): a job, an array of jobs, or their JSON text",
+                     what);
     }
     json_object_put(s);
     return rc;

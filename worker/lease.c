@@ -59,6 +59,21 @@ struct lease {
     struct lease_queue q[LEASE_QUEUES_MAX];
 };
 
+/* rq_script() of `script` in queue `q`: a Redis error (NULL, its message in `e`) is logged as
+ * redis_error step=`step`. */
+static redisReply *queue_script(struct lease *l, const struct lease_queue *q, const char *step,
+                                enum rq_script script, int nkeys, const char **keys, int nargs,
+                                const char **args, struct err *e)
+{
+    redisReply *r = rq_script(l->rq, script, nkeys, keys, nargs, args, NULL, e);
+    if (r == NULL) {
+        char quoted[ERR_MSG_MAX + 16];
+        LOG_WARN("redis_error", "step=%s queue=%s error=%s", step, q->name,
+                 log_quote(e->msg, quoted, sizeof quoted));
+    }
+    return r;
+}
+
 /* Runs heartbeat.lua in queue `q`; returns 1 held, 0 lost, -1 on a Redis error (its message in
  * `e`, which may be NULL). */
 static int beat(struct lease *l, const struct lease_queue *q, const char *mode, struct err *e)
@@ -68,11 +83,8 @@ static int beat(struct lease *l, const struct lease_queue *q, const char *mode, 
     const char *keys[] = {q->workers_key};
     const char *args[] = {l->wid, lease_ms, mode};
     struct err why = {{0}};
-    redisReply *r = rq_script(l->rq, RQ_SCRIPT_HEARTBEAT, 1, keys, 3, args, NULL, &why);
+    redisReply *r = queue_script(l, q, "heartbeat", RQ_SCRIPT_HEARTBEAT, 1, keys, 3, args, &why);
     if (r == NULL) {
-        char quoted[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_error", "step=heartbeat queue=%s error=%s", q->name,
-                 log_quote(why.msg, quoted, sizeof quoted));
         return e != NULL ? err_set(e, "%s", why.msg) : -1;
     }
     int held = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
@@ -151,11 +163,8 @@ static int reap_expired(struct lease *l, const struct lease_queue *q, long until
     bool full = true, failed = false;
     while (full && !failed) {
         struct err e = {{0}};
-        redisReply *r = rq_script(l->rq, RQ_SCRIPT_EXPIRED, 2, keys, 2, args, NULL, &e);
+        redisReply *r = queue_script(l, q, "expired", RQ_SCRIPT_EXPIRED, 2, keys, 2, args, &e);
         if (r == NULL) {
-            char quoted[ERR_MSG_MAX + 16];
-            LOG_WARN("redis_error", "step=expired queue=%s error=%s", q->name,
-                     log_quote(e.msg, quoted, sizeof quoted));
             return -1;
         }
         const redisReply *expired = ids_of(r, 0), *due = ids_of(r, 1);
@@ -253,11 +262,8 @@ static void trim_dead(struct lease *l, const struct lease_queue *q)
     const char *keys[] = {q->dead_key};
     const char *args[] = {age_ms, batch};
     struct err e = {{0}};
-    redisReply *r = rq_script(l->rq, RQ_SCRIPT_DEAD_TRIM, 1, keys, 2, args, NULL, &e);
+    redisReply *r = queue_script(l, q, "dead_trim", RQ_SCRIPT_DEAD_TRIM, 1, keys, 2, args, &e);
     if (r == NULL) {
-        char quoted[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_error", "step=dead_trim queue=%s error=%s", q->name,
-                 log_quote(e.msg, quoted, sizeof quoted));
         return;
     }
     if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {

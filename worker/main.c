@@ -16,6 +16,7 @@
 #include "awscreds.h"
 #include "awsmeta.h"
 #include "cfg.h"
+#include "clock.h"
 #include "credproc.h"
 #include "image.h"
 #include "log.h"
@@ -149,22 +150,6 @@ static int start_images(const struct cfg *cfg)
     return 0;
 }
 
-/* Sleeps `ms` in naps of at most NAP_MS, until a stop is asked. A stop's signal that comes after
- * the check and before the nap begins is seen at the next check: one nanosleep of the whole wait
- * missed it and slept on, up to PIXQ_REDIS_RETRY_MAX_MS (a minute), a stop sent as the
- * start_failed line was read doing so two times in three. */
-#define NAP_MS 100
-
-static void nap(long ms)
-{
-    while (ms > 0 && !stop_requested) {
-        long step = ms < NAP_MS ? ms : NAP_MS;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000L};
-        nanosleep(&ts, NULL); /* a signal ends it early */
-        ms -= step;
-    }
-}
-
 #define REFUSALS_FINAL      3 /* refusals of the login or database in a row that end the worker */
 #define REFUSAL_WAIT_MAX_MS 1000 /* the longest wait after one: a setting to fix ends it soon */
 
@@ -201,7 +186,9 @@ static struct worker *start_worker(const struct cfg *cfg, bool *refused)
         }
         LOG_WARN("start_failed", "error=%s retry_ms=%ld", log_quote(e.msg, q, sizeof q), wait_ms);
         failed = true;
-        nap(wait_ms);
+        /* in naps: one nanosleep of the whole wait missed a stop sent as the start_failed line
+         * was read (two times in three), and slept on up to PIXQ_REDIS_RETRY_MAX_MS */
+        clock_nap_ms(wait_ms, &stop_requested);
         step_ms = step_ms * 2 > cfg->redis_retry_max_ms ? cfg->redis_retry_max_ms : step_ms * 2;
     }
     return NULL;

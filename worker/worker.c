@@ -147,12 +147,7 @@ static long next_backoff(const struct worker *w, long ms)
 /* Sleeps `ms`, waking early when asked to stop. */
 static void nap(struct worker *w, long ms)
 {
-    while (ms > 0 && !*w->stop) {
-        long step = ms < 100 ? ms : 100;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
+    clock_nap_ms(ms, w->stop);
 }
 
 /* Whether a write Redis refused with `msg` ("redis: OOM command not allowed...") may pass by

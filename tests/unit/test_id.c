@@ -90,9 +90,28 @@ static void test_worker_ids(void)
     CHECK_INT(strlen(small), 7);
 }
 
+static volatile sig_atomic_t stop_at_alarm; /* set by on_stop_alarm() */
+
 static void on_alarm(int sig)
 {
     (void)sig;
+}
+
+static void on_stop_alarm(int sig)
+{
+    stop_at_alarm = sig;
+}
+
+/* SIGALRM to `handler` (no SA_RESTART) in 50 ms; the handler it had in *old. */
+static void alarm_in_50ms(void (*handler)(int), struct sigaction *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGALRM, &sa, old) == 0);
+    struct itimerval it = {.it_value = {.tv_sec = 0, .tv_usec = 50000}};
+    CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
 }
 
 static void test_clocks(void)
@@ -114,13 +133,8 @@ static void test_clocks(void)
     CHECK(slept >= 30000);
 
     /* a signal 50 ms into a 300 ms sleep (no SA_RESTART): the sleep goes on to its end */
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_alarm;
-    sigemptyset(&sa.sa_mask);
-    CHECK(sigaction(SIGALRM, &sa, &old) == 0);
-    struct itimerval it = {.it_value = {.tv_sec = 0, .tv_usec = 50000}};
-    CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+    struct sigaction old;
+    alarm_in_50ms(on_alarm, &old);
     t0 = clock_mono_us();
     clock_sleep_ms(300);
     slept = clock_mono_us() - t0;
@@ -131,10 +145,32 @@ static void test_clocks(void)
     sigaction(SIGALRM, &old, NULL);
 }
 
+/* clock_nap_ms(): the whole time when no stop comes, none when one was asked, and a stop asked
+ * 50 ms into a 2-s nap ends it within a nap (CLOCK_NAP_MS) of it. */
+static void test_nap(void)
+{
+    long t0 = clock_mono_us();
+    clock_nap_ms(250, &stop_at_alarm);
+    CHECK(clock_mono_us() - t0 >= 250000);
+
+    struct sigaction old;
+    alarm_in_50ms(on_stop_alarm, &old);
+    t0 = clock_mono_us();
+    clock_nap_ms(2000, &stop_at_alarm);
+    long slept = clock_mono_us() - t0;
+    CHECK(stop_at_alarm == SIGALRM);
+    CHECK(slept >= 50000 && slept < 1000000);
+    t0 = clock_mono_us();
+    clock_nap_ms(2000, &stop_at_alarm); /* asked already: at once */
+    CHECK(clock_mono_us() - t0 < 5000);
+    sigaction(SIGALRM, &old, NULL);
+}
+
 int main(void)
 {
     test_job_ids();
     test_worker_ids();
     test_clocks();
+    test_nap();
     return check_summary("id");
 }

@@ -886,35 +886,39 @@ static void test_region(void)
  * at, an unknown name was NorthWest. */
 static void test_gravity(void)
 {
+    /* want: op_gravity()'s; want_or: op_gravity_or()'s with NorthWest for an absent one (the
+     * caller's own placement), a given one read as op_gravity() reads it */
     static const struct {
         const char *params;
-        GravityType want;
+        GravityType want, want_or;
     } cases[] = {
-        {"{\"gravity\": \"NorthWestGravity\"}", NorthWestGravity},
-        {"{\"gravity\": \"northwestgravity\"}", NorthWestGravity},
-        {"{\"gravity\": \"SOUTHGRAVITY\"}", SouthGravity},
-        {"{\"gravity\": \"NorthWest\"}", NorthWestGravity},
-        {"{\"gravity\": \"north\"}", NorthGravity},
-        {"{\"gravity\": \"North\"}", NorthGravity},
-        {"{\"gravity\": \"South\"}", SouthGravity},
-        {"{\"gravity\": \"SouthEast\"}", SouthEastGravity},
-        {"{\"gravity\": \"SouthEastGravity\"}", SouthEastGravity},
-        {"{\"gravity\": \"East\"}", EastGravity},
-        {"{\"gravity\": \"Nowhere\"}", CenterGravity},
-        {"{\"gravity\": \"NorthWestGrav\"}", CenterGravity},
-        {"{\"gravity\": \"Gravity\"}", CenterGravity},
-        {"{\"gravity\": \"\"}", CenterGravity},
-        {"{\"gravity\": 5}", CenterGravity},
-        {"{}", CenterGravity},
+        {"{\"gravity\": \"NorthWestGravity\"}", NorthWestGravity, NorthWestGravity},
+        {"{\"gravity\": \"northwestgravity\"}", NorthWestGravity, NorthWestGravity},
+        {"{\"gravity\": \"SOUTHGRAVITY\"}", SouthGravity, SouthGravity},
+        {"{\"gravity\": \"NorthWest\"}", NorthWestGravity, NorthWestGravity},
+        {"{\"gravity\": \"north\"}", NorthGravity, NorthGravity},
+        {"{\"gravity\": \"North\"}", NorthGravity, NorthGravity},
+        {"{\"gravity\": \"South\"}", SouthGravity, SouthGravity},
+        {"{\"gravity\": \"SouthEast\"}", SouthEastGravity, SouthEastGravity},
+        {"{\"gravity\": \"SouthEastGravity\"}", SouthEastGravity, SouthEastGravity},
+        {"{\"gravity\": \"East\"}", EastGravity, EastGravity},
+        {"{\"gravity\": \"Nowhere\"}", CenterGravity, CenterGravity},
+        {"{\"gravity\": \"NorthWestGrav\"}", CenterGravity, CenterGravity},
+        {"{\"gravity\": \"Gravity\"}", CenterGravity, CenterGravity},
+        {"{\"gravity\": \"\"}", CenterGravity, CenterGravity},
+        {"{\"gravity\": 5}", CenterGravity, CenterGravity},
+        {"{\"gravity\": null}", CenterGravity, NorthWestGravity},
+        {"{}", CenterGravity, NorthWestGravity},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_object *p = json_tokener_parse(cases[i].params);
-        GravityType g = UndefinedGravity;
+        GravityType g = UndefinedGravity, g_or = UndefinedGravity;
         struct err e = {{0}};
         CHECK_INT(op_gravity(p, "f", "gravity", &g, &e), 0);
-        if (g != cases[i].want) {
-            fprintf(stderr, "  %s: gravity %d, want %d\n", cases[i].params, (int)g,
-                    (int)cases[i].want);
+        CHECK_INT(op_gravity_or(p, "f", "gravity", NorthWestGravity, &g_or, &e), 0);
+        if (g != cases[i].want || g_or != cases[i].want_or) {
+            fprintf(stderr, "  %s: gravity %d and %d, want %d and %d\n", cases[i].params, (int)g,
+                    (int)g_or, (int)cases[i].want, (int)cases[i].want_or);
             CHECK(false);
         }
         json_object_put(p);
@@ -925,27 +929,6 @@ static void test_gravity(void)
     CHECK_INT(op_gravity(p, "f", "gravity", &g, &e), -1);
     CHECK_STR(e.msg, "Invalid parameter 'gravity' for function 'f': expected a string");
     json_object_put(p);
-    /* op_gravity_or(): absent (or null) is the caller's own placement, given is as above */
-    static const struct {
-        const char *params;
-        GravityType want;
-    } or_cases[] = {
-        {"{}", NorthWestGravity},
-        {"{\"gravity\": null}", NorthWestGravity},
-        {"{\"gravity\": \"South\"}", SouthGravity},
-        {"{\"gravity\": \"Nowhere\"}", CenterGravity},
-    };
-    for (size_t i = 0; i < sizeof or_cases / sizeof or_cases[0]; i++) {
-        p = json_tokener_parse(or_cases[i].params);
-        g = UndefinedGravity;
-        CHECK_INT(op_gravity_or(p, "f", "gravity", NorthWestGravity, &g, &e), 0);
-        if (g != or_cases[i].want) {
-            fprintf(stderr, "  %s: gravity %d, want %d\n", or_cases[i].params, (int)g,
-                    (int)or_cases[i].want);
-            CHECK(false);
-        }
-        json_object_put(p);
-    }
 }
 
 /* A colour is at most 64 bytes: ImageMagick reads longer ones ("rgb(255," and 53 blanks and
