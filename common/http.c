@@ -382,12 +382,13 @@ static void reset_response(const struct http_request *req, struct http_response 
 
 /* Whether a URL byte must be percent-encoded before libcurl takes it: a space, a control
  * character or a byte of a UTF-8 sequence (users' file names in URLs, as Blitline's worker
- * encoded them), and past the host (`in_path`) a bracket, which Blitline's worker encoded too
- * (`photo[1].jpg`: Tomcat, for one, refuses it raw); the brackets of an IPv6 host are its own.
- * Other characters are sent as written. */
+ * encoded them), and past the host (`in_path`) a character RFC 3986 does not allow in a URL:
+ * a bracket, which Blitline's worker encoded too (`photo[1].jpg`), and " < > \ ^ ` { | }
+ * (Tomcat, for one, refuses each raw with a 400); the brackets of an IPv6 host are its own. A
+ * "%" is taken for an escape already made, and the other characters are sent as written. */
 static bool url_needs_escape(unsigned char c, bool in_path)
 {
-    return c <= 0x20 || c >= 0x7f || (in_path && (c == '[' || c == ']'));
+    return c <= 0x20 || c >= 0x7f || (in_path && strchr("[]\"<>\\^`{|}", c));
 }
 
 /* Where `url`'s path (or query, or fragment) begins: after "scheme://host:port", or at once

@@ -193,8 +193,9 @@ static int get(struct http *h, const struct stub *s, const char *path, size_t ma
 }
 
 /* What a request sends and how the answer's header lines are read: a URL's spaces, control
- * characters and UTF-8 percent-encoded, and the brackets of its path and query (as Blitline's
- * worker sent them; an IPv6 host's are kept, test_ipv6_host_brackets_kept); the headers of the last
+ * characters and UTF-8 percent-encoded, and the brackets (as Blitline's worker sent them; an IPv6
+ * host's are kept, test_ipv6_host_brackets_kept) and " < > \ ^ ` { | } of its path and query, a
+ * "%" kept; the headers of the last
  * response only (after a redirect, whose length is not held against the cap, and a line that starts
  * "HTTP" without being a status line); a 2xx's Content-Length over the cap; a 417 to a request that
  * did not ask to continue. */
@@ -219,7 +220,7 @@ static void test_perform(void)
     }
     struct http_response r;
     http_response_init(&r);
-    CHECK_INT(get(h, &s, "/a b\x01\x7f\xc3\xa9~[1]?k[]=1", 0, &r, &e), 0);
+    CHECK_INT(get(h, &s, "/a b\x01\x7f\xc3\xa9~[1]?k[]=1&q=\"<>\\^`{|}%41", 0, &r, &e), 0);
     CHECK_INT(r.status, 200);
     CHECK_INT(get(h, &s, "/a", 5, &r, &e), 0);
     CHECK_INT(r.status, 200);
@@ -241,7 +242,9 @@ static void test_perform(void)
     http_destroy(h);
     char lines[1024];
     stub_finish(&s, lines, sizeof lines);
-    CHECK_STR(lines, "GET /a%20b%01%7F%C3%A9~%5B1%5D?k%5B%5D=1 HTTP/1.1\nGET /a HTTP/1.1\n"
+    CHECK_STR(lines, "GET /a%20b%01%7F%C3%A9~%5B1%5D?k%5B%5D=1&q=%22%3C%3E%5C%5E%60%7B%7C%7D%41"
+                     " HTTP/1.1\n"
+                     "GET /a HTTP/1.1\n"
                      "GET /b HTTP/1.1\n"
                      "GET /c HTTP/1.1\nGET /d HTTP/1.1\nGET /e HTTP/1.1\n");
 }
