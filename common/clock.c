@@ -1,6 +1,7 @@
 #include "clock.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <time.h>
 
 long clock_mono_ms(void)
@@ -49,4 +50,13 @@ void clock_sleep_ms(long ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+long clock_jitter_ms(long lo, long hi, unsigned *seed)
+{
+    if (hi <= lo) {
+        return lo;
+    }
+    unsigned long span = (unsigned long)(hi - lo) + 1;
+    return lo + (long)((unsigned long)rand_r(seed) % span);
 }

@@ -26,4 +26,8 @@ void clock_sleep_ms(long ms);
 #define CLOCK_NAP_MS 100
 void clock_nap_ms(long ms, const volatile sig_atomic_t *stop);
 
+/* A wait drawn evenly from `lo` to `hi` ms, both included (`lo` when hi <= lo), with rand_r()'s
+ * `seed`: the waits of a fleet's workers, spread apart rather than all at once. */
+long clock_jitter_ms(long lo, long hi, unsigned *seed);
+
 #endif

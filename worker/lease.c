@@ -55,6 +55,7 @@ struct lease {
     pthread_mutex_t job_lock; /* guards job_id */
     char job_id[128];         /* the id of the job in hand, for job_hung; "" unknown */
     char wid[300];
+    unsigned seed; /* for the reap passes' jitter, from the (random) worker id */
     size_t n;
     struct lease_queue q[LEASE_QUEUES_MAX];
 };
@@ -452,7 +453,12 @@ static void *run_thread(void *arg)
                 check_parked(l, &l->q[i]);
                 trim_dead(l, &l->q[i]);
             }
-            next_reap = now + (rc < 0 ? ERROR_BACKOFF_MS : l->cfg->reap_interval_ms);
+            /* a tenth of the interval earlier or later at random: workers started together
+             * (a deployment's rollout) do not all look at once, pass after pass */
+            long every = l->cfg->reap_interval_ms;
+            next_reap =
+                now + (rc < 0 ? ERROR_BACKOFF_MS
+                              : clock_jitter_ms(every - every / 10, every + every / 10, &l->seed));
         }
         clock_sleep_ms(TICK_MS);
     }
@@ -518,6 +524,9 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     l->stop = stop;
     l->n = n;
     snprintf(l->wid, sizeof l->wid, "%s", wid);
+    for (const char *c = wid; *c != '\0'; c++) {
+        l->seed = l->seed * 31u + (unsigned char)*c;
+    }
     atomic_init(&l->quit, false);
     atomic_init(&l->fresh_until, 0);
     atomic_init(&l->job_cpu_ms, -1);

@@ -193,7 +193,7 @@ static void retry_nap(struct worker *w, long ms, const char *msg)
  * lost Redis together come back apart, not all at once every 5 s while it loads its AOF. */
 static long jittered(struct worker *w, long ms)
 {
-    return ms / 2 + (long)(rand_r(&w->seed) % (unsigned)(ms / 2 + 1));
+    return clock_jitter_ms(ms / 2, ms, &w->seed);
 }
 
 /* Whether Redis refused a command because its key holds another type (WRONGTYPE): a key of

@@ -166,11 +166,32 @@ static void test_nap(void)
     sigaction(SIGALRM, &old, NULL);
 }
 
+/* clock_jitter_ms(): every draw within its bounds, both bounds drawn, the lower one alone when
+ * the upper is not above it, and two seeds (two workers) drawing apart. */
+static void test_jitter(void)
+{
+    unsigned seed = 1, other = 2;
+    int seen[3] = {0}, same = 0;
+    for (int i = 0; i < 300; i++) {
+        long ms = clock_jitter_ms(4500, 4502, &seed);
+        CHECK(ms >= 4500 && ms <= 4502);
+        if (ms >= 4500 && ms <= 4502) {
+            seen[ms - 4500]++;
+        }
+        same += clock_jitter_ms(0, 600000, &other) == clock_jitter_ms(0, 600000, &seed);
+    }
+    CHECK(seen[0] > 50 && seen[1] > 50 && seen[2] > 50);
+    CHECK(same < 3);
+    CHECK_INT(clock_jitter_ms(7, 7, &seed), 7);
+    CHECK_INT(clock_jitter_ms(7, 3, &seed), 7);
+}
+
 int main(void)
 {
     test_job_ids();
     test_worker_ids();
     test_clocks();
     test_nap();
+    test_jitter();
     return check_summary("id");
 }
