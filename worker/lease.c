@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "rq.h"
 
 #define TICK_MS          50   /* the thread's longest sleep between checks */
@@ -358,6 +359,16 @@ static void give_back_and_exit(struct lease *l)
 static void renewed(struct lease *l, long sent)
 {
     atomic_store(&l->fresh_until, sent + l->cfg->lease_ms - l->cfg->heartbeat_ms);
+    metrics_lease_held(sent);
+}
+
+/* One heartbeat's answer (beat()'s) counted. */
+static int counted(int held)
+{
+    metrics_count_lease(held > 0    ? METRICS_LEASE_RENEWED
+                        : held == 0 ? METRICS_LEASE_LOST
+                                    : METRICS_LEASE_FAILED);
+    return held;
 }
 
 /* One heartbeat in every queue: renew, and where the lease was taken, note it and register
@@ -369,7 +380,7 @@ static long renew(struct lease *l, long now)
     for (size_t i = 0; i < l->n; i++) {
         struct lease_queue *q = &l->q[i];
         long beat_sent = clock_boot_ms();
-        int held = beat(l, q, "beat", NULL);
+        int held = counted(beat(l, q, "beat", NULL));
         if (held == 0) {
             /* Redis ran the beat by now: if that is less than a lease after the last renewal
              * was sent, the lease had not run out there, so no reap took the record (reap.lua
@@ -388,7 +399,7 @@ static long renew(struct lease *l, long now)
                 LOG_WARN("lease_lost", "worker=%s queue=%s", l->wid, q->name);
             }
             beat_sent = clock_boot_ms();
-            held = beat(l, q, "rejoin", NULL); /* alive all along: a lapse is an outage */
+            held = counted(beat(l, q, "rejoin", NULL)); /* alive all along: a lapse is an outage */
         }
         if (held == 1) {
             q->renewed_ms = beat_sent;

@@ -38,12 +38,15 @@ struct shared {
     atomic_ullong waits[METRICS_WAIT_COUNT];
     atomic_ullong wait_us[METRICS_WAIT_COUNT];
     struct histogram hist[HIST_COUNT];
+    atomic_ullong leases[METRICS_LEASE_COUNT];
+    atomic_llong lease_held_ms[METRICS_SLOTS]; /* clock_boot_ms, per process slot; 0: none */
     atomic_llong processes;
     atomic_ullong restarts;
     atomic_llong start_ms; /* unix ms */
 };
 
 static struct shared *shm; /* NULL: metrics off */
+static long my_slot;       /* this process's slot in lease_held_ms */
 
 /* Bucket upper bounds in seconds, ascending, ended by 0. */
 static const double bounds[HIST_COUNT][MAX_BUCKETS + 1] = {
@@ -58,6 +61,7 @@ static const char *const job_names[METRICS_JOB_COUNT] = {
 static const char *const output_names[METRICS_OUTPUT_COUNT] = {"uploaded", "failed", "parked"};
 static const char *const postback_names[METRICS_POSTBACK_COUNT] = {"delivered", "retried",
                                                                    "given_up", "refused"};
+static const char *const lease_names[METRICS_LEASE_COUNT] = {"renewed", "lost", "failed"};
 static const char *const s3_names[METRICS_S3_COUNT] = {"PUT", "GET", "HEAD"};
 static const char *const wait_names[METRICS_WAIT_COUNT] = {"local", "park"};
 
@@ -167,6 +171,34 @@ void metrics_throttle_wait(enum metrics_wait kind, long ms)
     if (shm != NULL && kind < METRICS_WAIT_COUNT) {
         add(&shm->waits[kind], 1);
         add(&shm->wait_us[kind], (unsigned long long)(ms > 0 ? ms : 0) * 1000ULL);
+    }
+}
+
+void metrics_count_lease(enum metrics_lease outcome)
+{
+    if (shm != NULL && outcome < METRICS_LEASE_COUNT) {
+        add(&shm->leases[outcome], 1);
+    }
+}
+
+void metrics_lease_held(long boot_ms)
+{
+    if (shm != NULL) {
+        atomic_store(&shm->lease_held_ms[my_slot], boot_ms > 0 ? boot_ms : 1);
+    }
+}
+
+void metrics_use_slot(long slot)
+{
+    if (slot >= 0 && slot < METRICS_SLOTS) {
+        my_slot = slot;
+    }
+}
+
+void metrics_clear_slot(long slot)
+{
+    if (shm != NULL && slot >= 0 && slot < METRICS_SLOTS) {
+        atomic_store(&shm->lease_held_ms[slot], 0);
     }
 }
 
@@ -281,6 +313,29 @@ static int render_counters(struct buf *out)
     return rc;
 }
 
+/* The lease gauge: from the process whose lease held longest ago; no sample before any held. */
+static int render_lease(struct buf *out)
+{
+    int rc = labelled(out, "lease_renewals_total",
+                      "Heartbeats in each queue by how they ended (lost: the worker's record was "
+                      "gone, and it joined again; failed: Redis did not answer).",
+                      "outcome", lease_names, shm->leases, METRICS_LEASE_COUNT, 1);
+    rc = rc ? rc
+            : head(out, "lease_age_seconds", "gauge",
+                   "Longest time a live worker process has gone since its lease last surely held "
+                   "(past PIXQ_LEASE_MS the fleet takes its job).");
+    long now = clock_boot_ms(), oldest = 0;
+    for (int i = 0; i < METRICS_SLOTS; i++) {
+        long held = (long)atomic_load(&shm->lease_held_ms[i]);
+        oldest = held != 0 && (oldest == 0 || held < oldest) ? held : oldest;
+    }
+    if (rc == 0 && oldest != 0) {
+        rc = buf_printf(out, "pixq_lease_age_seconds %.3f\n",
+                        (double)(now > oldest ? now - oldest : 0) / 1000.0);
+    }
+    return rc;
+}
+
 static int render_process(struct buf *out)
 {
     int rc = head(out, "worker_processes", "gauge", "Live worker processes.");
@@ -311,6 +366,7 @@ int metrics_render(struct buf *out)
     rc = rc ? rc
             : render_histogram(out, HIST_QUEUE_WAIT, "queue_wait_seconds",
                                "Time from enqueue (pixq_enqueued_at) to the first reserve.");
+    rc = rc ? rc : render_lease(out);
     rc = rc ? rc : render_process(out);
     return rc;
 }

@@ -20,6 +20,13 @@
  *   queue_wait_seconds                  histogram: from "pixq_enqueued_at" (pixq submit) to
  *                                       the first reserve; jobs without it (or with one before
  *                                       2000 or over 5 minutes ahead) are not counted
+ *   lease_renewals_total{outcome}       heartbeats in each queue: renewed, lost (the worker's
+ *                                       record was gone: reaped, or lost by Redis; it joins
+ *                                       again), failed (no answer, or an error)
+ *   lease_age_seconds                   gauge: the longest any live worker process has gone
+ *                                       since its lease last surely held in every queue (past
+ *                                       PIXQ_LEASE_MS the fleet takes its job); no sample before
+ *                                       a process registered
  *   worker_processes                    gauge: live worker processes
  *   worker_restarts_total               worker processes the supervisor started again
  *   process_start_time_seconds          gauge: when the supervisor (or the worker) started */
@@ -57,6 +64,15 @@ enum metrics_postback {
     METRICS_POSTBACK_REFUSED, /* refused by the deployment (its URL or bucket): given up at once */
     METRICS_POSTBACK_COUNT,
 };
+
+enum metrics_lease {
+    METRICS_LEASE_RENEWED, /* the heartbeat found the worker's record and renewed it */
+    METRICS_LEASE_LOST,    /* the record was gone (reaped, or lost by Redis) */
+    METRICS_LEASE_FAILED,  /* no answer from Redis, or an error */
+    METRICS_LEASE_COUNT,
+};
+
+#define METRICS_SLOTS 256 /* worker processes of one supervisor (PIXQ_PROCESSES' most) */
 
 enum metrics_s3 {
     METRICS_S3_PUT,
@@ -102,6 +118,19 @@ void metrics_job_reserved(const struct job *j, long run, long started_ms);
 
 /* An upload waited `ms` for its bucket's slot, in the worker or parked in Redis. */
 void metrics_throttle_wait(enum metrics_wait kind, long ms);
+
+/* How one heartbeat in one queue ended. */
+void metrics_count_lease(enum metrics_lease outcome);
+
+/* The calling process's lease surely held in every queue as of `boot_ms` (clock_boot_ms(): the
+ * time its renewal was sent). */
+void metrics_lease_held(long boot_ms);
+
+/* The supervisor's slot the calling process runs in (0 until set: a single worker process), where
+ * metrics_lease_held() writes; and a slot emptied when its process ended (no lease of its own
+ * any more), slots outside 0..METRICS_SLOTS-1 ignored. */
+void metrics_use_slot(long slot);
+void metrics_clear_slot(long slot);
 
 /* The supervisor's view: live worker processes, and one more restart. */
 void metrics_set_processes(long n);

@@ -122,8 +122,8 @@ int supervisor_pin_single(const struct cfg *cfg)
 
 /* ---------------------------------------------------------------- children */
 
-/* In the child: never returns. The supervisor's signals are still blocked here. */
-static void child_main(struct sup *s, int cpu, const sigset_t *unblocked)
+/* In the child of slot `slot`: never returns. The supervisor's signals are still blocked here. */
+static void child_main(struct sup *s, long slot, int cpu, const sigset_t *unblocked)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != s->self) {
@@ -134,6 +134,7 @@ static void child_main(struct sup *s, int cpu, const sigset_t *unblocked)
         (void)pin_self(cpu); /* before ImageMagick and its memory are set up */
     }
     mhttp_forget(s->o->metrics);
+    metrics_use_slot(slot); /* where its lease's time goes */
     free(s->kids);
     signal(SIGCHLD, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
@@ -159,7 +160,7 @@ static bool spawn(struct sup *s, long i)
     int cpu = s->o->cfg->cpu_affinity ? assigned_cpu(i) : -1;
     pid_t pid = fork();
     if (pid == 0) {
-        child_main(s, cpu, &old);
+        child_main(s, i, cpu, &old);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
     struct child *c = &s->kids[i];
@@ -209,6 +210,7 @@ static void child_exited(struct sup *s, pid_t pid, int status)
     struct child *c = &s->kids[i];
     long now = clock_mono_ms(), uptime = now - c->started_ms;
     c->pid = 0;
+    metrics_clear_slot(i); /* its lease is the fleet's to take now, not this machine's to hold */
     if (!s->stopping && WIFEXITED(status) && WEXITSTATUS(status) == SUPERVISOR_EXIT_CONFIG) {
         /* restarting cannot help: every child has the same settings */
         LOG_ERROR("child_config_error", "slot=%ld child_pid=%ld status=%d", i, (long)pid,

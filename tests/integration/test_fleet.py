@@ -461,6 +461,59 @@ class SupervisorTest(FleetCase):
         self.assertGreaterEqual(waits[2], 0.75, waits)
         self.assertEqual(len(prog.log_events("child_start")), 5)  # slot 1 was left alone
 
+    def test_lease_metrics(self):
+        """pixq_lease_renewals_total counts each heartbeat, pixq_lease_age_seconds is the age of
+        the lease that held longest ago among the live children: it grows while one is stopped
+        (SIGSTOP), the fleet reaps that one, and at SIGCONT its heartbeat finds its record gone
+        (lost) and joins again; a child that died no longer counts while its restart waits."""
+        lease_s = SHORT_LEASES["PIXQ_LEASE_MS"] / 1000
+        reap_s = SHORT_LEASES["PIXQ_REAP_INTERVAL_MS"] / 1000
+        # a slot's third quick death waits 6 s for its restart (two, with the default doubling)
+        prog = self.start_fleet(PIXQ_RESTART_BACKOFF_MIN_MS="6000")
+
+        def pid_of(slot):
+            return int([e for e in prog.log_events("child_start")
+                        if e["slot"] == str(slot)][-1]["child_pid"])
+
+        def scraped(cond):
+            fams = self.scrape()
+            return fams if cond(sample(fams, "pixq_lease_renewals_total", outcome="renewed"),
+                                sample(fams, "pixq_lease_renewals_total", outcome="lost"),
+                                sample(fams, "pixq_lease_age_seconds")) else None
+
+        fams = self.wait_until(lambda: scraped(lambda renewed, lost, age: renewed >= 2), 10,
+                               "a heartbeat of each child")
+        self.assertLess(sample(fams, "pixq_lease_age_seconds"), 2.0)
+        self.assertEqual(sample(fams, "pixq_lease_renewals_total", outcome="lost"), 0)
+        self.assertEqual(sample(fams, "pixq_lease_renewals_total", outcome="failed"), 0)
+
+        stopped = pid_of(1)
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            # past the lease and a reap pass of the other child (1.1 times the interval at most)
+            self.wait_until(lambda: scraped(lambda renewed, lost, age:
+                                            age >= lease_s + 1.1 * reap_s + 0.5),
+                            scaled(15), "the stopped child's lease to age")
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        self.wait_until(lambda: prog.log_events("worker_reaped"), 10, "the stopped child reaped")
+        fams = self.wait_until(lambda: scraped(lambda renewed, lost, age: lost >= 1 and age < 2),
+                               10, "its heartbeat to find its record gone and join again")
+        self.assertEqual(sample(fams, "pixq_lease_renewals_total", outcome="lost"), 1)
+
+        for n in range(3):  # slot 0 dies young three times: its third restart waits 6 s
+            victim = pid_of(0)
+            os.kill(victim, signal.SIGKILL)
+            self.wait_until(lambda: [e for e in prog.log_events("child_exit")
+                                     if int(e["child_pid"]) == victim], 10, "its exit")
+            if n < 2:
+                self.wait_until(lambda: pid_of(0) != victim, 10, "slot 0 to start again")
+                self.wait_until(lambda: len(prog.log_events("worker_start")) == 3 + n, 10,
+                                "it to register")
+        time.sleep(4)  # slot 0's last renewal 4 to 5 s old, had it been left there
+        self.assertEqual(len(prog.log_events("worker_start")), 4)  # still waiting
+        self.assertLess(sample(self.scrape(), "pixq_lease_age_seconds"), 2.0)
+
     def test_cpu_affinity(self):
         """PIXQ_CPU_AFFINITY=1: the child of slot i runs only on the i-th CPU the worker may
         use (round again past the last), so does the child that replaces it, and they work;
@@ -789,6 +842,8 @@ class JsonLogTest(FleetCase):
         self.assertEqual(sample(fams, "pixq_s3_responses_total", method="PUT", code="200"), 2)
         self.assertEqual(sample(fams, "pixq_queue_wait_seconds_count"), 2)
         self.assertEqual(sample(fams, "pixq_worker_processes"), 1)
+        # the single process's lease (slot 0), held since it registered
+        self.assertLess(sample(fams, "pixq_lease_age_seconds"), 2.0)
         self.check_http_edges()
         # PIXQ_CPU_AFFINITY is off by default: the worker may run on every CPU it was given
         self.assertEqual(os.sched_getaffinity(prog.pid), os.sched_getaffinity(0))

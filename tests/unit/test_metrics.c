@@ -14,6 +14,8 @@
  * - the queue wait: only a first run's integer pixq_enqueued_at from 2000 on and at most 5
  *   minutes ahead of the start, a stamp ahead observed as 0;
  * - throttle waits, the processes gauge and restarts;
+ * - heartbeats by outcome; the lease age from the slot whose lease held longest ago, none
+ *   before one held, a slot emptied when its process ended, slots out of range ignored;
  * - counts from a forked child show in the parent;
  * - a text over the buffer's cap fails, and stops at the first line that did not fit. */
 #include <stdbool.h>
@@ -121,6 +123,15 @@ static const char zero_text[] =
     "pixq_queue_wait_seconds_bucket{le=\"+Inf\"} 0\n"
     "pixq_queue_wait_seconds_sum 0.000000\n"
     "pixq_queue_wait_seconds_count 0\n"
+    "# HELP pixq_lease_renewals_total Heartbeats in each queue by how they ended (lost: the "
+    "worker's record was gone, and it joined again; failed: Redis did not answer).\n"
+    "# TYPE pixq_lease_renewals_total counter\n"
+    "pixq_lease_renewals_total{outcome=\"renewed\"} 0\n"
+    "pixq_lease_renewals_total{outcome=\"lost\"} 0\n"
+    "pixq_lease_renewals_total{outcome=\"failed\"} 0\n"
+    "# HELP pixq_lease_age_seconds Longest time a live worker process has gone since its lease "
+    "last surely held (past PIXQ_LEASE_MS the fleet takes its job).\n"
+    "# TYPE pixq_lease_age_seconds gauge\n"
     "# HELP pixq_worker_processes Live worker processes.\n"
     "# TYPE pixq_worker_processes gauge\n"
     "pixq_worker_processes 1\n"
@@ -261,6 +272,8 @@ static void call_every_hook(void)
     metrics_throttle_wait(METRICS_WAIT_LOCAL, 10);
     metrics_set_processes(3);
     metrics_count_restart();
+    metrics_count_lease(METRICS_LEASE_LOST);
+    metrics_lease_held(clock_boot_ms());
 }
 
 /* ---------------------------------------------------------------- off, fresh */
@@ -291,6 +304,8 @@ static void test_off(void)
     CHECK(value("pixq_throttle_waits_total{kind=\"local\"}") == 1);
     CHECK(value("pixq_worker_processes") == 3);
     CHECK(value("pixq_worker_restarts_total") == 1);
+    CHECK(value("pixq_lease_renewals_total{outcome=\"lost\"}") == 1);
+    CHECK(value("pixq_lease_age_seconds") >= 0 && value("pixq_lease_age_seconds") < 5);
 }
 
 /* The text of a fresh region as a whole; its start time the wall clock's when metrics_init()
@@ -434,6 +449,55 @@ static void test_process(void)
     check_lines("pixq_worker", "pixq_worker_processes 4\npixq_worker_restarts_total 2\n");
     metrics_set_processes(0);
     check_lines("pixq_worker_processes", "pixq_worker_processes 0\n");
+}
+
+/* Whether the lease age shown is `s` seconds, give or take the time the check takes. */
+static bool lease_age_is(double s)
+{
+    double v = value("pixq_lease_age_seconds");
+    if (v < s - 0.001 || v > s + 0.5) {
+        fprintf(stderr, "lease age %.3f s, not %.3f s\n", v, s);
+        return false;
+    }
+    return true;
+}
+
+/* Heartbeats by outcome; the lease age of the slot that held longest ago (the single worker's
+ * slot 0 until another is set), none before any held, an emptied slot no longer counted, and
+ * slots out of range ignored. */
+static void test_lease(void)
+{
+    start();
+    metrics_count_lease(METRICS_LEASE_RENEWED);
+    metrics_count_lease(METRICS_LEASE_RENEWED);
+    metrics_count_lease(METRICS_LEASE_FAILED);
+    metrics_count_lease(METRICS_LEASE_COUNT);
+    check_lines("pixq_lease", "pixq_lease_renewals_total{outcome=\"renewed\"} 2\n"
+                              "pixq_lease_renewals_total{outcome=\"lost\"} 0\n"
+                              "pixq_lease_renewals_total{outcome=\"failed\"} 1\n");
+    long now = clock_boot_ms();
+    metrics_lease_held(now - 2500);
+    CHECK(lease_age_is(2.5));
+    metrics_use_slot(3);
+    metrics_lease_held(now - 9000);
+    CHECK(lease_age_is(9));
+    metrics_lease_held(now - 1000); /* slot 3 renewed: slot 0's is the oldest */
+    CHECK(lease_age_is(2.5));
+    metrics_clear_slot(0);
+    CHECK(lease_age_is(1));
+    metrics_use_slot(METRICS_SLOTS); /* ignored: slot 3 still */
+    metrics_use_slot(-1);
+    metrics_lease_held(now - 4000);
+    CHECK(lease_age_is(4));
+    metrics_clear_slot(METRICS_SLOTS);
+    metrics_clear_slot(-1);
+    CHECK(lease_age_is(4));
+    metrics_use_slot(METRICS_SLOTS - 1);
+    metrics_lease_held(now - 6000);
+    CHECK(lease_age_is(6));
+    metrics_clear_slot(METRICS_SLOTS - 1);
+    metrics_clear_slot(3);
+    check_lines("pixq_lease_age_seconds ", "");
 }
 
 /* ---------------------------------------------------------------- histograms */
@@ -643,6 +707,8 @@ static void test_fork(void)
             }
             metrics_count_s3(METRICS_S3_HEAD, 0);
             metrics_set_processes(7);
+            metrics_use_slot(k + 1);
+            metrics_lease_held(clock_boot_ms() - 3000 * (k + 1));
             exit(0);
         }
         CHECK(kids[k] > 0);
@@ -658,6 +724,7 @@ static void test_fork(void)
     CHECK(value("pixq_processing_seconds_sum") == 200);
     CHECK(value("pixq_s3_responses_total{method=\"HEAD\",code=\"transport\"}") == 2);
     CHECK(value("pixq_worker_processes") == 7);
+    CHECK(lease_age_is(6)); /* the second child's, in its slot */
 }
 
 /* metrics_render() into a buffer of at most `max` bytes fails, and what it holds is the text up
@@ -682,6 +749,7 @@ static void test_cap(void)
 {
     start();
     call_every_hook();
+    metrics_clear_slot(0); /* the lease age, which moves with the clock between renderings */
     metrics_count_s3(METRICS_S3_PUT, 0);
     metrics_count_s3(METRICS_S3_HEAD, 700);
     char *full = render();
@@ -721,6 +789,7 @@ int main(void)
     run_case("s3", test_s3);
     run_case("throttle", test_throttle);
     run_case("process", test_process);
+    run_case("lease", test_lease);
     run_case("placement", test_placement);
     run_case("histogram_text", test_histogram_text);
     run_case("queue_wait", test_queue_wait);
