@@ -257,6 +257,35 @@ class AuthRedisServer(RedisServer):
                                           LOOPBACK, self.port, db)
 
 
+class DatabaseRedis(Redis):
+    """The harness's RESP client in database `db` (SELECT on connect)."""
+
+    def __init__(self, host, port, db, **kw):
+        super().__init__(host, port, **kw)
+        self.db = db
+
+    def connect(self):
+        if self._sock is None:
+            super().connect()
+            self.execute("SELECT", self.db)
+        return self
+
+
+class UnixSocketRedisServer(RedisServer):
+    """redis-server on a unix socket (`socket`, its folder's redis.sock) besides its loopback
+    port."""
+
+    def __init__(self, directory):
+        super().__init__(directory)
+        self.socket = self.dir / "redis.sock"
+
+    def _write_conf(self):
+        conf = super()._write_conf()
+        with open(conf, "a") as f:
+            f.write('unixsocket "%s"\nunixsocketperm 700\n' % self.socket)
+        return conf
+
+
 # ---------------------------------------------------------------------------------------------
 # the test case
 
@@ -1729,6 +1758,32 @@ class RedisAuthTest(HostileTestCase):
         r = self.run_pixq("stats", env={"PIXQ_REDIS_URL": bad})
         self.assertNotEqual(r.returncode, 0)
         self.assertNotIn("acl-pass-83c2", r.stdout + r.stderr)
+
+    def test_unix_socket_and_database_number(self):
+        """PIXQ_REDIS_URL as unix:///path/redis.sock (DESIGN, README), with ?db=N, and a database
+        other than 0 (redis://host:port/N): a worker over the socket in database 3 runs a job
+        pushed there, pixq reads its counters there over the socket and over TCP, and database
+        0 is left empty. Only a socket that is not there had been tried (test_cli), and no run
+        used a database but 0: SELECT skipped on a socket (a rq.c mutant) passed every test."""
+        server = UnixSocketRedisServer(self.tmp / "redis-unix")
+        self.addCleanup(server.release_port)  # after stop(): cleanups run last first
+        self.addCleanup(server.stop)
+        server.start()
+        self.redis = DatabaseRedis(LOOPBACK, server.port, 3)
+        self.addCleanup(self.redis.close)
+        by_socket = "unix://%s?db=3" % server.socket
+        self.start(PIXQ_REDIS_URL=by_socket)
+        self.assert_still_serving()
+        result = self.key("result:hostile-good-%d" % self.good_jobs)
+        self.wait_until(lambda: self.redis.exists(result), 10, "%s to exist" % result)
+        for url in (by_socket, server.url(3)):
+            with self.subTest(url=url):
+                r = self.run_pixq("stats", "--json", env={"PIXQ_REDIS_URL": url})
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(json.loads(r.stdout)["counters"].get("succeeded"), 1, r.stdout)
+        database_0 = Redis(LOOPBACK, server.port)
+        self.addCleanup(database_0.close)
+        self.assertEqual(database_0.execute("DBSIZE"), 0)
 
     def test_worker_with_wrong_password_ends_without_telling_it(self):
         """Refused, the worker ends with status 2 (a setting to fix, not an outage to wait out),
