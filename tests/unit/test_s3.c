@@ -82,6 +82,25 @@ static void test_addressing(void)
     check_url(&aws, "a.b.c", "", "https://s3.amazonaws.com/a.b.c");
 }
 
+/* A key goes into the URL as S3 keeps it (IMAGE_S3 C.6: encoded once, never normalised): each
+ * byte outside A-Z a-z 0-9 - . _ ~ / as %XX, a '%' too, and a leading '/', an empty segment or
+ * a trailing '/' left in place: they are part of the key ("/images/x.jpg" in a Blitline job is
+ * the object "/images/x.jpg", which job_check_s3_key() accepts). */
+static void test_key_as_given(void)
+{
+    struct s3_config aws = {.region = "us-east-1"};
+    check_url(&aws, "pixq-test", "/images/x.jpg",
+              "https://pixq-test.s3.amazonaws.com//images/x.jpg");
+    check_url(&aws, "pixq-test", "a//b/", "https://pixq-test.s3.amazonaws.com/a//b/");
+    check_url(&aws, "pixq-test", "my photo+1 $\xc3\xa9%20~.jpg",
+              "https://pixq-test.s3.amazonaws.com/my%20photo%2B1%20%24%C3%A9%2520~.jpg");
+    struct s3_config local = {
+        .endpoint = "http://127.0.0.1:9000", .region = "us-east-1", .path_style = true};
+    check_url(&local, "pixq-test", "/images/x.jpg",
+              "http://127.0.0.1:9000/pixq-test//images/x.jpg");
+    check_url(&local, "pixq-test", "/", "http://127.0.0.1:9000/pixq-test//");
+}
+
 /* The answers that name the bucket's region: followed only to a region name. */
 static void test_wrong_region(void)
 {
@@ -985,6 +1004,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     test_bucket_names();
     test_addressing();
+    test_key_as_given();
     test_wrong_region();
     test_error_message();
     test_answers();
