@@ -1016,6 +1016,18 @@ int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const cha
              struct err *e)
 {
     cfg_defaults(c);
+    /* AWS_DEFAULT_REGION, the AWS CLI's and botocore's name, is AWS_REGION's default, as there:
+     * an AWS_REGION in the file, the environment or a flag comes first */
+    const char *region = get("AWS_DEFAULT_REGION");
+    if (region != NULL && region[0] != '\0') {
+        if (!s3_valid_region(region)) {
+            return err_set(e,
+                           "AWS_DEFAULT_REGION: '%s' is not a region name (letters, digits and "
+                           "-)",
+                           region);
+        }
+        snprintf(c->aws_region, sizeof c->aws_region, "%s", region);
+    }
     const char *path = config_path(*argc, argv, get);
     if (path != NULL && cfg_load_file(c, path, e) < 0) {
         return -1;

@@ -216,6 +216,54 @@ static void test_precedence(void)
     fake_env = NULL;
 }
 
+/* AWS_DEFAULT_REGION is AWS_REGION's default: taken alone, an AWS_REGION from the file, the
+ * environment or a flag first; empty as unset; a bad one refused under its own name. */
+static void test_default_region(void)
+{
+    char path[] = "/tmp/pixq-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    const char text[] = "AWS_REGION=eu-west-1\n";
+    CHECK(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
+    close(fd);
+    const struct {
+        const char *env[7];
+        const char *flag;
+        const char *region; /* NULL: refused with `error` */
+        const char *error;
+    } cases[] = {
+        {{"AWS_DEFAULT_REGION", "ap-south-2", NULL}, NULL, "ap-south-2", NULL},
+        {{"AWS_DEFAULT_REGION", "", NULL}, NULL, "us-east-1", NULL},
+        {{"AWS_DEFAULT_REGION", "ap-south-2", "AWS_REGION", "sa-east-1", NULL},
+         NULL,
+         "sa-east-1",
+         NULL},
+        {{"AWS_DEFAULT_REGION", "ap-south-2", "PIXQ_CONFIG", path, NULL}, NULL, "eu-west-1", NULL},
+        {{"AWS_DEFAULT_REGION", "ap-south-2", NULL}, "--aws-region=us-west-2", "us-west-2", NULL},
+        {{"AWS_DEFAULT_REGION", "ap south", "AWS_REGION", "sa-east-1", NULL},
+         NULL,
+         NULL,
+         "AWS_DEFAULT_REGION: 'ap south' is not a region name (letters, digits and -)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fake_env = cases[i].env;
+        char *argv[] = {"prog", (char *)cases[i].flag, NULL};
+        int argc = cases[i].flag != NULL ? 2 : 1;
+        struct cfg c;
+        struct err e = {{0}};
+        int rc = cfg_load(&c, &argc, argv, lookup, &e);
+        if (cases[i].region != NULL) {
+            CHECK_INT(rc, 0);
+            CHECK_STR(c.aws_region, cases[i].region);
+        } else {
+            CHECK_INT(rc, -1);
+            CHECK_STR(e.msg, cases[i].error);
+        }
+    }
+    unlink(path);
+    fake_env = NULL;
+}
+
 /* A boolean flag takes a boolean word after it as its value (`--cpu-affinity 1`, the form the
  * usage line shows), and is 1 alone; anything else after it is the next argument. */
 static void test_boolean_flag_values(void)
@@ -961,6 +1009,7 @@ int main(void)
     test_bad_values();
     test_session_token();
     test_precedence();
+    test_default_region();
     test_boolean_flag_values();
     test_bad_file();
     test_print_hides_secrets();
