@@ -136,7 +136,8 @@ int img_fail(MagickWand *w, const char *what, struct err *e)
     char *text = w != NULL ? MagickGetException(w, &severity) : NULL;
     char words[ERR_MSG_MAX];
     if (past_deadline(w)) {
-        err_set(e, "%s: took longer than the limit of %ld s", what, guard.cfg.time_s);
+        err_set(e, "%s: took longer than the limit of %ld s (PIXQ_MAGICK_TIME_S)", what,
+                guard.cfg.time_s);
     } else if (text != NULL && text[0] != '\0') {
         err_set(e, "%s: %s", what, img_magick_words(text, words, sizeof words));
     } else {

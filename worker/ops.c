@@ -120,8 +120,8 @@ int op_fits_in_time(MagickWand *w, const char *fn, double out_pixels, op_run_fn 
         left = img_time_left_ms(w);
         if (late || need > (double)left) {
             return err_set(e,
-                           "%s: would take longer than the limit of %ld s (about %.1f s more "
-                           "for %.0f pixels, %.1f s left)",
+                           "%s: would take longer than the limit of %ld s (PIXQ_MAGICK_TIME_S: "
+                           "about %.1f s more for %.0f pixels, %.1f s left)",
                            fn, img_time_limit_s(), need / 1000.0, out_pixels,
                            (double)left / 1000.0);
         }
