@@ -200,7 +200,7 @@ long up_backoff_ms(const struct cfg *c, long attempt, bool throttled)
     return (long)(rand_r(&seed) % (unsigned)(cap + 1));
 }
 
-/* The host of an object URL, for "<host> temporarily unavailable". */
+/* The host of an object URL, for "<host> refused the S3 credentials". */
 static void url_host(const char *url, char *out, size_t cap)
 {
     const char *p = strstr(url, "://");
@@ -256,7 +256,6 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
         json_object_object_add(task, "reserved", json_object_new_boolean(0));
         return UP_PARK;
     }
-    static const char frame[] = " temporarily unavailable ()";
     char host[256], why[ERR_MSG_MAX];
     url_host(url, host, sizeof host);
     if (r->refreshable && r->code[0] != '\0') { /* not an outage: keys their keeper never renewed */
@@ -266,10 +265,11 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
                 host, attempt, r->code);
         return UP_FAILED;
     }
-    snprintf(why, sizeof why, "%s", r->code[0] ? r->code : e->msg);
-    /* as much of the reason as fits: a transport error's is after the URL (S3 PUT <url>: ...) */
-    int room = ERR_MSG_MAX - (int)sizeof frame - (int)strlen(host);
-    err_set(e, "%s temporarily unavailable (%.*s)", host, room > 0 ? room : 0, why);
+    /* the last attempt's error names the object and what S3 said (S3 PUT <url>: HTTP 503
+     * SlowDown: <its message>) or what went wrong (a reset, a timeout): the URL and S3's message
+     * are cut to 200 bytes each, so it fits after this */
+    snprintf(why, sizeof why, "%s", e->msg);
+    err_set(e, "S3 temporarily unavailable after %ld attempts: %s", attempt, why);
     return UP_FAILED;
 }
 

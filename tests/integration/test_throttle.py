@@ -1212,8 +1212,10 @@ class RegionTest(ThrottleCase):
         self.worker = self.start_workers(1)[0]
         self.push_jobs([self.job("same-1", "flaky-bucket")])
         results = self.postbacks_for(["same-1"])["same-1"].results
-        self.assertEqual(results.get("errors"), ["%s temporarily unavailable (TemporaryRedirect)"
-                                                 % self.s3.host()], results)
+        self.assertEqual(results.get("errors"),
+                         ["S3 temporarily unavailable after 5 attempts: S3 PUT %s: HTTP 307 "
+                          "TemporaryRedirect: injected TemporaryRedirect"
+                          % self.s3.object_url("flaky-bucket", "same-1/0.png")], results)
         self.assertEqual(len(self.puts("flaky-bucket")), 5)  # PIXQ_S3_MAX_ATTEMPTS
         self.assertEqual(self.worker.log_events("bucket_region"), [])
         self.assertIsNone(self.limiter("flaky-bucket").get("region"))
@@ -1324,7 +1326,11 @@ class FinalErrorTest(ThrottleCase):
         attempts = self.puts("dead-bucket")
         figures("final", attempts=len(attempts), seconds=pb.wall - t0,
                 gaps=",".join("%.2f" % (b.time - a.time) for a, b in zip(attempts, attempts[1:])))
-        self.assertEqual(error, "%s temporarily unavailable (SlowDown)" % self.s3.host())
+        # which object, what S3 said and how often: "<host> temporarily unavailable (SlowDown)"
+        # named neither the bucket (path-style) nor the key
+        self.assertEqual(error, "S3 temporarily unavailable after 5 attempts: S3 PUT %s: HTTP 503 "
+                         "SlowDown: injected SlowDown"
+                         % self.s3.object_url("dead-bucket", "dead-1/0.png"))
         self.assertEqual(len(attempts), 5)  # PIXQ_S3_MAX_ATTEMPTS
         self.assertTrue(all(r.status == 503 for r in attempts))
         for a in attempts:  # each attempt signed afresh (and check_signatures: within 2 s)
@@ -1335,7 +1341,9 @@ class FinalErrorTest(ThrottleCase):
     def test_temporarily_unavailable_transport_error(self):
         self.s3.reset("dead-bucket")  # every attempt: connection reset
         error, _ = self.error_postback("dead-2", ["dead-bucket", "pixq-test"])
-        self.assertTrue(error.startswith("%s temporarily unavailable (" % self.s3.host()), error)
+        self.assertTrue(error.startswith("S3 temporarily unavailable after 5 attempts: S3 PUT %s: "
+                                         % self.s3.object_url("dead-bucket", "dead-2/0.png")),
+                        error)
         # 5 attempts by the worker; libcurl itself sends a request once more when a reused
         # connection dies before any answer, so the stub sees 5 to 10 PUTs
         attempts = [e for e in self.worker.log_events("s3_put") if e.get("bucket") == "dead-bucket"]
@@ -1349,19 +1357,20 @@ class FinalErrorTest(ThrottleCase):
             self.assertRegex(e["error"], r"(?i)(reset|recv|send|closed|empty reply|broken pipe)")
 
     def test_temporarily_unavailable_proxy_page_without_a_code(self):
-        """README: a 502 is retried, and after the last attempt the output fails with `<host>
-        temporarily unavailable (<why>)`, the why being what the last attempt met when S3 gave
-        no code: `HTTP 502` from a proxy's HTML page (it must not come out empty, "()")."""
+        """README: a 502 is retried, and after the last attempt the output fails with `S3
+        temporarily unavailable after N attempts: <the last attempt's error>`, which says what
+        it met when S3 gave no code: `HTTP 502` from a proxy's HTML page."""
         self.s3.fail("dead-bucket", 502, None)
         error, _ = self.error_postback("dead-4", ["dead-bucket", "pixq-test"])
-        self.assertTrue(error.startswith("%s temporarily unavailable (" % self.s3.host()), error)
-        self.assertRegex(error, r"\bHTTP 502\)$", error)
+        self.assertEqual(error, "S3 temporarily unavailable after 5 attempts: S3 PUT %s: HTTP 502"
+                         % self.s3.object_url("dead-bucket", "dead-4/0.png"))
         puts = self.puts("dead-bucket")
         self.assertEqual([r.status for r in puts], [502] * 5)  # PIXQ_S3_MAX_ATTEMPTS
 
     def test_transport_error_of_a_long_key_says_what_went_wrong(self):
         # the reason came after the whole URL: with a key of a few hundred bytes, the error
-        # ended inside the key ("temporarily unavailable (S3 PUT http://.../kkkk...)")
+        # ended inside the key ("temporarily unavailable (S3 PUT http://.../kkkk...)"); the URL
+        # is cut to 200 bytes
         self.s3.reset("dead-bucket")
         self.worker = self.start_workers(1)[0]
         job = self.job("dead-3", None, 2, buckets=["dead-bucket", "pixq-test"])
@@ -1370,7 +1379,9 @@ class FinalErrorTest(ThrottleCase):
         results = self.postbacks_for(["dead-3"])["dead-3"].results
         self.assertEqual(results["failed_image_identifiers"], ["img0"], results)
         error = results["errors"][0]
-        self.assertTrue(error.startswith("%s temporarily unavailable (" % self.s3.host()), error)
+        self.assertTrue(error.startswith("S3 temporarily unavailable after 5 attempts: S3 PUT %s"
+                                         % self.s3.object_url("dead-bucket", "dead-3/kkk")),
+                        error)
         self.assertRegex(error, r"(?i)(reset|recv|send|closed|empty reply|broken pipe)", error)
         failed = [e for e in self.worker.log_events("upload_failed") if e.get("job_id") == "dead-3"]
         self.assertRegex(failed[0]["error"], r"(?i)(reset|recv|send|closed|empty reply|broken pipe)")
@@ -2320,7 +2331,9 @@ class CredentialsFileTest(ThrottleCase):
         results = self.postbacks_for(["cf-never"])["cf-never"].results
         self.assertEqual(results.get("failed_image_identifiers"), ["img0"], results)
         error = results["errors"][0]
-        self.assertTrue(error.startswith("%s temporarily unavailable (" % self.s3.host()), error)
+        self.assertTrue(error.startswith("S3 temporarily unavailable after 2 attempts: S3 PUT %s: "
+                                         % self.s3.object_url("pixq-test", "cf-never/0.png")),
+                        error)
         self.assertIn("no S3 credentials: AWS_SHARED_CREDENTIALS_FILE %s could not be read"
                       % self.creds_path, error)
         self.assertEqual(self.puts("pixq-test"), [])
