@@ -1059,7 +1059,63 @@ int cfg_load(struct cfg *c, int *argc, char **argv, const char *(*get)(const cha
     return cross_check(c, e);
 }
 
-void cfg_redact_url(const char *url, char *out, size_t cap)
+/* Whether a query parameter named [name, name + n) carries a credential: a presigned URL's
+ * signature or session token (S3's SigV4 and SigV2, Google Cloud Storage's, an Azure SAS's
+ * `sig`), or a bearer token. */
+static bool secret_param(const char *name, size_t n)
+{
+    static const char *const names[] = {"X-Amz-Signature",
+                                        "X-Amz-Security-Token",
+                                        "Signature",
+                                        "X-Goog-Signature",
+                                        "sig",
+                                        "access_token",
+                                        "token"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strlen(names[i]) == n && strncasecmp(name, names[i], n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Rewrites the query of the URL in `out` (`cap` bytes) with the value of each secret_param() as
+ * "***"; the other parameters and a fragment stay as they are. */
+static void redact_query(char *out, size_t cap)
+{
+    char *q = strchr(out, '?');
+    char *query = q != NULL ? strdup(q + 1) : NULL;
+    if (query == NULL) {
+        if (q != NULL) {
+            q[1] = '\0'; /* no memory to look at it: none of it shown */
+        }
+        return;
+    }
+    size_t at = (size_t)(q + 1 - out);
+    const char *p = query;
+    while (*p != '\0' && *p != '#' && at + 1 < cap) {
+        size_t n = strcspn(p, "&#"), name = strcspn(p, "=&#");
+        int w = name < n && secret_param(p, name)
+                    ? snprintf(out + at, cap - at, "%.*s=***", (int)name, p)
+                    : snprintf(out + at, cap - at, "%.*s", (int)n, p);
+        at += w > 0 ? (size_t)w : 0;
+        if (at >= cap) { /* cut short: out ends there */
+            break;
+        }
+        p += n;
+        if (*p == '&' && at + 1 < cap) {
+            out[at++] = *p++;
+            out[at] = '\0';
+        }
+    }
+    if (*p == '#' && at + 1 < cap) {
+        snprintf(out + at, cap - at, "%s", p);
+    }
+    free(query);
+}
+
+/* Writes `url` with any password replaced by "***" into `out` (`cap` bytes, at least 1). */
+static void redact_userinfo(const char *url, char *out, size_t cap)
 {
     const char *scheme = strstr(url, "://");
     const char *start = scheme != NULL ? scheme + 3 : url;
@@ -1086,6 +1142,14 @@ void cfg_redact_url(const char *url, char *out, size_t cap)
     const char *colon = memchr(start, ':', (size_t)(at - start));
     const char *keep = colon != NULL ? colon + 1 : start; /* the user name stays visible */
     snprintf(out, cap, "%.*s***%s", (int)(keep - url), url, at);
+}
+
+void cfg_redact_url(const char *url, char *out, size_t cap)
+{
+    if (cap > 0) {
+        redact_userinfo(url, out, cap);
+        redact_query(out, cap);
+    }
 }
 
 static void format_value(const struct cfg *c, const struct cfg_entry *en, char *out, size_t cap)

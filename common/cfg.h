@@ -199,7 +199,10 @@ void cfg_each(const struct cfg *c, void (*fn)(const char *var, const char *value
  * typo such as PIXQ_PROCESS is otherwise ignored without a word; PIXQ_CONFIG is known). */
 void cfg_unknown_env(char *const *env, void (*fn)(const char *name, void *user), void *user);
 
-/* Writes `url` with any password replaced by "***" into `out` (`cap` bytes). */
+/* Writes `url` with any password replaced by "***" into `out` (`cap` bytes), and the value of
+ * each query parameter that carries a credential too: a presigned URL's signature or session
+ * token (X-Amz-Signature, X-Amz-Security-Token, Signature, X-Goog-Signature, sig), access_token
+ * and token, named in any case ("?X-Amz-Expires=60&X-Amz-Signature=***"). */
 void cfg_redact_url(const char *url, char *out, size_t cap);
 
 /* Whether a job may write to or read from `bucket`: PIXQ_S3_BUCKETS is empty, names it, or it

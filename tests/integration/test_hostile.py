@@ -611,7 +611,28 @@ class SourceAddressTest(HostileTestCase):
         pb = self.expect_failure(job, "server answered HTTP 403")
         error = pb.results["errors"][0]
         self.assertEqual(error.count("/signed.png"), 1, error)
-        self.assertIn(url, error)
+        # the presigned URL's signature is a credential: shown as a password is, ***
+        self.assertIn(url.replace("f" * (300 - len(url.rstrip("f"))), "***"), error)
+        self.assertNotIn("ffff", error)
+        self.assert_still_serving()
+
+    def test_presigned_src_error_hides_its_signature_and_token(self):
+        """A presigned URL's signature and session token grant access until it expires: a src
+        that fails shows them as *** in the postback, the dead entry and the log (all three
+        carried them whole); its expiry and key id, which tell why S3 refused it, stay."""
+        self.start()
+        self.src.status["/presigned.jpg"] = 403
+        url = self.src.url("/presigned.jpg?X-Amz-Credential=AKIDEXAMPLE%2F20261207&X-Amz-Expires=60"
+                           "&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLETOKEN&X-Amz-Signature=5d672d79c")
+        shown = url.replace("FwoGZXIvYXdzEXAMPLETOKEN", "***").replace("5d672d79c", "***")
+        pb = self.expect_failure(self.job("presigned", url),
+                                 "Failed to download %s: server answered HTTP 403" % shown)
+        failed = self.worker.log_events("job_failed")
+        self.assertIn(shown, failed[0]["error"])
+        for secret in (b"EXAMPLETOKEN", b"5d672d79c"):
+            self.assertNotIn(secret, pb.body)
+            self.assertNotIn(secret, self.dead_entry("hostile-presigned")["error"].encode())
+            self.assertNotIn(secret, self.worker.log_path.read_bytes())
         self.assert_still_serving()
 
 

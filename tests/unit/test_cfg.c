@@ -406,6 +406,34 @@ static void test_print_hides_secrets(void)
         cfg_redact_url(kept[i], out, sizeof out);
         CHECK_STR(out, kept[i]);
     }
+    /* a presigned URL's signature and session token, in any case, and a bearer token; the other
+     * parameters (its expiry, the key's id), a fragment and a password are shown as before */
+    static const char *const queries[][2] = {
+        {"https://b.s3.amazonaws.com/k.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID"
+         "%2F20261207%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Expires=60&X-Amz-Security-Token=FwoG"
+         "&X-Amz-SignedHeaders=host&X-Amz-Signature=0f1e2d",
+         "https://b.s3.amazonaws.com/k.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID"
+         "%2F20261207%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Expires=60&X-Amz-Security-Token=***"
+         "&X-Amz-SignedHeaders=host&X-Amz-Signature=***"},
+        {"http://u:pw@h/a?AWSAccessKeyId=AKID&Expires=9&signature=ab%2Bc#top",
+         "http://u:***@h/a?AWSAccessKeyId=AKID&Expires=9&signature=***#top"},
+        {"http://h/a?x-goog-signature=1&sig=2&access_token=3&token=4&tokens=5&sig",
+         "http://h/a?x-goog-signature=***&sig=***&access_token=***&token=***&tokens=5&sig"},
+        {"http://h/a?token=&&sig==x", "http://h/a?token=***&&sig=***"},
+        {"http://h/a#sig=1", "http://h/a#sig=1"},
+    };
+    for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+        cfg_redact_url(queries[i][0], out, sizeof out);
+        CHECK_STR(out, queries[i][1]);
+    }
+    /* cut short by `cap`: still a string, and no signature's first bytes */
+    char small[40];
+    cfg_redact_url("http://h/a?b=1&X-Amz-Signature=0123456789abcdef", small, sizeof small);
+    CHECK_STR(small, "http://h/a?b=1&X-Amz-Signature=***");
+    cfg_redact_url("http://h/a?bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", small, sizeof small);
+    CHECK_INT((int)strlen(small), 39);
+    cfg_redact_url("http://h/aaaaaaaaaaaaaaaaaaaa?sig=0123456789abcdef", small, sizeof small);
+    CHECK_STR(small, "http://h/aaaaaaaaaaaaaaaaaaaa?sig=***");
 }
 
 /* The settings of the network and job guards. */
