@@ -70,6 +70,23 @@ MagickWand *webp_headers(const void *data, size_t len, struct err *e)
     return w;
 }
 
+/* What a failed WebPDecode() means, in words (its status's number means nothing to a user). */
+static const char *status_words(VP8StatusCode st)
+{
+    switch (st) {
+    case VP8_STATUS_OUT_OF_MEMORY:
+        return "out of memory";
+    case VP8_STATUS_UNSUPPORTED_FEATURE:
+        return "it uses a feature the WebP decoder does not support";
+    case VP8_STATUS_NOT_ENOUGH_DATA:
+        return "corrupt: its data ends before its pixels do";
+    case VP8_STATUS_BITSTREAM_ERROR:
+        return "corrupt: its data is damaged";
+    default:
+        return "corrupt";
+    }
+}
+
 MagickWand *webp_read(const void *data, size_t len, long width, long height, struct err *e)
 {
     WebPDecoderConfig c;
@@ -88,7 +105,7 @@ MagickWand *webp_read(const void *data, size_t len, long width, long height, str
     MagickWand *w = NULL;
     if (st != VP8_STATUS_OK || c.output.width != width || c.output.height != height ||
         c.output.u.RGBA.stride != (int)width * (alpha ? 4 : 3)) {
-        err_set(e, "cannot read the WebP image (corrupt: libwebp status %d)", (int)st);
+        err_set(e, "cannot read the WebP image (%s)", status_words(st));
     } else {
         w = constitute(width, height, alpha, c.output.u.RGBA.rgba, e);
     }

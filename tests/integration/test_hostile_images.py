@@ -580,6 +580,21 @@ class CorruptTest(HostileImageTestCase):
                           "beyond ImageMagick's limits)")
         self.assert_still_serving()
 
+    def test_webp_whose_frame_ends_early(self):
+        """A WebP whose VP8 chunk holds half its frame (the container's sizes agree, so it is
+        not found truncated before decoding) fails in words: it read "(corrupt: libwebp status
+        7)", the decoder's VP8_STATUS_NOT_ENOUGH_DATA, a number that means nothing to a user."""
+        webp = subprocess.run(["convert", "-size", "96x64", "gradient:red-blue", "webp:-"],
+                              check=True, stdout=subprocess.PIPE, timeout=60).stdout
+        self.assertEqual(webp[12:16], b"VP8 ")
+        frame = webp[20:20 + struct.unpack("<I", webp[16:20])[0]]
+        body = b"WEBP" + riff_chunk(b"VP8 ", frame[:len(frame) // 2])
+        error = self.refuse_bytes("webp-half", b"RIFF" + struct.pack("<I", len(body)) + body,
+                                  "cannot read the WebP image (corrupt: its data ends before its "
+                                  "pixels do)", ".webp")
+        self.assertNotIn("status", error)
+        self.assert_still_serving()
+
     def too_many_scans(self):
         """A progressive JPEG of 1100 more scans than it has: its header reads, its pixels fail
         ("too many scans")."""
