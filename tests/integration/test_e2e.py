@@ -11,6 +11,7 @@ Run by meson (suite integration), or by hand:
 """
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -507,6 +508,47 @@ class JobDownloadTimeTest(E2ETestCase):
         self.assertLess(took, scaled(6), took)  # one run: final, not retried
         self.assertEqual(len(self.postbacks.postbacks), 1)
         self.worker.check_alive()
+
+
+class SourceTimeoutTest(E2ETestCase):
+    """PIXQ_DOWNLOAD_TIMEOUT_MS cuts one slow source (no test set it: a source slower than its
+    default 60 s was never met), a passing failure: the job runs again (PIXQ_MAX_ATTEMPTS), and
+    its postback and its job_failed line say the same: which source, that it timed out, and how
+    often the job ran."""
+
+    worker_env_extra = {"PIXQ_DOWNLOAD_TIMEOUT_MS": "1000", "PIXQ_MAX_ATTEMPTS": "2",
+                        "PIXQ_RETRY_BASE_MS": "100", "PIXQ_RETRY_MAX_MS": "200"}
+
+    def test_slow_source_times_out_and_runs_again(self):
+        png = (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes()
+        src = self.src.add("/slow.png", png)
+        self.src.delay["/slow.png"] = 5.0  # served, but after the timeout
+        t0 = time.monotonic()
+        self.push_job(self.make_job(src, "out/slow.png", function="no_op", job_id="slow-src",
+                                    postback_path="/pb/slow"))
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/slow")
+        results = pb.json["results"]
+        self.assertEqual(results["failed_image_identifiers"], ["thumb"], results)
+        errors = results.get("errors", [])
+        self.assertEqual(len(errors), 1, results)
+        self.assertRegex(errors[0], r"^Image processing failed\. Failed to download %s: timed out "
+                         r"\(Operation timed out after 1\d\d\d milliseconds with 0 bytes "
+                         r"received\) \(the job ran 2 times, each failing on a source\)$"
+                         % re.escape(src))
+        self.assertLess(time.monotonic() - t0, scaled(8), "cut at 1 s each run, not served")
+        self.assertEqual(self.src.requests("/slow.png"), 2)
+        retries = [e for e in self.worker.log_events("job_retry") if e["job_id"] == "slow-src"]
+        self.assertEqual([e["attempt"] for e in retries], ["2"], retries)
+        self.assertIn("timed out", retries[0]["error"])
+        failed = self.wait_until(lambda: [e for e in self.worker.log_events("job_failed")
+                                          if e["job_id"] == "slow-src"], 10, "job_failed")
+        self.assertEqual([e["error"] for e in failed], errors)  # the log says what the user read
+        self.assertEqual(self.s3.get_object("pixq-test", "out/slow.png")[0], 404)
+        self.push_job(self.make_job(self.serve("jpeg"), "out/after.jpg", params=THUMB,
+                                    job_id="after-slow", postback_path="/pb/good"))
+        pb = self.wait_for_postback(POSTBACK_TIMEOUT_S, path="/pb/good")
+        self.assert_success_postback(pb, "after-slow", (2560, 1600),
+                                     [self.expected_image("out/after.jpg", (200, 125))])
 
 
 class SourceReuseTest(E2ETestCase):
