@@ -622,8 +622,9 @@ class SourceAddressTest(HostileTestCase):
         carried them whole); its expiry and key id, which tell why S3 refused it, stay."""
         self.start()
         self.src.status["/presigned.jpg"] = 403
-        url = self.src.url("/presigned.jpg?X-Amz-Credential=AKIDEXAMPLE%2F20261207&X-Amz-Expires=60"
-                           "&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLETOKEN&X-Amz-Signature=5d672d79c")
+        url = self.src.url("/presigned.jpg?X-Amz-Credential=AKIDEXAMPLE%2F20261207"
+                           "&X-Amz-Expires=60&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLETOKEN"
+                           "&X-Amz-Signature=5d672d79c")
         shown = url.replace("FwoGZXIvYXdzEXAMPLETOKEN", "***").replace("5d672d79c", "***")
         pb = self.expect_failure(self.job("presigned", url),
                                  "Failed to download %s: server answered HTTP 403" % shown)
