@@ -657,12 +657,37 @@ int job_check_saves(const struct job *j, long max_saves, struct err *e)
 
 /* ---------------------------------------------------------------- the function tree */
 
+#define FN_PATH_DEPTH 16 /* levels of a function's place said in errors; "..." past them */
+
 struct tree_ctx {
     struct job *job;
     size_t max_functions;
     size_t n_functions;
     struct err *e;
+    size_t depth;             /* of the function being read: 1 at the top */
+    size_t at[FN_PATH_DEPTH]; /* its index at each level */
 };
+
+/* Where the function being read is, "functions[0].functions[2]", for an error about one with
+ * no name to go by; `functions` ends it with ".functions" (its children). */
+static const char *fn_place(const struct tree_ctx *t, bool functions, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t d = 0; d < t->depth && len < cap; d++) {
+        int w = d < FN_PATH_DEPTH
+                    ? snprintf(out + len, cap - len, "%sfunctions[%zu]", d > 0 ? "." : "", t->at[d])
+                    : snprintf(out + len, cap - len, "...");
+        len += w > 0 ? (size_t)w : 0;
+        if (d >= FN_PATH_DEPTH) {
+            break;
+        }
+    }
+    if (functions && len < cap) {
+        snprintf(out + len, cap - len, ".functions");
+    }
+    return out;
+}
 
 static json_object *member(json_object *obj, const char *name)
 {
@@ -941,15 +966,19 @@ static int parse_functions(struct tree_ctx *t, json_object *arr, struct job_fn *
 
 static int parse_fn(struct tree_ctx *t, json_object *obj, struct job_fn *f)
 {
+    char place[FN_PATH_DEPTH * 32];
     if (!json_object_is_type(obj, json_type_object)) {
-        return err_set(t->e, "each function must be an object");
+        return err_set(t->e, "each function must be an object (%s is %s)",
+                       fn_place(t, false, place, sizeof place),
+                       json_type_to_name(json_object_get_type(obj)));
     }
     if (++t->n_functions > t->max_functions) {
         return err_set(t->e, "too many functions (at most %zu)", t->max_functions);
     }
     f->name = string_member(obj, "name");
     if (f->name == NULL || f->name[0] == '\0') {
-        return err_set(t->e, "a function has no name");
+        return err_set(t->e, "a function has no name (%s)",
+                       fn_place(t, false, place, sizeof place));
     }
     f->params = member(obj, "params");
     if (f->params != NULL && !json_object_is_type(f->params, json_type_object)) {
@@ -969,7 +998,9 @@ static int parse_fn(struct tree_ctx *t, json_object *obj, struct job_fn *f)
 static int parse_functions(struct tree_ctx *t, json_object *arr, struct job_fn **out, size_t *n)
 {
     if (!json_object_is_type(arr, json_type_array)) {
-        return err_set(t->e, "functions must be an array");
+        char place[FN_PATH_DEPTH * 32];
+        return err_set(t->e, "functions must be an array (%s)",
+                       fn_place(t, true, place, sizeof place));
     }
     size_t len = json_object_array_length(arr);
     if (len > t->max_functions) {
@@ -980,11 +1011,16 @@ static int parse_functions(struct tree_ctx *t, json_object *arr, struct job_fn *
         return err_set(t->e, "out of memory");
     }
     *n = len;
+    t->depth++;
     for (size_t i = 0; i < len; i++) {
+        if (t->depth <= FN_PATH_DEPTH) {
+            t->at[t->depth - 1] = i;
+        }
         if (parse_fn(t, json_object_array_get_idx(arr, i), &(*out)[i]) < 0) {
             return -1;
         }
     }
+    t->depth--;
     return 0;
 }
 

@@ -209,7 +209,8 @@ static void test_errors(void)
     job_destroy(none);
     expect_invalid("{\"src\":\"u\",\"functions\":{\"name\":\"no_op\"}}",
                    "functions must be an array of functions");
-    expect_invalid("{\"src\":\"u\",\"functions\":[{\"params\":{}}]}", "has no name");
+    expect_invalid("{\"src\":\"u\",\"functions\":[{\"params\":{}}]}",
+                   "a function has no name (functions[0])");
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"save\":{}}]}",
                    "Save must have an image_identifier");
     expect_invalid("{\"src\":\"u\",\"functions\":[{\"name\":\"no_op\",\"params\":[1]}]}",
@@ -1524,7 +1525,13 @@ static void test_validation_table(void)
         {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
          "'set_exif':{'NoSuchTag':'x'}}}]}",
          "set_exif of 'i'"},
-        {"{'src':'u','functions':[{'name':'','params':{}}]}", "a function has no name"},
+        {"{'src':'u','functions':[{'name':'','params':{}}]}",
+         "a function has no name (functions[0])"},
+        {"{'src':'u','functions':[{'name':'a'},{'name':'b','functions':[{'name':'c'},7]}]}",
+         "each function must be an object (functions[1].functions[1] is int)"},
+        {"{'src':'u','functions':[{'name':'a','functions':[{'name':'b'},{'name':'c',"
+         "'functions':[{'name':'d'},{'name':'e'},{'params':{}}]}]}]}",
+         "a function has no name (functions[0].functions[1].functions[2])"},
         {"{'src':'u','functions':[{'name':'a','save':{'image_identifier':'i',"
          "'max_filesize':-1}}]}",
          "Invalid parameter 'max_filesize' of the save of 'i': -1 is out of range"},
@@ -1547,7 +1554,7 @@ static void test_validation_table(void)
         {"{'src':'u','pre_process':[{}],'functions':[]}",
          "each pre_process step must be an object with one key"},
         {"{'src':'u','functions':[{'name':'a','functions':{'name':'b'}}]}",
-         "functions must be an array"},
+         "functions must be an array (functions[0].functions)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i][1] != NULL) {
@@ -1561,6 +1568,34 @@ static void test_validation_table(void)
         }
         job_destroy(j);
     }
+}
+
+/* Where an error places a function nested deeper than the 16 levels it names: the first 16,
+ * then "...". */
+static void test_deep_function_place(void)
+{
+    char text[2048] = "{\"src\":\"u\",\"functions\":[";
+    for (int i = 0; i < 20; i++) {
+        strcat(text, "{\"name\":\"a\",\"functions\":[");
+    }
+    strcat(text, "{\"params\":{}}");
+    for (int i = 0; i < 20; i++) {
+        strcat(text, "]}");
+    }
+    strcat(text, "]}");
+    const struct job_limits deep = {250000, 64, 100, 0, 0};
+    struct err e = {{0}};
+    struct job *j = job_parse(text, strlen(text), &deep, &e);
+    CHECK(j != NULL);
+    char want[1024] = "a function has no name (functions[0]";
+    for (int i = 1; i < 16; i++) {
+        strcat(want, ".functions[0]");
+    }
+    strcat(want, "...)");
+    if (j != NULL) {
+        CHECK_STR(j->error, want);
+    }
+    job_destroy(j);
 }
 
 /* A job of one function whose save is `save` (single-quoted), valid; NULL if it is not. */
@@ -2032,6 +2067,7 @@ int main(void)
     test_full_job();
     test_format_order();
     test_errors();
+    test_deep_function_place();
     test_params();
     test_recorder();
     test_metadata_options();
