@@ -1854,8 +1854,10 @@ static bool blank_image(MagickWand *w)
     return true;
 }
 
-/* Encodes `w` as it is set into out->blob and out->len; 0, or -1 (out released). */
-static int encode_blob(MagickWand *w, struct img_output *out, struct err *e)
+/* Encodes `w` as it is set into out->blob and out->len, for `save`; 0, or -1 (out released: the
+ * error names the output, "encode of 'thumb' as jpg: ..."). */
+static int encode_blob(MagickWand *w, const struct job_save *save, struct img_output *out,
+                       struct err *e)
 {
     MagickResetIterator(w);
     out->blob = MagickGetImageBlob(w, &out->len);
@@ -1863,7 +1865,10 @@ static int encode_blob(MagickWand *w, struct img_output *out, struct err *e)
     if (out->blob == NULL || out->len == 0 || MagickGetExceptionType(w) >= ErrorException ||
         past_deadline(w)) {
         img_output_finish(out);
-        return img_fail(w, "encode", e);
+        char what[160];
+        snprintf(what, sizeof what, "encode of '%.100s' as %s", save->image_identifier,
+                 save->format);
+        return img_fail(w, what, e);
     }
     return 0;
 }
@@ -1891,7 +1896,7 @@ static int fit_filesize(MagickWand *w, const struct job_save *save, const char *
         struct img_output t = {.quality = q};
         int rc = MagickSetImageCompressionQuality(w, (size_t)q) == MagickFalse
                      ? img_fail(w, "set quality", e)
-                     : encode_blob(w, &t, e);
+                     : encode_blob(w, save, &t, e);
         if (rc < 0) {
             img_output_finish(&smallest);
             img_output_finish(&fit);
@@ -1938,7 +1943,7 @@ int img_encode(MagickWand *w, const struct job_save *save, long default_quality,
     out->depth = (long)MagickGetImageDepth(w);
     out->quality = (long)MagickGetImageCompressionQuality(w);
     out->blank = save->check_blank && blank_image(w);
-    if (encode_blob(w, out, e) < 0 || fit_filesize(w, save, magick, out, e) < 0) {
+    if (encode_blob(w, save, out, e) < 0 || fit_filesize(w, save, magick, out, e) < 0) {
         return -1;
     }
     if (out->len > max_bytes) {

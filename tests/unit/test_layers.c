@@ -212,6 +212,31 @@ static void test_caption_layout_stops(void)
     DestroyMagickWand(w);
 }
 
+/* An encoding that fails (here: the image's time ran out as it was written) names the output and
+ * its format; one with time left is made. */
+static void test_encode_names_its_output(void)
+{
+    MagickWand *w = solid(IMAGE_W, IMAGE_H, "#336699");
+    if (w == NULL) {
+        return;
+    }
+    struct job_save save = {.image_identifier = "thumb", .format = "jpg"};
+    struct img_output out;
+    struct err e = {{0}};
+    CHECK_INT(img_encode(w, &save, 75, 1 << 30, &out, &e), 0);
+    CHECK(out.blob != NULL && out.len > 0);
+    img_output_finish(&out);
+    expired(w);
+    CHECK_INT(img_encode(w, &save, 75, 1 << 30, &out, &e), -1);
+    char want[128];
+    snprintf(want, sizeof want,
+             "encode of 'thumb' as jpg: took longer than the limit of %ld s (PIXQ_MAGICK_TIME_S)",
+             img_time_limit_s());
+    CHECK_STR(e.msg, want);
+    CHECK(out.blob == NULL && out.len == 0);
+    DestroyMagickWand(w);
+}
+
 /* An operation timed on a sample first (op_fits_in_time()) on an image whose time ran out
  * before it started (a large source's decoding on a loaded machine took the limit): refused up
  * front, "would take longer", as when the sample's pace says so; before, cutting the sample
@@ -440,6 +465,7 @@ int main(void)
     test_tile_band();
     test_layer_time_left();
     test_caption_layout_stops();
+    test_encode_names_its_output();
     test_cmyk_image();
     test_measure_past_the_deadline();
     test_time_sample();
