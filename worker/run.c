@@ -142,6 +142,15 @@ static long download_time_left(const struct runner *w)
     return w->cfg->job_download_timeout_ms - w->times.fetch_us / 1000;
 }
 
+/* A source's download cut at PIXQ_MAX_SRC_BYTES: its error names the setting, as the errors of
+ * the other limits do. */
+static void name_src_cap(struct err *e)
+{
+    char why[ERR_MSG_MAX];
+    memcpy(why, e->msg, sizeof why);
+    err_set(e, "%.480s (PIXQ_MAX_SRC_BYTES)", why);
+}
+
 static int fetch_url(struct runner *w, const char *url, struct buf *out, struct err *e)
 {
     long left = download_time_left(w);
@@ -172,6 +181,9 @@ static int fetch_url(struct runner *w, const char *url, struct buf *out, struct 
         bool final = resp.too_large || resp.refused || resp.bad_url || resp.bad_answer ||
                      strstr(e->msg, "redirects followed") != NULL;
         note_fetch_failure(w, final ? RUN_SOURCE_FAILED : RUN_SOURCE_TRANSIENT);
+        if (resp.too_large) {
+            name_src_cap(e);
+        }
     } else if (resp.status / 100 != 2) {
         bool transient = resp.status >= 500 || resp.status == 429 || resp.status == 408;
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
@@ -297,6 +309,9 @@ static int fetch_s3(struct runner *w, json_object *src, struct buf *out, struct 
     if (rc < 0) {
         bool transient = s3_transient(&reply);
         note_fetch_failure(w, transient ? RUN_SOURCE_TRANSIENT : RUN_SOURCE_FAILED);
+        if (reply.status / 100 == 2) { /* the object over the cap (s3_get()) */
+            name_src_cap(e);
+        }
         /* a 429 or 503's Retry-After, as a URL source's (fetch_url()) */
         long after = reply.retry_after_ms;
         w->retry_after_ms = after > w->retry_after_ms ? after : w->retry_after_ms;

@@ -708,7 +708,8 @@ class RedirectTest(HostileTestCase):
         # an image that says it is over the cap still fails as it says so, its body unread
         t0 = time.monotonic()
         self.expect_failure(self.job("declared", self.tricks.special("/big.jpg", "declared")),
-                            "response larger than the limit of 1048576 bytes")
+                            "response larger than the limit of 1048576 bytes "
+                            "(PIXQ_MAX_SRC_BYTES)")
         self.assertLess(time.monotonic() - t0, scaled(8), "the body was read")
         self.assertEqual(self.worker.log_events("job_retry"), [])
 
@@ -753,7 +754,8 @@ class TransferTest(HostileTestCase):
                    PIXQ_RETRY_MAX_MS=200)
         src = self.tricks.special("/endless.png", "chunked")
         self.expect_failure(self.job("chunked", src),
-                            "response larger than the limit of 1048576 bytes")
+                            "response larger than the limit of 1048576 bytes "
+                            "(PIXQ_MAX_SRC_BYTES)")
         sent = self.tricks.sent.get("/endless.png", 0)
         self.assertLess(sent, 64 * 1024 * 1024, "the worker read far past its cap")
         self.assertEqual(self.worker.log_events("job_retry"), [])  # final at once
@@ -768,7 +770,8 @@ class TransferTest(HostileTestCase):
         self.assertEqual(self.s3.put_object("pixq-test", "big.jpg", os.urandom(200000)), 200)
         self.expect_failure(self.job("s3-big", {"name": "s3", "bucket": "pixq-test",
                                                 "key": "big.jpg"}),
-                            "response larger than the limit of 65536 bytes")
+                            "response larger than the limit of 65536 bytes "
+                            "(PIXQ_MAX_SRC_BYTES))")
         gets = [e for e in self.worker.log_events("s3_get") if e.get("job_id") == "hostile-s3-big"]
         self.assertEqual(len(gets), 1, gets)
         self.assertEqual(self.worker.log_events("job_retry"), [])
