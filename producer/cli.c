@@ -10,6 +10,25 @@
 
 #include "utf8.h"
 
+static int output_errno; /* the first failed write's, 0 if none */
+
+int cli_flush(void)
+{
+    int saved = errno;
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        output_errno = output_errno != 0 ? output_errno : errno != 0 ? errno : EIO;
+    }
+    errno = saved;
+    return output_errno != 0 ? -1 : 0;
+}
+
+int cli_output_errno(void)
+{
+    (void)cli_flush();
+    return output_errno;
+}
+
 bool cli_wants_help(int argc, char **argv)
 {
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {

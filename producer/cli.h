@@ -63,4 +63,12 @@ void cli_iso_utc(long long ms, char *out, size_t cap);
  * the text views show it: JSON is UTF-8, and a strict reader refuses the whole line. */
 void cli_print_json(json_object *o);
 
+/* Flushes stdout. Returns 0, or -1 if anything printed so far could not be written (a full disk, a
+ * closed file): the first failure's errno is kept for cli_output_errno(). */
+int cli_flush(void);
+
+/* 0 if everything printed on stdout so far was written (flushed or not), else the errno of the
+ * first write that failed (EIO when it is not known). */
+int cli_output_errno(void);
+
 #endif

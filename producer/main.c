@@ -1,9 +1,12 @@
 /* pixq: the command line. main() loads the configuration and hands the command to its module:
  * submit (submit.c), stats and queues (stats.c), job (jobinfo.c), dead and limit (admin.c). */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin.h"
 #include "cfg.h"
@@ -107,8 +110,38 @@ static void warn_unknown(const char *name, void *user)
     fprintf(stderr, "pixq: warning: %s in the environment is not a setting (ignored)\n", name);
 }
 
+/* The exit status of command `cmd`, which returned `rc`, once what it printed has been written
+ * out: stdout that could not take it (a full disk, a file closed or too large) is a failure,
+ * status 1 where it was 0, so that `pixq stats --prometheus > f.tmp && mv f.tmp f` does not move
+ * an empty or cut file into place. Whether the command did its work is said: `submit` enqueued
+ * its jobs though their ids are lost. */
+static int output_written(const char *cmd, int rc)
+{
+    int why = cli_output_errno();
+    if (why == 0) {
+        return rc;
+    }
+    fprintf(stderr, "pixq: %s: cannot write to stdout: %s (%sits output is lost or cut short)\n",
+            cmd, strerror(why), rc == CLI_OK ? "the command did its work; " : "");
+    return rc == CLI_OK ? CLI_FAILED : rc;
+}
+
+/* A standard descriptor the caller closed (`pixq stats >&-`) opened on /dev/null the wrong way
+ * round, so that what is read or written there fails as it would have (status 1: "cannot read
+ * -", "cannot write to stdout"), where the connection to Redis took its number and a command's
+ * output went to Redis as commands (status 0). */
+static void hold_std_fds(void)
+{
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            (void)open("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY); /* takes `fd` */
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
+    hold_std_fds();
     struct cfg cfg;
     struct err e = {{0}};
     int help = wants_help(argc, argv); /* before cfg_load() moves the arguments */
@@ -139,7 +172,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < N_COMMANDS; i++) {
         if (strcmp(argv[1], commands[i].name) == 0) {
-            return commands[i].run(&cfg, argc - 1, argv + 1);
+            return output_written(argv[1], commands[i].run(&cfg, argc - 1, argv + 1));
         }
     }
     /* cfg_load() took every setting it knows before the command: a dash left there is none */

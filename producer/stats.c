@@ -754,7 +754,7 @@ static void render(json_object *s, enum stats_format f)
     } else {
         print_text(s);
     }
-    fflush(stdout);
+    (void)cli_flush();
 }
 
 /* A collection that failed, under --watch: the wait (ms) before the next one while Redis may come
@@ -790,6 +790,9 @@ static int watch_loop(struct sctx *s, const struct cfg_queues *qs, const struct 
         }
         render(st, o->format);
         json_object_put(st);
+        if (cli_output_errno() != 0) {
+            return CLI_FAILED; /* main() says why */
+        }
         if (!o->watch || (o->count > 0 && n >= o->count)) {
             return CLI_OK;
         }

@@ -557,7 +557,7 @@ static void print_ids(const char *queue, const struct batch *b, size_t n, bool j
         for (size_t i = 0; i < n; i++) {
             printf("%s\n", b->ids[i]);
         }
-        fflush(stdout);
+        (void)cli_flush();
         return;
     }
     json_object *o = json_object_new_object(), *ids = json_object_new_array();
@@ -567,7 +567,7 @@ static void print_ids(const char *queue, const struct batch *b, size_t n, bool j
     json_object_object_add(o, "queue", json_object_new_string(queue));
     json_object_object_add(o, "job_ids", ids);
     cli_print_json(o);
-    fflush(stdout);
+    (void)cli_flush();
     json_object_put(o);
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "clock.h"
 #include "outage.h"
 #include "rq.h"
@@ -75,7 +76,7 @@ static void take(struct waiter *w, const redisReply *r)
         fflush(stderr);
     }
     printf("%s\n", r->str);
-    fflush(stdout);
+    (void)cli_flush();
     if (wait_result_failed(r->str)) {
         w->out->failed++;
     } else {

@@ -1511,6 +1511,38 @@ class StatsTest(CliCase):
         self.assertNotIn("pixq_queue_next_delayed_seconds{",
                          self.pixq_ok("stats", "--prometheus"))
 
+    def run_to(self, stdout, *args, input=None, close_stdout=False):
+        """pixq [args] with its stdout on the file `stdout` (or closed): (status, stderr)."""
+        r = subprocess.run([CONFIG.pixq, *args], env=self.cli_env(), stdout=stdout,
+                           stderr=subprocess.PIPE, text=True, input=input, timeout=scaled(30),
+                           preexec_fn=(lambda: os.close(1)) if close_stdout else None)
+        return r.returncode, r.stderr
+
+    def test_output_that_cannot_be_written_is_a_failure(self):
+        """A stdout that takes nothing (a full disk: /dev/full; a file closed) fails the command,
+        status 1, and says so, whether it did its work (submit's jobs are enqueued, their ids
+        lost): `pixq stats --prometheus > f.tmp && mv f.tmp f` (README, Metrics) moved an empty
+        file into place, status 0; stats --watch wrote into it for ever; a closed stdout left
+        its number to the connection, and submit's ids went to Redis as commands (status 0)."""
+        lost = "its output is lost or cut short)\n"
+        done = " (the command did its work; " + lost
+        with open("/dev/full", "w") as full:
+            for args, said in ((["stats"], " (" + lost), (["stats", "--prometheus"], " (" + lost),
+                               (["stats", "--watch", "0.1"], " (" + lost),
+                               (["queues", "--json"], done), (["limit", "show"], done),
+                               (["submit", "-"], done)):
+                with self.subTest(args=args):
+                    rc, err = self.run_to(full, *args, input=json.dumps(GOOD_JOB))
+                    self.assertEqual((rc, err), (1, "pixq: %s: cannot write to stdout: No space "
+                                                 "left on device%s" % (args[0], said)))
+        self.assertEqual(self.redis.llen(self.key("jobs")), 1)  # enqueued all the same
+        for args, said in ((["stats"], " (" + lost), (["submit", "-"], done)):
+            with self.subTest(args=args, stdout="closed"):
+                rc, err = self.run_to(None, *args, input=json.dumps(GOOD_JOB), close_stdout=True)
+                self.assertEqual((rc, err), (1, "pixq: %s: cannot write to stdout: Bad file "
+                                             "descriptor%s" % (args[0], said)))
+        self.assertEqual(self.redis.llen(self.key("jobs")), 2)
+
     def test_next_delayed_overdue_until_a_worker_promotes_it(self):
         """When the earliest delayed entry is due (QUEUE.md's "next due"): a retry due 30 s ago
         that no worker has promoted (none runs) is overdue in every view, the one alert that
