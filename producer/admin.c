@@ -12,6 +12,7 @@
 #include "job.h"
 #include "rq.h"
 #include "s3.h"
+#include "utf8.h"
 
 struct admin {
     struct rq *rq;
@@ -921,7 +922,19 @@ static int limit_reset(struct admin *a, const struct cfg *cfg, const char *bucke
     return CLI_OK;
 }
 
-/* Checks the words after `limit` before connecting. Returns 0 or CLI_USAGE (reason printed). */
+/* A usage error naming the word of `limit SUB` that is wrong: `what` ("bucket name", "RATE"...)
+ * `word`, and what it must be. Returns CLI_USAGE. */
+static int limit_bad(const char *sub, const char *what, const char *word, const char *must)
+{
+    char shown[UTF8_SHOWN_MAX + 1];
+    return cli_usage("limit", "%s: %s '%s' is not valid (%s)", sub, what,
+                     utf8_ascii_shown(word, shown, sizeof shown), must);
+}
+
+#define BUCKET_RULE "3-63 characters of a-z 0-9 . -; A-Z and _ in a legacy us-east-1 name"
+
+/* Checks the words after `limit` before connecting. Returns 0 or CLI_USAGE (reason printed: the
+ * word that is wrong, and what it must be). */
 static int limit_args(int argc, char **argv, double *rate, long *burst)
 {
     const char *cmd = argc >= 2 ? argv[1] : "";
@@ -934,17 +947,17 @@ static int limit_args(int argc, char **argv, double *rate, long *burst)
         if (argc != 5) {
             return cli_usage("limit", "set takes BUCKET RATE BURST");
         }
-        if (!s3_valid_bucket(argv[2]) || !cli_double(argv[3], 0.001, 1e6, rate) ||
-            !cli_long(argv[4], 0, 1000000, burst)) {
-            return cli_usage("limit", "set needs a valid bucket name, a RATE of 0.001 to 1000000 "
-                                      "PUT/s and a BURST of 0 to 1000000");
-        }
-        return 0;
+        return !s3_valid_bucket(argv[2]) ? limit_bad("set", "bucket name", argv[2], BUCKET_RULE)
+               : !cli_double(argv[3], 0.001, 1e6, rate)
+                   ? limit_bad("set", "RATE", argv[3], "a number of 0.001 to 1000000 PUT/s")
+               : !cli_long(argv[4], 0, 1000000, burst)
+                   ? limit_bad("set", "BURST", argv[4], "a whole number of 0 to 1000000")
+                   : 0;
     }
     if (strcmp(cmd, "reset") == 0) {
-        return argc == 3 && s3_valid_bucket(argv[2])
-                   ? 0
-                   : cli_usage("limit", "reset takes one valid bucket name");
+        return argc != 3                  ? cli_usage("limit", "reset takes one bucket name")
+               : s3_valid_bucket(argv[2]) ? 0
+                                          : limit_bad("reset", "bucket name", argv[2], BUCKET_RULE);
     }
     return argc < 2 ? cli_usage("limit", "show, set or reset expected")
                     : cli_usage("limit", "unknown subcommand '%s'", cmd);

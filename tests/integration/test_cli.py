@@ -3971,6 +3971,39 @@ class BadArgumentsTest(unittest.TestCase):
                 self.assertEqual((r.returncode, r.stdout, r.stderr),
                                  (2, "", "pixq: dead: %s (usage: pixq dead --help)\n" % reason))
 
+    def test_limit_usage_errors_name_the_wrong_word(self):
+        """`limit set` and `limit reset` name the word that is wrong and what it must be; set
+        said "needs a valid bucket name, a RATE of 0.001 to 1000000 PUT/s and a BURST of 0 to
+        1000000" whichever it was (h225's audit)."""
+        bucket = ("bucket name", "3-63 characters of a-z 0-9 . -; A-Z and _ in a legacy "
+                  "us-east-1 name")
+        rate = ("RATE", "a number of 0.001 to 1000000 PUT/s")
+        burst = ("BURST", "a whole number of 0 to 1000000")
+        for args, (what, must), word in (
+                (["set", "Bad_Bucket_", "1", "1"], bucket, "Bad_Bucket_"),
+                (["set", "ab", "x", "x"], bucket, "ab"),
+                (["set", "my-bucket", "abc", "1"], rate, "abc"),
+                (["set", "my-bucket", "0", "1"], rate, "0"),
+                (["set", "my-bucket", "1000001", "x"], rate, "1000001"),
+                (["set", "my-bucket", "nan", "1"], rate, "nan"),
+                (["set", "my-bucket", "5", "1.5"], burst, "1.5"),
+                (["set", "my-bucket", "5", "-1"], burst, "-1"),
+                (["set", "my-bucket", "5", "1000001"], burst, "1000001"),
+                (["set", "a\x1b[2Jb", "1", "1"], bucket, "a?[2Jb"),  # shown, not obeyed
+                (["reset", "ab"], bucket, "ab")):
+            with self.subTest(args=args):
+                r = self.run_cli(["limit", *args])
+                self.assertEqual((r.returncode, r.stdout, r.stderr),
+                                 (2, "", "pixq: limit: %s: %s '%s' is not valid (%s) (usage: pixq "
+                                  "limit --help)\n" % (args[0], what, word, must)))
+        for args, said in ((["set", "my-bucket", "5"], "set takes BUCKET RATE BURST"),
+                           (["reset"], "reset takes one bucket name"),
+                           (["reset", "a-b", "c-d"], "reset takes one bucket name")):
+            with self.subTest(args=args):
+                r = self.run_cli(["limit", *args])
+                self.assertEqual((r.returncode, r.stdout, r.stderr),
+                                 (2, "", "pixq: limit: %s (usage: pixq limit --help)\n" % said))
+
     def test_unknown_command_or_option_before_it(self):
         """A word pixq does not know where the command goes is an unknown command; a dash there
         is an option pixq does not know (it said "unknown command '--nosuch'")."""
