@@ -36,6 +36,14 @@ local upto, count = tonumber(ARGV[2]), tonumber(ARGV[3])
 if upto < 1 or count < 1 then
     return {0, 0}
 end
+-- include: lib/queue_types.lua
+-- Every key written below, looked at before the first write: a `jobs` of another type (set by
+-- hand) failed the call at its LPUSH after the entry's LREM, and the job was in neither list,
+-- lost; a `stats` of another type at the HINCRBY after them, the jobs put back said not to be.
+local refused = queue_key_of_another_type({[1] = 'list', [2] = 'list', [3] = 'hash'})
+if refused then
+    return refused
+end
 local pushed = (tonumber(redis.call('HGET', KEYS[3], 'dead')) or 0) - tonumber(ARGV[4])
 if pushed < 0 then -- the stats were reset meanwhile
     pushed = 0

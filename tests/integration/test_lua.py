@@ -1678,6 +1678,29 @@ class DeadRetryTest(LuaTestCase):
         self.assertEqual(self.r.lrange(DEAD), odd)
         self.assertEqual(self.r.lrange(JOBS), ['{"job_id":"d"}', pill])
 
+    def test_queue_key_of_another_type_writes_nothing(self):
+        """A key dead_retry.lua writes holding another type (set by hand): WRONGTYPE naming it,
+        before any write. Before, a `jobs` of another type failed the call at its LPUSH after the
+        entry's LREM: the job was in neither list, lost (h225's audit); a `stats` one after the
+        jobs had gone back, which `pixq dead retry` then reported as a failure."""
+        entry = json.dumps({"job": '{"job_id":"a"}', "job_id": "a", "error": "e"})
+        for k in (DEAD, JOBS, STATS):
+            with self.subTest(key=k):
+                self.r.execute("FLUSHALL")
+                if k != DEAD:
+                    self.r.lpush(DEAD, entry)
+                self.r.execute("SET", k, "theirs")
+                with self.assertRaises(harness.RespError) as refused:
+                    self.run_script("dead_retry", [DEAD, JOBS, STATS], ["all", "1", "1", "0"])
+                self.assertEqual(self.r.get(k), "theirs")
+                if k != DEAD:
+                    self.assertEqual(self.r.lrange(DEAD), [entry])
+                if k != JOBS:
+                    self.assertEqual(self.r.llen(JOBS), 0)
+                self.assertEqual(self.r.hgetall(STATS) if k != STATS else {}, {})
+                self.assertRegex(str(refused.exception), "^WRONGTYPE %s holds a string, not a "
+                                 % re.escape(k))
+
     def test_one_window_per_call(self):
         """A call looks at the oldest `window` of the first `upto` entries, moved down by the
         entries pushed since the dead count given (as finish.lua pushes them, counted), and no
