@@ -10,6 +10,14 @@
 -- `jobs`: a worker blocked on the queue takes it, promotes, and sleeps exactly until the due time.
 -- Returns the due time (ms, Redis clock).
 
+-- include: lib/queue_types.lua
+-- Both keys looked at before the ZADD: a `jobs` of another type (set by hand) failed the call at
+-- the wake-up token's RPUSH after it, and `pixq submit --delay` said "nothing was enqueued" (and
+-- gave the job_id back) of a job left in `delayed`.
+local refused = queue_key_of_another_type({[1] = 'zset', [2] = 'list'})
+if refused then
+    return refused
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = now + tonumber(ARGV[2])

@@ -810,6 +810,21 @@ class DelayTest(LuaTestCase):
         self.delay("job-a", 100)
         self.assertEqual(self.r.execute("RPOP", JOBS), WAKE)
 
+    def test_queue_key_of_another_type_writes_nothing(self):
+        """`jobs` or `delayed` of another type (set by hand): WRONGTYPE naming it, before the
+        ZADD. Before, a `jobs` one failed the call at the wake-up token's RPUSH after the ZADD:
+        `pixq submit --delay` said "nothing was enqueued" of a job left in `delayed` (h225)."""
+        for k, other in ((JOBS, DELAYED), (DELAYED, JOBS)):
+            with self.subTest(key=k):
+                self.r.execute("FLUSHALL")
+                self.r.execute("SET", k, "theirs")
+                with self.assertRaises(harness.RespError) as refused:
+                    self.delay("job-a", 500)
+                self.assertEqual(self.r.get(k), "theirs")
+                self.assertEqual(self.r.execute("EXISTS", other), 0)
+                self.assertRegex(str(refused.exception), "^WRONGTYPE %s holds a string, not a "
+                                 % re.escape(k))
+
 
 class BeginTest(LuaTestCase):
     def begin(self, job_id, ttl=3600):
