@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -15,6 +16,7 @@
 #include "buf.h"
 #include "hash.h"
 #include "log.h"
+#include "utf8.h"
 
 extern const char lua_finish[], lua_adopt[], lua_heartbeat[], lua_expired[], lua_reap[],
     lua_promote[], lua_requeue[], lua_delay[], lua_begin[], lua_dead_retry[], lua_split[],
@@ -540,18 +542,44 @@ void rq_clean_error(char *msg)
     }
 }
 
+/* The key a command names (its first argument: `len` bytes of `arg`, NULL when it has none),
+ * for an error: NULL for a script's call, whose first argument is no key (a script's own
+ * WRONGTYPE names its key). */
+struct key_arg {
+    const char *arg;
+    size_t len;
+};
+
+static struct key_arg command_key(int argc, const char **argv, const size_t *lens)
+{
+    size_t len0 = lens != NULL ? lens[0] : strlen(argv[0]);
+    bool script = (len0 >= 4 && strncasecmp(argv[0], "EVAL", 4) == 0) ||
+                  (len0 >= 5 && strncasecmp(argv[0], "FCALL", 5) == 0);
+    if (argc < 2 || script) {
+        return (struct key_arg){NULL, 0};
+    }
+    return (struct key_arg){argv[1], lens != NULL ? lens[1] : strlen(argv[1])};
+}
+
 /* An error reply's message into `e` (may be NULL), "redis: <message>", without what Redis adds
  * to a script's errors (rq_clean_error()). A replica's READONLY
  * (PIXQ_REDIS_URL names a server that a failover made a replica, or a replica from the start)
  * says what to do about it: writes will be refused until it is promoted or the URL changes.
- * Returns -1. */
-static int reply_error(struct rq *r, const char *reply, struct err *e)
+ * A WRONGTYPE names the command's `key` (a key of another type, set by hand, which Redis's
+ * message leaves unsaid), as the scripts' own do. Returns -1. */
+static int reply_error(struct rq *r, const char *reply, struct key_arg key, struct err *e)
 {
     char msg[ERR_MSG_MAX];
     snprintf(msg, sizeof msg, "%s", reply);
     rq_clean_error(msg);
     bool replica = strncmp(msg, "READONLY ", 9) == 0;
     r->replica_seen = r->replica_seen || replica;
+    if (strncmp(msg, "WRONGTYPE ", 10) == 0 && key.arg != NULL) {
+        char name[RQ_KEY_MAX], shown[UTF8_SHOWN_MAX + 1];
+        snprintf(name, sizeof name, "%.*s", (int)(key.len < sizeof name ? key.len : 0), key.arg);
+        return err_set(e, "redis: %.400s (key '%s')", msg,
+                       utf8_ascii_shown(name, shown, sizeof shown));
+    }
     return err_set(e, "redis: %.400s%s", msg,
                    replica ? " (PIXQ_REDIS_URL names a read-only replica: point it at the "
                              "primary)"
@@ -559,10 +587,10 @@ static int reply_error(struct rq *r, const char *reply, struct err *e)
 }
 
 /* A reply that came: itself, or NULL for an error reply, whose message goes into `e`. */
-static redisReply *answer(struct rq *r, redisReply *rep, struct err *e)
+static redisReply *answer(struct rq *r, redisReply *rep, struct key_arg key, struct err *e)
 {
     if (rep->type == REDIS_REPLY_ERROR) {
-        reply_error(r, rep->str, e);
+        reply_error(r, rep->str, key, e);
         freeReplyObject(rep);
         return NULL;
     }
@@ -570,13 +598,13 @@ static redisReply *answer(struct rq *r, redisReply *rep, struct err *e)
 }
 
 /* Turns a raw reply into the rq convention: error replies and I/O failures become NULL. */
-static redisReply *check_reply(struct rq *r, redisReply *rep, struct err *e)
+static redisReply *check_reply(struct rq *r, redisReply *rep, struct key_arg key, struct err *e)
 {
     if (rep == NULL) {
         connection_lost(r, e);
         return NULL;
     }
-    return answer(r, rep, e);
+    return answer(r, rep, key, e);
 }
 
 /* Why `c`'s connection, with no command outstanding, cannot carry the next one, or NULL: the
@@ -789,7 +817,7 @@ static redisReply *send_cmd(struct rq *r)
 /* Runs the command formatted in r->cmd: `name` (`len` bytes) and the script's name (NULL: not a
  * script) are for the timing line. As rq_commandv. */
 static redisReply *round_trip(struct rq *r, long extra_timeout_ms, const char *name, int len,
-                              const char *script, struct err *e)
+                              const char *script, struct key_arg key, struct err *e)
 {
     if (extra_timeout_ms > 0) {
         redisSetTimeout(r->ctx, ms_to_tv(r->timeout_ms + extra_timeout_ms));
@@ -802,7 +830,7 @@ static redisReply *round_trip(struct rq *r, long extra_timeout_ms, const char *n
     if (extra_timeout_ms > 0 && r->ctx != NULL && rep != NULL) {
         redisSetTimeout(r->ctx, ms_to_tv(r->timeout_ms));
     }
-    return check_reply(r, rep, e);
+    return check_reply(r, rep, key, e);
 }
 
 /* rq_commandv, with the script's name for the timing line (NULL: not a script). */
@@ -814,7 +842,9 @@ static redisReply *commandv(struct rq *r, long extra_timeout_ms, int argc, const
         return NULL;
     }
     int len = lens != NULL ? (int)lens[0] : (int)strlen(argv[0]);
-    return round_trip(r, extra_timeout_ms, argv[0], len, script, e);
+    return round_trip(r, extra_timeout_ms, argv[0], len, script,
+                      script != NULL ? (struct key_arg){NULL, 0} : command_key(argc, argv, lens),
+                      e);
 }
 
 redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
@@ -823,21 +853,55 @@ redisReply *rq_commandv(struct rq *r, long extra_timeout_ms, int argc, const cha
     return commandv(r, extra_timeout_ms, argc, argv, lens, NULL, e);
 }
 
+/* The second word of a command in RESP (`*N $len word $len word...`, as redisvFormatCommand()
+ * writes it), or {NULL, 0}. Points into `cmd`. */
+static struct key_arg resp_second_word(const char *cmd, size_t n)
+{
+    const char *p = cmd, *end = cmd + n;
+    for (int word = 0; word < 2; word++) {
+        p = memchr(p, '\n', (size_t)(end - p)); /* past "*N\r\n", then past a word's "\r\n" */
+        if (p == NULL || ++p >= end || *p != '$') {
+            return (struct key_arg){NULL, 0};
+        }
+        char *after;
+        unsigned long len = strtoul(p + 1, &after, 10);
+        if (after + 2 > end || len > (size_t)(end - (after + 2))) {
+            return (struct key_arg){NULL, 0};
+        }
+        if (word == 1) {
+            return (struct key_arg){after + 2, len};
+        }
+        p = after + 2 + len;
+    }
+    return (struct key_arg){NULL, 0};
+}
+
 redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...)
 {
     collect_sent(r);
     if (ensure_connected(r, e) < 0) {
         return NULL;
     }
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
+    va_copy(again, ap);
     r->round_trips++;
     long long t0 = mono_us();
     redisReply *rep = redisvCommand(r->ctx, fmt, ap);
     va_end(ap);
     r->used_us = mono_us();
     log_round_trip(fmt, (int)strcspn(fmt, " "), NULL, t0, rep);
-    return check_reply(r, rep, e);
+    /* a WRONGTYPE names the key: the command formatted again, its second word read */
+    char *cmd = NULL;
+    struct key_arg key = {NULL, 0};
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "WRONGTYPE", 9) == 0) {
+        int n = redisvFormatCommand(&cmd, fmt, again);
+        key = n > 0 ? resp_second_word(cmd, (size_t)n) : key;
+    }
+    va_end(again);
+    redisReply *out = check_reply(r, rep, key, e);
+    redisFreeCommand(cmd);
+    return out;
 }
 
 unsigned long rq_round_trips(const struct rq *r)
@@ -885,7 +949,9 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
         replies[i] = rep;
         if (replies[i]->type == REDIS_REPLY_ERROR) {
             /* the first error says why: a refused MULTI's EXEC answers only EXECABORT */
-            rc = rc < 0 ? rc : reply_error(r, replies[i]->str, e);
+            rc = rc < 0 ? rc
+                        : reply_error(r, replies[i]->str,
+                                      command_key(cmds[i].argc, cmds[i].argv, cmds[i].lens), e);
             freeReplyObject(replies[i]);
             replies[i] = NULL;
         }
@@ -952,7 +1018,7 @@ static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char
         format_script(r, s, nkeys, keys, nargs, args, arglens, e) < 0) {
         return NULL;
     }
-    return round_trip(r, 0, "EVALSHA", 7, script_name[s], e);
+    return round_trip(r, 0, "EVALSHA", 7, script_name[s], (struct key_arg){NULL, 0}, e);
 }
 
 redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
@@ -1041,7 +1107,7 @@ redisReply *rq_script_reply(struct rq *r, struct err *e)
         r->lost = false;
         return NULL;
     }
-    return answer(r, rep, e);
+    return answer(r, rep, (struct key_arg){NULL, 0}, e);
 }
 
 int rq_key(char *out, size_t cap, const char *queue, const char *suffix)

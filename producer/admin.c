@@ -91,7 +91,7 @@ static int dead_read(struct dead_cursor *c, long from, long n, struct err *e)
     if (rc == 0 && (x->type != REDIS_REPLY_ARRAY || x->elements != 2)) {
         rc = err_set(e, "redis: EXEC gave no page of %s", c->key);
     } else if (rc == 0 && x->element[1]->type == REDIS_REPLY_ERROR) {
-        rc = err_set(e, "redis: %s", x->element[1]->str); /* WRONGTYPE */
+        rc = err_set(e, "redis: %s (key '%s')", x->element[1]->str, c->key); /* WRONGTYPE */
     }
     if (rc == 0) {
         const redisReply *count = x->element[0];
@@ -298,12 +298,13 @@ static int dead_list(struct admin *a, long limit, bool json)
         c[i].failed_at = LLONG_MAX; /* until an entry says when */
         rq_key(c[i].key, sizeof c[i].key, a->qs.name[i], "dead");
         rq_key(c[i].stats, sizeof c[i].stats, a->qs.name[i], "stats");
-        rc = dead_cursor_at(&c[i], 0, &e) == 0 ? CLI_OK : cli_fail("%s", e.msg);
+        rc = dead_cursor_at(&c[i], 0, &e) == 0 ? CLI_OK : cli_fail("dead list: %s", e.msg);
     }
     struct dead_cursor *next;
     for (long k = 0; rc == CLI_OK && k < limit && (next = dead_newest(c, a->qs.n)) != NULL; k++) {
         dead_print(next, json, a->qs.n > 1);
-        rc = dead_cursor_at(next, next->next + 1, &e) == 0 ? CLI_OK : cli_fail("%s", e.msg);
+        rc = dead_cursor_at(next, next->next + 1, &e) == 0 ? CLI_OK
+                                                           : cli_fail("dead list: %s", e.msg);
     }
     for (size_t i = 0; i < a->qs.n; i++) {
         json_object_put(c[i].head);
@@ -426,8 +427,11 @@ static long long dead_retry_queue(struct admin *a, const char *q, const char *wh
     const redisReply *x = rep[3];
     bool began = x->type == REDIS_REPLY_ARRAY && x->elements == 2;
     if (!began || x->element[0]->type == REDIS_REPLY_ERROR) {
-        err_set(&e, "redis: %s",
-                began ? x->element[0]->str : "EXEC gave no length"); /* WRONGTYPE */
+        if (began) {
+            err_set(&e, "redis: %s (key '%s')", x->element[0]->str, dead); /* WRONGTYPE */
+        } else {
+            err_set(&e, "redis: EXEC gave no length of %s", dead);
+        }
         for (size_t i = 0; i < 4; i++) {
             freeReplyObject(rep[i]);
         }

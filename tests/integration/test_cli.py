@@ -1543,6 +1543,35 @@ class StatsTest(CliCase):
                                              "descriptor%s" % (args[0], said)))
         self.assertEqual(self.redis.llen(self.key("jobs")), 2)
 
+    def test_key_of_another_type_is_named(self):
+        """A queue key of another type (set by hand: `SET pixq:{default}:jobs x`) fails each
+        command that reads or writes it, status 1, the key named, so that the operator knows
+        which to look at (README, Redis keys): Redis's WRONGTYPE names none, and pixq said only
+        'redis: WRONGTYPE Operation against a key holding the wrong kind of value'; dead list
+        said even that without the command ('pixq: redis: ...') (h225's audit)."""
+        failing = {"jobs": [["stats"], ["queues"], ["job", "a-1"], ["submit", "-"],
+                            ["submit", "--delay", "9000", "-"]],
+                   "dead": [["stats"], ["queues"], ["job", "a-1"], ["dead", "list"],
+                            ["dead", "retry", "all"], ["dead", "retry", "a-1"],
+                            ["dead", "purge"], ["dead", "purge", "--no-id"]],
+                   "delayed": [["stats"], ["queues"], ["job", "a-1"],
+                               ["submit", "--delay", "9000", "-"]],
+                   "workers": [["stats"], ["queues"], ["job", "a-1"]],
+                   "tput": [["stats"]], "parked": [["stats"]], "stats": [["stats"]]}
+        for suffix, commands in failing.items():
+            key = self.key(suffix)
+            self.redis.execute("FLUSHALL")
+            self.redis.execute("SET", key, "theirs")
+            for args in commands:
+                with self.subTest(key=key, args=args):
+                    r = self.run_pixq(*args, input=json.dumps(GOOD_JOB))
+                    self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+                    self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                    name = "dead %s" % args[1] if args[0] == "dead" else args[0]
+                    self.assertRegex(r.stderr, r"^pixq: %s: .*WRONGTYPE.*'?%s'?\W"
+                                     % (name, re.escape(key)))
+            self.assertEqual(self.redis.get(key), "theirs")
+
     def test_next_delayed_overdue_until_a_worker_promotes_it(self):
         """When the earliest delayed entry is due (QUEUE.md's "next due"): a retry due 30 s ago
         that no worker has promoted (none runs) is overdue in every view, the one alert that
