@@ -50,6 +50,8 @@ from harness import (  # noqa: E402
 ALLOWED = "127.0.0.9"  # the one private address jobs may reach: this test's servers
 FORBIDDEN_V4 = "127.0.0.2"  # loopback, not allowed: serves the same image
 TIMEOUT_S = 40
+# what pixq adds to Redis's NOAUTH, which it answers a URL without a password
+NO_PASSWORD = " (PIXQ_REDIS_URL gives no password: redis://[USER]:PASSWORD@HOST:PORT/DB)"
 
 
 def image_bytes():
@@ -1773,6 +1775,13 @@ class RedisAuthTest(HostileTestCase):
                     self.assertIn(answer, r.stderr)
                     self.assertNotIn("trying again", r.stderr)
                     self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                    if answer == "NOAUTH":  # where the password goes (h225's audit)
+                        self.assertIn(NO_PASSWORD, r.stderr)
+        # a database but 0: NOAUTH answers the SELECT of the connection
+        r = self.run_pixq("stats", env={"PIXQ_REDIS_URL": nopass[:-2] + "/3"})
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertEqual(r.stderr, "pixq: stats: redis SELECT refused: NOAUTH Authentication "
+                         "required.%s\n" % NO_PASSWORD)
 
     def test_acl_user(self):
         server = self.use_auth_redis("acl-pass-83c2", username="pixq")
