@@ -886,6 +886,10 @@ static int limit_write(struct admin *a, const struct cfg *cfg, const char *bucke
     redisReply *r = rate != NULL ? rq_script(a->rq, RQ_SCRIPT_RL_SET, 1, keys, 4, set, NULL, e)
                                  : rq_script(a->rq, RQ_SCRIPT_RL_SET, 1, keys, 5, reset, NULL, e);
     int rc = r != NULL ? 0 : -1;
+    if (r == NULL && strncmp(e->msg, "redis: WRONGTYPE ", 17) == 0) { /* set by hand: which */
+        struct err why = *e;
+        err_set(e, "%s (key '%s')", why.msg, key);
+    }
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer > 0) {
         rc = 1;

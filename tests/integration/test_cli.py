@@ -1557,9 +1557,12 @@ class StatsTest(CliCase):
                    "delayed": [["stats"], ["queues"], ["job", "a-1"],
                                ["submit", "--delay", "9000", "-"]],
                    "workers": [["stats"], ["queues"], ["job", "a-1"]],
-                   "tput": [["stats"]], "parked": [["stats"]], "stats": [["stats"]]}
+                   "tput": [["stats"]], "parked": [["stats"]], "stats": [["stats"]],
+                   "pixq:rl:{my-bucket}": [["stats"], ["limit", "show"],
+                                           ["limit", "set", "my-bucket", "5", "1"],
+                                           ["limit", "reset", "my-bucket"]]}
         for suffix, commands in failing.items():
-            key = self.key(suffix)
+            key = suffix if suffix.startswith("pixq:") else self.key(suffix)
             self.redis.execute("FLUSHALL")
             self.redis.execute("SET", key, "theirs")
             for args in commands:
@@ -1567,9 +1570,10 @@ class StatsTest(CliCase):
                     r = self.run_pixq(*args, input=json.dumps(GOOD_JOB))
                     self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
                     self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
-                    name = "dead %s" % args[1] if args[0] == "dead" else args[0]
-                    self.assertRegex(r.stderr, r"^pixq: %s: .*WRONGTYPE.*'?%s'?\W"
-                                     % (name, re.escape(key)))
+                    two = args[0] == "dead" or args[1:2] in (["set"], ["reset"])
+                    name = " ".join(args[:2]) if two else args[0]
+                    self.assertRegex(r.stderr, r"^pixq: %s: .*WRONGTYPE" % name)
+                    self.assertIn(key, r.stderr)
             self.assertEqual(self.redis.get(key), "theirs")
 
     def test_next_delayed_overdue_until_a_worker_promotes_it(self):
