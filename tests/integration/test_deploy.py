@@ -777,6 +777,66 @@ class ReadmeSettingsTest(unittest.TestCase):
         self.assertEqual(sorted(set(rows) - set(settings)), [], "rows that are no setting")
 
 
+def strip_c_comments(text):
+    """C source without its comments (each kept as its newlines), string and character literals
+    as they are: a comment that quotes a LOG_WARN(...) call is no call, and "*/*" in a string
+    opens no comment."""
+    def keep(m):
+        s = m.group(0)
+        return s if s[0] in "\"'" else "\n" * s.count("\n")
+    return re.sub(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|/\*.*?\*/|//[^\n]*', keep, text,
+                  flags=re.S)
+
+
+def logged_warnings():
+    """{event: ["file:line", ...]} for every event the C programs may log at warn or error level:
+    the literal first argument of LOG_WARN and LOG_ERROR, and of LOG_AT when its level is
+    LOG_LEVEL_WARN or LOG_LEVEL_ERROR, or a variable set in the same function from one of them
+    (supervisor.c's child_exit: info for a clean stop, else warn)."""
+    events = {}
+    for path in sorted(p for d in ("worker", "producer", "common") for p in (REPO / d).glob("*.c")):
+        text = strip_c_comments(path.read_text())
+        calls = re.finditer(r'\bLOG_(WARN|ERROR|AT)\(\s*(?:([^,()]+),\s*)?"([a-z0-9_]+)"', text)
+        for m in calls:
+            if m.group(1) == "AT" and not re.fullmatch(r"LOG_LEVEL_(WARN|ERROR)", m.group(2)):
+                body = text[text.rfind("\n{\n", 0, m.start()):m.start()]
+                if m.group(2).startswith("LOG_LEVEL_") or \
+                        not re.search(r"\bLOG_LEVEL_(WARN|ERROR)\b", body):
+                    continue
+            line = text.count("\n", 0, m.start()) + 1
+            events.setdefault(m.group(3), []).append("%s:%d" % (path.relative_to(REPO), line))
+    return events
+
+
+class ReadmeLogsTest(unittest.TestCase):
+    """Every event the worker and pixq log at warn or error level is named in README's Logs
+    section (`event`, in backquotes), so that an operator who meets one finds what it means:
+    21 such events were named nowhere in README (h224)."""
+
+    def test_every_warning_and_error_is_named(self):
+        events = logged_warnings()
+        # the scan itself: calls on one line and over two, and a LOG_AT whose level is a variable
+        for known in ("job_failed", "adopt_failed", "children_killed", "child_exit"):
+            self.assertIn(known, events)
+        self.assertNotIn("redis_reconnect", events)  # LOG_AT at a level only info or debug
+        self.assertGreater(len(events), 50)
+        logs = readme_section("## Logs")
+        missing = {e: at for e, at in sorted(events.items())
+                   if not re.search(r"`%s[` ]" % e, logs)}
+        self.assertFalse(missing, "README's ## Logs does not name these warn/error events: " +
+                         ", ".join("%s (%s)" % (e, " ".join(at)) for e, at in missing.items()))
+
+    def test_reconnect_line_never_a_warning(self):
+        """redis_reconnect's level is rq's reconnect_level, set by rq_set_reconnect_log_level():
+        info or debug (not counted above); a caller that set it to warn must name it in README."""
+        for path in sorted(p for d in ("worker", "producer", "common")
+                           for p in (REPO / d).glob("*.c")):
+            text = strip_c_comments(path.read_text())
+            for m in re.finditer(r"(rq_set_reconnect_log_level\(|reconnect_level =)([^;]*);", text):
+                self.assertNotRegex(m.group(2), r"LOG_LEVEL_(WARN|ERROR)",
+                                    "%s: %s" % (path.name, m.group(0)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Redis
 
