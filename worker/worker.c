@@ -770,6 +770,8 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
 {
     struct finish_call c;
     finish_call_init(w, payload, s, may_fold(w), &c);
+    /* for the log: a task's settlement (an upload, a postback retry) names no job */
+    const char *id = s->job_id != NULL ? s->job_id : s->posted_id != NULL ? s->posted_id : "";
     long backoff = w->cfg->redis_retry_min_ms;
     for (long attempt = 0; attempt < w->cfg->settle_attempts; attempt++) {
         struct err e = {{0}};
@@ -782,13 +784,13 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
         }
         char q[ERR_MSG_MAX + 16];
         if (attempt + 1 >= w->cfg->settle_attempts) { /* the last: no wait for a try to come */
-            LOG_WARN("redis_error", "step=finish attempt=%ld error=%s", attempt + 1,
-                     log_quote(e.msg, q, sizeof q));
+            LOG_WARN("redis_error", "step=finish job_id=%s queue=%s attempt=%ld error=%s", id,
+                     w->cur->name, attempt + 1, log_quote(e.msg, q, sizeof q));
             break;
         }
         long wait = jittered(w, backoff);
-        LOG_WARN("redis_error", "step=finish attempt=%ld error=%s retry_ms=%ld", attempt + 1,
-                 log_quote(e.msg, q, sizeof q), wait);
+        LOG_WARN("redis_error", "step=finish job_id=%s queue=%s attempt=%ld error=%s retry_ms=%ld",
+                 id, w->cur->name, attempt + 1, log_quote(e.msg, q, sizeof q), wait);
         retry_nap(w, wait, e.msg); /* a stop waits for a refusal to pass: no second run */
         backoff = next_backoff(w, backoff);
         c.args[8] = ""; /* after a lost reply, a reserved next job would be a stray */

@@ -2840,6 +2840,10 @@ class UnsettledTest(ReliabilityCase):
         self.assertEqual([(e["attempt"], "retry_ms" in e) for e in events[:kept]
                           if e["event"] == "redis_error" and e.get("step") == "finish"],
                          [("1", True), ("2", False)])
+        # README (Logs): a warning about a job names it, and the queue whose outcome it is
+        self.assertEqual({(e.get("job_id"), e.get("queue")) for e in events
+                          if e["event"] == "redis_error" and e.get("step") == "finish"},
+                         {("unsettled", "default")})
 
     def test_outcome_recorded_later_in_a_lower_queue(self):
         """The same for a job of the worker's second queue: the kept outcome is matched with
