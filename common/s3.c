@@ -101,7 +101,7 @@ bool s3_valid_region(const char *s)
 static bool bucket_shape(const char *name, bool legacy)
 {
     size_t n = strlen(name);
-    if (n < 3 || n > 63 || !isalnum((unsigned char)name[0]) ||
+    if (n < 3 || n > S3_BUCKET_MAX || !isalnum((unsigned char)name[0]) ||
         !isalnum((unsigned char)name[n - 1])) {
         return false;
     }

@@ -106,6 +106,8 @@ bool s3_transient(const struct s3_reply *r);
  * (no '<': a proxy's or an S3-like store's "Not Found") is taken whole, less blanks around it. */
 void s3_error_message(const char *body, char *out, size_t cap);
 
+#define S3_BUCKET_MAX 63 /* bytes of a bucket name (s3_valid_bucket) */
+
 /* Whether `name` is a bucket name S3 accepts: 3-63 of a-z 0-9 . -, starting and ending with a
  * letter or digit, or such a name with capitals and underscores too (a legacy us-east-1 bucket
  * made before March 2018, which S3 still serves; longer legacy names are not taken). */

@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "opdoc.h"
 #include "process.h"
+#include "s3.h"
 #include "upload.h"
 #include "utf8.h"
 
@@ -587,6 +588,12 @@ enum up_outcome run_send(struct runner *r, json_object *task, const void *data, 
     return out;
 }
 
+/* The bucket a save goes to, for the log: its own, else PIXQ_DEFAULT_BUCKET ("" if unset). */
+static const char *save_bucket(const struct runner *w, const struct job_save *s)
+{
+    return s->bucket != NULL ? s->bucket : w->cfg->default_bucket;
+}
+
 /* Uploads one output (or parks it). `listed`: its entry goes into the result's images; a
  * pre_process job's outputs are not listed, as Blitline's worker ran that job apart and kept only
  * its images for references (their failures are reported all the same, as move_original's). */
@@ -616,10 +623,10 @@ static void upload_output(struct run_state *t, const struct proc_output *o, bool
         out = UP_FAILED;
     }
     if (out == UP_FAILED) {
-        char q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16];
-        LOG_WARN("upload_failed", "job_id=%s image_identifier=%s error=%s", t->job->id,
+        char q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16], qb[4 * S3_BUCKET_MAX + 8];
+        LOG_WARN("upload_failed", "job_id=%s image_identifier=%s bucket=%s error=%s", t->job->id,
                  log_quote(o->save->image_identifier, qi, sizeof qi),
-                 log_quote(e.msg, q, sizeof q));
+                 log_quote(save_bucket(w, o->save), qb, sizeof qb), log_quote(e.msg, q, sizeof q));
         fail_output(t, o->save->image_identifier, e.msg);
     } else if (out == UP_DONE && !listed) {
         note_object(w, task);
@@ -684,9 +691,10 @@ static int sink_move(void *user, const struct job_save *dest, const void *data, 
     json_object_put(task);
     buf_finish(&url);
     if (out != UP_DONE) { /* as Blitline: the error is reported, the job goes on */
-        char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16];
+        char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16], qb[4 * S3_BUCKET_MAX + 8];
         snprintf(why, sizeof why, "move_original: %.480s", e->msg);
-        LOG_WARN("upload_failed", "job_id=%s image_identifier=move_original error=%s", t->job->id,
+        LOG_WARN("upload_failed", "job_id=%s image_identifier=move_original bucket=%s error=%s",
+                 t->job->id, log_quote(save_bucket(t->runner, dest), qb, sizeof qb),
                  log_quote(why, q, sizeof q));
         upload_error(t, why);
     }

@@ -20,6 +20,7 @@
 #include "result.h"
 #include "rq.h"
 #include "run.h"
+#include "s3.h"
 #include "upload.h"
 
 #define MIN_BLOCK_MS      10   /* shortest blocking wait for a job */
@@ -1703,6 +1704,13 @@ static const char *task_identifier(json_object *task)
     return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 }
 
+/* The bucket a parked output goes to, for the log ("" if the task names none). */
+static const char *task_bucket(json_object *task)
+{
+    json_object *v = json_object_object_get(task, "bucket");
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+}
+
 /* Records a parked output that is now uploaded: its image entry for the postback and its object
  * for wait_for_s3. Returns what record_upload() returns. */
 static long record_uploaded(struct worker *w, json_object *task, const char *job_id, int n,
@@ -1779,9 +1787,10 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
     } else if (out == UP_DONE) {
         pending = record_uploaded(w, task, job_id, n, url.data);
     } else {
-        char q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16];
-        LOG_WARN("upload_failed", "job_id=%s image_identifier=%s error=%s", job_id,
-                 log_quote(id, qi, sizeof qi), log_quote(e.msg, q, sizeof q));
+        char q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16], qb[4 * S3_BUCKET_MAX + 8];
+        LOG_WARN("upload_failed", "job_id=%s image_identifier=%s bucket=%s error=%s", job_id,
+                 log_quote(id, qi, sizeof qi), log_quote(task_bucket(task), qb, sizeof qb),
+                 log_quote(e.msg, q, sizeof q));
         pending = record_upload(w, job_id, n, "err", e.msg, id);
     }
     buf_finish(&blob);
@@ -1823,10 +1832,12 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
         pending = send_parked(w, t, task, job_id, n);
     } else {
         const char *id = task_identifier(task);
-        char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16];
+        char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16],
+            qb[4 * S3_BUCKET_MAX + 8];
         snprintf(why, sizeof why, "the upload of '%.100s' failed: %.200s", id, poisoned);
-        LOG_ERROR("upload_poisoned", "job_id=%s image_identifier=%s error=%s", job_id,
-                  log_quote(id, qi, sizeof qi), log_quote(why, q, sizeof q));
+        LOG_ERROR("upload_poisoned", "job_id=%s image_identifier=%s bucket=%s error=%s", job_id,
+                  log_quote(id, qi, sizeof qi), log_quote(task_bucket(task), qb, sizeof qb),
+                  log_quote(why, q, sizeof q));
         metrics_count_output(METRICS_OUTPUT_FAILED);
         pending = record_upload(w, job_id, n, "err", why, id);
     }

@@ -1370,6 +1370,7 @@ class LogFieldTest(HostileTestCase):
         self.assertEqual(lines[0]["job_id"], job_id)
         self.assertEqual(lines[0]["level"], "warn")
         self.assertEqual(lines[0]["image_identifier"], self.IDENTIFIER)
+        self.assertEqual(lines[0]["bucket"], "no-such-bucket")  # README (Logs)
         self.assertIn("NoSuchBucket", lines[0]["error"])
         self.assertEqual([ev for ev in events if ev.get("event") == "forged"], [])
 

@@ -1385,6 +1385,7 @@ class FinalErrorTest(ThrottleCase):
         self.assertRegex(error, r"(?i)(reset|recv|send|closed|empty reply|broken pipe)", error)
         failed = [e for e in self.worker.log_events("upload_failed") if e.get("job_id") == "dead-3"]
         self.assertRegex(failed[0]["error"], r"(?i)(reset|recv|send|closed|empty reply|broken pipe)")
+        self.assertEqual(failed[0]["bucket"], "dead-bucket")  # README (Logs)
 
     def assert_final(self, job_id, bucket, status, code):
         """S3 answering `status` `code` fails the output at once, with both in its error."""
@@ -1895,7 +1896,9 @@ class PoisonedUploadTest(ThrottleCase):
         self.assertEqual(results["images"], [])
         self.assertIn("the upload of 'img0' failed: the job's worker died while running it (killed, out of memory, or crashed), 3 times",
                       results["errors"][0])
-        self.assertEqual(len(worker.log_events("upload_poisoned")), 1)
+        poisoned = worker.log_events("upload_poisoned")
+        self.assertEqual([(e["job_id"], e["image_identifier"], e["bucket"]) for e in poisoned],
+                         [("pois-1", "img0", "bkt-a")])  # README (Logs)
         self.assertEqual(worker.log_events("job_poisoned"), [])
         self.wait_until(lambda: self.redis.llen(self.key("dead")) > 0, 10, "a dead letter")
         dead = [json.loads(d) for d in self.redis.lrange(self.key("dead"))]
