@@ -945,8 +945,8 @@ static redisReply *script_retried(struct worker *w, const char *step, enum rq_sc
             return r;
         }
         char q[ERR_MSG_MAX + 16];
-        LOG_WARN("redis_error", "step=%s attempt=%ld error=%s retry_ms=%ld", step, attempt,
-                 log_quote(e->msg, q, sizeof q), wait);
+        LOG_WARN("redis_error", "step=%s queue=%s attempt=%ld error=%s retry_ms=%ld", step,
+                 w->cur->name, attempt, log_quote(e->msg, q, sizeof q), wait);
         retry_nap(w, wait, e->msg);
         backoff = next_backoff(w, backoff);
     }
@@ -2000,7 +2000,7 @@ static int parse(struct worker *w, struct task *t, const char *text, size_t len)
     }
     if (t->job->id[0] == '\0' && adopt(w, t, &e) < 0) {
         char q[ERR_MSG_MAX + 16];
-        LOG_WARN("adopt_failed", "error=%s", log_quote(e.msg, q, sizeof q));
+        LOG_WARN("adopt_failed", "queue=%s error=%s", w->cur->name, log_quote(e.msg, q, sizeof q));
         /* then it may still be on our list */
         w->check_active = w->check_active || rq_disconnected(w->rq);
         return -1;
@@ -2049,7 +2049,9 @@ static void handle_poison(struct worker *w, struct task *t, json_object *env)
     }
     json_object_put(own);
     if (task == NULL && parse(w, t, text, strlen(text)) == 0) {
-        LOG_ERROR("job_poisoned", "job_id=%s", t->job->id);
+        char q[ERR_MSG_MAX + 16];
+        LOG_ERROR("job_poisoned", "job_id=%s queue=%s error=%s", t->job->id, w->cur->name,
+                  log_quote(reason, q, sizeof q));
         run_fail(t->job, t->result, t->first_error, reason);
         complete(w, t, t0);
     }
@@ -2251,11 +2253,13 @@ static void queue_split(struct worker *w, struct task *t, struct split *sp)
     char q[ERR_MSG_MAX + 16];
     if (!answered) { /* still on the active list, if Redis has it: split again */
         const char *why = e.msg[0] ? e.msg : r != NULL ? "unexpected answer" : "out of memory";
-        LOG_WARN("batch_split_failed", "error=%s", log_quote(why, q, sizeof q));
+        LOG_WARN("batch_split_failed", "queue=%s jobs=%zu error=%s", w->cur->name, sp->n,
+                 log_quote(why, q, sizeof q));
         stranded(w, "split", "", why);
     } else if (r->element[0]->integer < 0) {
         /* reaped from this worker meanwhile: the batch is whoever took it's to split */
-        LOG_WARN("batch_split_failed", "error=%s", log_quote("lease lost", q, sizeof q));
+        LOG_WARN("batch_split_failed", "queue=%s jobs=%zu error=%s", w->cur->name, sp->n,
+                 log_quote("lease lost", q, sizeof q));
     } else if (r->element[1]->integer == 1) {
         LOG_WARN("job_forgotten",
                  "step=split action=queued jobs=%zu reason=\"Redis no longer knew the batch it "
@@ -2421,8 +2425,8 @@ static bool retry_later(struct worker *w, struct task *t, long delay)
     for (long tries = 1; rc < 0 && tries < w->cfg->settle_attempts && !stop_ends_retries(w, e.msg);
          tries++) {
         long wait = jittered(w, backoff);
-        LOG_WARN("redis_error", "step=retry job_id=%s attempt=%ld error=%s retry_ms=%ld",
-                 t->job->id, tries, log_quote(e.msg, q, sizeof q), wait);
+        LOG_WARN("redis_error", "step=retry job_id=%s queue=%s attempt=%ld error=%s retry_ms=%ld",
+                 t->job->id, w->cur->name, tries, log_quote(e.msg, q, sizeof q), wait);
         retry_nap(w, wait, e.msg);
         backoff = next_backoff(w, backoff);
         e = (struct err){{0}};

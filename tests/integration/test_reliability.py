@@ -619,9 +619,10 @@ class RedisDataLossTest(ReliabilityCase):
         events = w.log_events()
         failed = [e["event"] for e in events].index("adopt_failed")
         # a redis_error and a wait after each try but the last
-        self.assertEqual([e["attempt"] for e in events[:failed]
+        self.assertEqual([(e["attempt"], e["queue"]) for e in events[:failed]
                           if e["event"] == "redis_error" and e.get("step") == "adopt"],
-                         ["1", "2"])
+                         [("1", "default"), ("2", "default")])
+        self.assertEqual(events[failed]["queue"], "default")  # README (Logs)
         proxy.refuse = None
         pb = self.wait_for_postback(timeout=20, path="/pb-noid")
         self.assertNotIn("errors", pb.results)
@@ -629,6 +630,30 @@ class RedisDataLossTest(ReliabilityCase):
         self.assert_success(pb.job_id)
         self.assertEqual(self.src.requests("/noid-marker.png"), 1)
         self.assert_queue_drained()
+
+    def test_split_tried_settle_attempts_times(self):
+        """split.lua is tried PIXQ_SETTLE_ATTEMPTS (3) times through an outage, then given up
+        (batch_split_failed, with its queue and the batch's number of jobs: README, Logs): the
+        batch stays on the worker's list (task_stranded step=split) and is split, its jobs run
+        once each, once Redis answers."""
+        self.src.add("/batch-marker.png", tiny_png())
+        proxy, w = self.start_worker_through_relay(PIXQ_SETTLE_ATTEMPTS=3)
+        self.worker_id(w)
+        proxy.refuse = b"batch-marker"  # in split.lua's arguments, in no call before it
+        jobs = [self.tiny_job(j, path="/batch-marker.png") for j in ("split-1", "split-2")]
+        self.redis.lpush(self.key("jobs"), json.dumps(jobs))
+        self.wait_until(lambda: w.log_events("task_stranded"), 20, "split.lua to be given up")
+        proxy.refuse = None
+        failed = w.log_events("batch_split_failed")[0]
+        self.assertEqual((failed["queue"], failed["jobs"]), ("default", "2"), failed)
+        self.assertEqual(w.log_events("task_stranded")[0]["step"], "split")
+        for job_id in ("split-1", "split-2"):
+            self.wait_for_postback(timeout=20, job_id=job_id)
+            self.wait_until(lambda: self.results(job_id), 10, "the result")
+            self.assert_success(job_id)
+        self.assertEqual(self.src.requests("/batch-marker.png"), 2)
+        self.assert_queue_drained()
+        w.check_alive()
 
     def test_job_without_id_whose_adoption_answer_was_lost(self):
         """adopt.lua ran but its answer was lost: asked again, it finds the new payload on the
@@ -1450,7 +1475,9 @@ class PoisonTest(ReliabilityCase):
         dead = json.loads(self.redis.lindex(self.key("dead"), 0))
         self.assertEqual((dead["job_id"], dead["job"]), ("pill-3", job))
         self.assertEqual(w.log_events("job_unparseable"), [])
-        self.assertEqual([e["job_id"] for e in w.log_events("job_poisoned")], ["pill-3"])
+        # README (Logs): the queue, and why (the pill's reason, as the postback says it)
+        self.assertEqual([(e["job_id"], e["queue"], e["error"])
+                          for e in w.log_events("job_poisoned")], [("pill-3", "default", "third")])
         self.assertEqual(self.src.requests(TINY), 0)
         self.assert_queue_drained()
 
@@ -3312,8 +3339,10 @@ class RetryTest(ReliabilityCase):
             self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
         self.assertEqual([(e["job_id"], e["step"]) for e in stranded],
                          [("retry-stranded", "retry")])
-        tries = [e["attempt"] for e in w.log_events("redis_error") if e.get("step") == "retry"]
-        self.assertEqual(tries, ["1", "2"])
+        tries = [(e["attempt"], e["job_id"], e["queue"]) for e in w.log_events("redis_error")
+                 if e.get("step") == "retry"]
+        self.assertEqual(tries, [("1", "retry-stranded", "default"),
+                                 ("2", "retry-stranded", "default")])
         self.wait_until(lambda: self.results("retry-stranded"), 20, "the result")
         self.assert_success("retry-stranded")
         self.assertEqual(self.src.requests("/stranded.png"), 2)
