@@ -317,6 +317,15 @@ static long worker_cpu_ms(const struct lease *l)
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Copies the id of the job in hand (lease_job_id(): "" unknown) into `out`, taken from the
+ * worker's thread under job_lock. */
+static void job_in_hand(struct lease *l, char out[sizeof l->job_id])
+{
+    pthread_mutex_lock(&l->job_lock);
+    memcpy(out, l->job_id, sizeof l->job_id);
+    pthread_mutex_unlock(&l->job_lock);
+}
+
 /* The job in hand used more than PIXQ_JOB_HANG_S of CPU: the main thread is stuck where no
  * deadline reaches (a library parsing a crafted file, say) and cannot be interrupted.
  * Waiting for the network, Redis or a slot costs no CPU, so no legitimate wait counts. Give the
@@ -330,9 +339,7 @@ static void give_up_hung_job(struct lease *l, long cpu_ms)
     long n = reap_one(l, q, l->wid, "hung");
     flush_counts(l);
     char job_id[sizeof l->job_id];
-    pthread_mutex_lock(&l->job_lock);
-    memcpy(job_id, l->job_id, sizeof job_id);
-    pthread_mutex_unlock(&l->job_lock);
+    job_in_hand(l, job_id);
     LOG_ERROR("job_hung",
               "job_id=%s worker=%s queue=%s cpu_ms=%ld limit_s=%ld jobs_returned=%ld "
               "action=exit",
@@ -347,8 +354,10 @@ static void give_back_and_exit(struct lease *l)
 {
     long n = give_back_all(l); /* first: the job matters more than the count */
     flush_counts(l);
-    LOG_WARN("shutdown_deadline", "worker=%s jobs_returned=%ld timeout_ms=%ld", l->wid, n,
-             l->cfg->shutdown_timeout_ms);
+    char job_id[sizeof l->job_id];
+    job_in_hand(l, job_id);
+    LOG_WARN("shutdown_deadline", "job_id=%s worker=%s jobs_returned=%ld timeout_ms=%ld", job_id,
+             l->wid, n, l->cfg->shutdown_timeout_ms);
     fflush(stderr);
     _exit(n >= 0 ? 0 : 1);
 }

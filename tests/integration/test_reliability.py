@@ -1268,7 +1268,9 @@ class GracefulStopTest(ReliabilityCase):
         self.assertEqual(status, 0)
         self.assertEqual([ev["wait_ms_max"] for ev in w.log_events("shutdown_deadline_postback")],
                          ["2000"])
-        self.assertTrue(w.log_events("shutdown_deadline"))
+        # README (Logs): the job given back, by its id
+        self.assertEqual([(ev["job_id"], ev["jobs_returned"])
+                          for ev in w.log_events("shutdown_deadline")], [("stop-grace-3", "1")])
         self.assertGreaterEqual(waited, 2.9)
         self.assertLess(waited, scaled(5.0))
         self.assertEqual(self.redis.lrange(self.key("jobs")), [payload])  # given back whole
