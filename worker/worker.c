@@ -914,7 +914,8 @@ static void bury_unparseable(struct worker *w, const struct buf *payload, const 
 {
     char *dead = dead_envelope(payload->data, payload->len, NULL, why, 1);
     char q[ERR_MSG_MAX + 16];
-    LOG_ERROR("job_unparseable", "bytes=%zu error=%s", payload->len, log_quote(why, q, sizeof q));
+    LOG_ERROR("job_unparseable", "queue=%s bytes=%zu error=%s", w->cur->name, payload->len,
+              log_quote(why, q, sizeof q));
     metrics_count_job(METRICS_JOB_DEAD);
     if (dead != NULL) {
         const struct settlement s = {.result = "", .dead = dead, .counter = "failed"};

@@ -1003,6 +1003,8 @@ class JobLimitTest(HostileTestCase):
         self.assertFalse([pb for pb in self.postbacks.postbacks if pb.path == "/pb/lost"])
         events = self.worker.log_events("job_unparseable")
         self.assertTrue(any(fragment in ev.get("error", "") for ev in events), events)
+        # README (Logs): the queue whose dead list holds it
+        self.assertEqual({ev.get("queue") for ev in events}, {"default"}, events)
 
     def test_malformed_json(self):
         self.start()
