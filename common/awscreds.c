@@ -462,9 +462,10 @@ int awscreds_refresh_within(struct awscreds *c, bool force, time_t now, long bud
         bool new_refusal = force || !same_file(&st, &c->st);
         c->st = st; /* a file gone is st_ino 0 */
         if (new_refusal) {
-            char q[ERR_MSG_MAX + 16];
-            LOG_WARN("s3_credentials_refused", "path=%s profile=%s error=%s action=%s", c->path,
-                     c->profile, log_quote(e->msg, q, sizeof q),
+            char q[ERR_MSG_MAX + 16], qp[CFG_STR_MAX + 16], qn[CFG_STR_MAX + 16];
+            LOG_WARN("s3_credentials_refused", "path=%s profile=%s error=%s action=%s",
+                     log_quote(c->path, qp, sizeof qp), log_quote(c->profile, qn, sizeof qn),
+                     log_quote(e->msg, q, sizeof q),
                      c->loaded ? "keep_the_credentials_in_use" : "none_to_sign_with");
         }
         err_wrap(e, "AWS_SHARED_CREDENTIALS_FILE %s", c->path);
@@ -486,8 +487,10 @@ int awscreds_refresh_within(struct awscreds *c, bool force, time_t now, long bud
     *c = next;
     if (changed) {
         size_t n = strlen(c->access_key);
-        LOG_INFO("s3_credentials_reloaded", "path=%s profile=%s access_key_id_ends=%s", c->path,
-                 c->profile, c->access_key + (n > 4 ? n - 4 : 0));
+        char qp[CFG_STR_MAX + 16], qn[CFG_STR_MAX + 16];
+        LOG_INFO("s3_credentials_reloaded", "path=%s profile=%s access_key_id_ends=%s",
+                 log_quote(c->path, qp, sizeof qp), log_quote(c->profile, qn, sizeof qn),
+                 c->access_key + (n > 4 ? n - 4 : 0));
     }
     return changed ? 1 : 0;
 }

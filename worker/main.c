@@ -362,13 +362,15 @@ static int check_credentials(const struct cfg *cfg)
         }
         return 0;
     }
+    char path[CFG_STR_MAX + 16], profile[CFG_STR_MAX + 16]; /* quoted for the log */
+    log_quote(cfg->aws_shared_credentials_file, path, sizeof path);
+    log_quote(cfg->aws_profile, profile, sizeof profile);
     struct stat st;
     if (stat(cfg->aws_shared_credentials_file, &st) < 0 && errno == ENOENT) {
         /* not written yet (its keeper starts with the worker): each worker process says so
          * (s3_credentials_refused), each S3 request looks for it, and uploads wait for it as
          * for an outage */
-        LOG_INFO("s3_credentials", "source=file path=%s profile=%s",
-                 cfg->aws_shared_credentials_file, cfg->aws_profile);
+        LOG_INFO("s3_credentials", "source=file path=%s profile=%s", path, profile);
         return 0;
     }
     struct err e = {{0}};
@@ -390,11 +392,11 @@ static int check_credentials(const struct cfg *cfg)
         return -1;
     }
     if (creds->from_endpoint) {
-        LOG_INFO("s3_credentials", "source=process path=%s profile=%s url=%s",
-                 cfg->aws_shared_credentials_file, cfg->aws_profile, creds->meta.url);
+        char url[sizeof creds->meta.url + 16];
+        LOG_INFO("s3_credentials", "source=process path=%s profile=%s url=%s", path, profile,
+                 log_quote(creds->meta.url, url, sizeof url));
     } else {
-        LOG_INFO("s3_credentials", "source=file path=%s profile=%s",
-                 cfg->aws_shared_credentials_file, cfg->aws_profile);
+        LOG_INFO("s3_credentials", "source=file path=%s profile=%s", path, profile);
     }
     free(creds);
     return 0;

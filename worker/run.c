@@ -1197,10 +1197,11 @@ void run_init(struct runner *r, const struct cfg *c, struct http *http)
         r->s3.creds = &r->creds;
         if (awscreds_init(&r->creds, c, true, &e) < 0) {
             /* not there yet, or gone since the check at start: each request looks again */
-            char q[ERR_MSG_MAX + 16];
+            char q[ERR_MSG_MAX + 16], qp[CFG_STR_MAX + 16], qn[CFG_STR_MAX + 16];
             LOG_WARN("s3_credentials_refused",
-                     "path=%s profile=%s error=%s action=none_to_sign_with", r->creds.path,
-                     r->creds.profile, log_quote(e.msg, q, sizeof q));
+                     "path=%s profile=%s error=%s action=none_to_sign_with",
+                     log_quote(r->creds.path, qp, sizeof qp),
+                     log_quote(r->creds.profile, qn, sizeof qn), log_quote(e.msg, q, sizeof q));
         }
     } else if (c->aws_access_key_id[0] == '\0' && c->aws_secret_access_key[0] == '\0' &&
                awsmeta_configured(c)) {

@@ -2145,7 +2145,9 @@ class CredentialsFileTest(ThrottleCase):
 
     def setUp(self):
         super().setUp()
-        self.creds_path = self.tmp / "aws-credentials"
+        # a space in its name: the log's path= fields are quoted (they were written raw, and a
+        # reader took the path to end at the space)
+        self.creds_path = self.tmp / "aws credentials"
         self.rotate("AKIDFILEONE", "secret/one", "token-one")
 
     def rotate(self, key, secret, token):
@@ -2178,8 +2180,9 @@ class CredentialsFileTest(ThrottleCase):
         self.rotate("AKIDFILETWO", "secret/two", "token-two")
         self.push_jobs([self.job("cf-2", "pixq-test", wait_for_s3=True)])
         self.assert_complete(self.postbacks_for(["cf-2"])["cf-2"], "cf-2", "pixq-test", 1)
-        self.assertEqual([e["access_key_id_ends"] for e in
-                          worker.log_events("s3_credentials_reloaded")], ["ETWO"])
+        self.assertEqual([(e["access_key_id_ends"], e["path"]) for e in
+                          worker.log_events("s3_credentials_reloaded")],
+                         [("ETWO", str(self.creds_path))])
         self.assertEqual([(e["source"], e["path"], e["profile"]) for e in
                           worker.log_events("s3_credentials")],
                          [("file", str(self.creds_path), "fleet")])  # said once, at start
@@ -2190,10 +2193,10 @@ class CredentialsFileTest(ThrottleCase):
         self.push_jobs([self.job("cf-3", "pixq-test")])
         self.assert_complete(self.postbacks_for(["cf-3"])["cf-3"], "cf-3", "pixq-test", 1)
         refused = worker.log_events("s3_credentials_refused")
-        self.assertEqual([(e["error"], e["action"]) for e in refused],
+        self.assertEqual([(e["error"], e["action"], e["path"]) for e in refused],
                          [("profile [fleet] has no aws_secret_access_key (keys written in the "
                            "file or a credential_process are read: not sso_* or role_arn)",
-                           "keep_the_credentials_in_use")])
+                           "keep_the_credentials_in_use", str(self.creds_path))])
 
     def test_kubernetes_secret_volume_update_is_seen(self):
         """README (Workers under systemd): "a secret volume's update replaces the file, which
@@ -2311,9 +2314,10 @@ class CredentialsFileTest(ThrottleCase):
         self.creds_path.unlink()
         worker = self.start_worker(**self.patient(), **self.file_env())
         self.wait_until(lambda: worker.log_events("s3_credentials_refused"), 10, "a warning")
-        self.assertEqual([(e["error"], e["action"]) for e in
+        self.assertEqual([(e["error"], e["action"], e["path"], e["profile"]) for e in
                           worker.log_events("s3_credentials_refused")],
-                         [("No such file or directory", "none_to_sign_with")])
+                         [("No such file or directory", "none_to_sign_with", str(self.creds_path),
+                           "fleet")])
         self.push_jobs([self.job("cf-late", "pixq-test")])
         self.wait_until(lambda: worker.log_events("upload_retry"), 20, "a retry")
         self.rotate("AKIDFILETWO", "secret/two", "token-two")
