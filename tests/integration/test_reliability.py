@@ -631,17 +631,23 @@ class RedisDataLossTest(ReliabilityCase):
         self.assertEqual(self.src.requests("/noid-marker.png"), 1)
         self.assert_queue_drained()
 
+    def batch_refused(self, job_ids, **env):
+        """A worker (with `env`) through a relay that refuses split.lua's calls, and a batch of
+        tiny jobs `job_ids` pushed for it; returns (relay, worker)."""
+        self.src.add("/batch-marker.png", tiny_png())
+        proxy, w = self.start_worker_through_relay(**env)
+        self.worker_id(w)
+        proxy.refuse = b"batch-marker"  # in split.lua's arguments, in no call before it
+        jobs = [self.tiny_job(j, path="/batch-marker.png") for j in job_ids]
+        self.redis.lpush(self.key("jobs"), json.dumps(jobs))
+        return proxy, w
+
     def test_split_tried_settle_attempts_times(self):
         """split.lua is tried PIXQ_SETTLE_ATTEMPTS (3) times through an outage, then given up
         (batch_split_failed, with its queue and the batch's number of jobs: README, Logs): the
         batch stays on the worker's list (task_stranded step=split) and is split, its jobs run
         once each, once Redis answers."""
-        self.src.add("/batch-marker.png", tiny_png())
-        proxy, w = self.start_worker_through_relay(PIXQ_SETTLE_ATTEMPTS=3)
-        self.worker_id(w)
-        proxy.refuse = b"batch-marker"  # in split.lua's arguments, in no call before it
-        jobs = [self.tiny_job(j, path="/batch-marker.png") for j in ("split-1", "split-2")]
-        self.redis.lpush(self.key("jobs"), json.dumps(jobs))
+        proxy, w = self.batch_refused(("split-1", "split-2"), PIXQ_SETTLE_ATTEMPTS=3)
         self.wait_until(lambda: w.log_events("task_stranded"), 20, "split.lua to be given up")
         proxy.refuse = None
         failed = w.log_events("batch_split_failed")[0]
@@ -687,12 +693,7 @@ class RedisDataLossTest(ReliabilityCase):
         """A batch reserved right before Redis restarted empty: split.lua finds it gone from a
         server that is not the one it was reserved from, and queues its jobs all the same.
         Before, the batch was dropped as if taken from the worker."""
-        self.src.add("/batch-marker.png", tiny_png())
-        proxy, w = self.start_worker_through_relay(PIXQ_LEASE_MS=8000)
-        self.worker_id(w)
-        proxy.refuse = b"batch-marker"  # in split.lua's arguments, in no call before it
-        jobs = [self.tiny_job(j, path="/batch-marker.png") for j in ("batch-1", "batch-2")]
-        self.redis.lpush(self.key("jobs"), json.dumps(jobs))
+        proxy, w = self.batch_refused(("batch-1", "batch-2"), PIXQ_LEASE_MS=8000)
         self.refused_until(proxy, "split")
         self.redis.close()
         self.redis_server.restart(down_seconds=0.5)  # no AOF: it comes back empty
