@@ -64,7 +64,7 @@ stopped and every invariant is checked; each violation is printed with its job i
 * at least one postback answered 2xx, and the last one is the stored result; a second one (the
   README allows it for a worker stopped in the middle of its own postback) is a violation
   unless a worker was killed or frozen between the first one's arrival and 1 s after its answer
-  (or after Redis came back, when Redis was down meanwhile);
+  (or after Redis came back, when it was down, paused or refusing writes meanwhile);
 * a job without a job_id posted back under one id only;
 * a job meant to succeed has no errors (unless they are what a fault budget explains: an upload
   that met PIXQ_S3_MAX_ATTEMPTS throttles, a poison pill), one meant to fail has them;
@@ -445,11 +445,20 @@ class Chaos:
         elif how == "pause":  # commands sent meanwhile run after the worker gave up on them
             ms = self.rnd.choice([500, 1500, 2500, 3500])
             self.redis("CLIENT", "PAUSE", ms, "ALL")
+            now = time.monotonic()
+            self.outages.append([now, now + ms / 1000.0])
             self.note("redis_pause %d ms" % ms)
         else:  # a full Redis: writes refused (noeviction) for a moment
             self.redis("CONFIG", "SET", "maxmemory", "1")
             self.oom_until = time.monotonic() + self.rnd.uniform(0.5, 3)
+            self.oom_outage = [time.monotonic(), float("inf")]
+            self.outages.append(self.oom_outage)  # no outcome can be recorded meanwhile
             self.note("redis_oom")
+
+    def end_oom(self):
+        self.redis("CONFIG", "SET", "maxmemory", "0")
+        self.oom_until = None
+        self.oom_outage[1] = time.monotonic()
 
     def stop_redis(self):
         """Shut redis-server down (it starts again from the loop, so that workers are killed
@@ -469,7 +478,8 @@ class Chaos:
             time.sleep(0.3)
             self.redis_server.shutdown(signal.SIGKILL)
         self.redis.r = None
-        self.outages.append([self.down_since, float("inf")])
+        self.restart_outage = [self.down_since, float("inf")]
+        self.outages.append(self.restart_outage)
         self.redis_up_at = time.monotonic() + down
         self.note("redis_restart %s down %.1fs" % (how, down))
 
@@ -478,7 +488,7 @@ class Chaos:
             self.redis_server._spawn()
             if self.redis_server._wait_ready(20):
                 self.redis_up_at = None
-                self.outages[-1][1] = time.monotonic()
+                self.restart_outage[1] = time.monotonic()
                 return
             self.redis_server.stop()
             time.sleep(0.1)
@@ -623,8 +633,7 @@ class Chaos:
                 self.kill_worker()
                 nxt["kill"] = time.monotonic() + r.uniform(*self.opts.kill_every)
             if self.oom_until and now >= self.oom_until:
-                self.redis("CONFIG", "SET", "maxmemory", "0")
-                self.oom_until = None
+                self.end_oom()
             if chaotic and now >= nxt["redis"]:
                 self.redis_fault()
                 nxt["redis"] = time.monotonic() + r.uniform(6, 14)
@@ -645,8 +654,7 @@ class Chaos:
             if not pending and chaos_until is None and not smoke_faults_due:
                 chaos_until = now  # calm down and let the rest settle
                 if self.oom_until:
-                    self.redis("CONFIG", "SET", "maxmemory", "0")
-                    self.oom_until = None
+                    self.end_oom()
                 self.s3.clear_faults()
                 self.receiver.delay = 0.0
             if not pending and not smoke_faults_due and self.quiet():
@@ -735,7 +743,8 @@ class Chaos:
         """Whether a worker was killed while a postback that arrived and was answered then was
         in flight or not yet settled (the README's "stopped in the middle of its own postback"):
         from its arrival until 1 s after its answer, or, when Redis was down meanwhile (the
-        outcome not recorded, kept in the worker's memory), until 1 s after Redis came back."""
+        outcome not recorded, kept in the worker's memory: a restart, a pause, or writes refused),
+        until 1 s after Redis came back."""
         end = answered + 1.0
         for down, up in self.outages:
             if down <= end and up >= arrived:
