@@ -256,7 +256,7 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
         json_object_object_add(task, "reserved", json_object_new_boolean(0));
         return UP_PARK;
     }
-    char host[256], why[ERR_MSG_MAX];
+    char host[256];
     url_host(url, host, sizeof host);
     if (r->refreshable && r->code[0] != '\0') { /* not an outage: keys their keeper never renewed */
         err_set(e,
@@ -268,8 +268,7 @@ static enum up_outcome after_failure(const struct uploader *u, json_object *task
     /* the last attempt's error names the object and what S3 said (S3 PUT <url>: HTTP 503
      * SlowDown: <its message>) or what went wrong (a reset, a timeout): the URL and S3's message
      * are cut to 200 bytes each, so it fits after this */
-    snprintf(why, sizeof why, "%s", e->msg);
-    err_set(e, "S3 temporarily unavailable after %ld attempts: %s", attempt, why);
+    err_wrap(e, "S3 temporarily unavailable after %ld attempts", attempt);
     return UP_FAILED;
 }
 

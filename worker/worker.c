@@ -1697,18 +1697,12 @@ static int load_blob(struct worker *w, const char *job_id, int n, struct buf *ou
     return rc;
 }
 
-/* An upload task's image_identifier, "" when it has none as a string: a task pixq did not
- * write (by hand, or damaged) is one of its own entries all the same, and fails its output. */
-static const char *task_identifier(json_object *task)
+/* An upload task's member `name` ("image_identifier", "bucket"), "" when it has none as a
+ * string: a task pixq did not write (by hand, or damaged) is one of its own entries all the
+ * same, and fails its output. */
+static const char *task_member(json_object *task, const char *name)
 {
-    json_object *v = json_object_object_get(task, "image_identifier");
-    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
-}
-
-/* The bucket a parked output goes to, for the log ("" if the task names none). */
-static const char *task_bucket(json_object *task)
-{
-    json_object *v = json_object_object_get(task, "bucket");
+    json_object *v = json_object_object_get(task, name);
     return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 }
 
@@ -1718,7 +1712,7 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
                             const char *url)
 {
     /* build_task wrote these members */
-    const char *id = task_identifier(task);
+    const char *id = task_member(task, "image_identifier");
     const char *key = json_object_get_string(json_object_object_get(task, "key"));
     bool keys = json_object_get_boolean(json_object_object_get(task, "return_keys"));
     json_object *img =
@@ -1752,7 +1746,7 @@ static long record_uploaded(struct worker *w, json_object *task, const char *job
 static long send_parked(struct worker *w, struct task *t, json_object *task, const char *job_id,
                         int n)
 {
-    const char *id = task_identifier(task);
+    const char *id = task_member(task, "image_identifier");
     struct buf blob, url;
     buf_init(&blob, 0);
     buf_init(&url, 0);
@@ -1790,7 +1784,8 @@ static long send_parked(struct worker *w, struct task *t, json_object *task, con
     } else {
         char q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16], qb[4 * S3_BUCKET_MAX + 8];
         LOG_WARN("upload_failed", "job_id=%s image_identifier=%s bucket=%s error=%s", job_id,
-                 log_quote(id, qi, sizeof qi), log_quote(task_bucket(task), qb, sizeof qb),
+                 log_quote(id, qi, sizeof qi),
+                 log_quote(task_member(task, "bucket"), qb, sizeof qb),
                  log_quote(e.msg, q, sizeof q));
         pending = record_upload(w, job_id, n, "err", e.msg, id);
     }
@@ -1832,12 +1827,13 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
     if (poisoned == NULL) {
         pending = send_parked(w, t, task, job_id, n);
     } else {
-        const char *id = task_identifier(task);
+        const char *id = task_member(task, "image_identifier");
         char why[ERR_MSG_MAX], q[ERR_MSG_MAX + 16], qi[JOB_IDENTIFIER_MAX + 16],
             qb[4 * S3_BUCKET_MAX + 8];
         snprintf(why, sizeof why, "the upload of '%.100s' failed: %.200s", id, poisoned);
         LOG_ERROR("upload_poisoned", "job_id=%s image_identifier=%s bucket=%s error=%s", job_id,
-                  log_quote(id, qi, sizeof qi), log_quote(task_bucket(task), qb, sizeof qb),
+                  log_quote(id, qi, sizeof qi),
+                  log_quote(task_member(task, "bucket"), qb, sizeof qb),
                   log_quote(why, q, sizeof q));
         metrics_count_output(METRICS_OUTPUT_FAILED);
         pending = record_upload(w, job_id, n, "err", why, id);
