@@ -50,7 +50,7 @@ struct rq {
     bool io_error;
     unsigned long io_errors;    /* commands lost to I/O failures since the start */
     unsigned long closed_found; /* connections found closed before a command went on them */
-    unsigned long round_trips;  /* replies waited for since the start (a pipeline counts once) */
+    unsigned long round_trips;  /* waits for an answer since the start (rq_round_trips) */
     char sha[RQ_SCRIPT_COUNT][2 * SHA_DIGEST_LENGTH + 1];
     struct buf cmd; /* the command being sent, in RESP, kept for the next one (see append_cmd) */
     /* a script call sent by rq_script_send() whose reply is not read yet (`sent`), or was read by
@@ -616,20 +616,25 @@ static redisReply *check_reply(struct rq *r, redisReply *rep, struct key_arg key
     return answer(r, rep, key, e);
 }
 
-/* Why `c`'s connection, with no command outstanding, cannot carry the next one, or NULL: the
- * server closed it (its end of stream, or an error, waits on the socket), or bytes nobody asked
- * for wait there (the stream is out of step: they would be read as the next command's answer).
- * A peek that does not block and takes nothing from the stream. */
-static const char *not_clean(const redisContext *c)
+/* What waits on `c`'s socket: 1 bytes, 0 nothing yet, -1 the server closed the connection (its
+ * end of stream, or an error). A peek that does not block and takes nothing from the stream. */
+static int socket_state(const redisContext *c)
 {
     char byte;
     ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0) {
-        return "unexpected_bytes";
+        return 1;
     }
-    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-               ? "closed_while_idle"
-               : NULL;
+    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ? -1 : 0;
+}
+
+/* Why `c`'s connection, with no command outstanding, cannot carry the next one, or NULL: the
+ * server closed it, or bytes nobody asked for wait there (the stream is out of step: they would
+ * be read as the next command's answer). */
+static const char *not_clean(const redisContext *c)
+{
+    int state = socket_state(c);
+    return state > 0 ? "unexpected_bytes" : state < 0 ? "closed_while_idle" : NULL;
 }
 
 /* Whether bytes read from `c`'s connection with an answer, after it, wait in hiredis's buffer
@@ -710,14 +715,23 @@ static int load_script(struct rq *r, enum rq_script s, struct err *e)
  * it for rq_script_reply(): a command sent after it must not take it for its own. A NOSCRIPT
  * answer (the server lost its scripts: SCRIPT FLUSH) means the call did not run: the script is
  * loaded and the call sent again, and that answer is kept. An I/O failure drops the connection
- * (the next command reconnects) and marks the reply lost. */
-static void collect_sent(struct rq *r)
+ * (the next command reconnects) and marks the reply lost.
+ *
+ * `behind`: NULL, or where the reply of the one command appended after the call goes (written
+ * before the call's reply was read: evalsha_behind), read next, NULL if the connection failed
+ * first (then the connection is left for the caller to drop, with hiredis's reason). A NOSCRIPT
+ * call is sent again only after that command has run (after a SCRIPT FLUSH, which took the
+ * command's script too unless another client loaded it again in between). */
+static void collect_sent(struct rq *r, redisReply **behind)
 {
     if (!r->sent) {
         return;
     }
     r->sent = false;
     const char *name = script_name[r->sent_script];
+    if (behind == NULL && !unread_bytes(r->ctx) && socket_state(r->ctx) == 0) {
+        r->round_trips++; /* the answer has not come: this read waits for it */
+    }
     void *rep = NULL;
     /* (used_us stays the send's: this reply may have waited here since long before a close) */
     bool io = redisGetReply(r->ctx, &rep) == REDIS_OK && rep != NULL;
@@ -725,6 +739,19 @@ static void collect_sent(struct rq *r)
     /* `ms`: from sending the call to reading its answer, the caller's work in between included */
     LOG_DEBUG("redis", "cmd=EVALSHA script=%s ahead=1 ms=%.3f ok=%d", name,
               (double)(mono_us() - r->sent_us) / 1000.0, io && got->type != REDIS_REPLY_ERROR);
+    if (behind != NULL) {
+        void *own = NULL;
+        if (!io || redisGetReply(r->ctx, &own) != REDIS_OK || own == NULL) {
+            *behind = NULL;
+            r->held = io ? got : NULL; /* the call's answer came: it ran */
+            r->lost = !io;
+            if (!io) {
+                freeReplyObject(got);
+            }
+            return;
+        }
+        *behind = own;
+    }
     if (io && got->type == REDIS_REPLY_ERROR && strncmp(got->str, "NOSCRIPT", 8) == 0) {
         if (load_script(r, r->sent_script, NULL) == 0) { /* loaded: the call again */
             freeReplyObject(got);
@@ -846,7 +873,7 @@ static redisReply *round_trip(struct rq *r, long extra_timeout_ms, const char *n
 static redisReply *commandv(struct rq *r, long extra_timeout_ms, int argc, const char **argv,
                             const size_t *lens, const char *script, struct err *e)
 {
-    collect_sent(r);
+    collect_sent(r, NULL);
     if (ensure_connected(r, e) < 0 || format_argv(r, argc, argv, lens, e) < 0) {
         return NULL;
     }
@@ -887,7 +914,7 @@ static struct key_arg resp_second_word(const char *cmd, size_t n)
 
 redisReply *rq_command(struct rq *r, struct err *e, const char *fmt, ...)
 {
-    collect_sent(r);
+    collect_sent(r, NULL);
     if (ensure_connected(r, e) < 0) {
         return NULL;
     }
@@ -934,7 +961,7 @@ int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **
     for (size_t i = 0; i < n; i++) {
         replies[i] = NULL;
     }
-    collect_sent(r);
+    collect_sent(r, NULL);
     if (ensure_connected(r, e) < 0) {
         return -1;
     }
@@ -1019,10 +1046,49 @@ static int format_script(struct rq *r, enum rq_script s, int nkeys, const char *
     return rc;
 }
 
+/* A script call made while the answer of the one rq_script_send() sent is on its way: appended
+ * behind it and written at once, and both answers read in one wait, the first kept for
+ * rq_script_reply() (a job's finish.lua behind its begin.lua). One round trip, which the call
+ * ahead counted. The connection is in use: no idle check (the answer ahead may wait on it). */
+static redisReply *evalsha_behind(struct rq *r, enum rq_script s, int nkeys, const char **keys,
+                                  int nargs, const char **args, const size_t *arglens,
+                                  struct err *e)
+{
+    if (format_script(r, s, nkeys, keys, nargs, args, arglens, e) < 0) {
+        return NULL;
+    }
+    if (append_cmd(r) < 0) {
+        drop(r); /* hiredis ran out of memory: whatever it holds must not reach Redis */
+        err_set(e, "out of memory");
+        return NULL;
+    }
+    r->round_trips++; /* one wait for both answers */
+    long long t0 = mono_us();
+    redisReply *rep = NULL;
+    collect_sent(r, &rep);
+    r->used_us = mono_us();
+    log_round_trip("EVALSHA", 7, script_name[s], t0, rep);
+    return check_reply(r, rep, (struct key_arg){NULL, 0}, e);
+}
+
+/* Whether a script call may be written behind the call rq_script_send() sent before its answer
+ * is read: that answer has not come yet (when it has, reading it first costs no wait), nothing
+ * on the socket says the connection is closed (as after a restart during the job: the call
+ * would be lost with it, where read first, the lost answer lets the call go on a new
+ * connection), and the call ahead went less than IDLE_CHECK_US ago. A peek that takes nothing. */
+static bool may_go_behind(const struct rq *r)
+{
+    return r->sent && r->ctx != NULL && !unread_bytes(r->ctx) &&
+           mono_us() - r->sent_us < IDLE_CHECK_US && socket_state(r->ctx) == 0;
+}
+
 static redisReply *evalsha(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
                            const char **args, const size_t *arglens, struct err *e)
 {
-    collect_sent(r);
+    if (may_go_behind(r)) {
+        return evalsha_behind(r, s, nkeys, keys, nargs, args, arglens, e);
+    }
+    collect_sent(r, NULL);
     if (ensure_connected(r, e) < 0 ||
         format_script(r, s, nkeys, keys, nargs, args, arglens, e) < 0) {
         return NULL;
@@ -1056,7 +1122,7 @@ redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **ke
 int rq_script_send(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
                    const char **args, const size_t *arglens, struct err *e)
 {
-    collect_sent(r);
+    collect_sent(r, NULL);
     freeReplyObject(r->held); /* an earlier call's reply nobody asked for */
     r->held = NULL;
     r->lost = false;
@@ -1088,7 +1154,6 @@ int rq_script_send(struct rq *r, enum rq_script s, int nkeys, const char **keys,
             return connection_lost(r, e);
         }
     }
-    r->round_trips++;
     r->sent = true;
     r->sent_script = s;
     r->sent_us = mono_us();
@@ -1097,18 +1162,18 @@ int rq_script_send(struct rq *r, enum rq_script s, int nkeys, const char **keys,
 
 void rq_wait_sent(struct rq *r)
 {
-    collect_sent(r);
+    collect_sent(r, NULL);
 }
 
 const redisReply *rq_sent_reply(struct rq *r)
 {
-    collect_sent(r);
+    collect_sent(r, NULL);
     return r->held;
 }
 
 redisReply *rq_script_reply(struct rq *r, struct err *e)
 {
-    collect_sent(r);
+    collect_sent(r, NULL);
     redisReply *rep = r->held;
     r->held = NULL;
     if (rep == NULL) {

@@ -135,13 +135,18 @@ struct rq_cmd {
 int rq_pipeline(struct rq *r, size_t n, const struct rq_cmd *cmds, redisReply **replies,
                 struct err *e);
 
-/* Runs a Lua script with EVALSHA, loading it when the server answers NOSCRIPT. As rq_commandv. */
+/* Runs a Lua script with EVALSHA, loading it when the server answers NOSCRIPT. As rq_commandv.
+ * While the answer of a call rq_script_send() sent less than a quarter second ago is still on
+ * its way (not come, the connection not found closed), the call is written behind it at once
+ * and both answers are read in one wait (the first kept for rq_script_reply()): the call must
+ * not need that answer. */
 redisReply *rq_script(struct rq *r, enum rq_script s, int nkeys, const char **keys, int nargs,
                       const char **args, const size_t *arglens, struct err *e);
 
 /* Sends a script call without waiting for its reply, so that its round trip runs while the
  * caller works; rq_script_reply() returns the reply. Commands may run on the connection
- * meanwhile: the first of them reads the reply first and keeps it. The script is loaded first
+ * meanwhile: the first of them reads the reply first and keeps it (a script call is written
+ * first, rq_script). The script is loaded first
  * (SCRIPT LOAD, a round trip) when this connection has not used it yet, so that the call runs
  * when it arrives; should the server answer NOSCRIPT all the same (SCRIPT FLUSH), the reply is
  * read, the script loaded and the call sent again. Returns 0, or -1 with the reason (the call
@@ -180,7 +185,9 @@ unsigned long rq_io_errors(const struct rq *r);
  * replies been lost, in between, even when every command got its answer. */
 unsigned long rq_breaks(const struct rq *r);
 
-/* Round trips to Redis since rq_create() (a pipeline counts once): for measurements. */
+/* Round trips to Redis since rq_create(), as the times the caller waited for an answer: a
+ * pipeline counts once, a script call written behind one sent ahead once for both, and a call
+ * sent ahead only if its answer had not come when it was read. For measurements. */
 unsigned long rq_round_trips(const struct rq *r);
 
 /* Writes the key "pixq:{queue}:suffix" into `out`. Returns 0, or -1 if it does not fit. */

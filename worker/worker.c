@@ -29,6 +29,7 @@
 #define POLL_SLACK_MS     10   /* a blocking wait of several queues ends this much early */
 #define STALE_NAP_MS      50   /* look again this soon whether an overdue lease holds again */
 #define EPOCH_MAX         48   /* bytes of a queue's data token (pixq:{Q}:epoch) kept */
+#define RUN_BY_MAX        330  /* a run's run_by: the worker's id (300), '/', a count */
 /* the stats counter of postbacks that failed with no retry to come (`pixq stats`) */
 #define POSTBACKS_GIVEN_UP "postbacks_given_up"
 /* script_retried() stops trying well within the hour the key of a split.lua or adopt.lua call
@@ -79,7 +80,7 @@ struct unsettled {
     char *job_id, *result, *dead, *posted_id, *posted, *retry;
     const char *counter; /* a literal */
     long retry_ms;
-    long run;          /* as the settlement's */
+    char *run_by;      /* as the settlement's */
     bool forgotten_ok; /* as the settlement's */
 };
 
@@ -123,6 +124,7 @@ struct worker {
     long first_seen_ms;  /* else what its answer said (runner.first_seen), -1 if nothing */
     struct unsettled unsettled[UNSETTLED_MAX];
     unsigned long unsettled_seq; /* settlements kept so far */
+    unsigned long runs_begun;    /* begin.lua calls made, for each run's run_by */
     /* the postback retry whose stored result Redis failed to read, and how many times in a row */
     char unread_id[JOB_ID_MAX];
     long unread_tries;
@@ -133,6 +135,11 @@ struct task {
     struct buf payload; /* the bytes on the active list */
     struct job *job;
     long run; /* this run's number (begin.lua's count); 0 or -1: not known */
+    /* what begin.lua stored as this run's (`run_by` in the job's hash, finish.lua's ARGV[16]),
+     * "" when begin.lua was not sent or failed */
+    char run_by[RUN_BY_MAX];
+    long started_ms; /* wall clock when it began (metrics_job_reserved) */
+    bool unnoted;    /* begun by handle_payload, not yet noted by begin_noted() */
     struct result *result;
     char first_error[ERR_MSG_MAX]; /* empty while nothing failed */
 };
@@ -505,6 +512,7 @@ static void forget_unsettled(struct unsettled *u)
     free(u->posted_id);
     free(u->posted);
     free(u->retry);
+    free(u->run_by);
     *u = (struct unsettled){.counter = ""};
 }
 
@@ -607,14 +615,14 @@ struct settlement {
     const char *posted;    /* set with posted_id: that postback's digest (postback_digest) */
     const char *retry;     /* a postback retry task to schedule with the settlement, or NULL */
     long retry_ms;         /* when it is due, ms from now */
-    long run;              /* the run number of the job settled (begin.lua's), or <= 0 unknown */
+    const char *run_by;    /* the run_by of the run settled (struct task), NULL or "": unknown */
     bool forgotten_ok;     /* settle job_id even off the active list if Redis lost the job */
 };
 
 /* finish.lua's keys and arguments (see its header). */
 struct finish_call {
     char result_key[RQ_KEY_MAX], job_hash[RQ_KEY_MAX];
-    char retry_ms[32], run[32];
+    char retry_ms[32];
     const char *keys[10], *args[16];
     size_t lens[16];
 };
@@ -627,11 +635,6 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
     const char *hash_id = s->posted_id != NULL ? s->posted_id : s->job_id;
     job_key(w, hash_id != NULL ? hash_id : "", "job", -1, c->job_hash, sizeof c->job_hash);
     snprintf(c->retry_ms, sizeof c->retry_ms, "%ld", s->retry_ms);
-    if (s->run > 0) {
-        snprintf(c->run, sizeof c->run, "%ld", s->run);
-    } else {
-        c->run[0] = '\0';
-    }
     const char *keys[] = {w->active_key,  c->result_key,     w->dead_key, w->stats_key,
                           w->recov_key,   w->cur->tput_key,  c->job_hash, w->jobs_key,
                           w->delayed_key, w->cur->parked_key};
@@ -650,7 +653,7 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
                           w->parked_max_arg,
                           RQ_TASK_MARK,
                           s->forgotten_ok && s->job_id != NULL ? "forgotten" : "",
-                          c->run};
+                          s->run_by != NULL ? s->run_by : ""};
     memcpy(c->keys, keys, sizeof keys);
     memcpy(c->args, args, sizeof args);
     c->lens[0] = payload->len;
@@ -834,12 +837,13 @@ static void keep_unsettled(struct worker *w, const struct buf *payload, const st
     u->retry = copy_or_null(s->retry);
     u->counter = s->counter;
     u->retry_ms = s->retry_ms;
-    u->run = s->run;
+    u->run_by = copy_or_null(s->run_by);
     u->forgotten_ok = s->forgotten_ok;
     if (buf_append(&u->payload, payload->data, payload->len) < 0 ||
         (s->job_id != NULL && u->job_id == NULL) || (s->result != NULL && u->result == NULL) ||
         (s->dead != NULL && u->dead == NULL) || (s->posted_id != NULL && u->posted_id == NULL) ||
-        (s->posted != NULL && u->posted == NULL) || (s->retry != NULL && u->retry == NULL)) {
+        (s->posted != NULL && u->posted == NULL) || (s->retry != NULL && u->retry == NULL) ||
+        (s->run_by != NULL && u->run_by == NULL)) {
         forget_unsettled(u); /* out of memory: it runs again from the active list */
     }
 }
@@ -858,7 +862,7 @@ static int settle_again(struct worker *w, struct unsettled *u, const struct buf 
                                  .posted = kept.posted,
                                  .retry = kept.retry,
                                  .retry_ms = kept.retry_ms,
-                                 .run = kept.run,
+                                 .run_by = kept.run_by,
                                  .forgotten_ok = kept.forgotten_ok};
     LOG_INFO("settle_resumed", "job_id=%s", kept.job_id != NULL ? kept.job_id : "");
     int settled = settle(w, payload == NULL ? &kept.payload : payload, &s);
@@ -990,40 +994,43 @@ static int adopt(struct worker *w, struct task *t, struct err *e)
     return 0;
 }
 
-/* begin.lua's keys and argument for job `j`. */
+/* begin.lua's keys and arguments for task `t`'s job, and a new run_by for this run in t->run_by. */
 struct begin_call {
     char key[RQ_KEY_MAX];
     const char *keys[2];
-    const char *args[1];
+    const char *args[2];
 };
 
-static void begin_call_init(struct worker *w, const struct job *j, struct begin_call *c)
+static void begin_call_init(struct worker *w, struct task *t, struct begin_call *c)
 {
-    job_key(w, j->id, "job", -1, c->key, sizeof c->key);
+    job_key(w, t->job->id, "job", -1, c->key, sizeof c->key);
+    snprintf(t->run_by, sizeof t->run_by, "%s/%lu", w->id, ++w->runs_begun);
     c->keys[0] = c->key;
     c->keys[1] = w->stats_key;
     c->args[0] = w->ttl_arg;
+    c->args[1] = t->run_by;
 }
 
-/* Sends begin.lua, which counts this run of the job, without waiting: begin_reply() reads its
- * answer once the job has run, so that the round trip passes while the job fetches its source
- * and works. A command the job sends Redis meanwhile (an upload's rate limit) reads the answer
- * first, and an upload waits for it (rq_wait_sent), so when Redis answers the run is counted
- * before any output leaves the worker (when it does not, the job goes on, as it always did
- * after a failed begin.lua). Returns whether it was sent. */
-static bool begin_send(struct worker *w, const struct job *j)
+/* Sends begin.lua, which counts this run of the job, without waiting: begin_noted() reads its
+ * answer once the job has run and settled, so that the round trip passes while the job fetches
+ * its source and works, and finish.lua's goes with it (written behind it: rq_script), which
+ * needs only the run's run_by, made here. A command the job sends Redis meanwhile (an upload's
+ * rate limit) reads the answer first, and an upload waits for it (rq_wait_sent), so when Redis
+ * answers the run is counted before any output leaves the worker (when it does not, the job
+ * goes on, as it always did after a failed begin.lua). Returns whether it was sent. */
+static bool begin_send(struct worker *w, struct task *t)
 {
     struct begin_call c;
-    begin_call_init(w, j, &c);
+    begin_call_init(w, t, &c);
     struct err e = {{0}};
-    return rq_script_send(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e) == 0;
+    return rq_script_send(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 2, c.args, NULL, &e) == 0;
 }
 
 /* The run number in begin.lua's answer `r` ({first_seen, runs}; freed), 1 for the first, or -1
  * when there is none: then the run may or may not be counted (the call may have run and its
- * answer been lost), which the log says; the job goes on. An answer of another shape (begin.lua
- * gives none) is taken as a first run. */
-static long begin_answer(struct worker *w, const struct job *j, redisReply *r, const struct err *e)
+ * answer been lost), which the log says; the job goes on (its run_by unknown from then on). An
+ * answer of another shape (begin.lua gives none) is taken as a first run. */
+static long begin_answer(struct worker *w, struct task *t, redisReply *r, const struct err *e)
 {
     w->first_seen_ms = reply_first_seen(r);
     if (r != NULL) {
@@ -1033,27 +1040,28 @@ static long begin_answer(struct worker *w, const struct job *j, redisReply *r, c
         return runs;
     }
     char q[ERR_MSG_MAX + 16];
-    LOG_WARN("job_begin_failed", "job_id=%s error=%s", j->id, log_quote(e->msg, q, sizeof q));
+    LOG_WARN("job_begin_failed", "job_id=%s error=%s", t->job->id, log_quote(e->msg, q, sizeof q));
+    t->run_by[0] = '\0';
     return -1;
 }
 
 /* begin.lua run now, waiting for its answer: when it could not be sent ahead. The run number, or
  * -1. */
-static long begin_now(struct worker *w, const struct job *j)
+static long begin_now(struct worker *w, struct task *t)
 {
     struct begin_call c;
-    begin_call_init(w, j, &c);
+    begin_call_init(w, t, &c);
     struct err e = {{0}};
-    redisReply *r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 1, c.args, NULL, &e);
-    return begin_answer(w, j, r, &e);
+    redisReply *r = rq_script(w->rq, RQ_SCRIPT_BEGIN, 2, c.keys, 2, c.args, NULL, &e);
+    return begin_answer(w, t, r, &e);
 }
 
 /* The run number begin_send() counted (1 for the first), or -1 if Redis did not answer. */
-static long begin_reply(struct worker *w, const struct job *j)
+static long begin_reply(struct worker *w, struct task *t)
 {
     struct err e = {{0}};
     redisReply *r = rq_script_reply(w->rq, &e);
-    return begin_answer(w, j, r, &e);
+    return begin_answer(w, t, r, &e);
 }
 
 /* What `posted` in pixq:{Q}:job:<id> holds once a postback was delivered: an HMAC-SHA256 of the
@@ -1886,6 +1894,26 @@ static const char *postback_text(const struct job *job, struct buf *out)
                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
+/* Reads begin.lua's answer if it was sent ahead and is not read yet, and notes the run: in the
+ * log if it is a rerun, in the metrics. Once a job, after its settlement went out (complete) or
+ * once it is parked or put back to run later: reading the answer sooner would cost a no-op job a
+ * round trip of its own. */
+static void begin_noted(struct worker *w, struct task *t)
+{
+    if (!t->unnoted) {
+        return;
+    }
+    t->unnoted = false;
+    if (w->begin_ahead) {
+        w->begin_ahead = false;
+        t->run = begin_reply(w, t);
+    }
+    if (t->run > 1) {
+        LOG_INFO("job_rerun", "job_id=%s run=%ld", t->job->id, t->run);
+    }
+    metrics_job_reserved(t->job, t->run, t->started_ms);
+}
+
 /* Posts a finished job's result back (once) and settles it: the common end of a job, whether its
  * last output was uploaded by the worker that ran it or by the one that ran a parked upload.
  * `payload` is what this worker holds on its active list (the job, or an upload task). */
@@ -1919,7 +1947,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
                            .dead = dead,
                            .posted_id = sent ? job->id : NULL,
                            .posted = sent ? digest : NULL,
-                           .run = t->run,
+                           .run_by = t->run_by,
                            .forgotten_ok = !job_taken(w, &t->payload, "finish", job->id)};
     char *retry = NULL;
     if (posted == -1 && wants_postback_retry(w, job)) {
@@ -1932,6 +1960,7 @@ static void deliver(struct worker *w, struct task *t, const struct job *job, con
     s.counter = failed ? (given_up ? "failed," POSTBACKS_GIVEN_UP : "failed")
                        : (given_up ? "succeeded," POSTBACKS_GIVEN_UP : "succeeded");
     int settled = settle(w, &t->payload, &s);
+    begin_noted(w, t); /* begin.lua's answer came with finish.lua's */
     buf_finish(&text);
     count_postback(posted, sent, retry != NULL, settled);
     lease_delivering(w->lease, false);
@@ -2451,29 +2480,9 @@ static bool retry_later(struct worker *w, struct task *t, long delay)
     return true;
 }
 
-static void handle_payload(struct worker *w, struct task *t)
+/* Task `t`'s job after it ran (`st`): parked, put back to run later, or complete. */
+static void settle_job(struct worker *w, struct task *t, enum run_status st, long t0)
 {
-    long t0 = clock_mono_ms();
-    w->runner.times = (struct run_times){0}; /* what job_done shows of a task that runs no job */
-    if (settle_kept(w, &t->payload) || handle_internal(w, t) || handle_batch(w, t) ||
-        parse(w, t, t->payload.data, t->payload.len) < 0) {
-        return;
-    }
-    long started_ms = clock_wall_ms();
-    bool sent = begin_send(w, t->job);
-    w->begin_ahead = sent;
-    long run = sent ? 0 : begin_now(w, t->job); /* not sent ahead: before the job, as ever */
-    LOG_INFO("job_start", "job_id=%s queue=%s", t->job->id, w->queue);
-    enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
-    if (sent) {
-        w->begin_ahead = false;
-        run = begin_reply(w, t->job);
-    }
-    t->run = run;
-    if (run > 1) {
-        LOG_INFO("job_rerun", "job_id=%s run=%ld", t->job->id, run);
-    }
-    metrics_job_reserved(t->job, run, started_ms);
     if (st == RUN_PARKED) {
         if (!park_job(w, t)) {
             return;
@@ -2485,6 +2494,25 @@ static void handle_payload(struct worker *w, struct task *t)
         return;
     }
     complete(w, t, t0);
+}
+
+static void handle_payload(struct worker *w, struct task *t)
+{
+    long t0 = clock_mono_ms();
+    w->runner.times = (struct run_times){0}; /* what job_done shows of a task that runs no job */
+    if (settle_kept(w, &t->payload) || handle_internal(w, t) || handle_batch(w, t) ||
+        parse(w, t, t->payload.data, t->payload.len) < 0) {
+        return;
+    }
+    t->started_ms = clock_wall_ms();
+    t->unnoted = true;
+    bool sent = begin_send(w, t);
+    w->begin_ahead = sent;
+    t->run = sent ? 0 : begin_now(w, t); /* not sent ahead: before the job, as ever */
+    LOG_INFO("job_start", "job_id=%s queue=%s", t->job->id, w->queue);
+    enum run_status st = run_job(&w->runner, t->job, t->result, t->first_error);
+    settle_job(w, t, st, t0);
+    begin_noted(w, t);
 }
 
 static void handle(struct worker *w, struct task *t)

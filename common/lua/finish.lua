@@ -44,15 +44,16 @@
 --          A job settled with it leaves KEYS[7] behind (`settled`, with the result's expiry) when
 --          there is none (begin.lua never reached Redis): the same call again, after its answer
 --          was lost, then finds the job settled rather than forgotten, and writes nothing twice.
---          Looked for only when the job was lost or begin.lua's answer is unknown (ARGV[16] ""):
---          a run begin.lua answered made the hash, and every job's EXISTS cost Redis about a
+--          Looked for only when the job was lost or begin.lua was not sent or failed (ARGV[16]
+--          ""): a run begin.lua counted made the hash, and every job's EXISTS cost Redis about a
 --          microsecond, 4 % of its work on a no-op job (tests/bench/RESULTS.md).
 --
--- ARGV[16] optional: the run number of the job settled (begin.lua's `runs` as it answered this
---          run), or "" unknown
+-- ARGV[16] optional: the run_by of the run settled (begin.lua's ARGV[2]), or "" unknown. The
+--          worker sends this call before it reads begin.lua's answer (one wait for both), so
+--          it names the run by what it sent, not by the run number Redis answers.
 --
 -- The same call sent again after its answer was lost finds its own settlement (settled_before):
--- no later run began (KEYS[7]'s `runs` is ARGV[16], or there is none), the result it stored is
+-- no later run began (KEYS[7]'s `run_by` is ARGV[16], or there is none), the result it stored is
 -- the last, its dead letter (which holds the time it failed) in the dead list. It answers 1
 -- without writing or counting anything again (before, it counted a lost lease, and the worker
 -- logged one, for a job it had settled). A reaped run finds a later run begun, and is a lost
@@ -142,13 +143,13 @@ local function settled_before()
     if (ARGV[2] == '' and ARGV[4] == '') or not KEYS[7] then
         return false
     end
-    local runs = not left_alone[7] and own(7, redis.pcall('HGET', KEYS[7], 'runs'))
+    local by = not left_alone[7] and own(7, redis.pcall('HGET', KEYS[7], 'run_by'))
     local last = ARGV[2] ~= '' and not left_alone[2] and own(2, redis.pcall('LINDEX', KEYS[2], -1))
     -- the dead letter anywhere in the list (other workers' may be newer: an outage loses many
     -- answers at once); the postback retry is not looked for: the result, stored in the same
     -- step, tells already, and the retry may be promoted, or run, by the time the call is sent
     -- again (its first delay, 1 s, is shorter than PIXQ_REDIS_TIMEOUT_MS)
-    return (not runs or runs == (ARGV[16] or '')) and
+    return (not by or by == (ARGV[16] or '')) and
         (ARGV[2] == '' or left_alone[2] or last == ARGV[2]) and
         (ARGV[4] == '' or redis.call('LPOS', KEYS[3], ARGV[4]) ~= false)
 end

@@ -852,6 +852,19 @@ class BeginTest(LuaTestCase):
         self.assertEqual(self.stats(), {"received": 1, "reruns": 2})
 
 
+    def test_run_by(self):
+        """ARGV[2] names the run (finish.lua tells from it whether a later run began): kept as
+        `run_by`, each run's replacing the last's; first_seen stays."""
+        first_seen, _ = self.run_script("begin", [key("job:j1"), STATS], [3600, "w1/1"])
+        self.assertEqual(self.r.hgetall(key("job:j1")),
+                         {"first_seen": str(first_seen), "runs": "1", "run_by": "w1/1"})
+        self.assertEqual(self.run_script("begin", [key("job:j1"), STATS], [3600, "w2/5"]),
+                         [first_seen, 2])
+        self.assertEqual(self.r.hgetall(key("job:j1")),
+                         {"first_seen": str(first_seen), "runs": "2", "run_by": "w2/5"})
+        self.assertEqual(self.begin("j1")[1], 3)  # none named: the last one's stays
+        self.assertEqual(self.r.execute("HGET", key("job:j1"), "run_by"), "w2/5")
+
     def test_counts_of_another_type_are_left_alone(self):
         """stats of another type (set by hand): the run is counted in the job hash all the
         same, and answered; the key is left as it was. Any other error is raised."""
@@ -1003,25 +1016,25 @@ class FinishTest(LuaTestCase):
         self.assertEqual((self.r.lrange(key("result:j1")), self.r.lrange(DEAD),
                           self.r.execute("ZRANGE", DELAYED, 0, -1), self.r.lrange(JOBS),
                           self.stats()), settled)
-        # this run's number (begin.lua's count) and no later run's: its own settlement
-        self.r.execute("HSET", key("job:j1"), "runs", 2)
-        self.assertEqual(self.run_script("finish", keys, args + ["2"]), 1)
+        # this run's run_by (begin.lua's) and no later run's: its own settlement
+        self.r.execute("HSET", key("job:j1"), "runs", 2, "run_by", "w1/2")
+        self.assertEqual(self.run_script("finish", keys, args + ["w1/2"]), 1)
         self.assertEqual(self.stats(), {"failed": 1, "dead": 1})
         # its retry no longer waits (promoted meanwhile: due in 1 s, it is before the call is
         # sent again after a timeout), another job's dead letter is newer: its own all the same
         self.r.execute("ZREM", DELAYED, "retry-1")
         self.r.lpush(DEAD, self.dead_entry("j2", self.now_ms()))
-        self.assertEqual(self.run_script("finish", keys, args + ["2"]), 1)
+        self.assertEqual(self.run_script("finish", keys, args + ["w1/2"]), 1)
         self.assertEqual(self.stats(), {"failed": 1, "dead": 1})
         # a later run began (this one was reaped, and the same outcome is that run's); its dead
         # letter gone (trimmed): a lost lease
-        for undo in (lambda: self.r.execute("HSET", key("job:j1"), "runs", 3),
+        for undo in (lambda: self.r.execute("HSET", key("job:j1"), "runs", 3, "run_by", "w2/7"),
                      lambda: self.r.execute("LREM", DEAD, 0, dead)):
             self.r.delete(STATS)
             undo()
-            self.assertEqual(self.run_script("finish", keys, args + ["2"]), 0)
+            self.assertEqual(self.run_script("finish", keys, args + ["w1/2"]), 0)
             self.assertEqual(self.stats(), {"lease_lost": 1})
-            self.r.execute("HSET", key("job:j1"), "runs", 2)
+            self.r.execute("HSET", key("job:j1"), "runs", 2, "run_by", "w1/2")
 
     def test_postback_retry_scheduled_with_the_settlement(self):
         self.r.lpush(active("w1"), "job-a")
@@ -1034,7 +1047,7 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.r.lrange(JOBS), [WAKE])
         self.assertEqual(self.r.execute("ZCARD", DELAYED), 2)
         # not ours (another worker took it, and a later run began): nothing is scheduled again
-        self.r.execute("HSET", key("job:j1"), "runs", 5)
+        self.r.execute("HSET", key("job:j1"), "runs", 5, "run_by", "w2/9")
         self.assertEqual(self.full("w1", "job-c", retry="retry-3", retry_ms=1000), 0)
         self.assertIsNone(self.zscore(DELAYED, "retry-3"))
 

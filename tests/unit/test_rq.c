@@ -607,6 +607,89 @@ static void test_script_reply(void)
     CHECK_INT(fake_redis_read(&f, r, got, sizeof got), 3 * call);
 }
 
+/* A script call made while the answer of a call sent ahead is on its way is written behind it at
+ * once, and both answers are read in one wait (one round trip): the server here answers only once
+ * it has both. The first answer is kept for rq_script_reply(). When the connection goes before
+ * the answers come, both are lost. */
+static void test_script_behind_sent(void)
+{
+    size_t call = FINISH_CALL_LEN;
+    const struct fake_step steps[] = {
+        {call, ":1\r\n", 0}, {2 * call, ":2\r\n:3\r\n", 0}, {2 * call, NULL, 0}};
+    struct fake_redis f;
+    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
+    CHECK(r != NULL);
+    if (r == NULL) {
+        return;
+    }
+    const char *keys[] = {"k"};
+    struct err e = {{0}};
+    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
+    freeReplyObject(rep);
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 3);
+    freeReplyObject(rep);
+    CHECK_INT(rq_round_trips(r), 2);
+    rep = rq_script_reply(r, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2);
+    freeReplyObject(rep);
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    CHECK(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e) == NULL);
+    CHECK(strncmp(e.msg, "redis: ", 7) == 0);
+    CHECK(rq_disconnected(r));
+    CHECK(rq_script_reply(r, &e) == NULL);
+    CHECK_STR(e.msg, "redis: connection lost before the reply");
+    char got[1024];
+    CHECK_INT(fake_redis_read(&f, r, got, sizeof got), 5 * call);
+}
+
+/* A script call does not go behind the call sent ahead when that call's answer came already
+ * (read first, it costs no wait: a round trip of the call's own) or the connection was closed
+ * meanwhile (a restart during the job): the answer is read first, found lost, and the call goes
+ * on a new connection rather than being lost with the old one. */
+static void test_script_not_behind(void)
+{
+    size_t call = FINISH_CALL_LEN;
+    const struct fake_step steps[] = {{call, ":1\r\n", 0},
+                                      {call, ":2\r\n", 0},
+                                      {call, ":3\r\n", 0},
+                                      {call, NULL, 0},
+                                      {call, ":4\r\n", 0}};
+    struct fake_redis f;
+    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
+    CHECK(r != NULL);
+    if (r == NULL) {
+        return;
+    }
+    const char *keys[] = {"k"};
+    struct err e = {{0}};
+    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
+    CHECK(rep != NULL && rep->integer == 1);
+    freeReplyObject(rep);
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    const struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+    nanosleep(&pause, NULL); /* the answer comes meanwhile */
+    rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 3);
+    freeReplyObject(rep);
+    CHECK_INT(rq_round_trips(r), 2); /* the answer ahead was not waited for */
+    rep = rq_script_reply(r, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2);
+    freeReplyObject(rep);
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    nanosleep(&pause, NULL); /* the server closes the connection meanwhile */
+    rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 4);
+    freeReplyObject(rep);
+    CHECK_INT(rq_round_trips(r), 3);
+    CHECK(rq_script_reply(r, &e) == NULL);
+    CHECK_STR(e.msg, "redis: connection lost before the reply");
+    char got[1024];
+    CHECK_INT(fake_redis_read(&f, r, got, sizeof got), 5 * call);
+}
+
 /* INFO's fields are found by their whole names, in any order: "maxmemory" is not the start of
  * "maxmemory_human" (a server other than Redis may list that first). */
 static void test_server_check_fields(void)
@@ -649,6 +732,8 @@ int main(void)
     test_timeout_after_blocking();
     test_script_loaded_again_after_reconnecting();
     test_script_reply();
+    test_script_behind_sent();
+    test_script_not_behind();
     test_server_check_fields();
     return check_summary("rq");
 }
