@@ -14,11 +14,14 @@ Figures:
 * jobs/s: jobs / (the time from the first LPUSH until pixq:{Q}:stats succeeded reaches the count),
   with the workers idle and connected before the first push; per worker = jobs/s / workers.
 * round trips per job: from each worker's worker_stop line (redis_round_trips / jobs), i.e.
-  what the worker waited for Redis per job, a pipeline counting once.
+  how often the worker waited for Redis per job: a pipeline counts once, and so do begin.lua
+  (sent before the job runs) and finish.lua (written behind it before its answer is read, since
+  6b4fc49); begin.lua alone counts when its answer had not come by the time it was read.
 * ceiling: redis-benchmark with as many clients as workers, pipeline 1 (a worker waits for each
   reply), on two command mixes: PING (the bare round trip) and EVALSHA of the worker's own
-  begin.lua (a script call, as both of a job's round trips are). ceiling jobs/s = requests/s /
-  round trips per job; the ratio is jobs/s / ceiling.
+  begin.lua (a script call). ceiling jobs/s = requests/s / round trips per job; the ratio is
+  jobs/s / ceiling. (A job's one round trip carries two script calls: the EVALSHA ceiling
+  counts one.)
 * rounds: each round measures both ceilings and then runs the jobs, the workers idle in BLMOVE
   meanwhile, so that a ratio compares figures taken seconds apart (this shared machine's speed
   drifts by several per cent over a minute). Each figure in the table is the median over the
@@ -27,8 +30,8 @@ Figures:
   ceiling's speed), Redis's own work on the worker's commands (INFO commandstats: the usec of
   its script calls and BLMOVEs, over the jobs; a PING takes Redis well under a tenth of a
   microsecond), and the rest: the worker's own work (JSON, the canvas, two log
-  lines) and its share of the kernel's, less what of it passes while begin.lua's round trip is
-  on its way (the worker sends it before the job runs and reads the answer after). `r_ping
+  lines) and its share of the kernel's, less what of it passes while begin.lua is on its way
+  (the worker sends it before the job runs, and finish.lua behind it after). `r_ping
   bound` is the ratio a worker that did no work at all would reach: round trips / (round trips +
   Redis's work).
 * Redis's work a job by command (one worker, INFO commandstats summed over the rounds): the
