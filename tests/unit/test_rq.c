@@ -690,6 +690,145 @@ static void test_script_not_behind(void)
     CHECK_INT(fake_redis_read(&f, r, got, sizeof got), 5 * call);
 }
 
+/* The bytes of finish.lua called with the one key `k`, by its SHA-1 (FINISH_CALL_LEN of them),
+ * into `out`. */
+static void finish_call(const char *k, char *out, size_t cap)
+{
+    snprintf(out, cap, "*4\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n$1\r\n%s\r\n",
+             "0000000000000000000000000000000000000000", k);
+}
+
+/* Whether `got` (what the fake Redis read) holds the calls of keys `order` (one letter each) at
+ * `at[i]`, each a finish.lua call with that key: EVALSHA's arguments but the SHA-1, compared. */
+static bool calls_at(const char *got, const char *order, const size_t *at)
+{
+    char want[FINISH_CALL_LEN + 1];
+    for (size_t i = 0; order[i] != '\0'; i++) {
+        char k[2] = {order[i], '\0'};
+        finish_call(k, want, sizeof want);
+        const char *call = got + at[i];
+        /* the head up to the SHA-1, then what comes after it */
+        if (strncmp(call, want, 22) != 0 ||
+            strncmp(call + 62, want + 62, FINISH_CALL_LEN - 62) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A NOSCRIPT answer to the call ahead (a SCRIPT FLUSH since it was loaded) with a call behind
+ * it: both answers are read in that one wait, the call behind's is its caller's, and the call
+ * ahead is sent again once its script is loaded, its answer the one kept for rq_script_reply();
+ * the stream stays in step. When both are NOSCRIPT, each is loaded and sent again, in order. */
+static void test_script_behind_noscript(void)
+{
+    const char *text = rq_script_source(RQ_SCRIPT_FINISH);
+    char head[64];
+    int h =
+        snprintf(head, sizeof head, "*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%zu\r\n", strlen(text));
+    size_t load = (size_t)h + strlen(text) + 2;
+    size_t call = FINISH_CALL_LEN;
+    const struct fake_step steps[] = {
+        {call, ":1\r\n", 0},
+        {2 * call, "-NOSCRIPT No matching script. Please use EVAL.\r\n:3\r\n", 0},
+        {load, "+OK\r\n", 0},
+        {call, ":2\r\n", 0},
+        {2 * call, "-NOSCRIPT No matching script.\r\n-NOSCRIPT No matching script.\r\n", 0},
+        {load, "+OK\r\n", 0},
+        {call, ":4\r\n", 0},
+        {load, "+OK\r\n", 0},
+        {call, ":5\r\n", 0}};
+    struct fake_redis f;
+    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
+    CHECK(r != NULL);
+    if (r == NULL) {
+        return;
+    }
+    const char *k[] = {"k"}, *a[] = {"a"}, *b[] = {"b"};
+    struct err e = {{0}};
+    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, k, 0, NULL, NULL, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
+    freeReplyObject(rep);
+    for (long want = 2; want <= 4; want += 2) {
+        CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, a, 0, NULL, NULL, &e), 0);
+        rep = rq_script(r, RQ_SCRIPT_FINISH, 1, b, 0, NULL, NULL, &e);
+        CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == want + 1);
+        freeReplyObject(rep);
+        rep = rq_script_reply(r, &e);
+        CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == want);
+        freeReplyObject(rep);
+        CHECK(!rq_disconnected(r));
+    }
+    char *got = malloc(4 * load + 9 * call + 64);
+    if (got == NULL) {
+        return;
+    }
+    size_t n = fake_redis_read(&f, r, got, 4 * load + 9 * call + 64);
+    CHECK_INT(n, 3 * load + 8 * call);
+    /* k; a b (NOSCRIPT, 3), load, a; a b (both NOSCRIPT), load, a, load, b */
+    const size_t at[] = {0,
+                         call,
+                         2 * call,
+                         3 * call + load,
+                         4 * call + load,
+                         5 * call + load,
+                         6 * call + 2 * load,
+                         7 * call + 3 * load};
+    CHECK(n == 3 * load + 8 * call && calls_at(got, "kabaabab", at) &&
+          strncmp(got + 3 * call, head, (size_t)h) == 0);
+    free(got);
+}
+
+/* Answers to a call ahead and to the one behind it that are errors other than NOSCRIPT (the
+ * server refused one: OOM) are each its own call's, nothing sent again; and when the connection
+ * goes after the answer ahead came, that answer is kept (the call ran) and only the call behind
+ * fails. */
+static void test_script_behind_errors(void)
+{
+    size_t call = FINISH_CALL_LEN;
+    const struct fake_step steps[] = {
+        {call, ":1\r\n", 0},
+        {2 * call, "-OOM command not allowed when used memory > 'maxmemory'.\r\n:3\r\n", 0},
+        {2 * call, ":2\r\n-ERR boom\r\n", 0},
+        {2 * call, ":4\r\n", 0},
+        {0, NULL, 0}};
+    struct fake_redis f;
+    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
+    CHECK(r != NULL);
+    if (r == NULL) {
+        return;
+    }
+    const char *keys[] = {"k"};
+    struct err e = {{0}};
+    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
+    freeReplyObject(rep);
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 3);
+    freeReplyObject(rep);
+    CHECK(rq_script_reply(r, &e) == NULL);
+    CHECK(strstr(e.msg, "OOM command not allowed") != NULL);
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    e = (struct err){{0}};
+    CHECK(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e) == NULL);
+    CHECK(strstr(e.msg, "boom") != NULL);
+    CHECK(!rq_disconnected(r));
+    rep = rq_script_reply(r, &e);
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2);
+    freeReplyObject(rep);
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    e = (struct err){{0}};
+    CHECK(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e) == NULL);
+    CHECK(strncmp(e.msg, "redis: ", 7) == 0);
+    CHECK(rq_disconnected(r));
+    rep = rq_script_reply(r, &e); /* it ran: its answer came before the connection went */
+    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 4);
+    freeReplyObject(rep);
+    CHECK_INT(rq_round_trips(r), 4);
+    char got[1024];
+    CHECK_INT(fake_redis_read(&f, r, got, sizeof got), 7 * call);
+}
+
 /* INFO's fields are found by their whole names, in any order: "maxmemory" is not the start of
  * "maxmemory_human" (a server other than Redis may list that first). */
 static void test_server_check_fields(void)
@@ -734,6 +873,8 @@ int main(void)
     test_script_reply();
     test_script_behind_sent();
     test_script_not_behind();
+    test_script_behind_noscript();
+    test_script_behind_errors();
     test_server_check_fields();
     return check_summary("rq");
 }
