@@ -1,11 +1,12 @@
 -- begin.lua: note that a job starts running (once per run, before any side effect).
 --
--- KEYS[1] pixq:{Q}:job:<id>   hash: first_seen (ms), runs, run_by
+-- KEYS[1] pixq:{Q}:job:<id>   hash: first_seen (ms), runs, run_by, run_by_runs
 -- KEYS[2] pixq:{Q}:stats
 -- ARGV[1] TTL of the job hash, seconds
 -- ARGV[2] optional: what this run is known by (the worker's id, '/', a count of its runs), kept
---         as `run_by`: finish.lua, sent before this call's answer is read, tells from it whether
---         a later run began (its ARGV[16])
+--         as `run_by`, with this run's number as `run_by_runs`: finish.lua, sent before this
+--         call's answer is read, tells from them whether a later run began (its ARGV[16]), one
+--         of a worker of a build before run_by too (its begin.lua counts runs alone)
 --
 -- Returns {first_seen ms, runs}. first_seen stays the same when the job runs again (a crash
 -- recovery or a retry), so that whatever is derived from it (default S3 keys) is the same too. The
@@ -19,7 +20,7 @@ if redis.call('HSETNX', KEYS[1], 'first_seen', now) == 0 then
 end
 local runs = redis.call('HINCRBY', KEYS[1], 'runs', 1)
 if ARGV[2] and ARGV[2] ~= '' then
-    redis.call('HSET', KEYS[1], 'run_by', ARGV[2])
+    redis.call('HSET', KEYS[1], 'run_by', ARGV[2], 'run_by_runs', runs)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1]) -- as sent: a Lua number would be formatted back
 -- include: lib/count.lua

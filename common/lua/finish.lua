@@ -53,7 +53,8 @@
 --          it names the run by what it sent, not by the run number Redis answers.
 --
 -- The same call sent again after its answer was lost finds its own settlement (settled_before):
--- no later run began (KEYS[7]'s `run_by` is ARGV[16], or there is none), the result it stored is
+-- no later run began (KEYS[7]'s `run_by` is ARGV[16] and its `runs` is still `run_by_runs`, which
+-- a run of a build before run_by moves alone; or there is no `run_by`), the result it stored is
 -- the last, its dead letter (which holds the time it failed) in the dead list. It answers 1
 -- without writing or counting anything again (before, it counted a lost lease, and the worker
 -- logged one, for a job it had settled). A reaped run finds a later run begun, and is a lost
@@ -143,13 +144,17 @@ local function settled_before()
     if (ARGV[2] == '' and ARGV[4] == '') or not KEYS[7] then
         return false
     end
-    local by = not left_alone[7] and own(7, redis.pcall('HGET', KEYS[7], 'run_by'))
+    local got = not left_alone[7] and
+        own(7, redis.pcall('HMGET', KEYS[7], 'run_by', 'run_by_runs', 'runs'))
+    local by = got and got[1]
+    -- a run of a build before run_by counted `runs` alone; one of 6b4fc49 wrote no run_by_runs
+    local later = got and got[2] and got[2] ~= got[3]
     local last = ARGV[2] ~= '' and not left_alone[2] and own(2, redis.pcall('LINDEX', KEYS[2], -1))
     -- the dead letter anywhere in the list (other workers' may be newer: an outage loses many
     -- answers at once); the postback retry is not looked for: the result, stored in the same
     -- step, tells already, and the retry may be promoted, or run, by the time the call is sent
     -- again (its first delay, 1 s, is shorter than PIXQ_REDIS_TIMEOUT_MS)
-    return (not by or by == (ARGV[16] or '')) and
+    return (not by or (by == (ARGV[16] or '') and not later)) and
         (ARGV[2] == '' or left_alone[2] or last == ARGV[2]) and
         (ARGV[4] == '' or redis.call('LPOS', KEYS[3], ARGV[4]) ~= false)
 end

@@ -854,14 +854,17 @@ class BeginTest(LuaTestCase):
 
     def test_run_by(self):
         """ARGV[2] names the run (finish.lua tells from it whether a later run began): kept as
-        `run_by`, each run's replacing the last's; first_seen stays."""
+        `run_by`, with the run's number as `run_by_runs`, each run's replacing the last's;
+        first_seen stays."""
         first_seen, _ = self.run_script("begin", [key("job:j1"), STATS], [3600, "w1/1"])
         self.assertEqual(self.r.hgetall(key("job:j1")),
-                         {"first_seen": str(first_seen), "runs": "1", "run_by": "w1/1"})
+                         {"first_seen": str(first_seen), "runs": "1", "run_by": "w1/1",
+                          "run_by_runs": "1"})
         self.assertEqual(self.run_script("begin", [key("job:j1"), STATS], [3600, "w2/5"]),
                          [first_seen, 2])
         self.assertEqual(self.r.hgetall(key("job:j1")),
-                         {"first_seen": str(first_seen), "runs": "2", "run_by": "w2/5"})
+                         {"first_seen": str(first_seen), "runs": "2", "run_by": "w2/5",
+                          "run_by_runs": "2"})
         self.assertEqual(self.begin("j1")[1], 3)  # none named: the last one's stays
         self.assertEqual(self.r.execute("HGET", key("job:j1"), "run_by"), "w2/5")
 
@@ -1035,6 +1038,25 @@ class FinishTest(LuaTestCase):
             self.assertEqual(self.run_script("finish", keys, args + ["w1/2"]), 0)
             self.assertEqual(self.stats(), {"lease_lost": 1})
             self.r.execute("HSET", key("job:j1"), "runs", 2, "run_by", "w1/2")
+
+    def test_a_rerun_by_an_older_worker_is_a_later_run(self):
+        """A run reaped, then run again by a worker of a build before run_by (a rolling upgrade:
+        its begin.lua counts `runs` and leaves `run_by` as the reaped run wrote it), which stored
+        the same result: the reaped run's finish.lua finds a later run begun, a lost lease, not
+        its own settlement. Without that rerun, the same call is its own settlement."""
+        keys = [active("w1"), key("result:j1"), DEAD, STATS, RECOV, key("tput"), key("job:j1"),
+                JOBS, DELAYED, PARKED]
+        args = ["job-a", "r", 600, "", 100, "succeeded", 86400000, "", "", "", 0, WAKE, 0,
+                "pixq-task:", "", "w1/2"]
+        self.run_script("begin", [key("job:j1"), STATS], [3600, "w0/1"])
+        self.run_script("begin", [key("job:j1"), STATS], [3600, "w1/2"])
+        self.r.rpush(key("result:j1"), "r")  # stored by the run settled, or by the rerun
+        self.r.delete(STATS)
+        self.assertEqual(self.run_script("finish", keys, args), 1)  # its own settlement
+        self.assertEqual(self.stats(), {})
+        self.r.execute("HINCRBY", key("job:j1"), "runs", 1)  # an older build's begin.lua
+        self.assertEqual(self.run_script("finish", keys, args), 0)
+        self.assertEqual(self.stats(), {"lease_lost": 1})
 
     def test_postback_retry_scheduled_with_the_settlement(self):
         self.r.lpush(active("w1"), "job-a")
