@@ -3064,7 +3064,9 @@ class RetryTest(ReliabilityCase):
                             PIXQ_MAX_ATTEMPTS=3)
 
     def test_503_twice_then_success(self):
-        self.start_worker()
+        """Each run after the first is logged once, the one put back to run later (whose
+        begin.lua answer is read after requeue.lua's) as the one that completes."""
+        w = self.start_worker()
         self.src.add("/flaky.png", tiny_png())
         self.src.answer_with("/flaky.png", 503, 503)
         self.push_jobs([self.tiny_job("retry-ok", path="/flaky.png")])
@@ -3078,6 +3080,8 @@ class RetryTest(ReliabilityCase):
         self.assertEqual(self.redis.execute("ZCARD", self.key("delayed")), 0)
         self.assertEqual(self.stats().get("retried"), 2, self.stats())
         self.assertEqual(self.redis.execute("HGET", self.key("job:retry-ok"), "runs"), "3")
+        self.assertEqual([(e["job_id"], e["run"]) for e in w.log_events("job_rerun")],
+                         [("retry-ok", "2"), ("retry-ok", "3")])
         self.assert_queue_drained()
 
     def test_retries_wait_at_least_half_their_step(self):
