@@ -577,6 +577,41 @@ static void test_script_loaded_again_after_reconnecting(void)
     free(got);
 }
 
+/* Whether `rep` (freed) is the integer `want`: the fake servers below answer each call so. */
+static bool answer_is(redisReply *rep, long long want)
+{
+    bool is = rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == want;
+    freeReplyObject(rep);
+    return is;
+}
+
+/* A client of a fake Redis that runs `steps`, the first of which answers finish.lua's call on
+ * key "k" with 1, made here: the script is known loaded from then on (a call sent ahead goes
+ * without SCRIPT LOAD). NULL if the fake did not start. */
+static struct rq *finish_loaded(struct fake_redis *f, const struct fake_step *steps, size_t n)
+{
+    struct rq *r = fake_redis_steps(f, 2000, steps, n);
+    CHECK(r != NULL);
+    if (r != NULL) {
+        const char *keys[] = {"k"};
+        struct err e = {{0}};
+        CHECK(answer_is(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 1));
+    }
+    return r;
+}
+
+/* finish.lua sent ahead on "k", then called behind it, when the fake closes the connection
+ * after both: the call behind fails as a lost connection. */
+static void lost_behind(struct rq *r)
+{
+    const char *keys[] = {"k"};
+    struct err e = {{0}};
+    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
+    CHECK(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e) == NULL);
+    CHECK(strncmp(e.msg, "redis: ", 7) == 0);
+    CHECK(rq_disconnected(r));
+}
+
 /* A script called with rq_script() is known loaded: a call sent ahead then goes without SCRIPT
  * LOAD. rq_script_reply() says whether the reply was lost or nothing was sent. */
 static void test_script_reply(void)
@@ -584,20 +619,14 @@ static void test_script_reply(void)
     size_t call = FINISH_CALL_LEN;
     const struct fake_step steps[] = {{call, ":1\r\n", 0}, {call, ":2\r\n", 0}, {call, NULL, 0}};
     struct fake_redis f;
-    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
-    CHECK(r != NULL);
+    struct rq *r = finish_loaded(&f, steps, sizeof steps / sizeof steps[0]);
     if (r == NULL) {
         return;
     }
     const char *keys[] = {"k"};
     struct err e = {{0}};
-    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
-    freeReplyObject(rep);
     CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
-    rep = rq_script_reply(r, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2);
-    freeReplyObject(rep);
+    CHECK(answer_is(rq_script_reply(r, &e), 2));
     CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
     CHECK(rq_script_reply(r, &e) == NULL); /* the server closed the connection */
     CHECK_STR(e.msg, "redis: connection lost before the reply");
@@ -617,28 +646,17 @@ static void test_script_behind_sent(void)
     const struct fake_step steps[] = {
         {call, ":1\r\n", 0}, {2 * call, ":2\r\n:3\r\n", 0}, {2 * call, NULL, 0}};
     struct fake_redis f;
-    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
-    CHECK(r != NULL);
+    struct rq *r = finish_loaded(&f, steps, sizeof steps / sizeof steps[0]);
     if (r == NULL) {
         return;
     }
     const char *keys[] = {"k"};
     struct err e = {{0}};
-    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
-    freeReplyObject(rep);
     CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
-    rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 3);
-    freeReplyObject(rep);
+    CHECK(answer_is(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 3));
     CHECK_INT(rq_round_trips(r), 2);
-    rep = rq_script_reply(r, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2);
-    freeReplyObject(rep);
-    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
-    CHECK(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e) == NULL);
-    CHECK(strncmp(e.msg, "redis: ", 7) == 0);
-    CHECK(rq_disconnected(r));
+    CHECK(answer_is(rq_script_reply(r, &e), 2));
+    lost_behind(r);
     CHECK(rq_script_reply(r, &e) == NULL);
     CHECK_STR(e.msg, "redis: connection lost before the reply");
     char got[1024];
@@ -658,31 +676,21 @@ static void test_script_not_behind(void)
                                       {call, NULL, 0},
                                       {call, ":4\r\n", 0}};
     struct fake_redis f;
-    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
-    CHECK(r != NULL);
+    struct rq *r = finish_loaded(&f, steps, sizeof steps / sizeof steps[0]);
     if (r == NULL) {
         return;
     }
     const char *keys[] = {"k"};
     struct err e = {{0}};
-    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
-    CHECK(rep != NULL && rep->integer == 1);
-    freeReplyObject(rep);
     CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
     const struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
     nanosleep(&pause, NULL); /* the answer comes meanwhile */
-    rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 3);
-    freeReplyObject(rep);
+    CHECK(answer_is(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 3));
     CHECK_INT(rq_round_trips(r), 2); /* the answer ahead was not waited for */
-    rep = rq_script_reply(r, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2);
-    freeReplyObject(rep);
+    CHECK(answer_is(rq_script_reply(r, &e), 2));
     CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
     nanosleep(&pause, NULL); /* the server closes the connection meanwhile */
-    rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 4);
-    freeReplyObject(rep);
+    CHECK(answer_is(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 4));
     CHECK_INT(rq_round_trips(r), 3);
     CHECK(rq_script_reply(r, &e) == NULL);
     CHECK_STR(e.msg, "redis: connection lost before the reply");
@@ -739,24 +747,16 @@ static void test_script_behind_noscript(void)
         {load, "+OK\r\n", 0},
         {call, ":5\r\n", 0}};
     struct fake_redis f;
-    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
-    CHECK(r != NULL);
+    struct rq *r = finish_loaded(&f, steps, sizeof steps / sizeof steps[0]);
     if (r == NULL) {
         return;
     }
-    const char *k[] = {"k"}, *a[] = {"a"}, *b[] = {"b"};
+    const char *a[] = {"a"}, *b[] = {"b"};
     struct err e = {{0}};
-    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, k, 0, NULL, NULL, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
-    freeReplyObject(rep);
     for (long want = 2; want <= 4; want += 2) {
         CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, a, 0, NULL, NULL, &e), 0);
-        rep = rq_script(r, RQ_SCRIPT_FINISH, 1, b, 0, NULL, NULL, &e);
-        CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == want + 1);
-        freeReplyObject(rep);
-        rep = rq_script_reply(r, &e);
-        CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == want);
-        freeReplyObject(rep);
+        CHECK(answer_is(rq_script(r, RQ_SCRIPT_FINISH, 1, b, 0, NULL, NULL, &e), want + 1));
+        CHECK(answer_is(rq_script_reply(r, &e), want));
         CHECK(!rq_disconnected(r));
     }
     char *got = malloc(4 * load + 9 * call + 64);
@@ -793,19 +793,14 @@ static void test_script_behind_errors(void)
         {2 * call, ":4\r\n", 0},
         {0, NULL, 0}};
     struct fake_redis f;
-    struct rq *r = fake_redis_steps(&f, 2000, steps, sizeof steps / sizeof steps[0]);
-    CHECK(r != NULL);
+    struct rq *r = finish_loaded(&f, steps, sizeof steps / sizeof steps[0]);
     if (r == NULL) {
         return;
     }
     const char *keys[] = {"k"};
     struct err e = {{0}};
-    redisReply *rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
-    freeReplyObject(rep);
     CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
-    rep = rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 3);
-    freeReplyObject(rep);
+    CHECK(answer_is(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 3));
     CHECK(rq_script_reply(r, &e) == NULL);
     CHECK(strstr(e.msg, "OOM command not allowed") != NULL);
     CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
@@ -813,17 +808,10 @@ static void test_script_behind_errors(void)
     CHECK(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e) == NULL);
     CHECK(strstr(e.msg, "boom") != NULL);
     CHECK(!rq_disconnected(r));
-    rep = rq_script_reply(r, &e);
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2);
-    freeReplyObject(rep);
-    CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
-    e = (struct err){{0}};
-    CHECK(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e) == NULL);
-    CHECK(strncmp(e.msg, "redis: ", 7) == 0);
-    CHECK(rq_disconnected(r));
-    rep = rq_script_reply(r, &e); /* it ran: its answer came before the connection went */
-    CHECK(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 4);
-    freeReplyObject(rep);
+    CHECK(answer_is(rq_script_reply(r, &e), 2));
+    lost_behind(r);
+    /* it ran: its answer came before the connection went */
+    CHECK(answer_is(rq_script_reply(r, &e), 4));
     CHECK_INT(rq_round_trips(r), 4);
     char got[1024];
     CHECK_INT(fake_redis_read(&f, r, got, sizeof got), 7 * call);
