@@ -429,6 +429,46 @@ class RedisRestartTest(ReliabilityCase):
         w.check_alive()
 
 
+    def test_answers_lost_to_a_finish_written_behind_begin(self):
+        # A no-op job's finish.lua is written behind its begin.lua, before begin.lua's answer
+        # comes, and both answers are read in one wait (6b4fc49). Here the relay holds begin.lua
+        # until finish.lua is written behind it, lets both reach Redis, which runs them, and
+        # drops the connection before either answer arrives. The worker sends finish.lua again on
+        # a new connection, not knowing begin.lua's run number: finish.lua must know its own
+        # settlement by the run_by begin.lua stored, and answer settled, writing and counting
+        # nothing again. Telling it by the run number, which the worker never read, the job
+        # would be a lost lease (counted lease_lost, logged lease_lost) although it was settled.
+        proxy, w = self.start_worker_through_relay()
+        self.push_jobs([self.tiny_job("before-behind")])
+        self.wait_until(lambda: self.results("before-behind"), 20, "the first job")
+        job = {"job_id": "behind", "src": {"name": "canvas", "width": 8, "height": 8},
+               "functions": [{"name": "no_op", "params": {}}]}
+        proxy.hold_on(self.key("job:behind").encode())  # begin.lua's keys: the first call with it
+        proxy.cut_on(self.key("result:behind").encode())  # finish.lua's keys alone
+        self.push_jobs([job])
+        self.assertTrue(proxy.held.wait(10), "begin.lua was not sent")
+        time.sleep(0.2)  # finish.lua written behind it meanwhile (a no-op job: milliseconds)
+        proxy.release()
+        self.assertTrue(proxy.tripped.wait(10), "finish.lua was not answered")
+        self.wait_until(lambda: [e for e in w.log_events("job_done") if e["job_id"] == "behind"],
+                        20, "the job's end")
+        failed = w.log_events("job_begin_failed")
+        self.assertEqual([e["job_id"] for e in failed], ["behind"], failed)  # one wait, both lost
+        self.assertEqual(len(self.results("behind")), 1)
+        job_hash = self.redis.hgetall(self.key("job:behind"))
+        self.assertEqual((job_hash["runs"], job_hash["run_by_runs"]), ("1", "1"), job_hash)
+        self.assertTrue(job_hash["run_by"].startswith(self.worker_id(w) + "/"), job_hash)
+        self.assertEqual(w.log_events("lease_lost"), [])
+        self.assertEqual(self.stats().get("succeeded"), 2)
+        self.assertNotIn("lease_lost", self.stats())
+        self.push_jobs([self.tiny_job("after-behind")])
+        self.wait_for_postback(timeout=20, job_id="after-behind")
+        self.wait_until(lambda: self.results("after-behind"), 10, "the next job's result")
+        self.assert_success("after-behind")
+        self.assert_queue_drained()
+        w.check_alive()
+
+
 class RedisDataLossTest(ReliabilityCase):
     """Redis restarted without its data (no persistence, a failover to a replica that never got
     the job, a flush) while a worker runs a job: the worker holds the only copy of the job and
