@@ -1048,8 +1048,8 @@ static int format_script(struct rq *r, enum rq_script s, int nkeys, const char *
 
 /* A script call made while the answer of the one rq_script_send() sent is on its way: appended
  * behind it and written at once, and both answers read in one wait, the first kept for
- * rq_script_reply() (a job's finish.lua behind its begin.lua). One round trip, which the call
- * ahead counted. The connection is in use: no idle check (the answer ahead may wait on it). */
+ * rq_script_reply() (a job's finish.lua behind its begin.lua): one round trip for both, counted
+ * here. The connection is in use: no idle check (the answer ahead may wait on it). */
 static redisReply *evalsha_behind(struct rq *r, enum rq_script s, int nkeys, const char **keys,
                                   int nargs, const char **args, const size_t *arglens,
                                   struct err *e)
