@@ -1067,7 +1067,9 @@ static redisReply *evalsha_behind(struct rq *r, enum rq_script s, int nkeys, con
     redisReply *rep = NULL;
     collect_sent(r, &rep);
     r->used_us = mono_us();
-    log_round_trip("EVALSHA", 7, script_name[s], t0, rep);
+    LOG_DEBUG("redis", "cmd=EVALSHA script=%s behind=1 ms=%.3f ok=%d answered=%d", script_name[s],
+              (double)(mono_us() - t0) / 1000.0, rep != NULL && rep->type != REDIS_REPLY_ERROR,
+              rep != NULL);
     return check_reply(r, rep, (struct key_arg){NULL, 0}, e);
 }
 

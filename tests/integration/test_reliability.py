@@ -454,6 +454,11 @@ class RedisRestartTest(ReliabilityCase):
                         20, "the job's end")
         failed = w.log_events("job_begin_failed")
         self.assertEqual([e["job_id"] for e in failed], ["behind"], failed)  # one wait, both lost
+        # README (Logs), at debug level: the finish.lua written behind is marked behind=1, and
+        # answered=0 as its answer was lost (the chaos driver's --fast-jobs counts these lines)
+        behind = [(e.get("script"), e.get("ok"), e.get("answered"))
+                  for e in w.log_events("redis") if e.get("behind") == "1"]
+        self.assertIn(("finish", "0", "0"), behind, behind)
         self.assertEqual(len(self.results("behind")), 1)
         job_hash = self.redis.hgetall(self.key("job:behind"))
         self.assertEqual((job_hash["runs"], job_hash["run_by_runs"]), ("1", "1"), job_hash)
