@@ -3,7 +3,7 @@
 
     tests/bench/run [--build DIR] chaos [--jobs 300] [--workers 3] [--seed N] [--processes]
         [--kill-every MIN MAX] [--rotate-credentials] [--credentials-endpoint]
-        [--credentials-process] [--smoke]
+        [--credentials-process] [--fast-jobs] [--smoke]
         [--verbose] [--keep]
     /usr/bin/python3 tests/bench/chaos.py --worker build/worker/pixq-worker [--seed N] ...
 
@@ -57,6 +57,19 @@ delayed). They are pushed in waves through the first part of the run while, at r
   credential_process (a Python helper that asks that endpoint and prints its keys in the
   credential_process form).
 
+With --fast-jobs, 80 % of the jobs (seeded) are fast: an 8x8 canvas source, no_op or (one in
+five) one save of it to chaos-b, settled within a millisecond or two, so that begin.lua's answer
+has often not come when the job's next script call is made, which is then written behind it
+(finish.lua; posting.lua for the two thirds with a postback, which the receiver answers at once
+whatever its delay; the other third name no postback_url and keep their job_id). The jobs come in
+waves of 50, the first at the start and each of the others right ahead of a Redis fault (or 3 s
+after the last one, when no fault came), which comes every 1 to 3 s while waves are left (then
+every 6 to 14 s): a restart 45 times in 100, a
+pause of 2.5 or 3.5 s (past the worker's 2-s timeout: the answers of the calls sent meanwhile are
+lost) 40, a write refusal 15. The workers log at debug level, and the report counts the calls
+written behind begin.lua (`behind=1`) by script: how many, how many met an error answer, and how
+many no answer at all, with those jobs.
+
 At the end (every job has a result and the queue is quiet, or --deadline passed) the workers are
 stopped and every invariant is checked; each violation is printed with its job id:
 
@@ -66,11 +79,14 @@ stopped and every invariant is checked; each violation is printed with its job i
   unless a worker was killed or frozen between the first one's arrival and 1 s after its answer
   (or after Redis came back, when it was down, paused or refusing writes meanwhile);
 * a job without a job_id posted back under one id only;
+* a job without a postback_url (--fast-jobs) posted back never;
 * a job meant to succeed has no errors (unless they are what a fault budget explains: an upload
   that met PIXQ_S3_MAX_ATTEMPTS throttles, a poison pill), one meant to fail has them;
 * a job with errors has exactly one entry in dead, a job without none;
 * every image in a result is in S3 (the stub) as a PNG;
-* the queue's counters: every job received once and settled once, as many dead as listed;
+* the queue's counters: every job settled once and received once (less at most one a job
+  whose begin.lua failed, job_begin_failed: the README says such a run may not be counted), as
+  many dead as listed;
 * nothing is left: jobs, delayed, active lists, blobs, parked bytes; each job hash expires;
 * no worker logged parked_job_lost or postback_given_up (the other notable events are counted).
 """
@@ -115,6 +131,9 @@ EXPLAINED = ("temporarily unavailable", "worker died while running it", "upload_
              "kept killing")
 # what the jobs made to fail say
 EXPECTED_FAIL = {"404": "HTTP 404", "nobucket": "NoSuchBucket", "badfn": "Unknown function"}
+FAST_SHARE = 0.8  # --fast-jobs: the share of the jobs that are fast,
+FAST_WAVE = 50  # the jobs pushed right ahead of each Redis fault,
+FAST_REDIS_FAULTS = ([45, 40, 15], [2500, 3500])  # restart, pause, oom; pauses past the timeout
 
 
 def tiny_png():
@@ -134,6 +153,7 @@ class Receiver:
         self.records = []
         self.to_fail = 0
         self.delay = 0.0
+        self.prompt = set()  # tags answered at once whatever the delay (--fast-jobs' fast jobs)
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -153,7 +173,7 @@ class Receiver:
                     tag = self.path.partition("?t=")[2] or None
                     rec = [tag, results, time.monotonic(), status, None]
                     owner.records.append(rec)
-                if owner.delay:
+                if owner.delay and tag not in owner.prompt:
                     time.sleep(owner.delay)
                 rec[4] = time.monotonic()  # answered (as good as: the write is buffered)
                 out = b"{}"
@@ -222,16 +242,20 @@ def key(name):
 
 
 class Jobs:
-    def __init__(self, rnd, src, receiver):
-        self.rnd, self.src, self.receiver = rnd, src, receiver
+    def __init__(self, rnd, src, receiver, fast=0.0):
+        self.rnd, self.src, self.receiver, self.fast = rnd, src, receiver, fast
         self.png = tiny_png()
         self.meant = {}  # tag -> "ok" | "404" | "nobucket" | "badfn"
         self.expect = {}  # tag -> {identifier: (bucket, key, width)}
         self.ids = {}  # tag -> job_id, for the jobs that have one
+        self.silent = set()  # tags of the jobs that name no postback_url
+        self.n_fast = 0
 
     def make(self, i):
         r = self.rnd
         job_id = "chaos-%04d" % i
+        if self.fast and r.random() < self.fast:
+            return self.make_fast(job_id)
         kind = r.choices(["ok", "404", "nobucket", "badfn"], [88, 4, 5, 3])[0]
         path = "/src/%s.png" % job_id
         if kind == "404":
@@ -282,6 +306,38 @@ class Jobs:
         self.expect[job_id] = expect
         return job
 
+    def make_fast(self, job_id):
+        """--fast-jobs: an 8x8 canvas, no_op or one save of it to chaos-b, done in a millisecond
+        or two: finish.lua (or posting.lua) goes behind begin.lua. A third name no postback_url
+        (finish.lua goes behind) and keep their job_id; the rest are posted back at once."""
+        r = self.rnd
+        self.n_fast += 1
+        kind = r.choices(["ok", "badfn"], [97, 3])[0]
+        functions, expect = [{"name": "no_op"}], {}
+        if r.random() < 0.2:
+            k = "%s/0.png" % job_id
+            functions = [{"name": "resize_to_fit", "params": {"width": 8},
+                          "save": {"image_identifier": "img0",
+                                   "s3_destination": {"bucket": FAST_BUCKET, "key": k}}}]
+            expect["img0"] = (FAST_BUCKET, k, 8)
+        if kind == "badfn":
+            functions.append({"name": "no_such_function", "params": {}})
+        job = {"application_id": "chaos", "job_id": job_id,
+               "src": {"name": "canvas", "width": 8, "height": 8}, "functions": functions}
+        if r.random() < 1 / 3:
+            self.silent.add(job_id)
+            self.ids[job_id] = job_id
+        else:
+            job.update(postback_url=self.receiver.url(job_id), retry_postback=True)
+            self.receiver.prompt.add(job_id)
+            if r.random() < 0.15:
+                del job["job_id"]
+            else:
+                self.ids[job_id] = job_id
+        self.meant[job_id] = kind
+        self.expect[job_id] = expect
+        return job
+
 
 # ---------------------------------------------------------------------------------------------
 # the run
@@ -301,6 +357,7 @@ class Chaos:
         self.n_started = 0
         self.creds_gen = 0
         self.retire_at = None  # when the keys issued last become the only good ones
+        self.done = set()  # tags with a result
 
     # -- servers and workers ---------------------------------------------------------------------
 
@@ -349,6 +406,8 @@ class Chaos:
             "PIXQ_S3_ENDPOINT": self.s3.endpoint(), "AWS_REGION": "us-east-1",
             "PIXQ_DEFAULT_BUCKET": FAST_BUCKET, "PIXQ_ALLOW_PRIVATE_NETWORKS": "1",
             "PIXQ_POSTBACK_RETRY": "1"})
+        if self.opts.fast_jobs:  # the debug lines mark a call written behind begin.lua
+            self.env["PIXQ_LOG_LEVEL"] = "debug"
         if self.opts.processes:  # one supervisor; its children are killed
             self.env.update({"PIXQ_PROCESSES": str(self.opts.workers),
                              "PIXQ_RESTART_QUICK_EXIT_MS": "1000",
@@ -437,13 +496,15 @@ class Chaos:
             w.proc.send_signal(signal.SIGCONT)
 
     def redis_fault(self):
-        how = self.rnd.choices(["restart", "pause", "oom"], [60, 25, 15])[0]
+        mix, pauses = FAST_REDIS_FAULTS if self.opts.fast_jobs else ([60, 25, 15],
+                                                                     [500, 1500, 2500, 3500])
+        how = self.rnd.choices(["restart", "pause", "oom"], mix)[0]
         if self.opts.smoke and not self.counts["redis_restart"]:
             how = "restart"
         if how == "restart":
             self.stop_redis()
         elif how == "pause":  # commands sent meanwhile run after the worker gave up on them
-            ms = self.rnd.choice([500, 1500, 2500, 3500])
+            ms = self.rnd.choice(pauses)
             self.redis("CLIENT", "PAUSE", ms, "ALL")
             now = time.monotonic()
             self.outages.append([now, now + ms / 1000.0])
@@ -570,9 +631,13 @@ class Chaos:
     def pending(self, tags):
         out = []
         for tag in tags:
+            if tag in self.done:
+                continue
             job_id = self.job_id(tag)
             if job_id is None or not self.redis("EXISTS", key("result:" + job_id)):
                 out.append(tag)
+            else:
+                self.done.add(tag)  # a result stays (a second one is the checks' business)
         return out
 
     def quiet(self):
@@ -583,14 +648,21 @@ class Chaos:
             return False
         return not self.redis("KEYS", key("active:*"))
 
+    def push_wave(self, ids, per_wave):
+        batch = [self.jobs.make(len(ids) + k)
+                 for k in range(min(per_wave, self.opts.jobs - len(ids)))]
+        ids += ["chaos-%04d" % (len(ids) + k) for k in range(len(batch))]
+        self.redis("LPUSH", key("jobs"), *self.entries(batch))
+
     def run(self):
-        jobs = Jobs(self.rnd, self.src, self.receiver)
+        fast = self.opts.fast_jobs
+        jobs = Jobs(self.rnd, self.src, self.receiver, FAST_SHARE if fast else 0.0)
         self.jobs = jobs
         ids = []
         self.t0 = time.monotonic()
         waves = max(1, min(10, self.opts.jobs // 10))
-        per_wave = -(-self.opts.jobs // waves)
-        next_wave = self.t0
+        per_wave = FAST_WAVE if fast else -(-self.opts.jobs // waves)
+        next_wave = self.t0  # --fast-jobs: then one ahead of each Redis fault (or 3 s on)
         r = self.rnd
         nxt = {"kill": self.t0 + r.uniform(0.7, 2.5), "redis": self.t0 + r.uniform(3, 8),
                "s3": self.t0 + r.uniform(1, 4), "pb": self.t0 + r.uniform(1, 5),
@@ -619,11 +691,8 @@ class Chaos:
                 time.sleep(0.05)
                 continue
             if len(ids) < self.opts.jobs and now >= next_wave and not self.oom_until:
-                batch = [jobs.make(len(ids) + k)
-                         for k in range(min(per_wave, self.opts.jobs - len(ids)))]
-                ids += ["chaos-%04d" % (len(ids) + k) for k in range(len(batch))]
-                self.redis("LPUSH", key("jobs"), *self.entries(batch))
-                next_wave = now + 2.0
+                self.push_wave(ids, per_wave)
+                next_wave = now + (3.0 if fast else 2.0)  # fast: when no fault pushed one
             if self.burst_end and now >= self.burst_end:
                 self.s3.clear_faults()
                 self.burst_end = None
@@ -634,9 +703,15 @@ class Chaos:
                 nxt["kill"] = time.monotonic() + r.uniform(*self.opts.kill_every)
             if self.oom_until and now >= self.oom_until:
                 self.end_oom()
-            if chaotic and now >= nxt["redis"]:
+            if chaotic and now >= nxt["redis"] and not self.oom_until:
+                pushing = len(ids) < self.opts.jobs
+                if fast and pushing:  # lands while the wave is worked
+                    self.push_wave(ids, per_wave)
+                    next_wave = time.monotonic() + 3.0
+                    time.sleep(r.uniform(0.002, 0.02))
                 self.redis_fault()
-                nxt["redis"] = time.monotonic() + r.uniform(6, 14)
+                nxt["redis"] = time.monotonic() + (r.uniform(1, 3) if fast and pushing
+                                                   else r.uniform(6, 14))
             if chaotic and now >= nxt["s3"]:
                 self.s3_burst()
                 nxt["s3"] = time.monotonic() + r.uniform(3, 7)
@@ -706,7 +781,11 @@ class Chaos:
             if not results:
                 return
         result = json.loads(results[-1])["results"]
-        if not pbs:
+        if tag in self.jobs.silent:
+            if pbs:
+                v.append((job_id, "%d postbacks delivered, for a job without postback_url"
+                          % len(pbs)))
+        elif not pbs:
             v.append((job_id, "no postback delivered"))
         else:
             if pbs[-1][0] != result:
@@ -797,9 +876,14 @@ class Chaos:
         flat = self.redis("HGETALL", key("stats"))
         stats = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
         settled = stats.get("succeeded", 0) + stats.get("failed", 0)
-        if settled != len(ids) or stats.get("received", 0) != len(ids):
-            v.append(("-", "stats count %d received, %d settled, for %d jobs"
-                      % (stats.get("received", 0), settled, len(ids))))
+        # a run whose begin.lua failed (job_begin_failed: refused, or its answer lost) may not
+        # be counted received (README, "Settle"): as many jobs as those may be missing there
+        begin_failed = {f.partition(" ")[0] for line in self.logged["job_begin_failed"]
+                        for f in line.split(" job_id=")[1:]}
+        self.received_short = len(ids) - stats.get("received", 0)
+        if settled != len(ids) or not 0 <= self.received_short <= len(begin_failed):
+            v.append(("-", "stats count %d received, %d settled, for %d jobs (%d runs' begin.lua "
+                      "failed)" % (stats.get("received", 0), settled, len(ids), len(begin_failed))))
         if stats.get("dead", 0) != sum(self.dead.values()):
             v.append(("-", "stats count %d dead, the dead list holds %d"
                       % (stats.get("dead", 0), sum(self.dead.values()))))
@@ -826,7 +910,7 @@ print(json.dumps({"Version": 1, "AccessKeyId": d["AccessKeyId"],
 
 NOTABLE = ("parked_job_lost", "postback_given_up", "unsettled_dropped", "upload_poisoned",
            "job_unsettled", "settle_resumed", "lease_lost", "worker_reregistered", "task_stranded",
-           "orphans_returned", "s3_credentials_retry")
+           "orphans_returned", "s3_credentials_retry", "job_begin_failed")
 LOST = ("parked_job_lost", "postback_given_up")  # something given up: a violation here
 
 
@@ -839,6 +923,22 @@ def log_events(tmp):
                 if "event=%s " % ev in line:
                     out[ev].append(line)
     return out
+
+
+def behind_calls(tmp):
+    """Counter of (script, answered, ok) over the debug lines of the calls written behind begin.lua
+    (behind=1; answered 0: no answer came, the connection failed or timed out), every worker's
+    log; and ["script:job_id"] of those with no answer."""
+    calls, lost = collections.Counter(), []
+    for log in sorted(tmp.glob("worker-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if " event=redis " not in line or " behind=1 " not in line:
+                continue
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            calls[f.get("script"), f.get("answered"), f.get("ok")] += 1
+            if f.get("answered") == "0":
+                lost.append("%s:%s" % (f.get("script"), f.get("job_id", "?")))
+    return calls, lost
 
 
 def report(c, ids, violations):
@@ -864,6 +964,20 @@ def report(c, ids, violations):
     for job_id, text in c.explained[:10]:
         print("  explained: %s %s" % (job_id, text))
     print("stats: %s" % json.dumps(stats, sort_keys=True))
+    if c.received_short:
+        print("received: %d short of the jobs, runs whose begin.lua failed (job_begin_failed %d) "
+              "and was not counted" % (c.received_short, len(c.logged["job_begin_failed"])))
+    if c.opts.fast_jobs:
+        calls, lost = behind_calls(c.tmp)
+        scripts = sorted({s for s, _, _ in calls}, key=str)
+
+        def per_script(answered, ok=None):
+            return ", ".join("%s %d" % (s, sum(n for (s2, a, o), n in calls.items()
+                                              if s2 == s and a in answered and ok in (None, o)))
+                             for s in scripts) or "none"
+        print("fast jobs: %d; written behind begin.lua: %s; an error answer: %s; no answer: %s "
+              "(jobs %s)" % (c.jobs.n_fast, per_script("01"), per_script("1", "0"),
+                             per_script("0"), " ".join(sorted(set(lost))[:20]) or "-"))
     print("logged: %s" % ", ".join("%s %d" % (ev, len(c.logged[ev])) for ev in NOTABLE))
     if c.timed_out:
         print("the deadline (%.0f s) passed first: what is still under way is listed as "
@@ -893,6 +1007,10 @@ def main():
                     help="--rotate-credentials, the keys from a container credentials endpoint")
     ap.add_argument("--credentials-process", action="store_true",
                     help="--credentials-endpoint, asked by a credential_process")
+    ap.add_argument("--fast-jobs", action="store_true",
+                    help="%d %%%% of the jobs an 8x8 canvas, settled in a millisecond or two "
+                         "(finish.lua or posting.lua written behind begin.lua), a wave ahead of "
+                         "a Redis fault every 1 to 3 s while the waves last" % (FAST_SHARE * 100))
     ap.add_argument("--smoke", action="store_true",
                     help="12 jobs, 2 workers, a kill, a Redis restart and a key rotation "
                          "(--rotate-credentials; --credentials-endpoint with an odd seed)")
@@ -923,8 +1041,8 @@ def main():
             w.proc.send_signal(signal.SIGCONT)
         for w in c.workers + c.stopping:
             w.terminate(10)
-        violations = c.check(ids)
         c.logged = log_events(tmp)
+        violations = c.check(ids)
         violations += [("-", "logged: %s" % line[:300]) for ev in LOST for line in c.logged[ev]]
         report(c, ids, violations)
     finally:
