@@ -60,15 +60,15 @@ delayed). They are pushed in waves through the first part of the run while, at r
 With --fast-jobs, 80 % of the jobs (seeded) are fast: an 8x8 canvas source, no_op or (one in
 five) one save of it to chaos-b, settled within a millisecond or two, so that begin.lua's answer
 has often not come when the job's next script call is made, which is then written behind it
-(finish.lua; posting.lua for the two thirds with a postback, which the receiver answers at once
-whatever its delay; the other third name no postback_url and keep their job_id). The jobs come in
-waves of 50, the first at the start and each of the others right ahead of a Redis fault (or 3 s
-after the last one, when no fault came), which comes every 1 to 3 s while waves are left (then
-every 6 to 14 s): a restart 45 times in 100, a
-pause of 2.5 or 3.5 s (past the worker's 2-s timeout: the answers of the calls sent meanwhile are
-lost) 40, a write refusal 15. The workers log at debug level, and the report counts the calls
-written behind begin.lua (`behind=1`) by script: how many, how many met an error answer, and how
-many no answer at all, with those jobs.
+(finish.lua for the half that name no postback_url, which keep their job_id; posting.lua for the
+other half, which the receiver answers at once whatever its delay). A Redis fault comes every 1
+to 3 s while jobs are left to push (then every 6 to 14 s): a restart 45 times in 100, a pause of
+2.5 or 3.5 s (past the worker's 2-s timeout: the answers of the calls sent meanwhile are lost)
+40, a write refusal 15; right ahead of each a wave of 50 jobs is pushed, and the fault waits until
+workers have taken 1 to half of its entries (0.5 s at most), so that it lands while they work
+the wave (one wave at the start, and one 3 s after the last when no fault came). The workers
+log at debug level, and the report counts the calls written behind begin.lua (`behind=1`) by
+script: how many, how many met an error answer, and how many no answer at all, with their jobs.
 
 At the end (every job has a result and the queue is quiet, or --deadline passed) the workers are
 stopped and every invariant is checked; each violation is printed with its job id:
@@ -132,7 +132,7 @@ EXPLAINED = ("temporarily unavailable", "worker died while running it", "upload_
 # what the jobs made to fail say
 EXPECTED_FAIL = {"404": "HTTP 404", "nobucket": "NoSuchBucket", "badfn": "Unknown function"}
 FAST_SHARE = 0.8  # --fast-jobs: the share of the jobs that are fast,
-FAST_WAVE = 50  # the jobs pushed right ahead of each Redis fault,
+FAST_WAVE = 50  # the jobs pushed right ahead of each Redis fault (once workers took some),
 FAST_REDIS_FAULTS = ([45, 40, 15], [2500, 3500])  # restart, pause, oom; pauses past the timeout
 
 
@@ -308,7 +308,7 @@ class Jobs:
 
     def make_fast(self, job_id):
         """--fast-jobs: an 8x8 canvas, no_op or one save of it to chaos-b, done in a millisecond
-        or two: finish.lua (or posting.lua) goes behind begin.lua. A third name no postback_url
+        or two: finish.lua (or posting.lua) goes behind begin.lua. Half name no postback_url
         (finish.lua goes behind) and keep their job_id; the rest are posted back at once."""
         r = self.rnd
         self.n_fast += 1
@@ -324,7 +324,7 @@ class Jobs:
             functions.append({"name": "no_such_function", "params": {}})
         job = {"application_id": "chaos", "job_id": job_id,
                "src": {"name": "canvas", "width": 8, "height": 8}, "functions": functions}
-        if r.random() < 1 / 3:
+        if r.random() < 0.5:
             self.silent.add(job_id)
             self.ids[job_id] = job_id
         else:
@@ -652,7 +652,16 @@ class Chaos:
         batch = [self.jobs.make(len(ids) + k)
                  for k in range(min(per_wave, self.opts.jobs - len(ids)))]
         ids += ["chaos-%04d" % (len(ids) + k) for k in range(len(batch))]
-        self.redis("LPUSH", key("jobs"), *self.entries(batch))
+        entries = self.entries(batch)
+        return self.redis("LPUSH", key("jobs"), *entries), len(entries)
+
+    def wave_under_way(self, queued, entries):
+        """Waits (0.5 s at most) until workers have taken 1 to half of the `entries` just pushed
+        (LPUSH answered `queued`), so that a fault lands while they work the wave."""
+        left = queued - self.rnd.randint(1, max(1, entries // 2))
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until and self.redis("LLEN", key("jobs")) > left:
+            time.sleep(0.0005)
 
     def run(self):
         fast = self.opts.fast_jobs
@@ -706,9 +715,8 @@ class Chaos:
             if chaotic and now >= nxt["redis"] and not self.oom_until:
                 pushing = len(ids) < self.opts.jobs
                 if fast and pushing:  # lands while the wave is worked
-                    self.push_wave(ids, per_wave)
+                    self.wave_under_way(*self.push_wave(ids, per_wave))
                     next_wave = time.monotonic() + 3.0
-                    time.sleep(r.uniform(0.002, 0.02))
                 self.redis_fault()
                 nxt["redis"] = time.monotonic() + (r.uniform(1, 3) if fast and pushing
                                                    else r.uniform(6, 14))
@@ -732,7 +740,8 @@ class Chaos:
                     self.end_oom()
                 self.s3.clear_faults()
                 self.receiver.delay = 0.0
-            if not pending and not smoke_faults_due and self.quiet():
+            down = self.redis_up_at is not None  # a restart just now: the loop starts it
+            if not pending and not smoke_faults_due and not down and self.quiet():
                 break
             time.sleep(0.05)
         self.elapsed = time.monotonic() - self.t0
