@@ -62,13 +62,17 @@ five) one save of it to chaos-b, settled within a millisecond or two, so that be
 has often not come when the job's next script call is made, which is then written behind it
 (finish.lua for the half that name no postback_url, which keep their job_id; posting.lua for the
 other half, which the receiver answers at once whatever its delay). A Redis fault comes every 1
-to 3 s while jobs are left to push (then every 6 to 14 s): a restart 45 times in 100, a pause of
+to 3 s while jobs are left to push (then every 6 to 14 s): a restart 45 times in 100; a pause of
 2.5 or 3.5 s (past the worker's 2-s timeout: the answers of the calls sent meanwhile are lost)
-40, a write refusal 15; right ahead of each a wave of 50 jobs is pushed, and the fault waits until
-workers have taken 1 to half of its entries (0.5 s at most), so that it lands while they work
-the wave (one wave at the start, and one 3 s after the last when no fault came). The workers
-log at debug level, and the report counts the calls written behind begin.lua (`behind=1`) by
-script: how many, how many met an error answer, and how many no answer at all, with their jobs.
+40; a write refusal 15. Right ahead of each a wave of 50 jobs is pushed: with a pause or a
+refusal, once the queue is empty (1 s at most) and in the same write (Redis answers a worker
+waiting in BLMOVE with its job once the fault is on: its begin.lua and the call written behind
+it are held, or refused); before a restart,
+the driver waits until workers have taken 1 to half of its entries (0.5 s at most), so that it
+lands while they work the wave (one wave at the start, and one 3 s after the last when no fault
+came). The workers log at debug level, and the report counts the calls written
+behind begin.lua (`behind=1`) by script: how many, how many met an error answer, and how many
+no answer at all, with their jobs.
 
 At the end (every job has a result and the queue is quiet, or --deadline passed) the workers are
 stopped and every invariant is checked; each violation is printed with its job id:
@@ -495,22 +499,35 @@ class Chaos:
             self.frozen.remove((t, w))
             w.proc.send_signal(signal.SIGCONT)
 
-    def redis_fault(self):
+    def redis_fault(self, wave=None):
+        """A Redis fault. --fast-jobs: `wave` (ids, per_wave), a wave of jobs to push ahead of it:
+        with a pause or a write refusal, in the same write (a worker waiting in BLMOVE gets its
+        job's answer once the fault is on: its begin.lua and the call behind it are held, or
+        refused); with a restart the fault waits until workers took some of it."""
         mix, pauses = FAST_REDIS_FAULTS if self.opts.fast_jobs else ([60, 25, 15],
                                                                      [500, 1500, 2500, 3500])
         how = self.rnd.choices(["restart", "pause", "oom"], mix)[0]
         if self.opts.smoke and not self.counts["redis_restart"]:
             how = "restart"
+        ms = self.rnd.choice(pauses) if how == "pause" else 0
+        cmd = {"pause": ("CLIENT", "PAUSE", ms, "ALL"),
+               "oom": ("CONFIG", "SET", "maxmemory", "1")}.get(how)
+        if wave is not None and cmd is not None:
+            until = time.monotonic() + 1.0  # the queue drained: workers wait in BLMOVE
+            while time.monotonic() < until and self.redis("LLEN", key("jobs")):
+                time.sleep(0.01)
+            self.push_wave(*wave, then=cmd)
+        elif wave is not None:
+            self.wave_under_way(*self.push_wave(*wave))
+        elif cmd is not None:
+            self.redis(*cmd)
         if how == "restart":
             self.stop_redis()
         elif how == "pause":  # commands sent meanwhile run after the worker gave up on them
-            ms = self.rnd.choice(pauses)
-            self.redis("CLIENT", "PAUSE", ms, "ALL")
             now = time.monotonic()
             self.outages.append([now, now + ms / 1000.0])
-            self.note("redis_pause %d ms" % ms)
+            self.note("redis_pause %d ms%s" % (ms, " with a wave" if wave else ""))
         else:  # a full Redis: writes refused (noeviction) for a moment
-            self.redis("CONFIG", "SET", "maxmemory", "1")
             self.oom_until = time.monotonic() + self.rnd.uniform(0.5, 3)
             self.oom_outage = [time.monotonic(), float("inf")]
             self.outages.append(self.oom_outage)  # no outcome can be recorded meanwhile
@@ -648,12 +665,21 @@ class Chaos:
             return False
         return not self.redis("KEYS", key("active:*"))
 
-    def push_wave(self, ids, per_wave):
+    def push_wave(self, ids, per_wave, then=None):
+        """Pushes the next wave: (the LPUSH's answer, the entries pushed). `then`: a command
+        written with the LPUSH, in one write, so that Redis runs it right after."""
         batch = [self.jobs.make(len(ids) + k)
                  for k in range(min(per_wave, self.opts.jobs - len(ids)))]
         ids += ["chaos-%04d" % (len(ids) + k) for k in range(len(batch))]
         entries = self.entries(batch)
-        return self.redis("LPUSH", key("jobs"), *entries), len(entries)
+        if then is None:
+            return self.redis("LPUSH", key("jobs"), *entries), len(entries)
+        self.redis("PING")  # connected
+        r = self.redis.r
+        r._sock.sendall(r._encode(("LPUSH", key("jobs")) + tuple(entries)) + r._encode(then))
+        queued = r._read_reply()
+        r._read_reply()
+        return queued, len(entries)
 
     def wave_under_way(self, queued, entries):
         """Waits (0.5 s at most) until workers have taken 1 to half of the `entries` just pushed
@@ -714,10 +740,9 @@ class Chaos:
                 self.end_oom()
             if chaotic and now >= nxt["redis"] and not self.oom_until:
                 pushing = len(ids) < self.opts.jobs
-                if fast and pushing:  # lands while the wave is worked
-                    self.wave_under_way(*self.push_wave(ids, per_wave))
+                self.redis_fault((ids, per_wave) if fast and pushing else None)
+                if fast and pushing:
                     next_wave = time.monotonic() + 3.0
-                self.redis_fault()
                 nxt["redis"] = time.monotonic() + (r.uniform(1, 3) if fast and pushing
                                                    else r.uniform(6, 14))
             if chaotic and now >= nxt["s3"]:
