@@ -965,13 +965,19 @@ def behind_calls(tmp):
     log; and ["script:job_id"] of those with no answer."""
     calls, lost = collections.Counter(), []
     for log in sorted(tmp.glob("worker-*.log")):
+        started = {}  # pid (None: the process is the worker) -> the job it started last
         for line in log.read_text(errors="replace").splitlines():
-            if " event=redis " not in line or " behind=1 " not in line:
+            if " event=job_start " in line or " event=redis " in line and " behind=1 " in line:
+                f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            else:
                 continue
-            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if f["event"] == "job_start":
+                started[f.get("pid")] = f.get("job_id")
+                continue
             calls[f.get("script"), f.get("answered"), f.get("ok")] += 1
-            if f.get("answered") == "0":
-                lost.append("%s:%s" % (f.get("script"), f.get("job_id", "?")))
+            if f.get("answered") == "0":  # the line names no job: the one its process started
+                job = f.get("job_id") or started.get(f.get("pid")) or "?"
+                lost.append("%s:%s" % (f.get("script"), job))
     return calls, lost
 
 
