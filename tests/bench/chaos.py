@@ -675,10 +675,7 @@ class Chaos:
         if then is None:
             return self.redis("LPUSH", key("jobs"), *entries), len(entries)
         self.redis("PING")  # connected
-        r = self.redis.r
-        r._sock.sendall(r._encode(("LPUSH", key("jobs")) + tuple(entries)) + r._encode(then))
-        queued = r._read_reply()
-        r._read_reply()
+        queued = self.redis.r.pipeline(("LPUSH", key("jobs")) + tuple(entries), then)[0]
         return queued, len(entries)
 
     def wave_under_way(self, queued, entries):

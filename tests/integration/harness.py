@@ -383,6 +383,12 @@ class Redis:
         self._sock.sendall(self._encode(args))
         return self._read_reply()
 
+    def pipeline(self, *commands):
+        """Send the commands (each a tuple of arguments) in one write; return their replies."""
+        self.connect()
+        self._sock.sendall(b"".join(self._encode(c) for c in commands))
+        return [self._read_reply() for _ in commands]
+
     # The commands tests use, for readability.
     def ping(self):
         return self.execute("PING")
