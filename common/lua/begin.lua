@@ -12,6 +12,15 @@
 -- recovery or a retry), so that whatever is derived from it (default S3 keys) is the same too. The
 -- first run counts in stats as a job received, a run after it as a rerun.
 
+-- Taken by a full Redis (maxmemory with noeviction) too: the run goes on whatever the answer,
+-- and without this call it would go on without its first_seen (the hour of its default S3 keys,
+-- then this host's: a rerun could write other objects) and uncounted, while its settlement, whose
+-- first write removes the payload, is taken (`pixq stats` counted the job settled but never
+-- received: chaos seed 62). A script meets the OOM refusal only at a command that adds data
+-- made before any write of its own: so the first is the expiry, which adds none (on a hash not
+-- there yet it does nothing, but counts as the script's write all the same). What this call
+-- adds is a few fields a job, kept for the TTL.
+local renewed = redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 -- as sent: see below
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local first_seen = now
@@ -22,7 +31,9 @@ local runs = redis.call('HINCRBY', KEYS[1], 'runs', 1)
 if ARGV[2] and ARGV[2] ~= '' then
     redis.call('HSET', KEYS[1], 'run_by', ARGV[2], 'run_by_runs', runs)
 end
-redis.call('EXPIRE', KEYS[1], ARGV[1]) -- as sent: a Lua number would be formatted back
+if not renewed then
+    redis.call('EXPIRE', KEYS[1], ARGV[1]) -- as sent: a Lua number would be formatted back
+end
 -- include: lib/count.lua
 -- (failing here on counts of another type left the run unknown to its worker: first_seen, and
 -- whether to ask before posting back; finish.lua says the key was left alone)

@@ -851,6 +851,24 @@ class BeginTest(LuaTestCase):
         self.assertEqual(self.r.execute("HGET", key("job:j1"), "posted"), "1")
         self.assertEqual(self.stats(), {"received": 1, "reruns": 2})
 
+    def test_taken_by_a_full_redis(self):
+        """A Redis past maxmemory (noeviction) refuses a plain write, but begin.lua's first
+        write adds nothing (the expiry), and a script refused nothing once it wrote: its run is
+        counted, first and again, each with its expiry (the run went on all the same)."""
+        self.r.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.r.execute("CONFIG", "SET", "maxmemory", "1")
+        self.addCleanup(self.r.execute, "CONFIG", "SET", "maxmemory", "0")
+        with self.assertRaisesRegex(harness.RespError, "^OOM "):
+            self.r.execute("HSET", key("job:other"), "runs", 1)
+        first_seen, runs = self.begin("j1", ttl=7200)
+        self.assertEqual(runs, 1)
+        self.assertEqual(self.r.hgetall(key("job:j1")),
+                         {"first_seen": str(first_seen), "runs": "1"})
+        self.assertTrue(7100 <= self.r.ttl(key("job:j1")) <= 7200)
+        self.assertEqual(self.begin("j1", ttl=3600), [first_seen, 2])
+        self.assertTrue(3500 <= self.r.ttl(key("job:j1")) <= 3600)
+        self.assertEqual(self.stats(), {"received": 1, "reruns": 1})
+
 
     def test_run_by(self):
         """ARGV[2] names the run (finish.lua tells from it whether a later run began): kept as
