@@ -226,6 +226,13 @@ int rq_parse_url(const char *url, struct rq_url *out, struct err *e)
     if (strncmp(url, "unix://", 7) == 0) {
         return parse_unix(url + 7, out, e);
     }
+    if (strncmp(url, "rediss://", 9) == 0) {
+        /* a managed Redis's TLS address, copied as it is given: saying "must start with" alone
+         * left the operator to guess that redis:// there would not work either */
+        return err_set(e, "PIXQ_REDIS_URL: rediss:// (Redis over TLS) is not supported: reach "
+                          "that Redis through a TLS tunnel on this host (stunnel, for one) at a "
+                          "redis:// or unix:// address");
+    }
     if (strncmp(url, "redis://", 8) != 0) {
         return err_set(e, "PIXQ_REDIS_URL: must start with redis:// or unix://");
     }

@@ -35,6 +35,10 @@ static void test_urls(void)
     CHECK_STR(u.unix_path, "/run/redis.sock");
     CHECK_INT(u.db, 2);
     CHECK_INT(rq_parse_url("http://h:1", &u, &e), -1);
+    CHECK_STR(e.msg, "PIXQ_REDIS_URL: must start with redis:// or unix://");
+    CHECK_INT(rq_parse_url("rediss://default:pw@cache.internal:6380/0", &u, &e), -1);
+    CHECK(strstr(e.msg, "rediss:// (Redis over TLS) is not supported") != NULL);
+    CHECK(strstr(e.msg, "pw") == NULL);
     CHECK_INT(rq_parse_url("redis://h:99999", &u, &e), -1);
     CHECK_INT(rq_parse_url("redis://h:1/x", &u, &e), -1);
     CHECK_INT(rq_parse_url("redis://u:bad%zzpass@h", &u, &e), -1);
