@@ -82,6 +82,7 @@ struct unsettled {
     long retry_ms;
     char *run_by;      /* as the settlement's */
     bool forgotten_ok; /* as the settlement's */
+    char *task_of;     /* as the settlement's */
 };
 
 struct worker {
@@ -513,7 +514,17 @@ static void forget_unsettled(struct unsettled *u)
     free(u->posted);
     free(u->retry);
     free(u->run_by);
+    free(u->task_of);
     *u = (struct unsettled){.counter = ""};
+}
+
+/* The job a kept settlement is for, for the logs: its own, or its task's; "" for none. */
+static const char *unsettled_job(const struct unsettled *u)
+{
+    return u->job_id != NULL      ? u->job_id
+           : u->posted_id != NULL ? u->posted_id
+           : u->task_of != NULL   ? u->task_of
+                                  : "";
 }
 
 void worker_destroy(struct worker *w)
@@ -534,7 +545,7 @@ void worker_destroy(struct worker *w)
              * recorded nowhere) */
             LOG_WARN("unsettled_dropped",
                      "job_id=%s reason=stopping action=run_again_from_active_list",
-                     u->job_id != NULL ? u->job_id : "");
+                     unsettled_job(u));
         }
         forget_unsettled(u);
     }
@@ -617,6 +628,8 @@ struct settlement {
     long retry_ms;         /* when it is due, ms from now */
     const char *run_by;    /* the run_by of the run settled (struct task), NULL or "": unknown */
     bool forgotten_ok;     /* settle job_id even off the active list if Redis lost the job */
+    const char *task_of;   /* for the logs: the job whose task this is (an upload, a postback
+                            * retry) when job_id and posted_id name none, or NULL */
 };
 
 /* finish.lua's keys and arguments (see its header). */
@@ -774,26 +787,30 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
 {
     struct finish_call c;
     finish_call_init(w, payload, s, may_fold(w), &c);
-    /* for the log: a task's settlement (an upload, a postback retry) names no job */
-    const char *id = s->job_id != NULL ? s->job_id : s->posted_id != NULL ? s->posted_id : "";
+    /* for the log: the job, or the job of a task (an upload, a postback retry) */
+    const char *id = s->job_id != NULL      ? s->job_id
+                     : s->posted_id != NULL ? s->posted_id
+                     : s->task_of != NULL   ? s->task_of
+                                            : "";
     long backoff = w->cfg->redis_retry_min_ms;
     for (long attempt = 0; attempt < w->cfg->settle_attempts; attempt++) {
         struct err e = {{0}};
         w->lost_at_call = lease_records_lost(w->lease); /* for a `next` it reserves */
         redisReply *r = rq_script(w->rq, RQ_SCRIPT_FINISH, 10, c.keys, 16, c.args, c.lens, &e);
         if (r != NULL) {
-            int settled = finish_reply(w, r, s->job_id != NULL ? s->job_id : s->posted_id);
+            int settled = finish_reply(w, r, id);
             freeReplyObject(r);
             return settled;
         }
         char q[ERR_MSG_MAX + 16];
+        const char *named = id[0] != '\0' ? " job_id=" : ""; /* a wake-up token's names none */
         if (attempt + 1 >= w->cfg->settle_attempts) { /* the last: no wait for a try to come */
-            LOG_WARN("redis_error", "step=finish job_id=%s queue=%s attempt=%ld error=%s", id,
+            LOG_WARN("redis_error", "step=finish%s%s queue=%s attempt=%ld error=%s", named, id,
                      w->cur->name, attempt + 1, log_quote(e.msg, q, sizeof q));
             break;
         }
         long wait = jittered(w, backoff);
-        LOG_WARN("redis_error", "step=finish job_id=%s queue=%s attempt=%ld error=%s retry_ms=%ld",
+        LOG_WARN("redis_error", "step=finish%s%s queue=%s attempt=%ld error=%s retry_ms=%ld", named,
                  id, w->cur->name, attempt + 1, log_quote(e.msg, q, sizeof q), wait);
         retry_nap(w, wait, e.msg); /* a stop waits for a refusal to pass: no second run */
         backoff = next_backoff(w, backoff);
@@ -823,7 +840,7 @@ static void keep_unsettled(struct worker *w, const struct buf *payload, const st
     if (u->payload.len > 0) {
         LOG_WARN("unsettled_dropped",
                  "job_id=%s reason=more_than_kept kept=%d action=run_again_from_active_list",
-                 u->job_id != NULL ? u->job_id : "", UNSETTLED_MAX);
+                 unsettled_job(u), UNSETTLED_MAX);
     }
     forget_unsettled(u);
     buf_init(&u->payload, 0);
@@ -839,11 +856,12 @@ static void keep_unsettled(struct worker *w, const struct buf *payload, const st
     u->retry_ms = s->retry_ms;
     u->run_by = copy_or_null(s->run_by);
     u->forgotten_ok = s->forgotten_ok;
+    u->task_of = copy_or_null(s->task_of);
     if (buf_append(&u->payload, payload->data, payload->len) < 0 ||
         (s->job_id != NULL && u->job_id == NULL) || (s->result != NULL && u->result == NULL) ||
         (s->dead != NULL && u->dead == NULL) || (s->posted_id != NULL && u->posted_id == NULL) ||
         (s->posted != NULL && u->posted == NULL) || (s->retry != NULL && u->retry == NULL) ||
-        (s->run_by != NULL && u->run_by == NULL)) {
+        (s->run_by != NULL && u->run_by == NULL) || (s->task_of != NULL && u->task_of == NULL)) {
         forget_unsettled(u); /* out of memory: it runs again from the active list */
     }
 }
@@ -863,8 +881,9 @@ static int settle_again(struct worker *w, struct unsettled *u, const struct buf 
                                  .retry = kept.retry,
                                  .retry_ms = kept.retry_ms,
                                  .run_by = kept.run_by,
-                                 .forgotten_ok = kept.forgotten_ok};
-    LOG_INFO("settle_resumed", "job_id=%s", kept.job_id != NULL ? kept.job_id : "");
+                                 .forgotten_ok = kept.forgotten_ok,
+                                 .task_of = kept.task_of};
+    LOG_INFO("settle_resumed", "job_id=%s", unsettled_job(&kept));
     int settled = settle(w, payload == NULL ? &kept.payload : payload, &s);
     forget_unsettled(&kept);
     return settled;
@@ -1632,7 +1651,7 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
     redisReply *h = rq_command(w->rq, &e, "HGETALL %s", job_hash);
     if (h == NULL && wrong_type(&e)) {
         log_foreign("complete", job_id, job_hash, "job_state_lost");
-        const struct settlement s = {.result = "", .counter = ""};
+        const struct settlement s = {.result = "", .counter = "", .task_of = job_id};
         settle(w, &t->payload, &s);
         return;
     }
@@ -1653,7 +1672,7 @@ static void complete_parked(struct worker *w, struct task *t, const char *job_id
     json_object *results = doc != NULL ? json_object_object_get(doc, "results") : NULL;
     if (job == NULL || results == NULL) {
         LOG_ERROR("parked_job_lost", "job_id=%s reason=state_unreadable", job_id);
-        const struct settlement s = {.result = "", .counter = ""};
+        const struct settlement s = {.result = "", .counter = "", .task_of = job_id};
         settle(w, &t->payload, &s);
     } else {
         run_release(&w->runner); /* the objects of this job only, for wait_for_s3 */
@@ -1855,7 +1874,8 @@ static void handle_upload(struct worker *w, struct task *t, json_object *task, c
     if (pending == PARKED_GONE) {
         LOG_WARN("parked_job_lost", "job_id=%s reason=%s", job_id, state_gone_reason(w));
     }
-    const struct settlement s = {.result = "", .counter = ""}; /* other outputs still pending */
+    /* other outputs still pending */
+    const struct settlement s = {.result = "", .counter = "", .task_of = job_id};
     settle(w, &t->payload, &s);
 }
 
@@ -2133,7 +2153,7 @@ static void handle_postback(struct worker *w, struct task *t, json_object *task,
     }
     bool sent = false;
     char digest[HASH_SHA256_HEX] = "";
-    struct settlement s = {.result = "", .counter = ""};
+    struct settlement s = {.result = "", .counter = "", .task_of = job != NULL ? job->id : NULL};
     char *retry = NULL;
     int posted = 0;
     lease_delivering(w->lease, true);

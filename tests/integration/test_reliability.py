@@ -3060,6 +3060,36 @@ class UnsettledTest(ReliabilityCase):
         self.wait_until(lambda: self.results("stop-cadence"), 10, "the outcome to be recorded")
         self.assert_success("stop-cadence")
 
+    def test_refused_settlement_of_a_task_names_its_job(self):
+        """A task's settlement (a postback retry that failed again, scheduling the next) that
+        Redis refuses (a replica's READONLY) is logged with the task's job, as a job's is, and
+        so are its kept settlement's tries (settle_resumed): they named none (`job_id=`). The
+        settlement is made once Redis takes writes, and the retry it schedules comes."""
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2", PIXQ_POSTBACK_RETRY_DELAYS_S="1,1")
+        self.worker_id(w)
+        self.postbacks.answer_with(500, 500)
+        self.push_jobs([self.tiny_job("task-named", retry_postback=True)])
+        self.wait_for_postback(20, job_id="task-named")
+        self.postbacks.delay = 2.0  # the retry's: recorded at once, answered 500 2 s later
+        self.wait_until(lambda: len(self.postbacks_of("task-named")) == 2, 20, "the retry")
+        self.redis.execute("REPLICAOF", "127.0.0.1", "1")
+        try:
+            refused = self.wait_until(lambda: [e for e in w.log_events("redis_error")
+                                               if e.get("step") == "finish"][1:], 20,
+                                      "the retry's settlement to be refused twice")
+        finally:
+            self.redis.execute("REPLICAOF", "NO", "ONE")
+        self.postbacks.delay = 0.0
+        self.assertTrue(refused[0]["error"].startswith("redis: READONLY "), refused)
+        self.assertEqual({e.get("job_id") for e in refused}, {"task-named"}, refused)
+        self.wait_until(lambda: len(self.postbacks_of("task-named")) == 3, 20, "the next retry")
+        resumed = w.log_events("settle_resumed")  # the kept settlement, tried again
+        self.assertTrue(resumed)
+        self.assertEqual({e.get("job_id") for e in resumed}, {"task-named"}, resumed)
+        self.wait_until(lambda: not self.redis.zrange(self.key("delayed")), 10,
+                        "the retry to leave delayed")
+        self.assert_queue_drained()
+
     def test_run_begun_while_redis_is_full_is_counted(self):
         """A job reserved by the settlement of the one before it (finish.lua's "next", which
         a full Redis takes: its first write removes the payload) begins while Redis refuses
