@@ -159,6 +159,15 @@ local function settled_before()
         (ARGV[4] == '' or redis.call('LPOS', KEYS[3], ARGV[4]) ~= false)
 end
 
+-- The payload leaves the active list first: a write that adds nothing, so that a full Redis
+-- (maxmemory with noeviction), which refuses a script's command that adds data only before the
+-- script's first write, takes the whole settlement, as it takes begin.lua's count: the job ran,
+-- its result (and postback) is what it is, and the list gives back its payload's bytes. Before,
+-- the postback mark came first and a full Redis refused the settlement of every job posted
+-- back (kept by the worker, run again if it stopped meanwhile), but took that of a job without
+-- one. What else refuses writes (a replica's READONLY, a failed save's MISCONF) still refuses
+-- the whole call.
+local removed = redis.call('LREM', KEYS[1], 1, ARGV[1])
 local marked = ARGV[8] and ARGV[8] ~= '' and
     own(7, redis.pcall('HSET', KEYS[7], 'posted', ARGV[8]))
 local hash_new = false -- KEYS[7] made by the HSET below (begin.lua's has an expiry)
@@ -169,7 +178,7 @@ if marked then
         hash_new = true
     end
 end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+if removed == 0 then
     -- asked only here, off the path of every job that is settled as usual
     if settled_before() then
         return answer(false)

@@ -35,7 +35,10 @@ delayed). They are pushed in waves through the first part of the run while, at r
   in ten frozen (SIGSTOP) for 3.5 to 6 s, past its 3-s lease, then let go on (SIGCONT);
 * Redis misbehaves (every 6 to 14 s): one time in four it stops answering for 0.5 to 3.5 s
   (CLIENT PAUSE: a command sent meanwhile runs after the worker's PIXQ_REDIS_TIMEOUT_MS, 2 s,
-  gave up on it), one in seven it refuses writes for 0.5 to 3 s (maxmemory 1, noeviction),
+  gave up on it), one in seven it refuses writes for 0.5 to 3 s (maxmemory 1 with noeviction,
+  a full Redis, which takes a running job's begin.lua and finish.lua, whose first writes add
+  nothing; every other time min-replicas-to-write 1, which refuses every write, as a failed
+  save or a replica would),
   otherwise redis-server is restarted: a clean SHUTDOWN (SIGTERM: the AOF is flushed),
   or SIGKILL after `CONFIG SET appendfsync always` and a pause (so that no acknowledged write
   is lost: a crash under everysec may lose a second of writes, which the README allows);
@@ -510,8 +513,12 @@ class Chaos:
         if self.opts.smoke and not self.counts["redis_restart"]:
             how = "restart"
         ms = self.rnd.choice(pauses) if how == "pause" else 0
+        # a write refusal: a full Redis, or (every other one, no draw: the seeds' faults stay
+        # as they were) every write refused
+        refusal = ("maxmemory" if self.counts["redis_oom"] % 2 == 0
+                   else "min-replicas-to-write")
         cmd = {"pause": ("CLIENT", "PAUSE", ms, "ALL"),
-               "oom": ("CONFIG", "SET", "maxmemory", "1")}.get(how)
+               "oom": ("CONFIG", "SET", refusal, "1")}.get(how)
         if wave is not None and cmd is not None:
             until = time.monotonic() + 1.0  # the queue drained: workers wait in BLMOVE
             while time.monotonic() < until and self.redis("LLEN", key("jobs")):
@@ -527,14 +534,15 @@ class Chaos:
             now = time.monotonic()
             self.outages.append([now, now + ms / 1000.0])
             self.note("redis_pause %d ms%s" % (ms, " with a wave" if wave else ""))
-        else:  # a full Redis: writes refused (noeviction) for a moment
+        else:  # writes refused for a moment (a full Redis: those adding data, as said above)
             self.oom_until = time.monotonic() + self.rnd.uniform(0.5, 3)
             self.oom_outage = [time.monotonic(), float("inf")]
-            self.outages.append(self.oom_outage)  # no outcome can be recorded meanwhile
-            self.note("redis_oom")
+            self.outages.append(self.oom_outage)  # an outcome may not be recorded meanwhile
+            self.note("redis_oom %s" % refusal)
 
     def end_oom(self):
         self.redis("CONFIG", "SET", "maxmemory", "0")
+        self.redis("CONFIG", "SET", "min-replicas-to-write", "0")
         self.oom_until = None
         self.oom_outage[1] = time.monotonic()
 

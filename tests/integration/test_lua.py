@@ -1450,18 +1450,45 @@ class FinishTest(LuaTestCase):
         self.assertEqual(self.r.get(STATS), "theirs")
 
     def test_other_errors_on_the_job_s_keys_are_raised(self):
-        """Only WRONGTYPE leaves a key alone: another error on one (out of memory, at the
-        postback mark, the script's first write) fails the call as ever, nothing written, for
-        the worker to try again."""
+        """Only WRONGTYPE leaves a key alone: another error on one (a count that is not a
+        number, set by hand) fails the call as ever."""
         self.r.lpush(active("w1"), "job-a")
-        self.r.execute("CONFIG", "SET", "maxmemory", "1")
+        self.r.execute("HSET", STATS, "failed", "not a number")
+        with self.assertRaisesRegex(harness.RespError, "not an integer"):
+            self.full_failed("job-a")
+
+    def test_refused_writes_fail_the_call_with_nothing_written(self):
+        """A Redis that refuses writes (a replica's READONLY) refuses the first, taking the
+        payload off the active list: nothing is written, for the worker to try again."""
+        self.r.lpush(active("w1"), "job-a")
+        self.r.execute("REPLICAOF", "127.0.0.1", "1")
         try:
-            with self.assertRaisesRegex(harness.RespError, "^OOM "):
+            with self.assertRaisesRegex(harness.RespError, "^READONLY "):
                 self.full_failed("job-a")
         finally:
-            self.r.execute("CONFIG", "SET", "maxmemory", "0")
+            self.r.execute("REPLICAOF", "NO", "ONE")
         self.assertEqual(self.r.lrange(active("w1")), ["job-a"])
-        self.assertEqual(self.r.exists(key("job:j1"), DEAD, STATS), 0)
+        self.assertEqual(self.r.exists(key("job:j1"), key("result:j1"), DEAD, STATS), 0)
+
+    def test_taken_by_a_full_redis(self):
+        """A Redis past maxmemory (noeviction) refuses a plain write, but finish.lua's first
+        write takes the payload off the active list (it adds nothing), and a script refused
+        nothing once it wrote: a job posted back settles whole (before, the postback mark came
+        first and the call was refused, the job's outcome held by its worker), as one without a
+        postback did already; the next job is reserved."""
+        self.r.lpush(active("w1"), "job-a")
+        self.r.lpush(JOBS, "job-b")
+        self.r.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.r.execute("CONFIG", "SET", "maxmemory", "1")
+        self.addCleanup(self.r.execute, "CONFIG", "SET", "maxmemory", "0")
+        with self.assertRaisesRegex(harness.RespError, "^OOM "):
+            self.r.execute("HSET", key("job:other"), "posted", "d1")
+        self.assertEqual(self.full_failed("job-a", nxt="next"), [1, "job-b"])
+        self.assertEqual(self.r.lrange(active("w1")), ["job-b"])
+        self.assertEqual(self.r.execute("HGET", key("job:j1"), "posted"), "d1")
+        self.assertEqual(self.r.lrange(key("result:j1")), ["r"])
+        self.assertEqual(self.r.lrange(DEAD), ["dead-a"])
+        self.assertEqual((self.stats().get("failed"), self.stats().get("dead")), (1, 1))
 
     def test_key_of_another_type_with_the_next_job_reserved(self):
         """With "next", the next payload is reserved as ever, and the keys left alone named."""

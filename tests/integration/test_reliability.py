@@ -2859,8 +2859,9 @@ class DeadTrimTest(ReliabilityCase):
 
 
 class UnsettledTest(ReliabilityCase):
-    """Redis refuses writes (full, or a failed save) while a job's postback is on its way: the
-    outcome cannot be recorded. The worker keeps it and records it once Redis takes writes again,
+    """Redis refuses writes (too few replicas, as a failed save or a replica's READONLY would;
+    a full Redis takes the settlement) while a job's postback is on its way: the outcome cannot
+    be recorded. The worker keeps it and records it once Redis takes writes again,
     without running the job, or posting it back, a second time (a chaos review saw a finished
     job run and posted again every few minutes while Redis refused writes)."""
 
@@ -2876,6 +2877,15 @@ class UnsettledTest(ReliabilityCase):
         return w
 
     def refuse_writes(self):
+        """Every write refused (NOREPLICAS), the settlement's first included."""
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "1")
+
+    def allow_writes(self):
+        self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
+
+    def fill_redis(self):
+        """Past maxmemory (noeviction): a write that adds data refused, unless made by a
+        script that wrote already."""
         self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
         self.redis.execute("CONFIG", "SET", "maxmemory", "1")
 
@@ -2887,7 +2897,7 @@ class UnsettledTest(ReliabilityCase):
             self.wait_until(lambda: len(w.log_events("settle_resumed")) >= retries, 20,
                             "the kept outcome to be tried again")
         finally:
-            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+            self.allow_writes()
 
     def test_outcome_recorded_later_not_posted_again(self):
         w = self.run_then_refuse_writes("unsettled")
@@ -2941,7 +2951,7 @@ class UnsettledTest(ReliabilityCase):
             self.wait_until(lambda: w.log_events("job_unsettled"), 20, "the settlement to fail")
             w.terminate()
         finally:
-            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+            self.allow_writes()
         dropped = w.log_events("unsettled_dropped")
         self.assertEqual([(e["job_id"], e["reason"], e["action"]) for e in dropped],
                          [("kept-at-stop", "stopping", "run_again_from_active_list")])
@@ -2966,7 +2976,7 @@ class UnsettledTest(ReliabilityCase):
             time.sleep(1.5)  # a few of the attempts' waits
             self.assertIsNone(w.proc.poll(), "the worker left without its settlement")
         finally:
-            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+            self.allow_writes()
         status, killed = w.terminate()
         self.assertEqual((status, killed), (0, False))
         self.postbacks.delay = 0.0
@@ -2980,7 +2990,7 @@ class UnsettledTest(ReliabilityCase):
     def test_stop_while_redis_is_a_replica_waits_for_the_settlement(self):
         """README names READONLY among the refusals that pass (a failover under way: the server
         is a replica until it is promoted): a worker stopped while its settlement meets one
-        waits for it as for OOM, and settles the job once before it exits. Redis is made a
+        waits for it as for NOREPLICAS, and settles the job once before it exits. Redis is made a
         replica of a port nothing listens on (it keeps its data), then promoted back."""
         w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="20")
         wid = self.worker_id(w)
@@ -3025,7 +3035,7 @@ class UnsettledTest(ReliabilityCase):
             w.proc.send_signal(signal.SIGTERM)
             status, _ = self.wait_exit(w, 15)
         finally:
-            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+            self.allow_writes()
         self.assertEqual(status, 1)
         self.assertEqual([e.get("jobs_returned") for e in w.log_events("shutdown_deadline")],
                          ["-1"])
@@ -3051,7 +3061,7 @@ class UnsettledTest(ReliabilityCase):
             w.proc.send_signal(signal.SIGTERM)  # ends the first wait, which began before it
             self.wait_until(lambda: len(refused()) >= 4, 20, "three tries after the stop")
         finally:
-            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+            self.allow_writes()
         stamps = [datetime.datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
                   for e in refused()[1:4]]
         gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
@@ -3090,6 +3100,31 @@ class UnsettledTest(ReliabilityCase):
                         "the retry to leave delayed")
         self.assert_queue_drained()
 
+    def test_job_posted_back_while_redis_is_full_settles(self):
+        """A full Redis (maxmemory, noeviction) takes the settlement of a job posted back, as
+        it takes that of a job without a postback: its first write takes the payload off the
+        active list, and adds nothing. Before, the postback mark came first, Redis refused the
+        call, and the worker kept the outcome until Redis had room again (run again, and posted
+        back again, if the worker stopped meanwhile)."""
+        w = self.start_worker(PIXQ_SETTLE_ATTEMPTS="2")
+        self.worker_id(w)
+        self.postbacks.delay = 2.0  # recorded at once, answered 200 two seconds later
+        self.push_jobs([self.tiny_job("posted-full")])
+        self.wait_for_postback(20, job_id="posted-full")
+        self.fill_redis()
+        try:
+            self.wait_until(lambda: self.results("posted-full"), 20, "the settlement")
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        self.assertEqual([e for e in w.log_events("redis_error") if e.get("step") == "finish"],
+                         [])
+        self.assertEqual(w.log_events("job_unsettled"), [])
+        self.assertEqual([e["job_id"] for e in w.log_events("job_done")], ["posted-full"])
+        self.assert_success("posted-full")
+        self.assertEqual(self.redis.execute("HGET", self.key("job:posted-full"), "posted")
+                         is not None, True)
+        self.assert_queue_drained()
+
     def test_run_begun_while_redis_is_full_is_counted(self):
         """A job reserved by the settlement of the one before it (finish.lua's "next", which
         a full Redis takes: its first write removes the payload) begins while Redis refuses
@@ -3108,7 +3143,7 @@ class UnsettledTest(ReliabilityCase):
         self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
         self.wait_until(lambda: self.redis.hgetall(self.key("job:before-full")).get("runs"), 10,
                         "the first run to be counted")
-        self.refuse_writes()
+        self.fill_redis()
         try:
             self.src.release()
             self.wait_until(lambda: self.results("begun-full"), 20, "the second to settle")
@@ -3158,8 +3193,7 @@ class UnsettledTest(ReliabilityCase):
         # finish.lua's refusal as Redis's message alone, without "script: <sha1>, on
         # @user_script:N."
         refusals = {e["error"] for e in w.log_events("redis_error") if e.get("step") == "finish"}
-        self.assertEqual(refusals, {"redis: OOM command not allowed when used memory > "
-                                    "'maxmemory'."})
+        self.assertEqual(refusals, {"redis: NOREPLICAS Not enough good replicas to write."})
         self.assert_queue_drained()
 
 
