@@ -16,10 +16,10 @@
 -- and without this call it would go on without its first_seen (the hour of its default S3 keys,
 -- then this host's: a rerun could write other objects) and uncounted, while its settlement, whose
 -- first write removes the payload, is taken (`pixq stats` counted the job settled but never
--- received: chaos seed 62). A script meets the OOM refusal only at a command that adds data
--- made before any write of its own: so the first is the expiry, which adds none (on a hash not
--- there yet it does nothing, but counts as the script's write all the same). What this call
--- adds is a few fields a job, kept for the TTL.
+-- received: chaos seed 62). Redis refuses a script's command that adds data only while the
+-- script has written nothing: so the first write is the expiry, which adds nothing (on a hash
+-- not there yet it does nothing, but counts as the script's write all the same). What this
+-- call adds is a few fields a job, kept for the TTL.
 local renewed = redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 -- as sent: see below
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
