@@ -518,13 +518,16 @@ static void forget_unsettled(struct unsettled *u)
     *u = (struct unsettled){.counter = ""};
 }
 
-/* The job a kept settlement is for, for the logs: its own, or its task's; "" for none. */
+/* The job a settlement is for, for the logs: the job settled, the one whose postback it marks,
+ * or the task's (an upload, a postback retry); "" for none (a wake-up token). */
+static const char *settled_job(const char *job_id, const char *posted_id, const char *task_of)
+{
+    return job_id != NULL ? job_id : posted_id != NULL ? posted_id : task_of != NULL ? task_of : "";
+}
+
 static const char *unsettled_job(const struct unsettled *u)
 {
-    return u->job_id != NULL      ? u->job_id
-           : u->posted_id != NULL ? u->posted_id
-           : u->task_of != NULL   ? u->task_of
-                                  : "";
+    return settled_job(u->job_id, u->posted_id, u->task_of);
 }
 
 void worker_destroy(struct worker *w)
@@ -787,11 +790,7 @@ static int settle(struct worker *w, const struct buf *payload, const struct sett
 {
     struct finish_call c;
     finish_call_init(w, payload, s, may_fold(w), &c);
-    /* for the log: the job, or the job of a task (an upload, a postback retry) */
-    const char *id = s->job_id != NULL      ? s->job_id
-                     : s->posted_id != NULL ? s->posted_id
-                     : s->task_of != NULL   ? s->task_of
-                                            : "";
+    const char *id = settled_job(s->job_id, s->posted_id, s->task_of); /* for the log */
     long backoff = w->cfg->redis_retry_min_ms;
     for (long attempt = 0; attempt < w->cfg->settle_attempts; attempt++) {
         struct err e = {{0}};
