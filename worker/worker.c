@@ -119,6 +119,7 @@ struct worker {
     unsigned seed;       /* for retry jitter */
     bool check_active;   /* a Redis error happened: our active list may hold a reserved job */
     bool stale;          /* the lease is overdue: no new job is taken until it holds */
+    long full_at;        /* a reservation last refused as full (redis_full), monotonic ms */
     long strand_wait_ms; /* nap before a stranded task runs again (stranded()) */
     bool stranded_now;   /* the task in hand was stranded */
     bool begin_ahead;    /* the job in hand's begin.lua was sent ahead, its answer not read */
@@ -159,21 +160,35 @@ static void nap(struct worker *w, long ms)
     clock_nap_ms(ms, w->stop);
 }
 
-/* Whether a write Redis refused with `msg` ("redis: OOM command not allowed...") may pass by
- * itself: Redis full, a failed save, too few replicas, loading its data, busy with a script,
- * without its master, a failover under way. */
-static bool refusal_passes(const char *msg)
+/* Whether Redis refused a command with `msg` ("redis: OOM command not allowed...") for one of
+ * the reasons in `codes` (n of them, each "CODE "). */
+static bool refused_for(const char *msg, const char *const *codes, size_t n)
 {
-    static const char *const codes[] = {"OOM ",      "MISCONF ",  "NOREPLICAS ",
-                                        "LOADING ",  "BUSY ",     "MASTERDOWN ",
-                                        "TRYAGAIN ", "READONLY ", "CLUSTERDOWN "};
     const char *p = strncmp(msg, "redis: ", 7) == 0 ? msg + 7 : msg;
-    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (strncmp(p, codes[i], strlen(codes[i])) == 0) {
             return true;
         }
     }
     return false;
+}
+
+/* Whether a write Redis refused with `msg` may pass by itself: Redis full, a failed save, too
+ * few replicas, loading its data, busy with a script, without its master, a failover under
+ * way. */
+static bool refusal_passes(const char *msg)
+{
+    static const char *const codes[] = {"OOM ",      "MISCONF ",  "NOREPLICAS ",
+                                        "LOADING ",  "BUSY ",     "MASTERDOWN ",
+                                        "TRYAGAIN ", "READONLY ", "CLUSTERDOWN "};
+    return refused_for(msg, codes, sizeof codes / sizeof codes[0]);
+}
+
+/* Whether Redis refused a command with `msg` for want of memory (maxmemory with noeviction). */
+static bool refused_as_full(const char *msg)
+{
+    static const char *const codes[] = {"OOM "};
+    return refused_for(msg, codes, 1);
 }
 
 /* Whether a stop ends the retries of a Redis write that failed with `msg`. While Redis answers
@@ -2650,17 +2665,27 @@ static int block_on(struct worker *w, struct wqueue *q, long block, struct buf *
     return took_from(w, q, rq_commandv(w->rq, block, 6, argv, NULL, e), payload, e);
 }
 
-/* Whether a reservation from `q` goes through take.lua: PIXQ_MAX_PARKED_MB is set, and the
- * queue was past it when last told or has not been asked for GATE_RECHECK_MS (a busy worker
- * is told by every finish.lua that reserves its next job). */
+/* Whether Redis refused a reservation as full (maxmemory with noeviction: it takes an LMOVE
+ * for a command that adds data) within PIXQ_REDIS_RETRY_MAX_MS: then reservations go through
+ * take.lua, which a full Redis takes, without blocking. */
+static bool redis_full(const struct worker *w)
+{
+    return w->full_at != 0 && clock_mono_ms() - w->full_at < w->cfg->redis_retry_max_ms;
+}
+
+/* Whether a reservation from `q` goes through take.lua: Redis is full (redis_full), or
+ * PIXQ_MAX_PARKED_MB is set, and the queue was past it when last told or has not been asked for
+ * GATE_RECHECK_MS (a busy worker is told by every finish.lua that reserves its next job). */
 static bool gate_check_due(const struct worker *w, const struct wqueue *q)
 {
-    return w->cfg->max_parked_mb > 0 &&
-           (q->gated || q->gate_at == 0 || clock_mono_ms() - q->gate_at >= GATE_RECHECK_MS);
+    return redis_full(w) ||
+           (w->cfg->max_parked_mb > 0 &&
+            (q->gated || q->gate_at == 0 || clock_mono_ms() - q->gate_at >= GATE_RECHECK_MS));
 }
 
 /* take.lua: one entry of `q` into its active list, a fresh job only while the queue is within
- * PIXQ_MAX_PARKED_MB. Returns 1 with the payload (its queue in use), 0 if none was taken, -1. */
+ * PIXQ_MAX_PARKED_MB (0: any). Returns 1 with the payload (its queue in use), 0 if none was
+ * taken, -1. */
 static int take_gated(struct worker *w, struct wqueue *q, struct buf *payload, struct err *e)
 {
     const char *keys[] = {q->jobs_key, q->active_key, q->parked_key};
@@ -2708,10 +2733,11 @@ static int reserve_one(struct worker *w, struct buf *payload, struct err *e)
     struct wqueue *q = &w->q[0];
     if (gate_check_due(w, q)) {
         int got = take_gated(w, q, payload, e);
-        if (got == 0 && q->gated) {
+        bool full = redis_full(w); /* BLMOVE would be refused */
+        if (got == 0 && (q->gated || full)) {
             nap_gated(w, q->next_promote_at);
         }
-        if (got != 0 || q->gated) {
+        if (got != 0 || q->gated || full) {
             return got;
         }
     }
@@ -2825,7 +2851,7 @@ static int reserve_multi(struct worker *w, struct buf *payload, struct err *e)
     for (size_t i = 1; i < w->nq; i++) {
         soonest = w->q[i].next_promote_at < soonest->next_promote_at ? &w->q[i] : soonest;
     }
-    if (w->q[0].gated) { /* blocking on it would take a fresh job */
+    if (w->q[0].gated || redis_full(w)) { /* blocking would take a fresh job, or be refused */
         nap_gated(w, soonest->next_promote_at);
         return 0;
     }
@@ -2924,6 +2950,7 @@ int worker_run(struct worker *w)
         int got = reserve(w, &t.payload, &e);
         if (got < 0) {
             w->check_active = true;
+            w->full_at = refused_as_full(e.msg) ? clock_mono_ms() : w->full_at;
             char q[ERR_MSG_MAX + 16];
             long wait = jittered(w, backoff);
             LOG_WARN("redis_error", "step=reserve error=%s retry_ms=%ld",

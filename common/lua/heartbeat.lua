@@ -13,12 +13,12 @@
 -- A "beat" that finds no lease renewed for two thirds of a lease (the newest deadline, its own
 -- too, less than a third of a lease away; a live fleet renews every heartbeat, at most a third
 -- of the lease) comes after a time when no worker could renew: Redis was down, loading, frozen
--- or refusing writes (out of memory) for about a lease or longer, and some leases or all ran out
--- meanwhile (each worker renewed at its own time within a heartbeat). The workers did not die,
--- Redis's clock ran on: every lease is renewed until now + lease, so that the first worker back
--- does not reap the others, whose beats come next (their jobs would run twice, counted as
--- crashes). expired.lua lists no worker meanwhile. A worker that did die during the outage is
--- reaped a lease later.
+-- or refusing writes (after a failed save) for about a lease or longer, and some leases or all
+-- ran out meanwhile (each worker renewed at its own time within a heartbeat). The workers did
+-- not die, Redis's clock ran on: every lease is renewed until now + lease, so that the first
+-- worker back does not reap the others, whose beats come next (their jobs would run twice,
+-- counted as crashes). expired.lua lists no worker meanwhile. A worker that did die during the
+-- outage is reaped a lease later.
 --
 -- A "rejoin" that finds the same does the same before it adds the worker: a worker that started
 -- during the outage (its first tries to register failed) registers as Redis comes back, often
@@ -28,6 +28,14 @@
 -- gives back the job each run held, counted towards the poison pill). A worker that starts
 -- cleanly within a heartbeat after an outage still reaps the others.
 
+-- Taken by a full Redis (maxmemory with noeviction) too. Redis refuses a script's command that
+-- adds data only while the script has written nothing, and it takes ZADD for one even when it
+-- only moves a deadline: so the first write is PERSIST of the set, which never has an expiry
+-- (it changes nothing, but counts as the script's write all the same). Refused, every lease ran
+-- out a lease after Redis filled up, every worker stopped taking jobs (lease_overdue), and the
+-- queue, whose settled payloads would have freed memory, stayed full. What this call adds is a
+-- worker's entry as it registers.
+redis.call('PERSIST', KEYS[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[2])

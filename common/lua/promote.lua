@@ -14,6 +14,13 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+-- first off the set: Redis refuses a script's command that adds data only while the script has
+-- written nothing, so a full Redis (maxmemory with noeviction) takes the pushes after a ZREM,
+-- which frees. Pushed first, a full Redis refused them: the delayed uploads, whose end frees
+-- their parked bytes, and the postback retries waited until Redis had room.
+for i = 1, #due, 1000 do
+    redis.call('ZREM', KEYS[1], unpack(due, i, math.min(i + 999, #due)))
+end
 local fresh = {}
 for i = #due, 1, -1 do
     if not own(due[i]) then
@@ -25,7 +32,6 @@ for i = #due, 1, -1 do
     if own(due[i]) then
         redis.call('RPUSH', KEYS[2], due[i])
     end
-    redis.call('ZREM', KEYS[1], due[i])
 end
 if #due > 0 then
     redis.call('HINCRBY', KEYS[3], 'promoted', #due)

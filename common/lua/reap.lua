@@ -61,6 +61,12 @@ local refused = queue_key_of_another_type({[1] = 'zset', [2] = 'list', [3] = 'li
 if refused then
     return refused
 end
+-- Taken by a full Redis (maxmemory with noeviction) too: Redis refuses a script's command that
+-- adds data only while the script has written nothing, and takes the counts' HINCRBY and the
+-- pushes for such. So the first write is PERSIST of the worker's list, which never has an
+-- expiry (it changes nothing, but counts as the script's write all the same). Refused, a dead
+-- worker's jobs waited on its list until Redis had room.
+redis.call('PERSIST', KEYS[2])
 
 -- include: lib/count.lua
 if mode == 'orphan' then

@@ -91,6 +91,15 @@ class LuaTestCase(unittest.TestCase):
     def stats(self):
         return {k: int(v) for k, v in self.r.hgetall(STATS).items()}
 
+    def fill_redis(self, plain_write):
+        """Past maxmemory (noeviction) until the test ends: `plain_write` (a command, as a
+        tuple) is refused, as a script's first command that adds data would be."""
+        self.r.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.r.execute("CONFIG", "SET", "maxmemory", "1")
+        self.addCleanup(self.r.execute, "CONFIG", "SET", "maxmemory", "0")
+        with self.assertRaisesRegex(harness.RespError, "^OOM "):
+            self.r.execute(*plain_write)
+
     def zscore(self, k, member):
         v = self.r.execute("ZSCORE", k, member)
         return None if v is None else float(v)
@@ -221,6 +230,20 @@ class HeartbeatTest(LuaTestCase):
         self.assertEqual(self.zscore(WORKERS, "alive"), now + 60000)
         self.assert_near(self.zscore(WORKERS, "w1"), now + 20000)
 
+    def test_taken_by_a_full_redis(self):
+        """A Redis past maxmemory (noeviction) refuses ZADD even where it only moves a
+        deadline, but heartbeat.lua's first write adds nothing (PERSIST of the set), and a
+        script refused nothing once it wrote: leases are renewed, and registered (before, every
+        lease ran out a lease after Redis filled up, and the fleet took no more jobs)."""
+        self.r.execute("ZADD", WORKERS, 1, "w1")
+        self.fill_redis(("ZADD", WORKERS, "XX", 2, "w1"))
+        t0 = self.now_ms()
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 20000, "beat"]), 1)
+        self.assert_near(self.zscore(WORKERS, "w1"), t0 + 20000)
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w2", 20000, "register"]), 1)
+        self.assert_near(self.zscore(WORKERS, "w2"), t0 + 20000)
+        self.assertEqual(self.r.pttl(WORKERS), -1)
+
     def test_renewed_within_two_thirds_of_a_lease_is_a_live_fleet(self):
         """The newest deadline at 0.3 of a lease is an outage (all renewed), at 0.4 a live fleet
         (only its own): the line is at a third."""
@@ -302,6 +325,19 @@ class ReapTest(LuaTestCase):
         self.assertEqual(self.r.llen(JOBS), 0)
         self.assertIsNotNone(self.zscore(WORKERS, "w1"))
         self.assertEqual(self.stats(), {})
+
+    def test_taken_by_a_full_redis(self):
+        """A Redis past maxmemory (noeviction) refuses HINCRBY, but reap.lua's first write adds
+        nothing (PERSIST of the worker's list), and a script refused nothing once it wrote: a
+        dead worker's job goes back, counted (before, it waited until Redis had room)."""
+        self.r.execute("ZADD", WORKERS, self.now_ms() - 1, "w1")
+        self.r.lpush(active("w1"), "job-a")
+        self.fill_redis(("HINCRBY", RECOV, "x", 1))
+        self.assertEqual(self.reap("w1"), 1)
+        self.assertEqual(self.r.lrange(JOBS), ["job-a"])
+        self.assertEqual(self.r.hgetall(RECOV), {self.sha1("job-a"): "1"})
+        self.assertIsNone(self.zscore(WORKERS, "w1"))
+        self.assertIsNotNone(self.zscore(REAPED, "w1"))
 
     def test_queue_key_of_another_type_writes_nothing(self):
         """A queue key reap.lua writes holding another type (set by hand): WRONGTYPE before any
@@ -596,6 +632,21 @@ class PromoteTest(LuaTestCase):
         self.assertEqual(self.r.zrange(DELAYED), ["future"])
         self.assertEqual(self.stats(), {"promoted": 3})
 
+    def test_taken_by_a_full_redis(self):
+        """A Redis past maxmemory (noeviction) refuses RPUSH, but promote.lua takes the due
+        payloads off the set first (which frees), and a script refused nothing once it wrote:
+        delayed uploads and retries are promoted (before, they waited until Redis had room)."""
+        now = self.now_ms()
+        task = 'pixq-task:{"pixq_upload":{"job_id":"z"}}'
+        self.r.execute("ZADD", DELAYED, now - 200, task, now - 100, "retry", now + 4000, "later")
+        self.fill_redis(("RPUSH", JOBS, "x"))
+        moved, wait = self.promote()
+        self.assertEqual(moved, 2)
+        self.assertTrue(3000 <= wait <= 4000, wait)
+        self.assertEqual(self.r.lrange(JOBS), ["retry", task])  # pixq's own nearest the end
+        self.assertEqual(self.r.zrange(DELAYED), ["later"])
+        self.assertEqual(self.stats(), {"promoted": 2})
+
     def test_due_jobs_go_behind_a_long_run_of_pixq_s_own_entries(self):
         # runs of 1, 100 (a window's end), 1000 (the most looked through) and all of a list
         for run, before in ((1, ["waiting"]), (100, ["waiting"]), (1000, ["waiting"]),
@@ -855,11 +906,7 @@ class BeginTest(LuaTestCase):
         """A Redis past maxmemory (noeviction) refuses a plain write, but begin.lua's first
         write adds nothing (the expiry), and a script refused nothing once it wrote: its run is
         counted, first and again, each with its expiry (the run went on all the same)."""
-        self.r.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
-        self.r.execute("CONFIG", "SET", "maxmemory", "1")
-        self.addCleanup(self.r.execute, "CONFIG", "SET", "maxmemory", "0")
-        with self.assertRaisesRegex(harness.RespError, "^OOM "):
-            self.r.execute("HSET", key("job:other"), "runs", 1)
+        self.fill_redis(("HSET", key("job:other"), "runs", 1))
         first_seen, runs = self.begin("j1", ttl=7200)
         self.assertEqual(runs, 1)
         self.assertEqual(self.r.hgetall(key("job:j1")),
@@ -1478,11 +1525,7 @@ class FinishTest(LuaTestCase):
         postback did already; the next job is reserved."""
         self.r.lpush(active("w1"), "job-a")
         self.r.lpush(JOBS, "job-b")
-        self.r.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
-        self.r.execute("CONFIG", "SET", "maxmemory", "1")
-        self.addCleanup(self.r.execute, "CONFIG", "SET", "maxmemory", "0")
-        with self.assertRaisesRegex(harness.RespError, "^OOM "):
-            self.r.execute("HSET", key("job:other"), "posted", "d1")
+        self.fill_redis(("HSET", key("job:other"), "posted", "d1"))
         self.assertEqual(self.full_failed("job-a", nxt="next"), [1, "job-b"])
         self.assertEqual(self.r.lrange(active("w1")), ["job-b"])
         self.assertEqual(self.r.execute("HGET", key("job:j1"), "posted"), "d1")
@@ -2332,6 +2375,26 @@ class TakeTest(LuaTestCase):
         self.r.rpush(JOBS, self.WAKE, "job-x", self.WAKE, "job-given-back")
         self.assertEqual(self.take(), [self.WAKE, 1])
         self.assertEqual(self.r.lrange(JOBS), [self.WAKE, "job-x", "job-given-back"])
+
+    def test_no_limit(self):
+        """ARGV[1] 0: no limit (the worker takes through take.lua while Redis is full, whatever
+        PIXQ_MAX_PARKED_MB)."""
+        self.r.execute("HSET", PARKED, "total", 10 ** 12)
+        self.r.lpush(JOBS, "job-a")
+        self.assertEqual(self.take(limit=0), ["job-a", 0])
+
+    def test_taken_by_a_full_redis(self):
+        """A Redis past maxmemory (noeviction) refuses LMOVE, which only moves an entry, but
+        take.lua's first write adds nothing (PERSIST of the active list), and a script refused
+        nothing once it wrote: the entry is reserved, and so is a task past the limit."""
+        self.r.lpush(JOBS, "job-b", "job-a")
+        self.r.execute("HSET", PARKED, "total", 1001)
+        self.r.rpush(JOBS, self.TASK)
+        self.fill_redis(("LMOVE", JOBS, active("w1"), "RIGHT", "LEFT"))
+        self.assertEqual(self.take(), [self.TASK, 1])
+        self.assertEqual(self.take(limit=0), ["job-b", 0])
+        self.assertEqual(self.r.lrange(active("w1")), ["job-b", self.TASK])
+        self.assertEqual(self.r.pttl(active("w1")), -1)
 
     def test_the_look_further_is_not_held_up_by_a_clock_that_went_back(self):
         self.r.execute("HSET", PARKED, "total", 1001, "scanned_at", self.now_ms() + 10 ** 7)

@@ -79,6 +79,16 @@ class ReliabilityCase(PixqTestCase):
         self.start_worker()  # reaps w1, takes the job, runs it
         self.wait_for_postback(timeout=30, path="/pb-noid")
 
+    def fill_redis(self):
+        """Past maxmemory (noeviction) until empty_redis() or the test's end: a write that adds
+        data refused, unless made by a script that wrote already."""
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        self.addCleanup(self.empty_redis)
+
+    def empty_redis(self):
+        self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+
     def tiny_job(self, job_id, path=TINY, postback_path="/pb", **extra):
         job = self.make_job(self.src.url(path), "out/%s.png" % job_id, params={"width": 32},
                             job_id=job_id, postback_path=postback_path)
@@ -2883,12 +2893,6 @@ class UnsettledTest(ReliabilityCase):
     def allow_writes(self):
         self.redis.execute("CONFIG", "SET", "min-replicas-to-write", "0")
 
-    def fill_redis(self):
-        """Past maxmemory (noeviction): a write that adds data refused, unless made by a
-        script that wrote already."""
-        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
-        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
-
     def writes_back_after_retries(self, w, retries):
         """Waits until worker `w`'s settlement failed and was tried `retries` times again, then
         lets Redis take writes again (whatever happened)."""
@@ -3115,7 +3119,7 @@ class UnsettledTest(ReliabilityCase):
         try:
             self.wait_until(lambda: self.results("posted-full"), 20, "the settlement")
         finally:
-            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+            self.empty_redis()
         self.assertEqual([e for e in w.log_events("redis_error") if e.get("step") == "finish"],
                          [])
         self.assertEqual(w.log_events("job_unsettled"), [])
@@ -3148,7 +3152,7 @@ class UnsettledTest(ReliabilityCase):
             self.src.release()
             self.wait_until(lambda: self.results("begun-full"), 20, "the second to settle")
         finally:
-            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+            self.empty_redis()
         self.assertEqual(w.log_events("job_begin_failed"), [])
         job = self.redis.hgetall(self.key("job:begun-full"))
         self.assertEqual(job.get("runs"), "1", job)
@@ -3194,6 +3198,89 @@ class UnsettledTest(ReliabilityCase):
         # @user_script:N."
         refusals = {e["error"] for e in w.log_events("redis_error") if e.get("step") == "finish"}
         self.assertEqual(refusals, {"redis: NOREPLICAS Not enough good replicas to write."})
+        self.assert_queue_drained()
+
+
+class FullRedisTest(ReliabilityCase):
+    """Redis past maxmemory with noeviction (deploy/redis.conf's policy) refuses every command
+    that adds data, and takes LMOVE, BLMOVE and ZADD for such even where they move an entry or a
+    deadline. The fleet goes on working through the queue all the same, whose settled payloads
+    free memory: before, every lease ran out a lease after Redis filled up and no worker took a
+    job, an idle worker's BLMOVE was refused for as long as Redis was full, and nothing delayed
+    was promoted."""
+
+    def canvas_jobs(self, prefix, n):
+        return [{"job_id": "%s-%d" % (prefix, i), "src": {"name": "canvas", "width": 8,
+                                                          "height": 8},
+                 "functions": [{"name": "resize", "params": {"width": 4, "height": 4}}]}
+                for i in range(n)]
+
+    def assert_all_settled(self, jobs, timeout=20):
+        ids = [j["job_id"] for j in jobs]
+        self.wait_until(lambda: all(self.results(i) for i in ids), timeout,
+                        "every job to settle: %s" % [i for i in ids if not self.results(i)])
+
+    def test_busy_worker_takes_jobs_for_longer_than_a_lease(self):
+        self.src.add("/slow.png", tiny_png())
+        self.src.stall("/slow.png")
+        w = self.start_worker()
+        wid = self.worker_id(w)
+        first = {"job_id": "before-full", "src": self.src.url("/slow.png"),
+                 "functions": [{"name": "resize_to_fit", "params": {"width": 32}}]}
+        rest = self.canvas_jobs("after", 5)
+        self.push_jobs([first] + rest)  # the first nearest the consumer end
+        self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
+        self.fill_redis()
+        time.sleep(scaled(1.5 * LEASE_MS / 1000))  # heartbeats refused, the lease ran out
+        self.src.release()
+        self.assert_all_settled([first] + rest)
+        self.assertEqual(w.log_events("lease_overdue"), [])
+        self.assertEqual(self.stats().get("succeeded"), 6)
+        self.assertIn(wid, self.redis.zrange(self.key("workers")))
+        self.assert_queue_drained()
+
+    def test_idle_worker_takes_queued_and_delayed_jobs(self):
+        """A worker that starts while Redis is full registers, promotes what is due and takes
+        the jobs queued, without blocking (BLMOVE is refused): take.lua, which a full Redis
+        takes, until a BLMOVE is taken again."""
+        jobs = self.canvas_jobs("queued", 3)
+        self.push_jobs(jobs)
+        delayed = self.canvas_jobs("delayed", 1)
+        self.redis.execute("ZADD", self.key("delayed"), 1, json.dumps(delayed[0]))
+        self.fill_redis()
+        w = self.start_worker()
+        self.worker_id(w)
+        self.assert_all_settled(jobs + delayed)
+        # the queue empty and Redis still full: the worker waits without an error a poll
+        errors = len(w.log_events("redis_error"))
+        time.sleep(scaled(1.0))
+        self.assertLessEqual(len(w.log_events("redis_error")), errors + 1)
+        self.empty_redis()
+        more = self.canvas_jobs("later", 2)
+        self.push_jobs(more)
+        self.assert_all_settled(more)
+        self.assert_queue_drained()
+
+    def test_dead_worker_s_job_given_back(self):
+        """The start-up reap gives back a dead worker's job while Redis is full."""
+        job = self.canvas_jobs("orphan", 1)[0]
+        self.redis.execute("ZADD", self.key("workers"), 1, "dead-worker")
+        self.redis.lpush(self.key("active:dead-worker"), json.dumps(job))
+        self.fill_redis()
+        w = self.start_worker()
+        self.worker_id(w)
+        self.assert_all_settled([job])
+        self.assertEqual(self.stats().get("recovered"), 1)
+        self.assertNotIn("dead-worker", self.redis.zrange(self.key("workers")))
+
+    def test_worker_of_several_queues_takes_from_a_full_redis(self):
+        """A sweep of several queues (pipelined LMOVEs) is refused as well: take.lua instead."""
+        jobs = self.canvas_jobs("low", 3)
+        self.push_jobs(jobs)  # onto default, the second queue
+        self.fill_redis()
+        w = self.start_worker(PIXQ_QUEUE="urgent,default")
+        self.worker_id(w)
+        self.assert_all_settled(jobs)
         self.assert_queue_drained()
 
 
