@@ -99,16 +99,17 @@ static void slow_down(const struct uploader *u, const char *bucket, const char *
     if (u->rq == NULL) {
         return;
     }
-    char key[RQ_KEY_MAX], rate[32], cooldown[32], min_rate[32], burst[32];
+    char key[RQ_KEY_MAX], rate[32], cooldown[32], min_rate[32], burst[32], ttl[32];
     limiter_key(bucket, key, sizeof key);
     snprintf(rate, sizeof rate, "%g", u->cfg->s3_rate);
     snprintf(cooldown, sizeof cooldown, "%ld", u->cfg->s3_cooldown_ms);
     snprintf(min_rate, sizeof min_rate, "%g", u->cfg->s3_min_rate);
     snprintf(burst, sizeof burst, "%ld", u->cfg->s3_burst); /* the tokens a decrease keeps */
+    snprintf(ttl, sizeof ttl, "%ld", u->cfg->rl_idle_ttl_s * 1000);
     const char *keys[] = {key};
-    const char *args[] = {rate, cooldown, min_rate, burst};
+    const char *args[] = {rate, cooldown, min_rate, burst, ttl};
     struct err e = {{0}};
-    redisReply *r = rq_script(u->rq, RQ_SCRIPT_RL_FEEDBACK, 1, keys, 4, args, NULL, &e);
+    redisReply *r = rq_script(u->rq, RQ_SCRIPT_RL_FEEDBACK, 1, keys, 5, args, NULL, &e);
     if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
         LOG_INFO("bucket_slowed", "job_id=%s bucket=%s", job_id, bucket);
     }

@@ -6,6 +6,8 @@
 -- ARGV[2] cool-down, ms: signals within it of the last decrease are one congestion episode
 -- ARGV[3] lowest effective rate, tokens/s: a floor for slowing down, never above the rate itself
 -- ARGV[4] default burst (PIXQ_S3_RATE's), as rl_acquire.lua's ARGV[2]
+-- ARGV[5] idle expiry of the hash, ms, as rl_acquire.lua's ARGV[6] (set again, as there, unless
+--         an operator set the limits)
 --
 -- The first signal of an episode sets w_max to the current effective rate and last_fail and
 -- last_decrease to now; rl_acquire.lua then derives a rate of 0.7 w_max that grows back along the
@@ -28,7 +30,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', KEYS[1], 'rate', 'w_max', 'last_fail', 'last_decrease', 'burst',
                      'tat')
+-- The expiry first, as rl_acquire.lua does: a full Redis (maxmemory with noeviction), which
+-- refuses a script's command that adds data only while the script has written nothing, takes
+-- the signal (refused, the fleet did not slow down for S3 while Redis was full).
+local pinned = h[1] or h[5]
+local expiring = false
+if pinned then
+    redis.call('PERSIST', KEYS[1])
+else
+    expiring = redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5])) == 1
+end
 redis.call('HINCRBY', KEYS[1], 'throttle_signals', 1)
+if not pinned and not expiring then -- a hash this call made
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
+end
 if h[4] and now - tonumber(h[4]) < tonumber(ARGV[2]) * 1000 then
     redis.call('HSET', KEYS[1], 'last_fail', string.format('%.0f', now))
     return 0

@@ -2417,8 +2417,8 @@ class RateLimitTest(LuaTestCase):
         """status, wait, region, effective rate (without the epoch, see test_decrease_voids...)"""
         return self.acquire_full(**kw)[:4]
 
-    def feedback(self, rate=10, cooldown_ms=1000, min_rate=0.5, burst=2):
-        return self.run_script("rl_feedback", [RL], [rate, cooldown_ms, min_rate, burst])
+    def feedback(self, rate=10, cooldown_ms=1000, min_rate=0.5, burst=2, idle_ms=3600000):
+        return self.run_script("rl_feedback", [RL], [rate, cooldown_ms, min_rate, burst, idle_ms])
 
     def show(self, rate=10, burst=2, min_rate=0.5):
         return self.run_script("rl_show", [RL], [rate, burst, min_rate])
@@ -2496,6 +2496,27 @@ class RateLimitTest(LuaTestCase):
         self.assertEqual(status, 1)
         self.assertTrue(249 - (time.monotonic() - t0) * 1000 <= wait <= 250, wait)
         self.assertEqual(self.r.execute("PTTL", RL), -1)  # overrides do not expire
+
+    def test_taken_by_a_full_redis(self):
+        """A Redis past maxmemory (noeviction) refuses HSET, but rl_acquire.lua's and
+        rl_feedback.lua's first write adds nothing (the expiry, or PERSIST of an operator's
+        limits), and a script refused nothing once it wrote: the slot is reserved and the
+        signal taken (before, each call was refused: the upload went without the bucket's
+        limit, and the fleet did not slow down). A limiter a call makes gets its expiry."""
+        self.fill_redis(("HSET", RL, "tat", 1))
+        self.assertEqual(self.acquire(burst=0)[:2], [0, 0])
+        self.assertEqual(self.acquire(burst=0)[0], 1)  # the next slot is reserved
+        self.assertTrue(0 < self.r.execute("PTTL", RL) <= 3600000)
+        self.assertEqual(self.feedback(), 1)  # rl_feedback.lua alike: the fleet slows down
+        self.assertEqual(self.r.execute("HGET", RL, "decreases"), "1")
+        self.r.execute("CONFIG", "SET", "maxmemory", "0")
+        self.r.execute("HSET", RL, "rate", 4)
+        self.fill_redis(("HSET", RL, "tat", 1))
+        self.assertEqual(self.acquire(burst=0)[0], 1)
+        self.assertEqual(self.r.execute("PTTL", RL), -1)
+        self.r.execute("DEL", RL)  # a signal onto a limiter gone: made, with its expiry
+        self.assertEqual(self.feedback(), 1)
+        self.assertTrue(0 < self.r.execute("PTTL", RL) <= 3600000)
 
     def test_override_written_by_hand_onto_an_expiring_limiter_persists(self):
         self.acquire()

@@ -3261,6 +3261,18 @@ class FullRedisTest(ReliabilityCase):
         self.assert_all_settled(more)
         self.assert_queue_drained()
 
+    def test_upload_under_the_bucket_s_limit(self):
+        """rl_acquire.lua is taken: the upload waits for its slot as ever (before, the limiter
+        was refused, and every upload of the fleet went without it)."""
+        self.push_jobs([self.tiny_job("full-upload")])
+        self.fill_redis()
+        w = self.start_worker()
+        self.worker_id(w)
+        self.wait_until(lambda: self.results("full-upload"), 20, "the job to settle")
+        self.assert_success("full-upload")
+        self.assertEqual(w.log_events("limiter_unavailable"), [])
+        self.assertTrue(self.redis.exists("pixq:rl:{pixq-test}"))
+
     def test_dead_worker_s_job_given_back(self):
         """The start-up reap gives back a dead worker's job while Redis is full."""
         job = self.canvas_jobs("orphan", 1)[0]
