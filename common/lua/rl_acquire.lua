@@ -44,17 +44,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'burst', 'w_max', 'last_fail', 'region',
                      'decreases', 'replans', 'plan', 'plan_set')
--- The expiry first (none for an operator's limits): Redis refuses a script's command that adds
--- data only while the script has written nothing, so a full Redis (maxmemory with noeviction)
--- takes the HSETs below. Refused, every upload went without the bucket's limit while Redis was
--- full (limiter_unavailable), the fleet at once. A hash this call makes gets its expiry below.
-local pinned = h[2] or h[3]
-local expiring = false
-if pinned then
-    redis.call('PERSIST', KEYS[1])
-else
-    expiring = redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[6])) == 1
-end
+local made = expiry_first(h[2] or h[3], tonumber(ARGV[6])) -- taken by a full Redis
 local rate = tonumber(h[2]) or tonumber(ARGV[1])
 local burst = tonumber(h[3]) or tonumber(ARGV[2])
 local eff = effective_rate(rate, tonumber(ARGV[5]), h[4], h[5], now)
@@ -82,7 +72,7 @@ end
 if status < 2 then
     redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat))
 end
-if not pinned and not expiring then
+if made then
     redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[6]))
 end
 return {status, math.ceil(wait / 1000), h[6] or '', math.floor(eff * 1000),

@@ -30,18 +30,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local h = redis.call('HMGET', KEYS[1], 'rate', 'w_max', 'last_fail', 'last_decrease', 'burst',
                      'tat')
--- The expiry first, as rl_acquire.lua does: a full Redis (maxmemory with noeviction), which
--- refuses a script's command that adds data only while the script has written nothing, takes
--- the signal (refused, the fleet did not slow down for S3 while Redis was full).
-local pinned = h[1] or h[5]
-local expiring = false
-if pinned then
-    redis.call('PERSIST', KEYS[1])
-else
-    expiring = redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5])) == 1
-end
+local made = expiry_first(h[1] or h[5], tonumber(ARGV[5])) -- taken by a full Redis
 redis.call('HINCRBY', KEYS[1], 'throttle_signals', 1)
-if not pinned and not expiring then -- a hash this call made
+if made then
     redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 end
 if h[4] and now - tonumber(h[4]) < tonumber(ARGV[2]) * 1000 then

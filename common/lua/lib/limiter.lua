@@ -24,3 +24,19 @@ local function replanned_tat(tat, now, burst, old, new)
     local used = math.min(math.max(tat - now, 0), (burst + 1) * 1000000 / old)
     return now + used * old / new
 end
+
+-- The limiter's expiry, as the first write of a call that writes (rl_acquire.lua,
+-- rl_feedback.lua): the idle expiry `ttl_ms` renewed, or none at all for an operator's limits
+-- (`pinned`: `rate` or `burst` set). Both add nothing, and Redis refuses a script's command that
+-- adds data only while the script has written nothing: so a full Redis (maxmemory with
+-- noeviction) takes the call's HSETs after it. Refused, every upload went without the bucket's
+-- limit while Redis was full (limiter_unavailable), and a SlowDown did not slow the fleet.
+-- Returns true when the hash was not there (PEXPIRE did nothing): the caller sets the expiry
+-- again once it wrote.
+local function expiry_first(pinned, ttl_ms)
+    if pinned then
+        redis.call('PERSIST', KEYS[1])
+        return false
+    end
+    return redis.call('PEXPIRE', KEYS[1], ttl_ms) == 0
+end
