@@ -265,7 +265,8 @@ def bench_cost(count):
                                         + acquire_args(1e9, 0))
         adaptive = harness.Redis._encode(["EVALSHA", sha, 1, "pixq:rl:{cost-adaptive}"]
                                          + acquire_args(1e9, 0))
-        r.execute("EVALSHA", fb_sha, 1, "pixq:rl:{cost-adaptive}", 1e9, 1000, MIN_RATE, 0)
+        r.execute("EVALSHA", fb_sha, 1, "pixq:rl:{cost-adaptive}", 1e9, 1000, MIN_RATE, 0,
+                  IDLE_TTL_MS)
         ping = harness.Redis._encode(["PING"])
         # rl_acquire.lua's answer, read line by line: its length in lines, from one call
         lines = reply_lines(r.execute("EVALSHA", sha, 1, "pixq:rl:{cost}",
