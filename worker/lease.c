@@ -48,6 +48,7 @@ struct lease {
     atomic_bool quit;
     atomic_long fresh_until;   /* clock_boot_ms: until then the lease surely holds in every queue */
     atomic_ulong records_lost; /* lease_records_lost() */
+    atomic_bool redis_full;    /* lease_redis_full() */
     clockid_t worker_cpu;     /* the CPU time of the thread that runs jobs (lease_start's caller) */
     atomic_long job_cpu_ms;   /* its CPU time when the job in hand began; -1: no job */
     atomic_ulong job_gen;     /* jobs begun so far: which job a look at job_cpu_ms concerns */
@@ -77,7 +78,7 @@ static redisReply *queue_script(struct lease *l, const struct lease_queue *q, co
 }
 
 /* Runs heartbeat.lua in queue `q`; returns 1 held, 0 lost, -1 on a Redis error (its message in
- * `e`, which may be NULL). */
+ * `e`, which may be NULL). A lease held notes whether Redis said it is full. */
 static int beat(struct lease *l, const struct lease_queue *q, const char *mode, struct err *e)
 {
     char lease_ms[32];
@@ -89,7 +90,10 @@ static int beat(struct lease *l, const struct lease_queue *q, const char *mode, 
     if (r == NULL) {
         return e != NULL ? err_set(e, "%s", why.msg) : -1;
     }
-    int held = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    int held = r->type == REDIS_REPLY_INTEGER && (r->integer == 1 || r->integer == 2);
+    if (held) {
+        atomic_store(&l->redis_full, r->integer == 2);
+    }
     freeReplyObject(r);
     return held;
 }
@@ -549,6 +553,7 @@ struct lease *lease_start(const struct cfg *cfg, const char *const *queues, size
     }
     atomic_init(&l->quit, false);
     atomic_init(&l->fresh_until, 0);
+    atomic_init(&l->redis_full, false);
     atomic_init(&l->job_cpu_ms, -1);
     atomic_init(&l->job_gen, 0);
     atomic_init(&l->job_queue, 0);
@@ -628,6 +633,11 @@ long lease_fresh_ms(struct lease *l)
 unsigned long lease_records_lost(struct lease *l)
 {
     return l == NULL ? 0 : atomic_load(&l->records_lost);
+}
+
+bool lease_redis_full(struct lease *l)
+{
+    return l != NULL && atomic_load(&l->redis_full);
 }
 
 void lease_stop(struct lease *l)

@@ -70,6 +70,10 @@ long lease_fresh_ms(struct lease *l);
  * connection: the worker reads its queues' data tokens again when this changes. NULL: 0. */
 unsigned long lease_records_lost(struct lease *l);
 
+/* Whether the last heartbeat that reached Redis found it full (maxmemory with noeviction:
+ * heartbeat.lua). NULL: false. */
+bool lease_redis_full(struct lease *l);
+
 /* Stops the thread, gives back anything left on the worker's active lists (each to its own queue)
  * and unregisters the worker. NULL is allowed. */
 void lease_stop(struct lease *l);

@@ -120,6 +120,7 @@ struct worker {
     bool check_active;   /* a Redis error happened: our active list may hold a reserved job */
     bool stale;          /* the lease is overdue: no new job is taken until it holds */
     long full_at;        /* a reservation last refused as full (redis_full), monotonic ms */
+    long full_since;     /* when a spell of a full Redis began (note_full); 0: none */
     long strand_wait_ms; /* nap before a stranded task runs again (stranded()) */
     bool stranded_now;   /* the task in hand was stranded */
     bool begin_ahead;    /* the job in hand's begin.lua was sent ahead, its answer not read */
@@ -189,6 +190,33 @@ static bool refused_as_full(const char *msg)
 {
     static const char *const codes[] = {"OOM "};
     return refused_for(msg, codes, 1);
+}
+
+/* Whether Redis is full (maxmemory with noeviction): the last heartbeat said so, or Redis
+ * refused a reservation as full (it takes an LMOVE for a command that adds data) within
+ * PIXQ_REDIS_RETRY_MAX_MS. Then the worker takes pixq's own entries only, through take.lua
+ * (which a full Redis takes) and without blocking: parked uploads free memory, and a fresh job
+ * would settle into more than its payload (its result and the job's hash) while Redis keeps
+ * none of it from the host. */
+static bool redis_full(const struct worker *w)
+{
+    return lease_redis_full(w->lease) ||
+           (w->full_at != 0 && clock_mono_ms() - w->full_at < w->cfg->redis_retry_max_ms);
+}
+
+/* Logs a spell of a full Redis as it begins and ends (redis_full, redis_room). */
+static void note_full(struct worker *w)
+{
+    bool full = redis_full(w);
+    long now = clock_mono_ms();
+    if (full && w->full_since == 0) {
+        LOG_WARN("redis_full", "worker=%s action=own_entries_only", w->id);
+        w->full_since = now;
+    } else if (!full && w->full_since != 0) {
+        LOG_INFO("redis_room", "worker=%s full_ms=%ld action=taking_jobs", w->id,
+                 now - w->full_since);
+        w->full_since = 0;
+    }
 }
 
 /* Whether a stop ends the retries of a Redis write that failed with `msg`. While Redis answers
@@ -695,12 +723,12 @@ static void finish_call_init(struct worker *w, const struct buf *payload,
 
 /* Whether finish.lua may reserve the next job in the same call: the loop goes on, no Redis error
  * since this payload was reserved (else the active list may hold a stray to look at first), the
- * queue is the first one (a lower queue's next job must not overtake a higher queue's), and the
- * lease holds (as for any reservation: reserve). */
+ * queue is the first one (a lower queue's next job must not overtake a higher queue's), the
+ * lease holds (as for any reservation: reserve), and Redis is not full (redis_full). */
 static bool may_fold(const struct worker *w)
 {
     return !*w->stop && !w->check_active && w->cur == &w->q[0] && w->next_q == NULL &&
-           rq_breaks(w->rq) == w->io_at_start && lease_fresh_ms(w->lease) > 0;
+           rq_breaks(w->rq) == w->io_at_start && lease_fresh_ms(w->lease) > 0 && !redis_full(w);
 }
 
 /* Notes whether `q` is past PIXQ_MAX_PARKED_MB (finish.lua's or take.lua's answer `flag`). Near
@@ -2665,14 +2693,6 @@ static int block_on(struct worker *w, struct wqueue *q, long block, struct buf *
     return took_from(w, q, rq_commandv(w->rq, block, 6, argv, NULL, e), payload, e);
 }
 
-/* Whether Redis refused a reservation as full (maxmemory with noeviction: it takes an LMOVE
- * for a command that adds data) within PIXQ_REDIS_RETRY_MAX_MS: then reservations go through
- * take.lua, which a full Redis takes, without blocking. */
-static bool redis_full(const struct worker *w)
-{
-    return w->full_at != 0 && clock_mono_ms() - w->full_at < w->cfg->redis_retry_max_ms;
-}
-
 /* Whether a reservation from `q` goes through take.lua: Redis is full (redis_full), or
  * PIXQ_MAX_PARKED_MB is set, and the queue was past it when last told or has not been asked for
  * GATE_RECHECK_MS (a busy worker is told by every finish.lua that reserves its next job). */
@@ -2684,19 +2704,23 @@ static bool gate_check_due(const struct worker *w, const struct wqueue *q)
 }
 
 /* take.lua: one entry of `q` into its active list, a fresh job only while the queue is within
- * PIXQ_MAX_PARKED_MB (0: any). Returns 1 with the payload (its queue in use), 0 if none was
- * taken, -1. */
+ * PIXQ_MAX_PARKED_MB and Redis is not full. Returns 1 with the payload (its queue in use), 0 if
+ * none was taken, -1. */
 static int take_gated(struct worker *w, struct wqueue *q, struct buf *payload, struct err *e)
 {
+    bool full = redis_full(w);
     const char *keys[] = {q->jobs_key, q->active_key, q->parked_key};
-    const char *args[] = {w->parked_max_arg, RQ_TASK_MARK, RQ_WAKE_TOKEN, GATE_SCAN_MS};
+    const char *args[] = {full ? "-1" : w->parked_max_arg, RQ_TASK_MARK, RQ_WAKE_TOKEN,
+                          GATE_SCAN_MS};
     redisReply *r = rq_script(w->rq, RQ_SCRIPT_TAKE, 3, keys, 4, args, NULL, e);
     if (r == NULL) {
         return -1;
     }
     int got = -1;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-        note_gate(w, q, r->element[1]);
+        if (!full) { /* else the flag says nothing of the queue's parked outputs */
+            note_gate(w, q, r->element[1]);
+        }
         got = take_reply(r->element[0], payload, e);
         if (got == 1) {
             use_queue(w, q);
@@ -2879,6 +2903,7 @@ static int reserve_multi(struct worker *w, struct buf *payload, struct err *e)
 /* reserve() when finish.lua reserved nothing: a stranded payload, or a fresh reservation. */
 static int reserve_fresh(struct worker *w, struct buf *payload, struct err *e)
 {
+    note_full(w);
     if (w->check_active) {
         int got = take_stranded(w, payload, e);
         if (got != 0) {

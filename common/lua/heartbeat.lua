@@ -7,8 +7,9 @@
 --         at a start that had to wait for Redis, or after its record was gone) or "beat"
 --         (renews only a lease still held)
 --
--- Returns 1 when the lease is held until now + lease; 0 when a "beat" found the worker gone (it
--- was reaped: its jobs went back to the queue, so it must stop treating them as its own).
+-- Returns 1 when the lease is held until now + lease, 2 when it is and Redis is full (below); 0
+-- when a "beat" found the worker gone (it was reaped: its jobs went back to the queue, so it must
+-- stop treating them as its own).
 --
 -- A "beat" that finds no lease renewed for two thirds of a lease (the newest deadline, its own
 -- too, less than a third of a lease away; a live fleet renews every heartbeat, at most a third
@@ -28,34 +29,47 @@
 -- gives back the job each run held, counted towards the poison pill). A worker that starts
 -- cleanly within a heartbeat after an outage still reaps the others.
 
--- Taken by a full Redis (maxmemory with noeviction) too. Redis refuses a script's command that
--- adds data only while the script has written nothing, and it takes ZADD for one even when it
--- only moves a deadline: so the first write is PERSIST of the set, which never has an expiry
--- (it changes nothing, but counts as the script's write all the same). Refused, every lease ran
--- out a lease after Redis filled up, every worker stopped taking jobs (lease_overdue), and the
--- queue, whose settled payloads would have freed memory, stayed full. What this call adds is a
--- worker's entry as it registers.
-redis.call('PERSIST', KEYS[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[2])
-if ARGV[3] == 'register' then
-    redis.call('ZADD', KEYS[1], deadline, ARGV[1])
-    return 1
-end
 local beat = ARGV[3] == 'beat'
 if beat and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
     return 0
 end
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if last[2] and tonumber(last[2]) < now + tonumber(ARGV[2]) / 3 then
+local renew_all = false
+if ARGV[3] ~= 'register' then
+    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+    renew_all = last[2] and tonumber(last[2]) < now + tonumber(ARGV[2]) / 3
+end
+-- The worker's own lease is the first write, and tells whether Redis is full (maxmemory with
+-- noeviction): Redis then refuses a script's command that adds data while the script has written
+-- nothing, and takes ZADD for one even where it only moves a deadline. The worker, told so,
+-- takes no fresh job (each settles into more than its payload: its result and the job's hash)
+-- until Redis has room. A full Redis takes the lease all the same, after a PERSIST of the set
+-- (which never has an expiry: it changes nothing, but counts as the script's write): refused,
+-- every lease ran out a lease after Redis filled up, and every worker stopped (lease_overdue).
+local function renew_own()
+    if beat then
+        return redis.pcall('ZADD', KEYS[1], 'XX', deadline, ARGV[1])
+    end
+    return redis.pcall('ZADD', KEYS[1], deadline, ARGV[1])
+end
+local function refused(answer)
+    return type(answer) == 'table' and answer.err
+end
+local full = false
+local done = renew_own()
+if refused(done) and string.sub(done.err, 1, 4) == 'OOM ' then
+    full = true
+    redis.call('PERSIST', KEYS[1])
+    done = renew_own()
+end
+if refused(done) then
+    return done
+end
+if renew_all then
     for _, wid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
         redis.call('ZADD', KEYS[1], 'XX', deadline, wid)
     end
 end
-if beat then
-    redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[1])
-else
-    redis.call('ZADD', KEYS[1], deadline, ARGV[1])
-end
-return 1
+return full and 2 or 1

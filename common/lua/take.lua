@@ -3,7 +3,7 @@
 -- KEYS[1] pixq:{Q}:jobs
 -- KEYS[2] pixq:{Q}:active:<worker>
 -- KEYS[3] pixq:{Q}:parked            the queue's parked outputs, their bytes in `total` (park.lua)
--- ARGV[1] PIXQ_MAX_PARKED_MB in bytes (0: no limit)
+-- ARGV[1] PIXQ_MAX_PARKED_MB in bytes, or -1 for pixq's own entries only (Redis is full)
 -- ARGV[2] RQ_TASK_MARK
 -- ARGV[3] RQ_WAKE_TOKEN
 -- ARGV[4] how often a look further than the consumer end is made, ms (fleet-wide, per queue)
@@ -18,19 +18,17 @@
 -- and when that finds none, not again for ARGV[4] ms (noted in KEYS[3]'s `scanned_at`).
 -- Returns {the entry now on KEYS[2] or nil, 1 if the queue is past its limit, else 0}.
 --
--- The worker takes through this script too while Redis refuses its LMOVE and BLMOVE as full
--- (maxmemory with noeviction: Redis counts them as adding data, though they only move an
--- entry). Redis refuses a script's command that adds data only while the script has written
--- nothing: so the first write is PERSIST of the active list, which never has an expiry (it
--- changes nothing, but counts as the script's write all the same). Refused, the jobs queued
--- waited for a worker that would settle one (finish.lua reserves the next), and the workers
--- idle or serving several queues took none until Redis had room.
+-- The worker takes through this script, pixq's own entries only (ARGV[1] -1), while Redis is full
+-- (maxmemory with noeviction): the uploads of parked outputs free memory, a postback retry or
+-- a pill finishes a job, while a fresh job would settle into more than its payload. Redis then
+-- refuses LMOVE and BLMOVE (it counts them as adding data, though they only move an entry),
+-- but only while a script has written nothing: so the first write is PERSIST of the active list,
+-- which never has an expiry (it changes nothing, but counts as the script's write all the same).
 
 local SCAN = 64
 
 redis.call('PERSIST', KEYS[2])
-local limit = tonumber(ARGV[1])
-if limit == 0 or (tonumber(redis.call('HGET', KEYS[3], 'total')) or 0) <= limit then
+if (tonumber(redis.call('HGET', KEYS[3], 'total')) or 0) <= tonumber(ARGV[1]) then
     return {redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT'), 0}
 end
 local function own(e)

@@ -38,6 +38,10 @@ Figures:
   script calls' time, the part of it spent in the commands the scripts call (each with its
   calls a job and time a call), and the rest: the scripts' own, Lua and the way of each
   redis.call into Redis and back.
+* Redis's memory a job (INFO memory's used_memory, after the rounds): pushed while no worker
+  runs, then run by one worker: what a job holds queued (its payload), and settled (its result
+  and its hash, kept PIXQ_RESULT_TTL_S). Why a full Redis takes no fresh job (README, Never
+  losing a job): a settled job holds more than a queued one.
 """
 
 import argparse
@@ -187,6 +191,32 @@ def ceilings(port, r, clients, requests):
     return out
 
 
+def used_memory(r):
+    info = r.execute("INFO", "memory")
+    return int(next(line for line in info.splitlines()
+                    if line.startswith("used_memory:")).split(":")[1])
+
+
+def memory_per_job(worker, port, tmp, r, n_jobs):
+    """(bytes of used_memory a job queued, a job settled): pushed while no worker runs, then
+    run by one."""
+    job = {"src": {"name": "canvas", "width": 8, "height": 8}, "functions": [{"name": "no_op"}]}
+    payloads = [json.dumps(dict(job, job_id="mem-%d" % i)) for i in range(n_jobs)]
+    r.delete(key("stats"))
+    base = used_memory(r)
+    for i in range(0, n_jobs, 1000):
+        r.lpush(key("jobs"), *payloads[i:i + 1000])
+    queued = used_memory(r)
+    progs = start_workers(worker, 1, port, tmp, "mem")
+    try:
+        harness.wait_until(lambda: int(r.execute("HGET", key("stats"), "succeeded") or 0)
+                           >= n_jobs, 300, "the jobs to settle")
+        settled = used_memory(r)
+    finally:
+        stop_workers(progs)
+    return (queued - base) / n_jobs, (settled - base) / n_jobs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", required=True)
@@ -230,6 +260,7 @@ def main():
                          "r_ping_rounds": [opts.jobs / x[0] / (x[2] / rt) for x in rounds],
                          "r_eval_rounds": [opts.jobs / x[0] / (x[3] / rt) for x in rounds],
                          "redis_by_command": script_breakdown(stats, opts.jobs * len(rounds))})
+        queued_b, settled_b = memory_per_job(opts.worker, server.port, tmp, r, opts.jobs)
         r.close()
     finally:
         server.stop()
@@ -271,6 +302,8 @@ def main():
     if len(rows) == 2:
         print("scaling 2 workers / 1 worker: %.2f" % (rows[1]["jobs_per_s"]
                                                      / rows[0]["jobs_per_s"]))
+    print("Redis memory a job (used_memory, %d jobs): %.0f B queued, %.0f B settled (result and "
+          "job hash, kept PIXQ_RESULT_TTL_S)" % (opts.jobs, queued_b, settled_b))
     if opts.json:
         print(json.dumps(rows))
     return 0

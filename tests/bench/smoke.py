@@ -78,6 +78,8 @@ CHECKS = {
         r"(?m)^1 worker, Redis's work a job \(INFO commandstats, all rounds\): %s script calls %s "
         r"us; inside them the commands %s us \((\w+ %s x %s us)(, \w+ %s x %s us)*\), the rest "
         r"-?%s us the scripts' own .*$" % ((NUM,) * 8),
+        r"(?m)^Redis memory a job \(used_memory, \d+ jobs\): %s B queued, %s B settled \(result "
+        r"and job hash, kept PIXQ_RESULT_TTL_S\)$" % (NUM, NUM),
     ],
     "soak": [
         r"(?m)^machine: nproc=\d+ cpu=.+ load_at_start=.+$",

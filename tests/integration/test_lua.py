@@ -232,17 +232,34 @@ class HeartbeatTest(LuaTestCase):
 
     def test_taken_by_a_full_redis(self):
         """A Redis past maxmemory (noeviction) refuses ZADD even where it only moves a
-        deadline, but heartbeat.lua's first write adds nothing (PERSIST of the set), and a
-        script refused nothing once it wrote: leases are renewed, and registered (before, every
-        lease ran out a lease after Redis filled up, and the fleet took no more jobs)."""
-        self.r.execute("ZADD", WORKERS, 1, "w1")
+        deadline: heartbeat.lua says so (2: the worker takes no fresh job), and renews or
+        registers all the same after a PERSIST of the set, a write that adds nothing (a script
+        is refused nothing once it wrote). Before, every lease ran out a lease after Redis
+        filled up, and the fleet stopped."""
+        self.r.execute("ZADD", WORKERS, 1, "w1", self.now_ms() + 15000, "w0")
         self.fill_redis(("ZADD", WORKERS, "XX", 2, "w1"))
         t0 = self.now_ms()
-        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 20000, "beat"]), 1)
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w1", 20000, "beat"]), 2)
         self.assert_near(self.zscore(WORKERS, "w1"), t0 + 20000)
-        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w2", 20000, "register"]), 1)
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w2", 20000, "register"]), 2)
         self.assert_near(self.zscore(WORKERS, "w2"), t0 + 20000)
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["gone", 20000, "beat"]), 0)
+        self.assertIsNone(self.zscore(WORKERS, "gone"))
+        # no lease renewed for two thirds of one: all renewed, as when Redis took writes
+        self.r.execute("CONFIG", "SET", "maxmemory", "0")
+        self.r.execute("ZADD", WORKERS, 1, "w0", 2, "w1", 3, "w2")
+        self.fill_redis(("ZADD", WORKERS, "XX", 2, "w1"))
+        t0 = self.now_ms()
+        self.assertEqual(self.run_script("heartbeat", [WORKERS], ["w9", 20000, "rejoin"]), 2)
+        for wid in ("w0", "w1", "w2", "w9"):
+            self.assert_near(self.zscore(WORKERS, wid), t0 + 20000)
         self.assertEqual(self.r.pttl(WORKERS), -1)
+        # other refusals fail the call, as before
+        self.r.execute("CONFIG", "SET", "maxmemory", "0")
+        self.r.execute("CONFIG", "SET", "min-replicas-to-write", "1")
+        self.addCleanup(self.r.execute, "CONFIG", "SET", "min-replicas-to-write", "0")
+        with self.assertRaisesRegex(harness.RespError, "^NOREPLICAS "):
+            self.run_script("heartbeat", [WORKERS], ["w1", 20000, "beat"])
 
     def test_renewed_within_two_thirds_of_a_lease_is_a_live_fleet(self):
         """The newest deadline at 0.3 of a lease is an outage (all renewed), at 0.4 a live fleet
@@ -2376,25 +2393,21 @@ class TakeTest(LuaTestCase):
         self.assertEqual(self.take(), [self.WAKE, 1])
         self.assertEqual(self.r.lrange(JOBS), [self.WAKE, "job-x", "job-given-back"])
 
-    def test_no_limit(self):
-        """ARGV[1] 0: no limit (the worker takes through take.lua while Redis is full, whatever
-        PIXQ_MAX_PARKED_MB)."""
-        self.r.execute("HSET", PARKED, "total", 10 ** 12)
-        self.r.lpush(JOBS, "job-a")
-        self.assertEqual(self.take(limit=0), ["job-a", 0])
-
     def test_taken_by_a_full_redis(self):
         """A Redis past maxmemory (noeviction) refuses LMOVE, which only moves an entry, but
         take.lua's first write adds nothing (PERSIST of the active list), and a script refused
-        nothing once it wrote: the entry is reserved, and so is a task past the limit."""
-        self.r.lpush(JOBS, "job-b", "job-a")
-        self.r.execute("HSET", PARKED, "total", 1001)
-        self.r.rpush(JOBS, self.TASK)
+        nothing once it wrote: with ARGV[1] -1 (the worker's while Redis is full) pixq's own
+        entries are reserved, a fresh job is not, whatever the parked bytes."""
+        self.r.lpush(JOBS, "job-a")
+        self.r.rpush(JOBS, self.WAKE, self.TASK)
         self.fill_redis(("LMOVE", JOBS, active("w1"), "RIGHT", "LEFT"))
-        self.assertEqual(self.take(), [self.TASK, 1])
-        self.assertEqual(self.take(limit=0), ["job-b", 0])
-        self.assertEqual(self.r.lrange(active("w1")), ["job-b", self.TASK])
+        self.assertEqual(self.take(limit=-1), [self.TASK, 1])
+        self.assertEqual(self.take(limit=-1), [self.WAKE, 1])
+        self.assertEqual(self.take(limit=-1), [None, 1])
+        self.assertEqual(self.r.lrange(JOBS), ["job-a"])
+        self.assertEqual(self.r.lrange(active("w1")), [self.WAKE, self.TASK])
         self.assertEqual(self.r.pttl(active("w1")), -1)
+        self.assertEqual(self.take(), ["job-a", 0])  # within PIXQ_MAX_PARKED_MB: any entry
 
     def test_the_look_further_is_not_held_up_by_a_clock_that_went_back(self):
         self.r.execute("HSET", PARKED, "total", 1001, "scanned_at", self.now_ms() + 10 ** 7)

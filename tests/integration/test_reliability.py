@@ -3134,10 +3134,12 @@ class UnsettledTest(ReliabilityCase):
         a full Redis takes: its first write removes the payload) begins while Redis refuses
         writes. begin.lua is taken too: the run goes on whatever its answer, and without it
         the job's first_seen (the hour of its default S3 keys) and run count were lost, and
-        `pixq stats` counted it settled but never received (chaos seed 62: 7 jobs in 1,000)."""
+        `pixq stats` counted it settled but never received (chaos seed 62: 7 jobs in 1,000).
+        No heartbeat comes meanwhile: one finds Redis full, and then the worker takes no fresh
+        job (FullRedisTest), by finish.lua or otherwise."""
         self.src.add("/slow.png", tiny_png())
         self.src.stall("/slow.png")
-        w = self.start_worker()
+        w = self.start_worker(PIXQ_HEARTBEAT_MS="60000", PIXQ_LEASE_MS="180000")
         self.worker_id(w)
         first = {"job_id": "before-full", "src": self.src.url("/slow.png"),
                  "functions": [{"name": "resize_to_fit", "params": {"width": 32}}]}
@@ -3204,10 +3206,10 @@ class UnsettledTest(ReliabilityCase):
 class FullRedisTest(ReliabilityCase):
     """Redis past maxmemory with noeviction (deploy/redis.conf's policy) refuses every command
     that adds data, and takes LMOVE, BLMOVE and ZADD for such even where they move an entry or a
-    deadline. The fleet goes on working through the queue all the same, whose settled payloads
-    free memory: before, every lease ran out a lease after Redis filled up and no worker took a
-    job, an idle worker's BLMOVE was refused for as long as Redis was full, and nothing delayed
-    was promoted."""
+    deadline. The fleet keeps its leases, finishes the jobs in hand, reaps, promotes and takes
+    pixq's own entries (parked uploads, postback retries, pills), but no fresh job: each
+    settles into more than its payload. Before, every lease ran out a lease after Redis filled
+    up, a worker could not start, and nothing was reaped, promoted or taken."""
 
     def canvas_jobs(self, prefix, n):
         return [{"job_id": "%s-%d" % (prefix, i), "src": {"name": "canvas", "width": 8,
@@ -3215,84 +3217,89 @@ class FullRedisTest(ReliabilityCase):
                  "functions": [{"name": "resize", "params": {"width": 4, "height": 4}}]}
                 for i in range(n)]
 
+    def pill(self, job_id):
+        """A poison pill of a job posted back to /pb: taken, its failure posted, buried."""
+        return "pixq-task:" + json.dumps({"pixq_poison": json.dumps(self.tiny_job(job_id)),
+                                          "error": "E"}, separators=(",", ":"))
+
     def assert_all_settled(self, jobs, timeout=20):
         ids = [j["job_id"] for j in jobs]
         self.wait_until(lambda: all(self.results(i) for i in ids), timeout,
                         "every job to settle: %s" % [i for i in ids if not self.results(i)])
 
-    def test_busy_worker_takes_jobs_for_longer_than_a_lease(self):
+    def assert_waiting(self, w, jobs, queue=None):
+        """`jobs` stay queued a heartbeat and more: none was taken, none settled."""
+        time.sleep(scaled(1.5 * HEARTBEAT_MS / 1000))
+        key = "pixq:{%s}:jobs" % (queue or self.queue)
+        queued = [json.loads(p)["job_id"] for p in self.redis.lrange(key)]
+        self.assertEqual(sorted(queued), sorted(j["job_id"] for j in jobs))
+        self.assertFalse(any(self.results(j["job_id"]) for j in jobs))
+        self.assertEqual(len(w.log_events("redis_full")), 1)
+        self.assertEqual(w.log_events("lease_overdue"), [])
+
+    def test_busy_worker_keeps_its_lease_and_takes_no_fresh_job(self):
+        """The job in hand uploads (under the bucket's limit) and settles, but finish.lua
+        reserves no next job, and a lease and more later the worker still holds its lease."""
         self.src.add("/slow.png", tiny_png())
         self.src.stall("/slow.png")
         w = self.start_worker()
         wid = self.worker_id(w)
-        first = {"job_id": "before-full", "src": self.src.url("/slow.png"),
-                 "functions": [{"name": "resize_to_fit", "params": {"width": 32}}]}
-        rest = self.canvas_jobs("after", 5)
+        first = self.tiny_job("before-full", path="/slow.png")
+        rest = self.canvas_jobs("after", 3)
         self.push_jobs([first] + rest)  # the first nearest the consumer end
         self.wait_until(lambda: self.src.requests("/slow.png") == 1, 20, "the worker to fetch")
         self.fill_redis()
-        time.sleep(scaled(1.5 * LEASE_MS / 1000))  # heartbeats refused, the lease ran out
+        time.sleep(scaled(1.5 * LEASE_MS / 1000))  # a lease: every heartbeat found Redis full
         self.src.release()
-        self.assert_all_settled([first] + rest)
-        self.assertEqual(w.log_events("lease_overdue"), [])
-        self.assertEqual(self.stats().get("succeeded"), 6)
-        self.assertIn(wid, self.redis.zrange(self.key("workers")))
-        self.assert_queue_drained()
-
-    def test_idle_worker_takes_queued_and_delayed_jobs(self):
-        """A worker that starts while Redis is full registers, promotes what is due and takes
-        the jobs queued, without blocking (BLMOVE is refused): take.lua, which a full Redis
-        takes, until a BLMOVE is taken again."""
-        jobs = self.canvas_jobs("queued", 3)
-        self.push_jobs(jobs)
-        delayed = self.canvas_jobs("delayed", 1)
-        self.redis.execute("ZADD", self.key("delayed"), 1, json.dumps(delayed[0]))
-        self.fill_redis()
-        w = self.start_worker()
-        self.worker_id(w)
-        self.assert_all_settled(jobs + delayed)
-        # the queue empty and Redis still full: the worker waits without an error a poll
-        errors = len(w.log_events("redis_error"))
-        time.sleep(scaled(1.0))
-        self.assertLessEqual(len(w.log_events("redis_error")), errors + 1)
-        self.empty_redis()
-        more = self.canvas_jobs("later", 2)
-        self.push_jobs(more)
-        self.assert_all_settled(more)
-        self.assert_queue_drained()
-
-    def test_upload_under_the_bucket_s_limit(self):
-        """rl_acquire.lua is taken: the upload waits for its slot as ever (before, the limiter
-        was refused, and every upload of the fleet went without it)."""
-        self.push_jobs([self.tiny_job("full-upload")])
-        self.fill_redis()
-        w = self.start_worker()
-        self.worker_id(w)
-        self.wait_until(lambda: self.results("full-upload"), 20, "the job to settle")
-        self.assert_success("full-upload")
+        self.wait_until(lambda: self.results("before-full"), 20, "the first job to settle")
+        self.assert_success("before-full")
         self.assertEqual(w.log_events("limiter_unavailable"), [])
-        self.assertTrue(self.redis.exists("pixq:rl:{pixq-test}"))
+        self.assert_waiting(w, rest)
+        self.assertIn(wid, self.redis.zrange(self.key("workers")))
+        self.empty_redis()
+        self.assert_all_settled(rest)
+        self.assertEqual(len(w.log_events("redis_room")), 1)
+        self.assertEqual(self.stats().get("succeeded"), 4)
+        self.assert_queue_drained()
 
-    def test_dead_worker_s_job_given_back(self):
-        """The start-up reap gives back a dead worker's job while Redis is full."""
-        job = self.canvas_jobs("orphan", 1)[0]
+    def test_idle_worker_takes_only_pixq_s_own_entries(self):
+        """A worker that starts while Redis is full registers, reaps a dead worker (its job
+        back on the queue), promotes what is due and runs a pill (its failure posted back);
+        the fresh jobs wait until Redis has room."""
+        fresh = self.canvas_jobs("queued", 2)
+        self.push_jobs(fresh)
+        orphan, delayed = self.canvas_jobs("orphan", 1) + self.canvas_jobs("delayed", 1)
         self.redis.execute("ZADD", self.key("workers"), 1, "dead-worker")
-        self.redis.lpush(self.key("active:dead-worker"), json.dumps(job))
+        self.redis.lpush(self.key("active:dead-worker"), json.dumps(orphan))
+        self.redis.execute("ZADD", self.key("delayed"), 1, json.dumps(delayed))
+        self.redis.rpush(self.key("jobs"), self.pill("pill-full"))
         self.fill_redis()
         w = self.start_worker()
         self.worker_id(w)
-        self.assert_all_settled([job])
-        self.assertEqual(self.stats().get("recovered"), 1)
+        pb = self.wait_for_postback(20, job_id="pill-full")
+        self.assertEqual(pb.json["results"]["failed_image_identifiers"], ["thumb"])  # failed
+        self.assert_waiting(w, fresh + [orphan, delayed])
         self.assertNotIn("dead-worker", self.redis.zrange(self.key("workers")))
+        self.assertEqual(self.redis.zrange(self.key("delayed")), [])
+        self.assertLessEqual(len(w.log_events("redis_error")), 2)  # a BLMOVE refused, not more
+        self.empty_redis()
+        self.assert_all_settled(fresh + [orphan, delayed])
+        self.assertEqual(self.stats().get("recovered"), 1)
+        self.assert_queue_drained()
 
-    def test_worker_of_several_queues_takes_from_a_full_redis(self):
-        """A sweep of several queues (pipelined LMOVEs) is refused as well: take.lua instead."""
-        jobs = self.canvas_jobs("low", 3)
-        self.push_jobs(jobs)  # onto default, the second queue
+    def test_worker_of_several_queues(self):
+        """A sweep of several queues (pipelined LMOVEs) is refused as well: take.lua instead,
+        pixq's own entries of every queue."""
+        fresh = self.canvas_jobs("low", 2)
+        self.push_jobs(fresh)  # onto default, the second queue
+        self.redis.rpush(self.key("jobs"), self.pill("pill-low"))
         self.fill_redis()
         w = self.start_worker(PIXQ_QUEUE="urgent,default")
         self.worker_id(w)
-        self.assert_all_settled(jobs)
+        self.wait_for_postback(20, job_id="pill-low")
+        self.assert_waiting(w, fresh)
+        self.empty_redis()
+        self.assert_all_settled(fresh)
         self.assert_queue_drained()
 
 
