@@ -196,8 +196,8 @@ static bool refused_as_full(const char *msg)
  * refused a reservation as full (it takes an LMOVE for a command that adds data) within
  * PIXQ_REDIS_RETRY_MAX_MS. Then the worker takes pixq's own entries only, through take.lua
  * (which a full Redis takes) and without blocking: parked uploads free memory, and a fresh job
- * would settle into more than its payload (its result and the job's hash) while Redis keeps
- * none of it from the host. */
+ * would settle into more than its payload (its result and the job's hash), past the memory
+ * Redis was given. */
 static bool redis_full(const struct worker *w)
 {
     return lease_redis_full(w->lease) ||
