@@ -11,6 +11,14 @@
 
 -- include: lib/own_entries.lua
 
+-- include: lib/queue_types.lua
+-- Both keys looked at before the ZREM below: a `jobs` of another type (set by hand) failed the
+-- call at the push after it, and the due payloads were gone from the set, pushed nowhere.
+local refused = queue_key_of_another_type({[1] = 'zset', [2] = 'list'})
+if refused then
+    return refused
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))

@@ -664,6 +664,20 @@ class PromoteTest(LuaTestCase):
         self.assertEqual(self.r.zrange(DELAYED), ["later"])
         self.assertEqual(self.stats(), {"promoted": 2})
 
+    def test_jobs_of_another_type_writes_nothing(self):
+        """`jobs` of another type (set by hand): WRONGTYPE naming it, before the due payloads
+        leave the set. Taken off first (so that a full Redis takes the pushes), they failed at
+        the push after it and were lost: delayed jobs, parked uploads, postback retries."""
+        now = self.now_ms()
+        task = 'pixq-task:{"pixq_upload":{"job_id":"z"}}'
+        self.r.execute("ZADD", DELAYED, now - 200, task, now - 100, "retry")
+        self.r.execute("SET", JOBS, "theirs")
+        with self.assertRaises(harness.RespError) as refused:
+            self.promote()
+        self.assertEqual(self.r.zrange(DELAYED), [task, "retry"])
+        self.assertRegex(str(refused.exception), "^WRONGTYPE .*" + re.escape(JOBS))
+        self.assertEqual(self.r.get(JOBS), "theirs")
+
     def test_due_jobs_go_behind_a_long_run_of_pixq_s_own_entries(self):
         # runs of 1, 100 (a window's end), 1000 (the most looked through) and all of a list
         for run, before in ((1, ["waiting"]), (100, ["waiting"]), (1000, ["waiting"]),

@@ -1,7 +1,8 @@
 -- queue_types.lua: included (`-- include: lib/queue_types.lua`) by the scripts that take a
 -- payload off a worker's active list and then write to the queue's own keys (finish.lua,
 -- requeue.lua, park.lua, reap.lua), by dead_retry.lua, which takes entries off `dead`, and by
--- delay.lua, whose caller reports what it enqueued.
+-- delay.lua, whose caller reports what it enqueued, and by promote.lua, which takes the due
+-- payloads off `delayed` before it pushes them.
 --
 -- A script's writes before an error stay: a queue key of another type than pixq's (`dead`,
 -- `stats`, `delayed`... set by hand or by another program) failed such a script with WRONGTYPE
