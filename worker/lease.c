@@ -281,9 +281,14 @@ static void trim_dead(struct lease *l, const struct lease_queue *q)
 
 /* Adds the bytes the worker counted since the last time to each queue's stats (uploaded_bytes).
  * What Redis did not take is kept for the next time, unless the stats hold another type. Returns
- * 0, or -1 on a Redis error. */
+ * 0, or -1 on a Redis error. Not while Redis is full (lease_redis_full), which refuses HINCRBY:
+ * kept, and no error (a failed flush beat every second, each a redis_error line, while Redis was
+ * full: the worker says redis_full once). */
 static int flush_counts(struct lease *l)
 {
+    if (atomic_load(&l->redis_full)) {
+        return 0;
+    }
     int rc = 0;
     for (size_t i = 0; i < l->n; i++) {
         struct lease_queue *q = &l->q[i];

@@ -121,6 +121,7 @@ struct worker {
     bool stale;          /* the lease is overdue: no new job is taken until it holds */
     long full_at;        /* a reservation last refused as full (redis_full), monotonic ms */
     long full_since;     /* when a spell of a full Redis began (note_full); 0: none */
+    bool full_now;       /* redis_full() as the reservation under way began (note_full) */
     long strand_wait_ms; /* nap before a stranded task runs again (stranded()) */
     bool stranded_now;   /* the task in hand was stranded */
     bool begin_ahead;    /* the job in hand's begin.lua was sent ahead, its answer not read */
@@ -204,10 +205,13 @@ static bool redis_full(const struct worker *w)
            (w->full_at != 0 && clock_mono_ms() - w->full_at < w->cfg->redis_retry_max_ms);
 }
 
-/* Logs a spell of a full Redis as it begins and ends (redis_full, redis_room). */
+/* Notes whether Redis is full for the reservation that begins (full_now: its steps agree, the
+ * lease thread may change its mind meanwhile), and logs a spell of a full Redis as it begins and
+ * ends (redis_full, redis_room). */
 static void note_full(struct worker *w)
 {
     bool full = redis_full(w);
+    w->full_now = full;
     long now = clock_mono_ms();
     if (full && w->full_since == 0) {
         LOG_WARN("redis_full", "worker=%s action=own_entries_only", w->id);
@@ -2693,12 +2697,12 @@ static int block_on(struct worker *w, struct wqueue *q, long block, struct buf *
     return took_from(w, q, rq_commandv(w->rq, block, 6, argv, NULL, e), payload, e);
 }
 
-/* Whether a reservation from `q` goes through take.lua: Redis is full (redis_full), or
+/* Whether a reservation from `q` goes through take.lua: Redis is full (full_now), or
  * PIXQ_MAX_PARKED_MB is set, and the queue was past it when last told or has not been asked for
  * GATE_RECHECK_MS (a busy worker is told by every finish.lua that reserves its next job). */
 static bool gate_check_due(const struct worker *w, const struct wqueue *q)
 {
-    return redis_full(w) ||
+    return w->full_now ||
            (w->cfg->max_parked_mb > 0 &&
             (q->gated || q->gate_at == 0 || clock_mono_ms() - q->gate_at >= GATE_RECHECK_MS));
 }
@@ -2708,7 +2712,7 @@ static bool gate_check_due(const struct worker *w, const struct wqueue *q)
  * none was taken, -1. */
 static int take_gated(struct worker *w, struct wqueue *q, struct buf *payload, struct err *e)
 {
-    bool full = redis_full(w);
+    bool full = w->full_now;
     const char *keys[] = {q->jobs_key, q->active_key, q->parked_key};
     const char *args[] = {full ? "-1" : w->parked_max_arg, RQ_TASK_MARK, RQ_WAKE_TOKEN,
                           GATE_SCAN_MS};
@@ -2757,7 +2761,7 @@ static int reserve_one(struct worker *w, struct buf *payload, struct err *e)
     struct wqueue *q = &w->q[0];
     if (gate_check_due(w, q)) {
         int got = take_gated(w, q, payload, e);
-        bool full = redis_full(w); /* BLMOVE would be refused */
+        bool full = w->full_now; /* BLMOVE would be refused */
         if (got == 0 && (q->gated || full)) {
             nap_gated(w, q->next_promote_at);
         }
@@ -2875,7 +2879,7 @@ static int reserve_multi(struct worker *w, struct buf *payload, struct err *e)
     for (size_t i = 1; i < w->nq; i++) {
         soonest = w->q[i].next_promote_at < soonest->next_promote_at ? &w->q[i] : soonest;
     }
-    if (w->q[0].gated || redis_full(w)) { /* blocking would take a fresh job, or be refused */
+    if (w->q[0].gated || w->full_now) { /* blocking would take a fresh job, or be refused */
         nap_gated(w, soonest->next_promote_at);
         return 0;
     }
