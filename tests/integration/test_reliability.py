@@ -3291,6 +3291,26 @@ class FullRedisTest(ReliabilityCase):
         self.assertEqual(self.stats().get("recovered"), 1)
         self.assert_queue_drained()
 
+    def test_told_by_a_refused_reservation(self):
+        """No heartbeat comes (a minute apart): the BLMOVE Redis refuses as full tells the
+        worker, which then takes what a reap gives back only if it is one of pixq's own, and
+        waits without an error a poll."""
+        w = self.start_worker(PIXQ_HEARTBEAT_MS="60000", PIXQ_LEASE_MS="180000",
+                              PIXQ_RESERVE_TIMEOUT_MS="200", PIXQ_REDIS_RETRY_MAX_MS="10000")
+        self.worker_id(w)
+        fresh = self.canvas_jobs("given-back", 1)[0]
+        now_ms = int(self.redis.execute("TIME")[0]) * 1000
+        self.redis.rpush(self.key("active:ghost"), json.dumps(fresh), self.pill("pill-ghost"))
+        self.redis.execute("ZADD", self.key("workers"), now_ms + 2000, "ghost")
+        self.fill_redis()
+        self.wait_until(lambda: w.log_events("redis_full"), 10, "the worker to be told")
+        self.wait_for_postback(20, job_id="pill-ghost")  # reaped, then taken
+        self.assert_waiting(w, [fresh])
+        self.assertEqual(len([e for e in w.log_events("redis_error")
+                              if e.get("step") == "reserve"]), 1)
+        self.empty_redis()  # taken once the refusal is PIXQ_REDIS_RETRY_MAX_MS old
+        self.assert_all_settled([fresh], timeout=30)
+
     def test_worker_of_several_queues(self):
         """A sweep of several queues (pipelined LMOVEs) is refused as well: take.lua instead,
         pixq's own entries of every queue."""
