@@ -12,7 +12,7 @@
 --
 -- The blob is deleted and `pending` goes down by one; the output that takes it to 0 is kept as
 -- `last`. Output n recorded already (a task run twice, or run again after a lost answer) changes
--- nothing. Returns the outputs still pending (0: the caller completes the job), -1 if the job
+-- nothing (but for its blob, dropped while Redis is full: below). Returns the outputs still pending (0: the caller completes the job), -1 if the job
 -- hash is gone (expired), -2 when output n was recorded already and the job is complete but
 -- not by n: the task of the last output completes it, not this one, or -3 when the job hash holds
 -- another type than pixq's (a string set by hand, another program writing under pixq's names):
@@ -32,7 +32,23 @@ if kind ~= 'hash' then
     drop_blob()
     return kind == 'none' and -1 or -3
 end
-if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2]) == 0 then
+-- The record is the first write: refused by Redis for an ACL or another reason, the call writes
+-- nothing and the task runs again with its blob. A full Redis (maxmemory with noeviction) refuses
+-- it too, as it refuses a script's command that adds data while the script has written nothing:
+-- then the blob goes first (the upload is over, and an output recorded already needs it no more:
+-- parking it again clears done:n in the same call), a write that frees, after which Redis takes
+-- the record. Refused, the task stranded, and the blob that held Redis full stayed.
+local dropped = false
+local recorded = redis.pcall('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2])
+if type(recorded) == 'table' and recorded.err and string.sub(recorded.err, 1, 4) == 'OOM ' then
+    drop_blob()
+    dropped = true
+    recorded = redis.pcall('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2])
+end
+if type(recorded) == 'table' and recorded.err then
+    return recorded
+end
+if recorded == 0 then
     local pending = tonumber(redis.call('HGET', KEYS[1], 'pending'))
     local last = redis.call('HGET', KEYS[1], 'last') -- absent in a hash of an older worker
     if pending == 0 and last and last ~= ARGV[1] then
@@ -47,7 +63,9 @@ elseif ARGV[2] == 'obj' then
 else
     redis.call('HSET', KEYS[1], 'err:' .. ARGV[1], ARGV[3], 'fail:' .. ARGV[1], ARGV[4])
 end
-drop_blob()
+if not dropped then
+    drop_blob()
+end
 local pending = redis.call('HINCRBY', KEYS[1], 'pending', -1)
 if pending == 0 then
     redis.call('HSET', KEYS[1], 'last', ARGV[1])

@@ -2182,6 +2182,23 @@ class UploadDoneTest(LuaTestCase):
         self.assertEqual(self.done(1, "err", "gone", "thumb"), 0)
         self.assertEqual(self.r.hgetall(PARKED), {"total": "100"})
 
+    def test_taken_by_a_full_redis(self):
+        """A Redis past maxmemory (noeviction) refuses HSETNX, but upload_done.lua's first
+        write frees (the blob's removal), and a script refused nothing once it wrote: the
+        output is recorded (before, the call was refused, and the blob that held Redis full
+        stayed). A blob whose output was recorded already goes too."""
+        self.park_two()
+        self.fill_redis(("HSETNX", key("job:j1"), "done:9", "img"))
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
+        self.assertEqual(self.r.execute("HGET", key("job:j1"), "img:0"), '{"image":0}')
+        self.assertEqual(self.r.exists(key("blob:j1:0")), 0)
+        self.r.execute("CONFIG", "SET", "maxmemory", "0")
+        self.r.set(key("blob:j1:0"), "bytes-0 again")  # as a duplicate's would be
+        self.fill_redis(("HSETNX", key("job:j1"), "done:9", "img"))
+        self.assertEqual(self.done(0, "img", '{"image":0}', '{"obj":0}'), 1)
+        self.assertEqual(self.r.exists(key("blob:j1:0")), 0)
+        self.assertEqual(self.r.execute("HGET", PARKED, "total"), "107")
+
     def test_job_hash_of_another_type_drops_the_blob(self):
         """A job hash holding another type than pixq's: the job's state is lost as if it had
         expired (-3, told apart), the blob dropped and its bytes taken off; the key is left."""

@@ -461,6 +461,31 @@ class ParkingTest(ThrottleCase):
         self.assertNotIn("pixq_image_numbers", pb.results)
         self.assertEqual(self.read_result("ordered"), pb.json)
 
+    def test_parked_output_uploaded_while_redis_is_full(self):
+        """Redis past maxmemory (noeviction) once the output is parked: its upload, one of
+        pixq's own entries, is promoted at its slot and taken all the same (take.lua), and the
+        job ends, while the worker takes no fresh job (test_reliability's FullRedisTest).
+        Before, a full Redis promoted nothing and refused every reservation: the blob, whose
+        upload frees memory, stayed until Redis had room."""
+        self.limit("bkt-a", 0.5, 0)  # the next slot 2 s away, past PIXQ_S3_LOCAL_WAIT_MS
+        src = self.src.add("/q.png", (CONFIG.data / "images" / "quadrants-64x64.png").read_bytes())
+        warm = self.make_job(src, "warm.png", params={"width": 8}, job_id="warm", bucket="bkt-a")
+        self.push_job(warm)
+        worker = self.start_worker()
+        self.wait_for_postback(job_id="warm")  # the bucket's token is spent: the output parks
+        self.push_job(self.make_job(src, "full.png", params={"width": 16}, job_id="park-full",
+                                    bucket="bkt-a"))
+        self.wait_until(lambda: worker.log_events("job_parked"), 20, "the output to park")
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.redis.execute("CONFIG", "SET", "maxmemory", "1")
+        try:
+            pb = self.wait_for_postback(30, job_id="park-full")
+            self.assertTrue(worker.log_events("redis_full"))
+        finally:
+            self.redis.execute("CONFIG", "SET", "maxmemory", "0")
+        self.assertNotIn("errors", pb.results)
+        self.assertEqual(harness.identify(self.s3.object("bkt-a", "full.png")), ("PNG", 16, 16))
+
     def test_parked_output_of_a_failing_job_is_not_failed(self):
         """A job that fails after an output was made (a composite whose src is missing, after
         a save to a throttled bucket): that output is parked and uploaded, listed in images, and
