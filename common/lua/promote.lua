@@ -12,8 +12,8 @@
 -- include: lib/own_entries.lua
 
 -- include: lib/queue_types.lua
--- Both keys looked at before the ZREM below: a `jobs` of another type (set by hand) failed the
--- call at the push after it, and the due payloads were gone from the set, pushed nowhere.
+-- Both keys looked at before any write: a `jobs` of another type (set by hand) fails the call
+-- with nothing written.
 local refused = queue_key_of_another_type({[1] = 'zset', [2] = 'list'})
 if refused then
     return refused
@@ -22,13 +22,13 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
--- first off the set: Redis refuses a script's command that adds data only while the script has
--- written nothing, so a full Redis (maxmemory with noeviction) takes the pushes after a ZREM,
--- which frees. Pushed first, a full Redis refused them: the delayed uploads, whose end frees
--- their parked bytes, and the postback retries waited until Redis had room.
-for i = 1, #due, 1000 do
-    redis.call('ZREM', KEYS[1], unpack(due, i, math.min(i + 999, #due)))
-end
+-- The first write is PERSIST of the set, which never has an expiry (it changes nothing, but
+-- counts as the script's write): Redis refuses a script's command that adds data only while the
+-- script has written nothing, so a full Redis (maxmemory with noeviction) takes the pushes
+-- after it. Refused, the delayed uploads, whose end frees their parked bytes, and the postback
+-- retries waited until Redis had room. (The payloads leave the set only once pushed: a push
+-- refused for another reason, an ACL, loses none.)
+redis.call('PERSIST', KEYS[1])
 local fresh = {}
 for i = #due, 1, -1 do
     if not own(due[i]) then
@@ -40,6 +40,7 @@ for i = #due, 1, -1 do
     if own(due[i]) then
         redis.call('RPUSH', KEYS[2], due[i])
     end
+    redis.call('ZREM', KEYS[1], due[i])
 end
 if #due > 0 then
     redis.call('HINCRBY', KEYS[3], 'promoted', #due)

@@ -678,6 +678,17 @@ class PromoteTest(LuaTestCase):
         self.assertRegex(str(refused.exception), "^WRONGTYPE .*" + re.escape(JOBS))
         self.assertEqual(self.r.get(JOBS), "theirs")
 
+    def test_push_refused_loses_nothing(self):
+        """A push Redis refuses (an ACL here): the due payloads stay in the set, since they
+        leave it only once pushed (taken off first, they were lost with the push)."""
+        now = self.now_ms()
+        self.r.execute("ZADD", DELAYED, now - 200, "a", now - 100, "b")
+        self.r.execute("ACL", "SETUSER", "default", "-rpush")
+        self.addCleanup(self.r.execute, "ACL", "SETUSER", "default", "+rpush")
+        with self.assertRaises(harness.RespError):
+            self.promote()
+        self.assertEqual(self.r.zrange(DELAYED), ["a", "b"])
+
     def test_due_jobs_go_behind_a_long_run_of_pixq_s_own_entries(self):
         # runs of 1, 100 (a window's end), 1000 (the most looked through) and all of a list
         for run, before in ((1, ["waiting"]), (100, ["waiting"]), (1000, ["waiting"]),
