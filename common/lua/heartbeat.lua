@@ -54,17 +54,14 @@ local function renew_own()
     end
     return redis.pcall('ZADD', KEYS[1], deadline, ARGV[1])
 end
-local function refused(answer)
-    return type(answer) == 'table' and answer.err
-end
-local full = false
+-- include: lib/full.lua
 local done = renew_own()
-if refused(done) and string.sub(done.err, 1, 4) == 'OOM ' then
-    full = true
+local full = refused_as_full(done)
+if full then
     redis.call('PERSIST', KEYS[1])
     done = renew_own()
 end
-if refused(done) then
+if refusal(done) then
     return done
 end
 if renew_all then

@@ -38,14 +38,14 @@ end
 -- then the blob goes first (the upload is over, and an output recorded already needs it no more:
 -- parking it again clears done:n in the same call), a write that frees, after which Redis takes
 -- the record. Refused, the task stranded, and the blob that held Redis full stayed.
-local dropped = false
+-- include: lib/full.lua
 local recorded = redis.pcall('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2])
-if type(recorded) == 'table' and recorded.err and string.sub(recorded.err, 1, 4) == 'OOM ' then
+local dropped = refused_as_full(recorded)
+if dropped then
     drop_blob()
-    dropped = true
     recorded = redis.pcall('HSETNX', KEYS[1], 'done:' .. ARGV[1], ARGV[2])
 end
-if type(recorded) == 'table' and recorded.err then
+if refusal(recorded) then
     return recorded
 end
 if recorded == 0 then
