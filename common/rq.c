@@ -449,14 +449,18 @@ int rq_server_check(struct rq *r, struct rq_server *out, struct err *e)
         snprintf(out->refused, sizeof out->refused, "%s", why.msg);
         return 0;
     }
-    char cluster[8] = "", maxmemory[32] = "";
+    char cluster[8] = "", maxmemory[32] = "", used[32] = "", not_counted[32] = "";
     if (rep->type == REDIS_REPLY_STRING) {
         info_field(rep->str, "cluster_enabled", cluster, sizeof cluster);
         info_field(rep->str, "maxmemory_policy", out->policy, sizeof out->policy);
         info_field(rep->str, "maxmemory", maxmemory, sizeof maxmemory);
+        out->memory_known = info_field(rep->str, "used_memory", used, sizeof used);
+        info_field(rep->str, "mem_not_counted_for_evict", not_counted, sizeof not_counted);
     }
     freeReplyObject(rep);
     out->maxmemory = strtoull(maxmemory, NULL, 10);
+    out->used_memory = strtoull(used, NULL, 10);
+    out->not_counted = strtoull(not_counted, NULL, 10);
     if (strcmp(cluster, "1") == 0) {
         return err_set(e, "redis server refused: Redis Cluster is not supported: pixq's client "
                           "talks to one server and does not follow MOVED or ASK redirects "
@@ -464,6 +468,13 @@ int rq_server_check(struct rq *r, struct rq_server *out, struct err *e)
                           "replicas)");
     }
     return 0;
+}
+
+bool rq_server_full(const struct rq_server *s)
+{
+    unsigned long long counted =
+        s->used_memory > s->not_counted ? s->used_memory - s->not_counted : 0;
+    return s->memory_known && s->maxmemory > 0 && counted > s->maxmemory;
 }
 
 unsigned long rq_connection(const struct rq *r)

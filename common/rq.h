@@ -87,10 +87,19 @@ bool rq_refused_for_good(const char *msg);
 
 /* What rq_server_check() read of the server's INFO. */
 struct rq_server {
-    char policy[32];              /* maxmemory-policy; "" when INFO does not say */
-    unsigned long long maxmemory; /* bytes; 0: none, or INFO does not say */
-    char refused[ERR_MSG_MAX];    /* the refusal when the server refused INFO, else "" */
+    char policy[32];                /* maxmemory-policy; "" when INFO does not say */
+    unsigned long long maxmemory;   /* bytes; 0: none, or INFO does not say */
+    bool memory_known;              /* INFO said used_memory */
+    unsigned long long used_memory; /* bytes */
+    unsigned long long not_counted; /* mem_not_counted_for_evict: bytes of used_memory (replica
+                                     * and AOF buffers) left out of the maxmemory comparison */
+    char refused[ERR_MSG_MAX];      /* the refusal when the server refused INFO, else "" */
 };
+
+/* Whether the server is past its maxmemory as Redis compares them (used_memory less what it
+ * does not count): under noeviction it refuses every command that adds data; under another
+ * policy it evicts keys. False when maxmemory is 0 or INFO did not say. */
+bool rq_server_full(const struct rq_server *s);
 
 /* Reads the server's INFO: -1 with "redis server refused: Redis Cluster ..." (for good, as
  * rq_refused_for_good() says) when it is a Cluster node, which pixq's client cannot follow

@@ -154,6 +154,29 @@ static void prom_limits(json_object *limits)
     }
 }
 
+/* Redis's memory (no samples when the server refused INFO or did not say). */
+static void prom_redis(json_object *r)
+{
+    json_object *used = cli_get(r, "used_memory"), *max = cli_get(r, "maxmemory");
+    family("pixq_redis_used_memory_bytes", "gauge",
+           "Redis's memory as it compares it with maxmemory (INFO used_memory less "
+           "mem_not_counted_for_evict).");
+    if (used != NULL) {
+        printf("pixq_redis_used_memory_bytes %lld\n",
+               json_object_get_int64(used) - cli_int(r, "not_counted_for_evict"));
+    }
+    family("pixq_redis_maxmemory_bytes", "gauge", "Redis's maxmemory (0: none).");
+    if (max != NULL) {
+        printf("pixq_redis_maxmemory_bytes %lld\n", cli_int(r, "maxmemory"));
+    }
+    family("pixq_redis_full", "gauge",
+           "1 while Redis is past maxmemory: under noeviction it refuses producers' pushes and "
+           "workers take no fresh job.");
+    if (used != NULL) {
+        printf("pixq_redis_full %d\n", json_object_get_boolean(cli_get(r, "full")) ? 1 : 0);
+    }
+}
+
 void stats_print_prometheus(json_object *s)
 {
     json_object *queues = cli_get(s, "queues");
@@ -169,4 +192,5 @@ void stats_print_prometheus(json_object *s)
     family("pixq_live_workers", "gauge", "Live workers of all the queues, each counted once.");
     printf("pixq_live_workers %lld\n", cli_int(s, "live_workers"));
     prom_limits(cli_get(s, "limits"));
+    prom_redis(cli_get(s, "redis"));
 }

@@ -516,6 +516,34 @@ static long long distinct_live(struct sctx *s, const struct cfg_queues *qs)
     return n;
 }
 
+/* What the server's INFO says of its memory (rq_server_check()): each field null when INFO did not
+ * say it, the server's refusal of INFO (an ACL without +info) in info_refused. */
+static json_object *redis_memory(struct sctx *s)
+{
+    struct rq_server srv;
+    struct err e = {{0}};
+    if (rq_server_check(s->rq, &srv, &e) < 0) {
+        if (s->error[0] == '\0') {
+            snprintf(s->error, sizeof s->error, "%s", e.msg);
+        }
+        return NULL;
+    }
+    bool known = srv.memory_known, answered = srv.refused[0] == '\0';
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "used_memory",
+                           known ? json_object_new_int64((int64_t)srv.used_memory) : NULL);
+    json_object_object_add(o, "not_counted_for_evict",
+                           known ? json_object_new_int64((int64_t)srv.not_counted) : NULL);
+    json_object_object_add(o, "maxmemory",
+                           answered ? json_object_new_int64((int64_t)srv.maxmemory) : NULL);
+    json_object_object_add(o, "maxmemory_policy",
+                           srv.policy[0] != '\0' ? json_object_new_string(srv.policy) : NULL);
+    json_object_object_add(o, "full", known ? json_object_new_boolean(rq_server_full(&srv)) : NULL);
+    json_object_object_add(o, "info_refused",
+                           answered ? NULL : json_object_new_string(srv.refused));
+    return o;
+}
+
 /* Everything `pixq stats` shows, as one JSON object; NULL (reason in s->error) if Redis failed. */
 static json_object *collect(struct sctx *s, const struct cfg_queues *qs)
 {
@@ -537,6 +565,7 @@ static json_object *collect(struct sctx *s, const struct cfg_queues *qs)
         snprintf(s->error, sizeof s->error, "%s", e.msg);
     }
     json_object_object_add(o, "limits", limits);
+    json_object_object_add(o, "redis", s->error[0] == '\0' ? redis_memory(s) : NULL);
     if (s->error[0] == '\0' && rq_io_errors(s->rq) != io_before) {
         snprintf(s->error, sizeof s->error, "redis: connection lost");
     }
@@ -655,6 +684,39 @@ static void print_queue(json_object *q)
     print_counters(cli_get(q, "counters"));
 }
 
+/* Redis's memory against its maxmemory, and what a full Redis means for the fleet. */
+static void print_redis(json_object *r)
+{
+    printf("redis\n");
+    json_object *used = cli_get(r, "used_memory");
+    if (used == NULL) {
+        printf("  memory         unknown (%s)\n",
+               cli_str(r, "info_refused", "INFO does not say used_memory"));
+        return;
+    }
+    const char *policy = cli_str(r, "maxmemory_policy", "");
+    bool evicts = policy[0] != '\0' && strcmp(policy, "noeviction") != 0;
+    long long counted = json_object_get_int64(used) - cli_int(r, "not_counted_for_evict");
+    long long max = cli_int(r, "maxmemory");
+    counted = counted > 0 ? counted : 0;
+    if (max <= 0) {
+        printf("  memory         %lld bytes, no maxmemory\n", counted);
+    } else {
+        double pct = 100.0 * (double)counted / (double)max;
+        printf("  memory         %lld of maxmemory %lld bytes (%s%.0f %%)\n", counted, max,
+               pct > 999 ? "over " : "", pct > 999 ? 999.0 : pct);
+    }
+    printf("  policy         %s%s\n", policy[0] != '\0' ? policy : "unknown",
+           evicts ? ": Redis evicts keys when full, a whole queue among them (set noeviction)"
+                  : "");
+    if (json_object_get_boolean(cli_get(r, "full"))) {
+        printf("  FULL           %s\n",
+               evicts ? "Redis is evicting keys"
+                      : "Redis refuses producers' pushes; workers settle what they hold and take "
+                        "no fresh job until it has room");
+    }
+}
+
 static void print_text(json_object *s)
 {
     json_object *queues = cli_get(s, "queues");
@@ -665,6 +727,7 @@ static void print_text(json_object *s)
     printf("fleet\n  live workers   %lld\n  last minute    %lld succeeded, %lld failed\n",
            cli_int(s, "live_workers"), cli_int(t, "succeeded"), cli_int(t, "failed"));
     print_counters(cli_get(s, "counters")); /* summed over the queues */
+    print_redis(cli_get(s, "redis"));
     printf("limits\n");
     limit_print(cli_get(s, "limits"), "  ");
 }
@@ -680,7 +743,9 @@ static const char STATS_USAGE[] =
     "the earliest delayed entry is due (overdue: no worker has promoted it); jobs\n"
     "succeeded and failed in the last minute; the live workers and what each holds, since when\n"
     "(the first 1000 workers by lease deadline are listed; every one is counted); the queue's\n"
-    "counters. Then the upload limiter of every S3 bucket (as pixq limit show).\n"
+    "counters. Then Redis's memory against its maxmemory, and whether it is full (its INFO,\n"
+    "which an ACL must allow: +info), and the upload limiter of every S3 bucket (as pixq\n"
+    "limit show).\n"
     "\n"
     "  --json            one JSON object per refresh\n"
     "  --prometheus      the Prometheus text exposition format\n"

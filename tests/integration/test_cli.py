@@ -259,6 +259,7 @@ PROM_FAMILIES = dict(
                                              "next_delayed_seconds", "jobs_last_minute")]
     + [("pixq_queue_events_total", "counter"), ("pixq_queue_uploaded_bytes_total", "counter"),
        ("pixq_worker_jobs", "gauge"), ("pixq_live_workers", "gauge")]
+    + [("pixq_redis_" + g, "gauge") for g in ("used_memory_bytes", "maxmemory_bytes", "full")]
     + [("pixq_bucket_" + g, "gauge") for g in ("rate", "burst", "effective_rate",
                                                 "backlog_seconds", "override")]
     + [("pixq_bucket_%s_total" % c, "counter") for c in ("throttle_signals", "decreases",
@@ -1497,6 +1498,11 @@ class StatsTest(CliCase):
     def test_stats_of_an_empty_queue(self):
         s = json.loads(self.pixq_ok("stats", "--json"))
         self.assertIsInstance(s.pop("time_ms"), int)
+        memory = s.pop("redis")
+        self.assertGreater(memory.pop("used_memory"), 0)
+        self.assertEqual(memory, {"not_counted_for_evict": 0, "maxmemory": 0,
+                                  "maxmemory_policy": "noeviction", "full": False,
+                                  "info_refused": None})
         self.assertEqual(s, {"live_workers": 0, "counters": {}, "limits": [],
                              "throughput": {"window_s": 60, "succeeded": 0, "failed": 0},
                              "queues": [{"queue": "default", "jobs": 0, "delayed": 0, "dead": 0,
@@ -1510,6 +1516,78 @@ class StatsTest(CliCase):
         self.assertRegex(text, r"next delayed +none\n")
         self.assertNotIn("pixq_queue_next_delayed_seconds{",
                          self.pixq_ok("stats", "--prometheus"))
+
+    def redis_memory(self):
+        """pixq stats's redis section: (the --json object, the text's lines from "redis" on to
+        "limits", the --prometheus samples of pixq_redis_*)."""
+        memory = json.loads(self.pixq_ok("stats", "--json"))["redis"]
+        text = self.pixq_ok("stats")
+        section = text[text.index("\nredis\n") + 1:text.index("\nlimits\n") + 1]
+        fams = parse_prometheus(self.pixq_ok("stats", "--prometheus"))
+        samples = {name: fam["samples"].get(frozenset()) for name, fam in fams.items()
+                   if name.startswith("pixq_redis_")}
+        return memory, section, samples
+
+    def test_stats_shows_redis_memory_and_when_it_is_full(self):
+        """Redis's memory against its maxmemory, and whether it is full (README: Redis is
+        full), as Redis compares them: past maxmemory it refused a producer's push, and stats
+        said so in all three formats. An eviction policy is named with its danger; a server
+        that refuses INFO leaves the memory unknown and stats working."""
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory", "0")
+        memory, text, prom = self.redis_memory()
+        used = memory["used_memory"]
+        self.assertRegex(text, r"^redis\n  memory +\d+ bytes, no maxmemory\n"
+                               r"  policy +noeviction\n$")
+        self.assertEqual(prom["pixq_redis_maxmemory_bytes"], 0)
+        self.assertEqual(prom["pixq_redis_full"], 0)
+        self.assertTrue(0.5 * used < prom["pixq_redis_used_memory_bytes"] < 2 * used, prom)
+
+        self.redis.execute("CONFIG", "SET", "maxmemory", str(4 * used))
+        memory, text, prom = self.redis_memory()
+        self.assertEqual((memory["maxmemory"], memory["full"]), (4 * used, False))
+        self.assertRegex(text, r"  memory +\d+ of maxmemory %d bytes \(2\d %%\)\n"
+                               r"  policy +noeviction\n$" % (4 * used))
+        self.assertEqual((prom["pixq_redis_maxmemory_bytes"], prom["pixq_redis_full"]),
+                         (4 * used, 0))
+
+        self.redis.execute("CONFIG", "SET", "maxmemory", str(used // 2))
+        refused = self.run_pixq("submit", "-", input=json.dumps(self.job("f-1", "/ok.png")))
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("OOM", refused.stderr)
+        memory, text, prom = self.redis_memory()
+        self.assertEqual(memory["full"], True)
+        self.assertRegex(text, r"\(\d{3} %\)\n  policy +noeviction\n  FULL +Redis refuses "
+                               r"producers' pushes; workers settle what they hold and take no "
+                               r"fresh job until it has room\n$")
+        self.assertEqual(prom["pixq_redis_full"], 1)
+
+        self.redis.execute("CONFIG", "SET", "maxmemory", "1gb")
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+        memory, text, prom = self.redis_memory()
+        self.assertEqual((memory["maxmemory_policy"], memory["full"]), ("allkeys-lru", False))
+        self.assertIn("  policy         allkeys-lru: Redis evicts keys when full, a whole queue "
+                      "among them (set noeviction)\n", text)
+
+        self.redis.execute("ACL", "SETUSER", "noinfo", "on", ">pw3", "~pixq:*", "resetchannels",
+                           "+@all", "-@admin", "-@dangerous")
+        env = {"PIXQ_REDIS_URL": "redis://noinfo:pw3@127.0.0.1:%d/0" % self.redis_server.port,
+               "PIXQ_QUEUE": "default"}
+        out = {}
+        for fmt in ("--json", "--text", "--prometheus"):
+            r = self.run_pixq(*(["stats"] + ([fmt] if fmt != "--text" else [])), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out[fmt] = r.stdout
+        memory = json.loads(out["--json"])["redis"]
+        self.assertRegex(memory.pop("info_refused"), "^redis: NOPERM.*info")
+        self.assertEqual(memory, {"used_memory": None, "not_counted_for_evict": None,
+                                  "maxmemory": None, "maxmemory_policy": None, "full": None})
+        self.assertRegex(out["--text"], r"\nredis\n  memory +unknown \(redis: NOPERM.*\)\n"
+                                        r"limits\n")
+        fams = parse_prometheus(out["--prometheus"])
+        self.assertEqual({name: fams[name]["samples"] for name in fams
+                          if name.startswith("pixq_redis_")},
+                         {name: {} for name in PROM_FAMILIES if name.startswith("pixq_redis_")})
 
     def run_to(self, stdout, *args, input=None, close_stdout=False):
         """pixq [args] with its stdout on the file `stdout` (or closed): (status, stderr)."""

@@ -825,10 +825,13 @@ static void test_script_behind_errors(void)
  * "maxmemory_human" (a server other than Redis may list that first). */
 static void test_server_check_fields(void)
 {
-    static const char info[] = "# Memory\r\nmaxmemory_human:1.00G\r\n"
+    static const char info[] = "# Memory\r\nused_memory_human:1.00G\r\n"
+                               "used_memory_rss:9\r\nused_memory:1073741900\r\n"
+                               "maxmemory_human:1.00G\r\n"
                                "maxmemory_policy:allkeys-lru\r\nmaxmemory:1073741824\r\n"
+                               "mem_not_counted_for_evict:100\r\n"
                                "# Cluster\r\ncluster_enabled:0\r\n";
-    char answer[256];
+    char answer[512];
     snprintf(answer, sizeof answer, "$%zu\r\n%s\r\n", sizeof info - 1, info);
     struct fake_redis f;
     struct rq *r = fake_redis(&f, 14, answer); /* *1 INFO */
@@ -842,6 +845,17 @@ static void test_server_check_fields(void)
     CHECK_INT(srv.maxmemory, 1073741824);
     CHECK_STR(srv.policy, "allkeys-lru");
     CHECK_STR(srv.refused, "");
+    CHECK(srv.memory_known);
+    CHECK_INT(srv.used_memory, 1073741900);
+    CHECK_INT(srv.not_counted, 100);
+    CHECK(!rq_server_full(&srv)); /* 76 bytes past maxmemory, but 100 of them not counted */
+    srv.not_counted = 75;
+    CHECK(rq_server_full(&srv));
+    srv.maxmemory = 0; /* none */
+    CHECK(!rq_server_full(&srv));
+    srv.maxmemory = 1;
+    srv.memory_known = false;
+    CHECK(!rq_server_full(&srv));
     char got[64];
     fake_redis_read(&f, r, got, sizeof got);
     CHECK_STR(got, "*1\r\n$4\r\nINFO\r\n");
