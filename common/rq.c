@@ -302,9 +302,14 @@ static const char *io_reason(const redisContext *c, long timeout_ms, char *buf, 
 }
 
 /* What to do about Redis's NOAUTH, which it answers when no AUTH was sent (PIXQ_REDIS_URL has
- * no password; a wrong one fails at AUTH: "redis AUTH refused"), or "". */
-static const char *noauth_hint(const char *msg)
+ * no password; a wrong one fails at AUTH: "redis AUTH refused"), or its OOM (past maxmemory
+ * under noeviction, refusing what adds data until it has room), or "". */
+static const char *refusal_hint(const char *msg)
 {
+    if (strncmp(msg, "OOM ", 4) == 0) {
+        return " (Redis is full: past its maxmemory it refuses what adds data until keys expire "
+               "or maxmemory is raised; `pixq stats` shows its memory)";
+    }
     return strncmp(msg, "NOAUTH ", 7) == 0
                ? " (PIXQ_REDIS_URL gives no password: redis://[USER]:PASSWORD@HOST:PORT/DB)"
                : "";
@@ -319,7 +324,7 @@ static int expect_ok(const struct rq *r, redisReply *rep, const char *what, stru
     }
     int rc = 0;
     if (rep->type == REDIS_REPLY_ERROR) {
-        rc = err_set(e, "redis %s refused: %.200s%s", what, rep->str, noauth_hint(rep->str));
+        rc = err_set(e, "redis %s refused: %.200s%s", what, rep->str, refusal_hint(rep->str));
     }
     freeReplyObject(rep);
     return rc;
@@ -592,8 +597,9 @@ static struct key_arg command_key(int argc, const char **argv, const size_t *len
  * to a script's errors (rq_clean_error()). A replica's READONLY
  * (PIXQ_REDIS_URL names a server that a failover made a replica, or a replica from the start)
  * says what to do about it: writes will be refused until it is promoted or the URL changes.
- * A NOAUTH says where the password goes. A WRONGTYPE names the command's `key` (a key of another
- * type, set by hand, which Redis's message leaves unsaid), as the scripts' own do. Returns -1. */
+ * A NOAUTH says where the password goes, an OOM what it means (refusal_hint()). A WRONGTYPE names
+ * the command's `key` (a key of another type, set by hand, which Redis's message leaves unsaid), as
+ * the scripts' own do. Returns -1. */
 static int reply_error(struct rq *r, const char *reply, struct key_arg key, struct err *e)
 {
     char msg[ERR_MSG_MAX];
@@ -610,7 +616,7 @@ static int reply_error(struct rq *r, const char *reply, struct key_arg key, stru
     return err_set(e, "redis: %.400s%s", msg,
                    replica ? " (PIXQ_REDIS_URL names a read-only replica: point it at the "
                              "primary)"
-                           : noauth_hint(msg));
+                           : refusal_hint(msg));
 }
 
 /* A reply that came: itself, or NULL for an error reply, whose message goes into `e`. */

@@ -354,7 +354,9 @@ class SubmitTest(CliCase):
         # the error of claim.lua, without what Redis adds to it ("script: <sha1>, on
         # @user_script:23.")
         self.assertEqual(r.stderr, "pixq: submit: claiming the job_ids: redis: OOM command not "
-                         "allowed when used memory > 'maxmemory'.; nothing was enqueued\n")
+                         "allowed when used memory > 'maxmemory'. (Redis is full: past its "
+                         "maxmemory it refuses what adds data until keys expire or maxmemory is "
+                         "raised; `pixq stats` shows its memory); nothing was enqueued\n")
         self.assertEqual(len(self.queued()), 2)
 
     def test_push_refused_part_way(self):

@@ -807,6 +807,9 @@ static void test_script_behind_errors(void)
     CHECK(answer_is(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 3));
     CHECK(rq_script_reply(r, &e) == NULL);
     CHECK(strstr(e.msg, "OOM command not allowed") != NULL);
+    CHECK(strstr(e.msg, "maxmemory'. (Redis is full: past its maxmemory it refuses what adds data "
+                        "until keys expire or maxmemory is raised; `pixq stats` shows its "
+                        "memory)") != NULL);
     CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
     e = (struct err){{0}};
     CHECK(rq_script(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e) == NULL);
