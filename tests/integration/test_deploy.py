@@ -20,6 +20,11 @@
   the same check twice); every Debian package it installs exists (apt-cache); the runtime
   stage's packages provide every shared library the programs need; non-root numeric USER;
   .dockerignore leaves the build directories and npm's modules out of its build context.
+* deploy/prometheus/pixq-alerts.yml: `promtool check rules` and `promtool test rules` with
+  tests/deploy-check/pixq-alerts.test.yml (every alert shown firing and not firing; a broken
+  copy of a rule fails them); every metric and label value its expressions name is one that
+  `pixq stats --prometheus` or a worker's /metrics exposes. promtool comes out of Debian's
+  prometheus package (scripts/bootstrap, tests/deploy-check/bin).
 * README.md's Redis keys: the type of each key of its table that a job leaves, which expire,
   the workers' lease scores, the queue's data token written only if missing, and its redis-cli
   commands (watching a queue, deploy/migrate-task-mark.lua) run as written.
@@ -60,6 +65,8 @@ import unittest
 import urllib.parse
 from pathlib import Path
 
+import yaml
+
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
 from harness import CONFIG, PixqTestCase, clean_env  # noqa: E402
@@ -72,6 +79,9 @@ REDIS_CONF = DEPLOY / "redis.conf"
 CONTAINERFILE = DEPLOY / "Containerfile"
 K8S = DEPLOY / "k8s"
 CHECK_DIR = REPO / "tests" / "deploy-check"
+ALERTS = DEPLOY / "prometheus" / "pixq-alerts.yml"
+ALERT_TESTS = CHECK_DIR / "pixq-alerts.test.yml"
+PROMTOOL = CHECK_DIR / "bin" / "promtool"
 SANDBOX = CHECK_DIR / "sandbox.py"
 PYTHON = "/usr/bin/python3"
 FUNCTION_MEANINGS = REPO / "docs" / "functions-meaning.tsv"
@@ -1615,12 +1625,26 @@ class ContainerfileTest(unittest.TestCase):
         """The names .dockerignore leaves out at any depth (its "**/NAME" patterns)."""
         return [p[3:] for p in self.context_patterns() if p.startswith("**/")]
 
+    def context_ignore(self):
+        """A copytree() ignore that leaves out what .dockerignore does: its "**/NAME" names at
+        any depth, and its other patterns matched against the path from the repository's
+        root."""
+        anywhere = self.context_ignored_anywhere()
+        rooted = [p for p in self.context_patterns() if not p.startswith("**/")]
+
+        def ignore(directory, names):
+            rel = os.path.relpath(directory, REPO)
+            return {n for n in names if any(fnmatch.fnmatch(n, p) for p in anywhere) or
+                    any(fnmatch.fnmatch(os.path.normpath(os.path.join(rel, n)), p)
+                        for p in rooted)}
+        return ignore
+
     def test_build_context_leaves_out_caches_and_builds(self):
         """The context sent for `podman build ... .` leaves out the build directories and the
         npm modules (node_modules under tests/, which COPY tests/ took into the build stage:
-        56 MB), and none of what the build stage copies."""
+        56 MB) and promtool (48 MB), and none of what the build stage copies."""
         patterns = self.context_patterns()
-        for name in ("build", "build-asan", "build-fuzz", ".git"):
+        for name in ("build", "build-asan", "build-fuzz", ".git", "tests/deploy-check/bin"):
             self.assertTrue(any(fnmatch.fnmatch(name, p) for p in patterns), name)
         anywhere = self.context_ignored_anywhere()
         self.assertIn("node_modules", anywhere)
@@ -1684,7 +1708,7 @@ class ContainerfileTest(unittest.TestCase):
         tmp = Path(tempfile.mkdtemp(prefix="pixq-containerfile-"))
         self.addCleanup(shutil.rmtree, tmp, True)
         root, workdir = tmp / "root", "/"
-        ignore = shutil.ignore_patterns(*self.context_ignored_anywhere())
+        ignore = self.context_ignore()
         for ins in self.stage(0):
             kw, args = ins["keyword"], ins["args"]
             if kw == "WORKDIR":
@@ -2016,6 +2040,118 @@ class ReadmeFleetTest(unittest.TestCase):
         uid, gid = re.search(r"(?m)^USER (\d+):(\d+)$", CONTAINERFILE.read_text()).groups()
         self.assertEqual((str(pod["securityContext"]["runAsUser"]),
                           str(pod["securityContext"]["runAsGroup"])), (uid, gid))
+
+
+def promtool(*args, cwd=None):
+    if not os.access(PROMTOOL, os.X_OK):
+        raise AssertionError("%s is missing: run scripts/bootstrap (promtool from Debian's "
+                             "prometheus package)" % PROMTOOL)
+    return run([str(PROMTOOL), *map(str, args)], cwd=cwd)
+
+
+def exposition_families(text):
+    """{family: {label: {values}}} of a Prometheus text exposition: every # TYPE line's family
+    (with no sample, too), and the label values of its samples (a histogram's _bucket, _sum and
+    _count under the family's name)."""
+    fams = {m: {} for m in re.findall(r"(?m)^# TYPE (\S+) ", text)}
+    for name, labels in re.findall(r"(?m)^([a-z_]+)(?:\{(.*)\})? \S+$", text):
+        fam = name if name in fams else re.sub(r"_(bucket|sum|count)$", "", name)
+        for k, v in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels or ""):
+            fams.setdefault(fam, {}).setdefault(k, set()).add(v)
+    return fams
+
+
+class AlertRulesTest(PixqTestCase):
+    """deploy/prometheus/pixq-alerts.yml, the alerts README's "Watching the fleet" recommends."""
+
+    start_worker_in_setup = False
+
+    def rules(self):
+        doc = yaml.safe_load(ALERTS.read_text())
+        return [r for g in doc["groups"] for r in g["rules"]]
+
+    def test_promtool_checks_the_rules(self):
+        r = promtool("check", "rules", ALERTS)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("SUCCESS: %d rules found" % len(self.rules()), r.stdout)
+
+    def test_each_alert_fires_and_stays_quiet_as_its_tests_say(self):
+        r = promtool("test", "rules", ALERT_TESTS.name, cwd=CHECK_DIR)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("SUCCESS", r.stdout)
+        seen = {}
+        for case in yaml.safe_load(ALERT_TESTS.read_text())["tests"]:
+            for t in case["alert_rule_test"]:
+                seen.setdefault(t["alertname"], set()).add(bool(t["exp_alerts"]))
+        self.assertEqual(seen, {rule["alert"]: {True, False} for rule in self.rules()})
+
+    def test_a_broken_rule_fails_its_tests(self):
+        """A copy of the rules with one threshold moved (the Redis memory alert at 95 %, not
+        80 %) fails promtool's tests: they check the rules, not only their syntax."""
+        tmp = Path(tempfile.mkdtemp(dir=self.tmp))
+        text = ALERTS.read_text()
+        broken = text.replace("(pixq_redis_maxmemory_bytes > 0) > 0.8", "(pixq_redis_maxmemory_"
+                              "bytes > 0) > 0.95")
+        self.assertNotEqual(broken, text)
+        (tmp / "rules.yml").write_text(broken)
+        tests = ALERT_TESTS.read_text().replace("../../deploy/prometheus/pixq-alerts.yml",
+                                                "rules.yml")
+        (tmp / "tests.yml").write_text(tests)
+        r = promtool("test", "rules", "tests.yml", cwd=tmp)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("alertname: PixqRedisMemoryHigh", r.stdout + r.stderr)
+
+    def exposed(self):
+        """The families and label values of `pixq stats --prometheus` and of a worker's
+        /metrics."""
+        stats = self.run_pixq("stats", "--prometheus")
+        self.assertEqual(stats.returncode, 0, stats.stderr)
+        port = harness.reserved_port(self)
+        self.start_worker("--metrics-addr", "127.0.0.1:%d" % port)
+        url = "http://127.0.0.1:%d/metrics" % port
+
+        def scraped():
+            try:
+                status, _, body = harness.http_request(url)
+            except OSError:
+                return None
+            return body.decode() if status == 200 and b"pixq_lease_age_seconds " in body else None
+        metrics = self.wait_until(scraped, 20, "the worker's metrics with a lease")
+        fams = exposition_families(stats.stdout)
+        for name, labels in exposition_families(metrics).items():
+            self.assertNotIn(name, fams)
+            fams[name] = labels
+        return fams
+
+    def test_every_metric_and_label_value_named_exists(self):
+        """A metric renamed, or a label value gone, would leave an alert that never fires:
+        every pixq_* name in the expressions is a family that pixq exposes, and every label
+        value they match (=, or each of =~'s alternatives) one of its samples'."""
+        fams = self.exposed()
+        named = 0
+        for rule in self.rules():
+            for name, selector in re.findall(r"\b(pixq_[a-z_]+)(\{[^}]*\})?", rule["expr"]):
+                named += 1
+                with self.subTest(alert=rule["alert"], metric=name):
+                    self.assertIn(name, fams)
+                    for label, op, value in re.findall(r'(\w+)(=~|=)"([^"]*)"', selector):
+                        for v in value.split("|") if op == "=~" else [value]:
+                            self.assertIn(v, fams[name].get(label, set()))
+        self.assertGreaterEqual(named, len(self.rules()))
+
+    def test_readme_alerts_are_the_rules(self):
+        """README's "Watching the fleet" names the file, and each metric it says to alert on
+        is in one of the rules, each alert of which it names."""
+        section = readme_section("### Watching the fleet")
+        self.assertIn("`deploy/prometheus/pixq-alerts.yml`", section)
+        advice = section[section.index("Alert on"):section.index("The oldest job's age is")]
+        exprs = " ".join(rule["expr"] for rule in self.rules())
+        metrics = re.findall(r"`(pixq_[a-z_]+)", advice)
+        self.assertGreaterEqual(len(metrics), 8, advice)
+        for name in metrics:
+            self.assertRegex(exprs, r"\b%s\b" % name)
+        for rule in self.rules():
+            self.assertIn("`%s`" % rule["alert"], section)
 
 
 class ReadmeWhatIsTestedTest(unittest.TestCase):
