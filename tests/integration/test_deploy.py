@@ -555,6 +555,32 @@ class EnvExampleTest(unittest.TestCase):
                 self.assertNotIn("child_start", r.stderr)
                 self.assertEqual(r.stdout, "")
 
+    def test_metrics_addr_whose_name_server_does_not_answer_ends_with_status_1(self):
+        """A PIXQ_METRICS_ADDR name that a name server could not answer for now (EAI_AGAIN:
+        the name server down or out of reach at boot) may resolve at the next start: status 1,
+        which systemd restarts (README, Metrics), not 2. Run in a network and mount namespace
+        of its own, whose resolv.conf names 127.0.0.1, where nothing listens: the question
+        goes nowhere."""
+        if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+            self.skipTest("needs root, unshare and ip for a namespace of its own")
+        tmp = Path(tempfile.mkdtemp(prefix="pixq-resolv-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        (tmp / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        addr = "pixq-metrics.example:9464"
+        env = dict(clean_env(), PIXQ_METRICS_ADDR=addr, PIXQ_REDIS_URL="redis://127.0.0.1:1/0")
+        script = 'ip link set lo up && mount --bind "$1" /etc/resolv.conf && exec "$2"'
+        r = subprocess.run(["unshare", "--mount", "--net", "--", "sh", "-c", script, "sh",
+                            str(tmp / "resolv.conf"), os.path.abspath(CONFIG.worker)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=harness.scaled(30))
+        self.assertEqual(r.returncode, 1, r.stderr[-500:])
+        last = r.stderr.splitlines()[-1]
+        self.assertEqual(last, "pixq-worker: PIXQ_METRICS_ADDR: cannot listen on %s for "
+                         "metrics: Temporary failure in name resolution (this may pass: exit "
+                         "status 1, to be started again; check PIXQ_METRICS_ADDR if it persists)"
+                         % addr)
+        self.assertNotIn("worker_start", r.stderr)
+
     def test_operator_settings_present_and_placeholders_only(self):
         values = env_lines(ENV_EXAMPLE.read_text())
         for key in ("PIXQ_REDIS_URL", "PIXQ_QUEUE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
