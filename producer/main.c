@@ -15,6 +15,7 @@
 #include "log.h"
 #include "stats.h"
 #include "submit.h"
+#include "version.h"
 
 static const struct command {
     const char *name;
@@ -50,7 +51,8 @@ static const struct command {
 
 static void usage(void)
 {
-    printf("usage: pixq [--config FILE] [--SETTING VALUE]... COMMAND [ARGS]\n\ncommands:\n");
+    printf("usage: pixq [--config FILE] [--SETTING VALUE]... COMMAND [ARGS]\n"
+           "       pixq --version\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++) {
         printf("  %s\n", commands[i].synopsis);
     }
@@ -142,6 +144,10 @@ static void hold_std_fds(void)
 int main(int argc, char **argv)
 {
     hold_std_fds();
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) { /* needs no configuration */
+        printf("pixq %s (revision %s)\n", PIXQ_VERSION, PIXQ_REVISION);
+        return fflush(stdout) == 0 ? CLI_OK : CLI_FAILED;
+    }
     struct cfg cfg;
     struct err e = {{0}};
     int help = wants_help(argc, argv); /* before cfg_load() moves the arguments */

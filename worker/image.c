@@ -648,6 +648,19 @@ void img_shutdown(void)
     }
 }
 
+const char *img_library_version(char *out, size_t cap)
+{
+    size_t ignored;
+    const char *v = MagickGetVersion(&ignored);
+    int words = 0;
+    size_t n = 0;
+    while (v[n] != '\0' && !(v[n] == ' ' && ++words == 3)) {
+        n++;
+    }
+    snprintf(out, cap, "%.*s", (int)n, v);
+    return out;
+}
+
 /* ---------------------------------------------------------------- the guard */
 
 static const char *coder_for(enum sniff_format f)

@@ -82,6 +82,10 @@ void img_init(void);
 /* Stops ImageMagick at process exit. */
 void img_shutdown(void);
 
+/* The ImageMagick this process runs ("ImageMagick 6.9.11-60 Q16", the first words of its version
+ * string, which needs no start), into out. Returns out. */
+const char *img_library_version(char *out, size_t cap);
+
 /* Turns the wand's pending exception into `e` ("what: reason", img_magick_words()); always
  * returns -1. When the wand's image is past its deadline, the message says so. */
 int img_fail(MagickWand *w, const char *what, struct err *e);

@@ -25,6 +25,7 @@
 #include "opdoc.h"
 #include "rq.h"
 #include "supervisor.h"
+#include "version.h"
 #include "worker.h"
 
 static volatile sig_atomic_t stop_requested; /* the signal that asked (0: none yet) */
@@ -39,7 +40,8 @@ static void on_signal(int sig)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: pixq-worker [--config FILE] [--SETTING VALUE]... [--print-config]\n"
-                 "       pixq-worker --functions [--json | --markdown]\n\n"
+                 "       pixq-worker --functions [--json | --markdown]\n"
+                 "       pixq-worker --version\n\n"
                  "Serves the queues named by PIXQ_QUEUE until SIGTERM, SIGINT, SIGHUP or SIGQUIT.\n"
                  "With --processes N, a supervisor runs N worker processes and restarts any that\n"
                  "die. --functions prints the parameters of each function a job may name (type,\n"
@@ -432,6 +434,12 @@ static int print_functions(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) { /* needs no configuration */
+        char magick[64];
+        printf("pixq-worker %s (revision %s; %s)\n", PIXQ_VERSION, PIXQ_REVISION,
+               img_library_version(magick, sizeof magick));
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
     int listed = print_functions(argc, argv); /* needs no configuration */
     if (listed >= 0) {
         return listed;

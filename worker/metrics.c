@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "version.h"
 
 #define STATUS_SLOTS 602 /* 0: no answer, 100-599: the status, 601: anything else */
 #define STATUS_OTHER 601
@@ -338,7 +339,13 @@ static int render_lease(struct buf *out)
 
 static int render_process(struct buf *out)
 {
-    int rc = head(out, "worker_processes", "gauge", "Live worker processes.");
+    int rc = head(out, "build_info", "gauge",
+                  "1, labelled with the version and source revision of the pixq-worker serving "
+                  "these metrics.");
+    rc = rc ? rc
+            : buf_printf(out, "pixq_build_info{version=\"%s\",revision=\"%s\"} 1\n", PIXQ_VERSION,
+                         PIXQ_REVISION);
+    rc = rc ? rc : head(out, "worker_processes", "gauge", "Live worker processes.");
     rc = rc ? rc : buf_printf(out, "pixq_worker_processes %lld\n", atomic_load(&shm->processes));
     rc = rc ? rc
             : head(out, "worker_restarts_total", "counter",

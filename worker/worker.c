@@ -22,6 +22,7 @@
 #include "run.h"
 #include "s3.h"
 #include "upload.h"
+#include "version.h"
 
 #define MIN_BLOCK_MS      10   /* shortest blocking wait for a job */
 #define STOP_RETRY_MAX_MS 1000 /* while stopping, a refused write is tried again this often */
@@ -2970,7 +2971,8 @@ static void payload_job_id(const struct buf *payload, char *out, size_t cap)
 int worker_run(struct worker *w)
 {
     long backoff = w->cfg->redis_retry_min_ms;
-    LOG_INFO("worker_start", "worker=%s queue=%s", w->id, w->cfg->queue);
+    LOG_INFO("worker_start", "worker=%s queue=%s version=%s revision=%s", w->id, w->cfg->queue,
+             PIXQ_VERSION, PIXQ_REVISION);
     while (!*w->stop) {
         struct task t = {0};
         buf_init(&t.payload, 0);

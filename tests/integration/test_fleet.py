@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
@@ -781,6 +782,54 @@ class MagickLimitTest(FleetCase):
             self.assertEqual(prog.log_events("worker_start"), [])
         self.assertTrue(prog.log_events("child_config_error"))
         self.assertEqual(prog.log_events("supervisor_stop")[0]["killed"], "0")
+
+class VersionTest(FleetCase):
+    """Which pixq runs: `--version` of both programs, the worker_start line, and
+    pixq_build_info, all the project's version and the revision it was built from."""
+
+    def expected(self):
+        """(meson's project version, the revision of the checkout built, without -dirty)."""
+        build = Path(CONFIG.worker).resolve().parents[1]
+        info = subprocess.run(["meson", "introspect", "--projectinfo", str(build)],
+                              stdout=subprocess.PIPE, text=True, timeout=60)
+        head = subprocess.run(["git", "-C", str(harness.REPO_ROOT), "rev-parse", "HEAD"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return json.loads(info.stdout)["version"], (head.stdout.strip() or None)
+
+    def check_revision(self, revision, head):
+        if head is None:  # not built from a git checkout
+            self.assertEqual(revision, "unknown")
+        else:  # git describe --always --dirty: HEAD's abbreviated hash, maybe -dirty
+            self.assertRegex(revision, r"^[0-9a-f]{12}(-dirty)?$")
+            self.assertTrue(head.startswith(revision.split("-")[0]), (revision, head))
+
+    def test_version_everywhere(self):
+        version, head = self.expected()
+        # without any configuration, and with a broken one: --version needs none
+        for env in ({}, {"PIXQ_MAX_PIXELS": "many"}):
+            w = subprocess.run([CONFIG.worker, "--version"], env=dict(os.environ, **env),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=scaled(20))
+            self.assertEqual((w.returncode, w.stderr), (0, ""))
+            m = re.fullmatch(r"pixq-worker (\S+) \(revision (\S+); ImageMagick "
+                             r"\d+\.\d+\.\d+-\d+ Q\d+\)\n", w.stdout)
+            self.assertIsNotNone(m, w.stdout)
+            self.assertEqual(m.group(1), version)
+            revision = m.group(2)
+            self.check_revision(revision, head)
+            c = subprocess.run([CONFIG.pixq, "--version"], env=dict(os.environ, **env),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=scaled(20))
+            self.assertEqual((c.returncode, c.stdout, c.stderr),
+                             (0, "pixq %s (revision %s)\n" % (version, revision), ""))
+        prog = self.start_worker("--metrics-addr", "127.0.0.1:%d" % self.metrics_port)
+        start = self.wait_until(lambda: prog.log_events("worker_start"), 20, "worker_start")[0]
+        self.assertEqual((start["version"], start["revision"]), (version, revision))
+        fams = self.scrape()
+        self.assertEqual(fams["pixq_build_info"]["type"], "gauge")
+        self.assertEqual(fams["pixq_build_info"]["samples"],
+                         [("pixq_build_info", {"version": version, "revision": revision}, 1)])
+
 
 class JsonLogTest(FleetCase):
 

@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "job.h"
 #include "metrics.h"
+#include "version.h"
 
 #define T_MS         1700000000000L /* a job's start (unix ms) in the queue wait cases */
 #define MIN_STAMP_MS 946684800000L  /* 2000-01-01T00:00:00Z */
@@ -132,6 +133,10 @@ static const char zero_text[] =
     "# HELP pixq_lease_age_seconds Longest time a live worker process has gone since its lease "
     "last surely held (past PIXQ_LEASE_MS the fleet takes its job).\n"
     "# TYPE pixq_lease_age_seconds gauge\n"
+    "# HELP pixq_build_info 1, labelled with the version and source revision of the pixq-worker "
+    "serving these metrics.\n"
+    "# TYPE pixq_build_info gauge\n"
+    "pixq_build_info{version=\"" PIXQ_VERSION "\",revision=\"" PIXQ_REVISION "\"} 1\n"
     "# HELP pixq_worker_processes Live worker processes.\n"
     "# TYPE pixq_worker_processes gauge\n"
     "pixq_worker_processes 1\n"
