@@ -2129,11 +2129,13 @@ class AlertRulesTest(PixqTestCase):
 
     def exposed(self):
         """The families and label values of `pixq stats --prometheus` and of a worker's
-        /metrics."""
+        /metrics, once a payload that is not a job has died (the queue's `dead` counter)."""
+        port = harness.reserved_port(self)
+        self.push_job("{not json")
+        self.start_worker("--metrics-addr", "127.0.0.1:%d" % port)
+        self.wait_until(lambda: self.redis.llen(self.key("dead")) == 1, 30, "the dead entry")
         stats = self.run_pixq("stats", "--prometheus")
         self.assertEqual(stats.returncode, 0, stats.stderr)
-        port = harness.reserved_port(self)
-        self.start_worker("--metrics-addr", "127.0.0.1:%d" % port)
         url = "http://127.0.0.1:%d/metrics" % port
 
         def scraped():
