@@ -684,6 +684,26 @@ static void print_queue(json_object *q)
     print_counters(cli_get(q, "counters"));
 }
 
+/* What maxmemory-policy `policy` does past maxmemory, in the policy line and in FULL's (`full`):
+ * noeviction (or unknown) refuses what adds data; allkeys-* evicts any key, a whole queue among
+ * them; volatile-* only keys with a TTL, never a queue, then refuses as noeviction does. */
+static const char *policy_meaning(const char *policy, bool full)
+{
+    if (strncmp(policy, "allkeys-", 8) == 0) {
+        return full ? "Redis is evicting keys"
+                    : ": Redis evicts keys when full, a whole queue among them (set noeviction)";
+    }
+    if (strncmp(policy, "volatile-", 9) == 0) {
+        return full ? "Redis evicts keys with a TTL, and refuses producers' pushes once none is "
+                      "left"
+                    : ": Redis evicts keys with a TTL when full (job hashes, results, parked "
+                      "uploads), then refuses what adds data (set noeviction)";
+    }
+    return full ? "Redis refuses producers' pushes; workers settle what they hold and take no "
+                  "fresh job until it has room"
+                : "";
+}
+
 /* Redis's memory against its maxmemory, and what a full Redis means for the fleet. */
 static void print_redis(json_object *r)
 {
@@ -695,7 +715,6 @@ static void print_redis(json_object *r)
         return;
     }
     const char *policy = cli_str(r, "maxmemory_policy", "");
-    bool evicts = policy[0] != '\0' && strcmp(policy, "noeviction") != 0;
     long long counted = json_object_get_int64(used) - cli_int(r, "not_counted_for_evict");
     long long max = cli_int(r, "maxmemory");
     counted = counted > 0 ? counted : 0;
@@ -707,13 +726,9 @@ static void print_redis(json_object *r)
                pct > 999 ? "over " : "", pct > 999 ? 999.0 : pct);
     }
     printf("  policy         %s%s\n", policy[0] != '\0' ? policy : "unknown",
-           evicts ? ": Redis evicts keys when full, a whole queue among them (set noeviction)"
-                  : "");
+           policy_meaning(policy, false));
     if (json_object_get_boolean(cli_get(r, "full"))) {
-        printf("  FULL           %s\n",
-               evicts ? "Redis is evicting keys"
-                      : "Redis refuses producers' pushes; workers settle what they hold and take "
-                        "no fresh job until it has room");
+        printf("  FULL           %s\n", policy_meaning(policy, true));
     }
 }
 

@@ -1591,6 +1591,27 @@ class StatsTest(CliCase):
                           if name.startswith("pixq_redis_")},
                          {name: {} for name in PROM_FAMILIES if name.startswith("pixq_redis_")})
 
+    def test_stats_says_a_volatile_policy_refuses_once_nothing_expires(self):
+        """Under a volatile-* policy (a managed Redis's default) Redis evicts only keys with a
+        TTL, never a queue, and past maxmemory with none left it refuses a producer's push as
+        noeviction does: stats said "Redis evicts keys ..., a whole queue among them" and, full,
+        "Redis is evicting keys" while the push was refused."""
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory", "0")
+        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "volatile-lru")
+        memory, text, prom = self.redis_memory()
+        self.assertIn("  policy         volatile-lru: Redis evicts keys with a TTL when full "
+                      "(job hashes, results, parked uploads), then refuses what adds data "
+                      "(set noeviction)\n", text)
+        self.redis.execute("CONFIG", "SET", "maxmemory", str(memory["used_memory"] // 2))
+        refused = self.run_pixq("submit", "-", input=json.dumps(self.job("v-1", "/ok.png")))
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("OOM", refused.stderr)
+        memory, text, prom = self.redis_memory()
+        self.assertEqual((memory["full"], prom["pixq_redis_full"]), (True, 1))
+        self.assertRegex(text, r"  FULL +Redis evicts keys with a TTL, and refuses producers' "
+                               r"pushes once none is left\n$")
+
     def run_to(self, stdout, *args, input=None, close_stdout=False):
         """pixq [args] with its stdout on the file `stdout` (or closed): (status, stderr)."""
         r = subprocess.run([CONFIG.pixq, *args], env=self.cli_env(), stdout=stdout,
