@@ -472,10 +472,14 @@ static void warn_redis_settings(const struct worker *w, const struct rq_server *
                  log_quote(info->refused, q, sizeof q));
     }
     if (info->policy[0] != '\0' && strcmp(info->policy, "noeviction") != 0) {
+        /* volatile-*: only keys with a TTL, then writes refused as under noeviction */
+        bool volatile_only = strncmp(info->policy, "volatile-", 9) == 0;
         LOG_WARN("redis_eviction_policy",
-                 "policy=%s error=\"Redis may evict keys under memory pressure, whole queues "
-                 "with them: set maxmemory-policy noeviction\"",
-                 info->policy);
+                 "policy=%s error=\"Redis may evict keys under memory pressure, %s: set "
+                 "maxmemory-policy noeviction\"",
+                 info->policy,
+                 volatile_only ? "those with a TTL: parked outputs, results and job hashes"
+                               : "whole queues with them");
     }
     /* each queue may park up to the limit: their sum past half of maxmemory leaves the queues
      * too little room, and a full Redis refuses every write */

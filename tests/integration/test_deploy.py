@@ -973,15 +973,21 @@ class RedisConfTest(PixqTestCase):
         self.assertIn("check PIXQ_REDIS_URL", log)
 
     def test_eviction_policy_other_than_noeviction_is_warned(self):
-        """A Redis that may evict keys drops whole queues (a list is one key) without a trace."""
-        self.redis.execute("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+        """A Redis that may evict keys drops whole queues (a list is one key) without a trace;
+        under a volatile-* policy only keys with a TTL (parked outputs, results, job hashes),
+        never a queue, which the warning says as it is."""
         self.addCleanup(self.redis.execute, "CONFIG", "SET", "maxmemory-policy", "noeviction")
-        prog = self.start_worker()
-        self.wait_until(lambda: prog.log_events("worker_start"), 20, "the worker")
-        warned = prog.log_events("redis_eviction_policy")
-        self.assertEqual([(e.get("level"), e.get("policy")) for e in warned],
-                         [("warn", "allkeys-lru")])
-        self.assertIn("noeviction", warned[0].get("error"))
+        for policy, what in (("allkeys-lru", "whole queues with them"),
+                             ("volatile-lru", "those with a TTL: parked outputs, results and "
+                                              "job hashes")):
+            self.redis.execute("CONFIG", "SET", "maxmemory-policy", policy)
+            prog = self.start_worker()
+            self.wait_until(lambda: prog.log_events("worker_start"), 20, "the worker")
+            warned = prog.log_events("redis_eviction_policy")
+            self.assertEqual([(e.get("level"), e.get("policy")) for e in warned],
+                             [("warn", policy)])
+            self.assertEqual(warned[0].get("error"), "Redis may evict keys under memory "
+                             "pressure, %s: set maxmemory-policy noeviction" % what)
         self.redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
         quiet = self.start_worker()
         self.wait_until(lambda: quiet.log_events("worker_start"), 20, "the worker")
