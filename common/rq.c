@@ -308,7 +308,7 @@ static const char *refusal_hint(const char *msg)
 {
     if (strncmp(msg, "OOM ", 4) == 0) {
         return " (Redis is full: past its maxmemory it refuses what adds data until keys expire "
-               "or maxmemory is raised; `pixq stats` shows its memory)";
+               "or maxmemory is raised, `pixq stats` showing its memory)";
     }
     return strncmp(msg, "NOAUTH ", 7) == 0
                ? " (PIXQ_REDIS_URL gives no password: redis://[USER]:PASSWORD@HOST:PORT/DB)"

@@ -356,7 +356,7 @@ class SubmitTest(CliCase):
         self.assertEqual(r.stderr, "pixq: submit: claiming the job_ids: redis: OOM command not "
                          "allowed when used memory > 'maxmemory'. (Redis is full: past its "
                          "maxmemory it refuses what adds data until keys expire or maxmemory is "
-                         "raised; `pixq stats` shows its memory); nothing was enqueued\n")
+                         "raised, `pixq stats` showing its memory); nothing was enqueued\n")
         self.assertEqual(len(self.queued()), 2)
 
     def test_push_refused_part_way(self):

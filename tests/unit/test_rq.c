@@ -808,7 +808,7 @@ static void test_script_behind_errors(void)
     CHECK(rq_script_reply(r, &e) == NULL);
     CHECK(strstr(e.msg, "OOM command not allowed") != NULL);
     CHECK(strstr(e.msg, "maxmemory'. (Redis is full: past its maxmemory it refuses what adds data "
-                        "until keys expire or maxmemory is raised; `pixq stats` shows its "
+                        "until keys expire or maxmemory is raised, `pixq stats` showing its "
                         "memory)") != NULL);
     CHECK_INT(rq_script_send(r, RQ_SCRIPT_FINISH, 1, keys, 0, NULL, NULL, &e), 0);
     e = (struct err){{0}};
