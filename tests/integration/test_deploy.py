@@ -70,6 +70,7 @@ import yaml
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
 from harness import CONFIG, PixqTestCase, clean_env  # noqa: E402
+from test_fleet import parse_exposition  # noqa: E402
 
 REPO = harness.REPO_ROOT
 DEPLOY = REPO / "deploy"
@@ -2082,14 +2083,15 @@ def promtool(*args, cwd=None):
 
 
 def exposition_families(text):
-    """{family: {label: {values}}} of a Prometheus text exposition: every # TYPE line's family
-    (with no sample, too), and the label values of its samples (a histogram's _bucket, _sum and
-    _count under the family's name)."""
-    fams = {m: {} for m in re.findall(r"(?m)^# TYPE (\S+) ", text)}
-    for name, labels in re.findall(r"(?m)^([a-z_]+)(?:\{(.*)\})? \S+$", text):
-        fam = name if name in fams else re.sub(r"_(bucket|sum|count)$", "", name)
-        for k, v in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels or ""):
-            fams.setdefault(fam, {}).setdefault(k, set()).add(v)
+    """{family: {label: {values}}} of a Prometheus text exposition, parsed by test_fleet's
+    strict parser (a family with no sample too; a histogram's _bucket, _sum and _count under
+    the family's name)."""
+    fams = {}
+    for name, fam in parse_exposition(text).items():
+        labels = fams.setdefault(name, {})
+        for _, sample_labels, _ in fam["samples"]:
+            for k, v in sample_labels.items():
+                labels.setdefault(k, set()).add(v)
     return fams
 
 
