@@ -161,9 +161,8 @@ static void prom_redis(json_object *r)
     family("pixq_redis_used_memory_bytes", "gauge",
            "Redis's memory as it compares it with maxmemory (INFO used_memory less "
            "mem_not_counted_for_evict).");
-    long long counted = json_object_get_int64(used) - cli_int(r, "not_counted_for_evict");
     if (used != NULL) {
-        printf("pixq_redis_used_memory_bytes %lld\n", counted > 0 ? counted : 0);
+        printf("pixq_redis_used_memory_bytes %lld\n", stats_redis_counted(r));
     }
     family("pixq_redis_maxmemory_bytes", "gauge", "Redis's maxmemory (0: none).");
     if (max != NULL) {

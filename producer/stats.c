@@ -704,20 +704,23 @@ static const char *policy_meaning(const char *policy, bool full)
                 : "";
 }
 
+long long stats_redis_counted(json_object *redis)
+{
+    long long counted = cli_int(redis, "used_memory") - cli_int(redis, "not_counted_for_evict");
+    return counted > 0 ? counted : 0;
+}
+
 /* Redis's memory against its maxmemory, and what a full Redis means for the fleet. */
 static void print_redis(json_object *r)
 {
     printf("redis\n");
-    json_object *used = cli_get(r, "used_memory");
-    if (used == NULL) {
+    if (cli_get(r, "used_memory") == NULL) {
         printf("  memory         unknown (%s)\n",
                cli_str(r, "info_refused", "INFO does not say used_memory"));
         return;
     }
     const char *policy = cli_str(r, "maxmemory_policy", "");
-    long long counted = json_object_get_int64(used) - cli_int(r, "not_counted_for_evict");
-    long long max = cli_int(r, "maxmemory");
-    counted = counted > 0 ? counted : 0;
+    long long counted = stats_redis_counted(r), max = cli_int(r, "maxmemory");
     if (max <= 0) {
         printf("  memory         %lld bytes, no maxmemory\n", counted);
     } else {

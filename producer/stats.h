@@ -36,6 +36,10 @@ int stats_main(const struct cfg *cfg, int argc, char **argv);
 /* Prints a collection (the object `pixq stats --json` prints) in the Prometheus text format. */
 void stats_print_prometheus(json_object *s);
 
+/* Redis's memory as it compares it with maxmemory, from stats' `redis` object: used_memory less
+ * not_counted_for_evict, never below 0. */
+long long stats_redis_counted(json_object *redis);
+
 /* `pixq queues [--json]`. argv[0] is "queues". Returns the exit status. */
 int queues_main(const struct cfg *cfg, int argc, char **argv);
 
