@@ -154,7 +154,8 @@ static void prom_limits(json_object *limits)
     }
 }
 
-/* Redis's memory (no samples when the server refused INFO or did not say). */
+/* Redis's memory and eviction policy (no samples when the server refused INFO or did not
+ * say). */
 static void prom_redis(json_object *r)
 {
     json_object *used = cli_get(r, "used_memory"), *max = cli_get(r, "maxmemory");
@@ -173,6 +174,14 @@ static void prom_redis(json_object *r)
            "workers take no fresh job.");
     if (used != NULL) {
         printf("pixq_redis_full %d\n", json_object_get_boolean(cli_get(r, "full")) ? 1 : 0);
+    }
+    family("pixq_redis_maxmemory_policy", "gauge",
+           "1, with Redis's maxmemory-policy as the label: past maxmemory allkeys-* evicts any "
+           "key, a queue among them; volatile-* keys with a TTL; noeviction none.");
+    json_object *policy = cli_get(r, "maxmemory_policy");
+    if (policy != NULL) {
+        sample("pixq_redis_maxmemory_policy", "policy", json_object_get_string(policy), NULL, NULL,
+               1);
     }
 }
 

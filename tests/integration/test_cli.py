@@ -259,7 +259,8 @@ PROM_FAMILIES = dict(
                                              "next_delayed_seconds", "jobs_last_minute")]
     + [("pixq_queue_events_total", "counter"), ("pixq_queue_uploaded_bytes_total", "counter"),
        ("pixq_worker_jobs", "gauge"), ("pixq_live_workers", "gauge")]
-    + [("pixq_redis_" + g, "gauge") for g in ("used_memory_bytes", "maxmemory_bytes", "full")]
+    + [("pixq_redis_" + g, "gauge") for g in ("used_memory_bytes", "maxmemory_bytes", "full",
+                                               "maxmemory_policy")]
     + [("pixq_bucket_" + g, "gauge") for g in ("rate", "burst", "effective_rate",
                                                 "backlog_seconds", "override")]
     + [("pixq_bucket_%s_total" % c, "counter") for c in ("throttle_signals", "decreases",
@@ -1521,13 +1522,17 @@ class StatsTest(CliCase):
 
     def redis_memory(self):
         """pixq stats's redis section: (the --json object, the text's lines from "redis" on to
-        "limits", the --prometheus samples of pixq_redis_*)."""
+        "limits", the --prometheus samples of pixq_redis_*, "policy" holding the label of
+        pixq_redis_maxmemory_policy's one sample, at 1)."""
         memory = json.loads(self.pixq_ok("stats", "--json"))["redis"]
         text = self.pixq_ok("stats")
         section = text[text.index("\nredis\n") + 1:text.index("\nlimits\n") + 1]
         fams = parse_prometheus(self.pixq_ok("stats", "--prometheus"))
         samples = {name: fam["samples"].get(frozenset()) for name, fam in fams.items()
                    if name.startswith("pixq_redis_")}
+        [(labels, value)] = fams["pixq_redis_maxmemory_policy"]["samples"].items()
+        self.assertEqual(value, 1)
+        samples["policy"] = dict(labels)["policy"]
         return memory, section, samples
 
     def test_stats_shows_redis_memory_and_when_it_is_full(self):
@@ -1542,7 +1547,7 @@ class StatsTest(CliCase):
         self.assertRegex(text, r"^redis\n  memory +\d+ bytes, no maxmemory\n"
                                r"  policy +noeviction\n$")
         self.assertEqual(prom["pixq_redis_maxmemory_bytes"], 0)
-        self.assertEqual(prom["pixq_redis_full"], 0)
+        self.assertEqual((prom["pixq_redis_full"], prom["policy"]), (0, "noeviction"))
         self.assertTrue(0.5 * used < prom["pixq_redis_used_memory_bytes"] < 2 * used, prom)
 
         self.redis.execute("CONFIG", "SET", "maxmemory", str(4 * used))
@@ -1568,6 +1573,7 @@ class StatsTest(CliCase):
         self.redis.execute("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
         memory, text, prom = self.redis_memory()
         self.assertEqual((memory["maxmemory_policy"], memory["full"]), ("allkeys-lru", False))
+        self.assertEqual(prom["policy"], "allkeys-lru")
         self.assertIn("  policy         allkeys-lru: Redis evicts keys when full, a whole queue "
                       "among them (set noeviction)\n", text)
 
@@ -1608,7 +1614,8 @@ class StatsTest(CliCase):
         self.assertEqual(refused.returncode, 1)
         self.assertIn("OOM", refused.stderr)
         memory, text, prom = self.redis_memory()
-        self.assertEqual((memory["full"], prom["pixq_redis_full"]), (True, 1))
+        self.assertEqual((memory["full"], prom["pixq_redis_full"], prom["policy"]),
+                         (True, 1, "volatile-lru"))
         self.assertRegex(text, r"  FULL +Redis evicts keys with a TTL, and refuses producers' "
                                r"pushes once none is left\n$")
 

@@ -2162,7 +2162,8 @@ class AlertRulesTest(PixqTestCase):
     def test_every_metric_and_label_value_named_exists(self):
         """A metric renamed, or a label value gone, would leave an alert that never fires:
         every pixq_* name in the expressions is a family that pixq exposes, and every label
-        value they match (=, or each of =~'s alternatives) one of its samples'."""
+        value they match (= or !=, or each of =~'s or !~'s alternatives) one of its samples'
+        (the test's Redis runs under noeviction)."""
         fams = self.exposed()
         named = 0
         for rule in self.rules():
@@ -2170,8 +2171,8 @@ class AlertRulesTest(PixqTestCase):
                 named += 1
                 with self.subTest(alert=rule["alert"], metric=name):
                     self.assertIn(name, fams)
-                    for label, op, value in re.findall(r'(\w+)(=~|=)"([^"]*)"', selector):
-                        for v in value.split("|") if op == "=~" else [value]:
+                    for label, op, value in re.findall(r'(\w+)(=~|!~|!=|=)"([^"]*)"', selector):
+                        for v in value.split("|") if op.endswith("~") else [value]:
                             self.assertIn(v, fams[name].get(label, set()))
         self.assertGreaterEqual(named, len(self.rules()))
 
